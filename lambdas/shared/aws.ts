@@ -1,0 +1,38 @@
+import { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
+
+/**
+ * SDK clients with the SDK's own retry strategy (standard mode: exponential backoff with jitter,
+ * retry quota). Settings come from the SDK's standard variables (AWS_REGION, AWS_ENDPOINT_URL,
+ * AWS_ENDPOINT_URL_S3, ...). With the default `env` (process.env) the SDK's own providers read them;
+ * with another env object (tests, child configuration), the same variables are applied explicitly.
+ */
+export const DEFAULT_MAX_ATTEMPTS = 5;
+
+export function s3ClientConfig(env: NodeJS.ProcessEnv = process.env, overrides: S3ClientConfig = {}): S3ClientConfig {
+  const endpoint = env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
+  const explicit: S3ClientConfig = {};
+  if (env !== process.env) {
+    if (endpoint) explicit.endpoint = endpoint;
+    const region = env.AWS_REGION ?? env.AWS_DEFAULT_REGION;
+    if (region) explicit.region = region;
+    if (env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY) {
+      explicit.credentials = {
+        accessKeyId: env.AWS_ACCESS_KEY_ID,
+        secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
+        sessionToken: env.AWS_SESSION_TOKEN,
+      };
+    }
+  }
+  return {
+    maxAttempts: DEFAULT_MAX_ATTEMPTS,
+    retryMode: 'standard',
+    // A custom endpoint (s3rver, MinIO, a VPC endpoint URL) cannot take virtual-hosted buckets.
+    forcePathStyle: Boolean(endpoint),
+    ...explicit,
+    ...overrides,
+  };
+}
+
+export function createS3Client(env: NodeJS.ProcessEnv = process.env, overrides: S3ClientConfig = {}): S3Client {
+  return new S3Client(s3ClientConfig(env, overrides));
+}

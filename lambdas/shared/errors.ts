@@ -1,0 +1,28 @@
+/**
+ * An error an operator can act on: its message is one line naming the problem and the fix.
+ * The CLI prints it alone on stderr and exits with `exitCode`; handlers fail the invocation.
+ */
+export class OperatorError extends Error {
+  override readonly name = 'OperatorError';
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
+
+/** Reads a required environment variable (CLI side), or fails naming it and how to set it. */
+export function requireEnv(name: string, hint: string, env: NodeJS.ProcessEnv = process.env): string {
+  const value = env[name];
+  if (value === undefined || value.trim() === '') {
+    throw new OperatorError(`${name} is not set: ${hint}`, 2);
+  }
+  return value;
+}
+
+/** One line, whatever was thrown: for stderr and logs. */
+export function oneLine(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return text.replace(/\s+/g, ' ').trim();
+}

@@ -1,0 +1,32 @@
+import { z } from 'zod';
+import { BACKUP_TIERS } from './s3-layout';
+
+/** The backup manifest (DESIGN.md, schema 1): written last, the only mark of a good backup. */
+export const BackupManifestSchema = z.object({
+  schema: z.literal(1),
+  database: z.string().min(1),
+  tier: z.enum(BACKUP_TIERS),
+  startedAt: z.iso.datetime(),
+  finishedAt: z.iso.datetime(),
+  durationMs: z.number().int().nonnegative(),
+  serverVersion: z.string().min(1),
+  pgDumpVersion: z.string().min(1),
+  objects: z
+    .array(
+      z.object({
+        key: z.string().min(1),
+        format: z.enum(['custom', 'plain']),
+        bytes: z.number().int().nonnegative(),
+        sha256: z.string().regex(/^[0-9a-f]{64}$/),
+      }),
+    )
+    .min(1),
+  tables: z.array(z.object({ schema: z.string(), name: z.string(), rows: z.number().int().nonnegative() })),
+});
+
+export type BackupManifest = z.infer<typeof BackupManifestSchema>;
+export type BackupObject = BackupManifest['objects'][number];
+
+/** Pointer files `latest.json` and `latest/<tier>.json`. */
+export const LatestPointerSchema = z.object({ manifest: z.string().min(1) });
+export type LatestPointer = z.infer<typeof LatestPointerSchema>;

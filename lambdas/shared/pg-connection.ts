@@ -1,0 +1,160 @@
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { Signer } from '@aws-sdk/rds-signer';
+import { readFileSync } from 'node:fs';
+import type { ClientConfig } from 'pg';
+import { z } from 'zod';
+import { OperatorError } from './errors';
+
+/**
+ * Where the PostgreSQL connection comes from, in this order:
+ *  1. a Secrets Manager secret (`--database-secret <arn>` on the CLI; the configured RDS secret in AWS),
+ *  2. IAM database authentication (a short-lived token instead of a password),
+ *  3. libpq's standard variables (PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGSSLMODE ...).
+ * The password never goes to logs; child processes receive it through their own environment only.
+ */
+export interface PgConnection {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly password?: string;
+  readonly database: string;
+  /** libpq sslmode (disable, prefer, require, verify-full). */
+  readonly sslMode?: string;
+  /** CA bundle for verify-full (the RDS global bundle in the runner image). */
+  readonly sslRootCert?: string;
+}
+
+/** Shape of an RDS-managed secret (extra fields ignored). */
+const RdsSecretSchema = z.object({
+  username: z.string().min(1),
+  password: z.string().min(1),
+  host: z.string().min(1).optional(),
+  port: z.union([z.number(), z.string()]).optional(),
+  dbname: z.string().min(1).optional(),
+});
+
+export interface ResolveConnectionOptions {
+  readonly env?: NodeJS.ProcessEnv;
+  /** Secret ARN with {username, password[, host, port, dbname]}. */
+  readonly secretArn?: string;
+  readonly secretsManager?: SecretsManagerClient;
+  /** Use IAM database authentication as this user. */
+  readonly iamAuthUser?: string;
+  /** Region for the IAM auth token. */
+  readonly region?: string;
+  /** Overrides applied last (e.g. the configured host, or a target database name). */
+  readonly overrides?: Partial<PgConnection>;
+}
+
+export async function resolveConnection(options: ResolveConnectionOptions = {}): Promise<PgConnection> {
+  const env = options.env ?? process.env;
+  const fromEnv: Partial<PgConnection> = {
+    host: env.PGHOST,
+    port: env.PGPORT ? Number(env.PGPORT) : undefined,
+    user: env.PGUSER,
+    password: env.PGPASSWORD,
+    database: env.PGDATABASE,
+    sslMode: env.PGSSLMODE,
+    sslRootCert: env.PGSSLROOTCERT,
+  };
+  let merged: Partial<PgConnection> = { ...fromEnv };
+
+  if (options.secretArn) {
+    const client = options.secretsManager ?? new SecretsManagerClient({ maxAttempts: 5 });
+    let raw: string | undefined;
+    try {
+      raw = (await client.send(new GetSecretValueCommand({ SecretId: options.secretArn }))).SecretString;
+    } catch (error) {
+      throw new OperatorError(
+        `cannot read database secret ${options.secretArn}: ${(error as Error).name}; check the ARN and that this role may call secretsmanager:GetSecretValue on it`,
+      );
+    }
+    const parsed = RdsSecretSchema.safeParse(raw ? safeJson(raw) : undefined);
+    if (!parsed.success) {
+      throw new OperatorError(`database secret ${options.secretArn} is not an RDS secret JSON with username and password; fix the secret value`);
+    }
+    const s = parsed.data;
+    merged = {
+      ...merged,
+      user: s.username,
+      password: s.password,
+      host: s.host ?? merged.host,
+      port: s.port !== undefined ? Number(s.port) : merged.port,
+      database: s.dbname ?? merged.database,
+    };
+  }
+  merged = { ...merged, ...stripUndefined(options.overrides ?? {}) };
+
+  if (options.iamAuthUser) {
+    if (!merged.host) throw new OperatorError('IAM database authentication needs a host: set PGHOST or the configured database host');
+    const signer = new Signer({
+      hostname: merged.host,
+      port: merged.port ?? 5432,
+      username: options.iamAuthUser,
+      region: options.region ?? env.AWS_REGION,
+    });
+    merged = { ...merged, user: options.iamAuthUser, password: await signer.getAuthToken(), sslMode: merged.sslMode ?? 'require' };
+  }
+
+  if (!merged.host) throw new OperatorError('no database host: set PGHOST (or pass --database-secret <arn> whose secret has a host)', 2);
+  if (!merged.user) throw new OperatorError('no database user: set PGUSER (or pass --database-secret <arn>)', 2);
+  if (!merged.database) throw new OperatorError('no database name: set PGDATABASE (or use a secret with dbname)', 2);
+  if (merged.port !== undefined && !(Number.isInteger(merged.port) && merged.port > 0 && merged.port < 65536)) {
+    throw new OperatorError(`invalid database port "${env.PGPORT}": set PGPORT to a number such as 5432`, 2);
+  }
+  return { ...merged, host: merged.host, user: merged.user, database: merged.database, port: merged.port ?? 5432 };
+}
+
+/** libpq variables for a child process (pg_dump, pg_restore, psql). Never log the result. */
+export function libpqEnv(conn: PgConnection, database = conn.database): Record<string, string> {
+  const env: Record<string, string> = {
+    PGHOST: conn.host,
+    PGPORT: String(conn.port),
+    PGUSER: conn.user,
+    PGDATABASE: database,
+    PGAPPNAME: 'atmr-dr',
+    PGCONNECT_TIMEOUT: '15',
+  };
+  if (conn.password !== undefined) env.PGPASSWORD = conn.password;
+  if (conn.sslMode) env.PGSSLMODE = conn.sslMode;
+  if (conn.sslRootCert) env.PGSSLROOTCERT = conn.sslRootCert;
+  return env;
+}
+
+/** node-postgres settings for the same connection. */
+export function pgClientConfig(conn: PgConnection, database = conn.database): ClientConfig {
+  const ssl =
+    conn.sslMode === undefined || conn.sslMode === 'disable' || conn.sslMode === 'prefer' || conn.sslMode === 'allow'
+      ? false
+      : conn.sslMode === 'verify-full' || conn.sslMode === 'verify-ca'
+        ? { rejectUnauthorized: true, ...(conn.sslRootCert && { ca: readFileSync(conn.sslRootCert, 'utf8') }) }
+        : { rejectUnauthorized: false };
+  return {
+    host: conn.host,
+    port: conn.port,
+    user: conn.user,
+    password: conn.password,
+    database,
+    ssl,
+    application_name: 'atmr-dr',
+    connectionTimeoutMillis: 15_000,
+  };
+}
+
+/** A connection description safe for logs (no password). */
+export function describeConnection(conn: PgConnection): string {
+  return `${conn.user}@${conn.host}:${conn.port}/${conn.database}`;
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function stripUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+

@@ -1,0 +1,187 @@
+import { z } from 'zod';
+
+/**
+ * The one typed configuration of an atmr-dr environment.
+ *
+ * Environments live in `cdk.json` under `context.environments.<name>`; `example` is the embedded
+ * default so that `npx cdk synth` works offline. Existing infrastructure is referenced by explicit
+ * attributes (no `fromLookup`, which needs credentials at synth).
+ */
+
+const accountId = z.string().regex(/^\d{12}$/, 'must be a 12-digit AWS account id');
+const region = z.string().regex(/^[a-z]{2}(-gov)?-[a-z]+-\d$/, 'must be an AWS region such as eu-west-3');
+const arn = z.string().regex(/^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12})?:.+$/, 'must be a full ARN (arn:aws:...)');
+const subnetId = z.string().regex(/^subnet-[0-9a-f]{8,17}$/, 'must be a subnet id (subnet-...)');
+const securityGroupId = z.string().regex(/^sg-[0-9a-f]{8,17}$/, 'must be a security group id (sg-...)');
+const timeZone = z.string().refine(isValidTimeZone, 'must be an IANA time zone such as Europe/Paris');
+const pgIdentifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case PostgreSQL identifier');
+
+function isValidTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export const NetworkConfigSchema = z.strictObject({
+  /** VPC of the ATMR platform. */
+  vpcId: z.string().regex(/^vpc-[0-9a-f]{8,17}$/, 'must be a VPC id (vpc-...)'),
+  /** Availability zones of the private subnets, in the same order. */
+  availabilityZones: z.array(z.string().min(1)).min(1),
+  /** Private subnets (with a route to S3 and AWS APIs) where the runners and probes run. */
+  privateSubnetIds: z.array(subnetId).min(1),
+});
+
+export const DatabaseConfigSchema = z.strictObject({
+  /** RDS instance identifier (for PITR checks and snapshots). */
+  instanceIdentifier: z.string().regex(/^[a-zA-Z][a-zA-Z0-9-]{0,62}$/, 'must be an RDS instance identifier'),
+  /** Endpoint host name. */
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535).default(5432),
+  /** Database to back up: the production database name, which restores refuse to overwrite. */
+  name: pgIdentifier,
+  /** Secrets Manager secret holding `{username, password}` (the RDS-managed secret). */
+  secretArn: arn,
+  /** KMS key of the secret, when it is not the AWS-managed one. */
+  secretKmsKeyArn: arn.optional(),
+  /** Use IAM database authentication as this user instead of the secret. */
+  iamAuthUser: z.string().min(1).optional(),
+  /** Security group of the database: runners get ingress on `port` from their own group. */
+  securityGroupId,
+  /** PostgreSQL major version of the server: the runner image ships the same client. */
+  engineMajorVersion: z.number().int().min(12).max(18).default(15),
+});
+
+export const BackupTierSchema = z.enum(['hourly', 'daily', 'weekly', 'monthly']);
+export type BackupTier = z.infer<typeof BackupTierSchema>;
+
+export const BackupsConfigSchema = z.strictObject({
+  /** Where the runner image executes: Lambda (15 min cap) or an ECS Fargate task (no cap). */
+  runner: z.enum(['lambda', 'fargate']).default('lambda'),
+  /** gzip/pg_dump compression level (0-9) used for both formats. */
+  compressionLevel: z.number().int().min(0).max(9).default(6),
+  /** Lambda memory for the runner (MiB). */
+  memoryMiB: z.number().int().min(512).max(10240).default(2048),
+  /** Lambda ephemeral storage (MiB) used as scratch space. */
+  ephemeralStorageMiB: z.number().int().min(512).max(10240).default(4096),
+  /** S3 Object Lock in governance mode, with this default retention in days, when set. */
+  objectLockGovernanceDays: z.number().int().min(1).max(3650).optional(),
+  /** Manual RDS snapshots kept per tier (weekly and monthly tiers take one). */
+  snapshotRetention: z
+    .strictObject({ weekly: z.number().int().min(1).default(4), monthly: z.number().int().min(1).default(12) })
+    .default({ weekly: 4, monthly: 12 }),
+  /** Minimum automated-backup retention (PITR) in days; below it, the PITR alarm fires. */
+  minPitrRetentionDays: z.number().int().min(1).max(35).default(7),
+});
+
+export const RestoreTestConfigSchema = z.strictObject({
+  /** Run the monthly restore test in this environment (staging by default, not production). */
+  enabled: z.boolean().default(false),
+  /** Instance that receives the scratch database; defaults to the backed-up one. */
+  targetHost: z.string().min(1).optional(),
+  targetPort: z.number().int().min(1).max(65535).optional(),
+  targetSecretArn: arn.optional(),
+  /** Restore into a temporary RDS instance created from the latest snapshot instead. */
+  useTemporaryInstance: z.boolean().default(false),
+  /** Recovery point objective in seconds (runbook: 15 minutes). */
+  rpoObjectiveSeconds: z.number().int().positive().default(900),
+  /** Recovery time objective in seconds (runbook: 30 minutes). */
+  rtoObjectiveSeconds: z.number().int().positive().default(1800),
+  /** Queries that must succeed on the restored database (skipped when their table is absent). */
+  criticalQueries: z.array(z.string().min(1)).default(['SELECT COUNT(*) FROM company', 'SELECT COUNT(*) FROM booking']),
+});
+
+export const KillswitchConfigSchema = z.strictObject({
+  /** SSM parameter name holding the killswitch JSON value. */
+  parameterName: z.string().regex(/^\/[a-zA-Z0-9_./-]+$/, 'must be an SSM parameter path starting with /'),
+  /** ALB listener where maintenance is enforced with a 503 fixed-response rule. */
+  listenerArn: arn,
+  /** Priority of the maintenance listener rule (must be free on the listener). */
+  listenerRulePriority: z.number().int().min(1).max(50000).default(1),
+  /** Task role of the Flask API, granted read access to the parameter. */
+  apiTaskRoleArn: arn,
+  /** Roles of operators allowed to use the CLI (read + write). */
+  operatorRoleArns: z.array(arn).default([]),
+  /** Slack slash-command integration. */
+  slack: z
+    .strictObject({
+      signingSecretArn: arn,
+      allowedUserIds: z.array(z.string().regex(/^[UW][A-Z0-9]{2,}$/, 'must be a Slack user id (U...)')).min(1),
+    })
+    .optional(),
+});
+
+export const EscalationConfigSchema = z.strictObject({
+  /** E-mail of the on-call engineer (level 1, 0-15 min). */
+  onCallEmail: z.email(),
+  /** E-mail of the lead DevOps (level 2, 15-30 min). */
+  leadDevOpsEmail: z.email(),
+  /** E-mail of the CTO (level 3, 30+ min). */
+  ctoEmail: z.email(),
+});
+
+export const EnvironmentConfigSchema = z.strictObject({
+  /** Short environment name, used in resource names (e.g. prod, staging). */
+  name: z.string().regex(/^[a-z][a-z0-9-]{1,20}$/, 'must be 2-21 lower-case letters, digits or dashes'),
+  account: accountId,
+  region,
+  /** Time zone of the schedules. */
+  timeZone: timeZone.default('Europe/Paris'),
+  /** Is this the production environment (guards destructive operations). */
+  production: z.boolean().default(false),
+  network: NetworkConfigSchema,
+  database: DatabaseConfigSchema,
+  backups: BackupsConfigSchema.default(() => BackupsConfigSchema.parse({})),
+  restoreTest: RestoreTestConfigSchema.default(() => RestoreTestConfigSchema.parse({})),
+  killswitch: KillswitchConfigSchema,
+  escalation: EscalationConfigSchema,
+});
+
+export type EnvironmentConfig = z.infer<typeof EnvironmentConfigSchema>;
+
+/** Thrown for a config that cannot be used; the message is one line naming the field and the fix. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/**
+ * Validates one environment's raw context value. The error message names the first invalid
+ * field (as a `cdk.json` path) and what it must be.
+ */
+export function parseEnvironmentConfig(envName: string, raw: unknown): EnvironmentConfig {
+  if (raw === undefined) {
+    throw new ConfigError(
+      `config: no environment "${envName}" in cdk.json context.environments; add it there or pass -c env=example`,
+    );
+  }
+  const result = EnvironmentConfigSchema.safeParse(raw);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const path = ['environments', envName, ...issue.path.map(String)].join('.');
+    throw new ConfigError(`config: ${path}: ${describeIssue(issue)}; fix it in cdk.json (context.${path})`);
+  }
+  return result.data;
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') return `unknown field(s) ${issue.keys.join(', ')}: remove or rename them`;
+  if (issue.code === 'invalid_type' && issue.input === undefined) return `is required (${issue.expected})`;
+  return issue.message;
+}
+
+/** Minimal view of CDK's node context, so this module does not depend on a construct. */
+export interface ContextReader {
+  tryGetContext(key: string): unknown;
+}
+
+/**
+ * Resolves the environment selected with `-c env=<name>` (default `example`) from CDK context.
+ * The only place in `lib/` that reads context.
+ */
+export function loadConfigFromContext(node: ContextReader): EnvironmentConfig {
+  const envName = (node.tryGetContext('env') as string | undefined) ?? 'example';
+  const environments = (node.tryGetContext('environments') ?? {}) as Record<string, unknown>;
+  return parseEnvironmentConfig(envName, environments[envName]);
+}

@@ -1,0 +1,86 @@
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import * as path from 'node:path';
+import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
+
+/** Repository root, to resolve `lambdas/<concern>/handler.ts` entries. */
+export const REPO_ROOT = path.resolve(__dirname, '..', '..');
+
+export interface HouseFunctionProps {
+  /** Handler file, relative to the repository root (e.g. `lambdas/killswitch/handler.ts`). */
+  readonly entry: string;
+  /** Exported handler name. @default 'handler' */
+  readonly handler?: string;
+  /** Powertools service name (logs, metrics dimension, traces). */
+  readonly serviceName: string;
+  /** @default Duration.seconds(30) */
+  readonly timeout?: Duration;
+  /** @default 256 */
+  readonly memorySize?: number;
+  /** Non-secret configuration only: secrets are read at run time from Secrets Manager. */
+  readonly environment?: Record<string, string>;
+  /** Run inside the VPC (private subnets) with these placement settings. @default - outside any VPC */
+  readonly vpcPlacement?: {
+    readonly vpc: ec2.IVpc;
+    readonly subnets: ec2.SubnetSelection;
+    readonly securityGroups: ec2.ISecurityGroup[];
+  };
+  /** Log retention. @default logs.RetentionDays.THREE_MONTHS */
+  readonly logRetention?: logs.RetentionDays;
+  /** Reserved concurrency (e.g. 1 for runners that must not overlap). @default - unreserved */
+  readonly reservedConcurrentExecutions?: number;
+}
+
+
+/**
+ * The house Lambda function: Node.js 22 on arm64, bundled locally with esbuild (no Docker),
+ * X-Ray tracing, a log group of its own with bounded retention, Powertools settings.
+ */
+export class HouseFunction extends Construct {
+  readonly function: nodejs.NodejsFunction;
+  readonly logGroup: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: HouseFunctionProps) {
+    super(scope, id);
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    this.function = new nodejs.NodejsFunction(this, 'Function', {
+      entry: path.join(REPO_ROOT, props.entry),
+      handler: props.handler ?? 'handler',
+      runtime: lambda.Runtime.NODEJS_22_X,
+      architecture: lambda.Architecture.ARM_64,
+      timeout: props.timeout ?? Duration.seconds(30),
+      memorySize: props.memorySize ?? 256,
+      tracing: lambda.Tracing.ACTIVE,
+      logGroup: this.logGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      reservedConcurrentExecutions: props.reservedConcurrentExecutions,
+      projectRoot: REPO_ROOT,
+      depsLockFilePath: path.join(REPO_ROOT, 'package-lock.json'),
+      environment: {
+        POWERTOOLS_SERVICE_NAME: props.serviceName,
+        POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+        NODE_OPTIONS: '--enable-source-maps',
+        ...props.environment,
+      },
+      bundling: {
+        minify: true,
+        sourceMap: true,
+        target: 'node22',
+        format: nodejs.OutputFormat.CJS,
+        forceDockerBundling: false,
+      },
+      ...(props.vpcPlacement && {
+        vpc: props.vpcPlacement.vpc,
+        vpcSubnets: props.vpcPlacement.subnets,
+        securityGroups: props.vpcPlacement.securityGroups,
+      }),
+    });
+  }
+}

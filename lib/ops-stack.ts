@@ -1,0 +1,50 @@
+import { Stack, StackProps, Validations } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import { Construct } from 'constructs';
+import { EnvironmentConfig } from './config';
+import { DataStack } from './data-stack';
+
+export interface OpsStackProps extends StackProps {
+  readonly config: EnvironmentConfig;
+  /** The stateful resources this stack acts on. */
+  readonly data: DataStack;
+}
+
+/**
+ * Stateless: functions, schedules, alarms. Wires the runbook constructs together and nothing else;
+ * everything here can be destroyed and redeployed without losing data.
+ */
+export class OpsStack extends Stack {
+  /** Every alarm of every runbook scenario notifies this topic; escalation subscribes to it. */
+  readonly incidentsTopic: sns.Topic;
+
+  constructor(scope: Construct, id: string, props: OpsStackProps) {
+    super(scope, id, props);
+    const { config, data } = props;
+
+    const vpc = ec2.Vpc.fromVpcAttributes(this, 'Vpc', {
+      vpcId: config.network.vpcId,
+      availabilityZones: config.network.availabilityZones,
+      privateSubnetIds: config.network.privateSubnetIds,
+    });
+    Validations.of(vpc).acknowledge({
+      id: 'Annotation::@aws-cdk/aws-ec2:noSubnetRouteTableId',
+      reason: 'atmr-dr only places functions and tasks in the existing subnets; it never reads or adds routes.',
+    });
+    const privateSubnets: ec2.SubnetSelection = { subnets: vpc.privateSubnets };
+    const databaseSecurityGroup = ec2.SecurityGroup.fromSecurityGroupId(this, 'DatabaseSecurityGroup', config.database.securityGroupId, {
+      mutable: true,
+    });
+
+    this.incidentsTopic = new sns.Topic(this, 'Incidents', {
+      displayName: `atmr-dr ${config.name} incidents`,
+      masterKey: data.key,
+      enforceSSL: true,
+    });
+
+    // Runbook constructs are wired below (one per concern, lib/constructs/<concern>.ts).
+    void privateSubnets;
+    void databaseSecurityGroup;
+  }
+}

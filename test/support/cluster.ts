@@ -1,0 +1,18 @@
+import { PostgresCluster } from './postgres';
+
+/** The run's shared cluster (started by global-setup.ts), for use inside test files. */
+export function testCluster(): PostgresCluster {
+  const host = process.env.ATMR_TEST_PGHOST;
+  const port = process.env.ATMR_TEST_PGPORT;
+  const dataDir = process.env.ATMR_TEST_PGDATADIR;
+  if (!host || !port || !dataDir) throw new Error('the jest globalSetup did not start PostgreSQL (test/support/global-setup.ts)');
+  const user = process.env.ATMR_TEST_PGUSER ?? 'postgres';
+  return { host, port: Number(port), user, dataDir, env: { PGHOST: host, PGPORT: port, PGUSER: user, PGDATABASE: 'postgres' } };
+}
+
+let counter = 0;
+/** A database name unique to this worker and call, so test files never collide. */
+export function uniqueDatabaseName(prefix: string): string {
+  counter += 1;
+  return `${prefix}_${process.pid}_${Date.now().toString(36)}_${counter}`.toLowerCase();
+}

@@ -1,0 +1,93 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+/**
+ * A throwaway PostgreSQL cluster on 127.0.0.1 and a free port, for tests and benches.
+ * As root (CI, this machine kind), initdb/pg_ctl run as the `postgres` user via runuser.
+ */
+export interface PostgresCluster {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly dataDir: string;
+  /** libpq environment for child processes (psql, pg_dump, the CLI). */
+  readonly env: Record<string, string>;
+}
+
+export function postgresBinDir(): string {
+  const onPath = spawnSync('sh', ['-c', 'command -v initdb'], { encoding: 'utf8' }).stdout.trim();
+  if (onPath) return path.dirname(fs.realpathSync(onPath));
+  const root = '/usr/lib/postgresql';
+  const versions = fs.existsSync(root) ? fs.readdirSync(root).sort((a, b) => Number(b) - Number(a)) : [];
+  for (const v of versions) {
+    const dir = path.join(root, v, 'bin');
+    if (fs.existsSync(path.join(dir, 'initdb'))) return dir;
+  }
+  throw new Error('initdb not found: install PostgreSQL (apt-get install postgresql) or put its bin/ on PATH');
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address() as net.AddressInfo;
+      server.close(() => resolve(address.port));
+    });
+  });
+}
+
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+
+function runAsPostgres(cmd: string, args: string[]): void {
+  const [file, argv] = isRoot ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args];
+  execFileSync(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+export async function startPostgres(options: { extraSettings?: string[] } = {}): Promise<PostgresCluster> {
+  const bin = postgresBinDir();
+  const baseDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-pg-'));
+  const dataDir = path.join(baseDir, 'data');
+  if (isRoot) {
+    fs.chmodSync(baseDir, 0o755);
+    execFileSync('chown', ['postgres:postgres', baseDir]);
+  }
+  runAsPostgres(path.join(bin, 'initdb'), ['-D', dataDir, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync']);
+  const port = await freePort();
+  const settings = [
+    `-p ${port}`,
+    '-c listen_addresses=127.0.0.1',
+    `-c unix_socket_directories=${baseDir}`,
+    '-c fsync=off',
+    '-c synchronous_commit=off',
+    '-c full_page_writes=off',
+    '-c max_connections=200',
+    ...(options.extraSettings ?? []),
+  ].join(' ');
+  runAsPostgres(path.join(bin, 'pg_ctl'), ['-D', dataDir, '-l', path.join(baseDir, 'server.log'), '-o', settings, '-w', '-t', '60', 'start']);
+  const env = { PGHOST: '127.0.0.1', PGPORT: String(port), PGUSER: 'postgres', PGDATABASE: 'postgres' };
+  return { host: '127.0.0.1', port, user: 'postgres', dataDir, env };
+}
+
+export function stopPostgres(cluster: Pick<PostgresCluster, 'dataDir'>): void {
+  const bin = postgresBinDir();
+  try {
+    runAsPostgres(path.join(bin, 'pg_ctl'), ['-D', cluster.dataDir, '-m', 'immediate', '-w', 'stop']);
+  } finally {
+    fs.rmSync(path.dirname(cluster.dataDir), { recursive: true, force: true });
+  }
+}
+
+/** Runs SQL with psql against the cluster (ON_ERROR_STOP), returning unaligned tuples-only output. */
+export function psql(cluster: Pick<PostgresCluster, 'env'>, database: string, sql: string): string {
+  return execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-At', '-d', database], {
+    input: sql,
+    env: { ...process.env, ...cluster.env },
+    encoding: 'utf8',
+    stdio: ['pipe', 'pipe', 'pipe'],
+  }).trim();
+}
