@@ -1,0 +1,65 @@
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { mockClient } from 'aws-sdk-client-mock';
+import { OperatorError } from '../../../lambdas/shared/errors';
+import { describeConnection, libpqEnv, pgClientConfig, resolveConnection } from '../../../lambdas/shared/pg-connection';
+
+const secrets = mockClient(SecretsManagerClient);
+const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-AbCdEf';
+
+describe('resolveConnection', () => {
+  beforeEach(() => secrets.reset());
+
+  it('takes libpq variables when no secret is given', async () => {
+    const conn = await resolveConnection({ env: { PGHOST: 'db', PGPORT: '6543', PGUSER: 'u', PGPASSWORD: 'p', PGDATABASE: 'atmr' } });
+
+    expect(conn).toMatchObject({ host: 'db', port: 6543, user: 'u', password: 'p', database: 'atmr' });
+  });
+
+  it('reads user and password from the RDS secret, host from the environment', async () => {
+    secrets.on(GetSecretValueCommand, { SecretId: SECRET_ARN }).resolves({ SecretString: JSON.stringify({ username: 'atmr_admin', password: 's3cret' }) });
+
+    const conn = await resolveConnection({
+      env: { PGHOST: 'atmr.rds', PGDATABASE: 'atmr' },
+      secretArn: SECRET_ARN,
+      secretsManager: new SecretsManagerClient({ region: 'eu-west-3' }),
+    });
+
+    expect(conn).toMatchObject({ host: 'atmr.rds', port: 5432, user: 'atmr_admin', password: 's3cret', database: 'atmr' });
+  });
+
+  it('fails in one line, without the secret value, when the secret is not RDS JSON', async () => {
+    secrets.on(GetSecretValueCommand).resolves({ SecretString: 'plain-password-value' });
+
+    const attempt = resolveConnection({ env: { PGHOST: 'h', PGDATABASE: 'd' }, secretArn: SECRET_ARN, secretsManager: new SecretsManagerClient({ region: 'eu-west-3' }) });
+
+    await expect(attempt).rejects.toThrow(OperatorError);
+    await expect(attempt).rejects.toThrow(/is not an RDS secret JSON with username and password/);
+    await expect(attempt).rejects.not.toThrow(/plain-password-value/);
+  });
+
+  it('names the permission to check when the secret cannot be read', async () => {
+    secrets.on(GetSecretValueCommand).rejects(Object.assign(new Error('denied'), { name: 'AccessDeniedException' }));
+
+    await expect(
+      resolveConnection({ env: {}, secretArn: SECRET_ARN, secretsManager: new SecretsManagerClient({ region: 'eu-west-3' }) }),
+    ).rejects.toThrow(/AccessDeniedException; check the ARN and that this role may call secretsmanager:GetSecretValue on it/);
+  });
+
+  it.each([
+    [{ PGUSER: 'u', PGDATABASE: 'd' }, /no database host: set PGHOST/],
+    [{ PGHOST: 'h', PGDATABASE: 'd' }, /no database user: set PGUSER/],
+    [{ PGHOST: 'h', PGUSER: 'u' }, /no database name: set PGDATABASE/],
+    [{ PGHOST: 'h', PGUSER: 'u', PGDATABASE: 'd', PGPORT: 'abc' }, /invalid database port "abc": set PGPORT/],
+  ])('names the missing setting %#', async (env, message) => {
+    await expect(resolveConnection({ env })).rejects.toThrow(message);
+  });
+
+  it('builds child-process and node-postgres settings, and a log-safe description', async () => {
+    const conn = await resolveConnection({ env: { PGHOST: 'h', PGUSER: 'u', PGPASSWORD: 'pw', PGDATABASE: 'd', PGSSLMODE: 'require' } });
+
+    expect(libpqEnv(conn, 'other')).toMatchObject({ PGHOST: 'h', PGPORT: '5432', PGUSER: 'u', PGPASSWORD: 'pw', PGDATABASE: 'other', PGSSLMODE: 'require' });
+    expect(pgClientConfig(conn)).toMatchObject({ host: 'h', database: 'd', ssl: { rejectUnauthorized: false } });
+    expect(describeConnection(conn)).toBe('u@h:5432/d');
+    expect(describeConnection(conn)).not.toContain('pw');
+  });
+});

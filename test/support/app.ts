@@ -1,0 +1,53 @@
+import { App, Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { buildApp } from '../../bin/app';
+
+/** The `context` of cdk.json, as `cdk synth` sees it. */
+export function cdkJsonContext(): Record<string, unknown> {
+  const cdkJson = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'cdk.json'), 'utf8')) as { context: Record<string, unknown> };
+  return structuredClone(cdkJson.context);
+}
+
+/** The embedded `example` environment's raw config, to derive variants from. */
+export function exampleEnvironment(): Record<string, unknown> {
+  return (cdkJsonContext().environments as Record<string, Record<string, unknown>>).example;
+}
+
+export interface SynthesizedApp {
+  readonly app: App;
+  readonly data: Stack;
+  readonly ops: Stack;
+  readonly dataTemplate: Template;
+  readonly opsTemplate: Template;
+}
+
+/**
+ * Builds the app as `cdk synth -c env=<name>` would, from cdk.json context, optionally with an
+ * environment config replaced (`environments.<name>`). Templates are synthesized lazily by callers.
+ */
+export function synthesizeApp(options: { environment?: Record<string, unknown>; envName?: string } = {}): SynthesizedApp {
+  const context = cdkJsonContext();
+  const envName = options.envName ?? 'example';
+  if (options.environment) {
+    (context.environments as Record<string, unknown>)[envName] = options.environment;
+  }
+  context.env = envName;
+  const app = buildApp(new App({ context }));
+  const stacks = app.node.children.filter((c): c is Stack => c instanceof Stack);
+  const data = stacks.find((s) => s.stackName.endsWith('-Data'));
+  const ops = stacks.find((s) => s.stackName.endsWith('-Ops'));
+  if (!data || !ops) throw new Error(`expected a Data and an Ops stack, got ${stacks.map((s) => s.stackName).join(', ')}`);
+  return {
+    app,
+    data,
+    ops,
+    get dataTemplate() {
+      return Template.fromStack(data);
+    },
+    get opsTemplate() {
+      return Template.fromStack(ops);
+    },
+  };
+}
