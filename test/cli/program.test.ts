@@ -1,0 +1,31 @@
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+
+const ROOT = path.join(__dirname, '..', '..');
+
+/** Runs the CLI as an operator would (a child process), with an explicit environment. */
+function atmrDr(args: string[], env: Record<string, string> = {}) {
+  return spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['bin/atmr-dr.ts', ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    encoding: 'utf8',
+  });
+}
+
+describe('atmr-dr CLI', () => {
+  it('prints help and exits 0', () => {
+    const run = atmrDr(['--help']);
+
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/^Usage: atmr-dr/);
+  });
+
+  it('refuses an unknown command with a non-zero exit and says where help is', () => {
+    const run = atmrDr(['make-coffee']);
+
+    expect(run.status).not.toBe(0);
+    expect(run.stderr).toMatch(/make-coffee/);
+    expect(run.stderr).toMatch(/--help/);
+    expect(run.stdout).toBe('');
+  });
+});
