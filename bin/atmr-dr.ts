@@ -1,6 +1,10 @@
 #!/usr/bin/env -S npx --no-install tsx
 import { Command, CommanderError } from 'commander';
 import { OperatorError, oneLine } from '../lambdas/shared/errors';
+import { registerBackupCommands } from './cli/backup';
+import { registerBackupsCommands } from './cli/backups';
+import { registerRestoreCommands } from './cli/restore';
+import { registerKillswitchCommands } from './cli/killswitch';
 
 /**
  * The operator CLI. Thin: each `bin/cli/<concern>.ts` declares its commands and calls the same
@@ -13,6 +17,10 @@ export function buildProgram(): Command {
     .exitOverride()
     .configureOutput({ writeErr: (text) => process.stderr.write(text) });
   // Concern modules register here (bin/cli/<concern>.ts).
+  registerBackupCommands(program);
+  registerBackupsCommands(program);
+  registerRestoreCommands(program);
+  registerKillswitchCommands(program);
   return program;
 }
 

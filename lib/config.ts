@@ -74,6 +74,14 @@ export const BackupsConfigSchema = z.strictObject({
     .default({ weekly: 4, monthly: 12 }),
   /** Minimum automated-backup retention (PITR) in days; below it, the PITR alarm fires. */
   minPitrRetentionDays: z.number().int().min(1).max(35).default(7),
+  /** `runner: fargate` only: task CPU units (its memory is `memoryMiB`, a valid Fargate pair). */
+  fargateCpu: z
+    .number()
+    .int()
+    .refine((cpu) => [256, 512, 1024, 2048, 4096, 8192, 16384].includes(cpu), 'must be one of 256, 512, 1024, 2048, 4096, 8192, 16384')
+    .default(1024),
+  /** `runner: fargate` only: run the task on this existing ECS cluster instead of a dedicated one. */
+  ecsClusterArn: arn.optional(),
 });
 
 export const RestoreTestConfigSchema = z.strictObject({
@@ -91,6 +99,14 @@ export const RestoreTestConfigSchema = z.strictObject({
   rtoObjectiveSeconds: z.number().int().positive().default(1800),
   /** Queries that must succeed on the restored database (skipped when their table is absent). */
   criticalQueries: z.array(z.string().min(1)).default(['SELECT COUNT(*) FROM company', 'SELECT COUNT(*) FROM booking']),
+  /** Tier whose latest backup the scheduled test restores (its age is the measured RPO). */
+  tier: BackupTierSchema.default('daily'),
+  /** Security group of the target instance, when it is not the backed-up database's. */
+  targetSecurityGroupId: securityGroupId.optional(),
+  /** Lambda memory of the restore test (MiB). */
+  memoryMiB: z.number().int().min(512).max(10240).default(2048),
+  /** Lambda ephemeral storage (MiB): scratch space for the downloaded dump (refused when too small). */
+  ephemeralStorageMiB: z.number().int().min(512).max(10240).default(4096),
 });
 
 export const KillswitchConfigSchema = z.strictObject({

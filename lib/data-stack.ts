@@ -6,6 +6,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { EnvironmentConfig } from './config';
 import { TIER_RETENTION_DAYS, BACKUP_TIERS } from '../lambdas/shared/s3-layout';
+import { KillswitchParameter } from './constructs/killswitch-parameter';
 
 export interface DataStackProps extends StackProps {
   readonly config: EnvironmentConfig;
@@ -22,6 +23,8 @@ export class DataStack extends Stack {
   readonly backupBucket: s3.Bucket;
   /** Ops state (incidents, idempotency records): pk/sk, with TTL on `expiresAt`. */
   readonly opsStateTable: dynamodb.Table;
+  /** Killswitch SSM parameter: created once with `normal`, never reset by a deploy (issue 4). */
+  readonly killswitchParameter: KillswitchParameter;
 
   constructor(scope: Construct, id: string, props: DataStackProps) {
     super(scope, id, props);
@@ -88,6 +91,8 @@ export class DataStack extends Stack {
           noncurrentVersionExpiration: Duration.days(1),
         })),
         { id: 'expire-restore-test-reports', prefix: 'restore-tests/', expiration: Duration.days(400), noncurrentVersionExpiration: Duration.days(1) },
+        // The pointers (latest.json, latest/<tier>.json) are rewritten every run: keep their history a day.
+        { id: 'expire-old-pointer-versions', prefix: 'latest', noncurrentVersionExpiration: Duration.days(1) },
         { id: 'abort-incomplete-uploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },
         { id: 'remove-expired-delete-markers', expiredObjectDeleteMarker: true },
       ],
@@ -106,6 +111,9 @@ export class DataStack extends Stack {
       removalPolicy: RemovalPolicy.RETAIN,
     });
     pin(this.opsStateTable, 'OpsStateTable');
+
+    this.killswitchParameter = new KillswitchParameter(this, 'Killswitch', { parameterName: config.killswitch.parameterName });
+    this.killswitchParameter.resource.overrideLogicalId('KillswitchParameter');
   }
 }
 

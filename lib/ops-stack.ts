@@ -4,6 +4,9 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { EnvironmentConfig } from './config';
 import { DataStack } from './data-stack';
+import { Backups } from './constructs/backups';
+import { Killswitch } from './constructs/killswitch';
+import { RestoreTest } from './constructs/restore-test';
 
 export interface OpsStackProps extends StackProps {
   readonly config: EnvironmentConfig;
@@ -44,7 +47,35 @@ export class OpsStack extends Stack {
     });
 
     // Runbook constructs are wired below (one per concern, lib/constructs/<concern>.ts).
-    void privateSubnets;
-    void databaseSecurityGroup;
+    new Killswitch(this, 'Killswitch', {
+      environmentName: config.name,
+      parameterName: data.killswitchParameter.parameterName,
+      listenerArn: config.killswitch.listenerArn,
+      listenerRulePriority: config.killswitch.listenerRulePriority,
+      apiTaskRoleArn: config.killswitch.apiTaskRoleArn,
+      operatorRoleArns: config.killswitch.operatorRoleArns,
+      slack: config.killswitch.slack,
+      incidentsTopic: this.incidentsTopic,
+    });
+    new Backups(this, 'Backups', {
+      config,
+      bucket: data.backupBucket,
+      key: data.key,
+      vpc,
+      subnets: privateSubnets,
+      databaseSecurityGroup,
+      alarmTopic: this.incidentsTopic,
+    });
+    if (config.restoreTest.enabled) {
+      new RestoreTest(this, 'RestoreTest', {
+        config,
+        bucket: data.backupBucket,
+        key: data.key,
+        vpc,
+        subnets: privateSubnets,
+        databaseSecurityGroup,
+        alarmTopic: this.incidentsTopic,
+      });
+    }
   }
 }

@@ -1,0 +1,153 @@
+/**
+ * npm run bench:restore
+ *
+ * On one generated database of at least 500 MB (BENCH_RESTORE_MIN_MB to change it), in one run:
+ *   reference: raw `pg_restore --no-owner --exit-on-error -j <cores>` of the dump from a local file
+ *   atmr-dr:   `atmr-dr restore <manifest> --target-db X` (child process) from the bucket (s3rver):
+ *              download + sha256/size check + restore into a staging database + row-count check + swap
+ * Target: atmr-dr / reference <= 1.15; the RTO of that database against the runbook's 30 minutes.
+ * The backup itself is made by the real write path (runBackup, custom format only).
+ */
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import { runBackup } from '../lambdas/backup/backup';
+import { createS3Client } from '../lambdas/shared/aws';
+import { startPostgres, stopPostgres, psql, PostgresCluster } from '../test/support/postgres';
+import { startLocalS3 } from '../test/support/s3';
+
+const MIN_MB = Number(process.env.BENCH_RESTORE_MIN_MB ?? 500);
+const RTO_OBJECTIVE_SECONDS = 1800;
+const ROOT = path.join(__dirname, '..');
+
+function seconds(since: number): number {
+  return (performance.now() - since) / 1000;
+}
+
+function databaseMb(cluster: PostgresCluster, db: string): number {
+  return Number(psql(cluster, db, `SELECT pg_database_size('${db}') / 1048576`));
+}
+
+/** ATMR-like data: companies, bookings (jsonb, text, timestamps, indexes), an audit log. */
+function generate(cluster: PostgresCluster, db: string): void {
+  psql(
+    cluster,
+    db,
+    `CREATE TABLE company (id int PRIMARY KEY, name text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+     INSERT INTO company SELECT i, 'Transports ' || md5(i::text) FROM generate_series(1, 5000) i;
+     CREATE TABLE booking (
+       id bigserial PRIMARY KEY, company_id int NOT NULL REFERENCES company (id), status text NOT NULL,
+       pickup text NOT NULL, dropoff text NOT NULL, payload jsonb NOT NULL, price_cents int NOT NULL,
+       created_at timestamptz NOT NULL);
+     CREATE TABLE audit_log (id bigserial PRIMARY KEY, booking_id bigint NOT NULL, message text NOT NULL, at timestamptz NOT NULL);`,
+  );
+  let batch = 0;
+  while (databaseMb(cluster, db) < MIN_MB) {
+    const from = batch * 500_000 + 1;
+    psql(
+      cluster,
+      db,
+      `INSERT INTO booking (company_id, status, pickup, dropoff, payload, price_cents, created_at)
+       SELECT 1 + i % 5000, (ARRAY['requested','assigned','done','cancelled'])[1 + i % 4],
+              'Rue ' || md5(i::text), 'Avenue ' || md5((i * 7)::text),
+              jsonb_build_object('i', i, 'km', i % 97, 'notes', repeat(chr(97 + i % 26), 40 + i % 60)),
+              (i * 37) % 20000, '2026-01-01'::timestamptz + i * interval '1 minute'
+       FROM generate_series(${from}, ${from + 499_999}) i;
+       INSERT INTO audit_log (booking_id, message, at)
+       SELECT i, 'status changed ' || md5(i::text), '2026-01-01'::timestamptz + i * interval '1 minute'
+       FROM generate_series(${from}, ${from + 499_999}, 2) i;`,
+    );
+    batch += 1;
+    process.stderr.write(`  generated ${batch * 500_000} bookings, ${databaseMb(cluster, db)} MB\n`);
+  }
+  psql(cluster, db, 'CREATE INDEX booking_company_created ON booking (company_id, created_at); CREATE INDEX audit_booking ON audit_log (booking_id); VACUUM ANALYZE;');
+}
+
+function runChild(file: string, args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+async function main(): Promise<void> {
+  const cores = os.availableParallelism();
+  const cluster = await startPostgres();
+  const s3Server = await startLocalS3('atmr-dr-bench-restore');
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-bench-restore-'));
+  try {
+    const s3 = createS3Client(s3Server.env);
+    const source = 'atmr';
+    psql(cluster, 'postgres', `CREATE DATABASE ${source}`);
+    process.stderr.write(`generating a >= ${MIN_MB} MB database...\n`);
+    generate(cluster, source);
+    const sourceMb = databaseMb(cluster, source);
+
+    process.stderr.write('backing up with runBackup (custom format) to s3rver...\n');
+    const backup = await runBackup(
+      { s3, bucket: s3Server.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database: source } },
+      { tier: 'daily', formats: ['custom'] },
+    );
+    const object = backup.manifest.objects[0];
+    const localDump = path.join(work, 'reference.dump');
+    const body = (await s3.send(new GetObjectCommand({ Bucket: s3Server.bucket, Key: object.key }))).Body as Readable;
+    await pipeline(body, fs.createWriteStream(localDump));
+    const pgEnv = { ...cluster.env };
+
+    process.stderr.write(`reference: pg_restore -j ${cores} from a local file...\n`);
+    psql(cluster, 'postgres', 'CREATE DATABASE reference');
+    const refStart = performance.now();
+    execFileSync('pg_restore', ['--no-owner', '--exit-on-error', '-j', String(cores), '-d', 'reference', localDump], { env: { ...process.env, ...pgEnv }, stdio: 'inherit' });
+    const referenceSeconds = seconds(refStart);
+    psql(cluster, 'postgres', 'DROP DATABASE reference');
+
+    process.stderr.write('atmr-dr restore from the bucket...\n');
+    const oursStart = performance.now();
+    const run = await runChild(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['bin/atmr-dr.ts', 'restore', backup.manifestKey, '--target-db', 'restored', '--json'], {
+      ...s3Server.env,
+      ...pgEnv,
+      PGDATABASE: source,
+    });
+    const oursSeconds = seconds(oursStart);
+    if (run.code !== 0) throw new Error(`atmr-dr restore failed: ${run.stderr}`);
+    const result = JSON.parse(run.stdout) as { rtoSeconds: number; rowsRestored: number; tablesRestored: number; timings: Record<string, number> };
+    psql(cluster, 'postgres', 'DROP DATABASE restored');
+
+    const ratio = oursSeconds / referenceSeconds;
+    const rows: [string, string][] = [
+      ['database (pg_database_size)', `${sourceMb} MB, ${result.tablesRestored} tables, ${result.rowsRestored} rows`],
+      ['dump object (custom, -Z 6)', `${(object.bytes / 1048576).toFixed(1)} MB`],
+      [`reference: pg_restore -j ${cores}, local file`, `${referenceSeconds.toFixed(2)} s`],
+      ['atmr-dr restore (CLI, wall)', `${oursSeconds.toFixed(2)} s`],
+      ['  download + sha256', `${result.timings.downloadSeconds.toFixed(2)} s`],
+      [`  pg_restore -j ${cores} into staging`, `${result.timings.restoreSeconds.toFixed(2)} s`],
+      ['  row-count check', `${result.timings.verifySeconds.toFixed(2)} s`],
+      ['  swap (rename)', `${result.timings.swapSeconds.toFixed(2)} s`],
+      ['ratio atmr-dr / reference (target <= 1.15)', `${ratio.toFixed(3)} ${ratio <= 1.15 ? 'OK' : 'OVER'}`],
+      [`RTO (restore core) vs runbook ${RTO_OBJECTIVE_SECONDS} s`, `${result.rtoSeconds.toFixed(2)} s (${((100 * result.rtoSeconds) / RTO_OBJECTIVE_SECONDS).toFixed(1)} % of the objective)`],
+    ];
+    const width = Math.max(...rows.map(([k]) => k.length));
+    console.log(`\nbench:restore (${os.cpus()[0]?.model ?? 'cpu'}, ${cores} cores, PostgreSQL ${psql(cluster, 'postgres', 'SHOW server_version')})`);
+    console.log(`| ${'measure'.padEnd(width)} | value |`);
+    console.log(`| ${'-'.repeat(width)} | ----- |`);
+    for (const [k, v] of rows) console.log(`| ${k.padEnd(width)} | ${v} |`);
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+    await s3Server.stop();
+    stopPostgres(cluster);
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(`bench:restore failed: ${error instanceof Error ? error.message : String(error)}`);
+  process.exitCode = 1;
+});

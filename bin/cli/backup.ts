@@ -1,0 +1,83 @@
+import type { Command } from 'commander';
+import {
+  assertBackupTier,
+  assertCompressionLevel,
+  DEFAULT_COMPRESSION_LEVEL,
+  parseFormats,
+  runBackup,
+  type BackupProgress,
+} from '../../lambdas/backup/backup';
+import { createS3Client } from '../../lambdas/shared/aws';
+import { requireEnv } from '../../lambdas/shared/errors';
+import { resolveConnection } from '../../lambdas/shared/pg-connection';
+
+interface BackupCommandOptions {
+  readonly tier: string;
+  readonly formats: string;
+  readonly databaseSecret?: string;
+  readonly compressionLevel?: string;
+  readonly json?: boolean;
+}
+
+/** `atmr-dr backup`: the same core as the scheduled runner (lambdas/backup/backup.ts). */
+export function registerBackupCommands(program: Command): void {
+  program
+    .command('backup')
+    .description(
+      'dump the database (pg_dump custom format, and plain SQL derived from the same stream), upload to BACKUP_BUCKET, write the manifest and the latest pointers; prints the manifest key',
+    )
+    .requiredOption('--tier <tier>', 'backup tier: hourly, daily, weekly or monthly')
+    .option('--formats <list>', 'formats to produce: custom, plain or custom,plain', 'custom,plain')
+    .option('--database-secret <arn>', 'read the connection from this Secrets Manager secret (RDS secret JSON) instead of PG* variables')
+    .option('--compression-level <0-9>', `zlib level of both formats (default ${DEFAULT_COMPRESSION_LEVEL})`)
+    .option('--json', 'print {manifestKey, manifest} as JSON instead of the manifest key')
+    .action(async (options: BackupCommandOptions) => {
+      // Validate every argument and setting before anything is read or written.
+      const tier = assertBackupTier(options.tier);
+      const formats = parseFormats(options.formats.split(','));
+      const compressionLevel =
+        options.compressionLevel === undefined ? DEFAULT_COMPRESSION_LEVEL : assertCompressionLevel(Number(options.compressionLevel));
+      const bucket = requireEnv('BACKUP_BUCKET', 'export BACKUP_BUCKET=<name of the backup bucket> (output BackupBucketName of the Data stack)');
+      const connection = await resolveConnection({ secretArn: options.databaseSecret });
+
+      const aborter = new AbortController();
+      const onSignal = (signal: NodeJS.Signals): void => aborter.abort(new Error(`received ${signal}`));
+      process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+      const showProgress = process.stderr.isTTY === true;
+      try {
+        const result = await runBackup(
+          {
+            s3: createS3Client(),
+            bucket,
+            connection,
+            signal: aborter.signal,
+            onProgress: showProgress ? (p) => process.stderr.write(`\r${formatProgress(p)}\u001b[K`) : undefined,
+          },
+          { tier, formats, compressionLevel },
+        );
+        if (showProgress) process.stderr.write('\n');
+        process.stdout.write(options.json ? `${JSON.stringify(result, null, 2)}\n` : `${result.manifestKey}\n`);
+      } catch (error) {
+        if (showProgress) process.stderr.write('\n');
+        throw error;
+      } finally {
+        process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+      }
+    });
+}
+
+/** "backup: 1.2 GiB dumped, 48.0 MiB/s" */
+export function formatProgress(progress: BackupProgress): string {
+  return `backup: ${formatBytes(progress.bytes)} dumped, ${formatBytes(progress.bytesPerSecond)}/s`;
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${Math.round(value)} B` : `${value.toFixed(1)} ${units[unit]}`;
+}

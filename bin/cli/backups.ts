@@ -1,0 +1,73 @@
+import { Command } from 'commander';
+import { CatalogEntry, formatBytes, listBackups, verifyBackup } from '../../lambdas/restore/catalog';
+import { createS3Client } from '../../lambdas/shared/aws';
+import { requireEnv } from '../../lambdas/shared/errors';
+
+const BUCKET_HINT = 'export BACKUP_BUCKET=<name of the backup bucket> (the Data stack output)';
+
+/** `backups list` and `backups verify`: the read-only catalog of the backup bucket. */
+export function registerBackupsCommands(program: Command): void {
+  const backups = program.command('backups').description('the backup catalog in BACKUP_BUCKET (read-only)');
+
+  backups
+    .command('list')
+    .description('backups, newest first (from their manifests)')
+    .option('--tier <tier>', 'only this tier: hourly, daily, weekly or monthly')
+    .option('--json', 'print JSON')
+    .action(async (opts: { tier?: string; json?: boolean }) => {
+      const bucket = requireEnv('BACKUP_BUCKET', BUCKET_HINT);
+      const entries = await listBackups({ s3: createS3Client(), bucket }, { tier: opts.tier });
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(entries.map(summary), null, 2)}\n`);
+        return;
+      }
+      if (entries.length === 0) {
+        process.stdout.write(`no backups in s3://${bucket}${opts.tier ? `/${opts.tier}/` : ''}\n`);
+        return;
+      }
+      for (const entry of entries) process.stdout.write(`${line(entry)}\n`);
+    });
+
+  backups
+    .command('verify')
+    .description('checks sizes and sha256 of every object against the manifest, and that the archives are readable (pg_restore --list, gzip); no database needed')
+    .argument('<manifest-key|latest>', 'a manifest key from "backups list", or latest')
+    .option('--tier <tier>', 'with latest: the latest backup of this tier')
+    .option('--json', 'print JSON')
+    .action(async (ref: string, opts: { tier?: string; json?: boolean }) => {
+      const bucket = requireEnv('BACKUP_BUCKET', BUCKET_HINT);
+      const result = await verifyBackup({ s3: createS3Client(), bucket }, ref, { tier: opts.tier });
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify({ ok: true, manifestKey: result.manifestKey, objects: result.objects, seconds: result.seconds }, null, 2)}\n`);
+        return;
+      }
+      for (const o of result.objects) {
+        const detail = o.format === 'custom' ? `${o.detail.tocEntries} archive entries` : `${formatBytes(o.detail.sqlBytes ?? 0)} of SQL`;
+        process.stdout.write(`ok  ${o.key}  ${formatBytes(o.bytes)}  sha256 ${o.sha256.slice(0, 12)}  ${detail}\n`);
+      }
+      process.stdout.write(`verified ${result.manifestKey} in ${result.seconds.toFixed(1)} s\n`);
+    });
+}
+
+function summary(entry: CatalogEntry) {
+  if (!entry.manifest) return { manifestKey: entry.manifestKey, invalid: entry.invalid };
+  const m = entry.manifest;
+  return {
+    manifestKey: entry.manifestKey,
+    database: m.database,
+    tier: m.tier,
+    startedAt: m.startedAt,
+    finishedAt: m.finishedAt,
+    durationMs: m.durationMs,
+    bytes: m.objects.reduce((sum, o) => sum + o.bytes, 0),
+    formats: m.objects.map((o) => o.format),
+    tables: m.tables.length,
+    rows: m.tables.reduce((sum, t) => sum + t.rows, 0),
+  };
+}
+
+function line(entry: CatalogEntry): string {
+  if (!entry.manifest) return `${entry.manifestKey}  INVALID: ${entry.invalid}`;
+  const s = summary(entry) as { tier: string; startedAt: string; bytes: number; formats: string[]; tables: number; rows: number };
+  return `${entry.manifestKey}  ${s.tier}  ${s.startedAt}  ${formatBytes(s.bytes)}  ${s.formats.join('+')}  ${s.tables} tables  ${s.rows} rows`;
+}

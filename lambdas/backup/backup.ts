@@ -1,0 +1,454 @@
+import { AbortMultipartUploadCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { finished } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import { Client } from 'pg';
+import { OperatorError, oneLine } from '../shared/errors';
+import { BackupManifestSchema, type BackupManifest, type BackupObject, type LatestPointer } from '../shared/manifest';
+import { describeConnection, pgClientConfig, type PgConnection } from '../shared/pg-connection';
+import { backupObjectKeys, isBackupTier, LATEST_POINTER_KEY, latestTierPointerKey, BACKUP_TIERS, type BackupTier } from '../shared/s3-layout';
+import { HashingStream } from './hashing-stream';
+import {
+  assertPgDumpCanDump,
+  buildRowCountQueries,
+  childEnv,
+  isErrorLine,
+  LIST_COUNTED_TABLES_SQL,
+  parseServerVersionNum,
+  pgToolPath,
+  toolVersion,
+  type TableRef,
+} from './pg-tools';
+
+export type BackupFormat = 'custom' | 'plain';
+export interface BackupProgress {
+  readonly bytes: number;
+  readonly bytesPerSecond: number;
+}
+export interface RunBackupDeps {
+  readonly s3: S3Client;
+  readonly bucket: string;
+  readonly connection: PgConnection;
+  /** Directory of pg_dump/pg_restore; default: found on PATH. */
+  readonly pgBinDir?: string;
+  readonly metrics?: Metrics;
+  readonly now?: () => Date;
+  readonly onProgress?: (p: BackupProgress) => void;
+  readonly signal?: AbortSignal;
+}
+export interface RunBackupOptions {
+  readonly tier: BackupTier;
+  /** default ['custom','plain'] */
+  readonly formats?: readonly BackupFormat[];
+  /** 0-9, default 6 (config backups.compressionLevel) */
+  readonly compressionLevel?: number;
+  readonly partSizeBytes?: number;
+  readonly queueSize?: number;
+}
+export interface BackupResult {
+  readonly manifestKey: string;
+  readonly manifest: BackupManifest;
+}
+
+export const BACKUP_FORMATS: readonly BackupFormat[] = ['custom', 'plain'];
+/** zlib level of both formats; see docs/backups.md for why. Same default as config backups.compressionLevel. */
+export const DEFAULT_COMPRESSION_LEVEL = 6;
+/** Multipart part size and parts in flight per upload: memory is bounded by about 2 x partSize x (queueSize + 1). */
+export const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_QUEUE_SIZE = 2;
+const MIN_PART_SIZE_BYTES = 5 * 1024 * 1024;
+const PROGRESS_INTERVAL_MS = 1000;
+const KILL_GRACE_MS = 5000;
+/** How long a failure waits for pg_dump's / pg_restore's own exit status, to report the root cause. */
+const ROOT_CAUSE_WAIT_MS = 1500;
+const STDERR_TAIL_CHARS = 8192;
+
+const logger = new Logger({ serviceName: 'backup' });
+
+/** Validates a list of formats (CLI `--formats`, events): known names, no repeats, at least one. */
+export function parseFormats(values: readonly string[]): BackupFormat[] {
+  const names = values.map((v) => v.trim()).filter((v) => v !== '');
+  const unknown = names.filter((n) => !(BACKUP_FORMATS as readonly string[]).includes(n));
+  if (names.length === 0 || unknown.length > 0) {
+    throw new OperatorError(
+      `invalid backup format${unknown.length > 1 ? 's' : ''} "${unknown.join(',') || values.join(',')}": use custom, plain or custom,plain`,
+      2,
+    );
+  }
+  // Stable order (custom first) so manifests list objects the same way whatever the input order.
+  return BACKUP_FORMATS.filter((f) => names.includes(f));
+}
+
+export function assertBackupTier(value: string): BackupTier {
+  if (!isBackupTier(value)) throw new OperatorError(`invalid backup tier "${value}": use one of ${BACKUP_TIERS.join(', ')}`, 2);
+  return value;
+}
+
+export function assertCompressionLevel(value: number): number {
+  if (!Number.isInteger(value) || value < 0 || value > 9) {
+    throw new OperatorError(`invalid compression level "${value}": use an integer from 0 (none) to 9 (smallest)`, 2);
+  }
+  return value;
+}
+
+/**
+ * One backup run (issue 2): pg_dump in custom format from an exported REPEATABLE READ snapshot,
+ * streamed to S3 while the plain `.sql.gz` is derived from the same stream by pg_restore, with exact
+ * row counts taken in the same snapshot. All-or-nothing: the manifest, then the `latest` pointers,
+ * are written only after every process exited cleanly and every upload completed. Any failure
+ * aborts both uploads and throws a one-line OperatorError; nothing is published then.
+ */
+export async function runBackup(deps: RunBackupDeps, options: RunBackupOptions): Promise<BackupResult> {
+  const now = deps.now ?? (() => new Date());
+  const startedAt = now();
+  deps.metrics?.addDimension('Tier', options.tier);
+  try {
+    const result = await backupOnce(deps, options, startedAt, now);
+    const bytes = result.manifest.objects.reduce((sum, o) => sum + o.bytes, 0);
+    deps.metrics?.addMetric('BackupSuccess', MetricUnit.Count, 1);
+    deps.metrics?.addMetric('BackupDurationSeconds', MetricUnit.Seconds, result.manifest.durationMs / 1000);
+    deps.metrics?.addMetric('BackupBytes', MetricUnit.Bytes, bytes);
+    return result;
+  } catch (error) {
+    deps.metrics?.addMetric('BackupFailure', MetricUnit.Count, 1);
+    if (error instanceof OperatorError) throw error;
+    throw new OperatorError(`backup failed, nothing published: ${oneLine(error)}`);
+  }
+}
+
+async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, startedAt: Date, now: () => Date): Promise<BackupResult> {
+  const tier = assertBackupTier(options.tier);
+  const formats = parseFormats(options.formats ?? BACKUP_FORMATS);
+  const level = assertCompressionLevel(options.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL);
+  const partSize = options.partSizeBytes ?? DEFAULT_PART_SIZE_BYTES;
+  const queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
+  if (!Number.isInteger(partSize) || partSize < MIN_PART_SIZE_BYTES) {
+    throw new OperatorError(`invalid part size ${partSize}: S3 multipart parts are at least ${MIN_PART_SIZE_BYTES} bytes`, 2);
+  }
+  if (!Number.isInteger(queueSize) || queueSize < 1) throw new OperatorError(`invalid upload queue size ${queueSize}: use a positive integer`, 2);
+  throwIfAborted(deps.signal);
+
+  const { connection, s3, bucket } = deps;
+  const keys = backupObjectKeys(tier, connection.database, startedAt);
+  const env = childEnv(connection);
+  const pgDumpPath = pgToolPath('pg_dump', deps.pgBinDir);
+  const pgRestorePath = pgToolPath('pg_restore', deps.pgBinDir);
+
+  // Fail fast, before touching the database: the tools exist, and the bucket answers.
+  const pgDumpVersion = await toolVersion(pgDumpPath, env);
+  if (formats.includes('plain')) await toolVersion(pgRestorePath, env);
+  await assertKeyIsFree(s3, bucket, keys.manifest);
+
+  const client = new Client(pgClientConfig(connection));
+  // An idle client's socket error must not crash the process; the run fails through its queries.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (error) {
+    throw new OperatorError(
+      `cannot connect to database ${describeConnection(connection)}: ${oneLine(error)}; check PGHOST/PGPORT/PGUSER/PGDATABASE or --database-secret`,
+    );
+  }
+  try {
+    const serverVersionNum = (await client.query<{ server_version_num: string }>('SHOW server_version_num')).rows[0].server_version_num;
+    const serverVersion = parseServerVersionNum(serverVersionNum);
+    assertPgDumpCanDump(serverVersion, pgDumpVersion);
+
+    // The snapshot must outlive pg_dump's import of it: this transaction stays open until the end.
+    await client.query("SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; SET lock_timeout = 0");
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const snapshot = (await client.query<{ snapshot: string }>('SELECT pg_export_snapshot() AS snapshot')).rows[0].snapshot;
+
+    const streamed = await streamDump({ deps, client, env, keys, formats, level, partSize, queueSize, snapshot, pgDumpPath, pgRestorePath });
+    await client.query('COMMIT').catch(() => undefined);
+
+    const finishedAt = now();
+    const manifest = BackupManifestSchema.parse({
+      schema: 1,
+      database: connection.database,
+      tier,
+      startedAt: startedAt.toISOString(),
+      finishedAt: finishedAt.toISOString(),
+      durationMs: Math.max(0, finishedAt.getTime() - startedAt.getTime()),
+      serverVersion: serverVersion.text,
+      pgDumpVersion: pgDumpVersion.text,
+      objects: streamed.objects,
+      tables: streamed.tables,
+    } satisfies BackupManifest);
+    throwIfAborted(deps.signal);
+    await putJson(s3, bucket, keys.manifest, manifest, 'writing the manifest');
+    await publishPointers(s3, bucket, tier, keys.manifest);
+    return { manifestKey: keys.manifest, manifest };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+interface StreamDumpInput {
+  readonly deps: RunBackupDeps;
+  readonly client: Client;
+  readonly env: NodeJS.ProcessEnv;
+  readonly keys: ReturnType<typeof backupObjectKeys>;
+  readonly formats: readonly BackupFormat[];
+  readonly level: number;
+  readonly partSize: number;
+  readonly queueSize: number;
+  readonly snapshot: string;
+  readonly pgDumpPath: string;
+  readonly pgRestorePath: string;
+}
+
+interface StreamedDump {
+  readonly objects: BackupObject[];
+  readonly tables: { schema: string; name: string; rows: number }[];
+}
+
+interface Sink {
+  readonly format: BackupFormat;
+  readonly key: string;
+  readonly hasher: HashingStream;
+  readonly upload: Upload;
+  completed: boolean;
+}
+
+/**
+ * pg_dump -Fc ──┬─> sha256/bytes ─> Upload(.dump)
+ *               └─> pg_restore -f - ─> gzip ─> sha256/bytes ─> Upload(.sql.gz)
+ * with the row counts running on the snapshot's own connection meanwhile. The upload bodies are
+ * ended only when every producer has exited cleanly, so a failed producer can never complete an
+ * upload with a truncated body.
+ */
+async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
+  const { deps, client, env, keys, formats, level, partSize, queueSize, snapshot } = input;
+  const children: ChildProcess[] = [];
+  const streams: { destroy(error?: Error): void }[] = [];
+  const sinks: Sink[] = [];
+  let failure: Error | undefined;
+
+  const fail = (error: Error): void => {
+    if (failure) return;
+    failure = error;
+    for (const child of children) terminate(child);
+    for (const stream of streams) stream.destroy(error);
+    for (const sink of sinks) {
+      // An errored body (never a merely ended one) makes the upload fail instead of completing.
+      sink.hasher.destroy(error);
+      void sink.upload.abort();
+    }
+    // Interrupts the row counts (their query rejects) and releases the snapshot.
+    void client.end().catch(() => undefined);
+  };
+  const onAbort = (): void => fail(new OperatorError(`backup aborted (${abortReason(deps.signal)})`));
+  deps.signal?.addEventListener('abort', onAbort, { once: true });
+
+  const dump = spawn(input.pgDumpPath, ['--format=custom', `--compress=${level}`, `--snapshot=${snapshot}`, '--no-password'], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(dump);
+  streams.push(dump.stdout);
+  const dumpExit = watchChild(dump, 'pg_dump');
+  const producers: Promise<unknown>[] = [dumpExit, finished(dump.stdout)];
+  const rootCauses: Promise<unknown>[] = [dumpExit];
+
+  /** When pg_dump dies its consumers fail too (truncated input): report the first cause, not the echo. */
+  const onProducerFailure = async (error: unknown): Promise<void> => {
+    const settled = await Promise.race([Promise.allSettled(rootCauses), delay(ROOT_CAUSE_WAIT_MS).then(() => undefined)]);
+    const cause = settled?.find((s): s is PromiseRejectedResult => s.status === 'rejected')?.reason as unknown;
+    const chosen = cause ?? error;
+    fail(chosen instanceof Error ? chosen : new Error(String(chosen)));
+  };
+
+  const addSink = (format: BackupFormat, key: string, contentType: string): HashingStream => {
+    const hasher = new HashingStream();
+    const upload = new Upload({
+      client: deps.s3,
+      params: { Bucket: deps.bucket, Key: key, Body: hasher, ContentType: contentType },
+      partSize,
+      queueSize,
+      // We abort ourselves, so that a failed abort (s3rver answers 405) is logged, not fatal.
+      leavePartsOnError: true,
+    });
+    sinks.push({ format, key, hasher, upload, completed: false });
+    return hasher;
+  };
+
+  if (formats.includes('custom')) {
+    dump.stdout.pipe(addSink('custom', keys.custom, 'application/octet-stream'), { end: false });
+  }
+  if (formats.includes('plain')) {
+    // pg_restore reads the custom archive sequentially from a pipe: it needs no data offsets as long
+    // as it restores entries in archive order, which a serial, unfiltered script output does.
+    const restore = spawn(input.pgRestorePath, ['--file=-', '--exit-on-error'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    children.push(restore);
+    const restoreExit = watchChild(restore, 'pg_restore');
+    rootCauses.push(restoreExit);
+    restore.stdin.on('error', (error) => void onProducerFailure(new OperatorError(`pg_restore stopped reading the dump: ${oneLine(error)}`)));
+    dump.stdout.pipe(restore.stdin);
+    const gzip = createGzip({ level });
+    streams.push(restore.stdin, restore.stdout, gzip);
+    restore.stdout.pipe(gzip).pipe(addSink('plain', keys.plain, 'application/gzip'), { end: false });
+    producers.push(restoreExit, finished(gzip));
+  }
+
+  let dumpedBytes = 0;
+  const streamStart = Date.now();
+  dump.stdout.on('data', (chunk: Buffer) => (dumpedBytes += chunk.length));
+  const progress = (): void => {
+    const seconds = (Date.now() - streamStart) / 1000;
+    deps.onProgress?.({ bytes: dumpedBytes, bytesPerSecond: seconds > 0 ? dumpedBytes / seconds : 0 });
+  };
+  const ticker = deps.onProgress ? setInterval(progress, PROGRESS_INTERVAL_MS) : undefined;
+  ticker?.unref();
+
+  const counting = countRows(client).catch((error: unknown) => {
+    throw failure ?? new OperatorError(`counting rows in the dump's snapshot failed: ${oneLine(error)}`);
+  });
+  producers.push(counting);
+
+  const uploads = sinks.map((sink) =>
+    sink.upload.done().then(
+      () => {
+        sink.completed = true;
+      },
+      (error: unknown) => fail(failure ?? s3Failure(`upload of ${sink.key}`, deps.bucket, error)),
+    ),
+  );
+  for (const producer of producers) producer.catch((error: unknown) => void onProducerFailure(error));
+  const produced = Promise.allSettled(producers).then(() => {
+    // Ended only now: every producer exited cleanly, so the bodies are complete.
+    if (!failure) for (const sink of sinks) sink.hasher.end();
+  });
+
+  try {
+    await Promise.all([produced, ...uploads]);
+  } finally {
+    if (ticker) clearInterval(ticker);
+    deps.signal?.removeEventListener('abort', onAbort);
+  }
+
+  if (failure) {
+    await Promise.all(sinks.filter((s) => !s.completed).map((s) => abortMultipartUpload(deps.s3, deps.bucket, s)));
+    throw new OperatorError(`backup failed, nothing published (no manifest, latest pointers unchanged): ${oneLine(failure)}`);
+  }
+  progress();
+  const tables = await counting;
+  return {
+    objects: sinks.map((s) => ({ key: s.key, format: s.format, bytes: s.hasher.bytes, sha256: s.hasher.sha256 })),
+    tables,
+  };
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/** Resolves when the child exited 0 with no error on stderr; rejects with a one-line reason otherwise. */
+function watchChild(child: ChildProcess, name: string): Promise<void> {
+  let stderr = '';
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr = (stderr + chunk).slice(-STDERR_TAIL_CHARS);
+  });
+  return new Promise<void>((resolve, reject) => {
+    child.on('error', (error: NodeJS.ErrnoException) => reject(new OperatorError(`cannot run ${name}: ${oneLine(error)}`)));
+    child.on('close', (code, signal) => {
+      const lines = stderr.split('\n').filter((l) => l.trim() !== '');
+      const firstError = lines.findIndex(isErrorLine);
+      // The error line and its detail/hint lines (pg_dump prints the server's message as "detail").
+      const reason = firstError >= 0 ? lines.slice(firstError, firstError + 3).join(' ') : lines.slice(-2).join(' ');
+      if (code === 0 && firstError < 0) return resolve();
+      const status = signal ? `was killed by ${signal}` : code === 0 ? 'reported an error' : `exited with code ${code}`;
+      reject(new OperatorError(`${name} ${status}${reason ? `: ${oneLine(reason).slice(0, 400)}` : ''}`));
+    });
+  });
+}
+
+function terminate(child: ChildProcess): void {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  setTimeout(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }, KILL_GRACE_MS).unref();
+}
+
+/** Exact per-table row counts, on the connection that holds the exported snapshot. */
+async function countRows(client: Client): Promise<{ schema: string; name: string; rows: number }[]> {
+  const tables = (await client.query<TableRef>(LIST_COUNTED_TABLES_SQL)).rows;
+  const counts = new Array<number>(tables.length).fill(-1);
+  for (const query of buildRowCountQueries(tables)) {
+    for (const row of (await client.query<{ idx: number; rows: string }>(query)).rows) counts[row.idx] = Number(row.rows);
+  }
+  return tables.map((t, i) => {
+    if (counts[i] < 0) throw new Error(`no row count came back for ${t.schema}.${t.name}`);
+    return { schema: t.schema, name: t.name, rows: counts[i] };
+  });
+}
+
+/** Two runs in the same second would share keys: refuse rather than overwrite a published backup. */
+async function assertKeyIsFree(s3: S3Client, bucket: string, key: string): Promise<void> {
+  try {
+    await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+  } catch (error) {
+    if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return;
+    throw s3Failure('checking the backup key', bucket, error);
+  }
+  throw new OperatorError(`a backup ${key} already exists in s3://${bucket}: another run started in the same second; retry in a second`);
+}
+
+async function abortMultipartUpload(s3: S3Client, bucket: string, sink: Sink): Promise<void> {
+  const uploadId = sink.upload.uploadId;
+  if (!uploadId) return;
+  try {
+    await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: sink.key, UploadId: uploadId }));
+  } catch (error) {
+    // Not fatal: the bucket's AbortIncompleteMultipartUpload lifecycle rule removes the parts.
+    logger.warn('could not abort a multipart upload; the bucket lifecycle rule will remove its parts', {
+      bucket,
+      key: sink.key,
+      uploadId,
+      error: oneLine(error),
+    });
+  }
+}
+
+async function putJson(s3: S3Client, bucket: string, key: string, value: unknown, what: string): Promise<void> {
+  try {
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: `${JSON.stringify(value, null, 2)}\n`, ContentType: 'application/json' }));
+  } catch (error) {
+    throw s3Failure(what, bucket, error);
+  }
+}
+
+/** `latest/<tier>.json`, then `latest.json`; only ever after the manifest exists. */
+async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, manifestKey: string): Promise<void> {
+  const pointer: LatestPointer = { manifest: manifestKey };
+  try {
+    await putJson(s3, bucket, latestTierPointerKey(tier), pointer, `updating ${latestTierPointerKey(tier)}`);
+    await putJson(s3, bucket, LATEST_POINTER_KEY, pointer, `updating ${LATEST_POINTER_KEY}`);
+  } catch (error) {
+    throw new OperatorError(
+      `backup ${manifestKey} is complete but the latest pointers were not updated: ${oneLine(error)}; rerun the backup once S3 is reachable`,
+    );
+  }
+}
+
+function s3Failure(what: string, bucket: string, error: unknown): OperatorError {
+  const name = (error as Error | undefined)?.name;
+  const detail = oneLine(error);
+  return new OperatorError(
+    `S3 ${what} in bucket ${bucket} failed: ${name && !detail.startsWith(name) ? `${name}: ` : ''}${detail}; check BACKUP_BUCKET, AWS_ENDPOINT_URL_S3/the network and the role's S3 permissions`,
+  );
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new OperatorError(`backup aborted (${abortReason(signal)}) before it started, nothing published`);
+}
+
+function abortReason(signal: AbortSignal | undefined): string {
+  const reason: unknown = signal?.reason;
+  if (reason instanceof Error) return reason.name === 'TimeoutError' ? 'timed out' : oneLine(reason);
+  return reason === undefined ? 'aborted' : String(reason);
+}

@@ -1,0 +1,71 @@
+import { RDSClient } from '@aws-sdk/client-rds';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
+import middy from '@middy/core';
+import type { Context } from 'aws-lambda';
+import { createS3Client, DEFAULT_MAX_ATTEMPTS } from '../shared/aws';
+import { observability } from '../shared/observability';
+import { BACKUP_RUNNER_SERVICE } from './runner-contract';
+import { loadRunnerSettings, parseTier, runScheduledBackup } from './scheduled-run';
+
+/**
+ * Lambda entry of the backup runner (container image, CMD `backup.handler`). EventBridge Scheduler
+ * invokes it asynchronously with `{"tier": "hourly" | "daily" | "weekly" | "monthly"}`.
+ * A failed run throws: Lambda's async retry, the on-failure queue and the Errors alarm see it.
+ */
+
+const { logger, metrics, tracer } = observability(BACKUP_RUNNER_SERVICE);
+
+/** Stop the dump this long before Lambda's hard timeout, so uploads are aborted cleanly. */
+const DEADLINE_MARGIN_MS = 30_000;
+
+let clients: { s3: S3Client; rds: RDSClient; secretsManager: SecretsManagerClient } | undefined;
+
+/** SDK clients, created on first use (reused by warm invocations). */
+function sdkClients() {
+  clients ??= {
+    s3: createS3Client(),
+    rds: tracer.captureAWSv3Client(new RDSClient({ maxAttempts: DEFAULT_MAX_ATTEMPTS })),
+    secretsManager: tracer.captureAWSv3Client(new SecretsManagerClient({ maxAttempts: DEFAULT_MAX_ATTEMPTS })),
+  };
+  return clients;
+}
+
+export interface BackupRunOutput {
+  readonly tier: string;
+  readonly manifestKey: string;
+  readonly snapshot?: string;
+  readonly deletedSnapshots?: readonly string[];
+  readonly pitrEnabled?: boolean;
+}
+
+async function runScheduledBackupHandler(event: unknown, context?: Context): Promise<BackupRunOutput> {
+  const tier = parseTier((event as { tier?: unknown } | null)?.tier, 'backup event');
+  const settings = loadRunnerSettings(process.env);
+  const remainingMs = context?.getRemainingTimeInMillis?.();
+  const signal = remainingMs !== undefined ? AbortSignal.timeout(Math.max(1_000, remainingMs - DEADLINE_MARGIN_MS)) : undefined;
+  try {
+    const result = await runScheduledBackup(
+      { settings, ...sdkClients(), metrics, logger, env: process.env, region: process.env.AWS_REGION, signal },
+      tier,
+    );
+    return {
+      tier: result.tier,
+      manifestKey: result.manifestKey,
+      snapshot: result.snapshot?.created,
+      deletedSnapshots: result.snapshot?.deleted,
+      pitrEnabled: result.pitr?.enabled,
+    };
+  } catch (error) {
+    logger.error('scheduled backup failed', { tier, error: (error as Error).message });
+    throw error;
+  }
+}
+
+export const handler = middy(runScheduledBackupHandler)
+  .use(injectLambdaContext(logger))
+  .use(logMetrics(metrics))
+  .use(captureLambdaHandler(tracer));

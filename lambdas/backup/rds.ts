@@ -1,0 +1,213 @@
+import {
+  CreateDBSnapshotCommand,
+  DBSnapshot,
+  DeleteDBSnapshotCommand,
+  DescribeDBInstancesCommand,
+  RDSClient,
+  paginateDescribeDBSnapshots,
+} from '@aws-sdk/client-rds';
+import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
+import type { MetricUnit as MetricUnitType } from '@aws-lambda-powertools/metrics/types';
+import { OperatorError, oneLine } from '../shared/errors';
+import type { BackupTier } from '../shared/s3-layout';
+import { MANAGED_TAG_KEY, RUNNER_METRICS, SNAPSHOT_PREFIX, TIER_TAG_KEY } from './runner-contract';
+
+/**
+ * The RDS side of a scheduled backup: manual snapshots for the weekly and monthly tiers (pruned to
+ * the configured retention), and the PITR check of every run. The runbook's RPO < 15 min is only
+ * reachable through automated backups (PITR), never through hourly dumps: hence the metric.
+ */
+
+/** Tiers that also take a manual DB snapshot. */
+export const SNAPSHOT_TIERS = ['weekly', 'monthly'] as const satisfies readonly BackupTier[];
+export type SnapshotTier = (typeof SNAPSHOT_TIERS)[number];
+
+export function isSnapshotTier(tier: BackupTier): tier is SnapshotTier {
+  return (SNAPSHOT_TIERS as readonly string[]).includes(tier);
+}
+
+/** `atmr-dr-<tier>-` : the prefix of this tool's snapshots of one tier. */
+export function snapshotTierPrefix(tier: SnapshotTier): string {
+  return `${SNAPSHOT_PREFIX}${tier}-`;
+}
+
+/** `atmr-dr-weekly-atmr-prod-20261122-033000` (UTC). Valid: starts with a letter, no `--`, no trailing `-`. */
+export function snapshotIdentifier(tier: SnapshotTier, instanceIdentifier: string, at: Date): string {
+  const iso = at.toISOString();
+  const stamp = `${iso.slice(0, 10).replaceAll('-', '')}-${iso.slice(11, 19).replaceAll(':', '')}`;
+  return `${snapshotTierPrefix(tier)}${instanceIdentifier.toLowerCase()}-${stamp}`;
+}
+
+export interface PitrStatus {
+  /** Automated backups on, with retention >= the minimum. */
+  readonly enabled: boolean;
+  readonly retentionDays: number;
+  readonly minRetentionDays: number;
+  /** Now minus the instance's latest restorable time, when RDS reports one. */
+  readonly lagSeconds?: number;
+}
+
+/** Reads the instance's automated-backup settings (DescribeDBInstances). */
+export async function checkPitr(rds: RDSClient, instanceIdentifier: string, minRetentionDays: number, now: Date): Promise<PitrStatus> {
+  let instance;
+  try {
+    const out = await rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: instanceIdentifier }));
+    instance = out.DBInstances?.[0];
+  } catch (error) {
+    throw rdsError(error, `cannot describe RDS instance ${instanceIdentifier}`, instanceIdentifier);
+  }
+  if (!instance) {
+    throw new OperatorError(`RDS instance ${instanceIdentifier} not found: check database.instanceIdentifier in cdk.json`);
+  }
+  const retentionDays = instance.BackupRetentionPeriod ?? 0;
+  const latest = instance.LatestRestorableTime;
+  return {
+    enabled: retentionDays > 0 && retentionDays >= minRetentionDays,
+    retentionDays,
+    minRetentionDays,
+    ...(latest && { lagSeconds: Math.max(0, Math.round((now.getTime() - latest.getTime()) / 1000)) }),
+  };
+}
+
+export interface TierSnapshotResult {
+  readonly created: string;
+  /** Identifiers deleted by the prune, oldest first. */
+  readonly deleted: readonly string[];
+}
+
+/** Takes a manual snapshot of the instance, tagged with the tier and as managed by atmr-dr. */
+export async function createTierSnapshot(rds: RDSClient, instanceIdentifier: string, tier: SnapshotTier, now: Date): Promise<string> {
+  const identifier = snapshotIdentifier(tier, instanceIdentifier, now);
+  try {
+    await rds.send(
+      new CreateDBSnapshotCommand({
+        DBInstanceIdentifier: instanceIdentifier,
+        DBSnapshotIdentifier: identifier,
+        Tags: [
+          { Key: MANAGED_TAG_KEY, Value: 'true' },
+          { Key: TIER_TAG_KEY, Value: tier },
+        ],
+      }),
+    );
+  } catch (error) {
+    throw rdsError(error, `cannot create ${tier} snapshot ${identifier} of ${instanceIdentifier}`, instanceIdentifier);
+  }
+  return identifier;
+}
+
+/**
+ * Deletes this tool's snapshots of one tier beyond the newest `keep`. Only snapshots that carry
+ * both tags and the tier prefix are candidates (an operator's own snapshots are never touched);
+ * snapshots still being created count towards `keep` but are never deleted.
+ */
+export async function pruneTierSnapshots(rds: RDSClient, instanceIdentifier: string, tier: SnapshotTier, keep: number): Promise<string[]> {
+  const ours: DBSnapshot[] = [];
+  try {
+    for await (const page of paginateDescribeDBSnapshots({ client: rds }, { DBInstanceIdentifier: instanceIdentifier, SnapshotType: 'manual' })) {
+      for (const snapshot of page.DBSnapshots ?? []) {
+        if (isManagedSnapshotOfTier(snapshot, tier)) ours.push(snapshot);
+      }
+    }
+  } catch (error) {
+    throw rdsError(error, `cannot list the ${tier} snapshots of ${instanceIdentifier}`, instanceIdentifier);
+  }
+  // Newest first; a snapshot still being created has no creation time yet and is the newest.
+  const created = (s: DBSnapshot) => s.SnapshotCreateTime?.getTime() ?? Number.POSITIVE_INFINITY;
+  ours.sort((a, b) => created(b) - created(a));
+  const expired = ours.slice(keep).filter((s) => s.Status === 'available');
+  const deleted: string[] = [];
+  for (const snapshot of expired.reverse()) {
+    const id = snapshot.DBSnapshotIdentifier as string;
+    try {
+      await rds.send(new DeleteDBSnapshotCommand({ DBSnapshotIdentifier: id }));
+    } catch (error) {
+      throw rdsError(error, `cannot delete expired ${tier} snapshot ${id}`, instanceIdentifier);
+    }
+    deleted.push(id);
+  }
+  return deleted;
+}
+
+function isManagedSnapshotOfTier(snapshot: DBSnapshot, tier: SnapshotTier): boolean {
+  const tags = new Map((snapshot.TagList ?? []).map((t) => [t.Key, t.Value]));
+  return (
+    (snapshot.DBSnapshotIdentifier ?? '').startsWith(snapshotTierPrefix(tier)) &&
+    tags.get(MANAGED_TAG_KEY) === 'true' &&
+    tags.get(TIER_TAG_KEY) === tier
+  );
+}
+
+export interface RdsSideOptions {
+  readonly instanceIdentifier: string;
+  readonly tier: BackupTier;
+  readonly minPitrRetentionDays: number;
+  /** Manual snapshots kept per snapshot tier. */
+  readonly snapshotRetention: Readonly<Record<SnapshotTier, number>>;
+}
+
+export interface RdsSideDeps {
+  readonly rds: RDSClient;
+  readonly metrics?: Metrics;
+  readonly now?: () => Date;
+}
+
+export interface RdsSideResult {
+  /** Undefined when the PITR check itself failed (see `errors`). */
+  readonly pitr?: PitrStatus;
+  readonly snapshot?: TierSnapshotResult;
+  /** One line per failed step; the caller fails the run when any. */
+  readonly errors: readonly string[];
+}
+
+/**
+ * Every run: the PITR check and its metrics. Weekly and monthly runs: a tagged manual snapshot,
+ * then the prune. Each step runs even when another failed; failures are returned, not thrown.
+ */
+export async function runRdsSide(deps: RdsSideDeps, options: RdsSideOptions): Promise<RdsSideResult> {
+  const now = deps.now ?? (() => new Date());
+  const errors: string[] = [];
+  let pitr: PitrStatus | undefined;
+  try {
+    pitr = await checkPitr(deps.rds, options.instanceIdentifier, options.minPitrRetentionDays, now());
+    emitInstanceMetric(deps.metrics, options.instanceIdentifier, RUNNER_METRICS.pitrEnabled, MetricUnit.Count, pitr.enabled ? 1 : 0);
+    emitInstanceMetric(deps.metrics, options.instanceIdentifier, RUNNER_METRICS.pitrRetentionDays, MetricUnit.Count, pitr.retentionDays);
+    if (pitr.lagSeconds !== undefined) {
+      emitInstanceMetric(deps.metrics, options.instanceIdentifier, RUNNER_METRICS.pitrLagSeconds, MetricUnit.Seconds, pitr.lagSeconds);
+    }
+  } catch (error) {
+    errors.push(oneLine(error));
+  }
+
+  let snapshot: TierSnapshotResult | undefined;
+  const tier = options.tier;
+  if (isSnapshotTier(tier)) {
+    try {
+      const created = await createTierSnapshot(deps.rds, options.instanceIdentifier, tier, now());
+      const deleted = await pruneTierSnapshots(deps.rds, options.instanceIdentifier, tier, options.snapshotRetention[tier]);
+      snapshot = { created, deleted };
+    } catch (error) {
+      errors.push(oneLine(error));
+    }
+  }
+  return { pitr, snapshot, errors };
+}
+
+/** A metric with only {service, DBInstanceIdentifier}: never the Tier dimension the core may have set. */
+function emitInstanceMetric(metrics: Metrics | undefined, instanceIdentifier: string, name: string, unit: MetricUnitType, value: number): void {
+  if (!metrics) return;
+  const single = metrics.singleMetric();
+  single.addDimension('DBInstanceIdentifier', instanceIdentifier);
+  single.addMetric(name, unit, value);
+}
+
+function rdsError(error: unknown, what: string, instanceIdentifier: string): OperatorError {
+  const name = (error as { name?: string }).name ?? 'Error';
+  const hint: Record<string, string> = {
+    DBInstanceNotFoundFault: `check database.instanceIdentifier (${instanceIdentifier}) in cdk.json`,
+    InvalidDBInstanceStateFault: 'the instance is not available (backing up, modifying, stopped); the next run retries',
+    SnapshotQuotaExceededFault: 'the account reached its manual snapshot quota; lower backups.snapshotRetention or raise the quota',
+    DBSnapshotAlreadyExistsFault: 'a snapshot with this name exists already (two runs in the same second?)',
+    AccessDeniedException: 'the runner role lacks this RDS permission: redeploy the stack',
+  };
+  return new OperatorError(`${what}: ${name}: ${oneLine(error)}; ${hint[name] ?? 'see the runner logs'}`);
+}

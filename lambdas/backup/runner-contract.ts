@@ -1,0 +1,59 @@
+/**
+ * What the backup runner's infrastructure (lib/constructs/backups.ts) and its code
+ * (lambdas/backup/{handler,task,scheduled-run,rds}.ts) must agree on: environment variable names,
+ * metric names, the Powertools service name, snapshot naming and tags. No runtime dependencies,
+ * so that the CDK app can import it without pulling in the SDK or pg.
+ */
+
+/** Powertools service name of the runner: also the `service` dimension of every metric it emits. */
+export const BACKUP_RUNNER_SERVICE = 'backup-runner';
+
+/** Non-secret settings the runner reads from its environment (never a password or token). */
+export const RUNNER_ENV = {
+  bucket: 'BACKUP_BUCKET',
+  secretArn: 'DATABASE_SECRET_ARN',
+  iamAuthUser: 'DATABASE_IAM_AUTH_USER',
+  host: 'DATABASE_HOST',
+  port: 'DATABASE_PORT',
+  database: 'DATABASE_NAME',
+  instanceIdentifier: 'DATABASE_INSTANCE_IDENTIFIER',
+  compressionLevel: 'BACKUP_COMPRESSION_LEVEL',
+  weeklySnapshotRetention: 'SNAPSHOT_RETENTION_WEEKLY',
+  monthlySnapshotRetention: 'SNAPSHOT_RETENTION_MONTHLY',
+  minPitrRetentionDays: 'MIN_PITR_RETENTION_DAYS',
+  /** ECS task only: the tier, when not given as `--tier` on the command line. */
+  tier: 'BACKUP_TIER',
+} as const;
+
+/** Metrics emitted by the backup core (contract 1), dimensions {service, Tier}. */
+export const CORE_METRICS = {
+  success: 'BackupSuccess',
+  failure: 'BackupFailure',
+  durationSeconds: 'BackupDurationSeconds',
+  bytes: 'BackupBytes',
+} as const;
+
+/** Metrics emitted by the runner around the core. */
+export const RUNNER_METRICS = {
+  /** 1 when automated backups are on with retention >= the configured minimum, else 0. Dims {service, DBInstanceIdentifier}. */
+  pitrEnabled: 'PitrEnabled',
+  /** Automated-backup retention in days. Dims {service, DBInstanceIdentifier}. */
+  pitrRetentionDays: 'PitrRetentionDays',
+  /** Seconds between now and the instance's latest restorable time: the RPO reachable by PITR. */
+  pitrLagSeconds: 'PitrLagSeconds',
+  /** 1 per scheduled run that failed for any reason (core, connection, RDS side). Dims {service}. */
+  scheduledRunFailure: 'ScheduledRunFailure',
+  /** Age of the newest good backup (any tier) at the end of a run. Dims {service}. */
+  latestBackupAgeSeconds: 'LatestBackupAgeSeconds',
+} as const;
+
+/** Every manual snapshot this tool takes starts with this prefix (IAM scopes deletes to it). */
+export const SNAPSHOT_PREFIX = 'atmr-dr-';
+export const MANAGED_TAG_KEY = 'atmr-dr:managed';
+export const TIER_TAG_KEY = 'atmr-dr:tier';
+
+/** Name of the runner container in the Fargate task definition. */
+export const RUNNER_CONTAINER_NAME = 'runner';
+
+/** Where the runner image keeps its files (the Lambda base image's task root). */
+export const RUNNER_TASK_ROOT = '/var/task';

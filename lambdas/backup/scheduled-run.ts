@@ -1,0 +1,196 @@
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { RDSClient } from '@aws-sdk/client-rds';
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { Logger } from '@aws-lambda-powertools/logger';
+import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
+import type { MetricUnit as MetricUnitType } from '@aws-lambda-powertools/metrics/types';
+import { z } from 'zod';
+import { OperatorError, oneLine } from '../shared/errors';
+import { BackupManifestSchema, LatestPointerSchema } from '../shared/manifest';
+import { describeConnection, resolveConnection } from '../shared/pg-connection';
+import { BACKUP_TIERS, LATEST_POINTER_KEY, type BackupTier } from '../shared/s3-layout';
+import { runBackup } from './backup';
+import { runRdsSide, type PitrStatus, type TierSnapshotResult } from './rds';
+import { RUNNER_ENV, RUNNER_METRICS } from './runner-contract';
+
+/**
+ * One scheduled backup run, the same for the Lambda handler and the ECS Fargate task:
+ * resolve the connection (Secrets Manager or IAM auth, at run time), run the backup core, then the
+ * RDS side (PITR check every run, snapshot + prune for weekly/monthly). Any failure fails the run.
+ */
+
+export const TierSchema = z.enum(BACKUP_TIERS);
+
+const positiveInt = z.coerce.number().int().positive();
+
+/** The runner's non-secret settings, from its environment (set by lib/constructs/backups.ts). */
+const RunnerSettingsSchema = z.object({
+  [RUNNER_ENV.bucket]: z.string().min(1),
+  [RUNNER_ENV.secretArn]: z.string().startsWith('arn:').optional(),
+  [RUNNER_ENV.iamAuthUser]: z.string().min(1).optional(),
+  [RUNNER_ENV.host]: z.string().min(1),
+  [RUNNER_ENV.port]: z.coerce.number().int().min(1).max(65535).default(5432),
+  [RUNNER_ENV.database]: z.string().min(1),
+  [RUNNER_ENV.instanceIdentifier]: z.string().min(1),
+  [RUNNER_ENV.compressionLevel]: z.coerce.number().int().min(0).max(9).default(6),
+  [RUNNER_ENV.weeklySnapshotRetention]: positiveInt.default(4),
+  [RUNNER_ENV.monthlySnapshotRetention]: positiveInt.default(12),
+  [RUNNER_ENV.minPitrRetentionDays]: positiveInt.default(7),
+});
+
+export interface RunnerSettings {
+  readonly bucket: string;
+  readonly secretArn?: string;
+  readonly iamAuthUser?: string;
+  readonly host: string;
+  readonly port: number;
+  readonly database: string;
+  readonly instanceIdentifier: string;
+  readonly compressionLevel: number;
+  readonly snapshotRetention: { readonly weekly: number; readonly monthly: number };
+  readonly minPitrRetentionDays: number;
+}
+
+/** Reads the settings, or fails with one line naming the variable (a deployment defect). */
+export function loadRunnerSettings(env: NodeJS.ProcessEnv = process.env): RunnerSettings {
+  const blankAsMissing = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''));
+  const parsed = RunnerSettingsSchema.safeParse(blankAsMissing);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const name = issue.path.map(String).join('.');
+    const problem = blankAsMissing[name] === undefined ? 'is not set' : `is invalid (${JSON.stringify(blankAsMissing[name])}: ${issue.message})`;
+    throw new OperatorError(`runner environment: ${name} ${problem}; it is set by the backups construct: redeploy the stack`, 2);
+  }
+  const s = parsed.data;
+  if (!s[RUNNER_ENV.secretArn] && !s[RUNNER_ENV.iamAuthUser]) {
+    throw new OperatorError(
+      `runner environment: neither ${RUNNER_ENV.secretArn} nor ${RUNNER_ENV.iamAuthUser} is set; set database.secretArn or database.iamAuthUser in cdk.json and redeploy`,
+      2,
+    );
+  }
+  return {
+    bucket: s[RUNNER_ENV.bucket],
+    secretArn: s[RUNNER_ENV.secretArn],
+    iamAuthUser: s[RUNNER_ENV.iamAuthUser],
+    host: s[RUNNER_ENV.host],
+    port: s[RUNNER_ENV.port],
+    database: s[RUNNER_ENV.database],
+    instanceIdentifier: s[RUNNER_ENV.instanceIdentifier],
+    compressionLevel: s[RUNNER_ENV.compressionLevel],
+    snapshotRetention: { weekly: s[RUNNER_ENV.weeklySnapshotRetention], monthly: s[RUNNER_ENV.monthlySnapshotRetention] },
+    minPitrRetentionDays: s[RUNNER_ENV.minPitrRetentionDays],
+  };
+}
+
+/** Parses a tier from an event or a command line, with one line naming the valid tiers. */
+export function parseTier(value: unknown, source: string): BackupTier {
+  const parsed = TierSchema.safeParse(value);
+  if (!parsed.success) {
+    throw new OperatorError(
+      `${source}: invalid backup tier ${JSON.stringify(value) ?? 'undefined'}: expected one of ${BACKUP_TIERS.join(', ')}`,
+      2,
+    );
+  }
+  return parsed.data;
+}
+
+export interface ScheduledRunDeps {
+  readonly settings: RunnerSettings;
+  readonly s3: S3Client;
+  readonly rds: RDSClient;
+  readonly secretsManager: SecretsManagerClient;
+  readonly metrics?: Metrics;
+  readonly logger?: Logger;
+  readonly now?: () => Date;
+  /** Environment for libpq defaults (PGSSLMODE, PGSSLROOTCERT set by the image). */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Region for IAM database authentication tokens. */
+  readonly region?: string;
+  readonly pgBinDir?: string;
+  /** Aborts the dump (the Lambda deadline, SIGTERM of the ECS task). */
+  readonly signal?: AbortSignal;
+}
+
+export interface ScheduledRunResult {
+  readonly tier: BackupTier;
+  readonly manifestKey: string;
+  readonly snapshot?: TierSnapshotResult;
+  readonly pitr?: PitrStatus;
+}
+
+export async function runScheduledBackup(deps: ScheduledRunDeps, tier: BackupTier): Promise<ScheduledRunResult> {
+  const { settings, logger } = deps;
+  const now = deps.now ?? (() => new Date());
+  const errors: string[] = [];
+
+  let manifestKey: string | undefined;
+  try {
+    const connection = await resolveConnection({
+      env: deps.env ?? {},
+      secretArn: settings.iamAuthUser ? undefined : settings.secretArn,
+      secretsManager: deps.secretsManager,
+      iamAuthUser: settings.iamAuthUser,
+      region: deps.region,
+      overrides: { host: settings.host, port: settings.port, database: settings.database },
+    });
+    logger?.info('backup starting', { tier, database: describeConnection(connection) });
+    const result = await runBackup(
+      { s3: deps.s3, bucket: settings.bucket, connection, pgBinDir: deps.pgBinDir, metrics: deps.metrics, now: deps.now, signal: deps.signal },
+      { tier, compressionLevel: settings.compressionLevel },
+    );
+    manifestKey = result.manifestKey;
+    logger?.info('backup written', { tier, manifestKey });
+  } catch (error) {
+    errors.push(`backup: ${oneLine(error)}`);
+  }
+
+  // The RDS side runs even when the dump failed: a snapshot and the PITR check are independent of it.
+  const rdsSide = await runRdsSide(
+    { rds: deps.rds, metrics: deps.metrics, now },
+    {
+      instanceIdentifier: settings.instanceIdentifier,
+      tier,
+      minPitrRetentionDays: settings.minPitrRetentionDays,
+      snapshotRetention: settings.snapshotRetention,
+    },
+  );
+  errors.push(...rdsSide.errors.map((e) => `rds: ${e}`));
+  if (rdsSide.pitr && !rdsSide.pitr.enabled) {
+    logger?.warn('PITR is off or below the minimum retention: the 15-minute RPO is not reachable', { ...rdsSide.pitr });
+  }
+  if (rdsSide.snapshot) logger?.info('snapshot taken', { tier, ...rdsSide.snapshot });
+
+  await emitLatestBackupAge(deps, now());
+
+  if (errors.length > 0 || manifestKey === undefined) {
+    emitServiceMetric(deps.metrics, RUNNER_METRICS.scheduledRunFailure, MetricUnit.Count, 1);
+    throw new OperatorError(`${tier} backup run failed: ${errors.join(' | ')}`);
+  }
+  return { tier, manifestKey, snapshot: rdsSide.snapshot, pitr: rdsSide.pitr };
+}
+
+/**
+ * Age of the newest good backup (latest.json -> manifest finishedAt): rises while runs fail.
+ * Best effort: a missing pointer (first run) or unreadable manifest only logs.
+ */
+async function emitLatestBackupAge(deps: ScheduledRunDeps, now: Date): Promise<void> {
+  if (!deps.metrics) return;
+  try {
+    const pointer = LatestPointerSchema.parse(JSON.parse(await getText(deps.s3, deps.settings.bucket, LATEST_POINTER_KEY)));
+    const manifest = BackupManifestSchema.parse(JSON.parse(await getText(deps.s3, deps.settings.bucket, pointer.manifest)));
+    const ageSeconds = Math.max(0, Math.round((now.getTime() - Date.parse(manifest.finishedAt)) / 1000));
+    emitServiceMetric(deps.metrics, RUNNER_METRICS.latestBackupAgeSeconds, MetricUnit.Seconds, ageSeconds);
+  } catch (error) {
+    deps.logger?.warn('cannot read the latest backup pointer for the age metric', { error: oneLine(error) });
+  }
+}
+
+async function getText(s3: S3Client, bucket: string, key: string): Promise<string> {
+  const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  return (await out.Body?.transformToString('utf8')) ?? '';
+}
+
+/** A metric with only the default {service} dimension, whatever dimensions the core added. */
+function emitServiceMetric(metrics: Metrics | undefined, name: string, unit: MetricUnitType, value: number): void {
+  metrics?.singleMetric().addMetric(name, unit, value);
+}

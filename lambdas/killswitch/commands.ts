@@ -1,0 +1,56 @@
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { OperatorError } from '../shared/errors';
+import { KillswitchReading, KillswitchWriteResult, readKillswitch, writeKillswitch } from './core';
+import { parseDuration, parseEnableMode, parseReason } from './value';
+
+/** One killswitch command, as the CLI and the Slack slash command both express it. */
+export type KillswitchCommand =
+  | { readonly action: 'status' }
+  | { readonly action: 'enable'; readonly mode?: string; readonly reason?: string; readonly expires?: string }
+  | { readonly action: 'disable'; readonly reason?: string };
+
+export type KillswitchCommandResult =
+  | { readonly action: 'status'; readonly reading: KillswitchReading }
+  | { readonly action: 'enable' | 'disable'; readonly write: KillswitchWriteResult };
+
+export interface CommandDeps {
+  readonly ssm: SSMClient;
+  readonly parameterName: string;
+  /** Who acts (STS caller ARN, Slack user): resolved only once the inputs are valid. */
+  readonly resolveActor: () => Promise<string>;
+  readonly now?: () => Date;
+}
+
+/**
+ * The shared core of the CLI and ChatOps: validates every input BEFORE any AWS call, so a bad
+ * mode, a missing reason or a malformed duration writes nothing.
+ */
+export async function runKillswitchCommand(deps: CommandDeps, command: KillswitchCommand): Promise<KillswitchCommandResult> {
+  const now = deps.now ?? (() => new Date());
+  switch (command.action) {
+    case 'status':
+      return { action: 'status', reading: await readKillswitch(deps.ssm, deps.parameterName) };
+    case 'enable': {
+      const mode = parseEnableMode(command.mode);
+      const reason = parseReason(command.reason, true) as string;
+      const expiresInSeconds = command.expires === undefined ? null : parseDuration(command.expires);
+      const actor = await deps.resolveActor();
+      // One instant for updatedAt and the expiry, so "2h" is exactly two hours after the change.
+      const at = now();
+      const expiresAt = expiresInSeconds === null ? null : new Date(at.getTime() + expiresInSeconds * 1000);
+      const write = await writeKillswitch({ ssm: deps.ssm, now: () => at }, { parameterName: deps.parameterName, mode, reason, actor, expiresAt });
+      return { action: 'enable', write };
+    }
+    case 'disable': {
+      const reason = parseReason(command.reason, false) ?? 'disabled';
+      const actor = await deps.resolveActor();
+      const write = await writeKillswitch(
+        { ssm: deps.ssm, now },
+        { parameterName: deps.parameterName, mode: 'normal', reason, actor, expiresAt: null },
+      );
+      return { action: 'disable', write };
+    }
+    default:
+      throw new OperatorError(`killswitch: unknown action: use status, enable or disable`, 2);
+  }
+}

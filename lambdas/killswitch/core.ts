@@ -1,0 +1,144 @@
+import { GetParameterCommand, ParameterNotFound, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { OperatorError } from '../shared/errors';
+import { KillswitchMode, KillswitchValue, parseKillswitchValue } from './value';
+
+/** What is in the parameter now, as read with its version (the basis of conflict detection). */
+export interface KillswitchReading {
+  readonly version: number;
+  readonly raw: string;
+  /** The parsed value, or null when the stored JSON is malformed. */
+  readonly value: KillswitchValue | null;
+  /** Why the value is malformed, when it is. */
+  readonly invalidReason?: string;
+}
+
+export async function readKillswitch(ssm: SSMClient, parameterName: string): Promise<KillswitchReading> {
+  let output;
+  try {
+    output = await ssm.send(new GetParameterCommand({ Name: parameterName }));
+  } catch (error) {
+    if (error instanceof ParameterNotFound || (error as { name?: string }).name === 'ParameterNotFound') {
+      throw new OperatorError(
+        `killswitch: parameter ${parameterName} does not exist: deploy the data stack, or pass --parameter / KILLSWITCH_PARAMETER with the right name`,
+        2,
+      );
+    }
+    throw error;
+  }
+  const raw = output.Parameter?.Value ?? '';
+  const version = output.Parameter?.Version ?? 0;
+  const parsed = parseKillswitchValue(raw);
+  return parsed.ok ? { version, raw, value: parsed.value } : { version, raw, value: null, invalidReason: parsed.error };
+}
+
+export interface KillswitchChange {
+  readonly parameterName: string;
+  readonly mode: KillswitchMode;
+  readonly reason: string;
+  readonly actor: string;
+  /** When the change reverts to normal by itself (Scheduler), or null. */
+  readonly expiresAt: Date | null;
+}
+
+/** Someone else's write landed between our read and our re-read: neither intent is silently lost. */
+export interface KillswitchConflict {
+  /** `before`: a write landed between our read and our write (ours overwrote it);
+   *  `after`: a write landed after ours (theirs is in effect). */
+  readonly kind: 'before' | 'after';
+  readonly message: string;
+  /** What is in effect after the re-read. */
+  readonly current: KillswitchReading;
+}
+
+export interface KillswitchWriteResult {
+  readonly previous: KillswitchReading;
+  readonly written: KillswitchValue;
+  readonly version: number;
+  readonly conflict?: KillswitchConflict;
+}
+
+export interface WriteDeps {
+  readonly ssm: SSMClient;
+  readonly now?: () => Date;
+}
+
+/**
+ * Writes a new value: read the version, write, re-read. SSM has no compare-and-set, so a write by
+ * someone else inside that window cannot be prevented, only detected and reported.
+ */
+export async function writeKillswitch(deps: WriteDeps, change: KillswitchChange): Promise<KillswitchWriteResult> {
+  const now = (deps.now ?? (() => new Date()))();
+  const written: KillswitchValue = {
+    mode: change.mode,
+    reason: change.reason,
+    actor: change.actor,
+    updatedAt: now.toISOString(),
+    expiresAt: change.expiresAt ? change.expiresAt.toISOString() : null,
+  };
+  const previous = await readKillswitch(deps.ssm, change.parameterName);
+  const put = await deps.ssm.send(
+    new PutParameterCommand({ Name: change.parameterName, Value: JSON.stringify(written), Type: 'String', Overwrite: true }),
+  );
+  const version = put.Version ?? previous.version + 1;
+  const current = await readKillswitch(deps.ssm, change.parameterName);
+
+  let conflict: KillswitchConflict | undefined;
+  if (current.version !== version) {
+    conflict = {
+      kind: 'after',
+      current,
+      message: `conflict: another write (v${current.version}${describeBy(current)}) landed right after yours (v${version}); it is in effect now: run "killswitch status" and agree before retrying`,
+    };
+  } else if (version !== previous.version + 1) {
+    conflict = {
+      kind: 'before',
+      current,
+      message: `conflict: ${version - previous.version - 1} other write(s) landed between your read (v${previous.version}) and your write (v${version}) and were overwritten by yours: check the incidents topic and "killswitch status"`,
+    };
+  }
+  return { previous, written, version, conflict };
+}
+
+function describeBy(reading: KillswitchReading): string {
+  return reading.value ? ` by ${reading.value.actor}: ${reading.value.mode}, "${reading.value.reason}"` : ', malformed';
+}
+
+/** The actor of automatic reverts, as shown in status and notifications. */
+export const EXPIRY_ACTOR = 'atmr-dr expiry schedule';
+
+export interface RevertRequest {
+  readonly parameterName: string;
+  /** `updatedAt` of the value the schedule was created for. */
+  readonly expectedUpdatedAt: string;
+}
+
+export type RevertOutcome =
+  | { readonly reverted: true; readonly result: KillswitchWriteResult }
+  | { readonly reverted: false; readonly why: string };
+
+/**
+ * Reverts to normal when the value is still the one the expiry was scheduled for; a newer change
+ * (another enable, a disable) wins and the schedule does nothing.
+ */
+export async function revertExpired(deps: WriteDeps, request: RevertRequest): Promise<RevertOutcome> {
+  const current = await readKillswitch(deps.ssm, request.parameterName);
+  if (!current.value) return { reverted: false, why: `value is malformed (${current.invalidReason}); not touching it` };
+  if (current.value.updatedAt !== request.expectedUpdatedAt) {
+    return { reverted: false, why: `value changed since (updatedAt ${current.value.updatedAt}, expected ${request.expectedUpdatedAt})` };
+  }
+  if (current.value.mode === 'normal') return { reverted: false, why: 'already normal' };
+  const result = await writeKillswitch(deps, {
+    parameterName: request.parameterName,
+    mode: 'normal',
+    reason: `expired: ${current.value.mode} set by ${current.value.actor} ("${current.value.reason}") until ${current.value.expiresAt}`.slice(0, 500),
+    actor: EXPIRY_ACTOR,
+    expiresAt: null,
+  });
+  return { reverted: true, result };
+}
+
+/** A one-line summary for humans (CLI status, Slack, SNS). */
+export function describeValue(value: KillswitchValue): string {
+  const expiry = value.expiresAt ? `, until ${value.expiresAt}` : '';
+  return `${value.mode} (by ${value.actor} at ${value.updatedAt}${expiry}): ${value.reason}`;
+}

@@ -1,0 +1,35 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
+import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import middy from '@middy/core';
+import { z } from 'zod';
+import { observability } from '../shared/observability';
+import { enforceKillswitch, EnforceResult } from './enforcer';
+import { handlerEnv } from './env';
+
+const { logger, tracer } = observability('killswitch-enforcer');
+const env = handlerEnv({
+  KILLSWITCH_PARAMETER: z.string().min(1),
+  LISTENER_ARN: z.string().startsWith('arn:'),
+  LISTENER_RULE_PRIORITY: z.coerce.number().int().min(1).max(49999),
+});
+const ssm = tracer.captureAWSv3Client(new SSMClient({}));
+const elbv2 = tracer.captureAWSv3Client(new ElasticLoadBalancingV2Client({}));
+
+/** A "Parameter Store Change" of the parameter, or the 5-minute reconcile schedule. */
+const TriggerSchema = z.looseObject({ 'detail-type': z.enum(['Parameter Store Change', 'Scheduled Event']) });
+
+export async function enforce(event: unknown): Promise<EnforceResult> {
+  const trigger = TriggerSchema.parse(event);
+  const result = await enforceKillswitch(
+    { ssm, elbv2 },
+    { parameterName: env.KILLSWITCH_PARAMETER, listenerArn: env.LISTENER_ARN, priority: env.LISTENER_RULE_PRIORITY },
+  );
+  // A change found by the reconcile means an event was missed: worth a warning.
+  const log = trigger['detail-type'] === 'Scheduled Event' && result.changes.length > 0 ? logger.warn.bind(logger) : logger.info.bind(logger);
+  log('killswitch enforced', { trigger: trigger['detail-type'], mode: result.mode, changes: result.changes });
+  return result;
+}
+
+export const handler = middy(enforce).use(injectLambdaContext(logger)).use(captureLambdaHandler(tracer));

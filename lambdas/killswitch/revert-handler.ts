@@ -1,0 +1,30 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import middy from '@middy/core';
+import { z } from 'zod';
+import { OperatorError } from '../shared/errors';
+import { observability } from '../shared/observability';
+import { revertExpired } from './core';
+import { handlerEnv } from './env';
+
+const { logger, tracer } = observability('killswitch-expiry');
+const env = handlerEnv({ KILLSWITCH_PARAMETER: z.string().min(1) });
+const ssm = tracer.captureAWSv3Client(new SSMClient({}));
+
+const RevertEventSchema = z.strictObject({ parameterName: z.string().min(1), expectedUpdatedAt: z.iso.datetime({ offset: true }) });
+
+/** Invoked by the one-time Scheduler schedule armed for `--expires`. */
+export async function revert(event: unknown): Promise<{ reverted: boolean; why?: string }> {
+  const request = RevertEventSchema.parse(event);
+  if (request.parameterName !== env.KILLSWITCH_PARAMETER) {
+    throw new OperatorError(`killswitch expiry: parameter ${request.parameterName} is not this environment's (${env.KILLSWITCH_PARAMETER})`);
+  }
+  const outcome = await revertExpired({ ssm }, request);
+  logger.info(outcome.reverted ? 'killswitch expired: reverted to normal' : 'killswitch expiry skipped', {
+    ...(outcome.reverted ? { conflict: outcome.result.conflict?.message } : { why: outcome.why }),
+  });
+  return outcome.reverted ? { reverted: true } : { reverted: false, why: outcome.why };
+}
+
+export const handler = middy(revert).use(injectLambdaContext(logger)).use(captureLambdaHandler(tracer));

@@ -1,0 +1,115 @@
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { OperatorError, oneLine } from '../shared/errors';
+import { KillswitchCommand, runKillswitchCommand } from './commands';
+import { describeValue } from './core';
+
+/** Slack's replay window: requests older (or further in the future) than this are refused. */
+export const SLACK_MAX_SKEW_SECONDS = 5 * 60;
+
+export interface SlackHttpRequest {
+  readonly headers: Record<string, string | undefined>;
+  /** The body exactly as received (the signature covers the raw bytes). */
+  readonly rawBody: string;
+}
+
+export interface SlackReply {
+  readonly statusCode: number;
+  readonly body: { readonly response_type: 'in_channel' | 'ephemeral'; readonly text: string };
+}
+
+export type SignatureCheck = { readonly ok: true } | { readonly ok: false; readonly why: string };
+
+function header(headers: Record<string, string | undefined>, name: string): string | undefined {
+  const key = Object.keys(headers).find((k) => k.toLowerCase() === name);
+  return key === undefined ? undefined : headers[key];
+}
+
+/** Slack v0 signing: HMAC-SHA256 of `v0:<timestamp>:<body>` with the signing secret, hex. */
+export function slackSignature(signingSecret: string, timestamp: string, rawBody: string): string {
+  return `v0=${createHmac('sha256', signingSecret).update(`v0:${timestamp}:${rawBody}`).digest('hex')}`;
+}
+
+export function verifySlackSignature(request: SlackHttpRequest, signingSecret: string, nowSeconds: number): SignatureCheck {
+  const timestamp = header(request.headers, 'x-slack-request-timestamp');
+  const signature = header(request.headers, 'x-slack-signature');
+  if (!timestamp || !signature) return { ok: false, why: 'missing Slack signature headers' };
+  if (!/^\d{1,12}$/.test(timestamp)) return { ok: false, why: 'malformed timestamp' };
+  if (Math.abs(nowSeconds - Number(timestamp)) > SLACK_MAX_SKEW_SECONDS) return { ok: false, why: 'timestamp outside the 5-minute window (replay?)' };
+  const expected = Buffer.from(slackSignature(signingSecret, timestamp, request.rawBody));
+  const given = Buffer.from(signature);
+  if (expected.length !== given.length || !timingSafeEqual(expected, given)) return { ok: false, why: 'signature mismatch' };
+  return { ok: true };
+}
+
+/** `enable <mode> [--expires 2h] <reason...>` | `disable [reason...]` | `status`. */
+export function parseSlackText(text: string): KillswitchCommand {
+  const words = text.trim().split(/\s+/).filter(Boolean);
+  const action = (words.shift() ?? 'status').toLowerCase();
+  let expires: string | undefined;
+  const flag = words.indexOf('--expires');
+  if (flag >= 0) {
+    expires = words[flag + 1];
+    if (expires === undefined) throw new OperatorError('killswitch: --expires needs a duration such as 30m, 2h or 1d', 2);
+    words.splice(flag, 2);
+  }
+  switch (action) {
+    case 'status':
+      return { action: 'status' };
+    case 'enable': {
+      const mode = words.shift();
+      return { action: 'enable', mode, reason: words.join(' '), expires };
+    }
+    case 'disable':
+      return { action: 'disable', reason: words.join(' ') || undefined };
+    default:
+      throw new OperatorError(`killswitch: unknown command "${action}": use status, enable maintenance|degraded <reason>, or disable [reason]`, 2);
+  }
+}
+
+export interface SlackDeps {
+  readonly ssm: SSMClient;
+  readonly parameterName: string;
+  readonly signingSecret: () => Promise<string>;
+  readonly allowedUserIds: readonly string[];
+  readonly nowSeconds?: () => number;
+}
+
+const ephemeral = (statusCode: number, text: string): SlackReply => ({ statusCode, body: { response_type: 'ephemeral', text } });
+
+/**
+ * Handles one slash command: signature, replay window, user allow-list, then the same core as the
+ * CLI. Changes are answered in the channel with who, what and why.
+ */
+export async function handleSlackCommand(deps: SlackDeps, request: SlackHttpRequest): Promise<SlackReply> {
+  const nowSeconds = (deps.nowSeconds ?? (() => Math.floor(Date.now() / 1000)))();
+  const check = verifySlackSignature(request, await deps.signingSecret(), nowSeconds);
+  if (!check.ok) return ephemeral(401, `refused: ${check.why}`);
+
+  const form = new URLSearchParams(request.rawBody);
+  const userId = form.get('user_id');
+  const command = form.get('command');
+  if (!userId || !command || !form.has('text')) return ephemeral(400, 'malformed slash command: user_id, command and text are required');
+  if (!deps.allowedUserIds.includes(userId)) {
+    return ephemeral(200, `<@${userId}> is not allowed to use the killswitch: ask the lead DevOps to add your Slack user id to killswitch.slack.allowedUserIds`);
+  }
+  const userName = form.get('user_name');
+  const actor = `slack:${userId}${userName ? ` (${userName})` : ''}`;
+  try {
+    const parsed = parseSlackText(form.get('text') ?? '');
+    const result = await runKillswitchCommand({ ssm: deps.ssm, parameterName: deps.parameterName, resolveActor: async () => actor }, parsed);
+    if (result.action === 'status') {
+      const { reading } = result;
+      const text = reading.value ? `Killswitch: ${describeValue(reading.value)}` : `Killswitch value is MALFORMED (${reading.invalidReason}); readers treat it as normal`;
+      return ephemeral(200, text);
+    }
+    const { write } = result;
+    const verb = result.action === 'enable' ? `enabled *${write.written.mode}*` : 'returned to *normal*';
+    const expiry = write.written.expiresAt ? ` until ${write.written.expiresAt}` : '';
+    const warning = write.conflict ? `\n:warning: ${write.conflict.message}` : '';
+    return { statusCode: 200, body: { response_type: 'in_channel', text: `<@${userId}> ${verb}${expiry}: ${write.written.reason}${warning}` } };
+  } catch (error) {
+    if (error instanceof OperatorError) return ephemeral(200, error.message);
+    return ephemeral(200, `killswitch failed: ${oneLine(error)}`);
+  }
+}

@@ -1,0 +1,110 @@
+import { z } from 'zod';
+import { OperatorError } from '../shared/errors';
+
+/** Killswitch modes, in increasing severity (DESIGN.md "Killswitch"). */
+export const KILLSWITCH_MODES = ['normal', 'degraded', 'maintenance'] as const;
+export type KillswitchMode = (typeof KILLSWITCH_MODES)[number];
+
+/** Modes an operator can enable (`normal` is reached with `disable`). */
+export const ENABLE_MODES = ['maintenance', 'degraded'] as const;
+export type EnableMode = (typeof ENABLE_MODES)[number];
+
+/** Value of the `KillswitchMode` metric: 0 normal, 1 degraded, 2 maintenance. */
+export const MODE_METRIC_VALUE: Readonly<Record<KillswitchMode, number>> = { normal: 0, degraded: 1, maintenance: 2 };
+
+/** The runbook's maintenance message, as the 503 body (DESIGN.md). */
+export const MAINTENANCE_MESSAGE = 'Service en maintenance - Merci de réessayer plus tard';
+export const MAINTENANCE_BODY = JSON.stringify({ error: MAINTENANCE_MESSAGE });
+
+/** Paths that stay served in maintenance, so load balancers and orchestrators keep the tasks. */
+export const MAINTENANCE_EXEMPT_PATHS: readonly string[] = ['/health', '/ready'];
+
+/** Reason length cap: SSM String values are limited to 4 KB and Slack lines should stay readable. */
+export const MAX_REASON_LENGTH = 500;
+
+const isoDate = z.iso.datetime({ offset: true });
+
+/** The parameter's JSON value (DESIGN.md): the single source of truth of the mode. */
+export const KillswitchValueSchema = z.strictObject({
+  mode: z.enum(KILLSWITCH_MODES),
+  reason: z.string().max(MAX_REASON_LENGTH),
+  actor: z.string().min(1),
+  updatedAt: isoDate,
+  expiresAt: isoDate.nullable(),
+});
+export type KillswitchValue = z.infer<typeof KillswitchValueSchema>;
+
+/** The value a fresh parameter is created with (once: deploys never write it again). */
+export const INITIAL_VALUE: KillswitchValue = {
+  mode: 'normal',
+  reason: 'initial value (created by deploy)',
+  actor: 'atmr-dr deploy',
+  updatedAt: '1970-01-01T00:00:00.000Z',
+  expiresAt: null,
+};
+
+export type ParseResult = { readonly ok: true; readonly value: KillswitchValue } | { readonly ok: false; readonly error: string };
+
+/** Parses a raw parameter value; never throws (readers decide what a malformed value means). */
+export function parseKillswitchValue(raw: string): ParseResult {
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    return { ok: false, error: 'value is not JSON' };
+  }
+  const result = KillswitchValueSchema.safeParse(json);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    return { ok: false, error: `${issue.path.join('.') || 'value'}: ${issue.message}` };
+  }
+  return { ok: true, value: result.data };
+}
+
+/** Validates an operator-supplied mode for `enable`, naming the valid values. */
+export function parseEnableMode(mode: string | undefined): EnableMode {
+  if (mode === undefined || mode === '') {
+    throw new OperatorError(`killswitch: --mode is required: use one of ${ENABLE_MODES.join(', ')}`, 2);
+  }
+  if (!(ENABLE_MODES as readonly string[]).includes(mode)) {
+    throw new OperatorError(`killswitch: invalid mode "${mode}": use one of ${ENABLE_MODES.join(', ')} (disable returns to normal)`, 2);
+  }
+  return mode as EnableMode;
+}
+
+/** Validates an operator reason: required to enable, one line, bounded. */
+export function parseReason(reason: string | undefined, required: boolean): string | undefined {
+  const text = reason?.replace(/\s+/g, ' ').trim();
+  if (!text) {
+    if (required) throw new OperatorError('killswitch: --reason is required to enable: say why, e.g. --reason "OSRM down"', 2);
+    return undefined;
+  }
+  if (text.length > MAX_REASON_LENGTH) {
+    throw new OperatorError(`killswitch: --reason is ${text.length} characters: keep it under ${MAX_REASON_LENGTH}`, 2);
+  }
+  return text;
+}
+
+const DURATION_UNITS: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3600, d: 86400 };
+/** Bounds of `--expires`: a schedule needs a future time, and a killswitch is not a permanent setting. */
+export const MIN_EXPIRY_SECONDS = 60;
+export const MAX_EXPIRY_SECONDS = 7 * 86400;
+
+/** Parses a duration such as `90s`, `30m`, `2h`, `1d` or `1h30m` into seconds. */
+export function parseDuration(text: string): number {
+  const trimmed = text.trim();
+  const pattern = /(\d+)([smhd])/gy;
+  let seconds = 0;
+  let consumed = 0;
+  for (let match = pattern.exec(trimmed); match; match = pattern.exec(trimmed)) {
+    seconds += Number(match[1]) * DURATION_UNITS[match[2]];
+    consumed = pattern.lastIndex;
+  }
+  if (trimmed === '' || consumed !== trimmed.length) {
+    throw new OperatorError(`killswitch: malformed duration "${text}": use a number with a unit s, m, h or d (e.g. 30m, 2h, 1h30m)`, 2);
+  }
+  if (seconds < MIN_EXPIRY_SECONDS || seconds > MAX_EXPIRY_SECONDS) {
+    throw new OperatorError(`killswitch: duration "${text}" is out of range: use between 1m and 7d`, 2);
+  }
+  return seconds;
+}

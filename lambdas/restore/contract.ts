@@ -1,0 +1,24 @@
+/**
+ * What the restore-test infrastructure (lib/constructs/restore-test.ts) and its code
+ * (lambdas/restore/{handler,scheduled}.ts) agree on. No runtime dependencies: the CDK app imports it.
+ */
+
+/** Powertools service name: also the `service` dimension of the metrics below. */
+export const RESTORE_TEST_SERVICE = 'restore-test';
+
+export const RESTORE_TEST_METRICS = { success: 'RestoreTestSuccess', rtoSeconds: 'RtoSeconds', rpoSeconds: 'RpoSeconds' } as const;
+
+/** Non-secret settings of the function (never a password). */
+export const RESTORE_TEST_ENV = {
+  bucket: 'BACKUP_BUCKET',
+  targetHost: 'RESTORE_TEST_TARGET_HOST',
+  targetPort: 'RESTORE_TEST_TARGET_PORT',
+  targetSecretArn: 'RESTORE_TEST_TARGET_SECRET_ARN',
+  iamAuthUser: 'RESTORE_TEST_IAM_AUTH_USER',
+  tier: 'RESTORE_TEST_TIER',
+  criticalQueries: 'RESTORE_TEST_CRITICAL_QUERIES',
+  rtoObjectiveSeconds: 'RESTORE_TEST_RTO_OBJECTIVE_SECONDS',
+  rpoObjectiveSeconds: 'RESTORE_TEST_RPO_OBJECTIVE_SECONDS',
+  /** JSON array of database names a Lambda restore never targets (the production database). */
+  protectedDatabases: 'RESTORE_PROTECTED_DATABASES',
+} as const;

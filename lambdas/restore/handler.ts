@@ -1,0 +1,60 @@
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
+import middy from '@middy/core';
+import { z } from 'zod';
+import { createS3Client, DEFAULT_MAX_ATTEMPTS } from '../shared/aws';
+import { OperatorError } from '../shared/errors';
+import { observability } from '../shared/observability';
+import { RESTORE_TEST_SERVICE } from './contract';
+import { LambdaRestoreRequestSchema, loadRestoreTestSettings, runLambdaRestore, runScheduledRestoreTest } from './scheduled';
+
+/**
+ * Lambda entry of the restore concern (runner image, CMD `restore.handler`):
+ *  - `{}` or `{"tier": "..."}` (EventBridge Scheduler): the restore test. A failed test is
+ *    reported (metric 0, report in the bucket) and returned; only a crash throws.
+ *  - `{"restore": {"ref", "targetDb", "tier"?, "force"?, "format"?, "terminateConnections"?}}`:
+ *    a verified restore on the configured target; refusals throw their one-line OperatorError.
+ */
+const { logger, metrics, tracer } = observability(RESTORE_TEST_SERVICE);
+
+let clients: { s3: ReturnType<typeof createS3Client>; secretsManager: SecretsManagerClient } | undefined;
+
+const RestoreEventSchema = z.strictObject({ restore: LambdaRestoreRequestSchema });
+const RestoreTestEventSchema = z.object({ tier: z.enum(['hourly', 'daily', 'weekly', 'monthly']).optional() });
+
+export async function restoreTestHandler(event: unknown) {
+  const isRestore = typeof event === 'object' && event !== null && 'restore' in event;
+  const parsed = isRestore ? RestoreEventSchema.safeParse(event) : RestoreTestEventSchema.safeParse(event ?? {});
+  if (!parsed.success) {
+    throw new OperatorError('restore event must be {} or {"tier": "hourly|daily|weekly|monthly"} (restore test), or {"restore": {"ref": "latest", "targetDb": "<name>"}}');
+  }
+  const settings = loadRestoreTestSettings(process.env);
+  clients ??= {
+    s3: createS3Client(),
+    secretsManager: tracer.captureAWSv3Client(new SecretsManagerClient({ maxAttempts: DEFAULT_MAX_ATTEMPTS })),
+  };
+  if ('restore' in parsed.data) {
+    const result = await runLambdaRestore({ ...clients, env: process.env, region: process.env.AWS_REGION, log: (line) => logger.info(line) }, settings, parsed.data.restore);
+    logger.info('restore done', { manifestKey: result.manifestKey, targetDb: result.targetDb, rtoSeconds: result.rtoSeconds });
+    return { ok: true, ...result };
+  }
+  if (parsed.data.tier) settings.RESTORE_TEST_TIER = parsed.data.tier;
+  const { report, reportKey } = await runScheduledRestoreTest(
+    {
+      ...clients,
+      metrics: { addMetric: (name, unit, value) => metrics.addMetric(name, unit === 'Count' ? MetricUnit.Count : MetricUnit.Seconds, value) },
+      env: process.env,
+      region: process.env.AWS_REGION,
+      log: (line) => logger.info(line),
+    },
+    settings,
+  );
+  if (report.ok) logger.info('restore test passed', { reportKey, rtoSeconds: report.rtoSeconds, rpoSeconds: report.rpoSeconds });
+  else logger.error('restore test failed', { reportKey, error: report.error });
+  return { ok: report.ok, reportKey, rtoSeconds: report.rtoSeconds, rpoSeconds: report.rpoSeconds, error: report.error };
+}
+
+export const handler = middy(restoreTestHandler).use(injectLambdaContext(logger)).use(logMetrics(metrics)).use(captureLambdaHandler(tracer));

@@ -1,0 +1,154 @@
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { z } from 'zod';
+import { OperatorError } from '../shared/errors';
+import { resolveConnection } from '../shared/pg-connection';
+import { BACKUP_TIERS, RESTORE_TEST_REPORT_PREFIX } from '../shared/s3-layout';
+import { CatalogDeps, StatFs } from './catalog';
+import { RESTORE_TEST_ENV, RESTORE_TEST_METRICS } from './contract';
+import { RestoreResult, restoreBackup } from './restore';
+import { RestoreTestReport, runRestoreTest } from './restore-test';
+
+/**
+ * The scheduled restore test (first Wednesday of the month): restores the latest backup of a tier
+ * into a scratch database on the configured target instance, publishes RestoreTestSuccess /
+ * RtoSeconds / RpoSeconds, and keeps the JSON report under `restore-tests/` in the bucket.
+ */
+
+const positiveInt = z.coerce.number().int().positive();
+export const RestoreTestSettingsSchema = z.object({
+  [RESTORE_TEST_ENV.bucket]: z.string().min(3),
+  [RESTORE_TEST_ENV.targetHost]: z.string().min(1),
+  [RESTORE_TEST_ENV.targetPort]: positiveInt.max(65535),
+  [RESTORE_TEST_ENV.targetSecretArn]: z.string().startsWith('arn:').optional(),
+  [RESTORE_TEST_ENV.iamAuthUser]: z.string().min(1).optional(),
+  [RESTORE_TEST_ENV.tier]: z.enum(BACKUP_TIERS).default('daily'),
+  [RESTORE_TEST_ENV.criticalQueries]: z
+    .string()
+    .default('[]')
+    .transform((text, ctx) => {
+      try {
+        return z.array(z.string().min(1)).parse(JSON.parse(text));
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'must be a JSON array of SQL strings' });
+        return z.NEVER;
+      }
+    }),
+  [RESTORE_TEST_ENV.protectedDatabases]: z
+    .string()
+    .default('[]')
+    .transform((text, ctx) => {
+      try {
+        return z.array(z.string().min(1)).parse(JSON.parse(text));
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'must be a JSON array of database names' });
+        return z.NEVER;
+      }
+    }),
+  [RESTORE_TEST_ENV.rtoObjectiveSeconds]: positiveInt.default(1800),
+  [RESTORE_TEST_ENV.rpoObjectiveSeconds]: positiveInt.default(900),
+});
+export type RestoreTestSettings = z.infer<typeof RestoreTestSettingsSchema>;
+
+export function loadRestoreTestSettings(env: NodeJS.ProcessEnv): RestoreTestSettings {
+  const parsed = RestoreTestSettingsSchema.safeParse(env);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new OperatorError(`restore-test setting ${issue.path.join('.')}: ${issue.message}; fix the function environment (lib/constructs/restore-test.ts)`, 2);
+  }
+  const settings = parsed.data;
+  if (!settings[RESTORE_TEST_ENV.targetSecretArn] && !settings[RESTORE_TEST_ENV.iamAuthUser]) {
+    throw new OperatorError(`restore-test needs ${RESTORE_TEST_ENV.targetSecretArn} or ${RESTORE_TEST_ENV.iamAuthUser}; fix the function environment`, 2);
+  }
+  return settings;
+}
+
+/** The part of Powertools Metrics the test uses. */
+export interface MetricsSink {
+  addMetric(name: string, unit: 'Count' | 'Seconds', value: number): void;
+}
+
+export interface ScheduledRestoreTestDeps extends Pick<CatalogDeps, 's3'> {
+  readonly secretsManager?: SecretsManagerClient;
+  readonly metrics?: MetricsSink;
+  /** libpq defaults (PGSSLMODE, PGSSLROOTCERT set by the runner image). */
+  readonly env?: NodeJS.ProcessEnv;
+  readonly region?: string;
+  readonly now?: () => Date;
+  readonly tempDir?: string;
+  readonly statfs?: StatFs;
+  readonly log?: (line: string) => void;
+}
+
+export interface ScheduledRestoreTestResult {
+  readonly report: RestoreTestReport;
+  readonly reportKey: string;
+}
+
+/** A restore asked of the Lambda entry (same verified restore as the CLI, on the configured target). */
+export const LambdaRestoreRequestSchema = z.strictObject({
+  ref: z.string().min(1),
+  tier: z.enum(BACKUP_TIERS).optional(),
+  targetDb: z.string().min(1),
+  force: z.boolean().default(false),
+  format: z.enum(['custom', 'plain']).optional(),
+  terminateConnections: z.boolean().default(false),
+});
+export type LambdaRestoreRequest = z.infer<typeof LambdaRestoreRequestSchema>;
+
+/**
+ * `{"restore": {...}}` on the Lambda entry: a verified restore into `targetDb` on the configured
+ * target instance. The protected (production) names are refused with no override from an event:
+ * overwriting production stays an operator's explicit CLI act.
+ */
+export async function runLambdaRestore(
+  deps: ScheduledRestoreTestDeps,
+  settings: RestoreTestSettings,
+  request: LambdaRestoreRequest,
+): Promise<Omit<RestoreResult, 'manifest'>> {
+  const target = await targetConnection(deps, settings);
+  const { manifest: _manifest, ...result } = await restoreBackup(
+    { s3: deps.s3, bucket: settings[RESTORE_TEST_ENV.bucket], connection: target, tempDir: deps.tempDir, statfs: deps.statfs, log: deps.log },
+    { ...request, protectedDatabases: settings[RESTORE_TEST_ENV.protectedDatabases], allowProductionOverwrite: false },
+  );
+  return result;
+}
+
+function targetConnection(deps: ScheduledRestoreTestDeps, settings: RestoreTestSettings) {
+  return resolveConnection({
+    env: { PGSSLMODE: deps.env?.PGSSLMODE, PGSSLROOTCERT: deps.env?.PGSSLROOTCERT },
+    secretArn: settings[RESTORE_TEST_ENV.targetSecretArn],
+    secretsManager: deps.secretsManager,
+    iamAuthUser: settings[RESTORE_TEST_ENV.iamAuthUser],
+    region: deps.region,
+    // The scratch database is created from here; the secret's own dbname is never written to.
+    overrides: { host: settings[RESTORE_TEST_ENV.targetHost], port: settings[RESTORE_TEST_ENV.targetPort], database: 'postgres' },
+  });
+}
+
+export async function runScheduledRestoreTest(deps: ScheduledRestoreTestDeps, settings: RestoreTestSettings): Promise<ScheduledRestoreTestResult> {
+  const now = deps.now ?? (() => new Date());
+  const bucket = settings[RESTORE_TEST_ENV.bucket];
+  const target = await targetConnection(deps, settings);
+  const report = await runRestoreTest(
+    { s3: deps.s3, bucket, target, now, tempDir: deps.tempDir, statfs: deps.statfs, log: deps.log },
+    {
+      takeBackup: false,
+      tier: settings[RESTORE_TEST_ENV.tier],
+      criticalQueries: settings[RESTORE_TEST_ENV.criticalQueries],
+      rtoObjectiveSeconds: settings[RESTORE_TEST_ENV.rtoObjectiveSeconds],
+      rpoObjectiveSeconds: settings[RESTORE_TEST_ENV.rpoObjectiveSeconds],
+    },
+  );
+  deps.metrics?.addMetric(RESTORE_TEST_METRICS.success, 'Count', report.ok ? 1 : 0);
+  if (report.rtoSeconds !== undefined) deps.metrics?.addMetric(RESTORE_TEST_METRICS.rtoSeconds, 'Seconds', report.rtoSeconds);
+  if (report.rpoSeconds !== undefined) deps.metrics?.addMetric(RESTORE_TEST_METRICS.rpoSeconds, 'Seconds', report.rpoSeconds);
+
+  const reportKey = `${RESTORE_TEST_REPORT_PREFIX}${report.startedAt.replaceAll(':', '').replace(/\.\d+Z$/, 'Z')}.json`;
+  try {
+    await deps.s3.send(new PutObjectCommand({ Bucket: bucket, Key: reportKey, Body: `${JSON.stringify(report, null, 2)}\n`, ContentType: 'application/json' }));
+  } catch (error) {
+    throw new OperatorError(`restore test ${report.ok ? 'passed' : 'failed'} but its report could not be written to s3://${bucket}/${reportKey}: ${(error as Error).message}`);
+  }
+  return { report, reportKey };
+}

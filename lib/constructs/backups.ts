@@ -1,0 +1,560 @@
+import { Arn, ArnFormat, Duration, RemovalPolicy, Size, Stack, TimeZone, Token, Validations } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import {
+  BACKUP_RUNNER_SERVICE,
+  CORE_METRICS,
+  MANAGED_TAG_KEY,
+  RUNNER_CONTAINER_NAME,
+  RUNNER_ENV,
+  RUNNER_METRICS,
+  SNAPSHOT_PREFIX,
+} from '../../lambdas/backup/runner-contract';
+import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
+import { BACKUP_TIERS, LATEST_POINTER_KEY, type BackupTier } from '../../lambdas/shared/s3-layout';
+import { ConfigError, type EnvironmentConfig } from '../config';
+import { RUNNER_TASK_ENTRY_POINT, runnerContainerImage, runnerImageCode } from './runner-image';
+
+/**
+ * When each tier runs, in the configured time zone (EventBridge Scheduler cron syntax).
+ * Hourly on the hour and daily at 02:00 as in the runbook's crontab; weekly and monthly at half past
+ * so that they do not queue behind the hourly run of the same hour.
+ */
+export const BACKUP_SCHEDULE_EXPRESSIONS: Readonly<Record<BackupTier, string>> = {
+  hourly: 'cron(0 * * * ? *)',
+  daily: 'cron(0 2 * * ? *)',
+  weekly: 'cron(30 3 ? * SUN *)',
+  monthly: 'cron(30 4 1 * ? *)',
+};
+
+/** Tiers whose runs also take a manual RDS snapshot (lambdas/backup/rds.ts). */
+const SNAPSHOT_TIERS = ['weekly', 'monthly'] as const;
+
+export interface BackupsProps {
+  /** The environment's config: database, backups, timeZone and name are read. */
+  readonly config: EnvironmentConfig;
+  /** Backup bucket of the data stack (`<tier>/`, `latest/`, `latest.json`). */
+  readonly bucket: s3.IBucket;
+  /** Customer-managed key of the bucket; also encrypts the dead-letter queue. */
+  readonly key: kms.IKey;
+  /** VPC of the database. */
+  readonly vpc: ec2.IVpc;
+  /** Private subnets where the runner runs (routes to S3 and the AWS APIs). */
+  readonly subnets: ec2.SubnetSelection;
+  /** Security group of the database: receives an ingress rule from the runner's group on the DB port. */
+  readonly databaseSecurityGroup: ec2.ISecurityGroup;
+  /** Topic every alarm notifies (the ops stack's incidents topic). */
+  readonly alarmTopic: sns.ITopic;
+  /**
+   * Retries of EventBridge Scheduler when it cannot deliver a run (throttling, target unavailable).
+   * @default 3
+   */
+  readonly scheduleRetryAttempts?: number;
+  /**
+   * How long Scheduler keeps trying to deliver one run before it goes to the dead-letter queue.
+   * @default Duration.hours(1)
+   */
+  readonly scheduleMaxEventAge?: Duration;
+  /**
+   * Lambda runner: retries of a failed asynchronous run (a new, complete backup).
+   * @default 1
+   */
+  readonly asyncRetryAttempts?: number;
+}
+
+/**
+ * Scheduled PostgreSQL backups (issue 2): four EventBridge Scheduler schedules in the configured
+ * time zone invoke the runner image (Lambda, or an ECS Fargate task when `backups.runner` is
+ * `fargate`) with their tier. The runner dumps to the backup bucket, snapshots RDS for weekly and
+ * monthly, checks PITR, and its failures, silences and PITR state raise alarms to the incidents topic.
+ */
+export class Backups extends Construct {
+  /** Security group of the runner (443 out, PostgreSQL to the database group). */
+  readonly securityGroup: ec2.SecurityGroup;
+  /** Runs Scheduler could not deliver and Lambda runs that failed after their retries. */
+  readonly deadLetterQueue: sqs.Queue;
+  readonly schedules: Readonly<Record<BackupTier, scheduler.Schedule>>;
+  /** The role the runner code runs with (Lambda execution role or ECS task role). */
+  readonly runnerRole: iam.IRole;
+  /** The Lambda runner (`runner: lambda`). */
+  readonly function?: lambda.DockerImageFunction;
+  /** The Fargate runner (`runner: fargate`). */
+  readonly taskDefinition?: ecs.FargateTaskDefinition;
+  readonly cluster?: ecs.ICluster;
+  readonly alarms: {
+    readonly failedRun: cloudwatch.Alarm;
+    readonly noRecentHourlyBackup: cloudwatch.Alarm;
+    readonly pitrOff: cloudwatch.Alarm;
+    readonly deadLetters: cloudwatch.Alarm;
+    /** Lambda runner only: crashes and timeouts that never reach the runner's own failure metric. */
+    readonly runnerErrors?: cloudwatch.Alarm;
+  };
+
+  constructor(scope: Construct, id: string, props: BackupsProps) {
+    super(scope, id);
+    const { config, bucket, key, vpc, subnets } = props;
+    const { database, backups } = config;
+    const stack = Stack.of(this);
+
+    // --- network: HTTPS to the AWS APIs, PostgreSQL to the database, nothing else ---
+    this.securityGroup = new ec2.SecurityGroup(this, 'RunnerSecurityGroup', {
+      vpc,
+      description: `atmr-dr ${config.name} backup runner: HTTPS to AWS APIs, PostgreSQL to the database`,
+      allowAllOutbound: false,
+    });
+    this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'AWS APIs (S3, Secrets Manager, RDS, CloudWatch) over HTTPS');
+    this.securityGroup.connections.allowTo(props.databaseSecurityGroup, ec2.Port.tcp(database.port), 'atmr-dr backup runner to PostgreSQL');
+
+    // --- dead letters: undeliverable schedules and failed async runs ---
+    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetters', {
+      encryption: sqs.QueueEncryption.KMS,
+      encryptionMasterKey: key,
+      dataKeyReuse: Duration.hours(1),
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const isTheDeadLetterQueue = 'This queue is itself the dead-letter queue of the backup schedules and the runner\'s on-failure destination.';
+    Validations.of(this.deadLetterQueue).acknowledge(
+      { id: 'AwsSolutions-SQS3', reason: isTheDeadLetterQueue },
+      { id: 'Serverless-SQSRedrivePolicy', reason: isTheDeadLetterQueue },
+    );
+
+    const environment = runnerEnvironment(config, bucket.bucketName);
+    // A named export for the bucket ARN (when the bucket lives in the data stack): the IAM5
+    // acknowledgements below name the exact object-prefix ARNs, so they need a stable name.
+    const bucketStack = Stack.of(bucket);
+    const bucketArn =
+      bucketStack !== stack && Token.isUnresolved(bucket.bucketArn)
+        ? bucketStack.exportValue(bucket.bucketArn, { name: `${bucketStack.stackName}:BackupBucketArn` })
+        : bucket.bucketArn;
+    const runnerStatements = runnerPolicyStatements(stack, config, bucketArn, key);
+    const runnerWildcards = wildcardFindings(stack, runnerStatements);
+    const scheduleRetry = {
+      deadLetterQueue: this.deadLetterQueue,
+      retryAttempts: props.scheduleRetryAttempts ?? 3,
+      maxEventAge: props.scheduleMaxEventAge ?? Duration.hours(1),
+    };
+    const schedulerRole = new iam.Role(this, 'SchedulerRole', {
+      description: `atmr-dr ${config.name}: EventBridge Scheduler starts the backup runner`,
+      assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', {
+        conditions: { StringEquals: { 'aws:SourceAccount': stack.account } },
+      }),
+    });
+    // The dead-letter queue is KMS-encrypted: Scheduler must encrypt with the key to send to it.
+    schedulerRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['kms:GenerateDataKey', 'kms:Decrypt'], resources: [key.keyArn] }),
+    );
+
+    let targetFor: (tier: BackupTier) => scheduler.IScheduleTarget;
+    const runnerLogs = new logs.LogGroup(this, 'RunnerLogs', {
+      retention: logs.RetentionDays.THREE_MONTHS,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+
+    if (backups.runner === 'lambda') {
+      const fn = new lambda.DockerImageFunction(this, 'Runner', {
+        description: `atmr-dr ${config.name}: scheduled PostgreSQL backup runner`,
+        code: runnerImageCode('backup.handler', { pgMajorVersion: database.engineMajorVersion }),
+        architecture: lambda.Architecture.ARM_64,
+        memorySize: backups.memoryMiB,
+        ephemeralStorageSize: Size.mebibytes(backups.ephemeralStorageMiB),
+        timeout: Duration.minutes(15),
+        // One run at a time: a run that fires while another is running waits (async throttling retries).
+        reservedConcurrentExecutions: 1,
+        vpc,
+        vpcSubnets: subnets,
+        securityGroups: [this.securityGroup],
+        tracing: lambda.Tracing.ACTIVE,
+        logGroup: runnerLogs,
+        loggingFormat: lambda.LoggingFormat.JSON,
+        environment,
+        retryAttempts: props.asyncRetryAttempts ?? 1,
+        maxEventAge: Duration.hours(6),
+        onFailure: new destinations.SqsDestination(this.deadLetterQueue),
+      });
+      for (const statement of runnerStatements) fn.addToRolePolicy(statement);
+      const managedPolicyReason =
+        'AWS-maintained minimum for a VPC function: log writes and the management of its own network interfaces.';
+      Validations.of(fn).acknowledge(
+        ...['AWSLambdaBasicExecutionRole', 'AWSLambdaVPCAccessExecutionRole'].map((policy) => ({
+          id: `AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/${policy}]`,
+          reason: managedPolicyReason,
+        })),
+        ...runnerWildcards.map(({ finding, reason }) => ({ id: `AwsSolutions-IAM5[${finding}]`, reason })),
+        {
+          id: 'AwsSolutions-IAM5[Resource::*]',
+          reason: 'X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) have no resource-level permissions.',
+        },
+        ...['kms:GenerateDataKey*', 'kms:ReEncrypt*'].map((action) => ({
+          id: `AwsSolutions-IAM5[Action::${action}]`,
+          reason: 'Granted by CDK for sending the failed-run record to the KMS-encrypted dead-letter queue, on that one key only.',
+        })),
+        {
+          id: 'Serverless-LambdaDLQ',
+          reason:
+            'Failed asynchronous runs go to the on-failure destination (the dead-letter queue), which records the error context; the legacy DeadLetterConfig would only duplicate it.',
+        },
+      );
+      Validations.of(schedulerRole).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::${nagRender(stack, fn.functionArn)}:*]`,
+        reason: 'Granted by the LambdaInvoke schedule target: invoke the runner function and its versions, nothing else.',
+      });
+      this.function = fn;
+      this.runnerRole = fn.role as iam.IRole;
+      targetFor = (tier) =>
+        new targets.LambdaInvoke(fn, {
+          input: scheduler.ScheduleTargetInput.fromObject({ tier }),
+          role: schedulerRole,
+          ...scheduleRetry,
+        });
+    } else {
+      const cpu = backups.fargateCpu;
+      if (!isValidFargatePair(cpu, backups.memoryMiB)) {
+        throw new ConfigError(
+          `config: environments.${config.name}.backups.memoryMiB: ${backups.memoryMiB} MiB is not a valid Fargate memory for ${cpu} CPU units; pick a pair from the Fargate task size table (e.g. 1024 CPU with 2048-8192 MiB)`,
+        );
+      }
+      const cluster = backups.ecsClusterArn
+        ? ecs.Cluster.fromClusterAttributes(this, 'Cluster', {
+            clusterName: Arn.split(backups.ecsClusterArn, ArnFormat.SLASH_RESOURCE_NAME).resourceName ?? backups.ecsClusterArn,
+            clusterArn: backups.ecsClusterArn,
+            vpc,
+          })
+        : new ecs.Cluster(this, 'Cluster', { vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED });
+      const taskDefinition = new ecs.FargateTaskDefinition(this, 'RunnerTask', {
+        cpu,
+        memoryLimitMiB: backups.memoryMiB,
+        // Fargate's minimum is 21 GiB; the dump streams, this is scratch space for pg tools.
+        ephemeralStorageGiB: Math.max(21, Math.ceil(backups.ephemeralStorageMiB / 1024)),
+        runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
+      });
+      taskDefinition.addContainer(RUNNER_CONTAINER_NAME, {
+        image: runnerContainerImage({ pgMajorVersion: database.engineMajorVersion }),
+        entryPoint: RUNNER_TASK_ENTRY_POINT,
+        // The schedule overrides the command with its tier; this default makes a manual RunTask explicit.
+        command: ['--tier', 'daily'],
+        environment,
+        logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'backup', logGroup: runnerLogs }),
+        stopTimeout: Duration.seconds(120),
+      });
+      for (const statement of runnerStatements) taskDefinition.addToTaskRolePolicy(statement);
+      Validations.of(taskDefinition).acknowledge(
+        {
+          id: 'AwsSolutions-ECS2',
+          reason: 'The environment holds only non-secret settings (bucket, host, secret ARN, retention); credentials are read at run time from Secrets Manager.',
+        },
+        ...runnerWildcards.map(({ finding, reason }) => ({ id: `AwsSolutions-IAM5[${finding}]`, reason })),
+        {
+          id: 'AwsSolutions-IAM5[Resource::*]',
+          reason: 'ecr:GetAuthorizationToken (the execution role pulling the runner image) has no resource-level permissions.',
+        },
+      );
+      this.taskDefinition = taskDefinition;
+      this.cluster = cluster;
+      this.runnerRole = taskDefinition.taskRole;
+      const subnetIds = vpc.selectSubnets(subnets).subnetIds;
+      const passRoles = [taskDefinition.taskRole.roleArn, taskDefinition.obtainExecutionRole().roleArn];
+      targetFor = (tier) =>
+        // Universal target: its input is the verbatim RunTask request, so the tier override is explicit.
+        new targets.Universal({
+          service: 'ecs',
+          action: 'runTask',
+          role: schedulerRole,
+          ...scheduleRetry,
+          input: scheduler.ScheduleTargetInput.fromObject({
+            Cluster: cluster.clusterArn,
+            TaskDefinition: taskDefinition.taskDefinitionArn,
+            LaunchType: 'FARGATE',
+            Count: 1,
+            NetworkConfiguration: {
+              AwsvpcConfiguration: { Subnets: subnetIds, SecurityGroups: [this.securityGroup.securityGroupId], AssignPublicIp: 'DISABLED' },
+            },
+            Overrides: { ContainerOverrides: [{ Name: RUNNER_CONTAINER_NAME, Command: ['--tier', tier] }] },
+            PropagateTags: 'TASK_DEFINITION',
+          }),
+          policyStatements: [
+            new iam.PolicyStatement({
+              actions: ['ecs:RunTask'],
+              resources: [taskDefinition.taskDefinitionArn],
+              conditions: { ArnEquals: { 'ecs:cluster': cluster.clusterArn } },
+            }),
+            new iam.PolicyStatement({
+              actions: ['iam:PassRole'],
+              resources: passRoles,
+              conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
+            }),
+          ],
+        });
+    }
+
+    const timeZone = TimeZone.of(config.timeZone);
+    const schedules = {} as Record<BackupTier, scheduler.Schedule>;
+    for (const tier of BACKUP_TIERS) {
+      schedules[tier] = new scheduler.Schedule(this, `${capitalize(tier)}Schedule`, {
+        description: `atmr-dr ${config.name}: ${tier} PostgreSQL backup (${BACKUP_SCHEDULE_EXPRESSIONS[tier]} ${config.timeZone})`,
+        schedule: scheduler.ScheduleExpression.expression(BACKUP_SCHEDULE_EXPRESSIONS[tier], timeZone),
+        target: targetFor(tier),
+        timeWindow: scheduler.TimeWindow.off(),
+      });
+    }
+    this.schedules = schedules;
+
+    this.alarms = this.createAlarms(config, props.alarmTopic);
+  }
+
+  private createAlarms(config: EnvironmentConfig, topic: sns.ITopic): Backups['alarms'] {
+    const action = new cwActions.SnsAction(topic);
+    const metric = (metricName: string, dimensionsMap: Record<string, string>, statistic: string, period: Duration) =>
+      new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName, dimensionsMap: { service: BACKUP_RUNNER_SERVICE, ...dimensionsMap }, statistic, period });
+    const fiveMinutes = Duration.minutes(5);
+    const prefix = `atmr-dr ${config.name}`;
+
+    // Any failed run: the core's BackupFailure (per tier) or the runner's own failure metric.
+    const failures: Record<string, cloudwatch.IMetric> = { runFailure: metric(RUNNER_METRICS.scheduledRunFailure, {}, 'Sum', fiveMinutes) };
+    for (const tier of BACKUP_TIERS) failures[`${tier}Failure`] = metric(CORE_METRICS.failure, { Tier: tier }, 'Sum', fiveMinutes);
+    const failedRun = new cloudwatch.Alarm(this, 'FailedRunAlarm', {
+      alarmDescription: `${prefix}: a scheduled PostgreSQL backup run failed (see the backup-runner logs)`,
+      metric: new cloudwatch.MathExpression({
+        expression: `SUM([${Object.keys(failures).join(', ')}])`,
+        usingMetrics: failures,
+        period: fiveMinutes,
+        label: 'Failed backup runs',
+      }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+
+    // Silence is a failure too: no successful hourly backup in two consecutive hours.
+    const noRecentHourlyBackup = new cloudwatch.Alarm(this, 'NoRecentHourlyBackupAlarm', {
+      alarmDescription: `${prefix}: no successful hourly PostgreSQL backup for 2 hours`,
+      metric: metric(CORE_METRICS.success, { Tier: 'hourly' }, 'Sum', Duration.hours(1)),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      evaluationPeriods: 2,
+      datapointsToAlarm: 2,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    });
+
+    const pitrOff = new cloudwatch.Alarm(this, 'PitrOffAlarm', {
+      alarmDescription: `${prefix}: automated backups (PITR) of ${config.database.instanceIdentifier} are off or kept less than ${config.backups.minPitrRetentionDays} days: the 15-minute RPO is not reachable`,
+      metric: metric(RUNNER_METRICS.pitrEnabled, { DBInstanceIdentifier: config.database.instanceIdentifier }, 'Minimum', Duration.hours(1)),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      // The check runs with every backup; a silent runner is the hourly alarm's business.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+
+    const deadLetters = new cloudwatch.Alarm(this, 'DeadLettersAlarm', {
+      alarmDescription: `${prefix}: a backup run was never delivered or failed after its retries (dead-letter queue not empty)`,
+      metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: fiveMinutes }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+
+    const runnerErrors = this.function
+      ? new cloudwatch.Alarm(this, 'RunnerErrorsAlarm', {
+          alarmDescription: `${prefix}: the backup runner Lambda failed (error, timeout or out of memory)`,
+          metric: this.function.metricErrors({ statistic: 'Sum', period: fiveMinutes }),
+          threshold: 1,
+          comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+          evaluationPeriods: 1,
+          treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        })
+      : undefined;
+
+    const alarms = { failedRun, noRecentHourlyBackup, pitrOff, deadLetters, ...(runnerErrors && { runnerErrors }) };
+    for (const alarm of Object.values(alarms)) alarm.addAlarmAction(action);
+    return alarms;
+  }
+}
+
+/** Non-secret settings only: the credentials are read at run time (Secrets Manager or IAM auth). */
+function runnerEnvironment(config: EnvironmentConfig, bucketName: string): Record<string, string> {
+  const { database, backups } = config;
+  return {
+    POWERTOOLS_SERVICE_NAME: BACKUP_RUNNER_SERVICE,
+    POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+    [RUNNER_ENV.bucket]: bucketName,
+    ...(database.iamAuthUser ? { [RUNNER_ENV.iamAuthUser]: database.iamAuthUser } : { [RUNNER_ENV.secretArn]: database.secretArn }),
+    [RUNNER_ENV.host]: database.host,
+    [RUNNER_ENV.port]: String(database.port),
+    [RUNNER_ENV.database]: database.name,
+    [RUNNER_ENV.instanceIdentifier]: database.instanceIdentifier,
+    [RUNNER_ENV.compressionLevel]: String(backups.compressionLevel),
+    [RUNNER_ENV.weeklySnapshotRetention]: String(backups.snapshotRetention.weekly),
+    [RUNNER_ENV.monthlySnapshotRetention]: String(backups.snapshotRetention.monthly),
+    [RUNNER_ENV.minPitrRetentionDays]: String(backups.minPitrRetentionDays),
+  };
+}
+
+/** Least privilege for the runner code: the bucket's backup prefixes, the key, the secret, the instance and its snapshots. */
+function runnerPolicyStatements(stack: Stack, config: EnvironmentConfig, bucketArn: string, key: kms.IKey): iam.PolicyStatement[] {
+  const { database } = config;
+  const rdsArn = (resource: string, name: string) => stack.formatArn({ service: 'rds', resource, resourceName: name, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+  const instanceArn = rdsArn('db', database.instanceIdentifier);
+  const ourSnapshots = SNAPSHOT_TIERS.map((tier) => rdsArn('snapshot', `${SNAPSHOT_PREFIX}${tier}-*`));
+  const objects = (pattern: string) => `${bucketArn}/${pattern}`;
+  const tierObjects = BACKUP_TIERS.map((tier) => objects(`${tier}/*`));
+  const pointers = [objects('latest/*'), objects(LATEST_POINTER_KEY)];
+
+  const statements = [
+    new iam.PolicyStatement({
+      sid: 'WriteBackupsAndPointers',
+      actions: ['s3:PutObject', 's3:AbortMultipartUpload'],
+      resources: [...tierObjects, ...pointers],
+    }),
+    // Without ListBucket, S3 answers 403 instead of 404 for a missing key: the core's "key is free"
+    // check (HeadObject on the new manifest key) needs the 404. Listing reveals names only.
+    new iam.PolicyStatement({
+      sid: 'TellMissingKeysApart',
+      actions: ['s3:ListBucket'],
+      resources: [bucketArn],
+    }),
+    new iam.PolicyStatement({
+      sid: 'ReadPointersAndManifests',
+      actions: ['s3:GetObject'],
+      resources: [...pointers, ...BACKUP_TIERS.map((tier) => objects(`${tier}/*.manifest.json`))],
+    }),
+    new iam.PolicyStatement({
+      sid: 'UseTheBackupKey',
+      actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
+      resources: [key.keyArn],
+    }),
+    new iam.PolicyStatement({
+      sid: 'CheckPitr',
+      actions: ['rds:DescribeDBInstances'],
+      resources: [instanceArn],
+    }),
+    new iam.PolicyStatement({
+      sid: 'TakeTierSnapshots',
+      actions: ['rds:CreateDBSnapshot'],
+      resources: [instanceArn, ...ourSnapshots],
+    }),
+    new iam.PolicyStatement({
+      sid: 'TagTierSnapshots',
+      actions: ['rds:AddTagsToResource'],
+      resources: ourSnapshots,
+    }),
+    new iam.PolicyStatement({
+      sid: 'ListSnapshots',
+      actions: ['rds:DescribeDBSnapshots'],
+      resources: [instanceArn, rdsArn('snapshot', '*')],
+    }),
+    new iam.PolicyStatement({
+      sid: 'PruneOwnSnapshots',
+      actions: ['rds:DeleteDBSnapshot'],
+      resources: ourSnapshots,
+      conditions: { StringEquals: { [`rds:snapshot-tag/${MANAGED_TAG_KEY}`]: 'true' } },
+    }),
+  ];
+  if (database.iamAuthUser) {
+    statements.push(
+      new iam.PolicyStatement({
+        sid: 'ConnectWithIamAuth',
+        actions: ['rds-db:connect'],
+        // The instance's DbiResourceId is not part of the config: scoped to the user name.
+        resources: [stack.formatArn({ service: 'rds-db', resource: 'dbuser', resourceName: `*/${database.iamAuthUser}`, arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
+      }),
+    );
+  } else {
+    statements.push(new iam.PolicyStatement({ sid: 'ReadDatabaseSecret', actions: ['secretsmanager:GetSecretValue'], resources: [database.secretArn] }));
+    if (database.secretKmsKeyArn) {
+      statements.push(
+        new iam.PolicyStatement({
+          sid: 'DecryptDatabaseSecret',
+          actions: ['kms:Decrypt'],
+          resources: [database.secretKmsKeyArn],
+          conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${stack.region}.amazonaws.com` } },
+        }),
+      );
+    }
+  }
+  return statements;
+}
+
+/** Fargate task sizes (CPU units -> allowed memory in MiB). */
+function isValidFargatePair(cpu: number, memoryMiB: number): boolean {
+  const gib = memoryMiB / 1024;
+  switch (cpu) {
+    case 256:
+      return [512, 1024, 2048].includes(memoryMiB);
+    case 512:
+      return Number.isInteger(gib) && gib >= 1 && gib <= 4;
+    case 1024:
+      return Number.isInteger(gib) && gib >= 2 && gib <= 8;
+    case 2048:
+      return Number.isInteger(gib) && gib >= 4 && gib <= 16;
+    case 4096:
+      return Number.isInteger(gib) && gib >= 8 && gib <= 30;
+    case 8192:
+      return gib >= 16 && gib <= 60 && gib % 4 === 0;
+    case 16384:
+      return gib >= 32 && gib <= 120 && gib % 8 === 0;
+    default:
+      return false;
+  }
+}
+
+function capitalize(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+/** Why each wildcard of the runner's own statements is there (keyed by statement sid). */
+const WILDCARD_REASONS: Record<string, string> = {
+  WriteBackupsAndPointers: 'Backup object keys carry their timestamp: writes are scoped to the tier prefixes and the latest pointers, not the bucket.',
+  ReadPointersAndManifests:
+    'Reads only the latest pointers and manifests (the core checks the new manifest key is free; the backup-age metric reads the newest).',
+  TakeTierSnapshots: "Snapshot names carry their timestamp: scoped to this tool's weekly/monthly snapshot prefixes.",
+  TagTierSnapshots: "Tags only this tool's weekly/monthly snapshots (at creation).",
+  ListSnapshots: 'DescribeDBSnapshots is a read-only listing; the code filters on the instance and on this tool\'s tags.',
+  PruneOwnSnapshots: "Deletes only this tool's weekly/monthly snapshots, and only those tagged atmr-dr:managed=true.",
+  ConnectWithIamAuth: 'The instance resource id is not in the config: scoped to the configured IAM database user.',
+};
+
+/** The IAM5 findings cdk-nag reports for the runner's statements, each with its reason. */
+function wildcardFindings(stack: Stack, statements: iam.PolicyStatement[]): { finding: string; reason: string }[] {
+  const findings = new Map<string, string>();
+  for (const statement of statements) {
+    for (const resource of statement.resources) {
+      const rendered = nagRender(stack, resource);
+      if (rendered.includes('*')) findings.set(`Resource::${rendered}`, WILDCARD_REASONS[statement.sid ?? ''] ?? 'scoped wildcard');
+    }
+  }
+  return [...findings].map(([finding, reason]) => ({ finding, reason }));
+}
+
+/** A value as cdk-nag prints it in findings: Ref as <Name>, GetAtt as <Id.Attr>, imports by name. */
+function nagRender(stack: Stack, value: string): string {
+  const render = (part: unknown): string => {
+    if (typeof part === 'string') return part;
+    const p = part as Record<string, unknown>;
+    if (p.Ref !== undefined) return `<${String(p.Ref)}>`;
+    if (Array.isArray(p['Fn::GetAtt'])) return `<${(p['Fn::GetAtt'] as string[]).join('.')}>`;
+    if (p['Fn::ImportValue'] !== undefined) return String(p['Fn::ImportValue']);
+    if (Array.isArray(p['Fn::Join'])) {
+      const [separator, parts] = p['Fn::Join'] as [string, unknown[]];
+      return parts.map(render).join(separator);
+    }
+    return JSON.stringify(part);
+  };
+  return render(stack.resolve(value));
+}

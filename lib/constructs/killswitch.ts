@@ -1,0 +1,254 @@
+import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
+import { KILLSWITCH_MODE_METRIC } from '../../lambdas/killswitch/notify';
+import { HouseFunction } from './house-function';
+import { KillswitchParameter } from './killswitch-parameter';
+
+export interface KillswitchProps {
+  /** Environment name, used in the expiry schedule group's name. */
+  readonly environmentName: string;
+  /** The SSM parameter (created in the stateful stack). */
+  readonly parameterName: string;
+  /** ALB listener where maintenance is enforced. */
+  readonly listenerArn: string;
+  /** Priority P of the exempt (/health, /ready) rule; the 503 rule takes P+1. Both must be free. */
+  readonly listenerRulePriority: number;
+  /** Task role of the Flask API: read access. */
+  readonly apiTaskRoleArn: string;
+  /** Operator roles of the CLI: read and write access. @default - none */
+  readonly operatorRoleArns?: readonly string[];
+  /** Slack slash command; no Function URL is created without it. @default - no ChatOps */
+  readonly slack?: { readonly signingSecretArn: string; readonly allowedUserIds: readonly string[] };
+  /** Every change is announced on this topic. */
+  readonly incidentsTopic: sns.ITopic;
+  /** How often the enforcer reconciles the listener with the parameter. @default Duration.minutes(5) */
+  readonly reconcileInterval?: Duration;
+}
+
+/** Service name (Powertools `service` dimension) of the function that emits `KillswitchMode`. */
+export const KILLSWITCH_NOTIFIER_SERVICE = 'killswitch-notifier';
+const EXPIRY_SCHEDULE_NAME = 'killswitch-expiry';
+
+/**
+ * The killswitch (runbook "Killswitch"): who may read and write the SSM parameter, the change rule
+ * (enforcer + notifier on every "Parameter Store Change"), the 5-minute reconcile, the expiry
+ * schedule machinery and the Slack slash command.
+ */
+export class Killswitch extends Construct {
+  readonly enforcer: HouseFunction;
+  readonly notifier: HouseFunction;
+  readonly expiryReverter: HouseFunction;
+  readonly slackCommand?: HouseFunction;
+  readonly slackCommandUrl?: lambda.FunctionUrl;
+  readonly changeRule: events.Rule;
+  /** Change events, reconcile ticks and expiry invocations that could not be delivered. */
+  readonly deadLetterQueue: sqs.Queue;
+  readonly reconcileRule: events.Rule;
+  /** `KillswitchMode` (0 normal, 1 degraded, 2 maintenance), for the dashboard. */
+  readonly modeMetric: cloudwatch.Metric;
+
+  constructor(scope: Construct, id: string, props: KillswitchProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    const parameterArn = KillswitchParameter.arn(this, props.parameterName);
+    const readParameter = new iam.PolicyStatement({ actions: ['ssm:GetParameter'], resources: [parameterArn] });
+    const writeParameter = new iam.PolicyStatement({ actions: ['ssm:GetParameter', 'ssm:PutParameter'], resources: [parameterArn] });
+    const common = { KILLSWITCH_PARAMETER: props.parameterName };
+
+    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetters', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+    });
+    Validations.of(this.deadLetterQueue).acknowledge(
+      { id: 'AwsSolutions-SQS3', reason: 'This queue is itself the dead-letter queue of the killswitch change rule, reconcile rule and expiry schedules.' },
+      { id: 'Serverless-SQSRedrivePolicy', reason: 'This queue is the last stop (a dead-letter queue): operators inspect it, nothing consumes it.' },
+    );
+
+    // Readers and writers: named roles only (a String parameter has no resource policy).
+    const apiTaskRole = iam.Role.fromRoleArn(this, 'ApiTaskRole', props.apiTaskRoleArn, { mutable: true });
+    apiTaskRole.addToPrincipalPolicy(readParameter);
+    (props.operatorRoleArns ?? []).forEach((arn, index) => {
+      iam.Role.fromRoleArn(this, `OperatorRole${index}`, arn, { mutable: true }).addToPrincipalPolicy(writeParameter);
+    });
+
+    // Enforcer: the ALB listener follows the parameter.
+    this.enforcer = new HouseFunction(this, 'Enforcer', {
+      entry: 'lambdas/killswitch/enforce-handler.ts',
+      serviceName: 'killswitch-enforcer',
+      // One at a time: concurrent add/remove of the same rules would race.
+      reservedConcurrentExecutions: 1,
+      environment: { ...common, LISTENER_ARN: props.listenerArn, LISTENER_RULE_PRIORITY: String(props.listenerRulePriority) },
+    });
+    const enforcerRole = this.enforcer.function.role as iam.IRole;
+    enforcerRole.addToPrincipalPolicy(readParameter);
+    const listenerRules = `${props.listenerArn.replace(':listener/', ':listener-rule/')}/*`;
+    enforcerRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({ sid: 'CreateRulesOnTheListener', actions: ['elasticloadbalancing:CreateRule'], resources: [props.listenerArn] }),
+    );
+    enforcerRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'ManageRulesOfTheListener',
+        actions: ['elasticloadbalancing:DeleteRule', 'elasticloadbalancing:ModifyRule', 'elasticloadbalancing:AddTags'],
+        resources: [listenerRules],
+      }),
+    );
+    enforcerRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'DescribeListenerAndRules',
+        actions: ['elasticloadbalancing:DescribeListeners', 'elasticloadbalancing:DescribeRules', 'elasticloadbalancing:DescribeTags'],
+        resources: ['*'],
+      }),
+    );
+
+    // Expiry: a one-time schedule per change with --expires invokes the reverter.
+    this.expiryReverter = new HouseFunction(this, 'ExpiryReverter', {
+      entry: 'lambdas/killswitch/revert-handler.ts',
+      serviceName: 'killswitch-expiry',
+      environment: common,
+    });
+    (this.expiryReverter.function.role as iam.IRole).addToPrincipalPolicy(writeParameter);
+    const scheduleGroup = new scheduler.ScheduleGroup(this, 'ExpiryScheduleGroup', {
+      scheduleGroupName: `atmr-dr-${props.environmentName}-killswitch`,
+      // Holds only the pending expiry (re-armed on the next change): nothing to keep in a stateless stack.
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const schedulerRole = new iam.Role(this, 'ExpirySchedulerRole', {
+      assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', { conditions: { StringEquals: { 'aws:SourceAccount': stack.account } } }),
+      description: 'EventBridge Scheduler invokes the killswitch expiry reverter',
+    });
+    // The function itself only (no `:*` versions): the schedule targets its unqualified ARN.
+    schedulerRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [this.expiryReverter.function.functionArn] }),
+    );
+    this.deadLetterQueue.grantSendMessages(schedulerRole);
+
+    // Notifier: every change, whoever made it, is announced once, from here.
+    this.notifier = new HouseFunction(this, 'Notifier', {
+      entry: 'lambdas/killswitch/notify-handler.ts',
+      serviceName: KILLSWITCH_NOTIFIER_SERVICE,
+      reservedConcurrentExecutions: 1,
+      environment: {
+        ...common,
+        TOPIC_ARN: props.incidentsTopic.topicArn,
+        EXPIRY_SCHEDULE_GROUP: scheduleGroup.scheduleGroupName,
+        EXPIRY_SCHEDULE_NAME,
+        REVERT_FUNCTION_ARN: this.expiryReverter.function.functionArn,
+        SCHEDULER_ROLE_ARN: schedulerRole.roleArn,
+        DEAD_LETTER_QUEUE_ARN: this.deadLetterQueue.queueArn,
+      },
+    });
+    const notifierRole = this.notifier.function.role as iam.IRole;
+    notifierRole.addToPrincipalPolicy(readParameter);
+    props.incidentsTopic.grantPublish(notifierRole);
+    notifierRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['events:PutEvents'],
+        resources: [stack.formatArn({ service: 'events', resource: 'event-bus', resourceName: 'default' })],
+      }),
+    );
+    notifierRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['scheduler:CreateSchedule', 'scheduler:DeleteSchedule'],
+        resources: [stack.formatArn({ service: 'scheduler', resource: 'schedule', resourceName: `${scheduleGroup.scheduleGroupName}/${EXPIRY_SCHEDULE_NAME}` })],
+      }),
+    );
+    schedulerRole.grantPassRole(notifierRole);
+
+    this.changeRule = new events.Rule(this, 'ChangeRule', {
+      description: `atmr-dr: ${props.parameterName} changed: enforce at the ALB and notify`,
+      eventPattern: {
+        source: ['aws.ssm'],
+        detailType: ['Parameter Store Change'],
+        detail: { name: [props.parameterName], operation: ['Create', 'Update'] },
+      },
+      targets: [
+        new targets.LambdaFunction(this.enforcer.function, { retryAttempts: 4, maxEventAge: Duration.hours(1), deadLetterQueue: this.deadLetterQueue }),
+        new targets.LambdaFunction(this.notifier.function, { retryAttempts: 4, maxEventAge: Duration.hours(1), deadLetterQueue: this.deadLetterQueue }),
+      ],
+    });
+    this.reconcileRule = new events.Rule(this, 'ReconcileRule', {
+      description: 'atmr-dr: converge the ALB maintenance rules with the killswitch (missed events)',
+      schedule: events.Schedule.rate(props.reconcileInterval ?? Duration.minutes(5)),
+      // A missed tick is caught up by the next one: no retries, but failures stay visible.
+      targets: [new targets.LambdaFunction(this.enforcer.function, { retryAttempts: 0, deadLetterQueue: this.deadLetterQueue })],
+    });
+
+    if (props.slack) {
+      this.slackCommand = new HouseFunction(this, 'SlackCommand', {
+        entry: 'lambdas/killswitch/slack-handler.ts',
+        serviceName: 'killswitch-slack',
+        // Slack waits 3 seconds for the answer.
+        timeout: Duration.seconds(10),
+        environment: {
+          ...common,
+          SLACK_SIGNING_SECRET_ARN: props.slack.signingSecretArn,
+          SLACK_ALLOWED_USER_IDS: props.slack.allowedUserIds.join(','),
+        },
+      });
+      const slackRole = this.slackCommand.function.role as iam.IRole;
+      slackRole.addToPrincipalPolicy(writeParameter);
+      secretsmanager.Secret.fromSecretCompleteArn(this, 'SlackSigningSecret', props.slack.signingSecretArn).grantRead(slackRole);
+      this.slackCommandUrl = this.slackCommand.function.addFunctionUrl({ authType: lambda.FunctionUrlAuthType.NONE });
+      Validations.of(this.slackCommand).acknowledge({
+        id: 'Serverless-LambdaDLQ',
+        reason: 'Invoked synchronously through its Function URL by Slack, which shows failures to the user: no async event to dead-letter.',
+      });
+      // Function URL with auth NONE: Slack cannot sign requests with SigV4. Every request is
+      // authenticated by Slack's v0 HMAC signature (signing secret), checked before anything else,
+      // with a 5-minute replay window and a user allow-list (lambdas/killswitch/slack.ts).
+    }
+
+    this.modeMetric = new cloudwatch.Metric({
+      namespace: METRICS_NAMESPACE,
+      metricName: KILLSWITCH_MODE_METRIC,
+      dimensionsMap: { service: KILLSWITCH_NOTIFIER_SERVICE },
+      statistic: 'Maximum',
+      period: Duration.minutes(1),
+    });
+
+    const houseFunctions = [this.enforcer, this.notifier, this.expiryReverter, ...(this.slackCommand ? [this.slackCommand] : [])];
+    for (const fn of houseFunctions) {
+      Validations.of(fn).acknowledge(
+        {
+          id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+          reason: 'AWS-maintained minimum for a function outside a VPC: writes to its own log streams only.',
+        },
+        {
+          id: 'AwsSolutions-IAM5[Resource::*]',
+          reason:
+            'X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) have no resource-level permissions; for the enforcer also elasticloadbalancing:Describe* (read-only, no resource-level permissions).',
+        },
+        { id: 'AwsSolutions-L1', reason: 'Node.js 22 is the house runtime: the CLI, the tests and the bench run the same code on Node 22.' },
+        { id: 'Serverless-LambdaLatestVersion', reason: 'Node.js 22 is the house runtime: the CLI, the tests and the bench run the same code on Node 22.' },
+      );
+    }
+    for (const fn of [this.enforcer, this.notifier, this.expiryReverter]) {
+      // Delivery failures dead-letter at the rule/schedule target; failed runs after Lambda's own retries land here too.
+      fn.function.configureAsyncInvoke({ retryAttempts: 2, onFailure: new destinations.SqsDestination(this.deadLetterQueue) });
+      Validations.of(fn).acknowledge({
+        id: 'Serverless-LambdaDLQ',
+        reason: 'Failed asynchronous runs go to the killswitch dead-letter queue through the on-failure destination; the legacy DeadLetterConfig would only duplicate it.',
+      });
+    }
+    Validations.of(this.notifier).acknowledge({
+      id: 'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
+      reason: 'Granted by topic.grantPublish for the KMS-encrypted incidents topic, on that one key only.',
+    });
+    Validations.of(this.enforcer).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::${listenerRules}]`,
+      reason: 'Rule ARNs are generated by ALB at creation: DeleteRule/ModifyRule/AddTags are scoped to the rules of the one configured listener.',
+    });
+  }
+}

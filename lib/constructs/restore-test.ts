@@ -1,0 +1,275 @@
+import { ArnFormat, Duration, Fn, RemovalPolicy, Size, Stack, TimeZone, Token, Validations } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import { Construct } from 'constructs';
+import { RESTORE_TEST_ENV, RESTORE_TEST_METRICS, RESTORE_TEST_SERVICE } from '../../lambdas/restore/contract';
+import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
+import { BACKUP_TIERS, LATEST_POINTER_KEY, RESTORE_TEST_REPORT_PREFIX } from '../../lambdas/shared/s3-layout';
+import { ConfigError, type EnvironmentConfig } from '../config';
+import { runnerImageCode } from './runner-image';
+
+/** Runbook section 7: "le premier mercredi de chaque mois", after the 02:00 daily backup. */
+export const RESTORE_TEST_SCHEDULE_EXPRESSION = 'cron(0 4 ? * WED#1 *)';
+
+export interface RestoreTestProps {
+  /** The environment's config: restoreTest, database, timeZone and name are read. */
+  readonly config: EnvironmentConfig;
+  /** Backup bucket (read-only, except the `restore-tests/` report prefix). */
+  readonly bucket: s3.IBucket;
+  /** Key of the bucket: decrypt backups, encrypt the report. */
+  readonly key: kms.IKey;
+  readonly vpc: ec2.IVpc;
+  /** Private subnets with routes to S3 and the AWS APIs. */
+  readonly subnets: ec2.SubnetSelection;
+  /**
+   * Security group of the backed-up database: receives ingress from the test's group on the port,
+   * unless `restoreTest.targetSecurityGroupId` names the target instance's own group.
+   */
+  readonly databaseSecurityGroup: ec2.ISecurityGroup;
+  /** Topic every alarm notifies (the ops stack's incidents topic). */
+  readonly alarmTopic: sns.ITopic;
+  /** @default RESTORE_TEST_SCHEDULE_EXPRESSION (first Wednesday of the month, 04:00 in config.timeZone) */
+  readonly scheduleExpression?: string;
+}
+
+/**
+ * The monthly restore test (issue 3): EventBridge Scheduler invokes the runner image's
+ * `restore.handler` in the VPC; it restores the latest backup of the configured tier into a
+ * scratch database on the target instance, publishes RestoreTestSuccess / RtoSeconds / RpoSeconds,
+ * writes its JSON report under `restore-tests/`, and alarms go to the incidents topic on failure,
+ * on RTO over the objective and on RPO over the objective.
+ */
+export class RestoreTest extends Construct {
+  readonly function: lambda.DockerImageFunction;
+  readonly securityGroup: ec2.SecurityGroup;
+  readonly schedule: scheduler.Schedule;
+  readonly alarms: { readonly failed: cloudwatch.Alarm; readonly errors: cloudwatch.Alarm; readonly rto: cloudwatch.Alarm; readonly rpo: cloudwatch.Alarm };
+
+  constructor(scope: Construct, id: string, props: RestoreTestProps) {
+    super(scope, id);
+    const { config, bucket, key } = props;
+    const { database, restoreTest } = config;
+    const stack = Stack.of(this);
+    if (restoreTest.useTemporaryInstance) {
+      throw new ConfigError(
+        `config: environments.${config.name}.restoreTest.useTemporaryInstance: restoring into a temporary RDS instance is not implemented yet (an instance restore outlasts Lambda's 15 minutes); set it to false and point restoreTest.targetHost at a staging instance`,
+      );
+    }
+    const targetPort = restoreTest.targetPort ?? database.port;
+
+    this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
+      vpc: props.vpc,
+      description: `atmr-dr ${config.name} restore test: HTTPS to AWS APIs, PostgreSQL to the target instance`,
+      allowAllOutbound: false,
+    });
+    this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'AWS APIs (S3, Secrets Manager, KMS, CloudWatch) over HTTPS');
+    const targetSecurityGroup = restoreTest.targetSecurityGroupId
+      ? ec2.SecurityGroup.fromSecurityGroupId(this, 'TargetSecurityGroup', restoreTest.targetSecurityGroupId, { mutable: true })
+      : props.databaseSecurityGroup;
+    this.securityGroup.connections.allowTo(targetSecurityGroup, ec2.Port.tcp(targetPort), 'atmr-dr restore test to PostgreSQL');
+
+    const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.DESTROY });
+    const secretArn = restoreTest.targetSecretArn ?? database.secretArn;
+    this.function = new lambda.DockerImageFunction(this, 'Function', {
+      description: `atmr-dr ${config.name}: monthly restore test (RTO/RPO)`,
+      code: runnerImageCode('restore.handler', { pgMajorVersion: database.engineMajorVersion }),
+      architecture: lambda.Architecture.ARM_64,
+      memorySize: restoreTest.memoryMiB,
+      ephemeralStorageSize: Size.mebibytes(restoreTest.ephemeralStorageMiB),
+      timeout: Duration.minutes(15),
+      reservedConcurrentExecutions: 1,
+      // A failed test is a finding, reported and alarmed; running it again changes nothing.
+      retryAttempts: 0,
+      vpc: props.vpc,
+      vpcSubnets: props.subnets,
+      securityGroups: [this.securityGroup],
+      tracing: lambda.Tracing.ACTIVE,
+      logGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      environment: {
+        POWERTOOLS_SERVICE_NAME: RESTORE_TEST_SERVICE,
+        POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+        [RESTORE_TEST_ENV.bucket]: bucket.bucketName,
+        [RESTORE_TEST_ENV.targetHost]: restoreTest.targetHost ?? database.host,
+        [RESTORE_TEST_ENV.targetPort]: String(targetPort),
+        ...(database.iamAuthUser && !restoreTest.targetSecretArn
+          ? { [RESTORE_TEST_ENV.iamAuthUser]: database.iamAuthUser }
+          : { [RESTORE_TEST_ENV.targetSecretArn]: secretArn }),
+        [RESTORE_TEST_ENV.tier]: restoreTest.tier,
+        [RESTORE_TEST_ENV.criticalQueries]: JSON.stringify(restoreTest.criticalQueries),
+        [RESTORE_TEST_ENV.rtoObjectiveSeconds]: String(restoreTest.rtoObjectiveSeconds),
+        [RESTORE_TEST_ENV.rpoObjectiveSeconds]: String(restoreTest.rpoObjectiveSeconds),
+        // A restore asked of this function never targets the backed-up (production) database.
+        [RESTORE_TEST_ENV.protectedDatabases]: JSON.stringify([database.name]),
+      },
+    });
+
+    // Read-only on backups: the tier objects and the pointers; write only the reports.
+    const bucketStack = Stack.of(bucket);
+    // A named export (shared with the backups construct when it made it first): the IAM5
+    // acknowledgements below name the exact prefix ARNs, so they need a stable name.
+    const exportName = `${bucketStack.stackName}:BackupBucketArn`;
+    const bucketArn =
+      bucketStack !== stack && Token.isUnresolved(bucket.bucketArn)
+        ? bucketStack.node.tryFindChild(`Export${exportName}`)
+          ? Fn.importValue(exportName)
+          : bucketStack.exportValue(bucket.bucketArn, { name: exportName })
+        : bucket.bucketArn;
+    const objects = (pattern: string) => `${bucketArn}/${pattern}`;
+    const readable = [...BACKUP_TIERS.map((tier) => objects(`${tier}/*`)), objects('latest/*'), objects(LATEST_POINTER_KEY)];
+    const statements = [
+      new iam.PolicyStatement({ sid: 'ReadBackups', actions: ['s3:GetObject'], resources: readable }),
+      // Without ListBucket a missing object answers 403, not 404: the "missing object" error needs it.
+      new iam.PolicyStatement({ sid: 'ListBackups', actions: ['s3:ListBucket'], resources: [bucketArn] }),
+      new iam.PolicyStatement({ sid: 'WriteReports', actions: ['s3:PutObject'], resources: [objects(`${RESTORE_TEST_REPORT_PREFIX}*`)] }),
+      new iam.PolicyStatement({ sid: 'UseTheBackupKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [key.keyArn] }),
+    ];
+    if (database.iamAuthUser && !restoreTest.targetSecretArn) {
+      statements.push(
+        new iam.PolicyStatement({
+          sid: 'ConnectWithIamAuth',
+          actions: ['rds-db:connect'],
+          resources: [stack.formatArn({ service: 'rds-db', resource: 'dbuser', resourceName: `*/${database.iamAuthUser}`, arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
+        }),
+      );
+    } else {
+      statements.push(new iam.PolicyStatement({ sid: 'ReadTargetSecret', actions: ['secretsmanager:GetSecretValue'], resources: [secretArn] }));
+      if (database.secretKmsKeyArn && !restoreTest.targetSecretArn) {
+        statements.push(
+          new iam.PolicyStatement({
+            sid: 'DecryptTargetSecret',
+            actions: ['kms:Decrypt'],
+            resources: [database.secretKmsKeyArn],
+            conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${stack.region}.amazonaws.com` } },
+          }),
+        );
+      }
+    }
+    for (const statement of statements) this.function.addToRolePolicy(statement);
+
+    const schedulerRole = new iam.Role(this, 'SchedulerRole', {
+      description: `atmr-dr ${config.name}: EventBridge Scheduler starts the monthly restore test`,
+      assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', { conditions: { StringEquals: { 'aws:SourceAccount': stack.account } } }),
+    });
+    const expression = props.scheduleExpression ?? RESTORE_TEST_SCHEDULE_EXPRESSION;
+    this.schedule = new scheduler.Schedule(this, 'Schedule', {
+      description: `atmr-dr ${config.name}: monthly restore test (${expression} ${config.timeZone})`,
+      schedule: scheduler.ScheduleExpression.expression(expression, TimeZone.of(config.timeZone)),
+      target: new targets.LambdaInvoke(this.function, {
+        input: scheduler.ScheduleTargetInput.fromObject({ tier: restoreTest.tier }),
+        role: schedulerRole,
+        retryAttempts: 2,
+        maxEventAge: Duration.hours(2),
+      }),
+      timeWindow: scheduler.TimeWindow.off(),
+    });
+
+    this.alarms = this.createAlarms(config, props.alarmTopic);
+
+    const render = (value: string) => nagRender(stack, value);
+    Validations.of(this.function).acknowledge(
+      ...['AWSLambdaBasicExecutionRole', 'AWSLambdaVPCAccessExecutionRole'].map((policy) => ({
+        id: `AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/${policy}]`,
+        reason: 'AWS-maintained minimum for a VPC function: log writes and the management of its own network interfaces.',
+      })),
+      ...readable
+        .filter((arn) => render(arn).includes('*'))
+        .map((arn) => ({
+          id: `AwsSolutions-IAM5[Resource::${render(arn)}]`,
+          reason: 'Backup keys carry their timestamp: read-only GetObject scoped to the tier prefixes and the latest pointers.',
+        })),
+      {
+        id: `AwsSolutions-IAM5[Resource::${render(objects(`${RESTORE_TEST_REPORT_PREFIX}*`))}]`,
+        reason: 'Report keys carry their timestamp: writes are scoped to the restore-tests/ prefix only.',
+      },
+      { id: 'AwsSolutions-IAM5[Resource::*]', reason: 'X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) have no resource-level permissions.' },
+      ...(database.iamAuthUser && !restoreTest.targetSecretArn
+        ? [
+            {
+              id: `AwsSolutions-IAM5[Resource::${render(statements.find((s) => s.sid === 'ConnectWithIamAuth')!.resources[0])}]`,
+              reason: 'The instance resource id is not in the config: scoped to the configured IAM database user.',
+            },
+          ]
+        : []),
+      {
+        id: 'Serverless-LambdaDLQ',
+        reason: 'A scheduled test that fails is reported (metric, report, alarm) and not retried; an invocation that never ran shows as a missing report and a Lambda error alarm.',
+      },
+      {
+        id: 'Serverless-LambdaAsyncFailureDestination',
+        reason: 'Failures of the restore test are reported through its own metric, JSON report and alarms; no retry or replay is wanted.',
+      },
+    );
+    Validations.of(schedulerRole).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::${render(this.function.functionArn)}:*]`,
+      reason: 'Granted by the LambdaInvoke schedule target: invoke the restore-test function and its versions, nothing else.',
+    });
+  }
+
+  private createAlarms(config: EnvironmentConfig, topic: sns.ITopic): RestoreTest['alarms'] {
+    const action = new cwActions.SnsAction(topic);
+    const prefix = `atmr-dr ${config.name}`;
+    const { rtoObjectiveSeconds, rpoObjectiveSeconds } = config.restoreTest;
+    const metric = (metricName: string, statistic: string) =>
+      new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName, dimensionsMap: { service: RESTORE_TEST_SERVICE }, statistic, period: Duration.hours(1) });
+    const common = { evaluationPeriods: 1, treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING };
+
+    const failed = new cloudwatch.Alarm(this, 'FailedAlarm', {
+      alarmDescription: `${prefix}: the monthly restore test failed (see its report under ${RESTORE_TEST_REPORT_PREFIX} and the function logs)`,
+      metric: metric(RESTORE_TEST_METRICS.success, 'Minimum'),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      ...common,
+    });
+    const errors = new cloudwatch.Alarm(this, 'ErrorsAlarm', {
+      alarmDescription: `${prefix}: the restore test function crashed or timed out before reporting`,
+      metric: this.function.metricErrors({ statistic: 'Sum', period: Duration.hours(1) }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      ...common,
+    });
+    const rto = new cloudwatch.Alarm(this, 'RtoAlarm', {
+      alarmDescription: `${prefix}: restore took longer than the RTO objective (${rtoObjectiveSeconds} s)`,
+      metric: metric(RESTORE_TEST_METRICS.rtoSeconds, 'Maximum'),
+      threshold: rtoObjectiveSeconds,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      ...common,
+    });
+    const rpo = new cloudwatch.Alarm(this, 'RpoAlarm', {
+      alarmDescription: `${prefix}: the restored backup was older than the RPO objective (${rpoObjectiveSeconds} s)`,
+      metric: metric(RESTORE_TEST_METRICS.rpoSeconds, 'Maximum'),
+      threshold: rpoObjectiveSeconds,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      ...common,
+    });
+    const alarms = { failed, errors, rto, rpo };
+    for (const alarm of Object.values(alarms)) alarm.addAlarmAction(action);
+    return alarms;
+  }
+}
+
+/** A value as cdk-nag prints it in findings: Ref as <Name>, GetAtt as <Id.Attr>, imports by name. */
+function nagRender(stack: Stack, value: string): string {
+  const render = (part: unknown): string => {
+    if (typeof part === 'string') return part;
+    const p = part as Record<string, unknown>;
+    if (p.Ref !== undefined) return `<${String(p.Ref)}>`;
+    if (Array.isArray(p['Fn::GetAtt'])) return `<${(p['Fn::GetAtt'] as string[]).join('.')}>`;
+    if (p['Fn::ImportValue'] !== undefined) return String(p['Fn::ImportValue']);
+    if (Array.isArray(p['Fn::Join'])) {
+      const [separator, parts] = p['Fn::Join'] as [string, unknown[]];
+      return parts.map(render).join(separator);
+    }
+    return JSON.stringify(part);
+  };
+  return render(stack.resolve(value));
+}

@@ -1,0 +1,267 @@
+import { App, Stack } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import { Killswitch } from '../../lib/constructs/killswitch';
+import { KillswitchParameter } from '../../lib/constructs/killswitch-parameter';
+import { applyNagPacks } from '../../lib/nag';
+import { INITIAL_VALUE } from '../../lambdas/killswitch/value';
+import { synthesizeApp } from '../support/app';
+
+const PARAMETER = '/atmr/example/killswitch';
+const PARAMETER_ARN_SUFFIX = ':ssm:eu-west-3:111111111111:parameter/atmr/example/killswitch';
+const LISTENER = 'arn:aws:elasticloadbalancing:eu-west-3:111111111111:listener/app/atmr-api/0123456789abcdef/fedcba9876543210';
+const LISTENER_RULES = 'arn:aws:elasticloadbalancing:eu-west-3:111111111111:listener-rule/app/atmr-api/0123456789abcdef/fedcba9876543210/*';
+
+type Json = Record<string, unknown>;
+/** Construct-only apps: no esbuild bundling (the assertions are about the templates). */
+const NO_BUNDLING = { 'aws:cdk:bundling-stacks': [] };
+interface Statement {
+  Action: string | string[];
+  Resource: unknown;
+  Effect: string;
+}
+
+const { dataTemplate, opsTemplate } = synthesizeApp();
+const data = dataTemplate.toJSON() as { Resources: Record<string, Json> };
+const ops = opsTemplate.toJSON() as { Resources: Record<string, Json> };
+
+const asArray = <T>(x: T | T[]): T[] => (Array.isArray(x) ? x : [x]);
+/** Renders a CloudFormation value (Fn::Join / Ref / GetAtt) as a string, to match ARNs. */
+function render(value: unknown): string {
+  if (typeof value === 'string') return value;
+  const v = value as Json;
+  if (v.Ref) return `<${String(v.Ref)}>`;
+  if (v['Fn::GetAtt']) return `<${(v['Fn::GetAtt'] as string[]).join('.')}>`;
+  if (v['Fn::Join']) {
+    const [sep, parts] = v['Fn::Join'] as [string, unknown[]];
+    return parts.map(render).join(sep);
+  }
+  return JSON.stringify(value);
+}
+/** Logical ID of the Lambda function whose construct path contains `name`. */
+function functionRoleId(name: string): string {
+  const [id] = Object.entries(ops.Resources).find(
+    ([logicalId, r]) => r.Type === 'AWS::IAM::Role' && logicalId.startsWith(`Killswitch${name}FunctionServiceRole`),
+  ) as [string, Json];
+  return id;
+}
+/** Who (role names or role logical IDs) gets which actions on the killswitch parameter. */
+function parameterGrants(resources: Record<string, Json>): Map<string, Set<string>> {
+  const grants = new Map<string, Set<string>>();
+  for (const resource of Object.values(resources)) {
+    if (resource.Type !== 'AWS::IAM::Policy') continue;
+    const props = resource.Properties as { Roles: unknown[]; PolicyDocument: { Statement: Statement[] } };
+    for (const statement of props.PolicyDocument.Statement) {
+      if (!asArray(statement.Resource).some((r) => render(r).endsWith(PARAMETER_ARN_SUFFIX))) continue;
+      for (const role of props.Roles.map(render)) {
+        const set = grants.get(role) ?? new Set<string>();
+        asArray(statement.Action).forEach((a) => set.add(a));
+        grants.set(role, set);
+      }
+    }
+  }
+  return grants;
+}
+
+describe('killswitch parameter (stateful stack)', () => {
+  const resource = data.Resources.KillswitchParameter;
+  const create = JSON.parse(render((resource.Properties as Json).Create));
+  const update = JSON.parse(render((resource.Properties as Json).Update));
+
+  it('has the pinned logical ID KillswitchParameter, retained', () => {
+    expect(resource.Type).toBe('Custom::KillswitchParameter');
+    expect(resource.DeletionPolicy).toBe('Retain');
+    expect(resource.UpdateReplacePolicy).toBe('Retain');
+  });
+
+  it('is created once as a String with the default value, never overwriting an existing one', () => {
+    expect(create).toMatchObject({
+      service: 'SSM',
+      action: 'PutParameter',
+      parameters: { Name: PARAMETER, Type: 'String', Overwrite: false },
+      ignoreErrorCodesMatching: 'ParameterAlreadyExists',
+    });
+    expect(JSON.parse(create.parameters.Value)).toEqual(INITIAL_VALUE);
+    expect((resource.Properties as Json).Delete).toBeUndefined();
+  });
+
+  it('a later deploy of a changed template cannot touch the value: the update is the same create-if-absent call', () => {
+    const changedApp = new App();
+    const changedStack = new Stack(changedApp, 'Changed', { env: { account: '111111111111', region: 'eu-west-3' } });
+    const changed = new KillswitchParameter(changedStack, 'Killswitch', {
+      parameterName: PARAMETER,
+      initialValue: { ...INITIAL_VALUE, mode: 'maintenance', reason: 'a different default' },
+    });
+    changed.resource.overrideLogicalId('KillswitchParameter');
+    const changedProps = Template.fromStack(changedStack).toJSON().Resources.KillswitchParameter.Properties;
+    const changedUpdate = JSON.parse(render(changedProps.Update));
+
+    // The template differs (so CloudFormation sends an Update) ...
+    expect(changedUpdate.parameters.Value).not.toEqual(update.parameters.Value);
+    // ... but that update is PutParameter without overwrite: SSM answers ParameterAlreadyExists, which is ignored.
+    for (const call of [update, changedUpdate]) {
+      expect(call).toMatchObject({ action: 'PutParameter', parameters: { Overwrite: false }, ignoreErrorCodesMatching: 'ParameterAlreadyExists' });
+    }
+  });
+
+  it("gives the deploy-time provider ssm:PutParameter on this one parameter only", () => {
+    const grants = parameterGrants(data.Resources);
+    expect([...grants.values()].map((s) => [...s])).toEqual([['ssm:PutParameter']]);
+    const statements = Object.values(data.Resources)
+      .filter((r) => r.Type === 'AWS::IAM::Policy')
+      .flatMap((r) => (r.Properties as { PolicyDocument: { Statement: Statement[] } }).PolicyDocument.Statement)
+      .filter((s) => asArray(s.Action).some((a) => a.startsWith('ssm:')));
+    expect(statements.flatMap((s) => asArray(s.Resource).map(render))).toEqual([expect.stringMatching(new RegExp(`${PARAMETER_ARN_SUFFIX}$`))]);
+  });
+});
+
+describe('killswitch IAM scoping (stateless stack)', () => {
+  const grants = parameterGrants(ops.Resources);
+
+  it('grants the parameter to the named roles only: read for the API and the enforcer/notifier, write for operators, Slack and expiry', () => {
+    const byRole = Object.fromEntries([...grants].map(([role, actions]) => [role, [...actions].sort()]));
+
+    expect(byRole).toEqual({
+      'atmr-api-task': ['ssm:GetParameter'],
+      'atmr-oncall': ['ssm:GetParameter', 'ssm:PutParameter'],
+      [`<${functionRoleId('Enforcer')}>`]: ['ssm:GetParameter'],
+      [`<${functionRoleId('Notifier')}>`]: ['ssm:GetParameter'],
+      [`<${functionRoleId('ExpiryReverter')}>`]: ['ssm:GetParameter', 'ssm:PutParameter'],
+      [`<${functionRoleId('SlackCommand')}>`]: ['ssm:GetParameter', 'ssm:PutParameter'],
+    });
+  });
+
+  it('never grants SSM writes on a wildcard', () => {
+    const wildcardSsm = Object.values(ops.Resources)
+      .filter((r) => r.Type === 'AWS::IAM::Policy')
+      .flatMap((r) => (r.Properties as { PolicyDocument: { Statement: Statement[] } }).PolicyDocument.Statement)
+      .filter((s) => asArray(s.Action).some((a) => a.startsWith('ssm:Put') || a === 'ssm:*') && asArray(s.Resource).some((x) => render(x).includes('*')));
+    expect(wildcardSsm).toEqual([]);
+  });
+
+  it('scopes ELBv2 writes to the configured listener and its rules; only Describe* (read-only) on *', () => {
+    const policy = Object.entries(ops.Resources).find(
+      ([id, r]) => r.Type === 'AWS::IAM::Policy' && id.startsWith('KillswitchEnforcerFunctionServiceRoleDefaultPolicy'),
+    )?.[1] as Json;
+    const statements = (policy.Properties as { PolicyDocument: { Statement: Statement[] } }).PolicyDocument.Statement.filter((s) =>
+      asArray(s.Action).some((a) => a.startsWith('elasticloadbalancing:')),
+    );
+    const byResource = Object.fromEntries(statements.map((s) => [asArray(s.Resource).map(render).join(','), asArray(s.Action).sort()]));
+
+    expect(byResource).toEqual({
+      [LISTENER]: ['elasticloadbalancing:CreateRule'],
+      [LISTENER_RULES]: ['elasticloadbalancing:AddTags', 'elasticloadbalancing:DeleteRule', 'elasticloadbalancing:ModifyRule'],
+      '*': ['elasticloadbalancing:DescribeListeners', 'elasticloadbalancing:DescribeRules', 'elasticloadbalancing:DescribeTags'],
+    });
+  });
+
+  it('lets the notifier arm only the one expiry schedule, pass only the scheduler role, and put events on the default bus', () => {
+    const policy = Object.entries(ops.Resources).find(
+      ([id, r]) => r.Type === 'AWS::IAM::Policy' && id.startsWith('KillswitchNotifierFunctionServiceRoleDefaultPolicy'),
+    )?.[1] as Json;
+    const statements = (policy.Properties as { PolicyDocument: { Statement: Statement[] } }).PolicyDocument.Statement;
+    const resourcesOf = (action: string) =>
+      statements.filter((s) => asArray(s.Action).includes(action)).flatMap((s) => asArray(s.Resource).map(render));
+
+    expect(resourcesOf('scheduler:CreateSchedule')).toEqual(['arn:<AWS::Partition>:scheduler:eu-west-3:111111111111:schedule/atmr-dr-example-killswitch/killswitch-expiry']);
+    expect(resourcesOf('scheduler:DeleteSchedule')).toEqual(resourcesOf('scheduler:CreateSchedule'));
+    expect(resourcesOf('iam:PassRole')).toEqual([expect.stringMatching(/^<KillswitchExpirySchedulerRole[0-9A-F]+\.Arn>$/)]);
+    expect(resourcesOf('events:PutEvents')).toEqual(['arn:<AWS::Partition>:events:eu-west-3:111111111111:event-bus/default']);
+    expect(resourcesOf('sns:Publish')).toEqual([expect.stringMatching(/^<Incidents/)]);
+  });
+
+  it('lets Scheduler invoke only the expiry reverter (no versions wildcard)', () => {
+    const policy = Object.entries(ops.Resources).find(
+      ([id, r]) => r.Type === 'AWS::IAM::Policy' && id.startsWith('KillswitchExpirySchedulerRoleDefaultPolicy'),
+    )?.[1] as Json;
+    const statements = (policy.Properties as { PolicyDocument: { Statement: Statement[] } }).PolicyDocument.Statement;
+    const invoke = statements.filter((s) => asArray(s.Action).includes('lambda:InvokeFunction')).flatMap((s) => asArray(s.Resource).map(render));
+
+    expect(invoke).toEqual([expect.stringMatching(/^<KillswitchExpiryReverterFunction[0-9A-F]+\.Arn>$/)]);
+  });
+});
+
+describe('killswitch events and schedules', () => {
+  it('runs the enforcer and the notifier on every Parameter Store Change of this parameter', () => {
+    opsTemplate.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.ssm'],
+        'detail-type': ['Parameter Store Change'],
+        detail: { name: [PARAMETER], operation: ['Create', 'Update'] },
+      },
+      Targets: [
+        Match.objectLike({ Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^KillswitchEnforcerFunction'), 'Arn'] }, DeadLetterConfig: Match.anyValue() }),
+        Match.objectLike({ Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^KillswitchNotifierFunction'), 'Arn'] }, DeadLetterConfig: Match.anyValue() }),
+      ],
+    });
+  });
+
+  it('reconciles the listener every 5 minutes', () => {
+    opsTemplate.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(5 minutes)',
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^KillswitchEnforcerFunction'), 'Arn'] } })],
+    });
+  });
+
+  it('gives the enforcer the listener and priority, and runs one at a time', () => {
+    opsTemplate.hasResourceProperties('AWS::Lambda::Function', {
+      ReservedConcurrentExecutions: 1,
+      Environment: { Variables: Match.objectLike({ KILLSWITCH_PARAMETER: PARAMETER, LISTENER_ARN: LISTENER, LISTENER_RULE_PRIORITY: '1' }) },
+    });
+  });
+});
+
+describe('killswitch ChatOps', () => {
+  it('exposes the Slack command through a Function URL (Slack signs requests; SigV4 is impossible for it)', () => {
+    opsTemplate.hasResourceProperties('AWS::Lambda::Url', {
+      AuthType: 'NONE',
+      TargetFunctionArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^KillswitchSlackCommandFunction'), 'Arn'] },
+    });
+    opsTemplate.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: {
+        Variables: Match.objectLike({
+          SLACK_ALLOWED_USER_IDS: 'U0123ONCALL,U0456LEADOPS',
+          SLACK_SIGNING_SECRET_ARN: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/slack-signing-AbCdEf',
+        }),
+      },
+    });
+  });
+
+  it('creates no Function URL when Slack is not configured', () => {
+    const app = new App({ context: NO_BUNDLING });
+    const stack = new Stack(app, 'NoSlack', { env: { account: '111111111111', region: 'eu-west-3' } });
+    new Killswitch(stack, 'Killswitch', {
+      environmentName: 'test',
+      parameterName: PARAMETER,
+      listenerArn: LISTENER,
+      listenerRulePriority: 1,
+      apiTaskRoleArn: 'arn:aws:iam::111111111111:role/atmr-api-task',
+      incidentsTopic: new sns.Topic(stack, 'Topic', { enforceSSL: true }),
+    });
+
+    Template.fromStack(stack).resourceCountIs('AWS::Lambda::Url', 0);
+  });
+});
+
+describe('killswitch cdk-nag', () => {
+  it('has no unacknowledged AwsSolutions/Serverless finding (constructs alone, both stacks)', () => {
+    const app = new App({ context: NO_BUNDLING });
+    const env = { account: '111111111111', region: 'eu-west-3' };
+    const dataStack = new Stack(app, 'KsData', { env });
+    new KillswitchParameter(dataStack, 'Killswitch', { parameterName: PARAMETER });
+    const opsStack = new Stack(app, 'KsOps', { env });
+    new Killswitch(opsStack, 'Killswitch', {
+      environmentName: 'test',
+      parameterName: PARAMETER,
+      listenerArn: LISTENER,
+      listenerRulePriority: 1,
+      apiTaskRoleArn: 'arn:aws:iam::111111111111:role/atmr-api-task',
+      operatorRoleArns: ['arn:aws:iam::111111111111:role/atmr-oncall'],
+      slack: { signingSecretArn: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/slack-signing-AbCdEf', allowedUserIds: ['U0123ONCALL'] },
+      incidentsTopic: new sns.Topic(opsStack, 'Topic', { enforceSSL: true }),
+    });
+    applyNagPacks(app);
+
+    expect(() => app.synth()).not.toThrow();
+  });
+});

@@ -1,0 +1,108 @@
+import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { testCluster } from '../support/cluster';
+import { psql } from '../support/postgres';
+import { DIGEST_SQL } from './backup-fixture';
+
+/** Helpers of the backup integration tests: the CLI as a child process, bucket inspection, digests. */
+
+export const REPO_ROOT = path.join(__dirname, '..', '..');
+const TSX = path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
+const CLI = path.join(REPO_ROOT, 'bin', 'atmr-dr.ts');
+
+/** A minimal, explicit environment: nothing leaks from the test runner's own PG or AWS variables. */
+export function baseEnv(extra: Record<string, string | undefined>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, LANG: 'C.UTF-8', AWS_EC2_METADATA_DISABLED: 'true' };
+  for (const [name, value] of Object.entries(extra)) if (value !== undefined) env[name] = value;
+  return env;
+}
+
+export function runCli(args: string[], env: NodeJS.ProcessEnv): SpawnSyncReturns<string> {
+  return spawnSync(TSX, [CLI, ...args], { cwd: REPO_ROOT, env, encoding: 'utf8', timeout: 120_000 });
+}
+
+export interface CliRun {
+  readonly pid: number;
+  readonly result: Promise<{ status: number | null; stdout: string; stderr: string }>;
+}
+
+export function startCli(args: string[], env: NodeJS.ProcessEnv): CliRun {
+  const child = spawn(TSX, [CLI, ...args], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+  child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+  const result = new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) =>
+    child.on('close', (status) => resolve({ status, stdout, stderr })),
+  );
+  return { pid: child.pid ?? -1, result };
+}
+
+/** The stderr lines an operator reads (Node's own deprecation/version warnings are not ours). */
+export function operatorLines(stderr: string): string[] {
+  const lines = stderr.split('\n').filter((l) => l.trim() !== '');
+  const start = lines.findIndex((l) => l.startsWith('atmr-dr: '));
+  return start >= 0 ? lines.slice(start) : lines;
+}
+
+export async function listKeys(s3: S3Client, bucket: string, prefix = ''): Promise<string[]> {
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+    keys.push(...(page.Contents ?? []).map((o) => o.Key ?? ''));
+    token = page.NextContinuationToken;
+  } while (token);
+  return keys.sort();
+}
+
+export async function getBytes(s3: S3Client, bucket: string, key: string): Promise<Buffer> {
+  const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  return Buffer.from(await got.Body!.transformToByteArray());
+}
+
+export async function getJson(s3: S3Client, bucket: string, key: string): Promise<unknown> {
+  return JSON.parse((await getBytes(s3, bucket, key)).toString('utf8')) as unknown;
+}
+
+/** Pointer contents, or null when absent: compared before and after a failed run. */
+export async function pointers(s3: S3Client, bucket: string): Promise<Record<string, string | null>> {
+  const keys = ['latest.json', 'latest/hourly.json', 'latest/daily.json', 'latest/weekly.json', 'latest/monthly.json'];
+  const present = new Set(await listKeys(s3, bucket, 'latest'));
+  const out: Record<string, string | null> = {};
+  for (const key of keys) out[key] = present.has(key) ? (await getBytes(s3, bucket, key)).toString('utf8') : null;
+  return out;
+}
+
+export function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+export function createDatabase(name: string, sql?: string): void {
+  psql(testCluster(), 'postgres', `CREATE DATABASE ${name} TEMPLATE template0 ENCODING 'UTF8';`);
+  if (sql) psql(testCluster(), name, sql);
+}
+
+export function dropDatabase(name: string): void {
+  psql(testCluster(), 'postgres', `DROP DATABASE IF EXISTS ${name} WITH (FORCE);`);
+}
+
+/** Every table, sequence, large object and catalog object of a database, as comparable lines. */
+export function contentDigest(database: string): string[] {
+  return psql(testCluster(), database, DIGEST_SQL).split('\n').filter((l) => l !== '');
+}
+
+/** libpq + S3 environment for the CLI against the test cluster and one s3rver. */
+export function cliEnv(database: string, s3Env: Record<string, string>, overrides: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
+  const cluster = testCluster();
+  return baseEnv({ ...cluster.env, PGDATABASE: database, ...s3Env, ...overrides });
+}
+
+export function writeTempFile(dir: string, name: string, data: Buffer | string, mode?: number): string {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, data, mode === undefined ? undefined : { mode });
+  return file;
+}

@@ -1,0 +1,175 @@
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { runBackup, type BackupProgress } from '../../lambdas/backup/backup';
+import { createS3Client } from '../../lambdas/shared/aws';
+import { BackupManifestSchema, LatestPointerSchema } from '../../lambdas/shared/manifest';
+import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { psql } from '../support/postgres';
+import { LocalS3, startLocalS3 } from '../support/s3';
+import { FIXTURE_SQL } from './backup-fixture';
+import {
+  cliEnv,
+  contentDigest,
+  createDatabase,
+  dropDatabase,
+  getBytes,
+  getJson,
+  listKeys,
+  runCli,
+  sha256,
+  writeTempFile,
+} from './backup-support';
+
+jest.setTimeout(180_000);
+
+// Round trip through the real tools: the CLI backs up a database holding every object kind of the
+// fixture to s3rver; both formats are then loaded into fresh databases and compared with the source.
+describe('atmr-dr backup (integration)', () => {
+  let s3: LocalS3;
+  let workDir: string;
+  const source = uniqueDatabaseName('bk_src');
+  const created: string[] = [source];
+
+  beforeAll(async () => {
+    s3 = await startLocalS3();
+    workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-backup-it-'));
+    createDatabase(source, FIXTURE_SQL);
+  });
+  afterAll(async () => {
+    for (const db of created) dropDatabase(db);
+    await s3.stop();
+    fs.rmSync(workDir, { recursive: true, force: true });
+  });
+
+  it('writes both formats, a truthful manifest and the pointers; both formats restore to identical content', async () => {
+    // Arrange
+    const client = createS3Client(s3.env);
+    const sourceDigest = contentDigest(source);
+    const sourceCounts = psql(
+      testCluster(),
+      source,
+      `SELECT n.nspname || '|' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1`,
+    )
+      .split('\n')
+      .map((qualified) => {
+        const [schema, name] = qualified.split('|');
+        const rows = Number(psql(testCluster(), source, `SELECT count(*) FROM ONLY "${schema}"."${name}"`));
+        return { schema, name, rows };
+      });
+
+    // Act
+    const run = runCli(['backup', '--tier', 'daily'], cliEnv(source, s3.env));
+
+    // Assert: the CLI's contract
+    expect(run.stderr).not.toMatch(/atmr-dr:/);
+    expect(run.status).toBe(0);
+    const manifestKey = run.stdout.trim();
+    expect(manifestKey).toMatch(new RegExp(`^daily/${source}_backup_\\d{8}_\\d{6}\\.manifest\\.json$`));
+
+    // Assert: the manifest (schema 1) tells the truth about the stored bytes and the rows
+    const manifest = BackupManifestSchema.parse(await getJson(client, s3.bucket, manifestKey));
+    const stem = manifestKey.replace(/\.manifest\.json$/, '');
+    expect(manifest).toMatchObject({ schema: 1, database: source, tier: 'daily' });
+    expect(manifest.serverVersion).toMatch(/^1\d\.\d+$/);
+    expect(manifest.pgDumpVersion).toMatch(/^1\d\.\d+$/);
+    expect(Date.parse(manifest.finishedAt) - Date.parse(manifest.startedAt)).toBe(manifest.durationMs);
+    expect(manifest.objects.map((o) => [o.format, o.key])).toEqual([
+      ['custom', `${stem}.dump`],
+      ['plain', `${stem}.sql.gz`],
+    ]);
+    const stored: Record<string, Buffer> = {};
+    for (const object of manifest.objects) {
+      stored[object.format] = await getBytes(client, s3.bucket, object.key);
+      expect(object.bytes).toBe(stored[object.format].length);
+      expect(object.sha256).toBe(sha256(stored[object.format]));
+    }
+    expect(stored.custom.subarray(0, 5).toString('latin1')).toBe('PGDMP');
+    expect(stored.plain.subarray(0, 2)).toEqual(Buffer.from([0x1f, 0x8b]));
+    expect(manifest.tables).toEqual(sourceCounts);
+    expect(manifest.tables).toContainEqual({ schema: 'Ops Réseau', name: 'Incidents Été', rows: 3 });
+    expect(manifest.tables.find((t) => t.name === 'invoices')).toBeUndefined(); // partitioned parent: its leaves are counted
+
+    // Assert: the pointers name the manifest, and only the written tier changed
+    expect(LatestPointerSchema.parse(await getJson(client, s3.bucket, 'latest.json'))).toEqual({ manifest: manifestKey });
+    expect(LatestPointerSchema.parse(await getJson(client, s3.bucket, 'latest/daily.json'))).toEqual({ manifest: manifestKey });
+    expect(await listKeys(client, s3.bucket, 'latest/')).toEqual(['latest/daily.json']);
+
+    // Assert: the custom archive restores with pg_restore, the plain SQL with psql, to the same content
+    const fromDump = uniqueDatabaseName('bk_dump');
+    const fromSql = uniqueDatabaseName('bk_sql');
+    created.push(fromDump, fromSql);
+    createDatabase(fromDump);
+    createDatabase(fromSql);
+    const env = { ...process.env, ...testCluster().env };
+    const dumpFile = writeTempFile(workDir, 'backup.dump', stored.custom);
+    execFileSync('pg_restore', ['--exit-on-error', '-d', fromDump, dumpFile], { env, stdio: 'pipe' });
+    const sqlFile = writeTempFile(workDir, 'backup.sql.gz', stored.plain);
+    execFileSync('sh', ['-c', `gunzip -c "${sqlFile}" | psql -X -q -v ON_ERROR_STOP=1 -d "${fromSql}" > /dev/null`], { env, stdio: 'pipe' });
+
+    expect(sourceDigest.length).toBeGreaterThan(15);
+    expect(sourceDigest.some((l) => l.startsWith('lo|'))).toBe(true);
+    expect(sourceDigest).toContain('S|billing.invoice_number|4242,true');
+    expect(contentDigest(fromDump)).toEqual(sourceDigest);
+    expect(contentDigest(fromSql)).toEqual(sourceDigest);
+  });
+
+  it('runs in-process with --formats custom: one object, progress reported, success metrics emitted', async () => {
+    // Arrange
+    const client = createS3Client(s3.env);
+    const metrics = new Metrics({ namespace: 'AtmrDr', serviceName: 'backup' });
+    const progress: BackupProgress[] = [];
+    const cluster = testCluster();
+    const startedAt = new Date('2026-03-01T04:05:06.789Z');
+
+    // Act
+    const result = await runBackup(
+      {
+        s3: client,
+        bucket: s3.bucket,
+        connection: { host: cluster.host, port: cluster.port, user: cluster.user, database: source },
+        metrics,
+        now: () => startedAt,
+        onProgress: (p) => progress.push(p),
+      },
+      { tier: 'weekly', formats: ['custom'], compressionLevel: 3 },
+    );
+
+    // Assert
+    expect(result.manifestKey).toBe(`weekly/${source}_backup_20260301_040506.manifest.json`);
+    expect(result.manifest.objects).toHaveLength(1);
+    expect(result.manifest.objects[0]).toMatchObject({ format: 'custom', key: `weekly/${source}_backup_20260301_040506.dump` });
+    const keys = await listKeys(client, s3.bucket, 'weekly/');
+    expect(keys).toEqual([`weekly/${source}_backup_20260301_040506.dump`, result.manifestKey]);
+    expect(BackupManifestSchema.parse(await getJson(client, s3.bucket, result.manifestKey))).toEqual(result.manifest);
+    expect(progress.at(-1)?.bytes).toBe(result.manifest.objects[0].bytes);
+    const emf = metrics.serializeMetrics();
+    const names = emf._aws.CloudWatchMetrics[0].Metrics.map((m) => m.Name).sort();
+    expect(names).toEqual(['BackupBytes', 'BackupDurationSeconds', 'BackupSuccess']);
+    expect(emf._aws.CloudWatchMetrics[0].Dimensions[0]).toContain('Tier');
+    expect((emf as unknown as Record<string, unknown>).Tier).toBe('weekly');
+    expect((emf as unknown as Record<string, unknown>).BackupBytes).toBe(result.manifest.objects[0].bytes);
+  });
+
+  it('refuses to overwrite a published backup with the same key (same tier, same second)', async () => {
+    // Arrange
+    const client = createS3Client(s3.env);
+    const cluster = testCluster();
+    const at = new Date('2026-03-02T00:00:00.000Z');
+    const deps = {
+      s3: client,
+      bucket: s3.bucket,
+      connection: { host: cluster.host, port: cluster.port, user: cluster.user, database: source },
+      now: () => at,
+    };
+    const first = await runBackup(deps, { tier: 'monthly', formats: ['custom'] });
+    const before = await getBytes(client, s3.bucket, first.manifestKey);
+
+    // Act / Assert
+    await expect(runBackup(deps, { tier: 'monthly', formats: ['custom'] })).rejects.toThrow(/already exists.*retry in a second/);
+    expect(await getBytes(client, s3.bucket, first.manifestKey)).toEqual(before);
+  });
+});

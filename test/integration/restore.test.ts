@@ -1,0 +1,310 @@
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { createHash } from 'node:crypto';
+import { Client } from 'pg';
+import { runBackup } from '../../lambdas/backup/backup';
+import { createS3Client } from '../../lambdas/shared/aws';
+import { PgConnection } from '../../lambdas/shared/pg-connection';
+import { listBackups, resolveBackup, verifyBackup } from '../../lambdas/restore/catalog';
+import { RestoreDeps, restoreBackup } from '../../lambdas/restore/restore';
+import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { psql } from '../support/postgres';
+import { LocalS3, startLocalS3 } from '../support/s3';
+import { FIXTURE_SQL } from './backup-fixture';
+import { databaseDigest, databaseExists, databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
+
+const cluster = testCluster();
+const connection: PgConnection = { host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' };
+let localS3: LocalS3;
+let s3: S3Client;
+let source: string;
+let sourceDigest: string;
+let manifestKey: string;
+
+function deps(overrides: Partial<RestoreDeps> = {}): RestoreDeps {
+  return { s3, bucket: localS3.bucket, connection, jobs: 2, ...overrides };
+}
+
+async function objectBytes(key: string): Promise<Buffer> {
+  const response = await s3.send(new GetObjectCommand({ Bucket: localS3.bucket, Key: key }));
+  return Buffer.from(await response.Body!.transformToByteArray());
+}
+
+async function putObject(key: string, body: Buffer | string): Promise<void> {
+  await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: key, Body: body }));
+}
+
+/** An existing, non-empty database that a refused restore must leave exactly as it was. */
+function makeTarget(): string {
+  const name = uniqueDatabaseName('restore_target');
+  psql(cluster, 'postgres', `CREATE DATABASE ${name}`);
+  psql(cluster, name, "CREATE TABLE keep_me (id int PRIMARY KEY, note text); INSERT INTO keep_me SELECT i, 'row ' || i FROM generate_series(1, 50) i;");
+  return name;
+}
+
+/** A fresh backup of the source whose objects a test may damage without affecting the others. */
+async function freshBackup(): Promise<{ manifestKey: string; custom: string; plain: string }> {
+  const backup = await writeFixtureBackup(s3, localS3.bucket, cluster, source, { tier: 'hourly', startedAt: new Date(Date.now() - 1000 * Math.floor(Math.random() * 100000)) });
+  const custom = backup.manifest.objects.find((o) => o.format === 'custom')!.key;
+  const plain = backup.manifest.objects.find((o) => o.format === 'plain')!.key;
+  return { manifestKey: backup.manifestKey, custom, plain };
+}
+
+beforeAll(async () => {
+  localS3 = await startLocalS3();
+  s3 = createS3Client(localS3.env);
+  source = uniqueDatabaseName('restore_src');
+  psql(cluster, 'postgres', `CREATE DATABASE ${source}`);
+  psql(cluster, source, FIXTURE_SQL);
+  sourceDigest = databaseDigest(cluster, source);
+  manifestKey = (await writeFixtureBackup(s3, localS3.bucket, cluster, source, { tier: 'daily' })).manifestKey;
+}, 120_000);
+
+afterAll(async () => {
+  await localS3?.stop();
+});
+
+describe('restore round trip', () => {
+  it('restores the custom dump into a new database with the same content digest and reports timings', async () => {
+    const target = uniqueDatabaseName('restore_rt_custom');
+
+    const result = await restoreBackup(deps(), { ref: manifestKey, targetDb: target });
+
+    expect(result.object.format).toBe('custom');
+    expect(result.replaced).toBe(false);
+    expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+    expect(result.tablesRestored).toBeGreaterThanOrEqual(8);
+    expect(result.rowsRestored).toBeGreaterThan(3000);
+    expect(result.timings.downloadSeconds).toBeGreaterThan(0);
+    expect(result.timings.restoreSeconds).toBeGreaterThan(0);
+    expect(result.rtoSeconds).toBeGreaterThanOrEqual(result.timings.restoreSeconds + result.timings.downloadSeconds);
+  });
+
+  it('restores the plain .sql.gz with --format plain, through latest/<tier>.json, with the same digest', async () => {
+    const target = uniqueDatabaseName('restore_rt_plain');
+
+    const result = await restoreBackup(deps(), { ref: 'latest', tier: 'daily', targetDb: target, format: 'plain' });
+
+    expect(result.manifestKey).toBe(manifestKey);
+    expect(result.object.format).toBe('plain');
+    expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+  });
+
+  it('round-trips both formats of a backup made by the real write path (runBackup), digests equal', async () => {
+    const backup = await runBackup({ s3, bucket: localS3.bucket, connection: { ...connection, database: source } }, { tier: 'monthly' });
+    const customTarget = uniqueDatabaseName('restore_rb_custom');
+    const plainTarget = uniqueDatabaseName('restore_rb_plain');
+
+    const custom = await restoreBackup(deps(), { ref: backup.manifestKey, targetDb: customTarget });
+    const plain = await restoreBackup(deps(), { ref: backup.manifestKey, targetDb: plainTarget, format: 'plain' });
+
+    expect([custom.object.format, plain.object.format]).toEqual(['custom', 'plain']);
+    expect(databaseDigest(cluster, customTarget)).toBe(sourceDigest);
+    expect(databaseDigest(cluster, plainTarget)).toBe(sourceDigest);
+    expect(custom.tablesRestored).toBe(backup.manifest.tables.length);
+  });
+
+  it('downloads in many small ranged parts, in parallel, and still restores the same content', async () => {
+    const target = uniqueDatabaseName('restore_rt_parts');
+
+    const result = await restoreBackup(deps({ partBytes: 4096, downloadConcurrency: 3 }), { ref: manifestKey, targetDb: target });
+
+    expect(result.object.bytes).toBeGreaterThan(10 * 4096);
+    expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+  });
+
+  it('replaces a non-empty target with force, leaving no staging database behind', async () => {
+    const target = makeTarget();
+
+    const result = await restoreBackup(deps(), { ref: manifestKey, targetDb: target, force: true });
+
+    expect(result.replaced).toBe(true);
+    expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+    expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+  });
+
+  it('terminates open sessions on the target when asked to, and replaces it', async () => {
+    const target = makeTarget();
+    const session = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: target });
+    session.on('error', () => undefined);
+    await session.connect();
+
+    const result = await restoreBackup(deps(), { ref: manifestKey, targetDb: target, force: true, terminateConnections: true });
+
+    expect(result.replaced).toBe(true);
+    expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+    await expect(session.query('SELECT 1')).rejects.toThrow();
+    await session.end().catch(() => undefined);
+  });
+});
+
+describe('restore refusals leave the target untouched', () => {
+  async function expectRefused(target: string, run: () => Promise<unknown>, message: RegExp): Promise<void> {
+    const before = databaseDigest(cluster, target);
+
+    const error = await run().then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+
+    expect(error?.name).toBe('OperatorError');
+    expect(error?.message).toMatch(message);
+    expect(error?.message).not.toMatch(/\n/);
+    expect(databaseDigest(cluster, target)).toBe(before);
+    expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+  }
+
+  it('refuses a byte flipped in the stored object (sha256)', async () => {
+    const backup = await freshBackup();
+    const bytes = await objectBytes(backup.custom);
+    bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+    await putObject(backup.custom, bytes);
+    const target = makeTarget();
+
+    await expectRefused(target, () => restoreBackup(deps(), { ref: backup.manifestKey, targetDb: target, force: true }), /sha256 .*corrupt/);
+    await expectRefused(target, () => restoreBackup(deps({ partBytes: 4096 }), { ref: backup.manifestKey, targetDb: target, force: true }), /sha256 .*corrupt/);
+  });
+
+  it('refuses a truncated object (size)', async () => {
+    const backup = await freshBackup();
+    const bytes = await objectBytes(backup.plain);
+    await putObject(backup.plain, bytes.subarray(0, bytes.length - 100));
+    const target = makeTarget();
+
+    await expectRefused(
+      target,
+      () => restoreBackup(deps(), { ref: backup.manifestKey, targetDb: target, force: true, format: 'plain' }),
+      /is \d+ bytes, the manifest says \d+: .*truncated/,
+    );
+    await expectRefused(
+      target,
+      () => restoreBackup(deps({ partBytes: 4096 }), { ref: backup.manifestKey, targetDb: target, force: true, format: 'plain' }),
+      /is \d+ bytes, the manifest says \d+: .*truncated/,
+    );
+  });
+
+  it('refuses a manifest naming a missing object', async () => {
+    const backup = await freshBackup();
+    await s3.send(new DeleteObjectCommand({ Bucket: localS3.bucket, Key: backup.custom }));
+    const target = makeTarget();
+
+    await expectRefused(target, () => restoreBackup(deps(), { ref: backup.manifestKey, targetDb: target, force: true }), /named by the manifest is missing/);
+  });
+
+  it('refuses a target with open connections', async () => {
+    const target = makeTarget();
+    const session = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'flask-api' });
+    await session.connect();
+    try {
+      await expectRefused(target, () => restoreBackup(deps(), { ref: manifestKey, targetDb: target, force: true }), /has 1 open connection\(s\) \(flask-api\)/);
+    } finally {
+      await session.end();
+    }
+  });
+
+  it('refuses when the temp directory has too little free space, before downloading', async () => {
+    const target = makeTarget();
+    const tinyDisk = async () => ({ bavail: 10, bsize: 4096 });
+
+    await expectRefused(target, () => restoreBackup(deps({ statfs: tinyDisk }), { ref: manifestKey, targetDb: target, force: true }), /not enough space in .*40\.0 KiB free/);
+  });
+
+  it('refuses a non-empty target without force', async () => {
+    const target = makeTarget();
+
+    await expectRefused(target, () => restoreBackup(deps(), { ref: manifestKey, targetDb: target }), /exists and is not empty .*--force/);
+  });
+
+  it('refuses the production database name even with force, unless the guard flag is given', async () => {
+    const target = makeTarget();
+
+    await expectRefused(
+      target,
+      () => restoreBackup(deps(), { ref: manifestKey, targetDb: target, force: true, protectedDatabases: [target] }),
+      /production\/source database.*--i-understand-this-overwrites-production/,
+    );
+    const allowed = await restoreBackup(deps(), { ref: manifestKey, targetDb: target, force: true, protectedDatabases: [target], allowProductionOverwrite: true });
+    expect(allowed.replaced).toBe(true);
+  });
+
+  it('refuses the database the backup was taken from (the manifest database) without the guard', async () => {
+    const before = databaseDigest(cluster, source);
+
+    await expect(restoreBackup(deps(), { ref: manifestKey, targetDb: source, force: true })).rejects.toThrow(/production\/source database/);
+    expect(databaseDigest(cluster, source)).toBe(before);
+  });
+
+  it('fails naming the table when restored row counts differ from the manifest', async () => {
+    const backup = await freshBackup();
+    const manifest = JSON.parse((await objectBytes(backup.manifestKey)).toString('utf8'));
+    const rides = manifest.tables.find((t: { name: string }) => t.name === 'rides');
+    rides.rows += 1;
+    await putObject(backup.manifestKey, JSON.stringify(manifest));
+    const target = makeTarget();
+
+    await expectRefused(target, () => restoreBackup(deps(), { ref: backup.manifestKey, targetDb: target, force: true }), /public\.rides has 2000 rows, manifest 2001/);
+  });
+
+  it('fails when pg_restore fails, dropping the staging database', async () => {
+    const backup = await freshBackup();
+    const manifest = JSON.parse((await objectBytes(backup.manifestKey)).toString('utf8'));
+    const garbage = Buffer.from('PGDMP this is not an archive');
+    manifest.objects = manifest.objects.map((o: { format: string }) =>
+      o.format === 'custom' ? { ...o, bytes: garbage.length, sha256: createHash('sha256').update(garbage).digest('hex') } : o,
+    );
+    await putObject(backup.custom, garbage);
+    await putObject(backup.manifestKey, JSON.stringify(manifest));
+    const target = makeTarget();
+
+    await expectRefused(target, () => restoreBackup(deps(), { ref: backup.manifestKey, targetDb: target, force: true }), /pg_restore failed .*the target was not touched/);
+  });
+
+  it('refuses a missing target name and an unknown manifest key', async () => {
+    await expect(restoreBackup(deps(), { ref: 'daily/nope_backup_20200101_000000.manifest.json', targetDb: 'x_new' })).rejects.toThrow(/does not exist; list backups/);
+    await expect(restoreBackup(deps(), { ref: manifestKey, targetDb: 'bad-name;drop' })).rejects.toThrow(/invalid --target-db/);
+    expect(databaseExists(cluster, 'x_new')).toBe(false);
+  });
+});
+
+describe('catalog', () => {
+  it('lists manifests newest first and filters by tier', async () => {
+    const older = await writeFixtureBackup(s3, localS3.bucket, cluster, source, { tier: 'weekly', startedAt: new Date('2026-01-04T01:00:00Z') });
+    const newer = await writeFixtureBackup(s3, localS3.bucket, cluster, source, { tier: 'weekly', startedAt: new Date('2026-01-11T01:00:00Z') });
+
+    await putObject('weekly/broken_backup_20260101_000000.manifest.json', '{"schema": 2}');
+    const weekly = await listBackups({ s3, bucket: localS3.bucket }, { tier: 'weekly' });
+    const all = await listBackups({ s3, bucket: localS3.bucket });
+
+    expect(weekly.map((e) => e.manifestKey)).toEqual([newer.manifestKey, older.manifestKey, 'weekly/broken_backup_20260101_000000.manifest.json']);
+    expect(weekly[2].invalid).toMatch(/is not a valid schema-1 manifest \(schema: /);
+    expect(all.length).toBeGreaterThan(weekly.length);
+    const times = all.filter((e) => e.manifest).map((e) => e.manifest!.startedAt);
+    expect([...times].sort().reverse()).toEqual(times);
+    await expect(listBackups({ s3, bucket: localS3.bucket }, { tier: 'yearly' })).rejects.toThrow(/unknown tier "yearly"/);
+  });
+
+  it('resolves latest through latest/<tier>.json', async () => {
+    const newest = await writeFixtureBackup(s3, localS3.bucket, cluster, source, { tier: 'monthly' });
+
+    const resolved = await resolveBackup({ s3, bucket: localS3.bucket }, 'latest', { tier: 'monthly' });
+
+    expect(resolved.manifestKey).toBe(newest.manifestKey);
+    expect(resolved.manifest.tier).toBe('monthly');
+  });
+
+  it('verifies a backup without a database: checksums, pg_restore --list and the gzip stream', async () => {
+    const result = await verifyBackup({ s3, bucket: localS3.bucket }, manifestKey);
+
+    expect(result.objects.map((o) => o.format).sort()).toEqual(['custom', 'plain']);
+    expect(result.objects.find((o) => o.format === 'custom')!.detail.tocEntries).toBeGreaterThan(20);
+    expect(result.objects.find((o) => o.format === 'plain')!.detail.sqlBytes).toBeGreaterThan(100_000);
+  });
+
+  it('verify refuses a corrupt object', async () => {
+    const backup = await freshBackup();
+    const bytes = await objectBytes(backup.plain);
+    bytes[bytes.length - 10] ^= 0x01;
+    await putObject(backup.plain, bytes);
+
+    await expect(verifyBackup({ s3, bucket: localS3.bucket }, backup.manifestKey)).rejects.toThrow(/sha256 .*corrupt/);
+  });
+});

@@ -1,0 +1,320 @@
+import { CreateDBSnapshotCommand, DescribeDBInstancesCommand, DescribeDBSnapshotsCommand, RDSClient } from '@aws-sdk/client-rds';
+import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { Context } from 'aws-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
+import 'aws-sdk-client-mock-jest';
+import { loadRunnerSettings } from '../../lambdas/backup/scheduled-run';
+import { main, tierFromCommandLine } from '../../lambdas/backup/task';
+import { createS3Client } from '../../lambdas/shared/aws';
+import { OperatorError } from '../../lambdas/shared/errors';
+import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { psql } from '../support/postgres';
+import { LocalS3, startLocalS3 } from '../support/s3';
+
+// The Lambda adapter and the ECS task entry around the real backup core: real PostgreSQL (the
+// test cluster) and the real S3 protocol (s3rver); Secrets Manager and RDS mocked at the SDK.
+
+const PASSWORD = 'Never-Logged-7f3a9c'; // the test cluster trusts any password: it must still never be printed
+const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-test-AbCdEf';
+const secretsMock = mockClient(SecretsManagerClient);
+const rdsMock = mockClient(RDSClient);
+
+type Handler = (event: unknown, context: Context) => Promise<{ tier: string; manifestKey: string; snapshot?: string; pitrEnabled?: boolean }>;
+let handler: Handler;
+let s3: LocalS3;
+let database: string;
+const savedEnv = { ...process.env };
+
+function lambdaContext(): Context {
+  return {
+    functionName: 'atmr-dr-backup-runner',
+    functionVersion: '$LATEST',
+    invokedFunctionArn: 'arn:aws:lambda:eu-west-3:111111111111:function:atmr-dr-backup-runner',
+    memoryLimitInMB: '2048',
+    awsRequestId: 'req-1',
+    logGroupName: '/aws/lambda/runner',
+    logStreamName: 's',
+    callbackWaitsForEmptyEventLoop: true,
+    getRemainingTimeInMillis: () => 900_000,
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+  };
+}
+
+/** The environment the backups construct gives the runner, pointing at the test cluster and s3rver. */
+function runnerEnv(): Record<string, string> {
+  const cluster = testCluster();
+  return {
+    ...s3.env,
+    BACKUP_BUCKET: s3.bucket,
+    DATABASE_SECRET_ARN: SECRET_ARN,
+    DATABASE_HOST: cluster.host,
+    DATABASE_PORT: String(cluster.port),
+    DATABASE_NAME: database,
+    DATABASE_INSTANCE_IDENTIFIER: 'atmr-test',
+    BACKUP_COMPRESSION_LEVEL: '1',
+    SNAPSHOT_RETENTION_WEEKLY: '4',
+    SNAPSHOT_RETENTION_MONTHLY: '12',
+    MIN_PITR_RETENTION_DAYS: '7',
+    POWERTOOLS_SERVICE_NAME: 'backup-runner',
+    POWERTOOLS_METRICS_NAMESPACE: 'AtmrDr',
+    POWERTOOLS_TRACE_ENABLED: 'false',
+    POWERTOOLS_LOGGER_LOG_EVENT: 'false',
+  };
+}
+
+/** Runs fn with stdout and stderr captured (Powertools logs and EMF metrics go there). */
+async function captureStdout<T>(fn: () => Promise<T>): Promise<{ result?: T; error?: unknown; out: string }> {
+  const chunks: string[] = [];
+  const capture = (chunk: string | Uint8Array) => {
+    chunks.push(String(chunk));
+    return true;
+  };
+  const spies = [jest.spyOn(process.stdout, 'write').mockImplementation(capture), jest.spyOn(process.stderr, 'write').mockImplementation(capture)];
+  try {
+    return { result: await fn(), out: chunks.join('') };
+  } catch (error) {
+    return { error, out: chunks.join('') };
+  } finally {
+    for (const spy of spies) spy.mockRestore();
+  }
+}
+
+function emfDocs(out: string): Record<string, unknown>[] {
+  return out
+    .split('\n')
+    .filter((l) => l.includes('"_aws"'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+/** The dimension set of a metric in EMF output, as the alarms must name it. */
+function dimensionsOf(docs: Record<string, unknown>[], metric: string): Record<string, unknown> | undefined {
+  const doc = docs.find((d) => metric in d);
+  if (!doc) return undefined;
+  const [names] = (doc._aws as { CloudWatchMetrics: { Dimensions: string[][] }[] }).CloudWatchMetrics[0].Dimensions;
+  return Object.fromEntries(names.map((n) => [n, doc[n]]));
+}
+
+async function listKeys(): Promise<string[]> {
+  const out = await createS3Client(s3.env).send(new ListObjectsV2Command({ Bucket: s3.bucket }));
+  return (out.Contents ?? []).map((o) => o.Key as string).sort();
+}
+
+beforeAll(async () => {
+  s3 = await startLocalS3('atmr-dr-runner-test');
+  database = uniqueDatabaseName('runner');
+  const cluster = testCluster();
+  psql(cluster, 'postgres', `CREATE DATABASE ${database};`);
+  psql(cluster, database, `CREATE TABLE company (id serial PRIMARY KEY, name text NOT NULL); INSERT INTO company (name) VALUES ('ATMR'), ('Acme');`);
+  Object.assign(process.env, runnerEnv());
+  ({ handler } = (await import('../../lambdas/backup/handler')) as unknown as { handler: Handler });
+});
+
+afterAll(async () => {
+  await s3.stop();
+  psql(testCluster(), 'postgres', `DROP DATABASE IF EXISTS ${database};`);
+  for (const key of Object.keys(process.env)) if (!(key in savedEnv)) delete process.env[key];
+  Object.assign(process.env, savedEnv);
+});
+
+beforeEach(() => {
+  secretsMock.reset();
+  rdsMock.reset();
+  secretsMock.on(GetSecretValueCommand, { SecretId: SECRET_ARN }).resolves({ SecretString: JSON.stringify({ username: testCluster().user, password: PASSWORD }) });
+  rdsMock.on(DescribeDBInstancesCommand).resolves({ DBInstances: [{ DBInstanceIdentifier: 'atmr-test', BackupRetentionPeriod: 7 }] });
+  Object.assign(process.env, runnerEnv());
+});
+
+describe('backup runner handler: event validation', () => {
+  it.each([
+    [{ tier: 'yearly' }, '"yearly"'],
+    [{}, 'undefined'],
+    [null, 'undefined'],
+  ])('rejects %j with one line naming the valid tiers, touching nothing', async (event, shown) => {
+    const before = await listKeys();
+
+    const { error } = await captureStdout(() => handler(event, lambdaContext()));
+
+    expect(error).toBeInstanceOf(OperatorError);
+    expect((error as Error).message).toBe(`backup event: invalid backup tier ${shown}: expected one of hourly, daily, weekly, monthly`);
+    expect(await listKeys()).toEqual(before);
+    expect(secretsMock).not.toHaveReceivedCommand(GetSecretValueCommand);
+    expect(rdsMock.calls()).toHaveLength(0);
+  });
+
+  it('fails with one line naming a missing setting (a deployment defect), touching nothing', async () => {
+    delete process.env.DATABASE_HOST;
+    const before = await listKeys();
+
+    const { error } = await captureStdout(() => handler({ tier: 'hourly' }, lambdaContext()));
+
+    expect((error as Error).message).toBe('runner environment: DATABASE_HOST is not set; it is set by the backups construct: redeploy the stack');
+    expect(await listKeys()).toEqual(before);
+  });
+});
+
+describe('backup runner handler: scheduled runs', () => {
+  it('hourly: backs up with the secret read at run time, publishes the manifest, checks PITR, never prints the password', async () => {
+    const { result, error, out } = await captureStdout(() => handler({ tier: 'hourly' }, lambdaContext()));
+
+    expect(error).toBeUndefined();
+    expect(result).toMatchObject({ tier: 'hourly', manifestKey: expect.stringMatching(new RegExp(`^hourly/${database}_backup_\\d{8}_\\d{6}\\.manifest\\.json$`)), pitrEnabled: true });
+    const keys = await listKeys();
+    expect(keys).toEqual(expect.arrayContaining([result!.manifestKey, 'latest.json', 'latest/hourly.json']));
+    const manifest = JSON.parse(
+      (await (await createS3Client(s3.env).send(new GetObjectCommand({ Bucket: s3.bucket, Key: result!.manifestKey }))).Body!.transformToString()) as string,
+    ) as { tables: { name: string; rows: number }[] };
+    expect(manifest.tables).toContainEqual(expect.objectContaining({ name: 'company', rows: 2 }));
+    expect(secretsMock).toHaveReceivedCommandWith(GetSecretValueCommand, { SecretId: SECRET_ARN });
+    expect(rdsMock).not.toHaveReceivedCommand(CreateDBSnapshotCommand);
+    expect(out).not.toContain(PASSWORD);
+    expect(JSON.stringify(result)).not.toContain(PASSWORD);
+  });
+
+  it('emits the metrics with exactly the dimensions the alarms read', async () => {
+    const { out } = await captureStdout(() => handler({ tier: 'hourly' }, lambdaContext()));
+    const docs = emfDocs(out);
+
+    expect(dimensionsOf(docs, 'BackupSuccess')).toEqual({ service: 'backup-runner', Tier: 'hourly' });
+    expect(dimensionsOf(docs, 'PitrEnabled')).toEqual({ service: 'backup-runner', DBInstanceIdentifier: 'atmr-test' });
+    expect(dimensionsOf(docs, 'LatestBackupAgeSeconds')).toEqual({ service: 'backup-runner' });
+    expect(docs.find((d) => 'LatestBackupAgeSeconds' in d)?.LatestBackupAgeSeconds).toBeLessThan(120);
+    expect(dimensionsOf(docs, 'ScheduledRunFailure')).toBeUndefined();
+  });
+
+  it('with IAM database authentication: signs a token instead of reading the secret, and never prints it', async () => {
+    delete process.env.DATABASE_SECRET_ARN;
+    process.env.DATABASE_IAM_AUTH_USER = testCluster().user;
+    process.env.PGSSLMODE = 'disable'; // the test cluster has no TLS; in the image PGSSLMODE is verify-full
+
+    try {
+      const { result, error, out } = await captureStdout(() => handler({ tier: 'hourly' }, lambdaContext()));
+
+      expect(error).toBeUndefined();
+      expect(result?.manifestKey).toMatch(/^hourly\//);
+      expect(secretsMock).not.toHaveReceivedCommand(GetSecretValueCommand);
+      expect(out).not.toMatch(/X-Amz-Signature|X-Amz-Credential/);
+    } finally {
+      delete process.env.DATABASE_IAM_AUTH_USER;
+      delete process.env.PGSSLMODE;
+    }
+  });
+
+  it('weekly: also takes the tagged RDS snapshot and prunes', async () => {
+    rdsMock.on(CreateDBSnapshotCommand).resolves({});
+    rdsMock.on(DescribeDBSnapshotsCommand).resolves({ DBSnapshots: [] });
+
+    const { result, error } = await captureStdout(() => handler({ tier: 'weekly' }, lambdaContext()));
+
+    expect(error).toBeUndefined();
+    expect(result?.snapshot).toMatch(/^atmr-dr-weekly-atmr-test-\d{8}-\d{6}$/);
+    expect(rdsMock).toHaveReceivedCommandWith(CreateDBSnapshotCommand, { DBInstanceIdentifier: 'atmr-test', DBSnapshotIdentifier: result!.snapshot });
+    expect(result?.manifestKey).toMatch(/^weekly\//);
+  });
+
+  it('fails the invocation when the secret cannot be read: no new manifest, pointers untouched, failure metric, PITR still checked', async () => {
+    secretsMock.on(GetSecretValueCommand).rejects(Object.assign(new Error('denied'), { name: 'AccessDeniedException' }));
+    const pointer = async () =>
+      createS3Client(s3.env)
+        .send(new GetObjectCommand({ Bucket: s3.bucket, Key: 'latest.json' }))
+        .then((out) => out.Body!.transformToString())
+        .catch((error: { name?: string }) => (error.name === 'NoSuchKey' ? null : Promise.reject(error)));
+    const keysBefore = await listKeys();
+    const pointerBefore = await pointer();
+
+    const { error, out } = await captureStdout(() => handler({ tier: 'daily' }, lambdaContext()));
+
+    expect(error).toBeInstanceOf(OperatorError);
+    expect((error as Error).message).toMatch(/^daily backup run failed: backup: cannot read database secret arn:aws:secretsmanager:.*AccessDeniedException/);
+    expect((error as Error).message).not.toContain('\n');
+    expect(await listKeys()).toEqual(keysBefore);
+    expect(await pointer()).toBe(pointerBefore);
+    const docs = emfDocs(out);
+    expect(dimensionsOf(docs, 'ScheduledRunFailure')).toEqual({ service: 'backup-runner' });
+    expect(dimensionsOf(docs, 'PitrEnabled')).toBeDefined();
+    expect(rdsMock).toHaveReceivedCommand(DescribeDBInstancesCommand);
+  });
+
+  it('fails the invocation when the RDS side fails even though the dump succeeded', async () => {
+    rdsMock.on(DescribeDBInstancesCommand).rejects(Object.assign(new Error('no such instance'), { name: 'DBInstanceNotFoundFault' }));
+
+    const { error } = await captureStdout(() => handler({ tier: 'hourly' }, lambdaContext()));
+
+    expect((error as Error).message).toMatch(/^hourly backup run failed: rds: cannot describe RDS instance atmr-test: DBInstanceNotFoundFault: .*database\.instanceIdentifier/);
+  });
+});
+
+describe('runner settings', () => {
+  it('requires a secret or an IAM auth user', () => {
+    const env = { ...runnerEnv(), DATABASE_SECRET_ARN: '' };
+
+    expect(() => loadRunnerSettings(env)).toThrow(/^runner environment: neither DATABASE_SECRET_ARN nor DATABASE_IAM_AUTH_USER is set/);
+  });
+
+  it('rejects a malformed number, naming the variable', () => {
+    expect(() => loadRunnerSettings({ ...runnerEnv(), SNAPSHOT_RETENTION_WEEKLY: 'four' })).toThrow(/^runner environment: SNAPSHOT_RETENTION_WEEKLY is invalid \("four": .*\); it is set by the backups construct/);
+  });
+
+  it('reads the settings the construct sets', () => {
+    expect(loadRunnerSettings({ ...runnerEnv(), SNAPSHOT_RETENTION_MONTHLY: '6' })).toMatchObject({
+      bucket: 'atmr-dr-runner-test',
+      secretArn: SECRET_ARN,
+      instanceIdentifier: 'atmr-test',
+      compressionLevel: 1,
+      snapshotRetention: { weekly: 4, monthly: 6 },
+      minPitrRetentionDays: 7,
+    });
+  });
+});
+
+describe('ECS task entry (task.ts)', () => {
+  it.each([
+    [['--tier', 'monthly'], {}, 'monthly'],
+    [['--tier=daily'], {}, 'daily'],
+    [[], { BACKUP_TIER: 'weekly' }, 'weekly'],
+    [['--tier', 'hourly'], { BACKUP_TIER: 'weekly' }, 'hourly'],
+  ])('takes the tier from %j / %j', (argv, env, tier) => {
+    expect(tierFromCommandLine(argv, env)).toBe(tier);
+  });
+
+  it('exits 2 with one stderr line on a bad or missing tier', async () => {
+    const lines: string[] = [];
+    const io = { stderr: { write: (l: string) => lines.push(l) } };
+
+    const bad = await captureStdout(() => main(['--tier', 'yearly'], runnerEnv(), io));
+    const missing = await captureStdout(() => main([], runnerEnv(), io));
+
+    expect([bad.result, missing.result]).toEqual([2, 2]);
+    expect(lines).toEqual([
+      'atmr-dr backup task: --tier: invalid backup tier "yearly": expected one of hourly, daily, weekly, monthly\n',
+      'atmr-dr backup task: no backup tier: pass --tier hourly|daily|weekly|monthly or set BACKUP_TIER\n',
+    ]);
+  });
+
+  it('runs the same scheduled backup as the handler, exits 0 and flushes its metrics', async () => {
+    const lines: string[] = [];
+    const clients = { s3: createS3Client(s3.env), rds: new RDSClient({ region: 'eu-west-3' }), secretsManager: new SecretsManagerClient({ region: 'eu-west-3' }) };
+
+    const { result, out } = await captureStdout(() => main(['--tier', 'daily'], runnerEnv(), { stderr: { write: (l: string) => lines.push(l) }, clients }));
+
+    expect(lines).toEqual([]);
+    expect(result).toBe(0);
+    expect((await listKeys()).some((k) => k.startsWith('daily/') && k.endsWith('.manifest.json'))).toBe(true);
+    expect(dimensionsOf(emfDocs(out), 'BackupSuccess')).toEqual({ service: 'backup-runner', Tier: 'daily' });
+    expect(out).not.toContain(PASSWORD);
+  });
+
+  it('exits 1 with one stderr line when the run fails', async () => {
+    secretsMock.on(GetSecretValueCommand).rejects(Object.assign(new Error('denied'), { name: 'AccessDeniedException' }));
+    const lines: string[] = [];
+    const clients = { s3: createS3Client(s3.env), rds: new RDSClient({ region: 'eu-west-3' }), secretsManager: new SecretsManagerClient({ region: 'eu-west-3' }) };
+
+    const { result } = await captureStdout(() => main(['--tier', 'hourly'], runnerEnv(), { stderr: { write: (l: string) => lines.push(l) }, clients }));
+
+    expect(result).toBe(1);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^atmr-dr backup task: hourly backup run failed: backup: cannot read database secret .*\n$/);
+  });
+});

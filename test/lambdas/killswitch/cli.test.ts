@@ -1,0 +1,114 @@
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { PARAMETER, value } from './fixtures';
+
+const ROOT = path.join(__dirname, '..', '..', '..');
+const CALLER = 'arn:aws:sts::111111111111:assumed-role/atmr-oncall/alice';
+
+interface Scenario {
+  raw?: string;
+  version?: number;
+  writeAfterOurs?: string;
+  stsFails?: boolean;
+}
+interface SdkCall {
+  command: string;
+  input: { Name?: string; Value?: string };
+}
+
+/** Runs the real CLI in a child process with the SSM/STS SDK mocked (see cli-harness.ts). */
+function atmrDr(args: string[], scenario: Scenario = {}, env: Record<string, string> = { KILLSWITCH_PARAMETER: PARAMETER }) {
+  const resultFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ks-cli-')), 'result.json');
+  const run = spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['test/lambdas/killswitch/cli-harness.ts', 'killswitch', ...args], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/tmp',
+      USER: 'alice-local',
+      AWS_REGION: 'eu-west-3',
+      KS_RESULT: resultFile,
+      KS_SCENARIO: JSON.stringify({ raw: JSON.stringify(value()), version: 1, ...scenario }),
+      ...env,
+    },
+  });
+  const result = JSON.parse(fs.readFileSync(resultFile, 'utf8')) as { code: number; calls: SdkCall[] };
+  const puts = result.calls.filter((c) => c.command === 'PutParameterCommand');
+  return { status: run.status, stdout: run.stdout, stderr: run.stderr, calls: result.calls, puts };
+}
+
+describe('atmr-dr killswitch: bad input writes nothing', () => {
+  it.each([
+    [['enable', '--mode', 'panic', '--reason', 'x'], /invalid mode "panic": use one of maintenance, degraded/],
+    [['enable', '--reason', 'x'], /--mode is required: use one of maintenance, degraded/],
+    [['enable', '--mode', 'maintenance'], /--reason is required to enable/],
+    [['enable', '--mode', 'degraded', '--reason', 'peak', '--expires', '2 hours'], /malformed duration "2 hours": use a number with a unit s, m, h or d/],
+  ])('%j: one line naming the valid values, exit non-zero, no PutParameter sent', (args, message) => {
+    const run = atmrDr(args);
+
+    expect(run.status).not.toBe(0);
+    expect(run.stderr).toMatch(message);
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expect(run.puts).toEqual([]);
+  });
+});
+
+describe('atmr-dr killswitch enable / disable / status', () => {
+  it('enables maintenance with the STS caller as actor and a 2h expiry, and prints the new state', () => {
+    const run = atmrDr(['enable', '--mode', 'maintenance', '--reason', 'OSRM down', '--expires', '2h'], { version: 2 });
+
+    expect(run.status).toBe(0);
+    expect(run.puts).toHaveLength(1);
+    expect(run.puts[0].input.Name).toBe(PARAMETER);
+    const written = JSON.parse(run.puts[0].input.Value as string);
+    expect(written).toMatchObject({ mode: 'maintenance', reason: 'OSRM down', actor: CALLER });
+    expect(Date.parse(written.expiresAt) - Date.parse(written.updatedAt)).toBe(2 * 3600 * 1000);
+    expect(run.stdout).toMatch(/^killswitch \/atmr\/test\/killswitch v3: maintenance \(by arn:aws:sts::111111111111:assumed-role\/atmr-oncall\/alice/);
+    expect(run.stdout).toMatch(/\n {2}was v2: normal \(by atmr-dr deploy at 2026-01-01T00:00:00.000Z\): initial\n$/);
+  });
+
+  it('falls back to $USER as actor when there are no usable AWS credentials', () => {
+    const run = atmrDr(['disable', '--reason', 'OSRM back'], { raw: JSON.stringify(value({ mode: 'maintenance' })), stsFails: true });
+
+    expect(run.status).toBe(0);
+    expect(JSON.parse(run.puts[0].input.Value as string)).toMatchObject({ mode: 'normal', reason: 'OSRM back', actor: 'alice-local', expiresAt: null });
+  });
+
+  it('takes --parameter first, then KILLSWITCH_PARAMETER, then the config (cdk.json)', () => {
+    const names = [
+      atmrDr(['--parameter', '/other/killswitch', 'status']),
+      atmrDr(['status']),
+      atmrDr(['status'], {}, {}),
+    ].map((run) => run.calls[0].input.Name);
+
+    expect(names).toEqual(['/other/killswitch', PARAMETER, '/atmr/example/killswitch']);
+  });
+
+  it('prints status as JSON with the version, and writes nothing', () => {
+    const run = atmrDr(['status', '--json'], { raw: JSON.stringify(value({ mode: 'degraded', reason: 'peak' })), version: 9 });
+
+    expect(run.status).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual({ parameterName: PARAMETER, version: 9, value: value({ mode: 'degraded', reason: 'peak' }) });
+    expect(run.puts).toEqual([]);
+  });
+
+  it('says a stored value is malformed instead of failing', () => {
+    const run = atmrDr(['status'], { raw: '{"mode":' });
+
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/MALFORMED value \(value is not JSON\), readers treat it as normal/);
+  });
+
+  it('exits 3 with a one-line conflict when another write landed right after ours', () => {
+    const run = atmrDr(['enable', '--mode', 'maintenance', '--reason', 'OSRM down'], {
+      version: 5,
+      writeAfterOurs: JSON.stringify(value({ mode: 'degraded', actor: 'bob', reason: 'peak' })),
+    });
+
+    expect(run.status).toBe(3);
+    expect(run.stderr).toMatch(/^atmr-dr: killswitch: conflict: another write \(v7 by bob: degraded, "peak"\) landed right after yours \(v6\)/);
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});

@@ -1,0 +1,129 @@
+import { GetParameterCommand, ParameterNotFound, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { mockClient } from 'aws-sdk-client-mock';
+import 'aws-sdk-client-mock-jest';
+import { EXPIRY_ACTOR, readKillswitch, revertExpired, writeKillswitch } from '../../../lambdas/killswitch/core';
+import { OperatorError } from '../../../lambdas/shared/errors';
+import { fakeParameter, PARAMETER, value } from './fixtures';
+
+const ssmMock = mockClient(SSMClient);
+const ssm = new SSMClient({ region: 'eu-west-3' });
+const now = () => new Date('2026-06-01T10:00:00.000Z');
+
+beforeEach(() => ssmMock.reset());
+
+describe('writeKillswitch', () => {
+  it('writes the full JSON value with actor, reason, updatedAt and expiresAt, and reports no conflict', async () => {
+    const store = fakeParameter(ssmMock, value(), { version: 4 });
+
+    const result = await writeKillswitch(
+      { ssm, now },
+      { parameterName: PARAMETER, mode: 'maintenance', reason: 'OSRM down', actor: 'arn:aws:sts::1:assumed-role/oncall/alice', expiresAt: new Date('2026-06-01T12:00:00Z') },
+    );
+
+    expect(JSON.parse(store.raw)).toEqual({
+      mode: 'maintenance',
+      reason: 'OSRM down',
+      actor: 'arn:aws:sts::1:assumed-role/oncall/alice',
+      updatedAt: '2026-06-01T10:00:00.000Z',
+      expiresAt: '2026-06-01T12:00:00.000Z',
+    });
+    expect(result.version).toBe(5);
+    expect(result.conflict).toBeUndefined();
+    expect(ssmMock).toHaveReceivedCommandWith(PutParameterCommand, { Name: PARAMETER, Type: 'String', Overwrite: true });
+  });
+
+  it('reports a conflict when another write landed between the read and the write', async () => {
+    fakeParameter(ssmMock, value(), {
+      version: 4,
+      // Bob's write lands after Alice's read (v4), just before her PutParameter.
+      beforePut: (index, store) => {
+        if (index === 0) {
+          store.raw = JSON.stringify(value({ mode: 'degraded', actor: 'bob', reason: 'peak' }));
+          store.version += 1;
+        }
+      },
+    });
+
+    const result = await writeKillswitch({ ssm, now }, { parameterName: PARAMETER, mode: 'maintenance', reason: 'OSRM down', actor: 'alice', expiresAt: null });
+
+    expect(result.conflict?.kind).toBe('before');
+    expect(result.conflict?.message).toMatch(/1 other write\(s\) landed between your read \(v4\) and your write \(v6\)/);
+    expect(result.conflict?.current.value?.actor).toBe('alice');
+  });
+
+  it("reports a conflict naming the other writer when a write landed after ours (theirs is in effect)", async () => {
+    fakeParameter(ssmMock, value(), {
+      version: 7,
+      beforeGet: (index, store) => {
+        // get #1 is the re-read: Bob's write lands just before it.
+        if (index === 1) {
+          store.raw = JSON.stringify(value({ mode: 'degraded', actor: 'bob', reason: 'peak load' }));
+          store.version += 1;
+        }
+      },
+    });
+
+    const result = await writeKillswitch({ ssm, now }, { parameterName: PARAMETER, mode: 'maintenance', reason: 'OSRM down', actor: 'alice', expiresAt: null });
+
+    expect(result.conflict?.kind).toBe('after');
+    expect(result.conflict?.message).toMatch(/v9 by bob: degraded, "peak load"/);
+    expect(result.conflict?.current.value?.mode).toBe('degraded');
+  });
+
+  it('fails with a one-line operator error when the parameter does not exist', async () => {
+    ssmMock.on(GetParameterCommand).rejects(new ParameterNotFound({ message: 'not found', $metadata: {} }));
+
+    const write = writeKillswitch({ ssm, now }, { parameterName: PARAMETER, mode: 'maintenance', reason: 'x', actor: 'a', expiresAt: null });
+
+    await expect(write).rejects.toThrow(OperatorError);
+    await expect(write).rejects.toThrow(/does not exist: deploy the data stack, or pass --parameter/);
+    expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
+  });
+});
+
+describe('readKillswitch', () => {
+  it('returns a malformed value as null with the reason, instead of throwing', async () => {
+    fakeParameter(ssmMock, '{"mode":"panic"}', { version: 3 });
+
+    const reading = await readKillswitch(ssm, PARAMETER);
+
+    expect(reading.value).toBeNull();
+    expect(reading.version).toBe(3);
+    expect(reading.invalidReason).toMatch(/mode/);
+  });
+});
+
+describe('revertExpired (the --expires schedule target)', () => {
+  const enabled = value({ mode: 'maintenance', reason: 'OSRM down', actor: 'alice', updatedAt: '2026-06-01T08:00:00.000Z', expiresAt: '2026-06-01T10:00:00.000Z' });
+
+  it('reverts to normal when the value is still the one the schedule was armed for', async () => {
+    const store = fakeParameter(ssmMock, enabled);
+
+    const outcome = await revertExpired({ ssm, now }, { parameterName: PARAMETER, expectedUpdatedAt: enabled.updatedAt });
+
+    expect(outcome.reverted).toBe(true);
+    const after = JSON.parse(store.raw);
+    expect(after).toMatchObject({ mode: 'normal', actor: EXPIRY_ACTOR, expiresAt: null, updatedAt: '2026-06-01T10:00:00.000Z' });
+    expect(after.reason).toMatch(/expired: maintenance set by alice \("OSRM down"\)/);
+  });
+
+  it('does not revert when the value changed since (a newer enable wins)', async () => {
+    const newer = { ...enabled, mode: 'degraded' as const, actor: 'bob', updatedAt: '2026-06-01T09:30:00.000Z' };
+    const store = fakeParameter(ssmMock, newer);
+
+    const outcome = await revertExpired({ ssm, now }, { parameterName: PARAMETER, expectedUpdatedAt: enabled.updatedAt });
+
+    expect(outcome).toEqual({ reverted: false, why: expect.stringMatching(/changed since/) });
+    expect(JSON.parse(store.raw)).toEqual(newer);
+    expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
+  });
+
+  it('does not touch a malformed value', async () => {
+    fakeParameter(ssmMock, 'not json');
+
+    const outcome = await revertExpired({ ssm, now }, { parameterName: PARAMETER, expectedUpdatedAt: enabled.updatedAt });
+
+    expect(outcome.reverted).toBe(false);
+    expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
+  });
+});

@@ -1,0 +1,42 @@
+import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import type { AwsClientStub } from 'aws-sdk-client-mock';
+import type { KillswitchValue } from '../../../lambdas/killswitch/value';
+
+export const PARAMETER = '/atmr/test/killswitch';
+
+export function value(overrides: Partial<KillswitchValue> = {}): KillswitchValue {
+  return { mode: 'normal', reason: 'initial', actor: 'atmr-dr deploy', updatedAt: '2026-01-01T00:00:00.000Z', expiresAt: null, ...overrides };
+}
+
+export function getParameterOutput(v: KillswitchValue | string, version: number) {
+  return { Parameter: { Name: PARAMETER, Value: typeof v === 'string' ? v : JSON.stringify(v), Version: version, Type: 'String' as const } };
+}
+
+/**
+ * A faithful in-memory SSM parameter behind the mocked client: PutParameter bumps the version,
+ * GetParameter returns the latest; `interleave` injects another writer's PutParameter at a call.
+ */
+export function fakeParameter(
+  ssm: AwsClientStub<SSMClient>,
+  initial: KillswitchValue | string,
+  options: {
+    version?: number;
+    beforeGet?: (getIndex: number, store: { raw: string; version: number }) => void;
+    beforePut?: (putIndex: number, store: { raw: string; version: number }) => void;
+  } = {},
+) {
+  const store = { raw: typeof initial === 'string' ? initial : JSON.stringify(initial), version: options.version ?? 1 };
+  let gets = 0;
+  let puts = 0;
+  ssm.on(GetParameterCommand).callsFake(() => {
+    options.beforeGet?.(gets++, store);
+    return getParameterOutput(store.raw, store.version);
+  });
+  ssm.on(PutParameterCommand).callsFake((input: { Value: string }) => {
+    options.beforePut?.(puts++, store);
+    store.raw = input.Value;
+    store.version += 1;
+    return { Version: store.version, Tier: 'Standard' };
+  });
+  return store;
+}

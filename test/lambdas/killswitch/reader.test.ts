@@ -1,0 +1,220 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { GetParameterCommand, InternalServerError, SSMClient } from '@aws-sdk/client-ssm';
+import middy from '@middy/core';
+import type { Context } from 'aws-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
+import 'aws-sdk-client-mock-jest';
+import { checkKillswitch, eventPath, KillswitchContext, killswitchMiddleware, KillswitchReader } from '../../../lambdas/killswitch/reader';
+import { MAINTENANCE_BODY } from '../../../lambdas/killswitch/value';
+import { getParameterOutput, PARAMETER, value } from './fixtures';
+
+const ssmMock = mockClient(SSMClient);
+const START = Date.parse('2026-06-01T10:00:00.000Z');
+/** Moves the (fake) clock: Powertools' cache reads `new Date()`, the reader `Date.now()`. */
+function advance(ms: number): void {
+  jest.setSystemTime(Date.now() + ms);
+}
+const maintenance = value({ mode: 'maintenance', reason: 'OSRM down', expiresAt: '2026-06-01T10:30:00.000Z' });
+
+function throttled(): Error {
+  return Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $metadata: { httpStatusCode: 400 } });
+}
+
+function setup() {
+  const logger = new Logger({ serviceName: 'api-test', logLevel: 'SILENT' });
+  const metrics = new Metrics({ namespace: 'AtmrDr', serviceName: 'api-test' });
+  const errors = jest.spyOn(logger, 'error');
+  const warnings = jest.spyOn(logger, 'warn');
+  const addMetric = jest.spyOn(metrics, 'addMetric');
+  const reader = new KillswitchReader({ parameterName: PARAMETER, logger, metrics });
+  const handlerCalls: KillswitchContext[] = [];
+  const handler = middy(async (_event: unknown, context: Context & KillswitchContext) => {
+    handlerCalls.push({ killswitch: context.killswitch });
+    return { statusCode: 200, body: 'ok' };
+  }).use(killswitchMiddleware(reader));
+  const request = (path: string) => handler({ rawPath: path, requestContext: { http: { path } } }, {} as Context);
+  return { reader, request, handlerCalls, errors, warnings, addMetric };
+}
+
+beforeEach(() => {
+  ssmMock.reset();
+  // Only the clock is faked: the SDK and middy keep real timers and ticks.
+  jest.useFakeTimers({
+    now: START,
+    doNotFake: ['hrtime', 'nextTick', 'performance', 'queueMicrotask', 'setImmediate', 'clearImmediate', 'setInterval', 'clearInterval', 'setTimeout', 'clearTimeout'],
+  });
+});
+afterEach(() => {
+  jest.useRealTimers();
+  jest.restoreAllMocks();
+});
+
+describe('killswitch middleware', () => {
+  it('answers 503 with the runbook body and a Retry-After up to the expiry in maintenance, without calling the handler', async () => {
+    ssmMock.on(GetParameterCommand).resolves(getParameterOutput(maintenance, 3));
+    const { request, handlerCalls } = setup();
+
+    const response = await request('/api/bookings');
+
+    expect(response).toEqual({ statusCode: 503, headers: expect.objectContaining({ 'Retry-After': '1800' }), body: MAINTENANCE_BODY });
+    expect(JSON.parse(MAINTENANCE_BODY)).toEqual({ error: 'Service en maintenance - Merci de réessayer plus tard' });
+    expect(handlerCalls).toHaveLength(0);
+  });
+
+  it.each(['/health', '/ready', '/health/'])('lets %s through in maintenance', async (path) => {
+    ssmMock.on(GetParameterCommand).resolves(getParameterOutput(maintenance, 3));
+    const { request, handlerCalls } = setup();
+
+    const response = await request(path);
+
+    expect(response).toEqual({ statusCode: 200, body: 'ok' });
+    expect(handlerCalls[0].killswitch?.maintenance).toBe(true);
+  });
+
+  it('exposes degraded to the handler and serves the request', async () => {
+    ssmMock.on(GetParameterCommand).resolves(getParameterOutput(value({ mode: 'degraded' }), 3));
+    const { request, handlerCalls } = setup();
+
+    const response = await request('/api/bookings');
+
+    expect(response).toEqual({ statusCode: 200, body: 'ok' });
+    expect(handlerCalls[0].killswitch).toMatchObject({ mode: 'degraded', degraded: true, maintenance: false, source: 'ssm' });
+  });
+
+  it('reads SSM at most once per 5-second cache age', async () => {
+    ssmMock.on(GetParameterCommand).resolves(getParameterOutput(value(), 3));
+    const { request } = setup();
+
+    for (let i = 0; i < 50; i++) {
+      await request('/api/x');
+      advance(90); // 50 requests over 4.5 s
+    }
+    expect(ssmMock).toHaveReceivedCommandTimes(GetParameterCommand, 1);
+    advance(600);
+    await request('/api/x');
+    expect(ssmMock).toHaveReceivedCommandTimes(GetParameterCommand, 2);
+  });
+
+  it('refreshes right after the cache age, even when a request lands on the exact expiry millisecond', async () => {
+    ssmMock.on(GetParameterCommand).resolvesOnce(getParameterOutput(value(), 3)).resolves(getParameterOutput(maintenance, 4));
+    const { request } = setup();
+    await request('/api/x');
+
+    advance(5_000);
+    await request('/api/x');
+    advance(1);
+    const after = await request('/api/x');
+
+    expect(after.statusCode).toBe(503);
+    expect(ssmMock).toHaveReceivedCommandTimes(GetParameterCommand, 2);
+  });
+
+  it('sees a change once the cache age has passed', async () => {
+    ssmMock.on(GetParameterCommand).resolvesOnce(getParameterOutput(value(), 3)).resolves(getParameterOutput(maintenance, 4));
+    const { request } = setup();
+
+    expect((await request('/api/x')).statusCode).toBe(200);
+    advance(4_000);
+    expect((await request('/api/x')).statusCode).toBe(200);
+    advance(1_100);
+    expect((await request('/api/x')).statusCode).toBe(503);
+  });
+
+  it.each([
+    ['an SSM error', () => new InternalServerError({ message: 'boom', $metadata: {} })],
+    ['throttling', throttled],
+  ])('keeps the last known value under %s, and waits one cache age before asking again', async (_label, failure) => {
+    ssmMock.on(GetParameterCommand).resolvesOnce(getParameterOutput(maintenance, 3)).rejects(failure());
+    const { request, warnings, handlerCalls } = setup();
+    expect((await request('/api/x')).statusCode).toBe(503);
+    advance(6_000);
+
+    const duringOutage = await request('/api/x');
+    for (let i = 0; i < 20; i++) await request('/api/x'); // same instant: no new SSM call
+    const callsDuringBackoff = ssmMock.commandCalls(GetParameterCommand).length;
+    const health = await request('/health');
+
+    expect(duringOutage.statusCode).toBe(503);
+    expect(callsDuringBackoff).toBe(2);
+    expect(warnings).toHaveBeenCalledWith('killswitch read failed; keeping the last known value', expect.objectContaining({ mode: 'maintenance' }));
+    expect(health.statusCode).toBe(200);
+    expect(handlerCalls[0].killswitch?.source).toBe('last-known');
+  });
+
+  it('recovers once SSM answers again', async () => {
+    ssmMock
+      .on(GetParameterCommand)
+      .resolvesOnce(getParameterOutput(maintenance, 3))
+      .rejectsOnce(throttled())
+      .resolves(getParameterOutput(value({ reason: 'OSRM back' }), 4));
+    const { request } = setup();
+    await request('/api/x');
+    advance(6_000);
+    await request('/api/x');
+    advance(6_000);
+
+    expect((await request('/api/x')).statusCode).toBe(200);
+  });
+
+  it('fails open (normal) when SSM fails before any value was ever read', async () => {
+    ssmMock.on(GetParameterCommand).rejects(throttled());
+    const { request, handlerCalls } = setup();
+
+    expect((await request('/api/x')).statusCode).toBe(200);
+    expect(handlerCalls[0].killswitch).toMatchObject({ mode: 'normal', source: 'default' });
+  });
+
+  it.each([
+    ['not JSON', '{"mode":"maintenance"'],
+    ['an unknown mode', JSON.stringify({ ...maintenance, mode: 'lockdown' })],
+    ['a missing field', JSON.stringify({ mode: 'maintenance' })],
+  ])('treats a malformed value (%s) as normal, logs an error and counts KillswitchInvalid once', async (_label, raw) => {
+    ssmMock.on(GetParameterCommand).resolves(getParameterOutput(raw, 5));
+    const { request, errors, addMetric, handlerCalls } = setup();
+
+    const first = await request('/api/x');
+    advance(6_000);
+    await request('/api/x');
+
+    expect(first.statusCode).toBe(200);
+    expect(handlerCalls[0].killswitch).toMatchObject({ mode: 'normal', source: 'invalid' });
+    expect(errors).toHaveBeenCalledTimes(1);
+    expect(addMetric).toHaveBeenCalledTimes(1);
+    expect(addMetric).toHaveBeenCalledWith('KillswitchInvalid', 'Count', 1);
+  });
+});
+
+describe('checkKillswitch (plain function, for non-middy code)', () => {
+  it('returns a 503 response in maintenance except on exempt paths (query string ignored), and the state always', async () => {
+    ssmMock.on(GetParameterCommand).resolves(getParameterOutput({ ...maintenance, expiresAt: null }, 3));
+    const reader = new KillswitchReader({ parameterName: PARAMETER });
+
+    const blocked = await checkKillswitch(reader, '/api/bookings');
+    const exempt = await checkKillswitch(reader, '/ready?verbose=1');
+
+    expect(blocked.respond).toEqual({ statusCode: 503, headers: expect.objectContaining({ 'Retry-After': '120', 'Content-Type': 'application/json; charset=utf-8' }), body: MAINTENANCE_BODY });
+    expect(exempt.respond).toBeUndefined();
+    expect(exempt.state.maintenance).toBe(true);
+  });
+});
+
+describe('eventPath', () => {
+  it('finds the path of HTTP API / Function URL, REST API and ALB events', () => {
+    expect(eventPath({ rawPath: '/a', requestContext: { http: { path: '/a' } } })).toBe('/a');
+    expect(eventPath({ path: '/b', httpMethod: 'GET', requestContext: { stage: 'prod' } })).toBe('/b');
+    expect(eventPath({ path: '/c', requestContext: { elb: { targetGroupArn: 'arn' } } })).toBe('/c');
+    expect(eventPath(null)).toBeUndefined();
+  });
+});
+
+describe('KillswitchReader under concurrency', () => {
+  it('shares one SSM call between concurrent requests when the cache expires', async () => {
+    ssmMock.on(GetParameterCommand).resolves(getParameterOutput(value(), 3));
+    const { request } = setup();
+
+    await Promise.all(Array.from({ length: 25 }, () => request('/api/x')));
+
+    expect(ssmMock).toHaveReceivedCommandTimes(GetParameterCommand, 1);
+  });
+});

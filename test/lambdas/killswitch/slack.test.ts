@@ -1,0 +1,173 @@
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { mockClient } from 'aws-sdk-client-mock';
+import 'aws-sdk-client-mock-jest';
+import { parseSlackText, slackSignature, verifySlackSignature } from '../../../lambdas/killswitch/slack';
+import { fakeParameter, PARAMETER, value } from './fixtures';
+
+const SECRET = '8f742231b10e8888abcd99yyyzzz85a5';
+const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/slack-signing-AbCdEf';
+const ssmMock = mockClient(SSMClient);
+const secretsMock = mockClient(SecretsManagerClient);
+
+process.env.KILLSWITCH_PARAMETER = PARAMETER;
+process.env.SLACK_SIGNING_SECRET_ARN = SECRET_ARN;
+process.env.SLACK_ALLOWED_USER_IDS = 'U0123ONCALL,U0456LEADOPS';
+process.env.AWS_REGION = 'eu-west-3';
+process.env.POWERTOOLS_TRACE_ENABLED = 'false';
+process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { slack } = require('../../../lambdas/killswitch/slack-handler') as typeof import('../../../lambdas/killswitch/slack-handler');
+
+function form(fields: Record<string, string>): string {
+  return new URLSearchParams({ token: 'legacy', team_id: 'T1', channel_id: 'C1', command: '/killswitch', user_name: 'alice', ...fields }).toString();
+}
+
+/** A Function URL event as Slack's request arrives: signed with `secret` at `timestamp`. */
+function slackEvent(body: string, options: { secret?: string; timestamp?: number; base64?: boolean } = {}) {
+  const timestamp = String(options.timestamp ?? Math.floor(Date.now() / 1000));
+  return {
+    version: '2.0',
+    rawPath: '/',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      'x-slack-request-timestamp': timestamp,
+      'x-slack-signature': slackSignature(options.secret ?? SECRET, timestamp, body),
+    },
+    body: options.base64 ? Buffer.from(body).toString('base64') : body,
+    isBase64Encoded: Boolean(options.base64),
+  };
+}
+
+async function call(event: unknown) {
+  const response = (await slack(event)) as { statusCode: number; body: string };
+  return { statusCode: response.statusCode, ...(JSON.parse(response.body) as { response_type: string; text: string }) };
+}
+
+beforeEach(() => {
+  ssmMock.reset();
+  secretsMock.reset();
+  secretsMock.on(GetSecretValueCommand).resolves({ SecretString: SECRET });
+});
+
+describe('Slack /killswitch', () => {
+  it('enables maintenance for an allowed user with a valid signature, and answers in the channel with who/what/why', async () => {
+    const store = fakeParameter(ssmMock, value());
+
+    const reply = await call(slackEvent(form({ user_id: 'U0123ONCALL', text: 'enable maintenance OSRM down' }), { base64: true }));
+
+    expect(reply).toEqual({ statusCode: 200, response_type: 'in_channel', text: '<@U0123ONCALL> enabled *maintenance*: OSRM down' });
+    expect(JSON.parse(store.raw)).toMatchObject({ mode: 'maintenance', reason: 'OSRM down', actor: 'slack:U0123ONCALL (alice)', expiresAt: null });
+    expect(secretsMock).toHaveReceivedCommandWith(GetSecretValueCommand, { SecretId: SECRET_ARN });
+  });
+
+  it('supports --expires, disable and status with the same core as the CLI', async () => {
+    const store = fakeParameter(ssmMock, value());
+
+    const enabled = await call(slackEvent(form({ user_id: 'U0456LEADOPS', text: 'enable degraded --expires 30m peak load' })));
+    const status = await call(slackEvent(form({ user_id: 'U0456LEADOPS', text: 'status' })));
+    const disabled = await call(slackEvent(form({ user_id: 'U0456LEADOPS', text: 'disable load is back to normal' })));
+
+    expect(enabled.text).toMatch(/^<@U0456LEADOPS> enabled \*degraded\* until \S+Z: peak load$/);
+    expect(status).toMatchObject({ statusCode: 200, response_type: 'ephemeral', text: expect.stringMatching(/^Killswitch: degraded \(by slack:U0456LEADOPS \(alice\)/) });
+    expect(disabled).toMatchObject({ response_type: 'in_channel', text: '<@U0456LEADOPS> returned to *normal*: load is back to normal' });
+    expect(JSON.parse(store.raw)).toMatchObject({ mode: 'normal', expiresAt: null });
+  });
+
+  it('rejects a forged signature (wrong secret) with 401 and writes nothing', async () => {
+    fakeParameter(ssmMock, value());
+
+    const reply = await call(slackEvent(form({ user_id: 'U0123ONCALL', text: 'enable maintenance x' }), { secret: 'not-the-secret' }));
+
+    expect(reply).toMatchObject({ statusCode: 401, text: 'refused: signature mismatch' });
+    expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
+  });
+
+  it('rejects a body altered after signing', async () => {
+    fakeParameter(ssmMock, value());
+    const event = slackEvent(form({ user_id: 'U0123ONCALL', text: 'status' }));
+    event.body = form({ user_id: 'U0123ONCALL', text: 'enable maintenance pwned' });
+
+    expect((await call(event)).statusCode).toBe(401);
+    expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
+  });
+
+  it('rejects a replayed request older than 5 minutes, even correctly signed', async () => {
+    fakeParameter(ssmMock, value());
+
+    const reply = await call(slackEvent(form({ user_id: 'U0123ONCALL', text: 'enable maintenance x' }), { timestamp: Math.floor(Date.now() / 1000) - 301 }));
+
+    expect(reply).toMatchObject({ statusCode: 401, text: expect.stringMatching(/5-minute window/) });
+    expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
+  });
+
+  it('refuses an unknown user (valid signature) and says how to get access, writing nothing', async () => {
+    fakeParameter(ssmMock, value());
+
+    const reply = await call(slackEvent(form({ user_id: 'U0999INTRUDER', text: 'enable maintenance x' })));
+
+    expect(reply).toMatchObject({ statusCode: 200, response_type: 'ephemeral', text: expect.stringMatching(/is not allowed .* killswitch\.slack\.allowedUserIds/) });
+    expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
+  });
+
+  it.each([
+    ['no body', { headers: {} }],
+    ['not an object', 'hello'],
+  ])('answers 400 to a malformed event (%s)', async (_label, event) => {
+    expect((await call(event)).statusCode).toBe(400);
+  });
+
+  it('answers 400 to a signed body that is not a slash command, writing nothing', async () => {
+    const reply = await call(slackEvent('{"json": "not a form"}'));
+
+    expect(reply.statusCode).toBe(400);
+    expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
+  });
+
+  it('answers an invalid mode with the valid values, privately, writing nothing', async () => {
+    fakeParameter(ssmMock, value());
+
+    const reply = await call(slackEvent(form({ user_id: 'U0123ONCALL', text: 'enable panic now' })));
+
+    expect(reply).toMatchObject({ response_type: 'ephemeral', text: expect.stringMatching(/invalid mode "panic": use one of maintenance, degraded/) });
+    expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
+  });
+
+  it('caches the signing secret: no Secrets Manager call once the first test of this file fetched it', async () => {
+    fakeParameter(ssmMock, value());
+
+    const first = await call(slackEvent(form({ user_id: 'U0123ONCALL', text: 'status' })));
+    const second = await call(slackEvent(form({ user_id: 'U0123ONCALL', text: 'status' })));
+
+    expect([first.statusCode, second.statusCode]).toEqual([200, 200]);
+    expect(secretsMock).not.toHaveReceivedCommand(GetSecretValueCommand);
+  });
+});
+
+describe('verifySlackSignature', () => {
+  // Slack's documented example request (api.slack.com/authentication/verifying-requests-from-slack).
+  const body =
+    'token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c';
+  const headers = { 'X-Slack-Request-Timestamp': '1531420618', 'X-Slack-Signature': 'v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503' };
+
+  it("accepts Slack's documented example", () => {
+    expect(verifySlackSignature({ headers, rawBody: body }, SECRET, 1531420618 + 10)).toEqual({ ok: true });
+  });
+
+  it('rejects missing headers, a malformed timestamp and a timestamp from the future', () => {
+    expect(verifySlackSignature({ headers: {}, rawBody: body }, SECRET, 1531420618)).toEqual({ ok: false, why: 'missing Slack signature headers' });
+    expect(verifySlackSignature({ headers: { ...headers, 'X-Slack-Request-Timestamp': 'x' }, rawBody: body }, SECRET, 1531420618).ok).toBe(false);
+    expect(verifySlackSignature({ headers, rawBody: body }, SECRET, 1531420618 - 301).ok).toBe(false);
+  });
+});
+
+describe('parseSlackText', () => {
+  it('parses enable/disable/status, with --expires anywhere', () => {
+    expect(parseSlackText('enable maintenance OSRM down')).toEqual({ action: 'enable', mode: 'maintenance', reason: 'OSRM down', expires: undefined });
+    expect(parseSlackText('enable degraded peak --expires 2h')).toEqual({ action: 'enable', mode: 'degraded', reason: 'peak', expires: '2h' });
+    expect(parseSlackText('')).toEqual({ action: 'status' });
+    expect(parseSlackText('disable')).toEqual({ action: 'disable', reason: undefined });
+    expect(() => parseSlackText('reboot')).toThrow(/unknown command "reboot"/);
+    expect(() => parseSlackText('enable maintenance x --expires')).toThrow(/--expires needs a duration/);
+  });
+});

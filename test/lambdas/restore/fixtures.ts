@@ -1,0 +1,113 @@
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { BackupManifest, BackupManifestSchema } from '../../../lambdas/shared/manifest';
+import { BackupTier, LATEST_POINTER_KEY, backupObjectKeys, latestTierPointerKey } from '../../../lambdas/shared/s3-layout';
+import { PostgresCluster, psql } from '../../support/postgres';
+import { DIGEST_SQL } from '../../integration/backup-fixture';
+
+/**
+ * A backup written exactly as DESIGN.md lays it out (objects, schema-1 manifest, then pointers),
+ * made with pg_dump directly: the read path's tests build their fault cases (flipped byte,
+ * truncated object, missing object) on it without depending on the write path.
+ */
+export async function writeFixtureBackup(
+  s3: S3Client,
+  bucket: string,
+  cluster: PostgresCluster,
+  database: string,
+  options: { tier?: BackupTier; startedAt?: Date } = {},
+): Promise<{ manifestKey: string; manifest: BackupManifest }> {
+  const tier = options.tier ?? 'daily';
+  const startedAt = options.startedAt ?? new Date();
+  const keys = backupObjectKeys(tier, database, startedAt);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-fixture-'));
+  try {
+    const env = { ...process.env, ...cluster.env };
+    const dump = path.join(dir, 'db.dump');
+    execFileSync('pg_dump', ['-Fc', '-Z', '6', '-f', dump, '-d', database], { env });
+    const plain = gzipSync(execFileSync('pg_restore', ['-f', '-', dump], { env, maxBuffer: 1 << 30 }));
+    const tables = psql(
+      cluster,
+      database,
+      `SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r','p') AND n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+        ORDER BY 1, 2`,
+    )
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((line) => {
+        const [schema, name] = line.split('|');
+        const rows = Number(psql(cluster, database, `SELECT count(*) FROM "${schema.replaceAll('"', '""')}"."${name.replaceAll('"', '""')}"`));
+        return { schema, name, rows };
+      });
+    const dumpBytes = fs.readFileSync(dump);
+    const objects = [
+      { key: keys.custom, format: 'custom' as const, body: dumpBytes },
+      { key: keys.plain, format: 'plain' as const, body: plain },
+    ];
+    for (const o of objects) await s3.send(new PutObjectCommand({ Bucket: bucket, Key: o.key, Body: o.body }));
+    const manifest = BackupManifestSchema.parse({
+      schema: 1,
+      database,
+      tier,
+      startedAt: startedAt.toISOString(),
+      finishedAt: new Date().toISOString(),
+      durationMs: Math.max(0, Date.now() - startedAt.getTime()),
+      serverVersion: psql(cluster, database, 'SHOW server_version'),
+      pgDumpVersion: execFileSync('pg_dump', ['--version'], { encoding: 'utf8' }).trim(),
+      objects: objects.map((o) => ({ key: o.key, format: o.format, bytes: o.body.length, sha256: createHash('sha256').update(o.body).digest('hex') })),
+      tables,
+    });
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: keys.manifest, Body: JSON.stringify(manifest) }));
+    const pointer = JSON.stringify({ manifest: keys.manifest });
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: latestTierPointerKey(tier), Body: pointer }));
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: LATEST_POINTER_KEY, Body: pointer }));
+    return { manifestKey: keys.manifest, manifest };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Content digest of every table, sequence, materialized view and large object of a database. */
+export function databaseDigest(cluster: PostgresCluster, database: string): string {
+  return psql(cluster, database, DIGEST_SQL);
+}
+
+export function databaseExists(cluster: PostgresCluster, database: string): boolean {
+  return psql(cluster, 'postgres', `SELECT count(*) FROM pg_database WHERE datname = '${database}'`) === '1';
+}
+
+/** Databases whose name starts with a prefix (leftover scratch/staging databases). */
+export function databasesLike(cluster: PostgresCluster, prefix: string): string[] {
+  return psql(cluster, 'postgres', `SELECT datname FROM pg_database WHERE datname LIKE '${prefix}%' ORDER BY 1`)
+    .split('\n')
+    .filter((l) => l !== '');
+}
+
+const ROOT = path.join(__dirname, '..', '..', '..');
+
+/**
+ * The CLI as an operator runs it: a child process with an explicit environment. Asynchronous:
+ * s3rver runs in this process and must keep answering while the child runs.
+ */
+export function atmrDr(args: string[], env: Record<string, string>): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['bin/atmr-dr.ts', ...args], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+

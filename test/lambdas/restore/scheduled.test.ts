@@ -1,0 +1,193 @@
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { mockClient } from 'aws-sdk-client-mock';
+import type { Context } from 'aws-lambda';
+import { RESTORE_TEST_ENV } from '../../../lambdas/restore/contract';
+import { handler } from '../../../lambdas/restore/handler';
+import { MetricsSink, loadRestoreTestSettings, runScheduledRestoreTest } from '../../../lambdas/restore/scheduled';
+import { createS3Client } from '../../../lambdas/shared/aws';
+import { testCluster, uniqueDatabaseName } from '../../support/cluster';
+import { psql } from '../../support/postgres';
+import { LocalS3, startLocalS3 } from '../../support/s3';
+import { databaseExists, writeFixtureBackup } from './fixtures';
+
+const cluster = testCluster();
+const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/staging-db-AbCdEf';
+const secretsManager = mockClient(SecretsManagerClient);
+let localS3: LocalS3;
+let s3: S3Client;
+let database: string;
+
+function settingsEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return {
+    [RESTORE_TEST_ENV.bucket]: localS3.bucket,
+    [RESTORE_TEST_ENV.targetHost]: cluster.host,
+    [RESTORE_TEST_ENV.targetPort]: String(cluster.port),
+    [RESTORE_TEST_ENV.targetSecretArn]: SECRET_ARN,
+    [RESTORE_TEST_ENV.tier]: 'daily',
+    [RESTORE_TEST_ENV.criticalQueries]: JSON.stringify(['SELECT COUNT(*) FROM company', 'SELECT COUNT(*) FROM booking']),
+    [RESTORE_TEST_ENV.rtoObjectiveSeconds]: '1800',
+    [RESTORE_TEST_ENV.rpoObjectiveSeconds]: '900',
+    ...extra,
+  };
+}
+
+function recordingMetrics(): MetricsSink & { recorded: Record<string, number> } {
+  const recorded: Record<string, number> = {};
+  return { recorded, addMetric: (name, _unit, value) => (recorded[name] = value) };
+}
+
+async function readJson(key: string): Promise<Record<string, unknown>> {
+  const response = await s3.send(new GetObjectCommand({ Bucket: localS3.bucket, Key: key }));
+  return JSON.parse(await response.Body!.transformToString());
+}
+
+beforeAll(async () => {
+  localS3 = await startLocalS3();
+  s3 = createS3Client(localS3.env);
+  database = uniqueDatabaseName('sched_src');
+  psql(cluster, 'postgres', `CREATE DATABASE ${database}`);
+  psql(cluster, database, "CREATE TABLE company (id int PRIMARY KEY, name text); INSERT INTO company SELECT i, 'c' || i FROM generate_series(1, 42) i;");
+}, 60_000);
+
+afterAll(async () => {
+  await localS3?.stop();
+});
+
+beforeEach(() => {
+  secretsManager.reset();
+  // An RDS secret: the host in it is the production one; the configured target host must win.
+  secretsManager.on(GetSecretValueCommand, { SecretId: SECRET_ARN }).resolves({
+    SecretString: JSON.stringify({ username: cluster.user, password: 'unused-with-trust-auth', host: 'atmr-prod.invalid', port: 5432, dbname: 'atmr' }),
+  });
+});
+
+describe('restore-test settings', () => {
+  it('loads and validates the function environment', () => {
+    const settings = loadRestoreTestSettings(settingsEnv({ [RESTORE_TEST_ENV.tier]: 'weekly' }));
+
+    expect(settings.RESTORE_TEST_TIER).toBe('weekly');
+    expect(settings.RESTORE_TEST_CRITICAL_QUERIES).toEqual(['SELECT COUNT(*) FROM company', 'SELECT COUNT(*) FROM booking']);
+    expect(settings.RESTORE_TEST_TARGET_PORT).toBe(cluster.port);
+  });
+
+  it.each([
+    [{ [RESTORE_TEST_ENV.bucket]: '' }, /BACKUP_BUCKET/],
+    [{ [RESTORE_TEST_ENV.criticalQueries]: 'SELECT 1' }, /RESTORE_TEST_CRITICAL_QUERIES: must be a JSON array of SQL strings/],
+    [{ [RESTORE_TEST_ENV.tier]: 'yearly' }, /RESTORE_TEST_TIER/],
+    [{ [RESTORE_TEST_ENV.targetPort]: 'abc' }, /RESTORE_TEST_TARGET_PORT/],
+    [{ [RESTORE_TEST_ENV.targetSecretArn]: undefined as unknown as string }, /needs RESTORE_TEST_TARGET_SECRET_ARN or RESTORE_TEST_IAM_AUTH_USER/],
+  ])('refuses a broken environment %o with one line', (extra, message) => {
+    const env = settingsEnv(extra);
+    for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
+
+    expect(() => loadRestoreTestSettings(env)).toThrow(message);
+  });
+});
+
+describe('scheduled restore test', () => {
+  it('restores the latest daily backup on the target from the secret, publishes the metrics and writes the report', async () => {
+    const backup = await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'daily', startedAt: new Date(Date.now() - 7200_000) });
+    const metrics = recordingMetrics();
+
+    const { report, reportKey } = await runScheduledRestoreTest({ s3, secretsManager: new SecretsManagerClient({ region: 'eu-west-3' }), metrics }, loadRestoreTestSettings(settingsEnv()));
+
+    expect(report.ok).toBe(true);
+    expect(report.manifestKey).toBe(backup.manifestKey);
+    expect(reportKey).toMatch(/^restore-tests\/\d{4}-\d{2}-\d{2}T\d{6}Z\.json$/);
+    expect(await readJson(reportKey)).toEqual(expect.objectContaining({ ok: true, manifestKey: backup.manifestKey, tablesRestored: 1, rowsRestored: 42 }));
+    expect(metrics.recorded.RestoreTestSuccess).toBe(1);
+    expect(metrics.recorded.RtoSeconds).toBeGreaterThan(0);
+    expect(metrics.recorded.RpoSeconds).toBeGreaterThanOrEqual(7200);
+    expect(report.criticalQueries.map((q) => q.status)).toEqual(['ok', 'skipped']);
+    expect(databaseExists(cluster, report.scratchDatabase)).toBe(false);
+    expect(secretsManager.commandCalls(GetSecretValueCommand)).toHaveLength(1);
+  });
+
+  it('reports a failed test (metric 0, no RTO) when the latest backup is corrupt, and still writes the report', async () => {
+    const backup = await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'weekly' });
+    const custom = backup.manifest.objects.find((o) => o.format === 'custom')!.key;
+    await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: custom, Body: 'not the dump' }));
+    const metrics = recordingMetrics();
+
+    const { report, reportKey } = await runScheduledRestoreTest(
+      { s3, secretsManager: new SecretsManagerClient({ region: 'eu-west-3' }), metrics },
+      loadRestoreTestSettings(settingsEnv({ [RESTORE_TEST_ENV.tier]: 'weekly' })),
+    );
+
+    expect(report.ok).toBe(false);
+    expect(report.error).toMatch(/is 12 bytes, the manifest says \d+/);
+    expect(metrics.recorded).toEqual({ RestoreTestSuccess: 0, RpoSeconds: expect.any(Number) });
+    expect((await readJson(reportKey)).ok).toBe(false);
+  });
+
+  it('fails clearly when the target secret cannot be read', async () => {
+    secretsManager.reset();
+    secretsManager.on(GetSecretValueCommand).rejects(Object.assign(new Error('denied'), { name: 'AccessDeniedException' }));
+
+    await expect(
+      runScheduledRestoreTest({ s3, secretsManager: new SecretsManagerClient({ region: 'eu-west-3' }), metrics: recordingMetrics() }, loadRestoreTestSettings(settingsEnv())),
+    ).rejects.toThrow(/cannot read database secret .*AccessDeniedException/);
+  });
+});
+
+describe('restore-test Lambda handler', () => {
+  const saved = { ...process.env };
+  const context = { functionName: 'restore-test', awsRequestId: 'req-1', getRemainingTimeInMillis: () => 900_000 } as unknown as Context;
+
+  beforeEach(() => {
+    Object.assign(process.env, localS3.env, settingsEnv());
+  });
+  afterEach(() => {
+    process.env = { ...saved };
+  });
+
+  it('runs the test from its environment and returns ok and the report key', async () => {
+    await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'daily' });
+    const written: string[] = [];
+    const stdout = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      written.push(String(chunk));
+      return true;
+    });
+    let result: { ok: boolean; reportKey: string };
+    try {
+      result = (await handler({ tier: 'daily' }, context)) as { ok: boolean; reportKey: string };
+    } finally {
+      stdout.mockRestore();
+    }
+
+    expect(result.ok).toBe(true);
+    // Powertools flushes the metrics as one EMF record on stdout at the end of the invocation.
+    const emf = written.map((line) => line.trim()).filter((line) => line.includes('"_aws"')).map((line) => JSON.parse(line));
+    const names = emf.flatMap((record) => record._aws.CloudWatchMetrics[0].Metrics.map((m: { Name: string }) => m.Name));
+    expect(names).toEqual(expect.arrayContaining(['RestoreTestSuccess', 'RtoSeconds', 'RpoSeconds']));
+    expect(emf.find((record) => 'RestoreTestSuccess' in record)).toEqual(expect.objectContaining({ RestoreTestSuccess: 1, service: 'restore-test' }));
+    const listed = await s3.send(new ListObjectsV2Command({ Bucket: localS3.bucket, Prefix: 'restore-tests/' }));
+    expect(listed.Contents?.map((o) => o.Key)).toContain(result.reportKey);
+  });
+
+  it('rejects a malformed event', async () => {
+    await expect(handler({ tier: 'yearly' }, context)).rejects.toThrow(/restore event must be/);
+    await expect(handler({ restore: { ref: 'latest' } }, context)).rejects.toThrow(/restore event must be/);
+  });
+
+  it('restores on request ({"restore": ...}) into a new database on the configured target', async () => {
+    await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'daily' });
+    const targetDb = uniqueDatabaseName('lambda_restore');
+
+    const result = (await handler({ restore: { ref: 'latest', tier: 'daily', targetDb } }, context)) as { ok: boolean; targetDb: string; rowsRestored: number };
+
+    expect(result).toEqual(expect.objectContaining({ ok: true, targetDb, rowsRestored: 42 }));
+    expect(psql(cluster, targetDb, 'SELECT count(*) FROM company')).toBe('42');
+  });
+
+  it('never restores over a protected (production) database from an event, even with force', async () => {
+    const protectedDb = uniqueDatabaseName('lambda_prod');
+    psql(cluster, 'postgres', `CREATE DATABASE ${protectedDb}`);
+    psql(cluster, protectedDb, 'CREATE TABLE precious (id int); INSERT INTO precious VALUES (7);');
+    process.env[RESTORE_TEST_ENV.protectedDatabases] = JSON.stringify([protectedDb]);
+
+    await expect(handler({ restore: { ref: 'latest', targetDb: protectedDb, force: true } }, context)).rejects.toThrow(/refusing to restore over .*production/);
+    expect(psql(cluster, protectedDb, 'SELECT id FROM precious')).toBe('7');
+  });
+});
