@@ -123,6 +123,7 @@ async function main(): Promise<void> {
     psql(cluster, 'postgres', 'DROP DATABASE restored');
 
     const ratio = oursSeconds / referenceSeconds;
+    const coreRatio = result.rtoSeconds / referenceSeconds;
     const rows: [string, string][] = [
       ['database (pg_database_size)', `${sourceMb} MB, ${result.tablesRestored} tables, ${result.rowsRestored} rows`],
       ['dump object (custom, -Z 6)', `${(object.bytes / 1048576).toFixed(1)} MB`],
@@ -132,7 +133,8 @@ async function main(): Promise<void> {
       [`  pg_restore -j ${cores} into staging`, `${result.timings.restoreSeconds.toFixed(2)} s`],
       ['  row-count check', `${result.timings.verifySeconds.toFixed(2)} s`],
       ['  swap (rename)', `${result.timings.swapSeconds.toFixed(2)} s`],
-      ['ratio atmr-dr / reference (target <= 1.15)', `${ratio.toFixed(3)} ${ratio <= 1.15 ? 'OK' : 'OVER'}`],
+      ['ratio atmr-dr CLI / reference (target <= 1.15)', `${ratio.toFixed(3)} ${ratio <= 1.15 ? 'OK' : 'OVER'}`],
+      ['ratio restore core (RTO) / reference', `${coreRatio.toFixed(3)} (without the CLI process start: tsx + module load)`],
       [`RTO (restore core) vs runbook ${RTO_OBJECTIVE_SECONDS} s`, `${result.rtoSeconds.toFixed(2)} s (${((100 * result.rtoSeconds) / RTO_OBJECTIVE_SECONDS).toFixed(1)} % of the objective)`],
     ];
     const width = Math.max(...rows.map(([k]) => k.length));

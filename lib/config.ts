@@ -60,8 +60,11 @@ export type BackupTier = z.infer<typeof BackupTierSchema>;
 export const BackupsConfigSchema = z.strictObject({
   /** Where the runner image executes: Lambda (15 min cap) or an ECS Fargate task (no cap). */
   runner: z.enum(['lambda', 'fargate']).default('lambda'),
-  /** gzip/pg_dump compression level (0-9) used for both formats. */
-  compressionLevel: z.number().int().min(0).max(9).default(6),
+  /**
+   * gzip/pg_dump compression level (0-9) used for both formats. 1: on the bench database it cuts
+   * pg_dump's CPU about 2.5x against 6 for ~20% larger objects (docs/backups.md, npm run bench:backup).
+   */
+  compressionLevel: z.number().int().min(0).max(9).default(1),
   /** Lambda memory for the runner (MiB). */
   memoryMiB: z.number().int().min(512).max(10240).default(2048),
   /** Lambda ephemeral storage (MiB) used as scratch space. */
@@ -107,6 +110,10 @@ export const RestoreTestConfigSchema = z.strictObject({
   memoryMiB: z.number().int().min(512).max(10240).default(2048),
   /** Lambda ephemeral storage (MiB): scratch space for the downloaded dump (refused when too small). */
   ephemeralStorageMiB: z.number().int().min(512).max(10240).default(4096),
+  /** `useTemporaryInstance` only: DB subnet group of the temporary instance (private subnets). */
+  temporaryInstanceSubnetGroupName: z.string().regex(/^[a-zA-Z0-9 ._-]{1,255}$/, 'must be a DB subnet group name').optional(),
+  /** `useTemporaryInstance` only: instance class of the temporary instance. */
+  temporaryInstanceClass: z.string().regex(/^db\.[a-z0-9]+\.[a-z0-9]+$/, 'must be an RDS instance class such as db.t4g.medium').default('db.t4g.medium'),
 });
 
 export const KillswitchConfigSchema = z.strictObject({

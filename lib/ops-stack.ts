@@ -5,6 +5,7 @@ import { Construct } from 'constructs';
 import { EnvironmentConfig } from './config';
 import { DataStack } from './data-stack';
 import { Backups } from './constructs/backups';
+import { DashboardGraph, OpsDashboard } from './constructs/dashboard';
 import { Killswitch } from './constructs/killswitch';
 import { RestoreTest } from './constructs/restore-test';
 
@@ -47,7 +48,7 @@ export class OpsStack extends Stack {
     });
 
     // Runbook constructs are wired below (one per concern, lib/constructs/<concern>.ts).
-    new Killswitch(this, 'Killswitch', {
+    const killswitch = new Killswitch(this, 'Killswitch', {
       environmentName: config.name,
       parameterName: data.killswitchParameter.parameterName,
       listenerArn: config.killswitch.listenerArn,
@@ -57,7 +58,7 @@ export class OpsStack extends Stack {
       slack: config.killswitch.slack,
       incidentsTopic: this.incidentsTopic,
     });
-    new Backups(this, 'Backups', {
+    const backups = new Backups(this, 'Backups', {
       config,
       bucket: data.backupBucket,
       key: data.key,
@@ -66,16 +67,43 @@ export class OpsStack extends Stack {
       databaseSecurityGroup,
       alarmTopic: this.incidentsTopic,
     });
-    if (config.restoreTest.enabled) {
-      new RestoreTest(this, 'RestoreTest', {
-        config,
-        bucket: data.backupBucket,
-        key: data.key,
-        vpc,
-        subnets: privateSubnets,
-        databaseSecurityGroup,
-        alarmTopic: this.incidentsTopic,
+    const restoreTest = config.restoreTest.enabled
+      ? new RestoreTest(this, 'RestoreTest', {
+          config,
+          bucket: data.backupBucket,
+          key: data.key,
+          vpc,
+          subnets: privateSubnets,
+          databaseSecurityGroup,
+          alarmTopic: this.incidentsTopic,
+        })
+      : undefined;
+
+    const graphs: DashboardGraph[] = [
+      {
+        title: 'Killswitch mode (0 normal, 1 degraded, 2 maintenance)',
+        metrics: [killswitch.modeMetric],
+        annotations: [{ value: 1, label: 'degraded' }, { value: 2, label: 'maintenance' }],
+      },
+      { title: 'Successful hourly backups', metrics: [backups.alarms.noRecentHourlyBackup.metric] },
+      { title: 'PITR (automated backups) enabled', metrics: [backups.alarms.pitrOff.metric] },
+    ];
+    if (restoreTest) {
+      graphs.push({
+        title: 'Restore test RTO / RPO (seconds)',
+        metrics: [restoreTest.alarms.rto.metric, restoreTest.alarms.rpo.metric],
+        annotations: [
+          { value: config.restoreTest.rtoObjectiveSeconds, label: 'RTO objective' },
+          { value: config.restoreTest.rpoObjectiveSeconds, label: 'RPO objective' },
+        ],
       });
     }
+    new OpsDashboard(this, 'Dashboard', {
+      environmentName: config.name,
+      alarms: [...Object.values(backups.alarms), ...(restoreTest ? Object.values(restoreTest.alarms) : [])].filter(
+        (alarm): alarm is NonNullable<typeof alarm> => alarm !== undefined,
+      ),
+      graphs,
+    });
   }
 }

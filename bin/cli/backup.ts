@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import {
   assertBackupTier,
   assertCompressionLevel,
+  BACKUP_S3_CLIENT_OVERRIDES,
   DEFAULT_COMPRESSION_LEVEL,
   parseFormats,
   runBackup,
@@ -47,7 +48,7 @@ export function registerBackupCommands(program: Command): void {
       try {
         const result = await runBackup(
           {
-            s3: createS3Client(),
+            s3: createS3Client(process.env, BACKUP_S3_CLIENT_OVERRIDES),
             bucket,
             connection,
             signal: aborter.signal,

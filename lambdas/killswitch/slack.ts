@@ -87,6 +87,8 @@ export async function handleSlackCommand(deps: SlackDeps, request: SlackHttpRequ
   if (!check.ok) return ephemeral(401, `refused: ${check.why}`);
 
   const form = new URLSearchParams(request.rawBody);
+  // Slack's periodic certificate check of the Request URL: acknowledge, do nothing.
+  if (form.get('ssl_check') === '1') return ephemeral(200, '');
   const userId = form.get('user_id');
   const command = form.get('command');
   if (!userId || !command || !form.has('text')) return ephemeral(400, 'malformed slash command: user_id, command and text are required');

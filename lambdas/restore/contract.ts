@@ -21,4 +21,15 @@ export const RESTORE_TEST_ENV = {
   rpoObjectiveSeconds: 'RESTORE_TEST_RPO_OBJECTIVE_SECONDS',
   /** JSON array of database names a Lambda restore never targets (the production database). */
   protectedDatabases: 'RESTORE_PROTECTED_DATABASES',
+  /** useTemporaryInstance only: the instance restored from, and the temporary instance's settings. */
+  sourceInstance: 'RESTORE_TEST_SOURCE_INSTANCE',
+  temporaryInstance: 'RESTORE_TEST_TEMPORARY_INSTANCE',
+  temporaryInstanceClass: 'RESTORE_TEST_TEMPORARY_INSTANCE_CLASS',
+  temporaryInstanceSubnetGroup: 'RESTORE_TEST_TEMPORARY_INSTANCE_SUBNET_GROUP',
+  temporaryInstanceSecurityGroups: 'RESTORE_TEST_TEMPORARY_INSTANCE_SECURITY_GROUPS',
 } as const;
+
+/** The fixed name of an environment's temporary instance (IAM is scoped to exactly it). */
+export function temporaryInstanceIdentifier(environmentName: string): string {
+  return `atmr-dr-restore-test-${environmentName}`;
+}

@@ -1,3 +1,4 @@
+import { RDSClient } from '@aws-sdk/client-rds';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
@@ -9,7 +10,8 @@ import { createS3Client, DEFAULT_MAX_ATTEMPTS } from '../shared/aws';
 import { OperatorError } from '../shared/errors';
 import { observability } from '../shared/observability';
 import { RESTORE_TEST_SERVICE } from './contract';
-import { LambdaRestoreRequestSchema, loadRestoreTestSettings, runLambdaRestore, runScheduledRestoreTest } from './scheduled';
+import { LambdaRestoreRequestSchema, loadRestoreTestSettings, loadTemporaryInstanceSettings, runLambdaRestore, runScheduledRestoreTest } from './scheduled';
+import { createTemporaryInstance, deleteTemporaryInstance, temporaryInstanceStatus } from './temporary-instance';
 
 /**
  * Lambda entry of the restore concern (runner image, CMD `restore.handler`):
@@ -17,15 +19,34 @@ import { LambdaRestoreRequestSchema, loadRestoreTestSettings, runLambdaRestore, 
  *    reported (metric 0, report in the bucket) and returned; only a crash throws.
  *  - `{"restore": {"ref", "targetDb", "tier"?, "force"?, "format"?, "terminateConnections"?}}`:
  *    a verified restore on the configured target; refusals throw their one-line OperatorError.
+ *  - `{"temporaryInstance": "create" | "status" | "delete"}` and `{"tier", "targetHost", "targetPort"}`:
+ *    the steps of the restore test on a temporary RDS instance (driven by a Step Functions state machine).
  */
 const { logger, metrics, tracer } = observability(RESTORE_TEST_SERVICE);
 
 let clients: { s3: ReturnType<typeof createS3Client>; secretsManager: SecretsManagerClient } | undefined;
+let rdsClient: RDSClient | undefined;
 
 const RestoreEventSchema = z.strictObject({ restore: LambdaRestoreRequestSchema });
-const RestoreTestEventSchema = z.object({ tier: z.enum(['hourly', 'daily', 'weekly', 'monthly']).optional() });
+const RestoreTestEventSchema = z.object({
+  tier: z.enum(['hourly', 'daily', 'weekly', 'monthly']).optional(),
+  /** The temporary instance's endpoint (state machine), instead of the configured target. */
+  targetHost: z.string().min(1).optional(),
+  targetPort: z.number().int().min(1).max(65535).optional(),
+});
+const TemporaryInstanceEventSchema = z.strictObject({ temporaryInstance: z.enum(['create', 'status', 'delete']) });
 
 export async function restoreTestHandler(event: unknown) {
+  if (typeof event === 'object' && event !== null && 'temporaryInstance' in event) {
+    const step = TemporaryInstanceEventSchema.safeParse(event);
+    if (!step.success) throw new OperatorError('temporary-instance event must be {"temporaryInstance": "create" | "status" | "delete"}');
+    const settings = loadTemporaryInstanceSettings(process.env);
+    rdsClient ??= tracer.captureAWSv3Client(new RDSClient({ maxAttempts: DEFAULT_MAX_ATTEMPTS }));
+    const action = { create: createTemporaryInstance, status: temporaryInstanceStatus, delete: deleteTemporaryInstance }[step.data.temporaryInstance];
+    const result = await action(rdsClient, settings);
+    logger.info(`temporary instance ${step.data.temporaryInstance}`, { result });
+    return result;
+  }
   const isRestore = typeof event === 'object' && event !== null && 'restore' in event;
   const parsed = isRestore ? RestoreEventSchema.safeParse(event) : RestoreTestEventSchema.safeParse(event ?? {});
   if (!parsed.success) {
@@ -42,6 +63,8 @@ export async function restoreTestHandler(event: unknown) {
     return { ok: true, ...result };
   }
   if (parsed.data.tier) settings.RESTORE_TEST_TIER = parsed.data.tier;
+  if (parsed.data.targetHost) settings.RESTORE_TEST_TARGET_HOST = parsed.data.targetHost;
+  if (parsed.data.targetPort) settings.RESTORE_TEST_TARGET_PORT = parsed.data.targetPort;
   const { report, reportKey } = await runScheduledRestoreTest(
     {
       ...clients,

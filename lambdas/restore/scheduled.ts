@@ -7,6 +7,7 @@ import { BACKUP_TIERS, RESTORE_TEST_REPORT_PREFIX } from '../shared/s3-layout';
 import { CatalogDeps, StatFs } from './catalog';
 import { RESTORE_TEST_ENV, RESTORE_TEST_METRICS } from './contract';
 import { RestoreResult, restoreBackup } from './restore';
+import type { TemporaryInstanceSettings } from './temporary-instance';
 import { RestoreTestReport, runRestoreTest } from './restore-test';
 
 /**
@@ -49,6 +50,38 @@ export const RestoreTestSettingsSchema = z.object({
   [RESTORE_TEST_ENV.rpoObjectiveSeconds]: positiveInt.default(900),
 });
 export type RestoreTestSettings = z.infer<typeof RestoreTestSettingsSchema>;
+
+const TemporaryInstanceSettingsSchema = z.object({
+  [RESTORE_TEST_ENV.sourceInstance]: z.string().min(1),
+  [RESTORE_TEST_ENV.temporaryInstance]: z.string().min(1),
+  [RESTORE_TEST_ENV.temporaryInstanceClass]: z.string().min(1),
+  [RESTORE_TEST_ENV.temporaryInstanceSubnetGroup]: z.string().min(1),
+  [RESTORE_TEST_ENV.temporaryInstanceSecurityGroups]: z.string().transform((text, ctx) => {
+    try {
+      return z.array(z.string().min(1)).min(1).parse(JSON.parse(text));
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'must be a JSON array of security group ids' });
+      return z.NEVER;
+    }
+  }),
+});
+
+/** The temporary-instance settings, or a one-line error when this function is not configured for it. */
+export function loadTemporaryInstanceSettings(env: NodeJS.ProcessEnv): TemporaryInstanceSettings {
+  const parsed = TemporaryInstanceSettingsSchema.safeParse(env);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new OperatorError(`temporary-instance setting ${issue.path.join('.')}: ${issue.message}; this function is not configured for restoreTest.useTemporaryInstance`, 2);
+  }
+  const s = parsed.data;
+  return {
+    sourceInstanceIdentifier: s[RESTORE_TEST_ENV.sourceInstance],
+    temporaryInstanceIdentifier: s[RESTORE_TEST_ENV.temporaryInstance],
+    instanceClass: s[RESTORE_TEST_ENV.temporaryInstanceClass],
+    subnetGroupName: s[RESTORE_TEST_ENV.temporaryInstanceSubnetGroup],
+    securityGroupIds: s[RESTORE_TEST_ENV.temporaryInstanceSecurityGroups],
+  };
+}
 
 export function loadRestoreTestSettings(env: NodeJS.ProcessEnv): RestoreTestSettings {
   const parsed = RestoreTestSettingsSchema.safeParse(env);

@@ -1,4 +1,4 @@
-import { ArnFormat, Duration, Fn, RemovalPolicy, Size, Stack, TimeZone, Token, Validations } from 'aws-cdk-lib';
+import { Annotations, ArnFormat, Duration, Fn, RemovalPolicy, Size, Stack, TimeZone, Token, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -10,8 +10,10 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sns from 'aws-cdk-lib/aws-sns';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { RESTORE_TEST_ENV, RESTORE_TEST_METRICS, RESTORE_TEST_SERVICE } from '../../lambdas/restore/contract';
+import { RESTORE_TEST_ENV, RESTORE_TEST_METRICS, RESTORE_TEST_SERVICE, temporaryInstanceIdentifier } from '../../lambdas/restore/contract';
 import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
 import { BACKUP_TIERS, LATEST_POINTER_KEY, RESTORE_TEST_REPORT_PREFIX } from '../../lambdas/shared/s3-layout';
 import { ConfigError, type EnvironmentConfig } from '../config';
@@ -52,16 +54,33 @@ export class RestoreTest extends Construct {
   readonly function: lambda.DockerImageFunction;
   readonly securityGroup: ec2.SecurityGroup;
   readonly schedule: scheduler.Schedule;
-  readonly alarms: { readonly failed: cloudwatch.Alarm; readonly errors: cloudwatch.Alarm; readonly rto: cloudwatch.Alarm; readonly rpo: cloudwatch.Alarm };
+  readonly alarms: {
+    readonly failed: cloudwatch.Alarm;
+    readonly errors: cloudwatch.Alarm;
+    readonly rto: cloudwatch.Alarm;
+    readonly rpo: cloudwatch.Alarm;
+    /** useTemporaryInstance: the state machine failed or timed out. */
+    readonly executions?: cloudwatch.Alarm;
+  };
+  /** useTemporaryInstance: create the instance, wait, run the test on it, delete it whatever happens. */
+  readonly stateMachine?: { readonly machine: sfn.StateMachine };
 
   constructor(scope: Construct, id: string, props: RestoreTestProps) {
     super(scope, id);
     const { config, bucket, key } = props;
     const { database, restoreTest } = config;
     const stack = Stack.of(this);
-    if (restoreTest.useTemporaryInstance) {
+    if (restoreTest.useTemporaryInstance && !restoreTest.temporaryInstanceSubnetGroupName) {
       throw new ConfigError(
-        `config: environments.${config.name}.restoreTest.useTemporaryInstance: restoring into a temporary RDS instance is not implemented yet (an instance restore outlasts Lambda's 15 minutes); set it to false and point restoreTest.targetHost at a staging instance`,
+        `config: environments.${config.name}.restoreTest.temporaryInstanceSubnetGroupName: is required with useTemporaryInstance (the DB subnet group of the temporary instance); set it, or set useTemporaryInstance to false`,
+      );
+    }
+    const temporaryInstance = restoreTest.useTemporaryInstance ? temporaryInstanceIdentifier(config.name) : undefined;
+    if (config.production && !restoreTest.targetHost && !temporaryInstance) {
+      // Runbook section 7: "Environnement : Staging uniquement". Allowed, but said at every synth.
+      Annotations.of(this).addWarningV2(
+        'atmr-dr:restore-test-on-production-instance',
+        `restoreTest in production environment "${config.name}" creates its scratch database on the production instance ${database.host}; the runbook says staging only: set restoreTest.targetHost (a staging instance) or restoreTest.useTemporaryInstance`,
       );
     }
     const targetPort = restoreTest.targetPort ?? database.port;
@@ -110,6 +129,14 @@ export class RestoreTest extends Construct {
         [RESTORE_TEST_ENV.rpoObjectiveSeconds]: String(restoreTest.rpoObjectiveSeconds),
         // A restore asked of this function never targets the backed-up (production) database.
         [RESTORE_TEST_ENV.protectedDatabases]: JSON.stringify([database.name]),
+        ...(temporaryInstance && {
+          [RESTORE_TEST_ENV.sourceInstance]: database.instanceIdentifier,
+          [RESTORE_TEST_ENV.temporaryInstance]: temporaryInstance,
+          [RESTORE_TEST_ENV.temporaryInstanceClass]: restoreTest.temporaryInstanceClass,
+          [RESTORE_TEST_ENV.temporaryInstanceSubnetGroup]: restoreTest.temporaryInstanceSubnetGroupName!,
+          // The database's own group: it already admits this function on the database port.
+          [RESTORE_TEST_ENV.temporaryInstanceSecurityGroups]: JSON.stringify([database.securityGroupId]),
+        }),
       },
     });
 
@@ -154,6 +181,7 @@ export class RestoreTest extends Construct {
         );
       }
     }
+    if (temporaryInstance) statements.push(...temporaryInstanceStatements(stack, config, temporaryInstance));
     for (const statement of statements) this.function.addToRolePolicy(statement);
 
     const schedulerRole = new iam.Role(this, 'SchedulerRole', {
@@ -161,15 +189,17 @@ export class RestoreTest extends Construct {
       assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', { conditions: { StringEquals: { 'aws:SourceAccount': stack.account } } }),
     });
     const expression = props.scheduleExpression ?? RESTORE_TEST_SCHEDULE_EXPRESSION;
+    const input = scheduler.ScheduleTargetInput.fromObject({ tier: restoreTest.tier });
+    const retry = { retryAttempts: 2, maxEventAge: Duration.hours(2) };
+    if (temporaryInstance) {
+      this.stateMachine = this.temporaryInstanceStateMachine(config);
+    }
     this.schedule = new scheduler.Schedule(this, 'Schedule', {
       description: `atmr-dr ${config.name}: monthly restore test (${expression} ${config.timeZone})`,
       schedule: scheduler.ScheduleExpression.expression(expression, TimeZone.of(config.timeZone)),
-      target: new targets.LambdaInvoke(this.function, {
-        input: scheduler.ScheduleTargetInput.fromObject({ tier: restoreTest.tier }),
-        role: schedulerRole,
-        retryAttempts: 2,
-        maxEventAge: Duration.hours(2),
-      }),
+      target: this.stateMachine
+        ? new targets.StepFunctionsStartExecution(this.stateMachine.machine, { input, role: schedulerRole, ...retry })
+        : new targets.LambdaInvoke(this.function, { input, role: schedulerRole, ...retry }),
       timeWindow: scheduler.TimeWindow.off(),
     });
 
@@ -209,10 +239,74 @@ export class RestoreTest extends Construct {
         reason: 'Failures of the restore test are reported through its own metric, JSON report and alarms; no retry or replay is wanted.',
       },
     );
-    Validations.of(schedulerRole).acknowledge({
-      id: `AwsSolutions-IAM5[Resource::${render(this.function.functionArn)}:*]`,
-      reason: 'Granted by the LambdaInvoke schedule target: invoke the restore-test function and its versions, nothing else.',
+    if (!this.stateMachine) {
+      Validations.of(schedulerRole).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::${render(this.function.functionArn)}:*]`,
+        reason: 'Granted by the LambdaInvoke schedule target: invoke the restore-test function and its versions, nothing else.',
+      });
+    }
+  }
+
+  /**
+   * Create the temporary instance (point-in-time restore to the latest restorable time), poll it
+   * every minute until available, run the restore test against it, and delete it on every path.
+   * Every step is the restore-test function (SDK calls with exact parameter names, unit tested).
+   */
+  private temporaryInstanceStateMachine(config: EnvironmentConfig): { machine: sfn.StateMachine } {
+    const invoke = (id: string, payload: Record<string, unknown>, resultPath: string) =>
+      new tasks.LambdaInvoke(this, id, {
+        lambdaFunction: this.function,
+        payload: sfn.TaskInput.fromObject(payload),
+        payloadResponseOnly: true,
+        resultPath,
+        retryOnServiceExceptions: true,
+      });
+    const create = invoke('CreateTemporaryInstance', { temporaryInstance: 'create' }, '$.instance');
+    const wait = new sfn.Wait(this, 'WaitForTemporaryInstance', { time: sfn.WaitTime.duration(Duration.minutes(1)) });
+    const status = invoke('TemporaryInstanceStatus', { temporaryInstance: 'status' }, '$.instance');
+    const runTest = invoke('RunRestoreTest', { 'tier.$': '$.tier', 'targetHost.$': '$.instance.host', 'targetPort.$': '$.instance.port' }, '$.test');
+    const deleteInstance = invoke('DeleteTemporaryInstance', { temporaryInstance: 'delete' }, sfn.JsonPath.DISCARD);
+    const deleteAfterError = invoke('DeleteTemporaryInstanceAfterError', { temporaryInstance: 'delete' }, sfn.JsonPath.DISCARD);
+    const errored = new sfn.Fail(this, 'RestoreTestErrored', { error: 'RestoreTestErrored', causePath: '$.error.Cause' });
+    const failed = new sfn.Fail(this, 'RestoreTestFailed', { error: 'RestoreTestFailed', causePath: '$.test.error' });
+    const passed = new sfn.Succeed(this, 'RestoreTestPassed');
+    const catchAll = { resultPath: '$.error' };
+    create.addCatch(new sfn.Fail(this, 'TemporaryInstanceNotCreated', { error: 'TemporaryInstanceNotCreated', causePath: '$.error.Cause' }), catchAll);
+    status.addCatch(deleteAfterError, catchAll);
+    runTest.addCatch(deleteAfterError, catchAll);
+    deleteAfterError.next(errored);
+
+    const definition = create
+      .next(wait)
+      .next(status)
+      .next(
+        new sfn.Choice(this, 'TemporaryInstanceAvailable')
+          .when(
+            sfn.Condition.booleanEquals('$.instance.ready', true),
+            runTest.next(deleteInstance).next(new sfn.Choice(this, 'RestoreTestOk').when(sfn.Condition.booleanEquals('$.test.ok', true), passed).otherwise(failed)),
+          )
+          .otherwise(wait),
+      );
+    const logGroup = new logs.LogGroup(this, 'StateMachineLogs', { retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.DESTROY });
+    const machine = new sfn.StateMachine(this, 'TemporaryInstanceStateMachine', {
+      comment: `atmr-dr ${config.name}: restore test on a temporary RDS instance`,
+      definitionBody: sfn.DefinitionBody.fromChainable(definition),
+      // An instance restore takes from minutes to hours; past this, the test is a failure.
+      timeout: Duration.hours(4),
+      tracingEnabled: true,
+      logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
     });
+    Validations.of(machine).acknowledge(
+      {
+        id: `AwsSolutions-IAM5[Resource::${nagRender(Stack.of(this), this.function.functionArn)}:*]`,
+        reason: 'Granted by the LambdaInvoke tasks: invoke the restore-test function and its versions, nothing else.',
+      },
+      {
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason: 'CloudWatch Logs delivery and X-Ray actions of Step Functions have no resource-level permissions.',
+      },
+    );
+    return { machine };
   }
 
   private createAlarms(config: EnvironmentConfig, topic: sns.ITopic): RestoreTest['alarms'] {
@@ -251,10 +345,42 @@ export class RestoreTest extends Construct {
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       ...common,
     });
-    const alarms = { failed, errors, rto, rpo };
+    const executions = this.stateMachine
+      ? new cloudwatch.Alarm(this, 'ExecutionsAlarm', {
+          alarmDescription: `${prefix}: the restore test on a temporary instance failed or timed out (the instance is deleted on every path; check it is gone)`,
+          metric: new cloudwatch.MathExpression({
+            expression: 'failed + timedOut',
+            usingMetrics: {
+              failed: this.stateMachine.machine.metricFailed({ statistic: 'Sum', period: Duration.hours(1) }),
+              timedOut: this.stateMachine.machine.metricTimedOut({ statistic: 'Sum', period: Duration.hours(1) }),
+            },
+            period: Duration.hours(1),
+          }),
+          threshold: 1,
+          comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+          ...common,
+        })
+      : undefined;
+    const alarms = { failed, errors, rto, rpo, ...(executions && { executions }) };
     for (const alarm of Object.values(alarms)) alarm.addAlarmAction(action);
     return alarms;
   }
+}
+
+/** The temporary instance's lifecycle, scoped to its fixed name (and the source instance to restore from). */
+function temporaryInstanceStatements(stack: Stack, config: EnvironmentConfig, identifier: string): iam.PolicyStatement[] {
+  const rds = (resource: string, name: string) => stack.formatArn({ service: 'rds', resource, resourceName: name, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+  const temporary = rds('db', identifier);
+  return [
+    new iam.PolicyStatement({
+      sid: 'RestoreTemporaryInstance',
+      actions: ['rds:RestoreDBInstanceToPointInTime'],
+      resources: [rds('db', config.database.instanceIdentifier), temporary, rds('subgrp', config.restoreTest.temporaryInstanceSubnetGroupName!)],
+    }),
+    new iam.PolicyStatement({ sid: 'TagTemporaryInstance', actions: ['rds:AddTagsToResource'], resources: [temporary] }),
+    new iam.PolicyStatement({ sid: 'WatchTemporaryInstance', actions: ['rds:DescribeDBInstances'], resources: [temporary] }),
+    new iam.PolicyStatement({ sid: 'DeleteTemporaryInstance', actions: ['rds:DeleteDBInstance'], resources: [temporary] }),
+  ];
 }
 
 /** A value as cdk-nag prints it in findings: Ref as <Name>, GetAtt as <Id.Attr>, imports by name. */

@@ -285,7 +285,11 @@ describe('backups construct (example environment, lambda runner)', () => {
     );
     expect(variables.DATABASE_SECRET_ARN).toBe(SECRET_ARN);
     expect(Object.keys(variables).filter((k) => /PASSWORD|TOKEN|PGPASS/i.test(k))).toEqual([]);
-    expect(variables).toMatchObject({ DATABASE_HOST: 'atmr-prod.abcdefghijkl.eu-west-3.rds.amazonaws.com', DATABASE_NAME: 'atmr', BACKUP_COMPRESSION_LEVEL: '6' });
+    expect(variables).toMatchObject({
+      DATABASE_HOST: 'atmr-prod.abcdefghijkl.eu-west-3.rds.amazonaws.com',
+      DATABASE_NAME: 'atmr',
+      BACKUP_COMPRESSION_LEVEL: String(parseEnvironmentConfig('example', EXAMPLE).backups.compressionLevel),
+    });
   });
 
   it('writes only under the tier prefixes and the latest pointers of the backup bucket', () => {
@@ -547,6 +551,21 @@ describe('backups construct variants', () => {
     it('is cdk-nag clean', () => {
       expect(() => app.synth()).not.toThrow();
     });
+  });
+
+  it('runner: fargate with backups.ecsClusterArn: runs on that cluster, creates none', () => {
+    const clusterArn = 'arn:aws:ecs:eu-west-3:111111111111:cluster/atmr-prod';
+    const { stack } = backupsOnlyApp((env) => {
+      env.backups.runner = 'fargate';
+      env.backups.ecsClusterArn = clusterArn;
+    });
+    const template = Template.fromStack(stack);
+
+    expect(template.findResources('AWS::ECS::Cluster')).toEqual({});
+    const [schedule] = Object.values(template.findResources('AWS::Scheduler::Schedule')) as { Properties: { Target: Json } }[];
+    expect(JSON.stringify(stack.resolve(schedule.Properties.Target.Input))).toContain(`\\"Cluster\\":\\"${clusterArn}\\"`);
+    const statements = statementsOfRole(template, logicalIdByPrefix(template, 'AWS::IAM::Role', 'BackupsSchedulerRole'));
+    expect(statements.find((st) => actionsOf(st).includes('ecs:RunTask'))?.Condition).toEqual({ ArnEquals: { 'ecs:cluster': clusterArn } });
   });
 
   it('rejects a memory size Fargate cannot run with the CPU, naming the field', () => {

@@ -1,5 +1,5 @@
 import { App, Stack } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { parseEnvironmentConfig } from '../../lib/config';
@@ -7,6 +7,7 @@ import { RESTORE_TEST_SCHEDULE_EXPRESSION, RestoreTest } from '../../lib/constru
 import { DataStack } from '../../lib/data-stack';
 import { applyNagPacks } from '../../lib/nag';
 import { cdkJsonContext, exampleEnvironment, synthesizeApp } from '../support/app';
+import { stateMachineDefinition } from '../lambdas/restore/fixtures';
 
 type Json = Record<string, unknown>;
 interface Statement {
@@ -18,6 +19,9 @@ interface Statement {
 type RawEnv = Json & { database: Json; restoreTest: Json };
 
 const EXAMPLE = exampleEnvironment() as RawEnv;
+// The scenarios start from the simplest mode (scratch database on the backed-up instance, daily
+// tier, default objectives), whatever the embedded example chooses; each test states its variant.
+EXAMPLE.restoreTest = { enabled: true };
 
 /** The data stack plus a stack holding only the RestoreTest construct, wired as the ops stack wires it. */
 function restoreTestOnlyApp(overrides: (env: RawEnv) => void = () => undefined) {
@@ -192,6 +196,16 @@ describe('RestoreTest configuration', () => {
     expect(secretReads.flatMap(resources)).toEqual([secret]);
   });
 
+  it('warns at synth when a production environment would put the scratch database on the production instance', () => {
+    const onProduction = restoreTestOnlyApp();
+    const onStaging = restoreTestOnlyApp((env) => {
+      env.restoreTest = { enabled: true, targetHost: 'atmr-staging.abcdefghijkl.eu-west-3.rds.amazonaws.com' };
+    });
+
+    Annotations.fromStack(onProduction.stack).hasWarning('*', Match.stringLikeRegexp('creates its scratch database on the production instance .*staging only'));
+    Annotations.fromStack(onStaging.stack).hasNoWarning('*', Match.stringLikeRegexp('production instance'));
+  });
+
   it('connects with IAM database authentication when configured, and stays nag clean', () => {
     const { app, template } = restoreTestOnlyApp((env) => {
       env.database = { ...env.database, iamAuthUser: 'atmr_restore_test' };
@@ -203,12 +217,61 @@ describe('RestoreTest configuration', () => {
     expect(statements.flatMap(actions)).not.toContain('secretsmanager:GetSecretValue');
   });
 
-  it('refuses useTemporaryInstance at synth with a one-line message naming the field', () => {
+  it('refuses useTemporaryInstance without a DB subnet group, with a one-line message naming the field', () => {
     expect(() =>
       restoreTestOnlyApp((env) => {
         env.restoreTest = { enabled: true, useTemporaryInstance: true };
       }),
-    ).toThrow(/^config: environments\.example\.restoreTest\.useTemporaryInstance: .*not implemented yet.*set it to false/);
+    ).toThrow(/^config: environments\.example\.restoreTest\.temporaryInstanceSubnetGroupName: is required with useTemporaryInstance/);
+  });
+
+  describe('useTemporaryInstance', () => {
+    const built = restoreTestOnlyApp((env) => {
+      env.restoreTest = { enabled: true, useTemporaryInstance: true, temporaryInstanceSubnetGroupName: 'atmr-private', temporaryInstanceClass: 'db.t4g.large' };
+    });
+    const t = built.template();
+
+    it('schedules a state machine (logged, traced, 4 h timeout) instead of the function', () => {
+      t.hasResourceProperties('AWS::Scheduler::Schedule', {
+        ScheduleExpression: 'cron(0 4 ? * WED#1 *)',
+        Target: Match.objectLike({ Arn: { Ref: Match.stringLikeRegexp('^RestoreTestTemporaryInstanceStateMachine') }, Input: '{"tier":"daily"}' }),
+      });
+      t.hasResourceProperties('AWS::StepFunctions::StateMachine', {
+        TracingConfiguration: { Enabled: true },
+        LoggingConfiguration: Match.objectLike({ Level: 'ALL' }),
+      });
+      expect(stateMachineDefinition(t).TimeoutSeconds).toBe(4 * 3600);
+      expect(() => built.app.synth()).not.toThrow();
+    });
+
+    it('gives the function the temporary instance settings and RDS rights on exactly that instance', () => {
+      t.hasResourceProperties('AWS::Lambda::Function', {
+        Environment: {
+          Variables: Match.objectLike({
+            RESTORE_TEST_SOURCE_INSTANCE: 'atmr-prod',
+            RESTORE_TEST_TEMPORARY_INSTANCE: 'atmr-dr-restore-test-example',
+            RESTORE_TEST_TEMPORARY_INSTANCE_CLASS: 'db.t4g.large',
+            RESTORE_TEST_TEMPORARY_INSTANCE_SUBNET_GROUP: 'atmr-private',
+            RESTORE_TEST_TEMPORARY_INSTANCE_SECURITY_GROUPS: '["sg-0a1b2c3d4e5f60db0"]',
+          }),
+        },
+      });
+      const statements = statementsOf(t, 'RestoreTestFunctionServiceRole');
+      // formatArn renders the partition as a Ref: join it back to the ARN text.
+      const arnText = (r: unknown) => {
+        const join = (r as { 'Fn::Join'?: [string, unknown[]] })['Fn::Join'];
+        return join ? join[1].map((p) => (typeof p === 'string' ? p : 'aws')).join(join[0]) : r;
+      };
+      const on = (action: string) => statements.filter((s) => actions(s).includes(action)).flatMap(resources).map(arnText);
+      const temporary = 'arn:aws:rds:eu-west-3:111111111111:db:atmr-dr-restore-test-example';
+      expect(on('rds:DeleteDBInstance')).toEqual([temporary]);
+      expect(on('rds:DescribeDBInstances')).toEqual([temporary]);
+      expect(on('rds:AddTagsToResource')).toEqual([temporary]);
+      expect(on('rds:RestoreDBInstanceToPointInTime').sort()).toEqual(
+        ['arn:aws:rds:eu-west-3:111111111111:db:atmr-prod', temporary, 'arn:aws:rds:eu-west-3:111111111111:subgrp:atmr-private'].sort(),
+      );
+      t.resourceCountIs('AWS::CloudWatch::Alarm', 5);
+    });
   });
 
   it('is wired in the ops stack only when restoreTest.enabled', () => {

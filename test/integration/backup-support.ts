@@ -1,5 +1,5 @@
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
-import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -20,8 +20,12 @@ export function baseEnv(extra: Record<string, string | undefined>): NodeJS.Proce
   return env;
 }
 
-export function runCli(args: string[], env: NodeJS.ProcessEnv): SpawnSyncReturns<string> {
-  return spawnSync(TSX, [CLI, ...args], { cwd: REPO_ROOT, env, encoding: 'utf8', timeout: 120_000 });
+/**
+ * Runs the CLI to completion. Asynchronous on purpose: s3rver runs in this test process, so a
+ * synchronous spawn would block the very server the CLI talks to.
+ */
+export async function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return startCli(args, env).result;
 }
 
 export interface CliRun {
@@ -35,8 +39,13 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv): CliRun {
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
   child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+  // A hung CLI fails its test instead of the whole run.
+  const watchdog = setTimeout(() => child.kill('SIGKILL'), 150_000);
   const result = new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) =>
-    child.on('close', (status) => resolve({ status, stdout, stderr })),
+    child.on('close', (status) => {
+      clearTimeout(watchdog);
+      resolve({ status, stdout, stderr });
+    }),
   );
   return { pid: child.pid ?? -1, result };
 }

@@ -62,7 +62,7 @@ describe('atmr-dr backup (integration)', () => {
       });
 
     // Act
-    const run = runCli(['backup', '--tier', 'daily'], cliEnv(source, s3.env));
+    const run = await runCli(['backup', '--tier', 'daily'], cliEnv(source, s3.env));
 
     // Assert: the CLI's contract
     expect(run.stderr).not.toMatch(/atmr-dr:/);
@@ -168,8 +168,28 @@ describe('atmr-dr backup (integration)', () => {
     const first = await runBackup(deps, { tier: 'monthly', formats: ['custom'] });
     const before = await getBytes(client, s3.bucket, first.manifestKey);
 
-    // Act / Assert
+    // Act / Assert: a clock stuck on that second (after the bounded waits) is refused, nothing overwritten
     await expect(runBackup(deps, { tier: 'monthly', formats: ['custom'] })).rejects.toThrow(/already exists.*retry in a second/);
     expect(await getBytes(client, s3.bucket, first.manifestKey)).toEqual(before);
+  });
+
+  it('a second run starting in the same second waits for the next one instead of overwriting', async () => {
+    // Arrange: the first run starts at T; the second starts at T too, and its clock moves on after that.
+    const client = createS3Client(s3.env);
+    const cluster = testCluster();
+    const connection = { host: cluster.host, port: cluster.port, user: cluster.user, database: source };
+    const at = new Date('2026-03-03T10:00:00.250Z');
+    const first = await runBackup({ s3: client, bucket: s3.bucket, connection, now: () => at }, { tier: 'hourly', formats: ['custom'] });
+    let calls = 0;
+    const movingClock = (): Date => (++calls === 1 ? at : new Date(at.getTime() + 1000));
+
+    // Act
+    const second = await runBackup({ s3: client, bucket: s3.bucket, connection, now: movingClock }, { tier: 'hourly', formats: ['custom'] });
+
+    // Assert
+    expect(first.manifestKey).toBe(`hourly/${source}_backup_20260303_100000.manifest.json`);
+    expect(second.manifestKey).toBe(`hourly/${source}_backup_20260303_100001.manifest.json`);
+    expect(second.manifest.startedAt).toBe('2026-03-03T10:00:01.250Z');
+    expect(BackupManifestSchema.parse(await getJson(client, s3.bucket, first.manifestKey))).toEqual(first.manifest);
   });
 });

@@ -4,10 +4,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildApp } from '../../bin/app';
 
-/** The `context` of cdk.json, as `cdk synth` sees it. */
+/**
+ * The `context` of cdk.json, as `cdk synth` sees it, plus one test-only setting: no stack is
+ * bundled (`aws:cdk:bundling-stacks: []`, what `cdk synth --exclusively` uses), since template
+ * assertions never read the bundled code and esbuild per synth would dominate the suite's time.
+ */
 export function cdkJsonContext(): Record<string, unknown> {
   const cdkJson = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'cdk.json'), 'utf8')) as { context: Record<string, unknown> };
-  return structuredClone(cdkJson.context);
+  return { ...structuredClone(cdkJson.context), 'aws:cdk:bundling-stacks': [] };
 }
 
 /** The embedded `example` environment's raw config, to derive variants from. */

@@ -124,6 +124,13 @@ describe('Slack /killswitch', () => {
     expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
   });
 
+  it("acknowledges Slack's signed ssl_check with 200, writing nothing", async () => {
+    const reply = await call(slackEvent('ssl_check=1&token=legacy'));
+
+    expect(reply.statusCode).toBe(200);
+    expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
+  });
+
   it('answers an invalid mode with the valid values, privately, writing nothing', async () => {
     fakeParameter(ssmMock, value());
 

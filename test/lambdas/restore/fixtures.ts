@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
+import type { Template } from 'aws-cdk-lib/assertions';
 import { BackupManifest, BackupManifestSchema } from '../../../lambdas/shared/manifest';
 import { BackupTier, LATEST_POINTER_KEY, backupObjectKeys, latestTierPointerKey } from '../../../lambdas/shared/s3-layout';
 import { PostgresCluster, psql } from '../../support/postgres';
@@ -111,3 +112,20 @@ export function atmrDr(args: string[], env: Record<string, string>): Promise<{ s
   });
 }
 
+
+/**
+ * A state machine's ASL from a template, with every CloudFormation token (function ARN, partition)
+ * replaced by a fixed placeholder, ready for aws-local-stepfunctions.
+ */
+export function stateMachineDefinition(template: Template): Record<string, unknown> & { TimeoutSeconds?: number; States: Record<string, unknown> } {
+  const machines = Object.values(template.findResources('AWS::StepFunctions::StateMachine')) as { Properties: { DefinitionString: unknown } }[];
+  if (machines.length !== 1) throw new Error(`expected one state machine, got ${machines.length}`);
+  const definition = machines[0].Properties.DefinitionString as string | { 'Fn::Join': [string, unknown[]] };
+  const text =
+    typeof definition === 'string'
+      ? definition
+      : definition['Fn::Join'][1]
+          .map((part) => (typeof part === 'string' ? part : 'arn:aws:lambda:eu-west-3:111111111111:function:restore-test'))
+          .join(definition['Fn::Join'][0]);
+  return JSON.parse(text);
+}

@@ -1,0 +1,97 @@
+import {
+  DeleteDBInstanceCommand,
+  DescribeDBInstancesCommand,
+  RDSClient,
+  RestoreDBInstanceToPointInTimeCommand,
+} from '@aws-sdk/client-rds';
+import { OperatorError, oneLine } from '../shared/errors';
+
+/**
+ * The temporary RDS instance of the restore test (`restoreTest.useTemporaryInstance`): created by
+ * point-in-time restore of the backed-up instance to its latest restorable time (the newest
+ * automated snapshot plus the transaction logs after it), polled until available, deleted
+ * whatever happens. A Step Functions state machine drives the steps (an instance restore outlasts
+ * one Lambda invocation); each step is one call here.
+ */
+export interface TemporaryInstanceSettings {
+  readonly sourceInstanceIdentifier: string;
+  /** Fixed per environment: one temporary instance at a time, and IAM scoped to exactly it. */
+  readonly temporaryInstanceIdentifier: string;
+  readonly instanceClass: string;
+  readonly subnetGroupName: string;
+  readonly securityGroupIds: readonly string[];
+}
+
+export const TEMPORARY_INSTANCE_TAGS = [
+  { Key: 'atmr-dr:managed', Value: 'true' },
+  { Key: 'atmr-dr:purpose', Value: 'restore-test' },
+];
+
+export interface TemporaryInstanceStatus {
+  readonly identifier: string;
+  readonly status: string;
+  readonly ready: boolean;
+  readonly host?: string;
+  readonly port?: number;
+}
+
+export async function createTemporaryInstance(rds: RDSClient, settings: TemporaryInstanceSettings): Promise<TemporaryInstanceStatus> {
+  try {
+    const response = await rds.send(
+      new RestoreDBInstanceToPointInTimeCommand({
+        SourceDBInstanceIdentifier: settings.sourceInstanceIdentifier,
+        TargetDBInstanceIdentifier: settings.temporaryInstanceIdentifier,
+        UseLatestRestorableTime: true,
+        DBInstanceClass: settings.instanceClass,
+        DBSubnetGroupName: settings.subnetGroupName,
+        VpcSecurityGroupIds: [...settings.securityGroupIds],
+        PubliclyAccessible: false,
+        MultiAZ: false,
+        DeletionProtection: false,
+        AutoMinorVersionUpgrade: false,
+        CopyTagsToSnapshot: false,
+        Tags: TEMPORARY_INSTANCE_TAGS,
+      }),
+    );
+    return { identifier: settings.temporaryInstanceIdentifier, status: response.DBInstance?.DBInstanceStatus ?? 'creating', ready: false };
+  } catch (error) {
+    if ((error as { name?: string }).name === 'DBInstanceAlreadyExistsFault') {
+      throw new OperatorError(
+        `temporary instance ${settings.temporaryInstanceIdentifier} already exists (a previous restore test did not clean up, or one is running): wait for it or delete it, then retry`,
+      );
+    }
+    throw new OperatorError(`cannot restore ${settings.sourceInstanceIdentifier} to a temporary instance: ${oneLine(error)}; check PITR (automated backups) and the subnet group`);
+  }
+}
+
+const FAILED_STATES = ['failed', 'incompatible-restore', 'incompatible-parameters', 'incompatible-network', 'restore-error', 'storage-full', 'deleting'];
+
+export async function temporaryInstanceStatus(rds: RDSClient, settings: TemporaryInstanceSettings): Promise<TemporaryInstanceStatus> {
+  const response = await rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: settings.temporaryInstanceIdentifier }));
+  const instance = response.DBInstances?.[0];
+  const status = instance?.DBInstanceStatus ?? 'unknown';
+  if (FAILED_STATES.includes(status)) {
+    throw new OperatorError(`temporary instance ${settings.temporaryInstanceIdentifier} is "${status}": the point-in-time restore failed; see the RDS events of the instance`);
+  }
+  const ready = status === 'available' && Boolean(instance?.Endpoint?.Address);
+  return {
+    identifier: settings.temporaryInstanceIdentifier,
+    status,
+    ready,
+    ...(ready && { host: instance!.Endpoint!.Address!, port: instance!.Endpoint!.Port ?? 5432 }),
+  };
+}
+
+/** Idempotent: an instance already gone (or being deleted) is fine. */
+export async function deleteTemporaryInstance(rds: RDSClient, settings: TemporaryInstanceSettings): Promise<{ identifier: string; deleted: boolean }> {
+  try {
+    await rds.send(
+      new DeleteDBInstanceCommand({ DBInstanceIdentifier: settings.temporaryInstanceIdentifier, SkipFinalSnapshot: true, DeleteAutomatedBackups: true }),
+    );
+    return { identifier: settings.temporaryInstanceIdentifier, deleted: true };
+  } catch (error) {
+    const name = (error as { name?: string }).name;
+    if (name === 'DBInstanceNotFoundFault' || name === 'InvalidDBInstanceStateFault') return { identifier: settings.temporaryInstanceIdentifier, deleted: false };
+    throw new OperatorError(`cannot delete temporary instance ${settings.temporaryInstanceIdentifier}: ${oneLine(error)}; delete it by hand (it costs money)`);
+  }
+}

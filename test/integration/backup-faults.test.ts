@@ -1,0 +1,201 @@
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { Client } from 'pg';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { runBackup } from '../../lambdas/backup/backup';
+import { OperatorError } from '../../lambdas/shared/errors';
+import { createS3Client } from '../../lambdas/shared/aws';
+import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { freePort } from '../support/postgres';
+import { LocalS3, startLocalS3 } from '../support/s3';
+import { cliEnv, createDatabase, dropDatabase, listKeys, operatorLines, pointers, runCli, startCli } from './backup-support';
+
+jest.setTimeout(180_000);
+
+/** Enough data that pg_dump is still streaming table data when its backend is terminated. */
+const BIG_TABLE_SQL = `
+CREATE TABLE public.trips AS
+SELECT i AS id, md5(i::text) || md5((i * 7)::text) AS note, random() AS score, now() AS at
+FROM generate_series(1, 1000000) AS i;`;
+
+// Every failure: a clear one-line error, a non-zero exit, no manifest, and the previous good
+// backup's pointers untouched (each test compares them with the ones seeded in beforeAll).
+describe('atmr-dr backup faults (integration)', () => {
+  let s3: LocalS3;
+  let workDir: string;
+  let seededPointers: Record<string, string | null>;
+  let seededManifests: string[];
+  const small = uniqueDatabaseName('bkf_small');
+  const big = uniqueDatabaseName('bkf_big');
+
+  const manifests = async (): Promise<string[]> =>
+    (await listKeys(createS3Client(s3.env), s3.bucket)).filter((k) => k.endsWith('.manifest.json'));
+
+  /** What every failed run must leave behind: nothing new, pointers as they were. */
+  const expectNothingPublished = async (): Promise<void> => {
+    expect(await manifests()).toEqual(seededManifests);
+    expect(await pointers(createS3Client(s3.env), s3.bucket)).toEqual(seededPointers);
+  };
+
+  const expectOneLineError = (stderr: string, pattern: RegExp): void => {
+    const lines = operatorLines(stderr);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^atmr-dr: /);
+    expect(lines[0]).toMatch(pattern);
+  };
+
+  beforeAll(async () => {
+    s3 = await startLocalS3();
+    workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-backup-faults-'));
+    createDatabase(small, 'CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT i, i::text FROM generate_series(1, 100) i;');
+    createDatabase(big, BIG_TABLE_SQL);
+    // Previous good backups: every fault test checks the pointers still name these manifests.
+    for (const tier of ['hourly', 'daily']) {
+      const run = await runCli(['backup', '--tier', tier, '--formats', 'custom'], cliEnv(small, s3.env));
+      if (run.status !== 0) throw new Error(`seeding backup failed: ${run.stderr}`);
+    }
+    seededPointers = await pointers(createS3Client(s3.env), s3.bucket);
+    seededManifests = await manifests();
+  });
+  afterAll(async () => {
+    dropDatabase(small);
+    dropDatabase(big);
+    await s3.stop();
+    fs.rmSync(workDir, { recursive: true, force: true });
+  });
+
+  it('seeded two good backups whose pointers the fault tests compare against', () => {
+    expect(seededManifests).toHaveLength(2);
+    expect(JSON.parse(seededPointers['latest/hourly.json'] ?? '{}')).toEqual({ manifest: seededManifests.find((k) => k.startsWith('hourly/')) });
+    expect(JSON.parse(seededPointers['latest.json'] ?? '{}')).toEqual({ manifest: seededManifests.find((k) => k.startsWith('daily/')) });
+  });
+
+  it('pg_dump killed mid-stream (its backend terminated): fails, aborts the uploads, publishes nothing', async () => {
+    // Arrange
+    const cluster = testCluster();
+    const watcher = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    await watcher.connect();
+    try {
+      // Act: start the backup, wait until pg_dump's COPY of the big table runs, terminate that backend.
+      const run = startCli(['backup', '--tier', 'hourly'], cliEnv(big, s3.env));
+      let terminated = false;
+      const deadline = Date.now() + 60_000;
+      while (!terminated && Date.now() < deadline) {
+        const { rows } = await watcher.query<{ pid: number }>(
+          "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'COPY public.trips %' AND state = 'active'",
+          [big],
+        );
+        if (rows.length > 0) {
+          terminated = (await watcher.query<{ ok: boolean }>('SELECT pg_terminate_backend($1) AS ok', [rows[0].pid])).rows[0].ok;
+        } else {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+      const result = await run.result;
+
+      // Assert
+      expect(terminated).toBe(true);
+      expect(result.status).not.toBe(0);
+      expect(result.stdout).toBe('');
+      expectOneLineError(result.stderr, /backup failed, nothing published .*pg_dump exited with code 1: .*terminating connection due to administrator command/);
+      await expectNothingPublished();
+      // Neither upload completed: no object of this run exists at all.
+      expect((await listKeys(createS3Client(s3.env), s3.bucket, 'hourly/')).filter((k) => k.includes(big))).toEqual([]);
+    } finally {
+      await watcher.end();
+    }
+  });
+
+  it('S3 endpoint down: fails fast with the S3 error, touches nothing', async () => {
+    // Arrange
+    const closedPort = await freePort();
+    const started = Date.now();
+
+    // Act
+    const result = await runCli(['backup', '--tier', 'hourly'], cliEnv(small, s3.env, { AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${closedPort}` }));
+
+    // Assert
+    expect(result.status).not.toBe(0);
+    expectOneLineError(result.stderr, new RegExp(`S3 .*${s3.bucket} failed: .*ECONNREFUSED.*check BACKUP_BUCKET, AWS_ENDPOINT_URL_S3`));
+    expect(Date.now() - started).toBeLessThan(30_000);
+    await expectNothingPublished();
+  });
+
+  it('server newer than pg_dump: refuses before dumping, naming the versions and the fix', async () => {
+    // Arrange: fault injection at the process boundary, a pg_dump that reports an older major version.
+    const binDir = fs.mkdtempSync(path.join(workDir, 'old-pg-dump-'));
+    const realPgDump = execFileSync('sh', ['-c', 'command -v pg_dump'], { encoding: 'utf8' }).trim();
+    fs.writeFileSync(
+      path.join(binDir, 'pg_dump'),
+      `#!/bin/sh\nif [ "$1" = "--version" ]; then echo "pg_dump (PostgreSQL) 11.22"; exit 0; fi\nexec "${realPgDump}" "$@"\n`,
+      { mode: 0o755 },
+    );
+
+    // Act
+    const result = await runCli(['backup', '--tier', 'daily'], cliEnv(small, s3.env, { PATH: `${binDir}:${process.env.PATH}` }));
+
+    // Assert
+    expect(result.status).not.toBe(0);
+    expectOneLineError(result.stderr, /pg_dump 11\.22 is older than the database server 1\d\.\d+: install the PostgreSQL 1\d client tools/);
+    await expectNothingPublished();
+  });
+
+  it.each([
+    ['bad tier', ['--tier', 'yearly'], {}, /invalid backup tier "yearly": use one of hourly, daily, weekly, monthly/],
+    ['bad formats', ['--tier', 'hourly', '--formats', 'custom,xml'], {}, /invalid backup format "xml": use custom, plain or custom,plain/],
+    ['bad compression level', ['--tier', 'hourly', '--compression-level', '12'], {}, /invalid compression level "12": use an integer from 0/],
+    ['missing BACKUP_BUCKET', ['--tier', 'hourly'], { BACKUP_BUCKET: undefined }, /BACKUP_BUCKET is not set: export BACKUP_BUCKET=/],
+    ['missing PGHOST', ['--tier', 'hourly'], { PGHOST: undefined }, /no database host: set PGHOST/],
+  ])('%s: one line naming the problem and the fix, exit 2, nothing written', async (_case, args, overrides, pattern) => {
+    // Act
+    const result = await runCli(['backup', ...args], cliEnv(small, s3.env, overrides));
+
+    // Assert
+    expect(result.status).toBe(2);
+    expect(result.stdout).toBe('');
+    expectOneLineError(result.stderr, pattern);
+    await expectNothingPublished();
+  });
+
+  it('a signal aborting mid-stream (Lambda timeout, Ctrl-C): fails with the reason, emits BackupFailure, publishes nothing', async () => {
+    // Arrange
+    const cluster = testCluster();
+    const metrics = new Metrics({ namespace: 'AtmrDr', serviceName: 'backup' });
+    const aborter = new AbortController();
+    const logged: string[] = [];
+    const stderrSpy = jest.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      logged.push(String(chunk));
+      return true;
+    });
+
+    // Act: abort once the dump has streamed enough for the multipart uploads to have started.
+    const run = runBackup(
+      {
+        s3: createS3Client(s3.env),
+        bucket: s3.bucket,
+        connection: { host: cluster.host, port: cluster.port, user: cluster.user, database: big },
+        metrics,
+        onProgress: (p) => {
+          if (p.bytes > 12 * 1024 * 1024) aborter.abort(new Error('Lambda deadline reached'));
+        },
+        signal: aborter.signal,
+      },
+      { tier: 'weekly', partSizeBytes: 5 * 1024 * 1024 },
+    );
+
+    // Assert
+    await expect(run).rejects.toThrow(OperatorError).finally(() => stderrSpy.mockRestore());
+    await expect(run).rejects.toThrow(/^backup failed, nothing published \(no manifest, latest pointers unchanged\): backup aborted \(Lambda deadline reached\)$/);
+    const emf = metrics.serializeMetrics();
+    expect(emf._aws.CloudWatchMetrics[0].Metrics.map((m) => m.Name)).toEqual(['BackupFailure']);
+    expect((emf as unknown as Record<string, unknown>).Tier).toBe('weekly');
+    await expectNothingPublished();
+    expect(await listKeys(createS3Client(s3.env), s3.bucket, 'weekly/')).toEqual([]);
+    // The multipart upload of the .dump had begun; s3rver refuses AbortMultipartUpload (405): logged, not fatal.
+    const warning = logged.find((l) => l.includes('could not abort a multipart upload'));
+    expect(warning).toBeDefined();
+    expect(warning).toMatch(new RegExp(`"key":"weekly/${big}_backup_\\d{8}_\\d{6}\\.dump"`));
+  });
+});

@@ -1,0 +1,254 @@
+import { DeleteDBInstanceCommand, DescribeDBInstancesCommand, RDSClient, RestoreDBInstanceToPointInTimeCommand } from '@aws-sdk/client-rds';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { App, Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import type { Context } from 'aws-lambda';
+import { ExecutionError, StateMachine } from 'aws-local-stepfunctions';
+import { mockClient } from 'aws-sdk-client-mock';
+import { parseEnvironmentConfig } from '../../../lib/config';
+import { RestoreTest } from '../../../lib/constructs/restore-test';
+import { DataStack } from '../../../lib/data-stack';
+import { RESTORE_TEST_ENV } from '../../../lambdas/restore/contract';
+import { handler } from '../../../lambdas/restore/handler';
+import {
+  TemporaryInstanceSettings,
+  createTemporaryInstance,
+  deleteTemporaryInstance,
+  temporaryInstanceStatus,
+} from '../../../lambdas/restore/temporary-instance';
+import { createS3Client } from '../../../lambdas/shared/aws';
+import { cdkJsonContext, exampleEnvironment } from '../../support/app';
+import { testCluster, uniqueDatabaseName } from '../../support/cluster';
+import { psql } from '../../support/postgres';
+import { LocalS3, startLocalS3 } from '../../support/s3';
+import { stateMachineDefinition, writeFixtureBackup } from './fixtures';
+
+const rds = mockClient(RDSClient);
+const secretsManager = mockClient(SecretsManagerClient);
+const SETTINGS: TemporaryInstanceSettings = {
+  sourceInstanceIdentifier: 'atmr-staging',
+  temporaryInstanceIdentifier: 'atmr-dr-restore-test-staging',
+  instanceClass: 'db.t4g.medium',
+  subnetGroupName: 'atmr-private',
+  securityGroupIds: ['sg-0a1b2c3d4e5f60db0'],
+};
+
+beforeEach(() => {
+  rds.reset();
+  secretsManager.reset();
+});
+
+describe('temporary instance steps (RDS SDK)', () => {
+  const client = new RDSClient({ region: 'eu-west-3' });
+
+  it('creates it by point-in-time restore to the latest restorable time, private, tagged, deletable', async () => {
+    rds.on(RestoreDBInstanceToPointInTimeCommand).resolves({ DBInstance: { DBInstanceStatus: 'creating' } });
+
+    const result = await createTemporaryInstance(client, SETTINGS);
+
+    expect(result).toEqual({ identifier: 'atmr-dr-restore-test-staging', status: 'creating', ready: false });
+    expect(rds.commandCalls(RestoreDBInstanceToPointInTimeCommand)[0].args[0].input).toEqual({
+      SourceDBInstanceIdentifier: 'atmr-staging',
+      TargetDBInstanceIdentifier: 'atmr-dr-restore-test-staging',
+      UseLatestRestorableTime: true,
+      DBInstanceClass: 'db.t4g.medium',
+      DBSubnetGroupName: 'atmr-private',
+      VpcSecurityGroupIds: ['sg-0a1b2c3d4e5f60db0'],
+      PubliclyAccessible: false,
+      MultiAZ: false,
+      DeletionProtection: false,
+      AutoMinorVersionUpgrade: false,
+      CopyTagsToSnapshot: false,
+      Tags: [
+        { Key: 'atmr-dr:managed', Value: 'true' },
+        { Key: 'atmr-dr:purpose', Value: 'restore-test' },
+      ],
+    });
+  });
+
+  it('refuses clearly when a temporary instance is left over', async () => {
+    rds.on(RestoreDBInstanceToPointInTimeCommand).rejects(Object.assign(new Error('exists'), { name: 'DBInstanceAlreadyExistsFault' }));
+
+    await expect(createTemporaryInstance(client, SETTINGS)).rejects.toThrow(/temporary instance atmr-dr-restore-test-staging already exists .*delete it, then retry/);
+  });
+
+  it('reports not ready while creating, the endpoint once available, and fails on a failed restore', async () => {
+    rds
+      .on(DescribeDBInstancesCommand)
+      .resolvesOnce({ DBInstances: [{ DBInstanceStatus: 'creating' }] })
+      .resolvesOnce({ DBInstances: [{ DBInstanceStatus: 'available', Endpoint: { Address: 'tmp.abc.eu-west-3.rds.amazonaws.com', Port: 5432 } }] })
+      .resolvesOnce({ DBInstances: [{ DBInstanceStatus: 'incompatible-restore' }] });
+
+    await expect(temporaryInstanceStatus(client, SETTINGS)).resolves.toEqual({ identifier: SETTINGS.temporaryInstanceIdentifier, status: 'creating', ready: false });
+    await expect(temporaryInstanceStatus(client, SETTINGS)).resolves.toEqual({
+      identifier: SETTINGS.temporaryInstanceIdentifier,
+      status: 'available',
+      ready: true,
+      host: 'tmp.abc.eu-west-3.rds.amazonaws.com',
+      port: 5432,
+    });
+    await expect(temporaryInstanceStatus(client, SETTINGS)).rejects.toThrow(/is "incompatible-restore": the point-in-time restore failed/);
+  });
+
+  it('deletes without a final snapshot, and treats an instance already gone as deleted', async () => {
+    rds.on(DeleteDBInstanceCommand).resolvesOnce({}).rejectsOnce(Object.assign(new Error('gone'), { name: 'DBInstanceNotFoundFault' }));
+
+    await expect(deleteTemporaryInstance(client, SETTINGS)).resolves.toEqual({ identifier: SETTINGS.temporaryInstanceIdentifier, deleted: true });
+    await expect(deleteTemporaryInstance(client, SETTINGS)).resolves.toEqual({ identifier: SETTINGS.temporaryInstanceIdentifier, deleted: false });
+    expect(rds.commandCalls(DeleteDBInstanceCommand)[0].args[0].input).toEqual({
+      DBInstanceIdentifier: SETTINGS.temporaryInstanceIdentifier,
+      SkipFinalSnapshot: true,
+      DeleteAutomatedBackups: true,
+    });
+  });
+});
+
+/**
+ * The synthesized state machine, executed with aws-local-stepfunctions: every Task runs the real
+ * Lambda handler (RDS mocked at the SDK; the "temporary instance" is the test PostgreSQL cluster,
+ * the bucket is s3rver).
+ */
+describe('restore test on a temporary instance (state machine)', () => {
+  const cluster = testCluster();
+  const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-prod-AbCdEf';
+  const context = { functionName: 'restore-test', awsRequestId: 'req-sfn', getRemainingTimeInMillis: () => 900_000 } as unknown as Context;
+  const saved = { ...process.env };
+  let localS3: LocalS3;
+  let definition: ReturnType<typeof stateMachineDefinition>;
+  let source: string;
+
+  function synthesizeDefinition() {
+    const raw = structuredClone(exampleEnvironment()) as Record<string, unknown>;
+    raw.restoreTest = { enabled: true, useTemporaryInstance: true, temporaryInstanceSubnetGroupName: 'atmr-private' };
+    const config = parseEnvironmentConfig('example', raw);
+    const app = new App({ context: cdkJsonContext() });
+    const env = { account: config.account, region: config.region };
+    const data = new DataStack(app, 'Data', { env, config });
+    const stack = new Stack(app, 'RestoreTestOnly', { env });
+    const vpc = ec2.Vpc.fromVpcAttributes(stack, 'Vpc', {
+      vpcId: config.network.vpcId,
+      availabilityZones: config.network.availabilityZones,
+      privateSubnetIds: config.network.privateSubnetIds,
+    });
+    new RestoreTest(stack, 'RestoreTest', {
+      config,
+      bucket: data.backupBucket,
+      key: data.key,
+      vpc,
+      subnets: { subnets: vpc.privateSubnets },
+      databaseSecurityGroup: ec2.SecurityGroup.fromSecurityGroupId(stack, 'DbSg', config.database.securityGroupId),
+      alarmTopic: new sns.Topic(stack, 'Incidents'),
+    });
+    return stateMachineDefinition(Template.fromStack(stack));
+  }
+
+  /** Every Task of the definition runs the real handler with the state's input. */
+  function localHandlers(): Record<string, (input: unknown) => Promise<never>> {
+    const names = Object.entries(definition.States)
+      .filter(([, state]) => (state as { Type: string }).Type === 'Task')
+      .map(([name]) => name);
+    return Object.fromEntries(names.map((name) => [name, (input: unknown) => handler(input, context) as Promise<never>]));
+  }
+
+  async function execute(): Promise<{ output?: unknown; error?: Error }> {
+    const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
+    const execution = machine.run({ tier: 'daily' }, { overrides: { taskResourceLocalHandlers: localHandlers(), waitTimeOverrides: { WaitForTemporaryInstance: 0 } } });
+    try {
+      return { output: await execution.result };
+    } catch (error) {
+      return { error: error as Error };
+    }
+  }
+
+  beforeAll(async () => {
+    definition = synthesizeDefinition();
+    localS3 = await startLocalS3();
+    source = uniqueDatabaseName('sfn_src');
+    psql(cluster, 'postgres', `CREATE DATABASE ${source}`);
+    psql(cluster, source, 'CREATE TABLE company (id int PRIMARY KEY); INSERT INTO company SELECT generate_series(1, 7);');
+    await writeFixtureBackup(createS3Client(localS3.env), localS3.bucket, cluster, source, { tier: 'daily' });
+  }, 60_000);
+
+  afterAll(async () => {
+    await localS3?.stop();
+  });
+
+  beforeEach(() => {
+    Object.assign(process.env, localS3.env, {
+      [RESTORE_TEST_ENV.bucket]: localS3.bucket,
+      // The configured target is unreachable on purpose: the test must use the temporary instance's endpoint.
+      [RESTORE_TEST_ENV.targetHost]: 'atmr-prod.invalid',
+      [RESTORE_TEST_ENV.targetPort]: '5432',
+      [RESTORE_TEST_ENV.targetSecretArn]: SECRET_ARN,
+      [RESTORE_TEST_ENV.criticalQueries]: JSON.stringify(['SELECT COUNT(*) FROM company']),
+      [RESTORE_TEST_ENV.sourceInstance]: 'atmr-prod',
+      [RESTORE_TEST_ENV.temporaryInstance]: 'atmr-dr-restore-test-example',
+      [RESTORE_TEST_ENV.temporaryInstanceClass]: 'db.t4g.medium',
+      [RESTORE_TEST_ENV.temporaryInstanceSubnetGroup]: 'atmr-private',
+      [RESTORE_TEST_ENV.temporaryInstanceSecurityGroups]: '["sg-0a1b2c3d4e5f60db0"]',
+    });
+    secretsManager.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ username: cluster.user, password: 'unused', host: 'atmr-prod.invalid' }) });
+    rds.on(RestoreDBInstanceToPointInTimeCommand).resolves({ DBInstance: { DBInstanceStatus: 'creating' } });
+    rds.on(DeleteDBInstanceCommand).resolves({});
+    jest.spyOn(process.stdout, 'write').mockImplementation(() => true);
+  });
+
+  afterEach(() => {
+    jest.restoreAllMocks();
+    process.env = { ...saved };
+  });
+
+  it('creates the instance, waits until available, runs the test on its endpoint, deletes it, succeeds', async () => {
+    rds
+      .on(DescribeDBInstancesCommand)
+      .resolvesOnce({ DBInstances: [{ DBInstanceStatus: 'creating' }] })
+      .resolves({ DBInstances: [{ DBInstanceStatus: 'available', Endpoint: { Address: cluster.host, Port: cluster.port } }] });
+
+    const { output, error } = await execute();
+
+    expect(error).toBeUndefined();
+    const test = (output as { test: { ok: boolean; reportKey: string } }).test;
+    expect(test.ok).toBe(true);
+    expect(test.reportKey).toMatch(/^restore-tests\//);
+    expect(rds.commandCalls(RestoreDBInstanceToPointInTimeCommand)).toHaveLength(1);
+    expect(rds.commandCalls(DescribeDBInstancesCommand)).toHaveLength(2);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1);
+  });
+
+  it('deletes the instance and fails the execution when the restore test fails', async () => {
+    process.env[RESTORE_TEST_ENV.criticalQueries] = JSON.stringify(['SELECT 1 / (COUNT(*) - COUNT(*)) FROM company']);
+    rds.on(DescribeDBInstancesCommand).resolves({ DBInstances: [{ DBInstanceStatus: 'available', Endpoint: { Address: cluster.host, Port: cluster.port } }] });
+
+    const { error } = await execute();
+
+    expect(error).toBeInstanceOf(ExecutionError);
+    // The Fail state reached names the outcome; its cause is the test's own one-line error.
+    expect((error?.cause as Error).name).toBe('RestoreTestFailed');
+    expect(error?.message).toMatch(/critical query failed on the restored copy: .*division by zero/);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1);
+  });
+
+  it('deletes the instance and fails the execution when the instance restore fails', async () => {
+    rds.on(DescribeDBInstancesCommand).resolves({ DBInstances: [{ DBInstanceStatus: 'incompatible-restore' }] });
+
+    const { error } = await execute();
+
+    expect(error).toBeInstanceOf(ExecutionError);
+    expect((error?.cause as Error).name).toBe('RestoreTestErrored');
+    expect(error?.message).toMatch(/is "incompatible-restore": the point-in-time restore failed/);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1);
+  });
+
+  it('fails without deleting anything when the instance cannot be created', async () => {
+    rds.on(RestoreDBInstanceToPointInTimeCommand).rejects(Object.assign(new Error('exists'), { name: 'DBInstanceAlreadyExistsFault' }));
+
+    const { error } = await execute();
+
+    expect(error).toBeInstanceOf(ExecutionError);
+    expect((error?.cause as Error).name).toBe('TemporaryInstanceNotCreated');
+    expect(error?.message).toMatch(/already exists/);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+  });
+});
