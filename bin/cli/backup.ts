@@ -10,6 +10,7 @@ import {
 } from '../../lambdas/backup/backup';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { requireEnv } from '../../lambdas/shared/errors';
+import { formatBytes } from '../../lambdas/shared/format';
 import { resolveConnection } from '../../lambdas/shared/pg-connection';
 
 interface BackupCommandOptions {
@@ -70,15 +71,4 @@ export function registerBackupCommands(program: Command): void {
 /** "backup: 1.2 GiB dumped, 48.0 MiB/s" */
 export function formatProgress(progress: BackupProgress): string {
   return `backup: ${formatBytes(progress.bytes)} dumped, ${formatBytes(progress.bytesPerSecond)}/s`;
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return unit === 0 ? `${Math.round(value)} B` : `${value.toFixed(1)} ${units[unit]}`;
 }

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
-import { CatalogEntry, formatBytes, listBackups, verifyBackup } from '../../lambdas/restore/catalog';
+import { CatalogEntry, listBackups, verifyBackup } from '../../lambdas/restore/catalog';
+import { formatBytes } from '../../lambdas/shared/format';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { requireEnv } from '../../lambdas/shared/errors';
 

@@ -8,6 +8,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { OperatorError, oneLine } from '../shared/errors';
+import { formatBytes } from '../shared/format';
 import { BackupManifest, BackupManifestSchema, BackupObject, LatestPointerSchema } from '../shared/manifest';
 import { BACKUP_TIERS, BackupTier, LATEST_POINTER_KEY, isBackupTier, isManifestKey, latestTierPointerKey } from '../shared/s3-layout';
 
@@ -355,17 +356,6 @@ export function run(file: string, args: string[], env: Record<string, string>, s
     }
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
 }
 
 function checkTier(tier: string): BackupTier {

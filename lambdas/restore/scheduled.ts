@@ -17,6 +17,21 @@ import { RestoreTestReport, runRestoreTest } from './restore-test';
  */
 
 const positiveInt = z.coerce.number().int().positive();
+/** An environment variable holding a JSON array of non-empty strings (empty when unset). */
+function jsonStringArray(what: string) {
+  return z
+    .string()
+    .default('[]')
+    .transform((text, ctx) => {
+      try {
+        return z.array(z.string().min(1)).parse(JSON.parse(text));
+      } catch {
+        ctx.addIssue({ code: 'custom', message: `must be a JSON array of ${what}` });
+        return z.NEVER;
+      }
+    });
+}
+
 export const RestoreTestSettingsSchema = z.object({
   [RESTORE_TEST_ENV.bucket]: z.string().min(3),
   [RESTORE_TEST_ENV.targetHost]: z.string().min(1),
@@ -24,28 +39,8 @@ export const RestoreTestSettingsSchema = z.object({
   [RESTORE_TEST_ENV.targetSecretArn]: z.string().startsWith('arn:').optional(),
   [RESTORE_TEST_ENV.iamAuthUser]: z.string().min(1).optional(),
   [RESTORE_TEST_ENV.tier]: z.enum(BACKUP_TIERS).default('daily'),
-  [RESTORE_TEST_ENV.criticalQueries]: z
-    .string()
-    .default('[]')
-    .transform((text, ctx) => {
-      try {
-        return z.array(z.string().min(1)).parse(JSON.parse(text));
-      } catch {
-        ctx.addIssue({ code: 'custom', message: 'must be a JSON array of SQL strings' });
-        return z.NEVER;
-      }
-    }),
-  [RESTORE_TEST_ENV.protectedDatabases]: z
-    .string()
-    .default('[]')
-    .transform((text, ctx) => {
-      try {
-        return z.array(z.string().min(1)).parse(JSON.parse(text));
-      } catch {
-        ctx.addIssue({ code: 'custom', message: 'must be a JSON array of database names' });
-        return z.NEVER;
-      }
-    }),
+  [RESTORE_TEST_ENV.criticalQueries]: jsonStringArray('SQL strings'),
+  [RESTORE_TEST_ENV.protectedDatabases]: jsonStringArray('database names'),
   [RESTORE_TEST_ENV.rtoObjectiveSeconds]: positiveInt.default(1800),
   [RESTORE_TEST_ENV.rpoObjectiveSeconds]: positiveInt.default(900),
 });

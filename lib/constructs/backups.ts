@@ -26,6 +26,7 @@ import {
 import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
 import { BACKUP_TIERS, LATEST_POINTER_KEY, type BackupTier } from '../../lambdas/shared/s3-layout';
 import { ConfigError, type EnvironmentConfig } from '../config';
+import { nagRender } from '../nag';
 import { RUNNER_TASK_ENTRY_POINT, runnerContainerImage, runnerImageCode } from './runner-image';
 
 /**
@@ -540,21 +541,4 @@ function wildcardFindings(stack: Stack, statements: iam.PolicyStatement[]): { fi
     }
   }
   return [...findings].map(([finding, reason]) => ({ finding, reason }));
-}
-
-/** A value as cdk-nag prints it in findings: Ref as <Name>, GetAtt as <Id.Attr>, imports by name. */
-function nagRender(stack: Stack, value: string): string {
-  const render = (part: unknown): string => {
-    if (typeof part === 'string') return part;
-    const p = part as Record<string, unknown>;
-    if (p.Ref !== undefined) return `<${String(p.Ref)}>`;
-    if (Array.isArray(p['Fn::GetAtt'])) return `<${(p['Fn::GetAtt'] as string[]).join('.')}>`;
-    if (p['Fn::ImportValue'] !== undefined) return String(p['Fn::ImportValue']);
-    if (Array.isArray(p['Fn::Join'])) {
-      const [separator, parts] = p['Fn::Join'] as [string, unknown[]];
-      return parts.map(render).join(separator);
-    }
-    return JSON.stringify(part);
-  };
-  return render(stack.resolve(value));
 }

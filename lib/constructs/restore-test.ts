@@ -17,6 +17,7 @@ import { RESTORE_TEST_ENV, RESTORE_TEST_METRICS, RESTORE_TEST_SERVICE, temporary
 import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
 import { BACKUP_TIERS, LATEST_POINTER_KEY, RESTORE_TEST_REPORT_PREFIX } from '../../lambdas/shared/s3-layout';
 import { ConfigError, type EnvironmentConfig } from '../config';
+import { nagRender } from '../nag';
 import { runnerImageCode } from './runner-image';
 
 /** Runbook section 7: "le premier mercredi de chaque mois", after the 02:00 daily backup. */
@@ -381,21 +382,4 @@ function temporaryInstanceStatements(stack: Stack, config: EnvironmentConfig, id
     new iam.PolicyStatement({ sid: 'WatchTemporaryInstance', actions: ['rds:DescribeDBInstances'], resources: [temporary] }),
     new iam.PolicyStatement({ sid: 'DeleteTemporaryInstance', actions: ['rds:DeleteDBInstance'], resources: [temporary] }),
   ];
-}
-
-/** A value as cdk-nag prints it in findings: Ref as <Name>, GetAtt as <Id.Attr>, imports by name. */
-function nagRender(stack: Stack, value: string): string {
-  const render = (part: unknown): string => {
-    if (typeof part === 'string') return part;
-    const p = part as Record<string, unknown>;
-    if (p.Ref !== undefined) return `<${String(p.Ref)}>`;
-    if (Array.isArray(p['Fn::GetAtt'])) return `<${(p['Fn::GetAtt'] as string[]).join('.')}>`;
-    if (p['Fn::ImportValue'] !== undefined) return String(p['Fn::ImportValue']);
-    if (Array.isArray(p['Fn::Join'])) {
-      const [separator, parts] = p['Fn::Join'] as [string, unknown[]];
-      return parts.map(render).join(separator);
-    }
-    return JSON.stringify(part);
-  };
-  return render(stack.resolve(value));
 }

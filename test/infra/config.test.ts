@@ -12,7 +12,9 @@ describe('environment config', () => {
     expect(config.timeZone).toBe('Europe/Paris');
     expect(config.backups.runner).toBe('lambda');
     expect(config.restoreTest.rtoObjectiveSeconds).toBe(1800);
-    expect(config.restoreTest.rpoObjectiveSeconds).toBe(900);
+    expect(config.restoreTest.rpoObjectiveSeconds).toBe(3900); // set in the example: hourly tier + run time
+    expect(config.backups.minPitrRetentionDays).toBe(7);
+    expect(config.backups.snapshotRetention).toEqual({ weekly: 4, monthly: 12 });
   });
 
   it('names the missing environment and how to select one', () => {

@@ -7,7 +7,8 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { assertBackupTier, assertCompressionLevel, parseFormats, runBackup } from '../../../lambdas/backup/backup';
 import { HashingStream } from '../../../lambdas/backup/hashing-stream';
 import { backupObjectKeys } from '../../../lambdas/shared/s3-layout';
-import { formatBytes, formatProgress } from '../../../bin/cli/backup';
+import { formatProgress } from '../../../bin/cli/backup';
+import { formatBytes } from '../../../lambdas/shared/format';
 
 describe('backup options', () => {
   it('parses formats in a stable order, without repeats', () => {
