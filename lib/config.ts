@@ -119,7 +119,7 @@ export const RestoreTestConfigSchema = z.strictObject({
 export const KillswitchConfigSchema = z.strictObject({
   /** SSM parameter name holding the killswitch JSON value. */
   parameterName: z.string().regex(/^\/[a-zA-Z0-9_./-]+$/, 'must be an SSM parameter path starting with /'),
-  /** ALB listener where maintenance is enforced with a 503 fixed-response rule. */
+  /** ALB listener where maintenance is enforced: a rule forwards to the 503 maintenance responder (Lambda target). */
   listenerArn: arn,
   /** Priority of the maintenance listener rule (must be free on the listener). */
   listenerRulePriority: z.number().int().min(1).max(50000).default(1),

@@ -13,6 +13,7 @@ const env = handlerEnv({
   KILLSWITCH_PARAMETER: z.string().min(1),
   LISTENER_ARN: z.string().startsWith('arn:'),
   LISTENER_RULE_PRIORITY: z.coerce.number().int().min(1).max(49999),
+  MAINTENANCE_TARGET_GROUP_ARN: z.string().startsWith('arn:'),
 });
 const ssm = tracer.captureAWSv3Client(new SSMClient({}));
 const elbv2 = tracer.captureAWSv3Client(new ElasticLoadBalancingV2Client({}));
@@ -24,7 +25,12 @@ export async function enforce(event: unknown): Promise<EnforceResult> {
   const trigger = TriggerSchema.parse(event);
   const result = await enforceKillswitch(
     { ssm, elbv2 },
-    { parameterName: env.KILLSWITCH_PARAMETER, listenerArn: env.LISTENER_ARN, priority: env.LISTENER_RULE_PRIORITY },
+    {
+      parameterName: env.KILLSWITCH_PARAMETER,
+      listenerArn: env.LISTENER_ARN,
+      priority: env.LISTENER_RULE_PRIORITY,
+      maintenanceTargetGroupArn: env.MAINTENANCE_TARGET_GROUP_ARN,
+    },
   );
   // A change found by the reconcile means an event was missed: worth a warning.
   const log = trigger['detail-type'] === 'Scheduled Event' && result.changes.length > 0 ? logger.warn.bind(logger) : logger.info.bind(logger);

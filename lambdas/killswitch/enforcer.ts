@@ -13,7 +13,7 @@ import {
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { OperatorError } from '../shared/errors';
 import { readKillswitch } from './core';
-import { KillswitchMode, MAINTENANCE_BODY, MAINTENANCE_EXEMPT_PATHS } from './value';
+import { KillswitchMode, MAINTENANCE_EXEMPT_PATHS } from './value';
 
 /** Tag marking the listener rules this enforcer owns; a rule without it is never touched. */
 export const RULE_TAG_KEY = 'atmr-dr:killswitch';
@@ -24,6 +24,8 @@ export interface EnforceSettings {
   readonly listenerArn: string;
   /** Priority P: P serves /health and /ready as usual, P+1 answers 503 to everything else. */
   readonly priority: number;
+  /** Lambda target group of the maintenance responder: the 503 with Retry-After comes from there. */
+  readonly maintenanceTargetGroupArn: string;
 }
 
 export interface EnforceDeps {
@@ -37,17 +39,22 @@ export interface EnforceResult {
   readonly changes: readonly string[];
 }
 
-/** ALB fixed responses cannot carry headers (no Retry-After at the edge: see docs/killswitch.md). */
-export const MAINTENANCE_ACTION: Action = {
-  Type: 'fixed-response',
-  FixedResponseConfig: { StatusCode: '503', ContentType: 'application/json', MessageBody: MAINTENANCE_BODY },
-};
+/**
+ * Everything but the exempt paths goes to the maintenance responder (a Lambda target): it answers
+ * the 503 with the runbook body and a Retry-After, which an ALB fixed response cannot carry. No
+ * fixed-response fallback: an ALB rule has no "if the target fails" branch, and a rule created by an
+ * earlier version (fixed response) is upgraded by the drift repair below.
+ */
+export function maintenanceAction(targetGroupArn: string): Action {
+  return { Type: 'forward', TargetGroupArn: targetGroupArn };
+}
 const EVERYTHING: RuleCondition[] = [{ Field: 'path-pattern', PathPatternConfig: { Values: ['*'] } }];
 const EXEMPT: RuleCondition[] = [{ Field: 'path-pattern', PathPatternConfig: { Values: [...MAINTENANCE_EXEMPT_PATHS] } }];
 
 /**
  * Makes the listener match the killswitch: in maintenance, two tagged rules (exempt paths pass
- * through with the listener's default actions, everything else gets the 503); otherwise none.
+ * through with the listener's default actions, everything else goes to the maintenance responder);
+ * otherwise none.
  * Re-running with the same mode changes nothing. A malformed value counts as normal, like readers.
  */
 export async function enforceKillswitch(deps: EnforceDeps, settings: EnforceSettings): Promise<EnforceResult> {
@@ -70,7 +77,7 @@ export async function enforceKillswitch(deps: EnforceDeps, settings: EnforceSett
 
   const wanted: { role: ManagedRoleName; priority: number; conditions: RuleCondition[]; actions: Action[] }[] = [
     { role: 'exempt', priority: settings.priority, conditions: EXEMPT, actions: defaultActions },
-    { role: 'maintenance', priority: settings.priority + 1, conditions: EVERYTHING, actions: [MAINTENANCE_ACTION] },
+    { role: 'maintenance', priority: settings.priority + 1, conditions: EVERYTHING, actions: [maintenanceAction(settings.maintenanceTargetGroupArn)] },
   ];
   for (const want of wanted) {
     const existing = managed.get(want.role);

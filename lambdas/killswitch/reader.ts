@@ -57,7 +57,8 @@ export class KillswitchReader {
   constructor(private readonly options: KillswitchReaderOptions) {
     this.provider = options.provider ?? new SSMProvider();
     this.maxAgeSeconds = options.maxAgeSeconds ?? DEFAULT_MAX_AGE_SECONDS;
-    this.clock = options.clock ?? Date.now;
+    // Looked up at each call, not captured: a replaced global Date (tests, polyfills) is honoured.
+    this.clock = options.clock ?? (() => Date.now());
   }
 
   read(): Promise<KillswitchState> | KillswitchState {

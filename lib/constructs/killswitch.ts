@@ -1,5 +1,6 @@
-import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { Duration, Names, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -24,6 +25,8 @@ export interface KillswitchProps {
   readonly listenerArn: string;
   /** Priority P of the exempt (/health, /ready) rule; the 503 rule takes P+1. Both must be free. */
   readonly listenerRulePriority: number;
+  /** Retry-After of the edge 503 when the value has no `expiresAt`. @default Duration.seconds(120) */
+  readonly defaultRetryAfter?: Duration;
   /** Task role of the Flask API: read access. */
   readonly apiTaskRoleArn: string;
   /** Operator roles of the CLI: read and write access. @default - none */
@@ -47,6 +50,10 @@ const EXPIRY_SCHEDULE_NAME = 'killswitch-expiry';
  */
 export class Killswitch extends Construct {
   readonly enforcer: HouseFunction;
+  /** Answers the requests the maintenance rule forwards: 503, the runbook body, Retry-After. */
+  readonly maintenanceResponder: HouseFunction;
+  /** Lambda target group of the responder; the enforcer's maintenance rule forwards to it. */
+  readonly maintenanceTargetGroup: elbv2.ApplicationTargetGroup;
   readonly notifier: HouseFunction;
   readonly expiryReverter: HouseFunction;
   readonly slackCommand?: HouseFunction;
@@ -83,17 +90,62 @@ export class Killswitch extends Construct {
       iam.Role.fromRoleArn(this, `OperatorRole${index}`, arn, { mutable: true }).addToPrincipalPolicy(writeParameter);
     });
 
+    // Maintenance responder: the edge 503 with Retry-After (an ALB fixed response cannot set headers).
+    const defaultRetryAfterSeconds = (props.defaultRetryAfter ?? Duration.seconds(120)).toSeconds();
+    if (defaultRetryAfterSeconds < 1 || defaultRetryAfterSeconds > 86400) {
+      throw new Error(`Killswitch: defaultRetryAfter is ${defaultRetryAfterSeconds} s: use between 1 second and 1 day`);
+    }
+    this.maintenanceResponder = new HouseFunction(this, 'MaintenanceResponder', {
+      entry: 'lambdas/killswitch/maintenance-responder-handler.ts',
+      serviceName: 'killswitch-maintenance',
+      // The ALB waits for the answer; a warm call reads the value from memory (5 s cache).
+      timeout: Duration.seconds(10),
+      environment: { ...common, DEFAULT_RETRY_AFTER_SECONDS: String(defaultRetryAfterSeconds) },
+    });
+    (this.maintenanceResponder.function.role as iam.IRole).addToPrincipalPolicy(readParameter);
+    // Named, so the invoke permission can name it before it exists: ELB checks the permission when
+    // the function is registered, so the permission cannot reference the group's (later) ARN.
+    const targetGroupName = Names.uniqueResourceName(this, { maxLength: 32, separator: '-' });
+    const albInvoke = new lambda.CfnPermission(this, 'MaintenanceResponderAlbInvoke', {
+      action: 'lambda:InvokeFunction',
+      functionName: this.maintenanceResponder.function.functionArn,
+      principal: 'elasticloadbalancing.amazonaws.com',
+      sourceAccount: stack.account,
+      sourceArn: stack.formatArn({ service: 'elasticloadbalancing', resource: 'targetgroup', resourceName: `${targetGroupName}/*` }),
+    });
+    const responderFunction = this.maintenanceResponder.function;
+    this.maintenanceTargetGroup = new elbv2.ApplicationTargetGroup(this, 'MaintenanceTargetGroup', {
+      targetGroupName,
+      targetType: elbv2.TargetType.LAMBDA,
+      // Not targets.LambdaTarget: its invoke permission has no source ARN (any target group could invoke).
+      targets: [
+        {
+          attachToApplicationTargetGroup: (group) => {
+            group.node.addDependency(albInvoke);
+            return { targetType: elbv2.TargetType.LAMBDA, targetJson: { id: responderFunction.functionArn } };
+          },
+        },
+      ],
+    });
+
     // Enforcer: the ALB listener follows the parameter.
     this.enforcer = new HouseFunction(this, 'Enforcer', {
       entry: 'lambdas/killswitch/enforce-handler.ts',
       serviceName: 'killswitch-enforcer',
       // One at a time: concurrent add/remove of the same rules would race.
       reservedConcurrentExecutions: 1,
-      environment: { ...common, LISTENER_ARN: props.listenerArn, LISTENER_RULE_PRIORITY: String(props.listenerRulePriority) },
+      environment: {
+        ...common,
+        LISTENER_ARN: props.listenerArn,
+        LISTENER_RULE_PRIORITY: String(props.listenerRulePriority),
+        MAINTENANCE_TARGET_GROUP_ARN: this.maintenanceTargetGroup.targetGroupArn,
+      },
     });
     const enforcerRole = this.enforcer.function.role as iam.IRole;
     enforcerRole.addToPrincipalPolicy(readParameter);
     const listenerRules = `${props.listenerArn.replace(':listener/', ':listener-rule/')}/*`;
+    // Rule writes only, on this listener. ELBv2 has no resource type or condition key for the target
+    // group a rule forwards to, so "forward only to the responder" is enforced by the code, not IAM.
     enforcerRole.addToPrincipalPolicy(
       new iam.PolicyStatement({ sid: 'CreateRulesOnTheListener', actions: ['elasticloadbalancing:CreateRule'], resources: [props.listenerArn] }),
     );
@@ -218,7 +270,7 @@ export class Killswitch extends Construct {
       period: Duration.minutes(1),
     });
 
-    const houseFunctions = [this.enforcer, this.notifier, this.expiryReverter, ...(this.slackCommand ? [this.slackCommand] : [])];
+    const houseFunctions = [this.enforcer, this.maintenanceResponder, this.notifier, this.expiryReverter, ...(this.slackCommand ? [this.slackCommand] : [])];
     for (const fn of houseFunctions) {
       Validations.of(fn).acknowledge(
         {
@@ -242,6 +294,10 @@ export class Killswitch extends Construct {
         reason: 'Failed asynchronous runs go to the killswitch dead-letter queue through the on-failure destination; the legacy DeadLetterConfig would only duplicate it.',
       });
     }
+    Validations.of(this.maintenanceResponder).acknowledge({
+      id: 'Serverless-LambdaDLQ',
+      reason: 'Invoked synchronously by the ALB for each request: a failure is the HTTP answer itself, there is no async event to dead-letter.',
+    });
     Validations.of(this.notifier).acknowledge({
       id: 'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
       reason: 'Granted by topic.grantPublish for the KMS-encrypted incidents topic, on that one key only.',

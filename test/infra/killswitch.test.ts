@@ -1,4 +1,4 @@
-import { App, Stack } from 'aws-cdk-lib';
+import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Killswitch } from '../../lib/constructs/killswitch';
@@ -125,6 +125,7 @@ describe('killswitch IAM scoping (stateless stack)', () => {
       'atmr-api-task': ['ssm:GetParameter'],
       'atmr-oncall': ['ssm:GetParameter', 'ssm:PutParameter'],
       [`<${functionRoleId('Enforcer')}>`]: ['ssm:GetParameter'],
+      [`<${functionRoleId('MaintenanceResponder')}>`]: ['ssm:GetParameter'],
       [`<${functionRoleId('Notifier')}>`]: ['ssm:GetParameter'],
       [`<${functionRoleId('ExpiryReverter')}>`]: ['ssm:GetParameter', 'ssm:PutParameter'],
       [`<${functionRoleId('SlackCommand')}>`]: ['ssm:GetParameter', 'ssm:PutParameter'],
@@ -203,11 +204,99 @@ describe('killswitch events and schedules', () => {
     });
   });
 
-  it('gives the enforcer the listener and priority, and runs one at a time', () => {
+  it('gives the enforcer the listener, priority and the responder target group, and runs one at a time', () => {
     opsTemplate.hasResourceProperties('AWS::Lambda::Function', {
       ReservedConcurrentExecutions: 1,
-      Environment: { Variables: Match.objectLike({ KILLSWITCH_PARAMETER: PARAMETER, LISTENER_ARN: LISTENER, LISTENER_RULE_PRIORITY: '1' }) },
+      Environment: {
+        Variables: Match.objectLike({
+          KILLSWITCH_PARAMETER: PARAMETER,
+          LISTENER_ARN: LISTENER,
+          LISTENER_RULE_PRIORITY: '1',
+          MAINTENANCE_TARGET_GROUP_ARN: { Ref: Match.stringLikeRegexp('^KillswitchMaintenanceTargetGroup') },
+        }),
+      },
     });
+  });
+});
+
+describe('killswitch edge maintenance responder (Retry-After at the ALB)', () => {
+  const byType = (type: string) => Object.entries(ops.Resources).filter(([, r]) => r.Type === type);
+  const [responderId] = Object.entries(ops.Resources).find(
+    ([id, r]) => r.Type === 'AWS::Lambda::Function' && id.startsWith('KillswitchMaintenanceResponderFunction'),
+  ) as [string, Json];
+  const [targetGroupId, targetGroup] = byType('AWS::ElasticLoadBalancingV2::TargetGroup').find(([id]) =>
+    id.startsWith('KillswitchMaintenanceTargetGroup'),
+  ) as [string, Json];
+  const targetGroupProps = targetGroup.Properties as Json;
+  const invokePermissions = byType('AWS::Lambda::Permission').filter(([, r]) => render((r.Properties as Json).FunctionName) === `<${responderId}.Arn>`);
+
+  it('puts the responder function in a Lambda target group (no VPC, no health checks invoking it)', () => {
+    expect(targetGroupProps).toMatchObject({ TargetType: 'lambda', Targets: [{ Id: { 'Fn::GetAtt': [responderId, 'Arn'] } }] });
+    expect(targetGroupProps.VpcId).toBeUndefined();
+    expect(targetGroupProps.HealthCheckEnabled).not.toBe(true);
+    expect(String(targetGroupProps.Name)).toMatch(/^[A-Za-z0-9][A-Za-z0-9-]{0,30}[A-Za-z0-9]$/);
+  });
+
+  it('lets only the ALB invoke the responder, from this target group of this account', () => {
+    expect(invokePermissions).toHaveLength(1);
+    const [permissionId, permission] = invokePermissions[0];
+    expect(permission.Properties).toEqual({
+      Action: 'lambda:InvokeFunction',
+      FunctionName: { 'Fn::GetAtt': [responderId, 'Arn'] },
+      Principal: 'elasticloadbalancing.amazonaws.com',
+      SourceAccount: '111111111111',
+      SourceArn: expect.anything(),
+    });
+    expect(render((permission.Properties as Json).SourceArn)).toBe(
+      `arn:<AWS::Partition>:elasticloadbalancing:eu-west-3:111111111111:targetgroup/${String(targetGroupProps.Name)}/*`,
+    );
+    // ELB checks the permission when it registers the function: it must exist first.
+    expect(asArray(targetGroup.DependsOn as string | string[])).toContain(permissionId);
+  });
+
+  it('gives the responder the parameter name and a default Retry-After of 120 s', () => {
+    const responder = ops.Resources[responderId].Properties as { Environment: { Variables: Record<string, unknown> }; Timeout: number };
+    expect(responder.Environment.Variables).toMatchObject({ KILLSWITCH_PARAMETER: PARAMETER, DEFAULT_RETRY_AFTER_SECONDS: '120' });
+    expect(responder.Timeout).toBeLessThanOrEqual(10);
+  });
+
+  it("lets the responder read the killswitch parameter and nothing else (besides X-Ray)", () => {
+    const policy = Object.entries(ops.Resources).find(
+      ([id, r]) => r.Type === 'AWS::IAM::Policy' && id.startsWith('KillswitchMaintenanceResponderFunctionServiceRoleDefaultPolicy'),
+    )?.[1] as Json;
+    const statements = (policy.Properties as { PolicyDocument: { Statement: Statement[] } }).PolicyDocument.Statement.filter(
+      (s) => !asArray(s.Action).every((a) => a.startsWith('xray:')),
+    );
+
+    expect(statements.map((s) => ({ actions: asArray(s.Action), resources: asArray(s.Resource).map(render) }))).toEqual([
+      { actions: ['ssm:GetParameter'], resources: [expect.stringMatching(new RegExp(`${PARAMETER_ARN_SUFFIX}$`))] },
+    ]);
+  });
+
+  it('takes a configured default Retry-After', () => {
+    const app = new App({ context: NO_BUNDLING });
+    const stack = new Stack(app, 'RetryAfter', { env: { account: '111111111111', region: 'eu-west-3' } });
+    new Killswitch(stack, 'Killswitch', {
+      environmentName: 'test',
+      parameterName: PARAMETER,
+      listenerArn: LISTENER,
+      listenerRulePriority: 1,
+      defaultRetryAfter: Duration.minutes(5),
+      apiTaskRoleArn: 'arn:aws:iam::111111111111:role/atmr-api-task',
+      incidentsTopic: new sns.Topic(stack, 'Topic', { enforceSSL: true }),
+    });
+
+    Template.fromStack(stack).hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ DEFAULT_RETRY_AFTER_SECONDS: '300' }) },
+    });
+  });
+
+  it('references the target group only through the enforcer environment (no ELBv2 write on target groups)', () => {
+    const elbStatements = Object.values(ops.Resources)
+      .filter((r) => r.Type === 'AWS::IAM::Policy')
+      .flatMap((r) => (r.Properties as { PolicyDocument: { Statement: Statement[] } }).PolicyDocument.Statement)
+      .filter((s) => asArray(s.Action).some((a) => a.startsWith('elasticloadbalancing:')));
+    expect(elbStatements.flatMap((s) => asArray(s.Resource).map(render)).filter((r) => r.includes(':targetgroup/') || r.includes(targetGroupId))).toEqual([]);
   });
 });
 

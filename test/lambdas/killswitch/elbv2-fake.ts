@@ -14,6 +14,8 @@ import type { AwsClientStub } from 'aws-sdk-client-mock';
 
 export const LISTENER_ARN = 'arn:aws:elasticloadbalancing:eu-west-3:111111111111:listener/app/atmr-api/0123456789abcdef/fedcba9876543210';
 export const TARGET_GROUP_ARN = 'arn:aws:elasticloadbalancing:eu-west-3:111111111111:targetgroup/atmr-api/0011223344556677';
+/** The killswitch's own Lambda target group (the maintenance responder). */
+export const MAINTENANCE_TARGET_GROUP_ARN = 'arn:aws:elasticloadbalancing:eu-west-3:111111111111:targetgroup/atmr-ks-maintenance/8899aabbccddeeff';
 const RULE_PREFIX = LISTENER_ARN.replace(':listener/', ':listener-rule/');
 
 /** How ALB hands actions back: with an Order, and a forward expanded into a ForwardConfig. */

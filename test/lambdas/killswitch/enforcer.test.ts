@@ -7,15 +7,15 @@ import {
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { enforceKillswitch, MAINTENANCE_ACTION, RULE_TAG_KEY } from '../../../lambdas/killswitch/enforcer';
+import { enforceKillswitch, maintenanceAction, RULE_TAG_KEY } from '../../../lambdas/killswitch/enforcer';
 import { MAINTENANCE_BODY } from '../../../lambdas/killswitch/value';
-import { fakeListener, LISTENER_ARN, TARGET_GROUP_ARN } from './elbv2-fake';
+import { fakeListener, LISTENER_ARN, MAINTENANCE_TARGET_GROUP_ARN, TARGET_GROUP_ARN } from './elbv2-fake';
 import { fakeParameter, PARAMETER, value } from './fixtures';
 
 const ssmMock = mockClient(SSMClient);
 const elbMock = mockClient(ElasticLoadBalancingV2Client);
 const deps = { ssm: new SSMClient({ region: 'eu-west-3' }), elbv2: new ElasticLoadBalancingV2Client({ region: 'eu-west-3' }) };
-const settings = { parameterName: PARAMETER, listenerArn: LISTENER_ARN, priority: 1 };
+const settings = { parameterName: PARAMETER, listenerArn: LISTENER_ARN, priority: 1, maintenanceTargetGroupArn: MAINTENANCE_TARGET_GROUP_ARN };
 const maintenance = value({ mode: 'maintenance', reason: 'OSRM down', actor: 'alice' });
 
 beforeEach(() => {
@@ -24,7 +24,7 @@ beforeEach(() => {
 });
 
 describe('enforceKillswitch', () => {
-  it('in maintenance, adds a 503 rule for every path and a pass-through rule for /health and /ready before it', async () => {
+  it('in maintenance, forwards every path to the maintenance responder, with a pass-through rule for /health and /ready before it', async () => {
     fakeParameter(ssmMock, maintenance);
     const listener = fakeListener(elbMock);
 
@@ -35,8 +35,10 @@ describe('enforceKillswitch', () => {
     expect(exempt).toMatchObject({ Priority: '1', Conditions: [{ Field: 'path-pattern', PathPatternConfig: { Values: ['/health', '/ready'] } }] });
     expect(exempt.Actions?.[0]).toMatchObject({ Type: 'forward', TargetGroupArn: TARGET_GROUP_ARN });
     expect(blocked).toMatchObject({ Priority: '2', Conditions: [{ Field: 'path-pattern', PathPatternConfig: { Values: ['*'] } }] });
-    expect(blocked.Actions?.[0].FixedResponseConfig).toEqual({ StatusCode: '503', ContentType: 'application/json', MessageBody: MAINTENANCE_BODY });
-    expect(JSON.parse(MAINTENANCE_BODY)).toEqual({ error: 'Service en maintenance - Merci de réessayer plus tard' });
+    expect(blocked.Actions).toHaveLength(1);
+    expect(blocked.Actions?.[0]).toMatchObject({ Type: 'forward', TargetGroupArn: MAINTENANCE_TARGET_GROUP_ARN });
+    expect(blocked.Actions?.[0].FixedResponseConfig).toBeUndefined();
+    expect(elbMock).toHaveReceivedCommandWith(CreateRuleCommand, { Priority: 2, Actions: [{ Type: 'forward', TargetGroupArn: MAINTENANCE_TARGET_GROUP_ARN }] });
     expect(listener.tagsOf(blocked.RuleArn as string)).toEqual([{ Key: RULE_TAG_KEY, Value: 'maintenance' }]);
   });
 
@@ -89,17 +91,48 @@ describe('enforceKillswitch', () => {
     expect(listener.rules()).toEqual([]);
   });
 
-  it('repairs a managed rule that drifted (e.g. edited in the console)', async () => {
+  it('repairs a managed rule that drifted to another target group (e.g. edited in the console)', async () => {
     fakeParameter(ssmMock, maintenance);
     const listener = fakeListener(elbMock);
     await enforceKillswitch(deps, settings);
     const blocked = listener.rules()[1];
-    blocked.Actions = [{ Type: 'fixed-response', Order: 1, FixedResponseConfig: { StatusCode: '503', ContentType: 'text/plain', MessageBody: 'down' } }];
+    blocked.Actions = [
+      { Type: 'forward', Order: 1, TargetGroupArn: TARGET_GROUP_ARN, ForwardConfig: { TargetGroups: [{ TargetGroupArn: TARGET_GROUP_ARN, Weight: 1 }] } },
+    ];
 
     const result = await enforceKillswitch(deps, settings);
 
     expect(result.changes).toEqual([expect.stringMatching(/^modified maintenance rule/)]);
-    expect(elbMock).toHaveReceivedCommandWith(ModifyRuleCommand, { RuleArn: blocked.RuleArn, Actions: [MAINTENANCE_ACTION] });
+    expect(elbMock).toHaveReceivedCommandWith(ModifyRuleCommand, { RuleArn: blocked.RuleArn, Actions: [maintenanceAction(MAINTENANCE_TARGET_GROUP_ARN)] });
+    expect(listener.rules()[1].Actions?.[0]).toMatchObject({ Type: 'forward', TargetGroupArn: MAINTENANCE_TARGET_GROUP_ARN });
+  });
+
+  it('upgrades a fixed-response 503 rule left by the previous version to the forward to the responder, once', async () => {
+    fakeParameter(ssmMock, maintenance);
+    const listener = fakeListener(elbMock);
+    await enforceKillswitch(deps, settings);
+    const blocked = listener.rules()[1];
+    blocked.Actions = [{ Type: 'fixed-response', Order: 1, FixedResponseConfig: { StatusCode: '503', ContentType: 'application/json', MessageBody: MAINTENANCE_BODY } }];
+
+    const upgraded = await enforceKillswitch(deps, settings);
+    const again = await enforceKillswitch(deps, settings);
+
+    expect(upgraded.changes).toEqual([`modified maintenance rule ${blocked.RuleArn}`]);
+    expect(listener.rules()[1].Actions).toEqual([expect.objectContaining({ Type: 'forward', TargetGroupArn: MAINTENANCE_TARGET_GROUP_ARN })]);
+    expect(again.changes).toEqual([]);
+  });
+
+  it('follows a new responder target group (e.g. after a redeploy replaced it)', async () => {
+    fakeParameter(ssmMock, maintenance);
+    const listener = fakeListener(elbMock);
+    await enforceKillswitch(deps, settings);
+    const replaced = MAINTENANCE_TARGET_GROUP_ARN.replace('8899aabbccddeeff', '0123012301230123');
+
+    const result = await enforceKillswitch(deps, { ...settings, maintenanceTargetGroupArn: replaced });
+
+    expect(result.changes).toEqual([expect.stringMatching(/^modified maintenance rule/)]);
+    expect(listener.rules()[1].Actions?.[0]).toMatchObject({ TargetGroupArn: replaced });
+    expect(listener.rules()[0].Actions?.[0]).toMatchObject({ TargetGroupArn: TARGET_GROUP_ARN });
   });
 
   it('refuses to take a priority used by a rule it does not own, naming the config field', async () => {
@@ -118,6 +151,7 @@ describe('enforcer handler: the 5-minute reconcile converges after a missed even
     process.env.KILLSWITCH_PARAMETER = PARAMETER;
     process.env.LISTENER_ARN = LISTENER_ARN;
     process.env.LISTENER_RULE_PRIORITY = '1';
+    process.env.MAINTENANCE_TARGET_GROUP_ARN = MAINTENANCE_TARGET_GROUP_ARN;
     process.env.AWS_REGION = 'eu-west-3';
     process.env.POWERTOOLS_TRACE_ENABLED = 'false';
     // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -135,6 +169,8 @@ describe('enforcer handler: the 5-minute reconcile converges after a missed even
     expect(first.changes).toHaveLength(2);
     expect(second.changes).toEqual([]);
     expect(listener.rules()).toHaveLength(2);
+    // The responder's target group comes from MAINTENANCE_TARGET_GROUP_ARN.
+    expect(listener.rules()[1].Actions?.[0]).toMatchObject({ Type: 'forward', TargetGroupArn: MAINTENANCE_TARGET_GROUP_ARN });
   });
 
   it('rejects an event it was not wired for', async () => {

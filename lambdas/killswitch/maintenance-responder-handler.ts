@@ -1,0 +1,30 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { SSMProvider } from '@aws-lambda-powertools/parameters/ssm';
+import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import middy from '@middy/core';
+import { z } from 'zod';
+import { observability } from '../shared/observability';
+import { handlerEnv } from './env';
+import { AlbResponse, MaintenanceResponder } from './maintenance-responder';
+import { KillswitchReader } from './reader';
+
+const { logger, metrics, tracer } = observability('killswitch-maintenance');
+const env = handlerEnv({
+  KILLSWITCH_PARAMETER: z.string().min(1),
+  DEFAULT_RETRY_AFTER_SECONDS: z.coerce.number().int().min(1).max(86400),
+});
+const provider = new SSMProvider({ awsSdkV3Client: tracer.captureAWSv3Client(new SSMClient({})) });
+const reader = new KillswitchReader({ parameterName: env.KILLSWITCH_PARAMETER, provider, logger, metrics });
+const responder = new MaintenanceResponder({ reader, defaultRetryAfterSeconds: env.DEFAULT_RETRY_AFTER_SECONDS, logger });
+
+export async function respond(event: unknown): Promise<AlbResponse> {
+  const response = await responder.answer(event);
+  // Flushed only when the reader recorded something (KillswitchInvalid): the logMetrics middleware
+  // would log "no metrics" on every request of a maintenance page under load.
+  if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
+  return response;
+}
+
+/** Behind the killswitch ALB rule (lambda target group): every request gets the maintenance 503. */
+export const handler = middy(respond).use(injectLambdaContext(logger)).use(captureLambdaHandler(tracer));

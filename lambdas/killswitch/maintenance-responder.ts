@@ -1,0 +1,88 @@
+import type { Logger } from '@aws-lambda-powertools/logger';
+import { z } from 'zod';
+import { DEFAULT_RETRY_AFTER_SECONDS, KillswitchReader, maintenanceResponse, retryAfterSeconds } from './reader';
+import type { KillswitchMode } from './value';
+
+/**
+ * The request an ALB hands to a Lambda target. With the target group attribute
+ * `lambda.multi_value_headers.enabled`, headers come as `multiValueHeaders` and the answer must use
+ * the same shape (ALB ignores `headers` then).
+ */
+export const AlbRequestSchema = z.looseObject({
+  requestContext: z.looseObject({ elb: z.looseObject({ targetGroupArn: z.string() }) }),
+  httpMethod: z.string(),
+  path: z.string(),
+  headers: z.record(z.string(), z.string()).optional(),
+  multiValueHeaders: z.record(z.string(), z.array(z.string())).optional(),
+});
+export type AlbRequest = z.infer<typeof AlbRequestSchema>;
+
+/** What an ALB expects back from a Lambda target. */
+export type AlbResponse = {
+  readonly statusCode: 503;
+  readonly statusDescription: string;
+  readonly isBase64Encoded: false;
+  readonly body: string;
+} & ({ readonly headers: Record<string, string> } | { readonly multiValueHeaders: Record<string, string[]> });
+
+export interface MaintenanceResponderOptions {
+  readonly reader: Pick<KillswitchReader, 'read'>;
+  /** Retry-After (seconds) when the value has no expiry. @default 120 */
+  readonly defaultRetryAfterSeconds?: number;
+  readonly logger?: Pick<Logger, 'warn' | 'error'>;
+  readonly clock?: () => number;
+}
+
+/**
+ * Answers the requests the killswitch's ALB rule forwards (everything but /health and /ready, in
+ * maintenance): always 503 with the runbook body and a Retry-After, which an ALB fixed response
+ * cannot carry.
+ *
+ * It never answers anything else. The rule exists only while the enforcer saw `maintenance`; if this
+ * function reads another mode, either the value has just changed and the enforcer deletes the rule
+ * within seconds (EventBridge delivery), or the reader failed open (SSM unreachable before any read,
+ * or a malformed value). Passing the request on is impossible (a Lambda target is not a proxy), and a
+ * 200 or 404 would be a lie; a short Retry-After would invite a retry storm exactly when the reading
+ * may be wrong. So: the same 503 with the default Retry-After, and one warning per mode change.
+ */
+export class MaintenanceResponder {
+  private readonly defaultRetryAfterSeconds: number;
+  private readonly clock: () => number;
+  /** Last mode we warned about, so a stale rule logs once, not once per request. */
+  private warnedMode: KillswitchMode | undefined;
+
+  constructor(private readonly options: MaintenanceResponderOptions) {
+    this.defaultRetryAfterSeconds = options.defaultRetryAfterSeconds ?? DEFAULT_RETRY_AFTER_SECONDS;
+    // Looked up at each call, not captured: a replaced global Date (tests, polyfills) is honoured.
+    this.clock = options.clock ?? (() => Date.now());
+  }
+
+  async answer(event: unknown): Promise<AlbResponse> {
+    const request = AlbRequestSchema.safeParse(event);
+    if (!request.success) {
+      // Only the ALB may invoke this function: an unknown shape is an ALB format change, and the
+      // client still deserves the maintenance answer rather than a 502.
+      this.options.logger?.error('maintenance responder: not an ALB request; answering 503 anyway', { issue: request.error.issues[0]?.message });
+    }
+    const state = await this.options.reader.read();
+    const now = this.clock();
+    let retryAfter = this.defaultRetryAfterSeconds;
+    if (state.maintenance) {
+      this.warnedMode = undefined;
+      retryAfter = retryAfterSeconds(state, now, this.defaultRetryAfterSeconds);
+    } else if (this.warnedMode !== state.mode) {
+      this.warnedMode = state.mode;
+      this.options.logger?.warn('maintenance rule still in place while the killswitch is not in maintenance: answering 503 until the enforcer removes it', {
+        mode: state.mode,
+        source: state.source,
+      });
+    }
+    const { statusCode, headers, body } = maintenanceResponse(state, now);
+    const answerHeaders = { ...headers, 'Retry-After': String(retryAfter) };
+    const common = { statusCode, statusDescription: '503 Service Unavailable', isBase64Encoded: false as const, body };
+    if (request.success && request.data.multiValueHeaders !== undefined) {
+      return { ...common, multiValueHeaders: Object.fromEntries(Object.entries(answerHeaders).map(([name, v]) => [name, [v]])) };
+    }
+    return { ...common, headers: answerHeaders };
+  }
+}

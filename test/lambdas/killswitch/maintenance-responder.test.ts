@@ -1,0 +1,246 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { mockClient } from 'aws-sdk-client-mock';
+import 'aws-sdk-client-mock-jest';
+import { MaintenanceResponder } from '../../../lambdas/killswitch/maintenance-responder';
+import { KillswitchReader } from '../../../lambdas/killswitch/reader';
+import { MAINTENANCE_BODY } from '../../../lambdas/killswitch/value';
+import { MAINTENANCE_TARGET_GROUP_ARN } from './elbv2-fake';
+import { fakeParameter, getParameterOutput, PARAMETER, value } from './fixtures';
+
+const ssmMock = mockClient(SSMClient);
+const START = Date.parse('2026-06-01T10:00:00.000Z');
+/** The exact bytes DESIGN.md fixes for the 503 body. */
+const RUNBOOK_BODY = '{"error":"Service en maintenance - Merci de réessayer plus tard"}';
+
+/** Moves the (fake) clock: Powertools' cache reads `new Date()`, the reader and responder `Date.now()`. */
+function advance(ms: number): void {
+  jest.setSystemTime(Date.now() + ms);
+}
+
+/** A request as an ALB hands it to a Lambda target (multi-value headers off: the default). */
+function albRequest(path = '/api/bookings') {
+  return {
+    requestContext: { elb: { targetGroupArn: MAINTENANCE_TARGET_GROUP_ARN } },
+    httpMethod: 'GET',
+    path,
+    queryStringParameters: { page: '2' },
+    headers: { accept: 'application/json', host: 'api.atmr.example', 'x-forwarded-for': '203.0.113.7' },
+    body: '',
+    isBase64Encoded: false,
+  };
+}
+
+/** The same request with the target group attribute lambda.multi_value_headers.enabled = true. */
+function albMultiValueRequest() {
+  return {
+    requestContext: { elb: { targetGroupArn: MAINTENANCE_TARGET_GROUP_ARN } },
+    httpMethod: 'POST',
+    path: '/api/bookings',
+    multiValueQueryStringParameters: { tag: ['a', 'b'] },
+    multiValueHeaders: { accept: ['application/json'], cookie: ['a=1', 'b=2'] },
+    body: 'eyJ4IjoxfQ==',
+    isBase64Encoded: true,
+  };
+}
+
+function setup(options: { defaultRetryAfterSeconds?: number } = {}) {
+  const logger = new Logger({ serviceName: 'responder-test', logLevel: 'SILENT' });
+  const metrics = new Metrics({ namespace: 'AtmrDr', serviceName: 'responder-test' });
+  const warnings = jest.spyOn(logger, 'warn');
+  const errors = jest.spyOn(logger, 'error');
+  const reader = new KillswitchReader({ parameterName: PARAMETER, logger, metrics });
+  const responder = new MaintenanceResponder({ reader, logger, ...options });
+  return { responder, warnings, errors };
+}
+
+beforeEach(() => {
+  ssmMock.reset();
+  // Only the clock is faked: the SDK keeps real timers and ticks.
+  jest.useFakeTimers({
+    now: START,
+    doNotFake: ['hrtime', 'nextTick', 'performance', 'queueMicrotask', 'setImmediate', 'clearImmediate', 'setInterval', 'clearInterval', 'setTimeout', 'clearTimeout'],
+  });
+});
+afterEach(() => {
+  jest.useRealTimers();
+  jest.restoreAllMocks();
+});
+
+describe('maintenance responder (ALB Lambda target)', () => {
+  it('answers 503 with the runbook body, JSON content type and Retry-After up to expiresAt', async () => {
+    fakeParameter(ssmMock, value({ mode: 'maintenance', reason: 'OSRM down', expiresAt: '2026-06-01T10:30:00.000Z' }));
+    const { responder } = setup();
+
+    const response = await responder.answer(albRequest());
+
+    expect(response).toEqual({
+      statusCode: 503,
+      statusDescription: '503 Service Unavailable',
+      isBase64Encoded: false,
+      headers: { 'Content-Type': 'application/json; charset=utf-8', 'Retry-After': '1800', 'Cache-Control': 'no-store' },
+      body: RUNBOOK_BODY,
+    });
+    expect(MAINTENANCE_BODY).toBe(RUNBOOK_BODY);
+    expect(JSON.parse(response.body)).toEqual({ error: 'Service en maintenance - Merci de réessayer plus tard' });
+  });
+
+  it('rounds the seconds left up, and never says less than 1 once the expiry has passed', async () => {
+    const store = fakeParameter(ssmMock, value({ mode: 'maintenance', expiresAt: '2026-06-01T10:01:30.200Z' }));
+    const { responder } = setup();
+
+    const before = await responder.answer(albRequest());
+    store.raw = JSON.stringify(value({ mode: 'maintenance', expiresAt: '2026-06-01T09:59:00.000Z' }));
+    advance(6_000);
+    const after = await responder.answer(albRequest());
+
+    expect(before).toMatchObject({ headers: { 'Retry-After': '91' } });
+    expect(after).toMatchObject({ headers: { 'Retry-After': '1' } });
+  });
+
+  it('uses the configured default Retry-After when the value has no expiry (120 s unless configured)', async () => {
+    fakeParameter(ssmMock, value({ mode: 'maintenance', reason: 'pic de charge', expiresAt: null }));
+    const configured = setup({ defaultRetryAfterSeconds: 300 });
+    const unconfigured = setup();
+
+    const configuredAnswer = await configured.responder.answer(albRequest());
+    const unconfiguredAnswer = await unconfigured.responder.answer(albRequest());
+
+    expect(configuredAnswer).toMatchObject({ statusCode: 503, headers: { 'Retry-After': '300' }, body: RUNBOOK_BODY });
+    expect(unconfiguredAnswer).toMatchObject({ statusCode: 503, headers: { 'Retry-After': '120' }, body: RUNBOOK_BODY });
+  });
+
+  it('answers with multiValueHeaders when the ALB sends multi-value headers (and no single-value headers)', async () => {
+    fakeParameter(ssmMock, value({ mode: 'maintenance', expiresAt: '2026-06-01T10:02:00.000Z' }));
+    const { responder } = setup();
+
+    const response = await responder.answer(albMultiValueRequest());
+
+    expect(response).toEqual({
+      statusCode: 503,
+      statusDescription: '503 Service Unavailable',
+      isBase64Encoded: false,
+      multiValueHeaders: { 'Content-Type': ['application/json; charset=utf-8'], 'Retry-After': ['120'], 'Cache-Control': ['no-store'] },
+      body: RUNBOOK_BODY,
+    });
+    expect(response).not.toHaveProperty('headers');
+  });
+
+  it.each(['normal', 'degraded'] as const)(
+    'still answers 503 with the default Retry-After if the value reads %s while the rule exists, and warns once',
+    async (mode) => {
+      // Even with an expiry on a degraded value: only a maintenance expiry says when to come back.
+      fakeParameter(ssmMock, value({ mode, expiresAt: mode === 'degraded' ? '2026-06-01T10:10:00.000Z' : null }));
+      const { responder, warnings } = setup({ defaultRetryAfterSeconds: 60 });
+
+      const first = await responder.answer(albRequest());
+      const second = await responder.answer(albRequest('/api/other'));
+
+      for (const response of [first, second]) {
+        expect(response).toMatchObject({ statusCode: 503, headers: { 'Retry-After': '60' }, body: RUNBOOK_BODY });
+      }
+      expect(warnings).toHaveBeenCalledTimes(1);
+      expect(warnings).toHaveBeenCalledWith(expect.stringMatching(/not in maintenance/), expect.objectContaining({ mode, source: 'ssm' }));
+    },
+  );
+
+  it('reads through the shared reader: one GetParameter per 5 s cache age, however many requests', async () => {
+    fakeParameter(ssmMock, value({ mode: 'maintenance', expiresAt: '2026-06-01T10:30:00.000Z' }));
+    const { responder } = setup();
+
+    const answers = [];
+    for (let i = 0; i < 40; i++) {
+      answers.push(await responder.answer(albRequest()));
+      advance(100); // 40 requests over 4 s
+    }
+
+    expect(ssmMock).toHaveReceivedCommandTimes(GetParameterCommand, 1);
+    // The Retry-After still counts down with the clock, from the cached value.
+    expect(answers[0]).toMatchObject({ headers: { 'Retry-After': '1800' } });
+    expect(answers[39]).toMatchObject({ headers: { 'Retry-After': '1797' } });
+  });
+
+  it('fails safe: an SSM throttle keeps the last known maintenance value and its expiry', async () => {
+    ssmMock
+      .on(GetParameterCommand)
+      .resolvesOnce(getParameterOutput(value({ mode: 'maintenance', expiresAt: '2026-06-01T10:30:00.000Z' }), 4))
+      .rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $metadata: { httpStatusCode: 400 } }));
+    const { responder, warnings } = setup();
+
+    await responder.answer(albRequest());
+    advance(10_000);
+    const duringThrottle = await responder.answer(albRequest());
+
+    expect(duringThrottle).toMatchObject({ statusCode: 503, headers: { 'Retry-After': '1790' }, body: RUNBOOK_BODY });
+    expect(warnings).toHaveBeenCalledWith('killswitch read failed; keeping the last known value', expect.objectContaining({ mode: 'maintenance' }));
+  });
+
+  it('still answers the maintenance 503 when SSM fails before any read (default Retry-After)', async () => {
+    ssmMock.on(GetParameterCommand).rejects(Object.assign(new Error('AccessDenied'), { name: 'AccessDeniedException', $metadata: { httpStatusCode: 400 } }));
+    const { responder } = setup({ defaultRetryAfterSeconds: 90 });
+
+    const response = await responder.answer(albRequest());
+
+    expect(response).toMatchObject({ statusCode: 503, headers: { 'Retry-After': '90' }, body: RUNBOOK_BODY });
+  });
+
+  it('answers the maintenance 503 to an event that is not an ALB request, and logs it as an error', async () => {
+    fakeParameter(ssmMock, value({ mode: 'maintenance' }));
+    const { responder, errors } = setup();
+
+    const response = await responder.answer({ rawPath: '/api', requestContext: { http: { method: 'GET' } } });
+
+    expect(response).toMatchObject({ statusCode: 503, headers: { 'Retry-After': '120' }, body: RUNBOOK_BODY });
+    expect(errors).toHaveBeenCalledWith(expect.stringMatching(/not an ALB request/), expect.anything());
+  });
+});
+
+describe('maintenance responder handler', () => {
+  const ENV = { KILLSWITCH_PARAMETER: PARAMETER, DEFAULT_RETRY_AFTER_SECONDS: '45', AWS_REGION: 'eu-west-3', POWERTOOLS_TRACE_ENABLED: 'false' };
+  type HandlerModule = { respond: (event: unknown) => Promise<unknown> };
+  let respond: HandlerModule['respond'];
+  beforeAll(() => {
+    Object.assign(process.env, ENV);
+    // Same module registry as the test, so the mocked SSMClient is the one the handler uses.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    respond = (require('../../../lambdas/killswitch/maintenance-responder-handler') as HandlerModule).respond;
+  });
+
+  it('reads the parameter and the default Retry-After from its environment', async () => {
+    fakeParameter(ssmMock, value({ mode: 'maintenance', expiresAt: null }));
+
+    const response = await respond(albRequest());
+
+    expect(response).toMatchObject({ statusCode: 503, headers: { 'Retry-After': '45' }, body: RUNBOOK_BODY });
+    expect(ssmMock).toHaveReceivedCommandWith(GetParameterCommand, { Name: PARAMETER });
+  });
+
+  it('publishes KillswitchInvalid when the value is malformed, and still answers 503', async () => {
+    fakeParameter(ssmMock, '{"mode": "maint');
+    advance(60_000); // past the cache age of the module's reader (the clock restarts at START per test)
+    const stdout = jest.spyOn(process.stdout, 'write').mockImplementation(() => true);
+
+    const response = await respond(albRequest());
+
+    const emitted = stdout.mock.calls.map(([chunk]) => String(chunk)).join('');
+    stdout.mockRestore();
+    expect(response).toMatchObject({ statusCode: 503, headers: { 'Retry-After': '45' } });
+    expect(emitted).toContain('"KillswitchInvalid"');
+  });
+
+  it('refuses to start without its configuration, naming the variable', () => {
+    const saved = process.env.DEFAULT_RETRY_AFTER_SECONDS;
+    delete process.env.DEFAULT_RETRY_AFTER_SECONDS;
+    try {
+      expect(() =>
+        jest.isolateModules(() => {
+          // eslint-disable-next-line @typescript-eslint/no-require-imports
+          require('../../../lambdas/killswitch/maintenance-responder-handler');
+        }),
+      ).toThrow(/environment variable DEFAULT_RETRY_AFTER_SECONDS/);
+    } finally {
+      process.env.DEFAULT_RETRY_AFTER_SECONDS = saved;
+    }
+  });
+});
