@@ -1,16 +1,12 @@
-import { App, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import * as sns from 'aws-cdk-lib/aws-sns';
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConfigError, parseEnvironmentConfig } from '../../lib/config';
 import { BACKUP_SCHEDULE_EXPRESSIONS, Backups } from '../../lib/constructs/backups';
-import { DataStack } from '../../lib/data-stack';
 import { applyNagPacks } from '../../lib/nag';
-import { cdkJsonContext, exampleEnvironment, synthesizeApp } from '../support/app';
+import { constructHarness, exampleEnvironment, synthesizeApp } from '../support/app';
 
 type Json = Record<string, unknown>;
 interface Statement {
@@ -28,27 +24,8 @@ const SECRET_ARN = (EXAMPLE.database as { secretArn: string }).secretArn;
 function backupsOnlyApp(overrides: (env: Json & { database: Json; backups: Json }) => void = () => undefined) {
   const raw = structuredClone(EXAMPLE);
   overrides(raw);
-  const config = parseEnvironmentConfig('example', raw);
-  // The feature flags of cdk.json, as in the real app.
-  const app = new App({ context: cdkJsonContext() });
-  const env = { account: config.account, region: config.region };
-  const data = new DataStack(app, 'Data', { env, config });
-  const stack = new Stack(app, 'BackupsOnly', { env });
-  const vpc = ec2.Vpc.fromVpcAttributes(stack, 'Vpc', {
-    vpcId: config.network.vpcId,
-    availabilityZones: config.network.availabilityZones,
-    privateSubnetIds: config.network.privateSubnetIds,
-  });
-  const topic = new sns.Topic(stack, 'Incidents', { masterKey: data.key, enforceSSL: true });
-  const backups = new Backups(stack, 'Backups', {
-    config,
-    bucket: data.backupBucket,
-    key: data.key,
-    vpc,
-    subnets: { subnets: vpc.privateSubnets },
-    databaseSecurityGroup: ec2.SecurityGroup.fromSecurityGroupId(stack, 'DbSg', config.database.securityGroupId, { mutable: true }),
-    alarmTopic: topic,
-  });
+  const { app, config, data, stack, vpc, subnets, databaseSecurityGroup, topic } = constructHarness(raw, 'BackupsOnly');
+  const backups = new Backups(stack, 'Backups', { config, bucket: data.backupBucket, key: data.key, vpc, subnets, databaseSecurityGroup, alarmTopic: topic });
   applyNagPacks(app);
   return { app, stack, data, backups };
 }

@@ -1,12 +1,7 @@
-import { App, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
-import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import * as sns from 'aws-cdk-lib/aws-sns';
-import { parseEnvironmentConfig } from '../../lib/config';
 import { RESTORE_TEST_SCHEDULE_EXPRESSION, RestoreTest } from '../../lib/constructs/restore-test';
-import { DataStack } from '../../lib/data-stack';
 import { applyNagPacks } from '../../lib/nag';
-import { cdkJsonContext, exampleEnvironment, synthesizeApp } from '../support/app';
+import { constructHarness, exampleEnvironment, synthesizeApp } from '../support/app';
 import { stateMachineDefinition } from '../lambdas/restore/fixtures';
 
 type Json = Record<string, unknown>;
@@ -27,26 +22,8 @@ EXAMPLE.restoreTest = { enabled: true };
 function restoreTestOnlyApp(overrides: (env: RawEnv) => void = () => undefined) {
   const raw = structuredClone(EXAMPLE);
   overrides(raw);
-  const config = parseEnvironmentConfig('example', raw);
-  const app = new App({ context: cdkJsonContext() });
-  const env = { account: config.account, region: config.region };
-  const data = new DataStack(app, 'Data', { env, config });
-  const stack = new Stack(app, 'RestoreTestOnly', { env });
-  const vpc = ec2.Vpc.fromVpcAttributes(stack, 'Vpc', {
-    vpcId: config.network.vpcId,
-    availabilityZones: config.network.availabilityZones,
-    privateSubnetIds: config.network.privateSubnetIds,
-  });
-  const topic = new sns.Topic(stack, 'Incidents', { masterKey: data.key, enforceSSL: true });
-  const restoreTest = new RestoreTest(stack, 'RestoreTest', {
-    config,
-    bucket: data.backupBucket,
-    key: data.key,
-    vpc,
-    subnets: { subnets: vpc.privateSubnets },
-    databaseSecurityGroup: ec2.SecurityGroup.fromSecurityGroupId(stack, 'DbSg', config.database.securityGroupId, { mutable: true }),
-    alarmTopic: topic,
-  });
+  const { app, config, data, stack, vpc, subnets, databaseSecurityGroup, topic } = constructHarness(raw, 'RestoreTestOnly');
+  const restoreTest = new RestoreTest(stack, 'RestoreTest', { config, bucket: data.backupBucket, key: data.key, vpc, subnets, databaseSecurityGroup, alarmTopic: topic });
   applyNagPacks(app);
   return { app, stack, topic, restoreTest, template: () => Template.fromStack(stack) };
 }

@@ -1,8 +1,12 @@
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildApp } from '../../bin/app';
+import { EnvironmentConfig, parseEnvironmentConfig } from '../../lib/config';
+import { DataStack } from '../../lib/data-stack';
 
 /**
  * The `context` of cdk.json, as `cdk synth` sees it, plus one test-only setting: no stack is
@@ -54,4 +58,37 @@ export function synthesizeApp(options: { environment?: Record<string, unknown>; 
       return Template.fromStack(ops);
     },
   };
+}
+
+/** What a construct-level test needs around the construct under test, wired as the ops stack wires it. */
+export interface ConstructHarness {
+  readonly app: App;
+  readonly config: EnvironmentConfig;
+  readonly data: DataStack;
+  /** The stack that receives the construct under test. */
+  readonly stack: Stack;
+  readonly topic: sns.Topic;
+  readonly vpc: ec2.IVpc;
+  readonly subnets: ec2.SubnetSelection;
+  readonly databaseSecurityGroup: ec2.ISecurityGroup;
+}
+
+/**
+ * The data stack plus an empty stack `stackId` with the imported VPC, the database security group
+ * and an incidents topic, for one environment config (raw, as in cdk.json).
+ */
+export function constructHarness(raw: Record<string, unknown>, stackId: string): ConstructHarness {
+  const config = parseEnvironmentConfig('example', raw);
+  const app = new App({ context: cdkJsonContext() });
+  const env = { account: config.account, region: config.region };
+  const data = new DataStack(app, 'Data', { env, config });
+  const stack = new Stack(app, stackId, { env });
+  const vpc = ec2.Vpc.fromVpcAttributes(stack, 'Vpc', {
+    vpcId: config.network.vpcId,
+    availabilityZones: config.network.availabilityZones,
+    privateSubnetIds: config.network.privateSubnetIds,
+  });
+  const topic = new sns.Topic(stack, 'Incidents', { masterKey: data.key, enforceSSL: true });
+  const databaseSecurityGroup = ec2.SecurityGroup.fromSecurityGroupId(stack, 'DbSg', config.database.securityGroupId, { mutable: true });
+  return { app, config, data, stack, topic, vpc, subnets: { subnets: vpc.privateSubnets }, databaseSecurityGroup };
 }
