@@ -40,3 +40,11 @@ export function fakeParameter(
   });
   return store;
 }
+
+/** Fakes only the wall clock (Date), from `now`: the SDK and middy keep real timers and ticks. */
+export function fakeWallClock(now: number): void {
+  jest.useFakeTimers({
+    now,
+    doNotFake: ['hrtime', 'nextTick', 'performance', 'queueMicrotask', 'setImmediate', 'clearImmediate', 'setInterval', 'clearInterval', 'setTimeout', 'clearTimeout'],
+  });
+}

@@ -7,7 +7,7 @@ import { MaintenanceResponder } from '../../../lambdas/killswitch/maintenance-re
 import { KillswitchReader } from '../../../lambdas/killswitch/reader';
 import { MAINTENANCE_BODY } from '../../../lambdas/killswitch/value';
 import { MAINTENANCE_TARGET_GROUP_ARN } from './elbv2-fake';
-import { fakeParameter, getParameterOutput, PARAMETER, value } from './fixtures';
+import { PARAMETER, fakeParameter, fakeWallClock, getParameterOutput, value } from './fixtures';
 
 const ssmMock = mockClient(SSMClient);
 const START = Date.parse('2026-06-01T10:00:00.000Z');
@@ -57,11 +57,7 @@ function setup(options: { defaultRetryAfterSeconds?: number } = {}) {
 
 beforeEach(() => {
   ssmMock.reset();
-  // Only the clock is faked: the SDK keeps real timers and ticks.
-  jest.useFakeTimers({
-    now: START,
-    doNotFake: ['hrtime', 'nextTick', 'performance', 'queueMicrotask', 'setImmediate', 'clearImmediate', 'setInterval', 'clearInterval', 'setTimeout', 'clearTimeout'],
-  });
+  fakeWallClock(START);
 });
 afterEach(() => {
   jest.useRealTimers();

@@ -7,7 +7,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { checkKillswitch, eventPath, KillswitchContext, killswitchMiddleware, KillswitchReader } from '../../../lambdas/killswitch/reader';
 import { MAINTENANCE_BODY } from '../../../lambdas/killswitch/value';
-import { getParameterOutput, PARAMETER, value } from './fixtures';
+import { PARAMETER, fakeWallClock, getParameterOutput, value } from './fixtures';
 
 const ssmMock = mockClient(SSMClient);
 const START = Date.parse('2026-06-01T10:00:00.000Z');
@@ -39,11 +39,7 @@ function setup() {
 
 beforeEach(() => {
   ssmMock.reset();
-  // Only the clock is faked: the SDK and middy keep real timers and ticks.
-  jest.useFakeTimers({
-    now: START,
-    doNotFake: ['hrtime', 'nextTick', 'performance', 'queueMicrotask', 'setImmediate', 'clearImmediate', 'setInterval', 'clearInterval', 'setTimeout', 'clearTimeout'],
-  });
+  fakeWallClock(START);
 });
 afterEach(() => {
   jest.useRealTimers();
