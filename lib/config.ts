@@ -65,6 +65,12 @@ export const BackupsConfigSchema = z.strictObject({
    * pg_dump's CPU about 2.5x against 6 for ~20% larger objects (docs/backups.md, npm run bench:backup).
    */
   compressionLevel: z.number().int().min(0).max(9).default(1),
+  /**
+   * S3 multipart part size (MiB) of the uploads. The runner holds about 6 parts in memory (2 objects x
+   * 2 in flight + 1 filling), and S3 allows 10,000 parts per object: 5 MiB caps one object at
+   * 48.8 GiB; raise it for larger dumps (memory grows by ~6x the increase).
+   */
+  partSizeMiB: z.number().int().min(5).max(512).default(5),
   /** Lambda memory for the runner (MiB). */
   memoryMiB: z.number().int().min(512).max(10240).default(2048),
   /** Lambda ephemeral storage (MiB) used as scratch space. */

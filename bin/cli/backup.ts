@@ -8,6 +8,7 @@ import {
   runBackup,
   type BackupProgress,
 } from '../../lambdas/backup/backup';
+import { parsePlainCompressorPreference } from '../../lambdas/backup/compressor';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { requireEnv } from '../../lambdas/shared/errors';
 import { formatBytes } from '../../lambdas/shared/format';
@@ -18,6 +19,7 @@ interface BackupCommandOptions {
   readonly formats: string;
   readonly databaseSecret?: string;
   readonly compressionLevel?: string;
+  readonly plainCompressor: string;
   readonly json?: boolean;
 }
 
@@ -32,6 +34,7 @@ export function registerBackupCommands(program: Command): void {
     .option('--formats <list>', 'formats to produce: custom, plain or custom,plain', 'custom,plain')
     .option('--database-secret <arn>', 'read the connection from this Secrets Manager secret (RDS secret JSON) instead of PG* variables')
     .option('--compression-level <0-9>', `zlib level of both formats (default ${DEFAULT_COMPRESSION_LEVEL})`)
+    .option('--plain-compressor <auto|igzip|zlib>', 'who gzips the plain SQL: igzip (ISA-L, levels 1-3) when installed, else node zlib', 'auto')
     .option('--json', 'print {manifestKey, manifest} as JSON instead of the manifest key')
     .action(async (options: BackupCommandOptions) => {
       // Validate every argument and setting before anything is read or written.
@@ -39,6 +42,7 @@ export function registerBackupCommands(program: Command): void {
       const formats = parseFormats(options.formats.split(','));
       const compressionLevel =
         options.compressionLevel === undefined ? DEFAULT_COMPRESSION_LEVEL : assertCompressionLevel(Number(options.compressionLevel));
+      const plainCompressor = parsePlainCompressorPreference(options.plainCompressor);
       const bucket = requireEnv('BACKUP_BUCKET', 'export BACKUP_BUCKET=<name of the backup bucket> (output BackupBucketName of the Data stack)');
       const connection = await resolveConnection({ secretArn: options.databaseSecret });
 
@@ -53,6 +57,7 @@ export function registerBackupCommands(program: Command): void {
             bucket,
             connection,
             signal: aborter.signal,
+            plainCompressor,
             onProgress: showProgress ? (p) => process.stderr.write(`\r${formatProgress(p)}\u001b[K`) : undefined,
           },
           { tier, formats, compressionLevel },

@@ -7,6 +7,10 @@ export class HashingStream extends Transform {
   private count = 0;
   private digest: string | undefined;
 
+  constructor(options: { readonly highWaterMark?: number } = {}) {
+    super({ highWaterMark: options.highWaterMark });
+  }
+
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.hash.update(chunk);
     this.count += chunk.length;

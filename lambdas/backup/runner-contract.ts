@@ -18,6 +18,7 @@ export const RUNNER_ENV = {
   database: 'DATABASE_NAME',
   instanceIdentifier: 'DATABASE_INSTANCE_IDENTIFIER',
   compressionLevel: 'BACKUP_COMPRESSION_LEVEL',
+  partSizeMiB: 'BACKUP_PART_SIZE_MIB',
   weeklySnapshotRetention: 'SNAPSHOT_RETENTION_WEEKLY',
   monthlySnapshotRetention: 'SNAPSHOT_RETENTION_MONTHLY',
   minPitrRetentionDays: 'MIN_PITR_RETENTION_DAYS',

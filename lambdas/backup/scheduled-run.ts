@@ -33,6 +33,7 @@ const RunnerSettingsSchema = z.object({
   [RUNNER_ENV.database]: z.string().min(1),
   [RUNNER_ENV.instanceIdentifier]: z.string().min(1),
   [RUNNER_ENV.compressionLevel]: z.coerce.number().int().min(0).max(9).default(6),
+  [RUNNER_ENV.partSizeMiB]: z.coerce.number().int().min(5).max(512).default(5),
   [RUNNER_ENV.weeklySnapshotRetention]: positiveInt.default(4),
   [RUNNER_ENV.monthlySnapshotRetention]: positiveInt.default(12),
   [RUNNER_ENV.minPitrRetentionDays]: positiveInt.default(7),
@@ -47,6 +48,7 @@ export interface RunnerSettings {
   readonly database: string;
   readonly instanceIdentifier: string;
   readonly compressionLevel: number;
+  readonly partSizeMiB: number;
   readonly snapshotRetention: { readonly weekly: number; readonly monthly: number };
   readonly minPitrRetentionDays: number;
 }
@@ -77,6 +79,7 @@ export function loadRunnerSettings(env: NodeJS.ProcessEnv = process.env): Runner
     database: s[RUNNER_ENV.database],
     instanceIdentifier: s[RUNNER_ENV.instanceIdentifier],
     compressionLevel: s[RUNNER_ENV.compressionLevel],
+    partSizeMiB: s[RUNNER_ENV.partSizeMiB],
     snapshotRetention: { weekly: s[RUNNER_ENV.weeklySnapshotRetention], monthly: s[RUNNER_ENV.monthlySnapshotRetention] },
     minPitrRetentionDays: s[RUNNER_ENV.minPitrRetentionDays],
   };
@@ -136,7 +139,7 @@ export async function runScheduledBackup(deps: ScheduledRunDeps, tier: BackupTie
     logger?.info('backup starting', { tier, database: describeConnection(connection) });
     const result = await runBackup(
       { s3: deps.s3, bucket: settings.bucket, connection, pgBinDir: deps.pgBinDir, metrics: deps.metrics, now: deps.now, signal: deps.signal },
-      { tier, compressionLevel: settings.compressionLevel },
+      { tier, compressionLevel: settings.compressionLevel, partSizeBytes: settings.partSizeMiB * 1024 * 1024 },
     );
     manifestKey = result.manifestKey;
     logger?.info('backup written', { tier, manifestKey });

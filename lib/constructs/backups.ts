@@ -401,6 +401,7 @@ function runnerEnvironment(config: EnvironmentConfig, bucketName: string): Recor
     [RUNNER_ENV.database]: database.name,
     [RUNNER_ENV.instanceIdentifier]: database.instanceIdentifier,
     [RUNNER_ENV.compressionLevel]: String(backups.compressionLevel),
+    [RUNNER_ENV.partSizeMiB]: String(backups.partSizeMiB),
     [RUNNER_ENV.weeklySnapshotRetention]: String(backups.snapshotRetention.weekly),
     [RUNNER_ENV.monthlySnapshotRetention]: String(backups.snapshotRetention.monthly),
     [RUNNER_ENV.minPitrRetentionDays]: String(backups.minPitrRetentionDays),

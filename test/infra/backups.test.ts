@@ -253,6 +253,7 @@ describe('backups construct (example environment, lambda runner)', () => {
         'DATABASE_NAME',
         'DATABASE_PORT',
         'DATABASE_SECRET_ARN',
+        'BACKUP_PART_SIZE_MIB',
         'MIN_PITR_RETENTION_DAYS',
         'POWERTOOLS_METRICS_NAMESPACE',
         'POWERTOOLS_SERVICE_NAME',
@@ -266,6 +267,8 @@ describe('backups construct (example environment, lambda runner)', () => {
       DATABASE_HOST: 'atmr-prod.abcdefghijkl.eu-west-3.rds.amazonaws.com',
       DATABASE_NAME: 'atmr',
       BACKUP_COMPRESSION_LEVEL: String(parseEnvironmentConfig('example', EXAMPLE).backups.compressionLevel),
+      // 5 MiB parts: the smallest S3 allows, the runner's lowest memory (docs/backups.md)
+      BACKUP_PART_SIZE_MIB: '5',
     });
   });
 
@@ -604,13 +607,28 @@ describe('runner image Dockerfile', () => {
     .map((l) => l.trim())
     .filter((l) => l && !l.startsWith('#'));
 
-  it('builds in two stages on the AWS Lambda Node.js 22 image, with the PostgreSQL client of PG_MAJOR and the RDS CA bundle', () => {
-    expect(instructions.filter((i) => i.startsWith('FROM '))).toEqual(['FROM public.ecr.aws/lambda/nodejs:22 AS build', 'FROM public.ecr.aws/lambda/nodejs:22']);
+  it('builds in stages on the AWS Lambda Node.js 22 image, with the PostgreSQL client of PG_MAJOR and the RDS CA bundle', () => {
+    expect(instructions.filter((i) => i.startsWith('FROM '))).toEqual([
+      'FROM public.ecr.aws/lambda/nodejs:22 AS build',
+      'FROM public.ecr.aws/lambda/nodejs:22 AS igzip',
+      'FROM public.ecr.aws/lambda/nodejs:22',
+    ]);
     expect(instructions).toContain('RUN npm ci --no-audit --no-fund --ignore-scripts');
-    expect(instructions.find((i) => i.startsWith('RUN dnf install'))).toContain('"postgresql${PG_MAJOR}"');
+    expect(instructions.find((i) => i.startsWith('RUN dnf install') && i.includes('postgresql'))).toContain('"postgresql${PG_MAJOR}"');
     expect(instructions).toContain('ADD https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /opt/rds-ca/global-bundle.pem');
     expect(instructions.find((i) => i.startsWith('ENV '))).toMatch(/PGSSLMODE=verify-full\s+PGSSLROOTCERT=\/opt\/rds-ca\/global-bundle\.pem/);
     expect(instructions[instructions.length - 1]).toBe('CMD ["backup.handler"]');
+  });
+
+  it('builds igzip from a checksum-pinned ISA-L release, checks the checksum before compiling, and ships only the binary', () => {
+    const sha = instructions.find((i) => i.startsWith('ARG ISAL_SHA256='));
+    expect(sha).toMatch(/^ARG ISAL_SHA256=[0-9a-f]{64}$/);
+    const build = instructions.find((i) => i.includes('sha256sum -c -'));
+    expect(build).toBeDefined();
+    // The checksum is verified first: nothing from the tarball runs unless it matches.
+    expect(build!.indexOf('sha256sum -c -')).toBeLessThan(build!.indexOf('make '));
+    expect(build).toContain('programs/igzip');
+    expect(instructions).toContain('COPY --from=igzip /usr/local/bin/igzip /usr/local/bin/igzip');
   });
 
   it('bundles backup.handler, restore.handler and the task entry with its own esbuild step (run here without Docker)', () => {

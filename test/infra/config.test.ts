@@ -14,6 +14,7 @@ describe('environment config', () => {
     expect(config.restoreTest.rtoObjectiveSeconds).toBe(1800);
     expect(config.restoreTest.rpoObjectiveSeconds).toBe(3900); // set in the example: hourly tier + run time
     expect(config.backups.minPitrRetentionDays).toBe(7);
+    expect(config.backups.partSizeMiB).toBe(5);
     expect(config.backups.snapshotRetention).toEqual({ weekly: 4, monthly: 12 });
   });
 
@@ -40,6 +41,11 @@ describe('environment config', () => {
       'an enum',
       (e: Record<string, unknown>) => ({ ...e, backups: { ...(e.backups as object), runner: 'ec2' } }),
       /environments\.x\.backups\.runner: must be one of "lambda", "fargate"/,
+    ],
+    [
+      'part size below S3\'s minimum',
+      (e: Record<string, unknown>) => ({ ...e, backups: { ...(e.backups as object), partSizeMiB: 4 } }),
+      /environments\.x\.backups\.partSizeMiB: .*5/,
     ],
   ])('rejects a bad %s with one line naming the field and the fix', (_what, mutate, expected) => {
     const raw = mutate(exampleEnvironment());

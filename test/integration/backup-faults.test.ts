@@ -108,6 +108,34 @@ describe('atmr-dr backup faults (integration)', () => {
     }
   });
 
+  it('igzip killed mid-stream: fails naming igzip, aborts both uploads, publishes nothing', async () => {
+    // Arrange: an igzip that answers --version, then dies by SIGKILL after reading 64 KiB of SQL
+    const dying = path.join(workDir, 'dying-igzip');
+    fs.writeFileSync(dying, '#!/bin/sh\n[ "$1" = --version ] && exec igzip --version\nhead -c 65536 > /dev/null\nkill -9 $$\n', { mode: 0o755 });
+    const cluster = testCluster();
+    const metrics = new Metrics({ namespace: 'AtmrDr', serviceName: 'backup' });
+
+    // Act
+    const run = runBackup(
+      {
+        s3: createS3Client(s3.env),
+        bucket: s3.bucket,
+        connection: { host: cluster.host, port: cluster.port, user: cluster.user, database: big },
+        plainCompressor: 'igzip',
+        igzipPath: dying,
+        metrics,
+      },
+      { tier: 'hourly' },
+    );
+
+    // Assert
+    await expect(run).rejects.toThrow(OperatorError);
+    await expect(run).rejects.toThrow(/^backup failed, nothing published .*igzip was killed by SIGKILL/);
+    await expectNothingPublished();
+    expect((await listKeys(createS3Client(s3.env), s3.bucket, 'hourly/')).filter((k) => k.includes(big))).toEqual([]);
+    expect((metrics.serializeMetrics() as unknown as Record<string, unknown>).BackupFailure).toBe(1);
+  });
+
   it('S3 endpoint down: fails fast with the S3 error, touches nothing', async () => {
     // Arrange
     const closedPort = await freePort();

@@ -154,6 +154,38 @@ describe('atmr-dr backup (integration)', () => {
     expect((emf as unknown as Record<string, unknown>).BackupBytes).toBe(result.manifest.objects[0].bytes);
   });
 
+  it.each(['igzip', 'zlib'] as const)('the plain SQL gzipped by %s loads with psql to the same content as the source', async (compressor) => {
+    // Arrange
+    const client = createS3Client(s3.env);
+    const cluster = testCluster();
+    const target = uniqueDatabaseName(`bk_${compressor}`);
+    created.push(target);
+    createDatabase(target);
+
+    // Act: forced, so that a missing igzip fails the run instead of silently falling back to zlib
+    const result = await runBackup(
+      {
+        s3: client,
+        bucket: s3.bucket,
+        connection: { host: cluster.host, port: cluster.port, user: cluster.user, database: source },
+        plainCompressor: compressor,
+        now: () => new Date(compressor === 'igzip' ? '2026-03-04T00:00:00Z' : '2026-03-05T00:00:00Z'),
+      },
+      { tier: 'weekly', formats: ['plain'], compressionLevel: 2 },
+    );
+
+    // Assert
+    expect(result.manifest.objects.map((o) => o.format)).toEqual(['plain']);
+    const gz = await getBytes(client, s3.bucket, result.manifest.objects[0].key);
+    expect(sha256(gz)).toBe(result.manifest.objects[0].sha256);
+    const sqlFile = writeTempFile(workDir, `${compressor}.sql.gz`, gz);
+    execFileSync('sh', ['-c', `gunzip -c "${sqlFile}" | psql -X -q -v ON_ERROR_STOP=1 -d "${target}" > /dev/null`], {
+      env: { ...process.env, ...cluster.env },
+      stdio: 'pipe',
+    });
+    expect(contentDigest(target)).toEqual(contentDigest(source));
+  });
+
   it('refuses to overwrite a published backup with the same key (same tier, same second)', async () => {
     // Arrange
     const client = createS3Client(s3.env);

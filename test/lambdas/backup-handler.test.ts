@@ -258,11 +258,12 @@ describe('runner settings', () => {
   });
 
   it('reads the settings the construct sets', () => {
-    expect(loadRunnerSettings({ ...runnerEnv(), SNAPSHOT_RETENTION_MONTHLY: '6' })).toMatchObject({
+    expect(loadRunnerSettings({ ...runnerEnv(), SNAPSHOT_RETENTION_MONTHLY: '6', BACKUP_PART_SIZE_MIB: '16' })).toMatchObject({
       bucket: 'atmr-dr-runner-test',
       secretArn: SECRET_ARN,
       instanceIdentifier: 'atmr-test',
       compressionLevel: 1,
+      partSizeMiB: 16,
       snapshotRetention: { weekly: 4, monthly: 6 },
       minPitrRetentionDays: 7,
     });

@@ -1,3 +1,4 @@
+import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -42,6 +43,68 @@ export async function startLocalS3(bucket = 'atmr-dr-test-backups'): Promise<Loc
     },
     async stop() {
       await server.close();
+      fs.rmSync(directory, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A LocalS3 served by s3rver in its own node process (benches): its CPU is measurable apart. */
+export interface LocalS3Process extends LocalS3 {
+  readonly pid: number;
+  /** user + system CPU seconds the server process has used so far (from /proc). */
+  cpuSeconds(): number;
+}
+
+const S3RVER_PROCESS_SCRIPT = `
+const S3rver = require('s3rver');
+const [directory, bucket] = process.argv.slice(1);
+new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory, configureBuckets: [{ name: bucket, configs: [] }] })
+  .run()
+  .then(({ port }) => process.stdout.write(JSON.stringify({ port }) + '\\n'), (e) => { console.error(e); process.exit(1); });
+process.on('SIGTERM', () => process.exit(0));
+`;
+
+/**
+ * Starts s3rver in a separate node process, as S3 is a separate machine in production: the bench
+ * process (timing, RSS sampling) and the server do not share an event loop.
+ */
+export async function startLocalS3Process(bucket = 'atmr-dr-test-backups'): Promise<LocalS3Process> {
+  const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-s3-'));
+  const child = spawn(process.execPath, ['-e', S3RVER_PROCESS_SCRIPT, directory, bucket], {
+    cwd: path.join(__dirname, '..', '..'),
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      out += chunk;
+      if (out.includes('\n')) resolve((JSON.parse(out) as { port: number }).port);
+    });
+    child.on('exit', (code) => reject(new Error(`s3rver process exited with code ${code} before listening`)));
+  });
+  const endpoint = `http://127.0.0.1:${port}`;
+  const clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  return {
+    endpoint,
+    bucket,
+    directory,
+    pid: child.pid!,
+    env: {
+      AWS_ENDPOINT_URL_S3: endpoint,
+      AWS_REGION: 'eu-west-3',
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      BACKUP_BUCKET: bucket,
+    },
+    cpuSeconds() {
+      const stat = fs.readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // utime and stime are fields 14 and 15 of /proc/<pid>/stat (11 and 12 after the command name).
+      return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+    },
+    async stop() {
+      child.kill('SIGTERM');
+      if (child.exitCode === null) await new Promise((resolve) => child.once('exit', resolve));
       fs.rmSync(directory, { recursive: true, force: true });
     },
   };
