@@ -152,6 +152,12 @@ export interface DownloadOptions extends SpaceCheck {
   readonly partBytes?: number;
   /** Ranged GETs in flight: one S3 connection is rate-bounded, several fill the pipe. @default DEFAULT_DOWNLOAD_CONCURRENCY */
   readonly concurrency?: number;
+  /**
+   * Receives the object's bytes in order, as they are hashed, before the final sha256 verdict (so a
+   * consumer must be disposable: the restore feeds a staging database). Its back-pressure (the
+   * returned promise) slows the download; a rejection aborts it.
+   */
+  readonly onOrderedChunk?: (chunk: Buffer) => Promise<void>;
 }
 
 export const DEFAULT_PART_BYTES = 16 * 1024 * 1024;
@@ -182,25 +188,36 @@ export async function downloadAndVerify(deps: CatalogDeps, object: BackupObject,
     const done = new Map<number, Buffer>();
     let nextToHash = 0;
     let nextToFetch = 1;
-    let progressed: () => void = () => undefined;
+    const waiting: (() => void)[] = [];
+    const progressed = (): void => {
+      for (const wake of waiting.splice(0)) wake();
+    };
+    // Parts land in any order; they are hashed (and handed on) strictly in order, one drain at a time.
+    let draining: Promise<void> = Promise.resolve();
+    const drain = (): Promise<void> =>
+      (draining = draining.then(async () => {
+        while (done.has(nextToHash)) {
+          const body = done.get(nextToHash)!;
+          hash.update(body);
+          if (options.onOrderedChunk) await options.onOrderedChunk(body);
+          done.delete(nextToHash);
+          nextToHash += 1;
+          progressed();
+        }
+      }));
     const accept = async (index: number, body: Buffer): Promise<void> => {
       const expected = Math.min(partBytes, total - index * partBytes);
       if (body.length !== expected) throw sizeMismatch(object, index * partBytes + body.length);
       await handle.write(body, 0, body.length, index * partBytes);
       received += body.length;
       done.set(index, body);
-      while (done.has(nextToHash)) {
-        hash.update(done.get(nextToHash)!);
-        done.delete(nextToHash);
-        nextToHash += 1;
-      }
-      progressed();
+      await drain();
     };
     await accept(0, first.body);
     const worker = async (): Promise<void> => {
       while (nextToFetch < parts) {
         // Bounded memory: do not run further ahead of the hash than two windows.
-        while (nextToFetch - nextToHash >= 2 * concurrency) await new Promise<void>((resolve) => (progressed = resolve));
+        while (nextToFetch - nextToHash >= 2 * concurrency) await new Promise<void>((resolve) => waiting.push(resolve));
         if (nextToFetch >= parts) return;
         const index = nextToFetch;
         nextToFetch += 1;

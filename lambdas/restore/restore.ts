@@ -1,12 +1,24 @@
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { Client } from 'pg';
 import { OperatorError, oneLine } from '../shared/errors';
-import { BackupManifest } from '../shared/manifest';
+import { BackupManifest, BackupObject } from '../shared/manifest';
 import { PgConnection, libpqEnv, pgClientConfig } from '../shared/pg-connection';
-import { CatalogDeps, SpaceCheck, chooseObject, downloadAndVerify, pgBin, resolveBackup, run } from './catalog';
+import {
+  CatalogDeps,
+  DownloadOptions,
+  DownloadResult,
+  SpaceCheck,
+  checkFreeSpace,
+  chooseObject,
+  downloadAndVerify,
+  pgBin,
+  resolveBackup,
+  run,
+} from './catalog';
 
 /**
  * Verified restore: resolve the manifest, download the object while hashing it (refused on any
@@ -97,20 +109,36 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // Fail fast, before any download: the same checks run again at swap time.
     await checkTarget(admin, deps.connection, target, options);
 
-    log(`downloading ${object.key} (${object.bytes} bytes)`);
-    const download = await downloadAndVerify(deps, object, dir, {
+    const downloadOptions = {
       statfs: deps.statfs,
       factor: deps.factor,
       signal: options.signal,
       partBytes: deps.partBytes,
       concurrency: deps.downloadConcurrency,
-    });
-
-    log(`restoring into staging database ${staging}`);
-    const restoreStarted = performance.now();
-    await admin.query(`CREATE DATABASE ${ident(staging)} TEMPLATE template0`);
-    stagingCreated = true;
-    await loadInto(deps, staging, object.format, download.file);
+    };
+    let download: DownloadResult;
+    let restoreStarted: number;
+    if (object.format === 'custom') {
+      // The download overlaps the load: the schema and the table data stream into the staging
+      // database as the bytes arrive in order; the sha256 verdict comes before anything else
+      // (indexes, constraints, the swap), and a mismatch drops the staging database.
+      await checkFreeSpace(dir, object.bytes, downloadOptions);
+      log(`downloading ${object.key} (${object.bytes} bytes) and loading it into staging database ${staging}`);
+      restoreStarted = performance.now();
+      await admin.query(`CREATE DATABASE ${ident(staging)} TEMPLATE template0`);
+      stagingCreated = true;
+      download = await loadWhileDownloading(deps, staging, object, dir, downloadOptions);
+      log('building indexes and constraints');
+      await loadPostData(deps, staging, download.file);
+    } else {
+      log(`downloading ${object.key} (${object.bytes} bytes)`);
+      download = await downloadAndVerify(deps, object, dir, downloadOptions);
+      log(`restoring into staging database ${staging}`);
+      restoreStarted = performance.now();
+      await admin.query(`CREATE DATABASE ${ident(staging)} TEMPLATE template0`);
+      stagingCreated = true;
+      await loadPlain(deps, staging, download.file);
+    }
     fs.rmSync(download.file, { force: true });
     const restoreSeconds = (performance.now() - restoreStarted) / 1000;
 
@@ -242,14 +270,75 @@ async function waitForNoSessions(admin: Client, database: string): Promise<void>
   }
 }
 
-async function loadInto(deps: RestoreDeps, database: string, format: 'custom' | 'plain', file: string): Promise<void> {
-  const env = libpqEnv(deps.connection, database);
-  if (format === 'custom') {
-    const jobs = deps.jobs ?? os.availableParallelism();
-    const result = await run(pgBin(deps.pgBinDir, 'pg_restore'), ['--no-owner', '--exit-on-error', '-j', String(jobs), '-d', database, file], env);
-    if (result.code !== 0) throw new OperatorError(`pg_restore failed (exit ${result.code}): ${firstError(result.stderr)}; the target was not touched`);
-    return;
+/**
+ * pg_restore of the pre-data and data sections from its stdin, fed with the object's bytes in order
+ * while they download. Serial and in archive order, which a pipe allows (docs/backups.md: the
+ * archive has no data offsets); the parallel part of a restore, indexes and constraints, follows
+ * from the verified file. Whichever fails first is reported: a corrupt download, or pg_restore.
+ */
+async function loadWhileDownloading(
+  deps: RestoreDeps,
+  database: string,
+  object: BackupObject,
+  dir: string,
+  options: DownloadOptions,
+): Promise<DownloadResult> {
+  const child = spawn(pgBin(deps.pgBinDir, 'pg_restore'), ['--no-owner', '--exit-on-error', '--section=pre-data', '--section=data', '-d', database], {
+    env: { ...process.env, ...libpqEnv(deps.connection, database) },
+    stdio: ['pipe', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    if (stderr.length < 100_000) stderr += d;
+  });
+  let stdinError: Error | undefined;
+  child.stdin.on('error', (error) => (stdinError = error));
+  const exited = new Promise<number | null>((resolve, reject) => {
+    child.on('error', (error) => reject(new OperatorError(`cannot run pg_restore: ${oneLine(error)}; install the PostgreSQL client programs or set the PostgreSQL bin directory`)));
+    child.on('close', (code) => resolve(code));
+  });
+  const loadFailure = async (): Promise<OperatorError> =>
+    new OperatorError(`pg_restore failed (exit ${await exited}): ${firstError(stderr)}; the target was not touched`);
+  // Once pg_restore has stopped, the rest is still downloaded and hashed, then discarded: a
+  // corrupt object makes pg_restore fail first, and the sha256 verdict must name the real cause.
+  const write = (chunk: Buffer): Promise<void> =>
+    new Promise<void>((resolve) => {
+      if (stdinError || child.exitCode !== null || child.signalCode !== null) return resolve();
+      if (child.stdin.write(chunk)) return resolve();
+      const done = (): void => {
+        child.stdin.removeListener('drain', done);
+        child.removeListener('close', done);
+        resolve();
+      };
+      child.stdin.once('drain', done);
+      child.once('close', done);
+    });
+  let download: DownloadResult;
+  try {
+    download = await downloadAndVerify(deps, object, dir, { ...options, onOrderedChunk: write });
+  } catch (error) {
+    // The download's own failure (corrupt, truncated, missing object, S3 down) is the root cause.
+    child.stdin.destroy();
+    child.kill('SIGTERM');
+    await exited.catch(() => null);
+    throw error;
   }
+  child.stdin.end();
+  const code = await exited;
+  if (code !== 0) throw await loadFailure();
+  return download;
+}
+
+/** Indexes, constraints, triggers, ACLs: pg_restore -j from the verified file (no data read). */
+async function loadPostData(deps: RestoreDeps, database: string, file: string): Promise<void> {
+  const jobs = deps.jobs ?? os.availableParallelism();
+  const env = libpqEnv(deps.connection, database);
+  const result = await run(pgBin(deps.pgBinDir, 'pg_restore'), ['--no-owner', '--exit-on-error', '--section=post-data', '-j', String(jobs), '-d', database, file], env);
+  if (result.code !== 0) throw new OperatorError(`pg_restore failed (exit ${result.code}): ${firstError(result.stderr)}; the target was not touched`);
+}
+
+async function loadPlain(deps: RestoreDeps, database: string, file: string): Promise<void> {
+  const env = libpqEnv(deps.connection, database);
   const sql = fs.createReadStream(file).pipe(createGunzip());
   const result = await run(
     pgBin(deps.pgBinDir, 'psql'),

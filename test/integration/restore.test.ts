@@ -1,5 +1,9 @@
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { Client } from 'pg';
 import { runBackup } from '../../lambdas/backup/backup';
 import { createS3Client } from '../../lambdas/shared/aws';
@@ -180,6 +184,35 @@ describe('restore refusals leave the target untouched', () => {
       () => restoreBackup(deps({ partBytes: 4096 }), { ref: backup.manifestKey, targetDb: target, force: true, format: 'plain' }),
       /is \d+ bytes, the manifest says \d+: .*truncated/,
     );
+  });
+
+  it('refuses a truncated custom archive before loading anything (size, from the first ranged GET)', async () => {
+    const backup = await freshBackup();
+    const bytes = await objectBytes(backup.custom);
+    await putObject(backup.custom, bytes.subarray(0, bytes.length - 100));
+    const target = makeTarget();
+
+    await expectRefused(target, () => restoreBackup(deps(), { ref: backup.manifestKey, targetDb: target, force: true }), /is \d+ bytes, the manifest says \d+: .*truncated/);
+  });
+
+  it('reports pg_restore failing during the streamed load (object intact), and drops the staging database', async () => {
+    // Arrange: a pg_restore that dies with an error while reading the streamed archive
+    const realPgRestore = execFileSync('sh', ['-c', 'command -v pg_restore'], { encoding: 'utf8' }).trim();
+    const binDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-failing-pg-restore-'));
+    fs.writeFileSync(
+      path.join(binDir, 'pg_restore'),
+      `#!/bin/sh\nfor a in "$@"; do [ "$a" = --section=pre-data ] && { head -c 2000 > /dev/null; echo "pg_restore: error: simulated load failure" >&2; exit 1; }; done\nexec "${realPgRestore}" "$@"\n`,
+      { mode: 0o755 },
+    );
+    const target = makeTarget();
+
+    // Act / Assert
+    await expectRefused(
+      target,
+      () => restoreBackup(deps({ pgBinDir: binDir }), { ref: manifestKey, targetDb: target, force: true }),
+      /^pg_restore failed \(exit 1\): pg_restore: error: simulated load failure; the target was not touched$/,
+    );
+    fs.rmSync(binDir, { recursive: true, force: true });
   });
 
   it('refuses a manifest naming a missing object', async () => {
