@@ -116,11 +116,14 @@ async function measure(s3: LocalS3Process, command: string, args: string[], env:
   };
 }
 
-/** Sum of VmRSS of `pid` and all its descendants, from /proc. */
+/**
+ * Sum of VmRSS of `pid` and all its descendants, from /proc. Descendants are younger, so only pids
+ * above the root's are read (pids grow until they wrap): the sampler stays cheap next to the run.
+ */
 function treeRss(rootPid: number): number {
   const children = new Map<number, number[]>();
   for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
+    if (!/^\d+$/.test(entry) || Number(entry) <= rootPid) continue;
     try {
       const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);

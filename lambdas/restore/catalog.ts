@@ -163,6 +163,11 @@ export interface DownloadOptions extends SpaceCheck {
 export const DEFAULT_PART_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_DOWNLOAD_CONCURRENCY = 4;
 
+/** Where downloadAndVerify writes `object` in `dir`. */
+export function downloadPath(dir: string, object: BackupObject): string {
+  return path.join(dir, path.basename(object.key));
+}
+
 /**
  * Downloads one object to `dir` with parallel ranged GETs, hashing the parts in order as they land
  * (memory bounded by about 2 x concurrency parts). The first part's Content-Range gives the stored
@@ -172,7 +177,7 @@ export const DEFAULT_DOWNLOAD_CONCURRENCY = 4;
 export async function downloadAndVerify(deps: CatalogDeps, object: BackupObject, dir: string, options: DownloadOptions = {}): Promise<DownloadResult> {
   const started = performance.now();
   await checkFreeSpace(dir, object.bytes, options);
-  const file = path.join(dir, path.basename(object.key));
+  const file = downloadPath(dir, object);
   const partBytes = options.partBytes ?? DEFAULT_PART_BYTES;
   const concurrency = Math.max(1, options.concurrency ?? DEFAULT_DOWNLOAD_CONCURRENCY);
   const abort = new AbortController();

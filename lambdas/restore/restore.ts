@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -15,10 +14,12 @@ import {
   checkFreeSpace,
   chooseObject,
   downloadAndVerify,
+  downloadPath,
   pgBin,
   resolveBackup,
   run,
 } from './catalog';
+import { GrowingFile, loadSchemaAndDataWhileDownloading } from './streamed-load';
 
 /**
  * Verified restore: resolve the manifest, download the object while hashing it (refused on any
@@ -127,7 +128,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       restoreStarted = performance.now();
       await admin.query(`CREATE DATABASE ${ident(staging)} TEMPLATE template0`);
       stagingCreated = true;
-      download = await loadWhileDownloading(deps, staging, object, dir, downloadOptions);
+      download = await loadWhileDownloading(deps, staging, object, manifest, dir, downloadOptions);
       log('building indexes and constraints');
       await loadPostData(deps, staging, download.file);
     } else {
@@ -271,61 +272,40 @@ async function waitForNoSessions(admin: Client, database: string): Promise<void>
 }
 
 /**
- * pg_restore of the pre-data and data sections from its stdin, fed with the object's bytes in order
- * while they download. Serial and in archive order, which a pipe allows (docs/backups.md: the
- * archive has no data offsets); the parallel part of a restore, indexes and constraints, follows
- * from the verified file. Whichever fails first is reported: a corrupt download, or pg_restore.
+ * The custom archive's schema and table data load into the staging database while it downloads
+ * (streamed-load.ts); the download is verified before the loads can end.
  */
 async function loadWhileDownloading(
   deps: RestoreDeps,
   database: string,
   object: BackupObject,
+  manifest: BackupManifest,
   dir: string,
   options: DownloadOptions,
 ): Promise<DownloadResult> {
-  const child = spawn(pgBin(deps.pgBinDir, 'pg_restore'), ['--no-owner', '--exit-on-error', '--section=pre-data', '--section=data', '-d', database], {
+  const growing = new GrowingFile();
+  const file = downloadPath(dir, object);
+  const download = downloadAndVerify(deps, object, dir, { ...options, onOrderedChunk: async (chunk) => growing.advance(chunk.length) }).then(
+    (result) => {
+      growing.finish();
+      return result;
+    },
+    (error: unknown) => {
+      growing.fail(error instanceof Error ? error : new Error(String(error)));
+      throw error;
+    },
+  );
+  await loadSchemaAndDataWhileDownloading({
+    pgRestore: pgBin(deps.pgBinDir, 'pg_restore'),
     env: { ...process.env, ...libpqEnv(deps.connection, database) },
-    stdio: ['pipe', 'ignore', 'pipe'],
+    database,
+    file,
+    growing,
+    download,
+    tables: manifest.tables,
+    jobs: deps.jobs ?? os.availableParallelism(),
+    dir,
   });
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => {
-    if (stderr.length < 100_000) stderr += d;
-  });
-  let stdinError: Error | undefined;
-  child.stdin.on('error', (error) => (stdinError = error));
-  const exited = new Promise<number | null>((resolve, reject) => {
-    child.on('error', (error) => reject(new OperatorError(`cannot run pg_restore: ${oneLine(error)}; install the PostgreSQL client programs or set the PostgreSQL bin directory`)));
-    child.on('close', (code) => resolve(code));
-  });
-  const loadFailure = async (): Promise<OperatorError> =>
-    new OperatorError(`pg_restore failed (exit ${await exited}): ${firstError(stderr)}; the target was not touched`);
-  // Once pg_restore has stopped, the rest is still downloaded and hashed, then discarded: a
-  // corrupt object makes pg_restore fail first, and the sha256 verdict must name the real cause.
-  const write = (chunk: Buffer): Promise<void> =>
-    new Promise<void>((resolve) => {
-      if (stdinError || child.exitCode !== null || child.signalCode !== null) return resolve();
-      if (child.stdin.write(chunk)) return resolve();
-      const done = (): void => {
-        child.stdin.removeListener('drain', done);
-        child.removeListener('close', done);
-        resolve();
-      };
-      child.stdin.once('drain', done);
-      child.once('close', done);
-    });
-  let download: DownloadResult;
-  try {
-    download = await downloadAndVerify(deps, object, dir, { ...options, onOrderedChunk: write });
-  } catch (error) {
-    // The download's own failure (corrupt, truncated, missing object, S3 down) is the root cause.
-    child.stdin.destroy();
-    child.kill('SIGTERM');
-    await exited.catch(() => null);
-    throw error;
-  }
-  child.stdin.end();
-  const code = await exited;
-  if (code !== 0) throw await loadFailure();
   return download;
 }
 

@@ -201,7 +201,7 @@ describe('restore refusals leave the target untouched', () => {
     const binDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-failing-pg-restore-'));
     fs.writeFileSync(
       path.join(binDir, 'pg_restore'),
-      `#!/bin/sh\nfor a in "$@"; do [ "$a" = --section=pre-data ] && { head -c 2000 > /dev/null; echo "pg_restore: error: simulated load failure" >&2; exit 1; }; done\nexec "${realPgRestore}" "$@"\n`,
+      `#!/bin/sh\nfor a in "$@"; do [ "$a" = --section=data ] && { head -c 2000 > /dev/null; echo "pg_restore: error: simulated load failure" >&2; exit 1; }; done\nexec "${realPgRestore}" "$@"\n`,
       { mode: 0o755 },
     );
     const target = makeTarget();
@@ -210,7 +210,7 @@ describe('restore refusals leave the target untouched', () => {
     await expectRefused(
       target,
       () => restoreBackup(deps({ pgBinDir: binDir }), { ref: manifestKey, targetDb: target, force: true }),
-      /^pg_restore failed \(exit 1\): pg_restore: error: simulated load failure; the target was not touched$/,
+      /^pg_restore failed \(exit 1, table data\): pg_restore: error: simulated load failure; the target was not touched$/
     );
     fs.rmSync(binDir, { recursive: true, force: true });
   });

@@ -1,0 +1,210 @@
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import { OperatorError, oneLine } from '../shared/errors';
+import type { BackupManifest } from '../shared/manifest';
+
+/**
+ * The custom-format restore, overlapped with its download. The archive lands in a local file
+ * (parallel ranged GETs, hashed in order); while it grows, pg_restore processes read it from the
+ * start, each through its own follower of the verified-in-order prefix:
+ *
+ *   pg_restore -l                          the table of contents (the archive's first bytes)
+ *   pg_restore --section=pre-data          the schema
+ *   N x pg_restore --section=data -L <i>   the table data, tables split over N processes by the
+ *                                          manifest's row counts, each reading in archive order
+ *   (download complete, sha256 checked)
+ *   pg_restore --section=post-data -j N    indexes, constraints, triggers, from the verified file
+ *
+ * A pipe-written archive has no data offsets (docs/backups.md), so each data process reads the
+ * whole stream and skips the blocks of the tables it does not load; skipping costs a read, not an
+ * inflate. Everything goes into a staging database that the caller drops on any failure.
+ */
+
+/** The contiguous, in-order prefix of a file being downloaded; followers wait on it. */
+export class GrowingFile {
+  private length = 0;
+  private complete = false;
+  private failure: Error | undefined;
+  private waiters: (() => void)[] = [];
+
+  /** `bytes` more of the file are written, in order, after the previous ones. */
+  advance(bytes: number): void {
+    this.length += bytes;
+    this.wake();
+  }
+
+  finish(): void {
+    this.complete = true;
+    this.wake();
+  }
+
+  fail(error: Error): void {
+    this.failure = error;
+    this.wake();
+  }
+
+  /** Resolves once more than `offset` bytes exist, or the file is complete or failed. */
+  async waitBeyond(offset: number): Promise<{ available: number; complete: boolean }> {
+    while (!this.failure && !this.complete && this.length <= offset) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    if (this.failure) throw this.failure;
+    return { available: this.length, complete: this.complete && this.length <= offset };
+  }
+
+  private wake(): void {
+    for (const wake of this.waiters.splice(0)) wake();
+  }
+}
+
+const FOLLOW_CHUNK_BYTES = 1024 * 1024;
+
+/** A stream of `file` from its first byte, following its growth until it is complete. */
+export function followFile(file: string, growing: GrowingFile): Readable {
+  async function* read(): AsyncGenerator<Buffer> {
+    // The file exists once its first bytes are there.
+    if ((await growing.waitBeyond(0)).complete) return;
+    const handle = await fs.promises.open(file, 'r');
+    try {
+      let offset = 0;
+      for (;;) {
+        const { available, complete } = await growing.waitBeyond(offset);
+        if (complete) return;
+        while (offset < available) {
+          const buffer = Buffer.allocUnsafe(Math.min(FOLLOW_CHUNK_BYTES, available - offset));
+          const { bytesRead } = await handle.read(buffer, 0, buffer.length, offset);
+          if (bytesRead === 0) throw new Error(`${file} is shorter than its downloaded length`);
+          offset += bytesRead;
+          yield buffer.subarray(0, bytesRead);
+        }
+      }
+    } finally {
+      await handle.close();
+    }
+  }
+  return Readable.from(read(), { objectMode: false });
+}
+
+/**
+ * Splits the archive's TABLE DATA entries (from `pg_restore -l`) over at most `jobs` processes,
+ * biggest tables first by the manifest's row counts, onto the least-loaded process. Each list keeps
+ * the archive's order (a streamed archive can only be read forward). The first list also carries
+ * every other entry (sequences' values, large objects, ...): with `--section=data` pg_restore
+ * restores only the data-section entries of a list.
+ */
+export function planDataLoads(tocList: string, tables: BackupManifest['tables'], jobs: number): string[] {
+  const lines = tocList.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(';'));
+  const rowsOf = (line: string): number | undefined => {
+    const table = tables.find((t) => line.includes(` TABLE DATA ${t.schema} ${t.name} `));
+    return table?.rows;
+  };
+  const dataLines = lines.filter((l) => / TABLE DATA /.test(l));
+  const processes = Math.max(1, Math.min(jobs, dataLines.length));
+  const load = new Array<number>(processes).fill(0);
+  const assigned = new Map<string, number>();
+  // Largest first onto the least-loaded process; a table the manifest does not know weighs 1 row.
+  for (const line of [...dataLines].sort((a, b) => (rowsOf(b) ?? 1) - (rowsOf(a) ?? 1))) {
+    const target = load.indexOf(Math.min(...load));
+    assigned.set(line, target);
+    load[target] += rowsOf(line) ?? 1;
+  }
+  return Array.from({ length: processes }, (_, i) =>
+    lines.filter((line) => (assigned.has(line) ? assigned.get(line) === i : i === 0)).join('\n') + '\n',
+  );
+}
+
+interface PgRestoreRun {
+  readonly exited: Promise<{ code: number | null; stdout: string; stderr: string }>;
+  kill(): void;
+}
+
+/** pg_restore reading `input` on its stdin; an early exit (it has read what it needs) is not an error here. */
+function pgRestoreFrom(pgRestore: string, args: string[], env: NodeJS.ProcessEnv, input: Readable): PgRestoreRun {
+  const child = spawn(pgRestore, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    if (stdout.length < 50_000_000) stdout += d;
+  });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    if (stderr.length < 100_000) stderr += d;
+  });
+  child.stdin.on('error', () => undefined);
+  // A failed download fails its followers: pg_restore then sees its input end and stops.
+  input.on('error', () => child.stdin.destroy());
+  input.pipe(child.stdin);
+  const exited = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    child.on('error', (error) => reject(new OperatorError(`cannot run ${pgRestore}: ${oneLine(error)}; install the PostgreSQL client programs or set the PostgreSQL bin directory`)));
+    child.on('close', (code) => {
+      input.unpipe(child.stdin);
+      input.destroy();
+      resolve({ code, stdout, stderr });
+    });
+  });
+  return {
+    exited,
+    kill: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      input.destroy();
+    },
+  };
+}
+
+export interface OverlappedLoadInput {
+  readonly pgRestore: string;
+  /** libpq environment of the staging database (the password travels only here). */
+  readonly env: NodeJS.ProcessEnv;
+  readonly database: string;
+  /** The file being downloaded, and its in-order progress. */
+  readonly file: string;
+  readonly growing: GrowingFile;
+  /** Settles when the download is complete and verified (or rejects with why not). */
+  readonly download: Promise<unknown>;
+  readonly tables: BackupManifest['tables'];
+  readonly jobs: number;
+  /** Where the -L list files go (the download's temp directory). */
+  readonly dir: string;
+}
+
+/**
+ * Schema and data into the staging database while the archive downloads; resolves once the
+ * download is verified and every load exited 0. The download's own failure (a corrupt, truncated or
+ * missing object) wins over the load failures it causes; then the first pg_restore failure.
+ */
+export async function loadSchemaAndDataWhileDownloading(input: OverlappedLoadInput): Promise<void> {
+  const runs: PgRestoreRun[] = [];
+  const start = (args: string[]): PgRestoreRun => {
+    const run = pgRestoreFrom(input.pgRestore, args, input.env, followFile(input.file, input.growing));
+    runs.push(run);
+    return run;
+  };
+  const succeeded = async (run: PgRestoreRun, what: string): Promise<string> => {
+    const result = await run.exited;
+    if (result.code !== 0) throw new OperatorError(`pg_restore failed (exit ${result.code}, ${what}): ${firstError(result.stderr)}; the target was not touched`);
+    return result.stdout;
+  };
+  const loading = (async (): Promise<void> => {
+    const toc = await succeeded(start(['--list']), 'reading the table of contents');
+    await succeeded(start(['--no-owner', '--exit-on-error', '--section=pre-data', '-d', input.database]), 'schema');
+    const lists = planDataLoads(toc, input.tables, input.jobs);
+    const loads = lists.map((list, i) => {
+      const listFile = path.join(input.dir, `data-${i}.list`);
+      fs.writeFileSync(listFile, list, { mode: 0o600 });
+      return succeeded(start(['--no-owner', '--exit-on-error', '--section=data', '-L', listFile, '-d', input.database]), 'table data');
+    });
+    // The first failure stops the other loads: the staging database is dropped anyway.
+    await Promise.all(loads.map((l) => l.catch((error: unknown) => {
+      for (const run of runs) run.kill();
+      throw error;
+    })));
+  })();
+  const [downloaded, loaded] = await Promise.allSettled([input.download, loading]);
+  for (const run of runs) run.kill();
+  if (downloaded.status === 'rejected') throw downloaded.reason;
+  if (loaded.status === 'rejected') throw loaded.reason;
+}
+
+function firstError(stderr: string): string {
+  const line = stderr.split('\n').find((l) => /error|fatal/i.test(l)) ?? stderr.split('\n').find((l) => l.trim() !== '') ?? 'no message';
+  return oneLine(line).slice(0, 300);
+}
