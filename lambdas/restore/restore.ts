@@ -19,7 +19,7 @@ import {
   resolveBackup,
   run,
 } from './catalog';
-import { GrowingFile, loadSchemaAndDataWhileDownloading } from './streamed-load';
+import { GrowingFile, loadOverlappingDownload } from './streamed-load';
 
 /**
  * Verified restore: resolve the manifest, download the object while hashing it (refused on any
@@ -129,8 +129,6 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       await admin.query(`CREATE DATABASE ${ident(staging)} TEMPLATE template0`);
       stagingCreated = true;
       download = await loadWhileDownloading(deps, staging, object, manifest, dir, downloadOptions);
-      log('building indexes and constraints');
-      await loadPostData(deps, staging, download.file);
     } else {
       log(`downloading ${object.key} (${object.bytes} bytes)`);
       download = await downloadAndVerify(deps, object, dir, downloadOptions);
@@ -272,8 +270,8 @@ async function waitForNoSessions(admin: Client, database: string): Promise<void>
 }
 
 /**
- * The custom archive's schema and table data load into the staging database while it downloads
- * (streamed-load.ts); the download is verified before the loads can end.
+ * The custom archive loads into the staging database while it downloads (streamed-load.ts); the
+ * download is verified before any load can end, and post-data reads only the verified file.
  */
 async function loadWhileDownloading(
   deps: RestoreDeps,
@@ -295,7 +293,7 @@ async function loadWhileDownloading(
       throw error;
     },
   );
-  await loadSchemaAndDataWhileDownloading({
+  await loadOverlappingDownload({
     pgRestore: pgBin(deps.pgBinDir, 'pg_restore'),
     env: { ...process.env, ...libpqEnv(deps.connection, database) },
     database,
@@ -307,14 +305,6 @@ async function loadWhileDownloading(
     dir,
   });
   return download;
-}
-
-/** Indexes, constraints, triggers, ACLs: pg_restore -j from the verified file (no data read). */
-async function loadPostData(deps: RestoreDeps, database: string, file: string): Promise<void> {
-  const jobs = deps.jobs ?? os.availableParallelism();
-  const env = libpqEnv(deps.connection, database);
-  const result = await run(pgBin(deps.pgBinDir, 'pg_restore'), ['--no-owner', '--exit-on-error', '--section=post-data', '-j', String(jobs), '-d', database, file], env);
-  if (result.code !== 0) throw new OperatorError(`pg_restore failed (exit ${result.code}): ${firstError(result.stderr)}; the target was not touched`);
 }
 
 async function loadPlain(deps: RestoreDeps, database: string, file: string): Promise<void> {

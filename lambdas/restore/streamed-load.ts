@@ -14,8 +14,11 @@ import type { BackupManifest } from '../shared/manifest';
  *   pg_restore --section=pre-data          the schema
  *   N x pg_restore --section=data -L <i>   the table data, tables split over N processes by the
  *                                          manifest's row counts, each reading in archive order
- *   (download complete, sha256 checked)
- *   pg_restore --section=post-data -j N    indexes, constraints, triggers, from the verified file
+ *   (download complete, sha256 checked; from here on, only the verified file is read)
+ *   as each data process ends:             the indexes, constraints and triggers of its own tables
+ *     pg_restore --section=post-data -L      (as pg_restore -j does: a small table's indexes are
+ *                                          built while a big one still loads)
+ *   pg_restore --section=post-data -j N    the rest: foreign keys, materialized views, ACLs, ...
  *
  * A pipe-written archive has no data offsets (docs/backups.md), so each data process reads the
  * whole stream and skips the blocks of the tables it does not load; skipping costs a read, not an
@@ -113,6 +116,67 @@ export function planDataLoads(tocList: string, tables: BackupManifest['tables'],
   );
 }
 
+/** The manifest tables whose TABLE DATA entry is in `list`. */
+export function tablesOfList(list: string, tables: BackupManifest['tables']): string[] {
+  return tables.filter((t) => list.includes(` TABLE DATA ${t.schema} ${t.name} `)).map((t) => qualified(t.schema, t.name));
+}
+
+function qualified(schema: string, name: string): string {
+  return JSON.stringify([schema, name]);
+}
+
+/** One SQL identifier, quoted or not, as PostgreSQL prints it (pg_dump quotes when needed). */
+const IDENT = String.raw`(?:"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*)`;
+const QUALIFIED = new RegExp(String.raw`(${IDENT})\.(${IDENT})`);
+const unquote = (ident: string): string => (ident.startsWith('"') ? ident.slice(1, -1).replaceAll('""', '"') : ident);
+
+/**
+ * The table each per-table post-data entry belongs to, from the post-data script
+ * (`pg_restore -f - --section=post-data`): "-- Name: <tag>; Type: <type>; Schema: <schema>" headers,
+ * then the statement naming the table (CREATE INDEX ... ON t, ALTER TABLE t ADD CONSTRAINT,
+ * CREATE TRIGGER ... ON t). Keyed by "<type> <schema> <tag> " as `pg_restore -l` prints entries.
+ * Only INDEX, CONSTRAINT and TRIGGER are per-table; anything else (foreign keys, which need two
+ * tables, materialized views, ACLs) is left out and runs last.
+ */
+export function postDataTables(script: string): Map<string, string> {
+  const owners = new Map<string, string>();
+  const sections = script.split(/^-- Name: /m).slice(1);
+  for (const section of sections) {
+    const header = /^(.*); Type: ([A-Z ]+); Schema: ([^;]*); Owner: [^\n]*\n/.exec(section);
+    if (!header) continue;
+    const [, tag, type, schema] = header;
+    const body = section.slice(header[0].length).replace(/^--.*$/gm, '');
+    let match: RegExpExecArray | null = null;
+    if (type === 'INDEX') match = new RegExp(String.raw`^\s*CREATE (?:UNIQUE )?INDEX ${IDENT} ON (?:ONLY )?${QUALIFIED.source}`, 'm').exec(body);
+    else if (type === 'CONSTRAINT') match = new RegExp(String.raw`^\s*ALTER TABLE (?:ONLY )?${QUALIFIED.source}`, 'm').exec(body);
+    else if (type === 'TRIGGER') match = new RegExp(String.raw`^\s*CREATE (?:CONSTRAINT )?TRIGGER ${IDENT} [^;]*? ON ${QUALIFIED.source}`, 'm').exec(body);
+    if (match) owners.set(`${type} ${schema} ${tag} `, qualified(unquote(match[1]), unquote(match[2])));
+  }
+  return owners;
+}
+
+/**
+ * Splits the post-data entries of `tocList`: per data process, those of the tables it loaded
+ * (runnable as soon as it ends), and the rest (after every load). Lists keep the archive order.
+ */
+export function planPostData(tocList: string, owners: Map<string, string>, tablesByProcess: string[][]): { perProcess: string[]; last: string } {
+  const lines = tocList.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(';'));
+  const processOf = (line: string): number => {
+    for (const [key, table] of owners) {
+      if (!line.includes(` ${key}`)) continue;
+      const index = tablesByProcess.findIndex((tables) => tables.includes(table));
+      if (index >= 0) return index;
+    }
+    return -1;
+  };
+  const placed = lines.map((line) => ({ line, process: processOf(line) }));
+  const join = (selected: string[]): string => (selected.length > 0 ? `${selected.join('\n')}\n` : '');
+  return {
+    perProcess: tablesByProcess.map((_, i) => join(placed.filter((p) => p.process === i).map((p) => p.line))),
+    last: join(placed.filter((p) => p.process < 0).map((p) => p.line)),
+  };
+}
+
 interface PgRestoreRun {
   readonly exited: Promise<{ code: number | null; stdout: string; stderr: string }>;
   kill(): void;
@@ -167,36 +231,67 @@ export interface OverlappedLoadInput {
 }
 
 /**
- * Schema and data into the staging database while the archive downloads; resolves once the
- * download is verified and every load exited 0. The download's own failure (a corrupt, truncated or
- * missing object) wins over the load failures it causes; then the first pg_restore failure.
+ * The whole custom-format load into the staging database, overlapped with the download (see the
+ * top of this file). Resolves once the download is verified and every pg_restore exited 0. The
+ * download's own failure (a corrupt, truncated or missing object) wins over the load failures it
+ * causes; then the first pg_restore failure. Post-data steps read only the verified file.
  */
-export async function loadSchemaAndDataWhileDownloading(input: OverlappedLoadInput): Promise<void> {
+export async function loadOverlappingDownload(input: OverlappedLoadInput): Promise<void> {
   const runs: PgRestoreRun[] = [];
-  const start = (args: string[]): PgRestoreRun => {
-    const run = pgRestoreFrom(input.pgRestore, args, input.env, followFile(input.file, input.growing));
+  const track = (run: PgRestoreRun): PgRestoreRun => {
     runs.push(run);
     return run;
   };
+  const follow = (args: string[]): PgRestoreRun => track(pgRestoreFrom(input.pgRestore, args, input.env, followFile(input.file, input.growing)));
+  const fromFile = (args: string[]): PgRestoreRun => track(pgRestoreFrom(input.pgRestore, [...args, input.file], input.env, Readable.from([])));
   const succeeded = async (run: PgRestoreRun, what: string): Promise<string> => {
     const result = await run.exited;
     if (result.code !== 0) throw new OperatorError(`pg_restore failed (exit ${result.code}, ${what}): ${firstError(result.stderr)}; the target was not touched`);
     return result.stdout;
   };
+  const writeList = (name: string, list: string): string => {
+    const file = path.join(input.dir, name);
+    fs.writeFileSync(file, list, { mode: 0o600 });
+    return file;
+  };
+  const restoreArgs = (section: string, list: string, jobs = 1): string[] => [
+    '--no-owner',
+    '--exit-on-error',
+    `--section=${section}`,
+    '-L',
+    list,
+    ...(jobs > 1 ? ['-j', String(jobs)] : []),
+    '-d',
+    input.database,
+  ];
+
   const loading = (async (): Promise<void> => {
-    const toc = await succeeded(start(['--list']), 'reading the table of contents');
-    await succeeded(start(['--no-owner', '--exit-on-error', '--section=pre-data', '-d', input.database]), 'schema');
-    const lists = planDataLoads(toc, input.tables, input.jobs);
-    const loads = lists.map((list, i) => {
-      const listFile = path.join(input.dir, `data-${i}.list`);
-      fs.writeFileSync(listFile, list, { mode: 0o600 });
-      return succeeded(start(['--no-owner', '--exit-on-error', '--section=data', '-L', listFile, '-d', input.database]), 'table data');
+    const toc = await succeeded(follow(['--list']), 'reading the table of contents');
+    await succeeded(follow(['--no-owner', '--exit-on-error', '--section=pre-data', '-d', input.database]), 'schema');
+    const dataLists = planDataLoads(toc, input.tables, input.jobs);
+    const dataLoads = dataLists.map((list, i) => succeeded(follow(restoreArgs('data', writeList(`data-${i}.list`, list))), 'table data'));
+    // Observed below, after the download's verdict (which wins when both fail).
+    for (const load of dataLoads) load.catch(() => undefined);
+
+    // Post-data is planned from the verified file only.
+    await input.download;
+    const script = await succeeded(fromFile(['--file=-', '--section=post-data']), 'reading the post-data entries');
+    const plan = planPostData(toc, postDataTables(script), dataLists.map((list) => tablesOfList(list, input.tables)));
+    const perTable = dataLoads.map(async (load, i) => {
+      await load;
+      if (plan.perProcess[i] === '') return;
+      await succeeded(fromFile(restoreArgs('post-data', writeList(`post-${i}.list`, plan.perProcess[i]), input.jobs)), 'indexes and constraints');
     });
-    // The first failure stops the other loads: the staging database is dropped anyway.
-    await Promise.all(loads.map((l) => l.catch((error: unknown) => {
-      for (const run of runs) run.kill();
-      throw error;
-    })));
+    // The first failure stops everything else: the staging database is dropped anyway.
+    await Promise.all(
+      perTable.map((step) =>
+        step.catch((error: unknown) => {
+          for (const run of runs) run.kill();
+          throw error;
+        }),
+      ),
+    );
+    if (plan.last !== '') await succeeded(fromFile(restoreArgs('post-data', writeList('post-last.list', plan.last), input.jobs)), 'foreign keys and the rest');
   })();
   const [downloaded, loaded] = await Promise.allSettled([input.download, loading]);
   for (const run of runs) run.kill();

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { GrowingFile, followFile, planDataLoads } from '../../../lambdas/restore/streamed-load';
+import { GrowingFile, followFile, planDataLoads, planPostData, postDataTables, tablesOfList } from '../../../lambdas/restore/streamed-load';
 
 const TOC = `;
 ; Archive created at 2026-11-29 20:00:00 UTC
@@ -113,5 +113,92 @@ describe('followFile', () => {
 
     await expect(failed).resolves.toThrow('object is corrupt');
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+/** What `pg_restore -f - --section=post-data` prints (PostgreSQL 15), trimmed. */
+const POST_DATA_SCRIPT = `--
+-- PostgreSQL database dump
+--
+
+SET statement_timeout = 0;
+
+--
+-- Name: customers customers_pkey; Type: CONSTRAINT; Schema: public; Owner: postgres
+--
+
+ALTER TABLE ONLY public.customers
+    ADD CONSTRAINT customers_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: Incidents Été Incidents Été_pkey; Type: CONSTRAINT; Schema: Ops Réseau; Owner: postgres
+--
+
+ALTER TABLE ONLY "Ops Réseau"."Incidents Été"
+    ADD CONSTRAINT "Incidents Été_pkey" PRIMARY KEY (id);
+
+
+--
+-- Name: rides_customer; Type: INDEX; Schema: public; Owner: postgres
+--
+
+CREATE INDEX rides_customer ON public.rides USING btree (customer_id);
+
+
+--
+-- Name: rides rides_touch; Type: TRIGGER; Schema: public; Owner: postgres
+--
+
+CREATE TRIGGER rides_touch BEFORE INSERT OR UPDATE ON public.rides FOR EACH ROW EXECUTE FUNCTION public.touch_updated_at();
+
+
+--
+-- Name: rides rides_customer_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: postgres
+--
+
+ALTER TABLE ONLY public.rides
+    ADD CONSTRAINT rides_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES public.customers(id);
+`;
+
+const POST_TOC = `3202; 2606 16391 CONSTRAINT public customers customers_pkey postgres
+3208; 2606 16401 CONSTRAINT Ops Réseau Incidents Été Incidents Été_pkey postgres
+3203; 1259 16404 INDEX public rides_customer postgres
+3209; 2620 16410 TRIGGER public rides rides_touch postgres
+3207; 2606 16399 FK CONSTRAINT public rides rides_customer_id_fkey postgres
+3400; 0 16420 MATERIALIZED VIEW DATA billing revenue_by_month postgres
+`;
+
+describe('post-data planning', () => {
+  it('finds the table of each index, constraint and trigger in the post-data script, quoted names included', () => {
+    const owners = postDataTables(POST_DATA_SCRIPT);
+
+    expect(Object.fromEntries(owners)).toEqual({
+      'CONSTRAINT public customers customers_pkey ': JSON.stringify(['public', 'customers']),
+      'CONSTRAINT Ops Réseau Incidents Été Incidents Été_pkey ': JSON.stringify(['Ops Réseau', 'Incidents Été']),
+      'INDEX public rides_customer ': JSON.stringify(['public', 'rides']),
+      'TRIGGER public rides rides_touch ': JSON.stringify(['public', 'rides']),
+    });
+  });
+
+  it('runs each table\'s entries after the process that loaded it, and foreign keys and the rest last', () => {
+    const lists = ['3351; 0 16392 TABLE DATA public rides postgres\n', '3350; 0 16385 TABLE DATA public customers postgres\n3352; 0 16400 TABLE DATA Ops Réseau Incidents Été postgres\n'];
+    const tablesByProcess = lists.map((l) => tablesOfList(l, TABLES));
+
+    const plan = planPostData(POST_TOC, postDataTables(POST_DATA_SCRIPT), tablesByProcess);
+
+    expect(tablesByProcess).toEqual([[JSON.stringify(['public', 'rides'])], [JSON.stringify(['public', 'customers']), JSON.stringify(['Ops Réseau', 'Incidents Été'])]]);
+    expect(plan.perProcess[0]).toBe('3203; 1259 16404 INDEX public rides_customer postgres\n3209; 2620 16410 TRIGGER public rides rides_touch postgres\n');
+    expect(plan.perProcess[1]).toBe(
+      '3202; 2606 16391 CONSTRAINT public customers customers_pkey postgres\n3208; 2606 16401 CONSTRAINT Ops Réseau Incidents Été Incidents Été_pkey postgres\n',
+    );
+    expect(plan.last).toBe('3207; 2606 16399 FK CONSTRAINT public rides rides_customer_id_fkey postgres\n3400; 0 16420 MATERIALIZED VIEW DATA billing revenue_by_month postgres\n');
+  });
+
+  it('leaves the entries of a table no data process loaded (an empty table, a partitioned parent) for last', () => {
+    const plan = planPostData(POST_TOC, postDataTables(POST_DATA_SCRIPT), [[JSON.stringify(['public', 'rides'])]]);
+
+    expect(plan.last).toContain('CONSTRAINT public customers customers_pkey');
+    expect(plan.perProcess[0]).not.toContain('customers');
   });
 });
