@@ -152,15 +152,9 @@ export interface DownloadOptions extends SpaceCheck {
   readonly partBytes?: number;
   /** Ranged GETs in flight: one S3 connection is rate-bounded, several fill the pipe. @default DEFAULT_DOWNLOAD_CONCURRENCY */
   readonly concurrency?: number;
-  /**
-   * Receives the object's bytes in order, as they are hashed, before the final sha256 verdict (so a
-   * consumer must be disposable: the restore feeds a staging database). Its back-pressure (the
-   * returned promise) slows the download; a rejection aborts it.
-   */
-  readonly onOrderedChunk?: (chunk: Buffer) => Promise<void>;
 }
 
-export const DEFAULT_PART_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_PART_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_DOWNLOAD_CONCURRENCY = 4;
 
 /** Where downloadAndVerify writes `object` in `dir`. */
@@ -197,14 +191,15 @@ export async function downloadAndVerify(deps: CatalogDeps, object: BackupObject,
     const progressed = (): void => {
       for (const wake of waiting.splice(0)) wake();
     };
-    // Parts land in any order; they are hashed (and handed on) strictly in order, one drain at a time.
+    // Parts land in any order; they are hashed and written strictly in order, one drain at a time,
+    // so the file is always a prefix of the object (a restore may read it while it grows).
     let draining: Promise<void> = Promise.resolve();
     const drain = (): Promise<void> =>
       (draining = draining.then(async () => {
         while (done.has(nextToHash)) {
           const body = done.get(nextToHash)!;
           hash.update(body);
-          if (options.onOrderedChunk) await options.onOrderedChunk(body);
+          await handle.write(body, 0, body.length, nextToHash * partBytes);
           done.delete(nextToHash);
           nextToHash += 1;
           progressed();
@@ -213,7 +208,6 @@ export async function downloadAndVerify(deps: CatalogDeps, object: BackupObject,
     const accept = async (index: number, body: Buffer): Promise<void> => {
       const expected = Math.min(partBytes, total - index * partBytes);
       if (body.length !== expected) throw sizeMismatch(object, index * partBytes + body.length);
-      await handle.write(body, 0, body.length, index * partBytes);
       received += body.length;
       done.set(index, body);
       await drain();

@@ -19,7 +19,7 @@ import {
   resolveBackup,
   run,
 } from './catalog';
-import { GrowingFile, loadOverlappingDownload } from './streamed-load';
+import { DownloadFollowers, loadOverlappingDownload } from './streamed-load';
 
 /**
  * Verified restore: resolve the manifest, download the object while hashing it (refused on any
@@ -281,15 +281,17 @@ async function loadWhileDownloading(
   dir: string,
   options: DownloadOptions,
 ): Promise<DownloadResult> {
-  const growing = new GrowingFile();
   const file = downloadPath(dir, object);
-  const download = downloadAndVerify(deps, object, dir, { ...options, onOrderedChunk: async (chunk) => growing.advance(chunk.length) }).then(
+  // The followers start before the first byte: the file exists (empty) from here on.
+  fs.writeFileSync(file, '', { mode: 0o600 });
+  const followers = new DownloadFollowers(file);
+  const download = downloadAndVerify(deps, object, dir, options).then(
     (result) => {
-      growing.finish();
+      followers.finish();
       return result;
     },
     (error: unknown) => {
-      growing.fail(error instanceof Error ? error : new Error(String(error)));
+      followers.abort();
       throw error;
     },
   );
@@ -298,7 +300,7 @@ async function loadWhileDownloading(
     env: { ...process.env, ...libpqEnv(deps.connection, database) },
     database,
     file,
-    growing,
+    followers,
     download,
     tables: manifest.tables,
     jobs: deps.jobs ?? os.availableParallelism(),

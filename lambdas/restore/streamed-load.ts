@@ -1,14 +1,13 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Readable } from 'node:stream';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupManifest } from '../shared/manifest';
 
 /**
  * The custom-format restore, overlapped with its download. The archive lands in a local file
- * (parallel ranged GETs, hashed in order); while it grows, pg_restore processes read it from the
- * start, each through its own follower of the verified-in-order prefix:
+ * (parallel ranged GETs, hashed and written in order); while it grows, pg_restore processes read
+ * it from the start, each through its own follower (DownloadFollowers):
  *
  *   pg_restore -l                          the table of contents (the archive's first bytes)
  *   pg_restore --section=pre-data          the schema
@@ -25,67 +24,40 @@ import type { BackupManifest } from '../shared/manifest';
  * inflate. Everything goes into a staging database that the caller drops on any failure.
  */
 
-/** The contiguous, in-order prefix of a file being downloaded; followers wait on it. */
-export class GrowingFile {
-  private length = 0;
-  private complete = false;
-  private failure: Error | undefined;
-  private waiters: (() => void)[] = [];
+/**
+ * Followers of the growing download: GNU `tail -f` from its first byte, piped straight into a
+ * pg_restore (the archive never passes through node twice). The download writes the file strictly
+ * in order, so a follower only ever sees a prefix of the object. Every follower ends once the
+ * download is verified: tail's `--pid` names a sentinel process that lives exactly that long (tail
+ * then copies what is left and exits). On a failed download the followers are killed instead.
+ */
+export class DownloadFollowers {
+  private readonly sentinel: ChildProcess;
+  private readonly tails: ChildProcess[] = [];
 
-  /** `bytes` more of the file are written, in order, after the previous ones. */
-  advance(bytes: number): void {
-    this.length += bytes;
-    this.wake();
+  constructor(private readonly file: string) {
+    this.sentinel = spawn('sleep', ['86400'], { stdio: 'ignore' });
+    this.sentinel.on('error', () => undefined);
   }
 
+  /** A new follower from byte 0; its stdout is for a child's stdin. */
+  follow(): ChildProcess {
+    const tail = spawn('tail', ['-c', '+1', '-s', '0.05', `--pid=${this.sentinel.pid}`, '-f', this.file], { stdio: ['ignore', 'pipe', 'ignore'] });
+    tail.on('error', () => undefined);
+    this.tails.push(tail);
+    return tail;
+  }
+
+  /** The download is complete and verified: followers copy the rest and end. */
   finish(): void {
-    this.complete = true;
-    this.wake();
+    this.sentinel.kill('SIGKILL');
   }
 
-  fail(error: Error): void {
-    this.failure = error;
-    this.wake();
+  /** The download failed: followers stop at once, without a clean end of input. */
+  abort(): void {
+    for (const tail of this.tails) if (tail.exitCode === null && tail.signalCode === null) tail.kill('SIGKILL');
+    this.sentinel.kill('SIGKILL');
   }
-
-  /** Resolves once more than `offset` bytes exist, or the file is complete or failed. */
-  async waitBeyond(offset: number): Promise<{ available: number; complete: boolean }> {
-    while (!this.failure && !this.complete && this.length <= offset) await new Promise<void>((resolve) => this.waiters.push(resolve));
-    if (this.failure) throw this.failure;
-    return { available: this.length, complete: this.complete && this.length <= offset };
-  }
-
-  private wake(): void {
-    for (const wake of this.waiters.splice(0)) wake();
-  }
-}
-
-const FOLLOW_CHUNK_BYTES = 1024 * 1024;
-
-/** A stream of `file` from its first byte, following its growth until it is complete. */
-export function followFile(file: string, growing: GrowingFile): Readable {
-  async function* read(): AsyncGenerator<Buffer> {
-    // The file exists once its first bytes are there.
-    if ((await growing.waitBeyond(0)).complete) return;
-    const handle = await fs.promises.open(file, 'r');
-    try {
-      let offset = 0;
-      for (;;) {
-        const { available, complete } = await growing.waitBeyond(offset);
-        if (complete) return;
-        while (offset < available) {
-          const buffer = Buffer.allocUnsafe(Math.min(FOLLOW_CHUNK_BYTES, available - offset));
-          const { bytesRead } = await handle.read(buffer, 0, buffer.length, offset);
-          if (bytesRead === 0) throw new Error(`${file} is shorter than its downloaded length`);
-          offset += bytesRead;
-          yield buffer.subarray(0, bytesRead);
-        }
-      }
-    } finally {
-      await handle.close();
-    }
-  }
-  return Readable.from(read(), { objectMode: false });
 }
 
 /**
@@ -182,9 +154,11 @@ interface PgRestoreRun {
   kill(): void;
 }
 
-/** pg_restore reading `input` on its stdin; an early exit (it has read what it needs) is not an error here. */
-function pgRestoreFrom(pgRestore: string, args: string[], env: NodeJS.ProcessEnv, input: Readable): PgRestoreRun {
-  const child = spawn(pgRestore, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+/** pg_restore reading `input` (a follower, or nothing); a follower that ends early is not an error here. */
+function pgRestoreFrom(pgRestore: string, args: string[], env: NodeJS.ProcessEnv, input?: ChildProcess): PgRestoreRun {
+  const child = spawn(pgRestore, args, { env, stdio: [input?.stdout ?? 'ignore', 'pipe', 'pipe'] });
+  // The child holds its own end of the pipe; ours would keep the follower writing after pg_restore exits.
+  input?.stdout?.destroy();
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => {
@@ -193,15 +167,11 @@ function pgRestoreFrom(pgRestore: string, args: string[], env: NodeJS.ProcessEnv
   child.stderr.setEncoding('utf8').on('data', (d: string) => {
     if (stderr.length < 100_000) stderr += d;
   });
-  child.stdin.on('error', () => undefined);
-  // A failed download fails its followers: pg_restore then sees its input end and stops.
-  input.on('error', () => child.stdin.destroy());
-  input.pipe(child.stdin);
   const exited = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
     child.on('error', (error) => reject(new OperatorError(`cannot run ${pgRestore}: ${oneLine(error)}; install the PostgreSQL client programs or set the PostgreSQL bin directory`)));
     child.on('close', (code) => {
-      input.unpipe(child.stdin);
-      input.destroy();
+      // Reading stops with pg_restore (it may need only the first bytes).
+      if (input && input.exitCode === null && input.signalCode === null) input.kill('SIGKILL');
       resolve({ code, stdout, stderr });
     });
   });
@@ -209,7 +179,7 @@ function pgRestoreFrom(pgRestore: string, args: string[], env: NodeJS.ProcessEnv
     exited,
     kill: () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      input.destroy();
+      if (input && input.exitCode === null && input.signalCode === null) input.kill('SIGKILL');
     },
   };
 }
@@ -219,9 +189,9 @@ export interface OverlappedLoadInput {
   /** libpq environment of the staging database (the password travels only here). */
   readonly env: NodeJS.ProcessEnv;
   readonly database: string;
-  /** The file being downloaded, and its in-order progress. */
+  /** The file being downloaded (always a prefix of the object), and its followers. */
   readonly file: string;
-  readonly growing: GrowingFile;
+  readonly followers: DownloadFollowers;
   /** Settles when the download is complete and verified (or rejects with why not). */
   readonly download: Promise<unknown>;
   readonly tables: BackupManifest['tables'];
@@ -242,8 +212,8 @@ export async function loadOverlappingDownload(input: OverlappedLoadInput): Promi
     runs.push(run);
     return run;
   };
-  const follow = (args: string[]): PgRestoreRun => track(pgRestoreFrom(input.pgRestore, args, input.env, followFile(input.file, input.growing)));
-  const fromFile = (args: string[]): PgRestoreRun => track(pgRestoreFrom(input.pgRestore, [...args, input.file], input.env, Readable.from([])));
+  const follow = (args: string[]): PgRestoreRun => track(pgRestoreFrom(input.pgRestore, args, input.env, input.followers.follow()));
+  const fromFile = (args: string[]): PgRestoreRun => track(pgRestoreFrom(input.pgRestore, [...args, input.file], input.env));
   const succeeded = async (run: PgRestoreRun, what: string): Promise<string> => {
     const result = await run.exited;
     if (result.code !== 0) throw new OperatorError(`pg_restore failed (exit ${result.code}, ${what}): ${firstError(result.stderr)}; the target was not touched`);

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { GrowingFile, followFile, planDataLoads, planPostData, postDataTables, tablesOfList } from '../../../lambdas/restore/streamed-load';
+import { DownloadFollowers, planDataLoads, planPostData, postDataTables, tablesOfList } from '../../../lambdas/restore/streamed-load';
 
 const TOC = `;
 ; Archive created at 2026-11-29 20:00:00 UTC
@@ -63,55 +63,52 @@ describe('planDataLoads', () => {
   });
 });
 
-describe('followFile', () => {
-  it('streams a growing file from its first byte and ends only when it is complete', async () => {
+describe('DownloadFollowers', () => {
+  const collect = (child: import('node:child_process').ChildProcess): Promise<{ data: string; code: number | null; signal: NodeJS.Signals | null }> =>
+    new Promise((resolve) => {
+      let data = '';
+      child.stdout!.setEncoding('latin1').on('data', (d: string) => (data += d));
+      child.on('close', (code, signal) => resolve({ data, code, signal }));
+    });
+  const tick = (ms = 150): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+  it('streams the growing file from its first byte and ends only once the download is finished', async () => {
     // Arrange
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-follow-'));
     const file = path.join(dir, 'archive');
     fs.writeFileSync(file, '');
-    const growing = new GrowingFile();
-    const follower = followFile(file, growing);
-    const received: Buffer[] = [];
+    const followers = new DownloadFollowers(file);
+    const early = collect(followers.follow());
     let ended = false;
-    follower.on('data', (chunk: Buffer) => received.push(chunk));
-    follower.on('end', () => (ended = true));
-    const tick = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 20));
+    void early.then(() => (ended = true));
 
-    // Act: the file grows in two steps, then completes
+    // Act: the file grows in two steps, then the download is declared complete
     fs.appendFileSync(file, 'PGDMP-');
-    growing.advance(6);
     await tick();
+    const late = collect(followers.follow()); // a follower started mid-way still reads from byte 0
     fs.appendFileSync(file, 'rest of it');
-    // Not yet announced: a follower never reads past the in-order prefix.
     await tick();
-    const beforeAnnounce = Buffer.concat(received).toString();
-    growing.advance(10);
-    await tick();
-    const beforeEnd = ended;
-    growing.finish();
-    await tick();
+    const endedBeforeFinish = ended;
+    followers.finish();
 
     // Assert
-    expect(beforeAnnounce).toBe('PGDMP-');
-    expect(beforeEnd).toBe(false);
-    expect(Buffer.concat(received).toString()).toBe('PGDMP-rest of it');
-    expect(ended).toBe(true);
+    expect(endedBeforeFinish).toBe(false);
+    await expect(early).resolves.toEqual({ data: 'PGDMP-rest of it', code: 0, signal: null });
+    await expect(late).resolves.toEqual({ data: 'PGDMP-rest of it', code: 0, signal: null });
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it('fails its readers when the download fails', async () => {
+  it('kills its followers when the download fails: their readers never see a clean end', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-follow-'));
     const file = path.join(dir, 'archive');
     fs.writeFileSync(file, 'abc');
-    const growing = new GrowingFile();
-    growing.advance(3);
-    const follower = followFile(file, growing);
-    const failed = new Promise<Error>((resolve) => follower.on('error', resolve));
-    follower.resume();
+    const followers = new DownloadFollowers(file);
+    const follower = collect(followers.follow());
+    await tick();
 
-    growing.fail(new Error('object is corrupt'));
+    followers.abort();
 
-    await expect(failed).resolves.toThrow('object is corrupt');
+    await expect(follower).resolves.toMatchObject({ signal: 'SIGKILL' });
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });
