@@ -44,6 +44,11 @@ export interface RestoreDeps extends CatalogDeps, SpaceCheck {
   /** Download tuning (ranged GETs). @default catalog DEFAULT_PART_BYTES / DEFAULT_DOWNLOAD_CONCURRENCY */
   readonly partBytes?: number;
   readonly downloadConcurrency?: number;
+  /**
+   * Load a custom archive while it downloads (streamed-load.ts), or download, verify, then
+   * `pg_restore -j`. @default overlap when GNU coreutils' tail is on PATH (Linux, the runner image)
+   */
+  readonly overlapDownload?: boolean;
 }
 
 export interface RestoreOptions {
@@ -119,7 +124,8 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     };
     let download: DownloadResult;
     let restoreStarted: number;
-    if (object.format === 'custom') {
+    const overlap = object.format === 'custom' && (deps.overlapDownload ?? (await canFollowDownloads()));
+    if (overlap) {
       // The download overlaps the load: the schema and the table data stream into the staging
       // database as the bytes arrive in order; the sha256 verdict comes before anything else
       // (indexes, constraints, the swap), and a mismatch drops the staging database.
@@ -136,7 +142,8 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       restoreStarted = performance.now();
       await admin.query(`CREATE DATABASE ${ident(staging)} TEMPLATE template0`);
       stagingCreated = true;
-      await loadPlain(deps, staging, download.file);
+      if (object.format === 'custom') await loadCustomFromFile(deps, staging, download.file);
+      else await loadPlain(deps, staging, download.file);
     }
     fs.rmSync(download.file, { force: true });
     const restoreSeconds = (performance.now() - restoreStarted) / 1000;
@@ -307,6 +314,19 @@ async function loadWhileDownloading(
     dir,
   });
   return download;
+}
+
+/** The whole custom archive from the verified file: `pg_restore -j <cores>`. */
+async function loadCustomFromFile(deps: RestoreDeps, database: string, file: string): Promise<void> {
+  const jobs = deps.jobs ?? os.availableParallelism();
+  const result = await run(pgBin(deps.pgBinDir, 'pg_restore'), ['--no-owner', '--exit-on-error', '-j', String(jobs), '-d', database, file], libpqEnv(deps.connection, database));
+  if (result.code !== 0) throw new OperatorError(`pg_restore failed (exit ${result.code}): ${firstError(result.stderr)}; the target was not touched`);
+}
+
+/** The overlapped load follows the growing download with GNU tail (`--pid`, `-s`): BSD tail cannot. */
+async function canFollowDownloads(): Promise<boolean> {
+  const result = await run('tail', ['--version'], {}).catch(() => undefined);
+  return result?.code === 0 && /GNU coreutils/.test(result.stdout);
 }
 
 async function loadPlain(deps: RestoreDeps, database: string, file: string): Promise<void> {

@@ -107,6 +107,29 @@ describe('restore round trip', () => {
     expect(custom.tablesRestored).toBe(backup.manifest.tables.length);
   });
 
+  it.each([
+    ['overlapped with the download (GNU tail followers)', true],
+    ['after the download (pg_restore -j from the file; hosts without GNU tail)', false],
+  ])('restores the custom archive %s to identical content', async (_how, overlapDownload) => {
+    const target = uniqueDatabaseName(`restore_ov_${overlapDownload ? 'on' : 'off'}`);
+
+    const result = await restoreBackup(deps({ overlapDownload }), { ref: manifestKey, targetDb: target });
+
+    expect(result.object.format).toBe('custom');
+    expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+  });
+
+  it('refuses a flipped byte on the non-overlapped path too', async () => {
+    const backup = await freshBackup();
+    const bytes = await objectBytes(backup.custom);
+    bytes[Math.floor(bytes.length / 3)] ^= 0x01;
+    await putObject(backup.custom, bytes);
+    const target = uniqueDatabaseName('restore_ov_flip');
+
+    await expect(restoreBackup(deps({ overlapDownload: false }), { ref: backup.manifestKey, targetDb: target })).rejects.toThrow(/sha256 .*corrupt/);
+    expect(databasesLike(cluster, `${target}`)).toEqual([]);
+  });
+
   it('downloads in many small ranged parts, in parallel, and still restores the same content', async () => {
     const target = uniqueDatabaseName('restore_rt_parts');
 
