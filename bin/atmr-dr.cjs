@@ -2,7 +2,7 @@
 'use strict';
 /**
  * `npx atmr-dr` (package.json "bin"): runs the operator CLI, bin/atmr-dr.ts, as one esbuild bundle on
- * plain node, the same bundling as the runner image. A command then starts in about 0.2 s, in one
+ * plain node, the same bundling as the runner image, with V8's compile cache. A command then starts in about 0.2 s, in one
  * process (through tsx: about 1.5 s and two more node processes, ~80 MiB). The bundle lives in
  * node_modules/.cache and is rebuilt whenever one of its source files is newer than it, so an edited
  * checkout never runs stale code. `ATMR_DR_CLI_BUNDLE` points elsewhere (tests).
@@ -63,6 +63,9 @@ if (require.main === module) {
     process.stderr.write(`atmr-dr: cannot build the CLI bundle (${String(error && error.message).split('\n')[0]}); run npm ci, or run npx tsx bin/atmr-dr.ts\n`);
     process.exit(1);
   }
+  // V8's code cache for the bundle (Node >= 22.1): compiling 1.5 MB of JavaScript is most of a start.
+  const nodeModule = require('node:module');
+  if (typeof nodeModule.enableCompileCache === 'function') nodeModule.enableCompileCache(path.join(path.dirname(bundle), 'v8-cache'));
   require(bundle)
     .main(process.argv)
     .then(

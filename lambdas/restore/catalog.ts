@@ -163,10 +163,12 @@ export function downloadPath(dir: string, object: BackupObject): string {
 }
 
 /**
- * Downloads one object to `dir` with parallel ranged GETs, hashing the parts in order as they land
- * (memory bounded by about 2 x concurrency parts). The first part's Content-Range gives the stored
- * size, so a truncated or grown object is refused before the rest is fetched; a sha256 mismatch
- * deletes the file. Nothing downstream ever sees bytes that are not the ones the manifest describes.
+ * Downloads one object to `dir` with parallel ranged GETs, hashing and writing the parts in order
+ * as they land (memory bounded by about 2 x concurrency parts), so the file is always a prefix of
+ * the object. The first part's Content-Range gives the stored size, so a truncated or grown object
+ * is refused before the rest is fetched. A sha256 mismatch deletes the
+ * file. Only the resolved result is verified: a reader of the growing file (the overlapped restore)
+ * must be disposable, and its output discarded when this rejects.
  */
 export async function downloadAndVerify(deps: CatalogDeps, object: BackupObject, dir: string, options: DownloadOptions = {}): Promise<DownloadResult> {
   const started = performance.now();
@@ -180,11 +182,13 @@ export async function downloadAndVerify(deps: CatalogDeps, object: BackupObject,
   const handle = await fs.promises.open(file, 'w', 0o600);
   let received = 0;
   try {
+    // The first part alone (it holds the archive's table of contents, which a restore reads first);
+    // its Content-Range gives the stored size: a truncated or grown object is refused right there.
     const first = await getRange(deps, object, 0, partBytes, signal);
     if (first.total !== object.bytes) throw sizeMismatch(object, first.total);
     const total = first.total;
     const parts = Math.max(1, Math.ceil(total / partBytes));
-    const done = new Map<number, Buffer>();
+    const done = new Map<number, Buffer[]>();
     let nextToHash = 0;
     let nextToFetch = 1;
     const waiting: (() => void)[] = [];
@@ -197,22 +201,21 @@ export async function downloadAndVerify(deps: CatalogDeps, object: BackupObject,
     const drain = (): Promise<void> =>
       (draining = draining.then(async () => {
         while (done.has(nextToHash)) {
-          const body = done.get(nextToHash)!;
-          hash.update(body);
-          await handle.write(body, 0, body.length, nextToHash * partBytes);
+          const chunks = done.get(nextToHash)!;
+          for (const chunk of chunks) hash.update(chunk);
+          await handle.writev(chunks, nextToHash * partBytes);
           done.delete(nextToHash);
           nextToHash += 1;
           progressed();
         }
       }));
-    const accept = async (index: number, body: Buffer): Promise<void> => {
+    const accept = async (index: number, part: RangeBody): Promise<void> => {
       const expected = Math.min(partBytes, total - index * partBytes);
-      if (body.length !== expected) throw sizeMismatch(object, index * partBytes + body.length);
-      received += body.length;
-      done.set(index, body);
+      if (part.length !== expected) throw sizeMismatch(object, index * partBytes + part.length);
+      received += part.length;
+      done.set(index, part.chunks);
       await drain();
     };
-    await accept(0, first.body);
     const worker = async (): Promise<void> => {
       while (nextToFetch < parts) {
         // Bounded memory: do not run further ahead of the hash than two windows.
@@ -222,9 +225,10 @@ export async function downloadAndVerify(deps: CatalogDeps, object: BackupObject,
         nextToFetch += 1;
         const part = await getRange(deps, object, index * partBytes, partBytes, signal);
         if (part.total !== total) throw sizeMismatch(object, part.total);
-        await accept(index, part.body);
+        await accept(index, part);
       }
     };
+    await accept(0, first);
     const workers = Array.from({ length: Math.min(concurrency, parts - 1) }, () =>
       worker().catch((error: unknown) => {
         abort.abort();
@@ -256,17 +260,36 @@ function sizeMismatch(object: BackupObject, stored: number | string): OperatorEr
   );
 }
 
+/** A ranged GET's bytes, as the socket delivered them (never concatenated: written with writev). */
+interface RangeBody {
+  readonly chunks: Buffer[];
+  readonly length: number;
+  /** The object's stored size. */
+  readonly total: number;
+}
+
 /** One ranged GET: its bytes and the object's stored size (from Content-Range). */
-async function getRange(deps: CatalogDeps, object: BackupObject, start: number, length: number, signal: AbortSignal): Promise<{ body: Buffer; total: number }> {
+async function getRange(deps: CatalogDeps, object: BackupObject, start: number, length: number, signal: AbortSignal): Promise<RangeBody> {
   try {
     const response = await deps.s3.send(
       new GetObjectCommand({ Bucket: deps.bucket, Key: object.key, Range: `bytes=${start}-${start + length - 1}` }),
       { abortSignal: signal },
     );
-    const body = Buffer.from(await (response.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
+    const chunks: Buffer[] = [];
+    let received = 0;
+    for await (const chunk of response.Body as AsyncIterable<Uint8Array>) {
+      const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      chunks.push(buffer);
+      received += buffer.length;
+    }
     const total = /\/(\d+)$/.exec(response.ContentRange ?? '')?.[1];
-    // No Content-Range: the server sent the whole object (200), whose length is the stored size.
-    return total === undefined ? { body: body.subarray(start, start + length), total: body.length } : { body: Number(total) === 0 ? Buffer.alloc(0) : body, total: Number(total) };
+    if (total === undefined) {
+      // No Content-Range: the server sent the whole object (200), whose length is the stored size.
+      const whole = Buffer.concat(chunks, received);
+      const slice = whole.subarray(start, start + length);
+      return { chunks: [slice], length: slice.length, total: whole.length };
+    }
+    return Number(total) === 0 ? { chunks: [], length: 0, total: 0 } : { chunks, length: received, total: Number(total) };
   } catch (error) {
     if (isNotFound(error)) {
       throw new OperatorError(`object s3://${deps.bucket}/${object.key} named by the manifest is missing; this backup is unusable, pick another one (atmr-dr backups list)`);

@@ -132,9 +132,12 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       await checkFreeSpace(dir, object.bytes, downloadOptions);
       log(`downloading ${object.key} (${object.bytes} bytes) and loading it into staging database ${staging}`);
       restoreStarted = performance.now();
-      await admin.query(`CREATE DATABASE ${ident(staging)} TEMPLATE template0`);
-      stagingCreated = true;
-      download = await loadWhileDownloading(deps, staging, object, manifest, dir, downloadOptions);
+      // Created while the first part downloads; the schema load waits for it.
+      const databaseReady = admin.query(`CREATE DATABASE ${ident(staging)} TEMPLATE template0`).then(() => {
+        stagingCreated = true;
+      });
+      databaseReady.catch(() => undefined);
+      download = await loadWhileDownloading(deps, staging, object, manifest, dir, downloadOptions, databaseReady);
     } else {
       log(`downloading ${object.key} (${object.bytes} bytes)`);
       download = await downloadAndVerify(deps, object, dir, downloadOptions);
@@ -287,6 +290,7 @@ async function loadWhileDownloading(
   manifest: BackupManifest,
   dir: string,
   options: DownloadOptions,
+  databaseReady: Promise<unknown>,
 ): Promise<DownloadResult> {
   const file = downloadPath(dir, object);
   // The followers start before the first byte: the file exists (empty) from here on.
@@ -302,17 +306,23 @@ async function loadWhileDownloading(
       throw error;
     },
   );
-  await loadOverlappingDownload({
-    pgRestore: pgBin(deps.pgBinDir, 'pg_restore'),
-    env: { ...process.env, ...libpqEnv(deps.connection, database) },
-    database,
-    file,
-    followers,
-    download,
-    tables: manifest.tables,
-    jobs: deps.jobs ?? os.availableParallelism(),
-    dir,
-  });
+  try {
+    await loadOverlappingDownload({
+      pgRestore: pgBin(deps.pgBinDir, 'pg_restore'),
+      env: { ...process.env, ...libpqEnv(deps.connection, database) },
+      database,
+      databaseReady,
+      file,
+      followers,
+      download,
+      tables: manifest.tables,
+      jobs: deps.jobs ?? os.availableParallelism(),
+      dir,
+    });
+  } finally {
+    // Whatever failed, the CREATE DATABASE has settled before the caller decides what to drop.
+    await databaseReady.catch(() => undefined);
+  }
   return download;
 }
 

@@ -189,6 +189,8 @@ export interface OverlappedLoadInput {
   /** libpq environment of the staging database (the password travels only here). */
   readonly env: NodeJS.ProcessEnv;
   readonly database: string;
+  /** Settles once the staging database exists (created while the first bytes download). */
+  readonly databaseReady: Promise<unknown>;
   /** The file being downloaded (always a prefix of the object), and its followers. */
   readonly file: string;
   readonly followers: DownloadFollowers;
@@ -237,6 +239,7 @@ export async function loadOverlappingDownload(input: OverlappedLoadInput): Promi
 
   const loading = (async (): Promise<void> => {
     const toc = await succeeded(follow(['--list']), 'reading the table of contents');
+    await input.databaseReady;
     await succeeded(follow(['--no-owner', '--exit-on-error', '--section=pre-data', '-d', input.database]), 'schema');
     const dataLists = planDataLoads(toc, input.tables, input.jobs);
     const dataLoads = dataLists.map((list, i) => succeeded(follow(restoreArgs('data', writeList(`data-${i}.list`, list))), 'table data'));
