@@ -250,10 +250,15 @@ export async function loadOverlappingDownload(input: OverlappedLoadInput): Promi
     await input.download;
     const script = await succeeded(fromFile(['--file=-', '--section=post-data']), 'reading the post-data entries');
     const plan = planPostData(toc, postDataTables(script), dataLists.map((list) => tablesOfList(list, input.tables)));
+    // At most `jobs` busy sessions, as pg_restore -j keeps: a table's indexes get the workers that the
+    // data loads still running do not use (more would slow the biggest load, the critical path).
+    let loadsRunning = dataLoads.length;
+    for (const load of dataLoads) void load.then(() => (loadsRunning -= 1), () => undefined);
     const perTable = dataLoads.map(async (load, i) => {
       await load;
       if (plan.perProcess[i] === '') return;
-      await succeeded(fromFile(restoreArgs('post-data', writeList(`post-${i}.list`, plan.perProcess[i]), input.jobs)), 'indexes and constraints');
+      const jobs = Math.max(1, input.jobs - loadsRunning);
+      await succeeded(fromFile(restoreArgs('post-data', writeList(`post-${i}.list`, plan.perProcess[i]), jobs)), 'indexes and constraints');
     });
     // The first failure stops everything else: the staging database is dropped anyway.
     await Promise.all(
