@@ -19,6 +19,17 @@ export interface LocalS3 {
   stop(): Promise<void>;
 }
 
+/** SDK environment for child processes (the CLI) and for in-process clients, against s3rver. */
+function sdkEnv(endpoint: string, bucket: string): Record<string, string> {
+  return {
+    AWS_ENDPOINT_URL_S3: endpoint,
+    AWS_REGION: 'eu-west-3',
+    AWS_ACCESS_KEY_ID: 'S3RVER',
+    AWS_SECRET_ACCESS_KEY: 'S3RVER',
+    BACKUP_BUCKET: bucket,
+  };
+}
+
 export async function startLocalS3(bucket = 'atmr-dr-test-backups'): Promise<LocalS3> {
   const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-s3-'));
   const server = new S3rver({
@@ -34,13 +45,7 @@ export async function startLocalS3(bucket = 'atmr-dr-test-backups'): Promise<Loc
     endpoint,
     bucket,
     directory,
-    env: {
-      AWS_ENDPOINT_URL_S3: endpoint,
-      AWS_REGION: 'eu-west-3',
-      AWS_ACCESS_KEY_ID: 'S3RVER',
-      AWS_SECRET_ACCESS_KEY: 'S3RVER',
-      BACKUP_BUCKET: bucket,
-    },
+    env: sdkEnv(endpoint, bucket),
     async stop() {
       await server.close();
       fs.rmSync(directory, { recursive: true, force: true });
@@ -89,13 +94,7 @@ export async function startLocalS3Process(bucket = 'atmr-dr-test-backups'): Prom
     bucket,
     directory,
     pid: child.pid!,
-    env: {
-      AWS_ENDPOINT_URL_S3: endpoint,
-      AWS_REGION: 'eu-west-3',
-      AWS_ACCESS_KEY_ID: 'S3RVER',
-      AWS_SECRET_ACCESS_KEY: 'S3RVER',
-      BACKUP_BUCKET: bucket,
-    },
+    env: sdkEnv(endpoint, bucket),
     cpuSeconds() {
       const stat = fs.readFileSync(`/proc/${child.pid}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
