@@ -155,6 +155,8 @@ export interface DownloadOptions extends SpaceCheck {
 }
 
 export const DEFAULT_PART_BYTES = 8 * 1024 * 1024;
+/** The first ranged GET: enough for the table of contents of any realistic schema, fetched alone. */
+const FIRST_PART_BYTES = 1024 * 1024;
 export const DEFAULT_DOWNLOAD_CONCURRENCY = 4;
 
 /** Where downloadAndVerify writes `object` in `dir`. */
@@ -182,12 +184,16 @@ export async function downloadAndVerify(deps: CatalogDeps, object: BackupObject,
   const handle = await fs.promises.open(file, 'w', 0o600);
   let received = 0;
   try {
-    // The first part alone (it holds the archive's table of contents, which a restore reads first);
-    // its Content-Range gives the stored size: a truncated or grown object is refused right there.
-    const first = await getRange(deps, object, 0, partBytes, signal);
+    // A small first part alone: it holds the archive's table of contents, which a restore reads
+    // first, and its Content-Range gives the stored size: a truncated or grown object is refused
+    // right there. Then parts of partBytes, `concurrency` at a time.
+    const firstBytes = Math.min(partBytes, FIRST_PART_BYTES);
+    const first = await getRange(deps, object, 0, firstBytes, signal);
     if (first.total !== object.bytes) throw sizeMismatch(object, first.total);
     const total = first.total;
-    const parts = Math.max(1, Math.ceil(total / partBytes));
+    const parts = total <= firstBytes ? 1 : 1 + Math.ceil((total - firstBytes) / partBytes);
+    const startOf = (index: number): number => (index === 0 ? 0 : firstBytes + (index - 1) * partBytes);
+    const lengthOf = (index: number): number => Math.min(index === 0 ? firstBytes : partBytes, total - startOf(index));
     const done = new Map<number, Buffer[]>();
     let nextToHash = 0;
     let nextToFetch = 1;
@@ -203,15 +209,14 @@ export async function downloadAndVerify(deps: CatalogDeps, object: BackupObject,
         while (done.has(nextToHash)) {
           const chunks = done.get(nextToHash)!;
           for (const chunk of chunks) hash.update(chunk);
-          await handle.writev(chunks, nextToHash * partBytes);
+          await handle.writev(chunks, startOf(nextToHash));
           done.delete(nextToHash);
           nextToHash += 1;
           progressed();
         }
       }));
     const accept = async (index: number, part: RangeBody): Promise<void> => {
-      const expected = Math.min(partBytes, total - index * partBytes);
-      if (part.length !== expected) throw sizeMismatch(object, index * partBytes + part.length);
+      if (part.length !== lengthOf(index)) throw sizeMismatch(object, startOf(index) + part.length);
       received += part.length;
       done.set(index, part.chunks);
       await drain();
@@ -223,7 +228,7 @@ export async function downloadAndVerify(deps: CatalogDeps, object: BackupObject,
         if (nextToFetch >= parts) return;
         const index = nextToFetch;
         nextToFetch += 1;
-        const part = await getRange(deps, object, index * partBytes, partBytes, signal);
+        const part = await getRange(deps, object, startOf(index), lengthOf(index), signal);
         if (part.total !== total) throw sizeMismatch(object, part.total);
         await accept(index, part);
       }
