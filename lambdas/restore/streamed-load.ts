@@ -29,15 +29,18 @@ import type { BackupManifest } from '../shared/manifest';
  * pg_restore (the archive never passes through node twice). The download writes the file strictly
  * in order, so a follower only ever sees a prefix of the object. Every follower ends once the
  * download is verified: tail's `--pid` names a sentinel process that lives exactly that long (tail
- * then copies what is left and exits). On a failed download the followers are killed instead.
+ * then copies what is left and exits). The sentinel is a `cat` reading a pipe from this process, so
+ * it also ends if this process dies (Ctrl-C, a Lambda timeout): no follower outlives the restore.
+ * On a failed download the followers are killed instead.
  */
 export class DownloadFollowers {
   private readonly sentinel: ChildProcess;
   private readonly tails: ChildProcess[] = [];
 
   constructor(private readonly file: string) {
-    this.sentinel = spawn('sleep', ['86400'], { stdio: 'ignore' });
+    this.sentinel = spawn('cat', [], { stdio: ['pipe', 'ignore', 'ignore'] });
     this.sentinel.on('error', () => undefined);
+    this.sentinel.stdin?.on('error', () => undefined);
   }
 
   /** A new follower from byte 0; its stdout is for a child's stdin. */
@@ -50,7 +53,7 @@ export class DownloadFollowers {
 
   /** The download is complete and verified: followers copy the rest and end. */
   finish(): void {
-    this.sentinel.kill('SIGKILL');
+    this.sentinel.stdin?.end();
   }
 
   /** The download failed: followers stop at once, without a clean end of input. */

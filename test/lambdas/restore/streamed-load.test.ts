@@ -199,3 +199,40 @@ describe('post-data planning', () => {
     expect(plan.perProcess[0]).not.toContain('customers');
   });
 });
+
+describe('DownloadFollowers lifetime', () => {
+  it('followers end (after copying what is there) when the process that started them dies', async () => {
+    // Arrange: a child node process starts a follower of a file, prints its pid, then is killed
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-follow-'));
+    const file = path.join(dir, 'archive');
+    fs.writeFileSync(file, 'partial');
+    const script = `
+      const { DownloadFollowers } = require(${JSON.stringify(path.join(__dirname, '..', '..', '..', 'lambdas', 'restore', 'streamed-load'))});
+      const followers = new DownloadFollowers(${JSON.stringify(file)});
+      const tail = followers.follow();
+      tail.stdout.resume();
+      process.stdout.write(String(tail.pid) + '\\n');
+      setInterval(() => undefined, 1000);`;
+    const { spawn } = await import('node:child_process');
+    // One process (tsx as a require hook, not its launcher): SIGKILL must hit the follower's owner.
+    const child = spawn(process.execPath, ['--require', 'tsx/cjs', '-e', script], { cwd: path.join(__dirname, '..', '..', '..'), stdio: ['ignore', 'pipe', 'inherit'] });
+    const tailPid = await new Promise<number>((resolve) => child.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
+    const alive = (pid: number): boolean => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+
+    // Act
+    child.kill('SIGKILL');
+    const deadline = Date.now() + 5000;
+    while (alive(tailPid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+
+    // Assert
+    expect(alive(tailPid)).toBe(false);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
