@@ -98,11 +98,14 @@ async function measure(s3: LocalS3Process, command: string, args: string[], env:
   child.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr += c));
   child.stdout?.resume();
   let peak = 0;
-  const sampler = setInterval(() => {
-    if (child.pid) peak = Math.max(peak, treeRss(child.pid));
+  let sampler: TreeRssSampler | undefined;
+  const ticker = setInterval(() => {
+    if (!child.pid) return;
+    sampler ??= new TreeRssSampler(child.pid);
+    peak = Math.max(peak, sampler.sample());
   }, 50);
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-  clearInterval(sampler);
+  clearInterval(ticker);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const machineCpuSeconds = machineBusySeconds() - machineBefore;
   if (typeof out === 'number') fs.closeSync(out);
@@ -117,36 +120,54 @@ async function measure(s3: LocalS3Process, command: string, args: string[], env:
 }
 
 /**
- * Sum of VmRSS of `pid` and all its descendants, from /proc. Descendants are younger, so only pids
- * above the root's are read (pids grow until they wrap): the sampler stays cheap next to the run.
+ * Samples the RSS of a process tree from /proc. Each pid's parent is read once, when the pid first
+ * appears, and forgotten when it disappears (so a reused pid is read again): cheap next to the run,
+ * and no assumption on pid order.
  */
-function treeRss(rootPid: number): number {
-  const children = new Map<number, number[]>();
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) <= rootPid) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+class TreeRssSampler {
+  private readonly parents = new Map<number, number>();
+
+  constructor(private readonly rootPid: number) {}
+
+  /** Sum of VmRSS of the root and all its descendants now. */
+  sample(): number {
+    const live = new Set(fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e)).map(Number));
+    for (const pid of this.parents.keys()) if (!live.has(pid)) this.parents.delete(pid);
+    const children = new Map<number, number[]>();
+    for (const pid of live) {
+      const ppid = this.parentOf(pid);
+      if (ppid === undefined) continue;
       const list = children.get(ppid) ?? [];
-      list.push(Number(entry));
+      list.push(pid);
       children.set(ppid, list);
-    } catch {
-      // the process ended meanwhile
     }
+    let total = 0;
+    const stack = [this.rootPid];
+    while (stack.length > 0) {
+      const pid = stack.pop()!;
+      try {
+        const match = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+        if (match) total += Number(match[1]) * 1024;
+      } catch {
+        // ended meanwhile
+      }
+      stack.push(...(children.get(pid) ?? []));
+    }
+    return total;
   }
-  let total = 0;
-  const stack = [rootPid];
-  while (stack.length > 0) {
-    const pid = stack.pop()!;
+
+  private parentOf(pid: number): number | undefined {
+    const cached = this.parents.get(pid);
+    if (cached !== undefined) return cached;
     try {
-      const match = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-      if (match) total += Number(match[1]) * 1024;
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      this.parents.set(pid, ppid);
+      return ppid;
     } catch {
-      // ended meanwhile
+      return undefined; // the process ended meanwhile
     }
-    stack.push(...(children.get(pid) ?? []));
   }
-  return total;
 }
 
 function best(values: Measured[]): Measured {
