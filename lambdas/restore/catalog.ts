@@ -379,6 +379,12 @@ export interface RunResult {
 }
 
 /** Runs a client program; stderr is kept (bounded) for the one-line error. */
+/** The line of a PostgreSQL tool's stderr that says what went wrong (for one-line errors). */
+export function firstError(stderr: string): string {
+  const line = stderr.split('\n').find((l) => /error|fatal/i.test(l)) ?? stderr.split('\n').find((l) => l.trim() !== '') ?? 'no message';
+  return oneLine(line).slice(0, 300);
+}
+
 export function run(file: string, args: string[], env: Record<string, string>, stdin?: Readable): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, { env: { ...process.env, ...env }, stdio: [stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });

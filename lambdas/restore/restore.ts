@@ -15,6 +15,7 @@ import {
   chooseObject,
   downloadAndVerify,
   downloadPath,
+  firstError,
   pgBin,
   resolveBackup,
   run,
@@ -411,7 +412,3 @@ export function ident(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
-function firstError(stderr: string): string {
-  const line = stderr.split('\n').find((l) => /error|fatal/i.test(l)) ?? stderr.split('\n').find((l) => l.trim() !== '') ?? 'no message';
-  return oneLine(line).slice(0, 300);
-}

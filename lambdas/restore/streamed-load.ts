@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupManifest } from '../shared/manifest';
+import { firstError } from './catalog';
 
 /**
  * The custom-format restore, overlapped with its download. The archive lands in a local file
@@ -280,7 +281,3 @@ export async function loadOverlappingDownload(input: OverlappedLoadInput): Promi
   if (loaded.status === 'rejected') throw loaded.reason;
 }
 
-function firstError(stderr: string): string {
-  const line = stderr.split('\n').find((l) => /error|fatal/i.test(l)) ?? stderr.split('\n').find((l) => l.trim() !== '') ?? 'no message';
-  return oneLine(line).slice(0, 300);
-}
