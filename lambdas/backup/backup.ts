@@ -305,12 +305,20 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
   const dumpExit = watchChild(dump, 'pg_dump');
   void dumpExit.then(phase('pg_dump exited'), () => undefined);
   const producers: Promise<unknown>[] = [dumpExit, finished(dump.stdout)];
-  const rootCauses: Promise<unknown>[] = [dumpExit];
+  const rootCauses: Promise<unknown>[] = [];
+  /** Each child's failure as it happens, in child order: a wait that times out still sees them. */
+  const childFailures = new Map<number, unknown>();
+  const addRootCause = (exit: Promise<unknown>): void => {
+    const index = rootCauses.push(exit) - 1;
+    exit.catch((reason: unknown) => childFailures.set(index, reason));
+  };
+  addRootCause(dumpExit);
 
   /** When pg_dump dies its consumers fail too (truncated input): report the first cause, not the echo. */
   const onProducerFailure = async (error: unknown): Promise<void> => {
-    const settled = await Promise.race([Promise.allSettled(rootCauses), delay(ROOT_CAUSE_WAIT_MS).then(() => undefined)]);
-    const rejected = (settled ?? []).filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => s.reason as unknown);
+    // pg_dump keeps running when only a consumer died: wait for every child, or for a while.
+    await Promise.race([Promise.allSettled(rootCauses), delay(ROOT_CAUSE_WAIT_MS)]);
+    const rejected = [...childFailures.entries()].sort(([a], [b]) => a - b).map(([, reason]) => reason);
     // A process killed by a signal is never the echo of another's failure (those are broken pipes).
     const cause = rejected.find((r) => r instanceof Error && / was killed by /.test(r.message)) ?? rejected[0];
     const chosen = cause ?? error;
@@ -324,7 +332,7 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
     const restore = spawn(input.pgRestorePath, ['--file=-', '--exit-on-error'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     children.push(restore);
     const restoreExit = watchChild(restore, 'pg_restore');
-    rootCauses.push(restoreExit);
+    addRootCause(restoreExit);
     restore.stdin.on('error', (error) => void onProducerFailure(new OperatorError(`pg_restore stopped reading the dump: ${oneLine(error)}`)));
     dump.stdout.pipe(restore.stdin);
     streams.push(restore.stdin);
@@ -340,7 +348,7 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
       restore.stdout.destroy();
       children.push(gzip);
       const gzipExit = watchChild(gzip, 'igzip');
-      rootCauses.push(gzipExit);
+      addRootCause(gzipExit);
       streams.push(gzip.stdout);
       gzip.stdout.pipe(plainSink, { end: false });
       producers.push(restoreExit, gzipExit, finished(gzip.stdout));
