@@ -27,6 +27,7 @@ export function registerRestoreCommands(program: Command): void {
     .option('--terminate-connections', 'end the sessions connected to the target at swap time instead of refusing')
     .option('--i-understand-this-overwrites-production', 'allow --target-db to be the production/source database (PGDATABASE or the backup\'s own database)')
     .option('--database-secret <arn>', 'read the connection from this Secrets Manager secret instead of PG* variables')
+    .option('--no-parallel-copy', 'load every table through pg_restore, one COPY session per table (by default the biggest table, when it outweighs the others, is loaded through one COPY session per core)')
     .option('--json', 'print the result as JSON')
     .action(
       async (
@@ -39,6 +40,7 @@ export function registerRestoreCommands(program: Command): void {
           terminateConnections?: boolean;
           iUnderstandThisOverwritesProduction?: boolean;
           databaseSecret?: string;
+          parallelCopy: boolean;
           json?: boolean;
         },
       ) => {
@@ -46,7 +48,7 @@ export function registerRestoreCommands(program: Command): void {
         const productionName = process.env.PGDATABASE;
         const connection = await resolveConnection({ secretArn: opts.databaseSecret, overrides: productionName ? {} : { database: 'postgres' } });
         const result = await restoreBackup(
-          { s3: createS3Client(), bucket, connection, log: progress },
+          { s3: createS3Client(), bucket, connection, log: progress, ...(opts.parallelCopy ? {} : { parallelCopyMinRows: 0 }) },
           {
             ref,
             tier: opts.tier,

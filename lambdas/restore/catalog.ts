@@ -152,6 +152,8 @@ export interface DownloadOptions extends SpaceCheck {
   readonly partBytes?: number;
   /** Ranged GETs in flight: one S3 connection is rate-bounded, several fill the pipe. @default DEFAULT_DOWNLOAD_CONCURRENCY */
   readonly concurrency?: number;
+  /** After each in-order write: how many bytes from the start of the file are written. */
+  readonly onProgress?: (writtenBytes: number) => void;
 }
 
 export const DEFAULT_PART_BYTES = 8 * 1024 * 1024;
@@ -212,6 +214,7 @@ export async function downloadAndVerify(deps: CatalogDeps, object: BackupObject,
           await handle.writev(chunks, startOf(nextToHash));
           done.delete(nextToHash);
           nextToHash += 1;
+          options.onProgress?.(Math.min(total, startOf(nextToHash)));
           progressed();
         }
       }));

@@ -20,7 +20,7 @@ import {
   resolveBackup,
   run,
 } from './catalog';
-import { DownloadFollowers, loadOverlappingDownload } from './streamed-load';
+import { DownloadFollowers, GrowingDownload, loadOverlappingDownload } from './streamed-load';
 
 /**
  * Verified restore: resolve the manifest, download the object while hashing it (refused on any
@@ -50,7 +50,15 @@ export interface RestoreDeps extends CatalogDeps, SpaceCheck {
    * `pg_restore -j`. @default overlap when GNU coreutils' tail is on PATH (Linux, the runner image)
    */
   readonly overlapDownload?: boolean;
+  /**
+   * With the overlapped load, the biggest table goes through `jobs` COPY sessions at once when it
+   * has at least this many rows and at least as many as all the others together (parallel-copy.ts);
+   * 0 loads every table through one session, as pg_restore does. @default 100000
+   */
+  readonly parallelCopyMinRows?: number;
 }
+
+export const DEFAULT_PARALLEL_COPY_MIN_ROWS = 100_000;
 
 export interface RestoreOptions {
   /** `latest` or a manifest key. */
@@ -123,6 +131,16 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       partBytes: deps.partBytes,
       concurrency: deps.downloadConcurrency,
     };
+    // The row-count check: beside the last restore step when the load overlaps the download (it
+    // adds no rows), after the restore otherwise.
+    let rowCheck: { rows: number; seconds: number } | undefined;
+    const checkRows = async (): Promise<{ rows: number; seconds: number }> => {
+      log('comparing row counts with the manifest');
+      const checkStarted = performance.now();
+      const rows = await verifyRowCounts(deps.connection, staging, manifest, manifestKey, Math.min(4, deps.jobs ?? os.availableParallelism()));
+      rowCheck = { rows, seconds: (performance.now() - checkStarted) / 1000 };
+      return rowCheck;
+    };
     let download: DownloadResult;
     let restoreStarted: number;
     const overlap = object.format === 'custom' && (deps.overlapDownload ?? (await canFollowDownloads()));
@@ -138,7 +156,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
         stagingCreated = true;
       });
       databaseReady.catch(() => undefined);
-      download = await loadWhileDownloading(deps, staging, object, manifest, dir, downloadOptions, databaseReady);
+      download = await loadWhileDownloading(deps, staging, object, manifest, dir, downloadOptions, databaseReady, checkRows);
     } else {
       log(`downloading ${object.key} (${object.bytes} bytes)`);
       download = await downloadAndVerify(deps, object, dir, downloadOptions);
@@ -152,10 +170,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     fs.rmSync(download.file, { force: true });
     const restoreSeconds = (performance.now() - restoreStarted) / 1000;
 
-    log('comparing row counts with the manifest');
-    const verifyStarted = performance.now();
-    const rowsRestored = await verifyRowCounts(deps.connection, staging, manifest, manifestKey, Math.min(4, deps.jobs ?? os.availableParallelism()));
-    const verifySeconds = (performance.now() - verifyStarted) / 1000;
+    const { rows: rowsRestored, seconds: verifySeconds } = rowCheck ?? (await checkRows());
 
     const swapStarted = performance.now();
     const replaced = await swapIn(admin, deps.connection, staging, target, options);
@@ -292,18 +307,22 @@ async function loadWhileDownloading(
   dir: string,
   options: DownloadOptions,
   databaseReady: Promise<unknown>,
+  whenRowsLoaded: () => Promise<unknown>,
 ): Promise<DownloadResult> {
   const file = downloadPath(dir, object);
   // The followers start before the first byte: the file exists (empty) from here on.
   fs.writeFileSync(file, '', { mode: 0o600 });
   const followers = new DownloadFollowers(file);
-  const download = downloadAndVerify(deps, object, dir, options).then(
+  const archive = new GrowingDownload(file);
+  const download = downloadAndVerify(deps, object, dir, { ...options, onProgress: (bytes) => archive.progress(bytes) }).then(
     (result) => {
       followers.finish();
+      archive.finish();
       return result;
     },
     (error: unknown) => {
       followers.abort();
+      archive.fail(error);
       throw error;
     },
   );
@@ -319,10 +338,20 @@ async function loadWhileDownloading(
       tables: manifest.tables,
       jobs: deps.jobs ?? os.availableParallelism(),
       dir,
+      parallelCopyMinRows: deps.parallelCopyMinRows ?? DEFAULT_PARALLEL_COPY_MIN_ROWS,
+      archive,
+      log: deps.log,
+      whenRowsLoaded,
+      connect: async () => {
+        const client = new Client(pgClientConfig(deps.connection, database));
+        await connect(client, deps.connection, database);
+        return client;
+      },
     });
   } finally {
     // Whatever failed, the CREATE DATABASE has settled before the caller decides what to drop.
     await databaseReady.catch(() => undefined);
+    await archive.close();
   }
   return download;
 }

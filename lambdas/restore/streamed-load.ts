@@ -1,9 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { Client } from 'pg';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupManifest } from '../shared/manifest';
 import { firstError } from './catalog';
+import { ArchiveLayout, ArchiveSource, ArchiveTocEntry, NeedMoreBytes, UnsupportedArchive, readLayout, tableRows } from './custom-archive';
+import { parallelCopy, parseSessionSettings } from './parallel-copy';
 
 /**
  * The custom-format restore, overlapped with its download. The archive lands in a local file
@@ -14,6 +17,9 @@ import { firstError } from './catalog';
  *   pg_restore --section=pre-data          the schema
  *   N x pg_restore --section=data -L <i>   the table data, tables split over N processes by the
  *                                          manifest's row counts, each reading in archive order
+ *   or, for a table that outweighs all the others (splitTable): node reads its block from the
+ *   growing file itself (custom-archive.ts) and loads it through N COPY sessions at once
+ *   (parallel-copy.ts); the other tables take N-1 pg_restore processes
  *   (download complete, sha256 checked; from here on, only the verified file is read)
  *   as each data process ends:             the indexes, constraints and triggers of its own tables
  *     pg_restore --section=post-data -L      (as pg_restore -j does: a small table's indexes are
@@ -65,6 +71,73 @@ export class DownloadFollowers {
 }
 
 /**
+ * The download in progress as an ArchiveSource for node's own reads (the parallel COPY): a read
+ * waits until its bytes are written, or the download ends or fails (then the read fails too).
+ */
+export class GrowingDownload implements ArchiveSource {
+  private written = 0;
+  private ended = false;
+  private error: unknown;
+  private waiters: (() => void)[] = [];
+  private handle?: Promise<fs.promises.FileHandle>;
+
+  constructor(private readonly file: string) {}
+
+  /** The first `bytes` of the file are written. */
+  progress(bytes: number): void {
+    this.written = bytes;
+    this.wake();
+  }
+
+  /** The download is complete and verified. */
+  finish(): void {
+    this.ended = true;
+    this.wake();
+  }
+
+  /** The download failed, or the restore stops: every read now fails with `error`. */
+  fail(error: unknown): void {
+    this.error ??= error;
+    this.wake();
+  }
+
+  async readInto(target: Buffer, offset: number, length: number, position: number): Promise<number> {
+    while (this.error === undefined && !this.ended && this.written < position + length) {
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+    if (this.error !== undefined) throw this.error;
+    const available = Math.max(0, Math.min(length, this.written - position));
+    if (available === 0) return 0;
+    const handle = await (this.handle ??= fs.promises.open(this.file, 'r'));
+    const { bytesRead } = await handle.read(target, offset, available, position);
+    return bytesRead;
+  }
+
+  async close(): Promise<void> {
+    const handle = this.handle;
+    this.handle = undefined;
+    await (await handle?.catch(() => undefined))?.close().catch(() => undefined);
+  }
+
+  private wake(): void {
+    for (const wake of this.waiters.splice(0)) wake();
+  }
+}
+
+/** The archive's header and TOC, read from its first bytes (more are read until the TOC ends). */
+export async function archiveLayout(source: ArchiveSource): Promise<ArchiveLayout> {
+  for (let bytes = 1 << 20; ; bytes *= 4) {
+    const buffer = Buffer.allocUnsafe(bytes);
+    const head = buffer.subarray(0, await source.readInto(buffer, 0, bytes, 0));
+    try {
+      return readLayout(head);
+    } catch (error) {
+      if (!(error instanceof NeedMoreBytes) || head.length < bytes) throw error;
+    }
+  }
+}
+
+/**
  * Splits the archive's TABLE DATA entries (from `pg_restore -l`) over at most `jobs` processes,
  * biggest tables first by the manifest's row counts, onto the least-loaded process. Each list keeps
  * the archive's order (a streamed archive can only be read forward). The first list also carries
@@ -90,6 +163,26 @@ export function planDataLoads(tocList: string, tables: BackupManifest['tables'],
   return Array.from({ length: processes }, (_, i) =>
     lines.filter((line) => (assigned.has(line) ? assigned.get(line) === i : i === 0)).join('\n') + '\n',
   );
+}
+
+/**
+ * The table worth loading through several COPY sessions (parallel-copy.ts): the biggest, when it
+ * has at least `minRows` rows and at least as many as all the others together (its single-session
+ * load would be the critical path), with `jobs` >= 2. Returns its TABLE DATA line and the rest of
+ * the list without it.
+ */
+export function splitTable(tocList: string, tables: BackupManifest['tables'], jobs: number, minRows: number): { line: string; rest: string } | undefined {
+  if (jobs < 2) return undefined;
+  const lines = tocList.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(';'));
+  const data = lines
+    .map((line) => ({ line, table: tables.find((t) => line.includes(` TABLE DATA ${t.schema} ${t.name} `)) }))
+    .filter((d): d is { line: string; table: BackupManifest['tables'][number] } => d.table !== undefined)
+    .sort((a, b) => b.table.rows - a.table.rows);
+  if (data.length === 0) return undefined;
+  const biggest = data[0];
+  const others = data.slice(1).reduce((sum, d) => sum + d.table.rows, 0);
+  if (biggest.table.rows < minRows || biggest.table.rows < others) return undefined;
+  return { line: biggest.line, rest: lines.filter((l) => l !== biggest.line).join('\n') + '\n' };
 }
 
 /** The manifest tables whose TABLE DATA entry is in `list`. */
@@ -204,6 +297,64 @@ export interface OverlappedLoadInput {
   readonly jobs: number;
   /** Where the -L list files go (the download's temp directory). */
   readonly dir: string;
+  /**
+   * Load the biggest table through `jobs` COPY sessions at once (parallel-copy.ts) when it holds at
+   * least this many rows and at least as many as all the other tables together; 0 turns it off.
+   */
+  readonly parallelCopyMinRows: number;
+  /** Opens a session on the staging database (parallel COPY). */
+  readonly connect: () => Promise<Client>;
+  /** The same download, for node's own reads of the archive (parallel COPY). */
+  readonly archive: GrowingDownload;
+  readonly log?: (line: string) => void;
+  /**
+   * Runs once every table's data and its own indexes are loaded, beside the last post-data step
+   * (foreign keys, materialized views, ACLs: nothing that adds or removes a table's rows).
+   */
+  readonly whenRowsLoaded?: () => Promise<unknown>;
+}
+
+interface ParallelCopyPlan {
+  /** The table's TABLE DATA line, and the list without it. */
+  readonly line: string;
+  readonly rest: string;
+  readonly layout: ArchiveLayout;
+  readonly entry: ArchiveTocEntry;
+  readonly settings: string[];
+}
+
+/**
+ * Whether the biggest table is loaded by parallel COPY (splitTable), and what that needs: the
+ * archive's layout (a version and compression node reads: 1.14-1.16, gzip or none; otherwise
+ * pg_restore loads it, as every other table) and pg_restore's session settings (its script
+ * output for an empty list).
+ */
+async function planParallelCopy(
+  toc: string,
+  input: OverlappedLoadInput,
+  script: (args: string[]) => Promise<string>,
+  emptyList: (name: string) => string,
+): Promise<ParallelCopyPlan | undefined> {
+  if (input.parallelCopyMinRows <= 0) return undefined;
+  const split = splitTable(toc, input.tables, input.jobs, input.parallelCopyMinRows);
+  if (!split) return undefined;
+  const dumpId = Number(/^(\d+);/.exec(split.line)?.[1]);
+  let layout: ArchiveLayout;
+  try {
+    layout = await archiveLayout(input.archive);
+  } catch (error) {
+    if (!(error instanceof UnsupportedArchive || error instanceof NeedMoreBytes)) throw error;
+    input.log?.(`parallel COPY off: ${error.message}; pg_restore loads every table`);
+    return undefined;
+  }
+  const entry = layout.entries.find((e) => e.dumpId === dumpId && e.desc === 'TABLE DATA' && e.hasData && e.copyStatement);
+  if (!entry || (layout.compression !== 'gzip' && layout.compression !== 'none')) {
+    input.log?.(`parallel COPY off: ${entry ? `${layout.compression} compression` : `no COPY for TOC entry ${dumpId}`}; pg_restore loads every table`);
+    return undefined;
+  }
+  const settings = parseSessionSettings(await script(['--file=-', '-L', emptyList('settings.list')]));
+  input.log?.(`loading ${entry.namespace ?? ''}.${entry.tag} with ${input.jobs} COPY sessions`);
+  return { ...split, layout, entry, settings };
 }
 
 /**
@@ -241,12 +392,30 @@ export async function loadOverlappingDownload(input: OverlappedLoadInput): Promi
     input.database,
   ];
 
+  // The parallel COPY reads the archive itself: stopping it is failing its reads.
+  const stopAll = (): void => {
+    for (const run of runs) run.kill();
+    input.archive.fail(new OperatorError('the restore stopped'));
+  };
+
   const loading = (async (): Promise<void> => {
     const toc = await succeeded(follow(['--list']), 'reading the table of contents');
+    // Planned while the schema loads (both read only the archive's first bytes).
+    const planning = planParallelCopy(toc, input, (args) => succeeded(follow(args), 'reading the session settings'), (name) => writeList(name, ''));
+    planning.catch(() => undefined);
     await input.databaseReady;
     await succeeded(follow(['--no-owner', '--exit-on-error', '--section=pre-data', '-d', input.database]), 'schema');
-    const dataLists = planDataLoads(toc, input.tables, input.jobs);
-    const dataLoads = dataLists.map((list, i) => succeeded(follow(restoreArgs('data', writeList(`data-${i}.list`, list))), 'table data'));
+    const parallel = await planning;
+    const dataLists = parallel ? [`${parallel.line}\n`, ...planDataLoads(parallel.rest, input.tables, input.jobs - 1)] : planDataLoads(toc, input.tables, input.jobs);
+    const dataLoads = dataLists.map(async (list, i) => {
+      const file = writeList(`data-${i}.list`, list);
+      if (parallel && i === 0) {
+        const rows = tableRows(input.archive, parallel.layout, parallel.entry.dumpId);
+        await parallelCopy({ rows, settings: parallel.settings, copyStatement: parallel.entry.copyStatement ?? '', connect: input.connect, sessions: input.jobs });
+        return '';
+      }
+      return succeeded(follow(restoreArgs('data', file)), 'table data');
+    });
     // Observed below, after the download's verdict (which wins when both fail).
     for (const load of dataLoads) load.catch(() => undefined);
 
@@ -268,15 +437,19 @@ export async function loadOverlappingDownload(input: OverlappedLoadInput): Promi
     await Promise.all(
       perTable.map((step) =>
         step.catch((error: unknown) => {
-          for (const run of runs) run.kill();
+          stopAll();
           throw error;
         }),
       ),
     );
-    if (plan.last !== '') await succeeded(fromFile(restoreArgs('post-data', writeList('post-last.list', plan.last), input.jobs)), 'foreign keys and the rest');
+    // Every table's rows are in: a check of them runs beside the last step (which adds no rows).
+    const lastStep = plan.last !== '' ? succeeded(fromFile(restoreArgs('post-data', writeList('post-last.list', plan.last), input.jobs)), 'foreign keys and the rest') : undefined;
+    const [last, check] = await Promise.allSettled([lastStep, input.whenRowsLoaded?.()]);
+    if (last.status === 'rejected') throw last.reason;
+    if (check.status === 'rejected') throw check.reason;
   })();
   const [downloaded, loaded] = await Promise.allSettled([input.download, loading]);
-  for (const run of runs) run.kill();
+  stopAll();
   if (downloaded.status === 'rejected') throw downloaded.reason;
   if (loaded.status === 'rejected') throw loaded.reason;
 }

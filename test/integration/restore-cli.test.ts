@@ -64,6 +64,16 @@ describe('atmr-dr restore', () => {
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
   });
 
+  it('--no-parallel-copy restores the custom archive through pg_restore alone, to the same content', async () => {
+    const target = uniqueDatabaseName('rcli_nopc');
+
+    const run = await atmrDr(['restore', manifestKey, '--target-db', target, '--no-parallel-copy', '--json'], env());
+
+    expect(run.status).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual(expect.objectContaining({ ok: true, targetDb: target, rowsRestored: 500 }));
+    expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+  });
+
   it('refuses a non-empty target without --force, one line, exit 2, target untouched', async () => {
     const target = makeTarget();
     const before = databaseDigest(cluster, target);

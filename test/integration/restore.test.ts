@@ -9,6 +9,7 @@ import { runBackup } from '../../lambdas/backup/backup';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { PgConnection } from '../../lambdas/shared/pg-connection';
 import { listBackups, resolveBackup, verifyBackup } from '../../lambdas/restore/catalog';
+import { bufferSource, dataChunks, readLayout } from '../../lambdas/restore/custom-archive';
 import { RestoreDeps, restoreBackup } from '../../lambdas/restore/restore';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
@@ -121,6 +122,20 @@ describe('restore round trip', () => {
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
   });
 
+  it('loads the biggest table through parallel COPY sessions (node reads the archive), to identical content', async () => {
+    // Arrange: rides (2000 rows) outweighs all the other tables together
+    const target = uniqueDatabaseName('restore_pcopy');
+    const lines: string[] = [];
+
+    // Act
+    const result = await restoreBackup(deps({ parallelCopyMinRows: 1, partBytes: 4096, log: (line) => lines.push(line) }), { ref: manifestKey, targetDb: target });
+
+    // Assert
+    expect(lines).toContain('loading public.rides with 2 COPY sessions');
+    expect(result.rowsRestored).toBeGreaterThan(2000);
+    expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+  });
+
   it('refuses a flipped byte on the non-overlapped path too', async () => {
     const backup = await freshBackup();
     const bytes = await objectBytes(backup.custom);
@@ -191,6 +206,24 @@ describe('restore refusals leave the target untouched', () => {
 
     await expectRefused(target, () => restoreBackup(deps(), { ref: backup.manifestKey, targetDb: target, force: true }), /sha256 .*corrupt/);
     await expectRefused(target, () => restoreBackup(deps({ partBytes: 4096 }), { ref: backup.manifestKey, targetDb: target, force: true }), /sha256 .*corrupt/);
+    await expectRefused(target, () => restoreBackup(deps({ partBytes: 4096, parallelCopyMinRows: 1 }), { ref: backup.manifestKey, targetDb: target, force: true }), /sha256 .*corrupt/);
+  });
+
+  it('refuses a byte flipped inside the data that node inflates itself (parallel COPY): corrupt, not a COPY error', async () => {
+    // Arrange: a flip in rides' compressed block, which the parallel COPY reads and inflates
+    const backup = await freshBackup();
+    const bytes = await objectBytes(backup.custom);
+    const layout = readLayout(bytes);
+    const rides = layout.entries.find((e) => e.desc === 'TABLE DATA' && e.tag === 'rides')!;
+    const firstChunk = Buffer.from((await dataChunks(bufferSource(bytes), layout, rides.dumpId).next()).value as Buffer);
+    const at = bytes.indexOf(firstChunk.subarray(0, 64));
+    expect(at).toBeGreaterThan(layout.dataStart);
+    bytes[at + 100] ^= 0x5a;
+    await putObject(backup.custom, bytes);
+    const target = makeTarget();
+
+    // Act / Assert
+    await expectRefused(target, () => restoreBackup(deps({ partBytes: 4096, parallelCopyMinRows: 1 }), { ref: backup.manifestKey, targetDb: target, force: true }), /sha256 .*corrupt/);
   });
 
   it('refuses a truncated object (size)', async () => {

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DownloadFollowers, planDataLoads, planPostData, postDataTables, tablesOfList } from '../../../lambdas/restore/streamed-load';
+import { DownloadFollowers, GrowingDownload, planDataLoads, planPostData, postDataTables, splitTable, tablesOfList } from '../../../lambdas/restore/streamed-load';
 
 const TOC = `;
 ; Archive created at 2026-11-29 20:00:00 UTC
@@ -234,5 +234,84 @@ describe('DownloadFollowers lifetime', () => {
     // Assert
     expect(alive(tailPid)).toBe(false);
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe('splitTable (which table gets parallel COPY)', () => {
+  it('picks the biggest table when it has at least minRows and at least as many rows as all the others', () => {
+    // Arrange: rides 1.6M rows against 200003 for the others
+    // Act
+    const split = splitTable(TOC, TABLES, 2, 100_000);
+
+    // Assert
+    expect(split?.line).toBe('3351; 0 16392 TABLE DATA public rides postgres');
+    expect(split?.rest).not.toContain('TABLE DATA public rides');
+    expect(split?.rest).toContain('TABLE DATA public customers');
+    expect(split?.rest).toContain('SEQUENCE SET public rides_id_seq');
+  });
+
+  it('splits nothing when the biggest table is under minRows, smaller than the others together, or with one job', () => {
+    expect(splitTable(TOC, TABLES, 2, 2_000_000)).toBeUndefined();
+    const balanced = [
+      { schema: 'public', name: 'customers', rows: 1_000_000 },
+      { schema: 'public', name: 'rides', rows: 1_600_000 },
+      { schema: 'Ops Réseau', name: 'Incidents Été', rows: 700_000 },
+    ];
+    expect(splitTable(TOC, balanced, 2, 1)).toBeUndefined();
+    expect(splitTable(TOC, TABLES, 1, 1)).toBeUndefined();
+    expect(splitTable('214; 1259 16385 TABLE public t postgres\n', [], 2, 1)).toBeUndefined();
+  });
+});
+
+describe('GrowingDownload (node reads of the download in progress)', () => {
+  let dir: string;
+  let file: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-growing-'));
+    file = path.join(dir, 'archive.dump');
+    fs.writeFileSync(file, '');
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('answers a read only once its bytes are written, and short at the end of a finished download', async () => {
+    // Arrange
+    const download = new GrowingDownload(file);
+    const readBytes = async (position: number, length: number): Promise<string> => {
+      const target = Buffer.alloc(length);
+      return target.toString('utf8', 0, await download.readInto(target, 0, length, position));
+    };
+    const read = readBytes(2, 4);
+    let answered = false;
+    void read.then(() => (answered = true));
+
+    // Act: 3 bytes are not enough for bytes 2..5; 8 are
+    fs.writeFileSync(file, 'abc');
+    download.progress(3);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const early = answered;
+    fs.writeFileSync(file, 'abcdefgh');
+    download.progress(8);
+
+    // Assert
+    expect(early).toBe(false);
+    expect(await read).toBe('cdef');
+    download.finish();
+    expect(await readBytes(6, 100)).toBe('gh');
+    expect(await readBytes(8, 100)).toBe('');
+    await download.close();
+  });
+
+  it('fails a waiting read, and every later one, with the failure of the download', async () => {
+    // Arrange
+    const download = new GrowingDownload(file);
+    const read = download.readInto(Buffer.alloc(10), 0, 10, 0);
+
+    // Act
+    download.fail(new Error('sha256 mismatch'));
+
+    // Assert
+    await expect(read).rejects.toThrow('sha256 mismatch');
+    await expect(download.readInto(Buffer.alloc(1), 0, 1, 0)).rejects.toThrow('sha256 mismatch');
+    await download.close();
   });
 });
