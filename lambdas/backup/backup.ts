@@ -319,8 +319,9 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
     // pg_dump keeps running when only a consumer died: wait for every child, or for a while.
     await Promise.race([Promise.allSettled(rootCauses), delay(ROOT_CAUSE_WAIT_MS)]);
     const rejected = [...childFailures.entries()].sort(([a], [b]) => a - b).map(([, reason]) => reason);
-    // A process killed by a signal is never the echo of another's failure (those are broken pipes).
-    const cause = rejected.find((r) => r instanceof Error && / was killed by /.test(r.message)) ?? rejected[0];
+    // A process killed by a signal is never the echo of another's failure, except by SIGPIPE: that
+    // is a writer whose reader died (pg_restore writing to a killed igzip).
+    const cause = rejected.find((r) => r instanceof Error && / was killed by (?!SIGPIPE)/.test(r.message)) ?? rejected[0];
     const chosen = cause ?? error;
     fail(chosen instanceof Error ? chosen : new Error(String(chosen)));
   };
