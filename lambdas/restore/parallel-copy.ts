@@ -28,6 +28,8 @@ export interface ParallelCopyInput {
   readonly sessions: number;
   /** Cut size of the row batches handed to a session. @default 256 KiB */
   readonly batchBytes?: number;
+  /** The sessions open (settings, BEGIN) at once, and COPY once this settles (the table exists). */
+  readonly startAfter?: Promise<unknown>;
 }
 
 const NEWLINE = 0x0a;
@@ -76,6 +78,7 @@ export async function parallelCopy(input: ParallelCopyInput): Promise<ParallelCo
         return client;
       }),
     );
+    await input.startAfter;
     const streams = sessions.map((c) => c.query(copyFrom(copyStatement, { highWaterMark: SESSION_BUFFER })));
     const finished = streams.map(
       (stream) =>

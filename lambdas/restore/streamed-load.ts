@@ -404,16 +404,28 @@ export async function loadOverlappingDownload(input: OverlappedLoadInput): Promi
     const planning = planParallelCopy(toc, input, (args) => succeeded(follow(args), 'reading the session settings'), (name) => writeList(name, ''));
     planning.catch(() => undefined);
     await input.databaseReady;
-    await succeeded(follow(['--no-owner', '--exit-on-error', '--section=pre-data', '-d', input.database]), 'schema');
+    const schema = succeeded(follow(['--no-owner', '--exit-on-error', '--section=pre-data', '-d', input.database]), 'schema');
+    schema.catch(() => undefined);
     const parallel = await planning;
     const dataLists = parallel ? [`${parallel.line}\n`, ...planDataLoads(parallel.rest, input.tables, input.jobs - 1)] : planDataLoads(toc, input.tables, input.jobs);
+    // The parallel COPY opens its sessions while the schema loads, and has every core to itself:
+    // the other tables load after it (it holds at least half of the rows; they then overlap its
+    // indexes).
+    const split = parallel
+      ? parallelCopy({
+          rows: tableRows(input.archive, parallel.layout, parallel.entry.dumpId),
+          settings: parallel.settings,
+          copyStatement: parallel.entry.copyStatement ?? '',
+          connect: input.connect,
+          sessions: input.jobs,
+          startAfter: schema,
+        })
+      : undefined;
     const dataLoads = dataLists.map(async (list, i) => {
       const file = writeList(`data-${i}.list`, list);
-      if (parallel && i === 0) {
-        const rows = tableRows(input.archive, parallel.layout, parallel.entry.dumpId);
-        await parallelCopy({ rows, settings: parallel.settings, copyStatement: parallel.entry.copyStatement ?? '', connect: input.connect, sessions: input.jobs });
-        return '';
-      }
+      if (split && i === 0) return split;
+      await schema;
+      await split?.catch(() => undefined);
       return succeeded(follow(restoreArgs('data', file)), 'table data');
     });
     // Observed below, after the download's verdict (which wins when both fail).

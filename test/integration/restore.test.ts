@@ -273,6 +273,30 @@ describe('restore refusals leave the target untouched', () => {
     fs.rmSync(binDir, { recursive: true, force: true });
   });
 
+  it.each([
+    ['the schema (the COPY sessions are open, waiting for the tables)', '--section=pre-data', 'schema'],
+    ['the other tables, loaded after the parallel COPY', '--section=data', 'table data'],
+  ])('with parallel COPY, reports pg_restore failing on %s, and leaves no session nor staging database', async (_what, section, step) => {
+    // Arrange
+    const realPgRestore = execFileSync('sh', ['-c', 'command -v pg_restore'], { encoding: 'utf8' }).trim();
+    const binDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-failing-pg-restore-'));
+    fs.writeFileSync(
+      path.join(binDir, 'pg_restore'),
+      `#!/bin/sh\nfor a in "$@"; do [ "$a" = ${section} ] && { head -c 2000 > /dev/null; echo "pg_restore: error: simulated failure" >&2; exit 1; }; done\nexec "${realPgRestore}" "$@"\n`,
+      { mode: 0o755 },
+    );
+    const target = makeTarget();
+
+    // Act / Assert
+    await expectRefused(
+      target,
+      () => restoreBackup(deps({ pgBinDir: binDir, parallelCopyMinRows: 1 }), { ref: manifestKey, targetDb: target, force: true }),
+      new RegExp(`^pg_restore failed \\(exit 1, ${step}\\): pg_restore: error: simulated failure; the target was not touched$`),
+    );
+    expect(psql(cluster, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE datname LIKE '${target}_%'`)).toBe('0');
+    fs.rmSync(binDir, { recursive: true, force: true });
+  });
+
   it('refuses a manifest naming a missing object', async () => {
     const backup = await freshBackup();
     await s3.send(new DeleteObjectCommand({ Bucket: localS3.bucket, Key: backup.custom }));
