@@ -421,12 +421,15 @@ export async function loadOverlappingDownload(input: OverlappedLoadInput): Promi
           startAfter: schema,
         })
       : undefined;
+    let verified = false;
+    input.download.then(() => (verified = true), () => undefined);
     const dataLoads = dataLists.map(async (list, i) => {
       const file = writeList(`data-${i}.list`, list);
       if (split && i === 0) return split;
       await schema;
       await split?.catch(() => undefined);
-      return succeeded(follow(restoreArgs('data', file)), 'table data');
+      // Once verified, the file itself: pg_restore seeks past the blocks it does not load.
+      return succeeded(verified ? fromFile(restoreArgs('data', file)) : follow(restoreArgs('data', file)), 'table data');
     });
     // Observed below, after the download's verdict (which wins when both fail).
     for (const load of dataLoads) load.catch(() => undefined);
