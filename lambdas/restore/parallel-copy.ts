@@ -68,7 +68,8 @@ export async function parallelCopy(input: ParallelCopyInput): Promise<ParallelCo
   const clients: Client[] = [];
   let failure: unknown;
   try {
-    const sessions = await Promise.all(
+    // Every attempt settles before going on: a session that opens after another failed is ended too.
+    const opening = await Promise.allSettled(
       Array.from({ length: Math.max(1, input.sessions) }, async () => {
         const client = await input.connect();
         clients.push(client);
@@ -78,6 +79,9 @@ export async function parallelCopy(input: ParallelCopyInput): Promise<ParallelCo
         return client;
       }),
     );
+    const refused = opening.find((o) => o.status === 'rejected');
+    if (refused) throw refused.reason;
+    const sessions = clients;
     await input.startAfter;
     const streams = sessions.map((c) => c.query(copyFrom(copyStatement, { highWaterMark: SESSION_BUFFER })));
     const finished = streams.map(
@@ -104,7 +108,15 @@ export async function parallelCopy(input: ParallelCopyInput): Promise<ParallelCo
       }
       for (const part of parts) target.write(part);
       if (streams.every((s) => s.writableNeedDrain)) {
-        await Promise.race([...streams.map((s) => new Promise((resolve) => s.once('drain', resolve))), ...finished]);
+        // Until any session drains (or one fails); the listeners go with the wait.
+        let wake = (): void => undefined;
+        const drained = new Promise<void>((resolve) => (wake = resolve));
+        for (const s of streams) s.once('drain', wake);
+        try {
+          await Promise.race([drained, ...finished]);
+        } finally {
+          for (const s of streams) s.off('drain', wake);
+        }
       }
     };
 

@@ -43,6 +43,17 @@ function pgRestoreCopyData(file: string, dumpId: number): string {
   return script.slice(start, script.indexOf('\n\\.\n', start) + 1);
 }
 
+/** Sessions still on `database`, waiting up to 2 s for ended ones to leave (a backend exits asynchronously). */
+async function sessionsOn(database: string): Promise<number> {
+  let count = 0;
+  for (let i = 0; i < 20; i += 1) {
+    count = Number(psql(cluster, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE datname = '${database}'`));
+    if (count === 0) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return count;
+}
+
 async function connectTo(database: string): Promise<Client> {
   const client = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database });
   await client.connect();
@@ -168,7 +179,7 @@ describe('parallelCopy', () => {
     for (const rows of result.rowsPerSession) expect(rows).toBeGreaterThan(0);
     const digestOf = (db: string): string => psql(cluster, db, "SELECT count(*) || ':' || md5(string_agg(t::text, E'\\n' ORDER BY t::text)) FROM public.rides t");
     expect(digestOf(target)).toBe(digestOf(source));
-    expect(Number(psql(cluster, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE datname = '${target}'`))).toBe(0);
+    expect(await sessionsOn(target)).toBe(0);
     psql(cluster, 'postgres', `DROP DATABASE ${target}`);
   });
 
@@ -192,6 +203,31 @@ describe('parallelCopy', () => {
     await expect(copy).rejects.toThrow(/^COPY public\.t failed: .*extra data after last expected column/);
     expect(psql(cluster, target, 'SELECT count(*) FROM public.t')).toBe('0');
     psql(cluster, 'postgres', `DROP DATABASE ${target} WITH (FORCE)`);
+  });
+
+  it('fails with the refused session, and ends the sessions that did open (even after the failure)', async () => {
+    // Arrange: the second session is refused at once, the third opens late
+    const target = uniqueDatabaseName('pcopy_conn');
+    psql(cluster, 'postgres', `CREATE DATABASE ${target}`);
+    psql(cluster, target, 'CREATE TABLE public.t (id int)');
+    let calls = 0;
+    const connect = async (): Promise<Client> => {
+      calls += 1;
+      if (calls === 2) throw new OperatorError('cannot connect to the staging database: too many clients');
+      if (calls === 3) await new Promise((resolve) => setTimeout(resolve, 300));
+      return connectTo(target);
+    };
+    async function* rows(): AsyncGenerator<Buffer> {
+      yield Buffer.from('1\n');
+    }
+
+    // Act
+    const copy = parallelCopy({ rows: rows(), settings: [], copyStatement: 'COPY public.t (id) FROM stdin;', sessions: 3, connect });
+
+    // Assert
+    await expect(copy).rejects.toThrow(/^cannot connect to the staging database: too many clients$/);
+    expect(await sessionsOn(target)).toBe(0);
+    psql(cluster, 'postgres', `DROP DATABASE ${target}`);
   });
 
   it("stops at pg_dump's end line even when it is cut across pieces, and keeps a value ending in a backslash and a dot", async () => {
