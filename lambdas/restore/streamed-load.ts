@@ -137,6 +137,16 @@ export async function archiveLayout(source: ArchiveSource): Promise<ArchiveLayou
   }
 }
 
+/** The entries of a `pg_restore --list` output (without its `;` comment lines). */
+function tocEntries(tocList: string): string[] {
+  return tocList.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(';'));
+}
+
+/** The manifest table whose TABLE DATA entry `line` is. */
+function tableOfEntry(line: string, tables: BackupManifest['tables']): BackupManifest['tables'][number] | undefined {
+  return tables.find((t) => line.includes(` TABLE DATA ${t.schema} ${t.name} `));
+}
+
 /**
  * Splits the archive's TABLE DATA entries (from `pg_restore -l`) over at most `jobs` processes,
  * biggest tables first by the manifest's row counts, onto the least-loaded process. Each list keeps
@@ -145,11 +155,8 @@ export async function archiveLayout(source: ArchiveSource): Promise<ArchiveLayou
  * restores only the data-section entries of a list.
  */
 export function planDataLoads(tocList: string, tables: BackupManifest['tables'], jobs: number): string[] {
-  const lines = tocList.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(';'));
-  const rowsOf = (line: string): number | undefined => {
-    const table = tables.find((t) => line.includes(` TABLE DATA ${t.schema} ${t.name} `));
-    return table?.rows;
-  };
+  const lines = tocEntries(tocList);
+  const rowsOf = (line: string): number | undefined => tableOfEntry(line, tables)?.rows;
   const dataLines = lines.filter((l) => / TABLE DATA /.test(l));
   const processes = Math.max(1, Math.min(jobs, dataLines.length));
   const load = new Array<number>(processes).fill(0);
@@ -173,9 +180,9 @@ export function planDataLoads(tocList: string, tables: BackupManifest['tables'],
  */
 export function splitTable(tocList: string, tables: BackupManifest['tables'], jobs: number, minRows: number): { line: string; rest: string } | undefined {
   if (jobs < 2) return undefined;
-  const lines = tocList.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(';'));
+  const lines = tocEntries(tocList);
   const data = lines
-    .map((line) => ({ line, table: tables.find((t) => line.includes(` TABLE DATA ${t.schema} ${t.name} `)) }))
+    .map((line) => ({ line, table: tableOfEntry(line, tables) }))
     .filter((d): d is { line: string; table: BackupManifest['tables'][number] } => d.table !== undefined)
     .sort((a, b) => b.table.rows - a.table.rows);
   if (data.length === 0) return undefined;
@@ -229,7 +236,7 @@ export function postDataTables(script: string): Map<string, string> {
  * (runnable as soon as it ends), and the rest (after every load). Lists keep the archive order.
  */
 export function planPostData(tocList: string, owners: Map<string, string>, tablesByProcess: string[][]): { perProcess: string[]; last: string } {
-  const lines = tocList.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(';'));
+  const lines = tocEntries(tocList);
   const processOf = (line: string): number => {
     for (const [key, table] of owners) {
       if (!line.includes(` ${key}`)) continue;

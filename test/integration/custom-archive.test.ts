@@ -54,6 +54,19 @@ async function sessionsOn(database: string): Promise<number> {
   return count;
 }
 
+/** A new database holding one empty table. */
+function databaseWithTable(prefix: string, tableDdl: string): string {
+  const database = uniqueDatabaseName(prefix);
+  psql(cluster, 'postgres', `CREATE DATABASE ${database}`);
+  psql(cluster, database, tableDdl);
+  return database;
+}
+
+/** COPY data arriving in exactly these pieces. */
+async function* pieces(...texts: string[]): AsyncGenerator<Buffer> {
+  for (const text of texts) yield Buffer.from(text);
+}
+
 async function connectTo(database: string): Promise<Client> {
   const client = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database });
   await client.connect();
@@ -185,18 +198,11 @@ describe('parallelCopy', () => {
 
   it('fails naming the table when the server rejects a row, and leaves no row behind', async () => {
     // Arrange: a row with a column too many
-    const target = uniqueDatabaseName('pcopy_bad');
-    psql(cluster, 'postgres', `CREATE DATABASE ${target}`);
-    psql(cluster, target, 'CREATE TABLE public.t (id int, note text)');
+    const target = databaseWithTable('pcopy_bad', 'CREATE TABLE public.t (id int, note text)');
     const good = Array.from({ length: 500 }, (_, i) => `${i}\tnote ${i}\n`).join('');
-    async function* rows(): AsyncGenerator<Buffer> {
-      yield Buffer.from(good);
-      yield Buffer.from('501\tnote\textra\n');
-      yield Buffer.from(good);
-    }
 
     // Act
-    const copy = parallelCopy({ rows: rows(), settings: [], copyStatement: 'COPY public.t (id, note) FROM stdin;', sessions: 2, batchBytes: 100, connect: () => connectTo(target) });
+    const copy = parallelCopy({ rows: pieces(good, '501\tnote\textra\n', good), settings: [], copyStatement: 'COPY public.t (id, note) FROM stdin;', sessions: 2, batchBytes: 100, connect: () => connectTo(target) });
 
     // Assert
     await expect(copy).rejects.toThrow(OperatorError);
@@ -207,9 +213,7 @@ describe('parallelCopy', () => {
 
   it('fails with the refused session, and ends the sessions that did open (even after the failure)', async () => {
     // Arrange: the second session is refused at once, the third opens late
-    const target = uniqueDatabaseName('pcopy_conn');
-    psql(cluster, 'postgres', `CREATE DATABASE ${target}`);
-    psql(cluster, target, 'CREATE TABLE public.t (id int)');
+    const target = databaseWithTable('pcopy_conn', 'CREATE TABLE public.t (id int)');
     let calls = 0;
     const connect = async (): Promise<Client> => {
       calls += 1;
@@ -217,12 +221,9 @@ describe('parallelCopy', () => {
       if (calls === 3) await new Promise((resolve) => setTimeout(resolve, 300));
       return connectTo(target);
     };
-    async function* rows(): AsyncGenerator<Buffer> {
-      yield Buffer.from('1\n');
-    }
 
     // Act
-    const copy = parallelCopy({ rows: rows(), settings: [], copyStatement: 'COPY public.t (id) FROM stdin;', sessions: 3, connect });
+    const copy = parallelCopy({ rows: pieces('1\n'), settings: [], copyStatement: 'COPY public.t (id) FROM stdin;', sessions: 3, connect });
 
     // Assert
     await expect(copy).rejects.toThrow(/^cannot connect to the staging database: too many clients$/);
@@ -232,16 +233,10 @@ describe('parallelCopy', () => {
 
   it("stops at pg_dump's end line even when it is cut across pieces, and keeps a value ending in a backslash and a dot", async () => {
     // Arrange: the end line split over two pieces; row 3's value is `x\.` (written x\\.)
-    const target = uniqueDatabaseName('pcopy_end');
-    psql(cluster, 'postgres', `CREATE DATABASE ${target}`);
-    psql(cluster, target, 'CREATE TABLE public.t (id int, note text)');
-    async function* rows(): AsyncGenerator<Buffer> {
-      yield Buffer.from('1\ta\n2\tb\n3\tx\\\\.\n\\');
-      yield Buffer.from('.\n\n\n');
-    }
+    const target = databaseWithTable('pcopy_end', 'CREATE TABLE public.t (id int, note text)');
 
     // Act
-    const result = await parallelCopy({ rows: rows(), settings: [], copyStatement: 'COPY public.t (id, note) FROM stdin;', sessions: 2, batchBytes: 4, connect: () => connectTo(target) });
+    const result = await parallelCopy({ rows: pieces('1\ta\n2\tb\n3\tx\\\\.\n\\', '.\n\n\n'), settings: [], copyStatement: 'COPY public.t (id, note) FROM stdin;', sessions: 2, batchBytes: 4, connect: () => connectTo(target) });
 
     // Assert
     expect(result.rows).toBe(3);
