@@ -1,6 +1,5 @@
 import { Arn, ArnFormat, Duration, RemovalPolicy, Size, Stack, TimeZone, Token, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -14,6 +13,7 @@ import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { RunbookAlarm } from './runbook-alarm';
 import {
   BACKUP_RUNNER_SERVICE,
   CORE_METRICS,
@@ -318,17 +318,18 @@ export class Backups extends Construct {
   }
 
   private createAlarms(config: EnvironmentConfig, topic: sns.ITopic): Backups['alarms'] {
-    const action = new cwActions.SnsAction(topic);
+    const common = { environmentName: config.name, concern: 'Backups', runbookSection: 'Sauvegarde - 4. Backup automatisé', topic };
     const metric = (metricName: string, dimensionsMap: Record<string, string>, statistic: string, period: Duration) =>
       new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName, dimensionsMap: { service: BACKUP_RUNNER_SERVICE, ...dimensionsMap }, statistic, period });
     const fiveMinutes = Duration.minutes(5);
-    const prefix = `atmr-dr ${config.name}`;
 
     // Any failed run: the core's BackupFailure (per tier) or the runner's own failure metric.
     const failures: Record<string, cloudwatch.IMetric> = { runFailure: metric(RUNNER_METRICS.scheduledRunFailure, {}, 'Sum', fiveMinutes) };
     for (const tier of BACKUP_TIERS) failures[`${tier}Failure`] = metric(CORE_METRICS.failure, { Tier: tier }, 'Sum', fiveMinutes);
-    const failedRun = new cloudwatch.Alarm(this, 'FailedRunAlarm', {
-      alarmDescription: `${prefix}: a scheduled PostgreSQL backup run failed (see the backup-runner logs)`,
+    const failedRun = new RunbookAlarm(this, 'FailedRunAlarm', {
+      ...common,
+      what: 'FailedRun',
+      summary: `a scheduled PostgreSQL backup run failed (see the backup-runner logs)`,
       metric: new cloudwatch.MathExpression({
         expression: `SUM([${Object.keys(failures).join(', ')}])`,
         usingMetrics: failures,
@@ -342,8 +343,10 @@ export class Backups extends Construct {
     });
 
     // Silence is a failure too: no successful hourly backup in two consecutive hours.
-    const noRecentHourlyBackup = new cloudwatch.Alarm(this, 'NoRecentHourlyBackupAlarm', {
-      alarmDescription: `${prefix}: no successful hourly PostgreSQL backup for 2 hours`,
+    const noRecentHourlyBackup = new RunbookAlarm(this, 'NoRecentHourlyBackupAlarm', {
+      ...common,
+      what: 'NoRecentHourly',
+      summary: `no successful hourly PostgreSQL backup for 2 hours`,
       metric: metric(CORE_METRICS.success, { Tier: 'hourly' }, 'Sum', Duration.hours(1)),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
@@ -352,8 +355,10 @@ export class Backups extends Construct {
       treatMissingData: cloudwatch.TreatMissingData.BREACHING,
     });
 
-    const pitrOff = new cloudwatch.Alarm(this, 'PitrOffAlarm', {
-      alarmDescription: `${prefix}: automated backups (PITR) of ${config.database.instanceIdentifier} are off or kept less than ${config.backups.minPitrRetentionDays} days: the 15-minute RPO is not reachable`,
+    const pitrOff = new RunbookAlarm(this, 'PitrOffAlarm', {
+      ...common,
+      what: 'PitrOff',
+      summary: `automated backups (PITR) of ${config.database.instanceIdentifier} are off or kept less than ${config.backups.minPitrRetentionDays} days: the 15-minute RPO is not reachable`,
       metric: metric(RUNNER_METRICS.pitrEnabled, { DBInstanceIdentifier: config.database.instanceIdentifier }, 'Minimum', Duration.hours(1)),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
@@ -362,8 +367,10 @@ export class Backups extends Construct {
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
 
-    const deadLetters = new cloudwatch.Alarm(this, 'DeadLettersAlarm', {
-      alarmDescription: `${prefix}: a backup run was never delivered or failed after its retries (dead-letter queue not empty)`,
+    const deadLetters = new RunbookAlarm(this, 'DeadLettersAlarm', {
+      ...common,
+      what: 'DeadLetters',
+      summary: `a backup run was never delivered or failed after its retries (dead-letter queue not empty)`,
       metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: fiveMinutes }),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -372,8 +379,10 @@ export class Backups extends Construct {
     });
 
     const runnerErrors = this.function
-      ? new cloudwatch.Alarm(this, 'RunnerErrorsAlarm', {
-          alarmDescription: `${prefix}: the backup runner Lambda failed (error, timeout or out of memory)`,
+      ? new RunbookAlarm(this, 'RunnerErrorsAlarm', {
+          ...common,
+      what: 'RunnerErrors',
+          summary: `the backup runner Lambda failed (error, timeout or out of memory)`,
           metric: this.function.metricErrors({ statistic: 'Sum', period: fiveMinutes }),
           threshold: 1,
           comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -382,9 +391,7 @@ export class Backups extends Construct {
         })
       : undefined;
 
-    const alarms = { failedRun, noRecentHourlyBackup, pitrOff, deadLetters, ...(runnerErrors && { runnerErrors }) };
-    for (const alarm of Object.values(alarms)) alarm.addAlarmAction(action);
-    return alarms;
+    return { failedRun, noRecentHourlyBackup, pitrOff, deadLetters, ...(runnerErrors && { runnerErrors }) };
   }
 }
 

@@ -1,6 +1,5 @@
 import { Annotations, ArnFormat, Duration, Fn, RemovalPolicy, Size, Stack, TimeZone, Token, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -13,6 +12,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { RunbookAlarm } from './runbook-alarm';
 import { RESTORE_TEST_ENV, RESTORE_TEST_METRICS, RESTORE_TEST_SERVICE, temporaryInstanceIdentifier } from '../../lambdas/restore/contract';
 import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
 import { BACKUP_TIERS, LATEST_POINTER_KEY, RESTORE_TEST_REPORT_PREFIX } from '../../lambdas/shared/s3-layout';
@@ -311,44 +311,54 @@ export class RestoreTest extends Construct {
   }
 
   private createAlarms(config: EnvironmentConfig, topic: sns.ITopic): RestoreTest['alarms'] {
-    const action = new cwActions.SnsAction(topic);
-    const prefix = `atmr-dr ${config.name}`;
     const { rtoObjectiveSeconds, rpoObjectiveSeconds } = config.restoreTest;
     const metric = (metricName: string, statistic: string) =>
       new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName, dimensionsMap: { service: RESTORE_TEST_SERVICE }, statistic, period: Duration.hours(1) });
-    const common = { evaluationPeriods: 1, treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING };
+    const common = {
+      environmentName: config.name,
+      concern: 'RestoreTest',
+      runbookSection: 'Sauvegarde - 7. Tests mensuels',
+      topic,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    };
 
-    const failed = new cloudwatch.Alarm(this, 'FailedAlarm', {
-      alarmDescription: `${prefix}: the monthly restore test failed (see its report under ${RESTORE_TEST_REPORT_PREFIX} and the function logs)`,
+    const failed = new RunbookAlarm(this, 'FailedAlarm', {
+      what: 'Failed',
+      summary: `the monthly restore test failed (see its report under ${RESTORE_TEST_REPORT_PREFIX} and the function logs)`,
       metric: metric(RESTORE_TEST_METRICS.success, 'Minimum'),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
       ...common,
     });
-    const errors = new cloudwatch.Alarm(this, 'ErrorsAlarm', {
-      alarmDescription: `${prefix}: the restore test function crashed or timed out before reporting`,
+    const errors = new RunbookAlarm(this, 'ErrorsAlarm', {
+      what: 'Errors',
+      summary: `the restore test function crashed or timed out before reporting`,
       metric: this.function.metricErrors({ statistic: 'Sum', period: Duration.hours(1) }),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       ...common,
     });
-    const rto = new cloudwatch.Alarm(this, 'RtoAlarm', {
-      alarmDescription: `${prefix}: restore took longer than the RTO objective (${rtoObjectiveSeconds} s)`,
+    const rto = new RunbookAlarm(this, 'RtoAlarm', {
+      what: 'Rto',
+      summary: `restore took longer than the RTO objective (${rtoObjectiveSeconds} s)`,
       metric: metric(RESTORE_TEST_METRICS.rtoSeconds, 'Maximum'),
       threshold: rtoObjectiveSeconds,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       ...common,
     });
-    const rpo = new cloudwatch.Alarm(this, 'RpoAlarm', {
-      alarmDescription: `${prefix}: the restored backup was older than the RPO objective (${rpoObjectiveSeconds} s)`,
+    const rpo = new RunbookAlarm(this, 'RpoAlarm', {
+      what: 'Rpo',
+      summary: `the restored backup was older than the RPO objective (${rpoObjectiveSeconds} s)`,
       metric: metric(RESTORE_TEST_METRICS.rpoSeconds, 'Maximum'),
       threshold: rpoObjectiveSeconds,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       ...common,
     });
     const executions = this.stateMachine
-      ? new cloudwatch.Alarm(this, 'ExecutionsAlarm', {
-          alarmDescription: `${prefix}: the restore test on a temporary instance failed or timed out (the instance is deleted on every path; check it is gone)`,
+      ? new RunbookAlarm(this, 'ExecutionsAlarm', {
+          what: 'Executions',
+          summary: `the restore test on a temporary instance failed or timed out (the instance is deleted on every path; check it is gone)`,
           metric: new cloudwatch.MathExpression({
             expression: 'failed + timedOut',
             usingMetrics: {
@@ -362,9 +372,7 @@ export class RestoreTest extends Construct {
           ...common,
         })
       : undefined;
-    const alarms = { failed, errors, rto, rpo, ...(executions && { executions }) };
-    for (const alarm of Object.values(alarms)) alarm.addAlarmAction(action);
-    return alarms;
+    return { failed, errors, rto, rpo, ...(executions && { executions }) };
   }
 }
 
