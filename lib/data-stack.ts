@@ -1,4 +1,4 @@
-import { CfnResource, Duration, RemovalPolicy, Stack, StackProps, Validations } from 'aws-cdk-lib';
+import { CfnOutput, CfnResource, Duration, RemovalPolicy, Stack, StackProps, Validations } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -114,6 +114,12 @@ export class DataStack extends Stack {
 
     this.killswitchParameter = new KillswitchParameter(this, 'Killswitch', { parameterName: config.killswitch.parameterName });
     this.killswitchParameter.resource.overrideLogicalId('KillswitchParameter');
+
+    // The CLI resolves deployed names from these outputs (bin/cli/resolve.ts): an operator with
+    // credentials needs no flags.
+    new CfnOutput(this, 'BackupBucketName', { value: this.backupBucket.bucketName });
+    new CfnOutput(this, 'KillswitchParameterName', { value: config.killswitch.parameterName });
+    new CfnOutput(this, 'OpsStateTableName', { value: this.opsStateTable.tableName });
   }
 }
 

@@ -8,6 +8,13 @@ import { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
  */
 export const DEFAULT_MAX_ATTEMPTS = 5;
 
+/**
+ * The retry settings every SDK client of atmr-dr is built with (`new ECSClient(SDK_RETRY)`): the SDK's
+ * standard mode retries throttling and transient errors. Endpoints come from the SDK's own variables
+ * (AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_ECS, ...).
+ */
+export const SDK_RETRY = { maxAttempts: DEFAULT_MAX_ATTEMPTS, retryMode: 'standard' } as const;
+
 export function s3ClientConfig(env: NodeJS.ProcessEnv = process.env, overrides: S3ClientConfig = {}): S3ClientConfig {
   const endpoint = env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
   const explicit: S3ClientConfig = {};
