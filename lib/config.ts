@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { BackupTierSchema } from '../lambdas/shared/tiers';
 
 /**
  * The one typed configuration of an atmr-dr environment.
@@ -14,6 +15,7 @@ const arn = z.string().regex(/^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12})?:.+
 const subnetId = z.string().regex(/^subnet-[0-9a-f]{8,17}$/, 'must be a subnet id (subnet-...)');
 const securityGroupId = z.string().regex(/^sg-[0-9a-f]{8,17}$/, 'must be a security group id (sg-...)');
 const timeZone = z.string().refine(isValidTimeZone, 'must be an IANA time zone such as Europe/Paris');
+const environmentName = z.string().regex(/^[a-z][a-z0-9-]{1,20}$/, 'must be 2-21 lower-case letters, digits or dashes');
 const pgIdentifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case PostgreSQL identifier');
 
 function isValidTimeZone(tz: string): boolean {
@@ -24,6 +26,9 @@ function isValidTimeZone(tz: string): boolean {
     return false;
   }
 }
+
+/** PostgreSQL client majors the runner image (lambdas/backup/Dockerfile, Amazon Linux 2023) can install. */
+export const SUPPORTED_PG_MAJOR_VERSIONS: readonly number[] = [15, 16, 17];
 
 export const NetworkConfigSchema = z.strictObject({
   /** VPC of the ATMR platform. */
@@ -50,12 +55,18 @@ export const DatabaseConfigSchema = z.strictObject({
   iamAuthUser: z.string().min(1).optional(),
   /** Security group of the database: runners get ingress on `port` from their own group. */
   securityGroupId,
-  /** PostgreSQL major version of the server: the runner image ships the same client. */
-  engineMajorVersion: z.number().int().min(12).max(18).default(15),
+  /**
+   * PostgreSQL major version of the server: the runner image installs the same client, from the
+   * packages its base image (Amazon Linux 2023) ships: 15, 16 or 17.
+   */
+  engineMajorVersion: z
+    .number()
+    .int()
+    .refine((v) => SUPPORTED_PG_MAJOR_VERSIONS.includes(v), `must be one of ${SUPPORTED_PG_MAJOR_VERSIONS.join(', ')} (the PostgreSQL clients the runner image can install)`)
+    .default(15),
 });
 
-export const BackupTierSchema = z.enum(['hourly', 'daily', 'weekly', 'monthly']);
-export type BackupTier = z.infer<typeof BackupTierSchema>;
+export { BackupTierSchema, type BackupTier } from '../lambdas/shared/tiers';
 
 export const BackupsConfigSchema = z.strictObject({
   /** Where the runner image executes: Lambda (15 min cap) or an ECS Fargate task (no cap). */
@@ -91,7 +102,38 @@ export const BackupsConfigSchema = z.strictObject({
     .default(1024),
   /** `runner: fargate` only: run the task on this existing ECS cluster instead of a dedicated one. */
   ecsClusterArn: arn.optional(),
+}).superRefine((backups, ctx) => {
+  if (backups.runner === 'fargate' && !isValidFargatePair(backups.fargateCpu, backups.memoryMiB)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['memoryMiB'],
+      message: `${backups.memoryMiB} MiB is not a valid Fargate memory for ${backups.fargateCpu} CPU units (fargateCpu); pick a pair from the Fargate task size table (e.g. 1024 CPU with 2048-8192 MiB)`,
+    });
+  }
 });
+
+/** Fargate task sizes: CPU units -> allowed memory in MiB (AWS's task size table). */
+export function isValidFargatePair(cpu: number, memoryMiB: number): boolean {
+  const gib = memoryMiB / 1024;
+  switch (cpu) {
+    case 256:
+      return [512, 1024, 2048].includes(memoryMiB);
+    case 512:
+      return Number.isInteger(gib) && gib >= 1 && gib <= 4;
+    case 1024:
+      return Number.isInteger(gib) && gib >= 2 && gib <= 8;
+    case 2048:
+      return Number.isInteger(gib) && gib >= 4 && gib <= 16;
+    case 4096:
+      return Number.isInteger(gib) && gib >= 8 && gib <= 30;
+    case 8192:
+      return gib >= 16 && gib <= 60 && gib % 4 === 0;
+    case 16384:
+      return gib >= 32 && gib <= 120 && gib % 8 === 0;
+    default:
+      return false;
+  }
+}
 
 export const RestoreTestConfigSchema = z.strictObject({
   /** Run the monthly restore test in this environment (staging by default, not production). */
@@ -120,6 +162,14 @@ export const RestoreTestConfigSchema = z.strictObject({
   temporaryInstanceSubnetGroupName: z.string().regex(/^[a-zA-Z0-9 ._-]{1,255}$/, 'must be a DB subnet group name').optional(),
   /** `useTemporaryInstance` only: instance class of the temporary instance. */
   temporaryInstanceClass: z.string().regex(/^db\.[a-z0-9]+\.[a-z0-9]+$/, 'must be an RDS instance class such as db.t4g.medium').default('db.t4g.medium'),
+}).superRefine((restoreTest, ctx) => {
+  if (restoreTest.useTemporaryInstance && !restoreTest.temporaryInstanceSubnetGroupName) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['temporaryInstanceSubnetGroupName'],
+      message: 'is required with useTemporaryInstance (the DB subnet group of the temporary instance); set it, or set useTemporaryInstance to false',
+    });
+  }
 });
 
 export const KillswitchConfigSchema = z.strictObject({
@@ -152,8 +202,12 @@ export const EscalationConfigSchema = z.strictObject({
 });
 
 export const EnvironmentConfigSchema = z.strictObject({
-  /** Short environment name, used in resource names (e.g. prod, staging). */
-  name: z.string().regex(/^[a-z][a-z0-9-]{1,20}$/, 'must be 2-21 lower-case letters, digits or dashes'),
+  /**
+   * The environment's name is its key in `context.environments` (used in stack and resource names,
+   * e.g. prod, staging). This field is optional; when present it must equal the key, so that a copied
+   * block can never deploy over the stacks of the environment it was copied from.
+   */
+  name: environmentName.optional(),
   account: accountId,
   region,
   /** Time zone of the schedules. */
@@ -168,7 +222,8 @@ export const EnvironmentConfigSchema = z.strictObject({
   escalation: EscalationConfigSchema,
 });
 
-export type EnvironmentConfig = z.infer<typeof EnvironmentConfigSchema>;
+/** A validated environment: `name` is always set (the environment's key). */
+export type EnvironmentConfig = z.infer<typeof EnvironmentConfigSchema> & { readonly name: string };
 
 /** Thrown for a config that cannot be used; the message is one line naming the field and the fix. */
 export class ConfigError extends Error {
@@ -185,18 +240,31 @@ export function parseEnvironmentConfig(envName: string, raw: unknown): Environme
       `config: no environment "${envName}" in cdk.json context.environments; add it there or pass -c env=example`,
     );
   }
-  const result = EnvironmentConfigSchema.safeParse(raw);
+  const key = environmentName.safeParse(envName);
+  if (!key.success) {
+    throw new ConfigError(`config: environment name "${envName}" ${key.error.issues[0].message}; rename the key in cdk.json context.environments`);
+  }
+  const result = EnvironmentConfigSchema.safeParse(raw, { reportInput: true });
   if (!result.success) {
     const issue = result.error.issues[0];
     const path = ['environments', envName, ...issue.path.map(String)].join('.');
     throw new ConfigError(`config: ${path}: ${describeIssue(issue)}; fix it in cdk.json (context.${path})`);
   }
-  return result.data;
+  if (result.data.name !== undefined && result.data.name !== envName) {
+    throw new ConfigError(
+      `config: environments.${envName}.name is "${result.data.name}" but the environment's key is "${envName}": stacks are named after the key; remove "name" or set it to "${envName}" in cdk.json`,
+    );
+  }
+  return { ...result.data, name: envName };
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {
   if (issue.code === 'unrecognized_keys') return `unknown field(s) ${issue.keys.join(', ')}: remove or rename them`;
-  if (issue.code === 'invalid_type' && issue.input === undefined) return `is required (${issue.expected})`;
+  if (issue.code === 'invalid_type') {
+    if (issue.input === undefined) return `is required (${issue.expected})`;
+    const got = issue.input === null ? 'null' : Array.isArray(issue.input) ? 'an array' : `${typeof issue.input} ${JSON.stringify(issue.input)}`;
+    return `must be a ${issue.expected}, not the ${got}${typeof issue.input === 'string' && (issue.expected === 'number' || issue.expected === 'boolean') ? ' (write it without quotes)' : ''}`;
+  }
   if (issue.code === 'invalid_value') return `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
   return issue.message;
 }

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import {
-  assertBackupTier,
   assertCompressionLevel,
   BACKUP_S3_CLIENT_OVERRIDES,
   DEFAULT_COMPRESSION_LEVEL,
@@ -11,6 +10,7 @@ import {
 import { parsePlainCompressorPreference } from '../../lambdas/backup/compressor';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { requireEnv } from '../../lambdas/shared/errors';
+import { parseBackupTier } from '../../lambdas/shared/tiers';
 import { formatBytes } from '../../lambdas/shared/format';
 import { resolveConnection } from '../../lambdas/shared/pg-connection';
 
@@ -38,7 +38,7 @@ export function registerBackupCommands(program: Command): void {
     .option('--json', 'print {manifestKey, manifest} as JSON instead of the manifest key')
     .action(async (options: BackupCommandOptions) => {
       // Validate every argument and setting before anything is read or written.
-      const tier = assertBackupTier(options.tier);
+      const tier = parseBackupTier(options.tier);
       const formats = parseFormats(options.formats.split(','));
       const compressionLevel =
         options.compressionLevel === undefined ? DEFAULT_COMPRESSION_LEVEL : assertCompressionLevel(Number(options.compressionLevel));

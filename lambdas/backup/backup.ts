@@ -10,17 +10,17 @@ import { Client } from 'pg';
 import { OperatorError, oneLine } from '../shared/errors';
 import { BackupManifestSchema, type BackupManifest, type BackupObject, type LatestPointer } from '../shared/manifest';
 import { describeConnection, pgClientConfig, type PgConnection } from '../shared/pg-connection';
-import { backupObjectKeys, type BackupObjectKeys, isBackupTier, LATEST_POINTER_KEY, latestTierPointerKey, BACKUP_TIERS, type BackupTier } from '../shared/s3-layout';
+import { backupObjectKeys, type BackupObjectKeys, LATEST_POINTER_KEY, latestTierPointerKey, type BackupTier } from '../shared/s3-layout';
+import { parseBackupTier } from '../shared/tiers';
+import { isErrorLine, pgToolPath } from '../shared/postgres';
 import { igzipArgs, resolvePlainCompressor, type PlainCompressor, type PlainCompressorPreference } from './compressor';
 import { HashingStream } from './hashing-stream';
 import {
   assertPgDumpCanDump,
   buildRowCountQueries,
   childEnv,
-  isErrorLine,
   LIST_COUNTED_TABLES_SQL,
   parseServerVersionNum,
-  pgToolPath,
   toolVersion,
   type TableRef,
 } from './pg-tools';
@@ -110,11 +110,6 @@ export function parseFormats(values: readonly string[]): BackupFormat[] {
   return BACKUP_FORMATS.filter((f) => names.includes(f));
 }
 
-export function assertBackupTier(value: string): BackupTier {
-  if (!isBackupTier(value)) throw new OperatorError(`invalid backup tier "${value}": use one of ${BACKUP_TIERS.join(', ')}`, 2);
-  return value;
-}
-
 export function assertCompressionLevel(value: number): number {
   if (!Number.isInteger(value) || value < 0 || value > 9) {
     throw new OperatorError(`invalid compression level "${value}": use an integer from 0 (none) to 9 (smallest)`, 2);
@@ -148,7 +143,7 @@ export async function runBackup(deps: RunBackupDeps, options: RunBackupOptions):
 }
 
 async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstStart: Date, now: () => Date): Promise<BackupResult> {
-  const tier = assertBackupTier(options.tier);
+  const tier = parseBackupTier(options.tier);
   const formats = parseFormats(options.formats ?? BACKUP_FORMATS);
   const level = assertCompressionLevel(options.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL);
   const partSize = options.partSizeBytes ?? DEFAULT_PART_SIZE_BYTES;

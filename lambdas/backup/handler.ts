@@ -9,7 +9,8 @@ import type { Context } from 'aws-lambda';
 import { createS3Client, DEFAULT_MAX_ATTEMPTS } from '../shared/aws';
 import { observability } from '../shared/observability';
 import { BACKUP_RUNNER_SERVICE } from './runner-contract';
-import { loadRunnerSettings, parseTier, runScheduledBackup } from './scheduled-run';
+import { parseBackupTier } from '../shared/tiers';
+import { loadRunnerSettings, runScheduledBackup } from './scheduled-run';
 
 /**
  * Lambda entry of the backup runner (container image, CMD `backup.handler`). EventBridge Scheduler
@@ -43,7 +44,7 @@ export interface BackupRunOutput {
 }
 
 async function runScheduledBackupHandler(event: unknown, context?: Context): Promise<BackupRunOutput> {
-  const tier = parseTier((event as { tier?: unknown } | null)?.tier, 'backup event');
+  const tier = parseBackupTier((event as { tier?: unknown } | null)?.tier, 'backup event');
   const settings = loadRunnerSettings(process.env);
   const remainingMs = context?.getRemainingTimeInMillis?.();
   const signal = remainingMs !== undefined ? AbortSignal.timeout(Math.max(1_000, remainingMs - DEADLINE_MARGIN_MS)) : undefined;

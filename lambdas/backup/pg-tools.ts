@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { OperatorError } from '../shared/errors';
 import { libpqEnv, type PgConnection } from '../shared/pg-connection';
+import { quoteIdent } from '../shared/postgres';
 
 /**
  * The pure parts of driving pg_dump / pg_restore: version parsing and compatibility, child
@@ -46,11 +47,6 @@ export function assertPgDumpCanDump(server: PgVersion, pgDump: PgVersion): void 
   }
 }
 
-/** Path of a PostgreSQL client program: in `binDir` when given, else the name (found on PATH). */
-export function pgToolPath(tool: 'pg_dump' | 'pg_restore', binDir?: string): string {
-  return binDir ? path.join(binDir, tool) : tool;
-}
-
 /**
  * Environment of a child process: the parent's, minus every libpq variable, plus the connection's
  * own libpq variables (the password travels only here, never on a command line or in a log).
@@ -58,14 +54,6 @@ export function pgToolPath(tool: 'pg_dump' | 'pg_restore', binDir?: string): str
 export function childEnv(connection: PgConnection, parent: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const kept = Object.fromEntries(Object.entries(parent).filter(([name]) => !name.startsWith('PG')));
   return { ...kept, ...libpqEnv(connection) };
-}
-
-/**
- * A stderr line that means the run failed even if the exit code says otherwise (pg_dump and
- * pg_restore prefix their errors with "<tool>: error:"; server errors appear as ERROR/FATAL/PANIC).
- */
-export function isErrorLine(line: string): boolean {
-  return /^\s*(pg_dump|pg_restore|gzip)?:?\s*(error|fatal|panic):/i.test(line) || /\b(ERROR|FATAL|PANIC):/.test(line);
 }
 
 /** Runs `<tool> --version` and parses it. */
@@ -109,12 +97,6 @@ WHERE c.relkind = 'r'
   AND n.nspname !~ '^pg_toast'
   AND n.nspname !~ '^pg_temp_'
 ORDER BY n.nspname, c.relname`;
-
-/** SQL identifier quoting (PostgreSQL's rules: double quotes, inner quotes doubled). */
-export function quoteIdent(name: string): string {
-  if (name.includes('\0')) throw new Error('an identifier cannot contain NUL');
-  return `"${name.replaceAll('"', '""')}"`;
-}
 
 /**
  * Exact row counts, `batchSize` tables per statement (one round trip per batch; ONLY, so that

@@ -9,7 +9,7 @@ import {
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import type { MetricUnit as MetricUnitType } from '@aws-lambda-powertools/metrics/types';
 import { OperatorError, oneLine } from '../shared/errors';
-import type { BackupTier } from '../shared/s3-layout';
+import { isSnapshotTier, type BackupTier, type SnapshotTier } from '../shared/tiers';
 import { MANAGED_TAG_KEY, RUNNER_METRICS, SNAPSHOT_PREFIX, TIER_TAG_KEY } from './runner-contract';
 
 /**
@@ -18,13 +18,6 @@ import { MANAGED_TAG_KEY, RUNNER_METRICS, SNAPSHOT_PREFIX, TIER_TAG_KEY } from '
  * reachable through automated backups (PITR), never through hourly dumps: hence the metric.
  */
 
-/** Tiers that also take a manual DB snapshot. */
-export const SNAPSHOT_TIERS = ['weekly', 'monthly'] as const satisfies readonly BackupTier[];
-export type SnapshotTier = (typeof SNAPSHOT_TIERS)[number];
-
-export function isSnapshotTier(tier: BackupTier): tier is SnapshotTier {
-  return (SNAPSHOT_TIERS as readonly string[]).includes(tier);
-}
 
 /** `atmr-dr-<tier>-` : the prefix of this tool's snapshots of one tier. */
 export function snapshotTierPrefix(tier: SnapshotTier): string {

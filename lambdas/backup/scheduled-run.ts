@@ -1,4 +1,4 @@
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import type { RDSClient } from '@aws-sdk/client-rds';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { Logger } from '@aws-lambda-powertools/logger';
@@ -8,8 +8,10 @@ import { z } from 'zod';
 import { OperatorError, oneLine } from '../shared/errors';
 import { BackupManifestSchema, LatestPointerSchema } from '../shared/manifest';
 import { describeConnection, resolveConnection } from '../shared/pg-connection';
-import { BACKUP_TIERS, LATEST_POINTER_KEY, type BackupTier } from '../shared/s3-layout';
-import { runBackup } from './backup';
+import { LATEST_POINTER_KEY, type BackupTier } from '../shared/s3-layout';
+import { parseEnvSettings } from '../shared/env-settings';
+import { getText } from '../shared/s3-objects';
+import { DEFAULT_COMPRESSION_LEVEL, runBackup } from './backup';
 import { runRdsSide, type PitrStatus, type TierSnapshotResult } from './rds';
 import { RUNNER_ENV, RUNNER_METRICS } from './runner-contract';
 
@@ -18,8 +20,6 @@ import { RUNNER_ENV, RUNNER_METRICS } from './runner-contract';
  * resolve the connection (Secrets Manager or IAM auth, at run time), run the backup core, then the
  * RDS side (PITR check every run, snapshot + prune for weekly/monthly). Any failure fails the run.
  */
-
-export const TierSchema = z.enum(BACKUP_TIERS);
 
 const positiveInt = z.coerce.number().int().positive();
 
@@ -32,7 +32,7 @@ const RunnerSettingsSchema = z.object({
   [RUNNER_ENV.port]: z.coerce.number().int().min(1).max(65535).default(5432),
   [RUNNER_ENV.database]: z.string().min(1),
   [RUNNER_ENV.instanceIdentifier]: z.string().min(1),
-  [RUNNER_ENV.compressionLevel]: z.coerce.number().int().min(0).max(9).default(6),
+  [RUNNER_ENV.compressionLevel]: z.coerce.number().int().min(0).max(9).default(DEFAULT_COMPRESSION_LEVEL),
   [RUNNER_ENV.partSizeMiB]: z.coerce.number().int().min(5).max(512).default(5),
   [RUNNER_ENV.weeklySnapshotRetention]: positiveInt.default(4),
   [RUNNER_ENV.monthlySnapshotRetention]: positiveInt.default(12),
@@ -55,15 +55,10 @@ export interface RunnerSettings {
 
 /** Reads the settings, or fails with one line naming the variable (a deployment defect). */
 export function loadRunnerSettings(env: NodeJS.ProcessEnv = process.env): RunnerSettings {
-  const blankAsMissing = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''));
-  const parsed = RunnerSettingsSchema.safeParse(blankAsMissing);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const name = issue.path.map(String).join('.');
-    const problem = blankAsMissing[name] === undefined ? 'is not set' : `is invalid (${JSON.stringify(blankAsMissing[name])}: ${issue.message})`;
-    throw new OperatorError(`runner environment: ${name} ${problem}; it is set by the backups construct: redeploy the stack`, 2);
-  }
-  const s = parsed.data;
+  const s = parseEnvSettings(RunnerSettingsSchema, env, {
+    what: 'runner environment',
+    fix: 'it is set by the backups construct: redeploy the stack',
+  });
   if (!s[RUNNER_ENV.secretArn] && !s[RUNNER_ENV.iamAuthUser]) {
     throw new OperatorError(
       `runner environment: neither ${RUNNER_ENV.secretArn} nor ${RUNNER_ENV.iamAuthUser} is set; set database.secretArn or database.iamAuthUser in cdk.json and redeploy`,
@@ -83,18 +78,6 @@ export function loadRunnerSettings(env: NodeJS.ProcessEnv = process.env): Runner
     snapshotRetention: { weekly: s[RUNNER_ENV.weeklySnapshotRetention], monthly: s[RUNNER_ENV.monthlySnapshotRetention] },
     minPitrRetentionDays: s[RUNNER_ENV.minPitrRetentionDays],
   };
-}
-
-/** Parses a tier from an event or a command line, with one line naming the valid tiers. */
-export function parseTier(value: unknown, source: string): BackupTier {
-  const parsed = TierSchema.safeParse(value);
-  if (!parsed.success) {
-    throw new OperatorError(
-      `${source}: invalid backup tier ${JSON.stringify(value) ?? 'undefined'}: expected one of ${BACKUP_TIERS.join(', ')}`,
-      2,
-    );
-  }
-  return parsed.data;
 }
 
 export interface ScheduledRunDeps {
@@ -186,11 +169,6 @@ async function emitLatestBackupAge(deps: ScheduledRunDeps, now: Date): Promise<v
   } catch (error) {
     deps.logger?.warn('cannot read the latest backup pointer for the age metric', { error: oneLine(error) });
   }
-}
-
-async function getText(s3: S3Client, bucket: string, key: string): Promise<string> {
-  const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-  return (await out.Body?.transformToString('utf8')) ?? '';
 }
 
 /** A metric with only the default {service} dimension, whatever dimensions the core added. */

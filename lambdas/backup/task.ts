@@ -5,7 +5,8 @@ import { OperatorError, oneLine } from '../shared/errors';
 import { observability } from '../shared/observability';
 import type { BackupTier } from '../shared/s3-layout';
 import { BACKUP_RUNNER_SERVICE, RUNNER_ENV } from './runner-contract';
-import { loadRunnerSettings, parseTier, runScheduledBackup, type ScheduledRunDeps } from './scheduled-run';
+import { parseBackupTier } from '../shared/tiers';
+import { loadRunnerSettings, runScheduledBackup, type ScheduledRunDeps } from './scheduled-run';
 
 /**
  * ECS Fargate entry of the backup runner (same image as the Lambda; `node /var/task/task.js
@@ -19,9 +20,9 @@ export function tierFromCommandLine(argv: readonly string[], env: NodeJS.Process
   if (index >= 0) {
     const arg = argv[index];
     const value = arg === '--tier' ? argv[index + 1] : arg.slice('--tier='.length);
-    return parseTier(value, '--tier');
+    return parseBackupTier(value, '--tier');
   }
-  if (env[RUNNER_ENV.tier] !== undefined) return parseTier(env[RUNNER_ENV.tier], RUNNER_ENV.tier);
+  if (env[RUNNER_ENV.tier] !== undefined) return parseBackupTier(env[RUNNER_ENV.tier], RUNNER_ENV.tier);
   throw new OperatorError(`no backup tier: pass --tier hourly|daily|weekly|monthly or set ${RUNNER_ENV.tier}`, 2);
 }
 

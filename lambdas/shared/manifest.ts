@@ -1,11 +1,11 @@
 import { z } from 'zod';
-import { BACKUP_TIERS } from './s3-layout';
+import { BackupTierSchema } from './tiers';
 
-/** The backup manifest (DESIGN.md, schema 1): written last, the only mark of a good backup. */
+/** The backup manifest (schema 1, docs/contracts.md): written last, the only mark of a good backup. */
 export const BackupManifestSchema = z.object({
   schema: z.literal(1),
   database: z.string().min(1),
-  tier: z.enum(BACKUP_TIERS),
+  tier: BackupTierSchema,
   startedAt: z.iso.datetime(),
   finishedAt: z.iso.datetime(),
   durationMs: z.number().int().nonnegative(),

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import type { ClientConfig } from 'pg';
 import { z } from 'zod';
 import { OperatorError } from './errors';
+import { safeJson } from './json';
 
 /**
  * Where the PostgreSQL connection comes from, in this order:
@@ -144,14 +145,6 @@ export function pgClientConfig(conn: PgConnection, database = conn.database): Cl
 /** A connection description safe for logs (no password). */
 export function describeConnection(conn: PgConnection): string {
   return `${conn.user}@${conn.host}:${conn.port}/${conn.database}`;
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
 }
 
 function stripUndefined<T extends object>(value: T): Partial<T> {

@@ -1,20 +1,17 @@
 /**
- * The S3 layout fixed by DESIGN.md:
+ * The S3 layout of the backup bucket (docs/contracts.md):
  *   <tier>/<db>_backup_<YYYYMMDD>_<HHMMSS>.dump         pg_dump custom format
  *   <tier>/<db>_backup_<YYYYMMDD>_<HHMMSS>.sql.gz       plain SQL, derived from the .dump
  *   <tier>/<db>_backup_<YYYYMMDD>_<HHMMSS>.manifest.json written last: the only mark of a good backup
  *   latest/<tier>.json and latest.json                  {"manifest": "<key>"}, rewritten after it
  */
 
-export const BACKUP_TIERS = ['hourly', 'daily', 'weekly', 'monthly'] as const;
-export type BackupTier = (typeof BACKUP_TIERS)[number];
+import { BACKUP_TIERS, type BackupTier, isBackupTier } from './tiers';
+
+export { BACKUP_TIERS, type BackupTier, isBackupTier };
 
 /** Lifecycle expiry per tier prefix (runbook: 24 h / 7 d / 4 w / 12 months). */
 export const TIER_RETENTION_DAYS: Record<BackupTier, number> = { hourly: 1, daily: 7, weekly: 28, monthly: 365 };
-
-export function isBackupTier(value: string): value is BackupTier {
-  return (BACKUP_TIERS as readonly string[]).includes(value);
-}
 
 export interface BackupObjectKeys {
   readonly stem: string;

@@ -130,15 +130,15 @@ beforeEach(() => {
 describe('backup runner handler: event validation', () => {
   it.each([
     [{ tier: 'yearly' }, '"yearly"'],
-    [{}, 'undefined'],
-    [null, 'undefined'],
+    [{}, '(none)'],
+    [null, '(none)'],
   ])('rejects %j with one line naming the valid tiers, touching nothing', async (event, shown) => {
     const before = await listKeys();
 
     const { error } = await captureStdout(() => handler(event, lambdaContext()));
 
     expect(error).toBeInstanceOf(OperatorError);
-    expect((error as Error).message).toBe(`backup event: invalid backup tier ${shown}: expected one of hourly, daily, weekly, monthly`);
+    expect((error as Error).message).toBe(`backup event: invalid backup tier ${shown}: use one of hourly, daily, weekly, monthly`);
     expect(await listKeys()).toEqual(before);
     expect(secretsMock).not.toHaveReceivedCommand(GetSecretValueCommand);
     expect(rdsMock.calls()).toHaveLength(0);
@@ -289,7 +289,7 @@ describe('ECS task entry (task.ts)', () => {
 
     expect([bad.result, missing.result]).toEqual([2, 2]);
     expect(lines).toEqual([
-      'atmr-dr backup task: --tier: invalid backup tier "yearly": expected one of hourly, daily, weekly, monthly\n',
+      'atmr-dr backup task: --tier: invalid backup tier "yearly": use one of hourly, daily, weekly, monthly\n',
       'atmr-dr backup task: no backup tier: pass --tier hourly|daily|weekly|monthly or set BACKUP_TIER\n',
     ]);
   });

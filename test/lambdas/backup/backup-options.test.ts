@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Metrics } from '@aws-lambda-powertools/metrics';
-import { assertBackupTier, assertCompressionLevel, parseFormats, runBackup } from '../../../lambdas/backup/backup';
+import { assertCompressionLevel, parseFormats, runBackup } from '../../../lambdas/backup/backup';
 import { HashingStream } from '../../../lambdas/backup/hashing-stream';
 import { backupObjectKeys } from '../../../lambdas/shared/s3-layout';
 import { formatProgress } from '../../../bin/cli/backup';
@@ -24,11 +24,6 @@ describe('backup options', () => {
     } catch (error) {
       expect((error as { exitCode: number }).exitCode).toBe(2);
     }
-  });
-
-  it('accepts the four tiers and rejects others naming them', () => {
-    for (const tier of ['hourly', 'daily', 'weekly', 'monthly']) expect(assertBackupTier(tier)).toBe(tier);
-    expect(() => assertBackupTier('Hourly')).toThrow('invalid backup tier "Hourly": use one of hourly, daily, weekly, monthly');
   });
 
   it('accepts compression levels 0..9 only', () => {

@@ -3,12 +3,10 @@ import {
   assertPgDumpCanDump,
   buildRowCountQueries,
   childEnv,
-  isErrorLine,
   parseServerVersionNum,
   parseToolVersion,
-  pgToolPath,
-  quoteIdent,
 } from '../../../lambdas/backup/pg-tools';
+import { isErrorLine, pgToolPath, quoteIdent } from '../../../lambdas/shared/postgres';
 
 describe('version parsing', () => {
   it.each([

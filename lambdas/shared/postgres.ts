@@ -1,0 +1,29 @@
+import * as path from 'node:path';
+import { oneLine } from './errors';
+
+/** What every caller of PostgreSQL's client programs (pg_dump, pg_restore, psql) shares. */
+
+/** SQL identifier quoting (PostgreSQL's rules: double quotes, inner quotes doubled). */
+export function quoteIdent(name: string): string {
+  if (name.includes('\0')) throw new Error('an identifier cannot contain NUL');
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** Path of a PostgreSQL client program: in `binDir` when given, else the bare name (found on PATH). */
+export function pgToolPath(tool: 'pg_dump' | 'pg_restore' | 'psql', binDir?: string): string {
+  return binDir ? path.join(binDir, tool) : tool;
+}
+
+/**
+ * A stderr line that means the run failed even if the exit code says otherwise: the client programs
+ * prefix their errors with "<tool>: error:"; server errors appear as ERROR/FATAL/PANIC.
+ */
+export function isErrorLine(line: string): boolean {
+  return /^\s*(pg_dump|pg_restore|psql|gzip|igzip)?:?\s*(error|fatal|panic):/i.test(line) || /\b(ERROR|FATAL|PANIC):/.test(line);
+}
+
+/** The line of a client program's stderr that says what went wrong, for a one-line error. */
+export function firstError(stderr: string): string {
+  const lines = stderr.split('\n').filter((l) => l.trim() !== '');
+  return oneLine(lines.find(isErrorLine) ?? lines[0] ?? 'no message').slice(0, 300);
+}
