@@ -179,6 +179,8 @@ export const KillswitchConfigSchema = z.strictObject({
   listenerArn: arn,
   /** Priority of the maintenance listener rule (must be free on the listener). */
   listenerRulePriority: z.number().int().min(1).max(50000).default(1),
+  /** Target group of the API: in maintenance, /health and /ready keep being forwarded there. */
+  apiTargetGroupArn: arn,
   /** Task role of the Flask API, granted read access to the parameter. */
   apiTaskRoleArn: arn,
   /** Roles of operators allowed to use the CLI (read + write). */
@@ -188,6 +190,10 @@ export const KillswitchConfigSchema = z.strictObject({
     .strictObject({
       signingSecretArn: arn,
       allowedUserIds: z.array(z.string().regex(/^[UW][A-Z0-9]{2,}$/, 'must be a Slack user id (U...)')).min(1),
+      /** Slack workspace id (`team_id`, T...): commands from any other workspace are refused. */
+      teamId: z.string().regex(/^[TE][A-Z0-9]{2,}$/, 'must be a Slack workspace id (T...)'),
+      /** Slack app id (`api_app_id`, A...): commands of any other app are refused. */
+      apiAppId: z.string().regex(/^A[A-Z0-9]{2,}$/, 'must be a Slack app id (A...)'),
     })
     .optional(),
 });

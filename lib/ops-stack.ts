@@ -53,6 +53,7 @@ export class OpsStack extends Stack {
       parameterName: data.killswitchParameter.parameterName,
       listenerArn: config.killswitch.listenerArn,
       listenerRulePriority: config.killswitch.listenerRulePriority,
+      apiTargetGroupArn: config.killswitch.apiTargetGroupArn,
       apiTaskRoleArn: config.killswitch.apiTaskRoleArn,
       operatorRoleArns: config.killswitch.operatorRoleArns,
       slack: config.killswitch.slack,

@@ -17,6 +17,7 @@ import { igzipArgs, resolvePlainCompressor, type PlainCompressor, type PlainComp
 import { HashingStream } from './hashing-stream';
 import {
   assertPgDumpCanDump,
+  baseChildEnv,
   buildRowCountQueries,
   childEnv,
   LIST_COUNTED_TABLES_SQL,
@@ -53,6 +54,12 @@ export interface RunBackupOptions {
   readonly compressionLevel?: number;
   readonly partSizeBytes?: number;
   readonly queueSize?: number;
+  /**
+   * S3 Object Lock in compliance mode for every object of this run (dumps and manifest), retained
+   * this many days from the start: nobody, the root user included, can delete or overwrite them
+   * before. Needs a bucket with Object Lock enabled. @default - no per-object retention
+   */
+  readonly complianceRetentionDays?: number;
 }
 export interface BackupResult {
   readonly manifestKey: string;
@@ -156,12 +163,13 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
 
   const { connection, s3, bucket } = deps;
   const env = childEnv(connection);
+  const writeOnce = writeOnceParams(options.complianceRetentionDays, firstStart);
   const pgDumpPath = pgToolPath('pg_dump', deps.pgBinDir);
   const pgRestorePath = pgToolPath('pg_restore', deps.pgBinDir);
 
   // Fail fast, before touching the database: the tools exist, and the bucket answers.
   const pgDumpVersion = await toolVersion(pgDumpPath, env);
-  if (formats.includes('plain')) await toolVersion(pgRestorePath, env);
+  if (formats.includes('plain')) await toolVersion(pgRestorePath, baseChildEnv());
   const compressor = formats.includes('plain') ? await resolvePlainCompressor(level, deps.plainCompressor, deps.igzipPath) : undefined;
   const { keys, startedAt } = await claimKeys(s3, bucket, tier, connection.database, firstStart, now);
 
@@ -185,7 +193,7 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const snapshot = (await client.query<{ snapshot: string }>('SELECT pg_export_snapshot() AS snapshot')).rows[0].snapshot;
 
-    const streamed = await streamDump({ deps, client, env, keys, formats, level, compressor, partSize, queueSize, snapshot, pgDumpPath, pgRestorePath });
+    const streamed = await streamDump({ deps, client, env, keys, formats, level, compressor, partSize, queueSize, snapshot, pgDumpPath, pgRestorePath, writeOnce });
     await client.query('COMMIT').catch(() => undefined);
 
     const finishedAt = now();
@@ -202,7 +210,7 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
       tables: streamed.tables,
     } satisfies BackupManifest);
     throwIfAborted(deps.signal);
-    await putJson(s3, bucket, keys.manifest, manifest, 'writing the manifest');
+    await putJson(s3, bucket, keys.manifest, manifest, 'writing the manifest', writeOnce);
     await publishPointers(s3, bucket, tier, keys.manifest);
     return { manifestKey: keys.manifest, manifest };
   } finally {
@@ -223,6 +231,33 @@ interface StreamDumpInput {
   readonly snapshot: string;
   readonly pgDumpPath: string;
   readonly pgRestorePath: string;
+  readonly writeOnce: WriteOnceParams;
+}
+
+/**
+ * Request parameters of every object written under a tier prefix: `If-None-Match: *` (S3 refuses
+ * to overwrite an existing key, and the bucket policy refuses any tier write without it), plus the
+ * compliance retention when the run asks for one.
+ */
+export interface WriteOnceParams {
+  readonly IfNoneMatch: '*';
+  readonly ObjectLockMode?: 'COMPLIANCE';
+  readonly ObjectLockRetainUntilDate?: Date;
+  /** S3 requires an integrity checksum on every write that carries Object Lock parameters. */
+  readonly ChecksumAlgorithm?: 'CRC32';
+}
+
+export function writeOnceParams(complianceRetentionDays: number | undefined, startedAt: Date): WriteOnceParams {
+  if (complianceRetentionDays === undefined) return { IfNoneMatch: '*' };
+  if (!Number.isInteger(complianceRetentionDays) || complianceRetentionDays < 1) {
+    throw new OperatorError(`invalid compliance retention ${complianceRetentionDays}: use a whole number of days, at least 1`, 2);
+  }
+  return {
+    IfNoneMatch: '*',
+    ObjectLockMode: 'COMPLIANCE',
+    ObjectLockRetainUntilDate: new Date(startedAt.getTime() + complianceRetentionDays * 86_400_000),
+    ChecksumAlgorithm: 'CRC32',
+  };
 }
 
 interface StreamedDump {
@@ -274,7 +309,8 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
     const hasher = new HashingStream({ highWaterMark: STAGE_BUFFER_BYTES });
     const upload = new Upload({
       client: deps.s3,
-      params: { Bucket: deps.bucket, Key: key, Body: hasher, ContentType: contentType },
+      // lib-storage passes these to PutObject (small objects) and CompleteMultipartUpload alike.
+      params: { Bucket: deps.bucket, Key: key, Body: hasher, ContentType: contentType, ...input.writeOnce },
       partSize,
       queueSize,
       // We abort ourselves, so that a failed abort (s3rver answers 405) is logged, not fatal.
@@ -324,8 +360,9 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
   if (customSink) dump.stdout.pipe(customSink, { end: false });
   if (plainSink && compressor) {
     // pg_restore reads the custom archive sequentially from a pipe: it needs no data offsets as long
-    // as it restores entries in archive order, which a serial, unfiltered script output does.
-    const restore = spawn(input.pgRestorePath, ['--file=-', '--exit-on-error'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    // as it restores entries in archive order, which a serial, unfiltered script output does. It
+    // never connects here: no database password, no AWS credentials in its environment.
+    const restore = spawn(input.pgRestorePath, ['--file=-', '--exit-on-error'], { env: baseChildEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
     children.push(restore);
     const restoreExit = watchChild(restore, 'pg_restore');
     addRootCause(restoreExit);
@@ -335,9 +372,9 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
     void restoreExit.then(phase('pg_restore exited'), () => undefined);
     if (compressor.kind === 'igzip') {
       // pg_restore writes straight into igzip through an OS pipe: the SQL text never enters node.
-      // igzip needs no database credentials: only PATH.
+      // igzip needs no credentials either.
       const gzip = spawn(compressor.path, igzipArgs(compressor.level), {
-        env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+        env: baseChildEnv(),
         stdio: [restore.stdout, 'pipe', 'pipe'],
       });
       // The child holds its own copy of the pipe: closing ours lets pg_restore see igzip's exit.
@@ -500,9 +537,12 @@ async function abortMultipartUpload(s3: S3Client, bucket: string, sink: Sink): P
   }
 }
 
-async function putJson(s3: S3Client, bucket: string, key: string, value: unknown, what: string): Promise<void> {
+/** `writeOnce` for keys under a tier prefix (the manifest); pointers are rewritten, so they go without. */
+async function putJson(s3: S3Client, bucket: string, key: string, value: unknown, what: string, writeOnce?: WriteOnceParams): Promise<void> {
   try {
-    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: `${JSON.stringify(value, null, 2)}\n`, ContentType: 'application/json' }));
+    await s3.send(
+      new PutObjectCommand({ Bucket: bucket, Key: key, Body: `${JSON.stringify(value, null, 2)}\n`, ContentType: 'application/json', ...writeOnce }),
+    );
   } catch (error) {
     throw s3Failure(what, bucket, error);
   }

@@ -48,12 +48,25 @@ export function assertPgDumpCanDump(server: PgVersion, pgDump: PgVersion): void 
 }
 
 /**
- * Environment of a child process: the parent's, minus every libpq variable, plus the connection's
- * own libpq variables (the password travels only here, never on a command line or in a log).
+ * What any child process may inherit from the parent: where programs and libraries are, locale,
+ * time zone and scratch space. Never credentials (AWS keys and session tokens, database passwords)
+ * nor anything else the runner happens to hold.
+ */
+const INHERITED_VARIABLES = ['PATH', 'HOME', 'LANG', 'LANGUAGE', 'TZ', 'TMPDIR', 'LD_LIBRARY_PATH'];
+
+/** The minimal environment of a child that needs no connection (pg_restore converting a dump, igzip). */
+export function baseChildEnv(parent: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return Object.fromEntries(
+    Object.entries(parent).filter(([name, value]) => value !== undefined && (INHERITED_VARIABLES.includes(name) || name.startsWith('LC_'))),
+  );
+}
+
+/**
+ * Environment of a child that connects (pg_dump): the minimal one plus the connection's own libpq
+ * variables (the password travels only here, never on a command line or in a log).
  */
 export function childEnv(connection: PgConnection, parent: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  const kept = Object.fromEntries(Object.entries(parent).filter(([name]) => !name.startsWith('PG')));
-  return { ...kept, ...libpqEnv(connection) };
+  return { ...baseChildEnv(parent), ...libpqEnv(connection) };
 }
 
 /** Runs `<tool> --version` and parses it. */

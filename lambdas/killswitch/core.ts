@@ -1,6 +1,6 @@
 import { GetParameterCommand, ParameterNotFound, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { OperatorError } from '../shared/errors';
-import { KillswitchMode, KillswitchValue, parseKillswitchValue } from './value';
+import { isExpired, KillswitchMode, KillswitchValue, parseKillswitchValue } from './value';
 
 /** What is in the parameter now, as read with its version (the basis of conflict detection). */
 export interface KillswitchReading {
@@ -137,8 +137,11 @@ export async function revertExpired(deps: WriteDeps, request: RevertRequest): Pr
   return { reverted: true, result };
 }
 
-/** A one-line summary for humans (CLI status, Slack, SNS). */
-export function describeValue(value: KillswitchValue): string {
+/** A one-line summary for humans (CLI status, Slack, SNS); says so when the value has expired. */
+export function describeValue(value: KillswitchValue, now: number = Date.now()): string {
+  if (value.mode !== 'normal' && isExpired(value, now)) {
+    return `normal: ${value.mode} by ${value.actor} at ${value.updatedAt} expired at ${value.expiresAt} (readers treat it as normal; the expiry schedule has not reverted it yet): ${value.reason}`;
+  }
   const expiry = value.expiresAt ? `, until ${value.expiresAt}` : '';
   return `${value.mode} (by ${value.actor} at ${value.updatedAt}${expiry}): ${value.reason}`;
 }

@@ -14,6 +14,7 @@ const env = handlerEnv({
   LISTENER_ARN: z.string().startsWith('arn:'),
   LISTENER_RULE_PRIORITY: z.coerce.number().int().min(1).max(49999),
   MAINTENANCE_TARGET_GROUP_ARN: z.string().startsWith('arn:'),
+  API_TARGET_GROUP_ARN: z.string().startsWith('arn:'),
 });
 const ssm = tracer.captureAWSv3Client(new SSMClient({}));
 const elbv2 = tracer.captureAWSv3Client(new ElasticLoadBalancingV2Client({}));
@@ -30,6 +31,7 @@ export async function enforce(event: unknown): Promise<EnforceResult> {
       listenerArn: env.LISTENER_ARN,
       priority: env.LISTENER_RULE_PRIORITY,
       maintenanceTargetGroupArn: env.MAINTENANCE_TARGET_GROUP_ARN,
+      apiTargetGroupArn: env.API_TARGET_GROUP_ARN,
     },
   );
   // A change found by the reconcile means an event was missed: worth a warning.

@@ -2,7 +2,6 @@ import {
   Action,
   CreateRuleCommand,
   DeleteRuleCommand,
-  DescribeListenersCommand,
   DescribeRulesCommand,
   DescribeTagsCommand,
   ElasticLoadBalancingV2Client,
@@ -13,7 +12,7 @@ import {
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { OperatorError } from '../shared/errors';
 import { readKillswitch } from './core';
-import { KillswitchMode, MAINTENANCE_EXEMPT_PATHS } from './value';
+import { effectiveMode, KillswitchMode, MAINTENANCE_EXEMPT_PATHS } from './value';
 
 /** Tag marking the listener rules this enforcer owns; a rule without it is never touched. */
 export const RULE_TAG_KEY = 'atmr-dr:killswitch';
@@ -26,11 +25,18 @@ export interface EnforceSettings {
   readonly priority: number;
   /** Lambda target group of the maintenance responder: the 503 with Retry-After comes from there. */
   readonly maintenanceTargetGroupArn: string;
+  /**
+   * Target group of the API: the exempt rule forwards /health and /ready there, whatever the
+   * listener's default action happens to be (a redirect or a fixed response would fail the checks).
+   */
+  readonly apiTargetGroupArn: string;
 }
 
 export interface EnforceDeps {
   readonly ssm: SSMClient;
   readonly elbv2: ElasticLoadBalancingV2Client;
+  /** Clock (ms since epoch) that decides whether the value has expired. @default Date.now */
+  readonly now?: () => number;
 }
 
 export interface EnforceResult {
@@ -52,14 +58,15 @@ const EVERYTHING: RuleCondition[] = [{ Field: 'path-pattern', PathPatternConfig:
 const EXEMPT: RuleCondition[] = [{ Field: 'path-pattern', PathPatternConfig: { Values: [...MAINTENANCE_EXEMPT_PATHS] } }];
 
 /**
- * Makes the listener match the killswitch: in maintenance, two tagged rules (exempt paths pass
- * through with the listener's default actions, everything else goes to the maintenance responder);
- * otherwise none.
- * Re-running with the same mode changes nothing. A malformed value counts as normal, like readers.
+ * Makes the listener match the killswitch: in maintenance, two tagged rules (exempt paths go to the
+ * API target group, everything else goes to the maintenance responder); otherwise none.
+ * Re-running with the same mode changes nothing. A malformed value, and a value whose `expiresAt`
+ * has passed (the expiry schedule is late or failed), count as normal, like every reader.
  */
 export async function enforceKillswitch(deps: EnforceDeps, settings: EnforceSettings): Promise<EnforceResult> {
   const reading = await readKillswitch(deps.ssm, settings.parameterName);
-  const mode: KillswitchMode = reading.value?.mode ?? 'normal';
+  const now = (deps.now ?? Date.now)();
+  const mode: KillswitchMode = reading.value ? effectiveMode(reading.value, now) : 'normal';
   const { managed, byPriority } = await listenerRules(deps.elbv2, settings.listenerArn);
   const changes: string[] = [];
 
@@ -71,12 +78,8 @@ export async function enforceKillswitch(deps: EnforceDeps, settings: EnforceSett
     return { mode, changes };
   }
 
-  const listener = await deps.elbv2.send(new DescribeListenersCommand({ ListenerArns: [settings.listenerArn] }));
-  const defaultActions = listener.Listeners?.[0]?.DefaultActions ?? [];
-  if (defaultActions.length === 0) throw new OperatorError(`killswitch: listener ${settings.listenerArn} has no default action to keep /health and /ready served`);
-
   const wanted: { role: ManagedRoleName; priority: number; conditions: RuleCondition[]; actions: Action[] }[] = [
-    { role: 'exempt', priority: settings.priority, conditions: EXEMPT, actions: defaultActions },
+    { role: 'exempt', priority: settings.priority, conditions: EXEMPT, actions: [{ Type: 'forward', TargetGroupArn: settings.apiTargetGroupArn }] },
     { role: 'maintenance', priority: settings.priority + 1, conditions: EVERYTHING, actions: [maintenanceAction(settings.maintenanceTargetGroupArn)] },
   ];
   for (const want of wanted) {

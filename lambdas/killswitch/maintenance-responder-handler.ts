@@ -16,11 +16,11 @@ const env = handlerEnv({
 });
 const provider = new SSMProvider({ awsSdkV3Client: tracer.captureAWSv3Client(new SSMClient({})) });
 const reader = new KillswitchReader({ parameterName: env.KILLSWITCH_PARAMETER, provider, logger, metrics });
-const responder = new MaintenanceResponder({ reader, defaultRetryAfterSeconds: env.DEFAULT_RETRY_AFTER_SECONDS, logger });
+const responder = new MaintenanceResponder({ reader, defaultRetryAfterSeconds: env.DEFAULT_RETRY_AFTER_SECONDS, logger, metrics });
 
 export async function respond(event: unknown): Promise<AlbResponse> {
   const response = await responder.answer(event);
-  // Flushed only when the reader recorded something (KillswitchInvalid): the logMetrics middleware
+  // Flushed only when something was recorded (KillswitchInvalid, an answer outside maintenance): the logMetrics middleware
   // would log "no metrics" on every request of a maintenance page under load.
   if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
   return response;

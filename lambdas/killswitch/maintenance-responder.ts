@@ -1,7 +1,14 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
+import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { z } from 'zod';
 import { DEFAULT_RETRY_AFTER_SECONDS, KillswitchReader, maintenanceResponse, retryAfterSeconds } from './reader';
 import type { KillswitchMode } from './value';
+
+/**
+ * Counted for every 503 answered while the killswitch is not in maintenance (a stale rule, or a
+ * reader that failed open): an alarm watches it, since each one is a user refused for nothing.
+ */
+export const ANSWERED_OUTSIDE_MAINTENANCE_METRIC = 'MaintenanceAnsweredOutsideMaintenance';
 
 /**
  * The request an ALB hands to a Lambda target. With the target group attribute
@@ -30,6 +37,7 @@ export interface MaintenanceResponderOptions {
   /** Retry-After (seconds) when the value has no expiry. @default 120 */
   readonly defaultRetryAfterSeconds?: number;
   readonly logger?: Pick<Logger, 'warn' | 'error'>;
+  readonly metrics?: Pick<Metrics, 'addMetric'>;
   readonly clock?: () => number;
 }
 
@@ -70,7 +78,10 @@ export class MaintenanceResponder {
     if (state.maintenance) {
       this.warnedMode = undefined;
       retryAfter = retryAfterSeconds(state, now, this.defaultRetryAfterSeconds);
-    } else if (this.warnedMode !== state.mode) {
+    } else {
+      this.options.metrics?.addMetric(ANSWERED_OUTSIDE_MAINTENANCE_METRIC, MetricUnit.Count, 1);
+    }
+    if (!state.maintenance && this.warnedMode !== state.mode) {
       this.warnedMode = state.mode;
       this.options.logger?.warn('maintenance rule still in place while the killswitch is not in maintenance: answering 503 until the enforcer removes it', {
         mode: state.mode,

@@ -70,6 +70,8 @@ export async function notifyKillswitchChange(deps: NotifyDeps, settings: NotifyS
   }
 
   const value = reading.value;
+  // The expiry first: if the event or the message below fails, maintenance still ends on time.
+  const expiryScheduledAt = await armExpirySchedule(deps, settings, value.mode === 'normal' ? null : value.expiresAt, value.updatedAt, now);
   deps.metrics.addMetric(KILLSWITCH_MODE_METRIC, MetricUnit.Count, MODE_METRIC_VALUE[value.mode]);
   await deps.events.send(
     new PutEventsCommand({
@@ -86,10 +88,9 @@ export async function notifyKillswitchChange(deps: NotifyDeps, settings: NotifyS
     new PublishCommand({
       TopicArn: settings.topicArn,
       Subject: `[atmr-dr] killswitch ${value.mode}`.slice(0, 100),
-      Message: `Killswitch ${settings.parameterName} v${reading.version} is now ${describeValue(value)}`,
+      Message: `Killswitch ${settings.parameterName} v${reading.version} is now ${describeValue(value, now.getTime())}`,
     }),
   );
-  const expiryScheduledAt = await armExpirySchedule(deps, settings, value.mode === 'normal' ? null : value.expiresAt, value.updatedAt, now);
   return { mode: value.mode, version: reading.version, expiryScheduledAt };
 }
 

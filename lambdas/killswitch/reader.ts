@@ -2,7 +2,7 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { SSMProvider } from '@aws-lambda-powertools/parameters/ssm';
 import type { MiddlewareObj } from '@middy/core';
-import { INITIAL_VALUE, KillswitchMode, KillswitchValue, MAINTENANCE_BODY, MAINTENANCE_EXEMPT_PATHS, parseKillswitchValue } from './value';
+import { INITIAL_VALUE, isExpired, KillswitchMode, KillswitchValue, MAINTENANCE_BODY, MAINTENANCE_EXEMPT_PATHS, parseKillswitchValue } from './value';
 
 /** Cache age of the reader (issue 4: 5 s): at most 60 / 5 = 12 SSM calls per process per minute. */
 export const DEFAULT_MAX_AGE_SECONDS = 5;
@@ -15,8 +15,9 @@ export interface KillswitchState {
   readonly maintenance: boolean;
   readonly value: KillswitchValue;
   /** `ssm`: a valid value as read; `last-known`: SSM failed, the last good value is kept;
-   *  `invalid`: the value is malformed and counts as normal; `default`: nothing read yet. */
-  readonly source: 'ssm' | 'last-known' | 'invalid' | 'default';
+   *  `invalid`: the value is malformed and counts as normal; `expired`: its `expiresAt` has passed
+   *  and it counts as normal (whatever its mode says); `default`: nothing read yet. */
+  readonly source: 'ssm' | 'last-known' | 'invalid' | 'expired' | 'default';
 }
 
 export interface KillswitchReaderOptions {
@@ -62,11 +63,17 @@ export class KillswitchReader {
   }
 
   read(): Promise<KillswitchState> | KillswitchState {
-    if (this.clock() < this.freshUntil) return this.lastState;
+    if (this.clock() < this.freshUntil) return this.inEffect(this.lastState);
     this.inflight ??= this.refresh().finally(() => {
       this.inflight = undefined;
     });
-    return this.inflight;
+    return this.inflight.then((state) => this.inEffect(state));
+  }
+
+  /** Decided at each read, not at parse time: a cached value can expire while it sits in memory. */
+  private inEffect(state: KillswitchState): KillswitchState {
+    if (state.mode === 'normal' || !isExpired(state.value, this.clock())) return state;
+    return { mode: 'normal', degraded: false, maintenance: false, value: state.value, source: 'expired' };
   }
 
   private async refresh(): Promise<KillswitchState> {

@@ -14,6 +14,8 @@ const env = handlerEnv({
   KILLSWITCH_PARAMETER: z.string().min(1),
   SLACK_SIGNING_SECRET_ARN: z.string().startsWith('arn:'),
   SLACK_ALLOWED_USER_IDS: z.string().transform((s) => s.split(',').filter(Boolean)),
+  SLACK_TEAM_ID: z.string().min(1),
+  SLACK_API_APP_ID: z.string().min(1),
 });
 const ssm = tracer.captureAWSv3Client(new SSMClient({}));
 /** The signing secret is cached for 5 minutes (a rotation is picked up within that time). */
@@ -37,6 +39,9 @@ export async function slack(event: unknown): Promise<APIGatewayProxyResultV2> {
       ssm,
       parameterName: env.KILLSWITCH_PARAMETER,
       allowedUserIds: env.SLACK_ALLOWED_USER_IDS,
+      teamId: env.SLACK_TEAM_ID,
+      apiAppId: env.SLACK_API_APP_ID,
+      logger,
       signingSecret: async () => {
         const secret = await getSecret(env.SLACK_SIGNING_SECRET_ARN, { maxAge: SECRET_MAX_AGE_SECONDS });
         if (typeof secret !== 'string' || secret === '') throw new Error('Slack signing secret is empty or binary');
@@ -45,7 +50,6 @@ export async function slack(event: unknown): Promise<APIGatewayProxyResultV2> {
     },
     { headers: parsed.data.headers, rawBody },
   );
-  if (reply.statusCode >= 400) logger.warn('slack request refused', { statusCode: reply.statusCode, text: reply.body.text });
   return { statusCode: reply.statusCode, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(reply.body) };
 }
 

@@ -1,3 +1,4 @@
+import type { Logger } from '@aws-lambda-powertools/logger';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { OperatorError, oneLine } from '../shared/errors';
@@ -30,12 +31,26 @@ export function slackSignature(signingSecret: string, timestamp: string, rawBody
   return `v0=${createHmac('sha256', signingSecret).update(`v0:${timestamp}:${rawBody}`).digest('hex')}`;
 }
 
-export function verifySlackSignature(request: SlackHttpRequest, signingSecret: string, nowSeconds: number): SignatureCheck {
+/**
+ * The checks that need no secret: both headers present, a well-formed signature and a timestamp
+ * inside the replay window. Run first, so that junk traffic on the public URL never reaches
+ * Secrets Manager (cost, throttling, and a secret read per forged request).
+ */
+export function checkSlackHeaders(request: SlackHttpRequest, nowSeconds: number): SignatureCheck {
   const timestamp = header(request.headers, 'x-slack-request-timestamp');
   const signature = header(request.headers, 'x-slack-signature');
   if (!timestamp || !signature) return { ok: false, why: 'missing Slack signature headers' };
   if (!/^\d{1,12}$/.test(timestamp)) return { ok: false, why: 'malformed timestamp' };
+  if (!/^v0=[0-9a-f]{64}$/.test(signature)) return { ok: false, why: 'malformed signature' };
   if (Math.abs(nowSeconds - Number(timestamp)) > SLACK_MAX_SKEW_SECONDS) return { ok: false, why: 'timestamp outside the 5-minute window (replay?)' };
+  return { ok: true };
+}
+
+export function verifySlackSignature(request: SlackHttpRequest, signingSecret: string, nowSeconds: number): SignatureCheck {
+  const cheap = checkSlackHeaders(request, nowSeconds);
+  if (!cheap.ok) return cheap;
+  const timestamp = header(request.headers, 'x-slack-request-timestamp') as string;
+  const signature = header(request.headers, 'x-slack-signature') as string;
   const expected = Buffer.from(slackSignature(signingSecret, timestamp, request.rawBody));
   const given = Buffer.from(signature);
   if (expected.length !== given.length || !timingSafeEqual(expected, given)) return { ok: false, why: 'signature mismatch' };
@@ -72,19 +87,42 @@ export interface SlackDeps {
   readonly parameterName: string;
   readonly signingSecret: () => Promise<string>;
   readonly allowedUserIds: readonly string[];
+  /** The Slack workspace (`team_id`) and app (`api_app_id`) the command must come from. */
+  readonly teamId: string;
+  readonly apiAppId: string;
+  /** Where refusals and failures are detailed: the caller only ever gets a generic answer. */
+  readonly logger?: Pick<Logger, 'warn' | 'error'>;
   readonly nowSeconds?: () => number;
 }
 
 const ephemeral = (statusCode: number, text: string): SlackReply => ({ statusCode, body: { response_type: 'ephemeral', text } });
+/** The one answer to every refused request: what was wrong is logged, never told to the caller. */
+export const SLACK_REFUSED = 'refused';
+export const SLACK_FAILED = 'killswitch failed: an internal error was logged; use the atmr-dr CLI or retry';
 
 /**
- * Handles one slash command: signature, replay window, user allow-list, then the same core as the
- * CLI. Changes are answered in the channel with who, what and why.
+ * Handles one slash command: the cheap header checks, then the signature (the only step that reads
+ * the secret), the workspace and app, the user allow-list, then the same core as the CLI. Changes are
+ * answered in the channel with who, what and why; refusals and failures get a generic answer and
+ * their detail goes to the log.
  */
 export async function handleSlackCommand(deps: SlackDeps, request: SlackHttpRequest): Promise<SlackReply> {
   const nowSeconds = (deps.nowSeconds ?? (() => Math.floor(Date.now() / 1000)))();
-  const check = verifySlackSignature(request, await deps.signingSecret(), nowSeconds);
-  if (!check.ok) return ephemeral(401, `refused: ${check.why}`);
+  const refuse = (statusCode: number, why: string): SlackReply => {
+    deps.logger?.warn('slack request refused', { statusCode, why });
+    return ephemeral(statusCode, SLACK_REFUSED);
+  };
+  const cheap = checkSlackHeaders(request, nowSeconds);
+  if (!cheap.ok) return refuse(401, cheap.why);
+  let secret: string;
+  try {
+    secret = await deps.signingSecret();
+  } catch (error) {
+    deps.logger?.error('cannot read the Slack signing secret', { error: oneLine(error) });
+    return ephemeral(503, SLACK_FAILED);
+  }
+  const check = verifySlackSignature(request, secret, nowSeconds);
+  if (!check.ok) return refuse(401, check.why);
 
   const form = new URLSearchParams(request.rawBody);
   // Slack's periodic certificate check of the Request URL: acknowledge, do nothing.
@@ -92,6 +130,10 @@ export async function handleSlackCommand(deps: SlackDeps, request: SlackHttpRequ
   const userId = form.get('user_id');
   const command = form.get('command');
   if (!userId || !command || !form.has('text')) return ephemeral(400, 'malformed slash command: user_id, command and text are required');
+  // A signing secret leaked from another app or workspace must not drive this one.
+  if (form.get('team_id') !== deps.teamId || form.get('api_app_id') !== deps.apiAppId) {
+    return refuse(403, `team_id ${form.get('team_id')} / api_app_id ${form.get('api_app_id')} is not the configured workspace/app`);
+  }
   if (!deps.allowedUserIds.includes(userId)) {
     return ephemeral(200, `<@${userId}> is not allowed to use the killswitch: ask the lead DevOps to add your Slack user id to killswitch.slack.allowedUserIds`);
   }
@@ -112,6 +154,7 @@ export async function handleSlackCommand(deps: SlackDeps, request: SlackHttpRequ
     return { statusCode: 200, body: { response_type: 'in_channel', text: `<@${userId}> ${verb}${expiry}: ${write.written.reason}${warning}` } };
   } catch (error) {
     if (error instanceof OperatorError) return ephemeral(200, error.message);
-    return ephemeral(200, `killswitch failed: ${oneLine(error)}`);
+    deps.logger?.error('slack killswitch command failed', { error: oneLine(error), name: (error as Error | undefined)?.name });
+    return ephemeral(200, SLACK_FAILED);
   }
 }

@@ -43,6 +43,20 @@ export const INITIAL_VALUE: KillswitchValue = {
   expiresAt: null,
 };
 
+/**
+ * The mode in effect at `now` (ms): a value whose `expiresAt` has passed counts as normal, so a late
+ * or failed expiry schedule never keeps maintenance on. Every reader decides with this.
+ */
+export function effectiveMode(value: KillswitchValue, now: number = Date.now()): KillswitchMode {
+  if (value.mode !== 'normal' && isExpired(value, now)) return 'normal';
+  return value.mode;
+}
+
+/** True when the value has an `expiresAt` at or before `now` (ms). */
+export function isExpired(value: KillswitchValue, now: number = Date.now()): boolean {
+  return value.expiresAt !== null && Date.parse(value.expiresAt) <= now;
+}
+
 export type ParseResult = { readonly ok: true; readonly value: KillswitchValue } | { readonly ok: false; readonly error: string };
 
 /** Parses a raw parameter value; never throws (readers decide what a malformed value means). */

@@ -12,9 +12,12 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
-import { KILLSWITCH_MODE_METRIC } from '../../lambdas/killswitch/notify';
+import { RULE_TAG_KEY } from '../../lambdas/killswitch/enforcer';
+import { ANSWERED_OUTSIDE_MAINTENANCE_METRIC } from '../../lambdas/killswitch/maintenance-responder';
+import { KILLSWITCH_INVALID_METRIC, KILLSWITCH_MODE_METRIC } from '../../lambdas/killswitch/notify';
 import { HouseFunction } from './house-function';
 import { KillswitchParameter } from './killswitch-parameter';
+import { RunbookAlarm } from './runbook-alarm';
 
 export interface KillswitchProps {
   /** Environment name, used in the expiry schedule group's name. */
@@ -25,6 +28,8 @@ export interface KillswitchProps {
   readonly listenerArn: string;
   /** Priority P of the exempt (/health, /ready) rule; the 503 rule takes P+1. Both must be free. */
   readonly listenerRulePriority: number;
+  /** Target group of the API: the exempt rule forwards /health and /ready there during maintenance. */
+  readonly apiTargetGroupArn: string;
   /** Retry-After of the edge 503 when the value has no `expiresAt`. @default Duration.seconds(120) */
   readonly defaultRetryAfter?: Duration;
   /** Task role of the Flask API: read access. */
@@ -32,7 +37,19 @@ export interface KillswitchProps {
   /** Operator roles of the CLI: read and write access. @default - none */
   readonly operatorRoleArns?: readonly string[];
   /** Slack slash command; no Function URL is created without it. @default - no ChatOps */
-  readonly slack?: { readonly signingSecretArn: string; readonly allowedUserIds: readonly string[] };
+  readonly slack?: {
+    readonly signingSecretArn: string;
+    readonly allowedUserIds: readonly string[];
+    /** Slack workspace (`team_id`) and app (`api_app_id`) a command must come from. */
+    readonly teamId: string;
+    readonly apiAppId: string;
+  };
+  /**
+   * Concurrent executions reserved for (and capping) the public Slack endpoint: a flood of requests
+   * costs at most this many executions and cannot starve the account's other functions.
+   * @default 2
+   */
+  readonly slackReservedConcurrency?: number;
   /** Every change is announced on this topic. */
   readonly incidentsTopic: sns.ITopic;
   /** How often the enforcer reconciles the listener with the parameter. @default Duration.minutes(5) */
@@ -41,6 +58,8 @@ export interface KillswitchProps {
 
 /** Service name (Powertools `service` dimension) of the function that emits `KillswitchMode`. */
 export const KILLSWITCH_NOTIFIER_SERVICE = 'killswitch-notifier';
+/** Service name of the maintenance responder (its reader emits `KillswitchInvalid` too). */
+export const KILLSWITCH_RESPONDER_SERVICE = 'killswitch-maintenance';
 const EXPIRY_SCHEDULE_NAME = 'killswitch-expiry';
 
 /**
@@ -64,6 +83,13 @@ export class Killswitch extends Construct {
   readonly reconcileRule: events.Rule;
   /** `KillswitchMode` (0 normal, 1 degraded, 2 maintenance), for the dashboard. */
   readonly modeMetric: cloudwatch.Metric;
+  /** Every failure of the killswitch machinery reaches the incidents topic through one of these. */
+  readonly alarms: {
+    readonly enforcerErrors: cloudwatch.Alarm;
+    readonly deadLetters: cloudwatch.Alarm;
+    readonly invalidValue: cloudwatch.Alarm;
+    readonly answeredOutsideMaintenance: cloudwatch.Alarm;
+  };
 
   constructor(scope: Construct, id: string, props: KillswitchProps) {
     super(scope, id);
@@ -80,7 +106,10 @@ export class Killswitch extends Construct {
     });
     Validations.of(this.deadLetterQueue).acknowledge(
       { id: 'AwsSolutions-SQS3', reason: 'This queue is itself the dead-letter queue of the killswitch change rule, reconcile rule and expiry schedules.' },
-      { id: 'Serverless-SQSRedrivePolicy', reason: 'This queue is the last stop (a dead-letter queue): operators inspect it, nothing consumes it.' },
+      {
+        id: 'Serverless-SQSRedrivePolicy',
+        reason: 'This queue is the last stop (a dead-letter queue): the DeadLetters alarm pages the incidents topic as soon as it holds a message; operators inspect it, nothing consumes it.',
+      },
     );
 
     // Readers and writers: named roles only (a String parameter has no resource policy).
@@ -97,7 +126,7 @@ export class Killswitch extends Construct {
     }
     this.maintenanceResponder = new HouseFunction(this, 'MaintenanceResponder', {
       entry: 'lambdas/killswitch/maintenance-responder-handler.ts',
-      serviceName: 'killswitch-maintenance',
+      serviceName: KILLSWITCH_RESPONDER_SERVICE,
       // The ALB waits for the answer; a warm call reads the value from memory (5 s cache).
       timeout: Duration.seconds(10),
       environment: { ...common, DEFAULT_RETRY_AFTER_SECONDS: String(defaultRetryAfterSeconds) },
@@ -139,27 +168,47 @@ export class Killswitch extends Construct {
         LISTENER_ARN: props.listenerArn,
         LISTENER_RULE_PRIORITY: String(props.listenerRulePriority),
         MAINTENANCE_TARGET_GROUP_ARN: this.maintenanceTargetGroup.targetGroupArn,
+        API_TARGET_GROUP_ARN: props.apiTargetGroupArn,
       },
     });
     const enforcerRole = this.enforcer.function.role as iam.IRole;
     enforcerRole.addToPrincipalPolicy(readParameter);
     const listenerRules = `${props.listenerArn.replace(':listener/', ':listener-rule/')}/*`;
-    // Rule writes only, on this listener. ELBv2 has no resource type or condition key for the target
-    // group a rule forwards to, so "forward only to the responder" is enforced by the code, not IAM.
-    enforcerRole.addToPrincipalPolicy(
-      new iam.PolicyStatement({ sid: 'CreateRulesOnTheListener', actions: ['elasticloadbalancing:CreateRule'], resources: [props.listenerArn] }),
-    );
+    // Rule writes only, on this listener, and only on the rules it tagged: it may create a rule only
+    // with its tag (and tag only at creation), and modify or delete only rules that carry the tag.
+    // ELBv2 has no condition key for the target group a rule forwards to: "forward only to the
+    // responder or the API" is enforced by the code.
+    const ownTagValues = ['exempt', 'maintenance'];
     enforcerRole.addToPrincipalPolicy(
       new iam.PolicyStatement({
-        sid: 'ManageRulesOfTheListener',
-        actions: ['elasticloadbalancing:DeleteRule', 'elasticloadbalancing:ModifyRule', 'elasticloadbalancing:AddTags'],
-        resources: [listenerRules],
+        sid: 'CreateTaggedRulesOnTheListener',
+        actions: ['elasticloadbalancing:CreateRule'],
+        resources: [props.listenerArn],
+        conditions: { StringEquals: { [`aws:RequestTag/${RULE_TAG_KEY}`]: ownTagValues } },
       }),
     );
     enforcerRole.addToPrincipalPolicy(
       new iam.PolicyStatement({
-        sid: 'DescribeListenerAndRules',
-        actions: ['elasticloadbalancing:DescribeListeners', 'elasticloadbalancing:DescribeRules', 'elasticloadbalancing:DescribeTags'],
+        sid: 'TagRulesAtCreation',
+        actions: ['elasticloadbalancing:AddTags'],
+        resources: [listenerRules],
+        conditions: {
+          StringEquals: { 'elasticloadbalancing:CreateAction': 'CreateRule', [`aws:RequestTag/${RULE_TAG_KEY}`]: ownTagValues },
+        },
+      }),
+    );
+    enforcerRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'ManageOwnRules',
+        actions: ['elasticloadbalancing:DeleteRule', 'elasticloadbalancing:ModifyRule'],
+        resources: [listenerRules],
+        conditions: { StringEquals: { [`aws:ResourceTag/${RULE_TAG_KEY}`]: ownTagValues } },
+      }),
+    );
+    enforcerRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'DescribeRulesAndTags',
+        actions: ['elasticloadbalancing:DescribeRules', 'elasticloadbalancing:DescribeTags'],
         resources: ['*'],
       }),
     );
@@ -243,10 +292,13 @@ export class Killswitch extends Construct {
         serviceName: 'killswitch-slack',
         // Slack waits 3 seconds for the answer.
         timeout: Duration.seconds(10),
+        reservedConcurrentExecutions: props.slackReservedConcurrency ?? 2,
         environment: {
           ...common,
           SLACK_SIGNING_SECRET_ARN: props.slack.signingSecretArn,
           SLACK_ALLOWED_USER_IDS: props.slack.allowedUserIds.join(','),
+          SLACK_TEAM_ID: props.slack.teamId,
+          SLACK_API_APP_ID: props.slack.apiAppId,
         },
       });
       const slackRole = this.slackCommand.function.role as iam.IRole;
@@ -258,8 +310,9 @@ export class Killswitch extends Construct {
         reason: 'Invoked synchronously through its Function URL by Slack, which shows failures to the user: no async event to dead-letter.',
       });
       // Function URL with auth NONE: Slack cannot sign requests with SigV4. Every request is
-      // authenticated by Slack's v0 HMAC signature (signing secret), checked before anything else,
-      // with a 5-minute replay window and a user allow-list (lambdas/killswitch/slack.ts).
+      // authenticated by Slack's v0 HMAC signature: headers and the 5-minute replay window are
+      // checked first (no secret read for junk), then the signature, the workspace and app ids and
+      // a user allow-list (lambdas/killswitch/slack.ts). Refusals get a generic answer.
     }
 
     this.modeMetric = new cloudwatch.Metric({
@@ -300,11 +353,66 @@ export class Killswitch extends Construct {
     });
     Validations.of(this.notifier).acknowledge({
       id: 'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
-      reason: 'Granted by topic.grantPublish for the KMS-encrypted incidents topic, on that one key only.',
+      reason: "Granted by topic.grantPublish: data keys of the incidents topic's own key (the operations key, which does not encrypt backups).",
     });
     Validations.of(this.enforcer).acknowledge({
       id: `AwsSolutions-IAM5[Resource::${listenerRules}]`,
-      reason: 'Rule ARNs are generated by ALB at creation: DeleteRule/ModifyRule/AddTags are scoped to the rules of the one configured listener.',
+      reason: `Rule ARNs are generated by ALB at creation: rules of the one configured listener, DeleteRule/ModifyRule only on rules tagged ${RULE_TAG_KEY}, AddTags only at CreateRule with that tag.`,
     });
+
+    this.alarms = this.createAlarms(props);
+  }
+
+  private createAlarms(props: KillswitchProps): Killswitch['alarms'] {
+    const common = {
+      environmentName: props.environmentName,
+      concern: 'Killswitch',
+      runbookSection: 'Killswitch - Mode maintenance',
+      topic: props.incidentsTopic,
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      // Each of these counts failures: no data means nothing failed.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    };
+    const fiveMinutes = Duration.minutes(5);
+    const serviceMetric = (metricName: string, service: string) =>
+      new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName, dimensionsMap: { service }, statistic: 'Sum', period: fiveMinutes });
+    const enforcerErrors = new RunbookAlarm(this, 'EnforcerErrorsAlarm', {
+      ...common,
+      what: 'EnforcerErrors',
+      summary: 'the killswitch enforcer failed: the ALB may not follow the killswitch (maintenance not applied, or not lifted)',
+      firstActions: 'atmr-dr killswitch status, puis vérifier les règles du listener (tag atmr-dr:killswitch) et les logs de l’enforcer',
+      metric: this.enforcer.function.metricErrors({ statistic: 'Sum', period: fiveMinutes }),
+    });
+    const deadLetters = new RunbookAlarm(this, 'DeadLettersAlarm', {
+      ...common,
+      what: 'DeadLetters',
+      summary: 'a killswitch change, reconcile tick or expiry was never delivered or failed after its retries (dead-letter queue not empty)',
+      metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: fiveMinutes }),
+    });
+    const invalidValue = new RunbookAlarm(this, 'InvalidValueAlarm', {
+      ...common,
+      what: 'InvalidValue',
+      summary: `the killswitch value of ${props.parameterName} is malformed: every reader treats it as normal`,
+      firstActions: 'atmr-dr killswitch enable|disable pour réécrire une valeur valide',
+      metric: new cloudwatch.MathExpression({
+        expression: 'notifier + responder',
+        usingMetrics: {
+          notifier: serviceMetric(KILLSWITCH_INVALID_METRIC, KILLSWITCH_NOTIFIER_SERVICE),
+          responder: serviceMetric(KILLSWITCH_INVALID_METRIC, KILLSWITCH_RESPONDER_SERVICE),
+        },
+        period: fiveMinutes,
+        label: 'KillswitchInvalid',
+      }),
+    });
+    const answeredOutsideMaintenance = new RunbookAlarm(this, 'AnsweredOutsideMaintenanceAlarm', {
+      ...common,
+      what: 'AnsweredOutsideMaintenance',
+      summary: 'the maintenance responder answered 503 while the killswitch is not in maintenance (stale ALB rule, or the value could not be read)',
+      firstActions: 'atmr-dr killswitch status, puis supprimer les règles taggées atmr-dr:killswitch du listener si le mode est normal',
+      metric: serviceMetric(ANSWERED_OUTSIDE_MAINTENANCE_METRIC, KILLSWITCH_RESPONDER_SERVICE),
+    });
+    return { enforcerErrors, deadLetters, invalidValue, answeredOutsideMaintenance };
   }
 }

@@ -1,6 +1,7 @@
 import { OperatorError } from '../../../lambdas/shared/errors';
 import {
   assertPgDumpCanDump,
+  baseChildEnv,
   buildRowCountQueries,
   childEnv,
   parseServerVersionNum,
@@ -107,6 +108,19 @@ describe('child processes', () => {
       PGSSLMODE: 'verify-full',
       PGSSLROOTCERT: '/ca.pem',
     });
+  });
+
+  it('passes a connecting child no AWS credential nor any other variable of the runner', () => {
+    const env = childEnv(
+      { host: 'db.internal', port: 5432, user: 'backup', password: 's3cret', database: 'atmr' },
+      { PATH: '/usr/bin', LC_ALL: 'C.UTF-8', AWS_ACCESS_KEY_ID: 'AKIA', AWS_SECRET_ACCESS_KEY: 'k', AWS_SESSION_TOKEN: 't', BACKUP_BUCKET: 'b', DB_SECRET_ARN: 'arn' },
+    );
+    expect(Object.keys(env).filter((name) => !name.startsWith('PG')).sort()).toEqual(['LC_ALL', 'PATH']);
+  });
+
+  it('gives a child that never connects (pg_restore converting a dump) no libpq variable and no credential at all', () => {
+    const env = baseChildEnv({ PATH: '/usr/bin', TZ: 'UTC', PGPASSWORD: 'p', PGHOST: 'db', AWS_SECRET_ACCESS_KEY: 'k', AWS_SESSION_TOKEN: 't' });
+    expect(env).toEqual({ PATH: '/usr/bin', TZ: 'UTC' });
   });
 
   it('finds the tools in pgBinDir, else on PATH', () => {

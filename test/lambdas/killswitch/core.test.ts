@@ -1,7 +1,7 @@
 import { GetParameterCommand, ParameterNotFound, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { EXPIRY_ACTOR, readKillswitch, revertExpired, writeKillswitch } from '../../../lambdas/killswitch/core';
+import { describeValue, EXPIRY_ACTOR, readKillswitch, revertExpired, writeKillswitch } from '../../../lambdas/killswitch/core';
 import { OperatorError } from '../../../lambdas/shared/errors';
 import { fakeParameter, PARAMETER, value } from './fixtures';
 
@@ -125,5 +125,14 @@ describe('revertExpired (the --expires schedule target)', () => {
 
     expect(outcome.reverted).toBe(false);
     expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
+  });
+});
+
+describe('describeValue (status lines of the CLI, Slack and the incidents message)', () => {
+  it('says a value whose expiresAt has passed counts as normal', () => {
+    const expired = value({ mode: 'maintenance', reason: 'OSRM down', actor: 'alice', expiresAt: '2026-06-01T10:00:00.000Z' });
+
+    expect(describeValue(expired, Date.parse('2026-06-01T10:00:01.000Z'))).toMatch(/^normal: maintenance by alice .* expired at 2026-06-01T10:00:00.000Z \(readers treat it as normal/);
+    expect(describeValue(expired, Date.parse('2026-06-01T09:00:00.000Z'))).toMatch(/^maintenance \(by alice .*until 2026-06-01T10:00:00.000Z\): OSRM down$/);
   });
 });

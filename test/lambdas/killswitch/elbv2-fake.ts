@@ -30,11 +30,11 @@ function asReturnedByAlb(actions: Action[]): Action[] {
 }
 
 /** An in-memory ALB listener behind the mocked ELBv2 client (rules, tags, default action). */
-export function fakeListener(elbv2: AwsClientStub<ElasticLoadBalancingV2Client>) {
+export function fakeListener(elbv2: AwsClientStub<ElasticLoadBalancingV2Client>, options: { defaultActions?: Action[] } = {}) {
   let next = 1;
   const rules: Rule[] = [{ RuleArn: `${RULE_PREFIX}/default`, Priority: 'default', IsDefault: true, Conditions: [], Actions: [] }];
   const tags = new Map<string, Tag[]>();
-  const defaultActions = asReturnedByAlb([{ Type: 'forward', TargetGroupArn: TARGET_GROUP_ARN }]);
+  const defaultActions = asReturnedByAlb(options.defaultActions ?? [{ Type: 'forward', TargetGroupArn: TARGET_GROUP_ARN }]);
 
   elbv2.on(DescribeListenersCommand).callsFake(() => ({ Listeners: [{ ListenerArn: LISTENER_ARN, DefaultActions: defaultActions }] }));
   elbv2.on(DescribeRulesCommand).callsFake(() => ({ Rules: structuredClone(rules) }));

@@ -15,7 +15,13 @@ import { fakeParameter, PARAMETER, value } from './fixtures';
 const ssmMock = mockClient(SSMClient);
 const elbMock = mockClient(ElasticLoadBalancingV2Client);
 const deps = { ssm: new SSMClient({ region: 'eu-west-3' }), elbv2: new ElasticLoadBalancingV2Client({ region: 'eu-west-3' }) };
-const settings = { parameterName: PARAMETER, listenerArn: LISTENER_ARN, priority: 1, maintenanceTargetGroupArn: MAINTENANCE_TARGET_GROUP_ARN };
+const settings = {
+  parameterName: PARAMETER,
+  listenerArn: LISTENER_ARN,
+  priority: 1,
+  maintenanceTargetGroupArn: MAINTENANCE_TARGET_GROUP_ARN,
+  apiTargetGroupArn: TARGET_GROUP_ARN,
+};
 const maintenance = value({ mode: 'maintenance', reason: 'OSRM down', actor: 'alice' });
 
 beforeEach(() => {
@@ -91,6 +97,32 @@ describe('enforceKillswitch', () => {
     expect(listener.rules()).toEqual([]);
   });
 
+  it('treats a maintenance value whose expiresAt has passed as normal (removes the 503 even when the expiry schedule never ran)', async () => {
+    const store = fakeParameter(ssmMock, { ...maintenance, expiresAt: '2026-06-01T10:00:00.000Z' });
+    const listener = fakeListener(elbMock);
+    await enforceKillswitch({ ...deps, now: () => Date.parse('2026-06-01T09:59:00.000Z') }, settings);
+    expect(listener.rules()).toHaveLength(2);
+    store.raw = JSON.stringify({ ...maintenance, expiresAt: '2026-06-01T10:00:00.000Z' });
+
+    const result = await enforceKillswitch({ ...deps, now: () => Date.parse('2026-06-01T10:00:01.000Z') }, settings);
+
+    expect(result.mode).toBe('normal');
+    expect(listener.rules()).toEqual([]);
+  });
+
+  it("forwards /health and /ready to the configured API target group, not to the listener's default action", async () => {
+    fakeParameter(ssmMock, maintenance);
+    const listener = fakeListener(elbMock, {
+      defaultActions: [{ Type: 'fixed-response', FixedResponseConfig: { StatusCode: '404', ContentType: 'text/plain', MessageBody: 'no' } }],
+    });
+
+    await enforceKillswitch(deps, settings);
+
+    const [exempt] = listener.rules();
+    expect(exempt.Actions).toEqual([expect.objectContaining({ Type: 'forward', TargetGroupArn: TARGET_GROUP_ARN })]);
+    expect(elbMock).toHaveReceivedCommandWith(CreateRuleCommand, { Priority: 1, Actions: [{ Type: 'forward', TargetGroupArn: TARGET_GROUP_ARN }] });
+  });
+
   it('repairs a managed rule that drifted to another target group (e.g. edited in the console)', async () => {
     fakeParameter(ssmMock, maintenance);
     const listener = fakeListener(elbMock);
@@ -152,6 +184,7 @@ describe('enforcer handler: the 5-minute reconcile converges after a missed even
     process.env.LISTENER_ARN = LISTENER_ARN;
     process.env.LISTENER_RULE_PRIORITY = '1';
     process.env.MAINTENANCE_TARGET_GROUP_ARN = MAINTENANCE_TARGET_GROUP_ARN;
+    process.env.API_TARGET_GROUP_ARN = TARGET_GROUP_ARN;
     process.env.AWS_REGION = 'eu-west-3';
     process.env.POWERTOOLS_TRACE_ENABLED = 'false';
     // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -3,7 +3,7 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { MaintenanceResponder } from '../../../lambdas/killswitch/maintenance-responder';
+import { ANSWERED_OUTSIDE_MAINTENANCE_METRIC, MaintenanceResponder } from '../../../lambdas/killswitch/maintenance-responder';
 import { KillswitchReader } from '../../../lambdas/killswitch/reader';
 import { MAINTENANCE_BODY } from '../../../lambdas/killswitch/value';
 import { MAINTENANCE_TARGET_GROUP_ARN } from './elbv2-fake';
@@ -51,8 +51,9 @@ function setup(options: { defaultRetryAfterSeconds?: number } = {}) {
   const warnings = jest.spyOn(logger, 'warn');
   const errors = jest.spyOn(logger, 'error');
   const reader = new KillswitchReader({ parameterName: PARAMETER, logger, metrics });
-  const responder = new MaintenanceResponder({ reader, logger, ...options });
-  return { responder, warnings, errors };
+  const addMetric = jest.spyOn(metrics, 'addMetric');
+  const responder = new MaintenanceResponder({ reader, logger, metrics, ...options });
+  return { responder, warnings, errors, addMetric };
 }
 
 beforeEach(() => {
@@ -82,7 +83,7 @@ describe('maintenance responder (ALB Lambda target)', () => {
     expect(JSON.parse(response.body)).toEqual({ error: 'Service en maintenance - Merci de réessayer plus tard' });
   });
 
-  it('rounds the seconds left up, and never says less than 1 once the expiry has passed', async () => {
+  it('rounds the seconds left up; once the expiry has passed the value counts as normal (default Retry-After, counted as outside maintenance)', async () => {
     const store = fakeParameter(ssmMock, value({ mode: 'maintenance', expiresAt: '2026-06-01T10:01:30.200Z' }));
     const { responder } = setup();
 
@@ -92,7 +93,7 @@ describe('maintenance responder (ALB Lambda target)', () => {
     const after = await responder.answer(albRequest());
 
     expect(before).toMatchObject({ headers: { 'Retry-After': '91' } });
-    expect(after).toMatchObject({ headers: { 'Retry-After': '1' } });
+    expect(after).toMatchObject({ statusCode: 503, headers: { 'Retry-After': '120' } });
   });
 
   it('uses the configured default Retry-After when the value has no expiry (120 s unless configured)', async () => {
@@ -140,6 +141,23 @@ describe('maintenance responder (ALB Lambda target)', () => {
       expect(warnings).toHaveBeenCalledWith(expect.stringMatching(/not in maintenance/), expect.objectContaining({ mode, source: 'ssm' }));
     },
   );
+
+  it('counts every 503 answered while the mode is not maintenance (the metric its alarm watches), and none in maintenance', async () => {
+    const store = fakeParameter(ssmMock, value({ mode: 'maintenance', expiresAt: null }));
+    const { responder, addMetric } = setup();
+    await responder.answer(albRequest());
+    expect(addMetric).not.toHaveBeenCalledWith(ANSWERED_OUTSIDE_MAINTENANCE_METRIC, expect.anything(), expect.anything());
+    store.raw = JSON.stringify(value({ mode: 'normal' }));
+    advance(6000);
+
+    await responder.answer(albRequest());
+    await responder.answer(albRequest('/api/other'));
+
+    expect(addMetric.mock.calls.filter(([name]) => name === ANSWERED_OUTSIDE_MAINTENANCE_METRIC)).toEqual([
+      [ANSWERED_OUTSIDE_MAINTENANCE_METRIC, 'Count', 1],
+      [ANSWERED_OUTSIDE_MAINTENANCE_METRIC, 'Count', 1],
+    ]);
+  });
 
   it('reads through the shared reader: one GetParameter per 5 s cache age, however many requests', async () => {
     fakeParameter(ssmMock, value({ mode: 'maintenance', expiresAt: '2026-06-01T10:30:00.000Z' }));

@@ -86,6 +86,18 @@ describe('notifyKillswitchChange (every change, whoever wrote it)', () => {
     expect(schedulerMock).not.toHaveReceivedCommand(CreateScheduleCommand);
   });
 
+  it.each([
+    ['the atmr-dr event', () => eventsMock.on(PutEventsCommand).rejects(new Error('events down'))],
+    ['the incidents message', () => snsMock.on(PublishCommand).rejects(new Error('sns down'))],
+  ])('arms the expiry before %s, so maintenance still ends when that call fails', async (_what, breakIt) => {
+    fakeParameter(ssmMock, value({ mode: 'maintenance', expiresAt: '2026-06-01T12:00:00.000Z' }));
+    breakIt();
+    const { deps: d } = deps();
+
+    await expect(notifyKillswitchChange(d, settings)).rejects.toThrow(/down/);
+    expect(schedulerMock).toHaveReceivedCommandWith(CreateScheduleCommand, { ScheduleExpression: 'at(2026-06-01T12:00:00)' });
+  });
+
   it('schedules an expiry already in the past one minute ahead (the revert still checks updatedAt)', async () => {
     fakeParameter(ssmMock, value({ mode: 'degraded', expiresAt: '2026-06-01T09:00:00.000Z' }));
     const { deps: d } = deps();

@@ -47,6 +47,20 @@ afterEach(() => {
 });
 
 describe('killswitch middleware', () => {
+  it('treats a maintenance value whose expiresAt has passed as normal, even from its cache (the expiry schedule may be late)', async () => {
+    ssmMock.on(GetParameterCommand).resolves(getParameterOutput(maintenance, 3));
+    const { request, handlerCalls, reader } = setup();
+    expect((await request('/api/bookings')).statusCode).toBe(503);
+
+    jest.setSystemTime(Date.parse('2026-06-01T10:30:00.000Z'));
+    const cached = await reader.read();
+    const response = await request('/api/bookings');
+
+    expect(cached).toMatchObject({ mode: 'normal', maintenance: false, source: 'expired' });
+    expect(response).toEqual({ statusCode: 200, body: 'ok' });
+    expect(handlerCalls).toHaveLength(1);
+  });
+
   it('answers 503 with the runbook body and a Retry-After up to the expiry in maintenance, without calling the handler', async () => {
     ssmMock.on(GetParameterCommand).resolves(getParameterOutput(maintenance, 3));
     const { request, handlerCalls } = setup();

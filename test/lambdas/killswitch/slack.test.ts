@@ -2,7 +2,7 @@ import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { parseSlackText, slackSignature, verifySlackSignature } from '../../../lambdas/killswitch/slack';
+import { handleSlackCommand, parseSlackText, SLACK_FAILED, slackSignature, verifySlackSignature } from '../../../lambdas/killswitch/slack';
 import { fakeParameter, PARAMETER, value } from './fixtures';
 
 const SECRET = '8f742231b10e8888abcd99yyyzzz85a5';
@@ -13,6 +13,8 @@ const secretsMock = mockClient(SecretsManagerClient);
 process.env.KILLSWITCH_PARAMETER = PARAMETER;
 process.env.SLACK_SIGNING_SECRET_ARN = SECRET_ARN;
 process.env.SLACK_ALLOWED_USER_IDS = 'U0123ONCALL,U0456LEADOPS';
+process.env.SLACK_TEAM_ID = 'T1';
+process.env.SLACK_API_APP_ID = 'A1';
 process.env.AWS_REGION = 'eu-west-3';
 process.env.POWERTOOLS_TRACE_ENABLED = 'false';
 process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
@@ -20,7 +22,7 @@ process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
 const { slack } = require('../../../lambdas/killswitch/slack-handler') as typeof import('../../../lambdas/killswitch/slack-handler');
 
 function form(fields: Record<string, string>): string {
-  return new URLSearchParams({ token: 'legacy', team_id: 'T1', channel_id: 'C1', command: '/killswitch', user_name: 'alice', ...fields }).toString();
+  return new URLSearchParams({ token: 'legacy', team_id: 'T1', api_app_id: 'A1', channel_id: 'C1', command: '/killswitch', user_name: 'alice', ...fields }).toString();
 }
 
 /** A Function URL event as Slack's request arrives: signed with `secret` at `timestamp`. */
@@ -79,7 +81,7 @@ describe('Slack /killswitch', () => {
 
     const reply = await call(slackEvent(form({ user_id: 'U0123ONCALL', text: 'enable maintenance x' }), { secret: 'not-the-secret' }));
 
-    expect(reply).toMatchObject({ statusCode: 401, text: 'refused: signature mismatch' });
+    expect(reply).toMatchObject({ statusCode: 401, text: 'refused' });
     expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
   });
 
@@ -97,7 +99,7 @@ describe('Slack /killswitch', () => {
 
     const reply = await call(slackEvent(form({ user_id: 'U0123ONCALL', text: 'enable maintenance x' }), { timestamp: Math.floor(Date.now() / 1000) - 301 }));
 
-    expect(reply).toMatchObject({ statusCode: 401, text: expect.stringMatching(/5-minute window/) });
+    expect(reply).toMatchObject({ statusCode: 401, text: 'refused' });
     expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
   });
 
@@ -148,6 +150,72 @@ describe('Slack /killswitch', () => {
 
     expect([first.statusCode, second.statusCode]).toEqual([200, 200]);
     expect(secretsMock).not.toHaveReceivedCommand(GetSecretValueCommand);
+  });
+});
+
+describe('handleSlackCommand: cheap checks first, generic answers, details in the log', () => {
+  const NOW = 1_780_000_000;
+  function setup(options: { ssmFails?: boolean } = {}) {
+    const signingSecret = jest.fn(async () => SECRET);
+    const logger = { warn: jest.fn(), error: jest.fn() };
+    const ssm = new SSMClient({ region: 'eu-west-3' });
+    if (options.ssmFails) ssmMock.onAnyCommand().rejects(Object.assign(new Error('User: arn:aws:sts::111111111111:assumed-role/x is not authorized to perform ssm:GetParameter'), { name: 'AccessDeniedException' }));
+    const deps = { ssm, parameterName: PARAMETER, signingSecret, allowedUserIds: ['U0123ONCALL'], teamId: 'T1', apiAppId: 'A1', logger, nowSeconds: () => NOW };
+    const signed = (body: string, timestamp = NOW) => ({
+      headers: { 'x-slack-request-timestamp': String(timestamp), 'x-slack-signature': slackSignature(SECRET, String(timestamp), body) },
+      rawBody: body,
+    });
+    return { deps, signingSecret, logger, signed };
+  }
+
+  it.each([
+    ['no signature headers', { headers: {}, rawBody: 'text=status' }],
+    ['a malformed signature', { headers: { 'x-slack-request-timestamp': String(NOW), 'x-slack-signature': 'nope' }, rawBody: 'text=status' }],
+    ['a timestamp outside the window', { headers: { 'x-slack-request-timestamp': String(NOW - 301), 'x-slack-signature': `v0=${'a'.repeat(64)}` }, rawBody: 'x' }],
+  ])('refuses %s without reading the signing secret, and logs why', async (_label, request) => {
+    const { deps, signingSecret, logger } = setup();
+
+    const reply = await handleSlackCommand(deps, request);
+
+    expect(reply).toEqual({ statusCode: 401, body: { response_type: 'ephemeral', text: 'refused' } });
+    expect(signingSecret).not.toHaveBeenCalled();
+    expect(logger.warn).toHaveBeenCalledWith('slack request refused', expect.objectContaining({ why: expect.any(String) }));
+  });
+
+  it.each([
+    ['another workspace', { team_id: 'T999', api_app_id: 'A1' }],
+    ['another app', { team_id: 'T1', api_app_id: 'A999' }],
+    ['no team or app', {}],
+  ])('refuses a correctly signed command from %s, writing nothing', async (_label, ids) => {
+    fakeParameter(ssmMock, value());
+    const { deps, signed } = setup();
+    const body = new URLSearchParams({ command: '/killswitch', user_id: 'U0123ONCALL', text: 'enable maintenance x', ...ids }).toString();
+
+    const reply = await handleSlackCommand(deps, signed(body));
+
+    expect(reply).toEqual({ statusCode: 403, body: { response_type: 'ephemeral', text: 'refused' } });
+    expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
+  });
+
+  it('answers a generic message when AWS fails, and logs the AWS error instead of showing it', async () => {
+    const { deps, signed, logger } = setup({ ssmFails: true });
+    const body = new URLSearchParams({ command: '/killswitch', user_id: 'U0123ONCALL', text: 'status', team_id: 'T1', api_app_id: 'A1' }).toString();
+
+    const reply = await handleSlackCommand(deps, signed(body));
+
+    expect(reply.body.text).toBe(SLACK_FAILED);
+    expect(reply.body.text).not.toMatch(/arn:|not authorized|AccessDenied/);
+    expect(logger.error).toHaveBeenCalledWith('slack killswitch command failed', expect.objectContaining({ name: 'AccessDeniedException' }));
+  });
+
+  it('answers a generic 503 when the signing secret cannot be read', async () => {
+    const { deps, signed, logger } = setup();
+    deps.signingSecret.mockRejectedValue(new Error('ResourceNotFoundException: secret arn:aws:secretsmanager:... not found'));
+
+    const reply = await handleSlackCommand(deps, signed('text=status'));
+
+    expect(reply).toEqual({ statusCode: 503, body: { response_type: 'ephemeral', text: SLACK_FAILED } });
+    expect(logger.error).toHaveBeenCalledWith('cannot read the Slack signing secret', expect.objectContaining({ error: expect.stringMatching(/not found/) }));
   });
 });
 

@@ -1,0 +1,138 @@
+import type { S3Client } from '@aws-sdk/client-s3';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { runBackup } from '../../lambdas/backup/backup';
+import { createS3Client } from '../../lambdas/shared/aws';
+import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { LocalS3, startLocalS3 } from '../support/s3';
+import { createDatabase, dropDatabase } from './backup-support';
+
+jest.setTimeout(180_000);
+
+interface SentRequest {
+  readonly command: string;
+  readonly key: string;
+  readonly headers: Record<string, string>;
+}
+
+/** Records every request the client sends, as it leaves (headers as signed). */
+function recordRequests(client: S3Client): SentRequest[] {
+  const sent: SentRequest[] = [];
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const request = args.request as { headers: Record<string, string>; path: string };
+      const input = args.input as { Key?: string };
+      sent.push({ command: String(context.commandName), key: input.Key ?? '', headers: { ...request.headers } });
+      return next(args);
+    },
+    { step: 'finalizeRequest', name: 'recordRequests' },
+  );
+  return sent;
+}
+
+/** Incompressible enough that the custom dump exceeds one 5 MiB part: the multipart path is used. */
+const MULTIPART_SQL = `
+CREATE TABLE public.blobs AS
+SELECT i AS id, md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) AS noise
+FROM generate_series(1, 150000) AS i;`;
+
+describe('backup objects are written once (integration, real pg_dump + s3rver)', () => {
+  let s3: LocalS3;
+  let workDir: string;
+  const database = uniqueDatabaseName('bk_once');
+
+  beforeAll(async () => {
+    s3 = await startLocalS3();
+    workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-write-once-'));
+    createDatabase(database, MULTIPART_SQL);
+  });
+  afterAll(async () => {
+    dropDatabase(database);
+    await s3.stop();
+    fs.rmSync(workDir, { recursive: true, force: true });
+  });
+
+  it('sends If-None-Match: * with every write under the tier prefix (PutObject and CompleteMultipartUpload), never with the pointers', async () => {
+    const cluster = testCluster();
+    const client = createS3Client(s3.env);
+    const sent = recordRequests(client);
+
+    const { manifestKey, manifest } = await runBackup(
+      { s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database } },
+      { tier: 'daily' },
+    );
+
+    const writes = sent.filter((r) => ['PutObjectCommand', 'CompleteMultipartUploadCommand'].includes(r.command));
+    const tierWrites = writes.filter((r) => r.key.startsWith('daily/'));
+    expect(tierWrites.map((r) => r.key).sort()).toEqual([...manifest.objects.map((o) => o.key), manifestKey].sort());
+    expect(tierWrites.some((r) => r.command === 'CompleteMultipartUploadCommand')).toBe(true);
+    for (const write of tierWrites) expect(write.headers['if-none-match']).toBe('*');
+    for (const write of writes.filter((r) => r.key.startsWith('latest'))) expect(write.headers['if-none-match']).toBeUndefined();
+    for (const write of tierWrites) expect(write.headers['x-amz-object-lock-mode']).toBeUndefined();
+  });
+
+  it('adds compliance-mode Object Lock (retain-until from the start, with a checksum) to every tier write when asked', async () => {
+    const cluster = testCluster();
+    const client = createS3Client(s3.env);
+    const sent = recordRequests(client);
+    const start = new Date('2026-07-01T04:30:00.000Z');
+    let calls = 0;
+
+    const { manifestKey } = await runBackup(
+      {
+        s3: client,
+        bucket: s3.bucket,
+        connection: { host: cluster.host, port: cluster.port, user: cluster.user, database },
+        // The first instant is the retention's origin; later ones only stamp the manifest.
+        now: () => (calls++ === 0 ? start : new Date(start.getTime() + calls * 1000)),
+      },
+      { tier: 'monthly', formats: ['custom'], complianceRetentionDays: 400 },
+    );
+
+    const creates = sent.filter((r) => ['PutObjectCommand', 'CreateMultipartUploadCommand'].includes(r.command) && r.key.startsWith('monthly/'));
+    expect(creates.map((r) => r.key)).toContain(manifestKey);
+    for (const create of creates) {
+      expect(create.headers['x-amz-object-lock-mode']).toBe('COMPLIANCE');
+      expect(create.headers['x-amz-object-lock-retain-until-date']).toBe('2027-08-05T04:30:00Z');
+    }
+    const puts = sent.filter((r) => r.command === 'PutObjectCommand' && r.key.startsWith('monthly/'));
+    for (const put of puts) expect(put.headers['x-amz-checksum-crc32']).toBeDefined();
+  });
+
+  it('runs pg_restore (the plain SQL conversion) without the database password or AWS credentials in its environment', async () => {
+    const cluster = testCluster();
+    const binDir = fs.mkdtempSync(path.join(workDir, 'bin-'));
+    const envFile = path.join(workDir, 'pg_restore.env');
+    const real = (tool: string) => {
+      const found = process.env.PATH?.split(':').map((dir) => path.join(dir, tool)).find((candidate) => fs.existsSync(candidate));
+      if (!found) throw new Error(`${tool} not on PATH`);
+      return found;
+    };
+    fs.symlinkSync(real('pg_dump'), path.join(binDir, 'pg_dump'));
+    fs.writeFileSync(path.join(binDir, 'pg_restore'), `#!/bin/sh\nenv >> '${envFile}'\nexec '${real('pg_restore')}' "$@"\n`, { mode: 0o755 });
+    const saved = { ...process.env };
+    Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'AKIATESTKEY', AWS_SECRET_ACCESS_KEY: 'secret-key', AWS_SESSION_TOKEN: 'session-token' });
+
+    try {
+      await runBackup(
+        {
+          s3: createS3Client(s3.env),
+          bucket: s3.bucket,
+          pgBinDir: binDir,
+          plainCompressor: 'zlib',
+          // The test cluster trusts local connections: the password is only there to be looked for.
+          connection: { host: cluster.host, port: cluster.port, user: cluster.user, database, password: 'db-password-1234' },
+        },
+        { tier: 'hourly', formats: ['custom', 'plain'] },
+      );
+    } finally {
+      process.env = saved;
+    }
+
+    const env = fs.readFileSync(envFile, 'utf8');
+    expect(env).toMatch(/^PATH=/m);
+    expect(env).not.toMatch(/db-password-1234|AKIATESTKEY|secret-key|session-token/);
+    expect(env).not.toMatch(/^(PGPASSWORD|PGHOST|AWS_[A-Z_]+)=/m);
+  });
+});
