@@ -47,7 +47,7 @@ export function assertPgDumpCanDump(server: PgVersion, pgDump: PgVersion): void 
 }
 
 /** Path of a PostgreSQL client program: in `binDir` when given, else the name (found on PATH). */
-export function pgToolPath(tool: 'pg_dump' | 'pg_restore', binDir?: string): string {
+export function pgToolPath(tool: 'pg_dump' | 'pg_restore' | 'psql', binDir?: string): string {
   return binDir ? path.join(binDir, tool) : tool;
 }
 
