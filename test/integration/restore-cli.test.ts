@@ -2,6 +2,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { execFileSync, spawn } from 'node:child_process';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { Client } from 'pg';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
@@ -206,11 +207,22 @@ describe('atmr-dr restore on the worst day', () => {
     child.stdout.resume();
     const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
 
-    // Act: once pg_restore is connected to the staging database, SIGTERM the CLI
-    const deadline = Date.now() + 120_000;
-    while (psql(cluster, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE datname LIKE '${target}_restore_%'`) === '0') {
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the load never started: ${stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
+    // Act: once pg_restore is connected to the staging database, SIGTERM the CLI (polled without
+    // blocking this process, which serves S3 to the CLI)
+    const watcher = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    await watcher.connect();
+    let ended = false;
+    void exited.then(() => (ended = true));
+    try {
+      const deadline = Date.now() + 120_000;
+      const loading = async () =>
+        (await watcher.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1`, [`${target}_restore_%`])).rows[0].n > 0;
+      while (!(await loading())) {
+        if (ended || Date.now() > deadline) throw new Error(`the load never started (exit ${await exited}): ${stderr}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    } finally {
+      await watcher.end();
     }
     child.kill('SIGTERM');
     const status = await exited;
