@@ -111,10 +111,12 @@ export function registerRestoreCommands(program: Command): void {
       const rto = positiveSeconds('--rto-objective', opts.rtoObjective);
       const rpo = positiveSeconds('--rpo-objective', opts.rpoObjective);
       const source = await resolveConnection({ secretArn: opts.databaseSecret });
+      const progress = stderrProgress(process.stderr.isTTY === true);
+      const interrupt = interruptible();
       const report = await runRestoreTest(
-        { s3: createS3Client(), bucket, source, target: source, log: (line) => stderrProgress(process.stderr.isTTY === true).line(line) },
+        { s3: createS3Client(), bucket, source, target: source, log: (line) => progress.line(line), signal: interrupt.signal },
         { takeBackup: true, tier: opts.tier as BackupTier, criticalQueries: opts.criticalQuery, rtoObjectiveSeconds: rto, rpoObjectiveSeconds: rpo },
-      );
+      ).finally(interrupt.done);
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(report)}\n`);
       } else {

@@ -35,6 +35,8 @@ export interface RestoreTestDeps extends CatalogDeps, SpaceCheck {
   readonly maintenanceDatabase?: string;
   readonly now?: () => Date;
   readonly log?: (line: string) => void;
+  /** Stops the restore step (Ctrl-C): its staging database is dropped, the scratch one by the cleanup. */
+  readonly signal?: AbortSignal;
 }
 
 export interface RestoreTestOptions {
@@ -141,7 +143,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
     log(`restoring ${manifestKey} into scratch database ${scratch}`);
     const restored = await restoreBackup(
       { ...deps, connection: deps.target, log },
-      { ref: manifestKey, targetDb: scratch, format: 'custom', protectedDatabases: [manifest.database, ...(deps.source ? [deps.source.database] : [])] },
+      { ref: manifestKey, targetDb: scratch, format: 'custom', signal: deps.signal, protectedDatabases: [manifest.database, ...(deps.source ? [deps.source.database] : [])] },
     );
     steps.downloadSeconds = round(restored.timings.downloadSeconds);
     steps.restoreSeconds = round(restored.timings.restoreSeconds);
@@ -202,6 +204,8 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
 
 async function withClient<T>(connection: PgConnection, database: string, fn: (client: Client) => Promise<T>): Promise<T> {
   const client = new Client(pgClientConfig(connection, database));
+  // A dropped socket on an idle client must not crash the process: the next query fails instead.
+  client.on('error', () => undefined);
   try {
     await client.connect();
   } catch (e) {
