@@ -1,73 +1,43 @@
 /**
  * npm run bench:restore
  *
- * On one generated database of at least 500 MB (BENCH_RESTORE_MIN_MB to change it), in one run:
+ * On each database shape of bench/shapes.ts (BENCH_MB each, default 160), side by side in one run,
+ * alternating order, BENCH_ROUNDS rounds (default 2), best of each kept:
  *   reference: raw `pg_restore --no-owner --exit-on-error -j <cores>` of the dump from a local file
- *   atmr-dr:   `atmr-dr restore <manifest> --target-db X` (child process, bin/atmr-dr.cjs as `npx atmr-dr`
- *              runs it) from the bucket (s3rver, in its own process): download + sha256/size check,
- *              overlapped with the schema and data load into a staging database (the biggest table
- *              through one COPY session per core), then indexes and constraints (-j <cores>),
- *              row-count check, swap
- * Target: atmr-dr / reference <= 1.15; the RTO of that database against the runbook's 30 minutes.
- * The backup itself is made by the real write path (runBackup, custom format only).
+ *   atmr-dr:   `atmr-dr restore <manifest> --target-db X --json` (bin/atmr-dr.cjs, as `npx atmr-dr`
+ *              runs it) from the bucket (s3rver in its own process, sharing this machine's cores):
+ *              parallel ranged download + sha256, `pg_restore -j <cores>` into a staging database,
+ *              row counts, swap
+ * Target: atmr-dr / reference <= 1.40. The timeline (download, load, check, swap, process start)
+ * says how much of the gap is the download. The RTO is extrapolated to the largest database the
+ * config lets a restore-test function download (its ephemeral storage), from the measured
+ * throughput, against the runbook's 30 minutes.
  */
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import { DEFAULT_COMPRESSION_LEVEL, runBackup } from '../lambdas/backup/backup';
+import { pipeline } from 'node:stream/promises';
+import { runBackup } from '../lambdas/backup/backup';
+import { DEFAULT_SPACE_FACTOR } from '../lambdas/restore/download';
 import { createS3Client } from '../lambdas/shared/aws';
-import { startPostgres, stopPostgres, psql, PostgresCluster } from '../test/support/postgres';
+import { psql, startPostgres, stopPostgres } from '../test/support/postgres';
 import { startLocalS3Process } from '../test/support/s3';
+import { BENCH_MB, SHAPES, generateShape } from './shapes';
 
-const MIN_MB = Number(process.env.BENCH_RESTORE_MIN_MB ?? 500);
 const RTO_OBJECTIVE_SECONDS = 1800;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const ROOT = path.join(__dirname, '..');
+const LAUNCHER = path.join(ROOT, 'bin', 'atmr-dr.cjs');
+const MiB = 1024 * 1024;
 
-function seconds(since: number): number {
-  return (performance.now() - since) / 1000;
-}
-
-function databaseMb(cluster: PostgresCluster, db: string): number {
-  return Number(psql(cluster, db, `SELECT pg_database_size('${db}') / 1048576`));
-}
-
-/** ATMR-like data: companies, bookings (jsonb, text, timestamps, indexes), an audit log. */
-function generate(cluster: PostgresCluster, db: string): void {
-  psql(
-    cluster,
-    db,
-    `CREATE TABLE company (id int PRIMARY KEY, name text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
-     INSERT INTO company SELECT i, 'Transports ' || md5(i::text) FROM generate_series(1, 5000) i;
-     CREATE TABLE booking (
-       id bigserial PRIMARY KEY, company_id int NOT NULL REFERENCES company (id), status text NOT NULL,
-       pickup text NOT NULL, dropoff text NOT NULL, payload jsonb NOT NULL, price_cents int NOT NULL,
-       created_at timestamptz NOT NULL);
-     CREATE TABLE audit_log (id bigserial PRIMARY KEY, booking_id bigint NOT NULL, message text NOT NULL, at timestamptz NOT NULL);`,
-  );
-  let batch = 0;
-  while (databaseMb(cluster, db) < MIN_MB) {
-    const from = batch * 500_000 + 1;
-    psql(
-      cluster,
-      db,
-      `INSERT INTO booking (company_id, status, pickup, dropoff, payload, price_cents, created_at)
-       SELECT 1 + i % 5000, (ARRAY['requested','assigned','done','cancelled'])[1 + i % 4],
-              'Rue ' || md5(i::text), 'Avenue ' || md5((i * 7)::text),
-              jsonb_build_object('i', i, 'km', i % 97, 'notes', repeat(chr(97 + i % 26), 40 + i % 60)),
-              (i * 37) % 20000, '2026-01-01'::timestamptz + i * interval '1 minute'
-       FROM generate_series(${from}, ${from + 499_999}) i;
-       INSERT INTO audit_log (booking_id, message, at)
-       SELECT i, 'status changed ' || md5(i::text), '2026-01-01'::timestamptz + i * interval '1 minute'
-       FROM generate_series(${from}, ${from + 499_999}, 2) i;`,
-    );
-    batch += 1;
-    process.stderr.write(`  generated ${batch * 500_000} bookings, ${databaseMb(cluster, db)} MB\n`);
-  }
-  psql(cluster, db, 'CREATE INDEX booking_company_created ON booking (company_id, created_at); CREATE INDEX audit_booking ON audit_log (booking_id); VACUUM ANALYZE;');
+interface RestoreJson {
+  rtoSeconds: number;
+  rowsRestored: number;
+  tablesRestored: number;
+  timings: { downloadSeconds: number; restoreSeconds: number; verifySeconds: number; swapSeconds: number };
 }
 
 function runChild(file: string, args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -82,97 +52,111 @@ function runChild(file: string, args: string[], env: Record<string, string>): Pr
   });
 }
 
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+/** The largest dump a configured restore-test function can hold (ephemeral storage / space factor). */
+function largestConfiguredDumpMiB(): { mib: number; from: string } {
+  const cdk = JSON.parse(fs.readFileSync(path.join(ROOT, 'cdk.json'), 'utf8')) as { context: { environments: Record<string, { restoreTest?: { ephemeralStorageMiB?: number } }> } };
+  let best = { mib: 4096, from: 'restoreTest.ephemeralStorageMiB default' };
+  for (const [env, config] of Object.entries(cdk.context.environments ?? {})) {
+    const mib = config.restoreTest?.ephemeralStorageMiB;
+    if (mib !== undefined && mib > best.mib) best = { mib, from: `environments.${env}.restoreTest.ephemeralStorageMiB` };
+  }
+  return { mib: best.mib / DEFAULT_SPACE_FACTOR, from: best.from };
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
+  const line = (row: string[]): string => `| ${row.map((cell, i) => cell.padEnd(widths[i])).join(' | ')} |`;
+  return [line(rows[0]), line(widths.map((w) => '-'.repeat(w))), ...rows.slice(1).map(line)].join('\n');
+}
 
 async function main(): Promise<void> {
   const cores = os.availableParallelism();
-  // Room for a whole restore's WAL between checkpoints, as on a sized RDS instance: no forced
-  // checkpoint lands inside one measurement and not the other.
   const cluster = await startPostgres({ extraSettings: ['-c shared_buffers=256MB', '-c max_wal_size=4GB'] });
   const s3Server = await startLocalS3Process('atmr-dr-bench-restore');
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-bench-restore-'));
+  const s3 = createS3Client(s3Server.env);
+  const pgEnv = { ...cluster.env };
+  const largest = largestConfiguredDumpMiB();
+  const report: string[] = [];
   try {
-    const s3 = createS3Client(s3Server.env);
-    const source = 'atmr';
-    psql(cluster, 'postgres', `CREATE DATABASE ${source}`);
-    process.stderr.write(`generating a >= ${MIN_MB} MB database...\n`);
-    generate(cluster, source);
-    const sourceMb = databaseMb(cluster, source);
+    // Build the CLI bundle once, before any timing.
+    await runChild(process.execPath, [LAUNCHER, '--help'], {});
+    for (const shape of SHAPES) {
+      const source = shape.name.replace('-', '_');
+      process.stderr.write(`[${shape.name}] generating ~${BENCH_MB} MB...\n`);
+      const dbBytes = generateShape(cluster, source, shape);
+      const backup = await runBackup(
+        { s3, bucket: s3Server.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database: source } },
+        { tier: 'daily', formats: ['custom'] },
+      );
+      const object = backup.manifest.objects[0];
+      const localDump = path.join(work, `${source}.dump`);
+      await pipeline((await s3.send(new GetObjectCommand({ Bucket: s3Server.bucket, Key: object.key }))).Body as Readable, fs.createWriteStream(localDump));
 
-    process.stderr.write('backing up with runBackup (custom format) to s3rver...\n');
-    const backup = await runBackup(
-      { s3, bucket: s3Server.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database: source } },
-      { tier: 'daily', formats: ['custom'] },
-    );
-    const object = backup.manifest.objects[0];
-    const localDump = path.join(work, 'reference.dump');
-    const body = (await s3.send(new GetObjectCommand({ Bucket: s3Server.bucket, Key: object.key }))).Body as Readable;
-    await pipeline(body, fs.createWriteStream(localDump));
-    const pgEnv = { ...cluster.env };
+      const reference = (): number => {
+        psql(cluster, 'postgres', 'CREATE DATABASE reference');
+        psql(cluster, 'postgres', 'CHECKPOINT');
+        const start = performance.now();
+        execFileSync('pg_restore', ['--no-owner', '--exit-on-error', '-j', String(cores), '-d', 'reference', localDump], { env: { ...process.env, ...pgEnv }, stdio: 'inherit' });
+        const seconds = (performance.now() - start) / 1000;
+        psql(cluster, 'postgres', 'DROP DATABASE reference');
+        return seconds;
+      };
+      const atmrDr = async (): Promise<{ seconds: number; result: RestoreJson }> => {
+        psql(cluster, 'postgres', 'CHECKPOINT');
+        const start = performance.now();
+        const run = await runChild(process.execPath, [LAUNCHER, 'restore', backup.manifestKey, '--target-db', 'restored', '--json'], { ...s3Server.env, ...pgEnv });
+        const seconds = (performance.now() - start) / 1000;
+        if (run.code !== 0) throw new Error(`atmr-dr restore failed: ${run.stderr}`);
+        psql(cluster, 'postgres', 'DROP DATABASE restored');
+        return { seconds, result: JSON.parse(run.stdout) as RestoreJson };
+      };
 
-    // The operator entry (`npx atmr-dr`): one cached esbuild bundle, built here once before timing.
-    const launcher = path.join(ROOT, 'bin', 'atmr-dr.cjs');
-    await runChild(process.execPath, [launcher, '--help'], {});
-    const cliEnv = { ...s3Server.env, ...pgEnv, PGDATABASE: source };
-    type RestoreJson = { rtoSeconds: number; rowsRestored: number; tablesRestored: number; timings: Record<string, number> };
-    const restoreWith = async (file: string, args: string[]): Promise<{ seconds: number; result: RestoreJson }> => {
-      psql(cluster, 'postgres', 'CHECKPOINT');
-      const start = performance.now();
-      const run = await runChild(file, [...args, 'restore', backup.manifestKey, '--target-db', 'restored', '--json'], cliEnv);
-      const elapsed = seconds(start);
-      if (run.code !== 0) throw new Error(`atmr-dr restore failed: ${run.stderr}`);
-      psql(cluster, 'postgres', 'DROP DATABASE restored');
-      return { seconds: elapsed, result: JSON.parse(run.stdout) as RestoreJson };
-    };
-    const reference = (): number => {
-      psql(cluster, 'postgres', 'CREATE DATABASE reference');
-      psql(cluster, 'postgres', 'CHECKPOINT');
-      const start = performance.now();
-      execFileSync('pg_restore', ['--no-owner', '--exit-on-error', '-j', String(cores), '-d', 'reference', localDump], { env: { ...process.env, ...pgEnv }, stdio: 'inherit' });
-      const elapsed = seconds(start);
-      psql(cluster, 'postgres', 'DROP DATABASE reference');
-      return elapsed;
-    };
-
-    // Alternate the order each round so that neither side always runs on a warmer or busier server.
-    const referenceRuns: number[] = [];
-    const cliRuns: { seconds: number; result: RestoreJson }[] = [];
-    for (let round = 1; round <= ROUNDS; round += 1) {
-      process.stderr.write(`round ${round}/${ROUNDS}: pg_restore -j ${cores} from a local file, atmr-dr restore from the bucket...\n`);
-      if (round % 2 === 1) referenceRuns.push(reference());
-      cliRuns.push(await restoreWith(process.execPath, [launcher]));
-      if (round % 2 === 0) referenceRuns.push(reference());
+      const refRuns: number[] = [];
+      const cliRuns: { seconds: number; result: RestoreJson }[] = [];
+      for (let round = 1; round <= ROUNDS; round += 1) {
+        process.stderr.write(`[${shape.name}] round ${round}/${ROUNDS}\n`);
+        // Alternate the order so that neither side always runs on a warmer or busier machine.
+        if (round % 2 === 1) refRuns.push(reference());
+        cliRuns.push(await atmrDr());
+        if (round % 2 === 0) refRuns.push(reference());
+      }
+      const ref = Math.min(...refRuns);
+      const best = cliRuns.reduce((a, b) => (b.seconds < a.seconds ? b : a));
+      const t = best.result.timings;
+      const gap = best.seconds - ref;
+      const startup = best.seconds - best.result.rtoSeconds;
+      const ratio = best.seconds / ref;
+      const paired = cliRuns.map((run, i) => run.seconds / refRuns[i]);
+      // Throughput of the whole restore (database bytes restored per RTO second) -> the largest configured size.
+      const dumpToDb = dbBytes / object.bytes;
+      const largestDbMiB = largest.mib * dumpToDb;
+      const rto = (largestDbMiB * MiB) / (dbBytes / best.result.rtoSeconds);
+      const pct = (part: number): string => (gap > 0 ? `${((100 * part) / gap).toFixed(0)}% of the gap` : '-');
+      report.push(
+        `\n### ${shape.name}: ${shape.description}\n` +
+          `database ${(dbBytes / MiB).toFixed(0)} MiB, ${best.result.tablesRestored} tables, ${best.result.rowsRestored} rows; dump (custom, -Z1) ${(object.bytes / MiB).toFixed(1)} MiB; ${cores} cores; best of ${ROUNDS} rounds\n\n` +
+          table([
+            ['measure', 'seconds', 'ratio / note'],
+            [`reference: pg_restore -j ${cores}, local file`, ref.toFixed(2), `rounds ${refRuns.map((v) => v.toFixed(2)).join(', ')}`],
+            ['atmr-dr restore from the bucket (CLI wall time)', best.seconds.toFixed(2), `${ratio.toFixed(2)}x (target <= 1.40: ${ratio <= 1.4 ? 'OK' : 'OVER'}); same-round ${paired.map((v) => v.toFixed(2)).join(', ')}`],
+            ['  timeline: process start + resolve', startup.toFixed(2), pct(startup)],
+            ['  timeline: download + sha256 (ranged GETs)', t.downloadSeconds.toFixed(2), pct(t.downloadSeconds)],
+            [`  timeline: load, pg_restore -j ${cores} into staging`, t.restoreSeconds.toFixed(2), `${(t.restoreSeconds / ref).toFixed(2)}x the reference`],
+            ['  timeline: row counts vs manifest', t.verifySeconds.toFixed(2), pct(t.verifySeconds)],
+            ['  timeline: swap (rename)', t.swapSeconds.toFixed(2), ''],
+            [
+              `RTO extrapolated to ${(largestDbMiB / 1024).toFixed(1)} GiB (dump ${(largest.mib / 1024).toFixed(1)} GiB: ${largest.from} / ${DEFAULT_SPACE_FACTOR})`,
+              rto.toFixed(0),
+              `${((100 * rto) / RTO_OBJECTIVE_SECONDS).toFixed(0)}% of the ${RTO_OBJECTIVE_SECONDS} s objective (${rto <= RTO_OBJECTIVE_SECONDS ? 'OK' : 'OVER'})`,
+            ],
+          ]),
+      );
+      psql(cluster, 'postgres', `DROP DATABASE ${source}`);
+      fs.rmSync(localDump, { force: true });
     }
-    const referenceSeconds = Math.min(...referenceRuns);
-    const fastest = <T extends { seconds: number }>(runs: T[]): T => runs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
-    const best = fastest(cliRuns);
-    const result = best.result;
-
-    const ratio = best.seconds / referenceSeconds;
-    // Each round's atmr-dr run against that round's reference: the spread this machine adds.
-    const paired = cliRuns.map((run, i) => run.seconds / referenceRuns[i]).sort((a, b) => a - b);
-    const median = paired[Math.floor((paired.length - 1) / 2)];
-    const coreRatio = result.rtoSeconds / referenceSeconds;
-    const rows: [string, string][] = [
-      ['database (pg_database_size)', `${sourceMb} MB, ${result.tablesRestored} tables, ${result.rowsRestored} rows`],
-      [`dump object (custom, -Z ${DEFAULT_COMPRESSION_LEVEL})`, `${(object.bytes / 1048576).toFixed(1)} MB`],
-      ['rounds (best of each kept)', `${ROUNDS}: reference ${referenceRuns.map((v) => v.toFixed(2)).join(', ')}; atmr-dr ${cliRuns.map((r) => r.seconds.toFixed(2)).join(', ')}`],
-      [`reference: pg_restore -j ${cores}, local file`, `${referenceSeconds.toFixed(2)} s`],
-      ['atmr-dr restore (CLI, wall, process start to exit)', `${best.seconds.toFixed(2)} s`],
-      ['  download + sha256 (overlaps the schema and data load)', `${result.timings.downloadSeconds.toFixed(2)} s`],
-      [`  restore: schema + data streamed, then indexes/constraints -j ${cores}`, `${result.timings.restoreSeconds.toFixed(2)} s`],
-      ['  row-count check (beside the last post-data step)', `${result.timings.verifySeconds.toFixed(2)} s`],
-      ['  swap (rename)', `${result.timings.swapSeconds.toFixed(2)} s`],
-      ['ratio atmr-dr CLI / reference (target <= 1.15)', `${ratio.toFixed(3)} ${ratio <= 1.15 ? 'OK' : 'OVER'}`],
-      ['  same-round ratios (min / median / max)', `${paired[0].toFixed(3)} / ${median.toFixed(3)} / ${paired[paired.length - 1].toFixed(3)}`],
-      ['ratio restore core (RTO) / reference', `${coreRatio.toFixed(3)} (the restore core, without process start)`],
-      [`RTO (restore core) vs runbook ${RTO_OBJECTIVE_SECONDS} s`, `${result.rtoSeconds.toFixed(2)} s (${((100 * result.rtoSeconds) / RTO_OBJECTIVE_SECONDS).toFixed(1)} % of the objective)`],
-    ];
-    const width = Math.max(...rows.map(([k]) => k.length));
-    console.log(`\nbench:restore (${os.cpus()[0]?.model ?? 'cpu'}, ${cores} cores, PostgreSQL ${psql(cluster, 'postgres', 'SHOW server_version')})`);
-    console.log(`| ${'measure'.padEnd(width)} | value |`);
-    console.log(`| ${'-'.repeat(width)} | ----- |`);
-    for (const [k, v] of rows) console.log(`| ${k.padEnd(width)} | ${v} |`);
+    console.log(`bench:restore (${os.cpus()[0]?.model ?? 'cpu'}, ${cores} cores, PostgreSQL ${psql(cluster, 'postgres', 'SHOW server_version')})`);
+    console.log(report.join('\n'));
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
     await s3Server.stop();

@@ -12,7 +12,8 @@ import { createS3Client } from '../../lambdas/shared/aws';
 import { requireEnv } from '../../lambdas/shared/errors';
 import { parseBackupTier } from '../../lambdas/shared/tiers';
 import { formatBytes } from '../../lambdas/shared/format';
-import { resolveConnection } from '../../lambdas/shared/pg-connection';
+import { resolveConnection, type PgConnection } from '../../lambdas/shared/pg-connection';
+import { connectTo } from '../../lambdas/restore/target';
 
 interface BackupCommandOptions {
   readonly tier: string;
@@ -50,6 +51,7 @@ export function registerBackupCommands(program: Command): void {
       const onSignal = (signal: NodeJS.Signals): void => aborter.abort(new Error(`received ${signal}`));
       process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
       const showProgress = process.stderr.isTTY === true;
+      const estimate = showProgress ? await databaseSize(connection) : undefined;
       try {
         const result = await runBackup(
           {
@@ -58,7 +60,7 @@ export function registerBackupCommands(program: Command): void {
             connection,
             signal: aborter.signal,
             plainCompressor,
-            onProgress: showProgress ? (p) => process.stderr.write(`\r${formatProgress(p)}\u001b[K`) : undefined,
+            onProgress: showProgress ? (p) => process.stderr.write(`\r${formatProgress(p, estimate)}\u001b[K`) : undefined,
           },
           { tier, formats, compressionLevel },
         );
@@ -73,7 +75,26 @@ export function registerBackupCommands(program: Command): void {
     });
 }
 
-/** "backup: 1.2 GiB dumped, 48.0 MiB/s" */
-export function formatProgress(progress: BackupProgress): string {
-  return `backup: ${formatBytes(progress.bytes)} dumped, ${formatBytes(progress.bytesPerSecond)}/s`;
+/**
+ * "backup: 1.2 GiB dumped of a 5.0 GiB database, 48.0 MiB/s". The dump is compressed and skips
+ * index contents, so it ends well below the database size: the size is a scale, not a 100% mark.
+ */
+export function formatProgress(progress: BackupProgress, databaseBytes?: number): string {
+  const scale = databaseBytes === undefined ? '' : ` of a ${formatBytes(databaseBytes)} database`;
+  return `backup: ${formatBytes(progress.bytes)} dumped${scale}, ${formatBytes(progress.bytesPerSecond)}/s`;
+}
+
+/** pg_database_size of the backed-up database, for the progress line; undefined when it cannot be read. */
+async function databaseSize(connection: PgConnection): Promise<number | undefined> {
+  try {
+    const client = await connectTo(connection, connection.database);
+    try {
+      return Number((await client.query<{ bytes: string }>('SELECT pg_database_size(current_database()) AS bytes')).rows[0].bytes);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  } catch {
+    // The backup reports the connection problem itself, in its own words.
+    return undefined;
+  }
 }

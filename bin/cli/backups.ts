@@ -1,5 +1,6 @@
 import { Command } from 'commander';
-import { CatalogEntry, listBackups, verifyBackup } from '../../lambdas/restore/catalog';
+import { CatalogEntry, listBackups } from '../../lambdas/restore/catalog';
+import { verifyBackup } from '../../lambdas/restore/verify';
 import { formatBytes } from '../../lambdas/shared/format';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { requireEnv } from '../../lambdas/shared/errors';
@@ -14,16 +15,17 @@ export function registerBackupsCommands(program: Command): void {
     .command('list')
     .description('backups, newest first (from their manifests)')
     .option('--tier <tier>', 'only this tier: hourly, daily, weekly or monthly')
+    .option('--database <name>', 'only the backups of this database')
     .option('--json', 'print JSON')
-    .action(async (opts: { tier?: string; json?: boolean }) => {
+    .action(async (opts: { tier?: string; database?: string; json?: boolean }) => {
       const bucket = requireEnv('BACKUP_BUCKET', BUCKET_HINT);
-      const entries = await listBackups({ s3: createS3Client(), bucket }, { tier: opts.tier });
+      const entries = await listBackups({ s3: createS3Client(), bucket }, { tier: opts.tier, database: opts.database });
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(entries.map(summary), null, 2)}\n`);
         return;
       }
       if (entries.length === 0) {
-        process.stdout.write(`no backups in s3://${bucket}${opts.tier ? `/${opts.tier}/` : ''}\n`);
+        process.stdout.write(`no backups in s3://${bucket}${opts.tier ? `/${opts.tier}/` : ''}${opts.database ? ` of database ${opts.database}` : ''}\n`);
         return;
       }
       for (const entry of entries) process.stdout.write(`${line(entry)}\n`);
@@ -34,10 +36,11 @@ export function registerBackupsCommands(program: Command): void {
     .description('checks sizes and sha256 of every object against the manifest, and that the archives are readable (pg_restore --list, gzip); no database needed')
     .argument('<manifest-key|latest>', 'a manifest key from "backups list", or latest')
     .option('--tier <tier>', 'with latest: the latest backup of this tier')
+    .option('--database <name>', 'with latest: the database whose newest backup to verify (default: PGDATABASE)')
     .option('--json', 'print JSON')
-    .action(async (ref: string, opts: { tier?: string; json?: boolean }) => {
+    .action(async (ref: string, opts: { tier?: string; database?: string; json?: boolean }) => {
       const bucket = requireEnv('BACKUP_BUCKET', BUCKET_HINT);
-      const result = await verifyBackup({ s3: createS3Client(), bucket }, ref, { tier: opts.tier });
+      const result = await verifyBackup({ s3: createS3Client(), bucket }, ref, { tier: opts.tier, database: opts.database ?? process.env.PGDATABASE });
       if (opts.json) {
         process.stdout.write(`${JSON.stringify({ ok: true, manifestKey: result.manifestKey, objects: result.objects, seconds: result.seconds }, null, 2)}\n`);
         return;

@@ -7,11 +7,27 @@ import { OperatorError, requireEnv } from '../../lambdas/shared/errors';
 import { resolveConnection } from '../../lambdas/shared/pg-connection';
 import { BACKUP_TIERS, BackupTier, isBackupTier } from '../../lambdas/shared/s3-layout';
 
+import { stderrProgress } from './progress';
+
 const BUCKET_HINT = 'export BACKUP_BUCKET=<name of the backup bucket> (the Data stack output)';
 
-/** Progress on stderr for an operator at a terminal; quiet in pipes and CI. */
-function progress(line: string): void {
-  if (process.stderr.isTTY) process.stderr.write(`${line}\n`);
+/**
+ * Ctrl-C / SIGTERM abort the returned signal (the restore then drops its staging database and
+ * says so); a second Ctrl-C kills at once. `done` removes the handlers.
+ */
+function interruptible(): { signal: AbortSignal; exitCode: () => number; done: () => void } {
+  const aborter = new AbortController();
+  let received: NodeJS.Signals | undefined;
+  const onSignal = (name: NodeJS.Signals): void => {
+    received = name;
+    aborter.abort(new Error(`received ${name}`));
+  };
+  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+  return {
+    signal: aborter.signal,
+    exitCode: () => (received === 'SIGTERM' ? 143 : 130),
+    done: () => process.off('SIGINT', onSignal).off('SIGTERM', onSignal),
+  };
 }
 
 /** `restore` (verified restore into --target-db) and `restore-test` (the runbook's test, RTO/RPO). */
@@ -24,10 +40,11 @@ export function registerRestoreCommands(program: Command): void {
     .option('--force', 'replace the target database when it exists and is not empty')
     .addOption(new Option('--format <format>', 'restore this format of the backup').choices(['custom', 'plain']))
     .option('--tier <tier>', 'with latest: the latest backup of this tier')
+    .option('--database <name>', 'with latest: the database whose newest backup to restore (default: PGDATABASE)')
     .option('--terminate-connections', 'end the sessions connected to the target at swap time instead of refusing')
     .option('--i-understand-this-overwrites-production', 'allow --target-db to be the production/source database (PGDATABASE or the backup\'s own database)')
     .option('--database-secret <arn>', 'read the connection from this Secrets Manager secret instead of PG* variables')
-    .option('--no-parallel-copy', 'load every table through pg_restore, one COPY session per table (by default the biggest table, when it outweighs the others, is loaded through one COPY session per core)')
+    .option('--progress', 'progress on stderr even when it is not a terminal (at a terminal it is always shown)')
     .option('--json', 'print the result as JSON')
     .action(
       async (
@@ -37,21 +54,32 @@ export function registerRestoreCommands(program: Command): void {
           force?: boolean;
           format?: 'custom' | 'plain';
           tier?: string;
+          database?: string;
           terminateConnections?: boolean;
           iUnderstandThisOverwritesProduction?: boolean;
           databaseSecret?: string;
-          parallelCopy: boolean;
+          progress?: boolean;
           json?: boolean;
         },
       ) => {
         const bucket = requireEnv('BACKUP_BUCKET', BUCKET_HINT);
         const productionName = process.env.PGDATABASE;
         const connection = await resolveConnection({ secretArn: opts.databaseSecret, overrides: productionName ? {} : { database: 'postgres' } });
+        const progress = stderrProgress(opts.progress === true || process.stderr.isTTY === true);
+        const interrupt = interruptible();
         const result = await restoreBackup(
-          { s3: createS3Client(), bucket, connection, log: progress, ...(opts.parallelCopy ? {} : { parallelCopyMinRows: 0 }) },
+          {
+            s3: createS3Client(),
+            bucket,
+            connection,
+            log: (line) => progress.line(line),
+            onDownloadProgress: (bytes, total) => progress.meter('download', bytes, total),
+          },
           {
             ref,
             tier: opts.tier,
+            database: opts.database ?? productionName,
+            signal: interrupt.signal,
             targetDb: opts.targetDb,
             force: opts.force,
             format: opts.format,
@@ -59,7 +87,10 @@ export function registerRestoreCommands(program: Command): void {
             protectedDatabases: [connection.database].filter((d) => d !== 'postgres' || productionName === 'postgres'),
             allowProductionOverwrite: opts.iUnderstandThisOverwritesProduction,
           },
-        );
+        ).catch((error: unknown) => {
+          if (interrupt.signal.aborted && error instanceof OperatorError) throw new OperatorError(error.message, interrupt.exitCode());
+          throw error;
+        }).finally(interrupt.done);
         process.stdout.write(opts.json ? `${JSON.stringify(restoreJson(result), null, 2)}\n` : `${restoreText(result)}\n`);
       },
     );
@@ -67,7 +98,7 @@ export function registerRestoreCommands(program: Command): void {
   const defaults = RestoreTestConfigSchema.parse({});
   program
     .command('restore-test')
-    .description('the runbook\'s test_backup_restore: back up PGDATABASE, write a canary row, restore into a scratch database, verify, drop it; reports RTO and RPO')
+    .description('the runbook\'s test_backup_restore: back up PGDATABASE (under restore-tests/, never anybody\'s latest), restore into a scratch database, verify row counts and point in time, drop it; reports RTO and RPO. Writes nothing to PGDATABASE')
     .option('--tier <tier>', 'tier of the backup the test takes', 'hourly')
     .option('--critical-query <sql...>', 'queries that must succeed on the restored copy (skipped when their table is absent)', defaults.criticalQueries)
     .option('--rto-objective <seconds>', 'recovery time objective', String(defaults.rtoObjectiveSeconds))
@@ -80,10 +111,12 @@ export function registerRestoreCommands(program: Command): void {
       const rto = positiveSeconds('--rto-objective', opts.rtoObjective);
       const rpo = positiveSeconds('--rpo-objective', opts.rpoObjective);
       const source = await resolveConnection({ secretArn: opts.databaseSecret });
+      const progress = stderrProgress(process.stderr.isTTY === true);
+      const interrupt = interruptible();
       const report = await runRestoreTest(
-        { s3: createS3Client(), bucket, source, target: source, log: progress },
+        { s3: createS3Client(), bucket, source, target: source, log: (line) => progress.line(line), signal: interrupt.signal },
         { takeBackup: true, tier: opts.tier as BackupTier, criticalQueries: opts.criticalQuery, rtoObjectiveSeconds: rto, rpoObjectiveSeconds: rpo },
-      );
+      ).finally(interrupt.done);
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(report)}\n`);
       } else {
@@ -91,7 +124,7 @@ export function registerRestoreCommands(program: Command): void {
         process.stdout.write(
           [
             `restore test ${status}: ${report.manifestKey ?? 'no backup'}`,
-            `  tables restored: ${report.tablesRestored ?? '-'}, rows: ${report.rowsRestored ?? '-'}, canary absent: ${report.canaryAbsent ?? '-'}`,
+            `  tables restored: ${report.tablesRestored ?? '-'}, rows: ${report.rowsRestored ?? '-'}, point in time proven: ${report.pointInTime?.ok ?? '-'}`,
             ...report.criticalQueries.map((q) => `  ${q.status.padEnd(7)} ${q.sql} -> ${q.detail}`),
             `  steps: ${Object.entries(report.steps).map(([k, v]) => `${k.replace(/Seconds$/, '')} ${v}s`).join(', ')}`,
             `  RTO ${report.rtoSeconds ?? '-'} s (objective ${report.rtoObjectiveSeconds} s), RPO ${report.rpoSeconds ?? '-'} s (objective ${report.rpoObjectiveSeconds} s)`,

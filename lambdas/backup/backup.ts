@@ -10,7 +10,15 @@ import { Client } from 'pg';
 import { OperatorError, oneLine } from '../shared/errors';
 import { BackupManifestSchema, type BackupManifest, type BackupObject, type LatestPointer } from '../shared/manifest';
 import { describeConnection, pgClientConfig, type PgConnection } from '../shared/pg-connection';
-import { backupObjectKeys, type BackupObjectKeys, LATEST_POINTER_KEY, latestTierPointerKey, type BackupTier } from '../shared/s3-layout';
+import {
+  backupObjectKeys,
+  type BackupObjectKeys,
+  LATEST_POINTER_KEY,
+  latestDatabasePointerKey,
+  latestDatabaseTierPointerKey,
+  latestTierPointerKey,
+  type BackupTier,
+} from '../shared/s3-layout';
 import { parseBackupTier } from '../shared/tiers';
 import { isErrorLine, pgToolPath } from '../shared/postgres';
 import { igzipArgs, resolvePlainCompressor, type PlainCompressor, type PlainCompressorPreference } from './compressor';
@@ -60,6 +68,11 @@ export interface RunBackupOptions {
    * before. Needs a bucket with Object Lock enabled. @default - no per-object retention
    */
   readonly complianceRetentionDays?: number;
+  /**
+   * Keys under this prefix instead of the tier prefixes, and no latest pointer written: a backup
+   * that must never become anybody's latest (the restore test's own). @default '' (a published backup)
+   */
+  readonly unpublishedPrefix?: string;
 }
 export interface BackupResult {
   readonly manifestKey: string;
@@ -171,7 +184,7 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
   const pgDumpVersion = await toolVersion(pgDumpPath, env);
   if (formats.includes('plain')) await toolVersion(pgRestorePath, baseChildEnv());
   const compressor = formats.includes('plain') ? await resolvePlainCompressor(level, deps.plainCompressor, deps.igzipPath) : undefined;
-  const { keys, startedAt } = await claimKeys(s3, bucket, tier, connection.database, firstStart, now);
+  const { keys, startedAt } = await claimKeys(s3, bucket, tier, connection.database, firstStart, now, options.unpublishedPrefix ?? '');
 
   const client = new Client(pgClientConfig(connection));
   // An idle client's socket error must not crash the process; the run fails through its queries.
@@ -192,6 +205,8 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
     await client.query("SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; SET lock_timeout = 0");
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const snapshot = (await client.query<{ snapshot: string }>('SELECT pg_export_snapshot() AS snapshot')).rows[0].snapshot;
+    // The same snapshot's transaction horizon, recorded so that a reader can place the backup in time.
+    const txids = (await client.query<{ txids: string }>('SELECT txid_current_snapshot()::text AS txids')).rows[0].txids;
 
     const streamed = await streamDump({ deps, client, env, keys, formats, level, compressor, partSize, queueSize, snapshot, pgDumpPath, pgRestorePath, writeOnce });
     await client.query('COMMIT').catch(() => undefined);
@@ -208,10 +223,11 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
       pgDumpVersion: pgDumpVersion.text,
       objects: streamed.objects,
       tables: streamed.tables,
+      snapshot: txids,
     } satisfies BackupManifest);
     throwIfAborted(deps.signal);
     await putJson(s3, bucket, keys.manifest, manifest, 'writing the manifest', writeOnce);
-    await publishPointers(s3, bucket, tier, keys.manifest);
+    if (!options.unpublishedPrefix) await publishPointers(s3, bucket, tier, connection.database, keys.manifest);
     return { manifestKey: keys.manifest, manifest };
   } finally {
     await client.end().catch(() => undefined);
@@ -498,10 +514,11 @@ async function claimKeys(
   database: string,
   firstStart: Date,
   now: () => Date,
+  prefix: string,
 ): Promise<{ keys: BackupObjectKeys; startedAt: Date }> {
   let startedAt = firstStart;
   for (let attempt = 1; ; attempt += 1) {
-    const keys = backupObjectKeys(tier, database, startedAt);
+    const keys = backupObjectKeys(tier, database, startedAt, prefix);
     if (!(await objectExists(s3, bucket, keys.manifest))) return { keys, startedAt };
     if (attempt >= KEY_CLAIM_ATTEMPTS) {
       throw new OperatorError(`a backup ${keys.manifest} already exists in s3://${bucket}: another run started in the same second; retry in a second`);
@@ -548,12 +565,17 @@ async function putJson(s3: S3Client, bucket: string, key: string, value: unknown
   }
 }
 
-/** `latest/<tier>.json`, then `latest.json`; only ever after the manifest exists. */
-async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, manifestKey: string): Promise<void> {
+/**
+ * `latest/<db>/<tier>.json`, then `latest/<db>.json`; only ever after the manifest exists. The
+ * bucket-wide `latest/<tier>.json` and `latest.json` follow, while readers move to the per-database
+ * pointers (the backup-age metric still reads `latest.json`).
+ */
+async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, database: string, manifestKey: string): Promise<void> {
   const pointer: LatestPointer = { manifest: manifestKey };
   try {
-    await putJson(s3, bucket, latestTierPointerKey(tier), pointer, `updating ${latestTierPointerKey(tier)}`);
-    await putJson(s3, bucket, LATEST_POINTER_KEY, pointer, `updating ${LATEST_POINTER_KEY}`);
+    for (const key of [latestDatabaseTierPointerKey(database, tier), latestDatabasePointerKey(database), latestTierPointerKey(tier), LATEST_POINTER_KEY]) {
+      await putJson(s3, bucket, key, pointer, `updating ${key}`);
+    }
   } catch (error) {
     throw new OperatorError(
       `backup ${manifestKey} is complete but the latest pointers were not updated: ${oneLine(error)}; rerun the backup once S3 is reachable`,

@@ -19,6 +19,8 @@ export const RESTORE_TEST_ENV = {
   criticalQueries: 'RESTORE_TEST_CRITICAL_QUERIES',
   rtoObjectiveSeconds: 'RESTORE_TEST_RTO_OBJECTIVE_SECONDS',
   rpoObjectiveSeconds: 'RESTORE_TEST_RPO_OBJECTIVE_SECONDS',
+  /** Database whose latest backup the test restores. @default the only protected database */
+  database: 'RESTORE_TEST_DATABASE',
   /** JSON array of database names a Lambda restore never targets (the production database). */
   protectedDatabases: 'RESTORE_PROTECTED_DATABASES',
   /** useTemporaryInstance only: the instance restored from, and the temporary instance's settings. */

@@ -2,21 +2,30 @@ import { Client } from 'pg';
 import { BackupResult, RunBackupDeps, RunBackupOptions, runBackup } from '../backup/backup';
 import { OperatorError, oneLine } from '../shared/errors';
 import { PgConnection, pgClientConfig } from '../shared/pg-connection';
-import type { BackupTier } from '../shared/s3-layout';
-import { CatalogDeps, SpaceCheck, resolveBackup } from './catalog';
-import { ident, restoreBackup } from './restore';
+import { RESTORE_TEST_BACKUP_PREFIX, type BackupTier } from '../shared/s3-layout';
+import { quoteIdent } from '../shared/postgres';
+import { CatalogDeps, resolveBackup } from './catalog';
+import type { SpaceCheck } from './download';
+import { restoreBackup } from './restore';
 
 /**
- * The runbook's test_backup_restore.sh, automated: (back up, write a canary row after the
- * backup,) restore into a scratch database, check that the canary is absent and the row counts
- * match, run the critical queries, drop the scratch database whatever happens, report RTO/RPO.
+ * The runbook's test_backup_restore.sh, automated: (back up,) restore into a scratch database,
+ * check the row counts and the point in time, run the critical queries, drop the scratch database
+ * whatever happens, report RTO/RPO.
+ *
+ * It never changes the source (production) database: no table, no row, no setting. The point in
+ * time is proven from transaction horizons instead of a marker row: the source's
+ * `txid_current_snapshot()` read just before and just after the backup must bracket the horizon
+ * recorded in the manifest (the dump's own snapshot), and the restored copy must hold exactly the
+ * row counts taken in that snapshot. The backup it takes goes under `restore-tests/`, outside the
+ * tier prefixes, and moves no latest pointer: it never becomes anybody's latest.
  */
 export type BackupFunction = (deps: RunBackupDeps, options: RunBackupOptions) => Promise<BackupResult>;
 
 export interface RestoreTestDeps extends CatalogDeps, SpaceCheck {
   /** Server that receives the scratch database. */
   readonly target: PgConnection;
-  /** The backed-up database (backup step and canary row); needed when `takeBackup`. */
+  /** The backed-up database (read only: the backup and two transaction horizons); needed when `takeBackup`. */
   readonly source?: PgConnection;
   /** The backup write path (contract 1); default: lambdas/backup/backup.ts runBackup. */
   readonly backup?: BackupFunction;
@@ -26,15 +35,17 @@ export interface RestoreTestDeps extends CatalogDeps, SpaceCheck {
   readonly maintenanceDatabase?: string;
   readonly now?: () => Date;
   readonly log?: (line: string) => void;
-  /** Id of the canary row. @default canary-<ISO time>-<random> */
-  readonly canaryId?: () => string;
+  /** Stops the restore step (Ctrl-C): its staging database is dropped, the scratch one by the cleanup. */
+  readonly signal?: AbortSignal;
 }
 
 export interface RestoreTestOptions {
-  /** Take a fresh backup and write a canary first (CLI); otherwise restore the tier's latest (schedule). */
+  /** Take a fresh backup first (CLI); otherwise restore the tier's latest of `database` (schedule). */
   readonly takeBackup: boolean;
   /** Tier of the backup taken, or whose latest pointer is restored. */
   readonly tier: BackupTier;
+  /** Without takeBackup: the database whose latest backup is restored. */
+  readonly database?: string;
   /** Must succeed on the restored copy; a query whose table does not exist is skipped. */
   readonly criticalQueries: readonly string[];
   readonly rtoObjectiveSeconds: number;
@@ -66,14 +77,15 @@ export interface RestoreTestReport {
   readonly rpoMet?: boolean;
   readonly tablesRestored?: number;
   readonly rowsRestored?: number;
-  /** Checked only when a backup was taken: the row written after it must not be in the copy. */
-  readonly canaryAbsent?: boolean;
+  /**
+   * Checked only when a backup was taken: the source's transaction horizon (`txid_current_snapshot()`
+   * xmax) before and after the backup bracket the one recorded in the manifest.
+   */
+  readonly pointInTime?: { readonly before: string; readonly snapshot?: string; readonly after: string; readonly ok: boolean };
   readonly criticalQueries: readonly CriticalQueryResult[];
   /** Seconds per step (those that ran). */
   readonly steps: Readonly<Record<string, number>>;
 }
-
-export const CANARY_TABLE = 'atmr_dr_restore_canary';
 
 export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTestOptions): Promise<RestoreTestReport> {
   const now = deps.now ?? (() => new Date());
@@ -84,7 +96,6 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
   const criticalQueries: CriticalQueryResult[] = [];
   let partial: Partial<RestoreTestReport> = {};
   let error: string | undefined;
-  let canaryId: string | undefined;
 
   const timed = async <T>(step: string, fn: () => Promise<T>): Promise<T> => {
     const t0 = performance.now();
@@ -101,27 +112,38 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
       const source = deps.source;
       if (!source) throw new OperatorError('restore-test needs the source database connection to take a backup: set PGDATABASE (and PGHOST...)', 2);
       if (source.database === scratch) throw new OperatorError('source and scratch database names collide; retry');
-      await withClient(source, source.database, (c) => c.query(`CREATE TABLE IF NOT EXISTS public.${CANARY_TABLE} (id text PRIMARY KEY, written_at timestamptz NOT NULL DEFAULT now())`));
+      const before = await withClient(source, source.database, transactionHorizon);
       const backup = deps.backup ?? runBackup;
-      log(`backing up ${source.database} (tier ${options.tier})`);
+      log(`backing up ${source.database} (tier ${options.tier}, under ${RESTORE_TEST_BACKUP_PREFIX})`);
       const result = await timed('backup', () =>
-        backup({ s3: deps.s3, bucket: deps.bucket, connection: source, pgBinDir: deps.pgBinDir, now }, { tier: options.tier, formats: ['custom'], compressionLevel: options.compressionLevel }),
+        backup(
+          { s3: deps.s3, bucket: deps.bucket, connection: source, pgBinDir: deps.pgBinDir, now },
+          { tier: options.tier, formats: ['custom'], compressionLevel: options.compressionLevel, unpublishedPrefix: RESTORE_TEST_BACKUP_PREFIX },
+        ),
       );
       ref = result.manifestKey;
-      canaryId = deps.canaryId?.() ?? `canary-${startedAt.toISOString()}-${Math.random().toString(36).slice(2, 8)}`;
-      const id = canaryId;
-      await timed('canary', () => withClient(source, source.database, (c) => c.query(`INSERT INTO public.${CANARY_TABLE} (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`, [id])));
+      const after = await withClient(source, source.database, transactionHorizon);
+      const snapshot = result.manifest.snapshot;
+      const ok = snapshot !== undefined && xmax(before) <= xmax(snapshot) && xmax(snapshot) <= xmax(after);
+      partial = { pointInTime: { before, snapshot, after, ok } };
+      if (!ok) {
+        throw new OperatorError(
+          snapshot === undefined
+            ? `backup ${ref} records no snapshot horizon: its point in time cannot be proven; upgrade the backup writer`
+            : `backup ${ref} holds snapshot ${snapshot}, outside the test's window (${before} .. ${after}): the backup is not the point in time it claims`,
+        );
+      }
     }
 
-    const { manifestKey, manifest } = await resolveBackup(deps, ref, { tier: options.takeBackup ? undefined : options.tier });
+    const { manifestKey, manifest } = await resolveBackup(deps, ref, options.takeBackup ? {} : { tier: options.tier, database: options.database });
     const restoreBegan = now();
     const rpoSeconds = round((restoreBegan.getTime() - Date.parse(manifest.startedAt)) / 1000);
-    partial = { manifestKey, backupStartedAt: manifest.startedAt, rpoSeconds, rpoMet: rpoSeconds <= options.rpoObjectiveSeconds };
+    partial = { ...partial, manifestKey, backupStartedAt: manifest.startedAt, rpoSeconds, rpoMet: rpoSeconds <= options.rpoObjectiveSeconds };
 
     log(`restoring ${manifestKey} into scratch database ${scratch}`);
     const restored = await restoreBackup(
       { ...deps, connection: deps.target, log },
-      { ref: manifestKey, targetDb: scratch, format: 'custom', protectedDatabases: deps.source ? [deps.source.database] : [] },
+      { ref: manifestKey, targetDb: scratch, format: 'custom', signal: deps.signal, protectedDatabases: [manifest.database, ...(deps.source ? [deps.source.database] : [])] },
     );
     steps.downloadSeconds = round(restored.timings.downloadSeconds);
     steps.restoreSeconds = round(restored.timings.restoreSeconds);
@@ -131,14 +153,6 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
 
     await timed('checks', () =>
       withClient(deps.target, scratch, async (client) => {
-        if (canaryId !== undefined) {
-          const found = await client.query(`SELECT 1 FROM public.${CANARY_TABLE} WHERE id = $1`, [canaryId]).catch((e: { code?: string }) => {
-            if (e.code === '42P01') return { rowCount: 0 };
-            throw e;
-          });
-          partial = { ...partial, canaryAbsent: found.rowCount === 0 };
-          if (found.rowCount !== 0) throw new OperatorError(`canary row ${canaryId}, written after the backup, is in the restored copy: the backup is not the point in time it claims`);
-        }
         for (const sql of options.criticalQueries) {
           try {
             const result = await client.query({ text: sql, rowMode: 'array' });
@@ -164,18 +178,11 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
   await timed('cleanup', async () => {
     try {
       await withClient(deps.target, deps.maintenanceDatabase ?? 'postgres', async (c) => {
-        await c.query(`DROP DATABASE IF EXISTS ${ident(scratch)} WITH (FORCE)`);
+        await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(scratch)} WITH (FORCE)`);
         scratchDropped = (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [scratch])).rowCount === 0;
       });
     } catch (e) {
       error = error ?? `could not drop scratch database ${scratch}: ${oneLine(e)}; drop it by hand`;
-    }
-    if (canaryId !== undefined && deps.source) {
-      const source = deps.source;
-      const id = canaryId;
-      await withClient(source, source.database, (c) => c.query(`DELETE FROM public.${CANARY_TABLE} WHERE id = $1`, [id])).catch((e: unknown) => {
-        log(`could not delete canary row ${id}: ${oneLine(e)}`);
-      });
     }
   });
   if (!scratchDropped && error === undefined) error = `scratch database ${scratch} is still there; drop it by hand`;
@@ -197,6 +204,8 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
 
 async function withClient<T>(connection: PgConnection, database: string, fn: (client: Client) => Promise<T>): Promise<T> {
   const client = new Client(pgClientConfig(connection, database));
+  // A dropped socket on an idle client must not crash the process: the next query fails instead.
+  client.on('error', () => undefined);
   try {
     await client.connect();
   } catch (e) {
@@ -207,6 +216,16 @@ async function withClient<T>(connection: PgConnection, database: string, fn: (cl
   } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+/** The database's transaction horizon now; reads only (no transaction id is assigned). */
+async function transactionHorizon(client: Client): Promise<string> {
+  return (await client.query<{ txids: string }>('SELECT txid_current_snapshot()::text AS txids')).rows[0].txids;
+}
+
+/** The xmax of `xmin:xmax:xip`: the first transaction id not yet assigned when the snapshot was taken. */
+function xmax(snapshot: string): bigint {
+  return BigInt(snapshot.split(':')[1]);
 }
 
 function round(seconds: number): number {

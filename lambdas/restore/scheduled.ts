@@ -4,7 +4,8 @@ import { z } from 'zod';
 import { OperatorError } from '../shared/errors';
 import { resolveConnection } from '../shared/pg-connection';
 import { BACKUP_TIERS, RESTORE_TEST_REPORT_PREFIX } from '../shared/s3-layout';
-import { CatalogDeps, StatFs } from './catalog';
+import type { CatalogDeps } from './catalog';
+import type { StatFs } from './download';
 import { RESTORE_TEST_ENV, RESTORE_TEST_METRICS } from './contract';
 import { RestoreResult, restoreBackup } from './restore';
 import type { TemporaryInstanceSettings } from './temporary-instance';
@@ -39,6 +40,7 @@ export const RestoreTestSettingsSchema = z.object({
   [RESTORE_TEST_ENV.targetSecretArn]: z.string().startsWith('arn:').optional(),
   [RESTORE_TEST_ENV.iamAuthUser]: z.string().min(1).optional(),
   [RESTORE_TEST_ENV.tier]: z.enum(BACKUP_TIERS).default('daily'),
+  [RESTORE_TEST_ENV.database]: z.string().min(1).optional(),
   [RESTORE_TEST_ENV.criticalQueries]: jsonStringArray('SQL strings'),
   [RESTORE_TEST_ENV.protectedDatabases]: jsonStringArray('database names'),
   [RESTORE_TEST_ENV.rtoObjectiveSeconds]: positiveInt.default(1800),
@@ -137,9 +139,18 @@ export async function runLambdaRestore(
   const target = await targetConnection(deps, settings);
   const { manifest: _manifest, ...result } = await restoreBackup(
     { s3: deps.s3, bucket: settings[RESTORE_TEST_ENV.bucket], connection: target, tempDir: deps.tempDir, statfs: deps.statfs, log: deps.log },
-    { ...request, protectedDatabases: settings[RESTORE_TEST_ENV.protectedDatabases], allowProductionOverwrite: false },
+    { ...request, database: testedDatabase(settings), protectedDatabases: settings[RESTORE_TEST_ENV.protectedDatabases], allowProductionOverwrite: false },
   );
   return result;
+}
+
+/**
+ * The database whose backups `latest` means here: the configured one, else the production database
+ * (the only protected name), whose backups are the ones that matter.
+ */
+function testedDatabase(settings: RestoreTestSettings): string | undefined {
+  const protectedNames = settings[RESTORE_TEST_ENV.protectedDatabases];
+  return settings[RESTORE_TEST_ENV.database] ?? (protectedNames.length === 1 ? protectedNames[0] : undefined);
 }
 
 function targetConnection(deps: ScheduledRestoreTestDeps, settings: RestoreTestSettings) {
@@ -163,6 +174,7 @@ export async function runScheduledRestoreTest(deps: ScheduledRestoreTestDeps, se
     {
       takeBackup: false,
       tier: settings[RESTORE_TEST_ENV.tier],
+      database: testedDatabase(settings),
       criticalQueries: settings[RESTORE_TEST_ENV.criticalQueries],
       rtoObjectiveSeconds: settings[RESTORE_TEST_ENV.rtoObjectiveSeconds],
       rpoObjectiveSeconds: settings[RESTORE_TEST_ENV.rpoObjectiveSeconds],

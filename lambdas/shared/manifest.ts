@@ -22,11 +22,19 @@ export const BackupManifestSchema = z.object({
     )
     .min(1),
   tables: z.array(z.object({ schema: z.string(), name: z.string(), rows: z.number().int().nonnegative() })),
+  /**
+   * The dump's snapshot as `txid_current_snapshot()` shows it (`xmin:xmax:xip,...`): the transaction
+   * horizon of the point in time the backup holds. Optional: backups written before it was recorded.
+   */
+  snapshot: z
+    .string()
+    .regex(/^\d+:\d+:[\d,]*$/)
+    .optional(),
 });
 
 export type BackupManifest = z.infer<typeof BackupManifestSchema>;
 export type BackupObject = BackupManifest['objects'][number];
 
-/** Pointer files `latest.json` and `latest/<tier>.json`. */
+/** Pointer files `latest/<db>.json`, `latest/<db>/<tier>.json` (and, in transition, `latest.json`, `latest/<tier>.json`). */
 export const LatestPointerSchema = z.object({ manifest: z.string().min(1) });
 export type LatestPointer = z.infer<typeof LatestPointerSchema>;

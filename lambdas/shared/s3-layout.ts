@@ -3,7 +3,10 @@
  *   <tier>/<db>_backup_<YYYYMMDD>_<HHMMSS>.dump         pg_dump custom format
  *   <tier>/<db>_backup_<YYYYMMDD>_<HHMMSS>.sql.gz       plain SQL, derived from the .dump
  *   <tier>/<db>_backup_<YYYYMMDD>_<HHMMSS>.manifest.json written last: the only mark of a good backup
- *   latest/<tier>.json and latest.json                  {"manifest": "<key>"}, rewritten after it
+ *   latest/<db>/<tier>.json and latest/<db>.json        {"manifest": "<key>"}, rewritten after it
+ *   latest/<tier>.json and latest.json                  the same, for every database at once: still
+ *                                                       written and read while readers move to the
+ *                                                       per-database pointers (a transition)
  */
 
 import { BACKUP_TIERS, type BackupTier, isBackupTier } from './tiers';
@@ -20,16 +23,31 @@ export interface BackupObjectKeys {
   readonly manifest: string;
 }
 
-/** Keys of one backup; the timestamp is UTC. */
-export function backupObjectKeys(tier: BackupTier, database: string, startedAt: Date): BackupObjectKeys {
+/**
+ * Keys of one backup; the timestamp is UTC. `prefix` puts them outside the tier prefixes (the
+ * restore test's own backups, under `restore-tests/`).
+ */
+export function backupObjectKeys(tier: BackupTier, database: string, startedAt: Date, prefix = ''): BackupObjectKeys {
   const iso = startedAt.toISOString(); // 2026-11-24T06:42:05.123Z
   const stamp = `${iso.slice(0, 10).replaceAll('-', '')}_${iso.slice(11, 19).replaceAll(':', '')}`;
-  const stem = `${tier}/${database}_backup_${stamp}`;
+  const stem = `${prefix}${tier}/${database}_backup_${stamp}`;
   return { stem, custom: `${stem}.dump`, plain: `${stem}.sql.gz`, manifest: `${stem}.manifest.json` };
 }
 
+/** The newest backup of one database, whatever its tier. */
+export function latestDatabasePointerKey(database: string): string {
+  return `latest/${database}.json`;
+}
+
+/** The newest backup of one database in one tier. */
+export function latestDatabaseTierPointerKey(database: string, tier: BackupTier): string {
+  return `latest/${database}/${tier}.json`;
+}
+
+/** Transition only: the newest backup of any database (read when a database has no pointer of its own yet). */
 export const LATEST_POINTER_KEY = 'latest.json';
 
+/** Transition only: the newest backup of any database in a tier. */
 export function latestTierPointerKey(tier: BackupTier): string {
   return `latest/${tier}.json`;
 }
@@ -42,3 +60,9 @@ export function isManifestKey(key: string): boolean {
 
 /** Prefix of the monthly restore-test reports. */
 export const RESTORE_TEST_REPORT_PREFIX = 'restore-tests/';
+
+/**
+ * Prefix of the backups the CLI restore test takes for itself: outside the tier prefixes, so they
+ * are never listed as backups nor pointed to as anybody's latest, and kept as long as the reports.
+ */
+export const RESTORE_TEST_BACKUP_PREFIX = `${RESTORE_TEST_REPORT_PREFIX}backups/`;

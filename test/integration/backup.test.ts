@@ -96,7 +96,10 @@ describe('atmr-dr backup (integration)', () => {
     // Assert: the pointers name the manifest, and only the written tier changed
     expect(LatestPointerSchema.parse(await getJson(client, s3.bucket, 'latest.json'))).toEqual({ manifest: manifestKey });
     expect(LatestPointerSchema.parse(await getJson(client, s3.bucket, 'latest/daily.json'))).toEqual({ manifest: manifestKey });
-    expect(await listKeys(client, s3.bucket, 'latest/')).toEqual(['latest/daily.json']);
+    expect(LatestPointerSchema.parse(await getJson(client, s3.bucket, `latest/${manifest.database}.json`))).toEqual({ manifest: manifestKey });
+    expect(LatestPointerSchema.parse(await getJson(client, s3.bucket, `latest/${manifest.database}/daily.json`))).toEqual({ manifest: manifestKey });
+    expect(await listKeys(client, s3.bucket, 'latest/')).toEqual(['latest/daily.json', `latest/${manifest.database}.json`, `latest/${manifest.database}/daily.json`].sort());
+    expect(manifest.snapshot).toMatch(/^\d+:\d+:/);
 
     // Assert: the custom archive restores with pg_restore, the plain SQL with psql, to the same content
     const fromDump = uniqueDatabaseName('bk_dump');

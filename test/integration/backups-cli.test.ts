@@ -46,6 +46,15 @@ describe('atmr-dr backups', () => {
     expect(entries).toEqual([expect.objectContaining({ manifestKey: olderKey, tier: 'daily', tables: 1, rows: 300 })]);
   });
 
+  it('list --database shows that database only', async () => {
+    const other = await atmrDr(['backups', 'list', '--database', 'someone_else'], localS3.env);
+    const ours = await atmrDr(['backups', 'list', '--database', database, '--json'], localS3.env);
+
+    expect(other.status).toBe(0);
+    expect(other.stdout).toMatch(/^no backups in s3:\/\/\S+ of database someone_else\n$/);
+    expect((JSON.parse(ours.stdout) as { manifestKey: string }[]).map((e) => e.manifestKey)).toEqual([newerKey, olderKey]);
+  });
+
   it('list refuses an unknown tier and a missing BACKUP_BUCKET with one line and a non-zero exit', async () => {
     const badTier = await atmrDr(['backups', 'list', '--tier', 'yearly'], localS3.env);
     const { BACKUP_BUCKET: _unused, ...noBucket } = localS3.env;
@@ -58,9 +67,9 @@ describe('atmr-dr backups', () => {
     expect(missing.stdout).toBe('');
   });
 
-  it('verify latest checks both objects without any database', async () => {
+  it('verify latest checks both objects of that database without any database server', async () => {
     // No PG* variable at all: verify must not need a server.
-    const run = await atmrDr(['backups', 'verify', 'latest'], localS3.env);
+    const run = await atmrDr(['backups', 'verify', 'latest', '--database', database], localS3.env);
 
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);

@@ -1,4 +1,8 @@
 import { S3Client } from '@aws-sdk/client-s3';
+import { execFileSync, spawn } from 'node:child_process';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { Client } from 'pg';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
@@ -42,7 +46,7 @@ describe('atmr-dr restore', () => {
   it('restores latest into a new database and prints the timings and the RTO', async () => {
     const target = uniqueDatabaseName('rcli_new');
 
-    const run = await atmrDr(['restore', 'latest', '--target-db', target], env());
+    const run = await atmrDr(['restore', 'latest', '--target-db', target], env({ PGDATABASE: source }));
 
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
@@ -64,13 +68,17 @@ describe('atmr-dr restore', () => {
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
   });
 
-  it('--no-parallel-copy restores the custom archive through pg_restore alone, to the same content', async () => {
-    const target = uniqueDatabaseName('rcli_nopc');
+  it('--progress shows the download (bytes of the total, %, rate) and each phase on stderr, stdout stays the result', async () => {
+    const target = uniqueDatabaseName('rcli_progress');
 
-    const run = await atmrDr(['restore', manifestKey, '--target-db', target, '--no-parallel-copy', '--json'], env());
+    const run = await atmrDr(['restore', manifestKey, '--target-db', target, '--progress', '--json'], env());
 
     expect(run.status).toBe(0);
     expect(JSON.parse(run.stdout)).toEqual(expect.objectContaining({ ok: true, targetDb: target, rowsRestored: 500 }));
+    expect(run.stderr).toMatch(/^download: \d+(\.\d)? KiB of \d+(\.\d)? KiB \(100%\), \d+(\.\d)? [KMG]?i?B\/s$/m);
+    const phases = run.stderr.split('\n').map((l) => l.split(':')[0]);
+    expect(phases).toEqual(expect.arrayContaining(['download', 'load', 'check', 'swap']));
+    expect(phases.indexOf('load')).toBeLessThan(phases.indexOf('check'));
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
   });
 
@@ -78,7 +86,7 @@ describe('atmr-dr restore', () => {
     const target = makeTarget();
     const before = databaseDigest(cluster, target);
 
-    const run = await atmrDr(['restore', 'latest', '--target-db', target], env());
+    const run = await atmrDr(['restore', 'latest', '--database', source, '--target-db', target], env());
 
     expect(run.status).toBe(2);
     expect(run.stderr).toBe(`atmr-dr: target database "${target}" exists and is not empty (1 relations): pass --force to replace it, or restore into a new name\n`);
@@ -95,7 +103,7 @@ describe('atmr-dr restore', () => {
     expect(refused.stderr).toMatch(/^atmr-dr: refusing to restore over ".*", the production\/source database: .*--i-understand-this-overwrites-production with --force\n$/);
     expect(databaseDigest(cluster, target)).toBe(before);
 
-    const allowed = await atmrDr(['restore', 'latest', '--target-db', target, '--force', '--i-understand-this-overwrites-production'], env({ PGDATABASE: target }));
+    const allowed = await atmrDr(['restore', 'latest', '--database', source, '--target-db', target, '--force', '--i-understand-this-overwrites-production'], env({ PGDATABASE: target }));
     expect(allowed.stderr).toBe('');
     expect(allowed.status).toBe(0);
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
@@ -104,11 +112,21 @@ describe('atmr-dr restore', () => {
   it('fails with one line when the server is unreachable, creating nothing', async () => {
     const target = uniqueDatabaseName('rcli_nohost');
 
-    const run = await atmrDr(['restore', 'latest', '--target-db', target], env({ PGPORT: '1' }));
+    const run = await atmrDr(['restore', 'latest', '--database', source, '--target-db', target], env({ PGPORT: '1' }));
 
     expect(run.status).toBe(1);
     expect(run.stderr).toMatch(/^atmr-dr: cannot connect to postgres@127\.0\.0\.1:1\/postgres: .*check PGHOST\/PGPORT\/PGUSER\/PGPASSWORD.*\n$/);
     expect(databaseExists(cluster, target)).toBe(false);
+  });
+
+  it('refuses latest when the database has no backup, naming it, and latest without a database', async () => {
+    const none = await atmrDr(['restore', 'latest', '--target-db', uniqueDatabaseName('rcli_none')], env({ PGDATABASE: 'app_without_backups' }));
+    const noDatabase = await atmrDr(['restore', 'latest', '--target-db', uniqueDatabaseName('rcli_none')], env());
+
+    expect(none.status).toBe(1);
+    expect(none.stderr).toMatch(/^atmr-dr: no backup of database "app_without_backups" in s3:\/\/\S+ \(no latest\/app_without_backups\.json\): .*\n$/);
+    expect(noDatabase.status).toBe(2);
+    expect(noDatabase.stderr).toBe('atmr-dr: "latest" needs the database whose backup to restore: set PGDATABASE or pass --database NAME\n');
   });
 
   it('requires --target-db', async () => {
@@ -127,8 +145,10 @@ describe('atmr-dr restore-test', () => {
     expect(run.status).toBe(0);
     const report = JSON.parse(run.stdout);
     expect(report).toEqual(
-      expect.objectContaining({ ok: true, tablesRestored: 2, canaryAbsent: true, scratchDropped: true, rtoObjectiveSeconds: 1800, rpoObjectiveSeconds: 900 }),
+      expect.objectContaining({ ok: true, tablesRestored: 1, scratchDropped: true, rtoObjectiveSeconds: 1800, rpoObjectiveSeconds: 900 }),
     );
+    expect(report.pointInTime.ok).toBe(true);
+    expect(report.manifestKey).toMatch(/^restore-tests\/backups\/hourly\//);
     expect(report.rtoSeconds).toBeGreaterThan(0);
     expect(report.rpoSeconds).toBeGreaterThanOrEqual(0);
     expect(report.steps).toEqual(expect.objectContaining({ backupSeconds: expect.any(Number), restoreSeconds: expect.any(Number), cleanupSeconds: expect.any(Number) }));
@@ -146,4 +166,111 @@ describe('atmr-dr restore-test', () => {
     expect(databaseExists(cluster, report.scratchDatabase)).toBe(false);
     expect(databasesLike(cluster, report.scratchDatabase)).toEqual([]);
   });
+});
+
+const ROOT = path.join(__dirname, '..', '..');
+
+/** Command lines of the processes that name `text` (a leftover pg_restore names its staging database). */
+function processesNaming(text: string): string[] {
+  return execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => l.includes(text) && !l.startsWith('ps '));
+}
+
+describe('atmr-dr restore on the worst day', () => {
+  let bigKey: string;
+
+  beforeAll(async () => {
+    // Big enough that the load takes a few seconds: the signal lands in the middle of it.
+    const big = uniqueDatabaseName('rcli_big');
+    psql(cluster, 'postgres', `CREATE DATABASE ${big}`);
+    psql(
+      cluster,
+      big,
+      `CREATE TABLE ride (id int PRIMARY KEY, note text, payload jsonb);
+       INSERT INTO ride SELECT i, md5(i::text) || repeat('x', 100), jsonb_build_object('i', i, 'h', md5((i * 7)::text)) FROM generate_series(1, 400000) i;
+       CREATE INDEX ride_note ON ride (note);`,
+    );
+    bigKey = (await writeFixtureBackup(s3, localS3.bucket, cluster, big, { tier: 'weekly', pointers: 'none' })).manifestKey;
+  }, 300_000);
+
+  it('SIGTERM in the middle of the load drops the staging database it created, says so in one line, and leaves no child', async () => {
+    // Arrange
+    const target = uniqueDatabaseName('rcli_sig');
+    const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['bin/atmr-dr.ts', 'restore', bigKey, '--target-db', target, '--progress'], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env() },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stdout.resume();
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+
+    // Act: once pg_restore is connected to the staging database, SIGTERM the CLI (polled without
+    // blocking this process, which serves S3 to the CLI)
+    const watcher = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    await watcher.connect();
+    let ended = false;
+    void exited.then(() => (ended = true));
+    try {
+      const deadline = Date.now() + 120_000;
+      const loading = async () =>
+        (await watcher.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1`, [`${target}_restore_%`])).rows[0].n > 0;
+      while (!(await loading())) {
+        if (ended || Date.now() > deadline) throw new Error(`the load never started (exit ${await exited}): ${stderr}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    } finally {
+      await watcher.end();
+    }
+    child.kill('SIGTERM');
+    const status = await exited;
+
+    // Assert
+    expect(status).toBe(143);
+    const last = stderr.trim().split('\n').at(-1);
+    expect(last).toMatch(new RegExp(`^atmr-dr: restore interrupted \\(received SIGTERM\\): staging database ${target}_restore_\\w+ dropped; target "${target}" untouched$`));
+    expect(stderr).not.toMatch(/\n\s+at /);
+    expect(databasesLike(cluster, `${target}`)).toEqual([]);
+    expect(processesNaming(target)).toEqual([]);
+  }, 180_000);
+
+  it('a connection to S3 cut in the middle of the download is one line, exit 1, no staging database, no child', async () => {
+    // Arrange: a TCP proxy in front of s3rver that resets every connection after 64 KiB of answer
+    const upstream = new URL(localS3.endpoint);
+    const sockets = new Set<net.Socket>();
+    const proxy = net.createServer((client) => {
+      const server = net.connect(Number(upstream.port), upstream.hostname);
+      sockets.add(client).add(server);
+      let sent = 0;
+      client.on('error', () => undefined);
+      server.on('error', () => undefined);
+      client.pipe(server);
+      server.on('data', (chunk: Buffer) => {
+        sent += chunk.length;
+        if (sent > 64 * 1024) {
+          client.resetAndDestroy();
+          server.destroy();
+          return;
+        }
+        client.write(chunk);
+      });
+      server.on('end', () => client.end());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const target = uniqueDatabaseName('rcli_cut');
+
+    // Act
+    const run = await atmrDr(['restore', bigKey, '--target-db', target], env({ AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}` }));
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => proxy.close(resolve));
+
+    // Assert
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(/^atmr-dr: (cannot download|download of) s3:\/\/\S+\/weekly\/\S+\.dump.*(ECONNRESET|socket|aborted|closed|terminated).*; retry, and check .*\n$/);
+    expect(run.stdout).toBe('');
+    expect(databasesLike(cluster, `${target}`)).toEqual([]);
+    expect(processesNaming(target)).toEqual([]);
+  }, 120_000);
 });

@@ -1,13 +1,13 @@
-import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { runBackup } from '../../lambdas/backup/backup';
-import { CANARY_TABLE, RestoreTestDeps, RestoreTestOptions, runRestoreTest } from '../../lambdas/restore/restore-test';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { BackupResult, runBackup } from '../../lambdas/backup/backup';
+import { RestoreTestDeps, RestoreTestOptions, runRestoreTest } from '../../lambdas/restore/restore-test';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { PgConnection } from '../../lambdas/shared/pg-connection';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { FIXTURE_SQL } from './backup-fixture';
-import { databaseExists, databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
+import { databaseExists, databaseFingerprint, databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
 
 const cluster = testCluster();
 let localS3: LocalS3;
@@ -33,6 +33,11 @@ function expectNoScratchLeft(scratch: string): void {
   expect(databasesLike(cluster, `${scratch.slice(0, 40)}_restore_`)).toEqual([]);
 }
 
+async function bucketKeys(prefix: string): Promise<string[]> {
+  const page = await s3.send(new ListObjectsV2Command({ Bucket: localS3.bucket, Prefix: prefix }));
+  return (page.Contents ?? []).map((o) => o.Key!).sort();
+}
+
 beforeAll(async () => {
   localS3 = await startLocalS3();
   s3 = createS3Client(localS3.env);
@@ -40,6 +45,7 @@ beforeAll(async () => {
   psql(cluster, 'postgres', `CREATE DATABASE ${database}`);
   psql(cluster, database, FIXTURE_SQL);
   psql(cluster, database, "CREATE TABLE company (id int PRIMARY KEY, name text); INSERT INTO company VALUES (1, 'ATMR'), (2, 'Transports Léman');");
+  psql(cluster, 'postgres', `ALTER DATABASE ${database} SET work_mem = '8MB'`);
   source = { host: cluster.host, port: cluster.port, user: cluster.user, database };
   target = { ...source, database: 'postgres' };
 }, 120_000);
@@ -49,28 +55,41 @@ afterAll(async () => {
 });
 
 describe('restore test (test_backup_restore, automated)', () => {
-  it('backs up, writes a canary after the backup, restores into a scratch database, verifies and drops it', async () => {
+  it('backs up, restores into a scratch database, proves the point in time, drops it, and leaves the source exactly as it was', async () => {
+    // Arrange: a published latest of the source, and the source's fingerprint
+    const published = await writeFixtureBackup(s3, localS3.bucket, cluster, source.database, { tier: 'hourly' });
+    const pointersBefore = await bucketKeys('latest');
+    const pointerBody = async (key: string) => (await (await s3.send(new GetObjectCommand({ Bucket: localS3.bucket, Key: key }))).Body!.transformToString());
+    const pointerValues = async (keys: string[]) => Promise.all(keys.map(pointerBody));
+    const pointerValuesBefore = await pointerValues(pointersBefore);
+    const fingerprintBefore = databaseFingerprint(cluster, source.database);
+
+    // Act
     const report = await runRestoreTest(deps(), OPTIONS);
 
+    // Assert: the test passed on its own backup, under restore-tests/
     expect(report.error).toBeUndefined();
     expect(report.ok).toBe(true);
-    expect(report.manifestKey).toMatch(/^hourly\/rtest_src_.*\.manifest\.json$/);
-    expect(report.canaryAbsent).toBe(true);
-    expect(report.tablesRestored).toBeGreaterThanOrEqual(9);
+    expect(report.manifestKey).toMatch(/^restore-tests\/backups\/hourly\/rtest_src_.*\.manifest\.json$/);
+    expect(report.pointInTime).toEqual(expect.objectContaining({ ok: true, snapshot: expect.stringMatching(/^\d+:\d+:/) }));
+    expect(report.tablesRestored).toBe(8); // the fixture's 7 leaf tables and company: no table of ours
     expect(report.rowsRestored).toBeGreaterThan(3000);
     expect(report.rtoSeconds).toBeGreaterThan(0);
     expect(report.rtoMet).toBe(true);
     expect(report.rpoSeconds).toBeGreaterThanOrEqual(0);
     expect(report.rpoSeconds).toBeLessThan(120);
-    expect(Object.keys(report.steps)).toEqual(expect.arrayContaining(['backupSeconds', 'canarySeconds', 'downloadSeconds', 'restoreSeconds', 'verifySeconds', 'checksSeconds', 'cleanupSeconds']));
+    expect(Object.keys(report.steps)).toEqual(expect.arrayContaining(['backupSeconds', 'downloadSeconds', 'restoreSeconds', 'verifySeconds', 'checksSeconds', 'cleanupSeconds']));
     expect(report.criticalQueries).toEqual([
       { sql: 'SELECT COUNT(*) FROM company', status: 'ok', detail: '2' },
       expect.objectContaining({ sql: 'SELECT COUNT(*) FROM booking', status: 'skipped' }),
     ]);
     expect(report.scratchDropped).toBe(true);
     expectNoScratchLeft(report.scratchDatabase);
-    // The canary table stays (it is part of later backups); the row written for this run is gone.
-    expect(psql(cluster, source.database, `SELECT count(*) FROM ${CANARY_TABLE}`)).toBe('0');
+    // Assert: the source is unchanged (no table, no row, no setting), and its latest is still the published backup
+    expect(databaseFingerprint(cluster, source.database)).toEqual(fingerprintBefore);
+    expect(await bucketKeys('latest')).toEqual(pointersBefore);
+    expect(await pointerValues(pointersBefore)).toEqual(pointerValuesBefore);
+    expect(JSON.parse(await pointerBody(`latest/${source.database}.json`))).toEqual({ manifest: published.manifestKey });
   });
 
   it('drops the scratch database when a critical query fails, and reports the failure', async () => {
@@ -83,32 +102,31 @@ describe('restore test (test_backup_restore, automated)', () => {
     expectNoScratchLeft(report.scratchDatabase);
   });
 
-  it('fails (and leaves nothing behind) when the canary row is in the restored copy', async () => {
-    const canaryId = `canary-leaked-${Date.now()}`;
-    // A write path whose "backup" is really taken after the canary: the test must catch it.
-    const backupAfterCanary: RestoreTestDeps['backup'] = async (backupDeps, options) => {
-      psql(cluster, source.database, `INSERT INTO ${CANARY_TABLE} (id) VALUES ('${canaryId}')`);
-      return runBackup(backupDeps, options);
-    };
+  it('fails (and leaves nothing behind) when the backup is not the point in time it claims', async () => {
+    // Arrange: an older backup, then transactions on the source; the "backup" step hands back the old one
+    const older = await runBackup({ s3, bucket: localS3.bucket, connection: source }, { tier: 'hourly', formats: ['custom'], unpublishedPrefix: 'restore-tests/backups/' });
+    psql(cluster, source.database, 'CREATE TEMP TABLE moves_the_horizon (id int); INSERT INTO moves_the_horizon VALUES (1);');
+    const staleBackup = async (): Promise<BackupResult> => older;
 
-    const report = await runRestoreTest(deps({ backup: backupAfterCanary, canaryId: () => canaryId }), OPTIONS);
+    // Act
+    const report = await runRestoreTest(deps({ backup: staleBackup }), OPTIONS);
 
+    // Assert
     expect(report.ok).toBe(false);
-    expect(report.canaryAbsent).toBe(false);
-    expect(report.error).toMatch(new RegExp(`canary row ${canaryId}, written after the backup, is in the restored copy`));
+    expect(report.pointInTime?.ok).toBe(false);
+    expect(report.error).toMatch(/holds snapshot \d+:\d+:.*, outside the test's window .*: the backup is not the point in time it claims/);
     expectNoScratchLeft(report.scratchDatabase);
-    expect(psql(cluster, source.database, `SELECT count(*) FROM ${CANARY_TABLE} WHERE id = '${canaryId}'`)).toBe('0');
   });
 
-  it('scheduled mode restores the latest backup of the tier, with RPO = age of that backup', async () => {
+  it('scheduled mode restores the latest backup of the tier of that database, with RPO = age of that backup', async () => {
     const startedAt = new Date(Date.now() - 3_600_000);
     await writeFixtureBackup(s3, localS3.bucket, cluster, source.database, { tier: 'daily', startedAt });
 
-    const report = await runRestoreTest(deps({ source: undefined }), { ...OPTIONS, takeBackup: false, tier: 'daily' });
+    const report = await runRestoreTest(deps({ source: undefined }), { ...OPTIONS, takeBackup: false, tier: 'daily', database: source.database });
 
     expect(report.ok).toBe(true);
     expect(report.manifestKey).toMatch(/^daily\//);
-    expect(report.canaryAbsent).toBeUndefined();
+    expect(report.pointInTime).toBeUndefined();
     expect(report.rpoSeconds).toBeGreaterThanOrEqual(3600);
     expect(report.rpoMet).toBe(false);
     expect(report.steps.backupSeconds).toBeUndefined();
@@ -122,7 +140,7 @@ describe('restore test (test_backup_restore, automated)', () => {
     bytes[100] ^= 0x10;
     await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: custom, Body: bytes }));
 
-    const report = await runRestoreTest(deps({ source: undefined }), { ...OPTIONS, takeBackup: false, tier: 'weekly' });
+    const report = await runRestoreTest(deps({ source: undefined }), { ...OPTIONS, takeBackup: false, tier: 'weekly', database: source.database });
 
     expect(report.ok).toBe(false);
     expect(report.error).toMatch(/sha256 .*corrupt/);

@@ -8,9 +8,9 @@ import { Client } from 'pg';
 import { runBackup } from '../../lambdas/backup/backup';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { PgConnection } from '../../lambdas/shared/pg-connection';
-import { listBackups, resolveBackup, verifyBackup } from '../../lambdas/restore/catalog';
-import { bufferSource, dataChunks, readLayout } from '../../lambdas/restore/custom-archive';
+import { listBackups, resolveBackup } from '../../lambdas/restore/catalog';
 import { RestoreDeps, restoreBackup } from '../../lambdas/restore/restore';
+import { verifyBackup } from '../../lambdas/restore/verify';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
@@ -77,19 +77,19 @@ describe('restore round trip', () => {
     expect(result.object.format).toBe('custom');
     expect(result.replaced).toBe(false);
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
-    expect(result.tablesRestored).toBeGreaterThanOrEqual(8);
+    expect(result.tablesRestored).toBeGreaterThanOrEqual(7); // leaf tables (a partitioned parent holds no rows)
     expect(result.rowsRestored).toBeGreaterThan(3000);
     expect(result.timings.downloadSeconds).toBeGreaterThan(0);
     expect(result.timings.restoreSeconds).toBeGreaterThan(0);
-    // The custom archive loads while it downloads: the download is part of the restore step.
-    expect(result.timings.downloadSeconds).toBeLessThanOrEqual(result.timings.restoreSeconds);
-    expect(result.rtoSeconds).toBeGreaterThanOrEqual(result.timings.restoreSeconds + result.timings.verifySeconds + result.timings.swapSeconds);
+    // One step after the other: the RTO covers them all.
+    const t = result.timings;
+    expect(result.rtoSeconds).toBeGreaterThanOrEqual(t.downloadSeconds + t.restoreSeconds + t.verifySeconds + t.swapSeconds);
   });
 
   it('restores the plain .sql.gz with --format plain, through latest/<tier>.json, with the same digest', async () => {
     const target = uniqueDatabaseName('restore_rt_plain');
 
-    const result = await restoreBackup(deps(), { ref: 'latest', tier: 'daily', targetDb: target, format: 'plain' });
+    const result = await restoreBackup(deps(), { ref: 'latest', tier: 'daily', database: source, targetDb: target, format: 'plain' });
 
     expect(result.manifestKey).toBe(manifestKey);
     expect(result.object.format).toBe('plain');
@@ -110,48 +110,20 @@ describe('restore round trip', () => {
     expect(custom.tablesRestored).toBe(backup.manifest.tables.length);
   });
 
-  it.each([
-    ['overlapped with the download (GNU tail followers)', true],
-    ['after the download (pg_restore -j from the file; hosts without GNU tail)', false],
-  ])('restores the custom archive %s to identical content', async (_how, overlapDownload) => {
-    const target = uniqueDatabaseName(`restore_ov_${overlapDownload ? 'on' : 'off'}`);
-
-    const result = await restoreBackup(deps({ overlapDownload }), { ref: manifestKey, targetDb: target });
-
-    expect(result.object.format).toBe('custom');
-    expect(databaseDigest(cluster, target)).toBe(sourceDigest);
-  });
-
-  it('loads the biggest table through parallel COPY sessions (node reads the archive), to identical content', async () => {
-    // Arrange: rides (2000 rows) outweighs all the other tables together
-    const target = uniqueDatabaseName('restore_pcopy');
+  it('downloads in many small ranged parts, in parallel, reports progress, and still restores the same content', async () => {
+    const target = uniqueDatabaseName('restore_rt_parts');
+    const progress: number[] = [];
     const lines: string[] = [];
 
-    // Act
-    const result = await restoreBackup(deps({ parallelCopyMinRows: 1, partBytes: 4096, log: (line) => lines.push(line) }), { ref: manifestKey, targetDb: target });
+    const result = await restoreBackup(deps({ partBytes: 4096, downloadConcurrency: 3, onDownloadProgress: (bytes) => progress.push(bytes), log: (l) => lines.push(l) }), {
+      ref: manifestKey,
+      targetDb: target,
+    });
 
-    // Assert
-    expect(lines).toContain('loading public.rides with 2 COPY sessions');
-    expect(result.rowsRestored).toBeGreaterThan(2000);
-    expect(databaseDigest(cluster, target)).toBe(sourceDigest);
-  });
-
-  it('refuses a flipped byte on the non-overlapped path too', async () => {
-    const backup = await freshBackup();
-    const bytes = await objectBytes(backup.custom);
-    bytes[Math.floor(bytes.length / 3)] ^= 0x01;
-    await putObject(backup.custom, bytes);
-    const target = uniqueDatabaseName('restore_ov_flip');
-
-    await expect(restoreBackup(deps({ overlapDownload: false }), { ref: backup.manifestKey, targetDb: target })).rejects.toThrow(/sha256 .*corrupt/);
-    expect(databasesLike(cluster, `${target}`)).toEqual([]);
-  });
-
-  it('downloads in many small ranged parts, in parallel, and still restores the same content', async () => {
-    const target = uniqueDatabaseName('restore_rt_parts');
-
-    const result = await restoreBackup(deps({ partBytes: 4096, downloadConcurrency: 3 }), { ref: manifestKey, targetDb: target });
-
+    expect(progress.length).toBeGreaterThan(10);
+    expect(progress.at(-1)).toBe(result.object.bytes);
+    expect([...progress].sort((a, b) => a - b)).toEqual(progress);
+    expect(lines.map((l) => l.split(':')[0])).toEqual(expect.arrayContaining(['download', 'load', 'check', 'swap']));
     expect(result.object.bytes).toBeGreaterThan(10 * 4096);
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
   });
@@ -206,24 +178,6 @@ describe('restore refusals leave the target untouched', () => {
 
     await expectRefused(target, () => restoreBackup(deps(), { ref: backup.manifestKey, targetDb: target, force: true }), /sha256 .*corrupt/);
     await expectRefused(target, () => restoreBackup(deps({ partBytes: 4096 }), { ref: backup.manifestKey, targetDb: target, force: true }), /sha256 .*corrupt/);
-    await expectRefused(target, () => restoreBackup(deps({ partBytes: 4096, parallelCopyMinRows: 1 }), { ref: backup.manifestKey, targetDb: target, force: true }), /sha256 .*corrupt/);
-  });
-
-  it('refuses a byte flipped inside the data that node inflates itself (parallel COPY): corrupt, not a COPY error', async () => {
-    // Arrange: a flip in rides' compressed block, which the parallel COPY reads and inflates
-    const backup = await freshBackup();
-    const bytes = await objectBytes(backup.custom);
-    const layout = readLayout(bytes);
-    const rides = layout.entries.find((e) => e.desc === 'TABLE DATA' && e.tag === 'rides')!;
-    const firstChunk = Buffer.from((await dataChunks(bufferSource(bytes), layout, rides.dumpId).next()).value as Buffer);
-    const at = bytes.indexOf(firstChunk.subarray(0, 64));
-    expect(at).toBeGreaterThan(layout.dataStart);
-    bytes[at + 100] ^= 0x5a;
-    await putObject(backup.custom, bytes);
-    const target = makeTarget();
-
-    // Act / Assert
-    await expectRefused(target, () => restoreBackup(deps({ partBytes: 4096, parallelCopyMinRows: 1 }), { ref: backup.manifestKey, targetDb: target, force: true }), /sha256 .*corrupt/);
   });
 
   it('refuses a truncated object (size)', async () => {
@@ -244,7 +198,7 @@ describe('restore refusals leave the target untouched', () => {
     );
   });
 
-  it('refuses a truncated custom archive before loading anything (size, from the first ranged GET)', async () => {
+  it('refuses a truncated custom archive before loading anything (size, from the ranged GETs)', async () => {
     const backup = await freshBackup();
     const bytes = await objectBytes(backup.custom);
     await putObject(backup.custom, bytes.subarray(0, bytes.length - 100));
@@ -253,13 +207,13 @@ describe('restore refusals leave the target untouched', () => {
     await expectRefused(target, () => restoreBackup(deps(), { ref: backup.manifestKey, targetDb: target, force: true }), /is \d+ bytes, the manifest says \d+: .*truncated/);
   });
 
-  it('reports pg_restore failing during the streamed load (object intact), and drops the staging database', async () => {
-    // Arrange: a pg_restore that dies with an error while reading the streamed archive
+  it('reports pg_restore failing during the load (object intact), and drops the staging database', async () => {
+    // Arrange: a pg_restore that loads part of the archive, then dies with an error
     const realPgRestore = execFileSync('sh', ['-c', 'command -v pg_restore'], { encoding: 'utf8' }).trim();
     const binDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-failing-pg-restore-'));
     fs.writeFileSync(
       path.join(binDir, 'pg_restore'),
-      `#!/bin/sh\nfor a in "$@"; do [ "$a" = --section=data ] && { head -c 2000 > /dev/null; echo "pg_restore: error: simulated load failure" >&2; exit 1; }; done\nexec "${realPgRestore}" "$@"\n`,
+      `#!/bin/sh\n"${realPgRestore}" --section=pre-data "$@" || exit 1\necho "pg_restore: error: simulated load failure" >&2\nexit 1\n`,
       { mode: 0o755 },
     );
     const target = makeTarget();
@@ -268,30 +222,7 @@ describe('restore refusals leave the target untouched', () => {
     await expectRefused(
       target,
       () => restoreBackup(deps({ pgBinDir: binDir }), { ref: manifestKey, targetDb: target, force: true }),
-      /^pg_restore failed \(exit 1, table data\): pg_restore: error: simulated load failure; the target was not touched$/
-    );
-    fs.rmSync(binDir, { recursive: true, force: true });
-  });
-
-  it.each([
-    ['the schema (the COPY sessions are open, waiting for the tables)', '--section=pre-data', 'schema'],
-    ['the other tables, loaded after the parallel COPY', '--section=data', 'table data'],
-  ])('with parallel COPY, reports pg_restore failing on %s, and leaves no session nor staging database', async (_what, section, step) => {
-    // Arrange
-    const realPgRestore = execFileSync('sh', ['-c', 'command -v pg_restore'], { encoding: 'utf8' }).trim();
-    const binDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-failing-pg-restore-'));
-    fs.writeFileSync(
-      path.join(binDir, 'pg_restore'),
-      `#!/bin/sh\nfor a in "$@"; do [ "$a" = ${section} ] && { head -c 2000 > /dev/null; echo "pg_restore: error: simulated failure" >&2; exit 1; }; done\nexec "${realPgRestore}" "$@"\n`,
-      { mode: 0o755 },
-    );
-    const target = makeTarget();
-
-    // Act / Assert
-    await expectRefused(
-      target,
-      () => restoreBackup(deps({ pgBinDir: binDir, parallelCopyMinRows: 1 }), { ref: manifestKey, targetDb: target, force: true }),
-      new RegExp(`^pg_restore failed \\(exit 1, ${step}\\): pg_restore: error: simulated failure; the target was not touched$`),
+      /^pg_restore failed \(exit 1\): pg_restore: error: simulated load failure; the target was not touched$/,
     );
     expect(psql(cluster, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE datname LIKE '${target}_%'`)).toBe('0');
     fs.rmSync(binDir, { recursive: true, force: true });
@@ -397,13 +328,61 @@ describe('catalog', () => {
     await expect(listBackups({ s3, bucket: localS3.bucket }, { tier: 'yearly' })).rejects.toThrow(/unknown tier "yearly"/);
   });
 
-  it('resolves latest through latest/<tier>.json', async () => {
+  it('resolves latest through latest/<db>/<tier>.json', async () => {
     const newest = await writeFixtureBackup(s3, localS3.bucket, cluster, source, { tier: 'monthly' });
 
-    const resolved = await resolveBackup({ s3, bucket: localS3.bucket }, 'latest', { tier: 'monthly' });
+    const resolved = await resolveBackup({ s3, bucket: localS3.bucket }, 'latest', { tier: 'monthly', database: source });
 
     expect(resolved.manifestKey).toBe(newest.manifestKey);
     expect(resolved.manifest.tier).toBe('monthly');
+  });
+
+  it('latest is the newest backup of the database asked for, never of another one written after it', async () => {
+    // Arrange: our database's backup, then a newer backup of another database (which moves the bucket-wide pointers)
+    const other = uniqueDatabaseName('restore_other');
+    psql(cluster, 'postgres', `CREATE DATABASE ${other}`);
+    psql(cluster, other, 'CREATE TABLE t (id int); INSERT INTO t VALUES (1);');
+    const ours = await writeFixtureBackup(s3, localS3.bucket, cluster, source, { tier: 'weekly', startedAt: new Date('2026-02-01T00:00:00Z') });
+    const theirs = await writeFixtureBackup(s3, localS3.bucket, cluster, other, { tier: 'weekly', startedAt: new Date('2026-02-02T00:00:00Z') });
+
+    // Act
+    const any = await resolveBackup({ s3, bucket: localS3.bucket }, 'latest', { database: source });
+    const weekly = await resolveBackup({ s3, bucket: localS3.bucket }, 'latest', { tier: 'weekly', database: source });
+    const otherLatest = await resolveBackup({ s3, bucket: localS3.bucket }, 'latest', { database: other });
+
+    // Assert
+    expect(any.manifest.database).toBe(source);
+    expect(weekly.manifestKey).toBe(ours.manifestKey);
+    expect(otherLatest.manifestKey).toBe(theirs.manifestKey);
+  });
+
+  it('refuses latest for a database without a backup, and latest without a database, with one line', async () => {
+    await expect(resolveBackup({ s3, bucket: localS3.bucket }, 'latest', { database: 'nobody_here' })).rejects.toThrow(
+      /^no backup of database "nobody_here" in s3:\/\/.* \(no latest\/nobody_here\.json\): check PGDATABASE\/--database/,
+    );
+    await expect(resolveBackup({ s3, bucket: localS3.bucket }, 'latest', {})).rejects.toThrow(/^"latest" needs the database whose backup to restore: set PGDATABASE or pass --database NAME$/);
+  });
+
+  it('during the transition, reads the bucket-wide pointer only when it names a backup of that database', async () => {
+    // Arrange: a bucket of its own, with only the old bucket-wide pointers
+    const bucket = 'atmr-dr-transition';
+    const { CreateBucketCommand } = await import('@aws-sdk/client-s3');
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    const old = await writeFixtureBackup(s3, bucket, cluster, source, { tier: 'daily', pointers: 'legacy' });
+
+    // Act / Assert
+    expect((await resolveBackup({ s3, bucket }, 'latest', { database: source })).manifestKey).toBe(old.manifestKey);
+    expect((await resolveBackup({ s3, bucket }, 'latest', { tier: 'daily', database: source })).manifestKey).toBe(old.manifestKey);
+    await expect(resolveBackup({ s3, bucket }, 'latest', { database: 'another_db' })).rejects.toThrow(/^no backup of database "another_db"/);
+  });
+
+  it('lists the backups of one database only with a database filter', async () => {
+    const all = await listBackups({ s3, bucket: localS3.bucket });
+    const ours = await listBackups({ s3, bucket: localS3.bucket }, { database: source });
+
+    expect(new Set(all.map((e) => e.manifest?.database)).size).toBeGreaterThan(1);
+    expect(ours.length).toBeGreaterThan(0);
+    expect(ours.every((e) => e.manifest?.database === source)).toBe(true);
   });
 
   it('verifies a backup without a database: checksums, pg_restore --list and the gzip stream', async () => {

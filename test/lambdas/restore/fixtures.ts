@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { Template } from 'aws-cdk-lib/assertions';
 import { BackupManifest, BackupManifestSchema } from '../../../lambdas/shared/manifest';
-import { BackupTier, LATEST_POINTER_KEY, backupObjectKeys, latestTierPointerKey } from '../../../lambdas/shared/s3-layout';
+import { BackupTier, LATEST_POINTER_KEY, backupObjectKeys, latestDatabasePointerKey, latestDatabaseTierPointerKey, latestTierPointerKey } from '../../../lambdas/shared/s3-layout';
 import { PostgresCluster, psql } from '../../support/postgres';
 import { DIGEST_SQL } from '../../integration/backup-fixture';
 
@@ -21,7 +21,8 @@ export async function writeFixtureBackup(
   bucket: string,
   cluster: PostgresCluster,
   database: string,
-  options: { tier?: BackupTier; startedAt?: Date } = {},
+  /** pointers: which latest pointers to write (default both the per-database and the bucket-wide ones). */
+  options: { tier?: BackupTier; startedAt?: Date; pointers?: 'all' | 'legacy' | 'none' } = {},
 ): Promise<{ manifestKey: string; manifest: BackupManifest }> {
   const tier = options.tier ?? 'daily';
   const startedAt = options.startedAt ?? new Date();
@@ -36,14 +37,14 @@ export async function writeFixtureBackup(
       cluster,
       database,
       `SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind IN ('r','p') AND n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+        WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname NOT LIKE 'pg_toast%'
         ORDER BY 1, 2`,
     )
       .split('\n')
       .filter((l) => l !== '')
       .map((line) => {
         const [schema, name] = line.split('|');
-        const rows = Number(psql(cluster, database, `SELECT count(*) FROM "${schema.replaceAll('"', '""')}"."${name.replaceAll('"', '""')}"`));
+        const rows = Number(psql(cluster, database, `SELECT count(*) FROM ONLY "${schema.replaceAll('"', '""')}"."${name.replaceAll('"', '""')}"`));
         return { schema, name, rows };
       });
     const dumpBytes = fs.readFileSync(dump);
@@ -66,8 +67,12 @@ export async function writeFixtureBackup(
     });
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: keys.manifest, Body: JSON.stringify(manifest) }));
     const pointer = JSON.stringify({ manifest: keys.manifest });
-    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: latestTierPointerKey(tier), Body: pointer }));
-    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: LATEST_POINTER_KEY, Body: pointer }));
+    const which = options.pointers ?? 'all';
+    const pointerKeys = [
+      ...(which === 'all' ? [latestDatabaseTierPointerKey(database, tier), latestDatabasePointerKey(database)] : []),
+      ...(which === 'none' ? [] : [latestTierPointerKey(tier), LATEST_POINTER_KEY]),
+    ];
+    for (const key of pointerKeys) await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: pointer }));
     return { manifestKey: keys.manifest, manifest };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -128,4 +133,37 @@ export function stateMachineDefinition(template: Template): Record<string, unkno
           .map((part) => (typeof part === 'string' ? part : 'arn:aws:lambda:eu-west-3:111111111111:function:restore-test'))
           .join(definition['Fn::Join'][0]);
   return JSON.parse(text);
+}
+
+/**
+ * What a tool that "never changes the source database" must leave equal: its schemas, relations
+ * and columns, the content digest (every table's rows, sequences, large objects), and its settings
+ * (per-database and per-role-in-database settings, connection limits, ACL).
+ */
+export function databaseFingerprint(cluster: PostgresCluster, database: string): Record<string, string> {
+  const literal = `'${database.replaceAll("'", "''")}'`;
+  return {
+    // Temporary schemas come and go with sessions (the digest below uses a temporary table itself).
+    schemas: psql(cluster, database, "SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace WHERE nspname !~ '^pg_(toast_)?temp_'"),
+    relations: psql(
+      cluster,
+      database,
+      `SELECT string_agg(n.nspname || '.' || c.relname || ':' || c.relkind::text, ',' ORDER BY n.nspname, c.relname)
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname NOT LIKE 'pg_%' AND n.nspname <> 'information_schema'`,
+    ),
+    columns: psql(
+      cluster,
+      database,
+      `SELECT md5(string_agg(table_schema || '.' || table_name || '.' || column_name || ':' || data_type, ',' ORDER BY table_schema, table_name, ordinal_position))
+         FROM information_schema.columns WHERE table_schema NOT IN ('pg_catalog', 'information_schema')`,
+    ),
+    content: databaseDigest(cluster, database),
+    settings: psql(
+      cluster,
+      'postgres',
+      `SELECT coalesce(string_agg(array_to_string(s.setconfig, ';'), '|' ORDER BY s.setrole), '')
+         FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = ${literal}`,
+    ),
+    database: psql(cluster, 'postgres', `SELECT datallowconn::text || ':' || datconnlimit::text || ':' || coalesce(datacl::text, '') FROM pg_database WHERE datname = ${literal}`),
+  };
 }

@@ -25,6 +25,7 @@ function settingsEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
     [RESTORE_TEST_ENV.targetPort]: String(cluster.port),
     [RESTORE_TEST_ENV.targetSecretArn]: SECRET_ARN,
     [RESTORE_TEST_ENV.tier]: 'daily',
+    [RESTORE_TEST_ENV.database]: database,
     [RESTORE_TEST_ENV.criticalQueries]: JSON.stringify(['SELECT COUNT(*) FROM company', 'SELECT COUNT(*) FROM booking']),
     [RESTORE_TEST_ENV.rtoObjectiveSeconds]: '1800',
     [RESTORE_TEST_ENV.rpoObjectiveSeconds]: '900',

@@ -1,0 +1,201 @@
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { OperatorError, oneLine } from '../shared/errors';
+import { formatBytes } from '../shared/format';
+import type { BackupObject } from '../shared/manifest';
+import { CatalogDeps, isNotFound } from './catalog';
+
+/**
+ * Download of one backup object to a local file: parallel ranged GETs (one S3 connection is
+ * rate-bounded, a few fill the pipe), each part written at its offset and hashed in order, then
+ * size and sha256 compared with the manifest. Nothing reads the file before it is verified.
+ */
+
+/** statfs of a directory; injectable so that "not enough space" can be tested without filling a disk. */
+export type StatFs = (dir: string) => Promise<{ bavail: number; bsize: number }>;
+
+export interface SpaceCheck {
+  /** @default fs.promises.statfs */
+  readonly statfs?: StatFs;
+  /** Free space required, as a multiple of the object size (headroom for the filesystem). @default 1.1 */
+  readonly factor?: number;
+}
+
+export const DEFAULT_SPACE_FACTOR = 1.1;
+export const DEFAULT_PART_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_DOWNLOAD_CONCURRENCY = 4;
+
+/** Refuses before downloading when the directory cannot hold the object. */
+export async function checkFreeSpace(dir: string, bytes: number, check: SpaceCheck = {}): Promise<void> {
+  const statfs: StatFs = check.statfs ?? ((d) => fs.promises.statfs(d));
+  const factor = check.factor ?? DEFAULT_SPACE_FACTOR;
+  const stats = await statfs(dir);
+  const free = stats.bavail * stats.bsize;
+  const needed = Math.ceil(bytes * factor);
+  if (free < needed) {
+    throw new OperatorError(
+      `not enough space in ${dir}: ${formatBytes(free)} free, ${formatBytes(needed)} needed (object ${formatBytes(bytes)} x ${factor}); free space, point TMPDIR at a larger disk or raise the Lambda ephemeral storage`,
+    );
+  }
+}
+
+export interface DownloadOptions extends SpaceCheck {
+  readonly signal?: AbortSignal;
+  /** Size of each ranged GET. @default DEFAULT_PART_BYTES */
+  readonly partBytes?: number;
+  /** Ranged GETs in flight. @default DEFAULT_DOWNLOAD_CONCURRENCY */
+  readonly concurrency?: number;
+  /** Bytes received so far (in any order) of `total`. */
+  readonly onProgress?: (bytes: number, total: number) => void;
+}
+
+export interface DownloadResult {
+  readonly file: string;
+  readonly bytes: number;
+  readonly sha256: string;
+  readonly seconds: number;
+}
+
+/**
+ * Downloads `object` into `dir` and verifies it; on any failure the partial file is deleted and
+ * the error is one line. Memory holds at most about 2 x concurrency parts (a part waits, once
+ * written, until the parts before it are hashed).
+ */
+export async function downloadObject(deps: CatalogDeps, object: BackupObject, dir: string, options: DownloadOptions = {}): Promise<DownloadResult> {
+  const started = performance.now();
+  await checkFreeSpace(dir, object.bytes, options);
+  const file = path.join(dir, path.basename(object.key));
+  const total = object.bytes;
+  const partBytes = options.partBytes ?? DEFAULT_PART_BYTES;
+  const parts = Math.max(1, Math.ceil(total / partBytes));
+  const concurrency = Math.max(1, Math.min(options.concurrency ?? DEFAULT_DOWNLOAD_CONCURRENCY, parts));
+  // One controller for every GET: the first failure (or the caller's signal) stops the others.
+  const stop = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+  const hash = createHash('sha256');
+  const handle = await fs.promises.open(file, 'w', 0o600);
+  const written = new Map<number, Buffer>();
+  let nextToHash = 0;
+  let nextToFetch = 0;
+  let received = 0;
+  let failure: unknown;
+  const waiting: (() => void)[] = [];
+  const settle = (): void => {
+    for (const wake of waiting.splice(0)) wake();
+  };
+  signal.addEventListener('abort', settle);
+
+  const worker = async (): Promise<void> => {
+    while (nextToFetch < parts && !signal.aborted) {
+      // Bounded memory: no part further ahead of the hash than two windows.
+      if (nextToFetch - nextToHash >= 2 * concurrency) {
+        await new Promise<void>((resolve) => waiting.push(resolve));
+        continue;
+      }
+      const index = nextToFetch++;
+      const start = index * partBytes;
+      const length = Math.min(partBytes, total - start);
+      const part = await getRange(deps, object, start, length, signal);
+      await handle.write(part, 0, part.length, start);
+      received += part.length;
+      options.onProgress?.(received, total);
+      written.set(index, part);
+      while (written.has(nextToHash)) {
+        hash.update(written.get(nextToHash)!);
+        written.delete(nextToHash);
+        nextToHash += 1;
+      }
+      settle();
+    }
+  };
+
+  try {
+    if (total === 0) {
+      await checkSize(deps, object);
+    } else {
+      // Every worker has ended (no GET still writing into the file) before the cleanup below; the
+      // first failure is the cause, the others are the aborts it triggered.
+      await Promise.all(
+        Array.from({ length: concurrency }, () =>
+          worker().catch((error: unknown) => {
+            failure ??= error;
+            stop.abort();
+          }),
+        ),
+      );
+      options.signal?.throwIfAborted();
+      if (failure !== undefined) throw failure;
+    }
+    await handle.close();
+  } catch (error) {
+    await handle.close().catch(() => undefined);
+    fs.rmSync(file, { force: true });
+    if (options.signal?.aborted) throw options.signal.reason;
+    if (error instanceof OperatorError) throw error;
+    throw new OperatorError(`download of s3://${deps.bucket}/${object.key} failed after ${formatBytes(received)}: ${oneLine(error)}; retry, and check the S3 endpoint and network`);
+  } finally {
+    signal.removeEventListener('abort', settle);
+  }
+  const sha256 = hash.digest('hex');
+  if (sha256 !== object.sha256) {
+    fs.rmSync(file, { force: true });
+    throw new OperatorError(
+      `object ${object.key} has sha256 ${sha256.slice(0, 12)}..., the manifest says ${object.sha256.slice(0, 12)}...: the stored backup is corrupt; do not restore it, pick another backup`,
+    );
+  }
+  return { file, bytes: received, sha256, seconds: (performance.now() - started) / 1000 };
+}
+
+function sizeMismatch(object: BackupObject, stored: number | string): OperatorError {
+  return new OperatorError(
+    `object ${object.key} is ${stored} bytes, the manifest says ${object.bytes}: the stored backup is truncated or altered; do not restore it, pick another backup`,
+  );
+}
+
+/**
+ * One ranged GET, read whole. The stored size (Content-Range) must be the manifest's: a truncated
+ * or grown object is refused on its first part.
+ */
+async function getRange(deps: CatalogDeps, object: BackupObject, start: number, length: number, signal: AbortSignal): Promise<Buffer> {
+  let body: Buffer;
+  let stored: number | undefined;
+  try {
+    const response = await deps.s3.send(
+      new GetObjectCommand({ Bucket: deps.bucket, Key: object.key, Range: `bytes=${start}-${start + length - 1}` }),
+      { abortSignal: signal },
+    );
+    // transformToByteArray consumes the body and rejects on a reset or aborted socket.
+    body = Buffer.from(await response.Body!.transformToByteArray());
+    const match = /\/(\d+)$/.exec(response.ContentRange ?? '');
+    stored = match ? Number(match[1]) : response.ContentRange === undefined && start === 0 ? body.length : undefined;
+  } catch (error) {
+    throw s3Error(deps, object, start, error);
+  }
+  if (stored !== undefined && stored !== object.bytes) throw sizeMismatch(object, stored);
+  if (body.length !== length) throw sizeMismatch(object, start + body.length);
+  return body;
+}
+
+/** An empty object has no range to GET: its size alone is checked. */
+async function checkSize(deps: CatalogDeps, object: BackupObject): Promise<void> {
+  try {
+    const response = await deps.s3.send(new GetObjectCommand({ Bucket: deps.bucket, Key: object.key }));
+    const body = await response.Body!.transformToByteArray();
+    if (body.length !== 0) throw sizeMismatch(object, body.length);
+  } catch (error) {
+    throw s3Error(deps, object, 0, error);
+  }
+}
+
+function s3Error(deps: CatalogDeps, object: BackupObject, start: number, error: unknown): Error {
+  if (error instanceof OperatorError) return error;
+  if ((error as Error)?.name === 'AbortError') return error as Error;
+  if (isNotFound(error)) {
+    return new OperatorError(`object s3://${deps.bucket}/${object.key} named by the manifest is missing; this backup is unusable, pick another one (atmr-dr backups list)`);
+  }
+  // 416: the range starts past the end, so the stored object is shorter than the manifest says.
+  if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 416) return sizeMismatch(object, `fewer than ${start}`);
+  return new OperatorError(`cannot download s3://${deps.bucket}/${object.key}: ${oneLine(error)}; retry, and check the endpoint, the network and s3:GetObject/kms:Decrypt rights`);
+}

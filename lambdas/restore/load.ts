@@ -1,0 +1,104 @@
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import type { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { isErrorLine, pgToolPath } from '../shared/postgres';
+import { OperatorError, oneLine } from '../shared/errors';
+import { PgConnection, libpqEnv } from '../shared/pg-connection';
+
+/**
+ * Loads a verified local file into a database: `pg_restore -j <cores>` for the custom archive,
+ * `psql --single-transaction` for the plain SQL. The children get only PATH, a locale and the
+ * libpq variables of the target (never the AWS credentials), and are killed when `signal` aborts.
+ */
+export interface LoadInput {
+  readonly connection: PgConnection;
+  readonly database: string;
+  readonly file: string;
+  readonly format: 'custom' | 'plain';
+  /** pg_restore -j. @default os.availableParallelism() */
+  readonly jobs?: number;
+  /** Directory of pg_restore/psql; default: on PATH. */
+  readonly pgBinDir?: string;
+  readonly signal?: AbortSignal;
+}
+
+export async function loadBackup(input: LoadInput): Promise<void> {
+  const env = toolEnv(input.connection, input.database);
+  if (input.format === 'custom') {
+    const jobs = String(input.jobs ?? os.availableParallelism());
+    const result = await runTool(pgToolPath('pg_restore', input.pgBinDir), ['--no-owner', '--exit-on-error', '-j', jobs, '-d', input.database, input.file], { env, signal: input.signal });
+    if (result.code !== 0) throw new OperatorError(`pg_restore failed (exit ${result.code}): ${errorLine(result.stderr)}; the target was not touched`);
+    return;
+  }
+  const sql = fs.createReadStream(input.file).pipe(createGunzip());
+  const result = await runTool(
+    pgToolPath('psql', input.pgBinDir),
+    ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction', '-o', '/dev/null', '-d', input.database, '-f', '-'],
+    { env, stdin: sql, signal: input.signal },
+  );
+  if (result.code !== 0) throw new OperatorError(`psql failed (exit ${result.code}): ${errorLine(result.stderr)}; the target was not touched`);
+}
+
+/** What a client program needs and nothing more: where programs are, a locale, and libpq's variables. */
+export function toolEnv(connection: PgConnection | undefined, database?: string): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    ...(process.env.LANG && { LANG: process.env.LANG }),
+    ...(connection && libpqEnv(connection, database)),
+  };
+}
+
+export interface ToolResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Runs a client program to its end. `stdin` is piped in (its errors end the child's input and are
+ * reported by the child's exit code); an abort kills the child and rejects with the signal's reason
+ * once the child has exited, so nothing outlives the caller's cleanup.
+ */
+export function runTool(file: string, args: string[], options: { env: Record<string, string>; stdin?: Readable; signal?: AbortSignal }): Promise<ToolResult> {
+  return new Promise((resolve, reject) => {
+    if (options.signal?.aborted) return reject(options.signal.reason as Error);
+    const child = spawn(file, args, { env: options.env, stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      if (stdout.length < 50_000_000) stdout += d;
+    });
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      if (stderr.length < 100_000) stderr += d;
+    });
+    const onAbort = (): void => {
+      child.kill('SIGTERM');
+    };
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    child.on('error', (error) => {
+      options.signal?.removeEventListener('abort', onAbort);
+      reject(new OperatorError(`cannot run ${file}: ${oneLine(error)}; install the PostgreSQL client programs or set the PostgreSQL bin directory`));
+    });
+    if (options.stdin && child.stdin) {
+      const stdin = options.stdin;
+      // A child that exits early (psql ON_ERROR_STOP) closes its input: its exit code says why.
+      child.stdin.on('error', () => undefined);
+      stdin.on('error', () => child.stdin?.destroy());
+      stdin.pipe(child.stdin);
+    }
+    child.on('close', (code) => {
+      options.signal?.removeEventListener('abort', onAbort);
+      options.stdin?.destroy();
+      if (options.signal?.aborted) reject(options.signal.reason as Error);
+      else resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** The line of a PostgreSQL tool's stderr that says what went wrong, for a one-line error. */
+export function errorLine(stderr: string): string {
+  const lines = stderr.split('\n').filter((l) => l.trim() !== '');
+  return oneLine(lines.find(isErrorLine) ?? lines[0] ?? 'no message').slice(0, 300);
+}

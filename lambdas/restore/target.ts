@@ -1,0 +1,149 @@
+import { Client } from 'pg';
+import { quoteIdent } from '../shared/postgres';
+import { OperatorError, oneLine } from '../shared/errors';
+import { PgConnection, describeConnection, pgClientConfig } from '../shared/pg-connection';
+
+/**
+ * The target side of a restore: the guards (name, production, non-empty, open sessions), the
+ * staging database beside the target, and the swap that puts the verified copy under the target
+ * name. Statements run on a maintenance connection (`postgres`), never inside the target.
+ */
+
+export const PRODUCTION_GUARD_FLAG = '--i-understand-this-overwrites-production';
+const DATABASE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+export interface TargetGuards {
+  /** Replace a non-empty target. */
+  readonly force?: boolean;
+  /** End the sessions connected to the target at swap time instead of refusing. */
+  readonly terminateConnections?: boolean;
+}
+
+export function checkTargetName(target: string): void {
+  if (!DATABASE_NAME.test(target)) {
+    throw new OperatorError(`invalid --target-db "${target}": use letters, digits and underscores (at most 63, not starting with a digit)`, 2);
+  }
+}
+
+export function guardProduction(target: string, protectedNames: readonly string[], allowed: boolean | undefined): void {
+  if (!allowed && protectedNames.includes(target)) {
+    throw new OperatorError(
+      `refusing to restore over "${target}", the production/source database: restore erases it; restore into a new name and swap (see docs/restore.md), or pass ${PRODUCTION_GUARD_FLAG} with --force`,
+      2,
+    );
+  }
+}
+
+/** A client to `database`, or one line naming the settings to check. */
+export async function connectTo(connection: PgConnection, database: string): Promise<Client> {
+  const client = new Client(pgClientConfig(connection, database));
+  // A dropped socket on an idle client must not crash the process: the next query fails instead.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (error) {
+    throw new OperatorError(`cannot connect to ${describeConnection({ ...connection, database })}: ${oneLine(error)}; check PGHOST/PGPORT/PGUSER/PGPASSWORD (or the secret)`);
+  }
+  return client;
+}
+
+interface TargetState {
+  readonly exists: boolean;
+  readonly relations: number;
+  readonly sessions: { pid: number; application: string }[];
+}
+
+async function inspectTarget(admin: Client, connection: PgConnection, target: string): Promise<TargetState> {
+  const exists = (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [target])).rowCount === 1;
+  if (!exists) return { exists, relations: 0, sessions: [] };
+  // Sessions first: our own short look inside the target below must not count as one.
+  const sessions = await admin.query<{ pid: number; application: string }>(
+    `SELECT pid, coalesce(nullif(application_name, ''), usename::text, '?') AS application
+       FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`,
+    [target],
+  );
+  const client = await connectTo(connection, target);
+  try {
+    const result = await client.query<{ n: string }>(
+      `SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+          AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')`,
+    );
+    return { exists, relations: Number(result.rows[0].n), sessions: sessions.rows };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** Refuses a non-empty target without force, and a target with sessions without terminateConnections. */
+export async function checkTarget(admin: Client, connection: PgConnection, target: string, guards: TargetGuards): Promise<{ exists: boolean }> {
+  const state = await inspectTarget(admin, connection, target);
+  if (state.exists && state.relations > 0 && !guards.force) {
+    throw new OperatorError(`target database "${target}" exists and is not empty (${state.relations} relations): pass --force to replace it, or restore into a new name`, 2);
+  }
+  if (state.sessions.length > 0 && !guards.terminateConnections) {
+    const who = [...new Set(state.sessions.map((s) => s.application))].slice(0, 3).join(', ');
+    throw new OperatorError(
+      `target database "${target}" has ${state.sessions.length} open connection(s) (${who}): stop its clients (killswitch maintenance, scale the API/workers to 0), or pass --terminate-connections`,
+      2,
+    );
+  }
+  return state;
+}
+
+/** A sibling name, unique per run, short enough for PostgreSQL's 63-byte limit. */
+export function stagingName(target: string, kind: 'restore' | 'old' = 'restore'): string {
+  const suffix = `_${kind}_${Date.now().toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
+  return `${target.slice(0, 63 - suffix.length)}${suffix}`;
+}
+
+export async function createDatabase(admin: Client, name: string): Promise<void> {
+  await admin.query(`CREATE DATABASE ${quoteIdent(name)} TEMPLATE template0`);
+}
+
+export async function dropDatabase(admin: Client, name: string): Promise<void> {
+  await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
+}
+
+/**
+ * Puts `staging` under the target name: a rename when the target does not exist; otherwise the
+ * target is renamed aside, the staging database takes its name, and the old one is dropped. The
+ * guards run again first (a session may have connected during the restore). Returns whether a
+ * database was replaced.
+ */
+export async function swapIn(admin: Client, connection: PgConnection, staging: string, target: string, guards: TargetGuards): Promise<boolean> {
+  const state = await checkTarget(admin, connection, target, guards);
+  if (!state.exists) {
+    await admin.query(`ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)}`);
+    return false;
+  }
+  const previous = stagingName(target, 'old');
+  try {
+    if (guards.terminateConnections) {
+      // Block reconnects, then end the sessions: the rename needs a database nobody is in.
+      await admin.query(`ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS false`);
+      await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [target]);
+      await waitForNoSessions(admin, target);
+    }
+    await admin.query(`ALTER DATABASE ${quoteIdent(target)} RENAME TO ${quoteIdent(previous)}`);
+  } catch (error) {
+    if (guards.terminateConnections) await admin.query(`ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS true`).catch(() => undefined);
+    throw new OperatorError(`cannot take "${target}" out of the way (${oneLine(error)}); it is unchanged: stop its clients and retry`);
+  }
+  try {
+    await admin.query(`ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)}`);
+  } catch (error) {
+    await admin.query(`ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}`).catch(() => undefined);
+    throw new OperatorError(`cannot rename the restored database to "${target}" (${oneLine(error)}); the previous database was put back`);
+  }
+  await dropDatabase(admin, previous);
+  return true;
+}
+
+async function waitForNoSessions(admin: Client, database: string): Promise<void> {
+  for (let i = 0; i < 50; i += 1) {
+    const r = await admin.query('SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [database]);
+    if (r.rowCount === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
