@@ -83,3 +83,8 @@ export function clusterArn(settings: BackoutSettings): string {
 export function pinParameterName(settings: BackoutSettings, serviceName: string): string {
   return `${settings.pinParameterPrefix}/${serviceName}`;
 }
+
+/** Where the pins live: `<prefix>/<service>`; the deploy pipeline reads them. */
+export function pinParameterPrefix(environmentName: string): string {
+  return `/atmr-dr/${environmentName}/backout/pinned`;
+}

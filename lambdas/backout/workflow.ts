@@ -10,12 +10,25 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { EVENT_SOURCE } from '../shared/constants';
-import { oneLine } from '../shared/errors';
+import { OperatorError, oneLine } from '../shared/errors';
 import { assertFamily, currentTaskDefinition, deploymentStatus, describeRelease, describeService, ReleaseInfo, stoppedTasksSince, updateServiceTo } from './ecs';
 import { DowngradePreparation, DowngradeResult, downgradeArgs, downgradeCommandLine, finishDowngrade, MigrationTaskResult, prepareDowngrade } from './migration';
 import { BackoutSettings, findService, pinParameterName } from './settings';
 import { conditionHolds, readApiSignals } from './signals';
-import { acquireLock, claimReleaseRollback, cooldownUntil, latestLastKnownGood, recordRollback, releaseLock, startCooldown } from './state';
+import {
+  acquireLock,
+  claimReleaseRollback,
+  cooldownUntil,
+  LastKnownGood,
+  latestLastKnownGood,
+  LockRecord,
+  readLock,
+  recordRollback,
+  releaseLock,
+  RollbackHistoryEntry,
+  rollbackHistory,
+  startCooldown,
+} from './state';
 
 export const ROLLBACK_FINISHED_DETAIL_TYPE = 'Rollback Finished';
 export const ROLLBACK_SECONDS_METRIC = 'RollbackSeconds';
@@ -62,7 +75,8 @@ export type Outcome =
   | 'error'
   | 'dry-run'
   | 'not-needed'
-  | 'refused';
+  | 'refused'
+  | 'rollout-started';
 
 /** The workflow's state: every step takes it and returns it, completed. */
 export interface RollbackState {
@@ -334,6 +348,7 @@ function outcomeOf(state: RollbackState): Outcome {
   if (state.steady?.status === 'timeout') return 'steady-timeout';
   if (state.steady?.status === 'failed') return 'deployment-failed';
   if (state.checks) return state.checks.ok ? 'rolled-back' : 'rolled-back-checks-failed';
+  if (state.rollout) return 'rollout-started';
   if (state.dryRun && state.decision === 'notify' && state.lockHeld) return 'dry-run';
   if (state.decision === 'notify' && !state.page) return 'not-needed';
   return 'refused';
@@ -364,6 +379,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, state
     'dry-run': `${state.service}: backout dry run`,
     'not-needed': `${state.service}: no backout needed`,
     refused: `${state.service}: backout did not act, a human must decide`,
+    'rollout-started': `${state.service}: rollback deployment started by hand (not awaited)`,
   };
   lines.push(`${head[outcome]}: ${state.reason}`);
   lines.push(`Trigger: ${state.trigger.kind} ${state.trigger.name} at ${state.trigger.at}`);
@@ -436,10 +452,83 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, state
       }),
     ),
   );
-  if (acted) {
+  if (acted && outcome !== 'rollout-started') {
     deps.metrics.addMetric(ROLLBACK_OUTCOME_METRIC, MetricUnit.Count, outcome === 'rolled-back' ? 1 : 0);
     if (seconds !== null) deps.metrics.addMetric(ROLLBACK_SECONDS_METRIC, MetricUnit.Seconds, seconds);
   }
   deps.logger.info('backout finished', { service: state.service, outcome, page, seconds });
   return { outcome, summary, page, seconds };
+}
+
+export interface RollbackPlan {
+  readonly service: string;
+  readonly current: ReleaseInfo;
+  readonly target: { readonly taskDefinitionArn: string; readonly alembicHead: string | null; readonly images: readonly string[] };
+  /** The target came from the last-known-good record (else from the operator's --to). */
+  readonly fromLastKnownGood: boolean;
+  /** The command to run when the schema must go back too (atmr-dr never does it in a manual service rollback). */
+  readonly downgradeCommand: string | null;
+}
+
+/**
+ * The read-only part of a manual rollback, for the CLI to show and confirm before anything changes:
+ * refuses (one line, nothing written) an unknown service, a target of another family, no last
+ * known good, or a target that is already running.
+ */
+export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc'>, settings: BackoutSettings, serviceName: string, targetOverride?: string): Promise<RollbackPlan> {
+  const service = findService(settings, serviceName);
+  if (targetOverride) assertFamily(service, targetOverride);
+  const containerName = serviceName === settings.api.serviceName ? settings.api.containerName : '';
+  const ecsService = await describeService(deps.ecs, settings, serviceName);
+  const current = await describeRelease(deps.ecs, settings, currentTaskDefinition(ecsService), containerName);
+  let target: RollbackPlan['target'];
+  if (targetOverride) {
+    const release = await describeRelease(deps.ecs, settings, targetOverride, containerName);
+    target = { taskDefinitionArn: release.taskDefinitionArn, alembicHead: release.alembicHead, images: release.images };
+  } else {
+    const lkg = await latestLastKnownGood(deps.doc, settings.tableName, serviceName);
+    if (!lkg) {
+      throw new OperatorError(
+        `backout: no last known good is recorded for ${serviceName} (a release becomes one after a clean bake): pass --to TASK_DEF_ARN (a revision of ${service.taskFamily}) to choose the target yourself`,
+        2,
+      );
+    }
+    assertFamily(service, lkg.taskDefinitionArn);
+    target = { taskDefinitionArn: lkg.taskDefinitionArn, alembicHead: lkg.alembicHead, images: lkg.images };
+  }
+  if (target.taskDefinitionArn === current.taskDefinitionArn) {
+    throw new OperatorError(`backout: ${serviceName} already runs ${current.taskDefinitionArn}: nothing to roll back (investigate by hand, or pass --to another revision)`, 2);
+  }
+  const needsDowngrade = Boolean(target.alembicHead && current.alembicHead && target.alembicHead !== current.alembicHead);
+  return {
+    service: serviceName,
+    current,
+    target,
+    fromLastKnownGood: !targetOverride,
+    downgradeCommand: needsDowngrade ? downgradeCommandLine(target.alembicHead as string) : null,
+  };
+}
+
+export interface ServiceBackoutStatus {
+  readonly service: string;
+  readonly currentTaskDefinition: string;
+  readonly lastKnownGood: (LastKnownGood & { readonly ageSeconds: number }) | null;
+  readonly lock: LockRecord | null;
+  readonly cooldownUntil: string | null;
+  readonly rollbacks: RollbackHistoryEntry[];
+}
+
+export async function backoutStatus(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'now'>, settings: BackoutSettings, serviceName: string): Promise<ServiceBackoutStatus> {
+  const now = nowOf(deps);
+  findService(settings, serviceName);
+  const ecsService = await describeService(deps.ecs, settings, serviceName);
+  const lkg = await latestLastKnownGood(deps.doc, settings.tableName, serviceName);
+  return {
+    service: serviceName,
+    currentTaskDefinition: currentTaskDefinition(ecsService),
+    lastKnownGood: lkg ? { ...lkg, ageSeconds: Math.round((now.getTime() - Date.parse(lkg.recordedAt)) / 1000) } : null,
+    lock: await readLock(deps.doc, settings.tableName, serviceName, now),
+    cooldownUntil: await cooldownUntil(deps.doc, settings.tableName, serviceName, now),
+    rollbacks: await rollbackHistory(deps.doc, settings.tableName, serviceName, 5),
+  };
 }

@@ -11,7 +11,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { BACKOUT_SETTINGS_ENV, BackoutSettings } from '../../lambdas/backout/settings';
+import { BACKOUT_SETTINGS_ENV, BackoutSettings, pinParameterPrefix } from '../../lambdas/backout/settings';
 import { HouseFunction } from './house-function';
 import { RunbookAlarm } from './runbook-alarm';
 import { nagRender } from '../nag';
@@ -101,7 +101,7 @@ export class Rollback extends Construct {
     const steadyTimeout = props.steadyTimeout ?? Duration.minutes(10);
     const clusterArn = stack.formatArn({ service: 'ecs', resource: 'cluster', resourceName: props.clusterName });
     const serviceArn = (name: string) => stack.formatArn({ service: 'ecs', resource: 'service', resourceName: `${props.clusterName}/${name}` });
-    const pinPrefix = `/atmr-dr/${env}/backout/pinned`;
+    const pinPrefix = pinParameterPrefix(env);
 
     // Alarms: the runbook's two automatic triggers, on the API target group.
     const dimensionsMap = { LoadBalancer: props.loadBalancerFullName, TargetGroup: props.targetGroupFullName };
