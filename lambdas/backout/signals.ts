@@ -14,10 +14,11 @@ export interface ApiSignals {
 const sum = (values: number[] | undefined) => (values ?? []).reduce((a, b) => a + b, 0);
 
 /**
- * Reads the same metrics as the backout alarms over the last `minutes` (ending at `now`): the error
- * ratio counts only when the minimum request count is reached, like the alarm.
+ * Reads the same metrics as the backout alarms from `start` to `end`: the error ratio counts only
+ * when the minimum request count (per minute of the window) is reached, like the alarm.
  */
-export async function readApiSignals(cloudwatch: CloudWatchClient, settings: BackoutSettings, now: Date, minutes: number): Promise<ApiSignals> {
+export async function readApiSignals(cloudwatch: CloudWatchClient, settings: BackoutSettings, start: Date, end: Date): Promise<ApiSignals> {
+  const minutes = Math.max(1, Math.ceil((end.getTime() - start.getTime()) / 60_000));
   const dimensions = [
     { Name: 'LoadBalancer', Value: settings.loadBalancerFullName },
     { Name: 'TargetGroup', Value: settings.targetGroupFullName },
@@ -29,8 +30,8 @@ export async function readApiSignals(cloudwatch: CloudWatchClient, settings: Bac
   });
   const output = await cloudwatch.send(
     new GetMetricDataCommand({
-      StartTime: new Date(now.getTime() - minutes * 60_000),
-      EndTime: now,
+      StartTime: start,
+      EndTime: end,
       MetricDataQueries: [query('requests', 'RequestCount', 'Sum'), query('errors', 'HTTPCode_Target_5XX_Count', 'Sum'), query('healthy', 'HealthyHostCount', 'Minimum')],
     }),
   );

@@ -195,7 +195,7 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
   }
 
   if (automatic) {
-    const signals = await readApiSignals(deps.cloudwatch, settings, now, settings.evaluationMinutes);
+    const signals = await readApiSignals(deps.cloudwatch, settings, new Date(now.getTime() - settings.evaluationMinutes * 60_000), now);
     const condition = conditionHolds(settings, signals);
     if (!condition.holds) return notify(`condition cleared (${condition.why}): no rollback`, false);
     state = { ...state, reason: condition.why };
@@ -325,10 +325,12 @@ export async function postChecks(deps: BackoutDeps, settings: BackoutSettings, s
       lines.push(`FAIL GET ${url}: ${oneLine(error)}`);
     }
   }
-  const signals = await readApiSignals(deps.cloudwatch, settings, now, 2);
+  // Only what the last known good served: from steady state on (the draining release's errors are not its own).
+  const since = new Date(state.steady?.at ?? now.toISOString());
+  const signals = await readApiSignals(deps.cloudwatch, settings, since, now);
   const ratioBad = signals.errorRatePercent !== null && signals.errorRatePercent > settings.errorRatePercent;
   if (ratioBad) ok = false;
-  lines.push(`${ratioBad ? 'FAIL' : 'OK'} 5xx ${signals.errorRatePercent === null ? `n/a (${signals.requests} requests)` : `${signals.errorRatePercent.toFixed(1)}%`} over 2 min (threshold ${settings.errorRatePercent}%)`);
+  lines.push(`${ratioBad ? 'FAIL' : 'OK'} 5xx ${signals.errorRatePercent === null ? `n/a (${signals.requests} requests)` : `${signals.errorRatePercent.toFixed(1)}%`} since steady state (threshold ${settings.errorRatePercent}%)`);
   const stopped = await stoppedTasksSince(deps.ecs, settings, state.service, state.to?.taskDefinitionArn as string, new Date(state.rollout?.startedAt as string));
   if (stopped.length) ok = false;
   lines.push(stopped.length ? `FAIL ${stopped.length} task(s) of the target stopped: ${stopped.join('; ')}` : 'OK no task of the target stopped');
@@ -354,6 +356,23 @@ function outcomeOf(state: RollbackState): Outcome {
   return 'refused';
 }
 
+/**
+ * A step that failed before the guards produced a state hands the report the raw trigger plus the
+ * error: fill in what is unknown so that the report still pages.
+ */
+function normaliseState(input: RollbackState, now: Date): RollbackState {
+  if (input.owner && input.trigger && input.downgrade) return input;
+  const raw = input as unknown as { service?: string; error?: RollbackState['error'] };
+  return {
+    ...base(typeof raw.service === 'string' ? raw.service : 'unknown', { kind: 'alarm', name: 'unknown (stopped before the guards finished)', at: now.toISOString() }, false),
+    owner: '',
+    decision: 'notify',
+    reason: 'stopped before the guards finished: no lock, no action',
+    page: true,
+    error: raw.error,
+  };
+}
+
 const HAND_CHECKS = 'À vérifier à la main : flask db current, les logs d\'erreur de l\'API, une requête critique (GET /api/bookings).';
 
 /**
@@ -361,8 +380,9 @@ const HAND_CHECKS = 'À vérifier à la main : flask db current, les logs d\'err
  * how long, what to check by hand), one atmr-dr event, the metrics, the history; then the lock is
  * released and, when something was changed, the cooldown starts.
  */
-export async function report(deps: BackoutDeps, settings: BackoutSettings, state: RollbackState): Promise<RollbackReport> {
+export async function report(deps: BackoutDeps, settings: BackoutSettings, input: RollbackState): Promise<RollbackReport> {
   const now = nowOf(deps);
+  const state = normaliseState(input, now);
   const outcome = outcomeOf(state);
   const acted = Boolean(state.rollout || state.downgrade.preparation);
   const seconds = state.steady?.status === 'steady' ? Math.round((Date.parse(state.steady.at) - Date.parse(state.trigger.at)) / 1000) : null;

@@ -126,21 +126,27 @@ export function arrangeHappyAws(mocks: Mocks, options: { errorPercent?: number; 
   mocks.ecs.on(UpdateServiceCommand).resolves({ service: { deployments: [{ id: 'ecs-svc/3333', status: 'PRIMARY', taskDefinition: GOOD }] } });
   mocks.ecs.on(ListTasksCommand).resolves({ taskArns: [] });
   mocks.ecs.on(DescribeTasksCommand).resolves({ tasks: [] });
-  const requests = options.requests ?? 1000;
-  const errors = Math.round((requests * (options.errorPercent ?? 50)) / 100);
-  mocks.cloudwatch.on(GetMetricDataCommand).resolves({
-    MetricDataResults: [
-      { Id: 'requests', Values: [requests / 3, requests / 3, requests / 3] },
-      { Id: 'errors', Values: [errors / 3, errors / 3, errors / 3] },
-      { Id: 'healthy', Values: [options.healthy ?? 2, options.healthy ?? 2] },
-    ],
-  });
+  // The alarm's condition while the bad release runs, then what the last known good serves.
+  mocks.cloudwatch.on(GetMetricDataCommand).resolvesOnce(metricData(options)).resolves(metricData({ errorPercent: 0.2 }));
   mocks.cloudwatch.on(DescribeAlarmsCommand).resolves({ MetricAlarms: [] });
   mocks.cloudwatch.on(DescribeAlarmHistoryCommand).resolves({ AlarmHistoryItems: [] });
   mocks.ssm.on(PutParameterCommand).resolves({ Version: 1 });
   mocks.ssm.on(GetParameterCommand).resolves({ Parameter: { Value: '{}', Version: 1 } });
   mocks.sns.on(PublishCommand).resolves({ MessageId: 'm1' });
   mocks.events.on(PutEventsCommand).resolves({ FailedEntryCount: 0, Entries: [{ EventId: 'x' }] });
+}
+
+/** GetMetricData answer: `requests` over 3 one-minute points, `errorPercent` of them 5xx. */
+export function metricData(options: { errorPercent?: number; requests?: number; healthy?: number } = {}) {
+  const requests = options.requests ?? 1000;
+  const errors = (requests * (options.errorPercent ?? 50)) / 100;
+  return {
+    MetricDataResults: [
+      { Id: 'requests', Values: [requests / 3, requests / 3, requests / 3] },
+      { Id: 'errors', Values: [errors / 3, errors / 3, errors / 3] },
+      { Id: 'healthy', Values: [options.healthy ?? 2, options.healthy ?? 2] },
+    ],
+  };
 }
 
 export function resetMocks(mocks: Mocks): void {

@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { SDK_RETRY } from '../../../lambdas/shared/aws';
 import { acquireLock, claimReleaseRollback, cooldownUntil, readLock, releaseLock, startCooldown } from '../../../lambdas/backout/state';
 import { guards, report, rollOut } from '../../../lambdas/backout/workflow';
-import { alarmEvent, arrangeHappyAws, BAD, backoutDeps, GOOD, LocalDynamo, Mocks, resetMocks, seedLkg, service, settings, startLocalDynamo, TD } from './fixtures';
+import { alarmEvent, arrangeHappyAws, metricData, BAD, backoutDeps, GOOD, LocalDynamo, Mocks, resetMocks, seedLkg, service, settings, startLocalDynamo, TD } from './fixtures';
 
 const mocks: Mocks = {
   ecs: mockClient(ECSClient),
@@ -54,6 +54,8 @@ afterAll(async () => {
 beforeEach(() => {
   resetMocks(mocks);
   arrangeHappyAws(mocks);
+  // The bad release keeps failing for as long as these guards look.
+  mocks.cloudwatch.on(GetMetricDataCommand).resolves(metricData());
 });
 
 const alarmInput = (svc = 'atmr-api') => ({ service: svc, event: alarmEvent() });
