@@ -167,7 +167,8 @@ async function execute(input: unknown, options: RunOptions = {}): Promise<{ outp
 }
 
 const alarm = () => ({ service: 'atmr-api', event: alarmEvent() });
-const failName = (error?: ExecutionError) => (error?.cause as Error | undefined)?.name;
+/** The report paged and the execution ended in PagedAHuman (a success: the page is the report's job). */
+const paged = (result: { output?: unknown; error?: ExecutionError }) => (result.error ? `failed: ${result.error.message}` : (result.output as { page?: boolean }).page);
 const lastMessage = () => mocks.sns.commandCalls(PublishCommand).at(-1)?.args[0].input;
 
 describe('rollback workflow (aws-local-stepfunctions)', () => {
@@ -217,9 +218,9 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
   it('pages without acting when no last known good is recorded', async () => {
     await loadHandler();
 
-    const { error } = await execute(alarm());
+    const result = await execute(alarm());
 
-    expect(failName(error)).toBe('BackoutNeedsAHuman');
+    expect(paged(result)).toBe(true);
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
     expect(lastMessage()?.Subject).toMatch(/^\[atmr-dr\] ACTION NEEDED: backout test atmr-api: refused/);
   });
@@ -240,9 +241,9 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     await seedLkg(dynamo.doc, undefined, tableName);
     mocks.ecs.on(DescribeServicesCommand).resolvesOnce(service(BAD)).resolves(service(GOOD, { rolloutState: 'IN_PROGRESS', running: 0, others: 1 }));
 
-    const { error } = await execute(alarm());
+    const result = await execute(alarm());
 
-    expect(failName(error)).toBe('BackoutNeedsAHuman');
+    expect(paged(result)).toBe(true);
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
     expect(lastMessage()?.Subject).toMatch(/steady-timeout$/);
   });
@@ -252,9 +253,9 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     await seedLkg(dynamo.doc, undefined, tableName);
     mocks.ecs.on(DescribeServicesCommand).resolvesOnce(service(BAD)).resolves(service(GOOD, { rolloutState: 'FAILED' }));
 
-    const { error } = await execute(alarm());
+    const result = await execute(alarm());
 
-    expect(failName(error)).toBe('BackoutNeedsAHuman');
+    expect(paged(result)).toBe(true);
     expect(lastMessage()?.Subject).toMatch(/deployment-failed$/);
   });
 
@@ -263,9 +264,9 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     await seedLkg(dynamo.doc, undefined, tableName);
     readyStatus = 503;
 
-    const { error } = await execute(alarm());
+    const result = await execute(alarm());
 
-    expect(failName(error)).toBe('BackoutNeedsAHuman');
+    expect(paged(result)).toBe(true);
     expect(lastMessage()?.Message).toMatch(/FAIL GET http:\/\/127.0.0.1:\d+\/ready: 503/);
   });
 
@@ -274,9 +275,9 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     await seedLkg(dynamo.doc, undefined, tableName);
     mocks.ecs.on(UpdateServiceCommand).rejects(Object.assign(new Error('TaskDefinition is inactive'), { name: 'InvalidParameterException' }));
 
-    const { error } = await execute(alarm());
+    const result = await execute(alarm());
 
-    expect(failName(error)).toBe('BackoutNeedsAHuman');
+    expect(paged(result)).toBe(true);
     expect(lastMessage()?.Message).toMatch(/ECS refused UpdateService of atmr-api .*InvalidParameterException: TaskDefinition is inactive/);
     expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toBeNull();
     expect(parameters.has('/atmr-dr/test/backout/pinned/atmr-api')).toBe(false);
@@ -308,9 +309,9 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     await seedLkg(dynamo.doc, undefined, tableName);
     const migration = async () => ({ TaskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/def456', Containers: [{ Name: 'api', ExitCode: 1 }], StoppedReason: 'Essential container in task exited' });
 
-    const { error } = await execute(alarm(), { migration });
+    const result = await execute(alarm(), { migration });
 
-    expect(failName(error)).toBe('BackoutNeedsAHuman');
+    expect(paged(result)).toBe(true);
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
     expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'maintenance' });
     expect(lastMessage()?.Subject).toMatch(/migration-failed$/);
@@ -324,9 +325,9 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
       throw Object.assign(new Error(JSON.stringify({ TaskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/f00', Containers: [{ Name: 'api', ExitCode: 2 }] })), { name: 'States.TaskFailed' });
     };
 
-    const { error } = await execute(alarm(), { migration });
+    const result = await execute(alarm(), { migration });
 
-    expect(failName(error)).toBe('BackoutNeedsAHuman');
+    expect(paged(result)).toBe(true);
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
     expect(lastMessage()?.Message).toMatch(/exit code 2/);
   });
@@ -336,9 +337,10 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     const dynamoMock = mockClient(DynamoDBDocumentClient);
     dynamoMock.onAnyCommand().rejects(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8000'), { name: 'TimeoutError' }));
     try {
-      const { error } = await execute(alarm());
+      const result = await execute(alarm());
 
-      expect(failName(error)).toBe('BackoutNeedsAHuman');
+      
+    expect(paged(result)).toBe(true);
       expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
       expect(lastMessage()?.Message).toMatch(/backout stopped on an error, nothing more was done/);
       expect(lastMessage()?.Message).toMatch(/ECONNREFUSED/);
