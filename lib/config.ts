@@ -207,6 +207,74 @@ export const EscalationConfigSchema = z.strictObject({
   ctoEmail: z.email(),
 });
 
+/** Where the Alembic head of a release is read: a container environment variable or a task-definition tag. */
+export const AlembicHeadSourceSchema = z.strictObject({
+  /** `environment`: a variable of the API container; `tag`: a tag of the task definition. @default 'environment' */
+  from: z.enum(['environment', 'tag']).default('environment'),
+  /** Name of the variable or tag. @default 'ALEMBIC_HEAD' */
+  name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_.:/-]{0,127}$/, 'must be an environment variable or tag name').default('ALEMBIC_HEAD'),
+});
+
+export const BackoutServiceSchema = z.strictObject({
+  /** ECS service name in `clusterName`. */
+  serviceName: z.string().regex(/^[a-zA-Z0-9_-]{1,255}$/, 'must be an ECS service name'),
+  /** Task-definition family the service runs: a rollback target of another family is refused. */
+  taskFamily: z.string().regex(/^[a-zA-Z0-9_-]{1,255}$/, 'must be an ECS task definition family'),
+});
+
+export const BackoutConfigSchema = z.strictObject({
+  /** Deploy the backout (alarms, last-known-good recorder, rollback workflow). @default false */
+  enabled: z.boolean().default(false),
+  /** Record and notify what a rollback would do, without changing any service or database. @default false */
+  dryRun: z.boolean().default(false),
+  /** ECS cluster name of the API and the workers. */
+  clusterName: z.string().regex(/^[a-zA-Z0-9_-]{1,255}$/, 'must be an ECS cluster name'),
+  /** The Flask API service: the 5xx and healthy-host alarms watch it; migrations run with its task definition. */
+  api: BackoutServiceSchema.extend({
+    /** Container of the API task that holds `flask` (the migration command runs in it). @default 'api' */
+    containerName: z.string().min(1).default('api'),
+  }),
+  /** Celery worker services, rolled back with the API to their own last known good. @default [] */
+  workers: z.array(BackoutServiceSchema).max(4).default([]),
+  /**
+   * Roles the API task definition passes to ECS (task role and execution role): the migration task
+   * is started with them, so `iam:PassRole` is allowed on these and nothing else.
+   */
+  taskRoleArns: z.array(arn).min(1).max(2),
+  /** Security groups of the migration task (it reaches the database like the API). */
+  taskSecurityGroupIds: z.array(securityGroupId).min(1),
+  /** ALB target group of the API, as in CloudWatch's `TargetGroup` dimension (`targetgroup/<name>/<id>`). */
+  targetGroupFullName: z.string().regex(/^targetgroup\/[a-zA-Z0-9-]{1,32}\/[0-9a-f]{16}$/, 'must be targetgroup/<name>/<16 hex>'),
+  /** ALB of the API, as in CloudWatch's `LoadBalancer` dimension (`app/<name>/<id>`). */
+  loadBalancerFullName: z.string().regex(/^app\/[a-zA-Z0-9-]{1,32}\/[0-9a-f]{16}$/, 'must be app/<name>/<16 hex>'),
+  /** `/health` of the API as reachable from the private subnets (e.g. the internal ALB). */
+  healthUrl: z.url(),
+  /** `/ready` of the API as reachable from the private subnets. */
+  readyUrl: z.url(),
+  /** Minutes a deployment must stay steady, with no backout alarm in ALARM, to become the last known good. @default 10 */
+  bakeMinutes: z.number().int().min(1).max(180).default(10),
+  /** The runbook's trigger: 5xx above this percentage of the ALB requests. @default 10 */
+  errorRatePercent: z.number().min(1).max(100).default(10),
+  /** Requests per minute below which the 5xx ratio is not evaluated (a handful of requests never triggers). @default 50 */
+  minRequestsPerMinute: z.number().int().min(1).default(50),
+  /** Consecutive minutes the ratio (or zero healthy hosts) must hold before the alarm fires. @default 3 */
+  evaluationMinutes: z.number().int().min(1).max(30).default(3),
+  /** Minutes after a rollback during which no automatic rollback of that service starts. @default 30 */
+  cooldownMinutes: z.number().int().min(1).max(1440).default(30),
+  /** Minutes the rolled-back service has to reach steady state before atmr-dr pages. @default 10 */
+  steadyTimeoutMinutes: z.number().int().min(2).max(60).default(10),
+  /** Run `flask db downgrade <last known good head>` in the automatic path (it can drop data). @default false */
+  autoDowngradeMigrations: z.boolean().default(false),
+  /** Where each release declares its Alembic head. @default {from: 'environment', name: 'ALEMBIC_HEAD'} */
+  alembicHead: AlembicHeadSourceSchema.default(() => AlembicHeadSourceSchema.parse({})),
+  /**
+   * Before a downgrade: `snapshot` takes a manual RDS snapshot (the state at its start is kept, the
+   * downgrade does not wait for it to finish); `pitr` only records the restorable time to stay inside the RTO.
+   * @default 'snapshot'
+   */
+  beforeDowngrade: z.enum(['snapshot', 'pitr']).default('snapshot'),
+});
+
 export const EnvironmentConfigSchema = z.strictObject({
   /**
    * The environment's name is its key in `context.environments` (used in stack and resource names,
@@ -226,6 +294,8 @@ export const EnvironmentConfigSchema = z.strictObject({
   restoreTest: RestoreTestConfigSchema.default(() => RestoreTestConfigSchema.parse({})),
   killswitch: KillswitchConfigSchema,
   escalation: EscalationConfigSchema,
+  /** Alarm-triggered rollback to the last known good release (runbook "Plan de backout"). @default - none */
+  backout: BackoutConfigSchema.optional(),
 });
 
 /** A validated environment: `name` is always set (the environment's key). */

@@ -1,4 +1,4 @@
-import { Stack, StackProps, Validations } from 'aws-cdk-lib';
+import { Duration, Stack, StackProps, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
@@ -8,6 +8,7 @@ import { Backups } from './constructs/backups';
 import { DashboardGraph, OpsDashboard } from './constructs/dashboard';
 import { Killswitch } from './constructs/killswitch';
 import { RestoreTest } from './constructs/restore-test';
+import { Rollback } from './constructs/rollback';
 
 export interface OpsStackProps extends StackProps {
   readonly config: EnvironmentConfig;
@@ -79,6 +80,38 @@ export class OpsStack extends Stack {
           alarmTopic: this.incidentsTopic,
         })
       : undefined;
+
+    const backout = config.backout;
+    if (backout?.enabled) {
+      new Rollback(this, 'Rollback', {
+        environmentName: config.name,
+        dryRun: backout.dryRun,
+        clusterName: backout.clusterName,
+        api: backout.api,
+        workers: backout.workers,
+        taskRoleArns: backout.taskRoleArns,
+        vpc,
+        subnets: privateSubnets,
+        taskSecurityGroupIds: backout.taskSecurityGroupIds,
+        targetGroupFullName: backout.targetGroupFullName,
+        loadBalancerFullName: backout.loadBalancerFullName,
+        healthUrl: backout.healthUrl,
+        readyUrl: backout.readyUrl,
+        bakeTime: Duration.minutes(backout.bakeMinutes),
+        errorRatePercent: backout.errorRatePercent,
+        minRequestsPerMinute: backout.minRequestsPerMinute,
+        evaluationMinutes: backout.evaluationMinutes,
+        cooldown: Duration.minutes(backout.cooldownMinutes),
+        steadyTimeout: Duration.minutes(backout.steadyTimeoutMinutes),
+        autoDowngradeMigrations: backout.autoDowngradeMigrations,
+        alembicHead: backout.alembicHead,
+        beforeDowngrade: backout.beforeDowngrade,
+        databaseInstanceIdentifier: config.database.instanceIdentifier,
+        table: data.opsStateTable,
+        killswitchParameterName: data.killswitchParameter.parameterName,
+        incidentsTopic: this.incidentsTopic,
+      });
+    }
 
     const graphs: DashboardGraph[] = [
       {

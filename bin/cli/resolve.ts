@@ -38,6 +38,21 @@ export const DEPLOYED_NAMES = {
     fromConfig: (config) => config.killswitch.parameterName,
   },
   opsTable: { label: 'ops-state table', flag: '--table NAME', envVar: 'ATMR_OPS_TABLE', output: { stack: 'Data', key: 'OpsStateTableName' } },
+  ecsCluster: {
+    label: 'ECS cluster',
+    flag: '--cluster NAME',
+    envVar: 'ATMR_ECS_CLUSTER',
+    output: { stack: 'Ops', key: 'EcsClusterName' },
+    fromConfig: (config) => config.backout?.clusterName,
+  },
+  apiService: {
+    label: 'API service',
+    flag: '--service NAME',
+    envVar: 'ATMR_API_SERVICE',
+    output: { stack: 'Ops', key: 'ApiServiceName' },
+    fromConfig: (config) => config.backout?.api.serviceName,
+  },
+  incidentsTopic: { label: 'incidents topic', flag: '--topic ARN', envVar: 'ATMR_INCIDENTS_TOPIC', output: { stack: 'Ops', key: 'BackoutTopicArn' } },
 } satisfies Record<string, DeployedName>;
 
 /** The package root (where package.json and cdk.json are), whatever runs the CLI: tsx, a bundle, an install. */

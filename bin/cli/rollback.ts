@@ -1,0 +1,262 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { PublishCommand } from '@aws-sdk/client-sns';
+import { Command } from 'commander';
+import * as readline from 'node:readline/promises';
+import { EnvironmentConfig } from '../../lib/config';
+import { runbookAlarmName } from '../../lib/constructs/runbook-alarm';
+import { backoutClients } from '../../lambdas/backout/clients';
+import { currentTaskDefinition, describeRelease, describeService } from '../../lambdas/backout/ecs';
+import { BACKOUT_ACTOR, downgradeArgs, finishDowngrade, parseRevision, prepareDowngrade, runMigrationTask } from '../../lambdas/backout/migration';
+import { BackoutSettings, findService, pinParameterPrefix } from '../../lambdas/backout/settings';
+import { acquireLock, releaseLock } from '../../lambdas/backout/state';
+import { backoutStatus, BackoutDeps, checkSteady, guards, planRollback, postChecks, report, rollOut } from '../../lambdas/backout/workflow';
+import { EVENT_SOURCE, METRICS_NAMESPACE } from '../../lambdas/shared/constants';
+import { OperatorError, oneLine } from '../../lambdas/shared/errors';
+import { resolveCliActor } from './killswitch';
+import { DEPLOYED_NAMES, defaultEnvironmentName, loadCliConfig, packageRoot, resolveDeployedName } from './resolve';
+
+interface GlobalOptions {
+  env?: string;
+  cluster?: string;
+  table?: string;
+  topic?: string;
+  parameter?: string;
+}
+
+/** Everything the CLI needs to run the backout core: names resolved, settings from the environment's config. */
+export interface RollbackCliContext {
+  readonly settings: BackoutSettings;
+  readonly deps: BackoutDeps;
+  readonly actor: () => Promise<string>;
+  readonly confirm: (question: string) => Promise<boolean>;
+  readonly print: (line: string) => void;
+  readonly sleep: (ms: number) => Promise<void>;
+}
+
+/** Settings as the deployed construct builds them, from the config and the resolved names. */
+export function settingsFromConfig(
+  config: EnvironmentConfig,
+  names: { clusterName: string; apiServiceName: string; tableName: string; topicArn: string; killswitchParameterName: string },
+): BackoutSettings {
+  const backout = config.backout;
+  if (!backout) throw new OperatorError(`backout is not configured for environment ${config.name}: add a "backout" block to cdk.json (context.environments.${config.name})`, 2);
+  return {
+    environmentName: config.name,
+    region: config.region,
+    account: config.account,
+    dryRun: backout.dryRun,
+    clusterName: names.clusterName,
+    api: { ...backout.api, serviceName: names.apiServiceName },
+    workers: backout.workers,
+    tableName: names.tableName,
+    topicArn: names.topicArn,
+    killswitchParameterName: names.killswitchParameterName,
+    pinParameterPrefix: pinParameterPrefix(config.name),
+    alarmNames: { errorRate: runbookAlarmName(config.name, 'Backout', 'ApiErrorRate'), noHealthyHosts: runbookAlarmName(config.name, 'Backout', 'ApiNoHealthyHosts') },
+    targetGroupFullName: backout.targetGroupFullName,
+    loadBalancerFullName: backout.loadBalancerFullName,
+    healthUrl: backout.healthUrl,
+    readyUrl: backout.readyUrl,
+    bakeSeconds: backout.bakeMinutes * 60,
+    errorRatePercent: backout.errorRatePercent,
+    minRequestsPerMinute: backout.minRequestsPerMinute,
+    evaluationMinutes: backout.evaluationMinutes,
+    cooldownSeconds: backout.cooldownMinutes * 60,
+    steadyTimeoutSeconds: backout.steadyTimeoutMinutes * 60,
+    autoDowngradeMigrations: backout.autoDowngradeMigrations,
+    alembicHead: backout.alembicHead,
+    beforeDowngrade: backout.beforeDowngrade,
+    databaseInstanceIdentifier: config.database.instanceIdentifier,
+    subnetIds: config.network.privateSubnetIds,
+    securityGroupIds: backout.taskSecurityGroupIds,
+  };
+}
+
+/** Asks on the terminal; refuses when standard input is not one (pass --yes in scripts). */
+export async function confirmOnTerminal(question: string): Promise<boolean> {
+  if (!process.stdin.isTTY) {
+    throw new OperatorError('rollback: this changes production and standard input is not a terminal: re-run with --yes to confirm', 2);
+  }
+  const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await rl.question(`${question} [y/N] `);
+    return /^y(es)?$/i.test(answer.trim());
+  } finally {
+    rl.close();
+  }
+}
+
+async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string): Promise<RollbackCliContext & { serviceName: string }> {
+  const root = packageRoot();
+  const envName = globals.env ?? defaultEnvironmentName(root);
+  const config = loadCliConfig(envName, root);
+  const resolve = (name: (typeof DEPLOYED_NAMES)[keyof typeof DEPLOYED_NAMES], flagValue?: string) => resolveDeployedName(name, { flagValue, envName, root });
+  const clusterName = await resolve(DEPLOYED_NAMES.ecsCluster, globals.cluster);
+  const apiServiceName = await resolve(DEPLOYED_NAMES.apiService);
+  const tableName = await resolve(DEPLOYED_NAMES.opsTable, globals.table);
+  const topicArn = await resolve(DEPLOYED_NAMES.incidentsTopic, globals.topic);
+  const killswitchParameterName = await resolve(DEPLOYED_NAMES.killswitchParameter, globals.parameter);
+  const settings = settingsFromConfig(config, { clusterName, apiServiceName, tableName, topicArn, killswitchParameterName });
+  const logger = new Logger({ serviceName: 'backout-cli', logLevel: 'SILENT' });
+  const metrics = new Metrics({ namespace: METRICS_NAMESPACE, serviceName: 'backout-cli' });
+  return {
+    settings,
+    serviceName: apiServiceFlag?.trim() || apiServiceName,
+    deps: { ...backoutClients(), logger, metrics },
+    actor: () => resolveCliActor(),
+    confirm: confirmOnTerminal,
+    print: (line) => process.stdout.write(`${line}\n`),
+    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+  };
+}
+
+const age = (seconds: number) => (seconds < 3600 ? `${Math.round(seconds / 60)} min` : seconds < 172800 ? `${(seconds / 3600).toFixed(1)} h` : `${Math.round(seconds / 86400)} d`);
+
+export async function statusCommand(ctx: RollbackCliContext, services: string[], json: boolean): Promise<void> {
+  const statuses = [];
+  for (const service of services) statuses.push(await backoutStatus(ctx.deps, ctx.settings, service));
+  if (json) {
+    ctx.print(JSON.stringify(statuses));
+    return;
+  }
+  for (const s of statuses) {
+    ctx.print(`${s.service}: running ${s.currentTaskDefinition}`);
+    ctx.print(s.lastKnownGood ? `  last known good: ${s.lastKnownGood.taskDefinitionArn} (recorded ${age(s.lastKnownGood.ageSeconds)} ago, alembic ${s.lastKnownGood.alembicHead ?? 'n/a'})` : '  last known good: none recorded');
+    ctx.print(s.lock ? `  lock: held by ${s.lock.owner} since ${s.lock.acquiredAt} (${s.lock.reason})` : '  lock: free');
+    if (s.cooldownUntil) ctx.print(`  cooldown until ${s.cooldownUntil}`);
+    for (const r of s.rollbacks) ctx.print(`  ${r.at} ${r.outcome}: ${r.summary}`);
+    if (!s.rollbacks.length) ctx.print('  no rollback recorded');
+  }
+}
+
+export interface ServiceRollbackOptions {
+  readonly service: string;
+  readonly to?: string;
+  readonly dryRun?: boolean;
+  readonly yes?: boolean;
+  readonly wait?: boolean;
+}
+
+/** The automatic path's code, by hand: plan (read-only), confirm, then guards (lock), UpdateService, [steady, checks], report. */
+export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRollbackOptions): Promise<void> {
+  const plan = await planRollback(ctx.deps, ctx.settings, options.service, options.to);
+  ctx.print(`rollback ${plan.service}: ${plan.current.taskDefinitionArn} -> ${plan.target.taskDefinitionArn}${plan.fromLastKnownGood ? ' (last known good)' : ' (--to)'}`);
+  if (plan.downgradeCommand) ctx.print(`  the target expects Alembic ${plan.target.alembicHead}; this command does not touch the schema. If needed: ${plan.downgradeCommand}`);
+  if (options.dryRun) {
+    ctx.print('dry run: nothing changed');
+    return;
+  }
+  if (!options.yes && !(await ctx.confirm(`Roll ${plan.service} back to ${plan.target.taskDefinitionArn}?`))) {
+    throw new OperatorError('rollback: not confirmed, nothing changed', 1);
+  }
+  let state = await guards(ctx.deps, ctx.settings, { service: plan.service, manual: { actor: await ctx.actor(), targetTaskDefinition: plan.target.taskDefinitionArn, dryRun: false } });
+  if (state.decision === 'skip') throw new OperatorError(`rollback: another rollback of ${plan.service} holds the lock; see "rollback status", nothing changed`, 3);
+  if (state.decision !== 'proceed') {
+    await report(ctx.deps, ctx.settings, state);
+    throw new OperatorError(`rollback: ${state.reason}`, 1);
+  }
+  try {
+    state = await rollOut(ctx.deps, ctx.settings, state);
+    ctx.print(`UpdateService sent; pinned in ${state.rollout?.pin}`);
+    if (options.wait) {
+      for (;;) {
+        await ctx.sleep(10_000);
+        state = await checkSteady(ctx.deps, ctx.settings, state);
+        ctx.print(`  ${state.steady?.status}: ${state.steady?.detail}`);
+        if (state.steady?.status !== 'in-progress') break;
+      }
+      if (state.steady?.status === 'steady') state = await postChecks(ctx.deps, ctx.settings, state);
+    }
+  } catch (error) {
+    state = { ...state, error: { Error: (error as Error).name, Cause: oneLine(error) } };
+  }
+  const result = await report(ctx.deps, ctx.settings, state);
+  for (const line of state.checks?.lines ?? []) ctx.print(`  ${line}`);
+  ctx.print(`${result.outcome}: ${result.summary}`);
+  if (!['rolled-back', 'rollout-started'].includes(result.outcome)) throw new OperatorError(`rollback: ${result.outcome}: see the incidents topic and "rollback status"`, 1);
+}
+
+/** `flask db downgrade <revision>` in the API's current image, with the same snapshot and killswitch steps as the workflow. */
+export async function migrationCommand(ctx: RollbackCliContext, options: { readonly to: string; readonly yes?: boolean }): Promise<void> {
+  const revision = parseRevision(options.to);
+  const service = findService(ctx.settings, ctx.settings.api.serviceName);
+  const current = currentTaskDefinition(await describeService(ctx.deps.ecs, ctx.settings, service.serviceName));
+  const release = await describeRelease(ctx.deps.ecs, ctx.settings, current, ctx.settings.api.containerName);
+  ctx.print(`migration downgrade: "${downgradeArgs(revision).join(' ')}" in ${current} (schema now at ${release.alembicHead ?? 'unknown'})`);
+  ctx.print(`  before it: ${ctx.settings.beforeDowngrade === 'snapshot' ? `a snapshot of ${ctx.settings.databaseInstanceIdentifier}` : 'the PITR restore point is recorded'}; the killswitch is in maintenance while it runs`);
+  if (!options.yes && !(await ctx.confirm(`Downgrade the schema of ${ctx.settings.databaseInstanceIdentifier} to ${revision}?`))) {
+    throw new OperatorError('rollback: not confirmed, nothing changed', 1);
+  }
+  const actor = await ctx.actor();
+  const owner = `cli:${actor}:${Date.now()}`;
+  const now = (ctx.deps.now ?? (() => new Date()))();
+  if (!(await acquireLock(ctx.deps.doc, ctx.settings.tableName, { service: service.serviceName, owner, now, ttlSeconds: 3600, reason: `manual migration downgrade by ${actor}` }))) {
+    throw new OperatorError(`rollback: another rollback of ${service.serviceName} holds the lock; see "rollback status", nothing changed`, 3);
+  }
+  try {
+    const preparation = await prepareDowngrade(ctx.deps, ctx.settings, revision, `manual downgrade by ${actor}`);
+    ctx.print(preparation.snapshotId ? `  snapshot ${preparation.snapshotId} started` : `  PITR restore point ${preparation.pitr?.restoreTo}`);
+    const task = await runMigrationTask({ ...ctx.deps, sleep: ctx.sleep }, ctx.settings, current, revision);
+    const result = await finishDowngrade(ctx.deps, ctx.settings, preparation, task, { group: release.logGroup, prefix: release.logStreamPrefix });
+    const summary = `${service.serviceName}: migration downgrade to ${revision} by ${actor}: ${result.detail}`;
+    const lines = [summary, `Logs: ${result.logStream ?? 'n/a'}`, `Killswitch: ${result.killswitch}`, preparation.snapshotId ? `Snapshot: ${preparation.snapshotId}` : `PITR point: ${preparation.pitr?.restoreTo}`];
+    await ctx.deps.sns.send(new PublishCommand({ TopicArn: ctx.settings.topicArn, Subject: `[atmr-dr] ${result.ok ? '' : 'ACTION NEEDED: '}migration downgrade ${ctx.settings.environmentName}`.slice(0, 100), Message: lines.join('\n') }));
+    await (ctx.deps.events as EventBridgeClient).send(
+      new PutEventsCommand({ Entries: [{ Source: EVENT_SOURCE, DetailType: 'Migration Downgrade Finished', Detail: JSON.stringify({ summary, at: new Date().toISOString(), actor: actor || BACKOUT_ACTOR, revision, ...result }) }] }),
+    );
+    for (const line of lines) ctx.print(line);
+    if (!result.ok) throw new OperatorError(`rollback: migration downgrade failed (exit code ${result.exitCode ?? 'none'}): the killswitch stays in maintenance; read ${result.logStream ?? 'the task logs'}`, 1);
+  } finally {
+    await releaseLock(ctx.deps.doc, ctx.settings.tableName, service.serviceName, owner);
+  }
+}
+
+/** `atmr-dr rollback status|service|migration`. */
+export function registerRollbackCommands(program: Command, makeContext: typeof defaultContext = defaultContext): void {
+  const rollback = program
+    .command('rollback')
+    .description('the backout: last known good, rollbacks and migration downgrades (same code as the automatic path)')
+    .option('--env <name>', "cdk.json environment (default: cdk.json's env)")
+    .option('--cluster <name>', 'ECS cluster (default: $ATMR_ECS_CLUSTER, the Ops stack output, the config)')
+    .option('--table <name>', 'ops-state table (default: $ATMR_OPS_TABLE, the Data stack output)')
+    .option('--topic <arn>', 'incidents topic (default: $ATMR_INCIDENTS_TOPIC, the Ops stack output)')
+    .option('--parameter <name>', 'killswitch parameter (default: $KILLSWITCH_PARAMETER, the Data stack output, the config)');
+  const globals = () => rollback.opts<GlobalOptions>();
+
+  rollback
+    .command('status')
+    .description('current task definition, last known good and its age, lock, last rollbacks')
+    .option('--service <name>', 'one service (default: every configured service)')
+    .option('--json', 'print JSON')
+    .action(async (opts: { service?: string; json?: boolean }) => {
+      const ctx = await makeContext(globals(), opts.service);
+      const services = opts.service ? [findService(ctx.settings, opts.service).serviceName] : [ctx.settings.api.serviceName, ...ctx.settings.workers.map((w) => w.serviceName)];
+      await statusCommand(ctx, services, Boolean(opts.json));
+    });
+
+  rollback
+    .command('service')
+    .description('roll a service back to its last known good (or --to), with the same lock as the automatic path')
+    .option('--service <name>', 'service (default: $ATMR_API_SERVICE, the Ops stack output, the config)')
+    .option('--to <taskDefinitionArn>', 'target task definition (default: the last known good)')
+    .option('--dry-run', 'print what would be done, change nothing')
+    .option('--yes', 'do not ask for confirmation')
+    .option('--wait', 'wait for steady state and run the post-rollback checks')
+    .action(async (opts: { service?: string; to?: string; dryRun?: boolean; yes?: boolean; wait?: boolean }) => {
+      const ctx = await makeContext(globals(), opts.service);
+      await serviceCommand(ctx, { service: ctx.serviceName, to: opts.to, dryRun: opts.dryRun, yes: opts.yes, wait: opts.wait });
+    });
+
+  rollback
+    .command('migration')
+    .description('flask db downgrade REVISION in the API\'s current image (snapshot or PITR point first, maintenance meanwhile)')
+    .requiredOption('--to <revision>', 'Alembic revision to go back to (never a relative step like -1)')
+    .option('--yes', 'do not ask for confirmation')
+    .action(async (opts: { to: string; yes?: boolean }) => {
+      parseRevision(opts.to);
+      const ctx = await makeContext(globals());
+      await migrationCommand(ctx, opts);
+    });
+}

@@ -1,0 +1,136 @@
+import {
+  DescribeServicesCommand,
+  DescribeTaskDefinitionCommand,
+  DescribeTasksCommand,
+  ECSClient,
+  ListTasksCommand,
+  Service,
+  TaskDefinition,
+  UpdateServiceCommand,
+} from '@aws-sdk/client-ecs';
+import { OperatorError } from '../shared/errors';
+import { BackoutServiceSettings, BackoutSettings } from './settings';
+
+/** What a release is, as far as a rollback cares. */
+export interface ReleaseInfo {
+  readonly taskDefinitionArn: string;
+  readonly family: string;
+  readonly images: string[];
+  readonly alembicHead: string | null;
+  /** awslogs settings of the API container (to name a migration task's log stream). */
+  readonly logGroup: string | null;
+  readonly logStreamPrefix: string | null;
+}
+
+/** `arn:aws:ecs:...:task-definition/<family>:<revision>` -> family. */
+export function taskDefinitionFamily(arn: string): string {
+  const match = /task-definition\/([^:]+):\d+$/.exec(arn);
+  if (!match) throw new OperatorError(`backout: "${arn}" is not a task definition ARN (arn:aws:ecs:<region>:<account>:task-definition/<family>:<revision>)`, 2);
+  return match[1];
+}
+
+export async function describeService(ecs: ECSClient, settings: BackoutSettings, serviceName: string): Promise<Service> {
+  const output = await ecs.send(new DescribeServicesCommand({ cluster: settings.clusterName, services: [serviceName] }));
+  const service = output.services?.[0];
+  if (!service || service.status === 'INACTIVE') {
+    const reason = output.failures?.[0]?.reason ?? service?.status ?? 'not found';
+    throw new OperatorError(`backout: ECS service ${serviceName} in cluster ${settings.clusterName}: ${reason}; check backout.clusterName and the service name`, 2);
+  }
+  return service;
+}
+
+/** The task definition the service is set to run (its PRIMARY deployment). */
+export function currentTaskDefinition(service: Service): string {
+  const primary = service.deployments?.find((d) => d.status === 'PRIMARY');
+  const arn = primary?.taskDefinition ?? service.taskDefinition;
+  if (!arn) throw new OperatorError(`backout: ECS service ${service.serviceName} has no task definition`, 1);
+  return arn;
+}
+
+export async function describeRelease(ecs: ECSClient, settings: BackoutSettings, taskDefinitionArn: string, containerName: string): Promise<ReleaseInfo> {
+  const output = await ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition: taskDefinitionArn, include: ['TAGS'] }));
+  const definition = output.taskDefinition as TaskDefinition;
+  const containers = definition.containerDefinitions ?? [];
+  const main = containers.find((c) => c.name === containerName) ?? containers[0];
+  let alembicHead: string | null = null;
+  if (settings.alembicHead.from === 'environment') {
+    alembicHead = main?.environment?.find((e) => e.name === settings.alembicHead.name)?.value ?? null;
+  } else {
+    alembicHead = output.tags?.find((t) => t.key === settings.alembicHead.name)?.value ?? null;
+  }
+  const logOptions = main?.logConfiguration?.logDriver === 'awslogs' ? main.logConfiguration.options : undefined;
+  return {
+    taskDefinitionArn: definition.taskDefinitionArn ?? taskDefinitionArn,
+    family: definition.family ?? taskDefinitionFamily(taskDefinitionArn),
+    images: containers.map((c) => c.image ?? '').filter(Boolean),
+    alembicHead,
+    logGroup: logOptions?.['awslogs-group'] ?? null,
+    logStreamPrefix: logOptions?.['awslogs-stream-prefix'] ?? null,
+  };
+}
+
+/** Image digests the running tasks of a task definition actually pulled (the tag may have moved since). */
+export async function runningImageDigests(ecs: ECSClient, settings: BackoutSettings, serviceName: string, taskDefinitionArn: string): Promise<string[]> {
+  const { taskArns } = await ecs.send(new ListTasksCommand({ cluster: settings.clusterName, serviceName, desiredStatus: 'RUNNING' }));
+  if (!taskArns?.length) return [];
+  const { tasks } = await ecs.send(new DescribeTasksCommand({ cluster: settings.clusterName, tasks: taskArns.slice(0, 100) }));
+  const digests = new Set<string>();
+  for (const task of tasks ?? []) {
+    if (task.taskDefinitionArn !== taskDefinitionArn) continue;
+    for (const container of task.containers ?? []) if (container.imageDigest) digests.add(`${container.image?.split('@')[0].split(':')[0]}@${container.imageDigest}`);
+  }
+  return [...digests].sort();
+}
+
+/** Refuses a target of another family: a rollback never swaps the API for another application. */
+export function assertFamily(service: BackoutServiceSettings, taskDefinitionArn: string): void {
+  const family = taskDefinitionFamily(taskDefinitionArn);
+  if (family !== service.taskFamily) {
+    throw new OperatorError(
+      `backout: task definition ${taskDefinitionArn} is of family "${family}", service ${service.serviceName} runs "${service.taskFamily}": pass a revision of ${service.taskFamily}`,
+      2,
+    );
+  }
+}
+
+export async function updateServiceTo(ecs: ECSClient, settings: BackoutSettings, serviceName: string, taskDefinitionArn: string): Promise<{ deploymentId: string | null }> {
+  try {
+    const { service } = await ecs.send(new UpdateServiceCommand({ cluster: settings.clusterName, service: serviceName, taskDefinition: taskDefinitionArn }));
+    const primary = service?.deployments?.find((d) => d.status === 'PRIMARY');
+    return { deploymentId: primary?.id ?? null };
+  } catch (error) {
+    const name = (error as { name?: string }).name ?? 'Error';
+    throw new OperatorError(`backout: ECS refused UpdateService of ${serviceName} to ${taskDefinitionArn} (${name}: ${(error as Error).message}); nothing was rolled back`, 1);
+  }
+}
+
+export type SteadyStatus = 'steady' | 'in-progress' | 'failed';
+
+/**
+ * Where the rollback deployment stands: steady when the primary deployment runs the target at the
+ * desired count and is the only one; failed when ECS itself gave up (circuit breaker).
+ */
+export function deploymentStatus(service: Service, targetTaskDefinition: string): { status: SteadyStatus; detail: string } {
+  const primary = service.deployments?.find((d) => d.status === 'PRIMARY');
+  if (!primary || primary.taskDefinition !== targetTaskDefinition) {
+    return { status: 'failed', detail: `the primary deployment runs ${primary?.taskDefinition ?? 'nothing'}, not ${targetTaskDefinition} (someone deployed meanwhile?)` };
+  }
+  if (primary.rolloutState === 'FAILED') return { status: 'failed', detail: `ECS marked the deployment FAILED: ${primary.rolloutStateReason ?? 'no reason given'}` };
+  const others = (service.deployments ?? []).length - 1;
+  const running = primary.runningCount ?? 0;
+  const desired = primary.desiredCount ?? 0;
+  if ((primary.rolloutState === 'COMPLETED' || primary.rolloutState === undefined) && others === 0 && running === desired) {
+    return { status: 'steady', detail: `${running}/${desired} tasks running ${targetTaskDefinition}` };
+  }
+  return { status: 'in-progress', detail: `${running}/${desired} tasks running, ${others} older deployment(s) draining` };
+}
+
+/** Tasks of the target release that stopped since the rollback began (a crash loop shows here). */
+export async function stoppedTasksSince(ecs: ECSClient, settings: BackoutSettings, serviceName: string, taskDefinitionArn: string, since: Date): Promise<string[]> {
+  const { taskArns } = await ecs.send(new ListTasksCommand({ cluster: settings.clusterName, serviceName, desiredStatus: 'STOPPED' }));
+  if (!taskArns?.length) return [];
+  const { tasks } = await ecs.send(new DescribeTasksCommand({ cluster: settings.clusterName, tasks: taskArns.slice(0, 100) }));
+  return (tasks ?? [])
+    .filter((t) => t.taskDefinitionArn === taskDefinitionArn && t.stoppingAt && t.stoppingAt.getTime() >= since.getTime())
+    .map((t) => `${t.taskArn?.split('/').pop()}: ${t.stoppedReason ?? 'stopped'}`);
+}

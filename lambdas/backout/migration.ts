@@ -1,0 +1,196 @@
+import { CreateDBSnapshotCommand, DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
+import { DescribeTasksCommand, ECSClient, RunTaskCommand } from '@aws-sdk/client-ecs';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { readKillswitch, writeKillswitch } from '../killswitch/core';
+import { KillswitchValue } from '../killswitch/value';
+import { OperatorError } from '../shared/errors';
+import { BackoutSettings, clusterArn } from './settings';
+
+/** Who the killswitch shows as having set maintenance for a downgrade. */
+export const BACKOUT_ACTOR = 'atmr-dr backout';
+
+/**
+ * An Alembic revision to downgrade TO: an identifier (hex id, `base`), never a relative step such
+ * as `-1`, which would go one step further on every retry.
+ */
+export function parseRevision(revision: string | null | undefined): string {
+  const text = (revision ?? '').trim();
+  if (!/^[A-Za-z0-9_]{1,64}$/.test(text)) {
+    throw new OperatorError(
+      `backout: "${revision ?? ''}" is not an Alembic revision: pass the revision to go back to (e.g. abc123def456 or base), never a relative step like -1`,
+      2,
+    );
+  }
+  return text;
+}
+
+export function downgradeArgs(revision: string): string[] {
+  return ['flask', 'db', 'downgrade', parseRevision(revision)];
+}
+
+/** The exact command a human runs when atmr-dr does not downgrade by itself. */
+export function downgradeCommandLine(revision: string): string {
+  return `${downgradeArgs(revision).join(' ')}   # or: npx atmr-dr rollback migration --to ${revision}`;
+}
+
+export interface DowngradePreparation {
+  /** Manual snapshot taken before the downgrade (the state at its start is kept). */
+  readonly snapshotId: string | null;
+  /** With `beforeDowngrade: pitr`: the time to restore to, and the latest restorable time then. */
+  readonly pitr: { readonly restoreTo: string; readonly latestRestorableTime: string | null } | null;
+  /** The killswitch value atmr-dr wrote (to restore only if nobody changed it since), or null if it left it. */
+  readonly killswitchSet: { readonly updatedAt: string; readonly previous: KillswitchValue | null } | null;
+  readonly startedAt: string;
+}
+
+export interface MigrationDeps {
+  readonly rds: RDSClient;
+  readonly ssm: SSMClient;
+  readonly ecs: ECSClient;
+  readonly now?: () => Date;
+}
+
+const stamp = (date: Date) => date.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+
+/** Before a downgrade: a snapshot (or the PITR time), then maintenance for the duration. */
+export async function prepareDowngrade(deps: MigrationDeps, settings: BackoutSettings, revision: string, reason: string): Promise<DowngradePreparation> {
+  parseRevision(revision);
+  const now = (deps.now ?? (() => new Date()))();
+  let snapshotId: string | null = null;
+  let pitr: DowngradePreparation['pitr'] = null;
+  if (settings.beforeDowngrade === 'snapshot') {
+    snapshotId = `atmr-dr-backout-${settings.environmentName}-${stamp(now)}`;
+    await deps.rds.send(
+      new CreateDBSnapshotCommand({
+        DBInstanceIdentifier: settings.databaseInstanceIdentifier,
+        DBSnapshotIdentifier: snapshotId,
+        Tags: [{ Key: 'atmr-dr', Value: `before downgrade to ${revision}` }],
+      }),
+    );
+  } else {
+    const { DBInstances } = await deps.rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: settings.databaseInstanceIdentifier }));
+    pitr = { restoreTo: now.toISOString(), latestRestorableTime: DBInstances?.[0]?.LatestRestorableTime?.toISOString() ?? null };
+  }
+
+  const current = await readKillswitch(deps.ssm, settings.killswitchParameterName);
+  let killswitchSet: DowngradePreparation['killswitchSet'] = null;
+  if (current.value?.mode !== 'maintenance') {
+    const write = await writeKillswitch(
+      { ssm: deps.ssm, now: () => now },
+      { parameterName: settings.killswitchParameterName, mode: 'maintenance', reason: `${reason}: migration downgrade to ${revision}`.slice(0, 500), actor: BACKOUT_ACTOR, expiresAt: null },
+    );
+    killswitchSet = { updatedAt: write.written.updatedAt, previous: current.value };
+  }
+  return { snapshotId, pitr, killswitchSet, startedAt: now.toISOString() };
+}
+
+/** The stopped migration task, as ECS (or the Step Functions .sync integration) describes it. */
+export interface MigrationTaskResult {
+  readonly taskArn: string | null;
+  readonly exitCode: number | null;
+  readonly stoppedReason: string | null;
+  readonly startedAt: string | null;
+  readonly stoppedAt: string | null;
+}
+
+export interface DowngradeResult {
+  readonly ok: boolean;
+  readonly exitCode: number | null;
+  readonly durationSeconds: number;
+  readonly logStream: string | null;
+  readonly killswitch: string;
+  readonly detail: string;
+}
+
+/**
+ * After the task stopped: exit code, duration and log stream for the report; maintenance is lifted
+ * only on success and only if the value is still the one atmr-dr wrote (someone's later change wins).
+ * After a failed downgrade the schema is in between two releases: maintenance stays for a human.
+ */
+export async function finishDowngrade(
+  deps: MigrationDeps,
+  settings: BackoutSettings,
+  preparation: DowngradePreparation,
+  task: MigrationTaskResult,
+  log: { group: string | null; prefix: string | null },
+): Promise<DowngradeResult> {
+  const now = (deps.now ?? (() => new Date()))();
+  const ok = task.exitCode === 0;
+  const start = Date.parse(task.startedAt ?? preparation.startedAt);
+  const end = task.stoppedAt ? Date.parse(task.stoppedAt) : now.getTime();
+  const taskId = task.taskArn?.split('/').pop();
+  const logStream = log.group && log.prefix && taskId ? `${log.group}:${log.prefix}/${settings.api.containerName}/${taskId}` : null;
+  let killswitch = 'left as it was (atmr-dr did not change it)';
+  if (preparation.killswitchSet) {
+    if (!ok) {
+      killswitch = 'left in maintenance: the downgrade failed, the schema may be between two releases';
+    } else {
+      const current = await readKillswitch(deps.ssm, settings.killswitchParameterName);
+      if (current.value?.updatedAt !== preparation.killswitchSet.updatedAt) {
+        killswitch = `left as is: changed since by ${current.value?.actor ?? 'someone'} (${current.value?.mode ?? 'malformed'})`;
+      } else {
+        const previous = preparation.killswitchSet.previous;
+        const stillValid = previous?.expiresAt ? Date.parse(previous.expiresAt) > now.getTime() : true;
+        const mode = previous && stillValid ? previous.mode : 'normal';
+        await writeKillswitch(
+          { ssm: deps.ssm, now: () => now },
+          {
+            parameterName: settings.killswitchParameterName,
+            mode,
+            reason: previous && stillValid ? previous.reason : 'migration downgrade finished',
+            actor: BACKOUT_ACTOR,
+            expiresAt: previous?.expiresAt && stillValid ? new Date(previous.expiresAt) : null,
+          },
+        );
+        killswitch = `restored to ${mode}`;
+      }
+    }
+  }
+  const detail = ok
+    ? `downgrade exited 0 in ${Math.round((end - start) / 1000)} s`
+    : `downgrade failed: exit code ${task.exitCode ?? 'none'} (${task.stoppedReason ?? 'no reason'})`;
+  return { ok, exitCode: task.exitCode, durationSeconds: Math.max(0, Math.round((end - start) / 1000)), logStream, killswitch, detail };
+}
+
+/** The RunTask request of a downgrade: the CURRENT task definition (only it holds the downgrade script). */
+export function migrationRunTaskInput(settings: BackoutSettings, currentTaskDefinition: string, revision: string) {
+  return {
+    cluster: clusterArn(settings),
+    taskDefinition: currentTaskDefinition,
+    launchType: 'FARGATE' as const,
+    startedBy: 'atmr-dr-backout',
+    networkConfiguration: { awsvpcConfiguration: { subnets: settings.subnetIds, securityGroups: settings.securityGroupIds, assignPublicIp: 'DISABLED' as const } },
+    overrides: { containerOverrides: [{ name: settings.api.containerName, command: downgradeArgs(revision) }] },
+  };
+}
+
+/** The CLI's path: RunTask, then poll until the task stops (the workflow uses ECS's .sync wait instead). */
+export async function runMigrationTask(
+  deps: MigrationDeps & { sleep?: (ms: number) => Promise<void> },
+  settings: BackoutSettings,
+  currentTaskDefinition: string,
+  revision: string,
+  timeoutSeconds = 900,
+): Promise<MigrationTaskResult> {
+  const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const { tasks, failures } = await deps.ecs.send(new RunTaskCommand(migrationRunTaskInput(settings, currentTaskDefinition, revision)));
+  const taskArn = tasks?.[0]?.taskArn;
+  if (!taskArn) throw new OperatorError(`backout: ECS did not start the migration task (${failures?.[0]?.reason ?? 'no reason given'})`, 1);
+  const deadline = Date.now() + timeoutSeconds * 1000;
+  for (;;) {
+    const { tasks: described } = await deps.ecs.send(new DescribeTasksCommand({ cluster: settings.clusterName, tasks: [taskArn] }));
+    const task = described?.[0];
+    if (task?.lastStatus === 'STOPPED') {
+      const container = task.containers?.find((c) => c.name === settings.api.containerName);
+      return {
+        taskArn,
+        exitCode: container?.exitCode ?? null,
+        stoppedReason: task.stoppedReason ?? null,
+        startedAt: task.startedAt?.toISOString() ?? null,
+        stoppedAt: task.stoppedAt?.toISOString() ?? null,
+      };
+    }
+    if (Date.now() > deadline) return { taskArn, exitCode: null, stoppedReason: `still ${task?.lastStatus ?? 'unknown'} after ${timeoutSeconds} s`, startedAt: null, stoppedAt: null };
+    await sleep(5000);
+  }
+}

@@ -1,0 +1,90 @@
+import { z } from 'zod';
+import { OperatorError } from '../shared/errors';
+
+/** One service the backout watches: its name and the only task-definition family it may run. */
+export const BackoutServiceSettingsSchema = z.strictObject({
+  serviceName: z.string().min(1),
+  taskFamily: z.string().min(1),
+});
+
+/**
+ * Everything the backout code needs, resolved (names of deployed resources included). The construct
+ * passes it to the functions as one JSON variable; the CLI builds it from the config and the names it
+ * resolves. One shape, so the Lambda and the CLI run the same code with the same inputs.
+ */
+export const BackoutSettingsSchema = z.strictObject({
+  environmentName: z.string().min(1),
+  region: z.string().min(1),
+  account: z.string().min(1),
+  dryRun: z.boolean(),
+  clusterName: z.string().min(1),
+  /** The API service: the alarms watch it, migrations run with its current task definition. */
+  api: BackoutServiceSettingsSchema.extend({ containerName: z.string().min(1) }),
+  workers: z.array(BackoutServiceSettingsSchema),
+  tableName: z.string().min(3),
+  topicArn: z.string(),
+  killswitchParameterName: z.string().min(1),
+  /** SSM path prefix of the pins: `<prefix>/<service>` holds what the next deploy must not bring back. */
+  pinParameterPrefix: z.string().regex(/^\/[a-zA-Z0-9_./-]+[^/]$/),
+  alarmNames: z.strictObject({ errorRate: z.string().min(1), noHealthyHosts: z.string().min(1) }),
+  targetGroupFullName: z.string().min(1),
+  loadBalancerFullName: z.string().min(1),
+  healthUrl: z.string().url(),
+  readyUrl: z.string().url(),
+  bakeSeconds: z.number().int().positive(),
+  errorRatePercent: z.number().positive(),
+  minRequestsPerMinute: z.number().int().positive(),
+  evaluationMinutes: z.number().int().positive(),
+  cooldownSeconds: z.number().int().positive(),
+  steadyTimeoutSeconds: z.number().int().positive(),
+  autoDowngradeMigrations: z.boolean(),
+  alembicHead: z.strictObject({ from: z.enum(['environment', 'tag']), name: z.string().min(1) }),
+  beforeDowngrade: z.enum(['snapshot', 'pitr']),
+  databaseInstanceIdentifier: z.string().min(1),
+  /** Network placement of the migration task (awsvpc). */
+  subnetIds: z.array(z.string()).min(1),
+  securityGroupIds: z.array(z.string()).min(1),
+});
+export type BackoutSettings = z.infer<typeof BackoutSettingsSchema>;
+export type BackoutServiceSettings = z.infer<typeof BackoutServiceSettingsSchema>;
+
+/** Name of the variable that carries the settings JSON into the functions. */
+export const BACKOUT_SETTINGS_ENV = 'BACKOUT_SETTINGS';
+
+export function parseBackoutSettings(json: string | undefined): BackoutSettings {
+  if (!json) throw new OperatorError(`backout: ${BACKOUT_SETTINGS_ENV} is not set`, 2);
+  const result = BackoutSettingsSchema.safeParse(JSON.parse(json));
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    throw new OperatorError(`backout: settings ${issue.path.join('.')}: ${issue.message}`, 2);
+  }
+  return result.data;
+}
+
+/** The API first, then the workers. */
+export function configuredServices(settings: BackoutSettings): BackoutServiceSettings[] {
+  return [{ serviceName: settings.api.serviceName, taskFamily: settings.api.taskFamily }, ...settings.workers];
+}
+
+/** The configured service of that name, or a one-line error naming the ones that exist. */
+export function findService(settings: BackoutSettings, serviceName: string): BackoutServiceSettings {
+  const found = configuredServices(settings).find((s) => s.serviceName === serviceName);
+  if (!found) {
+    const known = configuredServices(settings).map((s) => s.serviceName).join(', ');
+    throw new OperatorError(`backout: unknown service "${serviceName}": use one of ${known} (config backout.api / backout.workers)`, 2);
+  }
+  return found;
+}
+
+export function clusterArn(settings: BackoutSettings): string {
+  return `arn:aws:ecs:${settings.region}:${settings.account}:cluster/${settings.clusterName}`;
+}
+
+export function pinParameterName(settings: BackoutSettings, serviceName: string): string {
+  return `${settings.pinParameterPrefix}/${serviceName}`;
+}
+
+/** Where the pins live: `<prefix>/<service>`; the deploy pipeline reads them. */
+export function pinParameterPrefix(environmentName: string): string {
+  return `/atmr-dr/${environmentName}/backout/pinned`;
+}

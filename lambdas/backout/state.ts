@@ -1,0 +1,216 @@
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+
+/**
+ * The backout's records in the ops-state table:
+ *   LKG#<service>      AT#<iso>        last-known-good history (newest = the rollback target)
+ *   ROLLBACK#<service> LOCK            one rollback at a time (conditional write, expires)
+ *   ROLLBACK#<service> COOLDOWN        no automatic rollback before `until`
+ *   ROLLBACK#<service> RELEASE#<arn>   one automatic rollback per release (written once)
+ *   ROLLBACK#<service> HISTORY#<iso>#<owner>  what each rollback did
+ */
+export const lkgKey = (service: string) => `LKG#${service}`;
+export const rollbackKey = (service: string) => `ROLLBACK#${service}`;
+
+const DAY = 86_400;
+const LKG_RETENTION_SECONDS = 365 * DAY;
+const HISTORY_RETENTION_SECONDS = 180 * DAY;
+
+/** One release that stayed healthy through the bake: the only kind of rollback target. */
+export interface LastKnownGood {
+  readonly service: string;
+  readonly taskDefinitionArn: string;
+  /** Image references of the containers (digests when ECS resolved them). */
+  readonly images: readonly string[];
+  /** Alembic head the release declares, when it declares one. */
+  readonly alembicHead: string | null;
+  readonly deploymentId: string | null;
+  /** When the deployment completed, and when the bake confirmed it. */
+  readonly deployedAt: string;
+  readonly recordedAt: string;
+}
+
+export interface LockRecord {
+  readonly owner: string;
+  readonly acquiredAt: string;
+  readonly expiresAt: number;
+  readonly reason: string;
+}
+
+export interface RollbackHistoryEntry {
+  readonly service: string;
+  readonly owner: string;
+  readonly at: string;
+  readonly outcome: string;
+  readonly summary: string;
+  readonly fromTaskDefinition: string | null;
+  readonly toTaskDefinition: string | null;
+  readonly trigger: string;
+  readonly seconds: number | null;
+}
+
+const epoch = (date: Date) => Math.floor(date.getTime() / 1000);
+
+export async function putLastKnownGood(doc: DynamoDBDocumentClient, table: string, record: LastKnownGood): Promise<void> {
+  await doc.send(
+    new PutCommand({
+      TableName: table,
+      Item: { pk: lkgKey(record.service), sk: `AT#${record.recordedAt}`, ...record, expiresAt: epoch(new Date(record.recordedAt)) + LKG_RETENTION_SECONDS },
+    }),
+  );
+}
+
+/** Newest first. */
+export async function lastKnownGoodHistory(doc: DynamoDBDocumentClient, table: string, service: string, limit = 10): Promise<LastKnownGood[]> {
+  const { Items } = await doc.send(
+    new QueryCommand({
+      TableName: table,
+      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :at)',
+      ExpressionAttributeValues: { ':pk': lkgKey(service), ':at': 'AT#' },
+      ScanIndexForward: false,
+      Limit: limit,
+    }),
+  );
+  return (Items ?? []).map(stripKeys) as unknown as LastKnownGood[];
+}
+
+export async function latestLastKnownGood(doc: DynamoDBDocumentClient, table: string, service: string): Promise<LastKnownGood | null> {
+  return (await lastKnownGoodHistory(doc, table, service, 1))[0] ?? null;
+}
+
+function stripKeys(item: Record<string, unknown>): Record<string, unknown> {
+  const { pk: _pk, sk: _sk, expiresAt: _expiresAt, ...rest } = item;
+  return rest;
+}
+
+function isConditionFailure(error: unknown): boolean {
+  return error instanceof ConditionalCheckFailedException || (error as { name?: string }).name === 'ConditionalCheckFailedException';
+}
+
+/**
+ * Takes the service's rollback lock for `ttlSeconds` (a crashed holder cannot block forever).
+ * Returns false when someone else holds it; DynamoDB errors propagate: no lock, no action.
+ */
+export async function acquireLock(
+  doc: DynamoDBDocumentClient,
+  table: string,
+  lock: { service: string; owner: string; now: Date; ttlSeconds: number; reason: string },
+): Promise<boolean> {
+  try {
+    await doc.send(
+      new PutCommand({
+        TableName: table,
+        Item: {
+          pk: rollbackKey(lock.service),
+          sk: 'LOCK',
+          owner: lock.owner,
+          acquiredAt: lock.now.toISOString(),
+          reason: lock.reason,
+          expiresAt: epoch(lock.now) + lock.ttlSeconds,
+        },
+        ConditionExpression: 'attribute_not_exists(pk) OR expiresAt < :now',
+        ExpressionAttributeValues: { ':now': epoch(lock.now) },
+      }),
+    );
+    return true;
+  } catch (error) {
+    if (isConditionFailure(error)) return false;
+    throw error;
+  }
+}
+
+/** Releases the lock if `owner` still holds it (never someone else's). */
+export async function releaseLock(doc: DynamoDBDocumentClient, table: string, service: string, owner: string): Promise<boolean> {
+  try {
+    await doc.send(
+      new DeleteCommand({
+        TableName: table,
+        Key: { pk: rollbackKey(service), sk: 'LOCK' },
+        ConditionExpression: '#owner = :owner',
+        ExpressionAttributeNames: { '#owner': 'owner' },
+        ExpressionAttributeValues: { ':owner': owner },
+      }),
+    );
+    return true;
+  } catch (error) {
+    if (isConditionFailure(error)) return false;
+    throw error;
+  }
+}
+
+export async function readLock(doc: DynamoDBDocumentClient, table: string, service: string, now: Date): Promise<LockRecord | null> {
+  const { Item } = await doc.send(new GetCommand({ TableName: table, Key: { pk: rollbackKey(service), sk: 'LOCK' }, ConsistentRead: true }));
+  if (!Item || (Item.expiresAt as number) < epoch(now)) return null;
+  return { owner: Item.owner as string, acquiredAt: Item.acquiredAt as string, expiresAt: Item.expiresAt as number, reason: Item.reason as string };
+}
+
+/** The end of the cooldown, when one is running at `now`. */
+export async function cooldownUntil(doc: DynamoDBDocumentClient, table: string, service: string, now: Date): Promise<string | null> {
+  const { Item } = await doc.send(new GetCommand({ TableName: table, Key: { pk: rollbackKey(service), sk: 'COOLDOWN' }, ConsistentRead: true }));
+  const until = Item?.until as string | undefined;
+  return until && Date.parse(until) > now.getTime() ? until : null;
+}
+
+export async function startCooldown(doc: DynamoDBDocumentClient, table: string, service: string, now: Date, seconds: number): Promise<string> {
+  const until = new Date(now.getTime() + seconds * 1000);
+  await doc.send(
+    new PutCommand({
+      TableName: table,
+      Item: { pk: rollbackKey(service), sk: 'COOLDOWN', until: until.toISOString(), expiresAt: epoch(until) + DAY },
+    }),
+  );
+  return until.toISOString();
+}
+
+/**
+ * Marks the release (task definition) as automatically rolled back; false when it already was:
+ * a flapping alarm cannot roll the same release back twice.
+ */
+export async function claimReleaseRollback(
+  doc: DynamoDBDocumentClient,
+  table: string,
+  claim: { service: string; taskDefinitionArn: string; owner: string; now: Date },
+): Promise<boolean> {
+  try {
+    await doc.send(
+      new PutCommand({
+        TableName: table,
+        Item: {
+          pk: rollbackKey(claim.service),
+          sk: `RELEASE#${claim.taskDefinitionArn}`,
+          owner: claim.owner,
+          at: claim.now.toISOString(),
+          expiresAt: epoch(claim.now) + HISTORY_RETENTION_SECONDS,
+        },
+        ConditionExpression: 'attribute_not_exists(pk)',
+      }),
+    );
+    return true;
+  } catch (error) {
+    if (isConditionFailure(error)) return false;
+    throw error;
+  }
+}
+
+export async function recordRollback(doc: DynamoDBDocumentClient, table: string, entry: RollbackHistoryEntry): Promise<void> {
+  await doc.send(
+    new PutCommand({
+      TableName: table,
+      Item: { pk: rollbackKey(entry.service), sk: `HISTORY#${entry.at}#${entry.owner}`, ...entry, expiresAt: epoch(new Date(entry.at)) + HISTORY_RETENTION_SECONDS },
+    }),
+  );
+}
+
+/** Newest first. */
+export async function rollbackHistory(doc: DynamoDBDocumentClient, table: string, service: string, limit = 5): Promise<RollbackHistoryEntry[]> {
+  const { Items } = await doc.send(
+    new QueryCommand({
+      TableName: table,
+      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :h)',
+      ExpressionAttributeValues: { ':pk': rollbackKey(service), ':h': 'HISTORY#' },
+      ScanIndexForward: false,
+      Limit: limit,
+    }),
+  );
+  return (Items ?? []).map(stripKeys) as unknown as RollbackHistoryEntry[];
+}

@@ -1,0 +1,554 @@
+import type { Logger } from '@aws-lambda-powertools/logger';
+import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
+import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
+import { ECSClient } from '@aws-sdk/client-ecs';
+import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { RDSClient } from '@aws-sdk/client-rds';
+import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
+import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { EVENT_SOURCE } from '../shared/constants';
+import { OperatorError, oneLine } from '../shared/errors';
+import { assertFamily, currentTaskDefinition, deploymentStatus, describeRelease, describeService, ReleaseInfo, stoppedTasksSince, updateServiceTo } from './ecs';
+import { DowngradePreparation, DowngradeResult, downgradeArgs, downgradeCommandLine, finishDowngrade, MigrationTaskResult, prepareDowngrade } from './migration';
+import { BackoutSettings, findService, pinParameterName } from './settings';
+import { conditionHolds, readApiSignals } from './signals';
+import {
+  acquireLock,
+  claimReleaseRollback,
+  cooldownUntil,
+  LastKnownGood,
+  latestLastKnownGood,
+  LockRecord,
+  readLock,
+  recordRollback,
+  releaseLock,
+  RollbackHistoryEntry,
+  rollbackHistory,
+  startCooldown,
+} from './state';
+
+export const ROLLBACK_FINISHED_DETAIL_TYPE = 'Rollback Finished';
+export const ROLLBACK_SECONDS_METRIC = 'RollbackSeconds';
+/** 1 when a rollback that acted ended healthy, 0 when it did not. */
+export const ROLLBACK_OUTCOME_METRIC = 'RollbackOutcome';
+
+export interface BackoutDeps {
+  readonly ecs: ECSClient;
+  readonly cloudwatch: CloudWatchClient;
+  readonly doc: DynamoDBDocumentClient;
+  readonly ssm: SSMClient;
+  readonly sns: SNSClient;
+  readonly events: EventBridgeClient;
+  readonly rds: RDSClient;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly now?: () => Date;
+  readonly fetch?: typeof fetch;
+}
+
+/** What started a rollback: a backout alarm (the raw EventBridge event) or an operator. */
+const AlarmEventSchema = z.looseObject({
+  source: z.literal('aws.cloudwatch'),
+  'detail-type': z.literal('CloudWatch Alarm State Change'),
+  time: z.iso.datetime({ offset: true }),
+  detail: z.looseObject({ alarmName: z.string(), state: z.looseObject({ value: z.literal('ALARM') }) }),
+});
+export const RollbackRequestSchema = z.union([
+  z.strictObject({ service: z.string().min(1), event: z.unknown() }),
+  z.strictObject({
+    service: z.string().min(1),
+    manual: z.strictObject({ actor: z.string().min(1), targetTaskDefinition: z.string().optional(), dryRun: z.boolean().default(false) }),
+  }),
+]);
+export type RollbackRequest = z.input<typeof RollbackRequestSchema>;
+
+export type Decision = 'proceed' | 'notify' | 'skip' | 'ignore';
+export type Outcome =
+  | 'rolled-back'
+  | 'rolled-back-checks-failed'
+  | 'steady-timeout'
+  | 'deployment-failed'
+  | 'migration-failed'
+  | 'error'
+  | 'dry-run'
+  | 'not-needed'
+  | 'refused'
+  | 'rollout-started';
+
+/** The workflow's state: every step takes it and returns it, completed. */
+export interface RollbackState {
+  readonly service: string;
+  readonly owner: string;
+  readonly trigger: { readonly kind: 'alarm' | 'manual'; readonly name: string; readonly at: string };
+  readonly decision: Decision;
+  readonly reason: string;
+  /** Does the end of this rollback need a human (page) rather than a notice? */
+  readonly page: boolean;
+  readonly dryRun: boolean;
+  readonly lockHeld: boolean;
+  readonly from: ReleaseInfo | null;
+  readonly to: { readonly taskDefinitionArn: string; readonly images: readonly string[]; readonly alembicHead: string | null } | null;
+  readonly downgrade: {
+    /** The releases declare different Alembic heads. */
+    readonly needed: boolean;
+    /** atmr-dr runs it itself (autoDowngradeMigrations, not a dry run). */
+    readonly run: boolean;
+    readonly revision: string | null;
+    readonly args: string[] | null;
+    readonly command: string | null;
+    readonly preparation?: DowngradePreparation;
+    /** The .sync integration's output, or its error. */
+    readonly task?: Record<string, unknown>;
+    readonly taskError?: { readonly Error?: string; readonly Cause?: string };
+    readonly result?: DowngradeResult;
+  };
+  readonly rollout?: { readonly startedAt: string; readonly deploymentId: string | null; readonly pin: string };
+  readonly steady?: { readonly status: 'steady' | 'in-progress' | 'failed' | 'timeout'; readonly detail: string; readonly at: string };
+  readonly checks?: { readonly ok: boolean; readonly lines: string[] };
+  /** The Catch of a failed step (Step Functions' `{Error, Cause}`). */
+  readonly error?: { readonly Error?: string; readonly Cause?: string };
+}
+
+const nowOf = (deps: { now?: () => Date }) => (deps.now ?? (() => new Date()))();
+
+function base(service: string, trigger: RollbackState['trigger'], dryRun: boolean): RollbackState {
+  return {
+    service,
+    owner: randomUUID(),
+    trigger,
+    decision: 'ignore',
+    reason: '',
+    page: false,
+    dryRun,
+    lockHeld: false,
+    from: null,
+    to: null,
+    downgrade: { needed: false, run: false, revision: null, args: null, command: null },
+  };
+}
+
+/**
+ * The guards, in order: a valid trigger for a configured service; a target (the last known good,
+ * or the operator's `--to`) of the service's family that differs from what runs; for alarms, the
+ * condition still holds; the lock; for alarms, no cooldown and no earlier automatic rollback of this
+ * release. Everything that can be decided before the lock is read-only.
+ */
+export async function guards(deps: BackoutDeps, settings: BackoutSettings, input: unknown): Promise<RollbackState> {
+  const now = nowOf(deps);
+  const request = RollbackRequestSchema.safeParse(input);
+  if (!request.success) {
+    deps.logger.warn('ignored: malformed rollback request', { problem: oneLine(request.error.issues[0]?.message) });
+    return { ...base('unknown', { kind: 'alarm', name: 'malformed', at: now.toISOString() }, settings.dryRun), reason: 'malformed request' };
+  }
+  const { service: serviceName } = request.data;
+  let trigger: RollbackState['trigger'];
+  let targetOverride: string | undefined;
+  let dryRun = settings.dryRun;
+  if ('event' in request.data) {
+    const event = AlarmEventSchema.safeParse(request.data.event);
+    const alarmNames = [settings.alarmNames.errorRate, settings.alarmNames.noHealthyHosts];
+    if (!event.success || !alarmNames.includes(event.data.detail.alarmName)) {
+      const why = event.success ? `alarm ${event.data.detail.alarmName} is not a backout alarm` : `${event.error.issues[0].path.join('.')}: ${event.error.issues[0].message}`;
+      deps.logger.warn('ignored: not a backout alarm going to ALARM', { why });
+      return { ...base(serviceName, { kind: 'alarm', name: 'foreign', at: now.toISOString() }, dryRun), reason: `ignored: ${why}` };
+    }
+    trigger = { kind: 'alarm', name: event.data.detail.alarmName, at: event.data.time };
+  } else {
+    trigger = { kind: 'manual', name: request.data.manual.actor, at: now.toISOString() };
+    targetOverride = request.data.manual.targetTaskDefinition;
+    dryRun = dryRun || request.data.manual.dryRun;
+  }
+  let state = base(serviceName, trigger, dryRun);
+  const automatic = trigger.kind === 'alarm';
+  const notify = (reason: string, page: boolean): RollbackState => ({ ...state, decision: 'notify', reason, page });
+
+  let service;
+  try {
+    service = findService(settings, serviceName);
+  } catch (error) {
+    deps.logger.warn('ignored: rollback request for a service the backout does not watch', { service: serviceName });
+    return { ...state, reason: `ignored: ${oneLine(error)}` };
+  }
+  const ecsService = await describeService(deps.ecs, settings, serviceName);
+  const currentArn = currentTaskDefinition(ecsService);
+  const containerName = serviceName === settings.api.serviceName ? settings.api.containerName : '';
+  const from = await describeRelease(deps.ecs, settings, currentArn, containerName);
+  state = { ...state, from };
+
+  let to: RollbackState['to'];
+  if (targetOverride) {
+    assertFamily(service, targetOverride);
+    const target = await describeRelease(deps.ecs, settings, targetOverride, containerName);
+    to = { taskDefinitionArn: target.taskDefinitionArn, images: target.images, alembicHead: target.alembicHead };
+  } else {
+    const lkg = await latestLastKnownGood(deps.doc, settings.tableName, serviceName);
+    if (!lkg) return notify(`no last known good is recorded for ${serviceName}: nothing rolled back, decide by hand`, true);
+    assertFamily(service, lkg.taskDefinitionArn);
+    to = { taskDefinitionArn: lkg.taskDefinitionArn, images: lkg.images, alembicHead: lkg.alembicHead };
+  }
+  state = { ...state, to };
+  if (to.taskDefinitionArn === currentArn) {
+    return notify(`${serviceName} already runs ${currentArn}, the rollback target: a rollback cannot help, investigate by hand`, true);
+  }
+
+  if (automatic) {
+    const signals = await readApiSignals(deps.cloudwatch, settings, new Date(now.getTime() - settings.evaluationMinutes * 60_000), now);
+    const condition = conditionHolds(settings, signals);
+    if (!condition.holds) return notify(`condition cleared (${condition.why}): no rollback`, false);
+    state = { ...state, reason: condition.why };
+  }
+
+  const lockTtl = settings.steadyTimeoutSeconds + 30 * 60;
+  const locked = await acquireLock(deps.doc, settings.tableName, { service: serviceName, owner: state.owner, now, ttlSeconds: lockTtl, reason: `${trigger.kind}: ${trigger.name}` });
+  if (!locked) {
+    deps.logger.info('skipped: another rollback of this service holds the lock', { service: serviceName });
+    return { ...state, decision: 'skip', reason: 'another rollback of this service is in progress' };
+  }
+  state = { ...state, lockHeld: true };
+  if (automatic && !dryRun) {
+    const until = await cooldownUntil(deps.doc, settings.tableName, serviceName, now);
+    if (until) return notify(`cooldown: ${serviceName} was rolled back recently, no automatic rollback before ${until}`, true);
+    const first = await claimReleaseRollback(deps.doc, settings.tableName, { service: serviceName, taskDefinitionArn: currentArn, owner: state.owner, now });
+    if (!first) return notify(`${currentArn} was already rolled back automatically once: no second automatic rollback of the same release`, true);
+  }
+
+  const needed = Boolean(serviceName === settings.api.serviceName && to.alembicHead && from.alembicHead && to.alembicHead !== from.alembicHead);
+  if (needed) {
+    const revision = to.alembicHead as string;
+    state = {
+      ...state,
+      downgrade: {
+        needed,
+        run: settings.autoDowngradeMigrations && !dryRun && automatic,
+        revision,
+        args: downgradeArgs(revision),
+        command: downgradeCommandLine(revision),
+      },
+    };
+  }
+  const plan = `roll ${serviceName} back from ${currentArn} to ${to.taskDefinitionArn}${needed ? ` after downgrading the schema to ${to.alembicHead}` : ''}`;
+  if (dryRun) return { ...state, decision: 'notify', reason: `dry run: would ${plan} (${state.reason || trigger.name})`, page: false };
+  return { ...state, decision: 'proceed', reason: `${plan} (${state.reason || trigger.name})` };
+}
+
+export async function prepareDowngradeStep(deps: BackoutDeps, settings: BackoutSettings, state: RollbackState): Promise<RollbackState> {
+  const preparation = await prepareDowngrade(deps, settings, state.downgrade.revision as string, `backout of ${state.service}`);
+  return { ...state, downgrade: { ...state.downgrade, preparation } };
+}
+
+/** The .sync output (or Catch) of the migration task, as a plain result. */
+export function migrationTaskFromSync(state: RollbackState, containerName: string): MigrationTaskResult {
+  const task = state.downgrade.task ?? tryJson(state.downgrade.taskError?.Cause);
+  const get = (key: string) => (task?.[key] ?? task?.[key.charAt(0).toLowerCase() + key.slice(1)]) as unknown;
+  const containers = (get('Containers') ?? []) as Record<string, unknown>[];
+  const container = containers.find((c) => (c.Name ?? c.name) === containerName);
+  const exit = container?.ExitCode ?? container?.exitCode;
+  const time = (value: unknown) => (value === undefined || value === null ? null : new Date(value as number | string).toISOString());
+  return {
+    taskArn: (get('TaskArn') as string | undefined) ?? null,
+    exitCode: typeof exit === 'number' ? exit : null,
+    stoppedReason: (get('StoppedReason') as string | undefined) ?? (state.downgrade.taskError ? `${state.downgrade.taskError.Error}: ${oneLine(state.downgrade.taskError.Cause ?? '')}`.slice(0, 300) : null),
+    startedAt: time(get('StartedAt')),
+    stoppedAt: time(get('StoppedAt')),
+  };
+}
+
+function tryJson(text: string | undefined): Record<string, unknown> | undefined {
+  try {
+    return text ? (JSON.parse(text) as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function finishDowngradeStep(deps: BackoutDeps, settings: BackoutSettings, state: RollbackState): Promise<RollbackState> {
+  const task = migrationTaskFromSync(state, settings.api.containerName);
+  const result = await finishDowngrade(deps, settings, state.downgrade.preparation as DowngradePreparation, task, {
+    group: state.from?.logGroup ?? null,
+    prefix: state.from?.logStreamPrefix ?? null,
+  });
+  return { ...state, downgrade: { ...state.downgrade, result } };
+}
+
+/** UpdateService to the target, then the pin the deploy pipeline reads. */
+export async function rollOut(deps: BackoutDeps, settings: BackoutSettings, state: RollbackState): Promise<RollbackState> {
+  const now = nowOf(deps);
+  const to = state.to as NonNullable<RollbackState['to']>;
+  const { deploymentId } = await updateServiceTo(deps.ecs, settings, state.service, to.taskDefinitionArn);
+  const pin = pinParameterName(settings, state.service);
+  await deps.ssm.send(
+    new PutParameterCommand({
+      Name: pin,
+      Type: 'String',
+      Overwrite: true,
+      Value: JSON.stringify({
+        pinnedTaskDefinition: to.taskDefinitionArn,
+        pinnedImages: to.images,
+        rolledBackFrom: state.from?.taskDefinitionArn ?? null,
+        badImages: state.from?.images ?? [],
+        reason: state.reason.slice(0, 500),
+        at: now.toISOString(),
+      }),
+    }),
+  );
+  deps.logger.info('rollback deployment started', { service: state.service, to: to.taskDefinitionArn, deploymentId });
+  return { ...state, rollout: { startedAt: now.toISOString(), deploymentId, pin } };
+}
+
+export async function checkSteady(deps: BackoutDeps, settings: BackoutSettings, state: RollbackState): Promise<RollbackState> {
+  const now = nowOf(deps);
+  const service = await describeService(deps.ecs, settings, state.service);
+  const { status, detail } = deploymentStatus(service, state.to?.taskDefinitionArn as string);
+  const started = Date.parse(state.rollout?.startedAt as string);
+  if (status === 'in-progress' && now.getTime() - started > settings.steadyTimeoutSeconds * 1000) {
+    return { ...state, steady: { status: 'timeout', detail: `not steady after ${settings.steadyTimeoutSeconds} s: ${detail}`, at: now.toISOString() } };
+  }
+  return { ...state, steady: { status, detail, at: now.toISOString() } };
+}
+
+/** The runbook's post-rollback checklist: /health and /ready answer 200, 5xx under the threshold, no task stopping. */
+export async function postChecks(deps: BackoutDeps, settings: BackoutSettings, state: RollbackState): Promise<RollbackState> {
+  const now = nowOf(deps);
+  const doFetch = deps.fetch ?? fetch;
+  const lines: string[] = [];
+  let ok = true;
+  for (const url of [settings.healthUrl, settings.readyUrl]) {
+    try {
+      const response = await doFetch(url, { signal: AbortSignal.timeout(5000) });
+      if (response.status !== 200) ok = false;
+      lines.push(`${response.status === 200 ? 'OK' : 'FAIL'} GET ${url}: ${response.status}`);
+    } catch (error) {
+      ok = false;
+      lines.push(`FAIL GET ${url}: ${oneLine(error)}`);
+    }
+  }
+  // Only what the last known good served: from steady state on (the draining release's errors are not its own).
+  const since = new Date(state.steady?.at ?? now.toISOString());
+  const signals = await readApiSignals(deps.cloudwatch, settings, since, now);
+  const ratioBad = signals.errorRatePercent !== null && signals.errorRatePercent > settings.errorRatePercent;
+  if (ratioBad) ok = false;
+  lines.push(`${ratioBad ? 'FAIL' : 'OK'} 5xx ${signals.errorRatePercent === null ? `n/a (${signals.requests} requests)` : `${signals.errorRatePercent.toFixed(1)}%`} since steady state (threshold ${settings.errorRatePercent}%)`);
+  const stopped = await stoppedTasksSince(deps.ecs, settings, state.service, state.to?.taskDefinitionArn as string, new Date(state.rollout?.startedAt as string));
+  if (stopped.length) ok = false;
+  lines.push(stopped.length ? `FAIL ${stopped.length} task(s) of the target stopped: ${stopped.join('; ')}` : 'OK no task of the target stopped');
+  return { ...state, checks: { ok, lines } };
+}
+
+export interface RollbackReport {
+  readonly outcome: Outcome;
+  readonly summary: string;
+  readonly page: boolean;
+  readonly seconds: number | null;
+}
+
+function outcomeOf(state: RollbackState): Outcome {
+  if (state.error) return 'error';
+  if (state.downgrade.result && !state.downgrade.result.ok) return 'migration-failed';
+  if (state.steady?.status === 'timeout') return 'steady-timeout';
+  if (state.steady?.status === 'failed') return 'deployment-failed';
+  if (state.checks) return state.checks.ok ? 'rolled-back' : 'rolled-back-checks-failed';
+  if (state.rollout) return 'rollout-started';
+  if (state.dryRun && state.decision === 'notify' && state.lockHeld) return 'dry-run';
+  if (state.decision === 'notify' && !state.page) return 'not-needed';
+  return 'refused';
+}
+
+/**
+ * A step that failed before the guards produced a state hands the report the raw trigger plus the
+ * error: fill in what is unknown so that the report still pages.
+ */
+function normaliseState(input: RollbackState, now: Date): RollbackState {
+  if (input.owner && input.trigger && input.downgrade) return input;
+  const raw = input as unknown as { service?: string; error?: RollbackState['error'] };
+  return {
+    ...base(typeof raw.service === 'string' ? raw.service : 'unknown', { kind: 'alarm', name: 'unknown (stopped before the guards finished)', at: now.toISOString() }, false),
+    owner: '',
+    decision: 'notify',
+    reason: 'stopped before the guards finished: no lock, no action',
+    page: true,
+    error: raw.error,
+  };
+}
+
+const HAND_CHECKS = 'À vérifier à la main : flask db current, les logs d\'erreur de l\'API, une requête critique (GET /api/bookings).';
+
+/**
+ * The end of every path: one message to the incidents topic (what, from which release to which,
+ * how long, what to check by hand), one atmr-dr event, the metrics, the history; then the lock is
+ * released and, when something was changed, the cooldown starts.
+ */
+export async function report(deps: BackoutDeps, settings: BackoutSettings, input: RollbackState): Promise<RollbackReport> {
+  const now = nowOf(deps);
+  const state = normaliseState(input, now);
+  const outcome = outcomeOf(state);
+  const acted = Boolean(state.rollout || state.downgrade.preparation);
+  const seconds = state.steady?.status === 'steady' ? Math.round((Date.parse(state.steady.at) - Date.parse(state.trigger.at)) / 1000) : null;
+  const page = state.page || ['rolled-back-checks-failed', 'steady-timeout', 'deployment-failed', 'migration-failed', 'error'].includes(outcome);
+
+  const lines: string[] = [];
+  const head: Record<Outcome, string> = {
+    'rolled-back': `${state.service} rolled back and healthy`,
+    'rolled-back-checks-failed': `${state.service} rolled back but the post-rollback checks FAILED`,
+    'steady-timeout': `${state.service} rollback did NOT reach steady state in time (no second rollback)`,
+    'deployment-failed': `${state.service} rollback deployment FAILED`,
+    'migration-failed': `${state.service}: migration downgrade FAILED, service NOT rolled back`,
+    error: `${state.service}: backout stopped on an error, nothing more was done`,
+    'dry-run': `${state.service}: backout dry run`,
+    'not-needed': `${state.service}: no backout needed`,
+    refused: `${state.service}: backout did not act, a human must decide`,
+    'rollout-started': `${state.service}: rollback deployment started by hand (not awaited)`,
+  };
+  lines.push(`${head[outcome]}: ${state.reason}`);
+  lines.push(`Trigger: ${state.trigger.kind} ${state.trigger.name} at ${state.trigger.at}`);
+  if (state.from) lines.push(`From: ${state.from.taskDefinitionArn} (${state.from.images.join(', ')}; alembic ${state.from.alembicHead ?? 'n/a'})`);
+  if (state.to) lines.push(`To (last known good): ${state.to.taskDefinitionArn} (${state.to.images.join(', ')}; alembic ${state.to.alembicHead ?? 'n/a'})`);
+  const d = state.downgrade;
+  if (d.preparation) {
+    lines.push(d.preparation.snapshotId ? `Snapshot before downgrade: ${d.preparation.snapshotId}` : `PITR restore point before downgrade: ${d.preparation.pitr?.restoreTo} (latest restorable ${d.preparation.pitr?.latestRestorableTime})`);
+  }
+  if (d.result) lines.push(`Migration: ${d.result.detail}; duration ${d.result.durationSeconds} s; logs ${d.result.logStream ?? 'n/a'}; killswitch ${d.result.killswitch}`);
+  else if (d.needed && !d.run) lines.push(`Schema: the last known good expects Alembic ${d.revision}; atmr-dr did not downgrade. If needed, run: ${d.command}`);
+  if (state.steady) lines.push(`Deployment: ${state.steady.status}: ${state.steady.detail}`);
+  if (seconds !== null) lines.push(`Alarm to steady: ${seconds} s (runbook objective < 300 s)`);
+  for (const line of state.checks?.lines ?? []) lines.push(`Check: ${line}`);
+  if (state.rollout) lines.push(`Pinned in ${state.rollout.pin}: the next deploy must not bring ${state.from?.taskDefinitionArn} back`);
+  if (state.error) lines.push(`Error: ${state.error.Error}: ${oneLine(state.error.Cause ?? '').slice(0, 500)}`);
+  if (acted) lines.push(HAND_CHECKS);
+  const summary = lines[0];
+
+  // Best effort: a report that cannot write its history or release its lock still pages.
+  const problems: string[] = [];
+  const attempt = async (what: string, fn: () => Promise<unknown>) => {
+    try {
+      await fn();
+    } catch (error) {
+      problems.push(`${what}: ${oneLine(error)}`);
+      deps.logger.error(`report: ${what} failed`, { error: oneLine(error) });
+    }
+  };
+  if (acted) await attempt('cooldown', () => startCooldown(deps.doc, settings.tableName, state.service, now, settings.cooldownSeconds));
+  if (state.lockHeld) await attempt('lock release', () => releaseLock(deps.doc, settings.tableName, state.service, state.owner));
+  await attempt('history', () =>
+    recordRollback(deps.doc, settings.tableName, {
+      service: state.service,
+      owner: state.owner,
+      at: now.toISOString(),
+      outcome,
+      summary,
+      fromTaskDefinition: state.from?.taskDefinitionArn ?? null,
+      toTaskDefinition: state.to?.taskDefinitionArn ?? null,
+      trigger: `${state.trigger.kind}: ${state.trigger.name}`,
+      seconds,
+    }),
+  );
+  for (const problem of problems) lines.push(`Warning: ${problem}`);
+
+  const subject = `[atmr-dr] ${page ? 'ACTION NEEDED: ' : ''}backout ${settings.environmentName} ${state.service}: ${outcome}`.slice(0, 100);
+  await deps.sns.send(new PublishCommand({ TopicArn: settings.topicArn, Subject: subject, Message: lines.join('\n') }));
+  await attempt('event', () =>
+    deps.events.send(
+      new PutEventsCommand({
+        Entries: [
+          {
+            Source: EVENT_SOURCE,
+            DetailType: ROLLBACK_FINISHED_DETAIL_TYPE,
+            Detail: JSON.stringify({
+              summary,
+              at: now.toISOString(),
+              environment: settings.environmentName,
+              service: state.service,
+              outcome,
+              page,
+              from: state.from?.taskDefinitionArn ?? null,
+              to: state.to?.taskDefinitionArn ?? null,
+              seconds,
+              migration: d.result ?? null,
+            }),
+          },
+        ],
+      }),
+    ),
+  );
+  if (acted && outcome !== 'rollout-started') {
+    deps.metrics.addMetric(ROLLBACK_OUTCOME_METRIC, MetricUnit.Count, outcome === 'rolled-back' ? 1 : 0);
+    if (seconds !== null) deps.metrics.addMetric(ROLLBACK_SECONDS_METRIC, MetricUnit.Seconds, seconds);
+  }
+  deps.logger.info('backout finished', { service: state.service, outcome, page, seconds });
+  return { outcome, summary, page, seconds };
+}
+
+export interface RollbackPlan {
+  readonly service: string;
+  readonly current: ReleaseInfo;
+  readonly target: { readonly taskDefinitionArn: string; readonly alembicHead: string | null; readonly images: readonly string[] };
+  /** The target came from the last-known-good record (else from the operator's --to). */
+  readonly fromLastKnownGood: boolean;
+  /** The command to run when the schema must go back too (atmr-dr never does it in a manual service rollback). */
+  readonly downgradeCommand: string | null;
+}
+
+/**
+ * The read-only part of a manual rollback, for the CLI to show and confirm before anything changes:
+ * refuses (one line, nothing written) an unknown service, a target of another family, no last
+ * known good, or a target that is already running.
+ */
+export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc'>, settings: BackoutSettings, serviceName: string, targetOverride?: string): Promise<RollbackPlan> {
+  const service = findService(settings, serviceName);
+  if (targetOverride) assertFamily(service, targetOverride);
+  const containerName = serviceName === settings.api.serviceName ? settings.api.containerName : '';
+  const ecsService = await describeService(deps.ecs, settings, serviceName);
+  const current = await describeRelease(deps.ecs, settings, currentTaskDefinition(ecsService), containerName);
+  let target: RollbackPlan['target'];
+  if (targetOverride) {
+    const release = await describeRelease(deps.ecs, settings, targetOverride, containerName);
+    target = { taskDefinitionArn: release.taskDefinitionArn, alembicHead: release.alembicHead, images: release.images };
+  } else {
+    const lkg = await latestLastKnownGood(deps.doc, settings.tableName, serviceName);
+    if (!lkg) {
+      throw new OperatorError(
+        `backout: no last known good is recorded for ${serviceName} (a release becomes one after a clean bake): pass --to TASK_DEF_ARN (a revision of ${service.taskFamily}) to choose the target yourself`,
+        2,
+      );
+    }
+    assertFamily(service, lkg.taskDefinitionArn);
+    target = { taskDefinitionArn: lkg.taskDefinitionArn, alembicHead: lkg.alembicHead, images: lkg.images };
+  }
+  if (target.taskDefinitionArn === current.taskDefinitionArn) {
+    throw new OperatorError(`backout: ${serviceName} already runs ${current.taskDefinitionArn}: nothing to roll back (investigate by hand, or pass --to another revision)`, 2);
+  }
+  const needsDowngrade = Boolean(target.alembicHead && current.alembicHead && target.alembicHead !== current.alembicHead);
+  return {
+    service: serviceName,
+    current,
+    target,
+    fromLastKnownGood: !targetOverride,
+    downgradeCommand: needsDowngrade ? downgradeCommandLine(target.alembicHead as string) : null,
+  };
+}
+
+export interface ServiceBackoutStatus {
+  readonly service: string;
+  readonly currentTaskDefinition: string;
+  readonly lastKnownGood: (LastKnownGood & { readonly ageSeconds: number }) | null;
+  readonly lock: LockRecord | null;
+  readonly cooldownUntil: string | null;
+  readonly rollbacks: RollbackHistoryEntry[];
+}
+
+export async function backoutStatus(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'now'>, settings: BackoutSettings, serviceName: string): Promise<ServiceBackoutStatus> {
+  const now = nowOf(deps);
+  findService(settings, serviceName);
+  const ecsService = await describeService(deps.ecs, settings, serviceName);
+  const lkg = await latestLastKnownGood(deps.doc, settings.tableName, serviceName);
+  return {
+    service: serviceName,
+    currentTaskDefinition: currentTaskDefinition(ecsService),
+    lastKnownGood: lkg ? { ...lkg, ageSeconds: Math.round((now.getTime() - Date.parse(lkg.recordedAt)) / 1000) } : null,
+    lock: await readLock(deps.doc, settings.tableName, serviceName, now),
+    cooldownUntil: await cooldownUntil(deps.doc, settings.tableName, serviceName, now),
+    rollbacks: await rollbackHistory(deps.doc, settings.tableName, serviceName, 5),
+  };
+}

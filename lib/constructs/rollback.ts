@@ -1,0 +1,443 @@
+import { ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { Construct } from 'constructs';
+import { BACKOUT_SETTINGS_ENV, BackoutSettings, pinParameterPrefix } from '../../lambdas/backout/settings';
+import { HouseFunction } from './house-function';
+import { RunbookAlarm } from './runbook-alarm';
+import { nagRender } from '../nag';
+
+export interface RollbackServiceProps {
+  readonly serviceName: string;
+  /** The only task-definition family the service may be rolled back to. */
+  readonly taskFamily: string;
+}
+
+export interface RollbackProps {
+  readonly environmentName: string;
+  /** Record and notify what would be done, change nothing. @default false */
+  readonly dryRun?: boolean;
+  readonly clusterName: string;
+  /** The API service; migrations run in `containerName` of its current task definition. */
+  readonly api: RollbackServiceProps & { readonly containerName: string };
+  /** Celery workers, rolled back to their own last known good. @default - none */
+  readonly workers?: readonly RollbackServiceProps[];
+  /** Task and execution roles of the API task definition: the only roles the migration task may pass. */
+  readonly taskRoleArns: readonly string[];
+  readonly vpc: ec2.IVpc;
+  /** Subnets of the step function (it probes /health and /ready) and of the migration task. */
+  readonly subnets: ec2.SubnetSelection;
+  /** Security groups of the migration task (it must reach the database). */
+  readonly taskSecurityGroupIds: readonly string[];
+  /** `targetgroup/<name>/<id>` and `app/<name>/<id>` (the ALB metric dimensions). */
+  readonly targetGroupFullName: string;
+  readonly loadBalancerFullName: string;
+  readonly healthUrl: string;
+  readonly readyUrl: string;
+  /** @default Duration.minutes(10) */
+  readonly bakeTime?: Duration;
+  /** @default 10 */
+  readonly errorRatePercent?: number;
+  /** @default 50 */
+  readonly minRequestsPerMinute?: number;
+  /** @default 3 */
+  readonly evaluationMinutes?: number;
+  /** @default Duration.minutes(30) */
+  readonly cooldown?: Duration;
+  /** @default Duration.minutes(10) */
+  readonly steadyTimeout?: Duration;
+  /** @default false */
+  readonly autoDowngradeMigrations?: boolean;
+  /** @default {from: 'environment', name: 'ALEMBIC_HEAD'} */
+  readonly alembicHead?: { readonly from: 'environment' | 'tag'; readonly name: string };
+  /** @default 'snapshot' */
+  readonly beforeDowngrade?: 'snapshot' | 'pitr';
+  readonly databaseInstanceIdentifier: string;
+  /** Ops-state table (LKG#, ROLLBACK# items). */
+  readonly table: dynamodb.ITable;
+  readonly killswitchParameterName: string;
+  readonly incidentsTopic: sns.ITopic;
+}
+
+export const BACKOUT_SERVICE = 'backout';
+const RUNBOOK_SECTION = 'Plan de backout';
+const LINK = 'https://github.com/atmr/atmr-dr#backout';
+
+/**
+ * The runbook's "Plan de backout": the two backout alarms, the last-known-good recorder (ECS
+ * deployment events, then a bake), the rollback workflow started by those alarms (guards, optional
+ * migration downgrade, UpdateService, steady wait, checks, report) and the rights it needs, no more.
+ */
+export class Rollback extends Construct {
+  readonly errorRateAlarm: RunbookAlarm;
+  readonly noHealthyHostsAlarm: RunbookAlarm;
+  readonly workflowFailedAlarm: RunbookAlarm;
+  readonly steps: HouseFunction;
+  readonly rollbackMachine: sfn.StateMachine;
+  readonly bakeMachine: sfn.StateMachine;
+  readonly alarmRule: events.Rule;
+  readonly deploymentRule: events.Rule;
+  readonly deadLetterQueue: sqs.Queue;
+  readonly settings: BackoutSettings;
+
+  constructor(scope: Construct, id: string, props: RollbackProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    const env = props.environmentName;
+    const workers = props.workers ?? [];
+    const services = [props.api, ...workers];
+    const errorRatePercent = props.errorRatePercent ?? 10;
+    const minRequestsPerMinute = props.minRequestsPerMinute ?? 50;
+    const evaluationMinutes = props.evaluationMinutes ?? 3;
+    const steadyTimeout = props.steadyTimeout ?? Duration.minutes(10);
+    const clusterArn = stack.formatArn({ service: 'ecs', resource: 'cluster', resourceName: props.clusterName });
+    const serviceArn = (name: string) => stack.formatArn({ service: 'ecs', resource: 'service', resourceName: `${props.clusterName}/${name}` });
+    const pinPrefix = pinParameterPrefix(env);
+
+    // Alarms: the runbook's two automatic triggers, on the API target group.
+    const dimensionsMap = { LoadBalancer: props.loadBalancerFullName, TargetGroup: props.targetGroupFullName };
+    const albMetric = (metricName: string, statistic: string) =>
+      new cloudwatch.Metric({ namespace: 'AWS/ApplicationELB', metricName, dimensionsMap, statistic, period: Duration.minutes(1) });
+    const common = { environmentName: env, concern: 'Backout', runbookSection: RUNBOOK_SECTION, topic: props.incidentsTopic, link: LINK };
+    this.errorRateAlarm = new RunbookAlarm(this, 'ErrorRateAlarm', {
+      ...common,
+      what: 'ApiErrorRate',
+      summary: `5xx above ${errorRatePercent}% of the API requests (at least ${minRequestsPerMinute} requests/min) for ${evaluationMinutes} min: atmr-dr rolls the API back to its last known good.`,
+      firstActions: 'suivre le message "backout" sur le topic incidents, puis npx atmr-dr rollback status.',
+      // Below the minimum request count the expression is 0: a handful of requests never triggers.
+      metric: new cloudwatch.MathExpression({
+        expression: `IF(requests >= ${minRequestsPerMinute}, 100 * errors / requests, 0)`,
+        usingMetrics: { requests: albMetric('RequestCount', 'Sum'), errors: albMetric('HTTPCode_Target_5XX_Count', 'Sum') },
+        period: Duration.minutes(1),
+        label: 'API 5xx %',
+      }),
+      threshold: errorRatePercent,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: evaluationMinutes,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    this.noHealthyHostsAlarm = new RunbookAlarm(this, 'NoHealthyHostsAlarm', {
+      ...common,
+      what: 'ApiNoHealthyHosts',
+      summary: `no healthy API target for ${evaluationMinutes} min (service inaccessible): atmr-dr rolls the API back to its last known good.`,
+      firstActions: 'suivre le message "backout" sur le topic incidents, puis npx atmr-dr rollback status.',
+      metric: albMetric('HealthyHostCount', 'Minimum'),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      evaluationPeriods: evaluationMinutes,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+
+    this.settings = {
+      environmentName: env,
+      region: stack.region,
+      account: stack.account,
+      dryRun: props.dryRun ?? false,
+      clusterName: props.clusterName,
+      api: { serviceName: props.api.serviceName, taskFamily: props.api.taskFamily, containerName: props.api.containerName },
+      workers: workers.map((w) => ({ serviceName: w.serviceName, taskFamily: w.taskFamily })),
+      tableName: props.table.tableName,
+      topicArn: props.incidentsTopic.topicArn,
+      killswitchParameterName: props.killswitchParameterName,
+      pinParameterPrefix: pinPrefix,
+      alarmNames: { errorRate: this.errorRateAlarm.alarmName, noHealthyHosts: this.noHealthyHostsAlarm.alarmName },
+      targetGroupFullName: props.targetGroupFullName,
+      loadBalancerFullName: props.loadBalancerFullName,
+      healthUrl: props.healthUrl,
+      readyUrl: props.readyUrl,
+      bakeSeconds: (props.bakeTime ?? Duration.minutes(10)).toSeconds(),
+      errorRatePercent,
+      minRequestsPerMinute,
+      evaluationMinutes,
+      cooldownSeconds: (props.cooldown ?? Duration.minutes(30)).toSeconds(),
+      steadyTimeoutSeconds: steadyTimeout.toSeconds(),
+      autoDowngradeMigrations: props.autoDowngradeMigrations ?? false,
+      alembicHead: props.alembicHead ?? { from: 'environment', name: 'ALEMBIC_HEAD' },
+      beforeDowngrade: props.beforeDowngrade ?? 'snapshot',
+      databaseInstanceIdentifier: props.databaseInstanceIdentifier,
+      subnetIds: props.vpc.selectSubnets(props.subnets).subnetIds,
+      securityGroupIds: [...props.taskSecurityGroupIds],
+    };
+
+    // One function runs every step; it sits in the VPC because the checks probe the internal URLs.
+    const securityGroup = new ec2.SecurityGroup(this, 'StepsSecurityGroup', {
+      vpc: props.vpc,
+      description: 'atmr-dr backout steps: HTTPS to AWS APIs, HTTP(S) to the API health URLs',
+      allowAllOutbound: true,
+    });
+    this.steps = new HouseFunction(this, 'Steps', {
+      entry: 'lambdas/backout/handler.ts',
+      serviceName: BACKOUT_SERVICE,
+      timeout: Duration.seconds(60),
+      environment: { [BACKOUT_SETTINGS_ENV]: stack.toJsonString(this.settings) },
+      vpcPlacement: { vpc: props.vpc, subnets: props.subnets, securityGroups: [securityGroup] },
+    });
+    const role = this.steps.function.role as iam.IRole;
+    const serviceArns = services.map((s) => serviceArn(s.serviceName));
+    const alarmArns = [this.errorRateAlarm.alarmArn, this.noHealthyHostsAlarm.alarmArn];
+    const killswitchArn = stack.formatArn({ service: 'ssm', resource: 'parameter', resourceName: props.killswitchParameterName.replace(/^\//, '') });
+    const pinArns = stack.formatArn({ service: 'ssm', resource: 'parameter', resourceName: `${pinPrefix.replace(/^\//, '')}/*` });
+    const tasksOfCluster = stack.formatArn({ service: 'ecs', resource: 'task', resourceName: `${props.clusterName}/*` });
+    const dbArn = stack.formatArn({ service: 'rds', resource: 'db', resourceName: props.databaseInstanceIdentifier, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+    const snapshotArns = stack.formatArn({ service: 'rds', resource: 'snapshot', resourceName: `atmr-dr-backout-${env}-*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+    const statements = [
+      new iam.PolicyStatement({ sid: 'RollBackTheConfiguredServices', actions: ['ecs:DescribeServices', 'ecs:UpdateService'], resources: serviceArns }),
+      // DescribeTaskDefinition has no resource-level permission; ListTasks is scoped by the cluster condition.
+      new iam.PolicyStatement({ sid: 'ReadTaskDefinitions', actions: ['ecs:DescribeTaskDefinition'], resources: ['*'] }),
+      new iam.PolicyStatement({ sid: 'ListTasksOfTheCluster', actions: ['ecs:ListTasks'], resources: ['*'], conditions: { ArnEquals: { 'ecs:cluster': clusterArn } } }),
+      new iam.PolicyStatement({ sid: 'DescribeTasksOfTheCluster', actions: ['ecs:DescribeTasks'], resources: [tasksOfCluster] }),
+      new iam.PolicyStatement({ sid: 'ReadTheBackoutAlarms', actions: ['cloudwatch:DescribeAlarms', 'cloudwatch:DescribeAlarmHistory'], resources: alarmArns }),
+      new iam.PolicyStatement({ sid: 'ReadAlbMetrics', actions: ['cloudwatch:GetMetricData'], resources: ['*'] }),
+      new iam.PolicyStatement({ sid: 'KillswitchDuringDowngrade', actions: ['ssm:GetParameter', 'ssm:PutParameter'], resources: [killswitchArn] }),
+      new iam.PolicyStatement({ sid: 'PinRolledBackReleases', actions: ['ssm:PutParameter'], resources: [pinArns] }),
+      new iam.PolicyStatement({ sid: 'SnapshotBeforeDowngrade', actions: ['rds:CreateDBSnapshot', 'rds:DescribeDBInstances'], resources: [dbArn] }),
+      new iam.PolicyStatement({ sid: 'NameTheSnapshot', actions: ['rds:CreateDBSnapshot', 'rds:AddTagsToResource'], resources: [snapshotArns] }),
+      new iam.PolicyStatement({
+        sid: 'AnnounceOnTheDefaultBus',
+        actions: ['events:PutEvents'],
+        resources: [stack.formatArn({ service: 'events', resource: 'event-bus', resourceName: 'default' })],
+      }),
+    ];
+    for (const statement of statements) role.addToPrincipalPolicy(statement);
+    props.table.grantReadWriteData(role);
+    props.incidentsTopic.grantPublish(role);
+
+    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetters', { encryption: sqs.QueueEncryption.SQS_MANAGED, enforceSSL: true, retentionPeriod: Duration.days(14) });
+
+    this.rollbackMachine = this.rollbackWorkflow(props, steadyTimeout, clusterArn, tasksOfCluster);
+    this.bakeMachine = this.bakeWorkflow();
+
+    this.alarmRule = new events.Rule(this, 'AlarmRule', {
+      description: `atmr-dr ${env}: a backout alarm went to ALARM: start the rollback workflow per service`,
+      eventPattern: {
+        source: ['aws.cloudwatch'],
+        detailType: ['CloudWatch Alarm State Change'],
+        resources: alarmArns,
+        detail: { state: { value: ['ALARM'] } },
+      },
+      targets: services.map(
+        (s) =>
+          new targets.SfnStateMachine(this.rollbackMachine, {
+            input: events.RuleTargetInput.fromObject({ service: s.serviceName, event: events.EventField.fromPath('$') }),
+            retryAttempts: 4,
+            maxEventAge: Duration.hours(1),
+            deadLetterQueue: this.deadLetterQueue,
+          }),
+      ),
+    });
+    this.deploymentRule = new events.Rule(this, 'DeploymentRule', {
+      description: `atmr-dr ${env}: an ECS deployment of a watched service completed: bake, then record it as last known good`,
+      eventPattern: {
+        source: ['aws.ecs'],
+        detailType: ['ECS Deployment State Change'],
+        resources: serviceArns,
+        detail: { eventName: ['SERVICE_DEPLOYMENT_COMPLETED'] },
+      },
+      targets: [new targets.SfnStateMachine(this.bakeMachine, { retryAttempts: 4, maxEventAge: Duration.hours(1), deadLetterQueue: this.deadLetterQueue })],
+    });
+
+    // A workflow that fails (its own report could not run) must still reach a human.
+    const failed = (machine: sfn.StateMachine) => machine.metricFailed({ period: Duration.minutes(1), statistic: 'Sum' });
+    this.workflowFailedAlarm = new RunbookAlarm(this, 'WorkflowFailedAlarm', {
+      ...common,
+      what: 'WorkflowFailed',
+      summary: 'a backout or last-known-good workflow execution failed or timed out: the automatic rollback may not have run or reported.',
+      firstActions: 'ouvrir la console Step Functions (exécutions en échec), puis npx atmr-dr rollback status.',
+      metric: new cloudwatch.MathExpression({
+        expression: 'FILL(rollback, 0) + FILL(bake, 0) + FILL(rollbackTimedOut, 0) + FILL(bakeTimedOut, 0)',
+        usingMetrics: {
+          rollback: failed(this.rollbackMachine),
+          bake: failed(this.bakeMachine),
+          rollbackTimedOut: this.rollbackMachine.metricTimedOut({ period: Duration.minutes(1), statistic: 'Sum' }),
+          bakeTimedOut: this.bakeMachine.metricTimedOut({ period: Duration.minutes(1), statistic: 'Sum' }),
+        },
+        period: Duration.minutes(1),
+      }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+
+    // The CLI resolves these (bin/cli/resolve.ts).
+    new CfnOutput(stack, 'EcsClusterName', { value: props.clusterName });
+    new CfnOutput(stack, 'ApiServiceName', { value: props.api.serviceName });
+    new CfnOutput(stack, 'BackoutTopicArn', { value: props.incidentsTopic.topicArn });
+
+    this.acknowledge(stack, { pinArns, tasksOfCluster, snapshotArns, apiFamily: stack.formatArn({ service: 'ecs', resource: 'task-definition', resourceName: `${props.api.taskFamily}:*` }) });
+  }
+
+  /** Guards -> (downgrade) -> UpdateService -> wait for steady -> checks -> report; every failure ends in the report. */
+  private rollbackWorkflow(props: RollbackProps, steadyTimeout: Duration, clusterArn: string, tasksOfCluster: string): sfn.StateMachine {
+    const stack = Stack.of(this);
+    const step = (id: string, payload: Record<string, unknown>) =>
+      new tasks.LambdaInvoke(this, id, { lambdaFunction: this.steps.function, payload: sfn.TaskInput.fromObject(payload), payloadResponseOnly: true, retryOnServiceExceptions: true });
+    const withState = (action: string) => ({ action, state: sfn.JsonPath.entirePayload });
+
+    const report = step('Report', withState('report'));
+    const reportFailed = new sfn.Fail(this, 'ReportFailed', { error: 'BackoutReportFailed', causePath: '$.Cause' });
+    report.addCatch(reportFailed);
+    // Paging is the report's job (incidents topic): the execution succeeds either way, so that the
+    // "workflow failed" alarm means only that the report itself could not run.
+    const paged = new sfn.Succeed(this, 'PagedAHuman', { comment: 'the report paged the incidents topic: a human decides' });
+    const done = new sfn.Succeed(this, 'Done');
+    report.next(new sfn.Choice(this, 'Paged').when(sfn.Condition.booleanEquals('$.page', true), paged).otherwise(done));
+    const toReport = { resultPath: '$.error' };
+
+    const guards = step('Guards', { action: 'guards', input: sfn.JsonPath.entirePayload });
+    guards.addCatch(report, toReport);
+    const prepare = step('PrepareDowngrade', withState('prepare-downgrade'));
+    prepare.addCatch(report, toReport);
+    const finish = step('FinishDowngrade', withState('finish-downgrade'));
+    finish.addCatch(report, toReport);
+    const rollOut = step('RollOut', withState('roll-out'));
+    rollOut.addCatch(report, toReport);
+    const checkSteady = step('CheckSteady', withState('check-steady'));
+    checkSteady.addCatch(report, toReport);
+    const postChecks = step('PostChecks', withState('post-checks'));
+    postChecks.addCatch(report, toReport);
+
+    // The downgrade runs in the CURRENT release's image (only it has the downgrade script); ECS's
+    // .sync integration waits for the task to stop.
+    const runMigration = new sfn.CustomState(this, 'RunMigrationDowngrade', {
+      stateJson: {
+        Type: 'Task',
+        Resource: `arn:${stack.partition}:states:::ecs:runTask.sync`,
+        Parameters: {
+          Cluster: clusterArn,
+          'TaskDefinition.$': '$.from.taskDefinitionArn',
+          LaunchType: 'FARGATE',
+          StartedBy: 'atmr-dr-backout',
+          NetworkConfiguration: {
+            AwsvpcConfiguration: { Subnets: this.settings.subnetIds, SecurityGroups: this.settings.securityGroupIds, AssignPublicIp: 'DISABLED' },
+          },
+          Overrides: { ContainerOverrides: [{ Name: props.api.containerName, 'Command.$': '$.downgrade.args' }] },
+        },
+        ResultPath: '$.downgrade.task',
+        // The runbook's objective is 30 s; 15 min is the point where something is clearly wrong.
+        TimeoutSeconds: 900,
+      },
+    });
+    runMigration.addCatch(finish, { resultPath: '$.downgrade.taskError' });
+    runMigration.next(finish);
+    prepare.next(runMigration);
+
+    const waitForDeployment = new sfn.Wait(this, 'WaitForDeployment', { time: sfn.WaitTime.duration(Duration.seconds(20)) });
+    const letMetricsSettle = new sfn.Wait(this, 'LetMetricsSettle', { time: sfn.WaitTime.duration(Duration.seconds(60)) });
+    rollOut.next(waitForDeployment).next(checkSteady).next(
+      new sfn.Choice(this, 'Steady')
+        .when(sfn.Condition.stringEquals('$.steady.status', 'steady'), letMetricsSettle.next(postChecks).next(report))
+        .when(sfn.Condition.stringEquals('$.steady.status', 'in-progress'), waitForDeployment)
+        .otherwise(report),
+    );
+    finish.next(new sfn.Choice(this, 'MigrationOk').when(sfn.Condition.booleanEquals('$.downgrade.result.ok', true), rollOut).otherwise(report));
+
+    const definition = guards.next(
+      new sfn.Choice(this, 'Decision')
+        .when(
+          sfn.Condition.stringEquals('$.decision', 'proceed'),
+          new sfn.Choice(this, 'DowngradeFirst').when(sfn.Condition.booleanEquals('$.downgrade.run', true), prepare).otherwise(rollOut),
+        )
+        .when(sfn.Condition.stringEquals('$.decision', 'notify'), report)
+        .otherwise(new sfn.Succeed(this, 'NothingToDo', { comment: 'ignored (foreign or malformed trigger) or another rollback holds the lock' })),
+    );
+
+    const logGroup = new logs.LogGroup(this, 'RollbackLogs', { retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.DESTROY });
+    const machine = new sfn.StateMachine(this, 'RollbackWorkflow', {
+      comment: `atmr-dr ${props.environmentName}: alarm-triggered rollback to the last known good`,
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      definitionBody: sfn.DefinitionBody.fromChainable(definition),
+      timeout: steadyTimeout.plus(Duration.minutes(30)),
+      tracingEnabled: true,
+      logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
+    });
+    const apiFamily = stack.formatArn({ service: 'ecs', resource: 'task-definition', resourceName: `${props.api.taskFamily}:*` });
+    machine.addToRolePolicy(
+      new iam.PolicyStatement({ sid: 'RunTheMigrationTask', actions: ['ecs:RunTask'], resources: [apiFamily], conditions: { ArnEquals: { 'ecs:cluster': clusterArn } } }),
+    );
+    machine.addToRolePolicy(new iam.PolicyStatement({ sid: 'FollowTheMigrationTask', actions: ['ecs:StopTask', 'ecs:DescribeTasks'], resources: [tasksOfCluster] }));
+    machine.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'EcsSyncIntegration',
+        actions: ['events:PutTargets', 'events:PutRule', 'events:DescribeRule'],
+        resources: [stack.formatArn({ service: 'events', resource: 'rule', resourceName: 'StepFunctionsGetEventsForECSTaskRule' })],
+      }),
+    );
+    machine.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'PassTheApiTaskRoles',
+        actions: ['iam:PassRole'],
+        resources: [...props.taskRoleArns],
+        conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
+      }),
+    );
+    return machine;
+  }
+
+  /** Wait the bake time (a Wait state, not a sleeping function), then record the release if it stayed clean. */
+  private bakeWorkflow(): sfn.StateMachine {
+    const record = new tasks.LambdaInvoke(this, 'RecordLastKnownGood', {
+      lambdaFunction: this.steps.function,
+      payload: sfn.TaskInput.fromObject({ action: 'record-lkg', event: sfn.JsonPath.entirePayload }),
+      payloadResponseOnly: true,
+      retryOnServiceExceptions: true,
+    });
+    const definition = new sfn.Wait(this, 'Bake', { time: sfn.WaitTime.duration(Duration.seconds(this.settings.bakeSeconds)) }).next(record);
+    const logGroup = new logs.LogGroup(this, 'BakeLogs', { retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.DESTROY });
+    return new sfn.StateMachine(this, 'BakeWorkflow', {
+      comment: `atmr-dr ${this.settings.environmentName}: bake a completed deployment, then record it as last known good`,
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      definitionBody: sfn.DefinitionBody.fromChainable(definition),
+      timeout: Duration.seconds(this.settings.bakeSeconds).plus(Duration.minutes(15)),
+      tracingEnabled: true,
+      logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
+    });
+  }
+
+  private acknowledge(stack: Stack, arns: { pinArns: string; tasksOfCluster: string; snapshotArns: string; apiFamily: string }): void {
+    const render = (value: string) => nagRender(stack, value);
+    Validations.of(this.steps).acknowledge(
+      ...['AWSLambdaBasicExecutionRole', 'AWSLambdaVPCAccessExecutionRole'].map((policy) => ({
+        id: `AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/${policy}]`,
+        reason: 'AWS-maintained minimum for a VPC function: log writes and the management of its own network interfaces.',
+      })),
+      {
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason:
+          'ecs:DescribeTaskDefinition and cloudwatch:GetMetricData have no resource-level permissions (both read-only); ecs:ListTasks is limited to the cluster by the ecs:cluster condition; X-Ray has none either.',
+      },
+      { id: `AwsSolutions-IAM5[Resource::${render(arns.pinArns)}]`, reason: 'One pin parameter per configured service, created on the first rollback of that service, under the backout prefix only.' },
+      { id: `AwsSolutions-IAM5[Resource::${render(arns.tasksOfCluster)}]`, reason: 'Task ids are generated by ECS: DescribeTasks is limited to the tasks of the configured cluster.' },
+      { id: `AwsSolutions-IAM5[Resource::${render(arns.snapshotArns)}]`, reason: 'Snapshot names carry their timestamp: CreateDBSnapshot/AddTagsToResource are limited to the backout snapshot prefix of this environment.' },
+      { id: 'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]', reason: 'Granted by topic.grantPublish / table.grantReadWriteData on the one customer key of the ops state and incidents topic.' },
+      { id: 'AwsSolutions-IAM5[Action::kms:ReEncrypt*]', reason: 'Granted by table.grantReadWriteData on the one customer key of the ops-state table.' },
+      { id: 'AwsSolutions-L1', reason: 'Node.js 22 is the house runtime: the CLI, the tests and the bench run the same code on Node 22.' },
+      { id: 'Serverless-LambdaLatestVersion', reason: 'Node.js 22 is the house runtime: the CLI, the tests and the bench run the same code on Node 22.' },
+      { id: 'Serverless-LambdaDLQ', reason: 'Invoked synchronously by Step Functions only: a failed step is caught by the workflow and reported, there is no async event to dead-letter.' },
+      { id: 'Serverless-LambdaAsyncFailureDestination', reason: 'Invoked synchronously by Step Functions only: failures are caught by the workflow, which reports them.' },
+    );
+    for (const machine of [this.rollbackMachine, this.bakeMachine]) {
+      Validations.of(machine).acknowledge(
+        { id: `AwsSolutions-IAM5[Resource::${render(this.steps.function.functionArn)}:*]`, reason: 'Granted by the LambdaInvoke tasks: invoke the backout step function and its versions, nothing else.' },
+        { id: 'AwsSolutions-IAM5[Resource::*]', reason: 'CloudWatch Logs delivery and X-Ray actions of Step Functions have no resource-level permissions.' },
+      );
+    }
+    Validations.of(this.rollbackMachine).acknowledge(
+      { id: `AwsSolutions-IAM5[Resource::${render(arns.apiFamily)}]`, reason: 'RunTask of any revision of the API task family only (the migration runs the CURRENT revision), on the configured cluster only (ecs:cluster condition).' },
+      { id: `AwsSolutions-IAM5[Resource::${render(arns.tasksOfCluster)}]`, reason: 'The migration task id is generated by ECS: StopTask/DescribeTasks are limited to tasks of the configured cluster.' },
+    );
+    Validations.of(this.deadLetterQueue).acknowledge(
+      { id: 'AwsSolutions-SQS3', reason: 'This queue is itself the dead-letter queue of the backout alarm and deployment rules.' },
+      { id: 'Serverless-SQSRedrivePolicy', reason: 'This queue is the last stop (a dead-letter queue): operators inspect it, nothing consumes it.' },
+    );
+  }
+}

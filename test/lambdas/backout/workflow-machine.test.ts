@@ -1,0 +1,367 @@
+import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
+import { CreateDBSnapshotCommand, RDSClient } from '@aws-sdk/client-rds';
+import { DescribeServicesCommand, ECSClient, UpdateServiceCommand } from '@aws-sdk/client-ecs';
+import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
+import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { Template } from 'aws-cdk-lib/assertions';
+import { ExecutionError, StateMachine } from 'aws-local-stepfunctions';
+import { mockClient } from 'aws-sdk-client-mock';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Rollback } from '../../../lib/constructs/rollback';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { backoutClients } from '../../../lambdas/backout/clients';
+import { stepRunner } from '../../../lambdas/backout/handler';
+import { acquireLock, readLock, rollbackHistory } from '../../../lambdas/backout/state';
+import { constructHarness, exampleEnvironment } from '../../support/app';
+import { alarmEvent, arrangeHappyAws, BAD, GOOD, LocalDynamo, Mocks, resetMocks, seedLkg, service, settings, startLocalDynamo } from './fixtures';
+
+/**
+ * The synthesized rollback workflow, executed with aws-local-stepfunctions: every Lambda task runs
+ * the real step handler (DynamoDB is dynalite on 127.0.0.1, /health and /ready a local HTTP server,
+ * the other AWS services mocked at the SDK); the ECS .sync migration task is a local override.
+ */
+const mocks: Mocks = {
+  ecs: mockClient(ECSClient),
+  cloudwatch: mockClient(CloudWatchClient),
+  ssm: mockClient(SSMClient),
+  sns: mockClient(SNSClient),
+  events: mockClient(EventBridgeClient),
+  rds: mockClient(RDSClient),
+};
+
+type Definition = { States: Record<string, { Type: string }> } & Record<string, unknown>;
+
+/** The two state machines' ASL, CloudFormation tokens replaced by placeholders. */
+function synthesizeDefinitions(): { rollback: Definition; bake: Definition } {
+  const raw = exampleEnvironment();
+  const h = constructHarness(raw, 'RollbackOnly');
+  new Rollback(h.stack, 'Rollback', {
+    environmentName: 'test',
+    clusterName: 'atmr-prod',
+    api: { serviceName: 'atmr-api', taskFamily: 'atmr-api', containerName: 'api' },
+    workers: [{ serviceName: 'atmr-celery', taskFamily: 'atmr-celery' }],
+    taskRoleArns: ['arn:aws:iam::111111111111:role/atmr-api-task'],
+    vpc: h.vpc,
+    subnets: h.subnets,
+    taskSecurityGroupIds: ['sg-0a1b2c3d4e5f60a01'],
+    targetGroupFullName: 'targetgroup/atmr-api/0123456789abcdef',
+    loadBalancerFullName: 'app/atmr-api/0123456789abcdef',
+    healthUrl: 'http://127.0.0.1/health',
+    readyUrl: 'http://127.0.0.1/ready',
+    databaseInstanceIdentifier: 'atmr-prod',
+    table: h.data.opsStateTable,
+    killswitchParameterName: '/atmr/test/killswitch',
+    incidentsTopic: h.topic,
+  });
+  const machines = Template.fromStack(h.stack).findResources('AWS::StepFunctions::StateMachine') as Record<string, { Properties: { DefinitionString: unknown } }>;
+  const render = (definition: unknown): Definition => {
+    const d = definition as string | { 'Fn::Join': [string, unknown[]] };
+    const text = typeof d === 'string' ? d : d['Fn::Join'][1].map((part) => (typeof part === 'string' ? part : 'arn:aws:lambda:eu-west-3:111111111111:function:backout')).join(d['Fn::Join'][0]);
+    return JSON.parse(text.replace(/arn:arn:aws:lambda:eu-west-3:111111111111:function:backout:states/g, 'arn:aws:states')) as Definition;
+  };
+  const find = (prefix: string) => render(Object.entries(machines).find(([id]) => id.startsWith(prefix))![1].Properties.DefinitionString);
+  return { rollback: find('RollbackRollbackWorkflow'), bake: find('RollbackBakeWorkflow') };
+}
+
+let dynamo: LocalDynamo;
+let probe: http.Server;
+let readyStatus = 200;
+let definitions: ReturnType<typeof synthesizeDefinitions>;
+let step: (event: unknown) => Promise<unknown>;
+const saved = { ...process.env };
+let tableCounter = 0;
+let tableName = 'ops-state';
+/** The SSM parameters as a tiny store: the killswitch is read and written through its real core. */
+let parameters: Map<string, { value: string; version: number }>;
+
+const NORMAL = JSON.stringify({ mode: 'normal', reason: 'initial', actor: 'deploy', updatedAt: '2026-05-01T00:00:00.000Z', expiresAt: null });
+
+beforeAll(async () => {
+  definitions = synthesizeDefinitions();
+  dynamo = await startLocalDynamo();
+  probe = http.createServer((req, res) => res.writeHead(req.url === '/ready' ? readyStatus : 200).end('ok'));
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const port = (probe.address() as AddressInfo).port;
+  // One settings object for every test: each test gets its own table name through a fresh module.
+  Object.assign(process.env, {
+    AWS_REGION: 'eu-west-3',
+    AWS_ACCESS_KEY_ID: 'test',
+    AWS_SECRET_ACCESS_KEY: 'test',
+    AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+    POWERTOOLS_LOG_LEVEL: 'SILENT',
+    POWERTOOLS_METRICS_DISABLED: 'true',
+  });
+  process.env.PROBE_PORT = String(port);
+}, 60_000);
+
+afterAll(async () => {
+  await dynamo.stop();
+  probe.close();
+  process.env = { ...saved };
+});
+
+async function loadHandler(overrides: Parameters<typeof settings>[0] = {}): Promise<void> {
+  tableName = `ops-state-wf-${++tableCounter}`;
+  const { CreateTableCommand } = await import('@aws-sdk/client-dynamodb');
+  await dynamo.client.send(
+    new CreateTableCommand({
+      TableName: tableName,
+      AttributeDefinitions: [
+        { AttributeName: 'pk', AttributeType: 'S' },
+        { AttributeName: 'sk', AttributeType: 'S' },
+      ],
+      KeySchema: [
+        { AttributeName: 'pk', KeyType: 'HASH' },
+        { AttributeName: 'sk', KeyType: 'RANGE' },
+      ],
+      BillingMode: 'PAY_PER_REQUEST',
+    }),
+  );
+  const port = process.env.PROBE_PORT;
+  const s = settings({ tableName, healthUrl: `http://127.0.0.1:${port}/health`, readyUrl: `http://127.0.0.1:${port}/ready`, ...overrides });
+  const logger = new Logger({ serviceName: 'backout-test', logLevel: 'SILENT' });
+  step = stepRunner(s, { ...backoutClients(), logger, metrics: new Metrics({ namespace: 'AtmrDr', serviceName: 'backout' }) });
+}
+
+beforeEach(() => {
+  resetMocks(mocks);
+  arrangeHappyAws(mocks);
+  readyStatus = 200;
+  parameters = new Map([['/atmr/test/killswitch', { value: NORMAL, version: 1 }]]);
+  mocks.ssm.on(GetParameterCommand).callsFake((input: { Name: string }) => {
+    const p = parameters.get(input.Name);
+    return { Parameter: { Name: input.Name, Value: p?.value, Version: p?.version } };
+  });
+  mocks.ssm.on(PutParameterCommand).callsFake((input: { Name: string; Value: string }) => {
+    const version = (parameters.get(input.Name)?.version ?? 0) + 1;
+    parameters.set(input.Name, { value: input.Value, version });
+    return { Version: version };
+  });
+  // The rollback deployment: in progress once, then steady on the last known good.
+  mocks.ecs.on(DescribeServicesCommand).resolvesOnce(service(BAD)).resolvesOnce(service(GOOD, { rolloutState: 'IN_PROGRESS', running: 1, others: 1 })).resolves(service(GOOD));
+});
+
+interface RunOptions {
+  readonly migration?: (input: Record<string, unknown>) => Promise<unknown>;
+}
+
+async function execute(input: unknown, options: RunOptions = {}): Promise<{ output?: unknown; error?: ExecutionError; states: string[] }> {
+  const machine = new StateMachine(definitions.rollback as never, { validationOptions: { checkArn: false, checkPaths: false } });
+  const lambdaTasks = Object.entries(definitions.rollback.States).filter(([name, s]) => s.Type === 'Task' && name !== 'RunMigrationDowngrade');
+  const handlers: Record<string, (input: unknown) => Promise<unknown>> = Object.fromEntries(lambdaTasks.map(([name]) => [name, (i: unknown) => step(i)]));
+  handlers.RunMigrationDowngrade = (options.migration as ((input: unknown) => Promise<unknown>) | undefined) ?? (() => Promise.reject(new Error('migration task not expected')));
+  const states: string[] = [];
+  const execution = machine.run(input as never, {
+    overrides: { taskResourceLocalHandlers: handlers as never, waitTimeOverrides: { WaitForDeployment: 0, LetMetricsSettle: 0 } },
+  });
+  try {
+    const output = await execution.result;
+    return { output, states };
+  } catch (error) {
+    return { error: error as ExecutionError, states };
+  }
+}
+
+const alarm = () => ({ service: 'atmr-api', event: alarmEvent() });
+/** The report paged and the execution ended in PagedAHuman (a success: the page is the report's job). */
+const paged = (result: { output?: unknown; error?: ExecutionError }) => (result.error ? `failed: ${result.error.message}` : (result.output as { page?: boolean }).page);
+const lastMessage = () => mocks.sns.commandCalls(PublishCommand).at(-1)?.args[0].input;
+
+describe('rollback workflow (aws-local-stepfunctions)', () => {
+  it('rolls back to the last known good: UpdateService, pin, steady, checks, report', async () => {
+    await loadHandler();
+    await seedLkg(dynamo.doc, undefined, tableName);
+
+    const { output, error } = await execute(alarm());
+
+    expect(error).toBeUndefined();
+    expect(output).toMatchObject({ outcome: 'rolled-back', page: false });
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand).map((c) => c.args[0].input)).toEqual([{ cluster: 'atmr-prod', service: 'atmr-api', taskDefinition: GOOD }]);
+    const pin = JSON.parse(parameters.get('/atmr-dr/test/backout/pinned/atmr-api')!.value) as Record<string, unknown>;
+    expect(pin).toMatchObject({ pinnedTaskDefinition: GOOD, rolledBackFrom: BAD });
+    expect(lastMessage()?.Subject).toBe('[atmr-dr] backout test atmr-api: rolled-back');
+    expect(lastMessage()?.Message).toMatch(/OK GET http:\/\/127.0.0.1:\d+\/ready: 200/);
+    expect(lastMessage()?.Message).toMatch(/flask db downgrade aaa111/);
+    const detail = JSON.parse(mocks.events.commandCalls(PutEventsCommand)[0].args[0].input.Entries![0].Detail!) as Record<string, unknown>;
+    expect(detail).toMatchObject({ outcome: 'rolled-back', summary: expect.any(String), at: expect.any(String), from: BAD, to: GOOD });
+    expect(mocks.events.commandCalls(PutEventsCommand)[0].args[0].input.Entries![0]).toMatchObject({ Source: 'atmr-dr', DetailType: 'Rollback Finished' });
+    expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toBeNull();
+    expect((await rollbackHistory(dynamo.doc, tableName, 'atmr-api'))[0]).toMatchObject({ outcome: 'rolled-back', toTaskDefinition: GOOD });
+  });
+
+  it('ends quietly when another rollback holds the lock', async () => {
+    await loadHandler();
+    await seedLkg(dynamo.doc, undefined, tableName);
+    await acquireLock(dynamo.doc, tableName, { service: 'atmr-api', owner: 'other', now: new Date(), ttlSeconds: 600, reason: 'test' });
+
+    const { output, error } = await execute(alarm());
+
+    expect(error).toBeUndefined();
+    expect(output).toMatchObject({ decision: 'skip' });
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+    expect(mocks.sns.commandCalls(PublishCommand)).toHaveLength(0);
+  });
+
+  it('ignores a foreign event', async () => {
+    await loadHandler();
+
+    const { output } = await execute({ service: 'atmr-api', event: { source: 'aws.ec2', 'detail-type': 'EC2 Instance State-change Notification' } });
+
+    expect(output).toMatchObject({ decision: 'ignore' });
+    expect(mocks.ecs.commandCalls(DescribeServicesCommand)).toHaveLength(0);
+  });
+
+  it('pages without acting when no last known good is recorded', async () => {
+    await loadHandler();
+
+    const result = await execute(alarm());
+
+    expect(paged(result)).toBe(true);
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+    expect(lastMessage()?.Subject).toMatch(/^\[atmr-dr\] ACTION NEEDED: backout test atmr-api: refused/);
+  });
+
+  it('records and notifies in dry run without touching the service', async () => {
+    await loadHandler({ dryRun: true });
+    await seedLkg(dynamo.doc, undefined, tableName);
+
+    const { output } = await execute(alarm());
+
+    expect(output).toMatchObject({ outcome: 'dry-run', page: false });
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+    expect(lastMessage()?.Message).toMatch(/^atmr-api: backout dry run: dry run: would roll atmr-api back/);
+  });
+
+  it('pages, and does not roll back twice, when steady state is never reached', async () => {
+    await loadHandler({ steadyTimeoutSeconds: 1 });
+    await seedLkg(dynamo.doc, undefined, tableName);
+    mocks.ecs.on(DescribeServicesCommand).resolvesOnce(service(BAD)).resolves(service(GOOD, { rolloutState: 'IN_PROGRESS', running: 0, others: 1 }));
+
+    const result = await execute(alarm());
+
+    expect(paged(result)).toBe(true);
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
+    expect(lastMessage()?.Subject).toMatch(/steady-timeout$/);
+  });
+
+  it('pages when ECS marks the rollback deployment FAILED', async () => {
+    await loadHandler();
+    await seedLkg(dynamo.doc, undefined, tableName);
+    mocks.ecs.on(DescribeServicesCommand).resolvesOnce(service(BAD)).resolves(service(GOOD, { rolloutState: 'FAILED' }));
+
+    const result = await execute(alarm());
+
+    expect(paged(result)).toBe(true);
+    expect(lastMessage()?.Subject).toMatch(/deployment-failed$/);
+  });
+
+  it('pages when /ready does not answer 200 after the rollback', async () => {
+    await loadHandler();
+    await seedLkg(dynamo.doc, undefined, tableName);
+    readyStatus = 503;
+
+    const result = await execute(alarm());
+
+    expect(paged(result)).toBe(true);
+    expect(lastMessage()?.Message).toMatch(/FAIL GET http:\/\/127.0.0.1:\d+\/ready: 503/);
+  });
+
+  it('reports a refused UpdateService, releases the lock and pages', async () => {
+    await loadHandler();
+    await seedLkg(dynamo.doc, undefined, tableName);
+    mocks.ecs.on(UpdateServiceCommand).rejects(Object.assign(new Error('TaskDefinition is inactive'), { name: 'InvalidParameterException' }));
+
+    const result = await execute(alarm());
+
+    expect(paged(result)).toBe(true);
+    expect(lastMessage()?.Message).toMatch(/ECS refused UpdateService of atmr-api .*InvalidParameterException: TaskDefinition is inactive/);
+    expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toBeNull();
+    expect(parameters.has('/atmr-dr/test/backout/pinned/atmr-api')).toBe(false);
+  });
+
+  it('downgrades the schema first with the CURRENT task definition when autoDowngradeMigrations is on', async () => {
+    await loadHandler({ autoDowngradeMigrations: true });
+    await seedLkg(dynamo.doc, undefined, tableName);
+    const seen: Record<string, unknown>[] = [];
+    const migration = async (input: Record<string, unknown>) => {
+      seen.push(input);
+      expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'maintenance', actor: 'atmr-dr backout' });
+      return { TaskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/abc123', Containers: [{ Name: 'api', ExitCode: 0 }], StartedAt: 1780308000000, StoppedAt: 1780308012000 };
+    };
+
+    const { output, error } = await execute(alarm(), { migration });
+
+    expect(error).toBeUndefined();
+    expect(output).toMatchObject({ outcome: 'rolled-back' });
+    expect(seen[0]).toMatchObject({ TaskDefinition: BAD, LaunchType: 'FARGATE', Overrides: { ContainerOverrides: [{ Name: 'api', Command: ['flask', 'db', 'downgrade', 'aaa111'] }] } });
+    expect(mocks.rds.commandCalls(CreateDBSnapshotCommand)[0].args[0].input).toMatchObject({ DBInstanceIdentifier: 'atmr-prod', DBSnapshotIdentifier: expect.stringMatching(/^atmr-dr-backout-test-\d{8}-\d{6}$/) });
+    expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'normal', actor: 'atmr-dr backout' });
+    expect(lastMessage()?.Message).toMatch(/Migration: downgrade exited 0 in 12 s; duration 12 s; logs \/ecs\/atmr-api:ecs\/api\/abc123; killswitch restored to normal/);
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
+  });
+
+  it('stops and pages when the migration task exits 1, leaving maintenance on and the service alone', async () => {
+    await loadHandler({ autoDowngradeMigrations: true });
+    await seedLkg(dynamo.doc, undefined, tableName);
+    const migration = async () => ({ TaskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/def456', Containers: [{ Name: 'api', ExitCode: 1 }], StoppedReason: 'Essential container in task exited' });
+
+    const result = await execute(alarm(), { migration });
+
+    expect(paged(result)).toBe(true);
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+    expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'maintenance' });
+    expect(lastMessage()?.Subject).toMatch(/migration-failed$/);
+    expect(lastMessage()?.Message).toMatch(/downgrade failed: exit code 1 \(Essential container in task exited\)/);
+  });
+
+  it('treats a failed .sync migration task (States.TaskFailed) as a failed downgrade', async () => {
+    await loadHandler({ autoDowngradeMigrations: true });
+    await seedLkg(dynamo.doc, undefined, tableName);
+    const migration = async () => {
+      throw Object.assign(new Error(JSON.stringify({ TaskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/f00', Containers: [{ Name: 'api', ExitCode: 2 }] })), { name: 'States.TaskFailed' });
+    };
+
+    const result = await execute(alarm(), { migration });
+
+    expect(paged(result)).toBe(true);
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+    expect(lastMessage()?.Message).toMatch(/exit code 2/);
+  });
+
+  it('takes no action and pages when DynamoDB is unavailable', async () => {
+    await loadHandler();
+    const dynamoMock = mockClient(DynamoDBDocumentClient);
+    dynamoMock.onAnyCommand().rejects(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8000'), { name: 'TimeoutError' }));
+    try {
+      const result = await execute(alarm());
+
+      
+    expect(paged(result)).toBe(true);
+      expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+      expect(lastMessage()?.Message).toMatch(/backout stopped on an error, nothing more was done/);
+      expect(lastMessage()?.Message).toMatch(/ECONNREFUSED/);
+    } finally {
+      dynamoMock.restore();
+    }
+  });
+});
+
+describe('last-known-good bake workflow (aws-local-stepfunctions)', () => {
+  it('waits the bake with a Wait state, then records the release', async () => {
+    await loadHandler();
+    mocks.ecs.on(DescribeServicesCommand).resolves(service(GOOD, { id: 'ecs-svc/1111' }));
+    const { deploymentCompletedEvent } = await import('./fixtures');
+    const machine = new StateMachine(definitions.bake as never, { validationOptions: { checkArn: false, checkPaths: false } });
+
+    expect(definitions.bake.States.Bake).toMatchObject({ Type: 'Wait', Seconds: 600 });
+    const output = await machine.run(deploymentCompletedEvent() as never, {
+      overrides: { taskResourceLocalHandlers: { RecordLastKnownGood: (i: unknown) => step(i) } as never, waitTimeOverrides: { Bake: 0 } },
+    }).result;
+
+    expect(output).toMatchObject({ recorded: true, record: { taskDefinitionArn: GOOD, alembicHead: 'aaa111' } });
+  });
+});
