@@ -6,6 +6,7 @@ import { EnvironmentConfig } from './config';
 import { DataStack } from './data-stack';
 import { Backups } from './constructs/backups';
 import { DashboardGraph, OpsDashboard } from './constructs/dashboard';
+import { Detection, detectionPropsFromConfig } from './constructs/detection';
 import { Killswitch } from './constructs/killswitch';
 import { RestoreTest } from './constructs/restore-test';
 
@@ -79,6 +80,15 @@ export class OpsStack extends Stack {
         })
       : undefined;
 
+    const detectionProps = detectionPropsFromConfig(config, {
+      topic: this.incidentsTopic,
+      vpc,
+      subnets: privateSubnets,
+      databaseSecurityGroup,
+      killswitchParameterName: data.killswitchParameter.parameterName,
+    });
+    const detection = detectionProps ? new Detection(this, 'Detection', detectionProps) : undefined;
+
     const graphs: DashboardGraph[] = [
       {
         title: 'Killswitch mode (0 normal, 1 degraded, 2 maintenance)',
@@ -98,9 +108,10 @@ export class OpsStack extends Stack {
         ],
       });
     }
+    if (detection) graphs.push(...detection.dashboardGraphs);
     new OpsDashboard(this, 'Dashboard', {
       environmentName: config.name,
-      alarms: [...Object.values(backups.alarms), ...(restoreTest ? Object.values(restoreTest.alarms) : [])].filter(
+      alarms: [...Object.values(backups.alarms), ...(restoreTest ? Object.values(restoreTest.alarms) : []), ...Object.values(detection?.alarms ?? {})].filter(
         (alarm): alarm is NonNullable<typeof alarm> => alarm !== undefined,
       ),
       graphs,
