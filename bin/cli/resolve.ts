@@ -38,6 +38,13 @@ export const DEPLOYED_NAMES = {
     fromConfig: (config) => config.killswitch.parameterName,
   },
   opsTable: { label: 'ops-state table', flag: '--table NAME', envVar: 'ATMR_OPS_TABLE', output: { stack: 'Data', key: 'OpsStateTableName' } },
+  detectionEcsCluster: {
+    label: 'ECS cluster',
+    flag: '--cluster NAME',
+    envVar: 'ATMR_ECS_CLUSTER',
+    output: { stack: 'Ops', key: 'DetectionEcsClusterName' },
+    fromConfig: (config) => config.detection?.ecs?.clusterName,
+  },
 } satisfies Record<string, DeployedName>;
 
 /** The package root (where package.json and cdk.json are), whatever runs the CLI: tsx, a bundle, an install. */
