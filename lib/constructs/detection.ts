@@ -270,8 +270,11 @@ export class Detection extends Construct {
         what: 'ReadOnlyErrors',
         summary: `l'API journalise des erreurs PostgreSQL "read-only transaction" (>= ${t.readOnlyErrorsPer5Min} en 5 min) : les écritures échouent.`,
         firstActions: '`atmr-dr db read-write` pour l\'état et la remise en lecture-écriture ; killswitch maintenance si nécessaire.',
-        metric: readOnlyErrors,
+        // Counted per minute over the last 5: with the default threshold (1) the first error pages within
+        // about 2 minutes instead of at the end of a 5-minute period.
+        metric: t.readOnlyErrorsPer5Min === 1 ? readOnlyErrors.with({ period: MINUTE }) : readOnlyErrors,
         threshold: t.readOnlyErrorsPer5Min,
+        ...(t.readOnlyErrorsPer5Min === 1 && { evaluationPeriods: 5, datapointsToAlarm: 1 }),
       });
       alarm('apiTimeouts', 'network', 'Réseau flaky', {
         ...logAlarm,
@@ -399,13 +402,14 @@ export class Detection extends Construct {
           alarm(`${key}${what}`, 'load', 'Pic de charge', {
             concern: 'Load',
             what: `${pascal(key)}${what}`,
-            summary: `${what === 'Cpu' ? 'le CPU' : 'la mémoire'} du service ECS ${service.serviceName} dépasse ${threshold} % depuis 5 min.`,
+            summary: `${what === 'Cpu' ? 'le CPU' : 'la mémoire'} du service ECS ${service.serviceName} dépasse ${threshold} % depuis 3 min.`,
             firstActions: `\`atmr-dr scale ${key} <n>\` (entre ${service.minCount} et ${service.maxCount}) ; identifier la source du pic ; augmenter CPU/mémoire de la tâche si cela persiste.`,
             metric,
             threshold,
             comparisonOperator: GT,
-            evaluationPeriods: 5,
-            datapointsToAlarm: 5,
+            // Three minutes: inside the runbook's 0-5 min window once CloudWatch's minute of delay is added.
+            evaluationPeriods: 3,
+            datapointsToAlarm: 3,
             treatMissingData: NOT_BREACHING,
           });
         }

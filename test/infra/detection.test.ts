@@ -32,16 +32,16 @@ describe('detection alarms (example config)', () => {
     ['Database-ReadOnly', 'AtmrDr', 'DbReadOnly', 'Maximum', 60, 1, 'GreaterThanOrEqualToThreshold', 2, 2, 'breaching'],
     ['Killswitch-MaintenanceTooLong', 'AtmrDr', 'KillswitchMode', 'Minimum', 300, 2, 'GreaterThanOrEqualToThreshold', 12, 12, 'notBreaching'],
     ['Osrm-ApiErrors', 'AtmrDr', 'ApiOsrmErrors', 'Sum', 300, 5, 'GreaterThanOrEqualToThreshold', 1, undefined, 'notBreaching'],
-    ['Database-ReadOnlyErrors', 'AtmrDr', 'ApiReadOnlyErrors', 'Sum', 300, 1, 'GreaterThanOrEqualToThreshold', 1, undefined, 'notBreaching'],
+    ['Database-ReadOnlyErrors', 'AtmrDr', 'ApiReadOnlyErrors', 'Sum', 60, 1, 'GreaterThanOrEqualToThreshold', 5, 1, 'notBreaching'],
     ['Network-ApiTimeouts', 'AtmrDr', 'ApiTimeoutErrors', 'Sum', 300, 10, 'GreaterThanOrEqualToThreshold', 1, undefined, 'notBreaching'],
     ['Database-FreeStorageLow', 'AWS/RDS', 'FreeStorageSpace', 'Minimum', 300, Math.floor(100 * 1024 ** 3 * 0.1), 'LessThanThreshold', 1, undefined, 'notBreaching'],
     ['Database-ConnectionsNearLimit', 'AWS/RDS', 'DatabaseConnections', 'Maximum', 60, 360, 'GreaterThanThreshold', 3, 3, 'notBreaching'],
     ['Load-ApiLatencyP95', 'AWS/ApplicationELB', 'TargetResponseTime', 'p95', 60, 5, 'GreaterThanThreshold', 3, 3, 'notBreaching'],
     ['Health-UnhealthyHosts', 'AWS/ApplicationELB', 'UnHealthyHostCount', 'Maximum', 60, 0, 'GreaterThanThreshold', 3, 3, 'notBreaching'],
-    ['Load-ApiCpu', 'AWS/ECS', 'CPUUtilization', 'Average', 60, 90, 'GreaterThanThreshold', 5, 5, 'notBreaching'],
-    ['Load-ApiMemory', 'AWS/ECS', 'MemoryUtilization', 'Average', 60, 90, 'GreaterThanThreshold', 5, 5, 'notBreaching'],
-    ['Load-CeleryCpu', 'AWS/ECS', 'CPUUtilization', 'Average', 60, 90, 'GreaterThanThreshold', 5, 5, 'notBreaching'],
-    ['Load-CeleryMemory', 'AWS/ECS', 'MemoryUtilization', 'Average', 60, 90, 'GreaterThanThreshold', 5, 5, 'notBreaching'],
+    ['Load-ApiCpu', 'AWS/ECS', 'CPUUtilization', 'Average', 60, 90, 'GreaterThanThreshold', 3, 3, 'notBreaching'],
+    ['Load-ApiMemory', 'AWS/ECS', 'MemoryUtilization', 'Average', 60, 90, 'GreaterThanThreshold', 3, 3, 'notBreaching'],
+    ['Load-CeleryCpu', 'AWS/ECS', 'CPUUtilization', 'Average', 60, 90, 'GreaterThanThreshold', 3, 3, 'notBreaching'],
+    ['Load-CeleryMemory', 'AWS/ECS', 'MemoryUtilization', 'Average', 60, 90, 'GreaterThanThreshold', 3, 3, 'notBreaching'],
   ])('%s watches %s %s (%s, %i s) against %d (%s, %i periods)', (name, namespace, metricName, statistic, period, threshold, operator, periods, datapoints, missing) => {
     const a = alarm(name as string);
 
