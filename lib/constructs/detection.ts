@@ -496,6 +496,8 @@ export function detectionPropsFromConfig(config: EnvironmentConfig, wiring: Dete
       subnets: wiring.subnets,
       databaseSecurityGroup: wiring.databaseSecurityGroup,
       redisSecurityGroupId: p.redis?.securityGroupId,
+      // The key of the database secret; a separate read-only secret is assumed on the AWS-managed key.
+      databaseSecretKmsKeyArn: p.database && !p.database.secretArn ? config.database.secretKmsKeyArn : undefined,
     },
     apiLogs: d.apiLogs,
     alb: d.alb,

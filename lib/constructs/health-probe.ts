@@ -21,6 +21,8 @@ export interface HealthProbeProps {
   readonly subnets: ec2.SubnetSelection;
   /** Security group of the database: receives ingress from the probe on the database port. @default - none */
   readonly databaseSecurityGroup?: ec2.ISecurityGroup;
+  /** Customer KMS key of the database secret, when it is not the AWS-managed one. @default - AWS-managed key */
+  readonly databaseSecretKmsKeyArn?: string;
   /** Security group of Redis: receives ingress from the probe on the Redis port. @default - none */
   readonly redisSecurityGroupId?: string;
   /** How often the probe runs. @default Duration.minutes(1) */
@@ -77,6 +79,15 @@ export class HealthProbe extends Construct {
     const role = this.function.function.role as iam.IRole;
     if (settings.database) {
       secretsmanager.Secret.fromSecretCompleteArn(this, 'DatabaseSecret', settings.database.secretArn).grantRead(role);
+      if (props.databaseSecretKmsKeyArn) {
+        role.addToPrincipalPolicy(
+          new iam.PolicyStatement({
+            actions: ['kms:Decrypt'],
+            resources: [props.databaseSecretKmsKeyArn],
+            conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${stack.region}.amazonaws.com` } },
+          }),
+        );
+      }
     }
     if (settings.killswitchParameter) {
       role.addToPrincipalPolicy(

@@ -1,6 +1,8 @@
-import { Match } from 'aws-cdk-lib/assertions';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { parseEnvironmentConfig } from '../../lib/config';
+import { Detection } from '../../lib/constructs/detection';
 import { alarmNamePrefix } from '../../lib/constructs/runbook-alarm';
-import { exampleEnvironment, synthesizeApp } from '../support/app';
+import { constructHarness, exampleEnvironment, synthesizeApp } from '../support/app';
 
 // Each detection alarm as synthesized from the example config: metric, statistic, threshold,
 // period, evaluation, missing data, and that it reaches a human (incidents topic + escalation prefix).
@@ -225,5 +227,40 @@ describe('on-call dashboard, detection graphs', () => {
     const detectionAlarmIds = Object.keys(template.findResources('AWS::CloudWatch::Alarm')).filter((id) => id.startsWith('Detection'));
     expect(detectionAlarmIds.length).toBe(21);
     for (const id of detectionAlarmIds) expect(body).toContain(`"Fn::GetAtt":["${id}","Arn"]`);
+  });
+});
+
+describe('Detection construct with explicit props', () => {
+  it('creates only the alarms of the targets it is given, and decrypts a customer-key secret through Secrets Manager only', () => {
+    const harness = constructHarness(exampleEnvironment(), 'Only');
+    const detection = new Detection(harness.stack, 'Detection', {
+      environmentName: 'example',
+      topic: harness.topic,
+      thresholds: parseEnvironmentConfig('example', { ...exampleEnvironment(), detection: {} }).detection!.thresholds,
+      probe: {
+        vpc: harness.vpc,
+        subnets: harness.subnets,
+        databaseSecretKmsKeyArn: 'arn:aws:kms:eu-west-3:111111111111:key/0000-1111',
+        settings: {
+          osrm: { healthUrl: 'http://osrm:5000/health', timeoutMs: 3000, attempts: 3 },
+          database: { host: 'db', port: 5432, name: 'atmr', secretArn: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:ro-AbCdEf', sslMode: 'require', timeoutMs: 3000 },
+        },
+      },
+    });
+    const only = Template.fromStack(harness.stack);
+
+    expect(Object.values(detection.alarms).map((a) => a.node.id).sort()).toEqual(['DbReadOnlyAlarm', 'OsrmDownAlarm', 'ProbeFailuresAlarm']);
+    only.resourceCountIs('AWS::CloudWatch::Alarm', 3);
+    only.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: Match.objectLike({
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Action: 'kms:Decrypt',
+            Resource: 'arn:aws:kms:eu-west-3:111111111111:key/0000-1111',
+            Condition: { StringEquals: { 'kms:ViaService': 'secretsmanager.eu-west-3.amazonaws.com' } },
+          }),
+        ]),
+      }),
+    });
   });
 });

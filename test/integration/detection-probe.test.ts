@@ -1,3 +1,10 @@
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as https from 'node:https';
+import * as net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { openDatabaseSession, openRedisSession } from '../../lambdas/detection/clients';
 import { PROBE_METRICS, ProbeSettings, runProbe } from '../../lambdas/detection/probe';
 import { captureProbeOutput, metricValue, startHttpServer } from '../lambdas/detection/fixtures';
@@ -194,5 +201,47 @@ describe('health probe against real servers', () => {
     expect(unreadable.metrics.filter((m) => m.name === M.killswitchMode)).toEqual([]);
     expect(metricValue(unreadable.metrics, M.redisUp)).toBe(1);
     expect(unreadable.logs).toContainEqual(expect.objectContaining({ level: 'ERROR', message: 'killswitch mode unreadable' }));
+  });
+});
+
+describe('health probe: TLS', () => {
+  it('reports a certificate the probe cannot trust as down with reason tls', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'probe-tls-'));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-keyout', `${dir}/key.pem`, '-out', `${dir}/cert.pem`], { stdio: 'ignore' });
+    const server = https.createServer({ key: fs.readFileSync(`${dir}/key.pem`), cert: fs.readFileSync(`${dir}/cert.pem`) }, (_req, res) => res.end('ok'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const { result, metrics } = await probeWith({ osrm: { healthUrl: `https://127.0.0.1:${port}/health`, timeoutMs: 2000, attempts: 1 } });
+
+      expect(result.targets.find((t) => t.target === 'osrm')).toMatchObject({ up: false, reason: 'tls' });
+      expect(metricValue(metrics, M.osrmAvailability)).toBe(0);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('health probe: hung Redis and PostgreSQL', () => {
+  it('reports a Redis and a database that accept but never answer as down (timeout) within their deadlines', async () => {
+    const sockets: net.Socket[] = [];
+    const blackhole = net.createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => blackhole.listen(0, '127.0.0.1', resolve));
+    const { port } = blackhole.address() as AddressInfo;
+    try {
+      const started = Date.now();
+      const { result, metrics } = await probeWith({ redisPort: port, databasePort: port });
+
+      expect(Date.now() - started).toBeLessThan(2000 + 1500); // the database deadline (2 s) + margin
+      expect(result.targets.filter((t) => ['redis', 'database'].includes(t.target)).map((t) => [t.target, t.reason])).toEqual(
+        expect.arrayContaining([['redis', 'timeout'], ['database', 'timeout']]),
+      );
+      expect([metricValue(metrics, M.redisUp), metricValue(metrics, M.databaseUp)]).toEqual([0, 0]);
+    } finally {
+      sockets.forEach((s) => s.destroy());
+      await new Promise((resolve) => blackhole.close(resolve));
+    }
   });
 });
