@@ -6,6 +6,7 @@ import { registerBackupsCommands } from './cli/backups';
 import { registerRestoreCommands } from './cli/restore';
 import { registerKillswitchCommands } from './cli/killswitch';
 import { registerRollbackCommands } from './cli/rollback';
+import { registerDetectionCommands } from './cli/detection';
 
 /**
  * The operator CLI. Thin: each `bin/cli/<concern>.ts` declares its commands and calls the same
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerRestoreCommands(program);
   registerKillswitchCommands(program);
   registerRollbackCommands(program);
+  registerDetectionCommands(program);
   return program;
 }
 

@@ -274,6 +274,163 @@ export const BackoutConfigSchema = z.strictObject({
    */
   beforeDowngrade: z.enum(['snapshot', 'pitr']).default('snapshot'),
 });
+const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL such as http://osrm.internal:5000/health' });
+const pascalKey = z.string().regex(/^[a-z][a-zA-Z0-9]{0,30}$/, 'must be a camelCase service key such as api or celery');
+const ecsName = z.string().regex(/^[a-zA-Z0-9_-]{1,255}$/, 'must be an ECS cluster or service name');
+
+/** One ECS service the detection watches (CPU/memory) and the CLI may scale within bounds. */
+export const DetectionEcsServiceSchema = z
+  .strictObject({
+    /** ECS service name in the cluster. */
+    serviceName: ecsName,
+    /** Lowest task count `atmr-dr scale` (and autoscaling) may set. @default 1 */
+    minCount: z.number().int().min(0).max(1000).default(1),
+    /** Highest task count `atmr-dr scale` (and autoscaling) may set. @default 10 */
+    maxCount: z.number().int().min(1).max(1000).default(10),
+  })
+  .refine((s) => s.minCount <= s.maxCount, { message: 'minCount must be <= maxCount', path: ['minCount'] });
+
+export const DetectionConfigSchema = z.strictObject({
+  /** The health probe (a function in the VPC, every minute). Each target is optional. */
+  probe: z
+    .strictObject({
+      /** The Flask API, e.g. the internal ALB: GET `<baseUrl>/health` and `<baseUrl>/ready`. @default - not probed */
+      api: z
+        .strictObject({
+          baseUrl: httpUrl,
+          /** Per-request timeout (ms); the runbook's readiness probe: 3 s. @default 3000 */
+          timeoutMs: z.number().int().min(100).max(15000).default(3000),
+        })
+        .optional(),
+      /** OSRM's health URL (`curl http://osrm:5000/health` in the runbook). @default - not probed */
+      osrm: z
+        .strictObject({
+          healthUrl: httpUrl,
+          /** Per-attempt timeout (ms). @default 3000 */
+          timeoutMs: z.number().int().min(100).max(15000).default(3000),
+          /** Attempts per run: OsrmAvailability is the percent of them that succeed. @default 3 */
+          attempts: z.number().int().min(1).max(10).default(3),
+        })
+        .optional(),
+      /** Redis (broker of Celery): PING and LLEN of the Celery queues. @default - not probed */
+      redis: z
+        .strictObject({
+          host: z.string().min(1),
+          port: z.number().int().min(1).max(65535).default(6379),
+          /** TLS (ElastiCache in-transit encryption). @default false */
+          tls: z.boolean().default(false),
+          /** Connect + command timeout (ms). @default 3000 */
+          timeoutMs: z.number().int().min(100).max(15000).default(3000),
+          /** Security group of Redis: receives ingress from the probe on `port`. @default - none added */
+          securityGroupId: securityGroupId.optional(),
+        })
+        .optional(),
+      /** Celery queue names (Redis lists) whose length is CeleryQueueDepth. @default ['celery'] */
+      celeryQueues: z.array(z.string().min(1).max(200)).max(10).default(['celery']),
+      /** PostgreSQL read-only checks on the configured database. @default - not probed */
+      database: z
+        .strictObject({
+          /** A read-only user's secret; @default - the database secret (`database.secretArn`). */
+          secretArn: arn.optional(),
+          /** Connect + query timeout (ms). @default 3000 */
+          timeoutMs: z.number().int().min(100).max(15000).default(3000),
+        })
+        .optional(),
+      /** The killswitch mode is read each run (for "maintenance left on"). @default true */
+      killswitch: z.boolean().default(true),
+    })
+    .prefault({}),
+  /** Alarm thresholds; defaults are the runbook's. */
+  thresholds: z
+    .strictObject({
+      /** OsrmAvailability = 0 for this many minutes. @default 2 */
+      osrmDownMinutes: z.number().int().min(1).max(60).default(2),
+      /** ApiReady = 0 for this many minutes (readiness 503 or unreachable). @default 2 */
+      apiNotReadyMinutes: z.number().int().min(1).max(60).default(2),
+      /** ALB unhealthy hosts > 0 for this many minutes. @default 3 */
+      unhealthyHostsMinutes: z.number().int().min(1).max(60).default(3),
+      /** ALB target response time P95 above this (seconds): runbook "P95 > 5s". @default 5 */
+      p95LatencySeconds: z.number().positive().max(60).default(5),
+      /** 5xx / requests above this percent: runbook "Taux d'erreur > 5%". @default 5 */
+      errorRatePercent: z.number().positive().max(100).default(5),
+      /** The error rate counts only with at least this many requests per minute. @default 20 */
+      minRequestsPerMinute: z.number().int().min(1).default(20),
+      /** ECS service CPU above this percent: runbook "CPU proches de 100%". @default 90 */
+      cpuPercent: z.number().positive().max(100).default(90),
+      /** ECS service memory above this percent. @default 90 */
+      memoryPercent: z.number().positive().max(100).default(90),
+      /** Celery queue depth above this, and still growing over `celeryGrowthMinutes`. @default 100 */
+      celeryQueueDepth: z.number().int().min(1).default(100),
+      /** @default 5 */
+      celeryGrowthMinutes: z.number().int().min(2).max(60).default(5),
+      /** Probe failures (targets down / targets probed) above this percent... @default 20 */
+      probeFailurePercent: z.number().positive().max(100).default(20),
+      /** ...over this window (minutes): the runbook's "Réseau flaky". @default 10 */
+      probeFailureWindowMinutes: z.number().int().min(1).max(60).default(10),
+      /** API timeout errors (log filter) per 5 minutes at or above this. @default 10 */
+      apiTimeoutErrorsPer5Min: z.number().int().min(1).default(10),
+      /** API 502/503 towards OSRM (log filter) per 5 minutes at or above this. @default 5 */
+      osrmApiErrorsPer5Min: z.number().int().min(1).default(5),
+      /** PostgreSQL read-only errors (log filter) per 5 minutes at or above this. @default 1 */
+      readOnlyErrorsPer5Min: z.number().int().min(1).default(1),
+      /** RDS free storage below this percent of `rdsAllocatedStorageGiB`. @default 10 */
+      freeStoragePercent: z.number().positive().max(100).default(10),
+      /** RDS connections above this percent of `rdsMaxConnections`. @default 90 */
+      connectionsPercent: z.number().positive().max(100).default(90),
+      /** Killswitch in maintenance for longer than this (minutes). @default 60 */
+      maintenanceMaxMinutes: z.number().int().min(5).max(1440).default(60),
+    })
+    .prefault({}),
+  /** Allocated storage of the RDS instance (GiB): the free-storage alarm needs it. @default - no free-storage alarm */
+  rdsAllocatedStorageGiB: z.number().int().min(5).optional(),
+  /** max_connections of the RDS instance: the connections alarm needs it. @default - no connections alarm */
+  rdsMaxConnections: z.number().int().min(1).optional(),
+  /** The API's log group and the patterns of its metric filters (CloudWatch Logs filter syntax). @default - no log alarms */
+  apiLogs: z
+    .strictObject({
+      logGroupName: z.string().regex(/^[.\-_/#A-Za-z0-9]{1,512}$/, 'must be a CloudWatch Logs group name'),
+      /** API 502/503 towards OSRM. */
+      osrmErrorPattern: z.string().min(1).default('"OSRM" ?"502" ?"503"'),
+      /** PostgreSQL read-only errors ("cannot execute ... in a read-only transaction"). */
+      readOnlyErrorPattern: z.string().min(1).default('"read-only transaction"'),
+      /** Timeouts seen by the API (runbook: `grep -i timeout`). */
+      timeoutErrorPattern: z.string().min(1).default('?timeout ?Timeout ?TIMEOUT'),
+    })
+    .optional(),
+  /** The API's ALB, for latency, error rate and unhealthy hosts. @default - no ALB alarms */
+  alb: z
+    .strictObject({
+      /** `app/<name>/<id>` (the LoadBalancer dimension; the end of the ALB ARN). */
+      loadBalancerFullName: z.string().regex(/^app\/[A-Za-z0-9-]+\/[0-9a-f]+$/, 'must be app/<name>/<id> (the end of the ALB ARN)'),
+      /** `targetgroup/<name>/<id>` (the TargetGroup dimension). */
+      targetGroupFullName: z.string().regex(/^targetgroup\/[A-Za-z0-9-]+\/[0-9a-f]+$/, 'must be targetgroup/<name>/<id> (the end of the target group ARN)'),
+    })
+    .optional(),
+  /** The ECS services: CPU/memory alarms, `atmr-dr scale` bounds, `atmr-dr osrm restart`. @default - none */
+  ecs: z
+    .strictObject({
+      clusterName: ecsName,
+      /** Services by key (e.g. api, celery); `scale <key> <count>` stays within their bounds. */
+      services: z.record(pascalKey, DetectionEcsServiceSchema).default({}),
+      /** Key (in `services`) of the Celery worker service. @default 'celery' */
+      celeryServiceKey: pascalKey.default('celery'),
+      /** Key (in `services`) of the OSRM service (`atmr-dr osrm restart`). @default 'osrm' */
+      osrmServiceKey: pascalKey.default('osrm'),
+    })
+    .optional(),
+  /** Target-tracking autoscaling of the Celery workers on CeleryQueueDepth (within the service's bounds). */
+  celeryAutoscaling: z
+    .strictObject({
+      /** Opt in. @default false */
+      enabled: z.boolean().default(false),
+      /** Queue depth (sum of the queues) to hold: tasks are added above it. @default 50 */
+      targetQueueDepth: z.number().positive().default(50),
+    })
+    .prefault({}),
+  /** Base URL of this README, for the alarm descriptions' links (`<url>#<anchor>`). @default 'README.md' */
+  readmeUrl: z.string().min(1).default('README.md'),
+});
+export type DetectionConfig = z.infer<typeof DetectionConfigSchema>;
 
 export const EnvironmentConfigSchema = z.strictObject({
   /**
@@ -296,6 +453,8 @@ export const EnvironmentConfigSchema = z.strictObject({
   escalation: EscalationConfigSchema,
   /** Alarm-triggered rollback to the last known good release (runbook "Plan de backout"). @default - none */
   backout: BackoutConfigSchema.optional(),
+  /** Detection of the runbook's scenarios (health probe, alarms, scale bounds). @default - no detection */
+  detection: DetectionConfigSchema.optional(),
 });
 
 /** A validated environment: `name` is always set (the environment's key). */

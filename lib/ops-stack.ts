@@ -6,6 +6,7 @@ import { EnvironmentConfig } from './config';
 import { DataStack } from './data-stack';
 import { Backups } from './constructs/backups';
 import { DashboardGraph, OpsDashboard } from './constructs/dashboard';
+import { Detection, detectionPropsFromConfig } from './constructs/detection';
 import { Killswitch } from './constructs/killswitch';
 import { RestoreTest } from './constructs/restore-test';
 import { Rollback } from './constructs/rollback';
@@ -112,6 +113,14 @@ export class OpsStack extends Stack {
         incidentsTopic: this.incidentsTopic,
       });
     }
+    const detectionProps = detectionPropsFromConfig(config, {
+      topic: this.incidentsTopic,
+      vpc,
+      subnets: privateSubnets,
+      databaseSecurityGroup,
+      killswitchParameterName: data.killswitchParameter.parameterName,
+    });
+    const detection = detectionProps ? new Detection(this, 'Detection', detectionProps) : undefined;
 
     const graphs: DashboardGraph[] = [
       {
@@ -132,9 +141,10 @@ export class OpsStack extends Stack {
         ],
       });
     }
+    if (detection) graphs.push(...detection.dashboardGraphs);
     new OpsDashboard(this, 'Dashboard', {
       environmentName: config.name,
-      alarms: [...Object.values(backups.alarms), ...(restoreTest ? Object.values(restoreTest.alarms) : [])].filter(
+      alarms: [...Object.values(backups.alarms), ...(restoreTest ? Object.values(restoreTest.alarms) : []), ...Object.values(detection?.alarms ?? {})].filter(
         (alarm): alarm is NonNullable<typeof alarm> => alarm !== undefined,
       ),
       graphs,

@@ -53,6 +53,13 @@ export const DEPLOYED_NAMES = {
     fromConfig: (config) => config.backout?.api.serviceName,
   },
   incidentsTopic: { label: 'incidents topic', flag: '--topic ARN', envVar: 'ATMR_INCIDENTS_TOPIC', output: { stack: 'Ops', key: 'BackoutTopicArn' } },
+  detectionEcsCluster: {
+    label: 'ECS cluster',
+    flag: '--cluster NAME',
+    envVar: 'ATMR_ECS_CLUSTER',
+    output: { stack: 'Ops', key: 'DetectionEcsClusterName' },
+    fromConfig: (config) => config.detection?.ecs?.clusterName,
+  },
 } satisfies Record<string, DeployedName>;
 
 /** The package root (where package.json and cdk.json are), whatever runs the CLI: tsx, a bundle, an install. */

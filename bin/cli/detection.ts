@@ -1,0 +1,145 @@
+import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
+import { ECSClient } from '@aws-sdk/client-ecs';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { RDSClient } from '@aws-sdk/client-rds';
+import { Command } from 'commander';
+import * as readline from 'node:readline/promises';
+import { dbReadWrite, rdsStorage } from '../../lambdas/detection/db-read-write';
+import { restartService, scaleService } from '../../lambdas/detection/ecs-actions';
+import { SDK_RETRY } from '../../lambdas/shared/aws';
+import { OperatorError } from '../../lambdas/shared/errors';
+import { resolveConnection } from '../../lambdas/shared/pg-connection';
+import type { EnvironmentConfig } from '../../lib/config';
+import { DEPLOYED_NAMES, defaultEnvironmentName, loadCliConfig, packageRoot, resolveDeployedName } from './resolve';
+
+function print(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+/**
+ * Confirmation of a production change: `--yes` answers for the operator; without it, standard input
+ * must be a terminal (a script or a pipe never confirms by accident).
+ */
+export function confirmer(yes: boolean | undefined, input: NodeJS.ReadableStream & { isTTY?: boolean } = process.stdin): (question: string) => Promise<boolean> {
+  return async (question) => {
+    if (yes) return true;
+    if (!input.isTTY) throw new OperatorError(`${question} needs confirmation: standard input is not a terminal; pass --yes to confirm`, 2);
+    const rl = readline.createInterface({ input, output: process.stderr });
+    try {
+      return /^(y|yes|o|oui)$/i.test((await rl.question(`${question} [y/N] `)).trim());
+    } finally {
+      rl.close();
+    }
+  };
+}
+
+function envConfig(envName: string | undefined): { envName: string; config?: EnvironmentConfig; error?: string } {
+  const root = packageRoot();
+  const name = envName ?? defaultEnvironmentName(root);
+  try {
+    return { envName: name, config: loadCliConfig(name, root) };
+  } catch (error) {
+    return { envName: name, error: error instanceof Error ? error.message : String(error) };
+  }
+}
+
+function serviceFromConfig(config: EnvironmentConfig | undefined, key: string, configError?: string) {
+  const services = config?.detection?.ecs?.services ?? {};
+  const service = services[key];
+  if (!service) {
+    const known = Object.keys(services);
+    throw new OperatorError(
+      `no service "${key}" in detection.ecs.services of the config${configError ? ` (${configError})` : ''}${known.length ? `; known: ${known.join(', ')}` : ''}: add it (name and bounds) to cdk.json`,
+      2,
+    );
+  }
+  return service;
+}
+
+async function clusterName(flag: string | undefined, envName: string): Promise<string> {
+  return resolveDeployedName(DEPLOYED_NAMES.detectionEcsCluster, { flagValue: flag, envName });
+}
+
+/** `db read-write`, `scale`, `osrm restart`: the runbook's first actions that a person still types. */
+export function registerDetectionCommands(program: Command): void {
+  const db = program.command('db').description('the database of the runbook\'s "DB Read-Only" scenario');
+  db.command('read-write')
+    .description(
+      'show transaction_read_only, the database-level default, pg_is_in_recovery() and RDS free storage; when the database-level setting is the cause, set it off (asks unless --yes) and prove a write goes through (rolled back)',
+    )
+    .option('--database-secret <arn>', 'Secrets Manager secret with the connection (else PGHOST PGUSER PGPASSWORD PGDATABASE)')
+    .option('--instance <id>', 'RDS instance identifier for the free storage (default: $ATMR_RDS_INSTANCE, else the config)')
+    .option('--env <name>', 'cdk.json environment (default: cdk.json env)')
+    .option('--yes', 'confirm the ALTER DATABASE without asking')
+    .option('--json', 'print the outcome as JSON')
+    .action(async (opts: { databaseSecret?: string; instance?: string; env?: string; yes?: boolean; json?: boolean }) => {
+      const connection = await resolveConnection({ secretArn: opts.databaseSecret });
+      const instance = opts.instance ?? process.env.ATMR_RDS_INSTANCE ?? envConfig(opts.env).config?.database.instanceIdentifier;
+      const outcome = await dbReadWrite({
+        connection,
+        confirm: confirmer(opts.yes),
+        print: opts.json ? undefined : print,
+        ...(instance && { storage: () => rdsStorage({ rds: new RDSClient(SDK_RETRY), cloudwatch: new CloudWatchClient(SDK_RETRY) }, instance) }),
+      });
+      if (opts.json) print(JSON.stringify(outcome));
+      else print(`${outcome.result}: ${outcome.finding}`);
+      if (outcome.result === 'declined') throw new OperatorError('db read-write: not confirmed, nothing changed', 3);
+      if (outcome.result === 'not-a-database-setting') throw new OperatorError(`db read-write: ${outcome.finding}`, 4);
+      if (outcome.writeProof !== 'ok') throw new OperatorError(`db read-write: a write does not go through (${outcome.writeProof})`, 5);
+    });
+
+  program
+    .command('scale')
+    .description('set the task count of an ECS service (api, celery...) within the bounds of the config (runbook "Pic de charge"); asks unless --yes')
+    .argument('<service>', 'service key in detection.ecs.services (e.g. api, celery)')
+    .argument('<count>', 'desired task count')
+    .option('--cluster <name>', 'ECS cluster (default: $ATMR_ECS_CLUSTER, the Ops stack output, else the config)')
+    .option('--service-name <name>', 'ECS service name (default: $ATMR_<SERVICE>_SERVICE, else the config)')
+    .option('--env <name>', 'cdk.json environment (default: cdk.json env)')
+    .option('--yes', 'confirm without asking')
+    .action(async (key: string, countText: string, opts: { cluster?: string; serviceName?: string; env?: string; yes?: boolean }) => {
+      if (!/^\d+$/.test(countText)) throw new OperatorError(`scale: count "${countText}" is not a whole number of tasks`, 2);
+      const { envName, config, error } = envConfig(opts.env);
+      const bounds = serviceFromConfig(config, key, error);
+      const service = opts.serviceName ?? process.env[`ATMR_${key.toUpperCase()}_SERVICE`] ?? bounds.serviceName;
+      const result = await scaleService(
+        { ecs: new ECSClient(SDK_RETRY), events: new EventBridgeClient(SDK_RETRY), confirm: confirmer(opts.yes), print },
+        { key, cluster: await clusterName(opts.cluster, envName), service, count: Number(countText), minCount: bounds.minCount, maxCount: bounds.maxCount },
+      );
+      print(result.changed ? `${service}: desired count ${result.from} -> ${result.to}` : `${service}: already at ${result.to} tasks, nothing changed`);
+      if (result.warning) process.stderr.write(`atmr-dr: warning: ${result.warning}\n`);
+    });
+
+  const osrm = program.command('osrm').description('OSRM (runbook "OSRM Down")');
+  osrm
+    .command('restart')
+    .description('force a new deployment of the OSRM service, wait for steady state, check its health URL; asks unless --yes (the runbook says: diagnose first)')
+    .option('--cluster <name>', 'ECS cluster (default: $ATMR_ECS_CLUSTER, the Ops stack output, else the config)')
+    .option('--service-name <name>', 'OSRM ECS service name (default: $ATMR_OSRM_SERVICE, else the config)')
+    .option('--health-url <url>', 'health URL to check once steady (default: $ATMR_OSRM_HEALTH_URL, else the config\'s probe URL)')
+    .option('--timeout <seconds>', 'how long to wait for steady state', '600')
+    .option('--poll-interval <seconds>', 'seconds between two looks at the deployment', '10')
+    .option('--env <name>', 'cdk.json environment (default: cdk.json env)')
+    .option('--yes', 'confirm without asking')
+    .action(async (opts: { cluster?: string; serviceName?: string; healthUrl?: string; timeout: string; pollInterval: string; env?: string; yes?: boolean }) => {
+      const timeoutSeconds = Number(opts.timeout);
+      const pollSeconds = Number(opts.pollInterval);
+      if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) throw new OperatorError(`osrm restart: --timeout "${opts.timeout}" must be a positive number of seconds`, 2);
+      if (!Number.isFinite(pollSeconds) || pollSeconds <= 0) throw new OperatorError(`osrm restart: --poll-interval "${opts.pollInterval}" must be a positive number of seconds`, 2);
+      const { envName, config, error } = envConfig(opts.env);
+      const osrmKey = config?.detection?.ecs?.osrmServiceKey ?? 'osrm';
+      const service = opts.serviceName ?? process.env.ATMR_OSRM_SERVICE ?? serviceFromConfig(config, osrmKey, error).serviceName;
+      const result = await restartService(
+        { ecs: new ECSClient(SDK_RETRY), events: new EventBridgeClient(SDK_RETRY), confirm: confirmer(opts.yes), print },
+        {
+          cluster: await clusterName(opts.cluster, envName),
+          service,
+          healthUrl: opts.healthUrl ?? process.env.ATMR_OSRM_HEALTH_URL ?? config?.detection?.probe.osrm?.healthUrl,
+          steadyTimeoutMs: timeoutSeconds * 1000,
+          pollMs: pollSeconds * 1000,
+        },
+      );
+      print(`${service}: restarted, steady${result.health ? ', health URL up' : ''}`);
+      if (result.warning) process.stderr.write(`atmr-dr: warning: ${result.warning}\n`);
+    });
+}

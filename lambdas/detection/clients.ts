@@ -1,0 +1,62 @@
+import Redis from 'ioredis';
+import { Client } from 'pg';
+import type { PgConnection } from '../shared/pg-connection';
+import { pgClientConfig } from '../shared/pg-connection';
+import type { RedisProbeClient, SqlProbeClient } from './probe';
+
+/**
+ * One Redis connection for one probe run: no reconnection, no offline queue and no retries, so a
+ * dead broker fails the run's check at once instead of queueing commands.
+ */
+export function openRedisSession(options: { host: string; port: number; tls: boolean; timeoutMs: number }): {
+  client: RedisProbeClient;
+  close(): void;
+} {
+  const redis = new Redis({
+    host: options.host,
+    port: options.port,
+    ...(options.tls && { tls: { servername: options.host } }),
+    connectTimeout: options.timeoutMs,
+    commandTimeout: options.timeoutMs,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    enableOfflineQueue: true,
+    lazyConnect: false,
+    // A down broker is the probe's finding, not an unhandled 'error' event.
+    showFriendlyErrorStack: false,
+  });
+  let lastError: Error | undefined;
+  redis.on('error', (error: Error) => {
+    lastError = error;
+  });
+  const withCause = async <T>(work: Promise<T>): Promise<T> => {
+    try {
+      return await work;
+    } catch (error) {
+      // ioredis reports "Connection is closed"; the socket error behind it names the cause.
+      if (lastError && error instanceof Error && !(error as { cause?: unknown }).cause) (error as { cause?: unknown }).cause = lastError;
+      throw error;
+    }
+  };
+  return {
+    client: { ping: () => withCause(redis.ping()), llen: (key) => withCause(redis.llen(key)) },
+    close: () => redis.disconnect(),
+  };
+}
+
+/**
+ * One PostgreSQL session for one probe run (see `openDatabase` in probe.ts: a fresh session each run).
+ * `statement_timeout` bounds each query on the server side as well.
+ */
+export async function openDatabaseSession(connection: PgConnection, timeoutMs: number): Promise<{ client: SqlProbeClient; close(): Promise<void> }> {
+  const client = new Client({
+    ...pgClientConfig(connection),
+    application_name: 'atmr-dr-health-probe',
+    connectionTimeoutMillis: timeoutMs,
+    statement_timeout: timeoutMs,
+    query_timeout: timeoutMs,
+  });
+  client.on('error', () => undefined);
+  await client.connect();
+  return { client, close: () => client.end() };
+}

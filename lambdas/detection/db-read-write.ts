@@ -1,0 +1,225 @@
+import { CloudWatchClient, GetMetricStatisticsCommand } from '@aws-sdk/client-cloudwatch';
+import { DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
+import { Client } from 'pg';
+import { oneLine } from '../shared/errors';
+import { formatBytes } from '../shared/format';
+import { describeConnection, pgClientConfig, type PgConnection } from '../shared/pg-connection';
+
+/** What the runbook's "DB Read-Only" checks look at, read in one fresh session. */
+export interface ReadOnlyState {
+  readonly database: string;
+  /** `SHOW transaction_read_only` in a new session. */
+  readonly transactionReadOnly: boolean;
+  /** The database-level `default_transaction_read_only` (ALTER DATABASE ... SET), when set. */
+  readonly databaseSetting?: string;
+  /** Where the session's `default_transaction_read_only` comes from (pg_settings.source: database, user, configuration file, default...). */
+  readonly defaultSource: string;
+  readonly defaultValue: string;
+  /** `pg_is_in_recovery()`: a standby (or a promoted-but-not-yet replica) refuses writes whatever the settings. */
+  readonly inRecovery: boolean;
+}
+
+export interface StorageState {
+  readonly freeBytes?: number;
+  readonly allocatedBytes?: number;
+  /** Why a value is missing (no credentials, no datapoint). */
+  readonly unknown?: string;
+}
+
+/** The outcome, for the CLI's text or JSON. */
+export interface ReadWriteOutcome {
+  readonly before: ReadOnlyState;
+  readonly storage?: StorageState;
+  /** `fixed`: the database-level setting was the cause and is now off, and a write went through. */
+  readonly result: 'already-read-write' | 'fixed' | 'declined' | 'not-a-database-setting';
+  /** One line for the operator: what was found and what to do. */
+  readonly finding: string;
+  readonly after?: ReadOnlyState;
+  /** The rolled-back write of the proof, when made. */
+  readonly writeProof?: 'ok' | string;
+}
+
+export interface DbReadWriteDeps {
+  readonly connection: PgConnection;
+  /** RDS free storage (allocated and free), shown beside the settings. @default - not shown */
+  readonly storage?: () => Promise<StorageState>;
+  /** Asked before the ALTER DATABASE; `false` leaves everything as it is. */
+  readonly confirm: (question: string) => Promise<boolean>;
+  /** Progress lines for the operator. */
+  readonly print?: (line: string) => void;
+}
+
+const quoteIdent = (name: string) => `"${name.replaceAll('"', '""')}"`;
+
+async function withSession<T>(connection: PgConnection, use: (client: Client) => Promise<T>): Promise<T> {
+  const client = new Client({ ...pgClientConfig(connection), application_name: 'atmr-dr db read-write' });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    return await use(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** Reads the read-only state in a new session (a database-level setting only shows in new sessions). */
+export async function readOnlyState(connection: PgConnection): Promise<ReadOnlyState> {
+  return withSession(connection, async (client) => {
+    const { rows } = await client.query<{ tro: string; setting: string; source: string; recovery: boolean; db: string; dbsetting: string | null }>(
+      `SELECT current_setting('transaction_read_only') AS tro,
+              s.setting, s.source,
+              pg_is_in_recovery() AS recovery,
+              current_database() AS db,
+              (SELECT split_part(c, '=', 2)
+                 FROM pg_db_role_setting r JOIN pg_database d ON d.oid = r.setdatabase, unnest(r.setconfig) AS c
+                WHERE d.datname = current_database() AND r.setrole = 0 AND c LIKE 'default_transaction_read_only=%') AS dbsetting
+         FROM pg_settings s WHERE s.name = 'default_transaction_read_only'`,
+    );
+    const row = rows[0];
+    return {
+      database: row.db,
+      transactionReadOnly: row.tro === 'on',
+      ...(row.dbsetting !== null && { databaseSetting: row.dbsetting }),
+      defaultSource: row.source,
+      defaultValue: row.setting,
+      inRecovery: row.recovery,
+    };
+  });
+}
+
+function isOn(value: string | undefined): boolean {
+  return value !== undefined && ['on', 'true', 'yes', '1'].includes(value.toLowerCase());
+}
+
+/** Proves a write goes through in a new session: a temporary table written in a transaction that is rolled back. */
+export async function proveWrite(connection: PgConnection): Promise<'ok' | string> {
+  try {
+    await withSession(connection, async (client) => {
+      await client.query('BEGIN');
+      try {
+        // CREATE is refused in a read-only transaction; nothing survives the ROLLBACK.
+        await client.query('CREATE TEMPORARY TABLE atmr_dr_write_check (checked_at timestamptz) ON COMMIT DROP');
+        await client.query('INSERT INTO atmr_dr_write_check VALUES (now())');
+      } finally {
+        await client.query('ROLLBACK');
+      }
+    });
+    return 'ok';
+  } catch (error) {
+    return oneLine(error);
+  }
+}
+
+export function describeState(state: ReadOnlyState): string[] {
+  return [
+    `transaction_read_only (new session): ${state.transactionReadOnly ? 'on' : 'off'}`,
+    `default_transaction_read_only: ${state.defaultValue} (source: ${state.defaultSource})`,
+    `database-level setting (ALTER DATABASE ${state.database} SET): ${state.databaseSetting ?? 'not set'}`,
+    `pg_is_in_recovery(): ${state.inRecovery}`,
+  ];
+}
+
+function describeStorage(storage: StorageState): string {
+  if (storage.freeBytes === undefined) return `RDS free storage: unknown (${storage.unknown ?? 'no datapoint'})`;
+  const percent = storage.allocatedBytes ? ` (${((100 * storage.freeBytes) / storage.allocatedBytes).toFixed(1)} % of ${formatBytes(storage.allocatedBytes)})` : '';
+  return `RDS free storage: ${formatBytes(storage.freeBytes)}${percent}`;
+}
+
+/**
+ * The runbook's "DB Read-Only" recovery: shows the state, and when the database-level
+ * `default_transaction_read_only` is the cause, sets it off (after confirmation) and proves that a
+ * write goes through. Any other cause (recovery, parameter group, role setting, full disk) is
+ * reported as found, and nothing is changed.
+ */
+export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutcome> {
+  const print = deps.print ?? (() => undefined);
+  const before = await readOnlyState(deps.connection);
+  print(`database ${describeConnection(deps.connection)}`);
+  describeState(before).forEach((line) => print(`  ${line}`));
+  let storage: StorageState | undefined;
+  if (deps.storage) {
+    storage = await deps.storage().catch((error: unknown) => ({ unknown: oneLine(error) }));
+    print(`  ${describeStorage(storage)}`);
+  }
+  const lowStorage = storage?.freeBytes !== undefined && storage.allocatedBytes ? storage.freeBytes / storage.allocatedBytes < 0.1 : false;
+
+  if (before.inRecovery) {
+    return {
+      before,
+      storage,
+      result: 'not-a-database-setting',
+      finding: 'the server is in recovery (a standby or read replica): no setting makes it writable; fail over to the primary or promote it (RDS: check the instance role and events)',
+    };
+  }
+  if (!before.transactionReadOnly) {
+    const writeProof = await proveWrite(deps.connection);
+    return {
+      before,
+      storage,
+      writeProof,
+      result: 'already-read-write',
+      finding:
+        writeProof === 'ok'
+          ? `the database accepts writes (a rolled-back write went through): nothing to change${lowStorage ? '; free storage is below 10 %, add storage before it fills' : ''}`
+          : `new sessions are read-write but a write still fails (${writeProof}): check the application's errors and the RDS events`,
+    };
+  }
+  if (before.defaultSource !== 'database' || !isOn(before.databaseSetting)) {
+    const where =
+      before.defaultSource === 'configuration file'
+        ? 'the server configuration (RDS parameter group): set default_transaction_read_only to off there'
+        : before.defaultSource === 'user'
+          ? 'a role-level setting (ALTER ROLE ... SET default_transaction_read_only): reset it for that role'
+          : `"${before.defaultSource}"`;
+    return {
+      before,
+      storage,
+      result: 'not-a-database-setting',
+      finding: `new sessions are read-only because of ${where}${lowStorage ? '; free storage is below 10 %: a full disk also forces read-only, add storage first' : ''}`,
+    };
+  }
+
+  const ok = await deps.confirm(`ALTER DATABASE ${before.database} SET default_transaction_read_only = off ?`);
+  if (!ok) return { before, storage, result: 'declined', finding: 'nothing changed (not confirmed)' };
+  await withSession(deps.connection, async (client) => {
+    // This session itself starts read-only: it must be made read-write before ALTER DATABASE.
+    await client.query('SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE');
+    await client.query(`ALTER DATABASE ${quoteIdent(before.database)} SET default_transaction_read_only = off`);
+  });
+  print(`  ALTER DATABASE ${before.database} SET default_transaction_read_only = off: done`);
+  const after = await readOnlyState(deps.connection);
+  const writeProof = await proveWrite(deps.connection);
+  const fixed = !after.transactionReadOnly && writeProof === 'ok';
+  return {
+    before,
+    storage,
+    after,
+    writeProof,
+    result: 'fixed',
+    finding: fixed
+      ? 'the database-level setting was the cause; it is off and a write went through (rolled back): test a POST/PUT on the API'
+      : `the setting is off but new sessions are still read-only or a write fails (${writeProof}): check the parameter group and the RDS events`,
+  };
+}
+
+/** RDS allocated storage and the last 10 minutes' minimum FreeStorageSpace. */
+export async function rdsStorage(clients: { rds: RDSClient; cloudwatch: CloudWatchClient }, instanceIdentifier: string, now = new Date()): Promise<StorageState> {
+  const { DBInstances } = await clients.rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: instanceIdentifier }));
+  const allocatedGiB = DBInstances?.[0]?.AllocatedStorage;
+  const { Datapoints } = await clients.cloudwatch.send(
+    new GetMetricStatisticsCommand({
+      Namespace: 'AWS/RDS',
+      MetricName: 'FreeStorageSpace',
+      Dimensions: [{ Name: 'DBInstanceIdentifier', Value: instanceIdentifier }],
+      StartTime: new Date(now.getTime() - 10 * 60_000),
+      EndTime: now,
+      Period: 60,
+      Statistics: ['Minimum'],
+    }),
+  );
+  const latest = [...(Datapoints ?? [])].sort((a, b) => (b.Timestamp?.getTime() ?? 0) - (a.Timestamp?.getTime() ?? 0))[0];
+  return {
+    ...(allocatedGiB !== undefined && { allocatedBytes: allocatedGiB * 1024 ** 3 }),
+    ...(latest?.Minimum !== undefined ? { freeBytes: latest.Minimum } : { unknown: 'no FreeStorageSpace datapoint in the last 10 minutes' }),
+  };
+}

@@ -1,0 +1,73 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import middy from '@middy/core';
+import { parseKillswitchValue, type KillswitchMode } from '../killswitch/value';
+import { SDK_RETRY } from '../shared/aws';
+import { observability } from '../shared/observability';
+import { resolveConnection, type PgConnection } from '../shared/pg-connection';
+import { openDatabaseSession, openRedisSession } from './clients';
+import { PROBE_SERVICE, ProbeDeps, ProbeReport, runProbe } from './probe';
+import { parseProbeEnvironment, type ProbeEnvironment } from './settings';
+
+const { logger, metrics, tracer } = observability(PROBE_SERVICE);
+const secretsManager = tracer.captureAWSv3Client(new SecretsManagerClient(SDK_RETRY));
+const ssm = tracer.captureAWSv3Client(new SSMClient(SDK_RETRY));
+
+/** The database credentials, re-read from Secrets Manager every 15 minutes (rotation). */
+const CONNECTION_MAX_AGE_MS = 15 * 60_000;
+let cachedConnection: { connection: PgConnection; at: number } | undefined;
+
+async function databaseConnection(db: NonNullable<ProbeEnvironment['database']>): Promise<PgConnection> {
+  if (cachedConnection && Date.now() - cachedConnection.at < CONNECTION_MAX_AGE_MS) return cachedConnection.connection;
+  const connection = await resolveConnection({
+    env: {},
+    secretArn: db.secretArn,
+    secretsManager,
+    overrides: { host: db.host, port: db.port, database: db.name, sslMode: db.sslMode },
+  });
+  cachedConnection = { connection, at: Date.now() };
+  return connection;
+}
+
+/** Builds the probe's clients from its settings: what the Lambda (and the bench) run. */
+export function probeDeps(settings: ProbeEnvironment, overrides: Partial<ProbeDeps> = {}): ProbeDeps {
+  const { redis, database, killswitchParameter } = settings;
+  return {
+    metrics,
+    logger,
+    ...(redis && { openRedis: () => openRedisSession(redis) }),
+    ...(database && { openDatabase: async () => openDatabaseSession(await databaseConnection(database), database.timeoutMs) }),
+    ...(killswitchParameter && {
+      readKillswitchMode: async (): Promise<KillswitchMode> => {
+        const { Parameter } = await ssm.send(new GetParameterCommand({ Name: killswitchParameter }));
+        const parsed = parseKillswitchValue(Parameter?.Value ?? '');
+        // A malformed value counts as normal, as for every reader of the killswitch.
+        return parsed.ok ? parsed.value.mode : 'normal';
+      },
+    }),
+    ...overrides,
+  };
+}
+
+/** The scheduled run: the settings are validated at each call (cheap) so a bad value names its field. */
+export async function probe(): Promise<Pick<ProbeReport, 'checksMade' | 'checksFailed' | 'durationMs'> & { down: string[] }> {
+  const settings = parseProbeEnvironment(process.env.PROBE_SETTINGS);
+  try {
+    const report = await runProbe(settings, probeDeps(settings));
+    return {
+      checksMade: report.checksMade,
+      checksFailed: report.checksFailed,
+      durationMs: report.durationMs,
+      down: report.targets.filter((t) => !t.up).map((t) => `${t.target}:${t.reason}`),
+    };
+  } catch (error) {
+    // runProbe settles every check itself: reaching here is a bug, and it must not go unseen.
+    logger.error('probe run failed', error as Error);
+    throw error;
+  }
+}
+
+export const handler = middy(probe).use(injectLambdaContext(logger)).use(logMetrics(metrics)).use(captureLambdaHandler(tracer));

@@ -1,0 +1,254 @@
+import type { Logger } from '@aws-lambda-powertools/logger';
+import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
+import type { MetricUnit as MetricUnitValue } from '@aws-lambda-powertools/metrics/types';
+import { MODE_METRIC_VALUE, type KillswitchMode } from '../killswitch/value';
+import { CheckResult, checkHttp, classifyError, withTimeout } from './targets';
+
+/** Powertools `service` of the probe: the dimension every probe metric carries. */
+export const PROBE_SERVICE = 'detection-probe';
+
+/** Metric names of the probe (namespace AtmrDr, dimension service=detection-probe). */
+export const PROBE_METRICS = {
+  apiLive: 'ApiLive',
+  apiReady: 'ApiReady',
+  osrmAvailability: 'OsrmAvailability',
+  redisUp: 'RedisUp',
+  /** Per queue (dimension `Queue`). */
+  celeryQueueDepth: 'CeleryQueueDepth',
+  /** Sum of the configured queues: what autoscaling and the growth alarm watch. */
+  celeryQueueDepthTotal: 'CeleryQueueDepthTotal',
+  databaseUp: 'DatabaseUp',
+  dbReadOnly: 'DbReadOnly',
+  /** Per target (dimension `Target`), milliseconds. */
+  latency: 'ProbeLatency',
+  /** Checks that failed / checks made this run: their ratio is the "flaky network" signal. */
+  checksFailed: 'ProbeChecksFailed',
+  checksMade: 'ProbeChecksMade',
+  /** The killswitch mode seen this run (0 normal, 1 degraded, 2 maintenance): one datapoint a minute. */
+  killswitchMode: 'KillswitchMode',
+} as const;
+
+/** A Redis connection for one run; ioredis fits. */
+export interface RedisProbeClient {
+  ping(): Promise<string>;
+  llen(key: string): Promise<number>;
+}
+/** A PostgreSQL connection for one run; node-postgres' Client fits. */
+export interface SqlProbeClient {
+  query(sql: string): Promise<{ rows: Record<string, unknown>[] }>;
+}
+interface Session<C> {
+  readonly client: C;
+  /** Ends the connection (also called on timeout, to free the socket). */
+  close(): void | Promise<void>;
+}
+
+export interface ProbeSettings {
+  readonly api?: { readonly baseUrl: string; readonly timeoutMs: number };
+  readonly osrm?: {
+    readonly healthUrl: string;
+    readonly timeoutMs: number;
+    readonly attempts: number;
+    /** Attempts start this far apart (concurrently), so a run stays short when OSRM hangs. @default 1000 */
+    readonly attemptSpacingMs?: number;
+  };
+  readonly redis?: { readonly timeoutMs: number; readonly queues: readonly string[] };
+  readonly database?: { readonly timeoutMs: number };
+}
+
+export interface ProbeDeps {
+  readonly metrics: Pick<Metrics, 'addMetric' | 'singleMetric'>;
+  readonly logger: Pick<Logger, 'info' | 'warn' | 'error'>;
+  readonly fetch?: typeof fetch;
+  /** Opens a Redis connection for this run (a fresh one: a dead broker is seen at once). */
+  readonly openRedis?: () => Session<RedisProbeClient>;
+  /**
+   * Opens a PostgreSQL session for this run. A fresh session each run on purpose: a database-level
+   * `default_transaction_read_only` only shows in sessions opened after it was set.
+   */
+  readonly openDatabase?: () => Promise<Session<SqlProbeClient>>;
+  /** Reads the killswitch mode. */
+  readonly readKillswitchMode?: () => Promise<KillswitchMode>;
+}
+
+export interface TargetReport extends CheckResult {
+  readonly target: string;
+}
+
+export interface MetricRecord {
+  readonly name: string;
+  readonly value: number;
+  readonly unit: MetricUnitValue;
+  readonly dimensions?: Readonly<Record<string, string>>;
+}
+
+export interface ProbeReport {
+  readonly targets: readonly TargetReport[];
+  readonly metrics: readonly MetricRecord[];
+  readonly checksMade: number;
+  readonly checksFailed: number;
+  readonly durationMs: number;
+  readonly celeryQueueDepth?: Readonly<Record<string, number>>;
+  readonly database?: { readonly transactionReadOnly: boolean; readonly inRecovery: boolean };
+  readonly killswitchMode?: KillswitchMode;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * One probe run: every configured target is checked at the same time, each within its own
+ * deadline, so one hung target never delays or hides the others. A target that cannot be reached
+ * is reported down with its reason (one structured log line each); the metrics of the run are
+ * emitted through `deps.metrics` (EMF) and returned.
+ */
+export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promise<ProbeReport> {
+  const started = performance.now();
+  const targets: TargetReport[] = [];
+  const metrics: MetricRecord[] = [];
+  const record = (name: string, value: number, unit: MetricUnitValue = MetricUnit.Count, dimensions?: Record<string, string>) =>
+    metrics.push({ name, value, unit, ...(dimensions && { dimensions }) });
+  const report = (target: string, result: CheckResult) => {
+    targets.push({ target, ...result });
+    record(PROBE_METRICS.latency, result.latencyMs, MetricUnit.Milliseconds, { Target: target });
+    if (!result.up) deps.logger.warn('probe target down', { target, reason: result.reason, detail: result.detail, latencyMs: result.latencyMs });
+  };
+  let celeryQueueDepth: Record<string, number> | undefined;
+  let database: ProbeReport['database'];
+  let killswitchMode: KillswitchMode | undefined;
+
+  const checks: Promise<void>[] = [];
+  const { api, osrm, redis, database: db } = settings;
+  if (api) {
+    const base = api.baseUrl.replace(/\/+$/, '');
+    checks.push(
+      checkHttp(`${base}/health`, api.timeoutMs, deps.fetch).then((result) => {
+        report('api-health', result);
+        record(PROBE_METRICS.apiLive, result.up ? 1 : 0);
+      }),
+      checkHttp(`${base}/ready`, api.timeoutMs, deps.fetch).then((result) => {
+        report('api-ready', result);
+        record(PROBE_METRICS.apiReady, result.up ? 1 : 0);
+      }),
+    );
+  }
+  if (osrm) {
+    const spacing = osrm.attemptSpacingMs ?? 1000;
+    checks.push(
+      Promise.all(
+        Array.from({ length: osrm.attempts }, (_, i) => sleep(i * spacing).then(() => checkHttp(osrm.healthUrl, osrm.timeoutMs, deps.fetch))),
+      ).then((attempts) => {
+        attempts.forEach((result, i) => report(osrm.attempts > 1 ? `osrm#${i + 1}` : 'osrm', result));
+        const ok = attempts.filter((a) => a.up).length;
+        record(PROBE_METRICS.osrmAvailability, (100 * ok) / attempts.length, MetricUnit.Percent);
+      }),
+    );
+  }
+  if (redis && deps.openRedis) {
+    const openRedis = deps.openRedis;
+    checks.push(
+      checkSession(redis.timeoutMs, async () => openRedis(), async (client) => {
+        await client.ping();
+        const depths: Record<string, number> = {};
+        for (const queue of redis.queues) depths[queue] = await client.llen(queue);
+        return depths;
+      }).then(({ result, value }) => {
+        report('redis', result);
+        record(PROBE_METRICS.redisUp, result.up ? 1 : 0);
+        if (value) {
+          celeryQueueDepth = value;
+          for (const [queue, depth] of Object.entries(value)) record(PROBE_METRICS.celeryQueueDepth, depth, MetricUnit.Count, { Queue: queue });
+          record(PROBE_METRICS.celeryQueueDepthTotal, Object.values(value).reduce((a, b) => a + b, 0));
+        }
+      }),
+    );
+  }
+  if (db && deps.openDatabase) {
+    const openDatabase = deps.openDatabase;
+    checks.push(
+      checkSession(db.timeoutMs, openDatabase, async (client) => {
+        const readOnly = await client.query('SHOW transaction_read_only');
+        const recovery = await client.query('SELECT pg_is_in_recovery() AS in_recovery');
+        return { transactionReadOnly: readOnly.rows[0]?.transaction_read_only === 'on', inRecovery: recovery.rows[0]?.in_recovery === true };
+      }).then(({ result, value }) => {
+        report('database', result);
+        record(PROBE_METRICS.databaseUp, result.up ? 1 : 0);
+        if (value) {
+          database = value;
+          record(PROBE_METRICS.dbReadOnly, value.transactionReadOnly || value.inRecovery ? 1 : 0);
+          if (value.transactionReadOnly || value.inRecovery) deps.logger.warn('database is read-only', value);
+        }
+      }),
+    );
+  }
+  if (deps.readKillswitchMode) {
+    const read = deps.readKillswitchMode;
+    checks.push(
+      withTimeout(5000, read).then(
+        (mode) => {
+          killswitchMode = mode;
+          record(PROBE_METRICS.killswitchMode, MODE_METRIC_VALUE[mode]);
+        },
+        // Not a platform target: the mode metric is simply absent this minute.
+        (error: unknown) => deps.logger.error('killswitch mode unreadable', classifyError(error)),
+      ),
+    );
+  }
+
+  await Promise.all(checks);
+  const checksMade = targets.length;
+  const checksFailed = targets.filter((t) => !t.up).length;
+  record(PROBE_METRICS.checksMade, checksMade);
+  record(PROBE_METRICS.checksFailed, checksFailed);
+  emitMetrics(deps.metrics, metrics);
+  const durationMs = Math.round(performance.now() - started);
+  deps.logger.info('probe run', { checksMade, checksFailed, durationMs, down: targets.filter((t) => !t.up).map((t) => `${t.target}:${t.reason}`) });
+  return { targets, metrics, checksMade, checksFailed, durationMs, celeryQueueDepth, database, killswitchMode };
+}
+
+/** Opens a session, runs `use` and closes it, all within `timeoutMs`; never throws. */
+async function checkSession<C, T>(
+  timeoutMs: number,
+  open: () => Promise<Session<C>>,
+  use: (client: C) => Promise<T>,
+): Promise<{ result: CheckResult; value?: T }> {
+  const started = performance.now();
+  let session: Session<C> | undefined;
+  let finished = false;
+  const close = () => {
+    finished = true;
+    const s = session;
+    session = undefined;
+    if (s) void Promise.resolve().then(() => s.close()).catch(() => undefined);
+  };
+  try {
+    const value = await withTimeout(
+      timeoutMs,
+      async () => {
+        const opened = await open();
+        session = opened;
+        // Opened after the deadline: close it at once instead of leaking the connection.
+        if (finished) close();
+        return use(opened.client);
+      },
+      close,
+    );
+    return { result: { up: true, latencyMs: Math.round(performance.now() - started) }, value };
+  } catch (error) {
+    return { result: { up: false, latencyMs: Math.round(performance.now() - started), ...classifyError(error) } };
+  } finally {
+    close();
+  }
+}
+
+/** Dimensionless metrics go to the run's EMF document; per-queue and per-target ones each in their own. */
+function emitMetrics(metrics: Pick<Metrics, 'addMetric' | 'singleMetric'>, records: readonly MetricRecord[]): void {
+  for (const r of records) {
+    if (!r.dimensions) {
+      metrics.addMetric(r.name, r.unit, r.value);
+      continue;
+    }
+    const single = metrics.singleMetric();
+    for (const [name, value] of Object.entries(r.dimensions)) single.addDimension(name, value);
+    single.addMetric(r.name, r.unit, r.value);
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * One check of one target, reduced to what an on-call engineer needs: up or down, how long it took,
+ * and why it is down in a word (dns, refused, timeout, tls, http-503, ...) plus the raw detail.
+ */
+export interface CheckResult {
+  readonly up: boolean;
+  readonly latencyMs: number;
+  /** Why the target is down: a short machine-readable word. */
+  readonly reason?: string;
+  /** The error or response behind `reason`, one line. */
+  readonly detail?: string;
+}
+
+/** A check that did not answer within its time. */
+export class CheckTimeout extends Error {
+  override readonly name = 'CheckTimeout';
+  constructor(readonly timeoutMs: number) {
+    super(`no answer within ${timeoutMs} ms`);
+  }
+}
+
+/**
+ * Runs `work` with a deadline. On expiry `onTimeout` runs (to destroy a socket or client) and the
+ * promise rejects with CheckTimeout, whatever the work does afterwards.
+ */
+export async function withTimeout<T>(timeoutMs: number, work: () => Promise<T>, onTimeout?: () => void): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      try {
+        onTimeout?.();
+      } finally {
+        reject(new CheckTimeout(timeoutMs));
+      }
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([work(), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const TLS_CODES = /^(CERT_|ERR_TLS|ERR_SSL|UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO|HOSTNAME_MISMATCH|ERR_OSSL)/;
+
+/**
+ * Classifies a failure (fetch, net, ioredis, pg) into one word: the cause chain of undici's
+ * "fetch failed" holds the socket error code.
+ */
+export function classifyError(error: unknown): { reason: string; detail: string } {
+  const chain: unknown[] = [];
+  for (let e: unknown = error; e && chain.length < 5; e = (e as { cause?: unknown }).cause) chain.push(e);
+  const detail = chain
+    .map((e) => (e instanceof Error ? `${e.name}: ${e.message}` : String(e)))
+    .join(' <- ')
+    .replace(/\s+/g, ' ')
+    .slice(0, 500);
+  for (const e of chain) {
+    if (e instanceof CheckTimeout) return { reason: 'timeout', detail };
+    const name = (e as { name?: string }).name;
+    if (name === 'TimeoutError' || name === 'AbortError') return { reason: 'timeout', detail };
+    const code = String((e as { code?: unknown }).code ?? '');
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_NONAME') return { reason: 'dns', detail };
+    if (code === 'ECONNREFUSED') return { reason: 'refused', detail };
+    if (code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_SOCKET') return { reason: 'reset', detail };
+    if (code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT') return { reason: 'timeout', detail };
+    if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') return { reason: 'unreachable', detail };
+    if (TLS_CODES.test(code)) return { reason: 'tls', detail };
+  }
+  const text = detail.toLowerCase();
+  if (/timed? ?out/.test(text)) return { reason: 'timeout', detail };
+  if (/certificate|ssl|tls/.test(text)) return { reason: 'tls', detail };
+  if (/connection is closed|econnrefused/.test(text)) return { reason: 'refused', detail };
+  return { reason: 'error', detail };
+}
+
+/** GET `url` with a deadline; up when the status is 2xx. The body is drained (the socket is reused). */
+export async function checkHttp(url: string, timeoutMs: number, fetchImpl: typeof fetch = fetch): Promise<CheckResult> {
+  const started = performance.now();
+  const controller = new AbortController();
+  try {
+    const response = await withTimeout(
+      timeoutMs,
+      async () => {
+        const res = await fetchImpl(url, { signal: controller.signal, redirect: 'manual', headers: { 'user-agent': 'atmr-dr-health-probe' } });
+        // The body counts in the deadline too: a server that sends headers and stalls is down.
+        const body = await res.text();
+        return { status: res.status, body };
+      },
+      () => controller.abort(),
+    );
+    const latencyMs = Math.round(performance.now() - started);
+    if (response.status >= 200 && response.status < 300) return { up: true, latencyMs };
+    return { up: false, latencyMs, reason: `http-${response.status}`, detail: response.body.replace(/\s+/g, ' ').slice(0, 200) };
+  } catch (error) {
+    return { up: false, latencyMs: Math.round(performance.now() - started), ...classifyError(error) };
+  }
+}

@@ -1,0 +1,151 @@
+import { Duration, Stack, Validations } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { Construct } from 'constructs';
+import { PROBE_METRICS, PROBE_SERVICE } from '../../lambdas/detection/probe';
+import type { ProbeEnvironment } from '../../lambdas/detection/settings';
+import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
+import { HouseFunction } from './house-function';
+import { KillswitchParameter } from './killswitch-parameter';
+import { nagRender } from '../nag';
+
+export interface HealthProbeProps {
+  /** What to check (each target optional), passed to the function as PROBE_SETTINGS. */
+  readonly settings: ProbeEnvironment;
+  readonly vpc: ec2.IVpc;
+  /** Private subnets with routes to the targets and to the AWS APIs (Secrets Manager, SSM). */
+  readonly subnets: ec2.SubnetSelection;
+  /** Security group of the database: receives ingress from the probe on the database port. @default - none */
+  readonly databaseSecurityGroup?: ec2.ISecurityGroup;
+  /** Customer KMS key of the database secret, when it is not the AWS-managed one. @default - AWS-managed key */
+  readonly databaseSecretKmsKeyArn?: string;
+  /** Security group of Redis: receives ingress from the probe on the Redis port. @default - none */
+  readonly redisSecurityGroupId?: string;
+  /** How often the probe runs. @default Duration.minutes(1) */
+  readonly interval?: Duration;
+}
+
+/** Port of an http(s) URL (explicit, else 80/443). */
+function urlPort(url: string): number {
+  const parsed = new URL(url);
+  return parsed.port ? Number(parsed.port) : parsed.protocol === 'https:' ? 443 : 80;
+}
+
+/**
+ * The health probe: a function in the VPC run every minute by EventBridge Scheduler. It checks the
+ * API (/health, /ready), OSRM, Redis (PING, Celery queue lengths) and PostgreSQL (read-only state),
+ * and publishes one EMF datapoint per metric per run (lambdas/detection/probe.ts).
+ */
+export class HealthProbe extends Construct {
+  readonly function: HouseFunction;
+  readonly securityGroup: ec2.SecurityGroup;
+  readonly schedule: scheduler.Schedule;
+
+  constructor(scope: Construct, id: string, props: HealthProbeProps) {
+    super(scope, id);
+    const { settings } = props;
+    const stack = Stack.of(this);
+
+    this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
+      vpc: props.vpc,
+      description: 'atmr-dr health probe: HTTP(S) to the API and OSRM, Redis, PostgreSQL, HTTPS to AWS APIs',
+      allowAllOutbound: false,
+    });
+    const egress = new Map<number, string>([[443, 'AWS APIs (Secrets Manager, SSM) and https targets']]);
+    if (settings.api) egress.set(urlPort(settings.api.baseUrl), 'API /health and /ready');
+    if (settings.osrm) egress.set(urlPort(settings.osrm.healthUrl), 'OSRM health URL');
+    if (settings.redis) egress.set(settings.redis.port, 'Redis PING and LLEN');
+    for (const [port, what] of egress) this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(port), what);
+    if (settings.database && props.databaseSecurityGroup) {
+      this.securityGroup.connections.allowTo(props.databaseSecurityGroup, ec2.Port.tcp(settings.database.port), 'atmr-dr health probe to PostgreSQL');
+    }
+    if (settings.redis && props.redisSecurityGroupId) {
+      const redisGroup = ec2.SecurityGroup.fromSecurityGroupId(this, 'RedisSecurityGroup', props.redisSecurityGroupId, { mutable: true });
+      this.securityGroup.connections.allowTo(redisGroup, ec2.Port.tcp(settings.redis.port), 'atmr-dr health probe to Redis');
+    }
+
+    this.function = new HouseFunction(this, 'Function', {
+      entry: 'lambdas/detection/handler.ts',
+      serviceName: PROBE_SERVICE,
+      // Every check has its own deadline (3 s by default) and they run at the same time.
+      timeout: Duration.seconds(30),
+      environment: { PROBE_SETTINGS: JSON.stringify(settings) },
+      vpcPlacement: { vpc: props.vpc, subnets: props.subnets, securityGroups: [this.securityGroup] },
+    });
+    const role = this.function.function.role as iam.IRole;
+    if (settings.database) {
+      secretsmanager.Secret.fromSecretCompleteArn(this, 'DatabaseSecret', settings.database.secretArn).grantRead(role);
+      if (props.databaseSecretKmsKeyArn) {
+        role.addToPrincipalPolicy(
+          new iam.PolicyStatement({
+            actions: ['kms:Decrypt'],
+            resources: [props.databaseSecretKmsKeyArn],
+            conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${stack.region}.amazonaws.com` } },
+          }),
+        );
+      }
+    }
+    if (settings.killswitchParameter) {
+      role.addToPrincipalPolicy(
+        new iam.PolicyStatement({ actions: ['ssm:GetParameter'], resources: [KillswitchParameter.arn(this, settings.killswitchParameter)] }),
+      );
+    }
+
+    const schedulerRole = new iam.Role(this, 'SchedulerRole', {
+      description: 'EventBridge Scheduler invokes the atmr-dr health probe',
+      assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', { conditions: { StringEquals: { 'aws:SourceAccount': stack.account } } }),
+    });
+    const interval = props.interval ?? Duration.minutes(1);
+    this.schedule = new scheduler.Schedule(this, 'Schedule', {
+      description: `atmr-dr health probe, every ${interval.toHumanString()}`,
+      schedule: scheduler.ScheduleExpression.rate(interval),
+      // A missed run is not retried: the next one is a minute away, and the alarms read silence as an outage.
+      target: new targets.LambdaInvoke(this.function.function, { role: schedulerRole, retryAttempts: 0, maxEventAge: Duration.minutes(1) }),
+      timeWindow: scheduler.TimeWindow.off(),
+    });
+
+    Validations.of(schedulerRole).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::${nagRender(stack, this.function.function.functionArn)}:*]`,
+      reason: 'Granted by the LambdaInvoke schedule target: invoke the probe function and its versions, nothing else.',
+    });
+    Validations.of(this.function).acknowledge(
+      ...['AWSLambdaBasicExecutionRole', 'AWSLambdaVPCAccessExecutionRole'].map((policy) => ({
+        id: `AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/${policy}]`,
+        reason: 'AWS-maintained minimum for a VPC function: log writes and the management of its own network interfaces.',
+      })),
+      { id: 'AwsSolutions-IAM5[Resource::*]', reason: 'X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) have no resource-level permissions.' },
+      { id: 'AwsSolutions-L1', reason: 'Node.js 22 is the house runtime: the CLI, the tests and the bench run the same code on Node 22.' },
+      { id: 'Serverless-LambdaLatestVersion', reason: 'Node.js 22 is the house runtime: the CLI, the tests and the bench run the same code on Node 22.' },
+      {
+        id: 'Serverless-LambdaDLQ',
+        reason: 'A failed run is replaced by the next one a minute later; its absence shows as missing probe data, which the detection alarms treat as breaching.',
+      },
+    );
+  }
+
+  /** A probe metric (namespace AtmrDr, dimension service=detection-probe, plus `dimensions`). */
+  metric(metricName: string, props: { statistic: string; period: Duration; dimensions?: Record<string, string>; label?: string }): cloudwatch.Metric {
+    return probeMetric(metricName, props);
+  }
+}
+
+/** A probe metric, for constructs that read the probe without holding it. */
+export function probeMetric(
+  metricName: string,
+  props: { statistic: string; period: Duration; dimensions?: Record<string, string>; label?: string },
+): cloudwatch.Metric {
+  return new cloudwatch.Metric({
+    namespace: METRICS_NAMESPACE,
+    metricName,
+    dimensionsMap: { service: PROBE_SERVICE, ...props.dimensions },
+    statistic: props.statistic,
+    period: props.period,
+    label: props.label,
+  });
+}
+
+export { PROBE_METRICS };

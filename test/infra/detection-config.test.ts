@@ -1,0 +1,47 @@
+import { parseEnvironmentConfig } from '../../lib/config';
+import { exampleEnvironment } from '../support/app';
+
+const withDetection = (detection: unknown) => ({ ...exampleEnvironment(), detection });
+
+describe('detection config', () => {
+  it('fills the runbook\'s thresholds and the probe defaults from an empty block', () => {
+    const config = parseEnvironmentConfig('example', withDetection({}));
+
+    expect(config.detection?.thresholds).toMatchObject({
+      osrmDownMinutes: 2,
+      apiNotReadyMinutes: 2,
+      unhealthyHostsMinutes: 3,
+      p95LatencySeconds: 5,
+      errorRatePercent: 5,
+      cpuPercent: 90,
+      memoryPercent: 90,
+      probeFailurePercent: 20,
+      probeFailureWindowMinutes: 10,
+      freeStoragePercent: 10,
+      maintenanceMaxMinutes: 60,
+    });
+    expect(config.detection?.probe).toEqual({ celeryQueues: ['celery'], killswitch: true });
+    expect(config.detection?.celeryAutoscaling).toEqual({ enabled: false, targetQueueDepth: 50 });
+  });
+
+  it('gives each probe target the runbook\'s 3 s timeout by default', () => {
+    const config = parseEnvironmentConfig('example', withDetection({ probe: { api: { baseUrl: 'http://api.internal' }, osrm: { healthUrl: 'http://osrm:5000/health' } } }));
+
+    expect(config.detection?.probe.api).toEqual({ baseUrl: 'http://api.internal', timeoutMs: 3000 });
+    expect(config.detection?.probe.osrm).toEqual({ healthUrl: 'http://osrm:5000/health', timeoutMs: 3000, attempts: 3 });
+  });
+
+  it('still parses an environment without a detection block', () => {
+    const { detection: _omit, ...raw } = exampleEnvironment();
+    expect(parseEnvironmentConfig('example', raw).detection).toBeUndefined();
+  });
+
+  it.each([
+    [{ probe: { osrm: { healthUrl: 'osrm:5000/health' } } }, /environments\.x\.detection\.probe\.osrm\.healthUrl: must be an http\(s\) URL/],
+    [{ ecs: { clusterName: 'c', services: { celery: { serviceName: 'w', minCount: 5, maxCount: 2 } } } }, /detection\.ecs\.services\.celery\.minCount: minCount must be <= maxCount/],
+    [{ thresholds: { p95Seconds: 5 } }, /detection\.thresholds: unknown field\(s\) p95Seconds/],
+    [{ alb: { loadBalancerFullName: 'atmr-api', targetGroupFullName: 'targetgroup/a/0123abcd' } }, /detection\.alb\.loadBalancerFullName: must be app\/<name>\/<id>/],
+  ])('rejects %j with one line naming the field', (detection, message) => {
+    expect(() => parseEnvironmentConfig('x', withDetection(detection))).toThrow(message);
+  });
+});

@@ -1,0 +1,136 @@
+import { dbReadWrite, readOnlyState } from '../../lambdas/detection/db-read-write';
+import { atmrDr } from '../lambdas/detection/cli-run';
+import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { psql } from '../support/postgres';
+
+// `atmr-dr db read-write` against the suite's real PostgreSQL, with a scratch database put in
+// read-only mode the way the runbook's scenario does (ALTER DATABASE ... SET default_transaction_read_only = on).
+
+const cluster = testCluster();
+let database: string;
+const role = `atmr_ro_${process.pid}`;
+
+function connection(user = cluster.user) {
+  return { host: cluster.host, port: cluster.port, user, database, sslMode: 'disable' };
+}
+function databaseSetting(): string {
+  return psql(cluster, 'postgres', `SELECT coalesce((SELECT array_to_string(setconfig, ',') FROM pg_db_role_setting r JOIN pg_database d ON d.oid = r.setdatabase WHERE d.datname = '${database}' AND r.setrole = 0), 'none')`);
+}
+const confirmYes = async () => true;
+
+beforeEach(() => {
+  database = uniqueDatabaseName('readonly');
+  psql(cluster, 'postgres', `CREATE DATABASE ${database}`);
+  psql(cluster, database, 'CREATE TABLE booking (id int PRIMARY KEY); INSERT INTO booking VALUES (1)');
+});
+afterEach(() => {
+  psql(cluster, 'postgres', `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+});
+afterAll(() => {
+  psql(cluster, 'postgres', `DROP ROLE IF EXISTS ${role}`);
+});
+
+describe('dbReadWrite', () => {
+  it('sets the database-level default off when it is the cause, proves a write, and leaves no trace of the proof', async () => {
+    psql(cluster, 'postgres', `ALTER DATABASE ${database} SET default_transaction_read_only = on`);
+    const lines: string[] = [];
+
+    const outcome = await dbReadWrite({
+      connection: connection(),
+      confirm: confirmYes,
+      print: (l) => lines.push(l),
+      storage: async () => ({ freeBytes: 50 * 1024 ** 3, allocatedBytes: 100 * 1024 ** 3 }),
+    });
+
+    expect(outcome.before).toMatchObject({ transactionReadOnly: true, databaseSetting: 'on', defaultSource: 'database', inRecovery: false });
+    expect(outcome).toMatchObject({ result: 'fixed', writeProof: 'ok', after: { transactionReadOnly: false, databaseSetting: 'off' } });
+    expect(databaseSetting()).toBe('default_transaction_read_only=off');
+    expect(psql(cluster, database, "SELECT count(*) FROM pg_class WHERE relname = 'atmr_dr_write_check'")).toBe('0');
+    expect(psql(cluster, database, 'SELECT count(*) FROM booking')).toBe('1');
+    expect(lines).toEqual(expect.arrayContaining(['  transaction_read_only (new session): on', '  RDS free storage: 50.0 GiB (50.0 % of 100.0 GiB)']));
+  });
+
+  it('changes nothing when the operator declines', async () => {
+    psql(cluster, 'postgres', `ALTER DATABASE ${database} SET default_transaction_read_only = on`);
+
+    const outcome = await dbReadWrite({ connection: connection(), confirm: async () => false });
+
+    expect(outcome.result).toBe('declined');
+    expect(databaseSetting()).toBe('default_transaction_read_only=on');
+  });
+
+  it('reports a role-level setting as the cause and changes nothing', async () => {
+    psql(cluster, 'postgres', `DROP ROLE IF EXISTS ${role}; CREATE ROLE ${role} LOGIN; ALTER ROLE ${role} SET default_transaction_read_only = on; GRANT ALL ON DATABASE ${database} TO ${role}`);
+    const confirm = jest.fn(confirmYes);
+
+    const outcome = await dbReadWrite({ connection: connection(role), confirm });
+
+    expect(outcome.result).toBe('not-a-database-setting');
+    expect(outcome.finding).toMatch(/role-level setting \(ALTER ROLE/);
+    expect(confirm).not.toHaveBeenCalled();
+    expect(databaseSetting()).toBe('none');
+  });
+
+  it('says a full disk forces read-only too when free storage is below 10 %', async () => {
+    psql(cluster, 'postgres', `DROP ROLE IF EXISTS ${role}; CREATE ROLE ${role} LOGIN; ALTER ROLE ${role} SET default_transaction_read_only = on`);
+
+    const outcome = await dbReadWrite({
+      connection: connection(role),
+      confirm: confirmYes,
+      storage: async () => ({ freeBytes: 5 * 1024 ** 3, allocatedBytes: 100 * 1024 ** 3 }),
+    });
+
+    expect(outcome.finding).toMatch(/free storage is below 10 %/);
+  });
+
+  it('proves a write and changes nothing when the database already accepts writes', async () => {
+    const confirm = jest.fn(confirmYes);
+
+    const outcome = await dbReadWrite({ connection: connection(), confirm });
+
+    expect(outcome).toMatchObject({ result: 'already-read-write', writeProof: 'ok' });
+    expect(confirm).not.toHaveBeenCalled();
+    expect(databaseSetting()).toBe('none');
+  });
+
+  it('reads the state in a new session, where the database-level setting shows', async () => {
+    psql(cluster, 'postgres', `ALTER DATABASE ${database} SET default_transaction_read_only = on`);
+
+    expect(await readOnlyState(connection())).toEqual({
+      database,
+      transactionReadOnly: true,
+      databaseSetting: 'on',
+      defaultSource: 'database',
+      defaultValue: 'on',
+      inRecovery: false,
+    });
+  });
+});
+
+describe('atmr-dr db read-write (CLI)', () => {
+  const pgEnv = () => ({ PGHOST: cluster.host, PGPORT: String(cluster.port), PGUSER: cluster.user, PGDATABASE: database, ATMR_RDS_INSTANCE: 'atmr-test' });
+
+  it('with --yes: shows the state and RDS free storage, fixes the setting, proves a write', () => {
+    psql(cluster, 'postgres', `ALTER DATABASE ${database} SET default_transaction_read_only = on`);
+
+    const run = atmrDr(['db', 'read-write', '--yes'], { allocatedGiB: 100, freeBytes: 8 * 1024 ** 3 }, pgEnv());
+
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(run.stdout).toContain(`database-level setting (ALTER DATABASE ${database} SET): on`);
+    expect(run.stdout).toContain('RDS free storage: 8.0 GiB (8.0 % of 100.0 GiB)');
+    expect(run.stdout).toMatch(/^fixed: the database-level setting was the cause/m);
+    expect(run.calls).toContainEqual({ command: 'DescribeDBInstancesCommand', input: { DBInstanceIdentifier: 'atmr-test' } });
+    expect(databaseSetting()).toBe('default_transaction_read_only=off');
+  });
+
+  it('without --yes and without a terminal: refuses in one line and changes nothing', () => {
+    psql(cluster, 'postgres', `ALTER DATABASE ${database} SET default_transaction_read_only = on`);
+
+    const run = atmrDr(['db', 'read-write'], {}, pgEnv());
+
+    expect(run.status).toBe(2);
+    expect(run.stderr.trim()).toMatch(/^atmr-dr: ALTER DATABASE .* needs confirmation: standard input is not a terminal; pass --yes to confirm$/);
+    expect(databaseSetting()).toBe('default_transaction_read_only=on');
+  });
+});

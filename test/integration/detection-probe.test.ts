@@ -1,0 +1,247 @@
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as https from 'node:https';
+import * as net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { openDatabaseSession, openRedisSession } from '../../lambdas/detection/clients';
+import { PROBE_METRICS, ProbeSettings, runProbe } from '../../lambdas/detection/probe';
+import { captureProbeOutput, metricValue, startHttpServer } from '../lambdas/detection/fixtures';
+import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { freePort, psql } from '../support/postgres';
+import { LocalRedis, startRedis } from '../support/redis';
+
+// The health probe against real servers on 127.0.0.1: an HTTP server (200, 503, slow, refused),
+// redis-server and the suite's PostgreSQL. Each case asserts the EMF metrics CloudWatch would get.
+
+const M = PROBE_METRICS;
+const TIMEOUT_MS = 600; // the production 3 s, scaled down to keep the suite fast
+let redis: LocalRedis;
+let database: string;
+let closedPort: number;
+const servers: { close(): Promise<void> }[] = [];
+
+beforeAll(async () => {
+  redis = await startRedis();
+  database = uniqueDatabaseName('probe');
+  psql(testCluster(), 'postgres', `CREATE DATABASE ${database}`);
+  closedPort = await freePort();
+});
+afterAll(async () => {
+  await Promise.all(servers.map((s) => s.close()));
+  await redis.stop();
+  psql(testCluster(), 'postgres', `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+});
+beforeEach(() => {
+  redis.cli('DEL', 'celery', 'dispatch');
+});
+
+async function server(routes: Parameters<typeof startHttpServer>[0]) {
+  const s = await startHttpServer(routes);
+  servers.push(s);
+  return s;
+}
+
+function connection(port = testCluster().port) {
+  const { host, user } = testCluster();
+  return { host, port, user, database, sslMode: 'disable' };
+}
+
+async function probeWith(settings: Partial<ProbeSettings> & { redisPort?: number; databasePort?: number; killswitch?: () => Promise<'normal' | 'degraded' | 'maintenance'> }) {
+  const full: ProbeSettings = {
+    api: settings.api,
+    osrm: settings.osrm,
+    redis: { timeoutMs: TIMEOUT_MS, queues: ['celery', 'dispatch'] },
+    database: { timeoutMs: 2000 },
+  };
+  return captureProbeOutput(({ metrics, logger }) =>
+    runProbe(full, {
+      metrics,
+      logger,
+      openRedis: () => openRedisSession({ host: '127.0.0.1', port: settings.redisPort ?? redis.port, tls: false, timeoutMs: TIMEOUT_MS }),
+      openDatabase: () => openDatabaseSession(connection(settings.databasePort), 2000),
+      ...(settings.killswitch && { readKillswitchMode: settings.killswitch }),
+    }),
+  );
+}
+
+describe('health probe against real servers', () => {
+  it('reports every target up with its metrics when all answer', async () => {
+    const api = await server({ '/health': { status: 200 }, '/ready': { status: 200 } });
+    const osrm = await server({ '/health': { status: 200 } });
+    redis.cli('RPUSH', 'celery', 'a', 'b', 'c');
+
+    const { result, metrics } = await probeWith({
+      api: { baseUrl: api.url, timeoutMs: TIMEOUT_MS },
+      osrm: { healthUrl: `${osrm.url}/health`, timeoutMs: TIMEOUT_MS, attempts: 3, attemptSpacingMs: 10 },
+    });
+
+    expect(result.checksFailed).toBe(0);
+    expect(metricValue(metrics, M.apiLive)).toBe(1);
+    expect(metricValue(metrics, M.apiReady)).toBe(1);
+    expect(metricValue(metrics, M.osrmAvailability)).toBe(100);
+    expect(metricValue(metrics, M.redisUp)).toBe(1);
+    expect(metricValue(metrics, M.celeryQueueDepth, { Queue: 'celery' })).toBe(3);
+    expect(metricValue(metrics, M.celeryQueueDepth, { Queue: 'dispatch' })).toBe(0);
+    expect(metricValue(metrics, M.celeryQueueDepthTotal)).toBe(3);
+    expect(metricValue(metrics, M.databaseUp)).toBe(1);
+    expect(metricValue(metrics, M.dbReadOnly)).toBe(0);
+    expect(metricValue(metrics, M.checksMade)).toBe(7); // health, ready, 3 OSRM attempts, redis, database
+    expect(metricValue(metrics, M.checksFailed)).toBe(0);
+    for (const target of ['api-health', 'api-ready', 'osrm#1', 'redis', 'database']) {
+      expect(metricValue(metrics, M.latency, { Target: target, service: 'detection-probe' })).toBeGreaterThanOrEqual(0);
+    }
+    expect(metrics.find((m) => m.name === M.apiLive)?.dimensions).toEqual({ service: 'detection-probe' });
+    expect(osrm.hits['/health']).toBe(3);
+  });
+
+  it('reports ApiReady 0 with reason http-503 when /ready answers 503, ApiLive still 1', async () => {
+    const api = await server({ '/health': { status: 200 }, '/ready': { status: 503, body: '{"status":"not ready","checks":{"database":"error"}}' } });
+
+    const { metrics, logs } = await probeWith({ api: { baseUrl: api.url, timeoutMs: TIMEOUT_MS } });
+
+    expect(metricValue(metrics, M.apiLive)).toBe(1);
+    expect(metricValue(metrics, M.apiReady)).toBe(0);
+    expect(logs).toContainEqual(
+      expect.objectContaining({ level: 'WARN', message: 'probe target down', target: 'api-ready', reason: 'http-503', detail: expect.stringContaining('database') }),
+    );
+  });
+
+  it('reports a target that answers past the timeout as down (timeout) without delaying or hiding the others', async () => {
+    const api = await server({ '/health': { status: 200, delayMs: 5000 }, '/ready': { status: 200, delayMs: 5000 } });
+    const osrm = await server({ '/health': { status: 200 } });
+
+    const started = Date.now();
+    const { result, metrics, logs } = await probeWith({
+      api: { baseUrl: api.url, timeoutMs: TIMEOUT_MS },
+      osrm: { healthUrl: `${osrm.url}/health`, timeoutMs: TIMEOUT_MS, attempts: 1 },
+    });
+
+    expect(Date.now() - started).toBeLessThan(TIMEOUT_MS + 1500);
+    expect(metricValue(metrics, M.apiLive)).toBe(0);
+    expect(metricValue(metrics, M.apiReady)).toBe(0);
+    expect(metricValue(metrics, M.osrmAvailability)).toBe(100);
+    expect(metricValue(metrics, M.redisUp)).toBe(1);
+    expect(metricValue(metrics, M.dbReadOnly)).toBe(0);
+    expect(metricValue(metrics, M.checksFailed)).toBe(2);
+    expect(result.targets.find((t) => t.target === 'api-health')).toMatchObject({ up: false, reason: 'timeout' });
+    expect(logs.filter((l) => l.message === 'probe target down').map((l) => [l.target, l.reason])).toEqual(
+      expect.arrayContaining([['api-health', 'timeout'], ['api-ready', 'timeout']]),
+    );
+  });
+
+  it('reports a refused connection as OSRM availability 0 with reason refused', async () => {
+    const { result, metrics } = await probeWith({
+      osrm: { healthUrl: `http://127.0.0.1:${closedPort}/health`, timeoutMs: TIMEOUT_MS, attempts: 2, attemptSpacingMs: 10 },
+    });
+
+    expect(metricValue(metrics, M.osrmAvailability)).toBe(0);
+    expect(result.targets.filter((t) => t.target.startsWith('osrm')).map((t) => t.reason)).toEqual(['refused', 'refused']);
+  });
+
+  it('measures OSRM availability as the percent of the minute\'s attempts that succeed', async () => {
+    const osrm = await server({ '/health': (n) => ({ status: n % 2 === 1 ? 200 : 503 }) });
+
+    const { metrics } = await probeWith({
+      osrm: { healthUrl: `${osrm.url}/health`, timeoutMs: TIMEOUT_MS, attempts: 4, attemptSpacingMs: 20 },
+    });
+
+    expect(metricValue(metrics, M.osrmAvailability)).toBe(50);
+    expect(metricValue(metrics, M.checksFailed)).toBe(2);
+  });
+
+  it('reports a host name that does not resolve as down with reason dns', async () => {
+    const { result } = await probeWith({ api: { baseUrl: 'http://atmr-dr-probe.invalid', timeoutMs: 3000 } });
+
+    expect(result.targets.find((t) => t.target === 'api-health')).toMatchObject({ up: false, reason: 'dns' });
+  });
+
+  it('reports Redis down (RedisUp 0, no queue depth) when nothing listens, and still reports the database', async () => {
+    const { result, metrics } = await probeWith({ redisPort: closedPort });
+
+    expect(metricValue(metrics, M.redisUp)).toBe(0);
+    expect(metrics.filter((m) => m.name === M.celeryQueueDepth)).toEqual([]);
+    expect(result.targets.find((t) => t.target === 'redis')).toMatchObject({ up: false, reason: 'refused' });
+    expect(metricValue(metrics, M.databaseUp)).toBe(1);
+  });
+
+  it('reports DbReadOnly 1 once the database defaults to read-only, and 0 again after it is set back', async () => {
+    const cluster = testCluster();
+    psql(cluster, 'postgres', `ALTER DATABASE ${database} SET default_transaction_read_only = on`);
+    try {
+      const readOnly = await probeWith({});
+      expect(metricValue(readOnly.metrics, M.dbReadOnly)).toBe(1);
+      expect(readOnly.result.database).toEqual({ transactionReadOnly: true, inRecovery: false });
+      expect(readOnly.logs).toContainEqual(expect.objectContaining({ message: 'database is read-only', transactionReadOnly: true }));
+    } finally {
+      psql(cluster, 'postgres', `ALTER DATABASE ${database} SET default_transaction_read_only = off`);
+    }
+    const readWrite = await probeWith({});
+    expect(metricValue(readWrite.metrics, M.dbReadOnly)).toBe(0);
+  });
+
+  it('reports the database down (DatabaseUp 0, no DbReadOnly) when it cannot be reached', async () => {
+    const { result, metrics } = await probeWith({ databasePort: closedPort });
+
+    expect(metricValue(metrics, M.databaseUp)).toBe(0);
+    expect(metrics.filter((m) => m.name === M.dbReadOnly)).toEqual([]);
+    expect(result.targets.find((t) => t.target === 'database')).toMatchObject({ up: false, reason: 'refused' });
+  });
+
+  it('publishes the killswitch mode, and an unreadable killswitch hides no target metric', async () => {
+    const maintenance = await probeWith({ killswitch: async () => 'maintenance' });
+    expect(metricValue(maintenance.metrics, M.killswitchMode)).toBe(2);
+
+    const unreadable = await probeWith({
+      killswitch: async () => {
+        throw Object.assign(new Error('AccessDeniedException'), { name: 'AccessDeniedException' });
+      },
+    });
+    expect(unreadable.metrics.filter((m) => m.name === M.killswitchMode)).toEqual([]);
+    expect(metricValue(unreadable.metrics, M.redisUp)).toBe(1);
+    expect(unreadable.logs).toContainEqual(expect.objectContaining({ level: 'ERROR', message: 'killswitch mode unreadable' }));
+  });
+});
+
+describe('health probe: TLS', () => {
+  it('reports a certificate the probe cannot trust as down with reason tls', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'probe-tls-'));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-keyout', `${dir}/key.pem`, '-out', `${dir}/cert.pem`], { stdio: 'ignore' });
+    const server = https.createServer({ key: fs.readFileSync(`${dir}/key.pem`), cert: fs.readFileSync(`${dir}/cert.pem`) }, (_req, res) => res.end('ok'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const { result, metrics } = await probeWith({ osrm: { healthUrl: `https://127.0.0.1:${port}/health`, timeoutMs: 2000, attempts: 1 } });
+
+      expect(result.targets.find((t) => t.target === 'osrm')).toMatchObject({ up: false, reason: 'tls' });
+      expect(metricValue(metrics, M.osrmAvailability)).toBe(0);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('health probe: hung Redis and PostgreSQL', () => {
+  it('reports a Redis and a database that accept but never answer as down (timeout) within their deadlines', async () => {
+    const sockets: net.Socket[] = [];
+    const blackhole = net.createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => blackhole.listen(0, '127.0.0.1', resolve));
+    const { port } = blackhole.address() as AddressInfo;
+    try {
+      const started = Date.now();
+      const { result, metrics } = await probeWith({ redisPort: port, databasePort: port });
+
+      expect(Date.now() - started).toBeLessThan(2000 + 1500); // the database deadline (2 s) + margin
+      expect(result.targets.filter((t) => ['redis', 'database'].includes(t.target)).map((t) => [t.target, t.reason])).toEqual(
+        expect.arrayContaining([['redis', 'timeout'], ['database', 'timeout']]),
+      );
+      expect([metricValue(metrics, M.redisUp), metricValue(metrics, M.databaseUp)]).toEqual([0, 0]);
+    } finally {
+      sockets.forEach((s) => s.destroy());
+      await new Promise((resolve) => blackhole.close(resolve));
+    }
+  });
+});

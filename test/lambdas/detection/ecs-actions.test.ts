@@ -1,0 +1,186 @@
+import { DescribeServicesCommand, ECSClient, UpdateServiceCommand, type Service } from '@aws-sdk/client-ecs';
+import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { mockClient } from 'aws-sdk-client-mock';
+import 'aws-sdk-client-mock-jest';
+import { restartService, scaleService } from '../../../lambdas/detection/ecs-actions';
+import { OperatorError } from '../../../lambdas/shared/errors';
+import { atmrDr } from './cli-run';
+import { startHttpServer } from './fixtures';
+import { freePort } from '../../support/postgres';
+
+const ecsMock = mockClient(ECSClient);
+const eventsMock = mockClient(EventBridgeClient);
+const ecs = new ECSClient({ region: 'eu-west-3' });
+const events = new EventBridgeClient({ region: 'eu-west-3' });
+const ref = { cluster: 'atmr-prod', service: 'atmr-osrm' };
+
+function service(overrides: Partial<Service> = {}): Service {
+  return {
+    serviceName: 'atmr-osrm',
+    status: 'ACTIVE',
+    desiredCount: 1,
+    runningCount: 1,
+    pendingCount: 0,
+    deployments: [{ id: 'ecs-svc/old', status: 'PRIMARY', rolloutState: 'COMPLETED', desiredCount: 1, runningCount: 1 }],
+    ...overrides,
+  };
+}
+const rolling = service({
+  runningCount: 1,
+  pendingCount: 1,
+  deployments: [
+    { id: 'ecs-svc/new', status: 'PRIMARY', rolloutState: 'IN_PROGRESS', desiredCount: 1, runningCount: 0 },
+    { id: 'ecs-svc/old', status: 'ACTIVE', rolloutState: 'COMPLETED', desiredCount: 1, runningCount: 1 },
+  ],
+});
+const steadyNew = service({ deployments: [{ id: 'ecs-svc/new', status: 'PRIMARY', rolloutState: 'COMPLETED', desiredCount: 1, runningCount: 1 }] });
+
+const yes = async () => true;
+const no = async () => false;
+const noSleep = async () => undefined;
+
+beforeEach(() => {
+  ecsMock.reset();
+  eventsMock.reset();
+  eventsMock.on(PutEventsCommand).resolves({ FailedEntryCount: 0 });
+});
+
+describe('scaleService', () => {
+  const request = { key: 'celery', cluster: 'atmr-prod', service: 'atmr-celery-worker', minCount: 1, maxCount: 8 };
+
+  it('sets the desired count within bounds and announces it', async () => {
+    ecsMock.on(DescribeServicesCommand).resolves({ services: [service({ serviceName: 'atmr-celery-worker', desiredCount: 2 })] });
+    ecsMock.on(UpdateServiceCommand).resolves({});
+
+    const result = await scaleService({ ecs, events, confirm: yes }, { ...request, count: 5 });
+
+    expect(result).toEqual({ changed: true, from: 2, to: 5 });
+    expect(ecsMock).toHaveReceivedCommandWith(UpdateServiceCommand, { cluster: 'atmr-prod', service: 'atmr-celery-worker', desiredCount: 5 });
+    const entry = eventsMock.commandCalls(PutEventsCommand)[0].args[0].input.Entries?.[0];
+    expect(entry).toMatchObject({ Source: 'atmr-dr', DetailType: 'Service Scaled' });
+    expect(JSON.parse(entry?.Detail ?? '{}')).toMatchObject({ summary: expect.stringContaining('from 2 to 5'), at: expect.any(String) });
+  });
+
+  it.each([0, 9])('refuses %i (outside 1-8) before any call to ECS', async (count) => {
+    await expect(scaleService({ ecs, events, confirm: yes }, { ...request, count })).rejects.toThrow(/outside the configured bounds 1-8/);
+    expect(ecsMock.calls()).toHaveLength(0);
+  });
+
+  it('changes nothing when not confirmed', async () => {
+    ecsMock.on(DescribeServicesCommand).resolves({ services: [service({ desiredCount: 2 })] });
+
+    await expect(scaleService({ ecs, events, confirm: no }, { ...request, count: 4 })).rejects.toThrow(OperatorError);
+    expect(ecsMock).not.toHaveReceivedCommand(UpdateServiceCommand);
+  });
+
+  it('names a service ECS does not know', async () => {
+    ecsMock.on(DescribeServicesCommand).resolves({ services: [], failures: [{ reason: 'MISSING' }] });
+
+    await expect(scaleService({ ecs, events, confirm: yes }, { ...request, count: 3 })).rejects.toThrow('ECS service atmr-celery-worker in cluster atmr-prod: MISSING');
+  });
+});
+
+describe('restartService (osrm restart)', () => {
+  it('forces a new deployment, waits for it to be steady, then checks the health URL', async () => {
+    const osrm = await startHttpServer({ '/health': { status: 200 } });
+    try {
+      ecsMock.on(DescribeServicesCommand).resolvesOnce({ services: [service()] }).resolvesOnce({ services: [rolling] }).resolves({ services: [steadyNew] });
+      ecsMock.on(UpdateServiceCommand).resolves({ service: rolling });
+
+      const result = await restartService({ ecs, events, confirm: yes, sleep: noSleep }, { ...ref, healthUrl: `${osrm.url}/health`, pollMs: 1 });
+
+      expect(ecsMock).toHaveReceivedCommandWith(UpdateServiceCommand, { cluster: 'atmr-prod', service: 'atmr-osrm', forceNewDeployment: true });
+      expect(ecsMock).toHaveReceivedCommandTimes(DescribeServicesCommand, 3);
+      expect(result).toMatchObject({ deploymentId: 'ecs-svc/new', health: { up: true } });
+      expect(osrm.hits['/health']).toBe(1);
+    } finally {
+      await osrm.close();
+    }
+  });
+
+  it('asks first and changes nothing when not confirmed (the runbook: diagnose before restarting)', async () => {
+    ecsMock.on(DescribeServicesCommand).resolves({ services: [service()] });
+    const questions: string[] = [];
+
+    await expect(
+      restartService({ ecs, events, sleep: noSleep, confirm: async (q) => (questions.push(q), false) }, ref),
+    ).rejects.toThrow('restart: not confirmed, nothing changed');
+    expect(questions[0]).toMatch(/diagnos/);
+    expect(ecsMock).not.toHaveReceivedCommand(UpdateServiceCommand);
+  });
+
+  it('fails with the rollout reason when the new deployment fails', async () => {
+    ecsMock
+      .on(DescribeServicesCommand)
+      .resolvesOnce({ services: [service()] })
+      .resolves({ services: [service({ deployments: [{ id: 'ecs-svc/new', status: 'PRIMARY', rolloutState: 'FAILED', rolloutStateReason: 'tasks failed to start' }] })] });
+    ecsMock.on(UpdateServiceCommand).resolves({ service: rolling });
+
+    await expect(restartService({ ecs, events, confirm: yes, sleep: noSleep }, ref)).rejects.toThrow(/failed \(tasks failed to start\)/);
+  });
+
+  it('fails naming the counts when not steady in time', async () => {
+    let clock = 0;
+    ecsMock.on(DescribeServicesCommand).resolvesOnce({ services: [service()] }).resolves({ services: [rolling] });
+    ecsMock.on(UpdateServiceCommand).resolves({ service: rolling });
+
+    await expect(
+      restartService({ ecs, events, confirm: yes, sleep: async () => void (clock += 10_000), now: () => clock }, { ...ref, steadyTimeoutMs: 30_000 }),
+    ).rejects.toThrow(/not steady after 30 s \(desired 1, running 1, pending 1/);
+  });
+
+  it('fails when the service is steady but its health URL is down', async () => {
+    const osrm = await startHttpServer({ '/health': { status: 503 } });
+    try {
+      ecsMock.on(DescribeServicesCommand).resolvesOnce({ services: [service()] }).resolves({ services: [steadyNew] });
+      ecsMock.on(UpdateServiceCommand).resolves({ service: rolling });
+
+      const error = await restartService({ ecs, events, confirm: yes, sleep: noSleep }, { ...ref, healthUrl: `${osrm.url}/health` }).catch((e: unknown) => e);
+
+      expect(error).toBeInstanceOf(OperatorError);
+      expect((error as OperatorError).message).toMatch(/steady but .*\/health is down \(http-503/);
+      expect((error as OperatorError).exitCode).toBe(5);
+    } finally {
+      await osrm.close();
+    }
+  });
+});
+
+describe('atmr-dr scale / osrm restart (CLI)', () => {
+  const env = { ATMR_ECS_CLUSTER: 'atmr-prod' };
+
+  it('scales celery within the example bounds with --yes', () => {
+    const run = atmrDr(['scale', 'celery', '4', '--yes'], { services: [service({ serviceName: 'atmr-celery-worker', desiredCount: 1 })] }, env);
+
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(run.stdout).toContain('atmr-celery-worker: desired count 1 -> 4');
+    expect(run.calls).toContainEqual({ command: 'UpdateServiceCommand', input: { cluster: 'atmr-prod', service: 'atmr-celery-worker', desiredCount: 4 } });
+  });
+
+  it.each([
+    [['scale', 'celery', '20', '--yes'], /outside the configured bounds 1-8/],
+    [['scale', 'workers', '2', '--yes'], /no service "workers" in detection\.ecs\.services.*known: api, celery, osrm/],
+    [['scale', 'api', 'two', '--yes'], /count "two" is not a whole number/],
+    [['scale', 'api', '3'], /needs confirmation: standard input is not a terminal; pass --yes/],
+    [['osrm', 'restart'], /needs confirmation: standard input is not a terminal; pass --yes/],
+  ])('%j: one line, exit non-zero, no UpdateService', (args, message) => {
+    const run = atmrDr(args, { services: [service({ desiredCount: 2 })] }, env);
+
+    expect(run.status).not.toBe(0);
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expect(run.stderr).toMatch(message);
+    expect(run.calls.filter((c) => c.command === 'UpdateServiceCommand')).toEqual([]);
+  });
+
+  it('restarts OSRM with --yes, waits for the new deployment, and fails when its health URL refuses', async () => {
+    const port = await freePort();
+    const run = atmrDr(['osrm', 'restart', '--yes', '--health-url', `http://127.0.0.1:${port}/health`, '--poll-interval', '0.01'], { services: [service(), rolling, steadyNew] }, env);
+
+    // Nothing listens on the port: the restart itself went through, the health check reports it.
+    expect(run.calls).toContainEqual({ command: 'UpdateServiceCommand', input: { cluster: 'atmr-prod', service: 'atmr-osrm', forceNewDeployment: true } });
+    expect(run.calls.filter((c) => c.command === 'DescribeServicesCommand')).toHaveLength(3);
+    expect(run.stderr).toMatch(/atmr-osrm is steady but http:\/\/127\.0\.0\.1:\d+\/health is down \(refused/);
+    expect(run.status).toBe(5);
+  });
+});
