@@ -1,13 +1,14 @@
-import { Stack, StackProps, Validations } from 'aws-cdk-lib';
+import { Duration, Stack, StackProps, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
-import { EnvironmentConfig } from './config';
+import { EnvironmentConfig, resolveRecoveryConfig } from './config';
 import { DataStack } from './data-stack';
 import { Backups } from './constructs/backups';
 import { DashboardGraph, OpsDashboard } from './constructs/dashboard';
 import { Killswitch } from './constructs/killswitch';
 import { RestoreTest } from './constructs/restore-test';
+import { Recovery } from './constructs/recovery';
 
 export interface OpsStackProps extends StackProps {
   readonly config: EnvironmentConfig;
@@ -78,6 +79,31 @@ export class OpsStack extends Stack {
           alarmTopic: this.incidentsTopic,
         })
       : undefined;
+
+    const recovery = resolveRecoveryConfig(config);
+    if (recovery.enabled) {
+      new Recovery(this, 'Recovery', {
+        environmentName: config.name,
+        sourceInstanceIdentifier: config.database.instanceIdentifier,
+        newInstancePrefix: recovery.newInstancePrefix,
+        subnetGroupName: recovery.subnetGroupName,
+        parameterGroupName: recovery.parameterGroupName,
+        storageKmsKeyArn: recovery.storageKmsKeyArn,
+        tags: recovery.tags,
+        database: { name: config.database.name, host: config.database.host, port: config.database.port, secretArn: config.database.secretArn, secretKmsKeyArn: config.database.secretKmsKeyArn },
+        criticalTables: recovery.criticalTables,
+        criticalQueries: recovery.criticalQueries,
+        alembicVersionTable: recovery.alembicVersionTable,
+        maxWait: Duration.minutes(recovery.maxWaitMinutes),
+        opsTable: data.opsStateTable,
+        opsTableKey: data.key,
+        incidentsTopic: this.incidentsTopic,
+        incidentsTopicKey: data.key,
+        vpc,
+        subnets: privateSubnets,
+        databaseSecurityGroup,
+      });
+    }
 
     const graphs: DashboardGraph[] = [
       {
