@@ -136,7 +136,7 @@ export async function cleanupStep(deps: WorkflowDeps, request: RecoveryRequest &
   try {
     deletion = (await deleteRecoveredInstance(deps.rds, request.newInstance, { protectedInstance: deps.settings.sourceInstance, recoveryId: request.recoveryId })).detail;
   } catch (error) {
-    deletion = `could NOT delete ${request.newInstance} (${oneLine(error)}): delete it by hand`;
+    deletion = `${request.newInstance} left in place (${oneLine(error)}): check it and delete it by hand if this recovery created it`;
   }
   const message = `Recovery ${request.recoveryId} of ${deps.settings.sourceInstance} to ${request.toTime} FAILED: ${why}. Cleanup: ${deletion}. Production is unchanged; run "atmr-dr recover status ${request.recoveryId}" and retry or restore a dump.`;
   await updateRecovery(deps.store, request.recoveryId, { status: 'failed', error: why }).catch(() => undefined);
