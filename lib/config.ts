@@ -198,6 +198,59 @@ export const KillswitchConfigSchema = z.strictObject({
     .optional(),
 });
 
+/** Where the Flask API reads its database host, so that a cutover can point it at the recovered instance. */
+export const RecoveryEndpointSchema = z.discriminatedUnion('kind', [
+  z.strictObject({
+    /** The `host` (and `port`) fields of a Secrets Manager secret JSON the API reads at start. */
+    kind: z.literal('secretHost'),
+    /** The secret the API reads. @default database.secretArn */
+    secretArn: arn.optional(),
+  }),
+  z.strictObject({
+    /** An SSM String parameter holding `host` or `host:port`, read by the API at start. */
+    kind: z.literal('ssmParameter'),
+    parameterName: z.string().regex(/^\/[a-zA-Z0-9_./-]+$/, 'must be an SSM parameter path starting with /'),
+  }),
+]);
+
+export const RecoveryConfigSchema = z.strictObject({
+  /** Deploy the point-in-time recovery workflow (`atmr-dr recover`). */
+  enabled: z.boolean().default(false),
+  /** Tables whose row counts are compared between the recovered copy and production (`schema.table` or `table`). */
+  criticalTables: z
+    .array(z.string().regex(/^([a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case table name, optionally schema-qualified'))
+    .default(['company', 'booking']),
+  /** Queries run on both sides and compared. @default restoreTest.criticalQueries */
+  criticalQueries: z.array(z.string().min(1)).optional(),
+  /**
+   * Name prefix of recovered instances (`<prefix><yyyymmddhhmm>` unless `--new-instance` names one
+   * with this prefix); IAM is scoped to it. @default `<database.instanceIdentifier>-pitr-`
+   */
+  newInstancePrefix: z.string().regex(/^[a-zA-Z][a-zA-Z0-9-]{0,45}$/, 'must be 1-46 letters, digits or dashes, starting with a letter').optional(),
+  /** Tags added to the recovered instance (beside the source's own tags and atmr-dr's). @default {} */
+  tags: z.record(z.string().regex(/^[\w .:/=+@-]{1,128}$/, 'must be a valid tag key'), z.string().max(256)).default({}),
+  /** DB subnet group of the source instance (IAM scope of the restore; must match the source's). */
+  subnetGroupName: z.string().regex(/^[a-zA-Z0-9 ._-]{1,255}$/, 'must be a DB subnet group name').optional(),
+  /** DB parameter group of the source, to scope IAM to it. @default - any parameter group (read from the source at run time) */
+  parameterGroupName: z.string().regex(/^[a-zA-Z][a-zA-Z0-9.-]{0,254}$/, 'must be a DB parameter group name').optional(),
+  /** Customer-managed KMS key of the instance's storage (the restore needs a grant on it). @default - AWS-managed key */
+  storageKmsKeyArn: arn.optional(),
+  /** How the API's database endpoint is switched at cutover. @default secretHost on database.secretArn */
+  endpoint: RecoveryEndpointSchema.default({ kind: 'secretHost' }),
+  /** ECS services forced to redeploy at cutover, so that their tasks read the new endpoint. */
+  ecs: z
+    .strictObject({ clusterArn: arn, serviceNames: z.array(z.string().regex(/^[a-zA-Z0-9_-]{1,255}$/, 'must be an ECS service name')).min(1) })
+    .optional(),
+  /** The API's readiness URL, which must answer 200 after the redeploy. */
+  readinessUrl: z.url().optional(),
+  /** How long the new instance may take to become available before the workflow cleans up and pages (minutes). */
+  maxWaitMinutes: z.number().int().min(10).max(1440).default(240),
+  /** Recovery time objective (seconds) the cutover report is measured against (runbook: 30 minutes). */
+  rtoObjectiveSeconds: z.number().int().positive().default(1800),
+  /** Alembic's version table, read on both sides. */
+  alembicVersionTable: z.string().regex(/^([a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case table name').default('alembic_version'),
+});
+
 export const EscalationConfigSchema = z.strictObject({
   /** E-mail of the on-call engineer (level 1, 0-15 min). */
   onCallEmail: z.email(),
@@ -455,6 +508,7 @@ export const EnvironmentConfigSchema = z.strictObject({
   backout: BackoutConfigSchema.optional(),
   /** Detection of the runbook's scenarios (health probe, alarms, scale bounds). @default - no detection */
   detection: DetectionConfigSchema.optional(),
+  recovery: RecoveryConfigSchema.default(() => RecoveryConfigSchema.parse({})),
 });
 
 /** A validated environment: `name` is always set (the environment's key). */
@@ -517,4 +571,20 @@ export function loadConfigFromContext(node: ContextReader): EnvironmentConfig {
   const envName = (node.tryGetContext('env') as string | undefined) ?? 'example';
   const environments = (node.tryGetContext('environments') ?? {}) as Record<string, unknown>;
   return parseEnvironmentConfig(envName, environments[envName]);
+}
+
+/** The recovery block with its config-dependent defaults applied (prefix, queries, secret). */
+export interface ResolvedRecoveryConfig extends Omit<z.infer<typeof RecoveryConfigSchema>, 'criticalQueries' | 'newInstancePrefix'> {
+  readonly criticalQueries: string[];
+  readonly newInstancePrefix: string;
+}
+
+export function resolveRecoveryConfig(config: EnvironmentConfig): ResolvedRecoveryConfig {
+  const { recovery } = config;
+  return {
+    ...recovery,
+    criticalQueries: recovery.criticalQueries ?? config.restoreTest.criticalQueries,
+    newInstancePrefix: recovery.newInstancePrefix ?? `${config.database.instanceIdentifier}-pitr-`.slice(0, 46),
+    endpoint: recovery.endpoint.kind === 'secretHost' ? { kind: 'secretHost', secretArn: recovery.endpoint.secretArn ?? config.database.secretArn } : recovery.endpoint,
+  };
 }

@@ -2,7 +2,7 @@ import { Duration, Stack, StackProps, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
-import { EnvironmentConfig } from './config';
+import { EnvironmentConfig, resolveRecoveryConfig } from './config';
 import { DataStack } from './data-stack';
 import { Backups } from './constructs/backups';
 import { DashboardGraph, OpsDashboard } from './constructs/dashboard';
@@ -10,6 +10,7 @@ import { Detection, detectionPropsFromConfig } from './constructs/detection';
 import { Killswitch } from './constructs/killswitch';
 import { RestoreTest } from './constructs/restore-test';
 import { Rollback } from './constructs/rollback';
+import { Recovery } from './constructs/recovery';
 
 export interface OpsStackProps extends StackProps {
   readonly config: EnvironmentConfig;
@@ -121,6 +122,30 @@ export class OpsStack extends Stack {
       killswitchParameterName: data.killswitchParameter.parameterName,
     });
     const detection = detectionProps ? new Detection(this, 'Detection', detectionProps) : undefined;
+    const recovery = resolveRecoveryConfig(config);
+    if (recovery.enabled) {
+      new Recovery(this, 'Recovery', {
+        environmentName: config.name,
+        sourceInstanceIdentifier: config.database.instanceIdentifier,
+        newInstancePrefix: recovery.newInstancePrefix,
+        subnetGroupName: recovery.subnetGroupName,
+        parameterGroupName: recovery.parameterGroupName,
+        storageKmsKeyArn: recovery.storageKmsKeyArn,
+        tags: recovery.tags,
+        database: { name: config.database.name, host: config.database.host, port: config.database.port, secretArn: config.database.secretArn, secretKmsKeyArn: config.database.secretKmsKeyArn },
+        criticalTables: recovery.criticalTables,
+        criticalQueries: recovery.criticalQueries,
+        alembicVersionTable: recovery.alembicVersionTable,
+        maxWait: Duration.minutes(recovery.maxWaitMinutes),
+        opsTable: data.opsStateTable,
+        opsTableKey: data.key,
+        incidentsTopic: this.incidentsTopic,
+        incidentsTopicKey: data.key,
+        vpc,
+        subnets: privateSubnets,
+        databaseSecurityGroup,
+      });
+    }
 
     const graphs: DashboardGraph[] = [
       {

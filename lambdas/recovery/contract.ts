@@ -1,0 +1,127 @@
+/**
+ * What the recovery workflow, its handler, the construct and the CLI agree on: names of
+ * environment variables, the record kept in the ops-state table, event detail types, metrics.
+ */
+
+export const RECOVERY_SERVICE = 'recovery';
+
+/** Environment of the workflow's function (non-secret settings only). */
+export const RECOVERY_ENV = {
+  sourceInstance: 'RECOVERY_SOURCE_INSTANCE',
+  newInstancePrefix: 'RECOVERY_NEW_INSTANCE_PREFIX',
+  subnetGroupName: 'RECOVERY_SUBNET_GROUP',
+  tags: 'RECOVERY_TAGS',
+  opsTable: 'RECOVERY_OPS_TABLE',
+  databaseName: 'RECOVERY_DATABASE_NAME',
+  productionHost: 'RECOVERY_PRODUCTION_HOST',
+  productionPort: 'RECOVERY_PRODUCTION_PORT',
+  secretArn: 'RECOVERY_SECRET_ARN',
+  criticalTables: 'RECOVERY_CRITICAL_TABLES',
+  criticalQueries: 'RECOVERY_CRITICAL_QUERIES',
+  alembicVersionTable: 'RECOVERY_ALEMBIC_TABLE',
+  maxWaitSeconds: 'RECOVERY_MAX_WAIT_SECONDS',
+  sslMode: 'RECOVERY_PGSSLMODE',
+} as const;
+
+/** CloudWatch metric: seconds from the request to a verified copy (stage `verified`) and to a finished cutover (stage `cutover`). */
+export const RECOVERY_SECONDS_METRIC = 'RecoverySeconds';
+
+/** EventBridge detail types (source `atmr-dr`). */
+export const RECOVERY_EVENTS = {
+  started: 'Recovery Started',
+  verified: 'Recovery Verified',
+  verificationFailed: 'Recovery Verification Failed',
+  failed: 'Recovery Failed',
+  cutoverStarted: 'Recovery Cutover Started',
+  cutOver: 'Recovery Cut Over',
+  cutoverFailed: 'Recovery Cutover Failed',
+  abandoned: 'Recovery Abandoned',
+} as const;
+
+/** Tags on every instance this tool creates; cleanup may delete only instances that carry them. */
+export const RECOVERY_PURPOSE_TAG = { Key: 'atmr-dr:purpose', Value: 'recovery' } as const;
+export const MANAGED_TAG = { Key: 'atmr-dr:managed', Value: 'true' } as const;
+
+export const RECOVERY_STATUSES = [
+  'restoring',
+  'verifying',
+  'verified',
+  'verification-failed',
+  'failed',
+  'cutting-over',
+  'cutover-failed',
+  'cut-over',
+  'abandoned',
+] as const;
+export type RecoveryStatus = (typeof RECOVERY_STATUSES)[number];
+
+/** A recovery stops holding the one-at-a-time lock in these states. */
+export const FINAL_STATUSES: readonly RecoveryStatus[] = ['failed', 'cut-over', 'abandoned'];
+
+/** What the workflow starts with (the CLI writes the record and the lock first). */
+export interface RecoveryRequest {
+  readonly recoveryId: string;
+  /** ISO time to restore to. */
+  readonly toTime: string;
+  readonly newInstance: string;
+  readonly actor: string;
+  readonly reason: string;
+  /** ISO time of the request: the start of the measured recovery time. */
+  readonly requestedAt: string;
+}
+
+/** One side of the verification: counts, query results, Alembic revision. */
+export interface SideSnapshot {
+  readonly tables: Record<string, number | null>;
+  readonly queries: Record<string, string | null>;
+  readonly alembicRevision: string | null;
+}
+
+export interface VerificationRow {
+  readonly check: string;
+  readonly production: string;
+  readonly recovered: string;
+  /** `same`, `differs` (expected after a recovery to an earlier time: shown, not a failure), `missing` (absent on the recovered copy: a failure). */
+  readonly outcome: 'same' | 'differs' | 'missing';
+}
+
+export interface VerificationReport {
+  readonly ok: boolean;
+  readonly checkedAt: string;
+  readonly rows: readonly VerificationRow[];
+  readonly problems: readonly string[];
+}
+
+/** The recovery as the ops-state table keeps it (pk `RECOVERY#<id>`, sk `RECORD`). */
+export interface RecoveryRecord extends RecoveryRequest {
+  readonly sourceInstance: string;
+  readonly status: RecoveryStatus;
+  readonly updatedAt: string;
+  readonly executionArn?: string;
+  readonly newInstanceHost?: string;
+  readonly newInstancePort?: number;
+  readonly availableAt?: string;
+  readonly verification?: VerificationReport;
+  readonly recoverySeconds?: number;
+  readonly error?: string;
+  /** Steps of the last cutover attempt, with times. */
+  readonly cutover?: readonly CutoverStepReport[];
+  readonly replacedInstance?: string;
+}
+
+export interface CutoverStepReport {
+  readonly step: string;
+  readonly startedAt: string;
+  readonly seconds: number;
+  readonly outcome: 'done' | 'failed' | 'undone' | 'undo-failed' | 'skipped';
+  readonly detail: string;
+}
+
+/** `r<yyyymmddhhmmss>-<4 hex>`: sortable, valid as a Step Functions execution name. */
+export function newRecoveryId(now: Date, random: () => number = Math.random): string {
+  const stamp = now.toISOString().replace(/[-:T]/g, '').slice(0, 14);
+  const suffix = Math.floor(random() * 0x10000).toString(16).padStart(4, '0');
+  return `r${stamp}-${suffix}`;
+}
+
+export const RECOVERY_ID_PATTERN = /^r\d{14}-[0-9a-f]{4}$/;

@@ -1,0 +1,109 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
+import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { RDSClient } from '@aws-sdk/client-rds';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import middy from '@middy/core';
+import { z } from 'zod';
+import { SDK_RETRY } from '../shared/aws';
+import { observability } from '../shared/observability';
+import { RECOVERY_ENV, RECOVERY_ID_PATTERN, RECOVERY_SERVICE } from './contract';
+import { WorkflowDeps, cleanupStep, reportStep, restoreStep, statusStep, verifyStep } from './workflow';
+
+const { logger, tracer } = observability(RECOVERY_SERVICE);
+
+const RequestSchema = z.strictObject({
+  recoveryId: z.string().regex(RECOVERY_ID_PATTERN),
+  toTime: z.iso.datetime({ offset: true }),
+  newInstance: z.string().min(1),
+  actor: z.string().min(1),
+  reason: z.string().min(1),
+  requestedAt: z.iso.datetime({ offset: true }),
+});
+
+/** What each state of the workflow sends (the request is the execution's input). */
+const EventSchema = z.discriminatedUnion('step', [
+  z.strictObject({ step: z.literal('restore'), request: RequestSchema }),
+  z.strictObject({ step: z.literal('status'), request: RequestSchema }),
+  z.strictObject({ step: z.literal('verify'), request: RequestSchema, instance: z.object({ ready: z.boolean(), expired: z.boolean(), status: z.string(), host: z.string(), port: z.number().optional() }) }),
+  z.strictObject({ step: z.literal('report'), request: RequestSchema, verification: z.object({ ok: z.boolean(), report: z.any() }) }),
+  z.strictObject({ step: z.literal('cleanup'), request: RequestSchema, error: z.object({ Error: z.string().optional(), Cause: z.string().optional() }).optional() }),
+]);
+
+const EnvSchema = z.object({
+  [RECOVERY_ENV.sourceInstance]: z.string().min(1),
+  [RECOVERY_ENV.newInstancePrefix]: z.string().min(1),
+  [RECOVERY_ENV.subnetGroupName]: z.string().optional(),
+  [RECOVERY_ENV.tags]: z.string().default('{}'),
+  [RECOVERY_ENV.opsTable]: z.string().min(3),
+  [RECOVERY_ENV.databaseName]: z.string().min(1),
+  [RECOVERY_ENV.productionHost]: z.string().min(1),
+  [RECOVERY_ENV.productionPort]: z.coerce.number().int().positive(),
+  [RECOVERY_ENV.secretArn]: z.string().min(1),
+  [RECOVERY_ENV.criticalTables]: z.string(),
+  [RECOVERY_ENV.criticalQueries]: z.string(),
+  [RECOVERY_ENV.alembicVersionTable]: z.string().min(1),
+  [RECOVERY_ENV.maxWaitSeconds]: z.coerce.number().int().positive(),
+  [RECOVERY_ENV.sslMode]: z.string().optional(),
+});
+
+/** The workflow's dependencies from the function's environment (validated, naming the bad variable). */
+export function depsFromEnv(env: NodeJS.ProcessEnv = process.env, clients?: Partial<Pick<WorkflowDeps, 'rds' | 'secretsManager' | 'events' | 'cloudwatch'>> & { ddb?: DynamoDBDocumentClient }): WorkflowDeps {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(`recovery handler: environment variable ${issue.path.join('.')}: ${issue.message}`);
+  }
+  const e = parsed.data;
+  return {
+    rds: clients?.rds ?? tracer.captureAWSv3Client(new RDSClient(SDK_RETRY)),
+    secretsManager: clients?.secretsManager ?? tracer.captureAWSv3Client(new SecretsManagerClient(SDK_RETRY)),
+    events: clients?.events ?? tracer.captureAWSv3Client(new EventBridgeClient(SDK_RETRY)),
+    cloudwatch: clients?.cloudwatch ?? tracer.captureAWSv3Client(new CloudWatchClient(SDK_RETRY)),
+    store: { ddb: clients?.ddb ?? DynamoDBDocumentClient.from(tracer.captureAWSv3Client(new DynamoDBClient(SDK_RETRY)), { marshallOptions: { removeUndefinedValues: true } }), tableName: e[RECOVERY_ENV.opsTable] },
+    settings: {
+      sourceInstance: e[RECOVERY_ENV.sourceInstance],
+      newInstancePrefix: e[RECOVERY_ENV.newInstancePrefix],
+      subnetGroupName: e[RECOVERY_ENV.subnetGroupName] || undefined,
+      tags: JSON.parse(e[RECOVERY_ENV.tags]) as Record<string, string>,
+      databaseName: e[RECOVERY_ENV.databaseName],
+      productionHost: e[RECOVERY_ENV.productionHost],
+      productionPort: e[RECOVERY_ENV.productionPort],
+      secretArn: e[RECOVERY_ENV.secretArn],
+      sslMode: e[RECOVERY_ENV.sslMode],
+      maxWaitSeconds: e[RECOVERY_ENV.maxWaitSeconds],
+      checks: {
+        criticalTables: JSON.parse(e[RECOVERY_ENV.criticalTables]) as string[],
+        criticalQueries: JSON.parse(e[RECOVERY_ENV.criticalQueries]) as string[],
+        alembicVersionTable: e[RECOVERY_ENV.alembicVersionTable],
+      },
+    },
+  };
+}
+
+let cached: WorkflowDeps | undefined;
+
+/** One step of the recovery workflow; errors propagate so the state machine's Catch takes over. */
+export async function runStep(event: unknown, deps: WorkflowDeps = (cached ??= depsFromEnv())): Promise<unknown> {
+  const input = EventSchema.parse(event);
+  logger.info('recovery step', { step: input.step, recoveryId: input.request.recoveryId });
+  switch (input.step) {
+    case 'restore':
+      return restoreStep(deps, input.request);
+    case 'status':
+      return statusStep(deps, input.request);
+    case 'verify':
+      return verifyStep(deps, { ...input.request, instance: input.instance });
+    case 'report':
+      return reportStep(deps, { ...input.request, verification: input.verification });
+    case 'cleanup':
+      return cleanupStep(deps, { ...input.request, error: input.error });
+  }
+}
+
+export const handler = middy((event: unknown) => runStep(event))
+  .use(injectLambdaContext(logger))
+  .use(captureLambdaHandler(tracer));

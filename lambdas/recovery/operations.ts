@@ -1,0 +1,121 @@
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { RDSClient } from '@aws-sdk/client-rds';
+import { DescribeExecutionCommand, SFNClient, StartExecutionCommand, StopExecutionCommand } from '@aws-sdk/client-sfn';
+import { OperatorError, oneLine } from '../shared/errors';
+import { announce } from './announce';
+import { RECOVERY_EVENTS, RecoveryRecord, RecoveryRequest, newRecoveryId } from './contract';
+import { RestoreWindow, defaultInstanceName, validateRecovery, deleteRecoveredInstance } from './rds';
+import { StoreDeps, beginRecovery, getRecovery, updateRecovery } from './store';
+
+/** The operator's side of a recovery (CLI): start, abandon. The workflow does the rest. */
+
+export const MAX_REASON_LENGTH = 500;
+
+export function parseRecoveryReason(reason: string | undefined): string {
+  const text = reason?.replace(/\s+/g, ' ').trim();
+  if (!text) throw new OperatorError('recover: --reason is required: say why, e.g. --reason "bookings deleted by migration 4f2a at 14:05"', 2);
+  if (text.length > MAX_REASON_LENGTH) throw new OperatorError(`recover: --reason is ${text.length} characters: keep it under ${MAX_REASON_LENGTH}`, 2);
+  return text;
+}
+
+export interface StartDeps {
+  readonly rds: RDSClient;
+  readonly sfn: SFNClient;
+  readonly store: StoreDeps;
+  readonly now?: () => Date;
+}
+
+export interface StartRequest {
+  readonly sourceInstance: string;
+  readonly newInstancePrefix: string;
+  readonly toTime: Date;
+  readonly newInstance?: string;
+  readonly reason: string;
+  readonly actor: string;
+  readonly dryRun: boolean;
+  /** Needed unless dryRun. */
+  readonly stateMachineArn?: string;
+}
+
+export interface StartResult {
+  readonly dryRun: boolean;
+  readonly request: RecoveryRequest;
+  readonly window: RestoreWindow;
+  readonly sourceClass?: string;
+  readonly multiAz?: boolean;
+  readonly executionArn?: string;
+}
+
+/**
+ * Checks everything first (time in the window, name free, PITR on), then takes the lock and starts
+ * the workflow. The execution is named after the recovery, so `recover status ID` finds it again.
+ */
+export async function startRecovery(deps: StartDeps, request: StartRequest): Promise<StartResult> {
+  const now = (deps.now ?? (() => new Date()))();
+  const newInstance = request.newInstance ?? defaultInstanceName(request.newInstancePrefix, request.toTime);
+  const validated = await validateRecovery(deps.rds, { sourceInstance: request.sourceInstance, newInstance, newInstancePrefix: request.newInstancePrefix, toTime: request.toTime });
+  const recoveryRequest: RecoveryRequest = {
+    recoveryId: newRecoveryId(now),
+    toTime: request.toTime.toISOString(),
+    newInstance,
+    actor: request.actor,
+    reason: request.reason,
+    requestedAt: now.toISOString(),
+  };
+  const summary = { request: recoveryRequest, window: validated.window, sourceClass: validated.source.DBInstanceClass, multiAz: validated.source.MultiAZ };
+  if (request.dryRun) return { dryRun: true, ...summary };
+  if (!request.stateMachineArn) throw new OperatorError('recover: no recovery state machine: deploy the ops stack with recovery.enabled, or pass --state-machine ARN', 2);
+
+  await beginRecovery(deps.store, { ...recoveryRequest, sourceInstance: request.sourceInstance });
+  try {
+    const { executionArn } = await deps.sfn.send(
+      new StartExecutionCommand({ stateMachineArn: request.stateMachineArn, name: recoveryRequest.recoveryId, input: JSON.stringify(recoveryRequest) }),
+    );
+    await updateRecovery(deps.store, recoveryRequest.recoveryId, { executionArn });
+    return { dryRun: false, ...summary, executionArn };
+  } catch (error) {
+    await updateRecovery(deps.store, recoveryRequest.recoveryId, { status: 'failed', error: `workflow not started: ${oneLine(error)}` }).catch(() => undefined);
+    throw new OperatorError(`recover: the recovery workflow did not start (${oneLine(error)}): nothing was created; check the state machine ARN and your permissions, then retry`);
+  }
+}
+
+export interface ExecutionView {
+  readonly status: string;
+  readonly error?: string;
+}
+
+export async function describeExecution(sfn: SFNClient, executionArn: string | undefined): Promise<ExecutionView | undefined> {
+  if (!executionArn) return undefined;
+  const execution = await sfn.send(new DescribeExecutionCommand({ executionArn }));
+  return { status: execution.status ?? 'UNKNOWN', ...(execution.error && { error: `${execution.error}: ${execution.cause ?? ''}`.trim() }) };
+}
+
+export interface AbandonDeps {
+  readonly rds: RDSClient;
+  readonly sfn: SFNClient;
+  readonly events: EventBridgeClient;
+  readonly store: StoreDeps;
+  readonly now?: () => Date;
+}
+
+/**
+ * Stops the workflow if it runs and deletes the recovered instance after a final snapshot. Refused
+ * once production runs on it (cut over) or while a cutover is in progress.
+ */
+export async function abandonRecovery(deps: AbandonDeps, recoveryId: string, actor: string, protectedInstance: string): Promise<{ record: RecoveryRecord; detail: string }> {
+  const now = (deps.now ?? (() => new Date()))();
+  const record = await getRecovery(deps.store, recoveryId);
+  if (record.status === 'cut-over' || record.status === 'cutting-over') {
+    throw new OperatorError(`recover abandon: recovery ${recoveryId} is "${record.status}": production runs on ${record.newInstance}; it is never deleted by this tool`, 3);
+  }
+  if (record.status === 'abandoned') throw new OperatorError(`recover abandon: recovery ${recoveryId} is already abandoned`, 3);
+  const execution = await describeExecution(deps.sfn, record.executionArn).catch(() => undefined);
+  if (execution?.status === 'RUNNING') {
+    await deps.sfn.send(new StopExecutionCommand({ executionArn: record.executionArn, error: 'RecoveryAbandoned', cause: `abandoned by ${actor}` }));
+  }
+  const snapshot = `${record.newInstance}-final-${now.toISOString().replace(/[-:T]/g, '').slice(0, 12)}`.slice(0, 255);
+  const { detail } = await deleteRecoveredInstance(deps.rds, record.newInstance, { finalSnapshotIdentifier: snapshot, protectedInstance, recoveryId });
+  const updated = await updateRecovery(deps.store, recoveryId, { status: 'abandoned' });
+  await announce(deps.events, RECOVERY_EVENTS.abandoned, { summary: `Recovery ${recoveryId} abandoned by ${actor}: ${detail}`, at: now.toISOString(), recoveryId, actor });
+  return { record: updated, detail };
+}

@@ -1,0 +1,259 @@
+import {
+  DBInstance,
+  DeleteDBInstanceCommand,
+  DescribeDBInstanceAutomatedBackupsCommand,
+  DescribeDBInstancesCommand,
+  ListTagsForResourceCommand,
+  ModifyDBInstanceCommand,
+  AddTagsToResourceCommand,
+  RDSClient,
+  RestoreDBInstanceToPointInTimeCommand,
+  Tag,
+} from '@aws-sdk/client-rds';
+import { OperatorError, oneLine } from '../shared/errors';
+import { MANAGED_TAG, RECOVERY_PURPOSE_TAG } from './contract';
+
+/** The recovery that created an instance: deletion requires it to match. */
+export const RECOVERY_ID_TAG = 'atmr-dr:recovery-id';
+
+/**
+ * The RDS side of a point-in-time recovery: checks before anything is created, the restore with
+ * the source's own settings, the wait, and the deletion of a recovered copy. The production
+ * instance is only ever read here (renaming it after a cutover is `markReplacedInstance`).
+ */
+
+export interface RecoveryTarget {
+  readonly sourceInstance: string;
+  readonly newInstance: string;
+  /** Prefix the new instance's name must start with (IAM is scoped to it). */
+  readonly newInstancePrefix: string;
+  readonly toTime: Date;
+}
+
+export interface RestoreWindow {
+  readonly earliest: Date;
+  readonly latest: Date;
+}
+
+export interface ValidatedRecovery {
+  readonly source: DBInstance;
+  readonly window: RestoreWindow;
+}
+
+const notFound = (error: unknown) => (error as { name?: string }).name === 'DBInstanceNotFoundFault' || (error as { name?: string }).name === 'DBInstanceNotFound';
+
+async function describeInstance(rds: RDSClient, identifier: string): Promise<DBInstance | undefined> {
+  try {
+    return (await rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: identifier }))).DBInstances?.[0];
+  } catch (error) {
+    if (notFound(error)) return undefined;
+    throw error;
+  }
+}
+
+/** An instance name RDS accepts: 1-63 letters, digits, hyphens; starts with a letter; no double or trailing hyphen. */
+export function checkInstanceName(name: string, prefix: string): void {
+  if (!/^[a-zA-Z][a-zA-Z0-9-]{0,62}$/.test(name) || name.includes('--') || name.endsWith('-')) {
+    throw new OperatorError(`recover: --new-instance "${name}" is not a valid RDS instance name: 1-63 letters, digits or single hyphens, starting with a letter`, 2);
+  }
+  if (!name.startsWith(prefix)) {
+    throw new OperatorError(`recover: --new-instance "${name}" must start with "${prefix}" (the workflow may only create instances under that prefix): e.g. ${prefix}${name}`.slice(0, 400), 2);
+  }
+}
+
+/** `<prefix><yyyymmddhhmm>` of the time restored to. */
+export function defaultInstanceName(prefix: string, toTime: Date): string {
+  return `${prefix}${toTime.toISOString().replace(/[-:T]/g, '').slice(0, 12)}`;
+}
+
+/**
+ * Every refusal comes before anything is created: PITR off, a time outside the restore window
+ * (both limits shown), a name already taken.
+ */
+export async function validateRecovery(rds: RDSClient, target: RecoveryTarget): Promise<ValidatedRecovery> {
+  checkInstanceName(target.newInstance, target.newInstancePrefix);
+  const source = await describeInstance(rds, target.sourceInstance);
+  if (!source) throw new OperatorError(`recover: source instance ${target.sourceInstance} does not exist: fix database.instanceIdentifier in the config`, 2);
+  if (!source.BackupRetentionPeriod) {
+    throw new OperatorError(
+      `recover: point-in-time recovery is off on ${target.sourceInstance} (automated backup retention 0): no restore is possible; enable automated backups (retention >= 7 days) and restore from the dumps meanwhile (atmr-dr restore)`,
+      2,
+    );
+  }
+  const window = await restoreWindow(rds, source);
+  const time = target.toTime;
+  if (time.getTime() > window.latest.getTime()) {
+    throw new OperatorError(
+      `recover: --to-time ${time.toISOString()} is after the latest restorable time ${window.latest.toISOString()} (earliest ${window.earliest.toISOString()}): pick a time between them`,
+      2,
+    );
+  }
+  if (time.getTime() < window.earliest.getTime()) {
+    throw new OperatorError(
+      `recover: --to-time ${time.toISOString()} is before the earliest restorable time ${window.earliest.toISOString()} (latest ${window.latest.toISOString()}): pick a time between them, or restore an older dump (atmr-dr backups list)`,
+      2,
+    );
+  }
+  if (await describeInstance(rds, target.newInstance)) {
+    throw new OperatorError(`recover: an instance named ${target.newInstance} already exists: pass --new-instance with another name (it is never overwritten)`, 2);
+  }
+  return { source, window };
+}
+
+async function restoreWindow(rds: RDSClient, source: DBInstance): Promise<RestoreWindow> {
+  const backups = await rds.send(new DescribeDBInstanceAutomatedBackupsCommand({ DBInstanceIdentifier: source.DBInstanceIdentifier }));
+  const window = backups.DBInstanceAutomatedBackups?.find((b) => b.Status === 'active')?.RestoreWindow ?? backups.DBInstanceAutomatedBackups?.[0]?.RestoreWindow;
+  const earliest = window?.EarliestTime;
+  const latest = source.LatestRestorableTime ?? window?.LatestTime;
+  if (!earliest || !latest) {
+    throw new OperatorError(`recover: ${source.DBInstanceIdentifier} has no restore window yet (no automated backup completed): wait for the first one, or restore a dump`, 2);
+  }
+  return { earliest: new Date(earliest), latest: new Date(latest) };
+}
+
+export interface RestoreSettings {
+  /** The configured subnet group (IAM scope): the source's must be the same. */
+  readonly expectedSubnetGroup?: string;
+  /** Tags from the config, added after the source's own tags. */
+  readonly extraTags: Readonly<Record<string, string>>;
+  readonly recoveryId: string;
+}
+
+/** The restore request, settings copied from the source instance. */
+export function restoreInput(validated: ValidatedRecovery, target: RecoveryTarget, sourceTags: readonly Tag[], settings: RestoreSettings) {
+  const { source } = validated;
+  const subnetGroup = source.DBSubnetGroup?.DBSubnetGroupName;
+  if (settings.expectedSubnetGroup && subnetGroup !== settings.expectedSubnetGroup) {
+    throw new OperatorError(
+      `recover: ${target.sourceInstance} is in subnet group "${subnetGroup}", the config says "${settings.expectedSubnetGroup}": fix recovery.subnetGroupName and redeploy`,
+      2,
+    );
+  }
+  const tags = new Map<string, string>();
+  for (const tag of sourceTags) if (tag.Key && !tag.Key.startsWith('aws:')) tags.set(tag.Key, tag.Value ?? '');
+  for (const [key, value] of Object.entries(settings.extraTags)) tags.set(key, value);
+  tags.set(MANAGED_TAG.Key, MANAGED_TAG.Value);
+  tags.set(RECOVERY_PURPOSE_TAG.Key, RECOVERY_PURPOSE_TAG.Value);
+  tags.set(RECOVERY_ID_TAG, settings.recoveryId);
+  tags.set('atmr-dr:restored-from', target.sourceInstance);
+  tags.set('atmr-dr:restored-to-time', target.toTime.toISOString());
+  return {
+    SourceDBInstanceIdentifier: target.sourceInstance,
+    TargetDBInstanceIdentifier: target.newInstance,
+    RestoreTime: target.toTime,
+    DBInstanceClass: source.DBInstanceClass,
+    DBSubnetGroupName: subnetGroup,
+    VpcSecurityGroupIds: (source.VpcSecurityGroups ?? []).map((g) => g.VpcSecurityGroupId!).filter(Boolean),
+    DBParameterGroupName: source.DBParameterGroups?.[0]?.DBParameterGroupName,
+    MultiAZ: source.MultiAZ,
+    StorageType: source.StorageType,
+    ...(source.Iops !== undefined && { Iops: source.Iops }),
+    ...(source.StorageThroughput !== undefined && { StorageThroughput: source.StorageThroughput }),
+    Port: source.Endpoint?.Port,
+    PubliclyAccessible: source.PubliclyAccessible ?? false,
+    EnableIAMDatabaseAuthentication: source.IAMDatabaseAuthenticationEnabled,
+    CopyTagsToSnapshot: source.CopyTagsToSnapshot,
+    // Abandon deletes the copy (after a final snapshot); protect it once it is production.
+    DeletionProtection: false,
+    Tags: [...tags].map(([Key, Value]) => ({ Key, Value })),
+  };
+}
+
+/** Starts the restore. The storage KMS key needs no parameter: RDS keeps the source's key. */
+export async function startRestore(rds: RDSClient, validated: ValidatedRecovery, target: RecoveryTarget, settings: RestoreSettings): Promise<{ status: string }> {
+  const tagList = validated.source.TagList ?? (await rds.send(new ListTagsForResourceCommand({ ResourceName: validated.source.DBInstanceArn }))).TagList ?? [];
+  const input = restoreInput(validated, target, tagList, settings);
+  try {
+    const response = await rds.send(new RestoreDBInstanceToPointInTimeCommand(input));
+    return { status: response.DBInstance?.DBInstanceStatus ?? 'creating' };
+  } catch (error) {
+    if ((error as { name?: string }).name === 'DBInstanceAlreadyExistsFault') {
+      throw new OperatorError(`recover: an instance named ${target.newInstance} already exists: pass --new-instance with another name`, 2);
+    }
+    throw new OperatorError(`recover: RDS refused the restore of ${target.sourceInstance} to ${target.toTime.toISOString()}: ${oneLine(error)}`);
+  }
+}
+
+const FAILED_STATES = ['failed', 'incompatible-restore', 'incompatible-parameters', 'incompatible-network', 'restore-error', 'storage-full', 'deleting', 'inaccessible-encryption-credentials'];
+
+export interface InstanceState {
+  readonly status: string;
+  readonly ready: boolean;
+  readonly failed: boolean;
+  readonly host?: string;
+  readonly port?: number;
+  readonly kmsKeyId?: string;
+}
+
+export async function instanceState(rds: RDSClient, identifier: string): Promise<InstanceState> {
+  const instance = await describeInstance(rds, identifier);
+  if (!instance) return { status: 'not-found', ready: false, failed: true };
+  const status = instance.DBInstanceStatus ?? 'unknown';
+  const ready = status === 'available' && Boolean(instance.Endpoint?.Address);
+  return {
+    status,
+    ready,
+    failed: FAILED_STATES.includes(status),
+    ...(ready && { host: instance.Endpoint!.Address!, port: instance.Endpoint!.Port ?? 5432 }),
+    ...(instance.KmsKeyId && { kmsKeyId: instance.KmsKeyId }),
+  };
+}
+
+/**
+ * Deletes a recovered copy, only when it carries this tool's recovery tag (never the production
+ * instance, whatever name is passed). `finalSnapshot` keeps its data (abandon); a copy that never
+ * became available has none worth keeping (cleanup).
+ */
+export async function deleteRecoveredInstance(
+  rds: RDSClient,
+  identifier: string,
+  options: { finalSnapshotIdentifier?: string; protectedInstance: string; recoveryId: string },
+): Promise<{ deleted: boolean; detail: string }> {
+  if (identifier === options.protectedInstance) throw new OperatorError(`recover: refusing to delete ${identifier}: it is the configured production instance`, 2);
+  const instance = await describeInstance(rds, identifier);
+  if (!instance) return { deleted: false, detail: `${identifier} does not exist (already deleted)` };
+  const tags = instance.TagList ?? (await rds.send(new ListTagsForResourceCommand({ ResourceName: instance.DBInstanceArn }))).TagList ?? [];
+  const hasTag = (key: string, value: string) => tags.some((t) => t.Key === key && t.Value === value);
+  if (!hasTag(RECOVERY_PURPOSE_TAG.Key, RECOVERY_PURPOSE_TAG.Value) || !hasTag(RECOVERY_ID_TAG, options.recoveryId)) {
+    throw new OperatorError(`recover: refusing to delete ${identifier}: it is not tagged ${RECOVERY_ID_TAG}=${options.recoveryId} (not created by this recovery)`, 2);
+  }
+  if (instance.DBInstanceStatus === 'deleting') return { deleted: true, detail: `${identifier} is already being deleted` };
+  try {
+    await rds.send(
+      new DeleteDBInstanceCommand({
+        DBInstanceIdentifier: identifier,
+        ...(options.finalSnapshotIdentifier ? { FinalDBSnapshotIdentifier: options.finalSnapshotIdentifier, SkipFinalSnapshot: false } : { SkipFinalSnapshot: true }),
+        DeleteAutomatedBackups: true,
+      }),
+    );
+  } catch (error) {
+    if ((error as { name?: string }).name === 'InvalidDBInstanceStateFault') {
+      throw new OperatorError(`recover: ${identifier} cannot be deleted in state "${instance.DBInstanceStatus}": wait until it is available or failed, then retry`);
+    }
+    throw error;
+  }
+  return { deleted: true, detail: options.finalSnapshotIdentifier ? `deleting ${identifier}, final snapshot ${options.finalSnapshotIdentifier}` : `deleting ${identifier} (no final snapshot)` };
+}
+
+/**
+ * After a cutover: the old instance is kept, renamed `<name>-replaced-<yyyymmddhhmm>` and tagged with
+ * the recovery that replaced it, so nobody mistakes it for production. Never deleted here.
+ */
+export async function markReplacedInstance(rds: RDSClient, oldInstance: string, recoveryId: string, newInstance: string, now: Date): Promise<string> {
+  const renamed = `${oldInstance.slice(0, 40)}-replaced-${now.toISOString().replace(/[-:T]/g, '').slice(0, 12)}`;
+  const instance = await describeInstance(rds, oldInstance);
+  if (!instance?.DBInstanceArn) throw new OperatorError(`recover: ${oldInstance} not found to mark as replaced`);
+  await rds.send(
+    new AddTagsToResourceCommand({
+      ResourceName: instance.DBInstanceArn,
+      Tags: [
+        { Key: 'atmr-dr:replaced-by', Value: newInstance },
+        { Key: 'atmr-dr:replaced-by-recovery', Value: recoveryId },
+        { Key: 'atmr-dr:replaced-at', Value: now.toISOString() },
+        { Key: 'atmr-dr:keep', Value: 'true' },
+      ],
+    }),
+  );
+  await rds.send(new ModifyDBInstanceCommand({ DBInstanceIdentifier: oldInstance, NewDBInstanceIdentifier: renamed, ApplyImmediately: true }));
+  return renamed;
+}

@@ -1,0 +1,24 @@
+import { OperatorError } from '../shared/errors';
+
+const UNIT_SECONDS: Readonly<Record<string, number>> = { second: 1, minute: 60, hour: 3600, day: 86400 };
+const ISO_WITH_ZONE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/;
+
+/**
+ * `--to-time`: an ISO 8601 time with its zone (`2026-11-30T14:02:00Z`, `...+01:00`) or a relative
+ * time (`5 minutes ago`, `2 hours ago`). A time without a zone is refused: on the worst day nobody
+ * should have to guess whether 14:02 was UTC or Paris time.
+ */
+export function parseToTime(text: string | undefined, now: Date = new Date()): Date {
+  const trimmed = text?.trim() ?? '';
+  if (!trimmed) throw new OperatorError('recover: --to-time is required: an ISO time with its zone (2026-11-30T14:02:00Z) or "5 minutes ago"', 2);
+  const relative = /^(\d+)\s*(second|minute|hour|day)s?\s+ago$/i.exec(trimmed);
+  if (relative) return new Date(now.getTime() - Number(relative[1]) * UNIT_SECONDS[relative[2].toLowerCase()] * 1000);
+  if (ISO_WITH_ZONE.test(trimmed)) {
+    const date = new Date(trimmed);
+    if (!Number.isNaN(date.getTime())) return date;
+  }
+  throw new OperatorError(
+    `recover: --to-time "${trimmed}" is not a time: use ISO 8601 with a zone (2026-11-30T14:02:00Z, 2026-11-30T15:02:00+01:00) or "N minutes|hours|days ago"`,
+    2,
+  );
+}

@@ -1,0 +1,148 @@
+import { Client, ClientConfig } from 'pg';
+import { oneLine } from '../shared/errors';
+import { SideSnapshot, VerificationReport, VerificationRow } from './contract';
+
+/**
+ * Verification before anyone cuts over: row counts of the critical tables, the critical queries
+ * and the Alembic revision, read on the recovered copy and on production, side by side. Both sides
+ * are read inside READ ONLY transactions with a statement timeout: the production database is
+ * never changed, and a production that is down or corrupted (why one recovers) shows as
+ * "unavailable" instead of failing the verification.
+ */
+export interface VerificationChecks {
+  readonly criticalTables: readonly string[];
+  readonly criticalQueries: readonly string[];
+  readonly alembicVersionTable: string;
+  /** @default 60 s */
+  readonly statementTimeoutMs?: number;
+}
+
+const quoteIdent = (name: string) =>
+  name
+    .split('.')
+    .map((part) => `"${part.replace(/"/g, '""')}"`)
+    .join('.');
+
+async function inReadOnly<T>(client: Client, sql: string, read: (rows: Record<string, unknown>[]) => T): Promise<T> {
+  await client.query('BEGIN READ ONLY');
+  try {
+    return read((await client.query(sql)).rows as Record<string, unknown>[]);
+  } finally {
+    await client.query('ROLLBACK');
+  }
+}
+
+/** Reads one side; a failing check reads as null with its error kept. */
+export async function snapshotSide(connection: ClientConfig, checks: VerificationChecks): Promise<SideSnapshot & { errors: Record<string, string> }> {
+  const client = new Client({ ...connection, statement_timeout: checks.statementTimeoutMs ?? 60_000 });
+  await client.connect();
+  const errors: Record<string, string> = {};
+  const attempt = async <T>(key: string, sql: string, read: (rows: Record<string, unknown>[]) => T): Promise<T | null> => {
+    try {
+      return await inReadOnly(client, sql, read);
+    } catch (error) {
+      errors[key] = oneLine(error);
+      return null;
+    }
+  };
+  try {
+    const tables: Record<string, number | null> = {};
+    for (const table of checks.criticalTables) {
+      tables[table] = await attempt(`table:${table}`, `SELECT count(*)::bigint AS n FROM ${quoteIdent(table)}`, (rows) => Number(rows[0].n));
+    }
+    const queries: Record<string, string | null> = {};
+    for (const query of checks.criticalQueries) {
+      queries[query] = await attempt(`query:${query}`, query, (rows) => (rows.length === 0 ? '(no rows)' : String(Object.values(rows[0])[0])));
+    }
+    const alembicRevision = await attempt('alembic', `SELECT version_num FROM ${quoteIdent(checks.alembicVersionTable)}`, (rows) =>
+      rows.length === 0 ? null : rows.map((r) => String(r.version_num)).sort().join(','),
+    );
+    return { tables, queries, alembicRevision, errors };
+  } finally {
+    await client.end();
+  }
+}
+
+export interface CompareInput {
+  readonly recovered: SideSnapshot & { errors: Record<string, string> };
+  /** Undefined when production could not be reached at all. */
+  readonly production?: SideSnapshot & { errors: Record<string, string> };
+  readonly productionError?: string;
+  readonly checks: VerificationChecks;
+  readonly now: Date;
+}
+
+/**
+ * Differences in counts are expected (the copy is from an earlier time) and shown with their delta;
+ * what fails the verification is the recovered copy missing something: a table, a query that no
+ * longer runs, the Alembic revision.
+ */
+export function compareSides(input: CompareInput): VerificationReport {
+  const { recovered, production, checks } = input;
+  const rows: VerificationRow[] = [];
+  const problems: string[] = [];
+  const prodValue = (value: string | number | null | undefined, key: string) =>
+    production === undefined ? 'unavailable' : value === null || value === undefined ? `unavailable (${production.errors[key] ?? 'absent'})` : String(value);
+
+  for (const table of checks.criticalTables) {
+    const mine = recovered.tables[table];
+    const theirs = production?.tables[table];
+    if (mine === null || mine === undefined) {
+      problems.push(`table ${table} cannot be counted on the recovered copy: ${recovered.errors[`table:${table}`] ?? 'absent'}`);
+      rows.push({ check: `rows in ${table}`, production: prodValue(theirs, `table:${table}`), recovered: 'missing', outcome: 'missing' });
+      continue;
+    }
+    const same = typeof theirs === 'number' && theirs === mine;
+    const delta = typeof theirs === 'number' && theirs !== mine ? ` (${mine - theirs > 0 ? '+' : ''}${mine - theirs})` : '';
+    rows.push({ check: `rows in ${table}`, production: prodValue(theirs, `table:${table}`), recovered: `${mine}${delta}`, outcome: same ? 'same' : 'differs' });
+  }
+  for (const query of checks.criticalQueries) {
+    const mine = recovered.queries[query];
+    const theirs = production?.queries[query];
+    if (mine === null || mine === undefined) {
+      problems.push(`critical query fails on the recovered copy: ${query}: ${recovered.errors[`query:${query}`] ?? 'no result'}`);
+      rows.push({ check: query, production: prodValue(theirs, `query:${query}`), recovered: 'missing', outcome: 'missing' });
+      continue;
+    }
+    rows.push({ check: query, production: prodValue(theirs, `query:${query}`), recovered: mine, outcome: theirs === mine ? 'same' : 'differs' });
+  }
+  const mine = recovered.alembicRevision;
+  const theirs = production?.alembicRevision;
+  if (mine === null) {
+    problems.push(`no Alembic revision on the recovered copy (${checks.alembicVersionTable}: ${recovered.errors.alembic ?? 'empty'})`);
+    rows.push({ check: 'Alembic revision', production: prodValue(theirs, 'alembic'), recovered: 'missing', outcome: 'missing' });
+  } else {
+    rows.push({ check: 'Alembic revision', production: prodValue(theirs, 'alembic'), recovered: mine, outcome: theirs === mine ? 'same' : 'differs' });
+  }
+  if (!production && input.productionError) {
+    rows.push({ check: 'database reachable', production: `no (${input.productionError})`, recovered: 'yes', outcome: 'differs' });
+  }
+  return { ok: problems.length === 0, checkedAt: input.now.toISOString(), rows, problems };
+}
+
+/** Reads both sides and compares them. A recovered copy that cannot be reached at all throws. */
+export async function verifyRecovery(
+  sides: { recovered: ClientConfig; production: ClientConfig },
+  checks: VerificationChecks,
+  now: () => Date = () => new Date(),
+): Promise<VerificationReport> {
+  const recovered = await snapshotSide(sides.recovered, checks);
+  let production: CompareInput['production'];
+  let productionError: string | undefined;
+  try {
+    production = await snapshotSide(sides.production, checks);
+  } catch (error) {
+    productionError = oneLine(error);
+  }
+  return compareSides({ recovered, production, productionError, checks, now: now() });
+}
+
+/** The side-by-side table, for the CLI and the event summary. */
+export function formatVerification(report: VerificationReport): string {
+  const header = ['check', 'production', 'recovered copy', ''];
+  const lines = [header, ...report.rows.map((r) => [r.check, r.production, r.recovered, r.outcome === 'same' ? '' : r.outcome])];
+  const widths = header.map((_, i) => Math.max(...lines.map((l) => l[i].length)));
+  const text = lines.map((l) => l.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd());
+  text.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
+  return [...text, report.ok ? 'verification: OK' : `verification: FAILED: ${report.problems.join('; ')}`].join('\n');
+}

@@ -1,0 +1,155 @@
+import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { RDSClient } from '@aws-sdk/client-rds';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { ClientConfig } from 'pg';
+import { oneLine } from '../shared/errors';
+import { pgClientConfig, resolveConnection } from '../shared/pg-connection';
+import { announce, publishRecoverySeconds, secondsBetween } from './announce';
+import { RECOVERY_EVENTS, RecoveryRequest, VerificationReport } from './contract';
+import { deleteRecoveredInstance, instanceState, startRestore, validateRecovery } from './rds';
+import { StoreDeps, getRecovery, updateRecovery } from './store';
+import { VerificationChecks, formatVerification, verifyRecovery } from './verify';
+
+/**
+ * The steps of the recovery workflow (restore, wait, verify, report, and the failure paths), one
+ * plain function each; the Step Functions definition strings them together and the handler only
+ * dispatches. The CLI validated the request and took the lock before starting the execution.
+ */
+export interface WorkflowSettings {
+  readonly sourceInstance: string;
+  readonly newInstancePrefix: string;
+  readonly subnetGroupName?: string;
+  readonly tags: Readonly<Record<string, string>>;
+  readonly databaseName: string;
+  readonly productionHost: string;
+  readonly productionPort: number;
+  readonly secretArn: string;
+  readonly sslMode?: string;
+  readonly checks: VerificationChecks;
+  readonly maxWaitSeconds: number;
+}
+
+export interface WorkflowDeps {
+  readonly rds: RDSClient;
+  readonly secretsManager: SecretsManagerClient;
+  readonly events: EventBridgeClient;
+  readonly cloudwatch: CloudWatchClient;
+  readonly store: StoreDeps;
+  readonly settings: WorkflowSettings;
+  readonly now?: () => Date;
+  /** Overrides the database connections (tests point them at local PostgreSQL). */
+  readonly connect?: (side: 'recovered' | 'production', host: string, port: number) => Promise<ClientConfig>;
+}
+
+const clock = (deps: WorkflowDeps) => (deps.now ?? (() => new Date()))();
+
+export async function restoreStep(deps: WorkflowDeps, request: RecoveryRequest): Promise<{ newInstance: string; status: string }> {
+  const { settings } = deps;
+  const target = { sourceInstance: settings.sourceInstance, newInstance: request.newInstance, newInstancePrefix: settings.newInstancePrefix, toTime: new Date(request.toTime) };
+  const validated = await validateRecovery(deps.rds, target);
+  const { status } = await startRestore(deps.rds, validated, target, { expectedSubnetGroup: settings.subnetGroupName, extraTags: settings.tags, recoveryId: request.recoveryId });
+  await announce(deps.events, RECOVERY_EVENTS.started, {
+    summary: `Recovery ${request.recoveryId}: restoring ${settings.sourceInstance} to ${target.toTime.toISOString()} as ${request.newInstance} (asked by ${request.actor}: ${request.reason})`,
+    at: clock(deps).toISOString(),
+    recoveryId: request.recoveryId,
+    sourceInstance: settings.sourceInstance,
+    newInstance: request.newInstance,
+    toTime: target.toTime.toISOString(),
+    actor: request.actor,
+    reason: request.reason,
+  });
+  return { newInstance: request.newInstance, status };
+}
+
+export interface WaitResult {
+  readonly ready: boolean;
+  readonly expired: boolean;
+  readonly status: string;
+  readonly host?: string;
+  readonly port?: number;
+}
+
+/** One poll. A failed instance throws (the workflow's catch cleans up); past the maximum wait, `expired`. */
+export async function statusStep(deps: WorkflowDeps, request: RecoveryRequest): Promise<WaitResult> {
+  const state = await instanceState(deps.rds, request.newInstance);
+  if (state.failed) {
+    throw Object.assign(new Error(`${request.newInstance} is "${state.status}": the point-in-time restore failed (see the instance's RDS events)`), { name: 'RecoveryInstanceFailed' });
+  }
+  const expired = !state.ready && secondsBetween(request.requestedAt, clock(deps)) > deps.settings.maxWaitSeconds;
+  return { ready: state.ready, expired, status: state.status, ...(state.host && { host: state.host, port: state.port }) };
+}
+
+async function connection(deps: WorkflowDeps, side: 'recovered' | 'production', host: string, port: number): Promise<ClientConfig> {
+  if (deps.connect) return deps.connect(side, host, port);
+  const conn = await resolveConnection({
+    env: {},
+    secretArn: deps.settings.secretArn,
+    secretsManager: deps.secretsManager,
+    overrides: { host, port, database: deps.settings.databaseName, sslMode: deps.settings.sslMode ?? 'require' },
+  });
+  return pgClientConfig(conn);
+}
+
+export async function verifyStep(deps: WorkflowDeps, request: RecoveryRequest & { instance: WaitResult }): Promise<{ ok: boolean; report: VerificationReport }> {
+  const { settings } = deps;
+  const host = request.instance.host!;
+  const port = request.instance.port ?? 5432;
+  await updateRecovery(deps.store, request.recoveryId, { status: 'verifying', newInstanceHost: host, newInstancePort: port, availableAt: clock(deps).toISOString() }, ['restoring']);
+  const report = await verifyRecovery(
+    { recovered: await connection(deps, 'recovered', host, port), production: await connection(deps, 'production', settings.productionHost, settings.productionPort) },
+    settings.checks,
+    () => clock(deps),
+  );
+  return { ok: report.ok, report };
+}
+
+/** Records the verification and the time it took, publishes RecoverySeconds and announces the result. */
+export async function reportStep(deps: WorkflowDeps, request: RecoveryRequest & { verification: { ok: boolean; report: VerificationReport } }): Promise<{ ok: boolean; recoverySeconds: number }> {
+  const now = clock(deps);
+  const recoverySeconds = secondsBetween(request.requestedAt, now);
+  const { report } = request.verification;
+  await updateRecovery(deps.store, request.recoveryId, { status: report.ok ? 'verified' : 'verification-failed', verification: report, recoverySeconds }, ['verifying']);
+  await publishRecoverySeconds(deps.cloudwatch, 'verified', recoverySeconds, now);
+  const record = await getRecovery(deps.store, request.recoveryId);
+  await announce(deps.events, report.ok ? RECOVERY_EVENTS.verified : RECOVERY_EVENTS.verificationFailed, {
+    summary: report.ok
+      ? `Recovery ${request.recoveryId}: ${request.newInstance} (as of ${request.toTime}) verified in ${recoverySeconds} s; cut over with "atmr-dr recover cutover ${request.recoveryId} --yes"`
+      : `Recovery ${request.recoveryId}: ${request.newInstance} FAILED verification: ${report.problems.join('; ')}`,
+    at: now.toISOString(),
+    recoveryId: request.recoveryId,
+    newInstance: request.newInstance,
+    host: record.newInstanceHost,
+    recoverySeconds,
+    verification: formatVerification(report),
+  });
+  return { ok: report.ok, recoverySeconds };
+}
+
+/**
+ * The failure path: the new instance is deleted (no final snapshot: it never became usable), the
+ * recovery is marked failed (freeing the lock) and announced; the workflow then pages.
+ */
+export async function cleanupStep(deps: WorkflowDeps, request: RecoveryRequest & { error?: { Error?: string; Cause?: string } }): Promise<{ message: string }> {
+  const why = request.error ? `${request.error.Error ?? 'Error'}: ${causeMessage(request.error.Cause)}` : 'unknown error';
+  let deletion: string;
+  try {
+    deletion = (await deleteRecoveredInstance(deps.rds, request.newInstance, { protectedInstance: deps.settings.sourceInstance, recoveryId: request.recoveryId })).detail;
+  } catch (error) {
+    deletion = `${request.newInstance} left in place (${oneLine(error)}): check it and delete it by hand if this recovery created it`;
+  }
+  const message = `Recovery ${request.recoveryId} of ${deps.settings.sourceInstance} to ${request.toTime} FAILED: ${why}. Cleanup: ${deletion}. Production is unchanged; run "atmr-dr recover status ${request.recoveryId}" and retry or restore a dump.`;
+  await updateRecovery(deps.store, request.recoveryId, { status: 'failed', error: why }).catch(() => undefined);
+  await announce(deps.events, RECOVERY_EVENTS.failed, { summary: message, at: clock(deps).toISOString(), recoveryId: request.recoveryId, newInstance: request.newInstance });
+  return { message };
+}
+
+function causeMessage(cause: string | undefined): string {
+  if (!cause) return 'no detail';
+  try {
+    const parsed = JSON.parse(cause) as { errorMessage?: string };
+    return oneLine(parsed.errorMessage ?? cause);
+  } catch {
+    return oneLine(cause);
+  }
+}

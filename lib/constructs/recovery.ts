@@ -1,0 +1,327 @@
+import { ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { Construct } from 'constructs';
+import { RECOVERY_ENV, RECOVERY_PURPOSE_TAG, RECOVERY_SERVICE } from '../../lambdas/recovery/contract';
+import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
+import { nagRender } from '../nag';
+import { HouseFunction } from './house-function';
+import { RunbookAlarm } from './runbook-alarm';
+
+/** Output key (and CLI deployed name) of the workflow's ARN. */
+export const RECOVERY_STATE_MACHINE_OUTPUT = 'RecoveryStateMachineArn';
+
+export interface RecoveryProps {
+  readonly environmentName: string;
+  /** The production instance restored from (read only; never modified by the workflow). */
+  readonly sourceInstanceIdentifier: string;
+  /** Recovered instances are named `<prefix>...`: IAM is scoped to that name pattern. */
+  readonly newInstancePrefix: string;
+  /** Subnet group of the source (IAM scope of the restore). @default - any subnet group of the account (acknowledged) */
+  readonly subnetGroupName?: string;
+  /** Parameter group of the source (IAM scope of the restore). @default - any parameter group of the account (acknowledged) */
+  readonly parameterGroupName?: string;
+  /** Customer-managed key of the instance's storage: the restore creates a grant on it. @default - AWS-managed key, no grant */
+  readonly storageKmsKeyArn?: string;
+  /** Tags added to recovered instances. @default {} */
+  readonly tags?: Readonly<Record<string, string>>;
+  readonly database: {
+    readonly name: string;
+    readonly host: string;
+    readonly port: number;
+    /** Secret with the master credentials (also valid on the copy: it is restored with them). */
+    readonly secretArn: string;
+    readonly secretKmsKeyArn?: string;
+  };
+  readonly criticalTables: readonly string[];
+  readonly criticalQueries: readonly string[];
+  /** @default 'alembic_version' */
+  readonly alembicVersionTable?: string;
+  /** Past this, a copy that is not available is deleted and a human paged. @default Duration.hours(4) */
+  readonly maxWait?: Duration;
+  /** Poll interval of the wait loop. @default Duration.minutes(1) */
+  readonly pollInterval?: Duration;
+  /** Ops-state table (records and lock under `RECOVERY#`) and its key. */
+  readonly opsTable: dynamodb.ITable;
+  readonly opsTableKey: kms.IKey;
+  /** Incidents topic (paged on failure) and its key. */
+  readonly incidentsTopic: sns.ITopic;
+  readonly incidentsTopicKey: kms.IKey;
+  readonly vpc: ec2.IVpc;
+  readonly subnets: ec2.SubnetSelection;
+  /** The database's security group: it admits the workflow's function on the port (the copy keeps the source's groups). */
+  readonly databaseSecurityGroup: ec2.ISecurityGroup;
+}
+
+/**
+ * Point-in-time recovery of the production instance to a new instance, as a Standard Step
+ * Functions workflow (it outlives the operator's laptop): restore -> wait until available (Wait +
+ * describe loop) -> verify against production -> report. A copy that fails or never becomes
+ * available is deleted and the incidents topic paged. The cutover is the operator's, from the CLI.
+ */
+export class Recovery extends Construct {
+  readonly function: HouseFunction;
+  readonly stateMachine: sfn.StateMachine;
+  readonly securityGroup: ec2.SecurityGroup;
+  readonly alarms: { readonly failed: cloudwatch.Alarm };
+
+  constructor(scope: Construct, id: string, props: RecoveryProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    const maxWait = props.maxWait ?? Duration.hours(4);
+
+    this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
+      vpc: props.vpc,
+      description: `atmr-dr ${props.environmentName} recovery: HTTPS to AWS APIs, PostgreSQL to the database and its recovered copies`,
+      allowAllOutbound: false,
+    });
+    this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'AWS APIs (RDS, Secrets Manager, DynamoDB, EventBridge, CloudWatch) over HTTPS');
+    this.securityGroup.connections.allowTo(props.databaseSecurityGroup, ec2.Port.tcp(props.database.port), 'atmr-dr recovery verification to PostgreSQL');
+
+    this.function = new HouseFunction(this, 'Steps', {
+      entry: 'lambdas/recovery/handler.ts',
+      serviceName: RECOVERY_SERVICE,
+      // Counting the rows of the critical tables on both sides can take minutes on a large database.
+      timeout: Duration.minutes(15),
+      memorySize: 512,
+      logRetention: logs.RetentionDays.ONE_YEAR,
+      vpcPlacement: { vpc: props.vpc, subnets: props.subnets, securityGroups: [this.securityGroup] },
+      environment: {
+        [RECOVERY_ENV.sourceInstance]: props.sourceInstanceIdentifier,
+        [RECOVERY_ENV.newInstancePrefix]: props.newInstancePrefix,
+        ...(props.subnetGroupName && { [RECOVERY_ENV.subnetGroupName]: props.subnetGroupName }),
+        [RECOVERY_ENV.tags]: JSON.stringify(props.tags ?? {}),
+        [RECOVERY_ENV.opsTable]: props.opsTable.tableName,
+        [RECOVERY_ENV.databaseName]: props.database.name,
+        [RECOVERY_ENV.productionHost]: props.database.host,
+        [RECOVERY_ENV.productionPort]: String(props.database.port),
+        [RECOVERY_ENV.secretArn]: props.database.secretArn,
+        [RECOVERY_ENV.criticalTables]: JSON.stringify(props.criticalTables),
+        [RECOVERY_ENV.criticalQueries]: JSON.stringify(props.criticalQueries),
+        [RECOVERY_ENV.alembicVersionTable]: props.alembicVersionTable ?? 'alembic_version',
+        [RECOVERY_ENV.maxWaitSeconds]: String(maxWait.toSeconds()),
+        [RECOVERY_ENV.sslMode]: 'require',
+      },
+    });
+    const fn = this.function.function;
+    const statements = recoveryStatements(stack, props);
+    for (const statement of statements) fn.addToRolePolicy(statement);
+
+    this.stateMachine = this.workflow(props, maxWait);
+    this.alarms = {
+      failed: new RunbookAlarm(this, 'FailedAlarm', {
+        environmentName: props.environmentName,
+        concern: 'Recovery',
+        what: 'WorkflowFailed',
+        runbookSection: 'Plan de backout - Base de données corrompue',
+        summary: 'a point-in-time recovery failed, timed out or did not pass verification (the copy is deleted when it never became available).',
+        firstActions: 'atmr-dr recover status ; relancer avec une autre heure (--to-time) ou restaurer un dump (atmr-dr restore latest).',
+        metric: new cloudwatch.MathExpression({
+          expression: 'failed + timedOut + aborted',
+          usingMetrics: {
+            failed: this.stateMachine.metricFailed({ statistic: 'Sum', period: Duration.minutes(5) }),
+            timedOut: this.stateMachine.metricTimedOut({ statistic: 'Sum', period: Duration.minutes(5) }),
+            aborted: this.stateMachine.metricAborted({ statistic: 'Sum', period: Duration.minutes(5) }),
+          },
+          period: Duration.minutes(5),
+        }),
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        topic: props.incidentsTopic,
+      }),
+    };
+
+    // The CLI finds the workflow through this output (bin/cli/resolve.ts DEPLOYED_NAMES.recoveryStateMachine).
+    new CfnOutput(stack, RECOVERY_STATE_MACHINE_OUTPUT, { value: this.stateMachine.stateMachineArn });
+
+    const render = (value: string) => nagRender(stack, value);
+    const wildcardResources = [...new Set(statements.flatMap((s) => s.resources).filter((arn) => render(arn).includes('*')))];
+    Validations.of(fn).acknowledge(
+      ...['AWSLambdaBasicExecutionRole', 'AWSLambdaVPCAccessExecutionRole'].map((policy) => ({
+        id: `AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/${policy}]`,
+        reason: 'AWS-maintained minimum for a VPC function: log writes and the management of its own network interfaces.',
+      })),
+      { id: 'AwsSolutions-IAM5[Resource::*]', reason: 'X-Ray, cloudwatch:PutMetricData (limited to the AtmrDr namespace by condition) and the VPC network interface actions have no resource-level permissions.' },
+      ...wildcardResources
+        .filter((arn) => render(arn) !== '*')
+        .map((arn) => ({
+          id: `AwsSolutions-IAM5[Resource::${render(arn)}]`,
+          reason: wildcardReason(render(arn), props.newInstancePrefix),
+        })),
+      { id: 'AwsSolutions-L1', reason: 'Node.js 22 is the house runtime: the CLI, the tests and the bench run the same code on Node 22.' },
+      { id: 'Serverless-LambdaLatestVersion', reason: 'Node.js 22 is the house runtime: the CLI, the tests and the bench run the same code on Node 22.' },
+      { id: 'Serverless-LambdaDLQ', reason: 'Invoked synchronously by the recovery workflow, whose Catch states handle every failure (cleanup, page); there is no async event to dead-letter.' },
+      { id: 'Serverless-LambdaAsyncFailureDestination', reason: 'Invoked synchronously by Step Functions only: failures go to the workflow Catch (cleanup, page), not to a destination.' },
+    );
+  }
+
+  private workflow(props: RecoveryProps, maxWait: Duration): sfn.StateMachine {
+    const request = sfn.JsonPath.objectAt('$$.Execution.Input');
+    const step = (id: string, payload: Record<string, unknown>, resultPath: string) =>
+      new tasks.LambdaInvoke(this, id, {
+        lambdaFunction: this.function.function,
+        payload: sfn.TaskInput.fromObject({ request, ...payload }),
+        payloadResponseOnly: true,
+        resultPath,
+        // Lambda service errors (throttling, 5xx) are retried here; RDS throttling inside a step is
+        // retried by the SDK's standard retry strategy.
+        retryOnServiceExceptions: true,
+      });
+    const catchAll = { resultPath: '$.error' };
+
+    const page = new tasks.SnsPublish(this, 'PageOnCall', {
+      topic: props.incidentsTopic,
+      subject: `[atmr-dr] ${props.environmentName}: point-in-time recovery FAILED`,
+      message: sfn.TaskInput.fromJsonPathAt('$.cleanup.message'),
+      resultPath: sfn.JsonPath.DISCARD,
+    });
+    const failed = new sfn.Fail(this, 'RecoveryFailed', { error: 'RecoveryFailed', causePath: '$.cleanup.message' });
+    page.next(failed);
+    const cleanup = step('CleanUp', { step: 'cleanup', error: sfn.JsonPath.objectAt('$.error') }, '$.cleanup');
+    // Even when the cleanup itself fails, a human is paged with what is known.
+    cleanup.addCatch(
+      new sfn.Pass(this, 'CleanupFailed', {
+        parameters: { message: sfn.JsonPath.format('Recovery {} FAILED and its cleanup failed too ({}): check instance {} by hand', sfn.JsonPath.stringAt('$$.Execution.Input.recoveryId'), sfn.JsonPath.stringAt('$.cleanupError.Cause'), sfn.JsonPath.stringAt('$$.Execution.Input.newInstance')) },
+        resultPath: '$.cleanup',
+      }).next(page),
+      { resultPath: '$.cleanupError' },
+    );
+    cleanup.next(page);
+
+    const restore = step('Restore', { step: 'restore' }, '$.restore');
+    const wait = new sfn.Wait(this, 'WaitForNewInstance', { time: sfn.WaitTime.duration(props.pollInterval ?? Duration.minutes(1)) });
+    const status = step('DescribeNewInstance', { step: 'status' }, '$.instance');
+    const notInTime = new sfn.Pass(this, 'NotAvailableInTime', {
+      parameters: { Error: 'RecoveryInstanceTimeout', Cause: `the new instance did not become available within ${maxWait.toMinutes()} minutes` },
+      resultPath: '$.error',
+    });
+    const verify = step('Verify', { step: 'verify', instance: sfn.JsonPath.objectAt('$.instance') }, '$.verification');
+    const report = step('Report', { step: 'report', verification: sfn.JsonPath.objectAt('$.verification') }, '$.report');
+    for (const task of [restore, status, verify, report]) task.addCatch(cleanup, catchAll);
+
+    const verificationFailed = new tasks.SnsPublish(this, 'PageVerificationFailed', {
+      topic: props.incidentsTopic,
+      subject: `[atmr-dr] ${props.environmentName}: recovered copy failed verification`,
+      message: sfn.TaskInput.fromText(
+        sfn.JsonPath.format('Recovery {} restored {} but it FAILED verification; it is kept for inspection: atmr-dr recover status {} ; atmr-dr recover abandon {}', sfn.JsonPath.stringAt('$$.Execution.Input.recoveryId'), sfn.JsonPath.stringAt('$$.Execution.Input.newInstance'), sfn.JsonPath.stringAt('$$.Execution.Input.recoveryId'), sfn.JsonPath.stringAt('$$.Execution.Input.recoveryId')),
+      ),
+      resultPath: sfn.JsonPath.DISCARD,
+    }).next(new sfn.Fail(this, 'VerificationFailed', { error: 'RecoveryVerificationFailed', cause: 'the recovered copy is missing tables, queries or its Alembic revision (see recover status)' }));
+
+    const definition = restore
+      .next(wait)
+      .next(status)
+      .next(
+        new sfn.Choice(this, 'NewInstanceAvailable')
+          .when(
+            sfn.Condition.booleanEquals('$.instance.ready', true),
+            verify.next(report).next(
+              new sfn.Choice(this, 'Verified').when(sfn.Condition.booleanEquals('$.report.ok', true), new sfn.Succeed(this, 'ReadyForCutover')).otherwise(verificationFailed),
+            ),
+          )
+          .when(sfn.Condition.booleanEquals('$.instance.expired', true), notInTime.next(cleanup))
+          .otherwise(wait),
+      );
+
+    const logGroup = new logs.LogGroup(this, 'WorkflowLogs', { retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.DESTROY });
+    const machine = new sfn.StateMachine(this, 'Workflow', {
+      comment: `atmr-dr ${props.environmentName}: point-in-time recovery of ${props.sourceInstanceIdentifier} to a new instance, verified`,
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      definitionBody: sfn.DefinitionBody.fromChainable(definition),
+      // Backstop beyond the wait limit: the verification and cleanup get an hour.
+      timeout: maxWait.plus(Duration.hours(1)),
+      tracingEnabled: true,
+      logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
+    });
+    // The incidents topic is encrypted: publishing needs its key.
+    props.incidentsTopicKey.grant(machine, 'kms:Decrypt', 'kms:GenerateDataKey');
+    Validations.of(machine).acknowledge(
+      {
+        id: `AwsSolutions-IAM5[Resource::${nagRender(Stack.of(this), this.function.function.functionArn)}:*]`,
+        reason: 'Granted by the LambdaInvoke tasks: invoke the recovery function and its versions, nothing else.',
+      },
+      { id: 'AwsSolutions-IAM5[Resource::*]', reason: 'CloudWatch Logs delivery and X-Ray actions of Step Functions have no resource-level permissions.' },
+    );
+    return machine;
+  }
+}
+
+function wildcardReason(arn: string, prefix: string): string {
+  if (arn.includes(`:db:${prefix}*`)) return `Recovered instances get a name chosen at run time under the configured prefix "${prefix}": create, describe, tag and (only when tagged ${RECOVERY_PURPOSE_TAG.Key}=${RECOVERY_PURPOSE_TAG.Value}) delete are scoped to that prefix.`;
+  if (arn.includes(':auto-backup:')) return 'Automated-backup ARNs carry a generated id: DescribeDBInstanceAutomatedBackups (read-only) reads the restore window of the source.';
+  if (arn.includes(':subgrp:') || arn.includes(':pg:')) return 'The subnet or parameter group of the source is read at run time (not in the config): the restore may use it; the created instance is still limited to the prefix.';
+  if (arn.includes('/index/')) return 'Indexes of the ops-state table, read-only, with the RECOVERY# leading-key condition.';
+  return 'Scoped by name pattern to the recovery resources only.';
+}
+
+/** Least privilege: the source (read + restore from), the new instance's name pattern, the ops-state `RECOVERY#` keys. */
+export function recoveryStatements(stack: Stack, props: RecoveryProps): iam.PolicyStatement[] {
+  const rds = (resource: string, name: string) => stack.formatArn({ service: 'rds', resource, resourceName: name, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+  const source = rds('db', props.sourceInstanceIdentifier);
+  const recovered = rds('db', `${props.newInstancePrefix}*`);
+  const statements = [
+    new iam.PolicyStatement({ sid: 'DescribeSourceAndRecovered', actions: ['rds:DescribeDBInstances', 'rds:ListTagsForResource'], resources: [source, recovered] }),
+    new iam.PolicyStatement({ sid: 'ReadRestoreWindow', actions: ['rds:DescribeDBInstanceAutomatedBackups'], resources: [source, rds('auto-backup', '*')] }),
+    new iam.PolicyStatement({
+      sid: 'RestoreToNewInstance',
+      actions: ['rds:RestoreDBInstanceToPointInTime'],
+      resources: [source, recovered, rds('subgrp', props.subnetGroupName ?? '*'), rds('pg', props.parameterGroupName ?? '*')],
+    }),
+    new iam.PolicyStatement({ sid: 'TagNewInstance', actions: ['rds:AddTagsToResource'], resources: [recovered] }),
+    new iam.PolicyStatement({
+      sid: 'DeleteFailedNewInstance',
+      actions: ['rds:DeleteDBInstance'],
+      resources: [recovered],
+      conditions: { StringEquals: { [`aws:ResourceTag/${RECOVERY_PURPOSE_TAG.Key}`]: RECOVERY_PURPOSE_TAG.Value } },
+    }),
+    new iam.PolicyStatement({ sid: 'ReadDatabaseSecret', actions: ['secretsmanager:GetSecretValue'], resources: [props.database.secretArn] }),
+    new iam.PolicyStatement({
+      sid: 'RecoveryRecords',
+      actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:Query'],
+      resources: [props.opsTable.tableArn],
+      conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['RECOVERY#*'] } },
+    }),
+    new iam.PolicyStatement({ sid: 'OpsTableKey', actions: ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey'], resources: [props.opsTableKey.keyArn] }),
+    new iam.PolicyStatement({
+      sid: 'AnnounceRecovery',
+      actions: ['events:PutEvents'],
+      resources: [stack.formatArn({ service: 'events', resource: 'event-bus', resourceName: 'default' })],
+    }),
+    new iam.PolicyStatement({
+      sid: 'PublishRecoverySeconds',
+      actions: ['cloudwatch:PutMetricData'],
+      resources: ['*'],
+      conditions: { StringEquals: { 'cloudwatch:namespace': METRICS_NAMESPACE } },
+    }),
+  ];
+  if (props.storageKmsKeyArn) {
+    statements.push(
+      new iam.PolicyStatement({
+        sid: 'RestoreEncryptedStorage',
+        actions: ['kms:CreateGrant', 'kms:DescribeKey'],
+        resources: [props.storageKmsKeyArn],
+        conditions: { StringEquals: { 'kms:ViaService': `rds.${stack.region}.amazonaws.com` } },
+      }),
+    );
+  }
+  if (props.database.secretKmsKeyArn) {
+    statements.push(
+      new iam.PolicyStatement({
+        sid: 'DecryptDatabaseSecret',
+        actions: ['kms:Decrypt'],
+        resources: [props.database.secretKmsKeyArn],
+        conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${stack.region}.amazonaws.com` } },
+      }),
+    );
+  }
+  return statements;
+}

@@ -1,0 +1,97 @@
+import { ClientConfig } from 'pg';
+import { formatVerification, verifyRecovery } from '../../lambdas/recovery/verify';
+import { writeCheck } from '../../lambdas/recovery/cutover';
+import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { psql } from '../support/postgres';
+
+/**
+ * Two real databases on the test cluster: "production" and the "recovered copy" (as of an earlier
+ * time: rows missing, one table absent, an older Alembic revision).
+ */
+describe('verification of a recovered copy against production (real PostgreSQL)', () => {
+  const cluster = testCluster();
+  const production = uniqueDatabaseName('rec_prod');
+  const recovered = uniqueDatabaseName('rec_copy');
+  const connection = (database: string): ClientConfig => ({ host: cluster.host, port: cluster.port, user: cluster.user, database });
+  const checks = {
+    criticalTables: ['company', 'booking'],
+    criticalQueries: ['SELECT COUNT(*) FROM company', "SELECT max(id) FROM booking WHERE status = 'confirmed'"],
+    alembicVersionTable: 'alembic_version',
+  };
+
+  beforeAll(() => {
+    const schema = `CREATE TABLE company (id int PRIMARY KEY);
+      CREATE TABLE booking (id int PRIMARY KEY, status text);
+      CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);`;
+    psql(cluster, 'postgres', `CREATE DATABASE ${production}`);
+    psql(cluster, 'postgres', `CREATE DATABASE ${recovered}`);
+    psql(cluster, production, `${schema} INSERT INTO company SELECT generate_series(1, 5);
+      INSERT INTO booking SELECT g, 'confirmed' FROM generate_series(1, 120) g; INSERT INTO alembic_version VALUES ('4f2a9c1d');`);
+    psql(cluster, recovered, `${schema} INSERT INTO company SELECT generate_series(1, 5);
+      INSERT INTO booking SELECT g, 'confirmed' FROM generate_series(1, 100) g; INSERT INTO alembic_version VALUES ('3e1b8a0c');`);
+  });
+
+  afterAll(() => {
+    psql(cluster, 'postgres', `DROP DATABASE IF EXISTS ${production} WITH (FORCE); DROP DATABASE IF EXISTS ${recovered} WITH (FORCE);`);
+  });
+
+  it('shows counts, queries and Alembic revisions side by side, with the rows missing on the copy', async () => {
+    const report = await verifyRecovery({ recovered: connection(recovered), production: connection(production) }, checks);
+
+    expect(report.ok).toBe(true);
+    expect(report.rows).toEqual([
+      { check: 'rows in company', production: '5', recovered: '5', outcome: 'same' },
+      { check: 'rows in booking', production: '120', recovered: '100 (-20)', outcome: 'differs' },
+      { check: 'SELECT COUNT(*) FROM company', production: '5', recovered: '5', outcome: 'same' },
+      { check: "SELECT max(id) FROM booking WHERE status = 'confirmed'", production: '120', recovered: '100', outcome: 'differs' },
+      { check: 'Alembic revision', production: '4f2a9c1d', recovered: '3e1b8a0c', outcome: 'differs' },
+    ]);
+    expect(formatVerification(report)).toMatch(/rows in booking\s+120\s+100 \(-20\)\s+differs/);
+  });
+
+  it('fails when a critical table is absent from the copy, naming it', async () => {
+    psql(cluster, recovered, 'ALTER TABLE booking RENAME TO booking_old');
+    try {
+      const report = await verifyRecovery({ recovered: connection(recovered), production: connection(production) }, checks);
+
+      expect(report.ok).toBe(false);
+      expect(report.problems[0]).toMatch(/^table booking cannot be counted on the recovered copy: relation "booking" does not exist/);
+      expect(report.rows.find((r) => r.check === 'rows in booking')).toEqual({ check: 'rows in booking', production: '120', recovered: 'missing', outcome: 'missing' });
+    } finally {
+      psql(cluster, recovered, 'ALTER TABLE booking_old RENAME TO booking');
+    }
+  });
+
+  it('still verifies the copy when production is down, showing production as unavailable', async () => {
+    const report = await verifyRecovery({ recovered: connection(recovered), production: { ...connection(production), port: 1 } }, checks);
+
+    expect(report.ok).toBe(true);
+    expect(report.rows[0]).toEqual({ check: 'rows in company', production: 'unavailable', recovered: '5', outcome: 'differs' });
+  });
+
+  it('never changes production: every read runs in a read-only transaction', async () => {
+    const before = psql(cluster, production, 'SELECT count(*) FROM booking');
+    const report = await verifyRecovery(
+      { recovered: connection(recovered), production: connection(production) },
+      { ...checks, criticalQueries: ['DELETE FROM booking RETURNING id'] },
+    );
+
+    expect(psql(cluster, production, 'SELECT count(*) FROM booking')).toBe(before);
+    expect(report.ok).toBe(false);
+    expect(report.problems.join()).toMatch(/cannot execute DELETE in a read-only transaction/);
+  });
+
+  it('the cutover write check passes on a writable primary and leaves nothing behind', async () => {
+    await writeCheck(connection(recovered));
+    expect(psql(cluster, recovered, "SELECT count(*) FROM pg_class WHERE relname = 'atmr_dr_write_check'")).toBe('0');
+  });
+
+  it('the cutover write check fails on a read-only database', async () => {
+    psql(cluster, 'postgres', `ALTER DATABASE ${recovered} SET default_transaction_read_only = on`);
+    try {
+      await expect(writeCheck(connection(recovered))).rejects.toThrow(/the recovered database refused a write: cannot execute CREATE TABLE in a read-only transaction/);
+    } finally {
+      psql(cluster, 'postgres', `ALTER DATABASE ${recovered} SET default_transaction_read_only = off`);
+    }
+  });
+});

@@ -1,0 +1,204 @@
+import {
+  AddTagsToResourceCommand,
+  DeleteDBInstanceCommand,
+  DescribeDBInstanceAutomatedBackupsCommand,
+  DescribeDBInstancesCommand,
+  ModifyDBInstanceCommand,
+  RDSClient,
+  RestoreDBInstanceToPointInTimeCommand,
+} from '@aws-sdk/client-rds';
+import { mockClient } from 'aws-sdk-client-mock';
+import { OperatorError } from '../../../lambdas/shared/errors';
+import {
+  RecoveryTarget,
+  defaultInstanceName,
+  deleteRecoveredInstance,
+  instanceState,
+  markReplacedInstance,
+  startRestore,
+  validateRecovery,
+} from '../../../lambdas/recovery/rds';
+import { EARLIEST, LATEST, PREFIX, SOURCE, notFound, sourceInstance } from './fixtures';
+
+const rds = mockClient(RDSClient);
+const client = new RDSClient({ region: 'eu-west-3' });
+const target = (overrides: Partial<RecoveryTarget> = {}): RecoveryTarget => ({
+  sourceInstance: SOURCE,
+  newInstance: `${PREFIX}202611301402`,
+  newInstancePrefix: PREFIX,
+  toTime: new Date('2026-11-30T14:02:00Z'),
+  ...overrides,
+});
+
+function givenSource(overrides = {}) {
+  rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: SOURCE }).resolves({ DBInstances: [sourceInstance(overrides)] });
+  rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: `${PREFIX}202611301402` }).rejects(notFound());
+  rds.on(DescribeDBInstanceAutomatedBackupsCommand).resolves({
+    DBInstanceAutomatedBackups: [{ Status: 'active', RestoreWindow: { EarliestTime: EARLIEST, LatestTime: LATEST } }],
+  });
+}
+
+beforeEach(() => rds.reset());
+
+describe('validating a recovery request', () => {
+  it('accepts a time inside the restore window and returns the window', async () => {
+    givenSource();
+    const result = await validateRecovery(client, target());
+    expect(result.window).toEqual({ earliest: EARLIEST, latest: LATEST });
+  });
+
+  it('refuses a time after the latest restorable time (in the future), showing both limits', async () => {
+    givenSource();
+    await expect(validateRecovery(client, target({ toTime: new Date('2026-11-30T15:00:00Z') }))).rejects.toThrow(
+      'recover: --to-time 2026-11-30T15:00:00.000Z is after the latest restorable time 2026-11-30T14:25:00.000Z (earliest 2026-11-23T03:00:00.000Z): pick a time between them',
+    );
+  });
+
+  it('refuses a time before the earliest restorable time, showing both limits and the fallback', async () => {
+    givenSource();
+    await expect(validateRecovery(client, target({ toTime: new Date('2026-11-01T00:00:00Z') }))).rejects.toThrow(
+      /before the earliest restorable time 2026-11-23T03:00:00.000Z \(latest 2026-11-30T14:25:00.000Z\).*atmr-dr backups list/,
+    );
+  });
+
+  it('refuses when point-in-time recovery is off, before asking for the window', async () => {
+    givenSource({ BackupRetentionPeriod: 0 });
+    await expect(validateRecovery(client, target())).rejects.toThrow(/point-in-time recovery is off on atmr-prod \(automated backup retention 0\)/);
+    expect(rds.commandCalls(DescribeDBInstanceAutomatedBackupsCommand)).toHaveLength(0);
+  });
+
+  it('refuses a new-instance name that already exists', async () => {
+    givenSource();
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: `${PREFIX}202611301402` }).resolves({ DBInstances: [{ DBInstanceIdentifier: `${PREFIX}202611301402` }] });
+    await expect(validateRecovery(client, target())).rejects.toThrow('recover: an instance named atmr-prod-pitr-202611301402 already exists: pass --new-instance with another name (it is never overwritten)');
+  });
+
+  it('refuses a name outside the prefix the workflow may create, before any AWS call', async () => {
+    await expect(validateRecovery(client, target({ newInstance: 'atmr-prod' }))).rejects.toThrow(/must start with "atmr-prod-pitr-"/);
+    await expect(validateRecovery(client, target({ newInstance: `${PREFIX}bad--name` }))).rejects.toThrow(/not a valid RDS instance name/);
+    expect(rds.calls()).toHaveLength(0);
+  });
+
+  it('names the new instance after the time restored to', () => {
+    expect(defaultInstanceName(PREFIX, new Date('2026-11-30T14:02:31Z'))).toBe('atmr-prod-pitr-202611301402');
+  });
+});
+
+describe('restoring', () => {
+  it("restores to the time with the source's class, subnet group, security groups, parameter group, Multi-AZ, storage and tags", async () => {
+    givenSource();
+    rds.on(RestoreDBInstanceToPointInTimeCommand).resolves({ DBInstance: { DBInstanceStatus: 'creating' } });
+    const validated = await validateRecovery(client, target());
+
+    await startRestore(client, validated, target(), { expectedSubnetGroup: 'atmr-private', extraTags: { team: 'atmr-sre' }, recoveryId: 'r20261130143000-abcd' });
+
+    const input = rds.commandCalls(RestoreDBInstanceToPointInTimeCommand)[0].args[0].input;
+    expect(input).toMatchObject({
+      SourceDBInstanceIdentifier: 'atmr-prod',
+      TargetDBInstanceIdentifier: 'atmr-prod-pitr-202611301402',
+      RestoreTime: new Date('2026-11-30T14:02:00Z'),
+      DBInstanceClass: 'db.r6g.large',
+      DBSubnetGroupName: 'atmr-private',
+      VpcSecurityGroupIds: ['sg-0a1b2c3d4e5f60db0'],
+      DBParameterGroupName: 'atmr-postgres15',
+      MultiAZ: true,
+      StorageType: 'gp3',
+      Iops: 3000,
+      Port: 5432,
+      PubliclyAccessible: false,
+      DeletionProtection: false,
+    });
+    expect(input.UseLatestRestorableTime).toBeUndefined();
+    expect(input.Tags).toEqual(
+      expect.arrayContaining([
+        { Key: 'project', Value: 'atmr' },
+        { Key: 'team', Value: 'atmr-sre' },
+        { Key: 'atmr-dr:purpose', Value: 'recovery' },
+        { Key: 'atmr-dr:recovery-id', Value: 'r20261130143000-abcd' },
+        { Key: 'atmr-dr:restored-to-time', Value: '2026-11-30T14:02:00.000Z' },
+      ]),
+    );
+    // aws: tags are reserved: copying them would make the restore fail.
+    expect(input.Tags!.some((t) => t.Key!.startsWith('aws:'))).toBe(false);
+  });
+
+  it('refuses when the source moved to another subnet group than the configured one (IAM scope)', async () => {
+    givenSource({ DBSubnetGroup: { DBSubnetGroupName: 'other' } });
+    const validated = await validateRecovery(client, target());
+    await expect(startRestore(client, validated, target(), { expectedSubnetGroup: 'atmr-private', extraTags: {}, recoveryId: 'r1' })).rejects.toThrow(
+      /subnet group "other", the config says "atmr-private": fix recovery.subnetGroupName/,
+    );
+    expect(rds.commandCalls(RestoreDBInstanceToPointInTimeCommand)).toHaveLength(0);
+  });
+});
+
+describe('instance state', () => {
+  it('is ready with its endpoint once available, failed on a failed restore', async () => {
+    rds
+      .on(DescribeDBInstancesCommand)
+      .resolvesOnce({ DBInstances: [{ DBInstanceStatus: 'creating' }] })
+      .resolvesOnce({ DBInstances: [{ DBInstanceStatus: 'available', Endpoint: { Address: 'new.rds', Port: 5432 } }] })
+      .resolvesOnce({ DBInstances: [{ DBInstanceStatus: 'incompatible-restore' }] });
+
+    expect(await instanceState(client, 'x')).toMatchObject({ status: 'creating', ready: false, failed: false });
+    expect(await instanceState(client, 'x')).toMatchObject({ status: 'available', ready: true, host: 'new.rds', port: 5432 });
+    expect(await instanceState(client, 'x')).toMatchObject({ status: 'incompatible-restore', ready: false, failed: true });
+  });
+});
+
+describe('deleting a recovered copy', () => {
+  const tagged = (id: string) => ({
+    DBInstances: [
+      {
+        DBInstanceIdentifier: `${PREFIX}1`,
+        DBInstanceStatus: 'available',
+        TagList: [
+          { Key: 'atmr-dr:purpose', Value: 'recovery' },
+          { Key: 'atmr-dr:recovery-id', Value: id },
+        ],
+      },
+    ],
+  });
+
+  it('deletes it with a final snapshot when asked', async () => {
+    rds.on(DescribeDBInstancesCommand).resolves(tagged('r1'));
+    const result = await deleteRecoveredInstance(client, `${PREFIX}1`, { protectedInstance: SOURCE, recoveryId: 'r1', finalSnapshotIdentifier: 'snap' });
+    expect(result.deleted).toBe(true);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)[0].args[0].input).toEqual({
+      DBInstanceIdentifier: `${PREFIX}1`,
+      FinalDBSnapshotIdentifier: 'snap',
+      SkipFinalSnapshot: false,
+      DeleteAutomatedBackups: true,
+    });
+  });
+
+  it('never deletes the production instance nor an instance another recovery created', async () => {
+    await expect(deleteRecoveredInstance(client, SOURCE, { protectedInstance: SOURCE, recoveryId: 'r1' })).rejects.toThrow(/it is the configured production instance/);
+    rds.on(DescribeDBInstancesCommand).resolves(tagged('r-other'));
+    await expect(deleteRecoveredInstance(client, `${PREFIX}1`, { protectedInstance: SOURCE, recoveryId: 'r1' })).rejects.toThrow(/not tagged atmr-dr:recovery-id=r1/);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+  });
+
+  it('is fine with an instance that was never created', async () => {
+    rds.on(DescribeDBInstancesCommand).rejects(notFound());
+    expect(await deleteRecoveredInstance(client, `${PREFIX}1`, { protectedInstance: SOURCE, recoveryId: 'r1' })).toEqual({ deleted: false, detail: `${PREFIX}1 does not exist (already deleted)` });
+  });
+});
+
+describe('the replaced instance', () => {
+  it('is tagged then renamed, never deleted', async () => {
+    rds.on(DescribeDBInstancesCommand).resolves({ DBInstances: [sourceInstance()] });
+    const renamed = await markReplacedInstance(client, SOURCE, 'r1', `${PREFIX}1`, new Date('2026-11-30T15:10:00Z'));
+    expect(renamed).toBe('atmr-prod-replaced-202611301510');
+    expect(rds.commandCalls(AddTagsToResourceCommand)[0].args[0].input.Tags).toContainEqual({ Key: 'atmr-dr:replaced-by', Value: `${PREFIX}1` });
+    expect(rds.commandCalls(ModifyDBInstanceCommand)[0].args[0].input).toEqual({ DBInstanceIdentifier: SOURCE, NewDBInstanceIdentifier: renamed, ApplyImmediately: true });
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+  });
+});
+
+it('OperatorError is what refusals throw (one line, non-zero exit)', async () => {
+  givenSource({ BackupRetentionPeriod: 0 });
+  const error = await validateRecovery(client, target()).catch((e: unknown) => e);
+  expect(error).toBeInstanceOf(OperatorError);
+  expect((error as OperatorError).exitCode).toBe(2);
+});

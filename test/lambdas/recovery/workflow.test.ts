@@ -1,0 +1,267 @@
+import { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
+import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import {
+  DeleteDBInstanceCommand,
+  DescribeDBInstanceAutomatedBackupsCommand,
+  DescribeDBInstancesCommand,
+  RDSClient,
+  RestoreDBInstanceToPointInTimeCommand,
+} from '@aws-sdk/client-rds';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { Duration } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { StateMachine } from 'aws-local-stepfunctions';
+import { mockClient } from 'aws-sdk-client-mock';
+import { resolveRecoveryConfig } from '../../../lib/config';
+import { Recovery } from '../../../lib/constructs/recovery';
+import { RecoveryRequest } from '../../../lambdas/recovery/contract';
+import { runStep } from '../../../lambdas/recovery/handler';
+import { activeRecoveryId, beginRecovery, getRecovery, updateRecovery } from '../../../lambdas/recovery/store';
+import { WorkflowDeps } from '../../../lambdas/recovery/workflow';
+import { constructHarness, exampleEnvironment } from '../../support/app';
+import { testCluster, uniqueDatabaseName } from '../../support/cluster';
+import { LocalDynamo, startLocalDynamo } from '../../support/dynamodb';
+import { psql } from '../../support/postgres';
+import { EARLIEST, LATEST, notFound, sourceInstance } from './fixtures';
+
+/**
+ * The synthesized workflow definition, executed with aws-local-stepfunctions: every Lambda task runs
+ * the real step code (RDS, EventBridge, CloudWatch mocked at the SDK; the ops-state table on
+ * dynalite; verification against two real PostgreSQL databases), the SNS tasks record the page.
+ */
+const rds = mockClient(RDSClient);
+const events = mockClient(EventBridgeClient);
+const cloudwatch = mockClient(CloudWatchClient);
+const cluster = testCluster();
+const production = uniqueDatabaseName('wf_prod');
+const recovered = uniqueDatabaseName('wf_copy');
+const NEW = 'atmr-prod-pitr-202611301402';
+let dynamo: LocalDynamo;
+let definition: Record<string, unknown> & { States: Record<string, { Type: string }> };
+let pages: string[];
+
+function synthesizeDefinition() {
+  const h = constructHarness(exampleEnvironment(), 'RecoveryWorkflow');
+  const recovery = resolveRecoveryConfig(h.config);
+  new Recovery(h.stack, 'Recovery', {
+    environmentName: h.config.name,
+    sourceInstanceIdentifier: h.config.database.instanceIdentifier,
+    newInstancePrefix: recovery.newInstancePrefix,
+    database: { name: h.config.database.name, host: h.config.database.host, port: h.config.database.port, secretArn: h.config.database.secretArn },
+    criticalTables: recovery.criticalTables,
+    criticalQueries: recovery.criticalQueries,
+    maxWait: Duration.minutes(recovery.maxWaitMinutes),
+    opsTable: h.data.opsStateTable,
+    opsTableKey: h.data.key,
+    incidentsTopic: h.topic,
+    incidentsTopicKey: h.data.key,
+    vpc: h.vpc,
+    subnets: h.subnets,
+    databaseSecurityGroup: h.databaseSecurityGroup,
+  });
+  const machine = Object.values(Template.fromStack(h.stack).findResources('AWS::StepFunctions::StateMachine'))[0] as { Properties: { DefinitionString: { 'Fn::Join': [string, unknown[]] } } };
+  const [separator, parts] = machine.Properties.DefinitionString['Fn::Join'];
+  const text = parts
+    .map((part) => {
+      if (typeof part === 'string') return part;
+      const ref = part as { Ref?: string };
+      if (ref.Ref === 'AWS::Partition') return 'aws';
+      if (ref.Ref?.startsWith('Incidents')) return 'arn:aws:sns:eu-west-3:111111111111:incidents';
+      return 'arn:aws:lambda:eu-west-3:111111111111:function:recovery';
+    })
+    .join(separator);
+  return JSON.parse(text) as typeof definition;
+}
+
+function deps(overrides: Partial<WorkflowDeps['settings']> = {}): WorkflowDeps {
+  return {
+    rds: new RDSClient({}),
+    secretsManager: new SecretsManagerClient({}),
+    events: new EventBridgeClient({}),
+    cloudwatch: new CloudWatchClient({}),
+    store: { ddb: dynamo.ddb, tableName: dynamo.tableName },
+    connect: async (side) => ({ host: cluster.host, port: cluster.port, user: cluster.user, database: side === 'recovered' ? recovered : production }),
+    settings: {
+      sourceInstance: 'atmr-prod',
+      newInstancePrefix: 'atmr-prod-pitr-',
+      subnetGroupName: 'atmr-private',
+      tags: { team: 'atmr-sre' },
+      databaseName: 'atmr',
+      productionHost: 'atmr-prod.invalid',
+      productionPort: 5432,
+      secretArn: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:db',
+      checks: { criticalTables: ['company', 'booking'], criticalQueries: ['SELECT COUNT(*) FROM company'], alembicVersionTable: 'alembic_version' },
+      maxWaitSeconds: 3600,
+      ...overrides,
+    },
+  };
+}
+
+let counter = 0;
+async function newRequest(): Promise<RecoveryRequest> {
+  counter += 1;
+  const request: RecoveryRequest = {
+    recoveryId: `r2026113014300${counter}-abcd`,
+    toTime: '2026-11-30T14:02:00.000Z',
+    newInstance: NEW,
+    actor: 'alice',
+    reason: 'bookings deleted',
+    requestedAt: new Date(Date.now() - 600_000).toISOString(),
+  };
+  const store = deps().store;
+  const previous = await activeRecoveryId(store);
+  if (previous) await updateRecovery(store, previous, { status: 'abandoned' });
+  await beginRecovery(store, { ...request, sourceInstance: 'atmr-prod' });
+  return request;
+}
+
+async function execute(request: RecoveryRequest, workflowDeps: WorkflowDeps) {
+  const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
+  const handlers: Record<string, (input: unknown) => Promise<unknown>> = {};
+  for (const [name, state] of Object.entries(definition.States)) {
+    if (state.Type !== 'Task') continue;
+    handlers[name] = name.startsWith('Page')
+      ? async (input) => {
+          pages.push((input as { Message: string }).Message);
+          return { MessageId: 'm' };
+        }
+      : (input) => runStep(input, workflowDeps);
+  }
+  const execution = machine.run({ ...request }, { overrides: { taskResourceLocalHandlers: handlers as never, waitTimeOverrides: { WaitForNewInstance: 0 } } });
+  try {
+    return { output: await execution.result };
+  } catch (error) {
+    // The execution's Fail state is the cause of aws-local-stepfunctions' ExecutionError.
+    return { error: ((error as Error).cause as Error & { message: string }) ?? (error as Error) };
+  }
+}
+
+beforeAll(async () => {
+  definition = synthesizeDefinition();
+  dynamo = await startLocalDynamo();
+  const schema = `CREATE TABLE company (id int PRIMARY KEY); CREATE TABLE booking (id int PRIMARY KEY);
+    CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY); INSERT INTO company SELECT generate_series(1, 3);`;
+  psql(cluster, 'postgres', `CREATE DATABASE ${production}; CREATE DATABASE ${recovered};`);
+  psql(cluster, production, `${schema} INSERT INTO booking SELECT generate_series(1, 50); INSERT INTO alembic_version VALUES ('4f2a');`);
+  psql(cluster, recovered, `${schema} INSERT INTO booking SELECT generate_series(1, 40); INSERT INTO alembic_version VALUES ('3e1b');`);
+}, 120_000);
+
+afterAll(async () => {
+  await dynamo.stop();
+  psql(cluster, 'postgres', `DROP DATABASE IF EXISTS ${production} WITH (FORCE); DROP DATABASE IF EXISTS ${recovered} WITH (FORCE);`);
+});
+
+beforeEach(() => {
+  rds.reset();
+  events.reset();
+  cloudwatch.reset();
+  pages = [];
+  rds.on(DescribeDBInstancesCommand).rejects(notFound());
+  rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'atmr-prod' }).resolves({ DBInstances: [sourceInstance()] });
+  rds.on(DescribeDBInstanceAutomatedBackupsCommand).resolves({ DBInstanceAutomatedBackups: [{ Status: 'active', RestoreWindow: { EarliestTime: EARLIEST, LatestTime: LATEST } }] });
+  rds.on(RestoreDBInstanceToPointInTimeCommand).resolves({ DBInstance: { DBInstanceStatus: 'creating' } });
+  rds.on(DeleteDBInstanceCommand).resolves({});
+  events.on(PutEventsCommand).resolves({ FailedEntryCount: 0 });
+  cloudwatch.on(PutMetricDataCommand).resolves({});
+});
+
+/** The new instance: absent when the name is checked, then the given states, one per describe. */
+function newInstanceStates(...states: { status: string; host?: string }[]) {
+  let calls = 0;
+  rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: NEW }).callsFake(() => {
+    calls += 1;
+    if (calls === 1) throw notFound();
+    const state = states[Math.min(calls - 2, states.length - 1)];
+    return {
+      DBInstances: [
+        {
+          DBInstanceIdentifier: NEW,
+          DBInstanceStatus: state.status,
+          ...(state.host && { Endpoint: { Address: state.host, Port: 5432 } }),
+          TagList: [
+            { Key: 'atmr-dr:purpose', Value: 'recovery' },
+            { Key: 'atmr-dr:recovery-id', Value: `r2026113014300${counter}-abcd` },
+          ],
+        },
+      ],
+    };
+  });
+}
+
+describe('recovery workflow (aws-local-stepfunctions)', () => {
+  it('restores, waits through "creating", verifies side by side, reports, and is ready for cutover', async () => {
+    const request = await newRequest();
+    newInstanceStates({ status: 'creating' }, { status: 'modifying' }, { status: 'available', host: `${NEW}.rds` });
+
+    const { output, error } = await execute(request, deps());
+
+    expect(error).toBeUndefined();
+    expect(output).toMatchObject({ report: { ok: true } });
+    const record = await getRecovery(deps().store, request.recoveryId);
+    expect(record).toMatchObject({ status: 'verified', newInstanceHost: `${NEW}.rds`, verification: { ok: true } });
+    expect(record.verification!.rows).toContainEqual({ check: 'rows in booking', production: '50', recovered: '40 (-10)', outcome: 'differs' });
+    expect(record.verification!.rows).toContainEqual({ check: 'Alembic revision', production: '4f2a', recovered: '3e1b', outcome: 'differs' });
+    expect(rds.commandCalls(RestoreDBInstanceToPointInTimeCommand)[0].args[0].input).toMatchObject({ TargetDBInstanceIdentifier: NEW, RestoreTime: new Date('2026-11-30T14:02:00Z') });
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    expect(events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0].DetailType)).toEqual(['Recovery Started', 'Recovery Verified']);
+    expect(cloudwatch.commandCalls(PutMetricDataCommand)[0].args[0].input.MetricData![0]).toMatchObject({ MetricName: 'RecoverySeconds', Dimensions: [{ Name: 'service', Value: 'recovery' }, { Name: 'stage', Value: 'verified' }] });
+    expect(pages).toEqual([]);
+    expect(await activeRecoveryId(deps().store)).toBe(request.recoveryId);
+  });
+
+  it('a new instance that fails is deleted, the recovery marked failed (lock freed) and on-call paged', async () => {
+    const request = await newRequest();
+    newInstanceStates({ status: 'creating' }, { status: 'incompatible-restore' });
+
+    const { error } = await execute(request, deps());
+
+    expect(error?.name).toBe('RecoveryFailed');
+    expect(rds.commandCalls(DeleteDBInstanceCommand)[0].args[0].input).toEqual({ DBInstanceIdentifier: NEW, SkipFinalSnapshot: true, DeleteAutomatedBackups: true });
+    expect(pages).toHaveLength(1);
+    expect(pages[0]).toMatch(/FAILED: RecoveryInstanceFailed: atmr-prod-pitr-202611301402 is "incompatible-restore".*Cleanup: deleting atmr-prod-pitr-202611301402 \(no final snapshot\)/);
+    expect((await getRecovery(deps().store, request.recoveryId)).status).toBe('failed');
+    expect(await activeRecoveryId(deps().store)).toBeUndefined();
+  });
+
+  it('a new instance that never becomes available in time is deleted and on-call paged', async () => {
+    const request = await newRequest();
+    newInstanceStates({ status: 'creating' });
+
+    const { error } = await execute(request, deps({ maxWaitSeconds: 60 }));
+
+    expect(error?.name).toBe('RecoveryFailed');
+    expect(pages[0]).toMatch(/RecoveryInstanceTimeout: the new instance did not become available within 240 minutes/);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1);
+  });
+
+  it('a restore RDS refuses (PITR off) pages without deleting anything', async () => {
+    const request = await newRequest();
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'atmr-prod' }).resolves({ DBInstances: [sourceInstance({ BackupRetentionPeriod: 0 })] });
+
+    const { error } = await execute(request, deps());
+
+    expect(error?.name).toBe('RecoveryFailed');
+    expect(rds.commandCalls(RestoreDBInstanceToPointInTimeCommand)).toHaveLength(0);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    expect(pages[0]).toMatch(/point-in-time recovery is off on atmr-prod.*Cleanup: atmr-prod-pitr-202611301402 does not exist/);
+  });
+
+  it('a copy missing a critical table fails verification: kept for inspection, paged, never cut over', async () => {
+    const request = await newRequest();
+    newInstanceStates({ status: 'available', host: `${NEW}.rds` });
+    psql(cluster, recovered, 'ALTER TABLE booking RENAME TO booking_old');
+    try {
+      const { error } = await execute(request, deps());
+
+      expect(error?.name).toBe('RecoveryVerificationFailed');
+      expect(pages[0]).toMatch(/FAILED verification; it is kept for inspection/);
+      expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+      const record = await getRecovery(deps().store, request.recoveryId);
+      expect(record.status).toBe('verification-failed');
+      expect(record.verification!.problems[0]).toMatch(/table booking cannot be counted on the recovered copy/);
+      expect(events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0].DetailType)).toContain('Recovery Verification Failed');
+    } finally {
+      psql(cluster, recovered, 'ALTER TABLE booking_old RENAME TO booking');
+    }
+  });
+});
