@@ -37,11 +37,11 @@ describe('detection config', () => {
   });
 
   it.each([
-    [{ probe: { osrm: { healthUrl: 'osrm:5000/health' } } }, /environments\.x\.detection\.probe\.osrm\.healthUrl: must be an http\(s\) URL/],
+    [{ probe: { osrm: { healthUrl: 'osrm:5000/health' } } }, /environments\.example\.detection\.probe\.osrm\.healthUrl: must be an http\(s\) URL/],
     [{ ecs: { clusterName: 'c', services: { celery: { serviceName: 'w', minCount: 5, maxCount: 2 } } } }, /detection\.ecs\.services\.celery\.minCount: minCount must be <= maxCount/],
     [{ thresholds: { p95Seconds: 5 } }, /detection\.thresholds: unknown field\(s\) p95Seconds/],
     [{ alb: { loadBalancerFullName: 'atmr-api', targetGroupFullName: 'targetgroup/a/0123abcd' } }, /detection\.alb\.loadBalancerFullName: must be app\/<name>\/<id>/],
   ])('rejects %j with one line naming the field', (detection, message) => {
-    expect(() => parseEnvironmentConfig('x', withDetection(detection))).toThrow(message);
+    expect(() => parseEnvironmentConfig('example', withDetection(detection))).toThrow(message);
   });
 });

@@ -40,6 +40,6 @@ describe('recovery config', () => {
     [{ ecs: { clusterArn: 'atmr', serviceNames: ['api'] } }, /recovery\.ecs\.clusterArn: must be a full ARN/],
     [{ newInstancePrefix: '1bad' }, /recovery\.newInstancePrefix: must be 1-46 letters/],
   ])('names the bad field %j', (recovery, message) => {
-    expect(() => parseEnvironmentConfig('x', { ...exampleEnvironment(), recovery })).toThrow(message);
+    expect(() => parseEnvironmentConfig('example', { ...exampleEnvironment(), recovery })).toThrow(message);
   });
 });
