@@ -442,8 +442,8 @@ export const DetectionConfigSchema = z.strictObject({
   apiLogs: z
     .strictObject({
       logGroupName: z.string().regex(/^[.\-_/#A-Za-z0-9]{1,512}$/, 'must be a CloudWatch Logs group name'),
-      /** API 502/503 towards OSRM. */
-      osrmErrorPattern: z.string().min(1).default('"OSRM" ?"502" ?"503"'),
+      /** API 502/503 towards OSRM (a CloudWatch Logs regex pattern: a line naming OSRM and then 502 or 503). */
+      osrmErrorPattern: z.string().min(1).default('%OSRM.*50[23]%'),
       /** PostgreSQL read-only errors ("cannot execute ... in a read-only transaction"). */
       readOnlyErrorPattern: z.string().min(1).default('"read-only transaction"'),
       /** Timeouts seen by the API (runbook: `grep -i timeout`). */

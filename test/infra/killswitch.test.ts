@@ -130,6 +130,8 @@ describe('killswitch IAM scoping (stateless stack)', () => {
       [`<${functionRoleId('Notifier')}>`]: ['ssm:GetParameter'],
       [`<${functionRoleId('ExpiryReverter')}>`]: ['ssm:GetParameter', 'ssm:PutParameter'],
       [`<${functionRoleId('SlackCommand')}>`]: ['ssm:GetParameter', 'ssm:PutParameter'],
+      // The health probe reads the mode each minute (the "maintenance left on" alarm).
+      '<DetectionProbeFunctionServiceRoleA1AA4B12>': ['ssm:GetParameter'],
     });
   });
 
