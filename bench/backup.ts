@@ -216,7 +216,7 @@ async function main(): Promise<void> {
               `${cpu(r)} / ${cpu(b)}`,
             ],
             [
-              `(2) pg_dump -Fc -Z${level} | upload (no hash, no counts)  vs  backup --formats custom`,
+              `(2) pg_dump -Fc -Z${level} piped to upload (no hash, no counts)  vs  backup --formats custom`,
               `${u.seconds.toFixed(2)} s`,
               `${c.seconds.toFixed(2)} s`,
               (c.seconds / u.seconds).toFixed(2),

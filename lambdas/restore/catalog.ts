@@ -94,7 +94,7 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
   }
   const database = filter.database;
   if (database === undefined || database === '') {
-    throw new OperatorError('"latest" needs the database whose backup to restore: set PGDATABASE or pass --database NAME', 2);
+    throw new OperatorError('"latest" is per database and none was named: set PGDATABASE or pass --database NAME', 2);
   }
   const what = tier === undefined ? `database "${database}"` : `database "${database}" in tier ${tier}`;
   const own = tier === undefined ? latestDatabasePointerKey(database) : latestDatabaseTierPointerKey(database, tier);

@@ -126,7 +126,7 @@ describe('atmr-dr restore', () => {
     expect(none.status).toBe(1);
     expect(none.stderr).toMatch(/^atmr-dr: no backup of database "app_without_backups" in s3:\/\/\S+ \(no latest\/app_without_backups\.json\): .*\n$/);
     expect(noDatabase.status).toBe(2);
-    expect(noDatabase.stderr).toBe('atmr-dr: "latest" needs the database whose backup to restore: set PGDATABASE or pass --database NAME\n');
+    expect(noDatabase.stderr).toBe('atmr-dr: "latest" is per database and none was named: set PGDATABASE or pass --database NAME\n');
   });
 
   it('requires --target-db', async () => {

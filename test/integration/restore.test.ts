@@ -360,7 +360,7 @@ describe('catalog', () => {
     await expect(resolveBackup({ s3, bucket: localS3.bucket }, 'latest', { database: 'nobody_here' })).rejects.toThrow(
       /^no backup of database "nobody_here" in s3:\/\/.* \(no latest\/nobody_here\.json\): check PGDATABASE\/--database/,
     );
-    await expect(resolveBackup({ s3, bucket: localS3.bucket }, 'latest', {})).rejects.toThrow(/^"latest" needs the database whose backup to restore: set PGDATABASE or pass --database NAME$/);
+    await expect(resolveBackup({ s3, bucket: localS3.bucket }, 'latest', {})).rejects.toThrow(/^"latest" is per database and none was named: set PGDATABASE or pass --database NAME$/);
   });
 
   it('during the transition, reads the bucket-wide pointer only when it names a backup of that database', async () => {

@@ -169,7 +169,8 @@ describe('restore test on a temporary instance (state machine)', () => {
     psql(cluster, 'postgres', `CREATE DATABASE ${source}`);
     psql(cluster, source, 'CREATE TABLE company (id int PRIMARY KEY); INSERT INTO company SELECT generate_series(1, 7);');
     await writeFixtureBackup(createS3Client(localS3.env), localS3.bucket, cluster, source, { tier: 'daily' });
-  }, 60_000);
+    // A synth and a dump: minutes on a busy 2-core machine.
+  }, 240_000);
 
   afterAll(async () => {
     await localS3?.stop();
@@ -183,6 +184,8 @@ describe('restore test on a temporary instance (state machine)', () => {
       [RESTORE_TEST_ENV.targetPort]: '5432',
       [RESTORE_TEST_ENV.targetSecretArn]: SECRET_ARN,
       [RESTORE_TEST_ENV.criticalQueries]: JSON.stringify(['SELECT COUNT(*) FROM company']),
+      // latest is per database: the backed-up one.
+      [RESTORE_TEST_ENV.database]: source,
       [RESTORE_TEST_ENV.sourceInstance]: 'atmr-prod',
       [RESTORE_TEST_ENV.temporaryInstance]: 'atmr-dr-restore-test-example',
       [RESTORE_TEST_ENV.temporaryInstanceClass]: 'db.t4g.medium',
