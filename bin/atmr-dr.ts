@@ -7,6 +7,7 @@ import { registerRestoreCommands } from './cli/restore';
 import { registerKillswitchCommands } from './cli/killswitch';
 import { registerRollbackCommands } from './cli/rollback';
 import { registerDetectionCommands } from './cli/detection';
+import { registerRecoverCommands } from './cli/recover';
 
 /**
  * The operator CLI. Thin: each `bin/cli/<concern>.ts` declares its commands and calls the same
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerKillswitchCommands(program);
   registerRollbackCommands(program);
   registerDetectionCommands(program);
+  registerRecoverCommands(program);
   return program;
 }
 

@@ -60,6 +60,12 @@ export const DEPLOYED_NAMES = {
     output: { stack: 'Ops', key: 'DetectionEcsClusterName' },
     fromConfig: (config) => config.detection?.ecs?.clusterName,
   },
+  recoveryStateMachine: {
+    label: 'recovery state machine',
+    flag: '--state-machine ARN',
+    envVar: 'ATMR_RECOVERY_STATE_MACHINE',
+    output: { stack: 'Ops', key: 'RecoveryStateMachineArn' },
+  },
 } satisfies Record<string, DeployedName>;
 
 /** The package root (where package.json and cdk.json are), whatever runs the CLI: tsx, a bundle, an install. */

@@ -10,28 +10,11 @@ import middy from '@middy/core';
 import { z } from 'zod';
 import { SDK_RETRY } from '../shared/aws';
 import { observability } from '../shared/observability';
-import { RECOVERY_ENV, RECOVERY_ID_PATTERN, RECOVERY_SERVICE } from './contract';
-import { WorkflowDeps, cleanupStep, reportStep, restoreStep, statusStep, verifyStep } from './workflow';
+import { RECOVERY_ENV, RECOVERY_SERVICE } from './contract';
+import { dispatchStep } from './steps';
+import { WorkflowDeps } from './workflow';
 
 const { logger, tracer } = observability(RECOVERY_SERVICE);
-
-const RequestSchema = z.strictObject({
-  recoveryId: z.string().regex(RECOVERY_ID_PATTERN),
-  toTime: z.iso.datetime({ offset: true }),
-  newInstance: z.string().min(1),
-  actor: z.string().min(1),
-  reason: z.string().min(1),
-  requestedAt: z.iso.datetime({ offset: true }),
-});
-
-/** What each state of the workflow sends (the request is the execution's input). */
-const EventSchema = z.discriminatedUnion('step', [
-  z.strictObject({ step: z.literal('restore'), request: RequestSchema }),
-  z.strictObject({ step: z.literal('status'), request: RequestSchema }),
-  z.strictObject({ step: z.literal('verify'), request: RequestSchema, instance: z.object({ ready: z.boolean(), expired: z.boolean(), status: z.string(), host: z.string(), port: z.number().optional() }) }),
-  z.strictObject({ step: z.literal('report'), request: RequestSchema, verification: z.object({ ok: z.boolean(), report: z.any() }) }),
-  z.strictObject({ step: z.literal('cleanup'), request: RequestSchema, error: z.object({ Error: z.string().optional(), Cause: z.string().optional() }).optional() }),
-]);
 
 const EnvSchema = z.object({
   [RECOVERY_ENV.sourceInstance]: z.string().min(1),
@@ -86,22 +69,9 @@ export function depsFromEnv(env: NodeJS.ProcessEnv = process.env, clients?: Part
 
 let cached: WorkflowDeps | undefined;
 
-/** One step of the recovery workflow; errors propagate so the state machine's Catch takes over. */
-export async function runStep(event: unknown, deps: WorkflowDeps = (cached ??= depsFromEnv())): Promise<unknown> {
-  const input = EventSchema.parse(event);
-  logger.info('recovery step', { step: input.step, recoveryId: input.request.recoveryId });
-  switch (input.step) {
-    case 'restore':
-      return restoreStep(deps, input.request);
-    case 'status':
-      return statusStep(deps, input.request);
-    case 'verify':
-      return verifyStep(deps, { ...input.request, instance: input.instance });
-    case 'report':
-      return reportStep(deps, { ...input.request, verification: input.verification });
-    case 'cleanup':
-      return cleanupStep(deps, { ...input.request, error: input.error });
-  }
+/** One step of the recovery workflow, with the deps built once per container. */
+export function runStep(event: unknown, deps: WorkflowDeps = (cached ??= depsFromEnv())): Promise<unknown> {
+  return dispatchStep(event, deps, (message, fields) => logger.info(message, fields));
 }
 
 export const handler = middy((event: unknown) => runStep(event))

@@ -8,20 +8,14 @@ import {
   RestoreDBInstanceToPointInTimeCommand,
 } from '@aws-sdk/client-rds';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { Duration } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
-import { StateMachine } from 'aws-local-stepfunctions';
 import { mockClient } from 'aws-sdk-client-mock';
-import { resolveRecoveryConfig } from '../../../lib/config';
-import { Recovery } from '../../../lib/constructs/recovery';
 import { RecoveryRequest } from '../../../lambdas/recovery/contract';
-import { runStep } from '../../../lambdas/recovery/handler';
 import { activeRecoveryId, beginRecovery, getRecovery, updateRecovery } from '../../../lambdas/recovery/store';
 import { WorkflowDeps } from '../../../lambdas/recovery/workflow';
-import { constructHarness, exampleEnvironment } from '../../support/app';
 import { testCluster, uniqueDatabaseName } from '../../support/cluster';
 import { LocalDynamo, startLocalDynamo } from '../../support/dynamodb';
 import { psql } from '../../support/postgres';
+import { WorkflowDefinition, recoveryDefinition, runRecoveryWorkflow } from '../../support/recovery-workflow';
 import { EARLIEST, LATEST, notFound, sourceInstance } from './fixtures';
 
 /**
@@ -37,41 +31,8 @@ const production = uniqueDatabaseName('wf_prod');
 const recovered = uniqueDatabaseName('wf_copy');
 const NEW = 'atmr-prod-pitr-202611301402';
 let dynamo: LocalDynamo;
-let definition: Record<string, unknown> & { States: Record<string, { Type: string }> };
+let definition: WorkflowDefinition;
 let pages: string[];
-
-function synthesizeDefinition() {
-  const h = constructHarness(exampleEnvironment(), 'RecoveryWorkflow');
-  const recovery = resolveRecoveryConfig(h.config);
-  new Recovery(h.stack, 'Recovery', {
-    environmentName: h.config.name,
-    sourceInstanceIdentifier: h.config.database.instanceIdentifier,
-    newInstancePrefix: recovery.newInstancePrefix,
-    database: { name: h.config.database.name, host: h.config.database.host, port: h.config.database.port, secretArn: h.config.database.secretArn },
-    criticalTables: recovery.criticalTables,
-    criticalQueries: recovery.criticalQueries,
-    maxWait: Duration.minutes(recovery.maxWaitMinutes),
-    opsTable: h.data.opsStateTable,
-    opsTableKey: h.data.key,
-    incidentsTopic: h.topic,
-    incidentsTopicKey: h.data.key,
-    vpc: h.vpc,
-    subnets: h.subnets,
-    databaseSecurityGroup: h.databaseSecurityGroup,
-  });
-  const machine = Object.values(Template.fromStack(h.stack).findResources('AWS::StepFunctions::StateMachine'))[0] as { Properties: { DefinitionString: { 'Fn::Join': [string, unknown[]] } } };
-  const [separator, parts] = machine.Properties.DefinitionString['Fn::Join'];
-  const text = parts
-    .map((part) => {
-      if (typeof part === 'string') return part;
-      const ref = part as { Ref?: string };
-      if (ref.Ref === 'AWS::Partition') return 'aws';
-      if (ref.Ref?.startsWith('Incidents')) return 'arn:aws:sns:eu-west-3:111111111111:incidents';
-      return 'arn:aws:lambda:eu-west-3:111111111111:function:recovery';
-    })
-    .join(separator);
-  return JSON.parse(text) as typeof definition;
-}
 
 function deps(overrides: Partial<WorkflowDeps['settings']> = {}): WorkflowDeps {
   return {
@@ -115,29 +76,12 @@ async function newRequest(): Promise<RecoveryRequest> {
   return request;
 }
 
-async function execute(request: RecoveryRequest, workflowDeps: WorkflowDeps) {
-  const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
-  const handlers: Record<string, (input: unknown) => Promise<unknown>> = {};
-  for (const [name, state] of Object.entries(definition.States)) {
-    if (state.Type !== 'Task') continue;
-    handlers[name] = name.startsWith('Page')
-      ? async (input) => {
-          pages.push((input as { Message: string }).Message);
-          return { MessageId: 'm' };
-        }
-      : (input) => runStep(input, workflowDeps);
-  }
-  const execution = machine.run({ ...request }, { overrides: { taskResourceLocalHandlers: handlers as never, waitTimeOverrides: { WaitForNewInstance: 0 } } });
-  try {
-    return { output: await execution.result };
-  } catch (error) {
-    // The execution's Fail state is the cause of aws-local-stepfunctions' ExecutionError.
-    return { error: ((error as Error).cause as Error & { message: string }) ?? (error as Error) };
-  }
+function execute(request: RecoveryRequest, workflowDeps: WorkflowDeps) {
+  return runRecoveryWorkflow(definition, request, workflowDeps, pages);
 }
 
 beforeAll(async () => {
-  definition = synthesizeDefinition();
+  definition = recoveryDefinition();
   dynamo = await startLocalDynamo();
   const schema = `CREATE TABLE company (id int PRIMARY KEY); CREATE TABLE booking (id int PRIMARY KEY);
     CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY); INSERT INTO company SELECT generate_series(1, 3);`;

@@ -1,0 +1,249 @@
+import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ECSClient } from '@aws-sdk/client-ecs';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { RDSClient } from '@aws-sdk/client-rds';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SFNClient } from '@aws-sdk/client-sfn';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { Command } from 'commander';
+import * as readline from 'node:readline/promises';
+import { EnvironmentConfig, resolveRecoveryConfig } from '../../lib/config';
+import { RecoveryRecord } from '../../lambdas/recovery/contract';
+import { CutoverResult, cutover } from '../../lambdas/recovery/cutover';
+import { abandonRecovery, describeExecution, parseRecoveryReason, startRecovery } from '../../lambdas/recovery/operations';
+import { StoreDeps, activeRecoveryId, getRecovery, listRecoveryIds } from '../../lambdas/recovery/store';
+import { parseToTime } from '../../lambdas/recovery/time';
+import { formatVerification } from '../../lambdas/recovery/verify';
+import { SDK_RETRY } from '../../lambdas/shared/aws';
+import { OperatorError } from '../../lambdas/shared/errors';
+import { pgClientConfig, resolveConnection } from '../../lambdas/shared/pg-connection';
+import { resolveCliActor } from './killswitch';
+import { DEPLOYED_NAMES, defaultEnvironmentName, loadCliConfig, resolveDeployedName } from './resolve';
+
+interface RecoverGlobals {
+  env?: string;
+  table?: string;
+  stateMachine?: string;
+  parameter?: string;
+  json?: boolean;
+  follow: boolean;
+}
+
+function print(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+/** Asks before changing production; refuses without a terminal unless --yes. */
+async function confirmOrRefuse(question: string, yes: boolean | undefined, what: string): Promise<void> {
+  if (yes) return;
+  if (!process.stdin.isTTY) throw new OperatorError(`${what}: changes production and standard input is not a terminal: pass --yes to confirm`, 2);
+  const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = (await rl.question(`${question} [y/N] `)).trim().toLowerCase();
+    if (answer !== 'y' && answer !== 'yes') throw new OperatorError(`${what}: not confirmed, nothing changed`, 1);
+  } finally {
+    rl.close();
+  }
+}
+
+function statusLine(record: RecoveryRecord, execution?: { status: string; error?: string }): string {
+  const parts = [`recovery ${record.recoveryId}: ${record.status}`, `${record.sourceInstance} as of ${record.toTime} -> ${record.newInstance}`];
+  if (record.newInstanceHost) parts.push(`endpoint ${record.newInstanceHost}:${record.newInstancePort ?? 5432}`);
+  if (execution) parts.push(`workflow ${execution.status}${execution.error ? ` (${execution.error})` : ''}`);
+  if (record.recoverySeconds !== undefined) parts.push(`${record.recoverySeconds} s since the request`);
+  parts.push(`asked by ${record.actor}: ${record.reason}`);
+  if (record.error) parts.push(`error: ${record.error}`);
+  return parts.join('; ');
+}
+
+function printCutover(result: CutoverResult): void {
+  print(`cutover of recovery ${result.recoveryId}:`);
+  for (const step of result.steps) print(`  ${step.startedAt}  ${String(step.seconds).padStart(5)} s  ${step.outcome.padEnd(11)} ${step.step}: ${step.detail}`);
+  const rto = result.recoverySeconds !== undefined ? `; recovery ${result.recoverySeconds} s since the request against the RTO objective ${result.rtoObjectiveSeconds} s (${result.recoverySeconds <= result.rtoObjectiveSeconds ? 'met' : 'MISSED'})` : '';
+  print(`  total ${result.totalSeconds} s${rto}`);
+}
+
+/** `recover --to-time ... | status [ID] | cutover ID --yes | abandon ID`: RDS point-in-time recovery, verified, then a guided cutover. */
+export function registerRecoverCommands(program: Command): void {
+  const recover = program
+    .command('recover')
+    .description('RDS point-in-time recovery to a new instance (a Step Functions workflow), verified against production, then a guided cutover')
+    .option('--to-time <time>', 'time to restore to: ISO 8601 with a zone (2026-11-30T14:02:00Z) or "5 minutes ago"')
+    .option('--new-instance <name>', 'name of the new instance (default: <prefix><yyyymmddhhmm>; must start with the configured prefix)')
+    .option('--reason <text>', 'why (required: recorded with who asked)')
+    .option('--dry-run', 'check the time, the name and PITR, print the plan, start nothing')
+    .option('--no-follow', 'return once the workflow started (follow it later with "recover status ID")')
+    .option('--env <name>', 'cdk.json environment (default: cdk.json env)')
+    .option('--table <name>', 'ops-state table (default: $ATMR_OPS_TABLE, else the Data stack output)')
+    .option('--state-machine <arn>', 'recovery workflow (default: $ATMR_RECOVERY_STATE_MACHINE, else the Ops stack output)')
+    .option('--parameter <name>', 'killswitch parameter (default: $KILLSWITCH_PARAMETER, else the config)')
+    .option('--json', 'print results as JSON');
+
+  const globals = () => recover.opts<RecoverGlobals & { toTime?: string; newInstance?: string; reason?: string; dryRun?: boolean }>();
+  const context = async () => {
+    const g = globals();
+    const envName = g.env ?? defaultEnvironmentName();
+    const config = loadCliConfig(envName);
+    const tableName = await resolveDeployedName(DEPLOYED_NAMES.opsTable, { flagValue: g.table, envName });
+    const store: StoreDeps = {
+      ddb: DynamoDBDocumentClient.from(new DynamoDBClient(SDK_RETRY), { marshallOptions: { removeUndefinedValues: true } }),
+      tableName,
+    };
+    return { g, envName, config, store, sfn: new SFNClient(SDK_RETRY), rds: new RDSClient(SDK_RETRY), events: new EventBridgeClient(SDK_RETRY) };
+  };
+
+  const follow = async (sfn: SFNClient, store: StoreDeps, id: string, json: boolean): Promise<RecoveryRecord> => {
+    const pollMs = Number(process.env.ATMR_RECOVER_POLL_SECONDS ?? 15) * 1000;
+    let last = '';
+    for (;;) {
+      const record = await getRecovery(store, id);
+      const execution = await describeExecution(sfn, record.executionArn);
+      const line = statusLine(record, execution);
+      if (line !== last && !json) process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+      last = line;
+      if (!execution || execution.status !== 'RUNNING') return record;
+      await new Promise((resolve) => setTimeout(resolve, pollMs));
+    }
+  };
+
+  const report = (record: RecoveryRecord, json: boolean, execution?: { status: string; error?: string }) => {
+    if (json) {
+      print(JSON.stringify({ ...record, ...(execution && { workflow: execution }) }));
+      return;
+    }
+    print(statusLine(record, execution));
+    if (record.verification) print(formatVerification(record.verification));
+    if (record.status === 'verified') print(`next: atmr-dr recover cutover ${record.recoveryId} --yes   (or: atmr-dr recover abandon ${record.recoveryId})`);
+  };
+
+  recover.action(async () => {
+    const g = globals();
+    const reason = parseRecoveryReason(g.reason);
+    const toTime = parseToTime(g.toTime);
+    const ctx = await context();
+    const recovery = resolveRecoveryConfig(ctx.config);
+    const stateMachineArn = g.dryRun ? undefined : await resolveDeployedName(DEPLOYED_NAMES.recoveryStateMachine, { flagValue: g.stateMachine, envName: ctx.envName });
+    const result = await startRecovery(
+      { rds: ctx.rds, sfn: ctx.sfn, store: ctx.store },
+      {
+        sourceInstance: ctx.config.database.instanceIdentifier,
+        newInstancePrefix: recovery.newInstancePrefix,
+        toTime,
+        newInstance: g.newInstance,
+        reason,
+        actor: await resolveCliActor(),
+        dryRun: Boolean(g.dryRun),
+        stateMachineArn,
+      },
+    );
+    const plan = `${ctx.config.database.instanceIdentifier} (${result.sourceClass ?? '?'}${result.multiAz ? ', Multi-AZ' : ''}) as of ${result.request.toTime} -> new instance ${result.request.newInstance}; restore window ${result.window.earliest.toISOString()} .. ${result.window.latest.toISOString()}`;
+    if (result.dryRun) {
+      if (g.json) print(JSON.stringify(result));
+      else print(`dry run, nothing started: ${plan}`);
+      return;
+    }
+    if (!g.json) print(`recovery ${result.request.recoveryId} started: ${plan}\n  workflow ${result.executionArn}\n  follow it: atmr-dr recover status ${result.request.recoveryId}`);
+    if (!g.follow) {
+      if (g.json) print(JSON.stringify(result));
+      return;
+    }
+    const record = await follow(ctx.sfn, ctx.store, result.request.recoveryId, Boolean(g.json));
+    report(record, Boolean(g.json));
+    if (record.status !== 'verified') throw new OperatorError(`recover: recovery ${record.recoveryId} ended "${record.status}"${record.error ? `: ${record.error}` : ''}`, 1);
+  });
+
+  recover
+    .command('status')
+    .description('a recovery (default: the one in progress, else the latest): its state, verification side by side; follows a running workflow')
+    .argument('[id]', 'recovery id (r<yyyymmddhhmmss>-xxxx)')
+    .action(async (id: string | undefined) => {
+      const ctx = await context();
+      const target = id ?? (await activeRecoveryId(ctx.store)) ?? (await listRecoveryIds(ctx.store, 1))[0];
+      if (!target) {
+        print('no recovery recorded');
+        return;
+      }
+      let record = await getRecovery(ctx.store, target);
+      let execution = await describeExecution(ctx.sfn, record.executionArn).catch(() => undefined);
+      if (execution?.status === 'RUNNING' && ctx.g.follow) {
+        record = await follow(ctx.sfn, ctx.store, target, Boolean(ctx.g.json));
+        execution = await describeExecution(ctx.sfn, record.executionArn).catch(() => undefined);
+      }
+      report(record, Boolean(ctx.g.json), execution);
+    });
+
+  recover
+    .command('cutover')
+    .description('put production on a verified recovery: maintenance, endpoint switch, ECS redeploy, /ready and a write, maintenance off; the old instance is renamed and kept')
+    .argument('<id>', 'recovery id')
+    .option('--yes', 'confirm (required when standard input is not a terminal)')
+    .action(async (id: string, opts: { yes?: boolean }) => {
+      const ctx = await context();
+      const record = await getRecovery(ctx.store, id);
+      if (record.status !== 'verified' && record.status !== 'cutover-failed') {
+        throw new OperatorError(`recover cutover: recovery ${id} is "${record.status}": only a verified recovery can be cut over (see "atmr-dr recover status ${id}")`, 3);
+      }
+      await confirmOrRefuse(`Put production (${ctx.config.name}) on ${record.newInstance} (as of ${record.toTime})?`, opts.yes, 'recover cutover');
+      const recovery = resolveRecoveryConfig(ctx.config);
+      const killswitchParameter = await resolveDeployedName(DEPLOYED_NAMES.killswitchParameter, { flagValue: ctx.g.parameter, envName: ctx.envName });
+      const secretsManager = new SecretsManagerClient(SDK_RETRY);
+      const result = await cutover(
+        {
+          ssm: new SSMClient(SDK_RETRY),
+          secretsManager,
+          ecs: new ECSClient(SDK_RETRY),
+          rds: ctx.rds,
+          events: ctx.events,
+          cloudwatch: new CloudWatchClient(SDK_RETRY),
+          store: ctx.store,
+          connectRecovered: async (host, port) => pgClientConfig(await recoveredConnection(ctx.config, secretsManager, host, port)),
+        },
+        id,
+        {
+          killswitchParameter,
+          endpoint: recovery.endpoint.kind === 'secretHost' ? { kind: 'secretHost', secretArn: recovery.endpoint.secretArn! } : recovery.endpoint,
+          ecs: recovery.ecs,
+          readinessUrl: recovery.readinessUrl,
+          sourceInstance: ctx.config.database.instanceIdentifier,
+          rtoObjectiveSeconds: recovery.rtoObjectiveSeconds,
+        },
+        await resolveCliActor(),
+      );
+      if (ctx.g.json) print(JSON.stringify(result));
+      else printCutover(result);
+      if (!result.ok) {
+        const changed = result.steps.filter((s) => s.outcome === 'undo-failed').map((s) => s.step);
+        throw new OperatorError(
+          `recover cutover: FAILED at "${result.steps.find((s) => s.outcome === 'failed')?.step}" (${result.error}); ${changed.length ? `NOT undone, fix by hand: ${changed.join(', ')}` : 'every change was undone, production is as before'}`,
+          1,
+        );
+      }
+      if (!ctx.g.json) print(`next: set database.instanceIdentifier and database.host to ${record.newInstance} in cdk.json and redeploy, so backups and alarms follow the new instance`);
+    });
+
+  recover
+    .command('abandon')
+    .description('delete the recovered instance (after a final snapshot) and free the lock; refused once production runs on it')
+    .argument('<id>', 'recovery id')
+    .option('--yes', 'confirm (required when standard input is not a terminal)')
+    .action(async (id: string, opts: { yes?: boolean }) => {
+      const ctx = await context();
+      const record = await getRecovery(ctx.store, id);
+      await confirmOrRefuse(`Delete ${record.newInstance} (a final snapshot is kept)?`, opts.yes, 'recover abandon');
+      const result = await abandonRecovery({ rds: ctx.rds, sfn: ctx.sfn, events: ctx.events, store: ctx.store }, id, await resolveCliActor(), ctx.config.database.instanceIdentifier);
+      if (ctx.g.json) print(JSON.stringify(result));
+      else print(`recovery ${id} abandoned: ${result.detail}`);
+    });
+}
+
+/** The recovered copy has the source's master credentials (restored with it): the database secret, another host. */
+async function recoveredConnection(config: EnvironmentConfig, secretsManager: SecretsManagerClient, host: string, port: number) {
+  return resolveConnection({
+    env: {},
+    secretArn: config.database.secretArn,
+    secretsManager,
+    overrides: { host, port, database: config.database.name, sslMode: 'require' },
+  });
+}

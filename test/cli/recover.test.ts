@@ -1,0 +1,116 @@
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
+import { RecoveryRequest } from '../../lambdas/recovery/contract';
+import { beginRecovery, updateRecovery } from '../../lambdas/recovery/store';
+import { LocalDynamo, startLocalDynamo } from '../support/dynamodb';
+
+const ROOT = path.join(__dirname, '..', '..');
+
+/**
+ * `atmr-dr recover` as an operator runs it (a child process). The ops-state table is dynalite;
+ * every other AWS endpoint points at a closed local port, so a command that reached AWS would fail
+ * loudly instead of passing by accident.
+ */
+let dynamo: LocalDynamo;
+let env: Record<string, string>;
+
+/** Asynchronous: dynalite runs in this process and must keep answering while the CLI runs. */
+function atmrDr(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['bin/atmr-dr.ts', ...args], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stdin.end();
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
+const request = (id: string): RecoveryRequest & { sourceInstance: string } => ({
+  recoveryId: id,
+  toTime: '2026-11-30T14:02:00.000Z',
+  newInstance: 'atmr-prod-pitr-202611301402',
+  actor: 'alice',
+  reason: 'bookings deleted',
+  requestedAt: '2026-11-30T14:30:00.000Z',
+  sourceInstance: 'atmr-prod',
+});
+
+beforeAll(async () => {
+  dynamo = await startLocalDynamo();
+  env = {
+    AWS_REGION: 'eu-west-3',
+    AWS_ACCESS_KEY_ID: 'test',
+    AWS_SECRET_ACCESS_KEY: 'test',
+    AWS_ENDPOINT_URL: 'http://127.0.0.1:9',
+    AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+    AWS_MAX_ATTEMPTS: '1',
+    ATMR_OPS_TABLE: dynamo.tableName,
+    ATMR_RECOVERY_STATE_MACHINE: 'arn:aws:states:eu-west-3:111111111111:stateMachine:recovery',
+  };
+  const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+  await beginRecovery(store, request('r20261130143000-aaaa'));
+  await updateRecovery(store, 'r20261130143000-aaaa', {
+    status: 'verified',
+    newInstanceHost: 'new.rds',
+    verification: { ok: true, checkedAt: '2026-11-30T15:00:00.000Z', problems: [], rows: [{ check: 'rows in booking', production: '120', recovered: '100 (-20)', outcome: 'differs' }] },
+  });
+});
+
+afterAll(async () => dynamo.stop());
+
+describe('atmr-dr recover', () => {
+  it('requires --reason, before any AWS call', async () => {
+    const run = await atmrDr(['recover', '--to-time', '5 minutes ago']);
+    expect(run.status).toBe(2);
+    expect(run.stderr).toBe('atmr-dr: recover: --reason is required: say why, e.g. --reason "bookings deleted by migration 4f2a at 14:05"\n');
+  });
+
+  it('refuses a time without a zone in one line', async () => {
+    const run = await atmrDr(['recover', '--to-time', '2026-11-30 14:02', '--reason', 'x']);
+    expect(run.status).toBe(2);
+    expect(run.stderr).toMatch(/^atmr-dr: recover: --to-time "2026-11-30 14:02" is not a time: use ISO 8601 with a zone/);
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('status shows the recovery, its verification side by side and the next step', async () => {
+    const run = await atmrDr(['recover', 'status', 'r20261130143000-aaaa']);
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/recovery r20261130143000-aaaa: verified; atmr-prod as of 2026-11-30T14:02:00.000Z -> atmr-prod-pitr-202611301402/);
+    expect(run.stdout).toMatch(/rows in booking\s+120\s+100 \(-20\)\s+differs/);
+    expect(run.stdout).toMatch(/next: atmr-dr recover cutover r20261130143000-aaaa --yes/);
+  });
+
+  it('status without an id shows the recovery in progress', async () => {
+    const run = await atmrDr(['recover', 'status', '--json']);
+    expect(run.status).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({ recoveryId: 'r20261130143000-aaaa', status: 'verified', actor: 'alice', reason: 'bookings deleted' });
+  });
+
+  it('cutover refuses without --yes when standard input is not a terminal, changing nothing', async () => {
+    const run = await atmrDr(['recover', 'cutover', 'r20261130143000-aaaa']);
+    expect(run.status).toBe(2);
+    expect(run.stderr).toBe('atmr-dr: recover cutover: changes production and standard input is not a terminal: pass --yes to confirm\n');
+  });
+
+  it('cutover refuses an unverified recovery', async () => {
+    await updateRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, 'r20261130143000-aaaa', { status: 'verification-failed' });
+    const run = await atmrDr(['recover', 'cutover', 'r20261130143000-aaaa', '--yes']);
+    expect(run.status).toBe(3);
+    expect(run.stderr).toBe(
+      'atmr-dr: recover cutover: recovery r20261130143000-aaaa is "verification-failed": only a verified recovery can be cut over (see "atmr-dr recover status r20261130143000-aaaa")\n',
+    );
+  });
+
+  it('names an unknown recovery', async () => {
+    const run = await atmrDr(['recover', 'abandon', 'r20990101000000-ffff', '--yes']);
+    expect(run.status).toBe(2);
+    expect(run.stderr).toMatch(/^atmr-dr: recover: no recovery r20990101000000-ffff/);
+  });
+});

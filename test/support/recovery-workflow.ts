@@ -1,0 +1,73 @@
+import { Duration } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { StateMachine } from 'aws-local-stepfunctions';
+import { resolveRecoveryConfig } from '../../lib/config';
+import { Recovery } from '../../lib/constructs/recovery';
+import { RecoveryRequest } from '../../lambdas/recovery/contract';
+import { dispatchStep } from '../../lambdas/recovery/steps';
+import { WorkflowDeps } from '../../lambdas/recovery/workflow';
+import { constructHarness, exampleEnvironment } from './app';
+
+export type WorkflowDefinition = Record<string, unknown> & { States: Record<string, { Type: string }> };
+
+/** The recovery workflow's definition as synthesized for the example environment, tokens replaced by fixed ARNs. */
+export function recoveryDefinition(): WorkflowDefinition {
+  const h = constructHarness(exampleEnvironment(), 'RecoveryWorkflow');
+  const recovery = resolveRecoveryConfig(h.config);
+  new Recovery(h.stack, 'Recovery', {
+    environmentName: h.config.name,
+    sourceInstanceIdentifier: h.config.database.instanceIdentifier,
+    newInstancePrefix: recovery.newInstancePrefix,
+    database: { name: h.config.database.name, host: h.config.database.host, port: h.config.database.port, secretArn: h.config.database.secretArn },
+    criticalTables: recovery.criticalTables,
+    criticalQueries: recovery.criticalQueries,
+    maxWait: Duration.minutes(recovery.maxWaitMinutes),
+    opsTable: h.data.opsStateTable,
+    opsTableKey: h.data.key,
+    incidentsTopic: h.topic,
+    incidentsTopicKey: h.data.key,
+    vpc: h.vpc,
+    subnets: h.subnets,
+    databaseSecurityGroup: h.databaseSecurityGroup,
+  });
+  const machine = Object.values(Template.fromStack(h.stack).findResources('AWS::StepFunctions::StateMachine'))[0] as {
+    Properties: { DefinitionString: { 'Fn::Join': [string, unknown[]] } };
+  };
+  const [separator, parts] = machine.Properties.DefinitionString['Fn::Join'];
+  const text = parts
+    .map((part) => {
+      if (typeof part === 'string') return part;
+      const ref = part as { Ref?: string };
+      if (ref.Ref === 'AWS::Partition') return 'aws';
+      if (ref.Ref?.startsWith('Incidents')) return 'arn:aws:sns:eu-west-3:111111111111:incidents';
+      return 'arn:aws:lambda:eu-west-3:111111111111:function:recovery';
+    })
+    .join(separator);
+  return JSON.parse(text) as WorkflowDefinition;
+}
+
+/**
+ * Runs the definition with aws-local-stepfunctions: Lambda tasks run the real step code with `deps`,
+ * SNS tasks append their message to `pages`, Wait states take no time. Returns the output, or the
+ * error of the Fail state the execution ended in.
+ */
+export async function runRecoveryWorkflow(definition: WorkflowDefinition, request: RecoveryRequest, deps: WorkflowDeps, pages: string[] = []) {
+  const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
+  const handlers: Record<string, (input: unknown) => Promise<unknown>> = {};
+  for (const [name, state] of Object.entries(definition.States)) {
+    if (state.Type !== 'Task') continue;
+    handlers[name] = name.startsWith('Page')
+      ? async (input) => {
+          pages.push((input as { Message: string }).Message);
+          return { MessageId: 'local' };
+        }
+      : (input) => dispatchStep(input, deps);
+  }
+  const execution = machine.run({ ...request }, { overrides: { taskResourceLocalHandlers: handlers as never, waitTimeOverrides: { WaitForNewInstance: 0 } } });
+  try {
+    return { output: (await execution.result) as unknown, error: undefined };
+  } catch (error) {
+    // The Fail state the execution ended in is the cause of aws-local-stepfunctions' ExecutionError.
+    return { output: undefined, error: ((error as Error).cause as Error | undefined) ?? (error as Error) };
+  }
+}
