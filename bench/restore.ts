@@ -3,8 +3,8 @@
  *
  * On one generated database of at least 500 MB (BENCH_RESTORE_MIN_MB to change it), in one run:
  *   reference: raw `pg_restore --no-owner --exit-on-error -j <cores>` of the dump from a local file
- *   atmr-dr:   `atmr-dr restore <manifest> --target-db X` (child process, bin/atmr-dr.cjs as `npx atmr-dr`
- *              runs it) from the bucket (s3rver, in its own process): download + sha256/size check,
+ *   atmr-dr:   `atmr-dr restore <manifest> --target-db X` (child process, bin/atmr-dr.cjs running the bundle
+ *              of `npm run build`, as `npx atmr-dr` runs it) from the bucket (s3rver, in its own process): download + sha256/size check,
  *              overlapped with the schema and data load into a staging database (the biggest table
  *              through one COPY session per core), then indexes and constraints (-j <cores>),
  *              row-count check, swap
@@ -110,7 +110,8 @@ async function main(): Promise<void> {
     await pipeline(body, fs.createWriteStream(localDump));
     const pgEnv = { ...cluster.env };
 
-    // The operator entry (`npx atmr-dr`): one cached esbuild bundle, built here once before timing.
+    // The operator entry (`npx atmr-dr`): the bundle of the current sources, built before timing.
+    execFileSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' });
     const launcher = path.join(ROOT, 'bin', 'atmr-dr.cjs');
     await runChild(process.execPath, [launcher, '--help'], {});
     const cliEnv = { ...s3Server.env, ...pgEnv, PGDATABASE: source };

@@ -122,7 +122,7 @@ describe('npx atmr-dr (the installed entry point)', () => {
     const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string>; scripts: Record<string, string> };
 
     expect(pkg.bin['atmr-dr']).toBe('bin/atmr-dr.cjs');
-    expect(pkg.scripts.prepare).toBe('npm run build');
+    expect(pkg.scripts.prepare).toBe('npm run build --silent');
     expect(pkg.scripts.build).toMatch(/^esbuild bin\/atmr-dr\.ts --bundle .*--outfile=dist\/atmr-dr\.cjs$/);
   });
 
