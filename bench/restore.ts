@@ -79,7 +79,8 @@ async function main(): Promise<void> {
   const largest = largestConfiguredDumpMiB();
   const report: string[] = [];
   try {
-    // Build the CLI bundle once, before any timing.
+    // The bundle of the current sources (what `npx atmr-dr` runs), built once before any timing.
+    execFileSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' });
     await runChild(process.execPath, [LAUNCHER, '--help'], {});
     for (const shape of SHAPES) {
       const source = shape.name.replace('-', '_');

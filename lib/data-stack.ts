@@ -23,7 +23,7 @@ export class DataStack extends Stack {
   readonly backupBucket: s3.Bucket;
   /** Ops state (incidents, idempotency records): pk/sk, with TTL on `expiresAt`. */
   readonly opsStateTable: dynamodb.Table;
-  /** Killswitch SSM parameter: created once with `normal`, never reset by a deploy (issue 4). */
+  /** Killswitch SSM parameter: created once with `normal`, never reset by a deploy (an operator's setting survives). */
   readonly killswitchParameter: KillswitchParameter;
 
   constructor(scope: Construct, id: string, props: DataStackProps) {

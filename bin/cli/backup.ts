@@ -9,11 +9,11 @@ import {
 } from '../../lambdas/backup/backup';
 import { parsePlainCompressorPreference } from '../../lambdas/backup/compressor';
 import { createS3Client } from '../../lambdas/shared/aws';
-import { requireEnv } from '../../lambdas/shared/errors';
 import { parseBackupTier } from '../../lambdas/shared/tiers';
 import { formatBytes } from '../../lambdas/shared/format';
 import { resolveConnection, type PgConnection } from '../../lambdas/shared/pg-connection';
 import { connectTo } from '../../lambdas/restore/target';
+import { DEPLOYED_NAMES, resolveDeployedName } from './resolve';
 
 interface BackupCommandOptions {
   readonly tier: string;
@@ -22,6 +22,8 @@ interface BackupCommandOptions {
   readonly compressionLevel?: string;
   readonly plainCompressor: string;
   readonly json?: boolean;
+  readonly bucket?: string;
+  readonly env?: string;
 }
 
 /** `atmr-dr backup`: the same core as the scheduled runner (lambdas/backup/backup.ts). */
@@ -31,7 +33,9 @@ export function registerBackupCommands(program: Command): void {
     .description(
       'dump the database (pg_dump custom format, and plain SQL derived from the same stream), upload to BACKUP_BUCKET, write the manifest and the latest pointers; prints the manifest key',
     )
-    .requiredOption('--tier <tier>', 'backup tier: hourly, daily, weekly or monthly')
+    .requiredOption('--tier <tier>', '(required) backup tier: hourly, daily, weekly or monthly')
+    .option('--bucket <name>', 'backup bucket (default: $BACKUP_BUCKET, else the Data stack output of --env)')
+    .option('--env <name>', "environment whose deployed stacks name the bucket (default: cdk.json's env)")
     .option('--formats <list>', 'formats to produce: custom, plain or custom,plain', 'custom,plain')
     .option('--database-secret <arn>', 'read the connection from this Secrets Manager secret (RDS secret JSON) instead of PG* variables')
     .option('--compression-level <0-9>', `zlib level of both formats (default ${DEFAULT_COMPRESSION_LEVEL})`)
@@ -44,8 +48,8 @@ export function registerBackupCommands(program: Command): void {
       const compressionLevel =
         options.compressionLevel === undefined ? DEFAULT_COMPRESSION_LEVEL : assertCompressionLevel(Number(options.compressionLevel));
       const plainCompressor = parsePlainCompressorPreference(options.plainCompressor);
-      const bucket = requireEnv('BACKUP_BUCKET', 'export BACKUP_BUCKET=<name of the backup bucket> (output BackupBucketName of the Data stack)');
       const connection = await resolveConnection({ secretArn: options.databaseSecret });
+      const bucket = await resolveDeployedName(DEPLOYED_NAMES.backupBucket, { flagValue: options.bucket, envName: options.env });
 
       const aborter = new AbortController();
       const onSignal = (signal: NodeJS.Signals): void => aborter.abort(new Error(`received ${signal}`));

@@ -1,29 +1,25 @@
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { Command } from 'commander';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { parseEnvironmentConfig } from '../../lib/config';
 import { KillswitchCommand, KillswitchCommandResult, runKillswitchCommand } from '../../lambdas/killswitch/commands';
 import { describeValue } from '../../lambdas/killswitch/core';
-import { OperatorError, oneLine } from '../../lambdas/shared/errors';
+import { parseDuration, parseEnableMode, parseReason } from '../../lambdas/killswitch/value';
+import { awsCall } from '../../lambdas/shared/aws-errors';
+import { SDK_RETRY } from '../../lambdas/shared/aws';
+import { OperatorError } from '../../lambdas/shared/errors';
+import { DEPLOYED_NAMES, resolveDeployedName } from './resolve';
 
-const CDK_JSON = path.resolve(__dirname, '..', '..', 'cdk.json');
-
-/** `--parameter`, else KILLSWITCH_PARAMETER, else the environment's config in cdk.json. */
-export function resolveParameterName(option: string | undefined, envName: string, env: NodeJS.ProcessEnv = process.env): string {
-  if (option?.trim()) return option.trim();
-  if (env.KILLSWITCH_PARAMETER?.trim()) return env.KILLSWITCH_PARAMETER.trim();
-  let context: { environments?: Record<string, unknown> };
-  try {
-    context = (JSON.parse(fs.readFileSync(CDK_JSON, 'utf8')) as { context: typeof context }).context;
-  } catch (error) {
-    throw new OperatorError(`killswitch: no parameter name (${oneLine(error)}): pass --parameter NAME or set KILLSWITCH_PARAMETER`, 2);
-  }
-  try {
-    return parseEnvironmentConfig(envName, context.environments?.[envName]).killswitch.parameterName;
-  } catch (error) {
-    throw new OperatorError(`killswitch: no parameter name from config (${oneLine(error)}): pass --parameter NAME or set KILLSWITCH_PARAMETER`, 2);
+/**
+ * Every argument checked before anything is resolved or read: a bad `--mode`, a missing `--reason`
+ * or a malformed `--expires` is what the operator hears about first, not a missing parameter name.
+ */
+export function validateKillswitchCommand(command: KillswitchCommand): void {
+  if (command.action === 'enable') {
+    parseEnableMode(command.mode);
+    parseReason(command.reason, true);
+    if (command.expires !== undefined) parseDuration(command.expires);
+  } else if (command.action === 'disable') {
+    parseReason(command.reason, false);
   }
 }
 
@@ -70,15 +66,19 @@ export function registerKillswitchCommands(program: Command): void {
   const killswitch = program
     .command('killswitch')
     .description('the SSM killswitch: maintenance (503 at the load balancer and in the API) or degraded mode')
-    .option('--parameter <name>', 'SSM parameter name (default: $KILLSWITCH_PARAMETER, else the config of --env)')
-    .option('--env <name>', 'cdk.json environment whose config names the parameter', 'example');
+    .option('--parameter <name>', 'SSM parameter name (default: $KILLSWITCH_PARAMETER, else the Data stack output of --env, else its config)')
+    .option('--env <name>', "environment whose deployed stacks and config name the parameter (default: cdk.json's env)");
 
   const run = async (command: KillswitchCommand, json: boolean): Promise<void> => {
-    const globals = killswitch.opts<{ parameter?: string; env: string }>();
-    const parameterName = resolveParameterName(globals.parameter, globals.env);
-    const result = await runKillswitchCommand(
-      { ssm: new SSMClient({ maxAttempts: 5, retryMode: 'standard' }), parameterName, resolveActor: () => resolveCliActor() },
-      command,
+    validateKillswitchCommand(command);
+    const globals = killswitch.opts<{ parameter?: string; env?: string }>();
+    const parameterName = await resolveDeployedName(DEPLOYED_NAMES.killswitchParameter, { flagValue: globals.parameter, envName: globals.env });
+    const action = command.action === 'status' ? `read parameter ${parameterName}` : `${command.action} the killswitch (parameter ${parameterName})`;
+    const result = await awsCall(
+      'SSM',
+      action,
+      () => runKillswitchCommand({ ssm: new SSMClient(SDK_RETRY), parameterName, resolveActor: () => resolveCliActor() }, command),
+      'the parameter name (--parameter, KILLSWITCH_PARAMETER, --env)',
     );
     report(parameterName, result, json);
   };
@@ -92,8 +92,8 @@ export function registerKillswitchCommands(program: Command): void {
   killswitch
     .command('enable')
     .description('enable maintenance or degraded mode (reason required)')
-    .option('--mode <mode>', 'maintenance | degraded')
-    .option('--reason <text>', 'why (shown to operators and in notifications)')
+    .option('--mode <mode>', '(required) maintenance | degraded')
+    .option('--reason <text>', '(required) why (shown to operators and in notifications)')
     .option('--expires <duration>', 'revert to normal after this long (e.g. 30m, 2h, 1d)')
     .option('--json', 'print the result as JSON')
     .action(async (opts: { mode?: string; reason?: string; expires?: string; json?: boolean }) =>

@@ -138,7 +138,7 @@ export function assertCompressionLevel(value: number): number {
 }
 
 /**
- * One backup run (issue 2): pg_dump in custom format from an exported REPEATABLE READ snapshot,
+ * One backup run: pg_dump in custom format from an exported REPEATABLE READ snapshot,
  * streamed to S3 while the plain `.sql.gz` is derived from the same stream by pg_restore, with exact
  * row counts taken in the same snapshot. All-or-nothing: the manifest, then the `latest` pointers,
  * are written only after every process exited cleanly and every upload completed. Any failure
@@ -504,7 +504,7 @@ async function countRows(client: Client): Promise<{ schema: string; name: string
 }
 
 /**
- * Keys carry the start second (DESIGN.md): a second run of the same tier within that second would
+ * Keys carry the start second (the S3 layout, docs/contracts.md): a second run of the same tier within that second would
  * overwrite a published backup. Wait for the next second instead (bounded), never overwrite.
  */
 async function claimKeys(

@@ -26,7 +26,7 @@ export const RUNNER_ENV = {
   tier: 'BACKUP_TIER',
 } as const;
 
-/** Metrics emitted by the backup core (contract 1), dimensions {service, Tier}. */
+/** Metrics emitted by the backup core (lambdas/backup/backup.ts runBackup), dimensions {service, Tier}. */
 export const CORE_METRICS = {
   success: 'BackupSuccess',
   failure: 'BackupFailure',

@@ -7,7 +7,7 @@ import { RUNNER_TASK_ROOT } from '../../lambdas/backup/runner-contract';
 import { REPO_ROOT } from './house-function';
 
 /**
- * The runner image (contract 3): ONE arm64 container image built from `lambdas/backup/Dockerfile`
+ * The runner image: ONE arm64 container image built from `lambdas/backup/Dockerfile`
  * with the repository root as context, holding pg_dump/pg_restore/psql of the server's major
  * version. The backup runner, its Fargate variant and the restore test all use the same asset;
  * only the command differs. At synth the asset is staged, never built (no Docker needed).

@@ -1,6 +1,6 @@
 /**
  * The integration fixture of the backup tests: every object kind the backup must carry
- * (issue 2), and a content digest query to compare a restored database with its source.
+ * (the backup core's subject), and a content digest query to compare a restored database with its source.
  */
 
 /** Schema and data: several schemas, enum, domain, jsonb, bytea, arrays, a partitioned table, a

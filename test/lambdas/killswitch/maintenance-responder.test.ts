@@ -11,7 +11,7 @@ import { PARAMETER, fakeParameter, fakeWallClock, getParameterOutput, value } fr
 
 const ssmMock = mockClient(SSMClient);
 const START = Date.parse('2026-06-01T10:00:00.000Z');
-/** The exact bytes DESIGN.md fixes for the 503 body. */
+/** The exact bytes of the 503 body (the runbook's maintenance message, docs/contracts.md). */
 const RUNBOOK_BODY = '{"error":"Service en maintenance - Merci de réessayer plus tard"}';
 
 /** Moves the (fake) clock: Powertools' cache reads `new Date()`, the reader and responder `Date.now()`. */

@@ -2,7 +2,7 @@ import { INITIAL_VALUE, KillswitchValueSchema, parseDuration, parseEnableMode, p
 import { OperatorError } from '../../../lambdas/shared/errors';
 import { value } from './fixtures';
 
-describe('killswitch value schema (DESIGN.md)', () => {
+describe('killswitch value schema (docs/contracts.md)', () => {
   it('accepts the documented shape, with expiresAt null or an ISO date', () => {
     expect(KillswitchValueSchema.safeParse(value()).success).toBe(true);
     expect(KillswitchValueSchema.safeParse(value({ mode: 'maintenance', expiresAt: '2026-06-01T12:00:00.000Z' })).success).toBe(true);

@@ -12,7 +12,7 @@ import { PostgresCluster, psql } from '../../support/postgres';
 import { DIGEST_SQL } from '../../integration/backup-fixture';
 
 /**
- * A backup written exactly as DESIGN.md lays it out (objects, schema-1 manifest, then pointers),
+ * A backup written exactly as docs/contracts.md lays it out (objects, schema-1 manifest, then pointers),
  * made with pg_dump directly: the read path's tests build their fault cases (flipped byte,
  * truncated object, missing object) on it without depending on the write path.
  */

@@ -1,0 +1,72 @@
+import { OperatorError, oneLine } from './errors';
+
+/**
+ * One line for a failed AWS call that says what to check, the same way for every service: the
+ * SDK's own errors ("Region is missing", "getaddrinfo ENOTFOUND ...", "connect ECONNREFUSED ...",
+ * AccessDenied) name neither the setting at fault nor the variable that changes it.
+ */
+
+/** Services the CLI calls, with the SDK variable that points the service at another endpoint. */
+export const SERVICE_ENDPOINT_VARIABLES = {
+  S3: 'AWS_ENDPOINT_URL_S3',
+  SSM: 'AWS_ENDPOINT_URL_SSM',
+  STS: 'AWS_ENDPOINT_URL_STS',
+  DynamoDB: 'AWS_ENDPOINT_URL_DYNAMODB',
+  CloudFormation: 'AWS_ENDPOINT_URL_CLOUDFORMATION',
+} as const;
+export type AwsService = keyof typeof SERVICE_ENDPOINT_VARIABLES;
+
+const NETWORK_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'TimeoutError']);
+const DENIED = new Set(['AccessDenied', 'AccessDeniedException', 'UnauthorizedOperation', 'UnrecognizedClientException', 'InvalidClientTokenId', 'SignatureDoesNotMatch']);
+const EXPIRED = new Set(['ExpiredToken', 'ExpiredTokenException', 'RequestExpired']);
+
+interface SdkLikeError {
+  readonly name?: string;
+  readonly code?: string;
+  readonly message?: string;
+  readonly $metadata?: unknown;
+}
+
+/**
+ * `service` failed while doing `action` (e.g. "read parameter /atmr/prod/killswitch"); `check` names
+ * the command's own settings to verify when the service answered but refused (e.g. "--parameter /
+ * KILLSWITCH_PARAMETER").
+ */
+export function describeAwsError(service: AwsService, action: string, error: unknown, check?: string): string {
+  const e = (error ?? {}) as SdkLikeError;
+  const text = oneLine(error);
+  const endpointVar = SERVICE_ENDPOINT_VARIABLES[service];
+  if (/region is missing/i.test(text)) {
+    return `cannot ${action}: no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)`;
+  }
+  if (e.name === 'CredentialsProviderError' || /could not load credentials/i.test(text)) {
+    return `cannot ${action}: no AWS credentials found; log in (aws sso login, AWS_PROFILE) or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`;
+  }
+  const networkCode = [e.code, e.name, /\b(E[A-Z]+)\b/.exec(text)?.[1]].find((c) => c !== undefined && NETWORK_CODES.has(c));
+  if (networkCode) {
+    return `cannot ${action}: ${service} is unreachable (${text}); check AWS_REGION, ${endpointVar} or AWS_ENDPOINT_URL if set, and the network`;
+  }
+  if (e.name && EXPIRED.has(e.name)) {
+    return `cannot ${action}: the AWS credentials have expired (${e.name}); log in again (aws sso login) or refresh them`;
+  }
+  if (e.name && DENIED.has(e.name)) {
+    return `cannot ${action}: ${service} refused it (${e.name}: ${e.message ?? ''}); check the credentials (AWS_PROFILE) and that the role may do it${check ? `, and ${check}` : ''}`;
+  }
+  return `cannot ${action}: ${service} error (${e.name && e.name !== 'Error' ? `${e.name}: ` : ''}${text}); check AWS_REGION, the credentials${check ? `, and ${check}` : ''}`;
+}
+
+/** True for what the SDK throws (service exceptions carry `$metadata`; client-side failures are named). */
+export function isAwsSdkError(error: unknown): boolean {
+  const e = error as SdkLikeError | undefined;
+  return e !== undefined && e !== null && (e.$metadata !== undefined || e.name === 'CredentialsProviderError' || /region is missing/i.test(oneLine(error)));
+}
+
+/** Runs one AWS call; an SDK failure becomes an OperatorError saying what to check (OperatorErrors pass through). */
+export async function awsCall<T>(service: AwsService, action: string, call: () => Promise<T>, check?: string): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    if (error instanceof OperatorError) throw error;
+    throw new OperatorError(describeAwsError(service, action, error, check));
+  }
+}

@@ -1,0 +1,286 @@
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { version } from '../../package.json';
+import { startLocalS3, type LocalS3 } from '../support/s3';
+
+/**
+ * The real entry point as an operator runs it: `npx atmr-dr` (package.json "bin": bin/atmr-dr.cjs,
+ * which runs the bundle `npm run build` made), in child processes, from the repository, from a
+ * folder below it and from an unrelated folder where the package is installed. SSM is a local HTTP
+ * server on 127.0.0.1 speaking its JSON protocol; S3 is s3rver.
+ */
+const ROOT = path.join(__dirname, '..', '..');
+const LAUNCHER = path.join(ROOT, 'bin', 'atmr-dr.cjs');
+const CONFIG_PARAMETER = '/atmr/example/killswitch';
+// A closed port: the CloudFormation lookup of the deployed stacks fails fast, as without credentials.
+const NO_CLOUDFORMATION = 'http://127.0.0.1:9';
+
+jest.setTimeout(180_000);
+
+interface SsmRequest {
+  readonly target: string;
+  readonly body: { Name?: string };
+}
+
+/** An SSM endpoint answering GetParameter with one killswitch value, recording every request. */
+async function startFakeSsm(): Promise<{ url: string; requests: SsmRequest[]; stop(): Promise<void> }> {
+  const requests: SsmRequest[] = [];
+  const server = http.createServer((req, res) => {
+    let text = '';
+    req.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+    req.on('end', () => {
+      const target = String(req.headers['x-amz-target'] ?? '');
+      const body = JSON.parse(text || '{}') as { Name?: string };
+      requests.push({ target, body });
+      res.setHeader('content-type', 'application/x-amz-json-1.1');
+      if (target === 'AmazonSSM.GetParameter') {
+        const value = { mode: 'normal', reason: 'all clear', actor: 'alice', updatedAt: '2026-11-30T08:00:00.000Z', expiresAt: null };
+        res.end(JSON.stringify({ Parameter: { Name: body.Name, Type: 'String', Value: JSON.stringify(value), Version: 3 } }));
+      } else {
+        res.statusCode = 400;
+        res.end(JSON.stringify({ __type: 'ValidationException', message: `unexpected ${target}` }));
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, requests, stop: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
+/** An operator's environment with no deployed-name variable: every name resolves as documented. */
+function operatorEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME ?? os.tmpdir(),
+    USER: 'alice',
+    AWS_REGION: 'eu-west-3',
+    AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
+    AWS_SECRET_ACCESS_KEY: 'secret',
+    AWS_EC2_METADATA_DISABLED: 'true',
+    AWS_ENDPOINT_URL_CLOUDFORMATION: NO_CLOUDFORMATION,
+    ...extra,
+  };
+}
+
+interface Run {
+  readonly status: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** A child process run without blocking this one (the fake servers above answer from this event loop). */
+function runChild(file: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
+function npx(args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<Run> {
+  return runChild('npx', ['--no-install', 'atmr-dr', ...args], cwd, env);
+}
+
+/** The file npx runs (package.json "bin"), run directly: the same process minus npm's own start. */
+function entry(args: string[], env: NodeJS.ProcessEnv, cwd = ROOT): Promise<Run> {
+  return runChild(process.execPath, [LAUNCHER, ...args], cwd, env);
+}
+
+/** Runs the entry point with its stdout on a pipe whose reader has already gone (as `| head -1` once it has its line). */
+function withClosedStdout(args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [LAUNCHER, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.on('close', (status) => resolve({ status, stderr }));
+  });
+}
+
+beforeAll(() => {
+  // What `npm ci` does through the `prepare` script: the tests run the bundle of the current sources.
+  execFileSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'pipe' });
+});
+
+describe('npx atmr-dr (the installed entry point)', () => {
+  let ssm: Awaited<ReturnType<typeof startFakeSsm>>;
+  beforeAll(async () => {
+    ssm = await startFakeSsm();
+  });
+  afterAll(async () => ssm.stop());
+  beforeEach(() => ssm.requests.splice(0));
+
+  it('declares the bundle launcher as its bin and builds the bundle at npm ci (prepare)', async () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string>; scripts: Record<string, string> };
+
+    expect(pkg.bin['atmr-dr']).toBe('bin/atmr-dr.cjs');
+    expect(pkg.scripts.prepare).toBe('npm run build --silent');
+    expect(pkg.scripts.build).toMatch(/^esbuild bin\/atmr-dr\.ts --bundle .*--outfile=dist\/atmr-dr\.cjs$/);
+  });
+
+  it('prints its version', async () => {
+    const run = await npx(['--version'], ROOT, operatorEnv());
+
+    expect(run.status).toBe(0);
+    expect(run.stdout.trim()).toBe(version);
+  });
+
+  it('killswitch status finds the parameter in the config from the package root, run from a folder below it', async () => {
+    const run = await npx(['killswitch', 'status'], path.join(ROOT, 'docs'), operatorEnv({ AWS_ENDPOINT_URL_SSM: ssm.url }));
+
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(new RegExp(`^killswitch ${CONFIG_PARAMETER} v3: `));
+    expect(ssm.requests.map((r) => r.body.Name)).toEqual([CONFIG_PARAMETER]);
+  });
+
+  it('killswitch status works the same from an unrelated folder where the package is installed', async () => {
+    const elsewhere = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-elsewhere-'));
+    fs.mkdirSync(path.join(elsewhere, 'node_modules', '.bin'), { recursive: true });
+    fs.symlinkSync(LAUNCHER, path.join(elsewhere, 'node_modules', '.bin', 'atmr-dr'));
+
+    const run = await npx(['killswitch', 'status', '--json'], elsewhere, operatorEnv({ AWS_ENDPOINT_URL_SSM: ssm.url }));
+
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({ parameterName: CONFIG_PARAMETER, version: 3, value: { mode: 'normal' } });
+    fs.rmSync(elsewhere, { recursive: true, force: true });
+  });
+
+  it('fails with one line naming the fix when the bundle was never built', async () => {
+    const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-unbuilt-'));
+    fs.mkdirSync(path.join(copy, 'bin'));
+    fs.copyFileSync(LAUNCHER, path.join(copy, 'bin', 'atmr-dr.cjs'));
+
+    const run = spawnSync(process.execPath, [path.join(copy, 'bin', 'atmr-dr.cjs'), '--help'], { cwd: copy, env: operatorEnv(), encoding: 'utf8' });
+
+    expect(run.status).toBe(1);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toBe('atmr-dr: the CLI is not built (dist/atmr-dr.cjs is missing): run npm ci, or npm run build\n');
+    fs.rmSync(copy, { recursive: true, force: true });
+  });
+});
+
+describe('arguments are checked before any name is resolved or any AWS call', () => {
+  it.each([
+    [['killswitch', 'enable', '--mode', 'readonly', '--reason', 'x'], 'atmr-dr: killswitch: invalid mode "readonly": use one of maintenance, degraded (disable returns to normal)'],
+    [['killswitch', 'enable', '--mode', 'maintenance'], 'atmr-dr: killswitch: --reason is required to enable: say why, e.g. --reason "OSRM down"'],
+    [['killswitch', 'enable', '--mode', 'degraded', '--reason', 'x', '--expires', '2x'], 'atmr-dr: killswitch: malformed duration "2x": use a number with a unit s, m, h or d (e.g. 30m, 2h, 1h30m)'],
+  ])('%j says what is wrong with the arguments, even with no parameter name anywhere', async (args, message) => {
+    // No KILLSWITCH_PARAMETER, no --env of a deployed app, and a package root that cannot be read.
+    const run = await entry(args, operatorEnv(), os.tmpdir());
+
+    expect(run.stderr).toBe(`${message}\n`);
+    expect(run.status).toBe(2);
+  });
+});
+
+describe("the parser's errors take the same path as every other error", () => {
+  it.each([
+    [['backup'], "atmr-dr: required option '--tier <tier>' not specified (see atmr-dr backup --help)"],
+    [['restore', 'latest', '--target-db', 'x', '--format', 'tar'], /^atmr-dr: option '--format <format>' argument 'tar' is invalid\. .*\(see atmr-dr restore --help\)$/],
+    [['killswitch', 'enable', '--mode', 'degraded', '--reason', 'peak', '--expires', '2', 'hours'], /^atmr-dr: too many arguments for 'enable'\. .*\(see atmr-dr killswitch --help\)$/],
+    [['make-coffee'], "atmr-dr: unknown command 'make-coffee' (see atmr-dr --help)"],
+    [['backups', 'list', '--colour'], "atmr-dr: unknown option '--colour' (see atmr-dr backups --help)"],
+  ])('%j: one atmr-dr line on stderr, nothing on stdout, exit 2', async (args, expected) => {
+    const run = await entry(args, operatorEnv());
+
+    expect(run.status).toBe(2);
+    expect(run.stdout).toBe('');
+    expect(run.stderr.endsWith('\n')).toBe(true);
+    expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
+    if (typeof expected === 'string') expect(run.stderr.trimEnd()).toBe(expected);
+    else expect(run.stderr.trimEnd()).toMatch(expected);
+  });
+
+  it('uses one wording for a bad tier', async () => {
+    const run = await entry(['backup', '--tier', 'yearly'], operatorEnv());
+
+    expect(run.status).toBe(2);
+    expect(run.stderr).toBe('atmr-dr: invalid backup tier "yearly": use one of hourly, daily, weekly, monthly\n');
+  });
+});
+
+describe('help', () => {
+  it('lists only commands that answer, names the environment variables and offers --version', async () => {
+    const help = await entry(['--help'], operatorEnv());
+    const commands = [...help.stdout.split('Commands:')[1].split('Environment:')[0].matchAll(/^ {2}([a-z-]+)/gm)].map((m) => m[1]).filter((c) => c !== 'help');
+
+    expect(help.status).toBe(0);
+    expect(commands).toEqual(['backup', 'backups', 'restore', 'restore-test', 'killswitch']);
+    for (const command of commands) expect((await entry([command, '--help'], operatorEnv())).status).toBe(0);
+    expect(help.stdout).not.toMatch(/\b(backout|incidents?|rollback|recover)\b/i);
+    for (const variable of ['PGHOST', 'BACKUP_BUCKET', 'KILLSWITCH_PARAMETER', 'ATMR_OPS_TABLE', 'AWS_REGION', 'AWS_ENDPOINT_URL_S3']) {
+      expect(help.stdout).toContain(variable);
+    }
+    expect(help.stdout).toMatch(/-V, --version/);
+  });
+
+  it('marks backup --tier as required', async () => {
+    const help = await entry(['backup', '--help'], operatorEnv());
+
+    expect(help.stdout).toMatch(/--tier <tier>\s+\(required\) backup tier/);
+  });
+});
+
+describe('a closed stdout ends a printing command quietly with exit 0', () => {
+  let s3: LocalS3;
+  let ssm: Awaited<ReturnType<typeof startFakeSsm>>;
+  beforeAll(async () => {
+    s3 = await startLocalS3('atmr-dr-epipe');
+    ssm = await startFakeSsm();
+  });
+  afterAll(async () => {
+    await s3.stop();
+    await ssm.stop();
+  });
+
+  it.each([[['--help']], [['--version']], [['backup', '--help']], [['killswitch', 'status']], [['backups', 'list']], [['backups', 'list', '--json']]])(
+    '%j into a pipe nobody reads any more',
+    async (args) => {
+      const run = await withClosedStdout(args, operatorEnv({ ...s3.env, AWS_ENDPOINT_URL_SSM: ssm.url }));
+
+      expect(run.stderr).toBe('');
+      expect(run.status).toBe(0);
+    },
+  );
+
+  it('`backups list | head -1` in a shell: exit 0 and no stack trace, every time', async () => {
+    for (let attempt = 0; attempt < 3; attempt += 1) {
+      const run = await runChild('bash', ['-c', `set -o pipefail; "${process.execPath}" "${LAUNCHER}" backups list | head -1`], ROOT, operatorEnv({ ...s3.env }));
+
+      expect(run.stderr).toBe('');
+      expect(run.status).toBe(0);
+      expect(run.stdout).toMatch(/^no backups in s3:\/\/atmr-dr-epipe/);
+    }
+  });
+});
+
+describe('AWS failures say what to check', () => {
+  it('names AWS_ENDPOINT_URL_SSM and the network when SSM is unreachable', async () => {
+    const run = await entry(['killswitch', 'status'], operatorEnv({ KILLSWITCH_PARAMETER: '/atmr/x/killswitch', AWS_ENDPOINT_URL_SSM: 'http://127.0.0.1:9', AWS_MAX_ATTEMPTS: '1' }));
+
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(
+      /^atmr-dr: cannot read parameter \/atmr\/x\/killswitch: SSM is unreachable \(.*ECONNREFUSED.*\); check AWS_REGION, AWS_ENDPOINT_URL_SSM or AWS_ENDPOINT_URL if set, and the network\n$/,
+    );
+  });
+
+  it('names AWS_REGION when no region is set', async () => {
+    const env = operatorEnv({ KILLSWITCH_PARAMETER: '/atmr/x/killswitch', AWS_CONFIG_FILE: '/nonexistent', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent' });
+    delete env.AWS_REGION;
+
+    const run = await entry(['killswitch', 'status'], env);
+
+    expect(run.status).toBe(1);
+    expect(run.stderr).toBe('atmr-dr: cannot read parameter /atmr/x/killswitch: no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)\n');
+  });
+});
