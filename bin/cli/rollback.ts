@@ -167,7 +167,11 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
         ctx.print(`  ${state.steady?.status}: ${state.steady?.detail}`);
         if (state.steady?.status !== 'in-progress') break;
       }
-      if (state.steady?.status === 'steady') state = await postChecks(ctx.deps, ctx.settings, state);
+      if (state.steady?.status === 'steady') {
+        // As the workflow does: let a minute of ALB metrics of the last known good come in.
+        await ctx.sleep(60_000);
+        state = await postChecks(ctx.deps, ctx.settings, state);
+      }
     }
   } catch (error) {
     state = { ...state, error: { Error: (error as Error).name, Cause: oneLine(error) } };

@@ -191,7 +191,10 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
   }
   state = { ...state, to };
   if (to.taskDefinitionArn === currentArn) {
-    return notify(`${serviceName} already runs ${currentArn}, the rollback target: a rollback cannot help, investigate by hand`, true);
+    // The API's alarms fire for every service: a worker that was not redeployed has nothing to roll
+    // back and must not page; the API already on its last known good means a rollback cannot help.
+    const isApi = serviceName === settings.api.serviceName;
+    return notify(`${serviceName} already runs ${currentArn}, the rollback target${isApi ? ': a rollback cannot help, investigate by hand' : ': nothing to roll back'}`, isApi);
   }
 
   if (automatic) {

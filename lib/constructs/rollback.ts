@@ -185,7 +185,8 @@ export class Rollback extends Construct {
     const serviceArns = services.map((s) => serviceArn(s.serviceName));
     const alarmArns = [this.errorRateAlarm.alarmArn, this.noHealthyHostsAlarm.alarmArn];
     const killswitchArn = stack.formatArn({ service: 'ssm', resource: 'parameter', resourceName: props.killswitchParameterName.replace(/^\//, '') });
-    const pinArns = stack.formatArn({ service: 'ssm', resource: 'parameter', resourceName: `${pinPrefix.replace(/^\//, '')}/*` });
+    // One pin per configured service, named: no wildcard.
+    const pinArns = services.map((svc) => stack.formatArn({ service: 'ssm', resource: 'parameter', resourceName: `${pinPrefix.replace(/^\//, '')}/${svc.serviceName}` }));
     const tasksOfCluster = stack.formatArn({ service: 'ecs', resource: 'task', resourceName: `${props.clusterName}/*` });
     const dbArn = stack.formatArn({ service: 'rds', resource: 'db', resourceName: props.databaseInstanceIdentifier, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
     const snapshotArns = stack.formatArn({ service: 'rds', resource: 'snapshot', resourceName: `atmr-dr-backout-${env}-*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
@@ -197,16 +198,23 @@ export class Rollback extends Construct {
       new iam.PolicyStatement({ sid: 'DescribeTasksOfTheCluster', actions: ['ecs:DescribeTasks'], resources: [tasksOfCluster] }),
       new iam.PolicyStatement({ sid: 'ReadTheBackoutAlarms', actions: ['cloudwatch:DescribeAlarms', 'cloudwatch:DescribeAlarmHistory'], resources: alarmArns }),
       new iam.PolicyStatement({ sid: 'ReadAlbMetrics', actions: ['cloudwatch:GetMetricData'], resources: ['*'] }),
-      new iam.PolicyStatement({ sid: 'KillswitchDuringDowngrade', actions: ['ssm:GetParameter', 'ssm:PutParameter'], resources: [killswitchArn] }),
-      new iam.PolicyStatement({ sid: 'PinRolledBackReleases', actions: ['ssm:PutParameter'], resources: [pinArns] }),
-      new iam.PolicyStatement({ sid: 'SnapshotBeforeDowngrade', actions: ['rds:CreateDBSnapshot', 'rds:DescribeDBInstances'], resources: [dbArn] }),
-      new iam.PolicyStatement({ sid: 'NameTheSnapshot', actions: ['rds:CreateDBSnapshot', 'rds:AddTagsToResource'], resources: [snapshotArns] }),
+      new iam.PolicyStatement({ sid: 'PinRolledBackReleases', actions: ['ssm:PutParameter'], resources: pinArns }),
       new iam.PolicyStatement({
         sid: 'AnnounceOnTheDefaultBus',
         actions: ['events:PutEvents'],
         resources: [stack.formatArn({ service: 'events', resource: 'event-bus', resourceName: 'default' })],
       }),
     ];
+    // The downgrade's rights exist only when the automatic path may downgrade (operators run the
+    // CLI's downgrade with their own credentials).
+    const autoDowngrade = props.autoDowngradeMigrations ?? false;
+    if (autoDowngrade) {
+      statements.push(
+        new iam.PolicyStatement({ sid: 'KillswitchDuringDowngrade', actions: ['ssm:GetParameter', 'ssm:PutParameter'], resources: [killswitchArn] }),
+        new iam.PolicyStatement({ sid: 'SnapshotBeforeDowngrade', actions: ['rds:CreateDBSnapshot', 'rds:DescribeDBInstances'], resources: [dbArn] }),
+        new iam.PolicyStatement({ sid: 'NameTheSnapshot', actions: ['rds:CreateDBSnapshot', 'rds:AddTagsToResource'], resources: [snapshotArns] }),
+      );
+    }
     for (const statement of statements) role.addToPrincipalPolicy(statement);
     props.table.grantReadWriteData(role);
     props.incidentsTopic.grantPublish(role);
@@ -273,7 +281,7 @@ export class Rollback extends Construct {
     new CfnOutput(stack, 'ApiServiceName', { value: props.api.serviceName });
     new CfnOutput(stack, 'BackoutTopicArn', { value: props.incidentsTopic.topicArn });
 
-    this.acknowledge(stack, { pinArns, tasksOfCluster, snapshotArns, apiFamily: stack.formatArn({ service: 'ecs', resource: 'task-definition', resourceName: `${props.api.taskFamily}:*` }) });
+    this.acknowledge(stack, { tasksOfCluster, snapshotArns, apiFamily: stack.formatArn({ service: 'ecs', resource: 'task-definition', resourceName: `${props.api.taskFamily}:*` }) }, autoDowngrade);
   }
 
   /** Guards -> (downgrade) -> UpdateService -> wait for steady -> checks -> report; every failure ends in the report. */
@@ -360,26 +368,28 @@ export class Rollback extends Construct {
       tracingEnabled: true,
       logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
     });
-    const apiFamily = stack.formatArn({ service: 'ecs', resource: 'task-definition', resourceName: `${props.api.taskFamily}:*` });
-    machine.addToRolePolicy(
-      new iam.PolicyStatement({ sid: 'RunTheMigrationTask', actions: ['ecs:RunTask'], resources: [apiFamily], conditions: { ArnEquals: { 'ecs:cluster': clusterArn } } }),
-    );
-    machine.addToRolePolicy(new iam.PolicyStatement({ sid: 'FollowTheMigrationTask', actions: ['ecs:StopTask', 'ecs:DescribeTasks'], resources: [tasksOfCluster] }));
-    machine.addToRolePolicy(
-      new iam.PolicyStatement({
-        sid: 'EcsSyncIntegration',
-        actions: ['events:PutTargets', 'events:PutRule', 'events:DescribeRule'],
-        resources: [stack.formatArn({ service: 'events', resource: 'rule', resourceName: 'StepFunctionsGetEventsForECSTaskRule' })],
-      }),
-    );
-    machine.addToRolePolicy(
-      new iam.PolicyStatement({
-        sid: 'PassTheApiTaskRoles',
-        actions: ['iam:PassRole'],
-        resources: [...props.taskRoleArns],
-        conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
-      }),
-    );
+    if (props.autoDowngradeMigrations ?? false) {
+      const apiFamily = stack.formatArn({ service: 'ecs', resource: 'task-definition', resourceName: `${props.api.taskFamily}:*` });
+      machine.addToRolePolicy(
+        new iam.PolicyStatement({ sid: 'RunTheMigrationTask', actions: ['ecs:RunTask'], resources: [apiFamily], conditions: { ArnEquals: { 'ecs:cluster': clusterArn } } }),
+      );
+      machine.addToRolePolicy(new iam.PolicyStatement({ sid: 'FollowTheMigrationTask', actions: ['ecs:StopTask', 'ecs:DescribeTasks'], resources: [tasksOfCluster] }));
+      machine.addToRolePolicy(
+        new iam.PolicyStatement({
+          sid: 'EcsSyncIntegration',
+          actions: ['events:PutTargets', 'events:PutRule', 'events:DescribeRule'],
+          resources: [stack.formatArn({ service: 'events', resource: 'rule', resourceName: 'StepFunctionsGetEventsForECSTaskRule' })],
+        }),
+      );
+      machine.addToRolePolicy(
+        new iam.PolicyStatement({
+          sid: 'PassTheApiTaskRoles',
+          actions: ['iam:PassRole'],
+          resources: [...props.taskRoleArns],
+          conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
+        }),
+      );
+    }
     return machine;
   }
 
@@ -403,7 +413,7 @@ export class Rollback extends Construct {
     });
   }
 
-  private acknowledge(stack: Stack, arns: { pinArns: string; tasksOfCluster: string; snapshotArns: string; apiFamily: string }): void {
+  private acknowledge(stack: Stack, arns: { tasksOfCluster: string; snapshotArns: string; apiFamily: string }, autoDowngrade: boolean): void {
     const render = (value: string) => nagRender(stack, value);
     Validations.of(this.steps).acknowledge(
       ...['AWSLambdaBasicExecutionRole', 'AWSLambdaVPCAccessExecutionRole'].map((policy) => ({
@@ -415,9 +425,10 @@ export class Rollback extends Construct {
         reason:
           'ecs:DescribeTaskDefinition and cloudwatch:GetMetricData have no resource-level permissions (both read-only); ecs:ListTasks is limited to the cluster by the ecs:cluster condition; X-Ray has none either.',
       },
-      { id: `AwsSolutions-IAM5[Resource::${render(arns.pinArns)}]`, reason: 'One pin parameter per configured service, created on the first rollback of that service, under the backout prefix only.' },
       { id: `AwsSolutions-IAM5[Resource::${render(arns.tasksOfCluster)}]`, reason: 'Task ids are generated by ECS: DescribeTasks is limited to the tasks of the configured cluster.' },
-      { id: `AwsSolutions-IAM5[Resource::${render(arns.snapshotArns)}]`, reason: 'Snapshot names carry their timestamp: CreateDBSnapshot/AddTagsToResource are limited to the backout snapshot prefix of this environment.' },
+      ...(autoDowngrade
+        ? [{ id: `AwsSolutions-IAM5[Resource::${render(arns.snapshotArns)}]`, reason: 'Snapshot names carry their timestamp: CreateDBSnapshot/AddTagsToResource are limited to the backout snapshot prefix of this environment.' }]
+        : []),
       { id: 'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]', reason: 'Granted by topic.grantPublish / table.grantReadWriteData on the one customer key of the ops state and incidents topic.' },
       { id: 'AwsSolutions-IAM5[Action::kms:ReEncrypt*]', reason: 'Granted by table.grantReadWriteData on the one customer key of the ops-state table.' },
       { id: 'AwsSolutions-L1', reason: 'Node.js 22 is the house runtime: the CLI, the tests and the bench run the same code on Node 22.' },
@@ -431,10 +442,12 @@ export class Rollback extends Construct {
         { id: 'AwsSolutions-IAM5[Resource::*]', reason: 'CloudWatch Logs delivery and X-Ray actions of Step Functions have no resource-level permissions.' },
       );
     }
-    Validations.of(this.rollbackMachine).acknowledge(
-      { id: `AwsSolutions-IAM5[Resource::${render(arns.apiFamily)}]`, reason: 'RunTask of any revision of the API task family only (the migration runs the CURRENT revision), on the configured cluster only (ecs:cluster condition).' },
-      { id: `AwsSolutions-IAM5[Resource::${render(arns.tasksOfCluster)}]`, reason: 'The migration task id is generated by ECS: StopTask/DescribeTasks are limited to tasks of the configured cluster.' },
-    );
+    if (autoDowngrade) {
+      Validations.of(this.rollbackMachine).acknowledge(
+        { id: `AwsSolutions-IAM5[Resource::${render(arns.apiFamily)}]`, reason: 'RunTask of any revision of the API task family only (the migration runs the CURRENT revision), on the configured cluster only (ecs:cluster condition).' },
+        { id: `AwsSolutions-IAM5[Resource::${render(arns.tasksOfCluster)}]`, reason: 'The migration task id is generated by ECS: StopTask/DescribeTasks are limited to tasks of the configured cluster.' },
+      );
+    }
     Validations.of(this.deadLetterQueue).acknowledge(
       { id: 'AwsSolutions-SQS3', reason: 'This queue is itself the dead-letter queue of the backout alarm and deployment rules.' },
       { id: 'Serverless-SQSRedrivePolicy', reason: 'This queue is the last stop (a dead-letter queue): operators inspect it, nothing consumes it.' },

@@ -13,6 +13,10 @@ const json = (value: unknown) => JSON.stringify(value);
 
 describe('Rollback construct (backout)', () => {
   const { opsTemplate: template } = synthesizeApp();
+  // The migration downgrade's rights exist only with autoDowngradeMigrations.
+  const autoRaw = structuredClone(exampleEnvironment()) as Record<string, Record<string, unknown>>;
+  autoRaw.backout = { ...autoRaw.backout, autoDowngradeMigrations: true };
+  const auto = synthesizeApp({ environment: autoRaw }).opsTemplate;
 
   it('creates the 5xx ratio alarm as metric math with the minimum request count and the 10% threshold', () => {
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
@@ -92,22 +96,37 @@ describe('Rollback construct (backout)', () => {
   });
 
   it('scopes ecs:RunTask to the API task family on the configured cluster', () => {
-    const found = withAction(template, 'ecs:RunTask');
+    const found = withAction(auto, 'ecs:RunTask');
     expect(found).toHaveLength(1);
     expect(json(found[0].Resource)).toMatch(/:ecs:eu-west-3:111111111111:task-definition\/atmr-api:\*"/);
     expect(json(found[0].Condition)).toMatch(/"ArnEquals":\{"ecs:cluster":\{"Fn::Join":\["",\["arn:",\{"Ref":"AWS::Partition"\},":ecs:eu-west-3:111111111111:cluster\/atmr-prod"\]\]\}\}/);
   });
 
   it('scopes iam:PassRole to the two API task roles, for ECS tasks only', () => {
-    const found = withAction(template, 'iam:PassRole').filter((s) => json(s.Resource).includes('atmr-api'));
+    const found = withAction(auto, 'iam:PassRole').filter((s) => json(s.Resource).includes('atmr-api'));
     expect(found).toHaveLength(1);
     expect([...(found[0].Resource as string[])].sort()).toEqual(['arn:aws:iam::111111111111:role/atmr-api-execution', 'arn:aws:iam::111111111111:role/atmr-api-task']);
     expect(found[0].Condition).toEqual({ StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } });
   });
 
+  it('grants no downgrade rights (RunTask, PassRole, killswitch write, snapshot) without autoDowngradeMigrations', () => {
+    const sids = (t: Template) => statements(t).map((s) => (s as { Sid?: string }).Sid);
+    const downgradeSids = ['KillswitchDuringDowngrade', 'SnapshotBeforeDowngrade', 'NameTheSnapshot', 'RunTheMigrationTask', 'PassTheApiTaskRoles'];
+    expect(sids(template).filter((sid) => downgradeSids.includes(sid as string))).toEqual([]);
+    expect(withAction(template, 'ecs:RunTask')).toHaveLength(0);
+    expect([...new Set(sids(auto).filter((sid) => downgradeSids.includes(sid as string)))].sort()).toEqual([...downgradeSids].sort());
+  });
+
+  it('pins to one named parameter per configured service, no wildcard', () => {
+    const [pin] = statements(template).filter((s) => (s as { Sid?: string }).Sid === 'PinRolledBackReleases');
+    expect(json(pin.Resource)).toMatch(/parameter\/atmr-dr\/example\/backout\/pinned\/atmr-api"/);
+    expect(json(pin.Resource)).toMatch(/parameter\/atmr-dr\/example\/backout\/pinned\/atmr-celery"/);
+    expect(json(pin.Resource)).not.toContain('*');
+  });
+
   it('grants no ECS write on "*"', () => {
     for (const action of ['ecs:UpdateService', 'ecs:RunTask', 'ecs:StopTask', 'iam:PassRole', 'ssm:PutParameter']) {
-      for (const s of withAction(template, action)) expect([action, s.Resource]).not.toEqual([action, '*']);
+      for (const s of [...withAction(template, action), ...withAction(auto, action)]) expect([action, s.Resource]).not.toEqual([action, '*']);
     }
   });
 

@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { SDK_RETRY } from '../../../lambdas/shared/aws';
 import { acquireLock, claimReleaseRollback, cooldownUntil, readLock, releaseLock, startCooldown } from '../../../lambdas/backout/state';
 import { guards, report, rollOut } from '../../../lambdas/backout/workflow';
-import { alarmEvent, arrangeHappyAws, metricData, BAD, backoutDeps, GOOD, LocalDynamo, Mocks, resetMocks, seedLkg, service, settings, startLocalDynamo, TD } from './fixtures';
+import { alarmEvent, arrangeHappyAws, lkg, metricData, BAD, backoutDeps, GOOD, LocalDynamo, Mocks, resetMocks, seedLkg, service, settings, startLocalDynamo, TD } from './fixtures';
 
 const mocks: Mocks = {
   ecs: mockClient(ECSClient),
@@ -171,6 +171,17 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
     const state = await guards(backoutDeps(dynamo.doc), settings({ tableName }), alarmInput());
 
     expect(state).toMatchObject({ decision: 'notify', page: true, reason: expect.stringContaining('already runs') });
+  });
+
+  it('does not page for a worker that already runs its last known good (the API alarm fires for every service)', async () => {
+    const tableName = await freshTable();
+    const worker = TD('atmr-celery', 7);
+    await seedLkg(dynamo.doc, { ...lkg(), service: 'atmr-celery', taskDefinitionArn: worker }, tableName);
+    mocks.ecs.on(DescribeServicesCommand).resolves(service(worker));
+
+    const state = await guards(backoutDeps(dynamo.doc), settings({ tableName }), alarmInput('atmr-celery'));
+
+    expect(state).toMatchObject({ decision: 'notify', page: false, reason: expect.stringContaining('nothing to roll back') });
   });
 
   it('records and notifies what it would do in dry run, claiming nothing', async () => {

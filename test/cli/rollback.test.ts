@@ -1,0 +1,209 @@
+import { CloudWatchClient, GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
+import { RDSClient } from '@aws-sdk/client-rds';
+import { DescribeServicesCommand, DescribeTasksCommand, ECSClient, RunTaskCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { SNSClient } from '@aws-sdk/client-sns';
+import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { mockClient } from 'aws-sdk-client-mock';
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { confirmOnTerminal, migrationCommand, RollbackCliContext, serviceCommand, statusCommand } from '../../bin/cli/rollback';
+import { acquireLock, readLock } from '../../lambdas/backout/state';
+import { arrangeHappyAws, metricData, BAD, backoutDeps, GOOD, LocalDynamo, Mocks, resetMocks, seedLkg, service, settings, startLocalDynamo, TD } from '../lambdas/backout/fixtures';
+
+const ROOT = path.join(__dirname, '..', '..');
+const NAMES = {
+  ATMR_ECS_CLUSTER: 'atmr-prod',
+  ATMR_API_SERVICE: 'atmr-api',
+  ATMR_OPS_TABLE: 'ops-state',
+  ATMR_INCIDENTS_TOPIC: 'arn:aws:sns:eu-west-3:111111111111:incidents',
+  KILLSWITCH_PARAMETER: '/atmr/example/killswitch',
+  AWS_REGION: 'eu-west-3',
+  AWS_ACCESS_KEY_ID: 'x',
+  AWS_SECRET_ACCESS_KEY: 'x',
+  // Any AWS call would fail fast: the refusals below must happen before one.
+  AWS_ENDPOINT_URL: 'http://127.0.0.1:9',
+  AWS_MAX_ATTEMPTS: '1',
+};
+
+/** The real CLI in a child process (commander is ESM-only and does not load in jest). */
+function atmrDr(args: string[]) {
+  return spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['bin/atmr-dr.ts', ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...NAMES },
+    encoding: 'utf8',
+    input: '',
+  });
+}
+
+describe('atmr-dr rollback (child process): one-line refusals, nothing changed', () => {
+  it.each([
+    [['rollback', 'migration', '--to', '-1', '--yes'], /^atmr-dr: backout: "-1" is not an Alembic revision: .*never a relative step like -1\n$/],
+    [['rollback', 'service', '--service', 'atmr-nope', '--yes'], /^atmr-dr: backout: unknown service "atmr-nope": use one of atmr-api, atmr-celery .*\n$/],
+    [['rollback', 'service', '--to', TD('atmr-celery', 3), '--yes'], /^atmr-dr: backout: task definition .*atmr-celery:3 is of family "atmr-celery", service atmr-api runs "atmr-api": .*\n$/],
+    [['rollback', 'service', '--to', 'latest', '--yes'], /^atmr-dr: backout: "latest" is not a task definition ARN .*\n$/],
+  ])('%j', (args, message) => {
+    const run = atmrDr(args);
+
+    expect(run.stderr).toMatch(message);
+    expect(run.status).toBe(2);
+    expect(run.stdout).toBe('');
+  });
+});
+
+const mocks: Mocks = {
+  ecs: mockClient(ECSClient),
+  cloudwatch: mockClient(CloudWatchClient),
+  ssm: mockClient(SSMClient),
+  sns: mockClient(SNSClient),
+  events: mockClient(EventBridgeClient),
+  rds: mockClient(RDSClient),
+};
+let dynamo: LocalDynamo;
+let table = 0;
+let printed: string[];
+
+async function context(options: { confirm?: boolean | 'terminal'; now?: () => Date } = {}): Promise<RollbackCliContext> {
+  const tableName = `cli-ops-${++table}`;
+  const { CreateTableCommand } = await import('@aws-sdk/client-dynamodb');
+  await dynamo.client.send(
+    new CreateTableCommand({
+      TableName: tableName,
+      AttributeDefinitions: [
+        { AttributeName: 'pk', AttributeType: 'S' },
+        { AttributeName: 'sk', AttributeType: 'S' },
+      ],
+      KeySchema: [
+        { AttributeName: 'pk', KeyType: 'HASH' },
+        { AttributeName: 'sk', KeyType: 'RANGE' },
+      ],
+      BillingMode: 'PAY_PER_REQUEST',
+    }),
+  );
+  printed = [];
+  return {
+    settings: settings({ tableName }),
+    deps: backoutDeps(dynamo.doc, options.now ?? (() => new Date())),
+    actor: async () => 'alice',
+    confirm: options.confirm === 'terminal' ? confirmOnTerminal : async () => options.confirm === true,
+    print: (line) => printed.push(line),
+    sleep: async () => undefined,
+  };
+}
+
+beforeAll(async () => {
+  dynamo = await startLocalDynamo();
+});
+afterAll(async () => {
+  await dynamo.stop();
+});
+beforeEach(() => {
+  resetMocks(mocks);
+  arrangeHappyAws(mocks);
+  mocks.ecs.on(DescribeServicesCommand).resolves(service(BAD));
+});
+
+describe('rollback service (same core as the workflow)', () => {
+  it('refuses clearly without a last known good, changing nothing', async () => {
+    const ctx = await context({ confirm: true });
+
+    await expect(serviceCommand(ctx, { service: 'atmr-api', yes: true })).rejects.toThrow(/no last known good is recorded for atmr-api .*: pass --to TASK_DEF_ARN \(a revision of atmr-api\)/);
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+  });
+
+  it('refuses to act without a terminal and without --yes', async () => {
+    const ctx = await context({ confirm: 'terminal' });
+    await seedLkg(dynamo.doc, undefined, ctx.settings.tableName);
+
+    await expect(serviceCommand(ctx, { service: 'atmr-api' })).rejects.toThrow(/standard input is not a terminal: re-run with --yes/);
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+  });
+
+  it('does nothing when the operator does not confirm', async () => {
+    const ctx = await context({ confirm: false });
+    await seedLkg(dynamo.doc, undefined, ctx.settings.tableName);
+
+    await expect(serviceCommand(ctx, { service: 'atmr-api' })).rejects.toThrow('rollback: not confirmed, nothing changed');
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+  });
+
+  it('prints the plan and the downgrade command in dry run, and changes nothing', async () => {
+    const ctx = await context();
+    await seedLkg(dynamo.doc, undefined, ctx.settings.tableName);
+
+    await serviceCommand(ctx, { service: 'atmr-api', dryRun: true });
+
+    expect(printed[0]).toBe(`rollback atmr-api: ${BAD} -> ${GOOD} (last known good)`);
+    expect(printed[1]).toMatch(/If needed: flask db downgrade aaa111/);
+    expect(printed.at(-1)).toBe('dry run: nothing changed');
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+    expect(mocks.sns.calls()).toHaveLength(0);
+  });
+
+  it('rolls back with --yes --wait: UpdateService, steady, checks, report, lock released', async () => {
+    const ctx = await context();
+    await seedLkg(dynamo.doc, undefined, ctx.settings.tableName);
+    mocks.ecs.on(DescribeServicesCommand).resolvesOnce(service(BAD)).resolvesOnce(service(BAD)).resolvesOnce(service(GOOD, { rolloutState: 'IN_PROGRESS', others: 1 })).resolves(service(GOOD));
+    mocks.ssm.on(PutParameterCommand).resolves({ Version: 1 });
+    mocks.cloudwatch.on(GetMetricDataCommand).resolves(metricData({ errorPercent: 0.2 }));
+    const probe = jest.fn(async () => new Response('ok', { status: 200 }));
+    (ctx.deps as { fetch?: typeof fetch }).fetch = probe as unknown as typeof fetch;
+
+    await serviceCommand(ctx, { service: 'atmr-api', yes: true, wait: true });
+
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand).map((c) => c.args[0].input.taskDefinition)).toEqual([GOOD]);
+    expect(printed.at(-1)).toMatch(/^rolled-back: atmr-api rolled back and healthy/);
+    expect(probe).toHaveBeenCalledTimes(2);
+    expect(await readLock(dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+  });
+
+  it('takes the same lock: refuses while another rollback holds it, changing nothing', async () => {
+    const ctx = await context();
+    await seedLkg(dynamo.doc, undefined, ctx.settings.tableName);
+    await acquireLock(dynamo.doc, ctx.settings.tableName, { service: 'atmr-api', owner: 'workflow', now: new Date(), ttlSeconds: 600, reason: 'alarm' });
+
+    await expect(serviceCommand(ctx, { service: 'atmr-api', yes: true })).rejects.toMatchObject({ exitCode: 3, message: expect.stringMatching(/holds the lock/) });
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+  });
+
+  it('exits non-zero with the reason when ECS refuses UpdateService', async () => {
+    const ctx = await context();
+    await seedLkg(dynamo.doc, undefined, ctx.settings.tableName);
+    mocks.ecs.on(UpdateServiceCommand).rejects(Object.assign(new Error('service is draining'), { name: 'ServiceNotActiveException' }));
+
+    await expect(serviceCommand(ctx, { service: 'atmr-api', yes: true })).rejects.toThrow(/^rollback: error: see the incidents topic/);
+    expect(printed.at(-1)).toMatch(/^error: /);
+    expect(await readLock(dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+  });
+});
+
+describe('rollback status and migration', () => {
+  it('prints the current release, the last known good with its age, the lock and the history as JSON', async () => {
+    const ctx = await context({ now: () => new Date('2026-05-31T11:10:00.000Z') });
+    await seedLkg(dynamo.doc, undefined, ctx.settings.tableName);
+
+    await statusCommand(ctx, ['atmr-api'], true);
+
+    expect(JSON.parse(printed[0])).toEqual([
+      expect.objectContaining({ service: 'atmr-api', currentTaskDefinition: BAD, lastKnownGood: expect.objectContaining({ taskDefinitionArn: GOOD, ageSeconds: 7200 }), lock: null, rollbacks: [] }),
+    ]);
+  });
+
+  it('stops non-zero on a migration task that exits 1, keeps maintenance and releases the lock', async () => {
+    const ctx = await context();
+    const killswitch = { value: JSON.stringify({ mode: 'normal', reason: 'r', actor: 'a', updatedAt: '2026-05-01T00:00:00.000Z', expiresAt: null }), version: 1 };
+    mocks.ssm.on(GetParameterCommand).callsFake(() => ({ Parameter: { Value: killswitch.value, Version: killswitch.version } }));
+    mocks.ssm.on(PutParameterCommand).callsFake((input: { Value: string }) => {
+      killswitch.value = input.Value;
+      killswitch.version += 1;
+      return { Version: killswitch.version };
+    });
+    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t1' }] });
+    mocks.ecs.on(DescribeTasksCommand).resolves({ tasks: [{ lastStatus: 'STOPPED', containers: [{ name: 'api', exitCode: 1 }] }] });
+
+    await expect(migrationCommand(ctx, { to: 'aaa111', yes: true })).rejects.toThrow(/^rollback: migration downgrade failed \(exit code 1\): the killswitch stays in maintenance/);
+    expect(JSON.parse(killswitch.value).mode).toBe('maintenance');
+    expect(mocks.ecs.commandCalls(RunTaskCommand)[0].args[0].input.taskDefinition).toBe(BAD);
+    expect(await readLock(dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+  });
+});
