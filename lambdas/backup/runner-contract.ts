@@ -22,6 +22,8 @@ export const RUNNER_ENV = {
   weeklySnapshotRetention: 'SNAPSHOT_RETENTION_WEEKLY',
   monthlySnapshotRetention: 'SNAPSHOT_RETENTION_MONTHLY',
   minPitrRetentionDays: 'MIN_PITR_RETENTION_DAYS',
+  /** Days of compliance-mode Object Lock on every monthly object, when set (config backups.monthlyComplianceLockDays). */
+  monthlyComplianceLockDays: 'BACKUP_MONTHLY_COMPLIANCE_LOCK_DAYS',
   /** ECS task only: the tier, when not given as `--tier` on the command line. */
   tier: 'BACKUP_TIER',
 } as const;

@@ -37,6 +37,7 @@ const RunnerSettingsSchema = z.object({
   [RUNNER_ENV.weeklySnapshotRetention]: positiveInt.default(4),
   [RUNNER_ENV.monthlySnapshotRetention]: positiveInt.default(12),
   [RUNNER_ENV.minPitrRetentionDays]: positiveInt.default(7),
+  [RUNNER_ENV.monthlyComplianceLockDays]: positiveInt.optional(),
 });
 
 export interface RunnerSettings {
@@ -51,6 +52,8 @@ export interface RunnerSettings {
   readonly partSizeMiB: number;
   readonly snapshotRetention: { readonly weekly: number; readonly monthly: number };
   readonly minPitrRetentionDays: number;
+  /** Compliance-mode Object Lock days of the monthly tier's objects, when configured. */
+  readonly monthlyComplianceLockDays?: number;
 }
 
 /** Reads the settings, or fails with one line naming the variable (a deployment defect). */
@@ -82,6 +85,7 @@ export function loadRunnerSettings(env: NodeJS.ProcessEnv = process.env): Runner
     partSizeMiB: s[RUNNER_ENV.partSizeMiB],
     snapshotRetention: { weekly: s[RUNNER_ENV.weeklySnapshotRetention], monthly: s[RUNNER_ENV.monthlySnapshotRetention] },
     minPitrRetentionDays: s[RUNNER_ENV.minPitrRetentionDays],
+    monthlyComplianceLockDays: s[RUNNER_ENV.monthlyComplianceLockDays],
   };
 }
 
@@ -139,7 +143,12 @@ export async function runScheduledBackup(deps: ScheduledRunDeps, tier: BackupTie
     logger?.info('backup starting', { tier, database: describeConnection(connection) });
     const result = await runBackup(
       { s3: deps.s3, bucket: settings.bucket, connection, pgBinDir: deps.pgBinDir, metrics: deps.metrics, now: deps.now, signal: deps.signal },
-      { tier, compressionLevel: settings.compressionLevel, partSizeBytes: settings.partSizeMiB * 1024 * 1024 },
+      {
+        tier,
+        compressionLevel: settings.compressionLevel,
+        partSizeBytes: settings.partSizeMiB * 1024 * 1024,
+        ...(tier === 'monthly' && settings.monthlyComplianceLockDays !== undefined && { complianceRetentionDays: settings.monthlyComplianceLockDays }),
+      },
     );
     manifestKey = result.manifestKey;
     logger?.info('backup written', { tier, manifestKey });
