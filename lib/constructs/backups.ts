@@ -23,7 +23,7 @@ import {
   TIER_TAG_KEY,
 } from '../../lambdas/backup/runner-contract';
 import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
-import { BACKUP_TIERS, LATEST_POINTER_KEY, type BackupTier } from '../../lambdas/shared/s3-layout';
+import { BACKUP_TIERS, LATEST_POINTER_KEY, RESTORE_TEST_REPORT_PREFIX, type BackupTier } from '../../lambdas/shared/s3-layout';
 import { ConfigError, type BackupsConfig, type EnvironmentConfig } from '../config';
 import { nagRender } from '../nag';
 import type { BackupDatabase, BackupWorkloadProps } from './backup-workload';
@@ -53,6 +53,12 @@ export interface BackupsProps extends BackupWorkloadProps {
   readonly database: BackupDatabase;
   /** Runner placement and sizing, compression, retention and lock settings (config `backups`). */
   readonly settings: BackupsConfig;
+  /**
+   * Prefix of the restore-test reports, when the restore test is deployed: every run then reports
+   * the newest report's age (`RestoreTestReportAgeSeconds`), the heartbeat of the monthly test.
+   * @default - no report age
+   */
+  readonly restoreTestReportPrefix?: string;
   /**
    * Retries of EventBridge Scheduler when it cannot deliver a run (throttling, target unavailable).
    * @default 3
@@ -434,6 +440,7 @@ function runnerEnvironment(props: BackupsProps, bucketName: string): Record<stri
     [RUNNER_ENV.monthlySnapshotRetention]: String(backups.snapshotRetention.monthly),
     [RUNNER_ENV.minPitrRetentionDays]: String(backups.minPitrRetentionDays),
     ...(backups.monthlyComplianceLockDays !== undefined && { [RUNNER_ENV.monthlyComplianceLockDays]: String(backups.monthlyComplianceLockDays) }),
+    ...(props.restoreTestReportPrefix !== undefined && { [RUNNER_ENV.restoreTestReportPrefix]: props.restoreTestReportPrefix }),
   };
 }
 
@@ -599,5 +606,12 @@ function wildcardFindings(stack: Stack, statements: iam.PolicyStatement[]): { fi
 
 /** The construct's props from the environment's config, around the shared workload props. */
 export function backupsPropsFromConfig(config: EnvironmentConfig, workload: BackupWorkloadProps): BackupsProps {
-  return { ...workload, environmentName: config.name, timeZone: config.timeZone, database: config.database, settings: config.backups };
+  return {
+    ...workload,
+    environmentName: config.name,
+    timeZone: config.timeZone,
+    database: config.database,
+    settings: config.backups,
+    ...(config.restoreTest.enabled && { restoreTestReportPrefix: RESTORE_TEST_REPORT_PREFIX }),
+  };
 }

@@ -11,6 +11,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { RunbookAlarm } from './runbook-alarm';
+import { BACKUP_RUNNER_SERVICE, RUNNER_METRICS } from '../../lambdas/backup/runner-contract';
 import { RESTORE_TEST_ENV, RESTORE_TEST_METRICS, RESTORE_TEST_SERVICE, temporaryInstanceIdentifier } from '../../lambdas/restore/contract';
 import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
 import { BACKUP_TIERS, LATEST_POINTER_KEY, RESTORE_TEST_REPORT_PREFIX } from '../../lambdas/shared/s3-layout';
@@ -18,6 +19,9 @@ import { ConfigError, type EnvironmentConfig, type RestoreTestConfig } from '../
 import { nagRender } from '../nag';
 import type { BackupDatabase, BackupWorkloadProps } from './backup-workload';
 import { runnerImageCode } from './runner-image';
+
+/** The longest gap between two first Wednesdays is 35 days: one day more before "it did not run". */
+const MAX_REPORT_AGE_DAYS = 36;
 
 /** Runbook section 7: "le premier mercredi de chaque mois", after the 02:00 daily backup. */
 export const RESTORE_TEST_SCHEDULE_EXPRESSION = 'cron(0 4 ? * WED#1 *)';
@@ -62,6 +66,8 @@ export class RestoreTest extends Construct {
     readonly rto: cloudwatch.Alarm;
     readonly rpo: cloudwatch.Alarm;
     readonly deadLetters: cloudwatch.Alarm;
+    /** No restore-test report newer than 36 days, or no report age at all ("it ran" alarm). */
+    readonly notRun: cloudwatch.Alarm;
     /** useTemporaryInstance: the state machine failed or timed out. */
     readonly executions?: cloudwatch.Alarm;
   };
@@ -466,7 +472,27 @@ export class RestoreTest extends Construct {
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       ...common,
     });
-    return { failed, errors, rto, rpo, deadLetters, ...(executions && { executions }) };
+    // The "it ran" alarm. The outcome alarms above treat missing data as fine (a month without a run
+    // has no failure to report); this one does not: the backup runner reports the age of the newest
+    // report every hour, and a missing age (no report ever, or no runner) is breaching too.
+    const notRun = new RunbookAlarm(this, 'NotRunAlarm', {
+      ...common,
+      what: 'NotRun',
+      summary: `no restore-test report for more than ${MAX_REPORT_AGE_DAYS} days (the test is monthly): it did not run, or nothing reports its age`,
+      metric: new cloudwatch.Metric({
+        namespace: METRICS_NAMESPACE,
+        metricName: RUNNER_METRICS.restoreTestReportAgeSeconds,
+        dimensionsMap: { service: BACKUP_RUNNER_SERVICE },
+        statistic: 'Maximum',
+        period: Duration.hours(1),
+      }),
+      threshold: MAX_REPORT_AGE_DAYS * 86_400,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 3,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    });
+    return { failed, errors, rto, rpo, deadLetters, notRun, ...(executions && { executions }) };
   }
 }
 
