@@ -70,17 +70,17 @@ describe('keys: one for the backups only, one for everything else; neither can b
   });
 
   it.each(['BackupKey', 'OpsKey'])('%s: denies ScheduleKeyDeletion and DisableKey to everyone when no break-glass role is configured', (id) => {
-    const deny = keyPolicy(dataTemplate, id).find((s) => s.Sid === 'DenyKeyDeletionOrDisableExceptBreakGlass');
+    const raw = structuredClone(exampleEnvironment());
+    delete raw.breakGlassRoleArn;
+    const { dataTemplate: withoutBreakGlass } = synthesizeApp({ environment: raw });
+    const deny = keyPolicy(withoutBreakGlass, id).find((s) => s.Sid === 'DenyKeyDeletionOrDisableExceptBreakGlass');
     expect(deny).toMatchObject({ Effect: 'Deny', Principal: { AWS: '*' }, Action: ['kms:DisableKey', 'kms:ScheduleKeyDeletion'], Resource: '*' });
     expect(deny?.Condition).toBeUndefined();
   });
 
   it('exempts only the configured break-glass role from that deny', () => {
-    const raw = structuredClone(exampleEnvironment());
-    raw.breakGlassRoleArn = 'arn:aws:iam::111111111111:role/atmr-break-glass';
-    const { dataTemplate: withBreakGlass } = synthesizeApp({ environment: raw });
     for (const id of ['BackupKey', 'OpsKey']) {
-      const deny = keyPolicy(withBreakGlass, id).find((s) => s.Sid === 'DenyKeyDeletionOrDisableExceptBreakGlass');
+      const deny = keyPolicy(dataTemplate, id).find((s) => s.Sid === 'DenyKeyDeletionOrDisableExceptBreakGlass');
       expect(deny?.Condition).toEqual({ ArnNotEquals: { 'aws:PrincipalArn': 'arn:aws:iam::111111111111:role/atmr-break-glass' } });
     }
   });
