@@ -259,6 +259,8 @@ describe('backups construct (example environment, lambda runner)', () => {
         'MIN_PITR_RETENTION_DAYS',
         'POWERTOOLS_METRICS_NAMESPACE',
         'POWERTOOLS_SERVICE_NAME',
+        // The example deploys the restore test: the runner reports its report age.
+        'RESTORE_TEST_REPORT_PREFIX',
         'SNAPSHOT_RETENTION_MONTHLY',
         'SNAPSHOT_RETENTION_WEEKLY',
       ].sort(),
