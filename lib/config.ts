@@ -88,6 +88,14 @@ export const BackupsConfigSchema = z.strictObject({
   ephemeralStorageMiB: z.number().int().min(512).max(10240).default(4096),
   /** S3 Object Lock in governance mode, with this default retention in days, when set. */
   objectLockGovernanceDays: z.number().int().min(1).max(3650).optional(),
+  /**
+   * S3 Object Lock in COMPLIANCE mode for the monthly tier, retained this many days, when set (at
+   * least the monthly retention, 365). Nobody, the account root included, can delete or overwrite a
+   * monthly backup before its date, and a key deletion could still make it unreadable: see
+   * docs/backups.md "Write-once backups". Enables Object Lock on the bucket (an existing one too),
+   * which can never be turned off again.
+   */
+  monthlyComplianceLockDays: z.number().int().min(365).max(3650).optional(),
   /** Manual RDS snapshots kept per tier (weekly and monthly tiers take one). */
   snapshotRetention: z
     .strictObject({ weekly: z.number().int().min(1).default(4), monthly: z.number().int().min(1).default(12) })
@@ -498,6 +506,11 @@ export const EnvironmentConfigSchema = z.strictObject({
   timeZone: timeZone.default('Europe/Paris'),
   /** Is this the production environment (guards destructive operations). */
   production: z.boolean().default(false),
+  /**
+   * The only role allowed to schedule the deletion of, or disable, the app's KMS keys (backups and
+   * operations). Without it nobody can, until the key policy is changed by a deploy.
+   */
+  breakGlassRoleArn: arn.optional(),
   network: NetworkConfigSchema,
   database: DatabaseConfigSchema,
   backups: BackupsConfigSchema.default(() => BackupsConfigSchema.parse({})),
@@ -513,6 +526,9 @@ export const EnvironmentConfigSchema = z.strictObject({
 
 /** A validated environment: `name` is always set (the environment's key). */
 export type EnvironmentConfig = z.infer<typeof EnvironmentConfigSchema> & { readonly name: string };
+export type DatabaseConfig = z.infer<typeof DatabaseConfigSchema>;
+export type BackupsConfig = z.infer<typeof BackupsConfigSchema>;
+export type RestoreTestConfig = z.infer<typeof RestoreTestConfigSchema>;
 
 /** Thrown for a config that cannot be used; the message is one line naming the field and the fix. */
 export class ConfigError extends Error {

@@ -17,8 +17,17 @@ export interface DataStackProps extends StackProps {
  * of the construct tree never replaces (and so deletes) a backup bucket, a key or a table.
  */
 export class DataStack extends Stack {
-  /** Customer-managed key for backups, the ops-state table and the incidents topic. */
-  readonly key: kms.Key;
+  /**
+   * Key of the backups only: the bucket's objects. Used by the backup runner and the restore paths,
+   * nothing else, so that no other role's grant can read (or re-encrypt) a backup.
+   */
+  readonly backupKey: kms.Key;
+  /** Key of everything else the app encrypts: ops-state table, topics, queues. */
+  readonly opsKey: kms.Key;
+  /** @deprecated The operations key: use `opsKey` (never backups) or `backupKey` (backup objects only) by name. */
+  get key(): kms.Key {
+    return this.opsKey;
+  }
   /** Backup bucket: `<tier>/...` objects, `latest/` pointers, `restore-tests/` reports. */
   readonly backupBucket: s3.Bucket;
   /** Ops state (incidents, idempotency records): pk/sk, with TTL on `expiresAt`. */
@@ -30,14 +39,22 @@ export class DataStack extends Stack {
     super(scope, id, props);
     const { config } = props;
 
-    this.key = new kms.Key(this, 'Key', {
+    this.backupKey = new kms.Key(this, 'Key', {
       alias: `alias/atmr-dr/${config.name}`,
-      description: `atmr-dr ${config.name}: backups, ops state, incident notifications`,
+      description: `atmr-dr ${config.name}: backups only (bucket objects)`,
       enableKeyRotation: true,
       removalPolicy: RemovalPolicy.RETAIN,
     });
-    // CloudWatch alarms publish to the KMS-encrypted incidents topic: they need the key.
-    this.key.addToResourcePolicy(
+    pin(this.backupKey, 'BackupKey');
+    this.opsKey = new kms.Key(this, 'OpsKey', {
+      alias: `alias/atmr-dr/${config.name}/ops`,
+      description: `atmr-dr ${config.name}: ops state, incident notifications, queues (never backups)`,
+      enableKeyRotation: true,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    pin(this.opsKey, 'OpsKey');
+    // CloudWatch alarms publish to the KMS-encrypted incidents topic: they need its key.
+    this.opsKey.addToResourcePolicy(
       new iam.PolicyStatement({
         sid: 'AllowCloudWatchAlarmsToPublishToEncryptedTopics',
         principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
@@ -46,7 +63,7 @@ export class DataStack extends Stack {
         conditions: { StringEquals: { 'aws:SourceAccount': this.account } },
       }),
     );
-    pin(this.key, 'BackupKey');
+    for (const key of [this.backupKey, this.opsKey]) key.addToResourcePolicy(keyDeletionGuard(config.breakGlassRoleArn));
 
     // Server access logs cannot be delivered to a KMS-encrypted bucket: SSE-S3 here.
     const accessLogs = new s3.Bucket(this, 'AccessLogs', {
@@ -67,7 +84,7 @@ export class DataStack extends Stack {
     const lockDays = config.backups.objectLockGovernanceDays;
     this.backupBucket = new s3.Bucket(this, 'Backups', {
       encryption: s3.BucketEncryption.KMS,
-      encryptionKey: this.key,
+      encryptionKey: this.backupKey,
       bucketKeyEnabled: true,
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       enforceSSL: true,
@@ -84,11 +101,13 @@ export class DataStack extends Stack {
       lifecycleRules: [
         // One rule per tier prefix. S3 rounds every expiry up to the next midnight UTC, so an
         // hourly dump lives between 24 and 48 hours: "the last 24 hourly backups" always exist.
+        // A backup made noncurrent (deleted by hand or by a compromised role: overwrites are refused)
+        // stays recoverable as long as its tier's retention.
         ...BACKUP_TIERS.map((tier) => ({
           id: `expire-${tier}`,
           prefix: `${tier}/`,
           expiration: Duration.days(TIER_RETENTION_DAYS[tier]),
-          noncurrentVersionExpiration: Duration.days(1),
+          noncurrentVersionExpiration: Duration.days(TIER_RETENTION_DAYS[tier]),
         })),
         { id: 'expire-restore-test-reports', prefix: 'restore-tests/', expiration: Duration.days(400), noncurrentVersionExpiration: Duration.days(1) },
         // The pointers (latest.json, latest/<tier>.json) are rewritten every run: keep their history a day.
@@ -98,13 +117,20 @@ export class DataStack extends Stack {
       ],
     });
     pin(this.backupBucket, 'BackupBucket');
+    for (const statement of writeOnceStatements(this.backupBucket, this.backupKey)) this.backupBucket.addToResourcePolicy(statement);
+    if (config.backups.monthlyComplianceLockDays !== undefined && lockDays === undefined) {
+      // Object Lock without a default retention: only the monthly objects carry one (set by the runner,
+      // compliance mode). Set through ObjectLockConfiguration, which CloudFormation applies to an
+      // existing bucket in place; the top-level ObjectLockEnabled would replace the bucket.
+      (this.backupBucket.node.defaultChild as s3.CfnBucket).objectLockConfiguration = { objectLockEnabled: 'Enabled' };
+    }
 
     this.opsStateTable = new dynamodb.Table(this, 'OpsState', {
       partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
       sortKey: { name: 'sk', type: dynamodb.AttributeType.STRING },
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED,
-      encryptionKey: this.key,
+      encryptionKey: this.opsKey,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       timeToLiveAttribute: 'expiresAt',
       deletionProtection: true,
@@ -121,6 +147,41 @@ export class DataStack extends Stack {
     new CfnOutput(this, 'KillswitchParameterName', { value: config.killswitch.parameterName });
     new CfnOutput(this, 'OpsStateTableName', { value: this.opsStateTable.tableName });
   }
+}
+
+/**
+ * Key policy statement: nobody but the break-glass role may schedule the key's deletion or disable it
+ * (an explicit deny beats any IAM grant, administrators included). Both calls also raise an alarm
+ * (KeyGuard in the ops stack).
+ */
+function keyDeletionGuard(breakGlassRoleArn: string | undefined): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid: 'DenyKeyDeletionOrDisableExceptBreakGlass',
+    effect: iam.Effect.DENY,
+    principals: [new iam.AnyPrincipal()],
+    actions: ['kms:ScheduleKeyDeletion', 'kms:DisableKey'],
+    resources: ['*'],
+    ...(breakGlassRoleArn && { conditions: { ArnNotEquals: { 'aws:PrincipalArn': breakGlassRoleArn } } }),
+  });
+}
+
+/**
+ * Backups are written once: under a tier prefix S3 refuses any object creation without
+ * `If-None-Match` (so an existing backup is never overwritten, whoever holds s3:PutObject), and any
+ * encryption but the backup key (so nobody re-encrypts backups under a key they control). The
+ * multipart steps that cannot carry the header (CreateMultipartUpload, UploadPart) are told apart
+ * by `s3:ObjectCreationOperation`; the encryption headers, when sent, are on CreateMultipartUpload
+ * and PutObject. Absent encryption headers mean the bucket default: the backup key.
+ */
+export function writeOnceStatements(bucket: s3.IBucket, backupKey: kms.IKey): iam.PolicyStatement[] {
+  const tierObjects = BACKUP_TIERS.map((tier) => bucket.arnForObjects(`${tier}/*`));
+  const deny = (sid: string, conditions: Record<string, unknown>) =>
+    new iam.PolicyStatement({ sid, effect: iam.Effect.DENY, principals: [new iam.AnyPrincipal()], actions: ['s3:PutObject'], resources: tierObjects, conditions });
+  return [
+    deny('DenyBackupOverwrites', { Null: { 's3:if-none-match': 'true' }, Bool: { 's3:ObjectCreationOperation': 'true' } }),
+    deny('DenyBackupsUnderAnotherKey', { StringNotEqualsIfExists: { 's3:x-amz-server-side-encryption-aws-kms-key-id': backupKey.keyArn } }),
+    deny('DenyBackupsWithoutKms', { StringNotEqualsIfExists: { 's3:x-amz-server-side-encryption': 'aws:kms' } }),
+  ];
 }
 
 /** Pins the CloudFormation logical ID of a stateful resource so tree refactors never replace it. */

@@ -4,11 +4,13 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { EnvironmentConfig, resolveRecoveryConfig } from './config';
 import { DataStack } from './data-stack';
-import { Backups } from './constructs/backups';
+import { Backups, backupsPropsFromConfig } from './constructs/backups';
+import type { BackupWorkloadProps } from './constructs/backup-workload';
 import { DashboardGraph, OpsDashboard } from './constructs/dashboard';
 import { Detection, detectionPropsFromConfig } from './constructs/detection';
 import { Killswitch } from './constructs/killswitch';
-import { RestoreTest } from './constructs/restore-test';
+import { KeyGuard } from './constructs/key-guard';
+import { RestoreTest, restoreTestPropsFromConfig } from './constructs/restore-test';
 import { Rollback } from './constructs/rollback';
 import { Recovery } from './constructs/recovery';
 
@@ -46,7 +48,7 @@ export class OpsStack extends Stack {
 
     this.incidentsTopic = new sns.Topic(this, 'Incidents', {
       displayName: `atmr-dr ${config.name} incidents`,
-      masterKey: data.key,
+      masterKey: data.opsKey,
       enforceSSL: true,
     });
 
@@ -62,26 +64,18 @@ export class OpsStack extends Stack {
       slack: config.killswitch.slack,
       incidentsTopic: this.incidentsTopic,
     });
-    const backups = new Backups(this, 'Backups', {
-      config,
-      bucket: data.backupBucket,
-      key: data.key,
+    const workload: BackupWorkloadProps = {
       vpc,
       subnets: privateSubnets,
       databaseSecurityGroup,
+      bucket: data.backupBucket,
+      backupKey: data.backupKey,
+      opsKey: data.opsKey,
       alarmTopic: this.incidentsTopic,
-    });
-    const restoreTest = config.restoreTest.enabled
-      ? new RestoreTest(this, 'RestoreTest', {
-          config,
-          bucket: data.backupBucket,
-          key: data.key,
-          vpc,
-          subnets: privateSubnets,
-          databaseSecurityGroup,
-          alarmTopic: this.incidentsTopic,
-        })
-      : undefined;
+    };
+    const backups = new Backups(this, 'Backups', backupsPropsFromConfig(config, workload));
+    const restoreTest = config.restoreTest.enabled ? new RestoreTest(this, 'RestoreTest', restoreTestPropsFromConfig(config, workload)) : undefined;
+    const keyGuard = new KeyGuard(this, 'KeyGuard', { environmentName: config.name, keys: [data.backupKey, data.opsKey], alarmTopic: this.incidentsTopic });
 
     const backout = config.backout;
     if (backout?.enabled) {
@@ -138,9 +132,9 @@ export class OpsStack extends Stack {
         alembicVersionTable: recovery.alembicVersionTable,
         maxWait: Duration.minutes(recovery.maxWaitMinutes),
         opsTable: data.opsStateTable,
-        opsTableKey: data.key,
+        opsTableKey: data.opsKey,
         incidentsTopic: this.incidentsTopic,
-        incidentsTopicKey: data.key,
+        incidentsTopicKey: data.opsKey,
         vpc,
         subnets: privateSubnets,
         databaseSecurityGroup,
@@ -169,7 +163,13 @@ export class OpsStack extends Stack {
     if (detection) graphs.push(...detection.dashboardGraphs);
     new OpsDashboard(this, 'Dashboard', {
       environmentName: config.name,
-      alarms: [...Object.values(backups.alarms), ...(restoreTest ? Object.values(restoreTest.alarms) : []), ...Object.values(detection?.alarms ?? {})].filter(
+      alarms: [
+        ...Object.values(backups.alarms),
+        ...(restoreTest ? Object.values(restoreTest.alarms) : []),
+        ...Object.values(killswitch.alarms),
+        keyGuard.alarm,
+        ...Object.values(detection?.alarms ?? {}),
+      ].filter(
         (alarm): alarm is NonNullable<typeof alarm> => alarm !== undefined,
       ),
       graphs,

@@ -22,6 +22,10 @@ export const RUNNER_ENV = {
   weeklySnapshotRetention: 'SNAPSHOT_RETENTION_WEEKLY',
   monthlySnapshotRetention: 'SNAPSHOT_RETENTION_MONTHLY',
   minPitrRetentionDays: 'MIN_PITR_RETENTION_DAYS',
+  /** Days of compliance-mode Object Lock on every monthly object, when set (config backups.monthlyComplianceLockDays). */
+  monthlyComplianceLockDays: 'BACKUP_MONTHLY_COMPLIANCE_LOCK_DAYS',
+  /** Where the restore test writes its reports, when it is deployed: the runner reports their age. */
+  restoreTestReportPrefix: 'RESTORE_TEST_REPORT_PREFIX',
   /** ECS task only: the tier, when not given as `--tier` on the command line. */
   tier: 'BACKUP_TIER',
 } as const;
@@ -46,6 +50,11 @@ export const RUNNER_METRICS = {
   scheduledRunFailure: 'ScheduledRunFailure',
   /** Age of the newest good backup (any tier) at the end of a run. Dims {service}. */
   latestBackupAgeSeconds: 'LatestBackupAgeSeconds',
+  /**
+   * Age of the newest restore-test report, every run (when the restore test is deployed): the
+   * hourly heartbeat of a monthly test, so that a test that never runs is noticed. Dims {service}.
+   */
+  restoreTestReportAgeSeconds: 'RestoreTestReportAgeSeconds',
 } as const;
 
 /** Every manual snapshot this tool takes starts with this prefix (IAM scopes deletes to it). */

@@ -1,4 +1,4 @@
-import type { S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import type { RDSClient } from '@aws-sdk/client-rds';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { Logger } from '@aws-lambda-powertools/logger';
@@ -37,6 +37,8 @@ const RunnerSettingsSchema = z.object({
   [RUNNER_ENV.weeklySnapshotRetention]: positiveInt.default(4),
   [RUNNER_ENV.monthlySnapshotRetention]: positiveInt.default(12),
   [RUNNER_ENV.minPitrRetentionDays]: positiveInt.default(7),
+  [RUNNER_ENV.monthlyComplianceLockDays]: positiveInt.optional(),
+  [RUNNER_ENV.restoreTestReportPrefix]: z.string().min(1).optional(),
 });
 
 export interface RunnerSettings {
@@ -51,6 +53,10 @@ export interface RunnerSettings {
   readonly partSizeMiB: number;
   readonly snapshotRetention: { readonly weekly: number; readonly monthly: number };
   readonly minPitrRetentionDays: number;
+  /** Compliance-mode Object Lock days of the monthly tier's objects, when configured. */
+  readonly monthlyComplianceLockDays?: number;
+  /** Prefix of the restore-test reports, when the restore test is deployed. */
+  readonly restoreTestReportPrefix?: string;
 }
 
 /** Reads the settings, or fails with one line naming the variable (a deployment defect). */
@@ -77,6 +83,8 @@ export function loadRunnerSettings(env: NodeJS.ProcessEnv = process.env): Runner
     partSizeMiB: s[RUNNER_ENV.partSizeMiB],
     snapshotRetention: { weekly: s[RUNNER_ENV.weeklySnapshotRetention], monthly: s[RUNNER_ENV.monthlySnapshotRetention] },
     minPitrRetentionDays: s[RUNNER_ENV.minPitrRetentionDays],
+    monthlyComplianceLockDays: s[RUNNER_ENV.monthlyComplianceLockDays],
+    restoreTestReportPrefix: s[RUNNER_ENV.restoreTestReportPrefix],
   };
 }
 
@@ -122,7 +130,12 @@ export async function runScheduledBackup(deps: ScheduledRunDeps, tier: BackupTie
     logger?.info('backup starting', { tier, database: describeConnection(connection) });
     const result = await runBackup(
       { s3: deps.s3, bucket: settings.bucket, connection, pgBinDir: deps.pgBinDir, metrics: deps.metrics, now: deps.now, signal: deps.signal },
-      { tier, compressionLevel: settings.compressionLevel, partSizeBytes: settings.partSizeMiB * 1024 * 1024 },
+      {
+        tier,
+        compressionLevel: settings.compressionLevel,
+        partSizeBytes: settings.partSizeMiB * 1024 * 1024,
+        ...(tier === 'monthly' && settings.monthlyComplianceLockDays !== undefined && { complianceRetentionDays: settings.monthlyComplianceLockDays }),
+      },
     );
     manifestKey = result.manifestKey;
     logger?.info('backup written', { tier, manifestKey });
@@ -147,6 +160,7 @@ export async function runScheduledBackup(deps: ScheduledRunDeps, tier: BackupTie
   if (rdsSide.snapshot) logger?.info('snapshot taken', { tier, ...rdsSide.snapshot });
 
   await emitLatestBackupAge(deps, now());
+  await emitRestoreTestReportAge(deps, now());
 
   if (errors.length > 0 || manifestKey === undefined) {
     emitServiceMetric(deps.metrics, RUNNER_METRICS.scheduledRunFailure, MetricUnit.Count, 1);
@@ -168,6 +182,31 @@ async function emitLatestBackupAge(deps: ScheduledRunDeps, now: Date): Promise<v
     emitServiceMetric(deps.metrics, RUNNER_METRICS.latestBackupAgeSeconds, MetricUnit.Seconds, ageSeconds);
   } catch (error) {
     deps.logger?.warn('cannot read the latest backup pointer for the age metric', { error: oneLine(error) });
+  }
+}
+
+/**
+ * Age of the newest restore-test report. Nothing is emitted while there is none (a test that never
+ * ran), and its alarm treats missing data as breaching. Best effort: a listing error only logs.
+ */
+export async function emitRestoreTestReportAge(deps: Pick<ScheduledRunDeps, 's3' | 'settings' | 'metrics' | 'logger'>, now: Date): Promise<void> {
+  const prefix = deps.settings.restoreTestReportPrefix;
+  if (!deps.metrics || !prefix) return;
+  try {
+    let newest = 0;
+    let token: string | undefined;
+    do {
+      const page = await deps.s3.send(new ListObjectsV2Command({ Bucket: deps.settings.bucket, Prefix: prefix, ContinuationToken: token }));
+      for (const object of page.Contents ?? []) newest = Math.max(newest, object.LastModified?.getTime() ?? 0);
+      token = page.NextContinuationToken;
+    } while (token);
+    if (newest === 0) {
+      deps.logger?.warn('no restore-test report yet: the restore test has never run', { prefix });
+      return;
+    }
+    emitServiceMetric(deps.metrics, RUNNER_METRICS.restoreTestReportAgeSeconds, MetricUnit.Seconds, Math.max(0, Math.round((now.getTime() - newest) / 1000)));
+  } catch (error) {
+    deps.logger?.warn('cannot list the restore-test reports for their age metric', { error: oneLine(error) });
   }
 }
 

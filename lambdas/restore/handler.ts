@@ -1,4 +1,4 @@
-import { RDSClient } from '@aws-sdk/client-rds';
+import { DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { createS3Client, DEFAULT_MAX_ATTEMPTS } from '../shared/aws';
 import { OperatorError } from '../shared/errors';
 import { observability } from '../shared/observability';
-import { RESTORE_TEST_SERVICE } from './contract';
+import { RESTORE_TEST_ENV, RESTORE_TEST_SERVICE } from './contract';
 import { LambdaRestoreRequestSchema, loadRestoreTestSettings, loadTemporaryInstanceSettings, runLambdaRestore, runScheduledRestoreTest } from './scheduled';
 import { createTemporaryInstance, deleteTemporaryInstance, temporaryInstanceStatus } from './temporary-instance';
 
@@ -35,6 +35,24 @@ const RestoreTestEventSchema = z.object({
   targetPort: z.number().int().min(1).max(65535).optional(),
 });
 const TemporaryInstanceEventSchema = z.strictObject({ temporaryInstance: z.enum(['create', 'status', 'delete']) });
+/** Temporary-instance mode: nothing in the event can name a target, the temporary instance is the only one. */
+const TemporaryInstanceTestEventSchema = z.strictObject({ tier: z.enum(['hourly', 'daily', 'weekly', 'monthly']).optional() });
+
+/**
+ * The temporary instance as the test's target: its endpoint and its own RDS-managed master secret,
+ * looked up by its fixed name (the function holds no production host, port or secret).
+ */
+export async function temporaryInstanceTarget(rds: RDSClient, identifier: string): Promise<{ host: string; port: number; secretArn: string }> {
+  const instance = (await rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: identifier }))).DBInstances?.[0];
+  const host = instance?.Endpoint?.Address;
+  const secretArn = instance?.MasterUserSecret?.SecretArn;
+  if (instance?.DBInstanceStatus !== 'available' || !host || !secretArn || instance.MasterUserSecret?.SecretStatus !== 'active') {
+    throw new OperatorError(
+      `temporary instance ${identifier} is not ready for the test (status ${instance?.DBInstanceStatus ?? 'unknown'}, master secret ${instance?.MasterUserSecret?.SecretStatus ?? 'none'}): run it through the state machine`,
+    );
+  }
+  return { host, port: instance.Endpoint?.Port ?? 5432, secretArn };
+}
 
 export async function restoreTestHandler(event: unknown) {
   if (typeof event === 'object' && event !== null && 'temporaryInstance' in event) {
@@ -47,12 +65,28 @@ export async function restoreTestHandler(event: unknown) {
     logger.info(`temporary instance ${step.data.temporaryInstance}`, { result });
     return result;
   }
+  const temporaryInstance = process.env[RESTORE_TEST_ENV.temporaryInstance];
+  let env: NodeJS.ProcessEnv = process.env;
+  if (temporaryInstance) {
+    if (!TemporaryInstanceTestEventSchema.safeParse(event ?? {}).success) {
+      throw new OperatorError('this restore test runs on a temporary instance: its event is {} or {"tier": "hourly|daily|weekly|monthly"}, and names no target');
+    }
+    rdsClient ??= tracer.captureAWSv3Client(new RDSClient({ maxAttempts: DEFAULT_MAX_ATTEMPTS }));
+    const target = await temporaryInstanceTarget(rdsClient, temporaryInstance);
+    env = {
+      ...process.env,
+      [RESTORE_TEST_ENV.targetHost]: target.host,
+      [RESTORE_TEST_ENV.targetPort]: String(target.port),
+      [RESTORE_TEST_ENV.targetSecretArn]: target.secretArn,
+      [RESTORE_TEST_ENV.iamAuthUser]: undefined,
+    };
+  }
   const isRestore = typeof event === 'object' && event !== null && 'restore' in event;
   const parsed = isRestore ? RestoreEventSchema.safeParse(event) : RestoreTestEventSchema.safeParse(event ?? {});
   if (!parsed.success) {
     throw new OperatorError('restore event must be {} or {"tier": "hourly|daily|weekly|monthly"} (restore test), or {"restore": {"ref": "latest", "targetDb": "<name>"}}');
   }
-  const settings = loadRestoreTestSettings(process.env);
+  const settings = loadRestoreTestSettings(env);
   clients ??= {
     s3: createS3Client(),
     secretsManager: tracer.captureAWSv3Client(new SecretsManagerClient({ maxAttempts: DEFAULT_MAX_ATTEMPTS })),

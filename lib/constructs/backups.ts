@@ -7,10 +7,8 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
-import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { RunbookAlarm } from './runbook-alarm';
@@ -22,11 +20,13 @@ import {
   RUNNER_ENV,
   RUNNER_METRICS,
   SNAPSHOT_PREFIX,
+  TIER_TAG_KEY,
 } from '../../lambdas/backup/runner-contract';
 import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
-import { BACKUP_TIERS, LATEST_POINTER_KEY, type BackupTier } from '../../lambdas/shared/s3-layout';
-import { ConfigError, type EnvironmentConfig } from '../config';
+import { BACKUP_TIERS, LATEST_POINTER_KEY, RESTORE_TEST_REPORT_PREFIX, type BackupTier } from '../../lambdas/shared/s3-layout';
+import { ConfigError, type BackupsConfig, type EnvironmentConfig } from '../config';
 import { nagRender } from '../nag';
+import type { BackupDatabase, BackupWorkloadProps } from './backup-workload';
 import { RUNNER_TASK_ENTRY_POINT, runnerContainerImage, runnerImageCode } from './runner-image';
 
 /**
@@ -44,21 +44,21 @@ export const BACKUP_SCHEDULE_EXPRESSIONS: Readonly<Record<BackupTier, string>> =
 /** Tiers whose runs also take a manual RDS snapshot (lambdas/backup/rds.ts). */
 const SNAPSHOT_TIERS = ['weekly', 'monthly'] as const;
 
-export interface BackupsProps {
-  /** The environment's config: database, backups, timeZone and name are read. */
-  readonly config: EnvironmentConfig;
-  /** Backup bucket of the data stack (`<tier>/`, `latest/`, `latest.json`). */
-  readonly bucket: s3.IBucket;
-  /** Customer-managed key of the bucket; also encrypts the dead-letter queue. */
-  readonly key: kms.IKey;
-  /** VPC of the database. */
-  readonly vpc: ec2.IVpc;
-  /** Private subnets where the runner runs (routes to S3 and the AWS APIs). */
-  readonly subnets: ec2.SubnetSelection;
-  /** Security group of the database: receives an ingress rule from the runner's group on the DB port. */
-  readonly databaseSecurityGroup: ec2.ISecurityGroup;
-  /** Topic every alarm notifies (the ops stack's incidents topic). */
-  readonly alarmTopic: sns.ITopic;
+export interface BackupsProps extends BackupWorkloadProps {
+  /** Environment name (resource descriptions, alarm names, config paths in errors). */
+  readonly environmentName: string;
+  /** IANA time zone of the schedules. */
+  readonly timeZone: string;
+  /** The database to back up (the runner connects to it and snapshots its instance). */
+  readonly database: BackupDatabase;
+  /** Runner placement and sizing, compression, retention and lock settings (config `backups`). */
+  readonly settings: BackupsConfig;
+  /**
+   * Prefix of the restore-test reports, when the restore test is deployed: every run then reports
+   * the newest report's age (`RestoreTestReportAgeSeconds`), the heartbeat of the monthly test.
+   * @default - no report age
+   */
+  readonly restoreTestReportPrefix?: string;
   /**
    * Retries of EventBridge Scheduler when it cannot deliver a run (throttling, target unavailable).
    * @default 3
@@ -106,14 +106,13 @@ export class Backups extends Construct {
 
   constructor(scope: Construct, id: string, props: BackupsProps) {
     super(scope, id);
-    const { config, bucket, key, vpc, subnets } = props;
-    const { database, backups } = config;
+    const { bucket, backupKey, vpc, database, environmentName } = props;
     const stack = Stack.of(this);
 
     // --- network: HTTPS to the AWS APIs, PostgreSQL to the database, nothing else ---
     this.securityGroup = new ec2.SecurityGroup(this, 'RunnerSecurityGroup', {
       vpc,
-      description: `atmr-dr ${config.name} backup runner: HTTPS to AWS APIs, PostgreSQL to the database`,
+      description: `atmr-dr ${environmentName} backup runner: HTTPS to AWS APIs, PostgreSQL to the database`,
       allowAllOutbound: false,
     });
     this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'AWS APIs (S3, Secrets Manager, RDS, CloudWatch) over HTTPS');
@@ -122,7 +121,7 @@ export class Backups extends Construct {
     // --- dead letters: undeliverable schedules and failed async runs ---
     this.deadLetterQueue = new sqs.Queue(this, 'DeadLetters', {
       encryption: sqs.QueueEncryption.KMS,
-      encryptionMasterKey: key,
+      encryptionMasterKey: props.opsKey,
       dataKeyReuse: Duration.hours(1),
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
@@ -134,7 +133,6 @@ export class Backups extends Construct {
       { id: 'Serverless-SQSRedrivePolicy', reason: isTheDeadLetterQueue },
     );
 
-    const environment = runnerEnvironment(config, bucket.bucketName);
     // A named export for the bucket ARN (when the bucket lives in the data stack): the IAM5
     // acknowledgements below name the exact object-prefix ARNs, so they need a stable name.
     const bucketStack = Stack.of(bucket);
@@ -142,140 +140,164 @@ export class Backups extends Construct {
       bucketStack !== stack && Token.isUnresolved(bucket.bucketArn)
         ? bucketStack.exportValue(bucket.bucketArn, { name: `${bucketStack.stackName}:BackupBucketArn` })
         : bucket.bucketArn;
-    const runnerStatements = runnerPolicyStatements(stack, config, bucketArn, key);
-    const runnerWildcards = wildcardFindings(stack, runnerStatements);
-    const scheduleRetry = {
-      deadLetterQueue: this.deadLetterQueue,
-      retryAttempts: props.scheduleRetryAttempts ?? 3,
-      maxEventAge: props.scheduleMaxEventAge ?? Duration.hours(1),
-    };
-    const schedulerRole = new iam.Role(this, 'SchedulerRole', {
-      description: `atmr-dr ${config.name}: EventBridge Scheduler starts the backup runner`,
-      assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', {
-        conditions: { StringEquals: { 'aws:SourceAccount': stack.account } },
+    const runner: RunnerInputs = {
+      environment: runnerEnvironment(props, bucket.bucketName),
+      statements: runnerPolicyStatements(stack, props, bucketArn, backupKey),
+      logGroup: new logs.LogGroup(this, 'RunnerLogs', { retention: logs.RetentionDays.THREE_MONTHS, removalPolicy: RemovalPolicy.DESTROY }),
+      scheduleRetry: {
+        deadLetterQueue: this.deadLetterQueue,
+        retryAttempts: props.scheduleRetryAttempts ?? 3,
+        maxEventAge: props.scheduleMaxEventAge ?? Duration.hours(1),
+      },
+      schedulerRole: new iam.Role(this, 'SchedulerRole', {
+        description: `atmr-dr ${environmentName}: EventBridge Scheduler starts the backup runner`,
+        assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', {
+          conditions: { StringEquals: { 'aws:SourceAccount': stack.account } },
+        }),
       }),
-    });
-    // The dead-letter queue is KMS-encrypted: Scheduler must encrypt with the key to send to it.
-    schedulerRole.addToPrincipalPolicy(
-      new iam.PolicyStatement({ actions: ['kms:GenerateDataKey', 'kms:Decrypt'], resources: [key.keyArn] }),
+    };
+    // The dead-letter queue is KMS-encrypted (operations key): Scheduler must encrypt with it to send.
+    runner.schedulerRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['kms:GenerateDataKey', 'kms:Decrypt'], resources: [props.opsKey.keyArn] }),
     );
+    const built = props.settings.runner === 'lambda' ? this.lambdaRunner(props, runner) : this.fargateRunner(props, runner);
+    this.runnerRole = built.role;
+    this.function = built.function;
+    this.taskDefinition = built.taskDefinition;
+    this.cluster = built.cluster;
+    const targetFor = built.targetFor;
 
-    let targetFor: (tier: BackupTier) => scheduler.IScheduleTarget;
-    const runnerLogs = new logs.LogGroup(this, 'RunnerLogs', {
-      retention: logs.RetentionDays.THREE_MONTHS,
-      removalPolicy: RemovalPolicy.DESTROY,
+    const timeZone = TimeZone.of(props.timeZone);
+    const schedules = {} as Record<BackupTier, scheduler.Schedule>;
+    for (const tier of BACKUP_TIERS) {
+      schedules[tier] = new scheduler.Schedule(this, `${capitalize(tier)}Schedule`, {
+        description: `atmr-dr ${environmentName}: ${tier} PostgreSQL backup (${BACKUP_SCHEDULE_EXPRESSIONS[tier]} ${props.timeZone})`,
+        schedule: scheduler.ScheduleExpression.expression(BACKUP_SCHEDULE_EXPRESSIONS[tier], timeZone),
+        target: targetFor(tier),
+        timeWindow: scheduler.TimeWindow.off(),
+      });
+    }
+    this.schedules = schedules;
+
+    this.alarms = this.createAlarms(props);
+  }
+
+  /** The Lambda runner (15-minute cap): one run at a time, failed async runs to the dead-letter queue. */
+  private lambdaRunner(props: BackupsProps, runner: RunnerInputs): RunnerTarget {
+    const { database, settings, environmentName } = props;
+    const stack = Stack.of(this);
+    const fn = new lambda.DockerImageFunction(this, 'Runner', {
+      description: `atmr-dr ${environmentName}: scheduled PostgreSQL backup runner`,
+      code: runnerImageCode('backup.handler', { pgMajorVersion: database.engineMajorVersion }),
+      architecture: lambda.Architecture.ARM_64,
+      memorySize: settings.memoryMiB,
+      ephemeralStorageSize: Size.mebibytes(settings.ephemeralStorageMiB),
+      timeout: Duration.minutes(15),
+      // One run at a time: a run that fires while another is running waits (async throttling retries).
+      reservedConcurrentExecutions: 1,
+      vpc: props.vpc,
+      vpcSubnets: props.subnets,
+      securityGroups: [this.securityGroup],
+      tracing: lambda.Tracing.ACTIVE,
+      logGroup: runner.logGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      environment: runner.environment,
+      retryAttempts: props.asyncRetryAttempts ?? 1,
+      maxEventAge: Duration.hours(6),
+      onFailure: new destinations.SqsDestination(this.deadLetterQueue),
     });
+    for (const statement of runner.statements) fn.addToRolePolicy(statement);
+    const managedPolicyReason = 'AWS-maintained minimum for a VPC function: log writes and the management of its own network interfaces.';
+    Validations.of(fn).acknowledge(
+      ...['AWSLambdaBasicExecutionRole', 'AWSLambdaVPCAccessExecutionRole'].map((policy) => ({
+        id: `AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/${policy}]`,
+        reason: managedPolicyReason,
+      })),
+      ...wildcardFindings(stack, runner.statements).map(({ finding, reason }) => ({ id: `AwsSolutions-IAM5[${finding}]`, reason })),
+      {
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason: 'X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) have no resource-level permissions.',
+      },
+      ...['kms:GenerateDataKey*', 'kms:ReEncrypt*'].map((action) => ({
+        id: `AwsSolutions-IAM5[Action::${action}]`,
+        reason: "Granted by CDK for sending the failed-run record to the dead-letter queue: on the queue's key (the operations key) only, which encrypts no backup.",
+      })),
+      {
+        id: 'Serverless-LambdaDLQ',
+        reason:
+          'Failed asynchronous runs go to the on-failure destination (the dead-letter queue, alarmed), which records the error context; the legacy DeadLetterConfig would only duplicate it.',
+      },
+    );
+    Validations.of(runner.schedulerRole).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::${nagRender(stack, fn.functionArn)}:*]`,
+      reason: 'Granted by the LambdaInvoke schedule target: invoke the runner function and its versions, nothing else.',
+    });
+    return {
+      function: fn,
+      role: fn.role as iam.IRole,
+      targetFor: (tier) =>
+        new targets.LambdaInvoke(fn, { input: scheduler.ScheduleTargetInput.fromObject({ tier }), role: runner.schedulerRole, ...runner.scheduleRetry }),
+    };
+  }
 
-    if (backups.runner === 'lambda') {
-      const fn = new lambda.DockerImageFunction(this, 'Runner', {
-        description: `atmr-dr ${config.name}: scheduled PostgreSQL backup runner`,
-        code: runnerImageCode('backup.handler', { pgMajorVersion: database.engineMajorVersion }),
-        architecture: lambda.Architecture.ARM_64,
-        memorySize: backups.memoryMiB,
-        ephemeralStorageSize: Size.mebibytes(backups.ephemeralStorageMiB),
-        timeout: Duration.minutes(15),
-        // One run at a time: a run that fires while another is running waits (async throttling retries).
-        reservedConcurrentExecutions: 1,
-        vpc,
-        vpcSubnets: subnets,
-        securityGroups: [this.securityGroup],
-        tracing: lambda.Tracing.ACTIVE,
-        logGroup: runnerLogs,
-        loggingFormat: lambda.LoggingFormat.JSON,
-        environment,
-        retryAttempts: props.asyncRetryAttempts ?? 1,
-        maxEventAge: Duration.hours(6),
-        onFailure: new destinations.SqsDestination(this.deadLetterQueue),
-      });
-      for (const statement of runnerStatements) fn.addToRolePolicy(statement);
-      const managedPolicyReason =
-        'AWS-maintained minimum for a VPC function: log writes and the management of its own network interfaces.';
-      Validations.of(fn).acknowledge(
-        ...['AWSLambdaBasicExecutionRole', 'AWSLambdaVPCAccessExecutionRole'].map((policy) => ({
-          id: `AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/${policy}]`,
-          reason: managedPolicyReason,
-        })),
-        ...runnerWildcards.map(({ finding, reason }) => ({ id: `AwsSolutions-IAM5[${finding}]`, reason })),
-        {
-          id: 'AwsSolutions-IAM5[Resource::*]',
-          reason: 'X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) have no resource-level permissions.',
-        },
-        ...['kms:GenerateDataKey*', 'kms:ReEncrypt*'].map((action) => ({
-          id: `AwsSolutions-IAM5[Action::${action}]`,
-          reason: 'Granted by CDK for sending the failed-run record to the KMS-encrypted dead-letter queue, on that one key only.',
-        })),
-        {
-          id: 'Serverless-LambdaDLQ',
-          reason:
-            'Failed asynchronous runs go to the on-failure destination (the dead-letter queue), which records the error context; the legacy DeadLetterConfig would only duplicate it.',
-        },
+  /** The ECS Fargate runner (no time cap): Scheduler runs the task with the tier as its command. */
+  private fargateRunner(props: BackupsProps, runner: RunnerInputs): RunnerTarget {
+    const { database, settings, environmentName, vpc } = props;
+    const stack = Stack.of(this);
+    const cpu = settings.fargateCpu;
+    if (!isValidFargatePair(cpu, settings.memoryMiB)) {
+      throw new ConfigError(
+        `config: environments.${environmentName}.backups.memoryMiB: ${settings.memoryMiB} MiB is not a valid Fargate memory for ${cpu} CPU units; pick a pair from the Fargate task size table (e.g. 1024 CPU with 2048-8192 MiB)`,
       );
-      Validations.of(schedulerRole).acknowledge({
-        id: `AwsSolutions-IAM5[Resource::${nagRender(stack, fn.functionArn)}:*]`,
-        reason: 'Granted by the LambdaInvoke schedule target: invoke the runner function and its versions, nothing else.',
-      });
-      this.function = fn;
-      this.runnerRole = fn.role as iam.IRole;
-      targetFor = (tier) =>
-        new targets.LambdaInvoke(fn, {
-          input: scheduler.ScheduleTargetInput.fromObject({ tier }),
-          role: schedulerRole,
-          ...scheduleRetry,
-        });
-    } else {
-      const cpu = backups.fargateCpu;
-      if (!isValidFargatePair(cpu, backups.memoryMiB)) {
-        throw new ConfigError(
-          `config: environments.${config.name}.backups.memoryMiB: ${backups.memoryMiB} MiB is not a valid Fargate memory for ${cpu} CPU units; pick a pair from the Fargate task size table (e.g. 1024 CPU with 2048-8192 MiB)`,
-        );
-      }
-      const cluster = backups.ecsClusterArn
-        ? ecs.Cluster.fromClusterAttributes(this, 'Cluster', {
-            clusterName: Arn.split(backups.ecsClusterArn, ArnFormat.SLASH_RESOURCE_NAME).resourceName ?? backups.ecsClusterArn,
-            clusterArn: backups.ecsClusterArn,
-            vpc,
-          })
-        : new ecs.Cluster(this, 'Cluster', { vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED });
-      const taskDefinition = new ecs.FargateTaskDefinition(this, 'RunnerTask', {
-        cpu,
-        memoryLimitMiB: backups.memoryMiB,
-        // Fargate's minimum is 21 GiB; the dump streams, this is scratch space for pg tools.
-        ephemeralStorageGiB: Math.max(21, Math.ceil(backups.ephemeralStorageMiB / 1024)),
-        runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
-      });
-      taskDefinition.addContainer(RUNNER_CONTAINER_NAME, {
-        image: runnerContainerImage({ pgMajorVersion: database.engineMajorVersion }),
-        entryPoint: RUNNER_TASK_ENTRY_POINT,
-        // The schedule overrides the command with its tier; this default makes a manual RunTask explicit.
-        command: ['--tier', 'daily'],
-        environment,
-        logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'backup', logGroup: runnerLogs }),
-        stopTimeout: Duration.seconds(120),
-      });
-      for (const statement of runnerStatements) taskDefinition.addToTaskRolePolicy(statement);
-      Validations.of(taskDefinition).acknowledge(
-        {
-          id: 'AwsSolutions-ECS2',
-          reason: 'The environment holds only non-secret settings (bucket, host, secret ARN, retention); credentials are read at run time from Secrets Manager.',
-        },
-        ...runnerWildcards.map(({ finding, reason }) => ({ id: `AwsSolutions-IAM5[${finding}]`, reason })),
-        {
-          id: 'AwsSolutions-IAM5[Resource::*]',
-          reason: 'ecr:GetAuthorizationToken (the execution role pulling the runner image) has no resource-level permissions.',
-        },
-      );
-      this.taskDefinition = taskDefinition;
-      this.cluster = cluster;
-      this.runnerRole = taskDefinition.taskRole;
-      const subnetIds = vpc.selectSubnets(subnets).subnetIds;
-      const passRoles = [taskDefinition.taskRole.roleArn, taskDefinition.obtainExecutionRole().roleArn];
-      targetFor = (tier) =>
+    }
+    const cluster = settings.ecsClusterArn
+      ? ecs.Cluster.fromClusterAttributes(this, 'Cluster', {
+          clusterName: Arn.split(settings.ecsClusterArn, ArnFormat.SLASH_RESOURCE_NAME).resourceName ?? settings.ecsClusterArn,
+          clusterArn: settings.ecsClusterArn,
+          vpc,
+        })
+      : new ecs.Cluster(this, 'Cluster', { vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED });
+    const taskDefinition = new ecs.FargateTaskDefinition(this, 'RunnerTask', {
+      cpu,
+      memoryLimitMiB: settings.memoryMiB,
+      // Fargate's minimum is 21 GiB; the dump streams, this is scratch space for pg tools.
+      ephemeralStorageGiB: Math.max(21, Math.ceil(settings.ephemeralStorageMiB / 1024)),
+      runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
+    });
+    taskDefinition.addContainer(RUNNER_CONTAINER_NAME, {
+      image: runnerContainerImage({ pgMajorVersion: database.engineMajorVersion }),
+      entryPoint: RUNNER_TASK_ENTRY_POINT,
+      // The schedule overrides the command with its tier; this default makes a manual RunTask explicit.
+      command: ['--tier', 'daily'],
+      environment: runner.environment,
+      logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'backup', logGroup: runner.logGroup }),
+      stopTimeout: Duration.seconds(120),
+    });
+    for (const statement of runner.statements) taskDefinition.addToTaskRolePolicy(statement);
+    Validations.of(taskDefinition).acknowledge(
+      {
+        id: 'AwsSolutions-ECS2',
+        reason: 'The environment holds only non-secret settings (bucket, host, secret ARN, retention); credentials are read at run time from Secrets Manager.',
+      },
+      ...wildcardFindings(stack, runner.statements).map(({ finding, reason }) => ({ id: `AwsSolutions-IAM5[${finding}]`, reason })),
+      {
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason: 'ecr:GetAuthorizationToken (the execution role pulling the runner image) has no resource-level permissions.',
+      },
+    );
+    const subnetIds = vpc.selectSubnets(props.subnets).subnetIds;
+    const passRoles = [taskDefinition.taskRole.roleArn, taskDefinition.obtainExecutionRole().roleArn];
+    return {
+      taskDefinition,
+      cluster,
+      role: taskDefinition.taskRole,
+      targetFor: (tier) =>
         // Universal target: its input is the verbatim RunTask request, so the tier override is explicit.
         new targets.Universal({
           service: 'ecs',
           action: 'runTask',
-          role: schedulerRole,
-          ...scheduleRetry,
+          role: runner.schedulerRole,
+          ...runner.scheduleRetry,
           input: scheduler.ScheduleTargetInput.fromObject({
             Cluster: cluster.clusterArn,
             TaskDefinition: taskDefinition.taskDefinitionArn,
@@ -299,26 +321,13 @@ export class Backups extends Construct {
               conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
             }),
           ],
-        });
-    }
-
-    const timeZone = TimeZone.of(config.timeZone);
-    const schedules = {} as Record<BackupTier, scheduler.Schedule>;
-    for (const tier of BACKUP_TIERS) {
-      schedules[tier] = new scheduler.Schedule(this, `${capitalize(tier)}Schedule`, {
-        description: `atmr-dr ${config.name}: ${tier} PostgreSQL backup (${BACKUP_SCHEDULE_EXPRESSIONS[tier]} ${config.timeZone})`,
-        schedule: scheduler.ScheduleExpression.expression(BACKUP_SCHEDULE_EXPRESSIONS[tier], timeZone),
-        target: targetFor(tier),
-        timeWindow: scheduler.TimeWindow.off(),
-      });
-    }
-    this.schedules = schedules;
-
-    this.alarms = this.createAlarms(config, props.alarmTopic);
+        }),
+    };
   }
 
-  private createAlarms(config: EnvironmentConfig, topic: sns.ITopic): Backups['alarms'] {
-    const common = { environmentName: config.name, concern: 'Backups', runbookSection: 'Sauvegarde - 4. Backup automatisé', topic };
+  private createAlarms(props: BackupsProps): Backups['alarms'] {
+    const topic = props.alarmTopic;
+    const common = { environmentName: props.environmentName, concern: 'Backups', runbookSection: 'Sauvegarde - 4. Backup automatisé', topic };
     const metric = (metricName: string, dimensionsMap: Record<string, string>, statistic: string, period: Duration) =>
       new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName, dimensionsMap: { service: BACKUP_RUNNER_SERVICE, ...dimensionsMap }, statistic, period });
     const fiveMinutes = Duration.minutes(5);
@@ -358,8 +367,8 @@ export class Backups extends Construct {
     const pitrOff = new RunbookAlarm(this, 'PitrOffAlarm', {
       ...common,
       what: 'PitrOff',
-      summary: `automated backups (PITR) of ${config.database.instanceIdentifier} are off or kept less than ${config.backups.minPitrRetentionDays} days: the 15-minute RPO is not reachable`,
-      metric: metric(RUNNER_METRICS.pitrEnabled, { DBInstanceIdentifier: config.database.instanceIdentifier }, 'Minimum', Duration.hours(1)),
+      summary: `automated backups (PITR) of ${props.database.instanceIdentifier} are off or kept less than ${props.settings.minPitrRetentionDays} days: the 15-minute RPO is not reachable`,
+      metric: metric(RUNNER_METRICS.pitrEnabled, { DBInstanceIdentifier: props.database.instanceIdentifier }, 'Minimum', Duration.hours(1)),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
       evaluationPeriods: 1,
@@ -395,9 +404,27 @@ export class Backups extends Construct {
   }
 }
 
+/** What both runners are built from. */
+interface RunnerInputs {
+  readonly environment: Record<string, string>;
+  readonly statements: iam.PolicyStatement[];
+  readonly logGroup: logs.LogGroup;
+  readonly schedulerRole: iam.Role;
+  readonly scheduleRetry: { deadLetterQueue: sqs.IQueue; retryAttempts: number; maxEventAge: Duration };
+}
+
+/** What a runner gives back: the role its code runs with, and the schedule target of a tier. */
+interface RunnerTarget {
+  readonly role: iam.IRole;
+  readonly function?: lambda.DockerImageFunction;
+  readonly taskDefinition?: ecs.FargateTaskDefinition;
+  readonly cluster?: ecs.ICluster;
+  readonly targetFor: (tier: BackupTier) => scheduler.IScheduleTarget;
+}
+
 /** Non-secret settings only: the credentials are read at run time (Secrets Manager or IAM auth). */
-function runnerEnvironment(config: EnvironmentConfig, bucketName: string): Record<string, string> {
-  const { database, backups } = config;
+function runnerEnvironment(props: BackupsProps, bucketName: string): Record<string, string> {
+  const { database, settings: backups } = props;
   return {
     POWERTOOLS_SERVICE_NAME: BACKUP_RUNNER_SERVICE,
     POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
@@ -412,12 +439,14 @@ function runnerEnvironment(config: EnvironmentConfig, bucketName: string): Recor
     [RUNNER_ENV.weeklySnapshotRetention]: String(backups.snapshotRetention.weekly),
     [RUNNER_ENV.monthlySnapshotRetention]: String(backups.snapshotRetention.monthly),
     [RUNNER_ENV.minPitrRetentionDays]: String(backups.minPitrRetentionDays),
+    ...(backups.monthlyComplianceLockDays !== undefined && { [RUNNER_ENV.monthlyComplianceLockDays]: String(backups.monthlyComplianceLockDays) }),
+    ...(props.restoreTestReportPrefix !== undefined && { [RUNNER_ENV.restoreTestReportPrefix]: props.restoreTestReportPrefix }),
   };
 }
 
 /** Least privilege for the runner code: the bucket's backup prefixes, the key, the secret, the instance and its snapshots. */
-function runnerPolicyStatements(stack: Stack, config: EnvironmentConfig, bucketArn: string, key: kms.IKey): iam.PolicyStatement[] {
-  const { database } = config;
+function runnerPolicyStatements(stack: Stack, props: BackupsProps, bucketArn: string, key: kms.IKey): iam.PolicyStatement[] {
+  const { database } = props;
   const rdsArn = (resource: string, name: string) => stack.formatArn({ service: 'rds', resource, resourceName: name, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
   const instanceArn = rdsArn('db', database.instanceIdentifier);
   const ourSnapshots = SNAPSHOT_TIERS.map((tier) => rdsArn('snapshot', `${SNAPSHOT_PREFIX}${tier}-*`));
@@ -426,11 +455,20 @@ function runnerPolicyStatements(stack: Stack, config: EnvironmentConfig, bucketA
   const pointers = [objects('latest/*'), objects(LATEST_POINTER_KEY)];
 
   const statements = [
+    // Write-once: the bucket policy refuses any of these writes without If-None-Match.
     new iam.PolicyStatement({
-      sid: 'WriteBackupsAndPointers',
+      sid: 'WriteBackups',
       actions: ['s3:PutObject', 's3:AbortMultipartUpload'],
-      resources: [...tierObjects, ...pointers],
+      resources: tierObjects,
     }),
+    new iam.PolicyStatement({
+      sid: 'RewritePointers',
+      actions: ['s3:PutObject'],
+      resources: pointers,
+    }),
+    ...(props.settings.monthlyComplianceLockDays !== undefined
+      ? [new iam.PolicyStatement({ sid: 'LockMonthlyBackups', actions: ['s3:PutObjectRetention'], resources: [objects('monthly/*')] })]
+      : []),
     // Without ListBucket, S3 answers 403 instead of 404 for a missing key: the core's "key is free"
     // check (HeadObject on the new manifest key) needs the 404. Listing reveals names only.
     new iam.PolicyStatement({
@@ -462,6 +500,8 @@ function runnerPolicyStatements(stack: Stack, config: EnvironmentConfig, bucketA
       sid: 'TagTierSnapshots',
       actions: ['rds:AddTagsToResource'],
       resources: ourSnapshots,
+      // Only the two tags the runner sets at CreateDBSnapshot.
+      conditions: { 'ForAllValues:StringEquals': { 'aws:TagKeys': [MANAGED_TAG_KEY, TIER_TAG_KEY] } },
     }),
     new iam.PolicyStatement({
       sid: 'ListSnapshots',
@@ -527,26 +567,51 @@ function capitalize(text: string): string {
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
-/** Why each wildcard of the runner's own statements is there (keyed by statement sid). */
+/** What each of the runner's statements allows on its wildcard resources (keyed by statement sid). */
 const WILDCARD_REASONS: Record<string, string> = {
-  WriteBackupsAndPointers: 'Backup object keys carry their timestamp: writes are scoped to the tier prefixes and the latest pointers, not the bucket.',
+  WriteBackups:
+    'Backup object keys carry their timestamp: PutObject/AbortMultipartUpload on the tier prefixes only, and the bucket policy refuses any write there without If-None-Match or under another key (write-once).',
+  RewritePointers: 'PutObject on the latest pointers (rewritten after each manifest exists), not on the bucket.',
+  LockMonthlyBackups: 'PutObjectRetention on the monthly prefix only: sets the compliance retention of the monthly objects at upload.',
   ReadPointersAndManifests:
-    'Reads only the latest pointers and manifests (the core checks the new manifest key is free; the backup-age metric reads the newest).',
-  TakeTierSnapshots: "Snapshot names carry their timestamp: scoped to this tool's weekly/monthly snapshot prefixes.",
-  TagTierSnapshots: "Tags only this tool's weekly/monthly snapshots (at creation).",
-  ListSnapshots: 'DescribeDBSnapshots is a read-only listing; the code filters on the instance and on this tool\'s tags.',
-  PruneOwnSnapshots: "Deletes only this tool's weekly/monthly snapshots, and only those tagged atmr-dr:managed=true.",
-  ConnectWithIamAuth: 'The instance resource id is not in the config: scoped to the configured IAM database user.',
+    'GetObject on the latest pointers and the manifests only (the core checks the new manifest key is free; the backup-age metric reads the newest).',
+  TakeTierSnapshots: "Snapshot names carry their timestamp: CreateDBSnapshot scoped to this tool's weekly/monthly snapshot name prefixes.",
+  TagTierSnapshots:
+    "AddTagsToResource on this tool's weekly/monthly snapshot name prefixes, with the two tag keys the runner sets at creation only; IAM cannot limit it to creation time, so this role could tag such a snapshot later too.",
+  ListSnapshots: "DescribeDBSnapshots is a read-only listing; the code filters on the instance and on this tool's tags.",
+  PruneOwnSnapshots:
+    "DeleteDBSnapshot on this tool's weekly/monthly snapshot name prefixes, tagged atmr-dr:managed=true. The name prefix is the boundary: this role can set that tag on its own prefixes (TagTierSnapshots), so the tag only protects a snapshot someone else named alike.",
+  ConnectWithIamAuth: 'The instance resource id is not in the config: rds-db:connect scoped to the configured IAM database user.',
 };
 
-/** The IAM5 findings cdk-nag reports for the runner's statements, each with its reason. */
+/**
+ * The IAM5 findings cdk-nag reports for the runner's statements, one per resource, with one reason
+ * that states everything granted on it (a resource in two statements gets both grants named).
+ */
 function wildcardFindings(stack: Stack, statements: iam.PolicyStatement[]): { finding: string; reason: string }[] {
-  const findings = new Map<string, string>();
+  const findings = new Map<string, string[]>();
   for (const statement of statements) {
     for (const resource of statement.resources) {
       const rendered = nagRender(stack, resource);
-      if (rendered.includes('*')) findings.set(`Resource::${rendered}`, WILDCARD_REASONS[statement.sid ?? ''] ?? 'scoped wildcard');
+      if (!rendered.includes('*')) continue;
+      const reason = WILDCARD_REASONS[statement.sid ?? ''];
+      if (!reason) throw new Error(`backups: no reason for the wildcard resource of statement ${statement.sid ?? '(no sid)'}`);
+      const reasons = findings.get(`Resource::${rendered}`) ?? [];
+      if (!reasons.includes(reason)) reasons.push(reason);
+      findings.set(`Resource::${rendered}`, reasons);
     }
   }
-  return [...findings].map(([finding, reason]) => ({ finding, reason }));
+  return [...findings].map(([finding, reasons]) => ({ finding, reason: reasons.join(' ') }));
+}
+
+/** The construct's props from the environment's config, around the shared workload props. */
+export function backupsPropsFromConfig(config: EnvironmentConfig, workload: BackupWorkloadProps): BackupsProps {
+  return {
+    ...workload,
+    environmentName: config.name,
+    timeZone: config.timeZone,
+    database: config.database,
+    settings: config.backups,
+    ...(config.restoreTest.enabled && { restoreTestReportPrefix: RESTORE_TEST_REPORT_PREFIX }),
+  };
 }

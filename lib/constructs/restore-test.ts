@@ -2,44 +2,45 @@ import { Annotations, ArnFormat, Duration, Fn, RemovalPolicy, Size, Stack, TimeZ
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
-import * as sns from 'aws-cdk-lib/aws-sns';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { RunbookAlarm } from './runbook-alarm';
+import { BACKUP_RUNNER_SERVICE, RUNNER_METRICS } from '../../lambdas/backup/runner-contract';
 import { RESTORE_TEST_ENV, RESTORE_TEST_METRICS, RESTORE_TEST_SERVICE, temporaryInstanceIdentifier } from '../../lambdas/restore/contract';
 import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
 import { BACKUP_TIERS, LATEST_POINTER_KEY, RESTORE_TEST_REPORT_PREFIX } from '../../lambdas/shared/s3-layout';
-import { ConfigError, type EnvironmentConfig } from '../config';
+import { ConfigError, type EnvironmentConfig, type RestoreTestConfig } from '../config';
 import { nagRender } from '../nag';
+import type { BackupDatabase, BackupWorkloadProps } from './backup-workload';
 import { runnerImageCode } from './runner-image';
+
+/** The longest gap between two first Wednesdays is 35 days: one day more before "it did not run". */
+const MAX_REPORT_AGE_DAYS = 36;
 
 /** Runbook section 7: "le premier mercredi de chaque mois", after the 02:00 daily backup. */
 export const RESTORE_TEST_SCHEDULE_EXPRESSION = 'cron(0 4 ? * WED#1 *)';
 
-export interface RestoreTestProps {
-  /** The environment's config: restoreTest, database, timeZone and name are read. */
-  readonly config: EnvironmentConfig;
-  /** Backup bucket (read-only, except the `restore-tests/` report prefix). */
-  readonly bucket: s3.IBucket;
-  /** Key of the bucket: decrypt backups, encrypt the report. */
-  readonly key: kms.IKey;
-  readonly vpc: ec2.IVpc;
-  /** Private subnets with routes to S3 and the AWS APIs. */
-  readonly subnets: ec2.SubnetSelection;
+export interface RestoreTestProps extends BackupWorkloadProps {
+  /** Environment name (descriptions, the temporary instance's name, alarm names). */
+  readonly environmentName: string;
+  /** IANA time zone of the schedule. */
+  readonly timeZone: string;
+  /** Production environment: a scratch database on the production instance is then warned about. */
+  readonly production: boolean;
   /**
-   * Security group of the backed-up database: receives ingress from the test's group on the port,
-   * unless `restoreTest.targetSecurityGroupId` names the target instance's own group.
+   * The backed-up database. Its security group (`databaseSecurityGroup`) receives ingress from the
+   * test's group, unless `settings.targetSecurityGroupId` names the target instance's own group or
+   * the test runs on a temporary instance (then it gets nothing of production).
    */
-  readonly databaseSecurityGroup: ec2.ISecurityGroup;
-  /** Topic every alarm notifies (the ops stack's incidents topic). */
-  readonly alarmTopic: sns.ITopic;
+  readonly database: BackupDatabase;
+  /** Target, objectives, schedule tier, sizing (config `restoreTest`). */
+  readonly settings: RestoreTestConfig;
   /** @default RESTORE_TEST_SCHEDULE_EXPRESSION (first Wednesday of the month, 04:00 in config.timeZone) */
   readonly scheduleExpression?: string;
 }
@@ -54,12 +55,19 @@ export interface RestoreTestProps {
 export class RestoreTest extends Construct {
   readonly function: lambda.DockerImageFunction;
   readonly securityGroup: ec2.SecurityGroup;
+  /** useTemporaryInstance: the temporary instance's own group (PostgreSQL from this test only). */
+  readonly temporaryInstanceSecurityGroup?: ec2.SecurityGroup;
   readonly schedule: scheduler.Schedule;
+  /** Schedule runs that could not be delivered. */
+  readonly deadLetterQueue: sqs.Queue;
   readonly alarms: {
     readonly failed: cloudwatch.Alarm;
     readonly errors: cloudwatch.Alarm;
     readonly rto: cloudwatch.Alarm;
     readonly rpo: cloudwatch.Alarm;
+    readonly deadLetters: cloudwatch.Alarm;
+    /** No restore-test report newer than 36 days, or no report age at all ("it ran" alarm). */
+    readonly notRun: cloudwatch.Alarm;
     /** useTemporaryInstance: the state machine failed or timed out. */
     readonly executions?: cloudwatch.Alarm;
   };
@@ -68,39 +76,51 @@ export class RestoreTest extends Construct {
 
   constructor(scope: Construct, id: string, props: RestoreTestProps) {
     super(scope, id);
-    const { config, bucket, key } = props;
-    const { database, restoreTest } = config;
+    const { bucket, backupKey, database, settings: restoreTest, environmentName } = props;
     const stack = Stack.of(this);
     if (restoreTest.useTemporaryInstance && !restoreTest.temporaryInstanceSubnetGroupName) {
       throw new ConfigError(
-        `config: environments.${config.name}.restoreTest.temporaryInstanceSubnetGroupName: is required with useTemporaryInstance (the DB subnet group of the temporary instance); set it, or set useTemporaryInstance to false`,
+        `config: environments.${environmentName}.restoreTest.temporaryInstanceSubnetGroupName: is required with useTemporaryInstance (the DB subnet group of the temporary instance); set it, or set useTemporaryInstance to false`,
       );
     }
-    const temporaryInstance = restoreTest.useTemporaryInstance ? temporaryInstanceIdentifier(config.name) : undefined;
-    if (config.production && !restoreTest.targetHost && !temporaryInstance) {
+    const temporaryInstance = restoreTest.useTemporaryInstance ? temporaryInstanceIdentifier(environmentName) : undefined;
+    if (props.production && !restoreTest.targetHost && !temporaryInstance) {
       // Runbook section 7: "Environnement : Staging uniquement". Allowed, but said at every synth.
       Annotations.of(this).addWarningV2(
         'atmr-dr:restore-test-on-production-instance',
-        `restoreTest in production environment "${config.name}" creates its scratch database on the production instance ${database.host}; the runbook says staging only: set restoreTest.targetHost (a staging instance) or restoreTest.useTemporaryInstance`,
+        `restoreTest in production environment "${environmentName}" creates its scratch database on the production instance ${database.host}; the runbook says staging only: set restoreTest.targetHost (a staging instance) or restoreTest.useTemporaryInstance`,
       );
     }
     const targetPort = restoreTest.targetPort ?? database.port;
 
     this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
       vpc: props.vpc,
-      description: `atmr-dr ${config.name} restore test: HTTPS to AWS APIs, PostgreSQL to the target instance`,
+      description: `atmr-dr ${environmentName} restore test: HTTPS to AWS APIs, PostgreSQL to the target instance`,
       allowAllOutbound: false,
     });
     this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'AWS APIs (S3, Secrets Manager, KMS, CloudWatch) over HTTPS');
-    const targetSecurityGroup = restoreTest.targetSecurityGroupId
-      ? ec2.SecurityGroup.fromSecurityGroupId(this, 'TargetSecurityGroup', restoreTest.targetSecurityGroupId, { mutable: true })
-      : props.databaseSecurityGroup;
+    let targetSecurityGroup: ec2.ISecurityGroup;
+    if (temporaryInstance) {
+      // The temporary instance gets a group of its own that admits this function only: the test
+      // never gets a path to the production database.
+      this.temporaryInstanceSecurityGroup = new ec2.SecurityGroup(this, 'TemporaryInstanceSecurityGroup', {
+        vpc: props.vpc,
+        description: `atmr-dr ${environmentName} restore test temporary instance: PostgreSQL from the restore test only`,
+        allowAllOutbound: false,
+      });
+      targetSecurityGroup = this.temporaryInstanceSecurityGroup;
+    } else {
+      targetSecurityGroup = restoreTest.targetSecurityGroupId
+        ? ec2.SecurityGroup.fromSecurityGroupId(this, 'TargetSecurityGroup', restoreTest.targetSecurityGroupId, { mutable: true })
+        : props.databaseSecurityGroup;
+    }
     this.securityGroup.connections.allowTo(targetSecurityGroup, ec2.Port.tcp(targetPort), 'atmr-dr restore test to PostgreSQL');
 
     const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.DESTROY });
     const secretArn = restoreTest.targetSecretArn ?? database.secretArn;
+    const useIamAuth = Boolean(database.iamAuthUser && !restoreTest.targetSecretArn);
     this.function = new lambda.DockerImageFunction(this, 'Function', {
-      description: `atmr-dr ${config.name}: monthly restore test (RTO/RPO)`,
+      description: `atmr-dr ${environmentName}: monthly restore test (RTO/RPO)`,
       code: runnerImageCode('restore.handler', { pgMajorVersion: database.engineMajorVersion }),
       architecture: lambda.Architecture.ARM_64,
       memorySize: restoreTest.memoryMiB,
@@ -119,25 +139,26 @@ export class RestoreTest extends Construct {
         POWERTOOLS_SERVICE_NAME: RESTORE_TEST_SERVICE,
         POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
         [RESTORE_TEST_ENV.bucket]: bucket.bucketName,
-        [RESTORE_TEST_ENV.targetHost]: restoreTest.targetHost ?? database.host,
-        [RESTORE_TEST_ENV.targetPort]: String(targetPort),
-        ...(database.iamAuthUser && !restoreTest.targetSecretArn
-          ? { [RESTORE_TEST_ENV.iamAuthUser]: database.iamAuthUser }
-          : { [RESTORE_TEST_ENV.targetSecretArn]: secretArn }),
         [RESTORE_TEST_ENV.tier]: restoreTest.tier,
         [RESTORE_TEST_ENV.criticalQueries]: JSON.stringify(restoreTest.criticalQueries),
         [RESTORE_TEST_ENV.rtoObjectiveSeconds]: String(restoreTest.rtoObjectiveSeconds),
         [RESTORE_TEST_ENV.rpoObjectiveSeconds]: String(restoreTest.rpoObjectiveSeconds),
         // A restore asked of this function never targets the backed-up (production) database.
         [RESTORE_TEST_ENV.protectedDatabases]: JSON.stringify([database.name]),
-        ...(temporaryInstance && {
-          [RESTORE_TEST_ENV.sourceInstance]: database.instanceIdentifier,
-          [RESTORE_TEST_ENV.temporaryInstance]: temporaryInstance,
-          [RESTORE_TEST_ENV.temporaryInstanceClass]: restoreTest.temporaryInstanceClass,
-          [RESTORE_TEST_ENV.temporaryInstanceSubnetGroup]: restoreTest.temporaryInstanceSubnetGroupName!,
-          // The database's own group: it already admits this function on the database port.
-          [RESTORE_TEST_ENV.temporaryInstanceSecurityGroups]: JSON.stringify([database.securityGroupId]),
-        }),
+        ...(temporaryInstance
+          ? {
+              // No production host, port or secret: the target is found from the temporary instance itself.
+              [RESTORE_TEST_ENV.sourceInstance]: database.instanceIdentifier,
+              [RESTORE_TEST_ENV.temporaryInstance]: temporaryInstance,
+              [RESTORE_TEST_ENV.temporaryInstanceClass]: restoreTest.temporaryInstanceClass,
+              [RESTORE_TEST_ENV.temporaryInstanceSubnetGroup]: restoreTest.temporaryInstanceSubnetGroupName!,
+              [RESTORE_TEST_ENV.temporaryInstanceSecurityGroups]: JSON.stringify([this.temporaryInstanceSecurityGroup!.securityGroupId]),
+            }
+          : {
+              [RESTORE_TEST_ENV.targetHost]: restoreTest.targetHost ?? database.host,
+              [RESTORE_TEST_ENV.targetPort]: String(targetPort),
+              ...(useIamAuth ? { [RESTORE_TEST_ENV.iamAuthUser]: database.iamAuthUser! } : { [RESTORE_TEST_ENV.targetSecretArn]: secretArn }),
+            }),
       },
     });
 
@@ -159,9 +180,11 @@ export class RestoreTest extends Construct {
       // Without ListBucket a missing object answers 403, not 404: the "missing object" error needs it.
       new iam.PolicyStatement({ sid: 'ListBackups', actions: ['s3:ListBucket'], resources: [bucketArn] }),
       new iam.PolicyStatement({ sid: 'WriteReports', actions: ['s3:PutObject'], resources: [objects(`${RESTORE_TEST_REPORT_PREFIX}*`)] }),
-      new iam.PolicyStatement({ sid: 'UseTheBackupKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [key.keyArn] }),
+      new iam.PolicyStatement({ sid: 'UseTheBackupKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [backupKey.keyArn] }),
     ];
-    if (database.iamAuthUser && !restoreTest.targetSecretArn) {
+    if (temporaryInstance) {
+      statements.push(...temporaryInstanceStatements(stack, props, temporaryInstance));
+    } else if (useIamAuth) {
       statements.push(
         new iam.PolicyStatement({
           sid: 'ConnectWithIamAuth',
@@ -182,29 +205,44 @@ export class RestoreTest extends Construct {
         );
       }
     }
-    if (temporaryInstance) statements.push(...temporaryInstanceStatements(stack, config, temporaryInstance));
     for (const statement of statements) this.function.addToRolePolicy(statement);
 
+    // Runs Scheduler could not deliver: kept, and alarmed (a monthly test that never ran is loud).
+    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetters', {
+      encryption: sqs.QueueEncryption.KMS,
+      encryptionMasterKey: props.opsKey,
+      dataKeyReuse: Duration.hours(1),
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const isTheDeadLetterQueue = 'This queue is itself the dead-letter queue of the restore-test schedule; the DeadLetters alarm pages as soon as it holds a message.';
+    Validations.of(this.deadLetterQueue).acknowledge(
+      { id: 'AwsSolutions-SQS3', reason: isTheDeadLetterQueue },
+      { id: 'Serverless-SQSRedrivePolicy', reason: isTheDeadLetterQueue },
+    );
     const schedulerRole = new iam.Role(this, 'SchedulerRole', {
-      description: `atmr-dr ${config.name}: EventBridge Scheduler starts the monthly restore test`,
+      description: `atmr-dr ${environmentName}: EventBridge Scheduler starts the monthly restore test`,
       assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', { conditions: { StringEquals: { 'aws:SourceAccount': stack.account } } }),
     });
+    // The dead-letter queue is KMS-encrypted (operations key): Scheduler encrypts with it to send.
+    schedulerRole.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['kms:GenerateDataKey', 'kms:Decrypt'], resources: [props.opsKey.keyArn] }));
     const expression = props.scheduleExpression ?? RESTORE_TEST_SCHEDULE_EXPRESSION;
     const input = scheduler.ScheduleTargetInput.fromObject({ tier: restoreTest.tier });
-    const retry = { retryAttempts: 2, maxEventAge: Duration.hours(2) };
+    const retry = { retryAttempts: 2, maxEventAge: Duration.hours(2), deadLetterQueue: this.deadLetterQueue };
     if (temporaryInstance) {
-      this.stateMachine = this.temporaryInstanceStateMachine(config);
+      this.stateMachine = this.temporaryInstanceStateMachine(props, temporaryInstance);
     }
     this.schedule = new scheduler.Schedule(this, 'Schedule', {
-      description: `atmr-dr ${config.name}: monthly restore test (${expression} ${config.timeZone})`,
-      schedule: scheduler.ScheduleExpression.expression(expression, TimeZone.of(config.timeZone)),
+      description: `atmr-dr ${environmentName}: monthly restore test (${expression} ${props.timeZone})`,
+      schedule: scheduler.ScheduleExpression.expression(expression, TimeZone.of(props.timeZone)),
       target: this.stateMachine
         ? new targets.StepFunctionsStartExecution(this.stateMachine.machine, { input, role: schedulerRole, ...retry })
         : new targets.LambdaInvoke(this.function, { input, role: schedulerRole, ...retry }),
       timeWindow: scheduler.TimeWindow.off(),
     });
 
-    this.alarms = this.createAlarms(config, props.alarmTopic);
+    this.alarms = this.createAlarms(props);
 
     const render = (value: string) => nagRender(stack, value);
     Validations.of(this.function).acknowledge(
@@ -223,7 +261,7 @@ export class RestoreTest extends Construct {
         reason: 'Report keys carry their timestamp: writes are scoped to the restore-tests/ prefix only.',
       },
       { id: 'AwsSolutions-IAM5[Resource::*]', reason: 'X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) have no resource-level permissions.' },
-      ...(database.iamAuthUser && !restoreTest.targetSecretArn
+      ...(useIamAuth && !temporaryInstance
         ? [
             {
               id: `AwsSolutions-IAM5[Resource::${render(statements.find((s) => s.sid === 'ConnectWithIamAuth')!.resources[0])}]`,
@@ -231,9 +269,19 @@ export class RestoreTest extends Construct {
             },
           ]
         : []),
+      ...(temporaryInstance
+        ? [
+            {
+              id: `AwsSolutions-IAM5[Resource::${render(TEMPORARY_INSTANCE_SECRETS(stack))}]`,
+              reason:
+                "The temporary instance's RDS-managed secret gets its name at creation: GetSecretValue only on RDS-managed secrets tagged as the temporary instance's (aws:rds:primaryDBInstanceArn).",
+            },
+          ]
+        : []),
       {
         id: 'Serverless-LambdaDLQ',
-        reason: 'A scheduled test that fails is reported (metric, report, alarm) and not retried; an invocation that never ran shows as a missing report and a Lambda error alarm.',
+        reason:
+          'Schedule deliveries that fail go to the schedule dead-letter queue (DeadLetters alarm); a test that ran and failed is reported (metric, report, Failed alarm) and not retried, a crash raises the Errors alarm.',
       },
       {
         id: 'Serverless-LambdaAsyncFailureDestination',
@@ -250,10 +298,13 @@ export class RestoreTest extends Construct {
 
   /**
    * Create the temporary instance (point-in-time restore to the latest restorable time), poll it
-   * every minute until available, run the restore test against it, and delete it on every path.
-   * Every step is the restore-test function (SDK calls with exact parameter names, unit tested).
+   * every minute until available, give it a master password of its own (RDS-managed secret, so the
+   * test never needs production's), wait for that secret, run the restore test against it, and
+   * delete it on every path. The instance steps are the restore-test function (unit tested); the
+   * password step and its polling are RDS calls of the state machine itself.
    */
-  private temporaryInstanceStateMachine(config: EnvironmentConfig): { machine: sfn.StateMachine } {
+  private temporaryInstanceStateMachine(props: RestoreTestProps, identifier: string): { machine: sfn.StateMachine } {
+    const stack = Stack.of(this);
     const invoke = (id: string, payload: Record<string, unknown>, resultPath: string) =>
       new tasks.LambdaInvoke(this, id, {
         lambdaFunction: this.function,
@@ -262,10 +313,28 @@ export class RestoreTest extends Construct {
         resultPath,
         retryOnServiceExceptions: true,
       });
+    const temporaryArn = stack.formatArn({ service: 'rds', resource: 'db', resourceName: identifier, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
     const create = invoke('CreateTemporaryInstance', { temporaryInstance: 'create' }, '$.instance');
     const wait = new sfn.Wait(this, 'WaitForTemporaryInstance', { time: sfn.WaitTime.duration(Duration.minutes(1)) });
     const status = invoke('TemporaryInstanceStatus', { temporaryInstance: 'status' }, '$.instance');
-    const runTest = invoke('RunRestoreTest', { 'tier.$': '$.tier', 'targetHost.$': '$.instance.host', 'targetPort.$': '$.instance.port' }, '$.test');
+    const ownPassword = new tasks.CallAwsService(this, 'GiveTemporaryInstanceItsOwnPassword', {
+      service: 'rds',
+      action: 'modifyDBInstance',
+      parameters: { DbInstanceIdentifier: identifier, ManageMasterUserPassword: true, ApplyImmediately: true },
+      iamResources: [temporaryArn],
+      resultPath: sfn.JsonPath.DISCARD,
+    });
+    const waitForSecret = new sfn.Wait(this, 'WaitForTemporaryInstanceSecret', { time: sfn.WaitTime.duration(Duration.minutes(1)) });
+    const describe = new tasks.CallAwsService(this, 'TemporaryInstanceSecretStatus', {
+      service: 'rds',
+      action: 'describeDBInstances',
+      parameters: { DbInstanceIdentifier: identifier },
+      iamResources: [temporaryArn],
+      resultSelector: { 'instance.$': '$.DbInstances[0]' },
+      resultPath: '$.secret',
+    });
+    // Only the test's tier: the function finds the temporary instance's endpoint and secret itself.
+    const runTest = invoke('RunRestoreTest', { 'tier.$': '$.tier' }, '$.test');
     const deleteInstance = invoke('DeleteTemporaryInstance', { temporaryInstance: 'delete' }, sfn.JsonPath.DISCARD);
     const deleteAfterError = invoke('DeleteTemporaryInstanceAfterError', { temporaryInstance: 'delete' }, sfn.JsonPath.DISCARD);
     const errored = new sfn.Fail(this, 'RestoreTestErrored', { error: 'RestoreTestErrored', causePath: '$.error.Cause' });
@@ -273,10 +342,17 @@ export class RestoreTest extends Construct {
     const passed = new sfn.Succeed(this, 'RestoreTestPassed');
     const catchAll = { resultPath: '$.error' };
     create.addCatch(new sfn.Fail(this, 'TemporaryInstanceNotCreated', { error: 'TemporaryInstanceNotCreated', causePath: '$.error.Cause' }), catchAll);
-    status.addCatch(deleteAfterError, catchAll);
-    runTest.addCatch(deleteAfterError, catchAll);
+    for (const step of [status, ownPassword, describe, runTest]) step.addCatch(deleteAfterError, catchAll);
     deleteAfterError.next(errored);
 
+    const secretReady = sfn.Condition.and(
+      sfn.Condition.stringEquals('$.secret.instance.DbInstanceStatus', 'available'),
+      sfn.Condition.isPresent('$.secret.instance.MasterUserSecret.SecretStatus'),
+      sfn.Condition.stringEquals('$.secret.instance.MasterUserSecret.SecretStatus', 'active'),
+    );
+    const testAndCleanUp = runTest
+      .next(deleteInstance)
+      .next(new sfn.Choice(this, 'RestoreTestOk').when(sfn.Condition.booleanEquals('$.test.ok', true), passed).otherwise(failed));
     const definition = create
       .next(wait)
       .next(status)
@@ -284,23 +360,38 @@ export class RestoreTest extends Construct {
         new sfn.Choice(this, 'TemporaryInstanceAvailable')
           .when(
             sfn.Condition.booleanEquals('$.instance.ready', true),
-            runTest.next(deleteInstance).next(new sfn.Choice(this, 'RestoreTestOk').when(sfn.Condition.booleanEquals('$.test.ok', true), passed).otherwise(failed)),
+            ownPassword
+              .next(waitForSecret)
+              .next(describe)
+              .next(new sfn.Choice(this, 'TemporaryInstanceSecretReady').when(secretReady, testAndCleanUp).otherwise(waitForSecret)),
           )
           .otherwise(wait),
       );
     const logGroup = new logs.LogGroup(this, 'StateMachineLogs', { retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.DESTROY });
     const machine = new sfn.StateMachine(this, 'TemporaryInstanceStateMachine', {
-      comment: `atmr-dr ${config.name}: restore test on a temporary RDS instance`,
+      comment: `atmr-dr ${props.environmentName}: restore test on a temporary RDS instance`,
       definitionBody: sfn.DefinitionBody.fromChainable(definition),
       // An instance restore takes from minutes to hours; past this, the test is a failure.
       timeout: Duration.hours(4),
       tracingEnabled: true,
       logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
     });
+    // RDS creates the temporary instance's managed secret with the caller's permissions.
+    machine.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'CreateTheTemporaryInstanceSecret',
+        actions: ['secretsmanager:CreateSecret', 'secretsmanager:TagResource'],
+        resources: [TEMPORARY_INSTANCE_SECRETS(stack)],
+      }),
+    );
     Validations.of(machine).acknowledge(
       {
-        id: `AwsSolutions-IAM5[Resource::${nagRender(Stack.of(this), this.function.functionArn)}:*]`,
+        id: `AwsSolutions-IAM5[Resource::${nagRender(stack, this.function.functionArn)}:*]`,
         reason: 'Granted by the LambdaInvoke tasks: invoke the restore-test function and its versions, nothing else.',
+      },
+      {
+        id: `AwsSolutions-IAM5[Resource::${nagRender(stack, TEMPORARY_INSTANCE_SECRETS(stack))}]`,
+        reason: "RDS names the temporary instance's managed secret at creation (rds!db-<id>): CreateSecret/TagResource on RDS-managed secret names only, for ModifyDBInstance ManageMasterUserPassword.",
       },
       {
         id: 'AwsSolutions-IAM5[Resource::*]',
@@ -310,12 +401,13 @@ export class RestoreTest extends Construct {
     return { machine };
   }
 
-  private createAlarms(config: EnvironmentConfig, topic: sns.ITopic): RestoreTest['alarms'] {
-    const { rtoObjectiveSeconds, rpoObjectiveSeconds } = config.restoreTest;
+  private createAlarms(props: RestoreTestProps): RestoreTest['alarms'] {
+    const { rtoObjectiveSeconds, rpoObjectiveSeconds } = props.settings;
+    const topic = props.alarmTopic;
     const metric = (metricName: string, statistic: string) =>
       new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName, dimensionsMap: { service: RESTORE_TEST_SERVICE }, statistic, period: Duration.hours(1) });
     const common = {
-      environmentName: config.name,
+      environmentName: props.environmentName,
       concern: 'RestoreTest',
       runbookSection: 'Sauvegarde - 7. Tests mensuels',
       topic,
@@ -372,22 +464,77 @@ export class RestoreTest extends Construct {
           ...common,
         })
       : undefined;
-    return { failed, errors, rto, rpo, ...(executions && { executions }) };
+    const deadLetters = new RunbookAlarm(this, 'DeadLettersAlarm', {
+      what: 'DeadLetters',
+      summary: 'the monthly restore test was never started: its schedule could not deliver the run (dead-letter queue not empty)',
+      metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(5) }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      ...common,
+    });
+    // The "it ran" alarm. The outcome alarms above treat missing data as fine (a month without a run
+    // has no failure to report); this one does not: the backup runner reports the age of the newest
+    // report every hour, and a missing age (no report ever, or no runner) is breaching too.
+    const notRun = new RunbookAlarm(this, 'NotRunAlarm', {
+      ...common,
+      what: 'NotRun',
+      summary: `no restore-test report for more than ${MAX_REPORT_AGE_DAYS} days (the test is monthly): it did not run, or nothing reports its age`,
+      metric: new cloudwatch.Metric({
+        namespace: METRICS_NAMESPACE,
+        metricName: RUNNER_METRICS.restoreTestReportAgeSeconds,
+        dimensionsMap: { service: BACKUP_RUNNER_SERVICE },
+        statistic: 'Maximum',
+        period: Duration.hours(1),
+      }),
+      threshold: MAX_REPORT_AGE_DAYS * 86_400,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 3,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    });
+    return { failed, errors, rto, rpo, deadLetters, notRun, ...(executions && { executions }) };
   }
 }
 
-/** The temporary instance's lifecycle, scoped to its fixed name (and the source instance to restore from). */
-function temporaryInstanceStatements(stack: Stack, config: EnvironmentConfig, identifier: string): iam.PolicyStatement[] {
+/** RDS-managed secrets (`rds!db-<uuid>`): the temporary instance's own master secret is one of them. */
+function TEMPORARY_INSTANCE_SECRETS(stack: Stack): string {
+  return stack.formatArn({ service: 'secretsmanager', resource: 'secret', resourceName: 'rds!db-*', arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+}
+
+/**
+ * The temporary instance's lifecycle, scoped to its fixed name (restored from the source instance's
+ * automated backups: an RDS control-plane call, with no access to the production database itself),
+ * and the read of its own managed secret, never production's.
+ */
+function temporaryInstanceStatements(stack: Stack, props: RestoreTestProps, identifier: string): iam.PolicyStatement[] {
   const rds = (resource: string, name: string) => stack.formatArn({ service: 'rds', resource, resourceName: name, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
   const temporary = rds('db', identifier);
   return [
     new iam.PolicyStatement({
       sid: 'RestoreTemporaryInstance',
       actions: ['rds:RestoreDBInstanceToPointInTime'],
-      resources: [rds('db', config.database.instanceIdentifier), temporary, rds('subgrp', config.restoreTest.temporaryInstanceSubnetGroupName!)],
+      resources: [rds('db', props.database.instanceIdentifier), temporary, rds('subgrp', props.settings.temporaryInstanceSubnetGroupName!)],
     }),
     new iam.PolicyStatement({ sid: 'TagTemporaryInstance', actions: ['rds:AddTagsToResource'], resources: [temporary] }),
     new iam.PolicyStatement({ sid: 'WatchTemporaryInstance', actions: ['rds:DescribeDBInstances'], resources: [temporary] }),
     new iam.PolicyStatement({ sid: 'DeleteTemporaryInstance', actions: ['rds:DeleteDBInstance'], resources: [temporary] }),
+    new iam.PolicyStatement({
+      sid: 'ReadTemporaryInstanceSecret',
+      actions: ['secretsmanager:GetSecretValue'],
+      resources: [TEMPORARY_INSTANCE_SECRETS(stack)],
+      conditions: { StringEquals: { 'secretsmanager:ResourceTag/aws:rds:primaryDBInstanceArn': temporary } },
+    }),
   ];
+}
+
+/** The construct's props from the environment's config, around the shared workload props. */
+export function restoreTestPropsFromConfig(config: EnvironmentConfig, workload: BackupWorkloadProps): RestoreTestProps {
+  return {
+    ...workload,
+    environmentName: config.name,
+    timeZone: config.timeZone,
+    production: config.production,
+    database: config.database,
+    settings: config.restoreTest,
+  };
 }

@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildApp } from '../../bin/app';
 import { EnvironmentConfig, parseEnvironmentConfig } from '../../lib/config';
+import type { BackupWorkloadProps } from '../../lib/constructs/backup-workload';
 import { DataStack } from '../../lib/data-stack';
 
 /**
@@ -71,6 +72,8 @@ export interface ConstructHarness {
   readonly vpc: ec2.IVpc;
   readonly subnets: ec2.SubnetSelection;
   readonly databaseSecurityGroup: ec2.ISecurityGroup;
+  /** The shared props of the backup runner and the restore test, wired as the ops stack wires them. */
+  readonly workload: BackupWorkloadProps;
 }
 
 /**
@@ -88,7 +91,17 @@ export function constructHarness(raw: Record<string, unknown>, stackId: string):
     availabilityZones: config.network.availabilityZones,
     privateSubnetIds: config.network.privateSubnetIds,
   });
-  const topic = new sns.Topic(stack, 'Incidents', { masterKey: data.key, enforceSSL: true });
+  const topic = new sns.Topic(stack, 'Incidents', { masterKey: data.opsKey, enforceSSL: true });
   const databaseSecurityGroup = ec2.SecurityGroup.fromSecurityGroupId(stack, 'DbSg', config.database.securityGroupId, { mutable: true });
-  return { app, config, data, stack, topic, vpc, subnets: { subnets: vpc.privateSubnets }, databaseSecurityGroup };
+  const subnets = { subnets: vpc.privateSubnets };
+  const workload: BackupWorkloadProps = {
+    vpc,
+    subnets,
+    databaseSecurityGroup,
+    bucket: data.backupBucket,
+    backupKey: data.backupKey,
+    opsKey: data.opsKey,
+    alarmTopic: topic,
+  };
+  return { app, config, data, stack, topic, vpc, subnets, databaseSecurityGroup, workload };
 }

@@ -1,4 +1,10 @@
-import { DeleteDBInstanceCommand, DescribeDBInstancesCommand, RDSClient, RestoreDBInstanceToPointInTimeCommand } from '@aws-sdk/client-rds';
+import {
+  DeleteDBInstanceCommand,
+  DescribeDBInstancesCommand,
+  ModifyDBInstanceCommand,
+  RDSClient,
+  RestoreDBInstanceToPointInTimeCommand,
+} from '@aws-sdk/client-rds';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
@@ -8,7 +14,7 @@ import type { Context } from 'aws-lambda';
 import { ExecutionError, StateMachine } from 'aws-local-stepfunctions';
 import { mockClient } from 'aws-sdk-client-mock';
 import { parseEnvironmentConfig } from '../../../lib/config';
-import { RestoreTest } from '../../../lib/constructs/restore-test';
+import { RestoreTest, restoreTestPropsFromConfig } from '../../../lib/constructs/restore-test';
 import { DataStack } from '../../../lib/data-stack';
 import { RESTORE_TEST_ENV } from '../../../lambdas/restore/contract';
 import { handler } from '../../../lambdas/restore/handler';
@@ -113,6 +119,13 @@ describe('temporary instance steps (RDS SDK)', () => {
 describe('restore test on a temporary instance (state machine)', () => {
   const cluster = testCluster();
   const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-prod-AbCdEf';
+  const TEMPORARY_SECRET_ARN = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-0f0e0d0c-temporary-AbCdEf';
+  /** The temporary instance once available, with the master secret of its own the state machine gave it. */
+  const availableInstance = () => ({
+    DBInstanceStatus: 'available',
+    Endpoint: { Address: cluster.host, Port: cluster.port },
+    MasterUserSecret: { SecretArn: TEMPORARY_SECRET_ARN, SecretStatus: 'active' },
+  });
   const context = { functionName: 'restore-test', awsRequestId: 'req-sfn', getRemainingTimeInMillis: () => 900_000 } as unknown as Context;
   const saved = { ...process.env };
   let localS3: LocalS3;
@@ -132,29 +145,52 @@ describe('restore test on a temporary instance (state machine)', () => {
       availabilityZones: config.network.availabilityZones,
       privateSubnetIds: config.network.privateSubnetIds,
     });
-    new RestoreTest(stack, 'RestoreTest', {
-      config,
-      bucket: data.backupBucket,
-      key: data.key,
-      vpc,
-      subnets: { subnets: vpc.privateSubnets },
-      databaseSecurityGroup: ec2.SecurityGroup.fromSecurityGroupId(stack, 'DbSg', config.database.securityGroupId),
-      alarmTopic: new sns.Topic(stack, 'Incidents'),
-    });
+    new RestoreTest(
+      stack,
+      'RestoreTest',
+      restoreTestPropsFromConfig(config, {
+        bucket: data.backupBucket,
+        backupKey: data.backupKey,
+        opsKey: data.opsKey,
+        vpc,
+        subnets: { subnets: vpc.privateSubnets },
+        databaseSecurityGroup: ec2.SecurityGroup.fromSecurityGroupId(stack, 'DbSg', config.database.securityGroupId),
+        alarmTopic: new sns.Topic(stack, 'Incidents'),
+      }),
+    );
     return stateMachineDefinition(Template.fromStack(stack));
   }
 
-  /** Every Task of the definition runs the real handler with the state's input. */
+  /**
+   * Every Lambda Task of the definition runs the real handler with the state's input; the state
+   * machine's own RDS calls (aws-sdk integrations) go to the mocked RDS client, answered in the
+   * integration's shape (DbInstances, DbInstanceStatus).
+   */
   function localHandlers(): Record<string, (input: unknown) => Promise<never>> {
-    const names = Object.entries(definition.States)
-      .filter(([, state]) => (state as { Type: string }).Type === 'Task')
-      .map(([name]) => name);
-    return Object.fromEntries(names.map((name) => [name, (input: unknown) => handler(input, context) as Promise<never>]));
+    const tasks = Object.entries(definition.States).filter(([, state]) => (state as { Type: string }).Type === 'Task') as [string, { Resource: string; Parameters?: Record<string, unknown> }][];
+    const rdsClient = new RDSClient({ region: 'eu-west-3' });
+    const sdk: Record<string, () => Promise<unknown>> = {
+      ':states:::aws-sdk:rds:modifyDBInstance': async () => {
+        await rdsClient.send(new ModifyDBInstanceCommand({ DBInstanceIdentifier: 'atmr-dr-restore-test-example', ManageMasterUserPassword: true, ApplyImmediately: true }));
+        return {};
+      },
+      ':states:::aws-sdk:rds:describeDBInstances': async () => {
+        const instance = (await rdsClient.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: 'atmr-dr-restore-test-example' }))).DBInstances?.[0];
+        return { DbInstances: [{ DbInstanceStatus: instance?.DBInstanceStatus, ...(instance?.MasterUserSecret && { MasterUserSecret: instance.MasterUserSecret }) }] };
+      },
+    };
+    return Object.fromEntries(
+      tasks.map(([name, state]) => {
+        // The partition is a token in the synthesized ARN: the integration is known by its suffix.
+        const integration = Object.keys(sdk).find((suffix) => state.Resource.endsWith(suffix));
+        return [name, (async (input: unknown) => (integration ? sdk[integration]() : handler(input, context))) as (input: unknown) => Promise<never>];
+      }),
+    );
   }
 
   async function execute(): Promise<{ output?: unknown; error?: Error }> {
     const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
-    const execution = machine.run({ tier: 'daily' }, { overrides: { taskResourceLocalHandlers: localHandlers(), waitTimeOverrides: { WaitForTemporaryInstance: 0 } } });
+    const execution = machine.run({ tier: 'daily' }, { overrides: { taskResourceLocalHandlers: localHandlers(), waitTimeOverrides: { WaitForTemporaryInstance: 0, WaitForTemporaryInstanceSecret: 0 } } });
     try {
       return { output: await execution.result };
     } catch (error) {
@@ -195,6 +231,7 @@ describe('restore test on a temporary instance (state machine)', () => {
     secretsManager.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ username: cluster.user, password: 'unused', host: 'atmr-prod.invalid' }) });
     rds.on(RestoreDBInstanceToPointInTimeCommand).resolves({ DBInstance: { DBInstanceStatus: 'creating' } });
     rds.on(DeleteDBInstanceCommand).resolves({});
+    rds.on(ModifyDBInstanceCommand).resolves({});
     jest.spyOn(process.stdout, 'write').mockImplementation(() => true);
   });
 
@@ -207,7 +244,7 @@ describe('restore test on a temporary instance (state machine)', () => {
     rds
       .on(DescribeDBInstancesCommand)
       .resolvesOnce({ DBInstances: [{ DBInstanceStatus: 'creating' }] })
-      .resolves({ DBInstances: [{ DBInstanceStatus: 'available', Endpoint: { Address: cluster.host, Port: cluster.port } }] });
+      .resolves({ DBInstances: [availableInstance()] });
 
     const { output, error } = await execute();
 
@@ -216,13 +253,25 @@ describe('restore test on a temporary instance (state machine)', () => {
     expect(test.ok).toBe(true);
     expect(test.reportKey).toMatch(/^restore-tests\//);
     expect(rds.commandCalls(RestoreDBInstanceToPointInTimeCommand)).toHaveLength(1);
-    expect(rds.commandCalls(DescribeDBInstancesCommand)).toHaveLength(2);
+    // status (creating), status (available), the state machine's secret check, the test's own lookup.
+    expect(rds.commandCalls(DescribeDBInstancesCommand)).toHaveLength(4);
+    expect(rds.commandCalls(ModifyDBInstanceCommand)[0].args[0].input).toMatchObject({ ManageMasterUserPassword: true });
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1);
+    // The test read the temporary instance's own secret, never the production one.
+    expect(secretsManager.commandCalls(GetSecretValueCommand).map((call) => call.args[0].input.SecretId)).toEqual([TEMPORARY_SECRET_ARN]);
+  });
+
+  it("refuses, in temporary-instance mode, any event that names a target (host, port, database), before touching anything", async () => {
+    for (const event of [{ tier: 'daily', targetHost: 'atmr-prod.abcdefghijkl.eu-west-3.rds.amazonaws.com' }, { targetPort: 5432 }, { restore: { ref: 'latest', targetDb: 'atmr_copy' } }]) {
+      await expect(handler(event, context)).rejects.toThrow(/runs on a temporary instance: its event is \{\} or \{"tier".*names no target/);
+    }
+    expect(rds.commandCalls(DescribeDBInstancesCommand)).toHaveLength(0);
+    expect(secretsManager.commandCalls(GetSecretValueCommand)).toHaveLength(0);
   });
 
   it('deletes the instance and fails the execution when the restore test fails', async () => {
     process.env[RESTORE_TEST_ENV.criticalQueries] = JSON.stringify(['SELECT 1 / (COUNT(*) - COUNT(*)) FROM company']);
-    rds.on(DescribeDBInstancesCommand).resolves({ DBInstances: [{ DBInstanceStatus: 'available', Endpoint: { Address: cluster.host, Port: cluster.port } }] });
+    rds.on(DescribeDBInstancesCommand).resolves({ DBInstances: [availableInstance()] });
 
     const { error } = await execute();
 
