@@ -1,4 +1,5 @@
 import { OperatorError, oneLine } from '../shared/errors';
+import { incidentStore } from './clients';
 import { acknowledgeIncident, IncidentStore } from './store';
 
 export interface IncidentSlackReply {
@@ -22,4 +23,10 @@ export async function handleIncidentSlackText(store: IncidentStore, text: string
     const message = error instanceof OperatorError ? error.message : `acknowledgement failed: ${oneLine(error)}`;
     return { statusCode: 200, body: { response_type: 'ephemeral', text: message } };
   }
+}
+
+/** The `/incident` handler the Slack endpoint calls once its checks passed (clients created once). */
+export function incidentSlackCommand(tableName: string): (text: string, actor: string, userId: string) => Promise<IncidentSlackReply> {
+  const store = incidentStore(tableName);
+  return (text, actor, userId) => handleIncidentSlackText(store, text, actor, userId);
 }

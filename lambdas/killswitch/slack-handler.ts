@@ -8,12 +8,14 @@ import { z } from 'zod';
 import { observability } from '../shared/observability';
 import { handlerEnv } from './env';
 import { handleSlackCommand } from './slack';
+import { incidentSlackCommand } from '../escalation/slack';
 
 const { logger, tracer } = observability('killswitch-slack');
 const env = handlerEnv({
   KILLSWITCH_PARAMETER: z.string().min(1),
   SLACK_SIGNING_SECRET_ARN: z.string().startsWith('arn:'),
   SLACK_ALLOWED_USER_IDS: z.string().transform((s) => s.split(',').filter(Boolean)),
+  OPS_TABLE: z.string().min(3).optional(),
 });
 const ssm = tracer.captureAWSv3Client(new SSMClient({}));
 /** The signing secret is cached for 5 minutes (a rotation is picked up within that time). */
@@ -37,6 +39,7 @@ export async function slack(event: unknown): Promise<APIGatewayProxyResultV2> {
       ssm,
       parameterName: env.KILLSWITCH_PARAMETER,
       allowedUserIds: env.SLACK_ALLOWED_USER_IDS,
+      incidentCommand: env.OPS_TABLE ? incidentSlackCommand(env.OPS_TABLE) : undefined,
       signingSecret: async () => {
         const secret = await getSecret(env.SLACK_SIGNING_SECRET_ARN, { maxAge: SECRET_MAX_AGE_SECONDS });
         if (typeof secret !== 'string' || secret === '') throw new Error('Slack signing secret is empty or binary');

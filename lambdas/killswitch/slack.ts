@@ -73,6 +73,8 @@ export interface SlackDeps {
   readonly signingSecret: () => Promise<string>;
   readonly allowedUserIds: readonly string[];
   readonly nowSeconds?: () => number;
+  /** `/incident ...` on this endpoint, after the same checks (lambdas/escalation/slack.ts). @default - refused */
+  readonly incidentCommand?: (text: string, actor: string, userId: string) => Promise<SlackReply>;
 }
 
 const ephemeral = (statusCode: number, text: string): SlackReply => ({ statusCode, body: { response_type: 'ephemeral', text } });
@@ -97,6 +99,7 @@ export async function handleSlackCommand(deps: SlackDeps, request: SlackHttpRequ
   }
   const userName = form.get('user_name');
   const actor = `slack:${userId}${userName ? ` (${userName})` : ''}`;
+  if (command === '/incident' && deps.incidentCommand) return deps.incidentCommand(form.get('text') ?? '', actor, userId);
   try {
     const parsed = parseSlackText(form.get('text') ?? '');
     const result = await runKillswitchCommand({ ssm: deps.ssm, parameterName: deps.parameterName, resolveActor: async () => actor }, parsed);
