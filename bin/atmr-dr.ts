@@ -5,6 +5,7 @@ import { registerBackupCommands } from './cli/backup';
 import { registerBackupsCommands } from './cli/backups';
 import { registerRestoreCommands } from './cli/restore';
 import { registerKillswitchCommands } from './cli/killswitch';
+import { registerIncidentCommands } from './cli/incident';
 
 /**
  * The operator CLI. Thin: each `bin/cli/<concern>.ts` declares its commands and calls the same
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerBackupsCommands(program);
   registerRestoreCommands(program);
   registerKillswitchCommands(program);
+  registerIncidentCommands(program);
   return program;
 }
 

@@ -38,6 +38,12 @@ export const DEPLOYED_NAMES = {
     fromConfig: (config) => config.killswitch.parameterName,
   },
   opsTable: { label: 'ops-state table', flag: '--table NAME', envVar: 'ATMR_OPS_TABLE', output: { stack: 'Data', key: 'OpsStateTableName' } },
+  escalationStateMachine: {
+    label: 'escalation state machine',
+    flag: '--state-machine ARN',
+    envVar: 'ATMR_ESCALATION_STATE_MACHINE',
+    output: { stack: 'Ops', key: 'EscalationStateMachineArn' },
+  },
 } satisfies Record<string, DeployedName>;
 
 /** The package root (where package.json and cdk.json are), whatever runs the CLI: tsx, a bundle, an install. */
