@@ -28,7 +28,7 @@ function isValidTimeZone(tz: string): boolean {
 export const NetworkConfigSchema = z.strictObject({
   /** VPC of the ATMR platform. */
   vpcId: z.string().regex(/^vpc-[0-9a-f]{8,17}$/, 'must be a VPC id (vpc-...)'),
-  /** Availability zones of the private subnets, in the same order. */
+  /** Availability zones of the private subnets, in the same order (read by the VPC import only: placement is by subnet id). */
   availabilityZones: z.array(z.string().min(1)).min(1),
   /** Private subnets (with a route to S3 and AWS APIs) where the runners and probes run. */
   privateSubnetIds: z.array(subnetId).min(1),
