@@ -1,6 +1,6 @@
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { ActionEvent, AlarmStateChange, incidentIdFor, normalizeTimestamp } from './model';
-import { claimOpenPointer, createIncident, getIncident, IncidentStore, openIncidentIds, openIncidentOf, recordTimeline, resolveIncident, setExecutionArn } from './store';
+import { claimOpenPointer, createIncident, getIncident, IncidentStore, openIncidentIds, openIncidentOf, recordTimeline, releaseOpenPointer, resolveIncident, setExecutionArn } from './store';
 
 export interface IngestDeps {
   readonly store: IncidentStore;
@@ -42,22 +42,29 @@ export async function ingestAlarmChange(deps: IngestDeps, event: AlarmStateChang
   }
 
   const id = incidentIdFor(alarmName, state.timestamp);
-  // A late duplicate of the ALARM that opened an incident since resolved: nothing to reopen.
-  if ((await getIncident(deps.store, id))?.status === 'RESOLVED') return { action: 'duplicate', incidentId: id };
   const holder = await claimOpenPointer(deps.store, alarmName, id);
   if (holder !== id) {
     await stateEntry(holder);
     return { action: 'joined', incidentId: holder };
   }
-  await createIncident(deps.store, {
+  const created = await createIncident(deps.store, {
     id,
     alarmName,
     alarmDescription: event.detail.configuration?.description,
     alarmReason: state.reason,
     openedAt: at,
   });
+  if (!created) {
+    // The same state change again: already started, or a late copy of an incident since resolved
+    // (whose pointer this copy just claimed: handed back, nothing reopens).
+    const existing = await getIncident(deps.store, id);
+    if (existing?.status === 'RESOLVED') {
+      await releaseOpenPointer(deps.store, alarmName, id);
+      return { action: 'duplicate', incidentId: id };
+    }
+    if (existing?.executionArn) return { action: 'duplicate', incidentId: id };
+  }
   await stateEntry(id);
-  if ((await getIncident(deps.store, id))?.executionArn) return { action: 'duplicate', incidentId: id };
   const input: ExecutionInput = { incidentId: id, alarmName };
   try {
     const { executionArn } = await deps.sfn.send(new StartExecutionCommand({ stateMachineArn: deps.stateMachineArn, name: id, input: JSON.stringify(input) }));

@@ -203,29 +203,20 @@ export async function storeTaskToken(store: IncidentStore, id: string, taskToken
   return toIncident(Attributes as Record<string, unknown>);
 }
 
-/** Records that `level` was paged: the highest level so far and the set of levels to tell at the end. */
+/**
+ * Records that `level` was paged: the set of levels to tell at the end, and the current level
+ * (levels are paged in order, the last one again, so the latest page is the highest).
+ */
 export async function recordPagedLevel(store: IncidentStore, id: string, level: number): Promise<void> {
   await store.ddb.send(
     new UpdateCommand({
       TableName: store.tableName,
       Key: { pk: incidentPk(id), sk: META_SK },
-      UpdateExpression: 'ADD pagedLevels :l SET #level = if_not_exists(#level, :zero)',
+      UpdateExpression: 'ADD pagedLevels :set SET #level = :l',
       ExpressionAttributeNames: { '#level': 'level' },
-      ExpressionAttributeValues: { ':l': new Set([level]), ':zero': 0 },
+      ExpressionAttributeValues: { ':set': new Set([level]), ':l': level },
     }),
   );
-  await store.ddb.send(
-    new UpdateCommand({
-      TableName: store.tableName,
-      Key: { pk: incidentPk(id), sk: META_SK },
-      UpdateExpression: 'SET #level = :l',
-      ConditionExpression: '#level < :l',
-      ExpressionAttributeNames: { '#level': 'level' },
-      ExpressionAttributeValues: { ':l': level },
-    }),
-  ).catch((error: unknown) => {
-    if (!isConditionFailure(error)) throw error;
-  });
 }
 
 export async function setExecutionArn(store: IncidentStore, id: string, executionArn: string): Promise<void> {

@@ -130,8 +130,8 @@ async function page(deps: TaskDeps, incidentId: string, level: number, taskToken
   if (!target) throw new Error(`no escalation level ${level} (levels: ${deps.levels.length})`);
   const key = `page#${shortHash(taskToken)}`;
   const at = nowIso(deps);
-  await recordTimeline(deps.store, incidentId, key, { at, kind: 'page', text: `Paged level ${level} (${target.name})`, level }, { published: false });
-  if ((await getTimelineItem(deps.store, incidentId, key))?.published === true) return 'already paged';
+  const fresh = await recordTimeline(deps.store, incidentId, key, { at, kind: 'page', text: `Paged level ${level} (${target.name})`, level }, { published: false });
+  if (!fresh && (await getTimelineItem(deps.store, incidentId, key))?.published === true) return 'already paged';
 
   const message = await pageMessage(deps, incident, level, 'page');
   try {
