@@ -10,6 +10,7 @@ import { registerKillswitchCommands } from './cli/killswitch';
 import { registerRollbackCommands } from './cli/rollback';
 import { registerDetectionCommands } from './cli/detection';
 import { registerRecoverCommands } from './cli/recover';
+import { registerIncidentCommands } from './cli/incident';
 
 /** Exit code of a command line the parser refuses (unknown option, missing argument, bad value). */
 export const USAGE_EXIT_CODE = 2;
@@ -49,6 +50,7 @@ export function buildProgram(): Command {
   registerRollbackCommands(program);
   registerDetectionCommands(program);
   registerRecoverCommands(program);
+  registerIncidentCommands(program);
   return program;
 }
 

@@ -33,7 +33,7 @@ export const SUPPORTED_PG_MAJOR_VERSIONS: readonly number[] = [15, 16, 17];
 export const NetworkConfigSchema = z.strictObject({
   /** VPC of the ATMR platform. */
   vpcId: z.string().regex(/^vpc-[0-9a-f]{8,17}$/, 'must be a VPC id (vpc-...)'),
-  /** Availability zones of the private subnets, in the same order. */
+  /** Availability zones of the private subnets, in the same order (read by the VPC import only: placement is by subnet id). */
   availabilityZones: z.array(z.string().min(1)).min(1),
   /** Private subnets (with a route to S3 and AWS APIs) where the runners and probes run. */
   privateSubnetIds: z.array(subnetId).min(1),
@@ -259,14 +259,90 @@ export const RecoveryConfigSchema = z.strictObject({
   alembicVersionTable: z.string().regex(/^([a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case table name').default('alembic_version'),
 });
 
-export const EscalationConfigSchema = z.strictObject({
-  /** E-mail of the on-call engineer (level 1, 0-15 min). */
-  onCallEmail: z.email(),
-  /** E-mail of the lead DevOps (level 2, 15-30 min). */
-  leadDevOpsEmail: z.email(),
-  /** E-mail of the CTO (level 3, 30+ min). */
-  ctoEmail: z.email(),
+/** One way to reach a human: an e-mail address, a phone number (SMS), or an HTTPS endpoint (PagerDuty, Opsgenie). */
+export const EscalationSubscriptionSchema = z.discriminatedUnion('protocol', [
+  z.strictObject({ protocol: z.literal('email'), endpoint: z.email() }),
+  z.strictObject({ protocol: z.literal('sms'), endpoint: z.string().regex(/^\+[1-9]\d{6,14}$/, 'must be an E.164 phone number such as +33612345678') }),
+  z.strictObject({
+    protocol: z.literal('https'),
+    endpoint: z.url({ protocol: /^https$/, error: 'must be an https:// URL (PagerDuty or Opsgenie SNS integration URL)' }),
+  }),
+]);
+
+export const EscalationLevelSchema = z.strictObject({
+  /** Who this level is, as pages and timelines name it (e.g. "Lead DevOps"). */
+  name: z.string().min(1).max(60),
+  /**
+   * Seconds this level has to acknowledge before the next level is paged (runbook: 15 minutes per
+   * level). On the last level, it is the interval at which that level is paged again. @default 900
+   */
+  ackTimeoutSeconds: z.number().int().min(60).max(86400).default(900),
+  /** Subscriptions of this level's SNS topic. @default [] */
+  subscriptions: z.array(EscalationSubscriptionSchema).default([]),
 });
+export type EscalationLevelConfig = z.infer<typeof EscalationLevelSchema>;
+
+/** The runbook's "Escalade": on-call (0-15 min), lead DevOps (15-30 min), CTO (30+ min). */
+export const DEFAULT_ESCALATION_LEVEL_NAMES = ['On-call engineer', 'Lead DevOps', 'CTO'] as const;
+
+export const EscalationConfigSchema = z
+  .strictObject({
+    /** Shorthand: e-mail subscription of level 1 (on-call engineer, 0-15 min). @default - none */
+    onCallEmail: z.email().optional(),
+    /** Shorthand: e-mail subscription of level 2 (lead DevOps, 15-30 min). @default - none */
+    leadDevOpsEmail: z.email().optional(),
+    /** Shorthand: e-mail subscription of level 3 (CTO, 30+ min). @default - none */
+    ctoEmail: z.email().optional(),
+    /**
+     * The levels, paged in order (level 1 at once, each next one when the previous did not
+     * acknowledge within its `ackTimeoutSeconds`). @default the runbook's three levels, 900 s each
+     */
+    levels: z.array(EscalationLevelSchema).min(1).max(6).default(() => DEFAULT_ESCALATION_LEVEL_NAMES.map((name) => EscalationLevelSchema.parse({ name }))),
+    /** While an acknowledged incident stays in ALARM, the acknowledging level is reminded this often (seconds). @default 1800 */
+    reminderIntervalSeconds: z.number().int().min(60).max(86400).default(1800),
+    /** How long a signed acknowledgement link in a page stays valid (seconds). @default 14400 */
+    ackLinkValiditySeconds: z.number().int().min(300).max(7 * 86400).default(14400),
+    /** Base URL of the runbook, linked from every page next to the alarm's runbook section. */
+    runbookUrl: z.url().default('https://github.com/atmr/atmr/blob/main/docs/runbook-catastrophes.md'),
+    /**
+     * Slack #incidents through AWS Chatbot (the workspace must be authorized once in the Chatbot
+     * console). @default - no Slack channel
+     */
+    slack: z
+      .strictObject({
+        workspaceId: z.string().regex(/^T[A-Z0-9]{2,}$/, 'must be a Slack workspace id (T...)'),
+        channelId: z.string().regex(/^[CG][A-Z0-9]{2,}$/, 'must be a Slack channel id (C...)'),
+      })
+      .optional(),
+  })
+  .superRefine((value, ctx) => {
+    const shorthands = [value.onCallEmail, value.leadDevOpsEmail, value.ctoEmail];
+    shorthands.forEach((email, index) => {
+      if (email !== undefined && index >= value.levels.length) {
+        ctx.addIssue({ code: 'custom', path: ['levels'], message: `has ${value.levels.length} level(s) but a level-${index + 1} e-mail shorthand is set: add the level or remove the e-mail` });
+      }
+    });
+    value.levels.forEach((level, index) => {
+      if (level.subscriptions.length === 0 && shorthands[index] === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['levels', index, 'subscriptions'],
+          message: `level ${index + 1} (${level.name}) reaches nobody: add an email, sms or https subscription`,
+        });
+      }
+    });
+  });
+export type EscalationConfig = z.infer<typeof EscalationConfigSchema>;
+
+/** The levels with the e-mail shorthands folded into levels 1-3's subscriptions. */
+export function escalationLevels(config: EscalationConfig): EscalationLevelConfig[] {
+  const shorthands = [config.onCallEmail, config.leadDevOpsEmail, config.ctoEmail];
+  return config.levels.map((level, index) => {
+    const email = shorthands[index];
+    const already = level.subscriptions.some((s) => s.protocol === 'email' && s.endpoint === email);
+    return email === undefined || already ? level : { ...level, subscriptions: [{ protocol: 'email' as const, endpoint: email }, ...level.subscriptions] };
+  });
+}
 
 /** Where the Alembic head of a release is read: a container environment variable or a task-definition tag. */
 export const AlembicHeadSourceSchema = z.strictObject({

@@ -63,6 +63,16 @@ export class DataStack extends Stack {
         conditions: { StringEquals: { 'aws:SourceAccount': this.account } },
       }),
     );
+    // EventBridge delivers to the same topics (the escalation-failure rule): it needs the key too.
+    this.opsKey.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'AllowEventBridgeToPublishToEncryptedTopics',
+        principals: [new iam.ServicePrincipal('events.amazonaws.com')],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+        resources: ['*'], // in a key policy, "*" means this key
+        conditions: { StringEquals: { 'aws:SourceAccount': this.account } },
+      }),
+    );
     for (const key of [this.backupKey, this.opsKey]) key.addToResourcePolicy(keyDeletionGuard(config.breakGlassRoleArn));
 
     // Server access logs cannot be delivered to a KMS-encrypted bucket: SSE-S3 here.

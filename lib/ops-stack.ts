@@ -1,10 +1,12 @@
 import { Duration, Stack, StackProps, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
-import { EnvironmentConfig, resolveRecoveryConfig } from './config';
+import { EnvironmentConfig, resolveRecoveryConfig, escalationLevels } from './config';
 import { DataStack } from './data-stack';
 import { Backups, backupsPropsFromConfig } from './constructs/backups';
+import { Escalation } from './constructs/escalation';
 import type { BackupWorkloadProps } from './constructs/backup-workload';
 import { DashboardGraph, OpsDashboard } from './constructs/dashboard';
 import { Detection, detectionPropsFromConfig } from './constructs/detection';
@@ -46,11 +48,23 @@ export class OpsStack extends Stack {
       mutable: true,
     });
 
-    this.incidentsTopic = new sns.Topic(this, 'Incidents', {
-      displayName: `atmr-dr ${config.name} incidents`,
-      masterKey: data.opsKey,
-      enforceSSL: true,
+    // Escalation owns the incidents topic (its level 1: on-call) and the topics of the levels above.
+    const escalation = new Escalation(this, 'Escalation', {
+      environmentName: config.name,
+      key: data.opsKey,
+      opsTable: data.opsStateTable,
+      levels: escalationLevels(config.escalation).map((level) => ({
+        name: level.name,
+        ackTimeout: Duration.seconds(level.ackTimeoutSeconds),
+        subscriptions: level.subscriptions,
+      })),
+      reminderInterval: Duration.seconds(config.escalation.reminderIntervalSeconds),
+      ackLinkValidity: Duration.seconds(config.escalation.ackLinkValiditySeconds),
+      runbookUrl: config.escalation.runbookUrl,
+      slack: config.escalation.slack,
+      operatorRoleArns: config.killswitch.operatorRoleArns,
     });
+    this.incidentsTopic = escalation.incidentsTopic.topic;
 
     // Runbook constructs are wired below (one per concern, lib/constructs/<concern>.ts).
     const killswitch = new Killswitch(this, 'Killswitch', {
@@ -64,6 +78,8 @@ export class OpsStack extends Stack {
       slack: config.killswitch.slack,
       incidentsTopic: this.incidentsTopic,
     });
+    escalation.incidentsTopic.allowPublisher(killswitch.notifier.function.role as iam.IRole, 'KillswitchNotifier');
+    if (killswitch.slackCommand) escalation.handleSlackCommands(killswitch.slackCommand.function);
     const workload: BackupWorkloadProps = {
       vpc,
       subnets: privateSubnets,

@@ -67,6 +67,12 @@ export const DEPLOYED_NAMES = {
     envVar: 'ATMR_RECOVERY_STATE_MACHINE',
     output: { stack: 'Ops', key: 'RecoveryStateMachineArn' },
   },
+  escalationStateMachine: {
+    label: 'escalation state machine',
+    flag: '--state-machine ARN',
+    envVar: 'ATMR_ESCALATION_STATE_MACHINE',
+    output: { stack: 'Ops', key: 'EscalationStateMachineArn' },
+  },
 } satisfies Record<string, DeployedName>;
 
 /** The package root (where package.json and cdk.json are), whatever runs the CLI: tsx, a bundle, an install. */

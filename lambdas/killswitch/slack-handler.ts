@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { observability } from '../shared/observability';
 import { handlerEnv } from './env';
 import { handleSlackCommand } from './slack';
+import { incidentSlackCommand } from '../escalation/slack';
 
 const { logger, tracer } = observability('killswitch-slack');
 const env = handlerEnv({
@@ -16,6 +17,7 @@ const env = handlerEnv({
   SLACK_ALLOWED_USER_IDS: z.string().transform((s) => s.split(',').filter(Boolean)),
   SLACK_TEAM_ID: z.string().min(1),
   SLACK_API_APP_ID: z.string().min(1),
+  OPS_TABLE: z.string().min(3).optional(),
 });
 const ssm = tracer.captureAWSv3Client(new SSMClient({}));
 /** The signing secret is cached for 5 minutes (a rotation is picked up within that time). */
@@ -42,6 +44,7 @@ export async function slack(event: unknown): Promise<APIGatewayProxyResultV2> {
       teamId: env.SLACK_TEAM_ID,
       apiAppId: env.SLACK_API_APP_ID,
       logger,
+      incidentCommand: env.OPS_TABLE ? incidentSlackCommand(env.OPS_TABLE) : undefined,
       signingSecret: async () => {
         const secret = await getSecret(env.SLACK_SIGNING_SECRET_ARN, { maxAge: SECRET_MAX_AGE_SECONDS });
         if (typeof secret !== 'string' || secret === '') throw new Error('Slack signing secret is empty or binary');

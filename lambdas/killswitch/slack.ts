@@ -93,6 +93,8 @@ export interface SlackDeps {
   /** Where refusals and failures are detailed: the caller only ever gets a generic answer. */
   readonly logger?: Pick<Logger, 'warn' | 'error'>;
   readonly nowSeconds?: () => number;
+  /** `/incident ...` on this endpoint, after the same checks (lambdas/escalation/slack.ts). @default - refused */
+  readonly incidentCommand?: (text: string, actor: string, userId: string) => Promise<SlackReply>;
 }
 
 const ephemeral = (statusCode: number, text: string): SlackReply => ({ statusCode, body: { response_type: 'ephemeral', text } });
@@ -139,6 +141,7 @@ export async function handleSlackCommand(deps: SlackDeps, request: SlackHttpRequ
   }
   const userName = form.get('user_name');
   const actor = `slack:${userId}${userName ? ` (${userName})` : ''}`;
+  if (command === '/incident' && deps.incidentCommand) return deps.incidentCommand(form.get('text') ?? '', actor, userId);
   try {
     const parsed = parseSlackText(form.get('text') ?? '');
     const result = await runKillswitchCommand({ ssm: deps.ssm, parameterName: deps.parameterName, resolveActor: async () => actor }, parsed);

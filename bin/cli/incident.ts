@@ -1,0 +1,135 @@
+import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { Command } from 'commander';
+import { incidentStore } from '../../lambdas/escalation/clients';
+import { Incident } from '../../lambdas/escalation/model';
+import { acknowledgeIncident, getIncident, IncidentStore, listIncidents, resolveIncident, timeline } from '../../lambdas/escalation/store';
+import { timelineMarkdown } from '../../lambdas/escalation/timeline';
+import { SDK_RETRY } from '../../lambdas/shared/aws';
+import { OperatorError, oneLine } from '../../lambdas/shared/errors';
+import { resolveCliActor } from './killswitch';
+import { DEPLOYED_NAMES, resolveDeployedName } from './resolve';
+
+interface Globals {
+  readonly table?: string;
+  readonly stateMachine?: string;
+  readonly env?: string;
+}
+
+function print(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+/**
+ * The Step Functions status of each open incident's escalation (its execution is named by the
+ * incident id): an open incident whose execution is not RUNNING pages nobody any more.
+ */
+async function workflowStatuses(sfn: SFNClient, stateMachineArn: string | undefined, incidents: readonly Incident[]): Promise<Map<string, string>> {
+  const statuses = new Map<string, string>();
+  if (!stateMachineArn) return statuses;
+  const executionPrefix = `${stateMachineArn.replace(':stateMachine:', ':execution:')}:`;
+  for (const incident of incidents.filter((i) => i.status !== 'RESOLVED')) {
+    try {
+      const { status } = await sfn.send(new DescribeExecutionCommand({ executionArn: `${executionPrefix}${incident.id}` }));
+      statuses.set(incident.id, status ?? 'UNKNOWN');
+    } catch (error) {
+      statuses.set(incident.id, (error as { name?: string }).name === 'ExecutionDoesNotExist' ? 'NOT STARTED' : `unknown (${oneLine(error)})`);
+    }
+  }
+  return statuses;
+}
+
+/** Asks before a change unless --yes; refuses when nobody can answer (no terminal). */
+async function confirm(question: string, yes: boolean | undefined): Promise<void> {
+  if (yes) return;
+  if (!process.stdin.isTTY) throw new OperatorError(`${question}: standard input is not a terminal; pass --yes to confirm`, 2);
+  const { createInterface } = await import('node:readline/promises');
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await rl.question(`${question} [y/N] `);
+    if (!/^y(es)?$/i.test(answer.trim())) throw new OperatorError('cancelled: nothing changed', 1);
+  } finally {
+    rl.close();
+  }
+}
+
+/** `atmr-dr incident list|ack|resolve|timeline`: the escalation state, from the ops-state table. */
+export function registerIncidentCommands(program: Command): void {
+  const incident = program
+    .command('incident')
+    .description('incidents opened by the alarms: list, acknowledge (stops the escalation), resolve, timeline for the post-mortem')
+    .option('--table <name>', 'ops-state table (default: $ATMR_OPS_TABLE, else the deployed stack outputs of --env)')
+    .option('--state-machine <arn>', 'escalation state machine (default: $ATMR_ESCALATION_STATE_MACHINE, else the deployed stack outputs)')
+    .option('--env <name>', 'environment whose deployed stacks name the table (default: cdk.json env)');
+
+  const storeOf = async (): Promise<{ store: IncidentStore; globals: Globals }> => {
+    const globals = incident.opts<Globals>();
+    const tableName = await resolveDeployedName(DEPLOYED_NAMES.opsTable, { flagValue: globals.table, envName: globals.env });
+    return { store: incidentStore(tableName), globals };
+  };
+
+  incident
+    .command('list')
+    .description('incidents, newest first; open ones show whether their escalation still runs')
+    .option('--open', 'only incidents not resolved')
+    .option('--json', 'print JSON')
+    .action(async (opts: { open?: boolean; json?: boolean }) => {
+      const { store, globals } = await storeOf();
+      const incidents = await listIncidents(store, { open: opts.open });
+      // The workflow column needs the state machine; without it, the list is still the record.
+      const stateMachineArn = await resolveDeployedName(DEPLOYED_NAMES.escalationStateMachine, { flagValue: globals.stateMachine, envName: globals.env }).catch(() => undefined);
+      const workflows = await workflowStatuses(new SFNClient(SDK_RETRY), stateMachineArn, incidents);
+      if (opts.json) {
+        print(
+          JSON.stringify(
+            incidents.map(({ taskToken: _token, ...rest }) => ({ ...rest, workflow: workflows.get(rest.id) ?? null })),
+          ),
+        );
+        return;
+      }
+      if (incidents.length === 0) {
+        print(opts.open ? 'no open incident' : 'no incident');
+        return;
+      }
+      for (const i of incidents) {
+        const ack = i.ack ? ` acked by ${i.ack.by} ${i.ack.at}` : '';
+        const workflow = workflows.has(i.id) ? ` workflow ${workflows.get(i.id)}` : '';
+        print(`${i.id}  ${i.status.padEnd(8)} level ${i.level}  ${i.alarmName}  opened ${i.openedAt}${ack}${workflow}`);
+      }
+    });
+
+  incident
+    .command('ack <id>')
+    .description('acknowledge: stops the climb; the acknowledging level is reminded while the alarm stays in ALARM')
+    .option('--by <name>', 'who acknowledges (default: your AWS identity, else $USER)')
+    .action(async (id: string, opts: { by?: string }) => {
+      const { store } = await storeOf();
+      const by = opts.by?.trim() || (await resolveCliActor());
+      await acknowledgeIncident(store, id, { by, via: 'cli' });
+      print(`incident ${id} acknowledged by ${by}: escalation stopped`);
+    });
+
+  incident
+    .command('resolve <id>')
+    .description('resolve by hand (the alarm returning to OK resolves by itself); every level paged is told')
+    .option('--by <name>', 'who resolves (default: your AWS identity, else $USER)')
+    .option('--yes', 'do not ask for confirmation')
+    .action(async (id: string, opts: { by?: string; yes?: boolean }) => {
+      const { store } = await storeOf();
+      const found = await getIncident(store, id);
+      if (!found) throw new OperatorError(`no incident ${id}: check the id with \`atmr-dr incident list --open\``, 4);
+      await confirm(`resolve incident ${id} (${found.alarmName}, ${found.status}) and stop its escalation`, opts.yes);
+      const by = opts.by?.trim() || (await resolveCliActor());
+      await resolveIncident(store, id, { by, via: 'cli', how: 'resolved by hand' });
+      print(`incident ${id} resolved by ${by}`);
+    });
+
+  incident
+    .command('timeline <id>')
+    .description('the incident as Markdown (pages, acknowledgement, automated actions, state changes), for the post-mortem')
+    .action(async (id: string) => {
+      const { store } = await storeOf();
+      const found = await getIncident(store, id);
+      if (!found) throw new OperatorError(`no incident ${id}: check the id with \`atmr-dr incident list\``, 4);
+      process.stdout.write(timelineMarkdown(found, await timeline(store, id)));
+    });
+}

@@ -1,0 +1,139 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+
+/** Status of an incident: OPEN (paging, climbing), ACKED (someone has it; reminders), RESOLVED. */
+export type IncidentStatus = 'OPEN' | 'ACKED' | 'RESOLVED';
+
+/** Where an acknowledgement or a resolution came from. */
+export type Via = 'cli' | 'link' | 'slack' | 'alarm' | 'workflow';
+
+export interface Acknowledgement {
+  readonly by: string;
+  readonly at: string;
+  readonly via: Via;
+  /** The level whose page was acknowledged, when known (links carry it): it gets the reminders. */
+  readonly level?: number;
+}
+
+export interface Resolution {
+  readonly by: string;
+  readonly at: string;
+  readonly via: Via;
+  /** Why: "alarm OK", "alarm deleted", "resolved by hand". */
+  readonly how: string;
+}
+
+export interface Incident {
+  readonly id: string;
+  readonly alarmName: string;
+  /** The alarm's description: `[<runbook section>] <summary> ... <link>`. */
+  readonly alarmDescription?: string;
+  readonly alarmReason?: string;
+  /** When the alarm entered ALARM (the state change time). */
+  readonly openedAt: string;
+  readonly status: IncidentStatus;
+  /** Highest level paged so far (0: none yet). */
+  readonly level: number;
+  /** Every level paged at least once (the resolution tells each of them). */
+  readonly pagedLevels: number[];
+  readonly ack?: Acknowledgement;
+  readonly resolution?: Resolution;
+  /** Task token of the workflow step waiting for news (ack or resolution). */
+  readonly taskToken?: string;
+  readonly executionArn?: string;
+  readonly resolutionNotifiedAt?: string;
+}
+
+export type TimelineKind = 'state' | 'page' | 'page-failed' | 'reminder' | 'ack' | 'action' | 'resolved' | 'note';
+
+export interface TimelineEntry {
+  readonly at: string;
+  readonly kind: TimelineKind;
+  readonly text: string;
+  readonly level?: number;
+}
+
+/** Incident records live in the ops-state table under `INCIDENT#<id>` (one prefix per concern). */
+export const INCIDENT_PREFIX = 'INCIDENT#';
+export const META_SK = 'META';
+/** Every incident id, newest last (ids start with their UTC time), for `incident list`. */
+export const INDEX_PK = `${INCIDENT_PREFIX}INDEX`;
+/** One pointer per alarm with an open incident: a second ALARM of that alarm joins it. */
+export const OPEN_PK = `${INCIDENT_PREFIX}OPEN`;
+/** Incident records are kept for the post-mortem and the yearly review, then expire (TTL). */
+export const INCIDENT_RETENTION_SECONDS = 400 * 86400;
+
+export const incidentPk = (id: string): string => `${INCIDENT_PREFIX}${id}`;
+export const openSk = (alarmName: string): string => `ALARM#${alarmName}`;
+
+const INCIDENT_ID = /^\d{8}T\d{6}Z-[0-9a-f]{8}$/;
+export function isIncidentId(value: string): boolean {
+  return INCIDENT_ID.test(value);
+}
+
+/**
+ * CloudWatch writes state timestamps as `2026-11-30T10:15:00.123+0000`; Date wants `+00:00`.
+ * Returns the ISO string, or throws on a timestamp that is not one.
+ */
+export function normalizeTimestamp(value: string): string {
+  const fixed = value.replace(/([+-]\d{2})(\d{2})$/, '$1:$2');
+  const time = Date.parse(fixed);
+  if (Number.isNaN(time)) throw new Error(`not a timestamp: ${value}`);
+  return new Date(time).toISOString();
+}
+
+/**
+ * The incident id (and Step Functions execution name) of one alarm state change: its UTC time and
+ * a hash of the alarm name and the exact timestamp. The same state change delivered twice gets the
+ * same id, so it starts nothing new; two alarms at the same second get different ids.
+ */
+export function incidentIdFor(alarmName: string, stateTimestamp: string): string {
+  const iso = normalizeTimestamp(stateTimestamp);
+  const stamp = `${iso.slice(0, 4)}${iso.slice(5, 7)}${iso.slice(8, 10)}T${iso.slice(11, 13)}${iso.slice(14, 16)}${iso.slice(17, 19)}Z`;
+  const hash = createHash('sha256').update(`${alarmName}|${iso}`).digest('hex').slice(0, 8);
+  return `${stamp}-${hash}`;
+}
+
+/** Short stable hash, for idempotency keys of timeline entries. */
+export function shortHash(value: string): string {
+  return createHash('sha256').update(value).digest('hex').slice(0, 16);
+}
+
+/** The runbook section and link from a RunbookAlarm description (`[section] summary ... link`). */
+export function runbookOf(description: string | undefined): { section?: string; link?: string } {
+  if (!description) return {};
+  const section = /^\[([^\]]+)\]/.exec(description)?.[1];
+  const link = /(https?:\/\/\S+)\s*$/.exec(description)?.[1];
+  return { section, link };
+}
+
+/** "CloudWatch Alarm State Change" as EventBridge delivers it (fields we use). */
+export const AlarmStateChangeSchema = z.looseObject({
+  id: z.string().optional(),
+  'detail-type': z.literal('CloudWatch Alarm State Change'),
+  source: z.literal('aws.cloudwatch'),
+  time: z.string().optional(),
+  resources: z.array(z.string()).optional(),
+  detail: z.looseObject({
+    alarmName: z.string().min(1),
+    configuration: z.looseObject({ description: z.string().optional() }).optional(),
+    state: z.looseObject({ value: z.enum(['OK', 'ALARM', 'INSUFFICIENT_DATA']), reason: z.string().optional(), timestamp: z.string().min(1) }),
+    previousState: z.looseObject({ value: z.string().optional() }).optional(),
+  }),
+});
+export type AlarmStateChange = z.infer<typeof AlarmStateChangeSchema>;
+
+/** An automated action of atmr-dr (rollback, killswitch change, recovery...): `Source: atmr-dr`. */
+export const ActionEventSchema = z.looseObject({
+  id: z.string().min(1),
+  'detail-type': z.string().min(1),
+  source: z.string().min(1),
+  time: z.string().optional(),
+  detail: z.looseObject({ summary: z.string().optional(), at: z.string().optional() }).optional(),
+});
+export type ActionEvent = z.infer<typeof ActionEventSchema>;
+
+/** What the workflow's waiting steps are woken with (SendTaskSuccess output). */
+export interface WakeOutput {
+  readonly outcome: 'ack' | 'resolved';
+}

@@ -1,0 +1,364 @@
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { BatchGetCommand, BatchGetCommandOutput, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { OperatorError } from '../shared/errors';
+import {
+  Acknowledgement,
+  Incident,
+  INCIDENT_RETENTION_SECONDS,
+  incidentPk,
+  INDEX_PK,
+  META_SK,
+  OPEN_PK,
+  openSk,
+  Resolution,
+  TimelineEntry,
+  WakeOutput,
+} from './model';
+
+/** The ops-state table and the clients every incident operation needs (CLI, Lambda, Slack, link). */
+export interface IncidentStore {
+  readonly ddb: DynamoDBDocumentClient;
+  readonly tableName: string;
+  readonly sfn: SFNClient;
+  readonly now?: () => Date;
+}
+
+const nowOf = (store: IncidentStore): Date => (store.now ?? (() => new Date()))();
+const expiresAt = (from: Date): number => Math.floor(from.getTime() / 1000) + INCIDENT_RETENTION_SECONDS;
+
+function isConditionFailure(error: unknown): boolean {
+  return error instanceof ConditionalCheckFailedException || (error as { name?: string }).name === 'ConditionalCheckFailedException';
+}
+
+function toIncident(item: Record<string, unknown>): Incident {
+  const paged = item.pagedLevels as Set<number> | number[] | undefined;
+  return {
+    id: item.id as string,
+    alarmName: item.alarmName as string,
+    alarmDescription: item.alarmDescription as string | undefined,
+    alarmReason: item.alarmReason as string | undefined,
+    openedAt: item.openedAt as string,
+    status: item.status as Incident['status'],
+    level: Number(item.level ?? 0),
+    pagedLevels: paged ? [...paged].map(Number).sort((a, b) => a - b) : [],
+    ack: item.ack as Acknowledgement | undefined,
+    resolution: item.resolution as Resolution | undefined,
+    taskToken: item.taskToken as string | undefined,
+    executionArn: item.executionArn as string | undefined,
+    resolutionNotifiedAt: item.resolutionNotifiedAt as string | undefined,
+  };
+}
+
+export async function getIncident(store: IncidentStore, id: string): Promise<Incident | undefined> {
+  const { Item } = await store.ddb.send(new GetCommand({ TableName: store.tableName, Key: { pk: incidentPk(id), sk: META_SK }, ConsistentRead: true }));
+  return Item ? toIncident(Item) : undefined;
+}
+
+export interface NewIncident {
+  readonly id: string;
+  readonly alarmName: string;
+  readonly alarmDescription?: string;
+  readonly alarmReason?: string;
+  readonly openedAt: string;
+}
+
+/** Creates the incident once (its id is deterministic); `false` when it already existed. */
+export async function createIncident(store: IncidentStore, incident: NewIncident): Promise<boolean> {
+  const ttl = expiresAt(nowOf(store));
+  try {
+    await store.ddb.send(
+      new PutCommand({
+        TableName: store.tableName,
+        Item: { pk: incidentPk(incident.id), sk: META_SK, ...incident, status: 'OPEN', level: 0, createdAt: nowOf(store).toISOString(), expiresAt: ttl },
+        ConditionExpression: 'attribute_not_exists(pk)',
+      }),
+    );
+  } catch (error) {
+    if (isConditionFailure(error)) return false;
+    throw error;
+  }
+  await store.ddb.send(new PutCommand({ TableName: store.tableName, Item: { pk: INDEX_PK, sk: incident.id, alarmName: incident.alarmName, expiresAt: ttl } }));
+  return true;
+}
+
+/**
+ * Claims the alarm's open-incident pointer for `id`. Returns the id that holds it: `id` itself, or
+ * the open incident the alarm already has (a second ALARM of the same alarm joins that one).
+ */
+export async function claimOpenPointer(store: IncidentStore, alarmName: string, id: string): Promise<string> {
+  try {
+    await store.ddb.send(
+      new PutCommand({
+        TableName: store.tableName,
+        Item: { pk: OPEN_PK, sk: openSk(alarmName), incidentId: id, expiresAt: expiresAt(nowOf(store)) },
+        ConditionExpression: 'attribute_not_exists(incidentId) OR incidentId = :id',
+        ExpressionAttributeValues: { ':id': id },
+      }),
+    );
+    return id;
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+    return (await openIncidentOf(store, alarmName)) ?? id;
+  }
+}
+
+export async function openIncidentOf(store: IncidentStore, alarmName: string): Promise<string | undefined> {
+  const { Item } = await store.ddb.send(new GetCommand({ TableName: store.tableName, Key: { pk: OPEN_PK, sk: openSk(alarmName) }, ConsistentRead: true }));
+  return Item?.incidentId as string | undefined;
+}
+
+export async function releaseOpenPointer(store: IncidentStore, alarmName: string, id: string): Promise<void> {
+  try {
+    await store.ddb.send(
+      new UpdateCommand({
+        TableName: store.tableName,
+        Key: { pk: OPEN_PK, sk: openSk(alarmName) },
+        UpdateExpression: 'REMOVE incidentId',
+        ConditionExpression: 'incidentId = :id',
+        ExpressionAttributeValues: { ':id': id },
+      }),
+    );
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+  }
+}
+
+/** Ids of the incidents with an open pointer (automated actions are added to each). */
+export async function openIncidentIds(store: IncidentStore): Promise<string[]> {
+  const { Items = [] } = await store.ddb.send(new QueryCommand({ TableName: store.tableName, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': OPEN_PK }, ConsistentRead: true }));
+  return Items.map((item) => item.incidentId as string | undefined).filter((id): id is string => id !== undefined);
+}
+
+/**
+ * Adds one timeline entry, once: `key` identifies the fact (a state change's timestamp, an event id,
+ * a task token), so a retried or duplicated delivery writes nothing new. `false` when it existed.
+ */
+export async function recordTimeline(store: IncidentStore, id: string, key: string, entry: TimelineEntry, extra: Record<string, unknown> = {}): Promise<boolean> {
+  try {
+    await store.ddb.send(
+      new PutCommand({
+        TableName: store.tableName,
+        Item: { pk: incidentPk(id), sk: `EVENT#${key}`, ...entry, ...extra, expiresAt: expiresAt(nowOf(store)) },
+        ConditionExpression: 'attribute_not_exists(pk)',
+      }),
+    );
+    return true;
+  } catch (error) {
+    if (isConditionFailure(error)) return false;
+    throw error;
+  }
+}
+
+export async function getTimelineItem(store: IncidentStore, id: string, key: string): Promise<Record<string, unknown> | undefined> {
+  const { Item } = await store.ddb.send(new GetCommand({ TableName: store.tableName, Key: { pk: incidentPk(id), sk: `EVENT#${key}` }, ConsistentRead: true }));
+  return Item;
+}
+
+export async function markTimelineItem(store: IncidentStore, id: string, key: string, attribute: string, value: unknown): Promise<void> {
+  await store.ddb.send(
+    new UpdateCommand({
+      TableName: store.tableName,
+      Key: { pk: incidentPk(id), sk: `EVENT#${key}` },
+      UpdateExpression: 'SET #a = :v',
+      ExpressionAttributeNames: { '#a': attribute },
+      ExpressionAttributeValues: { ':v': value },
+    }),
+  );
+}
+
+export async function timeline(store: IncidentStore, id: string): Promise<TimelineEntry[]> {
+  const entries: TimelineEntry[] = [];
+  let start: Record<string, unknown> | undefined;
+  do {
+    const page = await store.ddb.send(
+      new QueryCommand({
+        TableName: store.tableName,
+        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :e)',
+        ExpressionAttributeValues: { ':pk': incidentPk(id), ':e': 'EVENT#' },
+        ExclusiveStartKey: start,
+        ConsistentRead: true,
+      }),
+    );
+    for (const item of page.Items ?? []) entries.push({ at: item.at as string, kind: item.kind as TimelineEntry['kind'], text: item.text as string, level: item.level as number | undefined });
+    start = page.LastEvaluatedKey;
+  } while (start);
+  return entries.sort((a, b) => a.at.localeCompare(b.at));
+}
+
+/** Stores the token of the step now waiting, and returns the incident as it is after that write. */
+export async function storeTaskToken(store: IncidentStore, id: string, taskToken: string, level?: number): Promise<Incident> {
+  const levelUpdate = level === undefined ? '' : ', #level = if_not_exists(#level, :zero)';
+  const { Attributes } = await store.ddb.send(
+    new UpdateCommand({
+      TableName: store.tableName,
+      Key: { pk: incidentPk(id), sk: META_SK },
+      UpdateExpression: `SET taskToken = :t${levelUpdate}`,
+      ConditionExpression: 'attribute_exists(pk)',
+      ExpressionAttributeValues: { ':t': taskToken, ...(level !== undefined && { ':zero': 0 }) },
+      ...(level !== undefined && { ExpressionAttributeNames: { '#level': 'level' } }),
+      ReturnValues: 'ALL_NEW',
+    }),
+  );
+  return toIncident(Attributes as Record<string, unknown>);
+}
+
+/**
+ * Records that `level` was paged: the set of levels to tell at the end, and the current level
+ * (levels are paged in order, the last one again, so the latest page is the highest).
+ */
+export async function recordPagedLevel(store: IncidentStore, id: string, level: number): Promise<void> {
+  await store.ddb.send(
+    new UpdateCommand({
+      TableName: store.tableName,
+      Key: { pk: incidentPk(id), sk: META_SK },
+      UpdateExpression: 'ADD pagedLevels :set SET #level = :l',
+      ExpressionAttributeNames: { '#level': 'level' },
+      ExpressionAttributeValues: { ':set': new Set([level]), ':l': level },
+    }),
+  );
+}
+
+export async function setExecutionArn(store: IncidentStore, id: string, executionArn: string): Promise<void> {
+  await store.ddb.send(
+    new UpdateCommand({
+      TableName: store.tableName,
+      Key: { pk: incidentPk(id), sk: META_SK },
+      UpdateExpression: 'SET executionArn = if_not_exists(executionArn, :a)',
+      ExpressionAttributeValues: { ':a': executionArn },
+    }),
+  );
+}
+
+/** Sets `resolutionNotifiedAt` once; `false` when the resolution was already announced. */
+export async function claimResolutionNotice(store: IncidentStore, id: string): Promise<boolean> {
+  try {
+    await store.ddb.send(
+      new UpdateCommand({
+        TableName: store.tableName,
+        Key: { pk: incidentPk(id), sk: META_SK },
+        UpdateExpression: 'SET resolutionNotifiedAt = :now',
+        ConditionExpression: 'attribute_not_exists(resolutionNotifiedAt)',
+        ExpressionAttributeValues: { ':now': nowOf(store).toISOString() },
+      }),
+    );
+    return true;
+  } catch (error) {
+    if (isConditionFailure(error)) return false;
+    throw error;
+  }
+}
+
+/**
+ * Wakes the workflow step waiting on `token`. A token that no longer waits (the step timed out or
+ * moved on) is not an error: the next step reads the incident's status from the table.
+ */
+export async function wake(store: IncidentStore, token: string | undefined, output: WakeOutput): Promise<boolean> {
+  if (!token) return false;
+  try {
+    await store.sfn.send(new SendTaskSuccessCommand({ taskToken: token, output: JSON.stringify(output) }));
+    return true;
+  } catch (error) {
+    const name = (error as { name?: string }).name;
+    if (name === 'TaskDoesNotExist' || name === 'TaskTimedOut' || name === 'InvalidToken') return false;
+    throw error;
+  }
+}
+
+async function explainRefusal(store: IncidentStore, id: string, verb: 'acknowledge' | 'resolve'): Promise<never> {
+  const incident = await getIncident(store, id);
+  if (!incident) throw new OperatorError(`no incident ${id}: check the id with \`atmr-dr incident list --open\``, 4);
+  if (incident.status === 'RESOLVED') {
+    const r = incident.resolution;
+    throw new OperatorError(`incident ${id} is already resolved${r ? ` (${r.how}, ${r.at}, by ${r.by})` : ''}: nothing to ${verb}`, 5);
+  }
+  const a = incident.ack;
+  throw new OperatorError(`incident ${id} is already acknowledged${a ? ` by ${a.by} at ${a.at} (${a.via})` : ''}`, 5);
+}
+
+/**
+ * Acknowledges an open incident (once): the climb stops and the acknowledging level gets the
+ * reminders. Refuses an unknown, already acknowledged or resolved incident with one line.
+ */
+export async function acknowledgeIncident(store: IncidentStore, id: string, ack: Omit<Acknowledgement, 'at'>): Promise<Incident> {
+  const at = nowOf(store).toISOString();
+  const record: Acknowledgement = { ...ack, at };
+  let incident: Incident;
+  try {
+    const { Attributes } = await store.ddb.send(
+      new UpdateCommand({
+        TableName: store.tableName,
+        Key: { pk: incidentPk(id), sk: META_SK },
+        UpdateExpression: 'SET #status = :acked, ack = :ack',
+        ConditionExpression: 'attribute_exists(pk) AND #status = :open',
+        ExpressionAttributeNames: { '#status': 'status' },
+        ExpressionAttributeValues: { ':acked': 'ACKED', ':open': 'OPEN', ':ack': record },
+        ReturnValues: 'ALL_NEW',
+      }),
+    );
+    incident = toIncident(Attributes as Record<string, unknown>);
+  } catch (error) {
+    if (isConditionFailure(error)) return explainRefusal(store, id, 'acknowledge');
+    throw error;
+  }
+  const level = ack.level !== undefined ? ` (level ${ack.level})` : '';
+  await recordTimeline(store, id, 'ack', { at, kind: 'ack', text: `Acknowledged by ${ack.by} via ${ack.via}${level}`, level: ack.level });
+  await wake(store, incident.taskToken, { outcome: 'ack' });
+  return incident;
+}
+
+/** Resolves an incident (once) and wakes the workflow, which tells every level that was paged. */
+export async function resolveIncident(store: IncidentStore, id: string, resolution: Omit<Resolution, 'at'>, options: { quietIfResolved?: boolean } = {}): Promise<Incident | undefined> {
+  const at = nowOf(store).toISOString();
+  const record: Resolution = { ...resolution, at };
+  let incident: Incident;
+  try {
+    const { Attributes } = await store.ddb.send(
+      new UpdateCommand({
+        TableName: store.tableName,
+        Key: { pk: incidentPk(id), sk: META_SK },
+        UpdateExpression: 'SET #status = :resolved, resolution = :r',
+        ConditionExpression: 'attribute_exists(pk) AND #status <> :resolved',
+        ExpressionAttributeNames: { '#status': 'status' },
+        ExpressionAttributeValues: { ':resolved': 'RESOLVED', ':r': record },
+        ReturnValues: 'ALL_NEW',
+      }),
+    );
+    incident = toIncident(Attributes as Record<string, unknown>);
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+    if (options.quietIfResolved && (await getIncident(store, id))?.status === 'RESOLVED') return undefined;
+    return explainRefusal(store, id, 'resolve');
+  }
+  await recordTimeline(store, id, 'resolved', { at, kind: 'resolved', text: `Resolved (${resolution.how}) by ${resolution.by} via ${resolution.via}` });
+  await releaseOpenPointer(store, incident.alarmName, id);
+  await wake(store, incident.taskToken, { outcome: 'resolved' });
+  return incident;
+}
+
+/** Every incident, newest first (the index holds ids, which start with their UTC time). */
+export async function listIncidents(store: IncidentStore, options: { open?: boolean; limit?: number } = {}): Promise<Incident[]> {
+  const ids: string[] = [];
+  let start: Record<string, unknown> | undefined;
+  do {
+    const page = await store.ddb.send(
+      new QueryCommand({ TableName: store.tableName, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': INDEX_PK }, ScanIndexForward: false, ExclusiveStartKey: start }),
+    );
+    for (const item of page.Items ?? []) ids.push(item.sk as string);
+    start = page.LastEvaluatedKey;
+  } while (start && ids.length < (options.limit ?? 500));
+  const incidents: Incident[] = [];
+  for (let i = 0; i < ids.length; i += 100) {
+    const chunk = ids.slice(i, i + 100);
+    let keys: Record<string, unknown>[] | undefined = chunk.map((id) => ({ pk: incidentPk(id), sk: META_SK }));
+    while (keys && keys.length > 0) {
+      const result: BatchGetCommandOutput = await store.ddb.send(new BatchGetCommand({ RequestItems: { [store.tableName]: { Keys: keys, ConsistentRead: true } } }));
+      for (const item of result.Responses?.[store.tableName] ?? []) incidents.push(toIncident(item));
+      keys = result.UnprocessedKeys?.[store.tableName]?.Keys;
+    }
+  }
+  return incidents
+    .filter((incident) => !options.open || incident.status !== 'RESOLVED')
+    .sort((a, b) => b.id.localeCompare(a.id))
+    .slice(0, options.limit ?? 500);
+}

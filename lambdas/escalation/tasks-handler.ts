@@ -1,0 +1,51 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
+import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SFNClient } from '@aws-sdk/client-sfn';
+import { SNSClient } from '@aws-sdk/client-sns';
+import middy from '@middy/core';
+import { z } from 'zod';
+import { SDK_RETRY } from '../shared/aws';
+import { observability } from '../shared/observability';
+import { handlerEnv } from '../killswitch/env';
+import { incidentStore } from './clients';
+import { readAckLinkKey } from './key';
+import { runTask, TaskInput } from './tasks';
+
+const { logger, tracer } = observability('escalation-tasks');
+const env = handlerEnv({
+  OPS_TABLE: z.string().min(3),
+  /** JSON: [{name, topicArn}] in level order. */
+  LEVELS: z.string().transform((s) => z.array(z.object({ name: z.string(), topicArn: z.string().startsWith('arn:') })).min(1).parse(JSON.parse(s))),
+  SLACK_TOPIC_ARN: z.string().startsWith('arn:').optional(),
+  RUNBOOK_URL: z.url(),
+  ACK_URL: z.url().optional(),
+  ACK_KEY_SECRET_ARN: z.string().startsWith('arn:').optional(),
+  ACK_LINK_VALIDITY_SECONDS: z.coerce.number().int().positive().default(14400),
+});
+const store = incidentStore(env.OPS_TABLE, {
+  ddb: tracer.captureAWSv3Client(new DynamoDBClient(SDK_RETRY)),
+  sfn: tracer.captureAWSv3Client(new SFNClient(SDK_RETRY)),
+});
+const deps = {
+  store,
+  sns: tracer.captureAWSv3Client(new SNSClient(SDK_RETRY)),
+  cloudwatch: tracer.captureAWSv3Client(new CloudWatchClient(SDK_RETRY)),
+  levels: env.LEVELS,
+  slackTopicArn: env.SLACK_TOPIC_ARN,
+  runbookUrl: env.RUNBOOK_URL,
+  ...(env.ACK_URL &&
+    env.ACK_KEY_SECRET_ARN && {
+      ackLink: { baseUrl: env.ACK_URL, validitySeconds: env.ACK_LINK_VALIDITY_SECONDS, key: () => readAckLinkKey(env.ACK_KEY_SECRET_ARN as string) },
+    }),
+};
+
+/** One step of the escalation workflow (page, await, remind, check, resolve). */
+export async function task(event: TaskInput): Promise<unknown> {
+  const result = await runTask(deps, event);
+  logger.info('escalation step', { action: event.action, incidentId: event.incidentId, result });
+  return result;
+}
+
+export const handler = middy(task).use(injectLambdaContext(logger)).use(captureLambdaHandler(tracer));

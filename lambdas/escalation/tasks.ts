@@ -1,0 +1,236 @@
+import { CloudWatchClient, DescribeAlarmsCommand } from '@aws-sdk/client-cloudwatch';
+import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
+import { oneLine } from '../shared/errors';
+import { ackLinkUrl } from './ack-link';
+import { Incident, runbookOf, shortHash } from './model';
+import {
+  claimResolutionNotice,
+  getIncident,
+  getTimelineItem,
+  IncidentStore,
+  markTimelineItem,
+  recordPagedLevel,
+  recordTimeline,
+  releaseOpenPointer,
+  resolveIncident,
+  storeTaskToken,
+  wake,
+} from './store';
+
+/** One escalation level as the workflow sees it: who, and the topic that reaches them. */
+export interface PagedLevel {
+  readonly name: string;
+  readonly topicArn: string;
+}
+
+export interface TaskDeps {
+  readonly store: IncidentStore;
+  readonly sns: SNSClient;
+  readonly cloudwatch: CloudWatchClient;
+  readonly levels: readonly PagedLevel[];
+  /** Slack #incidents (AWS Chatbot) topic. @default - no Slack */
+  readonly slackTopicArn?: string;
+  readonly runbookUrl: string;
+  /** Signed acknowledgement links in pages. @default - no link */
+  readonly ackLink?: { readonly baseUrl: string; readonly key: () => Promise<string>; readonly validitySeconds: number };
+}
+
+/** What each workflow step sends the task function. */
+export type TaskInput =
+  | { readonly action: 'page'; readonly incidentId: string; readonly level: number; readonly taskToken: string }
+  | { readonly action: 'await'; readonly incidentId: string; readonly taskToken: string }
+  | { readonly action: 'remind'; readonly incidentId: string; readonly taskToken: string }
+  | { readonly action: 'check'; readonly incidentId: string }
+  | { readonly action: 'resolve'; readonly incidentId: string; readonly state?: { readonly check?: { readonly alarmState?: string } } };
+
+export type AlarmStateNow = 'ALARM' | 'OK' | 'INSUFFICIENT_DATA' | 'DELETED' | 'RESOLVED';
+
+/** Thrown when a page could not be published after the SDK's retries: the workflow climbs at once. */
+export class PagePublishFailed extends Error {
+  override readonly name = 'PagePublishFailed';
+}
+
+const nowIso = (deps: TaskDeps): string => (deps.store.now ?? (() => new Date()))().toISOString();
+
+async function requireIncident(deps: TaskDeps, id: string): Promise<Incident> {
+  const incident = await getIncident(deps.store, id);
+  if (!incident) throw new Error(`incident ${id} has no record in the ops-state table`);
+  return incident;
+}
+
+/** How to acknowledge, in every page: the link (no credentials), Slack, the CLI. */
+async function howToAck(deps: TaskDeps, incident: Incident, level: number): Promise<string[]> {
+  const lines: string[] = [];
+  if (deps.ackLink) {
+    const expiresAt = Math.floor(Date.parse(nowIso(deps)) / 1000) + deps.ackLink.validitySeconds;
+    lines.push(`Acquitter (lien signé, usage unique) : ${ackLinkUrl(deps.ackLink.baseUrl, await deps.ackLink.key(), { incidentId: incident.id, level, expiresAt })}`);
+  }
+  lines.push(`Slack : /incident ack ${incident.id}`);
+  lines.push(`CLI : npx atmr-dr incident ack ${incident.id} --by "<nom>"`);
+  return lines;
+}
+
+export interface PageMessage {
+  readonly subject: string;
+  readonly text: string;
+  readonly sms: string;
+}
+
+/** The page: alarm, runbook section and link, level, incident id, how to acknowledge. */
+export async function pageMessage(deps: TaskDeps, incident: Incident, level: number, kind: 'page' | 'reminder'): Promise<PageMessage> {
+  const { section, link } = runbookOf(incident.alarmDescription);
+  const levelName = deps.levels[level - 1]?.name ?? `level ${level}`;
+  const head = kind === 'page' ? `Niveau ${level} (${levelName})` : `Rappel niveau ${level} (${levelName}), incident acquitté mais alarme toujours en ALARM`;
+  const text = [
+    `[atmr-dr] Incident ${incident.id} : ${incident.alarmName} en ALARM depuis ${incident.openedAt}`,
+    head,
+    ...(incident.alarmDescription ? [`Alarme : ${incident.alarmDescription}`] : []),
+    ...(incident.alarmReason ? [`Raison : ${incident.alarmReason}`] : []),
+    `Runbook : ${section ?? 'Escalade'} ${link ?? deps.runbookUrl}`,
+    ...(await howToAck(deps, incident, level)),
+  ].join('\n');
+  const subject = `[atmr-dr] ${kind === 'page' ? `N${level}` : 'Rappel'} ${incident.alarmName}`.slice(0, 99);
+  const sms = `atmr-dr N${level} ${incident.alarmName} ALARM. Ack: /incident ack ${incident.id}`;
+  return { subject, text, sms };
+}
+
+/** AWS Chatbot's custom notification format (plain text is not shown by Chatbot). */
+function chatbotMessage(title: string, description: string): string {
+  return JSON.stringify({ version: '1.0', source: 'custom', content: { textType: 'client-markdown', title, description } });
+}
+
+async function publish(deps: TaskDeps, topicArn: string, message: PageMessage): Promise<void> {
+  await deps.sns.send(
+    new PublishCommand({
+      TopicArn: topicArn,
+      Subject: message.subject,
+      MessageStructure: 'json',
+      Message: JSON.stringify({ default: message.text, email: message.text, sms: message.sms }),
+    }),
+  );
+}
+
+async function publishSlack(deps: TaskDeps, title: string, description: string): Promise<void> {
+  if (!deps.slackTopicArn) return;
+  await deps.sns.send(new PublishCommand({ TopicArn: deps.slackTopicArn, Message: chatbotMessage(title, description) }));
+}
+
+/**
+ * Pages one level: stores the step's task token first (so an acknowledgement right after the page
+ * wakes this step), publishes once per token (a retried step does not page twice), records it.
+ * An incident already acknowledged or resolved wakes its own step instead of paging.
+ */
+async function page(deps: TaskDeps, incidentId: string, level: number, taskToken: string): Promise<string> {
+  const incident = await storeTaskToken(deps.store, incidentId, taskToken, level);
+  if (incident.status !== 'OPEN') {
+    await wake(deps.store, taskToken, { outcome: incident.status === 'ACKED' ? 'ack' : 'resolved' });
+    return `woken: ${incident.status}`;
+  }
+  const target = deps.levels[level - 1];
+  if (!target) throw new Error(`no escalation level ${level} (levels: ${deps.levels.length})`);
+  const key = `page#${shortHash(taskToken)}`;
+  const at = nowIso(deps);
+  const fresh = await recordTimeline(deps.store, incidentId, key, { at, kind: 'page', text: `Paged level ${level} (${target.name})`, level }, { published: false });
+  if (!fresh && (await getTimelineItem(deps.store, incidentId, key))?.published === true) return 'already paged';
+
+  const message = await pageMessage(deps, incident, level, 'page');
+  try {
+    await publish(deps, target.topicArn, message);
+  } catch (error) {
+    await recordTimeline(deps.store, incidentId, `page-failed#${shortHash(taskToken)}#${at}`, {
+      at,
+      kind: 'page-failed',
+      text: `Page of level ${level} (${target.name}) failed: ${oneLine(error)}`,
+      level,
+    });
+    throw new PagePublishFailed(`publishing to level ${level} failed: ${oneLine(error)}`);
+  }
+  await markTimelineItem(deps.store, incidentId, key, 'published', true);
+  await recordPagedLevel(deps.store, incidentId, level);
+  // Slack is a second channel: its failure must not cost the level its page.
+  await publishSlack(deps, `:rotating_light: ${incident.alarmName} : niveau ${level} (${target.name})`, message.text).catch(() => undefined);
+  return `paged level ${level}`;
+}
+
+/** The level that acknowledged (links say which), else the highest level paged. */
+function acknowledgingLevel(incident: Incident): number {
+  return incident.ack?.level ?? Math.max(1, incident.level);
+}
+
+async function remind(deps: TaskDeps, incidentId: string, taskToken: string): Promise<string> {
+  const incident = await storeTaskToken(deps.store, incidentId, taskToken);
+  if (incident.status === 'RESOLVED') {
+    await wake(deps.store, taskToken, { outcome: 'resolved' });
+    return 'woken: RESOLVED';
+  }
+  const level = acknowledgingLevel(incident);
+  const target = deps.levels[level - 1];
+  const at = nowIso(deps);
+  const key = `reminder#${shortHash(taskToken)}`;
+  if (!(await recordTimeline(deps.store, incidentId, key, { at, kind: 'reminder', text: `Reminded level ${level} (${target?.name ?? '?'})`, level }))) return 'already reminded';
+  try {
+    if (target) await publish(deps, target.topicArn, await pageMessage(deps, incident, level, 'reminder'));
+  } catch (error) {
+    // A failed reminder is recorded; the next one comes after the interval (the incident is acknowledged).
+    await recordTimeline(deps.store, incidentId, `${key}#failed`, { at, kind: 'page-failed', text: `Reminder of level ${level} failed: ${oneLine(error)}`, level });
+  }
+  return `reminded level ${level}`;
+}
+
+/** The alarm's state now (DescribeAlarms); a deleted alarm is DELETED, a resolved incident RESOLVED. */
+async function check(deps: TaskDeps, incidentId: string): Promise<{ alarmState: AlarmStateNow }> {
+  const incident = await requireIncident(deps, incidentId);
+  if (incident.status === 'RESOLVED') return { alarmState: 'RESOLVED' };
+  const result = await deps.cloudwatch.send(new DescribeAlarmsCommand({ AlarmNames: [incident.alarmName], AlarmTypes: ['MetricAlarm', 'CompositeAlarm'] }));
+  const state = result.MetricAlarms?.[0]?.StateValue ?? result.CompositeAlarms?.[0]?.StateValue;
+  if (!state) {
+    await recordTimeline(deps.store, incidentId, 'alarm-deleted', { at: nowIso(deps), kind: 'note', text: `Alarm ${incident.alarmName} no longer exists (deleted while the incident was open)` });
+    return { alarmState: 'DELETED' };
+  }
+  return { alarmState: state as AlarmStateNow };
+}
+
+/** Marks the incident resolved (unless someone did) and tells every level that was paged, once. */
+async function resolve(deps: TaskDeps, incidentId: string, alarmState: string | undefined): Promise<string> {
+  let incident = await requireIncident(deps, incidentId);
+  if (incident.status !== 'RESOLVED') {
+    const how = alarmState === 'DELETED' ? 'alarm deleted' : `alarm ${alarmState ?? 'OK'}`;
+    await resolveIncident(deps.store, incidentId, { by: 'atmr-dr', via: 'workflow', how }, { quietIfResolved: true });
+    incident = await requireIncident(deps, incidentId);
+  }
+  await releaseOpenPointer(deps.store, incident.alarmName, incidentId);
+  if (incident.resolutionNotifiedAt) return 'already announced';
+  const r = incident.resolution;
+  const text = [
+    `[atmr-dr] Incident ${incident.id} résolu : ${incident.alarmName}`,
+    `Résolution : ${r?.how ?? 'resolved'} (${r?.at ?? nowIso(deps)}, par ${r?.by ?? 'atmr-dr'})`,
+    `Chronologie pour le post-mortem (sous 24 h) : npx atmr-dr incident timeline ${incident.id}`,
+  ].join('\n');
+  const message: PageMessage = { subject: `[atmr-dr] Résolu ${incident.alarmName}`.slice(0, 99), text, sms: `atmr-dr résolu : ${incident.alarmName} (${incident.id})` };
+  for (const level of incident.pagedLevels) {
+    const target = deps.levels[level - 1];
+    if (target) await publish(deps, target.topicArn, message);
+  }
+  await publishSlack(deps, `:white_check_mark: Résolu : ${incident.alarmName}`, text).catch(() => undefined);
+  await claimResolutionNotice(deps.store, incidentId);
+  return `announced to levels ${incident.pagedLevels.join(', ') || 'none'}`;
+}
+
+/** One workflow step. */
+export async function runTask(deps: TaskDeps, input: TaskInput): Promise<unknown> {
+  switch (input.action) {
+    case 'page':
+      return { result: await page(deps, input.incidentId, input.level, input.taskToken) };
+    case 'await': {
+      const incident = await storeTaskToken(deps.store, input.incidentId, input.taskToken);
+      if (incident.status === 'RESOLVED') await wake(deps.store, input.taskToken, { outcome: 'resolved' });
+      return { result: 'waiting' };
+    }
+    case 'remind':
+      return { result: await remind(deps, input.incidentId, input.taskToken) };
+    case 'check':
+      return check(deps, input.incidentId);
+    case 'resolve':
+      return { result: await resolve(deps, input.incidentId, input.state?.check?.alarmState) };
+  }
+}

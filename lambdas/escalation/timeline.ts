@@ -1,0 +1,42 @@
+import { Incident, runbookOf, TimelineEntry } from './model';
+
+const LABEL: Record<TimelineEntry['kind'], string> = {
+  state: 'Alarm state',
+  page: 'Page',
+  'page-failed': 'Page FAILED',
+  reminder: 'Reminder',
+  ack: 'Acknowledgement',
+  action: 'Automated action',
+  resolved: 'Resolution',
+  note: 'Note',
+};
+
+const cell = (text: string): string => text.replace(/\|/g, '\\|').replace(/\s+/g, ' ').trim();
+
+/** The incident as Markdown, ready to paste into the post-mortem (runbook: within 24 hours). */
+export function timelineMarkdown(incident: Incident, entries: readonly TimelineEntry[]): string {
+  const { section, link } = runbookOf(incident.alarmDescription);
+  const lines = [
+    `## Incident ${incident.id}: ${incident.alarmName}`,
+    '',
+    `- Opened: ${incident.openedAt}`,
+    `- Status: ${incident.status}`,
+    ...(section ? [`- Runbook section: ${section}${link ? ` (${link})` : ''}`] : []),
+    `- Levels paged: ${incident.pagedLevels.length > 0 ? incident.pagedLevels.join(', ') : 'none'}`,
+    `- Acknowledged: ${incident.ack ? `${incident.ack.at} by ${incident.ack.by} (${incident.ack.via})` : 'no'}`,
+    `- Resolved: ${incident.resolution ? `${incident.resolution.at}, ${incident.resolution.how}, by ${incident.resolution.by} (${incident.resolution.via})` : 'no'}`,
+    ...(incident.ack ? [`- Time to acknowledge: ${minutes(incident.openedAt, incident.ack.at)}`] : []),
+    ...(incident.resolution ? [`- Time to resolve: ${minutes(incident.openedAt, incident.resolution.at)}`] : []),
+    '',
+    '| Time (UTC) | What | Detail |',
+    '| --- | --- | --- |',
+    ...entries.map((e) => `| ${e.at} | ${LABEL[e.kind]}${e.level !== undefined ? ` (level ${e.level})` : ''} | ${cell(e.text)} |`),
+    '',
+  ];
+  return lines.join('\n');
+}
+
+function minutes(from: string, to: string): string {
+  const ms = Date.parse(to) - Date.parse(from);
+  return `${Math.max(0, Math.round(ms / 60000))} min`;
+}

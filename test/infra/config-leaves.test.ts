@@ -1,0 +1,75 @@
+import { parseEnvironmentConfig } from '../../lib/config';
+import { exampleEnvironment, synthesizeApp } from '../support/app';
+
+type Json = Record<string, unknown>;
+type Path = (string | number)[];
+
+/**
+ * Leaves of the example config that change no template, each with why (read by the CLI, or a
+ * synth-time guard). Every other leaf must change a synthesized template when it changes: a field
+ * read by nothing would be a setting that silently does nothing.
+ */
+const NOT_IN_TEMPLATES: Record<string, string> = {
+  production: 'synth-time guard only: refuses (as an error annotation) a restore test on the production instance; no resource depends on it',
+  'network.availabilityZones.0': 'read by the VPC import only, paired with privateSubnetIds: resources are placed by subnet id, so zone names appear in no template',
+  'network.availabilityZones.1': 'read by the VPC import only, paired with privateSubnetIds: resources are placed by subnet id, so zone names appear in no template',
+};
+
+function leaves(value: unknown, path: Path = []): Path[] {
+  if (Array.isArray(value)) return value.flatMap((item, i) => leaves(item, [...path, i]));
+  if (value !== null && typeof value === 'object') return Object.entries(value as Json).flatMap(([k, v]) => leaves(v, [...path, k]));
+  return [path];
+}
+
+function setAt(root: Json, path: Path, value: unknown): Json {
+  const copy = structuredClone(root);
+  let node = copy as Record<string | number, unknown>;
+  for (const key of path.slice(0, -1)) node = node[key] as Record<string | number, unknown>;
+  node[path[path.length - 1]] = value;
+  return copy;
+}
+
+function getAt(root: Json, path: Path): unknown {
+  return path.reduce<unknown>((node, key) => (node as Record<string | number, unknown>)[key], root);
+}
+
+const ALTERNATIVES: Record<string, string> = { lambda: 'fargate', hourly: 'daily', 'Europe/Paris': 'Europe/Berlin', 'eu-west-3': 'eu-west-1' };
+
+/** Candidate new values for a leaf, in order; the first one the schema accepts is used. */
+function candidates(value: unknown): unknown[] {
+  if (typeof value === 'boolean') return [!value];
+  if (typeof value === 'number') return [value + 1, value - 1, value * 2];
+  const text = String(value);
+  const bumped = text.replace(/([0-9a-zA-Z])([^0-9a-zA-Z]*)$/, (_m, c: string, tail: string) => {
+    const next = /\d/.test(c) ? String((Number(c) + 1) % 10) : c === 'z' ? 'a' : c === 'Z' ? 'A' : String.fromCharCode(c.charCodeAt(0) + 1);
+    return `${next}${tail}`;
+  });
+  return [ALTERNATIVES[text], `x${text}`, bumped, `${text}x`].filter((v) => v !== undefined && v !== text);
+}
+
+describe('every leaf of the example config is read', () => {
+  const example = exampleEnvironment();
+  const baseline = synthesizeApp({ environment: example });
+  const baselineTemplates = JSON.stringify([baseline.dataTemplate.toJSON(), baseline.opsTemplate.toJSON()]);
+
+  it.each(leaves(example).map((path) => [path.join('.'), path] as const))('%s changes a synthesized template', (name, path) => {
+    const original = getAt(example, path);
+    const changed = candidates(original)
+      .map((value) => setAt(example, path, value))
+      .find((raw) => {
+        try {
+          parseEnvironmentConfig('example', raw);
+          return true;
+        } catch {
+          return false;
+        }
+      });
+    if (!changed) throw new Error(`no valid change found for ${name} (${JSON.stringify(original)}): extend candidates()`);
+
+    const synthesized = synthesizeApp({ environment: changed });
+    const templates = JSON.stringify([synthesized.dataTemplate.toJSON(), synthesized.opsTemplate.toJSON()]);
+
+    if (name in NOT_IN_TEMPLATES) expect([name, templates === baselineTemplates]).toEqual([name, true]);
+    else expect([name, templates !== baselineTemplates]).toEqual([name, true]);
+  });
+});

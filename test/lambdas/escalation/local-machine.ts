@@ -1,0 +1,91 @@
+import { StateMachine } from 'aws-local-stepfunctions';
+import { runTask, TaskInput } from '../../../lambdas/escalation/tasks';
+import { synthesizeApp } from '../../support/app';
+import { EscalationHarness } from './harness';
+
+type Json = Record<string, unknown>;
+
+/** Renders a CloudFormation string value (Fn::Join of strings, Ref, GetAtt) with placeholder ARNs. */
+function render(value: unknown): string {
+  if (typeof value === 'string') return value;
+  const v = value as Json;
+  if (v.Ref !== undefined) return v.Ref === 'AWS::Partition' ? 'aws' : `ref-${String(v.Ref)}`;
+  if (v['Fn::GetAtt']) return `arn:aws:lambda:eu-west-3:111111111111:function:${(v['Fn::GetAtt'] as string[])[0]}`;
+  if (v['Fn::Join']) {
+    const [separator, parts] = v['Fn::Join'] as [string, unknown[]];
+    return parts.map(render).join(separator);
+  }
+  throw new Error(`cannot render ${JSON.stringify(value)}`);
+}
+
+export interface MachineDefinition {
+  readonly StartAt: string;
+  readonly States: Record<string, Json>;
+}
+
+/** The escalation state machine's definition, as synthesized for the example environment (or a variant). */
+export function synthesizedDefinition(environment?: Record<string, unknown>): MachineDefinition {
+  const { opsTemplate } = synthesizeApp({ environment });
+  const machines = (Object.values(opsTemplate.findResources('AWS::StepFunctions::StateMachine')) as { Properties: Json }[]).filter((m) =>
+    String(m.Properties.StateMachineName).endsWith('-Escalation'),
+  );
+  if (machines.length !== 1) throw new Error(`expected one escalation state machine, got ${machines.length}`);
+  return JSON.parse(render(machines[0].Properties.DefinitionString)) as MachineDefinition;
+}
+
+/** What happens while a step waits for its token: e.g. someone acknowledges, the alarm goes OK. */
+export type DuringWait = (stateName: string, input: TaskInput & { taskToken: string }, visit: number) => Promise<void> | void;
+
+export interface LocalRun {
+  readonly output: Json;
+  /** Task states entered, in order. */
+  readonly path: string[];
+}
+
+function timeout(): Error {
+  return Object.assign(new Error('task timed out'), { name: 'States.Timeout' });
+}
+
+/**
+ * Runs the synthesized definition with aws-local-stepfunctions. Every Task state runs the real task
+ * code (lambdas/escalation/tasks.ts) against the harness; a `.waitForTaskToken` step then returns
+ * the output its token was woken with (SendTaskSuccess, from the task itself or from `duringWait`),
+ * or fails with States.Timeout as Step Functions does when its TimeoutSeconds pass. Each step gets
+ * a token of its own, as in Step Functions. Waits and retry intervals are shortened to 0.
+ */
+export async function runLocally(definition: MachineDefinition, harness: EscalationHarness, input: Json, duringWait: DuringWait = () => undefined, maxSteps = 60): Promise<LocalRun> {
+  const path: string[] = [];
+  const visits = new Map<string, number>();
+  let tokens = 0;
+  const handlers: Record<string, (input: unknown) => Promise<Json>> = {};
+  const waitOverrides: Record<string, number> = {};
+  const retryOverrides: Record<string, number> = {};
+  for (const [name, state] of Object.entries(definition.States)) {
+    if (state.Type === 'Wait') waitOverrides[name] = 0;
+    if (state.Type !== 'Task') continue;
+    if (state.Retry) retryOverrides[name] = 0;
+    handlers[name] = async (raw: unknown) => {
+      path.push(name);
+      if (path.length > maxSteps) throw Object.assign(new Error(`more than ${maxSteps} steps: the workflow loops`), { name: 'TestLoop' });
+      const visit = (visits.get(name) ?? 0) + 1;
+      visits.set(name, visit);
+      const params = raw as Json;
+      const payload = (params.Payload ?? params) as TaskInput & { taskToken?: string };
+      const waits = String(state.Resource).endsWith('.waitForTaskToken');
+      const task = (waits ? { ...payload, taskToken: `${String(payload.taskToken)}#${++tokens}` } : payload) as TaskInput & { taskToken: string };
+      const result = (await runTask(harness.taskDeps, task)) as Json;
+      if (!waits) return result;
+      await duringWait(name, task, visit);
+      const woken = harness.woken.get(task.taskToken);
+      if (woken === undefined) throw timeout();
+      return JSON.parse(woken) as Json;
+    };
+  }
+  const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false, checkPaths: false } });
+  const execution = machine.run(input as never, {
+    overrides: { taskResourceLocalHandlers: handlers as never, waitTimeOverrides: waitOverrides, retryIntervalOverrides: retryOverrides },
+    context: { Task: { Token: 'token' } } as never,
+  });
+  const output = (await execution.result) as Json;
+  return { output, path };
+}

@@ -1,0 +1,126 @@
+import { ingestAlarmChange } from '../../../lambdas/escalation/ingest';
+import { acknowledgeIncident, getIncident, timeline } from '../../../lambdas/escalation/store';
+import { alarmEvent, ALARM, EscalationHarness, LEVEL_TOPICS, startHarness } from './harness';
+import { MachineDefinition, runLocally, synthesizedDefinition } from './local-machine';
+
+const STATE_TIME = '2026-11-30T10:15:00.123+0000';
+
+/** The escalation state machine as synthesized, run locally against the real task code. */
+describe('escalation workflow (aws-local-stepfunctions)', () => {
+  let definition: MachineDefinition;
+  let h: EscalationHarness;
+  let incidentId: string;
+
+  beforeAll(() => {
+    definition = synthesizedDefinition();
+  });
+  beforeEach(async () => {
+    h = await startHarness();
+    const opened = await ingestAlarmChange(h.ingestDeps, alarmEvent('ALARM', STATE_TIME));
+    if (opened.action !== 'started') throw new Error(`expected a start, got ${JSON.stringify(opened)}`);
+    incidentId = opened.incidentId;
+  });
+  afterEach(async () => h.close());
+
+  const run = (duringWait?: Parameters<typeof runLocally>[3]) => runLocally(definition, h, { incidentId, alarmName: ALARM }, duringWait);
+  const kinds = (subjectStart: string) =>
+    h.published.filter((p) => p.subject?.startsWith(`[atmr-dr] ${subjectStart}`)).map((p) => LEVEL_TOPICS.indexOf(p.topicArn) + 1);
+
+  it('climbs 1 -> 2 -> 3 while nobody answers and the alarm stays in ALARM, pages the last level again, then tells everyone on OK', async () => {
+    h.alarmStates = ['ALARM', 'ALARM', 'ALARM', 'OK'];
+
+    const { path } = await run();
+
+    expect(path.filter((s) => s.startsWith('PageLevel'))).toEqual(['PageLevel1', 'PageLevel2', 'PageLevel3', 'PageLevel3']);
+    expect(kinds('N')).toEqual([1, 2, 3, 3]);
+    expect(kinds('Résolu')).toEqual([1, 2, 3]);
+    const incident = await getIncident(h.store, incidentId);
+    expect(incident).toEqual(expect.objectContaining({ status: 'RESOLVED', level: 3, pagedLevels: [1, 2, 3] }));
+    expect(incident?.resolution).toEqual(expect.objectContaining({ how: 'alarm OK', via: 'workflow' }));
+  });
+
+  it('puts the alarm, its runbook section and link, the level, the incident id and how to acknowledge in each page', async () => {
+    h.alarmStates = ['OK'];
+
+    await run();
+
+    const page = h.published[0];
+    expect(page.topicArn).toBe(LEVEL_TOPICS[0]);
+    expect(page.text).toContain(`Incident ${incidentId}`);
+    expect(page.text).toContain(ALARM);
+    expect(page.text).toContain('Niveau 1 (On-call engineer)');
+    expect(page.text).toContain('Runbook : Sauvegarde - 4. Backup automatisé https://runbook.example/backups');
+    expect(page.text).toMatch(/Acquitter \(lien signé, usage unique\) : https:\/\/ack\.example\/\?i=\S+&l=1&e=\d+&n=[0-9a-f]+&s=[0-9a-f]{64}/);
+    expect(page.text).toContain(`/incident ack ${incidentId}`);
+    expect(page.text).toContain(`npx atmr-dr incident ack ${incidentId}`);
+  });
+
+  it('stops climbing at an acknowledgement, reminds the acknowledged level while ALARM, and resolves on OK', async () => {
+    // Checks: after level 1 (ALARM -> page 2), then twice while acknowledged (ALARM -> remind), then OK.
+    h.alarmStates = ['ALARM', 'ALARM', 'ALARM', 'OK'];
+
+    const { path } = await run(async (state) => {
+      if (state === 'PageLevel2') await acknowledgeIncident(h.store, incidentId, { by: 'alice', via: 'cli' });
+    });
+
+    expect(kinds('N')).toEqual([1, 2]);
+    expect(kinds('Rappel')).toEqual([2, 2]);
+    expect(kinds('Résolu')).toEqual([1, 2]);
+    expect(path).not.toContain('PageLevel3');
+    const incident = await getIncident(h.store, incidentId);
+    expect(incident?.ack).toEqual(expect.objectContaining({ by: 'alice', via: 'cli' }));
+    const entries = await timeline(h.store, incidentId);
+    expect(entries.map((e) => e.kind)).toEqual(['state', 'page', 'page', 'ack', 'reminder', 'reminder', 'resolved']);
+  });
+
+  it('resolves at once when the alarm returns to OK during a wait, and tells only the levels paged', async () => {
+    const { path } = await run(async (state) => {
+      if (state === 'PageLevel1') await ingestAlarmChange(h.ingestDeps, alarmEvent('OK', '2026-11-30T10:20:00.000+0000'));
+    });
+
+    expect(path).toEqual(['PageLevel1', 'Resolve']);
+    expect(kinds('N')).toEqual([1]);
+    expect(kinds('Résolu')).toEqual([1]);
+    expect((await getIncident(h.store, incidentId))?.resolution).toEqual(expect.objectContaining({ how: 'alarm OK', by: 'CloudWatch', via: 'alarm' }));
+  });
+
+  it('goes on to the next level at once when a page cannot be published (after retries), and records the failure', async () => {
+    h.failingTopics.add(LEVEL_TOPICS[0]);
+    h.alarmStates = ['ALARM', 'OK'];
+
+    const { path } = await run();
+
+    // One try and two retries on level 1, then level 2 without waiting out level 1's timeout.
+    expect(path.slice(0, 5)).toEqual(['PageLevel1', 'PageLevel1', 'PageLevel1', 'CheckAfterLevel1', 'PageLevel2']);
+    expect(kinds('N')).toEqual([2]);
+    const failures = (await timeline(h.store, incidentId)).filter((e) => e.kind === 'page-failed');
+    expect(failures).toHaveLength(3);
+    expect(failures[0].text).toMatch(/Page of level 1 \(On-call engineer\) failed: KMS key is disabled/);
+  });
+
+  it('resolves with a note when the alarm is deleted while its incident is open', async () => {
+    h.alarmStates = [null];
+
+    await run();
+
+    const incident = await getIncident(h.store, incidentId);
+    expect(incident?.resolution).toEqual(expect.objectContaining({ how: 'alarm deleted' }));
+    expect((await timeline(h.store, incidentId)).map((e) => e.text)).toContain(`Alarm ${ALARM} no longer exists (deleted while the incident was open)`);
+    expect(kinds('Résolu')).toEqual([1]);
+  });
+
+  it('pages nobody more when an acknowledgement lands after a level timed out, before the next page', async () => {
+    h.alarmStates = ['ALARM', 'OK'];
+
+    const { path } = await run(async (state, task) => {
+      if (state !== 'PageLevel1') return;
+      await acknowledgeIncident(h.store, incidentId, { by: 'bob', via: 'slack' });
+      // The token had already timed out when the acknowledgement tried to wake it.
+      h.woken.delete(task.taskToken);
+    });
+
+    expect(path.slice(0, 4)).toEqual(['PageLevel1', 'CheckAfterLevel1', 'PageLevel2', 'AwaitWhileAcked']);
+    expect(kinds('N')).toEqual([1]);
+    expect(kinds('Résolu')).toEqual([1]);
+  });
+});
