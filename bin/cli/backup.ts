@@ -13,7 +13,7 @@ import { parseBackupTier } from '../../lambdas/shared/tiers';
 import { formatBytes } from '../../lambdas/shared/format';
 import { resolveConnection, type PgConnection } from '../../lambdas/shared/pg-connection';
 import { connectTo } from '../../lambdas/restore/target';
-import { DEPLOYED_NAMES, resolveDeployedName } from './resolve';
+import { resolveBackupBucket, withBucketOptions } from './resolve';
 
 interface BackupCommandOptions {
   readonly tier: string;
@@ -28,14 +28,11 @@ interface BackupCommandOptions {
 
 /** `atmr-dr backup`: the same core as the scheduled runner (lambdas/backup/backup.ts). */
 export function registerBackupCommands(program: Command): void {
-  program
-    .command('backup')
+  withBucketOptions(program.command('backup'))
     .description(
       'dump the database (pg_dump custom format, and plain SQL derived from the same stream), upload to BACKUP_BUCKET, write the manifest and the latest pointers; prints the manifest key',
     )
     .requiredOption('--tier <tier>', '(required) backup tier: hourly, daily, weekly or monthly')
-    .option('--bucket <name>', 'backup bucket (default: $BACKUP_BUCKET, else the Data stack output of --env)')
-    .option('--env <name>', "environment whose deployed stacks name the bucket (default: cdk.json's env)")
     .option('--formats <list>', 'formats to produce: custom, plain or custom,plain', 'custom,plain')
     .option('--database-secret <arn>', 'read the connection from this Secrets Manager secret (RDS secret JSON) instead of PG* variables')
     .option('--compression-level <0-9>', `zlib level of both formats (default ${DEFAULT_COMPRESSION_LEVEL})`)
@@ -49,7 +46,7 @@ export function registerBackupCommands(program: Command): void {
         options.compressionLevel === undefined ? DEFAULT_COMPRESSION_LEVEL : assertCompressionLevel(Number(options.compressionLevel));
       const plainCompressor = parsePlainCompressorPreference(options.plainCompressor);
       const connection = await resolveConnection({ secretArn: options.databaseSecret });
-      const bucket = await resolveDeployedName(DEPLOYED_NAMES.backupBucket, { flagValue: options.bucket, envName: options.env });
+      const bucket = await resolveBackupBucket(options);
 
       const aborter = new AbortController();
       const onSignal = (signal: NodeJS.Signals): void => aborter.abort(new Error(`received ${signal}`));

@@ -3,22 +3,19 @@ import { CatalogEntry, listBackups } from '../../lambdas/restore/catalog';
 import { verifyBackup } from '../../lambdas/restore/verify';
 import { formatBytes } from '../../lambdas/shared/format';
 import { createS3Client } from '../../lambdas/shared/aws';
-import { requireEnv } from '../../lambdas/shared/errors';
-
-const BUCKET_HINT = 'export BACKUP_BUCKET=<name of the backup bucket> (the Data stack output)';
+import { resolveBackupBucket, withBucketOptions } from './resolve';
 
 /** `backups list` and `backups verify`: the read-only catalog of the backup bucket. */
 export function registerBackupsCommands(program: Command): void {
   const backups = program.command('backups').description('the backup catalog in BACKUP_BUCKET (read-only)');
 
-  backups
-    .command('list')
+  withBucketOptions(backups.command('list'))
     .description('backups, newest first (from their manifests)')
     .option('--tier <tier>', 'only this tier: hourly, daily, weekly or monthly')
     .option('--database <name>', 'only the backups of this database')
     .option('--json', 'print JSON')
-    .action(async (opts: { tier?: string; database?: string; json?: boolean }) => {
-      const bucket = requireEnv('BACKUP_BUCKET', BUCKET_HINT);
+    .action(async (opts: { tier?: string; database?: string; json?: boolean; bucket?: string; env?: string }) => {
+      const bucket = await resolveBackupBucket(opts);
       const entries = await listBackups({ s3: createS3Client(), bucket }, { tier: opts.tier, database: opts.database });
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(entries.map(summary), null, 2)}\n`);
@@ -31,15 +28,14 @@ export function registerBackupsCommands(program: Command): void {
       for (const entry of entries) process.stdout.write(`${line(entry)}\n`);
     });
 
-  backups
-    .command('verify')
+  withBucketOptions(backups.command('verify'))
     .description('checks sizes and sha256 of every object against the manifest, and that the archives are readable (pg_restore --list, gzip); no database needed')
     .argument('<manifest-key|latest>', 'a manifest key from "backups list", or latest')
     .option('--tier <tier>', 'with latest: the latest backup of this tier')
     .option('--database <name>', 'with latest: the database whose newest backup to verify (default: PGDATABASE)')
     .option('--json', 'print JSON')
-    .action(async (ref: string, opts: { tier?: string; database?: string; json?: boolean }) => {
-      const bucket = requireEnv('BACKUP_BUCKET', BUCKET_HINT);
+    .action(async (ref: string, opts: { tier?: string; database?: string; json?: boolean; bucket?: string; env?: string }) => {
+      const bucket = await resolveBackupBucket(opts);
       const result = await verifyBackup({ s3: createS3Client(), bucket }, ref, { tier: opts.tier, database: opts.database ?? process.env.PGDATABASE });
       if (opts.json) {
         process.stdout.write(`${JSON.stringify({ ok: true, manifestKey: result.manifestKey, objects: result.objects, seconds: result.seconds }, null, 2)}\n`);

@@ -1,4 +1,5 @@
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import type { Command } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EnvironmentConfig, parseEnvironmentConfig } from '../../lib/config';
@@ -169,4 +170,16 @@ export async function readStackOutputs(stackName: string): Promise<Record<string
     if (output.OutputKey && output.OutputValue) outputs[output.OutputKey] = output.OutputValue;
   }
   return outputs;
+}
+
+/** `--bucket` and `--env`, for every command that reads or writes the backup bucket. */
+export function withBucketOptions(command: Command): Command {
+  return command
+    .option('--bucket <name>', 'backup bucket (default: $BACKUP_BUCKET, else the Data stack output of --env)')
+    .option('--env <name>', "environment whose deployed stacks name the bucket (default: cdk.json's env)");
+}
+
+/** The backup bucket of a command declared with `withBucketOptions`. */
+export function resolveBackupBucket(options: { readonly bucket?: string; readonly env?: string }): Promise<string> {
+  return resolveDeployedName(DEPLOYED_NAMES.backupBucket, { flagValue: options.bucket, envName: options.env });
 }

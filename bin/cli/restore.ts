@@ -3,13 +3,13 @@ import { RestoreTestConfigSchema } from '../../lib/config';
 import { RestoreResult, restoreBackup } from '../../lambdas/restore/restore';
 import { runRestoreTest } from '../../lambdas/restore/restore-test';
 import { createS3Client } from '../../lambdas/shared/aws';
-import { OperatorError, requireEnv } from '../../lambdas/shared/errors';
+import { OperatorError } from '../../lambdas/shared/errors';
 import { resolveConnection } from '../../lambdas/shared/pg-connection';
-import { BACKUP_TIERS, BackupTier, isBackupTier } from '../../lambdas/shared/s3-layout';
+import { parseBackupTier } from '../../lambdas/shared/tiers';
+import { resolveBackupBucket, withBucketOptions } from './resolve';
 
 import { stderrProgress } from './progress';
 
-const BUCKET_HINT = 'export BACKUP_BUCKET=<name of the backup bucket> (the Data stack output)';
 
 /**
  * Ctrl-C / SIGTERM abort the returned signal (the restore then drops its staging database and
@@ -32,13 +32,12 @@ function interruptible(): { signal: AbortSignal; exitCode: () => number; done: (
 
 /** `restore` (verified restore into --target-db) and `restore-test` (the runbook's test, RTO/RPO). */
 export function registerRestoreCommands(program: Command): void {
-  program
-    .command('restore')
+  withBucketOptions(program.command('restore'))
     .description('verified restore of a backup into --target-db on PGHOST: checksum before touching the server, restore into a staging database, row counts checked, then swapped in')
     .argument('<manifest-key|latest>', 'a manifest key from "backups list", or latest')
     .requiredOption('--target-db <name>', 'database to restore into (created, or replaced with --force)')
     .option('--force', 'replace the target database when it exists and is not empty')
-    .addOption(new Option('--format <format>', 'restore this format of the backup').choices(['custom', 'plain']))
+    .addOption(new Option('--format <format>', 'restore this format of the backup (default: custom when the backup has it, else plain)').choices(['custom', 'plain']))
     .option('--tier <tier>', 'with latest: the latest backup of this tier')
     .option('--database <name>', 'with latest: the database whose newest backup to restore (default: PGDATABASE)')
     .option('--terminate-connections', 'end the sessions connected to the target at swap time instead of refusing')
@@ -60,9 +59,11 @@ export function registerRestoreCommands(program: Command): void {
           databaseSecret?: string;
           progress?: boolean;
           json?: boolean;
+          bucket?: string;
+          env?: string;
         },
       ) => {
-        const bucket = requireEnv('BACKUP_BUCKET', BUCKET_HINT);
+        const bucket = await resolveBackupBucket(opts);
         const productionName = process.env.PGDATABASE;
         const connection = await resolveConnection({ secretArn: opts.databaseSecret, overrides: productionName ? {} : { database: 'postgres' } });
         const progress = stderrProgress(opts.progress === true || process.stderr.isTTY === true);
@@ -96,8 +97,7 @@ export function registerRestoreCommands(program: Command): void {
     );
 
   const defaults = RestoreTestConfigSchema.parse({});
-  program
-    .command('restore-test')
+  withBucketOptions(program.command('restore-test'))
     .description('the runbook\'s test_backup_restore: back up PGDATABASE (under restore-tests/, never anybody\'s latest), restore into a scratch database, verify row counts and point in time, drop it; reports RTO and RPO. Writes nothing to PGDATABASE')
     .option('--tier <tier>', 'tier of the backup the test takes', 'hourly')
     .option('--critical-query <sql...>', 'queries that must succeed on the restored copy (skipped when their table is absent)', defaults.criticalQueries)
@@ -105,9 +105,9 @@ export function registerRestoreCommands(program: Command): void {
     .option('--rpo-objective <seconds>', 'recovery point objective', String(defaults.rpoObjectiveSeconds))
     .option('--database-secret <arn>', 'read the connection from this Secrets Manager secret instead of PG* variables')
     .option('--json', 'print the report as one JSON object')
-    .action(async (opts: { tier: string; criticalQuery: string[]; rtoObjective: string; rpoObjective: string; databaseSecret?: string; json?: boolean }) => {
-      const bucket = requireEnv('BACKUP_BUCKET', BUCKET_HINT);
-      if (!isBackupTier(opts.tier)) throw new OperatorError(`unknown tier "${opts.tier}": use one of ${BACKUP_TIERS.join(', ')}`, 2);
+    .action(async (opts: { tier: string; criticalQuery: string[]; rtoObjective: string; rpoObjective: string; databaseSecret?: string; json?: boolean; bucket?: string; env?: string }) => {
+      const bucket = await resolveBackupBucket(opts);
+      const tier = parseBackupTier(opts.tier, '--tier');
       const rto = positiveSeconds('--rto-objective', opts.rtoObjective);
       const rpo = positiveSeconds('--rpo-objective', opts.rpoObjective);
       const source = await resolveConnection({ secretArn: opts.databaseSecret });
@@ -115,7 +115,7 @@ export function registerRestoreCommands(program: Command): void {
       const interrupt = interruptible();
       const report = await runRestoreTest(
         { s3: createS3Client(), bucket, source, target: source, log: (line) => progress.line(line), signal: interrupt.signal },
-        { takeBackup: true, tier: opts.tier as BackupTier, criticalQueries: opts.criticalQuery, rtoObjectiveSeconds: rto, rpoObjectiveSeconds: rpo },
+        { takeBackup: true, tier, criticalQueries: opts.criticalQuery, rtoObjectiveSeconds: rto, rpoObjectiveSeconds: rpo },
       ).finally(interrupt.done);
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(report)}\n`);

@@ -4,7 +4,7 @@ import { SSMProvider } from '@aws-lambda-powertools/parameters/ssm';
 import type { MiddlewareObj } from '@middy/core';
 import { INITIAL_VALUE, isExpired, KillswitchMode, KillswitchValue, MAINTENANCE_BODY, MAINTENANCE_EXEMPT_PATHS, parseKillswitchValue } from './value';
 
-/** Cache age of the reader (issue 4: 5 s): at most 60 / 5 = 12 SSM calls per process per minute. */
+/** Cache age of the reader (5 s, as the Flask API's reader): at most 60 / 5 = 12 SSM calls per process per minute. */
 export const DEFAULT_MAX_AGE_SECONDS = 5;
 /** Retry-After when the value has no expiry (seconds). */
 export const DEFAULT_RETRY_AFTER_SECONDS = 120;

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { OperatorError } from '../shared/errors';
 
-/** Killswitch modes, in increasing severity (DESIGN.md "Killswitch"). */
+/** Killswitch modes, in increasing severity (docs/contracts.md, "Killswitch"). */
 export const KILLSWITCH_MODES = ['normal', 'degraded', 'maintenance'] as const;
 export type KillswitchMode = (typeof KILLSWITCH_MODES)[number];
 
@@ -12,7 +12,7 @@ export type EnableMode = (typeof ENABLE_MODES)[number];
 /** Value of the `KillswitchMode` metric: 0 normal, 1 degraded, 2 maintenance. */
 export const MODE_METRIC_VALUE: Readonly<Record<KillswitchMode, number>> = { normal: 0, degraded: 1, maintenance: 2 };
 
-/** The runbook's maintenance message, as the 503 body (DESIGN.md). */
+/** The runbook's maintenance message, as the 503 body (docs/contracts.md). */
 export const MAINTENANCE_MESSAGE = 'Service en maintenance - Merci de réessayer plus tard';
 export const MAINTENANCE_BODY = JSON.stringify({ error: MAINTENANCE_MESSAGE });
 
@@ -24,7 +24,7 @@ export const MAX_REASON_LENGTH = 500;
 
 const isoDate = z.iso.datetime({ offset: true });
 
-/** The parameter's JSON value (DESIGN.md): the single source of truth of the mode. */
+/** The parameter's JSON value (docs/contracts.md): the single source of truth of the mode. */
 export const KillswitchValueSchema = z.strictObject({
   mode: z.enum(KILLSWITCH_MODES),
   reason: z.string().max(MAX_REASON_LENGTH),

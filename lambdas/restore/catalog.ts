@@ -5,12 +5,14 @@ import {
   BACKUP_TIERS,
   BackupTier,
   LATEST_POINTER_KEY,
-  isBackupTier,
   isManifestKey,
   latestDatabasePointerKey,
   latestDatabaseTierPointerKey,
   latestTierPointerKey,
 } from '../shared/s3-layout';
+import { isNotFound } from '../shared/s3-objects';
+import { safeJson } from '../shared/json';
+import { parseBackupTier } from '../shared/tiers';
 
 /**
  * The backup catalog, the read side of the bucket: lists manifests and resolves `latest` (of one
@@ -43,7 +45,7 @@ export interface CatalogFilter {
 
 /** Every manifest under the tier prefixes (or one tier, one database), newest first (startedAt, then key). */
 export async function listBackups(deps: CatalogDeps, filter: CatalogFilter = {}): Promise<CatalogEntry[]> {
-  const tiers: readonly BackupTier[] = filter.tier === undefined ? BACKUP_TIERS : [checkTier(filter.tier)];
+  const tiers: readonly BackupTier[] = filter.tier === undefined ? BACKUP_TIERS : [parseBackupTier(filter.tier)];
   const keys: string[] = [];
   for (const tier of tiers) {
     let continuationToken: string | undefined;
@@ -82,7 +84,7 @@ export async function listBackups(deps: CatalogDeps, filter: CatalogFilter = {})
  * `latest.json` / `latest/<tier>.json`, accepted only when they name a backup of that database.
  */
 export async function resolveBackup(deps: CatalogDeps, ref: string, filter: CatalogFilter = {}): Promise<ResolvedBackup> {
-  const tier = filter.tier === undefined ? undefined : checkTier(filter.tier);
+  const tier = filter.tier === undefined ? undefined : parseBackupTier(filter.tier);
   if (ref !== 'latest') {
     if (!isManifestKey(ref)) {
       throw new OperatorError(`"${ref}" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list`, 2);
@@ -140,11 +142,6 @@ export function chooseObject(manifestKey: string, manifest: BackupManifest, form
   throw new OperatorError(`manifest ${manifestKey} has no ${format} object; drop --format or pick another backup`, 2);
 }
 
-function checkTier(tier: string): BackupTier {
-  if (!isBackupTier(tier)) throw new OperatorError(`unknown tier "${tier}": use one of ${BACKUP_TIERS.join(', ')}`, 2);
-  return tier;
-}
-
 /** `<tier>/<db>_backup_<stamp>.manifest.json` to `<db>`: to filter a manifest that cannot be read. */
 function keyDatabase(manifestKey: string): string | undefined {
   return /^[^/]+\/(.+)_backup_\d{8}_\d{6}\.manifest\.json$/.exec(manifestKey)?.[1];
@@ -165,18 +162,5 @@ async function s3Call<T>(what: string, call: () => Promise<T>): Promise<T> {
     return await call();
   } catch (error) {
     throw new OperatorError(`cannot ${what}: ${oneLine(error)}; check the endpoint, BACKUP_BUCKET and credentials`);
-  }
-}
-
-export function isNotFound(error: unknown): boolean {
-  const e = error as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } };
-  return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.Code === 'NoSuchKey' || e?.$metadata?.httpStatusCode === 404;
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
   }
 }

@@ -5,7 +5,8 @@ import * as path from 'node:path';
 import { OperatorError, oneLine } from '../shared/errors';
 import { formatBytes } from '../shared/format';
 import type { BackupObject } from '../shared/manifest';
-import { CatalogDeps, isNotFound } from './catalog';
+import { CatalogDeps } from './catalog';
+import { isNotFound } from '../shared/s3-objects';
 
 /**
  * Download of one backup object to a local file: parallel ranged GETs (one S3 connection is

@@ -6,6 +6,7 @@ import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import middy from '@middy/core';
 import { z } from 'zod';
+import { BackupTierSchema } from '../shared/tiers';
 import { createS3Client, DEFAULT_MAX_ATTEMPTS } from '../shared/aws';
 import { OperatorError } from '../shared/errors';
 import { observability } from '../shared/observability';
@@ -29,14 +30,14 @@ let rdsClient: RDSClient | undefined;
 
 const RestoreEventSchema = z.strictObject({ restore: LambdaRestoreRequestSchema });
 const RestoreTestEventSchema = z.object({
-  tier: z.enum(['hourly', 'daily', 'weekly', 'monthly']).optional(),
+  tier: BackupTierSchema.optional(),
   /** The temporary instance's endpoint (state machine), instead of the configured target. */
   targetHost: z.string().min(1).optional(),
   targetPort: z.number().int().min(1).max(65535).optional(),
 });
 const TemporaryInstanceEventSchema = z.strictObject({ temporaryInstance: z.enum(['create', 'status', 'delete']) });
 /** Temporary-instance mode: nothing in the event can name a target, the temporary instance is the only one. */
-const TemporaryInstanceTestEventSchema = z.strictObject({ tier: z.enum(['hourly', 'daily', 'weekly', 'monthly']).optional() });
+const TemporaryInstanceTestEventSchema = z.strictObject({ tier: BackupTierSchema.optional() });
 
 /**
  * The temporary instance as the test's target: its endpoint and its own RDS-managed master secret,

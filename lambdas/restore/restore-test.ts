@@ -27,7 +27,7 @@ export interface RestoreTestDeps extends CatalogDeps, SpaceCheck {
   readonly target: PgConnection;
   /** The backed-up database (read only: the backup and two transaction horizons); needed when `takeBackup`. */
   readonly source?: PgConnection;
-  /** The backup write path (contract 1); default: lambdas/backup/backup.ts runBackup. */
+  /** The backup write path (the S3 layout and manifest of docs/contracts.md); default: lambdas/backup/backup.ts runBackup. */
   readonly backup?: BackupFunction;
   readonly pgBinDir?: string;
   readonly tempDir?: string;

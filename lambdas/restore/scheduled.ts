@@ -3,7 +3,8 @@ import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { z } from 'zod';
 import { OperatorError } from '../shared/errors';
 import { resolveConnection } from '../shared/pg-connection';
-import { BACKUP_TIERS, RESTORE_TEST_REPORT_PREFIX } from '../shared/s3-layout';
+import { RESTORE_TEST_REPORT_PREFIX } from '../shared/s3-layout';
+import { BackupTierSchema } from '../shared/tiers';
 import type { CatalogDeps } from './catalog';
 import type { StatFs } from './download';
 import { RESTORE_TEST_ENV, RESTORE_TEST_METRICS } from './contract';
@@ -39,7 +40,7 @@ export const RestoreTestSettingsSchema = z.object({
   [RESTORE_TEST_ENV.targetPort]: positiveInt.max(65535),
   [RESTORE_TEST_ENV.targetSecretArn]: z.string().startsWith('arn:').optional(),
   [RESTORE_TEST_ENV.iamAuthUser]: z.string().min(1).optional(),
-  [RESTORE_TEST_ENV.tier]: z.enum(BACKUP_TIERS).default('daily'),
+  [RESTORE_TEST_ENV.tier]: BackupTierSchema.default('daily'),
   [RESTORE_TEST_ENV.database]: z.string().min(1).optional(),
   [RESTORE_TEST_ENV.criticalQueries]: jsonStringArray('SQL strings'),
   [RESTORE_TEST_ENV.protectedDatabases]: jsonStringArray('database names'),
@@ -118,7 +119,7 @@ export interface ScheduledRestoreTestResult {
 /** A restore asked of the Lambda entry (same verified restore as the CLI, on the configured target). */
 export const LambdaRestoreRequestSchema = z.strictObject({
   ref: z.string().min(1),
-  tier: z.enum(BACKUP_TIERS).optional(),
+  tier: BackupTierSchema.optional(),
   targetDb: z.string().min(1),
   force: z.boolean().default(false),
   format: z.enum(['custom', 'plain']).optional(),

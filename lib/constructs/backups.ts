@@ -24,7 +24,8 @@ import {
 } from '../../lambdas/backup/runner-contract';
 import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
 import { BACKUP_TIERS, LATEST_POINTER_KEY, RESTORE_TEST_REPORT_PREFIX, type BackupTier } from '../../lambdas/shared/s3-layout';
-import { ConfigError, type BackupsConfig, type EnvironmentConfig } from '../config';
+import { SNAPSHOT_TIERS } from '../../lambdas/shared/tiers';
+import { ConfigError, isValidFargatePair, type BackupsConfig, type EnvironmentConfig } from '../config';
 import { nagRender } from '../nag';
 import type { BackupDatabase, BackupWorkloadProps } from './backup-workload';
 import { RUNNER_TASK_ENTRY_POINT, runnerContainerImage, runnerImageCode } from './runner-image';
@@ -42,7 +43,6 @@ export const BACKUP_SCHEDULE_EXPRESSIONS: Readonly<Record<BackupTier, string>> =
 };
 
 /** Tiers whose runs also take a manual RDS snapshot (lambdas/backup/rds.ts). */
-const SNAPSHOT_TIERS = ['weekly', 'monthly'] as const;
 
 export interface BackupsProps extends BackupWorkloadProps {
   /** Environment name (resource descriptions, alarm names, config paths in errors). */
@@ -77,7 +77,7 @@ export interface BackupsProps extends BackupWorkloadProps {
 }
 
 /**
- * Scheduled PostgreSQL backups (issue 2): four EventBridge Scheduler schedules in the configured
+ * Scheduled PostgreSQL backups (runbook "Sauvegarde", sections 4 and 6): four EventBridge Scheduler schedules in the configured
  * time zone invoke the runner image (Lambda, or an ECS Fargate task when `backups.runner` is
  * `fargate`) with their tier. The runner dumps to the backup bucket, snapshots RDS for weekly and
  * monthly, checks PITR, and its failures, silences and PITR state raise alarms to the incidents topic.
@@ -540,28 +540,6 @@ function runnerPolicyStatements(stack: Stack, props: BackupsProps, bucketArn: st
   return statements;
 }
 
-/** Fargate task sizes (CPU units -> allowed memory in MiB). */
-function isValidFargatePair(cpu: number, memoryMiB: number): boolean {
-  const gib = memoryMiB / 1024;
-  switch (cpu) {
-    case 256:
-      return [512, 1024, 2048].includes(memoryMiB);
-    case 512:
-      return Number.isInteger(gib) && gib >= 1 && gib <= 4;
-    case 1024:
-      return Number.isInteger(gib) && gib >= 2 && gib <= 8;
-    case 2048:
-      return Number.isInteger(gib) && gib >= 4 && gib <= 16;
-    case 4096:
-      return Number.isInteger(gib) && gib >= 8 && gib <= 30;
-    case 8192:
-      return gib >= 16 && gib <= 60 && gib % 4 === 0;
-    case 16384:
-      return gib >= 32 && gib <= 120 && gib % 8 === 0;
-    default:
-      return false;
-  }
-}
 
 function capitalize(text: string): string {
   return text.charAt(0).toUpperCase() + text.slice(1);

@@ -46,7 +46,7 @@ export interface RestoreTestProps extends BackupWorkloadProps {
 }
 
 /**
- * The monthly restore test (issue 3): EventBridge Scheduler invokes the runner image's
+ * The monthly restore test (runbook "Sauvegarde", sections 3 and 7): EventBridge Scheduler invokes the runner image's
  * `restore.handler` in the VPC; it restores the latest backup of the configured tier into a
  * scratch database on the target instance, publishes RestoreTestSuccess / RtoSeconds / RpoSeconds,
  * writes its JSON report under `restore-tests/`, and alarms go to the incidents topic on failure,

@@ -33,7 +33,8 @@ describe('incident topics', () => {
   const topicIds = ofType('AWS::SNS::Topic').map(([id]) => id);
 
   it('creates one topic per escalation level, each encrypted with the data stack key', () => {
-    expect(topicIds.sort()).toEqual(['EscalationLevel2Topic', 'EscalationLevel3Topic', 'IncidentsTopic']);
+    // The Slack topic (AWS Chatbot's, when configured) is no level: it only mirrors the pages.
+    expect(topicIds.filter((id) => !id.startsWith('EscalationSlackTopic')).sort()).toEqual(['EscalationLevel2Topic', 'EscalationLevel3Topic', 'IncidentsTopic']);
     for (const id of topicIds) {
       expect(ops.Resources[id].Properties).toEqual(expect.objectContaining({ KmsMasterKeyId: { 'Fn::ImportValue': expect.stringContaining('Key') } }));
     }
@@ -94,7 +95,8 @@ describe('incident topics', () => {
   });
 
   it('lets CloudWatch and EventBridge of this account use the key of the encrypted topics', () => {
-    const key = Object.values(dataTemplate.findResources('AWS::KMS::Key'))[0] as { Properties: { KeyPolicy: { Statement: Statement[] } } };
+    // The topics use the operations key (the backup key encrypts backups only).
+    const key = dataTemplate.findResources('AWS::KMS::Key').OpsKey as { Properties: { KeyPolicy: { Statement: Statement[] } } };
     for (const service of ['cloudwatch.amazonaws.com', 'events.amazonaws.com']) {
       expect(key.Properties.KeyPolicy.Statement).toContainEqual(
         expect.objectContaining({
@@ -137,15 +139,15 @@ describe('incident topic subscriptions from config', () => {
     const raw = exampleEnvironment();
     const escalation = { levels: [{ name: 'On-call engineer', subscriptions: [{ protocol: 'email', endpoint: 'a@example.com' }] }, { name: 'Lead DevOps' }] };
 
-    expect(() => parseEnvironmentConfig('x', { ...raw, escalation })).toThrow(ConfigError);
-    expect(() => parseEnvironmentConfig('x', { ...raw, escalation })).toThrow(
-      /environments\.x\.escalation\.levels\.1\.subscriptions: level 2 \(Lead DevOps\) reaches nobody: add an email, sms or https subscription/,
+    expect(() => parseEnvironmentConfig('example', { ...raw, escalation })).toThrow(ConfigError);
+    expect(() => parseEnvironmentConfig('example', { ...raw, escalation })).toThrow(
+      /environments\.example\.escalation\.levels\.1\.subscriptions: level 2 \(Lead DevOps\) reaches nobody: add an email, sms or https subscription/,
     );
   });
 
   it('refuses an https subscription that is not https', () => {
     const raw = exampleEnvironment();
     const escalation = { ...(raw.escalation as Json), levels: [{ name: 'On-call', subscriptions: [{ protocol: 'https', endpoint: 'http://example.com/x' }] }, { name: 'B' }, { name: 'C' }] };
-    expect(() => parseEnvironmentConfig('x', { ...raw, escalation })).toThrow(/escalation\.levels\.0\.subscriptions\.0\.endpoint: must be an https:\/\/ URL/);
+    expect(() => parseEnvironmentConfig('example', { ...raw, escalation })).toThrow(/escalation\.levels\.0\.subscriptions\.0\.endpoint: must be an https:\/\/ URL/);
   });
 });

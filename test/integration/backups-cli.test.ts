@@ -58,12 +58,12 @@ describe('atmr-dr backups', () => {
   it('list refuses an unknown tier and a missing BACKUP_BUCKET with one line and a non-zero exit', async () => {
     const badTier = await atmrDr(['backups', 'list', '--tier', 'yearly'], localS3.env);
     const { BACKUP_BUCKET: _unused, ...noBucket } = localS3.env;
-    const missing = await atmrDr(['backups', 'list'], noBucket);
+    const missing = await atmrDr(['backups', 'list'], { ...noBucket, AWS_ENDPOINT_URL_CLOUDFORMATION: 'http://127.0.0.1:9' });
 
     expect(badTier.status).toBe(2);
-    expect(badTier.stderr).toBe('atmr-dr: unknown tier "yearly": use one of hourly, daily, weekly, monthly\n');
+    expect(badTier.stderr).toBe('atmr-dr: invalid backup tier "yearly": use one of hourly, daily, weekly, monthly\n');
     expect(missing.status).toBe(2);
-    expect(missing.stderr).toMatch(/^atmr-dr: BACKUP_BUCKET is not set: .*\n$/);
+    expect(missing.stderr).toMatch(/^atmr-dr: no backup bucket \(.*\): pass --bucket NAME or set BACKUP_BUCKET\n$/);
     expect(missing.stdout).toBe('');
   });
 

@@ -325,7 +325,7 @@ describe('catalog', () => {
     expect(all.length).toBeGreaterThan(weekly.length);
     const times = all.filter((e) => e.manifest).map((e) => e.manifest!.startedAt);
     expect([...times].sort().reverse()).toEqual(times);
-    await expect(listBackups({ s3, bucket: localS3.bucket }, { tier: 'yearly' })).rejects.toThrow(/unknown tier "yearly"/);
+    await expect(listBackups({ s3, bucket: localS3.bucket }, { tier: 'yearly' })).rejects.toThrow(/invalid backup tier "yearly"/);
   });
 
   it('resolves latest through latest/<db>/<tier>.json', async () => {

@@ -29,6 +29,8 @@ Object.assign(process.env, {
   KILLSWITCH_PARAMETER: '/atmr/example/killswitch',
   SLACK_SIGNING_SECRET_ARN: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/slack-signing-AbCdEf',
   SLACK_ALLOWED_USER_IDS: 'U0123ONCALL,U0456LEADOPS',
+  SLACK_TEAM_ID: 'T1',
+  SLACK_API_APP_ID: 'A1',
 });
 /* eslint-disable @typescript-eslint/no-require-imports */
 const { ackLink } = require('../../../lambdas/escalation/ack-link-handler') as typeof import('../../../lambdas/escalation/ack-link-handler');
@@ -172,7 +174,7 @@ describe('signed acknowledgement link', () => {
 
 describe('Slack /incident ack', () => {
   const call = async (fields: Record<string, string>, secret = SIGNING) => {
-    const body = new URLSearchParams({ team_id: 'T1', channel_id: 'C1', command: '/incident', user_name: 'alice', ...fields }).toString();
+    const body = new URLSearchParams({ team_id: 'T1', api_app_id: 'A1', channel_id: 'C1', command: '/incident', user_name: 'alice', ...fields }).toString();
     const timestamp = String(Math.floor(Date.now() / 1000));
     const response = (await slack({
       headers: { 'x-slack-request-timestamp': timestamp, 'x-slack-signature': slackSignature(secret, timestamp, body) },
