@@ -1,4 +1,3 @@
-import { buildProgram } from '../../bin/atmr-dr';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -216,9 +215,7 @@ describe('help', () => {
     const commands = [...help.stdout.split('Commands:')[1].split('Environment:')[0].matchAll(/^ {2}([a-z-]+)/gm)].map((m) => m[1]).filter((c) => c !== 'help');
 
     expect(help.status).toBe(0);
-    // Exactly the commands the program registers, each of which answers.
-    expect(commands).toEqual(buildProgram().commands.map((c) => c.name()));
-    expect(commands).toEqual(expect.arrayContaining(['backup', 'backups', 'restore', 'restore-test', 'killswitch', 'rollback', 'incident', 'recover']));
+    expect(commands).toEqual(['backup', 'backups', 'restore', 'restore-test', 'killswitch', 'rollback', 'db', 'scale', 'osrm', 'recover', 'incident']);
     for (const command of commands) expect((await entry([command, '--help'], operatorEnv())).status).toBe(0);
     for (const variable of ['PGHOST', 'BACKUP_BUCKET', 'KILLSWITCH_PARAMETER', 'ATMR_OPS_TABLE', 'AWS_REGION', 'AWS_ENDPOINT_URL_S3']) {
       expect(help.stdout).toContain(variable);

@@ -13,6 +13,15 @@ const NOT_IN_TEMPLATES: Record<string, string> = {
   production: 'synth-time guard only: refuses (as an error annotation) a restore test on the production instance; no resource depends on it',
   'network.availabilityZones.0': 'read by the VPC import only, paired with privateSubnetIds: resources are placed by subnet id, so zone names appear in no template',
   'network.availabilityZones.1': 'read by the VPC import only, paired with privateSubnetIds: resources are placed by subnet id, so zone names appear in no template',
+  'backout.taskRoleArns.0': 'read only with backout.autoDowngradeMigrations (off in the example): the iam:PassRole grant of the migration task',
+  'backout.taskRoleArns.1': 'read only with backout.autoDowngradeMigrations (off in the example): the iam:PassRole grant of the migration task',
+  'recovery.endpoint.kind': "read by the CLI only: `atmr-dr recover cutover` runs from the operator's machine (bin/cli/recover.ts); no deployed resource uses it",
+  'recovery.ecs.clusterArn': "read by the CLI only: `atmr-dr recover cutover` runs from the operator's machine (bin/cli/recover.ts); no deployed resource uses it",
+  'recovery.ecs.serviceNames.0': "read by the CLI only: `atmr-dr recover cutover` runs from the operator's machine (bin/cli/recover.ts); no deployed resource uses it",
+  'recovery.ecs.serviceNames.1': "read by the CLI only: `atmr-dr recover cutover` runs from the operator's machine (bin/cli/recover.ts); no deployed resource uses it",
+  'recovery.ecs.serviceNames.2': "read by the CLI only: `atmr-dr recover cutover` runs from the operator's machine (bin/cli/recover.ts); no deployed resource uses it",
+  'recovery.readinessUrl': "read by the CLI only: `atmr-dr recover cutover` runs from the operator's machine (bin/cli/recover.ts); no deployed resource uses it",
+  'recovery.rtoObjectiveSeconds': "read by the CLI only: `atmr-dr recover cutover` runs from the operator's machine (bin/cli/recover.ts); no deployed resource uses it",
 };
 
 function leaves(value: unknown, path: Path = []): Path[] {
@@ -33,7 +42,16 @@ function getAt(root: Json, path: Path): unknown {
   return path.reduce<unknown>((node, key) => (node as Record<string | number, unknown>)[key], root);
 }
 
-const ALTERNATIVES: Record<string, string> = { lambda: 'fargate', hourly: 'daily', 'Europe/Paris': 'Europe/Berlin', 'eu-west-3': 'eu-west-1' };
+const ALTERNATIVES: Record<string, string> = {
+  lambda: 'fargate',
+  hourly: 'daily',
+  'Europe/Paris': 'Europe/Berlin',
+  'eu-west-3': 'eu-west-1',
+  environment: 'tag',
+  snapshot: 'pitr',
+  'targetgroup/atmr-api/0123456789abcdef': 'targetgroup/atmr-api/0123456789abcdee',
+  'app/atmr-api/0123456789abcdef': 'app/atmr-api/0123456789abcdee',
+};
 
 /** Candidate new values for a leaf, in order; the first one the schema accepts is used. */
 function candidates(value: unknown): unknown[] {

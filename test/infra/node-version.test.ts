@@ -63,7 +63,7 @@ describe('one supported Node version everywhere', () => {
     expect(nvmrc).toBe('22');
     expect(minimum(pkg.engines.node)).toMatch(/^22\./);
     expect(read('lib/constructs/house-function.ts')).toContain('lambda.Runtime.NODEJS_22_X');
-    expect(read('lambdas/backup/Dockerfile')).toMatch(/^FROM public\.ecr\.aws\/lambda\/nodejs:22$/m);
+    expect(read('lambdas/backup/Dockerfile')).toMatch(/^ARG LAMBDA_NODE_IMAGE=public\.ecr\.aws\/lambda\/nodejs:22@sha256:[0-9a-f]{64}$/m);
   });
 
   it('runs npm scripts and npx on a Node that the engines accept (the node devDependency)', () => {
