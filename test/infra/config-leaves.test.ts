@@ -53,6 +53,11 @@ const ALTERNATIVES: Record<string, string> = {
   'app/atmr-api/0123456789abcdef': 'app/atmr-api/0123456789abcdee',
 };
 
+/** Discriminator leaves, and the whole object of another kind that replaces theirs. */
+const DISCRIMINATED: Record<string, Json> = {
+  'recovery.endpoint.kind': { kind: 'ssmParameter', parameterName: '/atmr/example/database-host' },
+};
+
 /** Candidate new values for a leaf, in order; the first one the schema accepts is used. */
 function candidates(value: unknown): unknown[] {
   if (typeof value === 'boolean') return [!value];
@@ -72,8 +77,9 @@ describe('every leaf of the example config is read', () => {
 
   it.each(leaves(example).map((path) => [path.join('.'), path] as const))('%s changes a synthesized template', (name, path) => {
     const original = getAt(example, path);
-    const changed = candidates(original)
-      .map((value) => setAt(example, path, value))
+    // A discriminator cannot change alone (its siblings belong to its value): replace its whole object.
+    const discriminated = DISCRIMINATED[name];
+    const changed = (discriminated ? [setAt(example, path.slice(0, -1), discriminated)] : candidates(original).map((value) => setAt(example, path, value)))
       .find((raw) => {
         try {
           parseEnvironmentConfig('example', raw);
