@@ -7,17 +7,17 @@ import type { APIGatewayProxyResultV2 } from 'aws-lambda';
 import { z } from 'zod';
 import { SDK_RETRY } from '../shared/aws';
 import { observability } from '../shared/observability';
-import { handlerEnv } from '../killswitch/env';
+import { parseEnvSettings } from '../shared/env-settings';
 import { handleAckLink } from './ack-link';
 import { incidentStore } from './clients';
 import { readAckLinkKey } from './key';
 
 const { logger, tracer } = observability('escalation-ack-link');
-const env = handlerEnv({
+const env = parseEnvSettings(z.object({
   OPS_TABLE: z.string().min(3),
   ACK_KEY_SECRET_ARN: z.string().startsWith('arn:'),
   LEVEL_NAMES: z.string().transform((s) => s.split('|')),
-});
+}), process.env, { what: 'escalation ack link', fix: 'it is set by the escalation construct: redeploy the ops stack' });
 const store = incidentStore(env.OPS_TABLE, {
   ddb: tracer.captureAWSv3Client(new DynamoDBClient(SDK_RETRY)),
   sfn: tracer.captureAWSv3Client(new SFNClient(SDK_RETRY)),

@@ -7,13 +7,13 @@ import { z } from 'zod';
 import { SDK_RETRY } from '../shared/aws';
 import { EVENT_SOURCE } from '../shared/constants';
 import { observability } from '../shared/observability';
-import { handlerEnv } from '../killswitch/env';
+import { parseEnvSettings } from '../shared/env-settings';
 import { incidentStore } from './clients';
 import { ingestAction, ingestAlarmChange } from './ingest';
 import { ActionEventSchema, AlarmStateChangeSchema } from './model';
 
 const { logger, tracer } = observability('escalation-ingest');
-const env = handlerEnv({ OPS_TABLE: z.string().min(3), STATE_MACHINE_ARN: z.string().startsWith('arn:'), ALARM_NAME_PREFIX: z.string().min(1) });
+const env = parseEnvSettings(z.object({ OPS_TABLE: z.string().min(3), STATE_MACHINE_ARN: z.string().startsWith('arn:'), ALARM_NAME_PREFIX: z.string().min(1) }), process.env, { what: 'escalation intake', fix: 'it is set by the escalation construct: redeploy the ops stack' });
 const sfn = tracer.captureAWSv3Client(new SFNClient(SDK_RETRY));
 const store = incidentStore(env.OPS_TABLE, { ddb: tracer.captureAWSv3Client(new DynamoDBClient(SDK_RETRY)), sfn });
 

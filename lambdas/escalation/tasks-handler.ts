@@ -8,13 +8,13 @@ import middy from '@middy/core';
 import { z } from 'zod';
 import { SDK_RETRY } from '../shared/aws';
 import { observability } from '../shared/observability';
-import { handlerEnv } from '../killswitch/env';
+import { parseEnvSettings } from '../shared/env-settings';
 import { incidentStore } from './clients';
 import { readAckLinkKey } from './key';
 import { runTask, TaskInput } from './tasks';
 
 const { logger, tracer } = observability('escalation-tasks');
-const env = handlerEnv({
+const env = parseEnvSettings(z.object({
   OPS_TABLE: z.string().min(3),
   /** JSON: [{name, topicArn}] in level order. */
   LEVELS: z.string().transform((s) => z.array(z.object({ name: z.string(), topicArn: z.string().startsWith('arn:') })).min(1).parse(JSON.parse(s))),
@@ -23,7 +23,7 @@ const env = handlerEnv({
   ACK_URL: z.url().optional(),
   ACK_KEY_SECRET_ARN: z.string().startsWith('arn:').optional(),
   ACK_LINK_VALIDITY_SECONDS: z.coerce.number().int().positive().default(14400),
-});
+}), process.env, { what: 'escalation pager', fix: 'it is set by the escalation construct: redeploy the ops stack' });
 const store = incidentStore(env.OPS_TABLE, {
   ddb: tracer.captureAWSv3Client(new DynamoDBClient(SDK_RETRY)),
   sfn: tracer.captureAWSv3Client(new SFNClient(SDK_RETRY)),

@@ -6,16 +6,16 @@ import middy from '@middy/core';
 import { z } from 'zod';
 import { observability } from '../shared/observability';
 import { enforceKillswitch, EnforceResult } from './enforcer';
-import { handlerEnv } from './env';
+import { parseEnvSettings } from '../shared/env-settings';
 
 const { logger, tracer } = observability('killswitch-enforcer');
-const env = handlerEnv({
+const env = parseEnvSettings(z.object({
   KILLSWITCH_PARAMETER: z.string().min(1),
   LISTENER_ARN: z.string().startsWith('arn:'),
   LISTENER_RULE_PRIORITY: z.coerce.number().int().min(1).max(49999),
   MAINTENANCE_TARGET_GROUP_ARN: z.string().startsWith('arn:'),
   API_TARGET_GROUP_ARN: z.string().startsWith('arn:'),
-});
+}), process.env, { what: 'killswitch enforcer', fix: 'it is set by the killswitch construct: redeploy the ops stack' });
 const ssm = tracer.captureAWSv3Client(new SSMClient({}));
 const elbv2 = tracer.captureAWSv3Client(new ElasticLoadBalancingV2Client({}));
 

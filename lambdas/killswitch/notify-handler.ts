@@ -8,11 +8,11 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import middy from '@middy/core';
 import { z } from 'zod';
 import { observability } from '../shared/observability';
-import { handlerEnv } from './env';
+import { parseEnvSettings } from '../shared/env-settings';
 import { notifyKillswitchChange, NotifyResult } from './notify';
 
 const { logger, metrics, tracer } = observability('killswitch-notifier');
-const env = handlerEnv({
+const env = parseEnvSettings(z.object({
   KILLSWITCH_PARAMETER: z.string().min(1),
   TOPIC_ARN: z.string().startsWith('arn:'),
   EXPIRY_SCHEDULE_GROUP: z.string().min(1),
@@ -20,7 +20,7 @@ const env = handlerEnv({
   REVERT_FUNCTION_ARN: z.string().startsWith('arn:'),
   SCHEDULER_ROLE_ARN: z.string().startsWith('arn:'),
   DEAD_LETTER_QUEUE_ARN: z.string().startsWith('arn:'),
-});
+}), process.env, { what: 'killswitch notifier', fix: 'it is set by the killswitch construct: redeploy the ops stack' });
 const clients = {
   ssm: tracer.captureAWSv3Client(new SSMClient({})),
   events: tracer.captureAWSv3Client(new EventBridgeClient({})),

@@ -6,10 +6,10 @@ import { z } from 'zod';
 import { OperatorError } from '../shared/errors';
 import { observability } from '../shared/observability';
 import { revertExpired } from './core';
-import { handlerEnv } from './env';
+import { parseEnvSettings } from '../shared/env-settings';
 
 const { logger, tracer } = observability('killswitch-expiry');
-const env = handlerEnv({ KILLSWITCH_PARAMETER: z.string().min(1) });
+const env = parseEnvSettings(z.object({ KILLSWITCH_PARAMETER: z.string().min(1) }), process.env, { what: 'killswitch expiry', fix: 'it is set by the killswitch construct: redeploy the ops stack' });
 const ssm = tracer.captureAWSv3Client(new SSMClient({}));
 
 const RevertEventSchema = z.strictObject({ parameterName: z.string().min(1), expectedUpdatedAt: z.iso.datetime({ offset: true }) });

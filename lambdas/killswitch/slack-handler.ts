@@ -6,19 +6,19 @@ import middy from '@middy/core';
 import type { APIGatewayProxyResultV2 } from 'aws-lambda';
 import { z } from 'zod';
 import { observability } from '../shared/observability';
-import { handlerEnv } from './env';
+import { parseEnvSettings } from '../shared/env-settings';
 import { handleSlackCommand } from './slack';
 import { incidentSlackCommand } from '../escalation/slack';
 
 const { logger, tracer } = observability('killswitch-slack');
-const env = handlerEnv({
+const env = parseEnvSettings(z.object({
   KILLSWITCH_PARAMETER: z.string().min(1),
   SLACK_SIGNING_SECRET_ARN: z.string().startsWith('arn:'),
   SLACK_ALLOWED_USER_IDS: z.string().transform((s) => s.split(',').filter(Boolean)),
   SLACK_TEAM_ID: z.string().min(1),
   SLACK_API_APP_ID: z.string().min(1),
   OPS_TABLE: z.string().min(3).optional(),
-});
+}), process.env, { what: 'killswitch Slack command', fix: 'it is set by the killswitch construct: redeploy the ops stack' });
 const ssm = tracer.captureAWSv3Client(new SSMClient({}));
 /** The signing secret is cached for 5 minutes (a rotation is picked up within that time). */
 const SECRET_MAX_AGE_SECONDS = 300;

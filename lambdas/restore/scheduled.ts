@@ -2,6 +2,7 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { z } from 'zod';
 import { OperatorError } from '../shared/errors';
+import { parseEnvSettings } from '../shared/env-settings';
 import { resolveConnection } from '../shared/pg-connection';
 import { RESTORE_TEST_REPORT_PREFIX } from '../shared/s3-layout';
 import { BackupTierSchema } from '../shared/tiers';
@@ -66,12 +67,10 @@ const TemporaryInstanceSettingsSchema = z.object({
 
 /** The temporary-instance settings, or a one-line error when this function is not configured for it. */
 export function loadTemporaryInstanceSettings(env: NodeJS.ProcessEnv): TemporaryInstanceSettings {
-  const parsed = TemporaryInstanceSettingsSchema.safeParse(env);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new OperatorError(`temporary-instance setting ${issue.path.join('.')}: ${issue.message}; this function is not configured for restoreTest.useTemporaryInstance`, 2);
-  }
-  const s = parsed.data;
+  const s = parseEnvSettings(TemporaryInstanceSettingsSchema, env, {
+    what: 'restore-test temporary instance',
+    fix: 'this function is not configured for restoreTest.useTemporaryInstance: set it in cdk.json and redeploy',
+  });
   return {
     sourceInstanceIdentifier: s[RESTORE_TEST_ENV.sourceInstance],
     temporaryInstanceIdentifier: s[RESTORE_TEST_ENV.temporaryInstance],
@@ -82,14 +81,12 @@ export function loadTemporaryInstanceSettings(env: NodeJS.ProcessEnv): Temporary
 }
 
 export function loadRestoreTestSettings(env: NodeJS.ProcessEnv): RestoreTestSettings {
-  const parsed = RestoreTestSettingsSchema.safeParse(env);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new OperatorError(`restore-test setting ${issue.path.join('.')}: ${issue.message}; fix the function environment (lib/constructs/restore-test.ts)`, 2);
-  }
-  const settings = parsed.data;
+  const settings = parseEnvSettings(RestoreTestSettingsSchema, env, {
+    what: 'restore-test function',
+    fix: 'it is set by the restore-test construct from the restoreTest config: redeploy the ops stack',
+  });
   if (!settings[RESTORE_TEST_ENV.targetSecretArn] && !settings[RESTORE_TEST_ENV.iamAuthUser]) {
-    throw new OperatorError(`restore-test needs ${RESTORE_TEST_ENV.targetSecretArn} or ${RESTORE_TEST_ENV.iamAuthUser}; fix the function environment`, 2);
+    throw new OperatorError(`restore-test needs ${RESTORE_TEST_ENV.targetSecretArn} or ${RESTORE_TEST_ENV.iamAuthUser}; it is set by the restore-test construct from the restoreTest config: redeploy the ops stack`, 2);
   }
   return settings;
 }

@@ -12,15 +12,6 @@ export class OperatorError extends Error {
   }
 }
 
-/** Reads a required environment variable (CLI side), or fails naming it and how to set it. */
-export function requireEnv(name: string, hint: string, env: NodeJS.ProcessEnv = process.env): string {
-  const value = env[name];
-  if (value === undefined || value.trim() === '') {
-    throw new OperatorError(`${name} is not set: ${hint}`, 2);
-  }
-  return value;
-}
-
 /** One line, whatever was thrown: for stderr and logs. */
 export function oneLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);

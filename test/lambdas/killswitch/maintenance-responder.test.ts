@@ -252,7 +252,7 @@ describe('maintenance responder handler', () => {
           // eslint-disable-next-line @typescript-eslint/no-require-imports
           require('../../../lambdas/killswitch/maintenance-responder-handler');
         }),
-      ).toThrow(/environment variable DEFAULT_RETRY_AFTER_SECONDS/);
+      ).toThrow(/^maintenance responder: DEFAULT_RETRY_AFTER_SECONDS is not set; it is set by the killswitch construct/);
     } finally {
       process.env.DEFAULT_RETRY_AFTER_SECONDS = saved;
     }

@@ -4,7 +4,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import type { Context } from 'aws-lambda';
 import { RESTORE_TEST_ENV } from '../../../lambdas/restore/contract';
 import { handler } from '../../../lambdas/restore/handler';
-import { MetricsSink, loadRestoreTestSettings, runScheduledRestoreTest } from '../../../lambdas/restore/scheduled';
+import { MetricsSink, loadRestoreTestSettings, loadTemporaryInstanceSettings, runScheduledRestoreTest } from '../../../lambdas/restore/scheduled';
 import { createS3Client } from '../../../lambdas/shared/aws';
 import { testCluster, uniqueDatabaseName } from '../../support/cluster';
 import { psql } from '../../support/postgres';
@@ -73,8 +73,8 @@ describe('restore-test settings', () => {
   });
 
   it.each([
-    [{ [RESTORE_TEST_ENV.bucket]: '' }, /BACKUP_BUCKET/],
-    [{ [RESTORE_TEST_ENV.criticalQueries]: 'SELECT 1' }, /RESTORE_TEST_CRITICAL_QUERIES: must be a JSON array of SQL strings/],
+    [{ [RESTORE_TEST_ENV.bucket]: '' }, /^restore-test function: BACKUP_BUCKET is not set; it is set by the restore-test construct/],
+    [{ [RESTORE_TEST_ENV.criticalQueries]: 'SELECT 1' }, /RESTORE_TEST_CRITICAL_QUERIES is invalid .*must be a JSON array of SQL strings/],
     [{ [RESTORE_TEST_ENV.tier]: 'yearly' }, /RESTORE_TEST_TIER/],
     [{ [RESTORE_TEST_ENV.targetPort]: 'abc' }, /RESTORE_TEST_TARGET_PORT/],
     [{ [RESTORE_TEST_ENV.targetSecretArn]: undefined as unknown as string }, /needs RESTORE_TEST_TARGET_SECRET_ARN or RESTORE_TEST_IAM_AUTH_USER/],
@@ -83,6 +83,36 @@ describe('restore-test settings', () => {
     for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
 
     expect(() => loadRestoreTestSettings(env)).toThrow(message);
+  });
+});
+
+describe('temporary-instance settings', () => {
+  const temporaryEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({
+    [RESTORE_TEST_ENV.sourceInstance]: 'atmr-prod',
+    [RESTORE_TEST_ENV.temporaryInstance]: 'atmr-dr-example-restore-test',
+    [RESTORE_TEST_ENV.temporaryInstanceClass]: 'db.t4g.medium',
+    [RESTORE_TEST_ENV.temporaryInstanceSubnetGroup]: 'atmr-private',
+    [RESTORE_TEST_ENV.temporaryInstanceSecurityGroups]: '["sg-0123456789abcdef0"]',
+    ...extra,
+  });
+
+  it('loads the temporary instance the function restores to', () => {
+    const settings = loadTemporaryInstanceSettings(temporaryEnv());
+
+    expect(settings).toEqual({
+      sourceInstanceIdentifier: 'atmr-prod',
+      temporaryInstanceIdentifier: 'atmr-dr-example-restore-test',
+      instanceClass: 'db.t4g.medium',
+      subnetGroupName: 'atmr-private',
+      securityGroupIds: ['sg-0123456789abcdef0'],
+    });
+  });
+
+  it.each([
+    [{ [RESTORE_TEST_ENV.temporaryInstanceClass]: '' }, /^restore-test temporary instance: RESTORE_TEST_TEMPORARY_INSTANCE_CLASS is not set; this function is not configured for restoreTest.useTemporaryInstance/],
+    [{ [RESTORE_TEST_ENV.temporaryInstanceSecurityGroups]: 'sg-1' }, /RESTORE_TEST_TEMPORARY_INSTANCE_SECURITY_GROUPS is invalid \("sg-1": must be a JSON array of security group ids\)/],
+  ])('refuses a function not configured for it %o with one line', (extra, message) => {
+    expect(() => loadTemporaryInstanceSettings(temporaryEnv(extra))).toThrow(message);
   });
 });
 
