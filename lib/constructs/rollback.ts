@@ -11,6 +11,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { BACKOUT_METRICS_SERVICE } from '../../lambdas/backout/metrics';
 import { BACKOUT_SETTINGS_ENV, BackoutSettings, pinParameterPrefix } from '../../lambdas/backout/settings';
 import { HouseFunction } from './house-function';
 import { RunbookAlarm } from './runbook-alarm';
@@ -68,7 +69,8 @@ export interface RollbackProps {
   readonly incidentsTopic: sns.ITopic;
 }
 
-export const BACKOUT_SERVICE = 'backout';
+/** The function's service name, which is also the `service` dimension of RollbackSeconds / RollbackOutcome. */
+export const BACKOUT_SERVICE = BACKOUT_METRICS_SERVICE;
 const RUNBOOK_SECTION = 'Plan de backout';
 const LINK = 'https://github.com/atmr/atmr-dr#backout';
 
