@@ -12,13 +12,8 @@
  *     printed with the table; prints OK or OVER.
  * Env: BENCH_ITERATIONS (default 200), BENCH_ECS_* and BENCH_CW_DELAY_SECONDS (see printBudget).
  */
-import { Logger } from '@aws-lambda-powertools/logger';
-import { Metrics } from '@aws-lambda-powertools/metrics';
 import { CloudWatchClient, GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { DescribeServicesCommand, DescribeServicesCommandOutput, DescribeTaskDefinitionCommand, ECSClient, UpdateServiceCommand } from '@aws-sdk/client-ecs';
-import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
-import { RDSClient } from '@aws-sdk/client-rds';
-import { SNSClient } from '@aws-sdk/client-sns';
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -29,6 +24,7 @@ import { putLastKnownGood, recordRollback, releaseLock } from '../lambdas/backou
 import { guards, rollOut } from '../lambdas/backout/workflow';
 import { EnvironmentConfig, parseEnvironmentConfig } from '../lib/config';
 import { STEADY_POLL_SECONDS } from '../lib/constructs/rollback';
+import { backoutDeps } from '../test/lambdas/backout/fixtures';
 import { startLocalTable } from '../test/support/dynalite';
 
 type BackoutConfig = NonNullable<EnvironmentConfig['backout']>;
@@ -68,17 +64,8 @@ async function main(): Promise<void> {
   });
   mockClient(SSMClient).on(PutParameterCommand).resolves({ Version: 1 });
 
-  const deps = {
-    ecs: new ECSClient({ region: 'eu-west-3' }),
-    cloudwatch: new CloudWatchClient({ region: 'eu-west-3' }),
-    ssm: new SSMClient({ region: 'eu-west-3' }),
-    sns: new SNSClient({ region: 'eu-west-3' }),
-    events: new EventBridgeClient({ region: 'eu-west-3' }),
-    rds: new RDSClient({ region: 'eu-west-3' }),
-    doc,
-    logger: new Logger({ serviceName: 'bench', logLevel: 'SILENT' }),
-    metrics: new Metrics({ namespace: 'Bench', serviceName: 'bench' }),
-  };
+  // The same clients as the backout tests (mocked above at the SDK), on the real clock.
+  const deps = backoutDeps(doc, () => new Date());
   const event = {
     source: 'aws.cloudwatch',
     'detail-type': 'CloudWatch Alarm State Change',
