@@ -394,8 +394,13 @@ export const BackoutConfigSchema = z.strictObject({
   errorRatePercent: z.number().min(1).max(100).default(10),
   /** Requests per minute below which the 5xx ratio is not evaluated (a handful of requests never triggers). @default 50 */
   minRequestsPerMinute: z.number().int().min(1).default(50),
-  /** Consecutive minutes the ratio (or zero healthy hosts) must hold before the alarm fires. @default 3 */
-  evaluationMinutes: z.number().int().min(1).max(30).default(3),
+  /**
+   * Consecutive one-minute datapoints the ratio (or zero healthy hosts) must breach, every one of
+   * them, before the alarm fires: 2 keeps a one-minute spike from rolling back and leaves the
+   * rollback inside the runbook's 5 minutes from the first failing minute (docs/backout.md, RTO budget).
+   * @default 2
+   */
+  evaluationMinutes: z.number().int().min(1).max(30).default(2),
   /** Minutes after a rollback during which no automatic rollback of that service starts. @default 30 */
   cooldownMinutes: z.number().int().min(1).max(1440).default(30),
   /** Minutes the rolled-back service has to reach steady state before atmr-dr pages. @default 10 */

@@ -11,7 +11,8 @@ import { currentTaskDefinition, describeRelease, describeService } from '../../l
 import { BACKOUT_ACTOR, downgradeArgs, finishDowngrade, parseRevision, prepareDowngrade, runMigrationTask } from '../../lambdas/backout/migration';
 import { BackoutSettings, findService, pinParameterPrefix } from '../../lambdas/backout/settings';
 import { acquireLock, releaseLock } from '../../lambdas/backout/state';
-import { backoutStatus, BackoutDeps, checkSteady, guards, planRollback, postChecks, report, rollOut } from '../../lambdas/backout/workflow';
+import { putRollbackMetrics } from '../../lambdas/backout/metrics';
+import { backoutStatus, BackoutDeps, checkSteady, finishedRollbackMetrics, guards, planRollback, postChecks, report, RollbackState, rollOut } from '../../lambdas/backout/workflow';
 import { EVENT_SOURCE, METRICS_NAMESPACE } from '../../lambdas/shared/constants';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { resolveCliActor } from './killswitch';
@@ -155,6 +156,7 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
   if (state.decision === 'skip') throw new OperatorError(`rollback: another rollback of ${plan.service} holds the lock; see "rollback status", nothing changed`, 3);
   if (state.decision !== 'proceed') {
     await report(ctx.deps, ctx.settings, state);
+    await publishMetrics(ctx, state);
     throw new OperatorError(`rollback: ${state.reason}`, 1);
   }
   try {
@@ -177,9 +179,24 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
     state = { ...state, error: { Error: (error as Error).name, Cause: oneLine(error) } };
   }
   const result = await report(ctx.deps, ctx.settings, state);
+  await publishMetrics(ctx, state);
   for (const line of state.checks?.lines ?? []) ctx.print(`  ${line}`);
   ctx.print(`${result.outcome}: ${result.summary}`);
   if (!['rolled-back', 'rollout-started'].includes(result.outcome)) throw new OperatorError(`rollback: ${result.outcome}: see the incidents topic and "rollback status"`, 1);
+}
+
+/**
+ * The workflow's RollbackSeconds / RollbackOutcome for the same state (the report decides which:
+ * a refusal or a rollout not waited for publishes none). The rollback has happened by then, so a
+ * metric that cannot be written is a warning, not a failure of the command.
+ */
+async function publishMetrics(ctx: RollbackCliContext, state: RollbackState): Promise<void> {
+  const now = (ctx.deps.now ?? (() => new Date()))();
+  try {
+    await putRollbackMetrics(ctx.deps.cloudwatch, finishedRollbackMetrics(state, now), now);
+  } catch (error) {
+    ctx.print(`warning: RollbackSeconds/RollbackOutcome not published: ${oneLine(error)}`);
+  }
 }
 
 /** `flask db downgrade <revision>` in the API's current image, with the same snapshot and killswitch steps as the workflow. */

@@ -4,11 +4,12 @@ import middy from '@middy/core';
 import { z } from 'zod';
 import { observability } from '../shared/observability';
 import { backoutClients } from './clients';
+import { BACKOUT_METRICS_SERVICE } from './metrics';
 import { recordAfterBake } from './lkg';
 import { BACKOUT_SETTINGS_ENV, BackoutSettings, parseBackoutSettings } from './settings';
 import { BackoutDeps, checkSteady, finishDowngradeStep, guards, postChecks, prepareDowngradeStep, report, RollbackState, rollOut } from './workflow';
 
-const { logger, metrics } = observability('backout');
+const { logger, metrics } = observability(BACKOUT_METRICS_SERVICE);
 
 /** Which step of the two workflows (rollback, last-known-good bake) to run, with its state. */
 const StepSchema = z.discriminatedUnion('action', [

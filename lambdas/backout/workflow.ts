@@ -1,5 +1,5 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
-import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
+import type { Metrics } from '@aws-lambda-powertools/metrics';
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
@@ -12,6 +12,7 @@ import { z } from 'zod';
 import { EVENT_SOURCE } from '../shared/constants';
 import { OperatorError, oneLine } from '../shared/errors';
 import { assertFamily, currentTaskDefinition, deploymentStatus, describeRelease, describeService, ReleaseInfo, stoppedTasksSince, updateServiceTo } from './ecs';
+import { addRollbackMetrics, RollbackMetric, rollbackMetrics } from './metrics';
 import { DowngradePreparation, DowngradeResult, downgradeArgs, downgradeCommandLine, finishDowngrade, MigrationTaskResult, prepareDowngrade } from './migration';
 import { BackoutSettings, findService, pinParameterName } from './settings';
 import { conditionHolds, readApiSignals } from './signals';
@@ -31,9 +32,7 @@ import {
 } from './state';
 
 export const ROLLBACK_FINISHED_DETAIL_TYPE = 'Rollback Finished';
-export const ROLLBACK_SECONDS_METRIC = 'RollbackSeconds';
-/** 1 when a rollback that acted ended healthy, 0 when it did not. */
-export const ROLLBACK_OUTCOME_METRIC = 'RollbackOutcome';
+export { ROLLBACK_OUTCOME_METRIC, ROLLBACK_SECONDS_METRIC } from './metrics';
 
 export interface BackoutDeps {
   readonly ecs: ECSClient;
@@ -359,6 +358,19 @@ function outcomeOf(state: RollbackState): Outcome {
   return 'refused';
 }
 
+function actedAndSeconds(state: RollbackState): { acted: boolean; seconds: number | null } {
+  return {
+    acted: Boolean(state.rollout || state.downgrade.preparation),
+    seconds: state.steady?.status === 'steady' ? Math.round((Date.parse(state.steady.at) - Date.parse(state.trigger.at)) / 1000) : null,
+  };
+}
+
+/** The RollbackSeconds / RollbackOutcome datapoints the report publishes for this state (the CLI publishes the same). */
+export function finishedRollbackMetrics(input: RollbackState, now: Date): RollbackMetric[] {
+  const state = normaliseState(input, now);
+  return rollbackMetrics({ ...actedAndSeconds(state), outcome: outcomeOf(state) });
+}
+
 /**
  * A step that failed before the guards produced a state hands the report the raw trigger plus the
  * error: fill in what is unknown so that the report still pages.
@@ -387,8 +399,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   const now = nowOf(deps);
   const state = normaliseState(input, now);
   const outcome = outcomeOf(state);
-  const acted = Boolean(state.rollout || state.downgrade.preparation);
-  const seconds = state.steady?.status === 'steady' ? Math.round((Date.parse(state.steady.at) - Date.parse(state.trigger.at)) / 1000) : null;
+  const { acted, seconds } = actedAndSeconds(state);
   const page = state.page || ['rolled-back-checks-failed', 'steady-timeout', 'deployment-failed', 'migration-failed', 'error'].includes(outcome);
 
   const lines: string[] = [];
@@ -475,10 +486,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
       }),
     ),
   );
-  if (acted && outcome !== 'rollout-started') {
-    deps.metrics.addMetric(ROLLBACK_OUTCOME_METRIC, MetricUnit.Count, outcome === 'rolled-back' ? 1 : 0);
-    if (seconds !== null) deps.metrics.addMetric(ROLLBACK_SECONDS_METRIC, MetricUnit.Seconds, seconds);
-  }
+  addRollbackMetrics(deps.metrics, rollbackMetrics({ acted, outcome, seconds }));
   deps.logger.info('backout finished', { service: state.service, outcome, page, seconds });
   return { outcome, summary, page, seconds };
 }

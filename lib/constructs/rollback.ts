@@ -11,6 +11,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { BACKOUT_METRICS_SERVICE } from '../../lambdas/backout/metrics';
 import { BACKOUT_SETTINGS_ENV, BackoutSettings, pinParameterPrefix } from '../../lambdas/backout/settings';
 import { HouseFunction } from './house-function';
 import { RunbookAlarm } from './runbook-alarm';
@@ -49,7 +50,7 @@ export interface RollbackProps {
   readonly errorRatePercent?: number;
   /** @default 50 */
   readonly minRequestsPerMinute?: number;
-  /** @default 3 */
+  /** Consecutive breaching one-minute datapoints (all of them) before a backout alarm fires. @default 2 */
   readonly evaluationMinutes?: number;
   /** @default Duration.minutes(30) */
   readonly cooldown?: Duration;
@@ -68,8 +69,11 @@ export interface RollbackProps {
   readonly incidentsTopic: sns.ITopic;
 }
 
-export const BACKOUT_SERVICE = 'backout';
+/** The function's service name, which is also the `service` dimension of RollbackSeconds / RollbackOutcome. */
+export const BACKOUT_SERVICE = BACKOUT_METRICS_SERVICE;
 const RUNBOOK_SECTION = 'Plan de backout';
+/** Seconds between two steady-state polls of the rollback workflow (the RTO budget counts it). */
+export const STEADY_POLL_SECONDS = 10;
 const LINK = 'https://github.com/atmr/atmr-dr#backout';
 
 /**
@@ -97,7 +101,7 @@ export class Rollback extends Construct {
     const services = [props.api, ...workers];
     const errorRatePercent = props.errorRatePercent ?? 10;
     const minRequestsPerMinute = props.minRequestsPerMinute ?? 50;
-    const evaluationMinutes = props.evaluationMinutes ?? 3;
+    const evaluationMinutes = props.evaluationMinutes ?? 2;
     const steadyTimeout = props.steadyTimeout ?? Duration.minutes(10);
     const clusterArn = stack.formatArn({ service: 'ecs', resource: 'cluster', resourceName: props.clusterName });
     const serviceArn = (name: string) => stack.formatArn({ service: 'ecs', resource: 'service', resourceName: `${props.clusterName}/${name}` });
@@ -122,7 +126,9 @@ export class Rollback extends Construct {
       }),
       threshold: errorRatePercent,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      // Every datapoint of the window must breach (N of N): one bad minute alone never rolls back.
       evaluationPeriods: evaluationMinutes,
+      datapointsToAlarm: evaluationMinutes,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
     this.noHealthyHostsAlarm = new RunbookAlarm(this, 'NoHealthyHostsAlarm', {
@@ -134,6 +140,7 @@ export class Rollback extends Construct {
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
       evaluationPeriods: evaluationMinutes,
+      datapointsToAlarm: evaluationMinutes,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
 
@@ -339,7 +346,9 @@ export class Rollback extends Construct {
     runMigration.next(finish);
     prepare.next(runMigration);
 
-    const waitForDeployment = new sfn.Wait(this, 'WaitForDeployment', { time: sfn.WaitTime.duration(Duration.seconds(20)) });
+    // 10 s between steady-state polls: at most 10 s between ECS reaching steady state and the report
+    // (RollbackSeconds); a poll is one state transition and one DescribeServices call.
+    const waitForDeployment = new sfn.Wait(this, 'WaitForDeployment', { time: sfn.WaitTime.duration(Duration.seconds(STEADY_POLL_SECONDS)) });
     const letMetricsSettle = new sfn.Wait(this, 'LetMetricsSettle', { time: sfn.WaitTime.duration(Duration.seconds(60)) });
     rollOut.next(waitForDeployment).next(checkSteady).next(
       new sfn.Choice(this, 'Steady')

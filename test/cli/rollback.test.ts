@@ -1,15 +1,11 @@
-import { CloudWatchClient, GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
-import { RDSClient } from '@aws-sdk/client-rds';
-import { DescribeServicesCommand, DescribeTasksCommand, ECSClient, RunTaskCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
-import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
-import { SNSClient } from '@aws-sdk/client-sns';
-import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
-import { mockClient } from 'aws-sdk-client-mock';
+import { GetMetricDataCommand, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
+import { DescribeServicesCommand, DescribeTasksCommand, RunTaskCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
+import { GetParameterCommand, PutParameterCommand } from '@aws-sdk/client-ssm';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { confirmOnTerminal, migrationCommand, RollbackCliContext, serviceCommand, statusCommand } from '../../bin/cli/rollback';
 import { acquireLock, readLock } from '../../lambdas/backout/state';
-import { arrangeHappyAws, metricData, BAD, backoutDeps, GOOD, LocalDynamo, Mocks, resetMocks, seedLkg, service, settings, startLocalDynamo, TD } from '../lambdas/backout/fixtures';
+import { backoutSuite, metricData, BAD, backoutDeps, GOOD, seedLkg, service, settings, TD } from '../lambdas/backout/fixtures';
 
 const ROOT = path.join(__dirname, '..', '..');
 const NAMES = {
@@ -51,55 +47,39 @@ describe('atmr-dr rollback (child process): one-line refusals, nothing changed',
   });
 });
 
-const mocks: Mocks = {
-  ecs: mockClient(ECSClient),
-  cloudwatch: mockClient(CloudWatchClient),
-  ssm: mockClient(SSMClient),
-  sns: mockClient(SNSClient),
-  events: mockClient(EventBridgeClient),
-  rds: mockClient(RDSClient),
-};
-let dynamo: LocalDynamo;
-let table = 0;
+const suite = backoutSuite();
+const { mocks } = suite;
 let printed: string[];
 
-async function context(options: { confirm?: boolean | 'terminal'; now?: () => Date } = {}): Promise<RollbackCliContext> {
-  const tableName = `cli-ops-${++table}`;
-  const { CreateTableCommand } = await import('@aws-sdk/client-dynamodb');
-  await dynamo.client.send(
-    new CreateTableCommand({
-      TableName: tableName,
-      AttributeDefinitions: [
-        { AttributeName: 'pk', AttributeType: 'S' },
-        { AttributeName: 'sk', AttributeType: 'S' },
-      ],
-      KeySchema: [
-        { AttributeName: 'pk', KeyType: 'HASH' },
-        { AttributeName: 'sk', KeyType: 'RANGE' },
-      ],
-      BillingMode: 'PAY_PER_REQUEST',
-    }),
-  );
+/**
+ * A CLI context on a fresh table. `clock`: a fake clock from that time that only `sleep` moves,
+ * so the durations the CLI measures (request to steady) are exact.
+ */
+async function context(options: { confirm?: boolean | 'terminal'; now?: () => Date; clock?: string } = {}): Promise<RollbackCliContext> {
+  const tableName = await suite.dynamo.freshTable('cli-ops');
   printed = [];
+  let fakeNow = options.clock ? Date.parse(options.clock) : 0;
+  const now = options.clock ? () => new Date(fakeNow) : (options.now ?? (() => new Date()));
   return {
     settings: settings({ tableName }),
-    deps: backoutDeps(dynamo.doc, options.now ?? (() => new Date())),
+    deps: backoutDeps(suite.dynamo.doc, now),
     actor: async () => 'alice',
     confirm: options.confirm === 'terminal' ? confirmOnTerminal : async () => options.confirm === true,
     print: (line) => printed.push(line),
-    sleep: async () => undefined,
+    sleep: async (ms) => {
+      fakeNow += ms;
+    },
   };
 }
 
-beforeAll(async () => {
-  dynamo = await startLocalDynamo();
-});
-afterAll(async () => {
-  await dynamo.stop();
-});
+/** The rollback's deployment: BAD for the plan and the guards, then GOOD in progress once, then GOOD steady. */
+function arrangeRollout(): void {
+  mocks.ecs.on(DescribeServicesCommand).resolvesOnce(service(BAD)).resolvesOnce(service(BAD)).resolvesOnce(service(GOOD, { rolloutState: 'IN_PROGRESS', others: 1 })).resolves(service(GOOD));
+  mocks.cloudwatch.on(GetMetricDataCommand).resolves(metricData({ errorPercent: 0.2 }));
+}
+const healthyProbe = () => jest.fn(async () => new Response('ok', { status: 200 })) as unknown as typeof fetch;
+
 beforeEach(() => {
-  resetMocks(mocks);
-  arrangeHappyAws(mocks);
   mocks.ecs.on(DescribeServicesCommand).resolves(service(BAD));
 });
 
@@ -113,7 +93,7 @@ describe('rollback service (same core as the workflow)', () => {
 
   it('refuses to act without a terminal and without --yes', async () => {
     const ctx = await context({ confirm: 'terminal' });
-    await seedLkg(dynamo.doc, undefined, ctx.settings.tableName);
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
 
     await expect(serviceCommand(ctx, { service: 'atmr-api' })).rejects.toThrow(/standard input is not a terminal: re-run with --yes/);
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
@@ -121,7 +101,7 @@ describe('rollback service (same core as the workflow)', () => {
 
   it('does nothing when the operator does not confirm', async () => {
     const ctx = await context({ confirm: false });
-    await seedLkg(dynamo.doc, undefined, ctx.settings.tableName);
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
 
     await expect(serviceCommand(ctx, { service: 'atmr-api' })).rejects.toThrow('rollback: not confirmed, nothing changed');
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
@@ -129,7 +109,7 @@ describe('rollback service (same core as the workflow)', () => {
 
   it('prints the plan and the downgrade command in dry run, and changes nothing', async () => {
     const ctx = await context();
-    await seedLkg(dynamo.doc, undefined, ctx.settings.tableName);
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
 
     await serviceCommand(ctx, { service: 'atmr-api', dryRun: true });
 
@@ -142,10 +122,9 @@ describe('rollback service (same core as the workflow)', () => {
 
   it('rolls back with --yes --wait: UpdateService, steady, checks, report, lock released', async () => {
     const ctx = await context();
-    await seedLkg(dynamo.doc, undefined, ctx.settings.tableName);
-    mocks.ecs.on(DescribeServicesCommand).resolvesOnce(service(BAD)).resolvesOnce(service(BAD)).resolvesOnce(service(GOOD, { rolloutState: 'IN_PROGRESS', others: 1 })).resolves(service(GOOD));
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    arrangeRollout();
     mocks.ssm.on(PutParameterCommand).resolves({ Version: 1 });
-    mocks.cloudwatch.on(GetMetricDataCommand).resolves(metricData({ errorPercent: 0.2 }));
     const probe = jest.fn(async () => new Response('ok', { status: 200 }));
     (ctx.deps as { fetch?: typeof fetch }).fetch = probe as unknown as typeof fetch;
 
@@ -154,13 +133,13 @@ describe('rollback service (same core as the workflow)', () => {
     expect(mocks.ecs.commandCalls(UpdateServiceCommand).map((c) => c.args[0].input.taskDefinition)).toEqual([GOOD]);
     expect(printed.at(-1)).toMatch(/^rolled-back: atmr-api rolled back and healthy/);
     expect(probe).toHaveBeenCalledTimes(2);
-    expect(await readLock(dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+    expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
   });
 
   it('takes the same lock: refuses while another rollback holds it, changing nothing', async () => {
     const ctx = await context();
-    await seedLkg(dynamo.doc, undefined, ctx.settings.tableName);
-    await acquireLock(dynamo.doc, ctx.settings.tableName, { service: 'atmr-api', owner: 'workflow', now: new Date(), ttlSeconds: 600, reason: 'alarm' });
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    await acquireLock(suite.dynamo.doc, ctx.settings.tableName, { service: 'atmr-api', owner: 'workflow', now: new Date(), ttlSeconds: 600, reason: 'alarm' });
 
     await expect(serviceCommand(ctx, { service: 'atmr-api', yes: true })).rejects.toMatchObject({ exitCode: 3, message: expect.stringMatching(/holds the lock/) });
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
@@ -168,19 +147,97 @@ describe('rollback service (same core as the workflow)', () => {
 
   it('exits non-zero with the reason when ECS refuses UpdateService', async () => {
     const ctx = await context();
-    await seedLkg(dynamo.doc, undefined, ctx.settings.tableName);
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
     mocks.ecs.on(UpdateServiceCommand).rejects(Object.assign(new Error('service is draining'), { name: 'ServiceNotActiveException' }));
 
     await expect(serviceCommand(ctx, { service: 'atmr-api', yes: true })).rejects.toThrow(/^rollback: error: see the incidents topic/);
     expect(printed.at(-1)).toMatch(/^error: /);
-    expect(await readLock(dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+    expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+    // As the workflow: a rollback that changed nothing publishes no RollbackOutcome.
+    expect(mocks.cloudwatch.commandCalls(PutMetricDataCommand)).toHaveLength(0);
+  });
+});
+
+describe('rollback service metrics (the workflow\'s RollbackSeconds and RollbackOutcome, through PutMetricData)', () => {
+  const T0 = '2026-06-01T10:00:00.000Z';
+  const serviceDimension = [{ Name: 'service', Value: 'backout' }];
+
+  it('publishes RollbackOutcome 1 and RollbackSeconds (request to steady) after --wait, in the AtmrDr namespace with the workflow\'s dimension', async () => {
+    const ctx = await context({ clock: T0 });
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    arrangeRollout();
+    (ctx.deps as { fetch?: typeof fetch }).fetch = healthyProbe();
+
+    await serviceCommand(ctx, { service: 'atmr-api', yes: true, wait: true });
+
+    const calls = mocks.cloudwatch.commandCalls(PutMetricDataCommand);
+    expect(calls).toHaveLength(1);
+    // Two polls of 10 s: in progress at +10 s, steady at +20 s.
+    expect(calls[0].args[0].input).toEqual({
+      Namespace: 'AtmrDr',
+      MetricData: [
+        { MetricName: 'RollbackOutcome', Dimensions: serviceDimension, Unit: 'Count', Value: 1, Timestamp: new Date('2026-06-01T10:01:20.000Z') },
+        { MetricName: 'RollbackSeconds', Dimensions: serviceDimension, Unit: 'Seconds', Value: 20, Timestamp: new Date('2026-06-01T10:01:20.000Z') },
+      ],
+    });
+  });
+
+  it('publishes RollbackOutcome 0 and no RollbackSeconds when steady state is never reached', async () => {
+    const ctx = await context({ clock: T0 });
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    mocks.ecs.on(DescribeServicesCommand).resolvesOnce(service(BAD)).resolvesOnce(service(BAD)).resolves(service(GOOD, { rolloutState: 'IN_PROGRESS', others: 1 }));
+
+    await expect(serviceCommand(ctx, { service: 'atmr-api', yes: true, wait: true })).rejects.toThrow(/^rollback: steady-timeout/);
+
+    const calls = mocks.cloudwatch.commandCalls(PutMetricDataCommand);
+    expect(calls).toHaveLength(1);
+    expect(calls[0].args[0].input.MetricData).toEqual([{ MetricName: 'RollbackOutcome', Dimensions: serviceDimension, Unit: 'Count', Value: 0, Timestamp: expect.any(Date) }]);
+  });
+
+  it('publishes RollbackOutcome 0 when the post-rollback checks fail', async () => {
+    const ctx = await context({ clock: T0 });
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    arrangeRollout();
+    (ctx.deps as { fetch?: typeof fetch }).fetch = (async () => new Response('down', { status: 503 })) as unknown as typeof fetch;
+
+    await expect(serviceCommand(ctx, { service: 'atmr-api', yes: true, wait: true })).rejects.toThrow(/^rollback: rolled-back-checks-failed/);
+
+    const data = mocks.cloudwatch.commandCalls(PutMetricDataCommand)[0].args[0].input.MetricData;
+    expect(data?.map((d) => [d.MetricName, d.Value])).toEqual([
+      ['RollbackOutcome', 0],
+      ['RollbackSeconds', 20],
+    ]);
+  });
+
+  it('publishes nothing without --wait (the outcome is not known yet) nor for a refusal', async () => {
+    const ctx = await context({ clock: T0 });
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+
+    await serviceCommand(ctx, { service: 'atmr-api', yes: true });
+    await expect(serviceCommand(ctx, { service: 'atmr-nope', yes: true })).rejects.toThrow(/unknown service/);
+
+    expect(printed.at(-1)).toMatch(/^rollout-started: /);
+    expect(mocks.cloudwatch.commandCalls(PutMetricDataCommand)).toHaveLength(0);
+  });
+
+  it('still succeeds, with a warning line, when CloudWatch refuses the metrics (the rollback is done)', async () => {
+    const ctx = await context({ clock: T0 });
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    arrangeRollout();
+    (ctx.deps as { fetch?: typeof fetch }).fetch = healthyProbe();
+    mocks.cloudwatch.on(PutMetricDataCommand).rejects(Object.assign(new Error('not authorized to perform cloudwatch:PutMetricData'), { name: 'AccessDenied' }));
+
+    await serviceCommand(ctx, { service: 'atmr-api', yes: true, wait: true });
+
+    expect(printed).toContainEqual(expect.stringMatching(/^warning: RollbackSeconds\/RollbackOutcome not published: .*not authorized/));
+    expect(printed.at(-1)).toMatch(/^rolled-back: /);
   });
 });
 
 describe('rollback status and migration', () => {
   it('prints the current release, the last known good with its age, the lock and the history as JSON', async () => {
     const ctx = await context({ now: () => new Date('2026-05-31T11:10:00.000Z') });
-    await seedLkg(dynamo.doc, undefined, ctx.settings.tableName);
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
 
     await statusCommand(ctx, ['atmr-api'], true);
 
@@ -204,6 +261,6 @@ describe('rollback status and migration', () => {
     await expect(migrationCommand(ctx, { to: 'aaa111', yes: true })).rejects.toThrow(/^rollback: migration downgrade failed \(exit code 1\): the killswitch stays in maintenance/);
     expect(JSON.parse(killswitch.value).mode).toBe('maintenance');
     expect(mocks.ecs.commandCalls(RunTaskCommand)[0].args[0].input.taskDefinition).toBe(BAD);
-    expect(await readLock(dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+    expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
   });
 });

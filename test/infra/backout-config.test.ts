@@ -20,7 +20,7 @@ describe('backout config', () => {
       bakeMinutes: 10,
       errorRatePercent: 10,
       minRequestsPerMinute: 50,
-      evaluationMinutes: 3,
+      evaluationMinutes: 2,
       cooldownMinutes: 30,
       steadyTimeoutMinutes: 10,
       autoDowngradeMigrations: false,

@@ -1,18 +1,18 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { CloudWatchClient, DescribeAlarmHistoryCommand, DescribeAlarmsCommand, GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
-import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeServicesCommand, DescribeServicesCommandOutput, DescribeTaskDefinitionCommand, DescribeTasksCommand, ECSClient, ListTasksCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { RDSClient } from '@aws-sdk/client-rds';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { AwsClientStub } from 'aws-sdk-client-mock';
-import type { AddressInfo } from 'node:net';
+import { AwsClientStub, mockClient } from 'aws-sdk-client-mock';
 import { BackoutSettings } from '../../../lambdas/backout/settings';
 import { LastKnownGood, putLastKnownGood } from '../../../lambdas/backout/state';
 import { BackoutDeps } from '../../../lambdas/backout/workflow';
+import { startLocalTable } from '../../support/dynalite';
 
 export const TD = (family: string, revision: number) => `arn:aws:ecs:eu-west-3:111111111111:task-definition/${family}:${revision}`;
 export const BAD = TD('atmr-api', 42);
@@ -158,37 +158,66 @@ export interface LocalDynamo {
   readonly endpoint: string;
   readonly client: DynamoDBClient;
   readonly doc: DynamoDBDocumentClient;
+  /** A new empty table `<prefix>-<n>` on the same server: no state leaks from one test to the next. */
+  freshTable(prefix?: string): Promise<string>;
   stop(): Promise<void>;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const dynalite = require('dynalite') as (options: { createTableMs: number }) => import('node:http').Server;
-
+/** Two attempts per call: a DynamoDB that is down fails fast (the "no lock, no action" paths). */
 export async function startLocalDynamo(tableName = 'ops-state'): Promise<LocalDynamo> {
-  const server = dynalite({ createTableMs: 0 });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const client = new DynamoDBClient({ endpoint, region: 'eu-west-3', credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, maxAttempts: 2 });
-  await client.send(
-    new CreateTableCommand({
-      TableName: tableName,
-      AttributeDefinitions: [
-        { AttributeName: 'pk', AttributeType: 'S' },
-        { AttributeName: 'sk', AttributeType: 'S' },
-      ],
-      KeySchema: [
-        { AttributeName: 'pk', KeyType: 'HASH' },
-        { AttributeName: 'sk', KeyType: 'RANGE' },
-      ],
-      BillingMode: 'PAY_PER_REQUEST',
-    }),
-  );
-  const doc = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
+  const table = await startLocalTable(tableName, { maxAttempts: 2 });
+  let tables = 0;
   return {
-    endpoint,
-    client,
-    doc,
-    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    endpoint: table.endpoint,
+    client: table.client,
+    doc: DynamoDBDocumentClient.from(table.client, { marshallOptions: { removeUndefinedValues: true } }),
+    freshTable: (prefix = 'ops-state') => table.createTable(`${prefix}-${++tables}`),
+    stop: () => table.close(),
+  };
+}
+
+/** ECS, CloudWatch, SSM, SNS, EventBridge and RDS mocked at the SDK boundary (no local server for them). */
+export function mockBackoutAws(): Mocks {
+  return {
+    ecs: mockClient(ECSClient),
+    cloudwatch: mockClient(CloudWatchClient),
+    ssm: mockClient(SSMClient),
+    sns: mockClient(SNSClient),
+    events: mockClient(EventBridgeClient),
+    rds: mockClient(RDSClient),
+  };
+}
+
+export interface BackoutSuite {
+  readonly mocks: Mocks;
+  /** The file's dynalite server (started in beforeAll). */
+  readonly dynamo: LocalDynamo;
+}
+
+/**
+ * The set-up the backout core and CLI suites share: one dynalite server for the file, and before
+ * each test the AWS mocks reset and arranged as "atmr-api runs BAD and fails" (arrangeHappyAws).
+ * Registers the jest hooks; a file's own beforeEach (registered after) refines the arrangement.
+ */
+export function backoutSuite(): BackoutSuite {
+  const mocks = mockBackoutAws();
+  let dynamo: LocalDynamo | undefined;
+  beforeAll(async () => {
+    dynamo = await startLocalDynamo();
+  });
+  afterAll(async () => {
+    await dynamo?.stop();
+  });
+  beforeEach(() => {
+    resetMocks(mocks);
+    arrangeHappyAws(mocks);
+  });
+  return {
+    mocks,
+    get dynamo() {
+      if (!dynamo) throw new Error('backoutSuite: dynalite is not started (use it inside a test or hook)');
+      return dynamo;
+    },
   };
 }
 

@@ -1,40 +1,22 @@
-import { CloudWatchClient, DescribeAlarmHistoryCommand, DescribeAlarmsCommand } from '@aws-sdk/client-cloudwatch';
+import { DescribeAlarmHistoryCommand, DescribeAlarmsCommand } from '@aws-sdk/client-cloudwatch';
 import { CreateDBSnapshotCommand, DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
 import { DescribeServicesCommand, DescribeTasksCommand, ECSClient, ListTasksCommand, RunTaskCommand } from '@aws-sdk/client-ecs';
-import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
-import { SNSClient } from '@aws-sdk/client-sns';
 import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
-import { mockClient } from 'aws-sdk-client-mock';
 import { recordAfterBake } from '../../../lambdas/backout/lkg';
 import { downgradeArgs, finishDowngrade, parseRevision, prepareDowngrade, runMigrationTask } from '../../../lambdas/backout/migration';
 import { lastKnownGoodHistory } from '../../../lambdas/backout/state';
 import { report } from '../../../lambdas/backout/workflow';
-import { arrangeHappyAws, BAD, backoutDeps, deploymentCompletedEvent, GOOD, LocalDynamo, Mocks, resetMocks, service, settings, startLocalDynamo } from './fixtures';
+import { BAD, backoutDeps, backoutSuite, deploymentCompletedEvent, GOOD, service, settings } from './fixtures';
 
-const mocks: Mocks = {
-  ecs: mockClient(ECSClient),
-  cloudwatch: mockClient(CloudWatchClient),
-  ssm: mockClient(SSMClient),
-  sns: mockClient(SNSClient),
-  events: mockClient(EventBridgeClient),
-  rds: mockClient(RDSClient),
-};
-let dynamo: LocalDynamo;
+const suite = backoutSuite();
+const { mocks } = suite;
 let parameters: Map<string, { value: string; version: number }>;
 const NOW = new Date('2026-06-01T09:10:30.000Z');
 const KS = '/atmr/test/killswitch';
 const value = (mode: string, extra: Record<string, unknown> = {}) =>
   JSON.stringify({ mode, reason: 'r', actor: 'alice', updatedAt: '2026-05-01T00:00:00.000Z', expiresAt: null, ...extra });
 
-beforeAll(async () => {
-  dynamo = await startLocalDynamo();
-});
-afterAll(async () => {
-  await dynamo.stop();
-});
 beforeEach(() => {
-  resetMocks(mocks);
-  arrangeHappyAws(mocks);
   parameters = new Map([[KS, { value: value('normal'), version: 1 }]]);
   mocks.ssm.on(GetParameterCommand).callsFake((input: { Name: string }) => ({ Parameter: { Value: parameters.get(input.Name)?.value, Version: parameters.get(input.Name)?.version } }));
   mocks.ssm.on(PutParameterCommand).callsFake((input: { Name: string; Value: string }) => {
@@ -45,7 +27,7 @@ beforeEach(() => {
 });
 
 describe('last-known-good recorder (after the bake)', () => {
-  const deps = () => ({ ...backoutDeps(dynamo.doc, () => NOW) });
+  const deps = () => ({ ...backoutDeps(suite.dynamo.doc, () => NOW) });
 
   it('records task definition, image digests, Alembic head and times, and keeps a history', async () => {
     mocks.ecs.on(DescribeServicesCommand).resolves(service(GOOD, { id: 'ecs-svc/1111' }));
@@ -68,7 +50,7 @@ describe('last-known-good recorder (after the bake)', () => {
         recordedAt: NOW.toISOString(),
       },
     });
-    expect(await lastKnownGoodHistory(dynamo.doc, 'ops-state', 'atmr-api')).toHaveLength(1);
+    expect(await lastKnownGoodHistory(suite.dynamo.doc, 'ops-state', 'atmr-api')).toHaveLength(1);
   });
 
   it('does not record a release when a backout alarm went to ALARM during the bake', async () => {
@@ -171,7 +153,7 @@ describe('migration downgrade', () => {
 
 describe('report metrics', () => {
   it('emits RollbackSeconds (alarm to steady) and RollbackOutcome for a rollback that acted', async () => {
-    const deps = backoutDeps(dynamo.doc, () => new Date('2026-06-01T10:05:00.000Z'));
+    const deps = backoutDeps(suite.dynamo.doc, () => new Date('2026-06-01T10:05:00.000Z'));
     const addMetric = jest.spyOn(deps.metrics, 'addMetric');
     const state = {
       service: 'atmr-api',

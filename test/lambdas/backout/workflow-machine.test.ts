@@ -1,9 +1,8 @@
-import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
-import { CreateDBSnapshotCommand, RDSClient } from '@aws-sdk/client-rds';
-import { DescribeServicesCommand, ECSClient, UpdateServiceCommand } from '@aws-sdk/client-ecs';
-import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
-import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
-import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { CreateDBSnapshotCommand } from '@aws-sdk/client-rds';
+import { DescribeServicesCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
+import { PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { PublishCommand } from '@aws-sdk/client-sns';
+import { GetParameterCommand, PutParameterCommand } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Template } from 'aws-cdk-lib/assertions';
 import { ExecutionError, StateMachine } from 'aws-local-stepfunctions';
@@ -17,21 +16,14 @@ import { backoutClients } from '../../../lambdas/backout/clients';
 import { stepRunner } from '../../../lambdas/backout/handler';
 import { acquireLock, readLock, rollbackHistory } from '../../../lambdas/backout/state';
 import { constructHarness, exampleEnvironment } from '../../support/app';
-import { alarmEvent, arrangeHappyAws, BAD, GOOD, LocalDynamo, Mocks, resetMocks, seedLkg, service, settings, startLocalDynamo } from './fixtures';
+import { alarmEvent, arrangeHappyAws, BAD, GOOD, LocalDynamo, mockBackoutAws, Mocks, resetMocks, seedLkg, service, settings, startLocalDynamo } from './fixtures';
 
 /**
  * The synthesized rollback workflow, executed with aws-local-stepfunctions: every Lambda task runs
  * the real step handler (DynamoDB is dynalite on 127.0.0.1, /health and /ready a local HTTP server,
  * the other AWS services mocked at the SDK); the ECS .sync migration task is a local override.
  */
-const mocks: Mocks = {
-  ecs: mockClient(ECSClient),
-  cloudwatch: mockClient(CloudWatchClient),
-  ssm: mockClient(SSMClient),
-  sns: mockClient(SNSClient),
-  events: mockClient(EventBridgeClient),
-  rds: mockClient(RDSClient),
-};
+const mocks: Mocks = mockBackoutAws();
 
 type Definition = { States: Record<string, { Type: string }> } & Record<string, unknown>;
 
@@ -73,7 +65,6 @@ let readyStatus = 200;
 let definitions: ReturnType<typeof synthesizeDefinitions>;
 let step: (event: unknown) => Promise<unknown>;
 const saved = { ...process.env };
-let tableCounter = 0;
 let tableName = 'ops-state';
 /** The SSM parameters as a tiny store: the killswitch is read and written through its real core. */
 let parameters: Map<string, { value: string; version: number }>;
@@ -105,22 +96,7 @@ afterAll(async () => {
 });
 
 async function loadHandler(overrides: Parameters<typeof settings>[0] = {}): Promise<void> {
-  tableName = `ops-state-wf-${++tableCounter}`;
-  const { CreateTableCommand } = await import('@aws-sdk/client-dynamodb');
-  await dynamo.client.send(
-    new CreateTableCommand({
-      TableName: tableName,
-      AttributeDefinitions: [
-        { AttributeName: 'pk', AttributeType: 'S' },
-        { AttributeName: 'sk', AttributeType: 'S' },
-      ],
-      KeySchema: [
-        { AttributeName: 'pk', KeyType: 'HASH' },
-        { AttributeName: 'sk', KeyType: 'RANGE' },
-      ],
-      BillingMode: 'PAY_PER_REQUEST',
-    }),
-  );
+  tableName = await dynamo.freshTable('ops-state-wf');
   const port = process.env.PROBE_PORT;
   const s = settings({ tableName, healthUrl: `http://127.0.0.1:${port}/health`, readyUrl: `http://127.0.0.1:${port}/ready`, ...overrides });
   const logger = new Logger({ serviceName: 'backout-test', logLevel: 'SILENT' });
