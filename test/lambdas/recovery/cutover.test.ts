@@ -7,7 +7,7 @@ import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/cl
 import { mockClient } from 'aws-sdk-client-mock';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { CutoverDeps, CutoverSettings, cutover } from '../../../lambdas/recovery/cutover';
+import { CutoverDeps, CutoverSettings, cutover, undoCutover } from '../../../lambdas/recovery/cutover';
 import { RecoveryRequest } from '../../../lambdas/recovery/contract';
 import { activeRecoveryId, beginRecovery, getRecovery, updateRecovery } from '../../../lambdas/recovery/store';
 import { testCluster, uniqueDatabaseName } from '../../support/cluster';
@@ -246,7 +246,7 @@ describe('cutover', () => {
     expect(JSON.parse(parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'degraded', reason: 'OSRM down', actor: 'bob' });
   });
 
-  it('a retry after a failed cutover is allowed and a failed undo is reported for a human', async () => {
+  it('a failed undo is reported for a human, blocks a new attempt until undone, then a retry is allowed', async () => {
     const id = await verifiedRecovery();
     readyStatus = 503;
     let puts = 0;
@@ -260,11 +260,22 @@ describe('cutover', () => {
     const failed = await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice');
 
     expect(failed.steps.find((s) => s.outcome === 'undo-failed')).toMatchObject({ step: 'switch database endpoint', detail: 'AccessDenied: do it by hand' });
-    readyStatus = 200;
+    expect(secretValue.host).toBe(NEW_HOST);
+    // A new attempt would journal the copy's host as "previous": refused until the undo is finished.
+    await expect(cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice')).rejects.toThrow(
+      `recover cutover: recovery ${id} has changes of a failed cutover not undone (switch database endpoint): run "atmr-dr recover cutover ${id} --undo --yes" first`,
+    );
     secrets.on(PutSecretValueCommand).callsFake((input: { SecretString: string }) => {
       secretValue = JSON.parse(input.SecretString) as Record<string, unknown>;
       return {};
     });
+    const undone = await undoCutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice');
+    expect(undone.steps.map((s) => [s.step, s.outcome])).toEqual([
+      ['switch database endpoint', 'undone'],
+      ['redeploy ECS services', 'undone'],
+    ]);
+    expect(secretValue.host).toBe(OLD_HOST);
+    readyStatus = 200;
     const retried = await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice');
     expect(retried.ok).toBe(true);
   });
