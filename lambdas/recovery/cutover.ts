@@ -144,7 +144,9 @@ class Session {
 
   static async open(deps: CutoverDeps, id: string, actor: string, mode: CutoverMode | 'undo'): Promise<Session> {
     const command = mode === 'start' ? 'recover cutover' : `recover cutover --${mode}`;
-    const current = await getRecovery(deps.store, id);
+    // One clock for the lease and the steps.
+    const store: StoreDeps = { ...deps.store, now: deps.now ?? deps.store.now };
+    const current = await getRecovery(store, id);
     if (mode === 'start' && current.status === 'cutover-failed' && (current.journal ?? []).some(outstanding)) {
       const left = (current.journal ?? []).filter(outstanding).map((e) => e.step);
       throw new OperatorError(`${command}: recovery ${id} has changes of a failed cutover not undone (${left.join(', ')}): run "atmr-dr recover cutover ${id} --undo --yes" first`, 3);
@@ -154,7 +156,7 @@ class Session {
     }
     const from: readonly RecoveryStatus[] = mode === 'start' ? CUTOVER_FROM : mode === 'resume' ? ['cutting-over'] : ['cutting-over', 'cutover-failed'];
     const token = randomUUID();
-    const taken = await takeCutoverLease(deps.store, id, {
+    const taken = await takeCutoverLease(store, id, {
       from,
       owner: deps.leaseOwner ?? actor,
       token,
@@ -203,7 +205,7 @@ class Session {
       else this.journal.push(entry);
     }
     this.record = await updateRecovery(
-      this.deps.store,
+      { ...this.deps.store, now: () => this.now() },
       this.id,
       { ...extra, journal: this.journal, ...(!release && { leaseExpiresAt: this.now().getTime() + (this.deps.leaseSeconds ?? LEASE_SECONDS) * 1000 }) },
       undefined,

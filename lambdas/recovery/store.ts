@@ -141,7 +141,7 @@ export async function updateRecovery(
     const current = await getRecovery(deps, id);
     if (lease && 'leaseToken' in lease && current.leaseToken !== lease.leaseToken) {
       throw new LeaseLostError(
-        `recover cutover: recovery ${id} was taken over by ${current.leaseOwner ?? 'another operator'}: this process stops here and changes nothing more (see "atmr-dr recover status ${id}")`,
+        `recover cutover: recovery ${id} was taken over by ${current.leaseOwner ?? `another operator (now "${current.status}")`}: this process stops here and changes nothing more (see "atmr-dr recover status ${id}")`,
         3,
       );
     }
