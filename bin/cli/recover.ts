@@ -294,12 +294,16 @@ export function registerRecoverCommands(program: Command): void {
     });
 }
 
-/** The recovered copy has the source's master credentials (restored with it): the database secret, another host. */
+/**
+ * The recovered copy has the source's master credentials (restored with it): the database secret,
+ * another host. TLS is required unless the operator's libpq variables say otherwise
+ * (PGSSLMODE=verify-full with PGSSLROOTCERT, the RDS CA bundle, to also check the certificate).
+ */
 async function recoveredConnection(config: EnvironmentConfig, secretsManager: SecretsManagerClient, host: string, port: number) {
   return resolveConnection({
     env: {},
     secretArn: config.database.secretArn,
     secretsManager,
-    overrides: { host, port, database: config.database.name, sslMode: 'require' },
+    overrides: { host, port, database: config.database.name, sslMode: process.env.PGSSLMODE || 'require', sslRootCert: process.env.PGSSLROOTCERT || undefined },
   });
 }
