@@ -270,7 +270,12 @@ class Session {
       await this.put(undefined, { status: 'cutover-failed', error: 'no endpoint recorded' }, true);
       throw new OperatorError(`recover cutover: recovery ${id} has no endpoint recorded: it was never available`, 3);
     }
-    const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+    // Sleeps in slices so that a stop request is seen within a second, not at the end of a 10 s poll.
+    const sleep =
+      deps.sleep ??
+      (async (ms: number) => {
+        for (let left = ms; left > 0 && !deps.stopRequested?.(); left -= 1000) await new Promise<void>((resolve) => setTimeout(resolve, Math.min(1000, left)));
+      });
     const now = () => this.now();
     const pollMs = (settings.pollSeconds ?? 10) * 1000;
     await announce(deps.events, RECOVERY_EVENTS.cutoverStarted, {

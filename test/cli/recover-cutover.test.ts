@@ -37,12 +37,35 @@ interface AwsCall {
 }
 
 /** The AWS side of a cutover, stateful: a killswitch parameter, the database secret, ECS services, two RDS instances. */
-function startFakeAws(): Promise<{ url: string; calls: AwsCall[]; parameters: Map<string, { value: string; version: number }>; secret: () => Record<string, unknown>; instances: Map<string, { arn: string }>; stop(): Promise<void> }> {
+interface FakeAws {
+  readonly url: string;
+  readonly calls: AwsCall[];
+  readonly parameters: Map<string, { value: string; version: number }>;
+  secret(): Record<string, unknown>;
+  readonly instances: Map<string, { arn: string }>;
+  /** When false, the services' deployments stay IN_PROGRESS (the redeploy waits). */
+  ecsStable: boolean;
+  reset(): void;
+  stop(): Promise<void>;
+}
+
+function startFakeAws(): Promise<FakeAws> {
   const calls: AwsCall[] = [];
-  const parameters = new Map([[KILLSWITCH, { value: JSON.stringify({ mode: 'normal', reason: 'all clear', actor: 'deploy', updatedAt: '2026-11-30T08:00:00.000Z', expiresAt: null }), version: 3 }]]);
+  const parameters = new Map<string, { value: string; version: number }>();
   const cluster = testCluster();
-  let secret: Record<string, unknown> = { username: cluster.user, password: 'unused-by-trust-auth', host: OLD_HOST, port: 5432, dbname: 'atmr', engine: 'postgres' };
-  const instances = new Map([['atmr-prod', { arn: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod' }]]);
+  let secret: Record<string, unknown> = {};
+  const instances = new Map<string, { arn: string }>();
+  const state = { ecsStable: true };
+  const reset = () => {
+    calls.splice(0);
+    parameters.clear();
+    parameters.set(KILLSWITCH, { value: JSON.stringify({ mode: 'normal', reason: 'all clear', actor: 'deploy', updatedAt: '2026-11-30T08:00:00.000Z', expiresAt: null }), version: 3 });
+    secret = { username: cluster.user, password: 'unused-by-trust-auth', host: OLD_HOST, port: 5432, dbname: 'atmr', engine: 'postgres' };
+    instances.clear();
+    instances.set('atmr-prod', { arn: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod' });
+    state.ecsStable = true;
+  };
+  reset();
 
   const json = (res: http.ServerResponse, body: unknown, status = 200) => {
     res.statusCode = status;
@@ -105,7 +128,7 @@ function startFakeAws(): Promise<{ url: string; calls: AwsCall[]; parameters: Ma
       }
       if (service === 'ecs' && action === 'UpdateService') return json(res, { service: { serviceName: input.service } });
       if (service === 'ecs' && action === 'DescribeServices') {
-        return json(res, { services: (input.services as string[]).map((serviceName) => ({ serviceName, deployments: [{ status: 'PRIMARY', rolloutState: 'COMPLETED', runningCount: 2, desiredCount: 2 }] })), failures: [] });
+        return json(res, { services: (input.services as string[]).map((serviceName) => ({ serviceName, deployments: [{ status: 'PRIMARY', rolloutState: state.ecsStable ? 'COMPLETED' : 'IN_PROGRESS', runningCount: state.ecsStable ? 2 : 1, desiredCount: 2 }] })), failures: [] });
       }
       if (service === 'events' && action === 'PutEvents') return json(res, { FailedEntryCount: 0, Entries: [{ EventId: String(calls.length) }] });
       if (service === 'cloudwatch' && action === 'PutMetricData') {
@@ -123,6 +146,13 @@ function startFakeAws(): Promise<{ url: string; calls: AwsCall[]; parameters: Ma
         parameters,
         secret: () => secret,
         instances,
+        get ecsStable() {
+          return state.ecsStable;
+        },
+        set ecsStable(value: boolean) {
+          state.ecsStable = value;
+        },
+        reset,
         stop: () => new Promise<void>((done) => server.close(() => done())),
       }),
     ),
@@ -146,17 +176,26 @@ function installWithConfig(readinessUrl: string, databaseName: string): string {
   return root;
 }
 
-function run(launcher: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [launcher, ...args], { cwd: os.tmpdir(), env, stdio: ['ignore', 'pipe', 'pipe'] });
+interface Run {
+  readonly status: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function start(launcher: string, args: string[], env: NodeJS.ProcessEnv): { child: ReturnType<typeof spawn>; done: Promise<Run> } {
+  const child = spawn(process.execPath, [launcher, ...args], { cwd: os.tmpdir(), env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const done = new Promise<Run>((resolve, reject) => {
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
     child.on('error', reject);
     child.on('close', (status) => resolve({ status, stdout, stderr }));
   });
+  return { child, done };
 }
+
+const run = (launcher: string, args: string[], env: NodeJS.ProcessEnv): Promise<Run> => start(launcher, args, env).done;
 
 let dynamo: LocalDynamo;
 let aws: Awaited<ReturnType<typeof startFakeAws>>;
@@ -187,37 +226,48 @@ afterAll(async () => {
   psql(cluster, 'postgres', `DROP DATABASE IF EXISTS ${recoveredDb} WITH (FORCE)`);
 });
 
+async function verifiedRecovery(id: string): Promise<void> {
+  const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+  const request: RecoveryRequest & { sourceInstance: string } = {
+    recoveryId: id,
+    toTime: '2026-11-30T14:02:00.000Z',
+    newInstance: 'atmr-prod-pitr-202611301402',
+    actor: 'alice',
+    reason: 'bookings deleted by a migration',
+    requestedAt: new Date(Date.now() - 20 * 60_000).toISOString(),
+    sourceInstance: 'atmr-prod',
+  };
+  await beginRecovery(store, request);
+  await updateRecovery(store, id, { status: 'verified', newInstanceHost: cluster.host, newInstancePort: cluster.port });
+}
+
+function operatorEnv(): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME ?? os.tmpdir(),
+    USER: 'alice',
+    AWS_REGION: 'eu-west-3',
+    AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
+    AWS_SECRET_ACCESS_KEY: 'secret',
+    AWS_EC2_METADATA_DISABLED: 'true',
+    AWS_MAX_ATTEMPTS: '1',
+    AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+    ...Object.fromEntries(['SSM', 'SECRETS_MANAGER', 'ECS', 'RDS', 'EVENTBRIDGE', 'CLOUDWATCH'].map((s) => [`AWS_ENDPOINT_URL_${s}`, aws.url])),
+    ...Object.fromEntries(['STS', 'SFN', 'CLOUDFORMATION'].map((s) => [`AWS_ENDPOINT_URL_${s}`, CLOSED])),
+    ATMR_OPS_TABLE: dynamo.tableName,
+    KILLSWITCH_PARAMETER: KILLSWITCH,
+    // The local PostgreSQL playing the recovered instance has no TLS; the CLI requires it unless told.
+    PGSSLMODE: 'disable',
+  };
+}
+
 describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
+  beforeEach(() => aws.reset());
+
   it('puts production on the recovered instance, step by step, and keeps the old one renamed and tagged', async () => {
     const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
-    const request: RecoveryRequest & { sourceInstance: string } = {
-      recoveryId: ID,
-      toTime: '2026-11-30T14:02:00.000Z',
-      newInstance: 'atmr-prod-pitr-202611301402',
-      actor: 'alice',
-      reason: 'bookings deleted by a migration',
-      requestedAt: new Date(Date.now() - 20 * 60_000).toISOString(),
-      sourceInstance: 'atmr-prod',
-    };
-    await beginRecovery(store, request);
-    await updateRecovery(store, ID, { status: 'verified', newInstanceHost: cluster.host, newInstancePort: cluster.port });
-    const env: NodeJS.ProcessEnv = {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME ?? os.tmpdir(),
-      USER: 'alice',
-      AWS_REGION: 'eu-west-3',
-      AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
-      AWS_SECRET_ACCESS_KEY: 'secret',
-      AWS_EC2_METADATA_DISABLED: 'true',
-      AWS_MAX_ATTEMPTS: '1',
-      AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
-      ...Object.fromEntries(['SSM', 'SECRETS_MANAGER', 'ECS', 'RDS', 'EVENTBRIDGE', 'CLOUDWATCH'].map((s) => [`AWS_ENDPOINT_URL_${s}`, aws.url])),
-      ...Object.fromEntries(['STS', 'SFN', 'CLOUDFORMATION'].map((s) => [`AWS_ENDPOINT_URL_${s}`, CLOSED])),
-      ATMR_OPS_TABLE: dynamo.tableName,
-      KILLSWITCH_PARAMETER: KILLSWITCH,
-      // The local PostgreSQL playing the recovered instance has no TLS; the CLI requires it unless told.
-      PGSSLMODE: 'disable',
-    };
+    await verifiedRecovery(ID);
+    const env = operatorEnv();
 
     const result = await run(path.join(install, 'bin', 'atmr-dr.cjs'), ['recover', 'cutover', ID, '--yes'], env);
 
@@ -281,5 +331,50 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(record.journal!.map((e) => [e.step, e.state])).toEqual(steps.map((step) => [step, 'done']));
     expect(record.leaseToken).toBeUndefined();
     expect(record.recoverySeconds).toBeGreaterThanOrEqual(1200);
+  });
+
+  it('Ctrl-C during the redeploy: exit 130 with how to resume or undo; status shows the journal; --undo --yes puts everything back', async () => {
+    const id = 'r20261130150000-e2e1';
+    await verifiedRecovery(id);
+    aws.ecsStable = false;
+    const launcher = path.join(install, 'bin', 'atmr-dr.cjs');
+
+    const cutoverRun = start(launcher, ['recover', 'cutover', id, '--yes'], operatorEnv());
+    for (let i = 0; i < 600 && !aws.calls.some((c) => c.action === 'UpdateService'); i += 1) await new Promise((resolve) => setTimeout(resolve, 50));
+    cutoverRun.child.kill('SIGINT');
+    const interrupted = await cutoverRun.done;
+
+    expect(interrupted.status).toBe(130);
+    const lines = interrupted.stderr.trimEnd().split('\n');
+    expect(lines[0]).toBe('atmr-dr: recover cutover: SIGINT: stopping at the next step boundary (again to quit at once; the journal keeps what was done)');
+    expect(lines[lines.length - 1]).toBe(
+      `atmr-dr: recover cutover: interrupted after "switch database endpoint"; the journal is in the record ("atmr-dr recover status ${id}"): continue with "atmr-dr recover cutover ${id} --resume --yes" or put back what changed with "atmr-dr recover cutover ${id} --undo --yes"`,
+    );
+    expect(aws.secret().host).toBe(cluster.host);
+
+    const status = await run(launcher, ['recover', 'status', id], operatorEnv());
+
+    expect(status.status).toBe(0);
+    expect(status.stdout).toMatch(new RegExp(`recovery ${id}: cutting-over`));
+    expect(status.stdout).toMatch(/^ {2}\S+Z {2}done {8}killswitch maintenance: was normal \(by alice \(pid \d+ on .+\)\)$/m);
+    expect(status.stdout).toMatch(/^ {2}\S+Z {2}done {8}switch database endpoint: secret .* host: atmr-prod\.abcdefghijkl\.eu-west-3\.rds\.amazonaws\.com:5432 -> /m);
+    expect(status.stdout).toMatch(/^ {2}\S+Z {2}started {5}redeploy ECS services/m);
+    expect(status.stdout).toContain(`next: the cutover stopped or is running: continue it with "atmr-dr recover cutover ${id} --resume --yes", or put back what it changed with "atmr-dr recover cutover ${id} --undo --yes"`);
+    aws.calls.splice(0);
+
+    const undo = await run(launcher, ['recover', 'cutover', id, '--undo', '--yes'], operatorEnv());
+
+    expect(undo.stderr).toBe('');
+    expect(undo.status).toBe(0);
+    expect(undo.stdout).toMatch(/undone\s+switch database endpoint: secret .* host set back to atmr-prod\.abcdefghijkl\.eu-west-3\.rds\.amazonaws\.com:5432/);
+    expect(undo.stdout).toMatch(/undone\s+redeploy ECS services: atmr-api, atmr-celery-worker, atmr-celery-beat redeployed on the previous endpoint/);
+    expect(undo.stdout).toMatch(/undone\s+killswitch maintenance: back to normal/);
+    expect(undo.stdout).toContain(`cutover of recovery ${id} undone: production is back as before the cutover`);
+    expect(aws.secret()).toMatchObject({ host: OLD_HOST, port: 5432 });
+    expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'normal' });
+    expect(aws.calls.filter((c) => c.action === 'UpdateService').map((c) => c.input.service)).toEqual(SERVICES);
+    expect(aws.calls.filter((c) => c.service === 'rds')).toEqual([]);
+    expect(aws.instances.has('atmr-prod')).toBe(true);
+    expect(await getRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, id)).toMatchObject({ status: 'cutover-failed', error: expect.stringMatching(/^cutover interrupted and undone by /) });
   });
 });
