@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as readline from 'node:readline/promises';
 import { EnvironmentConfig, resolveRecoveryConfig } from '../../lib/config';
 import { RecoveryRecord } from '../../lambdas/recovery/contract';
-import { CutoverResult, CutoverSettings, cutover, undoCutover } from '../../lambdas/recovery/cutover';
+import { CUTOVER_STEPS, CutoverResult, CutoverSettings, cutover, undoCutover } from '../../lambdas/recovery/cutover';
 import { abandonRecovery, describeExecution, parseRecoveryReason, startRecovery } from '../../lambdas/recovery/operations';
 import { StoreDeps, activeRecoveryId, getRecovery, listRecoveryIds } from '../../lambdas/recovery/store';
 import { parseToTime } from '../../lambdas/recovery/time';
@@ -260,8 +260,10 @@ export function registerRecoverCommands(program: Command): void {
       const notUndone = result.steps.filter((s) => s.outcome === 'undo-failed').map((s) => s.step);
       if (result.interrupted) {
         const why = result.error?.startsWith('recover cutover:') ? result.error.replace(/^recover cutover: /, '') : `${result.error ?? 'interrupted'}`;
+        // Past the point of no return (the killswitch reopening started), only --resume is offered: --undo would be refused.
+        const reopened = result.journal?.some((e) => e.step === CUTOVER_STEPS.reopen);
         throw new OperatorError(
-          `recover cutover: ${why}; the journal is in the record ("atmr-dr recover status ${id}"): continue with "atmr-dr recover cutover ${id} --resume --yes" or put back what changed with "atmr-dr recover cutover ${id} --undo --yes"`,
+          `recover cutover: ${why}; the journal is in the record ("atmr-dr recover status ${id}"): continue with "atmr-dr recover cutover ${id} --resume --yes"${reopened ? '' : ` or put back what changed with "atmr-dr recover cutover ${id} --undo --yes"`}`,
           stopRequested ? 130 : 1,
         );
       }
