@@ -8,10 +8,11 @@ import { SFNClient } from '@aws-sdk/client-sfn';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Command } from 'commander';
+import * as os from 'node:os';
 import * as readline from 'node:readline/promises';
 import { EnvironmentConfig, resolveRecoveryConfig } from '../../lib/config';
 import { RecoveryRecord } from '../../lambdas/recovery/contract';
-import { CutoverResult, cutover } from '../../lambdas/recovery/cutover';
+import { CUTOVER_STEPS, CutoverResult, CutoverSettings, cutover, undoCutover } from '../../lambdas/recovery/cutover';
 import { abandonRecovery, describeExecution, parseRecoveryReason, startRecovery } from '../../lambdas/recovery/operations';
 import { StoreDeps, activeRecoveryId, getRecovery, listRecoveryIds } from '../../lambdas/recovery/store';
 import { parseToTime } from '../../lambdas/recovery/time';
@@ -56,6 +57,22 @@ function statusLine(record: RecoveryRecord, execution?: { status: string; error?
   parts.push(`asked by ${record.actor}: ${record.reason}`);
   if (record.error) parts.push(`error: ${record.error}`);
   return parts.join('; ');
+}
+
+/** The cutover journal and its lease, for `recover status`: what was done, what may have been, who holds it. */
+function printJournal(record: RecoveryRecord, nowMs = Date.now()): void {
+  if (!record.journal?.length && !record.leaseOwner) return;
+  print('cutover journal (each step written before and after it acts):');
+  for (const entry of record.journal ?? []) {
+    print(`  ${entry.startedAt}  ${entry.state.padEnd(11)} ${entry.step}${entry.detail ? `: ${entry.detail}` : ''} (by ${entry.by})`);
+  }
+  if (record.leaseOwner) {
+    const until = new Date(record.leaseExpiresAt ?? 0).toISOString();
+    print(`  lease: ${record.leaseOwner}, ${(record.leaseExpiresAt ?? 0) > nowMs ? `live until ${until}` : `stale since ${until} (its holder stopped renewing it: presumed dead)`}`);
+  }
+  if (record.status === 'cutting-over') {
+    print(`next: the cutover stopped or is running: continue it with "atmr-dr recover cutover ${record.recoveryId} --resume --yes", or put back what it changed with "atmr-dr recover cutover ${record.recoveryId} --undo --yes"`);
+  }
 }
 
 function printCutover(result: CutoverResult): void {
@@ -115,6 +132,7 @@ export function registerRecoverCommands(program: Command): void {
     }
     print(statusLine(record, execution));
     if (record.verification) print(formatVerification(record.verification));
+    printJournal(record);
     if (record.status === 'verified') print(`next: atmr-dr recover cutover ${record.recoveryId} --yes   (or: atmr-dr recover abandon ${record.recoveryId})`);
   };
 
@@ -176,47 +194,87 @@ export function registerRecoverCommands(program: Command): void {
 
   recover
     .command('cutover')
-    .description('put production on a verified recovery: maintenance, endpoint switch, ECS redeploy, /ready and a write, maintenance off; the old instance is renamed and kept')
+    .description(
+      'put production on a verified recovery: maintenance, endpoint switch, ECS redeploy, /ready and a write, maintenance off; the old instance is renamed and kept. Each step is journaled: --resume continues an interrupted cutover, --undo puts back what it changed',
+    )
     .argument('<id>', 'recovery id')
+    .option('--resume', 'continue an interrupted cutover from its first step not done')
+    .option('--undo', 'put back what an interrupted or failed cutover changed (killswitch, endpoint, tasks); refused once the killswitch was reopened')
     .option('--yes', 'confirm (required when standard input is not a terminal)')
-    .action(async (id: string, opts: { yes?: boolean }) => {
+    .action(async (id: string, opts: { yes?: boolean; resume?: boolean; undo?: boolean }) => {
+      if (opts.resume && opts.undo) throw new OperatorError('recover cutover: --resume and --undo exclude each other: pick one (see "atmr-dr recover status ID")', 2);
       const ctx = await context();
       const record = await getRecovery(ctx.store, id);
-      if (record.status !== 'verified' && record.status !== 'cutover-failed') {
-        throw new OperatorError(`recover cutover: recovery ${id} is "${record.status}": only a verified recovery can be cut over (see "atmr-dr recover status ${id}")`, 3);
+      const mode = opts.undo ? 'undo' : opts.resume ? 'resume' : 'start';
+      if (mode === 'start' && record.status !== 'verified' && record.status !== 'cutover-failed') {
+        const hint = record.status === 'cutting-over' ? `a cutover was interrupted: see "atmr-dr recover status ${id}", then --resume or --undo` : `only a verified recovery can be cut over (see "atmr-dr recover status ${id}")`;
+        throw new OperatorError(`recover cutover: recovery ${id} is "${record.status}": ${hint}`, 3);
       }
-      await confirmOrRefuse(`Put production (${ctx.config.name}) on ${record.newInstance} (as of ${record.toTime})?`, opts.yes, 'recover cutover');
+      const question =
+        mode === 'undo'
+          ? `Put back what the cutover to ${record.newInstance} changed (killswitch, ${ctx.config.name}'s database endpoint, tasks)?`
+          : `${mode === 'resume' ? 'Resume putting' : 'Put'} production (${ctx.config.name}) on ${record.newInstance} (as of ${record.toTime})?`;
+      await confirmOrRefuse(question, opts.yes, `recover cutover${mode === 'start' ? '' : ` --${mode}`}`);
       const recovery = resolveRecoveryConfig(ctx.config);
       const killswitchParameter = await resolveDeployedName(DEPLOYED_NAMES.killswitchParameter, { flagValue: ctx.g.parameter, envName: ctx.envName });
       const secretsManager = new SecretsManagerClient(SDK_RETRY);
-      const result = await cutover(
-        {
-          ssm: new SSMClient(SDK_RETRY),
-          secretsManager,
-          ecs: new ECSClient(SDK_RETRY),
-          rds: ctx.rds,
-          events: ctx.events,
-          cloudwatch: new CloudWatchClient(SDK_RETRY),
-          store: ctx.store,
-          connectRecovered: async (host, port) => pgClientConfig(await recoveredConnection(ctx.config, secretsManager, host, port)),
-        },
-        id,
-        {
-          killswitchParameter,
-          endpoint: recovery.endpoint.kind === 'secretHost' ? { kind: 'secretHost', secretArn: recovery.endpoint.secretArn! } : recovery.endpoint,
-          ecs: recovery.ecs,
-          readinessUrl: recovery.readinessUrl,
-          sourceInstance: ctx.config.database.instanceIdentifier,
-          rtoObjectiveSeconds: recovery.rtoObjectiveSeconds,
-        },
-        await resolveCliActor(),
-      );
+      const actor = await resolveCliActor();
+      // Ctrl-C / SIGTERM: stop at the next step boundary (or poll of a wait), the journal says where; a second one quits at once.
+      let stopRequested = false;
+      const onSignal = (signal: NodeJS.Signals) => {
+        if (stopRequested) process.exit(130);
+        stopRequested = true;
+        process.stderr.write(`atmr-dr: recover cutover: ${signal}: stopping at the next step boundary (again to quit at once; the journal keeps what was done)\n`);
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      const deps = {
+        ssm: new SSMClient(SDK_RETRY),
+        secretsManager,
+        ecs: new ECSClient(SDK_RETRY),
+        rds: ctx.rds,
+        events: ctx.events,
+        cloudwatch: new CloudWatchClient(SDK_RETRY),
+        store: ctx.store,
+        connectRecovered: async (host: string, port: number) => pgClientConfig(await recoveredConnection(ctx.config, secretsManager, host, port)),
+        stopRequested: () => stopRequested,
+        leaseOwner: `${actor} (pid ${process.pid} on ${os.hostname()})`,
+      };
+      const settings: CutoverSettings = {
+        killswitchParameter,
+        endpoint: recovery.endpoint.kind === 'secretHost' ? { kind: 'secretHost', secretArn: recovery.endpoint.secretArn! } : recovery.endpoint,
+        ecs: recovery.ecs,
+        readinessUrl: recovery.readinessUrl,
+        sourceInstance: ctx.config.database.instanceIdentifier,
+        rtoObjectiveSeconds: recovery.rtoObjectiveSeconds,
+      };
+      let result: CutoverResult;
+      try {
+        result = mode === 'undo' ? await undoCutover(deps, id, settings, actor) : await cutover(deps, id, settings, actor, mode);
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
       if (ctx.g.json) print(JSON.stringify(result));
       else printCutover(result);
-      if (!result.ok) {
-        const changed = result.steps.filter((s) => s.outcome === 'undo-failed').map((s) => s.step);
+      const notUndone = result.steps.filter((s) => s.outcome === 'undo-failed').map((s) => s.step);
+      if (result.interrupted) {
+        const why = result.error?.startsWith('recover cutover:') ? result.error.replace(/^recover cutover: /, '') : `${result.error ?? 'interrupted'}`;
+        // Past the point of no return (the killswitch reopening started), only --resume is offered: --undo would be refused.
+        const reopened = result.journal?.some((e) => e.step === CUTOVER_STEPS.reopen);
         throw new OperatorError(
-          `recover cutover: FAILED at "${result.steps.find((s) => s.outcome === 'failed')?.step}" (${result.error}); ${changed.length ? `NOT undone, fix by hand: ${changed.join(', ')}` : 'every change was undone, production is as before'}`,
+          `recover cutover: ${why}; the journal is in the record ("atmr-dr recover status ${id}"): continue with "atmr-dr recover cutover ${id} --resume --yes"${reopened ? '' : ` or put back what changed with "atmr-dr recover cutover ${id} --undo --yes"`}`,
+          stopRequested ? 130 : 1,
+        );
+      }
+      if (mode === 'undo') {
+        if (notUndone.length) throw new OperatorError(`recover cutover --undo: NOT undone, fix by hand then run --undo again: ${notUndone.join(', ')}`, 1);
+        if (!ctx.g.json) print(`cutover of recovery ${id} undone: production is back as before the cutover (steps "skipped" were changed by someone else since and left as they are)`);
+        return;
+      }
+      if (!result.ok) {
+        throw new OperatorError(
+          `recover cutover: FAILED at "${result.steps.find((s) => s.outcome === 'failed')?.step}" (${result.error}); ${notUndone.length ? `NOT undone, fix by hand then run "atmr-dr recover cutover ${id} --undo --yes": ${notUndone.join(', ')}` : 'every change was undone, production is as before'}`,
           1,
         );
       }
@@ -238,12 +296,16 @@ export function registerRecoverCommands(program: Command): void {
     });
 }
 
-/** The recovered copy has the source's master credentials (restored with it): the database secret, another host. */
+/**
+ * The recovered copy has the source's master credentials (restored with it): the database secret,
+ * another host. TLS is required unless the operator's libpq variables say otherwise
+ * (PGSSLMODE=verify-full with PGSSLROOTCERT, the RDS CA bundle, to also check the certificate).
+ */
 async function recoveredConnection(config: EnvironmentConfig, secretsManager: SecretsManagerClient, host: string, port: number) {
   return resolveConnection({
     env: {},
     secretArn: config.database.secretArn,
     secretsManager,
-    overrides: { host, port, database: config.database.name, sslMode: 'require' },
+    overrides: { host, port, database: config.database.name, sslMode: process.env.PGSSLMODE || 'require', sslRootCert: process.env.PGSSLROOTCERT || undefined },
   });
 }

@@ -1,3 +1,5 @@
+import type { KillswitchValue } from '../killswitch/value';
+
 /**
  * What the recovery workflow, its handler, the construct and the CLI agree on: names of
  * environment variables, the record kept in the ops-state table, event detail types, metrics.
@@ -35,6 +37,8 @@ export const RECOVERY_EVENTS = {
   cutoverStarted: 'Recovery Cutover Started',
   cutOver: 'Recovery Cut Over',
   cutoverFailed: 'Recovery Cutover Failed',
+  cutoverInterrupted: 'Recovery Cutover Interrupted',
+  cutoverUndone: 'Recovery Cutover Undone',
   abandoned: 'Recovery Abandoned',
 } as const;
 
@@ -107,6 +111,37 @@ export interface RecoveryRecord extends RecoveryRequest {
   /** Steps of the last cutover attempt, with times. */
   readonly cutover?: readonly CutoverStepReport[];
   readonly replacedInstance?: string;
+  /**
+   * The cutover's journal: one entry per step, written before the step acts (with what undoing it
+   * needs) and after it; what `recover status` shows and what `--resume` / `--undo` work from.
+   */
+  readonly journal?: readonly JournalEntry[];
+  /** Who holds the cutover lease (one operator at a time), its token, and when it goes stale (epoch ms). */
+  readonly leaseOwner?: string;
+  readonly leaseToken?: string;
+  readonly leaseExpiresAt?: number;
+}
+
+/** What undoing a step needs, recorded before the step changes anything. */
+export interface JournalUndo {
+  /** The killswitch value before the cutover (null: malformed, read as normal) and the reason the cutover wrote. */
+  readonly killswitch?: { readonly previous: KillswitchValue | null; readonly setReason: string };
+  /** The API's endpoint before (`host:port`) and the one the cutover sets. */
+  readonly endpoint?: { readonly previous: string; readonly target: string };
+  /** The name the old instance is renamed to (fixed once, so a resumed rename aims at the same name). */
+  readonly renamedTo?: string;
+}
+
+export interface JournalEntry {
+  readonly step: string;
+  /** started: written before acting (the change may or may not have happened); done / failed: after; undone / undo-failed: by an undo. */
+  readonly state: 'started' | 'done' | 'failed' | 'undone' | 'undo-failed';
+  readonly startedAt: string;
+  readonly finishedAt?: string;
+  readonly detail?: string;
+  readonly undo?: JournalUndo;
+  /** Who ran the step (the lease owner at the time). */
+  readonly by: string;
 }
 
 export interface CutoverStepReport {

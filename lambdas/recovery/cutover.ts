@@ -5,12 +5,14 @@ import { RDSClient } from '@aws-sdk/client-rds';
 import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { Client, ClientConfig } from 'pg';
-import { KillswitchReading, readKillswitch, writeKillswitch } from '../killswitch/core';
+import { randomUUID } from 'node:crypto';
+import { readKillswitch, writeKillswitch } from '../killswitch/core';
+import type { KillswitchValue } from '../killswitch/value';
 import { OperatorError, oneLine } from '../shared/errors';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
-import { CutoverStepReport, RECOVERY_EVENTS, RecoveryRecord } from './contract';
-import { markReplacedInstance } from './rds';
-import { StoreDeps, updateRecovery } from './store';
+import { CutoverStepReport, JournalEntry, JournalUndo, RECOVERY_EVENTS, RecoveryRecord, RecoveryStatus } from './contract';
+import { markReplacedInstance, replacedInstanceName } from './rds';
+import { LeaseLostError, StoreDeps, getRecovery, takeCutoverLease, updateRecovery } from './store';
 
 /**
  * The guided cutover, in the runbook's order: maintenance on, the API's database endpoint switched
@@ -18,6 +20,13 @@ import { StoreDeps, updateRecovery } from './store';
  * `/ready` 200 and a write accepted by the new database, maintenance off. The old instance is then
  * renamed and tagged, never deleted. A failure half-way undoes what was done (endpoint back, tasks
  * redeployed on it, killswitch back to its previous value) and says what changed and what was undone.
+ *
+ * It runs in the operator's CLI, which may die half-way (laptop closed, Ctrl-C, network lost). So
+ * every step is journaled in the recovery record before it acts (with what undoing it needs: the
+ * killswitch's and the endpoint's previous values) and after; every step can run twice; and one
+ * operator at a time holds a lease on the record, renewed at each journal write and each poll of a
+ * wait. A lease not renewed for `leaseSeconds` is stale: its holder is presumed dead and `--resume`
+ * or `--undo` take it over; the old holder's next write then fails and it stops.
  */
 export type EndpointSwitch = { readonly kind: 'secretHost'; readonly secretArn: string } | { readonly kind: 'ssmParameter'; readonly parameterName: string };
 
@@ -49,7 +58,16 @@ export interface CutoverDeps {
   readonly fetch?: typeof fetch;
   readonly now?: () => Date;
   readonly sleep?: (ms: number) => Promise<void>;
+  /** True once the operator asked to stop (Ctrl-C, SIGTERM): the cutover stops at the next step boundary or poll. */
+  readonly stopRequested?: () => boolean;
+  /** Who holds the lease, as shown to a second operator. @default the actor */
+  readonly leaseOwner?: string;
+  /** A lease not renewed for this long is stale and may be taken over. @default LEASE_SECONDS */
+  readonly leaseSeconds?: number;
 }
+
+/** 2 minutes: the longest gap between two renewals is one poll (10 s) or one check (15 s); a live holder never goes this long. */
+export const LEASE_SECONDS = 120;
 
 export interface CutoverResult {
   readonly ok: boolean;
@@ -60,180 +78,444 @@ export interface CutoverResult {
   readonly recoverySeconds?: number;
   readonly replacedInstance?: string;
   readonly error?: string;
+  /** Stopped at an operator's request or after losing the lease; the record stays `cutting-over`. */
+  readonly interrupted?: boolean;
+  /** The status the record was left in. */
+  readonly status?: RecoveryStatus;
+  readonly journal?: readonly JournalEntry[];
 }
 
 /** A cutover can start only from these: the copy was verified (a failed cutover was fully undone). */
 export const CUTOVER_FROM = ['verified', 'cutover-failed'] as const;
 
-export async function cutover(deps: CutoverDeps, recoveryId: string, settings: CutoverSettings, actor: string): Promise<CutoverResult> {
-  const now = () => (deps.now ?? (() => new Date()))();
-  const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
-  const record: RecoveryRecord = await updateRecovery(deps.store, recoveryId, { status: 'cutting-over' }, CUTOVER_FROM).catch(async (error: unknown) => {
-    if (error instanceof OperatorError) {
-      throw new OperatorError(`recover cutover: ${error.message.replace(/^recover: /, '')}: only a verified recovery can be cut over (see "atmr-dr recover status ${recoveryId}")`, 3);
-    }
-    throw error;
-  });
-  const host = record.newInstanceHost;
-  const port = record.newInstancePort ?? 5432;
-  if (!host) throw new OperatorError(`recover cutover: recovery ${recoveryId} has no endpoint recorded: it was never available`, 3);
-  const started = now();
-  await announce(deps.events, RECOVERY_EVENTS.cutoverStarted, {
-    summary: `Recovery ${recoveryId}: cutover to ${record.newInstance} started by ${actor}`,
-    at: started.toISOString(),
-    recoveryId,
-    actor,
-  });
+/** The steps in order; journal entries are keyed by these names. */
+export const CUTOVER_STEPS = {
+  maintenance: 'killswitch maintenance',
+  endpoint: 'switch database endpoint',
+  redeploy: 'redeploy ECS services',
+  ready: 'check /ready',
+  write: 'check writes accepted',
+  reopen: 'killswitch back',
+  rename: 'rename and tag old instance',
+} as const;
 
-  const steps: CutoverStepReport[] = [];
-  const run = async <T>(step: string, action: () => Promise<{ value: T; detail: string }>): Promise<T> => {
-    const at = now();
+class Interrupted extends Error {}
+
+/** An entry still holding a change to undo (or a change that may have happened). */
+const outstanding = (entry: JournalEntry) => entry.state !== 'undone';
+
+export type CutoverMode = 'start' | 'resume';
+
+/**
+ * `start`: a verified recovery (or one whose failed cutover was fully undone) from its first step.
+ * `resume`: an interrupted cutover (`cutting-over`, lease free or stale) from its first step not done.
+ */
+export async function cutover(deps: CutoverDeps, recoveryId: string, settings: CutoverSettings, actor: string, mode: CutoverMode = 'start'): Promise<CutoverResult> {
+  const session = await Session.open(deps, recoveryId, actor, mode);
+  return session.forward(settings);
+}
+
+/**
+ * Puts back what the journal says an interrupted or failed cutover changed (endpoint, tasks,
+ * killswitch), never the old instance; refused once the killswitch was reopened on the new instance
+ * (production has taken writes there: going back would lose them).
+ */
+export async function undoCutover(deps: CutoverDeps, recoveryId: string, settings: CutoverSettings, actor: string): Promise<CutoverResult> {
+  const session = await Session.open(deps, recoveryId, actor, 'undo');
+  return session.undoAll(settings, undefined);
+}
+
+class Session {
+  private readonly steps: CutoverStepReport[] = [];
+  private journal: JournalEntry[];
+  private readonly started: Date;
+
+  private constructor(
+    private readonly deps: CutoverDeps,
+    private readonly id: string,
+    private readonly actor: string,
+    private readonly token: string,
+    private record: RecoveryRecord,
+    private readonly mode: CutoverMode | 'undo',
+  ) {
+    this.journal = [...(record.journal ?? [])];
+    this.started = this.now();
+  }
+
+  static async open(deps: CutoverDeps, id: string, actor: string, mode: CutoverMode | 'undo'): Promise<Session> {
+    const command = mode === 'start' ? 'recover cutover' : `recover cutover --${mode}`;
+    // One clock for the lease and the steps.
+    const store: StoreDeps = { ...deps.store, now: deps.now ?? deps.store.now };
+    const current = await getRecovery(store, id);
+    if (mode === 'start' && current.status === 'cutover-failed' && (current.journal ?? []).some(outstanding)) {
+      const left = (current.journal ?? []).filter(outstanding).map((e) => e.step);
+      throw new OperatorError(`${command}: recovery ${id} has changes of a failed cutover not undone (${left.join(', ')}): run "atmr-dr recover cutover ${id} --undo --yes" first`, 3);
+    }
+    if (mode === 'undo' && current.status === 'cutover-failed' && !(current.journal ?? []).some(outstanding)) {
+      throw new OperatorError(`${command}: recovery ${id}: nothing to undo, every change of its cutover was undone`, 3);
+    }
+    const from: readonly RecoveryStatus[] = mode === 'start' ? CUTOVER_FROM : mode === 'resume' ? ['cutting-over'] : ['cutting-over', 'cutover-failed'];
+    const token = randomUUID();
+    const taken = await takeCutoverLease(store, id, {
+      from,
+      owner: deps.leaseOwner ?? actor,
+      token,
+      leaseSeconds: deps.leaseSeconds ?? LEASE_SECONDS,
+      ...(mode === 'start' && { changes: { status: 'cutting-over', journal: [] } }),
+    });
+    if ('refused' in taken) {
+      const { record } = taken.refused;
+      if (taken.refused.kind === 'held') {
+        const until = new Date(record.leaseExpiresAt ?? 0).toISOString();
+        throw new OperatorError(
+          `${command}: recovery ${id} is being cut over by ${record.leaseOwner ?? 'another operator'} (lease live until ${until}): wait for them; if that process is dead, its lease goes stale at ${until} and this command may take it over then`,
+          3,
+        );
+      }
+      const hint =
+        mode === 'start'
+          ? record.status === 'cutting-over'
+            ? `a cutover was interrupted: "atmr-dr recover status ${id}", then --resume or --undo`
+            : 'only a verified recovery can be cut over'
+          : mode === 'resume'
+            ? 'only an interrupted cutover can be resumed'
+            : 'only an interrupted or failed cutover can be undone';
+      throw new OperatorError(`${command}: recovery ${id} is "${record.status}", expected ${from.join(' or ')}: ${hint} (see "atmr-dr recover status ${id}")`, 3);
+    }
+    return new Session(deps, id, actor, token, taken.record, mode);
+  }
+
+  private now(): Date {
+    return (this.deps.now ?? (() => new Date()))();
+  }
+
+  private get leaseOwner(): string {
+    return this.deps.leaseOwner ?? this.actor;
+  }
+
+  private entry(step: string): JournalEntry | undefined {
+    return this.journal.find((e) => e.step === step);
+  }
+
+  /** Writes the journal (and renews the lease) while this session holds the lease; throws LeaseLostError otherwise. */
+  private async put(entry: JournalEntry | undefined, extra: Partial<Omit<RecoveryRecord, 'recoveryId'>> = {}, release = false): Promise<void> {
+    if (entry) {
+      const index = this.journal.findIndex((e) => e.step === entry.step);
+      if (index >= 0) this.journal[index] = entry;
+      else this.journal.push(entry);
+    }
+    this.record = await updateRecovery(
+      { ...this.deps.store, now: () => this.now() },
+      this.id,
+      { ...extra, journal: this.journal, ...(!release && { leaseExpiresAt: this.now().getTime() + (this.deps.leaseSeconds ?? LEASE_SECONDS) * 1000 }) },
+      undefined,
+      { leaseToken: this.token, release },
+    );
+  }
+
+  /** Called at each poll of a wait: stop if asked, else renew the lease. */
+  private readonly tick = async () => {
+    if (this.deps.stopRequested?.()) throw new Interrupted('stop requested');
+    await this.put(undefined);
+  };
+
+  private report(step: string, at: Date, outcome: CutoverStepReport['outcome'], detail: string): void {
+    this.steps.push({ step, startedAt: at.toISOString(), seconds: secondsBetween(at, this.now()), outcome, detail });
+  }
+
+  private result(ok: boolean, status: RecoveryStatus, extra: Partial<CutoverResult>, settings: CutoverSettings): CutoverResult {
+    return {
+      ok,
+      recoveryId: this.id,
+      steps: this.steps,
+      totalSeconds: secondsBetween(this.started, this.now()),
+      rtoObjectiveSeconds: settings.rtoObjectiveSeconds,
+      status,
+      journal: this.journal,
+      ...extra,
+    };
+  }
+
+  /** Journal "started" (with the undo data, computed once), act, journal "done" or "failed". */
+  private async step(name: string, prepare: () => Promise<JournalUndo | undefined>, act: (undo: JournalUndo | undefined) => Promise<string>): Promise<void> {
+    const previous = this.entry(name);
+    if (previous?.state === 'done') {
+      this.report(name, new Date(previous.startedAt), 'skipped', `done before (${previous.finishedAt ?? previous.startedAt}): ${previous.detail ?? ''}`.trim());
+      return;
+    }
+    if (this.deps.stopRequested?.()) throw new Interrupted('stop requested');
+    const at = this.now();
+    // Resumed: the values recorded before the first attempt acted are the ones to undo to, never re-read.
+    const undo = previous?.undo ?? (await prepare());
+    const started: JournalEntry = { step: name, state: 'started', startedAt: at.toISOString(), by: this.leaseOwner, ...(undo && { undo }) };
+    await this.put(started);
+    let detail: string;
     try {
-      const { value, detail } = await action();
-      steps.push({ step, startedAt: at.toISOString(), seconds: secondsBetween(at, now()), outcome: 'done', detail });
-      return value;
+      detail = await act(undo);
     } catch (error) {
-      steps.push({ step, startedAt: at.toISOString(), seconds: secondsBetween(at, now()), outcome: 'failed', detail: oneLine(error) });
+      if (error instanceof Interrupted || error instanceof LeaseLostError) throw error;
+      this.report(name, at, 'failed', oneLine(error));
+      await this.put({ ...started, state: 'failed', finishedAt: this.now().toISOString(), detail: oneLine(error) });
       throw error;
     }
-  };
-  const undo = async (step: string, action: () => Promise<string>) => {
-    const at = now();
+    await this.put({ ...started, state: 'done', finishedAt: this.now().toISOString(), detail });
+    this.report(name, at, 'done', detail);
+  }
+
+  async forward(settings: CutoverSettings): Promise<CutoverResult> {
+    const { deps, id, record } = this;
+    const host = record.newInstanceHost;
+    const port = record.newInstancePort ?? 5432;
+    if (!host) {
+      await this.put(undefined, { status: 'cutover-failed', error: 'no endpoint recorded' }, true);
+      throw new OperatorError(`recover cutover: recovery ${id} has no endpoint recorded: it was never available`, 3);
+    }
+    // Sleeps in slices so that a stop request is seen within a second, not at the end of a 10 s poll.
+    const sleep =
+      deps.sleep ??
+      (async (ms: number) => {
+        for (let left = ms; left > 0 && !deps.stopRequested?.(); left -= 1000) await new Promise<void>((resolve) => setTimeout(resolve, Math.min(1000, left)));
+      });
+    const now = () => this.now();
+    const pollMs = (settings.pollSeconds ?? 10) * 1000;
+    await announce(deps.events, RECOVERY_EVENTS.cutoverStarted, {
+      summary: `Recovery ${id}: cutover to ${record.newInstance} ${this.mode === 'resume' ? 'resumed' : 'started'} by ${this.actor}`,
+      at: this.started.toISOString(),
+      recoveryId: id,
+      actor: this.actor,
+      resumed: this.mode === 'resume',
+    });
+    const setReason = `recovery ${id}: cutover to ${record.newInstance}`;
     try {
-      steps.push({ step, startedAt: at.toISOString(), seconds: 0, outcome: 'undone', detail: await action() });
+      await this.step(
+        CUTOVER_STEPS.maintenance,
+        async () => ({ killswitch: { previous: (await readKillswitch(deps.ssm, settings.killswitchParameter)).value, setReason } }),
+        async (undo) => {
+          const current = await readKillswitch(deps.ssm, settings.killswitchParameter);
+          if (current.value?.mode !== 'maintenance' || current.value.reason !== setReason) {
+            await writeKillswitch({ ssm: deps.ssm, now }, { parameterName: settings.killswitchParameter, mode: 'maintenance', reason: setReason, actor: this.actor, expiresAt: null });
+          }
+          return `was ${undo?.killswitch?.previous?.mode ?? 'malformed'}`;
+        },
+      );
+      await this.step(
+        CUTOVER_STEPS.endpoint,
+        async () => ({ endpoint: { previous: await readEndpoint(deps, settings.endpoint), target: `${host}:${port}` } }),
+        async (undo) => {
+          await writeEndpoint(deps, settings.endpoint, `${host}:${port}`);
+          return `${describeEndpoint(settings.endpoint)}: ${undo?.endpoint?.previous} -> ${host}:${port}`;
+        },
+      );
+      if (settings.ecs) {
+        const { clusterArn, serviceNames } = settings.ecs;
+        await this.step(
+          CUTOVER_STEPS.redeploy,
+          async () => undefined,
+          async () => {
+            await forceRedeploy(deps.ecs, clusterArn, serviceNames);
+            await waitStable(deps.ecs, clusterArn, serviceNames, settings.serviceStableTimeoutSeconds ?? 900, pollMs, sleep, now, this.tick);
+            return `${serviceNames.join(', ')} stable on the new endpoint`;
+          },
+        );
+      }
+      if (settings.readinessUrl) {
+        const url = settings.readinessUrl;
+        await this.step(
+          CUTOVER_STEPS.ready,
+          async () => undefined,
+          async () => {
+            await waitReady(deps.fetch ?? fetch, url, settings.readinessTimeoutSeconds ?? 300, pollMs, sleep, now, this.tick);
+            return `${url} answered 200`;
+          },
+        );
+      }
+      await this.step(
+        CUTOVER_STEPS.write,
+        async () => undefined,
+        async () => {
+          await writeCheck(await deps.connectRecovered(host, port));
+          return `${host} accepted a write (rolled back)`;
+        },
+      );
+      await this.step(
+        CUTOVER_STEPS.reopen,
+        async () => undefined,
+        async () => {
+          const previous = this.entry(CUTOVER_STEPS.maintenance)?.undo?.killswitch?.previous ?? null;
+          await restoreKillswitch(deps, settings.killswitchParameter, previous, this.actor, `recovery ${id}: cutover done`);
+          return `back to ${previous?.mode ?? 'normal'}`;
+        },
+      );
     } catch (error) {
-      steps.push({ step, startedAt: at.toISOString(), seconds: secondsBetween(at, now()), outcome: 'undo-failed', detail: `${oneLine(error)}: do it by hand` });
+      if (error instanceof LeaseLostError) return this.result(false, 'cutting-over', { interrupted: true, error: error.message }, settings);
+      if (error instanceof Interrupted) return this.interrupted(settings);
+      // Once the killswitch reopening was attempted, production may be taking writes on the copy: no automatic undo.
+      if (this.entry(CUTOVER_STEPS.reopen)) {
+        const message = oneLine(error);
+        await this.put(undefined, { error: message }, true).catch(() => undefined);
+        return this.result(false, 'cutting-over', { interrupted: true, error: `${message}: the killswitch may be open on the new instance; retry with --resume` }, settings);
+      }
+      return this.undoAll(settings, oneLine(error));
     }
-    steps[steps.length - 1] = { ...steps[steps.length - 1], seconds: secondsBetween(at, now()) };
-  };
 
-  let killswitchBefore: KillswitchReading | undefined;
-  let endpointBefore: string | undefined;
-  let redeployed = false;
-  const reason = `recovery ${recoveryId}: cutover to ${record.newInstance}`;
-  try {
-    killswitchBefore = await run('killswitch maintenance', async () => {
-      const before = await readKillswitch(deps.ssm, settings.killswitchParameter);
-      await writeKillswitch({ ssm: deps.ssm, now }, { parameterName: settings.killswitchParameter, mode: 'maintenance', reason, actor, expiresAt: null });
-      return { value: before, detail: `was ${before.value?.mode ?? 'malformed'}` };
+    // Production now runs on the copy: the old instance is only renamed and tagged, whatever happens next.
+    let replacedInstance: string | undefined;
+    try {
+      await this.step(
+        CUTOVER_STEPS.rename,
+        async () => ({ renamedTo: replacedInstanceName(settings.sourceInstance, this.now()) }),
+        async (undo) => {
+          replacedInstance = await markReplacedInstance(deps.rds, settings.sourceInstance, id, record.newInstance, this.now(), undo?.renamedTo);
+          return `${settings.sourceInstance} -> ${replacedInstance} (kept, tagged atmr-dr:replaced-by=${record.newInstance})`;
+        },
+      );
+      replacedInstance ??= this.entry(CUTOVER_STEPS.rename)?.undo?.renamedTo;
+    } catch (error) {
+      if (error instanceof LeaseLostError) return this.result(false, 'cutting-over', { interrupted: true, error: error.message }, settings);
+      if (error instanceof Interrupted) return this.interrupted(settings);
+      // recorded in the steps; the cutover itself succeeded
+      replacedInstance = undefined;
+    }
+    const finished = this.now();
+    const recoverySeconds = secondsBetween(record.requestedAt, finished);
+    await this.put(undefined, { status: 'cut-over', cutover: this.steps, recoverySeconds, ...(replacedInstance && { replacedInstance }) }, true);
+    await publishRecoverySeconds(deps.cloudwatch, 'cutover', recoverySeconds, finished);
+    const totalSeconds = secondsBetween(this.started, finished);
+    await announce(deps.events, RECOVERY_EVENTS.cutOver, {
+      summary: `Recovery ${id}: production runs on ${record.newInstance} (as of ${record.toTime}); cutover ${totalSeconds} s, recovery ${recoverySeconds} s (RTO objective ${settings.rtoObjectiveSeconds} s)`,
+      at: finished.toISOString(),
+      recoveryId: id,
+      newInstance: record.newInstance,
+      replacedInstance,
+      totalSeconds,
+      recoverySeconds,
     });
-    endpointBefore = await run('switch database endpoint', async () => {
-      const before = await switchEndpoint(deps, settings.endpoint, { host, port });
-      return { value: before, detail: `${describeEndpoint(settings.endpoint)}: ${before} -> ${host}:${port}` };
-    });
-    if (settings.ecs) {
-      const { clusterArn, serviceNames } = settings.ecs;
-      await run('redeploy ECS services', async () => {
-        redeployed = true;
-        await forceRedeploy(deps.ecs, clusterArn, serviceNames);
-        await waitStable(deps.ecs, clusterArn, serviceNames, settings.serviceStableTimeoutSeconds ?? 900, (settings.pollSeconds ?? 10) * 1000, sleep, now);
-        return { value: undefined, detail: `${serviceNames.join(', ')} stable on the new endpoint` };
-      });
-    }
-    if (settings.readinessUrl) {
-      const url = settings.readinessUrl;
-      await run('check /ready', async () => {
-        await waitReady(deps.fetch ?? fetch, url, settings.readinessTimeoutSeconds ?? 300, (settings.pollSeconds ?? 10) * 1000, sleep, now);
-        return { value: undefined, detail: `${url} answered 200` };
-      });
-    }
-    await run('check writes accepted', async () => {
-      await writeCheck(await deps.connectRecovered(host, port));
-      return { value: undefined, detail: `${host} accepted a write (rolled back)` };
-    });
-    await run('killswitch back', async () => {
-      await restoreKillswitch(deps, settings.killswitchParameter, killswitchBefore!, actor, `recovery ${recoveryId}: cutover done`);
-      return { value: undefined, detail: `back to ${killswitchBefore!.value?.mode ?? 'normal'}` };
-    });
-  } catch (error) {
-    // Undo in the order that makes the API whole again: endpoint, then tasks re-read it, then traffic.
-    if (endpointBefore !== undefined) {
-      const previous = endpointBefore;
-      await undo('switch database endpoint', async () => {
-        await restoreEndpoint(deps, settings.endpoint, previous);
-        return `${describeEndpoint(settings.endpoint)} set back to ${previous}`;
-      });
-    }
-    if (redeployed && settings.ecs) {
-      const { clusterArn, serviceNames } = settings.ecs;
-      await undo('redeploy ECS services', async () => {
-        await forceRedeploy(deps.ecs, clusterArn, serviceNames);
-        return `${serviceNames.join(', ')} redeployed on the previous endpoint`;
-      });
-    }
-    if (killswitchBefore) {
-      const before = killswitchBefore;
-      await undo('killswitch maintenance', async () => {
-        await restoreKillswitch(deps, settings.killswitchParameter, before, actor, `recovery ${recoveryId}: cutover failed, restored`);
-        return `back to ${before.value?.mode ?? 'normal'}`;
-      });
-    }
-    const message = oneLine(error);
-    const totalSeconds = secondsBetween(started, now());
-    await updateRecovery(deps.store, recoveryId, { status: 'cutover-failed', cutover: steps, error: message }).catch(() => undefined);
-    await announce(deps.events, RECOVERY_EVENTS.cutoverFailed, {
-      summary: `Recovery ${recoveryId}: cutover FAILED (${message}); ${steps.filter((s) => s.outcome === 'undone').length} change(s) undone, ${steps.filter((s) => s.outcome === 'undo-failed').length} undo(s) failed`,
-      at: now().toISOString(),
-      recoveryId,
-      steps,
+    return this.result(true, 'cut-over', { recoverySeconds, ...(replacedInstance && { replacedInstance }) }, settings);
+  }
+
+  /** Stopped at an operator's request: the lease is released at once (no need to wait for it to go stale), the status stays `cutting-over`. */
+  private async interrupted(settings: CutoverSettings): Promise<CutoverResult> {
+    const last = [...this.journal].reverse().find((e) => e.state === 'done');
+    await this.put(undefined, { cutover: this.steps }, true);
+    await announce(this.deps.events, RECOVERY_EVENTS.cutoverInterrupted, {
+      summary: `Recovery ${this.id}: cutover interrupted by ${this.actor} after "${last?.step ?? 'no step'}"; resume or undo it (atmr-dr recover cutover ${this.id} --resume | --undo)`,
+      at: this.now().toISOString(),
+      recoveryId: this.id,
     }).catch(() => undefined);
-    return { ok: false, recoveryId, steps, totalSeconds, rtoObjectiveSeconds: settings.rtoObjectiveSeconds, error: message };
+    return this.result(false, 'cutting-over', { interrupted: true, error: `interrupted after "${last?.step ?? 'no step'}"` }, settings);
   }
 
-  // Production now runs on the copy: the old instance is only renamed and tagged, whatever happens next.
-  let replacedInstance: string | undefined;
-  try {
-    replacedInstance = await run('rename and tag old instance', async () => {
-      const renamed = await markReplacedInstance(deps.rds, settings.sourceInstance, recoveryId, record.newInstance, now());
-      return { value: renamed, detail: `${settings.sourceInstance} -> ${renamed} (kept, tagged atmr-dr:replaced-by=${record.newInstance})` };
-    });
-  } catch {
-    // recorded in steps; the cutover itself succeeded
+  /**
+   * Undoes in the order that makes the API whole again: endpoint, then the tasks re-read it, then
+   * traffic. Each change is put back only if it is still the cutover's own (a value someone set
+   * since is left as is, and said). `cause`: the failure that triggered it, none for `--undo`.
+   */
+  async undoAll(settings: CutoverSettings, cause: string | undefined): Promise<CutoverResult> {
+    const { deps, id } = this;
+    const reopen = this.entry(CUTOVER_STEPS.reopen);
+    if (reopen) {
+      await this.put(undefined, {}, true);
+      throw new OperatorError(
+        `recover cutover --undo: recovery ${id}: the killswitch was reopened on ${this.record.newInstance} at ${reopen.startedAt}: production may have taken writes there and going back would lose them; finish with "atmr-dr recover cutover ${id} --resume --yes"`,
+        3,
+      );
+    }
+    const undo = async (entry: JournalEntry, action: () => Promise<{ outcome: 'undone' | 'skipped'; detail: string }>) => {
+      const at = this.now();
+      try {
+        const { outcome, detail } = await action();
+        this.report(entry.step, at, outcome, detail);
+        await this.put({ ...entry, state: 'undone', detail: `${entry.detail ?? ''}${entry.detail ? '; ' : ''}undo: ${detail}` });
+      } catch (error) {
+        if (error instanceof LeaseLostError) throw error;
+        this.report(entry.step, at, 'undo-failed', `${oneLine(error)}: do it by hand`);
+        await this.put({ ...entry, state: 'undo-failed', detail: `undo failed: ${oneLine(error)}` }).catch(() => undefined);
+      }
+    };
+    try {
+      let endpointSetBack = false;
+      const endpoint = this.entry(CUTOVER_STEPS.endpoint);
+      if (endpoint && outstanding(endpoint) && endpoint.undo?.endpoint) {
+        const { previous, target } = endpoint.undo.endpoint;
+        await undo(endpoint, async () => {
+          const current = await readEndpoint(deps, settings.endpoint);
+          if (current === target) {
+            await writeEndpoint(deps, settings.endpoint, previous);
+            endpointSetBack = true;
+            return { outcome: 'undone', detail: `${describeEndpoint(settings.endpoint)} set back to ${previous}` };
+          }
+          if (current === previous) return { outcome: 'undone', detail: `${describeEndpoint(settings.endpoint)} still ${previous}: nothing to set back` };
+          return { outcome: 'skipped', detail: `${describeEndpoint(settings.endpoint)} is now ${current}, set by someone else since: left as is` };
+        });
+      }
+      const redeploy = this.entry(CUTOVER_STEPS.redeploy);
+      if (settings.ecs && (endpointSetBack || (redeploy && outstanding(redeploy)))) {
+        const { clusterArn, serviceNames } = settings.ecs;
+        const entry = redeploy ?? { step: CUTOVER_STEPS.redeploy, state: 'done', startedAt: this.now().toISOString(), by: this.leaseOwner };
+        // Tasks started while the endpoint pointed at the copy read it: they all restart on the previous one.
+        await undo(entry, async () => {
+          await forceRedeploy(deps.ecs, clusterArn, serviceNames);
+          return { outcome: 'undone', detail: `${serviceNames.join(', ')} redeployed on the previous endpoint` };
+        });
+      }
+      const maintenance = this.entry(CUTOVER_STEPS.maintenance);
+      if (maintenance && outstanding(maintenance) && maintenance.undo?.killswitch) {
+        const { previous, setReason } = maintenance.undo.killswitch;
+        await undo(maintenance, async () => {
+          const current = await readKillswitch(deps.ssm, settings.killswitchParameter);
+          if (current.value?.mode === 'maintenance' && current.value.reason === setReason) {
+            await restoreKillswitch(deps, settings.killswitchParameter, previous, this.actor, `recovery ${id}: cutover undone`);
+            return { outcome: 'undone', detail: `back to ${previous?.mode ?? 'normal'}` };
+          }
+          if (maintenance.state === 'started' && current.value?.reason !== setReason) {
+            return { outcome: 'undone', detail: `never set by this cutover: still ${current.value?.mode ?? 'malformed'}` };
+          }
+          return { outcome: 'skipped', detail: `now ${current.value?.mode ?? 'malformed'} (set by ${current.value?.actor ?? '?'}: ${current.value?.reason ?? '?'}) since the cutover: left as is` };
+        });
+      }
+      // Checks changed nothing: nothing to undo.
+      for (const entry of this.journal.filter((e) => outstanding(e) && !e.undo && e.step !== CUTOVER_STEPS.redeploy)) {
+        await this.put({ ...entry, state: 'undone' });
+      }
+    } catch (error) {
+      if (error instanceof LeaseLostError) return this.result(false, 'cutting-over', { interrupted: true, error: error.message }, settings);
+      throw error;
+    }
+    const failedUndos = this.steps.filter((s) => s.outcome === 'undo-failed').length;
+    const error = cause ?? `cutover interrupted and undone by ${this.actor}`;
+    await this.put(undefined, { status: 'cutover-failed', cutover: this.steps, error }, true).catch(() => undefined);
+    await announce(deps.events, cause ? RECOVERY_EVENTS.cutoverFailed : RECOVERY_EVENTS.cutoverUndone, {
+      summary: `Recovery ${id}: cutover ${cause ? `FAILED (${cause})` : `undone by ${this.actor}`}; ${this.steps.filter((s) => s.outcome === 'undone').length} change(s) undone, ${failedUndos} undo(s) failed`,
+      at: this.now().toISOString(),
+      recoveryId: id,
+      steps: this.steps,
+    }).catch(() => undefined);
+    return this.result(false, 'cutover-failed', { error }, settings);
   }
-  const finished = now();
-  const totalSeconds = secondsBetween(started, finished);
-  const recoverySeconds = secondsBetween(record.requestedAt, finished);
-  await updateRecovery(deps.store, recoveryId, { status: 'cut-over', cutover: steps, recoverySeconds, ...(replacedInstance && { replacedInstance }) });
-  await publishRecoverySeconds(deps.cloudwatch, 'cutover', recoverySeconds, finished);
-  await announce(deps.events, RECOVERY_EVENTS.cutOver, {
-    summary: `Recovery ${recoveryId}: production runs on ${record.newInstance} (as of ${record.toTime}); cutover ${totalSeconds} s, recovery ${recoverySeconds} s (RTO objective ${settings.rtoObjectiveSeconds} s)`,
-    at: finished.toISOString(),
-    recoveryId,
-    newInstance: record.newInstance,
-    replacedInstance,
-    totalSeconds,
-    recoverySeconds,
-  });
-  return { ok: true, recoveryId, steps, totalSeconds, recoverySeconds, rtoObjectiveSeconds: settings.rtoObjectiveSeconds, ...(replacedInstance && { replacedInstance }) };
 }
 
 function describeEndpoint(endpoint: EndpointSwitch): string {
   return endpoint.kind === 'secretHost' ? `secret ${endpoint.secretArn} host` : `parameter ${endpoint.parameterName}`;
 }
 
-/** Points the API at `target`; returns the previous value (`host:port`) to set back. */
-async function switchEndpoint(deps: CutoverDeps, endpoint: EndpointSwitch, target: { host: string; port: number }): Promise<string> {
-  if (endpoint.kind === 'ssmParameter') {
-    const before = (await deps.ssm.send(new GetParameterCommand({ Name: endpoint.parameterName }))).Parameter?.Value ?? '';
-    await deps.ssm.send(new PutParameterCommand({ Name: endpoint.parameterName, Value: `${target.host}:${target.port}`, Type: 'String', Overwrite: true }));
-    return before;
-  }
+/** Where the API's endpoint points now (`host:port`, or the parameter's value). */
+async function readEndpoint(deps: CutoverDeps, endpoint: EndpointSwitch): Promise<string> {
+  if (endpoint.kind === 'ssmParameter') return (await deps.ssm.send(new GetParameterCommand({ Name: endpoint.parameterName }))).Parameter?.Value ?? '';
   const secret = await readSecretJson(deps.secretsManager, endpoint.secretArn);
-  const before = `${String(secret.host ?? '')}:${String(secret.port ?? '')}`;
-  await deps.secretsManager.send(new PutSecretValueCommand({ SecretId: endpoint.secretArn, SecretString: JSON.stringify({ ...secret, host: target.host, port: target.port }) }));
-  return before;
+  return `${String(secret.host ?? '')}:${String(secret.port ?? '')}`;
 }
 
-async function restoreEndpoint(deps: CutoverDeps, endpoint: EndpointSwitch, previous: string): Promise<void> {
+/** Points the API at `value` (`host:port`); idempotent. */
+async function writeEndpoint(deps: CutoverDeps, endpoint: EndpointSwitch, value: string): Promise<void> {
   if (endpoint.kind === 'ssmParameter') {
-    await deps.ssm.send(new PutParameterCommand({ Name: endpoint.parameterName, Value: previous, Type: 'String', Overwrite: true }));
+    await deps.ssm.send(new PutParameterCommand({ Name: endpoint.parameterName, Value: value, Type: 'String', Overwrite: true }));
     return;
   }
-  // Only host and port are set back (re-read first): a password rotated meanwhile is kept.
+  // Only host and port change (re-read first): a password rotated meanwhile is kept.
   const secret = await readSecretJson(deps.secretsManager, endpoint.secretArn);
-  const separator = previous.lastIndexOf(':');
-  const host = previous.slice(0, separator);
-  const port = previous.slice(separator + 1);
+  const separator = value.lastIndexOf(':');
+  const host = value.slice(0, separator);
+  const port = value.slice(separator + 1);
   await deps.secretsManager.send(
     new PutSecretValueCommand({ SecretId: endpoint.secretArn, SecretString: JSON.stringify({ ...secret, host, ...(port && { port: Number(port) }) }) }),
   );
@@ -250,8 +532,7 @@ async function readSecretJson(client: SecretsManagerClient, secretArn: string): 
   throw new OperatorError(`recover cutover: secret ${secretArn} is not a JSON object: the API's endpoint cannot be switched there; use recovery.endpoint.kind ssmParameter`);
 }
 
-async function restoreKillswitch(deps: CutoverDeps, parameterName: string, before: KillswitchReading, actor: string, reason: string): Promise<void> {
-  const value = before.value;
+async function restoreKillswitch(deps: CutoverDeps, parameterName: string, value: KillswitchValue | null, actor: string, reason: string): Promise<void> {
   await writeKillswitch(
     { ssm: deps.ssm, now: deps.now },
     value && value.mode !== 'normal'
@@ -272,6 +553,7 @@ async function waitStable(
   pollMs: number,
   sleep: (ms: number) => Promise<void>,
   now: () => Date,
+  tick: () => Promise<void>,
 ): Promise<void> {
   const deadline = now().getTime() + timeoutSeconds * 1000;
   for (;;) {
@@ -287,6 +569,7 @@ async function waitStable(
     if (pending.length === 0) return;
     if (now().getTime() >= deadline) throw new Error(`ECS services not stable after ${timeoutSeconds} s: ${pending.join(', ')}`);
     await sleep(pollMs);
+    await tick();
   }
 }
 
@@ -297,6 +580,7 @@ async function waitReady(
   pollMs: number,
   sleep: (ms: number) => Promise<void>,
   now: () => Date,
+  tick: () => Promise<void>,
 ): Promise<void> {
   const deadline = now().getTime() + timeoutSeconds * 1000;
   let last = '';
@@ -310,6 +594,7 @@ async function waitReady(
     }
     if (now().getTime() >= deadline) throw new Error(`${url} did not answer 200 within ${timeoutSeconds} s (last: ${last})`);
     await sleep(pollMs);
+    await tick();
   }
 }
 

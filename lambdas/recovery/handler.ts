@@ -9,6 +9,7 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import middy from '@middy/core';
 import { z } from 'zod';
 import { SDK_RETRY } from '../shared/aws';
+import { parseEnvSettings } from '../shared/env-settings';
 import { observability } from '../shared/observability';
 import { RECOVERY_ENV, RECOVERY_SERVICE } from './contract';
 import { dispatchStep } from './steps';
@@ -35,12 +36,7 @@ const EnvSchema = z.object({
 
 /** The workflow's dependencies from the function's environment (validated, naming the bad variable). */
 export function depsFromEnv(env: NodeJS.ProcessEnv = process.env, clients?: Partial<Pick<WorkflowDeps, 'rds' | 'secretsManager' | 'events' | 'cloudwatch'>> & { ddb?: DynamoDBDocumentClient }): WorkflowDeps {
-  const parsed = EnvSchema.safeParse(env);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new Error(`recovery handler: environment variable ${issue.path.join('.')}: ${issue.message}`);
-  }
-  const e = parsed.data;
+  const e = parseEnvSettings(EnvSchema, env, { what: 'recovery function environment', fix: 'it is set by the recovery construct: redeploy the ops stack' });
   return {
     rds: clients?.rds ?? tracer.captureAWSv3Client(new RDSClient(SDK_RETRY)),
     secretsManager: clients?.secretsManager ?? tracer.captureAWSv3Client(new SecretsManagerClient(SDK_RETRY)),

@@ -239,10 +239,28 @@ export async function deleteRecoveredInstance(
  * After a cutover: the old instance is kept, renamed `<name>-replaced-<yyyymmddhhmm>` and tagged with
  * the recovery that replaced it, so nobody mistakes it for production. Never deleted here.
  */
-export async function markReplacedInstance(rds: RDSClient, oldInstance: string, recoveryId: string, newInstance: string, now: Date): Promise<string> {
-  const renamed = `${oldInstance.slice(0, 40)}-replaced-${now.toISOString().replace(/[-:T]/g, '').slice(0, 12)}`;
+export function replacedInstanceName(oldInstance: string, now: Date): string {
+  return `${oldInstance.slice(0, 40)}-replaced-${now.toISOString().replace(/[-:T]/g, '').slice(0, 12)}`;
+}
+
+/**
+ * Idempotent, so an interrupted cutover can run it again: when the old name is gone and the
+ * `renamed` one exists, the rename already happened.
+ */
+export async function markReplacedInstance(
+  rds: RDSClient,
+  oldInstance: string,
+  recoveryId: string,
+  newInstance: string,
+  now: Date,
+  renamed: string = replacedInstanceName(oldInstance, now),
+): Promise<string> {
   const instance = await describeInstance(rds, oldInstance);
-  if (!instance?.DBInstanceArn) throw new OperatorError(`recover: ${oldInstance} not found to mark as replaced`);
+  if (!instance) {
+    if (await describeInstance(rds, renamed)) return renamed;
+    throw new OperatorError(`recover: ${oldInstance} not found to mark as replaced (nor ${renamed})`);
+  }
+  if (!instance.DBInstanceArn) throw new OperatorError(`recover: ${oldInstance} has no ARN to tag`);
   await rds.send(
     new AddTagsToResourceCommand({
       ResourceName: instance.DBInstanceArn,

@@ -68,15 +68,35 @@ export async function getRecovery(deps: StoreDeps, id: string): Promise<Recovery
   return record as RecoveryRecord;
 }
 
+/** The cutover lease's fields, removed when a cutover, a resume or an undo ends. */
+const LEASE_FIELDS = ['leaseOwner', 'leaseToken', 'leaseExpiresAt'] as const;
+
+/** The holder's writes fail once another operator took a stale lease over: it must stop changing anything. */
+export class LeaseLostError extends OperatorError {}
+
+export type LeaseGuard =
+  | {
+      /** Write only while this token holds the lease. */
+      readonly leaseToken: string;
+      /** Remove the lease with this write (the end of a cutover, a resume or an undo). */
+      readonly release?: boolean;
+    }
+  | {
+      /** Write only when no lease is live at this time (epoch ms): none, or one gone stale. */
+      readonly freeAt: number;
+    };
+
 /**
  * Updates a recovery's fields; with `from`, only when its status is one of those (the guard of
- * cutover and abandon: an unverified recovery cannot be cut over, a cut-over one cannot be abandoned).
+ * cutover and abandon: an unverified recovery cannot be cut over, a cut-over one cannot be abandoned);
+ * with `lease`, only while that lease is held.
  */
 export async function updateRecovery(
   deps: StoreDeps,
   id: string,
   changes: Partial<Omit<RecoveryRecord, 'recoveryId'>>,
   from?: readonly RecoveryStatus[],
+  lease?: LeaseGuard,
 ): Promise<RecoveryRecord> {
   const now = (deps.now ?? (() => new Date()))();
   const fields = { ...changes, updatedAt: now.toISOString() } as Record<string, unknown>;
@@ -94,12 +114,19 @@ export async function updateRecovery(
     from.forEach((status, i) => (values[`:from${i}`] = status));
     condition += ` AND #status IN (${from.map((_, i) => `:from${i}`).join(', ')})`;
   }
+  if (lease && 'leaseToken' in lease) {
+    values[':leaseToken'] = lease.leaseToken;
+    condition += ' AND leaseToken = :leaseToken';
+  } else if (lease) {
+    values[':freeAt'] = lease.freeAt;
+    condition += ' AND (attribute_not_exists(leaseToken) OR leaseExpiresAt < :freeAt)';
+  }
   try {
     const result = await deps.ddb.send(
       new UpdateCommand({
         TableName: deps.tableName,
         Key: recordKey(id),
-        UpdateExpression: `SET ${sets.join(', ')}`,
+        UpdateExpression: `SET ${sets.join(', ')}${lease && 'release' in lease && lease.release ? ` REMOVE ${LEASE_FIELDS.join(', ')}` : ''}`,
         ConditionExpression: condition,
         ExpressionAttributeNames: names,
         ExpressionAttributeValues: values,
@@ -112,7 +139,50 @@ export async function updateRecovery(
   } catch (error) {
     if (!isConditionFailure(error)) throw error;
     const current = await getRecovery(deps, id);
+    if (lease && 'leaseToken' in lease && current.leaseToken !== lease.leaseToken) {
+      throw new LeaseLostError(
+        `recover cutover: recovery ${id} was taken over by ${current.leaseOwner ?? `another operator (now "${current.status}")`}: this process stops here and changes nothing more (see "atmr-dr recover status ${id}")`,
+        3,
+      );
+    }
     throw new OperatorError(`recover: recovery ${id} is "${current.status}", expected ${from?.join(' or ') ?? 'to exist'}`, 3);
+  }
+}
+
+export interface LeaseRequest {
+  /** Statuses the recovery may be in. */
+  readonly from: readonly RecoveryStatus[];
+  readonly owner: string;
+  readonly token: string;
+  /** The lease is stale (anyone may take it over) this long after its last renewal. */
+  readonly leaseSeconds: number;
+  /** Fields written with the lease (e.g. the status `cutting-over` and a fresh journal). */
+  readonly changes?: Partial<Omit<RecoveryRecord, 'recoveryId'>>;
+}
+
+/** Why a lease was refused: the recovery is in another status, or a live lease is held by someone else. */
+export type LeaseRefusal = { readonly kind: 'status'; readonly record: RecoveryRecord } | { readonly kind: 'held'; readonly record: RecoveryRecord };
+
+/**
+ * Takes the cutover lease: one conditional write that succeeds only when the status is one of
+ * `from` and no live lease exists (none, or one not renewed for `leaseSeconds`: its holder is
+ * presumed dead: laptop closed, process killed). Returns the record, or why it was refused.
+ */
+export async function takeCutoverLease(deps: StoreDeps, id: string, request: LeaseRequest): Promise<{ record: RecoveryRecord } | { refused: LeaseRefusal }> {
+  const now = (deps.now ?? (() => new Date()))();
+  try {
+    const record = await updateRecovery(
+      { ...deps, now: () => now },
+      id,
+      { ...request.changes, leaseOwner: request.owner, leaseToken: request.token, leaseExpiresAt: now.getTime() + request.leaseSeconds * 1000 },
+      request.from,
+      { freeAt: now.getTime() },
+    );
+    return { record };
+  } catch (error) {
+    if (!(error instanceof OperatorError)) throw error;
+    const record = await getRecovery(deps, id);
+    return { refused: { kind: request.from.includes(record.status) ? 'held' : 'status', record } };
   }
 }
 

@@ -113,4 +113,19 @@ describe('atmr-dr recover', () => {
     expect(run.status).toBe(2);
     expect(run.stderr).toMatch(/^atmr-dr: recover: no recovery r20990101000000-ffff/);
   });
+
+  it('cutover refuses --resume with --undo in one line, before any AWS call', async () => {
+    const run = await atmrDr(['recover', 'cutover', 'r20261130143000-aaaa', '--resume', '--undo', '--yes']);
+    expect(run.status).toBe(2);
+    expect(run.stderr).toBe('atmr-dr: recover cutover: --resume and --undo exclude each other: pick one (see "atmr-dr recover status ID")\n');
+  });
+
+  it('a new cutover of an interrupted one is refused, pointing at status, --resume and --undo', async () => {
+    await updateRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, 'r20261130143000-aaaa', { status: 'cutting-over' });
+    const run = await atmrDr(['recover', 'cutover', 'r20261130143000-aaaa', '--yes']);
+    expect(run.status).toBe(3);
+    expect(run.stderr).toBe(
+      'atmr-dr: recover cutover: recovery r20261130143000-aaaa is "cutting-over": a cutover was interrupted: see "atmr-dr recover status r20261130143000-aaaa", then --resume or --undo\n',
+    );
+  });
 });

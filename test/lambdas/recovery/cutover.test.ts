@@ -1,19 +1,20 @@
 import { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { DescribeServicesCommand, ECSClient, UpdateServiceCommand } from '@aws-sdk/client-ecs';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
-import { AddTagsToResourceCommand, DeleteDBInstanceCommand, DescribeDBInstancesCommand, ModifyDBInstanceCommand, RDSClient } from '@aws-sdk/client-rds';
+import { AddTagsToResourceCommand, DBInstance, DeleteDBInstanceCommand, DescribeDBInstancesCommand, ModifyDBInstanceCommand, RDSClient } from '@aws-sdk/client-rds';
 import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { CutoverDeps, CutoverSettings, cutover } from '../../../lambdas/recovery/cutover';
+import { CUTOVER_STEPS, CutoverDeps, CutoverSettings, LEASE_SECONDS, cutover, undoCutover } from '../../../lambdas/recovery/cutover';
 import { RecoveryRequest } from '../../../lambdas/recovery/contract';
 import { activeRecoveryId, beginRecovery, getRecovery, updateRecovery } from '../../../lambdas/recovery/store';
 import { testCluster, uniqueDatabaseName } from '../../support/cluster';
 import { LocalDynamo, startLocalDynamo } from '../../support/dynamodb';
 import { psql } from '../../support/postgres';
-import { sourceInstance } from './fixtures';
+import { notFound, sourceInstance } from './fixtures';
 
 /**
  * The cutover against: SSM, Secrets Manager, ECS, RDS, EventBridge, CloudWatch mocked at the SDK
@@ -246,7 +247,7 @@ describe('cutover', () => {
     expect(JSON.parse(parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'degraded', reason: 'OSRM down', actor: 'bob' });
   });
 
-  it('a retry after a failed cutover is allowed and a failed undo is reported for a human', async () => {
+  it('a failed undo is reported for a human, blocks a new attempt until undone, then a retry is allowed', async () => {
     const id = await verifiedRecovery();
     readyStatus = 503;
     let puts = 0;
@@ -260,12 +261,242 @@ describe('cutover', () => {
     const failed = await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice');
 
     expect(failed.steps.find((s) => s.outcome === 'undo-failed')).toMatchObject({ step: 'switch database endpoint', detail: 'AccessDenied: do it by hand' });
-    readyStatus = 200;
+    expect(secretValue.host).toBe(NEW_HOST);
+    // A new attempt would journal the copy's host as "previous": refused until the undo is finished.
+    await expect(cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice')).rejects.toThrow(
+      `recover cutover: recovery ${id} has changes of a failed cutover not undone (switch database endpoint): run "atmr-dr recover cutover ${id} --undo --yes" first`,
+    );
     secrets.on(PutSecretValueCommand).callsFake((input: { SecretString: string }) => {
       secretValue = JSON.parse(input.SecretString) as Record<string, unknown>;
       return {};
     });
+    const undone = await undoCutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice');
+    expect(undone.steps.map((s) => [s.step, s.outcome])).toEqual([
+      ['switch database endpoint', 'undone'],
+      ['redeploy ECS services', 'undone'],
+    ]);
+    expect(secretValue.host).toBe(OLD_HOST);
+    readyStatus = 200;
     const retried = await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice');
     expect(retried.ok).toBe(true);
+  });
+});
+
+/**
+ * The CLI process running a cutover dies (laptop closed, killed, network lost). Dying is simulated
+ * at the ops-state table: the process's Nth write to the record never leaves (it hangs forever), so
+ * every write before it landed and nothing after it happens. With 7 steps each journaled before and
+ * after, plus the lease and the final status, a full cutover makes 16 writes: killing it at each one
+ * in turn covers every step boundary and every "acted but not yet journaled" moment.
+ */
+describe('an interrupted cutover', () => {
+  const WRITES = 16;
+  const REOPEN_STARTED = 12;
+  let instances: Map<string, DBInstance>;
+  const later = (ms: number) => () => new Date(Date.now() + ms);
+  const stale = { now: later((LEASE_SECONDS + 60) * 1000) };
+
+  beforeEach(() => {
+    instances = new Map([['atmr-prod', sourceInstance()]]);
+    rds.on(DescribeDBInstancesCommand).callsFake((input: { DBInstanceIdentifier: string }) => {
+      const instance = instances.get(input.DBInstanceIdentifier);
+      if (!instance) throw notFound();
+      return { DBInstances: [instance] };
+    });
+    rds.on(AddTagsToResourceCommand).resolves({});
+    rds.on(ModifyDBInstanceCommand).callsFake((input: { DBInstanceIdentifier: string; NewDBInstanceIdentifier: string }) => {
+      const instance = instances.get(input.DBInstanceIdentifier)!;
+      instances.delete(input.DBInstanceIdentifier);
+      instances.set(input.NewDBInstanceIdentifier, { ...instance, DBInstanceIdentifier: input.NewDBInstanceIdentifier });
+      return {};
+    });
+  });
+
+  /** The ops-state table as a process that dies at its `killAt`th update sees it; `gate` resolves when that write may leave after all (the process woke up). */
+  function dyingStore(killAt: number, gate?: Promise<void>): { store: CutoverDeps['store']; writes: () => number } {
+    let writes = 0;
+    const ddb = {
+      send: (command: unknown) => {
+        if (command instanceof UpdateCommand) {
+          writes += 1;
+          if (writes === killAt) return gate ? gate.then(() => dynamo.ddb.send(command)) : new Promise(() => undefined);
+        }
+        return dynamo.ddb.send(command as UpdateCommand);
+      },
+    } as unknown as DynamoDBDocumentClient;
+    return { store: { ddb, tableName: dynamo.tableName }, writes: () => writes };
+  }
+
+  /** Starts a cutover that dies at its `killAt`th write; resolves once it is dead (the write hangs). */
+  async function killedCutover(killAt: number, gate?: Promise<void>): Promise<{ id: string; dead: Promise<unknown> }> {
+    const id = await verifiedRecovery();
+    const dying = dyingStore(killAt, gate);
+    const dead = cutover(deps({ store: dying.store, leaseOwner: 'alice (pid 4242 on laptop)' }), id, settings({ readinessUrl: readyUrl }), 'alice');
+    for (let i = 0; i < 500 && dying.writes() < killAt; i += 1) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(dying.writes()).toBe(killAt);
+    return { id, dead };
+  }
+
+  const killswitchNow = () => JSON.parse(parameters.get(KILLSWITCH)!.value) as { mode: string };
+
+  it(`makes ${WRITES} journal and lease writes in a full cutover`, async () => {
+    const id = await verifiedRecovery();
+    const counting = dyingStore(Number.POSITIVE_INFINITY);
+
+    expect((await cutover(deps({ store: counting.store }), id, settings({ readinessUrl: readyUrl }), 'alice')).ok).toBe(true);
+
+    expect(counting.writes()).toBe(WRITES);
+  });
+
+  it.each(Array.from({ length: WRITES - 1 }, (_, i) => i + 2))('killed at write %i: status shows the journal, --resume finishes the cutover', async (killAt) => {
+    const { id } = await killedCutover(killAt);
+    const journal = (await getRecovery(deps().store, id)).journal ?? [];
+    expect((await getRecovery(deps().store, id)).status).toBe('cutting-over');
+    // The journal says what was done (two writes per step after the lease): the step being written when it died is "started" or absent.
+    expect(journal.filter((e) => e.state === 'done')).toHaveLength(Math.max(0, Math.floor((killAt - 2) / 2)));
+
+    const resumed = await cutover(deps(stale), id, settings({ readinessUrl: readyUrl }), 'bob', 'resume');
+
+    expect(resumed.ok).toBe(true);
+    const record = await getRecovery(deps().store, id);
+    expect(record.status).toBe('cut-over');
+    expect(record.leaseToken).toBeUndefined();
+    expect(record.journal!.map((e) => [e.step, e.state])).toEqual(Object.values(CUTOVER_STEPS).map((step) => [step, 'done']));
+    expect(killswitchModes()[0]).toBe('maintenance');
+    expect(killswitchModes().filter((m) => m === 'maintenance')).toHaveLength(1);
+    expect(killswitchNow().mode).toBe('normal');
+    expect(secretValue).toMatchObject({ host: NEW_HOST, port: 5432, password: 's3cret' });
+    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(1);
+    expect([...instances.keys()]).toEqual([expect.stringMatching(/^atmr-prod-replaced-\d{12}$/)]);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+  });
+
+  it.each(Array.from({ length: REOPEN_STARTED - 1 }, (_, i) => i + 2))('killed at write %i: --undo puts back the killswitch and the endpoint, redeploys, never touches the old instance', async (killAt) => {
+    const { id } = await killedCutover(killAt);
+    const switched = secretValue.host === NEW_HOST;
+
+    const undone = await undoCutover(deps(stale), id, settings({ readinessUrl: readyUrl }), 'bob');
+
+    expect(undone).toMatchObject({ ok: false, status: 'cutover-failed', error: 'cutover interrupted and undone by bob' });
+    expect(undone.steps.every((s) => s.outcome === 'undone')).toBe(true);
+    const record = await getRecovery(deps().store, id);
+    expect(record.status).toBe('cutover-failed');
+    expect(record.journal!.every((e) => e.state === 'undone')).toBe(true);
+    expect(record.leaseToken).toBeUndefined();
+    expect(killswitchNow().mode).toBe('normal');
+    expect(secretValue).toEqual({ username: 'atmr', password: 's3cret', host: OLD_HOST, port: 5432, dbname: 'atmr' });
+    if (switched) expect(ecs.commandCalls(UpdateServiceCommand).length).toBeGreaterThanOrEqual(2);
+    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(0);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    expect(events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0].DetailType)).toContain('Recovery Cutover Undone');
+    // Undone: a new cutover may start again from the first step.
+    expect((await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'bob')).ok).toBe(true);
+  });
+
+  it.each([REOPEN_STARTED + 1, REOPEN_STARTED + 2, WRITES])('killed at write %i (the killswitch reopened on the copy): --undo is refused, --resume is the way', async (killAt) => {
+    const { id } = await killedCutover(killAt);
+
+    await expect(undoCutover(deps(stale), id, settings(), 'bob')).rejects.toThrow(
+      new RegExp(`^recover cutover --undo: recovery ${id}: the killswitch was reopened on atmr-prod-pitr-202611301402 at .*: production may have taken writes there and going back would lose them; finish with "atmr-dr recover cutover ${id} --resume --yes"$`),
+    );
+    expect(secretValue.host).toBe(NEW_HOST);
+    expect((await cutover(deps(stale), id, settings({ readinessUrl: readyUrl }), 'bob', 'resume')).ok).toBe(true);
+  });
+
+  it('a live lease refuses a second operator (resume, undo or a new cutover) naming who holds it; it goes stale after LEASE_SECONDS', async () => {
+    const { id } = await killedCutover(6);
+    const held = /is being cut over by alice \(pid 4242 on laptop\) \(lease live until .*\): wait for them; if that process is dead, its lease goes stale at/;
+
+    await expect(cutover(deps({ now: later((LEASE_SECONDS - 5) * 1000) }), id, settings(), 'bob', 'resume')).rejects.toThrow(held);
+    await expect(undoCutover(deps(), id, settings(), 'bob')).rejects.toThrow(held);
+    await expect(cutover(deps(), id, settings(), 'bob')).rejects.toThrow(`recover cutover: recovery ${id} is "cutting-over", expected verified or cutover-failed: a cutover was interrupted`);
+    expect(ssm.commandCalls(PutParameterCommand)).toHaveLength(1);
+
+    const resumed = await cutover(deps({ now: later((LEASE_SECONDS + 5) * 1000), leaseOwner: 'bob' }), id, settings(), 'bob', 'resume');
+
+    expect(resumed.ok).toBe(true);
+  });
+
+  it('of two operators taking over a stale lease at once, exactly one runs the cutover', async () => {
+    const { id } = await killedCutover(6);
+
+    const results = await Promise.allSettled([cutover(deps(stale), id, settings(), 'bob', 'resume'), cutover(deps(stale), id, settings(), 'carol', 'resume')]);
+
+    expect(results.filter((r) => r.status === 'fulfilled' && r.value.ok)).toHaveLength(1);
+    expect(results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason))).toEqual([expect.stringMatching(/is being cut over by|is "cut-over"/)]);
+  });
+
+  it('a process that wakes up after its lease was taken over stops at its next write and changes nothing more', async () => {
+    let wake!: () => void;
+    const { id, dead } = await killedCutover(5, new Promise<void>((resolve) => (wake = resolve)));
+    expect((await cutover(deps(stale), id, settings(), 'bob', 'resume')).ok).toBe(true);
+    const callsBefore = ssm.calls().length + secrets.calls().length + ecs.calls().length + rds.calls().length;
+
+    wake();
+    const woken = (await dead) as Awaited<ReturnType<typeof cutover>>;
+
+    expect(woken).toMatchObject({ ok: false, interrupted: true });
+    expect(woken.error).toBe(`recover cutover: recovery ${id} was taken over by another operator (now "cut-over"): this process stops here and changes nothing more (see "atmr-dr recover status ${id}")`);
+    expect(ssm.calls().length + secrets.calls().length + ecs.calls().length + rds.calls().length).toBe(callsBefore);
+    expect((await getRecovery(deps().store, id)).status).toBe('cut-over');
+  });
+
+  it('Ctrl-C stops at the next poll or step boundary, releases the lease at once and leaves a resumable record', async () => {
+    const id = await verifiedRecovery();
+    let stop = false;
+    ecs.on(UpdateServiceCommand).callsFake(() => {
+      stop = true; // the operator presses Ctrl-C while the services redeploy
+      return {};
+    });
+    const deployment = (rolloutState: 'IN_PROGRESS' | 'COMPLETED') => ({
+      services: ['atmr-api', 'atmr-celery-worker'].map((serviceName) => ({ serviceName, deployments: [{ status: 'PRIMARY', rolloutState, runningCount: 1, desiredCount: 2 }] })),
+    });
+    ecs.on(DescribeServicesCommand).resolvesOnce(deployment('IN_PROGRESS')).resolves(deployment('COMPLETED'));
+
+    const interrupted = await cutover(deps({ stopRequested: () => stop }), id, settings({ readinessUrl: readyUrl, serviceStableTimeoutSeconds: 900 }), 'alice');
+
+    expect(interrupted).toMatchObject({ ok: false, interrupted: true, status: 'cutting-over', error: 'interrupted after "switch database endpoint"' });
+    const record = await getRecovery(deps().store, id);
+    expect(record.journal!.map((e) => [e.step, e.state])).toEqual([
+      ['killswitch maintenance', 'done'],
+      ['switch database endpoint', 'done'],
+      ['redeploy ECS services', 'started'],
+    ]);
+    expect(record.leaseToken).toBeUndefined();
+    expect(events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0].DetailType)).toContain('Recovery Cutover Interrupted');
+
+    stop = false;
+    const resumed = await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice', 'resume');
+
+    expect(resumed.ok).toBe(true);
+    // The redeploy was cut short while waiting: it runs again (forcing a deployment twice is harmless).
+    expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(4);
+    expect(resumed.steps.map((s) => [s.step, s.outcome])).toEqual([
+      ['killswitch maintenance', 'skipped'],
+      ['switch database endpoint', 'skipped'],
+      ['redeploy ECS services', 'done'],
+      ['check /ready', 'done'],
+      ['check writes accepted', 'done'],
+      ['killswitch back', 'done'],
+      ['rename and tag old instance', 'done'],
+    ]);
+  });
+
+  it('undo leaves a killswitch someone changed since the cutover set it, and says so', async () => {
+    const { id } = await killedCutover(6);
+    parameters.set(KILLSWITCH, { value: JSON.stringify({ mode: 'degraded', reason: 'OSRM down', actor: 'carol', updatedAt: '2026-11-30T14:40:00.000Z', expiresAt: null }), version: 9 });
+
+    const undone = await undoCutover(deps(stale), id, settings(), 'bob');
+
+    expect(undone.steps.find((s) => s.step === 'killswitch maintenance')).toMatchObject({ outcome: 'skipped', detail: 'now degraded (set by carol: OSRM down) since the cutover: left as is' });
+    expect(killswitchNow()).toMatchObject({ mode: 'degraded' });
+    expect(secretValue.host).toBe(OLD_HOST);
+  });
+
+  it('resume and undo are refused on a recovery with no interrupted cutover', async () => {
+    const id = await verifiedRecovery();
+
+    await expect(cutover(deps(), id, settings(), 'bob', 'resume')).rejects.toThrow(`recover cutover --resume: recovery ${id} is "verified", expected cutting-over: only an interrupted cutover can be resumed`);
+    await expect(undoCutover(deps(), id, settings(), 'bob')).rejects.toThrow(`recover cutover --undo: recovery ${id} is "verified", expected cutting-over or cutover-failed`);
   });
 });

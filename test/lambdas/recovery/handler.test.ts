@@ -37,7 +37,13 @@ describe('recovery handler', () => {
 
   it('names a missing environment variable', () => {
     const { [RECOVERY_ENV.secretArn]: _missing, ...env } = ENV;
-    expect(() => depsFromEnv(env)).toThrow(`recovery handler: environment variable ${RECOVERY_ENV.secretArn}`);
+    expect(() => depsFromEnv(env)).toThrow(`recovery function environment: ${RECOVERY_ENV.secretArn} is not set; it is set by the recovery construct: redeploy the ops stack`);
+  });
+
+  it('names an invalid environment variable with its value', () => {
+    expect(() => depsFromEnv({ ...ENV, [RECOVERY_ENV.productionPort]: 'five' })).toThrow(
+      `recovery function environment: ${RECOVERY_ENV.productionPort} is invalid ("five": `,
+    );
   });
 
   it('dispatches a step, and refuses an unknown one before any AWS call', async () => {

@@ -1,5 +1,5 @@
 import { RecoveryRequest } from '../../../lambdas/recovery/contract';
-import { activeRecoveryId, beginRecovery, getRecovery, listRecoveryIds, updateRecovery } from '../../../lambdas/recovery/store';
+import { LeaseLostError, activeRecoveryId, beginRecovery, getRecovery, listRecoveryIds, takeCutoverLease, updateRecovery } from '../../../lambdas/recovery/store';
 import { LocalDynamo, startLocalDynamo } from '../../support/dynamodb';
 
 /** The ops-state table is dynalite: conditional writes fail for real. */
@@ -54,5 +54,46 @@ describe('recovery records and the one-at-a-time lock', () => {
     const results = await Promise.allSettled([beginRecovery(deps(), request('r20261130160000-dddd')), beginRecovery(deps(), request('r20261130160000-eeee'))]);
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     expect(results.filter((r) => r.status === 'rejected')).toHaveLength(1);
+  });
+});
+
+describe('the cutover lease (one operator at a time, stale after its last renewal)', () => {
+  const deps = (at?: number) => ({ ddb: dynamo.ddb, tableName: dynamo.tableName, ...(at !== undefined && { now: () => new Date(at) }) });
+  const T0 = Date.parse('2026-11-30T15:00:00.000Z');
+  const ID = 'r20261130170000-ffff';
+
+  beforeAll(async () => {
+    const active = await activeRecoveryId(deps());
+    if (active) await updateRecovery(deps(), active, { status: 'abandoned' });
+    await beginRecovery(deps(), request(ID));
+    await updateRecovery(deps(), ID, { status: 'cutting-over' });
+  });
+
+  it('is taken by one conditional write, refused to a second operator while live, and taken over once stale (strictly after its expiry)', async () => {
+    const first = await takeCutoverLease(deps(T0), ID, { from: ['cutting-over'], owner: 'alice', token: 'token-a', leaseSeconds: 120 });
+    expect('record' in first && first.record).toMatchObject({ leaseOwner: 'alice', leaseToken: 'token-a', leaseExpiresAt: T0 + 120_000 });
+
+    const atExpiry = await takeCutoverLease(deps(T0 + 120_000), ID, { from: ['cutting-over'], owner: 'bob', token: 'token-b', leaseSeconds: 120 });
+    expect(atExpiry).toMatchObject({ refused: { kind: 'held', record: { leaseOwner: 'alice' } } });
+
+    const after = await takeCutoverLease(deps(T0 + 120_001), ID, { from: ['cutting-over'], owner: 'bob', token: 'token-b', leaseSeconds: 120 });
+    expect('record' in after && after.record.leaseOwner).toBe('bob');
+  });
+
+  it("refuses the old holder's writes once taken over, and frees the lease when released", async () => {
+    await expect(updateRecovery(deps(), ID, { error: 'late' }, undefined, { leaseToken: 'token-a' })).rejects.toThrow(
+      new LeaseLostError(`recover cutover: recovery ${ID} was taken over by bob: this process stops here and changes nothing more (see "atmr-dr recover status ${ID}")`),
+    );
+
+    const released = await updateRecovery(deps(), ID, { error: 'stopped' }, undefined, { leaseToken: 'token-b', release: true });
+
+    expect(released).not.toHaveProperty('leaseToken');
+    const next = await takeCutoverLease(deps(T0), ID, { from: ['cutting-over'], owner: 'carol', token: 'token-c', leaseSeconds: 120 });
+    expect('record' in next && next.record.leaseOwner).toBe('carol');
+  });
+
+  it('is refused when the recovery is in another status, saying so', async () => {
+    const refused = await takeCutoverLease(deps(T0 + 10 * 60_000), ID, { from: ['verified'], owner: 'dave', token: 'token-d', leaseSeconds: 120 });
+    expect(refused).toMatchObject({ refused: { kind: 'status', record: { status: 'cutting-over' } } });
   });
 });

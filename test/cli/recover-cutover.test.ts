@@ -1,0 +1,380 @@
+import { execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { RecoveryRequest } from '../../lambdas/recovery/contract';
+import { beginRecovery, getRecovery, updateRecovery } from '../../lambdas/recovery/store';
+import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { LocalDynamo, startLocalDynamo } from '../support/dynamodb';
+import { psql } from '../support/postgres';
+
+/**
+ * A successful `atmr-dr recover cutover ID --yes` as an operator runs it: the real entry point
+ * (bin/atmr-dr.cjs running the bundle `npm run build` makes) in a child process, installed with its
+ * own cdk.json (the API's /ready on a local server). The ops-state table is dynalite; SSM, Secrets
+ * Manager, ECS, EventBridge, CloudWatch and RDS are one local HTTP server speaking their JSON and
+ * query protocols, holding the state the cutover changes and recording every call; the write check
+ * runs on a real PostgreSQL database playing the recovered instance. STS, SFN and CloudFormation
+ * point at a closed port: a call there would fail, not pass by accident.
+ */
+const ROOT = path.join(__dirname, '..', '..');
+const CLOSED = 'http://127.0.0.1:9';
+const KILLSWITCH = '/atmr/example/killswitch';
+const SECRET = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-prod-AbCdEf';
+const OLD_HOST = 'atmr-prod.abcdefghijkl.eu-west-3.rds.amazonaws.com';
+const CLUSTER_ARN = 'arn:aws:ecs:eu-west-3:111111111111:cluster/atmr';
+const SERVICES = ['atmr-api', 'atmr-celery-worker', 'atmr-celery-beat'];
+const ID = 'r20261130143000-e2e0';
+
+jest.setTimeout(180_000);
+
+interface AwsCall {
+  readonly service: string;
+  readonly action: string;
+  readonly input: Record<string, unknown>;
+}
+
+/** The AWS side of a cutover, stateful: a killswitch parameter, the database secret, ECS services, two RDS instances. */
+interface FakeAws {
+  readonly url: string;
+  readonly calls: AwsCall[];
+  readonly parameters: Map<string, { value: string; version: number }>;
+  secret(): Record<string, unknown>;
+  readonly instances: Map<string, { arn: string }>;
+  /** When false, the services' deployments stay IN_PROGRESS (the redeploy waits). */
+  ecsStable: boolean;
+  reset(): void;
+  stop(): Promise<void>;
+}
+
+function startFakeAws(): Promise<FakeAws> {
+  const calls: AwsCall[] = [];
+  const parameters = new Map<string, { value: string; version: number }>();
+  const cluster = testCluster();
+  let secret: Record<string, unknown> = {};
+  const instances = new Map<string, { arn: string }>();
+  const state = { ecsStable: true };
+  const reset = () => {
+    calls.splice(0);
+    parameters.clear();
+    parameters.set(KILLSWITCH, { value: JSON.stringify({ mode: 'normal', reason: 'all clear', actor: 'deploy', updatedAt: '2026-11-30T08:00:00.000Z', expiresAt: null }), version: 3 });
+    secret = { username: cluster.user, password: 'unused-by-trust-auth', host: OLD_HOST, port: 5432, dbname: 'atmr', engine: 'postgres' };
+    instances.clear();
+    instances.set('atmr-prod', { arn: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod' });
+    state.ecsStable = true;
+  };
+  reset();
+
+  const json = (res: http.ServerResponse, body: unknown, status = 200) => {
+    res.statusCode = status;
+    res.setHeader('content-type', 'application/x-amz-json-1.1');
+    res.end(JSON.stringify(body));
+  };
+  const xml = (res: http.ServerResponse, action: string, result: string, status = 200) => {
+    res.statusCode = status;
+    res.setHeader('content-type', 'text/xml');
+    res.end(
+      status === 200
+        ? `<${action}Response xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><${action}Result>${result}</${action}Result><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></${action}Response>`
+        : `<ErrorResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><Error><Type>Sender</Type><Code>DBInstanceNotFound</Code><Message>${result}</Message></Error><RequestId>1</RequestId></ErrorResponse>`,
+    );
+  };
+
+  const server = http.createServer((req, res) => {
+    let text = '';
+    req.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+    req.on('end', () => {
+      const target = String(req.headers['x-amz-target'] ?? '');
+      if (!target) {
+        // RDS: the query protocol (form-encoded Action=...), XML answers.
+        const form = Object.fromEntries(new URLSearchParams(text));
+        const { Action: action, Version: _v, ...input } = form;
+        calls.push({ service: 'rds', action, input });
+        const name = form.DBInstanceIdentifier;
+        if (action === 'DescribeDBInstances') {
+          const instance = instances.get(name);
+          if (!instance) return xml(res, action, `DBInstance ${name} not found.`, 404);
+          return xml(res, action, `<DBInstances><DBInstance><DBInstanceIdentifier>${name}</DBInstanceIdentifier><DBInstanceArn>${instance.arn}</DBInstanceArn><DBInstanceStatus>available</DBInstanceStatus></DBInstance></DBInstances>`);
+        }
+        if (action === 'AddTagsToResource') return xml(res, action, '');
+        if (action === 'ModifyDBInstance') {
+          const instance = instances.get(name)!;
+          instances.delete(name);
+          instances.set(form.NewDBInstanceIdentifier, instance);
+          return xml(res, action, `<DBInstance><DBInstanceIdentifier>${name}</DBInstanceIdentifier><DBInstanceStatus>renaming</DBInstanceStatus></DBInstance>`);
+        }
+        return xml(res, action, `unexpected ${action}`, 400);
+      }
+      const [prefix, action] = target.split('.');
+      const input = JSON.parse(text || '{}') as Record<string, unknown>;
+      const service = { AmazonSSM: 'ssm', secretsmanager: 'secretsmanager', AmazonEC2ContainerServiceV20141113: 'ecs', AWSEvents: 'events', GraniteServiceVersion20100801: 'cloudwatch' }[prefix] ?? prefix;
+      calls.push({ service, action, input });
+      if (service === 'ssm' && action === 'GetParameter') {
+        const p = parameters.get(input.Name as string);
+        if (!p) return json(res, { __type: 'ParameterNotFound', message: 'not found' }, 400);
+        return json(res, { Parameter: { Name: input.Name, Type: 'String', Value: p.value, Version: p.version } });
+      }
+      if (service === 'ssm' && action === 'PutParameter') {
+        const version = (parameters.get(input.Name as string)?.version ?? 0) + 1;
+        parameters.set(input.Name as string, { value: input.Value as string, version });
+        return json(res, { Version: version, Tier: 'Standard' });
+      }
+      if (service === 'secretsmanager' && action === 'GetSecretValue') return json(res, { ARN: SECRET, Name: 'db', SecretString: JSON.stringify(secret), VersionId: 'v1' });
+      if (service === 'secretsmanager' && action === 'PutSecretValue') {
+        secret = JSON.parse(input.SecretString as string) as Record<string, unknown>;
+        return json(res, { ARN: SECRET, Name: 'db', VersionId: 'v2' });
+      }
+      if (service === 'ecs' && action === 'UpdateService') return json(res, { service: { serviceName: input.service } });
+      if (service === 'ecs' && action === 'DescribeServices') {
+        return json(res, { services: (input.services as string[]).map((serviceName) => ({ serviceName, deployments: [{ status: 'PRIMARY', rolloutState: state.ecsStable ? 'COMPLETED' : 'IN_PROGRESS', runningCount: state.ecsStable ? 2 : 1, desiredCount: 2 }] })), failures: [] });
+      }
+      if (service === 'events' && action === 'PutEvents') return json(res, { FailedEntryCount: 0, Entries: [{ EventId: String(calls.length) }] });
+      if (service === 'cloudwatch' && action === 'PutMetricData') {
+        res.setHeader('content-type', 'application/x-amz-json-1.0');
+        return res.end('{}');
+      }
+      return json(res, { __type: 'ValidationException', message: `unexpected ${target}` }, 400);
+    });
+  });
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve({
+        url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        calls,
+        parameters,
+        secret: () => secret,
+        instances,
+        get ecsStable() {
+          return state.ecsStable;
+        },
+        set ecsStable(value: boolean) {
+          state.ecsStable = value;
+        },
+        reset,
+        stop: () => new Promise<void>((done) => server.close(() => done())),
+      }),
+    ),
+  );
+}
+
+/** The operator's install: the launcher, the bundle, and a cdk.json whose example environment points /ready at a local server. */
+function installWithConfig(readinessUrl: string, databaseName: string): string {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-cutover-'));
+  fs.mkdirSync(path.join(root, 'bin'));
+  fs.mkdirSync(path.join(root, 'dist'));
+  fs.copyFileSync(path.join(ROOT, 'bin', 'atmr-dr.cjs'), path.join(root, 'bin', 'atmr-dr.cjs'));
+  fs.copyFileSync(path.join(ROOT, 'dist', 'atmr-dr.cjs'), path.join(root, 'dist', 'atmr-dr.cjs'));
+  fs.writeFileSync(path.join(root, 'package.json'), JSON.stringify({ name: 'atmr-dr', private: true }));
+  const cdk = JSON.parse(fs.readFileSync(path.join(ROOT, 'cdk.json'), 'utf8')) as { context: { env: string; environments: Record<string, { database: { name: string }; recovery: Record<string, unknown> }> } };
+  const environment = cdk.context.environments.example;
+  environment.database.name = databaseName;
+  environment.recovery = { ...environment.recovery, readinessUrl, ecs: { clusterArn: CLUSTER_ARN, serviceNames: SERVICES } };
+  cdk.context.env = 'example';
+  fs.writeFileSync(path.join(root, 'cdk.json'), JSON.stringify(cdk));
+  return root;
+}
+
+interface Run {
+  readonly status: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function start(launcher: string, args: string[], env: NodeJS.ProcessEnv): { child: ReturnType<typeof spawn>; done: Promise<Run> } {
+  const child = spawn(process.execPath, [launcher, ...args], { cwd: os.tmpdir(), env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const done = new Promise<Run>((resolve, reject) => {
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+  return { child, done };
+}
+
+const run = (launcher: string, args: string[], env: NodeJS.ProcessEnv): Promise<Run> => start(launcher, args, env).done;
+
+let dynamo: LocalDynamo;
+let aws: Awaited<ReturnType<typeof startFakeAws>>;
+let ready: http.Server;
+const readyHits: string[] = [];
+let install: string;
+const cluster = testCluster();
+const recoveredDb = uniqueDatabaseName('rec_e2e');
+
+beforeAll(async () => {
+  execFileSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'pipe' });
+  dynamo = await startLocalDynamo();
+  aws = await startFakeAws();
+  ready = http.createServer((req, res) => {
+    readyHits.push(String(req.url));
+    res.end('{"status":"ready"}');
+  });
+  await new Promise<void>((resolve) => ready.listen(0, '127.0.0.1', resolve));
+  install = installWithConfig(`http://127.0.0.1:${(ready.address() as AddressInfo).port}/ready`, recoveredDb);
+  psql(cluster, 'postgres', `CREATE DATABASE ${recoveredDb}`);
+});
+
+afterAll(async () => {
+  await dynamo.stop();
+  await aws.stop();
+  await new Promise((resolve) => ready.close(resolve));
+  fs.rmSync(install, { recursive: true, force: true });
+  psql(cluster, 'postgres', `DROP DATABASE IF EXISTS ${recoveredDb} WITH (FORCE)`);
+});
+
+async function verifiedRecovery(id: string): Promise<void> {
+  const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+  const request: RecoveryRequest & { sourceInstance: string } = {
+    recoveryId: id,
+    toTime: '2026-11-30T14:02:00.000Z',
+    newInstance: 'atmr-prod-pitr-202611301402',
+    actor: 'alice',
+    reason: 'bookings deleted by a migration',
+    requestedAt: new Date(Date.now() - 20 * 60_000).toISOString(),
+    sourceInstance: 'atmr-prod',
+  };
+  await beginRecovery(store, request);
+  await updateRecovery(store, id, { status: 'verified', newInstanceHost: cluster.host, newInstancePort: cluster.port });
+}
+
+function operatorEnv(): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME ?? os.tmpdir(),
+    USER: 'alice',
+    AWS_REGION: 'eu-west-3',
+    AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
+    AWS_SECRET_ACCESS_KEY: 'secret',
+    AWS_EC2_METADATA_DISABLED: 'true',
+    AWS_MAX_ATTEMPTS: '1',
+    AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+    ...Object.fromEntries(['SSM', 'SECRETS_MANAGER', 'ECS', 'RDS', 'EVENTBRIDGE', 'CLOUDWATCH'].map((s) => [`AWS_ENDPOINT_URL_${s}`, aws.url])),
+    ...Object.fromEntries(['STS', 'SFN', 'CLOUDFORMATION'].map((s) => [`AWS_ENDPOINT_URL_${s}`, CLOSED])),
+    ATMR_OPS_TABLE: dynamo.tableName,
+    KILLSWITCH_PARAMETER: KILLSWITCH,
+    // The local PostgreSQL playing the recovered instance has no TLS; the CLI requires it unless told.
+    PGSSLMODE: 'disable',
+  };
+}
+
+describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
+  beforeEach(() => aws.reset());
+
+  it('puts production on the recovered instance, step by step, and keeps the old one renamed and tagged', async () => {
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    await verifiedRecovery(ID);
+    const env = operatorEnv();
+
+    const result = await run(path.join(install, 'bin', 'atmr-dr.cjs'), ['recover', 'cutover', ID, '--yes'], env);
+
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    // Each step reported with its start time and duration.
+    const steps = ['killswitch maintenance', 'switch database endpoint', 'redeploy ECS services', 'check /ready', 'check writes accepted', 'killswitch back', 'rename and tag old instance'];
+    for (const step of steps) expect(result.stdout).toMatch(new RegExp(`^  \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\s+\\d+ s  done\\s+${step.replace('/', '\\/')}: `, 'm'));
+    expect(result.stdout).toMatch(/total \d+ s; recovery \d+ s since the request against the RTO objective 1800 s \(met\)/);
+
+    // The calls, in order, with their arguments.
+    const sequence = aws.calls.map((c) => `${c.service}:${c.action}`);
+    expect(sequence).toEqual([
+      'events:PutEvents',
+      'ssm:GetParameter', // the killswitch's previous value, journaled before anything changes
+      'ssm:GetParameter',
+      'ssm:GetParameter',
+      'ssm:PutParameter',
+      'ssm:GetParameter',
+      'secretsmanager:GetSecretValue', // the endpoint's previous value, journaled
+      'secretsmanager:GetSecretValue',
+      'secretsmanager:PutSecretValue',
+      'ecs:UpdateService',
+      'ecs:UpdateService',
+      'ecs:UpdateService',
+      'ecs:DescribeServices',
+      'secretsmanager:GetSecretValue', // credentials of the write check
+      'ssm:GetParameter',
+      'ssm:PutParameter',
+      'ssm:GetParameter',
+      'rds:DescribeDBInstances',
+      'rds:AddTagsToResource',
+      'rds:ModifyDBInstance',
+      'cloudwatch:PutMetricData',
+      'events:PutEvents',
+    ]);
+    const killswitchWrites = aws.calls.filter((c) => c.action === 'PutParameter').map((c) => ({ name: c.input.Name, ...(JSON.parse(c.input.Value as string) as { mode: string; reason: string }) }));
+    expect(killswitchWrites).toEqual([
+      expect.objectContaining({ name: KILLSWITCH, mode: 'maintenance', reason: `recovery ${ID}: cutover to atmr-prod-pitr-202611301402` }),
+      expect.objectContaining({ name: KILLSWITCH, mode: 'normal', reason: `recovery ${ID}: cutover done` }),
+    ]);
+    expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'normal' });
+    expect(aws.calls.find((c) => c.action === 'PutSecretValue')!.input.SecretId).toBe(SECRET);
+    expect(aws.secret()).toMatchObject({ host: cluster.host, port: cluster.port, username: cluster.user, dbname: 'atmr' });
+    expect(aws.calls.filter((c) => c.action === 'UpdateService').map((c) => c.input)).toEqual(SERVICES.map((service) => ({ cluster: CLUSTER_ARN, service, forceNewDeployment: true })));
+    expect(readyHits).toEqual(['/ready']);
+    const modify = aws.calls.find((c) => c.action === 'ModifyDBInstance')!.input;
+    expect(modify).toEqual({ DBInstanceIdentifier: 'atmr-prod', NewDBInstanceIdentifier: expect.stringMatching(/^atmr-prod-replaced-\d{12}$/), ApplyImmediately: 'true' });
+    const tags = aws.calls.find((c) => c.action === 'AddTagsToResource')!.input;
+    expect(tags).toMatchObject({ ResourceName: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod', 'Tags.Tag.1.Key': 'atmr-dr:replaced-by', 'Tags.Tag.1.Value': 'atmr-prod-pitr-202611301402' });
+    expect(aws.calls.some((c) => c.action.startsWith('Delete'))).toBe(false);
+    expect([...aws.instances.keys()]).toEqual([modify.NewDBInstanceIdentifier]);
+    const events = aws.calls.filter((c) => c.action === 'PutEvents').map((c) => (c.input.Entries as { DetailType: string; Source: string }[])[0]);
+    expect(events.map((e) => [e.Source, e.DetailType])).toEqual([
+      ['atmr-dr', 'Recovery Cutover Started'],
+      ['atmr-dr', 'Recovery Cut Over'],
+    ]);
+
+    const record = await getRecovery(store, ID);
+    expect(record).toMatchObject({ status: 'cut-over', replacedInstance: modify.NewDBInstanceIdentifier });
+    expect(record.journal!.map((e) => [e.step, e.state])).toEqual(steps.map((step) => [step, 'done']));
+    expect(record.leaseToken).toBeUndefined();
+    expect(record.recoverySeconds).toBeGreaterThanOrEqual(1200);
+  });
+
+  it('Ctrl-C during the redeploy: exit 130 with how to resume or undo; status shows the journal; --undo --yes puts everything back', async () => {
+    const id = 'r20261130150000-e2e1';
+    await verifiedRecovery(id);
+    aws.ecsStable = false;
+    const launcher = path.join(install, 'bin', 'atmr-dr.cjs');
+
+    const cutoverRun = start(launcher, ['recover', 'cutover', id, '--yes'], operatorEnv());
+    for (let i = 0; i < 600 && !aws.calls.some((c) => c.action === 'UpdateService'); i += 1) await new Promise((resolve) => setTimeout(resolve, 50));
+    cutoverRun.child.kill('SIGINT');
+    const interrupted = await cutoverRun.done;
+
+    expect(interrupted.status).toBe(130);
+    const lines = interrupted.stderr.trimEnd().split('\n');
+    expect(lines[0]).toBe('atmr-dr: recover cutover: SIGINT: stopping at the next step boundary (again to quit at once; the journal keeps what was done)');
+    expect(lines[lines.length - 1]).toBe(
+      `atmr-dr: recover cutover: interrupted after "switch database endpoint"; the journal is in the record ("atmr-dr recover status ${id}"): continue with "atmr-dr recover cutover ${id} --resume --yes" or put back what changed with "atmr-dr recover cutover ${id} --undo --yes"`,
+    );
+    expect(aws.secret().host).toBe(cluster.host);
+
+    const status = await run(launcher, ['recover', 'status', id], operatorEnv());
+
+    expect(status.status).toBe(0);
+    expect(status.stdout).toMatch(new RegExp(`recovery ${id}: cutting-over`));
+    expect(status.stdout).toMatch(/^ {2}\S+Z {2}done {8}killswitch maintenance: was normal \(by alice \(pid \d+ on .+\)\)$/m);
+    expect(status.stdout).toMatch(/^ {2}\S+Z {2}done {8}switch database endpoint: secret .* host: atmr-prod\.abcdefghijkl\.eu-west-3\.rds\.amazonaws\.com:5432 -> /m);
+    expect(status.stdout).toMatch(/^ {2}\S+Z {2}started {5}redeploy ECS services/m);
+    expect(status.stdout).toContain(`next: the cutover stopped or is running: continue it with "atmr-dr recover cutover ${id} --resume --yes", or put back what it changed with "atmr-dr recover cutover ${id} --undo --yes"`);
+    aws.calls.splice(0);
+
+    const undo = await run(launcher, ['recover', 'cutover', id, '--undo', '--yes'], operatorEnv());
+
+    expect(undo.stderr).toBe('');
+    expect(undo.status).toBe(0);
+    expect(undo.stdout).toMatch(/undone\s+switch database endpoint: secret .* host set back to atmr-prod\.abcdefghijkl\.eu-west-3\.rds\.amazonaws\.com:5432/);
+    expect(undo.stdout).toMatch(/undone\s+redeploy ECS services: atmr-api, atmr-celery-worker, atmr-celery-beat redeployed on the previous endpoint/);
+    expect(undo.stdout).toMatch(/undone\s+killswitch maintenance: back to normal/);
+    expect(undo.stdout).toContain(`cutover of recovery ${id} undone: production is back as before the cutover`);
+    expect(aws.secret()).toMatchObject({ host: OLD_HOST, port: 5432 });
+    expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'normal' });
+    expect(aws.calls.filter((c) => c.action === 'UpdateService').map((c) => c.input.service)).toEqual(SERVICES);
+    expect(aws.calls.filter((c) => c.service === 'rds')).toEqual([]);
+    expect(aws.instances.has('atmr-prod')).toBe(true);
+    expect(await getRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, id)).toMatchObject({ status: 'cutover-failed', error: expect.stringMatching(/^cutover interrupted and undone by /) });
+  });
+});
