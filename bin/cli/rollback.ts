@@ -5,7 +5,7 @@ import { PublishCommand } from '@aws-sdk/client-sns';
 import { Command } from 'commander';
 import * as readline from 'node:readline/promises';
 import { EnvironmentConfig } from '../../lib/config';
-import { runbookAlarmName } from '../../lib/constructs/runbook-alarm';
+import { runbookAlarmName } from '../../lib/alarm-names';
 import { backoutClients } from '../../lambdas/backout/clients';
 import { currentTaskDefinition, describeRelease, describeService } from '../../lambdas/backout/ecs';
 import { BACKOUT_ACTOR, downgradeArgs, finishDowngrade, parseRevision, prepareDowngrade, runMigrationTask } from '../../lambdas/backout/migration';

@@ -180,11 +180,15 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
   const pgDumpPath = pgToolPath('pg_dump', deps.pgBinDir);
   const pgRestorePath = pgToolPath('pg_restore', deps.pgBinDir);
 
-  // Fail fast, before touching the database: the tools exist, and the bucket answers.
-  const pgDumpVersion = await toolVersion(pgDumpPath, env);
-  if (formats.includes('plain')) await toolVersion(pgRestorePath, baseChildEnv());
-  const compressor = formats.includes('plain') ? await resolvePlainCompressor(level, deps.plainCompressor, deps.igzipPath) : undefined;
-  const { keys, startedAt } = await claimKeys(s3, bucket, tier, connection.database, firstStart, now, options.unpublishedPrefix ?? '');
+  // Fail fast, before touching the database: the tools exist, and the bucket answers. The checks
+  // are independent (a process start each, one S3 request): they run at the same time.
+  const plain = formats.includes('plain');
+  const [pgDumpVersion, , compressor, { keys, startedAt }] = await Promise.all([
+    toolVersion(pgDumpPath, env),
+    plain ? toolVersion(pgRestorePath, baseChildEnv()) : undefined,
+    plain ? resolvePlainCompressor(level, deps.plainCompressor, deps.igzipPath) : undefined,
+    claimKeys(s3, bucket, tier, connection.database, firstStart, now, options.unpublishedPrefix ?? ''),
+  ]);
 
   const client = new Client(pgClientConfig(connection));
   // An idle client's socket error must not crash the process; the run fails through its queries.

@@ -2,6 +2,7 @@ import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { Readable } from 'node:stream';
 import { OperatorError, oneLine } from '../shared/errors';
 import { formatBytes } from '../shared/format';
 import type { BackupObject } from '../shared/manifest';
@@ -10,8 +11,9 @@ import { isNotFound } from '../shared/s3-objects';
 
 /**
  * Download of one backup object to a local file: parallel ranged GETs (one S3 connection is
- * rate-bounded, a few fill the pipe), each part written at its offset and hashed in order, then
- * size and sha256 compared with the manifest. Nothing reads the file before it is verified.
+ * rate-bounded, a few fill the pipe), each part streamed to its offset in the file as it arrives,
+ * the file hashed in order as far as its parts are complete, then size and sha256 compared with the
+ * manifest. Nothing but the hash reads the file before it is verified.
  */
 
 /** statfs of a directory; injectable so that "not enough space" can be tested without filling a disk. */
@@ -27,6 +29,8 @@ export interface SpaceCheck {
 export const DEFAULT_SPACE_FACTOR = 1.1;
 export const DEFAULT_PART_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_DOWNLOAD_CONCURRENCY = 4;
+/** Bytes gathered from a part's body before one write, and read back per hash step. */
+const IO_BYTES = 1024 * 1024;
 
 /** Refuses before downloading when the directory cannot hold the object. */
 export async function checkFreeSpace(dir: string, bytes: number, check: SpaceCheck = {}): Promise<void> {
@@ -61,8 +65,9 @@ export interface DownloadResult {
 
 /**
  * Downloads `object` into `dir` and verifies it; on any failure the partial file is deleted and
- * the error is one line. Memory holds at most about 2 x concurrency parts (a part waits, once
- * written, until the parts before it are hashed).
+ * the error is one line. Memory holds about IO_BYTES per part in flight: a part goes to disk as it
+ * arrives, and the hash reads it back (from the page cache) once every part before it is complete,
+ * so the hashing runs during the download instead of after it.
  */
 export async function downloadObject(deps: CatalogDeps, object: BackupObject, dir: string, options: DownloadOptions = {}): Promise<DownloadResult> {
   const started = performance.now();
@@ -76,39 +81,44 @@ export async function downloadObject(deps: CatalogDeps, object: BackupObject, di
   const stop = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
   const hash = createHash('sha256');
-  const handle = await fs.promises.open(file, 'w', 0o600);
-  const written = new Map<number, Buffer>();
+  const handle = await fs.promises.open(file, 'w+', 0o600);
+  const complete = new Set<number>();
   let nextToHash = 0;
   let nextToFetch = 0;
   let received = 0;
   let failure: unknown;
-  const waiting: (() => void)[] = [];
-  const settle = (): void => {
-    for (const wake of waiting.splice(0)) wake();
+  const fail = (error: unknown): void => {
+    failure ??= error;
+    stop.abort();
   };
-  signal.addEventListener('abort', settle);
+
+  // One hashing pass at a time, each over the parts complete from where the last one stopped.
+  let hashing = Promise.resolve();
+  const buffer = Buffer.allocUnsafe(Math.min(IO_BYTES, partBytes));
+  const hashCompleteParts = async (): Promise<void> => {
+    while (complete.has(nextToHash)) {
+      const end = Math.min(total, (nextToHash + 1) * partBytes);
+      for (let offset = nextToHash * partBytes; offset < end; ) {
+        const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, end - offset), offset);
+        if (bytesRead === 0) throw new Error(`the local file ${file} is shorter than the bytes written to it`);
+        hash.update(buffer.subarray(0, bytesRead));
+        offset += bytesRead;
+      }
+      complete.delete(nextToHash);
+      nextToHash += 1;
+    }
+  };
 
   const worker = async (): Promise<void> => {
     while (nextToFetch < parts && !signal.aborted) {
-      // Bounded memory: no part further ahead of the hash than two windows.
-      if (nextToFetch - nextToHash >= 2 * concurrency) {
-        await new Promise<void>((resolve) => waiting.push(resolve));
-        continue;
-      }
       const index = nextToFetch++;
       const start = index * partBytes;
-      const length = Math.min(partBytes, total - start);
-      const part = await getRange(deps, object, start, length, signal);
-      await handle.write(part, 0, part.length, start);
-      received += part.length;
-      options.onProgress?.(received, total);
-      written.set(index, part);
-      while (written.has(nextToHash)) {
-        hash.update(written.get(nextToHash)!);
-        written.delete(nextToHash);
-        nextToHash += 1;
-      }
-      settle();
+      await getRange(deps, object, start, Math.min(partBytes, total - start), handle, signal, (bytes) => {
+        received += bytes;
+        options.onProgress?.(received, total);
+      });
+      complete.add(index);
+      hashing = hashing.then(hashCompleteParts).catch(fail);
     }
   };
 
@@ -118,14 +128,8 @@ export async function downloadObject(deps: CatalogDeps, object: BackupObject, di
     } else {
       // Every worker has ended (no GET still writing into the file) before the cleanup below; the
       // first failure is the cause, the others are the aborts it triggered.
-      await Promise.all(
-        Array.from({ length: concurrency }, () =>
-          worker().catch((error: unknown) => {
-            failure ??= error;
-            stop.abort();
-          }),
-        ),
-      );
+      await Promise.all(Array.from({ length: concurrency }, () => worker().catch(fail)));
+      await hashing;
       options.signal?.throwIfAborted();
       if (failure !== undefined) throw failure;
     }
@@ -136,8 +140,6 @@ export async function downloadObject(deps: CatalogDeps, object: BackupObject, di
     if (options.signal?.aborted) throw options.signal.reason;
     if (error instanceof OperatorError) throw error;
     throw new OperatorError(`download of s3://${deps.bucket}/${object.key} failed after ${formatBytes(received)}: ${oneLine(error)}; retry, and check the S3 endpoint and network`);
-  } finally {
-    signal.removeEventListener('abort', settle);
   }
   const sha256 = hash.digest('hex');
   if (sha256 !== object.sha256) {
@@ -156,27 +158,56 @@ function sizeMismatch(object: BackupObject, stored: number | string): OperatorEr
 }
 
 /**
- * One ranged GET, read whole. The stored size (Content-Range) must be the manifest's: a truncated
- * or grown object is refused on its first part.
+ * One ranged GET, streamed into `handle` at `start`, IO_BYTES at a time. The stored size
+ * (Content-Range) must be the manifest's: a truncated or grown object is refused on its first part.
  */
-async function getRange(deps: CatalogDeps, object: BackupObject, start: number, length: number, signal: AbortSignal): Promise<Buffer> {
-  let body: Buffer;
-  let stored: number | undefined;
+async function getRange(
+  deps: CatalogDeps,
+  object: BackupObject,
+  start: number,
+  length: number,
+  handle: fs.promises.FileHandle,
+  signal: AbortSignal,
+  onBytes: (bytes: number) => void,
+): Promise<void> {
+  let written = 0;
   try {
     const response = await deps.s3.send(
       new GetObjectCommand({ Bucket: deps.bucket, Key: object.key, Range: `bytes=${start}-${start + length - 1}` }),
       { abortSignal: signal },
     );
-    // transformToByteArray consumes the body and rejects on a reset or aborted socket.
-    body = Buffer.from(await response.Body!.transformToByteArray());
+    const body = response.Body as Readable;
     const match = /\/(\d+)$/.exec(response.ContentRange ?? '');
-    stored = match ? Number(match[1]) : response.ContentRange === undefined && start === 0 ? body.length : undefined;
+    // A server that ignores the range answers with the whole object: its length is the stored size.
+    const stored = match ? Number(match[1]) : response.ContentRange === undefined && start === 0 ? response.ContentLength : undefined;
+    if (stored !== undefined && stored !== object.bytes) {
+      body.destroy();
+      throw sizeMismatch(object, stored);
+    }
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    const flush = async (): Promise<void> => {
+      await handle.writev(pending, start + written);
+      written += pendingBytes;
+      onBytes(pendingBytes);
+      pending = [];
+      pendingBytes = 0;
+    };
+    // The iteration rejects on a reset or aborted socket.
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      if (written + pendingBytes + chunk.length > length) {
+        body.destroy();
+        throw sizeMismatch(object, `more than ${start + length}`);
+      }
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      if (pendingBytes >= IO_BYTES) await flush();
+    }
+    if (pendingBytes > 0) await flush();
   } catch (error) {
     throw s3Error(deps, object, start, error);
   }
-  if (stored !== undefined && stored !== object.bytes) throw sizeMismatch(object, stored);
-  if (body.length !== length) throw sizeMismatch(object, start + body.length);
-  return body;
+  if (written !== length) throw sizeMismatch(object, start + written);
 }
 
 /** An empty object has no range to GET: its size alone is checked. */

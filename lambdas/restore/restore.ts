@@ -30,7 +30,7 @@ export interface RestoreDeps extends CatalogDeps, SpaceCheck {
   readonly pgBinDir?: string;
   /** Parent of the download directory. @default os.tmpdir() */
   readonly tempDir?: string;
-  /** pg_restore -j. @default os.availableParallelism() */
+  /** pg_restore -j, and sessions counting rows. @default os.availableParallelism() */
   readonly jobs?: number;
   /** Download tuning (ranged GETs). @default download.ts DEFAULT_PART_BYTES / DEFAULT_DOWNLOAD_CONCURRENCY */
   readonly partBytes?: number;
@@ -131,8 +131,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     signal?.throwIfAborted();
     log('check: row counts against the manifest');
     const checkStarted = performance.now();
-    const copy = await connectTo(deps.connection, staging);
-    const rowsRestored = await checkRowCounts(copy, manifest, manifestKey).finally(() => copy.end().catch(() => undefined));
+    const rowsRestored = await checkRowCounts(() => connectTo(deps.connection, staging), manifest, manifestKey, deps.jobs);
     const verifySeconds = (performance.now() - checkStarted) / 1000;
 
     // 6. Swap.
