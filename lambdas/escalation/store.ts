@@ -63,8 +63,12 @@ export interface NewIncident {
   readonly openedAt: string;
 }
 
-/** Creates the incident once (its id is deterministic); `false` when it already existed. */
-export async function createIncident(store: IncidentStore, incident: NewIncident): Promise<boolean> {
+/**
+ * Creates the incident once (its id is deterministic); `false` when it already existed. With
+ * `{ index: false }` the caller writes the index entry itself (`indexIncident`), e.g. concurrently
+ * with the start of the workflow.
+ */
+export async function createIncident(store: IncidentStore, incident: NewIncident, options: { index?: boolean } = {}): Promise<boolean> {
   const ttl = expiresAt(nowOf(store));
   try {
     await store.ddb.send(
@@ -78,8 +82,13 @@ export async function createIncident(store: IncidentStore, incident: NewIncident
     if (isConditionFailure(error)) return false;
     throw error;
   }
-  await store.ddb.send(new PutCommand({ TableName: store.tableName, Item: { pk: INDEX_PK, sk: incident.id, alarmName: incident.alarmName, expiresAt: ttl } }));
+  if (options.index !== false) await indexIncident(store, incident.id, incident.alarmName);
   return true;
+}
+
+/** Lists the incident for `incident list` (a plain put: writing it again changes nothing). */
+export async function indexIncident(store: IncidentStore, id: string, alarmName: string): Promise<void> {
+  await store.ddb.send(new PutCommand({ TableName: store.tableName, Item: { pk: INDEX_PK, sk: id, alarmName, expiresAt: expiresAt(nowOf(store)) } }));
 }
 
 /**
