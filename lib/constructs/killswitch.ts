@@ -1,4 +1,4 @@
-import { Duration, Names, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { CfnOutput, Duration, Names, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -55,6 +55,9 @@ export interface KillswitchProps {
   /** How often the enforcer reconciles the listener with the parameter. @default Duration.minutes(5) */
   readonly reconcileInterval?: Duration;
 }
+
+/** Stack outputs an operator copies by hand (into the Slack app's slash commands). */
+export const KILLSWITCH_OUTPUTS = { slackCommandUrl: 'SlackCommandUrl' } as const;
 
 /** Service name (Powertools `service` dimension) of the function that emits `KillswitchMode`. */
 export const KILLSWITCH_NOTIFIER_SERVICE = 'killswitch-notifier';
@@ -310,6 +313,8 @@ export class Killswitch extends Construct {
       this.slackCommand = endpoint.handler;
       this.slackCommandUrl = endpoint.url;
       (this.slackCommand.function.role as iam.IRole).addToPrincipalPolicy(writeParameter);
+      // The Request URL of the Slack app's `/killswitch` and `/incident` slash commands (set by hand in the Slack app).
+      new CfnOutput(stack, KILLSWITCH_OUTPUTS.slackCommandUrl, { value: endpoint.url.url, description: 'Request URL of the Slack slash commands /killswitch and /incident' });
     }
 
     this.modeMetric = new cloudwatch.Metric({
