@@ -42,6 +42,7 @@ function toIncident(item: Record<string, unknown>): Incident {
     status: item.status as Incident['status'],
     level: Number(item.level ?? 0),
     pagedLevels: paged ? [...paged].map(Number).sort((a, b) => a - b) : [],
+    publishedPages: item.publishedPages ? [...(item.publishedPages as Set<string> | string[])] : [],
     ack: item.ack as Acknowledgement | undefined,
     resolution: item.resolution as Resolution | undefined,
     taskToken: item.taskToken as string | undefined,
@@ -159,23 +160,6 @@ export async function recordTimeline(store: IncidentStore, id: string, key: stri
   }
 }
 
-export async function getTimelineItem(store: IncidentStore, id: string, key: string): Promise<Record<string, unknown> | undefined> {
-  const { Item } = await store.ddb.send(new GetCommand({ TableName: store.tableName, Key: { pk: incidentPk(id), sk: `EVENT#${key}` }, ConsistentRead: true }));
-  return Item;
-}
-
-export async function markTimelineItem(store: IncidentStore, id: string, key: string, attribute: string, value: unknown): Promise<void> {
-  await store.ddb.send(
-    new UpdateCommand({
-      TableName: store.tableName,
-      Key: { pk: incidentPk(id), sk: `EVENT#${key}` },
-      UpdateExpression: 'SET #a = :v',
-      ExpressionAttributeNames: { '#a': attribute },
-      ExpressionAttributeValues: { ':v': value },
-    }),
-  );
-}
-
 export async function timeline(store: IncidentStore, id: string): Promise<TimelineEntry[]> {
   const entries: TimelineEntry[] = [];
   const query = { KeyConditionExpression: 'pk = :pk AND begins_with(sk, :e)', ExpressionAttributeValues: { ':pk': incidentPk(id), ':e': 'EVENT#' }, ConsistentRead: true };
@@ -213,17 +197,18 @@ export async function storeTaskToken(store: IncidentStore, id: string, taskToken
 }
 
 /**
- * Records that `level` was paged: the set of levels to tell at the end, and the current level
- * (levels are paged in order, the last one again, so the latest page is the highest).
+ * Records that `level` was paged by the step of `pageKey` (the short hash of its task token): the
+ * set of levels to tell at the end, the current level (levels are paged in order, the last one
+ * again, so the latest page is the highest), and the step's page as published.
  */
-export async function recordPagedLevel(store: IncidentStore, id: string, level: number): Promise<void> {
+export async function recordPagedLevel(store: IncidentStore, id: string, level: number, pageKey?: string): Promise<void> {
   await store.ddb.send(
     new UpdateCommand({
       TableName: store.tableName,
       Key: { pk: incidentPk(id), sk: META_SK },
-      UpdateExpression: 'ADD pagedLevels :set SET #level = :l',
+      UpdateExpression: `ADD pagedLevels :set${pageKey ? ', publishedPages :page' : ''} SET #level = :l`,
       ExpressionAttributeNames: { '#level': 'level' },
-      ExpressionAttributeValues: { ':set': new Set([level]), ':l': level },
+      ExpressionAttributeValues: { ':set': new Set([level]), ':l': level, ...(pageKey && { ':page': new Set([pageKey]) }) },
     }),
   );
 }

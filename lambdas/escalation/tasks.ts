@@ -6,9 +6,7 @@ import { Incident, runbookOf, shortHash } from './model';
 import {
   claimResolutionNotice,
   getIncident,
-  getTimelineItem,
   IncidentStore,
-  markTimelineItem,
   recordPagedLevel,
   recordTimeline,
   releaseOpenPointer,
@@ -136,16 +134,18 @@ async function page(deps: TaskDeps, incidentId: string, level: number, taskToken
   }
   const target = deps.levels[level - 1];
   if (!target) throw new Error(`no escalation level ${level} (levels: ${deps.levels.length})`);
-  const key = `page#${shortHash(taskToken)}`;
+  // Publish once per token: a retried step whose page went out stops here. The check rides on the
+  // token write above (one table round trip before the page, not two), and the timeline entry is
+  // written once the page is out.
+  const pageKey = shortHash(taskToken);
+  if (incident.publishedPages.includes(pageKey)) return 'already paged';
   const at = nowIso(deps);
-  const fresh = await recordTimeline(deps.store, incidentId, key, { at, kind: 'page', text: `Paged level ${level} (${target.name})`, level }, { published: false });
-  if (!fresh && (await getTimelineItem(deps.store, incidentId, key))?.published === true) return 'already paged';
 
   const message = await pageMessage(deps, incident, level, 'page', ackKey);
   try {
     await publish(deps, target.topicArn, message);
   } catch (error) {
-    await recordTimeline(deps.store, incidentId, `page-failed#${shortHash(taskToken)}#${at}`, {
+    await recordTimeline(deps.store, incidentId, `page-failed#${pageKey}#${at}`, {
       at,
       kind: 'page-failed',
       text: `Page of level ${level} (${target.name}) failed: ${oneLine(error)}`,
@@ -156,8 +156,8 @@ async function page(deps: TaskDeps, incidentId: string, level: number, taskToken
   // The level has its page: the bookkeeping and Slack (a second channel, whose failure must not
   // cost the level its page) go together rather than one after the other.
   await Promise.all([
-    markTimelineItem(deps.store, incidentId, key, 'published', true),
-    recordPagedLevel(deps.store, incidentId, level),
+    recordPagedLevel(deps.store, incidentId, level, pageKey),
+    recordTimeline(deps.store, incidentId, `page#${pageKey}`, { at, kind: 'page', text: `Paged level ${level} (${target.name})`, level }),
     publishSlack(deps, `:rotating_light: ${incident.alarmName} : niveau ${level} (${target.name})`, message.text).catch(() => undefined),
   ]);
   return `paged level ${level}`;
