@@ -1,7 +1,6 @@
-import { ingestAlarmChange } from '../../../lambdas/escalation/ingest';
 import { getIncident, timeline } from '../../../lambdas/escalation/store';
 import { runTask } from '../../../lambdas/escalation/tasks';
-import { alarmEvent, EscalationHarness, LEVEL_TOPICS, startHarness } from './harness';
+import { EscalationHarness, LEVEL_TOPICS, openIncident, startHarness } from './harness';
 
 const STATE_TIME = '2026-11-30T10:15:00.123+0000';
 
@@ -11,9 +10,7 @@ describe('escalation page step', () => {
   let incidentId: string;
   beforeEach(async () => {
     h = await startHarness();
-    const opened = await ingestAlarmChange(h.ingestDeps, alarmEvent('ALARM', STATE_TIME));
-    if (opened.action !== 'started') throw new Error(`expected a start, got ${JSON.stringify(opened)}`);
-    incidentId = opened.incidentId;
+    incidentId = await openIncident(h, STATE_TIME);
   });
   afterEach(async () => h.close());
 
