@@ -1,6 +1,6 @@
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { ActionEvent, AlarmStateChange, incidentIdFor, normalizeTimestamp } from './model';
-import { claimOpenPointer, createIncident, getIncident, IncidentStore, openIncidentIds, openIncidentOf, recordTimeline, releaseOpenPointer, resolveIncident, setExecutionArn } from './store';
+import { claimOpenPointer, createIncident, getIncident, IncidentStore, indexIncident, openIncidentIds, openIncidentOf, recordTimeline, releaseOpenPointer, resolveIncident, setExecutionArn } from './store';
 
 export interface IngestDeps {
   readonly store: IncidentStore;
@@ -47,13 +47,11 @@ export async function ingestAlarmChange(deps: IngestDeps, event: AlarmStateChang
     await stateEntry(holder);
     return { action: 'joined', incidentId: holder };
   }
-  const created = await createIncident(deps.store, {
-    id,
-    alarmName,
-    alarmDescription: event.detail.configuration?.description,
-    alarmReason: state.reason,
-    openedAt: at,
-  });
+  const created = await createIncident(
+    deps.store,
+    { id, alarmName, alarmDescription: event.detail.configuration?.description, alarmReason: state.reason, openedAt: at },
+    { index: false },
+  );
   if (!created) {
     // The same state change again: already started, or a late copy of an incident since resolved
     // (whose pointer this copy just claimed: handed back, nothing reopens).
@@ -62,17 +60,30 @@ export async function ingestAlarmChange(deps: IngestDeps, event: AlarmStateChang
       await releaseOpenPointer(deps.store, alarmName, id);
       return { action: 'duplicate', incidentId: id };
     }
-    if (existing?.executionArn) return { action: 'duplicate', incidentId: id };
+    if (existing?.executionArn) {
+      // Already started; a failed earlier delivery may have left the index or the first timeline
+      // entry unwritten (both idempotent): complete them.
+      await allOrFirstError([indexIncident(deps.store, id, alarmName), stateEntry(id)]);
+      return { action: 'duplicate', incidentId: id };
+    }
   }
-  await stateEntry(id);
+  // The page waits on nothing but the incident record (written above): the workflow starts now,
+  // alongside the index entry and the first timeline entry (both idempotent, so a retried delivery
+  // that finds the execution already started still completes them). In a burst of alarms this
+  // keeps level 1 two table round trips closer to the state change.
   const input: ExecutionInput = { incidentId: id, alarmName };
-  try {
-    const { executionArn } = await deps.sfn.send(new StartExecutionCommand({ stateMachineArn: deps.stateMachineArn, name: id, input: JSON.stringify(input) }));
-    if (executionArn) await setExecutionArn(deps.store, id, executionArn);
-  } catch (error) {
-    if ((error as { name?: string }).name === 'ExecutionAlreadyExists') return { action: 'duplicate', incidentId: id };
-    throw error;
-  }
+  const start = async (): Promise<boolean> => {
+    try {
+      const { executionArn } = await deps.sfn.send(new StartExecutionCommand({ stateMachineArn: deps.stateMachineArn, name: id, input: JSON.stringify(input) }));
+      if (executionArn) await setExecutionArn(deps.store, id, executionArn);
+      return true;
+    } catch (error) {
+      if ((error as { name?: string }).name === 'ExecutionAlreadyExists') return false;
+      throw error;
+    }
+  };
+  const [started] = await allOrFirstError([start(), indexIncident(deps.store, id, alarmName), stateEntry(id)]);
+  if (!started) return { action: 'duplicate', incidentId: id };
   return { action: 'started', incidentId: id };
 }
 
@@ -83,4 +94,12 @@ export async function ingestAction(deps: Pick<IngestDeps, 'store'>, event: Actio
   const text = `${event['detail-type']}${event.detail?.summary ? `: ${event.detail.summary}` : ''}`;
   for (const id of ids) await recordTimeline(deps.store, id, `action#${event.id}`, { at, kind: 'action', text });
   return ids;
+}
+
+/** Waits for every promise (none is left running unobserved), then throws the first failure. */
+async function allOrFirstError<T extends readonly unknown[]>(promises: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }

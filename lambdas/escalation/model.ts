@@ -36,6 +36,8 @@ export interface Incident {
   readonly level: number;
   /** Every level paged at least once (the resolution tells each of them). */
   readonly pagedLevels: number[];
+  /** Short hashes of the page steps' task tokens whose page was published (a retried step does not page twice). */
+  readonly publishedPages: string[];
   readonly ack?: Acknowledgement;
   readonly resolution?: Resolution;
   /** Task token of the workflow step waiting for news (ack or resolution). */

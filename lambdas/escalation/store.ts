@@ -1,5 +1,5 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { BatchGetCommand, BatchGetCommandOutput, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { BatchGetCommand, BatchGetCommandOutput, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, QueryCommandInput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { OperatorError } from '../shared/errors';
 import {
@@ -42,6 +42,7 @@ function toIncident(item: Record<string, unknown>): Incident {
     status: item.status as Incident['status'],
     level: Number(item.level ?? 0),
     pagedLevels: paged ? [...paged].map(Number).sort((a, b) => a - b) : [],
+    publishedPages: item.publishedPages ? [...(item.publishedPages as Set<string> | string[])] : [],
     ack: item.ack as Acknowledgement | undefined,
     resolution: item.resolution as Resolution | undefined,
     taskToken: item.taskToken as string | undefined,
@@ -63,8 +64,12 @@ export interface NewIncident {
   readonly openedAt: string;
 }
 
-/** Creates the incident once (its id is deterministic); `false` when it already existed. */
-export async function createIncident(store: IncidentStore, incident: NewIncident): Promise<boolean> {
+/**
+ * Creates the incident once (its id is deterministic); `false` when it already existed. With
+ * `{ index: false }` the caller writes the index entry itself (`indexIncident`), e.g. concurrently
+ * with the start of the workflow.
+ */
+export async function createIncident(store: IncidentStore, incident: NewIncident, options: { index?: boolean } = {}): Promise<boolean> {
   const ttl = expiresAt(nowOf(store));
   try {
     await store.ddb.send(
@@ -78,8 +83,13 @@ export async function createIncident(store: IncidentStore, incident: NewIncident
     if (isConditionFailure(error)) return false;
     throw error;
   }
-  await store.ddb.send(new PutCommand({ TableName: store.tableName, Item: { pk: INDEX_PK, sk: incident.id, alarmName: incident.alarmName, expiresAt: ttl } }));
+  if (options.index !== false) await indexIncident(store, incident.id, incident.alarmName);
   return true;
+}
+
+/** Lists the incident for `incident list` (a plain put: writing it again changes nothing). */
+export async function indexIncident(store: IncidentStore, id: string, alarmName: string): Promise<void> {
+  await store.ddb.send(new PutCommand({ TableName: store.tableName, Item: { pk: INDEX_PK, sk: id, alarmName, expiresAt: expiresAt(nowOf(store)) } }));
 }
 
 /**
@@ -150,40 +160,23 @@ export async function recordTimeline(store: IncidentStore, id: string, key: stri
   }
 }
 
-export async function getTimelineItem(store: IncidentStore, id: string, key: string): Promise<Record<string, unknown> | undefined> {
-  const { Item } = await store.ddb.send(new GetCommand({ TableName: store.tableName, Key: { pk: incidentPk(id), sk: `EVENT#${key}` }, ConsistentRead: true }));
-  return Item;
-}
-
-export async function markTimelineItem(store: IncidentStore, id: string, key: string, attribute: string, value: unknown): Promise<void> {
-  await store.ddb.send(
-    new UpdateCommand({
-      TableName: store.tableName,
-      Key: { pk: incidentPk(id), sk: `EVENT#${key}` },
-      UpdateExpression: 'SET #a = :v',
-      ExpressionAttributeNames: { '#a': attribute },
-      ExpressionAttributeValues: { ':v': value },
-    }),
-  );
-}
-
 export async function timeline(store: IncidentStore, id: string): Promise<TimelineEntry[]> {
   const entries: TimelineEntry[] = [];
+  const query = { KeyConditionExpression: 'pk = :pk AND begins_with(sk, :e)', ExpressionAttributeValues: { ':pk': incidentPk(id), ':e': 'EVENT#' }, ConsistentRead: true };
+  for await (const items of queryPages(store, query)) {
+    for (const item of items) entries.push({ at: item.at as string, kind: item.kind as TimelineEntry['kind'], text: item.text as string, level: item.level as number | undefined });
+  }
+  return entries.sort((a, b) => a.at.localeCompare(b.at));
+}
+
+/** The items of one query, a page at a time (the caller may stop early). */
+async function* queryPages(store: IncidentStore, query: Omit<QueryCommandInput, 'TableName' | 'ExclusiveStartKey'>): AsyncGenerator<Record<string, unknown>[]> {
   let start: Record<string, unknown> | undefined;
   do {
-    const page = await store.ddb.send(
-      new QueryCommand({
-        TableName: store.tableName,
-        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :e)',
-        ExpressionAttributeValues: { ':pk': incidentPk(id), ':e': 'EVENT#' },
-        ExclusiveStartKey: start,
-        ConsistentRead: true,
-      }),
-    );
-    for (const item of page.Items ?? []) entries.push({ at: item.at as string, kind: item.kind as TimelineEntry['kind'], text: item.text as string, level: item.level as number | undefined });
+    const page = await store.ddb.send(new QueryCommand({ ...query, TableName: store.tableName, ExclusiveStartKey: start }));
+    yield page.Items ?? [];
     start = page.LastEvaluatedKey;
   } while (start);
-  return entries.sort((a, b) => a.at.localeCompare(b.at));
 }
 
 /** Stores the token of the step now waiting, and returns the incident as it is after that write. */
@@ -204,17 +197,18 @@ export async function storeTaskToken(store: IncidentStore, id: string, taskToken
 }
 
 /**
- * Records that `level` was paged: the set of levels to tell at the end, and the current level
- * (levels are paged in order, the last one again, so the latest page is the highest).
+ * Records that `level` was paged by the step of `pageKey` (the short hash of its task token): the
+ * set of levels to tell at the end, the current level (levels are paged in order, the last one
+ * again, so the latest page is the highest), and the step's page as published.
  */
-export async function recordPagedLevel(store: IncidentStore, id: string, level: number): Promise<void> {
+export async function recordPagedLevel(store: IncidentStore, id: string, level: number, pageKey?: string): Promise<void> {
   await store.ddb.send(
     new UpdateCommand({
       TableName: store.tableName,
       Key: { pk: incidentPk(id), sk: META_SK },
-      UpdateExpression: 'ADD pagedLevels :set SET #level = :l',
+      UpdateExpression: `ADD pagedLevels :set${pageKey ? ', publishedPages :page' : ''} SET #level = :l`,
       ExpressionAttributeNames: { '#level': 'level' },
-      ExpressionAttributeValues: { ':set': new Set([level]), ':l': level },
+      ExpressionAttributeValues: { ':set': new Set([level]), ':l': level, ...(pageKey && { ':page': new Set([pageKey]) }) },
     }),
   );
 }
@@ -265,6 +259,35 @@ export async function wake(store: IncidentStore, token: string | undefined, outp
   }
 }
 
+/**
+ * Moves an existing incident to `to` and stores its record (the acknowledgement or the resolution)
+ * in one conditional write: only when its status is `= from` or `<> from`. `undefined` when the
+ * incident is unknown or its status did not allow it (the caller explains which).
+ */
+async function changeStatus(
+  store: IncidentStore,
+  id: string,
+  change: { to: Incident['status']; field: 'ack' | 'resolution'; record: Acknowledgement | Resolution; onlyIf: '= :from' | '<> :from'; from: Incident['status'] },
+): Promise<Incident | undefined> {
+  try {
+    const { Attributes } = await store.ddb.send(
+      new UpdateCommand({
+        TableName: store.tableName,
+        Key: { pk: incidentPk(id), sk: META_SK },
+        UpdateExpression: 'SET #status = :to, #field = :record',
+        ConditionExpression: `attribute_exists(pk) AND #status ${change.onlyIf}`,
+        ExpressionAttributeNames: { '#status': 'status', '#field': change.field },
+        ExpressionAttributeValues: { ':to': change.to, ':from': change.from, ':record': change.record },
+        ReturnValues: 'ALL_NEW',
+      }),
+    );
+    return toIncident(Attributes as Record<string, unknown>);
+  } catch (error) {
+    if (isConditionFailure(error)) return undefined;
+    throw error;
+  }
+}
+
 async function explainRefusal(store: IncidentStore, id: string, verb: 'acknowledge' | 'resolve'): Promise<never> {
   const incident = await getIncident(store, id);
   if (!incident) throw new OperatorError(`no incident ${id}: check the id with \`atmr-dr incident list --open\``, 4);
@@ -283,24 +306,8 @@ async function explainRefusal(store: IncidentStore, id: string, verb: 'acknowled
 export async function acknowledgeIncident(store: IncidentStore, id: string, ack: Omit<Acknowledgement, 'at'>): Promise<Incident> {
   const at = nowOf(store).toISOString();
   const record: Acknowledgement = { ...ack, at };
-  let incident: Incident;
-  try {
-    const { Attributes } = await store.ddb.send(
-      new UpdateCommand({
-        TableName: store.tableName,
-        Key: { pk: incidentPk(id), sk: META_SK },
-        UpdateExpression: 'SET #status = :acked, ack = :ack',
-        ConditionExpression: 'attribute_exists(pk) AND #status = :open',
-        ExpressionAttributeNames: { '#status': 'status' },
-        ExpressionAttributeValues: { ':acked': 'ACKED', ':open': 'OPEN', ':ack': record },
-        ReturnValues: 'ALL_NEW',
-      }),
-    );
-    incident = toIncident(Attributes as Record<string, unknown>);
-  } catch (error) {
-    if (isConditionFailure(error)) return explainRefusal(store, id, 'acknowledge');
-    throw error;
-  }
+  const incident = await changeStatus(store, id, { to: 'ACKED', field: 'ack', record, onlyIf: '= :from', from: 'OPEN' });
+  if (!incident) return explainRefusal(store, id, 'acknowledge');
   const level = ack.level !== undefined ? ` (level ${ack.level})` : '';
   await recordTimeline(store, id, 'ack', { at, kind: 'ack', text: `Acknowledged by ${ack.by} via ${ack.via}${level}`, level: ack.level });
   await wake(store, incident.taskToken, { outcome: 'ack' });
@@ -311,22 +318,8 @@ export async function acknowledgeIncident(store: IncidentStore, id: string, ack:
 export async function resolveIncident(store: IncidentStore, id: string, resolution: Omit<Resolution, 'at'>, options: { quietIfResolved?: boolean } = {}): Promise<Incident | undefined> {
   const at = nowOf(store).toISOString();
   const record: Resolution = { ...resolution, at };
-  let incident: Incident;
-  try {
-    const { Attributes } = await store.ddb.send(
-      new UpdateCommand({
-        TableName: store.tableName,
-        Key: { pk: incidentPk(id), sk: META_SK },
-        UpdateExpression: 'SET #status = :resolved, resolution = :r',
-        ConditionExpression: 'attribute_exists(pk) AND #status <> :resolved',
-        ExpressionAttributeNames: { '#status': 'status' },
-        ExpressionAttributeValues: { ':resolved': 'RESOLVED', ':r': record },
-        ReturnValues: 'ALL_NEW',
-      }),
-    );
-    incident = toIncident(Attributes as Record<string, unknown>);
-  } catch (error) {
-    if (!isConditionFailure(error)) throw error;
+  const incident = await changeStatus(store, id, { to: 'RESOLVED', field: 'resolution', record, onlyIf: '<> :from', from: 'RESOLVED' });
+  if (!incident) {
     if (options.quietIfResolved && (await getIncident(store, id))?.status === 'RESOLVED') return undefined;
     return explainRefusal(store, id, 'resolve');
   }
@@ -339,14 +332,10 @@ export async function resolveIncident(store: IncidentStore, id: string, resoluti
 /** Every incident, newest first (the index holds ids, which start with their UTC time). */
 export async function listIncidents(store: IncidentStore, options: { open?: boolean; limit?: number } = {}): Promise<Incident[]> {
   const ids: string[] = [];
-  let start: Record<string, unknown> | undefined;
-  do {
-    const page = await store.ddb.send(
-      new QueryCommand({ TableName: store.tableName, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': INDEX_PK }, ScanIndexForward: false, ExclusiveStartKey: start }),
-    );
-    for (const item of page.Items ?? []) ids.push(item.sk as string);
-    start = page.LastEvaluatedKey;
-  } while (start && ids.length < (options.limit ?? 500));
+  for await (const items of queryPages(store, { KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': INDEX_PK }, ScanIndexForward: false })) {
+    for (const item of items) ids.push(item.sk as string);
+    if (ids.length >= (options.limit ?? 500)) break;
+  }
   const incidents: Incident[] = [];
   for (let i = 0; i < ids.length; i += 100) {
     const chunk = ids.slice(i, i + 100);

@@ -6,9 +6,7 @@ import { Incident, runbookOf, shortHash } from './model';
 import {
   claimResolutionNotice,
   getIncident,
-  getTimelineItem,
   IncidentStore,
-  markTimelineItem,
   recordPagedLevel,
   recordTimeline,
   releaseOpenPointer,
@@ -59,11 +57,11 @@ async function requireIncident(deps: TaskDeps, id: string): Promise<Incident> {
 }
 
 /** How to acknowledge, in every page: the link (no credentials), Slack, the CLI. */
-async function howToAck(deps: TaskDeps, incident: Incident, level: number): Promise<string[]> {
+async function howToAck(deps: TaskDeps, incident: Incident, level: number, ackKey?: Promise<string>): Promise<string[]> {
   const lines: string[] = [];
   if (deps.ackLink) {
     const expiresAt = Math.floor(Date.parse(nowIso(deps)) / 1000) + deps.ackLink.validitySeconds;
-    lines.push(`Acquitter (lien signé, usage unique) : ${ackLinkUrl(deps.ackLink.baseUrl, await deps.ackLink.key(), { incidentId: incident.id, level, expiresAt })}`);
+    lines.push(`Acquitter (lien signé, usage unique) : ${ackLinkUrl(deps.ackLink.baseUrl, await (ackKey ?? deps.ackLink.key()), { incidentId: incident.id, level, expiresAt })}`);
   }
   lines.push(`Slack : /incident ack ${incident.id}`);
   lines.push(`CLI : npx atmr-dr incident ack ${incident.id} --by "<nom>"`);
@@ -76,8 +74,11 @@ export interface PageMessage {
   readonly sms: string;
 }
 
-/** The page: alarm, runbook section and link, level, incident id, how to acknowledge. */
-export async function pageMessage(deps: TaskDeps, incident: Incident, level: number, kind: 'page' | 'reminder'): Promise<PageMessage> {
+/**
+ * The page: alarm, runbook section and link, level, incident id, how to acknowledge. `ackKey`: the
+ * link key when the caller already started reading it. @default - read now
+ */
+export async function pageMessage(deps: TaskDeps, incident: Incident, level: number, kind: 'page' | 'reminder', ackKey?: Promise<string>): Promise<PageMessage> {
   const { section, link } = runbookOf(incident.alarmDescription);
   const levelName = deps.levels[level - 1]?.name ?? `level ${level}`;
   const head = kind === 'page' ? `Niveau ${level} (${levelName})` : `Rappel niveau ${level} (${levelName}), incident acquitté mais alarme toujours en ALARM`;
@@ -87,7 +88,7 @@ export async function pageMessage(deps: TaskDeps, incident: Incident, level: num
     ...(incident.alarmDescription ? [`Alarme : ${incident.alarmDescription}`] : []),
     ...(incident.alarmReason ? [`Raison : ${incident.alarmReason}`] : []),
     `Runbook : ${section ?? 'Escalade'} ${link ?? deps.runbookUrl}`,
-    ...(await howToAck(deps, incident, level)),
+    ...(await howToAck(deps, incident, level, ackKey)),
   ].join('\n');
   const subject = `[atmr-dr] ${kind === 'page' ? `N${level}` : 'Rappel'} ${incident.alarmName}`.slice(0, 99);
   const sms = `atmr-dr N${level} ${incident.alarmName} ALARM. Ack: /incident ack ${incident.id}`;
@@ -121,6 +122,11 @@ async function publishSlack(deps: TaskDeps, title: string, description: string):
  * An incident already acknowledged or resolved wakes its own step instead of paging.
  */
 async function page(deps: TaskDeps, incidentId: string, level: number, taskToken: string): Promise<string> {
+  // The link key (a Secrets Manager read on a cold start) is fetched while the token is stored,
+  // not after: it is on the path to the page. Observed here so that an early return leaves no
+  // unhandled rejection; a failure still fails the page below.
+  const ackKey = deps.ackLink?.key();
+  ackKey?.catch(() => undefined);
   const incident = await storeTaskToken(deps.store, incidentId, taskToken, level);
   if (incident.status !== 'OPEN') {
     await wake(deps.store, taskToken, { outcome: incident.status === 'ACKED' ? 'ack' : 'resolved' });
@@ -128,16 +134,18 @@ async function page(deps: TaskDeps, incidentId: string, level: number, taskToken
   }
   const target = deps.levels[level - 1];
   if (!target) throw new Error(`no escalation level ${level} (levels: ${deps.levels.length})`);
-  const key = `page#${shortHash(taskToken)}`;
+  // Publish once per token: a retried step whose page went out stops here. The check rides on the
+  // token write above (one table round trip before the page, not two), and the timeline entry is
+  // written once the page is out.
+  const pageKey = shortHash(taskToken);
+  if (incident.publishedPages.includes(pageKey)) return 'already paged';
   const at = nowIso(deps);
-  const fresh = await recordTimeline(deps.store, incidentId, key, { at, kind: 'page', text: `Paged level ${level} (${target.name})`, level }, { published: false });
-  if (!fresh && (await getTimelineItem(deps.store, incidentId, key))?.published === true) return 'already paged';
 
-  const message = await pageMessage(deps, incident, level, 'page');
+  const message = await pageMessage(deps, incident, level, 'page', ackKey);
   try {
     await publish(deps, target.topicArn, message);
   } catch (error) {
-    await recordTimeline(deps.store, incidentId, `page-failed#${shortHash(taskToken)}#${at}`, {
+    await recordTimeline(deps.store, incidentId, `page-failed#${pageKey}#${at}`, {
       at,
       kind: 'page-failed',
       text: `Page of level ${level} (${target.name}) failed: ${oneLine(error)}`,
@@ -145,10 +153,13 @@ async function page(deps: TaskDeps, incidentId: string, level: number, taskToken
     });
     throw new PagePublishFailed(`publishing to level ${level} failed: ${oneLine(error)}`);
   }
-  await markTimelineItem(deps.store, incidentId, key, 'published', true);
-  await recordPagedLevel(deps.store, incidentId, level);
-  // Slack is a second channel: its failure must not cost the level its page.
-  await publishSlack(deps, `:rotating_light: ${incident.alarmName} : niveau ${level} (${target.name})`, message.text).catch(() => undefined);
+  // The level has its page: the bookkeeping and Slack (a second channel, whose failure must not
+  // cost the level its page) go together rather than one after the other.
+  await Promise.all([
+    recordPagedLevel(deps.store, incidentId, level, pageKey),
+    recordTimeline(deps.store, incidentId, `page#${pageKey}`, { at, kind: 'page', text: `Paged level ${level} (${target.name})`, level }),
+    publishSlack(deps, `:rotating_light: ${incident.alarmName} : niveau ${level} (${target.name})`, message.text).catch(() => undefined),
+  ]);
   return `paged level ${level}`;
 }
 

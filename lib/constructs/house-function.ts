@@ -1,8 +1,10 @@
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import * as path from 'node:path';
 import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
@@ -83,4 +85,36 @@ export class HouseFunction extends Construct {
       }),
     });
   }
+}
+
+/** What X-Ray needs (active tracing): PutTraceSegments/PutTelemetryRecords have no resource-level permissions. */
+const XRAY_REASON = 'X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) have no resource-level permissions.';
+
+/**
+ * The cdk-nag findings every house function raises by design, each with its reason: the AWS-managed
+ * basic execution role, X-Ray's `*` (plus `wildcardReason` when the function has other `*`
+ * actions, which must then be named there), and the Node.js 22 house runtime.
+ */
+export function acknowledgeHouseFunctionFindings(fn: HouseFunction, wildcardReason: string = XRAY_REASON): void {
+  Validations.of(fn).acknowledge(
+    {
+      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+      reason: 'AWS-maintained minimum for a function outside a VPC: writes to its own log streams only.',
+    },
+    { id: 'AwsSolutions-IAM5[Resource::*]', reason: wildcardReason },
+    { id: 'AwsSolutions-L1', reason: 'Node.js 22 is the house runtime: the CLI, the tests and the bench run the same code on Node 22.' },
+    { id: 'Serverless-LambdaLatestVersion', reason: 'Node.js 22 is the house runtime: the CLI, the tests and the bench run the same code on Node 22.' },
+  );
+}
+
+/**
+ * Failed asynchronous runs (after Lambda's own 2 retries) go to `queue` through the on-failure
+ * destination, which also answers cdk-nag's dead-letter finding (`what` names the queue there).
+ */
+export function deadLetterAsyncFailures(fn: HouseFunction, queue: sqs.IQueue, what: string): void {
+  fn.function.configureAsyncInvoke({ retryAttempts: 2, onFailure: new destinations.SqsDestination(queue) });
+  Validations.of(fn).acknowledge({
+    id: 'Serverless-LambdaDLQ',
+    reason: `Failed asynchronous runs go to ${what} through the on-failure destination; the legacy DeadLetterConfig would only duplicate it.`,
+  });
 }

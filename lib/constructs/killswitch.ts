@@ -1,11 +1,10 @@
-import { Duration, Names, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { CfnOutput, Duration, Names, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
@@ -15,9 +14,10 @@ import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
 import { RULE_TAG_KEY } from '../../lambdas/killswitch/enforcer';
 import { ANSWERED_OUTSIDE_MAINTENANCE_METRIC } from '../../lambdas/killswitch/maintenance-responder';
 import { KILLSWITCH_INVALID_METRIC, KILLSWITCH_MODE_METRIC } from '../../lambdas/killswitch/notify';
-import { HouseFunction } from './house-function';
+import { acknowledgeHouseFunctionFindings, deadLetterAsyncFailures, HouseFunction } from './house-function';
 import { KillswitchParameter } from './killswitch-parameter';
 import { RunbookAlarm } from './runbook-alarm';
+import { signedEndpoint } from './signed-endpoint';
 
 export interface KillswitchProps {
   /** Environment name, used in the expiry schedule group's name. */
@@ -55,6 +55,9 @@ export interface KillswitchProps {
   /** How often the enforcer reconciles the listener with the parameter. @default Duration.minutes(5) */
   readonly reconcileInterval?: Duration;
 }
+
+/** Stack outputs an operator copies by hand (into the Slack app's slash commands). */
+export const KILLSWITCH_OUTPUTS = { slackCommandUrl: 'SlackCommandUrl' } as const;
 
 /** Service name (Powertools `service` dimension) of the function that emits `KillswitchMode`. */
 export const KILLSWITCH_NOTIFIER_SERVICE = 'killswitch-notifier';
@@ -287,7 +290,11 @@ export class Killswitch extends Construct {
     });
 
     if (props.slack) {
-      this.slackCommand = new HouseFunction(this, 'SlackCommand', {
+      // Function URL with auth NONE: Slack cannot sign requests with SigV4. Every request is
+      // authenticated by Slack's v0 HMAC signature: headers and the 5-minute replay window are
+      // checked first (no secret read for junk), then the signature, the workspace and app ids and
+      // a user allow-list (lambdas/killswitch/slack.ts). Refusals get a generic answer.
+      const endpoint = signedEndpoint(this, 'SlackCommand', {
         entry: 'lambdas/killswitch/slack-handler.ts',
         serviceName: 'killswitch-slack',
         // Slack waits 3 seconds for the answer.
@@ -300,19 +307,14 @@ export class Killswitch extends Construct {
           SLACK_TEAM_ID: props.slack.teamId,
           SLACK_API_APP_ID: props.slack.apiAppId,
         },
+        signingSecret: secretsmanager.Secret.fromSecretCompleteArn(this, 'SlackSigningSecret', props.slack.signingSecretArn),
+        caller: 'Slack (which shows failures to the user)',
       });
-      const slackRole = this.slackCommand.function.role as iam.IRole;
-      slackRole.addToPrincipalPolicy(writeParameter);
-      secretsmanager.Secret.fromSecretCompleteArn(this, 'SlackSigningSecret', props.slack.signingSecretArn).grantRead(slackRole);
-      this.slackCommandUrl = this.slackCommand.function.addFunctionUrl({ authType: lambda.FunctionUrlAuthType.NONE });
-      Validations.of(this.slackCommand).acknowledge({
-        id: 'Serverless-LambdaDLQ',
-        reason: 'Invoked synchronously through its Function URL by Slack, which shows failures to the user: no async event to dead-letter.',
-      });
-      // Function URL with auth NONE: Slack cannot sign requests with SigV4. Every request is
-      // authenticated by Slack's v0 HMAC signature: headers and the 5-minute replay window are
-      // checked first (no secret read for junk), then the signature, the workspace and app ids and
-      // a user allow-list (lambdas/killswitch/slack.ts). Refusals get a generic answer.
+      this.slackCommand = endpoint.handler;
+      this.slackCommandUrl = endpoint.url;
+      (this.slackCommand.function.role as iam.IRole).addToPrincipalPolicy(writeParameter);
+      // The Request URL of the Slack app's `/killswitch` and `/incident` slash commands (set by hand in the Slack app).
+      new CfnOutput(stack, KILLSWITCH_OUTPUTS.slackCommandUrl, { value: endpoint.url.url, description: 'Request URL of the Slack slash commands /killswitch and /incident' });
     }
 
     this.modeMetric = new cloudwatch.Metric({
@@ -325,28 +327,13 @@ export class Killswitch extends Construct {
 
     const houseFunctions = [this.enforcer, this.maintenanceResponder, this.notifier, this.expiryReverter, ...(this.slackCommand ? [this.slackCommand] : [])];
     for (const fn of houseFunctions) {
-      Validations.of(fn).acknowledge(
-        {
-          id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
-          reason: 'AWS-maintained minimum for a function outside a VPC: writes to its own log streams only.',
-        },
-        {
-          id: 'AwsSolutions-IAM5[Resource::*]',
-          reason:
-            'X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) have no resource-level permissions; for the enforcer also elasticloadbalancing:Describe* (read-only, no resource-level permissions).',
-        },
-        { id: 'AwsSolutions-L1', reason: 'Node.js 22 is the house runtime: the CLI, the tests and the bench run the same code on Node 22.' },
-        { id: 'Serverless-LambdaLatestVersion', reason: 'Node.js 22 is the house runtime: the CLI, the tests and the bench run the same code on Node 22.' },
+      acknowledgeHouseFunctionFindings(
+        fn,
+        'X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) have no resource-level permissions; for the enforcer also elasticloadbalancing:Describe* (read-only, no resource-level permissions).',
       );
     }
-    for (const fn of [this.enforcer, this.notifier, this.expiryReverter]) {
-      // Delivery failures dead-letter at the rule/schedule target; failed runs after Lambda's own retries land here too.
-      fn.function.configureAsyncInvoke({ retryAttempts: 2, onFailure: new destinations.SqsDestination(this.deadLetterQueue) });
-      Validations.of(fn).acknowledge({
-        id: 'Serverless-LambdaDLQ',
-        reason: 'Failed asynchronous runs go to the killswitch dead-letter queue through the on-failure destination; the legacy DeadLetterConfig would only duplicate it.',
-      });
-    }
+    // Delivery failures dead-letter at the rule/schedule target; failed runs after Lambda's own retries land here too.
+    for (const fn of [this.enforcer, this.notifier, this.expiryReverter]) deadLetterAsyncFailures(fn, this.deadLetterQueue, 'the killswitch dead-letter queue');
     Validations.of(this.maintenanceResponder).acknowledge({
       id: 'Serverless-LambdaDLQ',
       reason: 'Invoked synchronously by the ALB for each request: a failure is the HTTP answer itself, there is no async event to dead-letter.',

@@ -1,7 +1,7 @@
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as sns from 'aws-cdk-lib/aws-sns';
-import { Killswitch } from '../../lib/constructs/killswitch';
+import { Killswitch, KILLSWITCH_OUTPUTS } from '../../lib/constructs/killswitch';
 import { KillswitchParameter } from '../../lib/constructs/killswitch-parameter';
 import { applyNagPacks } from '../../lib/nag';
 import { INITIAL_VALUE } from '../../lambdas/killswitch/value';
@@ -341,6 +341,10 @@ describe('killswitch ChatOps', () => {
       ReservedConcurrentExecutions: 2,
       Environment: { Variables: Match.objectLike({ SLACK_SIGNING_SECRET_ARN: Match.anyValue() }) },
     });
+  });
+
+  it('publishes the Slack command URL (the Request URL of /killswitch and /incident in the Slack app)', () => {
+    opsTemplate.hasOutput(KILLSWITCH_OUTPUTS.slackCommandUrl, { Value: { 'Fn::GetAtt': [Match.stringLikeRegexp('^KillswitchSlackCommandFunctionFunctionUrl'), 'FunctionUrl'] } });
   });
 
   it('creates no Function URL when Slack is not configured', () => {

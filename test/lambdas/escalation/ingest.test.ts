@@ -38,6 +38,33 @@ describe('escalation ingest (alarm state changes and atmr-dr events)', () => {
     expect(await listIncidents(h.store)).toHaveLength(1);
   });
 
+  it('starts the workflow alongside the index and timeline writes, and a retried delivery completes what failed', async () => {
+    // Arrange: the index write (INCIDENT#INDEX) fails once, as a throttled put would.
+    const send = h.store.ddb.send.bind(h.store.ddb);
+    let failIndexOnce = true;
+    const flaky = { ...h.store, ddb: Object.assign(Object.create(h.store.ddb) as typeof h.store.ddb, {
+      send: (command: { input: { Item?: { pk?: string } } }) => {
+        if (failIndexOnce && command.input.Item?.pk === 'INCIDENT#INDEX') {
+          failIndexOnce = false;
+          return Promise.reject(Object.assign(new Error('Rate exceeded'), { name: 'ProvisionedThroughputExceededException' }));
+        }
+        return send(command as never);
+      },
+    }) };
+    const deps = { ...h.ingestDeps, store: flaky };
+
+    // Act: the first delivery fails (EventBridge retries it), the retry finds the execution started.
+    await expect(ingestAlarmChange(deps, alarmEvent('ALARM', T0))).rejects.toThrow('Rate exceeded');
+    const retried = await ingestAlarmChange(deps, alarmEvent('ALARM', T0));
+
+    // Assert: the workflow was started by the first delivery (the page did not wait for the index),
+    // only once, and the retry completed the index.
+    expect(h.startCalls()).toBe(1);
+    expect(h.executions).toEqual([incidentIdFor(ALARM, T0)]);
+    expect(retried.action).toBe('duplicate');
+    expect((await listIncidents(h.store)).map((i) => i.id)).toEqual([incidentIdFor(ALARM, T0)]);
+  });
+
   it('does not reopen a resolved incident when its ALARM is delivered late', async () => {
     const opened = await ingestAlarmChange(h.ingestDeps, alarmEvent('ALARM', T0));
     await ingestAlarmChange(h.ingestDeps, alarmEvent('OK', '2026-11-30T10:30:00.000+0000'));

@@ -1,6 +1,6 @@
 import { ingestAlarmChange } from '../../../lambdas/escalation/ingest';
 import { acknowledgeIncident, getIncident, timeline } from '../../../lambdas/escalation/store';
-import { alarmEvent, ALARM, EscalationHarness, LEVEL_TOPICS, startHarness } from './harness';
+import { alarmEvent, ALARM, EscalationHarness, LEVEL_TOPICS, openIncident, startHarness } from './harness';
 import { MachineDefinition, runLocally, synthesizedDefinition } from './local-machine';
 
 const STATE_TIME = '2026-11-30T10:15:00.123+0000';
@@ -16,9 +16,7 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
   });
   beforeEach(async () => {
     h = await startHarness();
-    const opened = await ingestAlarmChange(h.ingestDeps, alarmEvent('ALARM', STATE_TIME));
-    if (opened.action !== 'started') throw new Error(`expected a start, got ${JSON.stringify(opened)}`);
-    incidentId = opened.incidentId;
+    incidentId = await openIncident(h, STATE_TIME);
   });
   afterEach(async () => h.close());
 
