@@ -161,10 +161,13 @@ class Session {
       owner: deps.leaseOwner ?? actor,
       token,
       leaseSeconds: deps.leaseSeconds ?? LEASE_SECONDS,
-      ...(mode === 'start' && { changes: { status: 'cutting-over', journal: [] } }),
+      ...(mode === 'start' && { changes: { status: 'cutting-over', journal: [] }, expectUpdatedAt: current.updatedAt }),
     });
     if ('refused' in taken) {
       const { record } = taken.refused;
+      if (taken.refused.kind === 'changed') {
+        throw new OperatorError(`${command}: recovery ${id} changed while this command started (another operator's cutover or undo): see "atmr-dr recover status ${id}", then decide again`, 3);
+      }
       if (taken.refused.kind === 'held') {
         const until = new Date(record.leaseExpiresAt ?? 0).toISOString();
         throw new OperatorError(

@@ -84,6 +84,8 @@ export type LeaseGuard =
   | {
       /** Write only when no lease is live at this time (epoch ms): none, or one gone stale. */
       readonly freeAt: number;
+      /** And only when the record was not written since it was read (its `updatedAt` then). */
+      readonly unchangedSince?: string;
     };
 
 /**
@@ -120,6 +122,11 @@ export async function updateRecovery(
   } else if (lease) {
     values[':freeAt'] = lease.freeAt;
     condition += ' AND (attribute_not_exists(leaseToken) OR leaseExpiresAt < :freeAt)';
+    if (lease.unchangedSince !== undefined) {
+      names['#updatedAt'] = 'updatedAt';
+      values[':seen'] = lease.unchangedSince;
+      condition += ' AND #updatedAt = :seen';
+    }
   }
   try {
     const result = await deps.ddb.send(
@@ -156,12 +163,18 @@ export interface LeaseRequest {
   readonly token: string;
   /** The lease is stale (anyone may take it over) this long after its last renewal. */
   readonly leaseSeconds: number;
+  /**
+   * The record's `updatedAt` when the caller read it to decide: the lease is then taken only if
+   * nothing was written since (a fresh cutover resets the journal, which must not erase the undo data
+   * of a cutover that failed in between).
+   */
+  readonly expectUpdatedAt?: string;
   /** Fields written with the lease (e.g. the status `cutting-over` and a fresh journal). */
   readonly changes?: Partial<Omit<RecoveryRecord, 'recoveryId'>>;
 }
 
 /** Why a lease was refused: the recovery is in another status, or a live lease is held by someone else. */
-export type LeaseRefusal = { readonly kind: 'status'; readonly record: RecoveryRecord } | { readonly kind: 'held'; readonly record: RecoveryRecord };
+export type LeaseRefusal = { readonly kind: 'status' | 'held' | 'changed'; readonly record: RecoveryRecord };
 
 /**
  * Takes the cutover lease: one conditional write that succeeds only when the status is one of
@@ -176,13 +189,15 @@ export async function takeCutoverLease(deps: StoreDeps, id: string, request: Lea
       id,
       { ...request.changes, leaseOwner: request.owner, leaseToken: request.token, leaseExpiresAt: now.getTime() + request.leaseSeconds * 1000 },
       request.from,
-      { freeAt: now.getTime() },
+      { freeAt: now.getTime(), unchangedSince: request.expectUpdatedAt },
     );
     return { record };
   } catch (error) {
     if (!(error instanceof OperatorError)) throw error;
     const record = await getRecovery(deps, id);
-    return { refused: { kind: request.from.includes(record.status) ? 'held' : 'status', record } };
+    const live = record.leaseToken !== undefined && (record.leaseExpiresAt ?? 0) >= now.getTime();
+    const kind = !request.from.includes(record.status) ? 'status' : live || request.expectUpdatedAt === undefined || record.updatedAt === request.expectUpdatedAt ? 'held' : 'changed';
+    return { refused: { kind, record } };
   }
 }
 

@@ -96,4 +96,30 @@ describe('the cutover lease (one operator at a time, stale after its last renewa
     const refused = await takeCutoverLease(deps(T0 + 10 * 60_000), ID, { from: ['verified'], owner: 'dave', token: 'token-d', leaseSeconds: 120 });
     expect(refused).toMatchObject({ refused: { kind: 'status', record: { status: 'cutting-over' } } });
   });
+
+  it('is refused, keeping the undo data, when a cutover failed between the decision to start and the lease', async () => {
+    // Arrange: a second recovery, verified; an operator reads it to decide on a fresh cutover...
+    const raceId = 'r20261130180000-eeee';
+    await updateRecovery(deps(), ID, { status: 'abandoned' });
+    await beginRecovery(deps(), request(raceId));
+    await updateRecovery(deps(T0), raceId, { status: 'verified' });
+    const read = await getRecovery(deps(), raceId);
+    // ...meanwhile another operator's cutover fails half-way, leaving a change to undo.
+    const undoData = [{ step: 'killswitch-maintenance', state: 'done' as const, startedAt: new Date(T0 + 1000).toISOString(), by: 'erin' }];
+    await updateRecovery(deps(T0 + 2000), raceId, { status: 'cutover-failed', journal: undoData });
+
+    // Act: the first operator's fresh cutover takes the lease on what it read.
+    const taken = await takeCutoverLease(deps(T0 + 3000), raceId, {
+      from: ['verified', 'cutover-failed'],
+      owner: 'frank',
+      token: 'token-f',
+      leaseSeconds: 120,
+      changes: { status: 'cutting-over', journal: [] },
+      expectUpdatedAt: read.updatedAt,
+    });
+
+    // Assert: refused as "changed", and the failed cutover's journal is still there to undo.
+    expect(taken).toMatchObject({ refused: { kind: 'changed', record: { status: 'cutover-failed' } } });
+    expect((await getRecovery(deps(), raceId)).journal).toEqual(undoData);
+  });
 });
