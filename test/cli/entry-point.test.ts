@@ -6,6 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { version } from '../../package.json';
 import { startLocalS3, type LocalS3 } from '../support/s3';
+import { operatorEnv as baseOperatorEnv } from '../support/operator-env';
 
 /**
  * The real entry point as an operator runs it: `npx atmr-dr` (package.json "bin": bin/atmr-dr.cjs,
@@ -53,17 +54,7 @@ async function startFakeSsm(): Promise<{ url: string; requests: SsmRequest[]; st
 
 /** An operator's environment with no deployed-name variable: every name resolves as documented. */
 function operatorEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME ?? os.tmpdir(),
-    USER: 'alice',
-    AWS_REGION: 'eu-west-3',
-    AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
-    AWS_SECRET_ACCESS_KEY: 'secret',
-    AWS_EC2_METADATA_DISABLED: 'true',
-    AWS_ENDPOINT_URL_CLOUDFORMATION: NO_CLOUDFORMATION,
-    ...extra,
-  };
+  return baseOperatorEnv({ AWS_ENDPOINT_URL_CLOUDFORMATION: NO_CLOUDFORMATION, ...extra });
 }
 
 interface Run {

@@ -9,6 +9,7 @@ import { beginRecovery, getRecovery, updateRecovery } from '../../lambdas/recove
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { LocalDynamo, startLocalDynamo } from '../support/dynamodb';
 import { psql } from '../support/postgres';
+import { operatorEnv as baseOperatorEnv } from '../support/operator-env';
 
 /**
  * A successful `atmr-dr recover cutover ID --yes` as an operator runs it: the real entry point
@@ -242,14 +243,7 @@ async function verifiedRecovery(id: string): Promise<void> {
 }
 
 function operatorEnv(): NodeJS.ProcessEnv {
-  return {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME ?? os.tmpdir(),
-    USER: 'alice',
-    AWS_REGION: 'eu-west-3',
-    AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
-    AWS_SECRET_ACCESS_KEY: 'secret',
-    AWS_EC2_METADATA_DISABLED: 'true',
+  return baseOperatorEnv({
     AWS_MAX_ATTEMPTS: '1',
     AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
     ...Object.fromEntries(['SSM', 'SECRETS_MANAGER', 'ECS', 'RDS', 'EVENTBRIDGE', 'CLOUDWATCH'].map((s) => [`AWS_ENDPOINT_URL_${s}`, aws.url])),
@@ -258,7 +252,7 @@ function operatorEnv(): NodeJS.ProcessEnv {
     KILLSWITCH_PARAMETER: KILLSWITCH,
     // The local PostgreSQL playing the recovered instance has no TLS; the CLI requires it unless told.
     PGSSLMODE: 'disable',
-  };
+  });
 }
 
 describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
