@@ -60,18 +60,23 @@ export async function putLastKnownGood(doc: DynamoDBDocumentClient, table: strin
   );
 }
 
-/** Newest first. */
-export async function lastKnownGoodHistory(doc: DynamoDBDocumentClient, table: string, service: string, limit = 10): Promise<LastKnownGood[]> {
+/** The newest `limit` items of a partition whose sort key starts with `prefix`, keys stripped. */
+async function newestFirst(doc: DynamoDBDocumentClient, table: string, pk: string, prefix: string, limit: number): Promise<Record<string, unknown>[]> {
   const { Items } = await doc.send(
     new QueryCommand({
       TableName: table,
-      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :at)',
-      ExpressionAttributeValues: { ':pk': lkgKey(service), ':at': 'AT#' },
+      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+      ExpressionAttributeValues: { ':pk': pk, ':prefix': prefix },
       ScanIndexForward: false,
       Limit: limit,
     }),
   );
-  return (Items ?? []).map(stripKeys) as unknown as LastKnownGood[];
+  return (Items ?? []).map(stripKeys);
+}
+
+/** Newest first. */
+export async function lastKnownGoodHistory(doc: DynamoDBDocumentClient, table: string, service: string, limit = 10): Promise<LastKnownGood[]> {
+  return (await newestFirst(doc, table, lkgKey(service), 'AT#', limit)) as unknown as LastKnownGood[];
 }
 
 export async function latestLastKnownGood(doc: DynamoDBDocumentClient, table: string, service: string): Promise<LastKnownGood | null> {
@@ -203,14 +208,5 @@ export async function recordRollback(doc: DynamoDBDocumentClient, table: string,
 
 /** Newest first. */
 export async function rollbackHistory(doc: DynamoDBDocumentClient, table: string, service: string, limit = 5): Promise<RollbackHistoryEntry[]> {
-  const { Items } = await doc.send(
-    new QueryCommand({
-      TableName: table,
-      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :h)',
-      ExpressionAttributeValues: { ':pk': rollbackKey(service), ':h': 'HISTORY#' },
-      ScanIndexForward: false,
-      Limit: limit,
-    }),
-  );
-  return (Items ?? []).map(stripKeys) as unknown as RollbackHistoryEntry[];
+  return (await newestFirst(doc, table, rollbackKey(service), 'HISTORY#', limit)) as unknown as RollbackHistoryEntry[];
 }
