@@ -1,6 +1,6 @@
 /**
  * `npm run bench:backup`: the backup pipeline against its references, side by side in one run, on
- * each database shape of bench/shapes.ts (BENCH_MB each, default 160):
+ * each database shape of bench/shapes.ts at each size of BENCH_MB (default 160 and 480 MB):
  *
  *  (1) raw `pg_dump -Fc` (default level) to a local file  vs  `atmr-dr backup` (both formats, upload to
  *      s3rver, row counts, manifest)                         target ratio <= 1.00
@@ -21,7 +21,7 @@ import * as path from 'node:path';
 import { DEFAULT_COMPRESSION_LEVEL, DEFAULT_PART_SIZE_BYTES, DEFAULT_QUEUE_SIZE } from '../lambdas/backup/backup';
 import { psql, startPostgres, stopPostgres, type PostgresCluster } from '../test/support/postgres';
 import { startLocalS3Process, type LocalS3Process } from '../test/support/s3';
-import { BENCH_MB, SHAPES, generateShape } from './shapes';
+import { BENCH_SIZES_MB, SHAPES, generateShape } from './shapes';
 
 const ROOT = path.join(__dirname, '..');
 const CLI = path.join(ROOT, 'bin', 'atmr-dr.cjs');
@@ -46,6 +46,10 @@ interface Measured {
   /** CPU seconds of every process on the machine during the run (from /proc/stat). */
   readonly machineCpuSeconds: number;
   readonly s3rverCpuSeconds: number;
+  /** CPU seconds of the measured command and every child it waited for (from the shell's `times`). */
+  readonly commandCpuSeconds: number;
+  /** The rest of the machine's CPU: the PostgreSQL server's processes, mostly (not s3rver, the command or this bench). */
+  readonly serverCpuSeconds: number;
   readonly outputBytes?: number;
 }
 
@@ -62,9 +66,12 @@ function machineBusySeconds(): number {
 async function measure(s3: LocalS3Process, command: string, args: string[], env: NodeJS.ProcessEnv, stdoutFile?: string): Promise<Measured> {
   const s3Before = s3.cpuSeconds();
   const machineBefore = machineBusySeconds();
+  const benchBefore = process.cpuUsage();
   const started = process.hrtime.bigint();
   const out = stdoutFile ? fs.openSync(stdoutFile, 'w') : 'pipe';
-  const child = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', out, 'pipe'] });
+  // Through a shell whose `times` (on stderr, last line) gives the CPU time of the command's whole
+  // tree: every process the command waited for is counted in it.
+  const child = spawn('sh', ['-c', '"$0" "$@"; status=$?; times >&2; exit $status', command, ...args], { cwd: ROOT, env, stdio: ['ignore', out, 'pipe'] });
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr += c));
   child.stdout?.resume();
@@ -79,13 +86,22 @@ async function measure(s3: LocalS3Process, command: string, args: string[], env:
   clearInterval(ticker);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const machineCpuSeconds = machineBusySeconds() - machineBefore;
+  const benchUsage = process.cpuUsage(benchBefore);
+  const benchCpuSeconds = (benchUsage.user + benchUsage.system) / 1e6;
   if (typeof out === 'number') fs.closeSync(out);
   if (code !== 0) throw new Error(`${command} ${args.join(' ')} failed (${code}): ${stderr.trim()}`);
+  const times = /(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(stderr);
+  if (!times) throw new Error(`no CPU times from the shell for ${command}: ${stderr.slice(-200)}`);
+  const [, um, us, sm, ss] = times.map(Number);
+  const commandCpuSeconds = um * 60 + us + sm * 60 + ss;
+  const s3rverCpuSeconds = s3.cpuSeconds() - s3Before;
   return {
+    commandCpuSeconds,
+    serverCpuSeconds: Math.max(0, machineCpuSeconds - commandCpuSeconds - s3rverCpuSeconds - benchCpuSeconds),
+    s3rverCpuSeconds,
     seconds,
     peakTreeRssBytes: peak,
     machineCpuSeconds,
-    s3rverCpuSeconds: s3.cpuSeconds() - s3Before,
     outputBytes: stdoutFile ? fs.statSync(stdoutFile).size : undefined,
   };
 }
@@ -158,13 +174,14 @@ async function main(): Promise<void> {
   const cluster: PostgresCluster = await startPostgres({ extraSettings: ['-c shared_buffers=256MB', '-c max_wal_size=4GB'] });
   const s3 = await startLocalS3Process('atmr-dr-bench');
   const report: string[] = [];
+  const summary: string[][] = [['shape', 'MB', '(1) both formats / raw -Fc', '(2) custom / uploader', 'target']];
   try {
     // The bundle of the current sources (what `npx atmr-dr` runs), built once before any timing.
     execFileSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' });
-    for (const shape of SHAPES) {
+    for (const [mb, shape] of BENCH_SIZES_MB.flatMap((size) => SHAPES.map((s) => [size, s] as const))) {
       const database = shape.name.replace('-', '_');
-      process.stderr.write(`[${shape.name}] generating ~${BENCH_MB} MB...\n`);
-      const dbBytes = generateShape(cluster, database, shape);
+      process.stderr.write(`[${shape.name}, ${mb} MB] generating...\n`);
+      const dbBytes = generateShape(cluster, database, shape, mb);
       const pgEnv = { ...process.env, ...cluster.env, PGDATABASE: database };
       const cliEnv = { ...pgEnv, ...s3.env };
       // Warm the caches so that the first measurement is not penalised.
@@ -176,7 +193,7 @@ async function main(): Promise<void> {
       const uploader: Measured[] = [];
       const customOnly: Measured[] = [];
       for (let round = 1; round <= ROUNDS; round += 1) {
-        process.stderr.write(`[${shape.name}] round ${round}/${ROUNDS}\n`);
+        process.stderr.write(`[${shape.name}, ${mb} MB] round ${round}/${ROUNDS}\n`);
         const pair1: [() => Promise<Measured>, () => Promise<Measured>] = [
           () => measure(s3, 'pg_dump', ['-Fc'], pgEnv, path.join(workDir, 'raw.dump')),
           () => measure(s3, process.execPath, [CLI, 'backup', '--tier', 'hourly'], cliEnv),
@@ -205,7 +222,7 @@ async function main(): Promise<void> {
       const cpu = (m: Measured): string => `${m.machineCpuSeconds.toFixed(1)} (${((m.machineCpuSeconds / m.seconds / cores) * 100).toFixed(0)}%)`;
       const list = (ms: Measured[]): string => ms.map((m) => m.seconds.toFixed(2)).join(', ');
       report.push(
-        `\n### ${shape.name}: ${shape.description}\n` +
+        `\n### ${shape.name}, ~${mb} MB: ${shape.description}\n` +
           `database ${(dbBytes / MiB).toFixed(0)} MiB; compression level ${level}; best of ${ROUNDS} rounds; ${cores} CPUs; raw -Fc default ${((r.outputBytes ?? 0) / MiB).toFixed(0)} MiB\n\n` +
           table([
             ['measurement', 'reference', 'atmr-dr', 'ratio', 'target', 'machine CPU s (busy), ref / atmr-dr'],
@@ -227,12 +244,31 @@ async function main(): Promise<void> {
             ],
             ['(3) peak RSS of the backup process tree', '-', `${(peak / MiB).toFixed(0)} MiB`, '-', '', ''],
           ]) +
-          `\nall rounds (s): raw ${list(raw)}; both ${list(both)}; uploader ${list(uploader)}; custom ${list(customOnly)}`,
+          `\nall rounds (s): raw ${list(raw)}; both ${list(both)}; uploader ${list(uploader)}; custom ${list(customOnly)}\n\n` +
+          `CPU seconds by party, best run of each:\n\n` +
+          table([
+            ['run', 'wall s', 'command and its children', 's3rver', 'PostgreSQL server (the rest)', 'machine'],
+            ...([
+              ['raw pg_dump -Fc (default level) -> file', r],
+              ['backup, both formats', b],
+              [`pg_dump -Fc -Z${level} piped to the uploader`, u],
+              ['backup --formats custom', c],
+            ] as const).map(([name, m]) => [
+              name,
+              m.seconds.toFixed(2),
+              m.commandCpuSeconds.toFixed(1),
+              m.s3rverCpuSeconds.toFixed(1),
+              m.serverCpuSeconds.toFixed(1),
+              m.machineCpuSeconds.toFixed(1),
+            ]),
+          ]),
       );
+      summary.push([shape.name, `${mb}`, (b.seconds / r.seconds).toFixed(2), (c.seconds / u.seconds).toFixed(2), '<= 1.00']);
       psql(cluster, 'postgres', `DROP DATABASE ${database}`);
     }
     console.log(`bench:backup (${os.cpus()[0]?.model ?? 'cpu'}, ${cores} cores, PostgreSQL ${psql(cluster, 'postgres', 'SHOW server_version')})`);
     console.log(report.join('\n'));
+    console.log(`\n### summary (best of ${ROUNDS} rounds each)\n\n${table(summary)}`);
   } finally {
     await s3.stop();
     stopPostgres(cluster);
