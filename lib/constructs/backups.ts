@@ -11,6 +11,7 @@ import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { connectWithIamAuthStatement, decryptSecretStatement } from './database-statements';
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
 import { RunbookAlarm } from './runbook-alarm';
 import {
@@ -502,25 +503,11 @@ function runnerPolicyStatements(stack: Stack, props: BackupsProps, bucketArn: st
     }),
   ];
   if (database.iamAuthUser) {
-    statements.push(
-      new iam.PolicyStatement({
-        sid: 'ConnectWithIamAuth',
-        actions: ['rds-db:connect'],
-        // The instance's DbiResourceId is not part of the config: scoped to the user name.
-        resources: [stack.formatArn({ service: 'rds-db', resource: 'dbuser', resourceName: `*/${database.iamAuthUser}`, arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
-      }),
-    );
+    statements.push(connectWithIamAuthStatement(stack, database.iamAuthUser));
   } else {
     statements.push(new iam.PolicyStatement({ sid: 'ReadDatabaseSecret', actions: ['secretsmanager:GetSecretValue'], resources: [database.secretArn] }));
     if (database.secretKmsKeyArn) {
-      statements.push(
-        new iam.PolicyStatement({
-          sid: 'DecryptDatabaseSecret',
-          actions: ['kms:Decrypt'],
-          resources: [database.secretKmsKeyArn],
-          conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${stack.region}.amazonaws.com` } },
-        }),
-      );
+      statements.push(decryptSecretStatement(stack, database.secretKmsKeyArn, 'DecryptDatabaseSecret'));
     }
   }
   return statements;

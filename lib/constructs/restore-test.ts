@@ -10,6 +10,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { connectWithIamAuthStatement, decryptSecretStatement } from './database-statements';
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
 import { RunbookAlarm } from './runbook-alarm';
 import { BACKUP_RUNNER_SERVICE, RUNNER_METRICS } from '../../lambdas/backup/runner-contract';
@@ -186,24 +187,11 @@ export class RestoreTest extends Construct {
     if (temporaryInstance) {
       statements.push(...temporaryInstanceStatements(stack, props, temporaryInstance));
     } else if (useIamAuth) {
-      statements.push(
-        new iam.PolicyStatement({
-          sid: 'ConnectWithIamAuth',
-          actions: ['rds-db:connect'],
-          resources: [stack.formatArn({ service: 'rds-db', resource: 'dbuser', resourceName: `*/${database.iamAuthUser}`, arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
-        }),
-      );
+      statements.push(connectWithIamAuthStatement(stack, database.iamAuthUser!));
     } else {
       statements.push(new iam.PolicyStatement({ sid: 'ReadTargetSecret', actions: ['secretsmanager:GetSecretValue'], resources: [secretArn] }));
       if (database.secretKmsKeyArn && !restoreTest.targetSecretArn) {
-        statements.push(
-          new iam.PolicyStatement({
-            sid: 'DecryptTargetSecret',
-            actions: ['kms:Decrypt'],
-            resources: [database.secretKmsKeyArn],
-            conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${stack.region}.amazonaws.com` } },
-          }),
-        );
+        statements.push(decryptSecretStatement(stack, database.secretKmsKeyArn, 'DecryptTargetSecret'));
       }
     }
     for (const statement of statements) this.function.addToRolePolicy(statement);
