@@ -1,5 +1,5 @@
-import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { conditionalWrite } from '../shared/conditional-write';
 
 /**
  * The backout's records in the ops-state table:
@@ -88,10 +88,6 @@ function stripKeys(item: Record<string, unknown>): Record<string, unknown> {
   return rest;
 }
 
-function isConditionFailure(error: unknown): boolean {
-  return error instanceof ConditionalCheckFailedException || (error as { name?: string }).name === 'ConditionalCheckFailedException';
-}
-
 /**
  * Takes the service's rollback lock for `ttlSeconds` (a crashed holder cannot block forever).
  * Returns false when someone else holds it; DynamoDB errors propagate: no lock, no action.
@@ -101,8 +97,8 @@ export async function acquireLock(
   table: string,
   lock: { service: string; owner: string; now: Date; ttlSeconds: number; reason: string },
 ): Promise<boolean> {
-  try {
-    await doc.send(
+  return conditionalWrite(() =>
+    doc.send(
       new PutCommand({
         TableName: table,
         Item: {
@@ -116,18 +112,14 @@ export async function acquireLock(
         ConditionExpression: 'attribute_not_exists(pk) OR expiresAt < :now',
         ExpressionAttributeValues: { ':now': epoch(lock.now) },
       }),
-    );
-    return true;
-  } catch (error) {
-    if (isConditionFailure(error)) return false;
-    throw error;
-  }
+    ),
+  );
 }
 
 /** Releases the lock if `owner` still holds it (never someone else's). */
 export async function releaseLock(doc: DynamoDBDocumentClient, table: string, service: string, owner: string): Promise<boolean> {
-  try {
-    await doc.send(
+  return conditionalWrite(() =>
+    doc.send(
       new DeleteCommand({
         TableName: table,
         Key: { pk: rollbackKey(service), sk: 'LOCK' },
@@ -135,12 +127,8 @@ export async function releaseLock(doc: DynamoDBDocumentClient, table: string, se
         ExpressionAttributeNames: { '#owner': 'owner' },
         ExpressionAttributeValues: { ':owner': owner },
       }),
-    );
-    return true;
-  } catch (error) {
-    if (isConditionFailure(error)) return false;
-    throw error;
-  }
+    ),
+  );
 }
 
 export async function readLock(doc: DynamoDBDocumentClient, table: string, service: string, now: Date): Promise<LockRecord | null> {
@@ -176,8 +164,8 @@ export async function claimReleaseRollback(
   table: string,
   claim: { service: string; taskDefinitionArn: string; owner: string; now: Date },
 ): Promise<boolean> {
-  try {
-    await doc.send(
+  return conditionalWrite(() =>
+    doc.send(
       new PutCommand({
         TableName: table,
         Item: {
@@ -189,12 +177,8 @@ export async function claimReleaseRollback(
         },
         ConditionExpression: 'attribute_not_exists(pk)',
       }),
-    );
-    return true;
-  } catch (error) {
-    if (isConditionFailure(error)) return false;
-    throw error;
-  }
+    ),
+  );
 }
 
 export async function recordRollback(doc: DynamoDBDocumentClient, table: string, entry: RollbackHistoryEntry): Promise<void> {

@@ -1,6 +1,6 @@
-import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { BatchGetCommand, BatchGetCommandOutput, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, QueryCommandInput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { conditionalWrite, isConditionFailure } from '../shared/conditional-write';
 import { OperatorError } from '../shared/errors';
 import {
   Acknowledgement,
@@ -26,10 +26,6 @@ export interface IncidentStore {
 
 const nowOf = (store: IncidentStore): Date => (store.now ?? (() => new Date()))();
 const expiresAt = (from: Date): number => Math.floor(from.getTime() / 1000) + INCIDENT_RETENTION_SECONDS;
-
-function isConditionFailure(error: unknown): boolean {
-  return error instanceof ConditionalCheckFailedException || (error as { name?: string }).name === 'ConditionalCheckFailedException';
-}
 
 function toIncident(item: Record<string, unknown>): Incident {
   const paged = item.pagedLevels as Set<number> | number[] | undefined;
@@ -71,18 +67,16 @@ export interface NewIncident {
  */
 export async function createIncident(store: IncidentStore, incident: NewIncident, options: { index?: boolean } = {}): Promise<boolean> {
   const ttl = expiresAt(nowOf(store));
-  try {
-    await store.ddb.send(
+  const created = await conditionalWrite(() =>
+    store.ddb.send(
       new PutCommand({
         TableName: store.tableName,
         Item: { pk: incidentPk(incident.id), sk: META_SK, ...incident, status: 'OPEN', level: 0, createdAt: nowOf(store).toISOString(), expiresAt: ttl },
         ConditionExpression: 'attribute_not_exists(pk)',
       }),
-    );
-  } catch (error) {
-    if (isConditionFailure(error)) return false;
-    throw error;
-  }
+    ),
+  );
+  if (!created) return false;
   if (options.index !== false) await indexIncident(store, incident.id, incident.alarmName);
   return true;
 }
@@ -145,19 +139,15 @@ export async function openIncidentIds(store: IncidentStore): Promise<string[]> {
  * a task token), so a retried or duplicated delivery writes nothing new. `false` when it existed.
  */
 export async function recordTimeline(store: IncidentStore, id: string, key: string, entry: TimelineEntry, extra: Record<string, unknown> = {}): Promise<boolean> {
-  try {
-    await store.ddb.send(
+  return conditionalWrite(() =>
+    store.ddb.send(
       new PutCommand({
         TableName: store.tableName,
         Item: { pk: incidentPk(id), sk: `EVENT#${key}`, ...entry, ...extra, expiresAt: expiresAt(nowOf(store)) },
         ConditionExpression: 'attribute_not_exists(pk)',
       }),
-    );
-    return true;
-  } catch (error) {
-    if (isConditionFailure(error)) return false;
-    throw error;
-  }
+    ),
+  );
 }
 
 export async function timeline(store: IncidentStore, id: string): Promise<TimelineEntry[]> {
@@ -226,8 +216,8 @@ export async function setExecutionArn(store: IncidentStore, id: string, executio
 
 /** Sets `resolutionNotifiedAt` once; `false` when the resolution was already announced. */
 export async function claimResolutionNotice(store: IncidentStore, id: string): Promise<boolean> {
-  try {
-    await store.ddb.send(
+  return conditionalWrite(() =>
+    store.ddb.send(
       new UpdateCommand({
         TableName: store.tableName,
         Key: { pk: incidentPk(id), sk: META_SK },
@@ -235,12 +225,8 @@ export async function claimResolutionNotice(store: IncidentStore, id: string): P
         ConditionExpression: 'attribute_not_exists(resolutionNotifiedAt)',
         ExpressionAttributeValues: { ':now': nowOf(store).toISOString() },
       }),
-    );
-    return true;
-  } catch (error) {
-    if (isConditionFailure(error)) return false;
-    throw error;
-  }
+    ),
+  );
 }
 
 /**

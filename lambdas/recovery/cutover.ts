@@ -280,7 +280,7 @@ class Session {
         for (let left = ms; left > 0 && !deps.stopRequested?.(); left -= 1000) await new Promise<void>((resolve) => setTimeout(resolve, Math.min(1000, left)));
       });
     const now = () => this.now();
-    const pollMs = (settings.pollSeconds ?? 10) * 1000;
+    const polling: Polling = { pollMs: (settings.pollSeconds ?? 10) * 1000, sleep, now, tick: this.tick };
     await announce(deps.events, RECOVERY_EVENTS.cutoverStarted, {
       summary: `Recovery ${id}: cutover to ${record.newInstance} ${this.mode === 'resume' ? 'resumed' : 'started'} by ${this.actor}`,
       at: this.started.toISOString(),
@@ -316,7 +316,7 @@ class Session {
           async () => undefined,
           async () => {
             await forceRedeploy(deps.ecs, clusterArn, serviceNames);
-            await waitStable(deps.ecs, clusterArn, serviceNames, settings.serviceStableTimeoutSeconds ?? 900, pollMs, sleep, now, this.tick);
+            await waitStable(deps.ecs, clusterArn, serviceNames, settings.serviceStableTimeoutSeconds ?? 900, polling);
             return `${serviceNames.join(', ')} stable on the new endpoint`;
           },
         );
@@ -327,7 +327,7 @@ class Session {
           CUTOVER_STEPS.ready,
           async () => undefined,
           async () => {
-            await waitReady(deps.fetch ?? fetch, url, settings.readinessTimeoutSeconds ?? 300, pollMs, sleep, now, this.tick);
+            await waitReady(deps.fetch ?? fetch, url, settings.readinessTimeoutSeconds ?? 300, polling);
             return `${url} answered 200`;
           },
         );
@@ -548,57 +548,65 @@ async function forceRedeploy(ecs: ECSClient, cluster: string, services: readonly
   for (const service of services) await ecs.send(new UpdateServiceCommand({ cluster, service, forceNewDeployment: true }));
 }
 
-async function waitStable(
-  ecs: ECSClient,
-  cluster: string,
-  services: readonly string[],
-  timeoutSeconds: number,
-  pollMs: number,
-  sleep: (ms: number) => Promise<void>,
-  now: () => Date,
-  tick: () => Promise<void>,
-): Promise<void> {
-  const deadline = now().getTime() + timeoutSeconds * 1000;
+/** How the cutover waits: the poll interval, its clock and sleep, and what runs between two polls. */
+interface Polling {
+  readonly pollMs: number;
+  readonly sleep: (ms: number) => Promise<void>;
+  readonly now: () => Date;
+  /** Runs between two attempts: stops when asked, else renews the lease. */
+  readonly tick: () => Promise<void>;
+}
+
+/**
+ * Repeats `attempt` every `pollMs` until it reports done (undefined), or throws the message `late`
+ * makes of what the last attempt still waited for once `timeoutSeconds` have passed. An error that
+ * `attempt` throws ends the wait at once.
+ */
+async function pollUntil(polling: Polling, timeoutSeconds: number, attempt: () => Promise<string | undefined>, late: (waitingFor: string) => string): Promise<void> {
+  const deadline = polling.now().getTime() + timeoutSeconds * 1000;
   for (;;) {
-    const described = (await ecs.send(new DescribeServicesCommand({ cluster, services: [...services] }))).services ?? [];
-    const pending: string[] = [];
-    for (const name of services) {
-      const service = described.find((s) => s.serviceName === name);
-      const primary = service?.deployments?.find((d) => d.status === 'PRIMARY');
-      if (primary?.rolloutState === 'FAILED') throw new Error(`ECS service ${name}: deployment failed (${primary.rolloutStateReason ?? 'no reason given'})`);
-      const done = primary && (primary.rolloutState === 'COMPLETED' || (service!.deployments!.length === 1 && primary.runningCount === primary.desiredCount));
-      if (!done) pending.push(name);
-    }
-    if (pending.length === 0) return;
-    if (now().getTime() >= deadline) throw new Error(`ECS services not stable after ${timeoutSeconds} s: ${pending.join(', ')}`);
-    await sleep(pollMs);
-    await tick();
+    const waitingFor = await attempt();
+    if (waitingFor === undefined) return;
+    if (polling.now().getTime() >= deadline) throw new Error(late(waitingFor));
+    await polling.sleep(polling.pollMs);
+    await polling.tick();
   }
 }
 
-async function waitReady(
-  fetchFn: typeof fetch,
-  url: string,
-  timeoutSeconds: number,
-  pollMs: number,
-  sleep: (ms: number) => Promise<void>,
-  now: () => Date,
-  tick: () => Promise<void>,
-): Promise<void> {
-  const deadline = now().getTime() + timeoutSeconds * 1000;
-  let last = '';
-  for (;;) {
-    try {
-      const response = await fetchFn(url, { signal: AbortSignal.timeout(10_000) });
-      if (response.status === 200) return;
-      last = `HTTP ${response.status}`;
-    } catch (error) {
-      last = oneLine(error);
-    }
-    if (now().getTime() >= deadline) throw new Error(`${url} did not answer 200 within ${timeoutSeconds} s (last: ${last})`);
-    await sleep(pollMs);
-    await tick();
-  }
+function waitStable(ecs: ECSClient, cluster: string, services: readonly string[], timeoutSeconds: number, polling: Polling): Promise<void> {
+  return pollUntil(
+    polling,
+    timeoutSeconds,
+    async () => {
+      const described = (await ecs.send(new DescribeServicesCommand({ cluster, services: [...services] }))).services ?? [];
+      const pending: string[] = [];
+      for (const name of services) {
+        const service = described.find((s) => s.serviceName === name);
+        const primary = service?.deployments?.find((d) => d.status === 'PRIMARY');
+        if (primary?.rolloutState === 'FAILED') throw new Error(`ECS service ${name}: deployment failed (${primary.rolloutStateReason ?? 'no reason given'})`);
+        const done = primary && (primary.rolloutState === 'COMPLETED' || (service!.deployments!.length === 1 && primary.runningCount === primary.desiredCount));
+        if (!done) pending.push(name);
+      }
+      return pending.length === 0 ? undefined : pending.join(', ');
+    },
+    (pending) => `ECS services not stable after ${timeoutSeconds} s: ${pending}`,
+  );
+}
+
+function waitReady(fetchFn: typeof fetch, url: string, timeoutSeconds: number, polling: Polling): Promise<void> {
+  return pollUntil(
+    polling,
+    timeoutSeconds,
+    async () => {
+      try {
+        const response = await fetchFn(url, { signal: AbortSignal.timeout(10_000) });
+        return response.status === 200 ? undefined : `HTTP ${response.status}`;
+      } catch (error) {
+        return oneLine(error);
+      }
+    },
+    (last) => `${url} did not answer 200 within ${timeoutSeconds} s (last: ${last})`,
+  );
 }
 
 /** A real write on the new primary, rolled back: proves it is not read-only nor a replica in recovery. */

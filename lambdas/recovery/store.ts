@@ -1,5 +1,5 @@
-import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { isConditionFailure } from '../shared/conditional-write';
 import { OperatorError } from '../shared/errors';
 import { FINAL_STATUSES, RecoveryRecord, RecoveryRequest, RecoveryStatus } from './contract';
 
@@ -21,9 +21,6 @@ export interface StoreDeps {
   readonly tableName: string;
   readonly now?: () => Date;
 }
-
-const isConditionFailure = (error: unknown) =>
-  error instanceof ConditionalCheckFailedException || (error as { name?: string }).name === 'ConditionalCheckFailedException';
 
 export async function activeRecoveryId(deps: StoreDeps): Promise<string | undefined> {
   const item = (await deps.ddb.send(new GetCommand({ TableName: deps.tableName, Key: ACTIVE_LOCK_KEY, ConsistentRead: true }))).Item;

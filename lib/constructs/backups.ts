@@ -11,6 +11,8 @@ import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { connectWithIamAuthStatement, decryptSecretStatement } from './database-statements';
+import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
 import { RunbookAlarm } from './runbook-alarm';
 import {
   BACKUP_RUNNER_SERVICE,
@@ -119,19 +121,10 @@ export class Backups extends Construct {
     this.securityGroup.connections.allowTo(props.databaseSecurityGroup, ec2.Port.tcp(database.port), 'atmr-dr backup runner to PostgreSQL');
 
     // --- dead letters: undeliverable schedules and failed async runs ---
-    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetters', {
-      encryption: sqs.QueueEncryption.KMS,
-      encryptionMasterKey: props.opsKey,
-      dataKeyReuse: Duration.hours(1),
-      enforceSSL: true,
-      retentionPeriod: Duration.days(14),
-      removalPolicy: RemovalPolicy.DESTROY,
+    this.deadLetterQueue = deadLetterQueue(this, {
+      key: props.opsKey,
+      isTheDeadLetterQueue: 'This queue is itself the dead-letter queue of the backup schedules and the runner\'s on-failure destination.',
     });
-    const isTheDeadLetterQueue = 'This queue is itself the dead-letter queue of the backup schedules and the runner\'s on-failure destination.';
-    Validations.of(this.deadLetterQueue).acknowledge(
-      { id: 'AwsSolutions-SQS3', reason: isTheDeadLetterQueue },
-      { id: 'Serverless-SQSRedrivePolicy', reason: isTheDeadLetterQueue },
-    );
 
     // A named export for the bucket ARN (when the bucket lives in the data stack): the IAM5
     // acknowledgements below name the exact object-prefix ARNs, so they need a stable name.
@@ -376,15 +369,9 @@ export class Backups extends Construct {
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
 
-    const deadLetters = new RunbookAlarm(this, 'DeadLettersAlarm', {
+    const deadLetters = deadLettersAlarm(this, this.deadLetterQueue, {
       ...common,
-      what: 'DeadLetters',
       summary: `a backup run was never delivered or failed after its retries (dead-letter queue not empty)`,
-      metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: fiveMinutes }),
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      evaluationPeriods: 1,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
 
     const runnerErrors = this.function
@@ -516,25 +503,11 @@ function runnerPolicyStatements(stack: Stack, props: BackupsProps, bucketArn: st
     }),
   ];
   if (database.iamAuthUser) {
-    statements.push(
-      new iam.PolicyStatement({
-        sid: 'ConnectWithIamAuth',
-        actions: ['rds-db:connect'],
-        // The instance's DbiResourceId is not part of the config: scoped to the user name.
-        resources: [stack.formatArn({ service: 'rds-db', resource: 'dbuser', resourceName: `*/${database.iamAuthUser}`, arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
-      }),
-    );
+    statements.push(connectWithIamAuthStatement(stack, database.iamAuthUser));
   } else {
     statements.push(new iam.PolicyStatement({ sid: 'ReadDatabaseSecret', actions: ['secretsmanager:GetSecretValue'], resources: [database.secretArn] }));
     if (database.secretKmsKeyArn) {
-      statements.push(
-        new iam.PolicyStatement({
-          sid: 'DecryptDatabaseSecret',
-          actions: ['kms:Decrypt'],
-          resources: [database.secretKmsKeyArn],
-          conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${stack.region}.amazonaws.com` } },
-        }),
-      );
+      statements.push(decryptSecretStatement(stack, database.secretKmsKeyArn, 'DecryptDatabaseSecret'));
     }
   }
   return statements;

@@ -15,6 +15,7 @@ import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { EVENT_SOURCE } from '../../lambdas/shared/constants';
+import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
 import { acknowledgeHouseFunctionFindings, deadLetterAsyncFailures, HouseFunction } from './house-function';
 import { HumanSubscription, IncidentTopic } from './incident-topic';
 import { alarmNamePrefix, RunbookAlarm } from './runbook-alarm';
@@ -100,11 +101,10 @@ export class Escalation extends Construct {
     const reminderInterval = props.reminderInterval ?? Duration.minutes(30);
     const levelTimeouts = props.levels.map((level) => level.ackTimeout ?? Duration.minutes(15));
 
-    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetters', { encryption: sqs.QueueEncryption.SQS_MANAGED, enforceSSL: true, retentionPeriod: Duration.days(14) });
-    Validations.of(this.deadLetterQueue).acknowledge(
-      { id: 'AwsSolutions-SQS3', reason: 'This queue is itself the dead-letter queue of the escalation rules and functions.' },
-      { id: 'Serverless-SQSRedrivePolicy', reason: 'This queue is the last stop (a dead-letter queue): operators inspect it, nothing consumes it.' },
-    );
+    this.deadLetterQueue = deadLetterQueue(this, {
+      isTheDeadLetterQueue: 'This queue is itself the dead-letter queue of the escalation rules and functions.',
+      nothingConsumesIt: 'This queue is the last stop (a dead-letter queue): operators inspect it, nothing consumes it.',
+    });
 
     this.levelTopics = props.levels.map(
       (level, index) =>
@@ -382,13 +382,11 @@ export class Escalation extends Construct {
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     };
     const byHand = 'traiter l’alarme d’origine à la main (npx atmr-dr incident list --open), puis';
-    const deadLetters = new RunbookAlarm(this, 'DeadLettersAlarm', {
+    const deadLetters = deadLettersAlarm(this, this.deadLetterQueue, {
       ...common,
-      what: 'DeadLetters',
       summary:
         'an alarm state change or atmr-dr event never reached escalation, or a page could not be delivered to a subscriber (escalation dead-letter queue not empty): someone may not have been paged',
       firstActions: `${byHand} lire la file AtmrDr escalation DeadLetters (aws sqs receive-message) et les logs de la fonction Ingest`,
-      metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: fiveMinutes }),
     });
     const ingestErrors = new RunbookAlarm(this, 'IngestErrorsAlarm', {
       ...common,

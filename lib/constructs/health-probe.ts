@@ -9,6 +9,7 @@ import { Construct } from 'constructs';
 import { PROBE_METRICS, PROBE_SERVICE } from '../../lambdas/detection/probe';
 import type { ProbeEnvironment } from '../../lambdas/detection/settings';
 import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
+import { decryptSecretStatement } from './database-statements';
 import { HouseFunction } from './house-function';
 import { KillswitchParameter } from './killswitch-parameter';
 import { nagRender } from '../nag';
@@ -80,13 +81,7 @@ export class HealthProbe extends Construct {
     if (settings.database) {
       secretsmanager.Secret.fromSecretCompleteArn(this, 'DatabaseSecret', settings.database.secretArn).grantRead(role);
       if (props.databaseSecretKmsKeyArn) {
-        role.addToPrincipalPolicy(
-          new iam.PolicyStatement({
-            actions: ['kms:Decrypt'],
-            resources: [props.databaseSecretKmsKeyArn],
-            conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${stack.region}.amazonaws.com` } },
-          }),
-        );
+        role.addToPrincipalPolicy(decryptSecretStatement(stack, props.databaseSecretKmsKeyArn));
       }
     }
     if (settings.killswitchParameter) {

@@ -14,6 +14,7 @@ import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
 import { RULE_TAG_KEY } from '../../lambdas/killswitch/enforcer';
 import { ANSWERED_OUTSIDE_MAINTENANCE_METRIC } from '../../lambdas/killswitch/maintenance-responder';
 import { KILLSWITCH_INVALID_METRIC, KILLSWITCH_MODE_METRIC } from '../../lambdas/killswitch/notify';
+import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
 import { acknowledgeHouseFunctionFindings, deadLetterAsyncFailures, HouseFunction } from './house-function';
 import { KillswitchParameter } from './killswitch-parameter';
 import { RunbookAlarm } from './runbook-alarm';
@@ -102,18 +103,11 @@ export class Killswitch extends Construct {
     const writeParameter = new iam.PolicyStatement({ actions: ['ssm:GetParameter', 'ssm:PutParameter'], resources: [parameterArn] });
     const common = { KILLSWITCH_PARAMETER: props.parameterName };
 
-    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetters', {
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      retentionPeriod: Duration.days(14),
+    this.deadLetterQueue = deadLetterQueue(this, {
+      isTheDeadLetterQueue: 'This queue is itself the dead-letter queue of the killswitch change rule, reconcile rule and expiry schedules.',
+      nothingConsumesIt:
+        'This queue is the last stop (a dead-letter queue): the DeadLetters alarm pages the incidents topic as soon as it holds a message; operators inspect it, nothing consumes it.',
     });
-    Validations.of(this.deadLetterQueue).acknowledge(
-      { id: 'AwsSolutions-SQS3', reason: 'This queue is itself the dead-letter queue of the killswitch change rule, reconcile rule and expiry schedules.' },
-      {
-        id: 'Serverless-SQSRedrivePolicy',
-        reason: 'This queue is the last stop (a dead-letter queue): the DeadLetters alarm pages the incidents topic as soon as it holds a message; operators inspect it, nothing consumes it.',
-      },
-    );
 
     // Readers and writers: named roles only (a String parameter has no resource policy).
     const apiTaskRole = iam.Role.fromRoleArn(this, 'ApiTaskRole', props.apiTaskRoleArn, { mutable: true });
@@ -372,11 +366,9 @@ export class Killswitch extends Construct {
       firstActions: 'atmr-dr killswitch status, puis vérifier les règles du listener (tag atmr-dr:killswitch) et les logs de l’enforcer',
       metric: this.enforcer.function.metricErrors({ statistic: 'Sum', period: fiveMinutes }),
     });
-    const deadLetters = new RunbookAlarm(this, 'DeadLettersAlarm', {
+    const deadLetters = deadLettersAlarm(this, this.deadLetterQueue, {
       ...common,
-      what: 'DeadLetters',
       summary: 'a killswitch change, reconcile tick or expiry was never delivered or failed after its retries (dead-letter queue not empty)',
-      metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: fiveMinutes }),
     });
     const invalidValue = new RunbookAlarm(this, 'InvalidValueAlarm', {
       ...common,

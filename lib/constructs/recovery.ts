@@ -12,6 +12,7 @@ import { Construct } from 'constructs';
 import { RECOVERY_ENV, RECOVERY_PURPOSE_TAG, RECOVERY_SERVICE } from '../../lambdas/recovery/contract';
 import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
 import { nagRender } from '../nag';
+import { decryptSecretStatement } from './database-statements';
 import { HouseFunction } from './house-function';
 import { RunbookAlarm } from './runbook-alarm';
 
@@ -314,14 +315,7 @@ export function recoveryStatements(stack: Stack, props: RecoveryProps): iam.Poli
     );
   }
   if (props.database.secretKmsKeyArn) {
-    statements.push(
-      new iam.PolicyStatement({
-        sid: 'DecryptDatabaseSecret',
-        actions: ['kms:Decrypt'],
-        resources: [props.database.secretKmsKeyArn],
-        conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${stack.region}.amazonaws.com` } },
-      }),
-    );
+    statements.push(decryptSecretStatement(stack, props.database.secretKmsKeyArn, 'DecryptDatabaseSecret'));
   }
   return statements;
 }

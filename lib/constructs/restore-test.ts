@@ -10,6 +10,8 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { connectWithIamAuthStatement, decryptSecretStatement } from './database-statements';
+import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
 import { RunbookAlarm } from './runbook-alarm';
 import { BACKUP_RUNNER_SERVICE, RUNNER_METRICS } from '../../lambdas/backup/runner-contract';
 import { RESTORE_TEST_ENV, RESTORE_TEST_METRICS, RESTORE_TEST_SERVICE, temporaryInstanceIdentifier } from '../../lambdas/restore/contract';
@@ -185,42 +187,20 @@ export class RestoreTest extends Construct {
     if (temporaryInstance) {
       statements.push(...temporaryInstanceStatements(stack, props, temporaryInstance));
     } else if (useIamAuth) {
-      statements.push(
-        new iam.PolicyStatement({
-          sid: 'ConnectWithIamAuth',
-          actions: ['rds-db:connect'],
-          resources: [stack.formatArn({ service: 'rds-db', resource: 'dbuser', resourceName: `*/${database.iamAuthUser}`, arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
-        }),
-      );
+      statements.push(connectWithIamAuthStatement(stack, database.iamAuthUser!));
     } else {
       statements.push(new iam.PolicyStatement({ sid: 'ReadTargetSecret', actions: ['secretsmanager:GetSecretValue'], resources: [secretArn] }));
       if (database.secretKmsKeyArn && !restoreTest.targetSecretArn) {
-        statements.push(
-          new iam.PolicyStatement({
-            sid: 'DecryptTargetSecret',
-            actions: ['kms:Decrypt'],
-            resources: [database.secretKmsKeyArn],
-            conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${stack.region}.amazonaws.com` } },
-          }),
-        );
+        statements.push(decryptSecretStatement(stack, database.secretKmsKeyArn, 'DecryptTargetSecret'));
       }
     }
     for (const statement of statements) this.function.addToRolePolicy(statement);
 
     // Runs Scheduler could not deliver: kept, and alarmed (a monthly test that never ran is loud).
-    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetters', {
-      encryption: sqs.QueueEncryption.KMS,
-      encryptionMasterKey: props.opsKey,
-      dataKeyReuse: Duration.hours(1),
-      enforceSSL: true,
-      retentionPeriod: Duration.days(14),
-      removalPolicy: RemovalPolicy.DESTROY,
+    this.deadLetterQueue = deadLetterQueue(this, {
+      key: props.opsKey,
+      isTheDeadLetterQueue: 'This queue is itself the dead-letter queue of the restore-test schedule; the DeadLetters alarm pages as soon as it holds a message.',
     });
-    const isTheDeadLetterQueue = 'This queue is itself the dead-letter queue of the restore-test schedule; the DeadLetters alarm pages as soon as it holds a message.';
-    Validations.of(this.deadLetterQueue).acknowledge(
-      { id: 'AwsSolutions-SQS3', reason: isTheDeadLetterQueue },
-      { id: 'Serverless-SQSRedrivePolicy', reason: isTheDeadLetterQueue },
-    );
     const schedulerRole = new iam.Role(this, 'SchedulerRole', {
       description: `atmr-dr ${environmentName}: EventBridge Scheduler starts the monthly restore test`,
       assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', { conditions: { StringEquals: { 'aws:SourceAccount': stack.account } } }),
@@ -464,13 +444,9 @@ export class RestoreTest extends Construct {
           ...common,
         })
       : undefined;
-    const deadLetters = new RunbookAlarm(this, 'DeadLettersAlarm', {
-      what: 'DeadLetters',
-      summary: 'the monthly restore test was never started: its schedule could not deliver the run (dead-letter queue not empty)',
-      metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(5) }),
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+    const deadLetters = deadLettersAlarm(this, this.deadLetterQueue, {
       ...common,
+      summary: 'the monthly restore test was never started: its schedule could not deliver the run (dead-letter queue not empty)',
     });
     // The "it ran" alarm. The outcome alarms above treat missing data as fine (a month without a run
     // has no failure to report); this one does not: the backup runner reports the age of the newest

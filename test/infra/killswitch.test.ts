@@ -1,7 +1,7 @@
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as sns from 'aws-cdk-lib/aws-sns';
-import { Killswitch, KILLSWITCH_OUTPUTS } from '../../lib/constructs/killswitch';
+import { Killswitch, KILLSWITCH_OUTPUTS, KillswitchProps } from '../../lib/constructs/killswitch';
 import { KillswitchParameter } from '../../lib/constructs/killswitch-parameter';
 import { applyNagPacks } from '../../lib/nag';
 import { INITIAL_VALUE } from '../../lambdas/killswitch/value';
@@ -20,6 +20,20 @@ interface Statement {
   Action: string | string[];
   Resource: unknown;
   Effect: string;
+}
+
+/** The Killswitch construct alone in `stack` (with its own incidents topic): the props every variant shares, then `variant`. */
+function killswitchIn(stack: Stack, variant: Partial<KillswitchProps> = {}): Killswitch {
+  return new Killswitch(stack, 'Killswitch', {
+    environmentName: 'test',
+    parameterName: PARAMETER,
+    listenerArn: LISTENER,
+    listenerRulePriority: 1,
+    apiTargetGroupArn: API_TARGET_GROUP,
+    apiTaskRoleArn: 'arn:aws:iam::111111111111:role/atmr-api-task',
+    incidentsTopic: new sns.Topic(stack, 'Topic', { enforceSSL: true }),
+    ...variant,
+  });
 }
 
 const { dataTemplate, opsTemplate } = synthesizeApp();
@@ -293,16 +307,7 @@ describe('killswitch edge maintenance responder (Retry-After at the ALB)', () =>
   it('takes a configured default Retry-After', () => {
     const app = new App({ context: NO_BUNDLING });
     const stack = new Stack(app, 'RetryAfter', { env: { account: '111111111111', region: 'eu-west-3' } });
-    new Killswitch(stack, 'Killswitch', {
-      environmentName: 'test',
-      parameterName: PARAMETER,
-      listenerArn: LISTENER,
-      listenerRulePriority: 1,
-      apiTargetGroupArn: API_TARGET_GROUP,
-      defaultRetryAfter: Duration.minutes(5),
-      apiTaskRoleArn: 'arn:aws:iam::111111111111:role/atmr-api-task',
-      incidentsTopic: new sns.Topic(stack, 'Topic', { enforceSSL: true }),
-    });
+    killswitchIn(stack, { defaultRetryAfter: Duration.minutes(5) });
 
     Template.fromStack(stack).hasResourceProperties('AWS::Lambda::Function', {
       Environment: { Variables: Match.objectLike({ DEFAULT_RETRY_AFTER_SECONDS: '300' }) },
@@ -350,15 +355,7 @@ describe('killswitch ChatOps', () => {
   it('creates no Function URL when Slack is not configured', () => {
     const app = new App({ context: NO_BUNDLING });
     const stack = new Stack(app, 'NoSlack', { env: { account: '111111111111', region: 'eu-west-3' } });
-    new Killswitch(stack, 'Killswitch', {
-      environmentName: 'test',
-      parameterName: PARAMETER,
-      listenerArn: LISTENER,
-      listenerRulePriority: 1,
-      apiTargetGroupArn: API_TARGET_GROUP,
-      apiTaskRoleArn: 'arn:aws:iam::111111111111:role/atmr-api-task',
-      incidentsTopic: new sns.Topic(stack, 'Topic', { enforceSSL: true }),
-    });
+    killswitchIn(stack);
 
     Template.fromStack(stack).resourceCountIs('AWS::Lambda::Url', 0);
   });
@@ -396,13 +393,7 @@ describe('killswitch cdk-nag', () => {
     const dataStack = new Stack(app, 'KsData', { env });
     new KillswitchParameter(dataStack, 'Killswitch', { parameterName: PARAMETER });
     const opsStack = new Stack(app, 'KsOps', { env });
-    new Killswitch(opsStack, 'Killswitch', {
-      environmentName: 'test',
-      parameterName: PARAMETER,
-      listenerArn: LISTENER,
-      listenerRulePriority: 1,
-      apiTargetGroupArn: API_TARGET_GROUP,
-      apiTaskRoleArn: 'arn:aws:iam::111111111111:role/atmr-api-task',
+    killswitchIn(opsStack, {
       operatorRoleArns: ['arn:aws:iam::111111111111:role/atmr-oncall'],
       slack: {
         signingSecretArn: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/slack-signing-AbCdEf',
@@ -410,7 +401,6 @@ describe('killswitch cdk-nag', () => {
         teamId: 'T0123ATMR',
         apiAppId: 'A0123KILLSW',
       },
-      incidentsTopic: new sns.Topic(opsStack, 'Topic', { enforceSSL: true }),
     });
     applyNagPacks(app);
 

@@ -1,32 +1,11 @@
-import { Duration } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import { resolveRecoveryConfig } from '../../lib/config';
 import { Recovery, RecoveryProps } from '../../lib/constructs/recovery';
 import { constructHarness, exampleEnvironment, synthesizeApp } from '../support/app';
+import { recoveryProps } from '../support/recovery-props';
 
 function recoveryTemplate(overrides: Partial<RecoveryProps> = {}): Template {
   const h = constructHarness(exampleEnvironment(), 'RecoveryOnly');
-  const recovery = resolveRecoveryConfig(h.config);
-  new Recovery(h.stack, 'Recovery', {
-    environmentName: h.config.name,
-    sourceInstanceIdentifier: h.config.database.instanceIdentifier,
-    newInstancePrefix: recovery.newInstancePrefix,
-    subnetGroupName: recovery.subnetGroupName,
-    parameterGroupName: recovery.parameterGroupName,
-    tags: recovery.tags,
-    database: { name: h.config.database.name, host: h.config.database.host, port: h.config.database.port, secretArn: h.config.database.secretArn },
-    criticalTables: recovery.criticalTables,
-    criticalQueries: recovery.criticalQueries,
-    maxWait: Duration.minutes(recovery.maxWaitMinutes),
-    opsTable: h.data.opsStateTable,
-    opsTableKey: h.data.key,
-    incidentsTopic: h.topic,
-    incidentsTopicKey: h.data.key,
-    vpc: h.vpc,
-    subnets: h.subnets,
-    databaseSecurityGroup: h.databaseSecurityGroup,
-    ...overrides,
-  });
+  new Recovery(h.stack, 'Recovery', recoveryProps(h, overrides));
   return Template.fromStack(h.stack);
 }
 

@@ -1,35 +1,18 @@
-import { Duration } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { StateMachine } from 'aws-local-stepfunctions';
-import { resolveRecoveryConfig } from '../../lib/config';
 import { Recovery } from '../../lib/constructs/recovery';
 import { RecoveryRequest } from '../../lambdas/recovery/contract';
 import { dispatchStep } from '../../lambdas/recovery/steps';
 import { WorkflowDeps } from '../../lambdas/recovery/workflow';
 import { constructHarness, exampleEnvironment } from './app';
+import { recoveryProps } from './recovery-props';
 
 export type WorkflowDefinition = Record<string, unknown> & { States: Record<string, { Type: string }> };
 
 /** The recovery workflow's definition as synthesized for the example environment, tokens replaced by fixed ARNs. */
 export function recoveryDefinition(): WorkflowDefinition {
   const h = constructHarness(exampleEnvironment(), 'RecoveryWorkflow');
-  const recovery = resolveRecoveryConfig(h.config);
-  new Recovery(h.stack, 'Recovery', {
-    environmentName: h.config.name,
-    sourceInstanceIdentifier: h.config.database.instanceIdentifier,
-    newInstancePrefix: recovery.newInstancePrefix,
-    database: { name: h.config.database.name, host: h.config.database.host, port: h.config.database.port, secretArn: h.config.database.secretArn },
-    criticalTables: recovery.criticalTables,
-    criticalQueries: recovery.criticalQueries,
-    maxWait: Duration.minutes(recovery.maxWaitMinutes),
-    opsTable: h.data.opsStateTable,
-    opsTableKey: h.data.key,
-    incidentsTopic: h.topic,
-    incidentsTopicKey: h.data.key,
-    vpc: h.vpc,
-    subnets: h.subnets,
-    databaseSecurityGroup: h.databaseSecurityGroup,
-  });
+  new Recovery(h.stack, 'Recovery', recoveryProps(h));
   const machine = Object.values(Template.fromStack(h.stack).findResources('AWS::StepFunctions::StateMachine'))[0] as {
     Properties: { DefinitionString: { 'Fn::Join': [string, unknown[]] } };
   };

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { operatorEnv } from '../../support/operator-env';
 
 const ROOT = path.join(__dirname, '..', '..', '..');
 
@@ -17,16 +18,11 @@ export function atmrDr(args: string[], scenario: Record<string, unknown> = {}, e
     cwd: ROOT,
     encoding: 'utf8',
     stdio: ['pipe', 'pipe', 'pipe'],
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '/tmp',
-      AWS_REGION: 'eu-west-3',
-      AWS_ACCESS_KEY_ID: 'test',
-      AWS_SECRET_ACCESS_KEY: 'test',
+    env: operatorEnv({
       DET_RESULT: resultFile,
       DET_SCENARIO: JSON.stringify(scenario),
       ...env,
-    },
+    }),
   });
   const result = fs.existsSync(resultFile) ? (JSON.parse(fs.readFileSync(resultFile, 'utf8')) as { code: number; calls: SdkCall[] }) : { code: -1, calls: [] };
   return { status: run.status, stdout: run.stdout, stderr: run.stderr, calls: result.calls };

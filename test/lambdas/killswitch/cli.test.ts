@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { operatorEnv } from '../../support/operator-env';
 import { PARAMETER, value } from './fixtures';
 
 const ROOT = path.join(__dirname, '..', '..', '..');
@@ -24,15 +25,12 @@ function atmrDr(args: string[], scenario: Scenario = {}, env: Record<string, str
   const run = spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['test/lambdas/killswitch/cli-harness.ts', 'killswitch', ...args], {
     cwd: ROOT,
     encoding: 'utf8',
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '/tmp',
+    env: operatorEnv({
       USER: 'alice-local',
-      AWS_REGION: 'eu-west-3',
       KS_RESULT: resultFile,
       KS_SCENARIO: JSON.stringify({ raw: JSON.stringify(value()), version: 1, ...scenario }),
       ...env,
-    },
+    }),
   });
   const result = JSON.parse(fs.readFileSync(resultFile, 'utf8')) as { code: number; calls: SdkCall[] };
   const puts = result.calls.filter((c) => c.command === 'PutParameterCommand');

@@ -48,3 +48,23 @@ export function fakeWallClock(now: number): void {
     doNotFake: ['hrtime', 'nextTick', 'performance', 'queueMicrotask', 'setImmediate', 'clearImmediate', 'setInterval', 'clearInterval', 'setTimeout', 'clearTimeout'],
   });
 }
+
+/** Moves the fake wall clock forward: Powertools' cache reads `new Date()`, the reader and responder `Date.now()`. */
+export function advance(ms: number): void {
+  jest.setSystemTime(Date.now() + ms);
+}
+
+/**
+ * For the tests of a file that read the killswitch through the mocked `ssm` client: each starts
+ * with a reset mock and the wall clock at `start`, and ends with real timers and spies restored.
+ */
+export function resetEachTest(ssm: AwsClientStub<SSMClient>, start: number): void {
+  beforeEach(() => {
+    ssm.reset();
+    fakeWallClock(start);
+  });
+  afterEach(() => {
+    jest.useRealTimers();
+    jest.restoreAllMocks();
+  });
+}

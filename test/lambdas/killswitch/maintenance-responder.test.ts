@@ -7,17 +7,12 @@ import { ANSWERED_OUTSIDE_MAINTENANCE_METRIC, MaintenanceResponder } from '../..
 import { KillswitchReader } from '../../../lambdas/killswitch/reader';
 import { MAINTENANCE_BODY } from '../../../lambdas/killswitch/value';
 import { MAINTENANCE_TARGET_GROUP_ARN } from './elbv2-fake';
-import { PARAMETER, fakeParameter, fakeWallClock, getParameterOutput, value } from './fixtures';
+import { PARAMETER, advance, fakeParameter, getParameterOutput, resetEachTest, value } from './fixtures';
 
 const ssmMock = mockClient(SSMClient);
 const START = Date.parse('2026-06-01T10:00:00.000Z');
 /** The exact bytes of the 503 body (the runbook's maintenance message, docs/contracts.md). */
 const RUNBOOK_BODY = '{"error":"Service en maintenance - Merci de réessayer plus tard"}';
-
-/** Moves the (fake) clock: Powertools' cache reads `new Date()`, the reader and responder `Date.now()`. */
-function advance(ms: number): void {
-  jest.setSystemTime(Date.now() + ms);
-}
 
 /** A request as an ALB hands it to a Lambda target (multi-value headers off: the default). */
 function albRequest(path = '/api/bookings') {
@@ -56,14 +51,7 @@ function setup(options: { defaultRetryAfterSeconds?: number } = {}) {
   return { responder, warnings, errors, addMetric };
 }
 
-beforeEach(() => {
-  ssmMock.reset();
-  fakeWallClock(START);
-});
-afterEach(() => {
-  jest.useRealTimers();
-  jest.restoreAllMocks();
-});
+resetEachTest(ssmMock, START);
 
 describe('maintenance responder (ALB Lambda target)', () => {
   it('answers 503 with the runbook body, JSON content type and Retry-After up to expiresAt', async () => {

@@ -7,14 +7,10 @@ import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { checkKillswitch, eventPath, KillswitchContext, killswitchMiddleware, KillswitchReader } from '../../../lambdas/killswitch/reader';
 import { MAINTENANCE_BODY } from '../../../lambdas/killswitch/value';
-import { PARAMETER, fakeWallClock, getParameterOutput, value } from './fixtures';
+import { PARAMETER, advance, getParameterOutput, resetEachTest, value } from './fixtures';
 
 const ssmMock = mockClient(SSMClient);
 const START = Date.parse('2026-06-01T10:00:00.000Z');
-/** Moves the (fake) clock: Powertools' cache reads `new Date()`, the reader `Date.now()`. */
-function advance(ms: number): void {
-  jest.setSystemTime(Date.now() + ms);
-}
 const maintenance = value({ mode: 'maintenance', reason: 'OSRM down', expiresAt: '2026-06-01T10:30:00.000Z' });
 
 function throttled(): Error {
@@ -37,14 +33,7 @@ function setup() {
   return { reader, request, handlerCalls, errors, warnings, addMetric };
 }
 
-beforeEach(() => {
-  ssmMock.reset();
-  fakeWallClock(START);
-});
-afterEach(() => {
-  jest.useRealTimers();
-  jest.restoreAllMocks();
-});
+resetEachTest(ssmMock, START);
 
 describe('killswitch middleware', () => {
   it('treats a maintenance value whose expiresAt has passed as normal, even from its cache (the expiry schedule may be late)', async () => {

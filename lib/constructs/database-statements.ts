@@ -1,0 +1,27 @@
+import { ArnFormat, Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+
+/**
+ * `rds-db:connect` as the IAM database user `user`. The instance's DbiResourceId is not part of
+ * the config, so the ARN names any instance and the user name is what scopes it.
+ */
+export function connectWithIamAuthStatement(stack: Stack, user: string): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid: 'ConnectWithIamAuth',
+    actions: ['rds-db:connect'],
+    resources: [stack.formatArn({ service: 'rds-db', resource: 'dbuser', resourceName: `*/${user}`, arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
+  });
+}
+
+/**
+ * `kms:Decrypt` with the customer key of a database secret, only when Secrets Manager asks for it
+ * (reading that secret): the key decrypts nothing else for this role.
+ */
+export function decryptSecretStatement(stack: Stack, keyArn: string, sid?: string): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    ...(sid && { sid }),
+    actions: ['kms:Decrypt'],
+    resources: [keyArn],
+    conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${stack.region}.amazonaws.com` } },
+  });
+}
