@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { RESTORE_TEST_DEFAULTS } from '../lambdas/restore/contract';
 import { BackupTierSchema } from '../lambdas/shared/tiers';
 
 /**
@@ -153,11 +154,11 @@ export const RestoreTestConfigSchema = z.strictObject({
   /** Restore into a temporary RDS instance created from the latest snapshot instead. */
   useTemporaryInstance: z.boolean().default(false),
   /** Recovery point objective in seconds (runbook: 15 minutes). */
-  rpoObjectiveSeconds: z.number().int().positive().default(900),
+  rpoObjectiveSeconds: z.number().int().positive().default(RESTORE_TEST_DEFAULTS.rpoObjectiveSeconds),
   /** Recovery time objective in seconds (runbook: 30 minutes). */
-  rtoObjectiveSeconds: z.number().int().positive().default(1800),
+  rtoObjectiveSeconds: z.number().int().positive().default(RESTORE_TEST_DEFAULTS.rtoObjectiveSeconds),
   /** Queries that must succeed on the restored database (skipped when their table is absent). */
-  criticalQueries: z.array(z.string().min(1)).default(['SELECT COUNT(*) FROM company', 'SELECT COUNT(*) FROM booking']),
+  criticalQueries: z.array(z.string().min(1)).default(() => [...RESTORE_TEST_DEFAULTS.criticalQueries]),
   /** Tier whose latest backup the scheduled test restores (its age is the measured RPO). */
   tier: BackupTierSchema.default('daily'),
   /** Security group of the target instance, when it is not the backed-up database's. */

@@ -10,7 +10,8 @@ import { SDK_RETRY } from '../../lambdas/shared/aws';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { resolveConnection } from '../../lambdas/shared/pg-connection';
 import type { EnvironmentConfig } from '../../lib/config';
-import { DEPLOYED_NAMES, defaultEnvironmentName, loadCliConfig, packageRoot, resolveDeployedName } from './resolve';
+import { DEPLOYED_NAMES, defaultEnvironmentName, packageRoot, resolveDeployedName } from './resolve';
+import { loadCliConfig } from './cli-config';
 
 function print(line: string): void {
   process.stdout.write(`${line}\n`);

@@ -21,7 +21,8 @@ import { SDK_RETRY } from '../../lambdas/shared/aws';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { pgClientConfig, resolveConnection } from '../../lambdas/shared/pg-connection';
 import { resolveCliActor } from './killswitch';
-import { DEPLOYED_NAMES, defaultEnvironmentName, loadCliConfig, resolveDeployedName } from './resolve';
+import { DEPLOYED_NAMES, defaultEnvironmentName, resolveDeployedName } from './resolve';
+import { loadCliConfig } from './cli-config';
 
 interface RecoverGlobals {
   env?: string;

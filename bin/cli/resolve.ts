@@ -1,8 +1,7 @@
-import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import type { Command } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EnvironmentConfig, parseEnvironmentConfig } from '../../lib/config';
+import type { EnvironmentConfig } from '../../lib/config';
 import { SDK_RETRY } from '../../lambdas/shared/aws';
 import { describeAwsError } from '../../lambdas/shared/aws-errors';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
@@ -89,11 +88,11 @@ export function packageRoot(start: string = __dirname): string {
   }
 }
 
-interface CdkJson {
+export interface CdkJson {
   context?: { env?: string; environments?: Record<string, unknown> };
 }
 
-function readCdkJson(root: string): CdkJson {
+export function readCdkJson(root: string): CdkJson {
   const file = path.join(root, 'cdk.json');
   try {
     return JSON.parse(fs.readFileSync(file, 'utf8')) as CdkJson;
@@ -105,11 +104,6 @@ function readCdkJson(root: string): CdkJson {
 /** `--env`, else cdk.json's `env`, else `example`. */
 export function defaultEnvironmentName(root: string = packageRoot()): string {
   return readCdkJson(root).context?.env ?? 'example';
-}
-
-/** The environment's validated config from cdk.json (the key is its name). */
-export function loadCliConfig(envName: string, root: string = packageRoot()): EnvironmentConfig {
-  return parseEnvironmentConfig(envName, readCdkJson(root).context?.environments?.[envName]);
 }
 
 export interface ResolveOptions {
@@ -151,6 +145,9 @@ export async function resolveDeployedName(name: DeployedName, options: ResolveOp
   }
   if (name.fromConfig) {
     try {
+      // The config's schemas are loaded only when a name comes from them, not when a flag or a
+      // variable gives it (a restore on the worst day starts without them).
+      const { loadCliConfig } = await import('./cli-config');
       const value = name.fromConfig(loadCliConfig(envName, root));
       if (value) return value;
       reasons.push(`environment ${envName} in cdk.json does not set it`);
@@ -163,6 +160,8 @@ export async function resolveDeployedName(name: DeployedName, options: ResolveOp
 
 /** A deployed stack's outputs; throws the SDK's error when the stack cannot be read (no credentials, not deployed). */
 export async function readStackOutputs(stackName: string): Promise<Record<string, string>> {
+  // Loaded on use: most commands run with their names given, and never read a stack.
+  const { CloudFormationClient, DescribeStacksCommand } = await import('@aws-sdk/client-cloudformation');
   const client = new CloudFormationClient(SDK_RETRY);
   const { Stacks } = await client.send(new DescribeStacksCommand({ StackName: stackName }));
   const outputs: Record<string, string> = {};

@@ -1,15 +1,12 @@
 import { Command, Option } from 'commander';
-import { RestoreTestConfigSchema } from '../../lib/config';
+import { RESTORE_TEST_DEFAULTS } from '../../lambdas/restore/contract';
 import { RestoreResult, restoreBackup } from '../../lambdas/restore/restore';
-import { runRestoreTest } from '../../lambdas/restore/restore-test';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { resolveConnection } from '../../lambdas/shared/pg-connection';
 import { parseBackupTier } from '../../lambdas/shared/tiers';
-import { resolveBackupBucket, withBucketOptions } from './resolve';
-
 import { stderrProgress } from './progress';
-
+import { resolveBackupBucket, withBucketOptions } from './resolve';
 
 /**
  * Ctrl-C / SIGTERM abort the returned signal (the restore then drops its staging database and
@@ -96,11 +93,11 @@ export function registerRestoreCommands(program: Command): void {
       },
     );
 
-  const defaults = RestoreTestConfigSchema.parse({});
+  const defaults = RESTORE_TEST_DEFAULTS;
   withBucketOptions(program.command('restore-test'))
     .description('the runbook\'s test_backup_restore: back up PGDATABASE (under restore-tests/, never anybody\'s latest), restore into a scratch database, verify row counts and point in time, drop it; reports RTO and RPO. Writes nothing to PGDATABASE')
     .option('--tier <tier>', 'tier of the backup the test takes', 'hourly')
-    .option('--critical-query <sql...>', 'queries that must succeed on the restored copy (skipped when their table is absent)', defaults.criticalQueries)
+    .option('--critical-query <sql...>', 'queries that must succeed on the restored copy (skipped when their table is absent)', [...defaults.criticalQueries])
     .option('--rto-objective <seconds>', 'recovery time objective', String(defaults.rtoObjectiveSeconds))
     .option('--rpo-objective <seconds>', 'recovery point objective', String(defaults.rpoObjectiveSeconds))
     .option('--database-secret <arn>', 'read the connection from this Secrets Manager secret instead of PG* variables')
@@ -113,6 +110,9 @@ export function registerRestoreCommands(program: Command): void {
       const source = await resolveConnection({ secretArn: opts.databaseSecret });
       const progress = stderrProgress(process.stderr.isTTY === true);
       const interrupt = interruptible();
+      // Loaded here, not with the module: `restore` (the worst day's command) does not evaluate the
+      // backup pipeline the test also runs.
+      const { runRestoreTest } = await import('../../lambdas/restore/restore-test');
       const report = await runRestoreTest(
         { s3: createS3Client(), bucket, source, target: source, log: (line) => progress.line(line), signal: interrupt.signal },
         { takeBackup: true, tier, criticalQueries: opts.criticalQuery, rtoObjectiveSeconds: rto, rpoObjectiveSeconds: rpo },

@@ -16,7 +16,8 @@ import { backoutStatus, BackoutDeps, checkSteady, finishedRollbackMetrics, guard
 import { EVENT_SOURCE, METRICS_NAMESPACE } from '../../lambdas/shared/constants';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { resolveCliActor } from './killswitch';
-import { DEPLOYED_NAMES, defaultEnvironmentName, loadCliConfig, packageRoot, resolveDeployedName } from './resolve';
+import { DEPLOYED_NAMES, defaultEnvironmentName, packageRoot, resolveDeployedName } from './resolve';
+import { loadCliConfig } from './cli-config';
 
 interface GlobalOptions {
   env?: string;

@@ -6,6 +6,20 @@
 /** Powertools service name: also the `service` dimension of the metrics below. */
 export const RESTORE_TEST_SERVICE = 'restore-test';
 
+/**
+ * Defaults shared by the config (lib/config.ts RestoreTestConfigSchema) and the CLI's `restore-test`
+ * options: here, without zod, so that the CLI's restore commands start without evaluating the
+ * config schemas.
+ */
+export const RESTORE_TEST_DEFAULTS = {
+  /** Recovery point objective in seconds (runbook: 15 minutes). */
+  rpoObjectiveSeconds: 900,
+  /** Recovery time objective in seconds (runbook: 30 minutes). */
+  rtoObjectiveSeconds: 1800,
+  /** Queries that must succeed on the restored database (skipped when their table is absent). */
+  criticalQueries: ['SELECT COUNT(*) FROM company', 'SELECT COUNT(*) FROM booking'] as readonly string[],
+} as const;
+
 export const RESTORE_TEST_METRICS = { success: 'RestoreTestSuccess', rtoSeconds: 'RtoSeconds', rpoSeconds: 'RpoSeconds' } as const;
 
 /** Non-secret settings of the function (never a password). */

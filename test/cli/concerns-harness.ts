@@ -1,9 +1,11 @@
 /**
  * Prints, as JSON, the top-level commands of the CLI program (bin/atmr-dr.ts) built for the
- * command line given as arguments, and those each concern module registers on its own. Runs in a
- * child process: commander 15 is ESM-only and cannot load inside jest.
+ * command line given as arguments, the repository and package modules evaluated to build it, and
+ * the commands each concern module registers on its own. Runs in a child process: commander 15 is
+ * ESM-only and cannot load inside jest.
  */
 import { Command } from 'commander';
+import * as path from 'node:path';
 import { CONCERNS, buildProgram } from '../../bin/atmr-dr';
 
 /** The top-level command names a program registers (commander adds `help` only when printing). */
@@ -13,13 +15,16 @@ function commandNames(program: Command): string[] {
 
 async function run(): Promise<void> {
   const program = await buildProgram(['node', 'atmr-dr', ...process.argv.slice(2)]);
+  // Read before the loop below loads every concern: what this command line alone evaluated.
+  const root = path.join(__dirname, '..', '..');
+  const loaded = Object.keys(require.cache).map((file) => path.relative(root, file));
   const concerns: { table: readonly string[]; registered: string[] }[] = [];
   for (const concern of CONCERNS) {
     const alone = new Command('atmr-dr');
     (await concern.load())(alone);
     concerns.push({ table: concern.commands, registered: commandNames(alone) });
   }
-  process.stdout.write(JSON.stringify({ registered: commandNames(program), all: CONCERNS.flatMap((c) => c.commands), concerns }));
+  process.stdout.write(JSON.stringify({ registered: commandNames(program), loaded, all: CONCERNS.flatMap((c) => c.commands), concerns }));
 }
 
 void run();

@@ -5,6 +5,7 @@ const ROOT = path.join(__dirname, '..', '..');
 
 interface Registered {
   readonly registered: string[];
+  readonly loaded: string[];
   readonly all: string[];
   readonly concerns: { table: string[]; registered: string[] }[];
 }
@@ -24,6 +25,18 @@ describe('the CLI loads only the concern of the command it runs', () => {
 
     expect(result.registered).toEqual(['restore', 'restore-test']);
     for (const concern of result.concerns) expect(concern.registered).toEqual(concern.table);
+  });
+
+  it('starts a restore without the config schemas, the CloudFormation client or the backup pipeline', () => {
+    const result = registeredFor(['restore', 'latest', '--target-db', 'x']);
+
+    // The harness sees what it claims to: the restore itself is loaded.
+    expect(result.loaded).toContain(path.join('lambdas', 'restore', 'restore.ts'));
+    // Loaded on demand only: the config when a name must come from cdk.json, CloudFormation when it
+    // must come from a stack's outputs, the backup pipeline by restore-test.
+    expect(result.loaded).not.toContain(path.join('lib', 'config.ts'));
+    expect(result.loaded.filter((file) => file.includes('client-cloudformation'))).toEqual([]);
+    expect(result.loaded).not.toContain(path.join('lambdas', 'backup', 'backup.ts'));
   });
 
   it.each([[['--help']], [['--version']], [[]], [['make-coffee']], [['help', 'restore']]])('registers every command for %j', (args) => {
