@@ -8,7 +8,7 @@ import { CatalogDeps, chooseObject, resolveBackup } from './catalog';
 import { checkRowCounts } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
 import { loadBackup } from './load';
-import { checkTarget, checkTargetName, connectTo, createDatabase, dropDatabase, guardProduction, stagingName, swapIn } from './target';
+import { checkTarget, checkTargetName, connectTo, createDatabase, dropDatabase, guardProduction, guardSystemDatabase, stagingName, swapIn } from './target';
 
 export { PRODUCTION_GUARD_FLAG, stagingName } from './target';
 
@@ -90,13 +90,14 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   const target = options.targetDb;
   checkTargetName(target);
   guardProduction(target, options.protectedDatabases ?? [], options.allowProductionOverwrite);
+  const maintenance = deps.maintenanceDatabase ?? 'postgres';
+  guardSystemDatabase(target, maintenance);
 
   // 1. The manifest.
   const { manifestKey, manifest } = await resolveBackup(deps, options.ref, { tier: options.tier, database: options.database });
   guardProduction(target, [manifest.database], options.allowProductionOverwrite);
   const object = chooseObject(manifestKey, manifest, options.format);
 
-  const maintenance = deps.maintenanceDatabase ?? 'postgres';
   const admin = await connectTo(deps.connection, maintenance);
   const staging = stagingName(target);
   let stagingCreated = false;

@@ -34,6 +34,20 @@ export function guardProduction(target: string, protectedNames: readonly string[
   }
 }
 
+/**
+ * The database the restore connects to for CREATE/RENAME/DROP cannot be renamed while it is in use,
+ * and template0/template1 are PostgreSQL's own: refused before any download, rather than failing
+ * at swap time after a whole load.
+ */
+export function guardSystemDatabase(target: string, maintenance: string): void {
+  if (target === maintenance || target === 'template0' || target === 'template1') {
+    throw new OperatorError(
+      `refusing --target-db "${target}": it is ${target === maintenance ? 'the maintenance database the restore works from' : 'a PostgreSQL template database'}; restore into another name (e.g. --target-db atmr_restored)`,
+      2,
+    );
+  }
+}
+
 /** A client to `database`, or one line naming the settings to check. */
 export async function connectTo(connection: PgConnection, database: string): Promise<Client> {
   const client = new Client(pgClientConfig(connection, database));

@@ -129,6 +129,19 @@ describe('atmr-dr restore', () => {
     expect(noDatabase.stderr).toBe('atmr-dr: "latest" is per database and none was named: set PGDATABASE or pass --database NAME\n');
   });
 
+  it('refuses the maintenance database and the templates as targets before any download, exit 2, nothing created', async () => {
+
+    const maintenance = await atmrDr(['restore', 'latest', '--database', source, '--target-db', 'postgres', '--force'], env());
+    const template = await atmrDr(['restore', 'latest', '--database', source, '--target-db', 'template1'], env());
+
+    expect(maintenance.status).toBe(2);
+    expect(maintenance.stderr).toBe('atmr-dr: refusing --target-db "postgres": it is the maintenance database the restore works from; restore into another name (e.g. --target-db atmr_restored)\n');
+    expect(template.status).toBe(2);
+    expect(template.stderr).toMatch(/^atmr-dr: refusing --target-db "template1": it is a PostgreSQL template database; .*\n$/);
+    expect(databasesLike(cluster, 'postgres_restore_')).toEqual([]);
+    expect(databasesLike(cluster, 'template1_restore_')).toEqual([]);
+  });
+
   it('requires --target-db', async () => {
     const run = await atmrDr(['restore', 'latest'], env());
 
