@@ -142,6 +142,16 @@ describe('atmr-dr restore', () => {
     expect(databasesLike(cluster, 'template1_restore_')).toEqual([]);
   });
 
+  it('names a bucket that does not exist instead of reporting no backup', async () => {
+    const target = uniqueDatabaseName('rcli_nobucket');
+
+    const run = await atmrDr(['restore', 'latest', '--database', source, '--target-db', target, '--bucket', 'no-such-bucket-here'], env());
+
+    expect(run.status).toBe(1);
+    expect(run.stderr).toBe('atmr-dr: cannot read s3://no-such-bucket-here/latest/' + source + '.json: The specified bucket does not exist; check the endpoint, BACKUP_BUCKET and credentials\n');
+    expect(databaseExists(cluster, target)).toBe(false);
+  });
+
   it('requires --target-db', async () => {
     const run = await atmrDr(['restore', 'latest'], env());
 
