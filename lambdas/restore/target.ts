@@ -1,7 +1,7 @@
 import { Client } from 'pg';
 import { quoteIdent } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
-import { PgConnection, describeConnection, pgClientConfig } from '../shared/pg-connection';
+import { PgConnection, connectionFailure, pgClientConfig } from '../shared/pg-connection';
 
 /**
  * The target side of a restore: the guards (name, production, non-empty, open sessions), the
@@ -56,7 +56,11 @@ export async function connectTo(connection: PgConnection, database: string): Pro
   try {
     await client.connect();
   } catch (error) {
-    throw new OperatorError(`cannot connect to ${describeConnection({ ...connection, database })}: ${oneLine(error)}; check PGHOST/PGPORT/PGUSER/PGPASSWORD (or the secret)`);
+    // A failed authentication can leave the socket open (node-postgres does not close it when the
+    // server asks for a password it has not got): close it, or the process waits for the server's
+    // authentication_timeout (a minute) before it exits.
+    await client.end().catch(() => undefined);
+    throw connectionFailure({ ...connection, database }, error);
   }
   return client;
 }

@@ -1,11 +1,13 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client } from 'pg';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
-import { psql } from '../support/postgres';
+import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { atmrDr, databaseDigest, databaseExists, databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
 
@@ -295,5 +297,49 @@ describe('atmr-dr restore on the worst day', () => {
     expect(run.stdout).toBe('');
     expect(databasesLike(cluster, `${target}`)).toEqual([]);
     expect(processesNaming(target)).toEqual([]);
+  }, 120_000);
+});
+
+describe('a server that asks for a password when none is set', () => {
+  let passwordCluster: PostgresCluster;
+  let hbaDir: string;
+
+  beforeAll(async () => {
+    // A cluster of its own whose pg_hba.conf wants SCRAM over TCP (the shared one trusts everyone).
+    hbaDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-hba-'));
+    fs.chmodSync(hbaDir, 0o755);
+    const hba = path.join(hbaDir, 'pg_hba.conf');
+    fs.writeFileSync(hba, 'local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n', { mode: 0o644 });
+    passwordCluster = await startPostgres({ extraSettings: [`-c hba_file=${hba}`] });
+  }, 120_000);
+
+  afterAll(() => {
+    if (passwordCluster) stopPostgres(passwordCluster);
+    fs.rmSync(hbaDir, { recursive: true, force: true });
+  });
+
+  it('backup, restore and restore-test say that the password is missing and where to set it, in one line, and exit at once', async () => {
+    const noPassword = { ...localS3.env, ...passwordCluster.env };
+    const target = uniqueDatabaseName('rcli_nopass');
+
+    const timed = async (args: string[]) => {
+      const started = Date.now();
+      const run = await atmrDr(args, noPassword);
+      return { ...run, seconds: (Date.now() - started) / 1000 };
+    };
+    const runs = [
+      await timed(['backup', '--tier', 'daily']),
+      await timed(['restore', manifestKey, '--target-db', target]),
+      await timed(['restore-test', '--json']),
+    ];
+
+    for (const run of runs) {
+      expect(run.status).toBe(1);
+      // Exits at once, not after the server's authentication_timeout (60 s) closes the socket.
+      expect(run.seconds).toBeLessThan(20);
+      expect(run.stderr).toMatch(
+        /^atmr-dr: (restore test failed: )?cannot connect to postgres@127\.0\.0\.1:\d+\/\w+: the server asks for a password and none is set; check PGHOST\/PGPORT\/PGUSER\/PGPASSWORD\/PGDATABASE \(or --database-secret\)\n$/,
+      );
+    }
   }, 120_000);
 });
