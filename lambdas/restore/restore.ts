@@ -158,6 +158,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   } catch (error) {
     // The staging database goes first, so that the line below says what is left.
     let cleanup = 'no staging database was created';
+    const loaded = stagingCreated;
     if (stagingCreated) {
       stagingCreated = false;
       cleanup = await dropDatabase(admin, staging).then(
@@ -165,6 +166,11 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
         (dropError: unknown) => `could not drop staging database ${staging} (${oneLine(dropError)}): drop it by hand`,
       );
       log(cleanup);
+    }
+    // The guards (exit 2) run again at swap time: a refusal there comes after a whole load, which
+    // the operator must know is lost, unlike the same refusal before the download.
+    if (!signal?.aborted && loaded && error instanceof OperatorError && error.exitCode === 2) {
+      throw new OperatorError(`${error.message} (found at swap time, after the load: the restored copy was not swapped in, ${cleanup}; rerun the restore)`, 2);
     }
     if (!signal?.aborted) throw error;
     throw new OperatorError(`restore interrupted (${abortReason(signal)}): ${cleanup}; target "${target}" untouched`, 130);
