@@ -158,7 +158,7 @@ describe('atmr-dr restore', () => {
     const run = await atmrDr(['restore', 'latest'], env());
 
     expect(run.status).not.toBe(0);
-    expect(run.stderr).toMatch(/required option '--target-db <name>' not specified/);
+    expect(run.stderr).toBe('atmr-dr: --target-db is required: name the database to restore into, e.g. --target-db atmr_restored\n');
   });
 });
 
