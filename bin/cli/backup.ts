@@ -9,6 +9,7 @@ import {
 } from '../../lambdas/backup/backup';
 import { parsePlainCompressorPreference } from '../../lambdas/backup/compressor';
 import { createS3Client } from '../../lambdas/shared/aws';
+import { OperatorError } from '../../lambdas/shared/errors';
 import { parseBackupTier } from '../../lambdas/shared/tiers';
 import { formatBytes } from '../../lambdas/shared/format';
 import { resolveConnection, type PgConnection } from '../../lambdas/shared/pg-connection';
@@ -16,7 +17,7 @@ import { connectTo } from '../../lambdas/restore/target';
 import { resolveBackupBucket, withBucketOptions } from './resolve';
 
 interface BackupCommandOptions {
-  readonly tier: string;
+  readonly tier?: string;
   readonly formats: string;
   readonly databaseSecret?: string;
   readonly compressionLevel?: string;
@@ -32,7 +33,9 @@ export function registerBackupCommands(program: Command): void {
     .description(
       'dump the database (pg_dump custom format, and plain SQL derived from the same stream), upload to BACKUP_BUCKET, write the manifest and the latest pointers; prints the manifest key',
     )
-    .requiredOption('--tier <tier>', '(required) backup tier: hourly, daily, weekly or monthly')
+    // Not requiredOption: commander checks required options before unknown ones, so a mistyped
+    // `--teir` would be reported as a missing --tier instead of as the typo it is.
+    .option('--tier <tier>', '(required) backup tier: hourly, daily, weekly or monthly')
     .option('--formats <list>', 'formats to produce: custom, plain or custom,plain', 'custom,plain')
     .option('--database-secret <arn>', 'read the connection from this Secrets Manager secret (RDS secret JSON) instead of PG* variables')
     .option('--compression-level <0-9>', `zlib level of both formats (default ${DEFAULT_COMPRESSION_LEVEL})`)
@@ -40,6 +43,7 @@ export function registerBackupCommands(program: Command): void {
     .option('--json', 'print {manifestKey, manifest} as JSON instead of the manifest key')
     .action(async (options: BackupCommandOptions) => {
       // Validate every argument and setting before anything is read or written.
+      if (options.tier === undefined) throw new OperatorError('--tier is required: pass --tier hourly, daily, weekly or monthly', 2);
       const tier = parseBackupTier(options.tier);
       const formats = parseFormats(options.formats.split(','));
       const compressionLevel =

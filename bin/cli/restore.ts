@@ -32,7 +32,9 @@ export function registerRestoreCommands(program: Command): void {
   withBucketOptions(program.command('restore'))
     .description('verified restore of a backup into --target-db on PGHOST: checksum before touching the server, restore into a staging database, row counts checked, then swapped in')
     .argument('<manifest-key|latest>', 'a manifest key from "backups list", or latest')
-    .requiredOption('--target-db <name>', 'database to restore into (created, or replaced with --force)')
+    // Not requiredOption: commander checks required options before unknown ones, so a mistyped
+    // `--taget-db` would be reported as a missing --target-db instead of as the typo it is.
+    .option('--target-db <name>', '(required) database to restore into (created, or replaced with --force)')
     .option('--force', 'replace the target database when it exists and is not empty')
     .addOption(new Option('--format <format>', 'restore this format of the backup (default: custom when the backup has it, else plain)').choices(['custom', 'plain']))
     .option('--tier <tier>', 'with latest: the latest backup of this tier')
@@ -46,7 +48,7 @@ export function registerRestoreCommands(program: Command): void {
       async (
         ref: string,
         opts: {
-          targetDb: string;
+          targetDb?: string;
           force?: boolean;
           format?: 'custom' | 'plain';
           tier?: string;
@@ -60,6 +62,7 @@ export function registerRestoreCommands(program: Command): void {
           env?: string;
         },
       ) => {
+        if (opts.targetDb === undefined) throw new OperatorError('--target-db is required: name the database to restore into, e.g. --target-db atmr_restored', 2);
         const bucket = await resolveBackupBucket(opts);
         const productionName = process.env.PGDATABASE;
         const connection = await resolveConnection({ secretArn: opts.databaseSecret, overrides: productionName ? {} : { database: 'postgres' } });

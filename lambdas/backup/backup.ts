@@ -9,7 +9,7 @@ import { createGzip } from 'node:zlib';
 import { Client } from 'pg';
 import { OperatorError, oneLine } from '../shared/errors';
 import { BackupManifestSchema, type BackupManifest, type BackupObject, type LatestPointer } from '../shared/manifest';
-import { describeConnection, pgClientConfig, type PgConnection } from '../shared/pg-connection';
+import { connectionFailure, pgClientConfig, type PgConnection } from '../shared/pg-connection';
 import {
   backupObjectKeys,
   type BackupObjectKeys,
@@ -196,9 +196,11 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
   try {
     await client.connect();
   } catch (error) {
-    throw new OperatorError(
-      `cannot connect to database ${describeConnection(connection)}: ${oneLine(error)}; check PGHOST/PGPORT/PGUSER/PGDATABASE or --database-secret`,
-    );
+    // A failed authentication can leave the socket open (node-postgres does not close it when the
+    // server asks for a password it has not got): close it, or the process waits for the server's
+    // authentication_timeout (a minute) before it exits.
+    await client.end().catch(() => undefined);
+    throw connectionFailure(connection, error);
   }
   try {
     const serverVersionNum = (await client.query<{ server_version_num: string }>('SHOW server_version_num')).rows[0].server_version_num;

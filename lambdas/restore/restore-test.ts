@@ -1,7 +1,7 @@
 import { Client } from 'pg';
 import { BackupResult, RunBackupDeps, RunBackupOptions, runBackup } from '../backup/backup';
 import { OperatorError, oneLine } from '../shared/errors';
-import { PgConnection, pgClientConfig } from '../shared/pg-connection';
+import { PgConnection, connectionFailure, pgClientConfig } from '../shared/pg-connection';
 import { RESTORE_TEST_BACKUP_PREFIX, type BackupTier } from '../shared/s3-layout';
 import { quoteIdent } from '../shared/postgres';
 import { CatalogDeps, resolveBackup } from './catalog';
@@ -209,7 +209,11 @@ async function withClient<T>(connection: PgConnection, database: string, fn: (cl
   try {
     await client.connect();
   } catch (e) {
-    throw new OperatorError(`cannot connect to ${connection.user}@${connection.host}:${connection.port}/${database}: ${oneLine(e)}; check the connection settings`);
+    // A failed authentication can leave the socket open (node-postgres does not close it when the
+    // server asks for a password it has not got): close it, or the process waits for the server's
+    // authentication_timeout (a minute) before it exits.
+    await client.end().catch(() => undefined);
+    throw connectionFailure({ ...connection, database }, e);
   }
   try {
     return await fn(client);

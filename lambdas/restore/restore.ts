@@ -8,7 +8,7 @@ import { CatalogDeps, chooseObject, resolveBackup } from './catalog';
 import { checkRowCounts } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
 import { loadBackup } from './load';
-import { checkTarget, checkTargetName, connectTo, createDatabase, dropDatabase, guardProduction, stagingName, swapIn } from './target';
+import { checkTarget, checkTargetName, connectTo, createDatabase, dropDatabase, guardProduction, guardSystemDatabase, stagingName, swapIn } from './target';
 
 export { PRODUCTION_GUARD_FLAG, stagingName } from './target';
 
@@ -90,13 +90,14 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   const target = options.targetDb;
   checkTargetName(target);
   guardProduction(target, options.protectedDatabases ?? [], options.allowProductionOverwrite);
+  const maintenance = deps.maintenanceDatabase ?? 'postgres';
+  guardSystemDatabase(target, maintenance);
 
   // 1. The manifest.
   const { manifestKey, manifest } = await resolveBackup(deps, options.ref, { tier: options.tier, database: options.database });
   guardProduction(target, [manifest.database], options.allowProductionOverwrite);
   const object = chooseObject(manifestKey, manifest, options.format);
 
-  const maintenance = deps.maintenanceDatabase ?? 'postgres';
   const admin = await connectTo(deps.connection, maintenance);
   const staging = stagingName(target);
   let stagingCreated = false;
@@ -157,6 +158,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   } catch (error) {
     // The staging database goes first, so that the line below says what is left.
     let cleanup = 'no staging database was created';
+    const loaded = stagingCreated;
     if (stagingCreated) {
       stagingCreated = false;
       cleanup = await dropDatabase(admin, staging).then(
@@ -164,6 +166,11 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
         (dropError: unknown) => `could not drop staging database ${staging} (${oneLine(dropError)}): drop it by hand`,
       );
       log(cleanup);
+    }
+    // The guards (exit 2) run again at swap time: a refusal there comes after a whole load, which
+    // the operator must know is lost, unlike the same refusal before the download.
+    if (!signal?.aborted && loaded && error instanceof OperatorError && error.exitCode === 2) {
+      throw new OperatorError(`${error.message} (found at swap time, after the load: the restored copy was not swapped in, ${cleanup}; rerun the restore)`, 2);
     }
     if (!signal?.aborted) throw error;
     throw new OperatorError(`restore interrupted (${abortReason(signal)}): ${cleanup}; target "${target}" untouched`, 130);

@@ -1,7 +1,7 @@
 import { Client } from 'pg';
 import { quoteIdent } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
-import { PgConnection, describeConnection, pgClientConfig } from '../shared/pg-connection';
+import { PgConnection, connectionFailure, pgClientConfig } from '../shared/pg-connection';
 
 /**
  * The target side of a restore: the guards (name, production, non-empty, open sessions), the
@@ -34,6 +34,20 @@ export function guardProduction(target: string, protectedNames: readonly string[
   }
 }
 
+/**
+ * The database the restore connects to for CREATE/RENAME/DROP cannot be renamed while it is in use,
+ * and template0/template1 are PostgreSQL's own: refused before any download, rather than failing
+ * at swap time after a whole load.
+ */
+export function guardSystemDatabase(target: string, maintenance: string): void {
+  if (target === maintenance || target === 'template0' || target === 'template1') {
+    throw new OperatorError(
+      `refusing --target-db "${target}": it is ${target === maintenance ? 'the maintenance database the restore works from' : 'a PostgreSQL template database'}; restore into another name (e.g. --target-db atmr_restored)`,
+      2,
+    );
+  }
+}
+
 /** A client to `database`, or one line naming the settings to check. */
 export async function connectTo(connection: PgConnection, database: string): Promise<Client> {
   const client = new Client(pgClientConfig(connection, database));
@@ -42,7 +56,11 @@ export async function connectTo(connection: PgConnection, database: string): Pro
   try {
     await client.connect();
   } catch (error) {
-    throw new OperatorError(`cannot connect to ${describeConnection({ ...connection, database })}: ${oneLine(error)}; check PGHOST/PGPORT/PGUSER/PGPASSWORD (or the secret)`);
+    // A failed authentication can leave the socket open (node-postgres does not close it when the
+    // server asks for a password it has not got): close it, or the process waits for the server's
+    // authentication_timeout (a minute) before it exits.
+    await client.end().catch(() => undefined);
+    throw connectionFailure({ ...connection, database }, error);
   }
   return client;
 }

@@ -3,7 +3,7 @@ import { Signer } from '@aws-sdk/rds-signer';
 import { readFileSync } from 'node:fs';
 import type { ClientConfig } from 'pg';
 import { z } from 'zod';
-import { OperatorError } from './errors';
+import { OperatorError, oneLine } from './errors';
 import { safeJson } from './json';
 
 /**
@@ -145,6 +145,18 @@ export function pgClientConfig(conn: PgConnection, database = conn.database): Cl
 /** A connection description safe for logs (no password). */
 export function describeConnection(conn: PgConnection): string {
   return `${conn.user}@${conn.host}:${conn.port}/${conn.database}`;
+}
+
+/**
+ * One line for a failed connection, the same in every command. node-postgres reports a server that
+ * asks for a password when none is set as "SASL: ... client password must be a string": say what
+ * is missing instead.
+ */
+export function connectionFailure(conn: PgConnection, error: unknown): OperatorError {
+  const reason = /client password must be a string/.test(oneLine(error))
+    ? 'the server asks for a password and none is set'
+    : oneLine(error);
+  return new OperatorError(`cannot connect to ${describeConnection(conn)}: ${reason}; check PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE (or --database-secret)`);
 }
 
 function stripUndefined<T extends object>(value: T): Partial<T> {

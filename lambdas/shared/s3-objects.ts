@@ -1,9 +1,14 @@
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { OperatorError, oneLine } from './errors';
 
-/** S3's "no such object", whichever way the SDK (or an S3-compatible server) reports it. */
+/**
+ * S3's "no such object", whichever way the SDK (or an S3-compatible server) reports it. A missing
+ * bucket is also a 404 but is not a missing object: taking it for one would tell the operator
+ * "no backup yet" when BACKUP_BUCKET is wrong.
+ */
 export function isNotFound(error: unknown): boolean {
   const e = error as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } } | undefined;
+  if (e?.name === 'NoSuchBucket' || e?.Code === 'NoSuchBucket') return false;
   return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.Code === 'NoSuchKey' || e?.$metadata?.httpStatusCode === 404;
 }
 

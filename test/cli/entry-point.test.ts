@@ -176,7 +176,10 @@ describe('arguments are checked before any name is resolved or any AWS call', ()
 
 describe("the parser's errors take the same path as every other error", () => {
   it.each([
-    [['backup'], "atmr-dr: required option '--tier <tier>' not specified (see atmr-dr backup --help)"],
+    [['backup'], 'atmr-dr: --tier is required: pass --tier hourly, daily, weekly or monthly'],
+    [['backup', '--teir', 'daily'], "atmr-dr: unknown option '--teir' (Did you mean --tier?) (see atmr-dr backup --help)"],
+    [['restore', 'latest'], 'atmr-dr: --target-db is required: name the database to restore into, e.g. --target-db atmr_restored'],
+    [['restore', 'latest', '--taget-db', 'x'], "atmr-dr: unknown option '--taget-db' (Did you mean --target-db?) (see atmr-dr restore --help)"],
     [['restore', 'latest', '--target-db', 'x', '--format', 'tar'], /^atmr-dr: option '--format <format>' argument 'tar' is invalid\. .*\(see atmr-dr restore --help\)$/],
     [['killswitch', 'enable', '--mode', 'degraded', '--reason', 'peak', '--expires', '2', 'hours'], /^atmr-dr: too many arguments for 'enable'\. .*\(see atmr-dr killswitch --help\)$/],
     [['make-coffee'], "atmr-dr: unknown command 'make-coffee' (see atmr-dr --help)"],

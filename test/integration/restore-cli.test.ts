@@ -1,11 +1,13 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client } from 'pg';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
-import { psql } from '../support/postgres';
+import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { atmrDr, databaseDigest, databaseExists, databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
 
@@ -129,11 +131,34 @@ describe('atmr-dr restore', () => {
     expect(noDatabase.stderr).toBe('atmr-dr: "latest" is per database and none was named: set PGDATABASE or pass --database NAME\n');
   });
 
+  it('refuses the maintenance database and the templates as targets before any download, exit 2, nothing created', async () => {
+
+    const maintenance = await atmrDr(['restore', 'latest', '--database', source, '--target-db', 'postgres', '--force'], env());
+    const template = await atmrDr(['restore', 'latest', '--database', source, '--target-db', 'template1'], env());
+
+    expect(maintenance.status).toBe(2);
+    expect(maintenance.stderr).toBe('atmr-dr: refusing --target-db "postgres": it is the maintenance database the restore works from; restore into another name (e.g. --target-db atmr_restored)\n');
+    expect(template.status).toBe(2);
+    expect(template.stderr).toMatch(/^atmr-dr: refusing --target-db "template1": it is a PostgreSQL template database; .*\n$/);
+    expect(databasesLike(cluster, 'postgres_restore_')).toEqual([]);
+    expect(databasesLike(cluster, 'template1_restore_')).toEqual([]);
+  });
+
+  it('names a bucket that does not exist instead of reporting no backup', async () => {
+    const target = uniqueDatabaseName('rcli_nobucket');
+
+    const run = await atmrDr(['restore', 'latest', '--database', source, '--target-db', target, '--bucket', 'no-such-bucket-here'], env());
+
+    expect(run.status).toBe(1);
+    expect(run.stderr).toBe('atmr-dr: cannot read s3://no-such-bucket-here/latest/' + source + '.json: The specified bucket does not exist; check the endpoint, BACKUP_BUCKET and credentials\n');
+    expect(databaseExists(cluster, target)).toBe(false);
+  });
+
   it('requires --target-db', async () => {
     const run = await atmrDr(['restore', 'latest'], env());
 
     expect(run.status).not.toBe(0);
-    expect(run.stderr).toMatch(/required option '--target-db <name>' not specified/);
+    expect(run.stderr).toBe('atmr-dr: --target-db is required: name the database to restore into, e.g. --target-db atmr_restored\n');
   });
 });
 
@@ -272,5 +297,49 @@ describe('atmr-dr restore on the worst day', () => {
     expect(run.stdout).toBe('');
     expect(databasesLike(cluster, `${target}`)).toEqual([]);
     expect(processesNaming(target)).toEqual([]);
+  }, 120_000);
+});
+
+describe('a server that asks for a password when none is set', () => {
+  let passwordCluster: PostgresCluster;
+  let hbaDir: string;
+
+  beforeAll(async () => {
+    // A cluster of its own whose pg_hba.conf wants SCRAM over TCP (the shared one trusts everyone).
+    hbaDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-hba-'));
+    fs.chmodSync(hbaDir, 0o755);
+    const hba = path.join(hbaDir, 'pg_hba.conf');
+    fs.writeFileSync(hba, 'local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n', { mode: 0o644 });
+    passwordCluster = await startPostgres({ extraSettings: [`-c hba_file=${hba}`] });
+  }, 120_000);
+
+  afterAll(() => {
+    if (passwordCluster) stopPostgres(passwordCluster);
+    fs.rmSync(hbaDir, { recursive: true, force: true });
+  });
+
+  it('backup, restore and restore-test say that the password is missing and where to set it, in one line, and exit at once', async () => {
+    const noPassword = { ...localS3.env, ...passwordCluster.env };
+    const target = uniqueDatabaseName('rcli_nopass');
+
+    const timed = async (args: string[]) => {
+      const started = Date.now();
+      const run = await atmrDr(args, noPassword);
+      return { ...run, seconds: (Date.now() - started) / 1000 };
+    };
+    const runs = [
+      await timed(['backup', '--tier', 'daily']),
+      await timed(['restore', manifestKey, '--target-db', target]),
+      await timed(['restore-test', '--json']),
+    ];
+
+    for (const run of runs) {
+      expect(run.status).toBe(1);
+      // Exits at once, not after the server's authentication_timeout (60 s) closes the socket.
+      expect(run.seconds).toBeLessThan(20);
+      expect(run.stderr).toMatch(
+        /^atmr-dr: (restore test failed: )?cannot connect to postgres@127\.0\.0\.1:\d+\/\w+: the server asks for a password and none is set; check PGHOST\/PGPORT\/PGUSER\/PGPASSWORD\/PGDATABASE \(or --database-secret\)\n$/,
+      );
+    }
   }, 120_000);
 });

@@ -247,6 +247,31 @@ describe('restore refusals leave the target untouched', () => {
     }
   });
 
+  it('a session that connects during the load is refused at swap time, saying the load was lost and the staging database dropped', async () => {
+    const target = makeTarget();
+    const session = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
+    let connecting: Promise<unknown> | undefined;
+    // After the first guard (before the download), a worker reconnects while the backup loads.
+    const log = (line: string): void => {
+      if (line.startsWith('load:')) connecting ??= session.connect();
+    };
+    try {
+      await expectRefused(
+        target,
+        async () => {
+          try {
+            return await restoreBackup(deps({ log }), { ref: manifestKey, targetDb: target, force: true });
+          } finally {
+            await connecting;
+          }
+        },
+        /^target database ".*" has 1 open connection\(s\) \(celery\): .* \(found at swap time, after the load: the restored copy was not swapped in, staging database \S+_restore_\S+ dropped; rerun the restore\)$/,
+      );
+    } finally {
+      await session.end();
+    }
+  });
+
   it('refuses when the temp directory has too little free space, before downloading', async () => {
     const target = makeTarget();
     const tinyDisk = async () => ({ bavail: 10, bsize: 4096 });
