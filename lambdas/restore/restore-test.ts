@@ -1,12 +1,13 @@
-import { Client } from 'pg';
+import type { Client } from 'pg';
 import { BackupResult, RunBackupDeps, RunBackupOptions, runBackup } from '../backup/backup';
 import { OperatorError, oneLine } from '../shared/errors';
-import { PgConnection, connectionFailure, pgClientConfig } from '../shared/pg-connection';
+import type { PgConnection } from '../shared/pg-connection';
 import { RESTORE_TEST_BACKUP_PREFIX, type BackupTier } from '../shared/s3-layout';
 import { quoteIdent } from '../shared/postgres';
 import { CatalogDeps, resolveBackup } from './catalog';
 import type { SpaceCheck } from './download';
 import { restoreBackup } from './restore';
+import { connectTo } from './target';
 
 /**
  * The runbook's test_backup_restore.sh, automated: (back up,) restore into a scratch database,
@@ -203,18 +204,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
 }
 
 async function withClient<T>(connection: PgConnection, database: string, fn: (client: Client) => Promise<T>): Promise<T> {
-  const client = new Client(pgClientConfig(connection, database));
-  // A dropped socket on an idle client must not crash the process: the next query fails instead.
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-  } catch (e) {
-    // A failed authentication can leave the socket open (node-postgres does not close it when the
-    // server asks for a password it has not got): close it, or the process waits for the server's
-    // authentication_timeout (a minute) before it exits.
-    await client.end().catch(() => undefined);
-    throw connectionFailure({ ...connection, database }, e);
-  }
+  const client = await connectTo(connection, database);
   try {
     return await fn(client);
   } finally {
