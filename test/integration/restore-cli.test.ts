@@ -365,24 +365,31 @@ describe('atmr-dr restore on the worst day', () => {
     }
   }, 180_000);
 
-  it('backup and restore-test, interrupted, exit like restore: 130 for Ctrl-C, 143 for SIGTERM, with their one line', async () => {
+  describe('backup and restore-test, interrupted, exit like restore: 130 for Ctrl-C, 143 for SIGTERM', () => {
     const pgDumpRunning = "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'COPY %' AND state = 'active'";
     const lastLine = (run: { stderr: () => string }) => run.stderr().trimEnd().split('\n').at(-1);
 
-    const backup = startCli(['backup', '--tier', 'daily'], { PGDATABASE: big });
-    await waitUntil(backup, pgDumpRunning, [big]);
-    backup.child.kill('SIGINT');
-    expect(await backup.exited).toBe(130);
-    expect(lastLine(backup)).toMatch(/^atmr-dr: (backup failed, nothing published.*: )?backup aborted \(received SIGINT\)/);
+    it('backup: Ctrl-C during the dump exits 130 with its one line', async () => {
+      const backup = startCli(['backup', '--tier', 'daily'], { PGDATABASE: big });
+      await waitUntil(backup, pgDumpRunning, [big]);
 
-    const restoreTest = startCli(['restore-test', '--json'], { PGDATABASE: big });
-    await waitUntil(restoreTest, pgDumpRunning, [big]);
-    restoreTest.child.kill('SIGTERM');
-    expect(await restoreTest.exited).toBe(143);
-    expect(lastLine(restoreTest)).toMatch(/^atmr-dr: restore test failed: .*backup aborted \(received SIGTERM\)/);
-    const report = JSON.parse(restoreTest.stdout());
-    expect(report).toEqual(expect.objectContaining({ ok: false, scratchDropped: true }));
-  }, 180_000);
+      backup.child.kill('SIGINT');
+
+      expect(await backup.exited).toBe(130);
+      expect(lastLine(backup)).toMatch(/^atmr-dr: (backup failed, nothing published.*: )?backup aborted \(received SIGINT\)/);
+    }, 180_000);
+
+    it('restore-test: SIGTERM during its backup exits 143 with its one line, and drops the scratch database', async () => {
+      const restoreTest = startCli(['restore-test', '--json'], { PGDATABASE: big });
+      await waitUntil(restoreTest, pgDumpRunning, [big]);
+
+      restoreTest.child.kill('SIGTERM');
+
+      expect(await restoreTest.exited).toBe(143);
+      expect(lastLine(restoreTest)).toMatch(/^atmr-dr: restore test failed: .*backup aborted \(received SIGTERM\)/);
+      expect(JSON.parse(restoreTest.stdout())).toEqual(expect.objectContaining({ ok: false, scratchDropped: true }));
+    }, 180_000);
+  });
 
   it('a connection to S3 cut in the middle of the download is one line, exit 1, no staging database, no child', async () => {
     // Arrange: a TCP proxy in front of s3rver that resets every connection after 64 KiB of answer
