@@ -14,6 +14,7 @@ import { parseBackupTier } from '../../lambdas/shared/tiers';
 import { formatBytes } from '../../lambdas/shared/format';
 import { resolveConnection, type PgConnection } from '../../lambdas/shared/pg-connection';
 import { connectTo } from '../../lambdas/restore/target';
+import { interruptible } from './interrupt';
 import { resolveBackupBucket, withBucketOptions } from './resolve';
 
 interface BackupCommandOptions {
@@ -52,9 +53,7 @@ export function registerBackupCommands(program: Command): void {
       const connection = await resolveConnection({ secretArn: options.databaseSecret });
       const bucket = await resolveBackupBucket(options);
 
-      const aborter = new AbortController();
-      const onSignal = (signal: NodeJS.Signals): void => aborter.abort(new Error(`received ${signal}`));
-      process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+      const interrupt = interruptible();
       const showProgress = process.stderr.isTTY === true;
       const estimate = showProgress ? await databaseSize(connection) : undefined;
       try {
@@ -63,7 +62,7 @@ export function registerBackupCommands(program: Command): void {
             s3: createS3Client(process.env, BACKUP_S3_CLIENT_OVERRIDES),
             bucket,
             connection,
-            signal: aborter.signal,
+            signal: interrupt.signal,
             plainCompressor,
             onProgress: showProgress ? (p) => process.stderr.write(`\r${formatProgress(p, estimate)}\u001b[K`) : undefined,
           },
@@ -73,9 +72,9 @@ export function registerBackupCommands(program: Command): void {
         process.stdout.write(options.json ? `${JSON.stringify(result, null, 2)}\n` : `${result.manifestKey}\n`);
       } catch (error) {
         if (showProgress) process.stderr.write('\n');
-        throw error;
+        throw interrupt.interrupted(error);
       } finally {
-        process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+        interrupt.done();
       }
     });
 }

@@ -6,26 +6,8 @@ import { OperatorError } from '../../lambdas/shared/errors';
 import { resolveConnection } from '../../lambdas/shared/pg-connection';
 import { parseBackupTier } from '../../lambdas/shared/tiers';
 import { stderrProgress } from './progress';
+import { commandTempDir, interruptible } from './interrupt';
 import { resolveBackupBucket, withBucketOptions } from './resolve';
-
-/**
- * Ctrl-C / SIGTERM abort the returned signal (the restore then drops its staging database and
- * says so); a second Ctrl-C kills at once. `done` removes the handlers.
- */
-function interruptible(): { signal: AbortSignal; exitCode: () => number; done: () => void } {
-  const aborter = new AbortController();
-  let received: NodeJS.Signals | undefined;
-  const onSignal = (name: NodeJS.Signals): void => {
-    received = name;
-    aborter.abort(new Error(`received ${name}`));
-  };
-  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
-  return {
-    signal: aborter.signal,
-    exitCode: () => (received === 'SIGTERM' ? 143 : 130),
-    done: () => process.off('SIGINT', onSignal).off('SIGTERM', onSignal),
-  };
-}
 
 /** `restore` (verified restore into --target-db) and `restore-test` (the runbook's test, RTO/RPO). */
 export function registerRestoreCommands(program: Command): void {
@@ -67,13 +49,24 @@ export function registerRestoreCommands(program: Command): void {
         const productionName = process.env.PGDATABASE;
         const connection = await resolveConnection({ secretArn: opts.databaseSecret, overrides: productionName ? {} : { database: 'postgres' } });
         const progress = stderrProgress(opts.progress === true || process.stderr.isTTY === true);
-        const interrupt = interruptible();
+        const target = opts.targetDb;
+        // A second Ctrl-C quits before the restore's own cleanup: the download's directory goes then,
+        // and the staging database, if it was not dropped yet, is named by the next restore's check.
+        const tempDir = commandTempDir();
+        const interrupt = interruptible(
+          () => `${tempDir.remove()}; the staging database ${target}_restore_... may be left: the next restore into ${target} names it, with the DROP DATABASE to run`,
+        );
         const result = await restoreBackup(
           {
             s3: createS3Client(),
             bucket,
             connection,
-            log: (line) => progress.line(line),
+            tempDir: tempDir.path,
+            // Warnings (leftovers of a killed restore) ask the operator to act: shown even without --progress.
+            log: (line) => {
+              if (line.startsWith('warning: ')) process.stderr.write(`atmr-dr: ${line}\n`);
+              else progress.line(line);
+            },
             onDownloadProgress: (bytes, total) => progress.meter('download', bytes, total),
           },
           {
@@ -88,10 +81,14 @@ export function registerRestoreCommands(program: Command): void {
             protectedDatabases: [connection.database].filter((d) => d !== 'postgres' || productionName === 'postgres'),
             allowProductionOverwrite: opts.iUnderstandThisOverwritesProduction,
           },
-        ).catch((error: unknown) => {
-          if (interrupt.signal.aborted && error instanceof OperatorError) throw new OperatorError(error.message, interrupt.exitCode());
-          throw error;
-        }).finally(interrupt.done);
+        )
+          .catch((error: unknown) => {
+            throw interrupt.interrupted(error);
+          })
+          .finally(() => {
+            interrupt.done();
+            tempDir.remove();
+          });
         process.stdout.write(opts.json ? `${JSON.stringify(restoreJson(result), null, 2)}\n` : `${restoreText(result)}\n`);
       },
     );
@@ -112,14 +109,18 @@ export function registerRestoreCommands(program: Command): void {
       const rpo = positiveSeconds('--rpo-objective', opts.rpoObjective);
       const source = await resolveConnection({ secretArn: opts.databaseSecret });
       const progress = stderrProgress(process.stderr.isTTY === true);
-      const interrupt = interruptible();
+      const tempDir = commandTempDir();
+      const interrupt = interruptible(() => `${tempDir.remove()}; a scratch database atmr_dr_restore_test_... may be left: drop it`);
       // Loaded here, not with the module: `restore` (the worst day's command) does not evaluate the
       // backup pipeline the test also runs.
       const { runRestoreTest } = await import('../../lambdas/restore/restore-test');
       const report = await runRestoreTest(
-        { s3: createS3Client(), bucket, source, target: source, log: (line) => progress.line(line), signal: interrupt.signal },
+        { s3: createS3Client(), bucket, source, target: source, tempDir: tempDir.path, log: (line) => progress.line(line), signal: interrupt.signal },
         { takeBackup: true, tier, criticalQueries: opts.criticalQuery, rtoObjectiveSeconds: rto, rpoObjectiveSeconds: rpo },
-      ).finally(interrupt.done);
+      ).finally(() => {
+        interrupt.done();
+        tempDir.remove();
+      });
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(report)}\n`);
       } else {
@@ -135,7 +136,7 @@ export function registerRestoreCommands(program: Command): void {
           ].join('\n') + '\n',
         );
       }
-      if (!report.ok) throw new OperatorError(`restore test failed: ${report.error}`);
+      if (!report.ok) throw interrupt.interrupted(new OperatorError(`restore test failed: ${report.error}`));
     });
 }
 

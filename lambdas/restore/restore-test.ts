@@ -36,7 +36,7 @@ export interface RestoreTestDeps extends CatalogDeps, SpaceCheck {
   readonly maintenanceDatabase?: string;
   readonly now?: () => Date;
   readonly log?: (line: string) => void;
-  /** Stops the restore step (Ctrl-C): its staging database is dropped, the scratch one by the cleanup. */
+  /** Stops the backup or the restore step (Ctrl-C): nothing is published, the staging database is dropped, the scratch one by the cleanup. */
   readonly signal?: AbortSignal;
 }
 
@@ -118,7 +118,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
       log(`backing up ${source.database} (tier ${options.tier}, under ${RESTORE_TEST_BACKUP_PREFIX})`);
       const result = await timed('backup', () =>
         backup(
-          { s3: deps.s3, bucket: deps.bucket, connection: source, pgBinDir: deps.pgBinDir, now },
+          { s3: deps.s3, bucket: deps.bucket, connection: source, pgBinDir: deps.pgBinDir, now, signal: deps.signal },
           { tier: options.tier, formats: ['custom'], compressionLevel: options.compressionLevel, unpublishedPrefix: RESTORE_TEST_BACKUP_PREFIX },
         ),
       );

@@ -8,13 +8,13 @@ import { CatalogDeps, chooseObject, resolveBackup } from './catalog';
 import { checkRowCounts } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
 import { loadBackup } from './load';
-import { checkTarget, checkTargetName, connectTo, createDatabase, dropDatabase, guardProduction, guardSystemDatabase, stagingName, swapIn } from './target';
+import { checkLeftovers, checkTarget, checkTargetName, connectTo, createDatabase, dropDatabase, guardProduction, guardSystemDatabase, stagingName, swapIn } from './target';
 
 export { PRODUCTION_GUARD_FLAG, stagingName } from './target';
 
 /**
  * Verified restore, one step after the other, data flowing one way:
- *   resolve the manifest (catalog.ts) -> guards on the target (target.ts)
+ *   resolve the manifest (catalog.ts) -> guards on the target and leftovers of a killed restore (target.ts)
  *   -> download with parallel ranged GETs while hashing, size + sha256 verified (download.ts)
  *   -> `pg_restore -j <cores>` (or psql) into a staging database beside the target (load.ts)
  *   -> row counts against the manifest (check.ts) -> swap the staging database in (target.ts).
@@ -103,7 +103,9 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   let stagingCreated = false;
   const dir = fs.mkdtempSync(path.join(deps.tempDir ?? os.tmpdir(), 'atmr-dr-restore-'));
   try {
-    // 2. The guards, before any download (they run again at swap time).
+    // 2. The guards, before any download (they run again at swap time). Leftovers of a killed
+    // restore first: a target missing because its data sits under `_old_` must not be recreated.
+    await checkLeftovers(admin, target, log);
     await checkTarget(admin, deps.connection, target, options);
 
     // 3. Download and verify.

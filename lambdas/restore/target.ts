@@ -109,10 +109,59 @@ export async function checkTarget(admin: Client, connection: PgConnection, targe
   return state;
 }
 
-/** A sibling name, unique per run, short enough for PostgreSQL's 63-byte limit. */
+/** Length of a sibling's id: the last 8 base-36 digits of the time in milliseconds, and 2 random ones. */
+const SIBLING_ID_LENGTH = 10;
+
+/**
+ * A sibling name, unique per run, short enough for PostgreSQL's 63-byte limit:
+ * `<target>_restore_<id>` (the staging database) or `<target>_old_<id>` (the target set aside during
+ * the swap), the target cut to fit.
+ */
 export function stagingName(target: string, kind: 'restore' | 'old' = 'restore'): string {
-  const suffix = `_${kind}_${Date.now().toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
-  return `${target.slice(0, 63 - suffix.length)}${suffix}`;
+  const id = `${Date.now().toString(36).slice(-8)}${Math.floor(Math.random() * 1296).toString(36).padStart(2, '0')}`;
+  return `${siblingPrefix(target, kind)}${id}`;
+}
+
+function siblingPrefix(target: string, kind: 'restore' | 'old'): string {
+  const marker = `_${kind}_`;
+  return `${target.slice(0, 63 - marker.length - SIBLING_ID_LENGTH)}${marker}`;
+}
+
+/**
+ * What an earlier restore into `target` left behind when it was killed (kill -9, a crashed runner)
+ * before its own cleanup. Runs before any download, and creates or drops nothing:
+ * - the target is missing and `<target>_old_<id>` exists: the restore died between the swap's two
+ *   renames and that database holds the data. Refused (a new restore would hide it further), with
+ *   the statements that put it back or drop it.
+ * - a staging database, or `<target>_old_<id>` beside the target: reported with the DROP to run,
+ *   never dropped here (another restore may be loading its staging database right now; a plain
+ *   DROP DATABASE refuses a database in use).
+ */
+export async function checkLeftovers(admin: Client, target: string, log: (line: string) => void): Promise<void> {
+  // LIKE with the prefix escaped (`_` is a wildcard, and target names contain it) and one `_` per
+  // id character; the id must be base-36 digits, so `atmr_old_2024_11_30` is not taken for one.
+  const pattern = (kind: 'restore' | 'old') => `${siblingPrefix(target, kind).replace(/[\\%_]/g, '\\$&')}${'_'.repeat(SIBLING_ID_LENGTH)}`;
+  const { rows } = await admin.query<{ datname: string; old: boolean; datallowconn: boolean }>(
+    `SELECT datname, datname LIKE $3 AS old, datallowconn FROM pg_database
+      WHERE datname = $1 OR ((datname LIKE $2 OR datname LIKE $3) AND datname ~ '[0-9a-z]{${SIBLING_ID_LENGTH}}$')
+      ORDER BY datname`,
+    [target, pattern('restore'), pattern('old')],
+  );
+  const targetExists = rows.some((r) => r.datname === target);
+  const leftovers = rows.filter((r) => r.datname !== target);
+  // Ids sort by time: the newest `_old_` is the last database the target was.
+  const holder = leftovers.filter((r) => r.old).at(-1);
+  if (!targetExists && holder) {
+    const reopen = holder.datallowconn ? '' : ` and ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS true`;
+    throw new OperatorError(
+      `target database "${target}" is missing and its data is in "${holder.datname}", left by a restore stopped in the middle of its swap: put it back with ALTER DATABASE ${quoteIdent(holder.datname)} RENAME TO ${quoteIdent(target)}${reopen}, or if it is not wanted DROP DATABASE ${quoteIdent(holder.datname)}; then rerun the restore`,
+      2,
+    );
+  }
+  for (const { datname, old } of leftovers) {
+    const what = old ? `holds what "${target}" was before an earlier restore replaced it` : `is the staging database of an earlier restore into "${target}" (killed, or still running)`;
+    log(`warning: "${datname}" ${what}; left in place: when it is not needed, DROP DATABASE ${quoteIdent(datname)}`);
+  }
 }
 
 export async function createDatabase(admin: Client, name: string): Promise<void> {

@@ -1,10 +1,11 @@
 import { S3Client } from '@aws-sdk/client-s3';
-import { execFileSync, spawn } from 'node:child_process';
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client } from 'pg';
+import { stagingName } from '../../lambdas/restore/restore';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
@@ -154,6 +155,35 @@ describe('atmr-dr restore', () => {
     expect(databaseExists(cluster, target)).toBe(false);
   });
 
+  it('names a staging database left by a killed restore, with the DROP to run, even without --progress, and restores', async () => {
+    const target = uniqueDatabaseName('rcli_left');
+    const staging = stagingName(target);
+    psql(cluster, 'postgres', `CREATE DATABASE "${staging}"`);
+
+    const run = await atmrDr(['restore', manifestKey, '--target-db', target], env());
+
+    expect(run.status).toBe(0);
+    expect(run.stderr).toBe(
+      `atmr-dr: warning: "${staging}" is the staging database of an earlier restore into "${target}" (killed, or still running); left in place: when it is not needed, DROP DATABASE "${staging}"\n`,
+    );
+    expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+    expect(databaseExists(cluster, staging)).toBe(true);
+  });
+
+  it('refuses a missing target whose data is under its _old_ name, exit 2, one line, nothing created', async () => {
+    const target = uniqueDatabaseName('rcli_oldonly');
+    const old = stagingName(target, 'old');
+    psql(cluster, 'postgres', `CREATE DATABASE "${old}"`);
+
+    const run = await atmrDr(['restore', manifestKey, '--target-db', target], env());
+
+    expect(run.status).toBe(2);
+    expect(run.stderr).toBe(
+      `atmr-dr: target database "${target}" is missing and its data is in "${old}", left by a restore stopped in the middle of its swap: put it back with ALTER DATABASE "${old}" RENAME TO "${target}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore\n`,
+    );
+    expect(databasesLike(cluster, target)).toEqual([old]);
+  });
+
   it('requires --target-db', async () => {
     const run = await atmrDr(['restore', 'latest'], env());
 
@@ -202,12 +232,48 @@ function processesNaming(text: string): string[] {
     .filter((l) => l.includes(text) && !l.startsWith('ps '));
 }
 
+/**
+ * The built CLI (bin/atmr-dr.cjs running dist/, `npm run build`) in the background: one node
+ * process, so a signal sent to it reaches the CLI itself.
+ */
+function startCli(args: string[], extra: Record<string, string> = {}): { child: ChildProcess; stdout: () => string; stderr: () => string; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'atmr-dr.cjs'), ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env(extra) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+}
+
+/** Polls `sql` (a count) on the test cluster until it is > 0, without blocking this process, which serves S3 to the CLI. */
+async function waitUntil(run: { stderr: () => string; exited: Promise<unknown> }, sql: string, params: unknown[]): Promise<void> {
+  const watcher = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+  await watcher.connect();
+  let ended = false;
+  void run.exited.then(() => (ended = true));
+  try {
+    const deadline = Date.now() + 120_000;
+    while ((await watcher.query<{ n: number }>(sql, params)).rows[0].n === 0) {
+      if (ended || Date.now() > deadline) throw new Error(`never true (the CLI ${ended ? 'exited' : 'still runs'}): ${sql}: ${run.stderr()}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } finally {
+    await watcher.end();
+  }
+}
+
 describe('atmr-dr restore on the worst day', () => {
   let bigKey: string;
+  let big: string;
 
   beforeAll(async () => {
-    // Big enough that the load takes a few seconds: the signal lands in the middle of it.
-    const big = uniqueDatabaseName('rcli_big');
+    // Big enough that the load (and a backup) takes a few seconds: the signal lands in the middle of it.
+    big = uniqueDatabaseName('rcli_big');
     psql(cluster, 'postgres', `CREATE DATABASE ${big}`);
     psql(
       cluster,
@@ -260,6 +326,70 @@ describe('atmr-dr restore on the worst day', () => {
     expect(databasesLike(cluster, `${target}`)).toEqual([]);
     expect(processesNaming(target)).toEqual([]);
   }, 180_000);
+
+  it('a second Ctrl-C while the first one cleans up quits at once, removing the downloaded dump and naming the staging database that may be left', async () => {
+    // Arrange: a TMPDIR of the test's own; a restore loading into its staging database
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-test-tmpdir-'));
+    const target = uniqueDatabaseName('rcli_twice');
+    const run = startCli(['restore', bigKey, '--target-db', target], { TMPDIR: tmp });
+    const locker = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    await locker.connect();
+    let staging = '';
+    try {
+      await waitUntil(run, 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1', [`${target}_restore_%`]);
+      staging = (await locker.query<{ datname: string }>('SELECT datname FROM pg_database WHERE datname LIKE $1', [`${target}_restore_%`])).rows[0].datname;
+      // The first Ctrl-C's cleanup (DROP DATABASE of the staging database) waits for a lock this test holds.
+      await locker.query('BEGIN');
+      await locker.query(`COMMENT ON DATABASE "${staging}" IS 'held by the test'`);
+
+      // Act
+      run.child.kill('SIGINT');
+      await waitUntil(run, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1", [`DROP DATABASE IF EXISTS "${staging}"%`]);
+      expect(fs.readdirSync(tmp)).not.toEqual([]);
+      run.child.kill('SIGINT');
+      const status = await run.exited;
+
+      // Assert
+      expect(status).toBe(130);
+      expect(run.stderr().trimEnd().split('\n').at(-1)).toMatch(
+        new RegExp(`^atmr-dr: second SIGINT, quitting at once; temp directory ${tmp}/atmr-dr-\\w+ removed; the staging database ${target}_restore_\\.\\.\\. may be left: the next restore into ${target} names it, with the DROP DATABASE to run$`),
+      );
+      expect(fs.readdirSync(tmp)).toEqual([]);
+      expect(processesNaming(target)).toEqual([]);
+    } finally {
+      run.child.kill('SIGKILL');
+      await locker.query('ROLLBACK').catch(() => undefined);
+      await locker.end();
+      if (staging) psql(cluster, 'postgres', `DROP DATABASE IF EXISTS "${staging}" WITH (FORCE)`);
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  }, 180_000);
+
+  describe('backup and restore-test, interrupted, exit like restore: 130 for Ctrl-C, 143 for SIGTERM', () => {
+    const pgDumpRunning = "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'COPY %' AND state = 'active'";
+    const lastLine = (run: { stderr: () => string }) => run.stderr().trimEnd().split('\n').at(-1);
+
+    it('backup: Ctrl-C during the dump exits 130 with its one line', async () => {
+      const backup = startCli(['backup', '--tier', 'daily'], { PGDATABASE: big });
+      await waitUntil(backup, pgDumpRunning, [big]);
+
+      backup.child.kill('SIGINT');
+
+      expect(await backup.exited).toBe(130);
+      expect(lastLine(backup)).toMatch(/^atmr-dr: (backup failed, nothing published.*: )?backup aborted \(received SIGINT\)/);
+    }, 180_000);
+
+    it('restore-test: SIGTERM during its backup exits 143 with its one line, and drops the scratch database', async () => {
+      const restoreTest = startCli(['restore-test', '--json'], { PGDATABASE: big });
+      await waitUntil(restoreTest, pgDumpRunning, [big]);
+
+      restoreTest.child.kill('SIGTERM');
+
+      expect(await restoreTest.exited).toBe(143);
+      expect(lastLine(restoreTest)).toMatch(/^atmr-dr: restore test failed: .*backup aborted \(received SIGTERM\)/);
+      expect(JSON.parse(restoreTest.stdout())).toEqual(expect.objectContaining({ ok: false, scratchDropped: true }));
+    }, 180_000);
+  });
 
   it('a connection to S3 cut in the middle of the download is one line, exit 1, no staging database, no child', async () => {
     // Arrange: a TCP proxy in front of s3rver that resets every connection after 64 KiB of answer

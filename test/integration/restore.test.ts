@@ -7,9 +7,10 @@ import * as path from 'node:path';
 import { Client } from 'pg';
 import { runBackup } from '../../lambdas/backup/backup';
 import { createS3Client } from '../../lambdas/shared/aws';
+import type { OperatorError } from '../../lambdas/shared/errors';
 import { PgConnection } from '../../lambdas/shared/pg-connection';
 import { listBackups, resolveBackup } from '../../lambdas/restore/catalog';
-import { RestoreDeps, restoreBackup } from '../../lambdas/restore/restore';
+import { RestoreDeps, restoreBackup, stagingName } from '../../lambdas/restore/restore';
 import { verifyBackup } from '../../lambdas/restore/verify';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
@@ -333,6 +334,96 @@ describe('restore refusals leave the target untouched', () => {
     await expect(restoreBackup(deps(), { ref: 'daily/nope_backup_20200101_000000.manifest.json', targetDb: 'x_new' })).rejects.toThrow(/does not exist; list backups/);
     await expect(restoreBackup(deps(), { ref: manifestKey, targetDb: 'bad-name;drop' })).rejects.toThrow(/invalid --target-db/);
     expect(databaseExists(cluster, 'x_new')).toBe(false);
+  });
+});
+
+describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
+  /** An empty database named as an earlier restore into `target` would have left it. */
+  function leftover(target: string, kind: 'restore' | 'old'): string {
+    const name = stagingName(target, kind);
+    psql(cluster, 'postgres', `CREATE DATABASE "${name}"`);
+    return name;
+  }
+
+  it('refuses a missing target whose data is under <target>_old_<id> (killed between the swap\'s renames): one line with the fix, exit 2, nothing downloaded or created', async () => {
+    // Long enough that the sibling names cut it to fit 63 bytes.
+    for (const target of [uniqueDatabaseName('left_swap'), uniqueDatabaseName(`left_swap_${'x'.repeat(30)}`)]) {
+      // Arrange: the data, under the name the swap gave it before the kill
+      const old = stagingName(target, 'old');
+      psql(cluster, 'postgres', `CREATE DATABASE "${old}"`);
+      psql(cluster, old, 'CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (1), (2);');
+      const before = databaseDigest(cluster, old);
+      const lines: string[] = [];
+      const downloaded: number[] = [];
+
+      // Act
+      const error = await restoreBackup(deps({ log: (l) => lines.push(l), onDownloadProgress: (b) => downloaded.push(b) }), { ref: manifestKey, targetDb: target, force: true }).then(
+        () => undefined,
+        (e: unknown) => e as OperatorError,
+      );
+
+      // Assert
+      expect(error?.exitCode).toBe(2);
+      expect(error?.message).toBe(
+        `target database "${target}" is missing and its data is in "${old}", left by a restore stopped in the middle of its swap: put it back with ALTER DATABASE "${old}" RENAME TO "${target}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore`,
+      );
+      expect(lines).toEqual([]);
+      expect(downloaded).toEqual([]);
+      expect(databasesLike(cluster, target.slice(0, 40))).toEqual([old]);
+      // The statement it gives puts the data back.
+      psql(cluster, 'postgres', `ALTER DATABASE "${old}" RENAME TO "${target}"`);
+      expect(databaseDigest(cluster, target)).toBe(before);
+    }
+  });
+
+  it('when the swap had closed the target to connections (--terminate-connections), the fix reopens it too', async () => {
+    const target = uniqueDatabaseName('left_closed');
+    const old = leftover(target, 'old');
+    psql(cluster, 'postgres', `ALTER DATABASE "${old}" ALLOW_CONNECTIONS false`);
+
+    await expect(restoreBackup(deps(), { ref: manifestKey, targetDb: target })).rejects.toThrow(
+      `put it back with ALTER DATABASE "${old}" RENAME TO "${target}" and ALTER DATABASE "${target}" ALLOW_CONNECTIONS true, or`,
+    );
+    psql(cluster, 'postgres', `ALTER DATABASE "${old}" RENAME TO "${target}"; ALTER DATABASE "${target}" ALLOW_CONNECTIONS true;`);
+    expect(psql(cluster, target, 'SELECT 1')).toBe('1');
+  });
+
+  it('names a stale staging database and an _old_ beside the target, with the DROP to run, before the download, drops neither, and restores', async () => {
+    // Arrange
+    const target = makeTarget();
+    const staging = leftover(target, 'restore');
+    const old = leftover(target, 'old');
+    const lines: string[] = [];
+
+    // Act
+    const result = await restoreBackup(deps({ log: (l) => lines.push(l) }), { ref: manifestKey, targetDb: target, force: true });
+
+    // Assert
+    expect(result.replaced).toBe(true);
+    expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+    expect(lines.slice(0, 2)).toEqual([
+      `warning: "${old}" holds what "${target}" was before an earlier restore replaced it; left in place: when it is not needed, DROP DATABASE "${old}"`,
+      `warning: "${staging}" is the staging database of an earlier restore into "${target}" (killed, or still running); left in place: when it is not needed, DROP DATABASE "${staging}"`,
+    ]);
+    expect(lines[2]).toMatch(/^download: /);
+    expect(databasesLike(cluster, `${target}_`)).toEqual([old, staging]);
+  });
+
+  it('does not take for leftovers names that only look alike: `_` is not a wildcard, and the id is base-36 digits', async () => {
+    // Arrange: the target is missing; each of these would be refused as "its data is in ..." if taken for an `_old_`
+    const target = uniqueDatabaseName('left_like');
+    const lookalike = `${target.replaceAll('_', 'x')}_old_0123456789`;
+    const named = `${target}_old_2024_11_30`;
+    for (const name of [lookalike, named]) psql(cluster, 'postgres', `CREATE DATABASE "${name}"`);
+    const lines: string[] = [];
+
+    // Act
+    const result = await restoreBackup(deps({ log: (l) => lines.push(l) }), { ref: manifestKey, targetDb: target });
+
+    // Assert
+    expect(result.replaced).toBe(false);
+    expect(lines.filter((l) => l.startsWith('warning:'))).toEqual([]);
+    expect(databaseExists(cluster, lookalike) && databaseExists(cluster, named)).toBe(true);
   });
 });
 
