@@ -133,6 +133,8 @@ function siblingPrefix(target: string, kind: 'restore' | 'old'): string {
  * - the target is missing and `<target>_old_<id>` exists: the restore died between the swap's two
  *   renames and that database holds the data. Refused (a new restore would hide it further), with
  *   the statements that put it back or drop it.
+ * - the target exists but does not accept connections (the swap with --terminate-connections closes
+ *   it first): refused, with the statement that reopens it.
  * - a staging database, or `<target>_old_<id>` beside the target: reported with the DROP to run,
  *   never dropped here (another restore may be loading its staging database right now; a plain
  *   DROP DATABASE refuses a database in use).
@@ -147,8 +149,17 @@ export async function checkLeftovers(admin: Client, target: string, log: (line: 
       ORDER BY datname`,
     [target, pattern('restore'), pattern('old')],
   );
-  const targetExists = rows.some((r) => r.datname === target);
+  const targetRow = rows.find((r) => r.datname === target);
+  const targetExists = targetRow !== undefined;
   const leftovers = rows.filter((r) => r.datname !== target);
+  // A restore with --terminate-connections killed during its swap leaves the target closed: the
+  // application cannot connect to it, and the guards below could not look inside it either.
+  if (targetRow && !targetRow.datallowconn) {
+    throw new OperatorError(
+      `target database "${target}" does not accept connections (ALLOW_CONNECTIONS false: a restore with --terminate-connections killed during its swap leaves it so, and its clients cannot connect either): reopen it with ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS true, then rerun the restore`,
+      2,
+    );
+  }
   // Ids sort by time: the newest `_old_` is the last database the target was.
   const holder = leftovers.filter((r) => r.old).at(-1);
   if (!targetExists && holder) {

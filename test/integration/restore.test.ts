@@ -388,6 +388,32 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
     expect(psql(cluster, target, 'SELECT 1')).toBe('1');
   });
 
+  it('refuses a target left closed to connections (killed during a --terminate-connections swap): one line with the statement that reopens it, exit 2, nothing downloaded or created', async () => {
+    // Arrange: the swap had set ALLOW_CONNECTIONS false, then the restore was killed before the rename
+    const target = makeTarget();
+    const before = databaseDigest(cluster, target);
+    psql(cluster, 'postgres', `ALTER DATABASE "${target}" ALLOW_CONNECTIONS false`);
+    const downloaded: number[] = [];
+
+    // Act
+    const error = await restoreBackup(deps({ onDownloadProgress: (b) => downloaded.push(b) }), { ref: manifestKey, targetDb: target, force: true, terminateConnections: true }).then(
+      () => undefined,
+      (e: unknown) => e as OperatorError,
+    );
+
+    // Assert
+    expect(error?.exitCode).toBe(2);
+    expect(error?.message).toBe(
+      `target database "${target}" does not accept connections (ALLOW_CONNECTIONS false: a restore with --terminate-connections killed during its swap leaves it so, and its clients cannot connect either): reopen it with ALTER DATABASE "${target}" ALLOW_CONNECTIONS true, then rerun the restore`,
+    );
+    expect(downloaded).toEqual([]);
+    expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+    // The statement it gives reopens the target, unchanged, and the rerun restores.
+    psql(cluster, 'postgres', `ALTER DATABASE "${target}" ALLOW_CONNECTIONS true`);
+    expect(databaseDigest(cluster, target)).toBe(before);
+    await expect(restoreBackup(deps(), { ref: manifestKey, targetDb: target, force: true })).resolves.toMatchObject({ replaced: true });
+  });
+
   it('names a stale staging database and an _old_ beside the target, with the DROP to run, before the download, drops neither, and restores', async () => {
     // Arrange
     const target = makeTarget();
