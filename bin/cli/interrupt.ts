@@ -45,11 +45,24 @@ export function interruptible(onSecond?: () => string): Interrupt {
 /**
  * A directory of the command's own under TMPDIR for what it downloads: the command's cleanup
  * removes what it wrote there, and `remove` (for a second Ctrl-C, or the end) the directory itself.
+ *
+ * A run killed outright (kill -9, the OOM killer) cannot remove it, and what it holds is a whole
+ * backup, so the name carries the host and the process id (`atmr-dr-<host>-<pid>-XXXXXX`): the
+ * next command removes the directories of this host whose process is gone (`swept`, for the
+ * caller to say so) before making its own, instead of the operator finding TMPDIR full.
  */
-export function commandTempDir(): { readonly path: string; remove(): string } {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-'));
+export function commandTempDir(parent = os.tmpdir()): { readonly path: string; readonly swept: readonly string[]; remove(): string } {
+  const prefix = `atmr-dr-${os.hostname().replace(/[^A-Za-z0-9.]/g, '_')}-`;
+  const swept = sweepDeadRuns(parent, prefix);
+  let dir: string;
+  try {
+    dir = fs.mkdtempSync(path.join(parent, `${prefix}${process.pid}-`));
+  } catch (error) {
+    throw new OperatorError(`cannot create a temp directory in ${parent} (${(error as NodeJS.ErrnoException).code ?? oneLine(error)}): point TMPDIR at an existing, writable directory with room for the backup`, 2);
+  }
   return {
     path: dir,
+    swept,
     remove: () => {
       try {
         fs.rmSync(dir, { recursive: true, force: true });
@@ -59,4 +72,38 @@ export function commandTempDir(): { readonly path: string; remove(): string } {
       }
     },
   };
+}
+
+/** Removes `<prefix><pid>-XXXXXX` directories whose process no longer runs; returns their paths. */
+function sweepDeadRuns(parent: string, prefix: string): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(parent);
+  } catch {
+    return [];
+  }
+  const swept: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const match = /^(\d+)-[A-Za-z0-9]{6}$/.exec(name.slice(prefix.length));
+    if (!match || isRunning(Number(match[1]))) continue;
+    const dir = path.join(parent, name);
+    try {
+      fs.rmSync(dir, { recursive: true, force: true });
+      swept.push(dir);
+    } catch {
+      // Someone else's or unreadable: left as it is.
+    }
+  }
+  return swept;
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it runs, as another user.
+    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
 }

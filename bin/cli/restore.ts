@@ -53,6 +53,7 @@ export function registerRestoreCommands(program: Command): void {
         // A second Ctrl-C quits before the restore's own cleanup: the download's directory goes then,
         // and the staging database, if it was not dropped yet, is named by the next restore's check.
         const tempDir = commandTempDir();
+        reportSwept(tempDir.swept);
         const interrupt = interruptible(
           () => `${tempDir.remove()}; the staging database ${target}_restore_... may be left: the next restore into ${target} names it, with the DROP DATABASE to run`,
         );
@@ -110,6 +111,7 @@ export function registerRestoreCommands(program: Command): void {
       const source = await resolveConnection({ secretArn: opts.databaseSecret });
       const progress = stderrProgress(process.stderr.isTTY === true);
       const tempDir = commandTempDir();
+      reportSwept(tempDir.swept);
       const interrupt = interruptible(() => `${tempDir.remove()}; a scratch database atmr_dr_restore_test_... may be left: drop it`);
       // Loaded here, not with the module: `restore` (the worst day's command) does not evaluate the
       // backup pipeline the test also runs.
@@ -138,6 +140,11 @@ export function registerRestoreCommands(program: Command): void {
       }
       if (!report.ok) throw interrupt.interrupted(new OperatorError(`restore test failed: ${report.error}`));
     });
+}
+
+/** The temp directories of killed runs that commandTempDir removed: where the disk space came back from. */
+function reportSwept(swept: readonly string[]): void {
+  for (const dir of swept) process.stderr.write(`atmr-dr: removed temp directory ${dir}, left by an earlier run that was killed\n`);
 }
 
 function positiveSeconds(flag: string, value: string): number {

@@ -1,0 +1,59 @@
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { commandTempDir } from '../../bin/cli/interrupt';
+import type { OperatorError } from '../../lambdas/shared/errors';
+
+/** The pid of a process that has already exited. */
+function deadPid(): number {
+  return Number(execFileSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }));
+}
+
+describe('commandTempDir', () => {
+  let parent: string;
+
+  beforeEach(() => {
+    parent = fs.mkdtempSync(path.join(os.tmpdir(), 'interrupt-test-'));
+  });
+
+  afterEach(() => {
+    fs.rmSync(parent, { recursive: true, force: true });
+  });
+
+  it('removes the temp directory a killed run left (its process is gone), keeps a running one\'s and anything else, and says which', () => {
+    // Arrange: what kill -9 leaves (a whole downloaded backup), a live run's directory, and a stranger
+    const host = os.hostname().replace(/[^A-Za-z0-9.]/g, '_');
+    const killed = path.join(parent, `atmr-dr-${host}-${deadPid()}-aB3dE9`);
+    const running = path.join(parent, `atmr-dr-${host}-${process.pid}-Zz9yX8`);
+    const stranger = path.join(parent, 'atmr-dr-resolve-Q8XV0l');
+    for (const dir of [killed, running, stranger]) {
+      fs.mkdirSync(dir);
+      fs.writeFileSync(path.join(dir, 'atmr_backup.dump'), 'x'.repeat(1000));
+    }
+
+    // Act
+    const temp = commandTempDir(parent);
+
+    // Assert
+    expect(temp.swept).toEqual([killed]);
+    expect(fs.existsSync(killed)).toBe(false);
+    expect(fs.existsSync(running) && fs.existsSync(stranger)).toBe(true);
+    expect(path.dirname(temp.path)).toBe(parent);
+    expect(path.basename(temp.path)).toMatch(new RegExp(`^atmr-dr-${host.replace(/\./g, '\\.')}-${process.pid}-`));
+    temp.remove();
+    expect(fs.existsSync(temp.path)).toBe(false);
+  });
+
+  it('refuses a TMPDIR that does not exist with one line naming it and the fix, exit 2', () => {
+    let error: OperatorError | undefined;
+    try {
+      commandTempDir(path.join(parent, 'missing'));
+    } catch (e) {
+      error = e as OperatorError;
+    }
+
+    expect(error?.exitCode).toBe(2);
+    expect(error?.message).toMatch(new RegExp(`^cannot create a temp directory in ${path.join(parent, 'missing')} \\(ENOENT\\): point TMPDIR at an existing, writable directory with room for the backup$`));
+  });
+});
