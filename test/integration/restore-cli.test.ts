@@ -352,7 +352,7 @@ describe('atmr-dr restore on the worst day', () => {
       // Assert
       expect(status).toBe(130);
       expect(run.stderr().trimEnd().split('\n').at(-1)).toMatch(
-        new RegExp(`^atmr-dr: second SIGINT, quitting at once; temp directory ${tmp}/atmr-dr-\\w+ removed; the staging database ${target}_restore_\\.\\.\\. may be left: the next restore into ${target} names it, with the DROP DATABASE to run$`),
+        new RegExp(`^atmr-dr: second SIGINT, quitting at once; temp directory ${tmp}/atmr-dr-[\\w.-]+ removed; the staging database ${target}_restore_\\.\\.\\. may be left: the next restore into ${target} names it, with the DROP DATABASE to run$`),
       );
       expect(fs.readdirSync(tmp)).toEqual([]);
       expect(processesNaming(target)).toEqual([]);
