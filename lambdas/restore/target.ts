@@ -4,7 +4,6 @@ import { OperatorError, oneLine } from '../shared/errors';
 import { PgConnection, connectTo } from '../shared/pg-connection';
 
 // The connection helper lives with the connection settings (the backup uses it too); restore imports it from here.
-export { connectTo };
 
 /**
  * The target side of a restore: the guards (name, production, non-empty, open sessions), the
