@@ -12,8 +12,7 @@ import { createS3Client } from '../../lambdas/shared/aws';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { parseBackupTier } from '../../lambdas/shared/tiers';
 import { formatBytes } from '../../lambdas/shared/format';
-import { resolveConnection, type PgConnection } from '../../lambdas/shared/pg-connection';
-import { connectTo } from '../../lambdas/restore/target';
+import { connectTo, resolveConnection, type PgConnection } from '../../lambdas/shared/pg-connection';
 import { interruptible } from './interrupt';
 import { resolveBackupBucket, withBucketOptions } from './resolve';
 

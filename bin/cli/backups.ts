@@ -3,6 +3,7 @@ import { CatalogEntry, listBackups } from '../../lambdas/restore/catalog';
 import { verifyBackup } from '../../lambdas/restore/verify';
 import { formatBytes } from '../../lambdas/shared/format';
 import { createS3Client } from '../../lambdas/shared/aws';
+import { OperatorError } from '../../lambdas/shared/errors';
 import { resolveBackupBucket, withBucketOptions } from './resolve';
 
 /** `backups list` and `backups verify`: the read-only catalog of the backup bucket. */
@@ -30,22 +31,34 @@ export function registerBackupsCommands(program: Command): void {
 
   withBucketOptions(backups.command('verify'))
     .description('checks sizes and sha256 of every object against the manifest, and that the archives are readable (pg_restore --list, gzip); no database needed')
-    .argument('<manifest-key|latest>', 'a manifest key from "backups list", or latest')
+    // Optional for the parser, required by the action: its own message says where a key comes from.
+    .argument('[manifest-key|latest]', 'a manifest key from "backups list", or latest')
+    .usage('[options] <manifest-key|latest>')
     .option('--tier <tier>', 'with latest: the latest backup of this tier')
     .option('--database <name>', 'with latest: the database whose newest backup to verify (default: PGDATABASE)')
     .option('--json', 'print JSON')
-    .action(async (ref: string, opts: { tier?: string; database?: string; json?: boolean; bucket?: string; env?: string }) => {
+    .action(async (ref: string | undefined, opts: { tier?: string; database?: string; json?: boolean; bucket?: string; env?: string }) => {
+      if (ref === undefined) {
+        throw new OperatorError('backups verify needs the backup to check: a manifest key (atmr-dr backups list) or latest (with --database NAME or PGDATABASE)', 2);
+      }
       const bucket = await resolveBackupBucket(opts);
       const result = await verifyBackup({ s3: createS3Client(), bucket }, ref, { tier: opts.tier, database: opts.database ?? process.env.PGDATABASE });
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify({ ok: true, manifestKey: result.manifestKey, objects: result.objects, seconds: result.seconds }, null, 2)}\n`);
-        return;
+        const { ok, manifestKey, objects, seconds, summary } = result;
+        process.stdout.write(`${JSON.stringify({ ok, manifestKey, objects, seconds, summary }, null, 2)}\n`);
+      } else {
+        for (const o of result.objects) {
+          if (!o.ok) {
+            process.stdout.write(`BAD ${o.key}  ${o.reason}: ${o.problem}\n`);
+            continue;
+          }
+          const detail = o.format === 'custom' ? `${o.detail.tocEntries} archive entries` : `${formatBytes(o.detail.sqlBytes ?? 0)} of SQL`;
+          process.stdout.write(`ok  ${o.key}  ${formatBytes(o.bytes)}  sha256 ${o.sha256.slice(0, 12)}  ${detail}\n`);
+        }
+        if (result.ok) process.stdout.write(`verified ${result.manifestKey} in ${result.seconds.toFixed(1)} s: ${result.objects.length} of ${result.objects.length} objects good\n`);
       }
-      for (const o of result.objects) {
-        const detail = o.format === 'custom' ? `${o.detail.tocEntries} archive entries` : `${formatBytes(o.detail.sqlBytes ?? 0)} of SQL`;
-        process.stdout.write(`ok  ${o.key}  ${formatBytes(o.bytes)}  sha256 ${o.sha256.slice(0, 12)}  ${detail}\n`);
-      }
-      process.stdout.write(`verified ${result.manifestKey} in ${result.seconds.toFixed(1)} s\n`);
+      // A bad object: the objects above, then the summary as the one error line (exit 1).
+      if (!result.ok) throw new OperatorError(result.summary);
     });
 }
 

@@ -6,7 +6,7 @@ import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import type { MetricUnit as MetricUnitType } from '@aws-lambda-powertools/metrics/types';
 import { z } from 'zod';
 import { OperatorError, oneLine } from '../shared/errors';
-import { BackupManifestSchema, LatestPointerSchema } from '../shared/manifest';
+import { LatestPointerSchema, parseManifest } from '../shared/manifest';
 import { describeConnection, resolveConnection } from '../shared/pg-connection';
 import { LATEST_POINTER_KEY, type BackupTier } from '../shared/s3-layout';
 import { parseEnvSettings } from '../shared/env-settings';
@@ -177,7 +177,7 @@ async function emitLatestBackupAge(deps: ScheduledRunDeps, now: Date): Promise<v
   if (!deps.metrics) return;
   try {
     const pointer = LatestPointerSchema.parse(JSON.parse(await getText(deps.s3, deps.settings.bucket, LATEST_POINTER_KEY)));
-    const manifest = BackupManifestSchema.parse(JSON.parse(await getText(deps.s3, deps.settings.bucket, pointer.manifest)));
+    const manifest = parseManifest(pointer.manifest, await getText(deps.s3, deps.settings.bucket, pointer.manifest));
     const ageSeconds = Math.max(0, Math.round((now.getTime() - Date.parse(manifest.finishedAt)) / 1000));
     emitServiceMetric(deps.metrics, RUNNER_METRICS.latestBackupAgeSeconds, MetricUnit.Seconds, ageSeconds);
   } catch (error) {

@@ -1,6 +1,6 @@
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { OperatorError, oneLine } from '../shared/errors';
-import { BackupManifest, BackupManifestSchema, BackupObject, LatestPointerSchema } from '../shared/manifest';
+import { BackupManifest, BackupObject, LatestPointerSchema, parseManifest } from '../shared/manifest';
 import {
   BACKUP_TIERS,
   BackupTier,
@@ -122,14 +122,7 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
 export async function readManifest(deps: CatalogDeps, manifestKey: string): Promise<BackupManifest> {
   const text = await getTextIfExists(deps, manifestKey);
   if (text === undefined) throw new OperatorError(`manifest s3://${deps.bucket}/${manifestKey} does not exist; list backups with: atmr-dr backups list`);
-  const parsed = BackupManifestSchema.safeParse(safeJson(text));
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new OperatorError(
-      `manifest ${manifestKey} is not a valid schema-1 manifest (${issue.path.join('.') || 'root'}: ${issue.message}); do not restore it, pick another backup`,
-    );
-  }
-  return parsed.data;
+  return parseManifest(manifestKey, text);
 }
 
 /** Chooses the object to restore: the requested format, else custom (parallel restore), else plain. */

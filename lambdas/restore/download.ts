@@ -32,6 +32,19 @@ export const DEFAULT_DOWNLOAD_CONCURRENCY = 4;
 /** Bytes gathered from a part's body before one write, and read back per hash step. */
 const IO_BYTES = 1024 * 1024;
 
+/**
+ * The stored object is not the one its manifest describes (as opposed to a download that could not
+ * finish): `backups verify` reports which check it failed.
+ */
+export class BadObjectError extends OperatorError {
+  constructor(
+    message: string,
+    readonly reason: 'missing' | 'size' | 'sha256',
+  ) {
+    super(message);
+  }
+}
+
 /** Refuses before downloading when the directory cannot hold the object. */
 export async function checkFreeSpace(dir: string, bytes: number, check: SpaceCheck = {}): Promise<void> {
   const statfs: StatFs = check.statfs ?? ((d) => fs.promises.statfs(d));
@@ -144,16 +157,18 @@ export async function downloadObject(deps: CatalogDeps, object: BackupObject, di
   const sha256 = hash.digest('hex');
   if (sha256 !== object.sha256) {
     fs.rmSync(file, { force: true });
-    throw new OperatorError(
+    throw new BadObjectError(
       `object ${object.key} has sha256 ${sha256.slice(0, 12)}..., the manifest says ${object.sha256.slice(0, 12)}...: the stored backup is corrupt; do not restore it, pick another backup`,
+      'sha256',
     );
   }
   return { file, bytes: received, sha256, seconds: (performance.now() - started) / 1000 };
 }
 
 function sizeMismatch(object: BackupObject, stored: number | string): OperatorError {
-  return new OperatorError(
+  return new BadObjectError(
     `object ${object.key} is ${stored} bytes, the manifest says ${object.bytes}: the stored backup is truncated or altered; do not restore it, pick another backup`,
+    'size',
   );
 }
 
@@ -225,7 +240,7 @@ function s3Error(deps: CatalogDeps, object: BackupObject, start: number, error: 
   if (error instanceof OperatorError) return error;
   if ((error as Error)?.name === 'AbortError') return error as Error;
   if (isNotFound(error)) {
-    return new OperatorError(`object s3://${deps.bucket}/${object.key} named by the manifest is missing; this backup is unusable, pick another one (atmr-dr backups list)`);
+    return new BadObjectError(`object s3://${deps.bucket}/${object.key} named by the manifest is missing; this backup is unusable, pick another one (atmr-dr backups list)`, 'missing');
   }
   // 416: the range starts past the end, so the stored object is shorter than the manifest says.
   if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 416) return sizeMismatch(object, `fewer than ${start}`);

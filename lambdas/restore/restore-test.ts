@@ -1,13 +1,12 @@
 import type { Client } from 'pg';
 import { BackupResult, RunBackupDeps, RunBackupOptions, runBackup } from '../backup/backup';
 import { OperatorError, oneLine } from '../shared/errors';
-import type { PgConnection } from '../shared/pg-connection';
+import { connectTo, type PgConnection } from '../shared/pg-connection';
 import { RESTORE_TEST_BACKUP_PREFIX, type BackupTier } from '../shared/s3-layout';
 import { quoteIdent } from '../shared/postgres';
 import { CatalogDeps, resolveBackup } from './catalog';
 import type { SpaceCheck } from './download';
 import { restoreBackup } from './restore';
-import { connectTo } from './target';
 
 /**
  * The runbook's test_backup_restore.sh, automated: (back up,) restore into a scratch database,

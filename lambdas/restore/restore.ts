@@ -8,7 +8,8 @@ import { CatalogDeps, chooseObject, resolveBackup } from './catalog';
 import { checkRowCounts } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
 import { loadBackup } from './load';
-import { checkLeftovers, checkTarget, checkTargetName, connectTo, createDatabase, dropDatabase, guardProduction, guardSystemDatabase, stagingName, swapIn } from './target';
+import { connectTo } from '../shared/pg-connection';
+import { checkLeftovers, checkTarget, checkTargetName, createDatabase, dropDatabase, guardProduction, guardSystemDatabase, stagingName, swapIn } from './target';
 
 export { PRODUCTION_GUARD_FLAG, stagingName } from './target';
 

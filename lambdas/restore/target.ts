@@ -1,7 +1,9 @@
 import { Client } from 'pg';
 import { quoteIdent } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
-import { PgConnection, connectionFailure, pgClientConfig } from '../shared/pg-connection';
+import { PgConnection, connectTo } from '../shared/pg-connection';
+
+// The connection helper lives with the connection settings (the backup uses it too); restore imports it from here.
 
 /**
  * The target side of a restore: the guards (name, production, non-empty, open sessions), the
@@ -46,23 +48,6 @@ export function guardSystemDatabase(target: string, maintenance: string): void {
       2,
     );
   }
-}
-
-/** A client to `database`, or one line naming the settings to check. */
-export async function connectTo(connection: PgConnection, database: string): Promise<Client> {
-  const client = new Client(pgClientConfig(connection, database));
-  // A dropped socket on an idle client must not crash the process: the next query fails instead.
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-  } catch (error) {
-    // A failed authentication can leave the socket open (node-postgres does not close it when the
-    // server asks for a password it has not got): close it, or the process waits for the server's
-    // authentication_timeout (a minute) before it exits.
-    await client.end().catch(() => undefined);
-    throw connectionFailure({ ...connection, database }, error);
-  }
-  return client;
 }
 
 interface TargetState {

@@ -4,30 +4,53 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { pgToolPath } from '../shared/postgres';
-import { OperatorError, oneLine } from '../shared/errors';
-import type { BackupManifest } from '../shared/manifest';
+import { oneLine } from '../shared/errors';
+import type { BackupManifest, BackupObject } from '../shared/manifest';
 import { CatalogDeps, CatalogFilter, resolveBackup } from './catalog';
-import { SpaceCheck, downloadObject } from './download';
+import { BadObjectError, DownloadResult, SpaceCheck, downloadObject } from './download';
 import { errorLine, runTool, toolEnv } from './load';
 
 /**
  * `backups verify`: a backup checked without any database: every object's size and sha256 against
  * the manifest (download.ts), the custom archive's table of contents (`pg_restore --list`), and the
- * plain file's whole gzip stream.
+ * plain file's whole gzip stream. Every object is checked, a bad one does not stop the others: the
+ * operator learns in one run whether any format of this backup is still usable.
  */
-export interface VerifiedObject {
+export type VerifiedObject = GoodObject | BadObject;
+
+export interface GoodObject {
   readonly key: string;
   readonly format: 'custom' | 'plain';
+  readonly ok: true;
   readonly bytes: number;
   readonly sha256: string;
   /** custom: entries in the archive's table of contents; plain: uncompressed SQL bytes. */
   readonly detail: { readonly tocEntries?: number; readonly sqlBytes?: number };
 }
 
+export interface BadObject {
+  readonly key: string;
+  readonly format: 'custom' | 'plain';
+  readonly ok: false;
+  /**
+   * Which check failed: missing, size, sha256 (the stored bytes are not the manifest's), unreadable
+   * (right bytes, but pg_restore or gunzip cannot read them), download (it could not be read whole:
+   * network, rights, local space; not known to be bad, not known to be good).
+   */
+  readonly reason: BadObjectError['reason'] | 'unreadable' | 'download';
+  /** One line: what is wrong and what to do. */
+  readonly problem: string;
+}
+
 export interface VerifyResult {
   readonly manifestKey: string;
   readonly manifest: BackupManifest;
+  /** Every object of the manifest, in its order. */
   readonly objects: readonly VerifiedObject[];
+  /** Every object is good. */
+  readonly ok: boolean;
+  /** One line: how many objects are good, and which are bad and why. */
+  readonly summary: string;
   readonly seconds: number;
 }
 
@@ -38,37 +61,61 @@ export interface VerifyDeps extends CatalogDeps, SpaceCheck {
   readonly tempDir?: string;
 }
 
+/** Resolves and checks one backup; a bad object is reported in the result, an unreadable manifest throws. */
 export async function verifyBackup(deps: VerifyDeps, ref: string, filter: CatalogFilter = {}): Promise<VerifyResult> {
   const started = performance.now();
   const { manifestKey, manifest } = await resolveBackup(deps, ref, filter);
   const dir = fs.mkdtempSync(path.join(deps.tempDir ?? os.tmpdir(), 'atmr-dr-verify-'));
   try {
     const objects: VerifiedObject[] = [];
-    for (const object of manifest.objects) {
-      const downloaded = await downloadObject(deps, object, dir, deps);
-      let detail: VerifiedObject['detail'];
-      if (object.format === 'custom') {
-        const list = await runTool(pgToolPath('pg_restore', deps.pgBinDir), ['--list', downloaded.file], { env: toolEnv(undefined) });
-        if (list.code !== 0) {
-          throw new OperatorError(`pg_restore --list cannot read ${object.key}: ${errorLine(list.stderr)}; the archive is unreadable, pick another backup`);
-        }
-        detail = { tocEntries: list.stdout.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(';')).length };
-      } else {
-        let sqlBytes = 0;
-        try {
-          await pipeline(fs.createReadStream(downloaded.file), createGunzip(), async (source: AsyncIterable<Buffer>) => {
-            for await (const chunk of source) sqlBytes += chunk.length;
-          });
-        } catch (error) {
-          throw new OperatorError(`${object.key} is not a readable gzip stream (${oneLine(error)}); pick another backup`);
-        }
-        detail = { sqlBytes };
-      }
-      fs.rmSync(downloaded.file, { force: true });
-      objects.push({ key: object.key, format: object.format, bytes: downloaded.bytes, sha256: downloaded.sha256, detail });
-    }
-    return { manifestKey, manifest, objects, seconds: (performance.now() - started) / 1000 };
+    for (const object of manifest.objects) objects.push(await verifyObject(deps, object, dir));
+    return { manifestKey, manifest, objects, ok: objects.every((o) => o.ok), summary: summarize(manifestKey, objects), seconds: (performance.now() - started) / 1000 };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function summarize(manifestKey: string, objects: readonly VerifiedObject[]): string {
+  const bad = objects.filter((o): o is BadObject => !o.ok);
+  if (bad.length === 0) return `backup ${manifestKey}: ${objects.length} of ${objects.length} objects good`;
+  const which = `${bad.length} of ${objects.length} objects bad (${bad.map((o) => `${o.key}: ${o.reason}`).join(', ')})`;
+  // An object that could not be downloaded is not known to be bad: the check is worth a retry.
+  if (bad.every((o) => o.reason === 'download')) return `backup ${manifestKey}: ${which}; retry, and check the S3 endpoint, the network and the local space`;
+  const good = objects.find((o) => o.ok);
+  // Restore checks only the object it loads: the good format of a half-bad backup still restores.
+  const fix = good ? `restore it only with --format ${good.format}, or choose another backup` : 'do not restore it, choose another backup';
+  return `backup ${manifestKey}: ${which}; ${fix} (atmr-dr backups list)`;
+}
+
+async function verifyObject(deps: VerifyDeps, object: BackupObject, dir: string): Promise<VerifiedObject> {
+  const bad = (reason: BadObject['reason'], problem: string): BadObject => ({ key: object.key, format: object.format, ok: false, reason, problem });
+  let downloaded: DownloadResult;
+  try {
+    downloaded = await downloadObject(deps, object, dir, deps);
+  } catch (error) {
+    return bad(error instanceof BadObjectError ? error.reason : 'download', oneLine(error));
+  }
+  try {
+    let detail: GoodObject['detail'];
+    if (object.format === 'custom') {
+      const list = await runTool(pgToolPath('pg_restore', deps.pgBinDir), ['--list', downloaded.file], { env: toolEnv(undefined) });
+      if (list.code !== 0) {
+        return bad('unreadable', `pg_restore --list cannot read ${object.key}: ${errorLine(list.stderr)}; the archive is unreadable, pick another backup`);
+      }
+      detail = { tocEntries: list.stdout.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(';')).length };
+    } else {
+      let sqlBytes = 0;
+      try {
+        await pipeline(fs.createReadStream(downloaded.file), createGunzip(), async (source: AsyncIterable<Buffer>) => {
+          for await (const chunk of source) sqlBytes += chunk.length;
+        });
+      } catch (error) {
+        return bad('unreadable', `${object.key} is not a readable gzip stream (${oneLine(error)}); pick another backup`);
+      }
+      detail = { sqlBytes };
+    }
+    return { key: object.key, format: object.format, ok: true, bytes: downloaded.bytes, sha256: downloaded.sha256, detail };
+  } finally {
+    fs.rmSync(downloaded.file, { force: true });
   }
 }

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { OperatorError } from './errors';
+import { safeJson } from './json';
 import { BackupTierSchema } from './tiers';
 
 /** The backup manifest (schema 1, docs/contracts.md): written last, the only mark of a good backup. */
@@ -34,6 +36,27 @@ export const BackupManifestSchema = z.object({
 
 export type BackupManifest = z.infer<typeof BackupManifestSchema>;
 export type BackupObject = BackupManifest['objects'][number];
+
+/**
+ * A manifest's stored text to a validated manifest: the one reader of manifests (restore, verify,
+ * list, the backup-age metric). Anything else is one line naming the key, what is wrong (not JSON
+ * at all: a truncated upload, an error page stored in its place; or JSON that is not a schema-1
+ * manifest, and which field) and the way out, instead of the parser's own words.
+ */
+export function parseManifest(manifestKey: string, text: string): BackupManifest {
+  const fix = 'do not restore it, choose another backup (atmr-dr backups list)';
+  const json = safeJson(text);
+  if (json === undefined) {
+    const start = text.replace(/\s+/g, ' ').trim().slice(0, 40);
+    throw new OperatorError(`manifest ${manifestKey} is not valid JSON (${start === '' ? 'it is empty' : `it starts with ${JSON.stringify(start)}`}); ${fix}`);
+  }
+  const parsed = BackupManifestSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new OperatorError(`manifest ${manifestKey} is not a valid schema-1 manifest (${issue.path.join('.') || 'root'}: ${issue.message}); ${fix}`);
+  }
+  return parsed.data;
+}
 
 /** Pointer files `latest/<db>.json`, `latest/<db>/<tier>.json` (and, in transition, `latest.json`, `latest/<tier>.json`). */
 export const LatestPointerSchema = z.object({ manifest: z.string().min(1) });

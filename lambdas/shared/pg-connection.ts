@@ -1,7 +1,7 @@
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { Signer } from '@aws-sdk/rds-signer';
 import { readFileSync } from 'node:fs';
-import type { ClientConfig } from 'pg';
+import type { Client, ClientConfig } from 'pg';
 import { z } from 'zod';
 import { OperatorError, oneLine } from './errors';
 import { safeJson } from './json';
@@ -157,6 +157,28 @@ export function connectionFailure(conn: PgConnection, error: unknown): OperatorE
     ? 'the server asks for a password and none is set'
     : oneLine(error);
   return new OperatorError(`cannot connect to ${describeConnection(conn)}: ${reason}; check PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE (or --database-secret)`);
+}
+
+/**
+ * A client to `database` (default: the connection's own), or one line naming the settings to check.
+ * node-postgres is loaded here, on the first connection, not when this module is: commands that
+ * resolve a connection without opening one (and the CLI's start) do not pay for it.
+ */
+export async function connectTo(connection: PgConnection, database = connection.database): Promise<Client> {
+  const { Client: PgClient } = await import('pg');
+  const client = new PgClient(pgClientConfig(connection, database));
+  // A dropped socket on an idle client must not crash the process: the next query fails instead.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (error) {
+    // A failed authentication can leave the socket open (node-postgres does not close it when the
+    // server asks for a password it has not got): close it, or the process waits for the server's
+    // authentication_timeout (a minute) before it exits.
+    await client.end().catch(() => undefined);
+    throw connectionFailure({ ...connection, database }, error);
+  }
+  return client;
 }
 
 function stripUndefined<T extends object>(value: T): Partial<T> {

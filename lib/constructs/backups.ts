@@ -457,7 +457,7 @@ function runnerPolicyStatements(stack: Stack, props: BackupsProps, bucketArn: st
       ? [new iam.PolicyStatement({ sid: 'LockMonthlyBackups', actions: ['s3:PutObjectRetention'], resources: [objects('monthly/*')] })]
       : []),
     // Without ListBucket, S3 answers 403 instead of 404 for a missing key: the core's "key is free"
-    // check (HeadObject on the new manifest key) needs the 404. Listing reveals names only.
+    // check (GetObject on the new manifest key) needs the 404. Listing reveals names only.
     new iam.PolicyStatement({
       sid: 'TellMissingKeysApart',
       actions: ['s3:ListBucket'],

@@ -39,6 +39,18 @@ describe('the CLI loads only the concern of the command it runs', () => {
     expect(result.loaded).not.toContain(path.join('lambdas', 'backup', 'backup.ts'));
   });
 
+  it('loads node-postgres only when a command connects (restore, backups verify): not at the start', () => {
+    // Paths are relative to the repository: node_modules/pg/lib/....
+    const pg = (loaded: string[]) => loaded.filter((file) => file.startsWith(path.join('node_modules', 'pg') + path.sep));
+
+    const restore = registeredFor(['restore', 'latest', '--target-db', 'x']);
+    const verify = registeredFor(['backups', 'verify', 'latest']);
+
+    expect(restore.loaded).toContain(path.join('lambdas', 'shared', 'pg-connection.ts'));
+    expect(pg(restore.loaded)).toEqual([]);
+    expect(pg(verify.loaded)).toEqual([]);
+  });
+
   it.each([[['--help']], [['--version']], [[]], [['make-coffee']], [['help', 'restore']]])('registers every command for %j', (args) => {
     const result = registeredFor(args);
 

@@ -184,6 +184,7 @@ describe("the parser's errors take the same path as every other error", () => {
     [['killswitch', 'enable', '--mode', 'degraded', '--reason', 'peak', '--expires', '2', 'hours'], /^atmr-dr: too many arguments for 'enable'\. .*\(see atmr-dr killswitch --help\)$/],
     [['make-coffee'], "atmr-dr: unknown command 'make-coffee' (see atmr-dr --help)"],
     [['backups', 'list', '--colour'], "atmr-dr: unknown option '--colour' (see atmr-dr backups --help)"],
+    [['backups', 'verify'], 'atmr-dr: backups verify needs the backup to check: a manifest key (atmr-dr backups list) or latest (with --database NAME or PGDATABASE)'],
   ])('%j: one atmr-dr line on stderr, nothing on stdout, exit 2', async (args, expected) => {
     const run = await entry(args, operatorEnv());
 

@@ -1,4 +1,5 @@
-import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { createHash } from 'node:crypto';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
@@ -78,19 +79,121 @@ describe('atmr-dr backups', () => {
     expect(run.stdout).toMatch(new RegExp(`verified ${newerKey}`));
   });
 
-  it('verify refuses a corrupted object and a non-manifest key with one line', async () => {
+  it('verify checks every object: a corrupt .dump is BAD (sha256), the .sql.gz still ok, one summary line, exit 1', async () => {
+    // Arrange: one byte of the .dump flipped, the .sql.gz intact
     const backup = await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'weekly' });
     const key = backup.manifest.objects.find((o) => o.format === 'custom')!.key;
-    const bytes = Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: localS3.bucket, Key: key }))).Body!.transformToByteArray());
+    const bytes = await objectBytes(key);
     bytes[bytes.length - 1] ^= 0x01;
     await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: key, Body: bytes }));
 
+    // Act
     const corrupt = await atmrDr(['backups', 'verify', backup.manifestKey], localS3.env);
     const notAKey = await atmrDr(['backups', 'verify', 'daily/whatever.dump'], localS3.env);
 
+    // Assert: each object reported, the bad one with its reason, then one line on stderr
     expect(corrupt.status).toBe(1);
-    expect(corrupt.stderr).toMatch(/^atmr-dr: object weekly\/.*\.dump has sha256 .*corrupt; do not restore it, pick another backup\n$/);
+    expect(corrupt.stdout).toMatch(/^BAD weekly\/.*\.dump {2}sha256: object weekly\/.*\.dump has sha256 .*corrupt/m);
+    expect(corrupt.stdout).toMatch(/^ok {2}weekly\/.*\.sql\.gz .* of SQL$/m);
+    expect(corrupt.stdout).not.toMatch(/^verified /m);
+    expect(corrupt.stderr).toBe(
+      `atmr-dr: backup ${backup.manifestKey}: 1 of 2 objects bad (${key}: sha256); restore it only with --format plain, or choose another backup (atmr-dr backups list)\n`,
+    );
     expect(notAKey.status).toBe(2);
     expect(notAKey.stderr).toMatch(/^atmr-dr: "daily\/whatever.dump" is neither "latest" nor a manifest key .*\n$/);
   });
+
+  it('verify reports every bad object and why (a truncated .dump, an unreadable .sql.gz), in text and --json', async () => {
+    // Arrange: the .dump cut short; the .sql.gz replaced by bytes that are not gzip, the manifest
+    // updated to match them (right size and sha256, unreadable archive)
+    const backup = await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'monthly' });
+    const custom = backup.manifest.objects.find((o) => o.format === 'custom')!;
+    const plain = backup.manifest.objects.find((o) => o.format === 'plain')!;
+    await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: custom.key, Body: (await objectBytes(custom.key)).subarray(0, 100) }));
+    const notGzip = Buffer.from('<html><body>502 Bad Gateway</body></html>\n');
+    await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: plain.key, Body: notGzip }));
+    const manifest = {
+      ...backup.manifest,
+      objects: backup.manifest.objects.map((o) => (o.key === plain.key ? { ...o, bytes: notGzip.length, sha256: createHash('sha256').update(notGzip).digest('hex') } : o)),
+    };
+    await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: backup.manifestKey, Body: JSON.stringify(manifest) }));
+
+    // Act
+    const text = await atmrDr(['backups', 'verify', backup.manifestKey], localS3.env);
+    const json = await atmrDr(['backups', 'verify', backup.manifestKey, '--json'], localS3.env);
+
+    // Assert
+    expect(text.status).toBe(1);
+    expect(text.stdout.trim().split('\n')).toEqual([
+      expect.stringMatching(new RegExp(`^BAD ${custom.key} {2}size: object ${custom.key} is .* bytes, the manifest says ${custom.bytes}`)),
+      expect.stringMatching(new RegExp(`^BAD ${plain.key} {2}unreadable: ${plain.key} is not a readable gzip stream`)),
+    ]);
+    expect(text.stderr).toBe(
+      `atmr-dr: backup ${backup.manifestKey}: 2 of 2 objects bad (${custom.key}: size, ${plain.key}: unreadable); do not restore it, choose another backup (atmr-dr backups list)\n`,
+    );
+    expect(json.status).toBe(1);
+    expect(JSON.parse(json.stdout)).toEqual({
+      ok: false,
+      manifestKey: backup.manifestKey,
+      objects: [
+        { key: custom.key, format: 'custom', ok: false, reason: 'size', problem: expect.stringContaining('truncated or altered') },
+        { key: plain.key, format: 'plain', ok: false, reason: 'unreadable', problem: expect.stringContaining('not a readable gzip stream') },
+      ],
+      seconds: expect.any(Number),
+      summary: expect.stringMatching(/^backup .*: 2 of 2 objects bad/),
+    });
+    expect(json.stderr).toMatch(/^atmr-dr: backup .*: 2 of 2 objects bad .*\n$/);
+  });
+
+  it('verify --json of a good backup keeps its fields (ok, manifestKey, objects with bytes, sha256, detail, seconds)', async () => {
+    const run = await atmrDr(['backups', 'verify', olderKey, '--json'], localS3.env);
+
+    expect(run.status).toBe(0);
+    const result = JSON.parse(run.stdout) as { ok: boolean; manifestKey: string; objects: Record<string, unknown>[]; seconds: number };
+    expect(result).toMatchObject({ ok: true, manifestKey: olderKey, seconds: expect.any(Number) });
+    expect(result.objects).toEqual([
+      expect.objectContaining({ format: 'custom', ok: true, bytes: expect.any(Number), sha256: expect.stringMatching(/^[0-9a-f]{64}$/), detail: { tocEntries: expect.any(Number) } }),
+      expect.objectContaining({ format: 'plain', ok: true, bytes: expect.any(Number), sha256: expect.stringMatching(/^[0-9a-f]{64}$/), detail: { sqlBytes: expect.any(Number) } }),
+    ]);
+  });
+
+  it('verify without a backup named points at "backups list" and latest, exit 2', async () => {
+    const run = await atmrDr(['backups', 'verify'], localS3.env);
+
+    expect(run.status).toBe(2);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toBe(
+      'atmr-dr: backups verify needs the backup to check: a manifest key (atmr-dr backups list) or latest (with --database NAME or PGDATABASE)\n',
+    );
+  });
+
+  it.each([
+    ['an HTML error page', '<html><head><title>502 Bad Gateway</title></head></html>', 'is not valid JSON (it starts with "<html><head><title>502 Bad Gateway</titl")'],
+    ['a truncated upload', '{"schema":1,"database":"atmr","tier":"da', 'is not valid JSON (it starts with "{\\"schema\\":1,\\"database\\":\\"atmr\\",\\"tier\\":\\"da")'],
+    ['JSON that is not a manifest', '{"schema": 1, "database": "atmr"}', 'is not a valid schema-1 manifest (tier: '],
+  ])('a manifest that is %s: verify and list say so in one line naming the key and the fix', async (_case, body, what) => {
+    // Arrange
+    const key = `daily/${database}_backup_20261101_0${Math.floor(Math.random() * 90000 + 10000)}.manifest.json`;
+    await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: key, Body: body }));
+    try {
+      // Act
+      const verify = await atmrDr(['backups', 'verify', key], localS3.env);
+      const list = await atmrDr(['backups', 'list', '--tier', 'daily', '--json'], localS3.env);
+
+      // Assert
+      expect(verify.status).toBe(1);
+      expect(verify.stdout).toBe('');
+      expect(verify.stderr.split('\n')).toEqual([expect.stringMatching(/^atmr-dr: /), '']);
+      expect(verify.stderr).toContain(`atmr-dr: manifest ${key} ${what}`);
+      expect(verify.stderr).toMatch(/; do not restore it, choose another backup \(atmr-dr backups list\)\n$/);
+      const entry = (JSON.parse(list.stdout) as { manifestKey: string; invalid?: string }[]).find((e) => e.manifestKey === key);
+      expect(entry?.invalid).toContain(`manifest ${key} ${what}`);
+    } finally {
+      await s3.send(new DeleteObjectCommand({ Bucket: localS3.bucket, Key: key }));
+    }
+  });
 });
+
+async function objectBytes(key: string): Promise<Buffer> {
+  return Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: localS3.bucket, Key: key }))).Body!.transformToByteArray());
+}

@@ -11,7 +11,7 @@ import type { OperatorError } from '../../lambdas/shared/errors';
 import { PgConnection } from '../../lambdas/shared/pg-connection';
 import { listBackups, resolveBackup } from '../../lambdas/restore/catalog';
 import { RestoreDeps, restoreBackup, stagingName } from '../../lambdas/restore/restore';
-import { verifyBackup } from '../../lambdas/restore/verify';
+import { GoodObject, verifyBackup } from '../../lambdas/restore/verify';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
@@ -530,17 +530,39 @@ describe('catalog', () => {
   it('verifies a backup without a database: checksums, pg_restore --list and the gzip stream', async () => {
     const result = await verifyBackup({ s3, bucket: localS3.bucket }, manifestKey);
 
-    expect(result.objects.map((o) => o.format).sort()).toEqual(['custom', 'plain']);
-    expect(result.objects.find((o) => o.format === 'custom')!.detail.tocEntries).toBeGreaterThan(20);
-    expect(result.objects.find((o) => o.format === 'plain')!.detail.sqlBytes).toBeGreaterThan(100_000);
+    expect(result.ok).toBe(true);
+    const good = result.objects.filter((o): o is GoodObject => o.ok);
+    expect(good.map((o) => o.format).sort()).toEqual(['custom', 'plain']);
+    expect(good.find((o) => o.format === 'custom')!.detail.tocEntries).toBeGreaterThan(20);
+    expect(good.find((o) => o.format === 'plain')!.detail.sqlBytes).toBeGreaterThan(100_000);
   });
 
-  it('verify refuses a corrupt object', async () => {
+  it('verify reports a corrupt object as bad and still checks the others', async () => {
     const backup = await freshBackup();
     const bytes = await objectBytes(backup.plain);
     bytes[bytes.length - 10] ^= 0x01;
     await putObject(backup.plain, bytes);
 
-    await expect(verifyBackup({ s3, bucket: localS3.bucket }, backup.manifestKey)).rejects.toThrow(/sha256 .*corrupt/);
+    const result = await verifyBackup({ s3, bucket: localS3.bucket }, backup.manifestKey);
+
+    expect(result.ok).toBe(false);
+    expect(result.objects).toEqual([
+      expect.objectContaining({ key: backup.custom, ok: true, detail: { tocEntries: expect.any(Number) } }),
+      expect.objectContaining({ key: backup.plain, ok: false, reason: 'sha256', problem: expect.stringMatching(/sha256 .*corrupt/) }),
+    ]);
+    expect(result.summary).toBe(
+      `backup ${backup.manifestKey}: 1 of 2 objects bad (${backup.plain}: sha256); restore it only with --format custom, or choose another backup (atmr-dr backups list)`,
+    );
+  });
+
+  it('restore refuses a manifest that is not JSON with one line naming the key and the fix, before touching the target', async () => {
+    const key = 'daily/html_backup_20260101_000000.manifest.json';
+    await putObject(key, '<!DOCTYPE html>\n<html><body>Service Unavailable</body></html>');
+    const target = makeTarget();
+
+    await expect(restoreBackup(deps(), { ref: key, targetDb: target, force: true })).rejects.toThrow(
+      /^manifest daily\/html_backup_20260101_000000\.manifest\.json is not valid JSON \(it starts with "<!DOCTYPE html> <html><body>Service Unav"\); do not restore it, choose another backup \(atmr-dr backups list\)$/,
+    );
+    expect(psql(cluster, target, 'SELECT count(*) FROM keep_me')).toBe('50');
   });
 });
