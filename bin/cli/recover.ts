@@ -23,6 +23,7 @@ import { pgClientConfig, resolveConnection } from '../../lambdas/shared/pg-conne
 import { resolveCliActor } from './killswitch';
 import { DEPLOYED_NAMES, defaultEnvironmentName, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
+import { exitCodeOf } from './interrupt';
 
 interface RecoverGlobals {
   env?: string;
@@ -221,10 +222,11 @@ export function registerRecoverCommands(program: Command): void {
       const secretsManager = new SecretsManagerClient(SDK_RETRY);
       const actor = await resolveCliActor();
       // Ctrl-C / SIGTERM: stop at the next step boundary (or poll of a wait), the journal says where; a second one quits at once.
-      let stopRequested = false;
+      // Exit codes as the shell and the other commands give them: 130 for Ctrl-C, 143 for SIGTERM.
+      let stopRequested: NodeJS.Signals | undefined;
       const onSignal = (signal: NodeJS.Signals) => {
-        if (stopRequested) process.exit(130);
-        stopRequested = true;
+        if (stopRequested) process.exit(exitCodeOf(signal));
+        stopRequested = signal;
         process.stderr.write(`atmr-dr: recover cutover: ${signal}: stopping at the next step boundary (again to quit at once; the journal keeps what was done)\n`);
       };
       process.on('SIGINT', onSignal);
@@ -238,7 +240,7 @@ export function registerRecoverCommands(program: Command): void {
         cloudwatch: new CloudWatchClient(SDK_RETRY),
         store: ctx.store,
         connectRecovered: async (host: string, port: number) => pgClientConfig(await recoveredConnection(ctx.config, secretsManager, host, port)),
-        stopRequested: () => stopRequested,
+        stopRequested: () => stopRequested !== undefined,
         leaseOwner: `${actor} (pid ${process.pid} on ${os.hostname()})`,
       };
       const settings: CutoverSettings = {
@@ -265,7 +267,7 @@ export function registerRecoverCommands(program: Command): void {
         const reopened = result.journal?.some((e) => e.step === CUTOVER_STEPS.reopen);
         throw new OperatorError(
           `recover cutover: ${why}; the journal is in the record ("atmr-dr recover status ${id}"): continue with "atmr-dr recover cutover ${id} --resume --yes"${reopened ? '' : ` or put back what changed with "atmr-dr recover cutover ${id} --undo --yes"`}`,
-          stopRequested ? 130 : 1,
+          stopRequested ? exitCodeOf(stopRequested) : 1,
         );
       }
       if (mode === 'undo') {

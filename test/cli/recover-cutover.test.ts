@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { RecoveryRequest } from '../../lambdas/recovery/contract';
-import { beginRecovery, getRecovery, updateRecovery } from '../../lambdas/recovery/store';
+import { activeRecoveryId, beginRecovery, getRecovery, releaseLock, updateRecovery } from '../../lambdas/recovery/store';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { LocalDynamo, startLocalDynamo } from '../support/dynamodb';
 import { psql } from '../support/postgres';
@@ -370,5 +370,26 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(aws.calls.filter((c) => c.service === 'rds')).toEqual([]);
     expect(aws.instances.has('atmr-prod')).toBe(true);
     expect(await getRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, id)).toMatchObject({ status: 'cutover-failed', error: expect.stringMatching(/^cutover interrupted and undone by /) });
+  });
+
+  it('SIGTERM during the redeploy: exit 143, as the other commands give for SIGTERM (130 is for Ctrl-C)', async () => {
+    const id = 'r20261130151500-e2e2';
+    // One recovery at a time: free the lock a test before may hold (an interrupted cutover keeps it).
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const active = await activeRecoveryId(store);
+    if (active) await releaseLock(store, active);
+    await verifiedRecovery(id);
+    aws.ecsStable = false;
+    const launcher = path.join(install, 'bin', 'atmr-dr.cjs');
+
+    const cutoverRun = start(launcher, ['recover', 'cutover', id, '--yes'], operatorEnv());
+    for (let i = 0; i < 600 && !aws.calls.some((c) => c.action === 'UpdateService'); i += 1) await new Promise((resolve) => setTimeout(resolve, 50));
+    cutoverRun.child.kill('SIGTERM');
+    const interrupted = await cutoverRun.done;
+
+    expect(interrupted.status).toBe(143);
+    const lines = interrupted.stderr.trimEnd().split('\n');
+    expect(lines[0]).toBe('atmr-dr: recover cutover: SIGTERM: stopping at the next step boundary (again to quit at once; the journal keeps what was done)');
+    expect(lines[lines.length - 1]).toMatch(/^atmr-dr: recover cutover: interrupted after .*--resume --yes/);
   });
 });
