@@ -327,16 +327,21 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(record.recoverySeconds).toBeGreaterThanOrEqual(1200);
   });
 
-  it('Ctrl-C during the redeploy: exit 130 with how to resume or undo; status shows the journal; --undo --yes puts everything back', async () => {
-    const id = 'r20261130150000-e2e1';
+  /** `recover cutover ID --yes` of a verified recovery, sent `signal` once the redeploy started (the services never become stable). */
+  async function interruptedCutover(id: string, signal: NodeJS.Signals) {
     await verifiedRecovery(id);
     aws.ecsStable = false;
+    const cutoverRun = start(path.join(install, 'bin', 'atmr-dr.cjs'), ['recover', 'cutover', id, '--yes'], operatorEnv());
+    for (let i = 0; i < 600 && !aws.calls.some((c) => c.action === 'UpdateService'); i += 1) await new Promise((resolve) => setTimeout(resolve, 50));
+    cutoverRun.child.kill(signal);
+    return cutoverRun.done;
+  }
+
+  it('Ctrl-C during the redeploy: exit 130 with how to resume or undo; status shows the journal; --undo --yes puts everything back', async () => {
+    const id = 'r20261130150000-e2e1';
     const launcher = path.join(install, 'bin', 'atmr-dr.cjs');
 
-    const cutoverRun = start(launcher, ['recover', 'cutover', id, '--yes'], operatorEnv());
-    for (let i = 0; i < 600 && !aws.calls.some((c) => c.action === 'UpdateService'); i += 1) await new Promise((resolve) => setTimeout(resolve, 50));
-    cutoverRun.child.kill('SIGINT');
-    const interrupted = await cutoverRun.done;
+    const interrupted = await interruptedCutover(id, 'SIGINT');
 
     expect(interrupted.status).toBe(130);
     const lines = interrupted.stderr.trimEnd().split('\n');
@@ -378,14 +383,8 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
     const active = await activeRecoveryId(store);
     if (active) await releaseLock(store, active);
-    await verifiedRecovery(id);
-    aws.ecsStable = false;
-    const launcher = path.join(install, 'bin', 'atmr-dr.cjs');
 
-    const cutoverRun = start(launcher, ['recover', 'cutover', id, '--yes'], operatorEnv());
-    for (let i = 0; i < 600 && !aws.calls.some((c) => c.action === 'UpdateService'); i += 1) await new Promise((resolve) => setTimeout(resolve, 50));
-    cutoverRun.child.kill('SIGTERM');
-    const interrupted = await cutoverRun.done;
+    const interrupted = await interruptedCutover(id, 'SIGTERM');
 
     expect(interrupted.status).toBe(143);
     const lines = interrupted.stderr.trimEnd().split('\n');
