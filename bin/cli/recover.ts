@@ -9,7 +9,6 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Command } from 'commander';
 import * as os from 'node:os';
-import * as readline from 'node:readline/promises';
 import { EnvironmentConfig, resolveRecoveryConfig } from '../../lib/config';
 import { RecoveryRecord } from '../../lambdas/recovery/contract';
 import { CUTOVER_STEPS, CutoverResult, CutoverSettings, cutover, undoCutover } from '../../lambdas/recovery/cutover';
@@ -23,6 +22,7 @@ import { pgClientConfig, resolveConnection } from '../../lambdas/shared/pg-conne
 import { resolveCliActor } from './killswitch';
 import { DEPLOYED_NAMES, defaultEnvironmentName, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
+import { confirmer } from './confirm';
 import { exitCodeOf } from './interrupt';
 
 interface RecoverGlobals {
@@ -38,17 +38,9 @@ function print(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
-/** Asks before changing production; refuses without a terminal unless --yes. */
+/** Asks before changing production; refuses without a terminal unless --yes (confirm.ts). */
 async function confirmOrRefuse(question: string, yes: boolean | undefined, what: string): Promise<void> {
-  if (yes) return;
-  if (!process.stdin.isTTY) throw new OperatorError(`${what}: changes production and standard input is not a terminal: pass --yes to confirm`, 2);
-  const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    const answer = (await rl.question(`${question} [y/N] `)).trim().toLowerCase();
-    if (answer !== 'y' && answer !== 'yes') throw new OperatorError(`${what}: not confirmed, nothing changed`, 1);
-  } finally {
-    rl.close();
-  }
+  if (!(await confirmer(yes)(`${what}: ${question}`))) throw new OperatorError(`${what}: not confirmed, nothing changed`, 1);
 }
 
 function statusLine(record: RecoveryRecord, execution?: { status: string; error?: string }): string {
@@ -214,8 +206,8 @@ export function registerRecoverCommands(program: Command): void {
       }
       const question =
         mode === 'undo'
-          ? `Put back what the cutover to ${record.newInstance} changed (killswitch, ${ctx.config.name}'s database endpoint, tasks)?`
-          : `${mode === 'resume' ? 'Resume putting' : 'Put'} production (${ctx.config.name}) on ${record.newInstance} (as of ${record.toTime})?`;
+          ? `put back what the cutover to ${record.newInstance} changed (killswitch, ${ctx.config.name}'s database endpoint, tasks)`
+          : `${mode === 'resume' ? 'resume putting' : 'put'} production (${ctx.config.name}) on ${record.newInstance} (as of ${record.toTime})`;
       await confirmOrRefuse(question, opts.yes, `recover cutover${mode === 'start' ? '' : ` --${mode}`}`);
       const recovery = resolveRecoveryConfig(ctx.config);
       const killswitchParameter = await resolveDeployedName(DEPLOYED_NAMES.killswitchParameter, { flagValue: ctx.g.parameter, envName: ctx.envName });
@@ -292,7 +284,7 @@ export function registerRecoverCommands(program: Command): void {
     .action(async (id: string, opts: { yes?: boolean }) => {
       const ctx = await context();
       const record = await getRecovery(ctx.store, id);
-      await confirmOrRefuse(`Delete ${record.newInstance} (a final snapshot is kept)?`, opts.yes, 'recover abandon');
+      await confirmOrRefuse(`delete ${record.newInstance} (a final snapshot is kept)`, opts.yes, 'recover abandon');
       const result = await abandonRecovery({ rds: ctx.rds, sfn: ctx.sfn, events: ctx.events, store: ctx.store }, id, await resolveCliActor(), ctx.config.database.instanceIdentifier);
       if (ctx.g.json) print(JSON.stringify(result));
       else print(`recovery ${id} abandoned: ${result.detail}`);
