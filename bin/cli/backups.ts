@@ -80,7 +80,8 @@ function summary(entry: CatalogEntry) {
 }
 
 function line(entry: CatalogEntry): string {
-  if (!entry.manifest) return `${entry.manifestKey}  INVALID: ${entry.invalid}`;
+  // The reason names the key already (every manifest error does): once on the line is enough.
+  if (!entry.manifest) return `INVALID: ${entry.invalid}`;
   const s = summary(entry) as { tier: string; startedAt: string; bytes: number; formats: string[]; tables: number; rows: number };
   return `${entry.manifestKey}  ${s.tier}  ${s.startedAt}  ${formatBytes(s.bytes)}  ${s.formats.join('+')}  ${s.tables} tables  ${s.rows} rows`;
 }

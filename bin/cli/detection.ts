@@ -3,7 +3,6 @@ import { ECSClient } from '@aws-sdk/client-ecs';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { RDSClient } from '@aws-sdk/client-rds';
 import { Command } from 'commander';
-import * as readline from 'node:readline/promises';
 import { dbReadWrite, rdsStorage } from '../../lambdas/detection/db-read-write';
 import { restartService, scaleService } from '../../lambdas/detection/ecs-actions';
 import { SDK_RETRY } from '../../lambdas/shared/aws';
@@ -12,26 +11,10 @@ import { resolveConnection } from '../../lambdas/shared/pg-connection';
 import type { EnvironmentConfig } from '../../lib/config';
 import { DEPLOYED_NAMES, defaultEnvironmentName, packageRoot, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
+import { confirmer } from './confirm';
 
 function print(line: string): void {
   process.stdout.write(`${line}\n`);
-}
-
-/**
- * Confirmation of a production change: `--yes` answers for the operator; without it, standard input
- * must be a terminal (a script or a pipe never confirms by accident).
- */
-export function confirmer(yes: boolean | undefined, input: NodeJS.ReadableStream & { isTTY?: boolean } = process.stdin): (question: string) => Promise<boolean> {
-  return async (question) => {
-    if (yes) return true;
-    if (!input.isTTY) throw new OperatorError(`${question} needs confirmation: standard input is not a terminal; pass --yes to confirm`, 2);
-    const rl = readline.createInterface({ input, output: process.stderr });
-    try {
-      return /^(y|yes|o|oui)$/i.test((await rl.question(`${question} [y/N] `)).trim());
-    } finally {
-      rl.close();
-    }
-  };
 }
 
 function envConfig(envName: string | undefined): { envName: string; config?: EnvironmentConfig; error?: string } {

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
 
 /** The shell's exit code for a process ended by `signal` (128 + its number). */
-function exitCodeOf(signal: NodeJS.Signals): number {
+export function exitCodeOf(signal: NodeJS.Signals): number {
   return signal === 'SIGTERM' ? 143 : 130;
 }
 

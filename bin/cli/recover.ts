@@ -9,7 +9,6 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Command } from 'commander';
 import * as os from 'node:os';
-import * as readline from 'node:readline/promises';
 import { EnvironmentConfig, resolveRecoveryConfig } from '../../lib/config';
 import { RecoveryRecord } from '../../lambdas/recovery/contract';
 import { CUTOVER_STEPS, CutoverResult, CutoverSettings, cutover, undoCutover } from '../../lambdas/recovery/cutover';
@@ -23,6 +22,8 @@ import { pgClientConfig, resolveConnection } from '../../lambdas/shared/pg-conne
 import { resolveCliActor } from './killswitch';
 import { DEPLOYED_NAMES, defaultEnvironmentName, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
+import { confirmer } from './confirm';
+import { exitCodeOf } from './interrupt';
 
 interface RecoverGlobals {
   env?: string;
@@ -37,17 +38,9 @@ function print(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
-/** Asks before changing production; refuses without a terminal unless --yes. */
+/** Asks before changing production; refuses without a terminal unless --yes (confirm.ts). */
 async function confirmOrRefuse(question: string, yes: boolean | undefined, what: string): Promise<void> {
-  if (yes) return;
-  if (!process.stdin.isTTY) throw new OperatorError(`${what}: changes production and standard input is not a terminal: pass --yes to confirm`, 2);
-  const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    const answer = (await rl.question(`${question} [y/N] `)).trim().toLowerCase();
-    if (answer !== 'y' && answer !== 'yes') throw new OperatorError(`${what}: not confirmed, nothing changed`, 1);
-  } finally {
-    rl.close();
-  }
+  if (!(await confirmer(yes)(`${what}: ${question}`))) throw new OperatorError(`${what}: not confirmed, nothing changed`, 1);
 }
 
 function statusLine(record: RecoveryRecord, execution?: { status: string; error?: string }): string {
@@ -213,18 +206,19 @@ export function registerRecoverCommands(program: Command): void {
       }
       const question =
         mode === 'undo'
-          ? `Put back what the cutover to ${record.newInstance} changed (killswitch, ${ctx.config.name}'s database endpoint, tasks)?`
-          : `${mode === 'resume' ? 'Resume putting' : 'Put'} production (${ctx.config.name}) on ${record.newInstance} (as of ${record.toTime})?`;
+          ? `put back what the cutover to ${record.newInstance} changed (killswitch, ${ctx.config.name}'s database endpoint, tasks)`
+          : `${mode === 'resume' ? 'resume putting' : 'put'} production (${ctx.config.name}) on ${record.newInstance} (as of ${record.toTime})`;
       await confirmOrRefuse(question, opts.yes, `recover cutover${mode === 'start' ? '' : ` --${mode}`}`);
       const recovery = resolveRecoveryConfig(ctx.config);
       const killswitchParameter = await resolveDeployedName(DEPLOYED_NAMES.killswitchParameter, { flagValue: ctx.g.parameter, envName: ctx.envName });
       const secretsManager = new SecretsManagerClient(SDK_RETRY);
       const actor = await resolveCliActor();
       // Ctrl-C / SIGTERM: stop at the next step boundary (or poll of a wait), the journal says where; a second one quits at once.
-      let stopRequested = false;
+      // Exit codes as the shell and the other commands give them: 130 for Ctrl-C, 143 for SIGTERM.
+      let stopRequested: NodeJS.Signals | undefined;
       const onSignal = (signal: NodeJS.Signals) => {
-        if (stopRequested) process.exit(130);
-        stopRequested = true;
+        if (stopRequested) process.exit(exitCodeOf(signal));
+        stopRequested = signal;
         process.stderr.write(`atmr-dr: recover cutover: ${signal}: stopping at the next step boundary (again to quit at once; the journal keeps what was done)\n`);
       };
       process.on('SIGINT', onSignal);
@@ -238,7 +232,7 @@ export function registerRecoverCommands(program: Command): void {
         cloudwatch: new CloudWatchClient(SDK_RETRY),
         store: ctx.store,
         connectRecovered: async (host: string, port: number) => pgClientConfig(await recoveredConnection(ctx.config, secretsManager, host, port)),
-        stopRequested: () => stopRequested,
+        stopRequested: () => stopRequested !== undefined,
         leaseOwner: `${actor} (pid ${process.pid} on ${os.hostname()})`,
       };
       const settings: CutoverSettings = {
@@ -265,7 +259,7 @@ export function registerRecoverCommands(program: Command): void {
         const reopened = result.journal?.some((e) => e.step === CUTOVER_STEPS.reopen);
         throw new OperatorError(
           `recover cutover: ${why}; the journal is in the record ("atmr-dr recover status ${id}"): continue with "atmr-dr recover cutover ${id} --resume --yes"${reopened ? '' : ` or put back what changed with "atmr-dr recover cutover ${id} --undo --yes"`}`,
-          stopRequested ? 130 : 1,
+          stopRequested ? exitCodeOf(stopRequested) : 1,
         );
       }
       if (mode === 'undo') {
@@ -290,7 +284,7 @@ export function registerRecoverCommands(program: Command): void {
     .action(async (id: string, opts: { yes?: boolean }) => {
       const ctx = await context();
       const record = await getRecovery(ctx.store, id);
-      await confirmOrRefuse(`Delete ${record.newInstance} (a final snapshot is kept)?`, opts.yes, 'recover abandon');
+      await confirmOrRefuse(`delete ${record.newInstance} (a final snapshot is kept)`, opts.yes, 'recover abandon');
       const result = await abandonRecovery({ rds: ctx.rds, sfn: ctx.sfn, events: ctx.events, store: ctx.store }, id, await resolveCliActor(), ctx.config.database.instanceIdentifier);
       if (ctx.g.json) print(JSON.stringify(result));
       else print(`recovery ${id} abandoned: ${result.detail}`);

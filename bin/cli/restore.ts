@@ -4,8 +4,10 @@ import { RestoreResult, restoreBackup } from '../../lambdas/restore/restore';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { resolveConnection } from '../../lambdas/shared/pg-connection';
+import { quoteIdent } from '../../lambdas/shared/postgres';
 import { parseBackupTier } from '../../lambdas/shared/tiers';
 import { stderrProgress } from './progress';
+import { confirmer } from './confirm';
 import { commandTempDir, interruptible } from './interrupt';
 import { resolveBackupBucket, withBucketOptions } from './resolve';
 
@@ -13,7 +15,9 @@ import { resolveBackupBucket, withBucketOptions } from './resolve';
 export function registerRestoreCommands(program: Command): void {
   withBucketOptions(program.command('restore'))
     .description('verified restore of a backup into --target-db on PGHOST: checksum before touching the server, restore into a staging database, row counts checked, then swapped in')
-    .argument('<manifest-key|latest>', 'a manifest key from "backups list", or latest')
+    // Optional for the parser, required by the action: its own message says what to pass.
+    .argument('[manifest-key|latest]', 'a manifest key from "backups list", or latest')
+    .usage('[options] <manifest-key|latest> --target-db <name>')
     // Not requiredOption: commander checks required options before unknown ones, so a mistyped
     // `--taget-db` would be reported as a missing --target-db instead of as the typo it is.
     .option('--target-db <name>', '(required) database to restore into (created, or replaced with --force)')
@@ -22,13 +26,14 @@ export function registerRestoreCommands(program: Command): void {
     .option('--tier <tier>', 'with latest: the latest backup of this tier')
     .option('--database <name>', 'with latest: the database whose newest backup to restore (default: PGDATABASE)')
     .option('--terminate-connections', 'end the sessions connected to the target at swap time instead of refusing')
-    .option('--i-understand-this-overwrites-production', 'allow --target-db to be the production/source database (PGDATABASE or the backup\'s own database)')
+    .option('--i-understand-this-overwrites-production', 'allow --target-db to be the production/source database (PGDATABASE or the backup\'s own database); asks to type the database name unless --yes')
+    .option('--yes', 'with --i-understand-this-overwrites-production: confirm without asking (required when standard input is not a terminal)')
     .option('--database-secret <arn>', 'read the connection from this Secrets Manager secret instead of PG* variables')
     .option('--progress', 'progress on stderr even when it is not a terminal (at a terminal it is always shown)')
     .option('--json', 'print the result as JSON')
     .action(
       async (
-        ref: string,
+        ref: string | undefined,
         opts: {
           targetDb?: string;
           force?: boolean;
@@ -37,6 +42,7 @@ export function registerRestoreCommands(program: Command): void {
           database?: string;
           terminateConnections?: boolean;
           iUnderstandThisOverwritesProduction?: boolean;
+          yes?: boolean;
           databaseSecret?: string;
           progress?: boolean;
           json?: boolean;
@@ -44,30 +50,40 @@ export function registerRestoreCommands(program: Command): void {
           env?: string;
         },
       ) => {
+        if (ref === undefined) {
+          throw new OperatorError('restore needs the backup to restore: latest (with --database NAME or PGDATABASE) or a manifest key from "atmr-dr backups list", and --target-db NAME', 2);
+        }
         if (opts.targetDb === undefined) throw new OperatorError('--target-db is required: name the database to restore into, e.g. --target-db atmr_restored', 2);
         const bucket = await resolveBackupBucket(opts);
         const productionName = process.env.PGDATABASE;
         const connection = await resolveConnection({ secretArn: opts.databaseSecret, overrides: productionName ? {} : { database: 'postgres' } });
-        const progress = stderrProgress(opts.progress === true || process.stderr.isTTY === true);
         const target = opts.targetDb;
+        // Overwriting production cannot be undone: asked before anything is read or written.
+        if (opts.iUnderstandThisOverwritesProduction && !(await confirmer(opts.yes)(`restore ${ref} over database "${target}" on ${connection.host}:${connection.port}, erasing what it holds`, target))) {
+          throw new OperatorError(`restore: not confirmed, "${target}" untouched`, 1);
+        }
+        const progress = stderrProgress(opts.progress === true || process.stderr.isTTY === true);
         // A second Ctrl-C quits before the restore's own cleanup: the download's directory goes then,
-        // and the staging database, if it was not dropped yet, is named by the next restore's check.
+        // and the staging database, if it was not dropped yet, is named with the statement that
+        // drops it (its pg_restore may still be loading it).
         const tempDir = commandTempDir();
         reportSwept(tempDir.swept);
-        const interrupt = interruptible(
-          () => `${tempDir.remove()}; the staging database ${target}_restore_... may be left: the next restore into ${target} names it, with the DROP DATABASE to run`,
-        );
+        let staging: string | undefined;
+        const interrupt = interruptible(() => {
+          const left = staging
+            ? `the staging database "${staging}" may be left: drop it with DROP DATABASE ${quoteIdent(staging)} WITH (FORCE) (the next restore into ${target} names it too)`
+            : 'no staging database was created yet';
+          return `${tempDir.remove()}; ${left}`;
+        });
         const result = await restoreBackup(
           {
             s3: createS3Client(),
             bucket,
             connection,
             tempDir: tempDir.path,
-            // Warnings (leftovers of a killed restore) ask the operator to act: shown even without --progress.
-            log: (line) => {
-              if (line.startsWith('warning: ')) process.stderr.write(`atmr-dr: ${line}\n`);
-              else progress.line(line);
-            },
+            log: (line) => progress.line(line),
+            warn: stderrWarning,
+            onStaging: (name) => (staging = name),
             onDownloadProgress: (bytes, total) => progress.meter('download', bytes, total),
           },
           {
@@ -117,7 +133,7 @@ export function registerRestoreCommands(program: Command): void {
       // backup pipeline the test also runs.
       const { runRestoreTest } = await import('../../lambdas/restore/restore-test');
       const report = await runRestoreTest(
-        { s3: createS3Client(), bucket, source, target: source, tempDir: tempDir.path, log: (line) => progress.line(line), signal: interrupt.signal },
+        { s3: createS3Client(), bucket, source, target: source, tempDir: tempDir.path, log: (line) => progress.line(line), warn: stderrWarning, signal: interrupt.signal },
         { takeBackup: true, tier, criticalQueries: opts.criticalQuery, rtoObjectiveSeconds: rto, rpoObjectiveSeconds: rpo },
       ).finally(() => {
         interrupt.done();
@@ -140,6 +156,11 @@ export function registerRestoreCommands(program: Command): void {
       }
       if (!report.ok) throw interrupt.interrupted(new OperatorError(`restore test failed: ${report.error}`));
     });
+}
+
+/** Warnings ask the operator to act: on stderr even without --progress. */
+function stderrWarning(line: string): void {
+  process.stderr.write(`atmr-dr: warning: ${line}\n`);
 }
 
 /** The temp directories of killed runs that commandTempDir removed: where the disk space came back from. */

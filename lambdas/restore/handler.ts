@@ -93,7 +93,7 @@ export async function restoreTestHandler(event: unknown) {
     secretsManager: tracer.captureAWSv3Client(new SecretsManagerClient({ maxAttempts: DEFAULT_MAX_ATTEMPTS })),
   };
   if ('restore' in parsed.data) {
-    const result = await runLambdaRestore({ ...clients, env: process.env, region: process.env.AWS_REGION, log: (line) => logger.info(line) }, settings, parsed.data.restore);
+    const result = await runLambdaRestore({ ...clients, env: process.env, region: process.env.AWS_REGION, log: (line) => logger.info(line), warn: (line) => logger.warn(line) }, settings, parsed.data.restore);
     logger.info('restore done', { manifestKey: result.manifestKey, targetDb: result.targetDb, rtoSeconds: result.rtoSeconds });
     return { ok: true, ...result };
   }
@@ -107,6 +107,7 @@ export async function restoreTestHandler(event: unknown) {
       env: process.env,
       region: process.env.AWS_REGION,
       log: (line) => logger.info(line),
+      warn: (line) => logger.warn(line),
     },
     settings,
   );

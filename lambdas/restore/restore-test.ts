@@ -35,6 +35,8 @@ export interface RestoreTestDeps extends CatalogDeps, SpaceCheck {
   readonly maintenanceDatabase?: string;
   readonly now?: () => Date;
   readonly log?: (line: string) => void;
+  /** What asks the operator to act (leftovers of a killed restore); default: log. */
+  readonly warn?: (line: string) => void;
   /** Stops the backup or the restore step (Ctrl-C): nothing is published, the staging database is dropped, the scratch one by the cleanup. */
   readonly signal?: AbortSignal;
 }

@@ -38,6 +38,10 @@ export interface RestoreDeps extends CatalogDeps, SpaceCheck {
   readonly downloadConcurrency?: number;
   /** Progress lines (one per phase; stderr on the CLI, the logger in Lambda). */
   readonly log?: (line: string) => void;
+  /** What asks the operator to act (leftovers of a killed restore): always shown on the CLI, logger.warn in Lambda. @default log */
+  readonly warn?: (line: string) => void;
+  /** The staging database's name, just before it is created: a CLI that quits at once (a second Ctrl-C) can name it. */
+  readonly onStaging?: (name: string) => void;
   /** Download progress: bytes received of the object's size. */
   readonly onDownloadProgress?: (bytes: number, total: number) => void;
 }
@@ -87,6 +91,7 @@ export interface RestoreResult {
 export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions): Promise<RestoreResult> {
   const started = performance.now();
   const log = deps.log ?? (() => undefined);
+  const warn = deps.warn ?? log;
   const signal = options.signal;
   const target = options.targetDb;
   checkTargetName(target);
@@ -102,11 +107,12 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   const admin = await connectTo(deps.connection, maintenance);
   const staging = stagingName(target);
   let stagingCreated = false;
+  let swapping = false;
   const dir = fs.mkdtempSync(path.join(deps.tempDir ?? os.tmpdir(), 'atmr-dr-restore-'));
   try {
     // 2. The guards, before any download (they run again at swap time). Leftovers of a killed
     // restore first: a target missing because its data sits under `_old_` must not be recreated.
-    await checkLeftovers(admin, target, log);
+    await checkLeftovers(admin, target, warn);
     await checkTarget(admin, deps.connection, target, options);
 
     // 3. Download and verify.
@@ -124,6 +130,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // 4. Load into the staging database.
     signal?.throwIfAborted();
     const loadStarted = performance.now();
+    deps.onStaging?.(staging);
     await createDatabase(admin, staging);
     stagingCreated = true;
     log(`load: ${object.format === 'custom' ? 'pg_restore' : 'psql'} into staging database ${staging}`);
@@ -142,7 +149,8 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     signal?.throwIfAborted();
     log(`swap: ${staging} -> ${target}`);
     const swapStarted = performance.now();
-    const replaced = await swapIn(admin, deps.connection, staging, target, options);
+    swapping = true;
+    const replaced = await swapIn(admin, deps.connection, staging, target, options, warn);
     stagingCreated = false;
     const swapSeconds = (performance.now() - swapStarted) / 1000;
     log(`restored ${manifestKey} into ${target}`);
@@ -161,22 +169,25 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   } catch (error) {
     // The staging database goes first, so that the line below says what is left.
     let cleanup = 'no staging database was created';
-    const loaded = stagingCreated;
     if (stagingCreated) {
       stagingCreated = false;
+      // DROP ... WITH (FORCE) waits for the locks others hold on the database: say what is running.
+      log(`dropping staging database ${staging} ...`);
       cleanup = await dropDatabase(admin, staging).then(
         () => `staging database ${staging} dropped`,
         (dropError: unknown) => `could not drop staging database ${staging} (${oneLine(dropError)}): drop it by hand`,
       );
       log(cleanup);
     }
-    // The guards (exit 2) run again at swap time: a refusal there comes after a whole load, which
-    // the operator must know is lost, unlike the same refusal before the download.
-    if (!signal?.aborted && loaded && error instanceof OperatorError && error.exitCode === 2) {
+    if (signal?.aborted) throw new OperatorError(`restore interrupted (${abortReason(signal)}): ${cleanup}; target "${target}" untouched`, 130);
+    // A failure at swap time comes after a whole load, which the operator must know is lost. The
+    // guards (exit 2) run again there: the same refusal before the download cost nothing.
+    if (!swapping || !(error instanceof OperatorError)) throw error;
+    if (error.exitCode === 2) {
       throw new OperatorError(`${error.message} (found at swap time, after the load: the restored copy was not swapped in, ${cleanup}; rerun the restore)`, 2);
     }
-    if (!signal?.aborted) throw error;
-    throw new OperatorError(`restore interrupted (${abortReason(signal)}): ${cleanup}; target "${target}" untouched`, 130);
+    // swapIn's message says in which state it left the target.
+    throw new OperatorError(`swap failed after the load: ${error.message}; the restored copy was not swapped in, ${cleanup}`, error.exitCode);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
     await admin.end().catch(() => undefined);

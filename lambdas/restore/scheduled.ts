@@ -106,6 +106,8 @@ export interface ScheduledRestoreTestDeps extends Pick<CatalogDeps, 's3'> {
   readonly tempDir?: string;
   readonly statfs?: StatFs;
   readonly log?: (line: string) => void;
+  /** What asks the operator to act (leftovers of a killed restore); default: log. */
+  readonly warn?: (line: string) => void;
 }
 
 export interface ScheduledRestoreTestResult {
@@ -136,7 +138,7 @@ export async function runLambdaRestore(
 ): Promise<Omit<RestoreResult, 'manifest'>> {
   const target = await targetConnection(deps, settings);
   const { manifest: _manifest, ...result } = await restoreBackup(
-    { s3: deps.s3, bucket: settings[RESTORE_TEST_ENV.bucket], connection: target, tempDir: deps.tempDir, statfs: deps.statfs, log: deps.log },
+    { s3: deps.s3, bucket: settings[RESTORE_TEST_ENV.bucket], connection: target, tempDir: deps.tempDir, statfs: deps.statfs, log: deps.log, warn: deps.warn },
     { ...request, database: testedDatabase(settings), protectedDatabases: settings[RESTORE_TEST_ENV.protectedDatabases], allowProductionOverwrite: false },
   );
   return result;
@@ -168,7 +170,7 @@ export async function runScheduledRestoreTest(deps: ScheduledRestoreTestDeps, se
   const bucket = settings[RESTORE_TEST_ENV.bucket];
   const target = await targetConnection(deps, settings);
   const report = await runRestoreTest(
-    { s3: deps.s3, bucket, target, now, tempDir: deps.tempDir, statfs: deps.statfs, log: deps.log },
+    { s3: deps.s3, bucket, target, now, tempDir: deps.tempDir, statfs: deps.statfs, log: deps.log, warn: deps.warn },
     {
       takeBackup: false,
       tier: settings[RESTORE_TEST_ENV.tier],

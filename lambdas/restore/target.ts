@@ -96,6 +96,11 @@ export async function checkTarget(admin: Client, connection: PgConnection, targe
 
 /** Length of a sibling's id: the last 8 base-36 digits of the time in milliseconds, and 2 random ones. */
 const SIBLING_ID_LENGTH = 10;
+/**
+ * Ids that earlier versions gave: all the base-36 digits of the time (8 today) and a random number
+ * below 1296 unpadded (1 or 2 digits), the target cut to fit that length: 9 or 10 characters.
+ */
+const SIBLING_ID_LENGTHS = [9, SIBLING_ID_LENGTH] as const;
 
 /**
  * A sibling name, unique per run, short enough for PostgreSQL's 63-byte limit:
@@ -107,9 +112,17 @@ export function stagingName(target: string, kind: 'restore' | 'old' = 'restore')
   return `${siblingPrefix(target, kind)}${id}`;
 }
 
-function siblingPrefix(target: string, kind: 'restore' | 'old'): string {
+function siblingPrefix(target: string, kind: 'restore' | 'old', idLength: number = SIBLING_ID_LENGTH): string {
   const marker = `_${kind}_`;
-  return `${target.slice(0, 63 - marker.length - SIBLING_ID_LENGTH)}${marker}`;
+  return `${target.slice(0, 63 - marker.length - idLength)}${marker}`;
+}
+
+/** Whether `name` is a sibling of `target` of this kind, with an id of this or an earlier version. */
+function isSibling(name: string, target: string, kind: 'restore' | 'old'): boolean {
+  return SIBLING_ID_LENGTHS.some((length) => {
+    const prefix = siblingPrefix(target, kind, length);
+    return name.startsWith(prefix) && new RegExp(`^[0-9a-z]{${length}}$`).test(name.slice(prefix.length));
+  });
 }
 
 /**
@@ -120,23 +133,26 @@ function siblingPrefix(target: string, kind: 'restore' | 'old'): string {
  *   the statements that put it back or drop it.
  * - the target exists but does not accept connections (the swap with --terminate-connections closes
  *   it first): refused, with the statement that reopens it.
- * - a staging database, or `<target>_old_<id>` beside the target: reported with the DROP to run,
+ * - a staging database, or `<target>_old_<id>` beside the target: a warning with the DROP to run,
  *   never dropped here (another restore may be loading its staging database right now; a plain
- *   DROP DATABASE refuses a database in use).
+ *   DROP DATABASE refuses a database in use). The warning counts the sessions connected to it: the
+ *   pg_restore of a killed CLI goes on loading, and only a DROP ... WITH (FORCE) stops it.
  */
-export async function checkLeftovers(admin: Client, target: string, log: (line: string) => void): Promise<void> {
-  // LIKE with the prefix escaped (`_` is a wildcard, and target names contain it) and one `_` per
-  // id character; the id must be base-36 digits, so `atmr_old_2024_11_30` is not taken for one.
-  const pattern = (kind: 'restore' | 'old') => `${siblingPrefix(target, kind).replace(/[\\%_]/g, '\\$&')}${'_'.repeat(SIBLING_ID_LENGTH)}`;
-  const { rows } = await admin.query<{ datname: string; old: boolean; datallowconn: boolean }>(
-    `SELECT datname, datname LIKE $3 AS old, datallowconn FROM pg_database
-      WHERE datname = $1 OR ((datname LIKE $2 OR datname LIKE $3) AND datname ~ '[0-9a-z]{${SIBLING_ID_LENGTH}}$')
+export async function checkLeftovers(admin: Client, target: string, warn: (line: string) => void): Promise<void> {
+  // Candidates by prefix (LIKE, with `_` and `%` escaped: target names contain `_`), then exact
+  // names in code: the id must be base-36 digits, so `atmr_old_2024_11_30` is not taken for one.
+  const prefixes = (['restore', 'old'] as const).flatMap((kind) => SIBLING_ID_LENGTHS.map((length) => `${siblingPrefix(target, kind, length).replace(/[\\%_]/g, '\\$&')}%`));
+  const { rows } = await admin.query<{ datname: string; datallowconn: boolean; sessions: number }>(
+    `SELECT datname, datallowconn, (SELECT count(*)::int FROM pg_stat_activity a WHERE a.datname = d.datname) AS sessions
+       FROM pg_database d WHERE datname = $1 OR datname LIKE ANY ($2::text[])
       ORDER BY datname`,
-    [target, pattern('restore'), pattern('old')],
+    [target, prefixes],
   );
   const targetRow = rows.find((r) => r.datname === target);
   const targetExists = targetRow !== undefined;
-  const leftovers = rows.filter((r) => r.datname !== target);
+  const leftovers = rows
+    .map((r) => ({ ...r, old: isSibling(r.datname, target, 'old') }))
+    .filter((r) => r.datname !== target && (r.old || isSibling(r.datname, target, 'restore')));
   // A restore with --terminate-connections killed during its swap leaves the target closed: the
   // application cannot connect to it, and the guards below could not look inside it either.
   if (targetRow && !targetRow.datallowconn) {
@@ -154,9 +170,14 @@ export async function checkLeftovers(admin: Client, target: string, log: (line: 
       2,
     );
   }
-  for (const { datname, old } of leftovers) {
-    const what = old ? `holds what "${target}" was before an earlier restore replaced it` : `is the staging database of an earlier restore into "${target}" (killed, or still running)`;
-    log(`warning: "${datname}" ${what}; left in place: when it is not needed, DROP DATABASE ${quoteIdent(datname)}`);
+  for (const { datname, old, sessions } of leftovers) {
+    const what = old ? `holds what "${target}" was before an earlier restore replaced it` : `is the staging database of an earlier restore into "${target}"`;
+    if (sessions === 0) {
+      warn(`"${datname}" ${what}${old ? '' : ' (no session is connected to it)'}; left in place: when it is not needed, DROP DATABASE ${quoteIdent(datname)}`);
+    } else {
+      const who = old ? 'something still uses it' : 'that restore is still running, or the pg_restore of a killed one is still loading it';
+      warn(`"${datname}" ${what} and ${sessions} session(s) are connected to it (${who}); left in place: to stop them and drop it, DROP DATABASE ${quoteIdent(datname)} WITH (FORCE)`);
+    }
   }
 }
 
@@ -172,15 +193,29 @@ export async function dropDatabase(admin: Client, name: string): Promise<void> {
  * Puts `staging` under the target name: a rename when the target does not exist; otherwise the
  * target is renamed aside, the staging database takes its name, and the old one is dropped. The
  * guards run again first (a session may have connected during the restore). Returns whether a
- * database was replaced.
+ * database was replaced. A failure says in which state it left the target; the staging database
+ * is the caller's to drop.
  */
-export async function swapIn(admin: Client, connection: PgConnection, staging: string, target: string, guards: TargetGuards): Promise<boolean> {
+export async function swapIn(admin: Client, connection: PgConnection, staging: string, target: string, guards: TargetGuards, warn: (line: string) => void): Promise<boolean> {
   const state = await checkTarget(admin, connection, target, guards);
   if (!state.exists) {
-    await admin.query(`ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)}`);
+    try {
+      await admin.query(`ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)}`);
+    } catch (error) {
+      throw new OperatorError(`cannot rename the restored database to "${target}" (${oneLine(error)}); target "${target}" untouched`);
+    }
     return false;
   }
   const previous = stagingName(target, 'old');
+  // With --terminate-connections the target is closed to connections first: whatever happens
+  // next, it must be reopened under the target name, or the application cannot connect.
+  const reopen = async (): Promise<string> =>
+    !guards.terminateConnections
+      ? ''
+      : admin.query(`ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS true`).then(
+          () => '',
+          (error: unknown) => `; it could not be reopened (${oneLine(error)}): run ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS true`,
+        );
   try {
     if (guards.terminateConnections) {
       // Block reconnects, then end the sessions: the rename needs a database nobody is in.
@@ -190,16 +225,25 @@ export async function swapIn(admin: Client, connection: PgConnection, staging: s
     }
     await admin.query(`ALTER DATABASE ${quoteIdent(target)} RENAME TO ${quoteIdent(previous)}`);
   } catch (error) {
-    if (guards.terminateConnections) await admin.query(`ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS true`).catch(() => undefined);
-    throw new OperatorError(`cannot take "${target}" out of the way (${oneLine(error)}); it is unchanged: stop its clients and retry`);
+    throw new OperatorError(`cannot take "${target}" out of the way (${oneLine(error)}); target "${target}" untouched${await reopen()}: stop its clients and retry`);
   }
   try {
     await admin.query(`ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)}`);
   } catch (error) {
-    await admin.query(`ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}`).catch(() => undefined);
-    throw new OperatorError(`cannot rename the restored database to "${target}" (${oneLine(error)}); the previous database was put back`);
+    const why = oneLine(error);
+    const back = await admin.query(`ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}`).then(
+      () => undefined,
+      (backError: unknown) => oneLine(backError),
+    );
+    if (back !== undefined) {
+      throw new OperatorError(
+        `cannot rename the restored database to "${target}" (${why}), nor put the previous one back (${back}): "${target}" is missing and its data is in "${previous}": ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}${guards.terminateConnections ? ` and ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS true` : ''}`,
+      );
+    }
+    throw new OperatorError(`cannot rename the restored database to "${target}" (${why}); the previous database was put back, target "${target}" untouched${await reopen()}`);
   }
-  await dropDatabase(admin, previous);
+  // The restored copy is in place: a failure now is not the restore's, only space left behind.
+  await dropDatabase(admin, previous).catch((error: unknown) => warn(`could not drop "${previous}", what "${target}" was before this restore (${oneLine(error)}): when it is not needed, DROP DATABASE ${quoteIdent(previous)} WITH (FORCE)`));
   return true;
 }
 

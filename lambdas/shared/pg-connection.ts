@@ -148,15 +148,32 @@ export function describeConnection(conn: PgConnection): string {
 }
 
 /**
- * One line for a failed connection, the same in every command. node-postgres reports a server that
- * asks for a password when none is set as "SASL: ... client password must be a string": say what
- * is missing instead.
+ * One line for a failed connection, the same in every command, with the fix that fits the
+ * server's answer. The settings are only the suspect when the server was not reached or refused
+ * them: a server that answers that it cannot take connections now (closed database, starting up,
+ * shutting down, recovering) has the right settings, and checking PGHOST would waste the
+ * operator's time. The variants of SQLSTATE 57P03 are told apart by their (English) text; another
+ * language gets the advice common to them. node-postgres reports a server that asks for a password
+ * when none is set as "SASL: ... client password must be a string": say what is missing instead.
  */
 export function connectionFailure(conn: PgConnection, error: unknown): OperatorError {
-  const reason = /client password must be a string/.test(oneLine(error))
-    ? 'the server asks for a password and none is set'
-    : oneLine(error);
-  return new OperatorError(`cannot connect to ${describeConnection(conn)}: ${reason}; check PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE (or --database-secret)`);
+  const message = oneLine(error);
+  const code = (error as { code?: unknown } | undefined)?.code;
+  const settings = 'check PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE (or --database-secret)';
+  const [reason, fix] = /client password must be a string/.test(message)
+    ? ['the server asks for a password and none is set', settings]
+    : code === '55000' && /not currently accepting connections/.test(message)
+      ? [message, `the database is closed to connections (ALLOW_CONNECTIONS false): reopen it from another database, e.g. psql -d postgres -c 'ALTER DATABASE "${conn.database}" ALLOW_CONNECTIONS true'`]
+      : code !== '57P03'
+        ? [message, settings]
+        : /starting up/.test(message)
+          ? [message, 'the server is starting up: wait a minute and retry']
+          : /shutting down/.test(message)
+            ? [message, 'the server is shutting down (a stop, a restart or a failover): wait until it is back (on RDS, its status and events say when), then retry']
+            : /recovery mode/.test(message)
+              ? [message, 'the server is recovering after a crash (replaying its log): wait and retry, it can take minutes']
+              : [message, 'the server cannot take connections now (a standby not yet open, or recovering): wait and retry, or connect to the primary'];
+  return new OperatorError(`cannot connect to ${describeConnection(conn)}: ${reason}; ${fix}`);
 }
 
 /**

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { RecoveryRequest } from '../../lambdas/recovery/contract';
-import { beginRecovery, getRecovery, updateRecovery } from '../../lambdas/recovery/store';
+import { activeRecoveryId, beginRecovery, getRecovery, releaseLock, updateRecovery } from '../../lambdas/recovery/store';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { LocalDynamo, startLocalDynamo } from '../support/dynamodb';
 import { psql } from '../support/postgres';
@@ -327,16 +327,21 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(record.recoverySeconds).toBeGreaterThanOrEqual(1200);
   });
 
-  it('Ctrl-C during the redeploy: exit 130 with how to resume or undo; status shows the journal; --undo --yes puts everything back', async () => {
-    const id = 'r20261130150000-e2e1';
+  /** `recover cutover ID --yes` of a verified recovery, sent `signal` once the redeploy started (the services never become stable). */
+  async function interruptedCutover(id: string, signal: NodeJS.Signals) {
     await verifiedRecovery(id);
     aws.ecsStable = false;
+    const cutoverRun = start(path.join(install, 'bin', 'atmr-dr.cjs'), ['recover', 'cutover', id, '--yes'], operatorEnv());
+    for (let i = 0; i < 600 && !aws.calls.some((c) => c.action === 'UpdateService'); i += 1) await new Promise((resolve) => setTimeout(resolve, 50));
+    cutoverRun.child.kill(signal);
+    return cutoverRun.done;
+  }
+
+  it('Ctrl-C during the redeploy: exit 130 with how to resume or undo; status shows the journal; --undo --yes puts everything back', async () => {
+    const id = 'r20261130150000-e2e1';
     const launcher = path.join(install, 'bin', 'atmr-dr.cjs');
 
-    const cutoverRun = start(launcher, ['recover', 'cutover', id, '--yes'], operatorEnv());
-    for (let i = 0; i < 600 && !aws.calls.some((c) => c.action === 'UpdateService'); i += 1) await new Promise((resolve) => setTimeout(resolve, 50));
-    cutoverRun.child.kill('SIGINT');
-    const interrupted = await cutoverRun.done;
+    const interrupted = await interruptedCutover(id, 'SIGINT');
 
     expect(interrupted.status).toBe(130);
     const lines = interrupted.stderr.trimEnd().split('\n');
@@ -370,5 +375,20 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(aws.calls.filter((c) => c.service === 'rds')).toEqual([]);
     expect(aws.instances.has('atmr-prod')).toBe(true);
     expect(await getRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, id)).toMatchObject({ status: 'cutover-failed', error: expect.stringMatching(/^cutover interrupted and undone by /) });
+  });
+
+  it('SIGTERM during the redeploy: exit 143, as the other commands give for SIGTERM (130 is for Ctrl-C)', async () => {
+    const id = 'r20261130151500-e2e2';
+    // One recovery at a time: free the lock a test before may hold (an interrupted cutover keeps it).
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const active = await activeRecoveryId(store);
+    if (active) await releaseLock(store, active);
+
+    const interrupted = await interruptedCutover(id, 'SIGTERM');
+
+    expect(interrupted.status).toBe(143);
+    const lines = interrupted.stderr.trimEnd().split('\n');
+    expect(lines[0]).toBe('atmr-dr: recover cutover: SIGTERM: stopping at the next step boundary (again to quit at once; the journal keeps what was done)');
+    expect(lines[lines.length - 1]).toMatch(/^atmr-dr: recover cutover: interrupted after .*--resume --yes/);
   });
 });

@@ -96,7 +96,7 @@ describe('atmr-dr recover', () => {
   it('cutover refuses without --yes when standard input is not a terminal, changing nothing', async () => {
     const run = await atmrDr(['recover', 'cutover', 'r20261130143000-aaaa']);
     expect(run.status).toBe(2);
-    expect(run.stderr).toBe('atmr-dr: recover cutover: changes production and standard input is not a terminal: pass --yes to confirm\n');
+    expect(run.stderr).toBe('atmr-dr: recover cutover: put production (example) on atmr-prod-pitr-202611301402 (as of 2026-11-30T14:02:00.000Z) needs confirmation: standard input is not a terminal; pass --yes to confirm\n');
   });
 
   it('cutover refuses an unverified recovery', async () => {

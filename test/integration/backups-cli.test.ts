@@ -179,6 +179,7 @@ describe('atmr-dr backups', () => {
       // Act
       const verify = await atmrDr(['backups', 'verify', key], localS3.env);
       const list = await atmrDr(['backups', 'list', '--tier', 'daily', '--json'], localS3.env);
+      const listText = await atmrDr(['backups', 'list', '--tier', 'daily'], localS3.env);
 
       // Assert
       expect(verify.status).toBe(1);
@@ -188,6 +189,10 @@ describe('atmr-dr backups', () => {
       expect(verify.stderr).toMatch(/; do not restore it, choose another backup \(atmr-dr backups list\)\n$/);
       const entry = (JSON.parse(list.stdout) as { manifestKey: string; invalid?: string }[]).find((e) => e.manifestKey === key);
       expect(entry?.invalid).toContain(`manifest ${key} ${what}`);
+      // The text list names the key once on its line.
+      const lines = listText.stdout.split('\n').filter((l) => l.includes(key));
+      expect(lines).toEqual([expect.stringContaining(`INVALID: manifest ${key} ${what}`)]);
+      expect(lines[0].split(key)).toHaveLength(2);
     } finally {
       await s3.send(new DeleteObjectCommand({ Bucket: localS3.bucket, Key: key }));
     }

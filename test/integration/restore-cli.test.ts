@@ -12,6 +12,7 @@ import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/p
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { atmrDr, databaseDigest, databaseExists, databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
 
+const ROOT = path.join(__dirname, '..', '..');
 const cluster = testCluster();
 let localS3: LocalS3;
 let s3: S3Client;
@@ -44,6 +45,38 @@ beforeAll(async () => {
 afterAll(async () => {
   await localS3?.stop();
 });
+
+/**
+ * The CLI at a terminal: util-linux `script` runs it on a pseudo-terminal (standard input and output
+ * are a TTY), and `answer` is typed when it asks to confirm. Output is stdout and stderr together.
+ */
+function atmrDrAtTerminal(args: string[], environment: Record<string, string>, answer: string): Promise<{ status: number | null; output: string }> {
+  const quote = (word: string) => `'${word.replaceAll("'", "'\\''")}'`;
+  const command = [process.execPath, path.join(ROOT, 'bin', 'atmr-dr.cjs'), ...args].map(quote).join(' ');
+  const child = spawn('script', ['-qec', command, '/dev/null'], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...environment },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let output = '';
+  let answered = false;
+  const onData = (d: string) => {
+    output += d;
+    if (!answered && output.includes('to confirm: ')) {
+      answered = true;
+      child.stdin!.write(`${answer}\n`);
+    }
+  };
+  child.stdout!.setEncoding('utf8').on('data', onData);
+  child.stderr!.setEncoding('utf8').on('data', onData);
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (status) => {
+      child.stdin!.end();
+      resolve({ status, output });
+    });
+  });
+}
 
 describe('atmr-dr restore', () => {
   it('restores latest into a new database and prints the timings and the RTO', async () => {
@@ -106,9 +139,44 @@ describe('atmr-dr restore', () => {
     expect(refused.stderr).toMatch(/^atmr-dr: refusing to restore over ".*", the production\/source database: .*--i-understand-this-overwrites-production with --force\n$/);
     expect(databaseDigest(cluster, target)).toBe(before);
 
-    const allowed = await atmrDr(['restore', 'latest', '--database', source, '--target-db', target, '--force', '--i-understand-this-overwrites-production'], env({ PGDATABASE: target }));
+    const allowed = await atmrDr(['restore', 'latest', '--database', source, '--target-db', target, '--force', '--i-understand-this-overwrites-production', '--yes'], env({ PGDATABASE: target }));
     expect(allowed.stderr).toBe('');
     expect(allowed.status).toBe(0);
+    expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+  });
+
+  it('overwriting production without --yes and without a terminal is refused in one line naming --yes, exit 2, before any download, target untouched', async () => {
+    const target = makeTarget();
+    const before = databaseDigest(cluster, target);
+
+    const run = await atmrDr(['restore', 'latest', '--database', source, '--target-db', target, '--force', '--i-understand-this-overwrites-production'], env({ PGDATABASE: target }));
+
+    expect(run.status).toBe(2);
+    expect(run.stderr).toBe(
+      `atmr-dr: restore latest over database "${target}" on ${cluster.host}:${cluster.port}, erasing what it holds needs confirmation: standard input is not a terminal; pass --yes to confirm\n`,
+    );
+    expect(run.stdout).toBe('');
+    expect(databaseDigest(cluster, target)).toBe(before);
+    expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+  });
+
+  it('at a terminal, overwriting production asks to type the database name: another answer changes nothing (exit 1), the name restores', async () => {
+    const target = makeTarget();
+    const before = databaseDigest(cluster, target);
+    const args = ['restore', 'latest', '--database', source, '--target-db', target, '--force', '--i-understand-this-overwrites-production'];
+    const prompt = `restore latest over database "${target}" on ${cluster.host}:${cluster.port}, erasing what it holds: type ${target} to confirm: `;
+
+    const declined = await atmrDrAtTerminal(args, env({ PGDATABASE: target }), 'y');
+
+    expect(declined.output).toContain(prompt);
+    expect(declined.status).toBe(1);
+    expect(declined.output).toContain(`atmr-dr: restore: not confirmed, "${target}" untouched`);
+    expect(databaseDigest(cluster, target)).toBe(before);
+
+    const confirmed = await atmrDrAtTerminal(args, env({ PGDATABASE: target }), target);
+
+    expect(confirmed.output).toContain(prompt);
+    expect(confirmed.status).toBe(0);
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
   });
 
@@ -164,7 +232,7 @@ describe('atmr-dr restore', () => {
 
     expect(run.status).toBe(0);
     expect(run.stderr).toBe(
-      `atmr-dr: warning: "${staging}" is the staging database of an earlier restore into "${target}" (killed, or still running); left in place: when it is not needed, DROP DATABASE "${staging}"\n`,
+      `atmr-dr: warning: "${staging}" is the staging database of an earlier restore into "${target}" (no session is connected to it); left in place: when it is not needed, DROP DATABASE "${staging}"\n`,
     );
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
     expect(databaseExists(cluster, staging)).toBe(true);
@@ -182,6 +250,13 @@ describe('atmr-dr restore', () => {
       `atmr-dr: target database "${target}" is missing and its data is in "${old}", left by a restore stopped in the middle of its swap: put it back with ALTER DATABASE "${old}" RENAME TO "${target}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore\n`,
     );
     expect(databasesLike(cluster, target)).toEqual([old]);
+  });
+
+  it('without the backup to restore, says what to pass in one line, exit 2', async () => {
+    const run = await atmrDr(['restore', '--target-db', uniqueDatabaseName('rcli_noref')], env());
+
+    expect(run.status).toBe(2);
+    expect(run.stderr).toBe('atmr-dr: restore needs the backup to restore: latest (with --database NAME or PGDATABASE) or a manifest key from "atmr-dr backups list", and --target-db NAME\n');
   });
 
   it('requires --target-db', async () => {
@@ -223,7 +298,6 @@ describe('atmr-dr restore-test', () => {
   });
 });
 
-const ROOT = path.join(__dirname, '..', '..');
 
 /** Command lines of the processes that name `text` (a leftover pg_restore names its staging database). */
 function processesNaming(text: string): string[] {
@@ -327,7 +401,7 @@ describe('atmr-dr restore on the worst day', () => {
     expect(processesNaming(target)).toEqual([]);
   }, 180_000);
 
-  it('a second Ctrl-C while the first one cleans up quits at once, removing the downloaded dump and naming the staging database that may be left', async () => {
+  it('a second Ctrl-C while the first one cleans up quits at once, removing the downloaded dump and naming the exact staging database that may be left with the DROP that removes it', async () => {
     // Arrange: a TMPDIR of the test's own; a restore loading into its staging database
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-test-tmpdir-'));
     const target = uniqueDatabaseName('rcli_twice');
@@ -352,7 +426,7 @@ describe('atmr-dr restore on the worst day', () => {
       // Assert
       expect(status).toBe(130);
       expect(run.stderr().trimEnd().split('\n').at(-1)).toMatch(
-        new RegExp(`^atmr-dr: second SIGINT, quitting at once; temp directory ${tmp}/atmr-dr-[\\w.-]+ removed; the staging database ${target}_restore_\\.\\.\\. may be left: the next restore into ${target} names it, with the DROP DATABASE to run$`),
+        new RegExp(`^atmr-dr: second SIGINT, quitting at once; temp directory ${tmp}/atmr-dr-[\\w.-]+ removed; the staging database "${staging}" may be left: drop it with DROP DATABASE "${staging}" WITH \\(FORCE\\) \\(the next restore into ${target} names it too\\)$`),
       );
       expect(fs.readdirSync(tmp)).toEqual([]);
       expect(processesNaming(target)).toEqual([]);

@@ -273,6 +273,42 @@ describe('restore refusals leave the target untouched', () => {
     }
   });
 
+  it('a rename refused at swap time (exit 1) says the restored copy was not swapped in and the target is untouched, and logs the staging drop before it waits', async () => {
+    // Arrange: a session in the staging database from the start of the load: the swap's rename refuses it
+    const target = uniqueDatabaseName('swap_refused');
+    let session: Client | undefined;
+    let connecting: Promise<unknown> | undefined;
+    const lines: string[] = [];
+    const log = (line: string): void => {
+      lines.push(line);
+      const staging = /^load: \S+ into staging database (\S+)$/.exec(line)?.[1];
+      if (staging) {
+        session = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging });
+        session.on('error', () => undefined);
+        connecting = session.connect();
+      }
+    };
+
+    // Act
+    const error = await restoreBackup(deps({ log }), { ref: manifestKey, targetDb: target }).then(
+      () => undefined,
+      (e: unknown) => e as OperatorError,
+    );
+    await connecting;
+    await session?.end().catch(() => undefined);
+
+    // Assert
+    expect(error?.exitCode).toBe(1);
+    expect(error?.message).toMatch(
+      new RegExp(`^swap failed after the load: cannot rename the restored database to "${target}" \\(.*being accessed by other users.*\\); target "${target}" untouched; the restored copy was not swapped in, staging database ${target}_restore_\\w+ dropped$`),
+    );
+    const dropping = lines.findIndex((l) => /^dropping staging database \S+ \.\.\.$/.test(l));
+    expect(dropping).toBeGreaterThan(-1);
+    expect(lines[dropping + 1]).toMatch(/^staging database \S+ dropped$/);
+    expect(databaseExists(cluster, target)).toBe(false);
+    expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+  });
+
   it('refuses when the temp directory has too little free space, before downloading', async () => {
     const target = makeTarget();
     const tinyDisk = async () => ({ bavail: 10, bsize: 4096 });
@@ -414,25 +450,67 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
     await expect(restoreBackup(deps(), { ref: manifestKey, targetDb: target, force: true })).resolves.toMatchObject({ replaced: true });
   });
 
-  it('names a stale staging database and an _old_ beside the target, with the DROP to run, before the download, drops neither, and restores', async () => {
+  it('names a stale staging database and an _old_ beside the target, through warn (not log), with the DROP to run, before the download, drops neither, and restores', async () => {
     // Arrange
     const target = makeTarget();
     const staging = leftover(target, 'restore');
     const old = leftover(target, 'old');
     const lines: string[] = [];
+    const warnings: string[] = [];
 
     // Act
-    const result = await restoreBackup(deps({ log: (l) => lines.push(l) }), { ref: manifestKey, targetDb: target, force: true });
+    const result = await restoreBackup(deps({ log: (l) => lines.push(l), warn: (l) => warnings.push(l) }), { ref: manifestKey, targetDb: target, force: true });
 
     // Assert
     expect(result.replaced).toBe(true);
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
-    expect(lines.slice(0, 2)).toEqual([
-      `warning: "${old}" holds what "${target}" was before an earlier restore replaced it; left in place: when it is not needed, DROP DATABASE "${old}"`,
-      `warning: "${staging}" is the staging database of an earlier restore into "${target}" (killed, or still running); left in place: when it is not needed, DROP DATABASE "${staging}"`,
+    expect(warnings).toEqual([
+      `"${old}" holds what "${target}" was before an earlier restore replaced it; left in place: when it is not needed, DROP DATABASE "${old}"`,
+      `"${staging}" is the staging database of an earlier restore into "${target}" (no session is connected to it); left in place: when it is not needed, DROP DATABASE "${staging}"`,
     ]);
-    expect(lines[2]).toMatch(/^download: /);
+    expect(lines[0]).toMatch(/^download: /);
     expect(databasesLike(cluster, `${target}_`)).toEqual([old, staging]);
+  });
+
+  it('names a staging database with an id of an earlier version (9 characters: the time and an unpadded random digit)', async () => {
+    // Arrange: the name the earlier stagingName gave when its random number was below 36
+    const target = uniqueDatabaseName('left_v1');
+    const staging = `${target}_restore_${Date.now().toString(36)}z`;
+    psql(cluster, 'postgres', `CREATE DATABASE "${staging}"`);
+    const warnings: string[] = [];
+
+    // Act
+    await restoreBackup(deps({ warn: (l) => warnings.push(l) }), { ref: manifestKey, targetDb: target });
+
+    // Assert
+    expect(staging).toMatch(/_restore_[0-9a-z]{9}$/);
+    expect(warnings).toEqual([expect.stringMatching(new RegExp(`^"${staging}" is the staging database of an earlier restore into "${target}" .*DROP DATABASE "${staging}"$`))]);
+  });
+
+  it('says when sessions are still connected to a stale staging database (a killed CLI\'s pg_restore still loading) and gives the DROP ... WITH (FORCE) that stops them', async () => {
+    // Arrange: a session in the staging database, as the pg_restore of a killed restore would be
+    const target = uniqueDatabaseName('left_busy');
+    const staging = leftover(target, 'restore');
+    const loader = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging, application_name: 'pg_restore' });
+    loader.on('error', () => undefined);
+    await loader.connect();
+    const warnings: string[] = [];
+
+    try {
+      // Act
+      await restoreBackup(deps({ warn: (l) => warnings.push(l) }), { ref: manifestKey, targetDb: target });
+
+      // Assert
+      expect(warnings).toEqual([
+        `"${staging}" is the staging database of an earlier restore into "${target}" and 1 session(s) are connected to it (that restore is still running, or the pg_restore of a killed one is still loading it); left in place: to stop them and drop it, DROP DATABASE "${staging}" WITH (FORCE)`,
+      ]);
+      expect(databaseExists(cluster, staging)).toBe(true);
+      // The statement it gives ends the session and drops the database.
+      psql(cluster, 'postgres', `DROP DATABASE "${staging}" WITH (FORCE)`);
+      expect(databaseExists(cluster, staging)).toBe(false);
+    } finally {
+      await loader.end().catch(() => undefined);
+    }
   });
 
   it('does not take for leftovers names that only look alike: `_` is not a wildcard, and the id is base-36 digits', async () => {
@@ -441,14 +519,14 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
     const lookalike = `${target.replaceAll('_', 'x')}_old_0123456789`;
     const named = `${target}_old_2024_11_30`;
     for (const name of [lookalike, named]) psql(cluster, 'postgres', `CREATE DATABASE "${name}"`);
-    const lines: string[] = [];
+    const warnings: string[] = [];
 
     // Act
-    const result = await restoreBackup(deps({ log: (l) => lines.push(l) }), { ref: manifestKey, targetDb: target });
+    const result = await restoreBackup(deps({ warn: (l) => warnings.push(l) }), { ref: manifestKey, targetDb: target });
 
     // Assert
     expect(result.replaced).toBe(false);
-    expect(lines.filter((l) => l.startsWith('warning:'))).toEqual([]);
+    expect(warnings).toEqual([]);
     expect(databaseExists(cluster, lookalike) && databaseExists(cluster, named)).toBe(true);
   });
 });

@@ -4,6 +4,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import type { Context } from 'aws-lambda';
 import { RESTORE_TEST_ENV } from '../../../lambdas/restore/contract';
 import { handler } from '../../../lambdas/restore/handler';
+import { stagingName } from '../../../lambdas/restore/restore';
 import { MetricsSink, loadRestoreTestSettings, loadTemporaryInstanceSettings, runScheduledRestoreTest } from '../../../lambdas/restore/scheduled';
 import { createS3Client } from '../../../lambdas/shared/aws';
 import { testCluster, uniqueDatabaseName } from '../../support/cluster';
@@ -210,6 +211,31 @@ describe('restore-test Lambda handler', () => {
 
     expect(result).toEqual(expect.objectContaining({ ok: true, targetDb, rowsRestored: 42 }));
     expect(psql(cluster, targetDb, 'SELECT count(*) FROM company')).toBe('42');
+  });
+
+  it('logs the leftovers of a killed restore at WARN level, not as info lines', async () => {
+    await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'daily' });
+    const targetDb = uniqueDatabaseName('lambda_left');
+    const staging = stagingName(targetDb);
+    psql(cluster, 'postgres', `CREATE DATABASE "${staging}"`);
+    // The logger writes its JSON records to stdout and stderr (console.warn).
+    const written: string[] = [];
+    const capture = (chunk: string | Uint8Array) => {
+      written.push(String(chunk));
+      return true;
+    };
+    const stdout = jest.spyOn(process.stdout, 'write').mockImplementation(capture);
+    const stderr = jest.spyOn(process.stderr, 'write').mockImplementation(capture);
+    try {
+      await handler({ restore: { ref: 'latest', tier: 'daily', targetDb } }, context);
+    } finally {
+      stdout.mockRestore();
+      stderr.mockRestore();
+    }
+
+    const records = written.flatMap((chunk) => chunk.split('\n')).filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: string; message: string });
+    const aboutStaging = records.filter((r) => r.message.includes(staging));
+    expect(aboutStaging).toEqual([expect.objectContaining({ level: 'WARN', message: expect.stringMatching(/^".*" is the staging database of an earlier restore/) })]);
   });
 
   it('never restores over a protected (production) database from an event, even with force', async () => {
