@@ -131,11 +131,15 @@ export function parseFormats(values: readonly string[]): BackupFormat[] {
   return BACKUP_FORMATS.filter((f) => names.includes(f));
 }
 
-export function assertCompressionLevel(value: number): number {
-  if (!Number.isInteger(value) || value < 0 || value > 9) {
+/** A number (config, events) or the text of `--compression-level`, which must be one digit. */
+export function assertCompressionLevel(value: number | string): number {
+  // Number() alone would read '' and ' ' as 0 (an uncompressed backup nobody asked for) and '0x3'
+  // as 3, and would echo a typo such as 'abc' back as "NaN" instead of what was typed.
+  const level = typeof value === 'string' ? (/^[0-9]$/.test(value) ? Number(value) : Number.NaN) : value;
+  if (!Number.isInteger(level) || level < 0 || level > 9) {
     throw new OperatorError(`invalid compression level "${value}": use an integer from 0 (none) to 9 (smallest)`, 2);
   }
-  return value;
+  return level;
 }
 
 /**
@@ -552,8 +556,10 @@ async function abortMultipartUpload(s3: S3Client, bucket: string, sink: Sink): P
   try {
     await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: sink.key, UploadId: uploadId }));
   } catch (error) {
-    // Not fatal: the bucket's AbortIncompleteMultipartUpload lifecycle rule removes the parts.
-    logger.warn('could not abort a multipart upload; the bucket lifecycle rule will remove its parts', {
+    // Not fatal: the bucket's AbortIncompleteMultipartUpload lifecycle rule removes the parts. Debug
+    // level: the operator's stderr carries the one line of the failure's root cause, not a JSON
+    // warning per refused abort (s3rver always refuses; S3 does when it is what failed).
+    logger.debug('could not abort a multipart upload; the bucket lifecycle rule will remove its parts', {
       bucket,
       key: sink.key,
       uploadId,

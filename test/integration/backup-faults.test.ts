@@ -204,6 +204,8 @@ describe('atmr-dr backup faults (integration)', () => {
     ['bad tier', ['--tier', 'yearly'], {}, /invalid backup tier "yearly": use one of hourly, daily, weekly, monthly/],
     ['bad formats', ['--tier', 'hourly', '--formats', 'custom,xml'], {}, /invalid backup format "xml": use custom, plain or custom,plain/],
     ['bad compression level', ['--tier', 'hourly', '--compression-level', '12'], {}, /invalid compression level "12": use an integer from 0/],
+    ['empty compression level (not level 0)', ['--tier', 'hourly', '--compression-level', ''], {}, /invalid compression level "": use an integer from 0/],
+    ['non-numeric compression level, echoed as typed', ['--tier', 'hourly', '--compression-level', 'abc'], {}, /invalid compression level "abc": use/],
     [
       'missing BACKUP_BUCKET (no deployed stack either)',
       ['--tier', 'hourly'],
@@ -256,9 +258,32 @@ describe('atmr-dr backup faults (integration)', () => {
     expect((emf as unknown as Record<string, unknown>).Tier).toBe('weekly');
     await expectNothingPublished();
     expect(await listKeys(createS3Client(s3.env), s3.bucket, 'weekly/')).toEqual([]);
-    // The multipart upload of the .dump had begun; s3rver refuses AbortMultipartUpload (405): logged, not fatal.
-    const warning = logged.find((l) => l.includes('could not abort a multipart upload'));
-    expect(warning).toBeDefined();
-    expect(warning).toMatch(new RegExp(`"key":"weekly/${big}_backup_\\d{8}_\\d{6}\\.dump"`));
+    // The multipart upload of the .dump had begun; s3rver refuses AbortMultipartUpload (405): not
+    // fatal, and not a warning line on the operator's stderr (debug level only).
+    expect(logged.filter((l) => l.includes('could not abort a multipart upload'))).toEqual([]);
+  });
+
+  it('Ctrl-C mid-upload: exit 130 and exactly one stderr line, even though S3 refuses to abort the uploads', async () => {
+    // Arrange: s3rver keeps each multipart upload in its own folder until completed or aborted.
+    const uploadsDir = path.join(s3.directory, s3.bucket, '._S3rver_uploads');
+    const uploadsBefore = fs.existsSync(uploadsDir) ? fs.readdirSync(uploadsDir).length : 0;
+    const run = startCli(['backup', '--tier', 'monthly'], cliEnv(big, s3.env, { NODE_NO_WARNINGS: '1' }));
+    let exited = false;
+    void run.result.then(() => (exited = true));
+    while (!exited && (fs.existsSync(uploadsDir) ? fs.readdirSync(uploadsDir).length : 0) <= uploadsBefore) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+
+    // Act
+    process.kill(run.pid, 'SIGINT');
+    const result = await run.result;
+
+    // Assert
+    expect(result.status).toBe(130);
+    expect(result.stderr.trim().split('\n')).toEqual([
+      expect.stringMatching(/^atmr-dr: backup failed, nothing published \(no manifest, latest pointers unchanged\): backup aborted \(received SIGINT\)$/),
+    ]);
+    await expectNothingPublished();
+    expect(await listKeys(createS3Client(s3.env), s3.bucket, 'monthly/')).toEqual([]);
   });
 });
