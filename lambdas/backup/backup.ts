@@ -430,7 +430,7 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
         phase(`upload ${sink.format}`)();
         sink.completed = true;
       },
-      (error: unknown) => fail(failure ?? s3Failure(`upload of ${sink.key}`, deps.bucket, error)),
+      (error: unknown) => fail(failure ?? tierWriteFailure(`upload of ${sink.key}`, sink.key, deps.bucket, error)),
     ),
   );
   for (const producer of producers) producer.catch((error: unknown) => void onProducerFailure(error));
@@ -575,7 +575,7 @@ async function putJson(s3: S3Client, bucket: string, key: string, value: unknown
       new PutObjectCommand({ Bucket: bucket, Key: key, Body: `${JSON.stringify(value, null, 2)}\n`, ContentType: 'application/json', ...writeOnce }),
     );
   } catch (error) {
-    throw s3Failure(what, bucket, error);
+    throw writeOnce ? tierWriteFailure(what, key, bucket, error) : s3Failure(what, bucket, error);
   }
 }
 
@@ -595,6 +595,21 @@ async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, d
       `backup ${manifestKey} is complete but the latest pointers were not updated: ${oneLine(error)}; rerun the backup once S3 is reachable`,
     );
   }
+}
+
+/**
+ * A write-once key (If-None-Match: *) that exists makes S3 answer 412. The key check before the dump
+ * found it free, so another run of the same tier and database took the same start second meanwhile
+ * (a scheduled run and a manual one): say so, rather than blame the bucket, the network or the role.
+ */
+function tierWriteFailure(what: string, key: string, bucket: string, error: unknown): OperatorError {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
+  if (e?.name === 'PreconditionFailed' || e?.$metadata?.httpStatusCode === 412) {
+    return new OperatorError(
+      `S3 refused to overwrite ${key} in bucket ${bucket}: another backup of this tier and database started in the same second and wrote it first; run the backup again`,
+    );
+  }
+  return s3Failure(what, bucket, error);
 }
 
 function s3Failure(what: string, bucket: string, error: unknown): OperatorError {
