@@ -3,6 +3,7 @@ import { Signer } from '@aws-sdk/rds-signer';
 import { readFileSync } from 'node:fs';
 import type { Client, ClientConfig } from 'pg';
 import { z } from 'zod';
+import { describeAwsError } from './aws-errors';
 import { OperatorError, oneLine } from './errors';
 import { safeJson } from './json';
 
@@ -66,8 +67,15 @@ export async function resolveConnection(options: ResolveConnectionOptions = {}):
     try {
       raw = (await client.send(new GetSecretValueCommand({ SecretId: options.secretArn }))).SecretString;
     } catch (error) {
+      const name = (error as Error | undefined)?.name;
+      // A named answer of the service (AccessDenied, ResourceNotFound) points at the ARN or the role.
+      // A failure before any answer (no region, no credentials, endpoint unreachable) is named "Error"
+      // or after the client: said the shared way, with its own cause, not as a bare "Error".
+      if (name === undefined || name === 'Error' || name === 'CredentialsProviderError' || name === 'TimeoutError') {
+        throw new OperatorError(describeAwsError('SecretsManager', `read database secret ${options.secretArn}`, error));
+      }
       throw new OperatorError(
-        `cannot read database secret ${options.secretArn}: ${(error as Error).name}; check the ARN and that this role may call secretsmanager:GetSecretValue on it`,
+        `cannot read database secret ${options.secretArn}: ${name}; check the ARN and that this role may call secretsmanager:GetSecretValue on it`,
       );
     }
     const parsed = RdsSecretSchema.safeParse(raw ? safeJson(raw) : undefined);
