@@ -615,8 +615,10 @@ function tierWriteFailure(what: string, key: string, bucket: string, error: unkn
 function s3Failure(what: string, bucket: string, error: unknown): OperatorError {
   const name = (error as Error | undefined)?.name;
   const detail = oneLine(error);
+  // The service's error code (AccessDenied, SlowDown) helps; the generic "Error" of a network failure does not.
+  const label = name && name !== 'Error' && !detail.startsWith(name) ? `${name}: ` : '';
   return new OperatorError(
-    `S3 ${what} in bucket ${bucket} failed: ${name && !detail.startsWith(name) ? `${name}: ` : ''}${detail}; check BACKUP_BUCKET, AWS_ENDPOINT_URL_S3/the network and the role's S3 permissions`,
+    `S3 ${what} in bucket ${bucket} failed: ${label}${detail}; check BACKUP_BUCKET, AWS_ENDPOINT_URL_S3/the network and the role's S3 permissions`,
   );
 }
 

@@ -140,7 +140,7 @@ describe('atmr-dr backup faults (integration)', () => {
     expect((metrics.serializeMetrics() as unknown as Record<string, unknown>).BackupFailure).toBe(1);
   });
 
-  it('S3 endpoint down: fails fast with the S3 error, touches nothing', async () => {
+  it('S3 endpoint down: fails fast with the S3 error (no bare "Error:" label), touches nothing', async () => {
     // Arrange
     const closedPort = await freePort();
     const started = Date.now();
@@ -150,7 +150,7 @@ describe('atmr-dr backup faults (integration)', () => {
 
     // Assert
     expect(result.status).not.toBe(0);
-    expectOneLineError(result.stderr, new RegExp(`S3 .*${s3.bucket} failed: .*ECONNREFUSED.*check BACKUP_BUCKET, AWS_ENDPOINT_URL_S3`));
+    expectOneLineError(result.stderr, new RegExp(`S3 .*${s3.bucket} failed: connect ECONNREFUSED 127\\.0\\.0\\.1:${closedPort}; check BACKUP_BUCKET, AWS_ENDPOINT_URL_S3`));
     expect(Date.now() - started).toBeLessThan(30_000);
     await expectNothingPublished();
   });
