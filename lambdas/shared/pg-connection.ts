@@ -24,6 +24,11 @@ export interface PgConnection {
   readonly sslMode?: string;
   /** CA bundle for verify-full (the RDS global bundle in the runner image). */
   readonly sslRootCert?: string;
+  /**
+   * libpq password file (PGPASSFILE), for an operator who keeps the password there rather than in
+   * PGPASSWORD: node-postgres reads it from the environment, child processes get it from libpqEnv.
+   */
+  readonly passFile?: string;
 }
 
 /** Shape of an RDS-managed secret (extra fields ignored). */
@@ -58,6 +63,7 @@ export async function resolveConnection(options: ResolveConnectionOptions = {}):
     database: env.PGDATABASE,
     sslMode: env.PGSSLMODE,
     sslRootCert: env.PGSSLROOTCERT,
+    passFile: env.PGPASSFILE,
   };
   let merged: Partial<PgConnection> = { ...fromEnv };
 
@@ -127,6 +133,9 @@ export function libpqEnv(conn: PgConnection, database = conn.database): Record<s
   if (conn.password !== undefined) env.PGPASSWORD = conn.password;
   if (conn.sslMode) env.PGSSLMODE = conn.sslMode;
   if (conn.sslRootCert) env.PGSSLROOTCERT = conn.sslRootCert;
+  // A path, not a secret: without it pg_dump/psql fail with "no password supplied" where the
+  // node-postgres connection of the same run, which reads PGPASSFILE itself, succeeded.
+  if (conn.passFile) env.PGPASSFILE = conn.passFile;
   return env;
 }
 
