@@ -2,6 +2,7 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { Client } from 'pg';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { runBackup } from '../../lambdas/backup/backup';
@@ -153,6 +154,36 @@ describe('atmr-dr backup faults (integration)', () => {
     expectOneLineError(result.stderr, new RegExp(`S3 .*${s3.bucket} failed: connect ECONNREFUSED 127\\.0\\.0\\.1:${closedPort}; check BACKUP_BUCKET, AWS_ENDPOINT_URL_S3`));
     expect(Date.now() - started).toBeLessThan(30_000);
     await expectNothingPublished();
+  });
+
+  it('an S3 that accepts connections and never answers: one SIGTERM still ends the run (exit 143), nothing published', async () => {
+    // Arrange: a TCP endpoint that accepts and stays silent (a hung proxy or load balancer).
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const endpoint = `http://127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
+    try {
+      const run = startCli(['backup', '--tier', 'hourly'], cliEnv(small, s3.env, { AWS_ENDPOINT_URL_S3: endpoint, NODE_NO_WARNINGS: '1' }));
+      let exited = false;
+      void run.result.then(() => (exited = true));
+      while (!exited && sockets.length === 0) await new Promise((resolve) => setTimeout(resolve, 50));
+
+      // Act
+      const signalled = Date.now();
+      process.kill(run.pid, 'SIGTERM');
+      const result = await run.result;
+
+      // Assert
+      expect(result.status).toBe(143);
+      expect(Date.now() - signalled).toBeLessThan(10_000);
+      expect(result.stderr.trim().split('\n')).toEqual([
+        expect.stringMatching(/^atmr-dr: backup aborted \(received SIGTERM\), nothing published$/),
+      ]);
+      await expectNothingPublished();
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 
   it('a bucket that does not exist: fails in the pre-flight, before any dump, naming the bucket and the fix (exit 2)', async () => {
