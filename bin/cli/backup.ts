@@ -47,7 +47,7 @@ export function registerBackupCommands(program: Command): void {
       const tier = parseBackupTier(options.tier);
       const formats = parseFormats(options.formats.split(','));
       const compressionLevel =
-        options.compressionLevel === undefined ? DEFAULT_COMPRESSION_LEVEL : assertCompressionLevel(Number(options.compressionLevel));
+        options.compressionLevel === undefined ? DEFAULT_COMPRESSION_LEVEL : assertCompressionLevel(options.compressionLevel);
       const plainCompressor = parsePlainCompressorPreference(options.plainCompressor);
       const connection = await resolveConnection({ secretArn: options.databaseSecret });
       const bucket = await resolveBackupBucket(options);

@@ -13,6 +13,7 @@ export const SERVICE_ENDPOINT_VARIABLES = {
   STS: 'AWS_ENDPOINT_URL_STS',
   DynamoDB: 'AWS_ENDPOINT_URL_DYNAMODB',
   CloudFormation: 'AWS_ENDPOINT_URL_CLOUDFORMATION',
+  SecretsManager: 'AWS_ENDPOINT_URL_SECRETS_MANAGER',
 } as const;
 export type AwsService = keyof typeof SERVICE_ENDPOINT_VARIABLES;
 

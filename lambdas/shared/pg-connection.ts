@@ -3,6 +3,7 @@ import { Signer } from '@aws-sdk/rds-signer';
 import { readFileSync } from 'node:fs';
 import type { Client, ClientConfig } from 'pg';
 import { z } from 'zod';
+import { describeAwsError } from './aws-errors';
 import { OperatorError, oneLine } from './errors';
 import { safeJson } from './json';
 
@@ -23,6 +24,11 @@ export interface PgConnection {
   readonly sslMode?: string;
   /** CA bundle for verify-full (the RDS global bundle in the runner image). */
   readonly sslRootCert?: string;
+  /**
+   * libpq password file (PGPASSFILE), for an operator who keeps the password there rather than in
+   * PGPASSWORD: node-postgres reads it from the environment, child processes get it from libpqEnv.
+   */
+  readonly passFile?: string;
 }
 
 /** Shape of an RDS-managed secret (extra fields ignored). */
@@ -57,6 +63,7 @@ export async function resolveConnection(options: ResolveConnectionOptions = {}):
     database: env.PGDATABASE,
     sslMode: env.PGSSLMODE,
     sslRootCert: env.PGSSLROOTCERT,
+    passFile: env.PGPASSFILE,
   };
   let merged: Partial<PgConnection> = { ...fromEnv };
 
@@ -66,8 +73,15 @@ export async function resolveConnection(options: ResolveConnectionOptions = {}):
     try {
       raw = (await client.send(new GetSecretValueCommand({ SecretId: options.secretArn }))).SecretString;
     } catch (error) {
+      const name = (error as Error | undefined)?.name;
+      // A named answer of the service (AccessDenied, ResourceNotFound) points at the ARN or the role.
+      // A failure before any answer (no region, no credentials, endpoint unreachable) is named "Error"
+      // or after the client: said the shared way, with its own cause, not as a bare "Error".
+      if (name === undefined || name === 'Error' || name === 'CredentialsProviderError' || name === 'TimeoutError') {
+        throw new OperatorError(describeAwsError('SecretsManager', `read database secret ${options.secretArn}`, error));
+      }
       throw new OperatorError(
-        `cannot read database secret ${options.secretArn}: ${(error as Error).name}; check the ARN and that this role may call secretsmanager:GetSecretValue on it`,
+        `cannot read database secret ${options.secretArn}: ${name}; check the ARN and that this role may call secretsmanager:GetSecretValue on it`,
       );
     }
     const parsed = RdsSecretSchema.safeParse(raw ? safeJson(raw) : undefined);
@@ -119,6 +133,9 @@ export function libpqEnv(conn: PgConnection, database = conn.database): Record<s
   if (conn.password !== undefined) env.PGPASSWORD = conn.password;
   if (conn.sslMode) env.PGSSLMODE = conn.sslMode;
   if (conn.sslRootCert) env.PGSSLROOTCERT = conn.sslRootCert;
+  // A path, not a secret: without it pg_dump/psql fail with "no password supplied" where the
+  // node-postgres connection of the same run, which reads PGPASSFILE itself, succeeded.
+  if (conn.passFile) env.PGPASSFILE = conn.passFile;
   return env;
 }
 

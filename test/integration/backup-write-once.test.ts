@@ -1,4 +1,4 @@
-import type { S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -6,7 +6,8 @@ import { runBackup } from '../../lambdas/backup/backup';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { LocalS3, startLocalS3 } from '../support/s3';
-import { createDatabase, dropDatabase } from './backup-support';
+import { startConditionalS3 } from '../support/conditional-s3';
+import { createDatabase, dropDatabase, listKeys } from './backup-support';
 
 jest.setTimeout(180_000);
 
@@ -98,6 +99,47 @@ describe('backup objects are written once (integration, real pg_dump + s3rver)',
     }
     const puts = sent.filter((r) => r.command === 'PutObjectCommand' && r.key.startsWith('monthly/'));
     for (const put of puts) expect(put.headers['x-amz-checksum-crc32']).toBeDefined();
+  });
+
+  it('loses a same-second race without overwriting: names the other run and says to run again, publishes nothing', async () => {
+    // Arrange: S3 with real conditional writes; another run of the same tier and second has already
+    // completed its .dump (its manifest not written yet), so this run's key check finds the key free.
+    const cluster = testCluster();
+    const conditional = await startConditionalS3(s3);
+    const client = createS3Client(conditional.env);
+    const start = new Date('2026-08-01T10:00:00.000Z');
+    const otherDump = `weekly/${database}_backup_20260801_100000.dump`;
+    await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: otherDump, Body: 'the other run' }));
+    const latestPointers = async (): Promise<[string, string][]> =>
+      Promise.all(
+        (await listKeys(client, s3.bucket, 'latest')).map(async (key): Promise<[string, string]> => {
+          const body = (await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }))).Body!;
+          return [key, await body.transformToString()];
+        }),
+      );
+    const pointersBefore = await latestPointers();
+
+    try {
+      // Act
+      const run = runBackup(
+        { s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database }, now: () => start },
+        { tier: 'weekly', formats: ['custom'] },
+      );
+
+      // Assert
+      await expect(run).rejects.toThrow(
+        new RegExp(
+          `^backup failed, nothing published \\(no manifest, latest pointers unchanged\\): S3 refused to overwrite ${otherDump} in bucket ${s3.bucket}: another backup of this tier and database started in the same second and wrote it first; run the backup again$`,
+        ),
+      );
+      expect(conditional.refused).toEqual([otherDump]);
+      const kept = await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: otherDump }));
+      expect(await kept.Body!.transformToString()).toBe('the other run');
+      expect(await listKeys(client, s3.bucket, 'weekly/')).toEqual([otherDump]);
+      expect(await latestPointers()).toEqual(pointersBefore);
+    } finally {
+      await conditional.stop();
+    }
   });
 
   it('runs pg_restore (the plain SQL conversion) without the database password or AWS credentials in its environment', async () => {

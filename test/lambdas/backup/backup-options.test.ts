@@ -32,6 +32,18 @@ describe('backup options', () => {
     for (const bad of [-1, 10, 1.5, Number.NaN]) expect(() => assertCompressionLevel(bad)).toThrow(/invalid compression level/);
   });
 
+  it('reads a typed compression level as one digit: an empty or blank flag is refused, not taken as level 0', () => {
+    // Arrange
+    const typed = ['', ' ', '0x3', '3e0', '10', '-1', 'abc'];
+
+    // Act / Assert
+    expect(assertCompressionLevel('0')).toBe(0);
+    expect(assertCompressionLevel('7')).toBe(7);
+    for (const bad of typed) {
+      expect(() => assertCompressionLevel(bad)).toThrow(new RegExp(`^invalid compression level "${bad}": use an integer from 0`));
+    }
+  });
+
   it('names the objects of one run after the tier, database and UTC start second', () => {
     expect(backupObjectKeys('hourly', 'atmr', new Date('2026-11-24T06:42:05.999Z'))).toEqual({
       stem: 'hourly/atmr_backup_20261124_064205',

@@ -1,4 +1,5 @@
 import { OperatorError } from '../../../lambdas/shared/errors';
+import { resolveConnection } from '../../../lambdas/shared/pg-connection';
 import {
   assertPgDumpCanDump,
   baseChildEnv,
@@ -108,6 +109,18 @@ describe('child processes', () => {
       PGSSLMODE: 'verify-full',
       PGSSLROOTCERT: '/ca.pem',
     });
+  });
+
+  it("lets pg_dump read the operator's PGPASSFILE, as the node-postgres connection does, when no PGPASSWORD is set", async () => {
+    // Arrange
+    const operatorEnv = { PATH: '/usr/bin', PGHOST: 'db.internal', PGUSER: 'backup', PGDATABASE: 'atmr', PGPASSFILE: '/home/oncall/.pgpass-prod' };
+
+    // Act
+    const env = childEnv(await resolveConnection({ env: operatorEnv }), operatorEnv);
+
+    // Assert
+    expect(env.PGPASSFILE).toBe('/home/oncall/.pgpass-prod');
+    expect(env.PGPASSWORD).toBeUndefined();
   });
 
   it('passes a connecting child no AWS credential nor any other variable of the runner', () => {

@@ -37,6 +37,19 @@ describe('resolveConnection', () => {
     await expect(attempt).rejects.not.toThrow(/plain-password-value/);
   });
 
+  it('names an unreachable Secrets Manager and its endpoint variable instead of a bare "Error"', async () => {
+    // Arrange: what the SDK throws when the endpoint refuses the connection.
+    secrets.on(GetSecretValueCommand).rejects(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED' }));
+
+    // Act
+    const attempt = resolveConnection({ env: {}, secretArn: SECRET_ARN, secretsManager: new SecretsManagerClient({ region: 'eu-west-3' }) });
+
+    // Assert
+    await expect(attempt).rejects.toThrow(
+      /^cannot read database secret arn:\S+: SecretsManager is unreachable \(connect ECONNREFUSED 127\.0\.0\.1:9\); check AWS_REGION, AWS_ENDPOINT_URL_SECRETS_MANAGER or AWS_ENDPOINT_URL if set, and the network$/,
+    );
+  });
+
   it('names the permission to check when the secret cannot be read', async () => {
     secrets.on(GetSecretValueCommand).rejects(Object.assign(new Error('denied'), { name: 'AccessDeniedException' }));
 
