@@ -15,6 +15,18 @@ export const DEFAULT_MAX_ATTEMPTS = 5;
  */
 export const SDK_RETRY = { maxAttempts: DEFAULT_MAX_ATTEMPTS, retryMode: 'standard' } as const;
 
+/**
+ * S3 answers in milliseconds: an endpoint that accepts the connection and then says nothing (a
+ * broken proxy, a black-holed VPC endpoint) would otherwise hold a request, and a scheduled backup
+ * task with it, until someone stops the task. The timeout is the socket's idle time (the handler's
+ * `socketTimeout`; its `requestTimeout` bounds a whole request and, in this SDK, only warns unless
+ * told to throw): a long part upload or ranged GET that keeps moving bytes is never cut. Each
+ * timed-out attempt is retried by the standard strategy, so a silent S3 fails a command after
+ * about DEFAULT_MAX_ATTEMPTS x 30 s with the SDK's TimeoutError.
+ */
+export const S3_CONNECTION_TIMEOUT_MS = 5_000;
+export const S3_IDLE_TIMEOUT_MS = 30_000;
+
 export function s3ClientConfig(env: NodeJS.ProcessEnv = process.env, overrides: S3ClientConfig = {}): S3ClientConfig {
   const endpoint = env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
   const explicit: S3ClientConfig = {};
@@ -35,6 +47,7 @@ export function s3ClientConfig(env: NodeJS.ProcessEnv = process.env, overrides: 
     retryMode: 'standard',
     // A custom endpoint (s3rver, MinIO, a VPC endpoint URL) cannot take virtual-hosted buckets.
     forcePathStyle: Boolean(endpoint),
+    requestHandler: { connectionTimeout: S3_CONNECTION_TIMEOUT_MS, socketTimeout: S3_IDLE_TIMEOUT_MS },
     ...explicit,
     ...overrides,
   };

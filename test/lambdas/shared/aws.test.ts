@@ -1,0 +1,46 @@
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import * as net from 'node:net';
+import { BACKUP_S3_CLIENT_OVERRIDES } from '../../../lambdas/backup/backup';
+import { createS3Client, s3ClientConfig, S3_CONNECTION_TIMEOUT_MS, S3_IDLE_TIMEOUT_MS } from '../../../lambdas/shared/aws';
+
+const LOCAL_ENV = { AWS_ENDPOINT_URL_S3: 'http://127.0.0.1:1', AWS_REGION: 'eu-west-3', AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' };
+
+describe('S3 client settings', () => {
+  it('gives every S3 client a connection timeout and an idle timeout, kept when the backup adds its own overrides', () => {
+    // Arrange / Act
+    const plain = s3ClientConfig(LOCAL_ENV);
+    const backup = s3ClientConfig(LOCAL_ENV, BACKUP_S3_CLIENT_OVERRIDES);
+
+    // Assert
+    for (const config of [plain, backup]) {
+      expect(config.requestHandler).toEqual({ connectionTimeout: S3_CONNECTION_TIMEOUT_MS, socketTimeout: S3_IDLE_TIMEOUT_MS });
+    }
+    expect(S3_IDLE_TIMEOUT_MS).toBeLessThanOrEqual(60_000);
+  });
+
+  it('an endpoint that accepts the connection and never answers fails the request with a timeout instead of holding it', async () => {
+    // Arrange: a silent TCP endpoint (a hung proxy), and the house client with only the idle time
+    // shortened so that the test does not wait 30 s per attempt.
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const env = { ...LOCAL_ENV, AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${(silent.address() as net.AddressInfo).port}` };
+    const { requestHandler } = s3ClientConfig(env);
+    const s3 = createS3Client(env, { maxAttempts: 1, requestHandler: { ...(requestHandler as object), socketTimeout: 300 } });
+    const started = Date.now();
+    try {
+      // Act
+      const error = await s3.send(new ListObjectsV2Command({ Bucket: 'atmr-dr-silent' })).catch((e: unknown) => e as Error);
+
+      // Assert
+      expect(error).toBeInstanceOf(Error);
+      expect((error as Error).name).toBe('TimeoutError');
+      expect(sockets.length).toBe(1);
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      s3.destroy();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+});
