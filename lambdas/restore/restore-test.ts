@@ -1,9 +1,12 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import type { Client } from 'pg';
 import { BackupResult, RunBackupDeps, RunBackupOptions, runBackup } from '../backup/backup';
+import { baseChildEnv, toolVersion } from '../backup/pg-tools';
 import { OperatorError, oneLine } from '../shared/errors';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
 import { RESTORE_TEST_BACKUP_PREFIX, type BackupTier } from '../shared/s3-layout';
-import { quoteIdent } from '../shared/postgres';
+import { pgToolPath, quoteIdent } from '../shared/postgres';
 import { CatalogDeps, resolveBackup } from './catalog';
 import type { SpaceCheck } from './download';
 import { restoreBackup } from './restore';
@@ -109,6 +112,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
   };
 
   try {
+    await assertCanRestore(deps);
     let ref = 'latest';
     if (options.takeBackup) {
       const source = deps.source;
@@ -202,6 +206,21 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
     criticalQueries,
     steps,
   };
+}
+
+/**
+ * What the restore step needs that the backup step does not (the backup writes the custom format
+ * only, so it never runs pg_restore): checked first, or a missing pg_restore or an unwritable temp
+ * directory would surface only after the whole backup (minutes on a production-size database).
+ */
+async function assertCanRestore(deps: RestoreTestDeps): Promise<void> {
+  await toolVersion(pgToolPath('pg_restore', deps.pgBinDir), baseChildEnv());
+  const dir = deps.tempDir ?? os.tmpdir();
+  try {
+    await fs.promises.access(dir, fs.constants.W_OK);
+  } catch (error) {
+    throw new OperatorError(`temp directory ${dir} is not writable (${(error as NodeJS.ErrnoException).code ?? oneLine(error)}): point TMPDIR at an existing, writable directory with room for the backup`, 2);
+  }
 }
 
 async function withClient<T>(connection: PgConnection, database: string, fn: (client: Client) => Promise<T>): Promise<T> {
