@@ -73,6 +73,9 @@ export interface RestoreTestReport {
   readonly manifestKey?: string;
   readonly backupStartedAt?: string;
   readonly scratchDatabase: string;
+  /** False when the run stopped before the scratch database existed (e.g. a wrong password, a failed backup). */
+  readonly scratchCreated: boolean;
+  /** True when no scratch database is left: dropped, or never created (`scratchCreated` says which). */
   readonly scratchDropped: boolean;
   readonly rtoSeconds?: number;
   readonly rpoSeconds?: number;
@@ -101,6 +104,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
   const criticalQueries: CriticalQueryResult[] = [];
   let partial: Partial<RestoreTestReport> = {};
   let error: string | undefined;
+  let restoreStarted = false;
 
   const timed = async <T>(step: string, fn: () => Promise<T>): Promise<T> => {
     const t0 = performance.now();
@@ -147,6 +151,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
     partial = { ...partial, manifestKey, backupStartedAt: manifest.startedAt, rpoSeconds, rpoMet: rpoSeconds <= options.rpoObjectiveSeconds };
 
     log(`restoring ${manifestKey} into scratch database ${scratch}`);
+    restoreStarted = true;
     const restored = await restoreBackup(
       { ...deps, connection: deps.target, log },
       { ref: manifestKey, targetDb: scratch, format: 'custom', signal: deps.signal, protectedDatabases: [manifest.database, ...(deps.source ? [deps.source.database] : [])] },
@@ -180,17 +185,25 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
     log(`restore test failed: ${error}`);
   }
 
-  let scratchDropped = false;
-  await timed('cleanup', async () => {
-    try {
-      await withClient(deps.target, deps.maintenanceDatabase ?? 'postgres', async (c) => {
-        await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(scratch)} WITH (FORCE)`);
-        scratchDropped = (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [scratch])).rowCount === 0;
-      });
-    } catch (e) {
-      error = error ?? `could not drop scratch database ${scratch}: ${oneLine(e)}; drop it by hand`;
-    }
-  });
+  // The scratch name is fresh, so nothing can have created it before the restore step began: until
+  // then there is nothing to drop, and no connection is needed to say so (the target may be the very
+  // thing that failed, e.g. a wrong password). Once it began, assume it is there until the cleanup looks.
+  let scratchCreated = restoreStarted;
+  let scratchDropped = !restoreStarted;
+  if (restoreStarted) {
+    await timed('cleanup', async () => {
+      try {
+        await withClient(deps.target, deps.maintenanceDatabase ?? 'postgres', async (c) => {
+          const exists = async () => (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [scratch])).rowCount !== 0;
+          scratchCreated = await exists();
+          await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(scratch)} WITH (FORCE)`);
+          scratchDropped = !(await exists());
+        });
+      } catch (e) {
+        error = error ?? `could not drop scratch database ${scratch}: ${oneLine(e)}; drop it by hand`;
+      }
+    });
+  }
   if (!scratchDropped && error === undefined) error = `scratch database ${scratch} is still there; drop it by hand`;
 
   return {
@@ -199,6 +212,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
     startedAt: startedAt.toISOString(),
     finishedAt: now().toISOString(),
     scratchDatabase: scratch,
+    scratchCreated,
     scratchDropped,
     rtoObjectiveSeconds: options.rtoObjectiveSeconds,
     rpoObjectiveSeconds: options.rpoObjectiveSeconds,

@@ -535,6 +535,7 @@ describe('a server that asks for a password when none is set', () => {
       await timed(['backup', '--tier', 'daily']),
       await timed(['restore', manifestKey, '--target-db', target]),
       await timed(['restore-test', '--json']),
+      await timed(['restore-test']),
     ];
 
     for (const run of runs) {
@@ -545,5 +546,8 @@ describe('a server that asks for a password when none is set', () => {
         /^atmr-dr: (restore test failed: )?cannot connect to postgres@127\.0\.0\.1:\d+\/\w+: the server asks for a password and none is set; check PGHOST\/PGPORT\/PGUSER\/PGPASSWORD\/PGDATABASE \(or --database-secret\)\n$/,
       );
     }
+    // The scratch database was never created: not reported as one that could not be dropped.
+    expect(JSON.parse(runs[2].stdout)).toEqual(expect.objectContaining({ ok: false, scratchCreated: false, scratchDropped: true }));
+    expect(runs[3].stdout).toMatch(/^ {2}scratch database atmr_dr_restore_test_\w+ not created$/m);
   }, 120_000);
 });

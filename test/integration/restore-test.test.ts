@@ -140,6 +140,30 @@ describe('restore test (test_backup_restore, automated)', () => {
     expect(await bucketKeys('restore-tests/')).toEqual(keysBefore);
   });
 
+  it('reports the scratch database as not created when the run fails before it exists (the server refuses the connection)', async () => {
+    // Arrange: nothing listens on port 1
+    const unreachable = { source: { ...source, port: 1 }, target: { ...target, port: 1 } };
+
+    // Act
+    const report = await runRestoreTest(deps(unreachable), OPTIONS);
+
+    // Assert
+    expect(report.ok).toBe(false);
+    expect(report.error).toMatch(/cannot connect to .*:1\//);
+    expect(report.scratchCreated).toBe(false);
+    expect(report.scratchDropped).toBe(true);
+    expect(report.steps.cleanupSeconds).toBeUndefined();
+  });
+
+  it('reports the scratch database as created and dropped after a restore', async () => {
+    const report = await runRestoreTest(deps(), { ...OPTIONS, criticalQueries: [] });
+
+    expect(report.ok).toBe(true);
+    expect(report.scratchCreated).toBe(true);
+    expect(report.scratchDropped).toBe(true);
+    expectNoScratchLeft(report.scratchDatabase);
+  });
+
   it('fails (and leaves nothing behind) when the backup is not the point in time it claims', async () => {
     // Arrange: an older backup, then transactions on the source; the "backup" step hands back the old one
     const older = await runBackup({ s3, bucket: localS3.bucket, connection: source }, { tier: 'hourly', formats: ['custom'], unpublishedPrefix: 'restore-tests/backups/' });
