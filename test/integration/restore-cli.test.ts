@@ -1,4 +1,4 @@
-import { S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -295,6 +295,28 @@ describe('atmr-dr restore-test', () => {
     expect(report.ok).toBe(false);
     expect(databaseExists(cluster, report.scratchDatabase)).toBe(false);
     expect(databasesLike(cluster, report.scratchDatabase)).toEqual([]);
+  });
+
+  it('with pg_restore missing from PATH, fails before its backup with one line naming the fix, and writes nothing to the bucket', async () => {
+    // Arrange: a PATH holding pg_dump (the backup alone would succeed) but no pg_restore
+    const binDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-path-'));
+    fs.symlinkSync(execFileSync('which', ['pg_dump'], { encoding: 'utf8' }).trim(), path.join(binDir, 'pg_dump'));
+    const keys = async () => ((await s3.send(new ListObjectsV2Command({ Bucket: localS3.bucket, Prefix: 'restore-tests/' }))).Contents ?? []).map((o) => o.Key).sort();
+    const keysBefore = await keys();
+
+    try {
+      // Act
+      const run = startCli(['restore-test'], { PGDATABASE: source, PATH: binDir });
+      const status = await run.exited;
+
+      // Assert
+      expect(status).toBe(1);
+      expect(run.stderr()).toBe('atmr-dr: restore test failed: pg_restore not found (pg_restore): install the PostgreSQL client tools or put them on PATH\n');
+      expect(run.stdout()).toMatch(/^ {2}scratch database atmr_dr_restore_test_\w+ not created$/m);
+      expect(await keys()).toEqual(keysBefore);
+    } finally {
+      fs.rmSync(binDir, { recursive: true, force: true });
+    }
   });
 });
 
