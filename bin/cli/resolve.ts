@@ -178,7 +178,22 @@ export function withBucketOptions(command: Command): Command {
     .option('--env <name>', "environment whose deployed stacks name the bucket (default: cdk.json's env)");
 }
 
-/** The backup bucket of a command declared with `withBucketOptions`. */
-export function resolveBackupBucket(options: { readonly bucket?: string; readonly env?: string }): Promise<string> {
-  return resolveDeployedName(DEPLOYED_NAMES.backupBucket, { flagValue: options.bucket, envName: options.env });
+/**
+ * The backup bucket of a command declared with `withBucketOptions`. Every command's bucket passes
+ * here, so the name is checked once for all of them.
+ */
+export async function resolveBackupBucket(options: { readonly bucket?: string; readonly env?: string }): Promise<string> {
+  const bucket = await resolveDeployedName(DEPLOYED_NAMES.backupBucket, { flagValue: options.bucket, envName: options.env });
+  assertBucketName(bucket);
+  return bucket;
+}
+
+/**
+ * An operator pasting `s3://bucket` or `bucket/prefix` (as `aws s3 ls` prints them) would otherwise
+ * get the SDK's InvalidBucketName as an S3 failure, blamed on the network or the role, exit 1.
+ */
+function assertBucketName(bucket: string): void {
+  if (!/[/:]/.test(bucket)) return;
+  const name = bucket.replace(/^s3:\/\//, '').split('/')[0];
+  throw new OperatorError(`invalid backup bucket "${bucket}": give the bucket name alone ("${name}") in BACKUP_BUCKET or --bucket, without s3:// or a path`, 2);
 }

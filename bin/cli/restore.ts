@@ -150,7 +150,7 @@ export function registerRestoreCommands(program: Command): void {
             ...report.criticalQueries.map((q) => `  ${q.status.padEnd(7)} ${q.sql} -> ${q.detail}`),
             `  steps: ${Object.entries(report.steps).map(([k, v]) => `${k.replace(/Seconds$/, '')} ${v}s`).join(', ')}`,
             `  RTO ${report.rtoSeconds ?? '-'} s (objective ${report.rtoObjectiveSeconds} s), RPO ${report.rpoSeconds ?? '-'} s (objective ${report.rpoObjectiveSeconds} s)`,
-            `  scratch database ${report.scratchDatabase} dropped: ${report.scratchDropped}`,
+            `  scratch database ${report.scratchDatabase} ${report.scratchCreated ? `dropped: ${report.scratchDropped}` : 'not created'}`,
           ].join('\n') + '\n',
         );
       }

@@ -180,7 +180,6 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
   throwIfAborted(deps.signal);
 
   const { connection, s3, bucket } = deps;
-  assertBucketName(bucket);
   const env = childEnv(connection);
   const writeOnce = writeOnceParams(options.complianceRetentionDays, firstStart);
   const pgDumpPath = pgToolPath('pg_dump', deps.pgBinDir);
@@ -528,16 +527,6 @@ async function claimKeys(
     await delay(1000 - startedAt.getUTCMilliseconds() + 10);
     startedAt = now();
   }
-}
-
-/**
- * An operator pasting `s3://bucket` or `bucket/prefix` (as `aws s3 ls` prints them) would otherwise
- * get the SDK's InvalidBucketName as an S3 failure, blamed on the network or the role, exit 1.
- */
-function assertBucketName(bucket: string): void {
-  if (!/[/:]/.test(bucket)) return;
-  const name = bucket.replace(/^s3:\/\//, '').split('/')[0];
-  throw new OperatorError(`invalid backup bucket "${bucket}": give the bucket name alone ("${name}") in BACKUP_BUCKET or --bucket, without s3:// or a path`, 2);
 }
 
 /**

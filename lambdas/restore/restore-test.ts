@@ -1,9 +1,12 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import type { Client } from 'pg';
 import { BackupResult, RunBackupDeps, RunBackupOptions, runBackup } from '../backup/backup';
+import { baseChildEnv, toolVersion } from '../backup/pg-tools';
 import { OperatorError, oneLine } from '../shared/errors';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
 import { RESTORE_TEST_BACKUP_PREFIX, type BackupTier } from '../shared/s3-layout';
-import { quoteIdent } from '../shared/postgres';
+import { pgToolPath, quoteIdent } from '../shared/postgres';
 import { CatalogDeps, resolveBackup } from './catalog';
 import type { SpaceCheck } from './download';
 import { restoreBackup } from './restore';
@@ -70,6 +73,9 @@ export interface RestoreTestReport {
   readonly manifestKey?: string;
   readonly backupStartedAt?: string;
   readonly scratchDatabase: string;
+  /** False when the run stopped before the scratch database existed (e.g. a wrong password, a failed backup). */
+  readonly scratchCreated: boolean;
+  /** True when no scratch database is left: dropped, or never created (`scratchCreated` says which). */
   readonly scratchDropped: boolean;
   readonly rtoSeconds?: number;
   readonly rpoSeconds?: number;
@@ -98,6 +104,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
   const criticalQueries: CriticalQueryResult[] = [];
   let partial: Partial<RestoreTestReport> = {};
   let error: string | undefined;
+  let restoreStarted = false;
 
   const timed = async <T>(step: string, fn: () => Promise<T>): Promise<T> => {
     const t0 = performance.now();
@@ -109,6 +116,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
   };
 
   try {
+    await assertCanRestore(deps);
     let ref = 'latest';
     if (options.takeBackup) {
       const source = deps.source;
@@ -143,6 +151,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
     partial = { ...partial, manifestKey, backupStartedAt: manifest.startedAt, rpoSeconds, rpoMet: rpoSeconds <= options.rpoObjectiveSeconds };
 
     log(`restoring ${manifestKey} into scratch database ${scratch}`);
+    restoreStarted = true;
     const restored = await restoreBackup(
       { ...deps, connection: deps.target, log },
       { ref: manifestKey, targetDb: scratch, format: 'custom', signal: deps.signal, protectedDatabases: [manifest.database, ...(deps.source ? [deps.source.database] : [])] },
@@ -176,17 +185,25 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
     log(`restore test failed: ${error}`);
   }
 
-  let scratchDropped = false;
-  await timed('cleanup', async () => {
-    try {
-      await withClient(deps.target, deps.maintenanceDatabase ?? 'postgres', async (c) => {
-        await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(scratch)} WITH (FORCE)`);
-        scratchDropped = (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [scratch])).rowCount === 0;
-      });
-    } catch (e) {
-      error = error ?? `could not drop scratch database ${scratch}: ${oneLine(e)}; drop it by hand`;
-    }
-  });
+  // The scratch name is fresh, so nothing can have created it before the restore step began: until
+  // then there is nothing to drop, and no connection is needed to say so (the target may be the very
+  // thing that failed, e.g. a wrong password). Once it began, assume it is there until the cleanup looks.
+  let scratchCreated = restoreStarted;
+  let scratchDropped = !restoreStarted;
+  if (restoreStarted) {
+    await timed('cleanup', async () => {
+      try {
+        await withClient(deps.target, deps.maintenanceDatabase ?? 'postgres', async (c) => {
+          const exists = async () => (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [scratch])).rowCount !== 0;
+          scratchCreated = await exists();
+          await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(scratch)} WITH (FORCE)`);
+          scratchDropped = !(await exists());
+        });
+      } catch (e) {
+        error = error ?? `could not drop scratch database ${scratch}: ${oneLine(e)}; drop it by hand`;
+      }
+    });
+  }
   if (!scratchDropped && error === undefined) error = `scratch database ${scratch} is still there; drop it by hand`;
 
   return {
@@ -195,6 +212,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
     startedAt: startedAt.toISOString(),
     finishedAt: now().toISOString(),
     scratchDatabase: scratch,
+    scratchCreated,
     scratchDropped,
     rtoObjectiveSeconds: options.rtoObjectiveSeconds,
     rpoObjectiveSeconds: options.rpoObjectiveSeconds,
@@ -202,6 +220,21 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
     criticalQueries,
     steps,
   };
+}
+
+/**
+ * What the restore step needs that the backup step does not (the backup writes the custom format
+ * only, so it never runs pg_restore): checked first, or a missing pg_restore or an unwritable temp
+ * directory would surface only after the whole backup (minutes on a production-size database).
+ */
+async function assertCanRestore(deps: RestoreTestDeps): Promise<void> {
+  await toolVersion(pgToolPath('pg_restore', deps.pgBinDir), baseChildEnv());
+  const dir = deps.tempDir ?? os.tmpdir();
+  try {
+    await fs.promises.access(dir, fs.constants.W_OK);
+  } catch (error) {
+    throw new OperatorError(`temp directory ${dir} is not writable (${(error as NodeJS.ErrnoException).code ?? oneLine(error)}): point TMPDIR at an existing, writable directory with room for the backup`, 2);
+  }
 }
 
 async function withClient<T>(connection: PgConnection, database: string, fn: (client: Client) => Promise<T>): Promise<T> {

@@ -68,6 +68,24 @@ describe('atmr-dr backups', () => {
     expect(missing.stdout).toBe('');
   });
 
+  it.each([
+    ['list', ['backups', 'list']],
+    ['verify', ['backups', 'verify', 'latest']],
+  ])('%s refuses a bucket given as an s3:// URL with one line naming the bare name, exit 2', async (_command, args) => {
+    // Arrange: the bucket as `aws s3 ls` prints it.
+    const env = { ...localS3.env, BACKUP_BUCKET: `s3://${localS3.bucket}` };
+
+    // Act
+    const run = await atmrDr(args, env);
+
+    // Assert
+    expect(run.status).toBe(2);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toBe(
+      `atmr-dr: invalid backup bucket "s3://${localS3.bucket}": give the bucket name alone ("${localS3.bucket}") in BACKUP_BUCKET or --bucket, without s3:// or a path\n`,
+    );
+  });
+
   it('verify latest checks both objects of that database without any database server', async () => {
     // No PG* variable at all: verify must not need a server.
     const run = await atmrDr(['backups', 'verify', 'latest', '--database', database], localS3.env);

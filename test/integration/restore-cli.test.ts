@@ -1,4 +1,4 @@
-import { S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -296,6 +296,28 @@ describe('atmr-dr restore-test', () => {
     expect(databaseExists(cluster, report.scratchDatabase)).toBe(false);
     expect(databasesLike(cluster, report.scratchDatabase)).toEqual([]);
   });
+
+  it('with pg_restore missing from PATH, fails before its backup with one line naming the fix, and writes nothing to the bucket', async () => {
+    // Arrange: a PATH holding pg_dump (the backup alone would succeed) but no pg_restore
+    const binDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-path-'));
+    fs.symlinkSync(execFileSync('which', ['pg_dump'], { encoding: 'utf8' }).trim(), path.join(binDir, 'pg_dump'));
+    const keys = async () => ((await s3.send(new ListObjectsV2Command({ Bucket: localS3.bucket, Prefix: 'restore-tests/' }))).Contents ?? []).map((o) => o.Key).sort();
+    const keysBefore = await keys();
+
+    try {
+      // Act
+      const run = startCli(['restore-test'], { PGDATABASE: source, PATH: binDir });
+      const status = await run.exited;
+
+      // Assert
+      expect(status).toBe(1);
+      expect(run.stderr()).toBe('atmr-dr: restore test failed: pg_restore not found (pg_restore): install the PostgreSQL client tools or put them on PATH\n');
+      expect(run.stdout()).toMatch(/^ {2}scratch database atmr_dr_restore_test_\w+ not created$/m);
+      expect(await keys()).toEqual(keysBefore);
+    } finally {
+      fs.rmSync(binDir, { recursive: true, force: true });
+    }
+  });
 });
 
 
@@ -535,6 +557,7 @@ describe('a server that asks for a password when none is set', () => {
       await timed(['backup', '--tier', 'daily']),
       await timed(['restore', manifestKey, '--target-db', target]),
       await timed(['restore-test', '--json']),
+      await timed(['restore-test']),
     ];
 
     for (const run of runs) {
@@ -545,5 +568,8 @@ describe('a server that asks for a password when none is set', () => {
         /^atmr-dr: (restore test failed: )?cannot connect to postgres@127\.0\.0\.1:\d+\/\w+: the server asks for a password and none is set; check PGHOST\/PGPORT\/PGUSER\/PGPASSWORD\/PGDATABASE \(or --database-secret\)\n$/,
       );
     }
+    // The scratch database was never created: not reported as one that could not be dropped.
+    expect(JSON.parse(runs[2].stdout)).toEqual(expect.objectContaining({ ok: false, scratchCreated: false, scratchDropped: true }));
+    expect(runs[3].stdout).toMatch(/^ {2}scratch database atmr_dr_restore_test_\w+ not created$/m);
   }, 120_000);
 });

@@ -1,4 +1,8 @@
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { BackupResult, runBackup } from '../../lambdas/backup/backup';
 import { RestoreTestDeps, RestoreTestOptions, runRestoreTest } from '../../lambdas/restore/restore-test';
 import { createS3Client } from '../../lambdas/shared/aws';
@@ -98,6 +102,64 @@ describe('restore test (test_backup_restore, automated)', () => {
     expect(report.ok).toBe(false);
     expect(report.error).toMatch(/critical query failed on the restored copy: SELECT 1 \/ .*division by zero/);
     expect(report.criticalQueries.map((q) => q.status)).toEqual(['ok', 'failed']);
+    expect(report.scratchDropped).toBe(true);
+    expectNoScratchLeft(report.scratchDatabase);
+  });
+
+  it('fails before taking its backup when pg_restore is missing, naming the fix, and writes nothing to the bucket', async () => {
+    // Arrange: a client-tools directory with pg_dump (the backup would succeed) but no pg_restore
+    const binDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-nopgrestore-'));
+    fs.symlinkSync(execFileSync('which', ['pg_dump'], { encoding: 'utf8' }).trim(), path.join(binDir, 'pg_dump'));
+    const keysBefore = await bucketKeys('restore-tests/');
+
+    try {
+      // Act
+      const report = await runRestoreTest(deps({ pgBinDir: binDir }), OPTIONS);
+
+      // Assert
+      expect(report.ok).toBe(false);
+      expect(report.error).toBe(`pg_restore not found (${path.join(binDir, 'pg_restore')}): install the PostgreSQL client tools or put them on PATH`);
+      expect(report.steps.backupSeconds).toBeUndefined();
+      expect(await bucketKeys('restore-tests/')).toEqual(keysBefore);
+      expectNoScratchLeft(report.scratchDatabase);
+    } finally {
+      fs.rmSync(binDir, { recursive: true, force: true });
+    }
+  });
+
+  it('fails before taking its backup when the temp directory is not writable, naming the fix', async () => {
+    // Act: a temp directory that does not exist is not writable either (and root may write anywhere else)
+    const missing = path.join(os.tmpdir(), 'atmr-dr-no-such-dir', 'tmp');
+    const keysBefore = await bucketKeys('restore-tests/');
+    const report = await runRestoreTest(deps({ tempDir: missing }), OPTIONS);
+
+    // Assert
+    expect(report.ok).toBe(false);
+    expect(report.error).toBe(`temp directory ${missing} is not writable (ENOENT): point TMPDIR at an existing, writable directory with room for the backup`);
+    expect(report.steps.backupSeconds).toBeUndefined();
+    expect(await bucketKeys('restore-tests/')).toEqual(keysBefore);
+  });
+
+  it('reports the scratch database as not created when the run fails before it exists (the server refuses the connection)', async () => {
+    // Arrange: nothing listens on port 1
+    const unreachable = { source: { ...source, port: 1 }, target: { ...target, port: 1 } };
+
+    // Act
+    const report = await runRestoreTest(deps(unreachable), OPTIONS);
+
+    // Assert
+    expect(report.ok).toBe(false);
+    expect(report.error).toMatch(/cannot connect to .*:1\//);
+    expect(report.scratchCreated).toBe(false);
+    expect(report.scratchDropped).toBe(true);
+    expect(report.steps.cleanupSeconds).toBeUndefined();
+  });
+
+  it('reports the scratch database as created and dropped after a restore', async () => {
+    const report = await runRestoreTest(deps(), { ...OPTIONS, criticalQueries: [] });
+
+    expect(report.ok).toBe(true);
+    expect(report.scratchCreated).toBe(true);
     expect(report.scratchDropped).toBe(true);
     expectNoScratchLeft(report.scratchDatabase);
   });
