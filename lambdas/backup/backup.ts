@@ -537,7 +537,8 @@ async function claimKeys(
 async function objectExists(s3: S3Client, bucket: string, key: string, signal: AbortSignal | undefined): Promise<boolean> {
   try {
     // The signal: an S3 that accepts the connection and never answers would otherwise hold the run
-    // here, deaf to Ctrl-C, SIGTERM and the Lambda deadline (the SDK sets no response timeout).
+    // here, deaf to Ctrl-C, SIGTERM and the Lambda deadline, until the S3 client's idle timeout and
+    // its retries give up (minutes: lambdas/shared/aws.ts).
     const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal });
     (response.Body as Readable | undefined)?.destroy();
     return true;
