@@ -299,28 +299,4 @@ describe('atmr-dr backup faults (integration)', () => {
     // fatal, and not a warning line on the operator's stderr (debug level only).
     expect(logged.filter((l) => l.includes('could not abort a multipart upload'))).toEqual([]);
   });
-
-  it('Ctrl-C mid-upload: exit 130 and exactly one stderr line, even though S3 refuses to abort the uploads', async () => {
-    // Arrange: s3rver keeps each multipart upload in its own folder until completed or aborted.
-    const uploadsDir = path.join(s3.directory, s3.bucket, '._S3rver_uploads');
-    const uploadsBefore = fs.existsSync(uploadsDir) ? fs.readdirSync(uploadsDir).length : 0;
-    const run = startCli(['backup', '--tier', 'monthly'], cliEnv(big, s3.env, { NODE_NO_WARNINGS: '1' }));
-    let exited = false;
-    void run.result.then(() => (exited = true));
-    while (!exited && (fs.existsSync(uploadsDir) ? fs.readdirSync(uploadsDir).length : 0) <= uploadsBefore) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-
-    // Act
-    process.kill(run.pid, 'SIGINT');
-    const result = await run.result;
-
-    // Assert
-    expect(result.status).toBe(130);
-    expect(result.stderr.trim().split('\n')).toEqual([
-      expect.stringMatching(/^atmr-dr: backup failed, nothing published \(no manifest, latest pointers unchanged\): backup aborted \(received SIGINT\)$/),
-    ]);
-    await expectNothingPublished();
-    expect(await listKeys(createS3Client(s3.env), s3.bucket, 'monthly/')).toEqual([]);
-  });
 });
