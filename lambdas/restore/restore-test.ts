@@ -116,9 +116,9 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
   };
 
   try {
-    await assertCanRestore(deps);
     let ref = 'latest';
     if (options.takeBackup) {
+      await assertCanRestore(deps);
       const source = deps.source;
       if (!source) throw new OperatorError('restore-test needs the source database connection to take a backup: set PGDATABASE (and PGHOST...)', 2);
       if (source.database === scratch) throw new OperatorError('source and scratch database names collide; retry');
@@ -224,8 +224,9 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
 
 /**
  * What the restore step needs that the backup step does not (the backup writes the custom format
- * only, so it never runs pg_restore): checked first, or a missing pg_restore or an unwritable temp
- * directory would surface only after the whole backup (minutes on a production-size database).
+ * only, so it never runs pg_restore): checked before a backup is taken, or a missing pg_restore or
+ * an unwritable temp directory would surface only after the whole backup (minutes on a
+ * production-size database). Without a backup to take, the restore's own first steps fail as early.
  */
 async function assertCanRestore(deps: RestoreTestDeps): Promise<void> {
   await toolVersion(pgToolPath('pg_restore', deps.pgBinDir), baseChildEnv());
