@@ -6,6 +6,15 @@
  * everything it imports in one file). One plain node process, no TypeScript compiler at run time.
  * After editing the sources, `npm run build` refreshes the bundle (or run `npx tsx bin/atmr-dr.ts`).
  */
+// Before anything else: on an older Node the AWS SDK prints a 9-line NodeVersionSupportWarning
+// before the CLI's own output, and the bundle targets Node 22. `npx atmr-dr` runs the project's own
+// Node 22 (the node@22 devDependency's node_modules/.bin comes before the system's directories on
+// npx's PATH); `node bin/atmr-dr.cjs` runs whatever node the shell finds, often an older system one.
+const nodeMajor = Number(process.versions.node.split('.')[0]);
+if (nodeMajor < 22) {
+  process.stderr.write(`atmr-dr: Node ${process.version} is too old: use Node 22 or newer (npx atmr-dr runs the project's own Node 22)\n`);
+  process.exit(2);
+}
 const fs = require('node:fs');
 const path = require('node:path');
 

@@ -10,7 +10,7 @@ import {
   latestDatabaseTierPointerKey,
   latestTierPointerKey,
 } from '../shared/s3-layout';
-import { isNotFound } from '../shared/s3-objects';
+import { isNoSuchBucket, isNotFound, missingBucketError } from '../shared/s3-objects';
 import { safeJson } from '../shared/json';
 import { parseBackupTier } from '../shared/tiers';
 
@@ -50,7 +50,7 @@ export async function listBackups(deps: CatalogDeps, filter: CatalogFilter = {})
   for (const tier of tiers) {
     let continuationToken: string | undefined;
     do {
-      const page = await s3Call(`list s3://${deps.bucket}/${tier}/`, () =>
+      const page = await s3Call(deps.bucket, `list s3://${deps.bucket}/${tier}/`, () =>
         deps.s3.send(new ListObjectsV2Command({ Bucket: deps.bucket, Prefix: `${tier}/`, ContinuationToken: continuationToken })),
       );
       for (const object of page.Contents ?? []) if (object.Key && isManifestKey(object.Key)) keys.push(object.Key);
@@ -146,14 +146,16 @@ async function getTextIfExists(deps: CatalogDeps, key: string): Promise<string |
     return await (response.Body as { transformToString(): Promise<string> }).transformToString();
   } catch (error) {
     if (isNotFound(error)) return undefined;
+    if (isNoSuchBucket(error)) throw missingBucketError(deps.bucket);
     throw new OperatorError(`cannot read s3://${deps.bucket}/${key}: ${oneLine(error)}; check the endpoint, BACKUP_BUCKET and credentials`);
   }
 }
 
-async function s3Call<T>(what: string, call: () => Promise<T>): Promise<T> {
+async function s3Call<T>(bucket: string, what: string, call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (error) {
+    if (isNoSuchBucket(error)) throw missingBucketError(bucket);
     throw new OperatorError(`cannot ${what}: ${oneLine(error)}; check the endpoint, BACKUP_BUCKET and credentials`);
   }
 }

@@ -1,5 +1,5 @@
 import { Client } from 'pg';
-import { quoteIdent } from '../shared/postgres';
+import { quoteIdent, reopenDatabaseStatement } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
 import { PgConnection, connectTo } from '../shared/pg-connection';
 
@@ -157,14 +157,14 @@ export async function checkLeftovers(admin: Client, target: string, warn: (line:
   // application cannot connect to it, and the guards below could not look inside it either.
   if (targetRow && !targetRow.datallowconn) {
     throw new OperatorError(
-      `target database "${target}" does not accept connections (ALLOW_CONNECTIONS false: a restore with --terminate-connections killed during its swap leaves it so, and its clients cannot connect either): reopen it with ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS true, then rerun the restore`,
+      `target database "${target}" does not accept connections (ALLOW_CONNECTIONS false: a restore with --terminate-connections killed during its swap leaves it so, and its clients cannot connect either): reopen it with ${reopenDatabaseStatement(target)}, then rerun the restore`,
       2,
     );
   }
   // Ids sort by time: the newest `_old_` is the last database the target was.
   const holder = leftovers.filter((r) => r.old).at(-1);
   if (!targetExists && holder) {
-    const reopen = holder.datallowconn ? '' : ` and ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS true`;
+    const reopen = holder.datallowconn ? '' : ` and ${reopenDatabaseStatement(target)}`;
     throw new OperatorError(
       `target database "${target}" is missing and its data is in "${holder.datname}", left by a restore stopped in the middle of its swap: put it back with ALTER DATABASE ${quoteIdent(holder.datname)} RENAME TO ${quoteIdent(target)}${reopen}, or if it is not wanted DROP DATABASE ${quoteIdent(holder.datname)}; then rerun the restore`,
       2,
@@ -212,9 +212,9 @@ export async function swapIn(admin: Client, connection: PgConnection, staging: s
   const reopen = async (): Promise<string> =>
     !guards.terminateConnections
       ? ''
-      : admin.query(`ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS true`).then(
+      : admin.query(reopenDatabaseStatement(target)).then(
           () => '',
-          (error: unknown) => `; it could not be reopened (${oneLine(error)}): run ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS true`,
+          (error: unknown) => `; it could not be reopened (${oneLine(error)}): run ${reopenDatabaseStatement(target)}`,
         );
   try {
     if (guards.terminateConnections) {
@@ -237,7 +237,7 @@ export async function swapIn(admin: Client, connection: PgConnection, staging: s
     );
     if (back !== undefined) {
       throw new OperatorError(
-        `cannot rename the restored database to "${target}" (${why}), nor put the previous one back (${back}): "${target}" is missing and its data is in "${previous}": ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}${guards.terminateConnections ? ` and ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS true` : ''}`,
+        `cannot rename the restored database to "${target}" (${why}), nor put the previous one back (${back}): "${target}" is missing and its data is in "${previous}": ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}${guards.terminateConnections ? ` and ${reopenDatabaseStatement(target)}` : ''}`,
       );
     }
     throw new OperatorError(`cannot rename the restored database to "${target}" (${why}); the previous database was put back, target "${target}" untouched${await reopen()}`);

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { describeAwsError } from './aws-errors';
 import { OperatorError, oneLine } from './errors';
 import { safeJson } from './json';
+import { reopenDatabaseStatement } from './postgres';
 
 /**
  * Where the PostgreSQL connection comes from, in this order:
@@ -164,33 +165,61 @@ export function describeConnection(conn: PgConnection): string {
   return `${conn.user}@${conn.host}:${conn.port}/${conn.database}`;
 }
 
+/** What connectionFailure tells the operator for one kind of refused or failed connection. */
+interface ConnectionFailureRule {
+  /** The SQLSTATE the server answered; absent: any, including no answer (ECONNREFUSED, a timeout). */
+  readonly code?: string;
+  /** What the (English) message must say; absent: anything. */
+  readonly pattern?: RegExp;
+  /** Said instead of the message, when the driver's own words mislead. */
+  readonly reason?: string;
+  readonly advice: (database: string) => string;
+  /** 2: the server refused a setting the operator gave; 1: a state that passes, retry later. */
+  readonly exitCode: 1 | 2;
+}
+
+const CHECK_SETTINGS = () => 'check PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE (or --database-secret)';
+
 /**
- * One line for a failed connection, the same in every command, with the fix that fits the
- * server's answer. The settings are only the suspect when the server was not reached or refused
- * them: a server that answers that it cannot take connections now (closed database, starting up,
- * shutting down, recovering) has the right settings, and checking PGHOST would waste the
- * operator's time. The variants of SQLSTATE 57P03 are told apart by their (English) text; another
- * language gets the advice common to them. node-postgres reports a server that asks for a password
- * when none is set as "SASL: ... client password must be a string": say what is missing instead.
+ * First match wins. The settings are the suspect only when the server was not reached or refused
+ * them; when it was refused (wrong password, unknown role or database, no pg_hba.conf entry) the
+ * fix is a setting, as for any other bad setting (exit 2). A server that answers that it cannot
+ * take connections now (closed database, starting up, shutting down, recovering) has the right
+ * settings: checking PGHOST would waste the operator's time, and the same command works later
+ * (exit 1). The variants of SQLSTATE 57P03 are told apart by their (English) text; another language
+ * gets the advice common to them. node-postgres reports a server that asks for a password when none
+ * is set as "SASL: ... client password must be a string": say what is missing instead.
  */
+const CONNECTION_FAILURES: readonly ConnectionFailureRule[] = [
+  { pattern: /client password must be a string/, reason: 'the server asks for a password and none is set', advice: CHECK_SETTINGS, exitCode: 2 },
+  { code: '28P01', advice: CHECK_SETTINGS, exitCode: 2 }, // invalid password
+  { code: '28000', advice: CHECK_SETTINGS, exitCode: 2 }, // role does not exist, no pg_hba.conf entry
+  { code: '3D000', advice: CHECK_SETTINGS, exitCode: 2 }, // database does not exist
+  {
+    code: '55000',
+    pattern: /not currently accepting connections/,
+    advice: (database) => `the database is closed to connections (ALLOW_CONNECTIONS false): reopen it from another database, e.g. psql -d postgres -c '${reopenDatabaseStatement(database)}'`,
+    exitCode: 1,
+  },
+  { code: '57P03', pattern: /starting up/, advice: () => 'the server is starting up: wait a minute and retry', exitCode: 1 },
+  {
+    code: '57P03',
+    pattern: /shutting down/,
+    advice: () => 'the server is shutting down (a stop, a restart or a failover): wait until it is back (on RDS, its status and events say when), then retry',
+    exitCode: 1,
+  },
+  { code: '57P03', pattern: /recovery mode/, advice: () => 'the server is recovering after a crash (replaying its log): wait and retry, it can take minutes', exitCode: 1 },
+  { code: '57P03', advice: () => 'the server cannot take connections now (a standby not yet open, or recovering): wait and retry, or connect to the primary', exitCode: 1 },
+];
+/** Not reached (down, unreachable, a timeout), or an answer not listed above: a retry may do, or a setting is wrong. */
+const NOT_REACHED: ConnectionFailureRule = { advice: CHECK_SETTINGS, exitCode: 1 };
+
+/** One line for a failed connection, the same in every command, with the fix and exit code that fit the server's answer. */
 export function connectionFailure(conn: PgConnection, error: unknown): OperatorError {
   const message = oneLine(error);
   const code = (error as { code?: unknown } | undefined)?.code;
-  const settings = 'check PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE (or --database-secret)';
-  const [reason, fix] = /client password must be a string/.test(message)
-    ? ['the server asks for a password and none is set', settings]
-    : code === '55000' && /not currently accepting connections/.test(message)
-      ? [message, `the database is closed to connections (ALLOW_CONNECTIONS false): reopen it from another database, e.g. psql -d postgres -c 'ALTER DATABASE "${conn.database}" ALLOW_CONNECTIONS true'`]
-      : code !== '57P03'
-        ? [message, settings]
-        : /starting up/.test(message)
-          ? [message, 'the server is starting up: wait a minute and retry']
-          : /shutting down/.test(message)
-            ? [message, 'the server is shutting down (a stop, a restart or a failover): wait until it is back (on RDS, its status and events say when), then retry']
-            : /recovery mode/.test(message)
-              ? [message, 'the server is recovering after a crash (replaying its log): wait and retry, it can take minutes']
-              : [message, 'the server cannot take connections now (a standby not yet open, or recovering): wait and retry, or connect to the primary'];
-  return new OperatorError(`cannot connect to ${describeConnection(conn)}: ${reason}; ${fix}`);
+  const rule = CONNECTION_FAILURES.find((r) => (r.code === undefined || r.code === code) && (r.pattern === undefined || r.pattern.test(message))) ?? NOT_REACHED;
+  return new OperatorError(`cannot connect to ${describeConnection(conn)}: ${rule.reason ?? message}; ${rule.advice(conn.database)}`, rule.exitCode);
 }
 
 /**

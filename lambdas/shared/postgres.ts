@@ -9,6 +9,14 @@ export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
+/**
+ * The statement that reopens a database closed to connections (what a restore killed during its
+ * --terminate-connections swap leaves): every message that advises it spells it the same way.
+ */
+export function reopenDatabaseStatement(database: string): string {
+  return `ALTER DATABASE ${quoteIdent(database)} ALLOW_CONNECTIONS true`;
+}
+
 /** Path of a PostgreSQL client program: in `binDir` when given, else the bare name (found on PATH). */
 export function pgToolPath(tool: 'pg_dump' | 'pg_restore' | 'psql', binDir?: string): string {
   return binDir ? path.join(binDir, tool) : tool;

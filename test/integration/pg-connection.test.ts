@@ -1,8 +1,21 @@
+import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { PgConnection, connectTo } from '../../lambdas/shared/pg-connection';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
-import { freePort, psql } from '../support/postgres';
+import { PostgresCluster, freePort, psql, startPostgres, stopPostgres } from '../support/postgres';
+
+/** What connectTo threw (it must throw). */
+async function failure(attempt: Promise<unknown>): Promise<OperatorError> {
+  const error = await attempt.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  if (!(error instanceof OperatorError)) throw new Error(`expected an OperatorError, got ${String(error)}`);
+  return error;
+}
 
 // connectTo is the one way backup, restore and the restore test open a node-postgres connection.
 describe('connectTo', () => {
@@ -32,6 +45,65 @@ describe('connectTo', () => {
     );
   });
 
+  it('a server that is down is a failure to retry (exit 1), not a bad setting', async () => {
+    const closed = await freePort();
+
+    const error = await failure(connectTo({ ...connection, port: closed }));
+
+    expect(error.message).toMatch(/ECONNREFUSED/);
+    expect(error.exitCode).toBe(1);
+  });
+
+  it.each([
+    ['a database that does not exist (3D000)', { database: 'atmr_no_such_database' }, /database "atmr_no_such_database" does not exist/],
+    ['a role that does not exist (28000)', { user: 'atmr_no_such_role' }, /role "atmr_no_such_role" does not exist/],
+  ])('%s is a bad setting: exit 2, with the settings to check', async (_case, setting, reason) => {
+    const error = await failure(connectTo({ ...connection, ...setting }));
+
+    expect(error.message).toMatch(reason);
+    expect(error.message).toMatch(/; check PGHOST\/PGPORT\/PGUSER\/PGPASSWORD\/PGDATABASE \(or --database-secret\)$/);
+    expect(error.exitCode).toBe(2);
+  });
+
+  describe('a server that wants a password (SCRAM)', () => {
+    let secured: PostgresCluster;
+    let hbaDir: string;
+    const role = 'atmr_dr_pw';
+
+    beforeAll(async () => {
+      // A cluster of its own: the shared one trusts everyone. Its superuser stays trusted to set up the role.
+      hbaDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-hba-'));
+      fs.chmodSync(hbaDir, 0o755);
+      const hba = path.join(hbaDir, 'pg_hba.conf');
+      fs.writeFileSync(hba, `local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost postgres ${role} 127.0.0.1/32 scram-sha-256\n`, { mode: 0o644 });
+      secured = await startPostgres({ extraSettings: [`-c hba_file=${hba}`] });
+      psql(secured, 'postgres', `CREATE ROLE ${role} LOGIN PASSWORD 'right-password'`);
+    }, 120_000);
+
+    afterAll(() => {
+      if (secured) stopPostgres(secured);
+      fs.rmSync(hbaDir, { recursive: true, force: true });
+    });
+
+    const as = (extra: Partial<PgConnection>): PgConnection => ({ host: secured.host, port: secured.port, user: role, database: 'postgres', ...extra });
+
+    it('accepts the right password (the cases below fail for their setting alone)', async () => {
+      await (await connectTo(as({ password: 'right-password' }))).end();
+    });
+
+    it.each([
+      ['a wrong password (28P01)', { password: 'wrong-password' }, /password authentication failed for user "atmr_dr_pw"/],
+      ['no password set', {}, /: the server asks for a password and none is set;/],
+      ['no pg_hba.conf entry for the database (28000)', { password: 'right-password', database: 'template1' }, /no pg_hba\.conf entry for host "127\.0\.0\.1", user "atmr_dr_pw", database "template1"/],
+    ])('%s is a bad setting: exit 2, with the settings to check', async (_case, setting, reason) => {
+      const error = await failure(connectTo(as(setting)));
+
+      expect(error.message).toMatch(reason);
+      expect(error.message).toMatch(/; check PGHOST\/PGPORT\/PGUSER\/PGPASSWORD\/PGDATABASE \(or --database-secret\)$/);
+      expect(error.exitCode).toBe(2);
+    });
+  });
+
   it('for a database closed to connections, gives the ALTER DATABASE that reopens it instead of the settings to check', async () => {
     // Arrange: what a restore killed during a --terminate-connections swap leaves
     const closed = uniqueDatabaseName('conn_closed');
@@ -47,9 +119,27 @@ describe('connectTo', () => {
     expect(error?.message).toBe(
       `cannot connect to ${cluster.user}@${cluster.host}:${cluster.port}/${closed}: database "${closed}" is not currently accepting connections; the database is closed to connections (ALLOW_CONNECTIONS false): reopen it from another database, e.g. psql -d postgres -c 'ALTER DATABASE "${closed}" ALLOW_CONNECTIONS true'`,
     );
-    // The statement it gives reopens it.
+    // The statement it gives reopens it. A closed database is a state to fix, not a bad setting.
+    expect((error as OperatorError).exitCode).toBe(1);
     psql(cluster, 'postgres', `ALTER DATABASE "${closed}" ALLOW_CONNECTIONS true`);
     await (await connectTo(connection, closed)).end();
+  });
+
+  it('for a closed database whose name needs quoting, the ALTER DATABASE it gives is valid and reopens it', async () => {
+    // Arrange: a name with a double quote, which a hand-written "<name>" would not escape.
+    const closed = `${uniqueDatabaseName('conn_closed')}_"q"`;
+    const quoted = `"${closed.replaceAll('"', '""')}"`;
+    psql(cluster, 'postgres', `CREATE DATABASE ${quoted}; ALTER DATABASE ${quoted} ALLOW_CONNECTIONS false;`);
+
+    // Act
+    const error = await failure(connectTo(connection, closed));
+
+    // Assert: the statement between psql's quotes runs as given and reopens the database.
+    const statement = /psql -d postgres -c '(.*)'$/.exec(error.message)?.[1];
+    expect(statement).toBe(`ALTER DATABASE ${quoted} ALLOW_CONNECTIONS true`);
+    psql(cluster, 'postgres', statement!);
+    await (await connectTo(connection, closed)).end();
+    psql(cluster, 'postgres', `DROP DATABASE ${quoted}`);
   });
 
   describe('a server that answers it cannot take connections now (SQLSTATE 57P03): the settings are right, the advice is to wait', () => {
@@ -82,6 +172,8 @@ describe('connectTo', () => {
 
         expect(error).toBeInstanceOf(OperatorError);
         expect(error?.message).toBe(`cannot connect to ${cluster.user}@127.0.0.1:${server.port}/postgres: ${message}; ${advice}`);
+        // The same command works once the server is back: a failure to retry, not a bad setting.
+        expect((error as OperatorError).exitCode).toBe(1);
       } finally {
         await server.close();
       }
