@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import {
-  assertCompressionLevel,
   BACKUP_S3_CLIENT_OVERRIDES,
   DEFAULT_COMPRESSION_LEVEL,
+  invalidCompressionLevel,
   parseFormats,
   runBackup,
   type BackupProgress,
@@ -20,7 +20,7 @@ interface BackupCommandOptions {
   readonly tier?: string;
   readonly formats: string;
   readonly databaseSecret?: string;
-  readonly compressionLevel?: string;
+  readonly compressionLevel?: number;
   readonly plainCompressor: string;
   readonly json?: boolean;
   readonly bucket?: string;
@@ -38,7 +38,7 @@ export function registerBackupCommands(program: Command): void {
     .option('--tier <tier>', '(required) backup tier: hourly, daily, weekly or monthly')
     .option('--formats <list>', 'formats to produce: custom, plain or custom,plain', 'custom,plain')
     .option('--database-secret <arn>', 'read the connection from this Secrets Manager secret (RDS secret JSON) instead of PG* variables')
-    .option('--compression-level <0-9>', `zlib level of both formats (default ${DEFAULT_COMPRESSION_LEVEL})`)
+    .option('--compression-level <0-9>', `zlib level of both formats (default ${DEFAULT_COMPRESSION_LEVEL})`, parseCompressionLevel)
     .option('--plain-compressor <auto|igzip|zlib>', 'who gzips the plain SQL: igzip (ISA-L, levels 1-3) when installed, else node zlib', 'auto')
     .option('--json', 'print {manifestKey, manifest} as JSON instead of the manifest key')
     .action(async (options: BackupCommandOptions) => {
@@ -46,8 +46,7 @@ export function registerBackupCommands(program: Command): void {
       if (options.tier === undefined) throw new OperatorError('--tier is required: pass --tier hourly, daily, weekly or monthly', 2);
       const tier = parseBackupTier(options.tier);
       const formats = parseFormats(options.formats.split(','));
-      const compressionLevel =
-        options.compressionLevel === undefined ? DEFAULT_COMPRESSION_LEVEL : assertCompressionLevel(options.compressionLevel);
+      const compressionLevel = options.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL;
       const plainCompressor = parsePlainCompressorPreference(options.plainCompressor);
       const connection = await resolveConnection({ secretArn: options.databaseSecret });
       const bucket = await resolveBackupBucket(options);
@@ -76,6 +75,16 @@ export function registerBackupCommands(program: Command): void {
         interrupt.done();
       }
     });
+}
+
+/**
+ * `--compression-level`: exactly one digit. Number() alone would read '' and ' ' as 0 (an
+ * uncompressed backup nobody asked for) and '0x3' as 3, and would echo a typo such as 'abc' back
+ * as "NaN" instead of what was typed. The OperatorError passes through commander to main().
+ */
+export function parseCompressionLevel(text: string): number {
+  if (!/^[0-9]$/.test(text)) throw invalidCompressionLevel(text);
+  return Number(text);
 }
 
 /**

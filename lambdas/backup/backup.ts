@@ -131,15 +131,18 @@ export function parseFormats(values: readonly string[]): BackupFormat[] {
   return BACKUP_FORMATS.filter((f) => names.includes(f));
 }
 
-/** A number (config, events) or the text of `--compression-level`, which must be one digit. */
-export function assertCompressionLevel(value: number | string): number {
-  // Number() alone would read '' and ' ' as 0 (an uncompressed backup nobody asked for) and '0x3'
-  // as 3, and would echo a typo such as 'abc' back as "NaN" instead of what was typed.
-  const level = typeof value === 'string' ? (/^[0-9]$/.test(value) ? Number(value) : Number.NaN) : value;
-  if (!Number.isInteger(level) || level < 0 || level > 9) {
-    throw new OperatorError(`invalid compression level "${value}": use an integer from 0 (none) to 9 (smallest)`, 2);
-  }
+/**
+ * A compression level as a number (config, events, the CLI's parsed flag): an integer from 0 to 9.
+ * Text is the caller's to parse (the CLI reads `--compression-level` in bin/cli/backup.ts).
+ */
+export function assertCompressionLevel(level: number): number {
+  if (!Number.isInteger(level) || level < 0 || level > 9) throw invalidCompressionLevel(level);
   return level;
+}
+
+/** The refusal of a compression level, echoing it as given (a number, or the text typed). */
+export function invalidCompressionLevel(given: number | string): OperatorError {
+  return new OperatorError(`invalid compression level "${given}": use an integer from 0 (none) to 9 (smallest)`, 2);
 }
 
 /**

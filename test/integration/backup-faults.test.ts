@@ -234,7 +234,8 @@ describe('atmr-dr backup faults (integration)', () => {
   it.each([
     ['bad tier', ['--tier', 'yearly'], {}, /invalid backup tier "yearly": use one of hourly, daily, weekly, monthly/],
     ['bad formats', ['--tier', 'hourly', '--formats', 'custom,xml'], {}, /invalid backup format "xml": use custom, plain or custom,plain/],
-    ['bad compression level', ['--tier', 'hourly', '--compression-level', '12'], {}, /invalid compression level "12": use an integer from 0/],
+    ['bad compression level', ['--tier', 'hourly', '--compression-level', '10'], {}, /invalid compression level "10": use an integer from 0/],
+    ['fractional compression level', ['--tier', 'hourly', '--compression-level', '1.5'], {}, /invalid compression level "1\.5": use an integer from 0/],
     ['empty compression level (not level 0)', ['--tier', 'hourly', '--compression-level', ''], {}, /invalid compression level "": use an integer from 0/],
     ['non-numeric compression level, echoed as typed', ['--tier', 'hourly', '--compression-level', 'abc'], {}, /invalid compression level "abc": use/],
     [
@@ -251,6 +252,9 @@ describe('atmr-dr backup faults (integration)', () => {
       /invalid backup bucket "s3:\/\/atmr-dr-test-backups\/": give the bucket name alone \("atmr-dr-test-backups"\) in BACKUP_BUCKET or --bucket/,
     ],
   ])('%s: one line naming the problem and the fix, exit 2, nothing written', async (_case, args, overrides, pattern) => {
+    // Arrange
+    const keysBefore = await listKeys(createS3Client(s3.env), s3.bucket);
+
     // Act
     const result = await runCli(['backup', ...args], cliEnv(small, s3.env, overrides));
 
@@ -259,6 +263,7 @@ describe('atmr-dr backup faults (integration)', () => {
     expect(result.stdout).toBe('');
     expectOneLineError(result.stderr, pattern);
     await expectNothingPublished();
+    expect(await listKeys(createS3Client(s3.env), s3.bucket)).toEqual(keysBefore);
   });
 
   it('a signal aborting mid-stream (Lambda timeout, Ctrl-C): fails with the reason, emits BackupFailure, publishes nothing', async () => {
