@@ -14,6 +14,7 @@ import { parseBackupTier } from '../../lambdas/shared/tiers';
 import { formatBytes } from '../../lambdas/shared/format';
 import { connectTo, resolveConnection, type PgConnection } from '../../lambdas/shared/pg-connection';
 import { interruptible } from './interrupt';
+import { stderrProgress } from './progress';
 import { resolveBackupBucket, withBucketOptions } from './resolve';
 
 interface BackupCommandOptions {
@@ -23,6 +24,7 @@ interface BackupCommandOptions {
   readonly compressionLevel?: number;
   readonly plainCompressor: string;
   readonly json?: boolean;
+  readonly progress?: boolean;
   readonly bucket?: string;
   readonly env?: string;
 }
@@ -40,6 +42,7 @@ export function registerBackupCommands(program: Command): void {
     .option('--database-secret <arn>', 'read the connection from this Secrets Manager secret (RDS secret JSON) instead of PG* variables')
     .option('--compression-level <0-9>', `zlib level of both formats (default ${DEFAULT_COMPRESSION_LEVEL})`, parseCompressionLevel)
     .option('--plain-compressor <auto|igzip|zlib>', 'who gzips the plain SQL: igzip (ISA-L, levels 1-3) when installed, else node zlib', 'auto')
+    .option('--progress', 'progress on stderr even when it is not a terminal (at a terminal it is always shown)')
     .option('--json', 'print {manifestKey, manifest} as JSON instead of the manifest key')
     .action(async (options: BackupCommandOptions) => {
       // Validate every argument and setting before anything is read or written.
@@ -52,7 +55,8 @@ export function registerBackupCommands(program: Command): void {
       const bucket = await resolveBackupBucket(options);
 
       const interrupt = interruptible();
-      const showProgress = process.stderr.isTTY === true;
+      const showProgress = options.progress === true || process.stderr.isTTY === true;
+      const progress = stderrProgress(showProgress);
       const estimate = showProgress ? await databaseSize(connection) : undefined;
       try {
         const result = await runBackup(
@@ -62,14 +66,15 @@ export function registerBackupCommands(program: Command): void {
             connection,
             signal: interrupt.signal,
             plainCompressor,
-            onProgress: showProgress ? (p) => process.stderr.write(`\r${formatProgress(p, estimate)}\u001b[K`) : undefined,
+            onProgress: showProgress ? (p) => progress.status(formatProgress(p, estimate)) : undefined,
+            log: (line) => progress.line(line),
           },
           { tier, formats, compressionLevel },
         );
-        if (showProgress) process.stderr.write('\n');
+        progress.end();
         process.stdout.write(options.json ? `${JSON.stringify(result, null, 2)}\n` : `${result.manifestKey}\n`);
       } catch (error) {
-        if (showProgress) process.stderr.write('\n');
+        progress.end();
         throw interrupt.interrupted(error);
       } finally {
         interrupt.done();
