@@ -168,9 +168,9 @@ describe('atmr-dr backup faults (integration)', () => {
       void run.result.then(() => (exited = true));
       while (!exited && sockets.length === 0) await new Promise((resolve) => setTimeout(resolve, 50));
 
-      // Act
+      // Act: to the CLI's own process, as ECS or systemd stop it (tsx's relay can SIGKILL it: signalCli)
       const signalled = Date.now();
-      process.kill(run.pid, 'SIGTERM');
+      run.signalCli('SIGTERM');
       const result = await run.result;
 
       // Assert
