@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import {
-  assertCompressionLevel,
   BACKUP_S3_CLIENT_OVERRIDES,
   DEFAULT_COMPRESSION_LEVEL,
+  invalidCompressionLevel,
   parseFormats,
   runBackup,
   type BackupProgress,
@@ -14,15 +14,17 @@ import { parseBackupTier } from '../../lambdas/shared/tiers';
 import { formatBytes } from '../../lambdas/shared/format';
 import { connectTo, resolveConnection, type PgConnection } from '../../lambdas/shared/pg-connection';
 import { interruptible } from './interrupt';
+import { stderrProgress } from './progress';
 import { resolveBackupBucket, withBucketOptions } from './resolve';
 
 interface BackupCommandOptions {
   readonly tier?: string;
   readonly formats: string;
   readonly databaseSecret?: string;
-  readonly compressionLevel?: string;
+  readonly compressionLevel?: number;
   readonly plainCompressor: string;
   readonly json?: boolean;
+  readonly progress?: boolean;
   readonly bucket?: string;
   readonly env?: string;
 }
@@ -38,22 +40,23 @@ export function registerBackupCommands(program: Command): void {
     .option('--tier <tier>', '(required) backup tier: hourly, daily, weekly or monthly')
     .option('--formats <list>', 'formats to produce: custom, plain or custom,plain', 'custom,plain')
     .option('--database-secret <arn>', 'read the connection from this Secrets Manager secret (RDS secret JSON) instead of PG* variables')
-    .option('--compression-level <0-9>', `zlib level of both formats (default ${DEFAULT_COMPRESSION_LEVEL})`)
+    .option('--compression-level <0-9>', `zlib level of both formats (default ${DEFAULT_COMPRESSION_LEVEL})`, parseCompressionLevel)
     .option('--plain-compressor <auto|igzip|zlib>', 'who gzips the plain SQL: igzip (ISA-L, levels 1-3) when installed, else node zlib', 'auto')
+    .option('--progress', 'progress on stderr even when it is not a terminal (at a terminal it is always shown)')
     .option('--json', 'print {manifestKey, manifest} as JSON instead of the manifest key')
     .action(async (options: BackupCommandOptions) => {
       // Validate every argument and setting before anything is read or written.
       if (options.tier === undefined) throw new OperatorError('--tier is required: pass --tier hourly, daily, weekly or monthly', 2);
       const tier = parseBackupTier(options.tier);
       const formats = parseFormats(options.formats.split(','));
-      const compressionLevel =
-        options.compressionLevel === undefined ? DEFAULT_COMPRESSION_LEVEL : assertCompressionLevel(options.compressionLevel);
+      const compressionLevel = options.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL;
       const plainCompressor = parsePlainCompressorPreference(options.plainCompressor);
       const connection = await resolveConnection({ secretArn: options.databaseSecret });
       const bucket = await resolveBackupBucket(options);
 
       const interrupt = interruptible();
-      const showProgress = process.stderr.isTTY === true;
+      const showProgress = options.progress === true || process.stderr.isTTY === true;
+      const progress = stderrProgress(showProgress);
       const estimate = showProgress ? await databaseSize(connection) : undefined;
       try {
         const result = await runBackup(
@@ -63,19 +66,30 @@ export function registerBackupCommands(program: Command): void {
             connection,
             signal: interrupt.signal,
             plainCompressor,
-            onProgress: showProgress ? (p) => process.stderr.write(`\r${formatProgress(p, estimate)}\u001b[K`) : undefined,
+            onProgress: showProgress ? (p) => progress.status(formatProgress(p, estimate)) : undefined,
+            log: (line) => progress.line(line),
           },
           { tier, formats, compressionLevel },
         );
-        if (showProgress) process.stderr.write('\n');
+        progress.end();
         process.stdout.write(options.json ? `${JSON.stringify(result, null, 2)}\n` : `${result.manifestKey}\n`);
       } catch (error) {
-        if (showProgress) process.stderr.write('\n');
+        progress.end();
         throw interrupt.interrupted(error);
       } finally {
         interrupt.done();
       }
     });
+}
+
+/**
+ * `--compression-level`: exactly one digit. Number() alone would read '' and ' ' as 0 (an
+ * uncompressed backup nobody asked for) and '0x3' as 3, and would echo a typo such as 'abc' back
+ * as "NaN" instead of what was typed. The OperatorError passes through commander to main().
+ */
+export function parseCompressionLevel(text: string): number {
+  if (!/^[0-9]$/.test(text)) throw invalidCompressionLevel(text);
+  return Number(text);
 }
 
 /**

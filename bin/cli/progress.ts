@@ -1,30 +1,40 @@
 import { formatBytes } from '../../lambdas/shared/format';
 
 /**
- * Progress on stderr for the long commands: phase lines, and a download meter (bytes done of the
- * total, percentage, rate). At a terminal the meter rewrites one line; elsewhere (`--progress` in
- * a pipe or a log) it prints a line a second. Silent unless enabled: stdout stays data only.
+ * Progress on stderr for the long commands: phase lines, and a status such as a download meter
+ * (bytes done of the total, percentage, rate). At a terminal the status rewrites one line;
+ * elsewhere (`--progress` in a pipe or a log) each status is a line of its own. Silent unless
+ * enabled: stdout stays data only.
  */
 export interface Progress {
   /** A phase line. */
   line(text: string): void;
-  /** `done` bytes of `total`, for `label`. */
+  /** `done` bytes of `total`, for `label`, at most a line a second off a terminal. */
   meter(label: string, done: number, total: number | undefined): void;
+  /** A status that replaces the previous one; the caller paces it. */
+  status(text: string): void;
+  /** Ends a status line left open at a terminal, before the result or an error is printed. */
+  end(): void;
 }
 
 export function stderrProgress(enabled: boolean, stream: NodeJS.WriteStream = process.stderr): Progress {
   const tty = stream.isTTY === true;
   const started = performance.now();
-  let meterShown = false;
+  let statusShown = false;
   let lastPrinted = 0;
-  const endMeter = (): void => {
-    if (meterShown && tty) stream.write('\n');
-    meterShown = false;
+  const endStatus = (): void => {
+    if (statusShown && tty) stream.write('\n');
+    statusShown = false;
+  };
+  const status = (text: string): void => {
+    if (tty) stream.write(`\r${text}\u001b[K`);
+    else stream.write(`${text}\n`);
+    statusShown = true;
   };
   return {
     line(text) {
       if (!enabled) return;
-      endMeter();
+      endStatus();
       stream.write(`${text}\n`);
     },
     meter(label, done, total) {
@@ -33,12 +43,13 @@ export function stderrProgress(enabled: boolean, stream: NodeJS.WriteStream = pr
       const finished = total !== undefined && done >= total;
       if (!finished && now - lastPrinted < (tty ? 200 : 1000)) return;
       lastPrinted = now;
-      const text = formatMeter(label, done, total, (now - started) / 1000);
-      if (tty) stream.write(`\r${text}\u001b[K`);
-      else stream.write(`${text}\n`);
-      meterShown = true;
-      if (finished) endMeter();
+      status(formatMeter(label, done, total, (now - started) / 1000));
+      if (finished) endStatus();
     },
+    status(text) {
+      if (enabled) status(text);
+    },
+    end: endStatus,
   };
 }
 

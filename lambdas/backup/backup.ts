@@ -8,6 +8,7 @@ import { finished } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import type { Client } from 'pg';
 import { OperatorError, oneLine } from '../shared/errors';
+import { formatBytes } from '../shared/format';
 import { BackupManifestSchema, type BackupManifest, type BackupObject, type LatestPointer } from '../shared/manifest';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
 import {
@@ -48,7 +49,13 @@ export interface RunBackupDeps {
   readonly pgBinDir?: string;
   readonly metrics?: Metrics;
   readonly now?: () => Date;
+  /** The dump's bytes, about once a second while pg_dump runs, and once more when it has ended. */
   readonly onProgress?: (p: BackupProgress) => void;
+  /**
+   * Phase lines for a person watching (the CLI's stderr): once the dump has ended, what is left
+   * before the run is done (the rest of the uploads, then the manifest and the pointers).
+   */
+  readonly log?: (line: string) => void;
   readonly signal?: AbortSignal;
   /** Who gzips the plain SQL (compressor.ts); default auto: igzip when present, else zlib. */
   readonly plainCompressor?: PlainCompressorPreference;
@@ -131,15 +138,18 @@ export function parseFormats(values: readonly string[]): BackupFormat[] {
   return BACKUP_FORMATS.filter((f) => names.includes(f));
 }
 
-/** A number (config, events) or the text of `--compression-level`, which must be one digit. */
-export function assertCompressionLevel(value: number | string): number {
-  // Number() alone would read '' and ' ' as 0 (an uncompressed backup nobody asked for) and '0x3'
-  // as 3, and would echo a typo such as 'abc' back as "NaN" instead of what was typed.
-  const level = typeof value === 'string' ? (/^[0-9]$/.test(value) ? Number(value) : Number.NaN) : value;
-  if (!Number.isInteger(level) || level < 0 || level > 9) {
-    throw new OperatorError(`invalid compression level "${value}": use an integer from 0 (none) to 9 (smallest)`, 2);
-  }
+/**
+ * A compression level as a number (config, events, the CLI's parsed flag): an integer from 0 to 9.
+ * Text is the caller's to parse (the CLI reads `--compression-level` in bin/cli/backup.ts).
+ */
+export function assertCompressionLevel(level: number): number {
+  if (!Number.isInteger(level) || level < 0 || level > 9) throw invalidCompressionLevel(level);
   return level;
+}
+
+/** The refusal of a compression level, echoing it as given (a number, or the text typed). */
+export function invalidCompressionLevel(given: number | string): OperatorError {
+  return new OperatorError(`invalid compression level "${given}": use an integer from 0 (none) to 9 (smallest)`, 2);
 }
 
 /**
@@ -226,6 +236,7 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
       snapshot: txids,
     } satisfies BackupManifest);
     throwIfAborted(deps.signal);
+    deps.log?.(`upload: publishing the manifest${options.unpublishedPrefix ? '' : ' and the latest pointers'}`);
     await putJson(s3, bucket, keys.manifest, manifest, 'writing the manifest', writeOnce);
     if (!options.unpublishedPrefix) await publishPointers(s3, bucket, tier, connection.database, keys.manifest);
     return { manifestKey: keys.manifest, manifest };
@@ -286,6 +297,8 @@ interface Sink {
   readonly key: string;
   readonly hasher: HashingStream;
   readonly upload: Upload;
+  /** Bytes S3 has acknowledged so far. */
+  stored: number;
   completed: boolean;
 }
 
@@ -332,7 +345,9 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
       // We abort ourselves, so that a failed abort (s3rver answers 405) is logged, not fatal.
       leavePartsOnError: true,
     });
-    sinks.push({ format, key, hasher, upload, completed: false });
+    const sink: Sink = { format, key, hasher, upload, stored: 0, completed: false };
+    upload.on('httpUploadProgress', (p) => (sink.stored = p.loaded ?? sink.stored));
+    sinks.push(sink);
     return hasher;
   };
 
@@ -417,6 +432,20 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
   };
   const ticker = deps.onProgress ? setInterval(progress, PROGRESS_INTERVAL_MS) : undefined;
   ticker?.unref();
+  // The dump's count stops with pg_dump, but the last parts, the plain SQL's tail, the manifest and
+  // the pointers can take a while yet: the final count, then say what is left instead of a meter
+  // that stands still.
+  void dumpExit.then(
+    () => {
+      if (failure) return;
+      if (ticker) clearInterval(ticker);
+      progress();
+      const stored = sinks.reduce((sum, s) => sum + s.stored, 0);
+      const written = sinks.reduce((sum, s) => sum + s.hasher.bytes, 0);
+      deps.log?.(`upload: pg_dump finished (${formatBytes(dumpedBytes)} dumped); finishing the uploads: ${formatBytes(stored)} of ${formatBytes(written)} stored so far`);
+    },
+    () => undefined,
+  );
 
   const counting = countRows(client).catch((error: unknown) => {
     throw failure ?? new OperatorError(`counting rows in the dump's snapshot failed: ${oneLine(error)}`);
@@ -450,7 +479,6 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
     await Promise.all(sinks.filter((s) => !s.completed).map((s) => abortMultipartUpload(deps.s3, deps.bucket, s)));
     throw new OperatorError(`backup failed, nothing published (no manifest, latest pointers unchanged): ${oneLine(failure)}`);
   }
-  progress();
   const tables = await counting;
   return {
     objects: sinks.map((s) => ({ key: s.key, format: s.format, bytes: s.hasher.bytes, sha256: s.hasher.sha256 })),

@@ -168,9 +168,9 @@ describe('atmr-dr backup faults (integration)', () => {
       void run.result.then(() => (exited = true));
       while (!exited && sockets.length === 0) await new Promise((resolve) => setTimeout(resolve, 50));
 
-      // Act
+      // Act: to the CLI's own process, as ECS or systemd stop it (tsx's relay can SIGKILL it: signalCli)
       const signalled = Date.now();
-      process.kill(run.pid, 'SIGTERM');
+      run.signalCli('SIGTERM');
       const result = await run.result;
 
       // Assert
@@ -234,7 +234,8 @@ describe('atmr-dr backup faults (integration)', () => {
   it.each([
     ['bad tier', ['--tier', 'yearly'], {}, /invalid backup tier "yearly": use one of hourly, daily, weekly, monthly/],
     ['bad formats', ['--tier', 'hourly', '--formats', 'custom,xml'], {}, /invalid backup format "xml": use custom, plain or custom,plain/],
-    ['bad compression level', ['--tier', 'hourly', '--compression-level', '12'], {}, /invalid compression level "12": use an integer from 0/],
+    ['bad compression level', ['--tier', 'hourly', '--compression-level', '10'], {}, /invalid compression level "10": use an integer from 0/],
+    ['fractional compression level', ['--tier', 'hourly', '--compression-level', '1.5'], {}, /invalid compression level "1\.5": use an integer from 0/],
     ['empty compression level (not level 0)', ['--tier', 'hourly', '--compression-level', ''], {}, /invalid compression level "": use an integer from 0/],
     ['non-numeric compression level, echoed as typed', ['--tier', 'hourly', '--compression-level', 'abc'], {}, /invalid compression level "abc": use/],
     [
@@ -251,6 +252,9 @@ describe('atmr-dr backup faults (integration)', () => {
       /invalid backup bucket "s3:\/\/atmr-dr-test-backups\/": give the bucket name alone \("atmr-dr-test-backups"\) in BACKUP_BUCKET or --bucket/,
     ],
   ])('%s: one line naming the problem and the fix, exit 2, nothing written', async (_case, args, overrides, pattern) => {
+    // Arrange
+    const keysBefore = await listKeys(createS3Client(s3.env), s3.bucket);
+
     // Act
     const result = await runCli(['backup', ...args], cliEnv(small, s3.env, overrides));
 
@@ -259,6 +263,7 @@ describe('atmr-dr backup faults (integration)', () => {
     expect(result.stdout).toBe('');
     expectOneLineError(result.stderr, pattern);
     await expectNothingPublished();
+    expect(await listKeys(createS3Client(s3.env), s3.bucket)).toEqual(keysBefore);
   });
 
   it('a signal aborting mid-stream (Lambda timeout, Ctrl-C): fails with the reason, emits BackupFailure, publishes nothing', async () => {
@@ -299,4 +304,81 @@ describe('atmr-dr backup faults (integration)', () => {
     // fatal, and not a warning line on the operator's stderr (debug level only).
     expect(logged.filter((l) => l.includes('could not abort a multipart upload'))).toEqual([]);
   });
+
+  it('Ctrl-C mid-upload, with pg_dump held so that the backup cannot finish first: exit 130, one stderr line, nothing published', async () => {
+    // Arrange: the server backend running pg_dump's COPY is stopped (SIGSTOP; the tests run as root,
+    // the cluster as postgres), so the dump cannot end before the signal, however fast the machine.
+    // It runs only in 10 ms steps until a multipart upload of this run exists in s3rver (a directory
+    // per upload until it is completed or aborted). The signal goes to the CLI's own process
+    // (signalCli), as Ctrl-C at a terminal does, not through tsx's relay.
+    const uploadsDir = path.join(s3.directory, s3.bucket, '._S3rver_uploads');
+    const multipartUploadsOf = (prefix: string): string[] =>
+      (fs.existsSync(uploadsDir) ? fs.readdirSync(uploadsDir) : []).filter((id) => {
+        const keyFile = path.join(uploadsDir, id, 'key');
+        return fs.existsSync(keyFile) && fs.readFileSync(keyFile, 'utf8').startsWith(prefix);
+      });
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const cluster = testCluster();
+    const watcher = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    await watcher.connect();
+    const copyBackend = async (): Promise<number | undefined> =>
+      (
+        await watcher.query<{ pid: number }>(
+          "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'COPY public.trips %' AND state = 'active'",
+          [big],
+        )
+      ).rows[0]?.pid;
+    const run = startCli(['backup', '--tier', 'monthly'], cliEnv(big, s3.env, { NODE_NO_WARNINGS: '1' }));
+    let exited = false;
+    void run.result.then(() => (exited = true));
+    let held: number | undefined;
+    try {
+      const deadline = Date.now() + 60_000;
+      while (held === undefined && !exited && Date.now() < deadline) {
+        held = await copyBackend();
+        if (held === undefined) await sleep(10);
+        else process.kill(held, 'SIGSTOP');
+      }
+      if (held === undefined) throw new Error(`pg_dump's COPY never showed in pg_stat_activity (CLI exited: ${exited})`);
+      while (multipartUploadsOf(`monthly/${big}_`).length === 0 && !exited && Date.now() < deadline) {
+        process.kill(held, 'SIGCONT');
+        await sleep(10);
+        process.kill(held, 'SIGSTOP');
+        await sleep(100);
+      }
+      expect(multipartUploadsOf(`monthly/${big}_`)).not.toEqual([]);
+      expect(await copyBackend()).toBe(held);
+      expect(exited).toBe(false);
+
+      // Act
+      run.signalCli('SIGINT');
+      const result = await run.result;
+
+      // Assert
+      expect(result.status).toBe(130);
+      expect(result.stdout).toBe('');
+      expect(result.stderr.trim().split('\n')).toEqual([
+        expect.stringMatching(/^atmr-dr: backup failed, nothing published \(no manifest, latest pointers unchanged\): backup aborted \(received SIGINT\)$/),
+      ]);
+      await expectNothingPublished();
+      expect(await listKeys(createS3Client(s3.env), s3.bucket, 'monthly/')).toEqual([]);
+      expect(await listKeys(createS3Client(s3.env), s3.bucket, `latest/${big}`)).toEqual([]);
+    } finally {
+      // Never leave a stopped backend (it would hold the database and hang the cleanup) or a CLI behind.
+      if (held !== undefined) {
+        try {
+          process.kill(held, 'SIGCONT');
+        } catch {
+          // Already gone: pg_dump's exit ended it.
+        }
+      }
+      if (!exited) {
+        process.kill(run.pid, 'SIGTERM');
+        await Promise.race([run.result, sleep(10_000)]);
+        if (!exited) process.kill(run.pid, 'SIGKILL');
+      }
+      await run.result;
+      await watcher.end();
+    }
+  }, 120_000);
 });

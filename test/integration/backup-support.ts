@@ -29,8 +29,15 @@ export async function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<{ 
 }
 
 export interface CliRun {
+  /** The tsx process. */
   readonly pid: number;
   readonly result: Promise<{ status: number | null; stdout: string; stderr: string }>;
+  /**
+   * Sends `signal` to the CLI's own node process (tsx's child), as a terminal's Ctrl-C reaches it.
+   * Not through tsx: tsx relays a signal, then SIGKILLs its child unless the child acknowledges it
+   * within 30 ms, which a loaded machine can miss (exit 130 with no line at all).
+   */
+  signalCli(signal: NodeJS.Signals): void;
 }
 
 export function startCli(args: string[], env: NodeJS.ProcessEnv): CliRun {
@@ -47,7 +54,19 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv): CliRun {
       resolve({ status, stdout, stderr });
     }),
   );
-  return { pid: child.pid ?? -1, result };
+  return { pid: child.pid ?? -1, result, signalCli: (signal) => process.kill(cliProcessOf(child.pid ?? -1), signal) };
+}
+
+/** The pid of the node process tsx runs the CLI in (Linux /proc: the children of each of tsx's threads). */
+function cliProcessOf(tsxPid: number): number {
+  const children = fs
+    .readdirSync(`/proc/${tsxPid}/task`)
+    .flatMap((task) => fs.readFileSync(`/proc/${tsxPid}/task/${task}/children`, 'utf8').split(' '))
+    .filter((pid) => pid !== '')
+    .map(Number);
+  const cli = children.filter((pid) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(CLI));
+  if (cli.length !== 1) throw new Error(`expected one CLI process under tsx ${tsxPid}, found ${cli.length} among [${children.join(', ')}]`);
+  return cli[0];
 }
 
 /** The stderr lines an operator reads (Node's own deprecation/version warnings are not ours). */

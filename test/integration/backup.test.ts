@@ -227,4 +227,50 @@ describe('atmr-dr backup (integration)', () => {
     expect(second.manifest.startedAt).toBe('2026-03-03T10:00:01.250Z');
     expect(BackupManifestSchema.parse(await getJson(client, s3.bucket, first.manifestKey))).toEqual(first.manifest);
   });
+
+  it('once pg_dump has ended, the count stops and the phase lines say what is left: the uploads, then the manifest and the pointers', async () => {
+    // Arrange
+    const cluster = testCluster();
+    const events: string[] = [];
+
+    // Act
+    const result = await runBackup(
+      {
+        s3: createS3Client(s3.env),
+        bucket: s3.bucket,
+        connection: { host: cluster.host, port: cluster.port, user: cluster.user, database: source },
+        now: () => new Date('2026-03-07T00:00:00Z'),
+        onProgress: (p) => events.push(`progress ${p.bytes}`),
+        log: (line) => events.push(line),
+      },
+      { tier: 'daily' },
+    );
+
+    // Assert: the final count (every byte of the .dump), then only the phase lines
+    const firstPhase = events.findIndex((e) => e.startsWith('upload: '));
+    expect(events[firstPhase - 1]).toBe(`progress ${result.manifest.objects.find((o) => o.format === 'custom')?.bytes}`);
+    expect(events.slice(firstPhase)).toEqual([
+      expect.stringMatching(/^upload: pg_dump finished \(\d+(\.\d)? (B|KiB|MiB) dumped\); finishing the uploads: \d+(\.\d)? (B|KiB|MiB) of \d+(\.\d)? (B|KiB|MiB) stored so far$/),
+      'upload: publishing the manifest and the latest pointers',
+    ]);
+  });
+
+  it('--progress: the dump\'s count, then what is left once pg_dump has ended, on stderr; stdout stays the manifest key', async () => {
+    // Act: stderr is a pipe here, so without --progress nothing would show
+    const run = await runCli(['backup', '--tier', 'daily', '--formats', 'custom', '--progress'], cliEnv(source, s3.env));
+
+    // Assert
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(new RegExp(`^daily/${source}_backup_\\d{8}_\\d{6}\\.manifest\\.json\n$`));
+    const lines = run.stderr.split('\n').filter((l) => /^(backup|upload): /.test(l));
+    const firstPhase = lines.findIndex((l) => l.startsWith('upload: '));
+    expect(firstPhase).toBeGreaterThan(0);
+    expect(lines.slice(0, firstPhase)).toEqual(
+      Array(firstPhase).fill(expect.stringMatching(/^backup: \d+(\.\d)? (B|KiB|MiB) dumped of a \d+(\.\d)? MiB database, \d+(\.\d)? (B|KiB|MiB)\/s$/)),
+    );
+    expect(lines.slice(firstPhase)).toEqual([
+      expect.stringMatching(/^upload: pg_dump finished \(.* dumped\); finishing the uploads: .* stored so far$/),
+      'upload: publishing the manifest and the latest pointers',
+    ]);
+  });
 });

@@ -7,7 +7,7 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { assertCompressionLevel, parseFormats, runBackup } from '../../../lambdas/backup/backup';
 import { HashingStream } from '../../../lambdas/backup/hashing-stream';
 import { backupObjectKeys } from '../../../lambdas/shared/s3-layout';
-import { formatProgress } from '../../../bin/cli/backup';
+import { formatProgress, parseCompressionLevel } from '../../../bin/cli/backup';
 import { formatBytes } from '../../../lambdas/shared/format';
 
 describe('backup options', () => {
@@ -32,16 +32,21 @@ describe('backup options', () => {
     for (const bad of [-1, 10, 1.5, Number.NaN]) expect(() => assertCompressionLevel(bad)).toThrow(/invalid compression level/);
   });
 
-  it('reads a typed compression level as one digit: an empty or blank flag is refused, not taken as level 0', () => {
+  it('reads a typed --compression-level as one digit: an empty or blank flag is refused, not taken as level 0', () => {
     // Arrange
-    const typed = ['', ' ', '0x3', '3e0', '10', '-1', 'abc'];
+    const typed = ['', ' ', '0x3', '3e0', '1.5', '10', '-1', 'abc'];
 
     // Act / Assert
-    expect(assertCompressionLevel('0')).toBe(0);
-    expect(assertCompressionLevel('7')).toBe(7);
+    expect(parseCompressionLevel('0')).toBe(0);
+    expect(parseCompressionLevel('7')).toBe(7);
     for (const bad of typed) {
-      expect(() => assertCompressionLevel(bad)).toThrow(new RegExp(`^invalid compression level "${bad}": use an integer from 0`));
+      expect(() => parseCompressionLevel(bad)).toThrow(new RegExp(`^invalid compression level "${bad.replace('.', '\\.')}": use an integer from 0`));
+      expect(() => parseCompressionLevel(bad)).toThrow(expect.objectContaining({ exitCode: 2 }));
     }
+  });
+
+  it('the core checks numbers only: a text level (an untyped event field) is refused, not parsed', () => {
+    expect(() => assertCompressionLevel('7' as unknown as number)).toThrow(/^invalid compression level "7": use an integer from 0/);
   });
 
   it('names the objects of one run after the tier, database and UTC start second', () => {
