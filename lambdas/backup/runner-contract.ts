@@ -67,3 +67,10 @@ export const RUNNER_CONTAINER_NAME = 'runner';
 
 /** Where the runner image keeps its files (the Lambda base image's task root). */
 export const RUNNER_TASK_ROOT = '/var/task';
+
+/**
+ * zlib level of both formats, same default as config backups.compressionLevel: level 1 costs pg_dump
+ * about 2.5x less CPU than 6 for ~20% larger objects (docs/backups.md). Here, without runtime
+ * dependencies, so that the CLI's `backup --help` shows it without loading the backup pipeline.
+ */
+export const DEFAULT_COMPRESSION_LEVEL = 1;
