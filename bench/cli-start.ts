@@ -12,6 +12,7 @@
  * CLI_START_BASELINE=<git ref> also builds that commit's bundle (git archive into a temp
  * directory, this checkout's node_modules) and times it in the same rounds: before/after on the
  * same machine under the same load. The current bundle is rebuilt first (`npm run build`).
+ * CLI_START_ONLY=<regular expression> times only the cases whose name matches (e.g. "real").
  */
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -26,6 +27,8 @@ import { startLocalS3Process } from '../test/support/s3';
 const ROOT = path.join(__dirname, '..');
 const RUNS = Number(process.env.CLI_START_RUNS ?? 15);
 const BASELINE = process.env.CLI_START_BASELINE;
+/** Only the cases whose name matches this regular expression (e.g. "real" for the restore alone). */
+const ONLY = new RegExp(process.env.CLI_START_ONLY ?? '');
 
 interface Run {
   readonly code: number | null;
@@ -114,7 +117,7 @@ async function main(): Promise<void> {
     const offline = operatorEnv({ AWS_REGION: undefined });
     const withBucket = operatorEnv({ BACKUP_BUCKET: 'atmr-dr-backups' });
     const online = operatorEnv({ ...s3Server.env, ...cluster.env });
-    const cases: Case[] = [
+    const allCases: Case[] = [
       { name: 'restore (no argument: usage line)', args: ['restore'], env: offline, expect: { code: 2, output: /^atmr-dr: restore needs the backup/ } },
       { name: 'restore --help', args: ['restore', '--help'], env: offline, expect: { code: 0, output: /^Usage: atmr-dr restore/ } },
       { name: 'restore latest --target-db x (no PGHOST)', args: ['restore', 'latest', '--target-db', 'x'], env: withBucket, expect: { code: 2, output: /^atmr-dr: no database host/ } },
@@ -131,7 +134,8 @@ async function main(): Promise<void> {
         expect: { code: 0, output: /^\{/ },
       },
     ];
-    const realRestore = cases.length - 1;
+    const cases = allCases.filter((c) => ONLY.test(c.name));
+    const realRestore = cases.findIndex((c) => c.name.includes('(real)'));
 
     const reference: Run[] = [];
     const runs = builds.map(() => cases.map((): Run[] => []));
@@ -172,10 +176,12 @@ async function main(): Promise<void> {
     cases.forEach((c, i) => pushRow(c.name, runs.map((r) => ofRuns(r[i]))));
     // The restore's fixed cost outside its own clock: Node's start, the bundle, the modules, the
     // settings and the S3 client before the RTO starts; the output and the exit after it ends.
-    pushRow(
-      '  real restore: process start and exit (wall - RTO)',
-      runs.map((r) => ({ wall: r[realRestore].map((run) => run.seconds - (JSON.parse(run.stdout) as { rtoSeconds: number }).rtoSeconds), cpu: [] })),
-    );
+    if (realRestore >= 0) {
+      pushRow(
+        '  real restore: process start and exit (wall - RTO)',
+        runs.map((r) => ({ wall: r[realRestore].map((run) => run.seconds - (JSON.parse(run.stdout) as { rtoSeconds: number }).rtoSeconds), cpu: [] })),
+      );
+    }
     console.log(
       `bench cli-start (node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'}, ${os.availableParallelism()} cores, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}): ` +
         `${RUNS} runs of each after a warm-up; wall time from spawn to exit, CPU time user + system (GNU time, 10 ms steps)\n`,
