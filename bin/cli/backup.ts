@@ -1,18 +1,10 @@
 import type { Command } from 'commander';
-import {
-  BACKUP_S3_CLIENT_OVERRIDES,
-  DEFAULT_COMPRESSION_LEVEL,
-  invalidCompressionLevel,
-  parseFormats,
-  runBackup,
-  type BackupProgress,
-} from '../../lambdas/backup/backup';
+import type { BackupProgress } from '../../lambdas/backup/backup';
 import { parsePlainCompressorPreference } from '../../lambdas/backup/compressor';
-import { createS3Client } from '../../lambdas/shared/aws';
+import { DEFAULT_COMPRESSION_LEVEL, invalidCompressionLevel } from '../../lambdas/backup/runner-contract';
 import { OperatorError } from '../../lambdas/shared/errors';
-import { parseBackupTier } from '../../lambdas/shared/tiers';
 import { formatBytes } from '../../lambdas/shared/format';
-import { connectTo, resolveConnection, type PgConnection } from '../../lambdas/shared/pg-connection';
+import type { PgConnection } from '../../lambdas/shared/pg-connection';
 import { interruptible } from './interrupt';
 import { stderrProgress } from './progress';
 import { resolveBackupBucket, withBucketOptions } from './resolve';
@@ -47,6 +39,14 @@ export function registerBackupCommands(program: Command): void {
     .action(async (options: BackupCommandOptions) => {
       // Validate every argument and setting before anything is read or written.
       if (options.tier === undefined) throw new OperatorError('--tier is required: pass --tier hourly, daily, weekly or monthly', 2);
+      // The backup's code (pg_dump pipeline, S3 uploads, zod) is loaded here, not with the module:
+      // --help and a missing --tier answer without evaluating it.
+      const [{ parseBackupTier }, { BACKUP_S3_CLIENT_OVERRIDES, parseFormats, runBackup }, { resolveConnection }, { createS3Client }] = await Promise.all([
+        import('../../lambdas/shared/tiers'),
+        import('../../lambdas/backup/backup'),
+        import('../../lambdas/shared/pg-connection'),
+        import('../../lambdas/shared/aws'),
+      ]);
       const tier = parseBackupTier(options.tier);
       const formats = parseFormats(options.formats.split(','));
       const compressionLevel = options.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL;
@@ -104,6 +104,8 @@ export function formatProgress(progress: BackupProgress, databaseBytes?: number)
 /** pg_database_size of the backed-up database, for the progress line; undefined when it cannot be read. */
 async function databaseSize(connection: PgConnection): Promise<number | undefined> {
   try {
+    // Already loaded by the command (resolveConnection): this import costs nothing more.
+    const { connectTo } = await import('../../lambdas/shared/pg-connection');
     const client = await connectTo(connection, connection.database);
     try {
       return Number((await client.query<{ bytes: string }>('SELECT pg_database_size(current_database()) AS bytes')).rows[0].bytes);

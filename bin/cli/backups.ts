@@ -1,8 +1,6 @@
 import { Command } from 'commander';
-import { CatalogEntry, listBackups } from '../../lambdas/restore/catalog';
-import { verifyBackup } from '../../lambdas/restore/verify';
+import type { CatalogEntry } from '../../lambdas/restore/catalog';
 import { formatBytes } from '../../lambdas/shared/format';
-import { createS3Client } from '../../lambdas/shared/aws';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { resolveBackupBucket, withBucketOptions } from './resolve';
 
@@ -17,6 +15,9 @@ export function registerBackupsCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (opts: { tier?: string; database?: string; json?: boolean; bucket?: string; env?: string }) => {
       const bucket = await resolveBackupBucket(opts);
+      // The catalog's code (the S3 SDK, the manifest schemas) is loaded on use, not with the
+      // module: a usage error, --help or a missing bucket answers without evaluating it.
+      const [{ listBackups }, { createS3Client }] = await Promise.all([import('../../lambdas/restore/catalog'), import('../../lambdas/shared/aws')]);
       const entries = await listBackups({ s3: createS3Client(), bucket }, { tier: opts.tier, database: opts.database });
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(entries.map(summary), null, 2)}\n`);
@@ -42,6 +43,7 @@ export function registerBackupsCommands(program: Command): void {
         throw new OperatorError('backups verify needs the backup to check: a manifest key (atmr-dr backups list) or latest (with --database NAME or PGDATABASE)', 2);
       }
       const bucket = await resolveBackupBucket(opts);
+      const [{ verifyBackup }, { createS3Client }] = await Promise.all([import('../../lambdas/restore/verify'), import('../../lambdas/shared/aws')]);
       const result = await verifyBackup({ s3: createS3Client(), bucket }, ref, { tier: opts.tier, database: opts.database ?? process.env.PGDATABASE });
       if (opts.json) {
         const { ok, manifestKey, objects, seconds, summary } = result;

@@ -5,7 +5,7 @@ import { RDSClient } from '@aws-sdk/client-rds';
 import { Command } from 'commander';
 import { dbReadWrite, rdsStorage } from '../../lambdas/detection/db-read-write';
 import { restartService, scaleService } from '../../lambdas/detection/ecs-actions';
-import { SDK_RETRY } from '../../lambdas/shared/aws';
+import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { resolveConnection } from '../../lambdas/shared/pg-connection';
 import type { EnvironmentConfig } from '../../lib/config';

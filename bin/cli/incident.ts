@@ -4,7 +4,7 @@ import { incidentStore } from '../../lambdas/escalation/clients';
 import { Incident } from '../../lambdas/escalation/model';
 import { acknowledgeIncident, getIncident, IncidentStore, listIncidents, resolveIncident, timeline } from '../../lambdas/escalation/store';
 import { timelineMarkdown } from '../../lambdas/escalation/timeline';
-import { SDK_RETRY } from '../../lambdas/shared/aws';
+import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { resolveCliActor } from './killswitch';
 import { DEPLOYED_NAMES, resolveDeployedName } from './resolve';

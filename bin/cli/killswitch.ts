@@ -5,7 +5,7 @@ import { KillswitchCommand, KillswitchCommandResult, runKillswitchCommand } from
 import { describeValue } from '../../lambdas/killswitch/core';
 import { parseDuration, parseEnableMode, parseReason } from '../../lambdas/killswitch/value';
 import { awsCall } from '../../lambdas/shared/aws-errors';
-import { SDK_RETRY } from '../../lambdas/shared/aws';
+import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { DEPLOYED_NAMES, resolveDeployedName } from './resolve';
 

@@ -16,7 +16,7 @@ import { abandonRecovery, describeExecution, parseRecoveryReason, startRecovery 
 import { StoreDeps, activeRecoveryId, getRecovery, listRecoveryIds } from '../../lambdas/recovery/store';
 import { parseToTime } from '../../lambdas/recovery/time';
 import { formatVerification } from '../../lambdas/recovery/verify';
-import { SDK_RETRY } from '../../lambdas/shared/aws';
+import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { pgClientConfig, resolveConnection } from '../../lambdas/shared/pg-connection';
 import { resolveCliActor } from './killswitch';

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { EnvironmentConfig } from '../../lib/config';
-import { SDK_RETRY } from '../../lambdas/shared/aws';
+import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { describeAwsError } from '../../lambdas/shared/aws-errors';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
 

@@ -1,11 +1,8 @@
 import { Command, Option } from 'commander';
 import { RESTORE_TEST_DEFAULTS } from '../../lambdas/restore/contract';
-import { RestoreResult, restoreBackup } from '../../lambdas/restore/restore';
-import { createS3Client } from '../../lambdas/shared/aws';
+import type { RestoreResult } from '../../lambdas/restore/restore';
 import { OperatorError } from '../../lambdas/shared/errors';
-import { resolveConnection } from '../../lambdas/shared/pg-connection';
 import { quoteIdent } from '../../lambdas/shared/postgres';
-import { parseBackupTier } from '../../lambdas/shared/tiers';
 import { stderrProgress } from './progress';
 import { confirmer } from './confirm';
 import { commandTempDir, interruptible } from './interrupt';
@@ -56,12 +53,16 @@ export function registerRestoreCommands(program: Command): void {
         if (opts.targetDb === undefined) throw new OperatorError('--target-db is required: name the database to restore into, e.g. --target-db atmr_restored', 2);
         const bucket = await resolveBackupBucket(opts);
         const productionName = process.env.PGDATABASE;
+        // The restore's code is loaded as it is needed, not with the module: a usage error, --help
+        // or a missing setting answers without evaluating the S3 SDK and the catalog.
+        const { resolveConnection } = await import('../../lambdas/shared/pg-connection');
         const connection = await resolveConnection({ secretArn: opts.databaseSecret, overrides: productionName ? {} : { database: 'postgres' } });
         const target = opts.targetDb;
         // Overwriting production cannot be undone: asked before anything is read or written.
         if (opts.iUnderstandThisOverwritesProduction && !(await confirmer(opts.yes)(`restore ${ref} over database "${target}" on ${connection.host}:${connection.port}, erasing what it holds`, target))) {
           throw new OperatorError(`restore: not confirmed, "${target}" untouched`, 1);
         }
+        const [{ restoreBackup }, { createS3Client }] = await Promise.all([import('../../lambdas/restore/restore'), import('../../lambdas/shared/aws')]);
         const progress = stderrProgress(opts.progress === true || process.stderr.isTTY === true);
         // A second Ctrl-C quits before the restore's own cleanup: the download's directory goes then,
         // and the staging database, if it was not dropped yet, is named with the statement that
@@ -121,17 +122,18 @@ export function registerRestoreCommands(program: Command): void {
     .option('--json', 'print the report as one JSON object')
     .action(async (opts: { tier: string; criticalQuery: string[]; rtoObjective: string; rpoObjective: string; databaseSecret?: string; json?: boolean; bucket?: string; env?: string }) => {
       const bucket = await resolveBackupBucket(opts);
+      // The test's code is loaded as it is needed, as in `restore` above (the backup pipeline too).
+      const { parseBackupTier } = await import('../../lambdas/shared/tiers');
       const tier = parseBackupTier(opts.tier, '--tier');
       const rto = positiveSeconds('--rto-objective', opts.rtoObjective);
       const rpo = positiveSeconds('--rpo-objective', opts.rpoObjective);
+      const { resolveConnection } = await import('../../lambdas/shared/pg-connection');
       const source = await resolveConnection({ secretArn: opts.databaseSecret });
       const progress = stderrProgress(process.stderr.isTTY === true);
       const tempDir = commandTempDir();
       reportSwept(tempDir.swept);
       const interrupt = interruptible(() => `${tempDir.remove()}; a scratch database atmr_dr_restore_test_... may be left: drop it`);
-      // Loaded here, not with the module: `restore` (the worst day's command) does not evaluate the
-      // backup pipeline the test also runs.
-      const { runRestoreTest } = await import('../../lambdas/restore/restore-test');
+      const [{ runRestoreTest }, { createS3Client }] = await Promise.all([import('../../lambdas/restore/restore-test'), import('../../lambdas/shared/aws')]);
       const report = await runRestoreTest(
         { s3: createS3Client(), bucket, source, target: source, tempDir: tempDir.path, log: (line) => progress.line(line), warn: stderrWarning, signal: interrupt.signal },
         { takeBackup: true, tier, criticalQueries: opts.criticalQuery, rtoObjectiveSeconds: rto, rpoObjectiveSeconds: rpo },

@@ -35,6 +35,7 @@ import {
   toolVersion,
   type TableRef,
 } from './pg-tools';
+import { DEFAULT_COMPRESSION_LEVEL, invalidCompressionLevel } from './runner-contract';
 
 export type BackupFormat = 'custom' | 'plain';
 export interface BackupProgress {
@@ -88,11 +89,8 @@ export interface BackupResult {
 }
 
 export const BACKUP_FORMATS: readonly BackupFormat[] = ['custom', 'plain'];
-/**
- * zlib level of both formats, same default as config backups.compressionLevel: level 1 costs pg_dump
- * about 2.5x less CPU than 6 for ~20% larger objects (docs/backups.md).
- */
-export const DEFAULT_COMPRESSION_LEVEL = 1;
+/** zlib level of both formats (defined with the runner's contract, see there). */
+export { DEFAULT_COMPRESSION_LEVEL };
 /**
  * Multipart part size and parts in flight per upload: memory is bounded by about 2 x partSize x
  * (queueSize + 1). 5 MiB (S3's minimum) keeps the runner's peak RSS lowest (bench: ~20 MiB less than
@@ -145,11 +143,6 @@ export function parseFormats(values: readonly string[]): BackupFormat[] {
 export function assertCompressionLevel(level: number): number {
   if (!Number.isInteger(level) || level < 0 || level > 9) throw invalidCompressionLevel(level);
   return level;
-}
-
-/** The refusal of a compression level, echoing it as given (a number, or the text typed). */
-export function invalidCompressionLevel(given: number | string): OperatorError {
-  return new OperatorError(`invalid compression level "${given}": use an integer from 0 (none) to 9 (smallest)`, 2);
 }
 
 /**

@@ -5,6 +5,8 @@
  * so that the CDK app can import it without pulling in the SDK or pg.
  */
 
+import { OperatorError } from '../shared/errors';
+
 /** Powertools service name of the runner: also the `service` dimension of every metric it emits. */
 export const BACKUP_RUNNER_SERVICE = 'backup-runner';
 
@@ -67,3 +69,19 @@ export const RUNNER_CONTAINER_NAME = 'runner';
 
 /** Where the runner image keeps its files (the Lambda base image's task root). */
 export const RUNNER_TASK_ROOT = '/var/task';
+
+/**
+ * zlib level of both formats, same default as config backups.compressionLevel: level 1 costs pg_dump
+ * about 2.5x less CPU than 6 for ~20% larger objects (docs/backups.md). Here, without runtime
+ * dependencies, so that the CLI's `backup --help` shows it without loading the backup pipeline.
+ */
+export const DEFAULT_COMPRESSION_LEVEL = 1;
+
+/**
+ * The refusal of a compression level, echoing it as given (a number, or the text typed): one
+ * message for the CLI's parser and the core's check. Here, so that the CLI's option parser does
+ * not load the backup pipeline to build it.
+ */
+export function invalidCompressionLevel(given: number | string): OperatorError {
+  return new OperatorError(`invalid compression level "${given}": use an integer from 0 (none) to 9 (smallest)`, 2);
+}

@@ -1,4 +1,5 @@
 import { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
+import { DEFAULT_MAX_ATTEMPTS } from './sdk-retry';
 
 /**
  * SDK clients with the SDK's own retry strategy (standard mode: exponential backoff with jitter,
@@ -6,14 +7,7 @@ import { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
  * AWS_ENDPOINT_URL_S3, ...). With the default `env` (process.env) the SDK's own providers read them;
  * with another env object (tests, child configuration), the same variables are applied explicitly.
  */
-export const DEFAULT_MAX_ATTEMPTS = 5;
-
-/**
- * The retry settings every SDK client of atmr-dr is built with (`new ECSClient(SDK_RETRY)`): the SDK's
- * standard mode retries throttling and transient errors. Endpoints come from the SDK's own variables
- * (AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_ECS, ...).
- */
-export const SDK_RETRY = { maxAttempts: DEFAULT_MAX_ATTEMPTS, retryMode: 'standard' } as const;
+export { DEFAULT_MAX_ATTEMPTS, SDK_RETRY } from './sdk-retry';
 
 /**
  * S3 answers in milliseconds: an endpoint that accepts the connection and then says nothing (a

@@ -1,5 +1,4 @@
-import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { Signer } from '@aws-sdk/rds-signer';
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { readFileSync } from 'node:fs';
 import type { Client, ClientConfig } from 'pg';
 import { z } from 'zod';
@@ -69,6 +68,9 @@ export async function resolveConnection(options: ResolveConnectionOptions = {}):
   let merged: Partial<PgConnection> = { ...fromEnv };
 
   if (options.secretArn) {
+    // The Secrets Manager SDK (and the RDS signer below) are loaded when a connection needs them,
+    // not with this module: a CLI command given PG* variables starts without evaluating them.
+    const { GetSecretValueCommand, SecretsManagerClient } = await import('@aws-sdk/client-secrets-manager');
     const client = options.secretsManager ?? new SecretsManagerClient({ maxAttempts: 5 });
     let raw: string | undefined;
     try {
@@ -103,6 +105,7 @@ export async function resolveConnection(options: ResolveConnectionOptions = {}):
 
   if (options.iamAuthUser) {
     if (!merged.host) throw new OperatorError('IAM database authentication needs a host: set PGHOST or the configured database host');
+    const { Signer } = await import('@aws-sdk/rds-signer');
     const signer = new Signer({
       hostname: merged.host,
       port: merged.port ?? 5432,
