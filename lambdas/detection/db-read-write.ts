@@ -4,6 +4,7 @@ import { Client } from 'pg';
 import { oneLine } from '../shared/errors';
 import { formatBytes } from '../shared/format';
 import { describeConnection, pgClientConfig, type PgConnection } from '../shared/pg-connection';
+import { quoteIdent } from '../shared/postgres';
 
 /** What the runbook's "DB Read-Only" checks look at, read in one fresh session. */
 export interface ReadOnlyState {
@@ -48,8 +49,6 @@ export interface DbReadWriteDeps {
   /** Progress lines for the operator. */
   readonly print?: (line: string) => void;
 }
-
-const quoteIdent = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
 async function withSession<T>(connection: PgConnection, use: (client: Client) => Promise<T>): Promise<T> {
   const client = new Client({ ...pgClientConfig(connection), application_name: 'atmr-dr db read-write' });

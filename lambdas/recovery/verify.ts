@@ -1,5 +1,6 @@
 import { Client, ClientConfig } from 'pg';
 import { oneLine } from '../shared/errors';
+import { quoteQualifiedName } from '../shared/postgres';
 import { SideSnapshot, VerificationReport, VerificationRow } from './contract';
 
 /**
@@ -16,12 +17,6 @@ export interface VerificationChecks {
   /** @default 60 s */
   readonly statementTimeoutMs?: number;
 }
-
-const quoteIdent = (name: string) =>
-  name
-    .split('.')
-    .map((part) => `"${part.replace(/"/g, '""')}"`)
-    .join('.');
 
 async function inReadOnly<T>(client: Client, sql: string, read: (rows: Record<string, unknown>[]) => T): Promise<T> {
   await client.query('BEGIN READ ONLY');
@@ -48,13 +43,13 @@ export async function snapshotSide(connection: ClientConfig, checks: Verificatio
   try {
     const tables: Record<string, number | null> = {};
     for (const table of checks.criticalTables) {
-      tables[table] = await attempt(`table:${table}`, `SELECT count(*)::bigint AS n FROM ${quoteIdent(table)}`, (rows) => Number(rows[0].n));
+      tables[table] = await attempt(`table:${table}`, `SELECT count(*)::bigint AS n FROM ${quoteQualifiedName(table)}`, (rows) => Number(rows[0].n));
     }
     const queries: Record<string, string | null> = {};
     for (const query of checks.criticalQueries) {
       queries[query] = await attempt(`query:${query}`, query, (rows) => (rows.length === 0 ? '(no rows)' : String(Object.values(rows[0])[0])));
     }
-    const alembicRevision = await attempt('alembic', `SELECT version_num FROM ${quoteIdent(checks.alembicVersionTable)}`, (rows) =>
+    const alembicRevision = await attempt('alembic', `SELECT version_num FROM ${quoteQualifiedName(checks.alembicVersionTable)}`, (rows) =>
       rows.length === 0 ? null : rows.map((r) => String(r.version_num)).sort().join(','),
     );
     return { tables, queries, alembicRevision, errors };

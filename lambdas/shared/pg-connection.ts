@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { describeAwsError } from './aws-errors';
 import { OperatorError, oneLine } from './errors';
 import { safeJson } from './json';
-import { reopenDatabaseStatement } from './postgres';
+import { quoteIdent, reopenDatabaseStatement } from './postgres';
 
 /**
  * Where the PostgreSQL connection comes from, in this order:
@@ -176,7 +176,7 @@ interface ConnectionFailureRule {
   readonly pattern?: RegExp;
   /** Said instead of the message, when the driver's own words mislead. */
   readonly reason?: string;
-  readonly advice: (database: string) => string;
+  readonly advice: (conn: PgConnection) => string;
   /** 2: the server refused a setting the operator gave; 1: a state that passes, retry later. */
   readonly exitCode: 1 | 2;
 }
@@ -199,9 +199,17 @@ const CONNECTION_FAILURES: readonly ConnectionFailureRule[] = [
   { code: '28000', advice: CHECK_SETTINGS, exitCode: 2 }, // role does not exist, no pg_hba.conf entry
   { code: '3D000', advice: CHECK_SETTINGS, exitCode: 2 }, // database does not exist
   {
+    // The role may log in but not into this database: a grant to fix, not a state that passes.
+    code: '42501',
+    pattern: /permission denied for database/,
+    advice: ({ database, user }) =>
+      `the role has no CONNECT privilege on this database: have its owner run GRANT CONNECT ON DATABASE ${quoteIdent(database)} TO ${quoteIdent(user)}, or connect as a role that has it`,
+    exitCode: 2,
+  },
+  {
     code: '55000',
     pattern: /not currently accepting connections/,
-    advice: (database) => `the database is closed to connections (ALLOW_CONNECTIONS false): reopen it from another database, e.g. psql -d postgres -c '${reopenDatabaseStatement(database)}'`,
+    advice: ({ database }) => `the database is closed to connections (ALLOW_CONNECTIONS false): reopen it from another database, e.g. psql -d postgres -c '${reopenDatabaseStatement(database)}'`,
     exitCode: 1,
   },
   { code: '57P03', pattern: /starting up/, advice: () => 'the server is starting up: wait a minute and retry', exitCode: 1 },
@@ -222,7 +230,7 @@ export function connectionFailure(conn: PgConnection, error: unknown): OperatorE
   const message = oneLine(error);
   const code = (error as { code?: unknown } | undefined)?.code;
   const rule = CONNECTION_FAILURES.find((r) => (r.code === undefined || r.code === code) && (r.pattern === undefined || r.pattern.test(message))) ?? NOT_REACHED;
-  return new OperatorError(`cannot connect to ${describeConnection(conn)}: ${rule.reason ?? message}; ${rule.advice(conn.database)}`, rule.exitCode);
+  return new OperatorError(`cannot connect to ${describeConnection(conn)}: ${rule.reason ?? message}; ${rule.advice(conn)}`, rule.exitCode);
 }
 
 /**

@@ -9,6 +9,11 @@ export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
+/** A possibly schema-qualified name (`schema.table`), each dot-separated part quoted on its own. */
+export function quoteQualifiedName(name: string): string {
+  return name.split('.').map(quoteIdent).join('.');
+}
+
 /**
  * The statement that reopens a database closed to connections (what a restore killed during its
  * --terminate-connections swap leaves): every message that advises it spells it the same way.

@@ -65,6 +65,28 @@ describe('connectTo', () => {
     expect(error.exitCode).toBe(2);
   });
 
+  it('a role without the CONNECT privilege on the database is a grant to fix: exit 2, with the GRANT that fixes it', async () => {
+    // Arrange: a role that may log in, and a database closed to PUBLIC (RDS grants CONNECT to PUBLIC by default)
+    const role = uniqueDatabaseName('conn_role');
+    const database = uniqueDatabaseName('conn_private');
+    psql(cluster, 'postgres', `CREATE ROLE ${role} LOGIN; CREATE DATABASE ${database}; REVOKE CONNECT ON DATABASE ${database} FROM PUBLIC;`);
+    try {
+      // Act
+      const error = await failure(connectTo({ ...connection, user: role, database }));
+
+      // Assert
+      expect(error.message).toBe(
+        `cannot connect to ${role}@${cluster.host}:${cluster.port}/${database}: permission denied for database "${database}"; the role has no CONNECT privilege on this database: have its owner run GRANT CONNECT ON DATABASE "${database}" TO "${role}", or connect as a role that has it`,
+      );
+      expect(error.exitCode).toBe(2);
+      // The statement it gives is the fix.
+      psql(cluster, database, `GRANT CONNECT ON DATABASE "${database}" TO "${role}"`);
+      await (await connectTo({ ...connection, user: role, database })).end();
+    } finally {
+      psql(cluster, 'postgres', `DROP DATABASE IF EXISTS ${database}; DROP ROLE IF EXISTS ${role};`);
+    }
+  });
+
   describe('a server that wants a password (SCRAM)', () => {
     let secured: PostgresCluster;
     let hbaDir: string;

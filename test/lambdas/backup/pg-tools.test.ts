@@ -8,7 +8,7 @@ import {
   parseServerVersionNum,
   parseToolVersion,
 } from '../../../lambdas/backup/pg-tools';
-import { isErrorLine, pgToolPath, quoteIdent } from '../../../lambdas/shared/postgres';
+import { isErrorLine, pgToolPath, quoteIdent, quoteQualifiedName } from '../../../lambdas/shared/postgres';
 
 describe('version parsing', () => {
   it.each([
@@ -69,6 +69,12 @@ describe('quoteIdent and buildRowCountQueries', () => {
     expect(quoteIdent('rides')).toBe('"rides"');
     expect(quoteIdent('Incidents Été')).toBe('"Incidents Été"');
     expect(quoteIdent('a"b')).toBe('"a""b"');
+  });
+
+  it('quotes each part of a schema-qualified name on its own (the recovery checks name tables as schema.table)', () => {
+    expect(quoteQualifiedName('rides')).toBe('"rides"');
+    expect(quoteQualifiedName('public.alembic_version')).toBe('"public"."alembic_version"');
+    expect(quoteQualifiedName('Ops.a"b')).toBe('"Ops"."a""b"');
   });
 
   it('builds one UNION ALL per batch, counting ONLY each table, indexed into the input', () => {
