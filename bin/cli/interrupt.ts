@@ -5,20 +5,27 @@ import { OperatorError, oneLine } from '../../lambdas/shared/errors';
 
 /** The shell's exit code for a process ended by `signal` (128 + its number). */
 export function exitCodeOf(signal: NodeJS.Signals): number {
-  return signal === 'SIGTERM' ? 143 : 130;
+  return signal === 'SIGTERM' ? 143 : signal === 'SIGHUP' ? 129 : 130;
 }
 
+/**
+ * What stops a long command: Ctrl-C, SIGTERM (ECS, systemd, kill), and SIGHUP, which an SSH session
+ * that drops sends: node's default for SIGHUP is to die on the spot, which would leave pg_restore
+ * loading into the staging database and the downloaded dump in TMPDIR.
+ */
+const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
 export interface Interrupt {
-  /** Aborted by the first Ctrl-C / SIGTERM: the command stops, cleans up and says so. */
+  /** Aborted by the first Ctrl-C / SIGTERM / SIGHUP: the command stops, cleans up and says so. */
   readonly signal: AbortSignal;
-  /** The error a command ended with; after an interrupt, as one line with exit 130 (SIGINT) or 143 (SIGTERM). */
+  /** The error a command ended with; after an interrupt, as one line with exit 130 (SIGINT), 143 (SIGTERM) or 129 (SIGHUP). */
   interrupted(error: unknown): unknown;
   /** Removes the handlers. */
   done(): void;
 }
 
 /**
- * Ctrl-C / SIGTERM for the long commands (backup, restore, restore-test). The first aborts
+ * Ctrl-C / SIGTERM / SIGHUP for the long commands (backup, restore, restore-test). The first aborts
  * `signal`; a second quits at once, with one line on stderr: `onSecond` (synchronous, must not
  * throw: nothing else runs any more) removes what it can and returns what it removed or what is left.
  */
@@ -28,17 +35,22 @@ export function interruptible(onSecond?: () => string): Interrupt {
   const onSignal = (name: NodeJS.Signals): void => {
     if (first === undefined) {
       first = name;
+      // After a hangup the terminal is gone: a write to it fails (EIO), and an unhandled stream error
+      // would end the process before its cleanup. The cleanup matters more than the line nobody reads.
+      if (name === 'SIGHUP') process.stderr.on('error', () => undefined);
       aborter.abort(new Error(`received ${name}`));
       return;
     }
     process.stderr.write(`atmr-dr: second ${name}, quitting at once${onSecond ? `; ${onSecond()}` : ''}\n`);
     process.exit(exitCodeOf(name));
   };
-  process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
+  for (const name of STOP_SIGNALS) process.on(name, onSignal);
   return {
     signal: aborter.signal,
     interrupted: (error) => (first === undefined ? error : new OperatorError(oneLine(error), exitCodeOf(first))),
-    done: () => process.off('SIGINT', onSignal).off('SIGTERM', onSignal),
+    done: () => {
+      for (const name of STOP_SIGNALS) process.off(name, onSignal);
+    },
   };
 }
 

@@ -404,6 +404,32 @@ describe('atmr-dr restore on the worst day', () => {
     expect(processesNaming(target)).toEqual([]);
   }, 180_000);
 
+  it('a dropped SSH session (SIGHUP) in the middle of the load cleans up like Ctrl-C: staging database dropped, temp directory removed, no child, exit 129', async () => {
+    // Arrange: a TMPDIR of the test's own, to see what the run leaves there
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-test-tmpdir-'));
+    const target = uniqueDatabaseName('rcli_hup');
+    const run = startCli(['restore', bigKey, '--target-db', target], { TMPDIR: tmp });
+    try {
+      await waitUntil(run, 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1', [`${target}_restore_%`]);
+
+      // Act: the hangup reaches the CLI alone (a session's other processes may not get it)
+      run.child.kill('SIGHUP');
+      const status = await run.exited;
+
+      // Assert
+      expect(status).toBe(129);
+      expect(run.stderr().trimEnd().split('\n').at(-1)).toMatch(
+        new RegExp(`^atmr-dr: restore interrupted \\(received SIGHUP\\): staging database ${target}_restore_\\w+ dropped; target "${target}" untouched$`),
+      );
+      expect(databasesLike(cluster, target)).toEqual([]);
+      expect(fs.readdirSync(tmp)).toEqual([]);
+      expect(processesNaming(target)).toEqual([]);
+    } finally {
+      run.child.kill('SIGKILL');
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  }, 180_000);
+
   it('a second Ctrl-C while the first one cleans up quits at once, removing the downloaded dump and naming the exact staging database that may be left with the DROP that removes it', async () => {
     // Arrange: a TMPDIR of the test's own; a restore loading into its staging database
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-test-tmpdir-'));
