@@ -56,13 +56,21 @@ interface TargetState {
   readonly sessions: { pid: number; application: string }[];
 }
 
+/**
+ * The sessions of a database that are somebody's: every backend but autovacuum workers. A rename or
+ * drop of the database ends those itself (PostgreSQL signals them and waits up to 5 s), and a
+ * freshly restored or busy database is where they run: counting one as a client refused a
+ * `--force` restore with advice (maintenance, scale to 0) that could not help.
+ */
+const CLIENT_SESSION = "backend_type <> 'autovacuum worker'";
+
 async function inspectTarget(admin: Client, connection: PgConnection, target: string): Promise<TargetState> {
   const exists = (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [target])).rowCount === 1;
   if (!exists) return { exists, relations: 0, sessions: [] };
   // Sessions first: our own short look inside the target below must not count as one.
   const sessions = await admin.query<{ pid: number; application: string }>(
     `SELECT pid, coalesce(nullif(application_name, ''), usename::text, '?') AS application
-       FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`,
+       FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND ${CLIENT_SESSION}`,
     [target],
   );
   const client = await connectTo(connection, target);
@@ -91,7 +99,35 @@ export async function checkTarget(admin: Client, connection: PgConnection, targe
       2,
     );
   }
+  await checkPrivileges(admin, target, state.exists);
   return state;
+}
+
+/**
+ * What the restore will do as this role, checked before any download: create the staging database
+ * (CREATEDB), and for an existing target rename it aside and drop it (its owner, or a member of its
+ * owner's role). Found at swap time instead, the refusal would come after the whole load.
+ */
+async function checkPrivileges(admin: Client, target: string, targetExists: boolean): Promise<void> {
+  const { rows } = await admin.query<{ role: string; createdb: boolean; owns: boolean | null }>(
+    `SELECT current_user AS role, (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user) AS createdb,
+            (SELECT pg_has_role(current_user, datdba, 'USAGE') FROM pg_database WHERE datname = $1) AS owns`,
+    [target],
+  );
+  const { role, createdb, owns } = rows[0];
+  if (!createdb) {
+    throw new OperatorError(
+      `role "${role}" cannot create databases, and a restore loads into a new staging database before it swaps it in: have an admin run ALTER ROLE ${quoteIdent(role)} CREATEDB, or connect as a role that has it (on RDS, the master user)`,
+      2,
+    );
+  }
+  if (targetExists && owns === false) {
+    const owner = (await admin.query<{ owner: string }>('SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = $1', [target])).rows[0]?.owner ?? '?';
+    throw new OperatorError(
+      `role "${role}" does not own target database "${target}" (owner "${owner}"), and replacing it means renaming it aside and dropping it: connect as "${owner}", have an admin run GRANT ${quoteIdent(owner)} TO ${quoteIdent(role)}, or restore into a new name`,
+      2,
+    );
+  }
 }
 
 /** Length of a sibling's id: the last 8 base-36 digits of the time in milliseconds, and 2 random ones. */
@@ -143,7 +179,7 @@ export async function checkLeftovers(admin: Client, target: string, warn: (line:
   // names in code: the id must be base-36 digits, so `atmr_old_2024_11_30` is not taken for one.
   const prefixes = (['restore', 'old'] as const).flatMap((kind) => SIBLING_ID_LENGTHS.map((length) => `${siblingPrefix(target, kind, length).replace(/[\\%_]/g, '\\$&')}%`));
   const { rows } = await admin.query<{ datname: string; datallowconn: boolean; sessions: number }>(
-    `SELECT datname, datallowconn, (SELECT count(*)::int FROM pg_stat_activity a WHERE a.datname = d.datname) AS sessions
+    `SELECT datname, datallowconn, (SELECT count(*)::int FROM pg_stat_activity a WHERE a.datname = d.datname AND ${CLIENT_SESSION}) AS sessions
        FROM pg_database d WHERE datname = $1 OR datname LIKE ANY ($2::text[])
       ORDER BY datname`,
     [target, prefixes],
@@ -249,7 +285,7 @@ export async function swapIn(admin: Client, connection: PgConnection, staging: s
 
 async function waitForNoSessions(admin: Client, database: string): Promise<void> {
   for (let i = 0; i < 50; i += 1) {
-    const r = await admin.query('SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [database]);
+    const r = await admin.query(`SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND ${CLIENT_SESSION}`, [database]);
     if (r.rowCount === 0) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }

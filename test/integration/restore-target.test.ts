@@ -1,0 +1,117 @@
+import type { Client } from 'pg';
+import { OperatorError } from '../../lambdas/shared/errors';
+import { type PgConnection, connectTo } from '../../lambdas/shared/pg-connection';
+import { checkTarget, swapIn } from '../../lambdas/restore/target';
+import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { type PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
+
+/** What `attempt` threw (it must throw an OperatorError). */
+async function refusal(attempt: Promise<unknown>): Promise<OperatorError> {
+  const error = await attempt.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  if (!(error instanceof OperatorError)) throw new Error(`expected an OperatorError, got ${String(error)}`);
+  return error;
+}
+
+// The guards a restore runs before its download (and again at swap time): what the role may do.
+describe('restore target guards: the role can do what the restore will do, checked before the download', () => {
+  const cluster = testCluster();
+  const as = (user: string): PgConnection => ({ host: cluster.host, port: cluster.port, user, database: 'postgres' });
+  const roles: string[] = [];
+  const databases: string[] = [];
+  let admin: Client | undefined;
+
+  afterEach(async () => {
+    await admin?.end();
+    admin = undefined;
+    for (const db of databases.splice(0)) psql(cluster, 'postgres', `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+    for (const role of roles.splice(0)) psql(cluster, 'postgres', `DROP ROLE IF EXISTS ${role}`);
+  });
+
+  it('refuses a role without CREATEDB in one line with the ALTER ROLE that fixes it, exit 2', async () => {
+    // Arrange
+    const role = uniqueDatabaseName('weak');
+    roles.push(role);
+    psql(cluster, 'postgres', `CREATE ROLE ${role} LOGIN`);
+    admin = await connectTo(as(role));
+
+    // Act
+    const error = await refusal(checkTarget(admin, as(role), uniqueDatabaseName('t_new'), {}));
+
+    // Assert
+    expect(error.message).toBe(
+      `role "${role}" cannot create databases, and a restore loads into a new staging database before it swaps it in: have an admin run ALTER ROLE "${role}" CREATEDB, or connect as a role that has it (on RDS, the master user)`,
+    );
+    expect(error.exitCode).toBe(2);
+  });
+
+  it("refuses to replace a target the role does not own, naming the owner and the GRANT; passes once the role owns it", async () => {
+    // Arrange: a target owned by the cluster's superuser; a role that may create databases
+    const role = uniqueDatabaseName('creator');
+    const target = uniqueDatabaseName('t_owned');
+    roles.push(role);
+    databases.push(target);
+    psql(cluster, 'postgres', `CREATE ROLE ${role} LOGIN CREATEDB; CREATE DATABASE ${target};`);
+    admin = await connectTo(as(role));
+
+    // Act
+    const error = await refusal(checkTarget(admin, as(role), target, { force: true }));
+
+    // Assert
+    expect(error.message).toBe(
+      `role "${role}" does not own target database "${target}" (owner "${cluster.user}"), and replacing it means renaming it aside and dropping it: connect as "${cluster.user}", have an admin run GRANT "${cluster.user}" TO "${role}", or restore into a new name`,
+    );
+    expect(error.exitCode).toBe(2);
+    psql(cluster, 'postgres', `ALTER DATABASE ${target} OWNER TO ${role}`);
+    await expect(checkTarget(admin, as(role), target, { force: true })).resolves.toEqual(expect.objectContaining({ exists: true }));
+  });
+});
+
+describe('an autovacuum worker in the target is not a client', () => {
+  // A cluster of its own, whose autovacuum wakes every second: the shared one's default minute would make the test slow.
+  let own: PostgresCluster;
+  beforeAll(async () => {
+    own = await startPostgres({ extraSettings: ['-c autovacuum_naptime=1'] });
+  }, 120_000);
+  afterAll(() => {
+    if (own) stopPostgres(own);
+  });
+
+  it('lets a --force restore replace a target that autovacuum is working on (PostgreSQL ends the worker at the rename)', async () => {
+    // Arrange: a target with a table autovacuum will crawl through (cost limit 1: a pause after nearly every page)
+    const target = 'av_target';
+    const staging = 'av_target_restore_test';
+    psql(own, 'postgres', `CREATE DATABASE ${target}; CREATE DATABASE ${staging};`);
+    psql(
+      own,
+      target,
+      `CREATE TABLE churn (id int, pad text) WITH (autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_cost_delay = 100, autovacuum_vacuum_cost_limit = 1);
+       INSERT INTO churn SELECT i, repeat('x', 200) FROM generate_series(1, 100000) i; DELETE FROM churn;`,
+    );
+    psql(own, staging, 'CREATE TABLE restored (id int); INSERT INTO restored VALUES (1);');
+    const connection: PgConnection = { host: own.host, port: own.port, user: own.user, database: 'postgres' };
+    const admin = await connectTo(connection);
+    try {
+      const deadline = Date.now() + 60_000;
+      const working = async () =>
+        (await admin.query("SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'autovacuum worker'", [target])).rowCount === 1;
+      while (!(await working())) {
+        if (Date.now() > deadline) throw new Error('autovacuum never started on the target');
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+
+      // Act
+      const checked = await checkTarget(admin, connection, target, { force: true });
+      const replaced = await swapIn(admin, connection, staging, target, { force: true }, () => undefined);
+
+      // Assert
+      expect(checked.exists).toBe(true);
+      expect(replaced).toBe(true);
+      expect(psql(own, target, 'SELECT count(*) FROM restored')).toBe('1');
+    } finally {
+      await admin.end();
+    }
+  }, 120_000);
+});
