@@ -93,9 +93,11 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     return 0;
   } catch (error) {
     if (error instanceof CommanderError) {
-      // --help and --version printed to stdout and end with exit 0; `commander.help` is the help
-      // shown on stderr when no command was given.
-      if (error.exitCode === 0 || error.code === 'commander.help') return error.exitCode;
+      // --help and --version printed to stdout and end with exit 0. `commander.help` is the help
+      // shown on stderr when no command (or no subcommand) was given: a command line that does
+      // nothing, exit 2 as for any other bad command line, so that a script tells it from a failure.
+      if (error.exitCode === 0) return 0;
+      if (error.code === 'commander.help') return USAGE_EXIT_CODE;
       process.stderr.write(`atmr-dr: ${usageLine(error, argv)}\n`);
       return USAGE_EXIT_CODE;
     }

@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { RESTORE_TEST_DEFAULTS } from '../../lambdas/restore/contract';
 import type { RestoreResult } from '../../lambdas/restore/restore';
 import { OperatorError } from '../../lambdas/shared/errors';
+import { countOf } from '../../lambdas/shared/format';
 import { quoteIdent } from '../../lambdas/shared/postgres';
 import { stderrProgress } from './progress';
 import { confirmer } from './confirm';
@@ -144,10 +145,11 @@ export function registerRestoreCommands(program: Command): void {
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(report)}\n`);
       } else {
-        const status = report.ok ? 'PASSED' : 'FAILED';
+        // A failed report leads with why: a report pasted into a ticket must not say "no backup" when
+        // the cause was a password.
         process.stdout.write(
           [
-            `restore test ${status}: ${report.manifestKey ?? 'no backup'}`,
+            ...(report.ok ? [`restore test PASSED: ${report.manifestKey}`] : [`restore test FAILED: ${report.error}`, `  backup: ${report.manifestKey ?? 'none taken'}`]),
             `  tables restored: ${report.tablesRestored ?? '-'}, rows: ${report.rowsRestored ?? '-'}, point in time proven: ${report.pointInTime?.ok ?? '-'}`,
             ...report.criticalQueries.map((q) => `  ${q.status.padEnd(7)} ${q.sql} -> ${q.detail}`),
             `  steps: ${Object.entries(report.steps).map(([k, v]) => `${k.replace(/Seconds$/, '')} ${v}s`).join(', ')}`,
@@ -184,7 +186,7 @@ function restoreJson(result: RestoreResult) {
 function restoreText(result: RestoreResult): string {
   const t = result.timings;
   return [
-    `restored ${result.manifestKey} (${result.object.format}) into ${result.targetDb}${result.replaced ? ' (replaced)' : ''}: ${result.tablesRestored} tables, ${result.rowsRestored} rows, row counts match the manifest`,
+    `restored ${result.manifestKey} (${result.object.format}) into ${result.targetDb}${result.replaced ? ' (replaced)' : ''}: ${countOf(result.tablesRestored, 'table')}, ${countOf(result.rowsRestored, 'row')}, row counts match the manifest`,
     `download ${t.downloadSeconds.toFixed(1)} s, restore ${t.restoreSeconds.toFixed(1)} s, verify ${t.verifySeconds.toFixed(1)} s, swap ${t.swapSeconds.toFixed(1)} s; RTO ${result.rtoSeconds.toFixed(1)} s`,
   ].join('\n');
 }

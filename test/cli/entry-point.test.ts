@@ -196,6 +196,14 @@ describe("the parser's errors take the same path as every other error", () => {
     else expect(run.stderr.trimEnd()).toMatch(expected);
   });
 
+  it.each([[[]], [['backups']], [['killswitch']]])('%j (no command, or no subcommand) shows the usage on stderr and exits 2, as a bad command line', async (args) => {
+    const run = await entry(args, operatorEnv());
+
+    expect(run.status).toBe(2);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toMatch(/^Usage: atmr-dr /);
+  });
+
   it('uses one wording for a bad tier', async () => {
     const run = await entry(['backup', '--tier', 'yearly'], operatorEnv());
 

@@ -86,7 +86,7 @@ describe('atmr-dr restore', () => {
 
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
-    expect(run.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom\\) into ${target}: 1 tables, 500 rows, row counts match the manifest$`, 'm'));
+    expect(run.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom\\) into ${target}: 1 table, 500 rows, row counts match the manifest$`, 'm'));
     expect(run.stdout).toMatch(/^download \d+\.\d s, restore \d+\.\d s, verify \d+\.\d s, swap \d+\.\d s; RTO \d+\.\d s$/m);
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
   });
@@ -580,5 +580,7 @@ describe('a server that asks for a password when none is set', () => {
     // The scratch database was never created: not reported as one that could not be dropped.
     expect(JSON.parse(runs[2].stdout)).toEqual(expect.objectContaining({ ok: false, scratchCreated: false, scratchDropped: true }));
     expect(runs[3].stdout).toMatch(/^ {2}scratch database atmr_dr_restore_test_\w+ not created$/m);
+    // The readable report leads with the cause, as the stderr line does.
+    expect(runs[3].stdout.split('\n').slice(0, 2)).toEqual([`restore test FAILED: ${runs[3].stderr.replace(/^atmr-dr: restore test failed: /, '').trimEnd()}`, '  backup: none taken']);
   }, 120_000);
 });
