@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import type { Readable } from 'node:stream';
+import type { Client } from 'pg';
 import { createGunzip } from 'node:zlib';
 import { isErrorLine, pgToolPath } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
@@ -39,6 +40,36 @@ export async function loadBackup(input: LoadInput): Promise<void> {
     { env, stdin: sql, signal: input.signal },
   );
   if (result.code !== 0) throw new OperatorError(`psql failed (exit ${result.code}): ${errorLine(result.stderr)}; the target was not touched`);
+}
+
+/**
+ * Reports `database`'s size on disk through `admin` now, every `intervalMs` and once more on `stop()`
+ * (which waits for a query in flight, so that `admin` is free again when it resolves). A failed
+ * query only skips a report: this is progress, and what broke the connection breaks the next step.
+ */
+export function watchDatabaseSize(admin: Client, database: string, onSize: (bytes: number) => void, intervalMs = 1000): { stop(): Promise<void> } {
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  let inFlight: Promise<void> = Promise.resolve();
+  const sample = (): Promise<void> =>
+    admin.query<{ bytes: string }>('SELECT pg_database_size($1) AS bytes', [database]).then(
+      (r) => onSize(Number(r.rows[0].bytes)),
+      () => undefined,
+    );
+  const tick = (): void => {
+    inFlight = sample().then(() => {
+      if (!stopped) timer = setTimeout(tick, intervalMs);
+    });
+  };
+  tick();
+  return {
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await inFlight;
+      await sample();
+    },
+  };
 }
 
 /** What a client program needs and nothing more: where programs are, a locale, and libpq's variables. */

@@ -7,7 +7,7 @@ import type { PgConnection } from '../shared/pg-connection';
 import { CatalogDeps, chooseObject, resolveBackup } from './catalog';
 import { checkRowCounts } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
-import { loadBackup } from './load';
+import { loadBackup, watchDatabaseSize } from './load';
 import { connectTo } from '../shared/pg-connection';
 import { checkLeftovers, checkTarget, checkTargetName, createDatabase, dropDatabase, guardProduction, guardSystemDatabase, stagingName, swapIn } from './target';
 
@@ -44,6 +44,8 @@ export interface RestoreDeps extends CatalogDeps, SpaceCheck {
   readonly onStaging?: (name: string) => void;
   /** Download progress: bytes received of the object's size. */
   readonly onDownloadProgress?: (bytes: number, total: number) => void;
+  /** Load progress: the staging database's size on disk, when the load starts, every second, and when it ends. */
+  readonly onLoadProgress?: (bytes: number) => void;
 }
 
 export interface RestoreOptions {
@@ -134,7 +136,14 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     await createDatabase(admin, staging);
     stagingCreated = true;
     log(`load: ${object.format === 'custom' ? 'pg_restore' : 'psql'} into staging database ${staging}`);
-    await loadBackup({ connection: deps.connection, database: staging, file: download.file, format: object.format, jobs: deps.jobs, pgBinDir: deps.pgBinDir, signal });
+    // pg_restore says nothing until it ends, which on a large database is minutes: the staging
+    // database's growth shows the operator that the load is moving.
+    const watching = deps.onLoadProgress ? watchDatabaseSize(admin, staging, deps.onLoadProgress) : undefined;
+    try {
+      await loadBackup({ connection: deps.connection, database: staging, file: download.file, format: object.format, jobs: deps.jobs, pgBinDir: deps.pgBinDir, signal });
+    } finally {
+      await watching?.stop();
+    }
     fs.rmSync(download.file, { force: true });
     const restoreSeconds = (performance.now() - loadStarted) / 1000;
 

@@ -1,6 +1,7 @@
 import { Client } from 'pg';
 import { quoteIdent, reopenDatabaseStatement } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
+import { countOf } from '../shared/format';
 import { PgConnection, connectTo } from '../shared/pg-connection';
 
 // The connection helper lives with the connection settings (the backup uses it too); restore imports it from here.
@@ -90,7 +91,7 @@ async function inspectTarget(admin: Client, connection: PgConnection, target: st
 export async function checkTarget(admin: Client, connection: PgConnection, target: string, guards: TargetGuards): Promise<{ exists: boolean }> {
   const state = await inspectTarget(admin, connection, target);
   if (state.exists && state.relations > 0 && !guards.force) {
-    throw new OperatorError(`target database "${target}" exists and is not empty (${state.relations} relations): pass --force to replace it, or restore into a new name`, 2);
+    throw new OperatorError(`target database "${target}" exists and is not empty (${countOf(state.relations, 'relation')}): pass --force to replace it, or restore into a new name`, 2);
   }
   if (state.sessions.length > 0 && !guards.terminateConnections) {
     const who = [...new Set(state.sessions.map((s) => s.application))].slice(0, 3).join(', ');

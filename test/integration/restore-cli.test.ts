@@ -115,6 +115,10 @@ describe('atmr-dr restore', () => {
     const phases = run.stderr.split('\n').map((l) => l.split(':')[0]);
     expect(phases).toEqual(expect.arrayContaining(['download', 'load', 'check', 'swap']));
     expect(phases.indexOf('load')).toBeLessThan(phases.indexOf('check'));
+    // The load shows the staging database's size: when it starts, and when it ends (after the data).
+    const sizes = [...run.stderr.matchAll(/^load: (\d+(?:\.\d)?) MiB in the staging database, \d+ s$/gm)].map((m) => Number(m[1]));
+    expect(sizes.length).toBeGreaterThanOrEqual(2);
+    expect(sizes.at(-1)).toBeGreaterThan(sizes[0]);
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
   });
 
@@ -125,7 +129,7 @@ describe('atmr-dr restore', () => {
     const run = await atmrDr(['restore', 'latest', '--database', source, '--target-db', target], env());
 
     expect(run.status).toBe(2);
-    expect(run.stderr).toBe(`atmr-dr: target database "${target}" exists and is not empty (1 relations): pass --force to replace it, or restore into a new name\n`);
+    expect(run.stderr).toBe(`atmr-dr: target database "${target}" exists and is not empty (1 relation): pass --force to replace it, or restore into a new name\n`);
     expect(run.stdout).toBe('');
     expect(databaseDigest(cluster, target)).toBe(before);
   });

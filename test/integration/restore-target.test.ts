@@ -1,6 +1,7 @@
 import type { Client } from 'pg';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { type PgConnection, connectTo } from '../../lambdas/shared/pg-connection';
+import { watchDatabaseSize } from '../../lambdas/restore/load';
 import { checkTarget, swapIn } from '../../lambdas/restore/target';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { type PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
@@ -114,4 +115,35 @@ describe('an autovacuum worker in the target is not a client', () => {
       await admin.end();
     }
   }, 120_000);
+});
+
+describe('watchDatabaseSize: the load progress', () => {
+  const cluster = testCluster();
+
+  it('reports the database growing while data arrives, once more on stop, and nothing after', async () => {
+    // Arrange
+    const database = uniqueDatabaseName('watched');
+    psql(cluster, 'postgres', `CREATE DATABASE ${database}`);
+    const admin = await connectTo({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    const sizes: number[] = [];
+    try {
+      // Act
+      const watching = watchDatabaseSize(admin, database, (bytes) => sizes.push(bytes), 50);
+      psql(cluster, database, "CREATE TABLE t AS SELECT i, repeat('x', 500) AS pad FROM generate_series(1, 20000) i");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await watching.stop();
+      const atStop = sizes.length;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+
+      // Assert: the first report is the empty database, the last (on stop) holds the table's ~10 MB
+      expect(atStop).toBeGreaterThanOrEqual(3);
+      expect(sizes.at(-1)! - sizes[0]).toBeGreaterThan(8 * 1024 * 1024);
+      expect(sizes.length).toBe(atStop);
+      // The admin session is free again: the next step's statement runs at once.
+      expect((await admin.query('SELECT 1 AS one')).rows[0].one).toBe(1);
+    } finally {
+      await admin.end();
+      psql(cluster, 'postgres', `DROP DATABASE ${database}`);
+    }
+  });
 });
