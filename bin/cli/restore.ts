@@ -64,7 +64,8 @@ export function registerRestoreCommands(program: Command): void {
           throw new OperatorError(`restore: not confirmed, "${target}" untouched`, 1);
         }
         const [{ restoreBackup }, { createS3Client }] = await Promise.all([import('../../lambdas/restore/restore'), import('../../lambdas/shared/aws')]);
-        const progress = stderrProgress(opts.progress === true || process.stderr.isTTY === true);
+        const showProgress = opts.progress === true || process.stderr.isTTY === true;
+        const progress = stderrProgress(showProgress);
         // A second Ctrl-C quits before the restore's own cleanup: the download's directory goes then,
         // and the staging database, if it was not dropped yet, is named with the statement that
         // drops it (its pg_restore may still be loading it).
@@ -87,7 +88,8 @@ export function registerRestoreCommands(program: Command): void {
             warn: stderrWarning,
             onStaging: (name) => (staging = name),
             onDownloadProgress: (bytes, total) => progress.meter('download', bytes, total),
-            onLoadProgress: loadStatus(progress),
+            // Only when shown: each report is a query to the server.
+            onLoadProgress: showProgress ? loadStatus(progress) : undefined,
           },
           {
             ref,
