@@ -31,7 +31,7 @@ export function checkTargetName(target: string): void {
 export function guardProduction(target: string, protectedNames: readonly string[], allowed: boolean | undefined): void {
   if (!allowed && protectedNames.includes(target)) {
     throw new OperatorError(
-      `refusing to restore over "${target}", the production/source database: restore erases it; restore into a new name and swap (see docs/restore.md), or pass ${PRODUCTION_GUARD_FLAG} with --force`,
+      `refusing to restore over "${target}", the production/source database: restore erases it; restore into a new name and swap (see docs/restore.md), or pass ${PRODUCTION_GUARD_FLAG} with --force (then type the database's name at the prompt, or add --yes)`,
       2,
     );
   }

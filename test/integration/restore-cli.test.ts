@@ -140,7 +140,7 @@ describe('atmr-dr restore', () => {
 
     const refused = await atmrDr(['restore', 'latest', '--target-db', target, '--force'], env({ PGDATABASE: target }));
     expect(refused.status).toBe(2);
-    expect(refused.stderr).toMatch(/^atmr-dr: refusing to restore over ".*", the production\/source database: .*--i-understand-this-overwrites-production with --force\n$/);
+    expect(refused.stderr).toMatch(/^atmr-dr: refusing to restore over ".*", the production\/source database: .*--i-understand-this-overwrites-production with --force \(then type the database's name at the prompt, or add --yes\)\n$/);
     expect(databaseDigest(cluster, target)).toBe(before);
 
     const allowed = await atmrDr(['restore', 'latest', '--database', source, '--target-db', target, '--force', '--i-understand-this-overwrites-production', '--yes'], env({ PGDATABASE: target }));
