@@ -4,6 +4,7 @@ import type { Client } from 'pg';
 import { BackupResult, RunBackupDeps, RunBackupOptions, runBackup } from '../backup/backup';
 import { baseChildEnv, toolVersion } from '../backup/pg-tools';
 import { OperatorError, oneLine } from '../shared/errors';
+import { roundSeconds } from '../shared/format';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
 import { RESTORE_TEST_BACKUP_PREFIX, type BackupTier } from '../shared/s3-layout';
 import { pgToolPath, quoteIdent } from '../shared/postgres';
@@ -111,7 +112,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
     try {
       return await fn();
     } finally {
-      steps[`${step}Seconds`] = round((performance.now() - t0) / 1000);
+      steps[`${step}Seconds`] = roundSeconds((performance.now() - t0) / 1000);
     }
   };
 
@@ -147,7 +148,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
 
     const { manifestKey, manifest } = await resolveBackup(deps, ref, options.takeBackup ? {} : { tier: options.tier, database: options.database });
     const restoreBegan = now();
-    const rpoSeconds = round((restoreBegan.getTime() - Date.parse(manifest.startedAt)) / 1000);
+    const rpoSeconds = roundSeconds((restoreBegan.getTime() - Date.parse(manifest.startedAt)) / 1000);
     partial = { ...partial, manifestKey, backupStartedAt: manifest.startedAt, rpoSeconds, rpoMet: rpoSeconds <= options.rpoObjectiveSeconds };
 
     log(`restoring ${manifestKey} into scratch database ${scratch}`);
@@ -156,10 +157,10 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
       { ...deps, connection: deps.target, log },
       { ref: manifestKey, targetDb: scratch, format: 'custom', signal: deps.signal, protectedDatabases: [manifest.database, ...(deps.source ? [deps.source.database] : [])] },
     );
-    steps.downloadSeconds = round(restored.timings.downloadSeconds);
-    steps.restoreSeconds = round(restored.timings.restoreSeconds);
-    steps.verifySeconds = round(restored.timings.verifySeconds);
-    const rtoSeconds = round(restored.rtoSeconds);
+    steps.downloadSeconds = roundSeconds(restored.timings.downloadSeconds);
+    steps.restoreSeconds = roundSeconds(restored.timings.restoreSeconds);
+    steps.verifySeconds = roundSeconds(restored.timings.verifySeconds);
+    const rtoSeconds = roundSeconds(restored.rtoSeconds);
     partial = { ...partial, rtoSeconds, rtoMet: rtoSeconds <= options.rtoObjectiveSeconds, tablesRestored: restored.tablesRestored, rowsRestored: restored.rowsRestored };
 
     await timed('checks', () =>
@@ -255,8 +256,4 @@ async function transactionHorizon(client: Client): Promise<string> {
 /** The xmax of `xmin:xmax:xip`: the first transaction id not yet assigned when the snapshot was taken. */
 function xmax(snapshot: string): bigint {
   return BigInt(snapshot.split(':')[1]);
-}
-
-function round(seconds: number): number {
-  return Math.round(seconds * 1000) / 1000;
 }

@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { pgToolPath } from '../shared/postgres';
 import { oneLine } from '../shared/errors';
+import { roundSeconds } from '../shared/format';
 import type { BackupManifest, BackupObject } from '../shared/manifest';
 import { CatalogDeps, CatalogFilter, resolveBackup } from './catalog';
 import { BadObjectError, DownloadResult, SpaceCheck, downloadObject } from './download';
@@ -69,7 +70,7 @@ export async function verifyBackup(deps: VerifyDeps, ref: string, filter: Catalo
   try {
     const objects: VerifiedObject[] = [];
     for (const object of manifest.objects) objects.push(await verifyObject(deps, object, dir));
-    return { manifestKey, manifest, objects, ok: objects.every((o) => o.ok), summary: summarize(manifestKey, objects), seconds: (performance.now() - started) / 1000 };
+    return { manifestKey, manifest, objects, ok: objects.every((o) => o.ok), summary: summarize(manifestKey, objects), seconds: roundSeconds((performance.now() - started) / 1000) };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -14,3 +14,8 @@ export function formatBytes(bytes: number): string {
 export function countOf(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
+
+/** Seconds to the millisecond, for reports: 0.096 rather than 0.09633967699999997. */
+export function roundSeconds(seconds: number): number {
+  return Math.round(seconds * 1000) / 1000;
+}

@@ -613,6 +613,8 @@ describe('catalog', () => {
     expect(good.map((o) => o.format).sort()).toEqual(['custom', 'plain']);
     expect(good.find((o) => o.format === 'custom')!.detail.tocEntries).toBeGreaterThan(20);
     expect(good.find((o) => o.format === 'plain')!.detail.sqlBytes).toBeGreaterThan(100_000);
+    // Reported to the millisecond (--json), not as 0.09633967699999997.
+    expect(Math.round(result.seconds * 1000)).toBeCloseTo(result.seconds * 1000, 6);
   });
 
   it('verify reports a corrupt object as bad and still checks the others', async () => {
