@@ -3,19 +3,10 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { OperatorError } from '../../lambdas/shared/errors';
+import { operatorErrorOf } from '../support/refusal';
 import { PgConnection, connectTo } from '../../lambdas/shared/pg-connection';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { PostgresCluster, freePort, psql, startPostgres, stopPostgres } from '../support/postgres';
-
-/** What connectTo threw (it must throw). */
-async function failure(attempt: Promise<unknown>): Promise<OperatorError> {
-  const error = await attempt.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!(error instanceof OperatorError)) throw new Error(`expected an OperatorError, got ${String(error)}`);
-  return error;
-}
 
 // connectTo is the one way backup, restore and the restore test open a node-postgres connection.
 describe('connectTo', () => {
@@ -48,7 +39,7 @@ describe('connectTo', () => {
   it('a server that is down is a failure to retry (exit 1), not a bad setting', async () => {
     const closed = await freePort();
 
-    const error = await failure(connectTo({ ...connection, port: closed }));
+    const error = await operatorErrorOf(connectTo({ ...connection, port: closed }));
 
     expect(error.message).toMatch(/ECONNREFUSED/);
     expect(error.exitCode).toBe(1);
@@ -58,7 +49,7 @@ describe('connectTo', () => {
     ['a database that does not exist (3D000)', { database: 'atmr_no_such_database' }, /database "atmr_no_such_database" does not exist/],
     ['a role that does not exist (28000)', { user: 'atmr_no_such_role' }, /role "atmr_no_such_role" does not exist/],
   ])('%s is a bad setting: exit 2, with the settings to check', async (_case, setting, reason) => {
-    const error = await failure(connectTo({ ...connection, ...setting }));
+    const error = await operatorErrorOf(connectTo({ ...connection, ...setting }));
 
     expect(error.message).toMatch(reason);
     expect(error.message).toMatch(/; check PGHOST\/PGPORT\/PGUSER\/PGPASSWORD\/PGDATABASE \(or --database-secret\)$/);
@@ -72,7 +63,7 @@ describe('connectTo', () => {
     psql(cluster, 'postgres', `CREATE ROLE ${role} LOGIN; CREATE DATABASE ${database}; REVOKE CONNECT ON DATABASE ${database} FROM PUBLIC;`);
     try {
       // Act
-      const error = await failure(connectTo({ ...connection, user: role, database }));
+      const error = await operatorErrorOf(connectTo({ ...connection, user: role, database }));
 
       // Assert
       expect(error.message).toBe(
@@ -118,7 +109,7 @@ describe('connectTo', () => {
       ['no password set', {}, /: the server asks for a password and none is set;/],
       ['no pg_hba.conf entry for the database (28000)', { password: 'right-password', database: 'template1' }, /no pg_hba\.conf entry for host "127\.0\.0\.1", user "atmr_dr_pw", database "template1"/],
     ])('%s is a bad setting: exit 2, with the settings to check', async (_case, setting, reason) => {
-      const error = await failure(connectTo(as(setting)));
+      const error = await operatorErrorOf(connectTo(as(setting)));
 
       expect(error.message).toMatch(reason);
       expect(error.message).toMatch(/; check PGHOST\/PGPORT\/PGUSER\/PGPASSWORD\/PGDATABASE \(or --database-secret\)$/);
@@ -154,7 +145,7 @@ describe('connectTo', () => {
     psql(cluster, 'postgres', `CREATE DATABASE ${quoted}; ALTER DATABASE ${quoted} ALLOW_CONNECTIONS false;`);
 
     // Act
-    const error = await failure(connectTo(connection, closed));
+    const error = await operatorErrorOf(connectTo(connection, closed));
 
     // Assert: the statement between psql's quotes runs as given and reopens the database.
     const statement = /psql -d postgres -c '(.*)'$/.exec(error.message)?.[1];

@@ -1,20 +1,11 @@
 import type { Client } from 'pg';
-import { OperatorError } from '../../lambdas/shared/errors';
+import { operatorErrorOf } from '../support/refusal';
 import { type PgConnection, connectTo } from '../../lambdas/shared/pg-connection';
 import { watchDatabaseSize } from '../../lambdas/restore/load';
 import { checkTarget, swapIn } from '../../lambdas/restore/target';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { type PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 
-/** What `attempt` threw (it must throw an OperatorError). */
-async function refusal(attempt: Promise<unknown>): Promise<OperatorError> {
-  const error = await attempt.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!(error instanceof OperatorError)) throw new Error(`expected an OperatorError, got ${String(error)}`);
-  return error;
-}
 
 // The guards a restore runs before its download (and again at swap time): what the role may do.
 describe('restore target guards: the role can do what the restore will do, checked before the download', () => {
@@ -39,7 +30,7 @@ describe('restore target guards: the role can do what the restore will do, check
     admin = await connectTo(as(role));
 
     // Act
-    const error = await refusal(checkTarget(admin, as(role), uniqueDatabaseName('t_new'), {}));
+    const error = await operatorErrorOf(checkTarget(admin, as(role), uniqueDatabaseName('t_new'), {}));
 
     // Assert
     expect(error.message).toBe(
@@ -58,7 +49,7 @@ describe('restore target guards: the role can do what the restore will do, check
     admin = await connectTo(as(role));
 
     // Act
-    const error = await refusal(checkTarget(admin, as(role), target, { force: true }));
+    const error = await operatorErrorOf(checkTarget(admin, as(role), target, { force: true }));
 
     // Assert
     expect(error.message).toBe(
