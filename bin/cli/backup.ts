@@ -93,11 +93,12 @@ export function parseCompressionLevel(text: string): number {
 }
 
 /**
- * "backup: 1.2 GiB dumped of a 5.0 GiB database, 48.0 MiB/s". The dump is compressed and skips
- * index contents, so it ends well below the database size: the size is a scale, not a 100% mark.
+ * "backup: 1.2 GiB dumped (compressed) from a 5.0 GiB database, 48.0 MiB/s". The dump is compressed
+ * and skips index contents, so it ends well below the database size: the size is a scale, not a 100%
+ * mark, and "of a 5.0 GiB database" read as a backup stuck at 20%.
  */
 export function formatProgress(progress: BackupProgress, databaseBytes?: number): string {
-  const scale = databaseBytes === undefined ? '' : ` of a ${formatBytes(databaseBytes)} database`;
+  const scale = databaseBytes === undefined ? '' : ` (compressed) from a ${formatBytes(databaseBytes)} database`;
   return `backup: ${formatBytes(progress.bytes)} dumped${scale}, ${formatBytes(progress.bytesPerSecond)}/s`;
 }
 

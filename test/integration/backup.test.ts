@@ -266,7 +266,7 @@ describe('atmr-dr backup (integration)', () => {
     const firstPhase = lines.findIndex((l) => l.startsWith('upload: '));
     expect(firstPhase).toBeGreaterThan(0);
     expect(lines.slice(0, firstPhase)).toEqual(
-      Array(firstPhase).fill(expect.stringMatching(/^backup: \d+(\.\d)? (B|KiB|MiB) dumped of a \d+(\.\d)? MiB database, \d+(\.\d)? (B|KiB|MiB)\/s$/)),
+      Array(firstPhase).fill(expect.stringMatching(/^backup: \d+(\.\d)? (B|KiB|MiB) dumped \(compressed\) from a \d+(\.\d)? MiB database, \d+(\.\d)? (B|KiB|MiB)\/s$/)),
     );
     expect(lines.slice(firstPhase)).toEqual([
       expect.stringMatching(/^upload: pg_dump finished \(.* dumped\); finishing the uploads: .* stored so far$/),

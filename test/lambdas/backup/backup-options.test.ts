@@ -98,7 +98,7 @@ describe('CLI progress line', () => {
     expect(formatBytes(1536)).toBe('1.5 KiB');
     expect(formatBytes(5 * 1024 ** 3)).toBe('5.0 GiB');
     expect(formatProgress({ bytes: 150 * 1024 ** 2, bytesPerSecond: 48 * 1024 ** 2 })).toBe('backup: 150.0 MiB dumped, 48.0 MiB/s');
-    expect(formatProgress({ bytes: 150 * 1024 ** 2, bytesPerSecond: 48 * 1024 ** 2 }, 5 * 1024 ** 3)).toBe('backup: 150.0 MiB dumped of a 5.0 GiB database, 48.0 MiB/s');
+    expect(formatProgress({ bytes: 150 * 1024 ** 2, bytesPerSecond: 48 * 1024 ** 2 }, 5 * 1024 ** 3)).toBe('backup: 150.0 MiB dumped (compressed) from a 5.0 GiB database, 48.0 MiB/s');
   });
 });
 
