@@ -4,12 +4,13 @@ import * as path from 'node:path';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupManifest } from '../shared/manifest';
 import type { PgConnection } from '../shared/pg-connection';
+import { quoteIdent } from '../shared/postgres';
 import { CatalogDeps, chooseObject, resolveBackup } from './catalog';
 import { checkRowCounts } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
 import { loadBackup, watchDatabaseSize } from './load';
 import { connectTo } from '../shared/pg-connection';
-import { checkLeftovers, checkTarget, checkTargetName, createDatabase, dropDatabase, guardProduction, guardSystemDatabase, stagingName, swapIn } from './target';
+import { checkLeftovers, checkTarget, checkTargetName, createDatabase, dropDatabase, guardProduction, guardSystemDatabase, openAdminSession, stagingName, swapIn } from './target';
 
 export { PRODUCTION_GUARD_FLAG, stagingName } from './target';
 
@@ -106,16 +107,18 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   guardProduction(target, [manifest.database], options.allowProductionOverwrite);
   const object = chooseObject(manifestKey, manifest, options.format);
 
-  const admin = await connectTo(deps.connection, maintenance);
+  // Holds the target's lock until the end, and reconnects if the server restarted meanwhile.
+  const admin = await openAdminSession(deps.connection, maintenance, target);
   const staging = stagingName(target);
   let stagingCreated = false;
+  let dropFailed = false;
   let swapping = false;
   const dir = fs.mkdtempSync(path.join(deps.tempDir ?? os.tmpdir(), 'atmr-dr-restore-'));
   try {
     // 2. The guards, before any download (they run again at swap time). Leftovers of a killed
     // restore first: a target missing because its data sits under `_old_` must not be recreated.
-    await checkLeftovers(admin, target, warn);
-    await checkTarget(admin, deps.connection, target, options);
+    await checkLeftovers(await admin.client(), target, warn);
+    await checkTarget(await admin.client(), deps.connection, target, options);
 
     // 3. Download and verify.
     log(`download: ${object.key} (${object.bytes} bytes)`);
@@ -133,12 +136,12 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     signal?.throwIfAborted();
     const loadStarted = performance.now();
     deps.onStaging?.(staging);
-    await createDatabase(admin, staging);
+    await createDatabase(await admin.client(), staging);
     stagingCreated = true;
     log(`load: ${object.format === 'custom' ? 'pg_restore' : 'psql'} into staging database ${staging}`);
     // pg_restore says nothing until it ends, which on a large database is minutes: the staging
     // database's growth shows the operator that the load is moving.
-    const watching = deps.onLoadProgress ? watchDatabaseSize(admin, staging, deps.onLoadProgress) : undefined;
+    const watching = deps.onLoadProgress ? watchDatabaseSize(await admin.client(), staging, deps.onLoadProgress) : undefined;
     try {
       await loadBackup({ connection: deps.connection, database: staging, file: download.file, format: object.format, jobs: deps.jobs, pgBinDir: deps.pgBinDir, signal });
     } finally {
@@ -159,7 +162,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     log(`swap: ${staging} -> ${target}`);
     const swapStarted = performance.now();
     swapping = true;
-    const replaced = await swapIn(admin, deps.connection, staging, target, options, warn);
+    const replaced = await swapIn(await admin.client(), deps.connection, staging, target, options, warn);
     stagingCreated = false;
     const swapSeconds = (performance.now() - swapStarted) / 1000;
     log(`restored ${manifestKey} into ${target}`);
@@ -182,16 +185,27 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       stagingCreated = false;
       // DROP ... WITH (FORCE) waits for the locks others hold on the database: say what is running.
       log(`dropping staging database ${staging} ...`);
-      cleanup = await dropDatabase(admin, staging).then(
-        () => `staging database ${staging} dropped`,
-        (dropError: unknown) => `could not drop staging database ${staging} (${oneLine(dropError)}): drop it by hand`,
-      );
+      // A fresh session when the server dropped the restore's own (a restart, a failover).
+      cleanup = await admin
+        .client()
+        .then((client) => dropDatabase(client, staging))
+        .then(
+          () => `staging database ${staging} dropped`,
+          (dropError: unknown) => `could not drop staging database ${staging} (${oneLine(dropError)}): drop it with DROP DATABASE ${quoteIdent(staging)} WITH (FORCE)`,
+        );
       log(cleanup);
+      dropFailed = !cleanup.startsWith('staging database');
     }
     if (signal?.aborted) throw new OperatorError(`restore interrupted (${abortReason(signal)}): ${cleanup}; target "${target}" untouched`, 130);
     // A failure at swap time comes after a whole load, which the operator must know is lost. The
     // guards (exit 2) run again there: the same refusal before the download cost nothing.
-    if (!swapping || !(error instanceof OperatorError)) throw error;
+    if (!swapping) {
+      // A staging database that could not be dropped is named in the last line, with its DROP.
+      if (!dropFailed) throw error;
+      throw new OperatorError(`${oneLine(error)}; ${cleanup}`, error instanceof OperatorError ? error.exitCode : 1);
+    }
+    // The swap's own steps say what they changed; anything else failed before the first of them.
+    if (!(error instanceof OperatorError)) throw new OperatorError(`swap failed after the load: ${oneLine(error)}; the restored copy was not swapped in, ${cleanup}; target "${target}" untouched`);
     if (error.exitCode === 2) {
       throw new OperatorError(`${error.message} (found at swap time, after the load: the restored copy was not swapped in, ${cleanup}; rerun the restore)`, 2);
     }
@@ -199,7 +213,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     throw new OperatorError(`swap failed after the load: ${error.message}; the restored copy was not swapped in, ${cleanup}`, error.exitCode);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
-    await admin.end().catch(() => undefined);
+    await admin.end();
   }
 }
 

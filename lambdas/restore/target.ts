@@ -87,6 +87,59 @@ async function inspectTarget(admin: Client, connection: PgConnection, target: st
   }
 }
 
+/** First key of the advisory lock a restore holds on its target's name (the second is hashtext(target)). */
+export const RESTORE_LOCK_KEY = 0x61746d72; // "atmr"
+
+/**
+ * The restore's session to the maintenance database. It holds an advisory lock on the target's
+ * name for the whole restore, so that a second restore into the same target, started by another
+ * operator, is refused (exit 3) instead of both swapping in and the first one's copy being dropped.
+ * A server that restarts, or a network that drops the idle session during a long download or
+ * load, ends the session and its lock: `client()` then connects again and takes the lock again
+ * (refused if another restore took it meanwhile), so the restore goes on, and its cleanup can still
+ * drop what it created.
+ */
+export interface AdminSession {
+  client(): Promise<Client>;
+  end(): Promise<void>;
+}
+
+export async function openAdminSession(connection: PgConnection, maintenance: string, target: string): Promise<AdminSession> {
+  const open = async (): Promise<{ client: Client; alive: () => boolean }> => {
+    const client = await connectTo(connection, maintenance);
+    let alive = true;
+    client.on('error', () => (alive = false)).on('end', () => (alive = false));
+    try {
+      await lockTarget(client, target);
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw error;
+    }
+    return { client, alive: () => alive };
+  };
+  let current = await open();
+  return {
+    async client() {
+      if (!current.alive()) current = await open();
+      return current.client;
+    },
+    end: () => current.client.end().catch(() => undefined),
+  };
+}
+
+async function lockTarget(admin: Client, target: string): Promise<void> {
+  const { rows } = await admin.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked', [RESTORE_LOCK_KEY, target]);
+  if (rows[0].locked) return;
+  const holder = await admin.query<{ pid: number; client: string | null; since: string | null }>(
+    `SELECT a.pid, host(a.client_addr) AS client, to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') AS since
+       FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+      WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int::oid AND l.objid = hashtext($2)::oid AND l.objsubid = 2`,
+    [RESTORE_LOCK_KEY, target],
+  );
+  const who = holder.rows[0] ? ` (its session ${holder.rows[0].pid}${holder.rows[0].client ? ` from ${holder.rows[0].client}` : ''}, since ${holder.rows[0].since})` : '';
+  throw new OperatorError(`another restore into "${target}" is running${who}: wait for it to end (or stop it), then check "${target}" before restoring again; nothing was done`, 3);
+}
+
 /** Refuses a non-empty target without force, and a target with sessions without terminateConnections. */
 export async function checkTarget(admin: Client, connection: PgConnection, target: string, guards: TargetGuards): Promise<{ exists: boolean }> {
   const state = await inspectTarget(admin, connection, target);

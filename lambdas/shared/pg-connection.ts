@@ -160,6 +160,10 @@ export function pgClientConfig(conn: PgConnection, database = conn.database): Cl
     ssl,
     application_name: 'atmr-dr',
     connectionTimeoutMillis: 15_000,
+    // A restore's session waits idle through a download and a load that take minutes: TCP
+    // keepalives every 30 s keep a NAT gateway or load balancer from dropping it as idle.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 30_000,
   };
 }
 

@@ -8,6 +8,7 @@ import { Client } from 'pg';
 import { runBackup } from '../../lambdas/backup/backup';
 import { createS3Client } from '../../lambdas/shared/aws';
 import type { OperatorError } from '../../lambdas/shared/errors';
+import { RESTORE_LOCK_KEY } from '../../lambdas/restore/target';
 import { PgConnection } from '../../lambdas/shared/pg-connection';
 import { listBackups, resolveBackup } from '../../lambdas/restore/catalog';
 import { RestoreDeps, restoreBackup, stagingName } from '../../lambdas/restore/restore';
@@ -235,6 +236,69 @@ describe('restore refusals leave the target untouched', () => {
     const target = makeTarget();
 
     await expectRefused(target, () => restoreBackup(deps(), { ref: backup.manifestKey, targetDb: target, force: true }), /named by the manifest is missing/);
+  });
+
+  it('refuses a second restore into a target that another restore holds, exit 3, naming its session; nothing created', async () => {
+    // Arrange: another operator's restore into the same target holds its lock
+    const target = makeTarget();
+    const other = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    await other.connect();
+    try {
+      await other.query('SELECT pg_advisory_lock($1, hashtext($2))', [RESTORE_LOCK_KEY, target]);
+      const otherPid = (await other.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+
+      // Act / Assert
+      await expectRefused(
+        target,
+        () => restoreBackup(deps(), { ref: manifestKey, targetDb: target, force: true }),
+        new RegExp(`^another restore into "${target}" is running \\(its session ${otherPid} from 127\\.0\\.0\\.1, since [^)]+\\): wait for it to end \\(or stop it\\), then check "${target}" before restoring again; nothing was done$`),
+      );
+      const error = await restoreBackup(deps(), { ref: manifestKey, targetDb: target, force: true }).catch((e: unknown) => e as OperatorError);
+      expect((error as OperatorError).exitCode).toBe(3);
+
+      // Once the other restore ends, this one goes through.
+      await other.query('SELECT pg_advisory_unlock_all()');
+      await restoreBackup(deps(), { ref: manifestKey, targetDb: target, force: true });
+      expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+    } finally {
+      await other.end();
+    }
+  });
+
+  it('goes on when the server drops its session during the download (a restart, a failover): reconnects, takes the lock again, restores', async () => {
+    // Arrange: kill the restore's own session (the holder of the target's lock) as the download begins
+    // (its free-space check), and let the download go on once the server has ended it
+    const target = uniqueDatabaseName('restore_reconnect');
+    const watcher = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    await watcher.connect();
+    let killed: Promise<number> | undefined;
+    const killRestoreSession = (): Promise<number> =>
+      watcher
+        .query<{ n: number }>(
+          `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_locks
+            WHERE locktype = 'advisory' AND granted AND classid = $1::int::oid AND objid = hashtext($2)::oid AND objsubid = 2`,
+          [RESTORE_LOCK_KEY, target],
+        )
+        .then((r) => r.rows[0].n);
+    try {
+      // Act
+      const statfs = async (dir: string) => {
+        killed = killRestoreSession();
+        await killed;
+        while ((await watcher.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::int::oid AND objid = hashtext($2)::oid", [RESTORE_LOCK_KEY, target])).rowCount !== 0) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        return fs.promises.statfs(dir);
+      };
+      const result = await restoreBackup(deps({ statfs }), { ref: manifestKey, targetDb: target });
+
+      // Assert: the session was killed, and the restore still ended with the right data
+      expect(await killed).toBe(1);
+      expect(result.targetDb).toBe(target);
+      expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+    } finally {
+      await watcher.end();
+    }
   });
 
   it('refuses a target with open connections', async () => {
