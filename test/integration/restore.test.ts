@@ -14,7 +14,7 @@ import { listBackups, resolveBackup } from '../../lambdas/restore/catalog';
 import { RestoreDeps, restoreBackup, stagingName } from '../../lambdas/restore/restore';
 import { GoodObject, verifyBackup } from '../../lambdas/restore/verify';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
-import { psql } from '../support/postgres';
+import { type PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { FIXTURE_SQL } from './backup-fixture';
 import { databaseDigest, databaseExists, databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
@@ -709,4 +709,48 @@ describe('catalog', () => {
     );
     expect(psql(cluster, target, 'SELECT count(*) FROM keep_me')).toBe('50');
   });
+});
+
+describe('a server that goes away during the load', () => {
+  // A cluster of its own: the test stops it.
+  let own: PostgresCluster | undefined;
+  afterAll(() => {
+    // The test stopped the server: pg_ctl stop may answer that none runs; the directory goes anyway.
+    try {
+      if (own) stopPostgres(own);
+    } catch {
+      // nothing runs
+    }
+  });
+
+  it('names the staging database it could not drop, with the DROP to run, in the last line', async () => {
+    // Arrange: a backup of a database on the cluster, and a pg_restore that stops the server (fast shutdown) and fails
+    own = await startPostgres();
+    psql(own, 'postgres', 'CREATE DATABASE gone_src');
+    psql(own, 'gone_src', 'CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100);');
+    const backup = await writeFixtureBackup(s3, localS3.bucket, own, 'gone_src', { tier: 'weekly', pointers: 'none' });
+    const binDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-server-gone-'));
+    fs.writeFileSync(
+      path.join(binDir, 'pg_restore'),
+      `#!/bin/sh\nkill -INT "$(head -1 '${own.dataDir}/postmaster.pid')"\nsleep 1\necho "pg_restore: error: connection to server lost" >&2\nexit 1\n`,
+      { mode: 0o755 },
+    );
+    const ownConnection: PgConnection = { host: own.host, port: own.port, user: own.user, database: 'postgres' };
+
+    try {
+      // Act
+      const error = await restoreBackup({ s3, bucket: localS3.bucket, connection: ownConnection, pgBinDir: binDir }, { ref: backup.manifestKey, targetDb: 'gone_target' }).then(
+        () => undefined,
+        (e: unknown) => e as OperatorError,
+      );
+
+      // Assert
+      expect(error?.message).toMatch(
+        /^pg_restore failed \(exit 1\): pg_restore: error: connection to server lost; the target was not touched; could not drop staging database (gone_target_restore_\w+) \(cannot connect to .*\): drop it with DROP DATABASE "\1" WITH \(FORCE\)$/,
+      );
+      expect(error?.exitCode).toBe(1);
+    } finally {
+      fs.rmSync(binDir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
