@@ -9,7 +9,8 @@ import { createGzip } from 'node:zlib';
 import type { Client } from 'pg';
 import { OperatorError, oneLine } from '../shared/errors';
 import { formatBytes } from '../shared/format';
-import { BackupManifestSchema, type BackupManifest, type BackupObject, type LatestPointer } from '../shared/manifest';
+import { BackupManifestSchema, LatestPointerSchema, type BackupManifest, type BackupObject, type LatestPointer } from '../shared/manifest';
+import { safeJson } from '../shared/json';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
 import {
   backupObjectKeys,
@@ -18,6 +19,7 @@ import {
   latestDatabasePointerKey,
   latestDatabaseTierPointerKey,
   latestTierPointerKey,
+  manifestKeyStamp,
   type BackupTier,
 } from '../shared/s3-layout';
 import { isNoSuchBucket, isNotFound, missingBucketError } from '../shared/s3-objects';
@@ -231,7 +233,7 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
     throwIfAborted(deps.signal);
     deps.log?.(`upload: publishing the manifest${options.unpublishedPrefix ? '' : ' and the latest pointers'}`);
     await putJson(s3, bucket, keys.manifest, manifest, 'writing the manifest', writeOnce);
-    if (!options.unpublishedPrefix) await publishPointers(s3, bucket, tier, connection.database, keys.manifest);
+    if (!options.unpublishedPrefix) await publishPointers(s3, bucket, tier, connection.database, keys.manifest, deps.log ?? (() => undefined));
     return { manifestKey: keys.manifest, manifest };
   } finally {
     await client.end().catch(() => undefined);
@@ -605,16 +607,40 @@ async function putJson(s3: S3Client, bucket: string, key: string, value: unknown
  * bucket-wide `latest/<tier>.json` and `latest.json` follow, while readers move to the per-database
  * pointers (the backup-age metric still reads `latest.json`).
  */
-async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, database: string, manifestKey: string): Promise<void> {
+async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, database: string, manifestKey: string, log: (line: string) => void): Promise<void> {
   const pointer: LatestPointer = { manifest: manifestKey };
+  const keys = [latestDatabaseTierPointerKey(database, tier), latestDatabasePointerKey(database), latestTierPointerKey(tier), LATEST_POINTER_KEY];
   try {
-    for (const key of [latestDatabaseTierPointerKey(database, tier), latestDatabasePointerKey(database), latestTierPointerKey(tier), LATEST_POINTER_KEY]) {
+    // A backup that started later may have finished first (a manual run beside the scheduled one):
+    // a pointer never moves back to an older backup. Read, then written in order; two runs that
+    // finish within the same few milliseconds can still race, the later start then being the one
+    // a rerun would publish.
+    const current = await Promise.all(keys.map((key) => pointedManifest(s3, bucket, key)));
+    const ours = manifestKeyStamp(manifestKey) ?? '';
+    for (const [i, key] of keys.entries()) {
+      const theirs = manifestKeyStamp(current[i] ?? '');
+      if (theirs !== undefined && theirs > ours) {
+        log(`upload: ${key} kept on ${current[i]}, a backup that started later than this one`);
+        continue;
+      }
       await putJson(s3, bucket, key, pointer, `updating ${key}`);
     }
   } catch (error) {
     throw new OperatorError(
       `backup ${manifestKey} is complete but the latest pointers were not updated: ${oneLine(error)}; rerun the backup once S3 is reachable`,
     );
+  }
+}
+
+/** The manifest key a latest pointer names, or undefined when there is none or it is not a pointer. */
+async function pointedManifest(s3: S3Client, bucket: string, key: string): Promise<string | undefined> {
+  try {
+    const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    const parsed = LatestPointerSchema.safeParse(safeJson(await response.Body!.transformToString()));
+    return parsed.success ? parsed.data.manifest : undefined;
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
+    throw error;
   }
 }
 

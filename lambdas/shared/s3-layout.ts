@@ -54,6 +54,14 @@ export function latestTierPointerKey(tier: BackupTier): string {
 
 export const MANIFEST_SUFFIX = '.manifest.json';
 
+/**
+ * The start time a manifest key carries (`YYYYMMDD_HHMMSS`, UTC: it sorts as text), or undefined
+ * for a key of another shape.
+ */
+export function manifestKeyStamp(key: string): string | undefined {
+  return /_backup_(\d{8}_\d{6})\.manifest\.json$/.exec(key)?.[1];
+}
+
 export function isManifestKey(key: string): boolean {
   return key.endsWith(MANIFEST_SUFFIX);
 }

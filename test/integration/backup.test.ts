@@ -1,3 +1,4 @@
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -189,6 +190,33 @@ describe('atmr-dr backup (integration)', () => {
     expect(contentDigest(target)).toEqual(contentDigest(source));
   });
 
+  it('never moves a latest pointer back: a backup that started earlier but finished later leaves the newer one in place', async () => {
+    // Arrange: the per-database pointers already name a backup that started later than this run
+    // (a manual run beside the scheduled one, finished first); the tier's own pointer is older
+    const client = createS3Client(s3.env);
+    const cluster = testCluster();
+    const database = uniqueDatabaseName('bk_ptr');
+    created.push(database);
+    createDatabase(database, 'CREATE TABLE t (id int); INSERT INTO t VALUES (1);');
+    const newer = `weekly/${database}_backup_20260302_000000.manifest.json`;
+    const older = `weekly/${database}_backup_20260228_000000.manifest.json`;
+    for (const [key, manifest] of [[`latest/${database}.json`, newer], [`latest/${database}/weekly.json`, older]]) {
+      await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: JSON.stringify({ manifest }) }));
+    }
+    const lines: string[] = [];
+
+    // Act: a run that started on 2026-03-01
+    const result = await runBackup(
+      { s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database }, now: () => new Date('2026-03-01T12:00:00Z'), log: (line) => lines.push(line) },
+      { tier: 'weekly', formats: ['custom'] },
+    );
+
+    // Assert: the newer pointer stays, the older one moves to this run, and the log says which was kept
+    expect(LatestPointerSchema.parse(await getJson(client, s3.bucket, `latest/${database}.json`))).toEqual({ manifest: newer });
+    expect(LatestPointerSchema.parse(await getJson(client, s3.bucket, `latest/${database}/weekly.json`))).toEqual({ manifest: result.manifestKey });
+    expect(lines).toContain(`upload: latest/${database}.json kept on ${newer}, a backup that started later than this one`);
+  });
+
   it('refuses to overwrite a published backup with the same key (same tier, same second)', async () => {
     // Arrange
     const client = createS3Client(s3.env);
@@ -246,10 +274,11 @@ describe('atmr-dr backup (integration)', () => {
       { tier: 'daily' },
     );
 
-    // Assert: the final count (every byte of the .dump), then only the phase lines
+    // Assert: the final count (every byte of the .dump), then only the phase lines (this run's clock
+    // is older than the earlier tests' backups: the pointers they published are kept, and said so)
     const firstPhase = events.findIndex((e) => e.startsWith('upload: '));
     expect(events[firstPhase - 1]).toBe(`progress ${result.manifest.objects.find((o) => o.format === 'custom')?.bytes}`);
-    expect(events.slice(firstPhase)).toEqual([
+    expect(events.slice(firstPhase).filter((e) => !/^upload: latest\S* kept on /.test(e))).toEqual([
       expect.stringMatching(/^upload: pg_dump finished \(\d+(\.\d)? (B|KiB|MiB) dumped\); finishing the uploads: \d+(\.\d)? (B|KiB|MiB) of \d+(\.\d)? (B|KiB|MiB) stored so far$/),
       'upload: publishing the manifest and the latest pointers',
     ]);
