@@ -22,7 +22,7 @@ import {
   manifestKeyStamp,
   type BackupTier,
 } from '../shared/s3-layout';
-import { isNoSuchBucket, isNotFound, missingBucketError } from '../shared/s3-objects';
+import { getTextIfExists, isNoSuchBucket, isNotFound, missingBucketError } from '../shared/s3-objects';
 import { parseBackupTier } from '../shared/tiers';
 import { isErrorLine, pgToolPath } from '../shared/postgres';
 import { igzipArgs, resolvePlainCompressor, type PlainCompressor, type PlainCompressorPreference } from './compressor';
@@ -634,14 +634,9 @@ async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, d
 
 /** The manifest key a latest pointer names, or undefined when there is none or it is not a pointer. */
 async function pointedManifest(s3: S3Client, bucket: string, key: string): Promise<string | undefined> {
-  try {
-    const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    const parsed = LatestPointerSchema.safeParse(safeJson(await response.Body!.transformToString()));
-    return parsed.success ? parsed.data.manifest : undefined;
-  } catch (error) {
-    if (isNotFound(error)) return undefined;
-    throw error;
-  }
+  const text = await getTextIfExists(s3, bucket, key);
+  const parsed = text === undefined ? undefined : LatestPointerSchema.safeParse(safeJson(text));
+  return parsed?.success ? parsed.data.manifest : undefined;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { OperatorError, oneLine } from '../shared/errors';
 import { BackupManifest, BackupObject, LatestPointerSchema, parseManifest } from '../shared/manifest';
 import {
@@ -10,7 +10,7 @@ import {
   latestDatabaseTierPointerKey,
   latestTierPointerKey,
 } from '../shared/s3-layout';
-import { isNoSuchBucket, isNotFound, missingBucketError } from '../shared/s3-objects';
+import { getTextIfExists, isNoSuchBucket, missingBucketError } from '../shared/s3-objects';
 import { safeJson } from '../shared/json';
 import { parseBackupTier } from '../shared/tiers';
 
@@ -102,7 +102,7 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
   const own = tier === undefined ? latestDatabasePointerKey(database) : latestDatabaseTierPointerKey(database, tier);
   const legacy = tier === undefined ? LATEST_POINTER_KEY : latestTierPointerKey(tier);
   for (const pointerKey of [own, legacy]) {
-    const text = await getTextIfExists(deps, pointerKey);
+    const text = await getTextIfExists(deps.s3, deps.bucket, pointerKey);
     if (text === undefined) continue;
     const pointer = LatestPointerSchema.safeParse(safeJson(text));
     if (!pointer.success) {
@@ -120,7 +120,7 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
 }
 
 export async function readManifest(deps: CatalogDeps, manifestKey: string): Promise<BackupManifest> {
-  const text = await getTextIfExists(deps, manifestKey);
+  const text = await getTextIfExists(deps.s3, deps.bucket, manifestKey);
   if (text === undefined) throw new OperatorError(`manifest s3://${deps.bucket}/${manifestKey} does not exist; list backups with: atmr-dr backups list`);
   return parseManifest(manifestKey, text);
 }
@@ -138,17 +138,6 @@ export function chooseObject(manifestKey: string, manifest: BackupManifest, form
 /** `<tier>/<db>_backup_<stamp>.manifest.json` to `<db>`: to filter a manifest that cannot be read. */
 function keyDatabase(manifestKey: string): string | undefined {
   return /^[^/]+\/(.+)_backup_\d{8}_\d{6}\.manifest\.json$/.exec(manifestKey)?.[1];
-}
-
-async function getTextIfExists(deps: CatalogDeps, key: string): Promise<string | undefined> {
-  try {
-    const response = await deps.s3.send(new GetObjectCommand({ Bucket: deps.bucket, Key: key }));
-    return await (response.Body as { transformToString(): Promise<string> }).transformToString();
-  } catch (error) {
-    if (isNotFound(error)) return undefined;
-    if (isNoSuchBucket(error)) throw missingBucketError(deps.bucket);
-    throw new OperatorError(`cannot read s3://${deps.bucket}/${key}: ${oneLine(error)}; check the endpoint, BACKUP_BUCKET and credentials`);
-  }
 }
 
 async function s3Call<T>(bucket: string, what: string, call: () => Promise<T>): Promise<T> {

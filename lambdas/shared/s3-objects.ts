@@ -43,3 +43,18 @@ export async function getText(s3: S3Client, bucket: string, key: string, notFoun
     throw new OperatorError(`cannot read s3://${bucket}/${key}: ${oneLine(error)}; check the endpoint, BACKUP_BUCKET and credentials`);
   }
 }
+
+/**
+ * A small object's body as text, or undefined when it does not exist (a pointer not written yet).
+ * A missing bucket is the one line of missingBucketError; any other failure says what to check.
+ */
+export async function getTextIfExists(s3: S3Client, bucket: string, key: string): Promise<string | undefined> {
+  try {
+    const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    return (await response.Body?.transformToString('utf8')) ?? '';
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
+    if (isNoSuchBucket(error)) throw missingBucketError(bucket);
+    throw new OperatorError(`cannot read s3://${bucket}/${key}: ${oneLine(error)}; check the endpoint, BACKUP_BUCKET and credentials`);
+  }
+}
