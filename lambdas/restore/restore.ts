@@ -191,10 +191,12 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
         .then((client) => dropDatabase(client, staging))
         .then(
           () => `staging database ${staging} dropped`,
-          (dropError: unknown) => `could not drop staging database ${staging} (${oneLine(dropError)}): drop it with DROP DATABASE ${quoteIdent(staging)} WITH (FORCE)`,
+          (dropError: unknown) => {
+            dropFailed = true;
+            return `could not drop staging database ${staging} (${oneLine(dropError)}): drop it with DROP DATABASE ${quoteIdent(staging)} WITH (FORCE)`;
+          },
         );
       log(cleanup);
-      dropFailed = !cleanup.startsWith('staging database');
     }
     if (signal?.aborted) throw new OperatorError(`restore interrupted (${abortReason(signal)}): ${cleanup}; target "${target}" untouched`, 130);
     // A failure at swap time comes after a whole load, which the operator must know is lost. The
