@@ -23,14 +23,10 @@ if (!fs.existsSync(bundle)) {
 // V8's code cache (Node >= 22.1): compiling the 1.7 MB bundle is most of a start; cached, it is skipped.
 const nodeModule = require('node:module');
 if (typeof nodeModule.enableCompileCache === 'function') nodeModule.enableCompileCache(path.join(__dirname, '..', 'node_modules', '.cache', 'atmr-dr-v8'));
-require(bundle)
-  .main(process.argv)
-  .then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (error) => {
-      process.stderr.write(`atmr-dr: ${String(error && error.message)}\n`);
-      process.exitCode = 1;
-    },
-  );
+// A failed command exits as soon as its line is out (exitWhenFailed): a request it abandoned, to an S3
+// that stopped answering, would otherwise keep the process alive for minutes.
+const cli = require(bundle);
+cli.main(process.argv).then(cli.exitWhenFailed, (error) => {
+  process.stderr.write(`atmr-dr: ${String(error && error.message)}\n`);
+  cli.exitWhenFailed(1);
+});

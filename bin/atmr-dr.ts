@@ -3,6 +3,10 @@ import { Command, CommanderError } from 'commander';
 import { version } from '../package.json';
 import { isAwsSdkError } from '../lambdas/shared/aws-errors';
 import { OperatorError, oneLine } from '../lambdas/shared/errors';
+import { exitWhenFailed } from '../lambdas/shared/exit';
+
+/** For bin/atmr-dr.cjs, which runs the bundle. */
+export { exitWhenFailed };
 
 /** Exit code of a command line the parser refuses (unknown option, missing argument, bad value). */
 export const USAGE_EXIT_CODE = 2;
@@ -112,13 +116,8 @@ export async function main(argv: string[] = process.argv): Promise<number> {
 }
 
 if (require.main === module) {
-  main().then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (error: unknown) => {
-      process.stderr.write(`atmr-dr: ${oneLine(error)}\n`);
-      process.exitCode = 1;
-    },
-  );
+  main().then(exitWhenFailed, (error: unknown) => {
+    process.stderr.write(`atmr-dr: ${oneLine(error)}\n`);
+    exitWhenFailed(1);
+  });
 }

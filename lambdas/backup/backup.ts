@@ -120,6 +120,12 @@ const KILL_GRACE_MS = 5000;
 const KEY_CLAIM_ATTEMPTS = 3;
 /** How long a failure waits for pg_dump's / pg_restore's own exit status, to report the root cause. */
 const ROOT_CAUSE_WAIT_MS = 1500;
+/**
+ * How long a failed run waits for S3 to abort its multipart uploads. The abort only tidies (the
+ * bucket's AbortIncompleteMultipartUpload rule removes the parts anyway), and an S3 that went silent
+ * would hold a stopped run for minutes (socket timeout times retries) before it exits.
+ */
+const ABORT_UPLOAD_WAIT_MS = 5000;
 const STDERR_TAIL_CHARS = 8192;
 
 const logger = new Logger({ serviceName: 'backup' });
@@ -577,7 +583,9 @@ async function abortMultipartUpload(s3: S3Client, bucket: string, sink: Sink): P
   const uploadId = sink.upload.uploadId;
   if (!uploadId) return;
   try {
-    await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: sink.key, UploadId: uploadId }));
+    await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: sink.key, UploadId: uploadId }), {
+      abortSignal: AbortSignal.timeout(ABORT_UPLOAD_WAIT_MS),
+    });
   } catch (error) {
     // Not fatal: the bucket's AbortIncompleteMultipartUpload lifecycle rule removes the parts. Debug
     // level: the operator's stderr carries the one line of the failure's root cause, not a JSON

@@ -2,6 +2,7 @@ import { RDSClient } from '@aws-sdk/client-rds';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { createS3Client, DEFAULT_MAX_ATTEMPTS } from '../shared/aws';
 import { OperatorError, oneLine } from '../shared/errors';
+import { exitWhenFailed } from '../shared/exit';
 import { observability } from '../shared/observability';
 import type { BackupTier } from '../shared/s3-layout';
 import { BACKUP_RUNNER_SERVICE, RUNNER_ENV } from './runner-contract';
@@ -66,7 +67,5 @@ if (require.main === module) {
   const abort = new AbortController();
   // ECS stops a task with SIGTERM, then SIGKILL after stopTimeout: abort uploads in between.
   process.once('SIGTERM', () => abort.abort(new Error('task stopped (SIGTERM)')));
-  void main(process.argv.slice(2), process.env, { stderr: process.stderr, signal: abort.signal }).then((code) => {
-    process.exitCode = code;
-  });
+  void main(process.argv.slice(2), process.env, { stderr: process.stderr, signal: abort.signal }).then(exitWhenFailed);
 }

@@ -186,6 +186,55 @@ describe('atmr-dr backup faults (integration)', () => {
     }
   });
 
+  it('an S3 that goes silent mid-upload: one SIGTERM still ends the run within seconds (exit 143), nothing published', async () => {
+    // Arrange: a proxy to s3rver that forwards until the first upload part, then stops answering on
+    // every connection, old and new (a network partition or a hung load balancer in mid-run).
+    const sockets: net.Socket[] = [];
+    let frozen = false;
+    const target = new URL(s3.endpoint);
+    const proxy = net.createServer((client) => {
+      sockets.push(client);
+      if (frozen) return;
+      const upstream = net.connect(Number(target.port), target.hostname);
+      sockets.push(upstream);
+      client.on('data', (chunk: Buffer) => {
+        if (!frozen && chunk.includes('uploadId=')) frozen = true;
+        if (!frozen) upstream.write(chunk);
+      });
+      upstream.on('data', (chunk: Buffer) => {
+        if (!frozen) client.write(chunk);
+      });
+      for (const end of [client, upstream]) end.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const endpoint = `http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`;
+    try {
+      const run = startCli(['backup', '--tier', 'hourly'], cliEnv(big, s3.env, { AWS_ENDPOINT_URL_S3: endpoint, NODE_NO_WARNINGS: '1' }));
+      let exited = false;
+      void run.result.then(() => (exited = true));
+      while (!exited && !frozen) await new Promise((resolve) => setTimeout(resolve, 50));
+      // The part is on its way and S3 says nothing more.
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+
+      // Act
+      const signalled = Date.now();
+      run.signalCli('SIGTERM');
+      const result = await run.result;
+
+      // Assert
+      expect(frozen).toBe(true);
+      expect(result.status).toBe(143);
+      expect(Date.now() - signalled).toBeLessThan(15_000);
+      expect(result.stderr.trim().split('\n')).toEqual([
+        expect.stringMatching(/^atmr-dr: backup failed, nothing published \(no manifest, latest pointers unchanged\): backup aborted \(received SIGTERM\)$/),
+      ]);
+      await expectNothingPublished();
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
+  });
+
   it('a bucket that does not exist: fails in the pre-flight, before any dump, naming the bucket and the fix (exit 2)', async () => {
     // Arrange: a pg_dump that records how it is called, so that a dump that started shows
     const binDir = fs.mkdtempSync(path.join(workDir, 'recording-pg-dump-'));
