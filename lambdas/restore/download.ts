@@ -45,18 +45,31 @@ export class BadObjectError extends OperatorError {
   }
 }
 
+/**
+ * The local disk cannot hold the object (as opposed to an object that is bad): says nothing about
+ * the backup, so `backups verify` stops on it instead of reporting the backup bad.
+ */
+export class LocalSpaceError extends OperatorError {}
+
 /** Refuses before downloading when the directory cannot hold the object. */
 export async function checkFreeSpace(dir: string, bytes: number, check: SpaceCheck = {}): Promise<void> {
-  const statfs: StatFs = check.statfs ?? ((d) => fs.promises.statfs(d));
   const factor = check.factor ?? DEFAULT_SPACE_FACTOR;
+  const free = await freeSpace(dir, check);
+  if (free < Math.ceil(bytes * factor)) throw noSpaceError(`not enough space in TMPDIR (${dir})`, bytes, factor, free);
+}
+
+async function freeSpace(dir: string, check: SpaceCheck): Promise<number> {
+  const statfs: StatFs = check.statfs ?? ((d) => fs.promises.statfs(d));
   const stats = await statfs(dir);
-  const free = stats.bavail * stats.bsize;
-  const needed = Math.ceil(bytes * factor);
-  if (free < needed) {
-    throw new OperatorError(
-      `not enough space in ${dir}: ${formatBytes(free)} free, ${formatBytes(needed)} needed (object ${formatBytes(bytes)} x ${factor}); free space, point TMPDIR at a larger disk or raise the Lambda ephemeral storage`,
-    );
-  }
+  return stats.bavail * stats.bsize;
+}
+
+/** The one line for a disk too small, found before the download or by a write (ENOSPC) during it. */
+function noSpaceError(what: string, bytes: number, factor: number, free: number | undefined): LocalSpaceError {
+  const room = free === undefined ? '' : `${formatBytes(free)} free, `;
+  return new LocalSpaceError(
+    `${what}: ${room}${formatBytes(Math.ceil(bytes * factor))} needed (object ${formatBytes(bytes)} x ${factor}); the backup is not at fault: point TMPDIR at a larger disk (or free space there, or raise the Lambda ephemeral storage) and retry`,
+  );
 }
 
 export interface DownloadOptions extends SpaceCheck {
@@ -152,6 +165,12 @@ export async function downloadObject(deps: CatalogDeps, object: BackupObject, di
     fs.rmSync(file, { force: true });
     if (options.signal?.aborted) throw options.signal.reason;
     if (error instanceof OperatorError) throw error;
+    // The free-space check above is a look before the download: space taken meanwhile (another
+    // download, a log) or a limit statfs does not show (a quota) ends in ENOSPC on a write.
+    if ((error as NodeJS.ErrnoException).code === 'ENOSPC') {
+      const free = await freeSpace(dir, options).catch(() => undefined);
+      throw noSpaceError(`the local disk is full: TMPDIR (${dir}) ran out of space for ${object.key} after ${formatBytes(received)} (ENOSPC)`, total, options.factor ?? DEFAULT_SPACE_FACTOR, free);
+    }
     throw new OperatorError(`download of s3://${deps.bucket}/${object.key} failed after ${formatBytes(received)}: ${oneLine(error)}; retry, and check the S3 endpoint and network`);
   }
   const sha256 = hash.digest('hex');
@@ -239,6 +258,8 @@ async function checkSize(deps: CatalogDeps, object: BackupObject): Promise<void>
 function s3Error(deps: CatalogDeps, object: BackupObject, start: number, error: unknown): Error {
   if (error instanceof OperatorError) return error;
   if ((error as Error)?.name === 'AbortError') return error as Error;
+  // A write into the local file, not S3: downloadObject says the disk is full.
+  if ((error as NodeJS.ErrnoException).code === 'ENOSPC') return error as Error;
   if (isNotFound(error)) {
     return new BadObjectError(`object s3://${deps.bucket}/${object.key} named by the manifest is missing; this backup is unusable, pick another one (atmr-dr backups list)`, 'missing');
   }

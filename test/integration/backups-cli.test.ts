@@ -1,9 +1,13 @@
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
+import * as path from 'node:path';
 import { createS3Client } from '../../lambdas/shared/aws';
+import { formatBytes } from '../../lambdas/shared/format';
+import type { BackupManifest } from '../../lambdas/shared/manifest';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
-import { LocalS3, startLocalS3 } from '../support/s3';
+import { LocalS3, startHoldingProxy, startLocalS3 } from '../support/s3';
+import { canMountSmallDisk, mountSmallDisk, waitForFile } from '../support/small-disk';
 import { atmrDr, writeFixtureBackup } from '../lambdas/restore/fixtures';
 
 const cluster = testCluster();
@@ -11,6 +15,7 @@ let localS3: LocalS3;
 let s3: S3Client;
 let database: string;
 let olderKey: string;
+let olderManifest: BackupManifest;
 let newerKey: string;
 
 beforeAll(async () => {
@@ -19,7 +24,7 @@ beforeAll(async () => {
   database = uniqueDatabaseName('bcli');
   psql(cluster, 'postgres', `CREATE DATABASE ${database}`);
   psql(cluster, database, 'CREATE TABLE company (id int PRIMARY KEY, name text); INSERT INTO company SELECT i, md5(i::text) FROM generate_series(1, 300) i;');
-  olderKey = (await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'daily', startedAt: new Date('2026-11-20T02:00:00Z') })).manifestKey;
+  ({ manifestKey: olderKey, manifest: olderManifest } = await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'daily', startedAt: new Date('2026-11-20T02:00:00Z') }));
   newerKey = (await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'hourly', startedAt: new Date('2026-11-21T10:00:00Z') })).manifestKey;
 }, 120_000);
 
@@ -176,6 +181,56 @@ describe('atmr-dr backups', () => {
       summary: expect.stringMatching(/^backup .*: 2 of 2 objects bad/),
     });
     expect(json.stderr).toMatch(/^atmr-dr: backup .*: 2 of 2 objects bad .*\n$/);
+  });
+
+  (canMountSmallDisk ? it : it.skip)('verify with a TMPDIR that fills up during the download says the local disk is full, names TMPDIR and the sizes, does not call the backup bad, exit 1', async () => {
+    // Arrange: TMPDIR on a 4 MiB disk (room for the download when it starts); the .dump's bytes
+    // held back until another writer has taken the rest of the disk
+    const disk = mountSmallDisk(4 * 1024 * 1024);
+    const proxy = await startHoldingProxy(localS3.endpoint, /^GET \S+\.dump/);
+    const custom = olderManifest.objects.find((o) => o.format === 'custom')!;
+    try {
+      // Act
+      const running = atmrDr(['backups', 'verify', olderKey], { ...localS3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint, TMPDIR: disk.path });
+      const file = await waitForFile(disk.path, '.dump');
+      disk.fill();
+      proxy.release();
+      const run = await running;
+
+      // Assert: no BAD line, no "objects bad": the backup was not checked
+      expect(run.status).toBe(1);
+      expect(run.stdout).toBe('');
+      expect(run.stderr).toBe(
+        `atmr-dr: backup ${olderKey} not checked: the local disk is full: TMPDIR (${path.join(disk.path, path.dirname(file))}) ran out of space for ${custom.key} after 0 B (ENOSPC): ` +
+          `0 B free, ${formatBytes(Math.ceil(custom.bytes * 1.1))} needed (object ${formatBytes(custom.bytes)} x 1.1); the backup is not at fault: point TMPDIR at a larger disk (or free space there, or raise the Lambda ephemeral storage) and retry\n`,
+      );
+    } finally {
+      await proxy.stop();
+      disk.unmount();
+    }
+  });
+
+  (canMountSmallDisk ? it : it.skip)('verify with a TMPDIR too small from the start refuses before downloading, with the free and needed bytes, and does not call the backup bad, exit 1', async () => {
+    // Arrange: TMPDIR on a disk that is already full
+    const disk = mountSmallDisk(1024 * 1024);
+    disk.fill();
+    const custom = olderManifest.objects.find((o) => o.format === 'custom')!;
+    try {
+      // Act
+      const run = await atmrDr(['backups', 'verify', olderKey], { ...localS3.env, TMPDIR: disk.path });
+
+      // Assert
+      expect(run.status).toBe(1);
+      expect(run.stdout).toBe('');
+      expect(run.stderr).toMatch(
+        new RegExp(
+          `^atmr-dr: backup ${olderKey} not checked: not enough space in TMPDIR \\(${disk.path}/atmr-dr-verify-\\w{6}\\): 0 B free, ${formatBytes(Math.ceil(custom.bytes * 1.1))} needed \\(object ${formatBytes(custom.bytes)} x 1\\.1\\); ` +
+            'the backup is not at fault: point TMPDIR at a larger disk \\(or free space there, or raise the Lambda ephemeral storage\\) and retry\n$',
+        ),
+      );
+    } finally {
+      disk.unmount();
+    }
   });
 
   it('verify --json of a good backup keeps its fields (ok, manifestKey, objects with bytes, sha256, detail, seconds)', async () => {

@@ -7,9 +7,12 @@ import * as path from 'node:path';
 import { Client } from 'pg';
 import { stagingName } from '../../lambdas/restore/restore';
 import { createS3Client } from '../../lambdas/shared/aws';
+import { formatBytes } from '../../lambdas/shared/format';
+import type { BackupManifest } from '../../lambdas/shared/manifest';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
-import { LocalS3, startLocalS3 } from '../support/s3';
+import { LocalS3, startHoldingProxy, startLocalS3 } from '../support/s3';
+import { canMountSmallDisk, mountSmallDisk, waitForFile } from '../support/small-disk';
 import { atmrDr, databaseDigest, databaseExists, databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -19,6 +22,7 @@ let s3: S3Client;
 let source: string;
 let sourceDigest: string;
 let manifestKey: string;
+let manifest: BackupManifest;
 
 /** Operator environment: the S3 endpoint and bucket, and libpq settings of the test cluster. */
 function env(extra: Record<string, string> = {}): Record<string, string> {
@@ -39,7 +43,7 @@ beforeAll(async () => {
   psql(cluster, 'postgres', `CREATE DATABASE ${source}`);
   psql(cluster, source, "CREATE TABLE company (id int PRIMARY KEY, name text); INSERT INTO company SELECT i, 'société ' || i FROM generate_series(1, 500) i;");
   sourceDigest = databaseDigest(cluster, source);
-  manifestKey = (await writeFixtureBackup(s3, localS3.bucket, cluster, source, { tier: 'daily' })).manifestKey;
+  ({ manifestKey, manifest } = await writeFixtureBackup(s3, localS3.bucket, cluster, source, { tier: 'daily' }));
 }, 120_000);
 
 afterAll(async () => {
@@ -256,6 +260,35 @@ describe('atmr-dr restore', () => {
       `atmr-dr: target database "${target}" is missing and its data is in "${old}", left by a restore stopped in the middle of its swap: put it back with ALTER DATABASE "${old}" RENAME TO "${target}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore\n`,
     );
     expect(databasesLike(cluster, target)).toEqual([old]);
+  });
+
+  (canMountSmallDisk ? it : it.skip)('a TMPDIR that fills up during the download: one line saying the local disk is full, with TMPDIR, the sizes and the fix, not S3 rights; exit 1, nothing created', async () => {
+    // Arrange: TMPDIR on a 4 MiB disk (room for the download when it starts); the .dump's bytes
+    // held back until another writer has taken the rest of the disk
+    const disk = mountSmallDisk(4 * 1024 * 1024);
+    const proxy = await startHoldingProxy(localS3.endpoint, /^GET \S+\.dump/);
+    const custom = manifest.objects.find((o) => o.format === 'custom')!;
+    const target = uniqueDatabaseName('rcli_full');
+    try {
+      // Act
+      const running = atmrDr(['restore', manifestKey, '--target-db', target], env({ AWS_ENDPOINT_URL_S3: proxy.endpoint, TMPDIR: disk.path }));
+      const file = await waitForFile(disk.path, '.dump');
+      disk.fill();
+      proxy.release();
+      const run = await running;
+
+      // Assert
+      expect(run.status).toBe(1);
+      expect(run.stdout).toBe('');
+      expect(run.stderr).toBe(
+        `atmr-dr: the local disk is full: TMPDIR (${path.join(disk.path, path.dirname(file))}) ran out of space for ${custom.key} after 0 B (ENOSPC): ` +
+          `0 B free, ${formatBytes(Math.ceil(custom.bytes * 1.1))} needed (object ${formatBytes(custom.bytes)} x 1.1); the backup is not at fault: point TMPDIR at a larger disk (or free space there, or raise the Lambda ephemeral storage) and retry\n`,
+      );
+      expect(databasesLike(cluster, target)).toEqual([]);
+    } finally {
+      await proxy.stop();
+      disk.unmount();
+    }
   });
 
   it('without the backup to restore, says what to pass in one line, exit 2', async () => {
