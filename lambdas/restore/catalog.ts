@@ -108,7 +108,13 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
     if (!pointer.success) {
       throw new OperatorError(`pointer s3://${deps.bucket}/${pointerKey} is not {"manifest": "<key>"}; name a manifest key instead (atmr-dr backups list --database ${database})`);
     }
-    const manifest = await readManifest(deps, pointer.data.manifest);
+    // A pointer outlives its backup when the backup is deleted or expires: the line names both keys.
+    const manifest = await readManifest(
+      deps,
+      pointer.data.manifest,
+      () =>
+        `pointer s3://${deps.bucket}/${pointerKey} names manifest ${pointer.data.manifest}, which does not exist (its backup was deleted or has expired): name a manifest key instead (atmr-dr backups list --database ${database}), and delete the pointer (the next backup writes it again)`,
+    );
     if (manifest.database === database) return { manifestKey: pointer.data.manifest, manifest };
     if (pointerKey === own) {
       throw new OperatorError(`pointer s3://${deps.bucket}/${pointerKey} names a backup of "${manifest.database}", not "${database}"; name a manifest key instead (atmr-dr backups list --database ${database})`);
@@ -119,9 +125,10 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
   );
 }
 
-export async function readManifest(deps: CatalogDeps, manifestKey: string): Promise<BackupManifest> {
+/** A manifest by its key; `missing` says what a missing one means where the key came from (a pointer). */
+export async function readManifest(deps: CatalogDeps, manifestKey: string, missing?: () => string): Promise<BackupManifest> {
   const text = await getTextIfExists(deps.s3, deps.bucket, manifestKey);
-  if (text === undefined) throw new OperatorError(`manifest s3://${deps.bucket}/${manifestKey} does not exist; list backups with: atmr-dr backups list`);
+  if (text === undefined) throw new OperatorError(missing?.() ?? `manifest s3://${deps.bucket}/${manifestKey} does not exist; list backups with: atmr-dr backups list`);
   return parseManifest(manifestKey, text);
 }
 

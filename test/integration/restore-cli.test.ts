@@ -1,4 +1,4 @@
-import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -206,6 +206,25 @@ describe('atmr-dr restore', () => {
     expect(none.stderr).toMatch(/^atmr-dr: no backup of database "app_without_backups" in s3:\/\/\S+ \(no latest\/app_without_backups\.json\): .*\n$/);
     expect(noDatabase.status).toBe(2);
     expect(noDatabase.stderr).toBe('atmr-dr: "latest" is per database and none was named: set PGDATABASE or pass --database NAME\n');
+  });
+
+  it('latest whose pointer names a manifest that does not exist: one line naming the pointer, the missing manifest and the fix, exit 1, nothing created', async () => {
+    // Arrange: the pointer of a database whose backup has expired
+    const database = uniqueDatabaseName('rcli_expired');
+    const pointer = `latest/${database}.json`;
+    const gone = `daily/${database}_backup_20260101_000000.manifest.json`;
+    await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: pointer, Body: JSON.stringify({ manifest: gone }) }));
+    const target = uniqueDatabaseName('rcli_expired_target');
+
+    // Act
+    const run = await atmrDr(['restore', 'latest', '--database', database, '--target-db', target], env());
+
+    // Assert
+    expect(run.status).toBe(1);
+    expect(run.stderr).toBe(
+      `atmr-dr: pointer s3://${localS3.bucket}/${pointer} names manifest ${gone}, which does not exist (its backup was deleted or has expired): name a manifest key instead (atmr-dr backups list --database ${database}), and delete the pointer (the next backup writes it again)\n`,
+    );
+    expect(databaseExists(cluster, target)).toBe(false);
   });
 
   it('refuses the maintenance database and the templates as targets before any download, exit 2, nothing created', async () => {
