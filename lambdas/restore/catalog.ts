@@ -12,6 +12,7 @@ import {
 } from '../shared/s3-layout';
 import { getTextIfExists, isNoSuchBucket, missingBucketError } from '../shared/s3-objects';
 import { safeJson } from '../shared/json';
+import { textStart } from '../shared/format';
 import { parseBackupTier } from '../shared/tiers';
 
 /**
@@ -106,7 +107,7 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
     if (text === undefined) continue;
     const pointer = LatestPointerSchema.safeParse(safeJson(text));
     if (!pointer.success) {
-      throw new OperatorError(`pointer s3://${deps.bucket}/${pointerKey} is not {"manifest": "<key>"}; name a manifest key instead (atmr-dr backups list --database ${database})`);
+      throw new OperatorError(`pointer s3://${deps.bucket}/${pointerKey} is not {"manifest": "<key>"} (${textStart(text)}); name a manifest key instead (atmr-dr backups list --database ${database})`);
     }
     // A pointer outlives its backup when the backup is deleted or expires: the line names both keys.
     const manifest = await readManifest(

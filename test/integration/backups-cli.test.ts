@@ -285,6 +285,35 @@ describe('atmr-dr backups', () => {
       await s3.send(new DeleteObjectCommand({ Bucket: localS3.bucket, Key: key }));
     }
   });
+
+  /** A .dump's first bytes as another tool could leave them, with what a terminal would act on: DEL, the C1 CSI, a bidi override, an undecodable byte, ESC [2J. */
+  const binary = Buffer.concat([Buffer.from('PGDMP'), Buffer.from([0x01, 0x0e, 0x00, 0x04, 0x08, 0x01, 0x01, 0x7f, 0xc2, 0x9b, 0xe2, 0x80, 0xae, 0xff, 0x1b]), Buffer.from('[2J'), Buffer.alloc(64, 0x00)]);
+  const binaryStart = 'it starts with "PGDMP\\x01\\x0e\\x00\\x04\\x08\\x01\\x01\\x7f\\x9b\\u202e\\ufffd"';
+
+  it.each([
+    ['a pointer whose body is binary (a .dump copied onto it)', 'pointer'],
+    ['a pointer naming a manifest whose body is binary', 'manifest'],
+  ])('%s: one line with a short, escaped excerpt of its start, no control character', async (_case, onto) => {
+    // Arrange
+    const db = uniqueDatabaseName('bcli_binary');
+    const pointer = `latest/${db}.json`;
+    const manifestKey = `daily/${db}_backup_20261101_000000.manifest.json`;
+    await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: pointer, Body: onto === 'pointer' ? binary : JSON.stringify({ manifest: manifestKey }) }));
+    if (onto === 'manifest') await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: manifestKey, Body: binary }));
+
+    // Act
+    const run = await atmrDr(['backups', 'verify', 'latest', '--database', db], localS3.env);
+
+    // Assert
+    expect(run.status).toBe(1);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toBe(
+      onto === 'pointer'
+        ? `atmr-dr: pointer s3://${localS3.bucket}/${pointer} is not {"manifest": "<key>"} (${binaryStart}); name a manifest key instead (atmr-dr backups list --database ${db})\n`
+        : `atmr-dr: manifest ${manifestKey} is not valid JSON (${binaryStart}); do not restore it, choose another backup (atmr-dr backups list)\n`,
+    );
+    expect(run.stderr.trimEnd()).not.toMatch(/[\p{C}\uFFFD]/u);
+  });
 });
 
 async function objectBytes(key: string): Promise<Buffer> {
