@@ -34,15 +34,28 @@ const IO_BYTES = 1024 * 1024;
 
 /**
  * The stored object is not the one its manifest describes (as opposed to a download that could not
- * finish): `backups verify` reports which check it failed.
+ * finish): `backups verify` reports which check it failed. The message is the problem, then what
+ * to do with the backup (badBackupFix), which depends on the backup's other copy.
  */
 export class BadObjectError extends OperatorError {
   constructor(
-    message: string,
+    readonly problem: string,
     readonly reason: 'missing' | 'size' | 'sha256',
+    otherCopy?: Pick<BackupObject, 'format'>,
   ) {
-    super(message);
+    super(`${problem}; ${badBackupFix(otherCopy)}`);
   }
+}
+
+/**
+ * What to do with a backup one object of which is bad, the one advice of restore and backups
+ * verify: restore checks only the object it loads, so the backup's other format, when its manifest
+ * has one, is the other copy; else another backup.
+ */
+export function badBackupFix(otherCopy: Pick<BackupObject, 'format'> | undefined): string {
+  return otherCopy
+    ? `restore this backup only with --format ${otherCopy.format}, or choose another backup (atmr-dr backups list)`
+    : 'do not restore it, choose another backup (atmr-dr backups list)';
 }
 
 /**
@@ -80,6 +93,8 @@ export interface DownloadOptions extends SpaceCheck {
   readonly concurrency?: number;
   /** Bytes received so far (in any order) of `total`. */
   readonly onProgress?: (bytes: number, total: number) => void;
+  /** The same backup in its other format, if its manifest has one: what a bad object's line advises. */
+  readonly otherCopy?: BackupObject;
 }
 
 export interface DownloadResult {
@@ -164,6 +179,7 @@ export async function downloadObject(deps: CatalogDeps, object: BackupObject, di
     await handle.close().catch(() => undefined);
     fs.rmSync(file, { force: true });
     if (options.signal?.aborted) throw options.signal.reason;
+    if (error instanceof BadObjectError) throw new BadObjectError(error.problem, error.reason, options.otherCopy);
     if (error instanceof OperatorError) throw error;
     // The free-space check above is a look before the download: space taken meanwhile (another
     // download, a log) or a limit statfs does not show (a quota) ends in ENOSPC on a write.
@@ -177,8 +193,9 @@ export async function downloadObject(deps: CatalogDeps, object: BackupObject, di
   if (sha256 !== object.sha256) {
     fs.rmSync(file, { force: true });
     throw new BadObjectError(
-      `object ${object.key} has sha256 ${sha256.slice(0, 12)}..., the manifest says ${object.sha256.slice(0, 12)}...: the stored backup is corrupt; do not restore it, pick another backup`,
+      `object ${object.key} has sha256 ${sha256.slice(0, 12)}..., the manifest says ${object.sha256.slice(0, 12)}...: the stored object is corrupt`,
       'sha256',
+      options.otherCopy,
     );
   }
   return { file, bytes: received, sha256, seconds: (performance.now() - started) / 1000 };
@@ -186,7 +203,7 @@ export async function downloadObject(deps: CatalogDeps, object: BackupObject, di
 
 function sizeMismatch(object: BackupObject, stored: number | string): OperatorError {
   return new BadObjectError(
-    `object ${object.key} is ${stored} bytes, the manifest says ${object.bytes}: the stored backup is truncated or altered; do not restore it, pick another backup`,
+    `object ${object.key} is ${stored} bytes, the manifest says ${object.bytes}: the stored object is truncated or altered`,
     'size',
   );
 }
@@ -261,7 +278,7 @@ function s3Error(deps: CatalogDeps, object: BackupObject, start: number, error: 
   // A write into the local file, not S3: downloadObject says the disk is full.
   if ((error as NodeJS.ErrnoException).code === 'ENOSPC') return error as Error;
   if (isNotFound(error)) {
-    return new BadObjectError(`object s3://${deps.bucket}/${object.key} named by the manifest is missing; this backup is unusable, pick another one (atmr-dr backups list)`, 'missing');
+    return new BadObjectError(`object s3://${deps.bucket}/${object.key} named by the manifest is missing`, 'missing');
   }
   // 416: the range starts past the end, so the stored object is shorter than the manifest says.
   if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 416) return sizeMismatch(object, `fewer than ${start}`);

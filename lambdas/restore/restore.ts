@@ -129,6 +129,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       partBytes: deps.partBytes,
       concurrency: deps.downloadConcurrency,
       onProgress: deps.onDownloadProgress,
+      otherCopy: manifest.objects.find((o) => o.format !== object.format),
     });
     log(`download: verified sha256 ${download.sha256.slice(0, 12)}... in ${download.seconds.toFixed(1)} s`);
 

@@ -8,7 +8,7 @@ import { oneLine } from '../shared/errors';
 import { roundSeconds } from '../shared/format';
 import type { BackupManifest, BackupObject } from '../shared/manifest';
 import { CatalogDeps, CatalogFilter, resolveBackup } from './catalog';
-import { BadObjectError, DownloadResult, LocalSpaceError, SpaceCheck, downloadObject } from './download';
+import { BadObjectError, DownloadResult, LocalSpaceError, SpaceCheck, badBackupFix, downloadObject } from './download';
 import { errorLine, runTool, toolEnv } from './load';
 
 /**
@@ -40,7 +40,7 @@ export interface BadObject {
    * none of these: verifyBackup stops on it, the backup unchecked.
    */
   readonly reason: BadObjectError['reason'] | 'unreadable' | 'download';
-  /** One line: what is wrong and what to do. */
+  /** One line: what is wrong (the summary says what to do with the backup, knowing every object). */
   readonly problem: string;
 }
 
@@ -90,9 +90,8 @@ function summarize(manifestKey: string, objects: readonly VerifiedObject[]): str
   // An object that could not be downloaded is not known to be bad: the check is worth a retry.
   if (bad.every((o) => o.reason === 'download')) return `backup ${manifestKey}: ${which}; retry, and check the S3 endpoint and the network`;
   const good = objects.find((o) => o.ok);
-  // Restore checks only the object it loads: the good format of a half-bad backup still restores.
-  const fix = good ? `restore it only with --format ${good.format}, or choose another backup` : 'do not restore it, choose another backup';
-  return `backup ${manifestKey}: ${which}; ${fix} (atmr-dr backups list)`;
+  // The same advice as restore's, given only when the other copy was found good here.
+  return `backup ${manifestKey}: ${which}; ${badBackupFix(good)}`;
 }
 
 async function verifyObject(deps: VerifyDeps, object: BackupObject, dir: string): Promise<VerifiedObject> {
@@ -102,14 +101,14 @@ async function verifyObject(deps: VerifyDeps, object: BackupObject, dir: string)
     downloaded = await downloadObject(deps, object, dir, deps);
   } catch (error) {
     if (error instanceof LocalSpaceError) throw error;
-    return bad(error instanceof BadObjectError ? error.reason : 'download', oneLine(error));
+    return error instanceof BadObjectError ? bad(error.reason, error.problem) : bad('download', oneLine(error));
   }
   try {
     let detail: GoodObject['detail'];
     if (object.format === 'custom') {
       const list = await runTool(pgToolPath('pg_restore', deps.pgBinDir), ['--list', downloaded.file], { env: toolEnv(undefined) });
       if (list.code !== 0) {
-        return bad('unreadable', `pg_restore --list cannot read ${object.key}: ${errorLine(list.stderr)}; the archive is unreadable, pick another backup`);
+        return bad('unreadable', `pg_restore --list cannot read ${object.key}: ${errorLine(list.stderr)}; the archive is unreadable`);
       }
       detail = { tocEntries: list.stdout.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(';')).length };
     } else {
@@ -119,7 +118,7 @@ async function verifyObject(deps: VerifyDeps, object: BackupObject, dir: string)
           for await (const chunk of source) sqlBytes += chunk.length;
         });
       } catch (error) {
-        return bad('unreadable', `${object.key} is not a readable gzip stream (${oneLine(error)}); pick another backup`);
+        return bad('unreadable', `${object.key} is not a readable gzip stream (${oneLine(error)})`);
       }
       detail = { sqlBytes };
     }

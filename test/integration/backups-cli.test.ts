@@ -135,7 +135,7 @@ describe('atmr-dr backups', () => {
     expect(corrupt.stdout).toMatch(/^ok {2}weekly\/.*\.sql\.gz .* of SQL$/m);
     expect(corrupt.stdout).not.toMatch(/^verified /m);
     expect(corrupt.stderr).toBe(
-      `atmr-dr: backup ${backup.manifestKey}: 1 of 2 objects bad (${key}: sha256); restore it only with --format plain, or choose another backup (atmr-dr backups list)\n`,
+      `atmr-dr: backup ${backup.manifestKey}: 1 of 2 objects bad (${key}: sha256); restore this backup only with --format plain, or choose another backup (atmr-dr backups list)\n`,
     );
     expect(notAKey.status).toBe(2);
     expect(notAKey.stderr).toMatch(/^atmr-dr: "daily\/whatever.dump" is neither "latest" nor a manifest key .*\n$/);

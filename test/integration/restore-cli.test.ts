@@ -1,4 +1,5 @@
-import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { createHash } from 'node:crypto';
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -308,6 +309,35 @@ describe('atmr-dr restore', () => {
       await proxy.stop();
       disk.unmount();
     }
+  });
+
+  it.each([
+    ['with a .sql.gz, restore and verify both advise --format plain', true],
+    ['without a .sql.gz, restore and verify both advise another backup', false],
+  ])('a corrupt .dump: %s, in the same words', async (_case, withPlain) => {
+    // Arrange: one byte of the .dump flipped; the manifest lists the .sql.gz, or the .dump alone
+    const backup = await writeFixtureBackup(s3, localS3.bucket, cluster, source, { tier: 'monthly', startedAt: new Date(Date.now() - Math.floor(Math.random() * 1e9)), pointers: 'none' });
+    const custom = backup.manifest.objects.find((o) => o.format === 'custom')!;
+    const bytes = Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: localS3.bucket, Key: custom.key }))).Body!.transformToByteArray());
+    bytes[bytes.length - 1] ^= 0x01;
+    await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: custom.key, Body: bytes }));
+    if (!withPlain) {
+      await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: backup.manifestKey, Body: JSON.stringify({ ...backup.manifest, objects: [custom] }) }));
+    }
+    const advice = withPlain ? 'restore this backup only with --format plain, or choose another backup (atmr-dr backups list)' : 'do not restore it, choose another backup (atmr-dr backups list)';
+    const target = uniqueDatabaseName('rcli_corrupt');
+
+    // Act
+    const restore = await atmrDr(['restore', backup.manifestKey, '--target-db', target], env());
+    const verify = await atmrDr(['backups', 'verify', backup.manifestKey], env());
+
+    // Assert
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    expect(restore.status).toBe(1);
+    expect(restore.stderr).toBe(`atmr-dr: object ${custom.key} has sha256 ${sha256.slice(0, 12)}..., the manifest says ${custom.sha256.slice(0, 12)}...: the stored object is corrupt; ${advice}\n`);
+    expect(databaseExists(cluster, target)).toBe(false);
+    expect(verify.status).toBe(1);
+    expect(verify.stderr).toBe(`atmr-dr: backup ${backup.manifestKey}: 1 of ${withPlain ? 2 : 1} objects bad (${custom.key}: sha256); ${advice}\n`);
   });
 
   it('without the backup to restore, says what to pass in one line, exit 2', async () => {
