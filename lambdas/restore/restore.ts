@@ -209,8 +209,10 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     }
     // The swap's own steps say what they changed; anything else failed before the first of them.
     if (!(error instanceof OperatorError)) throw new OperatorError(`swap failed after the load: ${oneLine(error)}; the restored copy was not swapped in, ${cleanup}; target "${target}" untouched`);
+    // A guard that passed before the download and refuses now: someone changed the target during
+    // the load (a client connected, a database created), a conflict with another actor (exit 3).
     if (error.exitCode === 2) {
-      throw new OperatorError(`${error.message} (found at swap time, after the load: the restored copy was not swapped in, ${cleanup}; rerun the restore)`, 2);
+      throw new OperatorError(`${error.message} (found at swap time, after the load: the restored copy was not swapped in, ${cleanup}; rerun the restore)`, 3);
     }
     // swapIn's message says in which state it left the target.
     throw new OperatorError(`swap failed after the load: ${error.message}; the restored copy was not swapped in, ${cleanup}`, error.exitCode);

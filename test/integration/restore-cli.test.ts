@@ -554,6 +554,36 @@ describe('atmr-dr restore on the worst day', () => {
     }
   }, 180_000);
 
+  it('a client that connects to the target during the load is a conflict found at swap time: one line saying the load was lost, exit 3, target untouched', async () => {
+    // Arrange: a restore over an existing target, loading into its staging database
+    const target = makeTarget();
+    const before = databaseDigest(cluster, target);
+    const run = startCli(['restore', bigKey, '--target-db', target, '--force']);
+    const worker = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
+    worker.on('error', () => undefined);
+    try {
+      await waitUntil(run, 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1', [`${target}_restore_%`]);
+
+      // Act: a worker reconnects to the target while the backup loads
+      await worker.connect();
+      const status = await run.exited;
+
+      // Assert
+      expect(status).toBe(3);
+      expect(run.stderr()).toMatch(
+        new RegExp(
+          `^atmr-dr: target database "${target}" has 1 open connection\\(s\\) \\(celery\\): stop its clients \\(killswitch maintenance, scale the API/workers to 0\\), or pass --terminate-connections ` +
+            `\\(found at swap time, after the load: the restored copy was not swapped in, staging database ${target}_restore_\\w+ dropped; rerun the restore\\)\n$`,
+        ),
+      );
+      expect(databaseDigest(cluster, target)).toBe(before);
+      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+    } finally {
+      run.child.kill('SIGKILL');
+      await worker.end().catch(() => undefined);
+    }
+  }, 180_000);
+
   describe('backup and restore-test, interrupted, exit like restore: 130 for Ctrl-C, 143 for SIGTERM', () => {
     const pgDumpRunning = "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'COPY %' AND state = 'active'";
     const lastLine = (run: { stderr: () => string }) => run.stderr().trimEnd().split('\n').at(-1);
