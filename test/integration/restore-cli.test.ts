@@ -434,6 +434,21 @@ function startCli(args: string[], extra: Record<string, string> = {}): { child: 
   return { child, stdout: () => stdout, stderr: () => stderr, exited };
 }
 
+/** Polls until the CLI runs pg_restore (its load); returns that child's command line, which names the staging database. */
+async function pgRestoreOf(run: { child: ChildProcess; stderr: () => string; exited: Promise<unknown> }): Promise<string> {
+  let ended = false;
+  void run.exited.then(() => (ended = true));
+  for (const deadline = Date.now() + 120_000; !ended && Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 50))) {
+    const children = execFileSync('ps', ['-eo', 'ppid=,args='], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => l.trim().startsWith(`${run.child.pid} `));
+    // The load's, not the `pg_restore --version` the restore test runs before its backup.
+    const line = children.find((l) => /pg_restore .* -d /.test(l));
+    if (line) return line;
+  }
+  throw new Error(`no pg_restore (the CLI ${ended ? 'exited' : 'still runs'}): ${run.stderr()}`);
+}
+
 /** Polls `sql` (a count) on the test cluster until it is > 0, without blocking this process, which serves S3 to the CLI. */
 async function waitUntil(run: { stderr: () => string; exited: Promise<unknown> }, sql: string, params: unknown[]): Promise<void> {
   const watcher = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
@@ -609,6 +624,23 @@ describe('atmr-dr restore on the worst day', () => {
       expect(JSON.parse(restoreTest.stdout())).toEqual(expect.objectContaining({ ok: false, scratchDropped: true }));
     }, 180_000);
   });
+
+  it('restore-test: SIGTERM during its load says its scratch database, not a target, is untouched, exits 143, and leaves no database', async () => {
+    // Arrange: a restore test of the big database, up to the pg_restore of its restore step
+    const restoreTest = startCli(['restore-test', '--json'], { PGDATABASE: big });
+    const [, staging, scratch] = /-d ((atmr_dr_restore_test_\w+)_restore_\w+) /.exec(await pgRestoreOf(restoreTest))!;
+
+    // Act
+    restoreTest.child.kill('SIGTERM');
+    const status = await restoreTest.exited;
+
+    // Assert
+    expect(status).toBe(143);
+    expect(restoreTest.stderr().trimEnd().split('\n').at(-1)).toBe(
+      `atmr-dr: restore test failed: restore interrupted (received SIGTERM): staging database ${staging} dropped; scratch database "${scratch}" untouched`,
+    );
+    expect(databasesLike(cluster, scratch)).toEqual([]);
+  }, 180_000);
 
   it('a connection to S3 cut in the middle of the download is one line, exit 1, no staging database, no child', async () => {
     // Arrange: a TCP proxy in front of s3rver that resets every connection after 64 KiB of answer
