@@ -12,6 +12,7 @@ import {
 } from '../shared/s3-layout';
 import { getTextIfExists, isNoSuchBucket, missingBucketError } from '../shared/s3-objects';
 import { safeJson } from '../shared/json';
+import { textStart } from '../shared/format';
 import { parseBackupTier } from '../shared/tiers';
 
 /**
@@ -106,9 +107,15 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
     if (text === undefined) continue;
     const pointer = LatestPointerSchema.safeParse(safeJson(text));
     if (!pointer.success) {
-      throw new OperatorError(`pointer s3://${deps.bucket}/${pointerKey} is not {"manifest": "<key>"}; name a manifest key instead (atmr-dr backups list --database ${database})`);
+      throw new OperatorError(`pointer s3://${deps.bucket}/${pointerKey} is not {"manifest": "<key>"} (${textStart(text)}); name a manifest key instead (atmr-dr backups list --database ${database})`);
     }
-    const manifest = await readManifest(deps, pointer.data.manifest);
+    // A pointer outlives its backup when the backup is deleted or expires: the line names both keys.
+    const manifest = await readManifest(
+      deps,
+      pointer.data.manifest,
+      () =>
+        `pointer s3://${deps.bucket}/${pointerKey} names manifest ${pointer.data.manifest}, which does not exist (its backup was deleted or has expired): name a manifest key instead (atmr-dr backups list --database ${database}), and delete the pointer (the next backup writes it again)`,
+    );
     if (manifest.database === database) return { manifestKey: pointer.data.manifest, manifest };
     if (pointerKey === own) {
       throw new OperatorError(`pointer s3://${deps.bucket}/${pointerKey} names a backup of "${manifest.database}", not "${database}"; name a manifest key instead (atmr-dr backups list --database ${database})`);
@@ -119,9 +126,10 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
   );
 }
 
-export async function readManifest(deps: CatalogDeps, manifestKey: string): Promise<BackupManifest> {
+/** A manifest by its key; `missing` says what a missing one means where the key came from (a pointer). */
+export async function readManifest(deps: CatalogDeps, manifestKey: string, missing?: () => string): Promise<BackupManifest> {
   const text = await getTextIfExists(deps.s3, deps.bucket, manifestKey);
-  if (text === undefined) throw new OperatorError(`manifest s3://${deps.bucket}/${manifestKey} does not exist; list backups with: atmr-dr backups list`);
+  if (text === undefined) throw new OperatorError(missing?.() ?? `manifest s3://${deps.bucket}/${manifestKey} does not exist; list backups with: atmr-dr backups list`);
   return parseManifest(manifestKey, text);
 }
 

@@ -34,29 +34,55 @@ const IO_BYTES = 1024 * 1024;
 
 /**
  * The stored object is not the one its manifest describes (as opposed to a download that could not
- * finish): `backups verify` reports which check it failed.
+ * finish): `backups verify` reports which check it failed. The message is the problem, then what
+ * to do with the backup (badBackupFix), which depends on the backup's other copy.
  */
 export class BadObjectError extends OperatorError {
   constructor(
-    message: string,
+    readonly problem: string,
     readonly reason: 'missing' | 'size' | 'sha256',
+    otherCopy?: Pick<BackupObject, 'format'>,
   ) {
-    super(message);
+    super(`${problem}; ${badBackupFix(otherCopy)}`);
   }
 }
 
+/**
+ * What to do with a backup one object of which is bad, the one advice of restore and backups
+ * verify: restore checks only the object it loads, so the backup's other format, when its manifest
+ * has one, is the other copy; else another backup.
+ */
+export function badBackupFix(otherCopy: Pick<BackupObject, 'format'> | undefined): string {
+  return otherCopy
+    ? `restore this backup only with --format ${otherCopy.format}, or choose another backup (atmr-dr backups list)`
+    : 'do not restore it, choose another backup (atmr-dr backups list)';
+}
+
+/**
+ * The local disk cannot hold the object (as opposed to an object that is bad): says nothing about
+ * the backup, so `backups verify` stops on it instead of reporting the backup bad.
+ */
+export class LocalSpaceError extends OperatorError {}
+
 /** Refuses before downloading when the directory cannot hold the object. */
 export async function checkFreeSpace(dir: string, bytes: number, check: SpaceCheck = {}): Promise<void> {
-  const statfs: StatFs = check.statfs ?? ((d) => fs.promises.statfs(d));
   const factor = check.factor ?? DEFAULT_SPACE_FACTOR;
+  const free = await freeSpace(dir, check);
+  if (free < Math.ceil(bytes * factor)) throw noSpaceError(`not enough space in TMPDIR (${dir})`, bytes, factor, free);
+}
+
+async function freeSpace(dir: string, check: SpaceCheck): Promise<number> {
+  const statfs: StatFs = check.statfs ?? ((d) => fs.promises.statfs(d));
   const stats = await statfs(dir);
-  const free = stats.bavail * stats.bsize;
-  const needed = Math.ceil(bytes * factor);
-  if (free < needed) {
-    throw new OperatorError(
-      `not enough space in ${dir}: ${formatBytes(free)} free, ${formatBytes(needed)} needed (object ${formatBytes(bytes)} x ${factor}); free space, point TMPDIR at a larger disk or raise the Lambda ephemeral storage`,
-    );
-  }
+  return stats.bavail * stats.bsize;
+}
+
+/** The one line for a disk too small, found before the download or by a write (ENOSPC) during it. */
+function noSpaceError(what: string, bytes: number, factor: number, free: number | undefined): LocalSpaceError {
+  const room = free === undefined ? '' : `${formatBytes(free)} free, `;
+  return new LocalSpaceError(
+    `${what}: ${room}${formatBytes(Math.ceil(bytes * factor))} needed (object ${formatBytes(bytes)} x ${factor}); the backup is not at fault: point TMPDIR at a larger disk (or free space there, or raise the Lambda ephemeral storage) and retry`,
+  );
 }
 
 export interface DownloadOptions extends SpaceCheck {
@@ -67,6 +93,8 @@ export interface DownloadOptions extends SpaceCheck {
   readonly concurrency?: number;
   /** Bytes received so far (in any order) of `total`. */
   readonly onProgress?: (bytes: number, total: number) => void;
+  /** The same backup in its other format, if its manifest has one: what a bad object's line advises. */
+  readonly otherCopy?: BackupObject;
 }
 
 export interface DownloadResult {
@@ -151,15 +179,23 @@ export async function downloadObject(deps: CatalogDeps, object: BackupObject, di
     await handle.close().catch(() => undefined);
     fs.rmSync(file, { force: true });
     if (options.signal?.aborted) throw options.signal.reason;
+    if (error instanceof BadObjectError) throw new BadObjectError(error.problem, error.reason, options.otherCopy);
     if (error instanceof OperatorError) throw error;
+    // The free-space check above is a look before the download: space taken meanwhile (another
+    // download, a log) or a limit statfs does not show (a quota) ends in ENOSPC on a write.
+    if ((error as NodeJS.ErrnoException).code === 'ENOSPC') {
+      const free = await freeSpace(dir, options).catch(() => undefined);
+      throw noSpaceError(`the local disk is full: TMPDIR (${dir}) ran out of space for ${object.key} after ${formatBytes(received)} (ENOSPC)`, total, options.factor ?? DEFAULT_SPACE_FACTOR, free);
+    }
     throw new OperatorError(`download of s3://${deps.bucket}/${object.key} failed after ${formatBytes(received)}: ${oneLine(error)}; retry, and check the S3 endpoint and network`);
   }
   const sha256 = hash.digest('hex');
   if (sha256 !== object.sha256) {
     fs.rmSync(file, { force: true });
     throw new BadObjectError(
-      `object ${object.key} has sha256 ${sha256.slice(0, 12)}..., the manifest says ${object.sha256.slice(0, 12)}...: the stored backup is corrupt; do not restore it, pick another backup`,
+      `object ${object.key} has sha256 ${sha256.slice(0, 12)}..., the manifest says ${object.sha256.slice(0, 12)}...: the stored object is corrupt`,
       'sha256',
+      options.otherCopy,
     );
   }
   return { file, bytes: received, sha256, seconds: (performance.now() - started) / 1000 };
@@ -167,7 +203,7 @@ export async function downloadObject(deps: CatalogDeps, object: BackupObject, di
 
 function sizeMismatch(object: BackupObject, stored: number | string): OperatorError {
   return new BadObjectError(
-    `object ${object.key} is ${stored} bytes, the manifest says ${object.bytes}: the stored backup is truncated or altered; do not restore it, pick another backup`,
+    `object ${object.key} is ${stored} bytes, the manifest says ${object.bytes}: the stored object is truncated or altered`,
     'size',
   );
 }
@@ -239,8 +275,10 @@ async function checkSize(deps: CatalogDeps, object: BackupObject): Promise<void>
 function s3Error(deps: CatalogDeps, object: BackupObject, start: number, error: unknown): Error {
   if (error instanceof OperatorError) return error;
   if ((error as Error)?.name === 'AbortError') return error as Error;
+  // A write into the local file, not S3: downloadObject says the disk is full.
+  if ((error as NodeJS.ErrnoException).code === 'ENOSPC') return error as Error;
   if (isNotFound(error)) {
-    return new BadObjectError(`object s3://${deps.bucket}/${object.key} named by the manifest is missing; this backup is unusable, pick another one (atmr-dr backups list)`, 'missing');
+    return new BadObjectError(`object s3://${deps.bucket}/${object.key} named by the manifest is missing`, 'missing');
   }
   // 416: the range starts past the end, so the stored object is shorter than the manifest says.
   if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 416) return sizeMismatch(object, `fewer than ${start}`);

@@ -155,7 +155,15 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
     restoreStarted = true;
     const restored = await restoreBackup(
       { ...deps, connection: deps.target, log },
-      { ref: manifestKey, targetDb: scratch, format: 'custom', signal: deps.signal, protectedDatabases: [manifest.database, ...(deps.source ? [deps.source.database] : [])] },
+      {
+        ref: manifestKey,
+        targetDb: scratch,
+        format: 'custom',
+        signal: deps.signal,
+        protectedDatabases: [manifest.database, ...(deps.source ? [deps.source.database] : [])],
+        // The test never touches a target: its lines name the scratch database.
+        targetLabel: 'scratch database',
+      },
     );
     steps.downloadSeconds = roundSeconds(restored.timings.downloadSeconds);
     steps.restoreSeconds = roundSeconds(restored.timings.restoreSeconds);

@@ -68,6 +68,8 @@ export interface RestoreOptions {
   readonly terminateConnections?: boolean;
   /** Stops the restore: the child is killed, the staging database dropped, the reason rethrown. */
   readonly signal?: AbortSignal;
+  /** What the lines call the target database: the restore test's is its scratch database. @default 'target' */
+  readonly targetLabel?: string;
 }
 
 export interface RestoreTimings {
@@ -129,6 +131,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       partBytes: deps.partBytes,
       concurrency: deps.downloadConcurrency,
       onProgress: deps.onDownloadProgress,
+      otherCopy: manifest.objects.find((o) => o.format !== object.format),
     });
     log(`download: verified sha256 ${download.sha256.slice(0, 12)}... in ${download.seconds.toFixed(1)} s`);
 
@@ -198,7 +201,8 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
         );
       log(cleanup);
     }
-    if (signal?.aborted) throw new OperatorError(`restore interrupted (${abortReason(signal)}): ${cleanup}; target "${target}" untouched`, 130);
+    const untouched = `${options.targetLabel ?? 'target'} "${target}" untouched`;
+    if (signal?.aborted) throw new OperatorError(`restore interrupted (${abortReason(signal)}): ${cleanup}; ${untouched}`, 130);
     // A failure at swap time comes after a whole load, which the operator must know is lost. The
     // guards (exit 2) run again there: the same refusal before the download cost nothing.
     if (!swapping) {
@@ -207,9 +211,11 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       throw new OperatorError(`${oneLine(error)}; ${cleanup}`, error instanceof OperatorError ? error.exitCode : 1);
     }
     // The swap's own steps say what they changed; anything else failed before the first of them.
-    if (!(error instanceof OperatorError)) throw new OperatorError(`swap failed after the load: ${oneLine(error)}; the restored copy was not swapped in, ${cleanup}; target "${target}" untouched`);
+    if (!(error instanceof OperatorError)) throw new OperatorError(`swap failed after the load: ${oneLine(error)}; the restored copy was not swapped in, ${cleanup}; ${untouched}`);
+    // A guard that passed before the download and refuses now: someone changed the target during
+    // the load (a client connected, a database created), a conflict with another actor (exit 3).
     if (error.exitCode === 2) {
-      throw new OperatorError(`${error.message} (found at swap time, after the load: the restored copy was not swapped in, ${cleanup}; rerun the restore)`, 2);
+      throw new OperatorError(`${error.message} (found at swap time, after the load: the restored copy was not swapped in, ${cleanup}; rerun the restore)`, 3);
     }
     // swapIn's message says in which state it left the target.
     throw new OperatorError(`swap failed after the load: ${error.message}; the restored copy was not swapped in, ${cleanup}`, error.exitCode);

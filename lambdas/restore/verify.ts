@@ -8,7 +8,7 @@ import { oneLine } from '../shared/errors';
 import { roundSeconds } from '../shared/format';
 import type { BackupManifest, BackupObject } from '../shared/manifest';
 import { CatalogDeps, CatalogFilter, resolveBackup } from './catalog';
-import { BadObjectError, DownloadResult, SpaceCheck, downloadObject } from './download';
+import { BadObjectError, DownloadResult, LocalSpaceError, SpaceCheck, badBackupFix, downloadObject } from './download';
 import { errorLine, runTool, toolEnv } from './load';
 
 /**
@@ -36,10 +36,11 @@ export interface BadObject {
   /**
    * Which check failed: missing, size, sha256 (the stored bytes are not the manifest's), unreadable
    * (right bytes, but pg_restore or gunzip cannot read them), download (it could not be read whole:
-   * network, rights, local space; not known to be bad, not known to be good).
+   * network, rights; not known to be bad, not known to be good). A local disk too small for it is
+   * none of these: verifyBackup stops on it, the backup unchecked.
    */
   readonly reason: BadObjectError['reason'] | 'unreadable' | 'download';
-  /** One line: what is wrong and what to do. */
+  /** One line: what is wrong (the summary says what to do with the backup, knowing every object). */
   readonly problem: string;
 }
 
@@ -62,7 +63,10 @@ export interface VerifyDeps extends CatalogDeps, SpaceCheck {
   readonly tempDir?: string;
 }
 
-/** Resolves and checks one backup; a bad object is reported in the result, an unreadable manifest throws. */
+/**
+ * Resolves and checks one backup; a bad object is reported in the result, an unreadable manifest
+ * throws, and so does a local disk too small for an object (the backup is then neither good nor bad).
+ */
 export async function verifyBackup(deps: VerifyDeps, ref: string, filter: CatalogFilter = {}): Promise<VerifyResult> {
   const started = performance.now();
   const { manifestKey, manifest } = await resolveBackup(deps, ref, filter);
@@ -71,6 +75,9 @@ export async function verifyBackup(deps: VerifyDeps, ref: string, filter: Catalo
     const objects: VerifiedObject[] = [];
     for (const object of manifest.objects) objects.push(await verifyObject(deps, object, dir));
     return { manifestKey, manifest, objects, ok: objects.every((o) => o.ok), summary: summarize(manifestKey, objects), seconds: roundSeconds((performance.now() - started) / 1000) };
+  } catch (error) {
+    if (error instanceof LocalSpaceError) throw new LocalSpaceError(`backup ${manifestKey} not checked: ${error.message}`);
+    throw error;
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -81,11 +88,10 @@ function summarize(manifestKey: string, objects: readonly VerifiedObject[]): str
   if (bad.length === 0) return `backup ${manifestKey}: ${objects.length} of ${objects.length} objects good`;
   const which = `${bad.length} of ${objects.length} objects bad (${bad.map((o) => `${o.key}: ${o.reason}`).join(', ')})`;
   // An object that could not be downloaded is not known to be bad: the check is worth a retry.
-  if (bad.every((o) => o.reason === 'download')) return `backup ${manifestKey}: ${which}; retry, and check the S3 endpoint, the network and the local space`;
+  if (bad.every((o) => o.reason === 'download')) return `backup ${manifestKey}: ${which}; retry, and check the S3 endpoint and the network`;
   const good = objects.find((o) => o.ok);
-  // Restore checks only the object it loads: the good format of a half-bad backup still restores.
-  const fix = good ? `restore it only with --format ${good.format}, or choose another backup` : 'do not restore it, choose another backup';
-  return `backup ${manifestKey}: ${which}; ${fix} (atmr-dr backups list)`;
+  // The same advice as restore's, given only when the other copy was found good here.
+  return `backup ${manifestKey}: ${which}; ${badBackupFix(good)}`;
 }
 
 async function verifyObject(deps: VerifyDeps, object: BackupObject, dir: string): Promise<VerifiedObject> {
@@ -94,14 +100,15 @@ async function verifyObject(deps: VerifyDeps, object: BackupObject, dir: string)
   try {
     downloaded = await downloadObject(deps, object, dir, deps);
   } catch (error) {
-    return bad(error instanceof BadObjectError ? error.reason : 'download', oneLine(error));
+    if (error instanceof LocalSpaceError) throw error;
+    return error instanceof BadObjectError ? bad(error.reason, error.problem) : bad('download', oneLine(error));
   }
   try {
     let detail: GoodObject['detail'];
     if (object.format === 'custom') {
       const list = await runTool(pgToolPath('pg_restore', deps.pgBinDir), ['--list', downloaded.file], { env: toolEnv(undefined) });
       if (list.code !== 0) {
-        return bad('unreadable', `pg_restore --list cannot read ${object.key}: ${errorLine(list.stderr)}; the archive is unreadable, pick another backup`);
+        return bad('unreadable', `pg_restore --list cannot read ${object.key}: ${errorLine(list.stderr)}; the archive is unreadable`);
       }
       detail = { tocEntries: list.stdout.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(';')).length };
     } else {
@@ -111,7 +118,7 @@ async function verifyObject(deps: VerifyDeps, object: BackupObject, dir: string)
           for await (const chunk of source) sqlBytes += chunk.length;
         });
       } catch (error) {
-        return bad('unreadable', `${object.key} is not a readable gzip stream (${oneLine(error)}); pick another backup`);
+        return bad('unreadable', `${object.key} is not a readable gzip stream (${oneLine(error)})`);
       }
       detail = { sqlBytes };
     }

@@ -19,3 +19,25 @@ export function countOf(n: number, noun: string): string {
 export function roundSeconds(seconds: number): number {
   return Math.round(seconds * 1000) / 1000;
 }
+
+/** What a terminal would not print as itself: control and format characters (bidi marks), undecodable bytes (U+FFFD). */
+const UNPRINTABLE = /[\p{C}\uFFFD]/u;
+
+/**
+ * The start of a stored text for a one-line error: `it is empty`, or `it starts with "..."` with
+ * whitespace runs as one space, at most `max` characters, and the unprintable as \xNN / \uNNNN.
+ * The text may be binary (a .dump copied onto a pointer or a manifest), whose raw bytes would
+ * garble the operator's terminal; binary shows 16 characters, enough to tell what it is (PGDMP).
+ */
+export function textStart(text: string, max = 40): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  if (flat === '') return 'it is empty';
+  const binary = UNPRINTABLE.test(flat.slice(0, max));
+  const chars = [...flat].slice(0, binary ? 16 : max).map((c) => {
+    if (c === '"' || c === '\\') return `\\${c}`;
+    if (!UNPRINTABLE.test(c)) return c;
+    const code = c.codePointAt(0)!;
+    return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : code <= 0xffff ? `\\u${code.toString(16).padStart(4, '0')}` : `\\u{${code.toString(16)}}`;
+  });
+  return `it starts with "${chars.join('')}"`;
+}

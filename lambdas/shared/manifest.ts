@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { OperatorError } from './errors';
+import { textStart } from './format';
 import { safeJson } from './json';
 import { BackupTierSchema } from './tiers';
 
@@ -46,10 +47,7 @@ export type BackupObject = BackupManifest['objects'][number];
 export function parseManifest(manifestKey: string, text: string): BackupManifest {
   const fix = 'do not restore it, choose another backup (atmr-dr backups list)';
   const json = safeJson(text);
-  if (json === undefined) {
-    const start = text.replace(/\s+/g, ' ').trim().slice(0, 40);
-    throw new OperatorError(`manifest ${manifestKey} is not valid JSON (${start === '' ? 'it is empty' : `it starts with ${JSON.stringify(start)}`}); ${fix}`);
-  }
+  if (json === undefined) throw new OperatorError(`manifest ${manifestKey} is not valid JSON (${textStart(text)}); ${fix}`);
   const parsed = BackupManifestSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];

@@ -1,9 +1,13 @@
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
+import * as path from 'node:path';
 import { createS3Client } from '../../lambdas/shared/aws';
+import { formatBytes } from '../../lambdas/shared/format';
+import type { BackupManifest } from '../../lambdas/shared/manifest';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
-import { LocalS3, startLocalS3 } from '../support/s3';
+import { LocalS3, startHoldingProxy, startLocalS3 } from '../support/s3';
+import { canMountSmallDisk, mountSmallDisk, waitForFile } from '../support/small-disk';
 import { atmrDr, writeFixtureBackup } from '../lambdas/restore/fixtures';
 
 const cluster = testCluster();
@@ -11,6 +15,7 @@ let localS3: LocalS3;
 let s3: S3Client;
 let database: string;
 let olderKey: string;
+let olderManifest: BackupManifest;
 let newerKey: string;
 
 beforeAll(async () => {
@@ -19,7 +24,7 @@ beforeAll(async () => {
   database = uniqueDatabaseName('bcli');
   psql(cluster, 'postgres', `CREATE DATABASE ${database}`);
   psql(cluster, database, 'CREATE TABLE company (id int PRIMARY KEY, name text); INSERT INTO company SELECT i, md5(i::text) FROM generate_series(1, 300) i;');
-  olderKey = (await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'daily', startedAt: new Date('2026-11-20T02:00:00Z') })).manifestKey;
+  ({ manifestKey: olderKey, manifest: olderManifest } = await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'daily', startedAt: new Date('2026-11-20T02:00:00Z') }));
   newerKey = (await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'hourly', startedAt: new Date('2026-11-21T10:00:00Z') })).manifestKey;
 }, 120_000);
 
@@ -130,7 +135,7 @@ describe('atmr-dr backups', () => {
     expect(corrupt.stdout).toMatch(/^ok {2}weekly\/.*\.sql\.gz .* of SQL$/m);
     expect(corrupt.stdout).not.toMatch(/^verified /m);
     expect(corrupt.stderr).toBe(
-      `atmr-dr: backup ${backup.manifestKey}: 1 of 2 objects bad (${key}: sha256); restore it only with --format plain, or choose another backup (atmr-dr backups list)\n`,
+      `atmr-dr: backup ${backup.manifestKey}: 1 of 2 objects bad (${key}: sha256); restore this backup only with --format plain, or choose another backup (atmr-dr backups list)\n`,
     );
     expect(notAKey.status).toBe(2);
     expect(notAKey.stderr).toMatch(/^atmr-dr: "daily\/whatever.dump" is neither "latest" nor a manifest key .*\n$/);
@@ -176,6 +181,56 @@ describe('atmr-dr backups', () => {
       summary: expect.stringMatching(/^backup .*: 2 of 2 objects bad/),
     });
     expect(json.stderr).toMatch(/^atmr-dr: backup .*: 2 of 2 objects bad .*\n$/);
+  });
+
+  (canMountSmallDisk ? it : it.skip)('verify with a TMPDIR that fills up during the download says the local disk is full, names TMPDIR and the sizes, does not call the backup bad, exit 1', async () => {
+    // Arrange: TMPDIR on a 4 MiB disk (room for the download when it starts); the .dump's bytes
+    // held back until another writer has taken the rest of the disk
+    const disk = mountSmallDisk(4 * 1024 * 1024);
+    const proxy = await startHoldingProxy(localS3.endpoint, /^GET \S+\.dump/);
+    const custom = olderManifest.objects.find((o) => o.format === 'custom')!;
+    try {
+      // Act
+      const running = atmrDr(['backups', 'verify', olderKey], { ...localS3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint, TMPDIR: disk.path });
+      const file = await waitForFile(disk.path, '.dump');
+      disk.fill();
+      proxy.release();
+      const run = await running;
+
+      // Assert: no BAD line, no "objects bad": the backup was not checked
+      expect(run.status).toBe(1);
+      expect(run.stdout).toBe('');
+      expect(run.stderr).toBe(
+        `atmr-dr: backup ${olderKey} not checked: the local disk is full: TMPDIR (${path.join(disk.path, path.dirname(file))}) ran out of space for ${custom.key} after 0 B (ENOSPC): ` +
+          `0 B free, ${formatBytes(Math.ceil(custom.bytes * 1.1))} needed (object ${formatBytes(custom.bytes)} x 1.1); the backup is not at fault: point TMPDIR at a larger disk (or free space there, or raise the Lambda ephemeral storage) and retry\n`,
+      );
+    } finally {
+      await proxy.stop();
+      disk.unmount();
+    }
+  });
+
+  (canMountSmallDisk ? it : it.skip)('verify with a TMPDIR too small from the start refuses before downloading, with the free and needed bytes, and does not call the backup bad, exit 1', async () => {
+    // Arrange: TMPDIR on a disk that is already full
+    const disk = mountSmallDisk(1024 * 1024);
+    disk.fill();
+    const custom = olderManifest.objects.find((o) => o.format === 'custom')!;
+    try {
+      // Act
+      const run = await atmrDr(['backups', 'verify', olderKey], { ...localS3.env, TMPDIR: disk.path });
+
+      // Assert
+      expect(run.status).toBe(1);
+      expect(run.stdout).toBe('');
+      expect(run.stderr).toMatch(
+        new RegExp(
+          `^atmr-dr: backup ${olderKey} not checked: not enough space in TMPDIR \\(${disk.path}/atmr-dr-verify-\\w{6}\\): 0 B free, ${formatBytes(Math.ceil(custom.bytes * 1.1))} needed \\(object ${formatBytes(custom.bytes)} x 1\\.1\\); ` +
+            'the backup is not at fault: point TMPDIR at a larger disk \\(or free space there, or raise the Lambda ephemeral storage\\) and retry\n$',
+        ),
+      );
+    } finally {
+      disk.unmount();
+    }
   });
 
   it('verify --json of a good backup keeps its fields (ok, manifestKey, objects with bytes, sha256, detail, seconds)', async () => {
@@ -229,6 +284,35 @@ describe('atmr-dr backups', () => {
     } finally {
       await s3.send(new DeleteObjectCommand({ Bucket: localS3.bucket, Key: key }));
     }
+  });
+
+  /** A .dump's first bytes as another tool could leave them, with what a terminal would act on: DEL, the C1 CSI, a bidi override, an undecodable byte, ESC [2J. */
+  const binary = Buffer.concat([Buffer.from('PGDMP'), Buffer.from([0x01, 0x0e, 0x00, 0x04, 0x08, 0x01, 0x01, 0x7f, 0xc2, 0x9b, 0xe2, 0x80, 0xae, 0xff, 0x1b]), Buffer.from('[2J'), Buffer.alloc(64, 0x00)]);
+  const binaryStart = 'it starts with "PGDMP\\x01\\x0e\\x00\\x04\\x08\\x01\\x01\\x7f\\x9b\\u202e\\ufffd"';
+
+  it.each([
+    ['a pointer whose body is binary (a .dump copied onto it)', 'pointer'],
+    ['a pointer naming a manifest whose body is binary', 'manifest'],
+  ])('%s: one line with a short, escaped excerpt of its start, no control character', async (_case, onto) => {
+    // Arrange
+    const db = uniqueDatabaseName('bcli_binary');
+    const pointer = `latest/${db}.json`;
+    const manifestKey = `daily/${db}_backup_20261101_000000.manifest.json`;
+    await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: pointer, Body: onto === 'pointer' ? binary : JSON.stringify({ manifest: manifestKey }) }));
+    if (onto === 'manifest') await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: manifestKey, Body: binary }));
+
+    // Act
+    const run = await atmrDr(['backups', 'verify', 'latest', '--database', db], localS3.env);
+
+    // Assert
+    expect(run.status).toBe(1);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toBe(
+      onto === 'pointer'
+        ? `atmr-dr: pointer s3://${localS3.bucket}/${pointer} is not {"manifest": "<key>"} (${binaryStart}); name a manifest key instead (atmr-dr backups list --database ${db})\n`
+        : `atmr-dr: manifest ${manifestKey} is not valid JSON (${binaryStart}); do not restore it, choose another backup (atmr-dr backups list)\n`,
+    );
+    expect(run.stderr.trimEnd()).not.toMatch(/[\p{C}\uFFFD]/u);
   });
 });
 

@@ -1,4 +1,5 @@
-import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { createHash } from 'node:crypto';
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -7,9 +8,12 @@ import * as path from 'node:path';
 import { Client } from 'pg';
 import { stagingName } from '../../lambdas/restore/restore';
 import { createS3Client } from '../../lambdas/shared/aws';
+import { formatBytes } from '../../lambdas/shared/format';
+import type { BackupManifest } from '../../lambdas/shared/manifest';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
-import { LocalS3, startLocalS3 } from '../support/s3';
+import { LocalS3, startHoldingProxy, startLocalS3 } from '../support/s3';
+import { canMountSmallDisk, mountSmallDisk, waitForFile } from '../support/small-disk';
 import { atmrDr, databaseDigest, databaseExists, databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -19,6 +23,7 @@ let s3: S3Client;
 let source: string;
 let sourceDigest: string;
 let manifestKey: string;
+let manifest: BackupManifest;
 
 /** Operator environment: the S3 endpoint and bucket, and libpq settings of the test cluster. */
 function env(extra: Record<string, string> = {}): Record<string, string> {
@@ -39,7 +44,7 @@ beforeAll(async () => {
   psql(cluster, 'postgres', `CREATE DATABASE ${source}`);
   psql(cluster, source, "CREATE TABLE company (id int PRIMARY KEY, name text); INSERT INTO company SELECT i, 'société ' || i FROM generate_series(1, 500) i;");
   sourceDigest = databaseDigest(cluster, source);
-  manifestKey = (await writeFixtureBackup(s3, localS3.bucket, cluster, source, { tier: 'daily' })).manifestKey;
+  ({ manifestKey, manifest } = await writeFixtureBackup(s3, localS3.bucket, cluster, source, { tier: 'daily' }));
 }, 120_000);
 
 afterAll(async () => {
@@ -204,6 +209,25 @@ describe('atmr-dr restore', () => {
     expect(noDatabase.stderr).toBe('atmr-dr: "latest" is per database and none was named: set PGDATABASE or pass --database NAME\n');
   });
 
+  it('latest whose pointer names a manifest that does not exist: one line naming the pointer, the missing manifest and the fix, exit 1, nothing created', async () => {
+    // Arrange: the pointer of a database whose backup has expired
+    const database = uniqueDatabaseName('rcli_expired');
+    const pointer = `latest/${database}.json`;
+    const gone = `daily/${database}_backup_20260101_000000.manifest.json`;
+    await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: pointer, Body: JSON.stringify({ manifest: gone }) }));
+    const target = uniqueDatabaseName('rcli_expired_target');
+
+    // Act
+    const run = await atmrDr(['restore', 'latest', '--database', database, '--target-db', target], env());
+
+    // Assert
+    expect(run.status).toBe(1);
+    expect(run.stderr).toBe(
+      `atmr-dr: pointer s3://${localS3.bucket}/${pointer} names manifest ${gone}, which does not exist (its backup was deleted or has expired): name a manifest key instead (atmr-dr backups list --database ${database}), and delete the pointer (the next backup writes it again)\n`,
+    );
+    expect(databaseExists(cluster, target)).toBe(false);
+  });
+
   it('refuses the maintenance database and the templates as targets before any download, exit 2, nothing created', async () => {
 
     const maintenance = await atmrDr(['restore', 'latest', '--database', source, '--target-db', 'postgres', '--force'], env());
@@ -256,6 +280,64 @@ describe('atmr-dr restore', () => {
       `atmr-dr: target database "${target}" is missing and its data is in "${old}", left by a restore stopped in the middle of its swap: put it back with ALTER DATABASE "${old}" RENAME TO "${target}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore\n`,
     );
     expect(databasesLike(cluster, target)).toEqual([old]);
+  });
+
+  (canMountSmallDisk ? it : it.skip)('a TMPDIR that fills up during the download: one line saying the local disk is full, with TMPDIR, the sizes and the fix, not S3 rights; exit 1, nothing created', async () => {
+    // Arrange: TMPDIR on a 4 MiB disk (room for the download when it starts); the .dump's bytes
+    // held back until another writer has taken the rest of the disk
+    const disk = mountSmallDisk(4 * 1024 * 1024);
+    const proxy = await startHoldingProxy(localS3.endpoint, /^GET \S+\.dump/);
+    const custom = manifest.objects.find((o) => o.format === 'custom')!;
+    const target = uniqueDatabaseName('rcli_full');
+    try {
+      // Act
+      const running = atmrDr(['restore', manifestKey, '--target-db', target], env({ AWS_ENDPOINT_URL_S3: proxy.endpoint, TMPDIR: disk.path }));
+      const file = await waitForFile(disk.path, '.dump');
+      disk.fill();
+      proxy.release();
+      const run = await running;
+
+      // Assert
+      expect(run.status).toBe(1);
+      expect(run.stdout).toBe('');
+      expect(run.stderr).toBe(
+        `atmr-dr: the local disk is full: TMPDIR (${path.join(disk.path, path.dirname(file))}) ran out of space for ${custom.key} after 0 B (ENOSPC): ` +
+          `0 B free, ${formatBytes(Math.ceil(custom.bytes * 1.1))} needed (object ${formatBytes(custom.bytes)} x 1.1); the backup is not at fault: point TMPDIR at a larger disk (or free space there, or raise the Lambda ephemeral storage) and retry\n`,
+      );
+      expect(databasesLike(cluster, target)).toEqual([]);
+    } finally {
+      await proxy.stop();
+      disk.unmount();
+    }
+  });
+
+  it.each([
+    ['with a .sql.gz, restore and verify both advise --format plain', true],
+    ['without a .sql.gz, restore and verify both advise another backup', false],
+  ])('a corrupt .dump: %s, in the same words', async (_case, withPlain) => {
+    // Arrange: one byte of the .dump flipped; the manifest lists the .sql.gz, or the .dump alone
+    const backup = await writeFixtureBackup(s3, localS3.bucket, cluster, source, { tier: 'monthly', startedAt: new Date(Date.now() - Math.floor(Math.random() * 1e9)), pointers: 'none' });
+    const custom = backup.manifest.objects.find((o) => o.format === 'custom')!;
+    const bytes = Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: localS3.bucket, Key: custom.key }))).Body!.transformToByteArray());
+    bytes[bytes.length - 1] ^= 0x01;
+    await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: custom.key, Body: bytes }));
+    if (!withPlain) {
+      await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: backup.manifestKey, Body: JSON.stringify({ ...backup.manifest, objects: [custom] }) }));
+    }
+    const advice = withPlain ? 'restore this backup only with --format plain, or choose another backup (atmr-dr backups list)' : 'do not restore it, choose another backup (atmr-dr backups list)';
+    const target = uniqueDatabaseName('rcli_corrupt');
+
+    // Act
+    const restore = await atmrDr(['restore', backup.manifestKey, '--target-db', target], env());
+    const verify = await atmrDr(['backups', 'verify', backup.manifestKey], env());
+
+    // Assert
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    expect(restore.status).toBe(1);
+    expect(restore.stderr).toBe(`atmr-dr: object ${custom.key} has sha256 ${sha256.slice(0, 12)}..., the manifest says ${custom.sha256.slice(0, 12)}...: the stored object is corrupt; ${advice}\n`);
+    expect(databaseExists(cluster, target)).toBe(false);
+    expect(verify.status).toBe(1);
+    expect(verify.stderr).toBe(`atmr-dr: backup ${backup.manifestKey}: 1 of ${withPlain ? 2 : 1} objects bad (${custom.key}: sha256); ${advice}\n`);
   });
 
   it('without the backup to restore, says what to pass in one line, exit 2', async () => {
@@ -350,6 +432,21 @@ function startCli(args: string[], extra: Record<string, string> = {}): { child: 
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
   return { child, stdout: () => stdout, stderr: () => stderr, exited };
+}
+
+/** Polls until the CLI runs pg_restore (its load); returns that child's command line, which names the staging database. */
+async function pgRestoreOf(run: { child: ChildProcess; stderr: () => string; exited: Promise<unknown> }): Promise<string> {
+  let ended = false;
+  void run.exited.then(() => (ended = true));
+  for (const deadline = Date.now() + 120_000; !ended && Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 50))) {
+    const children = execFileSync('ps', ['-eo', 'ppid=,args='], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => l.trim().startsWith(`${run.child.pid} `));
+    // The load's, not the `pg_restore --version` the restore test runs before its backup.
+    const line = children.find((l) => /pg_restore .* -d /.test(l));
+    if (line) return line;
+  }
+  throw new Error(`no pg_restore (the CLI ${ended ? 'exited' : 'still runs'}): ${run.stderr()}`);
 }
 
 /** Polls `sql` (a count) on the test cluster until it is > 0, without blocking this process, which serves S3 to the CLI. */
@@ -472,6 +569,36 @@ describe('atmr-dr restore on the worst day', () => {
     }
   }, 180_000);
 
+  it('a client that connects to the target during the load is a conflict found at swap time: one line saying the load was lost, exit 3, target untouched', async () => {
+    // Arrange: a restore over an existing target, loading into its staging database
+    const target = makeTarget();
+    const before = databaseDigest(cluster, target);
+    const run = startCli(['restore', bigKey, '--target-db', target, '--force']);
+    const worker = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
+    worker.on('error', () => undefined);
+    try {
+      await waitUntil(run, 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1', [`${target}_restore_%`]);
+
+      // Act: a worker reconnects to the target while the backup loads
+      await worker.connect();
+      const status = await run.exited;
+
+      // Assert
+      expect(status).toBe(3);
+      expect(run.stderr()).toMatch(
+        new RegExp(
+          `^atmr-dr: target database "${target}" has 1 open connection\\(s\\) \\(celery\\): stop its clients \\(killswitch maintenance, scale the API/workers to 0\\), or pass --terminate-connections ` +
+            `\\(found at swap time, after the load: the restored copy was not swapped in, staging database ${target}_restore_\\w+ dropped; rerun the restore\\)\n$`,
+        ),
+      );
+      expect(databaseDigest(cluster, target)).toBe(before);
+      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+    } finally {
+      run.child.kill('SIGKILL');
+      await worker.end().catch(() => undefined);
+    }
+  }, 180_000);
+
   describe('backup and restore-test, interrupted, exit like restore: 130 for Ctrl-C, 143 for SIGTERM', () => {
     const pgDumpRunning = "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'COPY %' AND state = 'active'";
     const lastLine = (run: { stderr: () => string }) => run.stderr().trimEnd().split('\n').at(-1);
@@ -497,6 +624,23 @@ describe('atmr-dr restore on the worst day', () => {
       expect(JSON.parse(restoreTest.stdout())).toEqual(expect.objectContaining({ ok: false, scratchDropped: true }));
     }, 180_000);
   });
+
+  it('restore-test: SIGTERM during its load says its scratch database, not a target, is untouched, exits 143, and leaves no database', async () => {
+    // Arrange: a restore test of the big database, up to the pg_restore of its restore step
+    const restoreTest = startCli(['restore-test', '--json'], { PGDATABASE: big });
+    const [, staging, scratch] = /-d ((atmr_dr_restore_test_\w+)_restore_\w+) /.exec(await pgRestoreOf(restoreTest))!;
+
+    // Act
+    restoreTest.child.kill('SIGTERM');
+    const status = await restoreTest.exited;
+
+    // Assert
+    expect(status).toBe(143);
+    expect(restoreTest.stderr().trimEnd().split('\n').at(-1)).toBe(
+      `atmr-dr: restore test failed: restore interrupted (received SIGTERM): staging database ${staging} dropped; scratch database "${scratch}" untouched`,
+    );
+    expect(databasesLike(cluster, scratch)).toEqual([]);
+  }, 180_000);
 
   it('a connection to S3 cut in the middle of the download is one line, exit 1, no staging database, no child', async () => {
     // Arrange: a TCP proxy in front of s3rver that resets every connection after 64 KiB of answer

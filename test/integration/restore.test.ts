@@ -695,7 +695,7 @@ describe('catalog', () => {
       expect.objectContaining({ key: backup.plain, ok: false, reason: 'sha256', problem: expect.stringMatching(/sha256 .*corrupt/) }),
     ]);
     expect(result.summary).toBe(
-      `backup ${backup.manifestKey}: 1 of 2 objects bad (${backup.plain}: sha256); restore it only with --format custom, or choose another backup (atmr-dr backups list)`,
+      `backup ${backup.manifestKey}: 1 of 2 objects bad (${backup.plain}: sha256); restore this backup only with --format custom, or choose another backup (atmr-dr backups list)`,
     );
   });
 

@@ -1,4 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
+import * as net from 'node:net';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -105,6 +106,58 @@ export async function startLocalS3Process(bucket = 'atmr-dr-test-backups'): Prom
       child.kill('SIGTERM');
       if (child.exitCode === null) await new Promise((resolve) => child.once('exit', resolve));
       fs.rmSync(directory, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A TCP proxy in front of an S3 endpoint that holds back some answers until `release()`. */
+export interface HoldingProxy {
+  readonly endpoint: string;
+  /** Sends the answers held so far, and every later one at once. */
+  release(): void;
+  stop(): Promise<void>;
+}
+
+/**
+ * Holds back the answers on every connection from the first request whose request line matches
+ * `held` (e.g. the GET of a .dump): the client has sent the request and waits for the bytes, so a
+ * test can change the world at that exact point (fill the local disk) before they arrive.
+ */
+export async function startHoldingProxy(endpoint: string, held: RegExp): Promise<HoldingProxy> {
+  const upstream = new URL(endpoint);
+  let released = false;
+  const flushes: (() => void)[] = [];
+  const sockets = new Set<net.Socket>();
+  const proxy = net.createServer((client) => {
+    const server = net.connect(Number(upstream.port), upstream.hostname);
+    sockets.add(client).add(server);
+    client.on('error', () => undefined);
+    server.on('error', () => undefined);
+    let holding = false;
+    let ended = false;
+    const pending: Buffer[] = [];
+    client.on('data', (chunk: Buffer) => {
+      if (held.test(chunk.toString('latin1').split('\r\n')[0])) holding = true;
+      server.write(chunk);
+    });
+    client.on('end', () => server.end());
+    server.on('data', (chunk: Buffer) => (holding && !released ? pending.push(chunk) : client.write(chunk)));
+    server.on('end', () => (holding && !released ? (ended = true) : client.end()));
+    flushes.push(() => {
+      for (const chunk of pending.splice(0)) client.write(chunk);
+      if (ended) client.end();
+    });
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  return {
+    endpoint: `http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`,
+    release() {
+      released = true;
+      for (const flush of flushes) flush();
+    },
+    async stop() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => proxy.close(resolve));
     },
   };
 }

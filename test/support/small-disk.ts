@@ -1,0 +1,66 @@
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+/** A real filesystem of a few MiB (tmpfs) for a TMPDIR that fills up: a write into it ends in ENOSPC. */
+export interface SmallDisk {
+  readonly path: string;
+  /** Takes every free byte, as another process would: the next write fails with ENOSPC. */
+  fill(): void;
+  unmount(): void;
+}
+
+/**
+ * Whether this machine lets the tests mount a tmpfs (root with CAP_SYS_ADMIN, as CI and the
+ * runner image's build run): checked once, by mounting one.
+ */
+export const canMountSmallDisk: boolean = (() => {
+  try {
+    mountSmallDisk(64 * 1024).unmount();
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+export function mountSmallDisk(bytes: number): SmallDisk {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-small-disk-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${bytes},mode=0755`, 'tmpfs', dir], { stdio: 'pipe' });
+  } catch (error) {
+    fs.rmdirSync(dir);
+    throw error;
+  }
+  return {
+    path: dir,
+    fill() {
+      const fd = fs.openSync(path.join(dir, 'filler'), 'w');
+      const block = Buffer.alloc(64 * 1024);
+      try {
+        // The last write that fits only in part writes what fits; the next one fails.
+        for (;;) fs.writeSync(fd, block);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+      } finally {
+        fs.closeSync(fd);
+      }
+    },
+    unmount() {
+      execFileSync('umount', [dir], { stdio: 'pipe' });
+      fs.rmdirSync(dir);
+    },
+  };
+}
+
+/**
+ * The first file under `dir` (recursively, relative to it) whose name ends with `suffix`, once it
+ * appears: a download's file. Polls without blocking this process, which serves S3 to the CLI.
+ */
+export async function waitForFile(dir: string, suffix: string): Promise<string> {
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 20))) {
+    const found = (fs.readdirSync(dir, { recursive: true }) as string[]).find((name) => name.endsWith(suffix));
+    if (found !== undefined) return found;
+  }
+  throw new Error(`no file *${suffix} under ${dir} within 30 s`);
+}
