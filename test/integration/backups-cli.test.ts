@@ -7,7 +7,7 @@ import type { BackupManifest } from '../../lambdas/shared/manifest';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
 import { LocalS3, startHoldingProxy, startLocalS3 } from '../support/s3';
-import { canMountSmallDisk, mountSmallDisk, waitForFile } from '../support/small-disk';
+import { itWithSmallDisk, mountSmallDisk, waitForFile } from '../support/small-disk';
 import { atmrDr, writeFixtureBackup } from '../lambdas/restore/fixtures';
 
 const cluster = testCluster();
@@ -183,7 +183,7 @@ describe('atmr-dr backups', () => {
     expect(json.stderr).toMatch(/^atmr-dr: backup .*: 2 of 2 objects bad .*\n$/);
   });
 
-  (canMountSmallDisk ? it : it.skip)('verify with a TMPDIR that fills up during the download says the local disk is full, names TMPDIR and the sizes, does not call the backup bad, exit 1', async () => {
+  itWithSmallDisk('verify with a TMPDIR that fills up during the download says the local disk is full, names TMPDIR and the sizes, does not call the backup bad, exit 1', async () => {
     // Arrange: TMPDIR on a 4 MiB disk (room for the download when it starts); the .dump's bytes
     // held back until another writer has taken the rest of the disk
     const disk = mountSmallDisk(4 * 1024 * 1024);
@@ -210,7 +210,7 @@ describe('atmr-dr backups', () => {
     }
   });
 
-  (canMountSmallDisk ? it : it.skip)('verify with a TMPDIR too small from the start refuses before downloading, with the free and needed bytes, and does not call the backup bad, exit 1', async () => {
+  itWithSmallDisk('verify with a TMPDIR too small from the start refuses before downloading, with the free and needed bytes, and does not call the backup bad, exit 1', async () => {
     // Arrange: TMPDIR on a disk that is already full
     const disk = mountSmallDisk(1024 * 1024);
     disk.fill();

@@ -13,7 +13,7 @@ import type { BackupManifest } from '../../lambdas/shared/manifest';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 import { LocalS3, startHoldingProxy, startLocalS3 } from '../support/s3';
-import { canMountSmallDisk, mountSmallDisk, waitForFile } from '../support/small-disk';
+import { itWithSmallDisk, mountSmallDisk, waitForFile } from '../support/small-disk';
 import { atmrDr, databaseDigest, databaseExists, databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -282,7 +282,7 @@ describe('atmr-dr restore', () => {
     expect(databasesLike(cluster, target)).toEqual([old]);
   });
 
-  (canMountSmallDisk ? it : it.skip)('a TMPDIR that fills up during the download: one line saying the local disk is full, with TMPDIR, the sizes and the fix, not S3 rights; exit 1, nothing created', async () => {
+  itWithSmallDisk('a TMPDIR that fills up during the download: one line saying the local disk is full, with TMPDIR, the sizes and the fix, not S3 rights; exit 1, nothing created', async () => {
     // Arrange: TMPDIR on a 4 MiB disk (room for the download when it starts); the .dump's bytes
     // held back until another writer has taken the rest of the disk
     const disk = mountSmallDisk(4 * 1024 * 1024);

@@ -12,16 +12,27 @@ export interface SmallDisk {
 }
 
 /**
- * Whether this machine lets the tests mount a tmpfs (root with CAP_SYS_ADMIN, as CI and the
- * runner image's build run): checked once, by mounting one.
+ * Why this machine cannot mount a tmpfs for the tests (root with CAP_SYS_ADMIN can: CI and the
+ * runner image's build run so), or undefined when it can: checked once, by mounting one.
  */
-export const canMountSmallDisk: boolean = (() => {
+const smallDiskUnavailable: string | undefined = (() => {
   try {
     mountSmallDisk(64 * 1024).unmount();
-    return true;
-  } catch {
-    return false;
+    return undefined;
+  } catch (error) {
+    return String((error as Error).message).split('\n')[0];
   }
+})();
+
+/**
+ * `it` for a test that needs a small disk. Where none can be mounted the test is reported skipped,
+ * with a warning saying why, instead of passing without having run.
+ */
+export const itWithSmallDisk: jest.It = (() => {
+  if (smallDiskUnavailable === undefined) return it;
+  // eslint-disable-next-line no-console
+  console.warn(`skipping the small-disk (ENOSPC) tests: cannot mount a tmpfs here (${smallDiskUnavailable}); run them as root`);
+  return it.skip;
 })();
 
 export function mountSmallDisk(bytes: number): SmallDisk {
