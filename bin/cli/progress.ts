@@ -59,3 +59,12 @@ export function formatMeter(label: string, done: number, total: number | undefin
   if (total === undefined || total <= 0) return `${label}: ${formatBytes(done)}, ${rate}`;
   return `${label}: ${formatBytes(done)} of ${formatBytes(total)} (${Math.min(100, Math.floor((100 * done) / total))}%), ${rate}`;
 }
+
+/** "load: 1.2 GiB in the staging database, 35 s": the staging database's growth, since the load began. */
+export function loadStatus(progress: Progress, now = (): number => performance.now()): (bytes: number) => void {
+  let started: number | undefined;
+  return (bytes) => {
+    started ??= now();
+    progress.status(`load: ${formatBytes(bytes)} in the staging database, ${Math.round((now() - started) / 1000)} s`);
+  };
+}

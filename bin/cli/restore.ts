@@ -2,9 +2,9 @@ import { Command, Option } from 'commander';
 import { RESTORE_TEST_DEFAULTS } from '../../lambdas/restore/contract';
 import type { RestoreResult } from '../../lambdas/restore/restore';
 import { OperatorError } from '../../lambdas/shared/errors';
-import { countOf, formatBytes } from '../../lambdas/shared/format';
+import { countOf } from '../../lambdas/shared/format';
 import { quoteIdent } from '../../lambdas/shared/postgres';
-import { type Progress, stderrProgress } from './progress';
+import { loadStatus, stderrProgress } from './progress';
 import { confirmer } from './confirm';
 import { commandTempDir, interruptible } from './interrupt';
 import { resolveBackupBucket, withBucketOptions } from './resolve';
@@ -163,15 +163,6 @@ export function registerRestoreCommands(program: Command): void {
       }
       if (!report.ok) throw interrupt.interrupted(new OperatorError(`restore test failed: ${report.error}`));
     });
-}
-
-/** "load: 1.2 GiB in the staging database, 35 s": the staging database's growth, since the load began. */
-export function loadStatus(progress: Progress, now = (): number => performance.now()): (bytes: number) => void {
-  let started: number | undefined;
-  return (bytes) => {
-    started ??= now();
-    progress.status(`load: ${formatBytes(bytes)} in the staging database, ${Math.round((now() - started) / 1000)} s`);
-  };
 }
 
 /** Warnings ask the operator to act: on stderr even without --progress. */

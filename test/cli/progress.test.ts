@@ -1,4 +1,4 @@
-import { stderrProgress } from '../../bin/cli/progress';
+import { loadStatus, stderrProgress } from '../../bin/cli/progress';
 
 /** A stream that records what is written, at a terminal or not. */
 function recorder(isTTY: boolean): { stream: NodeJS.WriteStream; written: () => string } {
@@ -57,5 +57,23 @@ describe('stderrProgress', () => {
     // Assert
     expect(log.written()).toBe('backup: 1.0 MiB dumped\nupload: publishing the manifest\n');
     expect(quiet.written()).toBe('');
+  });
+});
+
+describe('loadStatus', () => {
+  it('shows the staging database size and the seconds since the first size came in, not since the restore began', () => {
+    // Arrange: a clock that the test moves; the load's first size arrives at t = 50 s
+    const statuses: string[] = [];
+    const progress = { line: () => undefined, meter: () => undefined, status: (text: string) => statuses.push(text), end: () => undefined };
+    let now = 50_000;
+    const onSize = loadStatus(progress, () => now);
+
+    // Act
+    onSize(1024 * 1024);
+    now += 35_400;
+    onSize(1.5 * 1024 * 1024 * 1024);
+
+    // Assert
+    expect(statuses).toEqual(['load: 1.0 MiB in the staging database, 0 s', 'load: 1.5 GiB in the staging database, 35 s']);
   });
 });
