@@ -6,6 +6,7 @@ import { acknowledgeIncident, getIncident, IncidentStore, listIncidents, resolve
 import { timelineMarkdown } from '../../lambdas/escalation/timeline';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
+import { confirmer } from './confirm';
 import { resolveCliActor } from './killswitch';
 import { DEPLOYED_NAMES, resolveDeployedName } from './resolve';
 
@@ -36,20 +37,6 @@ async function workflowStatuses(sfn: SFNClient, stateMachineArn: string | undefi
     }
   }
   return statuses;
-}
-
-/** Asks before a change unless --yes; refuses when nobody can answer (no terminal). */
-async function confirm(question: string, yes: boolean | undefined): Promise<void> {
-  if (yes) return;
-  if (!process.stdin.isTTY) throw new OperatorError(`${question}: standard input is not a terminal; pass --yes to confirm`, 2);
-  const { createInterface } = await import('node:readline/promises');
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    const answer = await rl.question(`${question} [y/N] `);
-    if (!/^y(es)?$/i.test(answer.trim())) throw new OperatorError('cancelled: nothing changed', 1);
-  } finally {
-    rl.close();
-  }
 }
 
 /** `atmr-dr incident list|ack|resolve|timeline`: the escalation state, from the ops-state table. */
@@ -117,7 +104,9 @@ export function registerIncidentCommands(program: Command): void {
       const { store } = await storeOf();
       const found = await getIncident(store, id);
       if (!found) throw new OperatorError(`no incident ${id}: check the id with \`atmr-dr incident list --open\``, 4);
-      await confirm(`resolve incident ${id} (${found.alarmName}, ${found.status}) and stop its escalation`, opts.yes);
+      if (!(await confirmer(opts.yes)(`resolve incident ${id} (${found.alarmName}, ${found.status}) and stop its escalation`))) {
+        throw new OperatorError(`incident resolve: not confirmed, incident ${id} unchanged`, 1);
+      }
       const by = opts.by?.trim() || (await resolveCliActor());
       await resolveIncident(store, id, { by, via: 'cli', how: 'resolved by hand' });
       print(`incident ${id} resolved by ${by}`);

@@ -7,6 +7,7 @@ import { parseDuration, parseEnableMode, parseReason } from '../../lambdas/kills
 import { awsCall } from '../../lambdas/shared/aws-errors';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError } from '../../lambdas/shared/errors';
+import { confirmer } from './confirm';
 import { DEPLOYED_NAMES, resolveDeployedName } from './resolve';
 
 /**
@@ -61,6 +62,13 @@ function report(parameterName: string, result: KillswitchCommandResult, json: bo
   if (write.conflict) throw new OperatorError(`killswitch: ${write.conflict.message}`, 3);
 }
 
+/** What a write asks the operator to confirm, in the terms of what users will get. */
+function changeOf(command: Exclude<KillswitchCommand, { action: 'status' }>): string {
+  if (command.action === 'disable') return 'return the API to normal';
+  const what = command.mode === 'maintenance' ? 'put the API in maintenance (every request but /health and /ready answered 503)' : 'put the API in degraded mode';
+  return `${what}${command.expires === undefined ? '' : ` for ${command.expires}`}`;
+}
+
 /** `atmr-dr killswitch status|enable|disable`: the same core as the Slack slash command. */
 export function registerKillswitchCommands(program: Command): void {
   const killswitch = program
@@ -69,10 +77,15 @@ export function registerKillswitchCommands(program: Command): void {
     .option('--parameter <name>', 'SSM parameter name (default: $KILLSWITCH_PARAMETER, else the Data stack output of --env, else its config)')
     .option('--env <name>', "environment whose deployed stacks and config name the parameter (default: cdk.json's env)");
 
-  const run = async (command: KillswitchCommand, json: boolean): Promise<void> => {
+  const run = async (command: KillswitchCommand, json: boolean, yes?: boolean): Promise<void> => {
     validateKillswitchCommand(command);
     const globals = killswitch.opts<{ parameter?: string; env?: string }>();
     const parameterName = await resolveDeployedName(DEPLOYED_NAMES.killswitchParameter, { flagValue: globals.parameter, envName: globals.env });
+    // enable and disable change what every user of the API gets: asked for, as every production
+    // change of the CLI is (a script passes --yes; Slack's /killswitch is the other quick path).
+    if (command.action !== 'status' && !(await confirmer(yes)(`killswitch ${command.action}: ${changeOf(command)} (parameter ${parameterName})`))) {
+      throw new OperatorError(`killswitch ${command.action}: not confirmed, nothing changed`, 1);
+    }
     const action = command.action === 'status' ? `read parameter ${parameterName}` : `${command.action} the killswitch (parameter ${parameterName})`;
     const result = await awsCall(
       'SSM',
@@ -95,15 +108,17 @@ export function registerKillswitchCommands(program: Command): void {
     .option('--mode <mode>', '(required) maintenance | degraded')
     .option('--reason <text>', '(required) why (shown to operators and in notifications)')
     .option('--expires <duration>', 'revert to normal after this long (e.g. 30m, 2h, 1d)')
+    .option('--yes', 'confirm without asking (required when standard input is not a terminal)')
     .option('--json', 'print the result as JSON')
-    .action(async (opts: { mode?: string; reason?: string; expires?: string; json?: boolean }) =>
-      run({ action: 'enable', mode: opts.mode, reason: opts.reason, expires: opts.expires }, Boolean(opts.json)),
+    .action(async (opts: { mode?: string; reason?: string; expires?: string; yes?: boolean; json?: boolean }) =>
+      run({ action: 'enable', mode: opts.mode, reason: opts.reason, expires: opts.expires }, Boolean(opts.json), opts.yes),
     );
 
   killswitch
     .command('disable')
     .description('return to normal')
     .option('--reason <text>', 'why')
+    .option('--yes', 'confirm without asking (required when standard input is not a terminal)')
     .option('--json', 'print the result as JSON')
-    .action(async (opts: { reason?: string; json?: boolean }) => run({ action: 'disable', reason: opts.reason }, Boolean(opts.json)));
+    .action(async (opts: { reason?: string; yes?: boolean; json?: boolean }) => run({ action: 'disable', reason: opts.reason }, Boolean(opts.json), opts.yes));
 }

@@ -3,7 +3,6 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { PublishCommand } from '@aws-sdk/client-sns';
 import { Command } from 'commander';
-import * as readline from 'node:readline/promises';
 import { EnvironmentConfig } from '../../lib/config';
 import { runbookAlarmName } from '../../lib/alarm-names';
 import { backoutClients } from '../../lambdas/backout/clients';
@@ -15,6 +14,7 @@ import { putRollbackMetrics } from '../../lambdas/backout/metrics';
 import { backoutStatus, BackoutDeps, checkSteady, finishedRollbackMetrics, guards, planRollback, postChecks, report, RollbackState, rollOut } from '../../lambdas/backout/workflow';
 import { EVENT_SOURCE, METRICS_NAMESPACE } from '../../lambdas/shared/constants';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
+import { confirmer } from './confirm';
 import { resolveCliActor } from './killswitch';
 import { DEPLOYED_NAMES, defaultEnvironmentName, packageRoot, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
@@ -76,20 +76,6 @@ export function settingsFromConfig(
   };
 }
 
-/** Asks on the terminal; refuses when standard input is not one (pass --yes in scripts). */
-export async function confirmOnTerminal(question: string): Promise<boolean> {
-  if (!process.stdin.isTTY) {
-    throw new OperatorError('rollback: this changes production and standard input is not a terminal: re-run with --yes to confirm', 2);
-  }
-  const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    const answer = await rl.question(`${question} [y/N] `);
-    return /^y(es)?$/i.test(answer.trim());
-  } finally {
-    rl.close();
-  }
-}
-
 async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string): Promise<RollbackCliContext & { serviceName: string }> {
   const root = packageRoot();
   const envName = globals.env ?? defaultEnvironmentName(root);
@@ -108,7 +94,7 @@ async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string): 
     serviceName: apiServiceFlag?.trim() || apiServiceName,
     deps: { ...backoutClients(), logger, metrics },
     actor: () => resolveCliActor(),
-    confirm: confirmOnTerminal,
+    confirm: confirmer(undefined),
     print: (line) => process.stdout.write(`${line}\n`),
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
   };
@@ -150,7 +136,7 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
     ctx.print('dry run: nothing changed');
     return;
   }
-  if (!options.yes && !(await ctx.confirm(`Roll ${plan.service} back to ${plan.target.taskDefinitionArn}?`))) {
+  if (!options.yes && !(await ctx.confirm(`rollback: roll ${plan.service} back to ${plan.target.taskDefinitionArn}`))) {
     throw new OperatorError('rollback: not confirmed, nothing changed', 1);
   }
   let state = await guards(ctx.deps, ctx.settings, { service: plan.service, manual: { actor: await ctx.actor(), targetTaskDefinition: plan.target.taskDefinitionArn, dryRun: false } });
@@ -208,7 +194,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: { reado
   const release = await describeRelease(ctx.deps.ecs, ctx.settings, current, ctx.settings.api.containerName);
   ctx.print(`migration downgrade: "${downgradeArgs(revision).join(' ')}" in ${current} (schema now at ${release.alembicHead ?? 'unknown'})`);
   ctx.print(`  before it: ${ctx.settings.beforeDowngrade === 'snapshot' ? `a snapshot of ${ctx.settings.databaseInstanceIdentifier}` : 'the PITR restore point is recorded'}; the killswitch is in maintenance while it runs`);
-  if (!options.yes && !(await ctx.confirm(`Downgrade the schema of ${ctx.settings.databaseInstanceIdentifier} to ${revision}?`))) {
+  if (!options.yes && !(await ctx.confirm(`rollback: downgrade the schema of ${ctx.settings.databaseInstanceIdentifier} to ${revision}`))) {
     throw new OperatorError('rollback: not confirmed, nothing changed', 1);
   }
   const actor = await ctx.actor();

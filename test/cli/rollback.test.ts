@@ -3,7 +3,8 @@ import { DescribeServicesCommand, DescribeTasksCommand, RunTaskCommand, UpdateSe
 import { GetParameterCommand, PutParameterCommand } from '@aws-sdk/client-ssm';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
-import { confirmOnTerminal, migrationCommand, RollbackCliContext, serviceCommand, statusCommand } from '../../bin/cli/rollback';
+import { confirmer } from '../../bin/cli/confirm';
+import { migrationCommand, RollbackCliContext, serviceCommand, statusCommand } from '../../bin/cli/rollback';
 import { acquireLock, readLock } from '../../lambdas/backout/state';
 import { backoutSuite, metricData, BAD, backoutDeps, GOOD, seedLkg, service, settings, TD } from '../lambdas/backout/fixtures';
 
@@ -64,7 +65,7 @@ async function context(options: { confirm?: boolean | 'terminal'; now?: () => Da
     settings: settings({ tableName }),
     deps: backoutDeps(suite.dynamo.doc, now),
     actor: async () => 'alice',
-    confirm: options.confirm === 'terminal' ? confirmOnTerminal : async () => options.confirm === true,
+    confirm: options.confirm === 'terminal' ? confirmer(undefined) : async () => options.confirm === true,
     print: (line) => printed.push(line),
     sleep: async (ms) => {
       fakeNow += ms;
@@ -95,7 +96,7 @@ describe('rollback service (same core as the workflow)', () => {
     const ctx = await context({ confirm: 'terminal' });
     await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
 
-    await expect(serviceCommand(ctx, { service: 'atmr-api' })).rejects.toThrow(/standard input is not a terminal: re-run with --yes/);
+    await expect(serviceCommand(ctx, { service: 'atmr-api' })).rejects.toThrow(/^rollback: roll atmr-api back to .* needs confirmation: standard input is not a terminal; pass --yes to confirm$/);
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
   });
 

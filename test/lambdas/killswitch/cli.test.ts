@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -19,22 +19,54 @@ interface SdkCall {
   input: { Name?: string; Value?: string };
 }
 
-/** Runs the real CLI in a child process with the SSM/STS SDK mocked (see cli-harness.ts). */
+const TSX = path.join(ROOT, 'node_modules', '.bin', 'tsx');
+const HARNESS = 'test/lambdas/killswitch/cli-harness.ts';
+
+function harnessEnv(resultFile: string, scenario: Scenario, env: Record<string, string>): NodeJS.ProcessEnv {
+  return operatorEnv({
+    USER: 'alice-local',
+    KS_RESULT: resultFile,
+    KS_SCENARIO: JSON.stringify({ raw: JSON.stringify(value()), version: 1, ...scenario }),
+    ...env,
+  });
+}
+
+function sdkCalls(resultFile: string): { calls: SdkCall[]; puts: SdkCall[] } {
+  const result = JSON.parse(fs.readFileSync(resultFile, 'utf8')) as { code: number; calls: SdkCall[] };
+  return { calls: result.calls, puts: result.calls.filter((c) => c.command === 'PutParameterCommand') };
+}
+
+/** Runs the real CLI in a child process with the SSM/STS SDK mocked (see cli-harness.ts); standard input is not a terminal. */
 function atmrDr(args: string[], scenario: Scenario = {}, env: Record<string, string> = { KILLSWITCH_PARAMETER: PARAMETER }) {
   const resultFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ks-cli-')), 'result.json');
-  const run = spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['test/lambdas/killswitch/cli-harness.ts', 'killswitch', ...args], {
+  const run = spawnSync(TSX, [HARNESS, 'killswitch', ...args], { cwd: ROOT, encoding: 'utf8', env: harnessEnv(resultFile, scenario, env) });
+  return { status: run.status, stdout: run.stdout, stderr: run.stderr, ...sdkCalls(resultFile) };
+}
+
+/**
+ * The same at a terminal: util-linux `script` runs it on a pseudo-terminal, and `answer` is typed
+ * when it asks. Output is stdout and stderr together.
+ */
+async function atmrDrAtTerminal(args: string[], answer: string) {
+  const resultFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ks-cli-')), 'result.json');
+  const quote = (word: string) => `'${word.replaceAll("'", "'\\''")}'`;
+  const child = spawn('script', ['-qec', [TSX, HARNESS, 'killswitch', ...args].map(quote).join(' '), '/dev/null'], {
     cwd: ROOT,
-    encoding: 'utf8',
-    env: operatorEnv({
-      USER: 'alice-local',
-      KS_RESULT: resultFile,
-      KS_SCENARIO: JSON.stringify({ raw: JSON.stringify(value()), version: 1, ...scenario }),
-      ...env,
-    }),
+    env: harnessEnv(resultFile, {}, { KILLSWITCH_PARAMETER: PARAMETER }),
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
-  const result = JSON.parse(fs.readFileSync(resultFile, 'utf8')) as { code: number; calls: SdkCall[] };
-  const puts = result.calls.filter((c) => c.command === 'PutParameterCommand');
-  return { status: run.status, stdout: run.stdout, stderr: run.stderr, calls: result.calls, puts };
+  let output = '';
+  let answered = false;
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    output += d;
+    if (!answered && output.includes('[y/N] ')) {
+      answered = true;
+      child.stdin.write(`${answer}\n`);
+    }
+  });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d));
+  const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  return { status, output, ...sdkCalls(resultFile) };
 }
 
 describe('atmr-dr killswitch: bad input writes nothing', () => {
@@ -54,8 +86,38 @@ describe('atmr-dr killswitch: bad input writes nothing', () => {
 });
 
 describe('atmr-dr killswitch enable / disable / status', () => {
+  it.each([
+    [['enable', '--mode', 'maintenance', '--reason', 'OSRM down'], 'killswitch enable: put the API in maintenance (every request but /health and /ready answered 503)'],
+    [['disable', '--reason', 'OSRM back'], 'killswitch disable: return the API to normal'],
+  ])('%j without --yes and without a terminal is refused in one line naming --yes, exit 2, nothing written', (args, change) => {
+    const run = atmrDr(args);
+
+    expect(run.status).toBe(2);
+    expect(run.stderr).toBe(`atmr-dr: ${change} (parameter ${PARAMETER}) needs confirmation: standard input is not a terminal; pass --yes to confirm\n`);
+    expect(run.puts).toEqual([]);
+  });
+
+  it('at a terminal, enable asks first: "n" writes nothing (exit 1), "y" writes', async () => {
+    const args = ['enable', '--mode', 'degraded', '--reason', 'pic de charge', '--expires', '30m'];
+    const prompt = `killswitch enable: put the API in degraded mode for 30m (parameter ${PARAMETER}) [y/N] `;
+
+    const declined = await atmrDrAtTerminal(args, 'n');
+
+    expect(declined.output).toContain(prompt);
+    expect(declined.output).toContain('atmr-dr: killswitch enable: not confirmed, nothing changed');
+    expect(declined.status).toBe(1);
+    expect(declined.puts).toEqual([]);
+
+    const confirmed = await atmrDrAtTerminal(args, 'y');
+
+    expect(confirmed.output).toContain(prompt);
+    expect(confirmed.status).toBe(0);
+    expect(confirmed.puts).toHaveLength(1);
+    expect(JSON.parse(confirmed.puts[0].input.Value as string)).toMatchObject({ mode: 'degraded', reason: 'pic de charge' });
+  });
+
   it('enables maintenance with the STS caller as actor and a 2h expiry, and prints the new state', () => {
-    const run = atmrDr(['enable', '--mode', 'maintenance', '--reason', 'OSRM down', '--expires', '2h'], { version: 2 });
+    const run = atmrDr(['enable', '--mode', 'maintenance', '--reason', 'OSRM down', '--expires', '2h', '--yes'], { version: 2 });
 
     expect(run.status).toBe(0);
     expect(run.puts).toHaveLength(1);
@@ -68,7 +130,7 @@ describe('atmr-dr killswitch enable / disable / status', () => {
   });
 
   it('falls back to $USER as actor when there are no usable AWS credentials', () => {
-    const run = atmrDr(['disable', '--reason', 'OSRM back'], { raw: JSON.stringify(value({ mode: 'maintenance' })), stsFails: true });
+    const run = atmrDr(['disable', '--reason', 'OSRM back', '--yes'], { raw: JSON.stringify(value({ mode: 'maintenance' })), stsFails: true });
 
     expect(run.status).toBe(0);
     expect(JSON.parse(run.puts[0].input.Value as string)).toMatchObject({ mode: 'normal', reason: 'OSRM back', actor: 'alice-local', expiresAt: null });
@@ -100,7 +162,7 @@ describe('atmr-dr killswitch enable / disable / status', () => {
   });
 
   it('exits 3 with a one-line conflict when another write landed right after ours', () => {
-    const run = atmrDr(['enable', '--mode', 'maintenance', '--reason', 'OSRM down'], {
+    const run = atmrDr(['enable', '--mode', 'maintenance', '--reason', 'OSRM down', '--yes'], {
       version: 5,
       writeAfterOurs: JSON.stringify(value({ mode: 'degraded', actor: 'bob', reason: 'peak' })),
     });
