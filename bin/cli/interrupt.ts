@@ -13,7 +13,7 @@ export function exitCodeOf(signal: NodeJS.Signals): number {
  * that drops sends: node's default for SIGHUP is to die on the spot, which would leave pg_restore
  * loading into the staging database and the downloaded dump in TMPDIR.
  */
-const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+export const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
 export interface Interrupt {
   /** Aborted by the first Ctrl-C / SIGTERM / SIGHUP: the command stops, cleans up and says so. */

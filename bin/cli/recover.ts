@@ -23,7 +23,7 @@ import { resolveCliActor } from './killswitch';
 import { DEPLOYED_NAMES, defaultEnvironmentName, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
 import { confirmer } from './confirm';
-import { exitCodeOf } from './interrupt';
+import { exitCodeOf, STOP_SIGNALS } from './interrupt';
 
 interface RecoverGlobals {
   env?: string;
@@ -213,16 +213,18 @@ export function registerRecoverCommands(program: Command): void {
       const killswitchParameter = await resolveDeployedName(DEPLOYED_NAMES.killswitchParameter, { flagValue: ctx.g.parameter, envName: ctx.envName });
       const secretsManager = new SecretsManagerClient(SDK_RETRY);
       const actor = await resolveCliActor();
-      // Ctrl-C / SIGTERM: stop at the next step boundary (or poll of a wait), the journal says where; a second one quits at once.
-      // Exit codes as the shell and the other commands give them: 130 for Ctrl-C, 143 for SIGTERM.
+      // Ctrl-C / SIGTERM / SIGHUP (a dropped SSH session): stop at the next step boundary (or poll of
+      // a wait), the journal says where, and the lease is released; a second one quits at once.
+      // Exit codes as the shell and the other commands give them: 130, 143, 129.
       let stopRequested: NodeJS.Signals | undefined;
       const onSignal = (signal: NodeJS.Signals) => {
         if (stopRequested) process.exit(exitCodeOf(signal));
         stopRequested = signal;
+        // After a hangup the terminal is gone: a failed write must not end the process mid-step.
+        if (signal === 'SIGHUP') process.stderr.on('error', () => undefined);
         process.stderr.write(`atmr-dr: recover cutover: ${signal}: stopping at the next step boundary (again to quit at once; the journal keeps what was done)\n`);
       };
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
+      for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
       const deps = {
         ssm: new SSMClient(SDK_RETRY),
         secretsManager,
@@ -247,8 +249,7 @@ export function registerRecoverCommands(program: Command): void {
       try {
         result = mode === 'undo' ? await undoCutover(deps, id, settings, actor) : await cutover(deps, id, settings, actor, mode);
       } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
+        for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
       }
       if (ctx.g.json) print(JSON.stringify(result));
       else printCutover(result);

@@ -391,4 +391,18 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(lines[0]).toBe('atmr-dr: recover cutover: SIGTERM: stopping at the next step boundary (again to quit at once; the journal keeps what was done)');
     expect(lines[lines.length - 1]).toMatch(/^atmr-dr: recover cutover: interrupted after .*--resume --yes/);
   });
+
+  it('SIGHUP (a dropped SSH session) during the redeploy: stops at the step boundary like Ctrl-C, exit 129, with how to resume or undo', async () => {
+    const id = 'r20261130151500-e2e3';
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const active = await activeRecoveryId(store);
+    if (active) await releaseLock(store, active);
+
+    const interrupted = await interruptedCutover(id, 'SIGHUP');
+
+    expect(interrupted.status).toBe(129);
+    const lines = interrupted.stderr.trimEnd().split('\n');
+    expect(lines[0]).toBe('atmr-dr: recover cutover: SIGHUP: stopping at the next step boundary (again to quit at once; the journal keeps what was done)');
+    expect(lines[lines.length - 1]).toMatch(/^atmr-dr: recover cutover: interrupted after .*--resume --yes/);
+  });
 });
