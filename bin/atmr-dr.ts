@@ -1,7 +1,7 @@
 #!/usr/bin/env -S npx --no-install tsx
 import { Command, CommanderError } from 'commander';
 import { version } from '../package.json';
-import { isAwsSdkError } from '../lambdas/shared/aws-errors';
+import { isAwsSdkError, MISSING_SETTING_EXIT_CODE, missingAwsSetting } from '../lambdas/shared/aws-errors';
 import { OperatorError, oneLine } from '../lambdas/shared/errors';
 import { exitWhenFailed } from '../lambdas/shared/exit';
 
@@ -108,6 +108,11 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     if (error instanceof OperatorError) {
       process.stderr.write(`atmr-dr: ${error.message}\n`);
       return error.exitCode;
+    }
+    const missing = missingAwsSetting(error);
+    if (missing) {
+      process.stderr.write(`atmr-dr: ${missing}\n`);
+      return MISSING_SETTING_EXIT_CODE;
     }
     const hint = isAwsSdkError(error) ? '; check AWS_REGION, the credentials (AWS_PROFILE) and AWS_ENDPOINT_URL_<SERVICE> if set' : '';
     process.stderr.write(`atmr-dr: ${oneLine(error)}${hint}\n`);

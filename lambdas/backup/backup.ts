@@ -8,6 +8,7 @@ import { finished } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import type { Client } from 'pg';
 import { OperatorError, oneLine } from '../shared/errors';
+import { MISSING_SETTING_EXIT_CODE, missingAwsSetting } from '../shared/aws-errors';
 import { formatBytes } from '../shared/format';
 import { BackupManifestSchema, LatestPointerSchema, type BackupManifest, type BackupObject, type LatestPointer } from '../shared/manifest';
 import { safeJson } from '../shared/json';
@@ -663,6 +664,8 @@ function tierWriteFailure(what: string, key: string, bucket: string, error: unkn
 }
 
 function s3Failure(what: string, bucket: string, error: unknown): OperatorError {
+  const missing = missingAwsSetting(error);
+  if (missing) return new OperatorError(`S3 ${what} in bucket ${bucket} failed: ${missing}`, MISSING_SETTING_EXIT_CODE);
   const name = (error as Error | undefined)?.name;
   const detail = oneLine(error);
   // The service's error code (AccessDenied, SlowDown) helps; the generic "Error" of a network failure does not.

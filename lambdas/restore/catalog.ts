@@ -10,7 +10,7 @@ import {
   latestDatabaseTierPointerKey,
   latestTierPointerKey,
 } from '../shared/s3-layout';
-import { getTextIfExists, isNoSuchBucket, missingBucketError } from '../shared/s3-objects';
+import { getTextIfExists, isNoSuchBucket, missingBucketError, s3ReadFailure } from '../shared/s3-objects';
 import { safeJson } from '../shared/json';
 import { textStart } from '../shared/format';
 import { parseBackupTier } from '../shared/tiers';
@@ -153,6 +153,6 @@ async function s3Call<T>(bucket: string, what: string, call: () => Promise<T>): 
     return await call();
   } catch (error) {
     if (isNoSuchBucket(error)) throw missingBucketError(bucket);
-    throw new OperatorError(`cannot ${what}: ${oneLine(error)}; check the endpoint, BACKUP_BUCKET and credentials`);
+    throw s3ReadFailure(what, error);
   }
 }

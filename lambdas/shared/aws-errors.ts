@@ -37,12 +37,8 @@ export function describeAwsError(service: AwsService, action: string, error: unk
   const e = (error ?? {}) as SdkLikeError;
   const text = oneLine(error);
   const endpointVar = SERVICE_ENDPOINT_VARIABLES[service];
-  if (/region is missing/i.test(text)) {
-    return `cannot ${action}: no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)`;
-  }
-  if (e.name === 'CredentialsProviderError' || /could not load credentials/i.test(text)) {
-    return `cannot ${action}: no AWS credentials found; log in (aws sso login, AWS_PROFILE) or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`;
-  }
+  const missing = missingAwsSetting(error);
+  if (missing) return `cannot ${action}: ${missing}`;
   const networkCode = [e.code, e.name, /\b(E[A-Z]+)\b/.exec(text)?.[1]].find((c) => c !== undefined && NETWORK_CODES.has(c));
   if (networkCode) {
     return `cannot ${action}: ${service} is unreachable (${text}); check AWS_REGION, ${endpointVar} or AWS_ENDPOINT_URL if set, and the network`;
@@ -56,6 +52,22 @@ export function describeAwsError(service: AwsService, action: string, error: unk
   return `cannot ${action}: ${service} error (${e.name && e.name !== 'Error' ? `${e.name}: ` : ''}${text}); check AWS_REGION, the credentials${check ? `, and ${check}` : ''}`;
 }
 
+/**
+ * No region or no credentials: a setting the operator must give (exit 2, as every missing setting).
+ * What is missing and how to give it, or undefined for any other failure.
+ */
+export function missingAwsSetting(error: unknown): string | undefined {
+  const text = oneLine(error);
+  if (/region is missing/i.test(text)) return 'no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)';
+  if ((error as SdkLikeError | undefined)?.name === 'CredentialsProviderError' || /could not load credentials/i.test(text)) {
+    return 'no AWS credentials found; log in (aws sso login, AWS_PROFILE) or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY';
+  }
+  return undefined;
+}
+
+/** Exit code of a missing AWS setting (no region, no credentials): a setting, as docs/contracts.md says. */
+export const MISSING_SETTING_EXIT_CODE = 2;
+
 /** True for what the SDK throws (service exceptions carry `$metadata`; client-side failures are named). */
 export function isAwsSdkError(error: unknown): boolean {
   const e = error as SdkLikeError | undefined;
@@ -68,6 +80,6 @@ export async function awsCall<T>(service: AwsService, action: string, call: () =
     return await call();
   } catch (error) {
     if (error instanceof OperatorError) throw error;
-    throw new OperatorError(describeAwsError(service, action, error, check));
+    throw new OperatorError(describeAwsError(service, action, error, check), missingAwsSetting(error) ? MISSING_SETTING_EXIT_CODE : 1);
   }
 }

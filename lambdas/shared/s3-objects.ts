@@ -1,5 +1,6 @@
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { OperatorError, oneLine } from './errors';
+import { MISSING_SETTING_EXIT_CODE, missingAwsSetting } from './aws-errors';
 
 /**
  * S3's "no such object", whichever way the SDK (or an S3-compatible server) reports it. A missing
@@ -40,7 +41,7 @@ export async function getText(s3: S3Client, bucket: string, key: string, notFoun
     return (await response.Body?.transformToString('utf8')) ?? '';
   } catch (error) {
     if (notFound && isNotFound(error)) throw new OperatorError(notFound());
-    throw new OperatorError(`cannot read s3://${bucket}/${key}: ${oneLine(error)}; check the endpoint, BACKUP_BUCKET and credentials`);
+    throw s3ReadFailure(`read s3://${bucket}/${key}`, error);
   }
 }
 
@@ -55,6 +56,13 @@ export async function getTextIfExists(s3: S3Client, bucket: string, key: string)
   } catch (error) {
     if (isNotFound(error)) return undefined;
     if (isNoSuchBucket(error)) throw missingBucketError(bucket);
-    throw new OperatorError(`cannot read s3://${bucket}/${key}: ${oneLine(error)}; check the endpoint, BACKUP_BUCKET and credentials`);
+    throw s3ReadFailure(`read s3://${bucket}/${key}`, error);
   }
+}
+
+/** A failed read of the bucket, in one line: a missing region or credentials named (exit 2), else what to check. */
+export function s3ReadFailure(action: string, error: unknown): OperatorError {
+  const missing = missingAwsSetting(error);
+  if (missing) return new OperatorError(`cannot ${action}: ${missing}`, MISSING_SETTING_EXIT_CODE);
+  return new OperatorError(`cannot ${action}: ${oneLine(error)}; check the endpoint, BACKUP_BUCKET and credentials`);
 }

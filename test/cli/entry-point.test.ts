@@ -276,13 +276,18 @@ describe('AWS failures say what to check', () => {
     );
   });
 
-  it('names AWS_REGION when no region is set', async () => {
+  it.each([
+    [['killswitch', 'status'], 'atmr-dr: cannot read parameter /atmr/x/killswitch: no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)'],
+    [['backups', 'list', '--bucket', 'atmr-b'], 'atmr-dr: cannot list s3://atmr-b/hourly/: no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)'],
+    [['incident', 'list', '--table', 'atmr-ops'], 'atmr-dr: no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)'],
+  ])('%j with no region set names AWS_REGION, exit 2 as every missing setting', async (args, line) => {
     const env = operatorEnv({ KILLSWITCH_PARAMETER: '/atmr/x/killswitch', AWS_CONFIG_FILE: '/nonexistent', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent' });
     delete env.AWS_REGION;
+    delete env.AWS_DEFAULT_REGION;
 
-    const run = await entry(['killswitch', 'status'], env);
+    const run = await entry(args, env);
 
-    expect(run.status).toBe(1);
-    expect(run.stderr).toBe('atmr-dr: cannot read parameter /atmr/x/killswitch: no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)\n');
+    expect(run.stderr).toBe(`${line}\n`);
+    expect(run.status).toBe(2);
   });
 });

@@ -75,6 +75,14 @@ describe('AWS failures say what to check', () => {
     );
   });
 
+  it('a missing region or missing credentials is a missing setting: exit 2; a refusal by the service is a failure: exit 1', async () => {
+    const failing = (error: Error) => awsCall('SSM', 'read parameter /p', () => Promise.reject(error));
+
+    await expect(failing(new Error('Region is missing'))).rejects.toMatchObject({ exitCode: 2 });
+    await expect(failing(Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' }))).rejects.toMatchObject({ exitCode: 2 });
+    await expect(failing(Object.assign(new Error('denied'), { name: 'AccessDeniedException', $metadata: {} }))).rejects.toMatchObject({ exitCode: 1 });
+  });
+
   it('lets an OperatorError through unchanged', async () => {
     const ssm = mockClient(SSMClient);
     const own = new OperatorError('killswitch: parameter /p does not exist', 2);
