@@ -430,12 +430,15 @@ export class RestoreTest extends Construct {
     const executions = this.stateMachine
       ? new RunbookAlarm(this, 'ExecutionsAlarm', {
           what: 'Executions',
-          summary: `the restore test on a temporary instance failed or timed out (the instance is deleted on every path; check it is gone)`,
+          // Aborted too: a run stopped by hand, like one that timed out, runs no step after that, so
+          // its temporary instance stays (billed, and next month's run refuses to start beside it).
+          summary: `the restore test on a temporary instance failed, timed out or was stopped (a run that timed out or was stopped leaves its instance: check it is gone)`,
           metric: new cloudwatch.MathExpression({
-            expression: 'failed + timedOut',
+            expression: 'failed + timedOut + aborted',
             usingMetrics: {
               failed: this.stateMachine.machine.metricFailed({ statistic: 'Sum', period: Duration.hours(1) }),
               timedOut: this.stateMachine.machine.metricTimedOut({ statistic: 'Sum', period: Duration.hours(1) }),
+              aborted: this.stateMachine.machine.metricAborted({ statistic: 'Sum', period: Duration.hours(1) }),
             },
             period: Duration.hours(1),
           }),
