@@ -214,6 +214,10 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
 
     // The snapshot must outlive pg_dump's import of it: this transaction stays open until the end.
     await client.query("SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; SET lock_timeout = 0");
+    // A failed or interrupted run closes this connection while a row count may be queued behind
+    // another session's lock: without this check the server keeps the orphaned backend waiting (and
+    // its queued lock request blocking everyone after it) until that lock is released. PostgreSQL 14+.
+    if (serverVersion.major >= 14) await client.query("SET client_connection_check_interval = '1s'");
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const snapshot = (await client.query<{ snapshot: string }>('SELECT pg_export_snapshot() AS snapshot')).rows[0].snapshot;
     // The same snapshot's transaction horizon, recorded so that a reader can place the backup in time.

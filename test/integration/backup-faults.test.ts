@@ -430,4 +430,45 @@ describe('atmr-dr backup faults (integration)', () => {
       await watcher.end();
     }
   }, 120_000);
+
+  it("Ctrl-C while a row count waits behind another session's lock: no backend of the run is left queued on that lock", async () => {
+    // Arrange: another session holds a table ACCESS EXCLUSIVE (a migration), so the run's row count
+    // and pg_dump both wait for it.
+    const database = uniqueDatabaseName('bkf_locked');
+    createDatabase(database, 'CREATE TABLE locked (id int); INSERT INTO locked VALUES (1);');
+    const cluster = testCluster();
+    const holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database });
+    const watcher = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    await holder.connect();
+    await watcher.connect();
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const runBackends = async (): Promise<{ pid: number; wait: string | null; query: string }[]> =>
+      (
+        await watcher.query<{ pid: number; wait: string | null; query: string }>(
+          "SELECT pid, wait_event_type AS wait, query FROM pg_stat_activity WHERE datname = $1 AND application_name = 'atmr-dr'",
+          [database],
+        )
+      ).rows;
+    try {
+      await holder.query('BEGIN; LOCK TABLE locked IN ACCESS EXCLUSIVE MODE');
+      const run = startCli(['backup', '--tier', 'hourly'], cliEnv(database, s3.env, { NODE_NO_WARNINGS: '1' }));
+      const deadline = Date.now() + 30_000;
+      while (!(await runBackends()).some((b) => b.wait === 'Lock' && b.query.includes('count(*)')) && Date.now() < deadline) await sleep(50);
+      expect((await runBackends()).some((b) => b.wait === 'Lock' && b.query.includes('count(*)'))).toBe(true);
+
+      // Act
+      run.signalCli('SIGINT');
+      const result = await run.result;
+
+      // Assert: the CLI is gone, and so are its backends, while the lock is still held
+      expect(result.status).toBe(130);
+      while ((await runBackends()).length > 0 && Date.now() < deadline) await sleep(100);
+      expect(await runBackends()).toEqual([]);
+      await expectNothingPublished();
+    } finally {
+      await holder.end();
+      await watcher.end();
+      dropDatabase(database);
+    }
+  });
 });
