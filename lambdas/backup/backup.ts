@@ -453,7 +453,14 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
   );
 
   const counting = countRows(client).catch((error: unknown) => {
-    throw failure ?? new OperatorError(`counting rows in the dump's snapshot failed: ${oneLine(error)}`);
+    if (failure) throw failure;
+    const countFailure = new OperatorError(`counting rows in the dump's snapshot failed: ${oneLine(error)}${countFailureFix(error)}`);
+    // A statement the server refused (no SELECT right, a timeout) aborts the snapshot's transaction:
+    // pg_dump then fails to import or keep the snapshot, an echo that must not be reported instead
+    // of this root cause. A lost connection (SQLSTATE class 08, 57) may be pg_dump's trouble too:
+    // that goes through the usual wait for the children's own reasons.
+    if (isRefusedStatement(error)) fail(countFailure);
+    throw countFailure;
   });
   producers.push(counting);
   void counting.then(phase('row counts'), () => undefined);
@@ -534,6 +541,18 @@ async function countRows(client: Client): Promise<{ schema: string; name: string
     if (counts[i] < 0) throw new Error(`no row count came back for ${t.schema}.${t.name}`);
     return { schema: t.schema, name: t.name, rows: counts[i] };
   });
+}
+
+/** A PostgreSQL error of the statement itself, not of the connection or the server going away. */
+function isRefusedStatement(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && !code.startsWith('08') && !code.startsWith('57');
+}
+
+/** The fix of a row count the server refused for want of a right (pg_dump needs the same rights). */
+function countFailureFix(error: unknown): string {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return code === '42501' ? '; grant the backup role SELECT on every table and sequence it must dump (pg_dump needs them too)' : '';
 }
 
 /**

@@ -9,7 +9,7 @@ import { runBackup } from '../../lambdas/backup/backup';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
-import { freePort } from '../support/postgres';
+import { freePort, psql } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { cliEnv, createDatabase, dropDatabase, listKeys, operatorLines, pointers, runCli, startCli } from './backup-support';
 
@@ -430,6 +430,33 @@ describe('atmr-dr backup faults (integration)', () => {
       await watcher.end();
     }
   }, 120_000);
+
+  it('a role without SELECT on one table: names that table and the grant, not pg_dump failing to import the aborted snapshot', async () => {
+    // Arrange: a role that may read one table of two (and the sequences), as a hand-made backup role can be
+    const database = uniqueDatabaseName('bkf_grant');
+    const role = `${database}_role`;
+    createDatabase(
+      database,
+      `CREATE TABLE a (id serial PRIMARY KEY); CREATE TABLE secret (id serial PRIMARY KEY);
+       CREATE ROLE ${role} LOGIN; GRANT SELECT ON a TO ${role}; GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO ${role};`,
+    );
+    try {
+      // Act
+      const result = await runCli(['backup', '--tier', 'hourly'], cliEnv(database, s3.env, { PGUSER: role, NODE_NO_WARNINGS: '1' }));
+
+      // Assert: the row count is refused first, which aborts the snapshot pg_dump is importing.
+      expect(result.status).toBe(1);
+      expect(result.stdout).toBe('');
+      expectOneLineError(
+        result.stderr,
+        /^atmr-dr: backup failed, nothing published \(no manifest, latest pointers unchanged\): counting rows in the dump's snapshot failed: permission denied for table secret; grant the backup role SELECT on every table/,
+      );
+      await expectNothingPublished();
+    } finally {
+      dropDatabase(database);
+      psql(testCluster(), 'postgres', `DROP ROLE IF EXISTS ${role};`);
+    }
+  });
 
   it("Ctrl-C while a row count waits behind another session's lock: no backend of the run is left queued on that lock", async () => {
     // Arrange: another session holds a table ACCESS EXCLUSIVE (a migration), so the run's row count
