@@ -641,6 +641,7 @@ async function putJson(s3: S3Client, bucket: string, key: string, value: unknown
 async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, database: string, manifestKey: string, log: (line: string) => void): Promise<void> {
   const pointer: LatestPointer = { manifest: manifestKey };
   const keys = [latestDatabaseTierPointerKey(database, tier), latestDatabasePointerKey(database), latestTierPointerKey(tier), LATEST_POINTER_KEY];
+  const written: string[] = [];
   try {
     // A backup that started later may have finished first (a manual run beside the scheduled one):
     // a pointer never moves back to an older backup. Read, then written in order; two runs that
@@ -655,11 +656,16 @@ async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, d
         continue;
       }
       await putJson(s3, bucket, key, pointer, `updating ${key}`);
+      written.push(key);
     }
   } catch (error) {
-    throw new OperatorError(
-      `backup ${manifestKey} is complete but the latest pointers were not updated: ${oneLine(error)}; rerun the backup once S3 is reachable`,
-    );
+    // The pointers are written one by one: a failure after the first leaves some on this backup and
+    // the rest on an older one, and "not updated" would hide which `latest` now means which backup.
+    const state =
+      written.length === 0
+        ? 'the latest pointers were not updated'
+        : `${written.join(', ')} ${written.length === 1 ? 'names' : 'name'} it now, ${keys.slice(keys.indexOf(written[written.length - 1]) + 1).join(', ')} were not updated`;
+    throw new OperatorError(`backup ${manifestKey} is complete but ${state}: ${oneLine(error)}; rerun the backup once S3 is reachable`);
   }
 }
 

@@ -2,6 +2,7 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { Client } from 'pg';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -11,7 +12,7 @@ import { createS3Client } from '../../lambdas/shared/aws';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { freePort, psql } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
-import { cliEnv, createDatabase, dropDatabase, listKeys, operatorLines, pointers, runCli, startCli } from './backup-support';
+import { cliEnv, createDatabase, dropDatabase, getJson, listKeys, operatorLines, pointers, runCli, startCli } from './backup-support';
 
 jest.setTimeout(180_000);
 
@@ -496,6 +497,49 @@ describe('atmr-dr backup faults (integration)', () => {
       await holder.end();
       await watcher.end();
       dropDatabase(database);
+    }
+  });
+
+  // Last: it publishes a backup (the manifest is written), which the tests above compare against.
+  it('a pointer write refused after the first: the line says which latest pointers name the new backup and which were not updated', async () => {
+    // Arrange: a proxy to s3rver that refuses the write of the database's all-tier pointer with 403
+    const target = new URL(s3.endpoint);
+    const refusedKey = `latest/${small}.json`;
+    const proxy = http.createServer((req, res) => {
+      if (req.method === 'PUT' && decodeURIComponent(new URL(req.url ?? '/', s3.endpoint).pathname) === `/${s3.bucket}/${refusedKey}`) {
+        req.resume();
+        res.writeHead(403, { 'content-type': 'application/xml' }).end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>');
+        return;
+      }
+      const upstream = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      });
+      upstream.on('error', () => res.destroy());
+      req.pipe(upstream);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const endpoint = `http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`;
+    const pointerOf = async (key: string): Promise<unknown> => getJson(createS3Client(s3.env), s3.bucket, key);
+    const before = await pointerOf(refusedKey);
+    try {
+      // Act
+      const result = await runCli(['backup', '--tier', 'daily', '--formats', 'custom'], cliEnv(small, s3.env, { AWS_ENDPOINT_URL_S3: endpoint, NODE_NO_WARNINGS: '1' }));
+
+      // Assert: the tier pointer was written before the refusal, the others were not
+      expect(result.status).toBe(1);
+      const manifestKey = (await manifests()).find((k) => !seededManifests.includes(k));
+      expect(await pointerOf(`latest/${small}/daily.json`)).toEqual({ manifest: manifestKey });
+      expect(await pointerOf(refusedKey)).toEqual(before);
+      expectOneLineError(
+        result.stderr,
+        new RegExp(
+          `^atmr-dr: backup ${manifestKey} is complete but latest/${small}/daily\\.json names it now, latest/${small}\\.json, latest/daily\\.json, latest\\.json were not updated: S3 updating latest/${small}\\.json in bucket ${s3.bucket} failed: AccessDenied`,
+        ),
+      );
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise((resolve) => proxy.close(resolve));
     }
   });
 });
