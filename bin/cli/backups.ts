@@ -31,7 +31,7 @@ export function registerBackupsCommands(program: Command): void {
     });
 
   withBucketOptions(backups.command('verify'))
-    .description('checks sizes and sha256 of every object against the manifest, and that the archives are readable (pg_restore --list, gzip); no database needed')
+    .description('checks sizes and sha256 of every object against the manifest, and that the archives are readable to the end (pg_restore, gunzip); no database needed')
     // Optional for the parser, required by the action: its own message says where a key comes from.
     .argument('[manifest-key|latest]', 'a manifest key from "backups list", or latest')
     .usage('[options] <manifest-key|latest>')

@@ -13,9 +13,10 @@ import { errorLine, runTool, toolEnv } from './load';
 
 /**
  * `backups verify`: a backup checked without any database: every object's size and sha256 against
- * the manifest (download.ts), the custom archive's table of contents (`pg_restore --list`), and the
- * plain file's whole gzip stream. Every object is checked, a bad one does not stop the others: the
- * operator learns in one run whether any format of this backup is still usable.
+ * the manifest (download.ts), the custom archive's table of contents (`pg_restore --list`) and every
+ * entry's data (`pg_restore --file=/dev/null`), and the plain file's whole gzip stream. Every object
+ * is checked, a bad one does not stop the others: the operator learns in one run whether any format
+ * of this backup is still usable.
  */
 export type VerifiedObject = GoodObject | BadObject;
 
@@ -109,6 +110,13 @@ async function verifyObject(deps: VerifyDeps, object: BackupObject, dir: string)
       const list = await runTool(pgToolPath('pg_restore', deps.pgBinDir), ['--list', downloaded.file], { env: toolEnv(undefined) });
       if (list.code !== 0) {
         return bad('unreadable', `pg_restore --list cannot read ${object.key}: ${errorLine(list.stderr)}; the archive is unreadable`);
+      }
+      // --list reads the table of contents only, at the head of the archive: an archive cut short
+      // after it lists every entry and fails only at the restore. Reading every entry's data (to
+      // SQL text, thrown away) is what tells; it costs about what the plain file's gunzip does.
+      const read = await runTool(pgToolPath('pg_restore', deps.pgBinDir), ['--file=/dev/null', downloaded.file], { env: toolEnv(undefined) });
+      if (read.code !== 0) {
+        return bad('unreadable', `pg_restore cannot read the data of ${object.key}: ${errorLine(read.stderr)}; the archive is truncated or corrupt`);
       }
       detail = { tocEntries: list.stdout.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(';')).length };
     } else {

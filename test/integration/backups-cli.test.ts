@@ -183,6 +183,32 @@ describe('atmr-dr backups', () => {
     expect(json.stderr).toMatch(/^atmr-dr: backup .*: 2 of 2 objects bad .*\n$/);
   });
 
+  it('verify reads the whole .dump: one cut short after its table of contents, with a manifest that matches it, is BAD (unreadable), not ok', async () => {
+    // Arrange: the .dump cut short past its table of contents (pg_restore --list still reads every
+    // entry), the manifest rewritten to its size and sha256, as a run that uploaded a short archive would
+    const backup = await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'weekly', startedAt: new Date('2026-11-22T03:00:00Z') });
+    const custom = backup.manifest.objects.find((o) => o.format === 'custom')!;
+    const whole = await objectBytes(custom.key);
+    const short = whole.subarray(0, whole.length - 2000);
+    await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: custom.key, Body: short }));
+    const manifest = {
+      ...backup.manifest,
+      objects: backup.manifest.objects.map((o) => (o.key === custom.key ? { ...o, bytes: short.length, sha256: createHash('sha256').update(short).digest('hex') } : o)),
+    };
+    await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: backup.manifestKey, Body: JSON.stringify(manifest) }));
+
+    // Act
+    const run = await atmrDr(['backups', 'verify', backup.manifestKey], localS3.env);
+
+    // Assert: not "ok ... archive entries", and no advice to restore it in custom format
+    expect(run.status).toBe(1);
+    expect(run.stdout).toMatch(new RegExp(`^BAD ${custom.key} {2}unreadable: pg_restore cannot read the data of ${custom.key}: .*; the archive is truncated or corrupt$`, 'm'));
+    expect(run.stdout).toMatch(/^ok {2}weekly\/.*\.sql\.gz .* of SQL$/m);
+    expect(run.stderr).toBe(
+      `atmr-dr: backup ${backup.manifestKey}: 1 of 2 objects bad (${custom.key}: unreadable); restore this backup only with --format plain, or choose another backup (atmr-dr backups list)\n`,
+    );
+  });
+
   itWithSmallDisk('verify with a TMPDIR that fills up during the download says the local disk is full, names TMPDIR and the sizes, does not call the backup bad, exit 1', async () => {
     // Arrange: TMPDIR on a 4 MiB disk (room for the download when it starts); the .dump's bytes
     // held back until another writer has taken the rest of the disk
