@@ -91,6 +91,12 @@ function summarize(manifestKey: string, objects: readonly VerifiedObject[]): str
   // An object that could not be downloaded is not known to be bad: the check is worth a retry.
   if (bad.every((o) => o.reason === 'download')) return `backup ${manifestKey}: ${which}; retry, and check the S3 endpoint and the network`;
   const good = objects.find((o) => o.ok);
+  // An object that could not be read whole is unchecked, not bad: with no copy found good, it may
+  // still be the good one, and "do not restore it" would give up on it untried.
+  const unchecked = bad.filter((o) => o.reason === 'download');
+  if (!good && unchecked.length > 0) {
+    return `backup ${manifestKey}: ${which}; ${unchecked.map((o) => o.key).join(', ')} could not be checked: retry, and check the S3 endpoint and the network, before you choose another backup (atmr-dr backups list)`;
+  }
   // The same advice as restore's, given only when the other copy was found good here.
   return `backup ${manifestKey}: ${which}; ${badBackupFix(good)}`;
 }

@@ -1,5 +1,6 @@
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
+import * as http from 'node:http';
 import * as path from 'node:path';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { formatBytes } from '../../lambdas/shared/format';
@@ -208,6 +209,44 @@ describe('atmr-dr backups', () => {
       `atmr-dr: backup ${backup.manifestKey}: 1 of 2 objects bad (${custom.key}: unreadable); restore this backup only with --format plain, or choose another backup (atmr-dr backups list)\n`,
     );
   });
+
+  it('verify with one object bad and the other not downloadable: says the latter is unchecked and to retry, not "do not restore it"', async () => {
+    // Arrange: the .sql.gz cut short (bad); every GET of the .dump refused by a proxy in front of s3rver (unchecked)
+    const backup = await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'weekly', startedAt: new Date('2026-11-22T04:00:00Z') });
+    const custom = backup.manifest.objects.find((o) => o.format === 'custom')!;
+    const plain = backup.manifest.objects.find((o) => o.format === 'plain')!;
+    await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: plain.key, Body: (await objectBytes(plain.key)).subarray(0, 50) }));
+    const target = new URL(localS3.endpoint);
+    const proxy = http.createServer((req, res) => {
+      if (req.method === 'GET' && decodeURIComponent(new URL(req.url ?? '/', localS3.endpoint).pathname).endsWith(`/${custom.key}`)) {
+        req.resume();
+        res.writeHead(503, { 'content-type': 'application/xml' }).end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>ServiceUnavailable</Code><Message>Please reduce your request rate.</Message></Error>');
+        return;
+      }
+      const upstream = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      });
+      upstream.on('error', () => res.destroy());
+      req.pipe(upstream);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      // Act
+      const run = await atmrDr(['backups', 'verify', backup.manifestKey], { ...localS3.env, AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${(proxy.address() as { port: number }).port}` });
+
+      // Assert
+      expect(run.status).toBe(1);
+      expect(run.stdout).toMatch(new RegExp(`^BAD ${custom.key} {2}download: `, 'm'));
+      expect(run.stdout).toMatch(new RegExp(`^BAD ${plain.key} {2}size: `, 'm'));
+      expect(run.stderr).toBe(
+        `atmr-dr: backup ${backup.manifestKey}: 2 of 2 objects bad (${custom.key}: download, ${plain.key}: size); ${custom.key} could not be checked: retry, and check the S3 endpoint and the network, before you choose another backup (atmr-dr backups list)\n`,
+      );
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
+  }, 120_000);
 
   itWithSmallDisk('verify with a TMPDIR that fills up during the download says the local disk is full, names TMPDIR and the sizes, does not call the backup bad, exit 1', async () => {
     // Arrange: TMPDIR on a 4 MiB disk (room for the download when it starts); the .dump's bytes
