@@ -500,6 +500,43 @@ describe('atmr-dr backup faults (integration)', () => {
     }
   });
 
+  it('a table another session holds locked: the run gives up after the lock wait bound, naming the table and the fix, publishes nothing', async () => {
+    // Arrange: a migration's ACCESS EXCLUSIVE lock, held for longer than the run's bound
+    const database = uniqueDatabaseName('bkf_lockwait');
+    createDatabase(database, 'CREATE TABLE free (id int); CREATE TABLE held (id int); INSERT INTO held VALUES (1);');
+    const cluster = testCluster();
+    const holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN; LOCK TABLE held IN ACCESS EXCLUSIVE MODE');
+      const started = Date.now();
+
+      // Act: a bound of 1 s instead of the default minutes; a run that waits forever fails at 20 s
+      const run = runBackup(
+        { s3: createS3Client(s3.env), bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database } },
+        { tier: 'hourly', lockWaitTimeoutMs: 1000 },
+      );
+      const outcome = await Promise.race([
+        run.then(
+          () => 'published',
+          (error: unknown) => error,
+        ),
+        new Promise((resolve) => setTimeout(() => resolve('still waiting after 20 s'), 20_000).unref()),
+      ]);
+
+      // Assert
+      expect(outcome).toBeInstanceOf(OperatorError);
+      expect((outcome as Error).message).toMatch(
+        /^backup failed, nothing published \(no manifest, latest pointers unchanged\): pg_dump exited with code 1: .*LOCK TABLE public\.held .*; another session holds a table locked .*end it or wait for it, then run the backup again$/,
+      );
+      expect(Date.now() - started).toBeLessThan(15_000);
+      await expectNothingPublished();
+    } finally {
+      await holder.end();
+      dropDatabase(database);
+    }
+  }, 60_000);
+
   // Last: it publishes a backup (the manifest is written), which the tests above compare against.
   it('a pointer write refused after the first: the line says which latest pointers name the new backup and which were not updated', async () => {
     // Arrange: a proxy to s3rver that refuses the write of the database's all-tier pointer with 403
