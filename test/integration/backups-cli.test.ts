@@ -1,6 +1,9 @@
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { formatBytes } from '../../lambdas/shared/format';
@@ -248,6 +251,36 @@ describe('atmr-dr backups', () => {
     }
   }, 120_000);
 
+  it('verify stopped by Ctrl-C during a download: exit 130, one line saying the backup was not checked, nothing left in TMPDIR', async () => {
+    // Arrange: the .sql.gz's bytes held back, so the check is mid-download when the signal comes
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-test-verify-tmpdir-'));
+    const proxy = await startHoldingProxy(localS3.endpoint, /^GET \S+\.sql\.gz/);
+    const child = spawn(process.execPath, [path.join(__dirname, '..', '..', 'bin', 'atmr-dr.cjs'), 'backups', 'verify', olderKey], {
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...localS3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint, TMPDIR: tmp },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stdout.resume();
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    try {
+      await waitForFile(tmp, '.sql.gz');
+
+      // Act
+      child.kill('SIGINT');
+      const status = await exited;
+
+      // Assert
+      expect(status).toBe(130);
+      expect(stderr).toBe(`atmr-dr: backup ${olderKey} not checked: interrupted (received SIGINT)\n`);
+      expect(fs.readdirSync(tmp)).toEqual([]);
+    } finally {
+      child.kill('SIGKILL');
+      await proxy.stop();
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
   itWithSmallDisk('verify with a TMPDIR that fills up during the download says the local disk is full, names TMPDIR and the sizes, does not call the backup bad, exit 1', async () => {
     // Arrange: TMPDIR on a 4 MiB disk (room for the download when it starts); the .dump's bytes
     // held back until another writer has taken the rest of the disk
@@ -289,7 +322,7 @@ describe('atmr-dr backups', () => {
       expect(run.stdout).toBe('');
       expect(run.stderr).toMatch(
         new RegExp(
-          `^atmr-dr: backup ${olderKey} not checked: not enough space in TMPDIR \\(${disk.path}/atmr-dr-verify-\\w{6}\\): 0 B free, ${formatBytes(Math.ceil(custom.bytes * 1.1))} needed \\(object ${formatBytes(custom.bytes)} x 1\\.1\\); ` +
+          `^atmr-dr: backup ${olderKey} not checked: not enough space in TMPDIR \\(${disk.path}/atmr-dr-[\\w.-]+/atmr-dr-verify-\\w{6}\\): 0 B free, ${formatBytes(Math.ceil(custom.bytes * 1.1))} needed \\(object ${formatBytes(custom.bytes)} x 1\\.1\\); ` +
             'the backup is not at fault: point TMPDIR at a larger disk \\(or free space there, or raise the Lambda ephemeral storage\\) and retry\n$',
         ),
       );
