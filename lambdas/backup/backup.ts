@@ -674,9 +674,14 @@ async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, d
     // a rerun would publish.
     const current = await Promise.all(keys.map((key) => pointedManifest(s3, bucket, key)));
     const ours = manifestKeyStamp(manifestKey) ?? '';
+    // A later stamp protects a backup only if that backup exists: a pointer left on a manifest that
+    // is gone (deleted, or stamped ahead by a runner whose clock ran fast, then removed) would
+    // otherwise keep every later backup from becoming `latest`, silently, until that date.
+    const exists = new Map<string, Promise<boolean>>();
+    const stillThere = (key: string): Promise<boolean> => exists.get(key) ?? exists.set(key, objectExists(s3, bucket, key, undefined)).get(key)!;
     for (const [i, key] of keys.entries()) {
       const theirs = manifestKeyStamp(current[i] ?? '');
-      if (theirs !== undefined && theirs > ours) {
+      if (theirs !== undefined && theirs > ours && (await stillThere(current[i]!))) {
         log(`upload: ${key} kept on ${current[i]}, a backup that started later than this one`);
         continue;
       }
