@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import type { CatalogEntry } from '../../lambdas/restore/catalog';
 import { formatBytes } from '../../lambdas/shared/format';
 import { OperatorError } from '../../lambdas/shared/errors';
+import { commandTempDir, interruptible } from './interrupt';
 import { resolveBackupBucket, withBucketOptions } from './resolve';
 
 /** `backups list` and `backups verify`: the read-only catalog of the backup bucket. */
@@ -31,7 +32,7 @@ export function registerBackupsCommands(program: Command): void {
     });
 
   withBucketOptions(backups.command('verify'))
-    .description('checks sizes and sha256 of every object against the manifest, and that the archives are readable (pg_restore --list, gzip); no database needed')
+    .description('checks sizes and sha256 of every object against the manifest, and that the archives are readable to the end (pg_restore, gunzip); no database needed')
     // Optional for the parser, required by the action: its own message says where a key comes from.
     .argument('[manifest-key|latest]', 'a manifest key from "backups list", or latest')
     .usage('[options] <manifest-key|latest>')
@@ -44,7 +45,22 @@ export function registerBackupsCommands(program: Command): void {
       }
       const bucket = await resolveBackupBucket(opts);
       const [{ verifyBackup }, { createS3Client }] = await Promise.all([import('../../lambdas/restore/verify'), import('../../lambdas/shared/aws')]);
-      const result = await verifyBackup({ s3: createS3Client(), bucket }, ref, { tier: opts.tier, database: opts.database ?? process.env.PGDATABASE });
+      // Its downloads are whole backup objects: Ctrl-C / SIGTERM / SIGHUP stop the check and remove
+      // them (node's default would exit at once and leave a partial download in TMPDIR), as restore does.
+      const tempDir = commandTempDir();
+      const interrupt = interruptible(() => tempDir.remove());
+      const result = await verifyBackup(
+        { s3: createS3Client(), bucket, tempDir: tempDir.path, signal: interrupt.signal },
+        ref,
+        { tier: opts.tier, database: opts.database ?? process.env.PGDATABASE },
+      )
+        .catch((error: unknown) => {
+          throw interrupt.interrupted(error);
+        })
+        .finally(() => {
+          interrupt.done();
+          tempDir.remove();
+        });
       if (opts.json) {
         const { ok, manifestKey, objects, seconds, summary } = result;
         process.stdout.write(`${JSON.stringify({ ok, manifestKey, objects, seconds, summary }, null, 2)}\n`);

@@ -85,6 +85,11 @@ export interface RunBackupOptions {
    * that must never become anybody's latest (the restore test's own). @default '' (a published backup)
    */
   readonly unpublishedPrefix?: string;
+  /**
+   * How long pg_dump and the row counts wait for a table another session holds locked (a migration,
+   * VACUUM FULL, LOCK TABLE) before the run fails naming it. @default DEFAULT_LOCK_WAIT_TIMEOUT_MS
+   */
+  readonly lockWaitTimeoutMs?: number;
 }
 export interface BackupResult {
   readonly manifestKey: string;
@@ -118,6 +123,14 @@ const STAGE_BUFFER_BYTES = 1024 * 1024;
 const GZIP_CHUNK_BYTES = 256 * 1024;
 const PROGRESS_INTERVAL_MS = 1000;
 const KILL_GRACE_MS = 5000;
+/**
+ * A table locked by another session: without a bound, the run waits as long as that session does
+ * (forever, for a forgotten open transaction), printing "0 B dumped", and no backup is taken
+ * meanwhile. Five minutes outlast an ordinary migration's lock and leave a Lambda runner time to fail
+ * with the reason.
+ */
+export const DEFAULT_LOCK_WAIT_TIMEOUT_MS = 5 * 60_000;
+const COUNT_LOCK_WAIT_MARGIN_MS = 10_000;
 const KEY_CLAIM_ATTEMPTS = 3;
 /** How long a failure waits for pg_dump's / pg_restore's own exit status, to report the root cause. */
 const ROOT_CAUSE_WAIT_MS = 1500;
@@ -214,13 +227,21 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
     assertPgDumpCanDump(serverVersion, pgDumpVersion);
 
     // The snapshot must outlive pg_dump's import of it: this transaction stays open until the end.
-    await client.query("SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; SET lock_timeout = 0");
+    const lockWaitMs = options.lockWaitTimeoutMs ?? DEFAULT_LOCK_WAIT_TIMEOUT_MS;
+    if (!Number.isInteger(lockWaitMs) || lockWaitMs < 1) throw new OperatorError(`invalid lock wait timeout ${lockWaitMs}: use a positive number of milliseconds`, 2);
+    // The row counts wait a little longer than pg_dump: blocked by the same lock from the start,
+    // pg_dump gives up first, and its line names the table (its LOCK TABLE), the counts' cannot.
+    await client.query(`SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; SET lock_timeout = ${lockWaitMs + COUNT_LOCK_WAIT_MARGIN_MS}`);
+    // A failed or interrupted run closes this connection while a row count may be queued behind
+    // another session's lock: without this check the server keeps the orphaned backend waiting (and
+    // its queued lock request blocking everyone after it) until that lock is released. PostgreSQL 14+.
+    if (serverVersion.major >= 14) await client.query("SET client_connection_check_interval = '1s'");
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const snapshot = (await client.query<{ snapshot: string }>('SELECT pg_export_snapshot() AS snapshot')).rows[0].snapshot;
     // The same snapshot's transaction horizon, recorded so that a reader can place the backup in time.
     const txids = (await client.query<{ txids: string }>('SELECT txid_current_snapshot()::text AS txids')).rows[0].txids;
 
-    const streamed = await streamDump({ deps, client, env, keys, formats, level, compressor, partSize, queueSize, snapshot, pgDumpPath, pgRestorePath, writeOnce });
+    const streamed = await streamDump({ deps, client, env, keys, formats, level, compressor, partSize, queueSize, snapshot, pgDumpPath, pgRestorePath, writeOnce, lockWaitMs });
     await client.query('COMMIT').catch(() => undefined);
 
     const finishedAt = now();
@@ -261,6 +282,7 @@ interface StreamDumpInput {
   readonly pgDumpPath: string;
   readonly pgRestorePath: string;
   readonly writeOnce: WriteOnceParams;
+  readonly lockWaitMs: number;
 }
 
 /**
@@ -360,13 +382,16 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
   const streamStart = Date.now();
   /** Phase timings at debug level (POWERTOOLS_LOG_LEVEL=DEBUG), to see where a slow run spends its time. */
   const phase = (name: string) => (): void => logger.debug('backup phase done', { phase: name, seconds: (Date.now() - streamStart) / 1000 });
-  const dump = spawn(input.pgDumpPath, ['--format=custom', `--compress=${level}`, `--snapshot=${snapshot}`, '--no-password'], {
+  const dump = spawn(input.pgDumpPath, ['--format=custom', `--compress=${level}`, `--snapshot=${snapshot}`, `--lock-wait-timeout=${input.lockWaitMs}`, '--no-password'], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(dump);
   streams.push(dump.stdout);
-  const dumpExit = watchChild(dump, 'pg_dump');
+  const dumpExit = watchChild(dump, 'pg_dump').catch((error: unknown) => {
+    // pg_dump's --lock-wait-timeout is a statement timeout on its LOCK TABLE: say what it means.
+    throw error instanceof Error && /statement timeout.*LOCK TABLE/.test(error.message) ? new OperatorError(`${error.message}${LOCKED_TABLE_FIX}`) : error;
+  });
   void dumpExit.then(phase('pg_dump exited'), () => undefined);
   const producers: Promise<unknown>[] = [dumpExit, finished(dump.stdout)];
   const rootCauses: Promise<unknown>[] = [];
@@ -450,7 +475,14 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
   );
 
   const counting = countRows(client).catch((error: unknown) => {
-    throw failure ?? new OperatorError(`counting rows in the dump's snapshot failed: ${oneLine(error)}`);
+    if (failure) throw failure;
+    const countFailure = new OperatorError(`counting rows in the dump's snapshot failed: ${oneLine(error)}${countFailureFix(error)}`);
+    // A statement the server refused (no SELECT right, a timeout) aborts the snapshot's transaction:
+    // pg_dump then fails to import or keep the snapshot, an echo that must not be reported instead
+    // of this root cause. A lost connection (SQLSTATE class 08, 57) may be pg_dump's trouble too:
+    // that goes through the usual wait for the children's own reasons.
+    if (isRefusedStatement(error)) fail(countFailure);
+    throw countFailure;
   });
   producers.push(counting);
   void counting.then(phase('row counts'), () => undefined);
@@ -531,6 +563,22 @@ async function countRows(client: Client): Promise<{ schema: string; name: string
     if (counts[i] < 0) throw new Error(`no row count came back for ${t.schema}.${t.name}`);
     return { schema: t.schema, name: t.name, rows: counts[i] };
   });
+}
+
+const LOCKED_TABLE_FIX =
+  '; another session holds a table locked (a migration, VACUUM FULL, LOCK TABLE, a transaction left open): find it in pg_locks / pg_stat_activity, end it or wait for it, then run the backup again';
+
+/** A PostgreSQL error of the statement itself, not of the connection or the server going away. */
+function isRefusedStatement(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && !code.startsWith('08') && !code.startsWith('57');
+}
+
+/** The fix of a row count the server refused for want of a right (pg_dump needs the same rights). */
+function countFailureFix(error: unknown): string {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (code === '55P03') return LOCKED_TABLE_FIX;
+  return code === '42501' ? '; grant the backup role SELECT on every table and sequence it must dump (pg_dump needs them too)' : '';
 }
 
 /**
@@ -619,6 +667,7 @@ async function putJson(s3: S3Client, bucket: string, key: string, value: unknown
 async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, database: string, manifestKey: string, log: (line: string) => void): Promise<void> {
   const pointer: LatestPointer = { manifest: manifestKey };
   const keys = [latestDatabaseTierPointerKey(database, tier), latestDatabasePointerKey(database), latestTierPointerKey(tier), LATEST_POINTER_KEY];
+  const written: string[] = [];
   try {
     // A backup that started later may have finished first (a manual run beside the scheduled one):
     // a pointer never moves back to an older backup. Read, then written in order; two runs that
@@ -626,18 +675,28 @@ async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, d
     // a rerun would publish.
     const current = await Promise.all(keys.map((key) => pointedManifest(s3, bucket, key)));
     const ours = manifestKeyStamp(manifestKey) ?? '';
+    // A later stamp protects a backup only if that backup exists: a pointer left on a manifest that
+    // is gone (deleted, or stamped ahead by a runner whose clock ran fast, then removed) would
+    // otherwise keep every later backup from becoming `latest`, silently, until that date.
+    const exists = new Map<string, Promise<boolean>>();
+    const stillThere = (key: string): Promise<boolean> => exists.get(key) ?? exists.set(key, objectExists(s3, bucket, key, undefined)).get(key)!;
     for (const [i, key] of keys.entries()) {
       const theirs = manifestKeyStamp(current[i] ?? '');
-      if (theirs !== undefined && theirs > ours) {
+      if (theirs !== undefined && theirs > ours && (await stillThere(current[i]!))) {
         log(`upload: ${key} kept on ${current[i]}, a backup that started later than this one`);
         continue;
       }
       await putJson(s3, bucket, key, pointer, `updating ${key}`);
+      written.push(key);
     }
   } catch (error) {
-    throw new OperatorError(
-      `backup ${manifestKey} is complete but the latest pointers were not updated: ${oneLine(error)}; rerun the backup once S3 is reachable`,
-    );
+    // The pointers are written one by one: a failure after the first leaves some on this backup and
+    // the rest on an older one, and "not updated" would hide which `latest` now means which backup.
+    const state =
+      written.length === 0
+        ? 'the latest pointers were not updated'
+        : `${written.join(', ')} ${written.length === 1 ? 'names' : 'name'} it now, ${keys.slice(keys.indexOf(written[written.length - 1]) + 1).join(', ')} were not updated`;
+    throw new OperatorError(`backup ${manifestKey} is complete but ${state}: ${oneLine(error)}; rerun the backup once S3 is reachable`);
   }
 }
 

@@ -11,6 +11,7 @@ import { pgToolPath, quoteIdent } from '../shared/postgres';
 import { CatalogDeps, resolveBackup } from './catalog';
 import type { SpaceCheck } from './download';
 import { restoreBackup } from './restore';
+import { cannotCreateDatabases } from './target';
 
 /**
  * The runbook's test_backup_restore.sh, automated: (back up,) restore into a scratch database,
@@ -239,6 +240,25 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
  */
 async function assertCanRestore(deps: RestoreTestDeps): Promise<void> {
   await toolVersion(pgToolPath('pg_restore', deps.pgBinDir), baseChildEnv());
+  // The scratch database is created on the target server: a role without CREATEDB, or a server that
+  // cannot write (a standby, or the runbook's "DB Read-Only"), would refuse it only after the backup.
+  await withClient(deps.target, deps.maintenanceDatabase ?? 'postgres', async (client) => {
+    const { rows } = await client.query<{ role: string; createdb: boolean; recovery: boolean; read_only: string }>(
+      `SELECT current_user AS role, (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user) AS createdb,
+              pg_is_in_recovery() AS recovery, current_setting('default_transaction_read_only') AS read_only`,
+    );
+    const { role, createdb, recovery, read_only: readOnly } = rows[0];
+    const server = `${deps.target.host}:${deps.target.port}`;
+    if (recovery) {
+      throw new OperatorError(`database server ${server} is a read-only standby (in recovery), and the restore test creates its scratch database there: point PGHOST at the primary (on RDS, not a read replica's endpoint)`, 2);
+    }
+    if (readOnly === 'on') {
+      throw new OperatorError(
+        `database server ${server} is read-only (default_transaction_read_only = on, the runbook's "DB Read-Only"), and the restore test creates its scratch database there: make it read-write first (atmr-dr db read-write), then run the test again`,
+      );
+    }
+    if (!createdb) throw cannotCreateDatabases(role);
+  });
   const dir = deps.tempDir ?? os.tmpdir();
   try {
     await fs.promises.access(dir, fs.constants.W_OK);

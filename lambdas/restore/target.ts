@@ -169,12 +169,7 @@ async function checkPrivileges(admin: Client, target: string, targetExists: bool
     [target],
   );
   const { role, createdb, owns } = rows[0];
-  if (!createdb) {
-    throw new OperatorError(
-      `role "${role}" cannot create databases, and a restore loads into a new staging database before it swaps it in: have an admin run ALTER ROLE ${quoteIdent(role)} CREATEDB, or connect as a role that has it (on RDS, the master user)`,
-      2,
-    );
-  }
+  if (!createdb) throw cannotCreateDatabases(role);
   if (targetExists && owns === false) {
     const owner = (await admin.query<{ owner: string }>('SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = $1', [target])).rows[0]?.owner ?? '?';
     throw new OperatorError(
@@ -182,6 +177,14 @@ async function checkPrivileges(admin: Client, target: string, targetExists: bool
       2,
     );
   }
+}
+
+/** A role without CREATEDB: the same line wherever it is found (restore, restore-test's pre-flight). */
+export function cannotCreateDatabases(role: string): OperatorError {
+  return new OperatorError(
+    `role "${role}" cannot create databases, and a restore loads into a new staging database before it swaps it in: have an admin run ALTER ROLE ${quoteIdent(role)} CREATEDB, or connect as a role that has it (on RDS, the master user)`,
+    2,
+  );
 }
 
 /** Length of a sibling's id: the last 8 base-36 digits of the time in milliseconds, and 2 random ones. */

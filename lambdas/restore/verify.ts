@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { pgToolPath } from '../shared/postgres';
-import { oneLine } from '../shared/errors';
+import { OperatorError, oneLine } from '../shared/errors';
 import { roundSeconds } from '../shared/format';
 import type { BackupManifest, BackupObject } from '../shared/manifest';
 import { CatalogDeps, CatalogFilter, resolveBackup } from './catalog';
@@ -13,9 +13,10 @@ import { errorLine, runTool, toolEnv } from './load';
 
 /**
  * `backups verify`: a backup checked without any database: every object's size and sha256 against
- * the manifest (download.ts), the custom archive's table of contents (`pg_restore --list`), and the
- * plain file's whole gzip stream. Every object is checked, a bad one does not stop the others: the
- * operator learns in one run whether any format of this backup is still usable.
+ * the manifest (download.ts), the custom archive's table of contents (`pg_restore --list`) and every
+ * entry's data (`pg_restore --file=/dev/null`), and the plain file's whole gzip stream. Every object
+ * is checked, a bad one does not stop the others: the operator learns in one run whether any format
+ * of this backup is still usable.
  */
 export type VerifiedObject = GoodObject | BadObject;
 
@@ -61,6 +62,8 @@ export interface VerifyDeps extends CatalogDeps, SpaceCheck {
   readonly pgBinDir?: string;
   /** Scratch parent directory. @default os.tmpdir() */
   readonly tempDir?: string;
+  /** Ctrl-C / SIGTERM: the check stops, its downloads are removed, and the backup is not called bad. */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -77,6 +80,7 @@ export async function verifyBackup(deps: VerifyDeps, ref: string, filter: Catalo
     return { manifestKey, manifest, objects, ok: objects.every((o) => o.ok), summary: summarize(manifestKey, objects), seconds: roundSeconds((performance.now() - started) / 1000) };
   } catch (error) {
     if (error instanceof LocalSpaceError) throw new LocalSpaceError(`backup ${manifestKey} not checked: ${error.message}`);
+    if (deps.signal?.aborted) throw new OperatorError(`backup ${manifestKey} not checked: interrupted (${oneLine(deps.signal.reason)})`);
     throw error;
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -90,6 +94,12 @@ function summarize(manifestKey: string, objects: readonly VerifiedObject[]): str
   // An object that could not be downloaded is not known to be bad: the check is worth a retry.
   if (bad.every((o) => o.reason === 'download')) return `backup ${manifestKey}: ${which}; retry, and check the S3 endpoint and the network`;
   const good = objects.find((o) => o.ok);
+  // An object that could not be read whole is unchecked, not bad: with no copy found good, it may
+  // still be the good one, and "do not restore it" would give up on it untried.
+  const unchecked = bad.filter((o) => o.reason === 'download');
+  if (!good && unchecked.length > 0) {
+    return `backup ${manifestKey}: ${which}; ${unchecked.map((o) => o.key).join(', ')} could not be checked: retry, and check the S3 endpoint and the network, before you choose another backup (atmr-dr backups list)`;
+  }
   // The same advice as restore's, given only when the other copy was found good here.
   return `backup ${manifestKey}: ${which}; ${badBackupFix(good)}`;
 }
@@ -100,24 +110,38 @@ async function verifyObject(deps: VerifyDeps, object: BackupObject, dir: string)
   try {
     downloaded = await downloadObject(deps, object, dir, deps);
   } catch (error) {
-    if (error instanceof LocalSpaceError) throw error;
+    // Stopped by the operator: neither bad nor a download failure, the whole check ends.
+    if (error instanceof LocalSpaceError || deps.signal?.aborted) throw error;
     return error instanceof BadObjectError ? bad(error.reason, error.problem) : bad('download', oneLine(error));
   }
   try {
     let detail: GoodObject['detail'];
     if (object.format === 'custom') {
-      const list = await runTool(pgToolPath('pg_restore', deps.pgBinDir), ['--list', downloaded.file], { env: toolEnv(undefined) });
+      const list = await runTool(pgToolPath('pg_restore', deps.pgBinDir), ['--list', downloaded.file], { env: toolEnv(undefined), signal: deps.signal });
       if (list.code !== 0) {
         return bad('unreadable', `pg_restore --list cannot read ${object.key}: ${errorLine(list.stderr)}; the archive is unreadable`);
+      }
+      // --list reads the table of contents only, at the head of the archive: an archive cut short
+      // after it lists every entry and fails only at the restore. Reading every entry's data (to
+      // SQL text, thrown away) is what tells; it costs about what the plain file's gunzip does.
+      const read = await runTool(pgToolPath('pg_restore', deps.pgBinDir), ['--file=/dev/null', downloaded.file], { env: toolEnv(undefined), signal: deps.signal });
+      if (read.code !== 0) {
+        return bad('unreadable', `pg_restore cannot read the data of ${object.key}: ${errorLine(read.stderr)}; the archive is truncated or corrupt`);
       }
       detail = { tocEntries: list.stdout.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(';')).length };
     } else {
       let sqlBytes = 0;
       try {
-        await pipeline(fs.createReadStream(downloaded.file), createGunzip(), async (source: AsyncIterable<Buffer>) => {
-          for await (const chunk of source) sqlBytes += chunk.length;
-        });
+        await pipeline(
+          fs.createReadStream(downloaded.file),
+          createGunzip(),
+          async (source: AsyncIterable<Buffer>) => {
+            for await (const chunk of source) sqlBytes += chunk.length;
+          },
+          { signal: deps.signal },
+        );
       } catch (error) {
+        if (deps.signal?.aborted) throw error;
         return bad('unreadable', `${object.key} is not a readable gzip stream (${oneLine(error)})`);
       }
       detail = { sqlBytes };

@@ -2,6 +2,7 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { Client } from 'pg';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -9,9 +10,9 @@ import { runBackup } from '../../lambdas/backup/backup';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
-import { freePort } from '../support/postgres';
+import { freePort, psql } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
-import { cliEnv, createDatabase, dropDatabase, listKeys, operatorLines, pointers, runCli, startCli } from './backup-support';
+import { cliEnv, createDatabase, dropDatabase, getJson, listKeys, operatorLines, pointers, runCli, startCli } from './backup-support';
 
 jest.setTimeout(180_000);
 
@@ -430,4 +431,152 @@ describe('atmr-dr backup faults (integration)', () => {
       await watcher.end();
     }
   }, 120_000);
+
+  it('a role without SELECT on one table: names that table and the grant, not pg_dump failing to import the aborted snapshot', async () => {
+    // Arrange: a role that may read one table of two (and the sequences), as a hand-made backup role can be
+    const database = uniqueDatabaseName('bkf_grant');
+    const role = `${database}_role`;
+    createDatabase(
+      database,
+      `CREATE TABLE a (id serial PRIMARY KEY); CREATE TABLE secret (id serial PRIMARY KEY);
+       CREATE ROLE ${role} LOGIN; GRANT SELECT ON a TO ${role}; GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO ${role};`,
+    );
+    try {
+      // Act
+      const result = await runCli(['backup', '--tier', 'hourly'], cliEnv(database, s3.env, { PGUSER: role, NODE_NO_WARNINGS: '1' }));
+
+      // Assert: the row count is refused first, which aborts the snapshot pg_dump is importing.
+      expect(result.status).toBe(1);
+      expect(result.stdout).toBe('');
+      expectOneLineError(
+        result.stderr,
+        /^atmr-dr: backup failed, nothing published \(no manifest, latest pointers unchanged\): counting rows in the dump's snapshot failed: permission denied for table secret; grant the backup role SELECT on every table/,
+      );
+      await expectNothingPublished();
+    } finally {
+      dropDatabase(database);
+      psql(testCluster(), 'postgres', `DROP ROLE IF EXISTS ${role};`);
+    }
+  });
+
+  it("Ctrl-C while a row count waits behind another session's lock: no backend of the run is left queued on that lock", async () => {
+    // Arrange: another session holds a table ACCESS EXCLUSIVE (a migration), so the run's row count
+    // and pg_dump both wait for it.
+    const database = uniqueDatabaseName('bkf_locked');
+    createDatabase(database, 'CREATE TABLE locked (id int); INSERT INTO locked VALUES (1);');
+    const cluster = testCluster();
+    const holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database });
+    const watcher = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    await holder.connect();
+    await watcher.connect();
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const runBackends = async (): Promise<{ pid: number; wait: string | null; query: string }[]> =>
+      (
+        await watcher.query<{ pid: number; wait: string | null; query: string }>(
+          "SELECT pid, wait_event_type AS wait, query FROM pg_stat_activity WHERE datname = $1 AND application_name = 'atmr-dr'",
+          [database],
+        )
+      ).rows;
+    try {
+      await holder.query('BEGIN; LOCK TABLE locked IN ACCESS EXCLUSIVE MODE');
+      const run = startCli(['backup', '--tier', 'hourly'], cliEnv(database, s3.env, { NODE_NO_WARNINGS: '1' }));
+      const deadline = Date.now() + 30_000;
+      while (!(await runBackends()).some((b) => b.wait === 'Lock' && b.query.includes('count(*)')) && Date.now() < deadline) await sleep(50);
+      expect((await runBackends()).some((b) => b.wait === 'Lock' && b.query.includes('count(*)'))).toBe(true);
+
+      // Act
+      run.signalCli('SIGINT');
+      const result = await run.result;
+
+      // Assert: the CLI is gone, and so are its backends, while the lock is still held
+      expect(result.status).toBe(130);
+      while ((await runBackends()).length > 0 && Date.now() < deadline) await sleep(100);
+      expect(await runBackends()).toEqual([]);
+      await expectNothingPublished();
+    } finally {
+      await holder.end();
+      await watcher.end();
+      dropDatabase(database);
+    }
+  });
+
+  it('a table another session holds locked: the run gives up after the lock wait bound, naming the table and the fix, publishes nothing', async () => {
+    // Arrange: a migration's ACCESS EXCLUSIVE lock, held for longer than the run's bound
+    const database = uniqueDatabaseName('bkf_lockwait');
+    createDatabase(database, 'CREATE TABLE free (id int); CREATE TABLE held (id int); INSERT INTO held VALUES (1);');
+    const cluster = testCluster();
+    const holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN; LOCK TABLE held IN ACCESS EXCLUSIVE MODE');
+      const started = Date.now();
+
+      // Act: a bound of 1 s instead of the default minutes; a run that waits forever fails at 20 s
+      const run = runBackup(
+        { s3: createS3Client(s3.env), bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database } },
+        { tier: 'hourly', lockWaitTimeoutMs: 1000 },
+      );
+      const outcome = await Promise.race([
+        run.then(
+          () => 'published',
+          (error: unknown) => error,
+        ),
+        new Promise((resolve) => setTimeout(() => resolve('still waiting after 20 s'), 20_000).unref()),
+      ]);
+
+      // Assert
+      expect(outcome).toBeInstanceOf(OperatorError);
+      expect((outcome as Error).message).toMatch(
+        /^backup failed, nothing published \(no manifest, latest pointers unchanged\): pg_dump exited with code 1: .*LOCK TABLE public\.held .*; another session holds a table locked .*end it or wait for it, then run the backup again$/,
+      );
+      expect(Date.now() - started).toBeLessThan(15_000);
+      await expectNothingPublished();
+    } finally {
+      await holder.end();
+      dropDatabase(database);
+    }
+  }, 60_000);
+
+  // Last: it publishes a backup (the manifest is written), which the tests above compare against.
+  it('a pointer write refused after the first: the line says which latest pointers name the new backup and which were not updated', async () => {
+    // Arrange: a proxy to s3rver that refuses the write of the database's all-tier pointer with 403
+    const target = new URL(s3.endpoint);
+    const refusedKey = `latest/${small}.json`;
+    const proxy = http.createServer((req, res) => {
+      if (req.method === 'PUT' && decodeURIComponent(new URL(req.url ?? '/', s3.endpoint).pathname) === `/${s3.bucket}/${refusedKey}`) {
+        req.resume();
+        res.writeHead(403, { 'content-type': 'application/xml' }).end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>');
+        return;
+      }
+      const upstream = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      });
+      upstream.on('error', () => res.destroy());
+      req.pipe(upstream);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const endpoint = `http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`;
+    const pointerOf = async (key: string): Promise<unknown> => getJson(createS3Client(s3.env), s3.bucket, key);
+    const before = await pointerOf(refusedKey);
+    try {
+      // Act
+      const result = await runCli(['backup', '--tier', 'daily', '--formats', 'custom'], cliEnv(small, s3.env, { AWS_ENDPOINT_URL_S3: endpoint, NODE_NO_WARNINGS: '1' }));
+
+      // Assert: the tier pointer was written before the refusal, the others were not
+      expect(result.status).toBe(1);
+      const manifestKey = (await manifests()).find((k) => !seededManifests.includes(k));
+      expect(await pointerOf(`latest/${small}/daily.json`)).toEqual({ manifest: manifestKey });
+      expect(await pointerOf(refusedKey)).toEqual(before);
+      expectOneLineError(
+        result.stderr,
+        new RegExp(
+          `^atmr-dr: backup ${manifestKey} is complete but latest/${small}/daily\\.json names it now, latest/${small}\\.json, latest/daily\\.json, latest\\.json were not updated: S3 updating latest/${small}\\.json in bucket ${s3.bucket} failed: AccessDenied`,
+        ),
+      );
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
+  });
 });

@@ -203,6 +203,8 @@ describe('atmr-dr backup (integration)', () => {
     for (const [key, manifest] of [[`latest/${database}.json`, newer], [`latest/${database}/weekly.json`, older]]) {
       await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: JSON.stringify({ manifest }) }));
     }
+    // The newer backup is published: its manifest exists (a pointer to a missing one protects nothing, see below).
+    await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: newer, Body: '{}' }));
     const lines: string[] = [];
 
     // Act: a run that started on 2026-03-01
@@ -215,6 +217,32 @@ describe('atmr-dr backup (integration)', () => {
     expect(LatestPointerSchema.parse(await getJson(client, s3.bucket, `latest/${database}.json`))).toEqual({ manifest: newer });
     expect(LatestPointerSchema.parse(await getJson(client, s3.bucket, `latest/${database}/weekly.json`))).toEqual({ manifest: result.manifestKey });
     expect(lines).toContain(`upload: latest/${database}.json kept on ${newer}, a backup that started later than this one`);
+  });
+
+  it('a latest pointer left on a later-stamped manifest that does not exist (a runner whose clock ran fast, its backup deleted) is moved to this run', async () => {
+    // Arrange: the pointers name a backup stamped 2099 whose manifest is gone
+    const client = createS3Client(s3.env);
+    const cluster = testCluster();
+    const database = uniqueDatabaseName('bk_ghost');
+    created.push(database);
+    createDatabase(database, 'CREATE TABLE t (id int); INSERT INTO t VALUES (1);');
+    const ghost = `daily/${database}_backup_20991231_000000.manifest.json`;
+    for (const key of [`latest/${database}.json`, `latest/${database}/daily.json`]) {
+      await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: JSON.stringify({ manifest: ghost }) }));
+    }
+    const lines: string[] = [];
+
+    // Act
+    const result = await runBackup(
+      { s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database }, log: (line) => lines.push(line) },
+      { tier: 'daily', formats: ['custom'] },
+    );
+
+    // Assert: `latest` is this backup again, not a manifest that restore and verify cannot read
+    for (const key of [`latest/${database}.json`, `latest/${database}/daily.json`]) {
+      expect(LatestPointerSchema.parse(await getJson(client, s3.bucket, key))).toEqual({ manifest: result.manifestKey });
+    }
+    expect(lines.filter((l) => l.includes('kept on'))).toEqual([]);
   });
 
   it('refuses to overwrite a published backup with the same key (same tier, same second)', async () => {

@@ -1,5 +1,9 @@
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { formatBytes } from '../../lambdas/shared/format';
@@ -183,6 +187,100 @@ describe('atmr-dr backups', () => {
     expect(json.stderr).toMatch(/^atmr-dr: backup .*: 2 of 2 objects bad .*\n$/);
   });
 
+  it('verify reads the whole .dump: one cut short after its table of contents, with a manifest that matches it, is BAD (unreadable), not ok', async () => {
+    // Arrange: the .dump cut short past its table of contents (pg_restore --list still reads every
+    // entry), the manifest rewritten to its size and sha256, as a run that uploaded a short archive would
+    const backup = await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'weekly', startedAt: new Date('2026-11-22T03:00:00Z') });
+    const custom = backup.manifest.objects.find((o) => o.format === 'custom')!;
+    const whole = await objectBytes(custom.key);
+    const short = whole.subarray(0, whole.length - 2000);
+    await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: custom.key, Body: short }));
+    const manifest = {
+      ...backup.manifest,
+      objects: backup.manifest.objects.map((o) => (o.key === custom.key ? { ...o, bytes: short.length, sha256: createHash('sha256').update(short).digest('hex') } : o)),
+    };
+    await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: backup.manifestKey, Body: JSON.stringify(manifest) }));
+
+    // Act
+    const run = await atmrDr(['backups', 'verify', backup.manifestKey], localS3.env);
+
+    // Assert: not "ok ... archive entries", and no advice to restore it in custom format
+    expect(run.status).toBe(1);
+    expect(run.stdout).toMatch(new RegExp(`^BAD ${custom.key} {2}unreadable: pg_restore cannot read the data of ${custom.key}: .*; the archive is truncated or corrupt$`, 'm'));
+    expect(run.stdout).toMatch(/^ok {2}weekly\/.*\.sql\.gz .* of SQL$/m);
+    expect(run.stderr).toBe(
+      `atmr-dr: backup ${backup.manifestKey}: 1 of 2 objects bad (${custom.key}: unreadable); restore this backup only with --format plain, or choose another backup (atmr-dr backups list)\n`,
+    );
+  });
+
+  it('verify with one object bad and the other not downloadable: says the latter is unchecked and to retry, not "do not restore it"', async () => {
+    // Arrange: the .sql.gz cut short (bad); every GET of the .dump refused by a proxy in front of s3rver (unchecked)
+    const backup = await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'weekly', startedAt: new Date('2026-11-22T04:00:00Z') });
+    const custom = backup.manifest.objects.find((o) => o.format === 'custom')!;
+    const plain = backup.manifest.objects.find((o) => o.format === 'plain')!;
+    await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: plain.key, Body: (await objectBytes(plain.key)).subarray(0, 50) }));
+    const target = new URL(localS3.endpoint);
+    const proxy = http.createServer((req, res) => {
+      if (req.method === 'GET' && decodeURIComponent(new URL(req.url ?? '/', localS3.endpoint).pathname).endsWith(`/${custom.key}`)) {
+        req.resume();
+        res.writeHead(503, { 'content-type': 'application/xml' }).end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>ServiceUnavailable</Code><Message>Please reduce your request rate.</Message></Error>');
+        return;
+      }
+      const upstream = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      });
+      upstream.on('error', () => res.destroy());
+      req.pipe(upstream);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      // Act
+      const run = await atmrDr(['backups', 'verify', backup.manifestKey], { ...localS3.env, AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${(proxy.address() as { port: number }).port}` });
+
+      // Assert
+      expect(run.status).toBe(1);
+      expect(run.stdout).toMatch(new RegExp(`^BAD ${custom.key} {2}download: `, 'm'));
+      expect(run.stdout).toMatch(new RegExp(`^BAD ${plain.key} {2}size: `, 'm'));
+      expect(run.stderr).toBe(
+        `atmr-dr: backup ${backup.manifestKey}: 2 of 2 objects bad (${custom.key}: download, ${plain.key}: size); ${custom.key} could not be checked: retry, and check the S3 endpoint and the network, before you choose another backup (atmr-dr backups list)\n`,
+      );
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
+  }, 120_000);
+
+  it('verify stopped by Ctrl-C during a download: exit 130, one line saying the backup was not checked, nothing left in TMPDIR', async () => {
+    // Arrange: the .sql.gz's bytes held back, so the check is mid-download when the signal comes
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-test-verify-tmpdir-'));
+    const proxy = await startHoldingProxy(localS3.endpoint, /^GET \S+\.sql\.gz/);
+    const child = spawn(process.execPath, [path.join(__dirname, '..', '..', 'bin', 'atmr-dr.cjs'), 'backups', 'verify', olderKey], {
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...localS3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint, TMPDIR: tmp },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stdout.resume();
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    try {
+      await waitForFile(tmp, '.sql.gz');
+
+      // Act
+      child.kill('SIGINT');
+      const status = await exited;
+
+      // Assert
+      expect(status).toBe(130);
+      expect(stderr).toBe(`atmr-dr: backup ${olderKey} not checked: interrupted (received SIGINT)\n`);
+      expect(fs.readdirSync(tmp)).toEqual([]);
+    } finally {
+      child.kill('SIGKILL');
+      await proxy.stop();
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
   itWithSmallDisk('verify with a TMPDIR that fills up during the download says the local disk is full, names TMPDIR and the sizes, does not call the backup bad, exit 1', async () => {
     // Arrange: TMPDIR on a 4 MiB disk (room for the download when it starts); the .dump's bytes
     // held back until another writer has taken the rest of the disk
@@ -224,7 +322,7 @@ describe('atmr-dr backups', () => {
       expect(run.stdout).toBe('');
       expect(run.stderr).toMatch(
         new RegExp(
-          `^atmr-dr: backup ${olderKey} not checked: not enough space in TMPDIR \\(${disk.path}/atmr-dr-verify-\\w{6}\\): 0 B free, ${formatBytes(Math.ceil(custom.bytes * 1.1))} needed \\(object ${formatBytes(custom.bytes)} x 1\\.1\\); ` +
+          `^atmr-dr: backup ${olderKey} not checked: not enough space in TMPDIR \\(${disk.path}/atmr-dr-[\\w.-]+/atmr-dr-verify-\\w{6}\\): 0 B free, ${formatBytes(Math.ceil(custom.bytes * 1.1))} needed \\(object ${formatBytes(custom.bytes)} x 1\\.1\\); ` +
             'the backup is not at fault: point TMPDIR at a larger disk \\(or free space there, or raise the Lambda ephemeral storage\\) and retry\n$',
         ),
       );

@@ -140,6 +140,29 @@ describe('restore test (test_backup_restore, automated)', () => {
     expect(await bucketKeys('restore-tests/')).toEqual(keysBefore);
   });
 
+  it('fails before taking its backup when the role cannot create the scratch database (no CREATEDB), naming the fix, and writes nothing to the bucket', async () => {
+    // Arrange: a role that may read the source (the backup would succeed) but not create databases
+    const role = `${source.database}_nocreatedb`;
+    const largeObject = psql(cluster, source.database, 'SELECT min(oid) FROM pg_largeobject_metadata');
+    psql(cluster, source.database, `CREATE ROLE ${role} LOGIN; GRANT pg_read_all_data TO ${role}; GRANT SELECT ON LARGE OBJECT ${largeObject} TO ${role};`);
+    const keysBefore = await bucketKeys('restore-tests/');
+    try {
+      // Act
+      const report = await runRestoreTest(deps({ source: { ...source, user: role }, target: { ...target, user: role } }), OPTIONS);
+
+      // Assert
+      expect(report.ok).toBe(false);
+      expect(report.error).toBe(
+        `role "${role}" cannot create databases, and a restore loads into a new staging database before it swaps it in: have an admin run ALTER ROLE "${role}" CREATEDB, or connect as a role that has it (on RDS, the master user)`,
+      );
+      expect(report.steps.backupSeconds).toBeUndefined();
+      expect(await bucketKeys('restore-tests/')).toEqual(keysBefore);
+      expectNoScratchLeft(report.scratchDatabase);
+    } finally {
+      psql(cluster, source.database, `DROP OWNED BY ${role}; DROP ROLE ${role};`);
+    }
+  });
+
   it('reports the scratch database as not created when the run fails before it exists (the server refuses the connection)', async () => {
     // Arrange: nothing listens on port 1
     const unreachable = { source: { ...source, port: 1 }, target: { ...target, port: 1 } };
