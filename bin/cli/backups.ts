@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import type { CatalogEntry } from '../../lambdas/restore/catalog';
-import { formatBytes } from '../../lambdas/shared/format';
+import { countOf, formatBytes } from '../../lambdas/shared/format';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { commandTempDir, interruptible } from './interrupt';
 import { resolveBackupBucket, withBucketOptions } from './resolve';
@@ -22,13 +22,17 @@ export function registerBackupsCommands(program: Command): void {
       const entries = await listBackups({ s3: createS3Client(), bucket }, { tier: opts.tier, database: opts.database });
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(entries.map(summary), null, 2)}\n`);
-        return;
-      }
-      if (entries.length === 0) {
+      } else if (entries.length === 0) {
         process.stdout.write(`no backups in s3://${bucket}${opts.tier ? `/${opts.tier}/` : ''}${opts.database ? ` of database ${opts.database}` : ''}\n`);
-        return;
+      } else {
+        for (const entry of entries) process.stdout.write(`${line(entry)}\n`);
       }
-      for (const entry of entries) process.stdout.write(`${line(entry)}\n`);
+      // A manifest that could not be read is neither good nor bad: the list above is incomplete, and
+      // a script must not take it for the whole catalog (exit 1, after what could be read).
+      const unreadable = entries.filter((e) => e.unreadable !== undefined);
+      if (unreadable.length > 0) {
+        throw new OperatorError(`the list is incomplete: ${countOf(unreadable.length, 'manifest')} could not be read (${unreadable[0].unreadable}); retry once that is fixed`);
+      }
     });
 
   withBucketOptions(backups.command('verify'))
@@ -81,6 +85,7 @@ export function registerBackupsCommands(program: Command): void {
 }
 
 function summary(entry: CatalogEntry) {
+  if (entry.unreadable !== undefined) return { manifestKey: entry.manifestKey, unreadable: entry.unreadable };
   if (!entry.manifest) return { manifestKey: entry.manifestKey, invalid: entry.invalid };
   const m = entry.manifest;
   return {
@@ -99,6 +104,7 @@ function summary(entry: CatalogEntry) {
 
 function line(entry: CatalogEntry): string {
   // The reason names the key already (every manifest error does): once on the line is enough.
+  if (entry.unreadable !== undefined) return `UNREADABLE: ${entry.unreadable}`;
   if (!entry.manifest) return `INVALID: ${entry.invalid}`;
   const s = summary(entry) as { tier: string; startedAt: string; bytes: number; formats: string[]; tables: number; rows: number };
   return `${entry.manifestKey}  ${s.tier}  ${s.startedAt}  ${formatBytes(s.bytes)}  ${s.formats.join('+')}  ${s.tables} tables  ${s.rows} rows`;

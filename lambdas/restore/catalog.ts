@@ -31,6 +31,8 @@ export interface CatalogEntry {
   readonly manifest?: BackupManifest;
   /** Why the manifest is unusable (one line), when it is. */
   readonly invalid?: string;
+  /** Why the manifest could not be read (a refusal, the network): neither good nor bad, the list is incomplete. */
+  readonly unreadable?: string;
 }
 
 export interface ResolvedBackup {
@@ -62,8 +64,16 @@ export async function listBackups(deps: CatalogDeps, filter: CatalogFilter = {})
   // A few manifests at a time: a year of backups is about 50 small GETs.
   for (let i = 0; i < keys.length; i += 8) {
     const batch = keys.slice(i, i + 8).map(async (key): Promise<CatalogEntry> => {
+      let text: string | undefined;
       try {
-        return { manifestKey: key, manifest: await readManifest(deps, key) };
+        text = await getTextIfExists(deps.s3, deps.bucket, key);
+      } catch (error) {
+        return { manifestKey: key, unreadable: oneLine(error) };
+      }
+      // Listed, then gone: expired or deleted meanwhile; nothing to show.
+      if (text === undefined) return { manifestKey: key, unreadable: `manifest s3://${deps.bucket}/${key} was deleted while listing` };
+      try {
+        return { manifestKey: key, manifest: parseManifest(key, text) };
       } catch (error) {
         return { manifestKey: key, invalid: oneLine(error) };
       }

@@ -10,6 +10,7 @@ import { formatBytes } from '../../lambdas/shared/format';
 import type { BackupManifest } from '../../lambdas/shared/manifest';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
+import { startRefusingS3 } from '../support/refusing-s3';
 import { LocalS3, startHoldingProxy, startLocalS3 } from '../support/s3';
 import { itWithSmallDisk, mountSmallDisk, waitForFile } from '../support/small-disk';
 import { atmrDr, writeFixtureBackup } from '../lambdas/restore/fixtures';
@@ -380,6 +381,31 @@ describe('atmr-dr backups', () => {
       expect(lines).toEqual([expect.stringContaining(`INVALID: manifest ${key} ${what}`)]);
       expect(lines[0].split(key)).toHaveLength(2);
     } finally {
+      await s3.send(new DeleteObjectCommand({ Bucket: localS3.bucket, Key: key }));
+    }
+  });
+
+  it('a manifest S3 refuses to read (403): list shows the others, marks it UNREADABLE (not INVALID), and exits 1 saying the list is incomplete', async () => {
+    // Arrange: a readable manifest beside one whose GET the proxy refuses
+    const key = `daily/${database}_backup_20261101_0${Math.floor(Math.random() * 90000 + 10000)}.manifest.json`;
+    await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: key, Body: '{}' }));
+    const proxy = await startRefusingS3(localS3, (method, url) => method === 'GET' && decodeURIComponent(url.pathname) === `/${localS3.bucket}/${key}`, 403, 'AccessDenied');
+    try {
+      // Act
+      const list = await atmrDr(['backups', 'list', '--tier', 'daily'], { ...localS3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint });
+      const json = await atmrDr(['backups', 'list', '--tier', 'daily', '--json'], { ...localS3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint });
+
+      // Assert
+      expect(list.status).toBe(1);
+      const lines = list.stdout.split('\n').filter((l) => l !== '');
+      expect(lines.filter((l) => l.includes(key))).toEqual([expect.stringMatching(new RegExp(`^UNREADABLE: cannot read s3://${localS3.bucket}/${key}: .*AccessDenied`))]);
+      expect(lines.filter((l) => !l.includes(key)).length).toBeGreaterThan(0);
+      expect(lines.some((l) => l.startsWith('INVALID'))).toBe(false);
+      expect(list.stderr).toMatch(/^atmr-dr: the list is incomplete: 1 manifest could not be read \(cannot read s3:\/\/.*AccessDenied.*\); retry once that is fixed\n$/);
+      expect(json.status).toBe(1);
+      expect((JSON.parse(json.stdout) as { manifestKey: string; unreadable?: string }[]).find((e) => e.manifestKey === key)?.unreadable).toMatch(/AccessDenied/);
+    } finally {
+      await proxy.stop();
       await s3.send(new DeleteObjectCommand({ Bucket: localS3.bucket, Key: key }));
     }
   });

@@ -1,0 +1,32 @@
+import * as http from 'node:http';
+import type * as net from 'node:net';
+import type { LocalS3 } from './s3';
+
+/**
+ * A proxy to s3rver that answers the requests `refuses` picks with S3's error `code` and `status`
+ * (as S3 would: an XML error body), and passes every other request on unchanged.
+ */
+export async function startRefusingS3(s3: LocalS3, refuses: (method: string, url: URL) => boolean, status: number, code: string): Promise<{ endpoint: string; stop(): Promise<void> }> {
+  const target = new URL(s3.endpoint);
+  const proxy = http.createServer((req, res) => {
+    if (refuses(req.method ?? '', new URL(req.url ?? '/', s3.endpoint))) {
+      req.resume();
+      res.writeHead(status, { 'content-type': 'application/xml' }).end(`<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${code}</Message></Error>`);
+      return;
+    }
+    const upstream = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  return {
+    endpoint: `http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`,
+    async stop() {
+      proxy.closeAllConnections();
+      await new Promise((resolve) => proxy.close(resolve));
+    },
+  };
+}
