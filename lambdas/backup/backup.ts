@@ -8,7 +8,7 @@ import { finished } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import type { Client } from 'pg';
 import { OperatorError, oneLine } from '../shared/errors';
-import { MISSING_SETTING_EXIT_CODE, missingAwsSetting } from '../shared/aws-errors';
+import { isAccessDenied, MISSING_SETTING_EXIT_CODE, missingAwsSetting } from '../shared/aws-errors';
 import { formatBytes } from '../shared/format';
 import { BackupManifestSchema, LatestPointerSchema, type BackupManifest, type BackupObject, type LatestPointer } from '../shared/manifest';
 import { safeJson } from '../shared/json';
@@ -132,6 +132,7 @@ const KILL_GRACE_MS = 5000;
 export const DEFAULT_LOCK_WAIT_TIMEOUT_MS = 5 * 60_000;
 const COUNT_LOCK_WAIT_MARGIN_MS = 10_000;
 const KEY_CLAIM_ATTEMPTS = 3;
+const NOTHING_PUBLISHED = 'backup failed, nothing published (no manifest, latest pointers unchanged)';
 /** How long a failure waits for pg_dump's / pg_restore's own exit status, to report the root cause. */
 const ROOT_CAUSE_WAIT_MS = 1500;
 /**
@@ -260,7 +261,12 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
     } satisfies BackupManifest);
     throwIfAborted(deps.signal);
     deps.log?.(`upload: publishing the manifest${options.unpublishedPrefix ? '' : ' and the latest pointers'}`);
-    await putJson(s3, bucket, keys.manifest, manifest, 'writing the manifest', writeOnce);
+    await putJson(s3, bucket, keys.manifest, manifest, 'writing the manifest', writeOnce).catch((error: unknown) => {
+      // The dump objects are stored, but without their manifest no reader lists or restores them
+      // (the tier's lifecycle rule expires them): the run published nothing, as any earlier failure.
+      const exitCode = error instanceof OperatorError ? error.exitCode : 1;
+      throw new OperatorError(`${NOTHING_PUBLISHED}: ${oneLine(error)}`, exitCode);
+    });
     if (!options.unpublishedPrefix) await publishPointers(s3, bucket, tier, connection.database, keys.manifest, deps.log ?? (() => undefined));
     return { manifestKey: keys.manifest, manifest };
   } finally {
@@ -511,7 +517,7 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
 
   if (failure) {
     await Promise.all(sinks.filter((s) => !s.completed).map((s) => abortMultipartUpload(deps.s3, deps.bucket, s)));
-    throw new OperatorError(`backup failed, nothing published (no manifest, latest pointers unchanged): ${oneLine(failure)}`);
+    throw new OperatorError(`${NOTHING_PUBLISHED}: ${oneLine(failure)}`);
   }
   const tables = await counting;
   return {
@@ -729,9 +735,17 @@ function s3Failure(what: string, bucket: string, error: unknown): OperatorError 
   const detail = oneLine(error);
   // The service's error code (AccessDenied, SlowDown) helps; the generic "Error" of a network failure does not.
   const label = name && name !== 'Error' && !detail.startsWith(name) ? `${name}: ` : '';
-  return new OperatorError(
-    `S3 ${what} in bucket ${bucket} failed: ${label}${detail}; check BACKUP_BUCKET, AWS_ENDPOINT_URL_S3/the network and the role's S3 permissions`,
-  );
+  return new OperatorError(`S3 ${what} in bucket ${bucket} failed: ${label}${detail}; ${s3FailureFix(error)}`);
+}
+
+/** What fixes a failed S3 call: S3 throttling or down is waited out, a refusal is a right to grant; else the usual suspects. */
+function s3FailureFix(error: unknown): string {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
+  if (e?.name === 'SlowDown' || e?.name === 'ServiceUnavailable' || e?.$metadata?.httpStatusCode === 503) {
+    return 'S3 is throttling or unavailable, and the SDK retries did not outlast it: run the backup again in a few minutes';
+  }
+  if (isAccessDenied(error)) return `the role may not do this: check its S3 permissions on the bucket and its prefixes, and kms:GenerateDataKey on the bucket's key`;
+  return "check BACKUP_BUCKET, AWS_ENDPOINT_URL_S3/the network and the role's S3 permissions";
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {

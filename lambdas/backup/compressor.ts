@@ -39,7 +39,7 @@ export async function resolvePlainCompressor(
   const available = await runs(igzipPath);
   if (available) return { kind: 'igzip', path: igzipPath, level };
   if (preference === 'igzip') {
-    throw new OperatorError(`igzip not found (${igzipPath}): install ISA-L's igzip (Debian: apt-get install isal) or use the zlib compressor`);
+    throw new OperatorError(`igzip not found (${igzipPath}): install ISA-L's igzip (Debian: apt-get install isal) or use the zlib compressor`, 2);
   }
   return { kind: 'zlib', level };
 }

@@ -43,6 +43,7 @@ export function assertPgDumpCanDump(server: PgVersion, pgDump: PgVersion): void 
   if (pgDump.major < server.major) {
     throw new OperatorError(
       `pg_dump ${pgDump.text} is older than the database server ${server.text}: install the PostgreSQL ${server.major} client tools (pg_dump/pg_restore ${server.major} or newer) in the runner`,
+      2,
     );
   }
 }
@@ -77,16 +78,18 @@ export async function toolVersion(toolPath: string, env: NodeJS.ProcessEnv): Pro
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
     child.stderr.resume();
+    // A tool missing or broken is the runner's setup, not a state that passes: exit 2, as any setting.
     child.on('error', (error: NodeJS.ErrnoException) =>
       reject(
         new OperatorError(
           error.code === 'ENOENT'
             ? `${tool} not found (${toolPath}): install the PostgreSQL client tools or put them on PATH`
             : `cannot run ${toolPath}: ${error.message}`,
+          2,
         ),
       ),
     );
-    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new OperatorError(`${toolPath} --version exited with code ${code}: install a working ${tool}`))));
+    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new OperatorError(`${toolPath} --version exited with code ${code}: install a working ${tool}`, 2))));
   });
   return parseToolVersion(output, tool);
 }

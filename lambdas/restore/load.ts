@@ -110,7 +110,8 @@ export function runTool(file: string, args: string[], options: { env: Record<str
     options.signal?.addEventListener('abort', onAbort, { once: true });
     child.on('error', (error) => {
       options.signal?.removeEventListener('abort', onAbort);
-      reject(new OperatorError(`cannot run ${file}: ${oneLine(error)}; install the PostgreSQL client programs or set the PostgreSQL bin directory`));
+      // Missing or not executable: the runner's setup, exit 2 as any setting.
+      reject(new OperatorError(`cannot run ${file}: ${oneLine(error)}; install the PostgreSQL client programs or set the PostgreSQL bin directory`, 2));
     });
     if (options.stdin && child.stdin) {
       const stdin = options.stdin;

@@ -46,7 +46,7 @@ export function describeAwsError(service: AwsService, action: string, error: unk
   if (e.name && EXPIRED.has(e.name)) {
     return `cannot ${action}: the AWS credentials have expired (${e.name}); log in again (aws sso login) or refresh them`;
   }
-  if (e.name && DENIED.has(e.name)) {
+  if (isAccessDenied(error)) {
     return `cannot ${action}: ${service} refused it (${e.name}: ${e.message ?? ''}); check the credentials (AWS_PROFILE) and that the role may do it${check ? `, and ${check}` : ''}`;
   }
   return `cannot ${action}: ${service} error (${e.name && e.name !== 'Error' ? `${e.name}: ` : ''}${text}); check AWS_REGION, the credentials${check ? `, and ${check}` : ''}`;
@@ -67,6 +67,12 @@ export function missingAwsSetting(error: unknown): string | undefined {
 
 /** Exit code of a missing AWS setting (no region, no credentials): a setting, as docs/contracts.md says. */
 export const MISSING_SETTING_EXIT_CODE = 2;
+
+/** The service refused the caller (no right, a bad signature or token): a grant or a login fixes it, not a retry. */
+export function isAccessDenied(error: unknown): boolean {
+  const name = (error as SdkLikeError | undefined)?.name;
+  return name !== undefined && DENIED.has(name);
+}
 
 /** True for what the SDK throws (service exceptions carry `$metadata`; client-side failures are named). */
 export function isAwsSdkError(error: unknown): boolean {

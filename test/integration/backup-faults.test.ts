@@ -2,7 +2,6 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { Client } from 'pg';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -11,6 +10,7 @@ import { OperatorError } from '../../lambdas/shared/errors';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { freePort, psql } from '../support/postgres';
+import { startRefusingS3 } from '../support/refusing-s3';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { cliEnv, createDatabase, dropDatabase, getJson, listKeys, operatorLines, pointers, runCli, startCli } from './backup-support';
 
@@ -276,8 +276,24 @@ describe('atmr-dr backup faults (integration)', () => {
     const result = await runCli(['backup', '--tier', 'daily'], cliEnv(small, s3.env, { PATH: `${binDir}:${process.env.PATH}` }));
 
     // Assert
-    expect(result.status).not.toBe(0);
+    expect(result.status).toBe(2);
     expectOneLineError(result.stderr, /pg_dump 11\.22 is older than the database server 1\d\.\d+: install the PostgreSQL 1\d client tools/);
+    await expectNothingPublished();
+  });
+
+  it('pg_dump missing from PATH: one line naming the fix, exit 2 (the runner\'s setup, not a failure to retry), nothing published', async () => {
+    // Arrange: a PATH with pg_restore and igzip but no pg_dump
+    const binDir = fs.mkdtempSync(path.join(workDir, 'no-pg-dump-'));
+    for (const tool of ['pg_restore', 'igzip']) {
+      fs.symlinkSync(execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim(), path.join(binDir, tool));
+    }
+
+    // Act
+    const result = await runCli(['backup', '--tier', 'daily'], cliEnv(small, s3.env, { PATH: `${binDir}:${path.dirname(process.execPath)}` }));
+
+    // Assert
+    expect(result.status).toBe(2);
+    expectOneLineError(result.stderr, /^atmr-dr: pg_dump not found \(pg_dump\): install the PostgreSQL client tools or put them on PATH$/);
     await expectNothingPublished();
   });
 
@@ -540,23 +556,9 @@ describe('atmr-dr backup faults (integration)', () => {
   // Last: it publishes a backup (the manifest is written), which the tests above compare against.
   it('a pointer write refused after the first: the line says which latest pointers name the new backup and which were not updated', async () => {
     // Arrange: a proxy to s3rver that refuses the write of the database's all-tier pointer with 403
-    const target = new URL(s3.endpoint);
     const refusedKey = `latest/${small}.json`;
-    const proxy = http.createServer((req, res) => {
-      if (req.method === 'PUT' && decodeURIComponent(new URL(req.url ?? '/', s3.endpoint).pathname) === `/${s3.bucket}/${refusedKey}`) {
-        req.resume();
-        res.writeHead(403, { 'content-type': 'application/xml' }).end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>');
-        return;
-      }
-      const upstream = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      });
-      upstream.on('error', () => res.destroy());
-      req.pipe(upstream);
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    const endpoint = `http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`;
+    const proxy = await startRefusingS3(s3, (method, url) => method === 'PUT' && decodeURIComponent(url.pathname) === `/${s3.bucket}/${refusedKey}`, 403, 'AccessDenied');
+    const endpoint = proxy.endpoint;
     const pointerOf = async (key: string): Promise<unknown> => getJson(createS3Client(s3.env), s3.bucket, key);
     const before = await pointerOf(refusedKey);
     try {
@@ -575,8 +577,50 @@ describe('atmr-dr backup faults (integration)', () => {
         ),
       );
     } finally {
-      proxy.closeAllConnections();
-      await new Promise((resolve) => proxy.close(resolve));
+      await proxy.stop();
+      // This run published a backup (its manifest and one pointer), by design: the tests after it
+      // compare against the bucket as it now is.
+      seededPointers = await pointers(createS3Client(s3.env), s3.bucket);
+      seededManifests = await manifests();
+    }
+  });
+
+  it('the manifest write refused (403): one line saying nothing was published, with the cause and its fix, exit 1', async () => {
+    // Arrange: every object but the manifest goes through
+    const proxy = await startRefusingS3(s3, (method, url) => method === 'PUT' && url.pathname.endsWith('.manifest.json'), 403, 'AccessDenied');
+    try {
+      // Act
+      const result = await runCli(['backup', '--tier', 'hourly', '--formats', 'custom'], cliEnv(small, s3.env, { AWS_ENDPOINT_URL_S3: proxy.endpoint, NODE_NO_WARNINGS: '1' }));
+
+      // Assert
+      expect(result.status).toBe(1);
+      expectOneLineError(
+        result.stderr,
+        new RegExp(`^atmr-dr: backup failed, nothing published \\(no manifest, latest pointers unchanged\\): S3 writing the manifest in bucket ${s3.bucket} failed: AccessDenied.*; the role may not do this: `),
+      );
+      await expectNothingPublished();
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it.each([
+    ['S3 throttling every upload part (503 SlowDown)', (method: string, url: URL) => method === 'PUT' && url.searchParams.has('uploadId'), 503, 'SlowDown', /SlowDown.*; S3 is throttling or unavailable, and the SDK retries did not outlast it: run the backup again in a few minutes$/],
+    ['the role refused the upload (403 AccessDenied)', (method: string, url: URL) => method === 'POST' && url.searchParams.has('uploads'), 403, 'AccessDenied', /AccessDenied.*; the role may not do this: check its S3 permissions on the bucket and its prefixes, and kms:GenerateDataKey on the bucket's key$/],
+  ])('%s: one line whose advice fits the cause, exit 1, nothing published', async (_case, refuses, status, code, advice) => {
+    // Arrange
+    const proxy = await startRefusingS3(s3, refuses, status, code);
+    try {
+      // Act
+      const result = await runCli(['backup', '--tier', 'hourly', '--formats', 'custom'], cliEnv(big, s3.env, { AWS_ENDPOINT_URL_S3: proxy.endpoint, NODE_NO_WARNINGS: '1' }));
+
+      // Assert
+      expect(result.status).toBe(1);
+      expectOneLineError(result.stderr, new RegExp(`^atmr-dr: backup failed, nothing published .*S3 upload of hourly/${big}_backup_\\d{8}_\\d{6}\\.dump in bucket ${s3.bucket} failed: `));
+      expectOneLineError(result.stderr, advice);
+      await expectNothingPublished();
+    } finally {
+      await proxy.stop();
     }
   });
 });
