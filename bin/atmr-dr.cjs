@@ -25,8 +25,11 @@ const nodeModule = require('node:module');
 if (typeof nodeModule.enableCompileCache === 'function') nodeModule.enableCompileCache(path.join(__dirname, '..', 'node_modules', '.cache', 'atmr-dr-v8'));
 // A failed command exits as soon as its line is out (exitWhenFailed): a request it abandoned, to an S3
 // that stopped answering, would otherwise keep the process alive for minutes.
+// A bundle built before exitWhenFailed existed (a `git pull` without `npm run build`) still sets the
+// exit code: a failed command must never end with 0.
 const cli = require(bundle);
-cli.main(process.argv).then(cli.exitWhenFailed, (error) => {
+const exit = typeof cli.exitWhenFailed === 'function' ? cli.exitWhenFailed : (code) => (process.exitCode = code);
+cli.main(process.argv).then(exit, (error) => {
   process.stderr.write(`atmr-dr: ${String(error && error.message)}\n`);
-  cli.exitWhenFailed(1);
+  exit(1);
 });

@@ -146,6 +146,23 @@ describe('npx atmr-dr (the installed entry point)', () => {
     fs.rmSync(elsewhere, { recursive: true, force: true });
   });
 
+  it('keeps a failing exit code with a bundle built before the launcher changed (no exitWhenFailed export: a git pull without npm run build)', () => {
+    // Arrange: the launcher beside an older bundle, whose main() resolves to 2 after its one line
+    const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-old-bundle-'));
+    fs.mkdirSync(path.join(copy, 'bin'));
+    fs.mkdirSync(path.join(copy, 'dist'));
+    fs.copyFileSync(LAUNCHER, path.join(copy, 'bin', 'atmr-dr.cjs'));
+    fs.writeFileSync(path.join(copy, 'dist', 'atmr-dr.cjs'), "exports.main = async () => { process.stderr.write('atmr-dr: bad setting\\n'); return 2; };\n");
+
+    // Act
+    const run = spawnSync(process.execPath, [path.join(copy, 'bin', 'atmr-dr.cjs'), 'backup'], { cwd: copy, env: operatorEnv(), encoding: 'utf8' });
+
+    // Assert
+    expect(run.stderr).toBe('atmr-dr: bad setting\n');
+    expect(run.status).toBe(2);
+    fs.rmSync(copy, { recursive: true, force: true });
+  });
+
   it('fails with one line naming the fix when the bundle was never built', async () => {
     const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-unbuilt-'));
     fs.mkdirSync(path.join(copy, 'bin'));
