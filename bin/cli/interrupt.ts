@@ -25,7 +25,7 @@ export interface Interrupt {
 }
 
 /**
- * Ctrl-C / SIGTERM / SIGHUP for the long commands (backup, restore, restore-test). The first aborts
+ * Ctrl-C / SIGTERM / SIGHUP for the long commands (backup, restore, restore-test, backups verify). The first aborts
  * `signal`; a second quits at once, with one line on stderr: `onSecond` (synchronous, must not
  * throw: nothing else runs any more) removes what it can and returns what it removed or what is left.
  */

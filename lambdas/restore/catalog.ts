@@ -63,22 +63,22 @@ export async function listBackups(deps: CatalogDeps, filter: CatalogFilter = {})
   const entries: CatalogEntry[] = [];
   // A few manifests at a time: a year of backups is about 50 small GETs.
   for (let i = 0; i < keys.length; i += 8) {
-    const batch = keys.slice(i, i + 8).map(async (key): Promise<CatalogEntry> => {
+    const batch = keys.slice(i, i + 8).map(async (key): Promise<CatalogEntry | undefined> => {
       let text: string | undefined;
       try {
         text = await getTextIfExists(deps.s3, deps.bucket, key);
       } catch (error) {
         return { manifestKey: key, unreadable: oneLine(error) };
       }
-      // Listed, then gone: expired or deleted meanwhile; nothing to show.
-      if (text === undefined) return { manifestKey: key, unreadable: `manifest s3://${deps.bucket}/${key} was deleted while listing` };
+      // Listed, then gone (the lifecycle rule expired it meanwhile): not a backup any more.
+      if (text === undefined) return undefined;
       try {
         return { manifestKey: key, manifest: parseManifest(key, text) };
       } catch (error) {
         return { manifestKey: key, invalid: oneLine(error) };
       }
     });
-    entries.push(...(await Promise.all(batch)));
+    for (const entry of await Promise.all(batch)) if (entry) entries.push(entry);
   }
   return entries
     .filter((e) => filter.database === undefined || e.manifest?.database === filter.database || (!e.manifest && keyDatabase(e.manifestKey) === filter.database))

@@ -77,6 +77,12 @@ async function freeSpace(dir: string, check: SpaceCheck): Promise<number> {
   return stats.bavail * stats.bsize;
 }
 
+/** A write the local disk refused for want of room: the disk full (ENOSPC) or the user's quota (EDQUOT). */
+function isOutOfSpace(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
 /** The one line for a disk too small, found before the download or by a write (ENOSPC) during it. */
 function noSpaceError(what: string, bytes: number, factor: number, free: number | undefined): LocalSpaceError {
   const room = free === undefined ? '' : `${formatBytes(free)} free, `;
@@ -182,10 +188,11 @@ export async function downloadObject(deps: CatalogDeps, object: BackupObject, di
     if (error instanceof BadObjectError) throw new BadObjectError(error.problem, error.reason, options.otherCopy);
     if (error instanceof OperatorError) throw error;
     // The free-space check above is a look before the download: space taken meanwhile (another
-    // download, a log) or a limit statfs does not show (a quota) ends in ENOSPC on a write.
-    if ((error as NodeJS.ErrnoException).code === 'ENOSPC') {
+    // download, a log) ends in ENOSPC on a write, and a disk quota statfs does not show in EDQUOT.
+    const code = (error as NodeJS.ErrnoException).code;
+    if (isOutOfSpace(error)) {
       const free = await freeSpace(dir, options).catch(() => undefined);
-      throw noSpaceError(`the local disk is full: TMPDIR (${dir}) ran out of space for ${object.key} after ${formatBytes(received)} (ENOSPC)`, total, options.factor ?? DEFAULT_SPACE_FACTOR, free);
+      throw noSpaceError(`the local disk is full: TMPDIR (${dir}) ran out of space for ${object.key} after ${formatBytes(received)} (${code})`, total, options.factor ?? DEFAULT_SPACE_FACTOR, free);
     }
     throw new OperatorError(`download of s3://${deps.bucket}/${object.key} failed after ${formatBytes(received)}: ${oneLine(error)}; retry, and check the S3 endpoint and network`);
   }
@@ -276,7 +283,7 @@ function s3Error(deps: CatalogDeps, object: BackupObject, start: number, error: 
   if (error instanceof OperatorError) return error;
   if ((error as Error)?.name === 'AbortError') return error as Error;
   // A write into the local file, not S3: downloadObject says the disk is full.
-  if ((error as NodeJS.ErrnoException).code === 'ENOSPC') return error as Error;
+  if (isOutOfSpace(error)) return error as Error;
   if (isNotFound(error)) {
     return new BadObjectError(`object s3://${deps.bucket}/${object.key} named by the manifest is missing`, 'missing');
   }

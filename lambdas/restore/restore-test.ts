@@ -243,18 +243,19 @@ async function assertCanRestore(deps: RestoreTestDeps): Promise<void> {
   // The scratch database is created on the target server: a role without CREATEDB, or a server that
   // cannot write (a standby, or the runbook's "DB Read-Only"), would refuse it only after the backup.
   await withClient(deps.target, deps.maintenanceDatabase ?? 'postgres', async (client) => {
-    const { rows } = await client.query<{ role: string; createdb: boolean; recovery: boolean; read_only: string }>(
+    const { rows } = await client.query<{ role: string; createdb: boolean; recovery: boolean; read_only: string; read_only_source: string }>(
       `SELECT current_user AS role, (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user) AS createdb,
-              pg_is_in_recovery() AS recovery, current_setting('default_transaction_read_only') AS read_only`,
+              pg_is_in_recovery() AS recovery, s.setting AS read_only, s.source AS read_only_source
+       FROM pg_settings s WHERE s.name = 'default_transaction_read_only'`,
     );
-    const { role, createdb, recovery, read_only: readOnly } = rows[0];
+    const { role, createdb, recovery, read_only: readOnly, read_only_source: source } = rows[0];
     const server = `${deps.target.host}:${deps.target.port}`;
     if (recovery) {
       throw new OperatorError(`database server ${server} is a read-only standby (in recovery), and the restore test creates its scratch database there: point PGHOST at the primary (on RDS, not a read replica's endpoint)`, 2);
     }
     if (readOnly === 'on') {
       throw new OperatorError(
-        `database server ${server} is read-only (default_transaction_read_only = on, the runbook's "DB Read-Only"), and the restore test creates its scratch database there: make it read-write first (atmr-dr db read-write), then run the test again`,
+        `database server ${server} is read-only for this session (default_transaction_read_only = on, set by: ${source}), and the restore test creates its scratch database there: ${readOnlyFix(source, role, client.database ?? 'postgres')}, then run the test again`,
       );
     }
     if (!createdb) throw cannotCreateDatabases(role);
@@ -265,6 +266,18 @@ async function assertCanRestore(deps: RestoreTestDeps): Promise<void> {
   } catch (error) {
     throw new OperatorError(`temp directory ${dir} is not writable (${(error as NodeJS.ErrnoException).code ?? oneLine(error)}): point TMPDIR at an existing, writable directory with room for the backup`, 2);
   }
+}
+
+/**
+ * Where a session's default_transaction_read_only comes from decides what turns it off. It is read
+ * in the maintenance database, not in the production one whose database-level setting
+ * `atmr-dr db read-write` handles (that one does not reach this session).
+ */
+function readOnlyFix(source: string, role: string, database: string): string {
+  if (source === 'configuration file') return 'set default_transaction_read_only off in the server configuration (on RDS, its DB parameter group)';
+  if (source === 'database') return `have an admin run ALTER DATABASE ${quoteIdent(database)} RESET default_transaction_read_only`;
+  if (source === 'user' || source === 'database user') return `have an admin run ALTER ROLE ${quoteIdent(role)} RESET default_transaction_read_only${source === 'database user' ? ` IN DATABASE ${quoteIdent(database)}` : ''}`;
+  return 'find where it is set (SELECT source FROM pg_settings WHERE name = \'default_transaction_read_only\') and set it off there';
 }
 
 async function withClient<T>(connection: PgConnection, database: string, fn: (client: Client) => Promise<T>): Promise<T> {

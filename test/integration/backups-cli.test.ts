@@ -2,7 +2,6 @@ import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } fro
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createS3Client } from '../../lambdas/shared/aws';
@@ -220,24 +219,10 @@ describe('atmr-dr backups', () => {
     const custom = backup.manifest.objects.find((o) => o.format === 'custom')!;
     const plain = backup.manifest.objects.find((o) => o.format === 'plain')!;
     await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: plain.key, Body: (await objectBytes(plain.key)).subarray(0, 50) }));
-    const target = new URL(localS3.endpoint);
-    const proxy = http.createServer((req, res) => {
-      if (req.method === 'GET' && decodeURIComponent(new URL(req.url ?? '/', localS3.endpoint).pathname).endsWith(`/${custom.key}`)) {
-        req.resume();
-        res.writeHead(503, { 'content-type': 'application/xml' }).end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>ServiceUnavailable</Code><Message>Please reduce your request rate.</Message></Error>');
-        return;
-      }
-      const upstream = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      });
-      upstream.on('error', () => res.destroy());
-      req.pipe(upstream);
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const proxy = await startRefusingS3(localS3, (method, url) => method === 'GET' && decodeURIComponent(url.pathname).endsWith(`/${custom.key}`), 503, 'ServiceUnavailable');
     try {
       // Act
-      const run = await atmrDr(['backups', 'verify', backup.manifestKey], { ...localS3.env, AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${(proxy.address() as { port: number }).port}` });
+      const run = await atmrDr(['backups', 'verify', backup.manifestKey], { ...localS3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint });
 
       // Assert
       expect(run.status).toBe(1);
@@ -247,8 +232,7 @@ describe('atmr-dr backups', () => {
         `atmr-dr: backup ${backup.manifestKey}: 2 of 2 objects bad (${custom.key}: download, ${plain.key}: size); ${custom.key} could not be checked: retry, and check the S3 endpoint and the network, before you choose another backup (atmr-dr backups list)\n`,
       );
     } finally {
-      proxy.closeAllConnections();
-      await new Promise((resolve) => proxy.close(resolve));
+      await proxy.stop();
     }
   }, 120_000);
 

@@ -163,6 +163,28 @@ describe('restore test (test_backup_restore, automated)', () => {
     }
   });
 
+  it('fails before taking its backup when the sessions of the role default to read-only, naming where that is set and the statement that undoes it', async () => {
+    // Arrange: a role that may create databases, but whose sessions are read-only (ALTER ROLE ... SET)
+    const role = `${source.database}_readonly`;
+    const largeObject = psql(cluster, source.database, 'SELECT min(oid) FROM pg_largeobject_metadata');
+    psql(cluster, source.database, `CREATE ROLE ${role} LOGIN CREATEDB; GRANT pg_read_all_data TO ${role}; GRANT SELECT ON LARGE OBJECT ${largeObject} TO ${role}; ALTER ROLE ${role} SET default_transaction_read_only = on;`);
+    const keysBefore = await bucketKeys('restore-tests/');
+    try {
+      // Act
+      const report = await runRestoreTest(deps({ source: { ...source, user: role }, target: { ...target, user: role } }), OPTIONS);
+
+      // Assert
+      expect(report.ok).toBe(false);
+      expect(report.error).toBe(
+        `database server ${target.host}:${target.port} is read-only for this session (default_transaction_read_only = on, set by: user), and the restore test creates its scratch database there: have an admin run ALTER ROLE "${role}" RESET default_transaction_read_only, then run the test again`,
+      );
+      expect(report.steps.backupSeconds).toBeUndefined();
+      expect(await bucketKeys('restore-tests/')).toEqual(keysBefore);
+    } finally {
+      psql(cluster, source.database, `DROP OWNED BY ${role}; DROP ROLE ${role};`);
+    }
+  });
+
   it('reports the scratch database as not created when the run fails before it exists (the server refuses the connection)', async () => {
     // Arrange: nothing listens on port 1
     const unreachable = { source: { ...source, port: 1 }, target: { ...target, port: 1 } };
