@@ -661,13 +661,21 @@ async function abortMultipartUpload(s3: S3Client, bucket: string, sink: Sink): P
 
 /** `writeOnce` for keys under a tier prefix (the manifest); pointers are rewritten, so they go without. */
 async function putJson(s3: S3Client, bucket: string, key: string, value: unknown, what: string, writeOnce?: WriteOnceParams): Promise<void> {
+  const body = `${JSON.stringify(value, null, 2)}\n`;
   try {
-    await s3.send(
-      new PutObjectCommand({ Bucket: bucket, Key: key, Body: `${JSON.stringify(value, null, 2)}\n`, ContentType: 'application/json', ...writeOnce }),
-    );
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: 'application/json', ...writeOnce }));
   } catch (error) {
+    // A write that landed but whose answer was lost (a reset connection) is retried by the SDK, and
+    // the retry's If-None-Match then meets our own object: 412. The object holding exactly our body
+    // is that first write, not another run's (which would differ: its own start, sizes and hashes).
+    if (writeOnce && isPreconditionFailed(error) && (await getTextIfExists(s3, bucket, key).catch(() => undefined)) === body) return;
     throw writeOnce ? tierWriteFailure(what, key, bucket, error) : s3Failure(what, bucket, error);
   }
+}
+
+function isPreconditionFailed(error: unknown): boolean {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
+  return e?.name === 'PreconditionFailed' || e?.$metadata?.httpStatusCode === 412;
 }
 
 /**
@@ -724,8 +732,7 @@ async function pointedManifest(s3: S3Client, bucket: string, key: string): Promi
  * (a scheduled run and a manual one): say so, rather than blame the bucket, the network or the role.
  */
 function tierWriteFailure(what: string, key: string, bucket: string, error: unknown): OperatorError {
-  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
-  if (e?.name === 'PreconditionFailed' || e?.$metadata?.httpStatusCode === 412) {
+  if (isPreconditionFailed(error)) {
     return new OperatorError(
       `S3 refused to overwrite ${key} in bucket ${bucket}: another backup of this tier and database started in the same second and wrote it first; run the backup again`,
     );

@@ -101,6 +101,41 @@ describe('backup objects are written once (integration, real pg_dump + s3rver)',
     for (const put of puts) expect(put.headers['x-amz-checksum-crc32']).toBeDefined();
   });
 
+  it('a manifest write that landed but whose answer was lost: the retry meets its own object (412) and the backup is published', async () => {
+    // Arrange: S3 with real conditional writes; the first manifest PUT reaches it and is stored, then
+    // its answer is lost as a reset connection would lose it, so that the SDK retries.
+    const cluster = testCluster();
+    const conditional = await startConditionalS3(s3);
+    const client = createS3Client(conditional.env);
+    let lost = 0;
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const result = await next(args);
+        const key = (args.input as { Key?: string }).Key ?? '';
+        if (context.commandName === 'PutObjectCommand' && key.endsWith('.manifest.json') && lost++ === 0) {
+          throw Object.assign(new Error('socket hang up'), { name: 'Error', code: 'ECONNRESET' });
+        }
+        return result;
+      },
+      { step: 'deserialize', name: 'loseFirstManifestAnswer' },
+    );
+
+    try {
+      // Act
+      const { manifestKey } = await runBackup(
+        { s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database } },
+        { tier: 'hourly', formats: ['custom'] },
+      );
+
+      // Assert: the retry was refused as a second write (412), and the run went on to publish
+      expect(conditional.refused).toEqual([manifestKey]);
+      const pointer = await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: `latest/${database}/hourly.json` }));
+      expect(JSON.parse(await pointer.Body!.transformToString())).toEqual({ manifest: manifestKey });
+    } finally {
+      await conditional.stop();
+    }
+  });
+
   it('loses a same-second race without overwriting: names the other run and says to run again, publishes nothing', async () => {
     // Arrange: S3 with real conditional writes; another run of the same tier and second has already
     // completed its .dump (its manifest not written yet), so this run's key check finds the key free.
