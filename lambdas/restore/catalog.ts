@@ -23,6 +23,8 @@ import { parseBackupTier } from '../shared/tiers';
 export interface CatalogDeps {
   readonly s3: S3Client;
   readonly bucket: string;
+  /** Stops a resolution waiting on S3 (Ctrl-C): the reads reject with its reason. */
+  readonly signal?: AbortSignal;
 }
 
 export interface CatalogEntry {
@@ -113,7 +115,7 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
   const own = tier === undefined ? latestDatabasePointerKey(database) : latestDatabaseTierPointerKey(database, tier);
   const legacy = tier === undefined ? LATEST_POINTER_KEY : latestTierPointerKey(tier);
   for (const pointerKey of [own, legacy]) {
-    const text = await getTextIfExists(deps.s3, deps.bucket, pointerKey);
+    const text = await getTextIfExists(deps.s3, deps.bucket, pointerKey, deps.signal);
     if (text === undefined) continue;
     const pointer = LatestPointerSchema.safeParse(safeJson(text));
     if (!pointer.success) {
@@ -138,7 +140,7 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
 
 /** A manifest by its key; `missing` says what a missing one means where the key came from (a pointer). */
 export async function readManifest(deps: CatalogDeps, manifestKey: string, missing?: () => string): Promise<BackupManifest> {
-  const text = await getTextIfExists(deps.s3, deps.bucket, manifestKey);
+  const text = await getTextIfExists(deps.s3, deps.bucket, manifestKey, deps.signal);
   if (text === undefined) throw new OperatorError(missing?.() ?? `manifest s3://${deps.bucket}/${manifestKey} does not exist; list backups with: atmr-dr backups list`);
   return parseManifest(manifestKey, text);
 }

@@ -105,7 +105,10 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   guardSystemDatabase(target, maintenance);
 
   // 1. The manifest.
-  const { manifestKey, manifest } = await resolveBackup(deps, options.ref, { tier: options.tier, database: options.database });
+  const { manifestKey, manifest } = await resolveBackup({ ...deps, signal }, options.ref, { tier: options.tier, database: options.database }).catch((error: unknown) => {
+    if (signal?.aborted) throw new OperatorError(`restore interrupted (${abortReason(signal)}) while reading the manifest: nothing created; ${options.targetLabel ?? 'target'} "${target}" untouched`, 130);
+    throw error;
+  });
   guardProduction(target, [manifest.database], options.allowProductionOverwrite);
   const object = chooseObject(manifestKey, manifest, options.format);
 

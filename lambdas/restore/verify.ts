@@ -62,8 +62,6 @@ export interface VerifyDeps extends CatalogDeps, SpaceCheck {
   readonly pgBinDir?: string;
   /** Scratch parent directory. @default os.tmpdir() */
   readonly tempDir?: string;
-  /** Ctrl-C / SIGTERM: the check stops, its downloads are removed, and the backup is not called bad. */
-  readonly signal?: AbortSignal;
 }
 
 /**
@@ -72,7 +70,10 @@ export interface VerifyDeps extends CatalogDeps, SpaceCheck {
  */
 export async function verifyBackup(deps: VerifyDeps, ref: string, filter: CatalogFilter = {}): Promise<VerifyResult> {
   const started = performance.now();
-  const { manifestKey, manifest } = await resolveBackup(deps, ref, filter);
+  const { manifestKey, manifest } = await resolveBackup(deps, ref, filter).catch((error: unknown) => {
+    if (deps.signal?.aborted) throw new OperatorError(`backup ${ref} not checked: interrupted (${oneLine(deps.signal.reason)})`);
+    throw error;
+  });
   const dir = fs.mkdtempSync(path.join(deps.tempDir ?? os.tmpdir(), 'atmr-dr-verify-'));
   try {
     const objects: VerifiedObject[] = [];

@@ -48,12 +48,15 @@ export async function getText(s3: S3Client, bucket: string, key: string, notFoun
 /**
  * A small object's body as text, or undefined when it does not exist (a pointer not written yet).
  * A missing bucket is the one line of missingBucketError; any other failure says what to check.
+ * `signal` (Ctrl-C) ends the read at once, with its reason: an S3 that stopped answering would
+ * otherwise hold the command for its socket timeout on every retry.
  */
-export async function getTextIfExists(s3: S3Client, bucket: string, key: string): Promise<string | undefined> {
+export async function getTextIfExists(s3: S3Client, bucket: string, key: string, signal?: AbortSignal): Promise<string | undefined> {
   try {
-    const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal });
     return (await response.Body?.transformToString('utf8')) ?? '';
   } catch (error) {
+    if (signal?.aborted) throw signal.reason;
     if (isNotFound(error)) return undefined;
     if (isNoSuchBucket(error)) throw missingBucketError(bucket);
     throw s3ReadFailure(`read s3://${bucket}/${key}`, error);

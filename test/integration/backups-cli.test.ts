@@ -266,6 +266,66 @@ describe('atmr-dr backups', () => {
     }
   });
 
+  it('verify stopped by Ctrl-C while S3 holds back the manifest: exit 130 at once, one line saying the backup was not checked', async () => {
+    // Arrange: the manifest's answer never comes (an S3 that stopped answering)
+    const proxy = await startHoldingProxy(localS3.endpoint, /^GET \S+\.manifest\.json/);
+    const child = spawn(process.execPath, [path.join(__dirname, '..', '..', 'bin', 'atmr-dr.cjs'), 'backups', 'verify', olderKey], {
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...localS3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stdout.resume();
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    try {
+      await proxy.holding;
+
+      // Act
+      const signalled = Date.now();
+      child.kill('SIGINT');
+      const status = await exited;
+
+      // Assert
+      expect(status).toBe(130);
+      expect(Date.now() - signalled).toBeLessThan(5_000);
+      expect(stderr).toBe(`atmr-dr: backup ${olderKey} not checked: interrupted (received SIGINT)\n`);
+    } finally {
+      child.kill('SIGKILL');
+      await proxy.stop();
+    }
+  });
+
+  it('restore stopped by Ctrl-C while S3 holds back the manifest: exit 130 at once, nothing created, the target untouched', async () => {
+    // Arrange
+    const proxy = await startHoldingProxy(localS3.endpoint, /^GET \S+\.manifest\.json/);
+    const target = `${database}_held`;
+    const child = spawn(process.execPath, [path.join(__dirname, '..', '..', 'bin', 'atmr-dr.cjs'), 'restore', olderKey, '--target-db', target], {
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...localS3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint, PGHOST: cluster.host, PGPORT: String(cluster.port), PGUSER: cluster.user, PGDATABASE: database },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stdout.resume();
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    try {
+      await proxy.holding;
+
+      // Act
+      const signalled = Date.now();
+      child.kill('SIGINT');
+      const status = await exited;
+
+      // Assert
+      expect(status).toBe(130);
+      expect(Date.now() - signalled).toBeLessThan(5_000);
+      expect(stderr).toBe(`atmr-dr: restore interrupted (received SIGINT) while reading the manifest: nothing created; target "${target}" untouched\n`);
+      expect(psql(cluster, 'postgres', `SELECT count(*) FROM pg_database WHERE datname LIKE '${target}%'`)).toBe('0');
+    } finally {
+      child.kill('SIGKILL');
+      await proxy.stop();
+    }
+  });
+
   itWithSmallDisk('verify with a TMPDIR that fills up during the download says the local disk is full, names TMPDIR and the sizes, does not call the backup bad, exit 1', async () => {
     // Arrange: TMPDIR on a 4 MiB disk (room for the download when it starts); the .dump's bytes
     // held back until another writer has taken the rest of the disk

@@ -113,6 +113,8 @@ export async function startLocalS3Process(bucket = 'atmr-dr-test-backups'): Prom
 /** A TCP proxy in front of an S3 endpoint that holds back some answers until `release()`. */
 export interface HoldingProxy {
   readonly endpoint: string;
+  /** Settles once the first request matching `held` has been sent on: its answer is now held back. */
+  readonly holding: Promise<void>;
   /** Sends the answers held so far, and every later one at once. */
   release(): void;
   stop(): Promise<void>;
@@ -126,6 +128,8 @@ export interface HoldingProxy {
 export async function startHoldingProxy(endpoint: string, held: RegExp): Promise<HoldingProxy> {
   const upstream = new URL(endpoint);
   let released = false;
+  let onHolding: () => void = () => undefined;
+  const holding = new Promise<void>((resolve) => (onHolding = resolve));
   const flushes: (() => void)[] = [];
   const sockets = new Set<net.Socket>();
   const proxy = net.createServer((client) => {
@@ -137,8 +141,11 @@ export async function startHoldingProxy(endpoint: string, held: RegExp): Promise
     let ended = false;
     const pending: Buffer[] = [];
     client.on('data', (chunk: Buffer) => {
-      if (held.test(chunk.toString('latin1').split('\r\n')[0])) holding = true;
       server.write(chunk);
+      if (held.test(chunk.toString('latin1').split('\r\n')[0])) {
+        holding = true;
+        onHolding();
+      }
     });
     client.on('end', () => server.end());
     server.on('data', (chunk: Buffer) => (holding && !released ? pending.push(chunk) : client.write(chunk)));
@@ -151,6 +158,7 @@ export async function startHoldingProxy(endpoint: string, held: RegExp): Promise
   await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
   return {
     endpoint: `http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`,
+    holding,
     release() {
       released = true;
       for (const flush of flushes) flush();
