@@ -377,32 +377,20 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(await getRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, id)).toMatchObject({ status: 'cutover-failed', error: expect.stringMatching(/^cutover interrupted and undone by /) });
   });
 
-  it('SIGTERM during the redeploy: exit 143, as the other commands give for SIGTERM (130 is for Ctrl-C)', async () => {
-    const id = 'r20261130151500-e2e2';
+  it.each([
+    ['SIGTERM', 143, 'as the other commands give for SIGTERM (130 is for Ctrl-C)', 'r20261130151500-e2e2'],
+    ['SIGHUP', 129, 'a dropped SSH session: stops at the step boundary like Ctrl-C instead of dying mid-step', 'r20261130151500-e2e3'],
+  ] as const)('%s during the redeploy: exit %d, %s', async (signal: NodeJS.Signals, code: number, _why: string, id: string) => {
     // One recovery at a time: free the lock a test before may hold (an interrupted cutover keeps it).
     const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
     const active = await activeRecoveryId(store);
     if (active) await releaseLock(store, active);
 
-    const interrupted = await interruptedCutover(id, 'SIGTERM');
+    const interrupted = await interruptedCutover(id, signal);
 
-    expect(interrupted.status).toBe(143);
+    expect(interrupted.status).toBe(code);
     const lines = interrupted.stderr.trimEnd().split('\n');
-    expect(lines[0]).toBe('atmr-dr: recover cutover: SIGTERM: stopping at the next step boundary (again to quit at once; the journal keeps what was done)');
-    expect(lines[lines.length - 1]).toMatch(/^atmr-dr: recover cutover: interrupted after .*--resume --yes/);
-  });
-
-  it('SIGHUP (a dropped SSH session) during the redeploy: stops at the step boundary like Ctrl-C, exit 129, with how to resume or undo', async () => {
-    const id = 'r20261130151500-e2e3';
-    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
-    const active = await activeRecoveryId(store);
-    if (active) await releaseLock(store, active);
-
-    const interrupted = await interruptedCutover(id, 'SIGHUP');
-
-    expect(interrupted.status).toBe(129);
-    const lines = interrupted.stderr.trimEnd().split('\n');
-    expect(lines[0]).toBe('atmr-dr: recover cutover: SIGHUP: stopping at the next step boundary (again to quit at once; the journal keeps what was done)');
+    expect(lines[0]).toBe(`atmr-dr: recover cutover: ${signal}: stopping at the next step boundary (again to quit at once; the journal keeps what was done)`);
     expect(lines[lines.length - 1]).toMatch(/^atmr-dr: recover cutover: interrupted after .*--resume --yes/);
   });
 });

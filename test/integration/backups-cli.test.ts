@@ -1,5 +1,5 @@
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -11,7 +11,7 @@ import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
 import { startRefusingS3 } from '../support/refusing-s3';
 import { LocalS3, startHoldingProxy, startLocalS3 } from '../support/s3';
-import { itWithSmallDisk, mountSmallDisk, waitForFile } from '../support/small-disk';
+import { downloadOntoFullDisk, fullDiskLine, itWithSmallDisk, mountSmallDisk, waitForFile } from '../support/small-disk';
 import { atmrDr, writeFixtureBackup } from '../lambdas/restore/fixtures';
 
 const cluster = testCluster();
@@ -35,6 +35,18 @@ beforeAll(async () => {
 afterAll(async () => {
   await localS3?.stop();
 });
+
+/**
+ * The CLI as `npx atmr-dr` runs it (bin/atmr-dr.cjs, one node process), started for a test that
+ * signals it: its stderr so far, and its exit status once it has closed.
+ */
+function startLauncher(args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess; stderr: () => string; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, [path.join(__dirname, '..', '..', 'bin', 'atmr-dr.cjs'), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  child.stdout!.resume();
+  return { child, stderr: () => stderr, exited: new Promise((resolve) => child.on('close', resolve)) };
+}
 
 describe('atmr-dr backups', () => {
   it('list prints the catalog newest first, one backup a line', async () => {
@@ -240,14 +252,7 @@ describe('atmr-dr backups', () => {
     // Arrange: the .sql.gz's bytes held back, so the check is mid-download when the signal comes
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-test-verify-tmpdir-'));
     const proxy = await startHoldingProxy(localS3.endpoint, /^GET \S+\.sql\.gz/);
-    const child = spawn(process.execPath, [path.join(__dirname, '..', '..', 'bin', 'atmr-dr.cjs'), 'backups', 'verify', olderKey], {
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...localS3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint, TMPDIR: tmp },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.stdout.resume();
-    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const { child, stderr, exited } = startLauncher(['backups', 'verify', olderKey], { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...localS3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint, TMPDIR: tmp });
     try {
       await waitForFile(tmp, '.sql.gz');
 
@@ -257,7 +262,7 @@ describe('atmr-dr backups', () => {
 
       // Assert
       expect(status).toBe(130);
-      expect(stderr).toBe(`atmr-dr: backup ${olderKey} not checked: interrupted (received SIGINT)\n`);
+      expect(stderr()).toBe(`atmr-dr: backup ${olderKey} not checked: interrupted (received SIGINT)\n`);
       expect(fs.readdirSync(tmp)).toEqual([]);
     } finally {
       child.kill('SIGKILL');
@@ -266,17 +271,15 @@ describe('atmr-dr backups', () => {
     }
   });
 
-  it('verify stopped by Ctrl-C while S3 holds back the manifest: exit 130 at once, one line saying the backup was not checked', async () => {
+  const heldTarget = () => `${database}_held`;
+  it.each([
+    ['verify', () => ['backups', 'verify', olderKey], () => `atmr-dr: backup ${olderKey} not checked: interrupted (received SIGINT)\n`],
+    ['restore', () => ['restore', olderKey, '--target-db', heldTarget()], () => `atmr-dr: restore interrupted (received SIGINT) while reading the manifest: nothing created; target "${heldTarget()}" untouched\n`],
+  ])('%s stopped by Ctrl-C while S3 holds back the manifest: exit 130 at once, one line, nothing created', async (_command, args, line) => {
     // Arrange: the manifest's answer never comes (an S3 that stopped answering)
     const proxy = await startHoldingProxy(localS3.endpoint, /^GET \S+\.manifest\.json/);
-    const child = spawn(process.execPath, [path.join(__dirname, '..', '..', 'bin', 'atmr-dr.cjs'), 'backups', 'verify', olderKey], {
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...localS3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.stdout.resume();
-    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const pg = { PGHOST: cluster.host, PGPORT: String(cluster.port), PGUSER: cluster.user, PGDATABASE: database };
+    const { child, stderr, exited } = startLauncher(args(), { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...localS3.env, ...pg, AWS_ENDPOINT_URL_S3: proxy.endpoint });
     try {
       await proxy.holding;
 
@@ -288,38 +291,8 @@ describe('atmr-dr backups', () => {
       // Assert
       expect(status).toBe(130);
       expect(Date.now() - signalled).toBeLessThan(5_000);
-      expect(stderr).toBe(`atmr-dr: backup ${olderKey} not checked: interrupted (received SIGINT)\n`);
-    } finally {
-      child.kill('SIGKILL');
-      await proxy.stop();
-    }
-  });
-
-  it('restore stopped by Ctrl-C while S3 holds back the manifest: exit 130 at once, nothing created, the target untouched', async () => {
-    // Arrange
-    const proxy = await startHoldingProxy(localS3.endpoint, /^GET \S+\.manifest\.json/);
-    const target = `${database}_held`;
-    const child = spawn(process.execPath, [path.join(__dirname, '..', '..', 'bin', 'atmr-dr.cjs'), 'restore', olderKey, '--target-db', target], {
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...localS3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint, PGHOST: cluster.host, PGPORT: String(cluster.port), PGUSER: cluster.user, PGDATABASE: database },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.stdout.resume();
-    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-    try {
-      await proxy.holding;
-
-      // Act
-      const signalled = Date.now();
-      child.kill('SIGINT');
-      const status = await exited;
-
-      // Assert
-      expect(status).toBe(130);
-      expect(Date.now() - signalled).toBeLessThan(5_000);
-      expect(stderr).toBe(`atmr-dr: restore interrupted (received SIGINT) while reading the manifest: nothing created; target "${target}" untouched\n`);
-      expect(psql(cluster, 'postgres', `SELECT count(*) FROM pg_database WHERE datname LIKE '${target}%'`)).toBe('0');
+      expect(stderr()).toBe(line());
+      expect(psql(cluster, 'postgres', `SELECT count(*) FROM pg_database WHERE datname LIKE '${heldTarget()}%'`)).toBe('0');
     } finally {
       child.kill('SIGKILL');
       await proxy.stop();
@@ -335,17 +308,13 @@ describe('atmr-dr backups', () => {
     try {
       // Act
       const running = atmrDr(['backups', 'verify', olderKey], { ...localS3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint, TMPDIR: disk.path });
-      const file = await waitForFile(disk.path, '.dump');
-      disk.fill();
-      proxy.release();
-      const run = await running;
+      const { run, dir } = await downloadOntoFullDisk(disk, () => proxy.release(), running);
 
       // Assert: no BAD line, no "objects bad": the backup was not checked
       expect(run.status).toBe(1);
       expect(run.stdout).toBe('');
       expect(run.stderr).toBe(
-        `atmr-dr: backup ${olderKey} not checked: the local disk is full: TMPDIR (${path.join(disk.path, path.dirname(file))}) ran out of space for ${custom.key} after 0 B (ENOSPC): ` +
-          `0 B free, ${formatBytes(Math.ceil(custom.bytes * 1.1))} needed (object ${formatBytes(custom.bytes)} x 1.1); the backup is not at fault: point TMPDIR at a larger disk (or free space there, or raise the Lambda ephemeral storage) and retry\n`,
+        `atmr-dr: backup ${olderKey} not checked: ${fullDiskLine(dir, custom.key, custom.bytes)}\n`,
       );
     } finally {
       await proxy.stop();

@@ -8,12 +8,11 @@ import * as path from 'node:path';
 import { Client } from 'pg';
 import { stagingName } from '../../lambdas/restore/restore';
 import { createS3Client } from '../../lambdas/shared/aws';
-import { formatBytes } from '../../lambdas/shared/format';
 import type { BackupManifest } from '../../lambdas/shared/manifest';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 import { LocalS3, startHoldingProxy, startLocalS3 } from '../support/s3';
-import { itWithSmallDisk, mountSmallDisk, waitForFile } from '../support/small-disk';
+import { downloadOntoFullDisk, fullDiskLine, itWithSmallDisk, mountSmallDisk } from '../support/small-disk';
 import { atmrDr, databaseDigest, databaseExists, databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -292,17 +291,13 @@ describe('atmr-dr restore', () => {
     try {
       // Act
       const running = atmrDr(['restore', manifestKey, '--target-db', target], env({ AWS_ENDPOINT_URL_S3: proxy.endpoint, TMPDIR: disk.path }));
-      const file = await waitForFile(disk.path, '.dump');
-      disk.fill();
-      proxy.release();
-      const run = await running;
+      const { run, dir } = await downloadOntoFullDisk(disk, () => proxy.release(), running);
 
       // Assert
       expect(run.status).toBe(1);
       expect(run.stdout).toBe('');
       expect(run.stderr).toBe(
-        `atmr-dr: the local disk is full: TMPDIR (${path.join(disk.path, path.dirname(file))}) ran out of space for ${custom.key} after 0 B (ENOSPC): ` +
-          `0 B free, ${formatBytes(Math.ceil(custom.bytes * 1.1))} needed (object ${formatBytes(custom.bytes)} x 1.1); the backup is not at fault: point TMPDIR at a larger disk (or free space there, or raise the Lambda ephemeral storage) and retry\n`,
+        `atmr-dr: ${fullDiskLine(dir, custom.key, custom.bytes)}\n`,
       );
       expect(databasesLike(cluster, target)).toEqual([]);
     } finally {

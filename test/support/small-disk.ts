@@ -1,3 +1,4 @@
+import { formatBytes } from '../../lambdas/shared/format';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -74,4 +75,27 @@ export async function waitForFile(dir: string, suffix: string): Promise<string> 
     if (found !== undefined) return found;
   }
   throw new Error(`no file *${suffix} under ${dir} within 30 s`);
+}
+
+/**
+ * The one line a download into a TMPDIR that filled up ends with (after `atmr-dr: ` and any prefix
+ * of the command): `dir` the download's directory, `key` and `bytes` the object's, none of it written.
+ */
+export function fullDiskLine(dir: string, key: string, bytes: number): string {
+  return (
+    `the local disk is full: TMPDIR (${dir}) ran out of space for ${key} after 0 B (ENOSPC): ` +
+    `0 B free, ${formatBytes(Math.ceil(bytes * 1.1))} needed (object ${formatBytes(bytes)} x 1.1); the backup is not at fault: point TMPDIR at a larger disk (or free space there, or raise the Lambda ephemeral storage) and retry`
+  );
+}
+
+/**
+ * Lets `running` (a command downloading a .dump into `disk`, whose bytes `release` holds back)
+ * reach its download, takes the rest of the disk as another writer would, then lets the bytes come:
+ * the download's first write fails with ENOSPC. The command's result, and the .dump's directory.
+ */
+export async function downloadOntoFullDisk<T>(disk: SmallDisk, release: () => void, running: Promise<T>): Promise<{ run: T; dir: string }> {
+  const file = await waitForFile(disk.path, '.dump');
+  disk.fill();
+  release();
+  return { run: await running, dir: path.join(disk.path, path.dirname(file)) };
 }
