@@ -10,8 +10,12 @@ export async function startRefusingS3(s3: LocalS3, refuses: (method: string, url
   const target = new URL(s3.endpoint);
   const proxy = http.createServer((req, res) => {
     if (refuses(req.method ?? '', new URL(req.url ?? '/', s3.endpoint))) {
+      // Answered once the body is in: an answer sent mid-body, and the connection closed behind it,
+      // reaches the client as EPIPE on its write instead of as S3's error.
+      // And the connection closed after it: the SDK's retry on a kept-alive socket that the proxy drops
+      // meanwhile would fail with a reset (EPIPE) instead of meeting the same answer.
+      req.on('end', () => res.writeHead(status, { 'content-type': 'application/xml', connection: 'close' }).end(`<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${code}</Message></Error>`));
       req.resume();
-      res.writeHead(status, { 'content-type': 'application/xml' }).end(`<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${code}</Message></Error>`);
       return;
     }
     const upstream = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
