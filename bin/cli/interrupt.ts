@@ -15,6 +15,14 @@ export function exitCodeOf(signal: NodeJS.Signals): number {
  */
 export const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
+/**
+ * After a hangup the terminal is gone: a write to it fails (EIO), and an unhandled stream error would
+ * end the process before its cleanup. The cleanup matters more than the line nobody reads.
+ */
+export function ignoreGoneTerminal(signal: NodeJS.Signals): void {
+  if (signal === 'SIGHUP') process.stderr.on('error', () => undefined);
+}
+
 export interface Interrupt {
   /** Aborted by the first Ctrl-C / SIGTERM / SIGHUP: the command stops, cleans up and says so. */
   readonly signal: AbortSignal;
@@ -35,9 +43,7 @@ export function interruptible(onSecond?: () => string): Interrupt {
   const onSignal = (name: NodeJS.Signals): void => {
     if (first === undefined) {
       first = name;
-      // After a hangup the terminal is gone: a write to it fails (EIO), and an unhandled stream error
-      // would end the process before its cleanup. The cleanup matters more than the line nobody reads.
-      if (name === 'SIGHUP') process.stderr.on('error', () => undefined);
+      ignoreGoneTerminal(name);
       aborter.abort(new Error(`received ${name}`));
       return;
     }

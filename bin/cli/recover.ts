@@ -23,7 +23,7 @@ import { resolveCliActor } from './killswitch';
 import { DEPLOYED_NAMES, defaultEnvironmentName, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
 import { confirmer } from './confirm';
-import { exitCodeOf, STOP_SIGNALS } from './interrupt';
+import { exitCodeOf, ignoreGoneTerminal, STOP_SIGNALS } from './interrupt';
 
 interface RecoverGlobals {
   env?: string;
@@ -220,8 +220,7 @@ export function registerRecoverCommands(program: Command): void {
       const onSignal = (signal: NodeJS.Signals) => {
         if (stopRequested) process.exit(exitCodeOf(signal));
         stopRequested = signal;
-        // After a hangup the terminal is gone: a failed write must not end the process mid-step.
-        if (signal === 'SIGHUP') process.stderr.on('error', () => undefined);
+        ignoreGoneTerminal(signal);
         process.stderr.write(`atmr-dr: recover cutover: ${signal}: stopping at the next step boundary (again to quit at once; the journal keeps what was done)\n`);
       };
       for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
