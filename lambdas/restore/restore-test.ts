@@ -107,6 +107,9 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
   let partial: Partial<RestoreTestReport> = {};
   let error: string | undefined;
   let restoreStarted = false;
+  // The restore step loads into a staging database and creates the scratch one only by its last
+  // act, the swap (a rename): until it has returned, the scratch database cannot exist.
+  let swappedIn = false;
 
   const timed = async <T>(step: string, fn: () => Promise<T>): Promise<T> => {
     const t0 = performance.now();
@@ -166,6 +169,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
         targetLabel: 'scratch database',
       },
     );
+    swappedIn = true;
     steps.downloadSeconds = roundSeconds(restored.timings.downloadSeconds);
     steps.restoreSeconds = roundSeconds(restored.timings.restoreSeconds);
     steps.verifySeconds = roundSeconds(restored.timings.verifySeconds);
@@ -197,9 +201,11 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
 
   // The scratch name is fresh, so nothing can have created it before the restore step began: until
   // then there is nothing to drop, and no connection is needed to say so (the target may be the very
-  // thing that failed, e.g. a wrong password). Once it began, assume it is there until the cleanup looks.
-  let scratchCreated = restoreStarted;
-  let scratchDropped = !restoreStarted;
+  // thing that failed, e.g. a wrong password). Once it began, the cleanup looks; when it cannot (the
+  // server is gone), the scratch database exists only if the restore step got to its swap. A failed
+  // restore step names its own leftover, the staging database, with its DROP.
+  let scratchCreated = swappedIn;
+  let scratchDropped = !swappedIn;
   if (restoreStarted) {
     await timed('cleanup', async () => {
       try {
