@@ -23,7 +23,7 @@ import {
   manifestKeyStamp,
   type BackupTier,
 } from '../shared/s3-layout';
-import { getTextIfExists, isNoSuchBucket, isNotFound, missingBucketError } from '../shared/s3-objects';
+import { getTextIfExists, getVersionedTextIfExists, isNoSuchBucket, isNotFound, missingBucketError } from '../shared/s3-objects';
 import { parseBackupTier } from '../shared/tiers';
 import { isErrorLine, pgToolPath } from '../shared/postgres';
 import { igzipArgs, resolvePlainCompressor, type PlainCompressor, type PlainCompressorPreference } from './compressor';
@@ -659,8 +659,8 @@ async function abortMultipartUpload(s3: S3Client, bucket: string, sink: Sink): P
   }
 }
 
-/** `writeOnce` for keys under a tier prefix (the manifest); pointers are rewritten, so they go without. */
-async function putJson(s3: S3Client, bucket: string, key: string, value: unknown, what: string, writeOnce?: WriteOnceParams): Promise<void> {
+/** A key under a tier prefix (the manifest), written once (`writeOnce`); pointers are rewritten (putPointer). */
+async function putJson(s3: S3Client, bucket: string, key: string, value: unknown, what: string, writeOnce: WriteOnceParams): Promise<void> {
   const body = `${JSON.stringify(value, null, 2)}\n`;
   try {
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: 'application/json', ...writeOnce }));
@@ -668,8 +668,8 @@ async function putJson(s3: S3Client, bucket: string, key: string, value: unknown
     // A write that landed but whose answer was lost (a reset connection) is retried by the SDK, and
     // the retry's If-None-Match then meets our own object: 412. The object holding exactly our body
     // is that first write, not another run's (which would differ: its own start, sizes and hashes).
-    if (writeOnce && isPreconditionFailed(error) && (await getTextIfExists(s3, bucket, key).catch(() => undefined)) === body) return;
-    throw writeOnce ? tierWriteFailure(what, key, bucket, error) : s3Failure(what, bucket, error);
+    if (isPreconditionFailed(error) && (await getTextIfExists(s3, bucket, key).catch(() => undefined)) === body) return;
+    throw tierWriteFailure(what, key, bucket, error);
   }
 }
 
@@ -689,10 +689,11 @@ async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, d
   const written: string[] = [];
   try {
     // A backup that started later may have finished first (a manual run beside the scheduled one):
-    // a pointer never moves back to an older backup. Read, then written in order; two runs that
-    // finish within the same few milliseconds can still race, the later start then being the one
-    // a rerun would publish.
-    const current = await Promise.all(keys.map((key) => pointedManifest(s3, bucket, key)));
+    // a pointer never moves back to an older backup. Each is read, then written only if it still is
+    // what was read (If-Match its ETag, If-None-Match when there was none): a run that moved it in
+    // between (the hourly and the daily backups both finish around the hour) makes S3 answer 412,
+    // and the choice is made again on what that run wrote.
+    const current = await Promise.all(keys.map((key) => readPointer(s3, bucket, key)));
     const ours = manifestKeyStamp(manifestKey) ?? '';
     // A later stamp protects a backup only if that backup exists: a pointer left on a manifest that
     // is gone (deleted, or stamped ahead by a runner whose clock ran fast, then removed) would
@@ -700,13 +701,18 @@ async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, d
     const exists = new Map<string, Promise<boolean>>();
     const stillThere = (key: string): Promise<boolean> => exists.get(key) ?? exists.set(key, objectExists(s3, bucket, key, undefined)).get(key)!;
     for (const [i, key] of keys.entries()) {
-      const theirs = manifestKeyStamp(current[i] ?? '');
-      if (theirs !== undefined && theirs > ours && (await stillThere(current[i]!))) {
-        log(`upload: ${key} kept on ${current[i]}, a backup that started later than this one`);
-        continue;
+      for (let seen = current[i], attempt = 1; ; seen = await readPointer(s3, bucket, key), attempt += 1) {
+        const theirs = manifestKeyStamp(seen.manifest ?? '');
+        if (theirs !== undefined && theirs > ours && (await stillThere(seen.manifest!))) {
+          log(`upload: ${key} kept on ${seen.manifest}, a backup that started later than this one`);
+          break;
+        }
+        if (await putPointer(s3, bucket, key, pointer, seen.etag)) {
+          written.push(key);
+          break;
+        }
+        if (attempt === POINTER_WRITE_ATTEMPTS) throw new Error(`${key} changed under each of ${attempt} conditional writes (other runs are writing it)`);
       }
-      await putJson(s3, bucket, key, pointer, `updating ${key}`);
-      written.push(key);
     }
   } catch (error) {
     // The pointers are written one by one: a failure after the first leaves some on this backup and
@@ -719,11 +725,35 @@ async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, d
   }
 }
 
-/** The manifest key a latest pointer names, or undefined when there is none or it is not a pointer. */
-async function pointedManifest(s3: S3Client, bucket: string, key: string): Promise<string | undefined> {
-  const text = await getTextIfExists(s3, bucket, key);
-  const parsed = text === undefined ? undefined : LatestPointerSchema.safeParse(safeJson(text));
-  return parsed?.success ? parsed.data.manifest : undefined;
+/** Conditional writes of one pointer before giving up: each 412 means another run wrote it meanwhile. */
+const POINTER_WRITE_ATTEMPTS = 5;
+
+/**
+ * A latest pointer as read: the manifest key it names (undefined when there is none or it is not a
+ * pointer) and the ETag of the object (undefined when it does not exist).
+ */
+async function readPointer(s3: S3Client, bucket: string, key: string): Promise<{ manifest: string | undefined; etag: string | undefined }> {
+  const read = await getVersionedTextIfExists(s3, bucket, key);
+  const parsed = read === undefined ? undefined : LatestPointerSchema.safeParse(safeJson(read.text));
+  return { manifest: parsed?.success ? parsed.data.manifest : undefined, etag: read?.etag };
+}
+
+/**
+ * Writes a pointer only over the version that was read (`etag`; undefined: only if there is still
+ * none). False when S3 refuses because it changed (412), or because it was deleted meanwhile (404
+ * to an If-Match): the caller reads it again. A write of ours that landed but whose answer was
+ * lost, retried by the SDK, also meets 412: read again, the pointer names this very backup, and the
+ * next write replaces it with the same body.
+ */
+async function putPointer(s3: S3Client, bucket: string, key: string, pointer: LatestPointer, etag: string | undefined): Promise<boolean> {
+  const condition = etag === undefined ? { IfNoneMatch: '*' } : { IfMatch: etag };
+  try {
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: `${JSON.stringify(pointer, null, 2)}\n`, ContentType: 'application/json', ...condition }));
+    return true;
+  } catch (error) {
+    if (isPreconditionFailed(error) || (etag !== undefined && isNotFound(error))) return false;
+    throw s3Failure(`updating ${key}`, bucket, error);
+  }
 }
 
 /**

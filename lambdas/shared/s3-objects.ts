@@ -52,9 +52,14 @@ export async function getText(s3: S3Client, bucket: string, key: string, notFoun
  * otherwise hold the command for its socket timeout on every retry.
  */
 export async function getTextIfExists(s3: S3Client, bucket: string, key: string, signal?: AbortSignal): Promise<string | undefined> {
+  return (await getVersionedTextIfExists(s3, bucket, key, signal))?.text;
+}
+
+/** getTextIfExists, with the ETag of what was read: a conditional write (If-Match) replaces exactly that. */
+export async function getVersionedTextIfExists(s3: S3Client, bucket: string, key: string, signal?: AbortSignal): Promise<{ text: string; etag: string | undefined } | undefined> {
   try {
     const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal });
-    return (await response.Body?.transformToString('utf8')) ?? '';
+    return { text: (await response.Body?.transformToString('utf8')) ?? '', etag: response.ETag };
   } catch (error) {
     if (signal?.aborted) throw signal.reason;
     if (isNotFound(error)) return undefined;

@@ -54,7 +54,7 @@ describe('backup objects are written once (integration, real pg_dump + s3rver)',
     fs.rmSync(workDir, { recursive: true, force: true });
   });
 
-  it('sends If-None-Match: * with every write under the tier prefix (PutObject and CompleteMultipartUpload), never with the pointers', async () => {
+  it('sends If-None-Match: * with every write under the tier prefix (PutObject and CompleteMultipartUpload), and each pointer write on the condition of what was read (If-None-Match: * where none was, then If-Match its ETag)', async () => {
     const cluster = testCluster();
     const client = createS3Client(s3.env);
     const sent = recordRequests(client);
@@ -69,8 +69,17 @@ describe('backup objects are written once (integration, real pg_dump + s3rver)',
     expect(tierWrites.map((r) => r.key).sort()).toEqual([...manifest.objects.map((o) => o.key), manifestKey].sort());
     expect(tierWrites.some((r) => r.command === 'CompleteMultipartUploadCommand')).toBe(true);
     for (const write of tierWrites) expect(write.headers['if-none-match']).toBe('*');
-    for (const write of writes.filter((r) => r.key.startsWith('latest'))) expect(write.headers['if-none-match']).toBeUndefined();
     for (const write of tierWrites) expect(write.headers['x-amz-object-lock-mode']).toBeUndefined();
+    // This describe's bucket is fresh: no pointer existed before the first backup.
+    const pointerWrites = (): SentRequest[] => sent.filter((r) => r.command === 'PutObjectCommand' && r.key.startsWith('latest'));
+    expect(pointerWrites()).toHaveLength(4);
+    for (const write of pointerWrites()) expect([write.headers['if-none-match'], write.headers['if-match']]).toEqual(['*', undefined]);
+
+    // A second backup replaces each pointer only as it read it: If-Match the ETag S3 gave for it.
+    sent.length = 0;
+    await runBackup({ s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database } }, { tier: 'daily', formats: ['custom'] });
+    expect(pointerWrites()).toHaveLength(4);
+    for (const write of pointerWrites()) expect([write.headers['if-none-match'], write.headers['if-match']]).toEqual([undefined, expect.stringMatching(/^"[0-9a-f]{32}"$/)]);
   });
 
   it('adds compliance-mode Object Lock (retain-until from the start, with a checksum) to every tier write when asked', async () => {

@@ -9,6 +9,7 @@ import { createS3Client } from '../../lambdas/shared/aws';
 import { BackupManifestSchema, LatestPointerSchema } from '../../lambdas/shared/manifest';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
+import { startConditionalS3 } from '../support/conditional-s3';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { FIXTURE_SQL } from './backup-fixture';
 import {
@@ -217,6 +218,54 @@ describe('atmr-dr backup (integration)', () => {
     expect(LatestPointerSchema.parse(await getJson(client, s3.bucket, `latest/${database}.json`))).toEqual({ manifest: newer });
     expect(LatestPointerSchema.parse(await getJson(client, s3.bucket, `latest/${database}/weekly.json`))).toEqual({ manifest: result.manifestKey });
     expect(lines).toContain(`upload: latest/${database}.json kept on ${newer}, a backup that started later than this one`);
+  });
+
+  it.each([
+    ['names an older backup (If-Match)', true],
+    ['does not exist yet (If-None-Match)', false],
+  ])('a latest pointer that another run moves to a later backup between this run\'s read and its write stays on that backup (the pointer %s)', async (_case, existedBefore) => {
+    // Arrange: S3's conditional writes (a proxy adds them to s3rver); another run publishes a backup
+    // that started later, in the moment between this run's read of the pointer and its write
+    const direct = createS3Client(s3.env);
+    const cluster = testCluster();
+    const database = uniqueDatabaseName('bk_race');
+    created.push(database);
+    createDatabase(database, 'CREATE TABLE t (id int); INSERT INTO t VALUES (1);');
+    const pointerKey = `latest/${database}.json`;
+    const older = `daily/${database}_backup_20260228_000000.manifest.json`;
+    const later = `hourly/${database}_backup_20260301_130000.manifest.json`;
+    await direct.send(new PutObjectCommand({ Bucket: s3.bucket, Key: later, Body: '{}' }));
+    if (existedBefore) await direct.send(new PutObjectCommand({ Bucket: s3.bucket, Key: pointerKey, Body: JSON.stringify({ manifest: older }) }));
+    let raced = false;
+    const conditional = await startConditionalS3(s3, async (key) => {
+      if (key !== pointerKey || raced) return;
+      raced = true;
+      await direct.send(new PutObjectCommand({ Bucket: s3.bucket, Key: pointerKey, Body: JSON.stringify({ manifest: later }) }));
+    });
+    const lines: string[] = [];
+
+    try {
+      // Act: a run that started at 12:00, finishing as the 13:00 one publishes
+      const result = await runBackup(
+        {
+          s3: createS3Client(conditional.env),
+          bucket: s3.bucket,
+          connection: { host: cluster.host, port: cluster.port, user: cluster.user, database },
+          now: () => new Date('2026-03-01T12:00:00Z'),
+          log: (line) => lines.push(line),
+        },
+        { tier: 'daily', formats: ['custom'] },
+      );
+
+      // Assert: `latest` stays on the later backup; the pointers nobody raced for name this run
+      expect(raced).toBe(true);
+      expect(LatestPointerSchema.parse(await getJson(direct, s3.bucket, pointerKey))).toEqual({ manifest: later });
+      expect(LatestPointerSchema.parse(await getJson(direct, s3.bucket, `latest/${database}/daily.json`))).toEqual({ manifest: result.manifestKey });
+      expect(lines).toContain(`upload: ${pointerKey} kept on ${later}, a backup that started later than this one`);
+      expect(conditional.refused).toEqual([pointerKey]);
+    } finally {
+      await conditional.stop();
+    }
   });
 
   it('a latest pointer left on a later-stamped manifest that does not exist (a runner whose clock ran fast, its backup deleted) is moved to this run', async () => {

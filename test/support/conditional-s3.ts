@@ -4,11 +4,16 @@ import * as path from 'node:path';
 import type { LocalS3 } from './s3';
 
 /**
- * S3 conditional writes in front of s3rver, which ignores `If-None-Match`: a PutObject or
- * CompleteMultipartUpload carrying `If-None-Match: *` on a key that exists gets S3's own answer,
- * 412 PreconditionFailed; every other request goes to s3rver unchanged (headers too, so its
- * signature check still holds). Existence is read from s3rver's directory, where each object of the
- * path-style bucket is a `<key>._S3rver_object` file.
+ * S3 conditional writes in front of s3rver, which ignores `If-None-Match` and `If-Match`: a
+ * PutObject or CompleteMultipartUpload carrying `If-None-Match: *` on a key that exists, or
+ * `If-Match: <etag>` on a key whose ETag differs, gets S3's own answer, 412 PreconditionFailed (an
+ * `If-Match` on a key that does not exist: 404 NoSuchKey, as S3); every other request goes to
+ * s3rver unchanged (headers too, so its signature check still holds). Existence and ETag are read
+ * from s3rver's directory, where each object of the path-style bucket is a `<key>._S3rver_object`
+ * file and its ETag the quoted MD5 in `<key>._S3rver_object.md5`.
+ *
+ * `beforeWrite(key)`, when given, runs before each such write is looked at: a test makes another
+ * run's write land there, between what the client read and what it writes.
  */
 export interface ConditionalS3 {
   readonly endpoint: string;
@@ -19,32 +24,47 @@ export interface ConditionalS3 {
   stop(): Promise<void>;
 }
 
-const PRECONDITION_FAILED_XML =
-  '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message><Condition>If-None-Match</Condition></Error>';
+const errorXml = (code: string, message: string): string => `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message></Error>`;
 
-export async function startConditionalS3(s3: LocalS3): Promise<ConditionalS3> {
+export async function startConditionalS3(s3: LocalS3, beforeWrite?: (key: string) => Promise<void>): Promise<ConditionalS3> {
   const target = new URL(s3.endpoint);
   const refused: string[] = [];
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', s3.endpoint);
     // PutObject, or CompleteMultipartUpload; S3 checks the condition there, not on UploadPart.
     const isWrite = url.searchParams.has('uploadId') ? req.method === 'POST' : req.method === 'PUT';
+    const key = decodeURIComponent(url.pathname).slice(`/${s3.bucket}/`.length);
     const objectFile = path.join(s3.directory, decodeURIComponent(url.pathname).slice(1) + '._S3rver_object');
-    if (isWrite && req.headers['if-none-match'] === '*' && fs.existsSync(objectFile)) {
-      refused.push(decodeURIComponent(url.pathname).slice(`/${s3.bucket}/`.length));
+    const refuse = (status: number, code: string, message: string): void => {
+      refused.push(key);
       req.resume();
-      res.writeHead(412, { 'content-type': 'application/xml' }).end(PRECONDITION_FAILED_XML);
-      return;
-    }
-    const upstream = http.request(
-      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    upstream.on('error', () => res.destroy());
-    req.pipe(upstream);
+      res.writeHead(status, { 'content-type': 'application/xml' }).end(errorXml(code, message));
+    };
+    const pass = (): void => {
+      const upstream = http.request(
+        { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
+        (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        },
+      );
+      upstream.on('error', () => res.destroy());
+      req.pipe(upstream);
+    };
+    void (async () => {
+      if (isWrite && beforeWrite) await beforeWrite(key);
+      const ifMatch = req.headers['if-match'];
+      if (isWrite && req.headers['if-none-match'] === '*' && fs.existsSync(objectFile)) {
+        return refuse(412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
+      }
+      if (isWrite && ifMatch !== undefined) {
+        if (!fs.existsSync(objectFile)) return refuse(404, 'NoSuchKey', 'The specified key does not exist.');
+        if (JSON.stringify(fs.readFileSync(`${objectFile}.md5`, 'utf8').trim()) !== ifMatch) {
+          return refuse(412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
+        }
+      }
+      pass();
+    })().catch(() => res.destroy());
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const endpoint = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
