@@ -7,11 +7,11 @@ import { EnvironmentConfig } from '../../lib/config';
 import { runbookAlarmName } from '../../lib/alarm-names';
 import { backoutClients } from '../../lambdas/backout/clients';
 import { currentTaskDefinition, describeRelease, describeService } from '../../lambdas/backout/ecs';
-import { BACKOUT_ACTOR, downgradeArgs, finishDowngrade, parseRevision, prepareDowngrade, runMigrationTask } from '../../lambdas/backout/migration';
+import { BACKOUT_ACTOR, downgradeArgs, finishDowngrade, MigrationTaskResult, parseRevision, prepareDowngrade, runMigrationTask } from '../../lambdas/backout/migration';
 import { BackoutSettings, findService, pinParameterPrefix } from '../../lambdas/backout/settings';
 import { acquireLock, releaseLock } from '../../lambdas/backout/state';
 import { putRollbackMetrics } from '../../lambdas/backout/metrics';
-import { backoutStatus, BackoutDeps, checkSteady, finishedRollbackMetrics, guards, planRollback, postChecks, report, RollbackState, rollOut } from '../../lambdas/backout/workflow';
+import { backoutStatus, BackoutDeps, checkSteady, finishedRollbackMetrics, guards, pinLine, planRollback, postChecks, report, RollbackState, rollOut } from '../../lambdas/backout/workflow';
 import { EVENT_SOURCE, METRICS_NAMESPACE } from '../../lambdas/shared/constants';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { confirmer } from './confirm';
@@ -148,7 +148,7 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
   }
   try {
     state = await rollOut(ctx.deps, ctx.settings, state);
-    ctx.print(`UpdateService sent; pinned in ${state.rollout?.pin}`);
+    if (state.rollout) ctx.print(`UpdateService sent; ${pinLine(state.service, state.rollout, state.from?.taskDefinitionArn)}`);
     if (options.wait) {
       for (;;) {
         await ctx.sleep(10_000);
@@ -170,6 +170,10 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
   for (const line of state.checks?.lines ?? []) ctx.print(`  ${line}`);
   ctx.print(`${result.outcome}: ${result.summary}`);
   if (!['rolled-back', 'rollout-started'].includes(result.outcome)) throw new OperatorError(`rollback: ${result.outcome}: see the incidents topic and "rollback status"`, 1);
+  // The service is rolled back, but nothing stops a pipeline from redeploying the bad release.
+  if (state.rollout?.pinError) {
+    throw new OperatorError(`rollback: ${result.outcome} but the pin ${state.rollout.pin} was not written (${state.rollout.pinError}): hold the deploys of ${plan.service} and write the pin by hand (README, "The pin")`, 1);
+  }
 }
 
 /**
@@ -206,7 +210,11 @@ export async function migrationCommand(ctx: RollbackCliContext, options: { reado
   try {
     const preparation = await prepareDowngrade(ctx.deps, ctx.settings, revision, `manual downgrade by ${actor}`);
     ctx.print(preparation.snapshotId ? `  snapshot ${preparation.snapshotId} started` : `  PITR restore point ${preparation.pitr?.restoreTo}`);
-    const task = await runMigrationTask({ ...ctx.deps, sleep: ctx.sleep }, ctx.settings, current, revision);
+    // A task ECS refuses to run (a revision gone, throttling) or that cannot be followed is a failed
+    // downgrade like the workflow's (its Catch goes to FinishDowngrade): reported, maintenance kept.
+    const task = await runMigrationTask({ ...ctx.deps, sleep: ctx.sleep }, ctx.settings, current, revision).catch(
+      (error: unknown): MigrationTaskResult => ({ taskArn: null, exitCode: null, stoppedReason: `could not run or follow the migration task: ${oneLine(error)}`, startedAt: null, stoppedAt: null }),
+    );
     const result = await finishDowngrade(ctx.deps, ctx.settings, preparation, task, { group: release.logGroup, prefix: release.logStreamPrefix });
     const summary = `${service.serviceName}: migration downgrade to ${revision} by ${actor}: ${result.detail}`;
     const lines = [summary, `Logs: ${result.logStream ?? 'n/a'}`, `Killswitch: ${result.killswitch}`, preparation.snapshotId ? `Snapshot: ${preparation.snapshotId}` : `PITR point: ${preparation.pitr?.restoreTo}`];

@@ -104,7 +104,8 @@ export interface RollbackState {
     readonly taskError?: { readonly Error?: string; readonly Cause?: string };
     readonly result?: DowngradeResult;
   };
-  readonly rollout?: { readonly startedAt: string; readonly deploymentId: string | null; readonly pin: string };
+  /** `pinError`: UpdateService was accepted but the pin could not be written (the deploys must be held by hand). */
+  readonly rollout?: { readonly startedAt: string; readonly deploymentId: string | null; readonly pin: string; readonly pinError?: string };
   readonly steady?: { readonly status: 'steady' | 'in-progress' | 'failed' | 'timeout'; readonly detail: string; readonly at: string };
   readonly checks?: { readonly ok: boolean; readonly lines: string[] };
   /** The Catch of a failed step (Step Functions' `{Error, Cause}`). */
@@ -275,12 +276,29 @@ export async function finishDowngradeStep(deps: BackoutDeps, settings: BackoutSe
   return { ...state, downgrade: { ...state.downgrade, result } };
 }
 
-/** UpdateService to the target, then the pin the deploy pipeline reads. */
+/**
+ * UpdateService to the target, then the pin the deploy pipeline reads. Once UpdateService is
+ * accepted the service IS rolling back: a pin that cannot be written must not turn that into
+ * "nothing was done" (a thrown error would lose the rollout), so it is recorded and the rollback
+ * is followed to its end, the report paging about the missing pin.
+ */
 export async function rollOut(deps: BackoutDeps, settings: BackoutSettings, state: RollbackState): Promise<RollbackState> {
   const now = nowOf(deps);
   const to = state.to as NonNullable<RollbackState['to']>;
   const { deploymentId } = await updateServiceTo(deps.ecs, settings, state.service, to.taskDefinitionArn);
   const pin = pinParameterName(settings, state.service);
+  try {
+    await writePin(deps, pin, state, to, now);
+  } catch (error) {
+    const pinError = `${(error as { name?: string }).name ?? 'Error'}: ${oneLine(error)}`;
+    deps.logger.error('rollback deployment started but the pin was not written', { service: state.service, pin, error: pinError });
+    return { ...state, rollout: { startedAt: now.toISOString(), deploymentId, pin, pinError } };
+  }
+  deps.logger.info('rollback deployment started', { service: state.service, to: to.taskDefinitionArn, deploymentId });
+  return { ...state, rollout: { startedAt: now.toISOString(), deploymentId, pin } };
+}
+
+async function writePin(deps: BackoutDeps, pin: string, state: RollbackState, to: NonNullable<RollbackState['to']>, now: Date): Promise<void> {
   await deps.ssm.send(
     new PutParameterCommand({
       Name: pin,
@@ -296,8 +314,6 @@ export async function rollOut(deps: BackoutDeps, settings: BackoutSettings, stat
       }),
     }),
   );
-  deps.logger.info('rollback deployment started', { service: state.service, to: to.taskDefinitionArn, deploymentId });
-  return { ...state, rollout: { startedAt: now.toISOString(), deploymentId, pin } };
 }
 
 export async function checkSteady(deps: BackoutDeps, settings: BackoutSettings, state: RollbackState): Promise<RollbackState> {
@@ -388,6 +404,12 @@ function normaliseState(input: RollbackState, now: Date): RollbackState {
   };
 }
 
+/** The report's (and the CLI's) line about the pin: written, or what the humans must do without it. */
+export function pinLine(service: string, rollout: NonNullable<RollbackState['rollout']>, from: string | undefined): string {
+  if (!rollout.pinError) return `Pinned in ${rollout.pin}: the next deploy must not bring ${from} back`;
+  return `Pin NOT written in ${rollout.pin} (${rollout.pinError}): hold the deploys of ${service}, nothing stops a pipeline from bringing ${from} back; write the pin by hand (README, "The pin")`;
+}
+
 const HAND_CHECKS = 'À vérifier à la main : flask db current, les logs d\'erreur de l\'API, une requête critique (GET /api/bookings).';
 
 /**
@@ -400,7 +422,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   const state = normaliseState(input, now);
   const outcome = outcomeOf(state);
   const { acted, seconds } = actedAndSeconds(state);
-  const page = state.page || ['rolled-back-checks-failed', 'steady-timeout', 'deployment-failed', 'migration-failed', 'error'].includes(outcome);
+  const page = state.page || Boolean(state.rollout?.pinError) || ['rolled-back-checks-failed', 'steady-timeout', 'deployment-failed', 'migration-failed', 'error'].includes(outcome);
 
   const lines: string[] = [];
   const head: Record<Outcome, string> = {
@@ -428,7 +450,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   if (state.steady) lines.push(`Deployment: ${state.steady.status}: ${state.steady.detail}`);
   if (seconds !== null) lines.push(`Alarm to steady: ${seconds} s (runbook objective < 300 s)`);
   for (const line of state.checks?.lines ?? []) lines.push(`Check: ${line}`);
-  if (state.rollout) lines.push(`Pinned in ${state.rollout.pin}: the next deploy must not bring ${state.from?.taskDefinitionArn} back`);
+  if (state.rollout) lines.push(pinLine(state.service, state.rollout, state.from?.taskDefinitionArn));
   if (state.error) lines.push(`Error: ${state.error.Error}: ${oneLine(state.error.Cause ?? '').slice(0, 500)}`);
   if (acted) lines.push(HAND_CHECKS);
   const summary = lines[0];

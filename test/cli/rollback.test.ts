@@ -1,5 +1,6 @@
 import { GetMetricDataCommand, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { DescribeServicesCommand, DescribeTasksCommand, RunTaskCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
+import { PublishCommand } from '@aws-sdk/client-sns';
 import { GetParameterCommand, PutParameterCommand } from '@aws-sdk/client-ssm';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
@@ -159,6 +160,26 @@ describe('rollback service (same core as the workflow)', () => {
   });
 });
 
+describe('rollback service when SSM refuses the pin after UpdateService was accepted', () => {
+  it('says the rollback happened and the pin is missing, and exits 1 telling to hold the deploys', async () => {
+    const ctx = await context({ clock: '2026-06-01T10:00:00.000Z' });
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    arrangeRollout();
+    (ctx.deps as { fetch?: typeof fetch }).fetch = healthyProbe();
+    mocks.ssm.on(PutParameterCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+
+    const run = serviceCommand(ctx, { service: 'atmr-api', yes: true, wait: true });
+
+    await expect(run).rejects.toMatchObject({
+      exitCode: 1,
+      message: 'rollback: rolled-back but the pin /atmr-dr/test/backout/pinned/atmr-api was not written (ThrottlingException: Rate exceeded): hold the deploys of atmr-api and write the pin by hand (README, "The pin")',
+    });
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
+    expect(printed).toContainEqual(expect.stringMatching(/^UpdateService sent; Pin NOT written in \/atmr-dr\/test\/backout\/pinned\/atmr-api /));
+    expect(printed).not.toContainEqual(expect.stringMatching(/^error: /));
+  });
+});
+
 describe('rollback service metrics (the workflow\'s RollbackSeconds and RollbackOutcome, through PutMetricData)', () => {
   const T0 = '2026-06-01T10:00:00.000Z';
   const serviceDimension = [{ Name: 'service', Value: 'backout' }];
@@ -262,6 +283,28 @@ describe('rollback status and migration', () => {
     await expect(migrationCommand(ctx, { to: 'aaa111', yes: true })).rejects.toThrow(/^rollback: migration downgrade failed \(exit code 1\): the killswitch stays in maintenance/);
     expect(JSON.parse(killswitch.value).mode).toBe('maintenance');
     expect(mocks.ecs.commandCalls(RunTaskCommand)[0].args[0].input.taskDefinition).toBe(BAD);
+    expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+  });
+
+  it('reports a migration task ECS refuses to run: maintenance kept and said, the incidents topic told, lock released, exit 1', async () => {
+    const ctx = await context();
+    const killswitch = { value: JSON.stringify({ mode: 'normal', reason: 'r', actor: 'a', updatedAt: '2026-05-01T00:00:00.000Z', expiresAt: null }), version: 1 };
+    mocks.ssm.on(GetParameterCommand).callsFake(() => ({ Parameter: { Value: killswitch.value, Version: killswitch.version } }));
+    mocks.ssm.on(PutParameterCommand).callsFake((input: { Value: string }) => {
+      killswitch.value = input.Value;
+      killswitch.version += 1;
+      return { Version: killswitch.version };
+    });
+    mocks.ecs.on(RunTaskCommand).rejects(Object.assign(new Error('Unable to describe task definition.'), { name: 'ClientException' }));
+
+    const run = migrationCommand(ctx, { to: 'aaa111', yes: true });
+
+    await expect(run).rejects.toThrow(/^rollback: migration downgrade failed \(exit code none\): the killswitch stays in maintenance/);
+    expect(JSON.parse(killswitch.value).mode).toBe('maintenance');
+    const published = mocks.sns.commandCalls(PublishCommand).map((c) => c.args[0].input);
+    expect(published).toHaveLength(1);
+    expect(published[0].Subject).toBe('[atmr-dr] ACTION NEEDED: migration downgrade test');
+    expect(published[0].Message).toMatch(/could not run or follow the migration task: Unable to describe task definition\./);
     expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
   });
 });

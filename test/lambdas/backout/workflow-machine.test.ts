@@ -14,7 +14,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { backoutClients } from '../../../lambdas/backout/clients';
 import { stepRunner } from '../../../lambdas/backout/handler';
-import { acquireLock, readLock, rollbackHistory } from '../../../lambdas/backout/state';
+import { acquireLock, cooldownUntil, readLock, rollbackHistory } from '../../../lambdas/backout/state';
 import { constructHarness, exampleEnvironment } from '../../support/app';
 import { alarmEvent, arrangeHappyAws, BAD, GOOD, LocalDynamo, mockBackoutAws, Mocks, resetMocks, seedLkg, service, settings, startLocalDynamo } from './fixtures';
 
@@ -257,6 +257,22 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(lastMessage()?.Message).toMatch(/ECS refused UpdateService of atmr-api .*InvalidParameterException: TaskDefinition is inactive/);
     expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toBeNull();
     expect(parameters.has('/atmr-dr/test/backout/pinned/atmr-api')).toBe(false);
+  });
+
+  it('follows the rollback and pages, saying the pin is missing, when SSM refuses the pin after UpdateService was accepted', async () => {
+    await loadHandler();
+    await seedLkg(dynamo.doc, undefined, tableName);
+    mocks.ssm.on(PutParameterCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+
+    const { output, error } = await execute(alarm());
+
+    expect(error).toBeUndefined();
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
+    expect(output).toMatchObject({ outcome: 'rolled-back', page: true });
+    expect(lastMessage()?.Subject).toBe('[atmr-dr] ACTION NEEDED: backout test atmr-api: rolled-back');
+    expect(lastMessage()?.Message).not.toMatch(/nothing more was done/);
+    expect(lastMessage()?.Message).toMatch(/Pin NOT written in \/atmr-dr\/test\/backout\/pinned\/atmr-api \(ThrottlingException: Rate exceeded\): hold the deploys of atmr-api/);
+    expect(await cooldownUntil(dynamo.doc, tableName, 'atmr-api', new Date())).not.toBeNull();
   });
 
   it('downgrades the schema first with the CURRENT task definition when autoDowngradeMigrations is on', async () => {
