@@ -15,6 +15,7 @@ import { backoutStatus, BackoutDeps, checkSteady, finishedRollbackMetrics, guard
 import { EVENT_SOURCE, METRICS_NAMESPACE } from '../../lambdas/shared/constants';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { confirmer } from './confirm';
+import { interruptible } from './interrupt';
 import { resolveCliActor } from './killswitch';
 import { DEPLOYED_NAMES, defaultEnvironmentName, packageRoot, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
@@ -35,6 +36,19 @@ export interface RollbackCliContext {
   readonly confirm: (question: string) => Promise<boolean>;
   readonly print: (line: string) => void;
   readonly sleep: (ms: number) => Promise<void>;
+  /** Aborted by the first Ctrl-C / SIGTERM / SIGHUP once the command may change something (interruptible()). */
+  readonly signal?: AbortSignal;
+}
+
+/** `ctx.sleep`, cut short by Ctrl-C: true when the command was interrupted. */
+async function pause(ctx: RollbackCliContext, ms: number): Promise<boolean> {
+  const signal = ctx.signal;
+  if (signal?.aborted) return true;
+  await new Promise<void>((resolve) => {
+    signal?.addEventListener('abort', () => resolve(), { once: true });
+    void ctx.sleep(ms).then(() => resolve());
+  });
+  return Boolean(signal?.aborted);
 }
 
 /** Settings as the deployed construct builds them, from the config and the resolved names. */
@@ -139,6 +153,7 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
   if (!options.yes && !(await ctx.confirm(`rollback: roll ${plan.service} back to ${plan.target.taskDefinitionArn}`))) {
     throw new OperatorError('rollback: not confirmed, nothing changed', 1);
   }
+  if (ctx.signal?.aborted) throw new OperatorError('rollback: interrupted before anything changed', 1);
   let state = await guards(ctx.deps, ctx.settings, { service: plan.service, manual: { actor: await ctx.actor(), targetTaskDefinition: plan.target.taskDefinitionArn, dryRun: false } });
   if (state.decision === 'skip') throw new OperatorError(`rollback: another rollback of ${plan.service} holds the lock; see "rollback status", nothing changed`, 3);
   if (state.decision !== 'proceed') {
@@ -149,18 +164,18 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
   try {
     state = await rollOut(ctx.deps, ctx.settings, state);
     if (state.rollout) ctx.print(`UpdateService sent; ${pinLine(state.service, state.rollout, state.from?.taskDefinitionArn)}`);
+    // Ctrl-C while following the rollout stops following it, not the rollout: the report below
+    // says it was not awaited and releases the lock (else the operator's next command, and the
+    // automatic path, would find it held until it expires).
     if (options.wait) {
       for (;;) {
-        await ctx.sleep(10_000);
+        if (await pause(ctx, 10_000)) break;
         state = await checkSteady(ctx.deps, ctx.settings, state);
         ctx.print(`  ${state.steady?.status}: ${state.steady?.detail}`);
         if (state.steady?.status !== 'in-progress') break;
       }
-      if (state.steady?.status === 'steady') {
-        // As the workflow does: let a minute of ALB metrics of the last known good come in.
-        await ctx.sleep(60_000);
-        state = await postChecks(ctx.deps, ctx.settings, state);
-      }
+      // As the workflow does: let a minute of ALB metrics of the last known good come in.
+      if (state.steady?.status === 'steady' && !(await pause(ctx, 60_000))) state = await postChecks(ctx.deps, ctx.settings, state);
     }
   } catch (error) {
     state = { ...state, error: { Error: (error as Error).name, Cause: oneLine(error) } };
@@ -169,6 +184,9 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
   await publishMetrics(ctx, state);
   for (const line of state.checks?.lines ?? []) ctx.print(`  ${line}`);
   ctx.print(`${result.outcome}: ${result.summary}`);
+  if (ctx.signal?.aborted && state.rollout) {
+    throw new OperatorError(`rollback: interrupted while following the rollout: UpdateService was sent and ECS goes on with it; the lock is released; follow it with "atmr-dr rollback status --service ${plan.service}"`, 1);
+  }
   if (!['rolled-back', 'rollout-started'].includes(result.outcome)) throw new OperatorError(`rollback: ${result.outcome}: see the incidents topic and "rollback status"`, 1);
   // The service is rolled back, but nothing stops a pipeline from redeploying the bad release.
   if (state.rollout?.pinError) {
@@ -201,6 +219,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: { reado
   if (!options.yes && !(await ctx.confirm(`rollback: downgrade the schema of ${ctx.settings.databaseInstanceIdentifier} to ${revision}`))) {
     throw new OperatorError('rollback: not confirmed, nothing changed', 1);
   }
+  if (ctx.signal?.aborted) throw new OperatorError('rollback: interrupted before anything changed', 1);
   const actor = await ctx.actor();
   const owner = `cli:${actor}:${Date.now()}`;
   const now = (ctx.deps.now ?? (() => new Date()))();
@@ -212,7 +231,8 @@ export async function migrationCommand(ctx: RollbackCliContext, options: { reado
     ctx.print(preparation.snapshotId ? `  snapshot ${preparation.snapshotId} started` : `  PITR restore point ${preparation.pitr?.restoreTo}`);
     // A task ECS refuses to run (a revision gone, throttling) or that cannot be followed is a failed
     // downgrade like the workflow's (its Catch goes to FinishDowngrade): reported, maintenance kept.
-    const task = await runMigrationTask({ ...ctx.deps, sleep: ctx.sleep }, ctx.settings, current, revision).catch(
+    const following = { sleep: (ms: number) => pause(ctx, ms).then(() => undefined), stopped: () => Boolean(ctx.signal?.aborted) };
+    const task = await runMigrationTask({ ...ctx.deps, ...following }, ctx.settings, current, revision).catch(
       (error: unknown): MigrationTaskResult => ({ taskArn: null, exitCode: null, stoppedReason: `could not run or follow the migration task: ${oneLine(error)}`, startedAt: null, stoppedAt: null }),
     );
     const result = await finishDowngrade(ctx.deps, ctx.settings, preparation, task, { group: release.logGroup, prefix: release.logStreamPrefix });
@@ -223,9 +243,24 @@ export async function migrationCommand(ctx: RollbackCliContext, options: { reado
       new PutEventsCommand({ Entries: [{ Source: EVENT_SOURCE, DetailType: 'Migration Downgrade Finished', Detail: JSON.stringify({ summary, at: new Date().toISOString(), actor: actor || BACKOUT_ACTOR, revision, ...result }) }] }),
     );
     for (const line of lines) ctx.print(line);
+    if (ctx.signal?.aborted && !result.ok) {
+      throw new OperatorError(`rollback: interrupted while following the migration task ${task.taskArn ?? ''}: it may still be running (aws ecs describe-tasks); the killswitch stays in maintenance; the lock is released`, 1);
+    }
     if (!result.ok) throw new OperatorError(`rollback: migration downgrade failed (exit code ${result.exitCode ?? 'none'}): the killswitch stays in maintenance; read ${result.logStream ?? 'the task logs'}`, 1);
   } finally {
     await releaseLock(ctx.deps.doc, ctx.settings.tableName, service.serviceName, owner);
+  }
+}
+
+/** Runs `command` with Ctrl-C / SIGTERM / SIGHUP aborting its signal; its error then exits 130 / 143 / 129. */
+async function interruptibly(command: (signal: AbortSignal) => Promise<void>): Promise<void> {
+  const interrupt = interruptible();
+  try {
+    await command(interrupt.signal);
+  } catch (error) {
+    throw interrupt.interrupted(error);
+  } finally {
+    interrupt.done();
   }
 }
 
@@ -262,7 +297,7 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
     .option('--wait', 'wait for steady state and run the post-rollback checks')
     .action(async (opts: { service?: string; to?: string; dryRun?: boolean; yes?: boolean; wait?: boolean }) => {
       const ctx = await makeContext(globals(), opts.service);
-      await serviceCommand(ctx, { service: ctx.serviceName, to: opts.to, dryRun: opts.dryRun, yes: opts.yes, wait: opts.wait });
+      await interruptibly((signal) => serviceCommand({ ...ctx, signal }, { service: ctx.serviceName, to: opts.to, dryRun: opts.dryRun, yes: opts.yes, wait: opts.wait }));
     });
 
   rollback
@@ -273,6 +308,6 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
     .action(async (opts: { to: string; yes?: boolean }) => {
       parseRevision(opts.to);
       const ctx = await makeContext(globals());
-      await migrationCommand(ctx, opts);
+      await interruptibly((signal) => migrationCommand({ ...ctx, signal }, opts));
     });
 }

@@ -164,9 +164,13 @@ export function migrationRunTaskInput(settings: BackoutSettings, currentTaskDefi
   };
 }
 
-/** The CLI's path: RunTask, then poll until the task stops (the workflow uses ECS's .sync wait instead). */
+/**
+ * The CLI's path: RunTask, then poll until the task stops (the workflow uses ECS's .sync wait
+ * instead). `stopped` (the operator's Ctrl-C) ends the polling, not the task: the result then has
+ * no exit code and says so.
+ */
 export async function runMigrationTask(
-  deps: MigrationDeps & { sleep?: (ms: number) => Promise<void> },
+  deps: MigrationDeps & { sleep?: (ms: number) => Promise<void>; stopped?: () => boolean },
   settings: BackoutSettings,
   currentTaskDefinition: string,
   revision: string,
@@ -192,5 +196,6 @@ export async function runMigrationTask(
     }
     if (Date.now() > deadline) return { taskArn, exitCode: null, stoppedReason: `still ${task?.lastStatus ?? 'unknown'} after ${timeoutSeconds} s`, startedAt: null, stoppedAt: null };
     await sleep(5000);
+    if (deps.stopped?.()) return { taskArn, exitCode: null, stoppedReason: `not followed to its end (interrupted while ${task?.lastStatus ?? 'unknown'}): the task may still be running`, startedAt: null, stoppedAt: null };
   }
 }

@@ -2,11 +2,14 @@ import { GetMetricDataCommand, PutMetricDataCommand } from '@aws-sdk/client-clou
 import { DescribeServicesCommand, DescribeTasksCommand, RunTaskCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
 import { PublishCommand } from '@aws-sdk/client-sns';
 import { GetParameterCommand, PutParameterCommand } from '@aws-sdk/client-ssm';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { confirmer } from '../../bin/cli/confirm';
 import { migrationCommand, RollbackCliContext, serviceCommand, statusCommand } from '../../bin/cli/rollback';
 import { acquireLock, readLock } from '../../lambdas/backout/state';
+import { operatorEnv } from '../support/operator-env';
 import { backoutSuite, metricData, BAD, backoutDeps, GOOD, seedLkg, service, settings, TD } from '../lambdas/backout/fixtures';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -50,6 +53,44 @@ describe('atmr-dr rollback (child process): one-line refusals, nothing changed',
 });
 
 const suite = backoutSuite();
+
+describe('atmr-dr rollback service --wait (child process) stopped by a signal while it follows the rollout', () => {
+  /** `rollback service --yes --wait` on a deployment that never becomes steady, sent `signal` once UpdateService is out. */
+  async function interruptedRollback(signal: NodeJS.Signals) {
+    const tableName = await suite.dynamo.freshTable('cli-signal');
+    await seedLkg(suite.dynamo.doc, undefined, tableName);
+    const resultFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rollback-cli-')), 'result.json');
+    const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['test/cli/rollback-harness.ts', 'rollback', 'service', '--yes', '--wait'], {
+      cwd: ROOT,
+      env: operatorEnv({ ...NAMES, AWS_ENDPOINT_URL: undefined, AWS_ENDPOINT_URL_DYNAMODB: suite.dynamo.endpoint, ATMR_OPS_TABLE: tableName, ROLLBACK_RESULT: resultFile }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      if (stdout.includes('UpdateService sent')) child.kill(signal);
+    });
+    const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    const published = fs.existsSync(resultFile) ? (JSON.parse(fs.readFileSync(resultFile, 'utf8')) as { published: { Subject: string; Message: string }[] }).published : [];
+    return { status, stdout, stderr, published, tableName };
+  }
+
+  it.each([
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)('%s: exits %d with one line, reports the rollout as not awaited and releases the lock', async (signal, code) => {
+    const run = await interruptedRollback(signal);
+
+    expect(run.stderr).toBe(
+      'atmr-dr: rollback: interrupted while following the rollout: UpdateService was sent and ECS goes on with it; the lock is released; follow it with "atmr-dr rollback status --service atmr-api"\n',
+    );
+    expect(run.status).toBe(code);
+    expect(run.published.map((m) => m.Subject)).toEqual(['[atmr-dr] backout example atmr-api: rollout-started']);
+    expect(await readLock(suite.dynamo.doc, run.tableName, 'atmr-api', new Date())).toBeNull();
+  });
+});
 const { mocks } = suite;
 let printed: string[];
 
@@ -283,6 +324,31 @@ describe('rollback status and migration', () => {
     await expect(migrationCommand(ctx, { to: 'aaa111', yes: true })).rejects.toThrow(/^rollback: migration downgrade failed \(exit code 1\): the killswitch stays in maintenance/);
     expect(JSON.parse(killswitch.value).mode).toBe('maintenance');
     expect(mocks.ecs.commandCalls(RunTaskCommand)[0].args[0].input.taskDefinition).toBe(BAD);
+    expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+  });
+
+  it('Ctrl-C while the migration task runs: stops following it, keeps maintenance, says the task may still run, releases the lock', async () => {
+    const aborter = new AbortController();
+    const ctx = { ...(await context()), signal: aborter.signal, sleep: async () => aborter.abort(new Error('received SIGINT')) };
+    const killswitch = { value: JSON.stringify({ mode: 'normal', reason: 'r', actor: 'a', updatedAt: '2026-05-01T00:00:00.000Z', expiresAt: null }), version: 1 };
+    mocks.ssm.on(GetParameterCommand).callsFake(() => ({ Parameter: { Value: killswitch.value, Version: killswitch.version } }));
+    mocks.ssm.on(PutParameterCommand).callsFake((input: { Value: string }) => {
+      killswitch.value = input.Value;
+      killswitch.version += 1;
+      return { Version: killswitch.version };
+    });
+    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t2' }] });
+    // Still running when Ctrl-C comes; it would stop later with exit 0, which the command no longer waits for.
+    const running = { tasks: [{ lastStatus: 'RUNNING', containers: [{ name: 'api' }] }] };
+    mocks.ecs.on(DescribeTasksCommand).resolvesOnce(running).resolvesOnce(running).resolves({ tasks: [{ lastStatus: 'STOPPED', containers: [{ name: 'api', exitCode: 0 }] }] });
+
+    const run = migrationCommand(ctx, { to: 'aaa111', yes: true });
+
+    await expect(run).rejects.toThrow(
+      'rollback: interrupted while following the migration task arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t2: it may still be running (aws ecs describe-tasks); the killswitch stays in maintenance; the lock is released',
+    );
+    expect(JSON.parse(killswitch.value).mode).toBe('maintenance');
+    expect(mocks.sns.commandCalls(PublishCommand)[0].args[0].input.Message).toMatch(/not followed to its end \(interrupted while RUNNING\): the task may still be running/);
     expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
   });
 
