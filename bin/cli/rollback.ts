@@ -11,9 +11,23 @@ import { BACKOUT_ACTOR, downgradeArgs, finishDowngrade, MigrationTaskResult, par
 import { BackoutSettings, findService, pinParameterPrefix } from '../../lambdas/backout/settings';
 import { acquireLock, releaseLock } from '../../lambdas/backout/state';
 import { putRollbackMetrics } from '../../lambdas/backout/metrics';
-import { backoutStatus, BackoutDeps, checkSteady, finishedRollbackMetrics, guards, pinLine, planRollback, postChecks, report, RollbackState, rollOut } from '../../lambdas/backout/workflow';
+import {
+  backoutStatus,
+  BackoutDeps,
+  checkSteady,
+  finishedRollbackMetrics,
+  guards,
+  pinLine,
+  planRollback,
+  postChecks,
+  report,
+  ReportNotPublished,
+  RollbackReport,
+  RollbackState,
+  rollOut,
+} from '../../lambdas/backout/workflow';
 import { EVENT_SOURCE, METRICS_NAMESPACE } from '../../lambdas/shared/constants';
-import { OperatorError, oneLine } from '../../lambdas/shared/errors';
+import { namedLine, OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { confirmer } from './confirm';
 import { interruptible } from './interrupt';
 import { resolveCliActor } from './killswitch';
@@ -157,9 +171,9 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
   let state = await guards(ctx.deps, ctx.settings, { service: plan.service, manual: { actor: await ctx.actor(), targetTaskDefinition: plan.target.taskDefinitionArn, dryRun: false } });
   if (state.decision === 'skip') throw new OperatorError(`rollback: another rollback of ${plan.service} holds the lock; see "rollback status", nothing changed`, 3);
   if (state.decision !== 'proceed') {
-    await report(ctx.deps, ctx.settings, state);
+    const { notTold } = await reportOrSay(ctx, state);
     await publishMetrics(ctx, state);
-    throw new OperatorError(`rollback: ${state.reason}`, 1);
+    throw new OperatorError(`rollback: ${state.reason}${notTold}`, 1);
   }
   try {
     state = await rollOut(ctx.deps, ctx.settings, state);
@@ -180,10 +194,11 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
   } catch (error) {
     state = { ...state, error: { Error: (error as Error).name, Cause: oneLine(error) } };
   }
-  const result = await report(ctx.deps, ctx.settings, state);
+  const { result, notTold } = await reportOrSay(ctx, state);
   await publishMetrics(ctx, state);
   for (const line of state.checks?.lines ?? []) ctx.print(`  ${line}`);
   ctx.print(`${result.outcome}: ${result.summary}`);
+  if (notTold) throw new OperatorError(`rollback: ${result.outcome}${notTold}`, 1);
   if (ctx.signal?.aborted && state.rollout) {
     throw new OperatorError(`rollback: interrupted while following the rollout: UpdateService was sent and ECS goes on with it; the lock is released; follow it with "atmr-dr rollback status --service ${plan.service}"`, 1);
   }
@@ -191,6 +206,22 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
   // The service is rolled back, but nothing stops a pipeline from redeploying the bad release.
   if (state.rollout?.pinError) {
     throw new OperatorError(`rollback: ${result.outcome} but the pin ${state.rollout.pin} was not written (${state.rollout.pinError}): hold the deploys of ${plan.service} and write the pin by hand (README, "The pin")`, 1);
+  }
+}
+
+/** What an incidents topic that refused a message means for the operator, after what was done. */
+const notToldLine = (error: unknown) => `, but the incidents topic was not told (${error instanceof ReportNotPublished ? error.message : namedLine(error)}): tell the on-call by hand`;
+
+/**
+ * The workflow's report; when SNS refuses it, what was done is still said (the SDK's error alone
+ * would hide a rollback that happened), with `notTold` for the command's last line.
+ */
+async function reportOrSay(ctx: RollbackCliContext, state: RollbackState): Promise<{ result: RollbackReport; notTold: string }> {
+  try {
+    return { result: await report(ctx.deps, ctx.settings, state), notTold: '' };
+  } catch (error) {
+    if (!(error instanceof ReportNotPublished)) throw error;
+    return { result: error.report, notTold: notToldLine(error) };
   }
 }
 
@@ -238,15 +269,19 @@ export async function migrationCommand(ctx: RollbackCliContext, options: { reado
     const result = await finishDowngrade(ctx.deps, ctx.settings, preparation, task, { group: release.logGroup, prefix: release.logStreamPrefix });
     const summary = `${service.serviceName}: migration downgrade to ${revision} by ${actor}: ${result.detail}`;
     const lines = [summary, `Logs: ${result.logStream ?? 'n/a'}`, `Killswitch: ${result.killswitch}`, preparation.snapshotId ? `Snapshot: ${preparation.snapshotId}` : `PITR point: ${preparation.pitr?.restoreTo}`];
-    await ctx.deps.sns.send(new PublishCommand({ TopicArn: ctx.settings.topicArn, Subject: `[atmr-dr] ${result.ok ? '' : 'ACTION NEEDED: '}migration downgrade ${ctx.settings.environmentName}`.slice(0, 100), Message: lines.join('\n') }));
+    // What was done is printed before anything else can fail.
+    for (const line of lines) ctx.print(line);
+    const notTold = await ctx.deps.sns
+      .send(new PublishCommand({ TopicArn: ctx.settings.topicArn, Subject: `[atmr-dr] ${result.ok ? '' : 'ACTION NEEDED: '}migration downgrade ${ctx.settings.environmentName}`.slice(0, 100), Message: lines.join('\n') }))
+      .then(() => '', notToldLine);
     await (ctx.deps.events as EventBridgeClient).send(
       new PutEventsCommand({ Entries: [{ Source: EVENT_SOURCE, DetailType: 'Migration Downgrade Finished', Detail: JSON.stringify({ summary, at: new Date().toISOString(), actor: actor || BACKOUT_ACTOR, revision, ...result }) }] }),
     );
-    for (const line of lines) ctx.print(line);
+    if (result.ok && notTold) throw new OperatorError(`rollback: migration downgrade done${notTold}`, 1);
     if (ctx.signal?.aborted && !result.ok) {
-      throw new OperatorError(`rollback: interrupted while following the migration task ${task.taskArn ?? ''}: it may still be running (aws ecs describe-tasks); the killswitch stays in maintenance; the lock is released`, 1);
+      throw new OperatorError(`rollback: interrupted while following the migration task ${task.taskArn ?? ''}: it may still be running (aws ecs describe-tasks); the killswitch stays in maintenance; the lock is released${notTold}`, 1);
     }
-    if (!result.ok) throw new OperatorError(`rollback: migration downgrade failed (exit code ${result.exitCode ?? 'none'}): the killswitch stays in maintenance; read ${result.logStream ?? 'the task logs'}`, 1);
+    if (!result.ok) throw new OperatorError(`rollback: migration downgrade failed (exit code ${result.exitCode ?? 'none'}): the killswitch stays in maintenance; read ${result.logStream ?? 'the task logs'}${notTold}`, 1);
   } finally {
     await releaseLock(ctx.deps.doc, ctx.settings.tableName, service.serviceName, owner);
   }

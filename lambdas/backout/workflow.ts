@@ -10,7 +10,7 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { EVENT_SOURCE } from '../shared/constants';
-import { OperatorError, oneLine } from '../shared/errors';
+import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { assertFamily, currentTaskDefinition, deploymentStatus, describeRelease, describeService, ReleaseInfo, stoppedTasksSince, updateServiceTo } from './ecs';
 import { addRollbackMetrics, RollbackMetric, rollbackMetrics } from './metrics';
 import { DowngradePreparation, DowngradeResult, downgradeArgs, downgradeCommandLine, finishDowngrade, MigrationTaskResult, prepareDowngrade } from './migration';
@@ -290,7 +290,7 @@ export async function rollOut(deps: BackoutDeps, settings: BackoutSettings, stat
   try {
     await writePin(deps, pin, state, to, now);
   } catch (error) {
-    const pinError = `${(error as { name?: string }).name ?? 'Error'}: ${oneLine(error)}`;
+    const pinError = namedLine(error);
     deps.logger.error('rollback deployment started but the pin was not written', { service: state.service, pin, error: pinError });
     return { ...state, rollout: { startedAt: now.toISOString(), deploymentId, pin, pinError } };
   }
@@ -360,6 +360,17 @@ export interface RollbackReport {
   readonly summary: string;
   readonly page: boolean;
   readonly seconds: number | null;
+}
+
+/** The report could not be published to the incidents topic: `report` holds what the rollback did, for the CLI to say it. */
+export class ReportNotPublished extends Error {
+  override readonly name = 'ReportNotPublished';
+  constructor(
+    readonly report: RollbackReport,
+    cause: unknown,
+  ) {
+    super(namedLine(cause));
+  }
 }
 
 function outcomeOf(state: RollbackState): Outcome {
@@ -483,7 +494,12 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   for (const problem of problems) lines.push(`Warning: ${problem}`);
 
   const subject = `[atmr-dr] ${page ? 'ACTION NEEDED: ' : ''}backout ${settings.environmentName} ${state.service}: ${outcome}`.slice(0, 100);
-  await deps.sns.send(new PublishCommand({ TopicArn: settings.topicArn, Subject: subject, Message: lines.join('\n') }));
+  try {
+    await deps.sns.send(new PublishCommand({ TopicArn: settings.topicArn, Subject: subject, Message: lines.join('\n') }));
+  } catch (error) {
+    // Still a failure (the workflow's Report fails, its alarm pages), but one that keeps what was done.
+    throw new ReportNotPublished({ outcome, summary, page, seconds }, error);
+  }
   await attempt('event', () =>
     deps.events.send(
       new PutEventsCommand({

@@ -17,3 +17,8 @@ export function oneLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
   return text.replace(/\s+/g, ' ').trim();
 }
+
+/** `<error name>: <one line>`: an AWS error's name (ThrottlingException, AccessDenied...) says most of what to do. */
+export function namedLine(error: unknown): string {
+  return `${(error as { name?: string } | null)?.name ?? 'Error'}: ${oneLine(error)}`;
+}

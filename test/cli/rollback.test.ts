@@ -221,6 +221,41 @@ describe('rollback service when SSM refuses the pin after UpdateService was acce
   });
 });
 
+describe('rollback service and migration when SNS refuses the report', () => {
+  const refused = () => mocks.sns.on(PublishCommand).rejects(Object.assign(new Error('User is not authorized to perform SNS:Publish'), { name: 'AuthorizationErrorException' }));
+
+  it('rollback service --wait says the rollback is done and the incidents topic was not told, exit 1', async () => {
+    const ctx = await context({ clock: '2026-06-01T10:00:00.000Z' });
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    arrangeRollout();
+    (ctx.deps as { fetch?: typeof fetch }).fetch = healthyProbe();
+    refused();
+
+    const run = serviceCommand(ctx, { service: 'atmr-api', yes: true, wait: true });
+
+    await expect(run).rejects.toMatchObject({
+      exitCode: 1,
+      message: 'rollback: rolled-back, but the incidents topic was not told (AuthorizationErrorException: User is not authorized to perform SNS:Publish): tell the on-call by hand',
+    });
+    expect(printed.at(-1)).toMatch(/^rolled-back: atmr-api rolled back and healthy/);
+    expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+  });
+
+  it('rollback migration prints the result of a downgrade that worked, then says the incidents topic was not told, exit 1', async () => {
+    const ctx = await context();
+    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t3' }] });
+    mocks.ecs.on(DescribeTasksCommand).resolves({ tasks: [{ lastStatus: 'STOPPED', containers: [{ name: 'api', exitCode: 0 }] }] });
+    refused();
+
+    const run = migrationCommand(ctx, { to: 'aaa111', yes: true });
+
+    await expect(run).rejects.toThrow(
+      'rollback: migration downgrade done, but the incidents topic was not told (AuthorizationErrorException: User is not authorized to perform SNS:Publish): tell the on-call by hand',
+    );
+    expect(printed).toContainEqual(expect.stringMatching(/^atmr-api: migration downgrade to aaa111 by alice: downgrade exited 0/));
+  });
+});
+
 describe('rollback service metrics (the workflow\'s RollbackSeconds and RollbackOutcome, through PutMetricData)', () => {
   const T0 = '2026-06-01T10:00:00.000Z';
   const serviceDimension = [{ Name: 'service', Value: 'backout' }];
