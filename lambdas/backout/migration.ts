@@ -3,7 +3,7 @@ import { DescribeTasksCommand, ECSClient, RunTaskCommand } from '@aws-sdk/client
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { readKillswitch, writeKillswitch } from '../killswitch/core';
 import { KillswitchValue } from '../killswitch/value';
-import { OperatorError } from '../shared/errors';
+import { OperatorError, oneLine } from '../shared/errors';
 import { BackoutSettings, clusterArn } from './settings';
 
 /** Who the killswitch shows as having set maintenance for a downgrade. */
@@ -72,14 +72,21 @@ export async function prepareDowngrade(deps: MigrationDeps, settings: BackoutSet
     pitr = { restoreTo: now.toISOString(), latestRestorableTime: DBInstances?.[0]?.LatestRestorableTime?.toISOString() ?? null };
   }
 
-  const current = await readKillswitch(deps.ssm, settings.killswitchParameterName);
   let killswitchSet: DowngradePreparation['killswitchSet'] = null;
-  if (current.value?.mode !== 'maintenance') {
-    const write = await writeKillswitch(
-      { ssm: deps.ssm, now: () => now },
-      { parameterName: settings.killswitchParameterName, mode: 'maintenance', reason: `${reason}: migration downgrade to ${revision}`.slice(0, 500), actor: BACKOUT_ACTOR, expiresAt: null },
-    );
-    killswitchSet = { updatedAt: write.written.updatedAt, previous: current.value };
+  try {
+    const current = await readKillswitch(deps.ssm, settings.killswitchParameterName);
+    if (current.value?.mode !== 'maintenance') {
+      const write = await writeKillswitch(
+        { ssm: deps.ssm, now: () => now },
+        { parameterName: settings.killswitchParameterName, mode: 'maintenance', reason: `${reason}: migration downgrade to ${revision}`.slice(0, 500), actor: BACKOUT_ACTOR, expiresAt: null },
+      );
+      killswitchSet = { updatedAt: write.written.updatedAt, previous: current.value };
+    }
+  } catch (error) {
+    // The snapshot is under way: the failure's report must name it (it costs storage, and it is
+    // the copy of the database from just before), not let it pass for "nothing was done".
+    if (!snapshotId) throw error;
+    throw Object.assign(new Error(`${oneLine(error)} (the snapshot ${snapshotId} was started before this)`), { name: (error as Error).name ?? 'Error' });
   }
   return { snapshotId, pitr, killswitchSet, startedAt: now.toISOString() };
 }

@@ -442,7 +442,9 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
     'steady-timeout': `${state.service} rollback did NOT reach steady state in time (no second rollback)`,
     'deployment-failed': `${state.service} rollback deployment FAILED`,
     'migration-failed': `${state.service}: migration downgrade FAILED, service NOT rolled back`,
-    error: `${state.service}: backout stopped on an error, nothing more was done`,
+    // "Nothing was done" only when it is true: an error while following a rollout that ECS goes on
+    // with, or after the downgrade's preparation, leaves the service or the killswitch changed.
+    error: `${state.service}: backout stopped on an error ${acted ? 'after acting: what it did is below' : 'before changing the service'}`,
     'dry-run': `${state.service}: backout dry run`,
     'not-needed': `${state.service}: no backout needed`,
     refused: `${state.service}: backout did not act, a human must decide`,

@@ -299,7 +299,18 @@ export class Rollback extends Construct {
   private rollbackWorkflow(props: RollbackProps, steadyTimeout: Duration, clusterArn: string, tasksOfCluster: string): sfn.StateMachine {
     const stack = Stack.of(this);
     const step = (id: string, payload: Record<string, unknown>) =>
-      new tasks.LambdaInvoke(this, id, { lambdaFunction: this.steps.function, payload: sfn.TaskInput.fromObject(payload), payloadResponseOnly: true, retryOnServiceExceptions: true });
+      new tasks.LambdaInvoke(this, id, { lambdaFunction: this.steps.function, payload: sfn.TaskInput.fromObject(payload), payloadResponseOnly: true, retryOnServiceExceptions: true }).addRetry({
+        // Lambda refused to start the function (its concurrency is used up, e.g. by two rollbacks
+        // at once): nothing ran, so any step, even one that acts, can be tried again.
+        errors: ['Lambda.TooManyRequestsException'],
+        interval: Duration.seconds(2),
+        maxAttempts: 6,
+        backoffRate: 2,
+      });
+    // The steps that only read (DescribeServices, GetMetricData, ListTasks, the /ready probe): a
+    // throttle or a blip that outlasts the SDK's own retries is tried again, so that it does not end
+    // the follow-up of a rollback that is under way (about 35 s more before the report at worst).
+    const readOnly = (task: sfn.TaskStateBase) => task.addRetry({ errors: [sfn.Errors.TASKS_FAILED], interval: Duration.seconds(5), maxAttempts: 3, backoffRate: 2 });
     const withState = (action: string) => ({ action, state: sfn.JsonPath.entirePayload });
 
     const report = step('Report', withState('report'));
@@ -320,9 +331,9 @@ export class Rollback extends Construct {
     finish.addCatch(report, toReport);
     const rollOut = step('RollOut', withState('roll-out'));
     rollOut.addCatch(report, toReport);
-    const checkSteady = step('CheckSteady', withState('check-steady'));
+    const checkSteady = readOnly(step('CheckSteady', withState('check-steady')));
     checkSteady.addCatch(report, toReport);
-    const postChecks = step('PostChecks', withState('post-checks'));
+    const postChecks = readOnly(step('PostChecks', withState('post-checks')));
     postChecks.addCatch(report, toReport);
 
     // The downgrade runs in the CURRENT release's image (only it has the downgrade script); ECS's

@@ -28,4 +28,12 @@ describe('atmr-dr CLI', () => {
     expect(run.stderr).toMatch(/--help/);
     expect(run.stdout).toBe('');
   });
+
+  it.each([['rollback', 'status'], ['recover', 'status']])('refuses an --env that cdk.json does not have with one line naming the environments it has (the CLI flag, not the synth\'s -c), exit 2: %s %s', (...command) => {
+    const run = atmrDr([...command, '--env', 'nope']);
+
+    expect(run.stderr).toBe('atmr-dr: no environment "nope" in cdk.json context.environments: pass --env with one of example\n');
+    expect(run.status).toBe(2);
+    expect(run.stdout).toBe('');
+  });
 });

@@ -132,7 +132,12 @@ async function execute(input: unknown, options: RunOptions = {}): Promise<{ outp
   handlers.RunMigrationDowngrade = (options.migration as ((input: unknown) => Promise<unknown>) | undefined) ?? (() => Promise.reject(new Error('migration task not expected')));
   const states: string[] = [];
   const execution = machine.run(input as never, {
-    overrides: { taskResourceLocalHandlers: handlers as never, waitTimeOverrides: { WaitForDeployment: 0, LetMetricsSettle: 0 } },
+    overrides: {
+      taskResourceLocalHandlers: handlers as never,
+      waitTimeOverrides: { WaitForDeployment: 0, LetMetricsSettle: 0 },
+      // The retry intervals are the definition's decision, not the test's time.
+      retryIntervalOverrides: Object.fromEntries(lambdaTasks.map(([name]) => [name, 0])),
+    },
   });
   try {
     const output = await execution.result;
@@ -275,6 +280,34 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(await cooldownUntil(dynamo.doc, tableName, 'atmr-api', new Date())).not.toBeNull();
   });
 
+  it.each([
+    ['CheckSteady', 'DescribeServices'],
+    ['PostChecks', 'the CloudWatch metrics'],
+  ])('a throttle that outlasts the SDK retries in %s (%s) is retried, not the end of the follow-up: the rollback is seen to its end', async (state) => {
+    // Arrange: the step's function fails once with a throttle (the SDK's own retries are behind the mock)
+    await loadHandler();
+    await seedLkg(dynamo.doc, undefined, tableName);
+    const throttle = Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+    let failed = false;
+    const real = step;
+    step = async (input: unknown) => {
+      if (!failed && (input as { action?: string }).action === (state === 'CheckSteady' ? 'check-steady' : 'post-checks')) {
+        failed = true;
+        throw throttle;
+      }
+      return real(input);
+    };
+
+    // Act
+    const { output, error } = await execute(alarm());
+
+    // Assert
+    expect(failed).toBe(true);
+    expect(error).toBeUndefined();
+    expect(output).toMatchObject({ outcome: 'rolled-back', page: false });
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
+  });
+
   it('downgrades the schema first with the CURRENT task definition when autoDowngradeMigrations is on', async () => {
     await loadHandler({ autoDowngradeMigrations: true });
     await seedLkg(dynamo.doc, undefined, tableName);
@@ -324,6 +357,23 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(lastMessage()?.Message).toMatch(/exit code 2/);
   });
 
+  it('names the snapshot it started when the killswitch cannot be set for the downgrade, and does not roll back', async () => {
+    // Arrange: the downgrade is automatic and prepared with a snapshot; SSM refuses the maintenance write
+    await loadHandler({ autoDowngradeMigrations: true });
+    await seedLkg(dynamo.doc, undefined, tableName);
+    mocks.ssm.on(PutParameterCommand).rejects(Object.assign(new Error('User is not authorized to perform ssm:PutParameter'), { name: 'AccessDeniedException' }));
+
+    // Act
+    const result = await execute(alarm());
+
+    // Assert
+    expect(paged(result)).toBe(true);
+    expect(mocks.rds.commandCalls(CreateDBSnapshotCommand)).toHaveLength(1);
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+    expect(lastMessage()?.Message).toMatch(/backout stopped on an error before changing the service/);
+    expect(lastMessage()?.Message).toMatch(/Error: AccessDeniedException: .*\(the snapshot atmr-dr-backout-test-\S+ was started before this\)/);
+  });
+
   it('takes no action and pages when DynamoDB is unavailable', async () => {
     await loadHandler();
     const dynamoMock = mockClient(DynamoDBDocumentClient);
@@ -331,10 +381,9 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     try {
       const result = await execute(alarm());
 
-      
-    expect(paged(result)).toBe(true);
+      expect(paged(result)).toBe(true);
       expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
-      expect(lastMessage()?.Message).toMatch(/backout stopped on an error, nothing more was done/);
+      expect(lastMessage()?.Message).toMatch(/backout stopped on an error before changing the service/);
       expect(lastMessage()?.Message).toMatch(/ECONNREFUSED/);
     } finally {
       dynamoMock.restore();
