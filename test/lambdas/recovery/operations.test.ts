@@ -57,6 +57,18 @@ describe('--to-time and --reason', () => {
     expect(() => parseToTime(undefined, NOW)).toThrow(/--to-time is required/);
   });
 
+  it('refuses a date or hour that does not exist instead of rolling it over to another day', () => {
+    // Arrange: November has 30 days, 2027 is no leap year, hours stop at 23, and a relative
+    // time too far back for a date at all.
+    const impossible = ['2026-11-31T14:02:00Z', '2027-02-29T10:00:00+01:00', '2026-11-30T24:00Z', '2026-11-30T14:60:00Z', '2026-13-01T00:00Z', '999999999 days ago'];
+
+    for (const text of impossible) {
+      // Act / Assert
+      expect(() => parseToTime(text, NOW)).toThrow(`recover: --to-time "${text}" is not a time`);
+    }
+    expect(parseToTime('2028-02-29T10:00:00+01:00', NOW).toISOString()).toBe('2028-02-29T09:00:00.000Z');
+  });
+
   it('requires a reason', () => {
     expect(() => parseRecoveryReason('  ')).toThrow('recover: --reason is required: say why, e.g. --reason "bookings deleted by migration 4f2a at 14:05"');
   });
