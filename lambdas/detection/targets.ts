@@ -74,7 +74,34 @@ export function classifyError(error: unknown): { reason: string; detail: string 
   return { reason: 'error', detail };
 }
 
-/** GET `url` with a deadline; up when the status is 2xx. The body is drained (the socket is reused). */
+/**
+ * How much of a response body the probe reads. A health answer is a few bytes; an endpoint that
+ * streams megabytes (a misrouted URL, a debug dump) would otherwise fill the probe's 256 MB and end
+ * the whole run, every target's metrics with it.
+ */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+/** The first `MAX_BODY_BYTES` of a body as text; the rest is cancelled, not downloaded. */
+async function readBodyStart(res: Response): Promise<string> {
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    while (size < MAX_BODY_BYTES) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.byteLength;
+    }
+  } finally {
+    if (size >= MAX_BODY_BYTES) await reader.cancel().catch(() => undefined);
+    else reader.releaseLock();
+  }
+  return Buffer.concat(chunks).subarray(0, MAX_BODY_BYTES).toString('utf8');
+}
+
+/** GET `url` with a deadline; up when the status is 2xx. The body is drained (the socket is reused), up to MAX_BODY_BYTES. */
 export async function checkHttp(url: string, timeoutMs: number, fetchImpl: typeof fetch = fetch): Promise<CheckResult> {
   const started = performance.now();
   const controller = new AbortController();
@@ -84,7 +111,7 @@ export async function checkHttp(url: string, timeoutMs: number, fetchImpl: typeo
       async () => {
         const res = await fetchImpl(url, { signal: controller.signal, redirect: 'manual', headers: { 'user-agent': 'atmr-dr-health-probe' } });
         // The body counts in the deadline too: a server that sends headers and stalls is down.
-        const body = await res.text();
+        const body = await readBodyStart(res);
         return { status: res.status, body };
       },
       () => controller.abort(),

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -243,6 +244,41 @@ describe('health probe: hung Redis and PostgreSQL', () => {
     } finally {
       sockets.forEach((s) => s.destroy());
       await new Promise((resolve) => blackhole.close(resolve));
+    }
+  });
+});
+
+describe('health probe: a health URL that streams an endless body', () => {
+  it.each([
+    { status: 200, up: true, reason: undefined, outcome: 'up' },
+    { status: 503, up: false, reason: 'http-503', outcome: 'down with reason http-503' },
+  ])('reports an endless $status answer as $outcome at once, reading only the start of the body, instead of a timeout', async ({ status, up, reason }) => {
+    // Arrange: headers at once, then megabytes for as long as the client reads (a misrouted URL, a
+    // debug dump). Reading it all filled the probe's memory until the deadline called it "timeout".
+    const chunk = Buffer.alloc(1 << 20, 'x');
+    let sent = 0;
+    const endless = http.createServer((_req, res) => {
+      res.writeHead(status, { 'content-type': 'text/plain' });
+      const pump = () => {
+        while (!res.destroyed && res.write(chunk)) sent += chunk.length;
+      };
+      res.on('drain', pump);
+      pump();
+    });
+    await new Promise<void>((resolve) => endless.listen(0, '127.0.0.1', resolve));
+    const { port } = endless.address() as AddressInfo;
+    try {
+      // Act
+      const { result, metrics } = await probeWith({ osrm: { healthUrl: `http://127.0.0.1:${port}/health`, timeoutMs: TIMEOUT_MS, attempts: 1 } });
+
+      // Assert
+      expect(result.targets.find((t) => t.target === 'osrm')).toMatchObject({ up, ...(reason && { reason }) });
+      expect(result.targets.find((t) => t.target === 'osrm')?.latencyMs).toBeLessThan(TIMEOUT_MS);
+      expect(metricValue(metrics, M.osrmAvailability)).toBe(up ? 100 : 0);
+      expect(sent).toBeLessThan(64 << 20);
+    } finally {
+      endless.closeAllConnections();
+      await new Promise((resolve) => endless.close(resolve));
     }
   });
 });
