@@ -27,7 +27,7 @@ export function validateKillswitchCommand(command: KillswitchCommand): void {
 /** The caller's identity: the STS caller ARN in AWS, `$USER` when there are no usable credentials. */
 export async function resolveCliActor(env: NodeJS.ProcessEnv = process.env): Promise<string> {
   try {
-    const identity = await new STSClient({ maxAttempts: 2 }).send(new GetCallerIdentityCommand({}));
+    const identity = await new STSClient({ ...SDK_RETRY, maxAttempts: 2 }).send(new GetCallerIdentityCommand({}));
     if (identity.Arn) return identity.Arn;
   } catch {
     // no credentials or no network: fall back to the local user name

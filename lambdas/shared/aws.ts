@@ -1,5 +1,5 @@
 import { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
-import { DEFAULT_MAX_ATTEMPTS } from './sdk-retry';
+import { DEFAULT_MAX_ATTEMPTS, SDK_CONNECTION_TIMEOUT_MS } from './sdk-retry';
 
 /**
  * SDK clients with the SDK's own retry strategy (standard mode: exponential backoff with jitter,
@@ -18,7 +18,7 @@ export { DEFAULT_MAX_ATTEMPTS, SDK_RETRY } from './sdk-retry';
  * timed-out attempt is retried by the standard strategy, so a silent S3 fails a command after
  * about DEFAULT_MAX_ATTEMPTS x 30 s with the SDK's TimeoutError.
  */
-export const S3_CONNECTION_TIMEOUT_MS = 5_000;
+export const S3_CONNECTION_TIMEOUT_MS = SDK_CONNECTION_TIMEOUT_MS;
 export const S3_IDLE_TIMEOUT_MS = 30_000;
 
 export function s3ClientConfig(env: NodeJS.ProcessEnv = process.env, overrides: S3ClientConfig = {}): S3ClientConfig {

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { describeAwsError } from './aws-errors';
 import { OperatorError, oneLine } from './errors';
 import { safeJson } from './json';
+import { SDK_RETRY } from './sdk-retry';
 import { quoteIdent, reopenDatabaseStatement } from './postgres';
 
 /**
@@ -71,7 +72,7 @@ export async function resolveConnection(options: ResolveConnectionOptions = {}):
     // The Secrets Manager SDK (and the RDS signer below) are loaded when a connection needs them,
     // not with this module: a CLI command given PG* variables starts without evaluating them.
     const { GetSecretValueCommand, SecretsManagerClient } = await import('@aws-sdk/client-secrets-manager');
-    const client = options.secretsManager ?? new SecretsManagerClient({ maxAttempts: 5 });
+    const client = options.secretsManager ?? new SecretsManagerClient(SDK_RETRY);
     let raw: string | undefined;
     try {
       raw = (await client.send(new GetSecretValueCommand({ SecretId: options.secretArn }))).SecretString;

@@ -1,7 +1,9 @@
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import * as net from 'node:net';
 import { BACKUP_S3_CLIENT_OVERRIDES } from '../../../lambdas/backup/backup';
 import { createS3Client, s3ClientConfig, S3_CONNECTION_TIMEOUT_MS, S3_IDLE_TIMEOUT_MS } from '../../../lambdas/shared/aws';
+import { SDK_RETRY } from '../../../lambdas/shared/sdk-retry';
 
 const LOCAL_ENV = { AWS_ENDPOINT_URL_S3: 'http://127.0.0.1:1', AWS_REGION: 'eu-west-3', AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' };
 
@@ -43,4 +45,37 @@ describe('S3 client settings', () => {
       await new Promise((resolve) => silent.close(resolve));
     }
   });
+});
+
+describe('control-plane client settings (SDK_RETRY: SSM, ECS, RDS, DynamoDB, ...)', () => {
+  it('an SSM endpoint that accepts the connection and never answers fails the read with a timeout instead of holding it forever', async () => {
+    // Arrange: a silent TCP endpoint (a black-holed VPC endpoint) and the house settings as they
+    // are, with one attempt so that the test waits one idle timeout, not five.
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const ssm = new SSMClient({
+      ...SDK_RETRY,
+      maxAttempts: 1,
+      region: 'eu-west-3',
+      endpoint: `http://127.0.0.1:${(silent.address() as net.AddressInfo).port}`,
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    });
+    const started = Date.now();
+    try {
+      // Act
+      // (the test's own guard aborts a request still waiting after 15 s: it fails as AbortError)
+      const guard = AbortSignal.timeout(15_000);
+      const error = await ssm.send(new GetParameterCommand({ Name: '/atmr/prod/killswitch' }), { abortSignal: guard }).catch((e: unknown) => e as Error);
+
+      // Assert
+      expect(error).toBeInstanceOf(Error);
+      expect((error as Error).name).toBe('TimeoutError');
+      expect(Date.now() - started).toBeLessThan(15_000);
+    } finally {
+      ssm.destroy();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  }, 30_000);
 });
