@@ -466,6 +466,13 @@ export const DetectionConfigSchema = z.strictObject({
           timeoutMs: z.number().int().min(100).max(15000).default(3000),
           /** Security group of Redis: receives ingress from the probe on `port`. @default - none added */
           securityGroupId: securityGroupId.optional(),
+          /**
+           * Secrets Manager secret with the AUTH token of a Redis that requires one (ElastiCache AUTH,
+           * `requirepass`): the token itself, or JSON `{"password": ..., "username": ...}` (ACL user).
+           * Without it such a Redis refuses every PING and `Health-RedisDown` never clears. Encrypted
+           * with the AWS-managed key. @default - no AUTH
+           */
+          authSecretArn: arn.optional(),
         })
         .optional(),
       /** Celery queue names (Redis lists) whose length is CeleryQueueDepth. @default ['celery'] */

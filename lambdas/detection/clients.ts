@@ -8,7 +8,7 @@ import type { RedisProbeClient, SqlProbeClient } from './probe';
  * One Redis connection for one probe run: no reconnection, no offline queue and no retries, so a
  * dead broker fails the run's check at once instead of queueing commands.
  */
-export function openRedisSession(options: { host: string; port: number; tls: boolean; timeoutMs: number }): {
+export function openRedisSession(options: { host: string; port: number; tls: boolean; timeoutMs: number; username?: string; password?: string }): {
   client: RedisProbeClient;
   close(): void;
 } {
@@ -16,6 +16,9 @@ export function openRedisSession(options: { host: string; port: number; tls: boo
     host: options.host,
     port: options.port,
     ...(options.tls && { tls: { servername: options.host } }),
+    // ElastiCache AUTH token / requirepass (and an ACL user when given).
+    ...(options.password && { password: options.password }),
+    ...(options.username && { username: options.username }),
     connectTimeout: options.timeoutMs,
     commandTimeout: options.timeoutMs,
     maxRetriesPerRequest: 0,

@@ -1,7 +1,7 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import middy from '@middy/core';
 import { parseKillswitchValue, type KillswitchMode } from '../killswitch/value';
@@ -32,13 +32,39 @@ async function databaseConnection(db: NonNullable<ProbeEnvironment['database']>)
   return connection;
 }
 
+let cachedRedisAuth: { credentials: RedisCredentials; at: number } | undefined;
+interface RedisCredentials {
+  readonly username?: string;
+  readonly password: string;
+}
+
+/**
+ * The Redis AUTH token, re-read every 15 minutes like the database's (rotation). The secret holds
+ * the token itself, or JSON with `password` (and `username` for an ACL user).
+ */
+async function redisCredentials(secretArn: string): Promise<RedisCredentials> {
+  if (cachedRedisAuth && Date.now() - cachedRedisAuth.at < CONNECTION_MAX_AGE_MS) return cachedRedisAuth.credentials;
+  const raw = (await secretsManager.send(new GetSecretValueCommand({ SecretId: secretArn }))).SecretString ?? '';
+  let credentials: RedisCredentials = { password: raw };
+  try {
+    const json = JSON.parse(raw) as { password?: unknown; username?: unknown };
+    if (typeof json.password === 'string') credentials = { password: json.password, ...(typeof json.username === 'string' && { username: json.username }) };
+  } catch {
+    // not JSON: the secret string is the token
+  }
+  cachedRedisAuth = { credentials, at: Date.now() };
+  return credentials;
+}
+
 /** Builds the probe's clients from its settings: what the Lambda (and the bench) run. */
 export function probeDeps(settings: ProbeEnvironment, overrides: Partial<ProbeDeps> = {}): ProbeDeps {
   const { redis, database, killswitchParameter } = settings;
   return {
     metrics,
     logger,
-    ...(redis && { openRedis: () => openRedisSession(redis) }),
+    ...(redis && {
+      openRedis: async () => openRedisSession({ ...redis, ...(redis.authSecretArn && (await redisCredentials(redis.authSecretArn))) }),
+    }),
     ...(database && { openDatabase: async () => openDatabaseSession(await databaseConnection(database), database.timeoutMs) }),
     ...(killswitchParameter && {
       readKillswitchMode: async (): Promise<KillswitchMode> => {

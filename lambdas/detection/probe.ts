@@ -61,7 +61,7 @@ export interface ProbeDeps {
   readonly logger: Pick<Logger, 'info' | 'warn' | 'error'>;
   readonly fetch?: typeof fetch;
   /** Opens a Redis connection for this run (a fresh one: a dead broker is seen at once). */
-  readonly openRedis?: () => Session<RedisProbeClient>;
+  readonly openRedis?: () => Session<RedisProbeClient> | Promise<Session<RedisProbeClient>>;
   /**
    * Opens a PostgreSQL session for this run. A fresh session each run on purpose: a database-level
    * `default_transaction_read_only` only shows in sessions opened after it was set.

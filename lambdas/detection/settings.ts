@@ -17,6 +17,8 @@ export const ProbeEnvironmentSchema = z.strictObject({
       tls: z.boolean(),
       timeoutMs: z.number().int().positive(),
       queues: z.array(z.string().min(1)),
+      /** Secret holding the AUTH token (read at run time, never in the environment). */
+      authSecretArn: z.string().startsWith('arn:').optional(),
     })
     .optional(),
   database: z

@@ -68,6 +68,8 @@ export function classifyError(error: unknown): { reason: string; detail: string 
     if (TLS_CODES.test(code)) return { reason: 'tls', detail };
   }
   const text = detail.toLowerCase();
+  // Redis refusing the probe's credentials (none given, or a rotated AUTH token): a setting, not an outage.
+  if (/\b(noauth|wrongpass)\b|invalid password|authentication required/.test(text)) return { reason: 'auth', detail };
   if (/timed? ?out/.test(text)) return { reason: 'timeout', detail };
   if (/certificate|ssl|tls/.test(text)) return { reason: 'tls', detail };
   if (/connection is closed|econnrefused/.test(text)) return { reason: 'refused', detail };

@@ -472,7 +472,16 @@ export function detectionPropsFromConfig(config: EnvironmentConfig, wiring: Dete
   const settings: ProbeEnvironment = {
     ...(p.api && { api: p.api }),
     ...(p.osrm && { osrm: p.osrm }),
-    ...(p.redis && { redis: { host: p.redis.host, port: p.redis.port, tls: p.redis.tls, timeoutMs: p.redis.timeoutMs, queues: p.celeryQueues } }),
+    ...(p.redis && {
+      redis: {
+        host: p.redis.host,
+        port: p.redis.port,
+        tls: p.redis.tls,
+        timeoutMs: p.redis.timeoutMs,
+        queues: p.celeryQueues,
+        ...(p.redis.authSecretArn && { authSecretArn: p.redis.authSecretArn }),
+      },
+    }),
     ...(p.database && {
       database: {
         host: config.database.host,

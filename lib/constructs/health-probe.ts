@@ -84,6 +84,9 @@ export class HealthProbe extends Construct {
         role.addToPrincipalPolicy(decryptSecretStatement(stack, props.databaseSecretKmsKeyArn));
       }
     }
+    if (settings.redis?.authSecretArn) {
+      secretsmanager.Secret.fromSecretCompleteArn(this, 'RedisAuthSecret', settings.redis.authSecretArn).grantRead(role);
+    }
     if (settings.killswitchParameter) {
       role.addToPrincipalPolicy(
         new iam.PolicyStatement({ actions: ['ssm:GetParameter'], resources: [KillswitchParameter.arn(this, settings.killswitchParameter)] }),

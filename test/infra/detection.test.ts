@@ -230,6 +230,32 @@ describe('on-call dashboard, detection graphs', () => {
   });
 });
 
+describe('health probe and a Redis that requires AUTH', () => {
+  it('passes the AUTH token through its secret ARN, never the token, and lets only the probe read that secret', () => {
+    // Arrange: the example environment, its Redis given an AUTH token secret.
+    const redisSecret = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr-redis-auth-AbCdEf';
+    const raw = structuredClone(exampleEnvironment()) as { detection: { probe: { redis: Record<string, unknown> } } };
+    raw.detection.probe.redis = { ...raw.detection.probe.redis, authSecretArn: redisSecret };
+
+    // Act
+    const auth = synthesizeApp({ environment: raw }).opsTemplate;
+
+    // Assert
+    const fn = Object.values(auth.findResources('AWS::Lambda::Function')).find((r) => JSON.stringify(r).includes('detection-probe')) as {
+      Properties: { Environment: { Variables: { PROBE_SETTINGS: string } } };
+    };
+    expect(JSON.parse(fn.Properties.Environment.Variables.PROBE_SETTINGS).redis).toMatchObject({ authSecretArn: redisSecret });
+    auth.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyName: Match.stringLikeRegexp('^DetectionProbeFunction'),
+      PolicyDocument: Match.objectLike({
+        Statement: Match.arrayWith([
+          Match.objectLike({ Action: ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'], Resource: Match.arrayWith([redisSecret]) }),
+        ]),
+      }),
+    });
+  });
+});
+
 describe('Detection construct with explicit props', () => {
   it('creates only the alarms of the targets it is given, and decrypts a customer-key secret through Secrets Manager only', () => {
     const harness = constructHarness(exampleEnvironment(), 'Only');

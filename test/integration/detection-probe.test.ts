@@ -282,3 +282,38 @@ describe('health probe: a health URL that streams an endless body', () => {
     }
   });
 });
+
+describe('health probe: a Redis that requires AUTH', () => {
+  let locked: LocalRedis;
+  beforeAll(async () => {
+    locked = await startRedis(['--requirepass', 'probe-token-7f3a']);
+  });
+  afterAll(async () => locked.stop());
+
+  const probeLocked = (password?: string) =>
+    captureProbeOutput(({ metrics, logger }) =>
+      runProbe(
+        { redis: { timeoutMs: TIMEOUT_MS, queues: ['celery'] } },
+        { metrics, logger, openRedis: () => openRedisSession({ host: '127.0.0.1', port: locked.port, tls: false, timeoutMs: TIMEOUT_MS, password }) },
+      ),
+    );
+
+  it('says "auth" when the probe has no token, so the page reads as a setting to fix, not a dead broker', async () => {
+    // Act
+    const { result, metrics } = await probeLocked();
+
+    // Assert
+    expect(result.targets.find((t) => t.target === 'redis')).toMatchObject({ up: false, reason: 'auth' });
+    expect(metricValue(metrics, M.redisUp)).toBe(0);
+  });
+
+  it('is up, with its queue depth, once the probe sends the AUTH token', async () => {
+    // Act
+    const { result, metrics } = await probeLocked('probe-token-7f3a');
+
+    // Assert
+    expect(result.targets.find((t) => t.target === 'redis')).toMatchObject({ up: true });
+    expect(metricValue(metrics, M.redisUp)).toBe(1);
+    expect(metricValue(metrics, M.celeryQueueDepthTotal)).toBe(0);
+  });
+});

@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { freePort } from './postgres';
 
-/** A throwaway redis-server (Debian package `redis-server`) on 127.0.0.1, no persistence. */
+/** A throwaway redis-server (Debian package `redis-server`) on 127.0.0.1, no persistence; `serverArgs` adds settings (e.g. `--requirepass`). */
 export interface LocalRedis {
   readonly host: string;
   readonly port: number;
@@ -13,10 +13,10 @@ export interface LocalRedis {
   stop(): Promise<void>;
 }
 
-export async function startRedis(): Promise<LocalRedis> {
+export async function startRedis(serverArgs: readonly string[] = []): Promise<LocalRedis> {
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-redis-'));
-  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...serverArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
