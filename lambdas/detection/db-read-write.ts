@@ -5,20 +5,9 @@ import { oneLine } from '../shared/errors';
 import { formatBytes } from '../shared/format';
 import { describeConnection, pgClientConfig, type PgConnection } from '../shared/pg-connection';
 import { quoteIdent } from '../shared/postgres';
+import { isOn, READ_ONLY_STATE_SQL, readOnlyStateFromRow, type ReadOnlyState } from './read-only';
 
-/** What the runbook's "DB Read-Only" checks look at, read in one fresh session. */
-export interface ReadOnlyState {
-  readonly database: string;
-  /** `SHOW transaction_read_only` in a new session. */
-  readonly transactionReadOnly: boolean;
-  /** The database-level `default_transaction_read_only` (ALTER DATABASE ... SET), when set. */
-  readonly databaseSetting?: string;
-  /** Where the session's `default_transaction_read_only` comes from (pg_settings.source: database, user, configuration file, default...). */
-  readonly defaultSource: string;
-  readonly defaultValue: string;
-  /** `pg_is_in_recovery()`: a standby (or a promoted-but-not-yet replica) refuses writes whatever the settings. */
-  readonly inRecovery: boolean;
-}
+export type { ReadOnlyState } from './read-only';
 
 export interface StorageState {
   readonly freeBytes?: number;
@@ -63,31 +52,7 @@ async function withSession<T>(connection: PgConnection, use: (client: Client) =>
 
 /** Reads the read-only state in a new session (a database-level setting only shows in new sessions). */
 export async function readOnlyState(connection: PgConnection): Promise<ReadOnlyState> {
-  return withSession(connection, async (client) => {
-    const { rows } = await client.query<{ tro: string; setting: string; source: string; recovery: boolean; db: string; dbsetting: string | null }>(
-      `SELECT current_setting('transaction_read_only') AS tro,
-              s.setting, s.source,
-              pg_is_in_recovery() AS recovery,
-              current_database() AS db,
-              (SELECT split_part(c, '=', 2)
-                 FROM pg_db_role_setting r JOIN pg_database d ON d.oid = r.setdatabase, unnest(r.setconfig) AS c
-                WHERE d.datname = current_database() AND r.setrole = 0 AND c LIKE 'default_transaction_read_only=%') AS dbsetting
-         FROM pg_settings s WHERE s.name = 'default_transaction_read_only'`,
-    );
-    const row = rows[0];
-    return {
-      database: row.db,
-      transactionReadOnly: row.tro === 'on',
-      ...(row.dbsetting !== null && { databaseSetting: row.dbsetting }),
-      defaultSource: row.source,
-      defaultValue: row.setting,
-      inRecovery: row.recovery,
-    };
-  });
-}
-
-function isOn(value: string | undefined): boolean {
-  return value !== undefined && ['on', 'true', 'yes', '1'].includes(value.toLowerCase());
+  return withSession(connection, async (client) => readOnlyStateFromRow((await client.query<Record<string, unknown>>(READ_ONLY_STATE_SQL)).rows[0]));
 }
 
 /** Proves a write goes through in a new session: a temporary table written in a transaction that is rolled back. */

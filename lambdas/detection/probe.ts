@@ -3,6 +3,7 @@ import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import type { MetricUnit as MetricUnitValue } from '@aws-lambda-powertools/metrics/types';
 import { MODE_METRIC_VALUE, type KillswitchMode } from '../killswitch/value';
 import { CheckResult, checkHttp, classifyError, withTimeout } from './targets';
+import { READ_ONLY_STATE_SQL, readOnlyStateFromRow, refusesApplicationWrites } from './read-only';
 
 /** Powertools `service` of the probe: the dimension every probe metric carries. */
 export const PROBE_SERVICE = 'detection-probe';
@@ -89,7 +90,8 @@ export interface ProbeReport {
   readonly checksFailed: number;
   readonly durationMs: number;
   readonly celeryQueueDepth?: Readonly<Record<string, number>>;
-  readonly database?: { readonly transactionReadOnly: boolean; readonly inRecovery: boolean };
+  /** `readOnly`: the application's writes are refused (DbReadOnly); the rest says why (see refusesApplicationWrites). */
+  readonly database?: { readonly readOnly: boolean; readonly transactionReadOnly: boolean; readonly inRecovery: boolean; readonly defaultSource: string; readonly databaseSetting?: string };
   readonly killswitchMode?: KillswitchMode;
 }
 
@@ -166,16 +168,24 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
     const openDatabase = deps.openDatabase;
     checks.push(
       checkSession(db.timeoutMs, openDatabase, async (client) => {
-        const readOnly = await client.query('SHOW transaction_read_only');
-        const recovery = await client.query('SELECT pg_is_in_recovery() AS in_recovery');
-        return { transactionReadOnly: readOnly.rows[0]?.transaction_read_only === 'on', inRecovery: recovery.rows[0]?.in_recovery === true };
+        const state = readOnlyStateFromRow((await client.query(READ_ONLY_STATE_SQL)).rows[0] ?? {});
+        return {
+          readOnly: refusesApplicationWrites(state),
+          transactionReadOnly: state.transactionReadOnly,
+          inRecovery: state.inRecovery,
+          defaultSource: state.defaultSource,
+          ...(state.databaseSetting !== undefined && { databaseSetting: state.databaseSetting }),
+        };
       }).then(({ result, value }) => {
         report('database', result);
         record(PROBE_METRICS.databaseUp, result.up ? 1 : 0);
         if (value) {
           database = value;
-          record(PROBE_METRICS.dbReadOnly, value.transactionReadOnly || value.inRecovery ? 1 : 0);
-          if (value.transactionReadOnly || value.inRecovery) deps.logger.warn('database is read-only', value);
+          record(PROBE_METRICS.dbReadOnly, value.readOnly ? 1 : 0);
+          if (value.readOnly) deps.logger.warn('database is read-only', value);
+          else if (value.transactionReadOnly) {
+            deps.logger.info("the probe's own role defaults to read-only (ALTER ROLE ... SET default_transaction_read_only): not counted in DbReadOnly", value);
+          }
         }
       }),
     );

@@ -45,12 +45,12 @@ async function server(routes: Parameters<typeof startHttpServer>[0]) {
   return s;
 }
 
-function connection(port = testCluster().port) {
-  const { host, user } = testCluster();
+function connection(port = testCluster().port, user = testCluster().user) {
+  const { host } = testCluster();
   return { host, port, user, database, sslMode: 'disable' };
 }
 
-async function probeWith(settings: Partial<ProbeSettings> & { redisPort?: number; databasePort?: number; killswitch?: () => Promise<'normal' | 'degraded' | 'maintenance'> }) {
+async function probeWith(settings: Partial<ProbeSettings> & { redisPort?: number; databasePort?: number; databaseUser?: string; killswitch?: () => Promise<'normal' | 'degraded' | 'maintenance'> }) {
   const full: ProbeSettings = {
     api: settings.api,
     osrm: settings.osrm,
@@ -62,7 +62,7 @@ async function probeWith(settings: Partial<ProbeSettings> & { redisPort?: number
       metrics,
       logger,
       openRedis: () => openRedisSession({ host: '127.0.0.1', port: settings.redisPort ?? redis.port, tls: false, timeoutMs: TIMEOUT_MS }),
-      openDatabase: () => openDatabaseSession(connection(settings.databasePort), 2000),
+      openDatabase: () => openDatabaseSession(connection(settings.databasePort, settings.databaseUser), 2000),
       ...(settings.killswitch && { readKillswitchMode: settings.killswitch }),
     }),
   );
@@ -174,13 +174,36 @@ describe('health probe against real servers', () => {
     try {
       const readOnly = await probeWith({});
       expect(metricValue(readOnly.metrics, M.dbReadOnly)).toBe(1);
-      expect(readOnly.result.database).toEqual({ transactionReadOnly: true, inRecovery: false });
+      expect(readOnly.result.database).toEqual({ readOnly: true, transactionReadOnly: true, inRecovery: false, defaultSource: 'database', databaseSetting: 'on' });
       expect(readOnly.logs).toContainEqual(expect.objectContaining({ message: 'database is read-only', transactionReadOnly: true }));
     } finally {
       psql(cluster, 'postgres', `ALTER DATABASE ${database} SET default_transaction_read_only = off`);
     }
     const readWrite = await probeWith({});
     expect(metricValue(readWrite.metrics, M.dbReadOnly)).toBe(0);
+  });
+
+  it("does not count a read-only default of the probe's own role (ALTER ROLE ... SET), which the application's role does not have, and still sees the database-level setting under it", async () => {
+    // Arrange: the probe's user made read-only the common way, at the role level
+    const cluster = testCluster();
+    const role = `${database}_ro`;
+    psql(cluster, 'postgres', `CREATE ROLE ${role} LOGIN; GRANT CONNECT ON DATABASE ${database} TO ${role}; ALTER ROLE ${role} SET default_transaction_read_only = on;`);
+    try {
+      // Act
+      const roleOnly = await probeWith({ databaseUser: role });
+      psql(cluster, 'postgres', `ALTER DATABASE ${database} SET default_transaction_read_only = on`);
+      const databaseToo = await probeWith({ databaseUser: role }).finally(() => psql(cluster, 'postgres', `ALTER DATABASE ${database} RESET default_transaction_read_only`));
+
+      // Assert: the role's setting alone is not an outage; the database's is, even under the role's
+      expect(metricValue(roleOnly.metrics, M.databaseUp)).toBe(1);
+      expect(metricValue(roleOnly.metrics, M.dbReadOnly)).toBe(0);
+      expect(roleOnly.result.database).toMatchObject({ readOnly: false, transactionReadOnly: true, inRecovery: false, defaultSource: 'user' });
+      expect(roleOnly.logs).not.toContainEqual(expect.objectContaining({ message: 'database is read-only' }));
+      expect(metricValue(databaseToo.metrics, M.dbReadOnly)).toBe(1);
+      expect(databaseToo.result.database).toMatchObject({ readOnly: true, defaultSource: 'user', databaseSetting: 'on' });
+    } finally {
+      psql(cluster, 'postgres', `DROP OWNED BY ${role}; DROP ROLE ${role};`);
+    }
   });
 
   it('reports the database down (DatabaseUp 0, no DbReadOnly) when it cannot be reached', async () => {

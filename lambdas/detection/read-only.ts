@@ -1,0 +1,58 @@
+/**
+ * The runbook's "DB Read-Only" state, as one query in a fresh session (a database-level setting only
+ * shows in sessions opened after it was set): what the probe publishes as DbReadOnly every minute
+ * and what `atmr-dr db read-write` shows and repairs. No client library here: both pass their own.
+ */
+export const READ_ONLY_STATE_SQL = `SELECT current_setting('transaction_read_only') AS tro,
+        s.setting, s.source,
+        pg_is_in_recovery() AS recovery,
+        current_database() AS db,
+        (SELECT split_part(c, '=', 2)
+           FROM pg_db_role_setting r JOIN pg_database d ON d.oid = r.setdatabase, unnest(r.setconfig) AS c
+          WHERE d.datname = current_database() AND r.setrole = 0 AND c LIKE 'default_transaction_read_only=%') AS dbsetting
+   FROM pg_settings s WHERE s.name = 'default_transaction_read_only'`;
+
+export interface ReadOnlyState {
+  readonly database: string;
+  /** `SHOW transaction_read_only` in a new session. */
+  readonly transactionReadOnly: boolean;
+  /** The database-level `default_transaction_read_only` (ALTER DATABASE ... SET), when set. */
+  readonly databaseSetting?: string;
+  /** Where the session's `default_transaction_read_only` comes from (pg_settings.source: database, user, configuration file, default...). */
+  readonly defaultSource: string;
+  readonly defaultValue: string;
+  /** `pg_is_in_recovery()`: a standby (or a promoted-but-not-yet replica) refuses writes whatever the settings. */
+  readonly inRecovery: boolean;
+}
+
+/** The row of READ_ONLY_STATE_SQL as a ReadOnlyState. */
+export function readOnlyStateFromRow(row: Record<string, unknown>): ReadOnlyState {
+  return {
+    database: String(row.db),
+    transactionReadOnly: row.tro === 'on',
+    ...(row.dbsetting !== null && row.dbsetting !== undefined && { databaseSetting: String(row.dbsetting) }),
+    defaultSource: String(row.source),
+    defaultValue: String(row.setting),
+    inRecovery: row.recovery === true,
+  };
+}
+
+export function isOn(value: string | undefined): boolean {
+  return value !== undefined && ['on', 'true', 'yes', '1'].includes(value.toLowerCase());
+}
+
+/** pg_settings sources that are the connected role's own (ALTER ROLE ... [IN DATABASE ...] SET). */
+const ROLE_SOURCES: readonly string[] = ['user', 'database user'];
+
+/**
+ * Whether the application's sessions are refused writes: a server in recovery, the database-level
+ * setting, or a read-only default that does not come from the reading role's own settings. A role
+ * made read-only with `ALTER ROLE ... SET default_transaction_read_only = on` (a common way to make
+ * the probe's user read-only) says nothing of the application's role: counted, it would hold
+ * Database-ReadOnly in ALARM forever and page up to the CTO. What such a role setting hides (a
+ * server-level default under it) is then not seen here; the API's 5xx alarms still see the failed writes.
+ */
+export function refusesApplicationWrites(state: ReadOnlyState): boolean {
+  if (state.inRecovery || isOn(state.databaseSetting)) return true;
+  return state.transactionReadOnly && !ROLE_SOURCES.includes(state.defaultSource);
+}
