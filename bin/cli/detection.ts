@@ -67,9 +67,9 @@ export function registerDetectionCommands(program: Command): void {
       });
       if (opts.json) print(JSON.stringify(outcome));
       else print(`${outcome.result}: ${outcome.finding}`);
-      if (outcome.result === 'declined') throw new OperatorError('db read-write: not confirmed, nothing changed', 3);
+      if (outcome.result === 'declined') throw new OperatorError('db read-write: not confirmed, nothing changed', 1);
       if (outcome.result === 'not-a-database-setting') throw new OperatorError(`db read-write: ${outcome.finding}`, 4);
-      if (outcome.writeProof !== 'ok') throw new OperatorError(`db read-write: a write does not go through (${outcome.writeProof})`, 5);
+      if (outcome.writeProof !== 'ok') throw new OperatorError(`db read-write: a write does not go through (${outcome.writeProof})`, 1);
     });
 
   program

@@ -65,7 +65,7 @@ export async function scaleService(deps: ScaleDeps, request: ScaleRequest): Prom
   const from = before.desiredCount ?? 0;
   if (from === count) return { changed: false, from, to: count };
   if (!(await deps.confirm(`set the desired count of ${request.service} from ${from} to ${count}?`))) {
-    throw new OperatorError('scale: not confirmed, nothing changed', 3);
+    throw new OperatorError('scale: not confirmed, nothing changed', 1);
   }
   await deps.ecs.send(new UpdateServiceCommand({ cluster: request.cluster, service: request.service, desiredCount: count }));
   const warning = await announce(deps.events, 'Service Scaled', {
@@ -122,7 +122,7 @@ export async function restartService(
   const before = await describeService(deps.ecs, request);
   print(`${request.service} (${request.cluster}): ${describeCounts(before)}`);
   const question = `force a new deployment of ${request.service}? (runbook "OSRM Down": restart only after a diagnosis)`;
-  if (!(await deps.confirm(question))) throw new OperatorError('restart: not confirmed, nothing changed', 3);
+  if (!(await deps.confirm(question))) throw new OperatorError('restart: not confirmed, nothing changed', 1);
 
   const { service: updated } = await deps.ecs.send(new UpdateServiceCommand({ cluster: request.cluster, service: request.service, forceNewDeployment: true }));
   const deploymentId = updated?.deployments?.find((d) => d.status === 'PRIMARY')?.id;
@@ -140,11 +140,11 @@ export async function restartService(
     const service = await describeService(deps.ecs, request);
     const primary = service.deployments?.[0];
     if (primary?.rolloutState === 'FAILED') {
-      throw new OperatorError(`restart: the new deployment of ${request.service} failed (${primary.rolloutStateReason ?? 'no reason given'}); see the service events`, 4);
+      throw new OperatorError(`restart: the new deployment of ${request.service} failed (${primary.rolloutStateReason ?? 'no reason given'}); see the service events`, 1);
     }
     if (isSteady(service) && (!deploymentId || primary?.id === deploymentId)) break;
     if (now() - started > timeout) {
-      throw new OperatorError(`restart: ${request.service} not steady after ${Math.round(timeout / 1000)} s (${describeCounts(service)}); see the service events`, 4);
+      throw new OperatorError(`restart: ${request.service} not steady after ${Math.round(timeout / 1000)} s (${describeCounts(service)}); see the service events`, 1);
     }
     await sleep(request.pollMs ?? 10_000);
   }
@@ -153,7 +153,7 @@ export async function restartService(
   if (!request.healthUrl) return { deploymentId, steadyAfterMs, ...(announceWarning && { warning: announceWarning }) };
   const health = await checkHttp(request.healthUrl, request.healthTimeoutMs ?? 3000, deps.fetch);
   if (!health.up) {
-    throw new OperatorError(`restart: ${request.service} is steady but ${request.healthUrl} is down (${health.reason}${health.detail ? `: ${health.detail}` : ''}); check the OSRM logs`, 5);
+    throw new OperatorError(`restart: ${request.service} is steady but ${request.healthUrl} is down (${health.reason}${health.detail ? `: ${health.detail}` : ''}); check the OSRM logs`, 1);
   }
   print(`${request.healthUrl}: up in ${health.latencyMs} ms`);
   return { deploymentId, steadyAfterMs, health, ...(announceWarning && { warning: announceWarning }) };

@@ -1,5 +1,5 @@
 import { dbReadWrite, readOnlyState } from '../../lambdas/detection/db-read-write';
-import { atmrDr } from '../lambdas/detection/cli-run';
+import { atmrDr, atmrDrAtTerminal } from '../lambdas/detection/cli-run';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
 
@@ -131,6 +131,16 @@ describe('atmr-dr db read-write (CLI)', () => {
 
     expect(run.status).toBe(2);
     expect(run.stderr.trim()).toMatch(/^atmr-dr: ALTER DATABASE .* needs confirmation: standard input is not a terminal; pass --yes to confirm$/);
+    expect(databaseSetting()).toBe('default_transaction_read_only=on');
+  });
+
+  it('at a terminal, an answer other than yes changes nothing and exits 1, as every "not confirmed" (3 is a conflict)', async () => {
+    psql(cluster, 'postgres', `ALTER DATABASE ${database} SET default_transaction_read_only = on`);
+
+    const run = await atmrDrAtTerminal(['db', 'read-write'], '[y/N] ', 'n', pgEnv());
+
+    expect(run.output).toContain('atmr-dr: db read-write: not confirmed, nothing changed');
+    expect(run.status).toBe(1);
     expect(databaseSetting()).toBe('default_transaction_read_only=on');
   });
 });

@@ -10,6 +10,7 @@ import { stagingName } from '../../lambdas/restore/restore';
 import { createS3Client } from '../../lambdas/shared/aws';
 import type { BackupManifest } from '../../lambdas/shared/manifest';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { runAtTerminal } from '../support/terminal';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 import { LocalS3, startHoldingProxy, startLocalS3 } from '../support/s3';
 import { downloadOntoFullDisk, fullDiskLine, itWithSmallDisk, mountSmallDisk } from '../support/small-disk';
@@ -50,35 +51,13 @@ afterAll(async () => {
   await localS3?.stop();
 });
 
-/**
- * The CLI at a terminal: util-linux `script` runs it on a pseudo-terminal (standard input and output
- * are a TTY), and `answer` is typed when it asks to confirm. Output is stdout and stderr together.
- */
+/** The CLI at a terminal; `answer` is typed when it asks to confirm. Output is stdout and stderr together. */
 function atmrDrAtTerminal(args: string[], environment: Record<string, string>, answer: string): Promise<{ status: number | null; output: string }> {
-  const quote = (word: string) => `'${word.replaceAll("'", "'\\''")}'`;
-  const command = [process.execPath, path.join(ROOT, 'bin', 'atmr-dr.cjs'), ...args].map(quote).join(' ');
-  const child = spawn('script', ['-qec', command, '/dev/null'], {
+  return runAtTerminal([process.execPath, path.join(ROOT, 'bin', 'atmr-dr.cjs'), ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...environment },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let output = '';
-  let answered = false;
-  const onData = (d: string) => {
-    output += d;
-    if (!answered && output.includes('to confirm: ')) {
-      answered = true;
-      child.stdin!.write(`${answer}\n`);
-    }
-  };
-  child.stdout!.setEncoding('utf8').on('data', onData);
-  child.stderr!.setEncoding('utf8').on('data', onData);
-  return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (status) => {
-      child.stdin!.end();
-      resolve({ status, output });
-    });
+    prompt: 'to confirm: ',
+    answer,
   });
 }
 

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { operatorEnv } from '../../support/operator-env';
+import { runAtTerminal } from '../../support/terminal';
 
 const ROOT = path.join(__dirname, '..', '..', '..');
 
@@ -11,10 +12,13 @@ export interface SdkCall {
   input: Record<string, unknown>;
 }
 
+const TSX = path.join(ROOT, 'node_modules', '.bin', 'tsx');
+const HARNESS = 'test/lambdas/detection/cli-harness.ts';
+
 /** Runs the real CLI in a child process (stdin not a terminal) with the AWS SDK mocked (cli-harness.ts). */
 export function atmrDr(args: string[], scenario: Record<string, unknown> = {}, env: Record<string, string> = {}) {
   const resultFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'det-cli-')), 'result.json');
-  const run = spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['test/lambdas/detection/cli-harness.ts', ...args], {
+  const run = spawnSync(TSX, [HARNESS, ...args], {
     cwd: ROOT,
     encoding: 'utf8',
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -26,4 +30,10 @@ export function atmrDr(args: string[], scenario: Record<string, unknown> = {}, e
   });
   const result = fs.existsSync(resultFile) ? (JSON.parse(fs.readFileSync(resultFile, 'utf8')) as { code: number; calls: SdkCall[] }) : { code: -1, calls: [] };
   return { status: run.status, stdout: run.stdout, stderr: run.stderr, calls: result.calls };
+}
+
+/** The same at a terminal: `answer` is typed once `prompt` shows. Output is stdout and stderr together. */
+export function atmrDrAtTerminal(args: string[], prompt: string, answer: string, env: Record<string, string> = {}) {
+  const resultFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'det-cli-')), 'result.json');
+  return runAtTerminal([TSX, HARNESS, ...args], { cwd: ROOT, env: operatorEnv({ DET_RESULT: resultFile, DET_SCENARIO: '{}', ...env }), prompt, answer });
 }

@@ -69,7 +69,8 @@ describe('scaleService', () => {
   it('changes nothing when not confirmed', async () => {
     ecsMock.on(DescribeServicesCommand).resolves({ services: [service({ desiredCount: 2 })] });
 
-    await expect(scaleService({ ecs, events, confirm: no }, { ...request, count: 4 })).rejects.toThrow(OperatorError);
+    // Exit 1 as every other command's "not confirmed" (3 is a conflict with another actor).
+    await expect(scaleService({ ecs, events, confirm: no }, { ...request, count: 4 })).rejects.toMatchObject({ name: 'OperatorError', exitCode: 1, message: 'scale: not confirmed, nothing changed' });
     expect(ecsMock).not.toHaveReceivedCommand(UpdateServiceCommand);
   });
 
@@ -139,7 +140,7 @@ describe('restartService (osrm restart)', () => {
 
       expect(error).toBeInstanceOf(OperatorError);
       expect((error as OperatorError).message).toMatch(/steady but .*\/health is down \(http-503/);
-      expect((error as OperatorError).exitCode).toBe(5);
+      expect((error as OperatorError).exitCode).toBe(1);
     } finally {
       await osrm.close();
     }
@@ -181,6 +182,7 @@ describe('atmr-dr scale / osrm restart (CLI)', () => {
     expect(run.calls).toContainEqual({ command: 'UpdateServiceCommand', input: { cluster: 'atmr-prod', service: 'atmr-osrm', forceNewDeployment: true } });
     expect(run.calls.filter((c) => c.command === 'DescribeServicesCommand')).toHaveLength(3);
     expect(run.stderr).toMatch(/atmr-osrm is steady but http:\/\/127\.0\.0\.1:\d+\/health is down \(refused/);
-    expect(run.status).toBe(5);
+    // A failure (1): 5 means "incident already acknowledged" in every command's contract.
+    expect(run.status).toBe(1);
   });
 });

@@ -1,8 +1,9 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { operatorEnv } from '../../support/operator-env';
+import { runAtTerminal } from '../../support/terminal';
 import { PARAMETER, value } from './fixtures';
 
 const ROOT = path.join(__dirname, '..', '..', '..');
@@ -43,29 +44,15 @@ function atmrDr(args: string[], scenario: Scenario = {}, env: Record<string, str
   return { status: run.status, stdout: run.stdout, stderr: run.stderr, ...sdkCalls(resultFile) };
 }
 
-/**
- * The same at a terminal: util-linux `script` runs it on a pseudo-terminal, and `answer` is typed
- * when it asks. Output is stdout and stderr together.
- */
+/** The same at a terminal; `answer` is typed when it asks. Output is stdout and stderr together. */
 async function atmrDrAtTerminal(args: string[], answer: string) {
   const resultFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ks-cli-')), 'result.json');
-  const quote = (word: string) => `'${word.replaceAll("'", "'\\''")}'`;
-  const child = spawn('script', ['-qec', [TSX, HARNESS, 'killswitch', ...args].map(quote).join(' '), '/dev/null'], {
+  const { status, output } = await runAtTerminal([TSX, HARNESS, 'killswitch', ...args], {
     cwd: ROOT,
     env: harnessEnv(resultFile, {}, { KILLSWITCH_PARAMETER: PARAMETER }),
-    stdio: ['pipe', 'pipe', 'pipe'],
+    prompt: '[y/N] ',
+    answer,
   });
-  let output = '';
-  let answered = false;
-  child.stdout.setEncoding('utf8').on('data', (d: string) => {
-    output += d;
-    if (!answered && output.includes('[y/N] ')) {
-      answered = true;
-      child.stdin.write(`${answer}\n`);
-    }
-  });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d));
-  const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
   return { status, output, ...sdkCalls(resultFile) };
 }
 
