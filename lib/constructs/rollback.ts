@@ -13,7 +13,8 @@ import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { BACKOUT_METRICS_SERVICE } from '../../lambdas/backout/metrics';
 import { BACKOUT_SETTINGS_ENV, BackoutSettings, pinParameterPrefix } from '../../lambdas/backout/settings';
-import { deadLetterQueue } from './dead-letters';
+import { lkgKey, rollbackKey } from '../../lambdas/backout/state';
+import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
 import { HouseFunction } from './house-function';
 import { RunbookAlarm } from './runbook-alarm';
 import { nagRender } from '../nag';
@@ -86,6 +87,7 @@ export class Rollback extends Construct {
   readonly errorRateAlarm: RunbookAlarm;
   readonly noHealthyHostsAlarm: RunbookAlarm;
   readonly workflowFailedAlarm: RunbookAlarm;
+  readonly deadLettersAlarm: RunbookAlarm;
   readonly steps: HouseFunction;
   readonly rollbackMachine: sfn.StateMachine;
   readonly bakeMachine: sfn.StateMachine;
@@ -223,13 +225,40 @@ export class Rollback extends Construct {
         new iam.PolicyStatement({ sid: 'NameTheSnapshot', actions: ['rds:CreateDBSnapshot', 'rds:AddTagsToResource'], resources: [snapshotArns] }),
       );
     }
+    // The ops-state table holds every concern's records (incidents, recoveries...): only the calls of
+    // lambdas/backout/state.ts, on the LKG#/ROLLBACK# partitions of the configured services (no Scan,
+    // no batch writes), and the table's key through DynamoDB only.
+    statements.push(
+      new iam.PolicyStatement({
+        sid: 'BackoutRecordsOnly',
+        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:Query'],
+        resources: [props.table.tableArn],
+        conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': services.flatMap((s) => [lkgKey(s.serviceName), rollbackKey(s.serviceName)]) } },
+      }),
+    );
+    if (props.table.encryptionKey) {
+      statements.push(
+        new iam.PolicyStatement({
+          sid: 'OpsTableKey',
+          actions: ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey', 'kms:DescribeKey'],
+          resources: [props.table.encryptionKey.keyArn],
+          conditions: { StringEquals: { 'kms:ViaService': `dynamodb.${stack.region}.amazonaws.com` } },
+        }),
+      );
+    }
     for (const statement of statements) role.addToPrincipalPolicy(statement);
-    props.table.grantReadWriteData(role);
     props.incidentsTopic.grantPublish(role);
 
     this.deadLetterQueue = deadLetterQueue(this, {
       isTheDeadLetterQueue: 'This queue is itself the dead-letter queue of the backout alarm and deployment rules.',
-      nothingConsumesIt: 'This queue is the last stop (a dead-letter queue): operators inspect it, nothing consumes it.',
+      nothingConsumesIt: 'This queue is the last stop (a dead-letter queue): the DeadLetters alarm pages the incidents topic as soon as it holds a message; operators inspect it, nothing consumes it.',
+    });
+    // Each message is an alarm or a completed deployment whose workflow never started: an automatic
+    // rollback that did not happen, or a release never recorded as last known good.
+    this.deadLettersAlarm = deadLettersAlarm(this, this.deadLetterQueue, {
+      ...common,
+      summary: 'a backout alarm or ECS deployment event could not start its workflow (dead-letter queue not empty): the automatic rollback or the last-known-good record did not happen.',
+      firstActions: 'lire le message de la file DeadLetters du backout, puis npx atmr-dr rollback status ; au besoin npx atmr-dr rollback service.',
     });
 
     this.rollbackMachine = this.rollbackWorkflow(props, steadyTimeout, clusterArn, tasksOfCluster);
@@ -453,8 +482,7 @@ export class Rollback extends Construct {
       ...(autoDowngrade
         ? [{ id: `AwsSolutions-IAM5[Resource::${render(arns.snapshotArns)}]`, reason: 'Snapshot names carry their timestamp: CreateDBSnapshot/AddTagsToResource are limited to the backout snapshot prefix of this environment.' }]
         : []),
-      { id: 'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]', reason: 'Granted by topic.grantPublish / table.grantReadWriteData on the one customer key of the ops state and incidents topic.' },
-      { id: 'AwsSolutions-IAM5[Action::kms:ReEncrypt*]', reason: 'Granted by table.grantReadWriteData on the one customer key of the ops-state table.' },
+      { id: 'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]', reason: "Granted by topic.grantPublish: data keys of the incidents topic's own key (the operations key, which does not encrypt backups)." },
       { id: 'AwsSolutions-L1', reason: 'Node.js 22 is the house runtime: the CLI, the tests and the bench run the same code on Node 22.' },
       { id: 'Serverless-LambdaLatestVersion', reason: 'Node.js 22 is the house runtime: the CLI, the tests and the bench run the same code on Node 22.' },
       { id: 'Serverless-LambdaDLQ', reason: 'Invoked synchronously by Step Functions only: a failed step is caught by the workflow and reported, there is no async event to dead-letter.' },
