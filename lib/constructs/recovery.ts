@@ -161,7 +161,6 @@ export class Recovery extends Construct {
       { id: 'AwsSolutions-L1', reason: 'Node.js 22 is the house runtime: the CLI, the tests and the bench run the same code on Node 22.' },
       { id: 'Serverless-LambdaLatestVersion', reason: 'Node.js 22 is the house runtime: the CLI, the tests and the bench run the same code on Node 22.' },
       { id: 'Serverless-LambdaDLQ', reason: 'Invoked synchronously by the recovery workflow, whose Catch states handle every failure (cleanup, page); there is no async event to dead-letter.' },
-      { id: 'Serverless-LambdaAsyncFailureDestination', reason: 'Invoked synchronously by Step Functions only: failures go to the workflow Catch (cleanup, page), not to a destination.' },
     );
   }
 
