@@ -1,5 +1,6 @@
 import { ArnFormat, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 
 /**
  * `rds-db:connect` as the IAM database user `user`. The instance's DbiResourceId is not part of
@@ -24,4 +25,15 @@ export function decryptSecretStatement(stack: Stack, keyArn: string, sid?: strin
     resources: [keyArn],
     conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${stack.region}.amazonaws.com` } },
   });
+}
+
+/**
+ * Lets `role` read the value of `secret` and nothing more: `secretsmanager:GetSecretValue` is the
+ * only call the functions make (Powertools' getSecret, pg-connection). `secret.grantRead` would add
+ * DescribeSecret, which no code sends. A customer key of the secret decrypts it through Secrets
+ * Manager only.
+ */
+export function grantSecretValueRead(role: iam.IRole, secret: secretsmanager.ISecret): void {
+  role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [secret.secretArn] }));
+  if (secret.encryptionKey) role.addToPrincipalPolicy(decryptSecretStatement(Stack.of(secret), secret.encryptionKey.keyArn));
 }

@@ -20,6 +20,7 @@ import { acknowledgeHouseFunctionFindings, deadLetterAsyncFailures, HouseFunctio
 import { HumanSubscription, IncidentTopic } from './incident-topic';
 import { alarmNamePrefix, RunbookAlarm } from './runbook-alarm';
 import { signedEndpoint } from './signed-endpoint';
+import { grantSecretValueRead } from './database-statements';
 
 export interface EscalationLevel {
   /** Who this level is (pages and timelines name it), e.g. "Lead DevOps". */
@@ -189,7 +190,7 @@ export class Escalation extends Construct {
     });
     const tasksRole = this.tasks.function.role as iam.IRole;
     this.allowIncidentWrites(tasksRole);
-    this.ackKey.grantRead(tasksRole);
+    grantSecretValueRead(tasksRole, this.ackKey);
     this.levelTopics.forEach((topic) => topic.allowPublisher(tasksRole, 'EscalationPager'));
     this.slackTopic?.allowPublisher(tasksRole, 'EscalationPager');
     tasksRole.addToPrincipalPolicy(

@@ -9,7 +9,7 @@ import { Construct } from 'constructs';
 import { PROBE_METRICS, PROBE_SERVICE } from '../../lambdas/detection/probe';
 import type { ProbeEnvironment } from '../../lambdas/detection/settings';
 import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
-import { decryptSecretStatement } from './database-statements';
+import { decryptSecretStatement, grantSecretValueRead } from './database-statements';
 import { HouseFunction } from './house-function';
 import { KillswitchParameter } from './killswitch-parameter';
 import { nagRender } from '../nag';
@@ -79,7 +79,7 @@ export class HealthProbe extends Construct {
     });
     const role = this.function.function.role as iam.IRole;
     if (settings.database) {
-      secretsmanager.Secret.fromSecretCompleteArn(this, 'DatabaseSecret', settings.database.secretArn).grantRead(role);
+      grantSecretValueRead(role, secretsmanager.Secret.fromSecretCompleteArn(this, 'DatabaseSecret', settings.database.secretArn));
       if (props.databaseSecretKmsKeyArn) {
         role.addToPrincipalPolicy(decryptSecretStatement(stack, props.databaseSecretKmsKeyArn));
       }

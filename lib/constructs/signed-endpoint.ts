@@ -3,6 +3,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
+import { grantSecretValueRead } from './database-statements';
 import { HouseFunction, HouseFunctionProps } from './house-function';
 
 export interface SignedEndpointProps extends HouseFunctionProps {
@@ -29,7 +30,7 @@ export function signedEndpoint(scope: Construct, id: string, props: SignedEndpoi
   const { signingSecret, caller, ...functionProps } = props;
   const handler = new HouseFunction(scope, id, functionProps);
   const url = handler.function.addFunctionUrl({ authType: lambda.FunctionUrlAuthType.NONE });
-  signingSecret.grantRead(handler.function.role as iam.IRole);
+  grantSecretValueRead(handler.function.role as iam.IRole, signingSecret);
   Validations.of(handler).acknowledge({
     id: 'Serverless-LambdaDLQ',
     reason: `Invoked synchronously through its Function URL by ${caller}, who sees the failure: no async event to dead-letter.`,

@@ -25,6 +25,22 @@ function alarm(what: string): AlarmProps {
   return found;
 }
 
+describe('health probe rights (example config)', () => {
+  it('reads the database secret with GetSecretValue only (the probe never describes it)', () => {
+    // Arrange
+    const policies = template.findResources('AWS::IAM::Policy') as Record<string, { Properties: { Roles: unknown[]; PolicyDocument: { Statement: { Action: string | string[]; Resource: unknown }[] } } }>;
+    const probe = Object.values(policies).filter((p) => JSON.stringify(p.Properties.Roles).includes('DetectionProbeFunctionServiceRole'));
+
+    // Act
+    const secretStatements = probe.flatMap((p) => p.Properties.PolicyDocument.Statement).filter((s) => JSON.stringify(s.Action).includes('secretsmanager:'));
+
+    // Assert
+    expect(secretStatements).toEqual([
+      expect.objectContaining({ Action: 'secretsmanager:GetSecretValue', Resource: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-prod-AbCdEf' }),
+    ]);
+  });
+});
+
 describe('detection alarms (example config)', () => {
   it.each([
     // name, namespace, metric, statistic, period, threshold, operator, evaluation periods, datapoints, missing data

@@ -23,6 +23,20 @@ describe('escalation (template)', () => {
   const ops = opsTemplate.toJSON() as { Resources: Record<string, { Type: string; Properties: Json }>; Outputs: Record<string, Json> };
   const machine = Object.values(ops.Resources).find((r) => r.Type === 'AWS::StepFunctions::StateMachine' && String(r.Properties.StateMachineName).endsWith('-Escalation'))!;
   const states = (JSON.parse(render(machine.Properties.DefinitionString)) as { States: Record<string, Json> }).States;
+
+  it('lets the pager and the acknowledgement link read the link key with GetSecretValue only (the only call they make)', () => {
+    // Arrange
+    const policies = Object.values(ops.Resources).filter((r) => r.Type === 'AWS::IAM::Policy');
+
+    // Act
+    const onKey = policies
+      .flatMap((p) => (p.Properties.PolicyDocument as { Statement: Json[] }).Statement)
+      .filter((s) => JSON.stringify(s.Resource).includes('EscalationAckLinkKey'));
+
+    // Assert: one statement per function, nothing but GetSecretValue.
+    expect(onKey).toHaveLength(2);
+    for (const statement of onKey) expect(statement.Action).toBe('secretsmanager:GetSecretValue');
+  });
   const ingestId = Object.keys(ops.Resources).find((id) => id.startsWith('EscalationIngestFunction') && ops.Resources[id].Type === 'AWS::Lambda::Function')!;
 
   it('catches every alarm of the environment by its name prefix, with retries and a dead-letter queue', () => {
