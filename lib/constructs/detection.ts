@@ -10,6 +10,7 @@ import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
 import type { ProbeEnvironment } from '../../lambdas/detection/settings';
 import type { DetectionConfig, EnvironmentConfig } from '../config';
 import type { DashboardGraph } from './dashboard';
+import { deadLettersAlarm } from './dead-letters';
 import { HealthProbe, HealthProbeProps, PROBE_METRICS, probeMetric } from './health-probe';
 import { RunbookAlarm, RunbookAlarmProps } from './runbook-alarm';
 
@@ -102,7 +103,19 @@ export class Detection extends Construct {
 
     // --- health probe ---
     const settings: ProbeEnvironment | undefined = props.probe?.settings;
-    if (props.probe) this.probe = new HealthProbe(this, 'Probe', props.probe);
+    if (props.probe) {
+      this.probe = new HealthProbe(this, 'Probe', props.probe);
+      alarms.probeDeadLetters = deadLettersAlarm(this.probe, this.probe.deadLetterQueue, {
+        environmentName: props.environmentName,
+        concern: 'Probe',
+        runbookSection: 'Healthchecks Kubernetes',
+        summary: "le planificateur n'a pas pu lancer la sonde de santé (file de lettres mortes non vide) : ses métriques manquent et les alarmes de la sonde lisent ce silence comme une panne des cibles.",
+        firstActions: 'lire le message de la file DeadLetters de la sonde (erreur de livraison), vérifier que la fonction Detection/Probe existe et que le rôle du planificateur peut l’invoquer.',
+        link: `${readme}#${DETECTION_ANCHORS.health}`,
+        topic: props.topic,
+        notifyOnOk: true,
+      });
+    }
     const pm = (name: string, statistic: string, period: Duration, dimensions?: Record<string, string>, label?: string) =>
       probeMetric(name, { statistic, period, dimensions, label });
 

@@ -5,11 +5,13 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { PROBE_METRICS, PROBE_SERVICE } from '../../lambdas/detection/probe';
 import type { ProbeEnvironment } from '../../lambdas/detection/settings';
 import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
 import { decryptSecretStatement, grantSecretValueRead } from './database-statements';
+import { deadLetterQueue } from './dead-letters';
 import { HouseFunction } from './house-function';
 import { KillswitchParameter } from './killswitch-parameter';
 import { nagRender } from '../nag';
@@ -45,6 +47,8 @@ export class HealthProbe extends Construct {
   readonly function: HouseFunction;
   readonly securityGroup: ec2.SecurityGroup;
   readonly schedule: scheduler.Schedule;
+  /** Runs the scheduler could not deliver (the function throttled, deleted, or its permission gone). */
+  readonly deadLetterQueue: sqs.Queue;
 
   constructor(scope: Construct, id: string, props: HealthProbeProps) {
     super(scope, id);
@@ -98,11 +102,21 @@ export class HealthProbe extends Construct {
       assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', { conditions: { StringEquals: { 'aws:SourceAccount': stack.account } } }),
     });
     const interval = props.interval ?? Duration.minutes(1);
+    // A run the scheduler cannot deliver lands here, so that "the probe is not running" pages as
+    // itself (Detection's Probe-DeadLetters alarm) and not only as every target looking down.
+    this.deadLetterQueue = deadLetterQueue(this, {
+      isTheDeadLetterQueue: 'This queue is itself the dead-letter queue of the health probe schedule; the Probe-DeadLetters alarm pages as soon as it holds a message.',
+    });
     this.schedule = new scheduler.Schedule(this, 'Schedule', {
       description: `atmr-dr health probe, every ${interval.toHumanString()}`,
       schedule: scheduler.ScheduleExpression.rate(interval),
       // A missed run is not retried: the next one is a minute away, and the alarms read silence as an outage.
-      target: new targets.LambdaInvoke(this.function.function, { role: schedulerRole, retryAttempts: 0, maxEventAge: Duration.minutes(1) }),
+      target: new targets.LambdaInvoke(this.function.function, {
+        role: schedulerRole,
+        retryAttempts: 0,
+        maxEventAge: Duration.minutes(1),
+        deadLetterQueue: this.deadLetterQueue,
+      }),
       timeWindow: scheduler.TimeWindow.off(),
     });
 

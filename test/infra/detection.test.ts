@@ -163,6 +163,27 @@ describe('health probe function and schedule', () => {
     });
   });
 
+  it('dead-letters a run the scheduler cannot deliver, and pages as soon as one is there (silence would read as a target outage)', () => {
+    // Arrange
+    const queueId = Object.keys(template.findResources('AWS::SQS::Queue')).find((id) => id.startsWith('DetectionProbeDeadLetters'));
+
+    // Act
+    const schedules = template.findResources('AWS::Scheduler::Schedule', { Properties: { ScheduleExpression: 'rate(1 minute)' } });
+
+    // Assert
+    expect(queueId).toBeDefined();
+    expect(Object.values(schedules).map((r) => (r.Properties as { Target: { DeadLetterConfig?: unknown } }).Target.DeadLetterConfig)).toEqual([{ Arn: { 'Fn::GetAtt': [queueId, 'Arn'] } }]);
+    expect(alarm('Probe-DeadLetters')).toMatchObject({
+      AlarmDescription: expect.stringMatching(/^\[Healthchecks Kubernetes\] .*#detection-healthchecks$/),
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [queueId, 'QueueName'] } }],
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      AlarmActions: [{ Ref: topicId }],
+    });
+  });
+
   it('passes the database through its secret, never a password', () => {
     const fn = Object.values(template.findResources('AWS::Lambda::Function')).find((r) =>
       JSON.stringify(r).includes('detection-probe'),
@@ -241,7 +262,7 @@ describe('on-call dashboard, detection graphs', () => {
     }
     expect(body).toContain('KillswitchMode'); // what was there stays
     const detectionAlarmIds = Object.keys(template.findResources('AWS::CloudWatch::Alarm')).filter((id) => id.startsWith('Detection'));
-    expect(detectionAlarmIds.length).toBe(21);
+    expect(detectionAlarmIds.length).toBe(22); // the 21 above and the probe's dead-letter queue
     for (const id of detectionAlarmIds) expect(body).toContain(`"Fn::GetAtt":["${id}","Arn"]`);
   });
 });
@@ -291,8 +312,8 @@ describe('Detection construct with explicit props', () => {
     });
     const only = Template.fromStack(harness.stack);
 
-    expect(Object.values(detection.alarms).map((a) => a.node.id).sort()).toEqual(['DbReadOnlyAlarm', 'OsrmDownAlarm', 'ProbeFailuresAlarm']);
-    only.resourceCountIs('AWS::CloudWatch::Alarm', 3);
+    expect(Object.values(detection.alarms).map((a) => a.node.id).sort()).toEqual(['DbReadOnlyAlarm', 'DeadLettersAlarm', 'OsrmDownAlarm', 'ProbeFailuresAlarm']);
+    only.resourceCountIs('AWS::CloudWatch::Alarm', 4);
     only.hasResourceProperties('AWS::IAM::Policy', {
       PolicyDocument: Match.objectLike({
         Statement: Match.arrayWith([
