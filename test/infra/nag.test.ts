@@ -45,7 +45,7 @@ describe('cdk-nag (AwsSolutions + Serverless packs)', () => {
     );
     const answers = (ack: { path: string; id: string }) =>
       findings.some(
-        (f) => (ack.id.includes('[') ? f.rule === ack.id : f.rule.replace(/\[.*\]$/, '') === ack.id) && (f.path === ack.path || f.path.startsWith(`${ack.path}/`)),
+        (f) => (ack.id.includes('[') ? f.rule === ack.id : f.rule.replace(/\[.*\]$/, '') === ack.id) && (f.path === ack.path || (f.path ?? '').startsWith(`${ack.path}/`)),
       );
 
     // Assert: CDK's own annotations (Annotation::...) are not cdk-nag findings.
