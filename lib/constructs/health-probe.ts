@@ -89,7 +89,7 @@ export class HealthProbe extends Construct {
       }
     }
     if (settings.redis?.authSecretArn) {
-      secretsmanager.Secret.fromSecretCompleteArn(this, 'RedisAuthSecret', settings.redis.authSecretArn).grantRead(role);
+      grantSecretValueRead(role, secretsmanager.Secret.fromSecretCompleteArn(this, 'RedisAuthSecret', settings.redis.authSecretArn));
     }
     if (settings.killswitchParameter) {
       role.addToPrincipalPolicy(
