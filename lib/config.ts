@@ -455,7 +455,7 @@ export const DetectionConfigSchema = z.strictObject({
           attempts: z.number().int().min(1).max(10).default(3),
         })
         .optional(),
-      /** Redis (broker of Celery): PING and LLEN of the Celery queues. @default - not probed */
+      /** Redis (broker of Celery): PING, LLEN of the Celery queues and INFO memory (read-only). @default - not probed */
       redis: z
         .strictObject({
           host: z.string().min(1),
@@ -513,6 +513,11 @@ export const DetectionConfigSchema = z.strictObject({
       celeryQueueDepth: z.number().int().min(1).default(100),
       /** @default 5 */
       celeryGrowthMinutes: z.number().int().min(2).max(60).default(5),
+      /**
+       * Redis memory (probe, `INFO memory`) at or above this percent of `maxmemory` for 3 min: a full
+       * Redis that cannot evict refuses every new Celery task (OOM) while PING still answers. @default 90
+       */
+      redisMemoryPercent: z.number().positive().max(100).default(90),
       /** Probe failures (targets down / targets probed) above this percent... @default 20 */
       probeFailurePercent: z.number().positive().max(100).default(20),
       /** ...over this window (minutes): the runbook's "Réseau flaky". @default 10 */

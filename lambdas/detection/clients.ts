@@ -24,6 +24,11 @@ export function openRedisSession(options: { host: string; port: number; tls: boo
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,
     enableOfflineQueue: true,
+    // ioredis' ready check sends INFO before any command and drops the connection when it is refused:
+    // a Redis with INFO renamed or denied (managed Redis) then failed PING too and looked down. The
+    // probe reads INFO memory itself; a Redis still loading its data refuses PING (LOADING) and is
+    // reported down at once instead of after the deadline.
+    enableReadyCheck: false,
     lazyConnect: false,
     // A down broker is the probe's finding, not an unhandled 'error' event.
     showFriendlyErrorStack: false,
@@ -42,7 +47,7 @@ export function openRedisSession(options: { host: string; port: number; tls: boo
     }
   };
   return {
-    client: { ping: () => withCause(redis.ping()), llen: (key) => withCause(redis.llen(key)) },
+    client: { ping: () => withCause(redis.ping()), llen: (key) => withCause(redis.llen(key)), info: (section) => withCause(redis.info(section)) },
     close: () => redis.disconnect(),
   };
 }

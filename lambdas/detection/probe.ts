@@ -4,6 +4,7 @@ import type { MetricUnit as MetricUnitValue } from '@aws-lambda-powertools/metri
 import { MODE_METRIC_VALUE, type KillswitchMode } from '../killswitch/value';
 import { CheckResult, checkHttp, classifyError, withTimeout } from './targets';
 import { READ_ONLY_STATE_SQL, readOnlyStateFromRow, refusesApplicationWrites } from './read-only';
+import { redisMemoryFromInfo, type RedisMemory } from './redis-memory';
 
 /** Powertools `service` of the probe: the dimension every probe metric carries. */
 export const PROBE_SERVICE = 'detection-probe';
@@ -14,6 +15,8 @@ export const PROBE_METRICS = {
   apiReady: 'ApiReady',
   osrmAvailability: 'OsrmAvailability',
   redisUp: 'RedisUp',
+  /** 100 x used_memory / maxmemory (`INFO memory`), only when Redis has a maxmemory. */
+  redisMemoryUsedPercent: 'RedisMemoryUsedPercent',
   /** Per queue (dimension `Queue`). */
   celeryQueueDepth: 'CeleryQueueDepth',
   /** Sum of the configured queues: what autoscaling and the growth alarm watch. */
@@ -33,6 +36,8 @@ export const PROBE_METRICS = {
 export interface RedisProbeClient {
   ping(): Promise<string>;
   llen(key: string): Promise<number>;
+  /** `INFO <section>`: read-only, answered from the server's own counters. */
+  info(section: 'memory'): Promise<string>;
 }
 /** A PostgreSQL connection for one run; node-postgres' Client fits. */
 export interface SqlProbeClient {
@@ -90,6 +95,8 @@ export interface ProbeReport {
   readonly checksFailed: number;
   readonly durationMs: number;
   readonly celeryQueueDepth?: Readonly<Record<string, number>>;
+  /** Redis memory and eviction policy (`INFO memory`); absent when Redis is down or INFO was refused. */
+  readonly redisMemory?: RedisMemory;
   /** `readOnly`: the application's writes are refused (DbReadOnly); the rest says why (see refusesApplicationWrites). */
   readonly database?: { readonly readOnly: boolean; readonly transactionReadOnly: boolean; readonly inRecovery: boolean; readonly defaultSource: string; readonly databaseSetting?: string };
   readonly killswitchMode?: KillswitchMode;
@@ -115,6 +122,7 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
     if (!result.up) deps.logger.warn('probe target down', { target, reason: result.reason, detail: result.detail, latencyMs: result.latencyMs });
   };
   let celeryQueueDepth: Record<string, number> | undefined;
+  let redisMemory: RedisMemory | undefined;
   let database: ProbeReport['database'];
   let killswitchMode: KillswitchMode | undefined;
 
@@ -152,14 +160,29 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
         await client.ping();
         const depths: Record<string, number> = {};
         for (const queue of redis.queues) depths[queue] = await client.llen(queue);
-        return depths;
+        // After PING and LLEN, in the same session: a full Redis still answers those, only its memory
+        // shows it. A refused INFO (renamed or denied on a managed Redis) is caught here so that it
+        // costs the memory metric only, never RedisUp.
+        const memory = await client
+          .info('memory')
+          .then((info) => ({ ok: true as const, value: redisMemoryFromInfo(info) }))
+          .catch((error: unknown) => ({ ok: false as const, error }));
+        return { depths, memory };
       }).then(({ result, value }) => {
         report('redis', result);
         record(PROBE_METRICS.redisUp, result.up ? 1 : 0);
         if (value) {
-          celeryQueueDepth = value;
-          for (const [queue, depth] of Object.entries(value)) record(PROBE_METRICS.celeryQueueDepth, depth, MetricUnit.Count, { Queue: queue });
-          record(PROBE_METRICS.celeryQueueDepthTotal, Object.values(value).reduce((a, b) => a + b, 0));
+          celeryQueueDepth = value.depths;
+          for (const [queue, depth] of Object.entries(value.depths)) record(PROBE_METRICS.celeryQueueDepth, depth, MetricUnit.Count, { Queue: queue });
+          record(PROBE_METRICS.celeryQueueDepthTotal, Object.values(value.depths).reduce((a, b) => a + b, 0));
+          if (!value.memory.ok) {
+            deps.logger.warn('redis INFO memory unreadable: no RedisMemoryUsedPercent this run (RedisUp is unaffected)', classifyError(value.memory.error));
+          } else {
+            redisMemory = value.memory.value;
+            // Without maxmemory there is no "full" to measure against: the metric is absent, and the
+            // alarm treats that as not breaching.
+            if (redisMemory.usedPercent !== undefined) record(PROBE_METRICS.redisMemoryUsedPercent, redisMemory.usedPercent, MetricUnit.Percent);
+          }
         }
       }),
     );
@@ -211,8 +234,15 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
   record(PROBE_METRICS.checksFailed, checksFailed);
   emitMetrics(deps.metrics, metrics);
   const durationMs = Math.round(performance.now() - started);
-  deps.logger.info('probe run', { checksMade, checksFailed, durationMs, down: targets.filter((t) => !t.up).map((t) => `${t.target}:${t.reason}`) });
-  return { targets, metrics, checksMade, checksFailed, durationMs, celeryQueueDepth, database, killswitchMode };
+  deps.logger.info('probe run', {
+    checksMade,
+    checksFailed,
+    durationMs,
+    down: targets.filter((t) => !t.up).map((t) => `${t.target}:${t.reason}`),
+    // The eviction policy says whether a full Redis refuses writes (noeviction) or drops keys.
+    ...(redisMemory && { redisMemory }),
+  });
+  return { targets, metrics, checksMade, checksFailed, durationMs, celeryQueueDepth, redisMemory, database, killswitchMode };
 }
 
 /** Opens a session, runs `use` and closes it, all within `timeoutMs`; never throws. */

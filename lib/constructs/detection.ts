@@ -187,11 +187,30 @@ export class Detection extends Construct {
         // Without Redis there is no depth: RedisDown pages for that.
         treatMissingData: NOT_BREACHING,
       });
-      graphs.push({
-        title: 'Celery queue depth',
-        metrics: settings.redis.queues.map((queue) => pm(PROBE_METRICS.celeryQueueDepth, 'Maximum', MINUTE, { Queue: queue }, queue)),
-        annotations: [{ value: t.celeryQueueDepth, label: 'bound' }],
+      const memory = pm(PROBE_METRICS.redisMemoryUsedPercent, 'Maximum', MINUTE);
+      alarm('redisMemoryHigh', 'health', 'Healthchecks Kubernetes', {
+        concern: 'Health',
+        what: 'RedisMemoryHigh',
+        summary: `la mémoire de Redis (broker Celery) est à ${t.redisMemoryPercent} % ou plus de maxmemory depuis 3 min : plein, un Redis en noeviction (ou volatile-* sans TTL sur les files Celery) refuse toute nouvelle tâche (OOM) alors que PING répond encore.`,
+        firstActions:
+          'vérifier la profondeur des files Celery et les workers (`atmr-dr scale celery <n>` s\'ils ne consomment plus) ; ElastiCache : mémoire du nœud et politique d\'éviction (log "probe run" de la sonde) ; agrandir le nœud (type supérieur) ou purger une file qui s\'emballe (tâches perdues : décider avant).',
+        metric: memory,
+        threshold: t.redisMemoryPercent,
+        comparisonOperator: GTE,
+        evaluationPeriods: 3,
+        datapointsToAlarm: 3,
+        // No datapoint without maxmemory (nothing to fill) or when INFO is refused, and Redis down is
+        // RedisDown's page: silence here is not a full Redis.
+        treatMissingData: NOT_BREACHING,
       });
+      graphs.push(
+        {
+          title: 'Celery queue depth',
+          metrics: settings.redis.queues.map((queue) => pm(PROBE_METRICS.celeryQueueDepth, 'Maximum', MINUTE, { Queue: queue }, queue)),
+          annotations: [{ value: t.celeryQueueDepth, label: 'bound' }],
+        },
+        { title: 'Redis memory used (% of maxmemory)', metrics: [memory.with({ label: 'RedisMemoryUsedPercent' })], annotations: [{ value: t.redisMemoryPercent, label: 'alarm' }] },
+      );
     }
     if (settings?.database) {
       const readOnly = pm(PROBE_METRICS.dbReadOnly, 'Maximum', MINUTE);

@@ -40,7 +40,7 @@ function urlPort(url: string): number {
 
 /**
  * The health probe: a function in the VPC run every minute by EventBridge Scheduler. It checks the
- * API (/health, /ready), OSRM, Redis (PING, Celery queue lengths) and PostgreSQL (read-only state),
+ * API (/health, /ready), OSRM, Redis (PING, Celery queue lengths, INFO memory) and PostgreSQL (read-only state),
  * and publishes one EMF datapoint per metric per run (lambdas/detection/probe.ts).
  */
 export class HealthProbe extends Construct {

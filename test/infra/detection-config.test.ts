@@ -15,6 +15,7 @@ describe('detection config', () => {
       errorRatePercent: 5,
       cpuPercent: 90,
       memoryPercent: 90,
+      redisMemoryPercent: 90,
       probeFailurePercent: 20,
       probeFailureWindowMinutes: 10,
       freeStoragePercent: 10,
@@ -40,6 +41,8 @@ describe('detection config', () => {
     [{ probe: { osrm: { healthUrl: 'osrm:5000/health' } } }, /environments\.example\.detection\.probe\.osrm\.healthUrl: must be an http\(s\) URL/],
     [{ ecs: { clusterName: 'c', services: { celery: { serviceName: 'w', minCount: 5, maxCount: 2 } } } }, /detection\.ecs\.services\.celery\.minCount: minCount must be <= maxCount/],
     [{ thresholds: { p95Seconds: 5 } }, /detection\.thresholds: unknown field\(s\) p95Seconds/],
+    [{ thresholds: { redisMemoryPercent: 150 } }, /^config: environments\.example\.detection\.thresholds\.redisMemoryPercent: [^\n]*<=100[^\n]*$/],
+    [{ thresholds: { redisMemoryPercent: 0 } }, /^config: environments\.example\.detection\.thresholds\.redisMemoryPercent: [^\n]*>0[^\n]*$/],
     [{ alb: { loadBalancerFullName: 'atmr-api', targetGroupFullName: 'targetgroup/a/0123abcd' } }, /detection\.alb\.loadBalancerFullName: must be app\/<name>\/<id>/],
   ])('rejects %j with one line naming the field', (detection, message) => {
     expect(() => parseEnvironmentConfig('example', withDetection(detection))).toThrow(message);

@@ -6,6 +6,7 @@ import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import Redis from 'ioredis';
 import { openDatabaseSession, openRedisSession } from '../../lambdas/detection/clients';
 import { PROBE_METRICS, ProbeSettings, runProbe } from '../../lambdas/detection/probe';
 import { captureProbeOutput, metricValue, startHttpServer } from '../lambdas/detection/fixtures';
@@ -338,5 +339,81 @@ describe('health probe: a Redis that requires AUTH', () => {
     expect(result.targets.find((t) => t.target === 'redis')).toMatchObject({ up: true });
     expect(metricValue(metrics, M.redisUp)).toBe(1);
     expect(metricValue(metrics, M.celeryQueueDepthTotal)).toBe(0);
+  });
+});
+
+describe('health probe: Redis memory (INFO memory)', () => {
+  const probeRedis = (port: number) =>
+    captureProbeOutput(({ metrics, logger }) =>
+      runProbe(
+        { redis: { timeoutMs: TIMEOUT_MS, queues: ['celery'] } },
+        { metrics, logger, openRedis: () => openRedisSession({ host: '127.0.0.1', port, tls: false, timeoutMs: TIMEOUT_MS }) },
+      ),
+    );
+
+  describe('a full Redis (maxmemory reached, noeviction)', () => {
+    let full: LocalRedis;
+    beforeAll(async () => {
+      full = await startRedis(['--maxmemory', '2mb', '--maxmemory-policy', 'noeviction']);
+    });
+    afterAll(async () => full.stop());
+
+    it('stays up (PING and LLEN still answer) and reports RedisMemoryUsedPercent >= 90 with its eviction policy once writes are refused with OOM', async () => {
+      // Arrange: a writer (what Celery does with every task) fills a list until Redis refuses the write.
+      const writer = new Redis({ host: '127.0.0.1', port: full.port, maxRetriesPerRequest: 0, lazyConnect: true });
+      await writer.connect();
+      const task = 'x'.repeat(16 * 1024);
+      let refusal: Error | undefined;
+      try {
+        for (let i = 0; i < 1000 && !refusal; i++) await writer.rpush('celery', task).catch((error: Error) => (refusal = error));
+      } finally {
+        writer.disconnect();
+      }
+      expect(refusal?.message).toMatch(/^OOM command not allowed when used memory > 'maxmemory'/);
+
+      // Act
+      const { result, metrics } = await probeRedis(full.port);
+
+      // Assert
+      expect(metricValue(metrics, M.redisUp)).toBe(1);
+      expect(metricValue(metrics, M.celeryQueueDepthTotal)).toBeGreaterThan(0);
+      expect(metricValue(metrics, M.redisMemoryUsedPercent)).toBeGreaterThanOrEqual(90);
+      expect(metrics.find((m) => m.name === M.redisMemoryUsedPercent)).toMatchObject({ unit: 'Percent', dimensions: { service: 'detection-probe' } });
+      expect(result.redisMemory).toMatchObject({ maxmemoryBytes: 2 * 1024 * 1024, policy: 'noeviction' });
+    });
+  });
+
+  describe('a Redis with INFO disabled (rename-command INFO "")', () => {
+    let noInfo: LocalRedis;
+    beforeAll(async () => {
+      noInfo = await startRedis(['--maxmemory', '2mb', '--rename-command', 'INFO', '']);
+    });
+    afterAll(async () => noInfo.stop());
+
+    it('is still up with its queue depth, publishes no RedisMemoryUsedPercent and logs a warning', async () => {
+      // Arrange: a managed Redis that refuses INFO still answers PING and LLEN
+      noInfo.cli('RPUSH', 'celery', 'a');
+
+      // Act
+      const { result, metrics, logs } = await probeRedis(noInfo.port);
+
+      // Assert
+      expect(result.targets.find((t) => t.target === 'redis')).toMatchObject({ up: true });
+      expect(metricValue(metrics, M.redisUp)).toBe(1);
+      expect(metricValue(metrics, M.celeryQueueDepthTotal)).toBe(1);
+      expect(metrics.filter((m) => m.name === M.redisMemoryUsedPercent)).toEqual([]);
+      expect(logs).toContainEqual(expect.objectContaining({ level: 'WARN', message: expect.stringContaining('INFO memory'), detail: expect.stringMatching(/unknown command/i) }));
+    });
+  });
+
+  it('publishes no RedisMemoryUsedPercent for a Redis without maxmemory (0: no limit), and still reports its eviction policy', async () => {
+    // Act: the suite's Redis runs with the default maxmemory 0
+    const { result, metrics } = await probeRedis(redis.port);
+
+    // Assert
+    expect(metricValue(metrics, M.redisUp)).toBe(1);
+    expect(metrics.filter((m) => m.name === M.redisMemoryUsedPercent)).toEqual([]);
+    expect(result.redisMemory).toMatchObject({ maxmemoryBytes: 0, policy: 'noeviction' });
+    expect(result.redisMemory?.usedBytes).toBeGreaterThan(0);
   });
 });
