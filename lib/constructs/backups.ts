@@ -13,7 +13,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { connectWithIamAuthStatement, decryptSecretStatement } from './database-statements';
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
-import { RunbookAlarm } from './runbook-alarm';
+import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 import {
   BACKUP_RUNNER_SERVICE,
   CORE_METRICS,
@@ -332,12 +332,7 @@ export class Backups extends Construct {
       ...common,
       what: 'FailedRun',
       summary: `a scheduled PostgreSQL backup run failed (see the backup-runner logs)`,
-      metric: new cloudwatch.MathExpression({
-        expression: `SUM([${Object.keys(failures).join(', ')}])`,
-        usingMetrics: failures,
-        period: fiveMinutes,
-        label: 'Failed backup runs',
-      }),
+      metric: sumOfCounts(failures, fiveMinutes, 'Failed backup runs'),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       evaluationPeriods: 1,

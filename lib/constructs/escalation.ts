@@ -18,7 +18,7 @@ import { EVENT_SOURCE } from '../../lambdas/shared/constants';
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
 import { acknowledgeHouseFunctionFindings, deadLetterAsyncFailures, HouseFunction } from './house-function';
 import { HumanSubscription, IncidentTopic } from './incident-topic';
-import { alarmNamePrefix, RunbookAlarm } from './runbook-alarm';
+import { alarmNamePrefix, RunbookAlarm, sumOfCounts } from './runbook-alarm';
 import { signedEndpoint } from './signed-endpoint';
 import { grantSecretValueRead } from './database-statements';
 
@@ -408,16 +408,15 @@ export class Escalation extends Construct {
       what: 'ExecutionsFailed',
       summary: 'an escalation execution failed, timed out or was aborted: nobody is being paged for its incident any more',
       firstActions: `${byHand} consulter l’exécution dans la console Step Functions`,
-      metric: new cloudwatch.MathExpression({
-        expression: 'failed + timedOut + aborted',
-        usingMetrics: {
+      metric: sumOfCounts(
+        {
           failed: this.stateMachine.metricFailed({ statistic: 'Sum', period: fiveMinutes }),
           timedOut: this.stateMachine.metricTimedOut({ statistic: 'Sum', period: fiveMinutes }),
           aborted: this.stateMachine.metricAborted({ statistic: 'Sum', period: fiveMinutes }),
         },
-        period: fiveMinutes,
-        label: 'EscalationExecutionsFailed',
-      }),
+        fiveMinutes,
+        'EscalationExecutionsFailed',
+      ),
     });
     return { deadLetters, ingestErrors, pagerErrors, executionsFailed };
   }

@@ -6,7 +6,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { RunbookAlarm } from './runbook-alarm';
+import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 
 /** The KMS calls that would make every backup unreadable: each one pages. */
 export const GUARDED_KEY_CALLS = ['ScheduleKeyDeletion', 'DisableKey'] as const;
@@ -71,15 +71,14 @@ export class KeyGuard extends Construct {
       runbookSection: 'Sauvegarde - 6. Rétention des backups',
       summary: `a call to ${GUARDED_KEY_CALLS.join(' or ')} targeted the backup or operations key (refused unless made by the break-glass role): every backup depends on the backup key`,
       firstActions: 'lire le message de la file KeyGuard (qui, quand, accepté ou refusé) ; si la suppression est programmée : aws kms cancel-key-deletion puis enable-key',
-      metric: new cloudwatch.MathExpression({
-        expression: 'events + undelivered',
-        usingMetrics: {
+      metric: sumOfCounts(
+        {
           events: this.events.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(5) }),
           undelivered: this.undelivered.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(5) }),
         },
-        period: Duration.minutes(5),
-        label: 'Key deletion or disable attempts',
-      }),
+        Duration.minutes(5),
+        'Key deletion or disable attempts',
+      ),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       evaluationPeriods: 1,

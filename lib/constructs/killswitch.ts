@@ -17,7 +17,7 @@ import { KILLSWITCH_INVALID_METRIC, KILLSWITCH_MODE_METRIC } from '../../lambdas
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
 import { acknowledgeHouseFunctionFindings, deadLetterAsyncFailures, HouseFunction } from './house-function';
 import { KillswitchParameter } from './killswitch-parameter';
-import { RunbookAlarm } from './runbook-alarm';
+import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 import { signedEndpoint } from './signed-endpoint';
 
 export interface KillswitchProps {
@@ -375,15 +375,14 @@ export class Killswitch extends Construct {
       what: 'InvalidValue',
       summary: `the killswitch value of ${props.parameterName} is malformed: every reader treats it as normal`,
       firstActions: 'atmr-dr killswitch enable|disable pour réécrire une valeur valide',
-      metric: new cloudwatch.MathExpression({
-        expression: 'notifier + responder',
-        usingMetrics: {
+      metric: sumOfCounts(
+        {
           notifier: serviceMetric(KILLSWITCH_INVALID_METRIC, KILLSWITCH_NOTIFIER_SERVICE),
           responder: serviceMetric(KILLSWITCH_INVALID_METRIC, KILLSWITCH_RESPONDER_SERVICE),
         },
-        period: fiveMinutes,
-        label: 'KillswitchInvalid',
-      }),
+        fiveMinutes,
+        'KillswitchInvalid',
+      ),
     });
     const answeredOutsideMaintenance = new RunbookAlarm(this, 'AnsweredOutsideMaintenanceAlarm', {
       ...common,

@@ -14,7 +14,7 @@ import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
 import { nagRender } from '../nag';
 import { decryptSecretStatement } from './database-statements';
 import { HouseFunction } from './house-function';
-import { RunbookAlarm } from './runbook-alarm';
+import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 
 /** Output key (and CLI deployed name) of the workflow's ARN. */
 export const RECOVERY_STATE_MACHINE_OUTPUT = 'RecoveryStateMachineArn';
@@ -124,15 +124,14 @@ export class Recovery extends Construct {
         runbookSection: 'Plan de backout - Base de données corrompue',
         summary: 'a point-in-time recovery failed, timed out or did not pass verification (the copy is deleted when it never became available).',
         firstActions: 'atmr-dr recover status ; relancer avec une autre heure (--to-time) ou restaurer un dump (atmr-dr restore latest).',
-        metric: new cloudwatch.MathExpression({
-          expression: 'failed + timedOut + aborted',
-          usingMetrics: {
+        metric: sumOfCounts(
+          {
             failed: this.stateMachine.metricFailed({ statistic: 'Sum', period: Duration.minutes(5) }),
             timedOut: this.stateMachine.metricTimedOut({ statistic: 'Sum', period: Duration.minutes(5) }),
             aborted: this.stateMachine.metricAborted({ statistic: 'Sum', period: Duration.minutes(5) }),
           },
-          period: Duration.minutes(5),
-        }),
+          Duration.minutes(5),
+        ),
         threshold: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         evaluationPeriods: 1,

@@ -12,7 +12,7 @@ import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { connectWithIamAuthStatement, decryptSecretStatement } from './database-statements';
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
-import { RunbookAlarm } from './runbook-alarm';
+import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 import { BACKUP_RUNNER_SERVICE, RUNNER_METRICS } from '../../lambdas/backup/runner-contract';
 import { RESTORE_TEST_ENV, RESTORE_TEST_METRICS, RESTORE_TEST_SERVICE, temporaryInstanceIdentifier } from '../../lambdas/restore/contract';
 import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
@@ -433,15 +433,14 @@ export class RestoreTest extends Construct {
           // Aborted too: a run stopped by hand, like one that timed out, runs no step after that, so
           // its temporary instance stays (billed, and next month's run refuses to start beside it).
           summary: `the restore test on a temporary instance failed, timed out or was stopped (a run that timed out or was stopped leaves its instance: check it is gone)`,
-          metric: new cloudwatch.MathExpression({
-            expression: 'failed + timedOut + aborted',
-            usingMetrics: {
+          metric: sumOfCounts(
+            {
               failed: this.stateMachine.machine.metricFailed({ statistic: 'Sum', period: Duration.hours(1) }),
               timedOut: this.stateMachine.machine.metricTimedOut({ statistic: 'Sum', period: Duration.hours(1) }),
               aborted: this.stateMachine.machine.metricAborted({ statistic: 'Sum', period: Duration.hours(1) }),
             },
-            period: Duration.hours(1),
-          }),
+            Duration.hours(1),
+          ),
           threshold: 1,
           comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
           ...common,

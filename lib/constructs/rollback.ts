@@ -16,7 +16,7 @@ import { BACKOUT_SETTINGS_ENV, BackoutSettings, pinParameterPrefix } from '../..
 import { lkgKey, rollbackKey } from '../../lambdas/backout/state';
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
 import { HouseFunction } from './house-function';
-import { RunbookAlarm } from './runbook-alarm';
+import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 import { nagRender } from '../nag';
 
 export interface RollbackServiceProps {
@@ -300,16 +300,15 @@ export class Rollback extends Construct {
       what: 'WorkflowFailed',
       summary: 'a backout or last-known-good workflow execution failed or timed out: the automatic rollback may not have run or reported.',
       firstActions: 'ouvrir la console Step Functions (exécutions en échec), puis npx atmr-dr rollback status.',
-      metric: new cloudwatch.MathExpression({
-        expression: 'FILL(rollback, 0) + FILL(bake, 0) + FILL(rollbackTimedOut, 0) + FILL(bakeTimedOut, 0)',
-        usingMetrics: {
+      metric: sumOfCounts(
+        {
           rollback: failed(this.rollbackMachine),
           bake: failed(this.bakeMachine),
           rollbackTimedOut: this.rollbackMachine.metricTimedOut({ period: Duration.minutes(1), statistic: 'Sum' }),
           bakeTimedOut: this.bakeMachine.metricTimedOut({ period: Duration.minutes(1), statistic: 'Sum' }),
         },
-        period: Duration.minutes(1),
-      }),
+        Duration.minutes(1),
+      ),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       evaluationPeriods: 1,

@@ -1,3 +1,4 @@
+import type { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as sns from 'aws-cdk-lib/aws-sns';
@@ -7,6 +8,23 @@ import { alarmNamePrefix, runbookAlarmName } from '../alarm-names';
 
 // The naming rule lives in lib/alarm-names.ts (no CDK import, the CLI uses it too).
 export { alarmNamePrefix, runbookAlarmName };
+
+/**
+ * The sum of counts that are published only when something happens (Step Functions' ExecutionsFailed,
+ * a metric emitted on an error, a queue nobody writes to), each term FILLed with 0. Metric math does
+ * not read a missing datapoint as 0: a sum whose term is silent at a timestamp has no value there, so
+ * `failed + timedOut + aborted` stayed empty while only one of them happened, and the alarm could not fire.
+ */
+export function sumOfCounts(metrics: Record<string, cloudwatch.IMetric>, period: Duration, label?: string): cloudwatch.MathExpression {
+  return new cloudwatch.MathExpression({
+    expression: Object.keys(metrics)
+      .map((id) => `FILL(${id}, 0)`)
+      .join(' + '),
+    usingMetrics: metrics,
+    period,
+    ...(label !== undefined && { label }),
+  });
+}
 
 /** CloudWatch caps alarm descriptions at 1024 characters. */
 const MAX_DESCRIPTION = 1024;

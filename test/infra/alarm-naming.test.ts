@@ -30,4 +30,20 @@ describe('alarm naming', () => {
     expect(() => runbookAlarmName('prod', 'back-ups', 'X')).toThrow(/PascalCase/);
     expect(() => runbookAlarmName('prod', 'Backups', 'no recent')).toThrow(/PascalCase/);
   });
+
+  it('reads a silent term of a sum as 0 in every alarm that adds metrics (FILL), so that one count alone fires it', () => {
+    // Metric math gives a sum no value where one term has no datapoint: Step Functions publish
+    // ExecutionsFailed, TimedOut and Aborted only when one happens, so `failed + timedOut + aborted`
+    // stayed empty and its alarm silent. A bare identifier beside "+" is such a term.
+    const { dataTemplate } = synthesizeApp();
+    const all = [...alarms, ...(Object.entries(dataTemplate.findResources('AWS::CloudWatch::Alarm')) as typeof alarms)];
+    const sums = all.flatMap(([logicalId, alarm]) =>
+      ((alarm.Properties.Metrics ?? []) as { Expression?: string }[]).filter((m) => m.Expression?.includes('+')).map((m) => [logicalId, m.Expression!] as const),
+    );
+    expect(sums.length).toBeGreaterThanOrEqual(7);
+    for (const [logicalId, expression] of sums) {
+      const bare = [...expression.matchAll(/(?:\b([A-Za-z]\w*)\s*\+)|(?:\+\s*([A-Za-z]\w*)\b(?!\s*\())/g)].map((m) => m[1] ?? m[2]);
+      expect([logicalId, expression, bare]).toEqual([logicalId, expression, []]);
+    }
+  });
 });

@@ -352,7 +352,7 @@ describe('backups construct (example environment, lambda runner)', () => {
         expect(m.Metric.Namespace).toBe('AtmrDr');
         expect(m.Metric.Dimensions).toContainEqual({ Name: 'service', Value: 'backup-runner' });
       }
-      expect(queries.find((q) => q.Expression)?.Expression).toMatch(/^SUM\(\[/);
+      expect(queries.find((q) => q.Expression)?.Expression).toBe('FILL(runFailure, 0) + FILL(hourlyFailure, 0) + FILL(dailyFailure, 0) + FILL(weeklyFailure, 0) + FILL(monthlyFailure, 0)');
     });
 
     it('fires when no hourly backup succeeded for 2 hours, missing data counting as breaching', () => {

@@ -175,7 +175,7 @@ describe('escalation alarms (the escalation machinery failing reaches the on-cal
 
   it('counts failed, timed-out and aborted executions of the escalation state machine', () => {
     const metrics = alarm('ExecutionsFailed')?.Metrics as { Id: string; Expression?: string; MetricStat?: { Metric: { Namespace: string; MetricName: string; Dimensions: { Name: string; Value: unknown }[] }; Stat: string } }[];
-    expect(metrics.find((m) => m.Expression)?.Expression).toBe('failed + timedOut + aborted');
+    expect(metrics.find((m) => m.Expression)?.Expression).toBe('FILL(failed, 0) + FILL(timedOut, 0) + FILL(aborted, 0)');
     const stats = metrics.filter((m) => m.MetricStat).map((m) => m.MetricStat!);
     expect(stats.map((m) => `${m.Metric.Namespace}/${m.Metric.MetricName}/${m.Stat}`).sort()).toEqual([
       'AWS/States/ExecutionsAborted/Sum',

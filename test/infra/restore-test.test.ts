@@ -286,7 +286,7 @@ describe('RestoreTest configuration', () => {
         Properties: { Metrics: { Expression?: string; MetricStat?: { Metric: { MetricName: string } } }[] };
       };
       const metrics = alarm.Properties.Metrics;
-      expect(metrics.find((m) => m.Expression)?.Expression).toBe('failed + timedOut + aborted');
+      expect(metrics.find((m) => m.Expression)?.Expression).toBe('FILL(failed, 0) + FILL(timedOut, 0) + FILL(aborted, 0)');
       expect(metrics.flatMap((m) => (m.MetricStat ? [m.MetricStat.Metric.MetricName] : [])).sort()).toEqual(['ExecutionsAborted', 'ExecutionsFailed', 'ExecutionsTimedOut']);
     });
 
