@@ -95,7 +95,7 @@ export class OpsStack extends Stack {
 
     const backout = config.backout;
     if (backout?.enabled) {
-      new Rollback(this, 'Rollback', {
+      const rollback = new Rollback(this, 'Rollback', {
         environmentName: config.name,
         dryRun: backout.dryRun,
         clusterName: backout.clusterName,
@@ -123,6 +123,8 @@ export class OpsStack extends Stack {
         killswitchParameterName: data.killswitchParameter.parameterName,
         incidentsTopic: this.incidentsTopic,
       });
+      // Its report is how a rollback reaches a human: named in the topic policy like every publisher.
+      escalation.incidentsTopic.allowPublisher(rollback.steps.function.role as iam.IRole, 'BackoutSteps');
     }
     const detectionProps = detectionPropsFromConfig(config, {
       topic: this.incidentsTopic,
