@@ -59,8 +59,14 @@ async function pause(ctx: RollbackCliContext, ms: number): Promise<boolean> {
   const signal = ctx.signal;
   if (signal?.aborted) return true;
   await new Promise<void>((resolve) => {
-    signal?.addEventListener('abort', () => resolve(), { once: true });
-    void ctx.sleep(ms).then(() => resolve());
+    // Removed when the sleep wins: one listener per poll would pile up on the signal, and past 10
+    // Node prints a MaxListenersExceededWarning on stderr in the middle of a rollback.
+    const onAbort = () => resolve();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    void ctx.sleep(ms).then(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    });
   });
   return Boolean(signal?.aborted);
 }
@@ -175,6 +181,12 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
     await publishMetrics(ctx, state);
     throw new OperatorError(`rollback: ${state.reason}${notTold}`, 1);
   }
+  // Ctrl-C during the guards (the actor lookup, the lock): nothing was sent to ECS yet, and nothing
+  // is; the lock the guards took is released so that the next rollback is not refused.
+  if (ctx.signal?.aborted) {
+    await releaseLock(ctx.deps.doc, ctx.settings.tableName, plan.service, state.owner);
+    throw new OperatorError(`rollback: interrupted before UpdateService: nothing changed; the lock is released`, 1);
+  }
   try {
     state = await rollOut(ctx.deps, ctx.settings, state);
     if (state.rollout) ctx.print(`UpdateService sent; ${pinLine(state.service, state.rollout, state.from?.taskDefinitionArn)}`);
@@ -198,7 +210,9 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
   await publishMetrics(ctx, state);
   for (const line of state.checks?.lines ?? []) ctx.print(`  ${line}`);
   ctx.print(`${result.outcome}: ${result.summary}`);
-  if (notTold) throw new OperatorError(`rollback: ${result.outcome}${notTold}`, 1);
+  // Nobody else was told: the pin advice must not be lost with the topic.
+  const pinAdvice = state.rollout?.pinError ? `; the pin ${state.rollout.pin} was not written either (${state.rollout.pinError}): hold the deploys of ${plan.service} and write the pin by hand` : '';
+  if (notTold) throw new OperatorError(`rollback: ${result.outcome}${notTold}${pinAdvice}`, 1);
   if (ctx.signal?.aborted && state.rollout) {
     throw new OperatorError(`rollback: interrupted while following the rollout: UpdateService was sent and ECS goes on with it; the lock is released; follow it with "atmr-dr rollback status --service ${plan.service}"`, 1);
   }
@@ -258,6 +272,8 @@ export async function migrationCommand(ctx: RollbackCliContext, options: { reado
     throw new OperatorError(`rollback: another rollback of ${service.serviceName} holds the lock; see "rollback status", nothing changed`, 3);
   }
   try {
+    // Ctrl-C during the actor lookup or the lock: nothing was prepared; the finally releases the lock.
+    if (ctx.signal?.aborted) throw new OperatorError('rollback: interrupted before the snapshot and the killswitch: nothing changed; the lock is released', 1);
     const preparation = await prepareDowngrade(ctx.deps, ctx.settings, revision, `manual downgrade by ${actor}`);
     ctx.print(preparation.snapshotId ? `  snapshot ${preparation.snapshotId} started` : `  PITR restore point ${preparation.pitr?.restoreTo}`);
     // A task ECS refuses to run (a revision gone, throttling) or that cannot be followed is a failed
@@ -274,10 +290,17 @@ export async function migrationCommand(ctx: RollbackCliContext, options: { reado
     const notTold = await ctx.deps.sns
       .send(new PublishCommand({ TopicArn: ctx.settings.topicArn, Subject: `[atmr-dr] ${result.ok ? '' : 'ACTION NEEDED: '}migration downgrade ${ctx.settings.environmentName}`.slice(0, 100), Message: lines.join('\n') }))
       .then(() => '', notToldLine);
-    await (ctx.deps.events as EventBridgeClient).send(
-      new PutEventsCommand({ Entries: [{ Source: EVENT_SOURCE, DetailType: 'Migration Downgrade Finished', Detail: JSON.stringify({ summary, at: new Date().toISOString(), actor: actor || BACKOUT_ACTOR, revision, ...result }) }] }),
-    );
+    // The event feeds the timeline; its failure is a warning, never the command's last line (which
+    // says whether the downgrade worked and the killswitch stays in maintenance).
+    await (ctx.deps.events as EventBridgeClient)
+      .send(
+        new PutEventsCommand({ Entries: [{ Source: EVENT_SOURCE, DetailType: 'Migration Downgrade Finished', Detail: JSON.stringify({ summary, at: new Date().toISOString(), actor: actor || BACKOUT_ACTOR, revision, ...result }) }] }),
+      )
+      .catch((error: unknown) => ctx.print(`warning: the Migration Downgrade Finished event was not sent: ${namedLine(error)}`));
     if (result.ok && notTold) throw new OperatorError(`rollback: migration downgrade done${notTold}`, 1);
+    if (ctx.signal?.aborted && !result.ok && task.taskArn === null) {
+      throw new OperatorError(`rollback: interrupted before the migration task started: the schema is unchanged; the killswitch stays in maintenance (atmr-dr killswitch disable once the API may serve again); the lock is released${notTold}`, 1);
+    }
     if (ctx.signal?.aborted && !result.ok) {
       throw new OperatorError(`rollback: interrupted while following the migration task ${task.taskArn ?? ''}: it may still be running (aws ecs describe-tasks); the killswitch stays in maintenance; the lock is released${notTold}`, 1);
     }

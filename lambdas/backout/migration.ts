@@ -184,6 +184,8 @@ export async function runMigrationTask(
   timeoutSeconds = 900,
 ): Promise<MigrationTaskResult> {
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  // Stopped before the task exists (Ctrl-C during the preparation): the schema is not touched.
+  if (deps.stopped?.()) return { taskArn: null, exitCode: null, stoppedReason: 'not started: interrupted before RunTask, the schema is unchanged', startedAt: null, stoppedAt: null };
   const { tasks, failures } = await deps.ecs.send(new RunTaskCommand(migrationRunTaskInput(settings, currentTaskDefinition, revision)));
   const taskArn = tasks?.[0]?.taskArn;
   if (!taskArn) throw new OperatorError(`backout: ECS did not start the migration task (${failures?.[0]?.reason ?? 'no reason given'})`, 1);

@@ -1,8 +1,11 @@
 import { GetMetricDataCommand, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { DescribeServicesCommand, DescribeTasksCommand, RunTaskCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
+import { PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { CreateDBSnapshotCommand } from '@aws-sdk/client-rds';
 import { PublishCommand } from '@aws-sdk/client-sns';
 import { GetParameterCommand, PutParameterCommand } from '@aws-sdk/client-ssm';
 import { spawn, spawnSync } from 'node:child_process';
+import { getEventListeners } from 'node:events';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -92,6 +95,19 @@ describe('atmr-dr rollback service --wait (child process) stopped by a signal wh
   });
 });
 const { mocks } = suite;
+
+/** The killswitch parameter as SSM keeps it (read, then versioned writes), starting in normal mode. */
+function killswitchInSsm(): { value: string; version: number } {
+  const killswitch = { value: JSON.stringify({ mode: 'normal', reason: 'r', actor: 'a', updatedAt: '2026-05-01T00:00:00.000Z', expiresAt: null }), version: 1 };
+  mocks.ssm.on(GetParameterCommand).callsFake(() => ({ Parameter: { Value: killswitch.value, Version: killswitch.version } }));
+  mocks.ssm.on(PutParameterCommand).callsFake((input: { Value: string }) => {
+    killswitch.value = input.Value;
+    killswitch.version += 1;
+    return { Version: killswitch.version };
+  });
+  return killswitch;
+}
+
 let printed: string[];
 
 /**
@@ -346,13 +362,7 @@ describe('rollback status and migration', () => {
 
   it('stops non-zero on a migration task that exits 1, keeps maintenance and releases the lock', async () => {
     const ctx = await context();
-    const killswitch = { value: JSON.stringify({ mode: 'normal', reason: 'r', actor: 'a', updatedAt: '2026-05-01T00:00:00.000Z', expiresAt: null }), version: 1 };
-    mocks.ssm.on(GetParameterCommand).callsFake(() => ({ Parameter: { Value: killswitch.value, Version: killswitch.version } }));
-    mocks.ssm.on(PutParameterCommand).callsFake((input: { Value: string }) => {
-      killswitch.value = input.Value;
-      killswitch.version += 1;
-      return { Version: killswitch.version };
-    });
+    const killswitch = killswitchInSsm();
     mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t1' }] });
     mocks.ecs.on(DescribeTasksCommand).resolves({ tasks: [{ lastStatus: 'STOPPED', containers: [{ name: 'api', exitCode: 1 }] }] });
 
@@ -365,13 +375,7 @@ describe('rollback status and migration', () => {
   it('Ctrl-C while the migration task runs: stops following it, keeps maintenance, says the task may still run, releases the lock', async () => {
     const aborter = new AbortController();
     const ctx = { ...(await context()), signal: aborter.signal, sleep: async () => aborter.abort(new Error('received SIGINT')) };
-    const killswitch = { value: JSON.stringify({ mode: 'normal', reason: 'r', actor: 'a', updatedAt: '2026-05-01T00:00:00.000Z', expiresAt: null }), version: 1 };
-    mocks.ssm.on(GetParameterCommand).callsFake(() => ({ Parameter: { Value: killswitch.value, Version: killswitch.version } }));
-    mocks.ssm.on(PutParameterCommand).callsFake((input: { Value: string }) => {
-      killswitch.value = input.Value;
-      killswitch.version += 1;
-      return { Version: killswitch.version };
-    });
+    const killswitch = killswitchInSsm();
     mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t2' }] });
     // Still running when Ctrl-C comes; it would stop later with exit 0, which the command no longer waits for.
     const running = { tasks: [{ lastStatus: 'RUNNING', containers: [{ name: 'api' }] }] };
@@ -389,13 +393,7 @@ describe('rollback status and migration', () => {
 
   it('reports a migration task ECS refuses to run: maintenance kept and said, the incidents topic told, lock released, exit 1', async () => {
     const ctx = await context();
-    const killswitch = { value: JSON.stringify({ mode: 'normal', reason: 'r', actor: 'a', updatedAt: '2026-05-01T00:00:00.000Z', expiresAt: null }), version: 1 };
-    mocks.ssm.on(GetParameterCommand).callsFake(() => ({ Parameter: { Value: killswitch.value, Version: killswitch.version } }));
-    mocks.ssm.on(PutParameterCommand).callsFake((input: { Value: string }) => {
-      killswitch.value = input.Value;
-      killswitch.version += 1;
-      return { Version: killswitch.version };
-    });
+    const killswitch = killswitchInSsm();
     mocks.ecs.on(RunTaskCommand).rejects(Object.assign(new Error('Unable to describe task definition.'), { name: 'ClientException' }));
 
     const run = migrationCommand(ctx, { to: 'aaa111', yes: true });
@@ -407,5 +405,106 @@ describe('rollback status and migration', () => {
     expect(published[0].Subject).toBe('[atmr-dr] ACTION NEEDED: migration downgrade test');
     expect(published[0].Message).toMatch(/could not run or follow the migration task: Unable to describe task definition\./);
     expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+  });
+});
+
+describe('rollback service and migration stopped by Ctrl-C before they change anything', () => {
+  it('rollback service: a Ctrl-C during the guards sends no UpdateService, releases the lock, and says nothing changed', async () => {
+    // Arrange: the interrupt arrives while the guards look up the actor (a slow STS)
+    const aborter = new AbortController();
+    const ctx = { ...(await context()), signal: aborter.signal, actor: async () => (aborter.abort(new Error('received SIGINT')), 'alice') };
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+
+    // Act
+    const run = serviceCommand(ctx, { service: 'atmr-api', yes: true, wait: true });
+
+    // Assert
+    await expect(run).rejects.toThrow('rollback: interrupted before UpdateService: nothing changed; the lock is released');
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+    expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+  });
+
+  it('rollback migration: a Ctrl-C before the preparation takes no snapshot, leaves the killswitch and runs no task', async () => {
+    const aborter = new AbortController();
+    const ctx = { ...(await context()), signal: aborter.signal, actor: async () => (aborter.abort(new Error('received SIGINT')), 'alice') };
+    const killswitch = killswitchInSsm();
+
+    const run = migrationCommand(ctx, { to: 'aaa111', yes: true });
+
+    await expect(run).rejects.toThrow('rollback: interrupted before the snapshot and the killswitch: nothing changed; the lock is released');
+    expect(mocks.rds.commandCalls(CreateDBSnapshotCommand)).toHaveLength(0);
+    expect(JSON.parse(killswitch.value).mode).toBe('normal');
+    expect(mocks.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
+    expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+  });
+
+  it('rollback migration: a Ctrl-C during the preparation runs no task, says the schema is unchanged and maintenance kept', async () => {
+    // Arrange: the interrupt arrives while the snapshot is being started
+    const aborter = new AbortController();
+    const ctx = { ...(await context()), signal: aborter.signal };
+    const killswitch = killswitchInSsm();
+    mocks.rds.on(CreateDBSnapshotCommand).callsFake(() => {
+      aborter.abort(new Error('received SIGINT'));
+      return {};
+    });
+
+    // Act
+    const run = migrationCommand(ctx, { to: 'aaa111', yes: true });
+
+    // Assert
+    await expect(run).rejects.toThrow(/^rollback: interrupted before the migration task started: the schema is unchanged; the killswitch stays in maintenance .*; the lock is released$/);
+    expect(mocks.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
+    expect(JSON.parse(killswitch.value).mode).toBe('maintenance');
+    expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+  });
+});
+
+describe('rollback follow-up details', () => {
+  it('leaves no abort listener behind after many polls (past 10, Node warns on stderr in the middle of the rollback)', async () => {
+    // Arrange: a deployment that stays in progress for 12 polls, then steady
+    const aborter = new AbortController();
+    const ctx = { ...(await context({ clock: '2026-06-01T10:00:00.000Z' })), signal: aborter.signal };
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    const inProgress = service(GOOD, { rolloutState: 'IN_PROGRESS', others: 1 });
+    let calls = 0;
+    mocks.ecs.on(DescribeServicesCommand).callsFake(() => (++calls <= 2 ? service(BAD) : calls <= 14 ? inProgress : service(GOOD)));
+    mocks.cloudwatch.on(GetMetricDataCommand).resolves(metricData({ errorPercent: 0.2 }));
+    (ctx.deps as { fetch?: typeof fetch }).fetch = healthyProbe();
+    mocks.ssm.on(PutParameterCommand).resolves({ Version: 1 });
+
+    // Act
+    await serviceCommand(ctx, { service: 'atmr-api', yes: true, wait: true });
+
+    // Assert
+    expect(calls).toBeGreaterThan(12);
+    expect(getEventListeners(aborter.signal, 'abort')).toHaveLength(0);
+  });
+
+  it('says in its last line that the pin is missing too when the incidents topic also refused the report', async () => {
+    const ctx = await context({ clock: '2026-06-01T10:00:00.000Z' });
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    arrangeRollout();
+    (ctx.deps as { fetch?: typeof fetch }).fetch = healthyProbe();
+    mocks.ssm.on(PutParameterCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+    mocks.sns.on(PublishCommand).rejects(Object.assign(new Error('User is not authorized to perform SNS:Publish'), { name: 'AuthorizationErrorException' }));
+
+    const run = serviceCommand(ctx, { service: 'atmr-api', yes: true, wait: true });
+
+    await expect(run).rejects.toThrow(
+      /incidents topic was not told .*: tell the on-call by hand; the pin \/atmr-dr\/test\/backout\/pinned\/atmr-api was not written either \(ThrottlingException: Rate exceeded\): hold the deploys of atmr-api and write the pin by hand$/,
+    );
+  });
+
+  it('rollback migration: an EventBridge that refuses the timeline event is a warning, the downgrade result stays the last word', async () => {
+    const ctx = await context();
+    killswitchInSsm();
+    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t4' }] });
+    mocks.ecs.on(DescribeTasksCommand).resolves({ tasks: [{ lastStatus: 'STOPPED', containers: [{ name: 'api', exitCode: 0 }] }] });
+    mocks.events.on(PutEventsCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+
+    await migrationCommand(ctx, { to: 'aaa111', yes: true });
+
+    expect(printed).toContainEqual(expect.stringMatching(/^atmr-api: migration downgrade to aaa111 by alice: downgrade exited 0/));
+    expect(printed.at(-1)).toBe('warning: the Migration Downgrade Finished event was not sent: ThrottlingException: Rate exceeded');
   });
 });
