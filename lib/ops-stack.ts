@@ -136,7 +136,7 @@ export class OpsStack extends Stack {
     const detection = detectionProps ? new Detection(this, 'Detection', detectionProps) : undefined;
     const recovery = resolveRecoveryConfig(config);
     if (recovery.enabled) {
-      new Recovery(this, 'Recovery', {
+      const recoveryWorkflow = new Recovery(this, 'Recovery', {
         environmentName: config.name,
         sourceInstanceIdentifier: config.database.instanceIdentifier,
         newInstancePrefix: recovery.newInstancePrefix,
@@ -157,6 +157,9 @@ export class OpsStack extends Stack {
         subnets: privateSubnets,
         databaseSecurityGroup,
       });
+      // Its PageOnCall and PageVerificationFailed steps publish to the incidents topic: named in its
+      // policy like every publisher.
+      escalation.incidentsTopic.namePublisher(recoveryWorkflow.stateMachine.role, 'RecoveryWorkflow');
     }
 
     const graphs: DashboardGraph[] = [

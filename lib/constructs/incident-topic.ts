@@ -67,10 +67,19 @@ export class IncidentTopic extends Construct {
 
   /** Lets one of the app's roles publish: named in the topic policy and granted on its side. */
   allowPublisher(role: iam.IRole, sid: string): void {
+    this.namePublisher(role, sid);
+    this.topic.grantPublish(role);
+  }
+
+  /**
+   * Names in the topic policy a role whose own side is already granted by its construct (a Step
+   * Functions SnsPublish task, with the key's actions narrowed there): the policy still lists every
+   * publisher, and no broader grant is added to the role.
+   */
+  namePublisher(role: iam.IRole, sid: string): void {
     this.topic.addToResourcePolicy(
       new iam.PolicyStatement({ sid, principals: [new iam.ArnPrincipal(role.roleArn)], actions: ['sns:Publish'], resources: [this.topic.topicArn] }),
     );
-    this.topic.grantPublish(role);
   }
 
   /**
