@@ -8,10 +8,10 @@ import { RestoreTestDeps, RestoreTestOptions, runRestoreTest } from '../../lambd
 import { createS3Client } from '../../lambdas/shared/aws';
 import { PgConnection } from '../../lambdas/shared/pg-connection';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
-import { type PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
+import { psql } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { FIXTURE_SQL } from './backup-fixture';
-import { databaseExists, databaseFingerprint, databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
+import { databaseExists, databaseFingerprint, databasesLike, serverThatGoesAway, writeFixtureBackup } from '../lambdas/restore/fixtures';
 
 const cluster = testCluster();
 let localS3: LocalS3;
@@ -257,34 +257,15 @@ describe('restore test (test_backup_restore, automated)', () => {
 });
 
 describe('a server that goes away during the restore test', () => {
-  // A cluster of its own: the test stops it.
-  let own: PostgresCluster | undefined;
-  afterAll(() => {
-    // The test stopped the server: pg_ctl stop may answer that none runs; the directory goes anyway.
-    try {
-      if (own) stopPostgres(own);
-    } catch {
-      // nothing runs
-    }
-  });
-
   it('reports the scratch database as not created, and names the staging database left with its DROP, when the server is gone before the swap', async () => {
-    // Arrange: a published backup on a cluster of its own, and a pg_restore that stops the server (fast shutdown) and fails
-    own = await startPostgres();
-    psql(own, 'postgres', 'CREATE DATABASE gone_rt_src');
-    psql(own, 'gone_rt_src', 'CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100);');
-    await writeFixtureBackup(s3, localS3.bucket, own, 'gone_rt_src', { tier: 'weekly' });
-    const binDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-server-gone-'));
-    fs.writeFileSync(
-      path.join(binDir, 'pg_restore'),
-      `#!/bin/sh\nkill -INT "$(head -1 '${own.dataDir}/postmaster.pid')"\nsleep 1\necho "pg_restore: error: connection to server lost" >&2\nexit 1\n`,
-      { mode: 0o755 },
-    );
-    const ownTarget: PgConnection = { host: own.host, port: own.port, user: own.user, database: 'postgres' };
-
+    // Arrange: a published backup on a cluster of its own, and a pg_restore that stops that server and fails
+    const gone = await serverThatGoesAway('gone_rt_src');
     try {
+      await writeFixtureBackup(s3, localS3.bucket, gone.cluster, 'gone_rt_src', { tier: 'weekly' });
+      const ownTarget: PgConnection = { host: gone.cluster.host, port: gone.cluster.port, user: gone.cluster.user, database: 'postgres' };
+
       // Act
-      const report = await runRestoreTest({ s3, bucket: localS3.bucket, target: ownTarget, pgBinDir: binDir }, { ...OPTIONS, takeBackup: false, tier: 'weekly', database: 'gone_rt_src' });
+      const report = await runRestoreTest({ s3, bucket: localS3.bucket, target: ownTarget, pgBinDir: gone.pgBinDir }, { ...OPTIONS, takeBackup: false, tier: 'weekly', database: 'gone_rt_src' });
 
       // Assert: the scratch database is only ever created by the swap, which never came; what is left is the staging one
       expect(report.ok).toBe(false);
@@ -292,7 +273,7 @@ describe('a server that goes away during the restore test', () => {
       expect(report.scratchDropped).toBe(true);
       expect(report.error).toMatch(/could not drop staging database (atmr_dr_restore_test_\w+_restore_\w+) \(cannot connect to .*\): drop it with DROP DATABASE "\1" WITH \(FORCE\)$/);
     } finally {
-      fs.rmSync(binDir, { recursive: true, force: true });
+      gone.cleanup();
     }
   }, 120_000);
 });

@@ -14,10 +14,10 @@ import { listBackups, resolveBackup } from '../../lambdas/restore/catalog';
 import { RestoreDeps, restoreBackup, stagingName } from '../../lambdas/restore/restore';
 import { GoodObject, verifyBackup } from '../../lambdas/restore/verify';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
-import { type PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
+import { psql } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { FIXTURE_SQL } from './backup-fixture';
-import { databaseDigest, databaseExists, databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
+import { databaseDigest, databaseExists, databasesLike, serverThatGoesAway, writeFixtureBackup } from '../lambdas/restore/fixtures';
 
 const cluster = testCluster();
 const connection: PgConnection = { host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' };
@@ -712,34 +712,15 @@ describe('catalog', () => {
 });
 
 describe('a server that goes away during the load', () => {
-  // A cluster of its own: the test stops it.
-  let own: PostgresCluster | undefined;
-  afterAll(() => {
-    // The test stopped the server: pg_ctl stop may answer that none runs; the directory goes anyway.
-    try {
-      if (own) stopPostgres(own);
-    } catch {
-      // nothing runs
-    }
-  });
-
   it('names the staging database it could not drop, with the DROP to run, in the last line', async () => {
-    // Arrange: a backup of a database on the cluster, and a pg_restore that stops the server (fast shutdown) and fails
-    own = await startPostgres();
-    psql(own, 'postgres', 'CREATE DATABASE gone_src');
-    psql(own, 'gone_src', 'CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100);');
-    const backup = await writeFixtureBackup(s3, localS3.bucket, own, 'gone_src', { tier: 'weekly', pointers: 'none' });
-    const binDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-server-gone-'));
-    fs.writeFileSync(
-      path.join(binDir, 'pg_restore'),
-      `#!/bin/sh\nkill -INT "$(head -1 '${own.dataDir}/postmaster.pid')"\nsleep 1\necho "pg_restore: error: connection to server lost" >&2\nexit 1\n`,
-      { mode: 0o755 },
-    );
-    const ownConnection: PgConnection = { host: own.host, port: own.port, user: own.user, database: 'postgres' };
-
+    // Arrange: a backup of a database on a cluster of its own, and a pg_restore that stops that server and fails
+    const gone = await serverThatGoesAway('gone_src');
     try {
+      const backup = await writeFixtureBackup(s3, localS3.bucket, gone.cluster, 'gone_src', { tier: 'weekly', pointers: 'none' });
+      const ownConnection: PgConnection = { host: gone.cluster.host, port: gone.cluster.port, user: gone.cluster.user, database: 'postgres' };
+
       // Act
-      const error = await restoreBackup({ s3, bucket: localS3.bucket, connection: ownConnection, pgBinDir: binDir }, { ref: backup.manifestKey, targetDb: 'gone_target' }).then(
+      const error = await restoreBackup({ s3, bucket: localS3.bucket, connection: ownConnection, pgBinDir: gone.pgBinDir }, { ref: backup.manifestKey, targetDb: 'gone_target' }).then(
         () => undefined,
         (e: unknown) => e as OperatorError,
       );
@@ -750,7 +731,7 @@ describe('a server that goes away during the load', () => {
       );
       expect(error?.exitCode).toBe(1);
     } finally {
-      fs.rmSync(binDir, { recursive: true, force: true });
+      gone.cleanup();
     }
   }, 120_000);
 });

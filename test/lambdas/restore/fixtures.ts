@@ -8,7 +8,7 @@ import { gzipSync } from 'node:zlib';
 import type { Template } from 'aws-cdk-lib/assertions';
 import { BackupManifest, BackupManifestSchema } from '../../../lambdas/shared/manifest';
 import { BackupTier, LATEST_POINTER_KEY, backupObjectKeys, latestDatabasePointerKey, latestDatabaseTierPointerKey, latestTierPointerKey } from '../../../lambdas/shared/s3-layout';
-import { PostgresCluster, psql } from '../../support/postgres';
+import { PostgresCluster, psql, startPostgres, stopPostgres } from '../../support/postgres';
 import { DIGEST_SQL } from '../../integration/backup-fixture';
 
 /**
@@ -165,5 +165,34 @@ export function databaseFingerprint(cluster: PostgresCluster, database: string):
          FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = ${literal}`,
     ),
     database: psql(cluster, 'postgres', `SELECT datallowconn::text || ':' || datconnlimit::text || ':' || coalesce(datacl::text, '') FROM pg_database WHERE datname = ${literal}`),
+  };
+}
+
+/**
+ * A PostgreSQL cluster of the test's own holding `database` (one small table), and a bin directory
+ * whose pg_restore stops that server (fast shutdown) and fails as pg_restore does when its server
+ * goes away mid-load. `cleanup` removes both; the server is already stopped by then, which is fine.
+ */
+export async function serverThatGoesAway(database: string): Promise<{ cluster: PostgresCluster; pgBinDir: string; cleanup(): void }> {
+  const cluster = await startPostgres();
+  psql(cluster, 'postgres', `CREATE DATABASE ${database}`);
+  psql(cluster, database, 'CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100);');
+  const pgBinDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-server-gone-'));
+  fs.writeFileSync(
+    path.join(pgBinDir, 'pg_restore'),
+    `#!/bin/sh\nkill -INT "$(head -1 '${cluster.dataDir}/postmaster.pid')"\nsleep 1\necho "pg_restore: error: connection to server lost" >&2\nexit 1\n`,
+    { mode: 0o755 },
+  );
+  return {
+    cluster,
+    pgBinDir,
+    cleanup() {
+      fs.rmSync(pgBinDir, { recursive: true, force: true });
+      try {
+        stopPostgres(cluster);
+      } catch {
+        // pg_ctl stop answers that no server runs; the data directory goes anyway
+      }
+    },
   };
 }
