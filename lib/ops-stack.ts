@@ -94,8 +94,9 @@ export class OpsStack extends Stack {
     const keyGuard = new KeyGuard(this, 'KeyGuard', { environmentName: config.name, keys: [data.backupKey, data.opsKey], alarmTopic: this.incidentsTopic });
 
     const backout = config.backout;
+    let rollback: Rollback | undefined;
     if (backout?.enabled) {
-      const rollback = new Rollback(this, 'Rollback', {
+      rollback = new Rollback(this, 'Rollback', {
         environmentName: config.name,
         dryRun: backout.dryRun,
         clusterName: backout.clusterName,
@@ -135,8 +136,9 @@ export class OpsStack extends Stack {
     });
     const detection = detectionProps ? new Detection(this, 'Detection', detectionProps) : undefined;
     const recovery = resolveRecoveryConfig(config);
+    let recoveryWorkflow: Recovery | undefined;
     if (recovery.enabled) {
-      const recoveryWorkflow = new Recovery(this, 'Recovery', {
+      recoveryWorkflow = new Recovery(this, 'Recovery', {
         environmentName: config.name,
         sourceInstanceIdentifier: config.database.instanceIdentifier,
         newInstancePrefix: recovery.newInstancePrefix,
@@ -190,6 +192,10 @@ export class OpsStack extends Stack {
         ...Object.values(killswitch.alarms),
         keyGuard.alarm,
         ...Object.values(detection?.alarms ?? {}),
+        // Every alarm of the stack: the on-call reads one status board, backout, escalation and recovery included.
+        ...(rollback ? [rollback.errorRateAlarm, rollback.noHealthyHostsAlarm, rollback.workflowFailedAlarm, rollback.deadLettersAlarm] : []),
+        ...Object.values(escalation.alarms),
+        ...Object.values(recoveryWorkflow?.alarms ?? {}),
       ].filter(
         (alarm): alarm is NonNullable<typeof alarm> => alarm !== undefined,
       ),

@@ -162,9 +162,9 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
         for (const queue of redis.queues) depths[queue] = await client.llen(queue);
         // After PING and LLEN, in the same session: a full Redis still answers those, only its memory
         // shows it. A refused INFO (renamed or denied on a managed Redis) is caught here so that it
-        // costs the memory metric only, never RedisUp.
-        const memory = await client
-          .info('memory')
+        // costs the memory metric only, never RedisUp; so is one that does not answer, which gets a
+        // quarter of the Redis deadline (the rest of it stays for PING and LLEN).
+        const memory = await withTimeout(Math.floor(redis.timeoutMs / 4), () => client.info('memory'))
           .then((info) => ({ ok: true as const, value: redisMemoryFromInfo(info) }))
           .catch((error: unknown) => ({ ok: false as const, error }));
         return { depths, memory };

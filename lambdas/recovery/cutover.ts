@@ -8,6 +8,7 @@ import { Client, ClientConfig } from 'pg';
 import { randomUUID } from 'node:crypto';
 import { readKillswitch, writeKillswitch } from '../killswitch/core';
 import type { KillswitchValue } from '../killswitch/value';
+import { checkHttp } from '../detection/targets';
 import { OperatorError, oneLine } from '../shared/errors';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
 import { CutoverStepReport, JournalEntry, JournalUndo, RECOVERY_EVENTS, RecoveryRecord, RecoveryStatus } from './contract';
@@ -598,12 +599,11 @@ function waitReady(fetchFn: typeof fetch, url: string, timeoutSeconds: number, p
     polling,
     timeoutSeconds,
     async () => {
-      try {
-        const response = await fetchFn(url, { signal: AbortSignal.timeout(10_000) });
-        return response.status === 200 ? undefined : `HTTP ${response.status}`;
-      } catch (error) {
-        return oneLine(error);
-      }
+      // The probe's own check: redirects are not followed (a /ready sent to a sign-in page that
+      // answers 200 is not a ready API), and at most 64 KiB of the body is read.
+      const result = await checkHttp(url, 10_000, fetchFn);
+      if (result.up) return undefined;
+      return result.reason?.startsWith('http-') ? `HTTP ${result.reason.slice('http-'.length)}` : `${result.reason}${result.detail ? `: ${result.detail}` : ''}`;
     },
     (last) => `${url} did not answer 200 within ${timeoutSeconds} s (last: ${last})`,
   );

@@ -33,4 +33,13 @@ describe('on-call dashboard', () => {
     expect(alarmIds.length).toBeGreaterThanOrEqual(8);
     for (const id of alarmIds) expect(body).toContain(`"Fn::GetAtt":["${id}","Arn"]`);
   });
+
+  it('shows the status of every alarm of the ops stack, the backout, escalation and recovery ones included', () => {
+    const { opsTemplate } = synthesizeApp();
+    const alarmIds = Object.keys(opsTemplate.findResources('AWS::CloudWatch::Alarm'));
+
+    expect(alarmIds.filter((id) => /^(Rollback|Escalation|Recovery)/.test(id)).length).toBeGreaterThanOrEqual(8);
+    const missing = alarmIds.filter((id) => !body.includes(`"Fn::GetAtt":["${id}","Arn"]`));
+    expect(missing).toEqual([]);
+  });
 });

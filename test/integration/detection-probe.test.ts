@@ -406,6 +406,33 @@ describe('health probe: Redis memory (INFO memory)', () => {
     });
   });
 
+  it('stays up when INFO never answers (a Redis busy with it, a proxy that drops it): the memory figure is given up, not RedisUp', async () => {
+    // Arrange: a TCP proxy to the suite's Redis that forwards everything but INFO, which it swallows
+    const proxy = net.createServer((client) => {
+      const upstream = net.connect(redis.port, '127.0.0.1');
+      upstream.pipe(client);
+      client.on('data', (chunk: Buffer) => {
+        if (!/\binfo\b/i.test(chunk.toString('latin1'))) upstream.write(chunk);
+      });
+      const end = () => (client.destroy(), upstream.destroy());
+      client.on('close', end).on('error', end);
+      upstream.on('close', end).on('error', end);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      // Act
+      const { result, metrics, logs } = await probeRedis((proxy.address() as AddressInfo).port);
+
+      // Assert
+      expect(result.targets.find((t) => t.target === 'redis')).toMatchObject({ up: true });
+      expect(metricValue(metrics, M.redisUp)).toBe(1);
+      expect(metrics.filter((m) => m.name === M.redisMemoryUsedPercent)).toEqual([]);
+      expect(logs).toContainEqual(expect.objectContaining({ level: 'WARN', message: expect.stringContaining('INFO memory'), reason: 'timeout' }));
+    } finally {
+      proxy.close();
+    }
+  });
+
   it('publishes no RedisMemoryUsedPercent for a Redis without maxmemory (0: no limit), and still reports its eviction policy', async () => {
     // Act: the suite's Redis runs with the default maxmemory 0
     const { result, metrics } = await probeRedis(redis.port);

@@ -44,7 +44,10 @@ let secretValue: Record<string, unknown>;
 
 beforeAll(async () => {
   dynamo = await startLocalDynamo();
-  ready = http.createServer((_req, res) => {
+  ready = http.createServer((req, res) => {
+    // A sign-in page that answers 200 to anyone: where a misconfigured /ready redirects.
+    if (req.url === '/login') return void res.end('<html>sign in</html>');
+    if (readyStatus === 302) return void res.writeHead(302, { location: '/login' }).end();
     res.statusCode = readyStatus;
     res.end(readyStatus === 200 ? '{"status":"ready"}' : '{"status":"not ready"}');
   });
@@ -208,6 +211,17 @@ describe('cutover', () => {
     expect(ssm.commandCalls(PutParameterCommand)).toHaveLength(0);
     expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(0);
     expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+  });
+
+  it('does not take a /ready that redirects (to a sign-in page answering 200) for ready: the cutover fails and is undone', async () => {
+    const id = await verifiedRecovery();
+    readyStatus = 302;
+
+    const result = await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice');
+
+    expect(result.ok).toBe(false);
+    expect(result.error).toMatch(/\/ready did not answer 200 within 0 s \(last: HTTP 302\)/);
+    expect(result.steps.find((s) => s.step === 'check /ready')?.outcome).toBe('failed');
   });
 
   it('failing half-way (/ready never 200) sets the endpoint back, redeploys on it, restores the killswitch, and reports each change', async () => {
