@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import type { CatalogEntry } from '../../lambdas/restore/catalog';
 import { countOf, formatBytes } from '../../lambdas/shared/format';
 import { OperatorError } from '../../lambdas/shared/errors';
-import { commandTempDir, interruptible } from './interrupt';
+import { commandTempDir, interruptibly } from './interrupt';
 import { resolveBackupBucket, withBucketOptions } from './resolve';
 
 /** `backups list` and `backups verify`: the read-only catalog of the backup bucket. */
@@ -52,19 +52,10 @@ export function registerBackupsCommands(program: Command): void {
       // Its downloads are whole backup objects: Ctrl-C / SIGTERM / SIGHUP stop the check and remove
       // them (node's default would exit at once and leave a partial download in TMPDIR), as restore does.
       const tempDir = commandTempDir();
-      const interrupt = interruptible(() => tempDir.remove());
-      const result = await verifyBackup(
-        { s3: createS3Client(), bucket, tempDir: tempDir.path, signal: interrupt.signal },
-        ref,
-        { tier: opts.tier, database: opts.database ?? process.env.PGDATABASE },
-      )
-        .catch((error: unknown) => {
-          throw interrupt.interrupted(error);
-        })
-        .finally(() => {
-          interrupt.done();
-          tempDir.remove();
-        });
+      const result = await interruptibly(
+        (signal) => verifyBackup({ s3: createS3Client(), bucket, tempDir: tempDir.path, signal }, ref, { tier: opts.tier, database: opts.database ?? process.env.PGDATABASE }),
+        () => tempDir.remove(),
+      ).finally(() => tempDir.remove());
       if (opts.json) {
         const { ok, manifestKey, objects, seconds, summary } = result;
         process.stdout.write(`${JSON.stringify({ ok, manifestKey, objects, seconds, summary }, null, 2)}\n`);

@@ -61,6 +61,21 @@ export function interruptible(onSecond?: () => string): Interrupt {
 }
 
 /**
+ * Runs `command` under interruptible(): its signal aborts on the first Ctrl-C / SIGTERM / SIGHUP,
+ * and its error then exits 130 / 143 / 129 as one line; the handlers are removed at the end.
+ */
+export async function interruptibly<T>(command: (signal: AbortSignal) => Promise<T>, onSecond?: () => string): Promise<T> {
+  const interrupt = interruptible(onSecond);
+  try {
+    return await command(interrupt.signal);
+  } catch (error) {
+    throw interrupt.interrupted(error);
+  } finally {
+    interrupt.done();
+  }
+}
+
+/**
  * A directory of the command's own under TMPDIR for what it downloads: the command's cleanup
  * removes what it wrote there, and `remove` (for a second Ctrl-C, or the end) the directory itself.
  *

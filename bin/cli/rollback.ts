@@ -29,7 +29,7 @@ import {
 import { EVENT_SOURCE, METRICS_NAMESPACE } from '../../lambdas/shared/constants';
 import { namedLine, OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { confirmer } from './confirm';
-import { interruptible } from './interrupt';
+import { interruptibly } from './interrupt';
 import { resolveCliActor } from './killswitch';
 import { DEPLOYED_NAMES, defaultEnvironmentName, packageRoot, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
@@ -50,7 +50,7 @@ export interface RollbackCliContext {
   readonly confirm: (question: string) => Promise<boolean>;
   readonly print: (line: string) => void;
   readonly sleep: (ms: number) => Promise<void>;
-  /** Aborted by the first Ctrl-C / SIGTERM / SIGHUP once the command may change something (interruptible()). */
+  /** Aborted by the first Ctrl-C / SIGTERM / SIGHUP once the command may change something (interruptibly()). */
   readonly signal?: AbortSignal;
 }
 
@@ -307,18 +307,6 @@ export async function migrationCommand(ctx: RollbackCliContext, options: { reado
     if (!result.ok) throw new OperatorError(`rollback: migration downgrade failed (exit code ${result.exitCode ?? 'none'}): the killswitch stays in maintenance; read ${result.logStream ?? 'the task logs'}${notTold}`, 1);
   } finally {
     await releaseLock(ctx.deps.doc, ctx.settings.tableName, service.serviceName, owner);
-  }
-}
-
-/** Runs `command` with Ctrl-C / SIGTERM / SIGHUP aborting its signal; its error then exits 130 / 143 / 129. */
-async function interruptibly(command: (signal: AbortSignal) => Promise<void>): Promise<void> {
-  const interrupt = interruptible();
-  try {
-    await command(interrupt.signal);
-  } catch (error) {
-    throw interrupt.interrupted(error);
-  } finally {
-    interrupt.done();
   }
 }
 

@@ -1,7 +1,8 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
-import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SecretsProvider } from '@aws-lambda-powertools/parameters/secrets';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import middy from '@middy/core';
 import { parseKillswitchValue, type KillswitchMode } from '../killswitch/value';
@@ -32,7 +33,8 @@ async function databaseConnection(db: NonNullable<ProbeEnvironment['database']>)
   return connection;
 }
 
-let cachedRedisAuth: { credentials: RedisCredentials; at: number } | undefined;
+// Powertools' cache, as the other functions read their secrets: no hand-kept timestamp.
+const secrets = new SecretsProvider({ awsSdkV3Client: secretsManager });
 interface RedisCredentials {
   readonly username?: string;
   readonly password: string;
@@ -43,17 +45,14 @@ interface RedisCredentials {
  * the token itself, or JSON with `password` (and `username` for an ACL user).
  */
 async function redisCredentials(secretArn: string): Promise<RedisCredentials> {
-  if (cachedRedisAuth && Date.now() - cachedRedisAuth.at < CONNECTION_MAX_AGE_MS) return cachedRedisAuth.credentials;
-  const raw = (await secretsManager.send(new GetSecretValueCommand({ SecretId: secretArn }))).SecretString ?? '';
-  let credentials: RedisCredentials = { password: raw };
+  const raw = String((await secrets.get(secretArn, { maxAge: CONNECTION_MAX_AGE_MS / 1000 })) ?? '');
   try {
     const json = JSON.parse(raw) as { password?: unknown; username?: unknown };
-    if (typeof json.password === 'string') credentials = { password: json.password, ...(typeof json.username === 'string' && { username: json.username }) };
+    if (typeof json.password === 'string') return { password: json.password, ...(typeof json.username === 'string' && { username: json.username }) };
   } catch {
     // not JSON: the secret string is the token
   }
-  cachedRedisAuth = { credentials, at: Date.now() };
-  return credentials;
+  return { password: raw };
 }
 
 /** Builds the probe's clients from its settings: what the Lambda (and the bench) run. */
