@@ -5,6 +5,7 @@ import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import middy from '@middy/core';
+import type { Context } from 'aws-lambda';
 import { z } from 'zod';
 import { BackupTierSchema } from '../shared/tiers';
 import { createS3Client, DEFAULT_MAX_ATTEMPTS } from '../shared/aws';
@@ -24,6 +25,13 @@ import { createTemporaryInstance, deleteTemporaryInstance, temporaryInstanceStat
  *    the steps of the restore test on a temporary RDS instance (driven by a Step Functions state machine).
  */
 const { logger, metrics, tracer } = observability(RESTORE_TEST_SERVICE);
+
+/**
+ * Stop the test this long before Lambda's hard timeout: a restore that does not fit is then a
+ * reported failure (scratch and staging databases dropped, report written, metric 0) instead of a
+ * killed invocation that leaves a copy of the data on the target and no report.
+ */
+const DEADLINE_MARGIN_MS = 30_000;
 
 let clients: { s3: ReturnType<typeof createS3Client>; secretsManager: SecretsManagerClient } | undefined;
 let rdsClient: RDSClient | undefined;
@@ -55,7 +63,7 @@ export async function temporaryInstanceTarget(rds: RDSClient, identifier: string
   return { host, port: instance.Endpoint?.Port ?? 5432, secretArn };
 }
 
-export async function restoreTestHandler(event: unknown) {
+export async function restoreTestHandler(event: unknown, context?: Context) {
   if (typeof event === 'object' && event !== null && 'temporaryInstance' in event) {
     const step = TemporaryInstanceEventSchema.safeParse(event);
     if (!step.success) throw new OperatorError('temporary-instance event must be {"temporaryInstance": "create" | "status" | "delete"}');
@@ -100,6 +108,15 @@ export async function restoreTestHandler(event: unknown) {
   if (parsed.data.tier) settings.RESTORE_TEST_TIER = parsed.data.tier;
   if (parsed.data.targetHost) settings.RESTORE_TEST_TARGET_HOST = parsed.data.targetHost;
   if (parsed.data.targetPort) settings.RESTORE_TEST_TARGET_PORT = parsed.data.targetPort;
+  const remainingMs = context?.getRemainingTimeInMillis?.();
+  const deadline = new AbortController();
+  const timer =
+    remainingMs === undefined
+      ? undefined
+      : setTimeout(
+          () => deadline.abort(new Error(`stopped ${DEADLINE_MARGIN_MS / 1000} s before the function's time limit (Lambda's 15 minutes): the restore takes longer than one run allows`)),
+          Math.max(1_000, remainingMs - DEADLINE_MARGIN_MS),
+        );
   const { report, reportKey } = await runScheduledRestoreTest(
     {
       ...clients,
@@ -108,9 +125,10 @@ export async function restoreTestHandler(event: unknown) {
       region: process.env.AWS_REGION,
       log: (line) => logger.info(line),
       warn: (line) => logger.warn(line),
+      signal: deadline.signal,
     },
     settings,
-  );
+  ).finally(() => clearTimeout(timer));
   if (report.ok) logger.info('restore test passed', { reportKey, rtoSeconds: report.rtoSeconds, rpoSeconds: report.rpoSeconds });
   else logger.error('restore test failed', { reportKey, error: report.error });
   return { ok: report.ok, reportKey, rtoSeconds: report.rtoSeconds, rpoSeconds: report.rpoSeconds, error: report.error };

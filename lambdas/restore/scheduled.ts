@@ -108,6 +108,8 @@ export interface ScheduledRestoreTestDeps extends Pick<CatalogDeps, 's3'> {
   readonly log?: (line: string) => void;
   /** What asks the operator to act (leftovers of a killed restore); default: log. */
   readonly warn?: (line: string) => void;
+  /** Stops the test (the Lambda deadline): the scratch and staging databases are dropped, the failure reported. */
+  readonly signal?: AbortSignal;
 }
 
 export interface ScheduledRestoreTestResult {
@@ -170,7 +172,7 @@ export async function runScheduledRestoreTest(deps: ScheduledRestoreTestDeps, se
   const bucket = settings[RESTORE_TEST_ENV.bucket];
   const target = await targetConnection(deps, settings);
   const report = await runRestoreTest(
-    { s3: deps.s3, bucket, target, now, tempDir: deps.tempDir, statfs: deps.statfs, log: deps.log, warn: deps.warn },
+    { s3: deps.s3, bucket, target, now, tempDir: deps.tempDir, statfs: deps.statfs, log: deps.log, warn: deps.warn, signal: deps.signal },
     {
       takeBackup: false,
       tier: settings[RESTORE_TEST_ENV.tier],
