@@ -44,7 +44,11 @@ export const BACKUP_SCHEDULE_EXPRESSIONS: Readonly<Record<BackupTier, string>> =
   monthly: 'cron(30 4 1 * ? *)',
 };
 
-/** Tiers whose runs also take a manual RDS snapshot (lambdas/backup/rds.ts). */
+/**
+ * The runbook's RPO (< 15 minutes), reachable only through PITR: the point RDS can restore to
+ * (latest restorable time) must not fall further behind than this.
+ */
+export const PITR_RPO_SECONDS = 15 * 60;
 
 export interface BackupsProps extends BackupWorkloadProps {
   /** Environment name (resource descriptions, alarm names, config paths in errors). */
@@ -101,6 +105,7 @@ export class Backups extends Construct {
     readonly failedRun: cloudwatch.Alarm;
     readonly noRecentHourlyBackup: cloudwatch.Alarm;
     readonly pitrOff: cloudwatch.Alarm;
+    readonly pitrLag: cloudwatch.Alarm;
     readonly deadLetters: cloudwatch.Alarm;
     /** Lambda runner only: crashes and timeouts that never reach the runner's own failure metric. */
     readonly runnerErrors?: cloudwatch.Alarm;
@@ -364,6 +369,21 @@ export class Backups extends Construct {
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
 
+    // PITR on is not enough: archiving can stall (storage full, a stuck instance) while the setting
+    // stays on, and the point a recovery can reach stops moving.
+    const pitrLag = new RunbookAlarm(this, 'PitrLagAlarm', {
+      ...common,
+      what: 'PitrLag',
+      summary: `the latest point-in-time RDS can restore ${props.database.instanceIdentifier} to is more than ${PITR_RPO_SECONDS / 60} minutes old: a recovery now would lose more than the runbook's RPO`,
+      metric: metric(RUNNER_METRICS.pitrLagSeconds, { DBInstanceIdentifier: props.database.instanceIdentifier }, 'Maximum', Duration.hours(1)),
+      threshold: PITR_RPO_SECONDS,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      // Measured by each run: an hour without one keeps the state (no OK, then a new page, when one
+      // run is late); a silent runner is the hourly alarm's business.
+      treatMissingData: cloudwatch.TreatMissingData.IGNORE,
+    });
+
     const deadLetters = deadLettersAlarm(this, this.deadLetterQueue, {
       ...common,
       summary: `a backup run was never delivered or failed after its retries (dead-letter queue not empty)`,
@@ -382,7 +402,7 @@ export class Backups extends Construct {
         })
       : undefined;
 
-    return { failedRun, noRecentHourlyBackup, pitrOff, deadLetters, ...(runnerErrors && { runnerErrors }) };
+    return { failedRun, noRecentHourlyBackup, pitrOff, pitrLag, deadLetters, ...(runnerErrors && { runnerErrors }) };
   }
 }
 
