@@ -8,9 +8,9 @@ import { z } from 'zod';
 import { OperatorError, oneLine } from '../shared/errors';
 import { LatestPointerSchema, parseManifest } from '../shared/manifest';
 import { describeConnection, resolveConnection } from '../shared/pg-connection';
-import { LATEST_POINTER_KEY, type BackupTier } from '../shared/s3-layout';
+import { BACKUP_TIERS, LATEST_POINTER_KEY, latestDatabaseTierPointerKey, type BackupTier } from '../shared/s3-layout';
 import { parseEnvSettings } from '../shared/env-settings';
-import { getText } from '../shared/s3-objects';
+import { getText, getTextIfExists } from '../shared/s3-objects';
 import { DEFAULT_COMPRESSION_LEVEL, runBackup } from './backup';
 import { runRdsSide, type PitrStatus, type TierSnapshotResult } from './rds';
 import { RUNNER_ENV, RUNNER_METRICS } from './runner-contract';
@@ -171,17 +171,34 @@ export async function runScheduledBackup(deps: ScheduledRunDeps, tier: BackupTie
 
 /**
  * Age of the newest good backup (latest.json -> manifest finishedAt): rises while runs fail.
- * Best effort: a missing pointer (first run) or unreadable manifest only logs.
+ * Then the same per tier, from the database's tier pointers, with a `Tier` dimension: every hourly
+ * run thus watches the daily, weekly and monthly tiers, whose run may fail without a metric of its
+ * own (a schedule disabled, a Fargate task that never started, crashed or hangs).
+ * Best effort: a missing pointer (no backup of that tier yet) or an unreadable manifest only logs.
  */
 async function emitLatestBackupAge(deps: ScheduledRunDeps, now: Date): Promise<void> {
-  if (!deps.metrics) return;
-  try {
-    const pointer = LatestPointerSchema.parse(JSON.parse(await getText(deps.s3, deps.settings.bucket, LATEST_POINTER_KEY)));
+  const metrics = deps.metrics;
+  if (!metrics) return;
+  const ageOf = async (pointerText: string) => {
+    const pointer = LatestPointerSchema.parse(JSON.parse(pointerText));
     const manifest = parseManifest(pointer.manifest, await getText(deps.s3, deps.settings.bucket, pointer.manifest));
-    const ageSeconds = Math.max(0, Math.round((now.getTime() - Date.parse(manifest.finishedAt)) / 1000));
-    emitServiceMetric(deps.metrics, RUNNER_METRICS.latestBackupAgeSeconds, MetricUnit.Seconds, ageSeconds);
+    return Math.max(0, Math.round((now.getTime() - Date.parse(manifest.finishedAt)) / 1000));
+  };
+  try {
+    emitServiceMetric(metrics, RUNNER_METRICS.latestBackupAgeSeconds, MetricUnit.Seconds, await ageOf(await getText(deps.s3, deps.settings.bucket, LATEST_POINTER_KEY)));
   } catch (error) {
     deps.logger?.warn('cannot read the latest backup pointer for the age metric', { error: oneLine(error) });
+  }
+  for (const tier of BACKUP_TIERS) {
+    try {
+      const pointer = await getTextIfExists(deps.s3, deps.settings.bucket, latestDatabaseTierPointerKey(deps.settings.database, tier));
+      if (pointer === undefined) continue;
+      const single = metrics.singleMetric();
+      single.addDimension('Tier', tier);
+      single.addMetric(RUNNER_METRICS.latestBackupAgeSeconds, MetricUnit.Seconds, await ageOf(pointer));
+    } catch (error) {
+      deps.logger?.warn('cannot read the latest backup pointer of a tier for the age metric', { tier, error: oneLine(error) });
+    }
   }
 }
 

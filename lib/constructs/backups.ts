@@ -50,6 +50,14 @@ export const BACKUP_SCHEDULE_EXPRESSIONS: Readonly<Record<BackupTier, string>> =
  */
 export const PITR_RPO_SECONDS = 15 * 60;
 
+/**
+ * How old the newest good backup of a tier may get before it pages, in hours: the longest gap
+ * between two runs of its schedule, plus 3 hours for a run in progress. Daily: 2 days, since
+ * Scheduler skips the 02:00 run on the day 02:00 does not exist (last Sunday of March, see
+ * docs/backup-runner.md); weekly and monthly: 7 and 31 days plus the hour daylight saving adds.
+ */
+export const MAX_NEWEST_BACKUP_AGE_HOURS = { daily: 48 + 3, weekly: 7 * 24 + 1 + 3, monthly: 31 * 24 + 1 + 3 } as const;
+
 export interface BackupsProps extends BackupWorkloadProps {
   /** Environment name (resource descriptions, alarm names, config paths in errors). */
   readonly environmentName: string;
@@ -104,6 +112,10 @@ export class Backups extends Construct {
   readonly alarms: {
     readonly failedRun: cloudwatch.Alarm;
     readonly noRecentHourlyBackup: cloudwatch.Alarm;
+    /** The newest good backup of the daily, weekly or monthly tier is too old (as every run reports it). */
+    readonly noRecentDaily: cloudwatch.Alarm;
+    readonly noRecentWeekly: cloudwatch.Alarm;
+    readonly noRecentMonthly: cloudwatch.Alarm;
     readonly pitrOff: cloudwatch.Alarm;
     readonly pitrLag: cloudwatch.Alarm;
     readonly deadLetters: cloudwatch.Alarm;
@@ -357,6 +369,25 @@ export class Backups extends Construct {
       treatMissingData: cloudwatch.TreatMissingData.BREACHING,
     });
 
+    // The other tiers' runs can fail with no metric at all (their schedule disabled, a Fargate task
+    // that never started, crashed or hangs): every run, hourly ones included, reports the age of
+    // each tier's newest good backup. An hour without a run keeps the state (no OK, then a new
+    // page); a silent runner is the hourly alarm's business.
+    const noRecentTier = (tier: keyof typeof MAX_NEWEST_BACKUP_AGE_HOURS) =>
+      new RunbookAlarm(this, `NoRecent${capitalize(tier)}Alarm`, {
+        ...common,
+        what: `NoRecent${capitalize(tier)}`,
+        summary: `the newest good ${tier} PostgreSQL backup is more than ${MAX_NEWEST_BACKUP_AGE_HOURS[tier]} hours old: its runs stopped producing backups`,
+        metric: metric(RUNNER_METRICS.latestBackupAgeSeconds, { Tier: tier }, 'Maximum', Duration.hours(1)),
+        threshold: MAX_NEWEST_BACKUP_AGE_HOURS[tier] * 3600,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.IGNORE,
+      });
+    const noRecentDaily = noRecentTier('daily');
+    const noRecentWeekly = noRecentTier('weekly');
+    const noRecentMonthly = noRecentTier('monthly');
+
     const pitrOff = new RunbookAlarm(this, 'PitrOffAlarm', {
       ...common,
       what: 'PitrOff',
@@ -402,7 +433,7 @@ export class Backups extends Construct {
         })
       : undefined;
 
-    return { failedRun, noRecentHourlyBackup, pitrOff, pitrLag, deadLetters, ...(runnerErrors && { runnerErrors }) };
+    return { failedRun, noRecentHourlyBackup, noRecentDaily, noRecentWeekly, noRecentMonthly, pitrOff, pitrLag, deadLetters, ...(runnerErrors && { runnerErrors }) };
   }
 }
 

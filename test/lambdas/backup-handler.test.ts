@@ -1,5 +1,5 @@
 import { CreateDBSnapshotCommand, DescribeDBInstancesCommand, DescribeDBSnapshotsCommand, RDSClient } from '@aws-sdk/client-rds';
-import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -8,6 +8,7 @@ import { loadRunnerSettings } from '../../lambdas/backup/scheduled-run';
 import { main, tierFromCommandLine } from '../../lambdas/backup/task';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { OperatorError } from '../../lambdas/shared/errors';
+import { backupObjectKeys, latestDatabaseTierPointerKey } from '../../lambdas/shared/s3-layout';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
@@ -182,6 +183,34 @@ describe('backup runner handler: scheduled runs', () => {
     expect(dimensionsOf(docs, 'LatestBackupAgeSeconds')).toEqual({ service: 'backup-runner' });
     expect(docs.find((d) => 'LatestBackupAgeSeconds' in d)?.LatestBackupAgeSeconds).toBeLessThan(120);
     expect(dimensionsOf(docs, 'ScheduledRunFailure')).toBeUndefined();
+  });
+
+  it('reports the age of each tier\'s newest good backup on every run, so that the hourly runs see a daily, weekly or monthly tier that stopped', async () => {
+    // A daily tier whose last good backup finished 30 hours ago (its schedule disabled, or its
+    // Fargate task never started since): a manifest and the database's daily pointer, as the core writes them.
+    const client = createS3Client(s3.env);
+    const hourly = await captureStdout(() => handler({ tier: 'hourly' }, lambdaContext()));
+    const text = await (await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: hourly.result!.manifestKey }))).Body!.transformToString();
+    const startedAt = new Date(Date.now() - 30 * 3600_000);
+    const daily = backupObjectKeys('daily', database, startedAt).manifest;
+    const manifest = { ...JSON.parse(text), tier: 'daily', startedAt: startedAt.toISOString(), finishedAt: new Date(startedAt.getTime() + 60_000).toISOString() };
+    await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: daily, Body: JSON.stringify(manifest) }));
+    await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: latestDatabaseTierPointerKey(database, 'daily'), Body: JSON.stringify({ manifest: daily }) }));
+
+    const { error, out } = await captureStdout(() => handler({ tier: 'hourly' }, lambdaContext()));
+
+    expect(error).toBeUndefined();
+    const ages = Object.fromEntries(
+      emfDocs(out)
+        .filter((d) => 'LatestBackupAgeSeconds' in d && 'Tier' in d)
+        .map((d) => [d.Tier as string, { age: d.LatestBackupAgeSeconds as number, dimensions: (d._aws as { CloudWatchMetrics: { Dimensions: string[][] }[] }).CloudWatchMetrics[0].Dimensions[0].slice().sort() }]),
+    );
+    expect(ages.daily.dimensions).toEqual(['Tier', 'service']);
+    expect(ages.daily.age).toBeGreaterThan(30 * 3600 - 120);
+    expect(ages.daily.age).toBeLessThan(30 * 3600);
+    expect(ages.hourly.age).toBeLessThan(120);
+    // A tier with no backup yet (no pointer) reports nothing rather than a made-up age.
+    expect(ages.monthly).toBeUndefined();
   });
 
   it('with IAM database authentication: signs a token instead of reading the secret, and never prints it', async () => {
