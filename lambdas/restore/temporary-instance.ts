@@ -82,16 +82,29 @@ export async function temporaryInstanceStatus(rds: RDSClient, settings: Temporar
   };
 }
 
-/** Idempotent: an instance already gone (or being deleted) is fine. */
+/**
+ * Idempotent: an instance already gone (or being deleted) is fine. RDS answers InvalidDBInstanceState
+ * for other states too (a backup or maintenance in progress): the instance then stays, and the step
+ * fails so that the execution's alarm says so.
+ */
 export async function deleteTemporaryInstance(rds: RDSClient, settings: TemporaryInstanceSettings): Promise<{ identifier: string; deleted: boolean }> {
+  const identifier = settings.temporaryInstanceIdentifier;
   try {
-    await rds.send(
-      new DeleteDBInstanceCommand({ DBInstanceIdentifier: settings.temporaryInstanceIdentifier, SkipFinalSnapshot: true, DeleteAutomatedBackups: true }),
-    );
-    return { identifier: settings.temporaryInstanceIdentifier, deleted: true };
+    await rds.send(new DeleteDBInstanceCommand({ DBInstanceIdentifier: identifier, SkipFinalSnapshot: true, DeleteAutomatedBackups: true }));
+    return { identifier, deleted: true };
   } catch (error) {
     const name = (error as { name?: string }).name;
-    if (name === 'DBInstanceNotFoundFault' || name === 'InvalidDBInstanceStateFault') return { identifier: settings.temporaryInstanceIdentifier, deleted: false };
-    throw new OperatorError(`cannot delete temporary instance ${settings.temporaryInstanceIdentifier}: ${oneLine(error)}; delete it by hand (it costs money)`);
+    if (name === 'DBInstanceNotFoundFault') return { identifier, deleted: false };
+    if (name === 'InvalidDBInstanceStateFault') {
+      let status: string | undefined;
+      try {
+        status = (await rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: identifier }))).DBInstances?.[0]?.DBInstanceStatus;
+      } catch {
+        // Unknown: not shown to be deleting, so not done.
+      }
+      if (status === 'deleting') return { identifier, deleted: false };
+      throw new OperatorError(`cannot delete temporary instance ${identifier}: it is "${status ?? 'unknown'}" (${oneLine(error)}); delete it by hand once it is available (it costs money)`);
+    }
+    throw new OperatorError(`cannot delete temporary instance ${identifier}: ${oneLine(error)}; delete it by hand (it costs money)`);
   }
 }

@@ -109,6 +109,17 @@ describe('temporary instance steps (RDS SDK)', () => {
       DeleteAutomatedBackups: true,
     });
   });
+
+  it('treats a refusal because the instance is already being deleted as done, any other refusal as a failure naming the state', async () => {
+    const refused = () => Object.assign(new Error('Instance cannot be deleted in its current state'), { name: 'InvalidDBInstanceStateFault' });
+    rds.on(DeleteDBInstanceCommand).rejects(refused());
+    rds.on(DescribeDBInstancesCommand).resolvesOnce({ DBInstances: [{ DBInstanceStatus: 'deleting' }] }).resolves({ DBInstances: [{ DBInstanceStatus: 'backing-up' }] });
+
+    await expect(deleteTemporaryInstance(client, SETTINGS)).resolves.toEqual({ identifier: SETTINGS.temporaryInstanceIdentifier, deleted: false });
+    await expect(deleteTemporaryInstance(client, SETTINGS)).rejects.toThrow(
+      /^cannot delete temporary instance atmr-dr-restore-test-staging: it is "backing-up" \(Instance cannot be deleted in its current state\); delete it by hand once it is available \(it costs money\)$/,
+    );
+  });
 });
 
 /**
@@ -259,6 +270,19 @@ describe('restore test on a temporary instance (state machine)', () => {
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1);
     // The test read the temporary instance's own secret, never the production one.
     expect(secretsManager.commandCalls(GetSecretValueCommand).map((call) => call.args[0].input.SecretId)).toEqual([TEMPORARY_SECRET_ARN]);
+  });
+
+  it('fails the execution (the Executions alarm) when a passed test leaves an instance RDS refuses to delete in its state', async () => {
+    // Available until the delete: then RDS refuses it (InvalidDBInstanceState) in the middle of a backup.
+    rds.on(DescribeDBInstancesCommand).callsFake(() => ({
+      DBInstances: [rds.commandCalls(DeleteDBInstanceCommand).length > 0 ? { DBInstanceStatus: 'backing-up' } : availableInstance()],
+    }));
+    rds.on(DeleteDBInstanceCommand).rejects(Object.assign(new Error('Instance cannot be deleted in its current state'), { name: 'InvalidDBInstanceStateFault' }));
+
+    const { error } = await execute();
+
+    expect(error).toBeInstanceOf(ExecutionError);
+    expect(error?.message).toMatch(/cannot delete temporary instance atmr-dr-restore-test-example: it is "backing-up"/);
   });
 
   it("refuses, in temporary-instance mode, any event that names a target (host, port, database), before touching anything", async () => {
