@@ -3,6 +3,7 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
@@ -118,6 +119,13 @@ export class RestoreTest extends Construct {
     }
     this.securityGroup.connections.allowTo(targetSecurityGroup, ec2.Port.tcp(targetPort), 'atmr-dr restore test to PostgreSQL');
 
+    // Runs Scheduler could not deliver, and runs Lambda accepted but never completed (a crash, or an
+    // event throttled or expired before it ran): kept, and alarmed (a monthly test that never ran is loud).
+    this.deadLetterQueue = deadLetterQueue(this, {
+      key: props.opsKey,
+      isTheDeadLetterQueue:
+        "This queue is itself the dead-letter queue of the restore-test schedule and the function's on-failure destination; the DeadLetters alarm pages as soon as it holds a message.",
+    });
     const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.DESTROY });
     const secretArn = restoreTest.targetSecretArn ?? database.secretArn;
     const useIamAuth = Boolean(database.iamAuthUser && !restoreTest.targetSecretArn);
@@ -131,6 +139,7 @@ export class RestoreTest extends Construct {
       reservedConcurrentExecutions: 1,
       // A failed test is a finding, reported and alarmed; running it again changes nothing.
       retryAttempts: 0,
+      onFailure: new destinations.SqsDestination(this.deadLetterQueue),
       vpc: props.vpc,
       vpcSubnets: props.subnets,
       securityGroups: [this.securityGroup],
@@ -196,11 +205,6 @@ export class RestoreTest extends Construct {
     }
     for (const statement of statements) this.function.addToRolePolicy(statement);
 
-    // Runs Scheduler could not deliver: kept, and alarmed (a monthly test that never ran is loud).
-    this.deadLetterQueue = deadLetterQueue(this, {
-      key: props.opsKey,
-      isTheDeadLetterQueue: 'This queue is itself the dead-letter queue of the restore-test schedule; the DeadLetters alarm pages as soon as it holds a message.',
-    });
     const schedulerRole = new iam.Role(this, 'SchedulerRole', {
       description: `atmr-dr ${environmentName}: EventBridge Scheduler starts the monthly restore test`,
       assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', { conditions: { StringEquals: { 'aws:SourceAccount': stack.account } } }),
@@ -261,12 +265,12 @@ export class RestoreTest extends Construct {
       {
         id: 'Serverless-LambdaDLQ',
         reason:
-          'Schedule deliveries that fail go to the schedule dead-letter queue (DeadLetters alarm); a test that ran and failed is reported (metric, report, Failed alarm) and not retried, a crash raises the Errors alarm.',
+          'Failed asynchronous runs go to the on-failure destination (the dead-letter queue, alarmed), which records the error context; the legacy DeadLetterConfig would only duplicate it. A test that ran and failed is reported (metric, report, Failed alarm) and not retried.',
       },
-      {
-        id: 'Serverless-LambdaAsyncFailureDestination',
-        reason: 'Failures of the restore test are reported through its own metric, JSON report and alarms; no retry or replay is wanted.',
-      },
+      ...['kms:GenerateDataKey*', 'kms:ReEncrypt*'].map((action) => ({
+        id: `AwsSolutions-IAM5[Action::${action}]`,
+        reason: "Granted by CDK for sending the failed-run record to the dead-letter queue: on the queue's key (the operations key) only, which encrypts no backup.",
+      })),
     );
     if (!this.stateMachine) {
       Validations.of(schedulerRole).acknowledge({
@@ -448,7 +452,7 @@ export class RestoreTest extends Construct {
       : undefined;
     const deadLetters = deadLettersAlarm(this, this.deadLetterQueue, {
       ...common,
-      summary: 'the monthly restore test was never started: its schedule could not deliver the run (dead-letter queue not empty)',
+      summary: 'the monthly restore test never ran to its end: its schedule could not deliver the run, or Lambda could not run it or it crashed (dead-letter queue not empty)',
     });
     // The "it ran" alarm. The outcome alarms above treat missing data as fine (a month without a run
     // has no failure to report); this one does not: the backup runner reports the age of the newest

@@ -106,7 +106,8 @@ describe('RestoreTest construct', () => {
     expect(byAction('s3:PutObject').flatMap(resources).map(suffixOf)).toEqual(['/restore-tests/*']);
     expect(byAction('s3:ListBucket').flatMap(resources)).toEqual([{ 'Fn::ImportValue': 'Data:BackupBucketArn' }]);
     expect(byAction('secretsmanager:GetSecretValue').flatMap(resources)).toEqual([(EXAMPLE.database as { secretArn: string }).secretArn]);
-    expect(byAction('kms:Decrypt').flatMap(resources)).toHaveLength(1);
+    // The backup key (read the backups), and the operations key only to send a failed run to the dead-letter queue.
+    expect(byAction('kms:Decrypt').flatMap(resources).map((r) => JSON.stringify(r)).sort()).toEqual([expect.stringMatching(/BackupKeyArn/), expect.stringMatching(/OpsKeyArn/)]);
     const all = statements.flatMap(actions);
     for (const forbidden of ['s3:DeleteObject', 's3:PutObjectAcl', 's3:*', 'kms:*', 'rds:DeleteDBInstance', 'secretsmanager:PutSecretValue']) expect(all).not.toContain(forbidden);
     // The only "*" resource is X-Ray's, which has no resource-level permissions.
@@ -152,6 +153,18 @@ describe('RestoreTest construct', () => {
       EvaluationPeriods: 3,
       TreatMissingData: 'breaching',
     });
+  });
+
+  it('sends a scheduled run Lambda accepted but never ran to completion (crashed, throttled or expired) to that dead-letter queue, which pages', () => {
+    const [queueId] = Object.entries(template.findResources('AWS::SQS::Queue')).find(([id]) => id.startsWith('RestoreTestDeadLetters')) as [string, unknown];
+    const functionId = Object.keys(template.findResources('AWS::Lambda::Function')).find((id) => id.startsWith('RestoreTestFunction'));
+    template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+      FunctionName: { Ref: functionId },
+      MaximumRetryAttempts: 0,
+      DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [queueId, 'Arn'] } } },
+    });
+    const sends = statementsOf(template, 'RestoreTestFunctionServiceRole').filter((s) => actions(s).includes('sqs:SendMessage'));
+    expect(sends.flatMap(resources)).toEqual([{ 'Fn::GetAtt': [queueId, 'Arn'] }]);
   });
 
   it('gives the schedule a dead-letter queue (operations key) and pages when a run could not be delivered', () => {
