@@ -297,6 +297,13 @@ export class Backups extends Construct {
     );
     const subnetIds = vpc.selectSubnets(props.subnets).subnetIds;
     const passRoles = [taskDefinition.taskRole.roleArn, taskDefinition.obtainExecutionRole().roleArn];
+    // PropagateTags copies the task definition's tags (stack tags, at deploy) onto the task: ECS then
+    // authorizes ecs:TagResource at RunTask, and refuses the run without it.
+    const clusterTasks = stack.formatArn({ service: 'ecs', resource: 'task', resourceName: `${cluster.clusterName}/*`, arnFormat: ArnFormat.SLASH_RESOURCE_NAME });
+    Validations.of(runner.schedulerRole).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::${nagRender(stack, clusterTasks)}]`,
+      reason: 'Task ids are made at RunTask: ecs:TagResource on the tasks of the runner cluster, only as part of RunTask (ecs:CreateAction), for the tags it propagates.',
+    });
     return {
       taskDefinition,
       cluster,
@@ -329,6 +336,11 @@ export class Backups extends Construct {
               actions: ['iam:PassRole'],
               resources: passRoles,
               conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
+            }),
+            new iam.PolicyStatement({
+              actions: ['ecs:TagResource'],
+              resources: [clusterTasks],
+              conditions: { StringEquals: { 'ecs:CreateAction': 'RunTask' } },
             }),
           ],
         }),

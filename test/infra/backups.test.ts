@@ -554,6 +554,15 @@ describe('backups construct variants', () => {
       expect(passRole.Condition).toEqual({ StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } });
     });
 
+    it('lets the scheduler tag the task it starts (tags propagated from the task definition, e.g. stack tags), at RunTask only, on this cluster\'s tasks only', () => {
+      const statements = statementsOfRole(template, logicalIdByPrefix(template, 'AWS::IAM::Role', 'BackupsSchedulerRole'));
+      const tag = statements.find((s) => actionsOf(s).includes('ecs:TagResource'));
+      expect(tag).toBeDefined();
+      expect(actionsOf(tag!)).toEqual(['ecs:TagResource']);
+      expect(JSON.stringify(stack.resolve(tag!.Resource))).toMatch(/:task\/.*BackupsCluster.*\/\*/);
+      expect(tag!.Condition).toEqual({ StringEquals: { 'ecs:CreateAction': 'RunTask' } });
+    });
+
     it('gives the task role the runner permissions (same least-privilege statements)', () => {
       const taskRoleId = logicalIdByPrefix(template, 'AWS::IAM::Role', 'BackupsRunnerTaskTaskRole');
       const actions = statementsOfRole(template, taskRoleId).flatMap(actionsOf);
