@@ -213,7 +213,9 @@ export async function emitRestoreTestReportAge(deps: Pick<ScheduledRunDeps, 's3'
     let newest = 0;
     let token: string | undefined;
     do {
-      const page = await deps.s3.send(new ListObjectsV2Command({ Bucket: deps.settings.bucket, Prefix: prefix, ContinuationToken: token }));
+      // Delimiter: the reports only, not what sits below them (restore-tests/backups/, the CLI
+      // test's backups: a CLI run writes no report, and may have failed after its backup).
+      const page = await deps.s3.send(new ListObjectsV2Command({ Bucket: deps.settings.bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token }));
       for (const object of page.Contents ?? []) newest = Math.max(newest, object.LastModified?.getTime() ?? 0);
       token = page.NextContinuationToken;
     } while (token);

@@ -38,6 +38,16 @@ describe('restore-test heartbeat (the backup runner reports the age of the newes
     expect(emitted).toEqual([]);
   });
 
+  it('does not take the backups the CLI restore test keeps under restore-tests/backups/ for reports (a CLI run writes no report)', async () => {
+    const client = createS3Client(s3.env);
+    await client.send(new PutObjectCommand({ Bucket: 'atmr-dr-heartbeat', Key: 'restore-tests/backups/daily/atmr_backup_20261201_020000.dump', Body: 'PGDMP' }));
+    const { metrics, emitted } = recordingMetrics();
+
+    await emitRestoreTestReportAge({ s3: client, settings: settings('restore-tests/'), metrics }, new Date());
+
+    expect(emitted).toEqual([]);
+  });
+
   it('emits the age in seconds of the newest report under the prefix', async () => {
     const client = createS3Client(s3.env);
     for (const key of ['restore-tests/2026-10-07T04-00-00Z.json', 'restore-tests/2026-11-04T04-00-00Z.json']) {
