@@ -50,6 +50,29 @@ export interface EscalationProps {
   readonly slack?: { readonly workspaceId: string; readonly channelId: string };
   /** Roles of the operators who use `atmr-dr incident ...`. @default - none */
   readonly operatorRoleArns?: readonly string[];
+  /**
+   * Concurrent executions reserved for the function that opens incidents. It runs once per alarm
+   * state change and per atmr-dr event (about 0.15 s each): 5 absorb an alarm storm of every alarm
+   * of the app in a few seconds, and pages keep their capacity when the account's pool is used up.
+   * Events past the cap wait in Lambda's asynchronous queue (retried, then dead-lettered); an event
+   * flood under the `atmr-dr` source costs at most this many executions.
+   * @default 5
+   */
+  readonly ingestReservedConcurrency?: number;
+  /**
+   * Concurrent executions reserved for the pager (the workflow's task function). Each incident's
+   * execution runs one task at a time and a task only publishes or reads (under a second; the wait
+   * for an acknowledgement holds no execution), so 5 page an alarm storm within seconds; a throttled
+   * task is retried by the workflow and counts in the PagerErrors alarm.
+   * @default 5
+   */
+  readonly tasksReservedConcurrency?: number;
+  /**
+   * Concurrent executions reserved for (and capping) the public acknowledgement link: one person
+   * clicks at a time; a flood of forged requests costs at most this many executions.
+   * @default 2
+   */
+  readonly ackLinkReservedConcurrency?: number;
 }
 
 /** Outputs the CLI reads (bin/cli/resolve.ts DEPLOYED_NAMES). */
@@ -166,6 +189,9 @@ export class Escalation extends Construct {
       entry: 'lambdas/escalation/ack-link-handler.ts',
       serviceName: 'escalation-ack-link',
       timeout: Duration.seconds(10),
+      // A throttled click gets an error page and is clicked again (or acknowledged from the CLI or
+      // Slack): nothing is lost, so no throttle alarm.
+      reservedConcurrentExecutions: props.ackLinkReservedConcurrency ?? 2,
       environment: { OPS_TABLE: props.opsTable.tableName, ACK_KEY_SECRET_ARN: this.ackKey.secretArn, LEVEL_NAMES: props.levels.map((l) => l.name).join('|') },
       signingSecret: this.ackKey,
       caller: 'a person following a link',
@@ -178,6 +204,7 @@ export class Escalation extends Construct {
       entry: 'lambdas/escalation/tasks-handler.ts',
       serviceName: 'escalation-tasks',
       timeout: Duration.seconds(60),
+      reservedConcurrentExecutions: props.tasksReservedConcurrency ?? 5,
       environment: {
         OPS_TABLE: props.opsTable.tableName,
         LEVELS: stack.toJsonString(props.levels.map((level, index) => ({ name: level.name, topicArn: this.levelTopics[index].topicArn }))),
@@ -206,6 +233,7 @@ export class Escalation extends Construct {
     this.ingest = new HouseFunction(this, 'Ingest', {
       entry: 'lambdas/escalation/ingest-handler.ts',
       serviceName: 'escalation-ingest',
+      reservedConcurrentExecutions: props.ingestReservedConcurrency ?? 5,
       environment: { OPS_TABLE: props.opsTable.tableName, STATE_MACHINE_ARN: this.stateMachineArn, ALARM_NAME_PREFIX: prefix },
     });
     const ingestRole = this.ingest.function.role as iam.IRole;
@@ -302,6 +330,14 @@ export class Escalation extends Construct {
         payload: sfn.TaskInput.fromObject({ ...payload, incidentId, taskToken: sfn.JsonPath.taskToken }),
         taskTimeout: sfn.Timeout.duration(timeout),
         resultPath: '$.wake',
+      }).addRetry({
+        // Lambda refused to start the task (its reserved concurrency is used up by an alarm storm):
+        // nothing was published, so it is tried again instead of skipping the level's page.
+        // (The check and resolve tasks retry every error already.)
+        errors: ['Lambda.TooManyRequestsException'],
+        interval: Duration.seconds(2),
+        maxAttempts: 6,
+        backoffRate: 2,
       });
     const checkAlarm = (id: string) =>
       new tasks.LambdaInvoke(this, id, {
@@ -399,9 +435,17 @@ export class Escalation extends Construct {
     const pagerErrors = new RunbookAlarm(this, 'PagerErrorsAlarm', {
       ...common,
       what: 'PagerErrors',
-      summary: 'the escalation step function failed (a page SNS refused, the ops-state table unreadable): a level may not have been paged',
+      summary: 'the escalation step function failed or was throttled (a page SNS refused, the ops-state table unreadable, its reserved concurrency used up): a level may not have been paged',
       firstActions: `${byHand} npx atmr-dr incident timeline <id> (échecs de page) et les logs de la fonction Tasks`,
-      metric: this.tasks.function.metricErrors({ statistic: 'Sum', period: fiveMinutes }),
+      // Throttles are not Errors: a throttle that outlasts the workflow's retries skips a page.
+      metric: sumOfCounts(
+        {
+          errors: this.tasks.function.metricErrors({ statistic: 'Sum', period: fiveMinutes }),
+          throttles: this.tasks.function.metricThrottles({ statistic: 'Sum', period: fiveMinutes }),
+        },
+        fiveMinutes,
+        'EscalationPagerErrorsAndThrottles',
+      ),
     });
     const executionsFailed = new RunbookAlarm(this, 'ExecutionsFailedAlarm', {
       ...common,

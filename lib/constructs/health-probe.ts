@@ -30,6 +30,14 @@ export interface HealthProbeProps {
   readonly redisSecurityGroupId?: string;
   /** How often the probe runs. @default Duration.minutes(1) */
   readonly interval?: Duration;
+  /**
+   * Concurrent executions reserved for the probe, so that detection keeps running when the
+   * account's pool is used up. One run a minute that ends within its 30 s timeout, plus a run
+   * Lambda retries after a failure. A throttled run shows as missing probe data, which the
+   * detection alarms treat as breaching: no throttle alarm of its own.
+   * @default 2
+   */
+  readonly reservedConcurrency?: number;
 }
 
 /** Port of an http(s) URL (explicit, else 80/443). */
@@ -78,6 +86,7 @@ export class HealthProbe extends Construct {
       serviceName: PROBE_SERVICE,
       // Every check has its own deadline (3 s by default) and they run at the same time.
       timeout: Duration.seconds(30),
+      reservedConcurrentExecutions: props.reservedConcurrency ?? 2,
       environment: { PROBE_SETTINGS: JSON.stringify(settings) },
       vpcPlacement: { vpc: props.vpc, subnets: props.subnets, securityGroups: [this.securityGroup] },
     });

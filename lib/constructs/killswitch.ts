@@ -51,6 +51,15 @@ export interface KillswitchProps {
    * @default 2
    */
   readonly slackReservedConcurrency?: number;
+  /**
+   * Concurrent executions reserved for (and capping) the maintenance responder. During maintenance
+   * every API request is one synchronous invocation: about requests/s x duration (2,000 req/s x 5 ms
+   * = 10 warm). Uncapped, a burst of cold starts at the switch could take the account's whole pool
+   * and starve the backout, escalation and killswitch functions on the day they must run. Past the
+   * cap the ALB answers a 5xx of its own instead of the 503 page: the request was refused either way.
+   * @default 10
+   */
+  readonly maintenanceResponderReservedConcurrency?: number;
   /** Every change is announced on this topic. */
   readonly incidentsTopic: sns.ITopic;
   /** How often the enforcer reconciles the listener with the parameter. @default Duration.minutes(5) */
@@ -126,6 +135,8 @@ export class Killswitch extends Construct {
       serviceName: KILLSWITCH_RESPONDER_SERVICE,
       // The ALB waits for the answer; a warm call reads the value from memory (5 s cache).
       timeout: Duration.seconds(10),
+      // A throttle loses nothing (the request is refused either way): no throttle alarm.
+      reservedConcurrentExecutions: props.maintenanceResponderReservedConcurrency ?? 10,
       environment: { ...common, DEFAULT_RETRY_AFTER_SECONDS: String(defaultRetryAfterSeconds) },
     });
     (this.maintenanceResponder.function.role as iam.IRole).addToPrincipalPolicy(readParameter);
@@ -214,6 +225,9 @@ export class Killswitch extends Construct {
     this.expiryReverter = new HouseFunction(this, 'ExpiryReverter', {
       entry: 'lambdas/killswitch/revert-handler.ts',
       serviceName: 'killswitch-expiry',
+      // One pending expiry at a time; reserved so that a maintenance ends on time even when the
+      // account's pool is used up. A throttled run is retried by Lambda, then dead-lettered (paged).
+      reservedConcurrentExecutions: 1,
       environment: common,
     });
     (this.expiryReverter.function.role as iam.IRole).addToPrincipalPolicy(writeParameter);

@@ -59,6 +59,13 @@ export interface RecoveryProps {
   readonly subnets: ec2.SubnetSelection;
   /** The database's security group: it admits the workflow's function on the port (the copy keeps the source's groups). */
   readonly databaseSecurityGroup: ec2.ISecurityGroup;
+  /**
+   * Concurrent executions reserved for the workflow's function, so that a recovery runs on the
+   * worst day even when the account's pool is used up. One recovery at a time (the CLI's lock), one
+   * step at a time; the second leaves room for the cleanup of a recovery abandoned while it runs.
+   * @default 2
+   */
+  readonly reservedConcurrency?: number;
 }
 
 /**
@@ -92,6 +99,7 @@ export class Recovery extends Construct {
       // Counting the rows of the critical tables on both sides can take minutes on a large database.
       timeout: Duration.minutes(15),
       memorySize: 512,
+      reservedConcurrentExecutions: props.reservedConcurrency ?? 2,
       logRetention: logs.RetentionDays.ONE_YEAR,
       vpcPlacement: { vpc: props.vpc, subnets: props.subnets, securityGroups: [this.securityGroup] },
       environment: {

@@ -69,6 +69,15 @@ export interface RollbackProps {
   readonly table: dynamodb.ITable;
   readonly killswitchParameterName: string;
   readonly incidentsTopic: sns.ITopic;
+  /**
+   * Concurrent executions reserved for the step function, so that a rollback runs on the worst day
+   * even when the account's pool is used up. Each workflow execution runs one step at a time; at
+   * most one rollback per backout alarm and service (2 alarms) and one bake per service run at once.
+   * A step Lambda throttles is retried by the workflow, then ends in the report (which pages) or a
+   * failed execution (WorkflowFailed alarm): no throttle alarm of its own.
+   * @default 3 x the number of services (API + workers)
+   */
+  readonly reservedConcurrency?: number;
 }
 
 /** The function's service name, which is also the `service` dimension of RollbackSeconds / RollbackOutcome. */
@@ -188,6 +197,7 @@ export class Rollback extends Construct {
       entry: 'lambdas/backout/handler.ts',
       serviceName: BACKOUT_SERVICE,
       timeout: Duration.seconds(60),
+      reservedConcurrentExecutions: props.reservedConcurrency ?? 3 * services.length,
       environment: { [BACKOUT_SETTINGS_ENV]: stack.toJsonString(this.settings) },
       vpcPlacement: { vpc: props.vpc, subnets: props.subnets, securityGroups: [securityGroup] },
     });

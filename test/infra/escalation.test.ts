@@ -167,9 +167,15 @@ describe('escalation alarms (the escalation machinery failing reaches the on-cal
     });
   });
 
-  it('watches the Errors of the ingest (starter) and task (pager) functions', () => {
-    for (const [what, fn] of [['IngestErrors', /^EscalationIngestFunction/], ['PagerErrors', /^EscalationTasksFunction/]] as const) {
-      expect(alarm(what)).toMatchObject({ Namespace: 'AWS/Lambda', MetricName: 'Errors', Statistic: 'Sum', Period: 300, Dimensions: [{ Name: 'FunctionName', Value: { Ref: expect.stringMatching(fn) } }] });
+  it('watches the Errors of the ingest (starter) and task (pager) functions, and the pager Throttles', () => {
+    expect(alarm('IngestErrors')).toMatchObject({ Namespace: 'AWS/Lambda', MetricName: 'Errors', Statistic: 'Sum', Period: 300, Dimensions: [{ Name: 'FunctionName', Value: { Ref: expect.stringMatching(/^EscalationIngestFunction/) } }] });
+    const metrics = alarm('PagerErrors')?.Metrics as { Id: string; MetricStat?: { Metric: Json; Period: number; Stat: string } }[];
+    for (const [id, metricName] of [['errors', 'Errors'], ['throttles', 'Throttles']]) {
+      expect(metrics.find((m) => m.Id === id)?.MetricStat).toMatchObject({
+        Metric: { Namespace: 'AWS/Lambda', MetricName: metricName, Dimensions: [{ Name: 'FunctionName', Value: { Ref: expect.stringMatching(/^EscalationTasksFunction/) } }] },
+        Period: 300,
+        Stat: 'Sum',
+      });
     }
   });
 
