@@ -2,7 +2,7 @@ import { Client } from 'pg';
 import { quoteIdent, reopenDatabaseStatement } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
 import { countOf } from '../shared/format';
-import { PgConnection, connectTo } from '../shared/pg-connection';
+import { APPLICATION_NAME, PgConnection, connectTo } from '../shared/pg-connection';
 
 // The connection helper lives with the connection settings (the backup uses it too); restore imports it from here.
 
@@ -226,12 +226,16 @@ function isSibling(name: string, target: string, kind: 'restore' | 'old'): boole
  *   the statements that put it back or drop it.
  * - the target exists but does not accept connections (the swap with --terminate-connections closes
  *   it first): refused, with the statement that reopens it.
- * - a staging database, or `<target>_old_<id>` beside the target: a warning with the DROP to run,
- *   never dropped here (another restore may be loading its staging database right now; a plain
- *   DROP DATABASE refuses a database in use). The warning counts the sessions connected to it: the
- *   pg_restore of a killed CLI goes on loading, and only a DROP ... WITH (FORCE) stops it.
+ * - a staging database still loaded by atmr-dr sessions only: the pg_restore (or psql) of a killed
+ *   restore, which goes on loading after a kill -9 of its CLI. The caller holds the target's lock,
+ *   so no live restore into this target owns it: it is dropped WITH (FORCE), which ends those
+ *   sessions (and only sessions of that database), as the killed restore's own cleanup would have.
+ * - any other staging database, or `<target>_old_<id>` beside the target: a warning with the DROP
+ *   to run, never dropped here (a finished load may be wanted; someone else is connected to it).
+ *   The warning counts the sessions connected to it.
  */
 export async function checkLeftovers(admin: Client, target: string, warn: (line: string) => void): Promise<void> {
+  // Only under the lock of openAdminSession: without it, the staging database may be a live restore's.
   // Candidates by prefix (LIKE, with `_` and `%` escaped: target names contain `_`), then exact
   // names in code: the id must be base-36 digits, so `atmr_old_2024_11_30` is not taken for one.
   const prefixes = (['restore', 'old'] as const).flatMap((kind) => SIBLING_ID_LENGTHS.map((length) => `${siblingPrefix(target, kind, length).replace(/[\\%_]/g, '\\$&')}%`));
@@ -265,12 +269,34 @@ export async function checkLeftovers(admin: Client, target: string, warn: (line:
   }
   for (const { datname, old, sessions } of leftovers) {
     const what = old ? `holds what "${target}" was before an earlier restore replaced it` : `is the staging database of an earlier restore into "${target}"`;
-    if (sessions === 0) {
+    const clients =
+      sessions === 0
+        ? []
+        : (
+            await admin.query<{ pid: number; application: string }>(
+              `SELECT pid, application_name AS application FROM pg_stat_activity WHERE datname = $1 AND ${CLIENT_SESSION} ORDER BY pid`,
+              [datname],
+            )
+          ).rows;
+    if (clients.length === 0) {
       warn(`"${datname}" ${what}${old ? '' : ' (no session is connected to it)'}; left in place: when it is not needed, DROP DATABASE ${quoteIdent(datname)}`);
-    } else {
-      const who = old ? 'something still uses it' : 'that restore is still running, or the pg_restore of a killed one is still loading it';
-      warn(`"${datname}" ${what} and ${sessions} session(s) are connected to it (${who}); left in place: to stop them and drop it, DROP DATABASE ${quoteIdent(datname)} WITH (FORCE)`);
+      continue;
     }
+    if (!old && clients.every((c) => c.application === APPLICATION_NAME)) {
+      const pids = clients.map((c) => c.pid).join(', ');
+      const dropped = await dropDatabase(admin, datname).then(
+        () => undefined,
+        (error: unknown) => oneLine(error),
+      );
+      warn(
+        dropped === undefined
+          ? `"${datname}" ${what} that was killed, and its load was still running (session(s) ${pids}): dropped it WITH (FORCE), which ended that load`
+          : `"${datname}" ${what} that was killed, and its load is still running (session(s) ${pids}); could not drop it (${dropped}): to stop that load and drop it, DROP DATABASE ${quoteIdent(datname)} WITH (FORCE)`,
+      );
+      continue;
+    }
+    const who = old ? 'something still uses it' : `${[...new Set(clients.map((c) => c.application || '?'))].slice(0, 3).join(', ')}: not only a killed restore's`;
+    warn(`"${datname}" ${what} and ${clients.length} session(s) are connected to it (${who}); left in place: to stop them and drop it, DROP DATABASE ${quoteIdent(datname)} WITH (FORCE)`);
   }
 }
 

@@ -125,6 +125,12 @@ export async function resolveConnection(options: ResolveConnectionOptions = {}):
   return { ...merged, host: merged.host, user: merged.user, database: merged.database, port: merged.port ?? 5432 };
 }
 
+/**
+ * application_name of every session atmr-dr opens, its own and its children's: a restore knows
+ * the sessions of a killed restore's pg_restore by it.
+ */
+export const APPLICATION_NAME = 'atmr-dr';
+
 /** libpq variables for a child process (pg_dump, pg_restore, psql). Never log the result. */
 export function libpqEnv(conn: PgConnection, database = conn.database): Record<string, string> {
   const env: Record<string, string> = {
@@ -132,7 +138,7 @@ export function libpqEnv(conn: PgConnection, database = conn.database): Record<s
     PGPORT: String(conn.port),
     PGUSER: conn.user,
     PGDATABASE: database,
-    PGAPPNAME: 'atmr-dr',
+    PGAPPNAME: APPLICATION_NAME,
     PGCONNECT_TIMEOUT: '15',
   };
   if (conn.password !== undefined) env.PGPASSWORD = conn.password;
@@ -159,7 +165,7 @@ export function pgClientConfig(conn: PgConnection, database = conn.database): Cl
     password: conn.password,
     database,
     ssl,
-    application_name: 'atmr-dr',
+    application_name: APPLICATION_NAME,
     connectionTimeoutMillis: 15_000,
     // A restore's session waits idle through a download and a load that take minutes: TCP
     // keepalives every 30 s keep a NAT gateway or load balancer from dropping it as idle.

@@ -390,6 +390,15 @@ function processesNaming(text: string): string[] {
     .filter((l) => l.includes(text) && !l.startsWith('ps '));
 }
 
+/** Pids of the pg_restore processes loading `database` (not the server's backends, whose titles name it too). */
+function pgRestorePidsLoading(database: string): number[] {
+  return execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })
+    .split('\n')
+    .map((l) => l.trim().split(' '))
+    .filter(([pid, program, ...args]) => pid !== '' && (program === 'pg_restore' || program?.endsWith('/pg_restore')) && args.join(' ').includes(`-d ${database} `))
+    .map(([pid]) => Number(pid));
+}
+
 /**
  * The built CLI (bin/atmr-dr.cjs running dist/, `npm run build`) in the background: one node
  * process, so a signal sent to it reaches the CLI itself.
@@ -542,6 +551,50 @@ describe('atmr-dr restore on the worst day', () => {
       fs.rmSync(tmp, { recursive: true, force: true });
     }
   }, 180_000);
+
+  it('kill -9 in the middle of the load leaves its pg_restore loading; the next restore into that target ends that load (drops its staging database, on that database only), says so in one line, and restores', async () => {
+    // Arrange: a restore loading into its staging database, with a TMPDIR of the test's own
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-test-tmpdir-'));
+    const target = uniqueDatabaseName('rcli_kill9');
+    const run = startCli(['restore', bigKey, '--target-db', target], { TMPDIR: tmp });
+    let orphans: number[] = [];
+    try {
+      const staging = /-d (\S+)/.exec(await pgRestoreOf(run))![1];
+      await waitUntil(run, 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [staging]);
+
+      // Act: kill -9 the CLI; its pg_restore goes on (frozen here, so that it is still loading when
+      // the next restore starts, however fast this machine is: its sessions stay connected)
+      run.child.kill('SIGKILL');
+      await run.exited;
+      orphans = pgRestorePidsLoading(staging);
+      expect(orphans.length).toBeGreaterThan(0);
+      for (const pid of orphans) process.kill(pid, 'SIGSTOP');
+      const next = startCli(['restore', bigKey, '--target-db', target], { TMPDIR: tmp });
+      const status = await next.exited;
+      for (const pid of orphans) process.kill(pid, 'SIGCONT');
+
+      // Assert
+      expect(next.stderr()).toMatch(
+        new RegExp(`^atmr-dr: removed temp directory ${tmp}/atmr-dr-[\\w.-]+, left by an earlier run that was killed\natmr-dr: warning: "${staging}" is the staging database of an earlier restore into "${target}" that was killed, and its load was still running \\(session\\(s\\) [\\d, ]+\\): dropped it WITH \\(FORCE\\), which ended that load\n$`),
+      );
+      expect(status).toBe(0);
+      expect(databaseExists(cluster, staging)).toBe(false);
+      expect(databasesLike(cluster, target)).toEqual([target]);
+      // The orphan, its sessions ended, exits on its own.
+      for (const deadline = Date.now() + 30_000; pgRestorePidsLoading(staging).length > 0 && Date.now() < deadline; ) await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(pgRestorePidsLoading(staging)).toEqual([]);
+    } finally {
+      run.child.kill('SIGKILL');
+      fs.rmSync(tmp, { recursive: true, force: true });
+      for (const pid of orphans) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    }
+  }, 240_000);
 
   it('a client that connects to the target during the load is a conflict found at swap time: one line saying the load was lost, exit 3, target untouched', async () => {
     // Arrange: a restore over an existing target, loading into its staging database

@@ -551,13 +551,55 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
     expect(warnings).toEqual([expect.stringMatching(new RegExp(`^"${staging}" is the staging database of an earlier restore into "${target}" .*DROP DATABASE "${staging}"$`))]);
   });
 
-  it('says when sessions are still connected to a stale staging database (a killed CLI\'s pg_restore still loading) and gives the DROP ... WITH (FORCE) that stops them', async () => {
-    // Arrange: a session in the staging database, as the pg_restore of a killed restore would be
+  it('drops a stale staging database still loaded by atmr-dr sessions only (a killed CLI\'s pg_restore), which ends those sessions and no other, and says so', async () => {
+    // Arrange: the sessions of a killed restore's pg_restore (PGAPPNAME atmr-dr) in its staging
+    // database, and a session of someone else in another database
+    const target = uniqueDatabaseName('left_orphan');
+    const staging = leftover(target, 'restore');
+    const bystanderDb = leftover(uniqueDatabaseName('left_other'), 'restore');
+    const connect = async (database: string, application: string) => {
+      const client = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database, application_name: application });
+      client.on('error', () => undefined);
+      await client.connect();
+      return client;
+    };
+    const loaders = [await connect(staging, 'atmr-dr'), await connect(staging, 'atmr-dr')];
+    const bystander = await connect(bystanderDb, 'atmr-dr');
+    const pids = (await Promise.all(loaders.map(async (c) => (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid))).sort((a, b) => a - b);
+    const warnings: string[] = [];
+
+    try {
+      // Act
+      const result = await restoreBackup(deps({ warn: (l) => warnings.push(l) }), { ref: manifestKey, targetDb: target });
+
+      // Assert
+      expect(result.replaced).toBe(false);
+      expect(warnings).toEqual([
+        `"${staging}" is the staging database of an earlier restore into "${target}" that was killed, and its load was still running (session(s) ${pids.join(', ')}): dropped it WITH (FORCE), which ended that load`,
+      ]);
+      expect(databaseExists(cluster, staging)).toBe(false);
+      expect(psql(cluster, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE pid IN (${pids.join(', ')})`)).toBe('0');
+      // Another database's session (even atmr-dr's) is not touched.
+      expect((await bystander.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+      expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+    } finally {
+      await Promise.all([...loaders, bystander].map((c) => c.end().catch(() => undefined)));
+      psql(cluster, 'postgres', `DROP DATABASE IF EXISTS "${bystanderDb}"`);
+    }
+  });
+
+  it('leaves a stale staging database that someone else is connected to, names who, and gives the DROP ... WITH (FORCE)', async () => {
+    // Arrange: an operator's psql looking into the staging database, beside an atmr-dr session
     const target = uniqueDatabaseName('left_busy');
     const staging = leftover(target, 'restore');
-    const loader = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging, application_name: 'pg_restore' });
-    loader.on('error', () => undefined);
-    await loader.connect();
+    const sessions = [
+      new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging, application_name: 'psql' }),
+      new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging, application_name: 'atmr-dr' }),
+    ];
+    for (const c of sessions) {
+      c.on('error', () => undefined);
+      await c.connect();
+    }
     const warnings: string[] = [];
 
     try {
@@ -566,14 +608,14 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
 
       // Assert
       expect(warnings).toEqual([
-        `"${staging}" is the staging database of an earlier restore into "${target}" and 1 session(s) are connected to it (that restore is still running, or the pg_restore of a killed one is still loading it); left in place: to stop them and drop it, DROP DATABASE "${staging}" WITH (FORCE)`,
+        `"${staging}" is the staging database of an earlier restore into "${target}" and 2 session(s) are connected to it (psql, atmr-dr: not only a killed restore's); left in place: to stop them and drop it, DROP DATABASE "${staging}" WITH (FORCE)`,
       ]);
       expect(databaseExists(cluster, staging)).toBe(true);
-      // The statement it gives ends the session and drops the database.
+      // The statement it gives ends the sessions and drops the database.
       psql(cluster, 'postgres', `DROP DATABASE "${staging}" WITH (FORCE)`);
       expect(databaseExists(cluster, staging)).toBe(false);
     } finally {
-      await loader.end().catch(() => undefined);
+      await Promise.all(sessions.map((c) => c.end().catch(() => undefined)));
     }
   });
 
