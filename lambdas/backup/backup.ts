@@ -8,7 +8,6 @@ import { finished } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { DatabaseError, type Client } from 'pg';
 import { OperatorError, oneLine } from '../shared/errors';
-import { isAccessDenied, MISSING_SETTING_EXIT_CODE, missingAwsSetting } from '../shared/aws-errors';
 import { formatBytes } from '../shared/format';
 import { BackupManifestSchema, LatestPointerSchema, type BackupManifest, type BackupObject, type LatestPointer } from '../shared/manifest';
 import { safeJson } from '../shared/json';
@@ -23,7 +22,7 @@ import {
   manifestKeyStamp,
   type BackupTier,
 } from '../shared/s3-layout';
-import { getTextIfExists, getVersionedTextIfExists, isNoSuchBucket, isNotFound, missingBucketError } from '../shared/s3-objects';
+import { getTextIfExists, getVersionedTextIfExists, isNoSuchBucket, isNotFound, missingBucketError, s3Failure } from '../shared/s3-objects';
 import { parseBackupTier } from '../shared/tiers';
 import { isErrorLine, pgToolPath } from '../shared/postgres';
 import { igzipArgs, resolvePlainCompressor, type PlainCompressor, type PlainCompressorPreference } from './compressor';
@@ -768,26 +767,6 @@ function tierWriteFailure(what: string, key: string, bucket: string, error: unkn
     );
   }
   return s3Failure(what, bucket, error);
-}
-
-function s3Failure(what: string, bucket: string, error: unknown): OperatorError {
-  const missing = missingAwsSetting(error);
-  if (missing) return new OperatorError(`S3 ${what} in bucket ${bucket} failed: ${missing}`, MISSING_SETTING_EXIT_CODE);
-  const name = (error as Error | undefined)?.name;
-  const detail = oneLine(error);
-  // The service's error code (AccessDenied, SlowDown) helps; the generic "Error" of a network failure does not.
-  const label = name && name !== 'Error' && !detail.startsWith(name) ? `${name}: ` : '';
-  return new OperatorError(`S3 ${what} in bucket ${bucket} failed: ${label}${detail}; ${s3FailureFix(error)}`);
-}
-
-/** What fixes a failed S3 call: S3 throttling or down is waited out, a refusal is a right to grant; else the usual suspects. */
-function s3FailureFix(error: unknown): string {
-  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
-  if (e?.name === 'SlowDown' || e?.name === 'ServiceUnavailable' || e?.$metadata?.httpStatusCode === 503) {
-    return 'S3 is throttling or unavailable, and the SDK retries did not outlast it: run the backup again in a few minutes';
-  }
-  if (isAccessDenied(error)) return `the role may not do this: check its S3 permissions on the bucket and its prefixes, and kms:GenerateDataKey on the bucket's key`;
-  return "check BACKUP_BUCKET, AWS_ENDPOINT_URL_S3/the network and the role's S3 permissions";
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {

@@ -10,7 +10,7 @@ import {
   latestDatabaseTierPointerKey,
   latestTierPointerKey,
 } from '../shared/s3-layout';
-import { getTextIfExists, isNoSuchBucket, missingBucketError, s3ReadFailure } from '../shared/s3-objects';
+import { getTextIfExists, isNoSuchBucket, missingBucketError, s3Failure } from '../shared/s3-objects';
 import { safeJson } from '../shared/json';
 import { textStart } from '../shared/format';
 import { parseBackupTier } from '../shared/tiers';
@@ -55,7 +55,7 @@ export async function listBackups(deps: CatalogDeps, filter: CatalogFilter = {})
   for (const tier of tiers) {
     let continuationToken: string | undefined;
     do {
-      const page = await s3Call(deps.bucket, `list s3://${deps.bucket}/${tier}/`, () =>
+      const page = await s3Call(deps.bucket, `listing of ${tier}/`, () =>
         deps.s3.send(new ListObjectsV2Command({ Bucket: deps.bucket, Prefix: `${tier}/`, ContinuationToken: continuationToken })),
       );
       for (const object of page.Contents ?? []) if (object.Key && isManifestKey(object.Key)) keys.push(object.Key);
@@ -165,6 +165,6 @@ async function s3Call<T>(bucket: string, what: string, call: () => Promise<T>): 
     return await call();
   } catch (error) {
     if (isNoSuchBucket(error)) throw missingBucketError(bucket);
-    throw s3ReadFailure(what, error);
+    throw s3Failure(what, bucket, error);
   }
 }

@@ -1,6 +1,6 @@
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { OperatorError, oneLine } from './errors';
-import { MISSING_SETTING_EXIT_CODE, missingAwsSetting } from './aws-errors';
+import { isAccessDenied, MISSING_SETTING_EXIT_CODE, missingAwsSetting } from './aws-errors';
 
 /**
  * S3's "no such object", whichever way the SDK (or an S3-compatible server) reports it. A missing
@@ -41,7 +41,7 @@ export async function getText(s3: S3Client, bucket: string, key: string, notFoun
     return (await response.Body?.transformToString('utf8')) ?? '';
   } catch (error) {
     if (notFound && isNotFound(error)) throw new OperatorError(notFound());
-    throw s3ReadFailure(`read s3://${bucket}/${key}`, error);
+    throw s3Failure(`read of ${key}`, bucket, error);
   }
 }
 
@@ -64,13 +64,33 @@ export async function getVersionedTextIfExists(s3: S3Client, bucket: string, key
     if (signal?.aborted) throw signal.reason;
     if (isNotFound(error)) return undefined;
     if (isNoSuchBucket(error)) throw missingBucketError(bucket);
-    throw s3ReadFailure(`read s3://${bucket}/${key}`, error);
+    throw s3Failure(`read of ${key}`, bucket, error);
   }
 }
 
-/** A failed read of the bucket, in one line: a missing region or credentials named (exit 2), else what to check. */
-export function s3ReadFailure(action: string, error: unknown): OperatorError {
+/**
+ * A failed S3 call on the backup bucket, in one line, the same for every command (backup, catalog,
+ * restore): `S3 <what> in bucket <bucket> failed: <error>; <fix>`. A missing region or credentials
+ * is a setting (exit 2); anything else a failure (exit 1).
+ */
+export function s3Failure(what: string, bucket: string, error: unknown): OperatorError {
   const missing = missingAwsSetting(error);
-  if (missing) return new OperatorError(`cannot ${action}: ${missing}`, MISSING_SETTING_EXIT_CODE);
-  return new OperatorError(`cannot ${action}: ${oneLine(error)}; check the endpoint, BACKUP_BUCKET and credentials`);
+  if (missing) return new OperatorError(`S3 ${what} in bucket ${bucket} failed: ${missing}`, MISSING_SETTING_EXIT_CODE);
+  const name = (error as Error | undefined)?.name;
+  const detail = oneLine(error);
+  // The service's error code (AccessDenied, SlowDown) helps; the generic "Error" of a network failure does not.
+  const label = name && name !== 'Error' && !detail.startsWith(name) ? `${name}: ` : '';
+  return new OperatorError(`S3 ${what} in bucket ${bucket} failed: ${label}${detail}; ${s3FailureFix(error)}`);
+}
+
+/** What fixes a failed S3 call: S3 throttling or down is waited out, a refusal is a right to grant; else the usual suspects. */
+function s3FailureFix(error: unknown): string {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
+  if (e?.name === 'SlowDown' || e?.name === 'ServiceUnavailable' || e?.$metadata?.httpStatusCode === 503) {
+    return 'S3 is throttling or unavailable, and the SDK retries did not outlast it: run the command again in a few minutes';
+  }
+  if (isAccessDenied(error)) {
+    return "the role may not do this: check its S3 permissions on the bucket and its prefixes, and on the bucket's key kms:GenerateDataKey (to write) or kms:Decrypt (to read)";
+  }
+  return "check BACKUP_BUCKET, AWS_ENDPOINT_URL_S3/the network and the role's S3 permissions";
 }

@@ -605,8 +605,8 @@ describe('atmr-dr backup faults (integration)', () => {
   });
 
   it.each([
-    ['S3 throttling every upload part (503 SlowDown)', (method: string, url: URL) => method === 'PUT' && url.searchParams.has('uploadId'), 503, 'SlowDown', /SlowDown.*; S3 is throttling or unavailable, and the SDK retries did not outlast it: run the backup again in a few minutes$/],
-    ['the role refused the upload (403 AccessDenied)', (method: string, url: URL) => method === 'POST' && url.searchParams.has('uploads'), 403, 'AccessDenied', /AccessDenied.*; the role may not do this: check its S3 permissions on the bucket and its prefixes, and kms:GenerateDataKey on the bucket's key$/],
+    ['S3 throttling every upload part (503 SlowDown)', (method: string, url: URL) => method === 'PUT' && url.searchParams.has('uploadId'), 503, 'SlowDown', /SlowDown.*; S3 is throttling or unavailable, and the SDK retries did not outlast it: run the command again in a few minutes$/],
+    ['the role refused the upload (403 AccessDenied)', (method: string, url: URL) => method === 'POST' && url.searchParams.has('uploads'), 403, 'AccessDenied', /AccessDenied.*; the role may not do this: check its S3 permissions on the bucket and its prefixes, and on the bucket's key kms:GenerateDataKey \(to write\) or kms:Decrypt \(to read\)$/],
   ])('%s: one line whose advice fits the cause, exit 1, nothing published', async (_case, refuses, status, code, advice) => {
     // Arrange
     const proxy = await startRefusingS3(s3, refuses, status, code);

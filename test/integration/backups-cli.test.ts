@@ -411,10 +411,10 @@ describe('atmr-dr backups', () => {
       // Assert
       expect(list.status).toBe(1);
       const lines = list.stdout.split('\n').filter((l) => l !== '');
-      expect(lines.filter((l) => l.includes(key))).toEqual([expect.stringMatching(new RegExp(`^UNREADABLE: cannot read s3://${localS3.bucket}/${key}: .*AccessDenied`))]);
+      expect(lines.filter((l) => l.includes(key))).toEqual([expect.stringMatching(new RegExp(`^UNREADABLE: S3 read of ${key} in bucket ${localS3.bucket} failed: AccessDenied.*; the role may not do this: check its S3 permissions on the bucket and its prefixes, and on the bucket's key kms:GenerateDataKey \\(to write\\) or kms:Decrypt \\(to read\\)$`))]);
       expect(lines.filter((l) => !l.includes(key)).length).toBeGreaterThan(0);
       expect(lines.some((l) => l.startsWith('INVALID'))).toBe(false);
-      expect(list.stderr).toMatch(/^atmr-dr: the list is incomplete: 1 manifest could not be read \(cannot read s3:\/\/.*AccessDenied.*\); retry once that is fixed\n$/);
+      expect(list.stderr).toMatch(/^atmr-dr: the list is incomplete: 1 manifest could not be read \(S3 read of .* failed: AccessDenied.*\); retry once that is fixed\n$/);
       expect(json.status).toBe(1);
       expect((JSON.parse(json.stdout) as { manifestKey: string; unreadable?: string }[]).find((e) => e.manifestKey === key)?.unreadable).toMatch(/AccessDenied/);
     } finally {

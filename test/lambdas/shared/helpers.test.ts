@@ -92,7 +92,7 @@ describe('getText (S3 protocol)', () => {
   it('says what is missing, or what to check', async () => {
     await expect(getText(s3, 'helpers-bucket', 'nope.json', () => 'no backup yet')).rejects.toThrow('no backup yet');
     await expect(getText(s3, 'helpers-bucket', 'nope.json')).rejects.toThrow(
-      /^cannot read s3:\/\/helpers-bucket\/nope\.json: .+; check the endpoint, BACKUP_BUCKET and credentials$/,
+      /^S3 read of nope\.json in bucket helpers-bucket failed: .+; check BACKUP_BUCKET, AWS_ENDPOINT_URL_S3\/the network and the role's S3 permissions$/,
     );
   });
 });
