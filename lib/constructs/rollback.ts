@@ -80,6 +80,16 @@ export interface RollbackProps {
   readonly reservedConcurrency?: number;
 }
 
+/**
+ * Lambda refused to start the step function (its reserved concurrency is used up, e.g. by two
+ * rollbacks and a bake at once): nothing ran, so any step, even one that acts, can be tried again
+ * (up to 6 times, 2 s doubling, about 2 min).
+ */
+function retryWhenThrottled<T extends sfn.TaskStateBase>(task: T): T {
+  task.addRetry({ errors: ['Lambda.TooManyRequestsException'], interval: Duration.seconds(2), maxAttempts: 6, backoffRate: 2 });
+  return task;
+}
+
 /** The function's service name, which is also the `service` dimension of RollbackSeconds / RollbackOutcome. */
 export const BACKOUT_SERVICE = BACKOUT_METRICS_SERVICE;
 const RUNBOOK_SECTION = 'Plan de backout';
@@ -337,14 +347,7 @@ export class Rollback extends Construct {
   private rollbackWorkflow(props: RollbackProps, steadyTimeout: Duration, clusterArn: string, tasksOfCluster: string): sfn.StateMachine {
     const stack = Stack.of(this);
     const step = (id: string, payload: Record<string, unknown>) =>
-      new tasks.LambdaInvoke(this, id, { lambdaFunction: this.steps.function, payload: sfn.TaskInput.fromObject(payload), payloadResponseOnly: true, retryOnServiceExceptions: true }).addRetry({
-        // Lambda refused to start the function (its concurrency is used up, e.g. by two rollbacks
-        // at once): nothing ran, so any step, even one that acts, can be tried again.
-        errors: ['Lambda.TooManyRequestsException'],
-        interval: Duration.seconds(2),
-        maxAttempts: 6,
-        backoffRate: 2,
-      });
+      retryWhenThrottled(new tasks.LambdaInvoke(this, id, { lambdaFunction: this.steps.function, payload: sfn.TaskInput.fromObject(payload), payloadResponseOnly: true, retryOnServiceExceptions: true }));
     // The steps that only read (DescribeServices, GetMetricData, ListTasks, the /ready probe): a
     // throttle or a blip that outlasts the SDK's own retries is tried again, so that it does not end
     // the follow-up of a rollback that is under way (about 35 s more before the report at worst).
@@ -457,12 +460,14 @@ export class Rollback extends Construct {
 
   /** Wait the bake time (a Wait state, not a sleeping function), then record the release if it stayed clean. */
   private bakeWorkflow(): sfn.StateMachine {
-    const record = new tasks.LambdaInvoke(this, 'RecordLastKnownGood', {
-      lambdaFunction: this.steps.function,
-      payload: sfn.TaskInput.fromObject({ action: 'record-lkg', event: sfn.JsonPath.entirePayload }),
-      payloadResponseOnly: true,
-      retryOnServiceExceptions: true,
-    });
+    const record = retryWhenThrottled(
+      new tasks.LambdaInvoke(this, 'RecordLastKnownGood', {
+        lambdaFunction: this.steps.function,
+        payload: sfn.TaskInput.fromObject({ action: 'record-lkg', event: sfn.JsonPath.entirePayload }),
+        payloadResponseOnly: true,
+        retryOnServiceExceptions: true,
+      }),
+    );
     const definition = new sfn.Wait(this, 'Bake', { time: sfn.WaitTime.duration(Duration.seconds(this.settings.bakeSeconds)) }).next(record);
     const logGroup = new logs.LogGroup(this, 'BakeLogs', { retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.DESTROY });
     return new sfn.StateMachine(this, 'BakeWorkflow', {
