@@ -429,7 +429,9 @@ export class Escalation extends Construct {
       ...common,
       what: 'IngestErrors',
       summary: 'the function that opens incidents and starts their escalation failed: an alarm may have opened no incident',
-      firstActions: `${byHand} lire les logs de la fonction Ingest (EventBridge la relance, puis la file DeadLetters)`,
+      // An error of the function is retried by Lambda's asynchronous invocation (EventBridge retries
+      // only what it could not deliver): 2 more runs, then the dead-letter queue.
+      firstActions: `${byHand} lire les logs de la fonction Ingest (Lambda la relance 2 fois, puis la file DeadLetters)`,
       metric: this.ingest.function.metricErrors({ statistic: 'Sum', period: fiveMinutes }),
     });
     const pagerErrors = new RunbookAlarm(this, 'PagerErrorsAlarm', {

@@ -179,6 +179,13 @@ describe('escalation alarms (the escalation machinery failing reaches the on-cal
     }
   });
 
+  it('tells the on-call who retries a failed ingest run: Lambda, as many times as its asynchronous invoke config says', () => {
+    const configs = Object.values(ops.Resources).filter((r) => r.Type === 'AWS::Lambda::EventInvokeConfig' && JSON.stringify(r.Properties.FunctionName).includes('EscalationIngestFunction'));
+    expect(configs).toHaveLength(1);
+    const retries = configs[0].Properties.MaximumRetryAttempts as number;
+    expect(alarm('IngestErrors')?.AlarmDescription).toContain(`(Lambda la relance ${retries} fois, puis la file DeadLetters)`);
+  });
+
   it('counts failed, timed-out and aborted executions of the escalation state machine', () => {
     const metrics = alarm('ExecutionsFailed')?.Metrics as { Id: string; Expression?: string; MetricStat?: { Metric: { Namespace: string; MetricName: string; Dimensions: { Name: string; Value: unknown }[] }; Stat: string } }[];
     expect(metrics.find((m) => m.Expression)?.Expression).toBe('FILL(failed, 0) + FILL(timedOut, 0) + FILL(aborted, 0)');
