@@ -5,7 +5,7 @@ import { Killswitch, KILLSWITCH_OUTPUTS, KillswitchProps } from '../../lib/const
 import { KillswitchParameter } from '../../lib/constructs/killswitch-parameter';
 import { applyNagPacks } from '../../lib/nag';
 import { INITIAL_VALUE } from '../../lambdas/killswitch/value';
-import { synthesizeApp } from '../support/app';
+import { renderCfn, synthesizeApp } from '../support/app';
 
 const PARAMETER = '/atmr/example/killswitch';
 const PARAMETER_ARN_SUFFIX = ':ssm:eu-west-3:111111111111:parameter/atmr/example/killswitch';
@@ -41,18 +41,6 @@ const data = dataTemplate.toJSON() as { Resources: Record<string, Json> };
 const ops = opsTemplate.toJSON() as { Resources: Record<string, Json> };
 
 const asArray = <T>(x: T | T[]): T[] => (Array.isArray(x) ? x : [x]);
-/** Renders a CloudFormation value (Fn::Join / Ref / GetAtt) as a string, to match ARNs. */
-function render(value: unknown): string {
-  if (typeof value === 'string') return value;
-  const v = value as Json;
-  if (v.Ref) return `<${String(v.Ref)}>`;
-  if (v['Fn::GetAtt']) return `<${(v['Fn::GetAtt'] as string[]).join('.')}>`;
-  if (v['Fn::Join']) {
-    const [sep, parts] = v['Fn::Join'] as [string, unknown[]];
-    return parts.map(render).join(sep);
-  }
-  return JSON.stringify(value);
-}
 /** Logical ID of the Lambda function whose construct path contains `name`. */
 function functionRoleId(name: string): string {
   const [id] = Object.entries(ops.Resources).find(
@@ -67,8 +55,8 @@ function parameterGrants(resources: Record<string, Json>): Map<string, Set<strin
     if (resource.Type !== 'AWS::IAM::Policy') continue;
     const props = resource.Properties as { Roles: unknown[]; PolicyDocument: { Statement: Statement[] } };
     for (const statement of props.PolicyDocument.Statement) {
-      if (!asArray(statement.Resource).some((r) => render(r).endsWith(PARAMETER_ARN_SUFFIX))) continue;
-      for (const role of props.Roles.map(render)) {
+      if (!asArray(statement.Resource).some((r) => renderCfn(r).endsWith(PARAMETER_ARN_SUFFIX))) continue;
+      for (const role of props.Roles.map(renderCfn)) {
         const set = grants.get(role) ?? new Set<string>();
         asArray(statement.Action).forEach((a) => set.add(a));
         grants.set(role, set);
@@ -80,8 +68,8 @@ function parameterGrants(resources: Record<string, Json>): Map<string, Set<strin
 
 describe('killswitch parameter (stateful stack)', () => {
   const resource = data.Resources.KillswitchParameter;
-  const create = JSON.parse(render((resource.Properties as Json).Create));
-  const update = JSON.parse(render((resource.Properties as Json).Update));
+  const create = JSON.parse(renderCfn((resource.Properties as Json).Create));
+  const update = JSON.parse(renderCfn((resource.Properties as Json).Update));
 
   it('has the pinned logical ID KillswitchParameter, retained', () => {
     expect(resource.Type).toBe('Custom::KillswitchParameter');
@@ -109,7 +97,7 @@ describe('killswitch parameter (stateful stack)', () => {
     });
     changed.resource.overrideLogicalId('KillswitchParameter');
     const changedProps = Template.fromStack(changedStack).toJSON().Resources.KillswitchParameter.Properties;
-    const changedUpdate = JSON.parse(render(changedProps.Update));
+    const changedUpdate = JSON.parse(renderCfn(changedProps.Update));
 
     // The template differs (so CloudFormation sends an Update) ...
     expect(changedUpdate.parameters.Value).not.toEqual(update.parameters.Value);
@@ -126,7 +114,7 @@ describe('killswitch parameter (stateful stack)', () => {
       .filter((r) => r.Type === 'AWS::IAM::Policy')
       .flatMap((r) => (r.Properties as { PolicyDocument: { Statement: Statement[] } }).PolicyDocument.Statement)
       .filter((s) => asArray(s.Action).some((a) => a.startsWith('ssm:')));
-    expect(statements.flatMap((s) => asArray(s.Resource).map(render))).toEqual([expect.stringMatching(new RegExp(`${PARAMETER_ARN_SUFFIX}$`))]);
+    expect(statements.flatMap((s) => asArray(s.Resource).map(renderCfn))).toEqual([expect.stringMatching(new RegExp(`${PARAMETER_ARN_SUFFIX}$`))]);
   });
 });
 
@@ -153,7 +141,7 @@ describe('killswitch IAM scoping (stateless stack)', () => {
     const wildcardSsm = Object.values(ops.Resources)
       .filter((r) => r.Type === 'AWS::IAM::Policy')
       .flatMap((r) => (r.Properties as { PolicyDocument: { Statement: Statement[] } }).PolicyDocument.Statement)
-      .filter((s) => asArray(s.Action).some((a) => a.startsWith('ssm:Put') || a === 'ssm:*') && asArray(s.Resource).some((x) => render(x).includes('*')));
+      .filter((s) => asArray(s.Action).some((a) => a.startsWith('ssm:Put') || a === 'ssm:*') && asArray(s.Resource).some((x) => renderCfn(x).includes('*')));
     expect(wildcardSsm).toEqual([]);
   });
 
@@ -164,7 +152,7 @@ describe('killswitch IAM scoping (stateless stack)', () => {
     const statements = (policy.Properties as { PolicyDocument: { Statement: (Statement & { Condition?: Json })[] } }).PolicyDocument.Statement.filter((s) =>
       asArray(s.Action).some((a) => a.startsWith('elasticloadbalancing:')),
     );
-    const grants = statements.map((s) => ({ resources: asArray(s.Resource).map(render), actions: asArray(s.Action).sort(), condition: s.Condition }));
+    const grants = statements.map((s) => ({ resources: asArray(s.Resource).map(renderCfn), actions: asArray(s.Action).sort(), condition: s.Condition }));
     const ownTag = ['exempt', 'maintenance'];
 
     expect(grants).toEqual(
@@ -192,7 +180,7 @@ describe('killswitch IAM scoping (stateless stack)', () => {
     )?.[1] as Json;
     const statements = (policy.Properties as { PolicyDocument: { Statement: Statement[] } }).PolicyDocument.Statement;
     const resourcesOf = (action: string) =>
-      statements.filter((s) => asArray(s.Action).includes(action)).flatMap((s) => asArray(s.Resource).map(render));
+      statements.filter((s) => asArray(s.Action).includes(action)).flatMap((s) => asArray(s.Resource).map(renderCfn));
 
     expect(resourcesOf('scheduler:CreateSchedule')).toEqual(['arn:<AWS::Partition>:scheduler:eu-west-3:111111111111:schedule/atmr-dr-example-killswitch/killswitch-expiry']);
     expect(resourcesOf('scheduler:DeleteSchedule')).toEqual(resourcesOf('scheduler:CreateSchedule'));
@@ -206,7 +194,7 @@ describe('killswitch IAM scoping (stateless stack)', () => {
       ([id, r]) => r.Type === 'AWS::IAM::Policy' && id.startsWith('KillswitchExpirySchedulerRoleDefaultPolicy'),
     )?.[1] as Json;
     const statements = (policy.Properties as { PolicyDocument: { Statement: Statement[] } }).PolicyDocument.Statement;
-    const invoke = statements.filter((s) => asArray(s.Action).includes('lambda:InvokeFunction')).flatMap((s) => asArray(s.Resource).map(render));
+    const invoke = statements.filter((s) => asArray(s.Action).includes('lambda:InvokeFunction')).flatMap((s) => asArray(s.Resource).map(renderCfn));
 
     expect(invoke).toEqual([expect.stringMatching(/^<KillswitchExpiryReverterFunction[0-9A-F]+\.Arn>$/)]);
   });
@@ -259,7 +247,7 @@ describe('killswitch edge maintenance responder (Retry-After at the ALB)', () =>
     id.startsWith('KillswitchMaintenanceTargetGroup'),
   ) as [string, Json];
   const targetGroupProps = targetGroup.Properties as Json;
-  const invokePermissions = byType('AWS::Lambda::Permission').filter(([, r]) => render((r.Properties as Json).FunctionName) === `<${responderId}.Arn>`);
+  const invokePermissions = byType('AWS::Lambda::Permission').filter(([, r]) => renderCfn((r.Properties as Json).FunctionName) === `<${responderId}.Arn>`);
 
   it('puts the responder function in a Lambda target group (no VPC, no health checks invoking it)', () => {
     expect(targetGroupProps).toMatchObject({ TargetType: 'lambda', Targets: [{ Id: { 'Fn::GetAtt': [responderId, 'Arn'] } }] });
@@ -278,7 +266,7 @@ describe('killswitch edge maintenance responder (Retry-After at the ALB)', () =>
       SourceAccount: '111111111111',
       SourceArn: expect.anything(),
     });
-    expect(render((permission.Properties as Json).SourceArn)).toBe(
+    expect(renderCfn((permission.Properties as Json).SourceArn)).toBe(
       `arn:<AWS::Partition>:elasticloadbalancing:eu-west-3:111111111111:targetgroup/${String(targetGroupProps.Name)}/*`,
     );
     // ELB checks the permission when it registers the function: it must exist first.
@@ -299,7 +287,7 @@ describe('killswitch edge maintenance responder (Retry-After at the ALB)', () =>
       (s) => !asArray(s.Action).every((a) => a.startsWith('xray:')),
     );
 
-    expect(statements.map((s) => ({ actions: asArray(s.Action), resources: asArray(s.Resource).map(render) }))).toEqual([
+    expect(statements.map((s) => ({ actions: asArray(s.Action), resources: asArray(s.Resource).map(renderCfn) }))).toEqual([
       { actions: ['ssm:GetParameter'], resources: [expect.stringMatching(new RegExp(`${PARAMETER_ARN_SUFFIX}$`))] },
     ]);
   });
@@ -319,7 +307,7 @@ describe('killswitch edge maintenance responder (Retry-After at the ALB)', () =>
       .filter((r) => r.Type === 'AWS::IAM::Policy')
       .flatMap((r) => (r.Properties as { PolicyDocument: { Statement: Statement[] } }).PolicyDocument.Statement)
       .filter((s) => asArray(s.Action).some((a) => a.startsWith('elasticloadbalancing:')));
-    expect(elbStatements.flatMap((s) => asArray(s.Resource).map(render)).filter((r) => r.includes(':targetgroup/') || r.includes(targetGroupId))).toEqual([]);
+    expect(elbStatements.flatMap((s) => asArray(s.Resource).map(renderCfn)).filter((r) => r.includes(':targetgroup/') || r.includes(targetGroupId))).toEqual([]);
   });
 });
 

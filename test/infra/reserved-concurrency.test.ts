@@ -1,20 +1,8 @@
-import { exampleEnvironment, synthesizeApp } from '../support/app';
+import { exampleEnvironment, renderCfn, synthesizeApp } from '../support/app';
 
 type Json = Record<string, unknown>;
 type Resources = Record<string, { Type: string; Properties: Json }>;
 
-/** Renders a CloudFormation string (Fn::Join of strings and references) to read a state machine definition. */
-function render(value: unknown): string {
-  if (typeof value === 'string') return value;
-  const v = value as Json;
-  if (v.Ref !== undefined) return `<${String(v.Ref)}>`;
-  if (v['Fn::GetAtt']) return `<${(v['Fn::GetAtt'] as string[]).join('.')}>`;
-  if (v['Fn::Join']) {
-    const [separator, parts] = v['Fn::Join'] as [string, unknown[]];
-    return parts.map(render).join(separator);
-  }
-  return JSON.stringify(value);
-}
 
 /** ReservedConcurrentExecutions of every Lambda function of the template, by logical ID. */
 function reservations(resources: Resources): Record<string, unknown> {
@@ -72,7 +60,7 @@ describe('reserved concurrency (a runaway never takes the account, the worst-day
 
   it('retries a throttled page instead of skipping the level (escalation workflow)', () => {
     const machine = Object.values(ops.Resources).find((r) => r.Type === 'AWS::StepFunctions::StateMachine' && String(r.Properties.StateMachineName).endsWith('-Escalation'))!;
-    const states = (JSON.parse(render(machine.Properties.DefinitionString)) as { States: Record<string, { Type: string; Retry?: { ErrorEquals: string[]; MaxAttempts: number }[] }> }).States;
+    const states = (JSON.parse(renderCfn(machine.Properties.DefinitionString)) as { States: Record<string, { Type: string; Retry?: { ErrorEquals: string[]; MaxAttempts: number }[] }> }).States;
     // Every Task state of the escalation invokes the pager function.
     const lambdaTasks = Object.entries(states).filter(([, s]) => s.Type === 'Task');
     expect(lambdaTasks.map(([name]) => name)).toEqual(expect.arrayContaining(['PageLevel1', 'AwaitWhileAcked', 'Remind', 'CheckAfterLevel1', 'Resolve']));
@@ -86,7 +74,7 @@ describe('reserved concurrency (a runaway never takes the account, the worst-day
     const machines = Object.entries(ops.Resources).filter(([id, r]) => r.Type === 'AWS::StepFunctions::StateMachine' && /^Rollback(Rollback|Bake)Workflow/.test(id));
     expect(machines).toHaveLength(2);
     for (const [id, machine] of machines) {
-      const states = (JSON.parse(render(machine.Properties.DefinitionString)) as { States: Record<string, { Type: string; Resource?: string; Retry?: { ErrorEquals: string[]; MaxAttempts: number }[] }> }).States;
+      const states = (JSON.parse(renderCfn(machine.Properties.DefinitionString)) as { States: Record<string, { Type: string; Resource?: string; Retry?: { ErrorEquals: string[]; MaxAttempts: number }[] }> }).States;
       const steps = Object.entries(states).filter(([, s]) => s.Type === 'Task' && s.Resource?.includes('RollbackStepsFunction'));
       expect(steps.length).toBeGreaterThan(0);
       for (const [name, state] of steps) {

@@ -105,3 +105,19 @@ export function constructHarness(raw: Record<string, unknown>, stackId: string):
   };
   return { app, config, data, stack, topic, vpc, subnets, databaseSecurityGroup, workload };
 }
+
+/**
+ * Renders a CloudFormation string value (Fn::Join of strings, Ref, Fn::GetAtt) as text, references
+ * as `<LogicalId>` / `<LogicalId.Attribute>`: to read a state machine definition or match an ARN.
+ */
+export function renderCfn(value: unknown): string {
+  if (typeof value === 'string') return value;
+  const v = value as Record<string, unknown>;
+  if (v.Ref !== undefined) return `<${String(v.Ref)}>`;
+  if (v['Fn::GetAtt']) return `<${(v['Fn::GetAtt'] as string[]).join('.')}>`;
+  if (v['Fn::Join']) {
+    const [separator, parts] = v['Fn::Join'] as [string, unknown[]];
+    return parts.map(renderCfn).join(separator);
+  }
+  return JSON.stringify(value);
+}
