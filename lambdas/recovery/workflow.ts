@@ -127,19 +127,26 @@ export async function reportStep(deps: WorkflowDeps, request: RecoveryRequest & 
 }
 
 /**
- * The failure path: the new instance is deleted (no final snapshot: it never became usable), the
- * recovery is marked failed (freeing the lock) and announced; the workflow then pages.
+ * The failure path: a new instance that never became available is deleted (no final snapshot: it
+ * never became usable); one that did (the verification or the report failed: a rotated password,
+ * EventBridge refusing an event) is kept, since it holds the data asked for and took the longest to
+ * get. The recovery is marked failed (freeing the lock) and announced; the workflow then pages.
  */
 export async function cleanupStep(deps: WorkflowDeps, request: RecoveryRequest & { error?: { Error?: string; Cause?: string } }): Promise<{ message: string }> {
   const why = request.error ? `${request.error.Error ?? 'Error'}: ${causeMessage(request.error.Cause)}` : 'unknown error';
+  const record = await getRecovery(deps.store, request.recoveryId).catch(() => undefined);
   let deletion: string;
-  try {
-    deletion = (await deleteRecoveredInstance(deps.rds, request.newInstance, { protectedInstance: deps.settings.sourceInstance, recoveryId: request.recoveryId })).detail;
-  } catch (error) {
-    deletion = `${request.newInstance} left in place (${oneLine(error)}): check it and delete it by hand if this recovery created it`;
+  if (record?.newInstanceHost) {
+    deletion = `${request.newInstance} is kept (it became available at ${record.availableAt ?? '?'}): inspect it, then "atmr-dr recover abandon ${request.recoveryId}" deletes it after a final snapshot`;
+  } else {
+    try {
+      deletion = (await deleteRecoveredInstance(deps.rds, request.newInstance, { protectedInstance: deps.settings.sourceInstance, recoveryId: request.recoveryId })).detail;
+    } catch (error) {
+      deletion = `${request.newInstance} left in place (${oneLine(error)}): check it and delete it by hand if this recovery created it`;
+    }
   }
   const message = `Recovery ${request.recoveryId} of ${deps.settings.sourceInstance} to ${request.toTime} FAILED: ${why}. Cleanup: ${deletion}. Production is unchanged; run "atmr-dr recover status ${request.recoveryId}" and retry or restore a dump.`;
-  await updateRecovery(deps.store, request.recoveryId, { status: 'failed', error: why }).catch(() => undefined);
+  await updateRecovery(deps.store, request.recoveryId, { status: 'failed', error: `${why} (cleanup: ${deletion})` }).catch(() => undefined);
   await announce(deps.events, RECOVERY_EVENTS.failed, { summary: message, at: clock(deps).toISOString(), recoveryId: request.recoveryId, newInstance: request.newInstance });
   return { message };
 }

@@ -209,3 +209,42 @@ describe('recovery workflow (aws-local-stepfunctions)', () => {
     }
   });
 });
+
+describe('recovery workflow: a failure after the copy became available', () => {
+  it('a copy that refuses the verifier (password rotated since the target time) is kept, not deleted, and the page says so', async () => {
+    const request = await newRequest();
+    newInstanceStates({ status: 'available', host: `${NEW}.rds` });
+    const base = deps();
+    // The copy has the master password of the target time; the secret holds the rotated one.
+    const refused: WorkflowDeps = {
+      ...base,
+      connect: async (side, host, port) => (side === 'recovered' ? { ...(await base.connect!(side, host, port)), user: 'atmr_rotated_away' } : base.connect!(side, host, port)),
+    };
+
+    const { error } = await execute(request, refused);
+
+    expect(error?.name).toBe('RecoveryFailed');
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    expect(pages).toHaveLength(1);
+    expect(pages[0]).toMatch(/atmr_rotated_away/);
+    expect(pages[0]).toMatch(new RegExp(`${NEW} is kept.*atmr-dr recover abandon ${request.recoveryId}`));
+    const record = await getRecovery(deps().store, request.recoveryId);
+    expect(record.status).toBe('failed');
+    expect(record.error).toMatch(new RegExp(`${NEW} is kept`));
+  });
+
+  it('a verified copy whose announcement EventBridge refuses is kept, not deleted', async () => {
+    const request = await newRequest();
+    newInstanceStates({ status: 'available', host: `${NEW}.rds` });
+    events.on(PutEventsCommand).callsFake((input: { Entries: { DetailType: string }[] }) =>
+      input.Entries[0].DetailType === 'Recovery Verified' ? { FailedEntryCount: 1, Entries: [{ ErrorCode: 'InternalFailure', ErrorMessage: 'try again' }] } : { FailedEntryCount: 0 },
+    );
+
+    const { error } = await execute(request, deps());
+
+    expect(error?.name).toBe('RecoveryFailed');
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    expect(pages[0]).toMatch(/EventBridge refused the "Recovery Verified" event/);
+    expect(pages[0]).toMatch(new RegExp(`${NEW} is kept`));
+  });
+});
