@@ -278,13 +278,13 @@ export function registerRecoverCommands(program: Command): void {
 
   recover
     .command('abandon')
-    .description('delete the recovered instance (after a final snapshot) and free the lock; refused once production runs on it')
+    .description('delete the recovered instance (after a final snapshot, unless it is still creating or its restore failed: no data yet) and free the lock; refused once production runs on it')
     .argument('<id>', 'recovery id')
     .option('--yes', 'confirm (required when standard input is not a terminal)')
     .action(async (id: string, opts: { yes?: boolean }) => {
       const ctx = await context();
       const record = await getRecovery(ctx.store, id);
-      await confirmOrRefuse(`delete ${record.newInstance} (a final snapshot is kept)`, opts.yes, 'recover abandon');
+      await confirmOrRefuse(`delete ${record.newInstance} (a final snapshot is kept unless it holds no data yet)`, opts.yes, 'recover abandon');
       const result = await abandonRecovery({ rds: ctx.rds, sfn: ctx.sfn, events: ctx.events, store: ctx.store }, id, await resolveCliActor(), ctx.config.database.instanceIdentifier);
       if (ctx.g.json) print(JSON.stringify(result));
       else print(`recovery ${id} abandoned: ${result.detail}`);

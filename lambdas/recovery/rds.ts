@@ -176,6 +176,9 @@ export async function startRestore(rds: RDSClient, validated: ValidatedRecovery,
 
 const FAILED_STATES = ['failed', 'incompatible-restore', 'incompatible-parameters', 'incompatible-network', 'restore-error', 'storage-full', 'deleting', 'inaccessible-encryption-credentials'];
 
+/** States in which an instance has no data to snapshot: RDS deletes it only with SkipFinalSnapshot. */
+const NO_DATA_STATES = ['creating', 'failed', 'incompatible-restore', 'incompatible-network', 'restore-error'];
+
 export interface InstanceState {
   readonly status: string;
   readonly ready: boolean;
@@ -218,11 +221,15 @@ export async function deleteRecoveredInstance(
     throw new OperatorError(`recover: refusing to delete ${identifier}: it is not tagged ${RECOVERY_ID_TAG}=${options.recoveryId} (not created by this recovery)`, 2);
   }
   if (instance.DBInstanceStatus === 'deleting') return { deleted: true, detail: `${identifier} is already being deleted` };
+  // A copy still being created, or whose restore failed, holds no data yet, and RDS refuses a final
+  // snapshot of it: abandoning it (to restore to another time) must not wait until it is available.
+  const noData = NO_DATA_STATES.includes(instance.DBInstanceStatus ?? '');
+  const snapshot = noData ? undefined : options.finalSnapshotIdentifier;
   try {
     await rds.send(
       new DeleteDBInstanceCommand({
         DBInstanceIdentifier: identifier,
-        ...(options.finalSnapshotIdentifier ? { FinalDBSnapshotIdentifier: options.finalSnapshotIdentifier, SkipFinalSnapshot: false } : { SkipFinalSnapshot: true }),
+        ...(snapshot ? { FinalDBSnapshotIdentifier: snapshot, SkipFinalSnapshot: false } : { SkipFinalSnapshot: true }),
         DeleteAutomatedBackups: true,
       }),
     );
@@ -232,7 +239,8 @@ export async function deleteRecoveredInstance(
     }
     throw error;
   }
-  return { deleted: true, detail: options.finalSnapshotIdentifier ? `deleting ${identifier}, final snapshot ${options.finalSnapshotIdentifier}` : `deleting ${identifier} (no final snapshot)` };
+  if (snapshot) return { deleted: true, detail: `deleting ${identifier}, final snapshot ${snapshot}` };
+  return { deleted: true, detail: options.finalSnapshotIdentifier ? `deleting ${identifier} (no final snapshot: it is "${instance.DBInstanceStatus}", it holds no data yet)` : `deleting ${identifier} (no final snapshot)` };
 }
 
 /**

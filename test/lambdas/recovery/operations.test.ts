@@ -121,6 +121,29 @@ describe('abandoning a recovery', () => {
     expect(events.commandCalls(PutEventsCommand)[0].args[0].input.Entries![0].DetailType).toBe('Recovery Abandoned');
   });
 
+  it.each(['creating', 'incompatible-restore'])('deletes a copy still "%s" without a final snapshot (RDS refuses one: no data yet), so a recovery to another time can start', async (status) => {
+    const id = (await start()).request.recoveryId;
+    const record = await getRecovery(deps().store, id);
+    sfn.on(DescribeExecutionCommand).resolves({ status: 'RUNNING' });
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: record.newInstance }).resolves({
+      DBInstances: [{ DBInstanceIdentifier: record.newInstance, DBInstanceStatus: status, TagList: [{ Key: 'atmr-dr:purpose', Value: 'recovery' }, { Key: 'atmr-dr:recovery-id', Value: id }] }],
+    });
+    // What RDS answers to a final snapshot of an instance that has none to give.
+    rds
+      .on(DeleteDBInstanceCommand)
+      .callsFake((input: { SkipFinalSnapshot?: boolean }) => {
+        if (input.SkipFinalSnapshot) return {};
+        throw Object.assign(new Error(`Instance ${record.newInstance} is currently ${status} - a final snapshot cannot be taken.`), { name: 'InvalidDBInstanceStateFault' });
+      });
+
+    const result = await abandonRecovery(deps(), id, 'alice', SOURCE);
+
+    expect(rds.commandCalls(DeleteDBInstanceCommand).at(-1)!.args[0].input).toEqual({ DBInstanceIdentifier: record.newInstance, SkipFinalSnapshot: true, DeleteAutomatedBackups: true });
+    expect(result.detail).toBe(`deleting ${record.newInstance} (no final snapshot: it is "${status}", it holds no data yet)`);
+    expect(result.record.status).toBe('abandoned');
+    expect(await activeRecoveryId(deps().store)).toBeUndefined();
+  });
+
   it('refuses to abandon a recovery production now runs on', async () => {
     const id = (await start()).request.recoveryId;
     await updateRecovery(deps().store, id, { status: 'cut-over' });
