@@ -203,6 +203,18 @@ export async function instanceState(rds: RDSClient, identifier: string): Promise
 }
 
 /**
+ * The status of `identifier` when this recovery created it, else undefined: a restore step that
+ * runs again (Step Functions retries a Lambda service error even when the function ran) finds its
+ * own restore instead of refusing the name as taken.
+ */
+export async function ownRestoreStatus(rds: RDSClient, identifier: string, recoveryId: string): Promise<string | undefined> {
+  const instance = await describeInstance(rds, identifier);
+  if (!instance) return undefined;
+  const tags = instance.TagList ?? (await rds.send(new ListTagsForResourceCommand({ ResourceName: instance.DBInstanceArn }))).TagList ?? [];
+  return tags.some((t) => t.Key === RECOVERY_ID_TAG && t.Value === recoveryId) ? (instance.DBInstanceStatus ?? 'unknown') : undefined;
+}
+
+/**
  * Deletes a recovered copy, only when it carries this tool's recovery tag (never the production
  * instance, whatever name is passed). `finalSnapshot` keeps its data (abandon); a copy that never
  * became available has none worth keeping (cleanup).

@@ -7,7 +7,7 @@ import { oneLine } from '../shared/errors';
 import { pgClientConfig, resolveConnection } from '../shared/pg-connection';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
 import { RECOVERY_EVENTS, RecoveryRequest, VerificationReport } from './contract';
-import { deleteRecoveredInstance, instanceState, startRestore, validateRecovery } from './rds';
+import { deleteRecoveredInstance, instanceState, ownRestoreStatus, startRestore, validateRecovery } from './rds';
 import { StoreDeps, getRecovery, updateRecovery } from './store';
 import { VerificationChecks, formatVerification, verifyRecovery } from './verify';
 
@@ -47,6 +47,8 @@ const clock = (deps: WorkflowDeps) => (deps.now ?? (() => new Date()))();
 export async function restoreStep(deps: WorkflowDeps, request: RecoveryRequest): Promise<{ newInstance: string; status: string }> {
   const { settings } = deps;
   const target = { sourceInstance: settings.sourceInstance, newInstance: request.newInstance, newInstancePrefix: settings.newInstancePrefix, toTime: new Date(request.toTime) };
+  const own = await ownRestoreStatus(deps.rds, request.newInstance, request.recoveryId);
+  if (own) return { newInstance: request.newInstance, status: own };
   const validated = await validateRecovery(deps.rds, target);
   const { status } = await startRestore(deps.rds, validated, target, { expectedSubnetGroup: settings.subnetGroupName, extraTags: settings.tags, recoveryId: request.recoveryId });
   await announce(deps.events, RECOVERY_EVENTS.started, {
@@ -95,7 +97,8 @@ export async function verifyStep(deps: WorkflowDeps, request: RecoveryRequest & 
   const { settings } = deps;
   const host = request.instance.host!;
   const port = request.instance.port ?? 5432;
-  await updateRecovery(deps.store, request.recoveryId, { status: 'verifying', newInstanceHost: host, newInstancePort: port, availableAt: clock(deps).toISOString() }, ['restoring']);
+  // 'verifying' too: a retried verification (its first answer lost) finds the status it wrote.
+  await updateRecovery(deps.store, request.recoveryId, { status: 'verifying', newInstanceHost: host, newInstancePort: port, availableAt: clock(deps).toISOString() }, ['restoring', 'verifying']);
   const report = await verifyRecovery(
     { recovered: await connection(deps, 'recovered', host, port), production: await connection(deps, 'production', settings.productionHost, settings.productionPort) },
     settings.checks,
@@ -109,7 +112,9 @@ export async function reportStep(deps: WorkflowDeps, request: RecoveryRequest & 
   const now = clock(deps);
   const recoverySeconds = secondsBetween(request.requestedAt, now);
   const { report } = request.verification;
-  await updateRecovery(deps.store, request.recoveryId, { status: report.ok ? 'verified' : 'verification-failed', verification: report, recoverySeconds }, ['verifying']);
+  const status = report.ok ? 'verified' : 'verification-failed';
+  // A retried report (its first answer lost) finds the status it wrote.
+  await updateRecovery(deps.store, request.recoveryId, { status, verification: report, recoverySeconds }, ['verifying', status]);
   await publishRecoverySeconds(deps.cloudwatch, 'verified', recoverySeconds, now);
   const record = await getRecovery(deps.store, request.recoveryId);
   await announce(deps.events, report.ok ? RECOVERY_EVENTS.verified : RECOVERY_EVENTS.verificationFailed, {

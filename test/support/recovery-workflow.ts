@@ -32,11 +32,14 @@ export function recoveryDefinition(): WorkflowDefinition {
 /**
  * Runs the definition with aws-local-stepfunctions: Lambda tasks run the real step code with `deps`,
  * SNS tasks append their message to `pages`, Wait states take no time. Returns the output, or the
- * error of the Fail state the execution ended in.
+ * error of the Fail state the execution ended in. `lostAnswers`: Task states whose first invocation
+ * runs the step and then fails with Lambda.ServiceException, as when Lambda loses the answer of a
+ * function that ran (the state's Retry runs the step again, without waiting).
  */
-export async function runRecoveryWorkflow(definition: WorkflowDefinition, request: RecoveryRequest, deps: WorkflowDeps, pages: string[] = []) {
+export async function runRecoveryWorkflow(definition: WorkflowDefinition, request: RecoveryRequest, deps: WorkflowDeps, pages: string[] = [], lostAnswers: readonly string[] = []) {
   const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
   const handlers: Record<string, (input: unknown) => Promise<unknown>> = {};
+  const lost = new Set(lostAnswers);
   for (const [name, state] of Object.entries(definition.States)) {
     if (state.Type !== 'Task') continue;
     handlers[name] = name.startsWith('Page')
@@ -44,9 +47,14 @@ export async function runRecoveryWorkflow(definition: WorkflowDefinition, reques
           pages.push((input as { Message: string }).Message);
           return { MessageId: 'local' };
         }
-      : (input) => dispatchStep(input, deps);
+      : async (input) => {
+          const output = await dispatchStep(input, deps);
+          if (lost.delete(name)) throw Object.assign(new Error(`${name}: the function ran, its answer was lost`), { name: 'Lambda.ServiceException' });
+          return output;
+        };
   }
-  const execution = machine.run({ ...request }, { overrides: { taskResourceLocalHandlers: handlers as never, waitTimeOverrides: { WaitForNewInstance: 0 } } });
+  const retryIntervalOverrides = Object.fromEntries(Object.keys(handlers).map((name) => [name, 0]));
+  const execution = machine.run({ ...request }, { overrides: { taskResourceLocalHandlers: handlers as never, waitTimeOverrides: { WaitForNewInstance: 0 }, retryIntervalOverrides } });
   try {
     return { output: (await execution.result) as unknown, error: undefined };
   } catch (error) {

@@ -76,8 +76,8 @@ async function newRequest(): Promise<RecoveryRequest> {
   return request;
 }
 
-function execute(request: RecoveryRequest, workflowDeps: WorkflowDeps) {
-  return runRecoveryWorkflow(definition, request, workflowDeps, pages);
+function execute(request: RecoveryRequest, workflowDeps: WorkflowDeps, lostAnswers: string[] = []) {
+  return runRecoveryWorkflow(definition, request, workflowDeps, pages, lostAnswers);
 }
 
 beforeAll(async () => {
@@ -109,13 +109,13 @@ beforeEach(() => {
   cloudwatch.on(PutMetricDataCommand).resolves({});
 });
 
-/** The new instance: absent when the name is checked, then the given states, one per describe. */
+/** The new instance: absent until the restore is asked for, then the given states, one per describe. */
 function newInstanceStates(...states: { status: string; host?: string }[]) {
   let calls = 0;
   rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: NEW }).callsFake(() => {
+    if (rds.commandCalls(RestoreDBInstanceToPointInTimeCommand).length === 0) throw notFound();
     calls += 1;
-    if (calls === 1) throw notFound();
-    const state = states[Math.min(calls - 2, states.length - 1)];
+    const state = states[Math.min(calls - 1, states.length - 1)];
     return {
       DBInstances: [
         {
@@ -246,5 +246,20 @@ describe('recovery workflow: a failure after the copy became available', () => {
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
     expect(pages[0]).toMatch(/EventBridge refused the "Recovery Verified" event/);
     expect(pages[0]).toMatch(new RegExp(`${NEW} is kept`));
+  });
+});
+
+describe('recovery workflow: Step Functions retries a step whose answer Lambda lost', () => {
+  it('the retried restore, verification and report carry on with the same instance: one restore, verified, nothing deleted, nobody paged', async () => {
+    const request = await newRequest();
+    newInstanceStates({ status: 'creating' }, { status: 'available', host: `${NEW}.rds` });
+
+    const { error } = await execute(request, deps(), ['Restore', 'Verify', 'Report']);
+
+    expect(error).toBeUndefined();
+    expect(rds.commandCalls(RestoreDBInstanceToPointInTimeCommand)).toHaveLength(1);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    expect(pages).toEqual([]);
+    expect(await getRecovery(deps().store, request.recoveryId)).toMatchObject({ status: 'verified', newInstanceHost: `${NEW}.rds` });
   });
 });
