@@ -1,4 +1,4 @@
-import { Client, ClientConfig } from 'pg';
+import { Client, ClientConfig, QueryConfig } from 'pg';
 import { oneLine } from '../shared/errors';
 import { quoteQualifiedName } from '../shared/postgres';
 import { SideSnapshot, VerificationReport, VerificationRow } from './contract';
@@ -21,7 +21,11 @@ export interface VerificationChecks {
 async function inReadOnly<T>(client: Client, sql: string, read: (rows: Record<string, unknown>[]) => T): Promise<T> {
   await client.query('BEGIN READ ONLY');
   try {
-    return read((await client.query(sql)).rows as Record<string, unknown>[]);
+    // The extended protocol takes one statement: a configured query cannot end the read-only
+    // transaction itself ("SELECT 1; COMMIT; DELETE ...") and write to production outside it.
+    // (queryMode is node-postgres' own option; @types/pg does not list it.)
+    const oneStatement = { text: sql, queryMode: 'extended' } as QueryConfig;
+    return read((await client.query(oneStatement)).rows as Record<string, unknown>[]);
   } finally {
     await client.query('ROLLBACK');
   }

@@ -81,6 +81,20 @@ describe('verification of a recovered copy against production (real PostgreSQL)'
     expect(report.problems.join()).toMatch(/cannot execute DELETE in a read-only transaction/);
   });
 
+  it('never changes production, even when a critical query ends the read-only transaction itself (several statements)', async () => {
+    const before = psql(cluster, production, 'SELECT count(*) FROM booking');
+    const report = await verifyRecovery(
+      { recovered: connection(recovered), production: connection(production) },
+      { ...checks, criticalQueries: ['SELECT 1; COMMIT; DELETE FROM booking RETURNING id', 'SELECT COUNT(*) FROM company;'] },
+    );
+
+    expect(psql(cluster, production, 'SELECT count(*) FROM booking')).toBe(before);
+    expect(report.ok).toBe(false);
+    expect(report.problems).toEqual(['critical query fails on the recovered copy: SELECT 1; COMMIT; DELETE FROM booking RETURNING id: cannot insert multiple commands into a prepared statement']);
+    // One statement with its trailing semicolon still runs.
+    expect(report.rows.find((r) => r.check === 'SELECT COUNT(*) FROM company;')).toMatchObject({ production: '5', recovered: '5', outcome: 'same' });
+  });
+
   it('the cutover write check passes on a writable primary and leaves nothing behind', async () => {
     await writeCheck(connection(recovered));
     expect(psql(cluster, recovered, "SELECT count(*) FROM pg_class WHERE relname = 'atmr_dr_write_check'")).toBe('0');
