@@ -137,6 +137,10 @@ export function restoreInput(validated: ValidatedRecovery, target: RecoveryTarge
   tags.set(RECOVERY_ID_TAG, settings.recoveryId);
   tags.set('atmr-dr:restored-from', target.sourceInstance);
   tags.set('atmr-dr:restored-to-time', target.toTime.toISOString());
+  // Below 400 GiB, gp3 storage of PostgreSQL has fixed baseline IOPS and throughput, which
+  // DescribeDBInstances reports but RDS refuses in a request (InvalidParameterCombination): the
+  // restore gets them by itself.
+  const baselineGp3 = source.StorageType === 'gp3' && (source.AllocatedStorage ?? 0) < 400;
   return {
     SourceDBInstanceIdentifier: target.sourceInstance,
     TargetDBInstanceIdentifier: target.newInstance,
@@ -147,8 +151,8 @@ export function restoreInput(validated: ValidatedRecovery, target: RecoveryTarge
     DBParameterGroupName: source.DBParameterGroups?.[0]?.DBParameterGroupName,
     MultiAZ: source.MultiAZ,
     StorageType: source.StorageType,
-    ...(source.Iops !== undefined && { Iops: source.Iops }),
-    ...(source.StorageThroughput !== undefined && { StorageThroughput: source.StorageThroughput }),
+    ...(source.Iops !== undefined && !baselineGp3 && { Iops: source.Iops }),
+    ...(source.StorageThroughput !== undefined && !baselineGp3 && { StorageThroughput: source.StorageThroughput }),
     Port: source.Endpoint?.Port,
     PubliclyAccessible: source.PubliclyAccessible ?? false,
     EnableIAMDatabaseAuthentication: source.IAMDatabaseAuthenticationEnabled,

@@ -20,6 +20,8 @@ export function sourceInstance(overrides: Partial<DBInstance> = {}): DBInstance 
     DBParameterGroups: [{ DBParameterGroupName: 'atmr-postgres15', ParameterApplyStatus: 'in-sync' }],
     MultiAZ: true,
     StorageType: 'gp3',
+    // 100 GiB of gp3: DescribeDBInstances reports its baseline performance (3000 IOPS, 125 MiB/s).
+    AllocatedStorage: 100,
     Iops: 3000,
     StorageThroughput: 125,
     StorageEncrypted: true,

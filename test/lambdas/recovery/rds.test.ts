@@ -103,7 +103,6 @@ describe('restoring', () => {
       DBParameterGroupName: 'atmr-postgres15',
       MultiAZ: true,
       StorageType: 'gp3',
-      Iops: 3000,
       Port: 5432,
       PubliclyAccessible: false,
       DeletionProtection: false,
@@ -120,6 +119,39 @@ describe('restoring', () => {
     );
     // aws: tags are reserved: copying them would make the restore fail.
     expect(input.Tags!.some((t) => t.Key!.startsWith('aws:'))).toBe(false);
+  });
+
+  /** RDS's own rule for PostgreSQL on gp3: IOPS and throughput are set only from 400 GiB up, below they are the baseline. */
+  function restoreAsRdsDoes(allocatedStorage: number) {
+    rds.on(RestoreDBInstanceToPointInTimeCommand).callsFake((input: { StorageType?: string; Iops?: number; StorageThroughput?: number }) => {
+      if (input.StorageType === 'gp3' && allocatedStorage < 400 && (input.Iops !== undefined || input.StorageThroughput !== undefined)) {
+        throw Object.assign(new Error("You can't specify IOPS or storage throughput for engine postgres and a storage size less than 400."), { name: 'InvalidParameterCombination' });
+      }
+      return { DBInstance: { DBInstanceStatus: 'creating' } };
+    });
+  }
+
+  it('restores a gp3 source under 400 GiB without the baseline IOPS and throughput it reports (RDS refuses them)', async () => {
+    givenSource();
+    restoreAsRdsDoes(100);
+    const validated = await validateRecovery(client, target());
+
+    await expect(startRestore(client, validated, target(), { extraTags: {}, recoveryId: 'r20261130143000-abcd' })).resolves.toEqual({ status: 'creating' });
+
+    const input = rds.commandCalls(RestoreDBInstanceToPointInTimeCommand)[0].args[0].input;
+    expect(input).toMatchObject({ StorageType: 'gp3' });
+    expect(input).not.toHaveProperty('Iops');
+    expect(input).not.toHaveProperty('StorageThroughput');
+  });
+
+  it('keeps the provisioned IOPS and throughput of a gp3 source from 400 GiB up', async () => {
+    givenSource({ AllocatedStorage: 500, Iops: 12000, StorageThroughput: 500 });
+    restoreAsRdsDoes(500);
+    const validated = await validateRecovery(client, target());
+
+    await startRestore(client, validated, target(), { extraTags: {}, recoveryId: 'r20261130143000-abcd' });
+
+    expect(rds.commandCalls(RestoreDBInstanceToPointInTimeCommand)[0].args[0].input).toMatchObject({ StorageType: 'gp3', Iops: 12000, StorageThroughput: 500 });
   });
 
   it('refuses when the source moved to another subnet group than the configured one (IAM scope)', async () => {
