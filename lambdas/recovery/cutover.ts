@@ -12,7 +12,7 @@ import { checkHttp } from '../detection/targets';
 import { OperatorError, oneLine } from '../shared/errors';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
 import { CutoverStepReport, JournalEntry, JournalUndo, RECOVERY_EVENTS, RecoveryRecord, RecoveryStatus } from './contract';
-import { markReplacedInstance, replacedInstanceName } from './rds';
+import { instanceState, markReplacedInstance, replacedInstanceName } from './rds';
 import { LeaseLostError, StoreDeps, getRecovery, takeCutoverLease, updateRecovery } from './store';
 
 /**
@@ -154,6 +154,16 @@ class Session {
     }
     if (mode === 'undo' && current.status === 'cutover-failed' && !(current.journal ?? []).some(outstanding)) {
       throw new OperatorError(`${command}: recovery ${id}: nothing to undo, every change of its cutover was undone`, 3);
+    }
+    if (mode === 'start' && (CUTOVER_FROM as readonly string[]).includes(current.status)) {
+      // A copy stopped since its verification (to save money) or deleted would only be found at
+      // /ready or the write check, after maintenance, the endpoint switch and a redeploy, and
+      // their undo: minutes of downtime for nothing.
+      const copy = await instanceState(deps.rds, current.newInstance);
+      if (copy.status !== 'available') {
+        const fix = copy.status === 'stopped' ? `start it (aws rds start-db-instance --db-instance-identifier ${current.newInstance}), then` : copy.status === 'not-found' ? 'it is gone: start a new recovery, or' : 'wait until it is available, then';
+        throw new OperatorError(`${command}: recovery ${id}: its copy ${current.newInstance} is "${copy.status}", not available: nothing was changed; ${fix} run the cutover again`, 3);
+      }
     }
     const from: readonly RecoveryStatus[] = mode === 'start' ? CUTOVER_FROM : mode === 'resume' ? ['cutting-over'] : ['cutting-over', 'cutover-failed'];
     const token = randomUUID();

@@ -64,6 +64,7 @@ function startFakeAws(): Promise<FakeAws> {
     secret = { username: cluster.user, password: 'unused-by-trust-auth', host: OLD_HOST, port: 5432, dbname: 'atmr', engine: 'postgres' };
     instances.clear();
     instances.set('atmr-prod', { arn: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod' });
+    instances.set('atmr-prod-pitr-202611301402', { arn: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod-pitr-202611301402' });
     state.ecsStable = true;
   };
   reset();
@@ -275,6 +276,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     // The calls, in order, with their arguments.
     const sequence = aws.calls.map((c) => `${c.service}:${c.action}`);
     expect(sequence).toEqual([
+      'rds:DescribeDBInstances', // the copy is available: nothing changes otherwise
       'events:PutEvents',
       'ssm:GetParameter', // the killswitch's previous value, journaled before anything changes
       'ssm:GetParameter',
@@ -313,7 +315,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     const tags = aws.calls.find((c) => c.action === 'AddTagsToResource')!.input;
     expect(tags).toMatchObject({ ResourceName: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod', 'Tags.Tag.1.Key': 'atmr-dr:replaced-by', 'Tags.Tag.1.Value': 'atmr-prod-pitr-202611301402' });
     expect(aws.calls.some((c) => c.action.startsWith('Delete'))).toBe(false);
-    expect([...aws.instances.keys()]).toEqual([modify.NewDBInstanceIdentifier]);
+    expect([...aws.instances.keys()].sort()).toEqual(['atmr-prod-pitr-202611301402', modify.NewDBInstanceIdentifier]);
     const events = aws.calls.filter((c) => c.action === 'PutEvents').map((c) => (c.input.Entries as { DetailType: string; Source: string }[])[0]);
     expect(events.map((e) => [e.Source, e.DetailType])).toEqual([
       ['atmr-dr', 'Recovery Cutover Started'],

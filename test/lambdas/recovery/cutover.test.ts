@@ -190,6 +190,25 @@ describe('cutover', () => {
     expect(detail.at).toMatch(/^\d{4}-/);
   });
 
+  it('refuses a copy that is not available (stopped to save money, deleted) before touching production', async () => {
+    for (const copy of [{ DBInstanceStatus: 'stopped' }, undefined]) {
+      const id = await verifiedRecovery();
+      rds.reset();
+      rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'atmr-prod' }).resolves({ DBInstances: [sourceInstance()] });
+      if (copy) rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'atmr-prod-pitr-202611301402' }).resolves({ DBInstances: [{ DBInstanceIdentifier: 'atmr-prod-pitr-202611301402', ...copy }] });
+      else rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'atmr-prod-pitr-202611301402' }).rejects(notFound());
+
+      await expect(cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice')).rejects.toThrow(
+        `recover cutover: recovery ${id}: its copy atmr-prod-pitr-202611301402 is "${copy ? 'stopped' : 'not-found'}", not available: nothing was changed; ${copy ? 'start it' : 'it is gone: start a new recovery'}`,
+      );
+      expect(ssm.commandCalls(PutParameterCommand)).toHaveLength(0);
+      expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(0);
+      expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+      const record = await getRecovery(deps().store, id);
+      expect([record.status, record.journal, record.leaseToken]).toEqual(['verified', undefined, undefined]);
+    }
+  });
+
   it('switches an SSM parameter when the API reads its host there', async () => {
     const id = await verifiedRecovery();
     parameters.set('/atmr/prod/database-host', { value: `${OLD_HOST}:5432`, version: 3 });
@@ -311,7 +330,10 @@ describe('an interrupted cutover', () => {
   const stale = { now: later((LEASE_SECONDS + 60) * 1000) };
 
   beforeEach(() => {
-    instances = new Map([['atmr-prod', sourceInstance()]]);
+    instances = new Map([
+      ['atmr-prod', sourceInstance()],
+      ['atmr-prod-pitr-202611301402', { DBInstanceIdentifier: 'atmr-prod-pitr-202611301402', DBInstanceStatus: 'available', Endpoint: { Address: NEW_HOST, Port: 5432 } }],
+    ]);
     rds.on(DescribeDBInstancesCommand).callsFake((input: { DBInstanceIdentifier: string }) => {
       const instance = instances.get(input.DBInstanceIdentifier);
       if (!instance) throw notFound();
@@ -381,7 +403,7 @@ describe('an interrupted cutover', () => {
     expect(killswitchNow().mode).toBe('normal');
     expect(secretValue).toMatchObject({ host: NEW_HOST, port: 5432, password: 's3cret' });
     expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(1);
-    expect([...instances.keys()]).toEqual([expect.stringMatching(/^atmr-prod-replaced-\d{12}$/)]);
+    expect([...instances.keys()].sort()).toEqual(['atmr-prod-pitr-202611301402', expect.stringMatching(/^atmr-prod-replaced-\d{12}$/)]);
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
   });
 
