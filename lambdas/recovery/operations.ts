@@ -67,16 +67,24 @@ export async function startRecovery(deps: StartDeps, request: StartRequest): Pro
   if (!request.stateMachineArn) throw new OperatorError('recover: no recovery state machine: deploy the ops stack with recovery.enabled, or pass --state-machine ARN', 2);
 
   await beginRecovery(deps.store, { ...recoveryRequest, sourceInstance: request.sourceInstance });
+  let executionArn: string | undefined;
   try {
-    const { executionArn } = await deps.sfn.send(
+    ({ executionArn } = await deps.sfn.send(
       new StartExecutionCommand({ stateMachineArn: request.stateMachineArn, name: recoveryRequest.recoveryId, input: JSON.stringify(recoveryRequest) }),
-    );
-    await updateRecovery(deps.store, recoveryRequest.recoveryId, { executionArn });
-    return { dryRun: false, ...summary, executionArn };
+    ));
   } catch (error) {
     await updateRecovery(deps.store, recoveryRequest.recoveryId, { status: 'failed', error: `workflow not started: ${oneLine(error)}` }).catch(() => undefined);
     throw new OperatorError(`recover: the recovery workflow did not start (${oneLine(error)}): nothing was created; check the state machine ARN and your permissions, then retry`);
   }
+  // The workflow runs from here on, whatever happens to this write: the recovery keeps its lock.
+  try {
+    await updateRecovery(deps.store, recoveryRequest.recoveryId, { executionArn });
+  } catch (error) {
+    throw new OperatorError(
+      `recover: recovery ${recoveryRequest.recoveryId} started (workflow ${executionArn}) but its record did not take the workflow's ARN (${oneLine(error)}): it goes on; "atmr-dr recover status ${recoveryRequest.recoveryId}" shows its record (not the workflow's state: see that execution in the Step Functions console)`,
+    );
+  }
+  return { dryRun: false, ...summary, executionArn };
 }
 
 export interface ExecutionView {

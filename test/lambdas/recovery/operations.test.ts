@@ -1,6 +1,7 @@
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { DeleteDBInstanceCommand, DescribeDBInstanceAutomatedBackupsCommand, DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
 import { DescribeExecutionCommand, SFNClient, StartExecutionCommand, StopExecutionCommand } from '@aws-sdk/client-sfn';
+import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { abandonRecovery, parseRecoveryReason, startRecovery } from '../../../lambdas/recovery/operations';
 import { activeRecoveryId, getRecovery, updateRecovery } from '../../../lambdas/recovery/store';
@@ -150,5 +151,38 @@ describe('abandoning a recovery', () => {
 
     await expect(abandonRecovery(deps(), id, 'alice', SOURCE)).rejects.toThrow(/is "cut-over": production runs on atmr-prod-pitr-202611301402; it is never deleted by this tool/);
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+  });
+});
+
+describe('a workflow that started while the ops-state table failed', () => {
+  it('a record that cannot take the execution ARN after the workflow started neither says "nothing was created" nor frees the lock', async () => {
+    expect(await activeRecoveryId(deps().store)).toBeUndefined();
+    // DynamoDB refuses every update once the execution has started (the record itself was written).
+    const store = {
+      ddb: {
+        send: (command: unknown) =>
+          command instanceof UpdateCommand && sfn.commandCalls(StartExecutionCommand).length > 0
+            ? Promise.reject(Object.assign(new Error('Throughput exceeds the current capacity'), { name: 'ProvisionedThroughputExceededException' }))
+            : dynamo.ddb.send(command as UpdateCommand),
+      } as unknown as DynamoDBDocumentClient,
+      tableName: dynamo.tableName,
+    };
+
+    const error = await startRecovery({ ...deps(), store }, {
+      sourceInstance: SOURCE,
+      newInstancePrefix: PREFIX,
+      toTime: parseToTime('27 minutes ago', NOW),
+      reason: 'bookings deleted by migration 4f2a',
+      actor: 'alice',
+      dryRun: false,
+      stateMachineArn: MACHINE,
+    }).catch((e: unknown) => e as Error);
+
+    const id = sfn.commandCalls(StartExecutionCommand)[0].args[0].input.name!;
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).message).not.toMatch(/nothing was created/);
+    expect((error as Error).message).toMatch(new RegExp(`recover: recovery ${id} started \\(workflow .*${id}\\)`));
+    expect((await getRecovery(deps().store, id)).status).toBe('restoring');
+    expect(await activeRecoveryId(deps().store)).toBe(id);
   });
 });
