@@ -117,6 +117,14 @@ export async function abandonRecovery(deps: AbandonDeps, recoveryId: string, act
     throw new OperatorError(`recover abandon: recovery ${recoveryId} is "${record.status}": production runs on ${record.newInstance}; it is never deleted by this tool`, 3);
   }
   if (record.status === 'abandoned') throw new OperatorError(`recover abandon: recovery ${recoveryId} is already abandoned`, 3);
+  // A failed cutover whose undo failed may have left the API's endpoint on the copy: deleting it would take production down.
+  const left = (record.journal ?? []).filter((entry) => entry.state !== 'undone').map((entry) => entry.step);
+  if (left.length) {
+    throw new OperatorError(
+      `recover abandon: recovery ${recoveryId}: its cutover left changes not undone (${left.join(', ')}): production may still use ${record.newInstance}; run "atmr-dr recover cutover ${recoveryId} --undo --yes" first`,
+      3,
+    );
+  }
   const execution = await describeExecution(deps.sfn, record.executionArn).catch(() => undefined);
   if (execution?.status === 'RUNNING') {
     await deps.sfn.send(new StopExecutionCommand({ executionArn: record.executionArn, error: 'RecoveryAbandoned', cause: `abandoned by ${actor}` }));

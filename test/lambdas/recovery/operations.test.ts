@@ -154,6 +154,24 @@ describe('abandoning a recovery', () => {
   });
 });
 
+describe('abandoning after a cutover that was not fully undone', () => {
+  it('is refused while the API endpoint may still point at the copy (an undo that failed), deleting nothing', async () => {
+    const id = (await start()).request.recoveryId;
+    const journal = [
+      { step: 'killswitch maintenance', state: 'undone' as const, startedAt: NOW.toISOString(), by: 'alice' },
+      { step: 'switch database endpoint', state: 'undo-failed' as const, startedAt: NOW.toISOString(), by: 'alice', detail: 'undo failed: AccessDeniedException' },
+    ];
+    await updateRecovery(deps().store, id, { status: 'cutover-failed', journal });
+
+    await expect(abandonRecovery(deps(), id, 'alice', SOURCE)).rejects.toThrow(
+      `recover abandon: recovery ${id}: its cutover left changes not undone (switch database endpoint): production may still use atmr-prod-pitr-202611301402; run "atmr-dr recover cutover ${id} --undo --yes" first`,
+    );
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    expect(sfn.commandCalls(StopExecutionCommand)).toHaveLength(0);
+    await updateRecovery(deps().store, id, { status: 'abandoned' });
+  });
+});
+
 describe('a workflow that started while the ops-state table failed', () => {
   it('a record that cannot take the execution ARN after the workflow started neither says "nothing was created" nor frees the lock', async () => {
     expect(await activeRecoveryId(deps().store)).toBeUndefined();
