@@ -7,7 +7,7 @@ import { oneLine } from '../shared/errors';
 import { pgClientConfig, resolveConnection } from '../shared/pg-connection';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
 import { RECOVERY_EVENTS, RecoveryRequest, VerificationReport } from './contract';
-import { deleteRecoveredInstance, instanceState, ownRestoreStatus, startRestore, validateRecovery } from './rds';
+import { InstanceState, deleteRecoveredInstance, instanceState, ownRestoreStatus, startRestore, validateRecovery } from './rds';
 import { StoreDeps, getRecovery, updateRecovery } from './store';
 import { VerificationChecks, formatVerification, verifyRecovery } from './verify';
 
@@ -72,9 +72,19 @@ export interface WaitResult {
   readonly port?: number;
 }
 
-/** One poll. A failed instance throws (the workflow's catch cleans up); past the maximum wait, `expired`. */
+/** What RDS (and the SDK, once its own retries are spent) calls a request refused for its rate. */
+const THROTTLING = ['Throttling', 'ThrottlingException', 'RequestLimitExceeded', 'TooManyRequestsException'];
+
+/**
+ * One poll. A failed instance throws (the workflow's catch cleans up); past the maximum wait,
+ * `expired`. A describe still throttled after the SDK's retries is a poll without news, not a
+ * failure: throwing would delete a copy that is being restored; the next poll asks again.
+ */
 export async function statusStep(deps: WorkflowDeps, request: RecoveryRequest): Promise<WaitResult> {
-  const state = await instanceState(deps.rds, request.newInstance);
+  const state: InstanceState = await instanceState(deps.rds, request.newInstance).catch((error: unknown) => {
+    if (!THROTTLING.includes((error as { name?: string }).name ?? '')) throw error;
+    return { status: `unknown (describe throttled: ${oneLine(error)})`, ready: false, failed: false };
+  });
   if (state.failed) {
     throw Object.assign(new Error(`${request.newInstance} is "${state.status}": the point-in-time restore failed (see the instance's RDS events)`), { name: 'RecoveryInstanceFailed' });
   }

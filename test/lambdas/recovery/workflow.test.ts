@@ -62,7 +62,7 @@ let counter = 0;
 async function newRequest(): Promise<RecoveryRequest> {
   counter += 1;
   const request: RecoveryRequest = {
-    recoveryId: `r2026113014300${counter}-abcd`,
+    recoveryId: `r20261130143${String(counter).padStart(3, '0')}-abcd`,
     toTime: '2026-11-30T14:02:00.000Z',
     newInstance: NEW,
     actor: 'alice',
@@ -109,13 +109,14 @@ beforeEach(() => {
   cloudwatch.on(PutMetricDataCommand).resolves({});
 });
 
-/** The new instance: absent until the restore is asked for, then the given states, one per describe. */
-function newInstanceStates(...states: { status: string; host?: string }[]) {
+/** The new instance: absent until the restore is asked for, then the given states, one per describe (an Error: that describe fails with it). */
+function newInstanceStates(...states: ({ status: string; host?: string } | Error)[]) {
   let calls = 0;
   rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: NEW }).callsFake(() => {
     if (rds.commandCalls(RestoreDBInstanceToPointInTimeCommand).length === 0) throw notFound();
     calls += 1;
     const state = states[Math.min(calls - 1, states.length - 1)];
+    if (state instanceof Error) throw state;
     return {
       DBInstances: [
         {
@@ -124,7 +125,7 @@ function newInstanceStates(...states: { status: string; host?: string }[]) {
           ...(state.host && { Endpoint: { Address: state.host, Port: 5432 } }),
           TagList: [
             { Key: 'atmr-dr:purpose', Value: 'recovery' },
-            { Key: 'atmr-dr:recovery-id', Value: `r2026113014300${counter}-abcd` },
+            { Key: 'atmr-dr:recovery-id', Value: `r20261130143${String(counter).padStart(3, '0')}-abcd` },
           ],
         },
       ],
@@ -261,5 +262,31 @@ describe('recovery workflow: Step Functions retries a step whose answer Lambda l
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
     expect(pages).toEqual([]);
     expect(await getRecovery(deps().store, request.recoveryId)).toMatchObject({ status: 'verified', newInstanceHost: `${NEW}.rds` });
+  });
+});
+
+describe('recovery workflow: RDS throttles the wait', () => {
+  it('a poll still throttled after the SDK retries waits for the next one instead of deleting the copy being restored', async () => {
+    const request = await newRequest();
+    // What the SDK throws once its own retries are spent: RDS answered "Throttling" to each.
+    const throttled = () => Object.assign(new Error('Rate exceeded'), { name: 'Throttling' });
+    newInstanceStates({ status: 'creating' }, throttled(), throttled(), { status: 'available', host: `${NEW}.rds` });
+
+    const { error } = await execute(request, deps());
+
+    expect(error).toBeUndefined();
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    expect(pages).toEqual([]);
+    expect((await getRecovery(deps().store, request.recoveryId)).status).toBe('verified');
+  });
+
+  it('a poll refused for another reason (access denied) still fails at once and pages', async () => {
+    const request = await newRequest();
+    newInstanceStates({ status: 'creating' }, Object.assign(new Error('not authorized to perform rds:DescribeDBInstances'), { name: 'AccessDenied' }));
+
+    const { error } = await execute(request, deps());
+
+    expect(error?.name).toBe('RecoveryFailed');
+    expect(pages[0]).toMatch(/AccessDenied: not authorized/);
   });
 });
