@@ -241,7 +241,6 @@ export function registerRecoverCommands(program: Command): void {
         endpoint: recovery.endpoint.kind === 'secretHost' ? { kind: 'secretHost', secretArn: recovery.endpoint.secretArn! } : recovery.endpoint,
         ecs: recovery.ecs,
         readinessUrl: recovery.readinessUrl,
-        sourceInstance: ctx.config.database.instanceIdentifier,
         rtoObjectiveSeconds: recovery.rtoObjectiveSeconds,
       };
       let result: CutoverResult;

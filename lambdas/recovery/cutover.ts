@@ -36,7 +36,6 @@ export interface CutoverSettings {
   readonly endpoint: EndpointSwitch;
   readonly ecs?: { readonly clusterArn: string; readonly serviceNames: readonly string[] };
   readonly readinessUrl?: string;
-  readonly sourceInstance: string;
   readonly rtoObjectiveSeconds: number;
   /** How long the services may take to be stable again. @default 900 s */
   readonly serviceStableTimeoutSeconds?: number;
@@ -373,14 +372,17 @@ class Session {
     }
 
     // Production now runs on the copy: the old instance is only renamed and tagged, whatever happens next.
+    // The old instance is the one this recovery restored from (its record), not the config's, which
+    // may already name the copy (step 10 done first): renaming the copy would move production's endpoint.
+    const old = record.sourceInstance;
     let replacedInstance: string | undefined;
     try {
       await this.step(
         CUTOVER_STEPS.rename,
-        async () => ({ renamedTo: replacedInstanceName(settings.sourceInstance, this.now()) }),
+        async () => ({ renamedTo: replacedInstanceName(old, this.now()) }),
         async (undo) => {
-          replacedInstance = await markReplacedInstance(deps.rds, settings.sourceInstance, id, record.newInstance, this.now(), undo?.renamedTo);
-          return `${settings.sourceInstance} -> ${replacedInstance} (kept, tagged atmr-dr:replaced-by=${record.newInstance})`;
+          replacedInstance = await markReplacedInstance(deps.rds, old, id, record.newInstance, this.now(), undo?.renamedTo);
+          return `${old} -> ${replacedInstance} (kept, tagged atmr-dr:replaced-by=${record.newInstance})`;
         },
       );
       replacedInstance ??= this.entry(CUTOVER_STEPS.rename)?.undo?.renamedTo;

@@ -162,16 +162,19 @@ function startFakeAws(): Promise<FakeAws> {
 }
 
 /** The operator's install: the launcher, the bundle, and a cdk.json whose example environment points /ready at a local server. */
-function installWithConfig(readinessUrl: string, databaseName: string): string {
+function installWithConfig(readinessUrl: string, databaseName: string, instanceIdentifier?: string): string {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-cutover-'));
   fs.mkdirSync(path.join(root, 'bin'));
   fs.mkdirSync(path.join(root, 'dist'));
   fs.copyFileSync(path.join(ROOT, 'bin', 'atmr-dr.cjs'), path.join(root, 'bin', 'atmr-dr.cjs'));
   fs.copyFileSync(path.join(ROOT, 'dist', 'atmr-dr.cjs'), path.join(root, 'dist', 'atmr-dr.cjs'));
   fs.writeFileSync(path.join(root, 'package.json'), JSON.stringify({ name: 'atmr-dr', private: true }));
-  const cdk = JSON.parse(fs.readFileSync(path.join(ROOT, 'cdk.json'), 'utf8')) as { context: { env: string; environments: Record<string, { database: { name: string }; recovery: Record<string, unknown> }> } };
+  const cdk = JSON.parse(fs.readFileSync(path.join(ROOT, 'cdk.json'), 'utf8')) as {
+    context: { env: string; environments: Record<string, { database: { name: string; instanceIdentifier: string }; recovery: Record<string, unknown> }> };
+  };
   const environment = cdk.context.environments.example;
   environment.database.name = databaseName;
+  if (instanceIdentifier) environment.database.instanceIdentifier = instanceIdentifier;
   environment.recovery = { ...environment.recovery, readinessUrl, ecs: { clusterArn: CLUSTER_ARN, serviceNames: SERVICES } };
   cdk.context.env = 'example';
   fs.writeFileSync(path.join(root, 'cdk.json'), JSON.stringify(cdk));
@@ -327,6 +330,21 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(record.journal!.map((e) => [e.step, e.state])).toEqual(steps.map((step) => [step, 'done']));
     expect(record.leaseToken).toBeUndefined();
     expect(record.recoverySeconds).toBeGreaterThanOrEqual(1200);
+  });
+
+  it('renames the instance the recovery restored from even when the config already names the copy (step 10 done first), never the copy production now runs on', async () => {
+    const id = 'r20261130143000-e2e9';
+    await verifiedRecovery(id);
+    const early = installWithConfig(`http://127.0.0.1:${(ready.address() as AddressInfo).port}/ready`, recoveredDb, 'atmr-prod-pitr-202611301402');
+    try {
+      const result = await run(path.join(early, 'bin', 'atmr-dr.cjs'), ['recover', 'cutover', id, '--yes'], operatorEnv());
+
+      expect(result.status).toBe(0);
+      expect(aws.calls.filter((c) => c.action === 'ModifyDBInstance').map((c) => c.input.DBInstanceIdentifier)).toEqual(['atmr-prod']);
+      expect(aws.instances.has('atmr-prod-pitr-202611301402')).toBe(true);
+    } finally {
+      fs.rmSync(early, { recursive: true, force: true });
+    }
   });
 
   /** `recover cutover ID --yes` of a verified recovery, sent `signal` once the redeploy started (the services never become stable). */

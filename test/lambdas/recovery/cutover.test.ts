@@ -134,7 +134,6 @@ const settings = (overrides: Partial<CutoverSettings> = {}): CutoverSettings => 
   endpoint: { kind: 'secretHost', secretArn: SECRET },
   ecs: { clusterArn: 'arn:aws:ecs:eu-west-3:111111111111:cluster/atmr', serviceNames: ['atmr-api', 'atmr-celery-worker'] },
   readinessUrl: undefined,
-  sourceInstance: 'atmr-prod',
   rtoObjectiveSeconds: 1800,
   readinessTimeoutSeconds: 0,
   serviceStableTimeoutSeconds: 0,
@@ -332,7 +331,10 @@ describe('an interrupted cutover', () => {
   beforeEach(() => {
     instances = new Map([
       ['atmr-prod', sourceInstance()],
-      ['atmr-prod-pitr-202611301402', { DBInstanceIdentifier: 'atmr-prod-pitr-202611301402', DBInstanceStatus: 'available', Endpoint: { Address: NEW_HOST, Port: 5432 } }],
+      [
+        'atmr-prod-pitr-202611301402',
+        { DBInstanceIdentifier: 'atmr-prod-pitr-202611301402', DBInstanceArn: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod-pitr-202611301402', DBInstanceStatus: 'available', Endpoint: { Address: NEW_HOST, Port: 5432 } },
+      ],
     ]);
     rds.on(DescribeDBInstancesCommand).callsFake((input: { DBInstanceIdentifier: string }) => {
       const instance = instances.get(input.DBInstanceIdentifier);
