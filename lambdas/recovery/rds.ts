@@ -264,7 +264,8 @@ export async function deleteRecoveredInstance(
  * the recovery that replaced it, so nobody mistakes it for production. Never deleted here.
  */
 export function replacedInstanceName(oldInstance: string, now: Date): string {
-  return `${oldInstance.slice(0, 40)}-replaced-${now.toISOString().replace(/[-:T]/g, '').slice(0, 12)}`;
+  // Cut at 40 characters, without a trailing hyphen: RDS refuses "--" in a name.
+  return `${oldInstance.slice(0, 40).replace(/-+$/, '')}-replaced-${now.toISOString().replace(/[-:T]/g, '').slice(0, 12)}`;
 }
 
 /**

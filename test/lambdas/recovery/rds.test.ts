@@ -11,10 +11,12 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { OperatorError } from '../../../lambdas/shared/errors';
 import {
   RecoveryTarget,
+  checkInstanceName,
   defaultInstanceName,
   deleteRecoveredInstance,
   instanceState,
   markReplacedInstance,
+  replacedInstanceName,
   startRestore,
   validateRecovery,
 } from '../../../lambdas/recovery/rds';
@@ -218,6 +220,17 @@ describe('deleting a recovered copy', () => {
 });
 
 describe('the replaced instance', () => {
+  it('gets a name RDS accepts even when its name is long and cut at a hyphen', () => {
+    const old = 'atmr-production-primary-db-eu-west-3-az-a-2026';
+    expect(old.slice(0, 40).endsWith('-')).toBe(true);
+
+    const renamed = replacedInstanceName(old, new Date('2026-11-30T15:10:00Z'));
+
+    expect(renamed).toBe('atmr-production-primary-db-eu-west-3-az-replaced-202611301510');
+    expect(() => checkInstanceName(renamed, '')).not.toThrow();
+  });
+
+
   it('is tagged then renamed, never deleted', async () => {
     rds.on(DescribeDBInstancesCommand).resolves({ DBInstances: [sourceInstance()] });
     const renamed = await markReplacedInstance(client, SOURCE, 'r1', `${PREFIX}1`, new Date('2026-11-30T15:10:00Z'));
