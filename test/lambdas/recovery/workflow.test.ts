@@ -290,3 +290,20 @@ describe('recovery workflow: RDS throttles the wait', () => {
     expect(pages[0]).toMatch(/AccessDenied: not authorized/);
   });
 });
+
+describe('recovery workflow: the cleanup fails too', () => {
+  it('still pages on-call, naming the instance to check by hand', async () => {
+    const request = await newRequest();
+    newInstanceStates({ status: 'creating' }, { status: 'failed' });
+    // EventBridge refuses the "Recovery Failed" announcement: the cleanup step itself fails.
+    events.on(PutEventsCommand).callsFake((input: { Entries: { DetailType: string }[] }) =>
+      input.Entries[0].DetailType === 'Recovery Failed' ? { FailedEntryCount: 1, Entries: [{ ErrorCode: 'InternalFailure', ErrorMessage: 'try again' }] } : { FailedEntryCount: 0 },
+    );
+
+    const { error } = await execute(request, deps());
+
+    expect(error?.name).toBe('RecoveryFailed');
+    expect(pages).toHaveLength(1);
+    expect(pages[0]).toMatch(new RegExp(`Recovery ${request.recoveryId} FAILED and its cleanup failed too \\(.*EventBridge refused the "Recovery Failed" event.*\\): check instance ${NEW} by hand`));
+  });
+});
