@@ -111,6 +111,18 @@ export type CutoverMode = 'start' | 'resume';
  * `resume`: an interrupted cutover (`cutting-over`, lease free or stale) from its first step not done.
  */
 export async function cutover(deps: CutoverDeps, recoveryId: string, settings: CutoverSettings, actor: string, mode: CutoverMode = 'start'): Promise<CutoverResult> {
+  if (mode === 'start' && settings.endpoint.kind === 'secretHost') {
+    // A secret without a host is not where the API reads it: switching it would move nothing, and
+    // the old instance would then be renamed under the API's feet.
+    const { secretArn } = settings.endpoint;
+    const secret = await readSecretJson(deps.secretsManager, secretArn);
+    if (!secret.host) {
+      throw new OperatorError(
+        `recover cutover: secret ${secretArn} holds no host and port (${Object.keys(secret).map((key) => `"${key}"`).join(', ')}): the API cannot be reading its database host there (an RDS-managed secret holds only the credentials, and RDS rewrites it at each rotation); set recovery.endpoint to where the API reads it ({"kind": "ssmParameter", ...}); nothing was changed`,
+        2,
+      );
+    }
+  }
   const session = await Session.open(deps, recoveryId, actor, mode);
   return session.forward(settings);
 }

@@ -279,6 +279,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     // The calls, in order, with their arguments.
     const sequence = aws.calls.map((c) => `${c.service}:${c.action}`);
     expect(sequence).toEqual([
+      'secretsmanager:GetSecretValue', // the secret holds the host the API reads: nothing changes otherwise
       'rds:DescribeDBInstances', // the copy is available: nothing changes otherwise
       'events:PutEvents',
       'ssm:GetParameter', // the killswitch's previous value, journaled before anything changes

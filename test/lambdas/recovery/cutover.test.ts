@@ -208,6 +208,19 @@ describe('cutover', () => {
     }
   });
 
+  it('refuses, before touching production, a secret that holds no host (an RDS-managed rds! secret: username and password only)', async () => {
+    const id = await verifiedRecovery();
+    secretValue = { username: 'atmr', password: 's3cret' };
+
+    await expect(cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice')).rejects.toThrow(
+      `recover cutover: secret ${SECRET} holds no host and port ("username", "password"): the API cannot be reading its database host there (an RDS-managed secret holds only the credentials, and RDS rewrites it at each rotation); set recovery.endpoint to where the API reads it ({"kind": "ssmParameter", ...}); nothing was changed`,
+    );
+    expect(ssm.commandCalls(PutParameterCommand)).toHaveLength(0);
+    expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(0);
+    expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+    expect((await getRecovery(deps().store, id)).status).toBe('verified');
+  });
+
   it('switches an SSM parameter when the API reads its host there', async () => {
     const id = await verifiedRecovery();
     parameters.set('/atmr/prod/database-host', { value: `${OLD_HOST}:5432`, version: 3 });
