@@ -256,8 +256,11 @@ export function registerRecoverCommands(program: Command): void {
         const why = result.error?.startsWith('recover cutover:') ? result.error.replace(/^recover cutover: /, '') : `${result.error ?? 'interrupted'}`;
         // Past the point of no return (the killswitch reopening started), only --resume is offered: --undo would be refused.
         const reopened = result.journal?.some((e) => e.step === CUTOVER_STEPS.reopen);
+        // Say what users get meanwhile: the maintenance page, until someone resumes or undoes.
+        const maintenance = reopened ? undefined : result.journal?.find((e) => e.step === CUTOVER_STEPS.maintenance && e.state !== 'undone');
+        const state = maintenance ? `production ${maintenance.state === 'done' ? 'stays' : 'may be'} in maintenance (the killswitch) until the cutover is resumed or undone; ` : '';
         throw new OperatorError(
-          `recover cutover: ${why}; the journal is in the record ("atmr-dr recover status ${id}"): continue with "atmr-dr recover cutover ${id} --resume --yes"${reopened ? '' : ` or put back what changed with "atmr-dr recover cutover ${id} --undo --yes"`}`,
+          `recover cutover: ${why}; ${state}the journal is in the record ("atmr-dr recover status ${id}"): continue with "atmr-dr recover cutover ${id} --resume --yes"${reopened ? '' : ` or put back what changed with "atmr-dr recover cutover ${id} --undo --yes"`}`,
           stopRequested ? exitCodeOf(stopRequested) : 1,
         );
       }

@@ -368,7 +368,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     const lines = interrupted.stderr.trimEnd().split('\n');
     expect(lines[0]).toBe('atmr-dr: recover cutover: SIGINT: stopping at the next step boundary (again to quit at once; the journal keeps what was done)');
     expect(lines[lines.length - 1]).toBe(
-      `atmr-dr: recover cutover: interrupted after "switch database endpoint"; the journal is in the record ("atmr-dr recover status ${id}"): continue with "atmr-dr recover cutover ${id} --resume --yes" or put back what changed with "atmr-dr recover cutover ${id} --undo --yes"`,
+      `atmr-dr: recover cutover: interrupted after "switch database endpoint"; production stays in maintenance (the killswitch) until the cutover is resumed or undone; the journal is in the record ("atmr-dr recover status ${id}"): continue with "atmr-dr recover cutover ${id} --resume --yes" or put back what changed with "atmr-dr recover cutover ${id} --undo --yes"`,
     );
     expect(aws.secret().host).toBe(cluster.host);
 
