@@ -407,17 +407,23 @@ class Session {
     const finished = this.now();
     const recoverySeconds = secondsBetween(record.requestedAt, finished);
     await this.put(undefined, { status: 'cut-over', cutover: this.steps, recoverySeconds, ...(replacedInstance && { replacedInstance }) }, true);
-    await publishRecoverySeconds(deps.cloudwatch, 'cutover', recoverySeconds, finished);
     const totalSeconds = secondsBetween(this.started, finished);
-    await announce(deps.events, RECOVERY_EVENTS.cutOver, {
-      summary: `Recovery ${id}: production runs on ${record.newInstance} (as of ${record.toTime}); cutover ${totalSeconds} s, recovery ${recoverySeconds} s (RTO objective ${settings.rtoObjectiveSeconds} s)`,
-      at: finished.toISOString(),
-      recoveryId: id,
-      newInstance: record.newInstance,
-      replacedInstance,
-      totalSeconds,
-      recoverySeconds,
-    });
+    // The cutover is done: a refused metric or event is reported with the steps, never thrown (the
+    // operator would read a failure, without the steps, of a cutover that succeeded).
+    try {
+      await publishRecoverySeconds(deps.cloudwatch, 'cutover', recoverySeconds, finished);
+      await announce(deps.events, RECOVERY_EVENTS.cutOver, {
+        summary: `Recovery ${id}: production runs on ${record.newInstance} (as of ${record.toTime}); cutover ${totalSeconds} s, recovery ${recoverySeconds} s (RTO objective ${settings.rtoObjectiveSeconds} s)`,
+        at: finished.toISOString(),
+        recoveryId: id,
+        newInstance: record.newInstance,
+        replacedInstance,
+        totalSeconds,
+        recoverySeconds,
+      });
+    } catch (error) {
+      this.report('announce', finished, 'failed', `production runs on the copy; the "${RECOVERY_EVENTS.cutOver}" event or the RecoverySeconds metric failed: ${oneLine(error)}`);
+    }
     return this.result(true, 'cut-over', { recoverySeconds, ...(replacedInstance && { replacedInstance }) }, settings);
   }
 

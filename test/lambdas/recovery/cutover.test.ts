@@ -221,6 +221,19 @@ describe('cutover', () => {
     expect((await getRecovery(deps().store, id)).status).toBe('verified');
   });
 
+  it('a cutover that is done stays done when EventBridge refuses its "Recovery Cut Over" event: reported, not thrown', async () => {
+    const id = await verifiedRecovery();
+    events.on(PutEventsCommand).callsFake((input: { Entries: { DetailType: string }[] }) =>
+      input.Entries[0].DetailType === 'Recovery Cut Over' ? { FailedEntryCount: 1, Entries: [{ ErrorCode: 'InternalFailure', ErrorMessage: 'try again' }] } : { FailedEntryCount: 0, Entries: [{ EventId: '1' }] },
+    );
+
+    const result = await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice');
+
+    expect(result.ok).toBe(true);
+    expect(result.steps.at(-1)).toMatchObject({ step: 'announce', outcome: 'failed', detail: expect.stringMatching(/^production runs on the copy; the "Recovery Cut Over" event or the RecoverySeconds metric failed: .*EventBridge refused/) });
+    expect((await getRecovery(deps().store, id)).status).toBe('cut-over');
+  });
+
   it('switches an SSM parameter when the API reads its host there', async () => {
     const id = await verifiedRecovery();
     parameters.set('/atmr/prod/database-host', { value: `${OLD_HOST}:5432`, version: 3 });
