@@ -303,13 +303,14 @@ class Session {
       });
     const now = () => this.now();
     const polling: Polling = { pollMs: (settings.pollSeconds ?? 10) * 1000, sleep, now, tick: this.tick };
+    // A refused event must not stop the cutover with its lease held: it is reported with the steps.
     await announce(deps.events, RECOVERY_EVENTS.cutoverStarted, {
       summary: `Recovery ${id}: cutover to ${record.newInstance} ${this.mode === 'resume' ? 'resumed' : 'started'} by ${this.actor}`,
       at: this.started.toISOString(),
       recoveryId: id,
       actor: this.actor,
       resumed: this.mode === 'resume',
-    });
+    }).catch((error: unknown) => this.report('announce', this.started, 'failed', `the "${RECOVERY_EVENTS.cutoverStarted}" event failed: ${oneLine(error)}`));
     const setReason = `recovery ${id}: cutover to ${record.newInstance}`;
     try {
       await this.step(

@@ -234,6 +234,19 @@ describe('cutover', () => {
     expect((await getRecovery(deps().store, id)).status).toBe('cut-over');
   });
 
+  it('goes on when EventBridge refuses the "Recovery Cutover Started" event, reporting it, instead of stopping with the record cutting-over and the lease held', async () => {
+    const id = await verifiedRecovery();
+    events.on(PutEventsCommand).callsFake((input: { Entries: { DetailType: string }[] }) =>
+      input.Entries[0].DetailType === 'Recovery Cutover Started' ? { FailedEntryCount: 1, Entries: [{ ErrorCode: 'InternalFailure', ErrorMessage: 'try again' }] } : { FailedEntryCount: 0, Entries: [{ EventId: '1' }] },
+    );
+
+    const result = await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice');
+
+    expect(result.ok).toBe(true);
+    expect(result.steps[0]).toMatchObject({ step: 'announce', outcome: 'failed', detail: expect.stringMatching(/"Recovery Cutover Started" event failed: .*EventBridge refused/) });
+    expect((await getRecovery(deps().store, id)).status).toBe('cut-over');
+  });
+
   it('switches an SSM parameter when the API reads its host there', async () => {
     const id = await verifiedRecovery();
     parameters.set('/atmr/prod/database-host', { value: `${OLD_HOST}:5432`, version: 3 });
