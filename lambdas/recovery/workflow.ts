@@ -124,20 +124,27 @@ export async function reportStep(deps: WorkflowDeps, request: RecoveryRequest & 
   const { report } = request.verification;
   const status = report.ok ? 'verified' : 'verification-failed';
   // A retried report (its first answer lost) finds the status it wrote.
-  await updateRecovery(deps.store, request.recoveryId, { status, verification: report, recoverySeconds }, ['verifying', status]);
-  await publishRecoverySeconds(deps.cloudwatch, 'verified', recoverySeconds, now);
-  const record = await getRecovery(deps.store, request.recoveryId);
-  await announce(deps.events, report.ok ? RECOVERY_EVENTS.verified : RECOVERY_EVENTS.verificationFailed, {
-    summary: report.ok
-      ? `Recovery ${request.recoveryId}: ${request.newInstance} (as of ${request.toTime}) verified in ${recoverySeconds} s; cut over with "atmr-dr recover cutover ${request.recoveryId} --yes"`
-      : `Recovery ${request.recoveryId}: ${request.newInstance} FAILED verification: ${report.problems.join('; ')}`,
-    at: now.toISOString(),
-    recoveryId: request.recoveryId,
-    newInstance: request.newInstance,
-    host: record.newInstanceHost,
-    recoverySeconds,
-    verification: formatVerification(report),
-  });
+  const record = await updateRecovery(deps.store, request.recoveryId, { status, verification: report, recoverySeconds }, ['verifying', status]);
+  // The outcome is recorded: a refused metric or event must not turn a verified copy into a failed
+  // recovery (no cutover then); it is kept in the record, which "recover status" shows. A failed
+  // verification pages through the workflow's own SNS state either way.
+  const eventType = report.ok ? RECOVERY_EVENTS.verified : RECOVERY_EVENTS.verificationFailed;
+  try {
+    await publishRecoverySeconds(deps.cloudwatch, 'verified', recoverySeconds, now);
+    await announce(deps.events, eventType, {
+      summary: report.ok
+        ? `Recovery ${request.recoveryId}: ${request.newInstance} (as of ${request.toTime}) verified in ${recoverySeconds} s; cut over with "atmr-dr recover cutover ${request.recoveryId} --yes"`
+        : `Recovery ${request.recoveryId}: ${request.newInstance} FAILED verification: ${report.problems.join('; ')}`,
+      at: now.toISOString(),
+      recoveryId: request.recoveryId,
+      newInstance: request.newInstance,
+      host: record.newInstanceHost,
+      recoverySeconds,
+      verification: formatVerification(report),
+    });
+  } catch (error) {
+    await updateRecovery(deps.store, request.recoveryId, { error: `the "${eventType}" event or the RecoverySeconds metric failed: ${oneLine(error)}` }).catch(() => undefined);
+  }
   return { ok: report.ok, recoverySeconds };
 }
 
