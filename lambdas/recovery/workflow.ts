@@ -51,6 +51,7 @@ export async function restoreStep(deps: WorkflowDeps, request: RecoveryRequest):
   if (own) return { newInstance: request.newInstance, status: own };
   const validated = await validateRecovery(deps.rds, target);
   const { status } = await startRestore(deps.rds, validated, target, { expectedSubnetGroup: settings.subnetGroupName, extraTags: settings.tags, recoveryId: request.recoveryId });
+  // The restore is under way: a refused event must not fail it (the cleanup would delete it); it is kept in the record.
   await announce(deps.events, RECOVERY_EVENTS.started, {
     summary: `Recovery ${request.recoveryId}: restoring ${settings.sourceInstance} to ${target.toTime.toISOString()} as ${request.newInstance} (asked by ${request.actor}: ${request.reason})`,
     at: clock(deps).toISOString(),
@@ -60,7 +61,7 @@ export async function restoreStep(deps: WorkflowDeps, request: RecoveryRequest):
     toTime: target.toTime.toISOString(),
     actor: request.actor,
     reason: request.reason,
-  });
+  }).catch((error: unknown) => updateRecovery(deps.store, request.recoveryId, { error: `the "${RECOVERY_EVENTS.started}" event failed: ${oneLine(error)}` }).catch(() => undefined));
   return { newInstance: request.newInstance, status };
 }
 

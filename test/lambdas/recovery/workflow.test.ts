@@ -234,6 +234,21 @@ describe('recovery workflow: a failure after the copy became available', () => {
     expect(record.error).toMatch(new RegExp(`${NEW} is kept`));
   });
 
+  it('a restore whose "Recovery Started" event EventBridge refuses goes on (not deleted), the refusal kept in its record', async () => {
+    const request = await newRequest();
+    newInstanceStates({ status: 'creating' }, { status: 'available', host: `${NEW}.rds` });
+    events.on(PutEventsCommand).callsFake((input: { Entries: { DetailType: string }[] }) =>
+      input.Entries[0].DetailType === 'Recovery Started' ? { FailedEntryCount: 1, Entries: [{ ErrorCode: 'InternalFailure', ErrorMessage: 'try again' }] } : { FailedEntryCount: 0 },
+    );
+
+    const { error } = await execute(request, deps());
+
+    expect(error).toBeUndefined();
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    expect(pages).toEqual([]);
+    expect(await getRecovery(deps().store, request.recoveryId)).toMatchObject({ status: 'verified', error: expect.stringMatching(/^the "Recovery Started" event failed: .*EventBridge refused/) });
+  });
+
   it('a verified copy whose announcement EventBridge refuses stays verified (ready for cutover, nothing deleted), the refusal kept in its record', async () => {
     const request = await newRequest();
     newInstanceStates({ status: 'available', host: `${NEW}.rds` });
