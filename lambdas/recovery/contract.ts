@@ -85,8 +85,12 @@ export interface VerificationRow {
   readonly check: string;
   readonly production: string;
   readonly recovered: string;
-  /** `same`, `differs` (expected after a recovery to an earlier time: shown, not a failure), `missing` (absent on the recovered copy: a failure). */
-  readonly outcome: 'same' | 'differs' | 'missing';
+  /**
+   * `same`; `differs` (expected after a recovery to an earlier time: shown, not a failure);
+   * `slow` (the copy's read outlasted the statement timeout: present but not read in time, shown,
+   * not a failure); `missing` (absent on the recovered copy, or failing there: a failure).
+   */
+  readonly outcome: 'same' | 'differs' | 'slow' | 'missing';
 }
 
 export interface VerificationReport {
