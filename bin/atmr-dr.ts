@@ -1,8 +1,8 @@
 #!/usr/bin/env -S npx --no-install tsx
 import { Command, CommanderError } from 'commander';
 import { version } from '../package.json';
-import { isAwsSdkError, MISSING_SETTING_EXIT_CODE, missingAwsSetting } from '../lambdas/shared/aws-errors';
-import { OperatorError, oneLine } from '../lambdas/shared/errors';
+import { isAwsSdkError, isThrottled, MISSING_SETTING_EXIT_CODE, missingAwsSetting } from '../lambdas/shared/aws-errors';
+import { namedLine, OperatorError, oneLine } from '../lambdas/shared/errors';
 import { exitWhenFailed } from '../lambdas/shared/exit';
 
 /** For bin/atmr-dr.cjs, which runs the bundle. */
@@ -115,6 +115,11 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     if (missing) {
       process.stderr.write(`atmr-dr: ${missing}\n`);
       return MISSING_SETTING_EXIT_CODE;
+    }
+    if (isAwsSdkError(error) && isThrottled(error)) {
+      // Not a setting to check: the account's request rate; waiting fixes it.
+      process.stderr.write(`atmr-dr: ${namedLine(error)}; AWS is throttling this account's calls and the SDK's retries did not outlast it: run the command again in a minute\n`);
+      return 1;
     }
     const hint = isAwsSdkError(error) ? '; check AWS_REGION, the credentials (AWS_PROFILE) and AWS_ENDPOINT_URL_<SERVICE> if set' : '';
     process.stderr.write(`atmr-dr: ${oneLine(error)}${hint}\n`);

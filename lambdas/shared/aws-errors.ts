@@ -1,3 +1,4 @@
+import { isThrottlingError } from '@smithy/core/retry';
 import { OperatorError, oneLine } from './errors';
 
 /**
@@ -46,6 +47,9 @@ export function describeAwsError(service: AwsService, action: string, error: unk
   if (e.name && EXPIRED.has(e.name)) {
     return `cannot ${action}: the AWS credentials have expired (${e.name}); log in again (aws sso login) or refresh them`;
   }
+  if (isThrottled(error)) {
+    return `cannot ${action}: ${service} is throttling this account's calls (${e.name}), and the SDK's retries did not outlast it; run the command again in a minute`;
+  }
   if (isAccessDenied(error)) {
     return `cannot ${action}: ${service} refused it (${e.name}: ${e.message ?? ''}); check the credentials (AWS_PROFILE) and that the role may do it${check ? `, and ${check}` : ''}`;
   }
@@ -72,6 +76,11 @@ export const MISSING_SETTING_EXIT_CODE = 2;
 export function isAccessDenied(error: unknown): boolean {
   const name = (error as SdkLikeError | undefined)?.name;
   return name !== undefined && DENIED.has(name);
+}
+
+/** AWS throttled the call (ThrottlingException, TooManyRequestsException, SlowDown, HTTP 429...), as the SDK's retry strategy classifies it: waiting fixes it, not a setting. */
+export function isThrottled(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && isThrottlingError(error as Parameters<typeof isThrottlingError>[0]);
 }
 
 /** True for what the SDK throws (service exceptions carry `$metadata`; client-side failures are named). */

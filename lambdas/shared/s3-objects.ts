@@ -1,6 +1,6 @@
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { OperatorError, oneLine } from './errors';
-import { isAccessDenied, MISSING_SETTING_EXIT_CODE, missingAwsSetting } from './aws-errors';
+import { isAccessDenied, isThrottled, MISSING_SETTING_EXIT_CODE, missingAwsSetting } from './aws-errors';
 
 /**
  * S3's "no such object", whichever way the SDK (or an S3-compatible server) reports it. A missing
@@ -86,7 +86,7 @@ export function s3Failure(what: string, bucket: string, error: unknown): Operato
 /** What fixes a failed S3 call: S3 throttling or down is waited out, a refusal is a right to grant; else the usual suspects. */
 function s3FailureFix(error: unknown): string {
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
-  if (e?.name === 'SlowDown' || e?.name === 'ServiceUnavailable' || e?.$metadata?.httpStatusCode === 503) {
+  if (isThrottled(error) || e?.name === 'ServiceUnavailable' || e?.$metadata?.httpStatusCode === 503) {
     return 'S3 is throttling or unavailable, and the SDK retries did not outlast it: run the command again in a few minutes';
   }
   if (isAccessDenied(error)) {

@@ -293,6 +293,27 @@ describe('AWS failures say what to check', () => {
     );
   });
 
+  it('says AWS is throttling, and to run it again, when RDS throttles past the retries (not to check the region and credentials)', async () => {
+    // RDS' query protocol answering every call with its throttling error, as a busy account gets.
+    const server = http.createServer((req, res) => {
+      req.resume().on('end', () => {
+        res.writeHead(400, { 'content-type': 'text/xml' });
+        res.end('<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>r1</RequestId></ErrorResponse>');
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+      const run = await entry(['recover', '--to-time', '2026-11-30T14:02:00Z', '--reason', 'test', '--dry-run'], operatorEnv({ AWS_ENDPOINT_URL_RDS: endpoint, AWS_ENDPOINT_URL_STS: endpoint, ATMR_OPS_TABLE: 'atmr-ops' }));
+
+      expect(run.stderr).toBe("atmr-dr: Throttling: Rate exceeded; AWS is throttling this account's calls and the SDK's retries did not outlast it: run the command again in a minute\n");
+      expect(run.status).toBe(1);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
   it.each([
     [['killswitch', 'status'], 'atmr-dr: cannot read parameter /atmr/x/killswitch: no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)'],
     [['backups', 'list', '--bucket', 'atmr-b'], 'atmr-dr: S3 listing of hourly/ in bucket atmr-b failed: no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)'],

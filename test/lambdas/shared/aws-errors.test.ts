@@ -56,6 +56,18 @@ describe('AWS failures say what to check', () => {
     cfn.restore();
   });
 
+  it('SSM throttled past the SDK retries: says to run it again, not to check the region and credentials', async () => {
+    const ssm = mockClient(SSMClient);
+    ssm.on(GetParameterCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $metadata: { httpStatusCode: 400 } }));
+
+    const attempt = awsCall('SSM', 'read parameter /atmr/prod/killswitch', () => new SSMClient({ region: 'eu-west-3' }).send(new GetParameterCommand({ Name: '/atmr/prod/killswitch' })));
+
+    await expect(attempt).rejects.toThrow(
+      "cannot read parameter /atmr/prod/killswitch: SSM is throttling this account's calls (ThrottlingException), and the SDK's retries did not outlast it; run the command again in a minute",
+    );
+    ssm.restore();
+  });
+
   it('STS: expired credentials say to log in again', async () => {
     const sts = mockClient(STSClient);
     sts.on(GetCallerIdentityCommand).rejects(Object.assign(new Error('The security token included in the request is expired'), { name: 'ExpiredToken', $metadata: {} }));
