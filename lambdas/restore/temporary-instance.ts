@@ -99,8 +99,9 @@ export async function deleteTemporaryInstance(rds: RDSClient, settings: Temporar
       let status: string | undefined;
       try {
         status = (await rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: identifier }))).DBInstances?.[0]?.DBInstanceStatus;
-      } catch {
-        // Unknown: not shown to be deleting, so not done.
+      } catch (describeError) {
+        // Its deletion ended between the two calls: gone. Any other error: unknown, so not done.
+        if ((describeError as { name?: string }).name === 'DBInstanceNotFoundFault') return { identifier, deleted: false };
       }
       if (status === 'deleting') return { identifier, deleted: false };
       throw new OperatorError(`cannot delete temporary instance ${identifier}: it is "${status ?? 'unknown'}" (${oneLine(error)}); delete it by hand once it is available (it costs money)`);

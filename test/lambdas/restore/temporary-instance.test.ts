@@ -120,6 +120,17 @@ describe('temporary instance steps (RDS SDK)', () => {
       /^cannot delete temporary instance atmr-dr-restore-test-staging: it is "backing-up" \(Instance cannot be deleted in its current state\); delete it by hand once it is available \(it costs money\)$/,
     );
   });
+
+  it('treats an instance whose deletion ended between the refusal and the look at its state as deleted, and an unreadable state as a failure', async () => {
+    rds.on(DeleteDBInstanceCommand).rejects(Object.assign(new Error('Instance is already being deleted.'), { name: 'InvalidDBInstanceStateFault' }));
+    rds
+      .on(DescribeDBInstancesCommand)
+      .rejectsOnce(Object.assign(new Error('DBInstance atmr-dr-restore-test-staging not found.'), { name: 'DBInstanceNotFoundFault' }))
+      .rejects(Object.assign(new Error('Rate exceeded'), { name: 'Throttling' }));
+
+    await expect(deleteTemporaryInstance(client, SETTINGS)).resolves.toEqual({ identifier: SETTINGS.temporaryInstanceIdentifier, deleted: false });
+    await expect(deleteTemporaryInstance(client, SETTINGS)).rejects.toThrow(/^cannot delete temporary instance atmr-dr-restore-test-staging: it is "unknown"/);
+  });
 });
 
 /**
