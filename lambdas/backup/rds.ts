@@ -7,8 +7,8 @@ import {
   paginateDescribeDBSnapshots,
 } from '@aws-sdk/client-rds';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
-import type { MetricUnit as MetricUnitType } from '@aws-lambda-powertools/metrics/types';
 import { OperatorError, oneLine } from '../shared/errors';
+import { emitSingleMetric } from '../shared/single-metric';
 import { isSnapshotTier, type BackupTier, type SnapshotTier } from '../shared/tiers';
 import { MANAGED_TAG_KEY, RUNNER_METRICS, SNAPSHOT_PREFIX, TIER_TAG_KEY } from './runner-contract';
 
@@ -162,10 +162,12 @@ export async function runRdsSide(deps: RdsSideDeps, options: RdsSideOptions): Pr
   let pitr: PitrStatus | undefined;
   try {
     pitr = await checkPitr(deps.rds, options.instanceIdentifier, options.minPitrRetentionDays, now());
-    emitInstanceMetric(deps.metrics, options.instanceIdentifier, RUNNER_METRICS.pitrEnabled, MetricUnit.Count, pitr.enabled ? 1 : 0);
-    emitInstanceMetric(deps.metrics, options.instanceIdentifier, RUNNER_METRICS.pitrRetentionDays, MetricUnit.Count, pitr.retentionDays);
+    // Only {service, DBInstanceIdentifier}: never the Tier dimension the core may have set.
+    const instance = { DBInstanceIdentifier: options.instanceIdentifier };
+    emitSingleMetric(deps.metrics, RUNNER_METRICS.pitrEnabled, MetricUnit.Count, pitr.enabled ? 1 : 0, instance);
+    emitSingleMetric(deps.metrics, RUNNER_METRICS.pitrRetentionDays, MetricUnit.Count, pitr.retentionDays, instance);
     if (pitr.lagSeconds !== undefined) {
-      emitInstanceMetric(deps.metrics, options.instanceIdentifier, RUNNER_METRICS.pitrLagSeconds, MetricUnit.Seconds, pitr.lagSeconds);
+      emitSingleMetric(deps.metrics, RUNNER_METRICS.pitrLagSeconds, MetricUnit.Seconds, pitr.lagSeconds, instance);
     }
   } catch (error) {
     errors.push(oneLine(error));
@@ -183,14 +185,6 @@ export async function runRdsSide(deps: RdsSideDeps, options: RdsSideOptions): Pr
     }
   }
   return { pitr, snapshot, errors };
-}
-
-/** A metric with only {service, DBInstanceIdentifier}: never the Tier dimension the core may have set. */
-function emitInstanceMetric(metrics: Metrics | undefined, instanceIdentifier: string, name: string, unit: MetricUnitType, value: number): void {
-  if (!metrics) return;
-  const single = metrics.singleMetric();
-  single.addDimension('DBInstanceIdentifier', instanceIdentifier);
-  single.addMetric(name, unit, value);
 }
 
 function rdsError(error: unknown, what: string, instanceIdentifier: string): OperatorError {

@@ -3,10 +3,10 @@ import type { RDSClient } from '@aws-sdk/client-rds';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
-import type { MetricUnit as MetricUnitType } from '@aws-lambda-powertools/metrics/types';
 import { z } from 'zod';
 import { OperatorError, oneLine } from '../shared/errors';
 import { LatestPointerSchema, parseManifest } from '../shared/manifest';
+import { emitSingleMetric } from '../shared/single-metric';
 import { describeConnection, resolveConnection } from '../shared/pg-connection';
 import { BACKUP_TIERS, LATEST_POINTER_KEY, latestDatabaseTierPointerKey, type BackupTier } from '../shared/s3-layout';
 import { parseEnvSettings } from '../shared/env-settings';
@@ -163,7 +163,7 @@ export async function runScheduledBackup(deps: ScheduledRunDeps, tier: BackupTie
   await emitRestoreTestReportAge(deps, now());
 
   if (errors.length > 0 || manifestKey === undefined) {
-    emitServiceMetric(deps.metrics, RUNNER_METRICS.scheduledRunFailure, MetricUnit.Count, 1);
+    emitSingleMetric(deps.metrics, RUNNER_METRICS.scheduledRunFailure, MetricUnit.Count, 1);
     throw new OperatorError(`${tier} backup run failed: ${errors.join(' | ')}`);
   }
   return { tier, manifestKey, snapshot: rdsSide.snapshot, pitr: rdsSide.pitr };
@@ -185,7 +185,7 @@ async function emitLatestBackupAge(deps: ScheduledRunDeps, now: Date): Promise<v
     return Math.max(0, Math.round((now.getTime() - Date.parse(manifest.finishedAt)) / 1000));
   };
   try {
-    emitServiceMetric(metrics, RUNNER_METRICS.latestBackupAgeSeconds, MetricUnit.Seconds, await ageOf(await getText(deps.s3, deps.settings.bucket, LATEST_POINTER_KEY)));
+    emitSingleMetric(metrics, RUNNER_METRICS.latestBackupAgeSeconds, MetricUnit.Seconds, await ageOf(await getText(deps.s3, deps.settings.bucket, LATEST_POINTER_KEY)));
   } catch (error) {
     deps.logger?.warn('cannot read the latest backup pointer for the age metric', { error: oneLine(error) });
   }
@@ -193,9 +193,7 @@ async function emitLatestBackupAge(deps: ScheduledRunDeps, now: Date): Promise<v
     try {
       const pointer = await getTextIfExists(deps.s3, deps.settings.bucket, latestDatabaseTierPointerKey(deps.settings.database, tier));
       if (pointer === undefined) continue;
-      const single = metrics.singleMetric();
-      single.addDimension('Tier', tier);
-      single.addMetric(RUNNER_METRICS.latestBackupAgeSeconds, MetricUnit.Seconds, await ageOf(pointer));
+      emitSingleMetric(metrics, RUNNER_METRICS.latestBackupAgeSeconds, MetricUnit.Seconds, await ageOf(pointer), { Tier: tier });
     } catch (error) {
       deps.logger?.warn('cannot read the latest backup pointer of a tier for the age metric', { tier, error: oneLine(error) });
     }
@@ -223,13 +221,8 @@ export async function emitRestoreTestReportAge(deps: Pick<ScheduledRunDeps, 's3'
       deps.logger?.warn('no restore-test report yet: the restore test has never run', { prefix });
       return;
     }
-    emitServiceMetric(deps.metrics, RUNNER_METRICS.restoreTestReportAgeSeconds, MetricUnit.Seconds, Math.max(0, Math.round((now.getTime() - newest) / 1000)));
+    emitSingleMetric(deps.metrics, RUNNER_METRICS.restoreTestReportAgeSeconds, MetricUnit.Seconds, Math.max(0, Math.round((now.getTime() - newest) / 1000)));
   } catch (error) {
     deps.logger?.warn('cannot list the restore-test reports for their age metric', { error: oneLine(error) });
   }
-}
-
-/** A metric with only the default {service} dimension, whatever dimensions the core added. */
-function emitServiceMetric(metrics: Metrics | undefined, name: string, unit: MetricUnitType, value: number): void {
-  metrics?.singleMetric().addMetric(name, unit, value);
 }

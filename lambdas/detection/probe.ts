@@ -1,6 +1,7 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import type { MetricUnit as MetricUnitValue } from '@aws-lambda-powertools/metrics/types';
+import { emitSingleMetric } from '../shared/single-metric';
 import { MODE_METRIC_VALUE, type KillswitchMode } from '../killswitch/value';
 import { CheckResult, checkHttp, classifyError, withTimeout } from './targets';
 import { READ_ONLY_STATE_SQL, readOnlyStateFromRow, refusesApplicationWrites } from './read-only';
@@ -287,8 +288,6 @@ function emitMetrics(metrics: Pick<Metrics, 'addMetric' | 'singleMetric'>, recor
       metrics.addMetric(r.name, r.unit, r.value);
       continue;
     }
-    const single = metrics.singleMetric();
-    for (const [name, value] of Object.entries(r.dimensions)) single.addDimension(name, value);
-    single.addMetric(r.name, r.unit, r.value);
+    emitSingleMetric(metrics, r.name, r.unit, r.value, r.dimensions);
   }
 }
