@@ -7,6 +7,7 @@ import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { createS3Client, DEFAULT_MAX_ATTEMPTS } from '../shared/aws';
+import { msUntilDeadline } from '../shared/deadline';
 import { observability } from '../shared/observability';
 import { BACKUP_RUNNER_SERVICE } from './runner-contract';
 import { parseBackupTier } from '../shared/tiers';
@@ -19,9 +20,6 @@ import { loadRunnerSettings, runScheduledBackup } from './scheduled-run';
  */
 
 const { logger, metrics, tracer } = observability(BACKUP_RUNNER_SERVICE);
-
-/** Stop the dump this long before Lambda's hard timeout, so uploads are aborted cleanly. */
-const DEADLINE_MARGIN_MS = 30_000;
 
 let clients: { s3: S3Client; rds: RDSClient; secretsManager: SecretsManagerClient } | undefined;
 
@@ -46,8 +44,9 @@ export interface BackupRunOutput {
 async function runScheduledBackupHandler(event: unknown, context?: Context): Promise<BackupRunOutput> {
   const tier = parseBackupTier((event as { tier?: unknown } | null)?.tier, 'backup event');
   const settings = loadRunnerSettings(process.env);
-  const remainingMs = context?.getRemainingTimeInMillis?.();
-  const signal = remainingMs !== undefined ? AbortSignal.timeout(Math.max(1_000, remainingMs - DEADLINE_MARGIN_MS)) : undefined;
+  // The dump stops before Lambda's deadline, so that its uploads are aborted cleanly.
+  const stopInMs = msUntilDeadline(context);
+  const signal = stopInMs !== undefined ? AbortSignal.timeout(stopInMs) : undefined;
   try {
     const result = await runScheduledBackup(
       { settings, ...sdkClients(), metrics, logger, env: process.env, region: process.env.AWS_REGION, signal },

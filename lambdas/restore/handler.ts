@@ -9,6 +9,7 @@ import type { Context } from 'aws-lambda';
 import { z } from 'zod';
 import { BackupTierSchema } from '../shared/tiers';
 import { createS3Client, DEFAULT_MAX_ATTEMPTS } from '../shared/aws';
+import { DEADLINE_MARGIN_MS, msUntilDeadline } from '../shared/deadline';
 import { OperatorError } from '../shared/errors';
 import { observability } from '../shared/observability';
 import { RESTORE_TEST_ENV, RESTORE_TEST_SERVICE } from './contract';
@@ -25,13 +26,6 @@ import { createTemporaryInstance, deleteTemporaryInstance, temporaryInstanceStat
  *    the steps of the restore test on a temporary RDS instance (driven by a Step Functions state machine).
  */
 const { logger, metrics, tracer } = observability(RESTORE_TEST_SERVICE);
-
-/**
- * Stop the test this long before Lambda's hard timeout: a restore that does not fit is then a
- * reported failure (scratch and staging databases dropped, report written, metric 0) instead of a
- * killed invocation that leaves a copy of the data on the target and no report.
- */
-const DEADLINE_MARGIN_MS = 30_000;
 
 let clients: { s3: ReturnType<typeof createS3Client>; secretsManager: SecretsManagerClient } | undefined;
 let rdsClient: RDSClient | undefined;
@@ -108,14 +102,17 @@ export async function restoreTestHandler(event: unknown, context?: Context) {
   if (parsed.data.tier) settings.RESTORE_TEST_TIER = parsed.data.tier;
   if (parsed.data.targetHost) settings.RESTORE_TEST_TARGET_HOST = parsed.data.targetHost;
   if (parsed.data.targetPort) settings.RESTORE_TEST_TARGET_PORT = parsed.data.targetPort;
-  const remainingMs = context?.getRemainingTimeInMillis?.();
+  // A restore that does not fit is then a reported failure (scratch and staging databases dropped,
+  // report written, metric 0) instead of a killed invocation that leaves a copy of the data on the
+  // target and no report.
+  const stopInMs = msUntilDeadline(context);
   const deadline = new AbortController();
   const timer =
-    remainingMs === undefined
+    stopInMs === undefined
       ? undefined
       : setTimeout(
           () => deadline.abort(new Error(`stopped ${DEADLINE_MARGIN_MS / 1000} s before the function's time limit (Lambda's 15 minutes): the restore takes longer than one run allows`)),
-          Math.max(1_000, remainingMs - DEADLINE_MARGIN_MS),
+          stopInMs,
         );
   const { report, reportKey } = await runScheduledRestoreTest(
     {

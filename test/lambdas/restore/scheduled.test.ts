@@ -2,15 +2,19 @@ import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } fr
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
 import type { Context } from 'aws-lambda';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { RESTORE_TEST_ENV } from '../../../lambdas/restore/contract';
 import { handler } from '../../../lambdas/restore/handler';
 import { stagingName } from '../../../lambdas/restore/restore';
 import { MetricsSink, loadRestoreTestSettings, loadTemporaryInstanceSettings, runScheduledRestoreTest } from '../../../lambdas/restore/scheduled';
 import { createS3Client } from '../../../lambdas/shared/aws';
+import { DEADLINE_MARGIN_MS } from '../../../lambdas/shared/deadline';
 import { testCluster, uniqueDatabaseName } from '../../support/cluster';
 import { psql } from '../../support/postgres';
 import { LocalS3, startLocalS3 } from '../../support/s3';
-import { databaseExists, writeFixtureBackup } from './fixtures';
+import { databaseExists, databasesLike, writeFixtureBackup } from './fixtures';
 
 const cluster = testCluster();
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/staging-db-AbCdEf';
@@ -237,6 +241,43 @@ describe('restore-test Lambda handler', () => {
     const aboutStaging = records.filter((r) => r.message.includes(staging));
     expect(aboutStaging).toEqual([expect.objectContaining({ level: 'WARN', message: expect.stringMatching(/^".*" is the staging database of an earlier restore/) })]);
   });
+
+  it('stops a restore test that would outlast the function before Lambda kills it: scratch and staging dropped, failed report written, failure metric', async () => {
+    await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'daily' });
+    // A restore that does not fit: pg_restore, on PATH, never ends.
+    const slowBin = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-slow-pg-restore-'));
+    fs.writeFileSync(path.join(slowBin, 'pg_restore'), '#!/bin/sh\nexec sleep 300\n', { mode: 0o755 });
+    process.env.PATH = `${slowBin}:${saved.PATH ?? ''}`;
+    // The handler's margin leaves the restore 6 s: room for the download and the staging database on
+    // a loaded machine (under 1 s idle), far less than the stuck pg_restore.
+    const deadlineAt = Date.now() + DEADLINE_MARGIN_MS + 6_000;
+    const nearTheLimit = { functionName: 'restore-test', awsRequestId: 'req-deadline', getRemainingTimeInMillis: () => deadlineAt - Date.now() } as unknown as Context;
+    const leftoversBefore = databasesLike(cluster, 'atmr_dr_restore_test_');
+    const written: string[] = [];
+    const capture = (chunk: string | Uint8Array) => {
+      written.push(String(chunk));
+      return true;
+    };
+    const spies = [jest.spyOn(process.stdout, 'write').mockImplementation(capture), jest.spyOn(process.stderr, 'write').mockImplementation(capture)];
+    let result: { ok: boolean; reportKey: string; error?: string };
+    try {
+      result = (await handler({ tier: 'daily' }, nearTheLimit)) as typeof result;
+    } finally {
+      for (const spy of spies) spy.mockRestore();
+      fs.rmSync(slowBin, { recursive: true, force: true });
+    }
+
+    // Back well before Lambda's limit, with the time to write the report and flush the metrics.
+    expect(Date.now()).toBeLessThan(deadlineAt - DEADLINE_MARGIN_MS / 2);
+    expect(result.ok).toBe(false);
+    // Stopped during the load: the staging database existed, and was dropped.
+    expect(result.error).toMatch(/^restore interrupted \(stopped 30 s before the function's time limit.*\): staging database atmr_dr_restore_test_\S+ dropped/);
+    expect(result.error).not.toContain('\n');
+    expect(databasesLike(cluster, 'atmr_dr_restore_test_')).toEqual(leftoversBefore);
+    expect(await readJson(result.reportKey)).toEqual(expect.objectContaining({ ok: false, scratchDropped: true, error: result.error }));
+    const emf = written.flatMap((chunk) => chunk.split('\n')).filter((line) => line.includes('"_aws"')).map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(emf.find((record) => 'RestoreTestSuccess' in record)).toEqual(expect.objectContaining({ RestoreTestSuccess: 0 }));
+  }, 60_000);
 
   it('never restores over a protected (production) database from an event, even with force', async () => {
     const protectedDb = uniqueDatabaseName('lambda_prod');
