@@ -94,17 +94,10 @@ export async function restoreTestHandler(event: unknown, context?: Context) {
     s3: createS3Client(),
     secretsManager: tracer.captureAWSv3Client(new SecretsManagerClient({ maxAttempts: DEFAULT_MAX_ATTEMPTS })),
   };
-  if ('restore' in parsed.data) {
-    const result = await runLambdaRestore({ ...clients, env: process.env, region: process.env.AWS_REGION, log: (line) => logger.info(line), warn: (line) => logger.warn(line) }, settings, parsed.data.restore);
-    logger.info('restore done', { manifestKey: result.manifestKey, targetDb: result.targetDb, rtoSeconds: result.rtoSeconds });
-    return { ok: true, ...result };
-  }
-  if (parsed.data.tier) settings.RESTORE_TEST_TIER = parsed.data.tier;
-  if (parsed.data.targetHost) settings.RESTORE_TEST_TARGET_HOST = parsed.data.targetHost;
-  if (parsed.data.targetPort) settings.RESTORE_TEST_TARGET_PORT = parsed.data.targetPort;
-  // A restore that does not fit is then a reported failure (scratch and staging databases dropped,
-  // report written, metric 0) instead of a killed invocation that leaves a copy of the data on the
-  // target and no report.
+  // Both stop before Lambda's time limit: a restore that does not fit is then a failure that drops its
+  // staging database and leaves the target as it was (the test: report written, metric 0), not a
+  // killed invocation that leaves a copy of the data on the server, or the target half swapped, and
+  // no report.
   const stopInMs = msUntilDeadline(context);
   const deadline = new AbortController();
   const timer =
@@ -114,21 +107,26 @@ export async function restoreTestHandler(event: unknown, context?: Context) {
           () => deadline.abort(new Error(`stopped ${DEADLINE_MARGIN_MS / 1000} s before the function's time limit (Lambda's 15 minutes): the restore takes longer than one run allows`)),
           stopInMs,
         );
-  const { report, reportKey } = await runScheduledRestoreTest(
-    {
-      ...clients,
-      metrics: { addMetric: (name, unit, value) => metrics.addMetric(name, unit === 'Count' ? MetricUnit.Count : MetricUnit.Seconds, value) },
-      env: process.env,
-      region: process.env.AWS_REGION,
-      log: (line) => logger.info(line),
-      warn: (line) => logger.warn(line),
-      signal: deadline.signal,
-    },
-    settings,
-  ).finally(() => clearTimeout(timer));
-  if (report.ok) logger.info('restore test passed', { reportKey, rtoSeconds: report.rtoSeconds, rpoSeconds: report.rpoSeconds });
-  else logger.error('restore test failed', { reportKey, error: report.error });
-  return { ok: report.ok, reportKey, rtoSeconds: report.rtoSeconds, rpoSeconds: report.rpoSeconds, error: report.error };
+  const deps = { ...clients, env: process.env, region: process.env.AWS_REGION, log: (line: string) => logger.info(line), warn: (line: string) => logger.warn(line), signal: deadline.signal };
+  try {
+    if ('restore' in parsed.data) {
+      const result = await runLambdaRestore(deps, settings, parsed.data.restore);
+      logger.info('restore done', { manifestKey: result.manifestKey, targetDb: result.targetDb, rtoSeconds: result.rtoSeconds });
+      return { ok: true, ...result };
+    }
+    if (parsed.data.tier) settings.RESTORE_TEST_TIER = parsed.data.tier;
+    if (parsed.data.targetHost) settings.RESTORE_TEST_TARGET_HOST = parsed.data.targetHost;
+    if (parsed.data.targetPort) settings.RESTORE_TEST_TARGET_PORT = parsed.data.targetPort;
+    const { report, reportKey } = await runScheduledRestoreTest(
+      { ...deps, metrics: { addMetric: (name, unit, value) => metrics.addMetric(name, unit === 'Count' ? MetricUnit.Count : MetricUnit.Seconds, value) } },
+      settings,
+    );
+    if (report.ok) logger.info('restore test passed', { reportKey, rtoSeconds: report.rtoSeconds, rpoSeconds: report.rpoSeconds });
+    else logger.error('restore test failed', { reportKey, error: report.error });
+    return { ok: report.ok, reportKey, rtoSeconds: report.rtoSeconds, rpoSeconds: report.rpoSeconds, error: report.error };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export const handler = middy(restoreTestHandler).use(injectLambdaContext(logger)).use(logMetrics(metrics)).use(captureLambdaHandler(tracer));

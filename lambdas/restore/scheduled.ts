@@ -108,7 +108,7 @@ export interface ScheduledRestoreTestDeps extends Pick<CatalogDeps, 's3'> {
   readonly log?: (line: string) => void;
   /** What asks the operator to act (leftovers of a killed restore); default: log. */
   readonly warn?: (line: string) => void;
-  /** Stops the test (the Lambda deadline): the scratch and staging databases are dropped, the failure reported. */
+  /** Stops the test or the restore (the Lambda deadline): the staging (and the test's scratch) database dropped, the target untouched. */
   readonly signal?: AbortSignal;
 }
 
@@ -141,7 +141,7 @@ export async function runLambdaRestore(
   const target = await targetConnection(deps, settings);
   const { manifest: _manifest, ...result } = await restoreBackup(
     { s3: deps.s3, bucket: settings[RESTORE_TEST_ENV.bucket], connection: target, tempDir: deps.tempDir, statfs: deps.statfs, log: deps.log, warn: deps.warn },
-    { ...request, database: testedDatabase(settings), protectedDatabases: settings[RESTORE_TEST_ENV.protectedDatabases], allowProductionOverwrite: false },
+    { ...request, database: testedDatabase(settings), protectedDatabases: settings[RESTORE_TEST_ENV.protectedDatabases], allowProductionOverwrite: false, signal: deps.signal },
   );
   return result;
 }

@@ -242,16 +242,43 @@ describe('restore-test Lambda handler', () => {
     expect(aboutStaging).toEqual([expect.objectContaining({ level: 'WARN', message: expect.stringMatching(/^".*" is the staging database of an earlier restore/) })]);
   });
 
-  it('stops a restore test that would outlast the function before Lambda kills it: scratch and staging dropped, failed report written, failure metric', async () => {
-    await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'daily' });
-    // A restore that does not fit: pg_restore, on PATH, never ends.
-    const slowBin = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-slow-pg-restore-'));
+  let slowBin: string | undefined;
+  afterEach(() => {
+    if (slowBin) fs.rmSync(slowBin, { recursive: true, force: true });
+    slowBin = undefined;
+  });
+  /**
+   * A restore that does not fit: pg_restore, on PATH, never ends; the context leaves the restore 6 s
+   * past the handler's margin: room for the download and the staging database on a loaded machine
+   * (under 1 s idle), far less than the stuck pg_restore.
+   */
+  function restoreThatDoesNotFit(): { deadlineAt: number; context: Context } {
+    slowBin = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-slow-pg-restore-'));
     fs.writeFileSync(path.join(slowBin, 'pg_restore'), '#!/bin/sh\nexec sleep 300\n', { mode: 0o755 });
     process.env.PATH = `${slowBin}:${saved.PATH ?? ''}`;
-    // The handler's margin leaves the restore 6 s: room for the download and the staging database on
-    // a loaded machine (under 1 s idle), far less than the stuck pg_restore.
     const deadlineAt = Date.now() + DEADLINE_MARGIN_MS + 6_000;
-    const nearTheLimit = { functionName: 'restore-test', awsRequestId: 'req-deadline', getRemainingTimeInMillis: () => deadlineAt - Date.now() } as unknown as Context;
+    return { deadlineAt, context: { functionName: 'restore-test', awsRequestId: 'req-deadline', getRemainingTimeInMillis: () => deadlineAt - Date.now() } as unknown as Context };
+  }
+
+  it('stops a restore ({"restore": ...}) that would outlast the function before Lambda kills it: staging dropped, the target it was to replace untouched', async () => {
+    await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'daily' });
+    const targetDb = uniqueDatabaseName('lambda_deadline');
+    psql(cluster, 'postgres', `CREATE DATABASE ${targetDb}`);
+    psql(cluster, targetDb, 'CREATE TABLE precious (id int); INSERT INTO precious VALUES (7);');
+    const { deadlineAt, context: nearTheLimit } = restoreThatDoesNotFit();
+
+    await expect(handler({ restore: { ref: 'latest', tier: 'daily', targetDb, force: true } }, nearTheLimit)).rejects.toThrow(
+      new RegExp(`^restore interrupted \\(stopped 30 s before the function's time limit.*\\): staging database \\S+ dropped; target "${targetDb}" untouched$`),
+    );
+
+    expect(Date.now()).toBeLessThan(deadlineAt - DEADLINE_MARGIN_MS / 2);
+    expect(psql(cluster, targetDb, 'SELECT id FROM precious')).toBe('7');
+    expect(databaseExists(cluster, stagingName(targetDb))).toBe(false);
+  }, 60_000);
+
+  it('stops a restore test that would outlast the function before Lambda kills it: scratch and staging dropped, failed report written, failure metric', async () => {
+    await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'daily' });
+    const { deadlineAt, context: nearTheLimit } = restoreThatDoesNotFit();
     const leftoversBefore = databasesLike(cluster, 'atmr_dr_restore_test_');
     const written: string[] = [];
     const capture = (chunk: string | Uint8Array) => {
@@ -264,7 +291,6 @@ describe('restore-test Lambda handler', () => {
       result = (await handler({ tier: 'daily' }, nearTheLimit)) as typeof result;
     } finally {
       for (const spy of spies) spy.mockRestore();
-      fs.rmSync(slowBin, { recursive: true, force: true });
     }
 
     // Back well before Lambda's limit, with the time to write the report and flush the metrics.
