@@ -50,6 +50,10 @@ export async function createTemporaryInstance(rds: RDSClient, settings: Temporar
         DeletionProtection: false,
         AutoMinorVersionUpgrade: false,
         CopyTagsToSnapshot: false,
+        // No automated backups: a restored instance with a retention takes its first backup once
+        // available ("backing-up"), and RDS refuses to delete an instance in that state, which
+        // would leave the test's instance billed after the test. Nothing here needs its backups.
+        BackupRetentionPeriod: 0,
         Tags: TEMPORARY_INSTANCE_TAGS,
       }),
     );

@@ -49,7 +49,7 @@ beforeEach(() => {
 describe('temporary instance steps (RDS SDK)', () => {
   const client = new RDSClient({ region: 'eu-west-3' });
 
-  it('creates it by point-in-time restore to the latest restorable time, private, tagged, deletable', async () => {
+  it('creates it by point-in-time restore to the latest restorable time, private, tagged, deletable, with no automated backups (no "backing-up" state to refuse its deletion)', async () => {
     rds.on(RestoreDBInstanceToPointInTimeCommand).resolves({ DBInstance: { DBInstanceStatus: 'creating' } });
 
     const result = await createTemporaryInstance(client, SETTINGS);
@@ -67,6 +67,7 @@ describe('temporary instance steps (RDS SDK)', () => {
       DeletionProtection: false,
       AutoMinorVersionUpgrade: false,
       CopyTagsToSnapshot: false,
+      BackupRetentionPeriod: 0,
       Tags: [
         { Key: 'atmr-dr:managed', Value: 'true' },
         { Key: 'atmr-dr:purpose', Value: 'restore-test' },
