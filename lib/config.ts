@@ -616,6 +616,17 @@ export const EnvironmentConfigSchema = z.strictObject({
   /** Detection of the runbook's scenarios (health probe, alarms, scale bounds). @default - no detection */
   detection: DetectionConfigSchema.optional(),
   recovery: RecoveryConfigSchema.default(() => RecoveryConfigSchema.parse({})),
+}).superRefine((environment, ctx) => {
+  const { recovery } = environment;
+  const secretArn = recovery.endpoint.kind === 'secretHost' ? (recovery.endpoint.secretArn ?? environment.database.secretArn) : undefined;
+  // An RDS-managed master secret (`...:secret:rds!db-<id>`) holds no host, and RDS rewrites it at each rotation.
+  if (recovery.enabled && secretArn?.includes(':secret:rds!')) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['recovery', 'endpoint'],
+      message: `secretHost on ${secretArn}, an RDS-managed secret (rds!): it holds only the username and password and RDS owns it, so the cutover could not switch the API's host there; use an SSM parameter the API reads its host:port from, {"kind": "ssmParameter", "parameterName": "/atmr/<env>/database-host"} (docs/recovery.md)`,
+    });
+  }
 });
 
 /** A validated environment: `name` is always set (the environment's key). */

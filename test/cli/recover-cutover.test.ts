@@ -23,7 +23,8 @@ import { operatorEnv as baseOperatorEnv } from '../support/operator-env';
 const ROOT = path.join(__dirname, '..', '..');
 const CLOSED = 'http://127.0.0.1:9';
 const KILLSWITCH = '/atmr/example/killswitch';
-const SECRET = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-prod-AbCdEf';
+/** The secret the API reads its host from (the app's own: an RDS-managed rds! secret holds no host, and the config refuses it). */
+const SECRET = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/prod/database-AbCdEf';
 const OLD_HOST = 'atmr-prod.abcdefghijkl.eu-west-3.rds.amazonaws.com';
 const CLUSTER_ARN = 'arn:aws:ecs:eu-west-3:111111111111:cluster/atmr';
 const SERVICES = ['atmr-api', 'atmr-celery-worker', 'atmr-celery-beat'];
@@ -161,7 +162,7 @@ function startFakeAws(): Promise<FakeAws> {
   );
 }
 
-/** The operator's install: the launcher, the bundle, and a cdk.json whose example environment points /ready at a local server. */
+/** The operator's install: the launcher, the bundle, and a cdk.json whose example environment switches SECRET and points /ready at a local server. */
 function installWithConfig(readinessUrl: string, databaseName: string, instanceIdentifier?: string): string {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-cutover-'));
   fs.mkdirSync(path.join(root, 'bin'));
@@ -175,7 +176,7 @@ function installWithConfig(readinessUrl: string, databaseName: string, instanceI
   const environment = cdk.context.environments.example;
   environment.database.name = databaseName;
   if (instanceIdentifier) environment.database.instanceIdentifier = instanceIdentifier;
-  environment.recovery = { ...environment.recovery, readinessUrl, ecs: { clusterArn: CLUSTER_ARN, serviceNames: SERVICES } };
+  environment.recovery = { ...environment.recovery, endpoint: { kind: 'secretHost', secretArn: SECRET }, readinessUrl, ecs: { clusterArn: CLUSTER_ARN, serviceNames: SERVICES } };
   cdk.context.env = 'example';
   fs.writeFileSync(path.join(root, 'cdk.json'), JSON.stringify(cdk));
   return root;

@@ -16,6 +16,7 @@ const NOT_IN_TEMPLATES: Record<string, string> = {
   'backout.taskRoleArns.0': 'read only with backout.autoDowngradeMigrations (off in the example): the iam:PassRole grant of the migration task',
   'backout.taskRoleArns.1': 'read only with backout.autoDowngradeMigrations (off in the example): the iam:PassRole grant of the migration task',
   'recovery.endpoint.kind': "read by the CLI only: `atmr-dr recover cutover` runs from the operator's machine (bin/cli/recover.ts); no deployed resource uses it",
+  'recovery.endpoint.parameterName': "read by the CLI only: `atmr-dr recover cutover` runs from the operator's machine (bin/cli/recover.ts); no deployed resource uses it",
   'recovery.ecs.clusterArn': "read by the CLI only: `atmr-dr recover cutover` runs from the operator's machine (bin/cli/recover.ts); no deployed resource uses it",
   'recovery.ecs.serviceNames.0': "read by the CLI only: `atmr-dr recover cutover` runs from the operator's machine (bin/cli/recover.ts); no deployed resource uses it",
   'recovery.ecs.serviceNames.1': "read by the CLI only: `atmr-dr recover cutover` runs from the operator's machine (bin/cli/recover.ts); no deployed resource uses it",
@@ -55,7 +56,8 @@ const ALTERNATIVES: Record<string, string> = {
 
 /** Discriminator leaves, and the whole object of another kind that replaces theirs. */
 const DISCRIMINATED: Record<string, Json> = {
-  'recovery.endpoint.kind': { kind: 'ssmParameter', parameterName: '/atmr/example/database-host' },
+  // The example's database secret is RDS-managed (no host): the other kind names a secret the app owns.
+  'recovery.endpoint.kind': { kind: 'secretHost', secretArn: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/example/database-AbCdEf' },
 };
 
 /** Candidate new values for a leaf, in order; the first one the schema accepts is used. */

@@ -1,5 +1,17 @@
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { parseEnvironmentConfig, resolveRecoveryConfig } from '../../lib/config';
 import { exampleEnvironment } from '../support/app';
+
+const ROOT = path.join(__dirname, '..', '..');
+const EXAMPLE_SECRET = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-prod-AbCdEf';
+const OTHER_RDS_SECRET = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-0f0e0d0c-AbCdEf';
+const APP_SECRET = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/prod/database-AbCdEf';
+
+/** The example with its recovery block changed by `recovery`. */
+const withRecovery = (recovery: Record<string, unknown>) => ({ ...exampleEnvironment(), recovery: { ...(exampleEnvironment().recovery as object), ...recovery } });
 
 describe('recovery config', () => {
   it('is off with defaults when an environment has no recovery block', () => {
@@ -25,12 +37,40 @@ describe('recovery config', () => {
     expect(resolveRecoveryConfig(parseEnvironmentConfig('example', inherited)).criticalQueries).toEqual(['SELECT 1']);
   });
 
-  it('accepts the example: an SSM parameter endpoint switch is the other kind', () => {
+  it('accepts the example, which switches an SSM parameter (its database secret is RDS-managed); a secret the app owns is the other kind', () => {
     const example = parseEnvironmentConfig('example', exampleEnvironment());
     expect(example.recovery.enabled).toBe(true);
     expect(example.recovery.ecs?.serviceNames).toContain('atmr-api');
-    const raw = { ...exampleEnvironment(), recovery: { endpoint: { kind: 'ssmParameter', parameterName: '/atmr/prod/database-host' } } };
-    expect(parseEnvironmentConfig('example', raw).recovery.endpoint).toEqual({ kind: 'ssmParameter', parameterName: '/atmr/prod/database-host' });
+    expect(example.recovery.endpoint).toEqual({ kind: 'ssmParameter', parameterName: '/atmr/example/database-host' });
+    const raw = withRecovery({ endpoint: { kind: 'secretHost', secretArn: APP_SECRET } });
+    expect(resolveRecoveryConfig(parseEnvironmentConfig('example', raw)).endpoint).toEqual({ kind: 'secretHost', secretArn: APP_SECRET });
+  });
+
+  it.each([
+    ['by default (database.secretArn)', { kind: 'secretHost' }, EXAMPLE_SECRET],
+    ['named', { kind: 'secretHost', secretArn: OTHER_RDS_SECRET }, OTHER_RDS_SECRET],
+  ])('refuses at synth a secretHost endpoint on an RDS-managed secret, %s, naming the field and the fix', (_how, endpoint, secretArn) => {
+    expect(() => parseEnvironmentConfig('example', withRecovery({ endpoint }))).toThrow(
+      `config: environments.example.recovery.endpoint: secretHost on ${secretArn}, an RDS-managed secret (rds!): it holds only the username and password and RDS owns it, so the cutover could not switch the API's host there; use an SSM parameter the API reads its host:port from, {"kind": "ssmParameter", "parameterName": "/atmr/<env>/database-host"} (docs/recovery.md); fix it in cdk.json (context.environments.example.recovery.endpoint)`,
+    );
+    // Recovery off: the endpoint is never used, so an environment without recovery keeps synthesizing.
+    expect(parseEnvironmentConfig('example', withRecovery({ endpoint, enabled: false })).recovery.enabled).toBe(false);
+  });
+
+  it('`cdk synth` stops on it: exit 2, the one line, no template written', () => {
+    const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-synth-'));
+    try {
+      const run = spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['bin/app.ts'], {
+        cwd: ROOT,
+        env: { ...process.env, CDK_OUTDIR: outdir, CDK_CONTEXT_JSON: JSON.stringify({ env: 'example', environments: { example: withRecovery({ endpoint: { kind: 'secretHost' } }) } }) },
+        encoding: 'utf8',
+      });
+
+      expect([run.status, run.stderr.trim().split('\n')]).toEqual([2, [expect.stringMatching(/^config: environments\.example\.recovery\.endpoint: secretHost on .*rds!.* use an SSM parameter/)]]);
+      expect(fs.readdirSync(outdir)).toEqual([]);
+    } finally {
+      fs.rmSync(outdir, { recursive: true, force: true });
+    }
   });
 
   it.each([
