@@ -1,6 +1,6 @@
-import { Client, ClientConfig, QueryConfig } from 'pg';
+import { Client, ClientConfig } from 'pg';
 import { oneLine } from '../shared/errors';
-import { quoteQualifiedName } from '../shared/postgres';
+import { queryOneStatementReadOnly, quoteQualifiedName } from '../shared/postgres';
 import { SideSnapshot, VerificationReport, VerificationRow } from './contract';
 
 /**
@@ -20,19 +20,6 @@ export interface VerificationChecks {
 
 const DEFAULT_STATEMENT_TIMEOUT_MS = 60_000;
 
-async function inReadOnly<T>(client: Client, sql: string, read: (rows: Record<string, unknown>[]) => T): Promise<T> {
-  await client.query('BEGIN READ ONLY');
-  try {
-    // The extended protocol takes one statement: a configured query cannot end the read-only
-    // transaction itself ("SELECT 1; COMMIT; DELETE ...") and write to production outside it.
-    // (queryMode is node-postgres' own option; @types/pg does not list it.)
-    const oneStatement = { text: sql, queryMode: 'extended' } as QueryConfig;
-    return read((await client.query(oneStatement)).rows as Record<string, unknown>[]);
-  } finally {
-    await client.query('ROLLBACK');
-  }
-}
-
 /** SQLSTATE query_canceled: what a statement timeout ends a statement with. */
 const QUERY_CANCELED = '57014';
 
@@ -47,7 +34,7 @@ export async function snapshotSide(connection: ClientConfig, checks: Verificatio
   const timedOut: string[] = [];
   const attempt = async <T>(key: string, sql: string, read: (rows: Record<string, unknown>[]) => T): Promise<T | null> => {
     try {
-      return await inReadOnly(client, sql, read);
+      return read(await queryOneStatementReadOnly(client, sql));
     } catch (error) {
       errors[key] = oneLine(error);
       if ((error as { code?: string }).code === QUERY_CANCELED) timedOut.push(key);

@@ -7,7 +7,7 @@ import { OperatorError, oneLine } from '../shared/errors';
 import { roundSeconds } from '../shared/format';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
 import { RESTORE_TEST_BACKUP_PREFIX, type BackupTier } from '../shared/s3-layout';
-import { pgToolPath, quoteIdent } from '../shared/postgres';
+import { pgToolPath, queryOneStatementReadOnly, quoteIdent } from '../shared/postgres';
 import { CatalogDeps, resolveBackup } from './catalog';
 import type { SpaceCheck } from './download';
 import { restoreBackup } from './restore';
@@ -180,9 +180,10 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
       withClient(deps.target, scratch, async (client) => {
         for (const sql of options.criticalQueries) {
           try {
-            const result = await client.query({ text: sql, rowMode: 'array' });
-            const first = (result.rows[0] as unknown[] | undefined)?.[0];
-            criticalQueries.push({ sql, status: 'ok', detail: first === undefined ? `${result.rowCount ?? 0} rows` : String(first) });
+            // The recovery's verification runs these same queries on production: one statement, read-only, here too.
+            const rows = await queryOneStatementReadOnly(client, sql);
+            const first = rows.length === 0 ? undefined : Object.values(rows[0])[0];
+            criticalQueries.push({ sql, status: 'ok', detail: first === undefined ? `${rows.length} rows` : String(first) });
           } catch (e) {
             if ((e as { code?: string }).code === '42P01') {
               criticalQueries.push({ sql, status: 'skipped', detail: oneLine(e) });

@@ -1,4 +1,5 @@
 import * as path from 'node:path';
+import type { Client, QueryConfig, QueryResultRow } from 'pg';
 import { oneLine } from './errors';
 
 /** What every caller of PostgreSQL's client programs (pg_dump, pg_restore, psql) shares. */
@@ -20,6 +21,23 @@ export function quoteQualifiedName(name: string): string {
  */
 export function reopenDatabaseStatement(database: string): string {
   return `ALTER DATABASE ${quoteIdent(database)} ALLOW_CONNECTIONS true`;
+}
+
+/**
+ * Runs one configured query (a critical query of the restore test or of a recovery's verification)
+ * as exactly one statement in a READ ONLY transaction, always rolled back. The extended protocol
+ * takes one statement: "SELECT 1; COMMIT; DELETE FROM booking" fails (cannot insert multiple
+ * commands into a prepared statement) instead of ending the read-only transaction and writing.
+ */
+export async function queryOneStatementReadOnly<R extends QueryResultRow = Record<string, unknown>>(client: Client, sql: string): Promise<R[]> {
+  await client.query('BEGIN READ ONLY');
+  try {
+    // queryMode is node-postgres' own option; @types/pg does not list it.
+    const oneStatement = { text: sql, queryMode: 'extended' } as QueryConfig;
+    return (await client.query<R>(oneStatement)).rows;
+  } finally {
+    await client.query('ROLLBACK');
+  }
 }
 
 /** Path of a PostgreSQL client program: in `binDir` when given, else the bare name (found on PATH). */

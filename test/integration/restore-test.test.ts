@@ -106,6 +106,26 @@ describe('restore test (test_backup_restore, automated)', () => {
     expectNoScratchLeft(report.scratchDatabase);
   });
 
+  it.each([
+    ['of several statements (it could end the read-only transaction)', (role: string) => `SELECT 1; COMMIT; CREATE ROLE ${role}`, 'cannot insert multiple commands into a prepared statement'],
+    ['that writes', (role: string) => `CREATE ROLE ${role}`, 'cannot execute CREATE ROLE in a read-only transaction'],
+  ])('fails the check on a critical query %s, as the recovery verification does, and writes nothing', async (_what, query, reason) => {
+    // A role outlives the scratch database: what a query that wrote would leave on the server.
+    const role = uniqueDatabaseName('rtest_role');
+    const sql = query(role);
+
+    const report = await runRestoreTest(deps(), { ...OPTIONS, criticalQueries: ['SELECT COUNT(*) FROM company', sql] });
+
+    expect(report.ok).toBe(false);
+    expect(report.error).toBe(`critical query failed on the restored copy: ${sql}: ${reason}`);
+    expect(report.criticalQueries).toEqual([
+      { sql: 'SELECT COUNT(*) FROM company', status: 'ok', detail: '2' },
+      { sql, status: 'failed', detail: reason },
+    ]);
+    expect(psql(cluster, 'postgres', `SELECT count(*) FROM pg_roles WHERE rolname = '${role}'`)).toBe('0');
+    expectNoScratchLeft(report.scratchDatabase);
+  });
+
   it('fails before taking its backup when pg_restore is missing, naming the fix, and writes nothing to the bucket', async () => {
     // Arrange: a client-tools directory with pg_dump (the backup would succeed) but no pg_restore
     const binDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-nopgrestore-'));
