@@ -55,6 +55,8 @@ export const RECOVERY_STATUSES = [
   'cutting-over',
   'cutover-failed',
   'cut-over',
+  /** Claimed by `recover abandon` (a conditional write) before it stops or deletes anything: no cutover starts from it. */
+  'abandoning',
   'abandoned',
 ] as const;
 export type RecoveryStatus = (typeof RECOVERY_STATUSES)[number];

@@ -108,7 +108,9 @@ export interface AbandonDeps {
 
 /**
  * Stops the workflow if it runs and deletes the recovered instance after a final snapshot. Refused
- * once production runs on it (cut over) or while a cutover is in progress.
+ * once production runs on it (cut over) or while a cutover is in progress, and when a cutover starts
+ * between its read and its claim. A recovery left `abandoning` (the deletion failed) is abandoned
+ * again the same way.
  */
 export async function abandonRecovery(deps: AbandonDeps, recoveryId: string, actor: string, protectedInstance: string): Promise<{ record: RecoveryRecord; detail: string }> {
   const now = (deps.now ?? (() => new Date()))();
@@ -122,6 +124,20 @@ export async function abandonRecovery(deps: AbandonDeps, recoveryId: string, act
   if (left.length) {
     throw new OperatorError(
       `recover abandon: recovery ${recoveryId}: its cutover left changes not undone (${left.join(', ')}): production may still use ${record.newInstance}; run "atmr-dr recover cutover ${recoveryId} --undo --yes" first`,
+      3,
+    );
+  }
+  // The claim, before anything is stopped or deleted: one conditional write that holds only if the
+  // record is still as read above (same status, not written since, no live cutover lease). A
+  // cutover that started in between makes it fail; once written, a cutover is refused ("abandoning"
+  // is not a status it starts from): one of the two loses, never both half-way.
+  try {
+    await updateRecovery(deps.store, recoveryId, { status: 'abandoning' }, [record.status], { freeAt: now.getTime(), unchangedSince: record.updatedAt });
+  } catch (error) {
+    if (!(error instanceof OperatorError)) throw error;
+    const current = await getRecovery(deps.store, recoveryId);
+    throw new OperatorError(
+      `recover abandon: recovery ${recoveryId} changed while this command ran (it read "${record.status}", it is now "${current.status}"${current.leaseOwner ? `, a cutover lease held by ${current.leaseOwner}` : ''}): nothing was stopped or deleted; see "atmr-dr recover status ${recoveryId}", then decide again`,
       3,
     );
   }

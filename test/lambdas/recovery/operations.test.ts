@@ -4,7 +4,9 @@ import { DescribeExecutionCommand, SFNClient, StartExecutionCommand, StopExecuti
 import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { abandonRecovery, parseRecoveryReason, startRecovery } from '../../../lambdas/recovery/operations';
-import { activeRecoveryId, getRecovery, updateRecovery } from '../../../lambdas/recovery/store';
+import { CUTOVER_FROM, LEASE_SECONDS } from '../../../lambdas/recovery/cutover';
+import { activeRecoveryId, getRecovery, takeCutoverLease, updateRecovery } from '../../../lambdas/recovery/store';
+import { OperatorError } from '../../../lambdas/shared/errors';
 import { parseToTime } from '../../../lambdas/recovery/time';
 import { LocalDynamo, startLocalDynamo } from '../../support/dynamodb';
 import { EARLIEST, LATEST, NOW, PREFIX, SOURCE, notFound, sourceInstance } from './fixtures';
@@ -151,6 +153,94 @@ describe('abandoning a recovery', () => {
 
     await expect(abandonRecovery(deps(), id, 'alice', SOURCE)).rejects.toThrow(/is "cut-over": production runs on atmr-prod-pitr-202611301402; it is never deleted by this tool/);
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+  });
+});
+
+describe('abandon racing a cutover (the ops-state record decides, by a conditional write)', () => {
+  /** The cutover's first write, as Session.open makes it: its lease, from the status it read. */
+  const cutoverTakesLease = (id: string, seenUpdatedAt: string) =>
+    takeCutoverLease(deps().store, id, { from: CUTOVER_FROM, owner: 'bob', token: 'bob-token', leaseSeconds: LEASE_SECONDS, changes: { status: 'cutting-over', journal: [] }, expectUpdatedAt: seenUpdatedAt });
+
+  /** The store of the abandon, on the same dynalite table, running `between` once just before its first update reaches the table. */
+  const storeWithHook = (between: () => Promise<unknown>) => {
+    let ran = false;
+    return {
+      ddb: {
+        send: async (command: unknown) => {
+          if (command instanceof UpdateCommand && !ran) {
+            ran = true;
+            await between();
+          }
+          return dynamo.ddb.send(command as UpdateCommand);
+        },
+      } as unknown as DynamoDBDocumentClient,
+      tableName: dynamo.tableName,
+    };
+  };
+
+  const copyOf = (id: string, newInstance: string) =>
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: newInstance }).resolves({
+      DBInstances: [{ DBInstanceIdentifier: newInstance, DBInstanceStatus: 'available', TagList: [{ Key: 'atmr-dr:purpose', Value: 'recovery' }, { Key: 'atmr-dr:recovery-id', Value: id }] }],
+    });
+
+  it('loses to a cutover that took its lease after the abandon read the record: refused (exit 3) naming it, nothing stopped or deleted', async () => {
+    const id = (await start()).request.recoveryId;
+    const verified = await updateRecovery(deps().store, id, { status: 'verified' });
+    sfn.on(DescribeExecutionCommand).resolves({ status: 'SUCCEEDED' });
+    copyOf(id, verified.newInstance);
+    const store = storeWithHook(async () => expect(await cutoverTakesLease(id, verified.updatedAt)).toHaveProperty('record'));
+
+    const error = await abandonRecovery({ ...deps(), store }, id, 'alice', SOURCE).then(
+      () => undefined,
+      (e: unknown) => e as OperatorError,
+    );
+
+    expect(error).toBeInstanceOf(OperatorError);
+    expect([error?.message, error?.exitCode]).toEqual([
+      `recover abandon: recovery ${id} changed while this command ran (it read "verified", it is now "cutting-over", a cutover lease held by bob): nothing was stopped or deleted; see "atmr-dr recover status ${id}", then decide again`,
+      3,
+    ]);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    expect(sfn.commandCalls(StopExecutionCommand)).toHaveLength(0);
+    expect(events.commandCalls(PutEventsCommand)).toHaveLength(0);
+    expect(await getRecovery(deps().store, id)).toMatchObject({ status: 'cutting-over', leaseOwner: 'bob', leaseToken: 'bob-token' });
+    expect(await activeRecoveryId(deps().store)).toBe(id);
+    await updateRecovery(deps().store, id, { status: 'abandoned' });
+  });
+
+  it('wins over a cutover that read the record before the abandon claimed it: the cutover is refused while the copy is being deleted', async () => {
+    const id = (await start()).request.recoveryId;
+    const verified = await updateRecovery(deps().store, id, { status: 'verified' });
+    sfn.on(DescribeExecutionCommand).resolves({ status: 'SUCCEEDED' });
+    copyOf(id, verified.newInstance);
+    let cutover: Awaited<ReturnType<typeof cutoverTakesLease>> | undefined;
+    rds.on(DeleteDBInstanceCommand).callsFake(async () => {
+      cutover = await cutoverTakesLease(id, verified.updatedAt);
+      return {};
+    });
+
+    const result = await abandonRecovery(deps(), id, 'alice', SOURCE);
+
+    expect(cutover).toEqual({ refused: { kind: 'status', record: expect.objectContaining({ status: 'abandoning' }) } });
+    expect(result.record.status).toBe('abandoned');
+    expect(result.record.leaseToken).toBeUndefined();
+    expect(await activeRecoveryId(deps().store)).toBeUndefined();
+  });
+
+  it('a recovery left "abandoning" (its deletion failed) is abandoned by running abandon again', async () => {
+    const id = (await start()).request.recoveryId;
+    const verified = await updateRecovery(deps().store, id, { status: 'verified' });
+    sfn.on(DescribeExecutionCommand).resolves({ status: 'SUCCEEDED' });
+    copyOf(id, verified.newInstance);
+    rds.on(DeleteDBInstanceCommand).rejectsOnce(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' })).resolves({});
+
+    await expect(abandonRecovery(deps(), id, 'alice', SOURCE)).rejects.toThrow('Rate exceeded');
+    expect((await getRecovery(deps().store, id)).status).toBe('abandoning');
+    const result = await abandonRecovery(deps(), id, 'alice', SOURCE);
+
+    expect(result.record.status).toBe('abandoned');
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(2);
+    expect(await activeRecoveryId(deps().store)).toBeUndefined();
   });
 });
 
