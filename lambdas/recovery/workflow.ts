@@ -3,6 +3,7 @@ import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { RDSClient } from '@aws-sdk/client-rds';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { ClientConfig } from 'pg';
+import { isThrottled } from '../shared/aws-errors';
 import { oneLine } from '../shared/errors';
 import { pgClientConfig, resolveConnection } from '../shared/pg-connection';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
@@ -73,9 +74,6 @@ export interface WaitResult {
   readonly port?: number;
 }
 
-/** What RDS (and the SDK, once its own retries are spent) calls a request refused for its rate. */
-const THROTTLING = ['Throttling', 'ThrottlingException', 'RequestLimitExceeded', 'TooManyRequestsException'];
-
 /**
  * One poll. A failed instance throws (the workflow's catch cleans up); past the maximum wait,
  * `expired`. A describe still throttled after the SDK's retries is a poll without news, not a
@@ -83,7 +81,7 @@ const THROTTLING = ['Throttling', 'ThrottlingException', 'RequestLimitExceeded',
  */
 export async function statusStep(deps: WorkflowDeps, request: RecoveryRequest): Promise<WaitResult> {
   const state: InstanceState = await instanceState(deps.rds, request.newInstance).catch((error: unknown) => {
-    if (!THROTTLING.includes((error as { name?: string }).name ?? '')) throw error;
+    if (!isThrottled(error)) throw error;
     return { status: `unknown (describe throttled: ${oneLine(error)})`, ready: false, failed: false };
   });
   if (state.failed) {
