@@ -63,6 +63,13 @@ export function describeAwsError(service: AwsService, action: string, error: unk
 export function missingAwsSetting(error: unknown): string | undefined {
   const text = oneLine(error);
   if (/region is missing/i.test(text)) return 'no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)';
+  // The SDK refuses an empty or malformed region (`export AWS_REGION=`, `eu_west_3`) before any call.
+  const refused = /Region not accepted: region="([^"]*)"/i.exec(text);
+  if (refused) {
+    return refused[1] === ''
+      ? 'AWS_REGION is set but empty; export AWS_REGION (e.g. AWS_REGION=eu-west-3)'
+      : `AWS region "${refused[1]}" is not a region name; export AWS_REGION (e.g. AWS_REGION=eu-west-3)`;
+  }
   if ((error as SdkLikeError | undefined)?.name === 'CredentialsProviderError' || /could not load credentials/i.test(text)) {
     return 'no AWS credentials found; log in (aws sso login, AWS_PROFILE) or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY';
   }
@@ -86,7 +93,7 @@ export function isThrottled(error: unknown): boolean {
 /** True for what the SDK throws (service exceptions carry `$metadata`; client-side failures are named). */
 export function isAwsSdkError(error: unknown): boolean {
   const e = error as SdkLikeError | undefined;
-  return e !== undefined && e !== null && (e.$metadata !== undefined || e.name === 'CredentialsProviderError' || /region is missing/i.test(oneLine(error)));
+  return e !== undefined && e !== null && (e.$metadata !== undefined || e.name === 'CredentialsProviderError' || /region is missing|Region not accepted/i.test(oneLine(error)));
 }
 
 /** Runs one AWS call; an SDK failure becomes an OperatorError saying what to check (OperatorErrors pass through). */

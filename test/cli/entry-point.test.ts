@@ -328,4 +328,20 @@ describe('AWS failures say what to check', () => {
     expect(run.stderr).toBe(`${line}\n`);
     expect(run.status).toBe(2);
   });
+  it.each([
+    ['', 'AWS_REGION is set but empty'],
+    ['eu_west_3', 'AWS region "eu_west_3" is not a region name'],
+  ])('AWS_REGION=%j (an empty `export AWS_REGION=` or a typo) is a bad setting named as such, exit 2, for every command', async (region, what) => {
+    const fix = `${what}; export AWS_REGION (e.g. AWS_REGION=eu-west-3)`;
+    for (const [args, line] of [
+      [['killswitch', 'status'], `atmr-dr: cannot read parameter /atmr/x/killswitch: ${fix}`],
+      [['backups', 'list', '--bucket', 'atmr-b'], `atmr-dr: S3 listing of hourly/ in bucket atmr-b failed: ${fix}`],
+      [['incident', 'list', '--table', 'atmr-ops'], `atmr-dr: ${fix}`],
+    ] as const) {
+      const run = await entry([...args], operatorEnv({ KILLSWITCH_PARAMETER: '/atmr/x/killswitch', AWS_REGION: region, AWS_DEFAULT_REGION: region }));
+
+      expect([args, run.stderr]).toEqual([args, `${line}\n`]);
+      expect([args, run.status]).toEqual([args, 2]);
+    }
+  });
 });
