@@ -576,7 +576,7 @@ export const DetectionConfigSchema = z.strictObject({
   /** Target-tracking autoscaling of the Celery workers on CeleryQueueDepth (within the service's bounds). */
   celeryAutoscaling: z
     .strictObject({
-      /** Opt in. @default false */
+      /** Opt in (needs the Celery service in `ecs.services` and the probe's `redis` target). @default false */
       enabled: z.boolean().default(false),
       /** Queue depth (sum of the queues) to hold: tasks are added above it. @default 50 */
       targetQueueDepth: z.number().positive().default(50),
@@ -584,6 +584,24 @@ export const DetectionConfigSchema = z.strictObject({
     .prefault({}),
   /** Base URL of this README, for the alarm descriptions' links (`<url>#<anchor>`). @default 'README.md' */
   readmeUrl: z.string().min(1).default('README.md'),
+}).superRefine((detection, ctx) => {
+  if (detection.celeryAutoscaling.enabled) {
+    const key = detection.ecs?.celeryServiceKey ?? 'celery';
+    if (!detection.ecs?.services[key]) {
+      ctx.addIssue({
+        code: 'custom',
+        path: detection.ecs ? ['ecs', 'services'] : ['ecs'],
+        message: `has no Celery service "${key}" (ecs.celeryServiceKey), which celeryAutoscaling scales: add it (serviceName, minCount, maxCount), or set celeryAutoscaling.enabled to false`,
+      });
+    }
+    if (!detection.probe.redis) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['probe', 'redis'],
+        message: 'is required with celeryAutoscaling (it scales on CeleryQueueDepth, which the probe reads from Redis): add it, or set celeryAutoscaling.enabled to false',
+      });
+    }
+  }
 });
 export type DetectionConfig = z.infer<typeof DetectionConfigSchema>;
 

@@ -1,5 +1,5 @@
 import { parseEnvironmentConfig } from '../../lib/config';
-import { exampleEnvironment } from '../support/app';
+import { exampleEnvironment, synthesizeApp } from '../support/app';
 
 const withDetection = (detection: unknown) => ({ ...exampleEnvironment(), detection });
 
@@ -44,7 +44,28 @@ describe('detection config', () => {
     [{ thresholds: { redisMemoryPercent: 150 } }, /^config: environments\.example\.detection\.thresholds\.redisMemoryPercent: [^\n]*<=100[^\n]*$/],
     [{ thresholds: { redisMemoryPercent: 0 } }, /^config: environments\.example\.detection\.thresholds\.redisMemoryPercent: [^\n]*>0[^\n]*$/],
     [{ alb: { loadBalancerFullName: 'atmr-api', targetGroupFullName: 'targetgroup/a/0123abcd' } }, /detection\.alb\.loadBalancerFullName: must be app\/<name>\/<id>/],
+    [
+      { probe: { redis: { host: 'r' } }, ecs: { clusterName: 'c', services: { worker: { serviceName: 'w' } } }, celeryAutoscaling: { enabled: true } },
+      /^config: environments\.example\.detection\.ecs\.services: has no Celery service "celery" \(ecs\.celeryServiceKey\), which celeryAutoscaling scales: add it \(serviceName, minCount, maxCount\), or set celeryAutoscaling\.enabled to false; fix it in cdk\.json/,
+    ],
+    [
+      { celeryAutoscaling: { enabled: true } },
+      /^config: environments\.example\.detection\.ecs: has no Celery service "celery"/,
+    ],
+    [
+      { ecs: { clusterName: 'c', services: { celery: { serviceName: 'w' } } }, celeryAutoscaling: { enabled: true } },
+      /^config: environments\.example\.detection\.probe\.redis: is required with celeryAutoscaling \(it scales on CeleryQueueDepth, which the probe reads from Redis\): add it, or set celeryAutoscaling\.enabled to false/,
+    ],
   ])('rejects %j with one line naming the field', (detection, message) => {
     expect(() => parseEnvironmentConfig('example', withDetection(detection))).toThrow(message);
+  });
+
+  it('fails `cdk synth` with the one line, not a stack trace, when celeryAutoscaling has no Celery service to scale', () => {
+    const detection = structuredClone(exampleEnvironment().detection) as { ecs: { celeryServiceKey?: string } };
+    detection.ecs.celeryServiceKey = 'workers';
+
+    expect(() => synthesizeApp({ environment: withDetection(detection) })).toThrow(
+      /^config: environments\.example\.detection\.ecs\.services: has no Celery service "workers"/,
+    );
   });
 });
