@@ -12,7 +12,17 @@ import { BackupTierSchema } from '../lambdas/shared/tiers';
 
 const accountId = z.string().regex(/^\d{12}$/, 'must be a 12-digit AWS account id');
 const region = z.string().regex(/^[a-z]{2}(-gov)?-[a-z]+-\d$/, 'must be an AWS region such as eu-west-3');
-const arn = z.string().regex(/^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12})?:.+$/, 'must be a full ARN (arn:aws:...)');
+/** An ARN of one service and resource type: `resource` is matched after `<region>:<account>:`. */
+function arnOf(service: string, regional: boolean, resource: string, what: string) {
+  const pattern = new RegExp(`^arn:aws[a-z-]*:${service}:${regional ? '[a-z0-9-]+' : ''}:\\d{12}:${resource}$`);
+  return z.string().regex(pattern, `must be ${what}`);
+}
+const secretArn = arnOf('secretsmanager', true, 'secret:.+-[A-Za-z0-9]{6}', 'the complete ARN of a Secrets Manager secret, with the 6 characters after its name (arn:aws:secretsmanager:<region>:<account>:secret:<name>-AbCdEf, as the console shows it)');
+const roleArn = arnOf('iam', false, 'role/[\\w+=,.@/-]+', 'an IAM role ARN (arn:aws:iam::<account>:role/<name>)');
+const kmsKeyArn = arnOf('kms', true, 'key/[A-Za-z0-9-]+', 'a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>, not an alias)');
+const ecsClusterArn = arnOf('ecs', true, 'cluster/[A-Za-z0-9_-]+', 'an ECS cluster ARN (arn:aws:ecs:<region>:<account>:cluster/<name>)');
+const listenerArn = arnOf('elasticloadbalancing', true, 'listener/app/[A-Za-z0-9-]+/[0-9a-f]+/[0-9a-f]+', 'an ALB listener ARN (arn:aws:elasticloadbalancing:<region>:<account>:listener/app/<alb>/<id>/<id>)');
+const targetGroupArn = arnOf('elasticloadbalancing', true, 'targetgroup/[A-Za-z0-9-]+/[0-9a-f]+', 'a target group ARN (arn:aws:elasticloadbalancing:<region>:<account>:targetgroup/<name>/<id>)');
 const subnetId = z.string().regex(/^subnet-[0-9a-f]{8,17}$/, 'must be a subnet id (subnet-...)');
 const securityGroupId = z.string().regex(/^sg-[0-9a-f]{8,17}$/, 'must be a security group id (sg-...)');
 const timeZone = z.string().refine(isValidTimeZone, 'must be an IANA time zone such as Europe/Paris');
@@ -49,9 +59,9 @@ export const DatabaseConfigSchema = z.strictObject({
   /** Database to back up: the production database name, which restores refuse to overwrite. */
   name: pgIdentifier,
   /** Secrets Manager secret holding `{username, password}` (the RDS-managed secret). */
-  secretArn: arn,
+  secretArn,
   /** KMS key of the secret, when it is not the AWS-managed one. */
-  secretKmsKeyArn: arn.optional(),
+  secretKmsKeyArn: kmsKeyArn.optional(),
   /** Use IAM database authentication as this user instead of the secret. */
   iamAuthUser: z.string().min(1).optional(),
   /** Security group of the database: runners get ingress on `port` from their own group. */
@@ -110,7 +120,7 @@ export const BackupsConfigSchema = z.strictObject({
     .refine((cpu) => [256, 512, 1024, 2048, 4096, 8192, 16384].includes(cpu), 'must be one of 256, 512, 1024, 2048, 4096, 8192, 16384')
     .default(1024),
   /** `runner: fargate` only: run the task on this existing ECS cluster instead of a dedicated one. */
-  ecsClusterArn: arn.optional(),
+  ecsClusterArn: ecsClusterArn.optional(),
 }).superRefine((backups, ctx) => {
   if (backups.runner === 'fargate' && !isValidFargatePair(backups.fargateCpu, backups.memoryMiB)) {
     ctx.addIssue({
@@ -150,7 +160,7 @@ export const RestoreTestConfigSchema = z.strictObject({
   /** Instance that receives the scratch database; defaults to the backed-up one. */
   targetHost: z.string().min(1).optional(),
   targetPort: z.number().int().min(1).max(65535).optional(),
-  targetSecretArn: arn.optional(),
+  targetSecretArn: secretArn.optional(),
   /** Restore into a temporary RDS instance created from the latest snapshot instead. */
   useTemporaryInstance: z.boolean().default(false),
   /** Recovery point objective in seconds (runbook: 15 minutes). */
@@ -185,19 +195,19 @@ export const KillswitchConfigSchema = z.strictObject({
   /** SSM parameter name holding the killswitch JSON value. */
   parameterName: z.string().regex(/^\/[a-zA-Z0-9_./-]+$/, 'must be an SSM parameter path starting with /'),
   /** ALB listener where maintenance is enforced: a rule forwards to the 503 maintenance responder (Lambda target). */
-  listenerArn: arn,
+  listenerArn,
   /** Priority of the maintenance listener rule (must be free on the listener). */
   listenerRulePriority: z.number().int().min(1).max(50000).default(1),
   /** Target group of the API: in maintenance, /health and /ready keep being forwarded there. */
-  apiTargetGroupArn: arn,
+  apiTargetGroupArn: targetGroupArn,
   /** Task role of the Flask API, granted read access to the parameter. */
-  apiTaskRoleArn: arn,
+  apiTaskRoleArn: roleArn,
   /** Roles of operators allowed to use the CLI (read + write). */
-  operatorRoleArns: z.array(arn).default([]),
+  operatorRoleArns: z.array(roleArn).default([]),
   /** Slack slash-command integration. */
   slack: z
     .strictObject({
-      signingSecretArn: arn,
+      signingSecretArn: secretArn,
       allowedUserIds: z.array(z.string().regex(/^[UW][A-Z0-9]{2,}$/, 'must be a Slack user id (U...)')).min(1),
       /** Slack workspace id (`team_id`, T...): commands from any other workspace are refused. */
       teamId: z.string().regex(/^[TE][A-Z0-9]{2,}$/, 'must be a Slack workspace id (T...)'),
@@ -213,7 +223,7 @@ export const RecoveryEndpointSchema = z.discriminatedUnion('kind', [
     /** The `host` (and `port`) fields of a Secrets Manager secret JSON the API reads at start. */
     kind: z.literal('secretHost'),
     /** The secret the API reads. @default database.secretArn */
-    secretArn: arn.optional(),
+    secretArn: secretArn.optional(),
   }),
   z.strictObject({
     /** An SSM String parameter holding `host` or `host:port`, read by the API at start. */
@@ -243,12 +253,12 @@ export const RecoveryConfigSchema = z.strictObject({
   /** DB parameter group of the source, to scope IAM to it. @default - any parameter group (read from the source at run time) */
   parameterGroupName: z.string().regex(/^[a-zA-Z][a-zA-Z0-9.-]{0,254}$/, 'must be a DB parameter group name').optional(),
   /** Customer-managed KMS key of the instance's storage (the restore needs a grant on it). @default - AWS-managed key */
-  storageKmsKeyArn: arn.optional(),
+  storageKmsKeyArn: kmsKeyArn.optional(),
   /** How the API's database endpoint is switched at cutover. @default secretHost on database.secretArn */
   endpoint: RecoveryEndpointSchema.default({ kind: 'secretHost' }),
   /** ECS services forced to redeploy at cutover, so that their tasks read the new endpoint. */
   ecs: z
-    .strictObject({ clusterArn: arn, serviceNames: z.array(z.string().regex(/^[a-zA-Z0-9_-]{1,255}$/, 'must be an ECS service name')).min(1) })
+    .strictObject({ clusterArn: ecsClusterArn, serviceNames: z.array(z.string().regex(/^[a-zA-Z0-9_-]{1,255}$/, 'must be an ECS service name')).min(1) })
     .optional(),
   /** The API's readiness URL, which must answer 200 after the redeploy. */
   readinessUrl: z.url().optional(),
@@ -378,7 +388,7 @@ export const BackoutConfigSchema = z.strictObject({
    * Roles the API task definition passes to ECS (task role and execution role): the migration task
    * is started with them, so `iam:PassRole` is allowed on these and nothing else.
    */
-  taskRoleArns: z.array(arn).min(1).max(2),
+  taskRoleArns: z.array(roleArn).min(1).max(2),
   /** Security groups of the migration task (it reaches the database like the API). */
   taskSecurityGroupIds: z.array(securityGroupId).min(1),
   /** ALB target group of the API, as in CloudWatch's `TargetGroup` dimension (`targetgroup/<name>/<id>`). */
@@ -472,7 +482,7 @@ export const DetectionConfigSchema = z.strictObject({
            * Without it such a Redis refuses every PING and `Health-RedisDown` never clears. Encrypted
            * with the AWS-managed key. @default - no AUTH
            */
-          authSecretArn: arn.optional(),
+          authSecretArn: secretArn.optional(),
         })
         .optional(),
       /** Celery queue names (Redis lists) whose length is CeleryQueueDepth. @default ['celery'] */
@@ -481,7 +491,7 @@ export const DetectionConfigSchema = z.strictObject({
       database: z
         .strictObject({
           /** A read-only user's secret; @default - the database secret (`database.secretArn`). */
-          secretArn: arn.optional(),
+          secretArn: secretArn.optional(),
           /** Connect + query timeout (ms). @default 3000 */
           timeoutMs: z.number().int().min(100).max(15000).default(3000),
         })
@@ -622,7 +632,7 @@ export const EnvironmentConfigSchema = z.strictObject({
    * The only role allowed to schedule the deletion of, or disable, the app's KMS keys (backups and
    * operations). Without it nobody can, until the key policy is changed by a deploy.
    */
-  breakGlassRoleArn: arn.optional(),
+  breakGlassRoleArn: roleArn.optional(),
   network: NetworkConfigSchema,
   database: DatabaseConfigSchema,
   backups: BackupsConfigSchema.default(() => BackupsConfigSchema.parse({})),
@@ -634,9 +644,27 @@ export const EnvironmentConfigSchema = z.strictObject({
   /** Detection of the runbook's scenarios (health probe, alarms, scale bounds). @default - no detection */
   detection: DetectionConfigSchema.optional(),
   recovery: RecoveryConfigSchema.default(() => RecoveryConfigSchema.parse({})),
-}).superRefine((environment, ctx) => {
-  const { recovery } = environment;
-  const secretArn = recovery.endpoint.kind === 'secretHost' ? (recovery.endpoint.secretArn ?? environment.database.secretArn) : undefined;
+}).superRefine((env, ctx) => {
+  // Every ARN names a resource of the environment's own account and region: a role of another
+  // account silently gets no grant from the stacks, a secret or listener elsewhere fails at deploy or run.
+  const visit = (value: unknown, path: (string | number)[]): void => {
+    if (typeof value === 'string' && value.startsWith('arn:')) {
+      const [, , , arnRegion, arnAccount] = value.split(':');
+      // The break-glass role may live in a security account: the key policy trusts it by ARN.
+      if (arnAccount !== env.account && path[0] !== 'breakGlassRoleArn') {
+        ctx.addIssue({ code: 'custom', path, message: `is in account ${arnAccount}, not the environment's account ${env.account}: use the ARN of the resource in ${env.account}` });
+      } else if (arnRegion !== '' && arnRegion !== env.region) {
+        ctx.addIssue({ code: 'custom', path, message: `is in region ${arnRegion}, not the environment's region ${env.region}: use the ARN of the resource in ${env.region}` });
+      }
+    } else if (Array.isArray(value)) {
+      value.forEach((item, index) => visit(item, [...path, index]));
+    } else if (value !== null && typeof value === 'object') {
+      Object.entries(value).forEach(([key, item]) => visit(item, [...path, key]));
+    }
+  };
+  visit(env, []);
+  const { recovery } = env;
+  const secretArn = recovery.endpoint.kind === 'secretHost' ? (recovery.endpoint.secretArn ?? env.database.secretArn) : undefined;
   // An RDS-managed master secret (`...:secret:rds!db-<id>`) holds no host, and RDS rewrites it at each rotation.
   if (recovery.enabled && secretArn?.includes(':secret:rds!')) {
     ctx.addIssue({

@@ -60,6 +60,15 @@ const DISCRIMINATED: Record<string, Json> = {
   'recovery.endpoint.kind': { kind: 'secretHost', secretArn: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/example/database-AbCdEf' },
 };
 
+/**
+ * Leaves that every ARN of the environment must agree with (the config refuses an ARN of another
+ * account or region): the whole environment moves with them.
+ */
+const COUPLED: Record<string, (environment: Json) => Json> = {
+  account: (environment) => JSON.parse(JSON.stringify(environment).replaceAll('111111111111', '111111111112')) as Json,
+  region: (environment) => JSON.parse(JSON.stringify(environment).replaceAll('eu-west-3', 'eu-west-1')) as Json,
+};
+
 /** Candidate new values for a leaf, in order; the first one the schema accepts is used. */
 function candidates(value: unknown): unknown[] {
   if (typeof value === 'boolean') return [!value];
@@ -81,7 +90,10 @@ describe('every leaf of the example config is read', () => {
     const original = getAt(example, path);
     // A discriminator cannot change alone (its siblings belong to its value): replace its whole object.
     const discriminated = DISCRIMINATED[name];
-    const changed = (discriminated ? [setAt(example, path.slice(0, -1), discriminated)] : candidates(original).map((value) => setAt(example, path, value)))
+    const coupled = COUPLED[name];
+    const changed = (
+      coupled ? [coupled(example)] : discriminated ? [setAt(example, path.slice(0, -1), discriminated)] : candidates(original).map((value) => setAt(example, path, value))
+    )
       .find((raw) => {
         try {
           parseEnvironmentConfig('example', raw);

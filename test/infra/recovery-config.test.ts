@@ -77,7 +77,7 @@ describe('recovery config', () => {
     [{ endpoint: { kind: 'dns' } }, /recovery\.endpoint/],
     [{ criticalTables: ['Booking; DROP'] }, /recovery\.criticalTables\.0: must be a lower-case table name/],
     [{ readinessUrl: 'not a url' }, /recovery\.readinessUrl/],
-    [{ ecs: { clusterArn: 'atmr', serviceNames: ['api'] } }, /recovery\.ecs\.clusterArn: must be a full ARN/],
+    [{ ecs: { clusterArn: 'atmr', serviceNames: ['api'] } }, /recovery\.ecs\.clusterArn: must be an ECS cluster ARN \(arn:aws:ecs:<region>:<account>:cluster\/<name>\)/],
     [{ newInstancePrefix: '1bad' }, /recovery\.newInstancePrefix: must be 1-46 letters/],
   ])('names the bad field %j', (recovery, message) => {
     expect(() => parseEnvironmentConfig('example', { ...exampleEnvironment(), recovery })).toThrow(message);
