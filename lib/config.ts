@@ -29,6 +29,25 @@ const timeZone = z.string().refine(isValidTimeZone, 'must be an IANA time zone s
 const environmentName = z.string().regex(/^[a-z][a-z0-9-]{1,20}$/, 'must be 2-21 lower-case letters, digits or dashes');
 const pgIdentifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case PostgreSQL identifier');
 
+/**
+ * An SSM parameter name CloudFormation accepts: a path of at most 15 levels and 1011 characters,
+ * not under the reserved /aws and /ssm prefixes.
+ */
+const ssmParameterName = z
+  .string()
+  .regex(/^\/[a-zA-Z0-9_./-]+$/, 'must be an SSM parameter path starting with /')
+  .refine((name) => !/^\/(aws|ssm)/i.test(name), 'must not start with /aws or /ssm (SSM reserves those prefixes): use e.g. /atmr/<env>/killswitch')
+  .refine((name) => name.length <= 1011 && name.split('/').length - 1 <= 15, 'must be at most 1011 characters and 15 levels (SSM\'s limits)');
+
+/** Refuses a list that names the same thing twice, pointing at the second one. */
+function noDuplicates(what: string) {
+  return (items: readonly string[], ctx: z.RefinementCtx): void => {
+    items.forEach((item, index) => {
+      if (items.indexOf(item) < index) ctx.addIssue({ code: 'custom', path: [index], message: `lists ${what} "${item}" twice: remove the duplicate` });
+    });
+  };
+}
+
 function isValidTimeZone(tz: string): boolean {
   try {
     new Intl.DateTimeFormat('en', { timeZone: tz });
@@ -193,7 +212,7 @@ export const RestoreTestConfigSchema = z.strictObject({
 
 export const KillswitchConfigSchema = z.strictObject({
   /** SSM parameter name holding the killswitch JSON value. */
-  parameterName: z.string().regex(/^\/[a-zA-Z0-9_./-]+$/, 'must be an SSM parameter path starting with /'),
+  parameterName: ssmParameterName,
   /** ALB listener where maintenance is enforced: a rule forwards to the 503 maintenance responder (Lambda target). */
   listenerArn,
   /** Priority of the maintenance listener rule (must be free on the listener). */
@@ -228,7 +247,7 @@ export const RecoveryEndpointSchema = z.discriminatedUnion('kind', [
   z.strictObject({
     /** An SSM String parameter holding `host` or `host:port`, read by the API at start. */
     kind: z.literal('ssmParameter'),
-    parameterName: z.string().regex(/^\/[a-zA-Z0-9_./-]+$/, 'must be an SSM parameter path starting with /'),
+    parameterName: ssmParameterName,
   }),
 ]);
 
@@ -247,7 +266,7 @@ export const RecoveryConfigSchema = z.strictObject({
    */
   newInstancePrefix: z.string().regex(/^[a-zA-Z][a-zA-Z0-9-]{0,45}$/, 'must be 1-46 letters, digits or dashes, starting with a letter').optional(),
   /** Tags added to the recovered instance (beside the source's own tags and atmr-dr's). @default {} */
-  tags: z.record(z.string().regex(/^[\w .:/=+@-]{1,128}$/, 'must be a valid tag key'), z.string().max(256)).default({}),
+  tags: z.record(z.string().regex(/^[\w .:/=+@-]{1,128}$/, 'must be a valid tag key').refine((key) => !/^aws:/i.test(key), 'must not start with aws: (AWS reserves that prefix)'), z.string().max(256)).default({}),
   /** DB subnet group of the source instance (IAM scope of the restore; must match the source's). */
   subnetGroupName: z.string().regex(/^[a-zA-Z0-9 ._-]{1,255}$/, 'must be a DB subnet group name').optional(),
   /** DB parameter group of the source, to scope IAM to it. @default - any parameter group (read from the source at run time) */
@@ -258,7 +277,7 @@ export const RecoveryConfigSchema = z.strictObject({
   endpoint: RecoveryEndpointSchema.default({ kind: 'secretHost' }),
   /** ECS services forced to redeploy at cutover, so that their tasks read the new endpoint. */
   ecs: z
-    .strictObject({ clusterArn: ecsClusterArn, serviceNames: z.array(z.string().regex(/^[a-zA-Z0-9_-]{1,255}$/, 'must be an ECS service name')).min(1) })
+    .strictObject({ clusterArn: ecsClusterArn, serviceNames: z.array(z.string().regex(/^[a-zA-Z0-9_-]{1,255}$/, 'must be an ECS service name')).min(1).superRefine(noDuplicates('the service')) })
     .optional(),
   /** The API's readiness URL, which must answer 200 after the redeploy. */
   readinessUrl: z.url().optional(),
@@ -426,6 +445,14 @@ export const BackoutConfigSchema = z.strictObject({
    * @default 'snapshot'
    */
   beforeDowngrade: z.enum(['snapshot', 'pitr']).default('snapshot'),
+}).superRefine((backout, ctx) => {
+  // Each service has one last known good and one rollback at a time: listed twice, two workflows would race.
+  backout.workers.forEach((worker, index) => {
+    const earlier = [backout.api, ...backout.workers.slice(0, index)].some((s) => s.serviceName === worker.serviceName);
+    if (earlier) {
+      ctx.addIssue({ code: 'custom', path: ['workers', index, 'serviceName'], message: `"${worker.serviceName}" is already listed (api or an earlier worker): each service is rolled back once; remove the duplicate` });
+    }
+  });
 });
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL such as http://osrm.internal:5000/health' });
 const pascalKey = z.string().regex(/^[a-z][a-zA-Z0-9]{0,30}$/, 'must be a camelCase service key such as api or celery');
@@ -486,7 +513,7 @@ export const DetectionConfigSchema = z.strictObject({
         })
         .optional(),
       /** Celery queue names (Redis lists) whose length is CeleryQueueDepth. @default ['celery'] */
-      celeryQueues: z.array(z.string().min(1).max(200)).max(10).default(['celery']),
+      celeryQueues: z.array(z.string().min(1).max(200)).max(10).superRefine(noDuplicates('the queue')).default(['celery']),
       /** PostgreSQL read-only checks on the configured database. @default - not probed */
       database: z
         .strictObject({
@@ -576,7 +603,19 @@ export const DetectionConfigSchema = z.strictObject({
     .strictObject({
       clusterName: ecsName,
       /** Services by key (e.g. api, celery); `scale <key> <count>` stays within their bounds. */
-      services: z.record(pascalKey, DetectionEcsServiceSchema).default({}),
+      services: z
+        .record(pascalKey, DetectionEcsServiceSchema)
+        .superRefine((services, ctx) => {
+          const keyOf = new Map<string, string>();
+          for (const [key, service] of Object.entries(services)) {
+            const first = keyOf.get(service.serviceName);
+            if (first !== undefined) {
+              ctx.addIssue({ code: 'custom', path: [key, 'serviceName'], message: `"${service.serviceName}" is already the service of key ${first}: one key per ECS service (alarms and scale bounds are per key); remove one` });
+            }
+            keyOf.set(service.serviceName, key);
+          }
+        })
+        .default({}),
       /** Key (in `services`) of the Celery worker service. @default 'celery' */
       celeryServiceKey: pascalKey.default('celery'),
       /** Key (in `services`) of the OSRM service (`atmr-dr osrm restart`). @default 'osrm' */
@@ -721,6 +760,8 @@ function describeIssue(issue: z.core.$ZodIssue): string {
     const got = issue.input === null ? 'null' : Array.isArray(issue.input) ? 'an array' : `${typeof issue.input} ${JSON.stringify(issue.input)}`;
     return `must be a ${issue.expected}, not the ${got}${typeof issue.input === 'string' && (issue.expected === 'number' || issue.expected === 'boolean') ? ' (write it without quotes)' : ''}`;
   }
+  // A record key that fails its own rule (e.g. a tag key, a service key): that rule's message.
+  if (issue.code === 'invalid_key') return issue.issues[0]?.message ?? issue.message;
   if (issue.code === 'invalid_value') return `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
   return issue.message;
 }
