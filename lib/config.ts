@@ -753,16 +753,35 @@ export function parseEnvironmentConfig(envName: string, raw: unknown): Environme
   return { ...result.data, name: envName };
 }
 
+const TYPE_NAMES: Record<string, string> = { int: 'a whole number', array: 'a list [...]', object: 'an object {...}', boolean: 'true or false' };
+
 function describeIssue(issue: z.core.$ZodIssue): string {
   if (issue.code === 'unrecognized_keys') return `unknown field(s) ${issue.keys.join(', ')}: remove or rename them`;
   if (issue.code === 'invalid_type') {
     if (issue.input === undefined) return `is required (${issue.expected})`;
     const got = issue.input === null ? 'null' : Array.isArray(issue.input) ? 'an array' : `${typeof issue.input} ${JSON.stringify(issue.input)}`;
-    return `must be a ${issue.expected}, not the ${got}${typeof issue.input === 'string' && (issue.expected === 'number' || issue.expected === 'boolean') ? ' (write it without quotes)' : ''}`;
+    const expected = TYPE_NAMES[issue.expected] ?? `a ${issue.expected}`;
+    return `must be ${expected}, not the ${got}${typeof issue.input === 'string' && (issue.expected === 'number' || issue.expected === 'boolean') ? ' (write it without quotes)' : ''}`;
   }
   // A record key that fails its own rule (e.g. a tag key, a service key): that rule's message.
   if (issue.code === 'invalid_key') return issue.issues[0]?.message ?? issue.message;
   if (issue.code === 'invalid_value') return `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+  if (issue.code === 'invalid_union' && 'options' in issue && Array.isArray(issue.options)) return `must be one of ${issue.options.map((v) => JSON.stringify(v)).join(', ')}`;
+  const given = issue.input === undefined ? '' : `, not ${Array.isArray(issue.input) ? `${issue.input.length}` : JSON.stringify(issue.input)}`;
+  if ((issue.code === 'too_small' || issue.code === 'too_big') && (issue.origin === 'number' || issue.origin === 'int')) {
+    const bound = issue.code === 'too_small' ? issue.minimum : issue.maximum;
+    const relation = issue.code === 'too_small' ? (issue.inclusive ? 'at least' : 'greater than') : issue.inclusive ? 'at most' : 'less than';
+    return `must be ${relation} ${String(bound)}${given}`;
+  }
+  if ((issue.code === 'too_small' || issue.code === 'too_big') && issue.origin === 'array') {
+    return `must list ${issue.code === 'too_small' ? 'at least' : 'at most'} ${String(issue.code === 'too_small' ? issue.minimum : issue.maximum)} item(s)${given}`;
+  }
+  if ((issue.code === 'too_small' || issue.code === 'too_big') && issue.origin === 'string') {
+    return issue.code === 'too_small' ? `must have at least ${String(issue.minimum)} character(s)` : `must have at most ${String(issue.maximum)} characters`;
+  }
+  // zod's default wording only: a field with its own message (e.g. an http(s) URL) keeps it.
+  if (issue.code === 'invalid_format' && issue.format === 'email' && issue.message === 'Invalid email address') return `must be an e-mail address such as oncall@example.com${given}`;
+  if (issue.code === 'invalid_format' && issue.format === 'url' && issue.message === 'Invalid URL') return `must be a full URL such as https://example.com/path${given}`;
   return issue.message;
 }
 

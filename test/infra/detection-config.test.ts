@@ -41,8 +41,8 @@ describe('detection config', () => {
     [{ probe: { osrm: { healthUrl: 'osrm:5000/health' } } }, /environments\.example\.detection\.probe\.osrm\.healthUrl: must be an http\(s\) URL/],
     [{ ecs: { clusterName: 'c', services: { celery: { serviceName: 'w', minCount: 5, maxCount: 2 } } } }, /detection\.ecs\.services\.celery\.minCount: minCount must be <= maxCount/],
     [{ thresholds: { p95Seconds: 5 } }, /detection\.thresholds: unknown field\(s\) p95Seconds/],
-    [{ thresholds: { redisMemoryPercent: 150 } }, /^config: environments\.example\.detection\.thresholds\.redisMemoryPercent: [^\n]*<=100[^\n]*$/],
-    [{ thresholds: { redisMemoryPercent: 0 } }, /^config: environments\.example\.detection\.thresholds\.redisMemoryPercent: [^\n]*>0[^\n]*$/],
+    [{ thresholds: { redisMemoryPercent: 150 } }, /^config: environments\.example\.detection\.thresholds\.redisMemoryPercent: must be at most 100, not 150; fix it[^\n]*$/],
+    [{ thresholds: { redisMemoryPercent: 0 } }, /^config: environments\.example\.detection\.thresholds\.redisMemoryPercent: must be greater than 0, not 0; fix it[^\n]*$/],
     [{ alb: { loadBalancerFullName: 'atmr-api', targetGroupFullName: 'targetgroup/a/0123abcd' } }, /detection\.alb\.loadBalancerFullName: must be app\/<name>\/<id>/],
     [
       { probe: { redis: { host: 'r' } }, ecs: { clusterName: 'c', services: { worker: { serviceName: 'w' } } }, celeryAutoscaling: { enabled: true } },
