@@ -23,6 +23,10 @@ const kmsKeyArn = arnOf('kms', true, 'key/[A-Za-z0-9-]+', 'a KMS key ARN (arn:aw
 const ecsClusterArn = arnOf('ecs', true, 'cluster/[A-Za-z0-9_-]+', 'an ECS cluster ARN (arn:aws:ecs:<region>:<account>:cluster/<name>)');
 const listenerArn = arnOf('elasticloadbalancing', true, 'listener/app/[A-Za-z0-9-]+/[0-9a-f]+/[0-9a-f]+', 'an ALB listener ARN (arn:aws:elasticloadbalancing:<region>:<account>:listener/app/<alb>/<id>/<id>)');
 const targetGroupArn = arnOf('elasticloadbalancing', true, 'targetgroup/[A-Za-z0-9-]+/[0-9a-f]+', 'a target group ARN (arn:aws:elasticloadbalancing:<region>:<account>:targetgroup/<name>/<id>)');
+/** A bare host name or IP, as the clients connect to it: no scheme, no port, no path. */
+const hostName = z
+  .string()
+  .regex(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/, 'must be a host name only, without scheme, port or path (e.g. atmr-prod.abcdefghijkl.eu-west-3.rds.amazonaws.com; the port has its own field)');
 const subnetId = z.string().regex(/^subnet-[0-9a-f]{8,17}$/, 'must be a subnet id (subnet-...)');
 const securityGroupId = z.string().regex(/^sg-[0-9a-f]{8,17}$/, 'must be a security group id (sg-...)');
 const timeZone = z.string().refine(isValidTimeZone, 'must be an IANA time zone such as Europe/Paris');
@@ -64,16 +68,24 @@ export const NetworkConfigSchema = z.strictObject({
   /** VPC of the ATMR platform. */
   vpcId: z.string().regex(/^vpc-[0-9a-f]{8,17}$/, 'must be a VPC id (vpc-...)'),
   /** Availability zones of the private subnets, in the same order (read by the VPC import only: placement is by subnet id). */
-  availabilityZones: z.array(z.string().min(1)).min(1),
+  availabilityZones: z.array(z.string().regex(/^[a-z]{2}(-gov)?-[a-z]+-\d[a-z]$/, 'must be an availability zone name such as eu-west-3a')).min(1).superRefine(noDuplicates('the zone')),
   /** Private subnets (with a route to S3 and AWS APIs) where the runners and probes run. */
-  privateSubnetIds: z.array(subnetId).min(1),
+  privateSubnetIds: z.array(subnetId).min(1).superRefine(noDuplicates('the subnet')),
+}).superRefine((network, ctx) => {
+  if (network.privateSubnetIds.length % network.availabilityZones.length !== 0) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['availabilityZones'],
+      message: `lists ${network.availabilityZones.length} zone(s) for ${network.privateSubnetIds.length} subnet(s): give the zone of each subnet, in the same order (the subnet count must be a multiple of the zone count)`,
+    });
+  }
 });
 
 export const DatabaseConfigSchema = z.strictObject({
   /** RDS instance identifier (for PITR checks and snapshots). */
   instanceIdentifier: z.string().regex(/^[a-zA-Z][a-zA-Z0-9-]{0,62}$/, 'must be an RDS instance identifier'),
   /** Endpoint host name. */
-  host: z.string().min(1),
+  host: hostName,
   port: z.number().int().min(1).max(65535).default(5432),
   /** Database to back up: the production database name, which restores refuse to overwrite. */
   name: pgIdentifier,
@@ -177,7 +189,7 @@ export const RestoreTestConfigSchema = z.strictObject({
   /** Run the monthly restore test in this environment (staging by default, not production). */
   enabled: z.boolean().default(false),
   /** Instance that receives the scratch database; defaults to the backed-up one. */
-  targetHost: z.string().min(1).optional(),
+  targetHost: hostName.optional(),
   targetPort: z.number().int().min(1).max(65535).optional(),
   targetSecretArn: secretArn.optional(),
   /** Restore into a temporary RDS instance created from the latest snapshot instead. */
@@ -409,7 +421,7 @@ export const BackoutConfigSchema = z.strictObject({
    */
   taskRoleArns: z.array(roleArn).min(1).max(2),
   /** Security groups of the migration task (it reaches the database like the API). */
-  taskSecurityGroupIds: z.array(securityGroupId).min(1),
+  taskSecurityGroupIds: z.array(securityGroupId).min(1).superRefine(noDuplicates('the security group')),
   /** ALB target group of the API, as in CloudWatch's `TargetGroup` dimension (`targetgroup/<name>/<id>`). */
   targetGroupFullName: z.string().regex(/^targetgroup\/[a-zA-Z0-9-]{1,32}\/[0-9a-f]{16}$/, 'must be targetgroup/<name>/<16 hex>'),
   /** ALB of the API, as in CloudWatch's `LoadBalancer` dimension (`app/<name>/<id>`). */
@@ -495,7 +507,7 @@ export const DetectionConfigSchema = z.strictObject({
       /** Redis (broker of Celery): PING, LLEN of the Celery queues and INFO memory (read-only). @default - not probed */
       redis: z
         .strictObject({
-          host: z.string().min(1),
+          host: hostName,
           port: z.number().int().min(1).max(65535).default(6379),
           /** TLS (ElastiCache in-transit encryption). @default false */
           tls: z.boolean().default(false),
@@ -702,6 +714,11 @@ export const EnvironmentConfigSchema = z.strictObject({
     }
   };
   visit(env, []);
+  env.network.availabilityZones.forEach((zone, index) => {
+    if (!zone.startsWith(env.region)) {
+      ctx.addIssue({ code: 'custom', path: ['network', 'availabilityZones', index], message: `${zone} is not a zone of the environment's region ${env.region}: use the zones of the private subnets (e.g. ${env.region}a)` });
+    }
+  });
   const { recovery } = env;
   const secretArn = recovery.endpoint.kind === 'secretHost' ? (recovery.endpoint.secretArn ?? env.database.secretArn) : undefined;
   // An RDS-managed master secret (`...:secret:rds!db-<id>`) holds no host, and RDS rewrites it at each rotation.
@@ -761,7 +778,13 @@ function describeIssue(issue: z.core.$ZodIssue): string {
     if (issue.input === undefined) return `is required (${issue.expected})`;
     const got = issue.input === null ? 'null' : Array.isArray(issue.input) ? 'an array' : `${typeof issue.input} ${JSON.stringify(issue.input)}`;
     const expected = TYPE_NAMES[issue.expected] ?? `a ${issue.expected}`;
-    return `must be ${expected}, not the ${got}${typeof issue.input === 'string' && (issue.expected === 'number' || issue.expected === 'boolean') ? ' (write it without quotes)' : ''}`;
+    const quotes =
+      typeof issue.input === 'string' && (issue.expected === 'number' || issue.expected === 'boolean')
+        ? ' (write it without quotes)'
+        : typeof issue.input === 'number' && issue.expected === 'string'
+          ? ` (write it in quotes: "${String(issue.input)}")`
+          : '';
+    return `must be ${expected}, not the ${got}${quotes}`;
   }
   // A record key that fails its own rule (e.g. a tag key, a service key): that rule's message.
   if (issue.code === 'invalid_key') return issue.issues[0]?.message ?? issue.message;

@@ -47,6 +47,8 @@ const ALTERNATIVES: Record<string, string> = {
   lambda: 'fargate',
   hourly: 'daily',
   'Europe/Paris': 'Europe/Berlin',
+  'eu-west-3a': 'eu-west-3c',
+  'subnet-0a1b2c3d4e5f60001': 'subnet-0a1b2c3d4e5f60003',
   'eu-west-3': 'eu-west-1',
   environment: 'tag',
   snapshot: 'pitr',
