@@ -83,7 +83,12 @@ export const NetworkConfigSchema = z.strictObject({
 
 export const DatabaseConfigSchema = z.strictObject({
   /** RDS instance identifier (for PITR checks and snapshots). */
-  instanceIdentifier: z.string().regex(/^[a-zA-Z][a-zA-Z0-9-]{0,62}$/, 'must be an RDS instance identifier'),
+  instanceIdentifier: z
+    .string()
+    .regex(
+      /^[a-z](?!.*--)[a-z0-9-]{0,62}(?<!-)$/,
+      'must be an RDS instance identifier as RDS shows it: 1-63 lower-case letters, digits or hyphens, starting with a letter, no two hyphens in a row nor one at the end (RDS stores identifiers, and names them in ARNs, in lower case)',
+    ),
   /** Endpoint host name. */
   host: hostName,
   port: z.number().int().min(1).max(65535).default(5432),
@@ -276,7 +281,10 @@ export const RecoveryConfigSchema = z.strictObject({
    * Name prefix of recovered instances (`<prefix><yyyymmddhhmm>` unless `--new-instance` names one
    * with this prefix); IAM is scoped to it. @default `<database.instanceIdentifier>-pitr-`
    */
-  newInstancePrefix: z.string().regex(/^[a-zA-Z][a-zA-Z0-9-]{0,45}$/, 'must be 1-46 letters, digits or dashes, starting with a letter').optional(),
+  newInstancePrefix: z
+    .string()
+    .regex(/^[a-z](?!.*--)[a-z0-9-]{0,45}$/, 'must be 1-46 lower-case letters, digits or dashes, starting with a letter, no two dashes in a row (RDS refuses them, and names instances in lower case)')
+    .optional(),
   /** Tags added to the recovered instance (beside the source's own tags and atmr-dr's). @default {} */
   tags: z.record(z.string().regex(/^[\w .:/=+@-]{1,128}$/, 'must be a valid tag key').refine((key) => !/^aws:/i.test(key), 'must not start with aws: (AWS reserves that prefix)'), z.string().max(256)).default({}),
   /** DB subnet group of the source instance (IAM scope of the restore; must match the source's). */

@@ -78,8 +78,19 @@ describe('recovery config', () => {
     [{ criticalTables: ['Booking; DROP'] }, /recovery\.criticalTables\.0: must be a lower-case table name/],
     [{ readinessUrl: 'not a url' }, /recovery\.readinessUrl/],
     [{ ecs: { clusterArn: 'atmr', serviceNames: ['api'] } }, /recovery\.ecs\.clusterArn: must be an ECS cluster ARN \(arn:aws:ecs:<region>:<account>:cluster\/<name>\)/],
-    [{ newInstancePrefix: '1bad' }, /recovery\.newInstancePrefix: must be 1-46 letters/],
+    [{ newInstancePrefix: '1bad' }, /recovery\.newInstancePrefix: must be 1-46 lower-case letters/],
+    // RDS names instances in lower case (an IAM scope on ATMR-pitr-* never matches) and refuses "--".
+    [{ newInstancePrefix: 'ATMR-pitr-' }, /recovery\.newInstancePrefix: must be 1-46 lower-case letters, digits or dashes, starting with a letter, no two dashes in a row/],
+    [{ newInstancePrefix: 'atmr--pitr-' }, /recovery\.newInstancePrefix: must be 1-46 lower-case letters/],
   ])('names the bad field %j', (recovery, message) => {
     expect(() => parseEnvironmentConfig('example', { ...exampleEnvironment(), recovery })).toThrow(message);
+  });
+
+  it.each(['ATMR-prod', 'atmr--prod', 'atmr-prod-'])('refuses database.instanceIdentifier %j (RDS shows identifiers in lower case, and the IAM scopes on its ARN would never match an upper-case one)', (instanceIdentifier) => {
+    const raw = { ...exampleEnvironment(), database: { ...(exampleEnvironment().database as object), instanceIdentifier } };
+
+    expect(() => parseEnvironmentConfig('example', raw)).toThrow(
+      /^config: environments\.example\.database\.instanceIdentifier: must be an RDS instance identifier as RDS shows it: 1-63 lower-case letters/,
+    );
   });
 });
