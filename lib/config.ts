@@ -828,7 +828,19 @@ export interface ContextReader {
 export function loadConfigFromContext(node: ContextReader): EnvironmentConfig {
   const envName = (node.tryGetContext('env') as string | undefined) ?? 'example';
   const environments = (node.tryGetContext('environments') ?? {}) as Record<string, unknown>;
-  return parseEnvironmentConfig(envName, environments[envName]);
+  const config = parseEnvironmentConfig(envName, environments[envName]);
+  // The killswitch parameter is created with its explicit name: a copied block that keeps another
+  // environment's name in the same account and region fails at deploy (the parameter already exists).
+  for (const [other, raw] of Object.entries(environments)) {
+    const block = raw as { account?: unknown; region?: unknown; killswitch?: { parameterName?: unknown } } | null;
+    if (other === envName || block?.account !== config.account || block.region !== config.region) continue;
+    if (block.killswitch?.parameterName === config.killswitch.parameterName) {
+      throw new ConfigError(
+        `config: environments.${envName}.killswitch.parameterName: "${config.killswitch.parameterName}" is already the killswitch of environment "${other}" in the same account and region (the deploy would fail: the parameter exists); give this environment its own, e.g. /atmr/${envName}/killswitch, in cdk.json`,
+      );
+    }
+  }
+  return config;
 }
 
 /** The recovery block with its config-dependent defaults applied (prefix, queries, secret). */
