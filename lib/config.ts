@@ -158,6 +158,9 @@ export const BackupsConfigSchema = z.strictObject({
   /** `runner: fargate` only: run the task on this existing ECS cluster instead of a dedicated one. */
   ecsClusterArn: ecsClusterArn.optional(),
 }).superRefine((backups, ctx) => {
+  if (backups.runner !== 'fargate' && backups.ecsClusterArn !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['ecsClusterArn'], message: `is only used by runner "fargate" (runner is "${backups.runner}"): remove it, or set runner to "fargate"` });
+  }
   if (backups.runner === 'fargate' && !isValidFargatePair(backups.fargateCpu, backups.memoryMiB)) {
     ctx.addIssue({
       code: 'custom',
@@ -218,6 +221,11 @@ export const RestoreTestConfigSchema = z.strictObject({
   /** `useTemporaryInstance` only: instance class of the temporary instance. */
   temporaryInstanceClass: z.string().regex(/^db\.[a-z0-9]+\.[a-z0-9]+$/, 'must be an RDS instance class such as db.t4g.medium').default('db.t4g.medium'),
 }).superRefine((restoreTest, ctx) => {
+  for (const field of ['targetHost', 'targetPort'] as const) {
+    if (restoreTest.useTemporaryInstance && restoreTest[field] !== undefined) {
+      ctx.addIssue({ code: 'custom', path: [field], message: 'is not used with useTemporaryInstance (the test restores into the temporary instance): remove it, or set useTemporaryInstance to false' });
+    }
+  }
   if (restoreTest.useTemporaryInstance && !restoreTest.temporaryInstanceSubnetGroupName) {
     ctx.addIssue({
       code: 'custom',

@@ -358,6 +358,17 @@ describe('config rules the CLI sees too (values and pairs of fields)', () => {
     expect(parseEnvironmentConfig('qa', withRestoreTest({ useTemporaryInstance: false, temporaryInstanceSubnetGroupName: undefined })).restoreTest.useTemporaryInstance).toBe(false);
   });
 
+  it('refuses a setting its mode ignores: backups.ecsClusterArn with the Lambda runner, restoreTest.targetHost/targetPort with useTemporaryInstance', () => {
+    expect(() => parseEnvironmentConfig('qa', withBackups({ runner: 'lambda', ecsClusterArn: 'arn:aws:ecs:eu-west-3:111111111111:cluster/atmr' }))).toThrow(
+      'config: environments.qa.backups.ecsClusterArn: is only used by runner "fargate" (runner is "lambda"): remove it, or set runner to "fargate"; fix it in cdk.json (context.environments.qa.backups.ecsClusterArn)',
+    );
+    expect(() => parseEnvironmentConfig('qa', withRestoreTest({ useTemporaryInstance: true, targetHost: 'atmr-staging.abcdefghijkl.eu-west-3.rds.amazonaws.com' }))).toThrow(
+      'config: environments.qa.restoreTest.targetHost: is not used with useTemporaryInstance (the test restores into the temporary instance): remove it, or set useTemporaryInstance to false; fix it in cdk.json (context.environments.qa.restoreTest.targetHost)',
+    );
+    expect(() => parseEnvironmentConfig('qa', withRestoreTest({ useTemporaryInstance: true, targetPort: 5433 }))).toThrow(/^config: environments\.qa\.restoreTest\.targetPort: is not used with useTemporaryInstance/);
+    expect(parseEnvironmentConfig('qa', withRestoreTest({ useTemporaryInstance: false, targetHost: 'atmr-staging.abcdefghijkl.eu-west-3.rds.amazonaws.com' })).restoreTest.targetHost).toBeDefined();
+  });
+
   it.each([14, 18])('refuses engineMajorVersion %d, which the runner image cannot install', (version) => {
     const raw = { ...exampleEnvironment(), database: { ...(exampleEnvironment().database as object), engineMajorVersion: version } };
 
