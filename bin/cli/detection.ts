@@ -28,14 +28,13 @@ function envConfig(envName: string | undefined): { envName: string; config?: Env
 }
 
 function serviceFromConfig(config: EnvironmentConfig | undefined, key: string, configError?: string) {
+  // An invalid config is the fault to name, with its own fix: the service may well be there.
+  if (!config && configError) throw new OperatorError(`cannot read service "${key}" (detection.ecs.services) from cdk.json: ${configError}`, 2);
   const services = config?.detection?.ecs?.services ?? {};
   const service = services[key];
   if (!service) {
     const known = Object.keys(services);
-    throw new OperatorError(
-      `no service "${key}" in detection.ecs.services of the config${configError ? ` (${configError})` : ''}${known.length ? `; known: ${known.join(', ')}` : ''}: add it (name and bounds) to cdk.json`,
-      2,
-    );
+    throw new OperatorError(`no service "${key}" in detection.ecs.services of the config${known.length ? `; known: ${known.join(', ')}` : ''}: add it (name and bounds) to cdk.json`, 2);
   }
   return service;
 }

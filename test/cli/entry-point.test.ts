@@ -283,6 +283,27 @@ describe('a closed stdout ends a printing command quietly with exit 0', () => {
   });
 });
 
+describe('a command that reads the config, when cdk.json is invalid', () => {
+  it('`scale celery 3` names the invalid field and its fix, not a missing service (the service is there)', async () => {
+    // An installed copy: package.json, cdk.json with a mistake in an unrelated field, and the bundle.
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-badcfg-'));
+    const cdkJson = JSON.parse(fs.readFileSync(path.join(ROOT, 'cdk.json'), 'utf8')) as { context: { environments: Record<string, { detection: { probe: { redis: { host: string } } } }> } };
+    cdkJson.context.environments.example.detection.probe.redis.host = 'redis://atmr-redis.internal:6379';
+    fs.writeFileSync(path.join(root, 'cdk.json'), JSON.stringify(cdkJson));
+    fs.writeFileSync(path.join(root, 'package.json'), JSON.stringify({ name: 'atmr-dr' }));
+    fs.mkdirSync(path.join(root, 'dist'));
+    fs.copyFileSync(path.join(ROOT, 'dist', 'atmr-dr.cjs'), path.join(root, 'dist', 'atmr-dr.cjs'));
+
+    const run = await runChild(process.execPath, [path.join(root, 'dist', 'atmr-dr.cjs'), 'scale', 'celery', '3', '--yes'], root, operatorEnv({ ATMR_ECS_CLUSTER: 'atmr-prod' }));
+    fs.rmSync(root, { recursive: true, force: true });
+
+    expect(run.stderr).toBe(
+      'atmr-dr: cannot read service "celery" (detection.ecs.services) from cdk.json: config: environments.example.detection.probe.redis.host: must be a host name only, without scheme, port or path (e.g. atmr-prod.abcdefghijkl.eu-west-3.rds.amazonaws.com; the port has its own field); fix it in cdk.json (context.environments.example.detection.probe.redis.host)\n',
+    );
+    expect(run.status).toBe(2);
+  });
+});
+
 describe('AWS failures say what to check', () => {
   it('names AWS_ENDPOINT_URL_SSM and the network when SSM is unreachable', async () => {
     const run = await entry(['killswitch', 'status'], operatorEnv({ KILLSWITCH_PARAMETER: '/atmr/x/killswitch', AWS_ENDPOINT_URL_SSM: 'http://127.0.0.1:9', AWS_MAX_ATTEMPTS: '1' }));
