@@ -34,14 +34,16 @@ const environmentName = z.string().regex(/^[a-z][a-z0-9-]{1,20}$/, 'must be 2-21
 const pgIdentifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case PostgreSQL identifier');
 
 /**
- * An SSM parameter name CloudFormation accepts: a path of at most 15 levels and 1011 characters,
- * not under the reserved /aws and /ssm prefixes.
+ * An SSM parameter name CloudFormation accepts: a path of at most 15 levels, not under the reserved
+ * /aws and /ssm prefixes, and at most 400 characters (SSM allows 1011, but the killswitch change
+ * rule's description quotes the name and EventBridge caps descriptions at 512).
  */
 const ssmParameterName = z
   .string()
   .regex(/^\/[a-zA-Z0-9_./-]+$/, 'must be an SSM parameter path starting with /')
   .refine((name) => !/^\/(aws|ssm)/i.test(name), 'must not start with /aws or /ssm (SSM reserves those prefixes): use e.g. /atmr/<env>/killswitch')
-  .refine((name) => name.length <= 1011 && name.split('/').length - 1 <= 15, 'must be at most 1011 characters and 15 levels (SSM\'s limits)');
+  .refine((name) => name.split('/').length - 1 <= 15, 'must be at most 15 levels deep (SSM\'s limit)')
+  .refine((name) => name.length <= 400, 'must be at most 400 characters (the killswitch rule and alarm descriptions quote it, and AWS caps them)');
 
 /** Refuses a list that names the same thing twice, pointing at the second one. */
 function noDuplicates(what: string) {
@@ -659,8 +661,8 @@ export const DetectionConfigSchema = z.strictObject({
       targetQueueDepth: z.number().positive().default(50),
     })
     .prefault({}),
-  /** Base URL of this README, for the alarm descriptions' links (`<url>#<anchor>`). @default 'README.md' */
-  readmeUrl: z.string().min(1).default('README.md'),
+  /** Base URL of this README, for the alarm descriptions' links (`<url>#<anchor>`; at most 300 characters: CloudWatch caps descriptions at 1024). @default 'README.md' */
+  readmeUrl: z.string().min(1).max(300).default('README.md'),
 }).superRefine((detection, ctx) => {
   if (detection.celeryAutoscaling.enabled) {
     const key = detection.ecs?.celeryServiceKey ?? 'celery';

@@ -182,6 +182,16 @@ describe('values AWS refuses at deploy or run time, and services listed twice', 
       'recovery.ecs.serviceNames.1: lists the service "atmr-api" twice: remove the duplicate',
     ],
     [
+      'a killswitch parameter name too long for the EventBridge rule description that quotes it (512 max: the deploy would fail)',
+      (e: Env) => (e.killswitch.parameterName = `/atmr/${'x'.repeat(450)}`),
+      'killswitch.parameterName: must be at most 400 characters (the killswitch rule and alarm descriptions quote it, and AWS caps them)',
+    ],
+    [
+      'a README URL too long for the alarm descriptions that link it (cdk synth threw a stack trace)',
+      (e: Env) => (e.detection.readmeUrl = `https://git.example.com/${'x'.repeat(600)}`),
+      'detection.readmeUrl: must have at most 300 characters',
+    ],
+    [
       'a Celery queue probed twice',
       (e: Env) => (at(e, 'detection', 'probe').celeryQueues = ['celery', 'celery']),
       'detection.probe.celeryQueues.1: lists the queue "celery" twice: remove the duplicate',
@@ -278,7 +288,7 @@ describe('the network and the hosts, as the clients and CDK need them', () => {
 });
 
 describe('two environments in one account and region', () => {
-  it('refuses a copied block that keeps the other environment\'s killswitch parameter (the deploy failed: the parameter exists)', () => {
+  it('refuses a copied block that keeps the other environment\'s killswitch parameter (the deploy would fail: the parameter exists)', () => {
     const example = exampleEnvironment();
     const environments = { example, drill: structuredClone(example) };
 
