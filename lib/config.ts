@@ -717,10 +717,14 @@ export const EnvironmentConfigSchema = z.strictObject({
   // Every ARN names a resource of the environment's own account and region: a role of another
   // account silently gets no grant from the stacks, a secret or listener elsewhere fails at deploy or run.
   const visit = (value: unknown, path: (string | number)[]): void => {
+    // Tag values are free text: one may quote any ARN.
+    if (path[0] === 'recovery' && path[1] === 'tags') return;
     if (typeof value === 'string' && value.startsWith('arn:')) {
-      const [, , , arnRegion, arnAccount] = value.split(':');
-      // The break-glass role may live in a security account: the key policy trusts it by ARN.
-      if (arnAccount !== env.account && path[0] !== 'breakGlassRoleArn') {
+      const [, , service, arnRegion, arnAccount] = value.split(':');
+      // The break-glass role may live in a security account: the key policy trusts it by ARN. So may
+      // a KMS key (a central key account): RDS and Secrets Manager use another account's key by its
+      // ARN, granted by its key policy; it must still be in the environment's region.
+      if (arnAccount !== env.account && path[0] !== 'breakGlassRoleArn' && service !== 'kms') {
         ctx.addIssue({ code: 'custom', path, message: `is in account ${arnAccount}, not the environment's account ${env.account}: use the ARN of the resource in ${env.account}` });
       } else if (arnRegion !== '' && arnRegion !== env.region) {
         ctx.addIssue({ code: 'custom', path, message: `is in region ${arnRegion}, not the environment's region ${env.region}: use the ARN of the resource in ${env.region}` });

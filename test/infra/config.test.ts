@@ -138,6 +138,25 @@ describe('ARNs: the right kind of resource, in the environment\'s account and re
     expect(parseEnvironmentConfig('qa', raw).breakGlassRoleArn).toBe('arn:aws:iam::222233334444:role/security-break-glass');
   });
 
+  it('accepts KMS keys of another account (a central key account), in the environment\'s region', () => {
+    const raw = structuredClone(exampleEnvironment()) as Env;
+    raw.database.secretKmsKeyArn = 'arn:aws:kms:eu-west-3:222233334444:key/mrk-1234abcd12ab34cd56ef1234567890ab';
+    raw.recovery.storageKmsKeyArn = 'arn:aws:kms:eu-west-3:222233334444:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+
+    const config = parseEnvironmentConfig('qa', raw);
+    expect(config.database.secretKmsKeyArn).toBe('arn:aws:kms:eu-west-3:222233334444:key/mrk-1234abcd12ab34cd56ef1234567890ab');
+    expect(config.recovery.storageKmsKeyArn).toBe('arn:aws:kms:eu-west-3:222233334444:key/1234abcd-12ab-34cd-56ef-1234567890ab');
+    raw.recovery.storageKmsKeyArn = 'arn:aws:kms:eu-west-1:222233334444:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+    expect(() => parseEnvironmentConfig('qa', raw)).toThrow("config: environments.qa.recovery.storageKmsKeyArn: is in region eu-west-1, not the environment's region eu-west-3");
+  });
+
+  it('accepts a recovery tag whose value is an ARN of another account (tag values are free text)', () => {
+    const raw = structuredClone(exampleEnvironment()) as Env;
+    raw.recovery.tags = { owner: 'arn:aws:iam::222233334444:role/platform-owner' };
+
+    expect(parseEnvironmentConfig('qa', raw).recovery.tags).toEqual({ owner: 'arn:aws:iam::222233334444:role/platform-owner' });
+  });
+
   it('fails `cdk synth` on a secret ARN without its suffix with the one line, not a stack trace', () => {
     const raw = structuredClone(exampleEnvironment()) as Env;
     raw.database.secretArn = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-prod';
