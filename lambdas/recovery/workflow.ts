@@ -156,9 +156,12 @@ export async function reportStep(deps: WorkflowDeps, request: RecoveryRequest & 
 export async function cleanupStep(deps: WorkflowDeps, request: RecoveryRequest & { error?: { Error?: string; Cause?: string } }): Promise<{ message: string }> {
   const why = request.error ? `${request.error.Error ?? 'Error'}: ${causeMessage(request.error.Cause)}` : 'unknown error';
   const record = await getRecovery(deps.store, request.recoveryId).catch(() => undefined);
+  // Available by the record (the verification began), or by RDS: the record may not say so when the
+  // verification could not write it, or when the record cannot be read now.
+  const availableNow = record?.newInstanceHost ? undefined : (await instanceState(deps.rds, request.newInstance).catch(() => undefined))?.ready;
   let deletion: string;
-  if (record?.newInstanceHost) {
-    deletion = `${request.newInstance} is kept (it became available at ${record.availableAt ?? '?'}): inspect it, then "atmr-dr recover abandon ${request.recoveryId}" deletes it after a final snapshot`;
+  if (record?.newInstanceHost || availableNow) {
+    deletion = `${request.newInstance} is kept (it ${record?.availableAt ? `became available at ${record.availableAt}` : 'is available'}): inspect it, then "atmr-dr recover abandon ${request.recoveryId}" deletes it after a final snapshot`;
   } else {
     try {
       deletion = (await deleteRecoveredInstance(deps.rds, request.newInstance, { protectedInstance: deps.settings.sourceInstance, recoveryId: request.recoveryId })).detail;

@@ -234,6 +234,27 @@ describe('recovery workflow: a failure after the copy became available', () => {
     expect(record.error).toMatch(new RegExp(`${NEW} is kept`));
   });
 
+  it('an available copy whose verification cannot write the record (DynamoDB refuses) is kept, not deleted, and the page says so', async () => {
+    const request = await newRequest();
+    newInstanceStates({ status: 'available', host: `${NEW}.rds` });
+    const base = deps();
+    // The ops-state table refuses the verification's first write (status verifying, with the host).
+    const refusing = {
+      send: (command: { input: { ExpressionAttributeValues?: Record<string, unknown> } }) =>
+        Object.values(command.input.ExpressionAttributeValues ?? {}).includes('verifying')
+          ? Promise.reject(Object.assign(new Error('The level of configured provisioned throughput for the table was exceeded'), { name: 'ProvisionedThroughputExceededException' }))
+          : base.store.ddb.send(command as never),
+    } as unknown as typeof base.store.ddb;
+
+    const { error } = await execute(request, { ...base, store: { ...base.store, ddb: refusing } });
+
+    expect(error?.name).toBe('RecoveryFailed');
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    expect(pages).toHaveLength(1);
+    expect(pages[0]).toMatch(new RegExp(`${NEW} is kept \\(it is available\\).*atmr-dr recover abandon ${request.recoveryId}`));
+    expect((await getRecovery(deps().store, request.recoveryId)).status).toBe('failed');
+  });
+
   it('a restore whose "Recovery Started" event EventBridge refuses goes on (not deleted), the refusal kept in its record', async () => {
     const request = await newRequest();
     newInstanceStates({ status: 'creating' }, { status: 'available', host: `${NEW}.rds` });
