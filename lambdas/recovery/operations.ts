@@ -1,7 +1,7 @@
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { RDSClient } from '@aws-sdk/client-rds';
 import { DescribeExecutionCommand, SFNClient, StartExecutionCommand, StopExecutionCommand } from '@aws-sdk/client-sfn';
-import { OperatorError, oneLine } from '../shared/errors';
+import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { announce } from './announce';
 import { RECOVERY_EVENTS, RecoveryRecord, RecoveryRequest, newRecoveryId } from './contract';
 import { RestoreWindow, defaultInstanceName, validateRecovery, deleteRecoveredInstance } from './rds';
@@ -141,7 +141,14 @@ export async function abandonRecovery(deps: AbandonDeps, recoveryId: string, act
       3,
     );
   }
-  const execution = await describeExecution(deps.sfn, record.executionArn).catch(() => undefined);
+  // A workflow whose state cannot be read may still run: deleting its copy under it would make it
+  // fail, write "failed" over "abandoned" and page a recovery failure nobody had. Stop here, claimed:
+  // running abandon again goes on from "abandoning".
+  const execution = await describeExecution(deps.sfn, record.executionArn).catch((error: unknown) => {
+    throw new OperatorError(
+      `recover abandon: cannot tell whether the workflow of recovery ${recoveryId} still runs (${namedLine(error)}): nothing was stopped or deleted; run "atmr-dr recover abandon ${recoveryId}" again`,
+    );
+  });
   if (execution?.status === 'RUNNING') {
     await deps.sfn.send(new StopExecutionCommand({ executionArn: record.executionArn, error: 'RecoveryAbandoned', cause: `abandoned by ${actor}` }));
   }

@@ -227,6 +227,25 @@ describe('abandon racing a cutover (the ops-state record decides, by a condition
     expect(await activeRecoveryId(deps().store)).toBeUndefined();
   });
 
+  it('deletes nothing while the workflow\'s state cannot be read (it may still run), and goes on when run again', async () => {
+    const id = (await start()).request.recoveryId;
+    const verified = await updateRecovery(deps().store, id, { status: 'verified' });
+    sfn.on(DescribeExecutionCommand).rejectsOnce(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' })).resolves({ status: 'SUCCEEDED' });
+    copyOf(id, verified.newInstance);
+    rds.on(DeleteDBInstanceCommand).resolves({});
+
+    await expect(abandonRecovery(deps(), id, 'alice', SOURCE)).rejects.toThrow(
+      `recover abandon: cannot tell whether the workflow of recovery ${id} still runs (ThrottlingException: Rate exceeded): nothing was stopped or deleted; run "atmr-dr recover abandon ${id}" again`,
+    );
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    expect((await getRecovery(deps().store, id)).status).toBe('abandoning');
+
+    const result = await abandonRecovery(deps(), id, 'alice', SOURCE);
+
+    expect(result.record.status).toBe('abandoned');
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1);
+  });
+
   it('a recovery left "abandoning" (its deletion failed) is abandoned by running abandon again', async () => {
     const id = (await start()).request.recoveryId;
     const verified = await updateRecovery(deps().store, id, { status: 'verified' });
