@@ -128,6 +128,8 @@ export function registerRecoverCommands(program: Command): void {
     if (record.verification) print(formatVerification(record.verification));
     printJournal(record);
     if (record.status === 'verified') print(`next: atmr-dr recover cutover ${record.recoveryId} --yes   (or: atmr-dr recover abandon ${record.recoveryId})`);
+    // Claimed by an abandon that stopped before the end (a refused deletion, a workflow it could not read).
+    if (record.status === 'abandoning') print(`next: the abandon stopped before the end: run "atmr-dr recover abandon ${record.recoveryId}" again to finish it`);
   };
 
   recover.action(async () => {

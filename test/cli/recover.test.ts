@@ -128,4 +128,14 @@ describe('atmr-dr recover', () => {
       'atmr-dr: recover cutover: recovery r20261130143000-aaaa is "cutting-over": a cutover was interrupted: see "atmr-dr recover status r20261130143000-aaaa", then --resume or --undo\n',
     );
   });
+
+  it('status of a recovery whose abandon stopped before the end says to run abandon again', async () => {
+    await updateRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, 'r20261130143000-aaaa', { status: 'abandoning' });
+
+    const run = await atmrDr(['recover', 'status', 'r20261130143000-aaaa']);
+
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/recovery r20261130143000-aaaa: abandoning/);
+    expect(run.stdout).toContain('next: the abandon stopped before the end: run "atmr-dr recover abandon r20261130143000-aaaa" again to finish it');
+  });
 });
