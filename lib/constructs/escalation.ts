@@ -16,7 +16,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { EVENT_SOURCE } from '../../lambdas/shared/constants';
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
-import { acknowledgeHouseFunctionFindings, deadLetterAsyncFailures, HouseFunction } from './house-function';
+import { acknowledgeHouseFunctionFindings, deadLetterAsyncFailures, HouseFunction, retryWhenThrottled } from './house-function';
 import { HumanSubscription, IncidentTopic } from './incident-topic';
 import { alarmNamePrefix, RunbookAlarm, sumOfCounts } from './runbook-alarm';
 import { signedEndpoint } from './signed-endpoint';
@@ -324,21 +324,17 @@ export class Escalation extends Construct {
     const fn = this.tasks.function;
     const incidentId = sfn.JsonPath.stringAt('$.incidentId');
     const waitForNews = (id: string, payload: Record<string, unknown>, timeout: Duration) =>
-      new tasks.LambdaInvoke(this, id, {
-        lambdaFunction: fn,
-        integrationPattern: sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
-        payload: sfn.TaskInput.fromObject({ ...payload, incidentId, taskToken: sfn.JsonPath.taskToken }),
-        taskTimeout: sfn.Timeout.duration(timeout),
-        resultPath: '$.wake',
-      }).addRetry({
-        // Lambda refused to start the task (its reserved concurrency is used up by an alarm storm):
-        // nothing was published, so it is tried again instead of skipping the level's page.
-        // (The check and resolve tasks retry every error already.)
-        errors: ['Lambda.TooManyRequestsException'],
-        interval: Duration.seconds(2),
-        maxAttempts: 6,
-        backoffRate: 2,
-      });
+      // A throttled page published nothing: tried again instead of skipping the level's page.
+      // (The check and resolve tasks retry every error already.)
+      retryWhenThrottled(
+        new tasks.LambdaInvoke(this, id, {
+          lambdaFunction: fn,
+          integrationPattern: sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+          payload: sfn.TaskInput.fromObject({ ...payload, incidentId, taskToken: sfn.JsonPath.taskToken }),
+          taskTimeout: sfn.Timeout.duration(timeout),
+          resultPath: '$.wake',
+        }),
+      );
     const checkAlarm = (id: string) =>
       new tasks.LambdaInvoke(this, id, {
         lambdaFunction: fn,

@@ -5,6 +5,7 @@ import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
+import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import * as path from 'node:path';
 import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
@@ -117,4 +118,15 @@ export function deadLetterAsyncFailures(fn: HouseFunction, queue: sqs.IQueue, wh
     id: 'Serverless-LambdaDLQ',
     reason: `Failed asynchronous runs go to ${what} through the on-failure destination; the legacy DeadLetterConfig would only duplicate it.`,
   });
+}
+
+/**
+ * For a workflow task that invokes a house function: Lambda refused to start it (its reserved
+ * concurrency is used up, e.g. by an alarm storm or two rollbacks and a bake at once). Nothing ran,
+ * so any step, even one that acts, is tried again (up to 6 times, 2 s doubling, about 2 min),
+ * instead of failing the workflow or skipping what the step does.
+ */
+export function retryWhenThrottled<T extends sfn.TaskStateBase>(task: T): T {
+  task.addRetry({ errors: ['Lambda.TooManyRequestsException'], interval: Duration.seconds(2), maxAttempts: 6, backoffRate: 2 });
+  return task;
 }

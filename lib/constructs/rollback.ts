@@ -15,7 +15,7 @@ import { BACKOUT_METRICS_SERVICE } from '../../lambdas/backout/metrics';
 import { BACKOUT_SETTINGS_ENV, BackoutSettings, pinParameterPrefix } from '../../lambdas/backout/settings';
 import { lkgKey, rollbackKey } from '../../lambdas/backout/state';
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
-import { HouseFunction } from './house-function';
+import { HouseFunction, retryWhenThrottled } from './house-function';
 import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 import { nagRender } from '../nag';
 
@@ -78,16 +78,6 @@ export interface RollbackProps {
    * @default 3 x the number of services (API + workers)
    */
   readonly reservedConcurrency?: number;
-}
-
-/**
- * Lambda refused to start the step function (its reserved concurrency is used up, e.g. by two
- * rollbacks and a bake at once): nothing ran, so any step, even one that acts, can be tried again
- * (up to 6 times, 2 s doubling, about 2 min).
- */
-function retryWhenThrottled<T extends sfn.TaskStateBase>(task: T): T {
-  task.addRetry({ errors: ['Lambda.TooManyRequestsException'], interval: Duration.seconds(2), maxAttempts: 6, backoffRate: 2 });
-  return task;
 }
 
 /** The function's service name, which is also the `service` dimension of RollbackSeconds / RollbackOutcome. */
