@@ -205,7 +205,14 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       log(cleanup);
     }
     const untouched = `${options.targetLabel ?? 'target'} "${target}" untouched`;
-    if (signal?.aborted) throw new OperatorError(`restore interrupted (${abortReason(signal)}): ${cleanup}; ${untouched}`, 130);
+    if (signal?.aborted) {
+      // The swap does not stop for an interrupt: one that arrives while it fails must not hide the
+      // state it left the target in (swapIn's message says it: put back, or missing with the fix).
+      if (swapping && error instanceof OperatorError && error.exitCode !== 2) {
+        throw new OperatorError(`restore interrupted (${abortReason(signal)}) during the swap, which failed: ${error.message}; the restored copy was not swapped in, ${cleanup}`, 130);
+      }
+      throw new OperatorError(`restore interrupted (${abortReason(signal)}): ${cleanup}; ${untouched}`, 130);
+    }
     // A failure at swap time comes after a whole load, which the operator must know is lost. The
     // guards (exit 2) run again there: the same refusal before the download cost nothing.
     if (!swapping) {

@@ -373,6 +373,42 @@ describe('restore refusals leave the target untouched', () => {
     expect(databasesLike(cluster, `${target}_`)).toEqual([]);
   });
 
+  it('an interrupt that arrives while the swap fails reports the state the swap left the target in, not a blanket "untouched" (exit 130)', async () => {
+    // Arrange: an existing target (renamed aside by the swap), a session in the staging database
+    // that makes the swap's second rename fail, and Ctrl-C pressed as the swap starts
+    const target = makeTarget();
+    const interrupt = new AbortController();
+    let session: Client | undefined;
+    let connecting: Promise<unknown> | undefined;
+    const log = (line: string): void => {
+      const staging = /^load: \S+ into staging database (\S+)$/.exec(line)?.[1];
+      if (staging) {
+        session = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging });
+        session.on('error', () => undefined);
+        connecting = session.connect();
+      }
+      if (line.startsWith('swap: ')) interrupt.abort(new Error('SIGINT'));
+    };
+
+    // Act
+    const error = await restoreBackup(deps({ log }), { ref: manifestKey, targetDb: target, force: true, signal: interrupt.signal }).then(
+      () => undefined,
+      (e: unknown) => e as OperatorError,
+    );
+    await connecting;
+    await session?.end().catch(() => undefined);
+
+    // Assert: the swap's own account (the previous database put back), then the cleanup
+    expect(error?.exitCode).toBe(130);
+    expect(error?.message).toMatch(
+      new RegExp(
+        `^restore interrupted \\(SIGINT\\) during the swap, which failed: cannot rename the restored database to "${target}" \\(.*being accessed by other users.*\\); the previous database was put back, target "${target}" untouched; the restored copy was not swapped in, staging database ${target}_restore_\\w+ dropped$`,
+      ),
+    );
+    expect(psql(cluster, target, 'SELECT count(*) FROM keep_me')).toBe('50');
+    expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+  });
+
   it('refuses when the temp directory has too little free space, before downloading', async () => {
     const target = makeTarget();
     const tinyDisk = async () => ({ bavail: 10, bsize: 4096 });
