@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_TASK_TIMEOUT_MINUTES } from '../lambdas/backup/runner-contract';
 import { RESTORE_TEST_DEFAULTS } from '../lambdas/restore/contract';
 import { BackupTierSchema } from '../lambdas/shared/tiers';
 
@@ -157,6 +158,15 @@ export const BackupsConfigSchema = z.strictObject({
     .int()
     .refine((cpu) => [256, 512, 1024, 2048, 4096, 8192, 16384].includes(cpu), 'must be one of 256, 512, 1024, 2048, 4096, 8192, 16384')
     .default(1024),
+  /**
+   * `runner: fargate` only: the task's time limit in minutes. Like the Lambda runner before Lambda's
+   * 15 minutes, the task stops its run 30 s before it (pg_dump killed, uploads aborted, the
+   * database transaction closed, nothing published), reports a failed run and exits 1: a hung dump
+   * no longer holds its snapshot open on production, nor runs beside the next hourly runs. 55 by
+   * default, so that a run is over before the next hourly run starts; raise it for a dump that
+   * needs longer (above 55, a slow hourly run overlaps the next one).
+   */
+  fargateTimeoutMinutes: z.number().int().min(5).max(1440).default(DEFAULT_TASK_TIMEOUT_MINUTES),
   /** `runner: fargate` only: run the task on this existing ECS cluster instead of a dedicated one. */
   ecsClusterArn: ecsClusterArn.optional(),
 }).superRefine((backups, ctx) => {

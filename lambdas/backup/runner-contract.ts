@@ -30,7 +30,18 @@ export const RUNNER_ENV = {
   restoreTestReportPrefix: 'RESTORE_TEST_REPORT_PREFIX',
   /** ECS task only: the tier, when not given as `--tier` on the command line. */
   tier: 'BACKUP_TIER',
+  /** ECS task only: its time limit in seconds (config backups.fargateTimeoutMinutes). */
+  taskTimeoutSeconds: 'BACKUP_TASK_TIMEOUT_SECONDS',
 } as const;
+
+/**
+ * Default time limit of the Fargate runner (config backups.fargateTimeoutMinutes). Every tier
+ * dumps the same database, and the hourly tier starts a run every 60 minutes, the shortest interval
+ * of any schedule (also across the daylight-saving changes): a run that ends within 55 minutes is
+ * over before the next one starts, so no two runs of a tier overlap, whichever tier hangs. The
+ * 5 minutes left cover the task's start (image pull), which comes before its clock starts.
+ */
+export const DEFAULT_TASK_TIMEOUT_MINUTES = 55;
 
 /** Metrics emitted by the backup core (lambdas/backup/backup.ts runBackup), dimensions {service, Tier}. */
 export const CORE_METRICS = {

@@ -1,11 +1,16 @@
 import { RDSClient } from '@aws-sdk/client-rds';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { z } from 'zod';
 import { createS3Client, DEFAULT_MAX_ATTEMPTS } from '../shared/aws';
+import { DEADLINE_MARGIN_MS, msUntilDeadline } from '../shared/deadline';
+import { parseEnvSettings } from '../shared/env-settings';
 import { OperatorError, oneLine } from '../shared/errors';
 import { exitWhenFailed } from '../shared/exit';
 import { observability } from '../shared/observability';
 import type { BackupTier } from '../shared/s3-layout';
-import { BACKUP_RUNNER_SERVICE, RUNNER_ENV } from './runner-contract';
+import { emitSingleMetric } from '../shared/single-metric';
+import { BACKUP_RUNNER_SERVICE, DEFAULT_TASK_TIMEOUT_MINUTES, RUNNER_ENV, RUNNER_METRICS } from './runner-contract';
 import { parseBackupTier } from '../shared/tiers';
 import { loadRunnerSettings, runScheduledBackup, type ScheduledRunDeps } from './scheduled-run';
 
@@ -13,6 +18,10 @@ import { loadRunnerSettings, runScheduledBackup, type ScheduledRunDeps } from '.
  * ECS Fargate entry of the backup runner (same image as the Lambda; `node /var/task/task.js
  * --tier weekly`), for databases whose dump outgrows Lambda's 15 minutes. Same code path as the
  * handler: runScheduledBackup. Exit 0 on success, non-zero with one line on stderr otherwise.
+ *
+ * ECS puts no time limit on a task: the task keeps its own (BACKUP_TASK_TIMEOUT_SECONDS, config
+ * backups.fargateTimeoutMinutes), so that a hung pg_dump or a stalled upload does not hold its
+ * snapshot open on production for hours while the next runs start beside it.
  */
 
 /** The tier from `--tier T` / `--tier=T`, else from BACKUP_TIER. */
@@ -31,36 +40,93 @@ export interface TaskIo {
   readonly stderr: { write(line: string): unknown };
   /** Overrides for tests; default: SDK clients from the environment. */
   readonly clients?: Pick<ScheduledRunDeps, 's3' | 'rds' | 'secretsManager'>;
+  /** Stops the run from outside (SIGTERM from ECS). */
   readonly signal?: AbortSignal;
   readonly pgBinDir?: string;
 }
+
+const TaskSettingsSchema = z.object({
+  [RUNNER_ENV.taskTimeoutSeconds]: z.coerce.number().int().positive().default(DEFAULT_TASK_TIMEOUT_MINUTES * 60),
+});
+
+/** The task's time limit in seconds, or one line naming the variable (a deployment defect). */
+export function taskTimeoutSeconds(env: NodeJS.ProcessEnv): number {
+  return parseEnvSettings(TaskSettingsSchema, env, { what: 'runner environment', fix: 'it is set by the backups construct: redeploy the stack' })[
+    RUNNER_ENV.taskTimeoutSeconds
+  ];
+}
+
+/** Thrown when a stopped run did not end in time: the task gives up on it. */
+class RunAbandoned extends OperatorError {}
 
 /** Runs one scheduled backup; resolves to the process exit code. */
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: TaskIo): Promise<number> {
   const { logger, metrics } = observability(BACKUP_RUNNER_SERVICE);
   let ran = false;
+  const deadline = new AbortController();
+  const signal = io.signal ? AbortSignal.any([io.signal, deadline.signal]) : deadline.signal;
+  const timers: NodeJS.Timeout[] = [];
+  let giveUp: (() => void) | undefined;
   try {
     const tier = tierFromCommandLine(argv, env);
     const settings = loadRunnerSettings(env);
+    const timeoutSeconds = taskTimeoutSeconds(env);
     ran = true;
     const clients = io.clients ?? {
       s3: createS3Client(env),
       rds: new RDSClient({ maxAttempts: DEFAULT_MAX_ATTEMPTS }),
       secretsManager: new SecretsManagerClient({ maxAttempts: DEFAULT_MAX_ATTEMPTS }),
     };
-    const result = await runScheduledBackup(
-      { settings, ...clients, metrics, logger, env, region: env.AWS_REGION, signal: io.signal, pgBinDir: io.pgBinDir },
-      tier,
+    // As the Lambda handler before Lambda's limit, the run is stopped DEADLINE_MARGIN_MS before the
+    // task's, through the signal SIGTERM aborts (pg_dump killed, uploads aborted, the snapshot's
+    // transaction closed, nothing published).
+    const stopInMs = msUntilDeadline({ getRemainingTimeInMillis: () => timeoutSeconds * 1000 });
+    timers.push(
+      setTimeout(
+        () =>
+          deadline.abort(
+            new Error(
+              `time limit reached: stopped ${DEADLINE_MARGIN_MS / 1000} s before the task's limit of ${describeSeconds(timeoutSeconds)}; raise backups.fargateTimeoutMinutes in cdk.json if the dump needs longer`,
+            ),
+          ),
+        stopInMs,
+      ),
     );
+    // A step that does not listen to the signal (a hung Secrets Manager or RDS call, an S3 read
+    // after the dump) must not keep a stopped task alive, nor leave its failure unreported: the
+    // margin after a stop is all the run gets, as in Lambda, and well within ECS's stopTimeout.
+    const abandoned = new Promise<never>((_resolve, reject) => {
+      giveUp = () =>
+        timers.push(
+          setTimeout(
+            () => reject(new RunAbandoned(`${tier} backup run abandoned: still running ${DEADLINE_MARGIN_MS / 1000} s after it was stopped (${oneLine(signal.reason)})`)),
+            DEADLINE_MARGIN_MS,
+          ),
+        );
+      if (signal.aborted) giveUp();
+      else signal.addEventListener('abort', giveUp, { once: true });
+    });
+    const result = await Promise.race([
+      runScheduledBackup({ settings, ...clients, metrics, logger, env, region: env.AWS_REGION, signal, pgBinDir: io.pgBinDir }, tier),
+      abandoned,
+    ]);
     logger.info('scheduled backup done', { ...result });
     return 0;
   } catch (error) {
+    // The run never got to report its own failure.
+    if (error instanceof RunAbandoned) emitSingleMetric(metrics, RUNNER_METRICS.scheduledRunFailure, MetricUnit.Count, 1);
     io.stderr.write(`atmr-dr backup task: ${oneLine(error)}\n`);
     return error instanceof OperatorError ? error.exitCode : 1;
   } finally {
+    if (giveUp) signal.removeEventListener('abort', giveUp);
+    for (const timer of timers) clearTimeout(timer);
     // Outside Lambda there is no middleware to flush: EMF lines go to stdout, hence CloudWatch Logs.
     if (ran) metrics.publishStoredMetrics();
   }
+}
+
+function describeSeconds(seconds: number): string {
+  return seconds % 60 === 0 ? `${seconds / 60} min` : `${seconds} s`;
 }
 
 if (require.main === module) {

@@ -279,8 +279,11 @@ export class Backups extends Construct {
       entryPoint: RUNNER_TASK_ENTRY_POINT,
       // The schedule overrides the command with its tier; this default makes a manual RunTask explicit.
       command: ['--tier', 'daily'],
-      environment: runner.environment,
+      // The task stops its run itself before this limit (lambdas/backup/task.ts): ECS has none.
+      environment: { ...runner.environment, [RUNNER_ENV.taskTimeoutSeconds]: String(settings.fargateTimeoutMinutes * 60) },
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'backup', logGroup: runner.logGroup }),
+      // From SIGTERM to SIGKILL. A stopped run gets DEADLINE_MARGIN_MS (30 s) to abort and report
+      // its failure before the task gives up on it: the Fargate maximum, 120 s, leaves room for that.
       stopTimeout: Duration.seconds(120),
     });
     for (const statement of runner.statements) taskDefinition.addToTaskRolePolicy(statement);

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { ConfigError, parseEnvironmentConfig } from '../../lib/config';
 import { BACKUP_SCHEDULE_EXPRESSIONS, Backups, backupsPropsFromConfig } from '../../lib/constructs/backups';
 import { applyNagPacks } from '../../lib/nag';
+import { DEADLINE_MARGIN_MS } from '../../lambdas/shared/deadline';
 import { constructHarness, exampleEnvironment, synthesizeApp } from '../support/app';
 
 type Json = Record<string, unknown>;
@@ -527,6 +528,30 @@ describe('backups construct variants', () => {
         ],
       });
       template.hasResourceProperties('AWS::ECS::Cluster', { ClusterSettings: [{ Name: 'containerInsights', Value: 'enabled' }] });
+    });
+
+    it('gives the task its time limit, ended before the next hourly run starts, and a stopTimeout that outlasts the stop margin', () => {
+      const [container] = (Object.values(template.findResources('AWS::ECS::TaskDefinition'))[0] as { Properties: { ContainerDefinitions: Json[] } }).Properties.ContainerDefinitions;
+      const limit = (container.Environment as { Name: string; Value: string }[]).find((e) => e.Name === 'BACKUP_TASK_TIMEOUT_SECONDS');
+
+      // 55 minutes: the run has stopped (30 s before it) and ended before the next hourly schedule fires.
+      expect(limit?.Value).toBe('3300');
+      expect(BACKUP_SCHEDULE_EXPRESSIONS.hourly).toBe('cron(0 * * * ? *)');
+      expect(Number(limit?.Value)).toBeLessThan(3600);
+      // ECS's SIGTERM-to-SIGKILL window leaves a stopped run the margin the task gives it.
+      expect(container.StopTimeout).toBe(120);
+      expect(Number(container.StopTimeout) * 1000).toBeGreaterThan(DEADLINE_MARGIN_MS);
+    });
+
+    it('takes the time limit from backups.fargateTimeoutMinutes', () => {
+      const { stack: custom } = backupsOnlyApp((env) => {
+        env.backups.runner = 'fargate';
+        env.backups.fargateTimeoutMinutes = 90;
+      });
+
+      Template.fromStack(custom).hasResourceProperties('AWS::ECS::TaskDefinition', {
+        ContainerDefinitions: [Match.objectLike({ Environment: Match.arrayWith([{ Name: 'BACKUP_TASK_TIMEOUT_SECONDS', Value: '5400' }]) })],
+      });
     });
 
     it('starts the task from each schedule with RunTask, the tier as the command, in the private subnets', () => {

@@ -380,6 +380,23 @@ describe('config rules the CLI sees too (values and pairs of fields)', () => {
     expect(parseEnvironmentConfig('qa', withBackups({ runner: 'lambda', fargateCpu: 1024, memoryMiB: 1536 })).backups.memoryMiB).toBe(1536);
   });
 
+  it('defaults the Fargate task\'s time limit to 55 minutes and refuses a value it cannot use in one line naming the field', () => {
+    expect(parseEnvironmentConfig('qa', withBackups({ runner: 'fargate' })).backups.fargateTimeoutMinutes).toBe(55);
+    expect(parseEnvironmentConfig('qa', withBackups({ runner: 'fargate', fargateTimeoutMinutes: 180 })).backups.fargateTimeoutMinutes).toBe(180);
+    expect(() => parseEnvironmentConfig('qa', withBackups({ runner: 'fargate', fargateTimeoutMinutes: 2 }))).toThrow(
+      'config: environments.qa.backups.fargateTimeoutMinutes: must be at least 5, not 2; fix it in cdk.json (context.environments.qa.backups.fargateTimeoutMinutes)',
+    );
+    expect(() => parseEnvironmentConfig('qa', withBackups({ runner: 'fargate', fargateTimeoutMinutes: 2880 }))).toThrow(
+      /^config: environments\.qa\.backups\.fargateTimeoutMinutes: must be at most 1440, not 2880; fix it in cdk\.json/,
+    );
+    expect(() => parseEnvironmentConfig('qa', withBackups({ runner: 'fargate', fargateTimeoutMinutes: 7.5 }))).toThrow(
+      /^config: environments\.qa\.backups\.fargateTimeoutMinutes: must be a whole number/,
+    );
+    expect(() => parseEnvironmentConfig('qa', withBackups({ runner: 'fargate', fargateTimeoutMinutes: '55' }))).toThrow(
+      /^config: environments\.qa\.backups\.fargateTimeoutMinutes: must be a number, not the string "55" \(write it without quotes\)/,
+    );
+  });
+
   it('requires the temporary instance subnet group with useTemporaryInstance', () => {
     expect(() => parseEnvironmentConfig('qa', withRestoreTest({ useTemporaryInstance: true, temporaryInstanceSubnetGroupName: undefined }))).toThrow(
       'config: environments.qa.restoreTest.temporaryInstanceSubnetGroupName: is required with useTemporaryInstance (the DB subnet group of the temporary instance); set it, or set useTemporaryInstance to false; fix it in cdk.json (context.environments.qa.restoreTest.temporaryInstanceSubnetGroupName)',

@@ -336,6 +336,54 @@ describe('ECS task entry (task.ts)', () => {
     expect(out).not.toContain(PASSWORD);
   });
 
+  it.each([
+    ['its deadline', '2', undefined, 'time limit reached: stopped 30 s before the task\'s limit of 2 s; raise backups.fargateTimeoutMinutes in cdk.json if the dump needs longer'],
+    ['SIGTERM', '3300', 'task stopped (SIGTERM)', 'task stopped (SIGTERM)'],
+  ])('gives up on a run that does not end within 30 s of %s (Secrets Manager never answers): exits 1 with one line, reports the failed run', async (_stop, limitSeconds, sigterm, reason) => {
+    // Arrange: a step the stop signal cannot interrupt; fake clocks stand in for the minutes.
+    jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
+    try {
+      secretsMock.on(GetSecretValueCommand).callsFake(() => new Promise(() => undefined));
+      const lines: string[] = [];
+      const clients = { s3: createS3Client(s3.env), rds: new RDSClient({ region: 'eu-west-3' }), secretsManager: new SecretsManagerClient({ region: 'eu-west-3' }) };
+      const ecs = new AbortController();
+      let exitCode: number | undefined;
+
+      // Act
+      const task = captureStdout(async () => {
+        const code = await main(['--tier', 'hourly'], { ...runnerEnv(), BACKUP_TASK_TIMEOUT_SECONDS: limitSeconds }, { stderr: { write: (l: string) => lines.push(l) }, clients, signal: ecs.signal });
+        exitCode = code;
+        return code;
+      });
+      await jest.advanceTimersByTimeAsync(1_000);
+      if (sigterm) ecs.abort(new Error(sigterm));
+      await jest.advanceTimersByTimeAsync(29_000);
+      const stillRunning29sAfterTheStop = exitCode === undefined;
+      await jest.advanceTimersByTimeAsync(1_500);
+      const endedAt31s = exitCode !== undefined;
+
+      // Assert
+      expect(stillRunning29sAfterTheStop).toBe(true);
+      expect(endedAt31s).toBe(true);
+      const { result, out } = await task;
+      expect(result).toBe(1);
+      expect(lines).toEqual([`atmr-dr backup task: hourly backup run abandoned: still running 30 s after it was stopped (${reason})\n`]);
+      expect(dimensionsOf(emfDocs(out), 'ScheduledRunFailure')).toEqual({ service: 'backup-runner' });
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
+  it('exits 2 with one line naming BACKUP_TASK_TIMEOUT_SECONDS when it is not a whole number of seconds, touching nothing', async () => {
+    const lines: string[] = [];
+
+    const { result } = await captureStdout(() => main(['--tier', 'hourly'], { ...runnerEnv(), BACKUP_TASK_TIMEOUT_SECONDS: '55m' }, { stderr: { write: (l: string) => lines.push(l) } }));
+
+    expect(result).toBe(2);
+    expect(lines).toEqual([expect.stringMatching(/^atmr-dr backup task: runner environment: BACKUP_TASK_TIMEOUT_SECONDS is invalid \("55m": .*\); it is set by the backups construct: redeploy the stack\n$/)]);
+    expect(secretsMock).not.toHaveReceivedCommand(GetSecretValueCommand);
+  });
+
   it('exits 1 with one stderr line when the run fails', async () => {
     secretsMock.on(GetSecretValueCommand).rejects(Object.assign(new Error('denied'), { name: 'AccessDeniedException' }));
     const lines: string[] = [];
