@@ -1,5 +1,5 @@
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import { ActionEvent, AlarmStateChange, incidentIdFor, normalizeTimestamp } from './model';
+import { ActionEvent, AlarmStateChange, incidentIdFor, normalizeTimestamp, signalsEvent } from './model';
 import { claimOpenPointer, createIncident, getIncident, IncidentStore, indexIncident, openIncidentIds, openIncidentOf, recordTimeline, releaseOpenPointer, resolveIncident, setExecutionArn } from './store';
 
 export interface IngestDeps {
@@ -23,7 +23,8 @@ export interface ExecutionInput {
 /**
  * One alarm state change. ALARM opens the incident (id from alarm + state time) and starts its one
  * execution (named by that id: a duplicate delivery starts nothing new); OK resolves the open
- * incident of that alarm; INSUFFICIENT_DATA is recorded on it.
+ * incident of that alarm, unless its alarm signals an event (then OK is only recorded: a human
+ * closes it); INSUFFICIENT_DATA is recorded on it.
  */
 export async function ingestAlarmChange(deps: IngestDeps, event: AlarmStateChange): Promise<IngestResult> {
   const { alarmName, state } = event.detail;
@@ -37,6 +38,10 @@ export async function ingestAlarmChange(deps: IngestDeps, event: AlarmStateChang
     if (!openId) return { action: 'ignored', why: `no open incident for ${alarmName}` };
     await stateEntry(openId);
     if (state.value === 'INSUFFICIENT_DATA') return { action: 'recorded', incidentId: openId };
+    // The incident's own description (as its ALARM delivered it) decides, not this event's: the
+    // workflow reads the same one, so both agree even when a deploy changed the alarm meanwhile.
+    const incident = await getIncident(deps.store, openId);
+    if (signalsEvent(incident?.alarmDescription)) return { action: 'recorded', incidentId: openId };
     await resolveIncident(deps.store, openId, { by: 'CloudWatch', via: 'alarm', how: 'alarm OK' }, { quietIfResolved: true });
     return { action: 'resolved', incidentId: openId };
   }

@@ -109,6 +109,23 @@ export function runbookOf(description: string | undefined): { section?: string; 
   return { section, link };
 }
 
+/**
+ * The mark of an event alarm, right after the runbook section of its description
+ * (`[section] [événement] summary ...`, written by RunbookAlarm's `signalsEvent`). Such an alarm
+ * signals that something happened (a failed run, a failed execution) and returns to OK by itself
+ * after its period although nothing was fixed: its incident is closed by a human (or the alarm's
+ * deletion), never by its OK. The description is the carrier because it travels with the alarm itself: it is in
+ * the state change event, stored on the incident, shown in every page and in the template.
+ */
+export const EVENT_ALARM_MARK = '[événement]';
+
+/** Whether a RunbookAlarm description marks an event alarm (see EVENT_ALARM_MARK). */
+export function signalsEvent(description: string | undefined): boolean {
+  if (!description) return false;
+  const section = /^\[[^\]]+\] /.exec(description)?.[0];
+  return section !== undefined && description.startsWith(EVENT_ALARM_MARK, section.length);
+}
+
 /** "CloudWatch Alarm State Change" as EventBridge delivers it (fields we use). */
 export const AlarmStateChangeSchema = z.looseObject({
   id: z.string().optional(),

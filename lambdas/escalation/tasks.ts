@@ -2,7 +2,7 @@ import { CloudWatchClient, DescribeAlarmsCommand } from '@aws-sdk/client-cloudwa
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { oneLine } from '../shared/errors';
 import { ackLinkUrl } from './ack-link';
-import { Incident, runbookOf, shortHash } from './model';
+import { Incident, runbookOf, shortHash, signalsEvent } from './model';
 import {
   claimResolutionNotice,
   getIncident,
@@ -87,6 +87,10 @@ export async function pageMessage(deps: TaskDeps, incident: Incident, level: num
     head,
     ...(incident.alarmDescription ? [`Alarme : ${incident.alarmDescription}`] : []),
     ...(incident.alarmReason ? [`Raison : ${incident.alarmReason}`] : []),
+    // The alarm's own OK will say "all clear" within minutes: the page says it is not.
+    ...(signalsEvent(incident.alarmDescription)
+      ? [`Alarme d'événement : son retour à OK ne résout rien. L'escalade continue jusqu'à l'acquittement ; une fois traité : npx atmr-dr incident resolve ${incident.id}`]
+      : []),
     `Runbook : ${section ?? 'Escalade'} ${link ?? deps.runbookUrl}`,
     ...(await howToAck(deps, incident, level, ackKey)),
   ].join('\n');
@@ -188,8 +192,12 @@ async function remind(deps: TaskDeps, incidentId: string, taskToken: string): Pr
   return `reminded level ${level}`;
 }
 
-/** The alarm's state now (DescribeAlarms); a deleted alarm is DELETED, a resolved incident RESOLVED. */
-async function check(deps: TaskDeps, incidentId: string): Promise<{ alarmState: AlarmStateNow }> {
+/**
+ * The alarm's state now (DescribeAlarms); a deleted alarm is DELETED, a resolved incident RESOLVED.
+ * `signalsEvent`: the incident's alarm signals an event, so the workflow goes on (climbs, or waits
+ * while acknowledged) whatever state it is in now, until a human acknowledges or resolves it.
+ */
+async function check(deps: TaskDeps, incidentId: string): Promise<{ alarmState: AlarmStateNow; signalsEvent?: boolean }> {
   const incident = await requireIncident(deps, incidentId);
   if (incident.status === 'RESOLVED') return { alarmState: 'RESOLVED' };
   const result = await deps.cloudwatch.send(new DescribeAlarmsCommand({ AlarmNames: [incident.alarmName], AlarmTypes: ['MetricAlarm', 'CompositeAlarm'] }));
@@ -198,7 +206,7 @@ async function check(deps: TaskDeps, incidentId: string): Promise<{ alarmState: 
     await recordTimeline(deps.store, incidentId, 'alarm-deleted', { at: nowIso(deps), kind: 'note', text: `Alarm ${incident.alarmName} no longer exists (deleted while the incident was open)` });
     return { alarmState: 'DELETED' };
   }
-  return { alarmState: state as AlarmStateNow };
+  return { alarmState: state as AlarmStateNow, signalsEvent: signalsEvent(incident.alarmDescription) };
 }
 
 /** Marks the incident resolved (unless someone did) and tells every level that was paged, once. */

@@ -364,6 +364,8 @@ export class Backups extends Construct {
       ...common,
       what: 'FailedRun',
       summary: `a scheduled PostgreSQL backup run failed (see the backup-runner logs)`,
+      // One failed run; the next 5 minutes without another one turn it OK, nothing fixed.
+      signalsEvent: true,
       metric: sumOfCounts(failures, fiveMinutes, 'Failed backup runs'),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -440,6 +442,7 @@ export class Backups extends Construct {
           ...common,
       what: 'RunnerErrors',
           summary: `the backup runner Lambda failed (error, timeout or out of memory)`,
+          signalsEvent: true,
           metric: this.function.metricErrors({ statistic: 'Sum', period: fiveMinutes }),
           threshold: 1,
           comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,

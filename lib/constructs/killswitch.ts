@@ -377,6 +377,7 @@ export class Killswitch extends Construct {
       ...common,
       what: 'EnforcerErrors',
       summary: 'the killswitch enforcer failed: the ALB may not follow the killswitch (maintenance not applied, or not lifted)',
+      signalsEvent: true,
       firstActions: 'atmr-dr killswitch status, puis vérifier les règles du listener (tag atmr-dr:killswitch) et les logs de l’enforcer',
       metric: this.enforcer.function.metricErrors({ statistic: 'Sum', period: fiveMinutes }),
     });
@@ -388,6 +389,9 @@ export class Killswitch extends Construct {
       ...common,
       what: 'InvalidValue',
       summary: `the killswitch value of ${props.parameterName} is malformed: every reader treats it as normal`,
+      // Counted once per distinct value read: the alarm is OK 5 minutes later while the value
+      // stays malformed.
+      signalsEvent: true,
       firstActions: 'atmr-dr killswitch enable|disable pour réécrire une valeur valide',
       metric: sumOfCounts(
         {
@@ -402,6 +406,9 @@ export class Killswitch extends Construct {
       ...common,
       what: 'AnsweredOutsideMaintenance',
       summary: 'the maintenance responder answered 503 while the killswitch is not in maintenance (stale ALB rule, or the value could not be read)',
+      // Counts answers: 5 minutes without a request on the stale rule (a quiet night) turn it OK
+      // while the rule is still there; a human checks the listener.
+      signalsEvent: true,
       firstActions: 'atmr-dr killswitch status, puis supprimer les règles taggées atmr-dr:killswitch du listener si le mode est normal',
       metric: serviceMetric(ANSWERED_OUTSIDE_MAINTENANCE_METRIC, KILLSWITCH_RESPONDER_SERVICE),
     });

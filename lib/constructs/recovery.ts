@@ -131,6 +131,7 @@ export class Recovery extends Construct {
         what: 'WorkflowFailed',
         runbookSection: 'Plan de backout - Base de données corrompue',
         summary: 'a point-in-time recovery failed, timed out or did not pass verification (the copy is deleted when it never became available).',
+        signalsEvent: true,
         firstActions: 'atmr-dr recover status ; relancer avec une autre heure (--to-time) ou restaurer un dump (atmr-dr restore latest).',
         metric: sumOfCounts(
           {

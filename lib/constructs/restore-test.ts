@@ -402,6 +402,8 @@ export class RestoreTest extends Construct {
     const failed = new RunbookAlarm(this, 'FailedAlarm', {
       what: 'Failed',
       summary: `the monthly restore test failed (see its report under ${RESTORE_TEST_REPORT_PREFIX} and the function logs)`,
+      // Each run reports once a month: the alarm is OK again an hour later, the failure unexamined.
+      signalsEvent: true,
       metric: metric(RESTORE_TEST_METRICS.success, 'Minimum'),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
@@ -410,6 +412,7 @@ export class RestoreTest extends Construct {
     const errors = new RunbookAlarm(this, 'ErrorsAlarm', {
       what: 'Errors',
       summary: `the restore test function crashed or timed out before reporting`,
+      signalsEvent: true,
       metric: this.function.metricErrors({ statistic: 'Sum', period: Duration.hours(1) }),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -418,6 +421,8 @@ export class RestoreTest extends Construct {
     const rto = new RunbookAlarm(this, 'RtoAlarm', {
       what: 'Rto',
       summary: `restore took longer than the RTO objective (${rtoObjectiveSeconds} s)`,
+      // Measured once per monthly run, like the RPO below: OK an hour later, nothing faster.
+      signalsEvent: true,
       metric: metric(RESTORE_TEST_METRICS.rtoSeconds, 'Maximum'),
       threshold: rtoObjectiveSeconds,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
@@ -426,6 +431,7 @@ export class RestoreTest extends Construct {
     const rpo = new RunbookAlarm(this, 'RpoAlarm', {
       what: 'Rpo',
       summary: `the restored backup was older than the RPO objective (${rpoObjectiveSeconds} s)`,
+      signalsEvent: true,
       metric: metric(RESTORE_TEST_METRICS.rpoSeconds, 'Maximum'),
       threshold: rpoObjectiveSeconds,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
@@ -437,6 +443,7 @@ export class RestoreTest extends Construct {
           // Aborted too: a run stopped by hand, like one that timed out, runs no step after that, so
           // its temporary instance stays (billed, and next month's run refuses to start beside it).
           summary: `the restore test on a temporary instance failed, timed out or was stopped (a run that timed out or was stopped leaves its instance: check it is gone)`,
+          signalsEvent: true,
           metric: sumOfCounts(
             {
               failed: this.stateMachine.machine.metricFailed({ statistic: 'Sum', period: Duration.hours(1) }),

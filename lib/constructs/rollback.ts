@@ -309,6 +309,7 @@ export class Rollback extends Construct {
       ...common,
       what: 'WorkflowFailed',
       summary: 'a backout or last-known-good workflow execution failed or timed out: the automatic rollback may not have run or reported.',
+      signalsEvent: true,
       firstActions: 'ouvrir la console Step Functions (exécutions en échec), puis npx atmr-dr rollback status.',
       metric: sumOfCounts(
         {

@@ -4,6 +4,7 @@ import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 
+import { EVENT_ALARM_MARK } from '../../lambdas/escalation/model';
 import { alarmNamePrefix, runbookAlarmName } from '../alarm-names';
 
 // The naming rule lives in lib/alarm-names.ts (no CDK import, the CLI uses it too).
@@ -51,21 +52,34 @@ export interface RunbookAlarmProps extends Omit<cloudwatch.AlarmProps, 'alarmNam
   readonly topic?: sns.ITopic;
   /** Also notify the topic when the alarm returns to OK. @default false */
   readonly notifyOnOk?: boolean;
+  /**
+   * The alarm signals an event (a failed run, an error, a failed execution) rather than a lasting
+   * state: it returns to OK by itself once its period passes without a new one, although nothing
+   * was fixed. Its description then carries EVENT_ALARM_MARK after the runbook section, and the
+   * escalation keeps its incident open (and climbing while unacknowledged) until a human
+   * acknowledges or resolves it; the alarm's OK resolves nothing. Classification of every alarm:
+   * docs/escalation.md, "Event alarms". @default false (a state: the alarm's OK resolves the incident)
+   */
+  readonly signalsEvent?: boolean;
 }
 
 /**
  * The house alarm: the naming scheme above, a description that starts with its runbook section
- * (then what is wrong, the first actions and a link), and the topic action when one is given.
+ * (then the event mark for an event alarm, what is wrong, the first actions and a link), and the
+ * topic action when one is given.
  */
 export class RunbookAlarm extends cloudwatch.Alarm {
   readonly runbookSection: string;
+  readonly signalsEvent: boolean;
 
   constructor(scope: Construct, id: string, props: RunbookAlarmProps) {
-    const { environmentName, concern, what, runbookSection, summary, firstActions, link, topic, notifyOnOk, ...alarmProps } = props;
-    const parts = [`[${runbookSection}] ${summary}`];
+    const { environmentName, concern, what, runbookSection, summary, firstActions, link, topic, notifyOnOk, signalsEvent = false, ...alarmProps } = props;
+    const parts = [`[${runbookSection}]${signalsEvent ? ` ${EVENT_ALARM_MARK}` : ''} ${summary}`];
     if (firstActions) parts.push(`Premières actions : ${firstActions}`);
     if (link) parts.push(link);
     const description = parts.join(' ');
+    // Its OK comes by itself once the period passes, nothing fixed: no "all clear" for it.
+    if (signalsEvent && notifyOnOk) throw new Error(`alarm ${concern}-${what}: an event alarm cannot notify on OK (its OK does not mean fixed)`);
     if (description.length > MAX_DESCRIPTION) {
       throw new Error(`alarm ${concern}-${what}: description is ${description.length} characters, CloudWatch allows ${MAX_DESCRIPTION}`);
     }
@@ -75,6 +89,7 @@ export class RunbookAlarm extends cloudwatch.Alarm {
       alarmDescription: description,
     });
     this.runbookSection = runbookSection;
+    this.signalsEvent = signalsEvent;
     if (topic) {
       const action = new cwActions.SnsAction(topic);
       this.addAlarmAction(action);

@@ -5,6 +5,14 @@ import { renderCfn, synthesizeApp } from '../support/app';
 
 type Json = Record<string, unknown>;
 
+/** The rule that keeps an event alarm's incident going: the check says so and the alarm still exists. */
+const EVENT_STILL_OPEN = {
+  And: [
+    { Variable: '$.check.signalsEvent', IsPresent: true },
+    { Variable: '$.check.signalsEvent', BooleanEquals: true },
+    { Or: [{ Variable: '$.check.alarmState', StringEquals: 'OK' }, { Variable: '$.check.alarmState', StringEquals: 'INSUFFICIENT_DATA' }] },
+  ],
+};
 
 describe('escalation (template)', () => {
   const { opsTemplate } = synthesizeApp();
@@ -84,10 +92,21 @@ describe('escalation (template)', () => {
     ]);
     expect(states.StillAlarmAfterLevel1.Choices).toEqual([
       { Variable: '$.check.alarmState', StringEquals: 'ALARM', Next: 'PageLevel2' },
+      { ...EVENT_STILL_OPEN, Next: 'PageLevel2' },
       { Variable: '$.check.alarmState', StringEquals: 'INSUFFICIENT_DATA', Next: 'HoldLevel1' },
     ]);
     expect(states.StillAlarmAfterLevel1.Default).toBe('Resolve');
     expect((states.StillAlarmAfterLevel3.Choices as Json[])[0]).toEqual({ Variable: '$.check.alarmState', StringEquals: 'ALARM', Next: 'PageLevel3' });
+  });
+
+  it('climbs an event alarm\'s incident whatever state its alarm is in, and waits while acknowledged, until a human closes it or the alarm is deleted', () => {
+    expect((states.StillAlarmAfterLevel3.Choices as Json[])[1]).toEqual({ ...EVENT_STILL_OPEN, Next: 'PageLevel3' });
+    expect(states.StillAlarmWhileAcked.Choices).toEqual([
+      { Variable: '$.check.alarmState', StringEquals: 'ALARM', Next: 'Remind' },
+      { Variable: '$.check.alarmState', StringEquals: 'INSUFFICIENT_DATA', Next: 'AwaitWhileAcked' },
+      { ...EVENT_STILL_OPEN, Next: 'AwaitWhileAcked' },
+    ]);
+    expect(states.StillAlarmWhileAcked.Default).toBe('Resolve');
   });
 
   it('lets the ingest function start executions of this state machine only', () => {

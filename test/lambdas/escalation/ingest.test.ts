@@ -1,7 +1,7 @@
 import { ingestAction, ingestAlarmChange } from '../../../lambdas/escalation/ingest';
 import { incidentIdFor } from '../../../lambdas/escalation/model';
 import { acknowledgeIncident, getIncident, listIncidents, resolveIncident, timeline } from '../../../lambdas/escalation/store';
-import { alarmEvent, ALARM, EscalationHarness, startHarness } from './harness';
+import { alarmEvent, ALARM, EscalationHarness, EVENT_ALARM, EVENT_DESCRIPTION, startHarness } from './harness';
 
 const T0 = '2026-11-30T10:15:00.123+0000';
 
@@ -129,5 +129,54 @@ describe('escalation ingest (alarm state changes and atmr-dr events)', () => {
 
     await expect(acknowledgeIncident(h.store, id, { by: 'x', via: 'cli' })).rejects.toThrow(/^incident \S+ is already resolved \(alarm OK, .* by CloudWatch\): nothing to acknowledge$/);
     expect((await getIncident(h.store, id))?.ack).toBeUndefined();
+  });
+  describe('an event alarm (its description marked [événement] after the section)', () => {
+    const eventAlarm = (state: 'ALARM' | 'OK' | 'INSUFFICIENT_DATA', timestamp: string) => alarmEvent(state, timestamp, EVENT_ALARM, EVENT_DESCRIPTION);
+
+    it('keeps its incident open when the alarm returns to OK, wakes no step, and records the OK on the timeline', async () => {
+      // Arrange
+      const opened = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', T0));
+      const id = opened.action === 'started' ? opened.incidentId : '';
+
+      // Act
+      const ok = await ingestAlarmChange(h.ingestDeps, eventAlarm('OK', '2026-11-30T10:20:00.000+0000'));
+
+      // Assert
+      expect(ok).toEqual({ action: 'recorded', incidentId: id });
+      expect(await getIncident(h.store, id)).toEqual(expect.objectContaining({ status: 'OPEN', resolution: undefined }));
+      expect((await listIncidents(h.store, { open: true })).map((i) => i.id)).toEqual([id]);
+      expect(h.woken.size).toBe(0);
+      expect((await timeline(h.store, id)).map((e) => e.text)).toEqual([
+        `${EVENT_ALARM} -> ALARM: Threshold crossed (ALARM)`,
+        `${EVENT_ALARM} -> OK: Threshold crossed (OK)`,
+      ]);
+    });
+
+    it('joins a new ALARM after its OK to the incident still open, starting nothing new', async () => {
+      // Arrange
+      const opened = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', T0));
+      await ingestAlarmChange(h.ingestDeps, eventAlarm('OK', '2026-11-30T10:20:00.000+0000'));
+
+      // Act: the next failed run, an hour later.
+      const again = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', '2026-11-30T11:15:00.000+0000'));
+
+      // Assert
+      expect(again).toEqual({ action: 'joined', incidentId: opened.action === 'started' ? opened.incidentId : '' });
+      expect(h.executions).toHaveLength(1);
+    });
+
+    it('keeps resolving a state alarm\'s incident on OK beside an open event incident', async () => {
+      // Arrange
+      const event = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', T0));
+      const state = await ingestAlarmChange(h.ingestDeps, alarmEvent('ALARM', T0));
+
+      // Act
+      await ingestAlarmChange(h.ingestDeps, eventAlarm('OK', '2026-11-30T10:20:00.000+0000'));
+      const resolved = await ingestAlarmChange(h.ingestDeps, alarmEvent('OK', '2026-11-30T10:20:00.000+0000'));
+
+      // Assert
+      expect(resolved).toEqual({ action: 'resolved', incidentId: state.action === 'started' ? state.incidentId : '' });
+      expect((await listIncidents(h.store, { open: true })).map((i) => i.id)).toEqual([event.action === 'started' ? event.incidentId : '']);
+    });
   });
 });

@@ -1,3 +1,4 @@
+import { Template } from 'aws-cdk-lib/assertions';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { runTask, TaskInput } from '../../../lambdas/escalation/tasks';
 import { synthesizeApp } from '../../support/app';
@@ -18,6 +19,13 @@ function render(value: unknown): string {
   throw new Error(`cannot render ${JSON.stringify(value)}`);
 }
 
+/** The description of one alarm of a synthesized ops template, as CloudWatch will hold it. */
+export function alarmDescriptionIn(opsTemplate: Template, alarmName: string): string {
+  const alarms = Object.values(opsTemplate.findResources('AWS::CloudWatch::Alarm', { Properties: { AlarmName: alarmName } })) as { Properties: Json }[];
+  if (alarms.length !== 1) throw new Error(`expected one alarm ${alarmName}, got ${alarms.length}`);
+  return render(alarms[0].Properties.AlarmDescription);
+}
+
 export interface MachineDefinition {
   readonly StartAt: string;
   readonly States: Record<string, Json>;
@@ -25,7 +33,11 @@ export interface MachineDefinition {
 
 /** The escalation state machine's definition, as synthesized for the example environment (or a variant). */
 export function synthesizedDefinition(environment?: Record<string, unknown>): MachineDefinition {
-  const { opsTemplate } = synthesizeApp({ environment });
+  return definitionIn(synthesizeApp({ environment }).opsTemplate);
+}
+
+/** The escalation state machine's definition in a synthesized ops template. */
+export function definitionIn(opsTemplate: Template): MachineDefinition {
   const machines = (Object.values(opsTemplate.findResources('AWS::StepFunctions::StateMachine')) as { Properties: Json }[]).filter((m) =>
     String(m.Properties.StateMachineName).endsWith('-Escalation'),
   );

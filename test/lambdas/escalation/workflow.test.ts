@@ -1,18 +1,23 @@
 import { ingestAlarmChange } from '../../../lambdas/escalation/ingest';
-import { acknowledgeIncident, getIncident, timeline } from '../../../lambdas/escalation/store';
-import { alarmEvent, ALARM, EscalationHarness, LEVEL_TOPICS, openIncident, startHarness } from './harness';
-import { MachineDefinition, runLocally, synthesizedDefinition } from './local-machine';
+import { acknowledgeIncident, getIncident, listIncidents, resolveIncident, timeline } from '../../../lambdas/escalation/store';
+import { synthesizeApp } from '../../support/app';
+import { alarmEvent, ALARM, EscalationHarness, EVENT_ALARM, LEVEL_TOPICS, openIncident, startHarness } from './harness';
+import { alarmDescriptionIn, definitionIn, MachineDefinition, runLocally } from './local-machine';
 
 const STATE_TIME = '2026-11-30T10:15:00.123+0000';
 
 /** The escalation state machine as synthesized, run locally against the real task code. */
 describe('escalation workflow (aws-local-stepfunctions)', () => {
   let definition: MachineDefinition;
+  /** Backups-FailedRun's description as synthesized: what its state changes will carry. */
+  let eventDescription: string;
   let h: EscalationHarness;
   let incidentId: string;
 
   beforeAll(() => {
-    definition = synthesizedDefinition();
+    const { opsTemplate } = synthesizeApp();
+    definition = definitionIn(opsTemplate);
+    eventDescription = alarmDescriptionIn(opsTemplate, EVENT_ALARM);
   });
   beforeEach(async () => {
     h = await startHarness();
@@ -51,6 +56,7 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
     expect(page.text).toMatch(/Acquitter \(lien signé, usage unique\) : https:\/\/ack\.example\/\?i=\S+&l=1&e=\d+&n=[0-9a-f]+&s=[0-9a-f]{64}/);
     expect(page.text).toContain(`/incident ack ${incidentId}`);
     expect(page.text).toContain(`npx atmr-dr incident ack ${incidentId}`);
+    expect(page.text).not.toContain("Alarme d'événement");
   });
 
   it('stops climbing at an acknowledgement, reminds the acknowledged level while ALARM, and resolves on OK', async () => {
@@ -120,5 +126,76 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
     expect(path.slice(0, 4)).toEqual(['PageLevel1', 'CheckAfterLevel1', 'PageLevel2', 'AwaitWhileAcked']);
     expect(kinds('N')).toEqual([1]);
     expect(kinds('Résolu')).toEqual([1]);
+  });
+  /** Alarms that signal an event (here Backups-FailedRun, as synthesized) return to OK by themselves. */
+  describe('an event alarm', () => {
+    let eventId: string;
+    beforeEach(async () => {
+      eventId = await openIncident(h, STATE_TIME, EVENT_ALARM, eventDescription);
+    });
+    const runEvent = (duringWait?: Parameters<typeof runLocally>[3]) => runLocally(definition, h, { incidentId: eventId, alarmName: EVENT_ALARM }, duringWait);
+
+    it('keeps climbing while nobody acknowledges although its alarm returned to OK, and sends no "Résolu" for that OK', async () => {
+      // Arrange: the alarm is OK at every re-read (its 5 minutes passed), and its OK is delivered.
+      h.alarmStates = ['OK'];
+      let resoluBeforeAHuman: number[] = [];
+
+      // Act: the OK arrives during level 1's wait; a human resolves it once level 3 is paged.
+      const { path } = await runEvent(async (state) => {
+        if (state === 'PageLevel1') await ingestAlarmChange(h.ingestDeps, alarmEvent('OK', '2026-11-30T10:20:00.000+0000', EVENT_ALARM, eventDescription));
+        if (state === 'PageLevel3') {
+          resoluBeforeAHuman = kinds('Résolu');
+          await resolveIncident(h.store, eventId, { by: 'alice', via: 'cli', how: 'resolved by hand' });
+        }
+      });
+
+      // Assert
+      expect(path.filter((s) => s.startsWith('PageLevel'))).toEqual(['PageLevel1', 'PageLevel2', 'PageLevel3']);
+      expect(kinds('N')).toEqual([1, 2, 3]);
+      expect(resoluBeforeAHuman).toEqual([]);
+      expect(kinds('Résolu')).toEqual([1, 2, 3]);
+      expect((await getIncident(h.store, eventId))?.resolution).toEqual(expect.objectContaining({ by: 'alice', how: 'resolved by hand' }));
+      expect((await timeline(h.store, eventId)).map((e) => e.text)).toContain(`${EVENT_ALARM} -> OK: Threshold crossed (OK)`);
+    });
+
+    it('stays acknowledged, not resolved, while its alarm is OK, reminds on a new ALARM, and tells the levels paged once resolved by hand', async () => {
+      // Arrange: re-reads while acknowledged: OK, then ALARM (a new failure), then OK again.
+      h.alarmStates = ['OK', 'ALARM', 'OK'];
+      let openWhileAcked: string[] = [];
+
+      // Act
+      const { path } = await runEvent(async (state, _task, visit) => {
+        if (state === 'PageLevel1') await acknowledgeIncident(h.store, eventId, { by: 'bob', via: 'link', level: 1 });
+        if (state === 'AwaitWhileAcked' && visit === 1) await ingestAlarmChange(h.ingestDeps, alarmEvent('OK', '2026-11-30T10:20:00.000+0000', EVENT_ALARM, eventDescription));
+        if (state === 'AwaitWhileAcked' && visit === 3) {
+          openWhileAcked = (await listIncidents(h.store, { open: true })).map((i) => i.id);
+          await resolveIncident(h.store, eventId, { by: 'bob', via: 'cli', how: 'resolved by hand' });
+        }
+      });
+
+      // Assert
+      expect(path.filter((s) => s === 'CheckWhileAcked')).toHaveLength(3);
+      expect(openWhileAcked).toContain(eventId);
+      expect(kinds('N')).toEqual([1]);
+      expect(kinds('Rappel')).toEqual([1]);
+      expect(kinds('Résolu')).toEqual([1]);
+      expect((await getIncident(h.store, eventId))?.resolution).toEqual(expect.objectContaining({ by: 'bob', how: 'resolved by hand' }));
+    });
+
+    it('tells each level paged that the alarm\'s OK resolves nothing and how to close the incident', async () => {
+      // Arrange
+      h.alarmStates = ['OK'];
+
+      // Act: resolved by hand during level 1's wait.
+      await runEvent(async (state) => {
+        if (state === 'PageLevel1') await resolveIncident(h.store, eventId, { by: 'alice', via: 'cli', how: 'resolved by hand' });
+      });
+
+      // Assert
+      const page = h.published.find((p) => p.subject === `[atmr-dr] N1 ${EVENT_ALARM}`);
+      expect(page?.text).toContain("Alarme d'événement : son retour à OK ne résout rien. L'escalade continue jusqu'à l'acquittement");
+      expect(page?.text).toContain(`npx atmr-dr incident resolve ${eventId}`);
+    });
+
   });
 });
