@@ -752,6 +752,17 @@ export const EnvironmentConfigSchema = z.strictObject({
     }
   });
   const { recovery } = env;
+  // The workflow may reset the password of and delete instances under the prefix (tagged as
+  // recoveries): a prefix that covers the production instance's name would put production in that
+  // scope, e.g. an explicit prefix kept after a cutover made a recovered copy production.
+  if (recovery.enabled && recovery.newInstancePrefix && env.database.instanceIdentifier.startsWith(recovery.newInstancePrefix)) {
+    const suggested = `${env.database.instanceIdentifier}-pitr-`.slice(0, 46);
+    ctx.addIssue({
+      code: 'custom',
+      path: ['recovery', 'newInstancePrefix'],
+      message: `"${recovery.newInstancePrefix}" covers the production instance ${env.database.instanceIdentifier}, which the recovery workflow must never modify nor delete: use a prefix it does not start with, e.g. "${suggested}" (the default when the field is absent)`,
+    });
+  }
   const secretArn = recovery.endpoint.kind === 'secretHost' ? (recovery.endpoint.secretArn ?? env.database.secretArn) : undefined;
   // An RDS-managed master secret (`...:secret:rds!db-<id>`) holds no host, and RDS rewrites it at each rotation.
   if (recovery.enabled && secretArn?.includes(':secret:rds!')) {

@@ -127,7 +127,20 @@ export function registerRecoverCommands(program: Command): void {
     print(statusLine(record, execution));
     if (record.verification) print(formatVerification(record.verification));
     printJournal(record);
+    const reset = record.passwordReset;
+    if (reset) {
+      print(
+        `password reset: ${reset.reason}; the workflow set the copy's master password to the secret's current one (rotated after the target time) at ${reset.requestedAt}, ${reset.appliedAt ? `applied at ${reset.appliedAt}` : 'not applied yet'}`,
+      );
+    }
+    if (record.status === 'verifying' && reset) print(`next: wait: the workflow verifies the copy again once RDS has applied its new password; follow it with "atmr-dr recover status ${record.recoveryId}"`);
     if (record.status === 'verified') print(`next: atmr-dr recover cutover ${record.recoveryId} --yes   (or: atmr-dr recover abandon ${record.recoveryId})`);
+    // A copy that became available is kept by a failed workflow: say what can be done with it.
+    if (record.status === 'failed' && record.newInstanceHost) {
+      print(
+        `next: ${record.newInstance} is kept (it became available) but is not verified, so it cannot be cut over: read the error above, then "atmr-dr recover abandon ${record.recoveryId}" (deleted after a final snapshot) and start a new recovery`,
+      );
+    }
     // Claimed by an abandon that stopped before the end (a refused deletion, a workflow it could not read).
     if (record.status === 'abandoning') print(`next: the abandon stopped before the end: run "atmr-dr recover abandon ${record.recoveryId}" again to finish it`);
   };

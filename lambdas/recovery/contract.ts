@@ -126,7 +126,29 @@ export interface RecoveryRecord extends RecoveryRequest {
   readonly leaseOwner?: string;
   readonly leaseToken?: string;
   readonly leaseExpiresAt?: number;
+  /**
+   * Set by the workflow when the copy refused the database secret's credentials (the password was
+   * rotated after the target time) and it set the copy's master password to the secret's current one.
+   */
+  readonly passwordReset?: PasswordReset;
 }
+
+/** The workflow's reset of the copy's master password, as the record keeps it (never the password). */
+export interface PasswordReset {
+  /** When ModifyDBInstance was accepted. */
+  readonly requestedAt: string;
+  /** When RDS reported it applied (the copy available again, no pending password). */
+  readonly appliedAt?: string;
+  /** Why: the login error of the first verification. */
+  readonly reason: string;
+}
+
+/**
+ * Error names the workflow's Catch states match on: the copy refused the secret's credentials
+ * (PostgreSQL 28P01), and a password reset that RDS did not apply in time.
+ */
+export const LOGIN_REFUSED_ERROR = 'RecoveryLoginRefused';
+export const PASSWORD_RESET_TIMEOUT_ERROR = 'RecoveryPasswordResetTimeout';
 
 /** What undoing a step needs, recorded before the step changes anything. */
 export interface JournalUndo {

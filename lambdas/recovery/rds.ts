@@ -300,3 +300,50 @@ export async function markReplacedInstance(
   await rds.send(new ModifyDBInstanceCommand({ DBInstanceIdentifier: oldInstance, NewDBInstanceIdentifier: renamed, ApplyImmediately: true }));
   return renamed;
 }
+
+/**
+ * Sets the master password of a recovered copy, so that the database secret's credentials log in
+ * again after a rotation that happened after the target time. Refused, before any change, for
+ * anything that is not this recovery's copy: the configured production instance, a name outside
+ * the recovery prefix, an instance without this recovery's tags (IAM adds the prefix and the
+ * purpose tag; the recovery id is checked here). Refused too when RDS manages the copy's own
+ * password in a secret of its own: RDS rejects a password then, and it would not be the secret
+ * the verification and the API read.
+ */
+export async function resetRecoveredPassword(
+  rds: RDSClient,
+  identifier: string,
+  password: string,
+  options: { protectedInstance: string; newInstancePrefix: string; recoveryId: string },
+): Promise<{ detail: string }> {
+  if (identifier === options.protectedInstance) throw new OperatorError(`recover: refusing to reset the password of ${identifier}: it is the configured production instance`, 2);
+  if (!identifier.startsWith(options.newInstancePrefix)) {
+    throw new OperatorError(`recover: refusing to reset the password of ${identifier}: its name does not start with the recovery prefix "${options.newInstancePrefix}"`, 2);
+  }
+  const instance = await describeInstance(rds, identifier);
+  if (!instance) throw new OperatorError(`recover: ${identifier} does not exist: no password to reset`, 2);
+  const tags = instance.TagList ?? (await rds.send(new ListTagsForResourceCommand({ ResourceName: instance.DBInstanceArn }))).TagList ?? [];
+  const hasTag = (key: string, value: string) => tags.some((t) => t.Key === key && t.Value === value);
+  if (!hasTag(RECOVERY_PURPOSE_TAG.Key, RECOVERY_PURPOSE_TAG.Value) || !hasTag(RECOVERY_ID_TAG, options.recoveryId)) {
+    throw new OperatorError(`recover: refusing to reset the password of ${identifier}: it is not tagged ${RECOVERY_ID_TAG}=${options.recoveryId} (not created by this recovery)`, 2);
+  }
+  if (instance.MasterUserSecret?.SecretArn) {
+    throw new OperatorError(
+      `recover: ${identifier} has an RDS-managed master password (secret ${instance.MasterUserSecret.SecretArn}): RDS refuses to set it, and the verification reads the configured database secret; log in with that secret by hand to check the copy, or "atmr-dr recover abandon"`,
+      2,
+    );
+  }
+  await rds.send(new ModifyDBInstanceCommand({ DBInstanceIdentifier: identifier, MasterUserPassword: password, ApplyImmediately: true }));
+  return { detail: `master password of ${identifier} set to the database secret's current one` };
+}
+
+/**
+ * Whether a password reset is applied: RDS shows the new password as pending (and the instance
+ * `resetting-master-credentials`) until it is; the copy is usable again once available without it.
+ */
+export async function passwordResetApplied(rds: RDSClient, identifier: string): Promise<{ applied: boolean; status: string }> {
+  const instance = await describeInstance(rds, identifier);
+  if (!instance) throw Object.assign(new Error(`${identifier} no longer exists (deleted while its password was being reset)`), { name: 'RecoveryInstanceFailed' });
+  const status = instance.DBInstanceStatus ?? 'unknown';
+  return { applied: status === 'available' && !instance.PendingModifiedValues?.MasterUserPassword, status };
+}

@@ -7,8 +7,17 @@ import { isThrottled } from '../shared/aws-errors';
 import { oneLine } from '../shared/errors';
 import { pgClientConfig, resolveConnection } from '../shared/pg-connection';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
-import { RECOVERY_EVENTS, RecoveryRequest, VerificationReport } from './contract';
-import { InstanceState, deleteRecoveredInstance, instanceState, ownRestoreStatus, startRestore, validateRecovery } from './rds';
+import { LOGIN_REFUSED_ERROR, PASSWORD_RESET_TIMEOUT_ERROR, RECOVERY_EVENTS, RecoveryRequest, VerificationReport } from './contract';
+import {
+  InstanceState,
+  deleteRecoveredInstance,
+  instanceState,
+  ownRestoreStatus,
+  passwordResetApplied,
+  resetRecoveredPassword,
+  startRestore,
+  validateRecovery,
+} from './rds';
 import { StoreDeps, getRecovery, updateRecovery } from './store';
 import { VerificationChecks, formatVerification, verifyRecovery } from './verify';
 
@@ -102,18 +111,82 @@ async function connection(deps: WorkflowDeps, side: 'recovered' | 'production', 
   return pgClientConfig(conn);
 }
 
+/** SQLSTATE invalid_password: the server knows the role, the password is not the one it holds. */
+const INVALID_PASSWORD = '28P01';
+
+/** How long RDS gets to apply a reset of the copy's password before the recovery fails (copy kept). */
+export const PASSWORD_RESET_MAX_SECONDS = 15 * 60;
+
 export async function verifyStep(deps: WorkflowDeps, request: RecoveryRequest & { instance: WaitResult }): Promise<{ ok: boolean; report: VerificationReport }> {
   const { settings } = deps;
   const host = request.instance.host!;
   const port = request.instance.port ?? 5432;
   // 'verifying' too: a retried verification (its first answer lost) finds the status it wrote.
-  await updateRecovery(deps.store, request.recoveryId, { status: 'verifying', newInstanceHost: host, newInstancePort: port, availableAt: clock(deps).toISOString() }, ['restoring', 'verifying']);
-  const report = await verifyRecovery(
-    { recovered: await connection(deps, 'recovered', host, port), production: await connection(deps, 'production', settings.productionHost, settings.productionPort) },
-    settings.checks,
-    () => clock(deps),
-  );
-  return { ok: report.ok, report };
+  const record = await updateRecovery(deps.store, request.recoveryId, { status: 'verifying', newInstanceHost: host, newInstancePort: port, availableAt: clock(deps).toISOString() }, ['restoring', 'verifying']);
+  try {
+    const report = await verifyRecovery(
+      { recovered: await connection(deps, 'recovered', host, port), production: await connection(deps, 'production', settings.productionHost, settings.productionPort) },
+      settings.checks,
+      () => clock(deps),
+    );
+    return { ok: report.ok, report };
+  } catch (error) {
+    // Only the copy's login escapes verifyRecovery (production's failures are shown as "unavailable").
+    // A wrong password there means the secret was rotated after the target time: the copy holds the
+    // old one. The workflow catches this name and resets the copy's password, once.
+    if ((error as { code?: string }).code !== INVALID_PASSWORD) throw error;
+    const after = record.passwordReset ? ` even after its master password was set to the secret's current one at ${record.passwordReset.requestedAt}` : '';
+    throw Object.assign(new Error(`${request.newInstance} refused the database secret's credentials${after} (${oneLine(error)})`), { name: LOGIN_REFUSED_ERROR });
+  }
+}
+
+/**
+ * The copy refused the secret's password (rotated after the target time): sets the copy's master
+ * password to the secret's current one. Only the copy of this recovery, checked by name, prefix and
+ * tags before any change (resetRecoveredPassword); production is never modified. Recorded in the
+ * recovery's record; running it twice (a lost answer retried) sets the same password again.
+ */
+export async function resetPasswordStep(deps: WorkflowDeps, request: RecoveryRequest & { instance: WaitResult; loginError?: { Error?: string; Cause?: string } }): Promise<{ requestedAt: string }> {
+  const { settings } = deps;
+  const credentials = await resolveConnection({
+    env: {},
+    secretArn: settings.secretArn,
+    secretsManager: deps.secretsManager,
+    overrides: { host: request.instance.host, port: request.instance.port, database: settings.databaseName },
+  });
+  if (!credentials.password) throw new Error(`the database secret ${settings.secretArn} holds no password to set on ${request.newInstance}`);
+  await resetRecoveredPassword(deps.rds, request.newInstance, credentials.password, {
+    protectedInstance: settings.sourceInstance,
+    newInstancePrefix: settings.newInstancePrefix,
+    recoveryId: request.recoveryId,
+  });
+  const requestedAt = clock(deps).toISOString();
+  const reason = request.loginError ? causeMessage(request.loginError.Cause) : 'the copy refused the database secret\'s credentials';
+  await updateRecovery(deps.store, request.recoveryId, { passwordReset: { requestedAt, reason } }, ['verifying']);
+  return { requestedAt };
+}
+
+/**
+ * One poll of the password reset: applied once the copy is available with no pending password.
+ * Past PASSWORD_RESET_MAX_SECONDS it fails (the cleanup keeps the copy and pages). A throttled
+ * describe is a poll without news, as in the wait for the restore.
+ */
+export async function passwordStatusStep(deps: WorkflowDeps, request: RecoveryRequest & { reset: { requestedAt: string } }): Promise<{ applied: boolean; status: string }> {
+  const state = await passwordResetApplied(deps.rds, request.newInstance).catch((error: unknown) => {
+    if (!isThrottled(error)) throw error;
+    return { applied: false, status: `unknown (describe throttled: ${oneLine(error)})` };
+  });
+  if (state.applied) {
+    const record = await getRecovery(deps.store, request.recoveryId);
+    await updateRecovery(deps.store, request.recoveryId, { passwordReset: { ...record.passwordReset!, appliedAt: clock(deps).toISOString() } }, ['verifying']);
+    return state;
+  }
+  if (secondsBetween(request.reset.requestedAt, clock(deps)) > PASSWORD_RESET_MAX_SECONDS) {
+    throw Object.assign(new Error(`RDS did not apply the new master password of ${request.newInstance} within ${PASSWORD_RESET_MAX_SECONDS / 60} minutes (it is "${state.status}")`), {
+      name: PASSWORD_RESET_TIMEOUT_ERROR,
+    });
+  }
+  return state;
 }
 
 /** Records the verification and the time it took, publishes RecoverySeconds and announces the result. */

@@ -9,7 +9,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { RECOVERY_ENV, RECOVERY_PURPOSE_TAG, RECOVERY_SERVICE } from '../../lambdas/recovery/contract';
+import { LOGIN_REFUSED_ERROR, RECOVERY_ENV, RECOVERY_PURPOSE_TAG, RECOVERY_SERVICE } from '../../lambdas/recovery/contract';
 import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
 import { nagRender } from '../nag';
 import { decryptSecretStatement } from './database-statements';
@@ -214,7 +214,26 @@ export class Recovery extends Construct {
     });
     const verify = step('Verify', { step: 'verify', instance: sfn.JsonPath.objectAt('$.instance') }, '$.verification');
     const report = step('Report', { step: 'report', verification: sfn.JsonPath.objectAt('$.verification') }, '$.report');
-    for (const task of [restore, status, verify, report]) task.addCatch(cleanup, catchAll);
+
+    // The copy refused the secret's password: it was rotated after the target time, and the copy
+    // holds the old one. Set the copy's password to the secret's current one, wait until RDS applied
+    // it, and verify once more; a second refusal, or any error here, takes the failure path (the
+    // copy is kept: it became available).
+    const resetPassword = step(
+      'ResetCopyPassword',
+      { step: 'reset-password', instance: sfn.JsonPath.objectAt('$.instance'), loginError: sfn.JsonPath.objectAt('$.loginError') },
+      '$.passwordReset',
+    );
+    const waitForPassword = new sfn.Wait(this, 'WaitForPasswordReset', { time: sfn.WaitTime.duration(Duration.seconds(30)) });
+    const passwordStatus = step('DescribeCopyPassword', { step: 'password-status', reset: sfn.JsonPath.objectAt('$.passwordReset') }, '$.passwordStatus');
+    const verifyAgain = step('VerifyAfterPasswordReset', { step: 'verify', instance: sfn.JsonPath.objectAt('$.instance') }, '$.verification');
+    // First match wins: this Catch comes before the verification's catch-all.
+    verify.addCatch(resetPassword, { errors: [LOGIN_REFUSED_ERROR], resultPath: '$.loginError' });
+    for (const task of [restore, status, verify, report, resetPassword, passwordStatus, verifyAgain]) task.addCatch(cleanup, catchAll);
+    resetPassword
+      .next(waitForPassword)
+      .next(passwordStatus)
+      .next(new sfn.Choice(this, 'PasswordResetApplied').when(sfn.Condition.booleanEquals('$.passwordStatus.applied', true), verifyAgain.next(report)).otherwise(waitForPassword));
 
     const verificationFailed = new tasks.SnsPublish(this, 'PageVerificationFailed', {
       topic: props.incidentsTopic,
@@ -264,7 +283,7 @@ export class Recovery extends Construct {
 }
 
 function wildcardReason(arn: string, prefix: string): string {
-  if (arn.includes(`:db:${prefix}*`)) return `Recovered instances get a name chosen at run time under the configured prefix "${prefix}": create, describe, tag and (only when tagged ${RECOVERY_PURPOSE_TAG.Key}=${RECOVERY_PURPOSE_TAG.Value}) delete are scoped to that prefix.`;
+  if (arn.includes(`:db:${prefix}*`)) return `Recovered instances get a name chosen at run time under the configured prefix "${prefix}": create, describe, tag and (only when tagged ${RECOVERY_PURPOSE_TAG.Key}=${RECOVERY_PURPOSE_TAG.Value}) reset the master password of and delete are scoped to that prefix.`;
   if (arn.includes(':auto-backup:')) return 'Automated-backup ARNs carry a generated id: DescribeDBInstanceAutomatedBackups (read-only) reads the restore window of the source.';
   if (arn.includes(':subgrp:') || arn.includes(':pg:')) return 'The subnet or parameter group of the source is read at run time (not in the config): the restore may use it; the created instance is still limited to the prefix.';
   if (arn.includes('/index/')) return 'Indexes of the ops-state table, read-only, with the RECOVERY# leading-key condition.';
@@ -285,6 +304,14 @@ export function recoveryStatements(stack: Stack, props: RecoveryProps): iam.Poli
       resources: [source, recovered, rds('subgrp', props.subnetGroupName ?? '*'), rds('pg', props.parameterGroupName ?? '*')],
     }),
     new iam.PolicyStatement({ sid: 'TagNewInstance', actions: ['rds:AddTagsToResource'], resources: [recovered] }),
+    // Setting the copy's master password after a rotation (the code also checks the recovery id tag
+    // and refuses the source by name): under the prefix and tagged only, never the production instance.
+    new iam.PolicyStatement({
+      sid: 'ResetRecoveredPassword',
+      actions: ['rds:ModifyDBInstance'],
+      resources: [recovered],
+      conditions: { StringEquals: { [`aws:ResourceTag/${RECOVERY_PURPOSE_TAG.Key}`]: RECOVERY_PURPOSE_TAG.Value } },
+    }),
     new iam.PolicyStatement({
       sid: 'DeleteFailedNewInstance',
       actions: ['rds:DeleteDBInstance'],

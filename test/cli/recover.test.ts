@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { RecoveryRequest } from '../../lambdas/recovery/contract';
-import { beginRecovery, updateRecovery } from '../../lambdas/recovery/store';
+import { PutCommand } from '@aws-sdk/lib-dynamodb';
+import { beginRecovery, recordKey, updateRecovery } from '../../lambdas/recovery/store';
 import { LocalDynamo, startLocalDynamo } from '../support/dynamodb';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -137,5 +138,44 @@ describe('atmr-dr recover', () => {
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/recovery r20261130143000-aaaa: abandoning/);
     expect(run.stdout).toContain('next: the abandon stopped before the end: run "atmr-dr recover abandon r20261130143000-aaaa" again to finish it');
+  });
+
+  describe('after the password was rotated past the target time', () => {
+    /** A recovery record of its own (the lock stays with the one above). */
+    async function givenRecord(id: string, fields: Record<string, unknown>) {
+      await dynamo.ddb.send(new PutCommand({ TableName: dynamo.tableName, Item: { ...recordKey(id), ...request(id), updatedAt: '2026-11-30T15:00:00.000Z', newInstanceHost: 'new.rds', ...fields } }));
+    }
+
+    it('status of a copy verified after the workflow reset its password shows the reset and the cutover as next step', async () => {
+      // Arrange
+      await givenRecord('r20261130143000-bbbb', {
+        status: 'verified',
+        passwordReset: { requestedAt: '2026-11-30T14:58:00.000Z', appliedAt: '2026-11-30T14:59:30.000Z', reason: 'atmr-prod-pitr-202611301402 refused the database secret\'s credentials (password authentication failed for user "atmr")' },
+      });
+
+      // Act
+      const run = await atmrDr(['recover', 'status', 'r20261130143000-bbbb']);
+
+      // Assert
+      expect(run.status).toBe(0);
+      expect(run.stdout).toContain(
+        'password reset: atmr-prod-pitr-202611301402 refused the database secret\'s credentials (password authentication failed for user "atmr"); the workflow set the copy\'s master password to the secret\'s current one (rotated after the target time) at 2026-11-30T14:58:00.000Z, applied at 2026-11-30T14:59:30.000Z',
+      );
+      expect(run.stdout).toContain('next: atmr-dr recover cutover r20261130143000-bbbb --yes');
+    });
+
+    it('status of a failed recovery whose copy is kept says it cannot be cut over and how to abandon it', async () => {
+      // Arrange
+      await givenRecord('r20261130143000-cccc', { status: 'failed', error: 'RecoveryLoginRefused: refused even after its master password was set (cleanup: kept)' });
+
+      // Act
+      const run = await atmrDr(['recover', 'status', 'r20261130143000-cccc']);
+
+      // Assert
+      expect(run.status).toBe(0);
+      expect(run.stdout).toContain(
+        'next: atmr-prod-pitr-202611301402 is kept (it became available) but is not verified, so it cannot be cut over: read the error above, then "atmr-dr recover abandon r20261130143000-cccc" (deleted after a final snapshot) and start a new recovery',
+      );
+    });
   });
 });

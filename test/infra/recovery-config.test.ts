@@ -57,6 +57,17 @@ describe('recovery config', () => {
     expect(parseEnvironmentConfig('example', withRecovery({ endpoint, enabled: false })).recovery.enabled).toBe(false);
   });
 
+  it('refuses at synth a new-instance prefix that covers the production instance (the workflow may reset and delete under it), naming the field and the fix', () => {
+    // Arrange: an explicit prefix kept after a cutover made a recovered copy production
+    const raw = { ...withRecovery({ newInstancePrefix: 'atmr-prod-pitr-' }), database: { ...(exampleEnvironment().database as object), instanceIdentifier: 'atmr-prod-pitr-202611301402' } };
+
+    // Act / Assert
+    expect(() => parseEnvironmentConfig('example', raw)).toThrow(
+      'config: environments.example.recovery.newInstancePrefix: "atmr-prod-pitr-" covers the production instance atmr-prod-pitr-202611301402, which the recovery workflow must never modify nor delete: use a prefix it does not start with, e.g. "atmr-prod-pitr-202611301402-pitr-" (the default when the field is absent); fix it in cdk.json (context.environments.example.recovery.newInstancePrefix)',
+    );
+    expect(parseEnvironmentConfig('example', withRecovery({ newInstancePrefix: 'atmr-prod-pitr-' })).recovery.newInstancePrefix).toBe('atmr-prod-pitr-');
+  });
+
   it('`cdk synth` stops on it: exit 2, the one line, no template written', () => {
     const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-synth-'));
     try {

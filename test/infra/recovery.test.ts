@@ -2,6 +2,7 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import { Recovery, RecoveryProps } from '../../lib/constructs/recovery';
 import { constructHarness, exampleEnvironment, synthesizeApp } from '../support/app';
 import { recoveryProps } from '../support/recovery-props';
+import { recoveryDefinition } from '../support/recovery-workflow';
 
 function recoveryTemplate(overrides: Partial<RecoveryProps> = {}): Template {
   const h = constructHarness(exampleEnvironment(), 'RecoveryOnly');
@@ -38,10 +39,37 @@ describe('Recovery construct', () => {
     expect(deletes[0].Condition).toEqual({ StringEquals: { 'aws:ResourceTag/atmr-dr:purpose': 'recovery' } });
   });
 
-  it('has no RDS action on every instance and no modify or rename of any instance', () => {
+  it('has no RDS action on every instance', () => {
     const rdsStatements = statements(template).filter((s) => actions(s).some((a) => a.startsWith('rds:')));
     for (const s of rdsStatements) expect(JSON.stringify(s.Resource)).not.toMatch(/:db:\*/);
-    expect(rdsStatements.flatMap(actions)).not.toContain('rds:ModifyDBInstance');
+  });
+
+  it('may modify (reset the password of) only instances under the prefix that carry the recovery tag, never the source', () => {
+    // Arrange
+    const modifies = statements(template).filter((s) => actions(s).some((a) => a === 'rds:ModifyDBInstance' || a === 'rds:*' || a === 'rds:Modify*'));
+
+    // Assert
+    expect(modifies).toHaveLength(1);
+    expect(actions(modifies[0])).toEqual(['rds:ModifyDBInstance']);
+    expect(modifies[0].Resource).toEqual(arn('db:atmr-prod-pitr-*'));
+    expect(JSON.stringify(modifies[0].Resource)).not.toContain(':db:atmr-prod"');
+    expect(modifies[0].Condition).toEqual({ StringEquals: { 'aws:ResourceTag/atmr-dr:purpose': 'recovery' } });
+  });
+
+  it('sends a verification refused for its password to the password reset, then verifies once more', () => {
+    // Arrange
+    const states = recoveryDefinition().States as Record<string, { Catch?: { ErrorEquals: string[]; Next: string }[]; Next?: string; Choices?: { Next: string }[]; Default?: string }>;
+
+    // Assert: the login refusal is matched before the catch-all, and the second verification has only the catch-all
+    expect(states.Verify.Catch!.map((c) => [c.ErrorEquals, c.Next])).toEqual([
+      [['RecoveryLoginRefused'], 'ResetCopyPassword'],
+      [['States.ALL'], 'CleanUp'],
+    ]);
+    expect(states.ResetCopyPassword.Next).toBe('WaitForPasswordReset');
+    expect(states.PasswordResetApplied.Choices!.map((c) => c.Next)).toEqual(['VerifyAfterPasswordReset']);
+    expect(states.PasswordResetApplied.Default).toBe('WaitForPasswordReset');
+    expect(states.VerifyAfterPasswordReset.Catch!.map((c) => [c.ErrorEquals, c.Next])).toEqual([[['States.ALL'], 'CleanUp']]);
+    expect(states.VerifyAfterPasswordReset.Next).toBe('Report');
   });
 
   it('passes no IAM role to anything', () => {

@@ -31,7 +31,7 @@ export function recoveryDefinition(): WorkflowDefinition {
 
 /**
  * Runs the definition with aws-local-stepfunctions: Lambda tasks run the real step code with `deps`,
- * SNS tasks append their message to `pages`, Wait states take no time. Returns the output, or the
+ * SNS tasks append their message to `pages`, every Wait state takes no time. Returns the output, or the
  * error of the Fail state the execution ended in. `lostAnswers`: Task states whose first invocation
  * runs the step and then fails with Lambda.ServiceException, as when Lambda loses the answer of a
  * function that ran (the state's Retry runs the step again, without waiting).
@@ -54,7 +54,8 @@ export async function runRecoveryWorkflow(definition: WorkflowDefinition, reques
         };
   }
   const retryIntervalOverrides = Object.fromEntries(Object.keys(handlers).map((name) => [name, 0]));
-  const execution = machine.run({ ...request }, { overrides: { taskResourceLocalHandlers: handlers as never, waitTimeOverrides: { WaitForNewInstance: 0 }, retryIntervalOverrides } });
+  const waitTimeOverrides = Object.fromEntries(Object.entries(definition.States).filter(([, state]) => state.Type === 'Wait').map(([name]) => [name, 0]));
+  const execution = machine.run({ ...request }, { overrides: { taskResourceLocalHandlers: handlers as never, waitTimeOverrides, retryIntervalOverrides } });
   try {
     return { output: (await execution.result) as unknown, error: undefined };
   } catch (error) {

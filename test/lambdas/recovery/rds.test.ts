@@ -16,7 +16,9 @@ import {
   deleteRecoveredInstance,
   instanceState,
   markReplacedInstance,
+  passwordResetApplied,
   replacedInstanceName,
+  resetRecoveredPassword,
   startRestore,
   validateRecovery,
 } from '../../../lambdas/recovery/rds';
@@ -216,6 +218,74 @@ describe('deleting a recovered copy', () => {
   it('is fine with an instance that was never created', async () => {
     rds.on(DescribeDBInstancesCommand).rejects(notFound());
     expect(await deleteRecoveredInstance(client, `${PREFIX}1`, { protectedInstance: SOURCE, recoveryId: 'r1' })).toEqual({ deleted: false, detail: `${PREFIX}1 does not exist (already deleted)` });
+  });
+});
+
+describe("resetting a recovered copy's master password (the secret was rotated after the target time)", () => {
+  const COPY = `${PREFIX}202611301402`;
+  const options = { protectedInstance: SOURCE, newInstancePrefix: PREFIX, recoveryId: 'r1' };
+  const copy = (overrides: Record<string, unknown> = {}) => ({
+    DBInstances: [
+      {
+        DBInstanceIdentifier: COPY,
+        DBInstanceStatus: 'available',
+        TagList: [
+          { Key: 'atmr-dr:purpose', Value: 'recovery' },
+          { Key: 'atmr-dr:recovery-id', Value: 'r1' },
+        ],
+        ...overrides,
+      },
+    ],
+  });
+
+  it("sets this recovery's copy's password at once, and nothing else", async () => {
+    // Arrange
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: COPY }).resolves(copy());
+    rds.on(ModifyDBInstanceCommand).resolves({});
+
+    // Act
+    await resetRecoveredPassword(client, COPY, 'current-secret-password', options);
+
+    // Assert
+    expect(rds.commandCalls(ModifyDBInstanceCommand).map((c) => c.args[0].input)).toEqual([{ DBInstanceIdentifier: COPY, MasterUserPassword: 'current-secret-password', ApplyImmediately: true }]);
+  });
+
+  it.each([
+    ['the production instance', SOURCE, copy(), /refusing to reset the password of atmr-prod: it is the configured production instance/],
+    ['a name outside the recovery prefix', 'atmr-staging', copy(), /refusing to reset the password of atmr-staging: its name does not start with the recovery prefix "atmr-prod-pitr-"/],
+    ["another recovery's copy", COPY, copy({ TagList: [{ Key: 'atmr-dr:purpose', Value: 'recovery' }, { Key: 'atmr-dr:recovery-id', Value: 'r-other' }] }), /not tagged atmr-dr:recovery-id=r1 \(not created by this recovery\)/],
+    ['an instance without the recovery tags', COPY, copy({ TagList: [] }), /not tagged atmr-dr:recovery-id=r1/],
+    [
+      'a copy whose password RDS manages in a secret of its own',
+      COPY,
+      copy({ MasterUserSecret: { SecretArn: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-1234', SecretStatus: 'active' } }),
+      /has an RDS-managed master password \(secret arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-1234\): RDS refuses to set it/,
+    ],
+  ])('refuses %s in one line, changing nothing', async (_case, identifier, described, reason) => {
+    // Arrange: every instance describes as given, as if tags could be faked on any name
+    rds.on(DescribeDBInstancesCommand).resolves(described);
+    rds.on(ModifyDBInstanceCommand).resolves({});
+
+    // Act
+    const error = await resetRecoveredPassword(client, identifier, 'current-secret-password', options).catch((e: unknown) => e as OperatorError);
+
+    // Assert
+    expect(error).toBeInstanceOf(OperatorError);
+    expect((error as OperatorError).message).toMatch(reason);
+    expect((error as OperatorError).message).not.toContain('\n');
+    expect((error as OperatorError).exitCode).toBe(2);
+    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(0);
+  });
+
+  it('is applied only once the copy is available with no password pending', async () => {
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: COPY })
+      .resolvesOnce(copy({ PendingModifiedValues: { MasterUserPassword: '****' } }))
+      .resolvesOnce(copy({ DBInstanceStatus: 'resetting-master-credentials' }))
+      .resolves(copy());
+
+    expect(await passwordResetApplied(client, COPY)).toEqual({ applied: false, status: 'available' });
+    expect(await passwordResetApplied(client, COPY)).toEqual({ applied: false, status: 'resetting-master-credentials' });
+    expect(await passwordResetApplied(client, COPY)).toEqual({ applied: true, status: 'available' });
   });
 });
 

@@ -4,17 +4,21 @@ import {
   DeleteDBInstanceCommand,
   DescribeDBInstanceAutomatedBackupsCommand,
   DescribeDBInstancesCommand,
+  ModifyDBInstanceCommand,
   RDSClient,
   RestoreDBInstanceToPointInTimeCommand,
 } from '@aws-sdk/client-rds';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { RecoveryRequest } from '../../../lambdas/recovery/contract';
 import { activeRecoveryId, beginRecovery, getRecovery, updateRecovery } from '../../../lambdas/recovery/store';
 import { WorkflowDeps } from '../../../lambdas/recovery/workflow';
 import { testCluster, uniqueDatabaseName } from '../../support/cluster';
 import { LocalDynamo, startLocalDynamo } from '../../support/dynamodb';
-import { psql } from '../../support/postgres';
+import { PostgresCluster, psql, startPostgres, stopPostgres } from '../../support/postgres';
 import { WorkflowDefinition, recoveryDefinition, runRecoveryWorkflow } from '../../support/recovery-workflow';
 import { EARLIEST, LATEST, notFound, sourceInstance } from './fixtures';
 
@@ -26,6 +30,7 @@ import { EARLIEST, LATEST, notFound, sourceInstance } from './fixtures';
 const rds = mockClient(RDSClient);
 const events = mockClient(EventBridgeClient);
 const cloudwatch = mockClient(CloudWatchClient);
+const secrets = mockClient(SecretsManagerClient);
 const cluster = testCluster();
 const production = uniqueDatabaseName('wf_prod');
 const recovered = uniqueDatabaseName('wf_copy');
@@ -99,6 +104,7 @@ beforeEach(() => {
   rds.reset();
   events.reset();
   cloudwatch.reset();
+  secrets.reset();
   pages = [];
   rds.on(DescribeDBInstancesCommand).rejects(notFound());
   rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'atmr-prod' }).resolves({ DBInstances: [sourceInstance()] });
@@ -212,7 +218,7 @@ describe('recovery workflow (aws-local-stepfunctions)', () => {
 });
 
 describe('recovery workflow: a failure after the copy became available', () => {
-  it('a copy that refuses the verifier (password rotated since the target time) is kept, not deleted, and the page says so', async () => {
+  it('a copy that refuses the verifier for another reason than its password (a role it does not know) is kept, not deleted, its password left alone, and the page says so', async () => {
     const request = await newRequest();
     newInstanceStates({ status: 'available', host: `${NEW}.rds` });
     const base = deps();
@@ -226,6 +232,7 @@ describe('recovery workflow: a failure after the copy became available', () => {
 
     expect(error?.name).toBe('RecoveryFailed');
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(0);
     expect(pages).toHaveLength(1);
     expect(pages[0]).toMatch(/atmr_rotated_away/);
     expect(pages[0]).toMatch(new RegExp(`${NEW} is kept.*atmr-dr recover abandon ${request.recoveryId}`));
@@ -343,5 +350,148 @@ describe('recovery workflow: the cleanup fails too', () => {
     expect(error?.name).toBe('RecoveryFailed');
     expect(pages).toHaveLength(1);
     expect(pages[0]).toMatch(new RegExp(`Recovery ${request.recoveryId} FAILED and its cleanup failed too \\(.*EventBridge refused the "Recovery Failed" event.*\\): check instance ${NEW} by hand`));
+  });
+});
+
+/**
+ * The copy on a PostgreSQL cluster of its own that checks passwords (SCRAM), holding the master
+ * password of the target time; the database secret holds the rotated one. Production is on the
+ * shared cluster (it trusts the role: production is only read). No connection override: the steps
+ * read the secret and connect as the Lambda function does. ModifyDBInstance, answered at the SDK
+ * boundary, sets the role's password on the copy's cluster as RDS would.
+ */
+describe('recovery workflow: the password was rotated after the target time (real PostgreSQL with passwords)', () => {
+  const master = uniqueDatabaseName('wf_master');
+  const database = uniqueDatabaseName('wf_pw');
+  const SECRET = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr-prod-master';
+  let secured: PostgresCluster;
+  let hbaDir: string;
+
+  beforeAll(async () => {
+    hbaDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-hba-'));
+    fs.chmodSync(hbaDir, 0o755);
+    const hba = path.join(hbaDir, 'pg_hba.conf');
+    fs.writeFileSync(hba, `local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all ${master} 127.0.0.1/32 scram-sha-256\n`, { mode: 0o644 });
+    secured = await startPostgres({ extraSettings: [`-c hba_file=${hba}`] });
+    const schema = `CREATE TABLE company (id int PRIMARY KEY); CREATE TABLE booking (id int PRIMARY KEY);
+      CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY); INSERT INTO company SELECT generate_series(1, 3);`;
+    for (const [side, bookings, revision] of [[secured, 40, '3e1b'], [cluster, 50, '4f2a']] as const) {
+      psql(side, 'postgres', `CREATE ROLE ${master} LOGIN; CREATE DATABASE ${database} OWNER ${master};`);
+      psql(side, database, `SET ROLE ${master}; ${schema} INSERT INTO booking SELECT generate_series(1, ${bookings}); INSERT INTO alembic_version VALUES ('${revision}');`);
+    }
+  }, 120_000);
+
+  afterAll(() => {
+    if (secured) stopPostgres(secured);
+    fs.rmSync(hbaDir, { recursive: true, force: true });
+    psql(cluster, 'postgres', `DROP DATABASE IF EXISTS ${database} WITH (FORCE); DROP ROLE IF EXISTS ${master};`);
+  });
+
+  beforeEach(() => {
+    // The copy holds the password of the target time; the secret, the rotated one.
+    psql(secured, 'postgres', `ALTER ROLE ${master} PASSWORD 'target-time-password'`);
+    secrets.on(GetSecretValueCommand, { SecretId: SECRET }).resolves({ SecretString: JSON.stringify({ username: master, password: 'rotated-password' }) });
+  });
+
+  function passwordDeps(now?: () => Date): WorkflowDeps {
+    const { connect: _none, ...base } = deps({ databaseName: database, productionHost: cluster.host, productionPort: cluster.port, secretArn: SECRET, sslMode: 'disable' });
+    return { ...base, ...(now && { now }) };
+  }
+
+  /**
+   * The copy as RDS describes it: absent until restored, then available on the password cluster;
+   * after ModifyDBInstance, `pendingPolls` describes show the reset in progress before it is
+   * available again, and only then does the cluster take the new password (unless `apply` is false:
+   * RDS accepts the reset but the copy keeps refusing).
+   */
+  function copyOnPasswordCluster(recoveryId: string, options: { apply: boolean; pendingPolls: number }) {
+    let pollsSinceModify = 0;
+    let newPassword: string | undefined;
+    rds.on(ModifyDBInstanceCommand).callsFake((input: { DBInstanceIdentifier: string; MasterUserPassword: string }) => {
+      newPassword = input.MasterUserPassword;
+      return { DBInstance: { DBInstanceIdentifier: input.DBInstanceIdentifier, DBInstanceStatus: 'available', PendingModifiedValues: { MasterUserPassword: '****' } } };
+    });
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: NEW }).callsFake(() => {
+      if (rds.commandCalls(RestoreDBInstanceToPointInTimeCommand).length === 0) throw notFound();
+      const modified = rds.commandCalls(ModifyDBInstanceCommand).length > 0;
+      const pending = modified && pollsSinceModify++ < options.pendingPolls;
+      // RDS changes the password while the reset is pending: it holds once the copy is available again.
+      if (modified && !pending && options.apply && newPassword !== undefined) {
+        psql(secured, 'postgres', `ALTER ROLE ${master} PASSWORD '${newPassword}'`);
+        newPassword = undefined;
+      }
+      return {
+        DBInstances: [
+          {
+            DBInstanceIdentifier: NEW,
+            DBInstanceStatus: pending ? 'resetting-master-credentials' : 'available',
+            ...(pending && { PendingModifiedValues: { MasterUserPassword: '****' } }),
+            Endpoint: { Address: secured.host, Port: secured.port },
+            TagList: [
+              { Key: 'atmr-dr:purpose', Value: 'recovery' },
+              { Key: 'atmr-dr:recovery-id', Value: recoveryId },
+            ],
+          },
+        ],
+      };
+    });
+  }
+
+  it("sets the copy's password to the secret's current one, verifies again once RDS applied it, and the copy is ready for cutover", async () => {
+    // Arrange
+    const request = await newRequest();
+    copyOnPasswordCluster(request.recoveryId, { apply: true, pendingPolls: 2 });
+
+    // Act
+    const { error, output } = await execute(request, passwordDeps());
+
+    // Assert
+    expect(error).toBeUndefined();
+    expect(output).toMatchObject({ report: { ok: true } });
+    expect(rds.commandCalls(ModifyDBInstanceCommand).map((c) => c.args[0].input)).toEqual([{ DBInstanceIdentifier: NEW, MasterUserPassword: 'rotated-password', ApplyImmediately: true }]);
+    const record = await getRecovery(deps().store, request.recoveryId);
+    expect(record.status).toBe('verified');
+    expect(record.verification!.rows).toContainEqual({ check: 'rows in booking', production: '50', recovered: '40 (-10)', outcome: 'differs' });
+    expect(record.passwordReset).toEqual({ requestedAt: expect.any(String), appliedAt: expect.any(String), reason: expect.stringMatching(new RegExp(`${NEW} refused the database secret's credentials \\(password authentication failed for user "${master}"\\)`)) });
+    expect(JSON.stringify(record)).not.toContain('rotated-password');
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    expect(pages).toEqual([]);
+    expect(events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0].DetailType)).toEqual(['Recovery Started', 'Recovery Verified']);
+  });
+
+  it('a copy that still refuses the password after the reset is not reset again: the recovery fails, the copy is kept and the page says why', async () => {
+    // Arrange: RDS accepts the reset but the copy keeps refusing (e.g. the secret's user is not the master user)
+    const request = await newRequest();
+    copyOnPasswordCluster(request.recoveryId, { apply: false, pendingPolls: 0 });
+
+    // Act
+    const { error } = await execute(request, passwordDeps());
+
+    // Assert
+    expect(error?.name).toBe('RecoveryFailed');
+    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(1);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    expect(pages).toHaveLength(1);
+    expect(pages[0]).toMatch(new RegExp(`RecoveryLoginRefused: ${NEW} refused the database secret's credentials even after its master password was set to the secret's current one at .*${NEW} is kept`));
+    const record = await getRecovery(deps().store, request.recoveryId);
+    expect(record.status).toBe('failed');
+    expect(record.passwordReset?.appliedAt).toEqual(expect.any(String));
+  });
+
+  it('a password reset RDS does not apply within 15 minutes fails the recovery, the copy kept and on-call paged', async () => {
+    // Arrange: RDS keeps the reset pending; from the reset on, each reading of the clock is 5 minutes later
+    const request = await newRequest();
+    copyOnPasswordCluster(request.recoveryId, { apply: true, pendingPolls: 1000 });
+    let skipped = 0;
+    const now = () => new Date(Date.now() + (rds.commandCalls(ModifyDBInstanceCommand).length > 0 ? ++skipped * 5 * 60_000 : 0));
+
+    // Act
+    const { error } = await execute(request, passwordDeps(now));
+
+    // Assert
+    expect(error?.name).toBe('RecoveryFailed');
+    expect(pages[0]).toMatch(new RegExp(`RecoveryPasswordResetTimeout: RDS did not apply the new master password of ${NEW} within 15 minutes \\(it is "resetting-master-credentials"\\).*${NEW} is kept`));
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    expect((await getRecovery(deps().store, request.recoveryId)).status).toBe('failed');
   });
 });
