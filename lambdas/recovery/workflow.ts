@@ -121,8 +121,11 @@ export async function verifyStep(deps: WorkflowDeps, request: RecoveryRequest & 
   const { settings } = deps;
   const host = request.instance.host!;
   const port = request.instance.port ?? 5432;
-  // 'verifying' too: a retried verification (its first answer lost) finds the status it wrote.
-  const record = await updateRecovery(deps.store, request.recoveryId, { status: 'verifying', newInstanceHost: host, newInstancePort: port, availableAt: clock(deps).toISOString() }, ['restoring', 'verifying']);
+  // 'verifying' too: a retried verification (its first answer lost), or the one after a password
+  // reset, finds the status it wrote; the copy became available at the first one.
+  const before = await getRecovery(deps.store, request.recoveryId);
+  const availableAt = before.availableAt ?? clock(deps).toISOString();
+  const record = await updateRecovery(deps.store, request.recoveryId, { status: 'verifying', newInstanceHost: host, newInstancePort: port, availableAt }, ['restoring', 'verifying']);
   try {
     const report = await verifyRecovery(
       { recovered: await connection(deps, 'recovered', host, port), production: await connection(deps, 'production', settings.productionHost, settings.productionPort) },

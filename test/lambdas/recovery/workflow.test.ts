@@ -454,6 +454,8 @@ describe('recovery workflow: the password was rotated after the target time (rea
     expect(record.verification!.rows).toContainEqual({ check: 'rows in booking', production: '50', recovered: '40 (-10)', outcome: 'differs' });
     expect(record.passwordReset).toEqual({ requestedAt: expect.any(String), appliedAt: expect.any(String), reason: expect.stringMatching(new RegExp(`${NEW} refused the database secret's credentials \\(password authentication failed for user "${master}"\\)`)) });
     expect(JSON.stringify(record)).not.toContain('rotated-password');
+    // Still the time the copy first became available, not the time of the second verification.
+    expect(record.availableAt! < record.passwordReset!.requestedAt).toBe(true);
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
     expect(pages).toEqual([]);
     expect(events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0].DetailType)).toEqual(['Recovery Started', 'Recovery Verified']);
