@@ -69,6 +69,26 @@ function printJournal(record: RecoveryRecord, nowMs = Date.now()): void {
   }
 }
 
+/**
+ * What is left once production runs on the copy (the cutover's last lines, and `recover status` of a
+ * cut-over recovery). An RDS-managed database secret (`...:secret:rds!...`) belongs to the instance
+ * the recovery replaced: RDS rotates its password on that instance only (every 7 days by default)
+ * and deletes the secret with it, while the copy keeps the password it was restored with (or the
+ * one the workflow set). Left as it is, the API stops logging in to the copy at the next rotation,
+ * days after a recovery that went well: moving the API to a secret the copy owns comes first.
+ */
+export function afterCutoverSteps(record: Pick<RecoveryRecord, 'sourceInstance' | 'newInstance' | 'replacedInstance'>, databaseSecretArn: string): string[] {
+  const copy = record.newInstance;
+  const old = record.replacedInstance ? `${record.sourceInstance} (now ${record.replacedInstance})` : record.sourceInstance;
+  const steps = [`next: set database.instanceIdentifier and database.host to ${copy} in cdk.json and redeploy, so backups and alarms follow the new instance`];
+  if (databaseSecretArn.includes(':secret:rds!')) {
+    steps.push(
+      `next, before the secret's next rotation: ${databaseSecretArn} is managed by RDS for ${old}, not for ${copy}: RDS rotates its password on that instance only (every 7 days by default) and deletes it with that instance, while ${copy} keeps its own password, so the API stops logging in at the next rotation. With the killswitch in maintenance: aws rds modify-db-instance --db-instance-identifier ${copy} --manage-master-user-password --apply-immediately (its password changes at once), point the API and database.secretArn at the copy's new secret (MasterUserSecret in aws rds describe-db-instances --db-instance-identifier ${copy}), redeploy both, then lift the killswitch; delete ${record.replacedInstance ?? 'the old instance'} only after that`,
+    );
+  }
+  return steps;
+}
+
 function printCutover(result: CutoverResult): void {
   print(`cutover of recovery ${result.recoveryId}:`);
   for (const step of result.steps) print(`  ${step.startedAt}  ${String(step.seconds).padStart(5)} s  ${step.outcome.padEnd(11)} ${step.step}: ${step.detail}`);
@@ -119,7 +139,7 @@ export function registerRecoverCommands(program: Command): void {
     }
   };
 
-  const report = (record: RecoveryRecord, json: boolean, execution?: { status: string; error?: string }) => {
+  const report = (record: RecoveryRecord, json: boolean, databaseSecretArn: string, execution?: { status: string; error?: string }) => {
     if (json) {
       print(JSON.stringify({ ...record, ...(execution && { workflow: execution }) }));
       return;
@@ -141,6 +161,7 @@ export function registerRecoverCommands(program: Command): void {
         `next: ${record.newInstance} is kept (it became available) but is not verified, so it cannot be cut over: read the error above, then "atmr-dr recover abandon ${record.recoveryId}" (deleted after a final snapshot) and start a new recovery`,
       );
     }
+    if (record.status === 'cut-over') for (const line of afterCutoverSteps(record, databaseSecretArn)) print(line);
     // Claimed by an abandon that stopped before the end (a refused deletion, a workflow it could not read).
     if (record.status === 'abandoning') print(`next: the abandon stopped before the end: run "atmr-dr recover abandon ${record.recoveryId}" again to finish it`);
   };
@@ -177,7 +198,7 @@ export function registerRecoverCommands(program: Command): void {
       return;
     }
     const record = await follow(ctx.sfn, ctx.store, result.request.recoveryId, Boolean(g.json));
-    report(record, Boolean(g.json));
+    report(record, Boolean(g.json), ctx.config.database.secretArn);
     if (record.status !== 'verified') throw new OperatorError(`recover: recovery ${record.recoveryId} ended "${record.status}"${record.error ? `: ${record.error}` : ''}`, 1);
   });
 
@@ -198,7 +219,7 @@ export function registerRecoverCommands(program: Command): void {
         record = await follow(ctx.sfn, ctx.store, target, Boolean(ctx.g.json));
         execution = await describeExecution(ctx.sfn, record.executionArn).catch(() => undefined);
       }
-      report(record, Boolean(ctx.g.json), execution);
+      report(record, Boolean(ctx.g.json), ctx.config.database.secretArn, execution);
     });
 
   recover
@@ -290,7 +311,7 @@ export function registerRecoverCommands(program: Command): void {
           1,
         );
       }
-      if (!ctx.g.json) print(`next: set database.instanceIdentifier and database.host to ${record.newInstance} in cdk.json and redeploy, so backups and alarms follow the new instance`);
+      if (!ctx.g.json) for (const line of afterCutoverSteps(await getRecovery(ctx.store, id).catch(() => record), ctx.config.database.secretArn)) print(line);
     });
 
   recover

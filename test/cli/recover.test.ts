@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { RecoveryRequest } from '../../lambdas/recovery/contract';
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { beginRecovery, recordKey, updateRecovery } from '../../lambdas/recovery/store';
+import { afterCutoverSteps } from '../../bin/cli/recover';
 import { LocalDynamo, startLocalDynamo } from '../support/dynamodb';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -176,6 +177,43 @@ describe('atmr-dr recover', () => {
       expect(run.stdout).toContain(
         'next: atmr-prod-pitr-202611301402 is kept (it became available) but is not verified, so it cannot be cut over: read the error above, then "atmr-dr recover abandon r20261130143000-cccc" (deleted after a final snapshot) and start a new recovery',
       );
+    });
+  });
+
+  describe('after the cutover', () => {
+    it("status of a cut-over recovery whose database secret RDS manages says to move the API to the copy's own secret before the next rotation", async () => {
+      // Arrange: the example's secret is RDS-managed (rds!db-...), owned by the instance the recovery replaced
+      const id = 'r20261130143000-dddd';
+      await dynamo.ddb.send(
+        new PutCommand({
+          TableName: dynamo.tableName,
+          Item: { ...recordKey(id), ...request(id), updatedAt: '2026-11-30T16:00:00.000Z', newInstanceHost: 'new.rds', status: 'cut-over', replacedInstance: 'atmr-prod-replaced-202611301600' },
+        }),
+      );
+
+      // Act
+      const run = await atmrDr(['recover', 'status', id]);
+
+      // Assert
+      expect(run.status).toBe(0);
+      const next = run.stdout.split('\n').filter((line) => line.startsWith('next'));
+      expect(next).toEqual([
+        'next: set database.instanceIdentifier and database.host to atmr-prod-pitr-202611301402 in cdk.json and redeploy, so backups and alarms follow the new instance',
+        expect.stringMatching(
+          /^next, before the secret's next rotation: arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-prod-AbCdEf is managed by RDS for atmr-prod \(now atmr-prod-replaced-202611301600\), not for atmr-prod-pitr-202611301402: .* aws rds modify-db-instance --db-instance-identifier atmr-prod-pitr-202611301402 --manage-master-user-password --apply-immediately .* delete atmr-prod-replaced-202611301600 only after that$/,
+        ),
+      ]);
+    });
+
+    it('a database secret of its own (not RDS-managed) leaves only the config to update', () => {
+      // Act
+      const lines = afterCutoverSteps(
+        { sourceInstance: 'atmr-prod', newInstance: 'atmr-prod-pitr-202611301402', replacedInstance: 'atmr-prod-replaced-202611301600' },
+        'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/api-db-AbCdEf',
+      );
+
+      // Assert
+      expect(lines).toEqual(['next: set database.instanceIdentifier and database.host to atmr-prod-pitr-202611301402 in cdk.json and redeploy, so backups and alarms follow the new instance']);
     });
   });
 });
