@@ -1,6 +1,6 @@
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { ActionEvent, AlarmStateChange, incidentIdFor, normalizeTimestamp, signalsEvent } from './model';
-import { claimOpenPointer, createIncident, getIncident, IncidentStore, indexIncident, openIncidentIds, openIncidentOf, recordTimeline, releaseOpenPointer, resolveIncident, setExecutionArn } from './store';
+import { claimOpenPointer, createIncident, getIncident, IncidentStore, indexIncident, openIncidentIds, openIncidentOf, recordTimeline, releaseOpenPointer, resolveIncident, setExecutionArn, wake } from './store';
 
 export interface IngestDeps {
   readonly store: IncidentStore;
@@ -50,6 +50,11 @@ export async function ingestAlarmChange(deps: IngestDeps, event: AlarmStateChang
   const holder = await claimOpenPointer(deps.store, alarmName, id);
   if (holder !== id) {
     await stateEntry(holder);
+    // A new failure of an event alarm whose incident someone has: its acknowledged wait re-reads the
+    // alarm only every reminder interval, by which time the alarm is OK again (its period is minutes),
+    // so that level would never hear of it. Wake the wait: the workflow reminds that level now.
+    const open = await getIncident(deps.store, holder);
+    if (open?.status === 'ACKED' && signalsEvent(open.alarmDescription)) await wake(deps.store, open.taskToken, { outcome: 'alarm' });
     return { action: 'joined', incidentId: holder };
   }
   const created = await createIncident(

@@ -152,7 +152,11 @@ export const ActionEventSchema = z.looseObject({
 });
 export type ActionEvent = z.infer<typeof ActionEventSchema>;
 
-/** What the workflow's waiting steps are woken with (SendTaskSuccess output). */
+/**
+ * What the workflow's waiting steps are woken with (SendTaskSuccess output). `alarm`: a new ALARM
+ * joined an acknowledged event alarm's incident (a new failure): the acknowledging level is
+ * reminded at once, since the alarm is likely OK again by the next re-read.
+ */
 export interface WakeOutput {
-  readonly outcome: 'ack' | 'resolved';
+  readonly outcome: 'ack' | 'resolved' | 'alarm';
 }

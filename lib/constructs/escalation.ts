@@ -346,6 +346,9 @@ export class Escalation extends Construct {
         resultPath: '$.check',
       }).addRetry({ errors: ['States.ALL'], maxAttempts: 5, interval: Duration.seconds(5), backoffRate: 2 });
     const resolvedWake = sfn.Condition.stringEquals('$.wake.outcome', 'resolved');
+    // A new ALARM joined an acknowledged event alarm's incident (ingest): remind at once, the alarm
+    // being OK again long before the next re-read.
+    const newAlarmWake = sfn.Condition.stringEquals('$.wake.outcome', 'alarm');
     const alarmIs = (state: string) => sfn.Condition.stringEquals('$.check.alarmState', state);
     // An event alarm's incident is closed by a human, not by its alarm (docs/escalation.md, "Event
     // alarms"): while the alarm exists, OK and INSUFFICIENT_DATA climb like ALARM before an
@@ -371,13 +374,13 @@ export class Escalation extends Construct {
     const awaitAcked = waitForNews('AwaitWhileAcked', { action: 'await' }, reminderInterval);
     const remind = waitForNews('Remind', { action: 'remind' }, reminderInterval);
     const checkAcked = checkAlarm('CheckWhileAcked');
-    const ackedWoken = new sfn.Choice(this, 'AckedWoken').when(resolvedWake, resolve).otherwise(awaitAcked);
+    const ackedWoken = new sfn.Choice(this, 'AckedWoken').when(resolvedWake, resolve).when(newAlarmWake, remind).otherwise(awaitAcked);
     awaitAcked.addCatch(checkAcked, { errors: ['States.Timeout'], resultPath: '$.timeout' });
     awaitAcked.addCatch(checkAcked, { errors: ['States.ALL'], resultPath: '$.error' });
     awaitAcked.next(ackedWoken);
     remind.addCatch(checkAcked, { errors: ['States.Timeout'], resultPath: '$.timeout' });
     remind.addCatch(awaitAcked, { errors: ['States.ALL'], resultPath: '$.error' });
-    remind.next(new sfn.Choice(this, 'RemindWoken').when(resolvedWake, resolve).otherwise(awaitAcked));
+    remind.next(new sfn.Choice(this, 'RemindWoken').when(resolvedWake, resolve).when(newAlarmWake, remind).otherwise(awaitAcked));
     checkAcked.next(
       new sfn.Choice(this, 'StillAlarmWhileAcked').when(alarmIs('ALARM'), remind).when(alarmIs('INSUFFICIENT_DATA'), awaitAcked).when(eventStillOpen, awaitAcked).otherwise(resolve),
     );

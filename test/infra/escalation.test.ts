@@ -107,6 +107,14 @@ describe('escalation (template)', () => {
       { ...EVENT_STILL_OPEN, Next: 'AwaitWhileAcked' },
     ]);
     expect(states.StillAlarmWhileAcked.Default).toBe('Resolve');
+    // A new ALARM joined to an acknowledged event incident wakes the wait: reminded at once.
+    for (const woken of ['AckedWoken', 'RemindWoken']) {
+      expect(states[woken].Choices).toEqual([
+        { Variable: '$.wake.outcome', StringEquals: 'resolved', Next: 'Resolve' },
+        { Variable: '$.wake.outcome', StringEquals: 'alarm', Next: 'Remind' },
+      ]);
+      expect(states[woken].Default).toBe('AwaitWhileAcked');
+    }
   });
 
   it('lets the ingest function start executions of this state machine only', () => {

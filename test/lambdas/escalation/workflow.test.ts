@@ -182,6 +182,32 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       expect((await getIncident(h.store, eventId))?.resolution).toEqual(expect.objectContaining({ by: 'bob', how: 'resolved by hand' }));
     });
 
+    it('reminds the acknowledging level at once when a new failure joins the acknowledged incident, although its alarm is OK again at every re-read', async () => {
+      // Arrange: a 5-minute event alarm is back to OK long before the 30-minute re-read, every time.
+      h.alarmStates = ['OK'];
+      let remindedBeforeResolve: number[] = [];
+
+      // Act: acknowledged at level 1; the next failed run (a new ALARM, joined to this incident)
+      // arrives during the acknowledged wait; resolved by hand at the next wait.
+      const { path } = await runEvent(async (state, _task, visit) => {
+        if (state === 'PageLevel1') await acknowledgeIncident(h.store, eventId, { by: 'bob', via: 'link', level: 1 });
+        if (state === 'AwaitWhileAcked' && visit === 1) {
+          const joined = await ingestAlarmChange(h.ingestDeps, alarmEvent('ALARM', '2026-11-30T11:15:00.000+0000', EVENT_ALARM, eventDescription));
+          expect(joined).toEqual({ action: 'joined', incidentId: eventId });
+        }
+        if (state === 'AwaitWhileAcked' && visit === 2) {
+          remindedBeforeResolve = kinds('Rappel');
+          await resolveIncident(h.store, eventId, { by: 'bob', via: 'cli', how: 'resolved by hand' });
+        }
+      });
+
+      // Assert: the new failure reached the level that has the incident, without a re-read in ALARM
+      expect(path.slice(0, 3)).toEqual(['PageLevel1', 'AwaitWhileAcked', 'Remind']);
+      expect(remindedBeforeResolve).toEqual([1]);
+      expect(kinds('N')).toEqual([1]);
+      expect(kinds('Résolu')).toEqual([1]);
+    });
+
     it('tells each level paged that the alarm\'s OK resolves nothing and how to close the incident', async () => {
       // Arrange
       h.alarmStates = ['OK'];
