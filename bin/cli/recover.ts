@@ -2,7 +2,7 @@ import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
-import { RDSClient } from '@aws-sdk/client-rds';
+import { DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SSMClient } from '@aws-sdk/client-ssm';
@@ -76,17 +76,38 @@ function printJournal(record: RecoveryRecord, nowMs = Date.now()): void {
  * and deletes the secret with it, while the copy keeps the password it was restored with (or the
  * one the workflow set). Left as it is, the API stops logging in to the copy at the next rotation,
  * days after a recovery that went well: moving the API to a secret the copy owns comes first.
+ * `database`: the config as it is now; a step it shows done is not printed again (`recover status`
+ * runs days later too, after steps 10 and 11). `copySecretArn`: the copy's own RDS-managed secret
+ * (MasterUserSecret), when known: the configured secret being it means step 11 is done.
  */
-export function afterCutoverSteps(record: Pick<RecoveryRecord, 'sourceInstance' | 'newInstance' | 'replacedInstance'>, databaseSecretArn: string): string[] {
+export function afterCutoverSteps(
+  record: Pick<RecoveryRecord, 'sourceInstance' | 'newInstance' | 'replacedInstance'>,
+  database: { readonly instanceIdentifier: string; readonly secretArn: string },
+  copySecretArn?: string,
+): string[] {
   const copy = record.newInstance;
   const old = record.replacedInstance ? `${record.sourceInstance} (now ${record.replacedInstance})` : record.sourceInstance;
-  const steps = [`next: set database.instanceIdentifier and database.host to ${copy} in cdk.json and redeploy, so backups and alarms follow the new instance`];
-  if (databaseSecretArn.includes(':secret:rds!')) {
+  const databaseSecretArn = database.secretArn;
+  const steps: string[] = [];
+  if (database.instanceIdentifier !== copy) steps.push(`next: set database.instanceIdentifier and database.host to ${copy} in cdk.json and redeploy, so backups and alarms follow the new instance`);
+  if (databaseSecretArn.includes(':secret:rds!') && databaseSecretArn !== copySecretArn) {
     steps.push(
       `next, before the secret's next rotation: ${databaseSecretArn} is managed by RDS for ${old}, not for ${copy}: RDS rotates its password on that instance only (every 7 days by default) and deletes it with that instance, while ${copy} keeps its own password, so the API stops logging in at the next rotation. With the killswitch in maintenance: aws rds modify-db-instance --db-instance-identifier ${copy} --manage-master-user-password --apply-immediately (its password changes at once), point the API and database.secretArn at the copy's new secret (MasterUserSecret in aws rds describe-db-instances --db-instance-identifier ${copy}), redeploy both, then lift the killswitch; delete ${record.replacedInstance ?? 'the old instance'} only after that`,
     );
   }
   return steps;
+}
+
+/**
+ * The copy's own RDS-managed secret, for `recover status` of a cut-over recovery days later; undefined
+ * when it has none or the describe fails (the step is then printed: better once too often than never).
+ */
+async function copyManagedSecret(rds: RDSClient, record: RecoveryRecord, databaseSecretArn: string): Promise<string | undefined> {
+  if (record.status !== 'cut-over' || !databaseSecretArn.includes(':secret:rds!')) return undefined;
+  return rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: record.newInstance })).then(
+    (answer) => answer.DBInstances?.[0]?.MasterUserSecret?.SecretArn,
+    () => undefined,
+  );
 }
 
 function printCutover(result: CutoverResult): void {
@@ -139,7 +160,7 @@ export function registerRecoverCommands(program: Command): void {
     }
   };
 
-  const report = (record: RecoveryRecord, json: boolean, databaseSecretArn: string, execution?: { status: string; error?: string }) => {
+  const report = (record: RecoveryRecord, json: boolean, database: EnvironmentConfig['database'], execution?: { status: string; error?: string }, copySecretArn?: string) => {
     if (json) {
       print(JSON.stringify({ ...record, ...(execution && { workflow: execution }) }));
       return;
@@ -161,7 +182,7 @@ export function registerRecoverCommands(program: Command): void {
         `next: ${record.newInstance} is kept (it became available) but is not verified, so it cannot be cut over: read the error above, then "atmr-dr recover abandon ${record.recoveryId}" (deleted after a final snapshot) and start a new recovery`,
       );
     }
-    if (record.status === 'cut-over') for (const line of afterCutoverSteps(record, databaseSecretArn)) print(line);
+    if (record.status === 'cut-over') for (const line of afterCutoverSteps(record, database, copySecretArn)) print(line);
     // Claimed by an abandon that stopped before the end (a refused deletion, a workflow it could not read).
     if (record.status === 'abandoning') print(`next: the abandon stopped before the end: run "atmr-dr recover abandon ${record.recoveryId}" again to finish it`);
   };
@@ -198,7 +219,7 @@ export function registerRecoverCommands(program: Command): void {
       return;
     }
     const record = await follow(ctx.sfn, ctx.store, result.request.recoveryId, Boolean(g.json));
-    report(record, Boolean(g.json), ctx.config.database.secretArn);
+    report(record, Boolean(g.json), ctx.config.database);
     if (record.status !== 'verified') throw new OperatorError(`recover: recovery ${record.recoveryId} ended "${record.status}"${record.error ? `: ${record.error}` : ''}`, 1);
   });
 
@@ -219,7 +240,7 @@ export function registerRecoverCommands(program: Command): void {
         record = await follow(ctx.sfn, ctx.store, target, Boolean(ctx.g.json));
         execution = await describeExecution(ctx.sfn, record.executionArn).catch(() => undefined);
       }
-      report(record, Boolean(ctx.g.json), ctx.config.database.secretArn, execution);
+      report(record, Boolean(ctx.g.json), ctx.config.database, execution, ctx.g.json ? undefined : await copyManagedSecret(ctx.rds, record, ctx.config.database.secretArn));
     });
 
   recover
@@ -311,7 +332,7 @@ export function registerRecoverCommands(program: Command): void {
           1,
         );
       }
-      if (!ctx.g.json) for (const line of afterCutoverSteps(await getRecovery(ctx.store, id).catch(() => record), ctx.config.database.secretArn)) print(line);
+      if (!ctx.g.json) for (const line of afterCutoverSteps(await getRecovery(ctx.store, id).catch(() => record), ctx.config.database)) print(line);
     });
 
   recover

@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { RecoveryRequest } from '../../lambdas/recovery/contract';
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
@@ -209,11 +211,72 @@ describe('atmr-dr recover', () => {
       // Act
       const lines = afterCutoverSteps(
         { sourceInstance: 'atmr-prod', newInstance: 'atmr-prod-pitr-202611301402', replacedInstance: 'atmr-prod-replaced-202611301600' },
-        'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/api-db-AbCdEf',
+        { instanceIdentifier: 'atmr-prod', secretArn: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/api-db-AbCdEf' },
       );
 
       // Assert
       expect(lines).toEqual(['next: set database.instanceIdentifier and database.host to atmr-prod-pitr-202611301402 in cdk.json and redeploy, so backups and alarms follow the new instance']);
+    });
+
+    it('does not ask again for the steps the config shows done: the config names the copy, and its secret is the copy\'s own', () => {
+      // Arrange: days later, steps 10 and 11 done (the config follows the copy and its own managed secret)
+      const record = { sourceInstance: 'atmr-prod', newInstance: 'atmr-prod-pitr-202611301402', replacedInstance: 'atmr-prod-replaced-202611301600' };
+      const copySecret = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-0f1e2d3c-AbCdEf';
+      const oldSecret = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-prod-AbCdEf';
+
+      // Act
+      const bothDone = afterCutoverSteps(record, { instanceIdentifier: 'atmr-prod-pitr-202611301402', secretArn: copySecret }, copySecret);
+      const onlyConfigDone = afterCutoverSteps(record, { instanceIdentifier: 'atmr-prod-pitr-202611301402', secretArn: oldSecret }, copySecret);
+      const copySecretUnknown = afterCutoverSteps(record, { instanceIdentifier: 'atmr-prod-pitr-202611301402', secretArn: copySecret });
+
+      // Assert: the secret step stays while the config still names the replaced instance's secret, or when the copy's is unknown
+      expect(bothDone).toEqual([]);
+      expect(onlyConfigDone).toEqual([expect.stringMatching(/^next, before the secret's next rotation: arn:\S+rds!db-atmr-prod-AbCdEf is managed by RDS for atmr-prod/)]);
+      expect(copySecretUnknown).toHaveLength(1);
+    });
+
+    it("status of a cut-over recovery whose configured secret is already the copy's own RDS-managed one does not tell to move to it again", async () => {
+      // Arrange: RDS (a local query-protocol responder) describes the copy as managing the configured
+      // secret (step 11 done); the config still names the replaced instance (step 10 not done).
+      const id = 'r20261130143000-eeee';
+      await dynamo.ddb.send(
+        new PutCommand({
+          TableName: dynamo.tableName,
+          Item: { ...recordKey(id), ...request(id), updatedAt: '2026-11-30T16:00:00.000Z', newInstanceHost: 'new.rds', status: 'cut-over', replacedInstance: 'atmr-prod-replaced-202611301600' },
+        }),
+      );
+      const asked: string[] = [];
+      const rds = http.createServer((req, res) => {
+        let body = '';
+        req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        req.on('end', () => {
+          asked.push(body);
+          res.writeHead(200, { 'content-type': 'text/xml' });
+          res.end(
+            `<DescribeDBInstancesResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><DescribeDBInstancesResult><DBInstances><DBInstance>` +
+              `<DBInstanceIdentifier>atmr-prod-pitr-202611301402</DBInstanceIdentifier><DBInstanceStatus>available</DBInstanceStatus>` +
+              `<MasterUserSecret><SecretArn>arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-prod-AbCdEf</SecretArn><SecretStatus>active</SecretStatus></MasterUserSecret>` +
+              `</DBInstance></DBInstances></DescribeDBInstancesResult><ResponseMetadata><RequestId>r1</RequestId></ResponseMetadata></DescribeDBInstancesResponse>`,
+          );
+        });
+      });
+      await new Promise<void>((resolve) => rds.listen(0, '127.0.0.1', resolve));
+      const saved = env;
+      env = { ...env, AWS_ENDPOINT_URL_RDS: `http://127.0.0.1:${(rds.address() as AddressInfo).port}` };
+      try {
+        // Act
+        const run = await atmrDr(['recover', 'status', id]);
+
+        // Assert
+        expect(run.status).toBe(0);
+        expect(asked).toEqual([expect.stringContaining('DBInstanceIdentifier=atmr-prod-pitr-202611301402')]);
+        expect(run.stdout.split('\n').filter((line) => line.startsWith('next'))).toEqual([
+          'next: set database.instanceIdentifier and database.host to atmr-prod-pitr-202611301402 in cdk.json and redeploy, so backups and alarms follow the new instance',
+        ]);
+      } finally {
+        env = saved;
+        await new Promise((resolve) => rds.close(resolve));
+      }
     });
   });
 });
