@@ -146,7 +146,8 @@ export function registerRecoverCommands(program: Command): void {
     return { g, envName, config, store, sfn: new SFNClient(SDK_RETRY), rds: new RDSClient(SDK_RETRY), events: new EventBridgeClient(SDK_RETRY) };
   };
 
-  const follow = async (sfn: SFNClient, store: StoreDeps, id: string, json: boolean): Promise<RecoveryRecord> => {
+  /** Follows the workflow until it ends; returns the record and the execution as they are then. */
+  const follow = async (sfn: SFNClient, store: StoreDeps, id: string, json: boolean): Promise<{ record: RecoveryRecord; execution?: { status: string; error?: string } }> => {
     const pollMs = Number(process.env.ATMR_RECOVER_POLL_SECONDS ?? 15) * 1000;
     let last = '';
     for (;;) {
@@ -155,7 +156,7 @@ export function registerRecoverCommands(program: Command): void {
       const line = statusLine(record, execution);
       if (line !== last && !json) process.stderr.write(`${new Date().toISOString()} ${line}\n`);
       last = line;
-      if (!execution || execution.status !== 'RUNNING') return record;
+      if (!execution || execution.status !== 'RUNNING') return { record, execution };
       await new Promise((resolve) => setTimeout(resolve, pollMs));
     }
   };
@@ -174,7 +175,17 @@ export function registerRecoverCommands(program: Command): void {
         `password reset: ${reset.reason}; the workflow set the copy's master password to the secret's current one (rotated after the target time) at ${reset.requestedAt}, ${reset.appliedAt ? `applied at ${reset.appliedAt}` : 'not applied yet'}`,
       );
     }
-    if (record.status === 'verifying' && reset) print(`next: wait: the workflow verifies the copy again once RDS has applied its new password; follow it with "atmr-dr recover status ${record.recoveryId}"`);
+    if (record.status === 'verifying' && reset) {
+      // Only a running workflow verifies again: one that ended (stopped by hand, timed out) leaves
+      // the record "verifying" with nobody left to change it.
+      if (!execution || execution.status === 'RUNNING') {
+        print(`next: wait: the workflow verifies the copy again once RDS has applied its new password; follow it with "atmr-dr recover status ${record.recoveryId}"`);
+      } else {
+        print(
+          `next: the workflow ended (${execution.status}) before it verified ${record.newInstance} again: the copy is kept but not verified, so it cannot be cut over: "atmr-dr recover abandon ${record.recoveryId}" (deleted after a final snapshot), then start a new recovery`,
+        );
+      }
+    }
     if (record.status === 'verified') print(`next: atmr-dr recover cutover ${record.recoveryId} --yes   (or: atmr-dr recover abandon ${record.recoveryId})`);
     // A copy that became available is kept by a failed workflow: say what can be done with it.
     if (record.status === 'failed' && record.newInstanceHost) {
@@ -218,8 +229,8 @@ export function registerRecoverCommands(program: Command): void {
       if (g.json) print(JSON.stringify(result));
       return;
     }
-    const record = await follow(ctx.sfn, ctx.store, result.request.recoveryId, Boolean(g.json));
-    report(record, Boolean(g.json), ctx.config.database);
+    const { record, execution } = await follow(ctx.sfn, ctx.store, result.request.recoveryId, Boolean(g.json));
+    report(record, Boolean(g.json), ctx.config.database, execution);
     if (record.status !== 'verified') throw new OperatorError(`recover: recovery ${record.recoveryId} ended "${record.status}"${record.error ? `: ${record.error}` : ''}`, 1);
   });
 
@@ -237,7 +248,7 @@ export function registerRecoverCommands(program: Command): void {
       let record = await getRecovery(ctx.store, target);
       let execution = await describeExecution(ctx.sfn, record.executionArn).catch(() => undefined);
       if (execution?.status === 'RUNNING' && ctx.g.follow) {
-        record = await follow(ctx.sfn, ctx.store, target, Boolean(ctx.g.json));
+        ({ record } = await follow(ctx.sfn, ctx.store, target, Boolean(ctx.g.json)));
         execution = await describeExecution(ctx.sfn, record.executionArn).catch(() => undefined);
       }
       report(record, Boolean(ctx.g.json), ctx.config.database, execution, ctx.g.json ? undefined : await copyManagedSecret(ctx.rds, record, ctx.config.database.secretArn));

@@ -167,6 +167,42 @@ describe('atmr-dr recover', () => {
       expect(run.stdout).toContain('next: atmr-dr recover cutover r20261130143000-bbbb --yes');
     });
 
+    it('status of a recovery left "verifying" after its password reset by a workflow that ended does not say to wait for it', async () => {
+      // Arrange: the workflow was stopped by hand during the reset (Step Functions, a local JSON
+      // responder, says ABORTED); nothing will change the record any more.
+      const id = 'r20261130143000-ffff';
+      await givenRecord(id, {
+        status: 'verifying',
+        executionArn: `arn:aws:states:eu-west-3:111111111111:execution:recovery:${id}`,
+        passwordReset: { requestedAt: '2026-11-30T14:58:00.000Z', reason: 'refused the database secret\'s credentials' },
+      });
+      const sfn = http.createServer((req, res) => {
+        req.resume();
+        req.on('end', () => {
+          res.writeHead(200, { 'content-type': 'application/x-amz-json-1.0' });
+          res.end(JSON.stringify({ executionArn: `arn:aws:states:eu-west-3:111111111111:execution:recovery:${id}`, stateMachineArn: 'arn:aws:states:eu-west-3:111111111111:stateMachine:recovery', status: 'ABORTED', startDate: 1_780_000_000 }));
+        });
+      });
+      await new Promise<void>((resolve) => sfn.listen(0, '127.0.0.1', resolve));
+      const saved = env;
+      env = { ...env, AWS_ENDPOINT_URL_SFN: `http://127.0.0.1:${(sfn.address() as AddressInfo).port}` };
+      try {
+        // Act
+        const run = await atmrDr(['recover', 'status', id]);
+
+        // Assert
+        expect(run.status).toBe(0);
+        expect(run.stdout).toContain('workflow ABORTED');
+        expect(run.stdout).not.toContain('next: wait');
+        expect(run.stdout).toContain(
+          `next: the workflow ended (ABORTED) before it verified atmr-prod-pitr-202611301402 again: the copy is kept but not verified, so it cannot be cut over: "atmr-dr recover abandon ${id}"`,
+        );
+      } finally {
+        env = saved;
+        await new Promise((resolve) => sfn.close(resolve));
+      }
+    });
+
     it('status of a failed recovery whose copy is kept says it cannot be cut over and how to abandon it', async () => {
       // Arrange
       await givenRecord('r20261130143000-cccc', { status: 'failed', error: 'RecoveryLoginRefused: refused even after its master password was set (cleanup: kept)' });
