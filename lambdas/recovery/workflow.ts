@@ -147,10 +147,15 @@ export async function verifyStep(deps: WorkflowDeps, request: RecoveryRequest & 
  * The copy refused the secret's password (rotated after the target time): sets the copy's master
  * password to the secret's current one. Only the copy of this recovery, checked by name, prefix and
  * tags before any change (resetRecoveredPassword); production is never modified. Recorded in the
- * recovery's record; running it twice (a lost answer retried) sets the same password again.
+ * recovery's record once RDS accepted it. The workflow resets at most once, so a reset already in
+ * the record means this step runs again after Lambda lost its answer: it returns that reset instead
+ * of asking RDS again, which refuses a modification while the first one is applied
+ * (InvalidDBInstanceState) and would fail a recovery that is going well.
  */
 export async function resetPasswordStep(deps: WorkflowDeps, request: RecoveryRequest & { instance: WaitResult; loginError?: { Error?: string; Cause?: string } }): Promise<{ requestedAt: string }> {
   const { settings } = deps;
+  const done = (await getRecovery(deps.store, request.recoveryId)).passwordReset;
+  if (done) return { requestedAt: done.requestedAt };
   const credentials = await resolveConnection({
     env: {},
     secretArn: settings.secretArn,

@@ -408,6 +408,8 @@ describe('recovery workflow: the password was rotated after the target time (rea
     let pollsSinceModify = 0;
     let newPassword: string | undefined;
     rds.on(ModifyDBInstanceCommand).callsFake((input: { DBInstanceIdentifier: string; MasterUserPassword: string }) => {
+      // RDS refuses a modification while the previous one is still being applied.
+      if (newPassword !== undefined) throw Object.assign(new Error(`Database instance is not in available state.`), { name: 'InvalidDBInstanceState' });
       newPassword = input.MasterUserPassword;
       return { DBInstance: { DBInstanceIdentifier: input.DBInstanceIdentifier, DBInstanceStatus: 'available', PendingModifiedValues: { MasterUserPassword: '****' } } };
     });
@@ -459,6 +461,21 @@ describe('recovery workflow: the password was rotated after the target time (rea
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
     expect(pages).toEqual([]);
     expect(events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0].DetailType)).toEqual(['Recovery Started', 'Recovery Verified']);
+  });
+
+  it('a reset step run again after Lambda lost its answer does not reset again (RDS would refuse it while the first one applies): the copy is verified', async () => {
+    // Arrange
+    const request = await newRequest();
+    copyOnPasswordCluster(request.recoveryId, { apply: true, pendingPolls: 2 });
+
+    // Act: the reset ran, its answer was lost, and the state's Retry runs it again at once
+    const { error, output } = await execute(request, passwordDeps(), ['ResetCopyPassword']);
+
+    // Assert
+    expect(error).toBeUndefined();
+    expect(output).toMatchObject({ report: { ok: true } });
+    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(1);
+    expect((await getRecovery(deps().store, request.recoveryId)).status).toBe('verified');
   });
 
   it('a copy that still refuses the password after the reset is not reset again: the recovery fails, the copy is kept and the page says why', async () => {
