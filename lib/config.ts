@@ -754,13 +754,20 @@ export const EnvironmentConfigSchema = z.strictObject({
   const { recovery } = env;
   // The workflow may reset the password of and delete instances under the prefix (tagged as
   // recoveries): a prefix that covers the production instance's name would put production in that
-  // scope, e.g. an explicit prefix kept after a cutover made a recovered copy production.
-  if (recovery.enabled && recovery.newInstancePrefix && env.database.instanceIdentifier.startsWith(recovery.newInstancePrefix)) {
-    const suggested = `${env.database.instanceIdentifier}-pitr-`.slice(0, 46);
+  // scope, e.g. an explicit prefix kept after a cutover made a recovered copy production. The default
+  // too: cut to 46 characters, it covers a production name of 46 or more, such as a copy's (its
+  // prefix plus 12 digits) once the config names it after the cutover.
+  const production = env.database.instanceIdentifier;
+  const prefix = recovery.newInstancePrefix ?? defaultNewInstancePrefix(production);
+  if (recovery.enabled && production.startsWith(prefix)) {
+    const suggested = prefixNotCovering(production);
+    const example = `e.g. "${suggested}"${suggested === defaultNewInstancePrefix(production) ? ' (the default when the field is absent)' : ''}`;
     ctx.addIssue({
       code: 'custom',
       path: ['recovery', 'newInstancePrefix'],
-      message: `"${recovery.newInstancePrefix}" covers the production instance ${env.database.instanceIdentifier}, which the recovery workflow must never modify nor delete: use a prefix it does not start with, e.g. "${suggested}" (the default when the field is absent)`,
+      message: recovery.newInstancePrefix
+        ? `"${prefix}" covers the production instance ${production}, which the recovery workflow must never modify nor delete: use a prefix it does not start with, ${example}`
+        : `the default prefix "${prefix}" covers the production instance ${production}, which the recovery workflow must never modify nor delete: set a prefix it does not start with, ${example}`,
     });
   }
   const secretArn = recovery.endpoint.kind === 'secretHost' ? (recovery.endpoint.secretArn ?? env.database.secretArn) : undefined;
@@ -878,6 +885,23 @@ export function loadConfigFromContext(node: ContextReader): EnvironmentConfig {
   return config;
 }
 
+/** The default prefix of recovered instances: `<production>-pitr-`, cut to the 46 characters allowed. */
+export function defaultNewInstancePrefix(production: string): string {
+  return `${production}-pitr-`.slice(0, 46);
+}
+
+/**
+ * A prefix that does not cover `production` (for the message that refuses one that does): the
+ * default when it does not, else a shorter stem with a mark production does not continue with.
+ */
+function prefixNotCovering(production: string): string {
+  const fallback = defaultNewInstancePrefix(production);
+  if (!production.startsWith(fallback)) return fallback;
+  const stem = production.slice(0, 38).replace(/-+$/, '');
+  // Two marks that differ at their first character: production continues with at most one of them.
+  return [`${stem}-pitr-`, `${stem}-copy-`].find((candidate) => !production.startsWith(candidate))!;
+}
+
 /** The recovery block with its config-dependent defaults applied (prefix, queries, secret). */
 export interface ResolvedRecoveryConfig extends Omit<z.infer<typeof RecoveryConfigSchema>, 'criticalQueries' | 'newInstancePrefix'> {
   readonly criticalQueries: string[];
@@ -889,7 +913,7 @@ export function resolveRecoveryConfig(config: EnvironmentConfig): ResolvedRecove
   return {
     ...recovery,
     criticalQueries: recovery.criticalQueries ?? config.restoreTest.criticalQueries,
-    newInstancePrefix: recovery.newInstancePrefix ?? `${config.database.instanceIdentifier}-pitr-`.slice(0, 46),
+    newInstancePrefix: recovery.newInstancePrefix ?? defaultNewInstancePrefix(config.database.instanceIdentifier),
     endpoint: recovery.endpoint.kind === 'secretHost' ? { kind: 'secretHost', secretArn: recovery.endpoint.secretArn ?? config.database.secretArn } : recovery.endpoint,
   };
 }

@@ -68,6 +68,51 @@ describe('recovery config', () => {
     expect(parseEnvironmentConfig('example', withRecovery({ newInstancePrefix: 'atmr-prod-pitr-' })).recovery.newInstancePrefix).toBe('atmr-prod-pitr-');
   });
 
+  it('refuses the default prefix too when it covers the production instance: a long name, cut to 46 characters, after a cutover made a copy production', () => {
+    // Arrange: production was "atmr-production-postgres-main" (29 characters); its copy, named
+    // <its default prefix><yyyymmddhhmm>, is production now and the config names it (step 10),
+    // with no explicit prefix: the default "<copy>-pitr-" cut to 46 characters is a prefix of the copy.
+    const copy = 'atmr-production-postgres-main-pitr-202611301402';
+    const raw = { ...withRecovery({}), database: { ...(exampleEnvironment().database as object), instanceIdentifier: copy } };
+    delete (raw.recovery as Record<string, unknown>).newInstancePrefix;
+
+    // Act
+    const error = (() => {
+      try {
+        parseEnvironmentConfig('example', raw);
+        return undefined;
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+
+    // Assert: refused, naming the field, with a suggestion that does not cover production either
+    expect(error?.message).toMatch(
+      new RegExp(`^config: environments\\.example\\.recovery\\.newInstancePrefix: the default prefix "${copy.slice(0, 46)}" covers the production instance ${copy}, which the recovery workflow must never modify nor delete: set a prefix it does not start with, e.g. "([a-z0-9-]+)"`),
+    );
+    const suggested = /e\.g\. "([a-z0-9-]+)"/.exec(error!.message)![1];
+    expect(copy.startsWith(suggested)).toBe(false);
+    expect(parseEnvironmentConfig('example', { ...raw, recovery: { ...(raw.recovery as object), newInstancePrefix: suggested } }).recovery.newInstancePrefix).toBe(suggested);
+  });
+
+  it('suggests a prefix that does not cover production itself when refusing an explicit one', () => {
+    const copy = 'atmr-production-postgres-main-pitr-202611301402';
+    const raw = { ...withRecovery({ newInstancePrefix: 'atmr-production-postgres-main-pitr-' }), database: { ...(exampleEnvironment().database as object), instanceIdentifier: copy } };
+
+    const message = (() => {
+      try {
+        parseEnvironmentConfig('example', raw);
+        return '';
+      } catch (e) {
+        return (e as Error).message;
+      }
+    })();
+
+    const suggested = /e\.g\. "([a-z0-9-]+)"/.exec(message)?.[1];
+    expect(suggested).toBeDefined();
+    expect(copy.startsWith(suggested!)).toBe(false);
+  });
+
   it('`cdk synth` stops on it: exit 2, the one line, no template written', () => {
     const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-synth-'));
     try {
