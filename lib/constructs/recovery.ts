@@ -131,13 +131,15 @@ export class Recovery extends Construct {
         what: 'WorkflowFailed',
         runbookSection: 'Plan de backout - Base de données corrompue',
         summary: 'a point-in-time recovery failed, timed out or did not pass verification (the copy is deleted when it never became available).',
+        // Failed and timed-out executions only: an aborted one was stopped by a human (`recover
+        // abandon` of a wrong --to-time, a console stop), who knows, and whose page would climb to
+        // the CTO as an event alarm until someone resolved it by hand.
         signalsEvent: true,
         firstActions: 'atmr-dr recover status ; relancer avec une autre heure (--to-time) ou restaurer un dump (atmr-dr restore latest).',
         metric: sumOfCounts(
           {
             failed: this.stateMachine.metricFailed({ statistic: 'Sum', period: Duration.minutes(5) }),
             timedOut: this.stateMachine.metricTimedOut({ statistic: 'Sum', period: Duration.minutes(5) }),
-            aborted: this.stateMachine.metricAborted({ statistic: 'Sum', period: Duration.minutes(5) }),
           },
           Duration.minutes(5),
         ),
