@@ -43,6 +43,6 @@ export async function dispatchStep(event: unknown, deps: WorkflowDeps, log: (mes
     case 'report':
       return reportStep(deps, { ...input.request, verification: input.verification });
     case 'cleanup':
-      return cleanupStep(deps, { ...input.request, error: input.error });
+      return cleanupStep(deps, { ...input.request, error: input.error }, log);
   }
 }

@@ -4,10 +4,10 @@ import { RDSClient } from '@aws-sdk/client-rds';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { ClientConfig } from 'pg';
 import { isThrottled } from '../shared/aws-errors';
-import { oneLine } from '../shared/errors';
+import { OperatorError, oneLine } from '../shared/errors';
 import { pgClientConfig, resolveConnection } from '../shared/pg-connection';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
-import { LOGIN_REFUSED_ERROR, PASSWORD_RESET_TIMEOUT_ERROR, RECOVERY_EVENTS, RecoveryRequest, VerificationReport } from './contract';
+import { LOGIN_REFUSED_ERROR, PASSWORD_RESET_TIMEOUT_ERROR, RECOVERY_EVENTS, RecoveryRequest, RecoveryStatus, VerificationReport } from './contract';
 import {
   InstanceState,
   deleteRecoveredInstance,
@@ -51,6 +51,9 @@ export interface WorkflowDeps {
   /** Overrides the database connections (tests point them at local PostgreSQL). */
   readonly connect?: (side: 'recovered' | 'production', host: string, port: number) => Promise<ClientConfig>;
 }
+
+/** The statuses the workflow writes while it runs (restore, wait, verify): the only ones its cleanup may mark failed. */
+export const WORKFLOW_STATUSES: readonly RecoveryStatus[] = ['restoring', 'verifying'];
 
 const clock = (deps: WorkflowDeps) => (deps.now ?? (() => new Date()))();
 
@@ -234,7 +237,11 @@ export async function reportStep(deps: WorkflowDeps, request: RecoveryRequest & 
  * EventBridge refusing an event) is kept, since it holds the data asked for and took the longest to
  * get. The recovery is marked failed (freeing the lock) and announced; the workflow then pages.
  */
-export async function cleanupStep(deps: WorkflowDeps, request: RecoveryRequest & { error?: { Error?: string; Cause?: string } }): Promise<{ message: string }> {
+export async function cleanupStep(
+  deps: WorkflowDeps,
+  request: RecoveryRequest & { error?: { Error?: string; Cause?: string } },
+  log: (message: string, fields: Record<string, unknown>) => void = () => undefined,
+): Promise<{ message: string }> {
   const why = request.error ? `${request.error.Error ?? 'Error'}: ${causeMessage(request.error.Cause)}` : 'unknown error';
   const record = await getRecovery(deps.store, request.recoveryId).catch(() => undefined);
   // Available by the record (the verification began), or by RDS: the record may not say so when the
@@ -250,8 +257,20 @@ export async function cleanupStep(deps: WorkflowDeps, request: RecoveryRequest &
       deletion = `${request.newInstance} left in place (${oneLine(error)}): check it and delete it by hand if this recovery created it`;
     }
   }
-  const message = `Recovery ${request.recoveryId} of ${deps.settings.sourceInstance} to ${request.toTime} FAILED: ${why}. Cleanup: ${deletion}. Production is unchanged; run "atmr-dr recover status ${request.recoveryId}" and retry or restore a dump.`;
-  await updateRecovery(deps.store, request.recoveryId, { status: 'failed', error: `${why} (cleanup: ${deletion})` }).catch(() => undefined);
+  // Only over a status the workflow itself writes while it runs: an operator's abandon (`abandoning`,
+  // `abandoned`) or a cutover may have claimed the recovery meanwhile (the step that failed may have
+  // failed because of that claim), and "failed" over it would free the lock under them and hide
+  // what they did. The lost race is logged and said in the page; their status is left as it is.
+  let left: string | undefined;
+  await updateRecovery(deps.store, request.recoveryId, { status: 'failed', error: `${why} (cleanup: ${deletion})` }, WORKFLOW_STATUSES).catch(async (error: unknown) => {
+    // A refused condition is an OperatorError; anything else (DynamoDB down) only failed to write.
+    if (error instanceof OperatorError) left = (await getRecovery(deps.store, request.recoveryId).catch(() => undefined))?.status;
+    log('recovery cleanup: status "failed" not written', { recoveryId: request.recoveryId, status: left ?? 'unknown', error: oneLine(error) });
+  });
+  const outcome = left
+    ? ` The recovery is now "${left}", no longer a status of the running workflow (an abandon or a cutover may have claimed it meanwhile): left as it is, not marked failed.`
+    : '';
+  const message = `Recovery ${request.recoveryId} of ${deps.settings.sourceInstance} to ${request.toTime} FAILED: ${why}. Cleanup: ${deletion}.${outcome} Production is unchanged; run "atmr-dr recover status ${request.recoveryId}" and retry or restore a dump.`;
   await announce(deps.events, RECOVERY_EVENTS.failed, { summary: message, at: clock(deps).toISOString(), recoveryId: request.recoveryId, newInstance: request.newInstance });
   return { message };
 }

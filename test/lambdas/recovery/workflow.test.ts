@@ -15,7 +15,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { RecoveryRequest } from '../../../lambdas/recovery/contract';
 import { activeRecoveryId, beginRecovery, getRecovery, updateRecovery } from '../../../lambdas/recovery/store';
-import { WorkflowDeps } from '../../../lambdas/recovery/workflow';
+import { WorkflowDeps, cleanupStep } from '../../../lambdas/recovery/workflow';
 import { testCluster, uniqueDatabaseName } from '../../support/cluster';
 import { LocalDynamo, startLocalDynamo } from '../../support/dynamodb';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../../support/postgres';
@@ -245,10 +245,11 @@ describe('recovery workflow: a failure after the copy became available', () => {
     const request = await newRequest();
     newInstanceStates({ status: 'available', host: `${NEW}.rds` });
     const base = deps();
-    // The ops-state table refuses the verification's first write (status verifying, with the host).
+    // The ops-state table refuses the verification's first write (status verifying, with the host):
+    // a value it sets, not one its condition compares (the cleanup's condition names "verifying" too).
     const refusing = {
       send: (command: { input: { ExpressionAttributeValues?: Record<string, unknown> } }) =>
-        Object.values(command.input.ExpressionAttributeValues ?? {}).includes('verifying')
+        Object.entries(command.input.ExpressionAttributeValues ?? {}).some(([key, value]) => key.startsWith(':v') && value === 'verifying')
           ? Promise.reject(Object.assign(new Error('The level of configured provisioned throughput for the table was exceeded'), { name: 'ProvisionedThroughputExceededException' }))
           : base.store.ddb.send(command as never),
     } as unknown as typeof base.store.ddb;
@@ -350,6 +351,44 @@ describe('recovery workflow: the cleanup fails too', () => {
     expect(error?.name).toBe('RecoveryFailed');
     expect(pages).toHaveLength(1);
     expect(pages[0]).toMatch(new RegExp(`Recovery ${request.recoveryId} FAILED and its cleanup failed too \\(.*EventBridge refused the "Recovery Failed" event.*\\): check instance ${NEW} by hand`));
+  });
+});
+
+describe('recovery workflow: an operator claims the recovery while the workflow fails', () => {
+  it.each(['abandoning', 'abandoned'] as const)(
+    'the cleanup leaves an operator\'s "%s" as it is (conditional write refused by the table), says so in the page and keeps the lock as the operator left it',
+    async (status) => {
+      const request = await newRequest();
+      const store = deps().store;
+      // The restore fails on RDS right after the operator's abandon claimed the recovery (and, for
+      // "abandoned", finished it and freed the lock): the cleanup runs after both.
+      newInstanceStates({ status: 'creating' }, { status: 'incompatible-restore' });
+      await updateRecovery(store, request.recoveryId, { status: 'abandoning' }, ['restoring']);
+      if (status === 'abandoned') await updateRecovery(store, request.recoveryId, { status: 'abandoned' }, ['abandoning']);
+
+      const { error } = await execute(request, deps());
+
+      expect(error?.name).toBe('RecoveryFailed');
+      const record = await getRecovery(store, request.recoveryId);
+      expect(record.status).toBe(status);
+      expect(record.error).toBeUndefined();
+      expect(pages).toHaveLength(1);
+      expect(pages[0]).toMatch(new RegExp(`The recovery is now "${status}", no longer a status of the running workflow .*: left as it is, not marked failed`));
+      expect(await activeRecoveryId(store)).toBe(status === 'abandoning' ? request.recoveryId : undefined);
+    },
+  );
+
+  it('the cleanup logs the lost race with the status it left', async () => {
+    const request = await newRequest();
+    const store = deps().store;
+    await updateRecovery(store, request.recoveryId, { status: 'abandoning' }, ['restoring']);
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: NEW }).rejects(notFound());
+    const log = jest.fn();
+
+    await cleanupStep(deps(), { ...request, error: { Error: 'RecoveryInstanceFailed', Cause: 'restore failed' } }, log);
+
+    expect(log).toHaveBeenCalledWith('recovery cleanup: status "failed" not written', expect.objectContaining({ recoveryId: request.recoveryId, status: 'abandoning' }));
+    expect((await getRecovery(store, request.recoveryId)).status).toBe('abandoning');
   });
 });
 
