@@ -105,6 +105,12 @@ export interface VerificationReport {
 /** The recovery as the ops-state table keeps it (pk `RECOVERY#<id>`, sk `RECORD`). */
 export interface RecoveryRecord extends RecoveryRequest {
   readonly sourceInstance: string;
+  /**
+   * The DbiResourceId of the instance restored from, read when the recovery started: the cutover
+   * renames the old instance only if the one under its name (or under the new name, on a resume)
+   * still has it. A name can be given to another instance meanwhile; a resource id cannot.
+   */
+  readonly sourceResourceId?: string;
   readonly status: RecoveryStatus;
   readonly updatedAt: string;
   readonly executionArn?: string;
@@ -158,6 +164,8 @@ export interface JournalUndo {
   readonly endpoint?: { readonly previous: string; readonly target: string };
   /** The name the old instance is renamed to (fixed once, so a resumed rename aims at the same name). */
   readonly renamedTo?: string;
+  /** The old instance's DbiResourceId (the record's, else read before the first rename): what the rename checks, by either name. */
+  readonly oldResourceId?: string;
 }
 
 export interface JournalEntry {

@@ -12,7 +12,7 @@ import { checkHttp } from '../detection/targets';
 import { OperatorError, oneLine } from '../shared/errors';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
 import { CutoverStepReport, JournalEntry, JournalUndo, RECOVERY_EVENTS, RecoveryRecord, RecoveryStatus } from './contract';
-import { instanceState, markReplacedInstance, replacedInstanceName } from './rds';
+import { instanceResourceId, instanceState, markReplacedInstance, replacedInstanceName } from './rds';
 import { LeaseLostError, StoreDeps, getRecovery, takeCutoverLease, updateRecovery } from './store';
 
 /**
@@ -392,9 +392,15 @@ class Session {
     try {
       await this.step(
         CUTOVER_STEPS.rename,
-        async () => ({ renamedTo: replacedInstanceName(old, this.now()) }),
+        // The old instance's resource id is fixed before the first rename (the record's, taken when
+        // the recovery started; a record without one: the instance under the name now), so a
+        // resumed rename can tell the old instance from one that took its name since.
+        async () => ({
+          renamedTo: replacedInstanceName(old, this.now()),
+          oldResourceId: record.sourceResourceId ?? (await instanceResourceId(deps.rds, old)),
+        }),
         async (undo) => {
-          replacedInstance = await markReplacedInstance(deps.rds, old, id, record.newInstance, this.now(), undo?.renamedTo);
+          replacedInstance = await markReplacedInstance(deps.rds, old, id, record.newInstance, this.now(), undo?.renamedTo, undo?.oldResourceId ?? record.sourceResourceId);
           return `${old} -> ${replacedInstance} (kept, tagged atmr-dr:replaced-by=${record.newInstance})`;
         },
       );

@@ -66,7 +66,7 @@ export async function startRecovery(deps: StartDeps, request: StartRequest): Pro
   if (request.dryRun) return { dryRun: true, ...summary };
   if (!request.stateMachineArn) throw new OperatorError('recover: no recovery state machine: deploy the ops stack with recovery.enabled, or pass --state-machine ARN', 2);
 
-  await beginRecovery(deps.store, { ...recoveryRequest, sourceInstance: request.sourceInstance });
+  await beginRecovery(deps.store, { ...recoveryRequest, sourceInstance: request.sourceInstance, sourceResourceId: validated.source.DbiResourceId });
   let executionArn: string | undefined;
   try {
     ({ executionArn } = await deps.sfn.send(

@@ -206,6 +206,11 @@ export async function instanceState(rds: RDSClient, identifier: string): Promise
   };
 }
 
+/** The DbiResourceId of the instance named `identifier` now (undefined: none, or no id reported). */
+export async function instanceResourceId(rds: RDSClient, identifier: string): Promise<string | undefined> {
+  return (await describeInstance(rds, identifier))?.DbiResourceId;
+}
+
 /**
  * The status of `identifier` when this recovery created it, else undefined: a restore step that
  * runs again (Step Functions retries a Lambda service error even when the function ran) finds its
@@ -269,8 +274,12 @@ export function replacedInstanceName(oldInstance: string, now: Date): string {
 }
 
 /**
- * Idempotent, so an interrupted cutover can run it again: when the old name is gone and the
- * `renamed` one exists, the rename already happened.
+ * Idempotent, so an interrupted cutover can run it again: when the instance under `renamed` has
+ * the recorded resource id, the rename already happened. The instance is identified by its
+ * DbiResourceId, never by its name alone: between an interrupted cutover's rename and its resume,
+ * someone may have created a new instance under the old name, or a config change may have given
+ * that name to the copy. Renaming or tagging that one would move production's endpoint or mislabel
+ * it, so a resource id that differs is refused before any change.
  */
 export async function markReplacedInstance(
   rds: RDSClient,
@@ -279,11 +288,23 @@ export async function markReplacedInstance(
   newInstance: string,
   now: Date,
   renamed: string = replacedInstanceName(oldInstance, now),
+  expectedResourceId?: string,
 ): Promise<string> {
+  if (!expectedResourceId) {
+    throw new OperatorError(
+      `recover: no DbiResourceId recorded to identify ${oldInstance} by (a recovery or cutover begun by an earlier atmr-dr, and no instance under that name now): nothing renamed; check which instance recovery ${recoveryId} replaced, then rename it to ${renamed} and tag it atmr-dr:replaced-by=${newInstance} by hand`,
+      3,
+    );
+  }
   const instance = await describeInstance(rds, oldInstance);
-  if (!instance) {
-    if (await describeInstance(rds, renamed)) return renamed;
-    throw new OperatorError(`recover: ${oldInstance} not found to mark as replaced (nor ${renamed})`);
+  if (instance?.DbiResourceId !== expectedResourceId) {
+    // Renamed already (an interrupted cutover): whatever holds the old name now is left alone.
+    if ((await describeInstance(rds, renamed))?.DbiResourceId === expectedResourceId) return renamed;
+    if (!instance) throw new OperatorError(`recover: ${oldInstance} not found to mark as replaced (nor ${renamed}): nothing renamed`);
+    throw new OperatorError(
+      `recover: ${oldInstance} is not the instance recovery ${recoveryId} restored from (its DbiResourceId is ${instance.DbiResourceId ?? 'not reported'}, the recovery recorded ${expectedResourceId}: another instance took the name since): nothing renamed or tagged; find the old instance with "aws rds describe-db-instances --filters Name=dbi-resource-id,Values=${expectedResourceId}" and rename it by hand`,
+      3,
+    );
   }
   if (!instance.DBInstanceArn) throw new OperatorError(`recover: ${oldInstance} has no ARN to tag`);
   await rds.send(

@@ -28,7 +28,7 @@ export async function activeRecoveryId(deps: StoreDeps): Promise<string | undefi
 }
 
 /** Creates the record and takes the lock, or refuses naming the recovery in progress. */
-export async function beginRecovery(deps: StoreDeps, request: RecoveryRequest & { sourceInstance: string }): Promise<RecoveryRecord> {
+export async function beginRecovery(deps: StoreDeps, request: RecoveryRequest & { sourceInstance: string; sourceResourceId?: string }): Promise<RecoveryRecord> {
   const now = (deps.now ?? (() => new Date()))();
   const record: RecoveryRecord = { ...request, status: 'restoring', updatedAt: now.toISOString() };
   const expiresAt = Math.floor(now.getTime() / 1000) + RECORD_TTL_SECONDS;

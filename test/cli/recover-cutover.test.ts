@@ -44,7 +44,7 @@ interface FakeAws {
   readonly calls: AwsCall[];
   readonly parameters: Map<string, { value: string; version: number }>;
   secret(): Record<string, unknown>;
-  readonly instances: Map<string, { arn: string }>;
+  readonly instances: Map<string, { arn: string; resourceId: string }>;
   /** When false, the services' deployments stay IN_PROGRESS (the redeploy waits). */
   ecsStable: boolean;
   reset(): void;
@@ -56,7 +56,7 @@ function startFakeAws(): Promise<FakeAws> {
   const parameters = new Map<string, { value: string; version: number }>();
   const cluster = testCluster();
   let secret: Record<string, unknown> = {};
-  const instances = new Map<string, { arn: string }>();
+  const instances = new Map<string, { arn: string; resourceId: string }>();
   const state = { ecsStable: true };
   const reset = () => {
     calls.splice(0);
@@ -64,8 +64,9 @@ function startFakeAws(): Promise<FakeAws> {
     parameters.set(KILLSWITCH, { value: JSON.stringify({ mode: 'normal', reason: 'all clear', actor: 'deploy', updatedAt: '2026-11-30T08:00:00.000Z', expiresAt: null }), version: 3 });
     secret = { username: cluster.user, password: 'unused-by-trust-auth', host: OLD_HOST, port: 5432, dbname: 'atmr', engine: 'postgres' };
     instances.clear();
-    instances.set('atmr-prod', { arn: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod' });
-    instances.set('atmr-prod-pitr-202611301402', { arn: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod-pitr-202611301402' });
+    // RDS gives each instance a DbiResourceId of its own, kept across renames.
+    instances.set('atmr-prod', { arn: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod', resourceId: 'db-PRODPRODPRODPRODPRODPROD1' });
+    instances.set('atmr-prod-pitr-202611301402', { arn: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod-pitr-202611301402', resourceId: 'db-COPYCOPYCOPYCOPYCOPYCOPY1' });
     state.ecsStable = true;
   };
   reset();
@@ -99,7 +100,7 @@ function startFakeAws(): Promise<FakeAws> {
         if (action === 'DescribeDBInstances') {
           const instance = instances.get(name);
           if (!instance) return xml(res, action, `DBInstance ${name} not found.`, 404);
-          return xml(res, action, `<DBInstances><DBInstance><DBInstanceIdentifier>${name}</DBInstanceIdentifier><DBInstanceArn>${instance.arn}</DBInstanceArn><DBInstanceStatus>available</DBInstanceStatus></DBInstance></DBInstances>`);
+          return xml(res, action, `<DBInstances><DBInstance><DBInstanceIdentifier>${name}</DBInstanceIdentifier><DBInstanceArn>${instance.arn}</DBInstanceArn><DbiResourceId>${instance.resourceId}</DbiResourceId><DBInstanceStatus>available</DBInstanceStatus></DBInstance></DBInstances>`);
         }
         if (action === 'AddTagsToResource') return xml(res, action, '');
         if (action === 'ModifyDBInstance') {
@@ -234,7 +235,7 @@ afterAll(async () => {
 
 async function verifiedRecovery(id: string): Promise<void> {
   const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
-  const request: RecoveryRequest & { sourceInstance: string } = {
+  const request: RecoveryRequest & { sourceInstance: string; sourceResourceId: string } = {
     recoveryId: id,
     toTime: '2026-11-30T14:02:00.000Z',
     newInstance: 'atmr-prod-pitr-202611301402',
@@ -242,6 +243,8 @@ async function verifiedRecovery(id: string): Promise<void> {
     reason: 'bookings deleted by a migration',
     requestedAt: new Date(Date.now() - 20 * 60_000).toISOString(),
     sourceInstance: 'atmr-prod',
+    // As startRecovery records it: the old instance's id, which the rename checks.
+    sourceResourceId: 'db-PRODPRODPRODPRODPRODPROD1',
   };
   await beginRecovery(store, request);
   await updateRecovery(store, id, { status: 'verified', newInstanceHost: cluster.host, newInstancePort: cluster.port });

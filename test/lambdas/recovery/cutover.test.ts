@@ -14,7 +14,7 @@ import { activeRecoveryId, beginRecovery, getRecovery, updateRecovery } from '..
 import { testCluster, uniqueDatabaseName } from '../../support/cluster';
 import { LocalDynamo, startLocalDynamo } from '../../support/dynamodb';
 import { psql } from '../../support/postgres';
-import { notFound, sourceInstance } from './fixtures';
+import { SOURCE_RESOURCE_ID, notFound, sourceInstance } from './fixtures';
 
 /**
  * The cutover against: SSM, Secrets Manager, ECS, RDS, EventBridge, CloudWatch mocked at the SDK
@@ -78,7 +78,8 @@ async function verifiedRecovery(): Promise<string> {
   // Each test starts its own recovery: the previous test's one (if still holding the lock) is abandoned.
   const previous = await activeRecoveryId(store);
   if (previous) await updateRecovery(store, previous, { status: 'abandoned' });
-  await beginRecovery(store, { ...request, sourceInstance: 'atmr-prod' });
+  // As startRecovery records it: the resource id of the instance restored from.
+  await beginRecovery(store, { ...request, sourceInstance: 'atmr-prod', sourceResourceId: SOURCE_RESOURCE_ID });
   await updateRecovery(store, id, { status: 'verified', newInstanceHost: NEW_HOST, newInstancePort: 5432 });
   return id;
 }
@@ -557,6 +558,66 @@ describe('an interrupted cutover', () => {
       ['killswitch back', 'done'],
       ['rename and tag old instance', 'done'],
     ]);
+  });
+
+  /** Another instance under the old name: same name, another DbiResourceId (RDS gives each instance its own). */
+  const stranger = (): DBInstance => ({
+    ...sourceInstance(),
+    DbiResourceId: 'db-ZZZZZZZZZZZZZZZZZZZZZZZZZ9',
+    DBInstanceArn: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod',
+    DBInstanceStatus: 'creating',
+  });
+
+  it('--resume after the old instance was renamed, a new instance created under the old name meanwhile: the rename is recognised by resource id, the new instance is left alone', async () => {
+    // Killed at the rename's "done" write: the old instance is renamed, the journal says "started".
+    const { id } = await killedCutover(WRITES - 1);
+    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(1);
+    const renamedTo = [...instances.keys()].find((name) => name.startsWith('atmr-prod-replaced-'))!;
+    instances.set('atmr-prod', stranger());
+
+    const resumed = await cutover(deps(stale), id, settings({ readinessUrl: readyUrl }), 'bob', 'resume');
+
+    expect(resumed.ok).toBe(true);
+    expect(resumed.replacedInstance).toBe(renamedTo);
+    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(1);
+    expect(rds.commandCalls(AddTagsToResourceCommand).map((c) => c.args[0].input.ResourceName)).toEqual([sourceInstance().DBInstanceArn]);
+    expect(instances.get('atmr-prod')).toEqual(stranger());
+    expect(instances.get(renamedTo)?.DbiResourceId).toBe(SOURCE_RESOURCE_ID);
+  });
+
+  it('--resume when the old name now holds another instance and the old one is not under the journaled name: refused in one line naming both resource ids, nothing renamed or tagged', async () => {
+    // Killed at the rename's "started" write: nothing renamed yet. Then the old instance is renamed
+    // by someone else and a new one takes its name.
+    const { id } = await killedCutover(WRITES - 2);
+    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(0);
+    instances.set('atmr-prod-renamed-by-hand', { ...instances.get('atmr-prod')!, DBInstanceIdentifier: 'atmr-prod-renamed-by-hand' });
+    instances.set('atmr-prod', stranger());
+
+    const resumed = await cutover(deps(stale), id, settings({ readinessUrl: readyUrl }), 'bob', 'resume');
+
+    const rename = resumed.steps.find((s) => s.step === CUTOVER_STEPS.rename)!;
+    expect(rename.outcome).toBe('failed');
+    expect(rename.detail).toBe(
+      `recover: atmr-prod is not the instance recovery ${id} restored from (its DbiResourceId is db-ZZZZZZZZZZZZZZZZZZZZZZZZZ9, the recovery recorded ${SOURCE_RESOURCE_ID}: another instance took the name since): nothing renamed or tagged; find the old instance with "aws rds describe-db-instances --filters Name=dbi-resource-id,Values=${SOURCE_RESOURCE_ID}" and rename it by hand`,
+    );
+    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(0);
+    expect(rds.commandCalls(AddTagsToResourceCommand)).toHaveLength(0);
+    expect(instances.get('atmr-prod')).toEqual(stranger());
+    // Production runs on the copy either way: the cutover is done, the rename left to a human.
+    expect(resumed.ok).toBe(true);
+    expect((await getRecovery(deps().store, id)).journal!.find((e) => e.step === CUTOVER_STEPS.rename)!.state).toBe('failed');
+  });
+
+  it('a cutover whose old instance name was given to the copy since the recovery started (config change, rename) refuses to rename it: the recorded resource id differs', async () => {
+    const id = await verifiedRecovery();
+    const copy = instances.get('atmr-prod-pitr-202611301402')!;
+    instances.set('atmr-prod', { ...copy, DBInstanceIdentifier: 'atmr-prod', DbiResourceId: 'db-COPYCOPYCOPYCOPYCOPYCOPY1' });
+
+    const result = await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice');
+
+    expect(result.steps.find((s) => s.step === CUTOVER_STEPS.rename)).toMatchObject({ outcome: 'failed', detail: expect.stringMatching(/^recover: atmr-prod is not the instance recovery .* restored from \(its DbiResourceId is db-COPYCOPYCOPYCOPYCOPYCOPY1, the recovery recorded db-ABCDEFGHIJKLMNOPQRSTUVWXY0/) });
+    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(0);
+    expect(rds.commandCalls(AddTagsToResourceCommand)).toHaveLength(0);
   });
 
   it('undo leaves a killswitch someone changed since the cutover set it, and says so', async () => {

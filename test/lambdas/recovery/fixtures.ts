@@ -5,12 +5,15 @@ export const PREFIX = 'atmr-prod-pitr-';
 export const NOW = new Date('2026-11-30T14:30:00Z');
 export const EARLIEST = new Date('2026-11-23T03:00:00Z');
 export const LATEST = new Date('2026-11-30T14:25:00Z');
+/** The production instance's DbiResourceId: stable across renames, unlike its name. */
+export const SOURCE_RESOURCE_ID = 'db-ABCDEFGHIJKLMNOPQRSTUVWXY0';
 
 /** The production instance as DescribeDBInstances shows it. */
 export function sourceInstance(overrides: Partial<DBInstance> = {}): DBInstance {
   return {
     DBInstanceIdentifier: SOURCE,
     DBInstanceArn: `arn:aws:rds:eu-west-3:111111111111:db:${SOURCE}`,
+    DbiResourceId: SOURCE_RESOURCE_ID,
     DBInstanceStatus: 'available',
     DBInstanceClass: 'db.r6g.large',
     BackupRetentionPeriod: 7,

@@ -9,7 +9,7 @@ import { activeRecoveryId, getRecovery, takeCutoverLease, updateRecovery } from 
 import { OperatorError } from '../../../lambdas/shared/errors';
 import { parseToTime } from '../../../lambdas/recovery/time';
 import { LocalDynamo, startLocalDynamo } from '../../support/dynamodb';
-import { EARLIEST, LATEST, NOW, PREFIX, SOURCE, notFound, sourceInstance } from './fixtures';
+import { EARLIEST, LATEST, NOW, PREFIX, SOURCE, SOURCE_RESOURCE_ID, notFound, sourceInstance } from './fixtures';
 
 const rds = mockClient(RDSClient);
 const sfn = mockClient(SFNClient);
@@ -86,12 +86,14 @@ describe('starting a recovery', () => {
     expect(await activeRecoveryId(deps().store)).toBeUndefined();
   });
 
-  it('takes the lock, records who and why, and starts an execution named after the recovery', async () => {
+  it('takes the lock, records who and why and the resource id of the instance restored from, and starts an execution named after the recovery', async () => {
     const result = await start();
 
     const id = result.request.recoveryId;
     expect(sfn.commandCalls(StartExecutionCommand)[0].args[0].input).toEqual({ stateMachineArn: MACHINE, name: id, input: JSON.stringify(result.request) });
     expect(await getRecovery(deps().store, id)).toMatchObject({ status: 'restoring', actor: 'alice', reason: 'bookings deleted by migration 4f2a', executionArn: result.executionArn });
+    // By which the cutover knows the old instance later, whatever name it has then.
+    expect((await getRecovery(deps().store, id)).sourceResourceId).toBe(SOURCE_RESOURCE_ID);
   });
 
   it('refuses a second recovery while one runs, and starts no execution', async () => {

@@ -22,7 +22,7 @@ import {
   startRestore,
   validateRecovery,
 } from '../../../lambdas/recovery/rds';
-import { EARLIEST, LATEST, PREFIX, SOURCE, notFound, sourceInstance } from './fixtures';
+import { EARLIEST, LATEST, PREFIX, SOURCE, SOURCE_RESOURCE_ID, notFound, sourceInstance } from './fixtures';
 
 const rds = mockClient(RDSClient);
 const client = new RDSClient({ region: 'eu-west-3' });
@@ -302,8 +302,9 @@ describe('the replaced instance', () => {
 
 
   it('is tagged then renamed, never deleted', async () => {
-    rds.on(DescribeDBInstancesCommand).resolves({ DBInstances: [sourceInstance()] });
-    const renamed = await markReplacedInstance(client, SOURCE, 'r1', `${PREFIX}1`, new Date('2026-11-30T15:10:00Z'));
+    rds.on(DescribeDBInstancesCommand).rejects(notFound());
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: SOURCE }).resolves({ DBInstances: [sourceInstance()] });
+    const renamed = await markReplacedInstance(client, SOURCE, 'r1', `${PREFIX}1`, new Date('2026-11-30T15:10:00Z'), undefined, SOURCE_RESOURCE_ID);
     expect(renamed).toBe('atmr-prod-replaced-202611301510');
     expect(rds.commandCalls(AddTagsToResourceCommand)[0].args[0].input.Tags).toContainEqual({ Key: 'atmr-dr:replaced-by', Value: `${PREFIX}1` });
     expect(rds.commandCalls(ModifyDBInstanceCommand)[0].args[0].input).toEqual({ DBInstanceIdentifier: SOURCE, NewDBInstanceIdentifier: renamed, ApplyImmediately: true });
