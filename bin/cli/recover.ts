@@ -348,14 +348,22 @@ export function registerRecoverCommands(program: Command): void {
 
   recover
     .command('abandon')
-    .description('delete the recovered instance (after a final snapshot, unless it is still creating or its restore failed: no data yet) and free the lock; refused once production runs on it')
+    .description(
+      'delete the recovered instance (after a final snapshot, unless it is still creating or its restore failed: no data yet) and free the lock; refused once production runs on it; a copy RDS cannot snapshot (KMS key disabled, storage full) only with --skip-final-snapshot',
+    )
     .argument('<id>', 'recovery id')
+    .option('--skip-final-snapshot', 'delete a copy RDS cannot snapshot (KMS key disabled, storage full, incompatible parameters) without a final snapshot; refused for a copy RDS can snapshot')
     .option('--yes', 'confirm (required when standard input is not a terminal)')
-    .action(async (id: string, opts: { yes?: boolean }) => {
+    .action(async (id: string, opts: { yes?: boolean; skipFinalSnapshot?: boolean }) => {
       const ctx = await context();
       const record = await getRecovery(ctx.store, id);
-      await confirmOrRefuse(`delete ${record.newInstance} (a final snapshot is kept unless it holds no data yet)`, opts.yes, 'recover abandon');
-      const result = await abandonRecovery({ rds: ctx.rds, sfn: ctx.sfn, events: ctx.events, store: ctx.store }, id, await resolveCliActor(), ctx.config.database.instanceIdentifier);
+      const question = opts.skipFinalSnapshot
+        ? `delete ${record.newInstance} WITHOUT a final snapshot (RDS refuses one in its state; its data is also in the automated backups of ${ctx.config.database.instanceIdentifier})`
+        : `delete ${record.newInstance} (a final snapshot is kept unless it holds no data yet)`;
+      await confirmOrRefuse(question, opts.yes, 'recover abandon');
+      const result = await abandonRecovery({ rds: ctx.rds, sfn: ctx.sfn, events: ctx.events, store: ctx.store }, id, await resolveCliActor(), ctx.config.database.instanceIdentifier, {
+        skipFinalSnapshot: Boolean(opts.skipFinalSnapshot),
+      });
       if (ctx.g.json) print(JSON.stringify(result));
       else print(`recovery ${id} abandoned: ${result.detail}`);
     });

@@ -4,7 +4,7 @@ import { DescribeExecutionCommand, SFNClient, StartExecutionCommand, StopExecuti
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { announce } from './announce';
 import { RECOVERY_EVENTS, RecoveryRecord, RecoveryRequest, newRecoveryId } from './contract';
-import { RestoreWindow, defaultInstanceName, validateRecovery, deleteRecoveredInstance } from './rds';
+import { RestoreWindow, defaultInstanceName, validateRecovery, deleteRecoveredInstance, finalSnapshotRefusal, instanceState } from './rds';
 import { StoreDeps, beginRecovery, getRecovery, updateRecovery } from './store';
 
 /** The operator's side of a recovery (CLI): start, abandon. The workflow does the rest. */
@@ -112,7 +112,13 @@ export interface AbandonDeps {
  * between its read and its claim. A recovery left `abandoning` (the deletion failed) is abandoned
  * again the same way.
  */
-export async function abandonRecovery(deps: AbandonDeps, recoveryId: string, actor: string, protectedInstance: string): Promise<{ record: RecoveryRecord; detail: string }> {
+export async function abandonRecovery(
+  deps: AbandonDeps,
+  recoveryId: string,
+  actor: string,
+  protectedInstance: string,
+  options: { skipFinalSnapshot?: boolean } = {},
+): Promise<{ record: RecoveryRecord; detail: string }> {
   const now = (deps.now ?? (() => new Date()))();
   const record = await getRecovery(deps.store, recoveryId);
   if (record.status === 'cut-over' || record.status === 'cutting-over') {
@@ -126,6 +132,21 @@ export async function abandonRecovery(deps: AbandonDeps, recoveryId: string, act
       `recover abandon: recovery ${recoveryId}: its cutover left changes not undone (${left.join(', ')}): production may still use ${record.newInstance}; run "atmr-dr recover cutover ${recoveryId} --undo --yes" first`,
       3,
     );
+  }
+  // A copy RDS cannot snapshot (its KMS key disabled, storage full...) would fail the deletion at
+  // every run, after the claim, and hold the lock for good: said before anything changes, with the
+  // way out. Its data is not lost with it: the copy was restored from production's own automated
+  // backups, which still hold that time (a new recovery to it gets it back).
+  const copy = await instanceState(deps.rds, record.newInstance);
+  const refusal = finalSnapshotRefusal(record.newInstance, copy.status, Boolean(options.skipFinalSnapshot));
+  if (refusal?.skip === false) {
+    throw new OperatorError(
+      `recover abandon: recovery ${recoveryId}: ${refusal.reason}; its data is also in the automated backups of ${protectedInstance} (a new recovery to ${record.toTime} gets it back while that time is in its restore window): delete it without one with "atmr-dr recover abandon ${recoveryId} --skip-final-snapshot", or fix its state first to keep one; nothing changed`,
+      3,
+    );
+  }
+  if (refusal?.skip) {
+    throw new OperatorError(`recover abandon: --skip-final-snapshot: ${refusal.reason}: run "atmr-dr recover abandon ${recoveryId}" without it; nothing changed`, 2);
   }
   // The claim, before anything is stopped or deleted: one conditional write that holds only if the
   // record is still as read above (same status, not written since, no live cutover lease). A
@@ -153,7 +174,7 @@ export async function abandonRecovery(deps: AbandonDeps, recoveryId: string, act
     await deps.sfn.send(new StopExecutionCommand({ executionArn: record.executionArn, error: 'RecoveryAbandoned', cause: `abandoned by ${actor}` }));
   }
   const snapshot = `${record.newInstance}-final-${now.toISOString().replace(/[-:T]/g, '').slice(0, 12)}`.slice(0, 255);
-  const { detail } = await deleteRecoveredInstance(deps.rds, record.newInstance, { finalSnapshotIdentifier: snapshot, protectedInstance, recoveryId });
+  const { detail } = await deleteRecoveredInstance(deps.rds, record.newInstance, { finalSnapshotIdentifier: snapshot, skipFinalSnapshot: options.skipFinalSnapshot, protectedInstance, recoveryId });
   const updated = await updateRecovery(deps.store, recoveryId, { status: 'abandoned' });
   await announce(deps.events, RECOVERY_EVENTS.abandoned, { summary: `Recovery ${recoveryId} abandoned by ${actor}: ${detail}`, at: now.toISOString(), recoveryId, actor });
   return { record: updated, detail };

@@ -183,6 +183,35 @@ const FAILED_STATES = ['failed', 'incompatible-restore', 'incompatible-parameter
 /** States in which an instance has no data to snapshot: RDS deletes it only with SkipFinalSnapshot. */
 const NO_DATA_STATES = ['creating', 'failed', 'incompatible-restore', 'incompatible-network', 'restore-error'];
 
+/**
+ * States in which an instance holds data but RDS refuses to snapshot it (CreateDBSnapshot, or a
+ * final snapshot on delete), with why, for the operator. Abandon cannot keep a final snapshot then:
+ * it deletes such a copy only when told to (--skip-final-snapshot), never on its own.
+ */
+export const SNAPSHOT_REFUSED_STATES: Readonly<Record<string, string>> = {
+  'inaccessible-encryption-credentials': 'its KMS key is disabled or deleted, or RDS lost its grant on it',
+  'inaccessible-encryption-credentials-recoverable': 'its KMS key is disabled or RDS lost its grant on it',
+  'storage-full': 'its storage is full',
+  'incompatible-parameters': 'its parameter group holds settings it cannot start with',
+};
+
+/**
+ * Why a deletion of `identifier` in `status` cannot go as asked, or undefined when it can: a final
+ * snapshot RDS refuses in that state (unless `skipFinalSnapshot`), or `skipFinalSnapshot` for a
+ * copy RDS can snapshot (its data would be lost for nothing). Copies with no data yet, or gone,
+ * are deleted without one anyway.
+ */
+export function finalSnapshotRefusal(identifier: string, status: string, skipFinalSnapshot: boolean): { reason: string; skip: boolean } | undefined {
+  const why = SNAPSHOT_REFUSED_STATES[status];
+  if (why && !skipFinalSnapshot) {
+    return { reason: `${identifier} is "${status}" (${why}): RDS refuses a final snapshot of it`, skip: false };
+  }
+  if (!why && skipFinalSnapshot && !NO_DATA_STATES.includes(status) && status !== 'not-found' && status !== 'deleting') {
+    return { reason: `${identifier} is "${status}": RDS can take a final snapshot of it, so abandon keeps one`, skip: true };
+  }
+  return undefined;
+}
+
 export interface InstanceState {
   readonly status: string;
   readonly ready: boolean;
@@ -231,7 +260,13 @@ export async function ownRestoreStatus(rds: RDSClient, identifier: string, recov
 export async function deleteRecoveredInstance(
   rds: RDSClient,
   identifier: string,
-  options: { finalSnapshotIdentifier?: string; protectedInstance: string; recoveryId: string },
+  options: {
+    finalSnapshotIdentifier?: string;
+    /** Delete without the final snapshot RDS refuses in the copy's state (SNAPSHOT_REFUSED_STATES): the operator's explicit choice. */
+    skipFinalSnapshot?: boolean;
+    protectedInstance: string;
+    recoveryId: string;
+  },
 ): Promise<{ deleted: boolean; detail: string }> {
   if (identifier === options.protectedInstance) throw new OperatorError(`recover: refusing to delete ${identifier}: it is the configured production instance`, 2);
   const instance = await describeInstance(rds, identifier);
@@ -245,7 +280,12 @@ export async function deleteRecoveredInstance(
   // A copy still being created, or whose restore failed, holds no data yet, and RDS refuses a final
   // snapshot of it: abandoning it (to restore to another time) must not wait until it is available.
   const noData = NO_DATA_STATES.includes(instance.DBInstanceStatus ?? '');
-  const snapshot = noData ? undefined : options.finalSnapshotIdentifier;
+  const status = instance.DBInstanceStatus ?? 'unknown';
+  // Asked to keep a final snapshot (abandon): checked again here, the state may have changed since the caller looked.
+  const refusal = options.finalSnapshotIdentifier ? finalSnapshotRefusal(identifier, status, Boolean(options.skipFinalSnapshot)) : undefined;
+  if (refusal) throw new OperatorError(`recover: ${refusal.reason}: nothing deleted`, 3);
+  const skipped = Boolean(options.finalSnapshotIdentifier && options.skipFinalSnapshot && SNAPSHOT_REFUSED_STATES[status]);
+  const snapshot = noData || skipped ? undefined : options.finalSnapshotIdentifier;
   try {
     await rds.send(
       new DeleteDBInstanceCommand({
@@ -261,6 +301,7 @@ export async function deleteRecoveredInstance(
     throw error;
   }
   if (snapshot) return { deleted: true, detail: `deleting ${identifier}, final snapshot ${snapshot}` };
+  if (skipped) return { deleted: true, detail: `deleting ${identifier} without a final snapshot (--skip-final-snapshot: it is "${status}", RDS refuses one; its data is also in the automated backups of ${options.protectedInstance})` };
   return { deleted: true, detail: options.finalSnapshotIdentifier ? `deleting ${identifier} (no final snapshot: it is "${instance.DBInstanceStatus}", it holds no data yet)` : `deleting ${identifier} (no final snapshot)` };
 }
 

@@ -265,6 +265,77 @@ describe('abandon racing a cutover (the ops-state record decides, by a condition
   });
 });
 
+describe('abandoning a copy RDS cannot snapshot (its KMS key disabled, storage full, incompatible parameters)', () => {
+  /** The copy in `status`; DeleteDBInstance answers as RDS does in that state: a final snapshot refused, a deletion without one accepted. */
+  async function copyIn(status: string): Promise<{ id: string; newInstance: string }> {
+    const id = (await start()).request.recoveryId;
+    const record = await updateRecovery(deps().store, id, { status: 'verified', newInstanceHost: 'copy.rds' });
+    sfn.on(DescribeExecutionCommand).resolves({ status: 'SUCCEEDED' });
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: record.newInstance }).resolves({
+      DBInstances: [{ DBInstanceIdentifier: record.newInstance, DBInstanceStatus: status, TagList: [{ Key: 'atmr-dr:purpose', Value: 'recovery' }, { Key: 'atmr-dr:recovery-id', Value: id }] }],
+    });
+    rds.on(DeleteDBInstanceCommand).callsFake((input: { SkipFinalSnapshot?: boolean }) => {
+      if (input.SkipFinalSnapshot) return {};
+      throw Object.assign(new Error(`DB instance ${record.newInstance} is in ${status} state: a snapshot cannot be created.`), { name: 'InvalidDBInstanceStateFault' });
+    });
+    return { id, newInstance: record.newInstance };
+  }
+
+  /** The recovery left for the next test: abandoned (frees the lock) whatever this one did. */
+  afterEach(async () => {
+    const id = await activeRecoveryId(deps().store);
+    if (id) await updateRecovery(deps().store, id, { status: 'abandoned' });
+  });
+
+  it.each(['inaccessible-encryption-credentials', 'storage-full', 'incompatible-parameters'])(
+    'a copy "%s" is refused in one line naming the state, the flag and where the data still is; nothing claimed, stopped or deleted',
+    async (status) => {
+      const { id, newInstance } = await copyIn(status);
+      const before = await getRecovery(deps().store, id);
+
+      const error = await abandonRecovery(deps(), id, 'alice', SOURCE).catch((e: unknown) => e);
+
+      expect(error).toBeInstanceOf(OperatorError);
+      expect((error as OperatorError).exitCode).toBe(3);
+      expect((error as Error).message).toMatch(
+        new RegExp(
+          `^recover abandon: recovery ${id}: ${newInstance} is "${status}" \\(.*\\): RDS refuses a final snapshot of it; its data is also in the automated backups of ${SOURCE} .*: delete it without one with "atmr-dr recover abandon ${id} --skip-final-snapshot", or fix its state first to keep one; nothing changed$`,
+        ),
+      );
+      expect((error as Error).message).not.toContain('\n');
+      expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+      expect(sfn.commandCalls(StopExecutionCommand)).toHaveLength(0);
+      expect(await getRecovery(deps().store, id)).toEqual(before);
+      expect(await activeRecoveryId(deps().store)).toBe(id);
+    },
+  );
+
+  it('with --skip-final-snapshot, a copy whose KMS key is disabled is deleted without a snapshot, abandoned and the lock freed, so a new recovery can start', async () => {
+    const { id, newInstance } = await copyIn('inaccessible-encryption-credentials');
+
+    const result = await abandonRecovery(deps(), id, 'alice', SOURCE, { skipFinalSnapshot: true });
+
+    expect(rds.commandCalls(DeleteDBInstanceCommand).map((c) => c.args[0].input)).toEqual([{ DBInstanceIdentifier: newInstance, SkipFinalSnapshot: true, DeleteAutomatedBackups: true }]);
+    expect(result.detail).toBe(
+      `deleting ${newInstance} without a final snapshot (--skip-final-snapshot: it is "inaccessible-encryption-credentials", RDS refuses one; its data is also in the automated backups of ${SOURCE})`,
+    );
+    expect(result.record.status).toBe('abandoned');
+    expect(await activeRecoveryId(deps().store)).toBeUndefined();
+  });
+
+  it('--skip-final-snapshot is refused for a copy RDS can snapshot (available): its data is never dropped for nothing, nothing changed', async () => {
+    const { id } = await copyIn('available');
+    rds.on(DeleteDBInstanceCommand).resolves({});
+    const before = await getRecovery(deps().store, id);
+
+    await expect(abandonRecovery(deps(), id, 'alice', SOURCE, { skipFinalSnapshot: true })).rejects.toThrow(
+      `recover abandon: --skip-final-snapshot: atmr-prod-pitr-202611301402 is "available": RDS can take a final snapshot of it, so abandon keeps one: run "atmr-dr recover abandon ${id}" without it; nothing changed`,
+    );
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    expect(await getRecovery(deps().store, id)).toEqual(before);
+  });
+});
+
 describe('abandoning after a cutover that was not fully undone', () => {
   it('is refused while the API endpoint may still point at the copy (an undo that failed), deleting nothing', async () => {
     const id = (await start()).request.recoveryId;
