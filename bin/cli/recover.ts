@@ -15,7 +15,7 @@ import { CUTOVER_STEPS, CutoverResult, CutoverSettings, cutover, undoCutover } f
 import { abandonRecovery, describeExecution, parseRecoveryReason, startRecovery } from '../../lambdas/recovery/operations';
 import { StoreDeps, activeRecoveryId, getRecovery, listRecoveryIds } from '../../lambdas/recovery/store';
 import { parseToTime } from '../../lambdas/recovery/time';
-import { formatVerification } from '../../lambdas/recovery/verify';
+import { formatVerification, unverifiedNextStep, unverifiedRefusal } from '../../lambdas/recovery/verify';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { pgClientConfig, resolveConnection } from '../../lambdas/shared/pg-connection';
@@ -187,6 +187,9 @@ export function registerRecoverCommands(program: Command): void {
       }
     }
     if (record.status === 'verified') print(`next: atmr-dr recover cutover ${record.recoveryId} --yes   (or: atmr-dr recover abandon ${record.recoveryId})`);
+    if (record.status === 'unverified') {
+      print(`next: ${record.newInstance} is NOT verified: none of its data could be read within the statement timeout (a fresh copy loads its blocks from S3 on first read); ${unverifiedNextStep(record.recoveryId)}`);
+    }
     // A copy that became available is kept by a failed workflow: say what can be done with it.
     if (record.status === 'failed' && record.newInstanceHost) {
       print(
@@ -262,20 +265,25 @@ export function registerRecoverCommands(program: Command): void {
     .argument('<id>', 'recovery id')
     .option('--resume', 'continue an interrupted cutover from its first step not done')
     .option('--undo', 'put back what an interrupted or failed cutover changed (killswitch, endpoint, tasks); refused once the killswitch was reopened')
+    .option('--unverified', 'cut over a copy whose verification could not read its data in time (status "unverified"), on your own check; /ready and the write check still run')
     .option('--yes', 'confirm (required when standard input is not a terminal)')
-    .action(async (id: string, opts: { yes?: boolean; resume?: boolean; undo?: boolean }) => {
+    .action(async (id: string, opts: { yes?: boolean; resume?: boolean; undo?: boolean; unverified?: boolean }) => {
       if (opts.resume && opts.undo) throw new OperatorError('recover cutover: --resume and --undo exclude each other: pick one (see "atmr-dr recover status ID")', 2);
       const ctx = await context();
       const record = await getRecovery(ctx.store, id);
       const mode = opts.undo ? 'undo' : opts.resume ? 'resume' : 'start';
-      if (mode === 'start' && record.status !== 'verified' && record.status !== 'cutover-failed') {
+      if (mode === 'start' && record.status !== 'verified' && record.status !== 'unverified' && record.status !== 'cutover-failed') {
         const hint = record.status === 'cutting-over' ? `a cutover was interrupted: see "atmr-dr recover status ${id}", then --resume or --undo` : `only a verified recovery can be cut over (see "atmr-dr recover status ${id}")`;
         throw new OperatorError(`recover cutover: recovery ${id} is "${record.status}": ${hint}`, 3);
+      }
+      const unread = mode === 'start' && record.verification?.unread === true;
+      if (unread && !opts.unverified) {
+        throw new OperatorError(unverifiedRefusal('recover cutover', id), 3);
       }
       const question =
         mode === 'undo'
           ? `put back what the cutover to ${record.newInstance} changed (killswitch, ${ctx.config.name}'s database endpoint, tasks)`
-          : `${mode === 'resume' ? 'resume putting' : 'put'} production (${ctx.config.name}) on ${record.newInstance} (as of ${record.toTime})`;
+          : `${mode === 'resume' ? 'resume putting' : 'put'} production (${ctx.config.name}) on ${record.newInstance} (as of ${record.toTime})${unread ? ', whose data the verification could NOT read in time (unverified)' : ''}`;
       await confirmOrRefuse(question, opts.yes, `recover cutover${mode === 'start' ? '' : ` --${mode}`}`);
       const recovery = resolveRecoveryConfig(ctx.config);
       const killswitchParameter = await resolveDeployedName(DEPLOYED_NAMES.killswitchParameter, { flagValue: ctx.g.parameter, envName: ctx.envName });
@@ -313,7 +321,7 @@ export function registerRecoverCommands(program: Command): void {
       };
       let result: CutoverResult;
       try {
-        result = mode === 'undo' ? await undoCutover(deps, id, settings, actor) : await cutover(deps, id, settings, actor, mode);
+        result = mode === 'undo' ? await undoCutover(deps, id, settings, actor) : await cutover(deps, id, settings, actor, mode, { unverified: Boolean(opts.unverified) });
       } finally {
         for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
       }

@@ -51,6 +51,13 @@ export const RECOVERY_STATUSES = [
   'verifying',
   'verified',
   'verification-failed',
+  /**
+   * The copy answered (its Alembic revision was read) but none of its data did: every critical count
+   * and query outlasted the statement timeout. Nothing about the data was checked, so it is not
+   * `verified`; nothing is known missing either, so it is not `verification-failed`. Cut over only
+   * on an operator's explicit word (`recover cutover --unverified`), or abandoned.
+   */
+  'unverified',
   'failed',
   'cutting-over',
   'cutover-failed',
@@ -96,7 +103,13 @@ export interface VerificationRow {
 }
 
 export interface VerificationReport {
+  /** Nothing missing on the copy, and at least one data check (count or query) read there. */
   readonly ok: boolean;
+  /**
+   * Every critical count and query of the copy outlasted the statement timeout (all `slow`): none of
+   * its data was read. Not a problem of the copy (nothing is known missing), not a verification.
+   */
+  readonly unread?: boolean;
   readonly checkedAt: string;
   readonly rows: readonly VerificationRow[];
   readonly problems: readonly string[];

@@ -13,6 +13,7 @@ import { OperatorError, oneLine } from '../shared/errors';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
 import { CutoverStepReport, JournalEntry, JournalUndo, RECOVERY_EVENTS, RecoveryRecord, RecoveryStatus } from './contract';
 import { instanceResourceId, instanceState, markReplacedInstance, replacedInstanceName } from './rds';
+import { unverifiedRefusal } from './verify';
 import { LeaseLostError, StoreDeps, getRecovery, takeCutoverLease, updateRecovery } from './store';
 
 /**
@@ -85,8 +86,17 @@ export interface CutoverResult {
   readonly journal?: readonly JournalEntry[];
 }
 
-/** A cutover can start only from these: the copy was verified (a failed cutover was fully undone). */
-export const CUTOVER_FROM = ['verified', 'cutover-failed'] as const;
+/**
+ * A cutover can start only from these: the copy was verified (a failed cutover was fully undone), or
+ * its data could not be read in time (`unverified`), then only with the operator's explicit
+ * `unverified` option (Session.open checks the record's verification, whatever the status).
+ */
+export const CUTOVER_FROM = ['verified', 'unverified', 'cutover-failed'] as const;
+
+export interface CutoverOptions {
+  /** Cut over a copy whose verification read none of its data (every read outlasted the timeout): the operator's word. */
+  readonly unverified?: boolean;
+}
 
 /** The steps in order; journal entries are keyed by these names. */
 export const CUTOVER_STEPS = {
@@ -110,7 +120,14 @@ export type CutoverMode = 'start' | 'resume';
  * `start`: a verified recovery (or one whose failed cutover was fully undone) from its first step.
  * `resume`: an interrupted cutover (`cutting-over`, lease free or stale) from its first step not done.
  */
-export async function cutover(deps: CutoverDeps, recoveryId: string, settings: CutoverSettings, actor: string, mode: CutoverMode = 'start'): Promise<CutoverResult> {
+export async function cutover(
+  deps: CutoverDeps,
+  recoveryId: string,
+  settings: CutoverSettings,
+  actor: string,
+  mode: CutoverMode = 'start',
+  options: CutoverOptions = {},
+): Promise<CutoverResult> {
   if (mode === 'start' && settings.endpoint.kind === 'secretHost') {
     // A secret without a host is not where the API reads it: switching it would move nothing, and
     // the old instance would then be renamed under the API's feet.
@@ -123,7 +140,7 @@ export async function cutover(deps: CutoverDeps, recoveryId: string, settings: C
       );
     }
   }
-  const session = await Session.open(deps, recoveryId, actor, mode);
+  const session = await Session.open(deps, recoveryId, actor, mode, options);
   return session.forward(settings);
 }
 
@@ -154,7 +171,7 @@ class Session {
     this.started = this.now();
   }
 
-  static async open(deps: CutoverDeps, id: string, actor: string, mode: CutoverMode | 'undo'): Promise<Session> {
+  static async open(deps: CutoverDeps, id: string, actor: string, mode: CutoverMode | 'undo', options: CutoverOptions = {}): Promise<Session> {
     const command = mode === 'start' ? 'recover cutover' : `recover cutover --${mode}`;
     // One clock for the lease and the steps.
     const store: StoreDeps = { ...deps.store, now: deps.now ?? deps.store.now };
@@ -162,6 +179,11 @@ class Session {
     if (mode === 'start' && current.status === 'cutover-failed' && (current.journal ?? []).some(outstanding)) {
       const left = (current.journal ?? []).filter(outstanding).map((e) => e.step);
       throw new OperatorError(`${command}: recovery ${id} has changes of a failed cutover not undone (${left.join(', ')}): run "atmr-dr recover cutover ${id} --undo --yes" first`, 3);
+    }
+    // Nothing about the copy's data was read: only the operator decides to go on without it (its
+    // /ready and write checks still run), also on a retry after a failed cutover of that copy.
+    if (mode === 'start' && (CUTOVER_FROM as readonly string[]).includes(current.status) && current.verification?.unread && !options.unverified) {
+      throw new OperatorError(unverifiedRefusal(command, id), 3);
     }
     if (mode === 'undo' && current.status === 'cutover-failed' && !(current.journal ?? []).some(outstanding)) {
       throw new OperatorError(`${command}: recovery ${id}: nothing to undo, every change of its cutover was undone`, 3);

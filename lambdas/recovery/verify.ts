@@ -125,7 +125,17 @@ export function compareSides(input: CompareInput): VerificationReport {
   if (!production && input.productionError) {
     rows.push({ check: 'database reachable', production: `no (${input.productionError})`, recovered: 'yes', outcome: 'differs' });
   }
-  return { ok: problems.length === 0, checkedAt: input.now.toISOString(), rows, problems };
+  // `slow` does not block the cutover because other checks read the data; when every one of them is
+  // slow, only the Alembic revision (one row) was read: nothing says the data is there.
+  const dataChecks = checks.criticalTables.length + checks.criticalQueries.length;
+  const unread = dataChecks > 0 && rows.filter((row) => row.outcome === 'slow').length === dataChecks;
+  return { ok: problems.length === 0 && !unread, ...(unread && { unread: true }), checkedAt: input.now.toISOString(), rows, problems };
+}
+
+/** The recovery's status after this verification: `unverified` when nothing failed but no data was read. */
+export function verificationStatus(report: VerificationReport): 'verified' | 'unverified' | 'verification-failed' {
+  if (report.problems.length > 0) return 'verification-failed';
+  return report.unread ? 'unverified' : 'verified';
 }
 
 /** Reads both sides and compares them. A recovered copy that cannot be reached at all throws. */
@@ -152,5 +162,21 @@ export function formatVerification(report: VerificationReport): string {
   const widths = header.map((_, i) => Math.max(...lines.map((l) => l[i].length)));
   const text = lines.map((l) => l.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd());
   text.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
-  return [...text, report.ok ? 'verification: OK' : `verification: FAILED: ${report.problems.join('; ')}`].join('\n');
+  const outcome =
+    verificationStatus(report) === 'unverified'
+      ? 'verification: NOT VERIFIED: no count or critical query of the copy finished within the statement timeout (a fresh copy reads each block from S3 the first time): nothing about its data was checked'
+      : report.ok
+        ? 'verification: OK'
+        : `verification: FAILED: ${report.problems.join('; ')}`;
+  return [...text, outcome].join('\n');
+}
+
+/** What to do with an `unverified` copy: for the event, the page and `recover status`. */
+export function unverifiedNextStep(recoveryId: string): string {
+  return `check its data by hand (psql on the copy with a longer statement_timeout: counts of the critical tables), then "atmr-dr recover cutover ${recoveryId} --unverified --yes" (the cutover still checks /ready and a write on the copy, and undoes itself if they fail), or "atmr-dr recover abandon ${recoveryId}"`;
+}
+
+/** The refusal of a cutover of an `unverified` copy without the operator's --unverified. */
+export function unverifiedRefusal(command: string, recoveryId: string): string {
+  return `${command}: recovery ${recoveryId} is not verified: none of its copy's data could be read within the statement timeout; ${unverifiedNextStep(recoveryId)}; nothing was changed`;
 }

@@ -19,7 +19,7 @@ import {
   validateRecovery,
 } from './rds';
 import { StoreDeps, getRecovery, updateRecovery } from './store';
-import { VerificationChecks, formatVerification, verifyRecovery } from './verify';
+import { VerificationChecks, formatVerification, unverifiedNextStep, verificationStatus, verifyRecovery } from './verify';
 
 /**
  * The steps of the recovery workflow (restore, wait, verify, report, and the failure paths), one
@@ -201,11 +201,14 @@ export async function passwordStatusStep(deps: WorkflowDeps, request: RecoveryRe
 }
 
 /** Records the verification and the time it took, publishes RecoverySeconds and announces the result. */
-export async function reportStep(deps: WorkflowDeps, request: RecoveryRequest & { verification: { ok: boolean; report: VerificationReport } }): Promise<{ ok: boolean; recoverySeconds: number }> {
+export async function reportStep(
+  deps: WorkflowDeps,
+  request: RecoveryRequest & { verification: { ok: boolean; report: VerificationReport } },
+): Promise<{ ok: boolean; recoverySeconds: number; status: RecoveryStatus }> {
   const now = clock(deps);
   const recoverySeconds = secondsBetween(request.requestedAt, now);
   const { report } = request.verification;
-  const status = report.ok ? 'verified' : 'verification-failed';
+  const status = verificationStatus(report);
   // A retried report (its first answer lost) finds the status it wrote.
   const record = await updateRecovery(deps.store, request.recoveryId, { status, verification: report, recoverySeconds }, ['verifying', status]);
   // The outcome is recorded: a refused metric or event must not turn a verified copy into a failed
@@ -217,7 +220,9 @@ export async function reportStep(deps: WorkflowDeps, request: RecoveryRequest & 
     await announce(deps.events, eventType, {
       summary: report.ok
         ? `Recovery ${request.recoveryId}: ${request.newInstance} (as of ${request.toTime}) verified in ${recoverySeconds} s; cut over with "atmr-dr recover cutover ${request.recoveryId} --yes"`
-        : `Recovery ${request.recoveryId}: ${request.newInstance} FAILED verification: ${report.problems.join('; ')}`,
+        : status === 'unverified'
+          ? `Recovery ${request.recoveryId}: ${request.newInstance} NOT verified: none of its data could be read within the statement timeout (a fresh copy loads from S3); ${unverifiedNextStep(request.recoveryId)}`
+          : `Recovery ${request.recoveryId}: ${request.newInstance} FAILED verification: ${report.problems.join('; ')}`,
       at: now.toISOString(),
       recoveryId: request.recoveryId,
       newInstance: request.newInstance,
@@ -228,8 +233,9 @@ export async function reportStep(deps: WorkflowDeps, request: RecoveryRequest & 
   } catch (error) {
     await updateRecovery(deps.store, request.recoveryId, { error: `the "${eventType}" event or the RecoverySeconds metric failed: ${oneLine(error)}` }).catch(() => undefined);
   }
-  return { ok: report.ok, recoverySeconds };
+  return { ok: report.ok, recoverySeconds, status };
 }
+
 
 /**
  * The failure path: a new instance that never became available is deleted (no final snapshot: it

@@ -218,6 +218,56 @@ describe('atmr-dr recover', () => {
     });
   });
 
+  describe('a copy none of whose data could be read in time ("unverified")', () => {
+    const id = 'r20261130143000-eeee';
+    beforeAll(async () => {
+      await dynamo.ddb.send(
+        new PutCommand({
+          TableName: dynamo.tableName,
+          Item: {
+            ...recordKey(id),
+            ...request(id),
+            updatedAt: '2026-11-30T15:00:00.000Z',
+            newInstanceHost: 'new.rds',
+            status: 'unverified',
+            verification: {
+              ok: false,
+              unread: true,
+              checkedAt: '2026-11-30T15:00:00.000Z',
+              problems: [],
+              rows: [
+                { check: 'rows in booking', production: '120', recovered: 'not read within 60 s (first reads of a fresh copy come from S3)', outcome: 'slow' },
+                { check: 'Alembic revision', production: '4f2a', recovered: '4f2a', outcome: 'same' },
+              ],
+            },
+          },
+        }),
+      );
+    });
+
+    it('status says it is not verified, why, and the three ways on: check by hand then cutover --unverified, or abandon', async () => {
+      // Act
+      const run = await atmrDr(['recover', 'status', id]);
+
+      // Assert
+      expect(run.status).toBe(0);
+      expect(run.stdout).toContain('verification: NOT VERIFIED: no count or critical query of the copy finished within the statement timeout');
+      expect(run.stdout).toContain(
+        `next: atmr-prod-pitr-202611301402 is NOT verified: none of its data could be read within the statement timeout (a fresh copy loads its blocks from S3 on first read); check its data by hand (psql on the copy with a longer statement_timeout: counts of the critical tables), then "atmr-dr recover cutover ${id} --unverified --yes"`,
+      );
+    });
+
+    it('cutover without --unverified is refused in one line, exit 3, before any AWS call', async () => {
+      // Act
+      const run = await atmrDr(['recover', 'cutover', id, '--yes']);
+
+      // Assert
+      expect(run.status).toBe(3);
+      expect(run.stderr.trim().split('\n')).toHaveLength(1);
+      expect(run.stderr).toMatch(new RegExp(`recover cutover: recovery ${id} is not verified: none of its copy's data could be read within the statement timeout; .*--unverified --yes.*; nothing was changed`));
+    });
+  });
+
   describe('after the cutover', () => {
     it("status of a cut-over recovery whose database secret RDS manages says to move the API to the copy's own secret before the next rotation", async () => {
       // Arrange: the example's secret is RDS-managed (rds!db-...), owned by the instance the recovery replaced

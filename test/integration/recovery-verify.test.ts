@@ -1,5 +1,5 @@
 import { Client, ClientConfig } from 'pg';
-import { formatVerification, verifyRecovery } from '../../lambdas/recovery/verify';
+import { formatVerification, verificationStatus, verifyRecovery } from '../../lambdas/recovery/verify';
 import { writeCheck } from '../../lambdas/recovery/cutover';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
@@ -73,10 +73,33 @@ describe('verification of a recovered copy against production (real PostgreSQL)'
 
       expect(report.ok).toBe(true);
       expect(report.problems).toEqual([]);
+      expect(verificationStatus(report)).toBe('verified');
       const notReadInTime = 'not read within 0.3 s (first reads of a fresh copy come from S3)';
       expect(report.rows.find((r) => r.check === 'rows in booking')).toEqual({ check: 'rows in booking', production: '120', recovered: notReadInTime, outcome: 'slow' });
       expect(report.rows.find((r) => r.check === checks.criticalQueries[1])).toEqual({ check: checks.criticalQueries[1], production: '120', recovered: notReadInTime, outcome: 'slow' });
       expect(report.rows.find((r) => r.check === 'rows in company')).toEqual({ check: 'rows in company', production: '5', recovered: '5', outcome: 'same' });
+    } finally {
+      await holder.end();
+    }
+  });
+
+  it('does not verify a copy none of whose data could be read in time (every count and query slow, only the Alembic revision read): unverified, not failed', async () => {
+    // Arrange: every critical table locked on the copy, so each count and query outlasts the timeout.
+    const holder = new Client(connection(recovered));
+    await holder.connect();
+    await holder.query('BEGIN; LOCK TABLE company, booking IN ACCESS EXCLUSIVE MODE');
+    try {
+      // Act
+      const report = await verifyRecovery({ recovered: connection(recovered), production: connection(production) }, { ...checks, statementTimeoutMs: 300 });
+
+      // Assert
+      expect(report.rows.filter((r) => r.outcome === 'slow').map((r) => r.check)).toEqual(['rows in company', 'rows in booking', ...checks.criticalQueries]);
+      expect(report.rows.find((r) => r.check === 'Alembic revision')).toMatchObject({ recovered: '3e1b8a0c' });
+      expect(report).toMatchObject({ ok: false, unread: true, problems: [] });
+      expect(verificationStatus(report)).toBe('unverified');
+      expect(formatVerification(report).split('\n').at(-1)).toBe(
+        'verification: NOT VERIFIED: no count or critical query of the copy finished within the statement timeout (a fresh copy reads each block from S3 the first time): nothing about its data was checked',
+      );
     } finally {
       await holder.end();
     }

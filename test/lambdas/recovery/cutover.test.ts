@@ -10,6 +10,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CUTOVER_STEPS, CutoverDeps, CutoverSettings, LEASE_SECONDS, cutover, undoCutover } from '../../../lambdas/recovery/cutover';
 import { RecoveryRequest } from '../../../lambdas/recovery/contract';
+import { OperatorError } from '../../../lambdas/shared/errors';
 import { activeRecoveryId, beginRecovery, getRecovery, updateRecovery } from '../../../lambdas/recovery/store';
 import { testCluster, uniqueDatabaseName } from '../../support/cluster';
 import { LocalDynamo, startLocalDynamo } from '../../support/dynamodb';
@@ -264,11 +265,49 @@ describe('cutover', () => {
     await updateRecovery(deps().store, id, { status: 'verification-failed' });
 
     await expect(cutover(deps(), id, settings(), 'alice')).rejects.toThrow(
-      `recover cutover: recovery ${id} is "verification-failed", expected verified or cutover-failed: only a verified recovery can be cut over (see "atmr-dr recover status ${id}")`,
+      `recover cutover: recovery ${id} is "verification-failed", expected verified or unverified or cutover-failed: only a verified recovery can be cut over (see "atmr-dr recover status ${id}")`,
     );
     expect(ssm.commandCalls(PutParameterCommand)).toHaveLength(0);
     expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(0);
     expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+  });
+
+  describe('a copy whose verification could not read its data in time ("unverified")', () => {
+    const unread = { ok: false, unread: true, checkedAt: '2026-11-30T15:00:00.000Z', problems: [], rows: [{ check: 'rows in booking', production: '120', recovered: 'not read within 60 s (first reads of a fresh copy come from S3)', outcome: 'slow' as const }] };
+
+    it('is refused without --unverified, in one line saying what to do, before changing anything', async () => {
+      const id = await verifiedRecovery();
+      await updateRecovery(deps().store, id, { status: 'unverified', verification: unread });
+
+      const error = (await cutover(deps(), id, settings(), 'alice').catch((e: unknown) => e)) as OperatorError;
+
+      expect(error.message).toBe(
+        `recover cutover: recovery ${id} is not verified: none of its copy's data could be read within the statement timeout; check its data by hand (psql on the copy with a longer statement_timeout: counts of the critical tables), then "atmr-dr recover cutover ${id} --unverified --yes" (the cutover still checks /ready and a write on the copy, and undoes itself if they fail), or "atmr-dr recover abandon ${id}"; nothing was changed`,
+      );
+      expect(error.exitCode).toBe(3);
+      expect(ssm.commandCalls(PutParameterCommand)).toHaveLength(0);
+      expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(0);
+      expect((await getRecovery(deps().store, id)).status).toBe('unverified');
+    });
+
+    it('is cut over with --unverified, its /ready and write checks run as always', async () => {
+      const id = await verifiedRecovery();
+      await updateRecovery(deps().store, id, { status: 'unverified', verification: unread });
+
+      const result = await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice', 'start', { unverified: true });
+
+      expect(result.ok).toBe(true);
+      expect(result.steps.filter((s) => s.outcome === 'done').map((s) => s.step)).toEqual(expect.arrayContaining([CUTOVER_STEPS.ready, CUTOVER_STEPS.write]));
+      expect((await getRecovery(deps().store, id)).status).toBe('cut-over');
+    });
+
+    it('after a failed (undone) cutover of it, a new one still needs --unverified', async () => {
+      const id = await verifiedRecovery();
+      await updateRecovery(deps().store, id, { status: 'cutover-failed', verification: unread });
+
+      await expect(cutover(deps(), id, settings(), 'alice')).rejects.toThrow(`recover cutover: recovery ${id} is not verified`);
+      expect(ssm.commandCalls(PutParameterCommand)).toHaveLength(0);
+    });
   });
 
   it('does not take a /ready that redirects (to a sign-in page answering 200) for ready: the cutover fails and is undone', async () => {
@@ -487,7 +526,7 @@ describe('an interrupted cutover', () => {
 
     await expect(cutover(deps({ now: later((LEASE_SECONDS - 5) * 1000) }), id, settings(), 'bob', 'resume')).rejects.toThrow(held);
     await expect(undoCutover(deps(), id, settings(), 'bob')).rejects.toThrow(held);
-    await expect(cutover(deps(), id, settings(), 'bob')).rejects.toThrow(`recover cutover: recovery ${id} is "cutting-over", expected verified or cutover-failed: a cutover was interrupted`);
+    await expect(cutover(deps(), id, settings(), 'bob')).rejects.toThrow(`recover cutover: recovery ${id} is "cutting-over", expected verified or unverified or cutover-failed: a cutover was interrupted`);
     expect(ssm.commandCalls(PutParameterCommand)).toHaveLength(1);
 
     const resumed = await cutover(deps({ now: later((LEASE_SECONDS + 5) * 1000), leaseOwner: 'bob' }), id, settings(), 'bob', 'resume');

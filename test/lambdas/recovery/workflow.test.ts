@@ -10,6 +10,7 @@ import {
 } from '@aws-sdk/client-rds';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
+import { Client } from 'pg';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -215,6 +216,43 @@ describe('recovery workflow (aws-local-stepfunctions)', () => {
       psql(cluster, recovered, 'ALTER TABLE booking_old RENAME TO booking');
     }
   });
+});
+
+describe('recovery workflow: a copy none of whose data can be read within the statement timeout', () => {
+  it.each([[[]], [['Verify', 'Report']]])(
+    'is not verified (lost answers retried: %j): recorded "unverified" with the Alembic revision only, kept, paged with what to do, and the lock held for a cutover on the operator\'s word or an abandon',
+    async (lostAnswers: string[]) => {
+      // Arrange: the copy's critical tables locked, so every count and query outlasts a short timeout,
+      // as the first full scans of a fresh copy loading its blocks from S3 do.
+      const request = await newRequest();
+      newInstanceStates({ status: 'available', host: `${NEW}.rds` });
+      const base = deps();
+      const slow = deps({ checks: { ...base.settings.checks, statementTimeoutMs: 300 } });
+      const holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: recovered });
+      await holder.connect();
+      await holder.query('BEGIN; LOCK TABLE company, booking IN ACCESS EXCLUSIVE MODE');
+      try {
+        // Act
+        const { error } = await execute(request, slow, lostAnswers);
+
+        // Assert
+        expect(error?.name).toBe('RecoveryNotVerified');
+        const record = await getRecovery(base.store, request.recoveryId);
+        expect(record.status).toBe('unverified');
+        expect(record.verification).toMatchObject({ ok: false, unread: true, problems: [] });
+        expect(record.verification!.rows.filter((r) => r.outcome !== 'slow').map((r) => r.check)).toEqual(['Alembic revision']);
+        expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+        expect(pages).toHaveLength(1);
+        expect(pages[0]).toMatch(new RegExp(`none of its data could be read within the statement timeout .*NOT verified and kept.*atmr-dr recover cutover ${request.recoveryId} --unverified --yes, or atmr-dr recover abandon ${request.recoveryId}`));
+        const announced = events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0]).filter((e) => e.DetailType === 'Recovery Verification Failed');
+        expect(announced.length).toBeGreaterThanOrEqual(1);
+        expect((JSON.parse(announced[0].Detail!) as { summary: string }).summary).toMatch(/NOT verified: none of its data could be read within the statement timeout/);
+        expect(await activeRecoveryId(base.store)).toBe(request.recoveryId);
+      } finally {
+        await holder.end();
+      }
+    },
+  );
 });
 
 describe('recovery workflow: a failure after the copy became available', () => {
