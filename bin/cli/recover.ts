@@ -84,12 +84,18 @@ export function afterCutoverSteps(
   record: Pick<RecoveryRecord, 'sourceInstance' | 'newInstance' | 'replacedInstance'>,
   database: { readonly instanceIdentifier: string; readonly secretArn: string },
   copySecretArn?: string,
+  /** `recovery.newInstancePrefix` as cdk.json sets it (undefined: the default, derived from database.instanceIdentifier). */
+  explicitPrefix?: string,
 ): string[] {
   const copy = record.newInstance;
   const old = record.replacedInstance ? `${record.sourceInstance} (now ${record.replacedInstance})` : record.sourceInstance;
   const databaseSecretArn = database.secretArn;
   const steps: string[] = [];
-  if (database.instanceIdentifier !== copy) steps.push(`next: set database.instanceIdentifier and database.host to ${copy} in cdk.json and redeploy, so backups and alarms follow the new instance`);
+  // The copy is named under the prefix the recovery used: kept as it is, an explicit prefix would put
+  // production in the recovery workflow's reach (it may reset and delete what the prefix covers), and
+  // synth refuses that once the config names the copy. A default prefix follows the new name itself.
+  const prefix = explicitPrefix !== undefined && copy.startsWith(explicitPrefix) ? `, and recovery.newInstancePrefix to a prefix ${copy} does not start with (not "${explicitPrefix}")` : '';
+  if (database.instanceIdentifier !== copy) steps.push(`next: set database.instanceIdentifier and database.host to ${copy}${prefix} in cdk.json and redeploy, so backups and alarms follow the new instance`);
   if (databaseSecretArn.includes(':secret:rds!') && databaseSecretArn !== copySecretArn) {
     steps.push(
       `next, before the secret's next rotation: ${databaseSecretArn} is managed by RDS for ${old}, not for ${copy}: RDS rotates its password on that instance only (every 7 days by default) and deletes it with that instance, while ${copy} keeps its own password, so the API stops logging in at the next rotation. With the killswitch in maintenance: aws rds modify-db-instance --db-instance-identifier ${copy} --manage-master-user-password --apply-immediately (its password changes at once), point the API and database.secretArn at the copy's new secret (MasterUserSecret in aws rds describe-db-instances --db-instance-identifier ${copy}), redeploy both, then lift the killswitch; delete ${record.replacedInstance ?? 'the old instance'} only after that`,
@@ -161,7 +167,7 @@ export function registerRecoverCommands(program: Command): void {
     }
   };
 
-  const report = (record: RecoveryRecord, json: boolean, database: EnvironmentConfig['database'], execution?: { status: string; error?: string }, copySecretArn?: string) => {
+  const report = (record: RecoveryRecord, json: boolean, config: EnvironmentConfig, execution?: { status: string; error?: string }, copySecretArn?: string) => {
     if (json) {
       print(JSON.stringify({ ...record, ...(execution && { workflow: execution }) }));
       return;
@@ -196,7 +202,7 @@ export function registerRecoverCommands(program: Command): void {
         `next: ${record.newInstance} is kept (it became available) but is not verified, so it cannot be cut over: read the error above, then "atmr-dr recover abandon ${record.recoveryId}" (deleted after a final snapshot) and start a new recovery`,
       );
     }
-    if (record.status === 'cut-over') for (const line of afterCutoverSteps(record, database, copySecretArn)) print(line);
+    if (record.status === 'cut-over') for (const line of afterCutoverSteps(record, config.database, copySecretArn, config.recovery.newInstancePrefix)) print(line);
     // Claimed by an abandon that stopped before the end (a refused deletion, a workflow it could not read).
     if (record.status === 'abandoning') print(`next: the abandon stopped before the end: run "atmr-dr recover abandon ${record.recoveryId}" again to finish it`);
   };
@@ -233,7 +239,7 @@ export function registerRecoverCommands(program: Command): void {
       return;
     }
     const { record, execution } = await follow(ctx.sfn, ctx.store, result.request.recoveryId, Boolean(g.json));
-    report(record, Boolean(g.json), ctx.config.database, execution);
+    report(record, Boolean(g.json), ctx.config, execution);
     if (record.status !== 'verified') throw new OperatorError(`recover: recovery ${record.recoveryId} ended "${record.status}"${record.error ? `: ${record.error}` : ''}`, 1);
   });
 
@@ -254,7 +260,7 @@ export function registerRecoverCommands(program: Command): void {
         ({ record } = await follow(ctx.sfn, ctx.store, target, Boolean(ctx.g.json)));
         execution = await describeExecution(ctx.sfn, record.executionArn).catch(() => undefined);
       }
-      report(record, Boolean(ctx.g.json), ctx.config.database, execution, ctx.g.json ? undefined : await copyManagedSecret(ctx.rds, record, ctx.config.database.secretArn));
+      report(record, Boolean(ctx.g.json), ctx.config, execution, ctx.g.json ? undefined : await copyManagedSecret(ctx.rds, record, ctx.config.database.secretArn));
     });
 
   recover
@@ -351,7 +357,7 @@ export function registerRecoverCommands(program: Command): void {
           1,
         );
       }
-      if (!ctx.g.json) for (const line of afterCutoverSteps(await getRecovery(ctx.store, id).catch(() => record), ctx.config.database)) print(line);
+      if (!ctx.g.json) for (const line of afterCutoverSteps(await getRecovery(ctx.store, id).catch(() => record), ctx.config.database, undefined, ctx.config.recovery.newInstancePrefix)) print(line);
     });
 
   recover

@@ -176,8 +176,13 @@ function installWithConfig(readinessUrl: string, databaseName: string, instanceI
   };
   const environment = cdk.context.environments.example;
   environment.database.name = databaseName;
-  if (instanceIdentifier) environment.database.instanceIdentifier = instanceIdentifier;
   environment.recovery = { ...environment.recovery, endpoint: { kind: 'secretHost', secretArn: SECRET }, readinessUrl, ecs: { clusterArn: CLUSTER_ARN, serviceNames: SERVICES } };
+  if (instanceIdentifier) {
+    // Step 10 as docs/recovery.md says it: the config names the copy, and the example's explicit
+    // prefix, which the copy is named under, gives way to one production's name does not start with.
+    environment.database.instanceIdentifier = instanceIdentifier;
+    environment.recovery.newInstancePrefix = 'atmr-prod-r2-';
+  }
   cdk.context.env = 'example';
   fs.writeFileSync(path.join(root, 'cdk.json'), JSON.stringify(cdk));
   return root;

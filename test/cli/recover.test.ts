@@ -286,7 +286,7 @@ describe('atmr-dr recover', () => {
       expect(run.status).toBe(0);
       const next = run.stdout.split('\n').filter((line) => line.startsWith('next'));
       expect(next).toEqual([
-        'next: set database.instanceIdentifier and database.host to atmr-prod-pitr-202611301402 in cdk.json and redeploy, so backups and alarms follow the new instance',
+        'next: set database.instanceIdentifier and database.host to atmr-prod-pitr-202611301402, and recovery.newInstancePrefix to a prefix atmr-prod-pitr-202611301402 does not start with (not "atmr-prod-pitr-") in cdk.json and redeploy, so backups and alarms follow the new instance',
         expect.stringMatching(
           /^next, before the secret's next rotation: arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-prod-AbCdEf is managed by RDS for atmr-prod \(now atmr-prod-replaced-202611301600\), not for atmr-prod-pitr-202611301402: .* aws rds modify-db-instance --db-instance-identifier atmr-prod-pitr-202611301402 --manage-master-user-password --apply-immediately .* delete atmr-prod-replaced-202611301600 only after that$/,
         ),
@@ -302,6 +302,20 @@ describe('atmr-dr recover', () => {
 
       // Assert
       expect(lines).toEqual(['next: set database.instanceIdentifier and database.host to atmr-prod-pitr-202611301402 in cdk.json and redeploy, so backups and alarms follow the new instance']);
+    });
+
+    it('asks for a new recovery.newInstancePrefix with the config only when cdk.json sets one the copy is named under', () => {
+      // Arrange
+      const record = { sourceInstance: 'atmr-prod', newInstance: 'atmr-prod-pitr-202611301402' };
+      const database = { instanceIdentifier: 'atmr-prod', secretArn: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/api-db-AbCdEf' };
+
+      // Act
+      const explicit = afterCutoverSteps(record, database, undefined, 'atmr-prod-pitr-');
+      const derived = afterCutoverSteps(record, database, undefined, undefined);
+
+      // Assert: an explicit prefix kept would cover production once the config names the copy (synth refuses it); the default follows the new name
+      expect(explicit).toEqual([expect.stringContaining(', and recovery.newInstancePrefix to a prefix atmr-prod-pitr-202611301402 does not start with (not "atmr-prod-pitr-") in cdk.json')]);
+      expect(derived).toEqual([expect.not.stringContaining('newInstancePrefix')]);
     });
 
     it('does not ask again for the steps the config shows done: the config names the copy, and its secret is the copy\'s own', () => {
@@ -357,7 +371,7 @@ describe('atmr-dr recover', () => {
         expect(run.status).toBe(0);
         expect(asked).toEqual([expect.stringContaining('DBInstanceIdentifier=atmr-prod-pitr-202611301402')]);
         expect(run.stdout.split('\n').filter((line) => line.startsWith('next'))).toEqual([
-          'next: set database.instanceIdentifier and database.host to atmr-prod-pitr-202611301402 in cdk.json and redeploy, so backups and alarms follow the new instance',
+          'next: set database.instanceIdentifier and database.host to atmr-prod-pitr-202611301402, and recovery.newInstancePrefix to a prefix atmr-prod-pitr-202611301402 does not start with (not "atmr-prod-pitr-") in cdk.json and redeploy, so backups and alarms follow the new instance',
         ]);
       } finally {
         env = saved;
