@@ -236,7 +236,6 @@ export async function reportStep(
   return { ok: report.ok, recoverySeconds, status };
 }
 
-
 /**
  * The failure path: a new instance that never became available is deleted (no final snapshot: it
  * never became usable); one that did (the verification or the report failed: a rotated password,

@@ -1,7 +1,4 @@
-import * as fs from 'node:fs';
 import * as net from 'node:net';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { operatorErrorOf } from '../support/refusal';
 import { PgConnection, connectTo } from '../../lambdas/shared/pg-connection';
@@ -80,22 +77,16 @@ describe('connectTo', () => {
 
   describe('a server that wants a password (SCRAM)', () => {
     let secured: PostgresCluster;
-    let hbaDir: string;
     const role = 'atmr_dr_pw';
 
     beforeAll(async () => {
       // A cluster of its own: the shared one trusts everyone. Its superuser stays trusted to set up the role.
-      hbaDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-hba-'));
-      fs.chmodSync(hbaDir, 0o755);
-      const hba = path.join(hbaDir, 'pg_hba.conf');
-      fs.writeFileSync(hba, `local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost postgres ${role} 127.0.0.1/32 scram-sha-256\n`, { mode: 0o644 });
-      secured = await startPostgres({ extraSettings: [`-c hba_file=${hba}`] });
+      secured = await startPostgres({ hba: `local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost postgres ${role} 127.0.0.1/32 scram-sha-256\n` });
       psql(secured, 'postgres', `CREATE ROLE ${role} LOGIN PASSWORD 'right-password'`);
     }, 120_000);
 
     afterAll(() => {
       if (secured) stopPostgres(secured);
-      fs.rmSync(hbaDir, { recursive: true, force: true });
     });
 
     const as = (extra: Partial<PgConnection>): PgConnection => ({ host: secured.host, port: secured.port, user: role, database: 'postgres', ...extra });

@@ -710,20 +710,14 @@ describe('atmr-dr restore on the worst day', () => {
 
 describe('a server that asks for a password when none is set', () => {
   let passwordCluster: PostgresCluster;
-  let hbaDir: string;
 
   beforeAll(async () => {
     // A cluster of its own whose pg_hba.conf wants SCRAM over TCP (the shared one trusts everyone).
-    hbaDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-hba-'));
-    fs.chmodSync(hbaDir, 0o755);
-    const hba = path.join(hbaDir, 'pg_hba.conf');
-    fs.writeFileSync(hba, 'local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n', { mode: 0o644 });
-    passwordCluster = await startPostgres({ extraSettings: [`-c hba_file=${hba}`] });
+    passwordCluster = await startPostgres({ hba: 'local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n' });
   }, 120_000);
 
   afterAll(() => {
     if (passwordCluster) stopPostgres(passwordCluster);
-    fs.rmSync(hbaDir, { recursive: true, force: true });
   });
 
   it('backup, restore and restore-test say that the password is missing and where to set it, in one line, and exit at once', async () => {

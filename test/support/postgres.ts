@@ -48,7 +48,12 @@ function runAsPostgres(cmd: string, args: string[]): void {
   execFileSync(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-export async function startPostgres(options: { extraSettings?: string[] } = {}): Promise<PostgresCluster> {
+/**
+ * A throwaway cluster on 127.0.0.1 (trust for everyone). `hba`: the lines of a pg_hba.conf of its own
+ * instead (e.g. SCRAM over TCP for a role, to test passwords), kept beside the data directory and
+ * removed with it by stopPostgres.
+ */
+export async function startPostgres(options: { extraSettings?: string[]; hba?: string } = {}): Promise<PostgresCluster> {
   const bin = postgresBinDir();
   const baseDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-pg-'));
   const dataDir = path.join(baseDir, 'data');
@@ -57,6 +62,8 @@ export async function startPostgres(options: { extraSettings?: string[] } = {}):
     execFileSync('chown', ['postgres:postgres', baseDir]);
   }
   runAsPostgres(path.join(bin, 'initdb'), ['-D', dataDir, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync']);
+  const hbaFile = path.join(baseDir, 'pg_hba.conf');
+  if (options.hba !== undefined) fs.writeFileSync(hbaFile, options.hba, { mode: 0o644 });
   const port = await freePort();
   const settings = [
     `-p ${port}`,
@@ -66,6 +73,7 @@ export async function startPostgres(options: { extraSettings?: string[] } = {}):
     '-c synchronous_commit=off',
     '-c full_page_writes=off',
     '-c max_connections=200',
+    ...(options.hba !== undefined ? [`-c hba_file=${hbaFile}`] : []),
     ...(options.extraSettings ?? []),
   ].join(' ');
   runAsPostgres(path.join(bin, 'pg_ctl'), ['-D', dataDir, '-l', path.join(baseDir, 'server.log'), '-o', settings, '-w', '-t', '60', 'start']);

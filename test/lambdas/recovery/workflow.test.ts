@@ -11,9 +11,6 @@ import {
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
 import { Client } from 'pg';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { RecoveryRequest } from '../../../lambdas/recovery/contract';
 import { activeRecoveryId, beginRecovery, getRecovery, updateRecovery } from '../../../lambdas/recovery/store';
 import { WorkflowDeps, cleanupStep } from '../../../lambdas/recovery/workflow';
@@ -442,14 +439,9 @@ describe('recovery workflow: the password was rotated after the target time (rea
   const database = uniqueDatabaseName('wf_pw');
   const SECRET = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr-prod-master';
   let secured: PostgresCluster;
-  let hbaDir: string;
 
   beforeAll(async () => {
-    hbaDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-hba-'));
-    fs.chmodSync(hbaDir, 0o755);
-    const hba = path.join(hbaDir, 'pg_hba.conf');
-    fs.writeFileSync(hba, `local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all ${master} 127.0.0.1/32 scram-sha-256\n`, { mode: 0o644 });
-    secured = await startPostgres({ extraSettings: [`-c hba_file=${hba}`] });
+    secured = await startPostgres({ hba: `local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all ${master} 127.0.0.1/32 scram-sha-256\n` });
     const schema = `CREATE TABLE company (id int PRIMARY KEY); CREATE TABLE booking (id int PRIMARY KEY);
       CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY); INSERT INTO company SELECT generate_series(1, 3);`;
     for (const [side, bookings, revision] of [[secured, 40, '3e1b'], [cluster, 50, '4f2a']] as const) {
@@ -460,7 +452,6 @@ describe('recovery workflow: the password was rotated after the target time (rea
 
   afterAll(() => {
     if (secured) stopPostgres(secured);
-    fs.rmSync(hbaDir, { recursive: true, force: true });
     psql(cluster, 'postgres', `DROP DATABASE IF EXISTS ${database} WITH (FORCE); DROP ROLE IF EXISTS ${master};`);
   });
 
