@@ -226,6 +226,10 @@ export class Recovery extends Construct {
       { step: 'reset-password', instance: sfn.JsonPath.objectAt('$.instance'), loginError: sfn.JsonPath.objectAt('$.loginError') },
       '$.passwordReset',
     );
+    // A copy just restored often runs its first automated backup (`backing-up`) or another change
+    // right after it became available, and RDS refuses a modification meanwhile
+    // (InvalidDBInstanceState): tried again for about 5 minutes before the failure path.
+    resetPassword.addRetry({ errors: ['InvalidDBInstanceStateFault'], interval: Duration.seconds(30), maxAttempts: 10, backoffRate: 1 });
     const waitForPassword = new sfn.Wait(this, 'WaitForPasswordReset', { time: sfn.WaitTime.duration(Duration.seconds(30)) });
     const passwordStatus = step('DescribeCopyPassword', { step: 'password-status', reset: sfn.JsonPath.objectAt('$.passwordReset') }, '$.passwordStatus');
     const verifyAgain = step('VerifyAfterPasswordReset', { step: 'verify', instance: sfn.JsonPath.objectAt('$.instance') }, '$.verification');

@@ -472,10 +472,13 @@ describe('recovery workflow: the password was rotated after the target time (rea
    * available again, and only then does the cluster take the new password (unless `apply` is false:
    * RDS accepts the reset but the copy keeps refusing).
    */
-  function copyOnPasswordCluster(recoveryId: string, options: { apply: boolean; pendingPolls: number }) {
+  function copyOnPasswordCluster(recoveryId: string, options: { apply: boolean; pendingPolls: number; busyModifies?: number }) {
     let pollsSinceModify = 0;
     let newPassword: string | undefined;
+    let busy = options.busyModifies ?? 0;
     rds.on(ModifyDBInstanceCommand).callsFake((input: { DBInstanceIdentifier: string; MasterUserPassword: string }) => {
+      // The copy's first automated backup, right after it became available: RDS refuses any modification.
+      if (busy-- > 0) throw Object.assign(new Error('Database instance is not in available state.'), { name: 'InvalidDBInstanceStateFault' });
       // RDS refuses a modification while the previous one is still being applied.
       if (newPassword !== undefined) throw Object.assign(new Error(`Database instance is not in available state.`), { name: 'InvalidDBInstanceState' });
       newPassword = input.MasterUserPassword;
@@ -529,6 +532,22 @@ describe('recovery workflow: the password was rotated after the target time (rea
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
     expect(pages).toEqual([]);
     expect(events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0].DetailType)).toEqual(['Recovery Started', 'Recovery Verified']);
+  });
+
+  it('a reset RDS refuses while the new copy is busy (its first backup) is tried again, and the copy is verified', async () => {
+    // Arrange: the first two modifications are refused (InvalidDBInstanceState)
+    const request = await newRequest();
+    copyOnPasswordCluster(request.recoveryId, { apply: true, pendingPolls: 1, busyModifies: 2 });
+
+    // Act
+    const { error, output } = await execute(request, passwordDeps());
+
+    // Assert
+    expect(error).toBeUndefined();
+    expect(output).toMatchObject({ report: { ok: true } });
+    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(3);
+    expect((await getRecovery(deps().store, request.recoveryId)).status).toBe('verified');
+    expect(pages).toEqual([]);
   });
 
   it('a reset step run again after Lambda lost its answer does not reset again (RDS would refuse it while the first one applies): the copy is verified', async () => {
