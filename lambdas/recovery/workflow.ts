@@ -272,7 +272,9 @@ export async function cleanupStep(
     if (error instanceof OperatorError) left = (await getRecovery(deps.store, request.recoveryId).catch(() => undefined))?.status;
     log('recovery cleanup: status "failed" not written', { recoveryId: request.recoveryId, status: left ?? 'unknown', error: oneLine(error) });
   });
-  const outcome = left
+  // "failed" already: this cleanup runs again after Lambda lost the answer of a first run that wrote
+  // it (the state's Retry); nobody else claimed the recovery, and the page must not say so.
+  const outcome = left && left !== 'failed'
     ? ` The recovery is now "${left}", no longer a status of the running workflow (an abandon or a cutover may have claimed it meanwhile): left as it is, not marked failed.`
     : '';
   const message = `Recovery ${request.recoveryId} of ${deps.settings.sourceInstance} to ${request.toTime} FAILED: ${why}. Cleanup: ${deletion}.${outcome} Production is unchanged; run "atmr-dr recover status ${request.recoveryId}" and retry or restore a dump.`;

@@ -413,6 +413,20 @@ describe('recovery workflow: an operator claims the recovery while the workflow 
     },
   );
 
+  it('a cleanup run again after Lambda lost its answer (its first run marked the recovery failed) pages the failure, not a claim by an operator that never happened', async () => {
+    const request = await newRequest();
+    newInstanceStates({ status: 'creating' }, { status: 'incompatible-restore' });
+
+    const { error } = await execute(request, deps(), ['CleanUp']);
+
+    expect(error?.name).toBe('RecoveryFailed');
+    expect((await getRecovery(deps().store, request.recoveryId)).status).toBe('failed');
+    expect(await activeRecoveryId(deps().store)).toBeUndefined();
+    expect(pages).toHaveLength(1);
+    expect(pages[0]).toMatch(/FAILED: RecoveryInstanceFailed: atmr-prod-pitr-202611301402 is "incompatible-restore"/);
+    expect(pages[0]).not.toMatch(/not marked failed|an abandon or a cutover may have claimed it/);
+  });
+
   it('the cleanup logs the lost race with the status it left', async () => {
     const request = await newRequest();
     const store = deps().store;
