@@ -891,10 +891,11 @@ export function defaultNewInstancePrefix(production: string): string {
 }
 
 /**
- * A prefix that does not cover `production` (for the message that refuses one that does): the
+ * A prefix that does not cover `production` (for the message that refuses one that does, and the
+ * step after a cutover that names the copy in the config): the
  * default when it does not, else a shorter stem with a mark production does not continue with.
  */
-function prefixNotCovering(production: string): string {
+export function prefixNotCovering(production: string): string {
   const fallback = defaultNewInstancePrefix(production);
   if (!production.startsWith(fallback)) return fallback;
   const stem = production.slice(0, 38).replace(/-+$/, '');

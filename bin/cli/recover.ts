@@ -9,7 +9,7 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Command } from 'commander';
 import * as os from 'node:os';
-import { EnvironmentConfig, resolveRecoveryConfig } from '../../lib/config';
+import { EnvironmentConfig, defaultNewInstancePrefix, prefixNotCovering, resolveRecoveryConfig } from '../../lib/config';
 import { RecoveryRecord } from '../../lambdas/recovery/contract';
 import { CUTOVER_STEPS, CutoverResult, CutoverSettings, cutover, undoCutover } from '../../lambdas/recovery/cutover';
 import { abandonRecovery, describeExecution, parseRecoveryReason, startRecovery } from '../../lambdas/recovery/operations';
@@ -93,8 +93,17 @@ export function afterCutoverSteps(
   const steps: string[] = [];
   // The copy is named under the prefix the recovery used: kept as it is, an explicit prefix would put
   // production in the recovery workflow's reach (it may reset and delete what the prefix covers), and
-  // synth refuses that once the config names the copy. A default prefix follows the new name itself.
-  const prefix = explicitPrefix !== undefined && copy.startsWith(explicitPrefix) ? `, and recovery.newInstancePrefix to a prefix ${copy} does not start with (not "${explicitPrefix}")` : '';
+  // synth refuses that once the config names the copy. The default follows the new name, but cut to
+  // 46 characters it covers a copy of 46 or more (a source name of 28 or more): synth refuses it too.
+  const defaultAfter = defaultNewInstancePrefix(copy);
+  const prefix =
+    explicitPrefix !== undefined
+      ? copy.startsWith(explicitPrefix)
+        ? `, and recovery.newInstancePrefix to a prefix ${copy} does not start with (not "${explicitPrefix}")`
+        : ''
+      : copy.startsWith(defaultAfter)
+        ? `, and recovery.newInstancePrefix to a prefix ${copy} does not start with, e.g. "${prefixNotCovering(copy)}" (the default, "${defaultAfter}", cut to 46 characters, covers it)`
+        : '';
   if (database.instanceIdentifier !== copy) steps.push(`next: set database.instanceIdentifier and database.host to ${copy}${prefix} in cdk.json and redeploy, so backups and alarms follow the new instance`);
   if (databaseSecretArn.includes(':secret:rds!') && databaseSecretArn !== copySecretArn) {
     steps.push(

@@ -6,6 +6,8 @@ import { RecoveryRequest } from '../../lambdas/recovery/contract';
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { beginRecovery, recordKey, updateRecovery } from '../../lambdas/recovery/store';
 import { afterCutoverSteps } from '../../bin/cli/recover';
+import { parseEnvironmentConfig } from '../../lib/config';
+import { exampleEnvironment } from '../support/app';
 import { LocalDynamo, startLocalDynamo } from '../support/dynamodb';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -316,6 +318,28 @@ describe('atmr-dr recover', () => {
       // Assert: an explicit prefix kept would cover production once the config names the copy (synth refuses it); the default follows the new name
       expect(explicit).toEqual([expect.stringContaining(', and recovery.newInstancePrefix to a prefix atmr-prod-pitr-202611301402 does not start with (not "atmr-prod-pitr-") in cdk.json')]);
       expect(derived).toEqual([expect.not.stringContaining('newInstancePrefix')]);
+    });
+
+    it('asks for an explicit recovery.newInstancePrefix too when the default one, cut to 46 characters, would cover the copy once the config names it (a production name of 28 characters or more)', () => {
+      // Arrange: the default prefix of "atmr-production-postgres-main" (29 characters) named the copy
+      // with 47; once the config names the copy, the default "<copy>-pitr-" cut to 46 is a prefix of it
+      const source = 'atmr-production-postgres-main';
+      const copy = 'atmr-production-postgres-main-pitr-202611301402';
+      const database = { instanceIdentifier: source, secretArn: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/api-db-AbCdEf' };
+
+      // Act
+      const [line] = afterCutoverSteps({ sourceInstance: source, newInstance: copy }, database, undefined, undefined);
+
+      // Assert: the step names the field and a prefix that the config check accepts with the copy as production
+      expect(line).toMatch(new RegExp(`^next: set database\\.instanceIdentifier and database\\.host to ${copy}, and recovery\\.newInstancePrefix to a prefix ${copy} does not start with, e\\.g\\. "([a-z0-9-]+)" \\(the default`));
+      const suggested = /e\.g\. "([a-z0-9-]+)"/.exec(line)![1];
+      const raw = exampleEnvironment() as Record<string, Record<string, unknown>>;
+      const config = parseEnvironmentConfig('example', {
+        ...raw,
+        database: { ...raw.database, instanceIdentifier: copy },
+        recovery: { ...raw.recovery, enabled: true, newInstancePrefix: suggested },
+      });
+      expect(config.recovery.newInstancePrefix).toBe(suggested);
     });
 
     it('does not ask again for the steps the config shows done: the config names the copy, and its secret is the copy\'s own', () => {
