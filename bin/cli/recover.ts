@@ -201,6 +201,14 @@ export function registerRecoverCommands(program: Command): void {
         );
       }
     }
+    // A workflow that ended without writing its outcome (stopped by hand in the console, which
+    // Recovery-WorkflowFailed does not page; timed out; its cleanup could not write): nothing will
+    // change the record any more, and it holds the lock that refuses every new recovery.
+    if ((record.status === 'restoring' || (record.status === 'verifying' && !reset)) && execution && execution.status !== 'RUNNING') {
+      print(
+        `next: the workflow ended (${execution.status}) with the recovery still "${record.status}": nothing will change it any more, and it holds the one-recovery lock: "atmr-dr recover abandon ${record.recoveryId}" deletes ${record.newInstance} and frees the lock, then start a new recovery`,
+      );
+    }
     if (record.status === 'verified') print(`next: atmr-dr recover cutover ${record.recoveryId} --yes   (or: atmr-dr recover abandon ${record.recoveryId})`);
     if (record.status === 'unverified') {
       print(`next: ${record.newInstance} is NOT verified: none of its data could be read within the statement timeout (a fresh copy loads its blocks from S3 on first read); ${unverifiedNextStep(record.recoveryId)}`);

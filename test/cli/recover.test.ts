@@ -205,6 +205,37 @@ describe('atmr-dr recover', () => {
       }
     });
 
+    it('status of a recovery left "restoring" by a workflow stopped by hand (no page for an aborted execution) says how to free the lock', async () => {
+      // Arrange: stopped in the console during the restore; Recovery-WorkflowFailed does not count
+      // aborted executions, so nobody is paged, and the record keeps the one-recovery lock
+      const id = 'r20261130143000-abab';
+      await givenRecord(id, { status: 'restoring', newInstanceHost: undefined, executionArn: `arn:aws:states:eu-west-3:111111111111:execution:recovery:${id}` });
+      const sfn = http.createServer((req, res) => {
+        req.resume();
+        req.on('end', () => {
+          res.writeHead(200, { 'content-type': 'application/x-amz-json-1.0' });
+          res.end(JSON.stringify({ executionArn: `arn:aws:states:eu-west-3:111111111111:execution:recovery:${id}`, stateMachineArn: 'arn:aws:states:eu-west-3:111111111111:stateMachine:recovery', status: 'ABORTED', startDate: 1_780_000_000 }));
+        });
+      });
+      await new Promise<void>((resolve) => sfn.listen(0, '127.0.0.1', resolve));
+      const saved = env;
+      env = { ...env, AWS_ENDPOINT_URL_SFN: `http://127.0.0.1:${(sfn.address() as AddressInfo).port}` };
+      try {
+        // Act
+        const run = await atmrDr(['recover', 'status', id]);
+
+        // Assert
+        expect(run.status).toBe(0);
+        expect(run.stdout).toContain('workflow ABORTED');
+        expect(run.stdout).toContain(
+          `next: the workflow ended (ABORTED) with the recovery still "restoring": nothing will change it any more, and it holds the one-recovery lock: "atmr-dr recover abandon ${id}" deletes atmr-prod-pitr-202611301402 and frees the lock, then start a new recovery`,
+        );
+      } finally {
+        env = saved;
+        await new Promise((resolve) => sfn.close(resolve));
+      }
+    });
+
     it('status of a failed recovery whose copy is kept says it cannot be cut over and how to abandon it', async () => {
       // Arrange
       await givenRecord('r20261130143000-cccc', { status: 'failed', error: 'RecoveryLoginRefused: refused even after its master password was set (cleanup: kept)' });
