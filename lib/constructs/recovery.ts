@@ -135,7 +135,7 @@ export class Recovery extends Construct {
         // abandon` of a wrong --to-time, a console stop), who knows, and whose page would climb to
         // the CTO as an event alarm until someone resolved it by hand.
         signalsEvent: true,
-        firstActions: 'atmr-dr recover status ; relancer avec une autre heure (--to-time) ou restaurer un dump (atmr-dr restore latest).',
+        firstActions: 'atmr-dr recover status ; une copie gardée tient le verrou : atmr-dr recover abandon <id> avant de relancer avec une autre heure (--to-time), ou restaurer un dump (atmr-dr restore latest).',
         metric: sumOfCounts(
           {
             failed: this.stateMachine.metricFailed({ statistic: 'Sum', period: Duration.minutes(5) }),
