@@ -38,6 +38,39 @@ function atmrDr(args: string[]): Promise<{ status: number | null; stdout: string
   });
 }
 
+/**
+ * `atmr-dr recover <args>` with one AWS service (`AWS_ENDPOINT_URL_<service>`) answered by a local
+ * responder on 127.0.0.1 (the others stay on the closed port); returns the run and the request
+ * bodies the responder received.
+ */
+async function atmrDrWith(service: 'SFN' | 'RDS', answer: { contentType: string; body: string }, args: string[]): Promise<{ run: Awaited<ReturnType<typeof atmrDr>>; asked: string[] }> {
+  const asked: string[] = [];
+  const responder = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    req.on('end', () => {
+      asked.push(body);
+      res.writeHead(200, { 'content-type': answer.contentType });
+      res.end(answer.body);
+    });
+  });
+  await new Promise<void>((resolve) => responder.listen(0, '127.0.0.1', resolve));
+  const saved = env;
+  env = { ...env, [`AWS_ENDPOINT_URL_${service}`]: `http://127.0.0.1:${(responder.address() as AddressInfo).port}` };
+  try {
+    return { run: await atmrDr(args), asked };
+  } finally {
+    env = saved;
+    await new Promise((resolve) => responder.close(resolve));
+  }
+}
+
+/** DescribeExecution's answer for the recovery `id`'s execution, ended with `status`. */
+const executionEnded = (id: string, status: string) => ({
+  contentType: 'application/x-amz-json-1.0',
+  body: JSON.stringify({ executionArn: `arn:aws:states:eu-west-3:111111111111:execution:recovery:${id}`, stateMachineArn: 'arn:aws:states:eu-west-3:111111111111:stateMachine:recovery', status, startDate: 1_780_000_000 }),
+});
+
 const request = (id: string): RecoveryRequest & { sourceInstance: string } => ({
   recoveryId: id,
   toTime: '2026-11-30T14:02:00.000Z',
@@ -178,31 +211,17 @@ describe('atmr-dr recover', () => {
         executionArn: `arn:aws:states:eu-west-3:111111111111:execution:recovery:${id}`,
         passwordReset: { requestedAt: '2026-11-30T14:58:00.000Z', reason: 'refused the database secret\'s credentials' },
       });
-      const sfn = http.createServer((req, res) => {
-        req.resume();
-        req.on('end', () => {
-          res.writeHead(200, { 'content-type': 'application/x-amz-json-1.0' });
-          res.end(JSON.stringify({ executionArn: `arn:aws:states:eu-west-3:111111111111:execution:recovery:${id}`, stateMachineArn: 'arn:aws:states:eu-west-3:111111111111:stateMachine:recovery', status: 'ABORTED', startDate: 1_780_000_000 }));
-        });
-      });
-      await new Promise<void>((resolve) => sfn.listen(0, '127.0.0.1', resolve));
-      const saved = env;
-      env = { ...env, AWS_ENDPOINT_URL_SFN: `http://127.0.0.1:${(sfn.address() as AddressInfo).port}` };
-      try {
-        // Act
-        const run = await atmrDr(['recover', 'status', id]);
 
-        // Assert
-        expect(run.status).toBe(0);
-        expect(run.stdout).toContain('workflow ABORTED');
-        expect(run.stdout).not.toContain('next: wait');
-        expect(run.stdout).toContain(
-          `next: the workflow ended (ABORTED) before it verified atmr-prod-pitr-202611301402 again: the copy is kept but not verified, so it cannot be cut over: "atmr-dr recover abandon ${id}"`,
-        );
-      } finally {
-        env = saved;
-        await new Promise((resolve) => sfn.close(resolve));
-      }
+      // Act
+      const { run } = await atmrDrWith('SFN', executionEnded(id, 'ABORTED'), ['recover', 'status', id]);
+
+      // Assert
+      expect(run.status).toBe(0);
+      expect(run.stdout).toContain('workflow ABORTED');
+      expect(run.stdout).not.toContain('next: wait');
+      expect(run.stdout).toContain(
+        `next: the workflow ended (ABORTED) before it verified atmr-prod-pitr-202611301402 again: the copy is kept but not verified, so it cannot be cut over: "atmr-dr recover abandon ${id}"`,
+      );
     });
 
     it('status of a recovery left "restoring" by a workflow stopped by hand (no page for an aborted execution) says how to free the lock', async () => {
@@ -210,30 +229,16 @@ describe('atmr-dr recover', () => {
       // aborted executions, so nobody is paged, and the record keeps the one-recovery lock
       const id = 'r20261130143000-abab';
       await givenRecord(id, { status: 'restoring', newInstanceHost: undefined, executionArn: `arn:aws:states:eu-west-3:111111111111:execution:recovery:${id}` });
-      const sfn = http.createServer((req, res) => {
-        req.resume();
-        req.on('end', () => {
-          res.writeHead(200, { 'content-type': 'application/x-amz-json-1.0' });
-          res.end(JSON.stringify({ executionArn: `arn:aws:states:eu-west-3:111111111111:execution:recovery:${id}`, stateMachineArn: 'arn:aws:states:eu-west-3:111111111111:stateMachine:recovery', status: 'ABORTED', startDate: 1_780_000_000 }));
-        });
-      });
-      await new Promise<void>((resolve) => sfn.listen(0, '127.0.0.1', resolve));
-      const saved = env;
-      env = { ...env, AWS_ENDPOINT_URL_SFN: `http://127.0.0.1:${(sfn.address() as AddressInfo).port}` };
-      try {
-        // Act
-        const run = await atmrDr(['recover', 'status', id]);
 
-        // Assert
-        expect(run.status).toBe(0);
-        expect(run.stdout).toContain('workflow ABORTED');
-        expect(run.stdout).toContain(
-          `next: the workflow ended (ABORTED) with the recovery still "restoring": nothing will change it any more, and it holds the one-recovery lock: "atmr-dr recover abandon ${id}" deletes atmr-prod-pitr-202611301402 and frees the lock, then start a new recovery`,
-        );
-      } finally {
-        env = saved;
-        await new Promise((resolve) => sfn.close(resolve));
-      }
+      // Act
+      const { run } = await atmrDrWith('SFN', executionEnded(id, 'ABORTED'), ['recover', 'status', id]);
+
+      // Assert
+      expect(run.status).toBe(0);
+      expect(run.stdout).toContain('workflow ABORTED');
+      expect(run.stdout).toContain(
+        `next: the workflow ended (ABORTED) with the recovery still "restoring": nothing will change it any more, and it holds the one-recovery lock: "atmr-dr recover abandon ${id}" deletes atmr-prod-pitr-202611301402 and frees the lock, then start a new recovery`,
+      );
     });
 
     it('status of a failed recovery whose copy is kept says it cannot be cut over and how to abandon it', async () => {
@@ -400,38 +405,24 @@ describe('atmr-dr recover', () => {
           Item: { ...recordKey(id), ...request(id), updatedAt: '2026-11-30T16:00:00.000Z', newInstanceHost: 'new.rds', status: 'cut-over', replacedInstance: 'atmr-prod-replaced-202611301600' },
         }),
       );
-      const asked: string[] = [];
-      const rds = http.createServer((req, res) => {
-        let body = '';
-        req.on('data', (chunk: Buffer) => (body += chunk.toString()));
-        req.on('end', () => {
-          asked.push(body);
-          res.writeHead(200, { 'content-type': 'text/xml' });
-          res.end(
-            `<DescribeDBInstancesResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><DescribeDBInstancesResult><DBInstances><DBInstance>` +
-              `<DBInstanceIdentifier>atmr-prod-pitr-202611301402</DBInstanceIdentifier><DBInstanceStatus>available</DBInstanceStatus>` +
-              `<MasterUserSecret><SecretArn>arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-prod-AbCdEf</SecretArn><SecretStatus>active</SecretStatus></MasterUserSecret>` +
-              `</DBInstance></DBInstances></DescribeDBInstancesResult><ResponseMetadata><RequestId>r1</RequestId></ResponseMetadata></DescribeDBInstancesResponse>`,
-          );
-        });
-      });
-      await new Promise<void>((resolve) => rds.listen(0, '127.0.0.1', resolve));
-      const saved = env;
-      env = { ...env, AWS_ENDPOINT_URL_RDS: `http://127.0.0.1:${(rds.address() as AddressInfo).port}` };
-      try {
-        // Act
-        const run = await atmrDr(['recover', 'status', id]);
+      const described = {
+        contentType: 'text/xml',
+        body:
+          `<DescribeDBInstancesResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><DescribeDBInstancesResult><DBInstances><DBInstance>` +
+          `<DBInstanceIdentifier>atmr-prod-pitr-202611301402</DBInstanceIdentifier><DBInstanceStatus>available</DBInstanceStatus>` +
+          `<MasterUserSecret><SecretArn>arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-prod-AbCdEf</SecretArn><SecretStatus>active</SecretStatus></MasterUserSecret>` +
+          `</DBInstance></DBInstances></DescribeDBInstancesResult><ResponseMetadata><RequestId>r1</RequestId></ResponseMetadata></DescribeDBInstancesResponse>`,
+      };
 
-        // Assert
-        expect(run.status).toBe(0);
-        expect(asked).toEqual([expect.stringContaining('DBInstanceIdentifier=atmr-prod-pitr-202611301402')]);
-        expect(run.stdout.split('\n').filter((line) => line.startsWith('next'))).toEqual([
-          'next: set database.instanceIdentifier and database.host to atmr-prod-pitr-202611301402, and recovery.newInstancePrefix to a prefix atmr-prod-pitr-202611301402 does not start with (not "atmr-prod-pitr-") in cdk.json and redeploy, so backups and alarms follow the new instance',
-        ]);
-      } finally {
-        env = saved;
-        await new Promise((resolve) => rds.close(resolve));
-      }
+      // Act
+      const { run, asked } = await atmrDrWith('RDS', described, ['recover', 'status', id]);
+
+      // Assert
+      expect(run.status).toBe(0);
+      expect(asked).toEqual([expect.stringContaining('DBInstanceIdentifier=atmr-prod-pitr-202611301402')]);
+      expect(run.stdout.split('\n').filter((line) => line.startsWith('next'))).toEqual([
+        'next: set database.instanceIdentifier and database.host to atmr-prod-pitr-202611301402, and recovery.newInstancePrefix to a prefix atmr-prod-pitr-202611301402 does not start with (not "atmr-prod-pitr-") in cdk.json and redeploy, so backups and alarms follow the new instance',
+      ]);
     });
   });
 });
