@@ -2,7 +2,7 @@ import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
-import { DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
+import { RDSClient } from '@aws-sdk/client-rds';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SSMClient } from '@aws-sdk/client-ssm';
@@ -13,6 +13,7 @@ import { EnvironmentConfig, defaultNewInstancePrefix, prefixNotCovering, resolve
 import { RecoveryRecord } from '../../lambdas/recovery/contract';
 import { CUTOVER_STEPS, CutoverResult, CutoverSettings, cutover, undoCutover } from '../../lambdas/recovery/cutover';
 import { abandonRecovery, describeExecution, parseRecoveryReason, startRecovery } from '../../lambdas/recovery/operations';
+import { describeInstance } from '../../lambdas/recovery/rds';
 import { StoreDeps, activeRecoveryId, getRecovery, listRecoveryIds } from '../../lambdas/recovery/store';
 import { parseToTime } from '../../lambdas/recovery/time';
 import { formatVerification, unverifiedNextStep, unverifiedRefusal } from '../../lambdas/recovery/verify';
@@ -119,8 +120,8 @@ export function afterCutoverSteps(
  */
 async function copyManagedSecret(rds: RDSClient, record: RecoveryRecord, databaseSecretArn: string): Promise<string | undefined> {
   if (record.status !== 'cut-over' || !databaseSecretArn.includes(':secret:rds!')) return undefined;
-  return rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: record.newInstance })).then(
-    (answer) => answer.DBInstances?.[0]?.MasterUserSecret?.SecretArn,
+  return describeInstance(rds, record.newInstance).then(
+    (instance) => instance?.MasterUserSecret?.SecretArn,
     () => undefined,
   );
 }

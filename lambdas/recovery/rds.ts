@@ -42,7 +42,8 @@ export interface ValidatedRecovery {
 
 const notFound = (error: unknown) => (error as { name?: string }).name === 'DBInstanceNotFoundFault' || (error as { name?: string }).name === 'DBInstanceNotFound';
 
-async function describeInstance(rds: RDSClient, identifier: string): Promise<DBInstance | undefined> {
+/** The instance named `identifier` as RDS describes it now; undefined when there is none. */
+export async function describeInstance(rds: RDSClient, identifier: string): Promise<DBInstance | undefined> {
   try {
     return (await rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: identifier }))).DBInstances?.[0];
   } catch (error) {
