@@ -16,7 +16,7 @@ import { abandonRecovery, describeExecution, parseRecoveryReason, startRecovery 
 import { describeInstance } from '../../lambdas/recovery/rds';
 import { StoreDeps, activeRecoveryId, getRecovery, listRecoveryIds } from '../../lambdas/recovery/store';
 import { parseToTime } from '../../lambdas/recovery/time';
-import { formatVerification, unverifiedNextStep, unverifiedRefusal } from '../../lambdas/recovery/verify';
+import { formatVerification, unverifiedFlagRefusal, unverifiedNextStep, unverifiedRefusal } from '../../lambdas/recovery/verify';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { pgClientConfig, resolveConnection } from '../../lambdas/shared/pg-connection';
@@ -301,6 +301,7 @@ export function registerRecoverCommands(program: Command): void {
         throw new OperatorError(`recover cutover: recovery ${id} is "${record.status}": ${hint}`, 3);
       }
       const unread = mode === 'start' && record.verification?.unread === true;
+      if (mode === 'start' && opts.unverified && !unread) throw new OperatorError(unverifiedFlagRefusal('recover cutover', id, record.status), 2);
       if (unread && !opts.unverified) {
         throw new OperatorError(unverifiedRefusal('recover cutover', id), 3);
       }

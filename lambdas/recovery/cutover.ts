@@ -13,7 +13,7 @@ import { OperatorError, oneLine } from '../shared/errors';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
 import { CutoverStepReport, JournalEntry, JournalUndo, RECOVERY_EVENTS, RecoveryRecord, RecoveryStatus } from './contract';
 import { instanceResourceId, instanceState, markReplacedInstance, replacedInstanceName } from './rds';
-import { unverifiedRefusal } from './verify';
+import { unverifiedFlagRefusal, unverifiedRefusal } from './verify';
 import { LeaseLostError, StoreDeps, getRecovery, takeCutoverLease, updateRecovery } from './store';
 
 /**
@@ -184,6 +184,9 @@ class Session {
     // /ready and write checks still run), also on a retry after a failed cutover of that copy.
     if (mode === 'start' && (CUTOVER_FROM as readonly string[]).includes(current.status) && current.verification?.unread && !options.unverified) {
       throw new OperatorError(unverifiedRefusal(command, id), 3);
+    }
+    if (mode === 'start' && options.unverified && (CUTOVER_FROM as readonly string[]).includes(current.status) && !current.verification?.unread) {
+      throw new OperatorError(unverifiedFlagRefusal(command, id, current.status), 2);
     }
     if (mode === 'undo' && current.status === 'cutover-failed' && !(current.journal ?? []).some(outstanding)) {
       throw new OperatorError(`${command}: recovery ${id}: nothing to undo, every change of its cutover was undone`, 3);

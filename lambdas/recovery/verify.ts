@@ -176,6 +176,16 @@ export function unverifiedNextStep(recoveryId: string): string {
   return `check its data by hand (psql on the copy with a longer statement_timeout: counts of the critical tables), then "atmr-dr recover cutover ${recoveryId} --unverified --yes" (the cutover still checks /ready and a write on the copy, and undoes itself if they fail), or "atmr-dr recover abandon ${recoveryId}"`;
 }
 
+/**
+ * The refusal of --unverified for a copy whose verification did read its data (`verified`, or a
+ * failed cutover of such a copy): the flag overrides a verification that read nothing, and taken
+ * silently here it would hide an operator's mistake (the wrong recovery id, or a status misread).
+ * Bad input, as "abandon --skip-final-snapshot" for a copy RDS can snapshot: exit 2, nothing changed.
+ */
+export function unverifiedFlagRefusal(command: string, recoveryId: string, status: string): string {
+  return `${command}: --unverified: recovery ${recoveryId} is "${status}": its verification read the copy's data, so there is nothing to cut over unverified: run "atmr-dr recover cutover ${recoveryId} --yes" without it; nothing changed`;
+}
+
 /** The refusal of a cutover of an `unverified` copy without the operator's --unverified. */
 export function unverifiedRefusal(command: string, recoveryId: string): string {
   return `${command}: recovery ${recoveryId} is not verified: none of its copy's data could be read within the statement timeout; ${unverifiedNextStep(recoveryId)}; nothing was changed`;

@@ -3,7 +3,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { RecoveryRequest } from '../../lambdas/recovery/contract';
-import { PutCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { beginRecovery, recordKey, updateRecovery } from '../../lambdas/recovery/store';
 import { afterCutoverSteps } from '../../bin/cli/recover';
 import { parseEnvironmentConfig } from '../../lib/config';
@@ -303,6 +303,33 @@ describe('atmr-dr recover', () => {
       expect(run.status).toBe(3);
       expect(run.stderr.trim().split('\n')).toHaveLength(1);
       expect(run.stderr).toMatch(new RegExp(`recover cutover: recovery ${id} is not verified: none of its copy's data could be read within the statement timeout; .*--unverified --yes.*; nothing was changed`));
+    });
+  });
+
+  describe('a verified copy (its verification read its data)', () => {
+    const id = 'r20261130143000-acac';
+    const item = () => ({
+      ...recordKey(id),
+      ...request(id),
+      updatedAt: '2026-11-30T15:00:00.000Z',
+      newInstanceHost: 'new.rds',
+      status: 'verified',
+      verification: { ok: true, checkedAt: '2026-11-30T15:00:00.000Z', problems: [], rows: [{ check: 'rows in booking', production: '120', recovered: '100 (-20)', outcome: 'differs' }] },
+    });
+    beforeAll(async () => {
+      await dynamo.ddb.send(new PutCommand({ TableName: dynamo.tableName, Item: item() }));
+    });
+
+    it('cutover --unverified is refused in one line naming the flag and the fix (drop it), exit 2, before any AWS call, nothing written', async () => {
+      // Act
+      const run = await atmrDr(['recover', 'cutover', id, '--unverified', '--yes']);
+
+      // Assert: the same way as "abandon --skip-final-snapshot" for a copy RDS can snapshot.
+      expect(run.status).toBe(2);
+      expect(run.stderr).toBe(
+        `atmr-dr: recover cutover: --unverified: recovery ${id} is "verified": its verification read the copy's data, so there is nothing to cut over unverified: run "atmr-dr recover cutover ${id} --yes" without it; nothing changed\n`,
+      );
+      expect((await dynamo.ddb.send(new GetCommand({ TableName: dynamo.tableName, Key: recordKey(id) }))).Item).toEqual(item());
     });
   });
 

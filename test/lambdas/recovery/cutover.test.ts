@@ -15,6 +15,7 @@ import { activeRecoveryId, beginRecovery, getRecovery, updateRecovery } from '..
 import { testCluster, uniqueDatabaseName } from '../../support/cluster';
 import { LocalDynamo, startLocalDynamo } from '../../support/dynamodb';
 import { psql } from '../../support/postgres';
+import { operatorErrorOf } from '../../support/refusal';
 import { SOURCE_RESOURCE_ID, notFound, sourceInstance } from './fixtures';
 
 /**
@@ -300,6 +301,25 @@ describe('cutover', () => {
       expect(result.steps.filter((s) => s.outcome === 'done').map((s) => s.step)).toEqual(expect.arrayContaining([CUTOVER_STEPS.ready, CUTOVER_STEPS.write]));
       expect((await getRecovery(deps().store, id)).status).toBe('cut-over');
     });
+
+    it.each(['verified', 'cutover-failed'] as const)(
+      '--unverified on a copy whose verification read its data ("%s") is refused in one line naming the flag and the fix, exit 2, before changing anything',
+      async (status) => {
+        const id = await verifiedRecovery();
+        await updateRecovery(deps().store, id, { status });
+        const before = await getRecovery(deps().store, id);
+
+        const error = await operatorErrorOf(cutover(deps(), id, settings(), 'alice', 'start', { unverified: true }));
+
+        expect(error.message).toBe(
+          `recover cutover: --unverified: recovery ${id} is "${status}": its verification read the copy's data, so there is nothing to cut over unverified: run "atmr-dr recover cutover ${id} --yes" without it; nothing changed`,
+        );
+        expect(error.exitCode).toBe(2);
+        expect(ssm.commandCalls(PutParameterCommand)).toHaveLength(0);
+        expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(0);
+        expect(await getRecovery(deps().store, id)).toEqual(before);
+      },
+    );
 
     it('after a failed (undone) cutover of it, a new one still needs --unverified', async () => {
       const id = await verifiedRecovery();
