@@ -200,7 +200,7 @@ export async function passwordStatusStep(deps: WorkflowDeps, request: RecoveryRe
   return state;
 }
 
-/** Records the verification and the time it took, publishes RecoverySeconds and announces the result. */
+/** Records the verification and the time it took, publishes RecoverySeconds (a verified copy only) and announces the result. */
 export async function reportStep(
   deps: WorkflowDeps,
   request: RecoveryRequest & { verification: { ok: boolean; report: VerificationReport } },
@@ -216,7 +216,10 @@ export async function reportStep(
   // verification pages through the workflow's own SNS state either way.
   const eventType = report.ok ? RECOVERY_EVENTS.verified : RECOVERY_EVENTS.verificationFailed;
   try {
-    await publishRecoverySeconds(deps.cloudwatch, 'verified', recoverySeconds, now);
+    // RecoverySeconds{stage=verified} is the time from the request to a copy one can cut over (the
+    // RTO figure of docs/recovery.md): an unverified copy or a failed verification did not reach
+    // that stage, and counted there they would pass for recoveries that did.
+    if (status === 'verified') await publishRecoverySeconds(deps.cloudwatch, 'verified', recoverySeconds, now);
     await announce(deps.events, eventType, {
       summary: report.ok
         ? `Recovery ${request.recoveryId}: ${request.newInstance} (as of ${request.toTime}) verified in ${recoverySeconds} s; cut over with "atmr-dr recover cutover ${request.recoveryId} --yes"`
@@ -231,7 +234,8 @@ export async function reportStep(
       verification: formatVerification(report),
     });
   } catch (error) {
-    await updateRecovery(deps.store, request.recoveryId, { error: `the "${eventType}" event or the RecoverySeconds metric failed: ${oneLine(error)}` }).catch(() => undefined);
+    const what = status === 'verified' ? `the "${eventType}" event or the RecoverySeconds metric` : `the "${eventType}" event`;
+    await updateRecovery(deps.store, request.recoveryId, { error: `${what} failed: ${oneLine(error)}` }).catch(() => undefined);
   }
   return { ok: report.ok, recoverySeconds, status };
 }

@@ -137,6 +137,15 @@ function newInstanceStates(...states: ({ status: string; host?: string } | Error
   });
 }
 
+/** The `stage` of each RecoverySeconds datum the steps sent to CloudWatch, in order. */
+function publishedStages(): (string | undefined)[] {
+  return cloudwatch
+    .commandCalls(PutMetricDataCommand)
+    .flatMap((call) => call.args[0].input.MetricData ?? [])
+    .filter((datum) => datum.MetricName === 'RecoverySeconds')
+    .map((datum) => datum.Dimensions?.find((d) => d.Name === 'stage')?.Value);
+}
+
 describe('recovery workflow (aws-local-stepfunctions)', () => {
   it('restores, waits through "creating", verifies side by side, reports, and is ready for cutover', async () => {
     const request = await newRequest();
@@ -154,6 +163,7 @@ describe('recovery workflow (aws-local-stepfunctions)', () => {
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
     expect(events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0].DetailType)).toEqual(['Recovery Started', 'Recovery Verified']);
     expect(cloudwatch.commandCalls(PutMetricDataCommand)[0].args[0].input.MetricData![0]).toMatchObject({ MetricName: 'RecoverySeconds', Dimensions: [{ Name: 'service', Value: 'recovery' }, { Name: 'stage', Value: 'verified' }] });
+    expect(publishedStages()).toEqual(['verified']);
     expect(pages).toEqual([]);
     expect(await activeRecoveryId(deps().store)).toBe(request.recoveryId);
   });
@@ -209,6 +219,8 @@ describe('recovery workflow (aws-local-stepfunctions)', () => {
       expect(record.status).toBe('verification-failed');
       expect(record.verification!.problems[0]).toMatch(/table booking cannot be counted on the recovered copy/);
       expect(events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0].DetailType)).toContain('Recovery Verification Failed');
+      // The stage "verified" was not reached: RecoverySeconds{stage=verified} measures the time to a copy one can cut over.
+      expect(publishedStages()).toEqual([]);
     } finally {
       psql(cluster, recovered, 'ALTER TABLE booking_old RENAME TO booking');
     }
@@ -244,6 +256,8 @@ describe('recovery workflow: a copy none of whose data can be read within the st
         const announced = events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0]).filter((e) => e.DetailType === 'Recovery Verification Failed');
         expect(announced.length).toBeGreaterThanOrEqual(1);
         expect((JSON.parse(announced[0].Detail!) as { summary: string }).summary).toMatch(/NOT verified: none of its data could be read within the statement timeout/);
+        // Not verified: no RecoverySeconds{stage=verified}, also when the report step runs again.
+        expect(publishedStages()).toEqual([]);
         expect(await activeRecoveryId(base.store)).toBe(request.recoveryId);
       } finally {
         await holder.end();
