@@ -7,7 +7,7 @@ import { isThrottled } from '../shared/aws-errors';
 import { OperatorError, oneLine } from '../shared/errors';
 import { pgClientConfig, resolveConnection } from '../shared/pg-connection';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
-import { LOGIN_REFUSED_ERROR, PASSWORD_RESET_TIMEOUT_ERROR, RECOVERY_EVENTS, RecoveryRequest, RecoveryStatus, VerificationReport } from './contract';
+import { LOGIN_REFUSED_ERROR, PASSWORD_RESET_TIMEOUT_ERROR, RECOVERY_EVENTS, RecoveryRecord, RecoveryRequest, RecoveryStatus, VerificationReport } from './contract';
 import {
   InstanceState,
   deleteRecoveredInstance,
@@ -270,18 +270,34 @@ export async function cleanupStep(
   // `abandoned`) or a cutover may have claimed the recovery meanwhile (the step that failed may have
   // failed because of that claim), and "failed" over it would free the lock under them and hide
   // what they did. The lost race is logged and said in the page; their status is left as it is.
-  let left: string | undefined;
+  let claimed: RecoveryRecord | undefined;
   await updateRecovery(deps.store, request.recoveryId, { status: 'failed', error: `${why} (cleanup: ${deletion})` }, WORKFLOW_STATUSES).catch(async (error: unknown) => {
     // A refused condition is an OperatorError; anything else (DynamoDB down) only failed to write.
-    if (error instanceof OperatorError) left = (await getRecovery(deps.store, request.recoveryId).catch(() => undefined))?.status;
-    log('recovery cleanup: status "failed" not written', { recoveryId: request.recoveryId, status: left ?? 'unknown', error: oneLine(error) });
+    if (error instanceof OperatorError) claimed = await getRecovery(deps.store, request.recoveryId).catch(() => undefined);
+    log('recovery cleanup: status "failed" not written', { recoveryId: request.recoveryId, status: claimed?.status ?? 'unknown', error: oneLine(error) });
   });
-  // "failed" already: this cleanup runs again after Lambda lost the answer of a first run that wrote
-  // it (the state's Retry); nobody else claimed the recovery, and the page must not say so.
-  const outcome = left && left !== 'failed'
-    ? ` The recovery is now "${left}", no longer a status of the running workflow (an abandon or a cutover may have claimed it meanwhile): left as it is, not marked failed.`
-    : '';
-  const message = `Recovery ${request.recoveryId} of ${deps.settings.sourceInstance} to ${request.toTime} FAILED: ${why}. Cleanup: ${deletion}.${outcome} Production is unchanged; run "atmr-dr recover status ${request.recoveryId}" and retry or restore a dump.`;
+  const left = claimed?.status;
+  const status = `"atmr-dr recover status ${request.recoveryId}"`;
+  let message = `Recovery ${request.recoveryId} of ${deps.settings.sourceInstance} to ${request.toTime} FAILED: ${why}.`;
+  if (left === 'cutting-over') {
+    // A cutover took the recovery (a step failing after the copy was verified, its retries spent,
+    // while the operator began the cutover): production is being moved onto the copy, maybe in
+    // maintenance meanwhile, and is in that operator's hands, not unchanged. The ways on are the
+    // ones "recover status" prints for a cutover that stopped or runs.
+    const by = claimed?.leaseOwner ? ` by ${claimed.leaseOwner}` : '';
+    message += ` The recovery is now "cutting-over": a cutover${by} is putting production on ${request.newInstance} (it may be in maintenance meanwhile); left as it is, not marked failed, and ${request.newInstance} is kept. Production is in that cutover's hands: ${status} shows its journal; the cutover stopped or is running: continue it with "atmr-dr recover cutover ${request.recoveryId} --resume --yes", or put back what it changed with "atmr-dr recover cutover ${request.recoveryId} --undo --yes".`;
+  } else if (left === 'cut-over') {
+    message += ` The recovery is now "cut-over": production runs on ${request.newInstance} (an operator's cutover finished); left as it is, not marked failed. See ${status} for what is left to do.`;
+  } else if (left === 'cutover-failed') {
+    message += ` The recovery is now "cutover-failed": an operator's cutover to ${request.newInstance} failed; left as it is, not marked failed, and ${request.newInstance} is kept. Production is as before only if that cutover undid every change: ${status} shows its journal (a step "undo-failed": "atmr-dr recover cutover ${request.recoveryId} --undo --yes").`;
+  } else {
+    // "failed" already: this cleanup runs again after Lambda lost the answer of a first run that
+    // wrote it (the state's Retry); nobody else claimed the recovery, and the page must not say so.
+    const outcome = left && left !== 'failed'
+      ? ` The recovery is now "${left}", no longer a status of the running workflow (an abandon or a cutover may have claimed it meanwhile): left as it is, not marked failed.`
+      : '';
+    message += ` Cleanup: ${deletion}.${outcome} Production is unchanged; run ${status} and retry or restore a dump.`;
+  }
   await announce(deps.events, RECOVERY_EVENTS.failed, { summary: message, at: clock(deps).toISOString(), recoveryId: request.recoveryId, newInstance: request.newInstance });
   return { message };
 }

@@ -12,7 +12,7 @@ import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import { mockClient } from 'aws-sdk-client-mock';
 import { Client } from 'pg';
 import { RecoveryRequest } from '../../../lambdas/recovery/contract';
-import { activeRecoveryId, beginRecovery, getRecovery, updateRecovery } from '../../../lambdas/recovery/store';
+import { activeRecoveryId, beginRecovery, getRecovery, takeCutoverLease, updateRecovery } from '../../../lambdas/recovery/store';
 import { WorkflowDeps, cleanupStep } from '../../../lambdas/recovery/workflow';
 import { testCluster, uniqueDatabaseName } from '../../support/cluster';
 import { LocalDynamo, startLocalDynamo } from '../../support/dynamodb';
@@ -439,6 +439,48 @@ describe('recovery workflow: an operator claims the recovery while the workflow 
     expect(pages).toHaveLength(1);
     expect(pages[0]).toMatch(/FAILED: RecoveryInstanceFailed: atmr-prod-pitr-202611301402 is "incompatible-restore"/);
     expect(pages[0]).not.toMatch(/not marked failed|an abandon or a cutover may have claimed it/);
+  });
+
+  it('a cleanup that finds an operator\'s cutover under way ("cutting-over": a report retried seconds after the operator began it) does not page "Production is unchanged": it says production is in that cutover\'s hands and how to go on, as "recover status" does', async () => {
+    // Arrange: the copy was verified, then the report step failed (its retries spent) while an
+    // operator, who had seen "verified", took the cutover lease.
+    const request = await newRequest();
+    const store = deps().store;
+    await updateRecovery(store, request.recoveryId, { status: 'verified', newInstanceHost: `${NEW}.rds`, availableAt: '2026-11-30T14:50:00.000Z' }, ['restoring']);
+    await takeCutoverLease(store, request.recoveryId, { from: ['verified'], owner: 'bob (pid 4242 on bob-laptop)', token: 'lease-1', leaseSeconds: 120, changes: { status: 'cutting-over', journal: [] } });
+
+    // Act
+    const { message } = await cleanupStep(deps(), { ...request, error: { Error: 'States.TaskFailed', Cause: 'the report step failed' } });
+
+    // Assert
+    expect(message).not.toMatch(/Production is unchanged|restore a dump|recover abandon/);
+    expect(message).toContain(
+      `The recovery is now "cutting-over": a cutover by bob (pid 4242 on bob-laptop) is putting production on ${NEW} (it may be in maintenance meanwhile); left as it is, not marked failed, and ${NEW} is kept. Production is in that cutover's hands: "atmr-dr recover status ${request.recoveryId}" shows its journal; the cutover stopped or is running: continue it with "atmr-dr recover cutover ${request.recoveryId} --resume --yes", or put back what it changed with "atmr-dr recover cutover ${request.recoveryId} --undo --yes".`,
+    );
+    const announced = events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0]).filter((e) => e.DetailType === 'Recovery Failed');
+    expect((JSON.parse(announced[0].Detail!) as { summary: string }).summary).toBe(message);
+    expect((await getRecovery(store, request.recoveryId)).status).toBe('cutting-over');
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+  });
+
+  it.each([
+    ['cut-over', (id: string) => `The recovery is now "cut-over": production runs on ${NEW} (an operator's cutover finished); left as it is, not marked failed. See "atmr-dr recover status ${id}" for what is left to do.`],
+    [
+      'cutover-failed',
+      (id: string) =>
+        `The recovery is now "cutover-failed": an operator's cutover to ${NEW} failed; left as it is, not marked failed, and ${NEW} is kept. Production is as before only if that cutover undid every change: "atmr-dr recover status ${id}" shows its journal (a step "undo-failed": "atmr-dr recover cutover ${id} --undo --yes").`,
+    ],
+  ] as const)('a cleanup that finds the recovery already "%s" does not page "Production is unchanged": it says what the cutover left', async (status, expected) => {
+    const request = await newRequest();
+    const store = deps().store;
+    await updateRecovery(store, request.recoveryId, { status: 'verified', newInstanceHost: `${NEW}.rds` }, ['restoring']);
+    await updateRecovery(store, request.recoveryId, { status }, ['verified']);
+
+    const { message } = await cleanupStep(deps(), { ...request, error: { Error: 'States.TaskFailed', Cause: 'the report step failed' } });
+
+    expect(message).not.toMatch(/Production is unchanged|restore a dump|recover abandon/);
+    expect(message).toContain(expected(request.recoveryId));
+    expect((await getRecovery(store, request.recoveryId)).status).toBe(status);
   });
 
   it('the cleanup logs the lost race with the status it left', async () => {
