@@ -13,7 +13,7 @@ import { EnvironmentConfig, defaultNewInstancePrefix, prefixNotCovering, resolve
 import { RecoveryRecord } from '../../lambdas/recovery/contract';
 import { CUTOVER_STEPS, CutoverResult, CutoverSettings, cutover, undoCutover } from '../../lambdas/recovery/cutover';
 import { abandonRecovery, describeExecution, parseRecoveryReason, startRecovery } from '../../lambdas/recovery/operations';
-import { describeInstance } from '../../lambdas/recovery/rds';
+import { dataAlsoIn, describeInstance } from '../../lambdas/recovery/rds';
 import { StoreDeps, activeRecoveryId, getRecovery, listRecoveryIds } from '../../lambdas/recovery/store';
 import { parseToTime } from '../../lambdas/recovery/time';
 import { formatVerification, unverifiedFlagRefusal, unverifiedNextStep, unverifiedRefusal } from '../../lambdas/recovery/verify';
@@ -382,16 +382,16 @@ export function registerRecoverCommands(program: Command): void {
   recover
     .command('abandon')
     .description(
-      'delete the recovered instance (after a final snapshot, unless it is still creating or its restore failed: no data yet) and free the lock; refused once production runs on it; a copy RDS cannot snapshot (KMS key disabled, storage full) only with --skip-final-snapshot',
+      'delete the recovered instance (after a final snapshot, unless it is still creating or its restore failed: no data yet) and free the lock; refused once production runs on it; a copy RDS cannot snapshot (it cannot use its KMS key) only with --skip-final-snapshot',
     )
     .argument('<id>', 'recovery id')
-    .option('--skip-final-snapshot', 'delete a copy RDS cannot snapshot (KMS key disabled, storage full, incompatible parameters) without a final snapshot; refused for a copy RDS can snapshot')
+    .option('--skip-final-snapshot', 'delete a copy RDS cannot snapshot (inaccessible-encryption-credentials: it cannot use its KMS key) without a final snapshot; refused for a copy RDS can snapshot')
     .option('--yes', 'confirm (required when standard input is not a terminal)')
     .action(async (id: string, opts: { yes?: boolean; skipFinalSnapshot?: boolean }) => {
       const ctx = await context();
       const record = await getRecovery(ctx.store, id);
       const question = opts.skipFinalSnapshot
-        ? `delete ${record.newInstance} WITHOUT a final snapshot (RDS refuses one in its state; its data is also in the automated backups of ${ctx.config.database.instanceIdentifier})`
+        ? `delete ${record.newInstance} WITHOUT a final snapshot (RDS refuses one while it cannot use its KMS key; ${dataAlsoIn(ctx.config.database.instanceIdentifier, { toTime: record.toTime })})`
         : `delete ${record.newInstance} (a final snapshot is kept unless it holds no data yet)`;
       await confirmOrRefuse(question, opts.yes, 'recover abandon');
       const result = await abandonRecovery({ rds: ctx.rds, sfn: ctx.sfn, events: ctx.events, store: ctx.store }, id, await resolveCliActor(), ctx.config.database.instanceIdentifier, {

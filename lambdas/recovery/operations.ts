@@ -4,7 +4,7 @@ import { DescribeExecutionCommand, SFNClient, StartExecutionCommand, StopExecuti
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { announce } from './announce';
 import { RECOVERY_EVENTS, RecoveryRecord, RecoveryRequest, newRecoveryId } from './contract';
-import { RestoreWindow, defaultInstanceName, validateRecovery, deleteRecoveredInstance, finalSnapshotRefusal, instanceState } from './rds';
+import { RestoreWindow, dataAlsoIn, defaultInstanceName, validateRecovery, deleteRecoveredInstance, finalSnapshotRefusal, instanceState } from './rds';
 import { StoreDeps, beginRecovery, getRecovery, updateRecovery } from './store';
 
 /** The operator's side of a recovery (CLI): start, abandon. The workflow does the rest. */
@@ -133,15 +133,14 @@ export async function abandonRecovery(
       3,
     );
   }
-  // A copy RDS cannot snapshot (its KMS key disabled, storage full...) would fail the deletion at
-  // every run, after the claim, and hold the lock for good: said before anything changes, with the
-  // way out. Its data is not lost with it: the copy was restored from production's own automated
-  // backups, which still hold that time (a new recovery to it gets it back).
+  // A copy RDS cannot snapshot (it cannot use its KMS key) would fail the deletion at every run,
+  // after the claim, and hold the lock for good: said before anything changes, with the way out and
+  // where the data still is (production's automated backups, which need the same key).
   const copy = await instanceState(deps.rds, record.newInstance);
   const refusal = finalSnapshotRefusal(record.newInstance, copy.status, Boolean(options.skipFinalSnapshot));
   if (refusal?.skip === false) {
     throw new OperatorError(
-      `recover abandon: recovery ${recoveryId}: ${refusal.reason}; its data is also in the automated backups of ${protectedInstance} (a new recovery to ${record.toTime} gets it back while that time is in its restore window): delete it without one with "atmr-dr recover abandon ${recoveryId} --skip-final-snapshot", or fix its state first to keep one; nothing changed`,
+      `recover abandon: recovery ${recoveryId}: ${refusal.reason}; ${dataAlsoIn(protectedInstance, { toTime: record.toTime, kmsKeyId: copy.kmsKeyId })}: delete the copy without a snapshot with "atmr-dr recover abandon ${recoveryId} --skip-final-snapshot", ${refusal.keep}; nothing changed`,
       3,
     );
   }

@@ -185,29 +185,71 @@ const FAILED_STATES = ['failed', 'incompatible-restore', 'incompatible-parameter
 const NO_DATA_STATES = ['creating', 'failed', 'incompatible-restore', 'incompatible-network', 'restore-error'];
 
 /**
- * States in which an instance holds data but RDS refuses to snapshot it (CreateDBSnapshot, or a
- * final snapshot on delete), with why, for the operator. Abandon cannot keep a final snapshot then:
- * it deletes such a copy only when told to (--skip-final-snapshot), never on its own.
+ * States in which an instance holds data but RDS cannot snapshot it, with why (`why`) and what, if
+ * anything, lets abandon keep a final snapshot (`keep`), for the operator. Abandon deletes such a
+ * copy without one only when told to (--skip-final-snapshot), never on its own.
+ *
+ * Only states with a documented reason are listed. Both are RDS without the use of the instance's
+ * KMS key, and a snapshot of an encrypted instance is encrypted with that same key (Amazon RDS User
+ * Guide, "Encrypting Amazon RDS resources", limitations). Per "Viewing instance status" and
+ * "Encrypting Amazon RDS resources": an instance whose key RDS lost (disabled, grant revoked) is
+ * stopped in `inaccessible-encryption-credentials-recoverable` for seven days, recovered by enabling
+ * the key and starting the instance (start-db-instance); after that it is in the terminal
+ * `inaccessible-encryption-credentials`, from which RDS can only restore it from a backup.
+ *
+ * Not listed: `storage-full` and `incompatible-parameters`. DeleteDBInstance (API reference) requires
+ * SkipFinalSnapshot only for `failed`, `incompatible-restore` and `incompatible-network` (with
+ * `creating` and `restore-error`, NO_DATA_STATES), and the status table gives each of the two its own
+ * fix (scale the storage up; revert the parameter changes), no snapshot refusal: abandon keeps a final
+ * snapshot of them like of any copy holding data (REFUSED_DELETION_FIXES if RDS refuses anyway).
  */
-export const SNAPSHOT_REFUSED_STATES: Readonly<Record<string, string>> = {
-  'inaccessible-encryption-credentials': 'its KMS key is disabled or deleted, or RDS lost its grant on it',
-  'inaccessible-encryption-credentials-recoverable': 'its KMS key is disabled or RDS lost its grant on it',
-  'storage-full': 'its storage is full',
-  'incompatible-parameters': 'its parameter group holds settings it cannot start with',
+export const SNAPSHOT_REFUSED_STATES: Readonly<Record<string, { why: string; keep: (identifier: string) => string }>> = {
+  'inaccessible-encryption-credentials': {
+    why: 'RDS could not use its KMS key (disabled, deleted or its grant revoked) for seven days: terminal',
+    keep: () => '(it can no longer be snapshotted: RDS only restores it from a backup)',
+  },
+  'inaccessible-encryption-credentials-recoverable': {
+    why: 'RDS cannot use its KMS key (disabled or its grant revoked): stopped until the key is enabled and the instance started',
+    keep: (identifier) => `or enable the key again and start the copy (aws rds start-db-instance --db-instance-identifier ${identifier}) to keep one`,
+  },
+};
+
+/**
+ * Where the data of a copy RDS cannot snapshot still is, said true: in the automated backups of the
+ * production instance it was restored from, which are encrypted with the same KMS key (a point-in-time
+ * restore keeps the source's key, and every SNAPSHOT_REFUSED_STATES state is RDS without that key).
+ * A restore from those backups needs RDS to use the key (AWS Knowledge Center, "resolve an Amazon RDS
+ * instance ... in an inaccessible encryption state": restoring requires the key activated; a deleted
+ * key leaves the data unrecoverable), so "the data is also in production's backups" alone would be
+ * false while the key is disabled.
+ */
+export function dataAlsoIn(protectedInstance: string, options: { toTime?: string; kmsKeyId?: string } = {}): string {
+  return `its data is also in the automated backups of ${protectedInstance}, but they are encrypted with the same KMS key${options.kmsKeyId ? ` (${options.kmsKeyId})` : ''}: a new recovery${options.toTime ? ` to ${options.toTime}` : ''} reads them only while RDS can use that key (enable it again first if it was disabled; a deleted key loses them too) and that time is in their restore window`;
+}
+
+/**
+ * Documented fixes of states RDS is not documented to refuse a final snapshot in (so abandon asks
+ * for one), for the line when RDS refuses the deletion all the same: waiting, the advice for a copy
+ * busy with something, would not end these two ("Viewing instance status": scale the storage up;
+ * make the parameters compatible, the instance's events naming them).
+ */
+const REFUSED_DELETION_FIXES: Readonly<Record<string, (identifier: string) => string>> = {
+  'storage-full': (identifier) => `scale its storage up first (aws rds modify-db-instance --db-instance-identifier ${identifier} --allocated-storage <GiB, at least 10% more> --apply-immediately)`,
+  'incompatible-parameters': () => 'make its parameters compatible first (its RDS events name them: revert them in its parameter group) and reboot it',
 };
 
 /**
  * Why a deletion of `identifier` in `status` cannot go as asked, or undefined when it can: a final
- * snapshot RDS refuses in that state (unless `skipFinalSnapshot`), or `skipFinalSnapshot` for a
- * copy RDS can snapshot (its data would be lost for nothing). Copies with no data yet, or gone,
- * are deleted without one anyway.
+ * snapshot RDS refuses in that state (unless `skipFinalSnapshot`; `keep` says what would allow one),
+ * or `skipFinalSnapshot` for a copy RDS can snapshot (its data would be lost for nothing). Copies
+ * with no data yet, or gone, are deleted without one anyway.
  */
-export function finalSnapshotRefusal(identifier: string, status: string, skipFinalSnapshot: boolean): { reason: string; skip: boolean } | undefined {
-  const why = SNAPSHOT_REFUSED_STATES[status];
-  if (why && !skipFinalSnapshot) {
-    return { reason: `${identifier} is "${status}" (${why}): RDS refuses a final snapshot of it`, skip: false };
+export function finalSnapshotRefusal(identifier: string, status: string, skipFinalSnapshot: boolean): { reason: string; skip: boolean; keep?: string } | undefined {
+  const refused = SNAPSHOT_REFUSED_STATES[status];
+  if (refused && !skipFinalSnapshot) {
+    return { reason: `${identifier} is "${status}" (${refused.why}): RDS refuses a final snapshot of it`, skip: false, keep: refused.keep(identifier) };
   }
-  if (!why && skipFinalSnapshot && !NO_DATA_STATES.includes(status) && status !== 'not-found' && status !== 'deleting') {
+  if (!refused && skipFinalSnapshot && !NO_DATA_STATES.includes(status) && status !== 'not-found' && status !== 'deleting') {
     return { reason: `${identifier} is "${status}": RDS can take a final snapshot of it, so abandon keeps one`, skip: true };
   }
   return undefined;
@@ -297,12 +339,16 @@ export async function deleteRecoveredInstance(
     );
   } catch (error) {
     if ((error as { name?: string }).name === 'InvalidDBInstanceStateFault') {
+      const fix = REFUSED_DELETION_FIXES[status];
+      if (fix) throw new OperatorError(`recover: ${identifier} cannot be deleted in state "${status}" (RDS: ${oneLine(error)}): ${fix(identifier)}, then run "atmr-dr recover abandon ${options.recoveryId}" again`);
       throw new OperatorError(`recover: ${identifier} cannot be deleted in state "${instance.DBInstanceStatus}": wait until it is available or failed, then retry`);
     }
     throw error;
   }
   if (snapshot) return { deleted: true, detail: `deleting ${identifier}, final snapshot ${snapshot}` };
-  if (skipped) return { deleted: true, detail: `deleting ${identifier} without a final snapshot (--skip-final-snapshot: it is "${status}", RDS refuses one; its data is also in the automated backups of ${options.protectedInstance})` };
+  if (skipped) {
+    return { deleted: true, detail: `deleting ${identifier} without a final snapshot (--skip-final-snapshot: it is "${status}", RDS refuses one; ${dataAlsoIn(options.protectedInstance, { kmsKeyId: instance.KmsKeyId })})` };
+  }
   return { deleted: true, detail: options.finalSnapshotIdentifier ? `deleting ${identifier} (no final snapshot: it is "${instance.DBInstanceStatus}", it holds no data yet)` : `deleting ${identifier} (no final snapshot)` };
 }
 

@@ -333,6 +333,17 @@ describe('atmr-dr recover', () => {
     });
   });
 
+  it('abandon --skip-final-snapshot asks its confirmation saying production\'s backups need the same KMS key (not that they simply hold the data)', async () => {
+    // Act: no terminal, no --yes: the question is printed in the refusal, before any AWS call.
+    const run = await atmrDr(['recover', 'abandon', 'r20261130143000-aaaa', '--skip-final-snapshot']);
+
+    // Assert
+    expect(run.status).toBe(2);
+    expect(run.stderr).toBe(
+      'atmr-dr: recover abandon: delete atmr-prod-pitr-202611301402 WITHOUT a final snapshot (RDS refuses one while it cannot use its KMS key; its data is also in the automated backups of atmr-prod, but they are encrypted with the same KMS key: a new recovery to 2026-11-30T14:02:00.000Z reads them only while RDS can use that key (enable it again first if it was disabled; a deleted key loses them too) and that time is in their restore window) needs confirmation: standard input is not a terminal; pass --yes to confirm\n',
+    );
+  });
+
   describe('after the cutover', () => {
     it("status of a cut-over recovery whose database secret RDS manages says to move the API to the copy's own secret before the next rotation", async () => {
       // Arrange: the example's secret is RDS-managed (rds!db-...), owned by the instance the recovery replaced

@@ -9,6 +9,7 @@ import { activeRecoveryId, getRecovery, takeCutoverLease, updateRecovery } from 
 import { OperatorError } from '../../../lambdas/shared/errors';
 import { parseToTime } from '../../../lambdas/recovery/time';
 import { LocalDynamo, startLocalDynamo } from '../../support/dynamodb';
+import { operatorErrorOf } from '../../support/refusal';
 import { EARLIEST, LATEST, NOW, PREFIX, SOURCE, SOURCE_RESOURCE_ID, notFound, sourceInstance } from './fixtures';
 
 const rds = mockClient(RDSClient);
@@ -265,14 +266,21 @@ describe('abandon racing a cutover (the ops-state record decides, by a condition
   });
 });
 
-describe('abandoning a copy RDS cannot snapshot (its KMS key disabled, storage full, incompatible parameters)', () => {
-  /** The copy in `status`; DeleteDBInstance answers as RDS does in that state: a final snapshot refused, a deletion without one accepted. */
+describe('abandoning a copy RDS cannot snapshot (it cannot use its KMS key)', () => {
+  const KEY = sourceInstance().KmsKeyId!;
+  /**
+   * The copy in `status`, encrypted with production's key as a point-in-time restore leaves it;
+   * DeleteDBInstance answers as RDS does in a state where it cannot use that key: a final snapshot
+   * refused, a deletion without one accepted.
+   */
   async function copyIn(status: string): Promise<{ id: string; newInstance: string }> {
     const id = (await start()).request.recoveryId;
     const record = await updateRecovery(deps().store, id, { status: 'verified', newInstanceHost: 'copy.rds' });
     sfn.on(DescribeExecutionCommand).resolves({ status: 'SUCCEEDED' });
     rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: record.newInstance }).resolves({
-      DBInstances: [{ DBInstanceIdentifier: record.newInstance, DBInstanceStatus: status, TagList: [{ Key: 'atmr-dr:purpose', Value: 'recovery' }, { Key: 'atmr-dr:recovery-id', Value: id }] }],
+      DBInstances: [
+        { DBInstanceIdentifier: record.newInstance, DBInstanceStatus: status, KmsKeyId: KEY, TagList: [{ Key: 'atmr-dr:purpose', Value: 'recovery' }, { Key: 'atmr-dr:recovery-id', Value: id }] },
+      ],
     });
     rds.on(DeleteDBInstanceCommand).callsFake((input: { SkipFinalSnapshot?: boolean }) => {
       if (input.SkipFinalSnapshot) return {};
@@ -287,22 +295,25 @@ describe('abandoning a copy RDS cannot snapshot (its KMS key disabled, storage f
     if (id) await updateRecovery(deps().store, id, { status: 'abandoned' });
   });
 
-  it.each(['inaccessible-encryption-credentials', 'storage-full', 'incompatible-parameters'])(
-    'a copy "%s" is refused in one line naming the state, the flag and where the data still is; nothing claimed, stopped or deleted',
-    async (status) => {
+  it.each([
+    ['inaccessible-encryption-credentials', '\\(it can no longer be snapshotted: RDS only restores it from a backup\\)'],
+    ['inaccessible-encryption-credentials-recoverable', 'or enable the key again and start the copy \\(aws rds start-db-instance --db-instance-identifier atmr-prod-pitr-\\d+\\) to keep one'],
+  ])(
+    'a copy "%s" is refused in one line naming the state, the flag, and that production\'s backups need the same key; nothing claimed, stopped or deleted',
+    async (status, keep) => {
       const { id, newInstance } = await copyIn(status);
       const before = await getRecovery(deps().store, id);
 
-      const error = await abandonRecovery(deps(), id, 'alice', SOURCE).catch((e: unknown) => e);
+      const error = await operatorErrorOf(abandonRecovery(deps(), id, 'alice', SOURCE));
 
-      expect(error).toBeInstanceOf(OperatorError);
-      expect((error as OperatorError).exitCode).toBe(3);
-      expect((error as Error).message).toMatch(
+      expect(error.exitCode).toBe(3);
+      // Production shares the copy's key: its automated backups are no way back while RDS cannot use it.
+      expect(error.message).toMatch(
         new RegExp(
-          `^recover abandon: recovery ${id}: ${newInstance} is "${status}" \\(.*\\): RDS refuses a final snapshot of it; its data is also in the automated backups of ${SOURCE} .*: delete it without one with "atmr-dr recover abandon ${id} --skip-final-snapshot", or fix its state first to keep one; nothing changed$`,
+          `^recover abandon: recovery ${id}: ${newInstance} is "${status}" \\(.*\\): RDS refuses a final snapshot of it; its data is also in the automated backups of ${SOURCE}, but they are encrypted with the same KMS key \\(${KEY}\\): a new recovery to 2026-11-30T14:02:00.000Z reads them only while RDS can use that key \\(enable it again first if it was disabled; a deleted key loses them too\\) and that time is in their restore window: delete the copy without a snapshot with "atmr-dr recover abandon ${id} --skip-final-snapshot", ${keep}; nothing changed$`,
         ),
       );
-      expect((error as Error).message).not.toContain('\n');
+      expect(error.message).not.toContain('\n');
       expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
       expect(sfn.commandCalls(StopExecutionCommand)).toHaveLength(0);
       expect(await getRecovery(deps().store, id)).toEqual(before);
@@ -310,29 +321,84 @@ describe('abandoning a copy RDS cannot snapshot (its KMS key disabled, storage f
     },
   );
 
-  it('with --skip-final-snapshot, a copy whose KMS key is disabled is deleted without a snapshot, abandoned and the lock freed, so a new recovery can start', async () => {
+  it('with --skip-final-snapshot, a copy whose KMS key is disabled is deleted without a snapshot, abandoned and the lock freed; the line says production\'s backups need that key too', async () => {
     const { id, newInstance } = await copyIn('inaccessible-encryption-credentials');
 
     const result = await abandonRecovery(deps(), id, 'alice', SOURCE, { skipFinalSnapshot: true });
 
     expect(rds.commandCalls(DeleteDBInstanceCommand).map((c) => c.args[0].input)).toEqual([{ DBInstanceIdentifier: newInstance, SkipFinalSnapshot: true, DeleteAutomatedBackups: true }]);
     expect(result.detail).toBe(
-      `deleting ${newInstance} without a final snapshot (--skip-final-snapshot: it is "inaccessible-encryption-credentials", RDS refuses one; its data is also in the automated backups of ${SOURCE})`,
+      `deleting ${newInstance} without a final snapshot (--skip-final-snapshot: it is "inaccessible-encryption-credentials", RDS refuses one; its data is also in the automated backups of ${SOURCE}, but they are encrypted with the same KMS key (${KEY}): a new recovery reads them only while RDS can use that key (enable it again first if it was disabled; a deleted key loses them too) and that time is in their restore window)`,
     );
     expect(result.record.status).toBe('abandoned');
     expect(await activeRecoveryId(deps().store)).toBeUndefined();
   });
 
-  it('--skip-final-snapshot is refused for a copy RDS can snapshot (available): its data is never dropped for nothing, nothing changed', async () => {
-    const { id } = await copyIn('available');
-    rds.on(DeleteDBInstanceCommand).resolves({});
-    const before = await getRecovery(deps().store, id);
+  it.each(['available', 'storage-full', 'incompatible-parameters'])(
+    '--skip-final-snapshot is refused for a copy RDS can snapshot ("%s"): its data is never dropped for nothing, nothing changed',
+    async (status) => {
+      const { id } = await copyIn(status);
+      rds.on(DeleteDBInstanceCommand).resolves({});
+      const before = await getRecovery(deps().store, id);
 
-    await expect(abandonRecovery(deps(), id, 'alice', SOURCE, { skipFinalSnapshot: true })).rejects.toThrow(
-      `recover abandon: --skip-final-snapshot: atmr-prod-pitr-202611301402 is "available": RDS can take a final snapshot of it, so abandon keeps one: run "atmr-dr recover abandon ${id}" without it; nothing changed`,
-    );
-    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
-    expect(await getRecovery(deps().store, id)).toEqual(before);
+      const error = await operatorErrorOf(abandonRecovery(deps(), id, 'alice', SOURCE, { skipFinalSnapshot: true }));
+
+      expect(error.exitCode).toBe(2);
+      expect(error.message).toBe(
+        `recover abandon: --skip-final-snapshot: atmr-prod-pitr-202611301402 is "${status}": RDS can take a final snapshot of it, so abandon keeps one: run "atmr-dr recover abandon ${id}" without it; nothing changed`,
+      );
+      expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+      expect(await getRecovery(deps().store, id)).toEqual(before);
+    },
+  );
+});
+
+/**
+ * AWS documents a final snapshot refused only for failed, incompatible-restore and
+ * incompatible-network (DeleteDBInstance), and gives storage-full and incompatible-parameters a fix
+ * of their own (scale the storage up; make the parameters compatible), no snapshot refusal.
+ */
+describe('abandoning a copy whose storage is full or whose parameters are incompatible', () => {
+  async function copyIn(status: string): Promise<{ id: string; newInstance: string }> {
+    const id = (await start()).request.recoveryId;
+    const record = await updateRecovery(deps().store, id, { status: 'verified', newInstanceHost: 'copy.rds' });
+    sfn.on(DescribeExecutionCommand).resolves({ status: 'SUCCEEDED' });
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: record.newInstance }).resolves({
+      DBInstances: [{ DBInstanceIdentifier: record.newInstance, DBInstanceStatus: status, TagList: [{ Key: 'atmr-dr:purpose', Value: 'recovery' }, { Key: 'atmr-dr:recovery-id', Value: id }] }],
+    });
+    return { id, newInstance: record.newInstance };
+  }
+
+  afterEach(async () => {
+    const id = await activeRecoveryId(deps().store);
+    if (id) await updateRecovery(deps().store, id, { status: 'abandoned' });
+  });
+
+  it.each(['storage-full', 'incompatible-parameters'])('a copy "%s" is deleted after a final snapshot like any copy holding data, abandoned and the lock freed', async (status) => {
+    const { id, newInstance } = await copyIn(status);
+    rds.on(DeleteDBInstanceCommand).resolves({});
+
+    const result = await abandonRecovery(deps(), id, 'alice', SOURCE);
+
+    expect(rds.commandCalls(DeleteDBInstanceCommand).map((c) => c.args[0].input)).toEqual([
+      { DBInstanceIdentifier: newInstance, FinalDBSnapshotIdentifier: `${newInstance}-final-202611301430`, SkipFinalSnapshot: false, DeleteAutomatedBackups: true },
+    ]);
+    expect(result.detail).toBe(`deleting ${newInstance}, final snapshot ${newInstance}-final-202611301430`);
+    expect(result.record.status).toBe('abandoned');
+    expect(await activeRecoveryId(deps().store)).toBeUndefined();
+  });
+
+  it.each([
+    ['storage-full', 'scale its storage up first (aws rds modify-db-instance --db-instance-identifier atmr-prod-pitr-202611301402 --allocated-storage <GiB, at least 10% more> --apply-immediately)'],
+    ['incompatible-parameters', 'make its parameters compatible first (its RDS events name them: revert them in its parameter group) and reboot it'],
+  ])('a copy "%s" whose deletion RDS refuses all the same is left "abandoning" with the documented fix, then abandon again', async (status, fix) => {
+    const { id, newInstance } = await copyIn(status);
+    rds.on(DeleteDBInstanceCommand).rejects(Object.assign(new Error(`Instance ${newInstance} is not currently in the available state.`), { name: 'InvalidDBInstanceStateFault' }));
+
+    const error = await operatorErrorOf(abandonRecovery(deps(), id, 'alice', SOURCE));
+
+    expect(error.message).toBe(`recover: ${newInstance} cannot be deleted in state "${status}" (RDS: Instance ${newInstance} is not currently in the available state.): ${fix}, then run "atmr-dr recover abandon ${id}" again`);
+    expect((await getRecovery(deps().store, id)).status).toBe('abandoning');
   });
 });
 
