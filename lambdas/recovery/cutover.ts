@@ -12,7 +12,7 @@ import { checkHttp } from '../detection/targets';
 import { OperatorError, oneLine } from '../shared/errors';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
 import { CutoverStepReport, JournalEntry, JournalUndo, RECOVERY_EVENTS, RecoveryRecord, RecoveryStatus } from './contract';
-import { instanceResourceId, instanceState, markReplacedInstance, replacedInstanceName } from './rds';
+import { instanceResourceId, instanceState, markReplacedInstance, removeRecoveryPurposeTag, replacedInstanceName } from './rds';
 import { unverifiedFlagRefusal, unverifiedRefusal } from './verify';
 import { LeaseLostError, StoreDeps, getRecovery, takeCutoverLease, updateRecovery } from './store';
 
@@ -20,7 +20,8 @@ import { LeaseLostError, StoreDeps, getRecovery, takeCutoverLease, updateRecover
  * The guided cutover, in the runbook's order: maintenance on, the API's database endpoint switched
  * to the recovered instance, the ECS services redeployed (their tasks read the endpoint at start),
  * `/ready` 200 and a write accepted by the new database, maintenance off. The old instance is then
- * renamed and tagged, never deleted. A failure half-way undoes what was done (endpoint back, tasks
+ * renamed and tagged, never deleted, and the copy loses the tag that put it in the recovery
+ * workflow's reach. A failure half-way undoes what was done (endpoint back, tasks
  * redeployed on it, killswitch back to its previous value) and says what changed and what was undone.
  *
  * It runs in the operator's CLI, which may die half-way (laptop closed, Ctrl-C, network lost). So
@@ -107,6 +108,7 @@ export const CUTOVER_STEPS = {
   write: 'check writes accepted',
   reopen: 'killswitch back',
   rename: 'rename and tag old instance',
+  untag: 'untag new production instance',
 } as const;
 
 class Interrupted extends Error {}
@@ -435,6 +437,21 @@ class Session {
       if (error instanceof Interrupted) return this.interrupted(settings);
       // recorded in the steps; the cutover itself succeeded
       replacedInstance = undefined;
+    }
+    // The copy is production now, and keeps its name under the recovery prefix: without its
+    // atmr-dr:purpose tag the recovery workflow's role can no longer modify or delete it. Whether or
+    // not the rename went through (the two are independent), and before the record says cut-over, so
+    // that a cutover interrupted here is resumed (from cutting-over) and removes it then.
+    try {
+      await this.step(
+        CUTOVER_STEPS.untag,
+        async () => undefined,
+        async () => removeRecoveryPurposeTag(deps.rds, record.newInstance, id),
+      );
+    } catch (error) {
+      if (error instanceof LeaseLostError) return this.result(false, 'cutting-over', { interrupted: true, error: error.message }, settings);
+      if (error instanceof Interrupted) return this.interrupted(settings);
+      // recorded in the steps, with the command to run by hand; production runs on the copy either way
     }
     const finished = this.now();
     const recoverySeconds = secondsBetween(record.requestedAt, finished);

@@ -7,6 +7,7 @@ import {
   ModifyDBInstanceCommand,
   AddTagsToResourceCommand,
   RDSClient,
+  RemoveTagsFromResourceCommand,
   RestoreDBInstanceToPointInTimeCommand,
   Tag,
 } from '@aws-sdk/client-rds';
@@ -408,6 +409,30 @@ export async function markReplacedInstance(
   );
   await rds.send(new ModifyDBInstanceCommand({ DBInstanceIdentifier: oldInstance, NewDBInstanceIdentifier: renamed, ApplyImmediately: true }));
   return renamed;
+}
+
+/**
+ * Once production runs on the copy, takes it out of the recovery workflow's reach: the workflow's
+ * role may reset the password of (ModifyDBInstance) and delete instances under the prefix that carry
+ * `atmr-dr:purpose=recovery`, and the copy keeps its name under the prefix, so with the tag only the
+ * code's recovery-id check would stand between that role and production. Only this tag is removed:
+ * the others (`atmr-dr:recovery-id`, `restored-from`...) say where the instance came from.
+ * Idempotent (an interrupted cutover runs it again): a copy without the tag is left as it is. A copy
+ * tagged for another recovery is refused before any change.
+ */
+export async function removeRecoveryPurposeTag(rds: RDSClient, identifier: string, recoveryId: string): Promise<string> {
+  const instance = await describeInstance(rds, identifier);
+  if (!instance?.DBInstanceArn) throw new OperatorError(`recover: ${identifier} not found to remove its ${RECOVERY_PURPOSE_TAG.Key} tag: check which instance production runs on`);
+  const tags = instance.TagList ?? (await rds.send(new ListTagsForResourceCommand({ ResourceName: instance.DBInstanceArn }))).TagList ?? [];
+  if (!tags.some((t) => t.Key === RECOVERY_PURPOSE_TAG.Key)) return `${identifier}: no ${RECOVERY_PURPOSE_TAG.Key} tag (removed before): out of the recovery workflow's reach`;
+  const owner = tags.find((t) => t.Key === RECOVERY_ID_TAG)?.Value;
+  if (owner !== recoveryId) {
+    throw new OperatorError(
+      `recover: ${identifier} is not tagged ${RECOVERY_ID_TAG}=${recoveryId} (${owner ? `tagged ${owner}` : 'no recovery id'}): its ${RECOVERY_PURPOSE_TAG.Key} tag is left as it is; check which instance production runs on, then remove that tag from it by hand: aws rds remove-tags-from-resource --resource-name ${instance.DBInstanceArn} --tag-keys ${RECOVERY_PURPOSE_TAG.Key}`,
+    );
+  }
+  await rds.send(new RemoveTagsFromResourceCommand({ ResourceName: instance.DBInstanceArn, TagKeys: [RECOVERY_PURPOSE_TAG.Key] }));
+  return `${identifier}: tag ${RECOVERY_PURPOSE_TAG.Key} removed: out of the recovery workflow's reach (it may modify and delete only instances that carry it)`;
 }
 
 /**

@@ -44,7 +44,8 @@ interface FakeAws {
   readonly calls: AwsCall[];
   readonly parameters: Map<string, { value: string; version: number }>;
   secret(): Record<string, unknown>;
-  readonly instances: Map<string, { arn: string; resourceId: string }>;
+  /** Each instance's tags as RDS keeps them (the copy gets the restore's in verifiedRecovery). */
+  readonly instances: Map<string, { arn: string; resourceId: string; tags: Map<string, string> }>;
   /** When false, the services' deployments stay IN_PROGRESS (the redeploy waits). */
   ecsStable: boolean;
   reset(): void;
@@ -56,7 +57,7 @@ function startFakeAws(): Promise<FakeAws> {
   const parameters = new Map<string, { value: string; version: number }>();
   const cluster = testCluster();
   let secret: Record<string, unknown> = {};
-  const instances = new Map<string, { arn: string; resourceId: string }>();
+  const instances = new Map<string, { arn: string; resourceId: string; tags: Map<string, string> }>();
   const state = { ecsStable: true };
   const reset = () => {
     calls.splice(0);
@@ -65,8 +66,8 @@ function startFakeAws(): Promise<FakeAws> {
     secret = { username: cluster.user, password: 'unused-by-trust-auth', host: OLD_HOST, port: 5432, dbname: 'atmr', engine: 'postgres' };
     instances.clear();
     // RDS gives each instance a DbiResourceId of its own, kept across renames.
-    instances.set('atmr-prod', { arn: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod', resourceId: 'db-PRODPRODPRODPRODPRODPROD1' });
-    instances.set('atmr-prod-pitr-202611301402', { arn: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod-pitr-202611301402', resourceId: 'db-COPYCOPYCOPYCOPYCOPYCOPY1' });
+    instances.set('atmr-prod', { arn: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod', resourceId: 'db-PRODPRODPRODPRODPRODPROD1', tags: new Map([['project', 'atmr']]) });
+    instances.set('atmr-prod-pitr-202611301402', { arn: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod-pitr-202611301402', resourceId: 'db-COPYCOPYCOPYCOPYCOPYCOPY1', tags: new Map() });
     state.ecsStable = true;
   };
   reset();
@@ -100,9 +101,15 @@ function startFakeAws(): Promise<FakeAws> {
         if (action === 'DescribeDBInstances') {
           const instance = instances.get(name);
           if (!instance) return xml(res, action, `DBInstance ${name} not found.`, 404);
-          return xml(res, action, `<DBInstances><DBInstance><DBInstanceIdentifier>${name}</DBInstanceIdentifier><DBInstanceArn>${instance.arn}</DBInstanceArn><DbiResourceId>${instance.resourceId}</DbiResourceId><DBInstanceStatus>available</DBInstanceStatus></DBInstance></DBInstances>`);
+          const tags = [...instance.tags].map(([key, value]) => `<Tag><Key>${key}</Key><Value>${value}</Value></Tag>`).join('');
+          return xml(res, action, `<DBInstances><DBInstance><DBInstanceIdentifier>${name}</DBInstanceIdentifier><DBInstanceArn>${instance.arn}</DBInstanceArn><DbiResourceId>${instance.resourceId}</DbiResourceId><DBInstanceStatus>available</DBInstanceStatus><TagList>${tags}</TagList></DBInstance></DBInstances>`);
         }
         if (action === 'AddTagsToResource') return xml(res, action, '');
+        if (action === 'RemoveTagsFromResource') {
+          const instance = [...instances.values()].find((i) => i.arn === form.ResourceName)!;
+          for (const [key, value] of Object.entries(form)) if (key.startsWith('TagKeys.member.')) instance.tags.delete(value);
+          return xml(res, action, '');
+        }
         if (action === 'ModifyDBInstance') {
           const instance = instances.get(name)!;
           instances.delete(name);
@@ -253,6 +260,13 @@ async function verifiedRecovery(id: string): Promise<void> {
   };
   await beginRecovery(store, request);
   await updateRecovery(store, id, { status: 'verified', newInstanceHost: cluster.host, newInstancePort: cluster.port });
+  // The tags the restore gave the copy.
+  const copy = aws.instances.get('atmr-prod-pitr-202611301402')!;
+  copy.tags = new Map([
+    ['project', 'atmr'],
+    ['atmr-dr:purpose', 'recovery'],
+    ['atmr-dr:recovery-id', id],
+  ]);
 }
 
 function operatorEnv(): NodeJS.ProcessEnv {
@@ -281,7 +295,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
     // Each step reported with its start time and duration.
-    const steps = ['killswitch maintenance', 'switch database endpoint', 'redeploy ECS services', 'check /ready', 'check writes accepted', 'killswitch back', 'rename and tag old instance'];
+    const steps = ['killswitch maintenance', 'switch database endpoint', 'redeploy ECS services', 'check /ready', 'check writes accepted', 'killswitch back', 'rename and tag old instance', 'untag new production instance'];
     for (const step of steps) expect(result.stdout).toMatch(new RegExp(`^  \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\s+\\d+ s  done\\s+${step.replace('/', '\\/')}: `, 'm'));
     expect(result.stdout).toMatch(/total \d+ s; recovery \d+ s since the request against the RTO objective 1800 s \(met\)/);
 
@@ -310,6 +324,8 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
       'rds:DescribeDBInstances',
       'rds:AddTagsToResource',
       'rds:ModifyDBInstance',
+      'rds:DescribeDBInstances', // the copy's tags: this recovery's, with the purpose tag
+      'rds:RemoveTagsFromResource', // production now runs on it: out of the recovery workflow's reach
       'cloudwatch:PutMetricData',
       'events:PutEvents',
     ]);
@@ -327,6 +343,8 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(modify).toEqual({ DBInstanceIdentifier: 'atmr-prod', NewDBInstanceIdentifier: expect.stringMatching(/^atmr-prod-replaced-\d{12}$/), ApplyImmediately: 'true' });
     const tags = aws.calls.find((c) => c.action === 'AddTagsToResource')!.input;
     expect(tags).toMatchObject({ ResourceName: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod', 'Tags.Tag.1.Key': 'atmr-dr:replaced-by', 'Tags.Tag.1.Value': 'atmr-prod-pitr-202611301402' });
+    expect(aws.calls.find((c) => c.action === 'RemoveTagsFromResource')!.input).toEqual({ ResourceName: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod-pitr-202611301402', 'TagKeys.member.1': 'atmr-dr:purpose' });
+    expect([...aws.instances.get('atmr-prod-pitr-202611301402')!.tags.keys()]).toEqual(['project', 'atmr-dr:recovery-id']);
     expect(aws.calls.some((c) => c.action.startsWith('Delete'))).toBe(false);
     expect([...aws.instances.keys()].sort()).toEqual(['atmr-prod-pitr-202611301402', modify.NewDBInstanceIdentifier]);
     const events = aws.calls.filter((c) => c.action === 'PutEvents').map((c) => (c.input.Entries as { DetailType: string; Source: string }[])[0]);

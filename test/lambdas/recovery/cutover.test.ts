@@ -1,7 +1,7 @@
 import { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { DescribeServicesCommand, ECSClient, UpdateServiceCommand } from '@aws-sdk/client-ecs';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
-import { AddTagsToResourceCommand, DBInstance, DeleteDBInstanceCommand, DescribeDBInstancesCommand, ModifyDBInstanceCommand, RDSClient } from '@aws-sdk/client-rds';
+import { AddTagsToResourceCommand, DBInstance, DeleteDBInstanceCommand, DescribeDBInstancesCommand, ModifyDBInstanceCommand, RDSClient, RemoveTagsFromResourceCommand, Tag } from '@aws-sdk/client-rds';
 import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
@@ -65,9 +65,12 @@ afterAll(async () => {
 });
 
 let counter = 0;
+/** The recovery the last verifiedRecovery() started: the one its copy is tagged with. */
+let latestId = '';
 async function verifiedRecovery(): Promise<string> {
   counter += 1;
   const id = `r2026113014${String(counter).padStart(4, '0')}-abcd`;
+  latestId = id;
   const request: RecoveryRequest = {
     recoveryId: id,
     toTime: '2026-11-30T14:02:00.000Z',
@@ -164,6 +167,7 @@ describe('cutover', () => {
       ['check writes accepted', 'done'],
       ['killswitch back', 'done'],
       ['rename and tag old instance', 'done'],
+      ['untag new production instance', 'done'],
     ]);
     expect(killswitchModes()).toEqual(['maintenance', 'normal']);
     expect(secretValue).toEqual({ username: 'atmr', password: 's3cret', host: NEW_HOST, port: 5432, dbname: 'atmr' });
@@ -190,6 +194,70 @@ describe('cutover', () => {
     const detail = JSON.parse(detailTypes[1].Detail!) as { summary: string; at: string };
     expect(detail.summary).toMatch(/production runs on atmr-prod-pitr-202611301402/);
     expect(detail.at).toMatch(/^\d{4}-/);
+  });
+
+  it("once production runs on the copy, removes the copy's atmr-dr:purpose tag (the recovery role's reach) after the rename and before the recovery is recorded cut-over", async () => {
+    const id = await verifiedRecovery();
+    const copyArn = 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod-pitr-202611301402';
+    let copyTags: Tag[] = [
+      { Key: 'project', Value: 'atmr' },
+      { Key: 'atmr-dr:purpose', Value: 'recovery' },
+      { Key: 'atmr-dr:recovery-id', Value: id },
+    ];
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'atmr-prod-pitr-202611301402' }).callsFake(() => ({
+      DBInstances: [{ DBInstanceIdentifier: 'atmr-prod-pitr-202611301402', DBInstanceArn: copyArn, DBInstanceStatus: 'available', Endpoint: { Address: NEW_HOST, Port: 5432 }, TagList: copyTags }],
+    }));
+    rds.on(AddTagsToResourceCommand).resolves({});
+    rds.on(ModifyDBInstanceCommand).resolves({});
+    const statusWhenUntagged: string[] = [];
+    rds.on(RemoveTagsFromResourceCommand).callsFake(async (input: { TagKeys: string[] }) => {
+      statusWhenUntagged.push((await getRecovery(deps().store, id)).status);
+      copyTags = copyTags.filter((t) => !input.TagKeys.includes(t.Key!));
+      return {};
+    });
+
+    const result = await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice');
+
+    expect(result.ok).toBe(true);
+    expect(rds.commandCalls(RemoveTagsFromResourceCommand).map((c) => c.args[0].input)).toEqual([{ ResourceName: copyArn, TagKeys: ['atmr-dr:purpose'] }]);
+    const order = rds.calls().map((c) => (c.args[0] as object).constructor.name).filter((name) => name === 'ModifyDBInstanceCommand' || name === 'RemoveTagsFromResourceCommand');
+    expect(order).toEqual(['ModifyDBInstanceCommand', 'RemoveTagsFromResourceCommand']);
+    expect(statusWhenUntagged).toEqual(['cutting-over']);
+    expect(copyTags.map((t) => t.Key)).toEqual(['project', 'atmr-dr:recovery-id']);
+    expect(result.steps.find((s) => s.step === CUTOVER_STEPS.untag)).toMatchObject({ outcome: 'done', detail: expect.stringMatching(/atmr-prod-pitr-202611301402: tag atmr-dr:purpose removed/) });
+    const record = await getRecovery(deps().store, id);
+    expect(record.status).toBe('cut-over');
+    expect(record.journal!.map((e) => [e.step, e.state]).at(-1)).toEqual([CUTOVER_STEPS.untag, 'done']);
+  });
+
+  it("leaves the purpose tag of a copy that is not this recovery's (another recovery id) and says so; the cutover stays done", async () => {
+    const id = await verifiedRecovery();
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'atmr-prod-pitr-202611301402' }).resolves({
+      DBInstances: [
+        {
+          DBInstanceIdentifier: 'atmr-prod-pitr-202611301402',
+          DBInstanceArn: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod-pitr-202611301402',
+          DBInstanceStatus: 'available',
+          TagList: [
+            { Key: 'atmr-dr:purpose', Value: 'recovery' },
+            { Key: 'atmr-dr:recovery-id', Value: 'r20261129000000-ffff' },
+          ],
+        },
+      ],
+    });
+    rds.on(AddTagsToResourceCommand).resolves({});
+    rds.on(ModifyDBInstanceCommand).resolves({});
+    rds.on(RemoveTagsFromResourceCommand).resolves({});
+
+    const result = await cutover(deps(), id, settings(), 'alice');
+
+    expect(result.ok).toBe(true);
+    expect(rds.commandCalls(RemoveTagsFromResourceCommand)).toHaveLength(0);
+    expect(result.steps.find((s) => s.step === CUTOVER_STEPS.untag)).toMatchObject({
+      outcome: 'failed',
+      detail: `recover: atmr-prod-pitr-202611301402 is not tagged atmr-dr:recovery-id=${id} (tagged r20261129000000-ffff): its atmr-dr:purpose tag is left as it is; check which instance production runs on, then remove that tag from it by hand: aws rds remove-tags-from-resource --resource-name arn:aws:rds:eu-west-3:111111111111:db:atmr-prod-pitr-202611301402 --tag-keys atmr-dr:purpose`,
+    });
+    expect((await getRecovery(deps().store, id)).status).toBe('cut-over');
   });
 
   it('refuses a copy that is not available (stopped to save money, deleted) before touching production', async () => {
@@ -417,12 +485,16 @@ describe('cutover', () => {
  * The CLI process running a cutover dies (laptop closed, killed, network lost). Dying is simulated
  * at the ops-state table: the process's Nth write to the record never leaves (it hangs forever), so
  * every write before it landed and nothing after it happens. With 7 steps each journaled before and
- * after, plus the lease and the final status, a full cutover makes 16 writes: killing it at each one
+ * after, plus the lease and the final status, a full cutover makes 18 writes: killing it at each one
  * in turn covers every step boundary and every "acted but not yet journaled" moment.
  */
 describe('an interrupted cutover', () => {
-  const WRITES = 16;
+  const WRITES = 18;
   const REOPEN_STARTED = 12;
+  const RENAME_STARTED = 14;
+  const RENAME_DONE = 15;
+  const UNTAG_STARTED = 16;
+  const UNTAG_DONE = 17;
   let instances: Map<string, DBInstance>;
   const later = (ms: number) => () => new Date(Date.now() + ms);
   const stale = { now: later((LEASE_SECONDS + 60) * 1000) };
@@ -435,10 +507,20 @@ describe('an interrupted cutover', () => {
         { DBInstanceIdentifier: 'atmr-prod-pitr-202611301402', DBInstanceArn: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod-pitr-202611301402', DBInstanceStatus: 'available', Endpoint: { Address: NEW_HOST, Port: 5432 } },
       ],
     ]);
+    // The copy carries the tags the restore gave it, for the recovery the test started.
+    const copyTags = () => [
+      { Key: 'atmr-dr:purpose', Value: 'recovery' },
+      { Key: 'atmr-dr:recovery-id', Value: latestId },
+    ];
     rds.on(DescribeDBInstancesCommand).callsFake((input: { DBInstanceIdentifier: string }) => {
       const instance = instances.get(input.DBInstanceIdentifier);
       if (!instance) throw notFound();
-      return { DBInstances: [instance] };
+      return { DBInstances: [instance.DBInstanceIdentifier === 'atmr-prod-pitr-202611301402' ? { ...instance, TagList: instance.TagList ?? copyTags() } : instance] };
+    });
+    rds.on(RemoveTagsFromResourceCommand).callsFake((input: { ResourceName: string; TagKeys: string[] }) => {
+      const [name, instance] = [...instances].find(([, i]) => i.DBInstanceArn === input.ResourceName)!;
+      instances.set(name, { ...instance, TagList: (instance.TagList ?? copyTags()).filter((t) => !input.TagKeys.includes(t.Key!)) });
+      return {};
     });
     rds.on(AddTagsToResourceCommand).resolves({});
     rds.on(ModifyDBInstanceCommand).callsFake((input: { DBInstanceIdentifier: string; NewDBInstanceIdentifier: string }) => {
@@ -505,6 +587,7 @@ describe('an interrupted cutover', () => {
     expect(secretValue).toMatchObject({ host: NEW_HOST, port: 5432, password: 's3cret' });
     expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(1);
     expect([...instances.keys()].sort()).toEqual(['atmr-prod-pitr-202611301402', expect.stringMatching(/^atmr-prod-replaced-\d{12}$/)]);
+    expect(instances.get('atmr-prod-pitr-202611301402')!.TagList).toEqual([{ Key: 'atmr-dr:recovery-id', Value: id }]);
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
   });
 
@@ -616,7 +699,28 @@ describe('an interrupted cutover', () => {
       ['check writes accepted', 'done'],
       ['killswitch back', 'done'],
       ['rename and tag old instance', 'done'],
+      ['untag new production instance', 'done'],
     ]);
+  });
+
+  it.each([
+    [UNTAG_STARTED, 'before it removed anything', 1],
+    [UNTAG_DONE, 'after it removed the tag, before it journaled so', 0],
+  ])('killed at write %i (the untag %s): --resume removes the purpose tag from the copy, once', async (killAt, _when, removals) => {
+    const { id } = await killedCutover(killAt);
+    expect(rds.commandCalls(RemoveTagsFromResourceCommand)).toHaveLength(1 - removals);
+    rds.resetHistory();
+
+    const resumed = await cutover(deps(stale), id, settings({ readinessUrl: readyUrl }), 'bob', 'resume');
+
+    expect(resumed.ok).toBe(true);
+    expect(rds.commandCalls(RemoveTagsFromResourceCommand)).toHaveLength(removals);
+    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(0);
+    expect(instances.get('atmr-prod-pitr-202611301402')!.TagList).toEqual([{ Key: 'atmr-dr:recovery-id', Value: id }]);
+    expect(resumed.steps.find((s) => s.step === CUTOVER_STEPS.untag)).toMatchObject({ outcome: 'done' });
+    const record = await getRecovery(deps().store, id);
+    expect(record.status).toBe('cut-over');
+    expect(record.journal!.find((e) => e.step === CUTOVER_STEPS.untag)!.state).toBe('done');
   });
 
   /** Another instance under the old name: same name, another DbiResourceId (RDS gives each instance its own). */
@@ -629,7 +733,7 @@ describe('an interrupted cutover', () => {
 
   it('--resume after the old instance was renamed, a new instance created under the old name meanwhile: the rename is recognised by resource id, the new instance is left alone', async () => {
     // Killed at the rename's "done" write: the old instance is renamed, the journal says "started".
-    const { id } = await killedCutover(WRITES - 1);
+    const { id } = await killedCutover(RENAME_DONE);
     expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(1);
     const renamedTo = [...instances.keys()].find((name) => name.startsWith('atmr-prod-replaced-'))!;
     instances.set('atmr-prod', stranger());
@@ -647,7 +751,7 @@ describe('an interrupted cutover', () => {
   it('--resume when the old name now holds another instance and the old one is not under the journaled name: refused in one line naming both resource ids, nothing renamed or tagged', async () => {
     // Killed at the rename's "started" write: nothing renamed yet. Then the old instance is renamed
     // by someone else and a new one takes its name.
-    const { id } = await killedCutover(WRITES - 2);
+    const { id } = await killedCutover(RENAME_STARTED);
     expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(0);
     instances.set('atmr-prod-renamed-by-hand', { ...instances.get('atmr-prod')!, DBInstanceIdentifier: 'atmr-prod-renamed-by-hand' });
     instances.set('atmr-prod', stranger());
