@@ -167,6 +167,11 @@ export interface PasswordReset {
  * (PostgreSQL 28P01), and a password reset that RDS did not apply in time.
  */
 export const LOGIN_REFUSED_ERROR = 'RecoveryLoginRefused';
+/**
+ * The copy is not `available` (RDS takes its first automated backup right after the restore): the
+ * password reset is not asked of RDS then, and the workflow's Retry tries it again.
+ */
+export const COPY_BUSY_ERROR = 'RecoveryCopyBusy';
 export const PASSWORD_RESET_TIMEOUT_ERROR = 'RecoveryPasswordResetTimeout';
 
 /** What undoing a step needs, recorded before the step changes anything. */

@@ -12,7 +12,7 @@ import { checkHttp } from '../detection/targets';
 import { OperatorError, oneLine } from '../shared/errors';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
 import { CutoverStepReport, JournalEntry, JournalUndo, RECOVERY_EVENTS, RecoveryRecord, RecoveryStatus } from './contract';
-import { instanceResourceId, instanceState, markReplacedInstance, removeRecoveryPurposeTag, replacedInstanceName } from './rds';
+import { CONNECTABLE_STATES, InstanceBusyError, instanceResourceId, instanceState, markReplacedInstance, removeRecoveryPurposeTag, replacedInstanceName } from './rds';
 import { unverifiedFlagRefusal, unverifiedRefusal } from './verify';
 import { LeaseLostError, StoreDeps, getRecovery, takeCutoverLease, updateRecovery } from './store';
 
@@ -43,6 +43,8 @@ export interface CutoverSettings {
   readonly serviceStableTimeoutSeconds?: number;
   /** How long /ready may take to answer 200. @default 300 s */
   readonly readinessTimeoutSeconds?: number;
+  /** How long the rename waits for the old instance to be available (its backup window). @default 900 s */
+  readonly renameTimeoutSeconds?: number;
   /** Poll interval of the waits. @default 10 s */
   readonly pollSeconds?: number;
 }
@@ -197,8 +199,10 @@ class Session {
       // A copy stopped since its verification (to save money) or deleted would only be found at
       // /ready or the write check, after maintenance, the endpoint switch and a redeploy, and
       // their undo: minutes of downtime for nothing.
+      // A copy taking its first backup ("backing-up") accepts connections: that is all the cutover
+      // asks of it (the endpoint switch, /ready, the write check; its untag is no modification).
       const copy = await instanceState(deps.rds, current.newInstance);
-      if (copy.status !== 'available') {
+      if (!CONNECTABLE_STATES.includes(copy.status)) {
         const fix = copy.status === 'stopped' ? `start it (aws rds start-db-instance --db-instance-identifier ${current.newInstance}), then` : copy.status === 'not-found' ? 'it is gone: start a new recovery, or' : 'wait until it is available, then';
         throw new OperatorError(`${command}: recovery ${id}: its copy ${current.newInstance} is "${copy.status}", not available: nothing was changed; ${fix} run the cutover again`, 3);
       }
@@ -427,7 +431,26 @@ class Session {
           oldResourceId: record.sourceResourceId ?? (await instanceResourceId(deps.rds, old)),
         }),
         async (undo) => {
-          replacedInstance = await markReplacedInstance(deps.rds, old, id, record.newInstance, this.now(), undo?.renamedTo, undo?.oldResourceId ?? record.sourceResourceId);
+          const renamedTo = undo?.renamedTo ?? replacedInstanceName(old, this.now());
+          const timeout = settings.renameTimeoutSeconds ?? 900;
+          // RDS documents an instance as open to modifications in "available" only, not while it is
+          // backed up (production's backup window): the rename waits for it, polling like the other
+          // waits (the lease renewed, Ctrl-C heard), rather than sending a rename RDS may refuse.
+          await pollUntil(
+            polling,
+            timeout,
+            async () => {
+              try {
+                replacedInstance = await markReplacedInstance(deps.rds, old, id, record.newInstance, this.now(), renamedTo, undo?.oldResourceId ?? record.sourceResourceId);
+                return undefined;
+              } catch (error) {
+                if (error instanceof InstanceBusyError) return error.status;
+                throw error;
+              }
+            },
+            (status) =>
+              `recover: ${old} is still "${status}" after ${timeout} s (RDS documents modifications of an available instance only): nothing renamed or tagged; once it is available: aws rds modify-db-instance --db-instance-identifier ${old} --new-db-instance-identifier ${renamedTo} --apply-immediately, then tag it atmr-dr:replaced-by=${record.newInstance}`,
+          );
           return `${old} -> ${replacedInstance} (kept, tagged atmr-dr:replaced-by=${record.newInstance})`;
         },
       );

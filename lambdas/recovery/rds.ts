@@ -12,7 +12,7 @@ import {
   Tag,
 } from '@aws-sdk/client-rds';
 import { OperatorError, oneLine } from '../shared/errors';
-import { MANAGED_TAG, RECOVERY_PURPOSE_TAG } from './contract';
+import { COPY_BUSY_ERROR, MANAGED_TAG, RECOVERY_PURPOSE_TAG } from './contract';
 
 /** The recovery that created an instance: deletion requires it to match. */
 export const RECOVERY_ID_TAG = 'atmr-dr:recovery-id';
@@ -256,8 +256,34 @@ export function finalSnapshotRefusal(identifier: string, status: string, skipFin
   return undefined;
 }
 
+/**
+ * Statuses in which an instance accepts connections. RDS takes a first automated backup right after
+ * a point-in-time restore (`backing-up`, minutes on a large copy), and the instance serves meanwhile:
+ * what only connects (the verification, the password checks, the cutover's switch and checks) does
+ * not wait for it. RDS documents an instance as "available for modifications" in `available` only,
+ * so what modifies one (the password reset, the rename of the old instance) still waits for that.
+ */
+export const CONNECTABLE_STATES: readonly string[] = ['available', 'backing-up'];
+
+/** RDS documents modifications (ModifyDBInstance) of an `available` instance only. */
+const MODIFIABLE_STATE = 'available';
+
+/** The instance is not `available` (a backup running): it was neither modified nor tagged; try again later. */
+export class InstanceBusyError extends Error {
+  constructor(
+    readonly identifier: string,
+    readonly status: string,
+  ) {
+    super(`${identifier} is "${status}": RDS documents modifications of an available instance only`);
+    this.name = 'InstanceBusyError';
+  }
+}
+
+const refusedAsBusy = (error: unknown) => ['InvalidDBInstanceStateFault', 'InvalidDBInstanceState'].includes((error as { name?: string }).name ?? '');
+
 export interface InstanceState {
   readonly status: string;
+  /** Accepts connections (CONNECTABLE_STATES) at the endpoint given. */
   readonly ready: boolean;
   readonly failed: boolean;
   readonly host?: string;
@@ -269,7 +295,7 @@ export async function instanceState(rds: RDSClient, identifier: string): Promise
   const instance = await describeInstance(rds, identifier);
   if (!instance) return { status: 'not-found', ready: false, failed: true };
   const status = instance.DBInstanceStatus ?? 'unknown';
-  const ready = status === 'available' && Boolean(instance.Endpoint?.Address);
+  const ready = CONNECTABLE_STATES.includes(status) && Boolean(instance.Endpoint?.Address);
   return {
     status,
     ready,
@@ -396,6 +422,10 @@ export async function markReplacedInstance(
     );
   }
   if (!instance.DBInstanceArn) throw new OperatorError(`recover: ${oldInstance} has no ARN to tag`);
+  // RDS documents modifications of an `available` instance only, and production's backup window
+  // makes it `backing-up`: nothing is tagged until it can be renamed too (the caller waits).
+  const status = instance.DBInstanceStatus ?? 'unknown';
+  if (status !== MODIFIABLE_STATE) throw new InstanceBusyError(oldInstance, status);
   await rds.send(
     new AddTagsToResourceCommand({
       ResourceName: instance.DBInstanceArn,
@@ -407,7 +437,13 @@ export async function markReplacedInstance(
       ],
     }),
   );
-  await rds.send(new ModifyDBInstanceCommand({ DBInstanceIdentifier: oldInstance, NewDBInstanceIdentifier: renamed, ApplyImmediately: true }));
+  try {
+    await rds.send(new ModifyDBInstanceCommand({ DBInstanceIdentifier: oldInstance, NewDBInstanceIdentifier: renamed, ApplyImmediately: true }));
+  } catch (error) {
+    // A backup that began since the describe: tagged already, which a second attempt repeats harmlessly.
+    if (refusedAsBusy(error)) throw new InstanceBusyError(oldInstance, 'busy');
+    throw error;
+  }
   return renamed;
 }
 
@@ -467,17 +503,24 @@ export async function resetRecoveredPassword(
       2,
     );
   }
+  // A copy verified while RDS takes its first backup is not asked for a modification until it is
+  // available (the only state RDS documents for one): the workflow's Retry on this name waits.
+  const status = instance.DBInstanceStatus ?? 'unknown';
+  if (status !== MODIFIABLE_STATE) {
+    throw Object.assign(new Error(`${identifier} is "${status}": RDS documents modifications of an available instance only; the password reset waits until it is available`), { name: COPY_BUSY_ERROR });
+  }
   await rds.send(new ModifyDBInstanceCommand({ DBInstanceIdentifier: identifier, MasterUserPassword: password, ApplyImmediately: true }));
   return { detail: `master password of ${identifier} set to the database secret's current one` };
 }
 
 /**
  * Whether a password reset is applied: RDS shows the new password as pending (and the instance
- * `resetting-master-credentials`) until it is; the copy is usable again once available without it.
+ * `resetting-master-credentials`) until it is; the copy can be logged in to again once it accepts
+ * connections (a backup may have begun since) without it.
  */
 export async function passwordResetApplied(rds: RDSClient, identifier: string): Promise<{ applied: boolean; status: string }> {
   const instance = await describeInstance(rds, identifier);
   if (!instance) throw Object.assign(new Error(`${identifier} no longer exists (deleted while its password was being reset)`), { name: 'RecoveryInstanceFailed' });
   const status = instance.DBInstanceStatus ?? 'unknown';
-  return { applied: status === 'available' && !instance.PendingModifiedValues?.MasterUserPassword, status };
+  return { applied: CONNECTABLE_STATES.includes(status) && !instance.PendingModifiedValues?.MasterUserPassword, status };
 }

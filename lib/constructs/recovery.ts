@@ -9,7 +9,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { LOGIN_REFUSED_ERROR, RECOVERY_ENV, RECOVERY_PURPOSE_TAG, RECOVERY_SERVICE } from '../../lambdas/recovery/contract';
+import { COPY_BUSY_ERROR, LOGIN_REFUSED_ERROR, RECOVERY_ENV, RECOVERY_PURPOSE_TAG, RECOVERY_SERVICE } from '../../lambdas/recovery/contract';
 import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
 import { nagRender } from '../nag';
 import { decryptSecretStatement } from './database-statements';
@@ -226,10 +226,13 @@ export class Recovery extends Construct {
       { step: 'reset-password', instance: sfn.JsonPath.objectAt('$.instance'), loginError: sfn.JsonPath.objectAt('$.loginError') },
       '$.passwordReset',
     );
-    // A copy just restored often runs its first automated backup (`backing-up`) or another change
-    // right after it became available, and RDS refuses a modification meanwhile
-    // (InvalidDBInstanceState): tried again for about 5 minutes before the failure path.
-    resetPassword.addRetry({ errors: ['InvalidDBInstanceStateFault'], interval: Duration.seconds(30), maxAttempts: 10, backoffRate: 1 });
+    // A copy just restored runs its first automated backup (`backing-up`) right after the restore, and
+    // the verification does not wait for it (the copy accepts connections). RDS documents
+    // modifications of an `available` instance only: the step does not ask for the reset before
+    // (RecoveryCopyBusy), and RDS may refuse it meanwhile too (InvalidDBInstanceState, another change
+    // under way). Tried again every 30 s for 30 minutes (room for a first backup of the example's
+    // 100 GiB, an estimate to confirm with a staging drill) before the failure path.
+    resetPassword.addRetry({ errors: ['InvalidDBInstanceStateFault', COPY_BUSY_ERROR], interval: Duration.seconds(30), maxAttempts: 60, backoffRate: 1 });
     const waitForPassword = new sfn.Wait(this, 'WaitForPasswordReset', { time: sfn.WaitTime.duration(Duration.seconds(30)) });
     const passwordStatus = step('DescribeCopyPassword', { step: 'password-status', reset: sfn.JsonPath.objectAt('$.passwordReset') }, '$.passwordStatus');
     const verifyAgain = step('VerifyAfterPasswordReset', { step: 'verify', instance: sfn.JsonPath.objectAt('$.instance') }, '$.verification');

@@ -72,6 +72,19 @@ describe('Recovery construct', () => {
     expect(states.VerifyAfterPasswordReset.Next).toBe('Report');
   });
 
+  it('retries a password reset while the copy is busy (its first backup) for half an hour, not only RDS refusals: RDS documents modifications for available instances only', () => {
+    // Arrange
+    const states = recoveryDefinition().States as Record<string, { Retry?: { ErrorEquals: string[]; IntervalSeconds?: number; MaxAttempts?: number; BackoffRate?: number }[] }>;
+
+    // Act
+    const busy = states.ResetCopyPassword.Retry!.find((r) => r.ErrorEquals.includes('RecoveryCopyBusy'))!;
+
+    // Assert
+    expect(busy.ErrorEquals).toEqual(['InvalidDBInstanceStateFault', 'RecoveryCopyBusy']);
+    expect(busy.BackoffRate).toBe(1);
+    expect(busy.IntervalSeconds! * busy.MaxAttempts!).toBe(30 * 60);
+  });
+
   it('passes no IAM role to anything', () => {
     expect(statements(template).flatMap(actions).filter((a) => a.startsWith('iam:'))).toEqual([]);
   });

@@ -801,3 +801,93 @@ describe('an interrupted cutover', () => {
     await expect(undoCutover(deps(), id, settings(), 'bob')).rejects.toThrow(`recover cutover --undo: recovery ${id} is "verified", expected cutting-over or cutover-failed`);
   });
 });
+
+/**
+ * RDS takes a first automated backup right after a point-in-time restore, and production takes its
+ * own in its backup window: the instance is then "backing-up". It accepts connections (the cutover
+ * only connects to the copy), but RDS documents modifications only for "available" ones, so the
+ * rename of the old instance waits for it.
+ */
+describe('an instance that RDS is backing up', () => {
+  let statuses: Map<string, string[]>;
+
+  beforeEach(() => {
+    // Each describe of an instance takes the next of its statuses (the last one stays).
+    statuses = new Map([
+      ['atmr-prod', ['available']],
+      ['atmr-prod-pitr-202611301402', ['available']],
+    ]);
+    rds.on(DescribeDBInstancesCommand).callsFake((input: { DBInstanceIdentifier: string }) => {
+      const list = statuses.get(input.DBInstanceIdentifier);
+      if (!list) throw notFound();
+      const status = list.length > 1 ? list.shift()! : list[0];
+      if (input.DBInstanceIdentifier === 'atmr-prod') return { DBInstances: [sourceInstance({ DBInstanceStatus: status })] };
+      return {
+        DBInstances: [
+          {
+            DBInstanceIdentifier: input.DBInstanceIdentifier,
+            DBInstanceArn: `arn:aws:rds:eu-west-3:111111111111:db:${input.DBInstanceIdentifier}`,
+            DBInstanceStatus: status,
+            Endpoint: { Address: NEW_HOST, Port: 5432 },
+            TagList: [
+              { Key: 'atmr-dr:purpose', Value: 'recovery' },
+              { Key: 'atmr-dr:recovery-id', Value: latestId },
+            ],
+          },
+        ],
+      };
+    });
+    rds.on(AddTagsToResourceCommand).resolves({});
+    rds.on(RemoveTagsFromResourceCommand).resolves({});
+    rds.on(ModifyDBInstanceCommand).callsFake((input: { DBInstanceIdentifier: string }) => {
+      if (statuses.get(input.DBInstanceIdentifier)![0] !== 'available') throw Object.assign(new Error('Database instance is not in available state.'), { name: 'InvalidDBInstanceStateFault' });
+      return {};
+    });
+  });
+
+  it('cuts over to a copy taking its first backup: the cutover only connects to it', async () => {
+    const id = await verifiedRecovery();
+    statuses.set('atmr-prod-pitr-202611301402', ['backing-up']);
+
+    const result = await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice');
+
+    expect(result.ok).toBe(true);
+    expect(result.steps.every((s) => s.outcome === 'done')).toBe(true);
+    expect(secretValue.host).toBe(NEW_HOST);
+    expect((await getRecovery(deps().store, id)).status).toBe('cut-over');
+  });
+
+  it('renames the old instance once its backup is over, polling meanwhile (the lease renewed at each poll)', async () => {
+    const id = await verifiedRecovery();
+    // The rename's first two describes see it backing up, the third available.
+    statuses.set('atmr-prod', ['backing-up', 'backing-up', 'available']);
+    const sleeps: number[] = [];
+
+    const result = await cutover(deps({ sleep: async (ms) => void sleeps.push(ms) }), id, settings({ serviceStableTimeoutSeconds: 900 }), 'alice');
+
+    expect(result.ok).toBe(true);
+    expect(result.steps.find((s) => s.step === CUTOVER_STEPS.rename)).toMatchObject({ outcome: 'done' });
+    expect(rds.commandCalls(ModifyDBInstanceCommand).map((c) => c.args[0].input.DBInstanceIdentifier)).toEqual(['atmr-prod']);
+    expect(rds.commandCalls(AddTagsToResourceCommand)).toHaveLength(1);
+    expect(sleeps).toEqual([10_000, 10_000]);
+    expect((await getRecovery(deps().store, id)).replacedInstance).toMatch(/^atmr-prod-replaced-\d{12}$/);
+  });
+
+  it('an old instance still backing up when the wait ends is not renamed: the step fails with the command to run by hand, production stays on the copy, the copy is untagged', async () => {
+    const id = await verifiedRecovery();
+    statuses.set('atmr-prod', ['backing-up']);
+
+    const result = await cutover(deps(), id, settings({ renameTimeoutSeconds: 0 }), 'alice');
+
+    expect(result.ok).toBe(true);
+    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(0);
+    expect(rds.commandCalls(AddTagsToResourceCommand)).toHaveLength(0);
+    const rename = result.steps.find((s) => s.step === CUTOVER_STEPS.rename)!;
+    expect(rename.outcome).toBe('failed');
+    expect(rename.detail).toMatch(
+      /^recover: atmr-prod is still "backing-up" after 0 s \(RDS documents modifications of an available instance only\): nothing renamed or tagged; once it is available: aws rds modify-db-instance --db-instance-identifier atmr-prod --new-db-instance-identifier atmr-prod-replaced-\d{12} --apply-immediately, then tag it atmr-dr:replaced-by=atmr-prod-pitr-202611301402$/,
+    );
+    expect(result.steps.find((s) => s.step === CUTOVER_STEPS.untag)).toMatchObject({ outcome: 'done' });
+    expect((await getRecovery(deps().store, id)).status).toBe('cut-over');
+  });
+});

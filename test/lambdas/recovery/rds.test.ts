@@ -10,6 +10,7 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { OperatorError } from '../../../lambdas/shared/errors';
 import {
+  InstanceBusyError,
   RecoveryTarget,
   checkInstanceName,
   defaultInstanceName,
@@ -180,6 +181,12 @@ describe('instance state', () => {
     expect(await instanceState(client, 'x')).toMatchObject({ status: 'available', ready: true, host: 'new.rds', port: 5432 });
     expect(await instanceState(client, 'x')).toMatchObject({ status: 'incompatible-restore', ready: false, failed: true });
   });
+
+  it('is ready with its endpoint while RDS takes its first backup ("backing-up": it accepts connections)', async () => {
+    rds.on(DescribeDBInstancesCommand).resolves({ DBInstances: [{ DBInstanceStatus: 'backing-up', Endpoint: { Address: 'new.rds', Port: 5432 } }] });
+
+    expect(await instanceState(client, 'x')).toEqual({ status: 'backing-up', ready: true, failed: false, host: 'new.rds', port: 5432 });
+  });
 });
 
 describe('deleting a recovered copy', () => {
@@ -287,6 +294,29 @@ describe("resetting a recovered copy's master password (the secret was rotated a
     expect(await passwordResetApplied(client, COPY)).toEqual({ applied: false, status: 'resetting-master-credentials' });
     expect(await passwordResetApplied(client, COPY)).toEqual({ applied: true, status: 'available' });
   });
+
+  it('is applied once no password is pending while the copy takes a backup ("backing-up": it accepts connections)', async () => {
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: COPY })
+      .resolvesOnce(copy({ DBInstanceStatus: 'backing-up', PendingModifiedValues: { MasterUserPassword: '****' } }))
+      .resolves(copy({ DBInstanceStatus: 'backing-up' }));
+
+    expect(await passwordResetApplied(client, COPY)).toEqual({ applied: false, status: 'backing-up' });
+    expect(await passwordResetApplied(client, COPY)).toEqual({ applied: true, status: 'backing-up' });
+  });
+
+  it('is not asked of RDS while the copy is not available (its first backup): RDS documents modifications for "available" only; a busy error the workflow retries', async () => {
+    // Arrange
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: COPY }).resolves(copy({ DBInstanceStatus: 'backing-up' }));
+    rds.on(ModifyDBInstanceCommand).resolves({});
+
+    // Act
+    const error = (await resetRecoveredPassword(client, COPY, 'current-secret-password', options).catch((e: unknown) => e)) as Error;
+
+    // Assert
+    expect(error.name).toBe('RecoveryCopyBusy');
+    expect(error.message).toBe(`${COPY} is "backing-up": RDS documents modifications of an available instance only; the password reset waits until it is available`);
+    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(0);
+  });
 });
 
 describe('the replaced instance', () => {
@@ -300,6 +330,18 @@ describe('the replaced instance', () => {
     expect(() => checkInstanceName(renamed, '')).not.toThrow();
   });
 
+
+  it('is neither tagged nor renamed while RDS backs it up ("backing-up"): a busy error the cutover waits on', async () => {
+    rds.on(DescribeDBInstancesCommand).rejects(notFound());
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: SOURCE }).resolves({ DBInstances: [sourceInstance({ DBInstanceStatus: 'backing-up' })] });
+
+    const error = await markReplacedInstance(client, SOURCE, 'r1', `${PREFIX}1`, new Date('2026-11-30T15:10:00Z'), undefined, SOURCE_RESOURCE_ID).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(InstanceBusyError);
+    expect(error).toMatchObject({ status: 'backing-up' });
+    expect(rds.commandCalls(AddTagsToResourceCommand)).toHaveLength(0);
+    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(0);
+  });
 
   it('is tagged then renamed, never deleted', async () => {
     rds.on(DescribeDBInstancesCommand).rejects(notFound());

@@ -168,6 +168,19 @@ describe('recovery workflow (aws-local-stepfunctions)', () => {
     expect(await activeRecoveryId(deps().store)).toBe(request.recoveryId);
   });
 
+  it('verifies a copy while RDS takes its first backup ("backing-up" accepts connections) instead of waiting for "available"', async () => {
+    const request = await newRequest();
+    newInstanceStates({ status: 'backing-up', host: `${NEW}.rds` });
+
+    // The maximum wait is over at the first describe: a copy not taken as ready then is deleted.
+    const { output, error } = await execute(request, deps({ maxWaitSeconds: 60 }));
+
+    expect(error).toBeUndefined();
+    expect(output).toMatchObject({ instance: { ready: true, status: 'backing-up' }, report: { ok: true } });
+    expect(await getRecovery(deps().store, request.recoveryId)).toMatchObject({ status: 'verified', newInstanceHost: `${NEW}.rds` });
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+  });
+
   it('a new instance that fails is deleted, the recovery marked failed (lock freed) and on-call paged', async () => {
     const request = await newRequest();
     newInstanceStates({ status: 'creating' }, { status: 'incompatible-restore' });
@@ -531,6 +544,10 @@ describe('recovery workflow: the password was rotated after the target time (rea
     secrets.on(GetSecretValueCommand, { SecretId: SECRET }).resolves({ SecretString: JSON.stringify({ username: master, password: 'rotated-password' }) });
   });
 
+  /** The copy's status as last described whenever ModifyDBInstance is called. */
+  let modifiedWhile: string[] = [];
+  beforeEach(() => (modifiedWhile = []));
+
   function passwordDeps(now?: () => Date): WorkflowDeps {
     const { connect: _none, ...base } = deps({ databaseName: database, productionHost: cluster.host, productionPort: cluster.port, secretArn: SECRET, sslMode: 'disable' });
     return { ...base, ...(now && { now }) };
@@ -542,11 +559,15 @@ describe('recovery workflow: the password was rotated after the target time (rea
    * available again, and only then does the cluster take the new password (unless `apply` is false:
    * RDS accepts the reset but the copy keeps refusing).
    */
-  function copyOnPasswordCluster(recoveryId: string, options: { apply: boolean; pendingPolls: number; busyModifies?: number }) {
+  function copyOnPasswordCluster(recoveryId: string, options: { apply: boolean; pendingPolls: number; busyModifies?: number; backingUpDescribes?: number }) {
     let pollsSinceModify = 0;
     let newPassword: string | undefined;
     let busy = options.busyModifies ?? 0;
+    // The copy's first automated backup: its first describes say "backing-up" (it accepts connections).
+    let backingUp = options.backingUpDescribes ?? 0;
+    let described = '';
     rds.on(ModifyDBInstanceCommand).callsFake((input: { DBInstanceIdentifier: string; MasterUserPassword: string }) => {
+      modifiedWhile.push(described);
       // The copy's first automated backup, right after it became available: RDS refuses any modification.
       if (busy-- > 0) throw Object.assign(new Error('Database instance is not in available state.'), { name: 'InvalidDBInstanceStateFault' });
       // RDS refuses a modification while the previous one is still being applied.
@@ -563,11 +584,12 @@ describe('recovery workflow: the password was rotated after the target time (rea
         psql(secured, 'postgres', `ALTER ROLE ${master} PASSWORD '${newPassword}'`);
         newPassword = undefined;
       }
+      described = pending ? 'resetting-master-credentials' : backingUp-- > 0 ? 'backing-up' : 'available';
       return {
         DBInstances: [
           {
             DBInstanceIdentifier: NEW,
-            DBInstanceStatus: pending ? 'resetting-master-credentials' : 'available',
+            DBInstanceStatus: described,
             ...(pending && { PendingModifiedValues: { MasterUserPassword: '****' } }),
             Endpoint: { Address: secured.host, Port: secured.port },
             TagList: [
@@ -602,6 +624,22 @@ describe('recovery workflow: the password was rotated after the target time (rea
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
     expect(pages).toEqual([]);
     expect(events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0].DetailType)).toEqual(['Recovery Started', 'Recovery Verified']);
+  });
+
+  it('a copy verified while "backing-up" gets its reset only once it is available (RDS documents modifications for "available" only), then is verified', async () => {
+    // Arrange: the wait's describe and the first two reset attempts see the first backup
+    const request = await newRequest();
+    copyOnPasswordCluster(request.recoveryId, { apply: true, pendingPolls: 1, backingUpDescribes: 3 });
+
+    // Act
+    const { error, output } = await execute(request, passwordDeps());
+
+    // Assert
+    expect(error).toBeUndefined();
+    expect(output).toMatchObject({ instance: { status: 'backing-up' }, report: { ok: true } });
+    expect(modifiedWhile).toEqual(['available']);
+    expect((await getRecovery(deps().store, request.recoveryId)).status).toBe('verified');
+    expect(pages).toEqual([]);
   });
 
   it('a reset RDS refuses while the new copy is busy (its first backup) is tried again, and the copy is verified', async () => {
