@@ -12,7 +12,7 @@ import { checkHttp } from '../detection/targets';
 import { OperatorError, oneLine } from '../shared/errors';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
 import { CutoverStepReport, JournalEntry, JournalUndo, RECOVERY_EVENTS, RecoveryRecord, RecoveryStatus } from './contract';
-import { CONNECTABLE_STATES, InstanceBusyError, instanceResourceId, instanceState, markReplacedInstance, removeRecoveryPurposeTag, replacedInstanceName } from './rds';
+import { CONNECTABLE_STATES, InstanceBusyError, PASSING_STATES, instanceResourceId, instanceState, markReplacedInstance, removeRecoveryPurposeTag, replacedInstanceName } from './rds';
 import { unverifiedFlagRefusal, unverifiedRefusal } from './verify';
 import { LeaseLostError, StoreDeps, getRecovery, takeCutoverLease, updateRecovery } from './store';
 
@@ -433,6 +433,8 @@ class Session {
         async (undo) => {
           const renamedTo = undo?.renamedTo ?? replacedInstanceName(old, this.now());
           const timeout = settings.renameTimeoutSeconds ?? 900;
+          const renameByHand = (status: string, when: string) =>
+            `recover: ${old} is "${status}" ${when} (RDS documents modifications of an available instance only): nothing renamed or tagged; once it is available: aws rds modify-db-instance --db-instance-identifier ${old} --new-db-instance-identifier ${renamedTo} --apply-immediately, then tag it atmr-dr:replaced-by=${record.newInstance}`;
           // RDS documents an instance as open to modifications in "available" only, not while it is
           // backed up (production's backup window): the rename waits for it, polling like the other
           // waits (the lease renewed, Ctrl-C heard), rather than sending a rename RDS may refuse.
@@ -444,12 +446,15 @@ class Session {
                 replacedInstance = await markReplacedInstance(deps.rds, old, id, record.newInstance, this.now(), renamedTo, undo?.oldResourceId ?? record.sourceResourceId);
                 return undefined;
               } catch (error) {
-                if (error instanceof InstanceBusyError) return error.status;
-                throw error;
+                if (!(error instanceof InstanceBusyError)) throw error;
+                // Only a state RDS leaves by itself (a backup, a change under way) is worth waiting
+                // for; an instance that is full, failed, stopped or without its KMS key stays so, and
+                // the operator gets the step's command at once rather than after the whole wait.
+                if (!PASSING_STATES.includes(error.status)) throw new Error(renameByHand(error.status, 'now'));
+                return error.status;
               }
             },
-            (status) =>
-              `recover: ${old} is still "${status}" after ${timeout} s (RDS documents modifications of an available instance only): nothing renamed or tagged; once it is available: aws rds modify-db-instance --db-instance-identifier ${old} --new-db-instance-identifier ${renamedTo} --apply-immediately, then tag it atmr-dr:replaced-by=${record.newInstance}`,
+            (status) => renameByHand(status, `still, after ${timeout} s`),
           );
           return `${old} -> ${replacedInstance} (kept, tagged atmr-dr:replaced-by=${record.newInstance})`;
         },

@@ -265,6 +265,28 @@ export function finalSnapshotRefusal(identifier: string, status: string, skipFin
  */
 export const CONNECTABLE_STATES: readonly string[] = ['available', 'backing-up'];
 
+/**
+ * Statuses RDS leaves by itself, back to `available`: a backup, or a change being applied. The other
+ * non-available ones (storage-full, failed, incompatible-*, inaccessible-encryption-credentials,
+ * stopped, ...) need someone to act, so waiting for them is waiting for nothing.
+ * 'busy' stands for a ModifyDBInstance that RDS refused as InvalidDBInstanceState right after a
+ * describe said available (a backup or a change began in between).
+ */
+export const PASSING_STATES: readonly string[] = [
+  'backing-up',
+  'modifying',
+  'configuring-enhanced-monitoring',
+  'configuring-iam-database-auth',
+  'configuring-log-exports',
+  'maintenance',
+  'rebooting',
+  'renaming',
+  'resetting-master-credentials',
+  'storage-optimization',
+  'upgrading',
+  'busy',
+];
+
 /** RDS documents modifications (ModifyDBInstance) of an `available` instance only. */
 const MODIFIABLE_STATE = 'available';
 

@@ -885,9 +885,25 @@ describe('an instance that RDS is backing up', () => {
     const rename = result.steps.find((s) => s.step === CUTOVER_STEPS.rename)!;
     expect(rename.outcome).toBe('failed');
     expect(rename.detail).toMatch(
-      /^recover: atmr-prod is still "backing-up" after 0 s \(RDS documents modifications of an available instance only\): nothing renamed or tagged; once it is available: aws rds modify-db-instance --db-instance-identifier atmr-prod --new-db-instance-identifier atmr-prod-replaced-\d{12} --apply-immediately, then tag it atmr-dr:replaced-by=atmr-prod-pitr-202611301402$/,
+      /^recover: atmr-prod is "backing-up" still, after 0 s \(RDS documents modifications of an available instance only\): nothing renamed or tagged; once it is available: aws rds modify-db-instance --db-instance-identifier atmr-prod --new-db-instance-identifier atmr-prod-replaced-\d{12} --apply-immediately, then tag it atmr-dr:replaced-by=atmr-prod-pitr-202611301402$/,
     );
     expect(result.steps.find((s) => s.step === CUTOVER_STEPS.untag)).toMatchObject({ outcome: 'done' });
+    expect((await getRecovery(deps().store, id)).status).toBe('cut-over');
+  });
+
+  it('an old instance in a state RDS does not leave by itself (storage-full) is not waited for: the step fails at once with the command to run by hand', async () => {
+    const id = await verifiedRecovery();
+    statuses.set('atmr-prod', ['storage-full']);
+    const sleeps: number[] = [];
+
+    const result = await cutover(deps({ sleep: async (ms) => void sleeps.push(ms) }), id, settings({ serviceStableTimeoutSeconds: 900 }), 'alice');
+
+    expect(result.ok).toBe(true);
+    const rename = result.steps.find((s) => s.step === CUTOVER_STEPS.rename)!;
+    expect(rename.outcome).toBe('failed');
+    expect(rename.detail).toMatch(/^recover: atmr-prod is "storage-full" now \(RDS documents modifications of an available instance only\): nothing renamed or tagged; once it is available: aws rds modify-db-instance /);
+    expect(sleeps.filter((ms) => ms === 10_000)).toHaveLength(0);
+    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(0);
     expect((await getRecovery(deps().store, id)).status).toBe('cut-over');
   });
 });
