@@ -1,9 +1,10 @@
 #!/usr/bin/env -S npx --no-install tsx
 import { Command, CommanderError } from 'commander';
 import { version } from '../package.json';
-import { isAwsSdkError, isThrottled, MISSING_SETTING_EXIT_CODE, missingAwsSetting } from '../lambdas/shared/aws-errors';
+import { isAwsSdkError, isThrottled, MISSING_SETTING_EXIT_CODE, missingAwsSetting, unansweredCall } from '../lambdas/shared/aws-errors';
 import { namedLine, OperatorError, oneLine } from '../lambdas/shared/errors';
 import { exitWhenFailed } from '../lambdas/shared/exit';
+import { useOperatorSdkSettings } from '../lambdas/shared/sdk-retry';
 
 /** For bin/atmr-dr.cjs, which runs the bundle. */
 export { exitWhenFailed };
@@ -93,6 +94,8 @@ function onStdoutError(error: NodeJS.ErrnoException): void {
 
 export async function main(argv: string[] = process.argv): Promise<number> {
   exitQuietlyOnClosedStdout();
+  // Before any command builds a client: the AWS variables are checked and every call is bounded.
+  useOperatorSdkSettings();
   try {
     const program = await buildProgram(argv);
     await program.parseAsync(argv);
@@ -115,6 +118,11 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     if (missing) {
       process.stderr.write(`atmr-dr: ${missing}\n`);
       return MISSING_SETTING_EXIT_CODE;
+    }
+    const unanswered = unansweredCall(error);
+    if (unanswered) {
+      process.stderr.write(`atmr-dr: ${unanswered}\n`);
+      return 1;
     }
     if (isAwsSdkError(error) && isThrottled(error)) {
       // Not a setting to check: the account's request rate; waiting fixes it.

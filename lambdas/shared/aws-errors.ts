@@ -1,5 +1,6 @@
 import { isThrottlingError } from '@smithy/core/retry';
 import { OperatorError, oneLine } from './errors';
+import { type AwsTimeoutDetails, OPERATOR_ANSWER_TIMEOUT_MS } from './sdk-retry';
 
 /**
  * One line for a failed AWS call that says what to check, the same way for every service: the
@@ -40,6 +41,8 @@ export function describeAwsError(service: AwsService, action: string, error: unk
   const endpointVar = SERVICE_ENDPOINT_VARIABLES[service];
   const missing = missingAwsSetting(error);
   if (missing) return `cannot ${action}: ${missing}`;
+  const unanswered = unansweredCall(error);
+  if (unanswered) return `cannot ${action}: ${unanswered}`;
   const networkCode = [e.code, e.name, /\b(E[A-Z]+)\b/.exec(text)?.[1]].find((c) => c !== undefined && NETWORK_CODES.has(c));
   if (networkCode) {
     return `cannot ${action}: ${service} is unreachable (${text}); check AWS_REGION, ${endpointVar} or AWS_ENDPOINT_URL if set, and the network`;
@@ -74,6 +77,20 @@ export function missingAwsSetting(error: unknown): string | undefined {
     return 'no AWS credentials found; log in (aws sso login, AWS_PROFILE) or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY';
   }
   return undefined;
+}
+
+/**
+ * An operator CLI call whose endpoint accepted the connection but never answered (useOperatorSdkSettings
+ * names the service and the endpoint in the SDK's TimeoutError): what did not answer, where, and
+ * what to do. A failure to retry (exit 1): nothing says a setting is wrong. Undefined for any
+ * other error, and for the Lambda functions' timeouts (they carry no such names).
+ */
+export function unansweredCall(error: unknown): string | undefined {
+  const e = (error ?? {}) as SdkLikeError & Partial<AwsTimeoutDetails> & { readonly $metadata?: { readonly attempts?: number } };
+  if (e.name !== 'TimeoutError' || !e.awsService || !e.awsEndpoint) return undefined;
+  const attempts = e.$metadata?.attempts ?? 1;
+  const tries = `${attempts} attempt${attempts === 1 ? '' : 's'} of ${OPERATOR_ANSWER_TIMEOUT_MS / 1000} s`;
+  return `${e.awsService} did not answer in time (${e.awsEndpoint}, ${tries}): AWS or the network path to it is not answering; check the network, and ${e.awsEndpointVariable} or AWS_ENDPOINT_URL if set, then run the command again`;
 }
 
 /** Exit code of a missing AWS setting (no region, no credentials): a setting, as docs/contracts.md says. */

@@ -1,5 +1,5 @@
 import { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
-import { DEFAULT_MAX_ATTEMPTS, SDK_CONNECTION_TIMEOUT_MS } from './sdk-retry';
+import { DEFAULT_MAX_ATTEMPTS, operatorSdkSettingsInUse, SDK_CONNECTION_TIMEOUT_MS, SDK_RETRY } from './sdk-retry';
 
 /**
  * SDK clients with the SDK's own retry strategy (standard mode: exponential backoff with jitter,
@@ -15,8 +15,10 @@ export { DEFAULT_MAX_ATTEMPTS, SDK_RETRY } from './sdk-retry';
  * task with it, until someone stops the task. The timeout is the socket's idle time (the handler's
  * `socketTimeout`; its `requestTimeout` bounds a whole request and, in this SDK, only warns unless
  * told to throw): a long part upload or ranged GET that keeps moving bytes is never cut. Each
- * timed-out attempt is retried by the standard strategy, so a silent S3 fails a command after
- * about DEFAULT_MAX_ATTEMPTS x 30 s with the SDK's TimeoutError.
+ * timed-out attempt is retried by the standard strategy, so a silent S3 fails a Lambda function or
+ * the backup task after about DEFAULT_MAX_ATTEMPTS x 30 s with the SDK's TimeoutError. The operator
+ * CLI also bounds the wait for S3's answer to a request without a large body (see
+ * useOperatorSdkSettings): a silent S3 fails its commands in about 15 s.
  */
 export const S3_CONNECTION_TIMEOUT_MS = SDK_CONNECTION_TIMEOUT_MS;
 export const S3_IDLE_TIMEOUT_MS = 30_000;
@@ -41,7 +43,9 @@ export function s3ClientConfig(env: NodeJS.ProcessEnv = process.env, overrides: 
     retryMode: 'standard',
     // A custom endpoint (s3rver, MinIO, a VPC endpoint URL) cannot take virtual-hosted buckets.
     forcePathStyle: Boolean(endpoint),
-    requestHandler: { connectionTimeout: S3_CONNECTION_TIMEOUT_MS, socketTimeout: S3_IDLE_TIMEOUT_MS },
+    requestHandler: { connectionTimeout: S3_CONNECTION_TIMEOUT_MS, socketTimeout: S3_IDLE_TIMEOUT_MS, ...(operatorSdkSettingsInUse() && { throwOnRequestTimeout: true }) },
+    // The operator CLI's checks and answer bound (none for the Lambda functions and the backup task).
+    extensions: SDK_RETRY.extensions,
     ...explicit,
     ...overrides,
   };

@@ -1,6 +1,6 @@
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { OperatorError, oneLine } from './errors';
-import { isAccessDenied, isThrottled, MISSING_SETTING_EXIT_CODE, missingAwsSetting } from './aws-errors';
+import { isAccessDenied, isThrottled, MISSING_SETTING_EXIT_CODE, missingAwsSetting, unansweredCall } from './aws-errors';
 
 /**
  * S3's "no such object", whichever way the SDK (or an S3-compatible server) reports it. A missing
@@ -76,6 +76,8 @@ export async function getVersionedTextIfExists(s3: S3Client, bucket: string, key
 export function s3Failure(what: string, bucket: string, error: unknown): OperatorError {
   const missing = missingAwsSetting(error);
   if (missing) return new OperatorError(`S3 ${what} in bucket ${bucket} failed: ${missing}`, MISSING_SETTING_EXIT_CODE);
+  const unanswered = unansweredCall(error);
+  if (unanswered) return new OperatorError(`S3 ${what} in bucket ${bucket} failed: ${unanswered}`);
   const name = (error as Error | undefined)?.name;
   const detail = oneLine(error);
   // The service's error code (AccessDenied, SlowDown) helps; the generic "Error" of a network failure does not.

@@ -12,20 +12,161 @@ export const SDK_CONNECTION_TIMEOUT_MS = 5_000;
  * How long a control-plane request (SSM, ECS, RDS, DynamoDB, Step Functions, CloudFormation, STS...)
  * may sit on an open socket without a byte: they answer within a second or two. Without it, an
  * endpoint that accepts the connection and then says nothing (a black-holed VPC endpoint, a hung
- * proxy) held `atmr-dr killswitch enable` forever on the worst day; now each attempt times out and
- * is retried, and the command ends with "SSM is unreachable" after about DEFAULT_MAX_ATTEMPTS x 13 s
- * (the SDK arms the idle timer 3 s after a request starts).
+ * proxy) held a Lambda function until its own timeout; now each attempt times out and is retried
+ * (the SDK arms the idle timer 3 s after a request starts). The operator CLI bounds its calls
+ * tighter: see useOperatorSdkSettings.
  */
 export const SDK_IDLE_TIMEOUT_MS = 10_000;
+
+/**
+ * How long the operator CLI waits for an AWS endpoint to start answering one attempt of a request
+ * (connection, request and the response's headers). Control-plane calls answer within a second;
+ * with the SDK's DEFAULT_MAX_ATTEMPTS attempts, a silent endpoint fails a call after about
+ * 5 x 3 s = 15 s, and a command that reads a name from CloudFormation and then falls back to the
+ * config (killswitch, rollback, scale) after about 30 s in all, instead of the minutes the idle
+ * timeouts above allow.
+ */
+export const OPERATOR_ANSWER_TIMEOUT_MS = 3_000;
+
+/**
+ * A request body larger than this (an S3 part upload, a large object) takes as long as the link
+ * needs to carry it: such a request is bounded by its socket's idle time only, never by
+ * OPERATOR_ANSWER_TIMEOUT_MS. Every control-plane request, an S3 GET, LIST or HEAD, a manifest
+ * or a pointer is far smaller.
+ */
+export const OPERATOR_BOUNDED_BODY_BYTES = 64 * 1024;
+
+/** The HTTP handler options the SDK clients of the Lambda functions and the backup task use. */
+const SERVICE_CONTROL_PLANE_HANDLER = { connectionTimeout: SDK_CONNECTION_TIMEOUT_MS, socketTimeout: SDK_IDLE_TIMEOUT_MS } as const;
+
+let operatorSettings = false;
+
+/**
+ * Called once by the operator CLI (bin/atmr-dr.ts) before it builds any client. From then on every
+ * client built with SDK_RETRY or lambdas/shared/aws.ts (the same code as the Lambda functions',
+ * which keep their settings: they never call this):
+ *  - gives each attempt OPERATOR_ANSWER_TIMEOUT_MS to be answered, and keeps the SDK's own retry
+ *    strategy (standard mode, DEFAULT_MAX_ATTEMPTS): an operator waiting on a silent endpoint gets
+ *    a line within seconds, not minutes;
+ *  - names the service and the endpoint in a timed-out attempt's error (see AwsTimeoutDetails).
+ */
+export function useOperatorSdkSettings(): void {
+  operatorSettings = true;
+}
+
+/** True once the operator CLI has called useOperatorSdkSettings. */
+export function operatorSdkSettingsInUse(): boolean {
+  return operatorSettings;
+}
 
 /**
  * The settings every SDK client of atmr-dr is built with (`new ECSClient(SDK_RETRY)`): the SDK's
  * standard mode retries throttling and transient errors, and the timeouts above end a silent
  * endpoint's attempts. Endpoints come from the SDK's own variables (AWS_ENDPOINT_URL_DYNAMODB,
- * AWS_ENDPOINT_URL_ECS, ...).
+ * AWS_ENDPOINT_URL_ECS, ...). The handler options and extensions are read when a client is built,
+ * which is how the operator CLI's settings reach the clients of the shared code.
  */
 export const SDK_RETRY = {
   maxAttempts: DEFAULT_MAX_ATTEMPTS,
   retryMode: 'standard',
-  requestHandler: { connectionTimeout: SDK_CONNECTION_TIMEOUT_MS, socketTimeout: SDK_IDLE_TIMEOUT_MS },
+  get requestHandler() {
+    return operatorSettings ? { ...SERVICE_CONTROL_PLANE_HANDLER, throwOnRequestTimeout: true } : SERVICE_CONTROL_PLANE_HANDLER;
+  },
+  get extensions() {
+    return operatorSettings ? [OPERATOR_EXTENSION] : [];
+  },
 } as const;
+
+/** What the operator CLI adds to a timed-out attempt's error, for its one line. */
+export interface AwsTimeoutDetails {
+  /** e.g. "SSM", "DynamoDB", "CloudFormation". */
+  readonly awsService: string;
+  /** The endpoint that did not answer, e.g. https://ssm.eu-west-3.amazonaws.com or http://127.0.0.1:4566. */
+  readonly awsEndpoint: string;
+  /** The SDK variable that points this service elsewhere, e.g. AWS_ENDPOINT_URL_SSM. */
+  readonly awsEndpointVariable: string;
+}
+
+/** The service's name in the SDK's user agent (`api/<id>#<version>`), as an operator knows it. */
+const SERVICE_NAMES: Readonly<Record<string, string>> = {
+  s3: 'S3',
+  ssm: 'SSM',
+  sts: 'STS',
+  dynamodb: 'DynamoDB',
+  cloudformation: 'CloudFormation',
+  'secrets-manager': 'Secrets Manager',
+  ecs: 'ECS',
+  rds: 'RDS',
+  cloudwatch: 'CloudWatch',
+  sns: 'SNS',
+  sfn: 'Step Functions',
+  eventbridge: 'EventBridge',
+  scheduler: 'EventBridge Scheduler',
+};
+
+/** The parts of the SDK's HTTP request and handler that the operator bound uses. */
+interface SdkHttpRequest {
+  readonly protocol: string;
+  readonly hostname: string;
+  readonly port?: number;
+  readonly headers: Record<string, string>;
+  readonly body?: unknown;
+}
+interface SdkHandlerOptions {
+  readonly requestTimeout?: number;
+}
+interface SdkHttpHandler {
+  handle(request: SdkHttpRequest, options?: SdkHandlerOptions): Promise<unknown>;
+  updateHttpClientConfig(key: never, value: never): void;
+  httpHandlerConfigs(): unknown;
+  destroy?(): void;
+  readonly metadata?: unknown;
+}
+
+/**
+ * A runtime extension (the SDK's hook into a client being built): it wraps the client's HTTP handler so that each small request gets OPERATOR_ANSWER_TIMEOUT_MS to be
+ * answered (the handler's own requestTimeout, which throws the SDK's retryable TimeoutError) and a
+ * timed-out attempt's error names the service and the endpoint.
+ */
+const OPERATOR_EXTENSION = {
+  configure(config: { httpHandler(): SdkHttpHandler; setHttpHandler(handler: SdkHttpHandler): void }): void {
+    const inner = config.httpHandler();
+    const bounded: SdkHttpHandler = {
+      metadata: inner.metadata,
+      updateHttpClientConfig: (key, value) => inner.updateHttpClientConfig(key, value),
+      httpHandlerConfigs: () => inner.httpHandlerConfigs(),
+      destroy: () => inner.destroy?.(),
+      handle: async (request, options = {}) => {
+        const answerBound = options.requestTimeout === undefined && bodyBytes(request) <= OPERATOR_BOUNDED_BODY_BYTES;
+        try {
+          return await inner.handle(request, answerBound ? { ...options, requestTimeout: OPERATOR_ANSWER_TIMEOUT_MS } : options);
+        } catch (error) {
+          if ((error as { name?: unknown } | null)?.name === 'TimeoutError') Object.assign(error as object, timeoutDetails(request));
+          throw error;
+        }
+      },
+    };
+    config.setHttpHandler(bounded);
+  },
+};
+
+function bodyBytes(request: SdkHttpRequest): number {
+  const declared = Number(request.headers['content-length'] ?? request.headers['Content-Length']);
+  if (Number.isFinite(declared)) return declared;
+  const { body } = request;
+  if (body === undefined || body === null) return 0;
+  if (typeof body === 'string') return Buffer.byteLength(body);
+  if (body instanceof Uint8Array) return body.byteLength;
+  // A stream of unknown length: an upload.
+  return Number.POSITIVE_INFINITY;
+}
+
+function timeoutDetails(request: SdkHttpRequest): AwsTimeoutDetails {
+  const agent = `${request.headers['x-amz-user-agent'] ?? ''} ${request.headers['user-agent'] ?? ''}`;
+  const id = /\bapi\/([a-z0-9-]+)#/i.exec(agent)?.[1]?.toLowerCase() ?? 'aws';
+  return {
+    awsService: SERVICE_NAMES[id] ?? id.toUpperCase(),
+    awsEndpoint: `${request.protocol}//${request.hostname}${request.port ? `:${request.port}` : ''}`,
+    awsEndpointVariable: `AWS_ENDPOINT_URL_${id.toUpperCase().replace(/-/g, '_')}`,
+  };
+}

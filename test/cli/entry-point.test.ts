@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { version } from '../../package.json';
+import { startSilentEndpoint, type LocalEndpoint } from '../support/aws-endpoints';
 import { startLocalS3, type LocalS3 } from '../support/s3';
 import { operatorEnv as baseOperatorEnv } from '../support/operator-env';
 
@@ -365,4 +366,42 @@ describe('AWS failures say what to check', () => {
       expect([args, run.status]).toEqual([args, 2]);
     }
   });
+});
+
+describe('an AWS endpoint that accepts the connection and never answers', () => {
+  let silent: LocalEndpoint;
+  beforeAll(async () => {
+    silent = await startSilentEndpoint();
+  });
+  afterAll(async () => silent.stop());
+
+  /** Runs the command and times it. */
+  async function timed(args: string[], extra: Record<string, string>): Promise<Run & { seconds: number }> {
+    const started = Date.now();
+    const run = await entry(args, baseOperatorEnv(extra));
+    return { ...run, seconds: (Date.now() - started) / 1000 };
+  }
+
+  it('fails each command within about 30 s (not minutes), exit 1, with one line naming the service, the endpoint and that it did not answer in time', async () => {
+    const unanswered = (service: string, variable: string): string =>
+      `${service} did not answer in time (${silent.url}, 5 attempts of 3 s): AWS or the network path to it is not answering; check the network, and ${variable} or AWS_ENDPOINT_URL if set, then run the command again`;
+    const everything = { AWS_ENDPOINT_URL: silent.url };
+    const cases: [string[], Record<string, string>, string][] = [
+      // CloudFormation (the parameter's lookup, which falls back to the config) then SSM: two calls.
+      [['killswitch', 'status'], everything, `cannot read parameter ${CONFIG_PARAMETER}: ${unanswered('SSM', 'AWS_ENDPOINT_URL_SSM')}`],
+      [['backups', 'list', '--bucket', 'atmr-b'], everything, `S3 listing of hourly/ in bucket atmr-b failed: ${unanswered('S3', 'AWS_ENDPOINT_URL_S3')}`],
+      [['incident', 'list', '--table', 'atmr-ops'], everything, unanswered('DynamoDB', 'AWS_ENDPOINT_URL_DYNAMODB')],
+    ];
+
+    // In parallel: each waits on its timeouts, not on the processor.
+    const runs = await Promise.all(cases.map(([args, extra]) => timed(args, extra)));
+
+    cases.forEach(([args, , line], i) => {
+      expect([args, runs[i].stderr]).toEqual([args, `atmr-dr: ${line}\n`]);
+      expect([args, runs[i].status]).toEqual([args, 1]);
+      expect([args, runs[i].seconds < 45]).toEqual([args, true]);
+    });
+    // Each command tried its call 5 times (the SDK's retries), on a new connection each time.
+    expect(silent.received()).toBeGreaterThanOrEqual(cases.length * 5);
+  }, 120_000);
 });
