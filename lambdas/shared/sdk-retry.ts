@@ -1,3 +1,5 @@
+import { OperatorError } from './errors';
+
 /**
  * The retry settings of every SDK client, apart from lambdas/shared/aws.ts (which builds the S3
  * client and so loads the S3 SDK): the CLI's name resolution and its other commands import these
@@ -45,6 +47,8 @@ let operatorSettings = false;
  * Called once by the operator CLI (bin/atmr-dr.ts) before it builds any client. From then on every
  * client built with SDK_RETRY or lambdas/shared/aws.ts (the same code as the Lambda functions',
  * which keep their settings: they never call this):
+ *  - refuses a malformed AWS_REGION or AWS_ENDPOINT_URL[_<SERVICE>] when it is built, before any
+ *    request, with one line naming the variable (exit 2, a bad setting);
  *  - gives each attempt OPERATOR_ANSWER_TIMEOUT_MS to be answered, and keeps the SDK's own retry
  *    strategy (standard mode, DEFAULT_MAX_ATTEMPTS): an operator waiting on a silent endpoint gets
  *    a line within seconds, not minutes;
@@ -124,12 +128,14 @@ interface SdkHttpHandler {
 }
 
 /**
- * A runtime extension (the SDK's hook into a client being built): it wraps the client's HTTP handler so that each small request gets OPERATOR_ANSWER_TIMEOUT_MS to be
+ * A runtime extension (the SDK's hook into a client being built): it checks the AWS variables, then
+ * wraps the client's HTTP handler so that each small request gets OPERATOR_ANSWER_TIMEOUT_MS to be
  * answered (the handler's own requestTimeout, which throws the SDK's retryable TimeoutError) and a
  * timed-out attempt's error names the service and the endpoint.
  */
 const OPERATOR_EXTENSION = {
   configure(config: { httpHandler(): SdkHttpHandler; setHttpHandler(handler: SdkHttpHandler): void }): void {
+    assertAwsVariables(process.env);
     const inner = config.httpHandler();
     const bounded: SdkHttpHandler = {
       metadata: inner.metadata,
@@ -169,4 +175,40 @@ function timeoutDetails(request: SdkHttpRequest): AwsTimeoutDetails {
     awsEndpoint: `${request.protocol}//${request.hostname}${request.port ? `:${request.port}` : ''}`,
     awsEndpointVariable: `AWS_ENDPOINT_URL_${id.toUpperCase().replace(/-/g, '_')}`,
   };
+}
+
+/**
+ * AWS region names: two to four letters, one or more words, a number (eu-west-3, us-gov-west-1,
+ * eusc-de-east-1). A typo (`eu-west3`, `bogus`) would otherwise become a host name that does not
+ * resolve, reported as a network failure.
+ */
+const REGION_SHAPE = /^[a-z]{2,4}(-[a-z]+)+-\d+$/;
+
+/**
+ * The AWS variables an operator sets by hand, checked before any request: a malformed one is a bad
+ * setting (exit 2) named with its fix, instead of the SDK's "TypeError: Invalid URL" or a DNS
+ * failure blamed on the network. Every AWS_ENDPOINT_URL_<SERVICE> is checked, not only the one
+ * of the client being built: one line names the first that is wrong.
+ */
+export function assertAwsVariables(env: NodeJS.ProcessEnv): void {
+  const region = env.AWS_REGION;
+  if (region !== undefined && !REGION_SHAPE.test(region)) {
+    const what = region.trim() === '' ? 'AWS_REGION is set but empty' : `AWS_REGION "${region}" is not an AWS region name`;
+    throw new OperatorError(`${what}: export AWS_REGION=<region> (e.g. AWS_REGION=eu-west-3), or unset it to use the profile's region`, 2);
+  }
+  for (const [name, value] of Object.entries(env)) {
+    if (name !== 'AWS_ENDPOINT_URL' && !name.startsWith('AWS_ENDPOINT_URL_')) continue;
+    if (value === undefined || isHttpUrl(value)) continue;
+    const what = value.trim() === '' ? `${name} is set but empty` : `${name} "${value}" is not an http(s) URL`;
+    throw new OperatorError(`${what}: set it to the endpoint's URL (e.g. ${name}=https://vpce-example.amazonaws.com or http://127.0.0.1:4566), or unset it to use AWS's own endpoint`, 2);
+  }
+}
+
+function isHttpUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '';
+  } catch {
+    return false;
+  }
 }

@@ -350,21 +350,42 @@ describe('AWS failures say what to check', () => {
     expect(run.stderr).toBe(`${line}\n`);
     expect(run.status).toBe(2);
   });
-  it.each([
-    ['', 'AWS_REGION is set but empty'],
-    ['eu_west_3', 'AWS region "eu_west_3" is not a region name'],
-  ])('AWS_REGION=%j (an empty `export AWS_REGION=` or a typo) is a bad setting named as such, exit 2, for every command', async (region, what) => {
-    const fix = `${what}; export AWS_REGION (e.g. AWS_REGION=eu-west-3)`;
-    for (const [args, line] of [
-      [['killswitch', 'status'], `atmr-dr: cannot read parameter /atmr/x/killswitch: ${fix}`],
-      [['backups', 'list', '--bucket', 'atmr-b'], `atmr-dr: S3 listing of hourly/ in bucket atmr-b failed: ${fix}`],
-      [['incident', 'list', '--table', 'atmr-ops'], `atmr-dr: ${fix}`],
-    ] as const) {
-      const run = await entry([...args], operatorEnv({ KILLSWITCH_PARAMETER: '/atmr/x/killswitch', AWS_REGION: region, AWS_DEFAULT_REGION: region }));
+});
 
-      expect([args, run.stderr]).toEqual([args, `${line}\n`]);
+describe('malformed AWS variables are bad settings, refused before any request', () => {
+  let endpoint: LocalEndpoint;
+  beforeAll(async () => {
+    endpoint = await startSilentEndpoint();
+  });
+  afterAll(async () => endpoint.stop());
+
+  const REGION_FIX = 'export AWS_REGION=<region> (e.g. AWS_REGION=eu-west-3), or unset it to use the profile\'s region';
+  it.each([
+    ['AWS_REGION', '', `AWS_REGION is set but empty: ${REGION_FIX}`],
+    ['AWS_REGION', 'eu_west_3', `AWS_REGION "eu_west_3" is not an AWS region name: ${REGION_FIX}`],
+    ['AWS_REGION', 'bogus', `AWS_REGION "bogus" is not an AWS region name: ${REGION_FIX}`],
+    ['AWS_REGION', 'eu-west3', `AWS_REGION "eu-west3" is not an AWS region name: ${REGION_FIX}`],
+    ['AWS_ENDPOINT_URL_S3', 'notaurl', /^AWS_ENDPOINT_URL_S3 "notaurl" is not an http\(s\) URL: set it to the endpoint's URL \(e\.g\. .*\), or unset it to use AWS's own endpoint$/],
+    ['AWS_ENDPOINT_URL_SSM', 'notaurl', /^AWS_ENDPOINT_URL_SSM "notaurl" is not an http\(s\) URL: set it to the endpoint's URL/],
+    ['AWS_ENDPOINT_URL_DYNAMODB', 'ftp://127.0.0.1', /^AWS_ENDPOINT_URL_DYNAMODB "ftp:\/\/127\.0\.0\.1" is not an http\(s\) URL: /],
+    ['AWS_ENDPOINT_URL', '', /^AWS_ENDPOINT_URL is set but empty: set it to the endpoint's URL/],
+  ])('%s=%j: one line naming the variable and its fix, exit 2, for every command, and no request sent', async (variable, value, expected) => {
+    for (const args of [
+      ['killswitch', 'status'],
+      ['backups', 'list', '--bucket', 'atmr-b'],
+      ['incident', 'list', '--table', 'atmr-ops'],
+    ]) {
+      // Every service points at the endpoint, except the variable under test: a request would show there.
+      const run = await entry(args, operatorEnv({ AWS_ENDPOINT_URL: endpoint.url, KILLSWITCH_PARAMETER: '/atmr/x/killswitch', [variable]: value }));
+
       expect([args, run.status]).toEqual([args, 2]);
+      expect(run.stdout).toBe('');
+      expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
+      const line = run.stderr.trimEnd().replace(/^atmr-dr: /, '');
+      if (typeof expected === 'string') expect(line).toBe(expected);
+      else expect(line).toMatch(expected);
     }
+    expect(endpoint.received()).toBe(0);
   });
 });
 
