@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { EnvironmentConfig } from '../../lib/config';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
-import { describeAwsError } from '../../lambdas/shared/aws-errors';
+import { describeAwsError, isThrottled, isUnreachable } from '../../lambdas/shared/aws-errors';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
 
 /**
@@ -135,9 +135,15 @@ export async function resolveDeployedName(name: DeployedName, options: ResolveOp
     try {
       outputs = await (options.readOutputs ?? readStackOutputs)(stackName);
     } catch (error) {
+      // A malformed AWS variable, refused when the client is built, is its own line.
+      if (error instanceof OperatorError) throw error;
       unreadable = /does not exist/i.test(oneLine(error))
         ? `stack ${stackName} is not deployed`
         : describeAwsError('CloudFormation', `read the outputs of ${stackName}`, error);
+      if (!name.fromConfig && cloudFormationDown(error)) {
+        // Not a setting: CloudFormation did not answer (or throttled); the same command works once it does.
+        throw new OperatorError(`${unreadable} (${name.envVar} or ${name.flag.split(' ')[0]} names the ${name.label} without this lookup)`, 1);
+      }
     }
     const value = outputs?.[name.output.key];
     if (value) return value;
@@ -156,6 +162,16 @@ export async function resolveDeployedName(name: DeployedName, options: ResolveOp
     }
   }
   throw new OperatorError(`no ${name.label} (${reasons.join('; ')}): pass ${name.flag} or set ${name.envVar}`, 2);
+}
+
+/**
+ * CloudFormation could not be reached, did not answer in time or throttled: a failure to retry (exit
+ * 1), unlike a stack that does not exist or no credentials (a setting, exit 2). A name the config
+ * fixes falls back to the config instead, so that the killswitch and the rollbacks work while
+ * CloudFormation is down.
+ */
+function cloudFormationDown(error: unknown): boolean {
+  return isUnreachable(error) || isThrottled(error);
 }
 
 /** A deployed stack's outputs; throws the SDK's error when the stack cannot be read (no credentials, not deployed). */

@@ -43,8 +43,7 @@ export function describeAwsError(service: AwsService, action: string, error: unk
   if (missing) return `cannot ${action}: ${missing}`;
   const unanswered = unansweredCall(error);
   if (unanswered) return `cannot ${action}: ${unanswered}`;
-  const networkCode = [e.code, e.name, /\b(E[A-Z]+)\b/.exec(text)?.[1]].find((c) => c !== undefined && NETWORK_CODES.has(c));
-  if (networkCode) {
+  if (isUnreachable(error)) {
     return `cannot ${action}: ${service} is unreachable (${text}); check AWS_REGION, ${endpointVar} or AWS_ENDPOINT_URL if set, and the network`;
   }
   if (e.name && EXPIRED.has(e.name)) {
@@ -91,6 +90,12 @@ export function unansweredCall(error: unknown): string | undefined {
   const attempts = e.$metadata?.attempts ?? 1;
   const tries = `${attempts} attempt${attempts === 1 ? '' : 's'} of ${OPERATOR_ANSWER_TIMEOUT_MS / 1000} s`;
   return `${e.awsService} did not answer in time (${e.awsEndpoint}, ${tries}): AWS or the network path to it is not answering; check the network, and ${e.awsEndpointVariable} or AWS_ENDPOINT_URL if set, then run the command again`;
+}
+
+/** The endpoint could not be reached or did not answer (DNS, refused or reset connection, timeout): the network's fault, not a setting's. */
+export function isUnreachable(error: unknown): boolean {
+  const e = (error ?? {}) as SdkLikeError;
+  return [e.code, e.name, /\b(E[A-Z]+)\b/.exec(oneLine(error))?.[1]].some((c) => c !== undefined && NETWORK_CODES.has(c));
 }
 
 /** Exit code of a missing AWS setting (no region, no credentials): a setting, as docs/contracts.md says. */

@@ -1,9 +1,10 @@
+import * as http from 'node:http';
 import * as net from 'node:net';
 
 /** A local endpoint for the CLI's AWS variables (AWS_ENDPOINT_URL...), and what reached it. */
 export interface LocalEndpoint {
   readonly url: string;
-  /** Connections received so far. */
+  /** Connections (silent endpoint) or requests (CloudFormation) received so far. */
   readonly received: () => number;
   stop(): Promise<void>;
 }
@@ -25,4 +26,27 @@ export async function startSilentEndpoint(): Promise<LocalEndpoint> {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/**
+ * CloudFormation (its query protocol) in an account where no atmr-dr stack is deployed: every
+ * DescribeStacks answers the ValidationError "Stack with id ... does not exist", as AWS does.
+ */
+export async function startCloudFormationWithoutStacks(): Promise<LocalEndpoint> {
+  let requests = 0;
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
+    req.on('end', () => {
+      requests += 1;
+      const stackName = new URLSearchParams(body).get('StackName') ?? '';
+      res.writeHead(400, { 'content-type': 'text/xml' });
+      res.end(
+        `<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code><Message>Stack with id ${stackName} does not exist</Message></Error><RequestId>r1</RequestId></ErrorResponse>`,
+      );
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, received: () => requests, stop: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }
