@@ -208,6 +208,26 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       expect(kinds('Résolu')).toEqual([1]);
     });
 
+    it('reminds once when the joining ALARM is delivered again while the reminder step waits', async () => {
+      // Arrange: the alarm is OK again at every re-read; the same failure is delivered twice, the copy
+      // arriving once the first woke the workflow and the reminder step took its place.
+      h.alarmStates = ['OK'];
+      const failure = alarmEvent('ALARM', '2026-11-30T11:15:00.000+0000', EVENT_ALARM, eventDescription);
+
+      // Act
+      const { path } = await runEvent(async (state, _task, visit) => {
+        if (state === 'PageLevel1') await acknowledgeIncident(h.store, eventId, { by: 'bob', via: 'link', level: 1 });
+        if (state === 'AwaitWhileAcked' && visit === 1) await ingestAlarmChange(h.ingestDeps, failure);
+        if (state === 'Remind' && visit === 1) await ingestAlarmChange(h.ingestDeps, failure);
+        if (state === 'AwaitWhileAcked' && visit === 2) await resolveIncident(h.store, eventId, { by: 'bob', via: 'cli', how: 'resolved by hand' });
+      });
+
+      // Assert
+      expect(path.filter((s) => s === 'Remind')).toHaveLength(1);
+      expect(kinds('Rappel')).toEqual([1]);
+      expect(kinds('Résolu')).toEqual([1]);
+    });
+
     it('tells each level paged that the alarm\'s OK resolves nothing and how to close the incident', async () => {
       // Arrange
       h.alarmStates = ['OK'];
