@@ -18,6 +18,10 @@ export type IngestResult =
 export interface ExecutionInput {
   readonly incidentId: string;
   readonly alarmName: string;
+  /** A handed-over execution (lambdas/escalation/tasks.ts `handOver`): the state to resume at. */
+  readonly resumeAt?: string;
+  /** A handed-over execution: the name of the execution it took over from. */
+  readonly handedOverFrom?: string;
 }
 
 /**

@@ -260,6 +260,19 @@ export async function releaseJoinedAlarm(store: IncidentStore, id: string, at: s
   );
 }
 
+/** Points the incident at the execution that now escalates it (after a hand-over). */
+export async function replaceExecutionArn(store: IncidentStore, id: string, executionArn: string): Promise<void> {
+  await store.ddb.send(
+    new UpdateCommand({
+      TableName: store.tableName,
+      Key: { pk: incidentPk(id), sk: META_SK },
+      UpdateExpression: 'SET executionArn = :a',
+      ConditionExpression: 'attribute_exists(pk)',
+      ExpressionAttributeValues: { ':a': executionArn },
+    }),
+  );
+}
+
 /** Sets `resolutionNotifiedAt` once; `false` when the resolution was already announced. */
 export async function claimResolutionNotice(store: IncidentStore, id: string): Promise<boolean> {
   return conditionalWrite(() =>
