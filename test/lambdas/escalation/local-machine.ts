@@ -72,8 +72,9 @@ function timeout(): Error {
  * Runs the synthesized definition with aws-local-stepfunctions. Every Task state runs the real task
  * code (lambdas/escalation/tasks.ts) against the harness; a `.waitForTaskToken` step then returns
  * the output its token was woken with (SendTaskSuccess, from the task itself or from `duringWait`),
- * or fails with States.Timeout as Step Functions does when its TimeoutSeconds pass. Each step (of each execution) gets
- * a token of its own, as in Step Functions. Waits and retry intervals are shortened to 0.
+ * or fails with States.Timeout as Step Functions does when its TimeoutSeconds pass. Each step of each
+ * execution (`executionName`, the incident id unless a hand-over named it) gets a token of its own,
+ * as in Step Functions. Waits and retry intervals are shortened to 0.
  */
 export async function runLocally(
   definition: MachineDefinition,
