@@ -6,7 +6,7 @@ import { main } from '../../lambdas/backup/task';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { startHoldingProxy, type LocalS3, startLocalS3 } from '../support/s3';
-import { createDatabase, dropDatabase, listKeys } from './backup-support';
+import { createDatabase, dropDatabase, holdTableLock, listKeys, runBackends, type HeldLock, type RunBackend } from './backup-support';
 
 // The Fargate task entry at its time limit, against the real PostgreSQL test cluster and the real S3
 // protocol (s3rver); Secrets Manager and RDS are mocked at the SDK. A limit of 40 s stops the run
@@ -21,13 +21,6 @@ const STOP_LINE =
   /^atmr-dr backup task: hourly backup run failed: backup: backup failed, nothing published \(no manifest, latest pointers unchanged\): backup aborted \(time limit reached: stopped 30 s before the task's limit of 40 s; raise backups\.fargateTimeoutMinutes in cdk\.json if the dump needs longer\)\n$/;
 const secretsMock = mockClient(SecretsManagerClient);
 const rdsMock = mockClient(RDSClient);
-
-interface Backend {
-  pid: number;
-  wait: string | null;
-  inTransaction: boolean;
-  query: string;
-}
 
 describe('backup task: its time limit (integration)', () => {
   let s3: LocalS3;
@@ -46,16 +39,6 @@ describe('backup task: its time limit (integration)', () => {
       BACKUP_TASK_TIMEOUT_SECONDS: String(TIME_LIMIT_SECONDS),
     };
   };
-
-  /** The sessions the run opened on the database (its own and pg_dump's). */
-  const runBackends = async (database: string): Promise<Backend[]> =>
-    (
-      await watcher.query<Backend>(
-        `SELECT pid, wait_event_type AS wait, xact_start IS NOT NULL AS "inTransaction", query
-           FROM pg_stat_activity WHERE datname = $1 AND application_name = 'atmr-dr'`,
-        [database],
-      )
-    ).rows;
 
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -94,12 +77,12 @@ describe('backup task: its time limit (integration)', () => {
   };
 
   /** Polls until the run's sessions are gone (a backend ends just after its client leaves). */
-  const backendsLeft = async (database: string): Promise<Backend[]> => {
+  const backendsLeft = async (database: string): Promise<RunBackend[]> => {
     const until = Date.now() + 10_000;
-    let left = await runBackends(database);
+    let left = await runBackends(watcher, database);
     while (left.length > 0 && Date.now() < until) {
       await sleep(100);
-      left = await runBackends(database);
+      left = await runBackends(watcher, database);
     }
     return left;
   };
@@ -125,18 +108,16 @@ describe('backup task: its time limit (integration)', () => {
     // Arrange: a migration holds a table ACCESS EXCLUSIVE for longer than the task's limit.
     const database = uniqueDatabaseName('task_lock');
     createDatabase(database, 'CREATE TABLE held (id int); INSERT INTO held VALUES (1);');
-    const cluster = testCluster();
-    const holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database });
-    await holder.connect();
+    let lock: HeldLock | undefined;
     try {
-      await holder.query('BEGIN; LOCK TABLE held IN ACCESS EXCLUSIVE MODE');
+      lock = await holdTableLock(database, 'held');
       const started = Date.now();
 
       // Act
       const task = runTask(taskEnv(database), s3.endpoint);
       let waitingAt: number | undefined;
       while (waitingAt === undefined && Date.now() - started < STOP_AFTER_MS) {
-        if ((await runBackends(database)).some((b) => b.wait === 'Lock' && b.inTransaction)) waitingAt = Date.now();
+        if ((await runBackends(watcher, database)).some((b) => b.wait === 'Lock' && b.inTransaction)) waitingAt = Date.now();
         else await sleep(50);
       }
       const outcome = await untilLimit(task, started);
@@ -156,7 +137,7 @@ describe('backup task: its time limit (integration)', () => {
       expect(await backendsLeft(database)).toEqual([]);
       await expectNothingPublished(database);
     } finally {
-      await holder.end();
+      await lock?.release();
       dropDatabase(database);
     }
   });
@@ -175,7 +156,7 @@ describe('backup task: its time limit (integration)', () => {
       // Act
       const task = runTask(taskEnv(database), proxy.endpoint);
       await Promise.race([proxy.holding, sleep(STOP_AFTER_MS)]);
-      const duringHold = await runBackends(database);
+      const duringHold = await runBackends(watcher, database);
       const outcome = await untilLimit(task, started);
       const ended = Date.now();
 
