@@ -18,7 +18,7 @@ const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-
 const TIME_LIMIT_SECONDS = 40;
 const STOP_AFTER_MS = 10_000;
 const STOP_LINE =
-  /^atmr-dr backup task: hourly backup run failed: backup: backup failed, nothing published \(no manifest, latest pointers unchanged\): backup aborted \(time limit reached: stopped 30 s before the task's limit of 40 s; raise backups\.fargateTimeoutMinutes in cdk\.json if the dump needs longer\)\n$/;
+  /^atmr-dr backup task: hourly backup run failed: backup: backup failed, nothing published \(no manifest, latest pointers unchanged\): backup aborted \(time limit reached: stopped 30 s before the task's limit of 40 s; raise backups\.fargateTimeoutMinutes in cdk\.json \(55 at most\) or give the task more CPU \(backups\.fargateCpu\) if the dump needs longer\)\n$/;
 const secretsMock = mockClient(SecretsManagerClient);
 const rdsMock = mockClient(RDSClient);
 
@@ -43,7 +43,7 @@ describe('backup task: its time limit (integration)', () => {
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
   /** Runs the task with stdout and stderr captured (Powertools logs and EMF metrics go to stdout). */
-  const runTask = async (env: Record<string, string>, s3Endpoint: string) => {
+  const runTask = async (env: Record<string, string>, s3Endpoint: string, extraArgs: string[] = []) => {
     const lines: string[] = [];
     const chunks: string[] = [];
     const capture = (chunk: string | Uint8Array) => {
@@ -58,7 +58,7 @@ describe('backup task: its time limit (integration)', () => {
         rds: new RDSClient({ region: 'eu-west-3' }),
         secretsManager: new SecretsManagerClient({ region: 'eu-west-3' }),
       };
-      const code = await main(['--tier', 'hourly'], env, { stderr: { write: (l: string) => lines.push(l) }, clients });
+      const code = await main(['--tier', 'hourly', ...extraArgs], env, { stderr: { write: (l: string) => lines.push(l) }, clients });
       return { code, lines, metrics: metricNames(chunks.join('')) };
     } finally {
       for (const spy of spies) spy.mockRestore();
@@ -134,6 +134,37 @@ describe('backup task: its time limit (integration)', () => {
       expect(metrics).toEqual(expect.arrayContaining(['BackupFailure', 'ScheduledRunFailure']));
       expect(metrics).not.toContain('BackupSuccess');
       // The lock is still held: the run's sessions ended because the run closed them.
+      expect(await backendsLeft(database)).toEqual([]);
+      await expectNothingPublished(database);
+    } finally {
+      await lock?.release();
+      dropDatabase(database);
+    }
+  });
+
+  it('a run that started late behind the same lock: stopped at its limit counted from its scheduled time, sooner than a punctual run, with the same cleanup', async () => {
+    // Arrange: the run starts 5 s after its scheduled time (a retried RunTask, a slow image pull).
+    const database = uniqueDatabaseName('task_late');
+    createDatabase(database, 'CREATE TABLE held (id int); INSERT INTO held VALUES (1);');
+    let lock: HeldLock | undefined;
+    try {
+      lock = await holdTableLock(database, 'held');
+      const started = Date.now();
+      const scheduled = started - 5_000;
+      const scheduledTime = new Date(scheduled).toISOString();
+
+      // Act
+      const outcome = await untilLimit(runTask(taskEnv(database), s3.endpoint, ['--scheduled-time', scheduledTime]), started);
+      const ended = Date.now();
+
+      // Assert: stopped 10 s after its scheduled time (30 s before its 40 s limit), 5 s after its start
+      expect(outcome).toBeDefined();
+      const { code, lines, metrics } = outcome!;
+      expect(code).toBe(1);
+      expect(lines).toEqual([expect.stringContaining(`backup aborted (time limit reached: stopped 30 s before the task's limit of 40 s after its scheduled time ${scheduledTime}; `)]);
+      expect(ended - scheduled).toBeGreaterThanOrEqual(STOP_AFTER_MS - 100);
+      expect(ended - started).toBeLessThan(STOP_AFTER_MS);
+      expect(metrics).toEqual(expect.arrayContaining(['BackupFailure', 'ScheduledRunFailure']));
       expect(await backendsLeft(database)).toEqual([]);
       await expectNothingPublished(database);
     } finally {
