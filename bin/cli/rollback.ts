@@ -31,7 +31,7 @@ import { namedLine, OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { confirmer } from './confirm';
 import { interruptibly } from './interrupt';
 import { resolveCliActor } from './killswitch';
-import { DEPLOYED_NAMES, defaultEnvironmentName, packageRoot, resolveDeployedName } from './resolve';
+import { DEPLOYED_NAMES, defaultEnvironmentName, nonEmpty, packageRoot, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
 
 interface GlobalOptions {
@@ -125,7 +125,7 @@ async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string): 
   const metrics = new Metrics({ namespace: METRICS_NAMESPACE, serviceName: 'backout-cli' });
   return {
     settings,
-    serviceName: apiServiceFlag?.trim() || apiServiceName,
+    serviceName: nonEmpty(apiServiceFlag, '--service', 'give the ECS service name, or leave --service out to roll back the API') ?? apiServiceName,
     deps: { ...backoutClients(), logger, metrics },
     actor: () => resolveCliActor(),
     confirm: confirmer(undefined),

@@ -146,6 +146,17 @@ describe('npx atmr-dr (the installed entry point)', () => {
     fs.rmSync(elsewhere, { recursive: true, force: true });
   });
 
+  it.each([
+    [['--parameter', ''], {}, 'atmr-dr: --parameter is empty: give the killswitch parameter\'s name, or leave --parameter out to use KILLSWITCH_PARAMETER or the deployed stacks'],
+    [[], { KILLSWITCH_PARAMETER: ' ' }, "atmr-dr: KILLSWITCH_PARAMETER is empty: set it to the killswitch parameter's name, or unset it to use the deployed stacks"],
+  ])('killswitch enable with an empty parameter name (%j %j: a script\'s unset variable) is refused, exit 2, not aimed at the config\'s parameter', async (flags, extra, line) => {
+    const run = await entry(['killswitch', ...flags, 'enable', '--mode', 'maintenance', '--reason', 'x', '--yes'], operatorEnv({ AWS_ENDPOINT_URL_SSM: ssm.url, ...extra }));
+
+    expect(run.stderr).toBe(`${line}\n`);
+    expect(run.status).toBe(2);
+    expect(ssm.requests).toEqual([]);
+  });
+
   it('keeps a failing exit code with a bundle built before the launcher changed (no exitWhenFailed export: a git pull without npm run build)', () => {
     // Arrange: the launcher beside an older bundle, whose main() resolves to 2 after its one line
     const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-old-bundle-'));
