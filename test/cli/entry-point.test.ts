@@ -350,6 +350,8 @@ describe('AWS failures say what to check', () => {
     [['killswitch', 'status'], 'atmr-dr: cannot read parameter /atmr/x/killswitch: no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)'],
     [['backups', 'list', '--bucket', 'atmr-b'], 'atmr-dr: S3 listing of hourly/ in bucket atmr-b failed: no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)'],
     [['incident', 'list', '--table', 'atmr-ops'], 'atmr-dr: no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)'],
+    [['backup', '--tier', 'daily', '--database-secret', 'x', '--bucket', 'atmr-b'], 'atmr-dr: cannot read database secret x: no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)'],
+    [['db', 'read-write', '--database-secret', 'foo'], 'atmr-dr: cannot read database secret foo: no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)'],
   ])('%j with no region set names AWS_REGION, exit 2 as every missing setting', async (args, line) => {
     const env = operatorEnv({ KILLSWITCH_PARAMETER: '/atmr/x/killswitch', AWS_CONFIG_FILE: '/nonexistent', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent' });
     delete env.AWS_REGION;
