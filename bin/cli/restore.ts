@@ -52,8 +52,13 @@ export function registerRestoreCommands(program: Command): void {
           throw new OperatorError('restore needs the backup to restore: latest (with --database NAME or PGDATABASE) or a manifest key from "atmr-dr backups list", and --target-db NAME', 2);
         }
         if (opts.targetDb === undefined) throw new OperatorError('--target-db is required: name the database to restore into, e.g. --target-db atmr_restored', 2);
-        const bucket = await resolveBackupBucket(opts);
         const productionName = process.env.PGDATABASE;
+        // The arguments are checked before the bucket and the connection are looked for: a typo in
+        // them is what the operator hears first, not a missing PGHOST.
+        const [{ checkBackupRef }, { checkTargetName }] = await Promise.all([import('../../lambdas/restore/catalog'), import('../../lambdas/restore/target')]);
+        checkBackupRef(ref, { tier: opts.tier, database: opts.database ?? productionName });
+        checkTargetName(opts.targetDb);
+        const bucket = await resolveBackupBucket(opts);
         // The restore's code is loaded as it is needed, not with the module: a usage error, --help
         // or a missing setting answers without evaluating the S3 SDK and the catalog.
         const { resolveConnection } = await import('../../lambdas/shared/pg-connection');

@@ -91,12 +91,11 @@ export async function listBackups(deps: CatalogDeps, filter: CatalogFilter = {})
 }
 
 /**
- * `latest` to the newest backup of `database` (its pointer `latest/<db>.json`, or
- * `latest/<db>/<tier>.json` with a tier), or a manifest key, to a validated manifest. During the
- * transition from bucket-wide pointers, a database without a pointer of its own falls back to
- * `latest.json` / `latest/<tier>.json`, accepted only when they name a backup of that database.
+ * What can be said of a backup reference without reading the bucket: `latest` with a database, or
+ * a manifest key (in `--tier` when given); returns the tier. The CLI calls it before it resolves
+ * the bucket or the connection, so that a typo is what the operator hears about first (exit 2).
  */
-export async function resolveBackup(deps: CatalogDeps, ref: string, filter: CatalogFilter = {}): Promise<ResolvedBackup> {
+export function checkBackupRef(ref: string, filter: CatalogFilter = {}): BackupTier | undefined {
   const tier = filter.tier === undefined ? undefined : parseBackupTier(filter.tier);
   if (ref !== 'latest') {
     if (!isManifestKey(ref)) {
@@ -105,12 +104,25 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
     if (tier !== undefined && !ref.startsWith(`${tier}/`)) {
       throw new OperatorError(`manifest ${ref} is not in tier ${tier}; drop --tier or name a ${tier}/ manifest`, 2);
     }
-    return { manifestKey: ref, manifest: await readManifest(deps, ref) };
+    return tier;
   }
-  const database = filter.database;
-  if (database === undefined || database === '') {
+  if (filter.database === undefined || filter.database === '') {
     throw new OperatorError('"latest" is per database and none was named: set PGDATABASE or pass --database NAME', 2);
   }
+  return tier;
+}
+
+/**
+ * `latest` to the newest backup of `database` (its pointer `latest/<db>.json`, or
+ * `latest/<db>/<tier>.json` with a tier), or a manifest key, to a validated manifest. During the
+ * transition from bucket-wide pointers, a database without a pointer of its own falls back to
+ * `latest.json` / `latest/<tier>.json`, accepted only when they name a backup of that database.
+ */
+export async function resolveBackup(deps: CatalogDeps, ref: string, filter: CatalogFilter = {}): Promise<ResolvedBackup> {
+  const tier = checkBackupRef(ref, filter);
+  if (ref !== 'latest') return { manifestKey: ref, manifest: await readManifest(deps, ref) };
+  // Named: checkBackupRef refuses latest without a database.
+  const database = filter.database ?? '';
   const what = tier === undefined ? `database "${database}"` : `database "${database}" in tier ${tier}`;
   const own = tier === undefined ? latestDatabasePointerKey(database) : latestDatabaseTierPointerKey(database, tier);
   const legacy = tier === undefined ? LATEST_POINTER_KEY : latestTierPointerKey(tier);
