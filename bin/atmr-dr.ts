@@ -66,7 +66,30 @@ export async function buildProgram(argv?: readonly string[]): Promise<Command> {
   const command = argv?.slice(2).find((a) => !a.startsWith('-'));
   const named = CONCERNS.filter((concern) => command !== undefined && concern.commands.includes(command));
   for (const concern of named.length > 0 ? named : CONCERNS) (await concern.load())(program);
+  refuseRepeatedOptions(program);
   return program;
+}
+
+/**
+ * A single-valued option given twice with two values (`--mode maintenance --mode degraded`) is
+ * refused, exit 2: commander keeps the last one, and a command line that says two things must not
+ * do one of them silently. The same value twice changes nothing and passes; list options
+ * (`--critical-query <sql...>`) and flags are left alone.
+ */
+export function refuseRepeatedOptions(command: Command): void {
+  for (const option of command.options) {
+    if (!(option.required || option.optional) || option.variadic) continue;
+    const parse = option.parseArg as ((value: string, previous: unknown) => unknown) | undefined;
+    let given: string | undefined;
+    option.argParser((value: string, previous: unknown) => {
+      if (given !== undefined && given !== value) {
+        throw new OperatorError(`${option.long ?? option.flags} given twice ("${given}", then "${value}"): pass it once, with the value you mean`, USAGE_EXIT_CODE);
+      }
+      given = value;
+      return parse ? parse(value, previous) : value;
+    });
+  }
+  for (const sub of command.commands) refuseRepeatedOptions(sub);
 }
 
 /** Commander's message as one line, with where to find the usage. */

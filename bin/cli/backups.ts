@@ -49,6 +49,11 @@ export function registerBackupsCommands(program: Command): void {
       if (ref === undefined) {
         throw new OperatorError('backups verify needs the backup to check: a manifest key (atmr-dr backups list) or latest (with --database NAME or PGDATABASE)', 2);
       }
+      // --database and --tier choose among backups with latest; with a key, --database would be
+      // ignored (--tier is checked against the key's tier).
+      if (ref !== 'latest' && opts.database !== undefined) {
+        throw new OperatorError(`backups verify: --database chooses the backup with latest only; ${ref} names its own: drop --database, or verify latest --database ${opts.database}`, 2);
+      }
       const database = opts.database ?? process.env.PGDATABASE;
       // The reference is checked before the bucket is looked for: a typo is what the operator hears first.
       (await import('../../lambdas/restore/catalog')).checkBackupRef(ref, { tier: opts.tier, database });

@@ -342,6 +342,12 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
     .option('--yes', 'do not ask for confirmation')
     .option('--wait', 'wait for steady state and run the post-rollback checks')
     .action(async (opts: { service?: string; to?: string; dryRun?: boolean; yes?: boolean; wait?: boolean }) => {
+      // A dry run changes nothing: --yes (confirm a change) or --wait (follow it) with it means the
+      // operator meant one of the two, and the command cannot tell which.
+      const withDryRun = [opts.yes && '--yes', opts.wait && '--wait'].filter(Boolean);
+      if (opts.dryRun && withDryRun.length) {
+        throw new OperatorError(`rollback service: --dry-run changes nothing, so ${withDryRun.join(' and ')} cannot apply: drop --dry-run to roll back, or drop ${withDryRun.join(' and ')} to see the plan`, 2);
+      }
       const ctx = await makeContext(globals(), opts.service);
       await interruptibly((signal) => serviceCommand({ ...ctx, signal }, { service: ctx.serviceName, to: opts.to, dryRun: opts.dryRun, yes: opts.yes, wait: opts.wait }));
     });

@@ -249,6 +249,25 @@ describe("the parser's errors take the same path as every other error", () => {
   });
 });
 
+describe('a command line that says two things is refused, not half obeyed', () => {
+  it.each([
+    [['killswitch', 'enable', '--mode', 'maintenance', '--mode', 'degraded', '--reason', 'x', '--yes'], 'atmr-dr: --mode given twice ("maintenance", then "degraded"): pass it once, with the value you mean'],
+    [['rollback', 'service', '--dry-run', '--wait', '--yes'], 'atmr-dr: rollback service: --dry-run changes nothing, so --yes and --wait cannot apply: drop --dry-run to roll back, or drop --yes and --wait to see the plan'],
+    [
+      ['backups', 'verify', 'daily/atmr_backup_20261124_010000.manifest.json', '--database', 'nodb'],
+      'atmr-dr: backups verify: --database chooses the backup with latest only; daily/atmr_backup_20261124_010000.manifest.json names its own: drop --database, or verify latest --database nodb',
+    ],
+    [['backup', '--tier', 'daily', '--formats', 'custom', '--plain-compressor', 'igzip'], 'atmr-dr: --plain-compressor igzip compresses the plain SQL, which --formats custom does not produce: drop --plain-compressor, or add plain to --formats'],
+    [['recover', 'status', '--to-time', '5 minutes ago'], 'atmr-dr: recover status: --to-time is for starting a recovery and not read here: drop it, or give it to "atmr-dr recover" alone to start one'],
+  ])('%j: one line, exit 2, before any name or AWS call', async (args, line) => {
+    const run = await entry(args, operatorEnv(), os.tmpdir());
+
+    expect(run.stderr).toBe(`${line}\n`);
+    expect(run.status).toBe(2);
+    expect(run.stdout).toBe('');
+  });
+});
+
 describe('help', () => {
   it('lists only commands that answer, names the environment variables and offers --version', async () => {
     const help = await entry(['--help'], operatorEnv());
