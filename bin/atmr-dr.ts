@@ -61,7 +61,10 @@ export async function buildProgram(argv?: readonly string[]): Promise<Command> {
     .addHelpText('after', ENVIRONMENT_HELP)
     .exitOverride()
     // The parser's own message is printed once, as one line, by main() (see usageLine).
-    .configureOutput({ writeErr: (text) => process.stderr.write(text), outputError: () => undefined });
+    .configureOutput({ writeErr: (text) => process.stderr.write(text), outputError: () => undefined })
+    // A subcommand's help also lists its parent's options (killswitch enable --help shows --env and
+    // --parameter): the help page an error points to has every flag the command line can take.
+    .configureHelp({ showGlobalOptions: true });
   // Concern modules register here (bin/cli/<concern>.ts); subcommands inherit the settings above.
   const command = argv?.slice(2).find((a) => !a.startsWith('-'));
   const named = CONCERNS.filter((concern) => command !== undefined && concern.commands.includes(command));
@@ -92,11 +95,39 @@ export function refuseRepeatedOptions(command: Command): void {
   for (const sub of command.commands) refuseRepeatedOptions(sub);
 }
 
-/** Commander's message as one line, with where to find the usage. */
-export function usageLine(error: CommanderError, argv: readonly string[]): string {
-  const message = oneLine(error.message).replace(/^error:\s*/i, '');
-  const command = argv.slice(2).find((a) => !a.startsWith('-'));
-  return `${message} (see atmr-dr ${command && error.code !== 'commander.unknownCommand' ? `${command} ` : ''}--help)`;
+/**
+ * The (sub)commands a command line names, in order (`rollback migration`), as the parser reads
+ * them: option values are skipped, and the walk stops at the first word that is not a subcommand
+ * (an unknown command is not part of the path; its parent's help lists the ones there are).
+ */
+export function commandPath(program: Command, argv: readonly string[]): string[] {
+  const names: string[] = [];
+  const args = argv.slice(2);
+  let command = program;
+  for (let i = 0; i < args.length; i += 1) {
+    const arg = args[i];
+    if (arg === '--') break;
+    if (arg.startsWith('-')) {
+      const option = command.options.find((o) => o.long === arg || o.short === arg);
+      // The value of an option that takes one (or of cdk's -c, given here by habit) is not a command.
+      if ((option && (option.required || option.optional)) || arg === '-c') i += 1;
+      continue;
+    }
+    const sub = command.commands.find((c) => c.name() === arg || c.aliases().includes(arg));
+    if (!sub) break;
+    names.push(sub.name());
+    command = sub;
+  }
+  return names;
+}
+
+/** Commander's message as one line, with the help page of the command it is about. */
+export function usageLine(error: CommanderError, argv: readonly string[], program?: Command): string {
+  let message = oneLine(error.message).replace(/^error:\s*/i, '');
+  // cdk's `-c env=NAME` typed out of habit: the CLI's flag is --env, listed by the command's help.
+  if (error.code === 'commander.unknownOption' && message.startsWith("unknown option '-c'")) message += ': this CLI takes --env NAME (-c env=NAME is cdk\'s)';
+  const names = program ? commandPath(program, argv) : [];
+  return `${message} (see atmr-dr ${names.map((n) => `${n} `).join('')}--help)`;
 }
 
 /**
@@ -116,8 +147,9 @@ function onStdoutError(error: NodeJS.ErrnoException): void {
 
 export async function main(argv: string[] = process.argv): Promise<number> {
   exitQuietlyOnClosedStdout();
+  let program: Command | undefined;
   try {
-    const program = await buildProgram(argv);
+    program = await buildProgram(argv);
     await program.parseAsync(argv);
     return 0;
   } catch (error) {
@@ -127,7 +159,7 @@ export async function main(argv: string[] = process.argv): Promise<number> {
       // nothing, exit 2 as for any other bad command line, so that a script tells it from a failure.
       if (error.exitCode === 0) return 0;
       if (error.code === 'commander.help') return USAGE_EXIT_CODE;
-      process.stderr.write(`atmr-dr: ${usageLine(error, argv)}\n`);
+      process.stderr.write(`atmr-dr: ${usageLine(error, argv, program)}\n`);
       return USAGE_EXIT_CODE;
     }
     if (error instanceof OperatorError) {

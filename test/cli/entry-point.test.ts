@@ -218,9 +218,15 @@ describe("the parser's errors take the same path as every other error", () => {
     [['restore', 'latest'], 'atmr-dr: --target-db is required: name the database to restore into, e.g. --target-db atmr_restored'],
     [['restore', 'latest', '--taget-db', 'x'], "atmr-dr: unknown option '--taget-db' (Did you mean --target-db?) (see atmr-dr restore --help)"],
     [['restore', 'latest', '--target-db', 'x', '--format', 'tar'], /^atmr-dr: option '--format <format>' argument 'tar' is invalid\. .*\(see atmr-dr restore --help\)$/],
-    [['killswitch', 'enable', '--mode', 'degraded', '--reason', 'peak', '--expires', '2', 'hours'], /^atmr-dr: too many arguments for 'enable'\. .*\(see atmr-dr killswitch --help\)$/],
+    [['killswitch', 'enable', '--mode', 'degraded', '--reason', 'peak', '--expires', '2', 'hours'], /^atmr-dr: too many arguments for 'enable'\. .*\(see atmr-dr killswitch enable --help\)$/],
     [['make-coffee'], "atmr-dr: unknown command 'make-coffee' (see atmr-dr --help)"],
-    [['backups', 'list', '--colour'], "atmr-dr: unknown option '--colour' (see atmr-dr backups --help)"],
+    // The help page pointed to is the one of the (sub)command the error is about, which lists the flag.
+    [['backups', 'list', '--colour'], "atmr-dr: unknown option '--colour' (see atmr-dr backups list --help)"],
+    [['backups', 'frob'], "atmr-dr: unknown command 'frob' (see atmr-dr backups --help)"],
+    [['rollback', '--env', 'example', 'migration'], "atmr-dr: required option '--to <revision>' not specified (see atmr-dr rollback migration --help)"],
+    [['killswitch', 'disable', '--expires', '1h'], "atmr-dr: unknown option '--expires' (see atmr-dr killswitch disable --help)"],
+    [['recover', 'cutover'], "atmr-dr: missing required argument 'id' (see atmr-dr recover cutover --help)"],
+    [['-c', 'env=nope', 'killswitch', 'status'], "atmr-dr: unknown option '-c': this CLI takes --env NAME (-c env=NAME is cdk's) (see atmr-dr killswitch status --help)"],
     [['backups', 'verify'], 'atmr-dr: backups verify needs the backup to check: a manifest key (atmr-dr backups list) or latest (with --database NAME or PGDATABASE)'],
   ])('%j: one atmr-dr line on stderr, nothing on stdout, exit 2', async (args, expected) => {
     const run = await entry(args, operatorEnv());
