@@ -99,13 +99,14 @@ export function refuseRepeatedOptions(command: Command): void {
  * The (sub)commands a command line names, in order (`rollback migration`), as the parser reads
  * them: option values are skipped, and the walk stops at the first word that is not a subcommand
  * (an unknown command is not part of the path; its parent's help lists the ones there are).
+ * `next`: the index in argv of that word.
  */
-export function commandPath(program: Command, argv: readonly string[]): string[] {
+function walkCommands(program: Command, argv: readonly string[]): { names: string[]; command: Command; next: number } {
   const names: string[] = [];
-  const args = argv.slice(2);
   let command = program;
-  for (let i = 0; i < args.length; i += 1) {
-    const arg = args[i];
+  let i = 2;
+  for (; i < argv.length; i += 1) {
+    const arg = argv[i];
     if (arg === '--') break;
     if (arg.startsWith('-')) {
       const option = command.options.find((o) => o.long === arg || o.short === arg);
@@ -118,7 +119,22 @@ export function commandPath(program: Command, argv: readonly string[]): string[]
     names.push(sub.name());
     command = sub;
   }
-  return names;
+  return { names, command, next: i };
+}
+
+export function commandPath(program: Command, argv: readonly string[]): string[] {
+  return walkCommands(program, argv).names;
+}
+
+/**
+ * `help nope` (or `backups help nope`): the command it asks about, when there is no such command.
+ * Commander would print the whole usage on stderr; `atmr-dr nope` gets one line, and so does this.
+ */
+export function unknownHelpTopic(program: Command, argv: readonly string[]): { topic: string; names: string[] } | undefined {
+  const { names, command, next } = walkCommands(program, argv);
+  const topic = argv[next + 1];
+  if (argv[next] !== 'help' || !command.commands.length || topic === undefined || topic.startsWith('-')) return undefined;
+  return command.commands.some((c) => c.name() === topic || c.aliases().includes(topic)) ? undefined : { topic, names };
 }
 
 /** Commander's message as one line, with the help page of the command it is about. */
@@ -150,6 +166,11 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   let program: Command | undefined;
   try {
     program = await buildProgram(argv);
+    const unknownHelp = unknownHelpTopic(program, argv);
+    if (unknownHelp) {
+      process.stderr.write(`atmr-dr: unknown command '${unknownHelp.topic}' (see atmr-dr ${unknownHelp.names.map((n) => `${n} `).join('')}--help)\n`);
+      return USAGE_EXIT_CODE;
+    }
     await program.parseAsync(argv);
     return 0;
   } catch (error) {

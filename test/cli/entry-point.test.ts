@@ -227,6 +227,9 @@ describe("the parser's errors take the same path as every other error", () => {
     [['killswitch', 'disable', '--expires', '1h'], "atmr-dr: unknown option '--expires' (see atmr-dr killswitch disable --help)"],
     [['recover', 'cutover'], "atmr-dr: missing required argument 'id' (see atmr-dr recover cutover --help)"],
     [['-c', 'env=nope', 'killswitch', 'status'], "atmr-dr: unknown option '-c': this CLI takes --env NAME (-c env=NAME is cdk's) (see atmr-dr killswitch status --help)"],
+    // help of a command that does not exist: the same line as the command itself, not the whole usage.
+    [['help', 'nope'], "atmr-dr: unknown command 'nope' (see atmr-dr --help)"],
+    [['backups', 'help', 'nope'], "atmr-dr: unknown command 'nope' (see atmr-dr backups --help)"],
     [['backups', 'verify'], 'atmr-dr: backups verify needs the backup to check: a manifest key (atmr-dr backups list) or latest (with --database NAME or PGDATABASE)'],
   ])('%j: one atmr-dr line on stderr, nothing on stdout, exit 2', async (args, expected) => {
     const run = await entry(args, operatorEnv());
