@@ -110,7 +110,12 @@ export function settingsFromConfig(
   };
 }
 
-async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string): Promise<RollbackCliContext & { serviceName: string }> {
+/**
+ * `readOnly` (rollback status): the incidents topic and the killswitch parameter are not resolved,
+ * only the commands that publish a report or set the killswitch need them; status reads ECS and the
+ * ops-state table only, and must answer where they are not deployed or named (a laptop with --table).
+ */
+async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string, readOnly = false): Promise<RollbackCliContext & { serviceName: string }> {
   const root = packageRoot();
   const envName = globals.env ?? defaultEnvironmentName(root);
   const config = loadCliConfig(envName, root);
@@ -118,8 +123,9 @@ async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string): 
   const clusterName = await resolve(DEPLOYED_NAMES.ecsCluster, globals.cluster);
   const apiServiceName = await resolve(DEPLOYED_NAMES.apiService);
   const tableName = await resolve(DEPLOYED_NAMES.opsTable, globals.table);
-  const topicArn = await resolve(DEPLOYED_NAMES.incidentsTopic, globals.topic);
-  const killswitchParameterName = await resolve(DEPLOYED_NAMES.killswitchParameter, globals.parameter);
+  // Read-only: an empty name, which no AWS call of status sends (backoutStatus reads ECS and the table).
+  const topicArn = readOnly ? '' : await resolve(DEPLOYED_NAMES.incidentsTopic, globals.topic);
+  const killswitchParameterName = readOnly ? '' : await resolve(DEPLOYED_NAMES.killswitchParameter, globals.parameter);
   const settings = settingsFromConfig(config, { clusterName, apiServiceName, tableName, topicArn, killswitchParameterName });
   const logger = new Logger({ serviceName: 'backout-cli', logLevel: 'SILENT' });
   const metrics = new Metrics({ namespace: METRICS_NAMESPACE, serviceName: 'backout-cli' });
@@ -328,7 +334,7 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
     .option('--service <name>', 'one service (default: every configured service)')
     .option('--json', 'print JSON')
     .action(async (opts: { service?: string; json?: boolean }) => {
-      const ctx = await makeContext(globals(), opts.service);
+      const ctx = await makeContext(globals(), opts.service, true);
       const services = opts.service ? [findService(ctx.settings, opts.service).serviceName] : [ctx.settings.api.serviceName, ...ctx.settings.workers.map((w) => w.serviceName)];
       await statusCommand(ctx, services, Boolean(opts.json));
     });
