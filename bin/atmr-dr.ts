@@ -1,5 +1,5 @@
 #!/usr/bin/env -S npx --no-install tsx
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Help } from 'commander';
 import { version } from '../package.json';
 import { isAwsSdkError, isThrottled, MISSING_SETTING_EXIT_CODE, missingAwsSetting } from '../lambdas/shared/aws-errors';
 import { namedLine, OperatorError, oneLine } from '../lambdas/shared/errors';
@@ -64,7 +64,13 @@ export async function buildProgram(argv?: readonly string[]): Promise<Command> {
     .configureOutput({ writeErr: (text) => process.stderr.write(text), outputError: () => undefined })
     // A subcommand's help also lists its parent's options (killswitch enable --help shows --env and
     // --parameter): the help page an error points to has every flag the command line can take.
-    .configureHelp({ showGlobalOptions: true });
+    .configureHelp({
+      showGlobalOptions: true,
+      // Commander stops wrapping when less than 40 columns are left beside the terms: a long flag
+      // (--i-understand-this-overwrites-production) would leave restore's help unwrapped.
+      minWidthToWrap: 24,
+      subcommandTerm: requiredLooking,
+    });
   // Concern modules register here (bin/cli/<concern>.ts); subcommands inherit the settings above.
   const command = argv?.slice(2).find((a) => !a.startsWith('-'));
   const named = CONCERNS.filter((concern) => command !== undefined && concern.commands.includes(command));
@@ -135,6 +141,21 @@ export function unknownHelpTopic(program: Command, argv: readonly string[]): { t
   const topic = argv[next + 1];
   if (argv[next] !== 'help' || !command.commands.length || topic === undefined || topic.startsWith('-')) return undefined;
   return command.commands.some((c) => c.name() === topic || c.aliases().includes(topic)) ? undefined : { topic, names };
+}
+
+const DEFAULT_HELP = new Help();
+
+/**
+ * A command's line in its parent's help, as its own usage shows it: `restore` and `backups verify`
+ * declare their argument optional for the parser only (their action says what to pass when it is
+ * missing), and their usage says `<manifest-key|latest>`: the list must not call it optional.
+ */
+export function requiredLooking(command: Command): string {
+  let term = DEFAULT_HELP.subcommandTerm(command);
+  for (const argument of command.registeredArguments) {
+    if (!argument.required && command.usage().includes(`<${argument.name()}>`)) term = term.replace(`[${argument.name()}]`, `<${argument.name()}>`);
+  }
+  return term;
 }
 
 /** Commander's message as one line, with the help page of the command it is about. */

@@ -200,6 +200,7 @@ describe('arguments are checked before any name is resolved or any AWS call', ()
     [['backups', 'verify', 'foo'], 'atmr-dr: "foo" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list'],
     [['recover', '--to-time', '2099-01-01T00:00:00Z', '--reason', 'x', '--dry-run'], /^atmr-dr: recover: --to-time 2099-01-01T00:00:00.000Z is in the future \(now is .*\): give a past time, e\.g\. "5 minutes ago"$/],
     [['recover', '--to-time', '99999 days ago', '--reason', 'x', '--dry-run'], /^atmr-dr: recover: --to-time .* is more than 35 days ago, beyond any point-in-time recovery RDS keeps: give a time within the source's backup retention, or restore a dump \(atmr-dr backups list\)$/],
+    [['restore-test', '--rpo-objective', 'x'], 'atmr-dr: --rpo-objective "x" is not a whole number of seconds; pass e.g. --rpo-objective 900 (the default)'],
     [['recover', 'status', 'badid'], 'atmr-dr: recover status: "badid" is not a recovery id (r<yyyymmddhhmmss>-xxxx, as "atmr-dr recover" printed it); "atmr-dr recover status" without an id shows the one in progress, else the latest'],
   ])('%j says what is wrong with the arguments, even with no name, connection or AWS setting anywhere', async (args, message) => {
     // No deployed name nor PG* variable, no --env of a deployed app, and a package root that cannot be read.
@@ -289,6 +290,16 @@ describe('help', () => {
       expect(help.stdout).toContain(variable);
     }
     expect(help.stdout).toMatch(/-V, --version/);
+  });
+
+  it('lists restore and backups verify with their argument required, as their own usage says, and wraps restore --help at 80 columns', async () => {
+    const top = await entry(['--help'], operatorEnv());
+    const backups = await entry(['backups', '--help'], operatorEnv());
+    const restore = await entry(['restore', '--help'], operatorEnv());
+
+    expect(top.stdout).toMatch(/^ {2}restore \[options\] <manifest-key\|latest> /m);
+    expect(backups.stdout).toMatch(/^ {2}verify \[options\] <manifest-key\|latest> /m);
+    expect(restore.stdout.split('\n').filter((line) => line.length > 80)).toEqual([]);
   });
 
   it('marks backup --tier as required', async () => {
@@ -399,6 +410,22 @@ describe('AWS failures say what to check', () => {
     expect(run.stderr).toBe(`${line}\n`);
     expect(run.status).toBe(2);
   });
+  it('names an AWS_PROFILE that no config file declares, instead of saying to log in', async () => {
+    const config = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-profile-')), 'config');
+    fs.writeFileSync(config, '[profile atmr-prod]\nregion = eu-west-3\n');
+    const env = operatorEnv({ KILLSWITCH_PARAMETER: '/atmr/x/killswitch', AWS_PROFILE: 'nope', AWS_CONFIG_FILE: config, AWS_SHARED_CREDENTIALS_FILE: '/nonexistent' });
+    delete env.AWS_ACCESS_KEY_ID;
+    delete env.AWS_SECRET_ACCESS_KEY;
+
+    const run = await entry(['killswitch', 'status'], env);
+    fs.rmSync(path.dirname(config), { recursive: true, force: true });
+
+    expect(run.stderr).toBe(
+      `atmr-dr: cannot read parameter /atmr/x/killswitch: AWS_PROFILE "nope" is not a profile of ${config} or /nonexistent: set AWS_PROFILE to one of "aws configure list-profiles", or unset it\n`,
+    );
+    expect(run.status).toBe(2);
+  });
+
   it.each([
     ['', 'AWS_REGION is set but empty'],
     ['eu_west_3', 'AWS region "eu_west_3" is not a region name'],
