@@ -56,7 +56,7 @@ export function registerBackupsCommands(program: Command): void {
       }
       const database = opts.database ?? process.env.PGDATABASE;
       // The reference is checked before the bucket is looked for: a typo is what the operator hears first.
-      (await import('../../lambdas/restore/catalog')).checkBackupRef(ref, { tier: opts.tier, database });
+      (await import('../../lambdas/restore/catalog')).checkBackupRef(ref, opts.tier);
       const bucket = await resolveBackupBucket(opts);
       const [{ verifyBackup }, { createS3Client }] = await Promise.all([import('../../lambdas/restore/verify'), import('../../lambdas/shared/aws')]);
       // Its downloads are whole backup objects: Ctrl-C / SIGTERM / SIGHUP stop the check and remove

@@ -56,7 +56,7 @@ export function registerRestoreCommands(program: Command): void {
         // The arguments are checked before the bucket and the connection are looked for: a typo in
         // them is what the operator hears first, not a missing PGHOST.
         const [{ checkBackupRef }, { checkTargetName }] = await Promise.all([import('../../lambdas/restore/catalog'), import('../../lambdas/restore/target')]);
-        checkBackupRef(ref, { tier: opts.tier, database: opts.database ?? productionName });
+        checkBackupRef(ref, opts.tier);
         checkTargetName(opts.targetDb);
         const bucket = await resolveBackupBucket(opts);
         // The restore's code is loaded as it is needed, not with the module: a usage error, --help

@@ -91,23 +91,18 @@ export async function listBackups(deps: CatalogDeps, filter: CatalogFilter = {})
 }
 
 /**
- * What can be said of a backup reference without reading the bucket: `latest` with a database, or
- * a manifest key (in `--tier` when given); returns the tier. The CLI calls it before it resolves
- * the bucket or the connection, so that a typo is what the operator hears about first (exit 2).
+ * What can be said of a backup reference from the command line alone: `latest`, or a manifest key
+ * (in `tier` when given); returns the tier. The CLI calls it before it resolves the bucket or the
+ * connection, so that a typo is what the operator hears about first (exit 2).
  */
-export function checkBackupRef(ref: string, filter: CatalogFilter = {}): BackupTier | undefined {
-  const tier = filter.tier === undefined ? undefined : parseBackupTier(filter.tier);
-  if (ref !== 'latest') {
-    if (!isManifestKey(ref)) {
-      throw new OperatorError(`"${ref}" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list`, 2);
-    }
-    if (tier !== undefined && !ref.startsWith(`${tier}/`)) {
-      throw new OperatorError(`manifest ${ref} is not in tier ${tier}; drop --tier or name a ${tier}/ manifest`, 2);
-    }
-    return tier;
+export function checkBackupRef(ref: string, tierText?: string): BackupTier | undefined {
+  const tier = tierText === undefined ? undefined : parseBackupTier(tierText);
+  if (ref === 'latest') return tier;
+  if (!isManifestKey(ref)) {
+    throw new OperatorError(`"${ref}" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list`, 2);
   }
-  if (filter.database === undefined || filter.database === '') {
-    throw new OperatorError('"latest" is per database and none was named: set PGDATABASE or pass --database NAME', 2);
+  if (tier !== undefined && !ref.startsWith(`${tier}/`)) {
+    throw new OperatorError(`manifest ${ref} is not in tier ${tier}; drop --tier or name a ${tier}/ manifest`, 2);
   }
   return tier;
 }
@@ -119,10 +114,12 @@ export function checkBackupRef(ref: string, filter: CatalogFilter = {}): BackupT
  * `latest.json` / `latest/<tier>.json`, accepted only when they name a backup of that database.
  */
 export async function resolveBackup(deps: CatalogDeps, ref: string, filter: CatalogFilter = {}): Promise<ResolvedBackup> {
-  const tier = checkBackupRef(ref, filter);
+  const tier = checkBackupRef(ref, filter.tier);
   if (ref !== 'latest') return { manifestKey: ref, manifest: await readManifest(deps, ref) };
-  // Named: checkBackupRef refuses latest without a database.
-  const database = filter.database ?? '';
+  const database = filter.database;
+  if (database === undefined || database === '') {
+    throw new OperatorError('"latest" is per database and none was named: set PGDATABASE or pass --database NAME', 2);
+  }
   const what = tier === undefined ? `database "${database}"` : `database "${database}" in tier ${tier}`;
   const own = tier === undefined ? latestDatabasePointerKey(database) : latestDatabaseTierPointerKey(database, tier);
   const legacy = tier === undefined ? LATEST_POINTER_KEY : latestTierPointerKey(tier);

@@ -22,7 +22,7 @@ let table: LocalTable;
 let store: IncidentStore;
 
 /** The real CLI in a child process (async: dynalite answers from this process). */
-function atmrDr(args: string[], env: Record<string, string> = {}): Promise<{ status: number | null; stdout: string; stderr: string; calls: SdkCall[] }> {
+function atmrDr(args: string[], env: Record<string, string | undefined> = {}): Promise<{ status: number | null; stdout: string; stderr: string; calls: SdkCall[] }> {
   const resultFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'incident-cli-')), 'result.json');
   return new Promise((resolve) => {
     const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['test/cli/incident-harness.ts', 'incident', ...args], {
@@ -150,7 +150,7 @@ describe('atmr-dr incident (real CLI, dynalite, SFN mocked)', () => {
   });
 
   it('names every way to give the table when none is set', async () => {
-    const run = await atmrDr(['list'], { ATMR_OPS_TABLE: '', AWS_ENDPOINT_URL_CLOUDFORMATION: 'http://127.0.0.1:9' });
+    const run = await atmrDr(['list'], { ATMR_OPS_TABLE: undefined, AWS_ENDPOINT_URL_CLOUDFORMATION: 'http://127.0.0.1:9' });
 
     expect(run.status).toBe(2);
     expect(run.stderr).toMatch(/^atmr-dr: no ops-state table \(.*\): pass --table NAME or set ATMR_OPS_TABLE\n$/);
