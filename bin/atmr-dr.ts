@@ -1,5 +1,5 @@
 #!/usr/bin/env -S npx --no-install tsx
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Help } from 'commander';
 import { version } from '../package.json';
 import { isAwsSdkError, isThrottled, MISSING_SETTING_EXIT_CODE, missingAwsSetting, unansweredCall } from '../lambdas/shared/aws-errors';
 import { namedLine, OperatorError, oneLine } from '../lambdas/shared/errors';
@@ -62,19 +62,110 @@ export async function buildProgram(argv?: readonly string[]): Promise<Command> {
     .addHelpText('after', ENVIRONMENT_HELP)
     .exitOverride()
     // The parser's own message is printed once, as one line, by main() (see usageLine).
-    .configureOutput({ writeErr: (text) => process.stderr.write(text), outputError: () => undefined });
+    .configureOutput({ writeErr: (text) => process.stderr.write(text), outputError: () => undefined })
+    // A subcommand's help also lists its parent's options (killswitch enable --help shows --env and
+    // --parameter): the help page an error points to has every flag the command line can take.
+    .configureHelp({
+      showGlobalOptions: true,
+      // Commander stops wrapping when less than 40 columns are left beside the terms: a long flag
+      // (--i-understand-this-overwrites-production) would leave restore's help unwrapped.
+      minWidthToWrap: 24,
+      subcommandTerm: requiredLooking,
+    });
   // Concern modules register here (bin/cli/<concern>.ts); subcommands inherit the settings above.
   const command = argv?.slice(2).find((a) => !a.startsWith('-'));
   const named = CONCERNS.filter((concern) => command !== undefined && concern.commands.includes(command));
   for (const concern of named.length > 0 ? named : CONCERNS) (await concern.load())(program);
+  refuseRepeatedOptions(program);
   return program;
 }
 
-/** Commander's message as one line, with where to find the usage. */
-export function usageLine(error: CommanderError, argv: readonly string[]): string {
-  const message = oneLine(error.message).replace(/^error:\s*/i, '');
-  const command = argv.slice(2).find((a) => !a.startsWith('-'));
-  return `${message} (see atmr-dr ${command && error.code !== 'commander.unknownCommand' ? `${command} ` : ''}--help)`;
+/**
+ * A single-valued option given twice with two values (`--mode maintenance --mode degraded`) is
+ * refused, exit 2: commander keeps the last one, and a command line that says two things must not
+ * do one of them silently. The same value twice changes nothing and passes; list options
+ * (`--critical-query <sql...>`) and flags are left alone.
+ */
+export function refuseRepeatedOptions(command: Command): void {
+  for (const option of command.options) {
+    if (!(option.required || option.optional) || option.variadic) continue;
+    const parse = option.parseArg as ((value: string, previous: unknown) => unknown) | undefined;
+    let given: string | undefined;
+    option.argParser((value: string, previous: unknown) => {
+      if (given !== undefined && given !== value) {
+        throw new OperatorError(`${option.long ?? option.flags} given twice ("${given}", then "${value}"): pass it once, with the value you mean`, USAGE_EXIT_CODE);
+      }
+      given = value;
+      return parse ? parse(value, previous) : value;
+    });
+  }
+  for (const sub of command.commands) refuseRepeatedOptions(sub);
+}
+
+/**
+ * The (sub)commands a command line names, in order (`rollback migration`), as the parser reads
+ * them: option values are skipped, and the walk stops at the first word that is not a subcommand
+ * (an unknown command is not part of the path; its parent's help lists the ones there are).
+ * `next`: the index in argv of that word.
+ */
+function walkCommands(program: Command, argv: readonly string[]): { names: string[]; command: Command; next: number } {
+  const names: string[] = [];
+  let command = program;
+  let i = 2;
+  for (; i < argv.length; i += 1) {
+    const arg = argv[i];
+    if (arg === '--') break;
+    if (arg.startsWith('-')) {
+      const option = command.options.find((o) => o.long === arg || o.short === arg);
+      // The value of an option that takes one (or of cdk's -c, given here by habit) is not a command.
+      if ((option && (option.required || option.optional)) || arg === '-c') i += 1;
+      continue;
+    }
+    const sub = command.commands.find((c) => c.name() === arg || c.aliases().includes(arg));
+    if (!sub) break;
+    names.push(sub.name());
+    command = sub;
+  }
+  return { names, command, next: i };
+}
+
+export function commandPath(program: Command, argv: readonly string[]): string[] {
+  return walkCommands(program, argv).names;
+}
+
+/**
+ * `help nope` (or `backups help nope`): the command it asks about, when there is no such command.
+ * Commander would print the whole usage on stderr; `atmr-dr nope` gets one line, and so does this.
+ */
+export function unknownHelpTopic(program: Command, argv: readonly string[]): { topic: string; names: string[] } | undefined {
+  const { names, command, next } = walkCommands(program, argv);
+  const topic = argv[next + 1];
+  if (argv[next] !== 'help' || !command.commands.length || topic === undefined || topic.startsWith('-')) return undefined;
+  return command.commands.some((c) => c.name() === topic || c.aliases().includes(topic)) ? undefined : { topic, names };
+}
+
+const DEFAULT_HELP = new Help();
+
+/**
+ * A command's line in its parent's help, as its own usage shows it: `restore` and `backups verify`
+ * declare their argument optional for the parser only (their action says what to pass when it is
+ * missing), and their usage says `<manifest-key|latest>`: the list must not call it optional.
+ */
+export function requiredLooking(command: Command): string {
+  let term = DEFAULT_HELP.subcommandTerm(command);
+  for (const argument of command.registeredArguments) {
+    if (!argument.required && command.usage().includes(`<${argument.name()}>`)) term = term.replace(`[${argument.name()}]`, `<${argument.name()}>`);
+  }
+  return term;
+}
+
+/** Commander's message as one line, with the help page of the command it is about. */
+export function usageLine(error: CommanderError, argv: readonly string[], program?: Command): string {
+  let message = oneLine(error.message).replace(/^error:\s*/i, '');
+  // cdk's `-c env=NAME` typed out of habit: the CLI's flag is --env, listed by the command's help.
+  if (error.code === 'commander.unknownOption' && message.startsWith("unknown option '-c'")) message += ': this CLI takes --env NAME (-c env=NAME is cdk\'s)';
+  const names = program ? commandPath(program, argv) : [];
+  return `${message} (see atmr-dr ${names.map((n) => `${n} `).join('')}--help)`;
 }
 
 /**
@@ -96,8 +187,14 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   exitQuietlyOnClosedStdout();
   // Before any command builds a client: the AWS variables are checked and every call is bounded.
   useOperatorSdkSettings();
+  let program: Command | undefined;
   try {
-    const program = await buildProgram(argv);
+    program = await buildProgram(argv);
+    const unknownHelp = unknownHelpTopic(program, argv);
+    if (unknownHelp) {
+      process.stderr.write(`atmr-dr: unknown command '${unknownHelp.topic}' (see atmr-dr ${unknownHelp.names.map((n) => `${n} `).join('')}--help)\n`);
+      return USAGE_EXIT_CODE;
+    }
     await program.parseAsync(argv);
     return 0;
   } catch (error) {
@@ -107,7 +204,7 @@ export async function main(argv: string[] = process.argv): Promise<number> {
       // nothing, exit 2 as for any other bad command line, so that a script tells it from a failure.
       if (error.exitCode === 0) return 0;
       if (error.code === 'commander.help') return USAGE_EXIT_CODE;
-      process.stderr.write(`atmr-dr: ${usageLine(error, argv)}\n`);
+      process.stderr.write(`atmr-dr: ${usageLine(error, argv, program)}\n`);
       return USAGE_EXIT_CODE;
     }
     if (error instanceof OperatorError) {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DEFAULT_TASK_TIMEOUT_MINUTES } from '../lambdas/backup/runner-contract';
+import { DEFAULT_TASK_TIMEOUT_MINUTES, MAX_TASK_TIMEOUT_MINUTES } from '../lambdas/backup/runner-contract';
 import { RESTORE_TEST_DEFAULTS } from '../lambdas/restore/contract';
 import { BackupTierSchema } from '../lambdas/shared/tiers';
 
@@ -159,19 +159,28 @@ export const BackupsConfigSchema = z.strictObject({
     .refine((cpu) => [256, 512, 1024, 2048, 4096, 8192, 16384].includes(cpu), 'must be one of 256, 512, 1024, 2048, 4096, 8192, 16384')
     .default(1024),
   /**
-   * `runner: fargate` only: the task's time limit in minutes. Like the Lambda runner before Lambda's
-   * 15 minutes, the task stops its run 30 s before it (pg_dump killed, uploads aborted, the
-   * database transaction closed, nothing published), reports a failed run and exits 1: a hung dump
-   * no longer holds its snapshot open on production, nor runs beside the next hourly runs. 55 by
-   * default, so that a run is over before the next hourly run starts; raise it for a dump that
-   * needs longer (above 55, a slow hourly run overlaps the next one).
+   * `runner: fargate` only: the task's time limit in minutes, counted from the run's scheduled
+   * time. Like the Lambda runner before Lambda's 15 minutes, the task stops its run 30 s before it
+   * (pg_dump killed, uploads aborted, the database transaction closed, nothing published), reports
+   * a failed run and exits 1: a hung dump no longer holds its snapshot open on production, nor runs
+   * beside the next hourly runs. 55 by default and at most: hourly runs are 60 minutes apart, so a
+   * run, however late it started, is over before the next hourly run is due.
    */
-  fargateTimeoutMinutes: z.number().int().min(5).max(1440).default(DEFAULT_TASK_TIMEOUT_MINUTES),
+  fargateTimeoutMinutes: z.number().int().min(5).default(DEFAULT_TASK_TIMEOUT_MINUTES),
   /** `runner: fargate` only: run the task on this existing ECS cluster instead of a dedicated one. */
   ecsClusterArn: ecsClusterArn.optional(),
 }).superRefine((backups, ctx) => {
   if (backups.runner !== 'fargate' && backups.ecsClusterArn !== undefined) {
     ctx.addIssue({ code: 'custom', path: ['ecsClusterArn'], message: `is only used by runner "fargate" (runner is "${backups.runner}"): remove it, or set runner to "fargate"` });
+  }
+  // Refused with the Lambda runner too: hourly runs are always scheduled, and the value would take
+  // effect the day the runner changes.
+  if (backups.fargateTimeoutMinutes > MAX_TASK_TIMEOUT_MINUTES) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['fargateTimeoutMinutes'],
+      message: `${backups.fargateTimeoutMinutes} minutes would let an hourly run last into the next one (hourly runs start 60 minutes apart and the limit counts from a run's scheduled time): set at most ${MAX_TASK_TIMEOUT_MINUTES}, and for a dump that needs longer give the task more CPU (fargateCpu, with a matching memoryMiB) or a lower compressionLevel`,
+    });
   }
   if (backups.runner === 'fargate' && !isValidFargatePair(backups.fargateCpu, backups.memoryMiB)) {
     ctx.addIssue({

@@ -51,6 +51,10 @@ export function registerBackupCommands(program: Command): void {
       const formats = parseFormats(options.formats.split(','));
       const compressionLevel = options.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL;
       const plainCompressor = parsePlainCompressorPreference(options.plainCompressor);
+      // A compressor asked for by name compresses the plain SQL only: without it, it would be ignored.
+      if (plainCompressor !== 'auto' && !formats.includes('plain')) {
+        throw new OperatorError(`--plain-compressor ${plainCompressor} compresses the plain SQL, which --formats ${options.formats} does not produce: drop --plain-compressor, or add plain to --formats`, 2);
+      }
       const connection = await resolveConnection({ secretArn: options.databaseSecret });
       const bucket = await resolveBackupBucket(options);
 

@@ -15,6 +15,8 @@ export function registerBackupsCommands(program: Command): void {
     .option('--database <name>', 'only the backups of this database')
     .option('--json', 'print JSON')
     .action(async (opts: { tier?: string; database?: string; json?: boolean; bucket?: string; env?: string }) => {
+      // The filter is checked before the bucket is looked for: a typo is what the operator hears first.
+      if (opts.tier !== undefined) (await import('../../lambdas/shared/tiers')).parseBackupTier(opts.tier);
       const bucket = await resolveBackupBucket(opts);
       // The catalog's code (the S3 SDK, the manifest schemas) is loaded on use, not with the
       // module: a usage error, --help or a missing bucket answers without evaluating it.
@@ -47,13 +49,21 @@ export function registerBackupsCommands(program: Command): void {
       if (ref === undefined) {
         throw new OperatorError('backups verify needs the backup to check: a manifest key (atmr-dr backups list) or latest (with --database NAME or PGDATABASE)', 2);
       }
+      // --database and --tier choose among backups with latest; with a key, --database would be
+      // ignored (--tier is checked against the key's tier).
+      if (ref !== 'latest' && opts.database !== undefined) {
+        throw new OperatorError(`backups verify: --database chooses the backup with latest only; ${ref} names its own: drop --database, or verify latest --database ${opts.database}`, 2);
+      }
+      const database = opts.database ?? process.env.PGDATABASE;
+      // The reference is checked before the bucket is looked for: a typo is what the operator hears first.
+      (await import('../../lambdas/restore/catalog')).checkBackupRef(ref, opts.tier);
       const bucket = await resolveBackupBucket(opts);
       const [{ verifyBackup }, { createS3Client }] = await Promise.all([import('../../lambdas/restore/verify'), import('../../lambdas/shared/aws')]);
       // Its downloads are whole backup objects: Ctrl-C / SIGTERM / SIGHUP stop the check and remove
       // them (node's default would exit at once and leave a partial download in TMPDIR), as restore does.
       const tempDir = commandTempDir();
       const result = await interruptibly(
-        (signal) => verifyBackup({ s3: createS3Client(), bucket, tempDir: tempDir.path, signal }, ref, { tier: opts.tier, database: opts.database ?? process.env.PGDATABASE }),
+        (signal) => verifyBackup({ s3: createS3Client(), bucket, tempDir: tempDir.path, signal }, ref, { tier: opts.tier, database }),
         () => tempDir.remove(),
       ).finally(() => tempDir.remove());
       if (opts.json) {

@@ -1,6 +1,5 @@
 import { EnvironmentConfig, parseEnvironmentConfig } from '../../lib/config';
-import { OperatorError } from '../../lambdas/shared/errors';
-import { packageRoot, readCdkJson } from './resolve';
+import { assertEnvironment, packageRoot, readCdkJson } from './resolve';
 
 /**
  * The environment's validated config from cdk.json (the key is its name). Its own module so that
@@ -8,11 +7,8 @@ import { packageRoot, readCdkJson } from './resolve';
  * loads it on demand).
  */
 export function loadCliConfig(envName: string, root: string = packageRoot()): EnvironmentConfig {
-  const environments = readCdkJson(root).context?.environments ?? {};
   // The config's own line ends with the synth's flag (-c env=...): on the CLI the flag is --env,
   // and the names it can take are in cdk.json. A wrong --env is a bad command line: exit 2.
-  if (environments[envName] === undefined) {
-    throw new OperatorError(`no environment "${envName}" in cdk.json context.environments: pass --env with one of ${Object.keys(environments).join(', ') || '(none: add one to cdk.json)'}`, 2);
-  }
-  return parseEnvironmentConfig(envName, environments[envName]);
+  assertEnvironment(envName, root);
+  return parseEnvironmentConfig(envName, readCdkJson(root).context?.environments?.[envName]);
 }

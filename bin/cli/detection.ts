@@ -9,7 +9,7 @@ import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { resolveConnection } from '../../lambdas/shared/pg-connection';
 import type { EnvironmentConfig } from '../../lib/config';
-import { DEPLOYED_NAMES, defaultEnvironmentName, packageRoot, resolveDeployedName } from './resolve';
+import { assertEnvironment, DEPLOYED_NAMES, defaultEnvironmentName, nonEmpty, packageRoot, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
 import { confirmer } from './confirm';
 
@@ -56,8 +56,14 @@ export function registerDetectionCommands(program: Command): void {
     .option('--yes', 'confirm the ALTER DATABASE without asking')
     .option('--json', 'print the outcome as JSON')
     .action(async (opts: { databaseSecret?: string; instance?: string; env?: string; yes?: boolean; json?: boolean }) => {
+      // An --env cdk.json does not have is refused even when --instance or ATMR_RDS_INSTANCE make
+      // the config unnecessary: the operator meant another environment than the one checked.
+      if (opts.env !== undefined) assertEnvironment(opts.env);
+      const instance =
+        nonEmpty(opts.instance, '--instance', 'give the RDS instance identifier, or leave --instance out') ??
+        nonEmpty(process.env.ATMR_RDS_INSTANCE, 'ATMR_RDS_INSTANCE', 'set it to the RDS instance identifier, or unset it to use the config') ??
+        envConfig(opts.env).config?.database.instanceIdentifier;
       const connection = await resolveConnection({ secretArn: opts.databaseSecret });
-      const instance = opts.instance ?? process.env.ATMR_RDS_INSTANCE ?? envConfig(opts.env).config?.database.instanceIdentifier;
       const outcome = await dbReadWrite({
         connection,
         confirm: confirmer(opts.yes),
@@ -84,7 +90,11 @@ export function registerDetectionCommands(program: Command): void {
       if (!/^\d+$/.test(countText)) throw new OperatorError(`scale: count "${countText}" is not a whole number of tasks`, 2);
       const { envName, config, error } = envConfig(opts.env);
       const bounds = serviceFromConfig(config, key, error);
-      const service = opts.serviceName ?? process.env[`ATMR_${key.toUpperCase()}_SERVICE`] ?? bounds.serviceName;
+      const serviceVar = `ATMR_${key.toUpperCase()}_SERVICE`;
+      const service =
+        nonEmpty(opts.serviceName, '--service-name', 'give the ECS service name, or leave --service-name out') ??
+        nonEmpty(process.env[serviceVar], serviceVar, 'set it to the ECS service name, or unset it to use the config') ??
+        bounds.serviceName;
       const result = await scaleService(
         { ecs: new ECSClient(SDK_RETRY), events: new EventBridgeClient(SDK_RETRY), confirm: confirmer(opts.yes), print },
         { key, cluster: await clusterName(opts.cluster, envName), service, count: Number(countText), minCount: bounds.minCount, maxCount: bounds.maxCount },
@@ -111,7 +121,10 @@ export function registerDetectionCommands(program: Command): void {
       if (!Number.isFinite(pollSeconds) || pollSeconds <= 0) throw new OperatorError(`osrm restart: --poll-interval "${opts.pollInterval}" must be a positive number of seconds`, 2);
       const { envName, config, error } = envConfig(opts.env);
       const osrmKey = config?.detection?.ecs?.osrmServiceKey ?? 'osrm';
-      const service = opts.serviceName ?? process.env.ATMR_OSRM_SERVICE ?? serviceFromConfig(config, osrmKey, error).serviceName;
+      const service =
+        nonEmpty(opts.serviceName, '--service-name', 'give the ECS service name, or leave --service-name out') ??
+        nonEmpty(process.env.ATMR_OSRM_SERVICE, 'ATMR_OSRM_SERVICE', 'set it to the ECS service name, or unset it to use the config') ??
+        serviceFromConfig(config, osrmKey, error).serviceName;
       const result = await restartService(
         { ecs: new ECSClient(SDK_RETRY), events: new EventBridgeClient(SDK_RETRY), confirm: confirmer(opts.yes), print },
         {

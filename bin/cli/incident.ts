@@ -21,8 +21,9 @@ function print(line: string): void {
 }
 
 /**
- * The Step Functions status of each open incident's escalation (its execution is named by the
- * incident id): an open incident whose execution is not RUNNING pages nobody any more.
+ * The Step Functions status of each open incident's escalation (the execution the incident record
+ * points at: the first one is named by the incident id, a long-open incident is handed over to
+ * `<id>-h<n>`): an open incident whose execution is not RUNNING pages nobody any more.
  */
 async function workflowStatuses(sfn: SFNClient, stateMachineArn: string | undefined, incidents: readonly Incident[]): Promise<Map<string, string>> {
   const statuses = new Map<string, string>();
@@ -30,7 +31,7 @@ async function workflowStatuses(sfn: SFNClient, stateMachineArn: string | undefi
   const executionPrefix = `${stateMachineArn.replace(':stateMachine:', ':execution:')}:`;
   for (const incident of incidents.filter((i) => i.status !== 'RESOLVED')) {
     try {
-      const { status } = await sfn.send(new DescribeExecutionCommand({ executionArn: `${executionPrefix}${incident.id}` }));
+      const { status } = await sfn.send(new DescribeExecutionCommand({ executionArn: incident.executionArn ?? `${executionPrefix}${incident.id}` }));
       statuses.set(incident.id, status ?? 'UNKNOWN');
     } catch (error) {
       statuses.set(incident.id, (error as { name?: string }).name === 'ExecutionDoesNotExist' ? 'NOT STARTED' : `unknown (${oneLine(error)})`);

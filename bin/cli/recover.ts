@@ -10,12 +10,12 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Command } from 'commander';
 import * as os from 'node:os';
 import { EnvironmentConfig, defaultNewInstancePrefix, prefixNotCovering, resolveRecoveryConfig } from '../../lib/config';
-import { RecoveryRecord } from '../../lambdas/recovery/contract';
+import { RECOVERY_ID_PATTERN, RecoveryRecord } from '../../lambdas/recovery/contract';
 import { CUTOVER_STEPS, CutoverResult, CutoverSettings, cutover, undoCutover } from '../../lambdas/recovery/cutover';
 import { abandonRecovery, describeExecution, parseRecoveryReason, startRecovery } from '../../lambdas/recovery/operations';
 import { dataAlsoIn, describeInstance } from '../../lambdas/recovery/rds';
 import { StoreDeps, activeRecoveryId, getRecovery, listRecoveryIds } from '../../lambdas/recovery/store';
-import { parseToTime } from '../../lambdas/recovery/time';
+import { checkPitrReach, parseToTime } from '../../lambdas/recovery/time';
 import { formatVerification, unverifiedFlagRefusal, unverifiedNextStep, unverifiedRefusal } from '../../lambdas/recovery/verify';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError } from '../../lambdas/shared/errors';
@@ -133,6 +133,26 @@ function printCutover(result: CutoverResult): void {
   print(`  total ${result.totalSeconds} s${rto}`);
 }
 
+/** A recovery id as `atmr-dr recover` prints it, checked before the ops-state table is looked for. */
+/**
+ * --to-time, --new-instance, --reason and --dry-run belong to `recover` itself (start a recovery):
+ * given to status, cutover or abandon they would be ignored, and the operator may have meant to
+ * start one.
+ */
+function refuseStartOptions(command: string, globals: { toTime?: string; newInstance?: string; reason?: string; dryRun?: boolean }): void {
+  const given = [globals.toTime !== undefined && '--to-time', globals.newInstance !== undefined && '--new-instance', globals.reason !== undefined && '--reason', globals.dryRun && '--dry-run'].filter(Boolean);
+  if (given.length) {
+    const them = given.length > 1 ? 'them' : 'it';
+    throw new OperatorError(`${command}: ${given.join(', ')} ${given.length > 1 ? 'are' : 'is'} for starting a recovery and not read here: drop ${them}, or give ${them} to "atmr-dr recover" alone to start one`, 2);
+  }
+}
+
+function checkRecoveryId(command: string, id: string): void {
+  if (!RECOVERY_ID_PATTERN.test(id)) {
+    throw new OperatorError(`${command}: "${id}" is not a recovery id (r<yyyymmddhhmmss>-xxxx, as "atmr-dr recover" printed it); "atmr-dr recover status" without an id shows the one in progress, else the latest`, 2);
+  }
+}
+
 /** `recover --to-time ... | status [ID] | cutover ID --yes | abandon ID`: RDS point-in-time recovery, verified, then a guided cutover. */
 export function registerRecoverCommands(program: Command): void {
   const recover = program
@@ -229,6 +249,7 @@ export function registerRecoverCommands(program: Command): void {
     const g = globals();
     const reason = parseRecoveryReason(g.reason);
     const toTime = parseToTime(g.toTime);
+    checkPitrReach(toTime);
     const ctx = await context();
     const recovery = resolveRecoveryConfig(ctx.config);
     const stateMachineArn = g.dryRun ? undefined : await resolveDeployedName(DEPLOYED_NAMES.recoveryStateMachine, { flagValue: g.stateMachine, envName: ctx.envName });
@@ -266,6 +287,8 @@ export function registerRecoverCommands(program: Command): void {
     .description('a recovery (default: the one in progress, else the latest): its state, verification side by side; follows a running workflow')
     .argument('[id]', 'recovery id (r<yyyymmddhhmmss>-xxxx)')
     .action(async (id: string | undefined) => {
+      refuseStartOptions('recover status', globals());
+      if (id !== undefined) checkRecoveryId('recover status', id);
       const ctx = await context();
       const target = id ?? (await activeRecoveryId(ctx.store)) ?? (await listRecoveryIds(ctx.store, 1))[0];
       if (!target) {
@@ -293,6 +316,8 @@ export function registerRecoverCommands(program: Command): void {
     .option('--yes', 'confirm (required when standard input is not a terminal)')
     .action(async (id: string, opts: { yes?: boolean; resume?: boolean; undo?: boolean; unverified?: boolean }) => {
       if (opts.resume && opts.undo) throw new OperatorError('recover cutover: --resume and --undo exclude each other: pick one (see "atmr-dr recover status ID")', 2);
+      refuseStartOptions('recover cutover', globals());
+      checkRecoveryId('recover cutover', id);
       const ctx = await context();
       const record = await getRecovery(ctx.store, id);
       const mode = opts.undo ? 'undo' : opts.resume ? 'resume' : 'start';
@@ -388,6 +413,8 @@ export function registerRecoverCommands(program: Command): void {
     .option('--skip-final-snapshot', 'delete a copy RDS cannot snapshot (inaccessible-encryption-credentials: it cannot use its KMS key) without a final snapshot; refused for a copy RDS can snapshot')
     .option('--yes', 'confirm (required when standard input is not a terminal)')
     .action(async (id: string, opts: { yes?: boolean; skipFinalSnapshot?: boolean }) => {
+      refuseStartOptions('recover abandon', globals());
+      checkRecoveryId('recover abandon', id);
       const ctx = await context();
       const record = await getRecovery(ctx.store, id);
       const question = opts.skipFinalSnapshot

@@ -101,6 +101,31 @@ export function readCdkJson(root: string): CdkJson {
   }
 }
 
+/**
+ * Refuses an `--env` that cdk.json does not have, with the names it has (exit 2, a bad command
+ * line). Every command that takes `--env` checks it before anything else is read: a flag or a
+ * variable giving the resource's name would otherwise let `--env nope` pass without a word, and a
+ * stack lookup would blame the region or the stack instead of the typo.
+ */
+export function assertEnvironment(envName: string, root: string = packageRoot()): void {
+  const environments = readCdkJson(root).context?.environments ?? {};
+  if (environments[envName] === undefined) {
+    throw new OperatorError(`no environment "${envName}" in cdk.json context.environments: pass --env with one of ${Object.keys(environments).join(', ') || '(none: add one to cdk.json)'}`, 2);
+  }
+}
+
+/**
+ * The value of a flag or variable that names a target, or undefined when it is not given. An empty
+ * one (`--parameter "$P"` with P unset, `export KILLSWITCH_PARAMETER=`) is refused: falling back to
+ * the default would aim a write at another resource than the script meant (exit 2).
+ */
+export function nonEmpty(value: string | undefined, what: string, fix: string): string | undefined {
+  if (value === undefined) return undefined;
+  const trimmed = value.trim();
+  if (!trimmed) throw new OperatorError(`${what} is empty: ${fix}`, 2);
+  return trimmed;
+}
+
 /** `--env`, else cdk.json's `env`, else `example`. */
 export function defaultEnvironmentName(root: string = packageRoot()): string {
   return readCdkJson(root).context?.env ?? 'example';
@@ -121,8 +146,11 @@ export interface ResolveOptions {
 /** Resolves one deployed name (see DeployedName), or fails with one line naming every way to set it. */
 export async function resolveDeployedName(name: DeployedName, options: ResolveOptions = {}): Promise<string> {
   const env = options.env ?? process.env;
-  if (options.flagValue?.trim()) return options.flagValue.trim();
-  const fromEnv = env[name.envVar]?.trim();
+  const flag = name.flag.split(' ')[0];
+  if (options.envName !== undefined) assertEnvironment(options.envName, options.root ?? packageRoot());
+  const fromFlag = nonEmpty(options.flagValue, flag, `give the ${name.label}'s name, or leave ${flag} out to use ${name.envVar} or the deployed stacks`);
+  if (fromFlag) return fromFlag;
+  const fromEnv = nonEmpty(env[name.envVar], name.envVar, `set it to the ${name.label}'s name, or unset it to use the deployed stacks`);
   if (fromEnv) return fromEnv;
 
   const root = options.root ?? packageRoot();
@@ -142,7 +170,7 @@ export async function resolveDeployedName(name: DeployedName, options: ResolveOp
         : describeAwsError('CloudFormation', `read the outputs of ${stackName}`, error);
       if (!name.fromConfig && cloudFormationDown(error)) {
         // Not a setting: CloudFormation did not answer (or throttled); the same command works once it does.
-        throw new OperatorError(`${unreadable} (${name.envVar} or ${name.flag.split(' ')[0]} names the ${name.label} without this lookup)`, 1);
+        throw new OperatorError(`${unreadable} (${name.envVar} or ${flag} names the ${name.label} without this lookup)`, 1);
       }
     }
     const value = outputs?.[name.output.key];

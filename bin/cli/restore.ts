@@ -25,7 +25,7 @@ export function registerRestoreCommands(program: Command): void {
     .option('--database <name>', 'with latest: the database whose newest backup to restore (default: PGDATABASE)')
     .option('--terminate-connections', 'end the sessions connected to the target at swap time instead of refusing')
     .option('--i-understand-this-overwrites-production', 'allow --target-db to be the production/source database (PGDATABASE or the backup\'s own database); asks to type the database name unless --yes')
-    .option('--yes', 'with --i-understand-this-overwrites-production: confirm without asking (required when standard input is not a terminal)')
+    .option('--yes', 'confirm the overwrite of production without asking (required with the flag above when standard input is not a terminal)')
     .option('--database-secret <arn>', 'read the connection from this Secrets Manager secret instead of PG* variables')
     .option('--progress', 'progress on stderr even when it is not a terminal (at a terminal it is always shown)')
     .option('--json', 'print the result as JSON')
@@ -52,8 +52,13 @@ export function registerRestoreCommands(program: Command): void {
           throw new OperatorError('restore needs the backup to restore: latest (with --database NAME or PGDATABASE) or a manifest key from "atmr-dr backups list", and --target-db NAME', 2);
         }
         if (opts.targetDb === undefined) throw new OperatorError('--target-db is required: name the database to restore into, e.g. --target-db atmr_restored', 2);
-        const bucket = await resolveBackupBucket(opts);
         const productionName = process.env.PGDATABASE;
+        // The arguments are checked before the bucket and the connection are looked for: a typo in
+        // them is what the operator hears first, not a missing PGHOST.
+        const [{ checkBackupRef }, { checkTargetName }] = await Promise.all([import('../../lambdas/restore/catalog'), import('../../lambdas/restore/target')]);
+        checkBackupRef(ref, opts.tier);
+        checkTargetName(opts.targetDb);
+        const bucket = await resolveBackupBucket(opts);
         // The restore's code is loaded as it is needed, not with the module: a usage error, --help
         // or a missing setting answers without evaluating the S3 SDK and the catalog.
         const { resolveConnection } = await import('../../lambdas/shared/pg-connection');
@@ -125,12 +130,13 @@ export function registerRestoreCommands(program: Command): void {
     .option('--database-secret <arn>', 'read the connection from this Secrets Manager secret instead of PG* variables')
     .option('--json', 'print the report as one JSON object')
     .action(async (opts: { tier: string; criticalQuery: string[]; rtoObjective: string; rpoObjective: string; databaseSecret?: string; json?: boolean; bucket?: string; env?: string }) => {
-      const bucket = await resolveBackupBucket(opts);
       // The test's code is loaded as it is needed, as in `restore` above (the backup pipeline too).
+      // The arguments are checked before the bucket is looked for.
       const { parseBackupTier } = await import('../../lambdas/shared/tiers');
       const tier = parseBackupTier(opts.tier, '--tier');
-      const rto = positiveSeconds('--rto-objective', opts.rtoObjective);
-      const rpo = positiveSeconds('--rpo-objective', opts.rpoObjective);
+      const rto = positiveSeconds('--rto-objective', opts.rtoObjective, defaults.rtoObjectiveSeconds);
+      const rpo = positiveSeconds('--rpo-objective', opts.rpoObjective, defaults.rpoObjectiveSeconds);
+      const bucket = await resolveBackupBucket(opts);
       const { resolveConnection } = await import('../../lambdas/shared/pg-connection');
       const source = await resolveConnection({ secretArn: opts.databaseSecret });
       const progress = stderrProgress(process.stderr.isTTY === true);
@@ -175,9 +181,10 @@ function reportSwept(swept: readonly string[]): void {
   for (const dir of swept) process.stderr.write(`atmr-dr: removed temp directory ${dir}, left by an earlier run that was killed\n`);
 }
 
-function positiveSeconds(flag: string, value: string): number {
+/** A whole number of seconds; the example in the refusal is the flag's own default. */
+function positiveSeconds(flag: string, value: string, example: number): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new OperatorError(`${flag} "${value}" is not a whole number of seconds; pass e.g. ${flag} 1800`, 2);
+  if (!Number.isInteger(n) || n <= 0) throw new OperatorError(`${flag} "${value}" is not a whole number of seconds; pass e.g. ${flag} ${example} (the default)`, 2);
   return n;
 }
 

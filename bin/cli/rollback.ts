@@ -31,7 +31,7 @@ import { namedLine, OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { confirmer } from './confirm';
 import { interruptibly } from './interrupt';
 import { resolveCliActor } from './killswitch';
-import { DEPLOYED_NAMES, defaultEnvironmentName, packageRoot, resolveDeployedName } from './resolve';
+import { DEPLOYED_NAMES, defaultEnvironmentName, nonEmpty, packageRoot, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
 
 interface GlobalOptions {
@@ -110,7 +110,12 @@ export function settingsFromConfig(
   };
 }
 
-async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string): Promise<RollbackCliContext & { serviceName: string }> {
+/**
+ * `readOnly` (rollback status): the incidents topic and the killswitch parameter are not resolved,
+ * only the commands that publish a report or set the killswitch need them; status reads ECS and the
+ * ops-state table only, and must answer where they are not deployed or named (a laptop with --table).
+ */
+async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string, readOnly = false): Promise<RollbackCliContext & { serviceName: string }> {
   const root = packageRoot();
   const envName = globals.env ?? defaultEnvironmentName(root);
   const config = loadCliConfig(envName, root);
@@ -118,14 +123,15 @@ async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string): 
   const clusterName = await resolve(DEPLOYED_NAMES.ecsCluster, globals.cluster);
   const apiServiceName = await resolve(DEPLOYED_NAMES.apiService);
   const tableName = await resolve(DEPLOYED_NAMES.opsTable, globals.table);
-  const topicArn = await resolve(DEPLOYED_NAMES.incidentsTopic, globals.topic);
-  const killswitchParameterName = await resolve(DEPLOYED_NAMES.killswitchParameter, globals.parameter);
+  // Read-only: an empty name, which no AWS call of status sends (backoutStatus reads ECS and the table).
+  const topicArn = readOnly ? '' : await resolve(DEPLOYED_NAMES.incidentsTopic, globals.topic);
+  const killswitchParameterName = readOnly ? '' : await resolve(DEPLOYED_NAMES.killswitchParameter, globals.parameter);
   const settings = settingsFromConfig(config, { clusterName, apiServiceName, tableName, topicArn, killswitchParameterName });
   const logger = new Logger({ serviceName: 'backout-cli', logLevel: 'SILENT' });
   const metrics = new Metrics({ namespace: METRICS_NAMESPACE, serviceName: 'backout-cli' });
   return {
     settings,
-    serviceName: apiServiceFlag?.trim() || apiServiceName,
+    serviceName: nonEmpty(apiServiceFlag, '--service', 'give the ECS service name, or leave --service out to roll back the API') ?? apiServiceName,
     deps: { ...backoutClients(), logger, metrics },
     actor: () => resolveCliActor(),
     confirm: confirmer(undefined),
@@ -328,7 +334,7 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
     .option('--service <name>', 'one service (default: every configured service)')
     .option('--json', 'print JSON')
     .action(async (opts: { service?: string; json?: boolean }) => {
-      const ctx = await makeContext(globals(), opts.service);
+      const ctx = await makeContext(globals(), opts.service, true);
       const services = opts.service ? [findService(ctx.settings, opts.service).serviceName] : [ctx.settings.api.serviceName, ...ctx.settings.workers.map((w) => w.serviceName)];
       await statusCommand(ctx, services, Boolean(opts.json));
     });
@@ -342,6 +348,12 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
     .option('--yes', 'do not ask for confirmation')
     .option('--wait', 'wait for steady state and run the post-rollback checks')
     .action(async (opts: { service?: string; to?: string; dryRun?: boolean; yes?: boolean; wait?: boolean }) => {
+      // A dry run changes nothing: --yes (confirm a change) or --wait (follow it) with it means the
+      // operator meant one of the two, and the command cannot tell which.
+      const withDryRun = [opts.yes && '--yes', opts.wait && '--wait'].filter(Boolean);
+      if (opts.dryRun && withDryRun.length) {
+        throw new OperatorError(`rollback service: --dry-run changes nothing, so ${withDryRun.join(' and ')} cannot apply: drop --dry-run to roll back, or drop ${withDryRun.join(' and ')} to see the plan`, 2);
+      }
       const ctx = await makeContext(globals(), opts.service);
       await interruptibly((signal) => serviceCommand({ ...ctx, signal }, { service: ctx.serviceName, to: opts.to, dryRun: opts.dryRun, yes: opts.yes, wait: opts.wait }));
     });

@@ -35,13 +35,22 @@ export const RUNNER_ENV = {
 } as const;
 
 /**
- * Default time limit of the Fargate runner (config backups.fargateTimeoutMinutes). Every tier
- * dumps the same database, and the hourly tier starts a run every 60 minutes, the shortest interval
- * of any schedule (also across the daylight-saving changes): a run that ends within 55 minutes is
- * over before the next one starts, so no two runs of a tier overlap, whichever tier hangs. The
- * 5 minutes left cover the task's start (image pull), which comes before its clock starts.
+ * Longest time limit of the Fargate runner (config backups.fargateTimeoutMinutes), and its default.
+ * A scheduled run's limit counts from its scheduled time, not from its start: a run Scheduler
+ * delivers late (RunTask retried), or that waits for Fargate capacity or its image, has that much
+ * less time, so it still ends within 55 minutes of its scheduled time. The hourly tier's runs are
+ * 60 minutes apart, the shortest interval of any schedule (also across the daylight-saving
+ * changes), so no run ends after the next run of its tier is due, late or not. The 5 minutes left
+ * absorb the difference between Scheduler's clock and the task's, and the task's exit.
  */
-export const DEFAULT_TASK_TIMEOUT_MINUTES = 55;
+export const MAX_TASK_TIMEOUT_MINUTES = 55;
+export const DEFAULT_TASK_TIMEOUT_MINUTES = MAX_TASK_TIMEOUT_MINUTES;
+
+/**
+ * The task's argument with its run's scheduled time (ISO 8601 UTC): the schedules fill it with
+ * EventBridge Scheduler's `<aws.scheduler.scheduled-time>`, which stays the same on every retry.
+ */
+export const SCHEDULED_TIME_ARG = '--scheduled-time';
 
 /** Metrics emitted by the backup core (lambdas/backup/backup.ts runBackup), dimensions {service, Tier}. */
 export const CORE_METRICS = {

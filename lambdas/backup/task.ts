@@ -10,7 +10,7 @@ import { exitWhenFailed } from '../shared/exit';
 import { observability } from '../shared/observability';
 import type { BackupTier } from '../shared/s3-layout';
 import { emitSingleMetric } from '../shared/single-metric';
-import { BACKUP_RUNNER_SERVICE, DEFAULT_TASK_TIMEOUT_MINUTES, RUNNER_ENV, RUNNER_METRICS } from './runner-contract';
+import { BACKUP_RUNNER_SERVICE, DEFAULT_TASK_TIMEOUT_MINUTES, MAX_TASK_TIMEOUT_MINUTES, RUNNER_ENV, RUNNER_METRICS, SCHEDULED_TIME_ARG } from './runner-contract';
 import { parseBackupTier } from '../shared/tiers';
 import { loadRunnerSettings, runScheduledBackup, type ScheduledRunDeps } from './scheduled-run';
 
@@ -21,7 +21,9 @@ import { loadRunnerSettings, runScheduledBackup, type ScheduledRunDeps } from '.
  *
  * ECS puts no time limit on a task: the task keeps its own (BACKUP_TASK_TIMEOUT_SECONDS, config
  * backups.fargateTimeoutMinutes), so that a hung pg_dump or a stalled upload does not hold its
- * snapshot open on production for hours while the next runs start beside it.
+ * snapshot open on production for hours while the next runs start beside it. A scheduled run
+ * counts it from its scheduled time (`--scheduled-time`), so that a late start cannot carry the run
+ * past the time the next run of its tier is due.
  */
 
 /** The tier from `--tier T` / `--tier=T`, else from BACKUP_TIER. */
@@ -34,6 +36,23 @@ export function tierFromCommandLine(argv: readonly string[], env: NodeJS.Process
   }
   if (env[RUNNER_ENV.tier] !== undefined) return parseBackupTier(env[RUNNER_ENV.tier], RUNNER_ENV.tier);
   throw new OperatorError(`no backup tier: pass --tier hourly|daily|weekly|monthly or set ${RUNNER_ENV.tier}`, 2);
+}
+
+/** The run's scheduled time from `--scheduled-time T` / `--scheduled-time=T`; undefined for a manual run without it. */
+export function scheduledTimeFromCommandLine(argv: readonly string[]): Date | undefined {
+  const index = argv.findIndex((a) => a === SCHEDULED_TIME_ARG || a.startsWith(`${SCHEDULED_TIME_ARG}=`));
+  if (index < 0) return undefined;
+  const arg = argv[index];
+  const value = arg === SCHEDULED_TIME_ARG ? (argv[index + 1] ?? '') : arg.slice(SCHEDULED_TIME_ARG.length + 1);
+  // Date.parse alone would take local times and roll 2026-13-01 over: only a valid UTC instant.
+  const time = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z$/.test(value) ? new Date(value) : undefined;
+  if (!time || Number.isNaN(time.getTime()) || time.toISOString().slice(0, 19) !== value.slice(0, 19)) {
+    throw new OperatorError(
+      `${SCHEDULED_TIME_ARG}: invalid time "${value}": give an ISO 8601 UTC time such as 2026-12-01T02:00:00Z (the schedules pass <aws.scheduler.scheduled-time>)`,
+      2,
+    );
+  }
+  return time;
 }
 
 export interface TaskIo {
@@ -59,6 +78,9 @@ export function taskTimeoutSeconds(env: NodeJS.ProcessEnv): number {
 /** Thrown when a stopped run did not end in time: the task gives up on it. */
 class RunAbandoned extends OperatorError {}
 
+/** Thrown when a scheduled run starts too late to end by its limit: it does not run, and reports its failure. */
+class RunSkipped extends OperatorError {}
+
 /** Runs one scheduled backup; resolves to the process exit code. */
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: TaskIo): Promise<number> {
   const { logger, metrics } = observability(BACKUP_RUNNER_SERVICE);
@@ -69,9 +91,21 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
   let giveUp: (() => void) | undefined;
   try {
     const tier = tierFromCommandLine(argv, env);
+    const scheduledTime = scheduledTimeFromCommandLine(argv);
     const settings = loadRunnerSettings(env);
     const timeoutSeconds = taskTimeoutSeconds(env);
     ran = true;
+    // The limit runs from the scheduled time, or from now when that is later (a manual run, or a
+    // clock ahead of Scheduler's): a late start shortens the run, it never moves its end.
+    const startedAt = Date.now();
+    const remainingMs = Math.min(startedAt, scheduledTime?.getTime() ?? startedAt) + timeoutSeconds * 1000 - startedAt;
+    // A run is stopped at least 1 s after it starts (msUntilDeadline) and given DEADLINE_MARGIN_MS
+    // to end: with less time left, it would end after its limit, so it does not start.
+    if (scheduledTime && remainingMs < DEADLINE_MARGIN_MS + 1_000) {
+      throw new RunSkipped(
+        `${tier} backup run skipped: it started ${describeSeconds(Math.floor((startedAt - scheduledTime.getTime()) / 1000))} after its scheduled time ${scheduledTime.toISOString()}, too late to end within its limit of ${describeSeconds(timeoutSeconds)} counted from then (backups.fargateTimeoutMinutes), so it could only run into the next ${tier} run; find why the task started late (RunTask retried by Scheduler, Fargate capacity, the image pull)`,
+      );
+    }
     const clients = io.clients ?? {
       s3: createS3Client(env),
       rds: new RDSClient({ maxAttempts: DEFAULT_MAX_ATTEMPTS }),
@@ -80,13 +114,14 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
     // As the Lambda handler before Lambda's limit, the run is stopped DEADLINE_MARGIN_MS before the
     // task's, through the signal SIGTERM aborts (pg_dump killed, uploads aborted, the snapshot's
     // transaction closed, nothing published).
-    const stopInMs = msUntilDeadline({ getRemainingTimeInMillis: () => timeoutSeconds * 1000 });
+    const stopInMs = msUntilDeadline({ getRemainingTimeInMillis: () => remainingMs });
+    const limit = `${describeSeconds(timeoutSeconds)}${scheduledTime ? ` after its scheduled time ${scheduledTime.toISOString()}` : ''}`;
     timers.push(
       setTimeout(
         () =>
           deadline.abort(
             new Error(
-              `time limit reached: stopped ${DEADLINE_MARGIN_MS / 1000} s before the task's limit of ${describeSeconds(timeoutSeconds)}; raise backups.fargateTimeoutMinutes in cdk.json if the dump needs longer`,
+              `time limit reached: stopped ${DEADLINE_MARGIN_MS / 1000} s before the task's limit of ${limit}; raise backups.fargateTimeoutMinutes in cdk.json (${MAX_TASK_TIMEOUT_MINUTES} at most) or give the task more CPU (backups.fargateCpu) if the dump needs longer`,
             ),
           ),
         stopInMs,
@@ -113,8 +148,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
     logger.info('scheduled backup done', { ...result });
     return 0;
   } catch (error) {
-    // The run never got to report its own failure.
-    if (error instanceof RunAbandoned) emitSingleMetric(metrics, RUNNER_METRICS.scheduledRunFailure, MetricUnit.Count, 1);
+    // The run never got to report its own failure (or never started): a missed backup pages as a failed run.
+    if (error instanceof RunAbandoned || error instanceof RunSkipped) emitSingleMetric(metrics, RUNNER_METRICS.scheduledRunFailure, MetricUnit.Count, 1);
     io.stderr.write(`atmr-dr backup task: ${oneLine(error)}\n`);
     return error instanceof OperatorError ? error.exitCode : 1;
   } finally {
@@ -125,8 +160,12 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
   }
 }
 
+/** 40 s, 55 min, 54 min 58 s. */
 function describeSeconds(seconds: number): string {
-  return seconds % 60 === 0 ? `${seconds / 60} min` : `${seconds} s`;
+  const minutes = Math.floor(seconds / 60);
+  const rest = seconds % 60;
+  if (minutes === 0) return `${rest} s`;
+  return rest === 0 ? `${minutes} min` : `${minutes} min ${rest} s`;
 }
 
 if (require.main === module) {

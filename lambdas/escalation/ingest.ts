@@ -1,6 +1,6 @@
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { ActionEvent, AlarmStateChange, incidentIdFor, normalizeTimestamp, signalsEvent } from './model';
-import { claimOpenPointer, createIncident, getIncident, IncidentStore, indexIncident, openIncidentIds, openIncidentOf, recordTimeline, releaseOpenPointer, resolveIncident, setExecutionArn, wake } from './store';
+import { claimJoinedAlarm, claimOpenPointer, createIncident, getIncident, IncidentStore, indexIncident, openIncidentIds, openIncidentOf, recordTimeline, releaseJoinedAlarm, releaseOpenPointer, resolveIncident, setExecutionArn, wake } from './store';
 
 export interface IngestDeps {
   readonly store: IncidentStore;
@@ -18,6 +18,10 @@ export type IngestResult =
 export interface ExecutionInput {
   readonly incidentId: string;
   readonly alarmName: string;
+  /** A handed-over execution (lambdas/escalation/tasks.ts `handOver`): the state to resume at. */
+  readonly resumeAt?: string;
+  /** A handed-over execution: the name of the execution it took over from. */
+  readonly handedOverFrom?: string;
 }
 
 /**
@@ -53,8 +57,23 @@ export async function ingestAlarmChange(deps: IngestDeps, event: AlarmStateChang
     // A new failure of an event alarm whose incident someone has: its acknowledged wait re-reads the
     // alarm only every reminder interval, by which time the alarm is OK again (its period is minutes),
     // so that level would never hear of it. Wake the wait: the workflow reminds that level now.
+    // Once per state change (claimJoinedAlarm): a redelivered copy would otherwise wake the step
+    // that replaced the woken one and remind the level twice. Claimed while still climbing too, so
+    // a copy arriving after the acknowledgement does not remind for a failure the pages covered.
     const open = await getIncident(deps.store, holder);
-    if (open?.status === 'ACKED' && signalsEvent(open.alarmDescription)) await wake(deps.store, open.taskToken, { outcome: 'alarm' });
+    if (open && open.status !== 'RESOLVED' && signalsEvent(open.alarmDescription)) {
+      const claim = await claimJoinedAlarm(deps.store, holder, at);
+      if (claim.claimed && open.status === 'ACKED') {
+        try {
+          await wake(deps.store, open.taskToken, { outcome: 'alarm' });
+        } catch (error) {
+          // Not woken (Step Functions refused after the SDK's retries): the delivery fails and is
+          // retried, and its retry must find the state change unclaimed to wake the workflow.
+          await releaseJoinedAlarm(deps.store, holder, at, claim.previous);
+          throw error;
+        }
+      }
+    }
     return { action: 'joined', incidentId: holder };
   }
   const created = await createIncident(

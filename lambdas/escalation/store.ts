@@ -214,6 +214,65 @@ export async function setExecutionArn(store: IncidentStore, id: string, executio
   );
 }
 
+/**
+ * Claims the wake of one ALARM state change (its normalized timestamp `at`) joining the incident:
+ * `true` for the first delivery of a state change later than every one claimed before. EventBridge
+ * delivers at least once and its target retries, and a copy arriving after the woken workflow moved
+ * on would find the next step's token and remind the level a second time. One attribute on the
+ * incident record (not a set growing with each failure): an alarm goes back through OK between two
+ * ALARMs, so a later state change is a new one, and an older one delivered late has been overtaken
+ * by the newer one's reminder. Returns the claim to undo with `releaseJoinedAlarm` when the wake fails.
+ */
+export async function claimJoinedAlarm(store: IncidentStore, id: string, at: string): Promise<{ claimed: boolean; previous?: string }> {
+  try {
+    const { Attributes } = await store.ddb.send(
+      new UpdateCommand({
+        TableName: store.tableName,
+        Key: { pk: incidentPk(id), sk: META_SK },
+        UpdateExpression: 'SET lastJoinedAlarmAt = :at',
+        ConditionExpression: 'attribute_exists(pk) AND (attribute_not_exists(lastJoinedAlarmAt) OR lastJoinedAlarmAt < :at)',
+        ExpressionAttributeValues: { ':at': at },
+        ReturnValues: 'UPDATED_OLD',
+      }),
+    );
+    return { claimed: true, previous: Attributes?.lastJoinedAlarmAt as string | undefined };
+  } catch (error) {
+    if (isConditionFailure(error)) return { claimed: false };
+    throw error;
+  }
+}
+
+/**
+ * Gives back the claim of `claimJoinedAlarm` (the wake it was for failed): the retried delivery
+ * claims it again and wakes the workflow. Only while no later state change has claimed it since.
+ */
+export async function releaseJoinedAlarm(store: IncidentStore, id: string, at: string, previous: string | undefined): Promise<void> {
+  await conditionalWrite(() =>
+    store.ddb.send(
+      new UpdateCommand({
+        TableName: store.tableName,
+        Key: { pk: incidentPk(id), sk: META_SK },
+        UpdateExpression: previous === undefined ? 'REMOVE lastJoinedAlarmAt' : 'SET lastJoinedAlarmAt = :previous',
+        ConditionExpression: 'lastJoinedAlarmAt = :at',
+        ExpressionAttributeValues: { ':at': at, ...(previous !== undefined && { ':previous': previous }) },
+      }),
+    ),
+  );
+}
+
+/** Points the incident at the execution that now escalates it (after a hand-over). */
+export async function replaceExecutionArn(store: IncidentStore, id: string, executionArn: string): Promise<void> {
+  await store.ddb.send(
+    new UpdateCommand({
+      TableName: store.tableName,
+      Key: { pk: incidentPk(id), sk: META_SK },
+      UpdateExpression: 'SET executionArn = :a',
+      ConditionExpression: 'attribute_exists(pk)',
+      ExpressionAttributeValues: { ':a': executionArn },
+    }),
+  );
+}
+
 /** Sets `resolutionNotifiedAt` once; `false` when the resolution was already announced. */
 export async function claimResolutionNotice(store: IncidentStore, id: string): Promise<boolean> {
   return conditionalWrite(() =>

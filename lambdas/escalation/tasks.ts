@@ -1,7 +1,9 @@
 import { CloudWatchClient, DescribeAlarmsCommand } from '@aws-sdk/client-cloudwatch';
+import { StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { oneLine } from '../shared/errors';
 import { ackLinkUrl } from './ack-link';
+import type { ExecutionInput } from './ingest';
 import { Incident, runbookOf, shortHash, signalsEvent } from './model';
 import {
   claimResolutionNotice,
@@ -10,6 +12,7 @@ import {
   recordPagedLevel,
   recordTimeline,
   releaseOpenPointer,
+  replaceExecutionArn,
   resolveIncident,
   storeTaskToken,
   wake,
@@ -39,7 +42,8 @@ export type TaskInput =
   | { readonly action: 'await'; readonly incidentId: string; readonly taskToken: string }
   | { readonly action: 'remind'; readonly incidentId: string; readonly taskToken: string }
   | { readonly action: 'check'; readonly incidentId: string }
-  | { readonly action: 'resolve'; readonly incidentId: string; readonly state?: { readonly check?: { readonly alarmState?: string } } };
+  | { readonly action: 'resolve'; readonly incidentId: string; readonly state?: { readonly check?: { readonly alarmState?: string } } }
+  | { readonly action: 'handover'; readonly incidentId: string; readonly alarmName: string; readonly resumeAt: string; readonly rounds: number; readonly execution: string };
 
 export type AlarmStateNow = 'ALARM' | 'OK' | 'INSUFFICIENT_DATA' | 'DELETED' | 'RESOLVED';
 
@@ -235,6 +239,38 @@ async function resolve(deps: TaskDeps, incidentId: string, alarmState: string | 
   return `announced to levels ${incident.pagedLevels.join(', ') || 'none'}`;
 }
 
+/**
+ * Hands the incident over to a fresh execution of the same state machine, which resumes at
+ * `resumeAt` (lib/constructs/escalation.ts HAND_OVER_AFTER_ROUNDS: an execution's history is capped).
+ * The new execution's name is the incident id and the hand-over's number (`<id>-h<n>`), and its input
+ * depends only on the calling execution, so a retried step starts nothing more: Step Functions
+ * answers a StartExecution of the same name and input as the running one, and ExecutionAlreadyExists
+ * once it has ended (a quick resolution): handed over either way.
+ */
+async function handOver(deps: TaskDeps, input: Extract<TaskInput, { action: 'handover' }>): Promise<string> {
+  const match = /^(arn:[^:]+:states:[^:]*:[^:]*:)execution:([^:]+):([^:]+)$/.exec(input.execution);
+  if (!match) throw new Error(`not an execution ARN: ${input.execution}`);
+  const [, arnPrefix, machineName, current] = match;
+  const previous = current === input.incidentId ? 0 : Number(/-h(\d+)$/.exec(current)?.[1] ?? Number.NaN);
+  if (!Number.isInteger(previous)) throw new Error(`execution ${current} is not one of incident ${input.incidentId}`);
+  const name = `${input.incidentId}-h${previous + 1}`;
+  const next: ExecutionInput = { incidentId: input.incidentId, alarmName: input.alarmName, resumeAt: input.resumeAt, handedOverFrom: current };
+  let executionArn = `${arnPrefix}execution:${machineName}:${name}`;
+  try {
+    const started = await deps.store.sfn.send(new StartExecutionCommand({ stateMachineArn: `${arnPrefix}stateMachine:${machineName}`, name, input: JSON.stringify(next) }));
+    executionArn = started.executionArn ?? executionArn;
+  } catch (error) {
+    if ((error as { name?: string }).name !== 'ExecutionAlreadyExists') throw error;
+  }
+  await replaceExecutionArn(deps.store, input.incidentId, executionArn);
+  await recordTimeline(deps.store, input.incidentId, `handover#${name}`, {
+    at: nowIso(deps),
+    kind: 'note',
+    text: `Escalation handed over from execution ${current} to ${name} after ${input.rounds} rounds (a Step Functions execution's history is capped), resuming at ${input.resumeAt}`,
+  });
+  return `handed over to ${name}`;
+}
+
 /** One workflow step. */
 export async function runTask(deps: TaskDeps, input: TaskInput): Promise<unknown> {
   switch (input.action) {
@@ -251,5 +287,7 @@ export async function runTask(deps: TaskDeps, input: TaskInput): Promise<unknown
       return check(deps, input.incidentId);
     case 'resolve':
       return { result: await resolve(deps, input.incidentId, input.state?.check?.alarmState) };
+    case 'handover':
+      return { result: await handOver(deps, input) };
   }
 }

@@ -36,3 +36,23 @@ export function parseToTime(text: string | undefined, now: Date = new Date()): D
     2,
   );
 }
+
+/** The longest backup retention RDS allows: no point-in-time recovery reaches further back. */
+export const RDS_MAX_RETENTION_DAYS = 35;
+
+/**
+ * A --to-time no RDS instance can restore to, refused before any AWS call: a future time (a typo of
+ * the year, a zone the wrong way) or one older than the longest retention RDS keeps. The source's
+ * own window, narrower, is checked against RDS when the recovery is planned.
+ */
+export function checkPitrReach(toTime: Date, now: Date = new Date()): void {
+  if (toTime.getTime() > now.getTime()) {
+    throw new OperatorError(`recover: --to-time ${toTime.toISOString()} is in the future (now is ${now.toISOString()}): give a past time, e.g. "5 minutes ago"`, 2);
+  }
+  if (now.getTime() - toTime.getTime() > RDS_MAX_RETENTION_DAYS * 86_400_000) {
+    throw new OperatorError(
+      `recover: --to-time ${toTime.toISOString()} is more than ${RDS_MAX_RETENTION_DAYS} days ago, beyond any point-in-time recovery RDS keeps: give a time within the source's backup retention, or restore a dump (atmr-dr backups list)`,
+      2,
+    );
+  }
+}

@@ -91,22 +91,31 @@ export async function listBackups(deps: CatalogDeps, filter: CatalogFilter = {})
 }
 
 /**
+ * What can be said of a backup reference from the command line alone: `latest`, or a manifest key
+ * (in `tier` when given); returns the tier. The CLI calls it before it resolves the bucket or the
+ * connection, so that a typo is what the operator hears about first (exit 2).
+ */
+export function checkBackupRef(ref: string, tierText?: string): BackupTier | undefined {
+  const tier = tierText === undefined ? undefined : parseBackupTier(tierText);
+  if (ref === 'latest') return tier;
+  if (!isManifestKey(ref)) {
+    throw new OperatorError(`"${ref}" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list`, 2);
+  }
+  if (tier !== undefined && !ref.startsWith(`${tier}/`)) {
+    throw new OperatorError(`manifest ${ref} is not in tier ${tier}; drop --tier or name a ${tier}/ manifest`, 2);
+  }
+  return tier;
+}
+
+/**
  * `latest` to the newest backup of `database` (its pointer `latest/<db>.json`, or
  * `latest/<db>/<tier>.json` with a tier), or a manifest key, to a validated manifest. During the
  * transition from bucket-wide pointers, a database without a pointer of its own falls back to
  * `latest.json` / `latest/<tier>.json`, accepted only when they name a backup of that database.
  */
 export async function resolveBackup(deps: CatalogDeps, ref: string, filter: CatalogFilter = {}): Promise<ResolvedBackup> {
-  const tier = filter.tier === undefined ? undefined : parseBackupTier(filter.tier);
-  if (ref !== 'latest') {
-    if (!isManifestKey(ref)) {
-      throw new OperatorError(`"${ref}" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list`, 2);
-    }
-    if (tier !== undefined && !ref.startsWith(`${tier}/`)) {
-      throw new OperatorError(`manifest ${ref} is not in tier ${tier}; drop --tier or name a ${tier}/ manifest`, 2);
-    }
-    return { manifestKey: ref, manifest: await readManifest(deps, ref) };
-  }
+  const tier = checkBackupRef(ref, filter.tier);
+  if (ref !== 'latest') return { manifestKey: ref, manifest: await readManifest(deps, ref) };
   const database = filter.database;
   if (database === undefined || database === '') {
     throw new OperatorError('"latest" is per database and none was named: set PGDATABASE or pass --database NAME', 2);

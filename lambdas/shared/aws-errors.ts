@@ -1,4 +1,7 @@
 import { isThrottlingError } from '@smithy/core/retry';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { OperatorError, oneLine } from './errors';
 import { type AwsTimeoutDetails, OPERATOR_ANSWER_TIMEOUT_MS } from './sdk-retry';
 
@@ -62,7 +65,7 @@ export function describeAwsError(service: AwsService, action: string, error: unk
  * No region or no credentials: a setting the operator must give (exit 2, as every missing setting).
  * What is missing and how to give it, or undefined for any other failure.
  */
-export function missingAwsSetting(error: unknown): string | undefined {
+export function missingAwsSetting(error: unknown, env: NodeJS.ProcessEnv = process.env): string | undefined {
   const text = oneLine(error);
   if (/region is missing/i.test(text)) return 'no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)';
   // The SDK refuses an empty or malformed region (`export AWS_REGION=`, `eu_west_3`) before any call.
@@ -73,6 +76,12 @@ export function missingAwsSetting(error: unknown): string | undefined {
       : `AWS region "${refused[1]}" is not a region name; export AWS_REGION (e.g. AWS_REGION=eu-west-3)`;
   }
   if ((error as SdkLikeError | undefined)?.name === 'CredentialsProviderError' || /could not load credentials/i.test(text)) {
+    const profile = env.AWS_PROFILE?.trim();
+    // The SDK's own words do not name the profile: a typo in AWS_PROFILE read as "not logged in".
+    if (profile && !profileExists(profile, env)) {
+      return `AWS_PROFILE "${profile}" is not a profile of ${configFile(env)} or ${credentialsFile(env)}: set AWS_PROFILE to one of "aws configure list-profiles", or unset it`;
+    }
+    if (profile) return `no AWS credentials for profile "${profile}" (AWS_PROFILE); log in (aws sso login --profile ${profile}) or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`;
     return 'no AWS credentials found; log in (aws sso login, AWS_PROFILE) or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY';
   }
   return undefined;
@@ -96,6 +105,21 @@ export function unansweredCall(error: unknown): string | undefined {
 export function isUnreachable(error: unknown): boolean {
   const e = (error ?? {}) as SdkLikeError;
   return [e.code, e.name, /\b(E[A-Z]+)\b/.exec(oneLine(error))?.[1]].some((c) => c !== undefined && NETWORK_CODES.has(c));
+}
+
+const configFile = (env: NodeJS.ProcessEnv) => env.AWS_CONFIG_FILE || path.join(env.HOME || os.homedir(), '.aws', 'config');
+const credentialsFile = (env: NodeJS.ProcessEnv) => env.AWS_SHARED_CREDENTIALS_FILE || path.join(env.HOME || os.homedir(), '.aws', 'credentials');
+
+/** Whether the shared config (`[profile NAME]`, or `[default]`) or credentials file (`[NAME]`) declares the profile. */
+function profileExists(profile: string, env: NodeJS.ProcessEnv): boolean {
+  const sections = (file: string): string[] => {
+    try {
+      return [...fs.readFileSync(file, 'utf8').matchAll(/^\s*\[\s*([^\]]+?)\s*\]/gm)].map((m) => m[1].replace(/^profile\s+/, ''));
+    } catch {
+      return [];
+    }
+  };
+  return [...sections(configFile(env)), ...sections(credentialsFile(env))].includes(profile);
 }
 
 /** Exit code of a missing AWS setting (no region, no credentials): a setting, as docs/contracts.md says. */

@@ -2,7 +2,7 @@ import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { readFileSync } from 'node:fs';
 import type { Client, ClientConfig } from 'pg';
 import { z } from 'zod';
-import { describeAwsError } from './aws-errors';
+import { describeAwsError, MISSING_SETTING_EXIT_CODE, missingAwsSetting } from './aws-errors';
 import { OperatorError, oneLine } from './errors';
 import { safeJson } from './json';
 import { SDK_RETRY } from './sdk-retry';
@@ -82,7 +82,8 @@ export async function resolveConnection(options: ResolveConnectionOptions = {}):
       // A failure before any answer (no region, no credentials, endpoint unreachable) is named "Error"
       // or after the client: said the shared way, with its own cause, not as a bare "Error".
       if (name === undefined || name === 'Error' || name === 'CredentialsProviderError' || name === 'TimeoutError') {
-        throw new OperatorError(describeAwsError('SecretsManager', `read database secret ${options.secretArn}`, error));
+        // No region (or an empty or malformed one) is a setting to fix, exit 2 as for every command.
+        throw new OperatorError(describeAwsError('SecretsManager', `read database secret ${options.secretArn}`, error), missingAwsSetting(error) ? MISSING_SETTING_EXIT_CODE : 1);
       }
       throw new OperatorError(
         `cannot read database secret ${options.secretArn}: ${name}; check the ARN and that this role may call secretsmanager:GetSecretValue on it`,

@@ -21,6 +21,7 @@ import {
   RUNNER_CONTAINER_NAME,
   RUNNER_ENV,
   RUNNER_METRICS,
+  SCHEDULED_TIME_ARG,
   SNAPSHOT_PREFIX,
   TIER_TAG_KEY,
 } from '../../lambdas/backup/runner-contract';
@@ -277,7 +278,8 @@ export class Backups extends Construct {
     taskDefinition.addContainer(RUNNER_CONTAINER_NAME, {
       image: runnerContainerImage({ pgMajorVersion: database.engineMajorVersion }),
       entryPoint: RUNNER_TASK_ENTRY_POINT,
-      // The schedule overrides the command with its tier; this default makes a manual RunTask explicit.
+      // The schedule overrides the command with its tier and scheduled time; this default makes a
+      // manual RunTask explicit (its limit then counts from its start).
       command: ['--tier', 'daily'],
       // The task stops its run itself before this limit (lambdas/backup/task.ts): ECS has none.
       environment: { ...runner.environment, [RUNNER_ENV.taskTimeoutSeconds]: String(settings.fargateTimeoutMinutes * 60) },
@@ -307,6 +309,13 @@ export class Backups extends Construct {
       id: `AwsSolutions-IAM5[Resource::${nagRender(stack, clusterTasks)}]`,
       reason: 'Task ids are made at RunTask: ecs:TagResource on the tasks of the runner cluster, only as part of RunTask (ecs:CreateAction), for the tags it propagates.',
     });
+    // A run delivered after its limit (counted from its scheduled time) could only be refused by the
+    // task: Scheduler stops retrying by then, and the run goes to the dead-letter queue (which pages).
+    const limit = Duration.minutes(settings.fargateTimeoutMinutes);
+    const scheduleRetry = {
+      ...runner.scheduleRetry,
+      maxEventAge: runner.scheduleRetry.maxEventAge.toSeconds() > limit.toSeconds() ? limit : runner.scheduleRetry.maxEventAge,
+    };
     return {
       taskDefinition,
       cluster,
@@ -317,7 +326,7 @@ export class Backups extends Construct {
           service: 'ecs',
           action: 'runTask',
           role: runner.schedulerRole,
-          ...runner.scheduleRetry,
+          ...scheduleRetry,
           input: scheduler.ScheduleTargetInput.fromObject({
             Cluster: cluster.clusterArn,
             TaskDefinition: taskDefinition.taskDefinitionArn,
@@ -326,7 +335,9 @@ export class Backups extends Construct {
             NetworkConfiguration: {
               AwsvpcConfiguration: { Subnets: subnetIds, SecurityGroups: [this.securityGroup.securityGroupId], AssignPublicIp: 'DISABLED' },
             },
-            Overrides: { ContainerOverrides: [{ Name: RUNNER_CONTAINER_NAME, Command: ['--tier', tier] }] },
+            // The scheduled time (the same on every retry) starts the task's clock: a run that
+            // starts late ends no later, so it never runs into the next run of its tier.
+            Overrides: { ContainerOverrides: [{ Name: RUNNER_CONTAINER_NAME, Command: ['--tier', tier, SCHEDULED_TIME_ARG, scheduler.ContextAttribute.scheduledTime] }] },
             PropagateTags: 'TASK_DEFINITION',
           }),
           policyStatements: [

@@ -147,6 +147,17 @@ describe('npx atmr-dr (the installed entry point)', () => {
     fs.rmSync(elsewhere, { recursive: true, force: true });
   });
 
+  it.each([
+    [['--parameter', ''], {}, 'atmr-dr: --parameter is empty: give the killswitch parameter\'s name, or leave --parameter out to use KILLSWITCH_PARAMETER or the deployed stacks'],
+    [[], { KILLSWITCH_PARAMETER: ' ' }, "atmr-dr: KILLSWITCH_PARAMETER is empty: set it to the killswitch parameter's name, or unset it to use the deployed stacks"],
+  ])('killswitch enable with an empty parameter name (%j %j: a script\'s unset variable) is refused, exit 2, not aimed at the config\'s parameter', async (flags, extra, line) => {
+    const run = await entry(['killswitch', ...flags, 'enable', '--mode', 'maintenance', '--reason', 'x', '--yes'], operatorEnv({ AWS_ENDPOINT_URL_SSM: ssm.url, ...extra }));
+
+    expect(run.stderr).toBe(`${line}\n`);
+    expect(run.status).toBe(2);
+    expect(ssm.requests).toEqual([]);
+  });
+
   it('keeps a failing exit code with a bundle built before the launcher changed (no exitWhenFailed export: a git pull without npm run build)', () => {
     // Arrange: the launcher beside an older bundle, whose main() resolves to 2 after its one line
     const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-old-bundle-'));
@@ -183,11 +194,21 @@ describe('arguments are checked before any name is resolved or any AWS call', ()
     [['killswitch', 'enable', '--mode', 'readonly', '--reason', 'x'], 'atmr-dr: killswitch: invalid mode "readonly": use one of maintenance, degraded (disable returns to normal)'],
     [['killswitch', 'enable', '--mode', 'maintenance'], 'atmr-dr: killswitch: --reason is required to enable: say why, e.g. --reason "OSRM down"'],
     [['killswitch', 'enable', '--mode', 'degraded', '--reason', 'x', '--expires', '2x'], 'atmr-dr: killswitch: malformed duration "2x": use a number with a unit s, m, h or d (e.g. 30m, 2h, 1h30m)'],
-  ])('%j says what is wrong with the arguments, even with no parameter name anywhere', async (args, message) => {
-    // No KILLSWITCH_PARAMETER, no --env of a deployed app, and a package root that cannot be read.
+    [['backups', 'list', '--tier', 'yearly'], 'atmr-dr: invalid backup tier "yearly": use one of hourly, daily, weekly, monthly'],
+    [['restore', 'foo', '--target-db', 'x'], 'atmr-dr: "foo" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list'],
+    [['restore', 'latest', '--database', 'atmr', '--target-db', 'bad name;'], 'atmr-dr: invalid --target-db "bad name;": use letters, digits and underscores (at most 63, not starting with a digit)'],
+    [['restore', 'latest', '--database', 'atmr', '--target-db', 'x', '--tier', 'yearly'], 'atmr-dr: invalid backup tier "yearly": use one of hourly, daily, weekly, monthly'],
+    [['backups', 'verify', 'foo'], 'atmr-dr: "foo" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list'],
+    [['recover', '--to-time', '2099-01-01T00:00:00Z', '--reason', 'x', '--dry-run'], /^atmr-dr: recover: --to-time 2099-01-01T00:00:00.000Z is in the future \(now is .*\): give a past time, e\.g\. "5 minutes ago"$/],
+    [['recover', '--to-time', '99999 days ago', '--reason', 'x', '--dry-run'], /^atmr-dr: recover: --to-time .* is more than 35 days ago, beyond any point-in-time recovery RDS keeps: give a time within the source's backup retention, or restore a dump \(atmr-dr backups list\)$/],
+    [['restore-test', '--rpo-objective', 'x'], 'atmr-dr: --rpo-objective "x" is not a whole number of seconds; pass e.g. --rpo-objective 900 (the default)'],
+    [['recover', 'status', 'badid'], 'atmr-dr: recover status: "badid" is not a recovery id (r<yyyymmddhhmmss>-xxxx, as "atmr-dr recover" printed it); "atmr-dr recover status" without an id shows the one in progress, else the latest'],
+  ])('%j says what is wrong with the arguments, even with no name, connection or AWS setting anywhere', async (args, message) => {
+    // No deployed name nor PG* variable, no --env of a deployed app, and a package root that cannot be read.
     const run = await entry(args, operatorEnv(), os.tmpdir());
 
-    expect(run.stderr).toBe(`${message}\n`);
+    if (typeof message === 'string') expect(run.stderr).toBe(`${message}\n`);
+    else expect(run.stderr.trimEnd()).toMatch(message);
     expect(run.status).toBe(2);
   });
 });
@@ -199,9 +220,18 @@ describe("the parser's errors take the same path as every other error", () => {
     [['restore', 'latest'], 'atmr-dr: --target-db is required: name the database to restore into, e.g. --target-db atmr_restored'],
     [['restore', 'latest', '--taget-db', 'x'], "atmr-dr: unknown option '--taget-db' (Did you mean --target-db?) (see atmr-dr restore --help)"],
     [['restore', 'latest', '--target-db', 'x', '--format', 'tar'], /^atmr-dr: option '--format <format>' argument 'tar' is invalid\. .*\(see atmr-dr restore --help\)$/],
-    [['killswitch', 'enable', '--mode', 'degraded', '--reason', 'peak', '--expires', '2', 'hours'], /^atmr-dr: too many arguments for 'enable'\. .*\(see atmr-dr killswitch --help\)$/],
+    [['killswitch', 'enable', '--mode', 'degraded', '--reason', 'peak', '--expires', '2', 'hours'], /^atmr-dr: too many arguments for 'enable'\. .*\(see atmr-dr killswitch enable --help\)$/],
     [['make-coffee'], "atmr-dr: unknown command 'make-coffee' (see atmr-dr --help)"],
-    [['backups', 'list', '--colour'], "atmr-dr: unknown option '--colour' (see atmr-dr backups --help)"],
+    // The help page pointed to is the one of the (sub)command the error is about, which lists the flag.
+    [['backups', 'list', '--colour'], "atmr-dr: unknown option '--colour' (see atmr-dr backups list --help)"],
+    [['backups', 'frob'], "atmr-dr: unknown command 'frob' (see atmr-dr backups --help)"],
+    [['rollback', '--env', 'example', 'migration'], "atmr-dr: required option '--to <revision>' not specified (see atmr-dr rollback migration --help)"],
+    [['killswitch', 'disable', '--expires', '1h'], "atmr-dr: unknown option '--expires' (see atmr-dr killswitch disable --help)"],
+    [['recover', 'cutover'], "atmr-dr: missing required argument 'id' (see atmr-dr recover cutover --help)"],
+    [['-c', 'env=nope', 'killswitch', 'status'], "atmr-dr: unknown option '-c': this CLI takes --env NAME (-c env=NAME is cdk's) (see atmr-dr killswitch status --help)"],
+    // help of a command that does not exist: the same line as the command itself, not the whole usage.
+    [['help', 'nope'], "atmr-dr: unknown command 'nope' (see atmr-dr --help)"],
+    [['backups', 'help', 'nope'], "atmr-dr: unknown command 'nope' (see atmr-dr backups --help)"],
     [['backups', 'verify'], 'atmr-dr: backups verify needs the backup to check: a manifest key (atmr-dr backups list) or latest (with --database NAME or PGDATABASE)'],
   ])('%j: one atmr-dr line on stderr, nothing on stdout, exit 2', async (args, expected) => {
     const run = await entry(args, operatorEnv());
@@ -230,6 +260,25 @@ describe("the parser's errors take the same path as every other error", () => {
   });
 });
 
+describe('a command line that says two things is refused, not half obeyed', () => {
+  it.each([
+    [['killswitch', 'enable', '--mode', 'maintenance', '--mode', 'degraded', '--reason', 'x', '--yes'], 'atmr-dr: --mode given twice ("maintenance", then "degraded"): pass it once, with the value you mean'],
+    [['rollback', 'service', '--dry-run', '--wait', '--yes'], 'atmr-dr: rollback service: --dry-run changes nothing, so --yes and --wait cannot apply: drop --dry-run to roll back, or drop --yes and --wait to see the plan'],
+    [
+      ['backups', 'verify', 'daily/atmr_backup_20261124_010000.manifest.json', '--database', 'nodb'],
+      'atmr-dr: backups verify: --database chooses the backup with latest only; daily/atmr_backup_20261124_010000.manifest.json names its own: drop --database, or verify latest --database nodb',
+    ],
+    [['backup', '--tier', 'daily', '--formats', 'custom', '--plain-compressor', 'igzip'], 'atmr-dr: --plain-compressor igzip compresses the plain SQL, which --formats custom does not produce: drop --plain-compressor, or add plain to --formats'],
+    [['recover', 'status', '--to-time', '5 minutes ago'], 'atmr-dr: recover status: --to-time is for starting a recovery and not read here: drop it, or give it to "atmr-dr recover" alone to start one'],
+  ])('%j: one line, exit 2, before any name or AWS call', async (args, line) => {
+    const run = await entry(args, operatorEnv(), os.tmpdir());
+
+    expect(run.stderr).toBe(`${line}\n`);
+    expect(run.status).toBe(2);
+    expect(run.stdout).toBe('');
+  });
+});
+
 describe('help', () => {
   it('lists only commands that answer, names the environment variables and offers --version', async () => {
     const help = await entry(['--help'], operatorEnv());
@@ -242,6 +291,16 @@ describe('help', () => {
       expect(help.stdout).toContain(variable);
     }
     expect(help.stdout).toMatch(/-V, --version/);
+  });
+
+  it('lists restore and backups verify with their argument required, as their own usage says, and wraps restore --help at 80 columns', async () => {
+    const top = await entry(['--help'], operatorEnv());
+    const backups = await entry(['backups', '--help'], operatorEnv());
+    const restore = await entry(['restore', '--help'], operatorEnv());
+
+    expect(top.stdout).toMatch(/^ {2}restore \[options\] <manifest-key\|latest> /m);
+    expect(backups.stdout).toMatch(/^ {2}verify \[options\] <manifest-key\|latest> /m);
+    expect(restore.stdout.split('\n').filter((line) => line.length > 80)).toEqual([]);
   });
 
   it('marks backup --tier as required', async () => {
@@ -340,6 +399,8 @@ describe('AWS failures say what to check', () => {
     [['killswitch', 'status'], 'atmr-dr: cannot read parameter /atmr/x/killswitch: no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)'],
     [['backups', 'list', '--bucket', 'atmr-b'], 'atmr-dr: S3 listing of hourly/ in bucket atmr-b failed: no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)'],
     [['incident', 'list', '--table', 'atmr-ops'], 'atmr-dr: no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)'],
+    [['backup', '--tier', 'daily', '--database-secret', 'x', '--bucket', 'atmr-b'], 'atmr-dr: cannot read database secret x: no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)'],
+    [['db', 'read-write', '--database-secret', 'foo'], 'atmr-dr: cannot read database secret foo: no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)'],
   ])('%j with no region set names AWS_REGION, exit 2 as every missing setting', async (args, line) => {
     const env = operatorEnv({ KILLSWITCH_PARAMETER: '/atmr/x/killswitch', AWS_CONFIG_FILE: '/nonexistent', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent' });
     delete env.AWS_REGION;
@@ -348,6 +409,21 @@ describe('AWS failures say what to check', () => {
     const run = await entry(args, env);
 
     expect(run.stderr).toBe(`${line}\n`);
+    expect(run.status).toBe(2);
+  });
+  it('names an AWS_PROFILE that no config file declares, instead of saying to log in', async () => {
+    const config = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-profile-')), 'config');
+    fs.writeFileSync(config, '[profile atmr-prod]\nregion = eu-west-3\n');
+    const env = operatorEnv({ KILLSWITCH_PARAMETER: '/atmr/x/killswitch', AWS_PROFILE: 'nope', AWS_CONFIG_FILE: config, AWS_SHARED_CREDENTIALS_FILE: '/nonexistent' });
+    delete env.AWS_ACCESS_KEY_ID;
+    delete env.AWS_SECRET_ACCESS_KEY;
+
+    const run = await entry(['killswitch', 'status'], env);
+    fs.rmSync(path.dirname(config), { recursive: true, force: true });
+
+    expect(run.stderr).toBe(
+      `atmr-dr: cannot read parameter /atmr/x/killswitch: AWS_PROFILE "nope" is not a profile of ${config} or /nonexistent: set AWS_PROFILE to one of "aws configure list-profiles", or unset it\n`,
+    );
     expect(run.status).toBe(2);
   });
 });

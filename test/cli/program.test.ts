@@ -29,8 +29,17 @@ describe('atmr-dr CLI', () => {
     expect(run.stdout).toBe('');
   });
 
-  it.each([['rollback', 'status'], ['recover', 'status']])('refuses an --env that cdk.json does not have with one line naming the environments it has (the CLI flag, not the synth\'s -c), exit 2: %s %s', (...command) => {
-    const run = atmrDr([...command, '--env', 'nope']);
+  it.each([
+    [['rollback', 'status'], {}],
+    [['recover', 'status'], {}],
+    // The resource's name given by a variable, which used to let the unknown --env pass unchecked
+    // (a backup was even written), or a stack lookup blame the region instead of the typo.
+    [['backup', '--tier', 'daily'], { BACKUP_BUCKET: 'atmr-b', PGHOST: '127.0.0.1', PGPORT: '1', PGUSER: 'u', PGDATABASE: 'd' }],
+    [['backups', 'list'], { BACKUP_BUCKET: 'atmr-b' }],
+    [['incident', 'list'], {}],
+    [['db', 'read-write'], { ATMR_RDS_INSTANCE: 'atmr-db', PGHOST: '127.0.0.1', PGPORT: '1', PGUSER: 'u', PGDATABASE: 'd' }],
+  ])("refuses an --env that cdk.json does not have with one line naming the environments it has (the CLI flag, not the synth's -c), exit 2: %j", (command, env: Record<string, string>) => {
+    const run = atmrDr([...command, '--env', 'nope'], env);
 
     expect(run.stderr).toBe('atmr-dr: no environment "nope" in cdk.json context.environments: pass --env with one of example\n');
     expect(run.status).toBe(2);

@@ -57,6 +57,33 @@ describe('atmr-dr rollback (child process): one-line refusals, nothing changed',
 
 const suite = backoutSuite();
 
+describe('atmr-dr rollback status (child process), read-only', () => {
+  it('answers without the incidents topic or the killswitch parameter, which only the writing commands need', async () => {
+    const tableName = await suite.dynamo.freshTable('cli-status');
+    await seedLkg(suite.dynamo.doc, undefined, tableName);
+    const resultFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rollback-cli-')), 'result.json');
+    const { ATMR_INCIDENTS_TOPIC: _topic, KILLSWITCH_PARAMETER: _parameter, ...names } = NAMES;
+
+    // Not spawnSync: dynalite answers from this process's event loop.
+    const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['test/cli/rollback-harness.ts', 'rollback', 'status', '--service', 'atmr-api'], {
+      cwd: ROOT,
+      // No topic nor parameter anywhere: the stack outputs cannot be read (a closed port).
+      env: operatorEnv({ ...names, AWS_ENDPOINT_URL: undefined, AWS_ENDPOINT_URL_CLOUDFORMATION: 'http://127.0.0.1:9', AWS_ENDPOINT_URL_DYNAMODB: suite.dynamo.endpoint, ATMR_OPS_TABLE: tableName, ROLLBACK_RESULT: resultFile }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    const run = { status, stdout, stderr };
+
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/^atmr-api: running .*\n {2}last known good: /);
+  });
+});
+
 describe('atmr-dr rollback service --wait (child process) stopped by a signal while it follows the rollout', () => {
   /** `rollback service --yes --wait` on a deployment that never becomes steady, sent `signal` once UpdateService is out. */
   async function interruptedRollback(signal: NodeJS.Signals) {

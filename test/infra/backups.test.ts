@@ -32,6 +32,13 @@ function backupsOnlyApp(overrides: (env: Json & { database: Json; backups: Json 
   return { app, stack, data, backups };
 }
 
+/** The four backup schedules, each with the tier its expression belongs to. */
+function schedulesByTier(template: Template): [string, { Properties: { ScheduleExpression: string; Target: Json } }][] {
+  const schedules = Object.values(template.findResources('AWS::Scheduler::Schedule')) as { Properties: { ScheduleExpression: string; Target: Json } }[];
+  expect(schedules).toHaveLength(4);
+  return schedules.map((schedule) => [Object.entries(BACKUP_SCHEDULE_EXPRESSIONS).find(([, e]) => e === schedule.Properties.ScheduleExpression)![0], schedule]);
+}
+
 function resourcesOf(template: Template, type: string): [string, Json][] {
   return Object.entries(template.findResources(type)) as [string, Json][];
 }
@@ -546,12 +553,31 @@ describe('backups construct variants', () => {
     it('takes the time limit from backups.fargateTimeoutMinutes', () => {
       const { stack: custom } = backupsOnlyApp((env) => {
         env.backups.runner = 'fargate';
-        env.backups.fargateTimeoutMinutes = 90;
+        env.backups.fargateTimeoutMinutes = 30;
       });
 
       Template.fromStack(custom).hasResourceProperties('AWS::ECS::TaskDefinition', {
-        ContainerDefinitions: [Match.objectLike({ Environment: Match.arrayWith([{ Name: 'BACKUP_TASK_TIMEOUT_SECONDS', Value: '5400' }]) })],
+        ContainerDefinitions: [Match.objectLike({ Environment: Match.arrayWith([{ Name: 'BACKUP_TASK_TIMEOUT_SECONDS', Value: '1800' }]) })],
       });
+    });
+
+    it('gives each run its scheduled time (Scheduler fills it in, the same on every retry), from which the task counts its limit: a late start cannot push its end into the next run', () => {
+      for (const [tier, schedule] of schedulesByTier(template)) {
+        // The input is a JSON string with the cluster and task definition ARNs joined in.
+        const input = JSON.stringify(stack.resolve(schedule.Properties.Target.Input));
+
+        expect(input).toContain(JSON.stringify(JSON.stringify({ ContainerOverrides: [{ Name: 'runner', Command: ['--tier', tier, '--scheduled-time', '<aws.scheduler.scheduled-time>'] }] })).slice(2, -2));
+      }
+    });
+
+    it('stops Scheduler retrying a run once its time limit from the scheduled time has passed: the run goes to the dead-letter queue instead of starting a task that could only refuse it', () => {
+      const { stack: custom } = backupsOnlyApp((env) => {
+        env.backups.runner = 'fargate';
+        env.backups.fargateTimeoutMinutes = 30;
+      });
+
+      for (const [, schedule] of schedulesByTier(template)) expect(schedule.Properties.Target.RetryPolicy).toEqual({ MaximumRetryAttempts: 3, MaximumEventAgeInSeconds: 3300 });
+      for (const [, schedule] of schedulesByTier(Template.fromStack(custom))) expect(schedule.Properties.Target.RetryPolicy).toEqual({ MaximumRetryAttempts: 3, MaximumEventAgeInSeconds: 1800 });
     });
 
     it('starts the task from each schedule with RunTask, the tier as the command, in the private subnets', () => {
@@ -561,10 +587,9 @@ describe('backups construct variants', () => {
         const tier = Object.entries(BACKUP_SCHEDULE_EXPRESSIONS).find(([, e]) => e === schedule.Properties.ScheduleExpression)![0];
         const target = schedule.Properties.Target;
         expect(JSON.stringify(target.Arn)).toContain(':scheduler:::aws-sdk:ecs:runTask');
-        expect(target.RetryPolicy).toEqual({ MaximumRetryAttempts: 3, MaximumEventAgeInSeconds: 3600 });
         expect(target.DeadLetterConfig).toBeDefined();
         const input = JSON.stringify(stack.resolve(target.Input));
-        expect(input).toContain(`\\"Command\\":[\\"--tier\\",\\"${tier}\\"]`);
+        expect(input).toContain(`\\"Command\\":[\\"--tier\\",\\"${tier}\\"`);
         expect(input).toContain('\\"LaunchType\\":\\"FARGATE\\"');
         expect(input).toContain('subnet-0a1b2c3d4e5f60001');
         expect(input).toContain('\\"AssignPublicIp\\":\\"DISABLED\\"');

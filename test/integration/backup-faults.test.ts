@@ -13,7 +13,7 @@ import { freePort, psql } from '../support/postgres';
 import { startCloudFormationWithoutStacks } from '../support/aws-endpoints';
 import { startRefusingS3 } from '../support/refusing-s3';
 import { LocalS3, startLocalS3 } from '../support/s3';
-import { cliEnv, createDatabase, dropDatabase, getJson, listKeys, operatorLines, pointers, runCli, startCli } from './backup-support';
+import { cliEnv, createDatabase, dropDatabase, getJson, holdTableLock, listKeys, operatorLines, pointers, runBackends, runCli, startCli, type HeldLock } from './backup-support';
 
 jest.setTimeout(180_000);
 
@@ -511,24 +511,16 @@ describe('atmr-dr backup faults (integration)', () => {
     const database = uniqueDatabaseName('bkf_locked');
     createDatabase(database, 'CREATE TABLE locked (id int); INSERT INTO locked VALUES (1);');
     const cluster = testCluster();
-    const holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database });
     const watcher = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
-    await holder.connect();
     await watcher.connect();
     const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-    const runBackends = async (): Promise<{ pid: number; wait: string | null; query: string }[]> =>
-      (
-        await watcher.query<{ pid: number; wait: string | null; query: string }>(
-          "SELECT pid, wait_event_type AS wait, query FROM pg_stat_activity WHERE datname = $1 AND application_name = 'atmr-dr'",
-          [database],
-        )
-      ).rows;
+    let lock: HeldLock | undefined;
     try {
-      await holder.query('BEGIN; LOCK TABLE locked IN ACCESS EXCLUSIVE MODE');
+      lock = await holdTableLock(database, 'locked');
       const run = startCli(['backup', '--tier', 'hourly'], cliEnv(database, s3.env, { NODE_NO_WARNINGS: '1' }));
       const deadline = Date.now() + 30_000;
-      while (!(await runBackends()).some((b) => b.wait === 'Lock' && b.query.includes('count(*)')) && Date.now() < deadline) await sleep(50);
-      expect((await runBackends()).some((b) => b.wait === 'Lock' && b.query.includes('count(*)'))).toBe(true);
+      while (!(await runBackends(watcher, database)).some((b) => b.wait === 'Lock' && b.query.includes('count(*)')) && Date.now() < deadline) await sleep(50);
+      expect((await runBackends(watcher, database)).some((b) => b.wait === 'Lock' && b.query.includes('count(*)'))).toBe(true);
 
       // Act
       run.signalCli('SIGINT');
@@ -536,11 +528,11 @@ describe('atmr-dr backup faults (integration)', () => {
 
       // Assert: the CLI is gone, and so are its backends, while the lock is still held
       expect(result.status).toBe(130);
-      while ((await runBackends()).length > 0 && Date.now() < deadline) await sleep(100);
-      expect(await runBackends()).toEqual([]);
+      while ((await runBackends(watcher, database)).length > 0 && Date.now() < deadline) await sleep(100);
+      expect(await runBackends(watcher, database)).toEqual([]);
       await expectNothingPublished();
     } finally {
-      await holder.end();
+      await lock?.release();
       await watcher.end();
       dropDatabase(database);
     }
@@ -551,10 +543,9 @@ describe('atmr-dr backup faults (integration)', () => {
     const database = uniqueDatabaseName('bkf_lockwait');
     createDatabase(database, 'CREATE TABLE free (id int); CREATE TABLE held (id int); INSERT INTO held VALUES (1);');
     const cluster = testCluster();
-    const holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database });
-    await holder.connect();
+    let lock: HeldLock | undefined;
     try {
-      await holder.query('BEGIN; LOCK TABLE held IN ACCESS EXCLUSIVE MODE');
+      lock = await holdTableLock(database, 'held');
       const started = Date.now();
 
       // Act: a bound of 1 s instead of the default minutes; a run that waits forever fails at 20 s
@@ -578,7 +569,7 @@ describe('atmr-dr backup faults (integration)', () => {
       expect(Date.now() - started).toBeLessThan(15_000);
       await expectNothingPublished();
     } finally {
-      await holder.end();
+      await lock?.release();
       dropDatabase(database);
     }
   }, 60_000);

@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { Client } from 'pg';
 import { testCluster } from '../support/cluster';
 import { psql } from '../support/postgres';
 import { DIGEST_SQL } from './backup-fixture';
@@ -116,6 +117,48 @@ export function createDatabase(name: string, sql?: string): void {
 
 export function dropDatabase(name: string): void {
   psql(testCluster(), 'postgres', `DROP DATABASE IF EXISTS ${name} WITH (FORCE);`);
+}
+
+/** A lock another session holds until it ends. */
+export interface HeldLock {
+  release(): Promise<void>;
+}
+
+/**
+ * Another session (a migration, say) holding `table` of `database` ACCESS EXCLUSIVE in its open
+ * transaction: a backup's row count and pg_dump queue behind it until `release()` ends that session.
+ */
+export async function holdTableLock(database: string, table: string): Promise<HeldLock> {
+  const cluster = testCluster();
+  const holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database });
+  await holder.connect();
+  try {
+    await holder.query(`BEGIN; LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+  } catch (error) {
+    await holder.end();
+    throw error;
+  }
+  return { release: () => holder.end() };
+}
+
+/** A session a backup run opened (its own, pg_dump's), as pg_stat_activity shows it. */
+export interface RunBackend {
+  pid: number;
+  /** wait_event_type: 'Lock' while it queues behind another session's lock. */
+  wait: string | null;
+  inTransaction: boolean;
+  query: string;
+}
+
+/** The sessions backup runs have open on `database` (application_name atmr-dr), seen through `watcher`. */
+export async function runBackends(watcher: Client, database: string): Promise<RunBackend[]> {
+  return (
+    await watcher.query<RunBackend>(
+      `SELECT pid, wait_event_type AS wait, xact_start IS NOT NULL AS "inTransaction", query
+         FROM pg_stat_activity WHERE datname = $1 AND application_name = 'atmr-dr'`,
+      [database],
+    )
+  ).rows;
 }
 
 /** Every table, sequence, large object and catalog object of a database, as comparable lines. */

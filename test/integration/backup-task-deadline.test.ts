@@ -6,7 +6,7 @@ import { main } from '../../lambdas/backup/task';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { startHoldingProxy, type LocalS3, startLocalS3 } from '../support/s3';
-import { createDatabase, dropDatabase, listKeys } from './backup-support';
+import { createDatabase, dropDatabase, holdTableLock, listKeys, runBackends, type HeldLock, type RunBackend } from './backup-support';
 
 // The Fargate task entry at its time limit, against the real PostgreSQL test cluster and the real S3
 // protocol (s3rver); Secrets Manager and RDS are mocked at the SDK. A limit of 40 s stops the run
@@ -18,16 +18,9 @@ const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-
 const TIME_LIMIT_SECONDS = 40;
 const STOP_AFTER_MS = 10_000;
 const STOP_LINE =
-  /^atmr-dr backup task: hourly backup run failed: backup: backup failed, nothing published \(no manifest, latest pointers unchanged\): backup aborted \(time limit reached: stopped 30 s before the task's limit of 40 s; raise backups\.fargateTimeoutMinutes in cdk\.json if the dump needs longer\)\n$/;
+  /^atmr-dr backup task: hourly backup run failed: backup: backup failed, nothing published \(no manifest, latest pointers unchanged\): backup aborted \(time limit reached: stopped 30 s before the task's limit of 40 s; raise backups\.fargateTimeoutMinutes in cdk\.json \(55 at most\) or give the task more CPU \(backups\.fargateCpu\) if the dump needs longer\)\n$/;
 const secretsMock = mockClient(SecretsManagerClient);
 const rdsMock = mockClient(RDSClient);
-
-interface Backend {
-  pid: number;
-  wait: string | null;
-  inTransaction: boolean;
-  query: string;
-}
 
 describe('backup task: its time limit (integration)', () => {
   let s3: LocalS3;
@@ -47,20 +40,10 @@ describe('backup task: its time limit (integration)', () => {
     };
   };
 
-  /** The sessions the run opened on the database (its own and pg_dump's). */
-  const runBackends = async (database: string): Promise<Backend[]> =>
-    (
-      await watcher.query<Backend>(
-        `SELECT pid, wait_event_type AS wait, xact_start IS NOT NULL AS "inTransaction", query
-           FROM pg_stat_activity WHERE datname = $1 AND application_name = 'atmr-dr'`,
-        [database],
-      )
-    ).rows;
-
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
   /** Runs the task with stdout and stderr captured (Powertools logs and EMF metrics go to stdout). */
-  const runTask = async (env: Record<string, string>, s3Endpoint: string) => {
+  const runTask = async (env: Record<string, string>, s3Endpoint: string, extraArgs: string[] = []) => {
     const lines: string[] = [];
     const chunks: string[] = [];
     const capture = (chunk: string | Uint8Array) => {
@@ -75,7 +58,7 @@ describe('backup task: its time limit (integration)', () => {
         rds: new RDSClient({ region: 'eu-west-3' }),
         secretsManager: new SecretsManagerClient({ region: 'eu-west-3' }),
       };
-      const code = await main(['--tier', 'hourly'], env, { stderr: { write: (l: string) => lines.push(l) }, clients });
+      const code = await main(['--tier', 'hourly', ...extraArgs], env, { stderr: { write: (l: string) => lines.push(l) }, clients });
       return { code, lines, metrics: metricNames(chunks.join('')) };
     } finally {
       for (const spy of spies) spy.mockRestore();
@@ -94,12 +77,12 @@ describe('backup task: its time limit (integration)', () => {
   };
 
   /** Polls until the run's sessions are gone (a backend ends just after its client leaves). */
-  const backendsLeft = async (database: string): Promise<Backend[]> => {
+  const backendsLeft = async (database: string): Promise<RunBackend[]> => {
     const until = Date.now() + 10_000;
-    let left = await runBackends(database);
+    let left = await runBackends(watcher, database);
     while (left.length > 0 && Date.now() < until) {
       await sleep(100);
-      left = await runBackends(database);
+      left = await runBackends(watcher, database);
     }
     return left;
   };
@@ -125,18 +108,16 @@ describe('backup task: its time limit (integration)', () => {
     // Arrange: a migration holds a table ACCESS EXCLUSIVE for longer than the task's limit.
     const database = uniqueDatabaseName('task_lock');
     createDatabase(database, 'CREATE TABLE held (id int); INSERT INTO held VALUES (1);');
-    const cluster = testCluster();
-    const holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database });
-    await holder.connect();
+    let lock: HeldLock | undefined;
     try {
-      await holder.query('BEGIN; LOCK TABLE held IN ACCESS EXCLUSIVE MODE');
+      lock = await holdTableLock(database, 'held');
       const started = Date.now();
 
       // Act
       const task = runTask(taskEnv(database), s3.endpoint);
       let waitingAt: number | undefined;
       while (waitingAt === undefined && Date.now() - started < STOP_AFTER_MS) {
-        if ((await runBackends(database)).some((b) => b.wait === 'Lock' && b.inTransaction)) waitingAt = Date.now();
+        if ((await runBackends(watcher, database)).some((b) => b.wait === 'Lock' && b.inTransaction)) waitingAt = Date.now();
         else await sleep(50);
       }
       const outcome = await untilLimit(task, started);
@@ -156,7 +137,38 @@ describe('backup task: its time limit (integration)', () => {
       expect(await backendsLeft(database)).toEqual([]);
       await expectNothingPublished(database);
     } finally {
-      await holder.end();
+      await lock?.release();
+      dropDatabase(database);
+    }
+  });
+
+  it('a run that started late behind the same lock: stopped at its limit counted from its scheduled time, sooner than a punctual run, with the same cleanup', async () => {
+    // Arrange: the run starts 5 s after its scheduled time (a retried RunTask, a slow image pull).
+    const database = uniqueDatabaseName('task_late');
+    createDatabase(database, 'CREATE TABLE held (id int); INSERT INTO held VALUES (1);');
+    let lock: HeldLock | undefined;
+    try {
+      lock = await holdTableLock(database, 'held');
+      const started = Date.now();
+      const scheduled = started - 5_000;
+      const scheduledTime = new Date(scheduled).toISOString();
+
+      // Act
+      const outcome = await untilLimit(runTask(taskEnv(database), s3.endpoint, ['--scheduled-time', scheduledTime]), started);
+      const ended = Date.now();
+
+      // Assert: stopped 10 s after its scheduled time (30 s before its 40 s limit), 5 s after its start
+      expect(outcome).toBeDefined();
+      const { code, lines, metrics } = outcome!;
+      expect(code).toBe(1);
+      expect(lines).toEqual([expect.stringContaining(`backup aborted (time limit reached: stopped 30 s before the task's limit of 40 s after its scheduled time ${scheduledTime}; `)]);
+      expect(ended - scheduled).toBeGreaterThanOrEqual(STOP_AFTER_MS - 100);
+      expect(ended - started).toBeLessThan(STOP_AFTER_MS);
+      expect(metrics).toEqual(expect.arrayContaining(['BackupFailure', 'ScheduledRunFailure']));
+      expect(await backendsLeft(database)).toEqual([]);
+      await expectNothingPublished(database);
+    } finally {
+      await lock?.release();
       dropDatabase(database);
     }
   });
@@ -175,7 +187,7 @@ describe('backup task: its time limit (integration)', () => {
       // Act
       const task = runTask(taskEnv(database), proxy.endpoint);
       await Promise.race([proxy.holding, sleep(STOP_AFTER_MS)]);
-      const duringHold = await runBackends(database);
+      const duringHold = await runBackends(watcher, database);
       const outcome = await untilLimit(task, started);
       const ended = Date.now();
 

@@ -124,6 +124,16 @@ describe('atmr-dr db read-write (CLI)', () => {
     expect(databaseSetting()).toBe('default_transaction_read_only=off');
   });
 
+  it('a database the server does not have is a bad setting: one line naming the settings to check, exit 2', () => {
+    const run = atmrDr(['db', 'read-write', '--yes'], {}, { ...pgEnv(), PGDATABASE: `${database}_nope` });
+
+    expect(run.stderr).toBe(
+      `atmr-dr: cannot connect to ${cluster.user}@${cluster.host}:${cluster.port}/${database}_nope: database "${database}_nope" does not exist; check PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE (or --database-secret)\n`,
+    );
+    expect(run.status).toBe(2);
+    expect(run.stdout).toBe('');
+  });
+
   it('without --yes and without a terminal: refuses in one line and changes nothing', () => {
     psql(cluster, 'postgres', `ALTER DATABASE ${database} SET default_transaction_read_only = on`);
 

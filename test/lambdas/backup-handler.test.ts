@@ -336,12 +336,18 @@ describe('ECS task entry (task.ts)', () => {
     expect(out).not.toContain(PASSWORD);
   });
 
+  // A run Scheduler starts late (RunTask retried, Fargate capacity, image pull) gets the rest of its
+  // limit counted from its scheduled time: 31 s left here (the least it starts with), so it is
+  // stopped after 1 s, as the 2 s one, and given up on at its limit.
+  const SCHEDULED = '2026-12-01T02:00:00.000Z';
+  const LATE_START = Date.parse(SCHEDULED) + 3269_000;
   it.each([
-    ['its deadline', '2', undefined, 'time limit reached: stopped 30 s before the task\'s limit of 2 s; raise backups.fargateTimeoutMinutes in cdk.json if the dump needs longer'],
-    ['SIGTERM', '3300', 'task stopped (SIGTERM)', 'task stopped (SIGTERM)'],
-  ])('gives up on a run that does not end within 30 s of %s (Secrets Manager never answers): exits 1 with one line, reports the failed run', async (_stop, limitSeconds, sigterm, reason) => {
+    ['its deadline', '2', [], undefined, `time limit reached: stopped 30 s before the task's limit of 2 s; raise backups.fargateTimeoutMinutes in cdk.json (55 at most) or give the task more CPU (backups.fargateCpu) if the dump needs longer`],
+    ['its deadline counted from its scheduled time (started 54 min 29 s late)', '3300', ['--scheduled-time', SCHEDULED], undefined, `time limit reached: stopped 30 s before the task's limit of 55 min after its scheduled time ${SCHEDULED}; raise backups.fargateTimeoutMinutes in cdk.json (55 at most) or give the task more CPU (backups.fargateCpu) if the dump needs longer`],
+    ['SIGTERM', '3300', [], 'task stopped (SIGTERM)', 'task stopped (SIGTERM)'],
+  ])('gives up on a run that does not end within 30 s of %s (Secrets Manager never answers): exits 1 with one line, reports the failed run', async (_stop, limitSeconds, scheduledTime, sigterm, reason) => {
     // Arrange: a step the stop signal cannot interrupt; fake clocks stand in for the minutes.
-    jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
+    jest.useFakeTimers({ now: LATE_START, doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
     try {
       secretsMock.on(GetSecretValueCommand).callsFake(() => new Promise(() => undefined));
       const lines: string[] = [];
@@ -351,7 +357,7 @@ describe('ECS task entry (task.ts)', () => {
 
       // Act
       const task = captureStdout(async () => {
-        const code = await main(['--tier', 'hourly'], { ...runnerEnv(), BACKUP_TASK_TIMEOUT_SECONDS: limitSeconds }, { stderr: { write: (l: string) => lines.push(l) }, clients, signal: ecs.signal });
+        const code = await main(['--tier', 'hourly', ...scheduledTime], { ...runnerEnv(), BACKUP_TASK_TIMEOUT_SECONDS: limitSeconds }, { stderr: { write: (l: string) => lines.push(l) }, clients, signal: ecs.signal });
         exitCode = code;
         return code;
       });
@@ -372,6 +378,47 @@ describe('ECS task entry (task.ts)', () => {
     } finally {
       jest.useRealTimers();
     }
+  });
+
+  it.each([
+    ['2026-12-01T02:58:00.000Z', '58 min'],
+    // 1 ms less than the 31 s a run needs to be stopped and end by its limit (the case above).
+    ['2026-12-01T02:54:29.001Z', '54 min 29 s'],
+  ])('skips a run that starts too late to end within its limit counted from its scheduled time (it could only run into the next run of its tier), at %s: exits 1 with one line, reports the failed run, touches nothing', async (startedAt, late) => {
+    // Arrange: an hourly run scheduled at 02:00 that Scheduler delivered late; the default limit is 55 minutes.
+    const keysBefore = await listKeys();
+    const lines: string[] = [];
+    jest.useFakeTimers({ now: Date.parse(startedAt), doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
+    let run: Awaited<ReturnType<typeof captureStdout<number>>>;
+    try {
+      // Act
+      run = await captureStdout(() => main(['--tier', 'hourly', '--scheduled-time', '2026-12-01T02:00:00Z'], runnerEnv(), { stderr: { write: (l: string) => lines.push(l) } }));
+    } finally {
+      jest.useRealTimers();
+    }
+
+    // Assert
+    const { result, out } = run;
+    expect(result).toBe(1);
+    expect(lines).toEqual([
+      `atmr-dr backup task: hourly backup run skipped: it started ${late} after its scheduled time 2026-12-01T02:00:00.000Z, too late to end within its limit of 55 min counted from then (backups.fargateTimeoutMinutes), so it could only run into the next hourly run; find why the task started late (RunTask retried by Scheduler, Fargate capacity, the image pull)\n`,
+    ]);
+    expect(dimensionsOf(emfDocs(out), 'ScheduledRunFailure')).toEqual({ service: 'backup-runner' });
+    expect(secretsMock).not.toHaveReceivedCommand(GetSecretValueCommand);
+    expect(rdsMock).not.toHaveReceivedAnyCommand();
+    expect(await listKeys()).toEqual(keysBefore);
+  });
+
+  it.each([['yesterday'], ['2026-12-01 02:00'], ['2026-13-01T02:00:00Z']])('exits 2 with one line when --scheduled-time is not an ISO 8601 UTC time (%s), touching nothing', async (given) => {
+    const lines: string[] = [];
+
+    const { result } = await captureStdout(() => main(['--tier', 'hourly', '--scheduled-time', given], runnerEnv(), { stderr: { write: (l: string) => lines.push(l) } }));
+
+    expect(result).toBe(2);
+    expect(lines).toEqual([
+      `atmr-dr backup task: --scheduled-time: invalid time "${given}": give an ISO 8601 UTC time such as 2026-12-01T02:00:00Z (the schedules pass <aws.scheduler.scheduled-time>)\n`,
+    ]);
+    expect(secretsMock).not.toHaveReceivedCommand(GetSecretValueCommand);
   });
 
   it('exits 2 with one line naming BACKUP_TASK_TIMEOUT_SECONDS when it is not a whole number of seconds, touching nothing', async () => {

@@ -37,6 +37,8 @@ export interface EscalationHarness {
   readonly published: Published[];
   /** Execution names started, in order (each once). */
   readonly executions: string[];
+  /** The input each execution was started with (its first start), by name. */
+  readonly executionInputs: Map<string, Record<string, unknown>>;
   readonly startCalls: () => number;
   readonly woken: Map<string, string>;
   readonly taskDeps: TaskDeps;
@@ -59,6 +61,7 @@ export async function startHarness(): Promise<EscalationHarness> {
   const store = incidentStore(table.tableName, { ddb: table.client, sfn: sfnClient });
   const published: Published[] = [];
   const executions: string[] = [];
+  const executionInputs = new Map<string, Record<string, unknown>>();
   let starts = 0;
   const woken = new Map<string, string>();
   const harness: EscalationHarness = {
@@ -66,6 +69,7 @@ export async function startHarness(): Promise<EscalationHarness> {
     store,
     published,
     executions,
+    executionInputs,
     startCalls: () => starts,
     woken,
     alarmStates: ['ALARM'],
@@ -92,9 +96,12 @@ export async function startHarness(): Promise<EscalationHarness> {
     published.push({ topicArn: input.TopicArn, subject: input.Subject, text });
     return { MessageId: `m-${published.length}` };
   });
-  sfn.on(StartExecutionCommand).callsFake((input: { name: string }) => {
+  sfn.on(StartExecutionCommand).callsFake((input: { name: string; input?: string }) => {
     starts += 1;
-    if (!executions.includes(input.name)) executions.push(input.name);
+    if (!executions.includes(input.name)) {
+      executions.push(input.name);
+      executionInputs.set(input.name, JSON.parse(input.input ?? '{}') as Record<string, unknown>);
+    }
     return { executionArn: `${STATE_MACHINE_ARN.replace(':stateMachine:', ':execution:')}:${input.name}`, startDate: new Date() };
   });
   sfn.on(SendTaskSuccessCommand).callsFake((input: { taskToken: string; output: string }) => {

@@ -197,6 +197,71 @@ describe('escalation ingest (alarm state changes and atmr-dr events)', () => {
       expect(h.woken.has(`page-${climbingId}`)).toBe(false);
     });
 
+    it('wakes the acknowledged incident once per joining ALARM: a duplicate delivery after the workflow moved on wakes nothing, a new ALARM wakes again', async () => {
+      // Arrange: an acknowledged event incident waiting on its acknowledged wait.
+      const opened = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', T0));
+      const id = opened.action === 'started' ? opened.incidentId : '';
+      await storeTaskToken(h.store, id, 'page-1', 1);
+      await acknowledgeIncident(h.store, id, { by: 'bob', via: 'cli' });
+      await storeTaskToken(h.store, id, 'await-1');
+      const failure = eventAlarm('ALARM', '2026-11-30T11:15:00.000+0000');
+
+      // Act: the failure is delivered, the woken workflow moves on to its reminder step (new token),
+      // then EventBridge delivers the same state change again (at least once, target retries); two
+      // copies of the next failure arrive at once; then a genuinely new failure.
+      const first = await ingestAlarmChange(h.ingestDeps, failure);
+      await storeTaskToken(h.store, id, 'remind-1');
+      const duplicate = await ingestAlarmChange(h.ingestDeps, failure);
+      await storeTaskToken(h.store, id, 'await-2');
+      const copies = await Promise.all([1, 2].map(() => ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', '2026-11-30T12:15:00.000+0000'))));
+      await storeTaskToken(h.store, id, 'remind-2');
+      const duplicateOfCopies = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', '2026-11-30T12:15:00.000+0000'));
+      await storeTaskToken(h.store, id, 'await-3');
+      const next = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', '2026-11-30T13:15:00.000+0000'));
+
+      // Assert: each state change woke exactly one step, the duplicates none; each is on the timeline once.
+      expect([first, duplicate, ...copies, duplicateOfCopies, next].map((r) => r.action)).toEqual(['joined', 'joined', 'joined', 'joined', 'joined', 'joined']);
+      const wokenByAlarm = [...h.woken].filter(([, output]) => output === JSON.stringify({ outcome: 'alarm' })).map(([token]) => token);
+      expect(wokenByAlarm).toEqual(['await-1', 'await-2', 'await-3']);
+      expect((await timeline(h.store, id)).filter((e) => e.kind === 'state').map((e) => e.at)).toEqual([
+        '2026-11-30T10:15:00.123Z',
+        '2026-11-30T11:15:00.000Z',
+        '2026-11-30T12:15:00.000Z',
+        '2026-11-30T13:15:00.000Z',
+      ]);
+    });
+
+    it('wakes on the redelivery of a joining ALARM whose first delivery could not wake the workflow', async () => {
+      // Arrange: an acknowledged event incident; Step Functions refuses the first wake (throttled
+      // past the SDK's retries), as EventBridge then retries the delivery.
+      const opened = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', T0));
+      const id = opened.action === 'started' ? opened.incidentId : '';
+      await storeTaskToken(h.store, id, 'page-1', 1);
+      await acknowledgeIncident(h.store, id, { by: 'bob', via: 'cli' });
+      await storeTaskToken(h.store, id, 'await-1');
+      const send = h.store.sfn.send.bind(h.store.sfn);
+      let throttleOnce = true;
+      const sfn = Object.assign(Object.create(h.store.sfn) as typeof h.store.sfn, {
+        send: (command: never) => {
+          if (throttleOnce) {
+            throttleOnce = false;
+            return Promise.reject(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+          }
+          return send(command);
+        },
+      });
+      const deps = { ...h.ingestDeps, store: { ...h.store, sfn } };
+      const failure = eventAlarm('ALARM', '2026-11-30T11:15:00.000+0000');
+
+      // Act
+      await expect(ingestAlarmChange(deps, failure)).rejects.toThrow('Rate exceeded');
+      const retried = await ingestAlarmChange(deps, failure);
+
+      // Assert
+      expect(retried).toEqual({ action: 'joined', incidentId: id });
+      expect(h.woken.get('await-1')).toBe(JSON.stringify({ outcome: 'alarm' }));
+    });
+
     it('keeps resolving a state alarm\'s incident on OK beside an open event incident', async () => {
       // Arrange
       const event = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', T0));

@@ -2,7 +2,7 @@ import { Template } from 'aws-cdk-lib/assertions';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { runTask, TaskInput } from '../../../lambdas/escalation/tasks';
 import { synthesizeApp } from '../../support/app';
-import { EscalationHarness } from './harness';
+import { EscalationHarness, STATE_MACHINE_ARN } from './harness';
 
 type Json = Record<string, unknown>;
 
@@ -24,6 +24,16 @@ export function alarmDescriptionIn(opsTemplate: Template, alarmName: string): st
   const alarms = Object.values(opsTemplate.findResources('AWS::CloudWatch::Alarm', { Properties: { AlarmName: alarmName } })) as { Properties: Json }[];
   if (alarms.length !== 1) throw new Error(`expected one alarm ${alarmName}, got ${alarms.length}`);
   return render(alarms[0].Properties.AlarmDescription);
+}
+
+/**
+ * The definition with its hand-over bound (lib/constructs/escalation.ts HAND_OVER_AFTER_ROUNDS, set
+ * by its first state) lowered to `rounds`, so that a test reaches the hand-over in a few steps.
+ */
+export function handingOverAfter(definition: MachineDefinition, rounds: number): MachineDefinition {
+  const start = definition.States[definition.StartAt] as { Type: string; Result?: { handOverAfter?: number } };
+  if (start.Type !== 'Pass' || typeof start.Result?.handOverAfter !== 'number') throw new Error(`the first state ${definition.StartAt} sets no hand-over bound`);
+  return { ...definition, States: { ...definition.States, [definition.StartAt]: { ...start, Result: { ...start.Result, handOverAfter: rounds } } } };
 }
 
 export interface MachineDefinition {
@@ -62,10 +72,18 @@ function timeout(): Error {
  * Runs the synthesized definition with aws-local-stepfunctions. Every Task state runs the real task
  * code (lambdas/escalation/tasks.ts) against the harness; a `.waitForTaskToken` step then returns
  * the output its token was woken with (SendTaskSuccess, from the task itself or from `duringWait`),
- * or fails with States.Timeout as Step Functions does when its TimeoutSeconds pass. Each step gets
- * a token of its own, as in Step Functions. Waits and retry intervals are shortened to 0.
+ * or fails with States.Timeout as Step Functions does when its TimeoutSeconds pass. Each step of each
+ * execution (`executionName`, the incident id unless a hand-over named it) gets a token of its own,
+ * as in Step Functions. Waits and retry intervals are shortened to 0.
  */
-export async function runLocally(definition: MachineDefinition, harness: EscalationHarness, input: Json, duringWait: DuringWait = () => undefined, maxSteps = 60): Promise<LocalRun> {
+export async function runLocally(
+  definition: MachineDefinition,
+  harness: EscalationHarness,
+  input: Json,
+  duringWait: DuringWait = () => undefined,
+  maxSteps = 60,
+  executionName = String(input.incidentId),
+): Promise<LocalRun> {
   const path: string[] = [];
   const visits = new Map<string, number>();
   let tokens = 0;
@@ -84,7 +102,7 @@ export async function runLocally(definition: MachineDefinition, harness: Escalat
       const params = raw as Json;
       const payload = (params.Payload ?? params) as TaskInput & { taskToken?: string };
       const waits = String(state.Resource).endsWith('.waitForTaskToken');
-      const task = (waits ? { ...payload, taskToken: `${String(payload.taskToken)}#${++tokens}` } : payload) as TaskInput & { taskToken: string };
+      const task = (waits ? { ...payload, taskToken: `${String(payload.taskToken)}#${executionName}#${++tokens}` } : payload) as TaskInput & { taskToken: string };
       const result = (await runTask(harness.taskDeps, task)) as Json;
       if (!waits) return result;
       await duringWait(name, task, visit);
@@ -96,7 +114,8 @@ export async function runLocally(definition: MachineDefinition, harness: Escalat
   const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false, checkPaths: false } });
   const execution = machine.run(input as never, {
     overrides: { taskResourceLocalHandlers: handlers as never, waitTimeOverrides: waitOverrides, retryIntervalOverrides: retryOverrides },
-    context: { Task: { Token: 'token' } } as never,
+    // The execution's own ARN (the hand-over step names the next execution from it).
+    context: { Task: { Token: 'token' }, Execution: { Id: `${STATE_MACHINE_ARN.replace(':stateMachine:', ':execution:')}:${executionName}`, Name: executionName } } as never,
   });
   const output = (await execution.result) as Json;
   return { output, path };
