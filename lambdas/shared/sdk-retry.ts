@@ -21,8 +21,9 @@ export const SDK_CONNECTION_TIMEOUT_MS = 5_000;
 export const SDK_IDLE_TIMEOUT_MS = 10_000;
 
 /**
- * How long the operator CLI waits for an AWS endpoint to start answering one attempt of a request
- * (connection, request and the response's headers). Control-plane calls answer within a second;
+ * How long the operator CLI waits for an AWS endpoint to start answering one attempt of a read
+ * (connection, request and the response's headers; writes are not bounded so, see isRead).
+ * Control-plane calls answer within a second;
  * with the SDK's DEFAULT_MAX_ATTEMPTS attempts, a silent endpoint fails a call after about
  * 5 x 3 s = 15 s, and a command that reads a name from CloudFormation and then falls back to the
  * config (killswitch, rollback, scale) after about 30 s in all, instead of the minutes the idle
@@ -49,7 +50,7 @@ let operatorSettings = false;
  * which keep their settings: they never call this):
  *  - refuses a malformed AWS_REGION or AWS_ENDPOINT_URL[_<SERVICE>] when it is built, before any
  *    request, with one line naming the variable (exit 2, a bad setting);
- *  - gives each attempt OPERATOR_ANSWER_TIMEOUT_MS to be answered, and keeps the SDK's own retry
+ *  - gives each attempt of a read OPERATOR_ANSWER_TIMEOUT_MS to be answered, and keeps the SDK's own retry
  *    strategy (standard mode, DEFAULT_MAX_ATTEMPTS): an operator waiting on a silent endpoint gets
  *    a line within seconds, not minutes;
  *  - names the service and the endpoint in a timed-out attempt's error (see AwsTimeoutDetails).
@@ -110,6 +111,7 @@ const SERVICE_NAMES: Readonly<Record<string, string>> = {
 
 /** The parts of the SDK's HTTP request and handler that the operator bound uses. */
 interface SdkHttpRequest {
+  readonly method?: string;
   readonly protocol: string;
   readonly hostname: string;
   readonly port?: number;
@@ -143,7 +145,7 @@ const OPERATOR_EXTENSION = {
       httpHandlerConfigs: () => inner.httpHandlerConfigs(),
       destroy: () => inner.destroy?.(),
       handle: async (request, options = {}) => {
-        const answerBound = options.requestTimeout === undefined && bodyBytes(request) <= OPERATOR_BOUNDED_BODY_BYTES;
+        const answerBound = options.requestTimeout === undefined && isRead(request) && bodyBytes(request) <= OPERATOR_BOUNDED_BODY_BYTES;
         try {
           return await inner.handle(request, answerBound ? { ...options, requestTimeout: OPERATOR_ANSWER_TIMEOUT_MS } : options);
         } catch (error) {
@@ -155,6 +157,28 @@ const OPERATOR_EXTENSION = {
     config.setHttpHandler(bounded);
   },
 };
+
+/** Operations that only read: their name starts so in every AWS API (GetParameter, DescribeStacks, Query, ListObjectsV2...). */
+const READ_OPERATION = /^(Get|Describe|List|Query|Scan|BatchGet|Search|Lookup|Head)/;
+
+/**
+ * Whether the request only reads. Only reads get OPERATOR_ANSWER_TIMEOUT_MS: the SDK retries a
+ * timed-out attempt, and a write whose first attempt succeeded but answered late would be sent
+ * again and meet its own earlier write (a conditional put of a lock or an acknowledgement fails
+ * its condition, an SSM overwrite adds a version): the operator would read a conflict that is
+ * not one, and a lock could stay held. Writes keep the idle bound every client has
+ * (SDK_IDLE_TIMEOUT_MS). The operation is in the method (REST: GET, HEAD), the X-Amz-Target
+ * header (JSON protocols: `AmazonSSM.GetParameter`, `DynamoDB_20120810.Query`) or the `Action`
+ * of the form body (query protocols: RDS, CloudFormation, CloudWatch, SNS, STS).
+ */
+export function isRead(request: Pick<SdkHttpRequest, 'method' | 'headers' | 'body'>): boolean {
+  const method = (request.method ?? '').toUpperCase();
+  if (method === 'GET' || method === 'HEAD') return true;
+  const target = Object.entries(request.headers).find(([name]) => name.toLowerCase() === 'x-amz-target')?.[1];
+  if (target) return READ_OPERATION.test(target.slice(target.lastIndexOf('.') + 1));
+  const action = typeof request.body === 'string' ? new URLSearchParams(request.body).get('Action') : null;
+  return action !== null && READ_OPERATION.test(action);
+}
 
 function bodyBytes(request: SdkHttpRequest): number {
   const declared = Number(request.headers['content-length'] ?? request.headers['Content-Length']);
