@@ -121,7 +121,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
         () =>
           deadline.abort(
             new Error(
-              `time limit reached: stopped ${DEADLINE_MARGIN_MS / 1000} s before the task's limit of ${limit}; raise backups.fargateTimeoutMinutes in cdk.json (${MAX_TASK_TIMEOUT_MINUTES} at most) or give the task more CPU (backups.fargateCpu) if the dump needs longer`,
+              `time limit reached: stopped ${DEADLINE_MARGIN_MS / 1000} s before the task's limit of ${limit}; ${timeoutSeconds < MAX_TASK_TIMEOUT_MINUTES * 60 ? `raise backups.fargateTimeoutMinutes in cdk.json (${MAX_TASK_TIMEOUT_MINUTES} at most) or ` : ''}give the task more CPU (backups.fargateCpu) if the dump needs longer`,
             ),
           ),
         stopInMs,

@@ -343,7 +343,7 @@ describe('ECS task entry (task.ts)', () => {
   const LATE_START = Date.parse(SCHEDULED) + 3269_000;
   it.each([
     ['its deadline', '2', [], undefined, `time limit reached: stopped 30 s before the task's limit of 2 s; raise backups.fargateTimeoutMinutes in cdk.json (55 at most) or give the task more CPU (backups.fargateCpu) if the dump needs longer`],
-    ['its deadline counted from its scheduled time (started 54 min 29 s late)', '3300', ['--scheduled-time', SCHEDULED], undefined, `time limit reached: stopped 30 s before the task's limit of 55 min after its scheduled time ${SCHEDULED}; raise backups.fargateTimeoutMinutes in cdk.json (55 at most) or give the task more CPU (backups.fargateCpu) if the dump needs longer`],
+    ['its deadline counted from its scheduled time (started 54 min 29 s late)', '3300', ['--scheduled-time', SCHEDULED], undefined, `time limit reached: stopped 30 s before the task's limit of 55 min after its scheduled time ${SCHEDULED}; give the task more CPU (backups.fargateCpu) if the dump needs longer`],
     ['SIGTERM', '3300', [], 'task stopped (SIGTERM)', 'task stopped (SIGTERM)'],
   ])('gives up on a run that does not end within 30 s of %s (Secrets Manager never answers): exits 1 with one line, reports the failed run', async (_stop, limitSeconds, scheduledTime, sigterm, reason) => {
     // Arrange: a step the stop signal cannot interrupt; fake clocks stand in for the minutes.
