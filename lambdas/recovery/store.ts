@@ -32,24 +32,36 @@ export async function beginRecovery(deps: StoreDeps, request: RecoveryRequest & 
   const now = (deps.now ?? (() => new Date()))();
   const record: RecoveryRecord = { ...request, status: 'restoring', updatedAt: now.toISOString() };
   const expiresAt = Math.floor(now.getTime() / 1000) + RECORD_TTL_SECONDS;
+  // `requestedAt` (the operator's request, to the millisecond) tells this call's lock from another's.
+  const lock = { ...ACTIVE_LOCK_KEY, recoveryId: request.recoveryId, since: now.toISOString(), actor: request.actor, requestedAt: request.requestedAt };
   try {
-    await deps.ddb.send(
-      new PutCommand({
-        TableName: deps.tableName,
-        Item: { ...ACTIVE_LOCK_KEY, recoveryId: request.recoveryId, since: now.toISOString(), actor: request.actor },
-        ConditionExpression: 'attribute_not_exists(pk)',
-      }),
-    );
+    await deps.ddb.send(new PutCommand({ TableName: deps.tableName, Item: lock, ConditionExpression: 'attribute_not_exists(pk)' }));
   } catch (error) {
     if (!isConditionFailure(error)) throw error;
-    const running = await activeRecoveryId(deps);
-    throw new OperatorError(
-      `recover: recovery ${running ?? '(unknown)'} is in progress: follow it (atmr-dr recover status ${running ?? ''}), cut it over or abandon it before starting another`.replace('  ', ' '),
-      3,
-    );
+    const held = (await deps.ddb.send(new GetCommand({ TableName: deps.tableName, Key: ACTIVE_LOCK_KEY, ConsistentRead: true }))).Item;
+    const running = held?.recoveryId as string | undefined;
+    // The SDK sends a write again when its answer is lost or late, even if the first attempt was
+    // stored: that retry then finds this very lock. Refusing it would end this start with no record
+    // and no workflow, and leave the lock held for good (it has no TTL), refusing every later start.
+    // The id alone does not tell this call's lock (ids are unique to the second plus 4 random hex
+    // digits): the request time and the lock time, to the millisecond, do.
+    if (!(running === lock.recoveryId && held?.requestedAt === lock.requestedAt && held?.since === lock.since)) {
+      throw new OperatorError(
+        `recover: recovery ${running ?? '(unknown)'} is in progress: follow it (atmr-dr recover status ${running ?? ''}), cut it over or abandon it before starting another`.replace('  ', ' '),
+        3,
+      );
+    }
   }
   try {
-    await deps.ddb.send(new PutCommand({ TableName: deps.tableName, Item: { ...recordKey(request.recoveryId), ...record, expiresAt }, ConditionExpression: 'attribute_not_exists(pk)' }));
+    try {
+      await deps.ddb.send(new PutCommand({ TableName: deps.tableName, Item: { ...recordKey(request.recoveryId), ...record, expiresAt }, ConditionExpression: 'attribute_not_exists(pk)' }));
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error;
+      // As for the lock: a retried put that finds the record this call wrote (same id, request time
+      // and write time, to the millisecond) is this write, stored once; any other record is not.
+      const stored = (await deps.ddb.send(new GetCommand({ TableName: deps.tableName, Key: recordKey(request.recoveryId), ConsistentRead: true }))).Item;
+      if (!(stored?.recoveryId === request.recoveryId && stored?.requestedAt === request.requestedAt && stored?.updatedAt === record.updatedAt)) throw error;
+    }
     await deps.ddb.send(new PutCommand({ TableName: deps.tableName, Item: { pk: HISTORY_PK, sk: request.recoveryId, recoveryId: request.recoveryId, expiresAt } }));
   } catch (error) {
     await releaseLock(deps, request.recoveryId);

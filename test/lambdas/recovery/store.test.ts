@@ -1,6 +1,6 @@
 import { RecoveryRequest } from '../../../lambdas/recovery/contract';
-import { LeaseLostError, activeRecoveryId, beginRecovery, getRecovery, listRecoveryIds, takeCutoverLease, updateRecovery } from '../../../lambdas/recovery/store';
-import { LocalDynamo, startLocalDynamo } from '../../support/dynamodb';
+import { LeaseLostError, activeRecoveryId, beginRecovery, getRecovery, listRecoveryIds, releaseLock, takeCutoverLease, updateRecovery } from '../../../lambdas/recovery/store';
+import { LocalDynamo, loseFirstAnswer, startLocalDynamo } from '../../support/dynamodb';
 
 /** The ops-state table is dynalite: conditional writes fail for real. */
 let dynamo: LocalDynamo;
@@ -121,5 +121,62 @@ describe('the cutover lease (one operator at a time, stale after its last renewa
     // Assert: refused as "changed", and the failed cutover's journal is still there to undo.
     expect(taken).toMatchObject({ refused: { kind: 'changed', record: { status: 'cutover-failed' } } });
     expect((await getRecovery(deps(), raceId)).journal).toEqual(undoData);
+  });
+});
+
+describe('a write that landed but whose answer was lost, retried by the SDK, meets its own write and succeeds', () => {
+  const deps = (at?: number) => ({ ddb: dynamo.ddb, tableName: dynamo.tableName, ...(at !== undefined && { now: () => new Date(at) }) });
+  const T0 = Date.parse('2026-11-30T19:00:00.000Z');
+  /** Frees the lock, whoever holds it, so that each case starts its own recovery. */
+  const freeLock = async () => {
+    const active = await activeRecoveryId(deps());
+    if (active) await releaseLock(deps(), active);
+  };
+  /** Runs `act` with a client whose first write matching `lose` is stored and its answer lost; checks that the retry happened. */
+  const withLostAnswer = async <T>(lose: (command: string, input: string) => boolean, act: (ddb: LocalDynamo['ddb']) => Promise<T>): Promise<T> => {
+    const losing = loseFirstAnswer(dynamo, (command, input) => lose(command, JSON.stringify(input)));
+    try {
+      const result = await act(losing.ddb);
+      expect(losing.lost()).toBe(1);
+      return result;
+    } finally {
+      losing.destroy();
+    }
+  };
+
+  it('start: the lock put is retried, finds its own lock, and the recovery starts (record, history, lock held)', async () => {
+    await freeLock();
+    const id = 'r20261130190000-a1a1';
+
+    const record = await withLostAnswer(
+      (command, input) => command === 'PutItemCommand' && input.includes('RECOVERY#ACTIVE'),
+      (ddb) => beginRecovery({ ddb, tableName: dynamo.tableName, now: () => new Date(T0) }, request(id)),
+    );
+
+    expect(record).toMatchObject({ recoveryId: id, status: 'restoring' });
+    expect(await activeRecoveryId(deps())).toBe(id);
+    expect(await getRecovery(deps(), id)).toMatchObject({ status: 'restoring', requestedAt: request(id).requestedAt });
+    expect((await listRecoveryIds(deps()))[0]).toBe(id);
+  });
+
+  it('start: another request under the same id (not this one retried) is still refused', async () => {
+    const id = 'r20261130190000-a1a1';
+
+    await expect(beginRecovery(deps(T0 + 1), request(id))).rejects.toThrow(`recover: recovery ${id} is in progress`);
+    await expect(beginRecovery(deps(T0), { ...request(id), requestedAt: '2026-11-30T19:00:00.001Z' })).rejects.toThrow(`recover: recovery ${id} is in progress`);
+  });
+
+  it('start: the record put is retried, finds its own record, and the recovery starts with its lock', async () => {
+    await freeLock();
+    const id = 'r20261130190100-b2b2';
+
+    const record = await withLostAnswer(
+      (command, input) => command === 'PutItemCommand' && input.includes(`RECOVERY#${id}`),
+      (ddb) => beginRecovery({ ddb, tableName: dynamo.tableName, now: () => new Date(T0) }, request(id)),
+    );
+
+    expect(record).toMatchObject({ recoveryId: id, status: 'restoring' });
+    expect(await activeRecoveryId(deps())).toBe(id);
+    expect((await listRecoveryIds(deps()))[0]).toBe(id);
   });
 });
