@@ -1,4 +1,5 @@
 import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { isDeepStrictEqual } from 'node:util';
 import { isConditionFailure } from '../shared/conditional-write';
 import { OperatorError } from '../shared/errors';
 import { FINAL_STATUSES, RecoveryRecord, RecoveryRequest, RecoveryStatus } from './contract';
@@ -155,6 +156,14 @@ export async function updateRecovery(
   } catch (error) {
     if (!isConditionFailure(error)) throw error;
     const current = await getRecovery(deps, id);
+    if (lease && 'leaseToken' in lease && ownWriteLanded(current, entries, lease)) {
+      // The SDK sends a write again when its answer is lost or late, even if the first attempt was
+      // stored; a write that removes the lease then fails its own condition. Refusing it would
+      // report "taken over" for a cutover that finished (production on the copy) and keep the
+      // one-recovery lock: the record carries this write, so it is the success path.
+      if (changes.status && FINAL_STATUSES.includes(changes.status)) await releaseLock(deps, id);
+      return current;
+    }
     if (lease && 'leaseToken' in lease && current.leaseToken !== lease.leaseToken) {
       throw new LeaseLostError(
         `recover cutover: recovery ${id} was taken over by ${current.leaseOwner ?? `another operator (now "${current.status}")`}: this process stops here and changes nothing more (see "atmr-dr recover status ${id}")`,
@@ -163,6 +172,17 @@ export async function updateRecovery(
     }
     throw new OperatorError(`recover: recovery ${id} is "${current.status}", expected ${from?.join(' or ') ?? 'to exist'}`, 3);
   }
+}
+
+/**
+ * Whether the record already carries what a lease holder's write set: each field as written (its
+ * `updatedAt` is the write's own instant, to the millisecond) and the lease as the write left it
+ * (removed, or still this token). Compared as stored: DynamoDB keeps no undefined attribute.
+ */
+function ownWriteLanded(current: RecoveryRecord, entries: readonly [string, unknown][], lease: { readonly leaseToken: string; readonly release?: boolean }): boolean {
+  const stored = current as unknown as Record<string, unknown>;
+  const asStored = (value: unknown): unknown => (value === undefined ? undefined : JSON.parse(JSON.stringify(value)));
+  return (lease.release ? current.leaseToken === undefined : current.leaseToken === lease.leaseToken) && entries.every(([key, value]) => isDeepStrictEqual(asStored(stored[key]), asStored(value)));
 }
 
 export interface LeaseRequest {
@@ -204,6 +224,9 @@ export async function takeCutoverLease(deps: StoreDeps, id: string, request: Lea
   } catch (error) {
     if (!(error instanceof OperatorError)) throw error;
     const record = await getRecovery(deps, id);
+    // The token is new for each command: a record holding it was written by this very take, stored
+    // by a first attempt whose answer was lost and refused when the SDK sent it again.
+    if (record.leaseToken === request.token) return { record };
     const live = record.leaseToken !== undefined && (record.leaseExpiresAt ?? 0) >= now.getTime();
     const kind = !request.from.includes(record.status) ? 'status' : live || request.expectUpdatedAt === undefined || record.updatedAt === request.expectUpdatedAt ? 'held' : 'changed';
     return { refused: { kind, record } };

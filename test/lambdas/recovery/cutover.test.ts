@@ -13,7 +13,7 @@ import { RecoveryRequest } from '../../../lambdas/recovery/contract';
 import { OperatorError } from '../../../lambdas/shared/errors';
 import { activeRecoveryId, beginRecovery, getRecovery, updateRecovery } from '../../../lambdas/recovery/store';
 import { testCluster, uniqueDatabaseName } from '../../support/cluster';
-import { LocalDynamo, startLocalDynamo } from '../../support/dynamodb';
+import { LocalDynamo, loseFirstAnswer, startLocalDynamo } from '../../support/dynamodb';
 import { psql } from '../../support/postgres';
 import { operatorErrorOf } from '../../support/refusal';
 import { SOURCE_RESOURCE_ID, notFound, sourceInstance } from './fixtures';
@@ -194,6 +194,25 @@ describe('cutover', () => {
     const detail = JSON.parse(detailTypes[1].Detail!) as { summary: string; at: string };
     expect(detail.summary).toMatch(/production runs on atmr-prod-pitr-202611301402/);
     expect(detail.at).toMatch(/^\d{4}-/);
+  });
+
+  it('a final write (cut-over, lease removed) stored but whose answer was lost: the SDK retry meets it, the cutover is done and the one-recovery lock freed', async () => {
+    const id = await verifiedRecovery();
+    const losing = loseFirstAnswer(dynamo, (command, input) => command === 'UpdateItemCommand' && JSON.stringify(input).includes('"cut-over"'));
+
+    try {
+      const result = await cutover(deps({ store: { ddb: losing.ddb, tableName: dynamo.tableName } }), id, settings({ readinessUrl: readyUrl }), 'alice');
+
+      expect(losing.lost()).toBe(1);
+      expect(result).toMatchObject({ ok: true, status: 'cut-over' });
+    } finally {
+      losing.destroy();
+    }
+    const record = await getRecovery(deps().store, id);
+    expect(record.status).toBe('cut-over');
+    expect(record.leaseToken).toBeUndefined();
+    expect(await activeRecoveryId(deps().store)).toBeUndefined();
+    expect(events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0].DetailType)).toEqual(['Recovery Cutover Started', 'Recovery Cut Over']);
   });
 
   it("once production runs on the copy, removes the copy's atmr-dr:purpose tag (the recovery role's reach) after the rename and before the recovery is recorded cut-over", async () => {

@@ -179,4 +179,43 @@ describe('a write that landed but whose answer was lost, retried by the SDK, mee
     expect(await activeRecoveryId(deps())).toBe(id);
     expect((await listRecoveryIds(deps()))[0]).toBe(id);
   });
+
+  it("cutover: the lease take is retried and finds this command's own token: taken, not refused as held", async () => {
+    await freeLock();
+    const id = 'r20261130190200-d4d4';
+    await beginRecovery(deps(T0), request(id));
+    await updateRecovery(deps(), id, { status: 'verified' });
+
+    const taken = await withLostAnswer(
+      (command, input) => command === 'UpdateItemCommand' && input.includes('token-own'),
+      (ddb) => takeCutoverLease({ ddb, tableName: dynamo.tableName, now: () => new Date(T0) }, id, { from: ['verified'], owner: 'alice', token: 'token-own', leaseSeconds: 120, changes: { status: 'cutting-over', journal: [] } }),
+    );
+
+    expect(taken).toMatchObject({ record: { status: 'cutting-over', leaseOwner: 'alice', leaseToken: 'token-own' } });
+  });
+
+  it('cutover: the final write (cut-over, lease removed) is retried: success, and the one-recovery lock is freed', async () => {
+    const id = 'r20261130190200-d4d4';
+    const journal = [{ step: 'killswitch-maintenance', state: 'done' as const, startedAt: new Date(T0).toISOString(), finishedAt: new Date(T0 + 1000).toISOString(), by: 'alice' }];
+
+    const record = await withLostAnswer(
+      (command, input) => command === 'UpdateItemCommand' && input.includes('cut-over'),
+      (ddb) => updateRecovery({ ddb, tableName: dynamo.tableName, now: () => new Date(T0 + 2000) }, id, { status: 'cut-over', journal, recoverySeconds: 42 }, undefined, { leaseToken: 'token-own', release: true }),
+    );
+
+    expect(record).toMatchObject({ status: 'cut-over', journal, recoverySeconds: 42 });
+    expect(record).not.toHaveProperty('leaseToken');
+    expect(await activeRecoveryId(deps())).toBeUndefined();
+  });
+
+  it('cutover: a final write that did not land is still refused once another operator took the lease over', async () => {
+    await freeLock();
+    const id = 'r20261130190300-c3c3';
+    await beginRecovery(deps(T0), request(id));
+    await updateRecovery(deps(), id, { status: 'cutting-over' });
+    await takeCutoverLease(deps(T0), id, { from: ['cutting-over'], owner: 'bob', token: 'token-bob', leaseSeconds: 120 });
+
+    await expect(updateRecovery(deps(T0 + 1000), id, { status: 'cut-over' }, undefined, { leaseToken: 'token-own', release: true })).rejects.toThrow(LeaseLostError);
+    expect(await activeRecoveryId(deps())).toBe(id);
+  });
 });
