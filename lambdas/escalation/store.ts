@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { BatchGetCommand, BatchGetCommandOutput, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, QueryCommandInput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { conditionalWrite, isConditionFailure } from '../shared/conditional-write';
@@ -308,28 +309,38 @@ export async function wake(store: IncidentStore, token: string | undefined, outp
  * Moves an existing incident to `to` and stores its record (the acknowledgement or the resolution)
  * in one conditional write: only when its status is `= from` or `<> from`. `undefined` when the
  * incident is unknown or its status did not allow it (the caller explains which).
+ *
+ * The SDK sends a write again when the answer to its first attempt is lost or late, though that
+ * attempt may have been applied: the retry then fails its condition on this call's own write. So
+ * each write also stores an id of its own beside the record (`ackWriteId`, `resolutionWriteId`),
+ * and a failed condition whose incident holds that id is this write, applied: the caller goes on
+ * (wakes the workflow, writes the timeline, releases the open pointer) instead of refusing. The
+ * record alone could not tell: two calls by the same actor can carry the same instant.
  */
 async function changeStatus(
   store: IncidentStore,
   id: string,
   change: { to: Incident['status']; field: 'ack' | 'resolution'; record: Acknowledgement | Resolution; onlyIf: '= :from' | '<> :from'; from: Incident['status'] },
 ): Promise<Incident | undefined> {
+  const writeIdField = `${change.field}WriteId`;
+  const writeId = randomUUID();
   try {
     const { Attributes } = await store.ddb.send(
       new UpdateCommand({
         TableName: store.tableName,
         Key: { pk: incidentPk(id), sk: META_SK },
-        UpdateExpression: 'SET #status = :to, #field = :record',
+        UpdateExpression: 'SET #status = :to, #field = :record, #writeId = :writeId',
         ConditionExpression: `attribute_exists(pk) AND #status ${change.onlyIf}`,
-        ExpressionAttributeNames: { '#status': 'status', '#field': change.field },
-        ExpressionAttributeValues: { ':to': change.to, ':from': change.from, ':record': change.record },
+        ExpressionAttributeNames: { '#status': 'status', '#field': change.field, '#writeId': writeIdField },
+        ExpressionAttributeValues: { ':to': change.to, ':from': change.from, ':record': change.record, ':writeId': writeId },
         ReturnValues: 'ALL_NEW',
       }),
     );
     return toIncident(Attributes as Record<string, unknown>);
   } catch (error) {
-    if (isConditionFailure(error)) return undefined;
-    throw error;
+    if (!isConditionFailure(error)) throw error;
+    const { Item } = await store.ddb.send(new GetCommand({ TableName: store.tableName, Key: { pk: incidentPk(id), sk: META_SK }, ConsistentRead: true }));
+    return Item && Item[writeIdField] === writeId ? toIncident(Item) : undefined;
   }
 }
 

@@ -4,9 +4,10 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { ackLinkUrl, handleAckLink } from '../../../lambdas/escalation/ack-link';
 import { incidentStore } from '../../../lambdas/escalation/clients';
 import { ingestAlarmChange } from '../../../lambdas/escalation/ingest';
-import { getIncident, IncidentStore, resolveIncident, storeTaskToken, timeline } from '../../../lambdas/escalation/store';
+import { acknowledgeIncident, getIncident, IncidentStore, openIncidentIds, resolveIncident, storeTaskToken, timeline } from '../../../lambdas/escalation/store';
 import { slackSignature } from '../../../lambdas/killswitch/slack';
 import { LocalTable, startLocalTable } from '../../support/dynalite';
+import { LossyDynamo, lossyDynamo } from '../../support/lost-answer';
 import { alarmEvent } from './harness';
 
 const KEY = 'a'.repeat(64);
@@ -205,5 +206,51 @@ describe('Slack /incident ack', () => {
     await call({ user_id: 'U0123ONCALL', text: `ack ${incidentId}` });
     expect((await call({ user_id: 'U0456LEADOPS', text: `ack ${incidentId}` })).text).toMatch(/already acknowledged by slack:U0123ONCALL \(alice\)/);
     expect((await call({ user_id: 'U0456LEADOPS', text: 'resolve' })).text).toBe('usage: /incident ack <incident id> (the id is in the page)');
+  });
+});
+
+describe('a status change whose first attempt was applied but whose answer was lost (the SDK sends it again)', () => {
+  // A client of its own for the lost answer; the incident of the test is on the same table.
+  let lossy: LossyDynamo;
+  let lossyStore: IncidentStore;
+  beforeEach(() => {
+    lossy = lossyDynamo(table.endpoint, (command, input) => command === 'UpdateItemCommand' && (input.ExpressionAttributeNames as Record<string, string> | undefined)?.['#status'] === 'status');
+    lossyStore = { ...incidentStore(table.tableName, { ddb: lossy.client, sfn: store.sfn }), now: store.now };
+  });
+  afterEach(() => lossy.destroy());
+
+  it('an acknowledgement retried onto its own write acknowledges: the workflow is woken and the timeline has it', async () => {
+    const incident = await acknowledgeIncident(lossyStore, incidentId, { by: 'alice', via: 'cli' });
+
+    expect(lossy.lost).toEqual(['UpdateItemCommand']);
+    expect(incident).toEqual(expect.objectContaining({ id: incidentId, status: 'ACKED', ack: { by: 'alice', via: 'cli', at: new Date(NOW * 1000).toISOString() } }));
+    expect(woken).toEqual(['token-level-2']);
+    expect((await timeline(store, incidentId)).map((e) => e.text)).toContain('Acknowledged by alice via cli');
+  });
+
+  it('a resolution retried onto its own write resolves: the alarm\'s open pointer is released and the workflow is woken', async () => {
+    const incident = await resolveIncident(lossyStore, incidentId, { by: 'alice', via: 'cli', how: 'resolved by hand' });
+
+    expect(lossy.lost).toEqual(['UpdateItemCommand']);
+    expect(incident?.status).toBe('RESOLVED');
+    expect(await openIncidentIds(store)).not.toContain(incidentId);
+    expect(woken).toEqual(['token-level-2']);
+    expect((await timeline(store, incidentId)).map((e) => e.kind)).toContain('resolved');
+  });
+
+  it('the alarm\'s own resolution (quiet when already resolved) retried onto its own write still releases the open pointer', async () => {
+    await resolveIncident(lossyStore, incidentId, { by: 'CloudWatch', via: 'alarm', how: 'alarm OK' }, { quietIfResolved: true });
+
+    expect(lossy.lost).toEqual(['UpdateItemCommand']);
+    expect(await openIncidentIds(store)).not.toContain(incidentId);
+    expect(woken).toEqual(['token-level-2']);
+  });
+
+  it('still refuses an incident acknowledged by another call, even with the same actor at the same instant', async () => {
+    await acknowledgeIncident(store, incidentId, { by: 'alice', via: 'cli' });
+
+    await expect(acknowledgeIncident(lossyStore, incidentId, { by: 'alice', via: 'cli' })).rejects.toThrow(`incident ${incidentId} is already acknowledged by alice`);
+    expect(lossy.lost).toEqual([]);
+    expect(woken).toEqual(['token-level-2']);
   });
 });
