@@ -91,13 +91,20 @@ function stripKeys(item: Record<string, unknown>): Record<string, unknown> {
 /**
  * Takes the service's rollback lock for `ttlSeconds` (a crashed holder cannot block forever).
  * Returns false when someone else holds it; DynamoDB errors propagate: no lock, no action.
+ *
+ * The SDK sends the put again when the answer to its first attempt is lost or late, though that
+ * attempt may have been applied: the retry then fails its condition on this call's own lock. So a
+ * refused put reads the lock back, and a lock with this call's owner (an id of its own: a UUID per
+ * workflow execution or `rollback service`, the actor and the millisecond for `rollback migration`)
+ * and start time is taken, not held by another rollback for the next `ttlSeconds`.
  */
 export async function acquireLock(
   doc: DynamoDBDocumentClient,
   table: string,
   lock: { service: string; owner: string; now: Date; ttlSeconds: number; reason: string },
 ): Promise<boolean> {
-  return conditionalWrite(() =>
+  const acquiredAt = lock.now.toISOString();
+  const written = await conditionalWrite(() =>
     doc.send(
       new PutCommand({
         TableName: table,
@@ -105,7 +112,7 @@ export async function acquireLock(
           pk: rollbackKey(lock.service),
           sk: 'LOCK',
           owner: lock.owner,
-          acquiredAt: lock.now.toISOString(),
+          acquiredAt,
           reason: lock.reason,
           expiresAt: epoch(lock.now) + lock.ttlSeconds,
         },
@@ -114,6 +121,9 @@ export async function acquireLock(
       }),
     ),
   );
+  if (written) return true;
+  const held = await readLock(doc, table, lock.service, lock.now);
+  return held?.owner === lock.owner && held.acquiredAt === acquiredAt;
 }
 
 /** Releases the lock if `owner` still holds it (never someone else's). */

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { SDK_RETRY } from '../../../lambdas/shared/aws';
 import { acquireLock, claimReleaseRollback, cooldownUntil, readLock, releaseLock, startCooldown } from '../../../lambdas/backout/state';
 import { guards, report, rollOut } from '../../../lambdas/backout/workflow';
+import { lossyDynamo } from '../../support/lost-answer';
 import { alarmEvent, arrangeHappyAws, backoutSuite, lkg, metricData, BAD, backoutDeps, GOOD, seedLkg, service, settings, TD } from './fixtures';
 
 const suite = backoutSuite();
@@ -32,6 +33,21 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
     expect(await acquireLock(suite.dynamo.doc, tableName, { service: 'atmr-api', owner: 'b', now: later, ttlSeconds: 60, reason: 'x' })).toBe(true);
     expect(await releaseLock(suite.dynamo.doc, tableName, 'atmr-api', 'b')).toBe(true);
     expect(await readLock(suite.dynamo.doc, tableName, 'atmr-api', later)).toBeNull();
+  });
+
+  it('gives the lock to the call whose put the SDK sent again after the answer to its applied first attempt was lost', async () => {
+    const tableName = await suite.dynamo.freshTable();
+    const now = new Date('2026-06-01T10:00:00Z');
+    const lossy = lossyDynamo(suite.dynamo.endpoint, (command, input) => command === 'PutItemCommand' && (input.Item as { sk?: { S?: string } }).sk?.S === 'LOCK');
+    try {
+      expect(await acquireLock(lossy.doc, tableName, { service: 'atmr-api', owner: 'a', now, ttlSeconds: 60, reason: 'x' })).toBe(true);
+      expect(lossy.lost).toEqual(['PutItemCommand']);
+      expect((await readLock(suite.dynamo.doc, tableName, 'atmr-api', now))?.owner).toBe('a');
+      // Still one holder: another owner is refused.
+      expect(await acquireLock(suite.dynamo.doc, tableName, { service: 'atmr-api', owner: 'b', now, ttlSeconds: 60, reason: 'x' })).toBe(false);
+    } finally {
+      lossy.destroy();
+    }
   });
 
   it('claims a release once only', async () => {
