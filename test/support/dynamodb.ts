@@ -23,13 +23,20 @@ export async function startLocalDynamo(tableName = 'ops-state'): Promise<LocalDy
  * retry, as in AWS when a write that succeeded times out), and that retry meets its own earlier write.
  * `lost()` counts the answers lost (0 or 1), so a test can check that the retry did happen.
  */
-export function loseFirstAnswer(local: LocalDynamo, lose: (commandName: string, input: Record<string, unknown>) => boolean): { ddb: DynamoDBDocumentClient; lost: () => number; destroy(): void } {
+export function loseFirstAnswer(
+  local: Pick<LocalDynamo, 'endpoint'>,
+  lose: (commandName: string, input: Record<string, unknown>) => boolean,
+): { client: DynamoDBClient; ddb: DynamoDBDocumentClient; lost: () => number; destroy(): void } {
   const client = new DynamoDBClient({ endpoint: local.endpoint, region: 'eu-west-3', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
   let lost = 0;
   client.middlewareStack.add(
     (next, context) => async (args) => {
       const result = await next(args);
-      if (lost === 0 && lose(context.commandName ?? '', args.input as Record<string, unknown>)) {
+      // Inside the deserializer a refused request (a failed condition: HTTP 400) is an answer too;
+      // only a request the table applied has an answer worth losing.
+      const status = (result.response as { statusCode?: number } | undefined)?.statusCode;
+      const applied = status === undefined || status < 300;
+      if (applied && lost === 0 && lose(context.commandName ?? '', args.input as Record<string, unknown>)) {
         lost += 1;
         throw Object.assign(new Error('socket hang up'), { name: 'Error', code: 'ECONNRESET' });
       }
@@ -38,5 +45,5 @@ export function loseFirstAnswer(local: LocalDynamo, lose: (commandName: string, 
     { step: 'deserialize', name: 'loseFirstAnswer' },
   );
   const ddb = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
-  return { ddb, lost: () => lost, destroy: () => client.destroy() };
+  return { client, ddb, lost: () => lost, destroy: () => client.destroy() };
 }

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { SDK_RETRY } from '../../../lambdas/shared/aws';
 import { acquireLock, claimReleaseRollback, cooldownUntil, readLock, releaseLock, startCooldown } from '../../../lambdas/backout/state';
 import { guards, report, rollOut } from '../../../lambdas/backout/workflow';
-import { lossyDynamo } from '../../support/lost-answer';
+import { loseFirstAnswer } from '../../support/dynamodb';
 import { alarmEvent, arrangeHappyAws, backoutSuite, lkg, metricData, BAD, backoutDeps, GOOD, seedLkg, service, settings, TD } from './fixtures';
 
 const suite = backoutSuite();
@@ -38,10 +38,10 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
   it('gives the lock to the call whose put the SDK sent again after the answer to its applied first attempt was lost', async () => {
     const tableName = await suite.dynamo.freshTable();
     const now = new Date('2026-06-01T10:00:00Z');
-    const lossy = lossyDynamo(suite.dynamo.endpoint, (command, input) => command === 'PutItemCommand' && (input.Item as { sk?: { S?: string } }).sk?.S === 'LOCK');
+    const lossy = loseFirstAnswer(suite.dynamo, (command, input) => command === 'PutItemCommand' && (input.Item as { sk?: { S?: string } }).sk?.S === 'LOCK');
     try {
-      expect(await acquireLock(lossy.doc, tableName, { service: 'atmr-api', owner: 'a', now, ttlSeconds: 60, reason: 'x' })).toBe(true);
-      expect(lossy.lost).toEqual(['PutItemCommand']);
+      expect(await acquireLock(lossy.ddb, tableName, { service: 'atmr-api', owner: 'a', now, ttlSeconds: 60, reason: 'x' })).toBe(true);
+      expect(lossy.lost()).toBe(1);
       expect((await readLock(suite.dynamo.doc, tableName, 'atmr-api', now))?.owner).toBe('a');
       // Still one holder: another owner is refused.
       expect(await acquireLock(suite.dynamo.doc, tableName, { service: 'atmr-api', owner: 'b', now, ttlSeconds: 60, reason: 'x' })).toBe(false);
