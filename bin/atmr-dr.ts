@@ -129,10 +129,6 @@ function walkCommands(program: Command, argv: readonly string[]): { names: strin
   return { names, command, next: i };
 }
 
-export function commandPath(program: Command, argv: readonly string[]): string[] {
-  return walkCommands(program, argv).names;
-}
-
 /**
  * `help nope` (or `backups help nope`): the command it asks about, when there is no such command.
  * Commander would print the whole usage on stderr; `atmr-dr nope` gets one line, and so does this.
@@ -164,7 +160,7 @@ export function usageLine(error: CommanderError, argv: readonly string[], progra
   let message = oneLine(error.message).replace(/^error:\s*/i, '');
   // cdk's `-c env=NAME` typed out of habit: the CLI's flag is --env, listed by the command's help.
   if (error.code === 'commander.unknownOption' && message.startsWith("unknown option '-c'")) message += ': this CLI takes --env NAME (-c env=NAME is cdk\'s)';
-  const names = program ? commandPath(program, argv) : [];
+  const names = program ? walkCommands(program, argv).names : [];
   return `${message} (see atmr-dr ${names.map((n) => `${n} `).join('')}--help)`;
 }
 

@@ -133,7 +133,6 @@ function printCutover(result: CutoverResult): void {
   print(`  total ${result.totalSeconds} s${rto}`);
 }
 
-/** A recovery id as `atmr-dr recover` prints it, checked before the ops-state table is looked for. */
 /**
  * --to-time, --new-instance, --reason and --dry-run belong to `recover` itself (start a recovery):
  * given to status, cutover or abandon they would be ignored, and the operator may have meant to
@@ -147,6 +146,7 @@ function refuseStartOptions(command: string, globals: { toTime?: string; newInst
   }
 }
 
+/** A recovery id as `atmr-dr recover` prints it, checked before the ops-state table is looked for. */
 function checkRecoveryId(command: string, id: string): void {
   if (!RECOVERY_ID_PATTERN.test(id)) {
     throw new OperatorError(`${command}: "${id}" is not a recovery id (r<yyyymmddhhmmss>-xxxx, as "atmr-dr recover" printed it); "atmr-dr recover status" without an id shows the one in progress, else the latest`, 2);

@@ -13,7 +13,8 @@ import { freePort, psql } from '../support/postgres';
 import { startCloudFormationWithoutStacks } from '../support/aws-endpoints';
 import { startRefusingS3 } from '../support/refusing-s3';
 import { LocalS3, startLocalS3 } from '../support/s3';
-import { cliEnv, createDatabase, dropDatabase, getJson, holdTableLock, listKeys, operatorLines, pointers, runBackends, runCli, startCli, type HeldLock } from './backup-support';
+import { cliEnv, createDatabase, dropDatabase, getJson, listKeys, operatorLines, pointers, runBackends, runCli, startCli } from './backup-support';
+import { holdTableLock, type HeldLock } from '../support/cluster';
 
 jest.setTimeout(180_000);
 

@@ -119,28 +119,6 @@ export function dropDatabase(name: string): void {
   psql(testCluster(), 'postgres', `DROP DATABASE IF EXISTS ${name} WITH (FORCE);`);
 }
 
-/** A lock another session holds until it ends. */
-export interface HeldLock {
-  release(): Promise<void>;
-}
-
-/**
- * Another session (a migration, say) holding `table` of `database` ACCESS EXCLUSIVE in its open
- * transaction: a backup's row count and pg_dump queue behind it until `release()` ends that session.
- */
-export async function holdTableLock(database: string, table: string): Promise<HeldLock> {
-  const cluster = testCluster();
-  const holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database });
-  await holder.connect();
-  try {
-    await holder.query(`BEGIN; LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
-  } catch (error) {
-    await holder.end();
-    throw error;
-  }
-  return { release: () => holder.end() };
-}
-
 /** A session a backup run opened (its own, pg_dump's), as pg_stat_activity shows it. */
 export interface RunBackend {
   pid: number;

@@ -6,7 +6,8 @@ import { main } from '../../lambdas/backup/task';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { startHoldingProxy, type LocalS3, startLocalS3 } from '../support/s3';
-import { createDatabase, dropDatabase, holdTableLock, listKeys, runBackends, type HeldLock, type RunBackend } from './backup-support';
+import { createDatabase, dropDatabase, listKeys, runBackends, type RunBackend } from './backup-support';
+import { holdTableLock, type HeldLock } from '../support/cluster';
 
 // The Fargate task entry at its time limit, against the real PostgreSQL test cluster and the real S3
 // protocol (s3rver); Secrets Manager and RDS are mocked at the SDK. A limit of 40 s stops the run

@@ -1,7 +1,7 @@
-import { Client, ClientConfig } from 'pg';
+import { ClientConfig } from 'pg';
 import { formatVerification, verificationStatus, verifyRecovery } from '../../lambdas/recovery/verify';
 import { writeCheck } from '../../lambdas/recovery/cutover';
-import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { holdTableLock, testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
 
 /**
@@ -65,9 +65,7 @@ describe('verification of a recovered copy against production (real PostgreSQL)'
   it('shows a table the copy cannot count within the statement timeout as slow, not missing: the cutover is not blocked by lazy loading', async () => {
     // A fresh RDS copy reads each block from S3 the first time; here a held lock makes the copy's
     // reads of booking outlast a short statement timeout, as a long first scan would.
-    const holder = new Client(connection(recovered));
-    await holder.connect();
-    await holder.query('BEGIN; LOCK TABLE booking IN ACCESS EXCLUSIVE MODE');
+    const holder = await holdTableLock(recovered, 'booking');
     try {
       const report = await verifyRecovery({ recovered: connection(recovered), production: connection(production) }, { ...checks, statementTimeoutMs: 300 });
 
@@ -79,15 +77,13 @@ describe('verification of a recovered copy against production (real PostgreSQL)'
       expect(report.rows.find((r) => r.check === checks.criticalQueries[1])).toEqual({ check: checks.criticalQueries[1], production: '120', recovered: notReadInTime, outcome: 'slow' });
       expect(report.rows.find((r) => r.check === 'rows in company')).toEqual({ check: 'rows in company', production: '5', recovered: '5', outcome: 'same' });
     } finally {
-      await holder.end();
+      await holder.release();
     }
   });
 
   it('does not verify a copy none of whose data could be read in time (every count and query slow, only the Alembic revision read): unverified, not failed', async () => {
     // Arrange: every critical table locked on the copy, so each count and query outlasts the timeout.
-    const holder = new Client(connection(recovered));
-    await holder.connect();
-    await holder.query('BEGIN; LOCK TABLE company, booking IN ACCESS EXCLUSIVE MODE');
+    const holder = await holdTableLock(recovered, 'company, booking');
     try {
       // Act
       const report = await verifyRecovery({ recovered: connection(recovered), production: connection(production) }, { ...checks, statementTimeoutMs: 300 });
@@ -101,7 +97,7 @@ describe('verification of a recovered copy against production (real PostgreSQL)'
         'verification: NOT VERIFIED: no count or critical query of the copy finished within the statement timeout (a fresh copy reads each block from S3 the first time): nothing about its data was checked',
       );
     } finally {
-      await holder.end();
+      await holder.release();
     }
   });
 

@@ -1,3 +1,4 @@
+import { Client } from 'pg';
 import { PostgresCluster } from './postgres';
 
 /** The run's shared cluster (started by global-setup.ts), for use inside test files. */
@@ -15,4 +16,27 @@ let counter = 0;
 export function uniqueDatabaseName(prefix: string): string {
   counter += 1;
   return `${prefix}_${process.pid}_${Date.now().toString(36)}_${counter}`.toLowerCase();
+}
+
+/** A lock another session holds until it ends. */
+export interface HeldLock {
+  release(): Promise<void>;
+}
+
+/**
+ * Another session (a migration, say) holding `tables` (one, or a comma list) of `database` ACCESS
+ * EXCLUSIVE in its open transaction: a backup's row count and pg_dump, or a recovery's verification,
+ * queue behind it until `release()` ends that session.
+ */
+export async function holdTableLock(database: string, tables: string): Promise<HeldLock> {
+  const cluster = testCluster();
+  const holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database });
+  await holder.connect();
+  try {
+    await holder.query(`BEGIN; LOCK TABLE ${tables} IN ACCESS EXCLUSIVE MODE`);
+  } catch (error) {
+    await holder.end();
+    throw error;
+  }
+  return { release: () => holder.end() };
 }
