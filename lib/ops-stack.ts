@@ -93,6 +93,16 @@ export class OpsStack extends Stack {
     const restoreTest = config.restoreTest.enabled ? new RestoreTest(this, 'RestoreTest', restoreTestPropsFromConfig(config, workload)) : undefined;
     const keyGuard = new KeyGuard(this, 'KeyGuard', { environmentName: config.name, keys: [data.backupKey, data.opsKey], alarmTopic: this.incidentsTopic });
 
+    const detectionProps = detectionPropsFromConfig(config, {
+      topic: this.incidentsTopic,
+      vpc,
+      subnets: privateSubnets,
+      databaseSecurityGroup,
+      killswitchParameterName: data.killswitchParameter.parameterName,
+    });
+    const detection = detectionProps ? new Detection(this, 'Detection', detectionProps) : undefined;
+    // The probe's dependency alarms: while one is in ALARM, an automatic rollback is held (see Rollback).
+    const dependencyAlarms = detection ? (['osrmDown', 'redisDown', 'dbReadOnly'] as const).flatMap((key) => detection.alarms[key] ?? []) : [];
     const backout = config.backout;
     let rollback: Rollback | undefined;
     if (backout?.enabled) {
@@ -123,18 +133,11 @@ export class OpsStack extends Stack {
         table: data.opsStateTable,
         killswitchParameterName: data.killswitchParameter.parameterName,
         incidentsTopic: this.incidentsTopic,
+        holdWhileInAlarm: dependencyAlarms,
       });
       // Its report is how a rollback reaches a human: named in the topic policy like every publisher.
       escalation.incidentsTopic.allowPublisher(rollback.steps.function.role as iam.IRole, 'BackoutSteps');
     }
-    const detectionProps = detectionPropsFromConfig(config, {
-      topic: this.incidentsTopic,
-      vpc,
-      subnets: privateSubnets,
-      databaseSecurityGroup,
-      killswitchParameterName: data.killswitchParameter.parameterName,
-    });
-    const detection = detectionProps ? new Detection(this, 'Detection', detectionProps) : undefined;
     const recovery = resolveRecoveryConfig(config);
     let recoveryWorkflow: Recovery | undefined;
     if (recovery.enabled) {

@@ -91,6 +91,8 @@ export function settingsFromConfig(
     killswitchParameterName: names.killswitchParameterName,
     pinParameterPrefix: pinParameterPrefix(config.name),
     alarmNames: { errorRate: runbookAlarmName(config.name, 'Backout', 'ApiErrorRate'), noHealthyHosts: runbookAlarmName(config.name, 'Backout', 'ApiNoHealthyHosts') },
+    // Holding applies to automatic rollbacks only: by hand, the operator is the root-cause check.
+    holdAlarmNames: [],
     targetGroupFullName: backout.targetGroupFullName,
     loadBalancerFullName: backout.loadBalancerFullName,
     healthUrl: backout.healthUrl,

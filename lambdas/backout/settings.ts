@@ -27,6 +27,11 @@ export const BackoutSettingsSchema = z.strictObject({
   /** SSM path prefix of the pins: `<prefix>/<service>` holds what the next deploy must not bring back. */
   pinParameterPrefix: z.string().regex(/^\/[a-zA-Z0-9_./-]+[^/]$/),
   alarmNames: z.strictObject({ errorRate: z.string().min(1), noHealthyHosts: z.string().min(1) }),
+  /**
+   * Alarms that say a dependency of the API is down (the health probe's OSRM, Redis, database
+   * read-only): while one is in ALARM an automatic rollback is held and a human paged instead.
+   */
+  holdAlarmNames: z.array(z.string().min(1)).max(100).default([]),
   targetGroupFullName: z.string().min(1),
   loadBalancerFullName: z.string().min(1),
   healthUrl: z.string().url(),

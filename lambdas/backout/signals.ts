@@ -59,6 +59,20 @@ export function conditionHolds(settings: BackoutSettings, signals: ApiSignals): 
 }
 
 /**
+ * The alarms of `names` in ALARM now, metric and composite alike (DescribeAlarms returns metric
+ * alarms only unless asked for both). A name that no alarm has is not in ALARM.
+ */
+export async function alarmsInAlarm(cloudwatch: CloudWatchClient, names: readonly string[]): Promise<string[]> {
+  if (names.length === 0) return [];
+  const { MetricAlarms, CompositeAlarms } = await cloudwatch.send(
+    new DescribeAlarmsCommand({ AlarmNames: [...names], AlarmTypes: ['MetricAlarm', 'CompositeAlarm'], StateValue: 'ALARM' }),
+  );
+  return [...(MetricAlarms ?? []), ...(CompositeAlarms ?? [])]
+    .filter((a) => a.StateValue === 'ALARM' && names.includes(a.AlarmName ?? ''))
+    .map((a) => a.AlarmName as string);
+}
+
+/**
  * Was any backout alarm in ALARM between `since` and now (history) or is it now? A release only
  * becomes the last known good when neither is true.
  */

@@ -15,7 +15,7 @@ import { assertFamily, currentTaskDefinition, deploymentStatus, describeRelease,
 import { addRollbackMetrics, RollbackMetric, rollbackMetrics } from './metrics';
 import { DowngradePreparation, DowngradeResult, downgradeArgs, downgradeCommandLine, finishDowngrade, MigrationTaskResult, prepareDowngrade } from './migration';
 import { BackoutSettings, findService, pinParameterName } from './settings';
-import { conditionHolds, readApiSignals } from './signals';
+import { alarmsInAlarm, conditionHolds, readApiSignals } from './signals';
 import {
   acquireLock,
   claimReleaseRollback,
@@ -133,7 +133,7 @@ function base(service: string, trigger: RollbackState['trigger'], dryRun: boolea
 /**
  * The guards, in order: a valid trigger for a configured service; a target (the last known good,
  * or the operator's `--to`) of the service's family that differs from what runs; for alarms, the
- * condition still holds; the lock; for alarms, no cooldown and no earlier automatic rollback of this
+ * condition still holds and no dependency of the API is down (holdAlarmNames); the lock; for alarms, no cooldown and no earlier automatic rollback of this
  * release. Everything that can be decided before the lock is read-only.
  */
 export async function guards(deps: BackoutDeps, settings: BackoutSettings, input: unknown): Promise<RollbackState> {
@@ -202,6 +202,16 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     const condition = conditionHolds(settings, signals);
     if (!condition.holds) return notify(`condition cleared (${condition.why}): no rollback`, false);
     state = { ...state, reason: condition.why };
+    // The runbook: no backout without a confirmed root cause. The probe checks OSRM, Redis and the
+    // database directly, not through the API: one of them down explains the API's errors, and the
+    // last known good would fail the same way, so a rollback would only add a deployment to the outage.
+    const down = await alarmsInAlarm(deps.cloudwatch, settings.holdAlarmNames);
+    if (down.length > 0) {
+      return notify(
+        `held: ${down.join(', ')} in ALARM, a dependency of the API is down and a rollback cannot fix it (runbook: no backout without a confirmed root cause): follow that alarm; if the API still fails once it is OK, npx atmr-dr rollback service ${serviceName}`,
+        true,
+      );
+    }
   }
 
   const lockTtl = settings.steadyTimeoutSeconds + 30 * 60;

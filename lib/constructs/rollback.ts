@@ -70,6 +70,14 @@ export interface RollbackProps {
   readonly killswitchParameterName: string;
   readonly incidentsTopic: sns.ITopic;
   /**
+   * Alarms saying that a dependency of the API is down, checked directly rather than through the API
+   * (the health probe's OSRM, Redis and database read-only alarms). While one is in ALARM, an
+   * automatic rollback is held and its report pages instead: the runbook allows no backout without a
+   * confirmed root cause, and the last known good would fail the same way.
+   * @default - none: every automatic rollback whose condition holds proceeds
+   */
+  readonly holdWhileInAlarm?: readonly cloudwatch.IAlarm[];
+  /**
    * Concurrent executions reserved for the step function, so that a rollback runs on the worst day
    * even when the account's pool is used up. Each workflow execution runs one step at a time; at
    * most one rollback per backout alarm and service (2 alarms) and one bake per service run at once.
@@ -169,6 +177,7 @@ export class Rollback extends Construct {
       killswitchParameterName: props.killswitchParameterName,
       pinParameterPrefix: pinPrefix,
       alarmNames: { errorRate: this.errorRateAlarm.alarmName, noHealthyHosts: this.noHealthyHostsAlarm.alarmName },
+      holdAlarmNames: (props.holdWhileInAlarm ?? []).map((a) => a.alarmName),
       targetGroupFullName: props.targetGroupFullName,
       loadBalancerFullName: props.loadBalancerFullName,
       healthUrl: props.healthUrl,
@@ -217,6 +226,9 @@ export class Rollback extends Construct {
       new iam.PolicyStatement({ sid: 'ListTasksOfTheCluster', actions: ['ecs:ListTasks'], resources: ['*'], conditions: { ArnEquals: { 'ecs:cluster': clusterArn } } }),
       new iam.PolicyStatement({ sid: 'DescribeTasksOfTheCluster', actions: ['ecs:DescribeTasks'], resources: [tasksOfCluster] }),
       new iam.PolicyStatement({ sid: 'ReadTheBackoutAlarms', actions: ['cloudwatch:DescribeAlarms', 'cloudwatch:DescribeAlarmHistory'], resources: alarmArns }),
+      ...(props.holdWhileInAlarm?.length
+        ? [new iam.PolicyStatement({ sid: 'ReadTheDependencyAlarms', actions: ['cloudwatch:DescribeAlarms'], resources: props.holdWhileInAlarm.map((a) => a.alarmArn) })]
+        : []),
       new iam.PolicyStatement({ sid: 'ReadAlbMetrics', actions: ['cloudwatch:GetMetricData'], resources: ['*'] }),
       new iam.PolicyStatement({ sid: 'PinRolledBackReleases', actions: ['ssm:PutParameter'], resources: pinArns }),
       new iam.PolicyStatement({

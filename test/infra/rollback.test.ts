@@ -113,6 +113,18 @@ describe('Rollback construct (backout)', () => {
     });
   });
 
+  it('holds automatic rollbacks on the probe\'s dependency alarms: their names in the settings, DescribeAlarms on them only', () => {
+    const dependencyAlarms = ['DetectionOsrmDownAlarm', 'DetectionRedisDownAlarm', 'DetectionDbReadOnlyAlarm'];
+    const functions = template.findResources('AWS::Lambda::Function', { Properties: { Environment: { Variables: { BACKOUT_SETTINGS: Match.anyValue() } } } });
+    const settings = json(Object.values(functions)[0].Properties.Environment.Variables.BACKOUT_SETTINGS);
+    const held = /holdAlarmNames.*?\]/.exec(settings)?.[0] ?? '';
+    for (const alarm of dependencyAlarms) expect(held).toMatch(new RegExp(`"Ref":"${alarm}[0-9A-F]{8}"`));
+
+    const [read] = statements(template).filter((s) => (s as { Sid?: string }).Sid === 'ReadTheDependencyAlarms');
+    expect(actionsOf(read)).toEqual(['cloudwatch:DescribeAlarms']);
+    expect((read.Resource as { 'Fn::GetAtt': [string, string] }[]).map((r) => r['Fn::GetAtt'][0].replace(/[0-9A-F]{8}$/, '')).sort()).toEqual([...dependencyAlarms].sort());
+  });
+
   it('scopes ecs:UpdateService to the configured services', () => {
     const found = withAction(template, 'ecs:UpdateService');
     expect(found).toHaveLength(1);
