@@ -1,6 +1,5 @@
-import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { isDeepStrictEqual } from 'node:util';
-import { isConditionFailure } from '../shared/conditional-write';
+import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { conditionalWriteOnce, isConditionFailure, WRITE_ID } from '../shared/conditional-write';
 import { OperatorError } from '../shared/errors';
 import { FINAL_STATUSES, RecoveryRecord, RecoveryRequest, RecoveryStatus } from './contract';
 
@@ -33,36 +32,22 @@ export async function beginRecovery(deps: StoreDeps, request: RecoveryRequest & 
   const now = (deps.now ?? (() => new Date()))();
   const record: RecoveryRecord = { ...request, status: 'restoring', updatedAt: now.toISOString() };
   const expiresAt = Math.floor(now.getTime() / 1000) + RECORD_TTL_SECONDS;
-  // `requestedAt` (the operator's request, to the millisecond) tells this call's lock from another's.
-  const lock = { ...ACTIVE_LOCK_KEY, recoveryId: request.recoveryId, since: now.toISOString(), actor: request.actor, requestedAt: request.requestedAt };
-  try {
-    await deps.ddb.send(new PutCommand({ TableName: deps.tableName, Item: lock, ConditionExpression: 'attribute_not_exists(pk)' }));
-  } catch (error) {
-    if (!isConditionFailure(error)) throw error;
-    const held = (await deps.ddb.send(new GetCommand({ TableName: deps.tableName, Key: ACTIVE_LOCK_KEY, ConsistentRead: true }))).Item;
-    const running = held?.recoveryId as string | undefined;
-    // The SDK sends a write again when its answer is lost or late, even if the first attempt was
-    // stored: that retry then finds this very lock. Refusing it would end this start with no record
-    // and no workflow, and leave the lock held for good (it has no TTL), refusing every later start.
-    // The id alone does not tell this call's lock (ids are unique to the second plus 4 random hex
-    // digits): the request time and the lock time, to the millisecond, do.
-    if (!(running === lock.recoveryId && held?.requestedAt === lock.requestedAt && held?.since === lock.since)) {
-      throw new OperatorError(
-        `recover: recovery ${running ?? '(unknown)'} is in progress: follow it (atmr-dr recover status ${running ?? ''}), cut it over or abandon it before starting another`.replace('  ', ' '),
-        3,
-      );
-    }
+  const lock = { ...ACTIVE_LOCK_KEY, recoveryId: request.recoveryId, since: now.toISOString(), actor: request.actor };
+  // Both puts know their own retried write (conditionalWriteOnce): refusing a retry that found this
+  // start's own lock would end it with no record and no workflow, and leave the lock held for good
+  // (it has no TTL), refusing every later start.
+  const locked = await conditionalWriteOnce(deps.ddb, { TableName: deps.tableName, Item: lock, ConditionExpression: 'attribute_not_exists(pk)' });
+  if (locked.outcome === 'refused') {
+    const running = locked.item?.recoveryId as string | undefined;
+    throw new OperatorError(
+      `recover: recovery ${running ?? '(unknown)'} is in progress: follow it (atmr-dr recover status ${running ?? ''}), cut it over or abandon it before starting another`.replace('  ', ' '),
+      3,
+    );
   }
   try {
-    try {
-      await deps.ddb.send(new PutCommand({ TableName: deps.tableName, Item: { ...recordKey(request.recoveryId), ...record, expiresAt }, ConditionExpression: 'attribute_not_exists(pk)' }));
-    } catch (error) {
-      if (!isConditionFailure(error)) throw error;
-      // As for the lock: a retried put that finds the record this call wrote (same id, request time
-      // and write time, to the millisecond) is this write, stored once; any other record is not.
-      const stored = (await deps.ddb.send(new GetCommand({ TableName: deps.tableName, Key: recordKey(request.recoveryId), ConsistentRead: true }))).Item;
-      if (!(stored?.recoveryId === request.recoveryId && stored?.requestedAt === request.requestedAt && stored?.updatedAt === record.updatedAt)) throw error;
-    }
+    const put = await conditionalWriteOnce(deps.ddb, { TableName: deps.tableName, Item: { ...recordKey(request.recoveryId), ...record, expiresAt }, ConditionExpression: 'attribute_not_exists(pk)' });
+    // Another start's record under this id (ids are unique to the second plus 4 random hex digits).
+    if (put.outcome === 'refused') throw new OperatorError(`recover: recovery ${request.recoveryId} already has a record (another start under the same id): start the recovery again`, 3);
     await deps.ddb.send(new PutCommand({ TableName: deps.tableName, Item: { pk: HISTORY_PK, sk: request.recoveryId, recoveryId: request.recoveryId, expiresAt } }));
   } catch (error) {
     await releaseLock(deps, request.recoveryId);
@@ -74,8 +59,13 @@ export async function beginRecovery(deps: StoreDeps, request: RecoveryRequest & 
 export async function getRecovery(deps: StoreDeps, id: string): Promise<RecoveryRecord> {
   const item = (await deps.ddb.send(new GetCommand({ TableName: deps.tableName, Key: recordKey(id), ConsistentRead: true }))).Item;
   if (!item) throw new OperatorError(`recover: no recovery ${id}: list them with "atmr-dr recover status"`, 2);
-  const { pk: _pk, sk: _sk, expiresAt: _ttl, ...record } = item;
-  return record as RecoveryRecord;
+  return toRecord(item);
+}
+
+/** The record as stored, without the table's key, TTL and last write's id. */
+function toRecord(item: Record<string, unknown>): RecoveryRecord {
+  const { pk: _pk, sk: _sk, expiresAt: _ttl, [WRITE_ID]: _writeId, ...record } = item;
+  return record as unknown as RecoveryRecord;
 }
 
 /** The cutover lease's fields, removed when a cutover, a resume or an undo ends. */
@@ -138,51 +128,32 @@ export async function updateRecovery(
       condition += ' AND #updatedAt = :seen';
     }
   }
-  try {
-    const result = await deps.ddb.send(
-      new UpdateCommand({
-        TableName: deps.tableName,
-        Key: recordKey(id),
-        UpdateExpression: `SET ${sets.join(', ')}${lease && 'release' in lease && lease.release ? ` REMOVE ${LEASE_FIELDS.join(', ')}` : ''}`,
-        ConditionExpression: condition,
-        ExpressionAttributeNames: names,
-        ExpressionAttributeValues: values,
-        ReturnValues: 'ALL_NEW',
-      }),
-    );
-    const { pk: _pk, sk: _sk, expiresAt: _ttl, ...record } = result.Attributes ?? {};
+  // A write that finds its own earlier attempt applied (conditionalWriteOnce) is the success path:
+  // refusing it would report "taken over" for a cutover that finished (production on the copy),
+  // "changed" to an abandon that claimed the recovery, and keep the one-recovery lock of a recovery
+  // that ended.
+  const result = await conditionalWriteOnce(deps.ddb, {
+    TableName: deps.tableName,
+    Key: recordKey(id),
+    UpdateExpression: `SET ${sets.join(', ')}${lease && 'release' in lease && lease.release ? ` REMOVE ${LEASE_FIELDS.join(', ')}` : ''}`,
+    ConditionExpression: condition,
+    ExpressionAttributeNames: names,
+    ExpressionAttributeValues: values,
+    ReturnValues: 'ALL_NEW',
+  });
+  if (result.outcome !== 'refused') {
     if (changes.status && FINAL_STATUSES.includes(changes.status)) await releaseLock(deps, id);
-    return record as RecoveryRecord;
-  } catch (error) {
-    if (!isConditionFailure(error)) throw error;
-    const current = await getRecovery(deps, id);
-    if (lease && 'leaseToken' in lease && ownWriteLanded(current, entries, lease)) {
-      // The SDK sends a write again when its answer is lost or late, even if the first attempt was
-      // stored; a write that removes the lease then fails its own condition. Refusing it would
-      // report "taken over" for a cutover that finished (production on the copy) and keep the
-      // one-recovery lock: the record carries this write, so it is the success path.
-      if (changes.status && FINAL_STATUSES.includes(changes.status)) await releaseLock(deps, id);
-      return current;
-    }
-    if (lease && 'leaseToken' in lease && current.leaseToken !== lease.leaseToken) {
-      throw new LeaseLostError(
-        `recover cutover: recovery ${id} was taken over by ${current.leaseOwner ?? `another operator (now "${current.status}")`}: this process stops here and changes nothing more (see "atmr-dr recover status ${id}")`,
-        3,
-      );
-    }
-    throw new OperatorError(`recover: recovery ${id} is "${current.status}", expected ${from?.join(' or ') ?? 'to exist'}`, 3);
+    return toRecord(result.item ?? {});
   }
-}
-
-/**
- * Whether the record already carries what a lease holder's write set: each field as written (its
- * `updatedAt` is the write's own instant, to the millisecond) and the lease as the write left it
- * (removed, or still this token). Compared as stored: DynamoDB keeps no undefined attribute.
- */
-function ownWriteLanded(current: RecoveryRecord, entries: readonly [string, unknown][], lease: { readonly leaseToken: string; readonly release?: boolean }): boolean {
-  const stored = current as unknown as Record<string, unknown>;
-  const asStored = (value: unknown): unknown => (value === undefined ? undefined : JSON.parse(JSON.stringify(value)));
-  return (lease.release ? current.leaseToken === undefined : current.leaseToken === lease.leaseToken) && entries.every(([key, value]) => isDeepStrictEqual(asStored(stored[key]), asStored(value)));
+  if (!result.item) throw new OperatorError(`recover: no recovery ${id}: list them with "atmr-dr recover status"`, 2);
+  const current = toRecord(result.item);
+  if (lease && 'leaseToken' in lease && current.leaseToken !== lease.leaseToken) {
+    throw new LeaseLostError(
+      `recover cutover: recovery ${id} was taken over by ${current.leaseOwner ?? `another operator (now "${current.status}")`}: this process stops here and changes nothing more (see "atmr-dr recover status ${id}")`,
+      3,
+    );
+  }
+  throw new OperatorError(`recover: recovery ${id} is "${current.status}", expected ${from?.join(' or ') ?? 'to exist'}`, 3);
 }
 
 export interface LeaseRequest {
@@ -224,9 +195,6 @@ export async function takeCutoverLease(deps: StoreDeps, id: string, request: Lea
   } catch (error) {
     if (!(error instanceof OperatorError)) throw error;
     const record = await getRecovery(deps, id);
-    // The token is new for each command: a record holding it was written by this very take, stored
-    // by a first attempt whose answer was lost and refused when the SDK sent it again.
-    if (record.leaseToken === request.token) return { record };
     const live = record.leaseToken !== undefined && (record.leaseExpiresAt ?? 0) >= now.getTime();
     const kind = !request.from.includes(record.status) ? 'status' : live || request.expectUpdatedAt === undefined || record.updatedAt === request.expectUpdatedAt ? 'held' : 'changed';
     return { refused: { kind, record } };

@@ -8,7 +8,7 @@ import { CUTOVER_FROM, LEASE_SECONDS } from '../../../lambdas/recovery/cutover';
 import { activeRecoveryId, getRecovery, takeCutoverLease, updateRecovery } from '../../../lambdas/recovery/store';
 import { OperatorError } from '../../../lambdas/shared/errors';
 import { parseToTime } from '../../../lambdas/recovery/time';
-import { LocalDynamo, startLocalDynamo } from '../../support/dynamodb';
+import { LocalDynamo, loseFirstAnswer, startLocalDynamo } from '../../support/dynamodb';
 import { operatorErrorOf } from '../../support/refusal';
 import { EARLIEST, LATEST, NOW, PREFIX, SOURCE, SOURCE_RESOURCE_ID, notFound, sourceInstance } from './fixtures';
 
@@ -227,6 +227,26 @@ describe('abandon racing a cutover (the ops-state record decides, by a condition
     expect(cutover).toEqual({ refused: { kind: 'status', record: expect.objectContaining({ status: 'abandoning' }) } });
     expect(result.record.status).toBe('abandoned');
     expect(result.record.leaseToken).toBeUndefined();
+    expect(await activeRecoveryId(deps().store)).toBeUndefined();
+  });
+
+  it('a claim ("abandoning") stored but whose answer was lost: the SDK retry meets it, and the abandon goes on (copy deleted, abandoned, lock freed)', async () => {
+    const id = (await start()).request.recoveryId;
+    const verified = await updateRecovery(deps().store, id, { status: 'verified' });
+    sfn.on(DescribeExecutionCommand).resolves({ status: 'SUCCEEDED' });
+    copyOf(id, verified.newInstance);
+    rds.on(DeleteDBInstanceCommand).resolves({});
+    const losing = loseFirstAnswer(dynamo, (command, input) => command === 'UpdateItemCommand' && JSON.stringify(input).includes('"abandoning"'));
+
+    try {
+      const result = await abandonRecovery({ ...deps(), store: { ddb: losing.ddb, tableName: dynamo.tableName } }, id, 'alice', SOURCE);
+
+      expect(losing.lost()).toBe(1);
+      expect(result.record.status).toBe('abandoned');
+    } finally {
+      losing.destroy();
+    }
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1);
     expect(await activeRecoveryId(deps().store)).toBeUndefined();
   });
 

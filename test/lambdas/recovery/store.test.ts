@@ -208,6 +208,21 @@ describe('a write that landed but whose answer was lost, retried by the SDK, mee
     expect(await activeRecoveryId(deps())).toBeUndefined();
   });
 
+  it('workflow: "failed" (only over a status the workflow writes) is retried: written, not refused, and the one-recovery lock is freed', async () => {
+    await freeLock();
+    const id = 'r20261130190400-e5e5';
+    await beginRecovery(deps(T0), request(id));
+
+    const record = await withLostAnswer(
+      (command, input) => command === 'UpdateItemCommand' && input.includes('"failed"'),
+      (ddb) => updateRecovery({ ddb, tableName: dynamo.tableName, now: () => new Date(T0 + 1000) }, id, { status: 'failed', error: 'instance failed' }, ['restoring', 'verifying']),
+    );
+
+    expect(record).toMatchObject({ status: 'failed', error: 'instance failed' });
+    expect(record).not.toHaveProperty('writeId');
+    expect(await activeRecoveryId(deps())).toBeUndefined();
+  });
+
   it('cutover: a final write that did not land is still refused once another operator took the lease over', async () => {
     await freeLock();
     const id = 'r20261130190300-c3c3';
