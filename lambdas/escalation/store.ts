@@ -1,7 +1,6 @@
-import { randomUUID } from 'node:crypto';
 import { BatchGetCommand, BatchGetCommandOutput, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, QueryCommandInput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
-import { conditionalWrite, isConditionFailure } from '../shared/conditional-write';
+import { conditionalWrite, conditionalWriteOnce, isConditionFailure } from '../shared/conditional-write';
 import { OperatorError } from '../shared/errors';
 import {
   Acknowledgement,
@@ -140,15 +139,14 @@ export async function openIncidentIds(store: IncidentStore): Promise<string[]> {
  * a task token), so a retried or duplicated delivery writes nothing new. `false` when it existed.
  */
 export async function recordTimeline(store: IncidentStore, id: string, key: string, entry: TimelineEntry, extra: Record<string, unknown> = {}): Promise<boolean> {
-  return conditionalWrite(() =>
-    store.ddb.send(
-      new PutCommand({
-        TableName: store.tableName,
-        Item: { pk: incidentPk(id), sk: `EVENT#${key}`, ...entry, ...extra, expiresAt: expiresAt(nowOf(store)) },
-        ConditionExpression: 'attribute_not_exists(pk)',
-      }),
-    ),
-  );
+  // A retried put that finds its own entry wrote it (conditionalWriteOnce): "existed" would skip a
+  // reminder as already sent, or refuse an acknowledgement link as already used.
+  const result = await conditionalWriteOnce(store.ddb, {
+    TableName: store.tableName,
+    Item: { pk: incidentPk(id), sk: `EVENT#${key}`, ...entry, ...extra, expiresAt: expiresAt(nowOf(store)) },
+    ConditionExpression: 'attribute_not_exists(pk)',
+  });
+  return result.outcome !== 'refused';
 }
 
 export async function timeline(store: IncidentStore, id: string): Promise<TimelineEntry[]> {
@@ -225,22 +223,20 @@ export async function setExecutionArn(store: IncidentStore, id: string, executio
  * by the newer one's reminder. Returns the claim to undo with `releaseJoinedAlarm` when the wake fails.
  */
 export async function claimJoinedAlarm(store: IncidentStore, id: string, at: string): Promise<{ claimed: boolean; previous?: string }> {
-  try {
-    const { Attributes } = await store.ddb.send(
-      new UpdateCommand({
-        TableName: store.tableName,
-        Key: { pk: incidentPk(id), sk: META_SK },
-        UpdateExpression: 'SET lastJoinedAlarmAt = :at',
-        ConditionExpression: 'attribute_exists(pk) AND (attribute_not_exists(lastJoinedAlarmAt) OR lastJoinedAlarmAt < :at)',
-        ExpressionAttributeValues: { ':at': at },
-        ReturnValues: 'UPDATED_OLD',
-      }),
-    );
-    return { claimed: true, previous: Attributes?.lastJoinedAlarmAt as string | undefined };
-  } catch (error) {
-    if (isConditionFailure(error)) return { claimed: false };
-    throw error;
-  }
+  // A retried claim that finds its own claim made it (conditionalWriteOnce): "not claimed" would
+  // leave the acknowledged level unwoken for this failure. The claim it replaced, needed to give it
+  // back, came in the lost answer: the write keeps it beside (`previousJoinedAlarmAt`, '' for none).
+  const result = await conditionalWriteOnce(store.ddb, {
+    TableName: store.tableName,
+    Key: { pk: incidentPk(id), sk: META_SK },
+    UpdateExpression: 'SET lastJoinedAlarmAt = :at, previousJoinedAlarmAt = if_not_exists(lastJoinedAlarmAt, :none)',
+    ConditionExpression: 'attribute_exists(pk) AND (attribute_not_exists(lastJoinedAlarmAt) OR lastJoinedAlarmAt < :at)',
+    ExpressionAttributeValues: { ':at': at, ':none': '' },
+    ReturnValues: 'UPDATED_OLD',
+  });
+  if (result.outcome === 'refused') return { claimed: false };
+  const previous = result.outcome === 'written' ? result.item?.lastJoinedAlarmAt : result.item?.previousJoinedAlarmAt;
+  return { claimed: true, previous: (previous as string | undefined) || undefined };
 }
 
 /**
@@ -310,38 +306,30 @@ export async function wake(store: IncidentStore, token: string | undefined, outp
  * in one conditional write: only when its status is `= from` or `<> from`. `undefined` when the
  * incident is unknown or its status did not allow it (the caller explains which).
  *
- * The SDK sends a write again when the answer to its first attempt is lost or late, though that
- * attempt may have been applied: the retry then fails its condition on this call's own write. So
- * each write also stores an id of its own beside the record (`ackWriteId`, `resolutionWriteId`),
- * and a failed condition whose incident holds that id is this write, applied: the caller goes on
- * (wakes the workflow, writes the timeline, releases the open pointer) instead of refusing. The
- * record alone could not tell: two calls by the same actor can carry the same instant.
+ * A write retried by the SDK onto its own applied first attempt is this write (conditionalWriteOnce):
+ * the caller goes on (wakes the workflow, writes the timeline, releases the open pointer) instead of
+ * refusing. Its id is kept per record (`ackWriteId`, `resolutionWriteId`), so an acknowledgement
+ * whose retry comes after a resolution still knows itself.
  */
 async function changeStatus(
   store: IncidentStore,
   id: string,
   change: { to: Incident['status']; field: 'ack' | 'resolution'; record: Acknowledgement | Resolution; onlyIf: '= :from' | '<> :from'; from: Incident['status'] },
 ): Promise<Incident | undefined> {
-  const writeIdField = `${change.field}WriteId`;
-  const writeId = randomUUID();
-  try {
-    const { Attributes } = await store.ddb.send(
-      new UpdateCommand({
-        TableName: store.tableName,
-        Key: { pk: incidentPk(id), sk: META_SK },
-        UpdateExpression: 'SET #status = :to, #field = :record, #writeId = :writeId',
-        ConditionExpression: `attribute_exists(pk) AND #status ${change.onlyIf}`,
-        ExpressionAttributeNames: { '#status': 'status', '#field': change.field, '#writeId': writeIdField },
-        ExpressionAttributeValues: { ':to': change.to, ':from': change.from, ':record': change.record, ':writeId': writeId },
-        ReturnValues: 'ALL_NEW',
-      }),
-    );
-    return toIncident(Attributes as Record<string, unknown>);
-  } catch (error) {
-    if (!isConditionFailure(error)) throw error;
-    const { Item } = await store.ddb.send(new GetCommand({ TableName: store.tableName, Key: { pk: incidentPk(id), sk: META_SK }, ConsistentRead: true }));
-    return Item && Item[writeIdField] === writeId ? toIncident(Item) : undefined;
-  }
+  const result = await conditionalWriteOnce(
+    store.ddb,
+    {
+      TableName: store.tableName,
+      Key: { pk: incidentPk(id), sk: META_SK },
+      UpdateExpression: 'SET #status = :to, #field = :record',
+      ConditionExpression: `attribute_exists(pk) AND #status ${change.onlyIf}`,
+      ExpressionAttributeNames: { '#status': 'status', '#field': change.field },
+      ExpressionAttributeValues: { ':to': change.to, ':from': change.from, ':record': change.record },
+      ReturnValues: 'ALL_NEW',
+    },
+    `${change.field}WriteId`,
+  );
+  return result.outcome === 'refused' ? undefined : toIncident(result.item ?? {});
 }
 
 async function explainRefusal(store: IncidentStore, id: string, verb: 'acknowledge' | 'resolve'): Promise<never> {

@@ -246,6 +246,20 @@ describe('a status change whose first attempt was applied but whose answer was l
     expect(woken).toEqual(['token-level-2']);
   });
 
+  it('a link whose use (its timeline entry) was stored but whose answer was lost is this use: it acknowledges, not "already used"', async () => {
+    const linkLost = loseFirstAnswer(table, (command, input) => command === 'PutItemCommand' && (input.Item as { sk?: { S?: string } }).sk?.S?.startsWith('EVENT#link#') === true);
+    try {
+      const reply = await handleAckLink({ ...deps(), store: { ...incidentStore(table.tableName, { ddb: linkLost.client, sfn: store.sfn }), now: store.now } }, { method: 'POST', params: link() });
+
+      expect(linkLost.lost()).toBe(1);
+      expect(reply.statusCode).toBe(200);
+      expect((await getIncident(store, incidentId))?.status).toBe('ACKED');
+      expect(woken).toEqual(['token-level-2']);
+    } finally {
+      linkLost.destroy();
+    }
+  });
+
   it('still refuses an incident acknowledged by another call, even with the same actor at the same instant', async () => {
     await acknowledgeIncident(store, incidentId, { by: 'alice', via: 'cli' });
 

@@ -1,6 +1,9 @@
+import { GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { incidentStore } from '../../../lambdas/escalation/clients';
 import { ingestAction, ingestAlarmChange } from '../../../lambdas/escalation/ingest';
-import { incidentIdFor } from '../../../lambdas/escalation/model';
+import { incidentIdFor, incidentPk, META_SK } from '../../../lambdas/escalation/model';
 import { acknowledgeIncident, getIncident, listIncidents, resolveIncident, storeTaskToken, timeline } from '../../../lambdas/escalation/store';
+import { loseFirstAnswer } from '../../support/dynamodb';
 import { alarmEvent, ALARM, EscalationHarness, EVENT_ALARM, EVENT_DESCRIPTION, startHarness } from './harness';
 
 const T0 = '2026-11-30T10:15:00.123+0000';
@@ -260,6 +263,47 @@ describe('escalation ingest (alarm state changes and atmr-dr events)', () => {
       // Assert
       expect(retried).toEqual({ action: 'joined', incidentId: id });
       expect(h.woken.get('await-1')).toBe(JSON.stringify({ outcome: 'alarm' }));
+    });
+
+    it('wakes the acknowledged incident when its claim of the joining ALARM was stored but the answer lost (the SDK retry meets its own claim)', async () => {
+      // Arrange: an acknowledged event incident joined once already (a previous claim to give back
+      // to), then a client that loses the answer to the next claim.
+      const opened = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', T0));
+      const id = opened.action === 'started' ? opened.incidentId : '';
+      await storeTaskToken(h.store, id, 'page-1', 1);
+      await acknowledgeIncident(h.store, id, { by: 'bob', via: 'cli' });
+      await storeTaskToken(h.store, id, 'await-1');
+      await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', '2026-11-30T11:15:00.000+0000'));
+      await storeTaskToken(h.store, id, 'await-2');
+      const lossy = loseFirstAnswer(h.table, (command, input) => command === 'UpdateItemCommand' && String(input.UpdateExpression).includes('lastJoinedAlarmAt = :at'));
+      const send = h.store.sfn.send.bind(h.store.sfn);
+      let throttleOnce = true;
+      const sfn = Object.assign(Object.create(h.store.sfn) as typeof h.store.sfn, {
+        send: (command: never) => {
+          if (throttleOnce) {
+            throttleOnce = false;
+            return Promise.reject(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+          }
+          return send(command);
+        },
+      });
+      const deps = { ...h.ingestDeps, store: { ...incidentStore(h.table.tableName, { ddb: lossy.client, sfn }), now: h.store.now } };
+      const failure = eventAlarm('ALARM', '2026-11-30T12:15:00.000+0000');
+
+      try {
+        // Act: the claim's answer is lost and Step Functions refuses the wake; EventBridge retries.
+        await expect(ingestAlarmChange(deps, failure)).rejects.toThrow('Rate exceeded');
+        expect(lossy.lost()).toBe(1);
+        const claimGivenBack = (await h.table.client.send(new GetItemCommand({ TableName: h.table.tableName, Key: { pk: { S: incidentPk(id) }, sk: { S: META_SK } }, ConsistentRead: true }))).Item?.lastJoinedAlarmAt?.S;
+        const retried = await ingestAlarmChange(deps, failure);
+
+        // Assert: the claim was given back as it was (the previous ALARM's), and the retry woke the wait.
+        expect(claimGivenBack).toBe('2026-11-30T11:15:00.000Z');
+        expect(retried).toEqual({ action: 'joined', incidentId: id });
+        expect(h.woken.get('await-2')).toBe(JSON.stringify({ outcome: 'alarm' }));
+      } finally {
+        lossy.destroy();
+      }
     });
 
     it('keeps resolving a state alarm\'s incident on OK beside an open event incident', async () => {
