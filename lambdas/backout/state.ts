@@ -1,5 +1,5 @@
 import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
-import { conditionalWrite } from '../shared/conditional-write';
+import { conditionalWrite, conditionalWriteOnce } from '../shared/conditional-write';
 
 /**
  * The backout's records in the ops-state table:
@@ -92,38 +92,28 @@ function stripKeys(item: Record<string, unknown>): Record<string, unknown> {
  * Takes the service's rollback lock for `ttlSeconds` (a crashed holder cannot block forever).
  * Returns false when someone else holds it; DynamoDB errors propagate: no lock, no action.
  *
- * The SDK sends the put again when the answer to its first attempt is lost or late, though that
- * attempt may have been applied: the retry then fails its condition on this call's own lock. So a
- * refused put reads the lock back, and a lock with this call's owner (an id of its own: a UUID per
- * workflow execution or `rollback service`, the actor and the millisecond for `rollback migration`)
- * and start time is taken, not held by another rollback for the next `ttlSeconds`.
+ * A put retried by the SDK onto its own applied first attempt is this call's lock
+ * (conditionalWriteOnce), not one held by another rollback for the next `ttlSeconds`.
  */
 export async function acquireLock(
   doc: DynamoDBDocumentClient,
   table: string,
   lock: { service: string; owner: string; now: Date; ttlSeconds: number; reason: string },
 ): Promise<boolean> {
-  const acquiredAt = lock.now.toISOString();
-  const written = await conditionalWrite(() =>
-    doc.send(
-      new PutCommand({
-        TableName: table,
-        Item: {
-          pk: rollbackKey(lock.service),
-          sk: 'LOCK',
-          owner: lock.owner,
-          acquiredAt,
-          reason: lock.reason,
-          expiresAt: epoch(lock.now) + lock.ttlSeconds,
-        },
-        ConditionExpression: 'attribute_not_exists(pk) OR expiresAt < :now',
-        ExpressionAttributeValues: { ':now': epoch(lock.now) },
-      }),
-    ),
-  );
-  if (written) return true;
-  const held = await readLock(doc, table, lock.service, lock.now);
-  return held?.owner === lock.owner && held.acquiredAt === acquiredAt;
+  const result = await conditionalWriteOnce(doc, {
+    TableName: table,
+    Item: {
+      pk: rollbackKey(lock.service),
+      sk: 'LOCK',
+      owner: lock.owner,
+      acquiredAt: lock.now.toISOString(),
+      reason: lock.reason,
+      expiresAt: epoch(lock.now) + lock.ttlSeconds,
+    },
+    ConditionExpression: 'attribute_not_exists(pk) OR expiresAt < :now',
+    ExpressionAttributeValues: { ':now': epoch(lock.now) },
+  });
+  return result.outcome !== 'refused';
 }
 
 /** Releases the lock if `owner` still holds it (never someone else's). */
@@ -174,21 +164,20 @@ export async function claimReleaseRollback(
   table: string,
   claim: { service: string; taskDefinitionArn: string; owner: string; now: Date },
 ): Promise<boolean> {
-  return conditionalWrite(() =>
-    doc.send(
-      new PutCommand({
-        TableName: table,
-        Item: {
-          pk: rollbackKey(claim.service),
-          sk: `RELEASE#${claim.taskDefinitionArn}`,
-          owner: claim.owner,
-          at: claim.now.toISOString(),
-          expiresAt: epoch(claim.now) + HISTORY_RETENTION_SECONDS,
-        },
-        ConditionExpression: 'attribute_not_exists(pk)',
-      }),
-    ),
-  );
+  // A retried claim that finds its own claim made it (conditionalWriteOnce): "already rolled back"
+  // would skip the one automatic rollback this release gets.
+  const result = await conditionalWriteOnce(doc, {
+    TableName: table,
+    Item: {
+      pk: rollbackKey(claim.service),
+      sk: `RELEASE#${claim.taskDefinitionArn}`,
+      owner: claim.owner,
+      at: claim.now.toISOString(),
+      expiresAt: epoch(claim.now) + HISTORY_RETENTION_SECONDS,
+    },
+    ConditionExpression: 'attribute_not_exists(pk)',
+  });
+  return result.outcome !== 'refused';
 }
 
 export async function recordRollback(doc: DynamoDBDocumentClient, table: string, entry: RollbackHistoryEntry): Promise<void> {

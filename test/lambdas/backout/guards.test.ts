@@ -57,6 +57,20 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
     expect(await claimReleaseRollback(suite.dynamo.doc, tableName, { ...claim, owner: 'b' })).toBe(false);
   });
 
+  it('claims a release whose claim the SDK sent again after the answer to its applied first attempt was lost (the claim is its own)', async () => {
+    const tableName = await suite.dynamo.freshTable();
+    const claim = { service: 'atmr-api', taskDefinitionArn: BAD, owner: 'a', now: new Date() };
+    const lossy = loseFirstAnswer(suite.dynamo, (command, input) => command === 'PutItemCommand' && (input.Item as { sk?: { S?: string } }).sk?.S?.startsWith('RELEASE#') === true);
+    try {
+      expect(await claimReleaseRollback(lossy.ddb, tableName, claim)).toBe(true);
+      expect(lossy.lost()).toBe(1);
+      // Still once per release: another claim is refused.
+      expect(await claimReleaseRollback(suite.dynamo.doc, tableName, { ...claim, owner: 'b' })).toBe(false);
+    } finally {
+      lossy.destroy();
+    }
+  });
+
   it('gives exactly one rollback for 50 concurrent alarm triggers', async () => {
     const tableName = await suite.dynamo.freshTable();
     await seedLkg(suite.dynamo.doc, undefined, tableName);
