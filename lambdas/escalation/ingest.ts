@@ -60,12 +60,15 @@ export async function ingestAlarmChange(deps: IngestDeps, event: AlarmStateChang
     // Once per state change (claimJoinedAlarm): a redelivered copy would otherwise wake the step
     // that replaced the woken one and remind the level twice. Claimed while still climbing too, so
     // a copy arriving after the acknowledgement does not remind for a failure the pages covered.
+    // The claim's own read decides whom to wake (status and token as of the claim): a step that
+    // stored its token after it finds the join unreminded and reminds by itself, as does the next
+    // step when the token found no longer waits (the workflow between two steps, or handing over).
     const open = await getIncident(deps.store, holder);
     if (open && open.status !== 'RESOLVED' && signalsEvent(open.alarmDescription)) {
       const claim = await claimJoinedAlarm(deps.store, holder, at);
-      if (claim.claimed && open.status === 'ACKED') {
+      if (claim.claimed && claim.incident.status === 'ACKED') {
         try {
-          await wake(deps.store, open.taskToken, { outcome: 'alarm' });
+          await wake(deps.store, claim.incident.taskToken, { outcome: 'alarm' });
         } catch (error) {
           // Not woken (Step Functions refused after the SDK's retries): the delivery fails and is
           // retried, and its retry must find the state change unclaimed to wake the workflow.

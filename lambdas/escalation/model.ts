@@ -44,6 +44,24 @@ export interface Incident {
   readonly taskToken?: string;
   readonly executionArn?: string;
   readonly resolutionNotifiedAt?: string;
+  /** State time of the latest ALARM joined to this event alarm's incident (store.ts claimJoinedAlarm). */
+  readonly lastJoinedAlarmAt?: string;
+  /**
+   * The `lastJoinedAlarmAt` already told to the acknowledging level: copied by the acknowledgement
+   * (the pages covered the failures joined while climbing) and by each reminder step when it stores
+   * its token (it tells of every failure joined before). `''`: none joined then.
+   */
+  readonly joinRemindedAt?: string;
+}
+
+/**
+ * Whether a failure joined the acknowledged incident while no step waited (its wake found no token)
+ * and nobody has told the acknowledging level yet: the next waiting step reminds at once. Absent
+ * `joinRemindedAt` (acknowledged before the field existed): nothing is owed.
+ */
+export function joinAwaitsReminder(incident: Incident): boolean {
+  const { lastJoinedAlarmAt: joined, joinRemindedAt: reminded } = incident;
+  return incident.status === 'ACKED' && joined !== undefined && reminded !== undefined && joined > reminded;
 }
 
 export type TimelineKind = 'state' | 'page' | 'page-failed' | 'reminder' | 'ack' | 'action' | 'resolved' | 'note';

@@ -44,6 +44,8 @@ function toIncident(item: Record<string, unknown>): Incident {
     taskToken: item.taskToken as string | undefined,
     executionArn: item.executionArn as string | undefined,
     resolutionNotifiedAt: item.resolutionNotifiedAt as string | undefined,
+    lastJoinedAlarmAt: item.lastJoinedAlarmAt as string | undefined,
+    joinRemindedAt: item.joinRemindedAt as string | undefined,
   };
 }
 
@@ -168,16 +170,26 @@ async function* queryPages(store: IncidentStore, query: Omit<QueryCommandInput, 
   } while (start);
 }
 
-/** Stores the token of the step now waiting, and returns the incident as it is after that write. */
-export async function storeTaskToken(store: IncidentStore, id: string, taskToken: string, level?: number): Promise<Incident> {
+/**
+ * Copies the latest joined ALARM's time into `joinRemindedAt` ('' when none joined): in the same
+ * write as what tells the level (an acknowledgement, a reminder step's token), so that a join
+ * claimed after that write is the one found unreminded, never one claimed before.
+ */
+const COVER_JOINS = 'joinRemindedAt = if_not_exists(lastJoinedAlarmAt, :noJoin)';
+
+/**
+ * Stores the token of the step now waiting, and returns the incident as it is after that write.
+ * `remindsJoins`: the step reminds the acknowledging level, which covers every failure joined so far.
+ */
+export async function storeTaskToken(store: IncidentStore, id: string, taskToken: string, level?: number, options: { remindsJoins?: boolean } = {}): Promise<Incident> {
   const levelUpdate = level === undefined ? '' : ', #level = if_not_exists(#level, :zero)';
   const { Attributes } = await store.ddb.send(
     new UpdateCommand({
       TableName: store.tableName,
       Key: { pk: incidentPk(id), sk: META_SK },
-      UpdateExpression: `SET taskToken = :t${levelUpdate}`,
+      UpdateExpression: `SET taskToken = :t${levelUpdate}${options.remindsJoins ? `, ${COVER_JOINS}` : ''}`,
       ConditionExpression: 'attribute_exists(pk)',
-      ExpressionAttributeValues: { ':t': taskToken, ...(level !== undefined && { ':zero': 0 }) },
+      ExpressionAttributeValues: { ':t': taskToken, ...(level !== undefined && { ':zero': 0 }), ...(options.remindsJoins && { ':noJoin': '' }) },
       ...(level !== undefined && { ExpressionAttributeNames: { '#level': 'level' } }),
       ReturnValues: 'ALL_NEW',
     }),
@@ -221,22 +233,29 @@ export async function setExecutionArn(store: IncidentStore, id: string, executio
  * incident record (not a set growing with each failure): an alarm goes back through OK between two
  * ALARMs, so a later state change is a new one, and an older one delivered late has been overtaken
  * by the newer one's reminder. Returns the claim to undo with `releaseJoinedAlarm` when the wake fails.
+ *
+ * Also returns the incident as the claim found it: its status and the token stored then, read in
+ * the same write. A step storing its token before the claim is the one to wake; one storing it
+ * after finds the join unreminded (`joinAwaitsReminder`) and reminds itself. A read before the claim
+ * could see neither: the token of a step that has since stopped waiting, and no join yet.
  */
-export async function claimJoinedAlarm(store: IncidentStore, id: string, at: string): Promise<{ claimed: boolean; previous?: string }> {
+export async function claimJoinedAlarm(store: IncidentStore, id: string, at: string): Promise<{ claimed: true; previous?: string; incident: Incident } | { claimed: false }> {
   // A retried claim that finds its own claim made it (conditionalWriteOnce): "not claimed" would
   // leave the acknowledged level unwoken for this failure. The claim it replaced, needed to give it
-  // back, came in the lost answer: the write keeps it beside (`previousJoinedAlarmAt`, '' for none).
+  // back, came in the lost answer: the write keeps it beside (`previousJoinedAlarmAt`, '' for none);
+  // the incident is then the one read back, after the claim.
   const result = await conditionalWriteOnce(store.ddb, {
     TableName: store.tableName,
     Key: { pk: incidentPk(id), sk: META_SK },
     UpdateExpression: 'SET lastJoinedAlarmAt = :at, previousJoinedAlarmAt = if_not_exists(lastJoinedAlarmAt, :none)',
     ConditionExpression: 'attribute_exists(pk) AND (attribute_not_exists(lastJoinedAlarmAt) OR lastJoinedAlarmAt < :at)',
     ExpressionAttributeValues: { ':at': at, ':none': '' },
-    ReturnValues: 'UPDATED_OLD',
+    ReturnValues: 'ALL_OLD',
   });
   if (result.outcome === 'refused') return { claimed: false };
-  const previous = result.outcome === 'written' ? result.item?.lastJoinedAlarmAt : result.item?.previousJoinedAlarmAt;
-  return { claimed: true, previous: (previous as string | undefined) || undefined };
+  const item = result.item ?? {};
+  const previous = result.outcome === 'written' ? item.lastJoinedAlarmAt : item.previousJoinedAlarmAt;
+  return { claimed: true, previous: (previous as string | undefined) || undefined, incident: toIncident(item) };
 }
 
 /**
@@ -316,15 +335,17 @@ async function changeStatus(
   id: string,
   change: { to: Incident['status']; field: 'ack' | 'resolution'; record: Acknowledgement | Resolution; onlyIf: '= :from' | '<> :from'; from: Incident['status'] },
 ): Promise<Incident | undefined> {
+  // An acknowledgement covers the failures joined while the incident climbed (its pages told of them).
+  const coverJoins = change.field === 'ack';
   const result = await conditionalWriteOnce(
     store.ddb,
     {
       TableName: store.tableName,
       Key: { pk: incidentPk(id), sk: META_SK },
-      UpdateExpression: 'SET #status = :to, #field = :record',
+      UpdateExpression: `SET #status = :to, #field = :record${coverJoins ? `, ${COVER_JOINS}` : ''}`,
       ConditionExpression: `attribute_exists(pk) AND #status ${change.onlyIf}`,
       ExpressionAttributeNames: { '#status': 'status', '#field': change.field },
-      ExpressionAttributeValues: { ':to': change.to, ':from': change.from, ':record': change.record },
+      ExpressionAttributeValues: { ':to': change.to, ':from': change.from, ':record': change.record, ...(coverJoins && { ':noJoin': '' }) },
       ReturnValues: 'ALL_NEW',
     },
     `${change.field}WriteId`,

@@ -4,7 +4,7 @@ import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { oneLine } from '../shared/errors';
 import { ackLinkUrl } from './ack-link';
 import type { ExecutionInput } from './ingest';
-import { Incident, runbookOf, shortHash, signalsEvent } from './model';
+import { Incident, joinAwaitsReminder, runbookOf, shortHash, signalsEvent } from './model';
 import {
   claimResolutionNotice,
   getIncident,
@@ -177,7 +177,7 @@ function acknowledgingLevel(incident: Incident): number {
 }
 
 async function remind(deps: TaskDeps, incidentId: string, taskToken: string): Promise<string> {
-  const incident = await storeTaskToken(deps.store, incidentId, taskToken);
+  const incident = await storeTaskToken(deps.store, incidentId, taskToken, undefined, { remindsJoins: true });
   if (incident.status === 'RESOLVED') {
     await wake(deps.store, taskToken, { outcome: 'resolved' });
     return 'woken: RESOLVED';
@@ -279,6 +279,11 @@ export async function runTask(deps: TaskDeps, input: TaskInput): Promise<unknown
     case 'await': {
       const incident = await storeTaskToken(deps.store, input.incidentId, input.taskToken);
       if (incident.status === 'RESOLVED') await wake(deps.store, input.taskToken, { outcome: 'resolved' });
+      // A failure joined while no step waited (its wake found no token): remind now, as its wake would have.
+      else if (joinAwaitsReminder(incident)) {
+        await wake(deps.store, input.taskToken, { outcome: 'alarm' });
+        return { result: 'woken: a joined ALARM awaits its reminder' };
+      }
       return { result: 'waiting' };
     }
     case 'remind':

@@ -29,7 +29,8 @@ export interface Published {
 /**
  * dynalite for the incident records; SNS, SFN and CloudWatch mocked at the SDK boundary. The SFN
  * mock models what the tests rely on: StartExecution is idempotent by name (one execution per
- * name), and SendTaskSuccess records the output each token was woken with.
+ * name), and SendTaskSuccess records the output each token was woken with (a token already woken,
+ * or whose wait ran out, no longer waits).
  */
 export interface EscalationHarness {
   readonly table: LocalTable;
@@ -41,6 +42,11 @@ export interface EscalationHarness {
   readonly executionInputs: Map<string, Record<string, unknown>>;
   readonly startCalls: () => number;
   readonly woken: Map<string, string>;
+  /**
+   * Tokens whose step's wait ran out (runLocally adds each step it times out; a test may add one to
+   * play a step that timed out just now): like a woken one, SendTaskSuccess answers TaskTimedOut.
+   */
+  readonly timedOut: Set<string>;
   readonly taskDeps: TaskDeps;
   readonly ingestDeps: IngestDeps;
   /** Alarm states DescribeAlarms answers, in order (the last repeats); `null`: the alarm is deleted. */
@@ -64,6 +70,7 @@ export async function startHarness(): Promise<EscalationHarness> {
   const executionInputs = new Map<string, Record<string, unknown>>();
   let starts = 0;
   const woken = new Map<string, string>();
+  const timedOut = new Set<string>();
   const harness: EscalationHarness = {
     table,
     store,
@@ -72,6 +79,7 @@ export async function startHarness(): Promise<EscalationHarness> {
     executionInputs,
     startCalls: () => starts,
     woken,
+    timedOut,
     alarmStates: ['ALARM'],
     failingTopics: new Set(),
     taskDeps: {
@@ -105,7 +113,7 @@ export async function startHarness(): Promise<EscalationHarness> {
     return { executionArn: `${STATE_MACHINE_ARN.replace(':stateMachine:', ':execution:')}:${input.name}`, startDate: new Date() };
   });
   sfn.on(SendTaskSuccessCommand).callsFake((input: { taskToken: string; output: string }) => {
-    if (woken.has(input.taskToken)) throw Object.assign(new Error('Task Timed Out'), { name: 'TaskTimedOut' });
+    if (woken.has(input.taskToken) || timedOut.has(input.taskToken)) throw Object.assign(new Error('Task Timed Out'), { name: 'TaskTimedOut' });
     woken.set(input.taskToken, input.output);
     return {};
   });

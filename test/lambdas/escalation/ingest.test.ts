@@ -1,5 +1,6 @@
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { incidentStore } from '../../../lambdas/escalation/clients';
+import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { ingestAction, ingestAlarmChange } from '../../../lambdas/escalation/ingest';
 import { incidentIdFor, incidentPk, META_SK } from '../../../lambdas/escalation/model';
 import { acknowledgeIncident, getIncident, listIncidents, resolveIncident, storeTaskToken, timeline } from '../../../lambdas/escalation/store';
@@ -304,6 +305,37 @@ describe('escalation ingest (alarm state changes and atmr-dr events)', () => {
       } finally {
         lossy.destroy();
       }
+    });
+
+    it('wakes the step that stored its token after the ingest read the incident, not the one that stopped waiting', async () => {
+      // Arrange: an acknowledged event incident whose wait has just run out; the next wait stores its
+      // token while the ingest of a new failure is between its read of the incident and its claim.
+      const opened = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', T0));
+      const id = opened.action === 'started' ? opened.incidentId : '';
+      await storeTaskToken(h.store, id, 'page-1', 1);
+      await acknowledgeIncident(h.store, id, { by: 'bob', via: 'cli' });
+      await storeTaskToken(h.store, id, 'await-1');
+      h.timedOut.add('await-1');
+      const send = h.store.ddb.send.bind(h.store.ddb);
+      let nextWaitStored = false;
+      const ddb = Object.assign(Object.create(h.store.ddb) as typeof h.store.ddb, {
+        send: async (command: { input: { Key?: { pk?: string; sk?: string } } }) => {
+          const answer = await send(command as never);
+          if (!nextWaitStored && command instanceof GetCommand && command.input.Key?.sk === 'META') {
+            nextWaitStored = true;
+            await storeTaskToken(h.store, id, 'await-2');
+          }
+          return answer;
+        },
+      });
+
+      // Act
+      const joined = await ingestAlarmChange({ ...h.ingestDeps, store: { ...h.store, ddb } }, eventAlarm('ALARM', '2026-11-30T11:15:00.000+0000'));
+
+      // Assert: the claim, which reads the token it is written with, found the wait now waiting.
+      expect(nextWaitStored).toBe(true);
+      expect(joined).toEqual({ action: 'joined', incidentId: id });
+      expect(h.woken.get('await-2')).toBe(JSON.stringify({ outcome: 'alarm' }));
     });
 
     it('keeps resolving a state alarm\'s incident on OK beside an open event incident', async () => {

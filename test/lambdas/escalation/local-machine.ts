@@ -72,7 +72,8 @@ function timeout(): Error {
  * Runs the synthesized definition with aws-local-stepfunctions. Every Task state runs the real task
  * code (lambdas/escalation/tasks.ts) against the harness; a `.waitForTaskToken` step then returns
  * the output its token was woken with (SendTaskSuccess, from the task itself or from `duringWait`),
- * or fails with States.Timeout as Step Functions does when its TimeoutSeconds pass. Each step of each
+ * or fails with States.Timeout as Step Functions does when its TimeoutSeconds pass (its token then
+ * wakes nothing: `harness.timedOut`). Each step of each
  * execution (`executionName`, the incident id unless a hand-over named it) gets a token of its own,
  * as in Step Functions. Waits and retry intervals are shortened to 0.
  */
@@ -107,7 +108,11 @@ export async function runLocally(
       if (!waits) return result;
       await duringWait(name, task, visit);
       const woken = harness.woken.get(task.taskToken);
-      if (woken === undefined) throw timeout();
+      if (woken === undefined) {
+        // From now on the token no longer waits: waking it fails, as in Step Functions.
+        harness.timedOut.add(task.taskToken);
+        throw timeout();
+      }
       return JSON.parse(woken) as Json;
     };
   }

@@ -230,6 +230,74 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
     });
 
     /**
+     * A joining ALARM finds a token to wake only while a step waits. Between steps (the acknowledged
+     * wait just ran out and the alarm is being re-read, or a hand-over) the stored token wakes
+     * nothing: the next waiting step finds the join recorded but not reminded, and reminds at once.
+     */
+    describe('a new failure joining the acknowledged incident', () => {
+      const failure = () => alarmEvent('ALARM', '2026-11-30T11:15:00.000+0000', EVENT_ALARM, eventDescription);
+
+      it('is reminded once when it arrives between steps (no token waits)', async () => {
+        // Arrange: the alarm is OK again at every re-read.
+        h.alarmStates = ['OK'];
+        let joined: unknown;
+
+        // Act: acknowledged at level 1; the failure arrives just as the acknowledged wait ran out
+        // (the workflow is off to re-read the alarm); resolved by hand two waits later.
+        const { path } = await runEvent(async (state, task, visit) => {
+          if (state === 'PageLevel1') await acknowledgeIncident(h.store, eventId, { by: 'bob', via: 'link', level: 1 });
+          if (state === 'AwaitWhileAcked' && visit === 1) {
+            h.timedOut.add(task.taskToken);
+            joined = await ingestAlarmChange(h.ingestDeps, failure());
+          }
+          if (state === 'AwaitWhileAcked' && visit === 3) await resolveIncident(h.store, eventId, { by: 'bob', via: 'cli', how: 'resolved by hand' });
+        });
+
+        // Assert: recorded and claimed by the ingest, then reminded by the next wait, once.
+        expect(joined).toEqual({ action: 'joined', incidentId: eventId });
+        expect(path.slice(0, 5)).toEqual(['PageLevel1', 'AwaitWhileAcked', 'CheckWhileAcked', 'AwaitWhileAcked', 'Remind']);
+        expect(path.filter((s) => s === 'Remind')).toHaveLength(1);
+        expect(kinds('Rappel')).toEqual([1]);
+        expect(kinds('Résolu')).toEqual([1]);
+      });
+
+      it('is reminded once when it wakes the waiting step, and not again by the next waits', async () => {
+        // Arrange
+        h.alarmStates = ['OK'];
+
+        // Act: the failure wakes the acknowledged wait; two more waits run out before the resolution.
+        const { path } = await runEvent(async (state, _task, visit) => {
+          if (state === 'PageLevel1') await acknowledgeIncident(h.store, eventId, { by: 'bob', via: 'link', level: 1 });
+          if (state === 'AwaitWhileAcked' && visit === 1) await ingestAlarmChange(h.ingestDeps, failure());
+          if (state === 'AwaitWhileAcked' && visit === 3) await resolveIncident(h.store, eventId, { by: 'bob', via: 'cli', how: 'resolved by hand' });
+        });
+
+        // Assert
+        expect(path.slice(0, 3)).toEqual(['PageLevel1', 'AwaitWhileAcked', 'Remind']);
+        expect(path.filter((s) => s === 'Remind')).toHaveLength(1);
+        expect(path.filter((s) => s === 'AwaitWhileAcked')).toHaveLength(3);
+        expect(kinds('Rappel')).toEqual([1]);
+      });
+
+      it('reminds nobody for a failure joined while the incident was still climbing (the pages covered it)', async () => {
+        // Arrange
+        h.alarmStates = ['OK'];
+
+        // Act: the failure joins during level 1's wait, level 2 acknowledges; resolved two waits later.
+        const { path } = await runEvent(async (state, _task, visit) => {
+          if (state === 'PageLevel1') await ingestAlarmChange(h.ingestDeps, failure());
+          if (state === 'PageLevel2') await acknowledgeIncident(h.store, eventId, { by: 'bob', via: 'link', level: 2 });
+          if (state === 'AwaitWhileAcked' && visit === 2) await resolveIncident(h.store, eventId, { by: 'bob', via: 'cli', how: 'resolved by hand' });
+        });
+
+        // Assert
+        expect(path).not.toContain('Remind');
+        expect(kinds('N')).toEqual([1, 2]);
+        expect(kinds('Rappel')).toEqual([]);
+      });
+    });
+
+    /**
      * An incident left open loops for as long as nobody resolves it; a Step Functions execution is
      * capped at 25,000 history events, so after a bounded number of rounds the execution hands the
      * incident over to a fresh one (bound lowered to 2 here; HAND_OVER_AFTER_ROUNDS in the construct).
@@ -266,6 +334,30 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
         expect((await timeline(h.store, eventId)).map((e) => e.text)).toContain(
           `Escalation handed over from execution ${eventId} to ${eventId}-h1 after 2 rounds (a Step Functions execution's history is capped), resuming at PageLevel3`,
         );
+      });
+
+      it('reminds once for a failure that joins while the incident is handed over (no execution waits)', async () => {
+        // Arrange: acknowledged at level 1, its alarm OK again at every re-read.
+        h.alarmStates = ['OK'];
+
+        // Act: the first execution hands over (its last wait ran out); the failure arrives before the
+        // new execution's first step; resolved by hand once reminded.
+        const first = await runExecution(eventId, async (state) => {
+          if (state === 'PageLevel1') await acknowledgeIncident(h.store, eventId, { by: 'bob', via: 'link', level: 1 });
+        });
+        const joined = await ingestAlarmChange(h.ingestDeps, alarmEvent('ALARM', '2026-11-30T11:15:00.000+0000', EVENT_ALARM, eventDescription));
+        const remindedBeforeTheNewExecution = kinds('Rappel');
+        const second = await runExecution(`${eventId}-h1`, async (state) => {
+          if (state === 'Remind') await resolveIncident(h.store, eventId, { by: 'bob', via: 'cli', how: 'resolved by hand' });
+        });
+
+        // Assert
+        expect(first.path.at(-1)).toBe('HandOver');
+        expect(joined).toEqual({ action: 'joined', incidentId: eventId });
+        expect(remindedBeforeTheNewExecution).toEqual([]);
+        expect(second.path).toEqual(['AwaitWhileAcked', 'Remind', 'Resolve']);
+        expect(kinds('Rappel')).toEqual([1]);
+        expect(kinds('Résolu')).toEqual([1]);
       });
 
       it('hands an acknowledged incident over again and again: each new execution is the one a new ALARM reminds and a resolution ends', async () => {
