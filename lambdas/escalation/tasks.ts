@@ -43,7 +43,8 @@ export type TaskInput =
   | { readonly action: 'remind'; readonly incidentId: string; readonly taskToken: string }
   | { readonly action: 'check'; readonly incidentId: string }
   | { readonly action: 'resolve'; readonly incidentId: string; readonly state?: { readonly check?: { readonly alarmState?: string } } }
-  | { readonly action: 'handover'; readonly incidentId: string; readonly alarmName: string; readonly resumeAt: string; readonly rounds: number; readonly execution: string };
+  | { readonly action: 'handover'; readonly incidentId: string; readonly alarmName: string; readonly resumeAt: string; readonly rounds: number; readonly execution: string }
+  | { readonly action: 'takeover'; readonly incidentId: string; readonly execution: string; readonly handedOverFrom?: string; readonly resumeAt?: string };
 
 export type AlarmStateNow = 'ALARM' | 'OK' | 'INSUFFICIENT_DATA' | 'DELETED' | 'RESOLVED';
 
@@ -246,6 +247,11 @@ async function resolve(deps: TaskDeps, incidentId: string, alarmState: string | 
  * depends only on the calling execution, so a retried step starts nothing more: Step Functions
  * answers a StartExecution of the same name and input as the running one, and ExecutionAlreadyExists
  * once it has ended (a quick resolution): handed over either way.
+ *
+ * Once the new execution exists this step must succeed: failing it would fail this execution, and
+ * the failure rule would page "nobody is being paged" while the new one pages. So the incident's
+ * pointer and the timeline note are written here as a courtesy (`incident list` is current at
+ * once); if the table refuses them, the new execution's first step (`takeOver`) writes them.
  */
 async function handOver(deps: TaskDeps, input: Extract<TaskInput, { action: 'handover' }>): Promise<string> {
   const match = /^(arn:[^:]+:states:[^:]*:[^:]*:)execution:([^:]+):([^:]+)$/.exec(input.execution);
@@ -262,13 +268,32 @@ async function handOver(deps: TaskDeps, input: Extract<TaskInput, { action: 'han
   } catch (error) {
     if ((error as { name?: string }).name !== 'ExecutionAlreadyExists') throw error;
   }
-  await replaceExecutionArn(deps.store, input.incidentId, executionArn);
+  try {
+    await replaceExecutionArn(deps.store, input.incidentId, executionArn);
+    await recordTimeline(deps.store, input.incidentId, `handover#${name}`, {
+      at: nowIso(deps),
+      kind: 'note',
+      text: `Escalation handed over from execution ${current} to ${name} after ${input.rounds} rounds (a Step Functions execution's history is capped), resuming at ${input.resumeAt}`,
+    });
+  } catch (error) {
+    return `handed over to ${name}; the incident record is left to it (${oneLine(error)})`;
+  }
+  return `handed over to ${name}`;
+}
+
+/**
+ * The first step of a handed-over execution: points the incident at this execution and notes the
+ * hand-over, in case the step that started it could not (`handOver`). Both writes are idempotent.
+ */
+async function takeOver(deps: TaskDeps, input: Extract<TaskInput, { action: 'takeover' }>): Promise<string> {
+  const name = input.execution.split(':').pop() ?? input.execution;
+  await replaceExecutionArn(deps.store, input.incidentId, input.execution);
   await recordTimeline(deps.store, input.incidentId, `handover#${name}`, {
     at: nowIso(deps),
     kind: 'note',
-    text: `Escalation handed over from execution ${current} to ${name} after ${input.rounds} rounds (a Step Functions execution's history is capped), resuming at ${input.resumeAt}`,
+    text: `Escalation handed over from execution ${input.handedOverFrom ?? '?'} to ${name}, resuming at ${input.resumeAt ?? '?'}`,
   });
-  return `handed over to ${name}`;
+  return `took over as ${name}`;
 }
 
 /** One workflow step. */
@@ -294,5 +319,7 @@ export async function runTask(deps: TaskDeps, input: TaskInput): Promise<unknown
       return { result: await resolve(deps, input.incidentId, input.state?.check?.alarmState) };
     case 'handover':
       return { result: await handOver(deps, input) };
+    case 'takeover':
+      return { result: await takeOver(deps, input) };
   }
 }

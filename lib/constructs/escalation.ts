@@ -390,7 +390,8 @@ export class Escalation extends Construct {
     // through `round`, which counts it; once the count is reached, the task function starts a fresh
     // execution of this state machine for the incident (named `<id>-h<n>`, so a retried hand-over
     // starts nothing more), resuming at the step this one was about to run, points the incident at
-    // it, and this execution ends. The new one needs nothing else: the level, the acknowledgement
+    // it (or leaves that to the new one's first step, TakeOver, when the table refuses), and this
+    // execution ends. The new one needs nothing else: the level, the acknowledgement
     // and the status are on the incident record, which every step reads, and its first step stores
     // its own task token, so an ack, a resolution or a joining ALARM wakes it. The task function
     // starts it (not a StartExecution state) because the same step must point the incident record at
@@ -477,7 +478,25 @@ export class Escalation extends Construct {
     const resumeAt = new sfn.Choice(this, 'ResumeAt');
     for (const [key, target] of resumable) resumeAt.when(sfn.Condition.stringEquals('$.resumeAt', key), target);
     resumeAt.otherwise(pages[0]);
-    const handedOver = new sfn.Choice(this, 'HandedOverExecution').when(sfn.Condition.isPresent('$.resumeAt'), resumeAt).otherwise(pages[0]);
+    // A handed-over execution first points the incident at itself: the hand-over step that started it
+    // ends cleanly even when the table refused that write (tasks.ts handOver). Should the table refuse
+    // it here too, after the retries, the escalation goes on all the same: its steps store their task
+    // tokens (an ack or a resolution wakes them); only `incident list` shows the previous execution.
+    const takeOver = new tasks.LambdaInvoke(this, 'TakeOver', {
+      lambdaFunction: fn,
+      payload: sfn.TaskInput.fromObject({
+        action: 'takeover',
+        incidentId,
+        execution: sfn.JsonPath.executionId,
+        handedOverFrom: sfn.JsonPath.stringAt('$.handedOverFrom'),
+        resumeAt: sfn.JsonPath.stringAt('$.resumeAt'),
+      }),
+      payloadResponseOnly: true,
+      resultPath: '$.takenOver',
+    }).addRetry({ errors: ['States.ALL'], maxAttempts: 6, interval: Duration.seconds(5), backoffRate: 2 });
+    takeOver.addCatch(resumeAt, { errors: ['States.ALL'], resultPath: '$.takeOverError' });
+    takeOver.next(resumeAt);
+    const handedOver = new sfn.Choice(this, 'HandedOverExecution').when(sfn.Condition.isPresent('$.resumeAt'), takeOver).otherwise(pages[0]);
     const begin = new sfn.Pass(this, 'CountRounds', { result: sfn.Result.fromObject({ rounds: 0, handOverAfter: HAND_OVER_AFTER_ROUNDS }), resultPath: '$.loop' }).next(handedOver);
 
     const logGroup = new logs.LogGroup(this, 'StateMachineLogs', { retention: logs.RetentionDays.THREE_MONTHS, removalPolicy: RemovalPolicy.DESTROY });

@@ -166,6 +166,14 @@ describe('escalation (template)', () => {
     expect(states.HandOver.Next).toBe('HandedOver');
   });
 
+  it('points the incident at a handed-over execution from its first step, with retries, and escalates on even if that write keeps failing', () => {
+    expect((states.HandedOverExecution.Choices as Json[])[0]).toEqual(expect.objectContaining({ Next: 'TakeOver' }));
+    expect(states.TakeOver.Parameters).toEqual(expect.objectContaining({ action: 'takeover', 'incidentId.$': '$.incidentId', 'execution.$': '$$.Execution.Id' }));
+    expect(states.TakeOver.Retry).toContainEqual(expect.objectContaining({ ErrorEquals: ['States.ALL'], MaxAttempts: 6 }));
+    expect(states.TakeOver.Catch).toEqual([expect.objectContaining({ ErrorEquals: ['States.ALL'], Next: 'ResumeAt' })]);
+    expect(states.TakeOver.Next).toBe('ResumeAt');
+  });
+
   it('lets the task function start executions of this state machine only (the hand-over)', () => {
     const statements = Object.values(ops.Resources)
       .filter((r) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties.Roles).includes('EscalationTasks'))
