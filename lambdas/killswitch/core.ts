@@ -76,27 +76,55 @@ export async function writeKillswitch(deps: WriteDeps, change: KillswitchChange)
     expiresAt: change.expiresAt ? change.expiresAt.toISOString() : null,
   };
   const previous = await readKillswitch(deps.ssm, change.parameterName);
+  const ours = JSON.stringify(written);
   const put = await deps.ssm.send(
-    new PutParameterCommand({ Name: change.parameterName, Value: JSON.stringify(written), Type: 'String', Overwrite: true }),
+    new PutParameterCommand({ Name: change.parameterName, Value: ours, Type: 'String', Overwrite: true }),
   );
-  const version = put.Version ?? previous.version + 1;
+  const answered = put.Version ?? previous.version + 1;
   const current = await readKillswitch(deps.ssm, change.parameterName);
 
+  // The SDK retries a PutParameter whose answer was lost or late, and SSM applies each attempt as a
+  // version of its own: our write can hold more than one version, before or after the one answered.
+  // Every attempt carries the same value, down to the millisecond of updatedAt, so a version whose
+  // value is exactly ours is ours; any other version in the window is another writer's.
+  const versionIsOurs = async (v: number): Promise<boolean> =>
+    v === answered || (v === current.version ? current.raw : await rawAtVersion(deps.ssm, change.parameterName, v)) === ours;
+  const others: number[] = [];
+  for (let v = previous.version + 1; v <= current.version; v += 1) {
+    if (!(await versionIsOurs(v))) others.push(v);
+  }
+  const latestIsOurs = current.version >= answered && others.at(-1) !== current.version;
+  const version = latestIsOurs ? current.version : answered;
+
   let conflict: KillswitchConflict | undefined;
-  if (current.version !== version) {
+  if (!latestIsOurs) {
     conflict = {
       kind: 'after',
       current,
       message: `conflict: another write (v${current.version}${describeBy(current)}) landed right after yours (v${version}); it is in effect now: run "killswitch status" and agree before retrying`,
     };
-  } else if (version !== previous.version + 1) {
+  } else if (others.length > 0) {
     conflict = {
       kind: 'before',
       current,
-      message: `conflict: ${version - previous.version - 1} other write(s) landed between your read (v${previous.version}) and your write (v${version}) and were overwritten by yours: check the incidents topic and "killswitch status"`,
+      message: `conflict: ${others.length} other write(s) landed between your read (v${previous.version}) and your write (v${version}) and were overwritten by yours: check the incidents topic and "killswitch status"`,
     };
   }
   return { previous, written, version, conflict };
+}
+
+/**
+ * The value of one past version (`name:version` selector, covered by ssm:GetParameter), or null
+ * when SSM no longer keeps it (it keeps the last 100): such a version cannot be shown to be ours.
+ */
+async function rawAtVersion(ssm: SSMClient, parameterName: string, version: number): Promise<string | null> {
+  try {
+    const output = await ssm.send(new GetParameterCommand({ Name: `${parameterName}:${version}` }));
+    return output.Parameter?.Value ?? null;
+  } catch (error) {
+    if ((error as { name?: string }).name === 'ParameterVersionNotFound') return null;
+    throw error;
+  }
 }
 
 function describeBy(reading: KillswitchReading): string {

@@ -10,13 +10,15 @@ import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { mockClient } from 'aws-sdk-client-mock';
 import * as fs from 'node:fs';
 import { main } from '../../../bin/atmr-dr';
-import { fakeParameter } from './fixtures';
+import { fakeParameter, firstAttemptApplied } from './fixtures';
 
 interface Scenario {
   readonly raw: string;
   readonly version: number;
   /** Another operator's raw value, landing right before the CLI's re-read. */
   readonly writeAfterOurs?: string;
+  /** The SDK retried the CLI's PutParameter after its applied first attempt lost its answer. */
+  readonly retriedPut?: boolean;
   readonly stsFails?: boolean;
 }
 
@@ -32,6 +34,7 @@ async function run(): Promise<void> {
   else sts.on(GetCallerIdentityCommand).resolves({ Arn: 'arn:aws:sts::111111111111:assumed-role/atmr-oncall/alice', Account: '111111111111' });
   fakeParameter(ssm, scenario.raw, {
     version: scenario.version,
+    ...(scenario.retriedPut && { beforePut: firstAttemptApplied }),
     beforeGet: (index, store) => {
       if (index === 1 && scenario.writeAfterOurs !== undefined) {
         store.raw = scenario.writeAfterOurs;

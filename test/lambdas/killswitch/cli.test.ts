@@ -13,6 +13,7 @@ interface Scenario {
   raw?: string;
   version?: number;
   writeAfterOurs?: string;
+  retriedPut?: boolean;
   stsFails?: boolean;
 }
 interface SdkCall {
@@ -146,6 +147,14 @@ describe('atmr-dr killswitch enable / disable / status', () => {
 
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/MALFORMED value \(value is not JSON\), readers treat it as normal/);
+  });
+
+  it('reports a plain success when the SDK retried its PutParameter and SSM kept both attempts as versions', () => {
+    const run = atmrDr(['enable', '--mode', 'maintenance', '--reason', 'OSRM down', '--yes'], { version: 5, retriedPut: true });
+
+    expect(run.status).toBe(0);
+    expect(run.stderr).toBe('');
+    expect(run.stdout).toMatch(/killswitch \/atmr\/test\/killswitch v7: maintenance/);
   });
 
   it('exits 3 with a one-line conflict when another write landed right after ours', () => {

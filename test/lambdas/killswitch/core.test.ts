@@ -1,9 +1,9 @@
-import { GetParameterCommand, ParameterNotFound, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { GetParameterCommand, ParameterNotFound, ParameterVersionNotFound, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { describeValue, EXPIRY_ACTOR, readKillswitch, revertExpired, writeKillswitch } from '../../../lambdas/killswitch/core';
 import { OperatorError } from '../../../lambdas/shared/errors';
-import { fakeParameter, PARAMETER, value } from './fixtures';
+import { fakeParameter, firstAttemptApplied, PARAMETER, value } from './fixtures';
 
 const ssmMock = mockClient(SSMClient);
 const ssm = new SSMClient({ region: 'eu-west-3' });
@@ -68,6 +68,66 @@ describe('writeKillswitch', () => {
     expect(result.conflict?.kind).toBe('after');
     expect(result.conflict?.message).toMatch(/v9 by bob: degraded, "peak load"/);
     expect(result.conflict?.current.value?.mode).toBe('degraded');
+  });
+
+  it('takes its own write retried by the SDK (first attempt applied, answer lost) for a plain success, not a write between', async () => {
+    const store = fakeParameter(ssmMock, value(), { version: 4, beforePut: firstAttemptApplied });
+
+    const result = await writeKillswitch({ ssm, now }, { parameterName: PARAMETER, mode: 'maintenance', reason: 'OSRM down', actor: 'alice', expiresAt: null });
+
+    expect(store.version).toBe(6);
+    expect(result.version).toBe(6);
+    expect(result.conflict).toBeUndefined();
+    expect(ssmMock).toHaveReceivedCommandWith(GetParameterCommand, { Name: `${PARAMETER}:5` });
+  });
+
+  it('takes its own late first attempt, landing after the retry answered, for a plain success, not a write after', async () => {
+    let ours = '';
+    const store = fakeParameter(ssmMock, value(), {
+      version: 4,
+      beforePut: (_index, _store, input) => {
+        ours = input.Value;
+      },
+      // The first attempt timed out on the client, the retry was answered (v5), then SSM applied the first (v6).
+      beforeGet: (index, current) => {
+        if (index === 1) {
+          current.raw = ours;
+          current.version += 1;
+        }
+      },
+    });
+
+    const result = await writeKillswitch({ ssm, now }, { parameterName: PARAMETER, mode: 'maintenance', reason: 'OSRM down', actor: 'alice', expiresAt: null });
+
+    expect(store.version).toBe(6);
+    expect(result.version).toBe(6);
+    expect(result.conflict).toBeUndefined();
+  });
+
+  it("still reports another writer's write between, when its own retried write is there too", async () => {
+    fakeParameter(ssmMock, value(), {
+      version: 4,
+      beforePut: (index, current, input) => {
+        current.raw = JSON.stringify(value({ mode: 'degraded', actor: 'bob', reason: 'peak' }));
+        current.version += 1;
+        if (index === 0) firstAttemptApplied(index, current, input);
+      },
+    });
+
+    const result = await writeKillswitch({ ssm, now }, { parameterName: PARAMETER, mode: 'maintenance', reason: 'OSRM down', actor: 'alice', expiresAt: null });
+
+    expect(result.conflict?.kind).toBe('before');
+    expect(result.conflict?.message).toMatch(/1 other write\(s\) landed between your read \(v4\) and your write \(v7\)/);
+  });
+
+  it('counts a version SSM no longer has as another write (it cannot be shown to be ours)', async () => {
+    fakeParameter(ssmMock, value(), { version: 4, beforePut: firstAttemptApplied });
+    ssmMock.on(GetParameterCommand, { Name: `${PARAMETER}:5` }).rejects(new ParameterVersionNotFound({ message: 'gone', $metadata: {} }));
+
+    const result = await writeKillswitch({ ssm, now }, { parameterName: PARAMETER, mode: 'maintenance', reason: 'OSRM down', actor: 'alice', expiresAt: null });
+
+    expect(result.conflict?.kind).toBe('before');
+    expect(result.conflict?.message).toMatch(/1 other write\(s\) landed between your read \(v4\) and your write \(v6\)/);
   });
 
   it('fails with a one-line operator error when the parameter does not exist', async () => {

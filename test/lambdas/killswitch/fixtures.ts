@@ -1,4 +1,4 @@
-import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { GetParameterCommand, ParameterVersionNotFound, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import type { AwsClientStub } from 'aws-sdk-client-mock';
 import type { KillswitchValue } from '../../../lambdas/killswitch/value';
 
@@ -14,7 +14,9 @@ export function getParameterOutput(v: KillswitchValue | string, version: number)
 
 /**
  * A faithful in-memory SSM parameter behind the mocked client: PutParameter bumps the version,
- * GetParameter returns the latest; `interleave` injects another writer's PutParameter at a call.
+ * GetParameter returns the latest, or the version a `name:N` selector asks for (ParameterVersionNotFound
+ * when there is none, as SSM answers). The hooks inject another writer's write, or a retried
+ * PutParameter's extra version, at a call; what they leave in `raw`/`version` enters the history.
  */
 export function fakeParameter(
   ssm: AwsClientStub<SSMClient>,
@@ -22,23 +24,45 @@ export function fakeParameter(
   options: {
     version?: number;
     beforeGet?: (getIndex: number, store: { raw: string; version: number }) => void;
-    beforePut?: (putIndex: number, store: { raw: string; version: number }) => void;
+    beforePut?: (putIndex: number, store: { raw: string; version: number }, input: { Value: string }) => void;
   } = {},
 ) {
   const store = { raw: typeof initial === 'string' ? initial : JSON.stringify(initial), version: options.version ?? 1 };
+  const history = new Map<number, string>([[store.version, store.raw]]);
+  const record = () => history.set(store.version, store.raw);
   let gets = 0;
   let puts = 0;
-  ssm.on(GetParameterCommand).callsFake(() => {
+  ssm.on(GetParameterCommand).callsFake((input: { Name: string }) => {
+    // Only calls for the latest value count as gets for the hooks: version lookups are not re-reads.
+    const selector = /^(.*):(\d+)$/.exec(input.Name);
+    if (selector) {
+      const raw = history.get(Number(selector[2]));
+      if (raw === undefined) throw new ParameterVersionNotFound({ message: `Systems Manager could not find version ${selector[2]} of ${selector[1]}.`, $metadata: {} });
+      return getParameterOutput(raw, Number(selector[2]));
+    }
     options.beforeGet?.(gets++, store);
+    record();
     return getParameterOutput(store.raw, store.version);
   });
   ssm.on(PutParameterCommand).callsFake((input: { Value: string }) => {
-    options.beforePut?.(puts++, store);
+    options.beforePut?.(puts++, store, input);
+    record();
     store.raw = input.Value;
     store.version += 1;
+    record();
     return { Version: store.version, Tier: 'Standard' };
   });
   return store;
+}
+
+/**
+ * What SSM holds after the SDK retried a PutParameter whose first attempt was applied but whose
+ * answer was lost: the same value twice, as two versions; the answer the SDK returns is the retry's.
+ * Use as `beforePut`: it applies the first attempt, the fake's PutParameter then applies the retry.
+ */
+export function firstAttemptApplied(_putIndex: number, store: { raw: string; version: number }, input: { Value: string }): void {
+  store.raw = input.Value;
+  store.version += 1;
 }
 
 /** Fakes only the wall clock (Date), from `now`: the SDK and middy keep real timers and ticks. */
