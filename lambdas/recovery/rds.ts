@@ -378,6 +378,7 @@ export async function deleteRecoveredInstance(
   if (refusal) throw new OperatorError(`recover: ${refusal.reason}: nothing deleted`, 3);
   const skipped = Boolean(options.finalSnapshotIdentifier && options.skipFinalSnapshot && SNAPSHOT_REFUSED_STATES[status]);
   const snapshot = noData || skipped ? undefined : options.finalSnapshotIdentifier;
+  const kmsKeyId = instance.KmsKeyId;
   try {
     await rds.send(
       new DeleteDBInstanceCommand({
@@ -388,17 +389,34 @@ export async function deleteRecoveredInstance(
     );
   } catch (error) {
     if ((error as { name?: string }).name === 'InvalidDBInstanceStateFault') {
+      // The SDK retries a DeleteDBInstance whose answer was lost or late; the retry then meets the
+      // deletion its own first attempt started ("already being deleted"). A copy now deleting, or
+      // already gone, is that deletion under way: with the final snapshot asked for, the same request.
+      if (await deletionUnderWay(rds, identifier)) return deletionStarted();
       const fix = REFUSED_DELETION_FIXES[status];
       if (fix) throw new OperatorError(`recover: ${identifier} cannot be deleted in state "${status}" (RDS: ${oneLine(error)}): ${fix(identifier)}, then run "atmr-dr recover abandon ${options.recoveryId}" again`);
       throw new OperatorError(`recover: ${identifier} cannot be deleted in state "${instance.DBInstanceStatus}": wait until it is available or failed, then retry`);
     }
     throw error;
   }
-  if (snapshot) return { deleted: true, detail: `deleting ${identifier}, final snapshot ${snapshot}` };
-  if (skipped) {
-    return { deleted: true, detail: `deleting ${identifier} without a final snapshot (--skip-final-snapshot: it is "${status}", RDS refuses one; ${dataAlsoIn(options.protectedInstance, { kmsKeyId: instance.KmsKeyId })})` };
+  return deletionStarted();
+
+  function deletionStarted(): { deleted: true; detail: string } {
+    if (snapshot) return { deleted: true, detail: `deleting ${identifier}, final snapshot ${snapshot}` };
+    if (skipped) {
+      return { deleted: true, detail: `deleting ${identifier} without a final snapshot (--skip-final-snapshot: it is "${status}", RDS refuses one; ${dataAlsoIn(options.protectedInstance, { kmsKeyId })})` };
+    }
+    return { deleted: true, detail: options.finalSnapshotIdentifier ? `deleting ${identifier} (no final snapshot: it is "${status}", it holds no data yet)` : `deleting ${identifier} (no final snapshot)` };
   }
-  return { deleted: true, detail: options.finalSnapshotIdentifier ? `deleting ${identifier} (no final snapshot: it is "${instance.DBInstanceStatus}", it holds no data yet)` : `deleting ${identifier} (no final snapshot)` };
+}
+
+/** After RDS refused a deletion on state: true when the instance is deleting or already gone; a look that fails says nothing. */
+async function deletionUnderWay(rds: RDSClient, identifier: string): Promise<boolean> {
+  const now = await describeInstance(rds, identifier).then(
+    (instance) => (instance ? instance.DBInstanceStatus : 'gone'),
+    () => undefined,
+  );
+  return now === 'deleting' || now === 'gone';
 }
 
 /**

@@ -150,6 +150,60 @@ describe('abandoning a recovery', () => {
     expect(await activeRecoveryId(deps().store)).toBeUndefined();
   });
 
+  describe('a DeleteDBInstance the SDK retried after its applied first attempt lost its answer', () => {
+    async function copyBeingDeletedByUs(after: () => { resolves?: { DBInstances: object[] }; rejects?: Error }) {
+      const id = (await start()).request.recoveryId;
+      const record = await getRecovery(deps().store, id);
+      sfn.on(DescribeExecutionCommand).resolves({ status: 'RUNNING' });
+      const tags = [{ Key: 'atmr-dr:purpose', Value: 'recovery' }, { Key: 'atmr-dr:recovery-id', Value: id }];
+      const next = after();
+      // Available when abandon looks (twice: its own check, then the deletion's), then what RDS says after the refusal.
+      const available = { DBInstances: [{ DBInstanceIdentifier: record.newInstance, DBInstanceStatus: 'available', TagList: tags }] };
+      let looks = 0;
+      rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: record.newInstance }).callsFake(() => {
+        if (looks++ < 2) return available;
+        if (next.rejects) throw next.rejects;
+        return next.resolves;
+      });
+      // The retry meets the deletion its own first attempt started.
+      rds.on(DeleteDBInstanceCommand).rejects(Object.assign(new Error(`Instance ${record.newInstance} is already being deleted.`), { name: 'InvalidDBInstanceStateFault' }));
+      return { id, newInstance: record.newInstance };
+    }
+
+    afterEach(async () => {
+      const id = await activeRecoveryId(deps().store);
+      if (id) await updateRecovery(deps().store, id, { status: 'abandoned' });
+    });
+
+    it('carries on as a success with the final snapshot it asked for when the copy is "deleting"', async () => {
+      const copy = await copyBeingDeletedByUs(() => ({ resolves: { DBInstances: [{ DBInstanceStatus: 'deleting' }] } }));
+
+      const result = await abandonRecovery(deps(), copy.id, 'alice', SOURCE);
+
+      expect(result.detail).toBe(`deleting ${copy.newInstance}, final snapshot ${copy.newInstance}-final-202611301430`);
+      expect(result.record.status).toBe('abandoned');
+      expect(await activeRecoveryId(deps().store)).toBeUndefined();
+    });
+
+    it('carries on as a success when the copy is already gone by the time it looks', async () => {
+      const copy = await copyBeingDeletedByUs(() => ({ rejects: notFound() }));
+
+      const result = await abandonRecovery(deps(), copy.id, 'alice', SOURCE);
+
+      expect(result.detail).toBe(`deleting ${copy.newInstance}, final snapshot ${copy.newInstance}-final-202611301430`);
+      expect(result.record.status).toBe('abandoned');
+    });
+
+    it('still fails, naming the state, when the copy is in any other state', async () => {
+      const copy = await copyBeingDeletedByUs(() => ({ resolves: { DBInstances: [{ DBInstanceStatus: 'backing-up' }] } }));
+
+      const error = await operatorErrorOf(abandonRecovery(deps(), copy.id, 'alice', SOURCE));
+
+      expect(error.message).toBe(`recover: ${copy.newInstance} cannot be deleted in state "available": wait until it is available or failed, then retry`);
+      expect((await getRecovery(deps().store, copy.id)).status).toBe('abandoning');
+    });
+  });
+
   it('refuses to abandon a recovery production now runs on', async () => {
     const id = (await start()).request.recoveryId;
     await updateRecovery(deps().store, id, { status: 'cut-over' });
