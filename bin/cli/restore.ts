@@ -51,6 +51,15 @@ export function registerRestoreCommands(program: Command): void {
         if (ref === undefined) {
           throw new OperatorError('restore needs the backup to restore: latest (with --database NAME or PGDATABASE) or a manifest key from "atmr-dr backups list", and --target-db NAME', 2);
         }
+        // --database and --tier choose among backups with latest; a manifest key names its backup,
+        // database included, so --database would be ignored (--tier is checked against the key's tier).
+        // The database restored into is --target-db, never --database.
+        if (ref !== 'latest' && opts.database !== undefined) {
+          throw new OperatorError(
+            `restore: --database chooses the backup with latest only; ${ref} names its own (the database restored into is --target-db): drop --database, or restore latest --database ${opts.database}`,
+            2,
+          );
+        }
         if (opts.targetDb === undefined) throw new OperatorError('--target-db is required: name the database to restore into, e.g. --target-db atmr_restored', 2);
         const productionName = process.env.PGDATABASE;
         // The arguments are checked before the bucket and the connection are looked for: a typo in

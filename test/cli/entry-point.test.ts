@@ -268,6 +268,10 @@ describe('a command line that says two things is refused, not half obeyed', () =
       ['backups', 'verify', 'daily/atmr_backup_20261124_010000.manifest.json', '--database', 'nodb'],
       'atmr-dr: backups verify: --database chooses the backup with latest only; daily/atmr_backup_20261124_010000.manifest.json names its own: drop --database, or verify latest --database nodb',
     ],
+    [
+      ['restore', 'daily/atmr_backup_20261124_010000.manifest.json', '--database', 'atmr', '--target-db', 'atmr_restored'],
+      'atmr-dr: restore: --database chooses the backup with latest only; daily/atmr_backup_20261124_010000.manifest.json names its own (the database restored into is --target-db): drop --database, or restore latest --database atmr',
+    ],
     [['backup', '--tier', 'daily', '--formats', 'custom', '--plain-compressor', 'igzip'], 'atmr-dr: --plain-compressor igzip compresses the plain SQL, which --formats custom does not produce: drop --plain-compressor, or add plain to --formats'],
     [['recover', 'status', '--to-time', '5 minutes ago'], 'atmr-dr: recover status: --to-time is for starting a recovery and not read here: drop it, or give it to "atmr-dr recover" alone to start one'],
   ])('%j: one line, exit 2, before any name or AWS call', async (args, line) => {
