@@ -173,15 +173,7 @@ export const BackupsConfigSchema = z.strictObject({
   if (backups.runner !== 'fargate' && backups.ecsClusterArn !== undefined) {
     ctx.addIssue({ code: 'custom', path: ['ecsClusterArn'], message: `is only used by runner "fargate" (runner is "${backups.runner}"): remove it, or set runner to "fargate"` });
   }
-  // Refused with the Lambda runner too: hourly runs are always scheduled, and the value would take
-  // effect the day the runner changes.
-  if (backups.fargateTimeoutMinutes > MAX_TASK_TIMEOUT_MINUTES) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['fargateTimeoutMinutes'],
-      message: `${backups.fargateTimeoutMinutes} minutes would let an hourly run last into the next one (hourly runs start 60 minutes apart and the limit counts from a run's scheduled time): set at most ${MAX_TASK_TIMEOUT_MINUTES}, and for a dump that needs longer give the task more CPU (fargateCpu, with a matching memoryMiB) or a lower compressionLevel`,
-    });
-  }
+  // backups.fargateTimeoutMinutes above MAX_TASK_TIMEOUT_MINUTES: a deploy limit (deployLimitIssue), not a schema rule.
   if (backups.runner === 'fargate' && !isValidFargatePair(backups.fargateCpu, backups.memoryMiB)) {
     ctx.addIssue({
       code: 'custom',
@@ -805,7 +797,33 @@ export class ConfigError extends Error {
  * Validates one environment's raw context value. The error message names the first invalid
  * field (as a `cdk.json` path) and what it must be.
  */
-export function parseEnvironmentConfig(envName: string, raw: unknown): EnvironmentConfig {
+/**
+ * A value the schema takes but a deploy must not: it governs only what synth builds, and older
+ * versions accepted it, so a cdk.json that is deployed may hold it. Synth refuses it; the CLI's
+ * commands never use it, and must not fail on it (a killswitch or a rollback on the worst day).
+ */
+function deployLimitIssue(config: z.infer<typeof EnvironmentConfigSchema>): { path: string[]; message: string } | undefined {
+  const minutes = config.backups.fargateTimeoutMinutes;
+  // Refused with the Lambda runner too: hourly runs are always scheduled, and the value would take
+  // effect the day the runner changes.
+  if (minutes > MAX_TASK_TIMEOUT_MINUTES) {
+    return {
+      path: ['backups', 'fargateTimeoutMinutes'],
+      message: `${minutes} minutes would let an hourly run last into the next one (hourly runs start 60 minutes apart and the limit counts from a run's scheduled time): set at most ${MAX_TASK_TIMEOUT_MINUTES}, and for a dump that needs longer give the task more CPU (fargateCpu, with a matching memoryMiB) or a lower compressionLevel`,
+    };
+  }
+  return undefined;
+}
+
+export interface ParseOptions {
+  /**
+   * false: skip the limits that only matter to what a deploy builds (deployLimitIssue). For the
+   * CLI, which reads cdk.json for names and settings of its own; synth and tests keep the default.
+   */
+  readonly deployLimits?: boolean;
+}
+
+export function parseEnvironmentConfig(envName: string, raw: unknown, options: ParseOptions = {}): EnvironmentConfig {
   if (raw === undefined) {
     throw new ConfigError(
       `config: no environment "${envName}" in cdk.json context.environments; add it there or pass -c env=example`,
@@ -825,6 +843,11 @@ export function parseEnvironmentConfig(envName: string, raw: unknown): Environme
     throw new ConfigError(
       `config: environments.${envName}.name is "${result.data.name}" but the environment's key is "${envName}": stacks are named after the key; remove "name" or set it to "${envName}" in cdk.json`,
     );
+  }
+  const limit = options.deployLimits === false ? undefined : deployLimitIssue(result.data);
+  if (limit) {
+    const path = ['environments', envName, ...limit.path].join('.');
+    throw new ConfigError(`config: ${path}: ${limit.message}; fix it in cdk.json (context.${path})`);
   }
   return { ...result.data, name: envName };
 }

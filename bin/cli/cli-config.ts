@@ -10,5 +10,7 @@ export function loadCliConfig(envName: string, root: string = packageRoot()): En
   // The config's own line ends with the synth's flag (-c env=...): on the CLI the flag is --env,
   // and the names it can take are in cdk.json. A wrong --env is a bad command line: exit 2.
   assertEnvironment(envName, root);
-  return parseEnvironmentConfig(envName, readCdkJson(root).context?.environments?.[envName]);
+  // Without the deploy-only limits: a cdk.json an older version deployed (backups.fargateTimeoutMinutes
+  // above today's maximum) must not stop the killswitch, rollbacks or recoveries, which never use them.
+  return parseEnvironmentConfig(envName, readCdkJson(root).context?.environments?.[envName], { deployLimits: false });
 }

@@ -368,6 +368,31 @@ describe('a command that reads the config, when cdk.json is invalid', () => {
   });
 });
 
+describe('a command that reads the config, when cdk.json has a backup time limit only synth refuses', () => {
+  it('`killswitch status` answers with backups.fargateTimeoutMinutes 60 (accepted by older versions, maybe deployed): the limit is for synth', async () => {
+    // An installed copy whose cdk.json has the value synth now refuses (MAX_TASK_TIMEOUT_MINUTES, 55).
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-oldcfg-'));
+    const cdkJson = JSON.parse(fs.readFileSync(path.join(ROOT, 'cdk.json'), 'utf8')) as { context: { environments: Record<string, { backups: Record<string, unknown> }> } };
+    cdkJson.context.environments.example.backups.fargateTimeoutMinutes = 60;
+    fs.writeFileSync(path.join(root, 'cdk.json'), JSON.stringify(cdkJson));
+    fs.writeFileSync(path.join(root, 'package.json'), JSON.stringify({ name: 'atmr-dr' }));
+    fs.mkdirSync(path.join(root, 'dist'));
+    fs.copyFileSync(path.join(ROOT, 'dist', 'atmr-dr.cjs'), path.join(root, 'dist', 'atmr-dr.cjs'));
+    const fakeSsm = await startFakeSsm();
+    try {
+      // No KILLSWITCH_PARAMETER and no CloudFormation: the parameter's name comes from cdk.json.
+      const run = await runChild(process.execPath, [path.join(root, 'dist', 'atmr-dr.cjs'), 'killswitch', 'status'], root, operatorEnv({ AWS_ENDPOINT_URL_SSM: fakeSsm.url }));
+
+      expect(run.stderr).toBe('');
+      expect(run.status).toBe(0);
+      expect(run.stdout).toMatch(new RegExp(`^killswitch ${CONFIG_PARAMETER} v3: normal`));
+    } finally {
+      await fakeSsm.stop();
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('AWS failures say what to check', () => {
   it('names AWS_ENDPOINT_URL_SSM and the network when SSM is unreachable', async () => {
     const run = await entry(['killswitch', 'status'], operatorEnv({ KILLSWITCH_PARAMETER: '/atmr/x/killswitch', AWS_ENDPOINT_URL_SSM: 'http://127.0.0.1:9', AWS_MAX_ATTEMPTS: '1' }));

@@ -404,6 +404,11 @@ describe('config rules the CLI sees too (values and pairs of fields)', () => {
     }
   });
 
+  it("takes that time limit without the deploy limits (the CLI's reading of a cdk.json an older version deployed), and nothing else the schema refuses", () => {
+    expect(parseEnvironmentConfig('qa', withBackups({ runner: 'fargate', fargateTimeoutMinutes: 60 }), { deployLimits: false }).backups.fargateTimeoutMinutes).toBe(60);
+    expect(() => parseEnvironmentConfig('qa', withBackups({ runner: 'fargate', fargateTimeoutMinutes: 2 }), { deployLimits: false })).toThrow(/fargateTimeoutMinutes: must be at least 5, not 2/);
+  });
+
   it('requires the temporary instance subnet group with useTemporaryInstance', () => {
     expect(() => parseEnvironmentConfig('qa', withRestoreTest({ useTemporaryInstance: true, temporaryInstanceSubnetGroupName: undefined }))).toThrow(
       'config: environments.qa.restoreTest.temporaryInstanceSubnetGroupName: is required with useTemporaryInstance (the DB subnet group of the temporary instance); set it, or set useTemporaryInstance to false; fix it in cdk.json (context.environments.qa.restoreTest.temporaryInstanceSubnetGroupName)',
