@@ -780,7 +780,109 @@ export const EnvironmentConfigSchema = z.strictObject({
       message: `secretHost on ${secretArn}, an RDS-managed secret (rds!): it holds only the username and password and RDS owns it, so the cutover could not switch the API's host there; use an SSM parameter the API reads its host:port from, {"kind": "ssmParameter", "parameterName": "/atmr/<env>/database-host"} (docs/recovery.md)`,
     });
   }
+  checkSharedResources(env, ctx);
 });
+
+/**
+ * The API's target group, load balancer, ECS cluster, services and host are each named in several
+ * sections, in the form each consumer needs (an ARN, a CloudWatch dimension, a name, a URL). Copies
+ * that disagree deploy without error and fail silently: alarms on a target group with no traffic
+ * never fire (treat missing data as not breaching: no automatic backout), the maintenance rule
+ * forwards /health and /ready to another target group, a rollback or cutover acts on services
+ * detection and recovery do not know, or in another cluster. Only pairs whose both fields are set are
+ * compared: the sections are optional.
+ */
+function checkSharedResources(env: z.infer<typeof EnvironmentConfigSchema>, ctx: z.RefinementCtx): void {
+  const { killswitch, backout, detection, recovery } = env;
+  const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
+
+  // The CloudWatch dimensions are the ends of the ARNs: targetgroup/<name>/<id>, and app/<name>/<id> of the listener's ALB.
+  const targetGroup = /:(targetgroup\/[^/]+\/[0-9a-f]+)$/.exec(killswitch.apiTargetGroupArn)?.[1];
+  const loadBalancer = /:listener\/(app\/[^/]+\/[0-9a-f]+)\/[0-9a-f]+$/.exec(killswitch.listenerArn)?.[1];
+  const dimensions: { path: string[]; targetGroup?: string; loadBalancer?: string }[] = [
+    { path: ['backout'], targetGroup: backout?.targetGroupFullName, loadBalancer: backout?.loadBalancerFullName },
+    { path: ['detection', 'alb'], targetGroup: detection?.alb?.targetGroupFullName, loadBalancer: detection?.alb?.loadBalancerFullName },
+  ];
+  for (const copy of dimensions) {
+    if (targetGroup !== undefined && copy.targetGroup !== undefined && copy.targetGroup !== targetGroup) {
+      issue(
+        [...copy.path, 'targetGroupFullName'],
+        `is "${copy.targetGroup}", but killswitch.apiTargetGroupArn is "${killswitch.apiTargetGroupArn}" (target group ${targetGroup}): both must name the API's target group (alarms on another one see no traffic and never fire; maintenance forwards /health and /ready to the killswitch's); set it to "${targetGroup}", or correct killswitch.apiTargetGroupArn`,
+      );
+    }
+    if (loadBalancer !== undefined && copy.loadBalancer !== undefined && copy.loadBalancer !== loadBalancer) {
+      issue(
+        [...copy.path, 'loadBalancerFullName'],
+        `is "${copy.loadBalancer}", but killswitch.listenerArn is "${killswitch.listenerArn}" (load balancer ${loadBalancer}): both must name the API's load balancer (alarms on another one see none of its requests); set it to "${loadBalancer}", or correct killswitch.listenerArn`,
+      );
+    }
+  }
+
+  // One cluster: the first section that names it is the reference the others are compared with.
+  const clusters = [
+    { field: 'backout.clusterName', path: ['backout', 'clusterName'], name: backout?.clusterName, shown: backout?.clusterName },
+    { field: 'detection.ecs.clusterName', path: ['detection', 'ecs', 'clusterName'], name: detection?.ecs?.clusterName, shown: detection?.ecs?.clusterName },
+    { field: 'recovery.ecs.clusterArn', path: ['recovery', 'ecs', 'clusterArn'], name: recovery.ecs?.clusterArn.split(':cluster/')[1], shown: recovery.ecs?.clusterArn },
+  ].filter((c): c is typeof c & { name: string; shown: string } => c.name !== undefined);
+  const describeCluster = (c: (typeof clusters)[number]) => (c.shown === c.name ? `"${c.name}"` : `"${c.name}" (${c.shown})`);
+  for (const other of clusters.slice(1)) {
+    const reference = clusters[0];
+    if (other.name !== reference.name) {
+      issue(
+        other.path,
+        `names the ECS cluster ${describeCluster(other)}, but ${reference.field} names ${describeCluster(reference)}: the backout, the detection and the recovery cutover act on the API's one cluster; use the same cluster in both`,
+      );
+    }
+  }
+
+  // Each service the backout rolls back (the API and the Celery workers) must be known, by the same
+  // name, to detection (which watches and scales it) and to recovery (whose cutover redeploys it onto
+  // the recovered database, which it reads).
+  if (backout) {
+    const known = [
+      {
+        names: detection?.ecs ? Object.values(detection.ecs.services).map((s) => s.serviceName) : undefined,
+        where: 'one of the services of detection.ecs.services',
+        fix: 'add it to detection.ecs.services',
+      },
+      { names: recovery.ecs?.serviceNames, where: 'one of recovery.ecs.serviceNames', fix: 'add it to recovery.ecs.serviceNames' },
+    ];
+    const rolledBack = [{ path: ['api', 'serviceName'], name: backout.api.serviceName }, ...backout.workers.map((w, index) => ({ path: ['workers', index, 'serviceName'], name: w.serviceName }))];
+    for (const service of rolledBack) {
+      const missing = known.find((k) => k.names !== undefined && !k.names.includes(service.name));
+      if (missing) {
+        issue(
+          ['backout', ...service.path],
+          `"${service.name}" is not ${missing.where} (${missing.names!.join(', ')}): the backout rolls back a service they must know by the same name; correct the name, or ${missing.fix}`,
+        );
+      }
+    }
+  }
+
+  // The backout's health checks and the probe reach the same API: hosts only, since either may use
+  // another scheme, port or path.
+  const probed = detection?.probe.api?.baseUrl;
+  const probedHost = probed === undefined ? undefined : hostOfUrl(probed);
+  for (const field of ['healthUrl', 'readyUrl'] as const) {
+    const url = backout?.[field];
+    const host = url === undefined ? undefined : hostOfUrl(url);
+    if (probedHost !== undefined && host !== undefined && host !== probedHost) {
+      issue(
+        ['backout', field],
+        `"${url}" has the host ${host}, but detection.probe.api.baseUrl "${probed}" has ${probedHost}: both must reach the same API (the backout would judge a release by another API than the one detection probes); use the same host in both`,
+      );
+    }
+  }
+}
+
+/** The host name of a URL (lower case, without port), or undefined for a string that is not one. */
+function hostOfUrl(url: string): string | undefined {
+  try {
+    return new URL(url).hostname.toLowerCase();
+  } catch {
+    return undefined;
+  }
+}
 
 /** A validated environment: `name` is always set (the environment's key). */
 export type EnvironmentConfig = z.infer<typeof EnvironmentConfigSchema> & { readonly name: string };

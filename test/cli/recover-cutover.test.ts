@@ -26,7 +26,7 @@ const KILLSWITCH = '/atmr/example/killswitch';
 /** The secret the API reads its host from (the app's own: an RDS-managed rds! secret holds no host, and the config refuses it). */
 const SECRET = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/prod/database-AbCdEf';
 const OLD_HOST = 'atmr-prod.abcdefghijkl.eu-west-3.rds.amazonaws.com';
-const CLUSTER_ARN = 'arn:aws:ecs:eu-west-3:111111111111:cluster/atmr';
+const CLUSTER_ARN = 'arn:aws:ecs:eu-west-3:111111111111:cluster/atmr-prod';
 const SERVICES = ['atmr-api', 'atmr-celery-worker', 'atmr-celery-beat'];
 const ID = 'r20261130143000-e2e0';
 

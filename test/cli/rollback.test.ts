@@ -44,7 +44,7 @@ function atmrDr(args: string[]) {
 describe('atmr-dr rollback (child process): one-line refusals, nothing changed', () => {
   it.each([
     [['rollback', 'migration', '--to', '-1', '--yes'], /^atmr-dr: backout: "-1" is not an Alembic revision: .*never a relative step like -1\n$/],
-    [['rollback', 'service', '--service', 'atmr-nope', '--yes'], /^atmr-dr: backout: unknown service "atmr-nope": use one of atmr-api, atmr-celery .*\n$/],
+    [['rollback', 'service', '--service', 'atmr-nope', '--yes'], /^atmr-dr: backout: unknown service "atmr-nope": use one of atmr-api, atmr-celery-worker .*\n$/],
     [['rollback', 'service', '--to', TD('atmr-celery', 3), '--yes'], /^atmr-dr: backout: task definition .*atmr-celery:3 is of family "atmr-celery", service atmr-api runs "atmr-api": .*\n$/],
     [['rollback', 'service', '--to', 'latest', '--yes'], /^atmr-dr: backout: "latest" is not a task definition ARN .*\n$/],
   ])('%j', (args, message) => {

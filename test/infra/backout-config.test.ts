@@ -26,7 +26,7 @@ describe('backout config', () => {
       autoDowngradeMigrations: false,
       alembicHead: { from: 'environment', name: 'ALEMBIC_HEAD' },
       beforeDowngrade: 'snapshot',
-      workers: [{ serviceName: 'atmr-celery', taskFamily: 'atmr-celery' }],
+      workers: [{ serviceName: 'atmr-celery-worker', taskFamily: 'atmr-celery' }],
     });
   });
 

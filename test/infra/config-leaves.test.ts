@@ -52,7 +52,7 @@ const ALTERNATIVES: Record<string, string> = {
   'eu-west-3': 'eu-west-1',
   environment: 'tag',
   snapshot: 'pitr',
-  'targetgroup/atmr-api/0123456789abcdef': 'targetgroup/atmr-api/0123456789abcdee',
+  'targetgroup/atmr-api/0011223344556677': 'targetgroup/atmr-api/0011223344556676',
   'app/atmr-api/0123456789abcdef': 'app/atmr-api/0123456789abcdee',
 };
 
@@ -71,6 +71,54 @@ const COUPLED: Record<string, (environment: Json) => Json> = {
   region: (environment) => JSON.parse(JSON.stringify(environment).replaceAll('eu-west-3', 'eu-west-1')) as Json,
 };
 
+const ELB_ARN_PREFIX = 'arn:aws:elasticloadbalancing:eu-west-3:111111111111:';
+
+/**
+ * Leaves that name a resource another field names too (the API's target group, load balancer,
+ * cluster, services and host): the config refuses one changed alone (lib/config.ts
+ * checkSharedResources). Each is changed with the optional sections holding its other copies left
+ * out, of the baseline too, so that a changed template still shows that this leaf is read. A copy in
+ * the killswitch (required) is changed with it instead (`align`): the test then looks for the leaf's
+ * own value in the templates, as a whole string (the killswitch writes it inside its ARN), where no
+ * other field can have put it.
+ */
+const SHARED: Record<string, { without: Path[]; align?: (environment: Json, value: string) => void }> = {
+  'killswitch.apiTargetGroupArn': { without: [['backout'], ['detection', 'alb']] },
+  'backout.targetGroupFullName': {
+    without: [['detection', 'alb']],
+    align: (e, value) => ((e.killswitch as Json).apiTargetGroupArn = `${ELB_ARN_PREFIX}${value}`),
+  },
+  'detection.alb.targetGroupFullName': {
+    without: [['backout']],
+    align: (e, value) => ((e.killswitch as Json).apiTargetGroupArn = `${ELB_ARN_PREFIX}${value}`),
+  },
+  'backout.loadBalancerFullName': {
+    without: [['detection', 'alb']],
+    align: (e, value) => ((e.killswitch as Json).listenerArn = `${ELB_ARN_PREFIX}listener/${value}/fedcba9876543210`),
+  },
+  'detection.alb.loadBalancerFullName': {
+    without: [['backout']],
+    align: (e, value) => ((e.killswitch as Json).listenerArn = `${ELB_ARN_PREFIX}listener/${value}/fedcba9876543210`),
+  },
+  // celeryAutoscaling needs detection.ecs: the whole detection block goes.
+  'backout.clusterName': { without: [['detection'], ['recovery', 'ecs']] },
+  'backout.api.serviceName': { without: [['detection'], ['recovery', 'ecs']] },
+  'backout.workers.0.serviceName': { without: [['detection'], ['recovery', 'ecs']] },
+  'detection.ecs.clusterName': { without: [['backout'], ['recovery', 'ecs']] },
+  'detection.ecs.services.api.serviceName': { without: [['backout']] },
+  'detection.ecs.services.celery.serviceName': { without: [['backout']] },
+  'detection.probe.api.baseUrl': { without: [['backout']] },
+  'recovery.ecs.clusterArn': { without: [['backout'], ['detection']] },
+  'recovery.ecs.serviceNames.0': { without: [['backout']] },
+  'recovery.ecs.serviceNames.1': { without: [['backout']] },
+};
+
+function without(root: Json, paths: Path[]): Json {
+  const copy = structuredClone(root);
+  for (const path of paths) delete (getAt(copy, path.slice(0, -1)) as Record<string | number, unknown>)[path[path.length - 1]];
+  return copy;
+}
+
 /** Candidate new values for a leaf, in order; the first one the schema accepts is used. */
 function candidates(value: unknown): unknown[] {
   if (typeof value === 'boolean') return [!value];
@@ -85,16 +133,32 @@ function candidates(value: unknown): unknown[] {
 
 describe('every leaf of the example config is read', () => {
   const example = exampleEnvironment();
-  const baseline = synthesizeApp({ environment: example });
-  const baselineTemplates = JSON.stringify([baseline.dataTemplate.toJSON(), baseline.opsTemplate.toJSON()]);
+  const templatesOf = (environment: Json) => {
+    const synthesized = synthesizeApp({ environment });
+    return JSON.stringify([synthesized.dataTemplate.toJSON(), synthesized.opsTemplate.toJSON()]);
+  };
+  // One baseline per set of sections left out (SHARED), synthesized once.
+  const baselines = new Map<string, string>();
+  const baselineOf = (environment: Json) => {
+    const key = JSON.stringify(environment);
+    if (!baselines.has(key)) baselines.set(key, templatesOf(environment));
+    return baselines.get(key)!;
+  };
 
   it.each(leaves(example).map((path) => [path.join('.'), path] as const))('%s changes a synthesized template', (name, path) => {
-    const original = getAt(example, path);
+    const shared = SHARED[name];
+    const base = shared ? without(example, shared.without) : example;
+    const original = getAt(base, path);
     // A discriminator cannot change alone (its siblings belong to its value): replace its whole object.
     const discriminated = DISCRIMINATED[name];
     const coupled = COUPLED[name];
+    const aligned = (value: unknown) => {
+      const raw = setAt(base, path, value);
+      shared?.align?.(raw, value as string);
+      return raw;
+    };
     const changed = (
-      coupled ? [coupled(example)] : discriminated ? [setAt(example, path.slice(0, -1), discriminated)] : candidates(original).map((value) => setAt(example, path, value))
+      coupled ? [coupled(base)] : discriminated ? [setAt(base, path.slice(0, -1), discriminated)] : candidates(original).map(aligned)
     )
       .find((raw) => {
         try {
@@ -106,9 +170,14 @@ describe('every leaf of the example config is read', () => {
       });
     if (!changed) throw new Error(`no valid change found for ${name} (${JSON.stringify(original)}): extend candidates()`);
 
-    const synthesized = synthesizeApp({ environment: changed });
-    const templates = JSON.stringify([synthesized.dataTemplate.toJSON(), synthesized.opsTemplate.toJSON()]);
+    const templates = templatesOf(changed);
+    const baselineTemplates = baselineOf(base);
 
+    if (shared?.align) {
+      // Only this leaf writes its value as a whole string: not there without its section, there after the change.
+      const value = JSON.stringify(getAt(changed, path));
+      expect([name, baselineOf(without(changed, [path.slice(0, 1)])).includes(value), templates.includes(value)]).toEqual([name, false, true]);
+    }
     if (name in NOT_IN_TEMPLATES) expect([name, templates === baselineTemplates]).toEqual([name, true]);
     else expect([name, templates !== baselineTemplates]).toEqual([name, true]);
   });

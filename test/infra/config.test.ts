@@ -6,7 +6,7 @@ import { DEFAULT_COMPRESSION_LEVEL } from '../../lambdas/backup/backup';
 import { loadRunnerSettings } from '../../lambdas/backup/scheduled-run';
 import { ConfigError, EnvironmentConfigSchema, loadConfigFromContext, parseEnvironmentConfig, SUPPORTED_PG_MAJOR_VERSIONS } from '../../lib/config';
 import { DEFAULT_PG_MAJOR_VERSION } from '../../lib/constructs/runner-image';
-import { exampleEnvironment, synthesizeApp } from '../support/app';
+import { cdkJsonContext, exampleEnvironment, synthesizeApp } from '../support/app';
 
 const ROOT = path.join(__dirname, '..', '..');
 
@@ -325,6 +325,150 @@ describe('two environments in one account and region', () => {
       const environments = { example, drill };
       expect(loadConfigFromContext({ tryGetContext: (key) => (key === 'env' ? 'drill' : environments) }).name).toBe('drill');
     }
+  });
+});
+
+describe('one deployed resource named in several fields: the copies must agree', () => {
+  type Env = Record<string, Record<string, unknown>>;
+  const at = (e: Env, ...path: string[]) => path.reduce((node, key) => node[key] as Env, e as Env) as unknown as Record<string, unknown>;
+  const TG_ARN = 'arn:aws:elasticloadbalancing:eu-west-3:111111111111:targetgroup/atmr-api/0011223344556677';
+  const LISTENER_ARN = 'arn:aws:elasticloadbalancing:eu-west-3:111111111111:listener/app/atmr-api/0123456789abcdef/fedcba9876543210';
+  const API_HOST = 'internal-atmr-api-123456789.eu-west-3.elb.amazonaws.com';
+
+  it('accepts the shipped cdk.json: every environment in it names each resource once, the same way everywhere', () => {
+    const context = cdkJsonContext();
+    const names = Object.keys(context.environments as object);
+    expect(names).toContain('example');
+    for (const name of names) {
+      expect(loadConfigFromContext({ tryGetContext: (key) => (key === 'env' ? name : context.environments) }).name).toBe(name);
+    }
+
+    // The example's copies, as the checks compare them.
+    const { killswitch, backout, detection, recovery } = parseEnvironmentConfig('example', exampleEnvironment());
+    expect(killswitch.apiTargetGroupArn).toBe(TG_ARN);
+    expect(killswitch.listenerArn).toBe(LISTENER_ARN);
+    expect([backout?.targetGroupFullName, detection?.alb?.targetGroupFullName]).toEqual(['targetgroup/atmr-api/0011223344556677', 'targetgroup/atmr-api/0011223344556677']);
+    expect([backout?.loadBalancerFullName, detection?.alb?.loadBalancerFullName]).toEqual(['app/atmr-api/0123456789abcdef', 'app/atmr-api/0123456789abcdef']);
+    expect([backout?.clusterName, detection?.ecs?.clusterName, recovery.ecs?.clusterArn]).toEqual(['atmr-prod', 'atmr-prod', 'arn:aws:ecs:eu-west-3:111111111111:cluster/atmr-prod']);
+    expect(backout?.workers.map((w) => w.serviceName)).toEqual(['atmr-celery-worker']);
+    expect(detection?.ecs?.services.celery.serviceName).toBe('atmr-celery-worker');
+    expect(recovery.ecs?.serviceNames).toEqual(['atmr-api', 'atmr-celery-worker', 'atmr-celery-beat']);
+    expect([backout?.healthUrl, backout?.readyUrl, detection?.probe.api?.baseUrl]).toEqual([`http://${API_HOST}/health`, `http://${API_HOST}/ready`, `http://${API_HOST}`]);
+  });
+
+  it.each([
+    [
+      'a backout target group that is not the killswitch\'s (the backout alarms would watch a target group with no traffic: no automatic backout)',
+      (e: Env) => (e.backout.targetGroupFullName = 'targetgroup/atmr-api/0123456789abcdef'),
+      `backout.targetGroupFullName: is "targetgroup/atmr-api/0123456789abcdef", but killswitch.apiTargetGroupArn is "${TG_ARN}" (target group targetgroup/atmr-api/0011223344556677)`,
+    ],
+    [
+      'a killswitch target group that is not the alarms\' (maintenance would forward /health and /ready to another target group)',
+      (e: Env) => (e.killswitch.apiTargetGroupArn = 'arn:aws:elasticloadbalancing:eu-west-3:111111111111:targetgroup/atmr-api/0123456789abcdef'),
+      'backout.targetGroupFullName: is "targetgroup/atmr-api/0011223344556677", but killswitch.apiTargetGroupArn is "arn:aws:elasticloadbalancing:eu-west-3:111111111111:targetgroup/atmr-api/0123456789abcdef" (target group targetgroup/atmr-api/0123456789abcdef)',
+    ],
+    [
+      'a detection target group that is not the killswitch\'s',
+      (e: Env) => (at(e, 'detection', 'alb').targetGroupFullName = 'targetgroup/atmr-web/0011223344556677'),
+      `detection.alb.targetGroupFullName: is "targetgroup/atmr-web/0011223344556677", but killswitch.apiTargetGroupArn is "${TG_ARN}" (target group targetgroup/atmr-api/0011223344556677)`,
+    ],
+    [
+      'a backout load balancer that is not the listener\'s',
+      (e: Env) => (e.backout.loadBalancerFullName = 'app/atmr-api/0123456789abcdee'),
+      `backout.loadBalancerFullName: is "app/atmr-api/0123456789abcdee", but killswitch.listenerArn is "${LISTENER_ARN}" (load balancer app/atmr-api/0123456789abcdef)`,
+    ],
+    [
+      'a detection load balancer that is not the listener\'s',
+      (e: Env) => (at(e, 'detection', 'alb').loadBalancerFullName = 'app/atmr-web/0123456789abcdef'),
+      `detection.alb.loadBalancerFullName: is "app/atmr-web/0123456789abcdef", but killswitch.listenerArn is "${LISTENER_ARN}" (load balancer app/atmr-api/0123456789abcdef)`,
+    ],
+    [
+      'a detection cluster that is not the backout\'s',
+      (e: Env) => (at(e, 'detection', 'ecs').clusterName = 'atmr-staging'),
+      'detection.ecs.clusterName: names the ECS cluster "atmr-staging", but backout.clusterName names "atmr-prod"',
+    ],
+    [
+      'a recovery cluster that is not the backout\'s (the cutover would redeploy services of another cluster)',
+      (e: Env) => (at(e, 'recovery', 'ecs').clusterArn = 'arn:aws:ecs:eu-west-3:111111111111:cluster/atmr'),
+      'recovery.ecs.clusterArn: names the ECS cluster "atmr" (arn:aws:ecs:eu-west-3:111111111111:cluster/atmr), but backout.clusterName names "atmr-prod"',
+    ],
+    [
+      'a recovery cluster that is not the detection\'s, without a backout block',
+      (e: Env) => {
+        delete (e as Record<string, unknown>).backout;
+        at(e, 'recovery', 'ecs').clusterArn = 'arn:aws:ecs:eu-west-3:111111111111:cluster/atmr';
+      },
+      'recovery.ecs.clusterArn: names the ECS cluster "atmr" (arn:aws:ecs:eu-west-3:111111111111:cluster/atmr), but detection.ecs.clusterName names "atmr-prod"',
+    ],
+    [
+      'a backout worker the detection does not know',
+      (e: Env) => (e.backout.workers = [{ serviceName: 'atmr-celery', taskFamily: 'atmr-celery' }]),
+      'backout.workers.0.serviceName: "atmr-celery" is not one of the services of detection.ecs.services (atmr-api, atmr-celery-worker, atmr-osrm)',
+    ],
+    [
+      'a backout API service the detection does not know',
+      (e: Env) => (at(e, 'backout', 'api').serviceName = 'atmr-flask'),
+      'backout.api.serviceName: "atmr-flask" is not one of the services of detection.ecs.services (atmr-api, atmr-celery-worker, atmr-osrm)',
+    ],
+    [
+      'a backout worker the recovery cutover does not redeploy',
+      (e: Env) => (e.backout.workers = [{ serviceName: 'atmr-osrm', taskFamily: 'atmr-osrm' }]),
+      'backout.workers.0.serviceName: "atmr-osrm" is not one of recovery.ecs.serviceNames (atmr-api, atmr-celery-worker, atmr-celery-beat)',
+    ],
+    [
+      'a backout health URL on another host than the probe\'s',
+      (e: Env) => (e.backout.healthUrl = 'http://internal-atmr-api.eu-west-3.elb.amazonaws.com/health'),
+      `backout.healthUrl: "http://internal-atmr-api.eu-west-3.elb.amazonaws.com/health" has the host internal-atmr-api.eu-west-3.elb.amazonaws.com, but detection.probe.api.baseUrl "http://${API_HOST}" has ${API_HOST}`,
+    ],
+    [
+      'a backout ready URL on another host than the probe\'s',
+      (e: Env) => (e.backout.readyUrl = 'http://internal-atmr-api.eu-west-3.elb.amazonaws.com/ready'),
+      `backout.readyUrl: "http://internal-atmr-api.eu-west-3.elb.amazonaws.com/ready" has the host internal-atmr-api.eu-west-3.elb.amazonaws.com, but detection.probe.api.baseUrl "http://${API_HOST}" has ${API_HOST}`,
+    ],
+  ])('refuses %s, in one line naming both fields, both values and the fix', (_what, mutate, expected) => {
+    const raw = structuredClone(exampleEnvironment()) as Env;
+    mutate(raw);
+
+    let message = '';
+    try {
+      parseEnvironmentConfig('qa', raw);
+    } catch (error) {
+      message = (error as Error).message;
+    }
+
+    expect(message).toContain(`config: environments.qa.${expected}`);
+    // The fix comes last, before the pointer to cdk.json.
+    expect(message).toMatch(/; (set|correct|use) [^;]*; fix it in cdk\.json \(context\.environments\.qa\./);
+    expect(message).not.toContain('\n');
+  });
+
+  it('checks only the pairs whose both fields are set (the sections are optional)', () => {
+    const raw = structuredClone(exampleEnvironment()) as Env;
+    // No detection, no recovery ECS block: the backout's cluster, workers and URLs have nothing to agree with.
+    delete (raw as Record<string, unknown>).detection;
+    delete raw.recovery.ecs;
+    raw.backout.clusterName = 'atmr-other';
+    raw.backout.workers = [{ serviceName: 'atmr-celery', taskFamily: 'atmr-celery' }];
+    raw.backout.healthUrl = 'http://api.internal/health';
+
+    expect(parseEnvironmentConfig('qa', raw).backout?.clusterName).toBe('atmr-other');
+    // The killswitch is always set: the backout's target group must still be its.
+    raw.backout.targetGroupFullName = 'targetgroup/atmr-api/0123456789abcdef';
+    expect(() => parseEnvironmentConfig('qa', raw)).toThrow('config: environments.qa.backout.targetGroupFullName: is "targetgroup/atmr-api/0123456789abcdef", but killswitch.apiTargetGroupArn');
+  });
+
+  it('compares URL hosts only: the probe and the backout may use another scheme, port or path', () => {
+    const raw = structuredClone(exampleEnvironment()) as Env;
+    raw.backout.healthUrl = `https://${API_HOST.toUpperCase()}:8443/api/health`;
+
+    expect(parseEnvironmentConfig('qa', raw).backout?.healthUrl).toBe(`https://${API_HOST.toUpperCase()}:8443/api/health`);
+  });
+
+  it('fails `cdk synth` on a mismatched pair with the one line, not a deploy that never backs out', () => {
+    const raw = structuredClone(exampleEnvironment()) as Env;
+    raw.backout.targetGroupFullName = 'targetgroup/atmr-api/0123456789abcdef';
+
+    expect(() => synthesizeApp({ environment: raw })).toThrow(/^config: environments\.example\.backout\.targetGroupFullName: is "targetgroup\/atmr-api\/0123456789abcdef", but killswitch\.apiTargetGroupArn/);
   });
 });
 

@@ -26,9 +26,11 @@ describe('detection config', () => {
   });
 
   it('gives each probe target the runbook\'s 3 s timeout by default', () => {
-    const config = parseEnvironmentConfig('example', withDetection({ probe: { api: { baseUrl: 'http://api.internal' }, osrm: { healthUrl: 'http://osrm:5000/health' } } }));
+    // The example's API host: the backout's health URLs must be on the host the probe reaches.
+    const baseUrl = 'http://internal-atmr-api-123456789.eu-west-3.elb.amazonaws.com';
+    const config = parseEnvironmentConfig('example', withDetection({ probe: { api: { baseUrl }, osrm: { healthUrl: 'http://osrm:5000/health' } } }));
 
-    expect(config.detection?.probe.api).toEqual({ baseUrl: 'http://api.internal', timeoutMs: 3000 });
+    expect(config.detection?.probe.api).toEqual({ baseUrl, timeoutMs: 3000 });
     expect(config.detection?.probe.osrm).toEqual({ healthUrl: 'http://osrm:5000/health', timeoutMs: 3000, attempts: 3 });
   });
 

@@ -152,7 +152,7 @@ describe('detection alarms (example config)', () => {
     expect(alarm('Health-UnhealthyHosts').Dimensions).toEqual(
       expect.arrayContaining([
         { Name: 'LoadBalancer', Value: 'app/atmr-api/0123456789abcdef' },
-        { Name: 'TargetGroup', Value: 'targetgroup/atmr-api/0123456789abcdef' },
+        { Name: 'TargetGroup', Value: 'targetgroup/atmr-api/0011223344556677' },
       ]),
     );
   });

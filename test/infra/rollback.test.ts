@@ -38,7 +38,7 @@ describe('Rollback construct (backout)', () => {
             Metric: {
               Namespace: 'AWS/ApplicationELB',
               MetricName: 'HTTPCode_Target_5XX_Count',
-              Dimensions: Match.arrayWith([{ Name: 'TargetGroup', Value: 'targetgroup/atmr-api/0123456789abcdef' }]),
+              Dimensions: Match.arrayWith([{ Name: 'TargetGroup', Value: 'targetgroup/atmr-api/0011223344556677' }]),
             },
             Stat: 'Sum',
           }),
@@ -99,7 +99,7 @@ describe('Rollback construct (backout)', () => {
       resources: [{ 'Fn::GetAtt': [expect.stringMatching(/^RollbackErrorRateAlarm/), 'Arn'] }, { 'Fn::GetAtt': [expect.stringMatching(/^RollbackNoHealthyHostsAlarm/), 'Arn'] }],
       detail: { state: { value: ['ALARM'] } },
     });
-    expect(rule.Properties.Targets.map((t) => t.InputTransformer.InputTemplate)).toEqual(['{"service":"atmr-api","event":<f1>}', '{"service":"atmr-celery","event":<f1>}']);
+    expect(rule.Properties.Targets.map((t) => t.InputTransformer.InputTemplate)).toEqual(['{"service":"atmr-api","event":<f1>}', '{"service":"atmr-celery-worker","event":<f1>}']);
   });
 
   it('records the last known good from ECS deployment-completed events of the configured services only', () => {
@@ -107,7 +107,7 @@ describe('Rollback construct (backout)', () => {
       EventPattern: {
         source: ['aws.ecs'],
         'detail-type': ['ECS Deployment State Change'],
-        resources: [Match.objectLike({ 'Fn::Join': ['', Match.arrayWith([':ecs:eu-west-3:111111111111:service/atmr-prod/atmr-api'])] }), Match.objectLike({ 'Fn::Join': ['', Match.arrayWith([':ecs:eu-west-3:111111111111:service/atmr-prod/atmr-celery'])] })],
+        resources: [Match.objectLike({ 'Fn::Join': ['', Match.arrayWith([':ecs:eu-west-3:111111111111:service/atmr-prod/atmr-api'])] }), Match.objectLike({ 'Fn::Join': ['', Match.arrayWith([':ecs:eu-west-3:111111111111:service/atmr-prod/atmr-celery-worker'])] })],
         detail: { eventName: ['SERVICE_DEPLOYMENT_COMPLETED'] },
       },
     });
@@ -129,7 +129,7 @@ describe('Rollback construct (backout)', () => {
     const found = withAction(template, 'ecs:UpdateService');
     expect(found).toHaveLength(1);
     expect(json(found[0].Resource)).toMatch(/service\/atmr-prod\/atmr-api/);
-    expect(json(found[0].Resource)).toMatch(/service\/atmr-prod\/atmr-celery/);
+    expect(json(found[0].Resource)).toMatch(/service\/atmr-prod\/atmr-celery-worker"/);
     expect((found[0].Resource as unknown[]).length).toBe(2);
   });
 
@@ -158,7 +158,7 @@ describe('Rollback construct (backout)', () => {
   it('pins to one named parameter per configured service, no wildcard', () => {
     const [pin] = statements(template).filter((s) => (s as { Sid?: string }).Sid === 'PinRolledBackReleases');
     expect(json(pin.Resource)).toMatch(/parameter\/atmr-dr\/example\/backout\/pinned\/atmr-api"/);
-    expect(json(pin.Resource)).toMatch(/parameter\/atmr-dr\/example\/backout\/pinned\/atmr-celery"/);
+    expect(json(pin.Resource)).toMatch(/parameter\/atmr-dr\/example\/backout\/pinned\/atmr-celery-worker"/);
     expect(json(pin.Resource)).not.toContain('*');
   });
 
@@ -174,7 +174,7 @@ describe('Rollback construct (backout)', () => {
     expect(dynamo).toHaveLength(1);
     expect([...actionsOf(dynamo[0])].sort()).toEqual(['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query']);
     expect(dynamo[0].Condition).toEqual({
-      'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['LKG#atmr-api', 'ROLLBACK#atmr-api', 'LKG#atmr-celery', 'ROLLBACK#atmr-celery'] },
+      'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['LKG#atmr-api', 'ROLLBACK#atmr-api', 'LKG#atmr-celery-worker', 'ROLLBACK#atmr-celery-worker'] },
     });
   });
 
