@@ -22,7 +22,7 @@ import {
   manifestKeyStamp,
   type BackupTier,
 } from '../shared/s3-layout';
-import { getTextIfExists, getVersionedTextIfExists, isNoSuchBucket, isNotFound, missingBucketError, s3Failure } from '../shared/s3-objects';
+import { getTextIfExists, getVersionedTextIfExists, isNoSuchBucket, isNotFound, isPreconditionFailed, missingBucketError, s3Failure } from '../shared/s3-objects';
 import { parseBackupTier } from '../shared/tiers';
 import { isErrorLine, pgToolPath } from '../shared/postgres';
 import { igzipArgs, resolvePlainCompressor, type PlainCompressor, type PlainCompressorPreference } from './compressor';
@@ -670,11 +670,6 @@ async function putJson(s3: S3Client, bucket: string, key: string, value: unknown
     if (isPreconditionFailed(error) && (await getTextIfExists(s3, bucket, key).catch(() => undefined)) === body) return;
     throw tierWriteFailure(what, key, bucket, error);
   }
-}
-
-function isPreconditionFailed(error: unknown): boolean {
-  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
-  return e?.name === 'PreconditionFailed' || e?.$metadata?.httpStatusCode === 412;
 }
 
 /**

@@ -70,11 +70,15 @@ export const RUNNER_METRICS = {
   pitrLagSeconds: 'PitrLagSeconds',
   /** 1 per scheduled run that failed for any reason (core, connection, RDS side). Dims {service}. */
   scheduledRunFailure: 'ScheduledRunFailure',
-  /** Age of the newest good backup (any tier) at the end of a run. Dims {service}. */
+  /**
+   * Age of the newest good backup (any tier) at the end of a run. Dims {service}. Also per tier,
+   * dims {service, Tier}: for a tier with no backup yet, the time since its age baseline.
+   */
   latestBackupAgeSeconds: 'LatestBackupAgeSeconds',
   /**
    * Age of the newest restore-test report, every run (when the restore test is deployed): the
-   * hourly heartbeat of a monthly test, so that a test that never runs is noticed. Dims {service}.
+   * hourly heartbeat of a monthly test, so that a test that never runs is noticed; before the first
+   * report, the time since its age baseline. Dims {service}.
    */
   restoreTestReportAgeSeconds: 'RestoreTestReportAgeSeconds',
 } as const;

@@ -8,9 +8,10 @@ import { OperatorError, oneLine } from '../shared/errors';
 import { LatestPointerSchema, parseManifest } from '../shared/manifest';
 import { emitSingleMetric } from '../shared/single-metric';
 import { describeConnection, resolveConnection } from '../shared/pg-connection';
-import { BACKUP_TIERS, LATEST_POINTER_KEY, latestDatabaseTierPointerKey, type BackupTier } from '../shared/s3-layout';
+import { BACKUP_TIERS, LATEST_POINTER_KEY, RESTORE_TEST_AGE_BASELINE_KEY, backupAgeBaselineKey, latestDatabaseTierPointerKey, type BackupTier } from '../shared/s3-layout';
 import { parseEnvSettings } from '../shared/env-settings';
 import { getText, getTextIfExists } from '../shared/s3-objects';
+import { ageBaseline } from './age-baseline';
 import { DEFAULT_COMPRESSION_LEVEL, runBackup } from './backup';
 import { runRdsSide, type PitrStatus, type TierSnapshotResult } from './rds';
 import { RUNNER_ENV, RUNNER_METRICS } from './runner-contract';
@@ -173,16 +174,18 @@ export async function runScheduledBackup(deps: ScheduledRunDeps, tier: BackupTie
  * Age of the newest good backup (latest.json -> manifest finishedAt): rises while runs fail.
  * Then the same per tier, from the database's tier pointers, with a `Tier` dimension: every hourly
  * run thus watches the daily, weekly and monthly tiers, whose run may fail without a metric of its
- * own (a schedule disabled, a Fargate task that never started, crashed or hangs).
- * Best effort: a missing pointer (no backup of that tier yet) or an unreadable manifest only logs.
+ * own (a schedule disabled, a Fargate task that never started, crashed or hangs). A tier with no
+ * backup yet reports the time since its age baseline (age-baseline.ts), so a tier that has never
+ * succeeded since the deploy pages like one that stopped. Best effort: an unreadable pointer,
+ * manifest or baseline only logs, and the tier reports no age (its alarm counts that as breaching).
  */
-async function emitLatestBackupAge(deps: ScheduledRunDeps, now: Date): Promise<void> {
+export async function emitLatestBackupAge(deps: Pick<ScheduledRunDeps, 's3' | 'settings' | 'metrics' | 'logger'>, now: Date): Promise<void> {
   const metrics = deps.metrics;
   if (!metrics) return;
   const ageOf = async (pointerText: string) => {
     const pointer = LatestPointerSchema.parse(JSON.parse(pointerText));
     const manifest = parseManifest(pointer.manifest, await getText(deps.s3, deps.settings.bucket, pointer.manifest));
-    return Math.max(0, Math.round((now.getTime() - Date.parse(manifest.finishedAt)) / 1000));
+    return secondsSince(new Date(manifest.finishedAt), now);
   };
   try {
     emitSingleMetric(metrics, RUNNER_METRICS.latestBackupAgeSeconds, MetricUnit.Seconds, await ageOf(await getText(deps.s3, deps.settings.bucket, LATEST_POINTER_KEY)));
@@ -192,17 +195,22 @@ async function emitLatestBackupAge(deps: ScheduledRunDeps, now: Date): Promise<v
   for (const tier of BACKUP_TIERS) {
     try {
       const pointer = await getTextIfExists(deps.s3, deps.settings.bucket, latestDatabaseTierPointerKey(deps.settings.database, tier));
-      if (pointer === undefined) continue;
-      emitSingleMetric(metrics, RUNNER_METRICS.latestBackupAgeSeconds, MetricUnit.Seconds, await ageOf(pointer), { Tier: tier });
+      const age =
+        pointer === undefined
+          ? secondsSince(await ageBaseline(deps.s3, deps.settings.bucket, backupAgeBaselineKey(deps.settings.database, tier), now), now)
+          : await ageOf(pointer);
+      emitSingleMetric(metrics, RUNNER_METRICS.latestBackupAgeSeconds, MetricUnit.Seconds, age, { Tier: tier });
     } catch (error) {
-      deps.logger?.warn('cannot read the latest backup pointer of a tier for the age metric', { tier, error: oneLine(error) });
+      deps.logger?.warn('cannot report the age of the newest backup of a tier (pointer, manifest or age baseline unreadable)', { tier, error: oneLine(error) });
     }
   }
 }
 
 /**
- * Age of the newest restore-test report. Nothing is emitted while there is none (a test that never
- * ran), and its alarm treats missing data as breaching. Best effort: a listing error only logs.
+ * Age of the newest restore-test report; while there is none (a new deployment, before the first
+ * scheduled test), the time since its age baseline (age-baseline.ts), so that RestoreTest-NotRun
+ * pages only when the first report is as overdue as any later one. Best effort: a listing or
+ * baseline error only logs, and no age is reported (the alarm counts that as breaching).
  */
 export async function emitRestoreTestReportAge(deps: Pick<ScheduledRunDeps, 's3' | 'settings' | 'metrics' | 'logger'>, now: Date): Promise<void> {
   const prefix = deps.settings.restoreTestReportPrefix;
@@ -217,12 +225,19 @@ export async function emitRestoreTestReportAge(deps: Pick<ScheduledRunDeps, 's3'
       for (const object of page.Contents ?? []) newest = Math.max(newest, object.LastModified?.getTime() ?? 0);
       token = page.NextContinuationToken;
     } while (token);
+    let since: Date;
     if (newest === 0) {
-      deps.logger?.warn('no restore-test report yet: the restore test has never run', { prefix });
-      return;
+      since = await ageBaseline(deps.s3, deps.settings.bucket, RESTORE_TEST_AGE_BASELINE_KEY, now);
+      deps.logger?.info('no restore-test report yet: its age counts from the baseline', { prefix, since: since.toISOString() });
+    } else {
+      since = new Date(newest);
     }
-    emitSingleMetric(deps.metrics, RUNNER_METRICS.restoreTestReportAgeSeconds, MetricUnit.Seconds, Math.max(0, Math.round((now.getTime() - newest) / 1000)));
+    emitSingleMetric(deps.metrics, RUNNER_METRICS.restoreTestReportAgeSeconds, MetricUnit.Seconds, secondsSince(since, now));
   } catch (error) {
-    deps.logger?.warn('cannot list the restore-test reports for their age metric', { error: oneLine(error) });
+    deps.logger?.warn('cannot report the age of the newest restore-test report', { error: oneLine(error) });
   }
+}
+
+function secondsSince(then: Date, now: Date): number {
+  return Math.max(0, Math.round((now.getTime() - then.getTime()) / 1000));
 }

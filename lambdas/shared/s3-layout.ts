@@ -7,6 +7,8 @@
  *   latest/<tier>.json and latest.json                  the same, for every database at once: still
  *                                                       written and read while readers move to the
  *                                                       per-database pointers (a transition)
+ *   state/age-baselines/...                             since when an age counts while there is
+ *                                                       nothing to measure it from (below)
  */
 
 import { BACKUP_TIERS, type BackupTier, isBackupTier } from './tiers';
@@ -74,3 +76,25 @@ export const RESTORE_TEST_REPORT_PREFIX = 'restore-tests/';
  * are never listed as backups nor pointed to as anybody's latest, and kept as long as the reports.
  */
 export const RESTORE_TEST_BACKUP_PREFIX = `${RESTORE_TEST_REPORT_PREFIX}backups/`;
+
+/**
+ * The tool's own bookkeeping in the bucket: neither backups nor reports. No lifecycle rule covers
+ * it (what is kept here must outlive every expiry), the catalog lists only the tier prefixes, and
+ * the write-once bucket policy, which covers the tier prefixes only, does not apply.
+ */
+export const STATE_PREFIX = 'state/';
+
+/**
+ * The age baselines: `{"schema": 1, "since": "<ISO>"}`, written once (If-None-Match) by the backup
+ * runner the first time it finds nothing to measure an age from (no backup of a tier yet, no
+ * restore-test report yet), and never moved (lambdas/backup/age-baseline.ts).
+ */
+const AGE_BASELINE_PREFIX = `${STATE_PREFIX}age-baselines/`;
+
+/** Since when the age of the newest backup of one database in one tier counts while it has none. */
+export function backupAgeBaselineKey(database: string, tier: BackupTier): string {
+  return `${AGE_BASELINE_PREFIX}${database}/${tier}.json`;
+}
+
+/** Since when the age of the newest restore-test report counts while there is none. */
+export const RESTORE_TEST_AGE_BASELINE_KEY = `${AGE_BASELINE_PREFIX}restore-test-report.json`;

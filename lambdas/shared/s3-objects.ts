@@ -13,6 +13,12 @@ export function isNotFound(error: unknown): boolean {
   return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.Code === 'NoSuchKey' || e?.$metadata?.httpStatusCode === 404;
 }
 
+/** S3's answer to a conditional write whose condition (If-None-Match, If-Match) did not hold. */
+export function isPreconditionFailed(error: unknown): boolean {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
+  return e?.name === 'PreconditionFailed' || e?.$metadata?.httpStatusCode === 412;
+}
+
 /** S3's answer that the bucket itself does not exist, whichever way the SDK reports it. */
 export function isNoSuchBucket(error: unknown): boolean {
   const e = error as { name?: string; Code?: string } | undefined;

@@ -26,7 +26,14 @@ import {
   TIER_TAG_KEY,
 } from '../../lambdas/backup/runner-contract';
 import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
-import { BACKUP_TIERS, LATEST_POINTER_KEY, RESTORE_TEST_REPORT_PREFIX, type BackupTier } from '../../lambdas/shared/s3-layout';
+import {
+  BACKUP_TIERS,
+  LATEST_POINTER_KEY,
+  RESTORE_TEST_AGE_BASELINE_KEY,
+  RESTORE_TEST_REPORT_PREFIX,
+  backupAgeBaselineKey,
+  type BackupTier,
+} from '../../lambdas/shared/s3-layout';
 import { SNAPSHOT_TIERS } from '../../lambdas/shared/tiers';
 import { ConfigError, isValidFargatePair, type BackupsConfig, type EnvironmentConfig } from '../config';
 import { nagRender } from '../nag';
@@ -399,18 +406,24 @@ export class Backups extends Construct {
 
     // The other tiers' runs can fail with no metric at all (their schedule disabled, a Fargate task
     // that never started, crashed or hangs): every run, hourly ones included, reports the age of
-    // each tier's newest good backup. An hour without a run keeps the state (no OK, then a new
-    // page); a silent runner is the hourly alarm's business.
+    // each tier's newest good backup, and, while a tier has none yet, the time since its age
+    // baseline (lambdas/backup/age-baseline.ts): a tier that never succeeded since the deploy pages
+    // after the same age as one that stopped. So every hourly run reports every tier, and a tier's
+    // age missing 3 hours running means nothing reports it: the runner is silent (NoRecentHourly
+    // pages too) or it cannot read that tier's pointer, manifest or baseline (nothing else would
+    // page for that). Breaching, 3 hours out of 3: one late or skipped hourly run neither pages nor
+    // turns an alarm OK.
     const noRecentTier = (tier: keyof typeof MAX_NEWEST_BACKUP_AGE_HOURS) =>
       new RunbookAlarm(this, `NoRecent${capitalize(tier)}Alarm`, {
         ...common,
         what: `NoRecent${capitalize(tier)}`,
-        summary: `the newest good ${tier} PostgreSQL backup is more than ${MAX_NEWEST_BACKUP_AGE_HOURS[tier]} hours old: its runs stopped producing backups`,
+        summary: `the newest good ${tier} PostgreSQL backup is more than ${MAX_NEWEST_BACKUP_AGE_HOURS[tier]} hours old (or, with none yet, the first ${tier} run after the deploy is that late), or its age has not been reported for 3 hours (backup-runner logs: "cannot report the age")`,
         metric: metric(RUNNER_METRICS.latestBackupAgeSeconds, { Tier: tier }, 'Maximum', Duration.hours(1)),
         threshold: MAX_NEWEST_BACKUP_AGE_HOURS[tier] * 3600,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-        evaluationPeriods: 1,
-        treatMissingData: cloudwatch.TreatMissingData.IGNORE,
+        evaluationPeriods: 3,
+        datapointsToAlarm: 3,
+        treatMissingData: cloudwatch.TreatMissingData.BREACHING,
       });
     const noRecentDaily = noRecentTier('daily');
     const noRecentWeekly = noRecentTier('weekly');
@@ -515,6 +528,12 @@ function runnerPolicyStatements(stack: Stack, props: BackupsProps, bucketArn: st
   const objects = (pattern: string) => `${bucketArn}/${pattern}`;
   const tierObjects = BACKUP_TIERS.map((tier) => objects(`${tier}/*`));
   const pointers = [objects('latest/*'), objects(LATEST_POINTER_KEY)];
+  // The age baselines this runner keeps (lambdas/backup/age-baseline.ts): its database's tiers, and
+  // the restore test's reports when the restore test is deployed. Exact keys, no wildcard.
+  const ageBaselines = [
+    ...BACKUP_TIERS.map((tier) => objects(backupAgeBaselineKey(database.name, tier))),
+    ...(props.restoreTestReportPrefix !== undefined ? [objects(RESTORE_TEST_AGE_BASELINE_KEY)] : []),
+  ];
 
   const statements = [
     // Write-once: the bucket policy refuses any of these writes without If-None-Match.
@@ -542,6 +561,12 @@ function runnerPolicyStatements(stack: Stack, props: BackupsProps, bucketArn: st
       sid: 'ReadPointersAndManifests',
       actions: ['s3:GetObject'],
       resources: [...pointers, ...BACKUP_TIERS.map((tier) => objects(`${tier}/*.manifest.json`))],
+    }),
+    // Read, and written once (If-None-Match) the first time a run finds nothing to measure an age from.
+    new iam.PolicyStatement({
+      sid: 'KeepAgeBaselines',
+      actions: ['s3:GetObject', 's3:PutObject'],
+      resources: ageBaselines,
     }),
     new iam.PolicyStatement({
       sid: 'UseTheBackupKey',

@@ -1,4 +1,4 @@
-import { Annotations, ArnFormat, Duration, Fn, RemovalPolicy, Size, Stack, TimeZone, Token, Validations } from 'aws-cdk-lib';
+import { Annotations, ArnFormat, CfnOutput, Duration, Fn, RemovalPolicy, Size, Stack, TimeZone, Token, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -22,6 +22,9 @@ import { ConfigError, type EnvironmentConfig, type RestoreTestConfig } from '../
 import { nagRender } from '../nag';
 import type { BackupDatabase, BackupWorkloadProps } from './backup-workload';
 import { runnerImageCode } from './runner-image';
+
+/** Stack outputs: what RestoreTest-NotRun's first action starts, for a script or a person without the console. */
+export const RESTORE_TEST_OUTPUTS = { functionName: 'RestoreTestFunctionName', stateMachineArn: 'RestoreTestStateMachineArn' } as const;
 
 /** The longest gap between two first Wednesdays is 35 days: one day more before "it did not run". */
 const MAX_REPORT_AGE_DAYS = 36;
@@ -69,7 +72,10 @@ export class RestoreTest extends Construct {
     readonly rto: cloudwatch.Alarm;
     readonly rpo: cloudwatch.Alarm;
     readonly deadLetters: cloudwatch.Alarm;
-    /** No restore-test report newer than 36 days, or no report age at all ("it ran" alarm). */
+    /**
+     * No restore-test report newer than 36 days (before the first one: 36 days since the age
+     * baseline), or no report age at all ("it ran" alarm).
+     */
     readonly notRun: cloudwatch.Alarm;
     /** useTemporaryInstance: the state machine failed or timed out. */
     readonly executions?: cloudwatch.Alarm;
@@ -227,6 +233,10 @@ export class RestoreTest extends Construct {
     });
 
     this.alarms = this.createAlarms(props);
+    new CfnOutput(stack, RESTORE_TEST_OUTPUTS.functionName, { value: this.function.functionName, description: 'The restore-test function (invoked with {"tier"} by the schedule)' });
+    if (this.stateMachine) {
+      new CfnOutput(stack, RESTORE_TEST_OUTPUTS.stateMachineArn, { value: this.stateMachine.machine.stateMachineArn, description: 'The restore test on a temporary instance (started with {"tier"} by the schedule)' });
+    }
 
     const render = (value: string) => nagRender(stack, value);
     Validations.of(this.function).acknowledge(
@@ -463,11 +473,27 @@ export class RestoreTest extends Construct {
     });
     // The "it ran" alarm. The outcome alarms above treat missing data as fine (a month without a run
     // has no failure to report); this one does not: the backup runner reports the age of the newest
-    // report every hour, and a missing age (no report ever, or no runner) is breaching too.
+    // report every hour, and before the first report the time since its age baseline (written by
+    // its first run after the deploy, lambdas/backup/age-baseline.ts), so a new environment is not
+    // paged before its first scheduled test is as overdue as any later one. A missing age is then
+    // only a runner that cannot report it (silent, or its S3 reads failing): breaching.
+    // The first action starts the same run the schedule starts (the CLI restore-test writes no
+    // report, so it would not clear this alarm); the next hourly backup run then reports the new
+    // report's age, and the alarm turns OK.
+    // The description stays a plain string, with no deploy-time name in it (every alarm description
+    // is one that starts with its runbook section, test/infra/alarm-naming.test.ts): the command
+    // itself reads the function or state machine from this stack's output.
+    const testInput = JSON.stringify({ tier: props.settings.tier });
+    const output = (key: string) =>
+      `"$(aws cloudformation describe-stacks --stack-name ${Stack.of(this).stackName} --query 'Stacks[0].Outputs[?OutputKey==\`${key}\`].OutputValue' --output text)"`;
+    const startNow = this.stateMachine
+      ? `aws stepfunctions start-execution --state-machine-arn ${output(RESTORE_TEST_OUTPUTS.stateMachineArn)} --input '${testInput}'`
+      : `aws lambda invoke --function-name ${output(RESTORE_TEST_OUTPUTS.functionName)} --invocation-type Event --cli-binary-format raw-in-base64-out --payload '${testInput}' /dev/null`;
     const notRun = new RunbookAlarm(this, 'NotRunAlarm', {
       ...common,
       what: 'NotRun',
-      summary: `no restore-test report for more than ${MAX_REPORT_AGE_DAYS} days (the test is monthly): it did not run, or nothing reports its age`,
+      summary: `no restore-test report for more than ${MAX_REPORT_AGE_DAYS} days (the test is monthly; a new environment's ${MAX_REPORT_AGE_DAYS} days count from the first backup run after the deploy), or the backup runner has not reported the report's age for 3 hours`,
+      firstActions: `lancer le test maintenant : ${startNow} ; son rapport sous ${RESTORE_TEST_REPORT_PREFIX} remet l'alarme à OK au run de sauvegarde horaire suivant (l'atmr-dr restore-test du CLI n'écrit pas de rapport). Si un rapport récent existe déjà : logs du backup runner ("cannot report the age")`,
       metric: new cloudwatch.Metric({
         namespace: METRICS_NAMESPACE,
         metricName: RUNNER_METRICS.restoreTestReportAgeSeconds,

@@ -209,8 +209,10 @@ describe('backup runner handler: scheduled runs', () => {
     expect(ages.daily.age).toBeGreaterThan(30 * 3600 - 120);
     expect(ages.daily.age).toBeLessThan(30 * 3600);
     expect(ages.hourly.age).toBeLessThan(120);
-    // A tier with no backup yet (no pointer) reports nothing rather than a made-up age.
-    expect(ages.monthly).toBeUndefined();
+    // A tier with no backup yet (no pointer) reports the time since its age baseline, written by
+    // the first run of this bucket that found none: a tier that never succeeds pages too.
+    expect(ages.monthly.dimensions).toEqual(['Tier', 'service']);
+    expect(ages.monthly.age).toBeLessThan(120);
   });
 
   it('with IAM database authentication: signs a token instead of reading the secret, and never prints it', async () => {

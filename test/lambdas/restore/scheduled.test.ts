@@ -1,16 +1,19 @@
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
 import type { Context } from 'aws-lambda';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import type { Metrics } from '@aws-lambda-powertools/metrics';
+import { emitRestoreTestReportAge, loadRunnerSettings } from '../../../lambdas/backup/scheduled-run';
 import { RESTORE_TEST_ENV } from '../../../lambdas/restore/contract';
 import { handler } from '../../../lambdas/restore/handler';
 import { stagingName } from '../../../lambdas/restore/restore';
 import { MetricsSink, loadRestoreTestSettings, loadTemporaryInstanceSettings, runScheduledRestoreTest } from '../../../lambdas/restore/scheduled';
 import { createS3Client } from '../../../lambdas/shared/aws';
 import { DEADLINE_MARGIN_MS } from '../../../lambdas/shared/deadline';
+import { RESTORE_TEST_AGE_BASELINE_KEY } from '../../../lambdas/shared/s3-layout';
 import { testCluster, uniqueDatabaseName } from '../../support/cluster';
 import { psql } from '../../support/postgres';
 import { LocalS3, startLocalS3 } from '../../support/s3';
@@ -200,6 +203,37 @@ describe('restore-test Lambda handler', () => {
     expect(emf.find((record) => 'RestoreTestSuccess' in record)).toEqual(expect.objectContaining({ RestoreTestSuccess: 1, service: 'restore-test' }));
     const listed = await s3.send(new ListObjectsV2Command({ Bucket: localS3.bucket, Prefix: 'restore-tests/' }));
     expect(listed.Contents?.map((o) => o.Key)).toContain(result.reportKey);
+  });
+
+  // RestoreTest-NotRun's first action is to start the scheduled test by hand (the CLI restore-test
+  // writes no report): the report it writes is what the backup runner measures from then on.
+  it('a run started by hand, as RestoreTest-NotRun says, clears it: the runner then reports the age of its report, not of the 40-day-old baseline', async () => {
+    // A bucket of its own, with no report yet, on the server the handler's client already talks to.
+    const bucket = 'atmr-dr-not-run';
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    const startedAt = new Date();
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: RESTORE_TEST_AGE_BASELINE_KEY, Body: JSON.stringify({ schema: 1, since: new Date(Date.now() - 40 * 86_400_000).toISOString() }) }));
+    await writeFixtureBackup(s3, bucket, cluster, database, { tier: 'daily' });
+    const runner = loadRunnerSettings({ BACKUP_BUCKET: bucket, DATABASE_SECRET_ARN: SECRET_ARN, DATABASE_HOST: 'db.internal', DATABASE_NAME: database, DATABASE_INSTANCE_IDENTIFIER: 'atmr-prod', RESTORE_TEST_REPORT_PREFIX: 'restore-tests/' });
+    const reportedAge = async () => {
+      const ages: number[] = [];
+      const metrics = { singleMetric: () => ({ addMetric: (_name: string, _unit: string, value: number) => ages.push(value) }) } as unknown as Metrics;
+      await emitRestoreTestReportAge({ s3, settings: runner, metrics }, new Date());
+      return ages;
+    };
+    const [before] = await reportedAge();
+    expect(before).toBeGreaterThan(36 * 86_400);
+
+    process.env[RESTORE_TEST_ENV.bucket] = bucket;
+    const jsonLines = jest.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    try {
+      await handler({ tier: 'daily' }, context);
+    } finally {
+      jsonLines.mockRestore();
+    }
+
+    const [after] = await reportedAge();
+    expect(after).toBeLessThan((Date.now() - startedAt.getTime()) / 1000 + 5);
   });
 
   it('rejects a malformed event', async () => {
