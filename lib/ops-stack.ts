@@ -99,6 +99,7 @@ export class OpsStack extends Stack {
       subnets: privateSubnets,
       databaseSecurityGroup,
       killswitchParameterName: data.killswitchParameter.parameterName,
+      maintenanceResponder: killswitch.maintenanceResponder.function,
     });
     const detection = detectionProps ? new Detection(this, 'Detection', detectionProps) : undefined;
     // The probe's dependency alarms: while one is in ALARM, an automatic rollback is held (see Rollback).

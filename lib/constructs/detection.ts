@@ -3,6 +3,7 @@ import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
@@ -48,8 +49,11 @@ export interface DetectionProps {
   readonly probe?: HealthProbeProps;
   /** The API log group and the metric filter patterns. @default - no log alarms */
   readonly apiLogs?: { readonly logGroupName: string; readonly osrmErrorPattern: string; readonly readOnlyErrorPattern: string; readonly timeoutErrorPattern: string };
-  /** The API's ALB (`app/...`, `targetgroup/...`). @default - no ALB alarms */
-  readonly alb?: { readonly loadBalancerFullName: string; readonly targetGroupFullName: string };
+  /**
+   * The API's ALB (`app/...`, `targetgroup/...`), and the killswitch's maintenance responder when it
+   * answers on that ALB (its failures are the ALB's own 5xx, not the API's). @default - no ALB alarms
+   */
+  readonly alb?: { readonly loadBalancerFullName: string; readonly targetGroupFullName: string; readonly maintenanceResponder?: lambda.IFunction };
   /** The RDS instance; free storage and connections alarms need their limits. @default - no RDS alarms */
   readonly rds?: { readonly instanceIdentifier: string; readonly allocatedStorageGiB?: number; readonly maxConnections?: number };
   /** ECS services (CPU/memory alarms for each). @default - none */
@@ -340,12 +344,25 @@ export class Detection extends Construct {
         treatMissingData: NOT_BREACHING,
       });
       const minRequests = t.minRequestsPerMinute;
+      // The API target group's requests and 5xx only: the same load balancer forwards to the
+      // killswitch's maintenance responder (a Lambda target group) whose 503 is its answer by
+      // design, so counted load-balancer-wide the runbook's own remedy paged "Pic de charge".
+      // The load balancer's own 5xx (502/503/504: no healthy target, target timeout or reset) exist
+      // only per load balancer; the responder's refused requests (its errors, and throttles past its
+      // reserved concurrency) are ELB 5xx too, and are taken out (floored at 0: the counts are not
+      // exactly aligned minute by minute).
+      const responder = props.alb.maintenanceResponder;
+      const elbOwn = responder ? 'FILL(elb5xx, 0) - FILL(responderErrors, 0) - FILL(responderThrottles, 0)' : 'FILL(elb5xx, 0)';
       const errorRate = new cloudwatch.MathExpression({
-        expression: `IF(requests >= ${minRequests}, 100 * (FILL(target5xx, 0) + FILL(elb5xx, 0)) / requests, 0)`,
+        expression: `IF(requests >= ${minRequests}, 100 * (FILL(target5xx, 0) + ${responder ? `IF(${elbOwn} > 0, ${elbOwn}, 0)` : elbOwn}) / requests, 0)`,
         usingMetrics: {
-          requests: albMetric('RequestCount', 'Sum', lb),
-          target5xx: albMetric('HTTPCode_Target_5XX_Count', 'Sum', lb),
+          requests: albMetric('RequestCount', 'Sum', tg),
+          target5xx: albMetric('HTTPCode_Target_5XX_Count', 'Sum', tg),
           elb5xx: albMetric('HTTPCode_ELB_5XX_Count', 'Sum', lb),
+          ...(responder && {
+            responderErrors: responder.metricErrors({ statistic: 'Sum', period: MINUTE }),
+            responderThrottles: responder.metricThrottles({ statistic: 'Sum', period: MINUTE }),
+          }),
         },
         period: MINUTE,
         label: 'API 5xx (%)',
@@ -353,7 +370,7 @@ export class Detection extends Construct {
       alarm('apiErrorRate', 'load', 'Pic de charge', {
         concern: 'Load',
         what: 'ApiErrorRate',
-        summary: `plus de ${t.errorRatePercent} % des requêtes de l'API finissent en 5xx depuis 3 min (au moins ${minRequests} requêtes/min).`,
+        summary: `plus de ${t.errorRatePercent} % des requêtes du groupe cible de l'API finissent en 5xx (de l'API ou du load balancer, hors page de maintenance du killswitch) depuis 3 min (au moins ${minRequests} requêtes/min).`,
         firstActions: 'logs ERROR de l\'API ; vérifier OSRM, DB et Redis ; `atmr-dr scale api <n>` ; si déploiement récent : `atmr-dr rollback status`.',
         metric: errorRate,
         threshold: t.errorRatePercent,
@@ -494,6 +511,8 @@ export interface DetectionWiring {
   readonly subnets: ec2.SubnetSelection;
   readonly databaseSecurityGroup: ec2.ISecurityGroup;
   readonly killswitchParameterName: string;
+  /** The killswitch's maintenance responder (a target of the API's load balancer during maintenance). */
+  readonly maintenanceResponder?: lambda.IFunction;
 }
 
 /** The detection's explicit props from an environment's config (`undefined` when it has no `detection` block). */
@@ -541,7 +560,7 @@ export function detectionPropsFromConfig(config: EnvironmentConfig, wiring: Dete
       databaseSecretKmsKeyArn: p.database && !p.database.secretArn ? config.database.secretKmsKeyArn : undefined,
     },
     apiLogs: d.apiLogs,
-    alb: d.alb,
+    alb: d.alb && { ...d.alb, maintenanceResponder: wiring.maintenanceResponder },
     rds: { instanceIdentifier: config.database.instanceIdentifier, allocatedStorageGiB: d.rdsAllocatedStorageGiB, maxConnections: d.rdsMaxConnections },
     ecs: d.ecs,
     celeryAutoscaling: d.celeryAutoscaling.enabled ? { targetQueueDepth: d.celeryAutoscaling.targetQueueDepth } : undefined,
