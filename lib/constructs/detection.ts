@@ -13,7 +13,7 @@ import type { DetectionConfig, EnvironmentConfig } from '../config';
 import type { DashboardGraph } from './dashboard';
 import { deadLettersAlarm } from './dead-letters';
 import { HealthProbe, HealthProbeProps, PROBE_METRICS, probeMetric } from './health-probe';
-import { RunbookAlarm, RunbookAlarmProps } from './runbook-alarm';
+import { RunbookAlarm, RunbookAlarmProps, sumOfCounts } from './runbook-alarm';
 
 /** The runbook's thresholds (see DetectionConfigSchema for each one's meaning and default). */
 export type DetectionThresholds = DetectionConfig['thresholds'];
@@ -118,6 +118,36 @@ export class Detection extends Construct {
         link: `${readme}#${DETECTION_ANCHORS.health}`,
         topic: props.topic,
         notifyOnOk: true,
+      });
+      // The probe itself failing (a crash, a timeout, throttled past its reserved concurrency)
+      // publishes no metric, which every probe alarm reads as its target down: this names the cause.
+      // Two of two minutes, as the target alarms need, so that it pages with them, not on one failed run.
+      const probeFunction = this.probe.function;
+      alarms.probeErrors = new RunbookAlarm(this, 'ProbeErrorsAlarm', {
+        environmentName: props.environmentName,
+        concern: 'Probe',
+        what: 'Errors',
+        runbookSection: 'Healthchecks Kubernetes',
+        summary:
+          "la sonde de santé échoue (erreurs ou throttles de sa fonction, 2 min de suite) : ses métriques manquent, et Osrm-Down, Health-ApiNotReady, Health-RedisDown, Database-ReadOnly lisent ce silence comme une panne de leur cible. Tant que cette alarme est en ALARM, ne pas s'y fier : vérifier les cibles à la main.",
+        firstActions: `lire le groupe de logs ${probeFunction.logGroup.logGroupName} (erreur, timeout de 30 s ou « Task timed out ») ; throttles : concurrence réservée de la fonction Detection/Probe.`,
+        link: `${readme}#${DETECTION_ANCHORS.health}`,
+        topic: props.topic,
+        notifyOnOk: true,
+        metric: sumOfCounts(
+          {
+            errors: probeFunction.function.metricErrors({ statistic: 'Sum', period: MINUTE }),
+            throttles: probeFunction.function.metricThrottles({ statistic: 'Sum', period: MINUTE }),
+          },
+          MINUTE,
+          'Probe errors + throttles',
+        ),
+        threshold: 1,
+        comparisonOperator: GTE,
+        evaluationPeriods: 2,
+        datapointsToAlarm: 2,
+        // No invocation, no datapoint: Probe-DeadLetters pages a run the scheduler could not deliver.
+        treatMissingData: NOT_BREACHING,
       });
     }
     const pm = (name: string, statistic: string, period: Duration, dimensions?: Record<string, string>, label?: string) =>

@@ -34,7 +34,8 @@ export interface HealthProbeProps {
    * Concurrent executions reserved for the probe, so that detection keeps running when the
    * account's pool is used up. One run a minute that ends within its 30 s timeout, plus a run
    * Lambda retries after a failure. A throttled run shows as missing probe data, which the
-   * detection alarms treat as breaching: no throttle alarm of its own.
+   * detection alarms treat as breaching; Detection's Probe-Errors alarm (Errors + Throttles of
+   * this function) names the probe as the cause.
    * @default 2
    */
   readonly reservedConcurrency?: number;
@@ -143,7 +144,7 @@ export class HealthProbe extends Construct {
       { id: 'Serverless-LambdaLatestVersion', reason: 'Node.js 22 is the house runtime: the CLI, the tests and the bench run the same code on Node 22.' },
       {
         id: 'Serverless-LambdaDLQ',
-        reason: 'A failed run is replaced by the next one a minute later; its absence shows as missing probe data, which the detection alarms treat as breaching.',
+        reason: 'A failed run is replaced by the next one a minute later (nothing to redrive); the Probe-Errors alarm pages on the function\'s Errors and Throttles.',
       },
     );
   }
