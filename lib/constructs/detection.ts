@@ -265,19 +265,60 @@ export class Detection extends Construct {
     }
     if (settings) {
       const window = Duration.minutes(t.probeFailureWindowMinutes);
+      // One dependency down fails a large share of the checks on its own (OSRM: its 3 attempts of 7
+      // checks, ~43 %; Redis, the database or the API: their check and /ready), which explains the
+      // failures and pages under that dependency's own alarm, not as a flaky network. The rate is
+      // therefore 0 over a window in which a probed dependency was down in at least one run, by the
+      // per-minute test of its own alarm (Minimum over the window; DbReadOnly: Maximum, FILLed with 0
+      // because the probe publishes it only when it reached the database). This stays one metric alarm
+      // with the incidents topic as action: the inputs of a composite alarm would be alarms that reach
+      // nobody. Silence still has no datapoint at all (the terms are published by the same run as the
+      // check counts): missing data breaching, as before.
+      const down: string[] = [];
+      const usingMetrics: Record<string, cloudwatch.IMetric> = {
+        failed: pm(PROBE_METRICS.checksFailed, 'Sum', window),
+        made: pm(PROBE_METRICS.checksMade, 'Sum', window),
+      };
+      // OsrmAvailability is a percentage of the run's attempts: 0 is every attempt failed (Osrm-Down's
+      // test); one failed attempt of three is what a flaky network looks like, not an outage.
+      if (settings.osrm) {
+        usingMetrics.osrm = pm(PROBE_METRICS.osrmAvailability, 'Minimum', window);
+        down.push('osrm <= 0');
+      }
+      if (settings.api) {
+        usingMetrics.ready = pm(PROBE_METRICS.apiReady, 'Minimum', window);
+        down.push('ready < 1');
+      }
+      if (settings.redis) {
+        usingMetrics.redis = pm(PROBE_METRICS.redisUp, 'Minimum', window);
+        down.push('redis < 1');
+      }
+      if (settings.database) {
+        usingMetrics.db = pm(PROBE_METRICS.databaseUp, 'Minimum', window);
+        usingMetrics.readonly = pm(PROBE_METRICS.dbReadOnly, 'Maximum', window);
+        down.push('db < 1', 'FILL(readonly, 0) >= 1');
+      }
+      const rate = 'IF(made > 0, 100 * failed / made, 0)';
+      const dependencyAlarms = [
+        settings.osrm && 'Osrm-Down',
+        settings.api && 'Health-ApiNotReady',
+        settings.redis && 'Health-RedisDown',
+        settings.database && 'Database-ReadOnly',
+      ].filter((name): name is string => Boolean(name));
       alarm('probeFailures', 'network', 'Réseau flaky', {
         concern: 'Network',
         what: 'ProbeFailures',
-        summary: `plus de ${t.probeFailurePercent} % des vérifications de la sonde échouent sur ${t.probeFailureWindowMinutes} min (timeouts, connexions refusées), ou la sonde est muette.`,
+        summary:
+          `plus de ${t.probeFailurePercent} % des vérifications de la sonde échouent sur ${t.probeFailureWindowMinutes} min (timeouts, connexions refusées), ou la sonde est muette.` +
+          (dependencyAlarms.length > 0
+            ? ` Une fenêtre où une dépendance sondée est tombée ne compte pas : sa propre alarme pagine (${dependencyAlarms.join(', ')}).`
+            : ''),
         firstActions: 'lire les logs de la sonde (cible, raison) ; vérifier la connectivité vers OSRM, PostgreSQL, Redis ; vérifier retries et backoffs.',
         metric: new cloudwatch.MathExpression({
-          expression: 'IF(made > 0, 100 * failed / made, 0)',
-          usingMetrics: {
-            failed: pm(PROBE_METRICS.checksFailed, 'Sum', window),
-            made: pm(PROBE_METRICS.checksMade, 'Sum', window),
-          },
+          expression: down.length > 0 ? `IF(${down.join(' OR ')}, 0, ${rate})` : rate,
+          usingMetrics,
           period: window,
-          label: 'Probe failures (%)',
+          label: 'Probe failures (%), dependency outages left out',
         }),
         threshold: t.probeFailurePercent,
         comparisonOperator: GT,

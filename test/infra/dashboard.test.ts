@@ -34,9 +34,9 @@ describe('on-call dashboard', () => {
     for (const id of alarmIds) expect(body).toContain(`"Fn::GetAtt":["${id}","Arn"]`);
   });
 
-  it('shows the status of every alarm of the ops stack, the backout, escalation and recovery ones included', () => {
+  it('shows the status of every alarm of the ops stack, the backout, escalation, recovery and any composite ones included', () => {
     const { opsTemplate } = synthesizeApp();
-    const alarmIds = Object.keys(opsTemplate.findResources('AWS::CloudWatch::Alarm'));
+    const alarmIds = Object.keys({ ...opsTemplate.findResources('AWS::CloudWatch::Alarm'), ...opsTemplate.findResources('AWS::CloudWatch::CompositeAlarm') });
 
     expect(alarmIds.filter((id) => /^(Rollback|Escalation|Recovery)/.test(id)).length).toBeGreaterThanOrEqual(8);
     const missing = alarmIds.filter((id) => !body.includes(`"Fn::GetAtt":["${id}","Arn"]`));
