@@ -268,35 +268,37 @@ export class Detection extends Construct {
       // One dependency down fails a large share of the checks on its own (OSRM: its 3 attempts of 7
       // checks, ~43 %; Redis, the database or the API: their check and /ready), which explains the
       // failures and pages under that dependency's own alarm, not as a flaky network. The rate is
-      // therefore 0 over a window in which a probed dependency was down in at least one run, by the
-      // per-minute test of its own alarm (Minimum over the window; DbReadOnly: Maximum, FILLed with 0
-      // because the probe publishes it only when it reached the database). This stays one metric alarm
-      // with the incidents topic as action: the inputs of a composite alarm would be alarms that reach
-      // nobody. Silence still has no datapoint at all (the terms are published by the same run as the
-      // check counts): missing data breaching, as before.
+      // therefore 0 over a window in which a probed dependency was down in at least half the runs
+      // (the Average of its per-run signal; DbReadOnly FILLed with 0 because the probe publishes it
+      // only when it reached the database). Half, not one run: a flaky network fails every kind of
+      // check now and then, and "down once" would hide it in nearly every window (a check failing
+      // 25 % of the time passes all 10 runs of a window only 0.75^10 ~ 6 % of the time); OSRM down
+      // for 5 of 10 runs is also where its failures alone reach 15 of 70 checks, the 20 % threshold.
+      // This stays one metric alarm with the incidents topic as action: the inputs of a composite
+      // alarm would be alarms that reach nobody. Silence still has no datapoint at all (the terms are
+      // published by the same run as the check counts): missing data breaching, as before.
       const down: string[] = [];
       const usingMetrics: Record<string, cloudwatch.IMetric> = {
         failed: pm(PROBE_METRICS.checksFailed, 'Sum', window),
         made: pm(PROBE_METRICS.checksMade, 'Sum', window),
       };
-      // OsrmAvailability is a percentage of the run's attempts: 0 is every attempt failed (Osrm-Down's
-      // test); one failed attempt of three is what a flaky network looks like, not an outage.
+      // OsrmAvailability is a percentage of the run's attempts (0 is Osrm-Down's test).
       if (settings.osrm) {
-        usingMetrics.osrm = pm(PROBE_METRICS.osrmAvailability, 'Minimum', window);
-        down.push('osrm <= 0');
+        usingMetrics.osrm = pm(PROBE_METRICS.osrmAvailability, 'Average', window);
+        down.push('osrm <= 50');
       }
       if (settings.api) {
-        usingMetrics.ready = pm(PROBE_METRICS.apiReady, 'Minimum', window);
-        down.push('ready < 1');
+        usingMetrics.ready = pm(PROBE_METRICS.apiReady, 'Average', window);
+        down.push('ready <= 0.5');
       }
       if (settings.redis) {
-        usingMetrics.redis = pm(PROBE_METRICS.redisUp, 'Minimum', window);
-        down.push('redis < 1');
+        usingMetrics.redis = pm(PROBE_METRICS.redisUp, 'Average', window);
+        down.push('redis <= 0.5');
       }
       if (settings.database) {
-        usingMetrics.db = pm(PROBE_METRICS.databaseUp, 'Minimum', window);
-        usingMetrics.readonly = pm(PROBE_METRICS.dbReadOnly, 'Maximum', window);
-        down.push('db < 1', 'FILL(readonly, 0) >= 1');
+        usingMetrics.db = pm(PROBE_METRICS.databaseUp, 'Average', window);
+        usingMetrics.readonly = pm(PROBE_METRICS.dbReadOnly, 'Average', window);
+        down.push('db <= 0.5', 'FILL(readonly, 0) >= 0.5');
       }
       const rate = 'IF(made > 0, 100 * failed / made, 0)';
       const dependencyAlarms = [
@@ -311,7 +313,7 @@ export class Detection extends Construct {
         summary:
           `plus de ${t.probeFailurePercent} % des vérifications de la sonde échouent sur ${t.probeFailureWindowMinutes} min (timeouts, connexions refusées), ou la sonde est muette.` +
           (dependencyAlarms.length > 0
-            ? ` Une fenêtre où une dépendance sondée est tombée ne compte pas : sa propre alarme pagine (${dependencyAlarms.join(', ')}).`
+            ? ` Une fenêtre où une dépendance sondée est tombée au moins la moitié du temps ne compte pas : sa propre alarme pagine (${dependencyAlarms.join(', ')}).`
             : ''),
         firstActions: 'lire les logs de la sonde (cible, raison) ; vérifier la connectivité vers OSRM, PostgreSQL, Redis ; vérifier retries et backoffs.',
         metric: new cloudwatch.MathExpression({
