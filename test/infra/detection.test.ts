@@ -96,7 +96,7 @@ describe('detection alarms (example config)', () => {
     const stat = (id: string) => a.Metrics?.find((m) => m.Id === id)?.MetricStat;
     const apiTargetGroup = [
       { Name: 'LoadBalancer', Value: 'app/atmr-api/0123456789abcdef' },
-      { Name: 'TargetGroup', Value: 'targetgroup/atmr-api/0123456789abcdef' },
+      { Name: 'TargetGroup', Value: 'targetgroup/atmr-api/0011223344556677' },
     ];
 
     // Act
