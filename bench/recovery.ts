@@ -88,6 +88,7 @@ async function main(): Promise<void> {
           databaseName: 'atmr',
           productionHost: 'unused',
           productionPort: 5432,
+          metricsNamespace: 'AtmrDr/bench',
           secretArn: 'unused',
           checks: CHECKS,
           maxWaitSeconds: 3600,

@@ -18,6 +18,7 @@ import { StoreDeps, activeRecoveryId, getRecovery, listRecoveryIds } from '../..
 import { checkPitrReach, parseToTime } from '../../lambdas/recovery/time';
 import { formatVerification, unverifiedFlagRefusal, unverifiedNextStep, unverifiedRefusal } from '../../lambdas/recovery/verify';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
+import { metricsNamespace } from '../../lambdas/shared/constants';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { pgClientConfig, resolveConnection } from '../../lambdas/shared/pg-connection';
 import { resolveCliActor } from './killswitch';
@@ -368,6 +369,7 @@ export function registerRecoverCommands(program: Command): void {
         ecs: recovery.ecs,
         readinessUrl: recovery.readinessUrl,
         rtoObjectiveSeconds: recovery.rtoObjectiveSeconds,
+        metricsNamespace: metricsNamespace(ctx.envName),
       };
       let result: CutoverResult;
       try {

@@ -26,7 +26,7 @@ import {
   RollbackState,
   rollOut,
 } from '../../lambdas/backout/workflow';
-import { EVENT_SOURCE, METRICS_NAMESPACE } from '../../lambdas/shared/constants';
+import { EVENT_SOURCE, metricsNamespace } from '../../lambdas/shared/constants';
 import { namedLine, OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { confirmer } from './confirm';
 import { interruptibly } from './interrupt';
@@ -130,7 +130,7 @@ async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string, r
   const killswitchParameterName = readOnly ? '' : await resolve(DEPLOYED_NAMES.killswitchParameter, globals.parameter);
   const settings = settingsFromConfig(config, { clusterName, apiServiceName, tableName, topicArn, killswitchParameterName });
   const logger = new Logger({ serviceName: 'backout-cli', logLevel: 'SILENT' });
-  const metrics = new Metrics({ namespace: METRICS_NAMESPACE, serviceName: 'backout-cli' });
+  const metrics = new Metrics({ namespace: metricsNamespace(envName), serviceName: 'backout-cli' });
   return {
     settings,
     serviceName: nonEmpty(apiServiceFlag, '--service', 'give the ECS service name, or leave --service out to roll back the API') ?? apiServiceName,
@@ -255,7 +255,7 @@ async function reportOrSay(ctx: RollbackCliContext, state: RollbackState): Promi
 async function publishMetrics(ctx: RollbackCliContext, state: RollbackState): Promise<void> {
   const now = (ctx.deps.now ?? (() => new Date()))();
   try {
-    await putRollbackMetrics(ctx.deps.cloudwatch, finishedRollbackMetrics(state, now), now);
+    await putRollbackMetrics(ctx.deps.cloudwatch, metricsNamespace(ctx.settings.environmentName), finishedRollbackMetrics(state, now), now);
   } catch (error) {
     ctx.print(`warning: RollbackSeconds/RollbackOutcome not published: ${oneLine(error)}`);
   }

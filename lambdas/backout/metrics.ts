@@ -1,12 +1,11 @@
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { CloudWatchClient, PutMetricDataCommand, StandardUnit } from '@aws-sdk/client-cloudwatch';
-import { METRICS_NAMESPACE } from '../shared/constants';
 
 /**
  * The `service` dimension of the backout's metrics. The workflow's function publishes with
- * Powertools (namespace METRICS_NAMESPACE, dimension service=<this>); the CLI publishes the same
- * datapoints with PutMetricData under the same namespace and dimension, so one dashboard widget
- * and one alarm see both paths.
+ * Powertools (its environment's namespace, from POWERTOOLS_METRICS_NAMESPACE, dimension
+ * service=<this>); the CLI publishes the same datapoints with PutMetricData under the same namespace
+ * (`metricsNamespace(<env>)`) and dimension, so one dashboard widget and one alarm see both paths.
  */
 export const BACKOUT_METRICS_SERVICE = 'backout';
 /** Seconds from the trigger (alarm time, or the operator's request) to the target's steady state. */
@@ -37,12 +36,12 @@ export function addRollbackMetrics(metrics: Metrics, data: readonly RollbackMetr
   for (const datum of data) metrics.addMetric(datum.name, datum.unit, datum.value);
 }
 
-/** From the CLI (no Lambda log pipeline to carry EMF): the same datapoints through PutMetricData. */
-export async function putRollbackMetrics(cloudwatch: CloudWatchClient, data: readonly RollbackMetric[], at: Date): Promise<void> {
+/** From the CLI (no Lambda log pipeline to carry EMF): the same datapoints through PutMetricData, in `namespace` (the environment's). */
+export async function putRollbackMetrics(cloudwatch: CloudWatchClient, namespace: string, data: readonly RollbackMetric[], at: Date): Promise<void> {
   if (!data.length) return;
   await cloudwatch.send(
     new PutMetricDataCommand({
-      Namespace: METRICS_NAMESPACE,
+      Namespace: namespace,
       MetricData: data.map((datum) => ({
         MetricName: datum.name,
         Dimensions: [{ Name: 'service', Value: BACKOUT_METRICS_SERVICE }],

@@ -10,7 +10,7 @@ import { redisMemoryFromInfo, type RedisMemory } from './redis-memory';
 /** Powertools `service` of the probe: the dimension every probe metric carries. */
 export const PROBE_SERVICE = 'detection-probe';
 
-/** Metric names of the probe (namespace AtmrDr, dimension service=detection-probe). */
+/** Metric names of the probe (the environment's namespace AtmrDr/<env>, dimension service=detection-probe). */
 export const PROBE_METRICS = {
   apiLive: 'ApiLive',
   apiReady: 'ApiReady',

@@ -1,6 +1,6 @@
 import { CloudWatchClient, PutMetricDataCommand, StandardUnit } from '@aws-sdk/client-cloudwatch';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
-import { EVENT_SOURCE, METRICS_NAMESPACE } from '../shared/constants';
+import { EVENT_SOURCE } from '../shared/constants';
 import { RECOVERY_SECONDS_METRIC, RECOVERY_SERVICE } from './contract';
 
 /** Every recovery action announces itself on the default bus (escalation adds it to open incidents' timelines). */
@@ -9,11 +9,15 @@ export async function announce(events: EventBridgeClient, detailType: string, de
   if (result.FailedEntryCount) throw new Error(`EventBridge refused the "${detailType}" event: ${result.Entries?.[0]?.ErrorMessage ?? 'unknown error'}`);
 }
 
-/** `RecoverySeconds` by stage: `verified` (request to a verified copy) and `cutover` (request to production on the copy). */
-export async function publishRecoverySeconds(cloudwatch: CloudWatchClient, stage: 'verified' | 'cutover', seconds: number, at: Date): Promise<void> {
+/**
+ * `RecoverySeconds` by stage: `verified` (request to a verified copy) and `cutover` (request to
+ * production on the copy), in `namespace`, the environment's (the function's
+ * POWERTOOLS_METRICS_NAMESPACE, or `metricsNamespace(<env>)` in the CLI).
+ */
+export async function publishRecoverySeconds(cloudwatch: CloudWatchClient, namespace: string, stage: 'verified' | 'cutover', seconds: number, at: Date): Promise<void> {
   await cloudwatch.send(
     new PutMetricDataCommand({
-      Namespace: METRICS_NAMESPACE,
+      Namespace: namespace,
       MetricData: [
         {
           MetricName: RECOVERY_SECONDS_METRIC,

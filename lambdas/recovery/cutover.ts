@@ -39,6 +39,8 @@ export interface CutoverSettings {
   readonly ecs?: { readonly clusterArn: string; readonly serviceNames: readonly string[] };
   readonly readinessUrl?: string;
   readonly rtoObjectiveSeconds: number;
+  /** CloudWatch namespace of RecoverySeconds{stage=cutover}: the environment's (`metricsNamespace(<env>)`). */
+  readonly metricsNamespace: string;
   /** How long the services may take to be stable again. @default 900 s */
   readonly serviceStableTimeoutSeconds?: number;
   /** How long /ready may take to answer 200. @default 300 s */
@@ -488,7 +490,7 @@ class Session {
     // The cutover is done: a refused metric or event is reported with the steps, never thrown (the
     // operator would read a failure, without the steps, of a cutover that succeeded).
     try {
-      await publishRecoverySeconds(deps.cloudwatch, 'cutover', recoverySeconds, finished);
+      await publishRecoverySeconds(deps.cloudwatch, settings.metricsNamespace, 'cutover', recoverySeconds, finished);
       await announce(deps.events, RECOVERY_EVENTS.cutOver, {
         summary: `Recovery ${id}: production runs on ${record.newInstance} (as of ${record.toTime}); cutover ${totalSeconds} s, recovery ${recoverySeconds} s (RTO objective ${settings.rtoObjectiveSeconds} s)`,
         at: finished.toISOString(),

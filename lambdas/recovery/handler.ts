@@ -32,6 +32,9 @@ const EnvSchema = z.object({
   [RECOVERY_ENV.alembicVersionTable]: z.string().min(1),
   [RECOVERY_ENV.maxWaitSeconds]: z.coerce.number().int().positive(),
   [RECOVERY_ENV.sslMode]: z.string().optional(),
+  // The environment's metrics namespace, set on every house function: RecoverySeconds is published
+  // with PutMetricData, which Powertools does not configure.
+  POWERTOOLS_METRICS_NAMESPACE: z.string().min(1),
 });
 
 /** The workflow's dependencies from the function's environment (validated, naming the bad variable). */
@@ -54,6 +57,7 @@ export function depsFromEnv(env: NodeJS.ProcessEnv = process.env, clients?: Part
       secretArn: e[RECOVERY_ENV.secretArn],
       sslMode: e[RECOVERY_ENV.sslMode],
       maxWaitSeconds: e[RECOVERY_ENV.maxWaitSeconds],
+      metricsNamespace: e.POWERTOOLS_METRICS_NAMESPACE,
       checks: {
         criticalTables: JSON.parse(e[RECOVERY_ENV.criticalTables]) as string[],
         criticalQueries: JSON.parse(e[RECOVERY_ENV.criticalQueries]) as string[],

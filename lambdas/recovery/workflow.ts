@@ -38,6 +38,8 @@ export interface WorkflowSettings {
   readonly sslMode?: string;
   readonly checks: VerificationChecks;
   readonly maxWaitSeconds: number;
+  /** CloudWatch namespace of RecoverySeconds: the environment's (POWERTOOLS_METRICS_NAMESPACE, set by the house function). */
+  readonly metricsNamespace: string;
 }
 
 export interface WorkflowDeps {
@@ -219,7 +221,7 @@ export async function reportStep(
     // RecoverySeconds{stage=verified} is the time from the request to a copy one can cut over (the
     // RTO figure of docs/recovery.md): an unverified copy or a failed verification did not reach
     // that stage, and counted there they would pass for recoveries that did.
-    if (status === 'verified') await publishRecoverySeconds(deps.cloudwatch, 'verified', recoverySeconds, now);
+    if (status === 'verified') await publishRecoverySeconds(deps.cloudwatch, deps.settings.metricsNamespace, 'verified', recoverySeconds, now);
     await announce(deps.events, eventType, {
       summary: report.ok
         ? `Recovery ${request.recoveryId}: ${request.newInstance} (as of ${request.toTime}) verified in ${recoverySeconds} s; cut over with "atmr-dr recover cutover ${request.recoveryId} --yes"`

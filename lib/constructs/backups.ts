@@ -25,7 +25,7 @@ import {
   SNAPSHOT_PREFIX,
   TIER_TAG_KEY,
 } from '../../lambdas/backup/runner-contract';
-import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
+import { metricsNamespace } from '../../lambdas/shared/constants';
 import {
   BACKUP_TIERS,
   LATEST_POINTER_KEY,
@@ -372,7 +372,7 @@ export class Backups extends Construct {
     const topic = props.alarmTopic;
     const common = { environmentName: props.environmentName, concern: 'Backups', runbookSection: 'Sauvegarde - 4. Backup automatisé', topic };
     const metric = (metricName: string, dimensionsMap: Record<string, string>, statistic: string, period: Duration) =>
-      new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName, dimensionsMap: { service: BACKUP_RUNNER_SERVICE, ...dimensionsMap }, statistic, period });
+      new cloudwatch.Metric({ namespace: metricsNamespace(props.environmentName), metricName, dimensionsMap: { service: BACKUP_RUNNER_SERVICE, ...dimensionsMap }, statistic, period });
     const fiveMinutes = Duration.minutes(5);
 
     // Any failed run: the core's BackupFailure (per tier) or the runner's own failure metric.
@@ -502,7 +502,7 @@ function runnerEnvironment(props: BackupsProps, bucketName: string): Record<stri
   const { database, settings: backups } = props;
   return {
     POWERTOOLS_SERVICE_NAME: BACKUP_RUNNER_SERVICE,
-    POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+    POWERTOOLS_METRICS_NAMESPACE: metricsNamespace(props.environmentName),
     [RUNNER_ENV.bucket]: bucketName,
     ...(database.iamAuthUser ? { [RUNNER_ENV.iamAuthUser]: database.iamAuthUser } : { [RUNNER_ENV.secretArn]: database.secretArn }),
     [RUNNER_ENV.host]: database.host,

@@ -7,7 +7,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
-import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
+import { metricsNamespace } from '../../lambdas/shared/constants';
 import type { ProbeEnvironment } from '../../lambdas/detection/settings';
 import type { DetectionConfig, EnvironmentConfig } from '../config';
 import type { DashboardGraph } from './dashboard';
@@ -28,7 +28,7 @@ export const DETECTION_ANCHORS = {
   killswitch: 'detection-killswitch',
 } as const;
 
-/** Names of the API log metric filters' metrics (namespace AtmrDr). */
+/** Names of the API log metric filters' metrics (in the environment's namespace, AtmrDr/<env>). */
 export const API_LOG_METRICS = { osrmErrors: 'ApiOsrmErrors', readOnlyErrors: 'ApiReadOnlyErrors', timeoutErrors: 'ApiTimeoutErrors' } as const;
 
 export interface DetectionEcsService {
@@ -46,7 +46,7 @@ export interface DetectionProps {
   /** Base of the alarm descriptions' links (`<readmeUrl>#<anchor>`). @default 'README.md' */
   readonly readmeUrl?: string;
   /** The health probe and the alarms on its metrics (only for the targets it checks). @default - no probe */
-  readonly probe?: HealthProbeProps;
+  readonly probe?: Omit<HealthProbeProps, 'environmentName'>;
   /** The API log group and the metric filter patterns. @default - no log alarms */
   readonly apiLogs?: { readonly logGroupName: string; readonly osrmErrorPattern: string; readonly readOnlyErrorPattern: string; readonly timeoutErrorPattern: string };
   /**
@@ -108,7 +108,7 @@ export class Detection extends Construct {
     // --- health probe ---
     const settings: ProbeEnvironment | undefined = props.probe?.settings;
     if (props.probe) {
-      this.probe = new HealthProbe(this, 'Probe', props.probe);
+      this.probe = new HealthProbe(this, 'Probe', { ...props.probe, environmentName: props.environmentName });
       alarms.probeDeadLetters = deadLettersAlarm(this.probe, this.probe.deadLetterQueue, {
         environmentName: props.environmentName,
         concern: 'Probe',
@@ -151,7 +151,7 @@ export class Detection extends Construct {
       });
     }
     const pm = (name: string, statistic: string, period: Duration, dimensions?: Record<string, string>, label?: string) =>
-      probeMetric(name, { statistic, period, dimensions, label });
+      probeMetric(props.environmentName, name, { statistic, period, dimensions, label });
 
     if (settings?.osrm) {
       const metric = pm(PROBE_METRICS.osrmAvailability, 'Maximum', MINUTE);
@@ -349,16 +349,17 @@ export class Detection extends Construct {
 
     // --- API logs ---
     if (props.apiLogs) {
+      const namespace = metricsNamespace(props.environmentName);
       const group = logs.LogGroup.fromLogGroupName(this, 'ApiLogGroup', props.apiLogs.logGroupName);
       const filter = (key: keyof typeof API_LOG_METRICS, pattern: string) => {
         new logs.MetricFilter(this, `${pascal(key)}Filter`, {
           logGroup: group,
           filterPattern: logs.FilterPattern.literal(pattern),
-          metricNamespace: METRICS_NAMESPACE,
+          metricNamespace: namespace,
           metricName: API_LOG_METRICS[key],
           metricValue: '1',
         });
-        return new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName: API_LOG_METRICS[key], statistic: 'Sum', period: FIVE_MINUTES });
+        return new cloudwatch.Metric({ namespace, metricName: API_LOG_METRICS[key], statistic: 'Sum', period: FIVE_MINUTES });
       };
       const osrmErrors = filter('osrmErrors', props.apiLogs.osrmErrorPattern);
       const readOnlyErrors = filter('readOnlyErrors', props.apiLogs.readOnlyErrorPattern);

@@ -202,6 +202,7 @@ export class Escalation extends Construct {
     // single-use nonce (lambdas/escalation/ack-link.ts).
     const ackEndpoint = signedEndpoint(this, 'AckLink', {
       entry: 'lambdas/escalation/ack-link-handler.ts',
+      environmentName: props.environmentName,
       serviceName: 'escalation-ack-link',
       timeout: Duration.seconds(10),
       // A throttled click gets an error page and is clicked again (or acknowledged from the CLI or
@@ -217,6 +218,7 @@ export class Escalation extends Construct {
 
     this.tasks = new HouseFunction(this, 'Tasks', {
       entry: 'lambdas/escalation/tasks-handler.ts',
+      environmentName: props.environmentName,
       serviceName: 'escalation-tasks',
       timeout: Duration.seconds(60),
       reservedConcurrentExecutions: props.tasksReservedConcurrency ?? 5,
@@ -249,6 +251,7 @@ export class Escalation extends Construct {
 
     this.ingest = new HouseFunction(this, 'Ingest', {
       entry: 'lambdas/escalation/ingest-handler.ts',
+      environmentName: props.environmentName,
       serviceName: 'escalation-ingest',
       reservedConcurrentExecutions: props.ingestReservedConcurrency ?? 5,
       environment: { OPS_TABLE: props.opsTable.tableName, STATE_MACHINE_ARN: this.stateMachineArn, ALARM_NAME_PREFIX: prefix },

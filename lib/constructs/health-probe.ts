@@ -9,7 +9,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { PROBE_METRICS, PROBE_SERVICE } from '../../lambdas/detection/probe';
 import type { ProbeEnvironment } from '../../lambdas/detection/settings';
-import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
+import { metricsNamespace } from '../../lambdas/shared/constants';
 import { decryptSecretStatement, grantSecretValueRead } from './database-statements';
 import { deadLetterQueue } from './dead-letters';
 import { HouseFunction } from './house-function';
@@ -17,6 +17,8 @@ import { KillswitchParameter } from './killswitch-parameter';
 import { nagRender } from '../nag';
 
 export interface HealthProbeProps {
+  /** The environment probed: the probe publishes in its metrics namespace, and its metrics are read there. */
+  readonly environmentName: string;
   /** What to check (each target optional), passed to the function as PROBE_SETTINGS. */
   readonly settings: ProbeEnvironment;
   readonly vpc: ec2.IVpc;
@@ -58,9 +60,11 @@ export class HealthProbe extends Construct {
   readonly schedule: scheduler.Schedule;
   /** Runs the scheduler could not deliver (the function throttled, deleted, or its permission gone). */
   readonly deadLetterQueue: sqs.Queue;
+  private readonly environmentName: string;
 
   constructor(scope: Construct, id: string, props: HealthProbeProps) {
     super(scope, id);
+    this.environmentName = props.environmentName;
     const { settings } = props;
     const stack = Stack.of(this);
 
@@ -84,6 +88,7 @@ export class HealthProbe extends Construct {
 
     this.function = new HouseFunction(this, 'Function', {
       entry: 'lambdas/detection/handler.ts',
+      environmentName: props.environmentName,
       serviceName: PROBE_SERVICE,
       // Every check has its own deadline (3 s by default) and they run at the same time.
       timeout: Duration.seconds(30),
@@ -149,19 +154,20 @@ export class HealthProbe extends Construct {
     );
   }
 
-  /** A probe metric (namespace AtmrDr, dimension service=detection-probe, plus `dimensions`). */
+  /** A probe metric (its environment's namespace, dimension service=detection-probe, plus `dimensions`). */
   metric(metricName: string, props: { statistic: string; period: Duration; dimensions?: Record<string, string>; label?: string }): cloudwatch.Metric {
-    return probeMetric(metricName, props);
+    return probeMetric(this.environmentName, metricName, props);
   }
 }
 
-/** A probe metric, for constructs that read the probe without holding it. */
+/** A probe metric of `environmentName`'s probe, for constructs that read the probe without holding it. */
 export function probeMetric(
+  environmentName: string,
   metricName: string,
   props: { statistic: string; period: Duration; dimensions?: Record<string, string>; label?: string },
 ): cloudwatch.Metric {
   return new cloudwatch.Metric({
-    namespace: METRICS_NAMESPACE,
+    namespace: metricsNamespace(environmentName),
     metricName,
     dimensionsMap: { service: PROBE_SERVICE, ...props.dimensions },
     statistic: props.statistic,

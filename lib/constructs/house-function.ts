@@ -8,7 +8,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import * as path from 'node:path';
-import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
+import { metricsNamespace } from '../../lambdas/shared/constants';
 
 /** Repository root, to resolve `lambdas/<concern>/handler.ts` entries. */
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
@@ -20,6 +20,8 @@ export interface HouseFunctionProps {
   readonly handler?: string;
   /** Powertools service name (logs, metrics dimension, traces). */
   readonly serviceName: string;
+  /** The environment the function belongs to: it publishes its metrics in that environment's namespace only. */
+  readonly environmentName: string;
   /** @default Duration.seconds(30) */
   readonly timeout?: Duration;
   /** @default 256 */
@@ -68,7 +70,7 @@ export class HouseFunction extends Construct {
       depsLockFilePath: path.join(REPO_ROOT, 'package-lock.json'),
       environment: {
         POWERTOOLS_SERVICE_NAME: props.serviceName,
-        POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+        POWERTOOLS_METRICS_NAMESPACE: metricsNamespace(props.environmentName),
         NODE_OPTIONS: '--enable-source-maps',
         ...props.environment,
       },

@@ -10,7 +10,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
+import { metricsNamespace } from '../../lambdas/shared/constants';
 import { RULE_TAG_KEY } from '../../lambdas/killswitch/enforcer';
 import { ANSWERED_OUTSIDE_MAINTENANCE_METRIC } from '../../lambdas/killswitch/maintenance-responder';
 import { KILLSWITCH_INVALID_METRIC, KILLSWITCH_MODE_METRIC } from '../../lambdas/killswitch/notify';
@@ -132,6 +132,7 @@ export class Killswitch extends Construct {
     }
     this.maintenanceResponder = new HouseFunction(this, 'MaintenanceResponder', {
       entry: 'lambdas/killswitch/maintenance-responder-handler.ts',
+      environmentName: props.environmentName,
       serviceName: KILLSWITCH_RESPONDER_SERVICE,
       // The ALB waits for the answer; a warm call reads the value from memory (5 s cache).
       timeout: Duration.seconds(10),
@@ -168,6 +169,7 @@ export class Killswitch extends Construct {
     // Enforcer: the ALB listener follows the parameter.
     this.enforcer = new HouseFunction(this, 'Enforcer', {
       entry: 'lambdas/killswitch/enforce-handler.ts',
+      environmentName: props.environmentName,
       serviceName: 'killswitch-enforcer',
       // One at a time: concurrent add/remove of the same rules would race.
       reservedConcurrentExecutions: 1,
@@ -224,6 +226,7 @@ export class Killswitch extends Construct {
     // Expiry: a one-time schedule per change with --expires invokes the reverter.
     this.expiryReverter = new HouseFunction(this, 'ExpiryReverter', {
       entry: 'lambdas/killswitch/revert-handler.ts',
+      environmentName: props.environmentName,
       serviceName: 'killswitch-expiry',
       // One pending expiry at a time; reserved so that a maintenance ends on time even when the
       // account's pool is used up. A throttled run is retried by Lambda, then dead-lettered (paged).
@@ -249,6 +252,7 @@ export class Killswitch extends Construct {
     // Notifier: every change, whoever made it, is announced once, from here.
     this.notifier = new HouseFunction(this, 'Notifier', {
       entry: 'lambdas/killswitch/notify-handler.ts',
+      environmentName: props.environmentName,
       serviceName: KILLSWITCH_NOTIFIER_SERVICE,
       reservedConcurrentExecutions: 1,
       environment: {
@@ -304,6 +308,7 @@ export class Killswitch extends Construct {
       // a user allow-list (lambdas/killswitch/slack.ts). Refusals get a generic answer.
       const endpoint = signedEndpoint(this, 'SlackCommand', {
         entry: 'lambdas/killswitch/slack-handler.ts',
+        environmentName: props.environmentName,
         serviceName: 'killswitch-slack',
         // Slack waits 3 seconds for the answer.
         timeout: Duration.seconds(10),
@@ -326,7 +331,7 @@ export class Killswitch extends Construct {
     }
 
     this.modeMetric = new cloudwatch.Metric({
-      namespace: METRICS_NAMESPACE,
+      namespace: metricsNamespace(props.environmentName),
       metricName: KILLSWITCH_MODE_METRIC,
       dimensionsMap: { service: KILLSWITCH_NOTIFIER_SERVICE },
       statistic: 'Maximum',
@@ -372,7 +377,7 @@ export class Killswitch extends Construct {
     };
     const fiveMinutes = Duration.minutes(5);
     const serviceMetric = (metricName: string, service: string) =>
-      new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName, dimensionsMap: { service }, statistic: 'Sum', period: fiveMinutes });
+      new cloudwatch.Metric({ namespace: metricsNamespace(props.environmentName), metricName, dimensionsMap: { service }, statistic: 'Sum', period: fiveMinutes });
     const enforcerErrors = new RunbookAlarm(this, 'EnforcerErrorsAlarm', {
       ...common,
       what: 'EnforcerErrors',

@@ -10,7 +10,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { COPY_BUSY_ERROR, LOGIN_REFUSED_ERROR, RECOVERY_ENV, RECOVERY_PURPOSE_TAG, RECOVERY_SERVICE } from '../../lambdas/recovery/contract';
-import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
+import { metricsNamespace } from '../../lambdas/shared/constants';
 import { nagRender } from '../nag';
 import { decryptSecretStatement } from './database-statements';
 import { HouseFunction } from './house-function';
@@ -95,6 +95,7 @@ export class Recovery extends Construct {
 
     this.function = new HouseFunction(this, 'Steps', {
       entry: 'lambdas/recovery/handler.ts',
+      environmentName: props.environmentName,
       serviceName: RECOVERY_SERVICE,
       // Counting the rows of the critical tables on both sides can take minutes on a large database.
       timeout: Duration.minutes(15),
@@ -161,7 +162,7 @@ export class Recovery extends Construct {
         id: `AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/${policy}]`,
         reason: 'AWS-maintained minimum for a VPC function: log writes and the management of its own network interfaces.',
       })),
-      { id: 'AwsSolutions-IAM5[Resource::*]', reason: 'X-Ray, cloudwatch:PutMetricData (limited to the AtmrDr namespace by condition) and the VPC network interface actions have no resource-level permissions.' },
+      { id: 'AwsSolutions-IAM5[Resource::*]', reason: 'X-Ray, cloudwatch:PutMetricData (limited to the environment\'s AtmrDr/<env> namespace by condition) and the VPC network interface actions have no resource-level permissions.' },
       ...wildcardResources
         .filter((arn) => render(arn) !== '*')
         .map((arn) => ({
@@ -365,7 +366,7 @@ export function recoveryStatements(stack: Stack, props: RecoveryProps): iam.Poli
       sid: 'PublishRecoverySeconds',
       actions: ['cloudwatch:PutMetricData'],
       resources: ['*'],
-      conditions: { StringEquals: { 'cloudwatch:namespace': METRICS_NAMESPACE } },
+      conditions: { StringEquals: { 'cloudwatch:namespace': metricsNamespace(props.environmentName) } },
     }),
   ];
   if (props.storageKmsKeyArn) {

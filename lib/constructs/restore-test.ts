@@ -16,7 +16,7 @@ import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
 import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 import { BACKUP_RUNNER_SERVICE, RUNNER_METRICS } from '../../lambdas/backup/runner-contract';
 import { RESTORE_TEST_ENV, RESTORE_TEST_METRICS, RESTORE_TEST_SERVICE, temporaryInstanceIdentifier } from '../../lambdas/restore/contract';
-import { METRICS_NAMESPACE } from '../../lambdas/shared/constants';
+import { metricsNamespace } from '../../lambdas/shared/constants';
 import { BACKUP_TIERS, LATEST_POINTER_KEY, RESTORE_TEST_REPORT_PREFIX } from '../../lambdas/shared/s3-layout';
 import { ConfigError, type EnvironmentConfig, type RestoreTestConfig } from '../config';
 import { nagRender } from '../nag';
@@ -154,7 +154,7 @@ export class RestoreTest extends Construct {
       loggingFormat: lambda.LoggingFormat.JSON,
       environment: {
         POWERTOOLS_SERVICE_NAME: RESTORE_TEST_SERVICE,
-        POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+        POWERTOOLS_METRICS_NAMESPACE: metricsNamespace(environmentName),
         [RESTORE_TEST_ENV.bucket]: bucket.bucketName,
         [RESTORE_TEST_ENV.tier]: restoreTest.tier,
         [RESTORE_TEST_ENV.criticalQueries]: JSON.stringify(restoreTest.criticalQueries),
@@ -399,7 +399,7 @@ export class RestoreTest extends Construct {
     const { rtoObjectiveSeconds, rpoObjectiveSeconds } = props.settings;
     const topic = props.alarmTopic;
     const metric = (metricName: string, statistic: string) =>
-      new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName, dimensionsMap: { service: RESTORE_TEST_SERVICE }, statistic, period: Duration.hours(1) });
+      new cloudwatch.Metric({ namespace: metricsNamespace(props.environmentName), metricName, dimensionsMap: { service: RESTORE_TEST_SERVICE }, statistic, period: Duration.hours(1) });
     const common = {
       environmentName: props.environmentName,
       concern: 'RestoreTest',
@@ -495,7 +495,7 @@ export class RestoreTest extends Construct {
       summary: `no restore-test report for more than ${MAX_REPORT_AGE_DAYS} days (the test is monthly; a new environment's ${MAX_REPORT_AGE_DAYS} days count from the first backup run after the deploy), or the backup runner has not reported the report's age for 3 hours`,
       firstActions: `lancer le test maintenant : ${startNow} ; son rapport sous ${RESTORE_TEST_REPORT_PREFIX} remet l'alarme à OK au run de sauvegarde horaire suivant (l'atmr-dr restore-test du CLI n'écrit pas de rapport). Si un rapport récent existe déjà : logs du backup runner ("cannot report the age")`,
       metric: new cloudwatch.Metric({
-        namespace: METRICS_NAMESPACE,
+        namespace: metricsNamespace(props.environmentName),
         metricName: RUNNER_METRICS.restoreTestReportAgeSeconds,
         dimensionsMap: { service: BACKUP_RUNNER_SERVICE },
         statistic: 'Maximum',

@@ -204,6 +204,7 @@ export class Rollback extends Construct {
     });
     this.steps = new HouseFunction(this, 'Steps', {
       entry: 'lambdas/backout/handler.ts',
+      environmentName: props.environmentName,
       serviceName: BACKOUT_SERVICE,
       timeout: Duration.seconds(60),
       reservedConcurrentExecutions: props.reservedConcurrency ?? 3 * services.length,

@@ -329,6 +329,8 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
       'cloudwatch:PutMetricData',
       'events:PutEvents',
     ]);
+    // RecoverySeconds{stage=cutover} in the namespace of the environment the CLI runs for (cdk.json's env).
+    expect(aws.calls.find((c) => c.action === 'PutMetricData')!.input.Namespace).toBe('AtmrDr/example');
     const killswitchWrites = aws.calls.filter((c) => c.action === 'PutParameter').map((c) => ({ name: c.input.Name, ...(JSON.parse(c.input.Value as string) as { mode: string; reason: string }) }));
     expect(killswitchWrites).toEqual([
       expect.objectContaining({ name: KILLSWITCH, mode: 'maintenance', reason: `recovery ${ID}: cutover to atmr-prod-pitr-202611301402` }),

@@ -304,7 +304,7 @@ describe('rollback service metrics (the workflow\'s RollbackSeconds and Rollback
   const T0 = '2026-06-01T10:00:00.000Z';
   const serviceDimension = [{ Name: 'service', Value: 'backout' }];
 
-  it('publishes RollbackOutcome 1 and RollbackSeconds (request to steady) after --wait, in the AtmrDr namespace with the workflow\'s dimension', async () => {
+  it('publishes RollbackOutcome 1 and RollbackSeconds (request to steady) after --wait, in its environment\'s namespace (AtmrDr/test) with the workflow\'s dimension', async () => {
     const ctx = await context({ clock: T0 });
     await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
     arrangeRollout();
@@ -316,7 +316,7 @@ describe('rollback service metrics (the workflow\'s RollbackSeconds and Rollback
     expect(calls).toHaveLength(1);
     // Two polls of 10 s: in progress at +10 s, steady at +20 s.
     expect(calls[0].args[0].input).toEqual({
-      Namespace: 'AtmrDr',
+      Namespace: 'AtmrDr/test',
       MetricData: [
         { MetricName: 'RollbackOutcome', Dimensions: serviceDimension, Unit: 'Count', Value: 1, Timestamp: new Date('2026-06-01T10:01:20.000Z') },
         { MetricName: 'RollbackSeconds', Dimensions: serviceDimension, Unit: 'Seconds', Value: 20, Timestamp: new Date('2026-06-01T10:01:20.000Z') },

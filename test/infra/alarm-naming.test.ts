@@ -65,7 +65,7 @@ describe('alarm naming', () => {
   it('refuses an OK notification on an event alarm: its OK comes by itself, nothing fixed', () => {
     const stack = new Stack(new App(), 'S');
     const topic = new sns.Topic(stack, 'T');
-    const props = { environmentName: 'prod', concern: 'Backups', what: 'FailedRun', runbookSection: 'Sauvegarde', summary: 'a run failed', topic, metric: new cloudwatch.Metric({ namespace: 'AtmrDr', metricName: 'F' }), threshold: 1, evaluationPeriods: 1 };
+    const props = { environmentName: 'prod', concern: 'Backups', what: 'FailedRun', runbookSection: 'Sauvegarde', summary: 'a run failed', topic, metric: new cloudwatch.Metric({ namespace: 'AtmrDr/example', metricName: 'F' }), threshold: 1, evaluationPeriods: 1 };
 
     expect(() => new RunbookAlarm(stack, 'A', { ...props, signalsEvent: true, notifyOnOk: true })).toThrow(
       'alarm Backups-FailedRun: an event alarm cannot notify on OK (its OK does not mean fixed)',

@@ -55,14 +55,14 @@ describe('health probe rights (example config)', () => {
 describe('detection alarms (example config)', () => {
   it.each([
     // name, namespace, metric, statistic, period, threshold, operator, evaluation periods, datapoints, missing data
-    ['Osrm-Down', 'AtmrDr', 'OsrmAvailability', 'Maximum', 60, 0, 'LessThanOrEqualToThreshold', 2, 2, 'breaching'],
-    ['Health-ApiNotReady', 'AtmrDr', 'ApiReady', 'Maximum', 60, 1, 'LessThanThreshold', 2, 2, 'breaching'],
-    ['Health-RedisDown', 'AtmrDr', 'RedisUp', 'Maximum', 60, 1, 'LessThanThreshold', 2, 2, 'breaching'],
-    ['Database-ReadOnly', 'AtmrDr', 'DbReadOnly', 'Maximum', 60, 1, 'GreaterThanOrEqualToThreshold', 2, 2, 'breaching'],
-    ['Killswitch-MaintenanceTooLong', 'AtmrDr', 'KillswitchMode', 'Minimum', 300, 2, 'GreaterThanOrEqualToThreshold', 12, 12, 'notBreaching'],
-    ['Osrm-ApiErrors', 'AtmrDr', 'ApiOsrmErrors', 'Sum', 300, 5, 'GreaterThanOrEqualToThreshold', 1, undefined, 'notBreaching'],
-    ['Database-ReadOnlyErrors', 'AtmrDr', 'ApiReadOnlyErrors', 'Sum', 60, 1, 'GreaterThanOrEqualToThreshold', 5, 1, 'notBreaching'],
-    ['Network-ApiTimeouts', 'AtmrDr', 'ApiTimeoutErrors', 'Sum', 300, 10, 'GreaterThanOrEqualToThreshold', 1, undefined, 'notBreaching'],
+    ['Osrm-Down', 'AtmrDr/example', 'OsrmAvailability', 'Maximum', 60, 0, 'LessThanOrEqualToThreshold', 2, 2, 'breaching'],
+    ['Health-ApiNotReady', 'AtmrDr/example', 'ApiReady', 'Maximum', 60, 1, 'LessThanThreshold', 2, 2, 'breaching'],
+    ['Health-RedisDown', 'AtmrDr/example', 'RedisUp', 'Maximum', 60, 1, 'LessThanThreshold', 2, 2, 'breaching'],
+    ['Database-ReadOnly', 'AtmrDr/example', 'DbReadOnly', 'Maximum', 60, 1, 'GreaterThanOrEqualToThreshold', 2, 2, 'breaching'],
+    ['Killswitch-MaintenanceTooLong', 'AtmrDr/example', 'KillswitchMode', 'Minimum', 300, 2, 'GreaterThanOrEqualToThreshold', 12, 12, 'notBreaching'],
+    ['Osrm-ApiErrors', 'AtmrDr/example', 'ApiOsrmErrors', 'Sum', 300, 5, 'GreaterThanOrEqualToThreshold', 1, undefined, 'notBreaching'],
+    ['Database-ReadOnlyErrors', 'AtmrDr/example', 'ApiReadOnlyErrors', 'Sum', 60, 1, 'GreaterThanOrEqualToThreshold', 5, 1, 'notBreaching'],
+    ['Network-ApiTimeouts', 'AtmrDr/example', 'ApiTimeoutErrors', 'Sum', 300, 10, 'GreaterThanOrEqualToThreshold', 1, undefined, 'notBreaching'],
     ['Database-FreeStorageLow', 'AWS/RDS', 'FreeStorageSpace', 'Minimum', 300, Math.floor(100 * 1024 ** 3 * 0.1), 'LessThanThreshold', 1, undefined, 'notBreaching'],
     ['Database-ConnectionsNearLimit', 'AWS/RDS', 'DatabaseConnections', 'Maximum', 60, 360, 'GreaterThanThreshold', 3, 3, 'notBreaching'],
     ['Load-ApiLatencyP95', 'AWS/ApplicationELB', 'TargetResponseTime', 'p95', 60, 5, 'GreaterThanThreshold', 3, 3, 'notBreaching'],
@@ -204,7 +204,7 @@ describe('detection alarms (example config)', () => {
     // Assert: a full Redis refuses Celery's writes while RedisUp stays 1; no datapoint (no maxmemory,
     // INFO refused, Redis down) is not a full Redis.
     expect(a).toMatchObject({
-      Namespace: 'AtmrDr',
+      Namespace: 'AtmrDr/example',
       MetricName: 'RedisMemoryUsedPercent',
       Dimensions: [{ Name: 'service', Value: 'detection-probe' }],
       Statistic: 'Maximum',
@@ -263,7 +263,7 @@ describe('detection alarms (example config)', () => {
     template.hasResourceProperties('AWS::Logs::MetricFilter', {
       LogGroupName: '/ecs/atmr-api',
       FilterPattern: '"read-only transaction"',
-      MetricTransformations: [{ MetricNamespace: 'AtmrDr', MetricName: 'ApiReadOnlyErrors', MetricValue: '1' }],
+      MetricTransformations: [{ MetricNamespace: 'AtmrDr/example', MetricName: 'ApiReadOnlyErrors', MetricValue: '1' }],
     });
     template.resourcePropertiesCountIs('AWS::Logs::MetricFilter', { LogGroupName: '/ecs/atmr-api' }, 3);
   });
@@ -382,7 +382,7 @@ describe('Celery autoscaling', () => {
         TargetValue: 50,
         CustomizedMetricSpecification: Match.objectLike({
           MetricName: 'CeleryQueueDepthTotal',
-          Namespace: 'AtmrDr',
+          Namespace: 'AtmrDr/example',
           Dimensions: [{ Name: 'service', Value: 'detection-probe' }],
         }),
       }),

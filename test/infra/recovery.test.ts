@@ -95,9 +95,9 @@ describe('Recovery construct', () => {
     expect(actions(records)).not.toContain('dynamodb:Scan');
   });
 
-  it('publishes metrics only in the AtmrDr namespace and events only on the default bus', () => {
+  it('publishes metrics only in its environment\'s namespace (AtmrDr/example) and events only on the default bus', () => {
     const metrics = statements(template).find((s) => actions(s).includes('cloudwatch:PutMetricData'))!;
-    expect(metrics.Condition).toEqual({ StringEquals: { 'cloudwatch:namespace': 'AtmrDr' } });
+    expect(metrics.Condition).toEqual({ StringEquals: { 'cloudwatch:namespace': 'AtmrDr/example' } });
     const events = statements(template).find((s) => actions(s).includes('events:PutEvents'))!;
     expect(JSON.stringify(events.Resource)).toContain(':event-bus/default');
   });

@@ -7,7 +7,7 @@ import { applyNagPacks } from '../../lib/nag';
 
 const NO_BUNDLING = { 'aws:cdk:bundling-stacks': [] };
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/signing-AbCdEf';
-const FUNCTION_PROPS = { entry: 'lambdas/killswitch/slack-handler.ts', serviceName: 'signed-endpoint-test' };
+const FUNCTION_PROPS = { entry: 'lambdas/killswitch/slack-handler.ts', serviceName: 'signed-endpoint-test', environmentName: 'example' };
 
 function endpointStack(): { app: App; stack: Stack; endpoint: SignedEndpoint } {
   const app = new App({ context: NO_BUNDLING });

@@ -121,7 +121,7 @@ describe('atmr-dr backup faults (integration)', () => {
     const dying = path.join(workDir, 'dying-igzip');
     fs.writeFileSync(dying, '#!/bin/sh\n[ "$1" = --version ] && exec igzip --version\nhead -c 65536 > /dev/null\nkill -9 $$\n', { mode: 0o755 });
     const cluster = testCluster();
-    const metrics = new Metrics({ namespace: 'AtmrDr', serviceName: 'backup' });
+    const metrics = new Metrics({ namespace: 'AtmrDr/example', serviceName: 'backup' });
 
     // Act
     const run = runBackup(
@@ -366,7 +366,7 @@ describe('atmr-dr backup faults (integration)', () => {
   it('a signal aborting mid-stream (Lambda timeout, Ctrl-C): fails with the reason, emits BackupFailure, publishes nothing', async () => {
     // Arrange
     const cluster = testCluster();
-    const metrics = new Metrics({ namespace: 'AtmrDr', serviceName: 'backup' });
+    const metrics = new Metrics({ namespace: 'AtmrDr/example', serviceName: 'backup' });
     const aborter = new AbortController();
     const logged: string[] = [];
     const stderrSpy = jest.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {

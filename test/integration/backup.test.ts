@@ -125,7 +125,7 @@ describe('atmr-dr backup (integration)', () => {
   it('runs in-process with --formats custom: one object, progress reported, success metrics emitted', async () => {
     // Arrange
     const client = createS3Client(s3.env);
-    const metrics = new Metrics({ namespace: 'AtmrDr', serviceName: 'backup' });
+    const metrics = new Metrics({ namespace: 'AtmrDr/example', serviceName: 'backup' });
     const progress: BackupProgress[] = [];
     const cluster = testCluster();
     const startedAt = new Date('2026-03-01T04:05:06.789Z');

@@ -70,7 +70,7 @@ describe('health probe Lambda handler', () => {
       ...saved,
       AWS_REGION: 'eu-west-3',
       POWERTOOLS_SERVICE_NAME: 'detection-probe',
-      POWERTOOLS_METRICS_NAMESPACE: 'AtmrDr',
+      POWERTOOLS_METRICS_NAMESPACE: 'AtmrDr/example',
       POWERTOOLS_METRICS_DISABLED: 'false',
       POWERTOOLS_TRACE_ENABLED: 'false',
       PROBE_SETTINGS: JSON.stringify({

@@ -60,7 +60,7 @@ function runnerEnv(): Record<string, string> {
     SNAPSHOT_RETENTION_MONTHLY: '12',
     MIN_PITR_RETENTION_DAYS: '7',
     POWERTOOLS_SERVICE_NAME: 'backup-runner',
-    POWERTOOLS_METRICS_NAMESPACE: 'AtmrDr',
+    POWERTOOLS_METRICS_NAMESPACE: 'AtmrDr/example',
     POWERTOOLS_TRACE_ENABLED: 'false',
     POWERTOOLS_LOGGER_LOG_EVENT: 'false',
   };

@@ -211,7 +211,7 @@ describe('runRdsSide', () => {
 
   it('hourly: checks PITR and emits PitrEnabled=1, PitrRetentionDays and PitrLagSeconds per instance, takes no snapshot', async () => {
     rdsMock.on(DescribeDBInstancesCommand).resolves(pitrOn);
-    const metrics = new Metrics({ namespace: 'AtmrDr', serviceName: 'backup-runner' });
+    const metrics = new Metrics({ namespace: 'AtmrDr/example', serviceName: 'backup-runner' });
     metrics.addDimension('Tier', 'hourly'); // as the core may have done: must not leak into the instance metrics
 
     const { result, emf } = await captureEmf(() => runRdsSide({ rds, metrics, now: () => NOW }, baseOptions));
@@ -224,12 +224,12 @@ describe('runRdsSide', () => {
     expect(enabled?.doc).toMatchObject({ service: 'backup-runner', DBInstanceIdentifier: INSTANCE });
     expect(metricValue(emf, 'PitrRetentionDays')?.value).toBe(14);
     expect(metricValue(emf, 'PitrLagSeconds')?.value).toBe(200);
-    expect((emf[0]._aws as { CloudWatchMetrics: { Namespace: string }[] }).CloudWatchMetrics[0].Namespace).toBe('AtmrDr');
+    expect((emf[0]._aws as { CloudWatchMetrics: { Namespace: string }[] }).CloudWatchMetrics[0].Namespace).toBe('AtmrDr/example');
   });
 
   it('emits PitrEnabled=0 when automated backups are off, without failing the run', async () => {
     rdsMock.on(DescribeDBInstancesCommand).resolves({ DBInstances: [{ DBInstanceIdentifier: INSTANCE, BackupRetentionPeriod: 0 }] });
-    const metrics = new Metrics({ namespace: 'AtmrDr', serviceName: 'backup-runner' });
+    const metrics = new Metrics({ namespace: 'AtmrDr/example', serviceName: 'backup-runner' });
 
     const { result, emf } = await captureEmf(() => runRdsSide({ rds, metrics, now: () => NOW }, baseOptions));
 
@@ -269,7 +269,7 @@ describe('runRdsSide', () => {
     rdsMock.on(DescribeDBInstancesCommand).rejects(Object.assign(new Error('denied'), { name: 'AccessDeniedException' }));
     rdsMock.on(CreateDBSnapshotCommand).resolves({});
     rdsMock.on(DescribeDBSnapshotsCommand).resolves({ DBSnapshots: [] });
-    const metrics = new Metrics({ namespace: 'AtmrDr', serviceName: 'backup-runner' });
+    const metrics = new Metrics({ namespace: 'AtmrDr/example', serviceName: 'backup-runner' });
 
     const { result, emf } = await captureEmf(() => runRdsSide({ rds, metrics, now: () => NOW }, { ...baseOptions, tier: 'monthly' }));
 

@@ -249,7 +249,7 @@ export function backoutDeps(doc: DynamoDBDocumentClient, now = () => new Date('2
     rds: new RDSClient({ region: 'eu-west-3' }),
     doc,
     logger: new Logger({ serviceName: 'backout-test', logLevel: 'SILENT' }),
-    metrics: new Metrics({ namespace: 'AtmrDr', serviceName: 'backout' }),
+    metrics: new Metrics({ namespace: 'AtmrDr/example', serviceName: 'backout' }),
     now,
     fetch: fetchImpl,
   };

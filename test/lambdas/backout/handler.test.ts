@@ -6,7 +6,7 @@ import { parseBackoutSettings } from '../../../lambdas/backout/settings';
 import { settings } from './fixtures';
 
 describe('backout step handler (thin adapter)', () => {
-  const run = stepRunner(settings(), { ...backoutClients(), logger: new Logger({ logLevel: 'SILENT' }), metrics: new Metrics({ namespace: 'AtmrDr' }) });
+  const run = stepRunner(settings(), { ...backoutClients(), logger: new Logger({ logLevel: 'SILENT' }), metrics: new Metrics({ namespace: 'AtmrDr/example' }) });
 
   it('refuses an unknown action before any AWS call', async () => {
     await expect(run({ action: 'reboot-everything' })).rejects.toThrow(/action/);

@@ -100,7 +100,7 @@ async function loadHandler(overrides: Parameters<typeof settings>[0] = {}): Prom
   const port = process.env.PROBE_PORT;
   const s = settings({ tableName, healthUrl: `http://127.0.0.1:${port}/health`, readyUrl: `http://127.0.0.1:${port}/ready`, ...overrides });
   const logger = new Logger({ serviceName: 'backout-test', logLevel: 'SILENT' });
-  step = stepRunner(s, { ...backoutClients(), logger, metrics: new Metrics({ namespace: 'AtmrDr', serviceName: 'backout' }) });
+  step = stepRunner(s, { ...backoutClients(), logger, metrics: new Metrics({ namespace: 'AtmrDr/example', serviceName: 'backout' }) });
 }
 
 beforeEach(() => {

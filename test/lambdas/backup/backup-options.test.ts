@@ -108,7 +108,7 @@ describe('runBackup input checks (before any process, S3 or database call)', () 
     s3: new S3Client({ region: 'eu-west-3', endpoint: 'http://127.0.0.1:9', forcePathStyle: true, maxAttempts: 1, credentials: { accessKeyId: 'x', secretAccessKey: 'y' } }),
     bucket: 'b',
     connection: { host: '127.0.0.1', port: 9, user: 'u', database: 'd' },
-    metrics: new Metrics({ namespace: 'AtmrDr', serviceName: 'backup' }),
+    metrics: new Metrics({ namespace: 'AtmrDr/example', serviceName: 'backup' }),
     signal,
   });
 

@@ -2,7 +2,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { METRICS_NAMESPACE } from '../../../lambdas/shared/constants';
+import { metricsNamespace } from '../../../lambdas/shared/constants';
 import { PROBE_SERVICE } from '../../../lambdas/detection/probe';
 
 /** Behaviour of one path of the local HTTP server. */
@@ -64,7 +64,7 @@ export async function captureProbeOutput<T>(
   const spies = [jest.spyOn(process.stdout, 'write').mockImplementation(capture), jest.spyOn(process.stderr, 'write').mockImplementation(capture)];
   let result: T;
   try {
-    const metrics = new Metrics({ namespace: METRICS_NAMESPACE, serviceName: PROBE_SERVICE });
+    const metrics = new Metrics({ namespace: metricsNamespace('example'), serviceName: PROBE_SERVICE });
     const logger = new Logger({ serviceName: PROBE_SERVICE });
     result = await fn({ metrics, logger });
     metrics.publishStoredMetrics();

@@ -42,7 +42,7 @@ function albMultiValueRequest() {
 
 function setup(options: { defaultRetryAfterSeconds?: number } = {}) {
   const logger = new Logger({ serviceName: 'responder-test', logLevel: 'SILENT' });
-  const metrics = new Metrics({ namespace: 'AtmrDr', serviceName: 'responder-test' });
+  const metrics = new Metrics({ namespace: 'AtmrDr/example', serviceName: 'responder-test' });
   const warnings = jest.spyOn(logger, 'warn');
   const errors = jest.spyOn(logger, 'error');
   const reader = new KillswitchReader({ parameterName: PARAMETER, logger, metrics });

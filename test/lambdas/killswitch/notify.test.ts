@@ -28,7 +28,7 @@ const settings = {
 const now = () => new Date('2026-06-01T10:00:00.000Z');
 
 function deps() {
-  const metrics = new Metrics({ namespace: 'AtmrDr', serviceName: 'killswitch-notifier' });
+  const metrics = new Metrics({ namespace: 'AtmrDr/example', serviceName: 'killswitch-notifier' });
   const addMetric = jest.spyOn(metrics, 'addMetric');
   const logger = new Logger({ serviceName: 'killswitch-notifier', logLevel: 'SILENT' });
   const clients = { ssm: new SSMClient({}), events: new EventBridgeClient({}), sns: new SNSClient({}), scheduler: new SchedulerClient({}) };

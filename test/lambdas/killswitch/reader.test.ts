@@ -19,7 +19,7 @@ function throttled(): Error {
 
 function setup() {
   const logger = new Logger({ serviceName: 'api-test', logLevel: 'SILENT' });
-  const metrics = new Metrics({ namespace: 'AtmrDr', serviceName: 'api-test' });
+  const metrics = new Metrics({ namespace: 'AtmrDr/example', serviceName: 'api-test' });
   const errors = jest.spyOn(logger, 'error');
   const warnings = jest.spyOn(logger, 'warn');
   const addMetric = jest.spyOn(metrics, 'addMetric');

@@ -141,6 +141,7 @@ const settings = (overrides: Partial<CutoverSettings> = {}): CutoverSettings => 
   ecs: { clusterArn: 'arn:aws:ecs:eu-west-3:111111111111:cluster/atmr', serviceNames: ['atmr-api', 'atmr-celery-worker'] },
   readinessUrl: undefined,
   rtoObjectiveSeconds: 1800,
+  metricsNamespace: 'AtmrDr/drill',
   readinessTimeoutSeconds: 0,
   serviceStableTimeoutSeconds: 0,
   ...overrides,
@@ -181,6 +182,7 @@ describe('cutover', () => {
     const record = await getRecovery(deps().store, id);
     expect(record.status).toBe('cut-over');
     expect(record.recoverySeconds).toBeGreaterThanOrEqual(1200);
+    expect(cloudwatch.commandCalls(PutMetricDataCommand)[0].args[0].input.Namespace).toBe('AtmrDr/drill');
     expect(cloudwatch.commandCalls(PutMetricDataCommand)[0].args[0].input.MetricData![0]).toMatchObject({
       MetricName: 'RecoverySeconds',
       Dimensions: [

@@ -18,6 +18,7 @@ const ENV = {
   [RECOVERY_ENV.criticalQueries]: '["SELECT COUNT(*) FROM company"]',
   [RECOVERY_ENV.alembicVersionTable]: 'alembic_version',
   [RECOVERY_ENV.maxWaitSeconds]: '14400',
+  POWERTOOLS_METRICS_NAMESPACE: 'AtmrDr/prod',
 };
 const request = {
   recoveryId: 'r20261130143000-abcd',
@@ -32,6 +33,8 @@ describe('recovery handler', () => {
   it('reads its settings from the environment', () => {
     const deps = depsFromEnv(ENV, { rds: new RDSClient({}) });
     expect(deps.settings).toMatchObject({ sourceInstance: 'atmr-prod', productionPort: 5432, tags: { team: 'atmr-sre' }, maxWaitSeconds: 14400, checks: { criticalTables: ['company', 'booking'] } });
+    // RecoverySeconds goes to the environment's namespace, which the house function sets for Powertools.
+    expect(deps.settings.metricsNamespace).toBe('AtmrDr/prod');
     expect(deps.store.tableName).toBe('ops-state');
   });
 

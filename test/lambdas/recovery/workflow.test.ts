@@ -56,6 +56,7 @@ function deps(overrides: Partial<WorkflowDeps['settings']> = {}): WorkflowDeps {
       secretArn: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:db',
       checks: { criticalTables: ['company', 'booking'], criticalQueries: ['SELECT COUNT(*) FROM company'], alembicVersionTable: 'alembic_version' },
       maxWaitSeconds: 3600,
+      metricsNamespace: 'AtmrDr/drill',
       ...overrides,
     },
   };
@@ -162,7 +163,10 @@ describe('recovery workflow (aws-local-stepfunctions)', () => {
     expect(rds.commandCalls(RestoreDBInstanceToPointInTimeCommand)[0].args[0].input).toMatchObject({ TargetDBInstanceIdentifier: NEW, RestoreTime: new Date('2026-11-30T14:02:00Z') });
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
     expect(events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0].DetailType)).toEqual(['Recovery Started', 'Recovery Verified']);
-    expect(cloudwatch.commandCalls(PutMetricDataCommand)[0].args[0].input.MetricData![0]).toMatchObject({ MetricName: 'RecoverySeconds', Dimensions: [{ Name: 'service', Value: 'recovery' }, { Name: 'stage', Value: 'verified' }] });
+    expect(cloudwatch.commandCalls(PutMetricDataCommand)[0].args[0].input).toMatchObject({
+      Namespace: 'AtmrDr/drill',
+      MetricData: [{ MetricName: 'RecoverySeconds', Dimensions: [{ Name: 'service', Value: 'recovery' }, { Name: 'stage', Value: 'verified' }] }],
+    });
     expect(publishedStages()).toEqual(['verified']);
     expect(pages).toEqual([]);
     expect(await activeRecoveryId(deps().store)).toBe(request.recoveryId);
