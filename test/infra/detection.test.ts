@@ -159,13 +159,13 @@ describe('detection alarms (example config)', () => {
 
     expect(a.Metrics?.filter((m) => m.MetricStat).map((m) => [m.Id, m.MetricStat?.Metric.Namespace, m.MetricStat?.Metric.MetricName, m.MetricStat?.Stat, m.MetricStat?.Period]).sort()).toEqual(
       [
-        ['db', 'AtmrDr', 'DatabaseUp', 'Average', 600],
-        ['failed', 'AtmrDr', 'ProbeChecksFailed', 'Sum', 600],
-        ['made', 'AtmrDr', 'ProbeChecksMade', 'Sum', 600],
-        ['osrm', 'AtmrDr', 'OsrmAvailability', 'Average', 600],
-        ['readonly', 'AtmrDr', 'DbReadOnly', 'Average', 600],
-        ['ready', 'AtmrDr', 'ApiReady', 'Average', 600],
-        ['redis', 'AtmrDr', 'RedisUp', 'Average', 600],
+        ['db', 'AtmrDr/example', 'DatabaseUp', 'Average', 600],
+        ['failed', 'AtmrDr/example', 'ProbeChecksFailed', 'Sum', 600],
+        ['made', 'AtmrDr/example', 'ProbeChecksMade', 'Sum', 600],
+        ['osrm', 'AtmrDr/example', 'OsrmAvailability', 'Average', 600],
+        ['readonly', 'AtmrDr/example', 'DbReadOnly', 'Average', 600],
+        ['ready', 'AtmrDr/example', 'ApiReady', 'Average', 600],
+        ['redis', 'AtmrDr/example', 'RedisUp', 'Average', 600],
       ].sort(),
     );
     expect(a.Metrics?.filter((m) => m.ReturnData !== false).map((m) => m.Id)).toEqual([expect.any(String)]);
