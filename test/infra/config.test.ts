@@ -10,6 +10,23 @@ import { cdkJsonContext, exampleEnvironment, synthesizeApp } from '../support/ap
 
 const ROOT = path.join(__dirname, '..', '..');
 
+type Env = Record<string, Record<string, unknown>>;
+
+/** A node of the raw config at `path`, to change one field of a test's copy. */
+const at = (e: Env, ...path: string[]) => path.reduce((node, key) => node[key] as Env, e as Env) as unknown as Record<string, unknown>;
+
+/** The message with which the config refuses the example changed by `mutate` ('' if accepted). */
+function refusalOf(mutate: (raw: Env) => void): string {
+  const raw = structuredClone(exampleEnvironment()) as Env;
+  mutate(raw);
+  try {
+    parseEnvironmentConfig('qa', raw);
+    return '';
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
 describe('environment config', () => {
   it('accepts the embedded example and fills the defaults', () => {
     const config = parseEnvironmentConfig('example', exampleEnvironment());
@@ -91,7 +108,6 @@ describe('environment config', () => {
 });
 
 describe('ARNs: the right kind of resource, in the environment\'s account and region', () => {
-  type Env = Record<string, Record<string, unknown>>;
   const killswitch = (e: Env) => e.killswitch as Record<string, unknown>;
 
   it.each([
@@ -166,8 +182,6 @@ describe('ARNs: the right kind of resource, in the environment\'s account and re
 });
 
 describe('values AWS refuses at deploy or run time, and services listed twice', () => {
-  type Env = Record<string, Record<string, unknown>>;
-  const at = (e: Env, ...path: string[]) => path.reduce((node, key) => node[key] as Env, e as Env) as unknown as Record<string, unknown>;
 
   it.each([
     [
@@ -216,15 +230,7 @@ describe('values AWS refuses at deploy or run time, and services listed twice', 
       'detection.probe.celeryQueues.1: lists the queue "celery" twice: remove the duplicate',
     ],
   ])('refuses %s, with one line naming the field', (_what, mutate, expected) => {
-    const raw = structuredClone(exampleEnvironment()) as Env;
-    mutate(raw);
-
-    let message = '';
-    try {
-      parseEnvironmentConfig('qa', raw);
-    } catch (error) {
-      message = (error as Error).message;
-    }
+    const message = refusalOf(mutate);
 
     expect(message).toContain(`config: environments.qa.${expected}`);
     expect(message).not.toContain('\n');
@@ -232,7 +238,6 @@ describe('values AWS refuses at deploy or run time, and services listed twice', 
 });
 
 describe('messages a person can act on (zod\'s own wording was "Too small: expected number to be >0", "Invalid email address", "must be a array")', () => {
-  type Env = Record<string, Record<string, unknown>>;
   const escalation = (e: Env) => e.escalation as { levels: Record<string, unknown>[] } & Record<string, unknown>;
 
   it.each([
@@ -262,7 +267,6 @@ describe('messages a person can act on (zod\'s own wording was "Too small: expec
 });
 
 describe('the network and the hosts, as the clients and CDK need them', () => {
-  type Env = Record<string, Record<string, unknown>>;
 
   it.each([
     [
@@ -329,8 +333,6 @@ describe('two environments in one account and region', () => {
 });
 
 describe('one deployed resource named in several fields: the copies must agree', () => {
-  type Env = Record<string, Record<string, unknown>>;
-  const at = (e: Env, ...path: string[]) => path.reduce((node, key) => node[key] as Env, e as Env) as unknown as Record<string, unknown>;
   const TG_ARN = 'arn:aws:elasticloadbalancing:eu-west-3:111111111111:targetgroup/atmr-api/0011223344556677';
   const LISTENER_ARN = 'arn:aws:elasticloadbalancing:eu-west-3:111111111111:listener/app/atmr-api/0123456789abcdef/fedcba9876543210';
   const API_HOST = 'internal-atmr-api-123456789.eu-west-3.elb.amazonaws.com';
@@ -426,15 +428,7 @@ describe('one deployed resource named in several fields: the copies must agree',
       `backout.readyUrl: "http://internal-atmr-api.eu-west-3.elb.amazonaws.com/ready" has the host internal-atmr-api.eu-west-3.elb.amazonaws.com, but detection.probe.api.baseUrl "http://${API_HOST}" has ${API_HOST}`,
     ],
   ])('refuses %s, in one line naming both fields, both values and the fix', (_what, mutate, expected) => {
-    const raw = structuredClone(exampleEnvironment()) as Env;
-    mutate(raw);
-
-    let message = '';
-    try {
-      parseEnvironmentConfig('qa', raw);
-    } catch (error) {
-      message = (error as Error).message;
-    }
+    const message = refusalOf(mutate);
 
     expect(message).toContain(`config: environments.qa.${expected}`);
     // The fix comes last, before the pointer to cdk.json.

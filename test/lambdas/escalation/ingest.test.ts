@@ -136,6 +136,29 @@ describe('escalation ingest (alarm state changes and atmr-dr events)', () => {
   });
   describe('an event alarm (its description marked [événement] after the section)', () => {
     const eventAlarm = (state: 'ALARM' | 'OK' | 'INSUFFICIENT_DATA', timestamp: string) => alarmEvent(state, timestamp, EVENT_ALARM, EVENT_DESCRIPTION);
+    /** An event alarm's incident, paged at level 1 and acknowledged, its acknowledged wait's token 'await-1' stored. */
+    const acknowledgedEventIncident = async (): Promise<string> => {
+      const opened = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', T0));
+      const id = opened.action === 'started' ? opened.incidentId : '';
+      await storeTaskToken(h.store, id, 'page-1', 1);
+      await acknowledgeIncident(h.store, id, { by: 'bob', via: 'cli' });
+      await storeTaskToken(h.store, id, 'await-1');
+      return id;
+    };
+    /** The Step Functions client whose first call is throttled past the SDK's retries, as EventBridge then retries the delivery. */
+    const throttledOnce = (sfn: typeof h.store.sfn): typeof h.store.sfn => {
+      const send = sfn.send.bind(sfn);
+      let throttleOnce = true;
+      return Object.assign(Object.create(sfn) as typeof sfn, {
+        send: (command: never) => {
+          if (throttleOnce) {
+            throttleOnce = false;
+            return Promise.reject(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+          }
+          return send(command);
+        },
+      });
+    };
 
     it('keeps its incident open when the alarm returns to OK, wakes no step, and records the OK on the timeline', async () => {
       // Arrange
@@ -203,11 +226,7 @@ describe('escalation ingest (alarm state changes and atmr-dr events)', () => {
 
     it('wakes the acknowledged incident once per joining ALARM: a duplicate delivery after the workflow moved on wakes nothing, a new ALARM wakes again', async () => {
       // Arrange: an acknowledged event incident waiting on its acknowledged wait.
-      const opened = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', T0));
-      const id = opened.action === 'started' ? opened.incidentId : '';
-      await storeTaskToken(h.store, id, 'page-1', 1);
-      await acknowledgeIncident(h.store, id, { by: 'bob', via: 'cli' });
-      await storeTaskToken(h.store, id, 'await-1');
+      const id = await acknowledgedEventIncident();
       const failure = eventAlarm('ALARM', '2026-11-30T11:15:00.000+0000');
 
       // Act: the failure is delivered, the woken workflow moves on to its reminder step (new token),
@@ -238,22 +257,8 @@ describe('escalation ingest (alarm state changes and atmr-dr events)', () => {
     it('wakes on the redelivery of a joining ALARM whose first delivery could not wake the workflow', async () => {
       // Arrange: an acknowledged event incident; Step Functions refuses the first wake (throttled
       // past the SDK's retries), as EventBridge then retries the delivery.
-      const opened = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', T0));
-      const id = opened.action === 'started' ? opened.incidentId : '';
-      await storeTaskToken(h.store, id, 'page-1', 1);
-      await acknowledgeIncident(h.store, id, { by: 'bob', via: 'cli' });
-      await storeTaskToken(h.store, id, 'await-1');
-      const send = h.store.sfn.send.bind(h.store.sfn);
-      let throttleOnce = true;
-      const sfn = Object.assign(Object.create(h.store.sfn) as typeof h.store.sfn, {
-        send: (command: never) => {
-          if (throttleOnce) {
-            throttleOnce = false;
-            return Promise.reject(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
-          }
-          return send(command);
-        },
-      });
+      const id = await acknowledgedEventIncident();
+      const sfn = throttledOnce(h.store.sfn);
       const deps = { ...h.ingestDeps, store: { ...h.store, sfn } };
       const failure = eventAlarm('ALARM', '2026-11-30T11:15:00.000+0000');
 
@@ -269,25 +274,11 @@ describe('escalation ingest (alarm state changes and atmr-dr events)', () => {
     it('wakes the acknowledged incident when its claim of the joining ALARM was stored but the answer lost (the SDK retry meets its own claim)', async () => {
       // Arrange: an acknowledged event incident joined once already (a previous claim to give back
       // to), then a client that loses the answer to the next claim.
-      const opened = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', T0));
-      const id = opened.action === 'started' ? opened.incidentId : '';
-      await storeTaskToken(h.store, id, 'page-1', 1);
-      await acknowledgeIncident(h.store, id, { by: 'bob', via: 'cli' });
-      await storeTaskToken(h.store, id, 'await-1');
+      const id = await acknowledgedEventIncident();
       await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', '2026-11-30T11:15:00.000+0000'));
       await storeTaskToken(h.store, id, 'await-2');
       const lossy = loseFirstAnswer(h.table, (command, input) => command === 'UpdateItemCommand' && String(input.UpdateExpression).includes('lastJoinedAlarmAt = :at'));
-      const send = h.store.sfn.send.bind(h.store.sfn);
-      let throttleOnce = true;
-      const sfn = Object.assign(Object.create(h.store.sfn) as typeof h.store.sfn, {
-        send: (command: never) => {
-          if (throttleOnce) {
-            throttleOnce = false;
-            return Promise.reject(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
-          }
-          return send(command);
-        },
-      });
+      const sfn = throttledOnce(h.store.sfn);
       const deps = { ...h.ingestDeps, store: { ...incidentStore(h.table.tableName, { ddb: lossy.client, sfn }), now: h.store.now } };
       const failure = eventAlarm('ALARM', '2026-11-30T12:15:00.000+0000');
 
@@ -310,11 +301,7 @@ describe('escalation ingest (alarm state changes and atmr-dr events)', () => {
     it('wakes the step that stored its token after the ingest read the incident, not the one that stopped waiting', async () => {
       // Arrange: an acknowledged event incident whose wait has just run out; the next wait stores its
       // token while the ingest of a new failure is between its read of the incident and its claim.
-      const opened = await ingestAlarmChange(h.ingestDeps, eventAlarm('ALARM', T0));
-      const id = opened.action === 'started' ? opened.incidentId : '';
-      await storeTaskToken(h.store, id, 'page-1', 1);
-      await acknowledgeIncident(h.store, id, { by: 'bob', via: 'cli' });
-      await storeTaskToken(h.store, id, 'await-1');
+      const id = await acknowledgedEventIncident();
       h.timedOut.add('await-1');
       const send = h.store.ddb.send.bind(h.store.ddb);
       let nextWaitStored = false;
