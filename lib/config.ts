@@ -897,10 +897,6 @@ export class ConfigError extends Error {
 }
 
 /**
- * Validates one environment's raw context value. The error message names the first invalid
- * field (as a `cdk.json` path) and what it must be.
- */
-/**
  * A value the schema takes but a deploy must not: it governs only what synth builds, and older
  * versions accepted it, so a cdk.json that is deployed may hold it. Synth refuses it; the CLI's
  * commands never use it, and must not fail on it (a killswitch or a rollback on the worst day).
@@ -926,6 +922,10 @@ export interface ParseOptions {
   readonly deployLimits?: boolean;
 }
 
+/**
+ * Validates one environment's raw context value. The error message names the first invalid
+ * field (as a `cdk.json` path) and what it must be.
+ */
 export function parseEnvironmentConfig(envName: string, raw: unknown, options: ParseOptions = {}): EnvironmentConfig {
   if (raw === undefined) {
     throw new ConfigError(
