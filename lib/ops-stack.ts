@@ -102,8 +102,6 @@ export class OpsStack extends Stack {
       maintenanceResponder: killswitch.maintenanceResponder.function,
     });
     const detection = detectionProps ? new Detection(this, 'Detection', detectionProps) : undefined;
-    // The probe's dependency alarms: while one is in ALARM, an automatic rollback is held (see Rollback).
-    const dependencyAlarms = detection ? (['osrmDown', 'redisDown', 'dbReadOnly'] as const).flatMap((key) => detection.alarms[key] ?? []) : [];
     const backout = config.backout;
     let rollback: Rollback | undefined;
     if (backout?.enabled) {
@@ -134,7 +132,7 @@ export class OpsStack extends Stack {
         table: data.opsStateTable,
         killswitchParameterName: data.killswitchParameter.parameterName,
         incidentsTopic: this.incidentsTopic,
-        holdWhileInAlarm: dependencyAlarms,
+        holdWhileInAlarm: detection?.dependencyDownAlarms ?? [],
       });
       // Its report is how a rollback reaches a human: named in the topic policy like every publisher.
       escalation.incidentsTopic.allowPublisher(rollback.steps.function.role as iam.IRole, 'BackoutSteps');

@@ -205,10 +205,12 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     // The runbook: no backout without a confirmed root cause. The probe checks OSRM, Redis and the
     // database directly, not through the API: one of them down explains the API's errors, and the
     // last known good would fail the same way, so a rollback would only add a deployment to the outage.
+    // Those alarms also read a silent probe as down (missing data breaching): the cause is then
+    // unknown, and holding for a human is still the runbook's answer; the notice says both.
     const down = await alarmsInAlarm(deps.cloudwatch, settings.holdAlarmNames);
     if (down.length > 0) {
       return notify(
-        `held: ${down.join(', ')} in ALARM, a dependency of the API is down and a rollback cannot fix it (runbook: no backout without a confirmed root cause): follow that alarm; if the API still fails once it is OK, npx atmr-dr rollback service ${serviceName}`,
+        `held: ${down.join(', ')} in ALARM, a dependency of the API is down and a rollback cannot fix it, or the probe that checks it is silent and the cause is unknown (runbook: no backout without a confirmed root cause): follow that alarm; if the API still fails once it is OK, npx atmr-dr rollback service ${serviceName}`,
         true,
       );
     }

@@ -83,6 +83,13 @@ export class Detection extends Construct {
   readonly probe?: HealthProbe;
   /** Every alarm, by key. */
   readonly alarms: Readonly<Record<string, RunbookAlarm>>;
+  /**
+   * The probe's alarms that see a dependency of the API down by checking it directly, not through
+   * the API (Osrm-Down, Health-RedisDown, Database-ReadOnly; those configured): the last known good
+   * release would fail the same way while one is in ALARM, so the backout holds its automatic
+   * rollbacks on them. Health-ApiNotReady is not one: a bad release fails /ready by itself.
+   */
+  readonly dependencyDownAlarms: readonly RunbookAlarm[];
   /** Graphs for the on-call dashboard. */
   readonly dashboardGraphs: readonly DashboardGraph[];
   readonly celeryScaling?: appscaling.ScalableTarget;
@@ -574,6 +581,7 @@ export class Detection extends Construct {
     }
 
     this.alarms = alarms;
+    this.dependencyDownAlarms = (['osrmDown', 'redisDown', 'dbReadOnly'] as const).flatMap((key) => alarms[key] ?? []);
     this.dashboardGraphs = graphs;
   }
 }
