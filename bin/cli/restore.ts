@@ -61,7 +61,6 @@ export function registerRestoreCommands(program: Command): void {
           );
         }
         if (opts.targetDb === undefined) throw new OperatorError('--target-db is required: name the database to restore into, e.g. --target-db atmr_restored', 2);
-        const productionName = process.env.PGDATABASE;
         // The arguments are checked before the bucket and the connection are looked for: a typo in
         // them is what the operator hears first, not a missing PGHOST.
         const [{ checkBackupRef }, { checkTargetName }] = await Promise.all([import('../../lambdas/restore/catalog'), import('../../lambdas/restore/target')]);
@@ -71,7 +70,12 @@ export function registerRestoreCommands(program: Command): void {
         // The restore's code is loaded as it is needed, not with the module: a usage error, --help
         // or a missing setting answers without evaluating the S3 SDK and the catalog.
         const { resolveConnection } = await import('../../lambdas/shared/pg-connection');
-        const connection = await resolveConnection({ secretArn: opts.databaseSecret, overrides: productionName ? {} : { database: 'postgres' } });
+        // The databases the settings name (PGDATABASE, the secret's dbname) are production's: both are
+        // protected below, and the first names the backup `latest` stands for. Only when neither names
+        // one does the connection fall back to the maintenance database (the swap works from it anyway,
+        // and guardSystemDatabase refuses it as a target).
+        const connection = await resolveConnection({ secretArn: opts.databaseSecret, fallbacks: { database: 'postgres' } });
+        const productionNames = [...new Set([process.env.PGDATABASE, connection.database])].filter((d): d is string => d !== undefined && d !== '' && d !== 'postgres');
         const target = opts.targetDb;
         // Overwriting production cannot be undone: asked before anything is read or written.
         if (opts.iUnderstandThisOverwritesProduction && !(await confirmer(opts.yes)(`restore ${ref} over database "${target}" on ${connection.host}:${connection.port}, erasing what it holds`, target))) {
@@ -108,13 +112,13 @@ export function registerRestoreCommands(program: Command): void {
           {
             ref,
             tier: opts.tier,
-            database: opts.database ?? productionName,
+            database: opts.database ?? process.env.PGDATABASE ?? productionNames[0],
             signal: interrupt.signal,
             targetDb: opts.targetDb,
             force: opts.force,
             format: opts.format,
             terminateConnections: opts.terminateConnections,
-            protectedDatabases: [connection.database].filter((d) => d !== 'postgres' || productionName === 'postgres'),
+            protectedDatabases: productionNames,
             allowProductionOverwrite: opts.iUnderstandThisOverwritesProduction,
           },
         )

@@ -52,6 +52,8 @@ export interface ResolveConnectionOptions {
   readonly region?: string;
   /** Overrides applied last (e.g. the configured host, or a target database name). */
   readonly overrides?: Partial<PgConnection>;
+  /** Values used only where neither the environment nor the secret gives one (e.g. the maintenance database). */
+  readonly fallbacks?: Partial<PgConnection>;
 }
 
 export async function resolveConnection(options: ResolveConnectionOptions = {}): Promise<PgConnection> {
@@ -103,7 +105,7 @@ export async function resolveConnection(options: ResolveConnectionOptions = {}):
       database: s.dbname ?? merged.database,
     };
   }
-  merged = { ...merged, ...stripUndefined(options.overrides ?? {}) };
+  merged = { ...stripUndefined(options.fallbacks ?? {}), ...stripUndefined(merged), ...stripUndefined(options.overrides ?? {}) };
 
   if (options.iamAuthUser) {
     if (!merged.host) throw new OperatorError('IAM database authentication needs a host: set PGHOST or the configured database host');

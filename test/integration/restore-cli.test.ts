@@ -2,6 +2,7 @@ import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } fr
 import { createHash } from 'node:crypto';
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -35,6 +36,33 @@ function makeTarget(): string {
   psql(cluster, 'postgres', `CREATE DATABASE ${name}`);
   psql(cluster, name, 'CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (1), (2), (3);');
   return name;
+}
+
+/**
+ * Secrets Manager's GetSecretValue on 127.0.0.1 (the JSON protocol: X-Amz-Target names the action),
+ * answering `value` as the secret string: what `--database-secret` reads in production.
+ */
+async function startSecretsManager(): Promise<{ endpoint: string; value: Record<string, unknown>; stop: () => Promise<void> }> {
+  const state = { value: {} as Record<string, unknown> };
+  const server = http.createServer((req, res) => {
+    req.resume().on('end', () => {
+      const found = req.headers['x-amz-target'] === 'secretsmanager.GetSecretValue';
+      res.writeHead(found ? 200 : 400, { 'content-type': 'application/x-amz-json-1.1' });
+      res.end(JSON.stringify(found ? { ARN: 'arn', Name: 'atmr-prod', SecretString: JSON.stringify(state.value) } : { __type: 'InvalidRequestException', message: 'unexpected' }));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    get value() {
+      return state.value;
+    },
+    set value(v) {
+      state.value = v;
+    },
+    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }
 
 beforeAll(async () => {
@@ -130,6 +158,32 @@ describe('atmr-dr restore', () => {
     expect(allowed.stderr).toBe('');
     expect(allowed.status).toBe(0);
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+  });
+
+  it('protects the database the --database-secret names (its dbname) with PGDATABASE unset, and restores that database\'s latest', async () => {
+    const target = makeTarget();
+    const before = databaseDigest(cluster, target);
+    const secrets = await startSecretsManager();
+    try {
+      const secretArn = 'arn:aws:secretsmanager:eu-west-3:123456789012:secret:atmr-prod-AbCdEf';
+      const withSecret = (dbname: string): Record<string, string> => {
+        secrets.value = { username: cluster.user, password: 'unused-trust-auth', host: cluster.host, port: cluster.port, dbname };
+        return env({ AWS_ENDPOINT_URL_SECRETS_MANAGER: secrets.endpoint });
+      };
+
+      const refused = await atmrDr(['restore', manifestKey, '--target-db', target, '--force', '--database-secret', secretArn], withSecret(target));
+      const latest = uniqueDatabaseName('rcli_secret_latest');
+      const restored = await atmrDr(['restore', 'latest', '--target-db', latest, '--database-secret', secretArn], withSecret(source));
+
+      expect(refused.stderr).toMatch(new RegExp(`^atmr-dr: refusing to restore over "${target}", the production/source database: .*--i-understand-this-overwrites-production with --force`));
+      expect(refused.status).toBe(2);
+      expect(databaseDigest(cluster, target)).toBe(before);
+      expect(restored.stderr).toBe('');
+      expect(restored.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom\\) into ${latest}:`, 'm'));
+      expect(databaseDigest(cluster, latest)).toBe(sourceDigest);
+    } finally {
+      await secrets.stop();
+    }
   });
 
   it('overwriting production without --yes and without a terminal is refused in one line naming --yes, exit 2, before any download, target untouched', async () => {

@@ -27,6 +27,19 @@ describe('resolveConnection', () => {
     expect(conn).toMatchObject({ host: 'atmr.rds', port: 5432, user: 'atmr_admin', password: 's3cret', database: 'atmr' });
   });
 
+  it('uses a fallback only where neither the environment nor the secret gives a value', async () => {
+    secrets.on(GetSecretValueCommand, { SecretId: SECRET_ARN }).resolves({ SecretString: JSON.stringify({ username: 'atmr_admin', password: 's3cret', dbname: 'atmr' }) });
+    const secretsManager = new SecretsManagerClient({ region: 'eu-west-3' });
+
+    const fromSecret = await resolveConnection({ env: { PGHOST: 'atmr.rds' }, secretArn: SECRET_ARN, secretsManager, fallbacks: { database: 'postgres', port: 6543 } });
+    const fromEnv = await resolveConnection({ env: { PGHOST: 'h', PGUSER: 'u', PGDATABASE: 'atmr_env' }, fallbacks: { database: 'postgres' } });
+    const neither = await resolveConnection({ env: { PGHOST: 'h', PGUSER: 'u' }, fallbacks: { database: 'postgres' } });
+
+    expect(fromSecret).toMatchObject({ database: 'atmr', port: 6543 });
+    expect(fromEnv.database).toBe('atmr_env');
+    expect(neither.database).toBe('postgres');
+  });
+
   it('fails in one line, without the secret value, when the secret is not RDS JSON', async () => {
     secrets.on(GetSecretValueCommand).resolves({ SecretString: 'plain-password-value' });
 
