@@ -1,0 +1,111 @@
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { effectiveMode, MAINTENANCE_EXEMPT_PATHS, parseKillswitchValue } from '../../../lambdas/killswitch/value';
+
+/**
+ * docs/killswitch.md gives the Flask API its reader of the parameter: the block is what ATMR copies
+ * into the API, so it is run here, as written, against the Node reader on the same values. boto3 and
+ * Flask are replaced by the few names the block uses (the value contract is under test, not Flask).
+ */
+const DOC = path.join(__dirname, '..', '..', '..', 'docs', 'killswitch.md');
+
+function flaskBlock(): string {
+  const doc = fs.readFileSync(DOC, 'utf8');
+  const section = doc.slice(doc.indexOf('## The same contract in the Flask API'));
+  const match = /```python\n([\s\S]*?)```/.exec(section);
+  if (!match) throw new Error('no python block in the Flask section of docs/killswitch.md');
+  return match[1];
+}
+
+const HARNESS = `
+import json, sys, types
+values = json.loads(sys.stdin.read())
+current = {"raw": None}
+class SSM:
+    def get_parameter(self, Name):
+        return {"Parameter": {"Value": current["raw"]}}
+boto3 = types.ModuleType("boto3"); boto3.client = lambda name: SSM(); sys.modules["boto3"] = boto3
+class Response:
+    def __init__(self, body): self.body, self.status_code, self.headers = body, 200, {}
+class App:
+    def __init__(self, name): self.config, self.hooks = {}, []
+    def before_request(self, fn): self.hooks.append(fn); return fn
+flask = types.ModuleType("flask"); flask.Flask = App; flask.jsonify = Response
+flask.request = types.SimpleNamespace(path="/")
+sys.modules["flask"] = flask
+ns = {"__name__": "killswitch_snippet"}
+exec(compile(open(sys.argv[1]).read(), "docs/killswitch.md (Flask block)", "exec"), ns)
+app = ns["app"]; app.config["KILLSWITCH_PARAMETER"] = "/atmr/test/killswitch"
+out = []
+for raw in values:
+    current["raw"] = raw
+    ns["_state"]["fresh_until"] = 0.0              # each value is read afresh
+    for path in ["/api/bookings", "/health", "/ready/"]:
+        flask.request = types.SimpleNamespace(path=path); ns["request"] = flask.request
+        answer = app.hooks[0]()
+        out.append({"path": path, "status": answer.status_code if answer else 200, "degraded": flask.request.degraded,
+                    "retryAfter": answer.headers.get("Retry-After") if answer else None})
+print(json.dumps(out))
+`;
+
+/** What the Node readers answer for a raw value on each path (503 in maintenance but on /health and /ready). */
+function nodeAnswers(raw: string, now: number): { path: string; status: number; degraded: boolean }[] {
+  const parsed = parseKillswitchValue(raw);
+  const mode = parsed.ok ? effectiveMode(parsed.value, now) : 'normal';
+  return ['/api/bookings', '/health', '/ready/'].map((p) => ({
+    path: p,
+    status: mode === 'maintenance' && !MAINTENANCE_EXEMPT_PATHS.includes(p.replace(/\/+$/, '')) ? 503 : 200,
+    degraded: mode === 'degraded',
+  }));
+}
+
+const valid = { mode: 'maintenance', reason: 'OSRM down', actor: 'alice', updatedAt: '2026-12-02T04:00:00.000Z', expiresAt: null };
+const VALUES: Record<string, string> = {
+  'maintenance, no expiry': JSON.stringify(valid),
+  'degraded': JSON.stringify({ ...valid, mode: 'degraded' }),
+  'normal': JSON.stringify({ ...valid, mode: 'normal' }),
+  'maintenance, expired': JSON.stringify({ ...valid, expiresAt: '2000-01-01T00:00:00Z' }),
+  'maintenance, expires later, offset and nanoseconds': JSON.stringify({ ...valid, expiresAt: '2100-01-01T01:00:00.123456789+01:00' }),
+  'expiresAt typed by hand ("2h")': JSON.stringify({ ...valid, expiresAt: '2h' }),
+  'expiresAt without its offset': JSON.stringify({ ...valid, expiresAt: '2100-01-01T00:00:00' }),
+  'expiresAt a date that does not exist': JSON.stringify({ ...valid, expiresAt: '2100-02-30T00:00:00Z' }),
+  'expiresAt a number': JSON.stringify({ ...valid, expiresAt: 4102444800 }),
+  'updatedAt missing': JSON.stringify({ mode: 'maintenance', reason: 'r', actor: 'a', expiresAt: null }),
+  'an extra key': JSON.stringify({ ...valid, ticket: 'INC-1' }),
+  'reason over 500 characters': JSON.stringify({ ...valid, reason: 'x'.repeat(501) }),
+  'reason of 500 characters': JSON.stringify({ ...valid, reason: 'x'.repeat(500) }),
+  'empty actor': JSON.stringify({ ...valid, actor: '' }),
+  'unknown mode': JSON.stringify({ ...valid, mode: 'MAINTENANCE' }),
+  'mode a list': JSON.stringify({ ...valid, mode: ['maintenance'] }),
+  'a JSON array': JSON.stringify([valid]),
+  'not JSON': 'maintenance',
+};
+
+describe('the Flask reader of docs/killswitch.md', () => {
+  it('answers as the Node reader for every value, valid or malformed, and never raises (no 500 for a value typed by hand)', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-flask-'));
+    try {
+      const block = path.join(dir, 'snippet.py');
+      fs.writeFileSync(block, flaskBlock());
+      const raws = Object.values(VALUES);
+
+      const python = JSON.parse(execFileSync('python3', ['-c', HARNESS, block], { input: JSON.stringify(raws), encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] })) as {
+        path: string;
+        status: number;
+        degraded: boolean;
+        retryAfter: string | null;
+      }[];
+
+      const now = Date.now();
+      const byValue = Object.keys(VALUES).map((name, i) => ({ name, python: python.slice(i * 3, i * 3 + 3).map(({ path: p, status, degraded }) => ({ path: p, status, degraded })) }));
+      expect(byValue).toEqual(Object.entries(VALUES).map(([name, raw]) => ({ name, python: nodeAnswers(raw, now) })));
+      // The malformed values all count as normal, and maintenance still says when to come back.
+      expect(python.slice(0, 3).map((a) => [a.status, a.retryAfter])).toEqual([[503, '120'], [200, null], [200, null]]);
+      expect(Number(python[4 * 3].retryAfter)).toBeGreaterThan(60 * 86400);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
