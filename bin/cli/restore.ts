@@ -90,10 +90,15 @@ export function registerRestoreCommands(program: Command): void {
         const tempDir = commandTempDir();
         reportSwept(tempDir.swept);
         let staging: string | undefined;
+        let aside: string | undefined;
         const interrupt = interruptible(() => {
-          const left = staging
-            ? `the staging database "${staging}" may be left: drop it with DROP DATABASE ${quoteIdent(staging)} WITH (FORCE) (the next restore into ${target} names it too)`
-            : 'no staging database was created yet';
+          // Quitting between the swap's two renames leaves the target missing: where its data is
+          // comes first, as the next restore into it would say.
+          const left = aside
+            ? `the swap was under way: if "${target}" is missing, its data is in "${aside}": put it back with ALTER DATABASE ${quoteIdent(aside)} RENAME TO ${quoteIdent(target)}; the restored copy "${staging}" may be left too (the next restore into ${target} names both)`
+            : staging
+              ? `the staging database "${staging}" may be left: drop it with DROP DATABASE ${quoteIdent(staging)} WITH (FORCE) (the next restore into ${target} names it too)`
+              : 'no staging database was created yet';
           return `${tempDir.remove()}; ${left}`;
         });
         const result = await restoreBackup(
@@ -105,6 +110,7 @@ export function registerRestoreCommands(program: Command): void {
             log: (line) => progress.line(line),
             warn: stderrWarning,
             onStaging: (name) => (staging = name),
+            onSwapAside: (name) => (aside = name),
             onDownloadProgress: (bytes, total) => progress.meter('download', bytes, total),
             // Only when shown: each report is a query to the server.
             onLoadProgress: showProgress ? loadStatus(progress) : undefined,

@@ -43,6 +43,12 @@ export interface RestoreDeps extends CatalogDeps, SpaceCheck {
   readonly warn?: (line: string) => void;
   /** The staging database's name, just before it is created: a CLI that quits at once (a second Ctrl-C) can name it. */
   readonly onStaging?: (name: string) => void;
+  /**
+   * The name the target's data takes, just before the swap renames it out of the way: until the
+   * restored copy takes the target's name (at most the 5 s PostgreSQL waits for the copy's last
+   * sessions), the target is missing, and a CLI that quits at once must say where its data is.
+   */
+  readonly onSwapAside?: (previous: string) => void;
   /** Download progress: bytes received of the object's size. */
   readonly onDownloadProgress?: (bytes: number, total: number) => void;
   /** Load progress: the staging database's size on disk, when the load starts, every second, and when it ends. */
@@ -168,7 +174,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     log(`swap: ${staging} -> ${target}`);
     const swapStarted = performance.now();
     swapping = true;
-    const replaced = await swapIn(await admin.client(), deps.connection, staging, target, options, warn);
+    const replaced = await swapIn(await admin.client(), deps.connection, staging, target, options, warn, deps.onSwapAside);
     stagingCreated = false;
     const swapSeconds = (performance.now() - swapStarted) / 1000;
     log(`restored ${manifestKey} into ${target}`);

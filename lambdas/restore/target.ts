@@ -315,7 +315,15 @@ export async function dropDatabase(admin: Client, name: string): Promise<void> {
  * database was replaced. A failure says in which state it left the target; the staging database
  * is the caller's to drop.
  */
-export async function swapIn(admin: Client, connection: PgConnection, staging: string, target: string, guards: TargetGuards, warn: (line: string) => void): Promise<boolean> {
+export async function swapIn(
+  admin: Client,
+  connection: PgConnection,
+  staging: string,
+  target: string,
+  guards: TargetGuards,
+  warn: (line: string) => void,
+  onAside?: (previous: string) => void,
+): Promise<boolean> {
   const state = await checkTarget(admin, connection, target, guards);
   if (!state.exists) {
     try {
@@ -342,6 +350,7 @@ export async function swapIn(admin: Client, connection: PgConnection, staging: s
       await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [target]);
       await waitForNoSessions(admin, target);
     }
+    onAside?.(previous);
     await admin.query(`ALTER DATABASE ${quoteIdent(target)} RENAME TO ${quoteIdent(previous)}`);
   } catch (error) {
     throw new OperatorError(`cannot take "${target}" out of the way (${oneLine(error)}); target "${target}" untouched${await reopen()}: stop its clients and retry`);

@@ -606,6 +606,42 @@ describe('atmr-dr restore on the worst day', () => {
     }
   }, 180_000);
 
+  it('a second Ctrl-C between the swap\'s two renames says the target is missing and where its data is, with the statement that puts it back', async () => {
+    // Arrange: an existing target; a session of the test's own in the staging database, so that the
+    // swap's second rename waits (PostgreSQL waits up to 5 s for the copy's last sessions) after the
+    // first has moved the target aside
+    const target = makeTarget();
+    const run = startCli(['restore', bigKey, '--target-db', target, '--force']);
+    let holder: Client | undefined;
+    try {
+      const staging = /-d (\S+)/.exec(await pgRestoreOf(run))![1];
+      holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging });
+      await holder.connect();
+      await waitUntil(run, 'SELECT count(*)::int AS n FROM pg_database WHERE datname LIKE $1', [`${target}_old_%`]);
+
+      // Act
+      run.child.kill('SIGINT');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      run.child.kill('SIGINT');
+      const status = await run.exited;
+
+      // Assert
+      const [aside] = databasesLike(cluster, `${target}_old_`);
+      expect(status).toBe(130);
+      expect(run.stderr().trimEnd().split('\n').at(-1)).toMatch(
+        new RegExp(
+          `^atmr-dr: second SIGINT, quitting at once; temp directory \\S+ removed; the swap was under way: if "${target}" is missing, its data is in "${aside}": put it back with ALTER DATABASE "${aside}" RENAME TO "${target}"; the restored copy "${staging}" may be left too \\(the next restore into ${target} names both\\)$`,
+        ),
+      );
+      expect(databaseExists(cluster, target)).toBe(false);
+      expect(psql(cluster, aside, 'SELECT count(*) FROM keep_me')).toBe('3');
+    } finally {
+      run.child.kill('SIGKILL');
+      await holder?.end().catch(() => undefined);
+      for (const name of databasesLike(cluster, target)) psql(cluster, 'postgres', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    }
+  }, 180_000);
+
   it('kill -9 in the middle of the load leaves its pg_restore loading; the next restore into that target ends that load (drops its staging database, on that database only), says so in one line, and restores', async () => {
     // Arrange: a restore loading into its staging database, with a TMPDIR of the test's own
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-test-tmpdir-'));
