@@ -1,6 +1,7 @@
 import { DescribeServicesCommand, ECSClient, UpdateServiceCommand, type Service } from '@aws-sdk/client-ecs';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { EVENT_SOURCE } from '../shared/constants';
+import { forceNewDeploymentOnce } from '../shared/ecs-deployments';
 import { OperatorError, oneLine } from '../shared/errors';
 import { checkHttp, type CheckResult } from './targets';
 
@@ -124,8 +125,8 @@ export async function restartService(
   const question = `force a new deployment of ${request.service}? (runbook "OSRM Down": restart only after a diagnosis)`;
   if (!(await deps.confirm(question))) throw new OperatorError('restart: not confirmed, nothing changed', 1);
 
-  const { service: updated } = await deps.ecs.send(new UpdateServiceCommand({ cluster: request.cluster, service: request.service, forceNewDeployment: true }));
-  const deploymentId = updated?.deployments?.find((d) => d.status === 'PRIMARY')?.id;
+  // Once: an automatic retry of a request whose answer was lost would start a second deployment.
+  const { deploymentId } = await forceNewDeploymentOnce(deps.ecs, { cluster: request.cluster, service: request.service, sleep });
   const announceWarning = await announce(deps.events, 'Service Restarted', {
     summary: `${request.service} restarted (new deployment) by an operator`,
     cluster: request.cluster,

@@ -1,5 +1,5 @@
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
-import { DescribeServicesCommand, ECSClient, UpdateServiceCommand } from '@aws-sdk/client-ecs';
+import { DescribeServicesCommand, ECSClient } from '@aws-sdk/client-ecs';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { RDSClient } from '@aws-sdk/client-rds';
 import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { readKillswitch, writeKillswitch } from '../killswitch/core';
 import type { KillswitchValue } from '../killswitch/value';
 import { checkHttp } from '../detection/targets';
+import { forceNewDeploymentOnce } from '../shared/ecs-deployments';
 import { OperatorError, oneLine } from '../shared/errors';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
 import { CutoverStepReport, JournalEntry, JournalUndo, RECOVERY_EVENTS, RecoveryRecord, RecoveryStatus } from './contract';
@@ -371,7 +372,7 @@ class Session {
           CUTOVER_STEPS.redeploy,
           async () => undefined,
           async () => {
-            await forceRedeploy(deps.ecs, clusterArn, serviceNames);
+            await forceRedeploy(deps.ecs, clusterArn, serviceNames, deps.sleep);
             await waitStable(deps.ecs, clusterArn, serviceNames, settings.serviceStableTimeoutSeconds ?? 900, polling);
             return `${serviceNames.join(', ')} stable on the new endpoint`;
           },
@@ -567,7 +568,7 @@ class Session {
         const entry = redeploy ?? { step: CUTOVER_STEPS.redeploy, state: 'done', startedAt: this.now().toISOString(), by: this.leaseOwner };
         // Tasks started while the endpoint pointed at the copy read it: they all restart on the previous one.
         await undo(entry, async () => {
-          await forceRedeploy(deps.ecs, clusterArn, serviceNames);
+          await forceRedeploy(deps.ecs, clusterArn, serviceNames, deps.sleep);
           return { outcome: 'undone', detail: `${serviceNames.join(', ')} redeployed on the previous endpoint` };
         });
       }
@@ -654,8 +655,13 @@ async function restoreKillswitch(deps: CutoverDeps, parameterName: string, value
   );
 }
 
-async function forceRedeploy(ecs: ECSClient, cluster: string, services: readonly string[]): Promise<void> {
-  for (const service of services) await ecs.send(new UpdateServiceCommand({ cluster, service, forceNewDeployment: true }));
+/**
+ * One new deployment per service, never two: a retried request whose answer was lost would start a
+ * second (forceNewDeploymentOnce). Its wait before reading back is a plain sleep, not the polls' one
+ * that a stop request cuts short: read back too early, a started deployment could be missed and forced again.
+ */
+async function forceRedeploy(ecs: ECSClient, cluster: string, services: readonly string[], sleep?: (ms: number) => Promise<void>): Promise<void> {
+  for (const service of services) await forceNewDeploymentOnce(ecs, { cluster, service, sleep });
 }
 
 /** How the cutover waits: the poll interval, its clock and sleep, and what runs between two polls. */

@@ -313,8 +313,11 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
       'secretsmanager:GetSecretValue', // the endpoint's previous value, journaled
       'secretsmanager:GetSecretValue',
       'secretsmanager:PutSecretValue',
+      'ecs:DescribeServices', // each service's deployments before its forced one (sent once: its outcome is read back, never retried blind)
       'ecs:UpdateService',
+      'ecs:DescribeServices',
       'ecs:UpdateService',
+      'ecs:DescribeServices',
       'ecs:UpdateService',
       'ecs:DescribeServices',
       'secretsmanager:GetSecretValue', // credentials of the write check

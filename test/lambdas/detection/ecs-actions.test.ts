@@ -85,18 +85,40 @@ describe('restartService (osrm restart)', () => {
   it('forces a new deployment, waits for it to be steady, then checks the health URL', async () => {
     const osrm = await startHttpServer({ '/health': { status: 200 } });
     try {
-      ecsMock.on(DescribeServicesCommand).resolvesOnce({ services: [service()] }).resolvesOnce({ services: [rolling] }).resolves({ services: [steadyNew] });
+      // Read before asking, read again just before the forced deployment (its ids), then polled.
+      ecsMock
+        .on(DescribeServicesCommand)
+        .resolvesOnce({ services: [service()] })
+        .resolvesOnce({ services: [service()] })
+        .resolvesOnce({ services: [rolling] })
+        .resolves({ services: [steadyNew] });
       ecsMock.on(UpdateServiceCommand).resolves({ service: rolling });
 
       const result = await restartService({ ecs, events, confirm: yes, sleep: noSleep }, { ...ref, healthUrl: `${osrm.url}/health`, pollMs: 1 });
 
+      expect(ecsMock).toHaveReceivedCommandTimes(UpdateServiceCommand, 1);
       expect(ecsMock).toHaveReceivedCommandWith(UpdateServiceCommand, { cluster: 'atmr-prod', service: 'atmr-osrm', forceNewDeployment: true });
-      expect(ecsMock).toHaveReceivedCommandTimes(DescribeServicesCommand, 3);
+      expect(ecsMock).toHaveReceivedCommandTimes(DescribeServicesCommand, 4);
       expect(result).toMatchObject({ deploymentId: 'ecs-svc/new', health: { up: true } });
       expect(osrm.hits['/health']).toBe(1);
     } finally {
       await osrm.close();
     }
+  });
+
+  it('starts one deployment when the answer to UpdateService is lost: no second request, and it waits for the deployment ECS started', async () => {
+    // The request reached ECS (the deployment shows in the next read) but the socket was reset.
+    ecsMock.on(DescribeServicesCommand).resolvesOnce({ services: [service()] }).resolvesOnce({ services: [service()] }).resolvesOnce({ services: [rolling] }).resolves({ services: [steadyNew] });
+    ecsMock.on(UpdateServiceCommand).rejects(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }));
+    const lines: string[] = [];
+
+    const result = await restartService({ ecs, events, confirm: yes, sleep: noSleep, print: (line) => lines.push(line) }, { ...ref, pollMs: 1 });
+
+    expect(ecsMock).toHaveReceivedCommandTimes(UpdateServiceCommand, 1);
+    expect(result).toMatchObject({ deploymentId: 'ecs-svc/new' });
+    expect(lines).toContain('new deployment ecs-svc/new started; waiting for steady state');
+    const detail = JSON.parse(eventsMock.commandCalls(PutEventsCommand)[0].args[0].input.Entries?.[0].Detail ?? '{}') as { deploymentId?: string };
+    expect(detail.deploymentId).toBe('ecs-svc/new');
   });
 
   it('asks first and changes nothing when not confirmed (the runbook: diagnose before restarting)', async () => {
@@ -114,6 +136,7 @@ describe('restartService (osrm restart)', () => {
     ecsMock
       .on(DescribeServicesCommand)
       .resolvesOnce({ services: [service()] })
+      .resolvesOnce({ services: [service()] })
       .resolves({ services: [service({ deployments: [{ id: 'ecs-svc/new', status: 'PRIMARY', rolloutState: 'FAILED', rolloutStateReason: 'tasks failed to start' }] })] });
     ecsMock.on(UpdateServiceCommand).resolves({ service: rolling });
 
@@ -122,7 +145,7 @@ describe('restartService (osrm restart)', () => {
 
   it('fails naming the counts when not steady in time', async () => {
     let clock = 0;
-    ecsMock.on(DescribeServicesCommand).resolvesOnce({ services: [service()] }).resolves({ services: [rolling] });
+    ecsMock.on(DescribeServicesCommand).resolvesOnce({ services: [service()] }).resolvesOnce({ services: [service()] }).resolves({ services: [rolling] });
     ecsMock.on(UpdateServiceCommand).resolves({ service: rolling });
 
     await expect(
@@ -176,11 +199,12 @@ describe('atmr-dr scale / osrm restart (CLI)', () => {
 
   it('restarts OSRM with --yes, waits for the new deployment, and fails when its health URL refuses', async () => {
     const port = await freePort();
-    const run = atmrDr(['osrm', 'restart', '--yes', '--health-url', `http://127.0.0.1:${port}/health`, '--poll-interval', '0.01'], { services: [service(), rolling, steadyNew] }, env);
+    // Read before asking, read again before forcing (the deployment ids), then polled until steady.
+    const run = atmrDr(['osrm', 'restart', '--yes', '--health-url', `http://127.0.0.1:${port}/health`, '--poll-interval', '0.01'], { services: [service(), service(), rolling, steadyNew] }, env);
 
     // Nothing listens on the port: the restart itself went through, the health check reports it.
-    expect(run.calls).toContainEqual({ command: 'UpdateServiceCommand', input: { cluster: 'atmr-prod', service: 'atmr-osrm', forceNewDeployment: true } });
-    expect(run.calls.filter((c) => c.command === 'DescribeServicesCommand')).toHaveLength(3);
+    expect(run.calls.filter((c) => c.command === 'UpdateServiceCommand')).toEqual([{ command: 'UpdateServiceCommand', input: { cluster: 'atmr-prod', service: 'atmr-osrm', forceNewDeployment: true } }]);
+    expect(run.calls.filter((c) => c.command === 'DescribeServicesCommand')).toHaveLength(4);
     expect(run.stderr).toMatch(/atmr-osrm is steady but http:\/\/127\.0\.0\.1:\d+\/health is down \(refused/);
     // A failure (1): 5 means "incident already acknowledged" in every command's contract.
     expect(run.status).toBe(1);

@@ -153,6 +153,32 @@ const killswitchModes = () =>
     .filter((c) => c.args[0].input.Name === KILLSWITCH)
     .map((c) => (JSON.parse(c.args[0].input.Value!) as { mode: string }).mode);
 
+/**
+ * ECS as the cutover meets it on a bad network day: each UpdateService that reaches it starts a
+ * deployment (a new id, stable at once), and the answers of the UpdateService calls numbered in
+ * `lostAnswers` (1-based, over the test) are lost: the SDK sees a reset socket. Returns the number
+ * of deployments started per service.
+ */
+function ecsLosingAnswers(lostAnswers: readonly number[]): () => Record<string, number> {
+  const deployments = new Map<string, string[]>();
+  const of = (name: string) => deployments.get(name) ?? deployments.set(name, [`${name}/0`]).get(name)!;
+  let calls = 0;
+  ecs.on(UpdateServiceCommand).callsFake((input: { service: string }) => {
+    calls += 1;
+    const ids = of(input.service);
+    ids.unshift(`${input.service}/${ids.length}`);
+    if (lostAnswers.includes(calls)) throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+    return { service: { serviceName: input.service, deployments: [{ id: ids[0], status: 'PRIMARY', rolloutState: 'IN_PROGRESS' }] } };
+  });
+  ecs.on(DescribeServicesCommand).callsFake((input: { services: string[] }) => ({
+    services: input.services.map((serviceName) => ({
+      serviceName,
+      deployments: [{ id: of(serviceName)[0], status: 'PRIMARY', rolloutState: 'COMPLETED', runningCount: 2, desiredCount: 2 }],
+    })),
+  }));
+  return () => Object.fromEntries([...deployments].map(([name, ids]) => [name, ids.length - 1]));
+}
+
 describe('cutover', () => {
   it('runs maintenance -> endpoint -> redeploy -> /ready and a write -> normal, then renames and tags the old instance', async () => {
     const id = await verifiedRecovery();
@@ -215,6 +241,30 @@ describe('cutover', () => {
     expect(record.leaseToken).toBeUndefined();
     expect(await activeRecoveryId(deps().store)).toBeUndefined();
     expect(events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0].DetailType)).toEqual(['Recovery Cutover Started', 'Recovery Cut Over']);
+  });
+
+  it('a forced redeploy whose answer was lost (ECS started it) is not sent again: one deployment per service', async () => {
+    const id = await verifiedRecovery();
+    const forced = ecsLosingAnswers([1]);
+
+    const result = await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice');
+
+    expect(result).toMatchObject({ ok: true, status: 'cut-over' });
+    expect(ecs.commandCalls(UpdateServiceCommand).map((c) => c.args[0].input.service)).toEqual(['atmr-api', 'atmr-celery-worker']);
+    expect(forced()).toEqual({ 'atmr-api': 1, 'atmr-celery-worker': 1 });
+  });
+
+  it('the undo redeploy whose answer was lost is not sent again either', async () => {
+    const id = await verifiedRecovery();
+    readyStatus = 503;
+    // The 3rd UpdateService is the undo's first (atmr-api back on the previous endpoint).
+    const forced = ecsLosingAnswers([3]);
+
+    const result = await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice');
+
+    expect(result.steps.find((s) => s.step === 'redeploy ECS services' && s.outcome !== 'done')?.outcome).toBe('undone');
+    expect(ecs.commandCalls(UpdateServiceCommand).map((c) => c.args[0].input.service)).toEqual(['atmr-api', 'atmr-celery-worker', 'atmr-api', 'atmr-celery-worker']);
+    expect(forced()).toEqual({ 'atmr-api': 2, 'atmr-celery-worker': 2 });
   });
 
   it("once production runs on the copy, removes the copy's atmr-dr:purpose tag (the recovery role's reach) after the rename and before the recovery is recorded cut-over", async () => {
@@ -692,7 +742,9 @@ describe('an interrupted cutover', () => {
     const deployment = (rolloutState: 'IN_PROGRESS' | 'COMPLETED') => ({
       services: ['atmr-api', 'atmr-celery-worker'].map((serviceName) => ({ serviceName, deployments: [{ status: 'PRIMARY', rolloutState, runningCount: 1, desiredCount: 2 }] })),
     });
-    ecs.on(DescribeServicesCommand).resolvesOnce(deployment('IN_PROGRESS')).resolves(deployment('COMPLETED'));
+    // The wait's first look, once both services were forced (each forcing reads its service first), sees the rollout in progress.
+    let looks = 0;
+    ecs.on(DescribeServicesCommand).callsFake(() => (ecs.commandCalls(UpdateServiceCommand).length === 2 && looks++ === 0 ? deployment('IN_PROGRESS') : deployment('COMPLETED')));
 
     const interrupted = await cutover(deps({ stopRequested: () => stop }), id, settings({ readinessUrl: readyUrl, serviceStableTimeoutSeconds: 900 }), 'alice');
 
