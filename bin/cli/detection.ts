@@ -8,6 +8,7 @@ import { restartService, scaleService } from '../../lambdas/detection/ecs-action
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { resolveConnection } from '../../lambdas/shared/pg-connection';
+import { runbookAlarmName } from '../../lib/alarm-names';
 import type { EnvironmentConfig } from '../../lib/config';
 import { assertEnvironment, DEPLOYED_NAMES, defaultEnvironmentName, nonEmpty, packageRoot, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
@@ -131,6 +132,8 @@ export function registerDetectionCommands(program: Command): void {
           cluster: await clusterName(opts.cluster, envName),
           service,
           healthUrl: opts.healthUrl ?? process.env.ATMR_OSRM_HEALTH_URL ?? config?.detection?.probe.osrm?.healthUrl,
+          // Named when this machine cannot reach the URL; only for an environment cdk.json has.
+          healthAlarmName: config ? runbookAlarmName(envName, 'Osrm', 'Down') : undefined,
           steadyTimeoutMs: timeoutSeconds * 1000,
           pollMs: pollSeconds * 1000,
         },

@@ -103,6 +103,15 @@ async function readBodyStart(res: Response): Promise<string> {
   return Buffer.concat(chunks).subarray(0, MAX_BODY_BYTES).toString('utf8');
 }
 
+/**
+ * Whether a check got an HTTP answer (its status is in `reason`, `http-<status>`), as opposed to none
+ * at all (dns, refused, reset, timeout, unreachable, tls...): a down target answers with an error
+ * status, while no answer may only mean that it cannot be reached from where the check ran.
+ */
+export function answeredHttp(result: CheckResult): boolean {
+  return result.up || (result.reason?.startsWith('http-') ?? false);
+}
+
 /** GET `url` with a deadline; up when the status is 2xx. The body is drained (the socket is reused), up to MAX_BODY_BYTES. */
 export async function checkHttp(url: string, timeoutMs: number, fetchImpl: typeof fetch = fetch): Promise<CheckResult> {
   const started = performance.now();
