@@ -4,6 +4,7 @@ import {
   DescribeTasksCommand,
   ECSClient,
   ListTasksCommand,
+  paginateListTasks,
   Service,
   TaskDefinition,
   UpdateServiceCommand,
@@ -125,12 +126,21 @@ export function deploymentStatus(service: Service, targetTaskDefinition: string)
   return { status: 'in-progress', detail: `${running}/${desired} tasks running, ${others} older deployment(s) draining` };
 }
 
-/** Tasks of the target release that stopped since the rollback began (a crash loop shows here). */
+/**
+ * Tasks of the target release that stopped since the rollback began (a crash loop shows here).
+ * Every page of ListTasks: ECS keeps stopped tasks for a while and documents no order, so the
+ * target's could be past the first 100 after a crash loop of the release it replaced.
+ */
 export async function stoppedTasksSince(ecs: ECSClient, settings: BackoutSettings, serviceName: string, taskDefinitionArn: string, since: Date): Promise<string[]> {
-  const { taskArns } = await ecs.send(new ListTasksCommand({ cluster: settings.clusterName, serviceName, desiredStatus: 'STOPPED' }));
-  if (!taskArns?.length) return [];
-  const { tasks } = await ecs.send(new DescribeTasksCommand({ cluster: settings.clusterName, tasks: taskArns.slice(0, 100) }));
-  return (tasks ?? [])
-    .filter((t) => t.taskDefinitionArn === taskDefinitionArn && t.stoppingAt && t.stoppingAt.getTime() >= since.getTime())
-    .map((t) => `${t.taskArn?.split('/').pop()}: ${t.stoppedReason ?? 'stopped'}`);
+  const taskArns: string[] = [];
+  for await (const page of paginateListTasks({ client: ecs }, { cluster: settings.clusterName, serviceName, desiredStatus: 'STOPPED' })) taskArns.push(...(page.taskArns ?? []));
+  const stopped: string[] = [];
+  // DescribeTasks takes at most 100 tasks a call.
+  for (let i = 0; i < taskArns.length; i += 100) {
+    const { tasks } = await ecs.send(new DescribeTasksCommand({ cluster: settings.clusterName, tasks: taskArns.slice(i, i + 100) }));
+    for (const t of tasks ?? []) {
+      if (t.taskDefinitionArn === taskDefinitionArn && t.stoppingAt && t.stoppingAt.getTime() >= since.getTime()) stopped.push(`${t.taskArn?.split('/').pop()}: ${t.stoppedReason ?? 'stopped'}`);
+    }
+  }
+  return stopped;
 }
