@@ -191,6 +191,14 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
   }
   state = { ...state, to };
   if (to.taskDefinitionArn === currentArn) {
+    // A second backout alarm during a rollback (NoHealthyHosts while the ErrorRate alarm's rollback
+    // replaces the tasks) finds the last known good already primary because of that rollback, not
+    // because a rollback cannot help: it ends quietly, like any run that finds the lock held.
+    const lock = await readLock(deps.doc, settings.tableName, serviceName, now);
+    if (lock) {
+      deps.logger.info('skipped: another rollback of this service holds the lock', { service: serviceName, lock: lock.reason });
+      return { ...state, decision: 'skip', reason: `another rollback of this service is in progress (${lock.reason}, since ${lock.acquiredAt})` };
+    }
     // The API's alarms fire for every service: a worker that was not redeployed has nothing to roll
     // back and must not page; the API already on its last known good means a rollback cannot help.
     const isApi = serviceName === settings.api.serviceName;
