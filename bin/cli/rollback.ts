@@ -6,10 +6,10 @@ import { Command } from 'commander';
 import { EnvironmentConfig } from '../../lib/config';
 import { runbookAlarmName } from '../../lib/alarm-names';
 import { backoutClients } from '../../lambdas/backout/clients';
-import { currentTaskDefinition, describeRelease, describeService } from '../../lambdas/backout/ecs';
+import { assertFamily, currentTaskDefinition, describeRelease, describeService } from '../../lambdas/backout/ecs';
 import { BACKOUT_ACTOR, downgradeArgs, finishDowngrade, MigrationTaskResult, parseRevision, prepareDowngrade, runMigrationTask } from '../../lambdas/backout/migration';
 import { BackoutSettings, findService, pinParameterPrefix } from '../../lambdas/backout/settings';
-import { acquireLock, releaseLock } from '../../lambdas/backout/state';
+import { acquireLock, releaseLock, rollbackHistory } from '../../lambdas/backout/state';
 import { putRollbackMetrics } from '../../lambdas/backout/metrics';
 import {
   backoutStatus,
@@ -173,7 +173,9 @@ export interface ServiceRollbackOptions {
 export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRollbackOptions): Promise<void> {
   const plan = await planRollback(ctx.deps, ctx.settings, options.service, options.to);
   ctx.print(`rollback ${plan.service}: ${plan.current.taskDefinitionArn} -> ${plan.target.taskDefinitionArn}${plan.fromLastKnownGood ? ' (last known good)' : ' (--to)'}`);
-  if (plan.downgradeCommand) ctx.print(`  the target expects Alembic ${plan.target.alembicHead}; this command does not touch the schema. If needed: ${plan.downgradeCommand}`);
+  if (plan.downgradeCommand) {
+    ctx.print(`  the schema stays at ${plan.current.alembicHead} (the target expects Alembic ${plan.target.alembicHead}): this command does not touch it; downgrade it with: ${plan.downgradeCommand}`);
+  }
   if (options.dryRun) {
     ctx.print('dry run: nothing changed');
     return;
@@ -261,13 +263,37 @@ async function publishMetrics(ctx: RollbackCliContext, state: RollbackState): Pr
   }
 }
 
-/** `flask db downgrade <revision>` in the API's current image, with the same snapshot and killswitch steps as the workflow. */
-export async function migrationCommand(ctx: RollbackCliContext, options: { readonly to: string; readonly yes?: boolean }): Promise<void> {
+export interface MigrationOptions {
+  readonly to: string;
+  /** The release whose image runs the downgrade (default: the API's current task definition). */
+  readonly taskDefinition?: string;
+  readonly yes?: boolean;
+}
+
+/**
+ * `flask db downgrade <revision>` in the failing release's image (only it holds the downgrade
+ * script): `--task-definition`, or the API's current task definition when the service has not been
+ * rolled back yet; with the same snapshot and killswitch steps as the workflow.
+ */
+export async function migrationCommand(ctx: RollbackCliContext, options: MigrationOptions): Promise<void> {
   const revision = parseRevision(options.to);
   const service = findService(ctx.settings, ctx.settings.api.serviceName);
+  if (options.taskDefinition) assertFamily(service, options.taskDefinition);
   const current = currentTaskDefinition(await describeService(ctx.deps.ecs, ctx.settings, service.serviceName));
-  const release = await describeRelease(ctx.deps.ecs, ctx.settings, current, ctx.settings.api.containerName);
-  ctx.print(`migration downgrade: "${downgradeArgs(revision).join(' ')}" in ${current} (schema now at ${release.alembicHead ?? 'unknown'})`);
+  const taskDefinition = options.taskDefinition ?? current;
+  const release = await describeRelease(ctx.deps.ecs, ctx.settings, taskDefinition, ctx.settings.api.containerName);
+  // A release that declares the target revision as its own head does not know the newer revision
+  // the schema is at: the downgrade would fail with maintenance on. It is the last known good the
+  // service runs after `rollback service`; the release rolled back from is in the rollback history.
+  if (release.alembicHead === revision) {
+    const [last] = await rollbackHistory(ctx.deps.doc, ctx.settings.tableName, service.serviceName, 1);
+    const from = last?.toTaskDefinition === taskDefinition ? last.fromTaskDefinition : null;
+    throw new OperatorError(
+      `rollback: ${taskDefinition} declares Alembic ${revision} itself, so its image does not hold the downgrade from a newer schema (the service runs it after a rollback): pass --task-definition ${from ? `${from} (the release ${service.serviceName} was rolled back from)` : 'TASK_DEF_ARN of the release rolled back from ("rollback status" lists the rollbacks)'}; nothing changed`,
+      2,
+    );
+  }
+  ctx.print(`migration downgrade: "${downgradeArgs(revision).join(' ')}" in ${taskDefinition}${taskDefinition === current ? '' : `, the service runs ${current}`} (schema now at ${release.alembicHead ?? 'unknown'})`);
   ctx.print(`  before it: ${ctx.settings.beforeDowngrade === 'snapshot' ? `a snapshot of ${ctx.settings.databaseInstanceIdentifier}` : 'the PITR restore point is recorded'}; the killswitch is in maintenance while it runs`);
   if (!options.yes && !(await ctx.confirm(`rollback: downgrade the schema of ${ctx.settings.databaseInstanceIdentifier} to ${revision}`))) {
     throw new OperatorError('rollback: not confirmed, nothing changed', 1);
@@ -287,7 +313,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: { reado
     // A task ECS refuses to run (a revision gone, throttling) or that cannot be followed is a failed
     // downgrade like the workflow's (its Catch goes to FinishDowngrade): reported, maintenance kept.
     const following = { sleep: (ms: number) => pause(ctx, ms).then(() => undefined), stopped: () => Boolean(ctx.signal?.aborted) };
-    const task = await runMigrationTask({ ...ctx.deps, ...following }, ctx.settings, current, revision).catch(
+    const task = await runMigrationTask({ ...ctx.deps, ...following }, ctx.settings, taskDefinition, revision).catch(
       (error: unknown): MigrationTaskResult => ({ taskArn: null, exitCode: null, stoppedReason: `could not run or follow the migration task: ${oneLine(error)}`, startedAt: null, stoppedAt: null }),
     );
     const result = await finishDowngrade(ctx.deps, ctx.settings, preparation, task, { group: release.logGroup, prefix: release.logStreamPrefix });
@@ -362,10 +388,11 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
 
   rollback
     .command('migration')
-    .description('flask db downgrade REVISION in the API\'s current image (snapshot or PITR point first, maintenance meanwhile)')
+    .description('flask db downgrade REVISION in the failing release\'s image (snapshot or PITR point first, maintenance meanwhile)')
     .requiredOption('--to <revision>', 'Alembic revision to go back to (never a relative step like -1)')
+    .option('--task-definition <taskDefinitionArn>', 'the release whose image runs the downgrade: the one rolled back from, as the rollback advises (default: the API\'s current task definition)')
     .option('--yes', 'do not ask for confirmation')
-    .action(async (opts: { to: string; yes?: boolean }) => {
+    .action(async (opts: { to: string; taskDefinition?: string; yes?: boolean }) => {
       parseRevision(opts.to);
       const ctx = await makeContext(globals());
       await interruptibly((signal) => migrationCommand({ ...ctx, signal }, opts));

@@ -28,9 +28,15 @@ export function downgradeArgs(revision: string): string[] {
   return ['flask', 'db', 'downgrade', parseRevision(revision)];
 }
 
-/** The exact command a human runs when atmr-dr does not downgrade by itself. */
-export function downgradeCommandLine(revision: string): string {
-  return `${downgradeArgs(revision).join(' ')}   # or: npx atmr-dr rollback migration --to ${revision}`;
+/**
+ * The exact command a human runs when atmr-dr does not downgrade by itself. It names the failing
+ * release's task definition (the rollback's `from`, where the workflow's own downgrade runs too):
+ * only that image holds the downgrade script, and after the rollback the service runs the last
+ * known good, which does not know the newer revision, so "the current task definition" would be
+ * the wrong one.
+ */
+export function downgradeCommandLine(revision: string, failingTaskDefinition: string): string {
+  return `npx atmr-dr rollback migration --to ${parseRevision(revision)} --task-definition ${failingTaskDefinition}`;
 }
 
 export interface DowngradePreparation {
@@ -159,11 +165,11 @@ export async function finishDowngrade(
   return { ok, exitCode: task.exitCode, durationSeconds: Math.max(0, Math.round((end - start) / 1000)), logStream, killswitch, detail };
 }
 
-/** The RunTask request of a downgrade: the CURRENT task definition (only it holds the downgrade script). */
-export function migrationRunTaskInput(settings: BackoutSettings, currentTaskDefinition: string, revision: string) {
+/** The RunTask request of a downgrade: the failing release's task definition (only its image holds the downgrade script). */
+export function migrationRunTaskInput(settings: BackoutSettings, failingTaskDefinition: string, revision: string) {
   return {
     cluster: clusterArn(settings),
-    taskDefinition: currentTaskDefinition,
+    taskDefinition: failingTaskDefinition,
     launchType: 'FARGATE' as const,
     startedBy: 'atmr-dr-backout',
     networkConfiguration: { awsvpcConfiguration: { subnets: settings.subnetIds, securityGroups: settings.securityGroupIds, assignPublicIp: 'DISABLED' as const } },
@@ -179,14 +185,14 @@ export function migrationRunTaskInput(settings: BackoutSettings, currentTaskDefi
 export async function runMigrationTask(
   deps: MigrationDeps & { sleep?: (ms: number) => Promise<void>; stopped?: () => boolean },
   settings: BackoutSettings,
-  currentTaskDefinition: string,
+  failingTaskDefinition: string,
   revision: string,
   timeoutSeconds = 900,
 ): Promise<MigrationTaskResult> {
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   // Stopped before the task exists (Ctrl-C during the preparation): the schema is not touched.
   if (deps.stopped?.()) return { taskArn: null, exitCode: null, stoppedReason: 'not started: interrupted before RunTask, the schema is unchanged', startedAt: null, stoppedAt: null };
-  const { tasks, failures } = await deps.ecs.send(new RunTaskCommand(migrationRunTaskInput(settings, currentTaskDefinition, revision)));
+  const { tasks, failures } = await deps.ecs.send(new RunTaskCommand(migrationRunTaskInput(settings, failingTaskDefinition, revision)));
   const taskArn = tasks?.[0]?.taskArn;
   if (!taskArn) throw new OperatorError(`backout: ECS did not start the migration task (${failures?.[0]?.reason ?? 'no reason given'})`, 1);
   const deadline = Date.now() + timeoutSeconds * 1000;

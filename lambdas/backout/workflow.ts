@@ -239,20 +239,19 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
   }
 
   const needed = Boolean(serviceName === settings.api.serviceName && to.alembicHead && from.alembicHead && to.alembicHead !== from.alembicHead);
+  // Only the automatic path downgrades, and only with autoDowngradeMigrations (a dry run says what
+  // the real run would do).
+  const downgrades = needed && settings.autoDowngradeMigrations && automatic;
+  let schema = '';
   if (needed) {
     const revision = to.alembicHead as string;
-    state = {
-      ...state,
-      downgrade: {
-        needed,
-        run: settings.autoDowngradeMigrations && !dryRun && automatic,
-        revision,
-        args: downgradeArgs(revision),
-        command: downgradeCommandLine(revision),
-      },
-    };
+    // By hand, in the same release as the workflow's own downgrade task (`from`: what runs now).
+    const command = downgradeCommandLine(revision, from.taskDefinitionArn);
+    state = { ...state, downgrade: { needed, run: downgrades && !dryRun, revision, args: downgradeArgs(revision), command } };
+    // The headline (SNS, the Rollback Finished event, the timeline) says what happens to the schema.
+    schema = downgrades ? ` after downgrading the schema to ${revision}` : `; the schema stays at ${from.alembicHead}: downgrade by hand: ${command}`;
   }
-  const plan = `roll ${serviceName} back from ${currentArn} to ${to.taskDefinitionArn}${needed ? ` after downgrading the schema to ${to.alembicHead}` : ''}`;
+  const plan = `roll ${serviceName} back from ${currentArn} to ${to.taskDefinitionArn}${schema}`;
   if (dryRun) return { ...state, decision: 'notify', reason: `dry run: would ${plan} (${state.reason || trigger.name})`, page: false };
   return { ...state, decision: 'proceed', reason: `${plan} (${state.reason || trigger.name})` };
 }
@@ -453,7 +452,11 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   const state = normaliseState(input, now);
   const outcome = outcomeOf(state);
   const { acted, seconds } = actedAndSeconds(state);
-  const page = state.page || Boolean(state.rollout?.pinError) || ['rolled-back-checks-failed', 'steady-timeout', 'deployment-failed', 'migration-failed', 'error'].includes(outcome);
+  const d = state.downgrade;
+  // Rolled back without the downgrade: the schema is ahead of the code that now runs, and only a
+  // human can run the downgrade (in the failing release's image, d.command).
+  const schemaAhead = Boolean(state.rollout) && d.needed && !d.result?.ok;
+  const page = state.page || schemaAhead || Boolean(state.rollout?.pinError) || ['rolled-back-checks-failed', 'steady-timeout', 'deployment-failed', 'migration-failed', 'error'].includes(outcome);
 
   const lines: string[] = [];
   const head: Record<Outcome, string> = {
@@ -474,12 +477,11 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   lines.push(`Trigger: ${state.trigger.kind} ${state.trigger.name} at ${state.trigger.at}`);
   if (state.from) lines.push(`From: ${state.from.taskDefinitionArn} (${state.from.images.join(', ')}; alembic ${state.from.alembicHead ?? 'n/a'})`);
   if (state.to) lines.push(`To (last known good): ${state.to.taskDefinitionArn} (${state.to.images.join(', ')}; alembic ${state.to.alembicHead ?? 'n/a'})`);
-  const d = state.downgrade;
   if (d.preparation) {
     lines.push(d.preparation.snapshotId ? `Snapshot before downgrade: ${d.preparation.snapshotId}` : `PITR restore point before downgrade: ${d.preparation.pitr?.restoreTo} (latest restorable ${d.preparation.pitr?.latestRestorableTime})`);
   }
   if (d.result) lines.push(`Migration: ${d.result.detail}; duration ${d.result.durationSeconds} s; logs ${d.result.logStream ?? 'n/a'}; killswitch ${d.result.killswitch}`);
-  else if (d.needed && !d.run) lines.push(`Schema: the last known good expects Alembic ${d.revision}; atmr-dr did not downgrade. If needed, run: ${d.command}`);
+  else if (d.needed && !d.run) lines.push(`Schema: still at ${state.from?.alembicHead}, ahead of the last known good (Alembic ${d.revision}); atmr-dr did not downgrade it. Run: ${d.command}`);
   if (state.steady) lines.push(`Deployment: ${state.steady.status}: ${state.steady.detail}`);
   if (seconds !== null) lines.push(`Alarm to steady: ${seconds} s (runbook objective < 300 s)`);
   for (const line of state.checks?.lines ?? []) lines.push(`Check: ${line}`);
@@ -596,7 +598,7 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc'>, setti
     current,
     target,
     fromLastKnownGood: !targetOverride,
-    downgradeCommand: needsDowngrade ? downgradeCommandLine(target.alembicHead as string) : null,
+    downgradeCommand: needsDowngrade ? downgradeCommandLine(target.alembicHead as string, current.taskDefinitionArn) : null,
   };
 }
 

@@ -47,6 +47,7 @@ describe('atmr-dr rollback (child process): one-line refusals, nothing changed',
     [['rollback', 'service', '--service', 'atmr-nope', '--yes'], /^atmr-dr: backout: unknown service "atmr-nope": use one of atmr-api, atmr-celery-worker .*\n$/],
     [['rollback', 'service', '--to', TD('atmr-celery', 3), '--yes'], /^atmr-dr: backout: task definition .*atmr-celery:3 is of family "atmr-celery", service atmr-api runs "atmr-api": .*\n$/],
     [['rollback', 'service', '--to', 'latest', '--yes'], /^atmr-dr: backout: "latest" is not a task definition ARN .*\n$/],
+    [['rollback', 'migration', '--to', 'aaa111', '--task-definition', TD('atmr-celery', 3), '--yes'], /^atmr-dr: backout: task definition .*atmr-celery:3 is of family "atmr-celery", service atmr-api runs "atmr-api": .*\n$/],
   ])('%j', (args, message) => {
     const run = atmrDr(args);
 
@@ -118,7 +119,8 @@ describe('atmr-dr rollback service --wait (child process) stopped by a signal wh
       'atmr-dr: rollback: interrupted while following the rollout: UpdateService was sent and ECS goes on with it; the lock is released; follow it with "atmr-dr rollback status --service atmr-api"\n',
     );
     expect(run.status).toBe(code);
-    expect(run.published.map((m) => m.Subject)).toEqual(['[atmr-dr] backout example atmr-api: rollout-started']);
+    // The last known good expects an older Alembic head: the schema stays ahead, which pages.
+    expect(run.published.map((m) => m.Subject)).toEqual(['[atmr-dr] ACTION NEEDED: backout example atmr-api: rollout-started']);
     expect(await readLock(suite.dynamo.doc, run.tableName, 'atmr-api', new Date())).toBeNull();
   });
 });
@@ -201,7 +203,7 @@ describe('rollback service (same core as the workflow)', () => {
     await serviceCommand(ctx, { service: 'atmr-api', dryRun: true });
 
     expect(printed[0]).toBe(`rollback atmr-api: ${BAD} -> ${GOOD} (last known good)`);
-    expect(printed[1]).toMatch(/If needed: flask db downgrade aaa111/);
+    expect(printed[1]).toBe(`  the schema stays at bbb222 (the target expects Alembic aaa111): this command does not touch it; downgrade it with: npx atmr-dr rollback migration --to aaa111 --task-definition ${BAD}`);
     expect(printed.at(-1)).toBe('dry run: nothing changed');
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
     expect(mocks.sns.calls()).toHaveLength(0);
@@ -450,6 +452,48 @@ describe('rollback status and migration', () => {
     expect(published).toHaveLength(1);
     expect(published[0].Subject).toBe('[atmr-dr] ACTION NEEDED: migration downgrade test');
     expect(published[0].Message).toMatch(/could not run or follow the migration task: Unable to describe task definition\./);
+    expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+  });
+});
+
+describe('rollback migration after rollback service: the downgrade runs in the failing release (only its image holds it)', () => {
+  /** `rollback service --yes` from BAD to its last known good GOOD; afterwards the service runs GOOD. */
+  async function rolledBack(): Promise<RollbackCliContext> {
+    const ctx = await context();
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    mocks.ecs.on(DescribeServicesCommand).resolvesOnce(service(BAD)).resolvesOnce(service(BAD)).resolves(service(GOOD));
+    mocks.cloudwatch.on(GetMetricDataCommand).resolves(metricData({ errorPercent: 0.2 }));
+    await serviceCommand(ctx, { service: 'atmr-api', yes: true });
+    return ctx;
+  }
+
+  it('advises a command that names the failing release, and that command runs the downgrade there', async () => {
+    const ctx = await rolledBack();
+    killswitchInSsm();
+    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t5' }] });
+    mocks.ecs.on(DescribeTasksCommand).resolves({ tasks: [{ lastStatus: 'STOPPED', containers: [{ name: 'api', exitCode: 0 }] }] });
+    const advised = printed.map((line) => /npx atmr-dr rollback migration --to (\S+) --task-definition (\S+)$/.exec(line)).find(Boolean);
+    expect(advised?.slice(1)).toEqual(['aaa111', BAD]);
+
+    await migrationCommand(ctx, { to: advised![1], taskDefinition: advised![2], yes: true });
+
+    expect(mocks.ecs.commandCalls(RunTaskCommand).map((c) => c.args[0].input.taskDefinition)).toEqual([BAD]);
+    expect(printed).toContainEqual(`migration downgrade: "flask db downgrade aaa111" in ${BAD}, the service runs ${GOOD} (schema now at bbb222)`);
+  });
+
+  it('refuses, changing nothing, to run it in the running last known good (it declares the target revision itself), naming the release rolled back from', async () => {
+    const ctx = await rolledBack();
+    const killswitch = killswitchInSsm();
+
+    const run = migrationCommand(ctx, { to: 'aaa111', yes: true });
+
+    await expect(run).rejects.toMatchObject({
+      exitCode: 2,
+      message: `rollback: ${GOOD} declares Alembic aaa111 itself, so its image does not hold the downgrade from a newer schema (the service runs it after a rollback): pass --task-definition ${BAD} (the release atmr-api was rolled back from); nothing changed`,
+    });
+    expect(mocks.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
+    expect(mocks.rds.commandCalls(CreateDBSnapshotCommand)).toHaveLength(0);
+    expect(JSON.parse(killswitch.value).mode).toBe('normal');
     expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
   });
 });

@@ -237,7 +237,8 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
     const state = await guards(backoutDeps(suite.dynamo.doc), s, alarmInput());
     const result = await report(backoutDeps(suite.dynamo.doc), s, state);
 
-    expect(state.reason).toMatch(/^dry run: would roll atmr-api back from .*:42 to .*:41 after downgrading the schema to aaa111/);
+    // autoDowngradeMigrations is off: the plan says the schema stays, not that it would be downgraded.
+    expect(state.reason).toMatch(/^dry run: would roll atmr-api back from .*:42 to .*:41; the schema stays at bbb222: downgrade by hand: npx atmr-dr rollback migration --to aaa111 --task-definition .*:42 /);
     expect(result.outcome).toBe('dry-run');
     expect(await claimReleaseRollback(suite.dynamo.doc, tableName, { service: 'atmr-api', taskDefinitionArn: BAD, owner: 'x', now: new Date() })).toBe(true);
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
@@ -248,12 +249,31 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
     await seedLkg(suite.dynamo.doc, undefined, tableName);
 
     const manualOnly = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
-    expect(manualOnly.downgrade).toMatchObject({ needed: true, run: false, revision: 'aaa111', command: expect.stringMatching(/^flask db downgrade aaa111 /) });
+    // The command names the failing release: after the rollback the service runs the last known
+    // good, whose image does not hold the downgrade.
+    expect(manualOnly.downgrade).toMatchObject({ needed: true, run: false, revision: 'aaa111', command: `npx atmr-dr rollback migration --to aaa111 --task-definition ${BAD}` });
 
     const tableName2 = await suite.dynamo.freshTable();
     await seedLkg(suite.dynamo.doc, undefined, tableName2);
     const automatic = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName: tableName2, autoDowngradeMigrations: true }), alarmInput());
     expect(automatic.downgrade).toMatchObject({ needed: true, run: true, args: ['flask', 'db', 'downgrade', 'aaa111'] });
+  });
+
+  it('says in its plan what happens to the schema: downgraded when it runs the downgrade, else that it stays, with the command', async () => {
+    const planOf = async (overrides: Parameters<typeof settings>[0], input: unknown) => {
+      const tableName = await suite.dynamo.freshTable();
+      await seedLkg(suite.dynamo.doc, undefined, tableName);
+      return (await guards(backoutDeps(suite.dynamo.doc), settings({ tableName, ...overrides }), input)).reason;
+    };
+    const stays = `roll atmr-api back from ${BAD} to ${GOOD}; the schema stays at bbb222: downgrade by hand: npx atmr-dr rollback migration --to aaa111 --task-definition ${BAD} (`;
+
+    // Automatic, autoDowngradeMigrations off: no downgrade.
+    expect((await planOf({}, alarmInput())).slice(0, stays.length)).toBe(stays);
+    // By hand: the CLI's service rollback never touches the schema, even with autoDowngradeMigrations on.
+    expect((await planOf({ autoDowngradeMigrations: true }, { service: 'atmr-api', manual: { actor: 'alice' } })).slice(0, stays.length)).toBe(stays);
+    // Automatic with autoDowngradeMigrations on: the workflow downgrades first.
+    const downgraded = `roll atmr-api back from ${BAD} to ${GOOD} after downgrading the schema to aaa111 (`;
+    expect((await planOf({ autoDowngradeMigrations: true }, alarmInput())).slice(0, downgraded.length)).toBe(downgraded);
   });
 
   it('reads the Alembic head from a task-definition tag when configured so', async () => {

@@ -16,7 +16,7 @@ import { backoutClients } from '../../../lambdas/backout/clients';
 import { stepRunner } from '../../../lambdas/backout/handler';
 import { acquireLock, cooldownUntil, readLock, rollbackHistory } from '../../../lambdas/backout/state';
 import { constructHarness, exampleEnvironment } from '../../support/app';
-import { alarmEvent, arrangeHappyAws, BAD, GOOD, LocalDynamo, mockBackoutAws, Mocks, resetMocks, seedLkg, service, settings, startLocalDynamo } from './fixtures';
+import { alarmEvent, arrangeHappyAws, BAD, GOOD, lkg, LocalDynamo, mockBackoutAws, Mocks, resetMocks, seedLkg, service, settings, startLocalDynamo } from './fixtures';
 
 /**
  * The synthesized rollback workflow, executed with aws-local-stepfunctions: every Lambda task runs
@@ -155,7 +155,8 @@ const lastMessage = () => mocks.sns.commandCalls(PublishCommand).at(-1)?.args[0]
 describe('rollback workflow (aws-local-stepfunctions)', () => {
   it('rolls back to the last known good: UpdateService, pin, steady, checks, report', async () => {
     await loadHandler();
-    await seedLkg(dynamo.doc, undefined, tableName);
+    // Both releases at the same Alembic head: nothing is left for a human (see the schema-ahead test below).
+    await seedLkg(dynamo.doc, lkg({ alembicHead: 'bbb222' }), tableName);
 
     const { output, error } = await execute(alarm());
 
@@ -166,12 +167,31 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(pin).toMatchObject({ pinnedTaskDefinition: GOOD, rolledBackFrom: BAD });
     expect(lastMessage()?.Subject).toBe('[atmr-dr] backout test atmr-api: rolled-back');
     expect(lastMessage()?.Message).toMatch(/OK GET http:\/\/127.0.0.1:\d+\/ready: 200/);
-    expect(lastMessage()?.Message).toMatch(/flask db downgrade aaa111/);
+    expect(lastMessage()?.Message).not.toMatch(/downgrad/);
     const detail = JSON.parse(mocks.events.commandCalls(PutEventsCommand)[0].args[0].input.Entries![0].Detail!) as Record<string, unknown>;
     expect(detail).toMatchObject({ outcome: 'rolled-back', summary: expect.any(String), at: expect.any(String), from: BAD, to: GOOD });
     expect(mocks.events.commandCalls(PutEventsCommand)[0].args[0].input.Entries![0]).toMatchObject({ Source: 'atmr-dr', DetailType: 'Rollback Finished' });
     expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toBeNull();
     expect((await rollbackHistory(dynamo.doc, tableName, 'atmr-api'))[0]).toMatchObject({ outcome: 'rolled-back', toTaskDefinition: GOOD });
+  });
+
+  it('pages with the exact downgrade command, in the failing release, when it rolls back and leaves the schema ahead (autoDowngradeMigrations off)', async () => {
+    await loadHandler();
+    await seedLkg(dynamo.doc, undefined, tableName);
+
+    const { output, error } = await execute(alarm());
+
+    expect(error).toBeUndefined();
+    expect(output).toMatchObject({ outcome: 'rolled-back', page: true });
+    expect(lastMessage()?.Subject).toBe('[atmr-dr] ACTION NEEDED: backout test atmr-api: rolled-back');
+    // The headline (SNS, the Rollback Finished event, the timeline) says what happened to the schema.
+    const command = `npx atmr-dr rollback migration --to aaa111 --task-definition ${BAD}`;
+    const headline = `atmr-api rolled back and healthy: roll atmr-api back from ${BAD} to ${GOOD}; the schema stays at bbb222: downgrade by hand: ${command} (`;
+    expect(lastMessage()?.Message?.slice(0, headline.length)).toBe(headline);
+    expect(lastMessage()?.Message).not.toMatch(/after downgrading/);
+    expect(lastMessage()?.Message).toContain(`Schema: still at bbb222, ahead of the last known good (Alembic aaa111); atmr-dr did not downgrade it. Run: ${command}`);
+    const detail = JSON.parse(mocks.events.commandCalls(PutEventsCommand)[0].args[0].input.Entries![0].Detail!) as { summary: string; page: boolean };
+    expect(detail).toMatchObject({ page: true, summary: expect.stringContaining(`the schema stays at bbb222: downgrade by hand: ${command}`) });
   });
 
   it('ends quietly when another rollback holds the lock', async () => {
@@ -284,9 +304,10 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     ['CheckSteady', 'DescribeServices'],
     ['PostChecks', 'the CloudWatch metrics'],
   ])('a throttle that outlasts the SDK retries in %s (%s) is retried, not the end of the follow-up: the rollback is seen to its end', async (state) => {
-    // Arrange: the step's function fails once with a throttle (the SDK's own retries are behind the mock)
+    // Arrange: the step's function fails once with a throttle (the SDK's own retries are behind the mock);
+    // both releases at the same Alembic head, so that a clean rollback does not page
     await loadHandler();
-    await seedLkg(dynamo.doc, undefined, tableName);
+    await seedLkg(dynamo.doc, lkg({ alembicHead: 'bbb222' }), tableName);
     const throttle = Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
     let failed = false;
     const real = step;
@@ -326,6 +347,8 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(mocks.rds.commandCalls(CreateDBSnapshotCommand)[0].args[0].input).toMatchObject({ DBInstanceIdentifier: 'atmr-prod', DBSnapshotIdentifier: expect.stringMatching(/^atmr-dr-backout-test-\d{8}-\d{6}$/) });
     expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'normal', actor: 'atmr-dr backout' });
     expect(lastMessage()?.Message).toMatch(/Migration: downgrade exited 0 in 12 s; duration 12 s; logs \/ecs\/atmr-api:ecs\/api\/abc123; killswitch restored to normal/);
+    expect(lastMessage()?.Message).toMatch(/^atmr-api rolled back and healthy: roll atmr-api back from \S+:42 to \S+:41 after downgrading the schema to aaa111 /);
+    expect(output).toMatchObject({ page: false });
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
   });
 
