@@ -270,6 +270,9 @@ export interface MigrationOptions {
   readonly yes?: boolean;
 }
 
+/** The lock of a manual downgrade: longer than the task's follow-up (900 s) and its StopTask wait. */
+const MIGRATION_LOCK_SECONDS = 3600;
+
 /**
  * `flask db downgrade <revision>` in the failing release's image (only it holds the downgrade
  * script): `--task-definition`, or the API's current task definition when the service has not been
@@ -302,20 +305,24 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
   const actor = await ctx.actor();
   const owner = `cli:${actor}:${Date.now()}`;
   const now = (ctx.deps.now ?? (() => new Date()))();
-  if (!(await acquireLock(ctx.deps.doc, ctx.settings.tableName, { service: service.serviceName, owner, now, ttlSeconds: 3600, reason: `manual migration downgrade by ${actor}` }))) {
+  if (!(await acquireLock(ctx.deps.doc, ctx.settings.tableName, { service: service.serviceName, owner, now, ttlSeconds: MIGRATION_LOCK_SECONDS, reason: `manual migration downgrade by ${actor}` }))) {
     throw new OperatorError(`rollback: another rollback of ${service.serviceName} holds the lock; see "rollback status", nothing changed`, 3);
   }
+  // Kept only while a downgrade task may still run: a retry must not start a second one on the same database.
+  let keepLock = false;
   try {
     // Ctrl-C during the actor lookup or the lock: nothing was prepared; the finally releases the lock.
     if (ctx.signal?.aborted) throw new OperatorError('rollback: interrupted before the snapshot and the killswitch: nothing changed; the lock is released', 1);
     const preparation = await prepareDowngrade(ctx.deps, ctx.settings, revision, `manual downgrade by ${actor}`);
     ctx.print(preparation.snapshotId ? `  snapshot ${preparation.snapshotId} started` : `  PITR restore point ${preparation.pitr?.restoreTo}`);
-    // A task ECS refuses to run (a revision gone, throttling) or that cannot be followed is a failed
-    // downgrade like the workflow's (its Catch goes to FinishDowngrade): reported, maintenance kept.
-    const following = { sleep: (ms: number) => pause(ctx, ms).then(() => undefined), stopped: () => Boolean(ctx.signal?.aborted) };
+    // A task ECS refuses to run (a revision gone, throttling) is a failed downgrade like the
+    // workflow's (its Catch goes to FinishDowngrade): reported, maintenance kept. Once the task
+    // runs, following it ends with the task stopped or said to be possibly running (abandoned).
+    const following = { sleep: (ms: number) => pause(ctx, ms).then(() => undefined), sleepThrough: ctx.sleep, stopped: () => Boolean(ctx.signal?.aborted) };
     const task = await runMigrationTask({ ...ctx.deps, ...following }, ctx.settings, taskDefinition, revision).catch(
       (error: unknown): MigrationTaskResult => ({ taskArn: null, exitCode: null, stoppedReason: `could not run or follow the migration task: ${oneLine(error)}`, startedAt: null, stoppedAt: null }),
     );
+    keepLock = task.abandoned?.stopped === false;
     const result = await finishDowngrade(ctx.deps, ctx.settings, preparation, task, { group: release.logGroup, prefix: release.logStreamPrefix });
     const summary = `${service.serviceName}: migration downgrade to ${revision} by ${actor}: ${result.detail}`;
     const lines = [summary, `Logs: ${result.logStream ?? 'n/a'}`, `Killswitch: ${result.killswitch}`, preparation.snapshotId ? `Snapshot: ${preparation.snapshotId}` : `PITR point: ${preparation.pitr?.restoreTo}`];
@@ -332,15 +339,32 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
       )
       .catch((error: unknown) => ctx.print(`warning: the Migration Downgrade Finished event was not sent: ${namedLine(error)}`));
     if (result.ok && notTold) throw new OperatorError(`rollback: migration downgrade done${notTold}`, 1);
+    if (keepLock) {
+      const until = new Date(now.getTime() + MIGRATION_LOCK_SECONDS * 1000).toISOString();
+      throw new OperatorError(
+        `rollback: the migration task ${task.taskArn} may still be running (${task.stoppedReason}): follow it with "aws ecs describe-tasks --cluster ${ctx.settings.clusterName} --tasks ${task.taskArn}"; the killswitch stays in maintenance; the lock stays held until ${until} so that no second downgrade starts${notTold}`,
+        1,
+      );
+    }
     if (ctx.signal?.aborted && !result.ok && task.taskArn === null) {
       throw new OperatorError(`rollback: interrupted before the migration task started: the schema is unchanged; the killswitch stays in maintenance (atmr-dr killswitch disable once the API may serve again); the lock is released${notTold}`, 1);
     }
-    if (ctx.signal?.aborted && !result.ok) {
-      throw new OperatorError(`rollback: interrupted while following the migration task ${task.taskArn ?? ''}: it may still be running (aws ecs describe-tasks); the killswitch stays in maintenance; the lock is released${notTold}`, 1);
+    const stopped = `(StopTask; exit code ${result.exitCode ?? 'none'})`;
+    if (ctx.signal?.aborted && !result.ok && task.abandoned) {
+      throw new OperatorError(
+        `rollback: interrupted while following the migration task ${task.taskArn}: atmr-dr stopped it ${stopped} so that no downgrade runs unattended; the schema may be between two releases: the killswitch stays in maintenance; the lock is released${notTold}`,
+        1,
+      );
+    }
+    if (!result.ok && task.abandoned) {
+      throw new OperatorError(
+        `rollback: migration downgrade ${task.abandoned.why}: atmr-dr stopped its task ${task.taskArn} ${stopped}; the schema may be between two releases: the killswitch stays in maintenance; read ${result.logStream ?? 'the task logs'}; the lock is released${notTold}`,
+        1,
+      );
     }
     if (!result.ok) throw new OperatorError(`rollback: migration downgrade failed (exit code ${result.exitCode ?? 'none'}): the killswitch stays in maintenance; read ${result.logStream ?? 'the task logs'}${notTold}`, 1);
   } finally {
-    await releaseLock(ctx.deps.doc, ctx.settings.tableName, service.serviceName, owner);
+    if (!keepLock) await releaseLock(ctx.deps.doc, ctx.settings.tableName, service.serviceName, owner);
   }
 }
 

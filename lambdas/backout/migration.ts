@@ -1,5 +1,5 @@
 import { CreateDBSnapshotCommand, DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
-import { DescribeTasksCommand, ECSClient, RunTaskCommand } from '@aws-sdk/client-ecs';
+import { DescribeTasksCommand, ECSClient, RunTaskCommand, StopTaskCommand, Task } from '@aws-sdk/client-ecs';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { readKillswitch, writeKillswitch } from '../killswitch/core';
 import { KillswitchValue } from '../killswitch/value';
@@ -104,6 +104,12 @@ export interface MigrationTaskResult {
   readonly stoppedReason: string | null;
   readonly startedAt: string | null;
   readonly stoppedAt: string | null;
+  /**
+   * atmr-dr stopped following the task before it stopped by itself (time limit, Ctrl-C, ECS no
+   * longer answering) and sent StopTask: `why`, and whether the task was then seen STOPPED. Not
+   * stopped: it may still be running, and the lock must stay so that no second downgrade starts.
+   */
+  readonly abandoned?: { readonly why: string; readonly stopped: boolean };
 }
 
 export interface DowngradeResult {
@@ -177,40 +183,93 @@ export function migrationRunTaskInput(settings: BackoutSettings, failingTaskDefi
   };
 }
 
+/** Fargate lets a container take up to 120 s (stopTimeout) to exit after SIGTERM; 30 s more for ECS to report it. */
+export const STOP_WAIT_SECONDS = 150;
+
+type FollowDeps = MigrationDeps & {
+  /** Between polls; may return early when `stopped()` turns true. */
+  sleep?: (ms: number) => Promise<void>;
+  /** Between polls while waiting for a stopped task to stop: not cut short by Ctrl-C. */
+  sleepThrough?: (ms: number) => Promise<void>;
+  stopped?: () => boolean;
+};
+
 /**
  * The CLI's path: RunTask, then poll until the task stops (the workflow uses ECS's .sync wait
- * instead). `stopped` (the operator's Ctrl-C) ends the polling, not the task: the result then has
- * no exit code and says so.
+ * instead). When the CLI stops following first (after `timeoutSeconds`, on the operator's Ctrl-C,
+ * or when ECS no longer answers), it stops the task too: a downgrade left running unattended would
+ * let the next `rollback migration` start a second one on the same database once the lock is
+ * released. The result says whether the task was seen stopped (`abandoned`).
  */
-export async function runMigrationTask(
-  deps: MigrationDeps & { sleep?: (ms: number) => Promise<void>; stopped?: () => boolean },
-  settings: BackoutSettings,
-  failingTaskDefinition: string,
-  revision: string,
-  timeoutSeconds = 900,
-): Promise<MigrationTaskResult> {
+export async function runMigrationTask(deps: FollowDeps, settings: BackoutSettings, failingTaskDefinition: string, revision: string, timeoutSeconds = 900): Promise<MigrationTaskResult> {
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   // Stopped before the task exists (Ctrl-C during the preparation): the schema is not touched.
   if (deps.stopped?.()) return { taskArn: null, exitCode: null, stoppedReason: 'not started: interrupted before RunTask, the schema is unchanged', startedAt: null, stoppedAt: null };
   const { tasks, failures } = await deps.ecs.send(new RunTaskCommand(migrationRunTaskInput(settings, failingTaskDefinition, revision)));
   const taskArn = tasks?.[0]?.taskArn;
   if (!taskArn) throw new OperatorError(`backout: ECS did not start the migration task (${failures?.[0]?.reason ?? 'no reason given'})`, 1);
-  const deadline = Date.now() + timeoutSeconds * 1000;
+  const clock = () => (deps.now ?? (() => new Date()))().getTime();
+  const deadline = clock() + timeoutSeconds * 1000;
+  let status = 'unknown';
   for (;;) {
-    const { tasks: described } = await deps.ecs.send(new DescribeTasksCommand({ cluster: settings.clusterName, tasks: [taskArn] }));
-    const task = described?.[0];
-    if (task?.lastStatus === 'STOPPED') {
-      const container = task.containers?.find((c) => c.name === settings.api.containerName);
-      return {
-        taskArn,
-        exitCode: container?.exitCode ?? null,
-        stoppedReason: task.stoppedReason ?? null,
-        startedAt: task.startedAt?.toISOString() ?? null,
-        stoppedAt: task.stoppedAt?.toISOString() ?? null,
-      };
+    let task: Task | undefined;
+    try {
+      task = await describeTask(deps.ecs, settings, taskArn);
+    } catch (error) {
+      return stopMigrationTask(deps, settings, taskArn, `could not be followed (${oneLine(error)})`);
     }
-    if (Date.now() > deadline) return { taskArn, exitCode: null, stoppedReason: `still ${task?.lastStatus ?? 'unknown'} after ${timeoutSeconds} s`, startedAt: null, stoppedAt: null };
+    status = task?.lastStatus ?? 'unknown';
+    if (task?.lastStatus === 'STOPPED') return stoppedTask(settings, taskArn, task);
+    if (clock() > deadline) return stopMigrationTask(deps, settings, taskArn, `still ${status} after ${timeoutSeconds} s`);
     await sleep(5000);
-    if (deps.stopped?.()) return { taskArn, exitCode: null, stoppedReason: `not followed to its end (interrupted while ${task?.lastStatus ?? 'unknown'}): the task may still be running`, startedAt: null, stoppedAt: null };
+    if (deps.stopped?.()) return stopMigrationTask(deps, settings, taskArn, `not followed to its end (interrupted while ${status})`);
+  }
+}
+
+async function describeTask(ecs: ECSClient, settings: BackoutSettings, taskArn: string): Promise<Task | undefined> {
+  const { tasks } = await ecs.send(new DescribeTasksCommand({ cluster: settings.clusterName, tasks: [taskArn] }));
+  return tasks?.[0];
+}
+
+function stoppedTask(settings: BackoutSettings, taskArn: string, task: Task): MigrationTaskResult {
+  const container = task.containers?.find((c) => c.name === settings.api.containerName);
+  return {
+    taskArn,
+    exitCode: container?.exitCode ?? null,
+    stoppedReason: task.stoppedReason ?? null,
+    startedAt: task.startedAt?.toISOString() ?? null,
+    stoppedAt: task.stoppedAt?.toISOString() ?? null,
+  };
+}
+
+/** StopTask, then wait (up to STOP_WAIT_SECONDS, through a Ctrl-C) to see the task STOPPED. */
+async function stopMigrationTask(deps: FollowDeps, settings: BackoutSettings, taskArn: string, why: string): Promise<MigrationTaskResult> {
+  const sleep = deps.sleepThrough ?? deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const mayStillRun = (detail: string): MigrationTaskResult => ({
+    taskArn,
+    exitCode: null,
+    stoppedReason: `${why}; ${detail}`,
+    startedAt: null,
+    stoppedAt: null,
+    abandoned: { why, stopped: false },
+  });
+  try {
+    await deps.ecs.send(new StopTaskCommand({ cluster: settings.clusterName, task: taskArn, reason: `atmr-dr: migration downgrade ${why}`.slice(0, 255) }));
+  } catch (error) {
+    return mayStillRun(`StopTask refused (${oneLine(error)})`);
+  }
+  const clock = () => (deps.now ?? (() => new Date()))().getTime();
+  const deadline = clock() + STOP_WAIT_SECONDS * 1000;
+  let status = 'unknown';
+  for (;;) {
+    // ECS not answering here is not the end: the next poll may, and only STOPPED releases the lock.
+    const task = await describeTask(deps.ecs, settings, taskArn).catch(() => undefined);
+    status = task?.lastStatus ?? status;
+    if (task?.lastStatus === 'STOPPED') {
+      const stopped = stoppedTask(settings, taskArn, task);
+      return { ...stopped, stoppedReason: `${why}; stopped by atmr-dr (StopTask)${task.stoppedReason ? `: ${task.stoppedReason}` : ''}`, abandoned: { why, stopped: true } };
+    }
+    if (clock() > deadline) return mayStillRun(`StopTask sent but the task is still ${status} ${STOP_WAIT_SECONDS} s later`);
+    await sleep(5000);
   }
 }

@@ -1,5 +1,5 @@
 import { GetMetricDataCommand, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
-import { DescribeServicesCommand, DescribeTasksCommand, RunTaskCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
+import { DescribeServicesCommand, DescribeTasksCommand, RunTaskCommand, StopTaskCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
 import { PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { CreateDBSnapshotCommand } from '@aws-sdk/client-rds';
 import { PublishCommand } from '@aws-sdk/client-sns';
@@ -136,6 +136,25 @@ function killswitchInSsm(): { value: string; version: number } {
     return { Version: killswitch.version };
   });
   return killswitch;
+}
+
+/**
+ * The downgrade task as ECS describes it: RUNNING until StopTask, then (`stopsWhenStopped`) STOPPED
+ * with the exit code of a container ended by SIGTERM, or still RUNNING (a task that does not stop).
+ */
+function arrangeMigrationTask(options: { stopsWhenStopped: boolean }): void {
+  let stopRequested = false;
+  mocks.ecs.on(StopTaskCommand).callsFake(() => {
+    stopRequested = true;
+    return {};
+  });
+  mocks.ecs.on(DescribeTasksCommand).callsFake(() => ({
+    tasks: [
+      stopRequested && options.stopsWhenStopped
+        ? { lastStatus: 'STOPPED', stoppedReason: 'Task stopped by user', containers: [{ name: 'api', exitCode: 143 }] }
+        : { lastStatus: 'RUNNING', containers: [{ name: 'api' }] },
+    ],
+  }));
 }
 
 let printed: string[];
@@ -420,22 +439,23 @@ describe('rollback status and migration', () => {
     expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
   });
 
-  it('Ctrl-C while the migration task runs: stops following it, keeps maintenance, says the task may still run, releases the lock', async () => {
+  it('Ctrl-C while the migration task runs: stops the task (no downgrade runs unattended), keeps maintenance, says so, releases the lock once it stopped', async () => {
     const aborter = new AbortController();
     const ctx = { ...(await context()), signal: aborter.signal, sleep: async () => aborter.abort(new Error('received SIGINT')) };
     const killswitch = killswitchInSsm();
-    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t2' }] });
-    // Still running when Ctrl-C comes; it would stop later with exit 0, which the command no longer waits for.
-    const running = { tasks: [{ lastStatus: 'RUNNING', containers: [{ name: 'api' }] }] };
-    mocks.ecs.on(DescribeTasksCommand).resolvesOnce(running).resolvesOnce(running).resolves({ tasks: [{ lastStatus: 'STOPPED', containers: [{ name: 'api', exitCode: 0 }] }] });
+    const taskArn = 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t2';
+    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn }] });
+    // Still running when Ctrl-C comes; it stops once atmr-dr stops it.
+    arrangeMigrationTask({ stopsWhenStopped: true });
 
     const run = migrationCommand(ctx, { to: 'aaa111', yes: true });
 
     await expect(run).rejects.toThrow(
-      'rollback: interrupted while following the migration task arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t2: it may still be running (aws ecs describe-tasks); the killswitch stays in maintenance; the lock is released',
+      `rollback: interrupted while following the migration task ${taskArn}: atmr-dr stopped it (StopTask; exit code 143) so that no downgrade runs unattended; the schema may be between two releases: the killswitch stays in maintenance; the lock is released`,
     );
+    expect(mocks.ecs.commandCalls(StopTaskCommand).map((c) => c.args[0].input)).toEqual([{ cluster: 'atmr-prod', task: taskArn, reason: expect.stringMatching(/^atmr-dr: .*interrupted while RUNNING/) }]);
     expect(JSON.parse(killswitch.value).mode).toBe('maintenance');
-    expect(mocks.sns.commandCalls(PublishCommand)[0].args[0].input.Message).toMatch(/not followed to its end \(interrupted while RUNNING\): the task may still be running/);
+    expect(mocks.sns.commandCalls(PublishCommand)[0].args[0].input.Message).toMatch(/not followed to its end \(interrupted while RUNNING\); stopped by atmr-dr \(StopTask\)/);
     expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
   });
 
@@ -495,6 +515,46 @@ describe('rollback migration after rollback service: the downgrade runs in the f
     expect(mocks.rds.commandCalls(CreateDBSnapshotCommand)).toHaveLength(0);
     expect(JSON.parse(killswitch.value).mode).toBe('normal');
     expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+  });
+});
+
+describe('rollback migration whose task is still running after 900 s', () => {
+  const taskArn = 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t1';
+
+  it('stops the task (StopTask), says so, keeps maintenance, and releases the lock once the task has stopped', async () => {
+    const ctx = await context({ clock: '2026-06-01T10:00:00.000Z' });
+    const killswitch = killswitchInSsm();
+    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn }] });
+    arrangeMigrationTask({ stopsWhenStopped: true });
+
+    const run = migrationCommand(ctx, { to: 'aaa111', yes: true });
+
+    await expect(run).rejects.toThrow(
+      `rollback: migration downgrade still RUNNING after 900 s: atmr-dr stopped its task ${taskArn} (StopTask; exit code 143); the schema may be between two releases: the killswitch stays in maintenance; read /ecs/atmr-api:ecs/api/t1; the lock is released`,
+    );
+    expect(mocks.ecs.commandCalls(StopTaskCommand).map((c) => c.args[0].input)).toEqual([{ cluster: 'atmr-prod', task: taskArn, reason: 'atmr-dr: migration downgrade still RUNNING after 900 s' }]);
+    expect(JSON.parse(killswitch.value).mode).toBe('maintenance');
+    expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+  });
+
+  it('keeps the lock while a task it could not stop may still run, says how to follow it, and a retry starts no second downgrade', async () => {
+    const ctx = await context({ clock: '2026-06-01T10:00:00.000Z' });
+    const killswitch = killswitchInSsm();
+    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn }] });
+    arrangeMigrationTask({ stopsWhenStopped: false });
+
+    const run = migrationCommand(ctx, { to: 'aaa111', yes: true });
+
+    await expect(run).rejects.toThrow(
+      new RegExp(
+        `^rollback: the migration task ${taskArn} may still be running \\(still RUNNING after 900 s; StopTask sent but the task is still RUNNING 150 s later\\): follow it with "aws ecs describe-tasks --cluster atmr-prod --tasks ${taskArn}"; the killswitch stays in maintenance; the lock stays held until 2026-06-01T11:00:00.000Z so that no second downgrade starts$`,
+      ),
+    );
+    expect(JSON.parse(killswitch.value).mode).toBe('maintenance');
+    expect((await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date('2026-06-01T10:20:00.000Z')))?.reason).toBe('manual migration downgrade by alice');
+
+    await expect(migrationCommand(ctx, { to: 'aaa111', yes: true })).rejects.toMatchObject({ exitCode: 3, message: expect.stringMatching(/another rollback of atmr-api holds the lock/) });
+    expect(mocks.ecs.commandCalls(RunTaskCommand)).toHaveLength(1);
   });
 });
 

@@ -1,6 +1,6 @@
 import { DescribeAlarmHistoryCommand, DescribeAlarmsCommand } from '@aws-sdk/client-cloudwatch';
 import { CreateDBSnapshotCommand, DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
-import { DescribeServicesCommand, DescribeTasksCommand, ECSClient, ListTasksCommand, RunTaskCommand } from '@aws-sdk/client-ecs';
+import { DescribeServicesCommand, DescribeTasksCommand, ECSClient, ListTasksCommand, RunTaskCommand, StopTaskCommand } from '@aws-sdk/client-ecs';
 import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { recordAfterBake } from '../../../lambdas/backout/lkg';
 import { downgradeArgs, finishDowngrade, parseRevision, prepareDowngrade, runMigrationTask } from '../../../lambdas/backout/migration';
@@ -148,6 +148,26 @@ describe('migration downgrade', () => {
       overrides: { containerOverrides: [{ name: 'api', command: ['flask', 'db', 'downgrade', 'aaa111'] }] },
       networkConfiguration: { awsvpcConfiguration: { subnets: ['subnet-0a1b2c3d4e5f60001'], securityGroups: ['sg-0a1b2c3d4e5f60a01'], assignPublicIp: 'DISABLED' } },
     });
+  });
+});
+
+describe('migration task the CLI can no longer follow', () => {
+  it('stops it, and reports it as possibly still running when it is not seen stopped (the CLI then keeps the lock)', async () => {
+    // Arrange: ECS starts the task, then answers no DescribeTasks; a clock that only the polls move
+    let clock = NOW.getTime();
+    const taskArn = 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t7';
+    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn }] });
+    mocks.ecs.on(DescribeTasksCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+    mocks.ecs.on(StopTaskCommand).resolves({});
+    const deps = { rds: new RDSClient({}), ssm: new SSMClient({}), ecs: new ECSClient({}), now: () => new Date(clock), sleep: async (ms: number) => void (clock += ms) };
+
+    // Act
+    const result = await runMigrationTask(deps, settings(), BAD, 'aaa111');
+
+    // Assert
+    expect(result).toMatchObject({ taskArn, exitCode: null, abandoned: { why: expect.stringMatching(/^could not be followed \(.*Rate exceeded\)$/), stopped: false } });
+    expect(result.stoppedReason).toMatch(/; StopTask sent but the task is still unknown 150 s later$/);
+    expect(mocks.ecs.commandCalls(StopTaskCommand).map((c) => c.args[0].input.task)).toEqual([taskArn]);
   });
 });
 
