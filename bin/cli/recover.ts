@@ -380,6 +380,14 @@ export function registerRecoverCommands(program: Command): void {
       if (ctx.g.json) print(JSON.stringify(result));
       else printCutover(result);
       const notUndone = result.steps.filter((s) => s.outcome === 'undo-failed').map((s) => s.step);
+      const undoCommand = `"atmr-dr recover cutover ${id} --undo --yes"`;
+      // What is left, whether users are still kept out, the first failure (the others follow from
+      // it: a killswitch kept closed because the services are not back) and how to finish.
+      const notUndoneLine = () => {
+        const first = result.steps.find((s) => s.outcome === 'undo-failed')!;
+        const closed = notUndone.includes(CUTOVER_STEPS.maintenance) ? 'production stays in maintenance (the killswitch) until the undo is finished; ' : '';
+        return `NOT undone: ${notUndone.join(', ')}; ${closed}${first.step}: ${first.detail}${first.detail.includes(undoCommand) ? '' : `; then run ${undoCommand}`}`;
+      };
       if (result.interrupted) {
         const why = result.error?.startsWith('recover cutover:') ? result.error.replace(/^recover cutover: /, '') : `${result.error ?? 'interrupted'}`;
         // Past the point of no return (the killswitch reopening started), only --resume is offered: --undo would be refused.
@@ -393,14 +401,14 @@ export function registerRecoverCommands(program: Command): void {
         );
       }
       if (mode === 'undo') {
-        if (notUndone.length) throw new OperatorError(`recover cutover --undo: NOT undone, fix by hand then run --undo again: ${notUndone.join(', ')}`, 1);
+        if (notUndone.length) throw new OperatorError(`recover cutover --undo: ${notUndoneLine()}`, stopRequested ? exitCodeOf(stopRequested) : 1);
         if (!ctx.g.json) print(`cutover of recovery ${id} undone: production is back as before the cutover (steps "skipped" were changed by someone else since and left as they are)`);
         return;
       }
       if (!result.ok) {
         throw new OperatorError(
-          `recover cutover: FAILED at "${result.steps.find((s) => s.outcome === 'failed')?.step}" (${result.error}); ${notUndone.length ? `NOT undone, fix by hand then run "atmr-dr recover cutover ${id} --undo --yes": ${notUndone.join(', ')}` : 'every change was undone, production is as before'}`,
-          1,
+          `recover cutover: FAILED at "${result.steps.find((s) => s.outcome === 'failed')?.step}" (${result.error}); ${notUndone.length ? notUndoneLine() : 'every change was undone, production is as before'}`,
+          stopRequested ? exitCodeOf(stopRequested) : 1,
         );
       }
       if (!ctx.g.json) for (const line of afterCutoverSteps(await getRecovery(ctx.store, id).catch(() => record), ctx.config.database, undefined, ctx.config.recovery.newInstancePrefix)) print(line);

@@ -118,6 +118,9 @@ export const CUTOVER_STEPS = {
 
 class Interrupted extends Error {}
 
+/** The undo keeps the killswitch in maintenance: the services are not known to be back on the previous endpoint. */
+class KeptClosed extends Error {}
+
 /** An entry still holding a change to undo (or a change that may have happened). */
 const outstanding = (entry: JournalEntry) => entry.state !== 'undone';
 
@@ -278,6 +281,20 @@ class Session {
     await this.put(undefined);
   };
 
+  /**
+   * How the cutover's waits poll, its undo's too: sleeps in slices so that a stop request is seen
+   * within a second, not at the end of a 10 s poll; each poll renews the lease (tick).
+   */
+  private polling(settings: CutoverSettings): Polling {
+    const { deps } = this;
+    const sleep =
+      deps.sleep ??
+      (async (ms: number) => {
+        for (let left = ms; left > 0 && !deps.stopRequested?.(); left -= 1000) await new Promise<void>((resolve) => setTimeout(resolve, Math.min(1000, left)));
+      });
+    return { pollMs: (settings.pollSeconds ?? 10) * 1000, sleep, now: () => this.now(), tick: this.tick };
+  }
+
   private report(step: string, at: Date, outcome: CutoverStepReport['outcome'], detail: string): void {
     this.steps.push({ step, startedAt: at.toISOString(), seconds: secondsBetween(at, this.now()), outcome, detail });
   }
@@ -329,14 +346,8 @@ class Session {
       await this.put(undefined, { status: 'cutover-failed', error: 'no endpoint recorded' }, true);
       throw new OperatorError(`recover cutover: recovery ${id} has no endpoint recorded: it was never available`, 3);
     }
-    // Sleeps in slices so that a stop request is seen within a second, not at the end of a 10 s poll.
-    const sleep =
-      deps.sleep ??
-      (async (ms: number) => {
-        for (let left = ms; left > 0 && !deps.stopRequested?.(); left -= 1000) await new Promise<void>((resolve) => setTimeout(resolve, Math.min(1000, left)));
-      });
     const now = () => this.now();
-    const polling: Polling = { pollMs: (settings.pollSeconds ?? 10) * 1000, sleep, now, tick: this.tick };
+    const polling = this.polling(settings);
     // A refused event must not stop the cutover with its lease held: it is reported with the steps.
     await announce(deps.events, RECOVERY_EVENTS.cutoverStarted, {
       summary: `Recovery ${id}: cutover to ${record.newInstance} ${this.mode === 'resume' ? 'resumed' : 'started'} by ${this.actor}`,
@@ -523,6 +534,12 @@ class Session {
    * Undoes in the order that makes the API whole again: endpoint, then the tasks re-read it, then
    * traffic. Each change is put back only if it is still the cutover's own (a value someone set
    * since is left as is, and said). `cause`: the failure that triggered it, none for `--undo`.
+   *
+   * Traffic reopens only once every task runs on the previous endpoint: the services stable on a
+   * deployment forced after the endpoint was set back. Until then users would write to the copy,
+   * and those writes are lost when the tasks move back. So if the endpoint or the redeploy could not
+   * be undone (refused, a deployment that fails or is not stable in time, Ctrl-C during its wait),
+   * the killswitch stays in maintenance and its step is `undo-failed` too: `--undo` again finishes.
    */
   async undoAll(settings: CutoverSettings, cause: string | undefined): Promise<CutoverResult> {
     const { deps, id } = this;
@@ -534,7 +551,9 @@ class Session {
         3,
       );
     }
-    const undo = async (entry: JournalEntry, action: () => Promise<{ outcome: 'undone' | 'skipped'; detail: string }>) => {
+    const undoCommand = `"atmr-dr recover cutover ${id} --undo --yes"`;
+    /** `failed`: what the report says of an undo that threw. @default the error, to be put back by hand */
+    const undo = async (entry: JournalEntry, action: () => Promise<{ outcome: 'undone' | 'skipped'; detail: string }>, failed = (error: unknown) => `${oneLine(error)}: do it by hand`) => {
       const at = this.now();
       try {
         const { outcome, detail } = await action();
@@ -542,8 +561,9 @@ class Session {
         await this.put({ ...entry, state: 'undone', detail: `${entry.detail ?? ''}${entry.detail ? '; ' : ''}undo: ${detail}` });
       } catch (error) {
         if (error instanceof LeaseLostError) throw error;
-        this.report(entry.step, at, 'undo-failed', `${oneLine(error)}: do it by hand`);
-        await this.put({ ...entry, state: 'undo-failed', detail: `undo failed: ${oneLine(error)}` }).catch(() => undefined);
+        const detail = failed(error);
+        this.report(entry.step, at, 'undo-failed', detail);
+        await this.put({ ...entry, state: 'undo-failed', detail: `undo failed: ${detail}` }).catch(() => undefined);
       }
     };
     try {
@@ -566,16 +586,30 @@ class Session {
       if (settings.ecs && (endpointSetBack || (redeploy && outstanding(redeploy)))) {
         const { clusterArn, serviceNames } = settings.ecs;
         const entry = redeploy ?? { step: CUTOVER_STEPS.redeploy, state: 'done', startedAt: this.now().toISOString(), by: this.leaseOwner };
-        // Tasks started while the endpoint pointed at the copy read it: they all restart on the previous one.
-        await undo(entry, async () => {
-          await forceRedeploy(deps.ecs, clusterArn, serviceNames, deps.sleep);
-          return { outcome: 'undone', detail: `${serviceNames.join(', ')} redeployed on the previous endpoint` };
-        });
+        // Tasks started while the endpoint pointed at the copy read it: they all restart on the
+        // previous one, and are back only once the services are stable on that deployment (the
+        // cutover's own wait: its polling renews the lease and hears Ctrl-C).
+        await undo(
+          entry,
+          async () => {
+            await forceRedeploy(deps.ecs, clusterArn, serviceNames, deps.sleep);
+            await waitStable(deps.ecs, clusterArn, serviceNames, settings.serviceStableTimeoutSeconds ?? 900, this.polling(settings));
+            return { outcome: 'undone', detail: `${serviceNames.join(', ')} redeployed and stable on the previous endpoint` };
+          },
+          (error) =>
+            `${error instanceof Interrupted ? "stopped at the operator's request before the services were stable" : oneLine(error)}: the services may still run tasks on the copy; once the cause is fixed, ${undoCommand} redeploys them and waits again`,
+        );
       }
+      // Not back on the previous endpoint yet (endpoint or redeploy not undone): users let in now would write to the copy.
+      const notBack = [CUTOVER_STEPS.endpoint, CUTOVER_STEPS.redeploy].filter((step) => {
+        const entry = this.entry(step);
+        return entry !== undefined && outstanding(entry);
+      });
       const maintenance = this.entry(CUTOVER_STEPS.maintenance);
       if (maintenance && outstanding(maintenance) && maintenance.undo?.killswitch) {
         const { previous, setReason } = maintenance.undo.killswitch;
         await undo(maintenance, async () => {
+          if (notBack.length) throw new KeptClosed(`kept in maintenance: traffic reopens only once the services run on the previous endpoint (${notBack.join(', ')} not undone); ${undoCommand} reopens it after the redeploy`);
           const current = await readKillswitch(deps.ssm, settings.killswitchParameter);
           if (current.value?.mode === 'maintenance' && current.value.reason === setReason) {
             await restoreKillswitch(deps, settings.killswitchParameter, previous, this.actor, `recovery ${id}: cutover undone`);
@@ -585,7 +619,7 @@ class Session {
             return { outcome: 'undone', detail: `never set by this cutover: still ${current.value?.mode ?? 'malformed'}` };
           }
           return { outcome: 'skipped', detail: `now ${current.value?.mode ?? 'malformed'} (set by ${current.value?.actor ?? '?'}: ${current.value?.reason ?? '?'}) since the cutover: left as is` };
-        });
+        }, (error) => (error instanceof KeptClosed ? error.message : `${oneLine(error)}: do it by hand`));
       }
       // Checks changed nothing: nothing to undo.
       for (const entry of this.journal.filter((e) => outstanding(e) && !e.undo && e.step !== CUTOVER_STEPS.redeploy)) {
@@ -596,10 +630,11 @@ class Session {
       throw error;
     }
     const failedUndos = this.steps.filter((s) => s.outcome === 'undo-failed').length;
-    const error = cause ?? `cutover interrupted and undone by ${this.actor}`;
+    const error = cause ?? (failedUndos ? `cutover undo by ${this.actor} not finished (${failedUndos} undo(s) failed)` : `cutover interrupted and undone by ${this.actor}`);
+    const closed = this.entry(CUTOVER_STEPS.maintenance)?.state === 'undo-failed' ? `; production stays in maintenance until ${undoCommand} finishes` : '';
     await this.put(undefined, { status: 'cutover-failed', cutover: this.steps, error }, true).catch(() => undefined);
     await announce(deps.events, cause ? RECOVERY_EVENTS.cutoverFailed : RECOVERY_EVENTS.cutoverUndone, {
-      summary: `Recovery ${id}: cutover ${cause ? `FAILED (${cause})` : `undone by ${this.actor}`}; ${this.steps.filter((s) => s.outcome === 'undone').length} change(s) undone, ${failedUndos} undo(s) failed`,
+      summary: `Recovery ${id}: cutover ${cause ? `FAILED (${cause})` : `undone by ${this.actor}`}; ${this.steps.filter((s) => s.outcome === 'undone').length} change(s) undone, ${failedUndos} undo(s) failed${closed}`,
       at: this.now().toISOString(),
       recoveryId: id,
       steps: this.steps,

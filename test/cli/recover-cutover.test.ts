@@ -48,6 +48,8 @@ interface FakeAws {
   readonly instances: Map<string, { arn: string; resourceId: string; tags: Map<string, string> }>;
   /** When false, the services' deployments stay IN_PROGRESS (the redeploy waits). */
   ecsStable: boolean;
+  /** When true, the services' deployments fail (tasks that do not start). */
+  ecsFailed: boolean;
   reset(): void;
   stop(): Promise<void>;
 }
@@ -58,7 +60,7 @@ function startFakeAws(): Promise<FakeAws> {
   const cluster = testCluster();
   let secret: Record<string, unknown> = {};
   const instances = new Map<string, { arn: string; resourceId: string; tags: Map<string, string> }>();
-  const state = { ecsStable: true };
+  const state = { ecsStable: true, ecsFailed: false };
   const reset = () => {
     calls.splice(0);
     parameters.clear();
@@ -69,6 +71,7 @@ function startFakeAws(): Promise<FakeAws> {
     instances.set('atmr-prod', { arn: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod', resourceId: 'db-PRODPRODPRODPRODPRODPROD1', tags: new Map([['project', 'atmr']]) });
     instances.set('atmr-prod-pitr-202611301402', { arn: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod-pitr-202611301402', resourceId: 'db-COPYCOPYCOPYCOPYCOPYCOPY1', tags: new Map() });
     state.ecsStable = true;
+    state.ecsFailed = false;
   };
   reset();
 
@@ -139,7 +142,8 @@ function startFakeAws(): Promise<FakeAws> {
       }
       if (service === 'ecs' && action === 'UpdateService') return json(res, { service: { serviceName: input.service } });
       if (service === 'ecs' && action === 'DescribeServices') {
-        return json(res, { services: (input.services as string[]).map((serviceName) => ({ serviceName, deployments: [{ status: 'PRIMARY', rolloutState: state.ecsStable ? 'COMPLETED' : 'IN_PROGRESS', runningCount: state.ecsStable ? 2 : 1, desiredCount: 2 }] })), failures: [] });
+        const rolloutState = state.ecsFailed ? 'FAILED' : state.ecsStable ? 'COMPLETED' : 'IN_PROGRESS';
+        return json(res, { services: (input.services as string[]).map((serviceName) => ({ serviceName, deployments: [{ status: 'PRIMARY', rolloutState, ...(state.ecsFailed && { rolloutStateReason: 'tasks failed to start' }), runningCount: state.ecsStable ? 2 : 1, desiredCount: 2 }] })), failures: [] });
       }
       if (service === 'events' && action === 'PutEvents') return json(res, { FailedEntryCount: 0, Entries: [{ EventId: String(calls.length) }] });
       if (service === 'cloudwatch' && action === 'PutMetricData') {
@@ -162,6 +166,12 @@ function startFakeAws(): Promise<FakeAws> {
         },
         set ecsStable(value: boolean) {
           state.ecsStable = value;
+        },
+        get ecsFailed() {
+          return state.ecsFailed;
+        },
+        set ecsFailed(value: boolean) {
+          state.ecsFailed = value;
         },
         reset,
         stop: () => new Promise<void>((done) => server.close(() => done())),
@@ -413,21 +423,56 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(status.stdout).toMatch(/^ {2}\S+Z {2}started {5}redeploy ECS services/m);
     expect(status.stdout).toContain(`next: the cutover stopped or is running: continue it with "atmr-dr recover cutover ${id} --resume --yes", or put back what it changed with "atmr-dr recover cutover ${id} --undo --yes"`);
     aws.calls.splice(0);
+    aws.ecsStable = true;
 
     const undo = await run(launcher, ['recover', 'cutover', id, '--undo', '--yes'], operatorEnv());
 
     expect(undo.stderr).toBe('');
     expect(undo.status).toBe(0);
     expect(undo.stdout).toMatch(/undone\s+switch database endpoint: secret .* host set back to atmr-prod\.abcdefghijkl\.eu-west-3\.rds\.amazonaws\.com:5432/);
-    expect(undo.stdout).toMatch(/undone\s+redeploy ECS services: atmr-api, atmr-celery-worker, atmr-celery-beat redeployed on the previous endpoint/);
+    expect(undo.stdout).toMatch(/undone\s+redeploy ECS services: atmr-api, atmr-celery-worker, atmr-celery-beat redeployed and stable on the previous endpoint/);
     expect(undo.stdout).toMatch(/undone\s+killswitch maintenance: back to normal/);
     expect(undo.stdout).toContain(`cutover of recovery ${id} undone: production is back as before the cutover`);
     expect(aws.secret()).toMatchObject({ host: OLD_HOST, port: 5432 });
     expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'normal' });
     expect(aws.calls.filter((c) => c.action === 'UpdateService').map((c) => c.input.service)).toEqual(SERVICES);
+    // Traffic reopens only once the services are stable on the undo's deployment.
+    const order = aws.calls.filter((c) => c.service === 'ecs' || c.action === 'PutParameter').map((c) => (c.action === 'PutParameter' ? `PutParameter ${String(c.input.Name)}` : c.action));
+    const reopened = order.indexOf(`PutParameter ${KILLSWITCH}`);
+    expect(order.slice(order.lastIndexOf('UpdateService'), reopened + 1)).toEqual(['UpdateService', 'DescribeServices', `PutParameter ${KILLSWITCH}`]);
     expect(aws.calls.filter((c) => c.service === 'rds')).toEqual([]);
     expect(aws.instances.has('atmr-prod')).toBe(true);
     expect(await getRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, id)).toMatchObject({ status: 'cutover-failed', error: expect.stringMatching(/^cutover interrupted and undone by /) });
+  });
+
+  it("an undo whose redeploy fails keeps production in maintenance: exit 1, one line naming what failed and how to finish; a second --undo reopens once the services are stable", async () => {
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const active = await activeRecoveryId(store);
+    if (active) await releaseLock(store, active);
+    const id = 'r20261130153000-e2e4';
+    const launcher = path.join(install, 'bin', 'atmr-dr.cjs');
+    expect((await interruptedCutover(id, 'SIGINT')).status).toBe(130);
+    aws.ecsFailed = true;
+
+    const failed = await run(launcher, ['recover', 'cutover', id, '--undo', '--yes'], operatorEnv());
+
+    expect(failed.status).toBe(1);
+    expect(failed.stderr).toBe(
+      `atmr-dr: recover cutover --undo: NOT undone: redeploy ECS services, killswitch maintenance; production stays in maintenance (the killswitch) until the undo is finished; redeploy ECS services: ECS service atmr-api: deployment failed (tasks failed to start): the services may still run tasks on the copy; once the cause is fixed, "atmr-dr recover cutover ${id} --undo --yes" redeploys them and waits again\n`,
+    );
+    expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'maintenance' });
+    expect(aws.secret()).toMatchObject({ host: OLD_HOST, port: 5432 });
+    const record = await getRecovery(store, id);
+    expect([record.status, record.leaseToken]).toEqual(['cutover-failed', undefined]);
+
+    aws.ecsFailed = false;
+    aws.ecsStable = true;
+    const finished = await run(launcher, ['recover', 'cutover', id, '--undo', '--yes'], operatorEnv());
+
+    expect([finished.status, finished.stderr]).toEqual([0, '']);
+    expect(finished.stdout).toMatch(/undone\s+redeploy ECS services: atmr-api, atmr-celery-worker, atmr-celery-beat redeployed and stable on the previous endpoint/);
+    expect(finished.stdout).toMatch(/undone\s+killswitch maintenance: back to normal/);
+    expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'normal' });
   });
 
   it.each([

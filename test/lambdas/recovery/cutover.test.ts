@@ -508,7 +508,11 @@ describe('cutover', () => {
   it('keeps a killswitch an operator had set before (degraded) when undoing', async () => {
     const id = await verifiedRecovery();
     parameters.set(KILLSWITCH, { value: JSON.stringify({ mode: 'degraded', reason: 'OSRM down', actor: 'bob', updatedAt: '2026-11-30T13:00:00.000Z', expiresAt: null }), version: 4 });
-    ecs.on(DescribeServicesCommand).resolves({ services: [{ serviceName: 'atmr-api', deployments: [{ status: 'PRIMARY', rolloutState: 'FAILED', rolloutStateReason: 'tasks failed to start' }] }] });
+    // The cutover's deployment fails; the undo's, on the previous endpoint, completes.
+    ecs
+      .on(DescribeServicesCommand)
+      .resolvesOnce({ services: [{ serviceName: 'atmr-api', deployments: [{ status: 'PRIMARY', rolloutState: 'FAILED', rolloutStateReason: 'tasks failed to start' }] }] })
+      .resolves({ services: ['atmr-api', 'atmr-celery-worker'].map((serviceName) => ({ serviceName, deployments: [{ status: 'PRIMARY', rolloutState: 'COMPLETED', runningCount: 2, desiredCount: 2 }] })) });
 
     const result = await cutover(deps(), id, settings(), 'alice');
 
@@ -532,9 +536,12 @@ describe('cutover', () => {
 
     expect(failed.steps.find((s) => s.outcome === 'undo-failed')).toMatchObject({ step: 'switch database endpoint', detail: 'AccessDenied: do it by hand' });
     expect(secretValue.host).toBe(NEW_HOST);
+    // The API still reads the copy's host: traffic stays closed.
+    expect(failed.steps.at(-1)).toMatchObject({ step: 'killswitch maintenance', outcome: 'undo-failed' });
+    expect(killswitchModes()).toEqual(['maintenance']);
     // A new attempt would journal the copy's host as "previous": refused until the undo is finished.
     await expect(cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice')).rejects.toThrow(
-      `recover cutover: recovery ${id} has changes of a failed cutover not undone (switch database endpoint): run "atmr-dr recover cutover ${id} --undo --yes" first`,
+      `recover cutover: recovery ${id} has changes of a failed cutover not undone (killswitch maintenance, switch database endpoint): run "atmr-dr recover cutover ${id} --undo --yes" first`,
     );
     secrets.on(PutSecretValueCommand).callsFake((input: { SecretString: string }) => {
       secretValue = JSON.parse(input.SecretString) as Record<string, unknown>;
@@ -544,11 +551,170 @@ describe('cutover', () => {
     expect(undone.steps.map((s) => [s.step, s.outcome])).toEqual([
       ['switch database endpoint', 'undone'],
       ['redeploy ECS services', 'undone'],
+      ['killswitch maintenance', 'undone'],
     ]);
     expect(secretValue.host).toBe(OLD_HOST);
+    expect(killswitchModes()).toEqual(['maintenance', 'normal']);
     readyStatus = 200;
     const retried = await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice');
     expect(retried.ok).toBe(true);
+  });
+});
+
+/**
+ * An undo after the redeploy: every task read the copy's endpoint and users may write to the copy
+ * until each one runs on the previous endpoint again. Traffic may reopen only then.
+ */
+describe('undoing a cutover whose tasks ran on the copy', () => {
+  const SERVICES = ['atmr-api', 'atmr-celery-worker'];
+  /** Which database each ECS call, and each killswitch write, happened under: the order that matters. */
+  let log: string[];
+  /** Polls of DescribeServices that still see the latest forced deployment IN_PROGRESS. */
+  let pendingPolls: number;
+  /** What ECS does once the endpoint is back on the old instance (the undo's deployment). */
+  let onUndo: { refuseUpdate?: boolean; rollout?: 'FAILED' | 'IN_PROGRESS' };
+  const endpointNow = () => (secretValue.host === OLD_HOST ? 'old' : 'copy');
+
+  beforeEach(() => {
+    log = [];
+    pendingPolls = 0;
+    onUndo = {};
+    ecs.on(UpdateServiceCommand).callsFake((input: { service: string }) => {
+      log.push(`UpdateService ${input.service} (endpoint on ${endpointNow()})`);
+      if (endpointNow() === 'old' && onUndo.refuseUpdate) throw Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+      pendingPolls = 1;
+      return {};
+    });
+    ecs.on(DescribeServicesCommand).callsFake(() => {
+      let rolloutState: 'COMPLETED' | 'IN_PROGRESS' | 'FAILED' = pendingPolls > 0 ? 'IN_PROGRESS' : 'COMPLETED';
+      if (endpointNow() === 'old' && onUndo.rollout) rolloutState = onUndo.rollout;
+      pendingPolls = Math.max(0, pendingPolls - 1);
+      log.push(`DescribeServices ${rolloutState}`);
+      return {
+        services: SERVICES.map((serviceName) => ({
+          serviceName,
+          deployments: [
+            { status: 'PRIMARY', rolloutState, rolloutStateReason: rolloutState === 'FAILED' ? 'tasks failed to start' : undefined, runningCount: rolloutState === 'COMPLETED' ? 2 : 0, desiredCount: 2 },
+            ...(rolloutState === 'COMPLETED' ? [] : [{ status: 'ACTIVE', rolloutState: 'COMPLETED', runningCount: 2, desiredCount: 2 }]),
+          ],
+        })),
+      };
+    });
+    ssm.on(PutParameterCommand).callsFake((input: { Name: string; Value: string }) => {
+      const version = (parameters.get(input.Name)?.version ?? 0) + 1;
+      parameters.set(input.Name, { value: input.Value, version });
+      if (input.Name === KILLSWITCH) log.push(`killswitch ${(JSON.parse(input.Value) as { mode: string }).mode}`);
+      return { Version: version };
+    });
+  });
+
+  const killswitchMode = () => (JSON.parse(parameters.get(KILLSWITCH)!.value) as { mode: string }).mode;
+
+  it('reopens traffic only once the services are stable on a deployment forced after the endpoint was set back, polling like the cutover', async () => {
+    const id = await verifiedRecovery();
+    readyStatus = 503;
+    const sleeps: number[] = [];
+
+    const result = await cutover(deps({ sleep: async (ms) => void sleeps.push(ms) }), id, settings({ readinessUrl: readyUrl, serviceStableTimeoutSeconds: 900 }), 'alice');
+
+    expect(result).toMatchObject({ ok: false, status: 'cutover-failed' });
+    const lastUpdate = log.findLastIndex((line) => line.startsWith('UpdateService'));
+    expect(log.slice(lastUpdate - 1)).toEqual([
+      'UpdateService atmr-api (endpoint on old)',
+      'UpdateService atmr-celery-worker (endpoint on old)',
+      'DescribeServices IN_PROGRESS',
+      'DescribeServices COMPLETED',
+      'killswitch normal',
+    ]);
+    // One poll interval in the cutover's wait, one in the undo's: the same polling (lease renewed at each).
+    expect(sleeps).toEqual([10_000, 10_000]);
+    expect(result.steps.map((s) => [s.step, s.outcome])).toEqual([
+      ['killswitch maintenance', 'done'],
+      ['switch database endpoint', 'done'],
+      ['redeploy ECS services', 'done'],
+      ['check /ready', 'failed'],
+      ['switch database endpoint', 'undone'],
+      ['redeploy ECS services', 'undone'],
+      ['killswitch maintenance', 'undone'],
+    ]);
+    expect(result.steps.find((s) => s.outcome === 'undone' && s.step === CUTOVER_STEPS.redeploy)!.detail).toBe('atmr-api, atmr-celery-worker redeployed and stable on the previous endpoint');
+    expect(killswitchMode()).toBe('normal');
+  });
+
+  it.each([
+    ['UpdateService is refused', { refuseUpdate: true }, /^Rate exceeded: /],
+    ['the deployment fails', { rollout: 'FAILED' as const }, /^ECS service atmr-api: deployment failed \(tasks failed to start\): /],
+    ['the services are not stable in time', { rollout: 'IN_PROGRESS' as const }, /^ECS services not stable after 900 s: atmr-api, atmr-celery-worker: /],
+  ])('when %s, traffic stays closed: the killswitch is left in maintenance, both steps undo-failed; a second --undo finishes', async (_when, failure, detail) => {
+    const id = await verifiedRecovery();
+    readyStatus = 503;
+    onUndo = failure;
+    // The wait ends on its deadline: each poll is 10 s on this clock.
+    let clock = Date.now();
+    const now = () => new Date(clock);
+
+    const result = await cutover(deps({ now, sleep: async (ms) => void (clock += ms) }), id, settings({ readinessUrl: readyUrl, serviceStableTimeoutSeconds: 900 }), 'alice');
+
+    expect(killswitchModes()).toEqual(['maintenance']);
+    expect(killswitchMode()).toBe('maintenance');
+    expect(secretValue.host).toBe(OLD_HOST);
+    expect(result).toMatchObject({ ok: false, status: 'cutover-failed', error: `${readyUrl} did not answer 200 within 0 s (last: HTTP 503)` });
+    const undoSteps = result.steps.slice(4);
+    expect(undoSteps.map((s) => [s.step, s.outcome])).toEqual([
+      ['switch database endpoint', 'undone'],
+      ['redeploy ECS services', 'undo-failed'],
+      ['killswitch maintenance', 'undo-failed'],
+    ]);
+    expect(undoSteps[1].detail).toMatch(detail);
+    expect(undoSteps[1].detail).toMatch(
+      new RegExp(`: the services may still run tasks on the copy; once the cause is fixed, "atmr-dr recover cutover ${id} --undo --yes" redeploys them and waits again$`),
+    );
+    expect(undoSteps[2].detail).toBe(
+      `kept in maintenance: traffic reopens only once the services run on the previous endpoint (redeploy ECS services not undone); "atmr-dr recover cutover ${id} --undo --yes" reopens it after the redeploy`,
+    );
+    const record = await getRecovery(deps().store, id);
+    expect(record.status).toBe('cutover-failed');
+    expect(record.leaseToken).toBeUndefined();
+    expect(record.journal!.filter((e) => e.state !== 'undone').map((e) => [e.step, e.state])).toEqual([
+      ['killswitch maintenance', 'undo-failed'],
+      ['redeploy ECS services', 'undo-failed'],
+    ]);
+    // A new cutover is refused until the undo is finished.
+    await expect(cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice')).rejects.toThrow(/has changes of a failed cutover not undone \(killswitch maintenance, redeploy ECS services\)/);
+
+    onUndo = {};
+    log = [];
+    const finished = await undoCutover(deps(), id, settings({ readinessUrl: readyUrl, serviceStableTimeoutSeconds: 900 }), 'alice');
+
+    expect(finished.steps.map((s) => [s.step, s.outcome])).toEqual([
+      ['redeploy ECS services', 'undone'],
+      ['killswitch maintenance', 'undone'],
+    ]);
+    expect(log).toEqual(['UpdateService atmr-api (endpoint on old)', 'UpdateService atmr-celery-worker (endpoint on old)', 'DescribeServices IN_PROGRESS', 'DescribeServices COMPLETED', 'killswitch normal']);
+    expect((await getRecovery(deps().store, id)).journal!.every((e) => e.state === 'undone')).toBe(true);
+  });
+
+  it("Ctrl-C during the undo's wait stops it with traffic still closed, the lease released, and --undo to finish", async () => {
+    const id = await verifiedRecovery();
+    readyStatus = 503;
+    let stop = false;
+    onUndo = { rollout: 'IN_PROGRESS' };
+    ecs.on(UpdateServiceCommand).callsFake(() => {
+      stop = endpointNow() === 'old'; // the operator presses Ctrl-C while the undo's redeploy rolls out
+      return {};
+    });
+
+    const result = await cutover(deps({ stopRequested: () => stop }), id, settings({ readinessUrl: readyUrl, serviceStableTimeoutSeconds: 900 }), 'alice');
+
+    expect(killswitchMode()).toBe('maintenance');
+    expect(result.steps.slice(4).map((s) => [s.step, s.outcome])).toEqual([
+      ['switch database endpoint', 'undone'],
+      ['redeploy ECS services', 'undo-failed'],
+      ['killswitch maintenance', 'undo-failed'],
+    ]);
+    expect(result.steps[5].detail).toMatch(/^stopped at the operator's request before the services were stable: the services may still run tasks on the copy; /);
+    const record = await getRecovery(deps().store, id);
+    expect([record.status, record.leaseToken]).toEqual(['cutover-failed', undefined]);
   });
 });
 
