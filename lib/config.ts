@@ -317,7 +317,10 @@ export const RecoveryConfigSchema = z.strictObject({
   storageKmsKeyArn: kmsKeyArn.optional(),
   /** How the API's database endpoint is switched at cutover. @default secretHost on database.secretArn */
   endpoint: RecoveryEndpointSchema.default({ kind: 'secretHost' }),
-  /** ECS services forced to redeploy at cutover, so that their tasks read the new endpoint. */
+  /**
+   * ECS services forced to redeploy at cutover, so that their tasks read the new endpoint. Required
+   * when `enabled` (synth refuses its absence; the cutover refuses to start without it).
+   */
   ecs: z
     .strictObject({ clusterArn: ecsClusterArn, serviceNames: z.array(z.string().regex(/^[a-zA-Z0-9_-]{1,255}$/, 'must be an ECS service name')).min(1).superRefine(noDuplicates('the service')) })
     .optional(),
@@ -897,11 +900,19 @@ export class ConfigError extends Error {
 }
 
 /**
- * A value the schema takes but a deploy must not: it governs only what synth builds, and older
- * versions accepted it, so a cdk.json that is deployed may hold it. Synth refuses it; the CLI's
- * commands never use it, and must not fail on it (a killswitch or a rollback on the worst day).
+ * A value the schema takes but a deploy must not: older versions accepted it, so a cdk.json that is
+ * deployed may hold it. Synth refuses it; the CLI's commands must not fail on it (a killswitch or a
+ * rollback on the worst day): either none of them uses it, or the one that does refuses it itself.
  */
 function deployLimitIssue(config: z.infer<typeof EnvironmentConfigSchema>): { path: string[]; message: string } | undefined {
+  // The cutover refuses to start without it too (lambdas/recovery/cutover.ts): caught here, it is
+  // fixed at deploy time rather than found on the day of a recovery.
+  if (config.recovery.enabled && !config.recovery.ecs) {
+    return {
+      path: ['recovery', 'ecs'],
+      message: `is required when recovery is enabled: the cutover redeploys these ECS services so that their tasks read the recovered instance's endpoint (they read it at start); without them no task would, and the cutover would reopen traffic and rename the old instance under the API still using it; set {"clusterArn": "arn:aws:ecs:<region>:<account>:cluster/<name>", "serviceNames": [the API and every Celery service]}, or "enabled": false`,
+    };
+  }
   const minutes = config.backups.fargateTimeoutMinutes;
   // Refused with the Lambda runner too: hourly runs are always scheduled, and the value would take
   // effect the day the runner changes.

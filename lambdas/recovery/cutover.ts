@@ -138,6 +138,16 @@ export async function cutover(
   mode: CutoverMode = 'start',
   options: CutoverOptions = {},
 ): Promise<CutoverResult> {
+  // Tasks read the endpoint at start: with no service to redeploy none reads the new one, /ready
+  // and the write check pass on the old tasks, traffic reopens on them, and the old instance is
+  // renamed under the API still using it. Refused before anything is read or written (a resumed
+  // cutover would go on the same way).
+  if (!settings.ecs?.serviceNames.length) {
+    throw new OperatorError(
+      `recover cutover${mode === 'resume' ? ' --resume' : ''}: recovery.ecs is not set: no ECS service would be redeployed, so no task would read the recovered instance's endpoint (they read it at start), /ready and the write check would pass on the old instance, and the old instance would be renamed under the API still using it; set recovery.ecs to {"clusterArn": ..., "serviceNames": [the API and every Celery service]} in cdk.json, then run the command again; nothing was changed`,
+      2,
+    );
+  }
   if (mode === 'start' && settings.endpoint.kind === 'secretHost') {
     // A secret without a host is not where the API reads it: switching it would move nothing, and
     // the old instance would then be renamed under the API's feet.

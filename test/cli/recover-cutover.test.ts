@@ -181,7 +181,7 @@ function startFakeAws(): Promise<FakeAws> {
 }
 
 /** The operator's install: the launcher, the bundle, and a cdk.json whose example environment switches SECRET and points /ready at a local server. */
-function installWithConfig(readinessUrl: string, databaseName: string, instanceIdentifier?: string): string {
+function installWithConfig(readinessUrl: string, databaseName: string, instanceIdentifier?: string, options: { withoutEcs?: boolean } = {}): string {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-cutover-'));
   fs.mkdirSync(path.join(root, 'bin'));
   fs.mkdirSync(path.join(root, 'dist'));
@@ -194,6 +194,8 @@ function installWithConfig(readinessUrl: string, databaseName: string, instanceI
   const environment = cdk.context.environments.example;
   environment.database.name = databaseName;
   environment.recovery = { ...environment.recovery, endpoint: { kind: 'secretHost', secretArn: SECRET }, readinessUrl, ecs: { clusterArn: CLUSTER_ARN, serviceNames: SERVICES } };
+  // A cdk.json of an older version, which let recovery be enabled without services to redeploy.
+  if (options.withoutEcs) delete environment.recovery.ecs;
   if (instanceIdentifier) {
     // Step 10 as docs/recovery.md says it: the config names the copy, and the example's explicit
     // prefix, which the copy is named under, gives way to one production's name does not start with.
@@ -473,6 +475,26 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(finished.stdout).toMatch(/undone\s+redeploy ECS services: atmr-api, atmr-celery-worker, atmr-celery-beat redeployed and stable on the previous endpoint/);
     expect(finished.stdout).toMatch(/undone\s+killswitch maintenance: back to normal/);
     expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'normal' });
+  });
+
+  it('a cdk.json with recovery enabled but no recovery.ecs: the CLI still reads it, the cutover refuses to start (exit 2, one line), nothing written', async () => {
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const active = await activeRecoveryId(store);
+    if (active) await releaseLock(store, active);
+    const id = 'r20261130154500-e2e5';
+    await verifiedRecovery(id);
+    const before = await getRecovery(store, id);
+    const older = installWithConfig(`http://127.0.0.1:${(ready.address() as AddressInfo).port}/ready`, recoveredDb, undefined, { withoutEcs: true });
+    try {
+      const refused = await run(path.join(older, 'bin', 'atmr-dr.cjs'), ['recover', 'cutover', id, '--yes'], operatorEnv());
+
+      expect(refused.status).toBe(2);
+      expect(refused.stderr).toMatch(/^atmr-dr: recover cutover: recovery\.ecs is not set: no ECS service would be redeployed, .* set recovery\.ecs to .* in cdk\.json, then run the command again; nothing was changed\n$/);
+      expect(aws.calls.filter((c) => /^(Put|Update|Modify|AddTags|RemoveTags)/.test(c.action))).toEqual([]);
+      expect(await getRecovery(store, id)).toEqual(before);
+    } finally {
+      fs.rmSync(older, { recursive: true, force: true });
+    }
   });
 
   it.each([

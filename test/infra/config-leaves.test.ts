@@ -100,11 +100,12 @@ const SHARED: Record<string, { without: Path[]; align?: (environment: Json, valu
     without: [['backout']],
     align: (e, value) => ((e.killswitch as Json).listenerArn = `${ELB_ARN_PREFIX}listener/${value}/fedcba9876543210`),
   },
-  // celeryAutoscaling needs detection.ecs: the whole detection block goes.
-  'backout.clusterName': { without: [['detection'], ['recovery', 'ecs']] },
-  'backout.api.serviceName': { without: [['detection'], ['recovery', 'ecs']] },
-  'backout.workers.0.serviceName': { without: [['detection'], ['recovery', 'ecs']] },
-  'detection.ecs.clusterName': { without: [['backout'], ['recovery', 'ecs']] },
+  // celeryAutoscaling needs detection.ecs: the whole detection block goes. Recovery enabled
+  // requires its ecs block: without it, recovery is off (enabled back to its default).
+  'backout.clusterName': { without: [['detection'], ['recovery', 'ecs'], ['recovery', 'enabled']] },
+  'backout.api.serviceName': { without: [['detection'], ['recovery', 'ecs'], ['recovery', 'enabled']] },
+  'backout.workers.0.serviceName': { without: [['detection'], ['recovery', 'ecs'], ['recovery', 'enabled']] },
+  'detection.ecs.clusterName': { without: [['backout'], ['recovery', 'ecs'], ['recovery', 'enabled']] },
   'detection.ecs.services.api.serviceName': { without: [['backout']] },
   'detection.ecs.services.celery.serviceName': { without: [['backout']] },
   'detection.probe.api.baseUrl': { without: [['backout']] },

@@ -438,9 +438,11 @@ describe('one deployed resource named in several fields: the copies must agree',
 
   it('checks only the pairs whose both fields are set (the sections are optional)', () => {
     const raw = structuredClone(exampleEnvironment()) as Env;
-    // No detection, no recovery ECS block: the backout's cluster, workers and URLs have nothing to agree with.
+    // No detection, no recovery ECS block (recovery off: synth requires the block when it is on):
+    // the backout's cluster, workers and URLs have nothing to agree with.
     delete (raw as Record<string, unknown>).detection;
     delete raw.recovery.ecs;
+    raw.recovery.enabled = false;
     raw.backout.clusterName = 'atmr-other';
     raw.backout.workers = [{ serviceName: 'atmr-celery', taskFamily: 'atmr-celery' }];
     raw.backout.healthUrl = 'http://api.internal/health';

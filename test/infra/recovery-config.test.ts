@@ -57,6 +57,19 @@ describe('recovery config', () => {
     expect(parseEnvironmentConfig('example', withRecovery({ endpoint, enabled: false })).recovery.enabled).toBe(false);
   });
 
+  it('refuses at synth recovery enabled without recovery.ecs (no service to redeploy: no task would read the new endpoint), naming the field and the fix; the CLI still reads such a cdk.json', () => {
+    const raw = withRecovery({});
+    delete (raw.recovery as Record<string, unknown>).ecs;
+
+    expect(() => parseEnvironmentConfig('example', raw)).toThrow(
+      'config: environments.example.recovery.ecs: is required when recovery is enabled: the cutover redeploys these ECS services so that their tasks read the recovered instance\'s endpoint (they read it at start); without them no task would, and the cutover would reopen traffic and rename the old instance under the API still using it; set {"clusterArn": "arn:aws:ecs:<region>:<account>:cluster/<name>", "serviceNames": [the API and every Celery service]}, or "enabled": false; fix it in cdk.json (context.environments.example.recovery.ecs)',
+    );
+    // A deployed cdk.json of an older version may lack it: every other command keeps working, the cutover refuses to start.
+    expect(parseEnvironmentConfig('example', raw, { deployLimits: false }).recovery.ecs).toBeUndefined();
+    // Recovery off: nothing is cut over.
+    expect(parseEnvironmentConfig('example', { ...raw, recovery: { ...(raw.recovery as object), enabled: false } }).recovery.enabled).toBe(false);
+  });
+
   it('refuses at synth a new-instance prefix that covers the production instance (the workflow may reset and delete under it), naming the field and the fix', () => {
     // Arrange: an explicit prefix kept after a cutover made a recovered copy production
     const raw = { ...withRecovery({ newInstancePrefix: 'atmr-prod-pitr-' }), database: { ...(exampleEnvironment().database as object), instanceIdentifier: 'atmr-prod-pitr-202611301402' } };

@@ -350,6 +350,29 @@ describe('cutover', () => {
     }
   });
 
+  it.each(['start', 'resume'] as const)(
+    'refuses to %s a cutover with no ECS service to redeploy (recovery.ecs unset): exit 2, one line naming recovery.ecs and the fix, nothing changed',
+    async (mode) => {
+      const id = await verifiedRecovery();
+      // An interrupted cutover, for --resume: the lease is free.
+      if (mode === 'resume') await updateRecovery(deps().store, id, { status: 'cutting-over', journal: [] });
+      const before = await getRecovery(deps().store, id);
+      const command = mode === 'start' ? 'recover cutover' : 'recover cutover --resume';
+
+      const error = await operatorErrorOf(cutover(deps(), id, settings({ readinessUrl: readyUrl, ecs: undefined }), 'alice', mode));
+
+      expect(error.message).toBe(
+        `${command}: recovery.ecs is not set: no ECS service would be redeployed, so no task would read the recovered instance's endpoint (they read it at start), /ready and the write check would pass on the old instance, and the old instance would be renamed under the API still using it; set recovery.ecs to {"clusterArn": ..., "serviceNames": [the API and every Celery service]} in cdk.json, then run the command again; nothing was changed`,
+      );
+      expect(error.exitCode).toBe(2);
+      expect(ssm.commandCalls(PutParameterCommand)).toHaveLength(0);
+      expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(0);
+      expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(0);
+      expect(events.commandCalls(PutEventsCommand)).toHaveLength(0);
+      expect(await getRecovery(deps().store, id)).toEqual(before);
+    },
+  );
+
   it('refuses, before touching production, a secret that holds no host (an RDS-managed rds! secret: username and password only)', async () => {
     const id = await verifiedRecovery();
     secretValue = { username: 'atmr', password: 's3cret' };
