@@ -531,11 +531,12 @@ describe('cutover', () => {
   it('keeps a killswitch an operator had set before (degraded) when undoing', async () => {
     const id = await verifiedRecovery();
     parameters.set(KILLSWITCH, { value: JSON.stringify({ mode: 'degraded', reason: 'OSRM down', actor: 'bob', updatedAt: '2026-11-30T13:00:00.000Z', expiresAt: null }), version: 4 });
-    // The cutover's deployment fails; the undo's, on the previous endpoint, completes.
-    ecs
-      .on(DescribeServicesCommand)
-      .resolvesOnce({ services: [{ serviceName: 'atmr-api', deployments: [{ status: 'PRIMARY', rolloutState: 'FAILED', rolloutStateReason: 'tasks failed to start' }] }] })
-      .resolves({ services: ['atmr-api', 'atmr-celery-worker'].map((serviceName) => ({ serviceName, deployments: [{ status: 'PRIMARY', rolloutState: 'COMPLETED', runningCount: 2, desiredCount: 2 }] })) });
+    // The cutover's deployment (on the copy) fails; the undo's, on the previous endpoint, completes.
+    ecs.on(DescribeServicesCommand).callsFake(() =>
+      secretValue.host === NEW_HOST
+        ? { services: [{ serviceName: 'atmr-api', deployments: [{ status: 'PRIMARY', rolloutState: 'FAILED', rolloutStateReason: 'tasks failed to start' }] }] }
+        : { services: ['atmr-api', 'atmr-celery-worker'].map((serviceName) => ({ serviceName, deployments: [{ status: 'PRIMARY', rolloutState: 'COMPLETED', runningCount: 2, desiredCount: 2 }] })) },
+    );
 
     const result = await cutover(deps(), id, settings(), 'alice');
 
@@ -604,15 +605,19 @@ describe('undoing a cutover whose tasks ran on the copy', () => {
     onUndo = {};
     ecs.on(UpdateServiceCommand).callsFake((input: { service: string }) => {
       log.push(`UpdateService ${input.service} (endpoint on ${endpointNow()})`);
-      if (endpointNow() === 'old' && onUndo.refuseUpdate) throw Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+      if (endpointNow() === 'old' && onUndo.refuseUpdate) throw Object.assign(new Error('User is not authorized to perform ecs:UpdateService'), { name: 'AccessDeniedException' });
       pendingPolls = 1;
       return {};
     });
-    ecs.on(DescribeServicesCommand).callsFake(() => {
+    ecs.on(DescribeServicesCommand).callsFake((input: { services: string[] }) => {
       let rolloutState: 'COMPLETED' | 'IN_PROGRESS' | 'FAILED' = pendingPolls > 0 ? 'IN_PROGRESS' : 'COMPLETED';
       if (endpointNow() === 'old' && onUndo.rollout) rolloutState = onUndo.rollout;
-      pendingPolls = Math.max(0, pendingPolls - 1);
-      log.push(`DescribeServices ${rolloutState}`);
+      // Only the wait's polls (every service at once) count and are logged; a read of one service
+      // (a redeploy looking at its deployments before forcing one) is neither.
+      if (input.services.length === SERVICES.length) {
+        pendingPolls = Math.max(0, pendingPolls - 1);
+        log.push(`DescribeServices ${rolloutState}`);
+      }
       return {
         services: SERVICES.map((serviceName) => ({
           serviceName,
@@ -665,7 +670,7 @@ describe('undoing a cutover whose tasks ran on the copy', () => {
   });
 
   it.each([
-    ['UpdateService is refused', { refuseUpdate: true }, /^Rate exceeded: /],
+    ['UpdateService is refused', { refuseUpdate: true }, /^User is not authorized to perform ecs:UpdateService: /],
     ['the deployment fails', { rollout: 'FAILED' as const }, /^ECS service atmr-api: deployment failed \(tasks failed to start\): /],
     ['the services are not stable in time', { rollout: 'IN_PROGRESS' as const }, /^ECS services not stable after 900 s: atmr-api, atmr-celery-worker: /],
   ])('when %s, traffic stays closed: the killswitch is left in maintenance, both steps undo-failed; a second --undo finishes', async (_when, failure, detail) => {
