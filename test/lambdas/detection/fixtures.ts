@@ -49,9 +49,11 @@ export interface EmittedMetric {
 /**
  * Runs `fn` with real Powertools Metrics and Logger writing to a captured stdout, and returns what
  * CloudWatch would receive: the EMF metrics (name, value, unit, dimensions) and the JSON log lines.
+ * `serviceName`: the Powertools service of the function under test (the probe's by default).
  */
 export async function captureProbeOutput<T>(
   fn: (tools: { metrics: Metrics; logger: Logger }) => Promise<T>,
+  serviceName: string = PROBE_SERVICE,
 ): Promise<{ result: T; metrics: EmittedMetric[]; logs: Record<string, unknown>[] }> {
   const saved = { ...process.env };
   process.env.POWERTOOLS_METRICS_DISABLED = 'false';
@@ -64,8 +66,8 @@ export async function captureProbeOutput<T>(
   const spies = [jest.spyOn(process.stdout, 'write').mockImplementation(capture), jest.spyOn(process.stderr, 'write').mockImplementation(capture)];
   let result: T;
   try {
-    const metrics = new Metrics({ namespace: metricsNamespace('example'), serviceName: PROBE_SERVICE });
-    const logger = new Logger({ serviceName: PROBE_SERVICE });
+    const metrics = new Metrics({ namespace: metricsNamespace('example'), serviceName });
+    const logger = new Logger({ serviceName });
     result = await fn({ metrics, logger });
     metrics.publishStoredMetrics();
   } finally {
