@@ -8,13 +8,17 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { EVENT_SOURCE } from '../../lambdas/shared/constants';
+import { endpointDigest, SUBSCRIPTIONS_CHECK_SERVICE, UNCONFIRMED_SUBSCRIPTIONS_METRIC, type LevelToCheck } from '../../lambdas/escalation/subscriptions';
+import { EVENT_SOURCE, metricsNamespace } from '../../lambdas/shared/constants';
+import { nagRender } from '../nag';
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
 import { acknowledgeHouseFunctionFindings, deadLetterAsyncFailures, HouseFunction, retryWhenThrottled } from './house-function';
 import { HumanSubscription, IncidentTopic } from './incident-topic';
@@ -114,6 +118,9 @@ export class Escalation extends Construct {
   readonly ackUrl: lambda.FunctionUrl;
   readonly ackKey: secretsmanager.Secret;
   readonly deadLetterQueue: sqs.Queue;
+  /** Hourly: compares each level topic's subscriptions with the config (lambdas/escalation/subscriptions.ts). */
+  readonly subscriptionsCheck: HouseFunction;
+  readonly subscriptionsSchedule: scheduler.Schedule;
   /**
    * The escalation machinery failing. Their action publishes straight to the incidents topic (the
    * on-call), so they reach a human even when the workflow they watch is what is broken; being named
@@ -124,6 +131,10 @@ export class Escalation extends Construct {
     readonly ingestErrors: cloudwatch.Alarm;
     readonly pagerErrors: cloudwatch.Alarm;
     readonly executionsFailed: cloudwatch.Alarm;
+    /** A declared subscription of a level is pending confirmation or gone: that level may reach nobody. */
+    readonly unconfirmedSubscriptions: cloudwatch.Alarm;
+    /** The subscriptions check has published nothing for 3 hours: the alarm above would not know. */
+    readonly subscriptionsCheckSilent: cloudwatch.Alarm;
   };
   private readonly stateMachineArn: string;
   private readonly props: EscalationProps;
@@ -296,6 +307,8 @@ export class Escalation extends Construct {
       this.allowIncidentWrites(role);
     }
 
+    [this.subscriptionsCheck, this.subscriptionsSchedule] = this.buildSubscriptionsCheck();
+
     this.alarms = this.createAlarms();
     new CfnOutput(stack, ESCALATION_OUTPUTS.stateMachineArn, { value: this.stateMachine.stateMachineArn });
     new CfnOutput(stack, ESCALATION_OUTPUTS.ackUrl, { value: this.ackUrl.url });
@@ -309,6 +322,67 @@ export class Escalation extends Construct {
   handleSlackCommands(slackCommand: lambda.Function): void {
     slackCommand.addEnvironment('OPS_TABLE', this.props.opsTable.tableName);
     this.allowIncidentWrites(slackCommand.role as iam.IRole);
+  }
+
+  /**
+   * The paging levels' subscriptions, checked every hour. An e-mail or HTTPS subscription reaches
+   * nobody until its owner follows the confirmation link, and SNS deletes it after 3 days unconfirmed
+   * while CloudFormation still believes it exists: after a deploy, a level can page nobody, unseen.
+   * The function lists each level topic's subscriptions and publishes how many declared ones are
+   * pending or missing (UnconfirmedSubscriptions); the alarms are in createAlarms.
+   */
+  private buildSubscriptionsCheck(): [HouseFunction, scheduler.Schedule] {
+    const stack = Stack.of(this);
+    // Digests, not endpoints: an HTTPS endpoint (PagerDuty, Opsgenie) carries its integration key,
+    // and environment variables are readable by whoever may read the function's configuration.
+    const levels: LevelToCheck[] = this.props.levels.map((level, index) => ({
+      level: index + 1,
+      name: level.name,
+      topicArn: this.levelTopics[index].topicArn,
+      declared: level.subscriptions.map((s) => ({ protocol: s.protocol, sha256: endpointDigest(s.protocol, s.endpoint) })),
+    }));
+    const check = new HouseFunction(this, 'SubscriptionsCheck', {
+      entry: 'lambdas/escalation/subscriptions-handler.ts',
+      environmentName: this.props.environmentName,
+      serviceName: SUBSCRIPTIONS_CHECK_SERVICE,
+      // One ListSubscriptionsByTopic page per 100 subscriptions and level, each retried by the SDK.
+      timeout: Duration.seconds(60),
+      // One run an hour: a run never overlaps the next, and a runaway costs one execution.
+      reservedConcurrentExecutions: 1,
+      environment: { SUBSCRIPTION_LEVELS: stack.toJsonString(levels) },
+    });
+    // Its metric goes out as EMF in its own logs (no PutMetricData): listing is all it does.
+    check.function.addToRolePolicy(
+      new iam.PolicyStatement({ sid: 'ListLevelSubscriptions', actions: ['sns:ListSubscriptionsByTopic'], resources: this.levelTopics.map((t) => t.topicArn) }),
+    );
+    const schedulerRole = new iam.Role(this, 'SubscriptionsCheckSchedulerRole', {
+      description: `atmr-dr ${this.props.environmentName}: EventBridge Scheduler invokes the escalation subscriptions check`,
+      assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', { conditions: { StringEquals: { 'aws:SourceAccount': stack.account } } }),
+    });
+    const schedule = new scheduler.Schedule(this, 'SubscriptionsCheckSchedule', {
+      description: `atmr-dr ${this.props.environmentName}: every level topic's subscriptions against the config, every hour`,
+      schedule: scheduler.ScheduleExpression.rate(Duration.hours(1)),
+      // A run Scheduler cannot deliver (the function throttled or gone) lands in the escalation
+      // dead-letter queue, whose alarm pages at once; the next run is an hour away anyway.
+      target: new schedulerTargets.LambdaInvoke(check.function, {
+        role: schedulerRole,
+        retryAttempts: 3,
+        maxEventAge: Duration.hours(1),
+        deadLetterQueue: this.deadLetterQueue,
+      }),
+      timeWindow: scheduler.TimeWindow.off(),
+    });
+    acknowledgeHouseFunctionFindings(check);
+    Validations.of(check).acknowledge({
+      id: 'Serverless-LambdaDLQ',
+      reason:
+        'A failed run is replaced by the next one an hour later (nothing to redrive): its missing datapoint keeps the UnconfirmedSubscriptions state, and 3 hours without one page as SubscriptionsCheckSilent.',
+    });
+    Validations.of(schedulerRole).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::${nagRender(stack, check.function.functionArn)}:*]`,
+      reason: 'Granted by the LambdaInvoke schedule target: invoke the subscriptions check and its versions, nothing else.',
+    });
+    return [check, schedule];
   }
 
   /**
@@ -579,7 +653,48 @@ export class Escalation extends Construct {
         'EscalationExecutionsFailed',
       ),
     });
-    return { deadLetters, ingestErrors, pagerErrors, executionsFailed };
+    const checkMetric = (statistic: string) =>
+      new cloudwatch.Metric({
+        namespace: metricsNamespace(this.props.environmentName),
+        metricName: UNCONFIRMED_SUBSCRIPTIONS_METRIC,
+        dimensionsMap: { service: SUBSCRIPTIONS_CHECK_SERVICE },
+        statistic,
+        period: Duration.hours(1),
+      });
+    const subscribe = 'aws sns subscribe --topic-arn <ARN du niveau> --protocol email --notification-endpoint <adresse>';
+    // A state alarm: its OK (a run that finds every declared subscription confirmed) resolves the
+    // incident. One run an hour, so one datapoint per period: one that finds a level short pages.
+    // Missing data keeps the state (IGNORE): an hour whose run is late or failed neither pages nor
+    // turns a level that reaches nobody OK; a check that stays silent pages as the alarm below. Not
+    // BREACHING here: it would page for a single late run, and right after the first deploy, before
+    // the first scheduled run has had a chance.
+    const unconfirmedSubscriptions = new RunbookAlarm(this, 'UnconfirmedSubscriptionsAlarm', {
+      ...common,
+      what: 'UnconfirmedSubscriptions',
+      summary:
+        'a paging level has a subscription that reaches nobody: not confirmed yet (SNS deletes it after 3 days) or already gone; its pages may reach nobody (level 1 alone: escalation still pages level 2 after its timeout). The log of the SubscriptionsCheck function names the level, its topic ARN and the pending addresses',
+      firstActions: `lire ce log ; en attente : le titulaire clique « Confirm subscription » dans l’e-mail « AWS Notification - Subscription Confirmation » ; disparu ou lien expiré : ${subscribe} puis confirmer ; vérifier : aws sns list-subscriptions-by-topic --topic-arn <ARN du niveau>`,
+      metric: checkMetric('Maximum'),
+      treatMissingData: cloudwatch.TreatMissingData.IGNORE,
+    });
+    // The check stopping (its function failing, throttled, its schedule disabled or deleted) must not
+    // hide a level that reaches nobody behind the state above. Hourly datapoints, missing as
+    // breaching, 3 hours out of 3: one late or failed run does not page, 3 in a row do.
+    const subscriptionsCheckSilent = new RunbookAlarm(this, 'SubscriptionsCheckSilentAlarm', {
+      ...common,
+      what: 'SubscriptionsCheckSilent',
+      summary:
+        'the hourly check of the paging levels\' subscriptions has published nothing for 3 hours: a level that reaches nobody would go unseen',
+      firstActions:
+        'lire les logs de la fonction SubscriptionsCheck (erreur SNS, droits) et l’état de son schedule EventBridge Scheduler ; vérifier chaque niveau : aws sns list-subscriptions-by-topic --topic-arn <ARN du niveau>',
+      metric: checkMetric('SampleCount'),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 3,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    });
+    return { deadLetters, ingestErrors, pagerErrors, executionsFailed, unconfirmedSubscriptions, subscriptionsCheckSilent };
   }
 
   private acknowledgeNag(): void {
