@@ -166,7 +166,7 @@ function remedy(report: LevelReport): string {
  *
  * Any SNS error fails the whole check before any metric is added: a partial count, or a 0 for a
  * topic it could not read, would tell the alarm that every level reaches someone. The failed run
- * shows as the function's Errors and as a missing datapoint (the SubscriptionsCheckSilent alarm).
+ * is retried twice by Lambda, then lands in the escalation dead-letter queue, whose alarm pages.
  */
 export async function checkSubscriptions(deps: SubscriptionsCheckDeps, levels: readonly LevelToCheck[]): Promise<SubscriptionsReport> {
   const reports: LevelReport[] = [];

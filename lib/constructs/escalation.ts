@@ -133,8 +133,6 @@ export class Escalation extends Construct {
     readonly executionsFailed: cloudwatch.Alarm;
     /** A declared subscription of a level is pending confirmation or gone: that level may reach nobody. */
     readonly unconfirmedSubscriptions: cloudwatch.Alarm;
-    /** The subscriptions check has published nothing for 3 hours: the alarm above would not know. */
-    readonly subscriptionsCheckSilent: cloudwatch.Alarm;
   };
   private readonly stateMachineArn: string;
   private readonly props: EscalationProps;
@@ -373,11 +371,10 @@ export class Escalation extends Construct {
       timeWindow: scheduler.TimeWindow.off(),
     });
     acknowledgeHouseFunctionFindings(check);
-    Validations.of(check).acknowledge({
-      id: 'Serverless-LambdaDLQ',
-      reason:
-        'A failed run is replaced by the next one an hour later (nothing to redrive): its missing datapoint keeps the UnconfirmedSubscriptions state, and 3 hours without one page as SubscriptionsCheckSilent.',
-    });
+    // A run that fails (SNS refused, the role broken) after Lambda's own 2 retries lands in the same
+    // queue, whose alarm pages at once: a check that stops working is heard of within the hour,
+    // without an alarm on missing data that would page after every fresh deploy.
+    deadLetterAsyncFailures(check, this.deadLetterQueue, 'the escalation dead-letter queue');
     Validations.of(schedulerRole).acknowledge({
       id: `AwsSolutions-IAM5[Resource::${nagRender(stack, check.function.functionArn)}:*]`,
       reason: 'Granted by the LambdaInvoke schedule target: invoke the subscriptions check and its versions, nothing else.',
@@ -665,7 +662,7 @@ export class Escalation extends Construct {
     // A state alarm: its OK (a run that finds every declared subscription confirmed) resolves the
     // incident. One run an hour, so one datapoint per period: one that finds a level short pages.
     // Missing data keeps the state (IGNORE): an hour whose run is late or failed neither pages nor
-    // turns a level that reaches nobody OK; a check that stays silent pages as the alarm below. Not
+    // turns a level that reaches nobody OK; a run that fails lands in the dead-letter queue, whose alarm pages. Not
     // BREACHING here: it would page for a single late run, and right after the first deploy, before
     // the first scheduled run has had a chance.
     const unconfirmedSubscriptions = new RunbookAlarm(this, 'UnconfirmedSubscriptionsAlarm', {
@@ -677,24 +674,7 @@ export class Escalation extends Construct {
       metric: checkMetric('Maximum'),
       treatMissingData: cloudwatch.TreatMissingData.IGNORE,
     });
-    // The check stopping (its function failing, throttled, its schedule disabled or deleted) must not
-    // hide a level that reaches nobody behind the state above. Hourly datapoints, missing as
-    // breaching, 3 hours out of 3: one late or failed run does not page, 3 in a row do.
-    const subscriptionsCheckSilent = new RunbookAlarm(this, 'SubscriptionsCheckSilentAlarm', {
-      ...common,
-      what: 'SubscriptionsCheckSilent',
-      summary:
-        'the hourly check of the paging levels\' subscriptions has published nothing for 3 hours: a level that reaches nobody would go unseen',
-      firstActions:
-        'lire les logs de la fonction SubscriptionsCheck (erreur SNS, droits) et l’état de son schedule EventBridge Scheduler ; vérifier chaque niveau : aws sns list-subscriptions-by-topic --topic-arn <ARN du niveau>',
-      metric: checkMetric('SampleCount'),
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-      evaluationPeriods: 3,
-      datapointsToAlarm: 3,
-      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
-    });
-    return { deadLetters, ingestErrors, pagerErrors, executionsFailed, unconfirmedSubscriptions, subscriptionsCheckSilent };
+    return { deadLetters, ingestErrors, pagerErrors, executionsFailed, unconfirmedSubscriptions };
   }
 
   private acknowledgeNag(): void {

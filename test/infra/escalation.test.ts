@@ -373,8 +373,11 @@ describe('escalation subscriptions check (a paging level that reaches nobody pag
       expect.objectContaining({ Effect: 'Allow', Action: 'sns:ListSubscriptionsByTopic', Resource: expect.arrayContaining(levelTopics) }),
     ]);
     expect(statements.find((s) => s.Action === 'sns:ListSubscriptionsByTopic')?.Resource).toHaveLength(levelTopics.length);
-    // Besides X-Ray (no resource-level permissions): nothing. Its metric goes out as EMF in its logs.
-    expect(statements.filter((s) => !JSON.stringify(s.Action).includes('sns:')).flatMap((s) => [s.Action].flat()).sort()).toEqual(['xray:PutTelemetryRecords', 'xray:PutTraceSegments']);
+    // Besides X-Ray (no resource-level permissions) and its failed runs to the escalation dead-letter
+    // queue (that queue only): nothing. Its metric goes out as EMF in its logs.
+    const others = statements.filter((s) => !JSON.stringify(s.Action).includes('sns:'));
+    expect(others.flatMap((s) => [s.Action].flat()).sort()).toEqual(['sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:SendMessage', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments']);
+    expect(others.filter((s) => JSON.stringify(s.Action).includes('sqs:')).map((s) => s.Resource)).toEqual([{ 'Fn::GetAtt': [expect.stringMatching(/^EscalationDeadLetters/), 'Arn'] }]);
   });
 
   it('tells the check how many subscriptions of which protocol each level declared, by digest: no endpoint in any environment variable', () => {
@@ -411,20 +414,10 @@ describe('escalation subscriptions check (a paging level that reaches nobody pag
     expect(alarm('UnconfirmedSubscriptions')?.AlarmDescription).toContain('aws sns subscribe --topic-arn');
   });
 
-  it('pages the incidents topic when the check has published nothing for 3 hours running, not after one missed run', () => {
-    expect(alarm('SubscriptionsCheckSilent')).toMatchObject({
-      AlarmActions: [{ Ref: 'IncidentsTopic' }],
-      AlarmDescription: expect.stringMatching(/^\[Escalade\] [^[]/),
-      Namespace: 'AtmrDr/example',
-      MetricName: 'UnconfirmedSubscriptions',
-      Dimensions: [{ Name: 'service', Value: 'escalation-subscriptions' }],
-      Statistic: 'SampleCount',
-      Period: 3600,
-      Threshold: 1,
-      ComparisonOperator: 'LessThanThreshold',
-      EvaluationPeriods: 3,
-      DatapointsToAlarm: 3,
-      TreatMissingData: 'breaching',
-    });
+  it('sends a run that fails after Lambda\'s retries to the escalation dead-letter queue, whose alarm pages: no alarm on missing data that would page after a fresh deploy', () => {
+    const [config] = Object.values(ops.Resources).filter((r) => r.Type === 'AWS::Lambda::EventInvokeConfig' && JSON.stringify(r.Properties).includes('SubscriptionsCheck'));
+    expect(config?.Properties).toMatchObject({ MaximumRetryAttempts: 2, DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [expect.stringMatching(/^EscalationDeadLetters/), 'Arn'] } } } });
+    const checkAlarms = Object.values(ops.Resources).filter((r) => r.Type === 'AWS::CloudWatch::Alarm' && (r.Properties.MetricName === 'UnconfirmedSubscriptions' || JSON.stringify(r.Properties).includes('"UnconfirmedSubscriptions"')));
+    expect(checkAlarms.map((a) => a.Properties.TreatMissingData)).toEqual(['ignore']);
   });
 });
