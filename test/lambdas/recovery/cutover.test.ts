@@ -179,6 +179,17 @@ function ecsLosingAnswers(lostAnswers: readonly number[]): () => Record<string, 
   return () => Object.fromEntries([...deployments].map(([name, ids]) => [name, ids.length - 1]));
 }
 
+/** The steps of a cutover whose /ready check failed, and of its undo, in order: every change put back. */
+const UNDONE_AFTER_READY_FAILED = [
+  ['killswitch maintenance', 'done'],
+  ['switch database endpoint', 'done'],
+  ['redeploy ECS services', 'done'],
+  ['check /ready', 'failed'],
+  ['switch database endpoint', 'undone'],
+  ['redeploy ECS services', 'undone'],
+  ['killswitch maintenance', 'undone'],
+];
+
 describe('cutover', () => {
   it('runs maintenance -> endpoint -> redeploy -> /ready and a write -> normal, then renames and tags the old instance', async () => {
     const id = await verifiedRecovery();
@@ -511,15 +522,7 @@ describe('cutover', () => {
 
     expect(result.ok).toBe(false);
     expect(result.error).toMatch(/\/ready did not answer 200 within 0 s \(last: HTTP 503\)/);
-    expect(result.steps.map((s) => [s.step, s.outcome])).toEqual([
-      ['killswitch maintenance', 'done'],
-      ['switch database endpoint', 'done'],
-      ['redeploy ECS services', 'done'],
-      ['check /ready', 'failed'],
-      ['switch database endpoint', 'undone'],
-      ['redeploy ECS services', 'undone'],
-      ['killswitch maintenance', 'undone'],
-    ]);
+    expect(result.steps.map((s) => [s.step, s.outcome])).toEqual(UNDONE_AFTER_READY_FAILED);
     expect(secretValue).toEqual({ username: 'atmr', password: 's3cret', host: OLD_HOST, port: 5432, dbname: 'atmr' });
     expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(4);
     expect(killswitchModes()).toEqual(['maintenance', 'normal']);
@@ -656,15 +659,7 @@ describe('undoing a cutover whose tasks ran on the copy', () => {
     ]);
     // One poll interval in the cutover's wait, one in the undo's: the same polling (lease renewed at each).
     expect(sleeps).toEqual([10_000, 10_000]);
-    expect(result.steps.map((s) => [s.step, s.outcome])).toEqual([
-      ['killswitch maintenance', 'done'],
-      ['switch database endpoint', 'done'],
-      ['redeploy ECS services', 'done'],
-      ['check /ready', 'failed'],
-      ['switch database endpoint', 'undone'],
-      ['redeploy ECS services', 'undone'],
-      ['killswitch maintenance', 'undone'],
-    ]);
+    expect(result.steps.map((s) => [s.step, s.outcome])).toEqual(UNDONE_AFTER_READY_FAILED);
     expect(result.steps.find((s) => s.outcome === 'undone' && s.step === CUTOVER_STEPS.redeploy)!.detail).toBe('atmr-api, atmr-celery-worker redeployed and stable on the previous endpoint');
     expect(killswitchMode()).toBe('normal');
   });
