@@ -183,6 +183,11 @@ export function migrationRunTaskInput(settings: BackoutSettings, failingTaskDefi
   };
 }
 
+const pauseFor = (ms: number): Promise<void> => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** The time in ms by the injected clock (tests), else the real one. */
+const msNow = (deps: Pick<MigrationDeps, 'now'>): number => (deps.now ?? (() => new Date()))().getTime();
+
 /** Fargate lets a container take up to 120 s (stopTimeout) to exit after SIGTERM; 30 s more for ECS to report it. */
 export const STOP_WAIT_SECONDS = 150;
 
@@ -202,14 +207,13 @@ type FollowDeps = MigrationDeps & {
  * released. The result says whether the task was seen stopped (`abandoned`).
  */
 export async function runMigrationTask(deps: FollowDeps, settings: BackoutSettings, failingTaskDefinition: string, revision: string, timeoutSeconds = 900): Promise<MigrationTaskResult> {
-  const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const sleep = deps.sleep ?? pauseFor;
   // Stopped before the task exists (Ctrl-C during the preparation): the schema is not touched.
   if (deps.stopped?.()) return { taskArn: null, exitCode: null, stoppedReason: 'not started: interrupted before RunTask, the schema is unchanged', startedAt: null, stoppedAt: null };
   const { tasks, failures } = await deps.ecs.send(new RunTaskCommand(migrationRunTaskInput(settings, failingTaskDefinition, revision)));
   const taskArn = tasks?.[0]?.taskArn;
   if (!taskArn) throw new OperatorError(`backout: ECS did not start the migration task (${failures?.[0]?.reason ?? 'no reason given'})`, 1);
-  const clock = () => (deps.now ?? (() => new Date()))().getTime();
-  const deadline = clock() + timeoutSeconds * 1000;
+  const deadline = msNow(deps) + timeoutSeconds * 1000;
   let status = 'unknown';
   for (;;) {
     let task: Task | undefined;
@@ -220,7 +224,7 @@ export async function runMigrationTask(deps: FollowDeps, settings: BackoutSettin
     }
     status = task?.lastStatus ?? 'unknown';
     if (task?.lastStatus === 'STOPPED') return stoppedTask(settings, taskArn, task);
-    if (clock() > deadline) return stopMigrationTask(deps, settings, taskArn, `still ${status} after ${timeoutSeconds} s`);
+    if (msNow(deps) > deadline) return stopMigrationTask(deps, settings, taskArn, `still ${status} after ${timeoutSeconds} s`);
     await sleep(5000);
     if (deps.stopped?.()) return stopMigrationTask(deps, settings, taskArn, `not followed to its end (interrupted while ${status})`);
   }
@@ -244,7 +248,7 @@ function stoppedTask(settings: BackoutSettings, taskArn: string, task: Task): Mi
 
 /** StopTask, then wait (up to STOP_WAIT_SECONDS, through a Ctrl-C) to see the task STOPPED. */
 async function stopMigrationTask(deps: FollowDeps, settings: BackoutSettings, taskArn: string, why: string): Promise<MigrationTaskResult> {
-  const sleep = deps.sleepThrough ?? deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const sleep = deps.sleepThrough ?? deps.sleep ?? pauseFor;
   const mayStillRun = (detail: string): MigrationTaskResult => ({
     taskArn,
     exitCode: null,
@@ -258,8 +262,7 @@ async function stopMigrationTask(deps: FollowDeps, settings: BackoutSettings, ta
   } catch (error) {
     return mayStillRun(`StopTask refused (${oneLine(error)})`);
   }
-  const clock = () => (deps.now ?? (() => new Date()))().getTime();
-  const deadline = clock() + STOP_WAIT_SECONDS * 1000;
+  const deadline = msNow(deps) + STOP_WAIT_SECONDS * 1000;
   let status = 'unknown';
   for (;;) {
     // ECS not answering here is not the end: the next poll may, and only STOPPED releases the lock.
@@ -269,7 +272,7 @@ async function stopMigrationTask(deps: FollowDeps, settings: BackoutSettings, ta
       const stopped = stoppedTask(settings, taskArn, task);
       return { ...stopped, stoppedReason: `${why}; stopped by atmr-dr (StopTask)${task.stoppedReason ? `: ${task.stoppedReason}` : ''}`, abandoned: { why, stopped: true } };
     }
-    if (clock() > deadline) return mayStillRun(`StopTask sent but the task is still ${status} ${STOP_WAIT_SECONDS} s later`);
+    if (msNow(deps) > deadline) return mayStillRun(`StopTask sent but the task is still ${status} ${STOP_WAIT_SECONDS} s later`);
     await sleep(5000);
   }
 }
