@@ -46,6 +46,13 @@ export type DeadLettersAlarmProps = Pick<
 >;
 
 /**
+ * What every DeadLetters alarm says last: the alarm watches how many messages wait, so it stays in
+ * ALARM while one is left, and a later failure of any sender on that queue then changes no state and
+ * pages nobody. Read them, then delete them.
+ */
+export const EMPTY_THE_QUEUE = 'une fois lus, supprimer les messages (aws sqs purge-queue --queue-url <URL>) : tant qu’il en reste un, l’alarme reste en ALARM et un nouvel échec ne pagine personne';
+
+/**
  * `<Concern>-DeadLetters`: pages as soon as the dead-letter queue holds one message, since each one
  * is a run, change or page that never happened. An empty queue sends no data: that is fine.
  */
@@ -57,7 +64,7 @@ export function deadLettersAlarm(scope: Construct, queue: sqs.IQueue, props: Dea
     concern,
     runbookSection,
     summary,
-    firstActions,
+    firstActions: firstActions ? `${firstActions} ; ${EMPTY_THE_QUEUE}` : EMPTY_THE_QUEUE,
     link,
     topic,
     notifyOnOk,

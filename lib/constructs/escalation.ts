@@ -133,6 +133,8 @@ export class Escalation extends Construct {
     readonly executionsFailed: cloudwatch.Alarm;
     /** A declared subscription of a level is pending confirmation or gone: that level may reach nobody. */
     readonly unconfirmedSubscriptions: cloudwatch.Alarm;
+    /** The hourly subscriptions check failed: while it fails, UnconfirmedSubscriptions sees nothing. */
+    readonly subscriptionsCheckErrors: cloudwatch.Alarm;
   };
   private readonly stateMachineArn: string;
   private readonly props: EscalationProps;
@@ -662,9 +664,9 @@ export class Escalation extends Construct {
     // A state alarm: its OK (a run that finds every declared subscription confirmed) resolves the
     // incident. One run an hour, so one datapoint per period: one that finds a level short pages.
     // Missing data keeps the state (IGNORE): an hour whose run is late or failed neither pages nor
-    // turns a level that reaches nobody OK; a run that fails lands in the dead-letter queue, whose alarm pages. Not
-    // BREACHING here: it would page for a single late run, and right after the first deploy, before
-    // the first scheduled run has had a chance.
+    // turns a level that reaches nobody OK; a run that fails pages through SubscriptionsCheckErrors
+    // below. Not BREACHING here: it would page for a single late run, and right after the first
+    // deploy, before the first scheduled run has had a chance.
     const unconfirmedSubscriptions = new RunbookAlarm(this, 'UnconfirmedSubscriptionsAlarm', {
       ...common,
       what: 'UnconfirmedSubscriptions',
@@ -674,7 +676,21 @@ export class Escalation extends Construct {
       metric: checkMetric('Maximum'),
       treatMissingData: cloudwatch.TreatMissingData.IGNORE,
     });
-    return { deadLetters, ingestErrors, pagerErrors, executionsFailed, unconfirmedSubscriptions };
+    // Its own alarm, not only the dead-letter queue where its failed runs also land: that queue's
+    // alarm may already be in ALARM for an older message nobody deleted, and would then not page
+    // again. An event alarm like IngestErrors: each hour's failed run (and Lambda's two retries)
+    // fires it again, and the open incident reminds.
+    const subscriptionsCheckErrors = new RunbookAlarm(this, 'SubscriptionsCheckErrorsAlarm', {
+      ...common,
+      what: 'SubscriptionsCheckErrors',
+      summary:
+        'the hourly check of the paging levels’ subscriptions failed: while it fails, a level whose subscription is pending or gone is not seen (UnconfirmedSubscriptions keeps its last state)',
+      signalsEvent: true,
+      firstActions:
+        'lire les logs de la fonction SubscriptionsCheck (droit sns:ListSubscriptionsByTopic, throttling SNS) ; en attendant, vérifier chaque niveau : aws sns list-subscriptions-by-topic --topic-arn <ARN du niveau>',
+      metric: this.subscriptionsCheck.function.metricErrors({ statistic: 'Sum', period: fiveMinutes }),
+    });
+    return { deadLetters, ingestErrors, pagerErrors, executionsFailed, unconfirmedSubscriptions, subscriptionsCheckErrors };
   }
 
   private acknowledgeNag(): void {

@@ -43,6 +43,7 @@ describe('alarm naming', () => {
       'Escalation-ExecutionsFailed',
       'Escalation-IngestErrors',
       'Escalation-PagerErrors',
+      'Escalation-SubscriptionsCheckErrors',
       'Killswitch-AnsweredOutsideMaintenance',
       'Killswitch-EnforcerErrors',
       'Killswitch-InvalidValue',
