@@ -1,5 +1,5 @@
 import { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
-import { DescribeServicesCommand, ECSClient, UpdateServiceCommand } from '@aws-sdk/client-ecs';
+import { DescribeServicesCommand, type Deployment, ECSClient, UpdateServiceCommand } from '@aws-sdk/client-ecs';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { AddTagsToResourceCommand, DBInstance, DeleteDBInstanceCommand, DescribeDBInstancesCommand, ModifyDBInstanceCommand, RDSClient, RemoveTagsFromResourceCommand, Tag } from '@aws-sdk/client-rds';
 import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -108,13 +108,7 @@ beforeEach(() => {
     secretValue = JSON.parse(input.SecretString) as Record<string, unknown>;
     return {};
   });
-  ecs.on(UpdateServiceCommand).resolves({});
-  ecs.on(DescribeServicesCommand).resolves({
-    services: ['atmr-api', 'atmr-celery-worker'].map((serviceName) => ({
-      serviceName,
-      deployments: [{ status: 'PRIMARY', rolloutState: 'COMPLETED', runningCount: 2, desiredCount: 2 }],
-    })),
-  });
+  fakeEcs();
   rds.on(DescribeDBInstancesCommand).resolves({ DBInstances: [sourceInstance()] });
   events.on(PutEventsCommand).resolves({ FailedEntryCount: 0, Entries: [{ EventId: '1' }] });
   cloudwatch.on(PutMetricDataCommand).resolves({});
@@ -153,30 +147,52 @@ const killswitchModes = () =>
     .filter((c) => c.args[0].input.Name === KILLSWITCH)
     .map((c) => (JSON.parse(c.args[0].input.Value!) as { mode: string }).mode);
 
+interface FakeEcsOptions {
+  /** UpdateService calls (1-based, over the test) whose answer is lost after ECS started the deployment: the SDK sees a reset socket. */
+  readonly lostAnswers?: readonly number[];
+  /** Runs when an UpdateService reaches ECS, before it starts anything: throwing refuses the request. */
+  readonly onUpdate?: (service: string) => void;
+  /** What DescribeServices shows of each latest deployment, asked once per call. @default COMPLETED, 2/2 running */
+  readonly rollout?: () => Partial<Deployment>;
+}
+
+interface FakeEcs {
+  /** Deployments started per service by the test's UpdateService calls. */
+  readonly started: () => Record<string, number>;
+  /** A service's deployment ids, latest first: `<service>/0` ran before the test, `<service>/<n>` is the nth forced. */
+  readonly ids: (service: string) => readonly string[];
+}
+
 /**
- * ECS as the cutover meets it on a bad network day: each UpdateService that reaches it starts a
- * deployment (a new id, stable at once), and the answers of the UpdateService calls numbered in
- * `lostAnswers` (1-based, over the test) are lost: the SDK sees a reset socket. Returns the number
- * of deployments started per service.
+ * ECS as the cutover meets it: each UpdateService that reaches it starts a deployment with a new id
+ * (its answer names it PRIMARY, IN_PROGRESS), and DescribeServices shows each service's latest
+ * deployment alone, PRIMARY, COMPLETED with every task running unless `rollout` says otherwise.
  */
-function ecsLosingAnswers(lostAnswers: readonly number[]): () => Record<string, number> {
+function fakeEcs(options: FakeEcsOptions = {}): FakeEcs {
   const deployments = new Map<string, string[]>();
   const of = (name: string) => deployments.get(name) ?? deployments.set(name, [`${name}/0`]).get(name)!;
   let calls = 0;
   ecs.on(UpdateServiceCommand).callsFake((input: { service: string }) => {
     calls += 1;
+    options.onUpdate?.(input.service);
     const ids = of(input.service);
     ids.unshift(`${input.service}/${ids.length}`);
-    if (lostAnswers.includes(calls)) throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+    if (options.lostAnswers?.includes(calls)) throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
     return { service: { serviceName: input.service, deployments: [{ id: ids[0], status: 'PRIMARY', rolloutState: 'IN_PROGRESS' }] } };
   });
-  ecs.on(DescribeServicesCommand).callsFake((input: { services: string[] }) => ({
-    services: input.services.map((serviceName) => ({
-      serviceName,
-      deployments: [{ id: of(serviceName)[0], status: 'PRIMARY', rolloutState: 'COMPLETED', runningCount: 2, desiredCount: 2 }],
-    })),
-  }));
-  return () => Object.fromEntries([...deployments].map(([name, ids]) => [name, ids.length - 1]));
+  ecs.on(DescribeServicesCommand).callsFake((input: { services: string[] }) => {
+    const rollout = options.rollout?.() ?? {};
+    return {
+      services: input.services.map((serviceName) => ({
+        serviceName,
+        deployments: [{ id: of(serviceName)[0], status: 'PRIMARY', rolloutState: 'COMPLETED', runningCount: 2, desiredCount: 2, ...rollout }],
+      })),
+    };
+  });
+  return {
+    started: () => Object.fromEntries([...deployments].map(([name, ids]) => [name, ids.length - 1])),
+    ids: (service) => of(service),
+  };
 }
 
 /** The steps of a cutover whose /ready check failed, and of its undo, in order: every change put back. */
@@ -256,7 +272,7 @@ describe('cutover', () => {
 
   it('a forced redeploy whose answer was lost (ECS started it) is not sent again: one deployment per service', async () => {
     const id = await verifiedRecovery();
-    const forced = ecsLosingAnswers([1]);
+    const forced = fakeEcs({ lostAnswers: [1] }).started;
 
     const result = await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice');
 
@@ -269,7 +285,7 @@ describe('cutover', () => {
     const id = await verifiedRecovery();
     readyStatus = 503;
     // The 3rd UpdateService is the undo's first (atmr-api back on the previous endpoint).
-    const forced = ecsLosingAnswers([3]);
+    const forced = fakeEcs({ lostAnswers: [3] }).started;
 
     const result = await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice');
 
@@ -535,11 +551,7 @@ describe('cutover', () => {
     const id = await verifiedRecovery();
     parameters.set(KILLSWITCH, { value: JSON.stringify({ mode: 'degraded', reason: 'OSRM down', actor: 'bob', updatedAt: '2026-11-30T13:00:00.000Z', expiresAt: null }), version: 4 });
     // The cutover's deployment (on the copy) fails; the undo's, on the previous endpoint, completes.
-    ecs.on(DescribeServicesCommand).callsFake(() =>
-      secretValue.host === NEW_HOST
-        ? { services: [{ serviceName: 'atmr-api', deployments: [{ status: 'PRIMARY', rolloutState: 'FAILED', rolloutStateReason: 'tasks failed to start' }] }] }
-        : { services: ['atmr-api', 'atmr-celery-worker'].map((serviceName) => ({ serviceName, deployments: [{ status: 'PRIMARY', rolloutState: 'COMPLETED', runningCount: 2, desiredCount: 2 }] })) },
-    );
+    fakeEcs({ rollout: () => (secretValue.host === NEW_HOST ? { rolloutState: 'FAILED', rolloutStateReason: 'tasks failed to start', runningCount: 0 } : {}) });
 
     const result = await cutover(deps(), id, settings(), 'alice');
 
@@ -598,37 +610,71 @@ describe('undoing a cutover whose tasks ran on the copy', () => {
   let log: string[];
   /** Polls of DescribeServices that still see the latest forced deployment IN_PROGRESS. */
   let pendingPolls: number;
-  /** What ECS does once the endpoint is back on the old instance (the undo's deployment). */
-  let onUndo: { refuseUpdate?: boolean; rollout?: 'FAILED' | 'IN_PROGRESS' };
+  /**
+   * ECS reads are eventually consistent: after an UpdateService while the endpoint is on `staleOn`,
+   * this many polls still show the deployment before it, PRIMARY and COMPLETED (the state before).
+   */
+  let stale: { on?: 'copy' | 'old'; polls: number };
+  /**
+   * What ECS does once the endpoint is back on the old instance (the undo's deployment). `otherPrimary`:
+   * someone else's deployment is PRIMARY (and COMPLETED), the undo's one ACTIVE under it.
+   * `whenForced`: runs at each UpdateService the undo sends.
+   */
+  let onUndo: { refuseUpdate?: boolean; rollout?: 'FAILED' | 'IN_PROGRESS'; otherPrimary?: boolean; whenForced?: () => void };
   const endpointNow = () => (secretValue.host === OLD_HOST ? 'old' : 'copy');
+  let deployments: FakeEcs;
 
   beforeEach(() => {
     log = [];
     pendingPolls = 0;
+    stale = { polls: 0 };
     onUndo = {};
-    ecs.on(UpdateServiceCommand).callsFake((input: { service: string }) => {
-      log.push(`UpdateService ${input.service} (endpoint on ${endpointNow()})`);
-      if (endpointNow() === 'old' && onUndo.refuseUpdate) throw Object.assign(new Error('User is not authorized to perform ecs:UpdateService'), { name: 'AccessDeniedException' });
-      pendingPolls = 1;
-      return {};
+    deployments = fakeEcs({
+      onUpdate: (service) => {
+        log.push(`UpdateService ${service} (endpoint on ${endpointNow()})`);
+        if (endpointNow() === 'old') onUndo.whenForced?.();
+        if (endpointNow() === 'old' && onUndo.refuseUpdate) throw Object.assign(new Error('User is not authorized to perform ecs:UpdateService'), { name: 'AccessDeniedException' });
+        pendingPolls = 1;
+        if (stale.on === endpointNow()) stale.polls = 1;
+      },
     });
     ecs.on(DescribeServicesCommand).callsFake((input: { services: string[] }) => {
       let rolloutState: 'COMPLETED' | 'IN_PROGRESS' | 'FAILED' = pendingPolls > 0 ? 'IN_PROGRESS' : 'COMPLETED';
       if (endpointNow() === 'old' && onUndo.rollout) rolloutState = onUndo.rollout;
+      const staleRead = stale.polls > 0;
+      const otherPrimary = endpointNow() === 'old' && onUndo.otherPrimary === true;
       // Only the wait's polls (every service at once) count and are logged; a read of one service
       // (a redeploy looking at its deployments before forcing one) is neither.
       if (input.services.length === SERVICES.length) {
-        pendingPolls = Math.max(0, pendingPolls - 1);
-        log.push(`DescribeServices ${rolloutState}`);
+        if (staleRead) {
+          stale.polls -= 1;
+          log.push('DescribeServices stale: the previous deployment PRIMARY COMPLETED');
+        } else {
+          pendingPolls = Math.max(0, pendingPolls - 1);
+          log.push(otherPrimary ? "DescribeServices someone else's deployment PRIMARY COMPLETED" : `DescribeServices ${rolloutState}`);
+        }
       }
       return {
-        services: SERVICES.map((serviceName) => ({
-          serviceName,
-          deployments: [
-            { status: 'PRIMARY', rolloutState, rolloutStateReason: rolloutState === 'FAILED' ? 'tasks failed to start' : undefined, runningCount: rolloutState === 'COMPLETED' ? 2 : 0, desiredCount: 2 },
-            ...(rolloutState === 'COMPLETED' ? [] : [{ status: 'ACTIVE', rolloutState: 'COMPLETED', runningCount: 2, desiredCount: 2 }]),
-          ],
-        })),
+        services: SERVICES.map((serviceName) => {
+          const [latest, previous] = deployments.ids(serviceName);
+          if (staleRead) return { serviceName, deployments: [{ id: previous, status: 'PRIMARY', rolloutState: 'COMPLETED', runningCount: 2, desiredCount: 2 }] };
+          if (otherPrimary) {
+            return {
+              serviceName,
+              deployments: [
+                { id: `${serviceName}/someone-else`, status: 'PRIMARY', rolloutState: 'COMPLETED', runningCount: 2, desiredCount: 2 },
+                { id: latest, status: 'ACTIVE', rolloutState: 'IN_PROGRESS', runningCount: 0, desiredCount: 2 },
+              ],
+            };
+          }
+          return {
+            serviceName,
+            deployments: [
+              { id: latest, status: 'PRIMARY', rolloutState, rolloutStateReason: rolloutState === 'FAILED' ? 'tasks failed to start' : undefined, runningCount: rolloutState === 'COMPLETED' ? 2 : 0, desiredCount: 2 },
+              ...(rolloutState === 'COMPLETED' ? [] : [{ id: previous, status: 'ACTIVE', rolloutState: 'COMPLETED', runningCount: 2, desiredCount: 2 }]),
+            ],
+          };
+        }),
       };
     });
     ssm.on(PutParameterCommand).callsFake((input: { Name: string; Value: string }) => {
@@ -721,11 +767,8 @@ describe('undoing a cutover whose tasks ran on the copy', () => {
     const id = await verifiedRecovery();
     readyStatus = 503;
     let stop = false;
-    onUndo = { rollout: 'IN_PROGRESS' };
-    ecs.on(UpdateServiceCommand).callsFake(() => {
-      stop = endpointNow() === 'old'; // the operator presses Ctrl-C while the undo's redeploy rolls out
-      return {};
-    });
+    // The operator presses Ctrl-C while the undo's redeploy rolls out.
+    onUndo = { rollout: 'IN_PROGRESS', whenForced: () => void (stop = true) };
 
     const result = await cutover(deps({ stopRequested: () => stop }), id, settings({ readinessUrl: readyUrl, serviceStableTimeoutSeconds: 900 }), 'alice');
 
@@ -924,16 +967,12 @@ describe('an interrupted cutover', () => {
   it('Ctrl-C stops at the next poll or step boundary, releases the lease at once and leaves a resumable record', async () => {
     const id = await verifiedRecovery();
     let stop = false;
-    ecs.on(UpdateServiceCommand).callsFake(() => {
-      stop = true; // the operator presses Ctrl-C while the services redeploy
-      return {};
-    });
-    const deployment = (rolloutState: 'IN_PROGRESS' | 'COMPLETED') => ({
-      services: ['atmr-api', 'atmr-celery-worker'].map((serviceName) => ({ serviceName, deployments: [{ status: 'PRIMARY', rolloutState, runningCount: 1, desiredCount: 2 }] })),
-    });
     // The wait's first look, once both services were forced (each forcing reads its service first), sees the rollout in progress.
     let looks = 0;
-    ecs.on(DescribeServicesCommand).callsFake(() => (ecs.commandCalls(UpdateServiceCommand).length === 2 && looks++ === 0 ? deployment('IN_PROGRESS') : deployment('COMPLETED')));
+    fakeEcs({
+      onUpdate: () => void (stop = true), // the operator presses Ctrl-C while the services redeploy
+      rollout: () => (ecs.commandCalls(UpdateServiceCommand).length === 2 && looks++ === 0 ? { rolloutState: 'IN_PROGRESS', runningCount: 1 } : {}),
+    });
 
     const interrupted = await cutover(deps({ stopRequested: () => stop }), id, settings({ readinessUrl: readyUrl, serviceStableTimeoutSeconds: 900 }), 'alice');
 
