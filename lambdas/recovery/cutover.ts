@@ -393,8 +393,8 @@ class Session {
           CUTOVER_STEPS.redeploy,
           async () => undefined,
           async () => {
-            await forceRedeploy(deps.ecs, clusterArn, serviceNames, deps.sleep);
-            await waitStable(deps.ecs, clusterArn, serviceNames, settings.serviceStableTimeoutSeconds ?? 900, polling);
+            const forced = await forceRedeploy(deps.ecs, clusterArn, serviceNames, deps.sleep);
+            await waitStable(deps.ecs, clusterArn, forced, settings.serviceStableTimeoutSeconds ?? 900, polling);
             return `${serviceNames.join(', ')} stable on the new endpoint`;
           },
         );
@@ -602,8 +602,8 @@ class Session {
         await undo(
           entry,
           async () => {
-            await forceRedeploy(deps.ecs, clusterArn, serviceNames, deps.sleep);
-            await waitStable(deps.ecs, clusterArn, serviceNames, settings.serviceStableTimeoutSeconds ?? 900, this.polling(settings));
+            const forced = await forceRedeploy(deps.ecs, clusterArn, serviceNames, deps.sleep);
+            await waitStable(deps.ecs, clusterArn, forced, settings.serviceStableTimeoutSeconds ?? 900, this.polling(settings));
             return { outcome: 'undone', detail: `${serviceNames.join(', ')} redeployed and stable on the previous endpoint` };
           },
           (error) =>
@@ -704,9 +704,32 @@ async function restoreKillswitch(deps: CutoverDeps, parameterName: string, value
  * One new deployment per service, never two: a retried request whose answer was lost would start a
  * second (forceNewDeploymentOnce). Its wait before reading back is a plain sleep, not the polls' one
  * that a stop request cuts short: read back too early, a started deployment could be missed and forced again.
+ *
+ * Returns each service's forced deployment id, for waitStable, which counts a service stable on that
+ * deployment only. An answer naming none (forceNewDeploymentOnce returns no id when ECS's answer
+ * lists no PRIMARY deployment) leaves nothing to wait for: the step fails rather than take some other
+ * deployment, whose tasks may run on the other endpoint, for this one. Every service is forced first
+ * all the same, so that every service's tasks move to the endpoint now set while the operator looks.
  */
-async function forceRedeploy(ecs: ECSClient, cluster: string, services: readonly string[], sleep?: (ms: number) => Promise<void>): Promise<void> {
-  for (const service of services) await forceNewDeploymentOnce(ecs, { cluster, service, sleep });
+async function forceRedeploy(ecs: ECSClient, cluster: string, services: readonly string[], sleep?: (ms: number) => Promise<void>): Promise<ReadonlyMap<string, string>> {
+  const forced = new Map<string, string>();
+  const unknown: string[] = [];
+  for (const service of services) {
+    const { deploymentId } = await forceNewDeploymentOnce(ecs, { cluster, service, sleep });
+    if (deploymentId) forced.set(service, deploymentId);
+    else unknown.push(service);
+  }
+  if (unknown.length) {
+    throw new Error(
+      unknown
+        .map(
+          (service) =>
+            `ECS service ${service}: UpdateService answered without the deployment it started (no PRIMARY deployment id), so the wait cannot tell its tasks from the previous ones; look at the service's deployments (aws ecs describe-services --cluster ${cluster} --services ${service})`,
+        )
+        .join('; '),
+    );
+  }
+  return forced;
 }
 
 /** How the cutover waits: the poll interval, its clock and sleep, and what runs between two polls. */
@@ -734,18 +757,31 @@ async function pollUntil(polling: Polling, timeoutSeconds: number, attempt: () =
   }
 }
 
-function waitStable(ecs: ECSClient, cluster: string, services: readonly string[], timeoutSeconds: number, polling: Polling): Promise<void> {
+/**
+ * Waits until each service's PRIMARY deployment is the one forced for it (`forced`: service name ->
+ * deployment id, from forceRedeploy) and that deployment is done. Any other PRIMARY deployment is
+ * never counted: ECS reads are eventually consistent, and just after UpdateService they may still show
+ * the previous deployment PRIMARY and COMPLETED, its tasks on the other endpoint (traffic reopened
+ * then lets users write to the copy, or /ready and the write check run on the old tasks). A
+ * deployment someone else started since looks the same from here: the wait goes on, and its timeout
+ * names the deployment found for the operator to look at.
+ */
+function waitStable(ecs: ECSClient, cluster: string, forced: ReadonlyMap<string, string>, timeoutSeconds: number, polling: Polling): Promise<void> {
   return pollUntil(
     polling,
     timeoutSeconds,
     async () => {
-      const described = (await ecs.send(new DescribeServicesCommand({ cluster, services: [...services] }))).services ?? [];
+      const described = (await ecs.send(new DescribeServicesCommand({ cluster, services: [...forced.keys()] }))).services ?? [];
       const pending: string[] = [];
-      for (const name of services) {
+      for (const [name, deploymentId] of forced) {
         const service = described.find((s) => s.serviceName === name);
         const primary = service?.deployments?.find((d) => d.status === 'PRIMARY');
-        if (primary?.rolloutState === 'FAILED') throw new Error(`ECS service ${name}: deployment failed (${primary.rolloutStateReason ?? 'no reason given'})`);
-        const done = primary && (primary.rolloutState === 'COMPLETED' || (service!.deployments!.length === 1 && primary.runningCount === primary.desiredCount));
+        if (primary?.id !== deploymentId) {
+          pending.push(`${name} (its PRIMARY deployment is ${primary?.id ?? 'none'}, not ${deploymentId} that this redeploy started: someone else deployed since? look at the service's deployments)`);
+          continue;
+        }
+        if (primary.rolloutState === 'FAILED') throw new Error(`ECS service ${name}: deployment failed (${primary.rolloutStateReason ?? 'no reason given'})`);
+        const done = primary.rolloutState === 'COMPLETED' || (service!.deployments!.length === 1 && primary.runningCount === primary.desiredCount);
         if (!done) pending.push(name);
       }
       return pending.length === 0 ? undefined : pending.join(', ');

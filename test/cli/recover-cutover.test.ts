@@ -61,8 +61,11 @@ function startFakeAws(): Promise<FakeAws> {
   let secret: Record<string, unknown> = {};
   const instances = new Map<string, { arn: string; resourceId: string; tags: Map<string, string> }>();
   const state = { ecsStable: true, ecsFailed: false };
+  /** Deployments forced per service since the reset. */
+  const forced = new Map<string, number>();
   const reset = () => {
     calls.splice(0);
+    forced.clear();
     parameters.clear();
     parameters.set(KILLSWITCH, { value: JSON.stringify({ mode: 'normal', reason: 'all clear', actor: 'deploy', updatedAt: '2026-11-30T08:00:00.000Z', expiresAt: null }), version: 3 });
     secret = { username: cluster.user, password: 'unused-by-trust-auth', host: OLD_HOST, port: 5432, dbname: 'atmr', engine: 'postgres' };
@@ -140,10 +143,15 @@ function startFakeAws(): Promise<FakeAws> {
         secret = JSON.parse(input.SecretString as string) as Record<string, unknown>;
         return json(res, { ARN: SECRET, Name: 'db', VersionId: 'v2' });
       }
-      if (service === 'ecs' && action === 'UpdateService') return json(res, { service: { serviceName: input.service } });
+      // Each forced deployment gets an id of its own (<service>/<n>), named PRIMARY in the answer and in later reads, as ECS does.
+      const latest = (serviceName: string) => `${serviceName}/${forced.get(serviceName) ?? 0}`;
+      if (service === 'ecs' && action === 'UpdateService') {
+        forced.set(input.service as string, (forced.get(input.service as string) ?? 0) + 1);
+        return json(res, { service: { serviceName: input.service, deployments: [{ id: latest(input.service as string), status: 'PRIMARY', rolloutState: 'IN_PROGRESS' }] } });
+      }
       if (service === 'ecs' && action === 'DescribeServices') {
         const rolloutState = state.ecsFailed ? 'FAILED' : state.ecsStable ? 'COMPLETED' : 'IN_PROGRESS';
-        return json(res, { services: (input.services as string[]).map((serviceName) => ({ serviceName, deployments: [{ status: 'PRIMARY', rolloutState, ...(state.ecsFailed && { rolloutStateReason: 'tasks failed to start' }), runningCount: state.ecsStable ? 2 : 1, desiredCount: 2 }] })), failures: [] });
+        return json(res, { services: (input.services as string[]).map((serviceName) => ({ serviceName, deployments: [{ id: latest(serviceName), status: 'PRIMARY', rolloutState, ...(state.ecsFailed && { rolloutStateReason: 'tasks failed to start' }), runningCount: state.ecsStable ? 2 : 1, desiredCount: 2 }] })), failures: [] });
       }
       if (service === 'events' && action === 'PutEvents') return json(res, { FailedEntryCount: 0, Entries: [{ EventId: String(calls.length) }] });
       if (service === 'cloudwatch' && action === 'PutMetricData') {

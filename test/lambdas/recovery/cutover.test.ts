@@ -294,6 +294,37 @@ describe('cutover', () => {
     expect(forced()).toEqual({ 'atmr-api': 2, 'atmr-celery-worker': 2 });
   });
 
+  it('an UpdateService answer that names no deployment: the services are never counted stable on an unknown one; the step fails in one line, /ready is not probed, traffic stays closed', async () => {
+    const id = await verifiedRecovery();
+    fakeEcs();
+    // ECS starts the deployments but its answers name none; its reads show the one before (<service>/0), COMPLETED.
+    ecs.on(UpdateServiceCommand).resolves({});
+    let probes = 0;
+    const probing: typeof fetch = (input, init) => {
+      probes += 1;
+      return fetch(input, init);
+    };
+
+    const result = await cutover(deps({ fetch: probing }), id, settings({ readinessUrl: readyUrl, serviceStableTimeoutSeconds: 900 }), 'alice');
+
+    const unknown = (service: string) =>
+      `ECS service ${service}: UpdateService answered without the deployment it started (no PRIMARY deployment id), so the wait cannot tell its tasks from the previous ones; look at the service's deployments (aws ecs describe-services --cluster arn:aws:ecs:eu-west-3:111111111111:cluster/atmr --services ${service})`;
+    expect(result).toMatchObject({ ok: false, status: 'cutover-failed', error: `${unknown('atmr-api')}; ${unknown('atmr-celery-worker')}` });
+    expect(probes).toBe(0);
+    expect(killswitchModes()).toEqual(['maintenance']);
+    expect(secretValue.host).toBe(OLD_HOST);
+    expect(result.steps.map((s) => [s.step, s.outcome])).toEqual([
+      ['killswitch maintenance', 'done'],
+      ['switch database endpoint', 'done'],
+      ['redeploy ECS services', 'failed'],
+      ['switch database endpoint', 'undone'],
+      ['redeploy ECS services', 'undo-failed'],
+      ['killswitch maintenance', 'undo-failed'],
+    ]);
+    // Every service was forced anyway, both times: their tasks move off the copy while the operator looks.
+    expect(ecs.commandCalls(UpdateServiceCommand).map((c) => c.args[0].input.service)).toEqual(['atmr-api', 'atmr-celery-worker', 'atmr-api', 'atmr-celery-worker']);
+  });
+
   it("once production runs on the copy, removes the copy's atmr-dr:purpose tag (the recovery role's reach) after the rename and before the recovery is recorded cut-over", async () => {
     const id = await verifiedRecovery();
     const copyArn = 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod-pitr-202611301402';
@@ -602,7 +633,9 @@ describe('cutover', () => {
 
 /**
  * An undo after the redeploy: every task read the copy's endpoint and users may write to the copy
- * until each one runs on the previous endpoint again. Traffic may reopen only then.
+ * until each one runs on the previous endpoint again. Traffic may reopen only then. The same fake
+ * ECS (eventually consistent reads included) serves the cutover's own redeploy, whose /ready and
+ * write check must not run on the old tasks.
  */
 describe('undoing a cutover whose tasks ran on the copy', () => {
   const SERVICES = ['atmr-api', 'atmr-celery-worker'];
@@ -710,10 +743,61 @@ describe('undoing a cutover whose tasks ran on the copy', () => {
     expect(killswitchMode()).toBe('normal');
   });
 
+  it("reopens traffic only once the undo's own deployment is PRIMARY and COMPLETED, not on a stale read still showing the deployment on the copy", async () => {
+    const id = await verifiedRecovery();
+    readyStatus = 503;
+    stale.on = 'old';
+
+    const result = await cutover(deps(), id, settings({ readinessUrl: readyUrl, serviceStableTimeoutSeconds: 900 }), 'alice');
+
+    expect(result).toMatchObject({ ok: false, status: 'cutover-failed' });
+    const lastUpdate = log.findLastIndex((line) => line.startsWith('UpdateService'));
+    expect(log.slice(lastUpdate - 1)).toEqual([
+      'UpdateService atmr-api (endpoint on old)',
+      'UpdateService atmr-celery-worker (endpoint on old)',
+      'DescribeServices stale: the previous deployment PRIMARY COMPLETED',
+      'DescribeServices IN_PROGRESS',
+      'DescribeServices COMPLETED',
+      'killswitch normal',
+    ]);
+    expect(result.steps.map((s) => [s.step, s.outcome])).toEqual(UNDONE_AFTER_READY_FAILED);
+  });
+
+  it("the cutover's redeploy too: /ready is probed only once its own deployment is PRIMARY and COMPLETED, not on a stale read still showing the old tasks'", async () => {
+    const id = await verifiedRecovery();
+    stale.on = 'copy';
+    const probing: typeof fetch = (input, init) => {
+      log.push('GET /ready');
+      return fetch(input, init);
+    };
+
+    const result = await cutover(deps({ fetch: probing }), id, settings({ readinessUrl: readyUrl, serviceStableTimeoutSeconds: 900 }), 'alice');
+
+    expect(result).toMatchObject({ ok: true, status: 'cut-over' });
+    expect(log.slice(log.findIndex((line) => line.startsWith('UpdateService')))).toEqual([
+      'UpdateService atmr-api (endpoint on copy)',
+      'UpdateService atmr-celery-worker (endpoint on copy)',
+      'DescribeServices stale: the previous deployment PRIMARY COMPLETED',
+      'DescribeServices IN_PROGRESS',
+      'DescribeServices COMPLETED',
+      'GET /ready',
+      'killswitch normal',
+    ]);
+  });
+
   it.each([
     ['UpdateService is refused', { refuseUpdate: true }, /^User is not authorized to perform ecs:UpdateService: /],
     ['the deployment fails', { rollout: 'FAILED' as const }, /^ECS service atmr-api: deployment failed \(tasks failed to start\): /],
     ['the services are not stable in time', { rollout: 'IN_PROGRESS' as const }, /^ECS services not stable after 900 s: atmr-api, atmr-celery-worker: /],
+    [
+      "someone else's deployment is PRIMARY (not the undo's) until the wait ends",
+      { otherPrimary: true },
+      new RegExp(
+        `^ECS services not stable after 900 s: ${['atmr-api', 'atmr-celery-worker']
+          .map((service) => `${service} \\(its PRIMARY deployment is ${service}/someone-else, not ${service}/2 that this redeploy started: someone else deployed since\\? look at the service's deployments\\)`)
+          .join(', ')}: `,
+      ),
+    ],
   ])('when %s, traffic stays closed: the killswitch is left in maintenance, both steps undo-failed; a second --undo finishes', async (_when, failure, detail) => {
     const id = await verifiedRecovery();
     readyStatus = 503;
