@@ -784,8 +784,13 @@ export const EnvironmentConfigSchema = z.strictObject({
       message: `secretHost on ${secretArn}, an RDS-managed secret (rds!): it holds only the username and password and RDS owns it, so the cutover could not switch the API's host there; use an SSM parameter the API reads its host:port from, {"kind": "ssmParameter", "parameterName": "/atmr/<env>/database-host"} (docs/recovery.md)`,
     });
   }
-  checkSharedResources(env, ctx);
 });
+
+/** A rule only synth applies (parseEnvironmentConfig's deployLimits): the field's path and the message. */
+interface DeployIssue {
+  readonly path: (string | number)[];
+  readonly message: string;
+}
 
 /**
  * The API's target group, load balancer, ECS cluster, services and host are each named in several
@@ -795,10 +800,17 @@ export const EnvironmentConfigSchema = z.strictObject({
  * forwards /health and /ready to another target group, a rollback or cutover acts on services
  * detection and recovery do not know, or in another cluster. Only pairs whose both fields are set are
  * compared: the sections are optional.
+ *
+ * A deploy-only check, not a schema rule: older versions did not compare the copies, so a deployed
+ * cdk.json may have some that disagree, and the CLI's commands (the killswitch, rollbacks,
+ * recoveries) read each name from the one field they use, or from a flag, a variable or the stack
+ * outputs. Refusing such a cdk.json there would stop them on the worst day for a fix that only
+ * matters to the next deploy.
  */
-function checkSharedResources(env: z.infer<typeof EnvironmentConfigSchema>, ctx: z.RefinementCtx): void {
+function sharedResourceIssues(env: z.infer<typeof EnvironmentConfigSchema>): DeployIssue[] {
   const { killswitch, backout, detection, recovery } = env;
-  const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
+  const issues: DeployIssue[] = [];
+  const issue = (path: (string | number)[], message: string) => issues.push({ path, message });
 
   // The CloudWatch dimensions are the ends of the ARNs: targetgroup/<name>/<id>, and app/<name>/<id> of the listener's ALB.
   const targetGroup = /:(targetgroup\/[^/]+\/[0-9a-f]+)$/.exec(killswitch.apiTargetGroupArn)?.[1];
@@ -877,6 +889,7 @@ function checkSharedResources(env: z.infer<typeof EnvironmentConfigSchema>, ctx:
       );
     }
   }
+  return issues;
 }
 
 /** The host name of a URL (lower case, without port), or undefined for a string that is not one. */
@@ -904,7 +917,7 @@ export class ConfigError extends Error {
  * deployed may hold it. Synth refuses it; the CLI's commands must not fail on it (a killswitch or a
  * rollback on the worst day): either none of them uses it, or the one that does refuses it itself.
  */
-function deployLimitIssue(config: z.infer<typeof EnvironmentConfigSchema>): { path: string[]; message: string } | undefined {
+function deployLimitIssue(config: z.infer<typeof EnvironmentConfigSchema>): DeployIssue | undefined {
   // The cutover refuses to start without it too (lambdas/recovery/cutover.ts): caught here, it is
   // fixed at deploy time rather than found on the day of a recovery.
   if (config.recovery.enabled && !config.recovery.ecs) {
@@ -927,8 +940,9 @@ function deployLimitIssue(config: z.infer<typeof EnvironmentConfigSchema>): { pa
 
 export interface ParseOptions {
   /**
-   * false: skip the limits that only matter to what a deploy builds (deployLimitIssue). For the
-   * CLI, which reads cdk.json for names and settings of its own; synth and tests keep the default.
+   * false: skip the checks that only matter to what a deploy builds (sharedResourceIssues, then
+   * deployLimitIssue). For the CLI, which reads cdk.json for names and settings of its own; synth
+   * and tests keep the default.
    */
   readonly deployLimits?: boolean;
 }
@@ -958,9 +972,9 @@ export function parseEnvironmentConfig(envName: string, raw: unknown, options: P
       `config: environments.${envName}.name is "${result.data.name}" but the environment's key is "${envName}": stacks are named after the key; remove "name" or set it to "${envName}" in cdk.json`,
     );
   }
-  const limit = options.deployLimits === false ? undefined : deployLimitIssue(result.data);
+  const limit = options.deployLimits === false ? undefined : (sharedResourceIssues(result.data)[0] ?? deployLimitIssue(result.data));
   if (limit) {
-    const path = ['environments', envName, ...limit.path].join('.');
+    const path = ['environments', envName, ...limit.path.map(String)].join('.');
     throw new ConfigError(`config: ${path}: ${limit.message}; fix it in cdk.json (context.${path})`);
   }
   return { ...result.data, name: envName };

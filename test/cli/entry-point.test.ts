@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { version } from '../../package.json';
+import { disagreeingExampleEnvironment } from '../support/app';
 import { startCloudFormationWithoutStacks, startSilentEndpoint, type LocalEndpoint } from '../support/aws-endpoints';
 import { startLocalS3, type LocalS3 } from '../support/s3';
 import { operatorEnv as baseOperatorEnv } from '../support/operator-env';
@@ -368,12 +369,21 @@ describe('a command that reads the config, when cdk.json is invalid', () => {
   });
 });
 
-describe('a command that reads the config, when cdk.json has a backup time limit only synth refuses', () => {
-  it('`killswitch status` answers with backups.fargateTimeoutMinutes 60 (accepted by older versions, maybe deployed): the limit is for synth', async () => {
-    // An installed copy whose cdk.json has the value synth now refuses (MAX_TASK_TIMEOUT_MINUTES, 55).
+describe('a command that reads the config, when cdk.json has what only synth refuses (an older version accepted it, it may be deployed)', () => {
+  it.each([
+    [
+      'backups.fargateTimeoutMinutes 60 (above MAX_TASK_TIMEOUT_MINUTES, 55)',
+      (environments: Record<string, Record<string, unknown>>) => ((environments.example.backups as Record<string, unknown>).fargateTimeoutMinutes = 60),
+    ],
+    [
+      "copies of the API's target group, cluster, services and host that disagree (the example of commit a1976b2)",
+      (environments: Record<string, Record<string, unknown>>) => (environments.example = disagreeingExampleEnvironment()),
+    ],
+  ])('`killswitch status` answers with %s: the check is for synth', async (_what, mutate) => {
+    // An installed copy whose cdk.json has what synth now refuses.
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-oldcfg-'));
-    const cdkJson = JSON.parse(fs.readFileSync(path.join(ROOT, 'cdk.json'), 'utf8')) as { context: { environments: Record<string, { backups: Record<string, unknown> }> } };
-    cdkJson.context.environments.example.backups.fargateTimeoutMinutes = 60;
+    const cdkJson = JSON.parse(fs.readFileSync(path.join(ROOT, 'cdk.json'), 'utf8')) as { context: { environments: Record<string, Record<string, unknown>> } };
+    mutate(cdkJson.context.environments);
     fs.writeFileSync(path.join(root, 'cdk.json'), JSON.stringify(cdkJson));
     fs.writeFileSync(path.join(root, 'package.json'), JSON.stringify({ name: 'atmr-dr' }));
     fs.mkdirSync(path.join(root, 'dist'));

@@ -75,9 +75,9 @@ const ELB_ARN_PREFIX = 'arn:aws:elasticloadbalancing:eu-west-3:111111111111:';
 
 /**
  * Leaves that name a resource another field names too (the API's target group, load balancer,
- * cluster, services and host): the config refuses one changed alone (lib/config.ts
- * checkSharedResources). Each is changed with the optional sections holding its other copies left
- * out, of the baseline too, so that a changed template still shows that this leaf is read. A copy in
+ * cluster, services and host): synth refuses one changed alone (lib/config.ts sharedResourceIssues).
+ * Each is changed with the optional sections holding its other copies left out, of the baseline
+ * too, so that a changed template still shows that this leaf is read. A copy in
  * the killswitch (required) is changed with it instead (`align`): the test then looks for the leaf's
  * own value in the templates, as a whole string (the killswitch writes it inside its ARN), where no
  * other field can have put it.

@@ -6,7 +6,7 @@ import { DEFAULT_COMPRESSION_LEVEL } from '../../lambdas/backup/backup';
 import { loadRunnerSettings } from '../../lambdas/backup/scheduled-run';
 import { ConfigError, EnvironmentConfigSchema, loadConfigFromContext, parseEnvironmentConfig, SUPPORTED_PG_MAJOR_VERSIONS } from '../../lib/config';
 import { DEFAULT_PG_MAJOR_VERSION } from '../../lib/constructs/runner-image';
-import { cdkJsonContext, exampleEnvironment, synthesizeApp } from '../support/app';
+import { cdkJsonContext, disagreeingExampleEnvironment, exampleEnvironment, synthesizeApp } from '../support/app';
 
 const ROOT = path.join(__dirname, '..', '..');
 
@@ -465,6 +465,23 @@ describe('one deployed resource named in several fields: the copies must agree',
     raw.backout.targetGroupFullName = 'targetgroup/atmr-api/0123456789abcdef';
 
     expect(() => synthesizeApp({ environment: raw })).toThrow(/^config: environments\.example\.backout\.targetGroupFullName: is "targetgroup\/atmr-api\/0123456789abcdef", but killswitch\.apiTargetGroupArn/);
+  });
+});
+
+describe('copies that disagree in a cdk.json an older version deployed (commit a1976b2\'s example)', () => {
+  const line =
+    'config: environments.example.backout.targetGroupFullName: is "targetgroup/atmr-api/0123456789abcdef", but killswitch.apiTargetGroupArn is "arn:aws:elasticloadbalancing:eu-west-3:111111111111:targetgroup/atmr-api/0011223344556677" (target group targetgroup/atmr-api/0011223344556677): both must name the API\'s target group (alarms on another one see no traffic and never fire; maintenance forwards /health and /ready to the killswitch\'s); set it to "targetgroup/atmr-api/0011223344556677", or correct killswitch.apiTargetGroupArn; fix it in cdk.json (context.environments.example.backout.targetGroupFullName)';
+
+  it('fails `cdk synth` with the one line naming the first pair', () => {
+    expect(() => synthesizeApp({ environment: disagreeingExampleEnvironment() })).toThrow(line);
+    expect(() => parseEnvironmentConfig('example', disagreeingExampleEnvironment())).toThrow(line);
+  });
+
+  it("is read without the deploy checks (the CLI's reading: the killswitch, a rollback or a recovery must not wait for the next deploy's fix)", () => {
+    const config = parseEnvironmentConfig('example', disagreeingExampleEnvironment(), { deployLimits: false });
+
+    expect(config.backout?.targetGroupFullName).toBe('targetgroup/atmr-api/0123456789abcdef');
+    expect(config.recovery.ecs?.clusterArn).toBe('arn:aws:ecs:eu-west-3:111111111111:cluster/atmr');
   });
 });
 

@@ -24,6 +24,26 @@ export function exampleEnvironment(): Record<string, unknown> {
   return (cdkJsonContext().environments as Record<string, Record<string, unknown>>).example;
 }
 
+/**
+ * The `example` environment as an older version shipped it in cdk.json (commit a1976b2), before
+ * synth compared the copies of a shared resource: its copies disagree (a backout and detection
+ * target group other than the killswitch's, a backout worker neither detection nor recovery knows,
+ * backout URLs on another host than the probe's, a recovery cluster other than the backout's).
+ * Such a cdk.json may be deployed: the CLI must still read it.
+ */
+export function disagreeingExampleEnvironment(): Record<string, unknown> {
+  const environment = structuredClone(exampleEnvironment()) as Record<string, Record<string, unknown>>;
+  const { backout, detection, recovery } = environment;
+  const olderTargetGroup = 'targetgroup/atmr-api/0123456789abcdef';
+  backout.targetGroupFullName = olderTargetGroup;
+  backout.workers = [{ serviceName: 'atmr-celery', taskFamily: 'atmr-celery' }];
+  backout.healthUrl = 'http://internal-atmr-api.eu-west-3.elb.amazonaws.com/health';
+  backout.readyUrl = 'http://internal-atmr-api.eu-west-3.elb.amazonaws.com/ready';
+  (detection.alb as Record<string, unknown>).targetGroupFullName = olderTargetGroup;
+  (recovery.ecs as Record<string, unknown>).clusterArn = 'arn:aws:ecs:eu-west-3:111111111111:cluster/atmr';
+  return environment;
+}
+
 export interface SynthesizedApp {
   readonly app: App;
   readonly data: Stack;
