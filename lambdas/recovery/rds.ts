@@ -392,10 +392,15 @@ export async function deleteRecoveredInstance(
       // The SDK retries a DeleteDBInstance whose answer was lost or late; the retry then meets the
       // deletion its own first attempt started ("already being deleted"). A copy now deleting, or
       // already gone, is that deletion under way: with the final snapshot asked for, the same request.
-      if (await deletionUnderWay(rds, identifier)) return deletionStarted();
-      const fix = REFUSED_DELETION_FIXES[status];
-      if (fix) throw new OperatorError(`recover: ${identifier} cannot be deleted in state "${status}" (RDS: ${oneLine(error)}): ${fix(identifier)}, then run "atmr-dr recover abandon ${options.recoveryId}" again`);
-      throw new OperatorError(`recover: ${identifier} cannot be deleted in state "${instance.DBInstanceStatus}": wait until it is available or failed, then retry`);
+      const now = await stateAfterRefusal(rds, identifier);
+      if (now === 'deleting' || now === 'gone') return deletionStarted();
+      // RDS refused the state the copy is in now, which may have changed since it was read before
+      // the delete (a backup or a modification started): the message and the fix are about that
+      // one. Only a look that failed leaves the earlier state to name.
+      const refusedIn = now ?? status;
+      const fix = REFUSED_DELETION_FIXES[refusedIn];
+      if (fix) throw new OperatorError(`recover: ${identifier} cannot be deleted in state "${refusedIn}" (RDS: ${oneLine(error)}): ${fix(identifier)}, then run "atmr-dr recover abandon ${options.recoveryId}" again`);
+      throw new OperatorError(`recover: ${identifier} cannot be deleted in state "${refusedIn}": wait until it is available or failed, then retry`);
     }
     throw error;
   }
@@ -410,13 +415,15 @@ export async function deleteRecoveredInstance(
   }
 }
 
-/** After RDS refused a deletion on state: true when the instance is deleting or already gone; a look that fails says nothing. */
-async function deletionUnderWay(rds: RDSClient, identifier: string): Promise<boolean> {
-  const now = await describeInstance(rds, identifier).then(
-    (instance) => (instance ? instance.DBInstanceStatus : 'gone'),
+/**
+ * After RDS refused a deletion on state: the instance's state now, "gone" when it no longer exists
+ * ("deleting" or "gone": the deletion is under way), undefined when the look fails (it says nothing).
+ */
+async function stateAfterRefusal(rds: RDSClient, identifier: string): Promise<string | undefined> {
+  return describeInstance(rds, identifier).then(
+    (instance) => (instance ? (instance.DBInstanceStatus ?? 'unknown') : 'gone'),
     () => undefined,
   );
-  return now === 'deleting' || now === 'gone';
 }
 
 /**

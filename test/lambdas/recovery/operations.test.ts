@@ -194,12 +194,23 @@ describe('abandoning a recovery', () => {
       expect(result.record.status).toBe('abandoned');
     });
 
-    it('still fails, naming the state, when the copy is in any other state', async () => {
+    it('still fails, naming the state the copy is in now (read after the refusal, not before the deletion), when it is in any other state', async () => {
       const copy = await copyBeingDeletedByUs(() => ({ resolves: { DBInstances: [{ DBInstanceStatus: 'backing-up' }] } }));
 
       const error = await operatorErrorOf(abandonRecovery(deps(), copy.id, 'alice', SOURCE));
 
-      expect(error.message).toBe(`recover: ${copy.newInstance} cannot be deleted in state "available": wait until it is available or failed, then retry`);
+      expect(error.message).toBe(`recover: ${copy.newInstance} cannot be deleted in state "backing-up": wait until it is available or failed, then retry`);
+      expect((await getRecovery(deps().store, copy.id)).status).toBe('abandoning');
+    });
+
+    it('gives the fix of the state the copy is in now: storage full since abandon looked', async () => {
+      const copy = await copyBeingDeletedByUs(() => ({ resolves: { DBInstances: [{ DBInstanceStatus: 'storage-full' }] } }));
+
+      const error = await operatorErrorOf(abandonRecovery(deps(), copy.id, 'alice', SOURCE));
+
+      expect(error.message).toBe(
+        `recover: ${copy.newInstance} cannot be deleted in state "storage-full" (RDS: Instance ${copy.newInstance} is already being deleted.): scale its storage up first (aws rds modify-db-instance --db-instance-identifier ${copy.newInstance} --allocated-storage <GiB, at least 10% more> --apply-immediately), then run "atmr-dr recover abandon ${copy.id}" again`,
+      );
       expect((await getRecovery(deps().store, copy.id)).status).toBe('abandoning');
     });
   });
