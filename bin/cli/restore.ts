@@ -3,7 +3,7 @@ import { RESTORE_TEST_DEFAULTS } from '../../lambdas/restore/contract';
 import type { RestoreResult } from '../../lambdas/restore/restore';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { countOf } from '../../lambdas/shared/format';
-import { quoteIdent } from '../../lambdas/shared/postgres';
+import { quoteIdent, reopenDatabaseStatement } from '../../lambdas/shared/postgres';
 import { loadStatus, stderrProgress } from './progress';
 import { confirmer } from './confirm';
 import { commandTempDir, interruptible } from './interrupt';
@@ -91,13 +91,17 @@ export function registerRestoreCommands(program: Command): void {
         reportSwept(tempDir.swept);
         let staging: string | undefined;
         let aside: string | undefined;
+        let closed = false;
         const interrupt = interruptible(() => {
           // Quitting between the swap's two renames leaves the target missing: where its data is
-          // comes first, as the next restore into it would say.
+          // comes first, as the next restore into it would say. A --terminate-connections swap has
+          // closed the target first, and the rename back keeps it closed: the application could
+          // not connect to it until it is reopened too.
+          const reopen = closed ? ` and ${reopenDatabaseStatement(target)}` : '';
           const left = aside
-            ? `the swap was under way: if "${target}" is missing, its data is in "${aside}": put it back with ALTER DATABASE ${quoteIdent(aside)} RENAME TO ${quoteIdent(target)}; the restored copy "${staging}" may be left too (the next restore into ${target} names both)`
+            ? `the swap was under way: if "${target}" is missing, its data is in "${aside}": put it back with ALTER DATABASE ${quoteIdent(aside)} RENAME TO ${quoteIdent(target)}${reopen}; the restored copy "${staging}" may be left too (the next restore into ${target} names both)`
             : staging
-              ? `the staging database "${staging}" may be left: drop it with DROP DATABASE ${quoteIdent(staging)} WITH (FORCE) (the next restore into ${target} names it too)`
+              ? `${closed ? `the swap was under way: "${target}" may be closed to connections: reopen it with ${reopenDatabaseStatement(target)}; ` : ''}the staging database "${staging}" may be left: drop it with DROP DATABASE ${quoteIdent(staging)} WITH (FORCE) (the next restore into ${target} names it too)`
               : 'no staging database was created yet';
           return `${tempDir.remove()}; ${left}`;
         });
@@ -111,6 +115,7 @@ export function registerRestoreCommands(program: Command): void {
             warn: stderrWarning,
             onStaging: (name) => (staging = name),
             onSwapAside: (name) => (aside = name),
+            onTargetClosed: (isClosed) => (closed = isClosed),
             onDownloadProgress: (bytes, total) => progress.meter('download', bytes, total),
             // Only when shown: each report is a query to the server.
             onLoadProgress: showProgress ? loadStatus(progress) : undefined,

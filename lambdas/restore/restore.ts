@@ -49,6 +49,13 @@ export interface RestoreDeps extends CatalogDeps, SpaceCheck {
    * sessions), the target is missing, and a CLI that quits at once must say where its data is.
    */
   readonly onSwapAside?: (previous: string) => void;
+  /**
+   * With --terminate-connections: true just before the swap closes the target to connections
+   * (ALLOW_CONNECTIONS false, which stays with its data under the name it is renamed to), false
+   * once a database that accepts connections has the target name again. A CLI that quits at once
+   * must then say how to reopen it, or the application cannot connect to the target put back.
+   */
+  readonly onTargetClosed?: (closed: boolean) => void;
   /** Download progress: bytes received of the object's size. */
   readonly onDownloadProgress?: (bytes: number, total: number) => void;
   /** Load progress: the staging database's size on disk, when the load starts, every second, and when it ends. */
@@ -174,7 +181,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     log(`swap: ${staging} -> ${target}`);
     const swapStarted = performance.now();
     swapping = true;
-    const replaced = await swapIn(await admin.client(), deps.connection, staging, target, options, warn, deps.onSwapAside);
+    const replaced = await swapIn(await admin.client(), deps.connection, staging, target, options, warn, { onAside: deps.onSwapAside, onClosed: deps.onTargetClosed });
     stagingCreated = false;
     const swapSeconds = (performance.now() - swapStarted) / 1000;
     log(`restored ${manifestKey} into ${target}`);

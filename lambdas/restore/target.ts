@@ -309,6 +309,22 @@ export async function dropDatabase(admin: Client, name: string): Promise<void> {
 }
 
 /**
+ * What a caller that may quit in the middle of the swap (a second Ctrl-C) needs to say what it left.
+ * Each is called before the statement it announces is sent: a statement on its way when the caller
+ * quits may still be carried out by the server.
+ */
+export interface SwapHooks {
+  /** The name the target's data takes while it is out of the way. */
+  readonly onAside?: (previous: string) => void;
+  /**
+   * true just before the target is closed to connections (--terminate-connections), false once a
+   * database that accepts connections is under the target name again. The flag travels with the
+   * database through its renames: the target put back by hand is still closed.
+   */
+  readonly onClosed?: (closed: boolean) => void;
+}
+
+/**
  * Puts `staging` under the target name: a rename when the target does not exist; otherwise the
  * target is renamed aside, the staging database takes its name, and the old one is dropped. The
  * guards run again first (a session may have connected during the restore). Returns whether a
@@ -322,7 +338,7 @@ export async function swapIn(
   target: string,
   guards: TargetGuards,
   warn: (line: string) => void,
-  onAside?: (previous: string) => void,
+  hooks: SwapHooks = {},
 ): Promise<boolean> {
   const state = await checkTarget(admin, connection, target, guards);
   if (!state.exists) {
@@ -340,17 +356,21 @@ export async function swapIn(
     !guards.terminateConnections
       ? ''
       : admin.query(reopenDatabaseStatement(target)).then(
-          () => '',
+          () => {
+            hooks.onClosed?.(false);
+            return '';
+          },
           (error: unknown) => `; it could not be reopened (${oneLine(error)}): run ${reopenDatabaseStatement(target)}`,
         );
   try {
     if (guards.terminateConnections) {
       // Block reconnects, then end the sessions: the rename needs a database nobody is in.
+      hooks.onClosed?.(true);
       await admin.query(`ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS false`);
       await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [target]);
       await waitForNoSessions(admin, target);
     }
-    onAside?.(previous);
+    hooks.onAside?.(previous);
     await admin.query(`ALTER DATABASE ${quoteIdent(target)} RENAME TO ${quoteIdent(previous)}`);
   } catch (error) {
     throw new OperatorError(`cannot take "${target}" out of the way (${oneLine(error)}); target "${target}" untouched${await reopen()}: stop its clients and retry`);
@@ -370,6 +390,8 @@ export async function swapIn(
     }
     throw new OperatorError(`cannot rename the restored database to "${target}" (${why}); the previous database was put back, target "${target}" untouched${await reopen()}`);
   }
+  // The restored copy, created open, has the target name now.
+  hooks.onClosed?.(false);
   // The restored copy is in place: a failure now is not the restore's, only space left behind.
   await dropDatabase(admin, previous).catch((error: unknown) => warn(`could not drop "${previous}", what "${target}" was before this restore (${oneLine(error)}): when it is not needed, DROP DATABASE ${quoteIdent(previous)} WITH (FORCE)`));
   return true;

@@ -642,6 +642,107 @@ describe('atmr-dr restore on the worst day', () => {
     }
   }, 180_000);
 
+  it('with --terminate-connections, a second Ctrl-C between the swap\'s two renames prints the statements that give the application its database back: renamed back and reopened', async () => {
+    // Arrange: as above, with --terminate-connections: the swap closes the target (ALLOW_CONNECTIONS
+    // false) before it renames it aside, and the flag goes with the database under its new name
+    const target = makeTarget();
+    const run = startCli(['restore', bigKey, '--target-db', target, '--force', '--terminate-connections']);
+    let holder: Client | undefined;
+    const admin = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    await admin.connect();
+    try {
+      const staging = /-d (\S+)/.exec(await pgRestoreOf(run))![1];
+      holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging });
+      await holder.connect();
+      await waitUntil(run, 'SELECT count(*)::int AS n FROM pg_database WHERE datname LIKE $1', [`${target}_old_%`]);
+      run.child.kill('SIGINT');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      run.child.kill('SIGINT');
+      const status = await run.exited;
+      const line = run.stderr().trimEnd().split('\n').at(-1)!;
+      const [aside] = databasesLike(cluster, `${target}_old_`);
+
+      // Act: the operator runs what the line says puts the target back, then the application connects
+      const statements = (/put it back with (.+?); the restored copy/.exec(line)?.[1] ?? '').split(/ and (?=ALTER DATABASE )/);
+      for (const statement of statements) await admin.query(statement);
+      const app = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'atmr-api' });
+      const connected = await app.connect().then(
+        () => 'connected',
+        (error: Error) => error.message,
+      );
+
+      // Assert
+      expect(connected).toBe('connected');
+      expect((await app.query<{ n: number }>('SELECT count(*)::int AS n FROM keep_me')).rows[0].n).toBe(3);
+      await app.end();
+      expect(status).toBe(130);
+      expect(line).toMatch(
+        new RegExp(
+          `^atmr-dr: second SIGINT, quitting at once; temp directory \\S+ removed; the swap was under way: if "${target}" is missing, its data is in "${aside}": put it back with ALTER DATABASE "${aside}" RENAME TO "${target}" and ALTER DATABASE "${target}" ALLOW_CONNECTIONS true; the restored copy "${staging}" may be left too \\(the next restore into ${target} names both\\)$`,
+        ),
+      );
+    } finally {
+      run.child.kill('SIGKILL');
+      await holder?.end().catch(() => undefined);
+      await admin.end();
+      for (const name of databasesLike(cluster, target)) psql(cluster, 'postgres', `ALTER DATABASE "${name}" ALLOW_CONNECTIONS true; DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    }
+  }, 180_000);
+
+  it('with --terminate-connections, a second Ctrl-C after the swap closed the target and before it renamed it prints the statement that reopens it', async () => {
+    // Arrange: a worker connected to the target whose server backend is stopped (SIGSTOP; the tests
+    // run as root, the cluster as postgres): the swap's pg_terminate_backend cannot end it while it
+    // is stopped, so the swap waits for it (up to 5 s) with the target closed and not yet renamed
+    const target = makeTarget();
+    const worker = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
+    worker.on('error', () => undefined);
+    await worker.connect();
+    const backend = (await worker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+    const admin = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    await admin.connect();
+    const run = startCli(['restore', bigKey, '--target-db', target, '--force', '--terminate-connections']);
+    let stopped = false;
+    try {
+      const staging = /-d (\S+)/.exec(await pgRestoreOf(run))![1];
+      process.kill(backend, 'SIGSTOP');
+      stopped = true;
+      await waitUntil(run, 'SELECT count(*)::int AS n FROM pg_database WHERE datname = $1 AND NOT datallowconn', [target]);
+      run.child.kill('SIGINT');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      run.child.kill('SIGINT');
+      const status = await run.exited;
+      process.kill(backend, 'SIGCONT');
+      stopped = false;
+      const line = run.stderr().trimEnd().split('\n').at(-1)!;
+
+      // Act: the operator runs what the line says reopens the target, then the application connects
+      await admin.query(/reopen it with (.+?); /.exec(line)?.[1] ?? 'SELECT 1');
+      const app = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'atmr-api' });
+      const connected = await app.connect().then(
+        () => 'connected',
+        (error: Error) => error.message,
+      );
+
+      // Assert
+      expect(connected).toBe('connected');
+      expect((await app.query<{ n: number }>('SELECT count(*)::int AS n FROM keep_me')).rows[0].n).toBe(3);
+      await app.end();
+      expect(status).toBe(130);
+      expect(line).toMatch(
+        new RegExp(
+          `^atmr-dr: second SIGINT, quitting at once; temp directory \\S+ removed; the swap was under way: "${target}" may be closed to connections: reopen it with ALTER DATABASE "${target}" ALLOW_CONNECTIONS true; the staging database "${staging}" may be left: drop it with DROP DATABASE "${staging}" WITH \\(FORCE\\) \\(the next restore into ${target} names it too\\)$`,
+        ),
+      );
+      expect(databasesLike(cluster, `${target}_old_`)).toEqual([]);
+    } finally {
+      run.child.kill('SIGKILL');
+      if (stopped) process.kill(backend, 'SIGCONT');
+      await worker.end().catch(() => undefined);
+      await admin.end();
+      for (const name of databasesLike(cluster, target)) psql(cluster, 'postgres', `ALTER DATABASE "${name}" ALLOW_CONNECTIONS true; DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    }
+  }, 180_000);
+
   it('kill -9 in the middle of the load leaves its pg_restore loading; the next restore into that target ends that load (drops its staging database, on that database only), says so in one line, and restores', async () => {
     // Arrange: a restore loading into its staging database, with a TMPDIR of the test's own
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-test-tmpdir-'));
