@@ -7,7 +7,7 @@ import { EnvironmentConfig } from '../../lib/config';
 import { runbookAlarmName } from '../../lib/alarm-names';
 import { backoutClients } from '../../lambdas/backout/clients';
 import { assertFamily, currentTaskDefinition, describeRelease, describeService } from '../../lambdas/backout/ecs';
-import { BACKOUT_ACTOR, downgradeArgs, finishDowngrade, MigrationTaskResult, parseRevision, prepareDowngrade, runMigrationTask } from '../../lambdas/backout/migration';
+import { BACKOUT_ACTOR, DowngradePreparation, downgradeArgs, finishDowngrade, MIGRATION_STARTED_BY, MigrationTaskResult, MigrationTaskStage, parseRevision, prepareDowngrade, runMigrationTask } from '../../lambdas/backout/migration';
 import { BackoutSettings, findService, pinParameterPrefix } from '../../lambdas/backout/settings';
 import { acquireLock, releaseLock, rollbackHistory } from '../../lambdas/backout/state';
 import { putRollbackMetrics } from '../../lambdas/backout/metrics';
@@ -274,11 +274,69 @@ export interface MigrationOptions {
 const MIGRATION_LOCK_SECONDS = 3600;
 
 /**
+ * What `rollback migration` has changed so far, kept as it goes: a second Ctrl-C quits at once,
+ * without the command's own ending (its report, the lock's release), and its one line
+ * (migrationLeft) can only say what this records. Each step is recorded before its request is
+ * sent: a request on its way when the process quits may still be carried out.
+ */
+export interface MigrationProgress {
+  /** The lock's conditional put: `requested` until DynamoDB answered, `releasing` until the delete did. */
+  lock?: { readonly service: string; readonly until: string; state: 'requested' | 'held' | 'releasing' | 'released' };
+  /** The snapshot and the killswitch: `preparing` until prepareDowngrade returned. */
+  preparing?: boolean;
+  preparation?: DowngradePreparation;
+  /** The task as runMigrationTask reported it, then its result once it returned. */
+  task?: MigrationTaskStage | { readonly stage: 'ended'; readonly result: MigrationTaskResult };
+}
+
+/** The one line of a second Ctrl-C during `rollback migration`: the task, the killswitch and the lock, as far as `progress` knows them. */
+export function migrationLeft(progress: MigrationProgress, settings: BackoutSettings): string {
+  const { lock, preparation, task } = progress;
+  if (!lock || (lock.state === 'released' && !progress.preparing)) return 'nothing changed: no lock held, no snapshot, the killswitch untouched, no migration task';
+  const cluster = settings.clusterName;
+  const follow = (arn: string) => `follow it with "aws ecs describe-tasks --cluster ${cluster} --tasks ${arn}"`;
+  const parts: string[] = [];
+  if (!task) {
+    parts.push('no migration task was started: the schema is unchanged');
+  } else if (task.stage === 'requested') {
+    parts.push(`a migration task may have been started (RunTask was sent, ECS had not answered): look for it with "aws ecs list-tasks --cluster ${cluster} --started-by ${MIGRATION_STARTED_BY}"`);
+  } else if (task.stage === 'ended') {
+    const { taskArn, abandoned, stoppedReason, exitCode } = task.result;
+    if (taskArn === null) parts.push('no migration task was started: the schema is unchanged');
+    else if (abandoned?.stopped === false) parts.push(`the migration task ${taskArn} may still be running (${stoppedReason}): ${follow(taskArn)}`);
+    else parts.push(`the migration task ${taskArn} has stopped (exit code ${exitCode ?? 'none'})`);
+  } else if (task.stage === 'running') {
+    parts.push(`the migration task ${task.taskArn} may still be running (atmr-dr had not sent StopTask): ${follow(task.taskArn)}`);
+  } else {
+    parts.push(`the migration task ${task.taskArn} may still be running (atmr-dr was stopping it, StopTask, and had not seen it stopped): ${follow(task.taskArn)}`);
+  }
+  if (!preparation) {
+    parts.push(progress.preparing ? 'the killswitch may have been set to maintenance by this command' : 'the killswitch untouched');
+  } else if (!preparation.killswitchSet) {
+    parts.push('the killswitch stays as it was, in maintenance before this command');
+  } else if (task?.stage === 'ended' && task.result.exitCode === 0) {
+    // finishDowngrade restores the killswitch after a downgrade that worked, and may have done so.
+    parts.push('the killswitch, set to maintenance by this command, stays in maintenance unless it was being restored (the downgrade exited 0)');
+  } else {
+    parts.push('the killswitch stays in maintenance, set by this command');
+  }
+  if (lock.state === 'released') {
+    parts.push('the lock is released');
+  } else {
+    const held = lock.state === 'held' ? 'stays held' : lock.state === 'requested' ? 'may be held (its write was under way)' : 'may stay held (its release was under way)';
+    parts.push(
+      `the lock of ${lock.service} ${held} until ${lock.until}, blocking rollback service, rollback migration and the automatic backout of ${lock.service} until then: "atmr-dr rollback status --service ${lock.service}" shows it`,
+    );
+  }
+  return parts.join('; ');
+}
+
+/**
  * `flask db downgrade <revision>` in the failing release's image (only it holds the downgrade
  * script): `--task-definition`, or the API's current task definition when the service has not been
  * rolled back yet; with the same snapshot and killswitch steps as the workflow.
  */
-export async function migrationCommand(ctx: RollbackCliContext, options: MigrationOptions): Promise<void> {
+export async function migrationCommand(ctx: RollbackCliContext, options: MigrationOptions, progress: MigrationProgress = {}): Promise<void> {
   const revision = parseRevision(options.to);
   const service = findService(ctx.settings, ctx.settings.api.serviceName);
   if (options.taskDefinition) assertFamily(service, options.taskDefinition);
@@ -305,23 +363,40 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
   const actor = await ctx.actor();
   const owner = `cli:${actor}:${Date.now()}`;
   const now = (ctx.deps.now ?? (() => new Date()))();
+  const until = new Date(now.getTime() + MIGRATION_LOCK_SECONDS * 1000).toISOString();
+  const lock: NonNullable<MigrationProgress['lock']> = { service: service.serviceName, until, state: 'requested' };
+  progress.lock = lock;
   if (!(await acquireLock(ctx.deps.doc, ctx.settings.tableName, { service: service.serviceName, owner, now, ttlSeconds: MIGRATION_LOCK_SECONDS, reason: `manual migration downgrade by ${actor}` }))) {
+    lock.state = 'released';
     throw new OperatorError(`rollback: another rollback of ${service.serviceName} holds the lock; see "rollback status", nothing changed`, 3);
   }
+  lock.state = 'held';
   // Kept only while a downgrade task may still run: a retry must not start a second one on the same database.
   let keepLock = false;
   try {
     // Ctrl-C during the actor lookup or the lock: nothing was prepared; the finally releases the lock.
     if (ctx.signal?.aborted) throw new OperatorError('rollback: interrupted before the snapshot and the killswitch: nothing changed; the lock is released', 1);
+    progress.preparing = true;
     const preparation = await prepareDowngrade(ctx.deps, ctx.settings, revision, `manual downgrade by ${actor}`);
+    progress.preparation = preparation;
     ctx.print(preparation.snapshotId ? `  snapshot ${preparation.snapshotId} started` : `  PITR restore point ${preparation.pitr?.restoreTo}`);
     // A task ECS refuses to run (a revision gone, throttling) is a failed downgrade like the
     // workflow's (its Catch goes to FinishDowngrade): reported, maintenance kept. Once the task
     // runs, following it ends with the task stopped or said to be possibly running (abandoned).
-    const following = { sleep: (ms: number) => pause(ctx, ms).then(() => undefined), sleepThrough: ctx.sleep, stopped: () => Boolean(ctx.signal?.aborted) };
+    const following = {
+      sleep: (ms: number) => pause(ctx, ms).then(() => undefined),
+      sleepThrough: ctx.sleep,
+      stopped: () => Boolean(ctx.signal?.aborted),
+      onStage: (stage: MigrationTaskStage) => {
+        progress.task = stage;
+        // Its ARN is what the operator follows it by, if this command cannot any more.
+        if (stage.stage === 'running') ctx.print(`  migration task ${stage.taskArn} started`);
+      },
+    };
     const task = await runMigrationTask({ ...ctx.deps, ...following }, ctx.settings, taskDefinition, revision).catch(
       (error: unknown): MigrationTaskResult => ({ taskArn: null, exitCode: null, stoppedReason: `could not run or follow the migration task: ${oneLine(error)}`, startedAt: null, stoppedAt: null }),
     );
+    progress.task = { stage: 'ended', result: task };
     keepLock = task.abandoned?.stopped === false;
     const result = await finishDowngrade(ctx.deps, ctx.settings, preparation, task, { group: release.logGroup, prefix: release.logStreamPrefix });
     const summary = `${service.serviceName}: migration downgrade to ${revision} by ${actor}: ${result.detail}`;
@@ -340,7 +415,6 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
       .catch((error: unknown) => ctx.print(`warning: the Migration Downgrade Finished event was not sent: ${namedLine(error)}`));
     if (result.ok && notTold) throw new OperatorError(`rollback: migration downgrade done${notTold}`, 1);
     if (keepLock) {
-      const until = new Date(now.getTime() + MIGRATION_LOCK_SECONDS * 1000).toISOString();
       throw new OperatorError(
         `rollback: the migration task ${task.taskArn} may still be running (${task.stoppedReason}): follow it with "aws ecs describe-tasks --cluster ${ctx.settings.clusterName} --tasks ${task.taskArn}"; the killswitch stays in maintenance; the lock stays held until ${until} so that no second downgrade starts${notTold}`,
         1,
@@ -364,7 +438,11 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
     }
     if (!result.ok) throw new OperatorError(`rollback: migration downgrade failed (exit code ${result.exitCode ?? 'none'}): the killswitch stays in maintenance; read ${result.logStream ?? 'the task logs'}${notTold}`, 1);
   } finally {
-    if (!keepLock) await releaseLock(ctx.deps.doc, ctx.settings.tableName, service.serviceName, owner);
+    if (!keepLock) {
+      lock.state = 'releasing';
+      await releaseLock(ctx.deps.doc, ctx.settings.tableName, service.serviceName, owner);
+      lock.state = 'released';
+    }
   }
 }
 
@@ -419,6 +497,11 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
     .action(async (opts: { to: string; taskDefinition?: string; yes?: boolean }) => {
       parseRevision(opts.to);
       const ctx = await makeContext(globals());
-      await interruptibly((signal) => migrationCommand({ ...ctx, signal }, opts));
+      // A second Ctrl-C while the first one stops the task (up to 150 s): what is left, as far as it got.
+      const progress: MigrationProgress = {};
+      await interruptibly(
+        (signal) => migrationCommand({ ...ctx, signal }, opts, progress),
+        () => migrationLeft(progress, ctx.settings),
+      );
     });
 }

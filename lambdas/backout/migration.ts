@@ -171,13 +171,16 @@ export async function finishDowngrade(
   return { ok, exitCode: task.exitCode, durationSeconds: Math.max(0, Math.round((end - start) / 1000)), logStream, killswitch, detail };
 }
 
+/** The RunTask `startedBy` of a downgrade task: what finds one whose ARN was never read (aws ecs list-tasks --started-by). */
+export const MIGRATION_STARTED_BY = 'atmr-dr-backout';
+
 /** The RunTask request of a downgrade: the failing release's task definition (only its image holds the downgrade script). */
 export function migrationRunTaskInput(settings: BackoutSettings, failingTaskDefinition: string, revision: string) {
   return {
     cluster: clusterArn(settings),
     taskDefinition: failingTaskDefinition,
     launchType: 'FARGATE' as const,
-    startedBy: 'atmr-dr-backout',
+    startedBy: MIGRATION_STARTED_BY,
     networkConfiguration: { awsvpcConfiguration: { subnets: settings.subnetIds, securityGroups: settings.securityGroupIds, assignPublicIp: 'DISABLED' as const } },
     overrides: { containerOverrides: [{ name: settings.api.containerName, command: downgradeArgs(revision) }] },
   };
@@ -191,12 +194,20 @@ const msNow = (deps: Pick<MigrationDeps, 'now'>): number => (deps.now ?? (() => 
 /** Fargate lets a container take up to 120 s (stopTimeout) to exit after SIGTERM; 30 s more for ECS to report it. */
 export const STOP_WAIT_SECONDS = 150;
 
+/**
+ * Where the task is, for a CLI that quits at once (a second Ctrl-C) and must say what it leaves:
+ * `requested` just before RunTask is sent (a task may exist before its ARN is known), `running`
+ * once ECS named it, `stopping` just before StopTask is sent.
+ */
+export type MigrationTaskStage = { readonly stage: 'requested' } | { readonly stage: 'running' | 'stopping'; readonly taskArn: string };
+
 type FollowDeps = MigrationDeps & {
   /** Between polls; may return early when `stopped()` turns true. */
   sleep?: (ms: number) => Promise<void>;
   /** Between polls while waiting for a stopped task to stop: not cut short by Ctrl-C. */
   sleepThrough?: (ms: number) => Promise<void>;
   stopped?: () => boolean;
+  onStage?: (stage: MigrationTaskStage) => void;
 };
 
 /**
@@ -210,9 +221,11 @@ export async function runMigrationTask(deps: FollowDeps, settings: BackoutSettin
   const sleep = deps.sleep ?? pauseFor;
   // Stopped before the task exists (Ctrl-C during the preparation): the schema is not touched.
   if (deps.stopped?.()) return { taskArn: null, exitCode: null, stoppedReason: 'not started: interrupted before RunTask, the schema is unchanged', startedAt: null, stoppedAt: null };
+  deps.onStage?.({ stage: 'requested' });
   const { tasks, failures } = await deps.ecs.send(new RunTaskCommand(migrationRunTaskInput(settings, failingTaskDefinition, revision)));
   const taskArn = tasks?.[0]?.taskArn;
   if (!taskArn) throw new OperatorError(`backout: ECS did not start the migration task (${failures?.[0]?.reason ?? 'no reason given'})`, 1);
+  deps.onStage?.({ stage: 'running', taskArn });
   const deadline = msNow(deps) + timeoutSeconds * 1000;
   let status = 'unknown';
   for (;;) {
@@ -257,6 +270,7 @@ async function stopMigrationTask(deps: FollowDeps, settings: BackoutSettings, ta
     stoppedAt: null,
     abandoned: { why, stopped: false },
   });
+  deps.onStage?.({ stage: 'stopping', taskArn });
   try {
     await deps.ecs.send(new StopTaskCommand({ cluster: settings.clusterName, task: taskArn, reason: `atmr-dr: migration downgrade ${why}`.slice(0, 255) }));
   } catch (error) {

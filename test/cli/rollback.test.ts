@@ -10,11 +10,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { confirmer } from '../../bin/cli/confirm';
-import { migrationCommand, RollbackCliContext, serviceCommand, statusCommand } from '../../bin/cli/rollback';
+import { migrationCommand, migrationLeft, MigrationProgress, RollbackCliContext, serviceCommand, statusCommand } from '../../bin/cli/rollback';
 import { acquireLock, readLock } from '../../lambdas/backout/state';
 import { loseFirstAnswer } from '../support/dynamodb';
 import { operatorEnv } from '../support/operator-env';
-import { backoutSuite, metricData, BAD, backoutDeps, GOOD, seedLkg, service, settings, TD } from '../lambdas/backout/fixtures';
+import { backoutSuite, metricData, BAD, backoutDeps, GOOD, MIGRATION_TASK_ARN, seedLkg, service, settings, TD } from '../lambdas/backout/fixtures';
 
 const ROOT = path.join(__dirname, '..', '..');
 const NAMES = {
@@ -124,6 +124,46 @@ describe('atmr-dr rollback service --wait (child process) stopped by a signal wh
     expect(await readLock(suite.dynamo.doc, run.tableName, 'atmr-api', new Date())).toBeNull();
   });
 });
+
+describe('atmr-dr rollback migration (child process): a second Ctrl-C while the first one stops the task', () => {
+  it('quits at once with one line: the task that may still run and how to follow it, the killswitch it set to maintenance, the lock it keeps (until when, what it blocks, where to see it)', async () => {
+    // Arrange: a downgrade task that keeps running after StopTask, so that the first Ctrl-C leaves
+    // the command waiting (up to 150 s) to see it stopped
+    const tableName = await suite.dynamo.freshTable('cli-migration-twice');
+    const resultFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rollback-cli-')), 'result.json');
+    const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['test/cli/rollback-harness.ts', 'rollback', 'migration', '--to', 'aaa111', '--yes'], {
+      cwd: ROOT,
+      env: operatorEnv({ ...NAMES, AWS_ENDPOINT_URL: undefined, AWS_ENDPOINT_URL_DYNAMODB: suite.dynamo.endpoint, ATMR_OPS_TABLE: tableName, ROLLBACK_RESULT: resultFile }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+
+    // Act: Ctrl-C once the task runs, and again a second later, while the first one waits for it to stop
+    child.stdout.on('data', (d: Buffer) => {
+      const before = stdout;
+      stdout += d.toString();
+      if (!before.includes('migration task ') && stdout.includes(`migration task ${MIGRATION_TASK_ARN} started`)) {
+        child.kill('SIGINT');
+        setTimeout(() => child.kill('SIGINT'), 1000);
+      }
+    });
+    const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
+
+    // Assert
+    const lock = await readLock(suite.dynamo.doc, tableName, 'atmr-api', new Date());
+    // The lock the command took, an hour long: what the line must name.
+    const until = new Date(Date.parse(lock?.acquiredAt ?? '') + 3600_000).toISOString();
+    expect(stderr).toBe(
+      `atmr-dr: second SIGINT, quitting at once; the migration task ${MIGRATION_TASK_ARN} may still be running (atmr-dr was stopping it, StopTask, and had not seen it stopped): follow it with "aws ecs describe-tasks --cluster atmr-prod --tasks ${MIGRATION_TASK_ARN}"; the killswitch stays in maintenance, set by this command; the lock of atmr-api stays held until ${until}, blocking rollback service, rollback migration and the automatic backout of atmr-api until then: "atmr-dr rollback status --service atmr-api" shows it\n`,
+    );
+    expect(status).toBe(130);
+    expect(lock?.reason).toMatch(/^manual migration downgrade by /);
+    expect(lock?.expiresAt).toBe(Math.floor(Date.parse(until) / 1000));
+  });
+});
+
 const { mocks } = suite;
 
 /** The killswitch parameter as SSM keeps it (read, then versioned writes), starting in normal mode. */
@@ -606,6 +646,39 @@ describe('rollback service and migration stopped by Ctrl-C before they change an
     expect(mocks.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
     expect(JSON.parse(killswitch.value).mode).toBe('maintenance');
     expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+  });
+});
+
+describe('rollback migration: what a second Ctrl-C would say at each step (migrationLeft on the progress the command keeps)', () => {
+  it('nothing before the lock; then the lock and a killswitch that may be in maintenance; a task that may exist while RunTask is out; a stopped task and the lock released at the end', async () => {
+    // Arrange: the line is taken at the moment each request reaches AWS, as a second Ctrl-C there would
+    const ctx = await context({ clock: '2026-06-01T10:00:00.000Z' });
+    killswitchInSsm();
+    const taskArn = 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t3';
+    const progress: MigrationProgress = {};
+    const seen = [migrationLeft(progress, ctx.settings)];
+    mocks.rds.on(CreateDBSnapshotCommand).callsFake(() => {
+      seen.push(migrationLeft(progress, ctx.settings));
+      return {};
+    });
+    mocks.ecs.on(RunTaskCommand).callsFake(() => {
+      seen.push(migrationLeft(progress, ctx.settings));
+      return { tasks: [{ taskArn }] };
+    });
+    mocks.ecs.on(DescribeTasksCommand).resolves({ tasks: [{ lastStatus: 'STOPPED', containers: [{ name: 'api', exitCode: 1 }] }] });
+
+    // Act
+    await expect(migrationCommand(ctx, { to: 'aaa111', yes: true }, progress)).rejects.toThrow(/^rollback: migration downgrade failed \(exit code 1\)/);
+    seen.push(migrationLeft(progress, ctx.settings));
+
+    // Assert
+    const lock = 'the lock of atmr-api stays held until 2026-06-01T11:00:00.000Z, blocking rollback service, rollback migration and the automatic backout of atmr-api until then: "atmr-dr rollback status --service atmr-api" shows it';
+    expect(seen).toEqual([
+      'nothing changed: no lock held, no snapshot, the killswitch untouched, no migration task',
+      `no migration task was started: the schema is unchanged; the killswitch may have been set to maintenance by this command; ${lock}`,
+      `a migration task may have been started (RunTask was sent, ECS had not answered): look for it with "aws ecs list-tasks --cluster atmr-prod --started-by atmr-dr-backout"; the killswitch stays in maintenance, set by this command; ${lock}`,
+      `the migration task ${taskArn} has stopped (exit code 1); the killswitch stays in maintenance, set by this command; the lock is released`,
+    ]);
   });
 });
 

@@ -17,6 +17,8 @@ import { startLocalTable } from '../../support/dynalite';
 export const TD = (family: string, revision: number) => `arn:aws:ecs:eu-west-3:111111111111:task-definition/${family}:${revision}`;
 export const BAD = TD('atmr-api', 42);
 export const GOOD = TD('atmr-api', 41);
+/** The downgrade task test/cli/rollback-harness.ts starts for `rollback migration`. */
+export const MIGRATION_TASK_ARN = 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/migration1';
 export const ALARM_TIME = '2026-06-01T10:00:00.000Z';
 
 export function settings(overrides: Partial<BackoutSettings> = {}): BackoutSettings {
