@@ -123,7 +123,8 @@ export function registerRestoreCommands(program: Command): void {
           {
             ref,
             tier: opts.tier,
-            database: opts.database ?? process.env.PGDATABASE ?? productionNames[0],
+            // An empty PGDATABASE names no database (libpq reads it as unset), as resolveConnection.
+            database: opts.database ?? (process.env.PGDATABASE || undefined) ?? productionNames[0],
             signal: interrupt.signal,
             targetDb: opts.targetDb,
             force: opts.force,

@@ -63,7 +63,9 @@ export async function resolveConnection(options: ResolveConnectionOptions = {}):
     port: env.PGPORT ? Number(env.PGPORT) : undefined,
     user: env.PGUSER,
     password: env.PGPASSWORD,
-    database: env.PGDATABASE,
+    // libpq reads an empty PGDATABASE as unset (psql connects to its default database): so does
+    // atmr-dr, and a fallback (restore's maintenance database) applies as when it is not exported.
+    database: env.PGDATABASE || undefined,
     sslMode: env.PGSSLMODE,
     sslRootCert: env.PGSSLROOTCERT,
     passFile: env.PGPASSFILE,
@@ -121,7 +123,11 @@ export async function resolveConnection(options: ResolveConnectionOptions = {}):
 
   if (!merged.host) throw new OperatorError('no database host: set PGHOST (or pass --database-secret <arn> whose secret has a host)', 2);
   if (!merged.user) throw new OperatorError('no database user: set PGUSER (or pass --database-secret <arn>)', 2);
-  if (!merged.database) throw new OperatorError('no database name: set PGDATABASE (or use a secret with dbname)', 2);
+  if (!merged.database) {
+    // "set PGDATABASE" to someone who did (to an empty string) would not say what is wrong.
+    const problem = env.PGDATABASE === '' ? "PGDATABASE is set but empty (libpq reads that as unset): set it to the database's name" : 'set PGDATABASE';
+    throw new OperatorError(`no database name: ${problem} (or use a secret with dbname)`, 2);
+  }
   if (merged.port !== undefined && !(Number.isInteger(merged.port) && merged.port > 0 && merged.port < 65536)) {
     throw new OperatorError(`invalid database port "${env.PGPORT}": set PGPORT to a number such as 5432`, 2);
   }

@@ -102,6 +102,17 @@ describe('atmr-dr restore', () => {
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
   });
 
+  it('with PGDATABASE exported but empty, restores a manifest key as with PGDATABASE unset (libpq reads an empty variable as unset)', async () => {
+    const target = uniqueDatabaseName('rcli_emptypgdb');
+
+    const run = await atmrDr(['restore', manifestKey, '--target-db', target], env({ PGDATABASE: '' }));
+
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom\\) into ${target}: 1 table, 500 rows, row counts match the manifest$`, 'm'));
+    expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+  });
+
   it('--format plain --json restores the SQL file and prints one JSON object', async () => {
     const target = uniqueDatabaseName('rcli_plain');
 

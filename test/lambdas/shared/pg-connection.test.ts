@@ -80,6 +80,15 @@ describe('resolveConnection', () => {
     await expect(resolveConnection({ env })).rejects.toThrow(message);
   });
 
+  it('reads an empty PGDATABASE as unset, as libpq does: the fallback applies, and without one the line says it is empty', async () => {
+    const env = { PGHOST: 'h', PGUSER: 'u', PGDATABASE: '' };
+
+    await expect(resolveConnection({ env, fallbacks: { database: 'postgres' } })).resolves.toMatchObject({ database: 'postgres' });
+    await expect(resolveConnection({ env })).rejects.toThrow(
+      /^no database name: PGDATABASE is set but empty \(libpq reads that as unset\): set it to the database's name \(or use a secret with dbname\)$/,
+    );
+  });
+
   it('builds child-process and node-postgres settings, and a log-safe description', async () => {
     const conn = await resolveConnection({ env: { PGHOST: 'h', PGUSER: 'u', PGPASSWORD: 'pw', PGDATABASE: 'd', PGSSLMODE: 'require' } });
 
