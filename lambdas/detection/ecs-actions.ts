@@ -138,17 +138,27 @@ export async function restartService(
     service: request.service,
     deploymentId,
   });
-  print(`new deployment ${deploymentId ?? '(id unknown)'} started; waiting for steady state`);
+  if (!deploymentId) {
+    // ECS reads lag: just after UpdateService the previous deployment may still show alone and
+    // steady. Without the new one's id, "steady" could be that stale read, and the health check would
+    // then vouch for the tasks the restart replaces.
+    throw new OperatorError(
+      `restart: a new deployment of ${request.service} was requested, but ECS's answer did not name it, so its tasks cannot be told from the previous ones: follow it with "aws ecs describe-services --cluster ${request.cluster} --services ${request.service}" (do not restart again)`,
+      1,
+    );
+  }
+  print(`new deployment ${deploymentId} started; waiting for steady state`);
 
   const started = now();
   const timeout = request.steadyTimeoutMs ?? 600_000;
   for (;;) {
     const service = await describeService(deps.ecs, request);
-    const primary = service.deployments?.[0];
-    if (primary?.rolloutState === 'FAILED') {
-      throw new OperatorError(`restart: the new deployment of ${request.service} failed (${primary.rolloutStateReason ?? 'no reason given'}); see the service events`, 1);
+    // Ours by id: an older deployment still listed may be the one that failed.
+    const ours = service.deployments?.find((d) => d.id === deploymentId);
+    if (ours?.rolloutState === 'FAILED') {
+      throw new OperatorError(`restart: the new deployment of ${request.service} failed (${ours.rolloutStateReason ?? 'no reason given'}); see the service events`, 1);
     }
-    if (isSteady(service) && (!deploymentId || primary?.id === deploymentId)) break;
+    if (isSteady(service) && service.deployments?.[0]?.id === deploymentId) break;
     if (now() - started > timeout) {
       throw new OperatorError(`restart: ${request.service} not steady after ${Math.round(timeout / 1000)} s (${describeCounts(service)}); see the service events`, 1);
     }
@@ -167,7 +177,7 @@ export async function restartService(
       // Still exit 1: the health was not verified (a failure, docs/contracts.md).
       const alarm = request.healthAlarmName ? `the alarm ${request.healthAlarmName}` : 'the Osrm-Down alarm';
       throw new OperatorError(
-        `restart: ${request.service} restarted (deployment ${deploymentId ?? '(id unknown)'}, steady), but ${request.healthUrl} could not be reached from this machine (${why}); ` +
+        `restart: ${request.service} restarted (deployment ${deploymentId}, steady), but ${request.healthUrl} could not be reached from this machine (${why}); ` +
           `from outside the VPC this is expected: see ${alarm} (the probe checks that URL from inside) or curl it from inside the VPC; do not restart again`,
         1,
       );

@@ -122,6 +122,55 @@ describe('restartService (osrm restart)', () => {
     expect(detail.deploymentId).toBe('ecs-svc/new');
   });
 
+  it('does not call a lagging read of the previous deployment steady: it waits for the deployment it started', async () => {
+    // Arrange: just after UpdateService, ECS still shows the old deployment alone, steady.
+    const steadyOld = service({ deployments: [{ id: 'ecs-svc/old', status: 'PRIMARY', rolloutState: 'COMPLETED', desiredCount: 1, runningCount: 1 }] });
+    ecsMock
+      .on(DescribeServicesCommand)
+      .resolvesOnce({ services: [service()] })
+      .resolvesOnce({ services: [service()] })
+      .resolvesOnce({ services: [steadyOld] })
+      .resolvesOnce({ services: [rolling] })
+      .resolves({ services: [steadyNew] });
+    ecsMock.on(UpdateServiceCommand).resolves({ service: rolling });
+
+    // Act
+    await restartService({ ecs, events, confirm: yes, sleep: noSleep }, { ...ref, pollMs: 1 });
+
+    // Assert: the stale read and the rolling one were both polled past.
+    expect(ecsMock).toHaveReceivedCommandTimes(DescribeServicesCommand, 5);
+  });
+
+  it('says the restart was requested but cannot be followed when ECS names no new deployment, instead of calling the previous one steady', async () => {
+    // Arrange: an UpdateService answer with no PRIMARY deployment; the next reads show the old one, steady.
+    const steadyOld = service({ deployments: [{ id: 'ecs-svc/old', status: 'PRIMARY', rolloutState: 'COMPLETED', desiredCount: 1, runningCount: 1 }] });
+    ecsMock.on(DescribeServicesCommand).resolves({ services: [steadyOld] });
+    ecsMock.on(UpdateServiceCommand).resolves({ service: service({ deployments: [] }) });
+
+    // Act / Assert
+    await expect(restartService({ ecs, events, confirm: yes, sleep: noSleep }, { ...ref, pollMs: 1 })).rejects.toMatchObject({
+      name: 'OperatorError',
+      exitCode: 1,
+      message:
+        'restart: a new deployment of atmr-osrm was requested, but ECS\'s answer did not name it, so its tasks cannot be told from the previous ones: follow it with "aws ecs describe-services --cluster atmr-prod --services atmr-osrm" (do not restart again)',
+    });
+    expect(ecsMock).toHaveReceivedCommandTimes(UpdateServiceCommand, 1);
+  });
+
+  it('reports a failed rollout of the deployment it started, not of an older one', async () => {
+    // Arrange: the previous deployment had failed (still listed), ours rolls out, then completes.
+    const oldFailed = { id: 'ecs-svc/old', status: 'ACTIVE', rolloutState: 'FAILED' as const, rolloutStateReason: 'an older failure', desiredCount: 1, runningCount: 0 };
+    const rollingOverFailed = service({ runningCount: 0, pendingCount: 1, deployments: [oldFailed, { id: 'ecs-svc/new', status: 'PRIMARY', rolloutState: 'IN_PROGRESS', desiredCount: 1, runningCount: 0 }] });
+    ecsMock.on(DescribeServicesCommand).resolvesOnce({ services: [service()] }).resolvesOnce({ services: [service()] }).resolvesOnce({ services: [rollingOverFailed] }).resolves({ services: [steadyNew] });
+    ecsMock.on(UpdateServiceCommand).resolves({ service: rolling });
+
+    // Act
+    const result = await restartService({ ecs, events, confirm: yes, sleep: noSleep }, { ...ref, pollMs: 1 });
+
+    // Assert
+    expect(result).toMatchObject({ deploymentId: 'ecs-svc/new' });
+  });
+
   it('asks first and changes nothing when not confirmed (the runbook: diagnose before restarting)', async () => {
     ecsMock.on(DescribeServicesCommand).resolves({ services: [service()] });
     const questions: string[] = [];
