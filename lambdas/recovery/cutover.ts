@@ -775,12 +775,16 @@ function waitStable(ecs: ECSClient, cluster: string, forced: ReadonlyMap<string,
       const pending: string[] = [];
       for (const [name, deploymentId] of forced) {
         const service = described.find((s) => s.serviceName === name);
+        // Ours failed, wherever it is listed: ECS's circuit breaker, rolling it back, makes another
+        // deployment PRIMARY and keeps ours FAILED beside it, so waiting for ours to be PRIMARY would
+        // only run out the timeout.
+        const ours = service?.deployments?.find((d) => d.id === deploymentId);
+        if (ours?.rolloutState === 'FAILED') throw new Error(`ECS service ${name}: deployment failed (${ours.rolloutStateReason ?? 'no reason given'})`);
         const primary = service?.deployments?.find((d) => d.status === 'PRIMARY');
         if (primary?.id !== deploymentId) {
           pending.push(`${name} (its PRIMARY deployment is ${primary?.id ?? 'none'}, not ${deploymentId} that this redeploy started: someone else deployed since? look at the service's deployments)`);
           continue;
         }
-        if (primary.rolloutState === 'FAILED') throw new Error(`ECS service ${name}: deployment failed (${primary.rolloutStateReason ?? 'no reason given'})`);
         const done = primary.rolloutState === 'COMPLETED' || (service!.deployments!.length === 1 && primary.runningCount === primary.desiredCount);
         if (!done) pending.push(name);
       }

@@ -591,6 +591,38 @@ describe('cutover', () => {
     expect(JSON.parse(parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'degraded', reason: 'OSRM down', actor: 'bob' });
   });
 
+  it('fails at once when ECS\'s circuit breaker rolled the forced deployment back (it is FAILED, no longer PRIMARY), naming its reason, instead of waiting out the timeout', async () => {
+    // Arrange: on the copy the forced deployment fails; ECS makes a rollback deployment PRIMARY and
+    // keeps the failed one listed, FAILED. On the previous endpoint (the undo) it completes.
+    const id = await verifiedRecovery();
+    const ecsFake = fakeEcs();
+    ecs.on(DescribeServicesCommand).callsFake((input: { services: string[] }) => {
+      return {
+        services: input.services.map((serviceName) => {
+          const [forced] = ecsFake.ids(serviceName);
+          const onCopy = secretValue.host === NEW_HOST;
+          return {
+            serviceName,
+            deployments: onCopy
+              ? [
+                  { id: `${serviceName}/rollback`, status: 'PRIMARY', rolloutState: 'IN_PROGRESS', runningCount: 0, desiredCount: 2 },
+                  { id: forced, status: 'ACTIVE', rolloutState: 'FAILED', rolloutStateReason: 'ECS deployment circuit breaker: tasks failed to start', runningCount: 0, desiredCount: 2 },
+                ]
+              : [{ id: forced, status: 'PRIMARY', rolloutState: 'COMPLETED', runningCount: 2, desiredCount: 2 }],
+          };
+        }),
+      };
+    });
+
+    // Act
+    const result = await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice');
+
+    // Assert: the failure named, not a wait run out; the undo's wait then completes
+    expect(result.ok).toBe(false);
+    expect(result.error).toBe('ECS service atmr-api: deployment failed (ECS deployment circuit breaker: tasks failed to start)');
+    expect(killswitchModes()).toEqual(['maintenance', 'normal']);
+  });
+
   it('a failed undo is reported for a human, blocks a new attempt until undone, then a retry is allowed', async () => {
     const id = await verifiedRecovery();
     readyStatus = 503;
