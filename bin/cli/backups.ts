@@ -3,7 +3,7 @@ import type { CatalogEntry } from '../../lambdas/restore/catalog';
 import { countOf, formatBytes } from '../../lambdas/shared/format';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { commandTempDir, interruptibly } from './interrupt';
-import { resolveBackupBucket, withBucketOptions } from './resolve';
+import { latestDatabase, resolveBackupBucket, withBucketOptions } from './resolve';
 
 /** `backups list` and `backups verify`: the read-only catalog of the backup bucket. */
 export function registerBackupsCommands(program: Command): void {
@@ -54,7 +54,7 @@ export function registerBackupsCommands(program: Command): void {
       if (ref !== 'latest' && opts.database !== undefined) {
         throw new OperatorError(`backups verify: --database chooses the backup with latest only; ${ref} names its own: drop --database, or verify latest --database ${opts.database}`, 2);
       }
-      const database = opts.database ?? process.env.PGDATABASE;
+      const database = latestDatabase(ref, opts.database);
       // The reference is checked before the bucket is looked for: a typo is what the operator hears first.
       (await import('../../lambdas/restore/catalog')).checkBackupRef(ref, opts.tier);
       const bucket = await resolveBackupBucket(opts);

@@ -126,6 +126,19 @@ export function nonEmpty(value: string | undefined, what: string, fix: string): 
   return trimmed;
 }
 
+/**
+ * The database whose backup `ref` means: for `latest`, --database (never empty), else PGDATABASE,
+ * else `fallback` (the database a secret names). libpq reads an empty PGDATABASE as unset, and so
+ * does this; when nothing else names a database, the line says that PGDATABASE is the empty one.
+ */
+export function latestDatabase(ref: string, option: string | undefined, fallback?: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const named = nonEmpty(option, '--database', 'pass the database whose latest backup to use, or leave --database out to use PGDATABASE') ?? (env.PGDATABASE || undefined) ?? fallback;
+  if (ref === 'latest' && named === undefined && env.PGDATABASE === '') {
+    throw new OperatorError(`"latest" is per database and none was named: PGDATABASE is set but empty (libpq reads that as unset): set it to the database's name or pass --database NAME`, 2);
+  }
+  return named;
+}
+
 /** `--env`, else cdk.json's `env`, else `example`. */
 export function defaultEnvironmentName(root: string = packageRoot()): string {
   return readCdkJson(root).context?.env ?? 'example';

@@ -7,7 +7,7 @@ import { quoteIdent, reopenDatabaseStatement } from '../../lambdas/shared/postgr
 import { loadStatus, stderrProgress } from './progress';
 import { confirmer } from './confirm';
 import { commandTempDir, interruptible } from './interrupt';
-import { resolveBackupBucket, withBucketOptions } from './resolve';
+import { latestDatabase, resolveBackupBucket, withBucketOptions } from './resolve';
 
 /** `restore` (verified restore into --target-db) and `restore-test` (the runbook's test, RTO/RPO). */
 export function registerRestoreCommands(program: Command): void {
@@ -76,6 +76,8 @@ export function registerRestoreCommands(program: Command): void {
         // and guardSystemDatabase refuses it as a target).
         const connection = await resolveConnection({ secretArn: opts.databaseSecret, fallbacks: { database: 'postgres' } });
         const productionNames = [...new Set([process.env.PGDATABASE, connection.database])].filter((d): d is string => d !== undefined && d !== '' && d !== 'postgres');
+        // Before the confirmation and the temp directory: a latest that names no database is refused first.
+        const database = latestDatabase(ref, opts.database, productionNames[0]);
         const target = opts.targetDb;
         // Overwriting production cannot be undone: asked before anything is read or written.
         if (opts.iUnderstandThisOverwritesProduction && !(await confirmer(opts.yes)(`restore ${ref} over database "${target}" on ${connection.host}:${connection.port}, erasing what it holds`, target))) {
@@ -123,8 +125,7 @@ export function registerRestoreCommands(program: Command): void {
           {
             ref,
             tier: opts.tier,
-            // An empty PGDATABASE names no database (libpq reads it as unset), as resolveConnection.
-            database: opts.database ?? (process.env.PGDATABASE || undefined) ?? productionNames[0],
+            database,
             signal: interrupt.signal,
             targetDb: opts.targetDb,
             force: opts.force,

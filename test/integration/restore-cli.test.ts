@@ -252,6 +252,23 @@ describe('atmr-dr restore', () => {
     expect(noDatabase.stderr).toBe('atmr-dr: "latest" is per database and none was named: set PGDATABASE or pass --database NAME\n');
   });
 
+  it('says that PGDATABASE is the empty one when latest names no database, and refuses an empty --database, for restore and backups verify alike', async () => {
+    // Arrange: an exported but empty PGDATABASE (libpq reads it as unset), and a script's --database "$DB" with DB unset
+    const target = uniqueDatabaseName('rcli_none');
+    const emptyLine = 'atmr-dr: "latest" is per database and none was named: PGDATABASE is set but empty (libpq reads that as unset): set it to the database\'s name or pass --database NAME\n';
+
+    // Act
+    const restoreEmpty = await atmrDr(['restore', 'latest', '--target-db', target], env({ PGDATABASE: '' }));
+    const verifyEmpty = await atmrDr(['backups', 'verify', 'latest'], env({ PGDATABASE: '' }));
+    const verifyEmptyOption = await atmrDr(['backups', 'verify', 'latest', '--database', ''], env({ PGDATABASE: 'atmr' }));
+
+    // Assert
+    expect([restoreEmpty.status, restoreEmpty.stderr]).toEqual([2, emptyLine]);
+    expect([verifyEmpty.status, verifyEmpty.stderr]).toEqual([2, emptyLine]);
+    expect([verifyEmptyOption.status, verifyEmptyOption.stderr]).toEqual([2, 'atmr-dr: --database is empty: pass the database whose latest backup to use, or leave --database out to use PGDATABASE\n']);
+    expect(databaseExists(cluster, target)).toBe(false);
+  });
+
   it('latest whose pointer names a manifest that does not exist: one line naming the pointer, the missing manifest and the fix, exit 1, nothing created', async () => {
     // Arrange: the pointer of a database whose backup has expired
     const database = uniqueDatabaseName('rcli_expired');
