@@ -289,20 +289,25 @@ export interface MigrationProgress {
   task?: MigrationTaskStage | { readonly stage: 'ended'; readonly result: MigrationTaskResult };
 }
 
+/** How to find a downgrade task whose ARN atmr-dr never read (RunTask unanswered). */
+const lookForTask = (cluster: string) => `look for it with "aws ecs list-tasks --cluster ${cluster} --started-by ${MIGRATION_STARTED_BY}"`;
+
 /** The one line of a second Ctrl-C during `rollback migration`: the task, the killswitch and the lock, as far as `progress` knows them. */
 export function migrationLeft(progress: MigrationProgress, settings: BackoutSettings): string {
   const { lock, preparation, task } = progress;
   if (!lock || (lock.state === 'released' && !progress.preparing)) return 'nothing changed: no lock held, no snapshot, the killswitch untouched, no migration task';
   const cluster = settings.clusterName;
   const follow = (arn: string) => `follow it with "aws ecs describe-tasks --cluster ${cluster} --tasks ${arn}"`;
+  const mayHaveStarted = `a migration task may have been started (RunTask was sent, ECS had not answered): ${lookForTask(cluster)}`;
   const parts: string[] = [];
   if (!task) {
     parts.push('no migration task was started: the schema is unchanged');
   } else if (task.stage === 'requested') {
-    parts.push(`a migration task may have been started (RunTask was sent, ECS had not answered): look for it with "aws ecs list-tasks --cluster ${cluster} --started-by ${MIGRATION_STARTED_BY}"`);
+    parts.push(mayHaveStarted);
   } else if (task.stage === 'ended') {
     const { taskArn, abandoned, stoppedReason, exitCode } = task.result;
-    if (taskArn === null) parts.push('no migration task was started: the schema is unchanged');
+    if (task.result.unanswered) parts.push(mayHaveStarted);
+    else if (taskArn === null) parts.push('no migration task was started: the schema is unchanged');
     else if (abandoned?.stopped === false) parts.push(`the migration task ${taskArn} may still be running (${stoppedReason}): ${follow(taskArn)}`);
     else parts.push(`the migration task ${taskArn} has stopped (exit code ${exitCode ?? 'none'})`);
   } else if (task.stage === 'running') {
@@ -380,9 +385,10 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
     const preparation = await prepareDowngrade(ctx.deps, ctx.settings, revision, `manual downgrade by ${actor}`);
     progress.preparation = preparation;
     ctx.print(preparation.snapshotId ? `  snapshot ${preparation.snapshotId} started` : `  PITR restore point ${preparation.pitr?.restoreTo}`);
-    // A task ECS refuses to run (a revision gone, throttling) is a failed downgrade like the
-    // workflow's (its Catch goes to FinishDowngrade): reported, maintenance kept. Once the task
-    // runs, following it ends with the task stopped or said to be possibly running (abandoned).
+    // A task ECS refuses to run (a revision gone, its failures) is a failed downgrade like the
+    // workflow's (its Catch goes to FinishDowngrade): reported, maintenance kept. A RunTask left
+    // without an answer may have started one (unanswered), and so may a task followed but not seen
+    // stopped (abandoned): both keep the lock.
     const following = {
       sleep: (ms: number) => pause(ctx, ms).then(() => undefined),
       sleepThrough: ctx.sleep,
@@ -397,7 +403,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
       (error: unknown): MigrationTaskResult => ({ taskArn: null, exitCode: null, stoppedReason: `could not run or follow the migration task: ${oneLine(error)}`, startedAt: null, stoppedAt: null }),
     );
     progress.task = { stage: 'ended', result: task };
-    keepLock = task.abandoned?.stopped === false;
+    keepLock = task.abandoned?.stopped === false || Boolean(task.unanswered);
     const result = await finishDowngrade(ctx.deps, ctx.settings, preparation, task, { group: release.logGroup, prefix: release.logStreamPrefix });
     const summary = `${service.serviceName}: migration downgrade to ${revision} by ${actor}: ${result.detail}`;
     const lines = [summary, `Logs: ${result.logStream ?? 'n/a'}`, `Killswitch: ${result.killswitch}`, preparation.snapshotId ? `Snapshot: ${preparation.snapshotId}` : `PITR point: ${preparation.pitr?.restoreTo}`];
@@ -414,6 +420,12 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
       )
       .catch((error: unknown) => ctx.print(`warning: the Migration Downgrade Finished event was not sent: ${namedLine(error)}`));
     if (result.ok && notTold) throw new OperatorError(`rollback: migration downgrade done${notTold}`, 1);
+    if (task.unanswered) {
+      throw new OperatorError(
+        `rollback: a migration task may have been started (RunTask got no answer: ${task.unanswered.why}): ${lookForTask(ctx.settings.clusterName)}; the killswitch stays in maintenance; the lock stays held until ${until} so that no second downgrade starts${notTold}`,
+        1,
+      );
+    }
     if (keepLock) {
       throw new OperatorError(
         `rollback: the migration task ${task.taskArn} may still be running (${task.stoppedReason}): follow it with "aws ecs describe-tasks --cluster ${ctx.settings.clusterName} --tasks ${task.taskArn}"; the killswitch stays in maintenance; the lock stays held until ${until} so that no second downgrade starts${notTold}`,

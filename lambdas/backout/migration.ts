@@ -1,5 +1,5 @@
 import { CreateDBSnapshotCommand, DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
-import { DescribeTasksCommand, ECSClient, RunTaskCommand, StopTaskCommand, Task } from '@aws-sdk/client-ecs';
+import { DescribeTasksCommand, ECSClient, RunTaskCommand, RunTaskCommandOutput, StopTaskCommand, Task } from '@aws-sdk/client-ecs';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { readKillswitch, writeKillswitch } from '../killswitch/core';
 import { KillswitchValue } from '../killswitch/value';
@@ -110,6 +110,13 @@ export interface MigrationTaskResult {
    * stopped: it may still be running, and the lock must stay so that no second downgrade starts.
    */
   readonly abandoned?: { readonly why: string; readonly stopped: boolean };
+  /**
+   * RunTask was sent and no answer says whether ECS started the task (the connection failed, ECS
+   * failed, or the SDK's retries ended in an error after an attempt whose answer is unknown): a
+   * downgrade may be running whose ARN atmr-dr never read (`startedBy` finds it). `why`: the error.
+   * The lock must stay, as for a task not seen stopped.
+   */
+  readonly unanswered?: { readonly why: string };
 }
 
 export interface DowngradeResult {
@@ -215,14 +222,23 @@ type FollowDeps = MigrationDeps & {
  * instead). When the CLI stops following first (after `timeoutSeconds`, on the operator's Ctrl-C,
  * or when ECS no longer answers), it stops the task too: a downgrade left running unattended would
  * let the next `rollback migration` start a second one on the same database once the lock is
- * released. The result says whether the task was seen stopped (`abandoned`).
+ * released. The result says whether the task was seen stopped (`abandoned`), or whether RunTask
+ * went unanswered so that a task may exist unseen (`unanswered`); ECS's refusal is thrown.
  */
 export async function runMigrationTask(deps: FollowDeps, settings: BackoutSettings, failingTaskDefinition: string, revision: string, timeoutSeconds = 900): Promise<MigrationTaskResult> {
   const sleep = deps.sleep ?? pauseFor;
   // Stopped before the task exists (Ctrl-C during the preparation): the schema is not touched.
   if (deps.stopped?.()) return { taskArn: null, exitCode: null, stoppedReason: 'not started: interrupted before RunTask, the schema is unchanged', startedAt: null, stoppedAt: null };
   deps.onStage?.({ stage: 'requested' });
-  const { tasks, failures } = await deps.ecs.send(new RunTaskCommand(migrationRunTaskInput(settings, failingTaskDefinition, revision)));
+  let answer: RunTaskCommandOutput;
+  try {
+    answer = await deps.ecs.send(new RunTaskCommand(migrationRunTaskInput(settings, failingTaskDefinition, revision)));
+  } catch (error) {
+    if (refusedOutright(error)) throw error;
+    const why = oneLine(error);
+    return { taskArn: null, exitCode: null, stoppedReason: `RunTask got no answer, a migration task may have been started: ${why}`, startedAt: null, stoppedAt: null, unanswered: { why } };
+  }
+  const { tasks, failures } = answer;
   const taskArn = tasks?.[0]?.taskArn;
   if (!taskArn) throw new OperatorError(`backout: ECS did not start the migration task (${failures?.[0]?.reason ?? 'no reason given'})`, 1);
   deps.onStage?.({ stage: 'running', taskArn });
@@ -241,6 +257,17 @@ export async function runMigrationTask(deps: FollowDeps, settings: BackoutSettin
     await sleep(5000);
     if (deps.stopped?.()) return stopMigrationTask(deps, settings, taskArn, `not followed to its end (interrupted while ${status})`);
   }
+}
+
+/**
+ * ECS refused the only RunTask attempt sent (a client fault: a revision gone, no permission): no
+ * task exists. Anything else (no answer, a server fault, an error after the SDK retried) leaves an
+ * earlier attempt whose outcome is unknown. The SDK's retries carry one clientToken (it fills the
+ * idempotency token once per send), so they cannot start a second task themselves.
+ */
+function refusedOutright(error: unknown): boolean {
+  const e = error as { $fault?: string; $metadata?: { attempts?: number } } | undefined;
+  return e?.$fault === 'client' && (e.$metadata?.attempts ?? 1) <= 1;
 }
 
 async function describeTask(ecs: ECSClient, settings: BackoutSettings, taskArn: string): Promise<Task | undefined> {

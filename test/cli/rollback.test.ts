@@ -502,7 +502,8 @@ describe('rollback status and migration', () => {
   it('reports a migration task ECS refuses to run: maintenance kept and said, the incidents topic told, lock released, exit 1', async () => {
     const ctx = await context();
     const killswitch = killswitchInSsm();
-    mocks.ecs.on(RunTaskCommand).rejects(Object.assign(new Error('Unable to describe task definition.'), { name: 'ClientException' }));
+    // As the SDK throws ECS's refusal: a client fault, on the only attempt sent.
+    mocks.ecs.on(RunTaskCommand).rejects(Object.assign(new Error('Unable to describe task definition.'), { name: 'ClientException', $fault: 'client', $metadata: { httpStatusCode: 400, attempts: 1 } }));
 
     const run = migrationCommand(ctx, { to: 'aaa111', yes: true });
 
@@ -512,6 +513,50 @@ describe('rollback status and migration', () => {
     expect(published).toHaveLength(1);
     expect(published[0].Subject).toBe('[atmr-dr] ACTION NEEDED: migration downgrade test');
     expect(published[0].Message).toMatch(/could not run or follow the migration task: Unable to describe task definition\./);
+    expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+  });
+
+  it('keeps the lock when RunTask got no answer (a task may have been started), says how to find the task, and a retry starts no second downgrade', async () => {
+    // Arrange: the connection drops once RunTask is out, as when ECS started the task and its answer was lost
+    const ctx = await context({ clock: '2026-06-01T10:00:00.000Z' });
+    const killswitch = killswitchInSsm();
+    const progress: MigrationProgress = {};
+    const secondCtrlC: string[] = [];
+    mocks.ecs.on(RunTaskCommand).rejects(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET', $metadata: { attempts: 3 } }));
+    mocks.sns.on(PublishCommand).callsFake(async () => {
+      secondCtrlC.push(migrationLeft(progress, ctx.settings));
+      return {};
+    });
+
+    // Act
+    const run = migrationCommand(ctx, { to: 'aaa111', yes: true }, progress);
+
+    // Assert
+    const lookFor = 'look for it with "aws ecs list-tasks --cluster atmr-prod --started-by atmr-dr-backout"';
+    await expect(run).rejects.toMatchObject({
+      exitCode: 1,
+      message: `rollback: a migration task may have been started (RunTask got no answer: socket hang up): ${lookFor}; the killswitch stays in maintenance; the lock stays held until 2026-06-01T11:00:00.000Z so that no second downgrade starts`,
+    });
+    expect(secondCtrlC).toEqual([
+      `a migration task may have been started (RunTask was sent, ECS had not answered): ${lookFor}; the killswitch stays in maintenance, set by this command; the lock of atmr-api stays held until 2026-06-01T11:00:00.000Z, blocking rollback service, rollback migration and the automatic backout of atmr-api until then: "atmr-dr rollback status --service atmr-api" shows it`,
+    ]);
+    expect(JSON.parse(killswitch.value).mode).toBe('maintenance');
+    expect((await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date('2026-06-01T10:20:00.000Z')))?.reason).toBe('manual migration downgrade by alice');
+    await expect(migrationCommand(ctx, { to: 'aaa111', yes: true })).rejects.toMatchObject({ exitCode: 3, message: expect.stringMatching(/another rollback of atmr-api holds the lock/) });
+    expect(mocks.ecs.commandCalls(RunTaskCommand)).toHaveLength(1);
+  });
+
+  it('releases the lock when ECS answered RunTask without a task (its failures): no migration task was started', async () => {
+    const ctx = await context({ clock: '2026-06-01T10:00:00.000Z' });
+    killswitchInSsm();
+    const progress: MigrationProgress = {};
+    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [], failures: [{ reason: 'RESOURCE:ENI' }] });
+
+    const run = migrationCommand(ctx, { to: 'aaa111', yes: true }, progress);
+
+    await expect(run).rejects.toMatchObject({ exitCode: 1, message: expect.stringMatching(/^rollback: migration downgrade failed \(exit code none\): the killswitch stays in maintenance/) });
+    expect(migrationLeft(progress, ctx.settings)).toBe('no migration task was started: the schema is unchanged; the killswitch stays in maintenance, set by this command; the lock is released');
+    expect(mocks.sns.commandCalls(PublishCommand)[0].args[0].input.Message).toMatch(/ECS did not start the migration task \(RESOURCE:ENI\)/);
     expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
   });
 });

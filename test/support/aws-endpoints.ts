@@ -50,3 +50,43 @@ export async function startCloudFormationWithoutStacks(): Promise<LocalEndpoint>
   const { port } = server.address() as net.AddressInfo;
   return { url: `http://127.0.0.1:${port}`, received: () => requests, stop: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }
+
+/** One request as the local ECS endpoint received it: the X-Amz-Target operation and the JSON body. */
+export interface EcsRequest {
+  readonly operation: string;
+  readonly body: Record<string, unknown>;
+}
+
+/**
+ * ECS (its JSON protocol) answering each request with `answer(request, index)`: a status and a
+ * body, or 'reset' to drop the connection before any byte of answer, as a socket reset after ECS
+ * has acted on the request does. `received` counts requests; `requests` lists them.
+ */
+export async function startEcsEndpoint(
+  answer: (request: EcsRequest, index: number) => { status: number; body: Record<string, unknown> } | 'reset',
+): Promise<LocalEndpoint & { readonly requests: EcsRequest[] }> {
+  const requests: EcsRequest[] = [];
+  const server = http.createServer((req, res) => {
+    let text = '';
+    req.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+    req.on('end', () => {
+      const request = { operation: String(req.headers['x-amz-target'] ?? '').split('.').pop() ?? '', body: JSON.parse(text || '{}') as Record<string, unknown> };
+      requests.push(request);
+      const reply = answer(request, requests.length - 1);
+      if (reply === 'reset') {
+        req.socket.destroy();
+        return;
+      }
+      res.writeHead(reply.status, { 'content-type': 'application/x-amz-json-1.1' });
+      res.end(JSON.stringify(reply.body));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    received: () => requests.length,
+    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
