@@ -515,6 +515,41 @@ async function pgRestoreOf(run: { child: ChildProcess; stderr: () => string; exi
 }
 
 /** Polls `sql` (a count) on the test cluster until it is > 0, without blocking this process, which serves S3 to the CLI. */
+/**
+ * Ctrl-C twice while `run`'s swap has moved the target aside and not yet renamed the staging copy
+ * in: a session held on the staging database (handed to `hold`, for the test to end) keeps the
+ * second rename waiting. Returns the staging database's name and the exit status.
+ */
+async function ctrlCTwiceBetweenRenames(
+  run: { child: ChildProcess; stderr: () => string; exited: Promise<number | null> },
+  target: string,
+  hold: (client: Client) => void,
+): Promise<{ staging: string; status: number | null }> {
+  const staging = /-d (\S+)/.exec(await pgRestoreOf(run))![1];
+  const holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging });
+  hold(holder);
+  await holder.connect();
+  await waitUntil(run, 'SELECT count(*)::int AS n FROM pg_database WHERE datname LIKE $1', [`${target}_old_%`]);
+  run.child.kill('SIGINT');
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  run.child.kill('SIGINT');
+  return { staging, status: await run.exited };
+}
+
+/**
+ * Teardown of a database the swap may have closed to connections: reopened, then dropped. The CLI
+ * that quit at once may have left a DROP of it running in the server, which can end between the
+ * listing and these statements: a database already gone is what the teardown wants.
+ */
+function dropClosedDatabase(name: string): void {
+  try {
+    psql(cluster, 'postgres', `ALTER DATABASE "${name}" ALLOW_CONNECTIONS true`);
+  } catch (error) {
+    if (!/does not exist/.test(String(error))) throw error;
+  }
+  psql(cluster, 'postgres', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+}
+
 /** The application connecting to `target` as it would after the operator's fix: 'connected' and the rows of keep_me, or the server's refusal. */
 async function applicationReads(target: string): Promise<{ connected: string; rows?: number }> {
   const app = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'atmr-api' });
@@ -657,16 +692,8 @@ describe('atmr-dr restore on the worst day', () => {
     const run = startCli(['restore', bigKey, '--target-db', target, '--force']);
     let holder: Client | undefined;
     try {
-      const staging = /-d (\S+)/.exec(await pgRestoreOf(run))![1];
-      holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging });
-      await holder.connect();
-      await waitUntil(run, 'SELECT count(*)::int AS n FROM pg_database WHERE datname LIKE $1', [`${target}_old_%`]);
-
       // Act
-      run.child.kill('SIGINT');
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      run.child.kill('SIGINT');
-      const status = await run.exited;
+      const { staging, status } = await ctrlCTwiceBetweenRenames(run, target, (client) => (holder = client));
 
       // Assert
       const [aside] = databasesLike(cluster, `${target}_old_`);
@@ -694,14 +721,7 @@ describe('atmr-dr restore on the worst day', () => {
     const admin = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
     await admin.connect();
     try {
-      const staging = /-d (\S+)/.exec(await pgRestoreOf(run))![1];
-      holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging });
-      await holder.connect();
-      await waitUntil(run, 'SELECT count(*)::int AS n FROM pg_database WHERE datname LIKE $1', [`${target}_old_%`]);
-      run.child.kill('SIGINT');
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      run.child.kill('SIGINT');
-      const status = await run.exited;
+      const { staging, status } = await ctrlCTwiceBetweenRenames(run, target, (client) => (holder = client));
       const line = run.stderr().trimEnd().split('\n').at(-1)!;
       const [aside] = databasesLike(cluster, `${target}_old_`);
 
@@ -722,7 +742,7 @@ describe('atmr-dr restore on the worst day', () => {
       run.child.kill('SIGKILL');
       await holder?.end().catch(() => undefined);
       await admin.end();
-      for (const name of databasesLike(cluster, target)) psql(cluster, 'postgres', `ALTER DATABASE "${name}" ALLOW_CONNECTIONS true; DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      for (const name of databasesLike(cluster, target)) dropClosedDatabase(name);
     }
   }, 180_000);
 
@@ -770,7 +790,7 @@ describe('atmr-dr restore on the worst day', () => {
       if (stopped) process.kill(backend, 'SIGCONT');
       await worker.end().catch(() => undefined);
       await admin.end();
-      for (const name of databasesLike(cluster, target)) psql(cluster, 'postgres', `ALTER DATABASE "${name}" ALLOW_CONNECTIONS true; DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      for (const name of databasesLike(cluster, target)) dropClosedDatabase(name);
     }
   }, 180_000);
 
