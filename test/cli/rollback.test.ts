@@ -4,7 +4,7 @@ import { PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { CreateDBSnapshotCommand } from '@aws-sdk/client-rds';
 import { PublishCommand } from '@aws-sdk/client-sns';
 import { GetParameterCommand, PutParameterCommand } from '@aws-sdk/client-ssm';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { getEventListeners } from 'node:events';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -59,26 +59,41 @@ describe('atmr-dr rollback (child process): one-line refusals, nothing changed',
 
 const suite = backoutSuite();
 
+/**
+ * The CLI through test/cli/rollback-harness.ts, as a child process (not spawnSync: dynalite answers
+ * from this process's event loop), against the suite's dynalite table `tableName`. `onStdout` sees
+ * the whole stdout so far after each chunk, with the child, to send it a signal at the right moment.
+ */
+function startHarness(args: string[], tableName: string, options: { names?: Record<string, string | undefined>; onStdout?: (stdout: string, before: string, child: ChildProcess) => void } = {}) {
+  const resultFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rollback-cli-')), 'result.json');
+  const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['test/cli/rollback-harness.ts', ...args], {
+    cwd: ROOT,
+    env: operatorEnv({ ...(options.names ?? NAMES), AWS_ENDPOINT_URL: undefined, AWS_ENDPOINT_URL_DYNAMODB: suite.dynamo.endpoint, ATMR_OPS_TABLE: tableName, ROLLBACK_RESULT: resultFile }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdout.on('data', (d: Buffer) => {
+    const before = stdout;
+    stdout += d.toString();
+    options.onStdout?.(stdout, before, child);
+  });
+  const status = new Promise<number | null>((resolve) => child.on('close', resolve));
+  const published = (): { Subject: string; Message: string }[] =>
+    fs.existsSync(resultFile) ? (JSON.parse(fs.readFileSync(resultFile, 'utf8')) as { published: { Subject: string; Message: string }[] }).published : [];
+  return { status, stdout: () => stdout, stderr: () => stderr, published };
+}
+
 describe('atmr-dr rollback status (child process), read-only', () => {
   it('answers without the incidents topic or the killswitch parameter, which only the writing commands need', async () => {
     const tableName = await suite.dynamo.freshTable('cli-status');
     await seedLkg(suite.dynamo.doc, undefined, tableName);
-    const resultFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rollback-cli-')), 'result.json');
     const { ATMR_INCIDENTS_TOPIC: _topic, KILLSWITCH_PARAMETER: _parameter, ...names } = NAMES;
 
-    // Not spawnSync: dynalite answers from this process's event loop.
-    const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['test/cli/rollback-harness.ts', 'rollback', 'status', '--service', 'atmr-api'], {
-      cwd: ROOT,
-      // No topic nor parameter anywhere: the stack outputs cannot be read (a closed port).
-      env: operatorEnv({ ...names, AWS_ENDPOINT_URL: undefined, AWS_ENDPOINT_URL_CLOUDFORMATION: 'http://127.0.0.1:9', AWS_ENDPOINT_URL_DYNAMODB: suite.dynamo.endpoint, ATMR_OPS_TABLE: tableName, ROLLBACK_RESULT: resultFile }),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
-    const run = { status, stdout, stderr };
+    // No topic nor parameter anywhere: the stack outputs cannot be read (a closed port).
+    const child = startHarness(['rollback', 'status', '--service', 'atmr-api'], tableName, { names: { ...names, AWS_ENDPOINT_URL_CLOUDFORMATION: 'http://127.0.0.1:9' } });
+    const run = { status: await child.status, stdout: child.stdout(), stderr: child.stderr() };
 
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
@@ -91,22 +106,13 @@ describe('atmr-dr rollback service --wait (child process) stopped by a signal wh
   async function interruptedRollback(signal: NodeJS.Signals) {
     const tableName = await suite.dynamo.freshTable('cli-signal');
     await seedLkg(suite.dynamo.doc, undefined, tableName);
-    const resultFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rollback-cli-')), 'result.json');
-    const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['test/cli/rollback-harness.ts', 'rollback', 'service', '--yes', '--wait'], {
-      cwd: ROOT,
-      env: operatorEnv({ ...NAMES, AWS_ENDPOINT_URL: undefined, AWS_ENDPOINT_URL_DYNAMODB: suite.dynamo.endpoint, ATMR_OPS_TABLE: tableName, ROLLBACK_RESULT: resultFile }),
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const child = startHarness(['rollback', 'service', '--yes', '--wait'], tableName, {
+      onStdout: (stdout, _before, cli) => {
+        if (stdout.includes('UpdateService sent')) cli.kill(signal);
+      },
     });
-    let stdout = '';
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-      if (stdout.includes('UpdateService sent')) child.kill(signal);
-    });
-    const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
-    const published = fs.existsSync(resultFile) ? (JSON.parse(fs.readFileSync(resultFile, 'utf8')) as { published: { Subject: string; Message: string }[] }).published : [];
-    return { status, stdout, stderr, published, tableName };
+    const status = await child.status;
+    return { status, stdout: child.stdout(), stderr: child.stderr(), published: child.published(), tableName };
   }
 
   it.each([
@@ -130,26 +136,17 @@ describe('atmr-dr rollback migration (child process): a second Ctrl-C while the 
     // Arrange: a downgrade task that keeps running after StopTask, so that the first Ctrl-C leaves
     // the command waiting (up to 150 s) to see it stopped
     const tableName = await suite.dynamo.freshTable('cli-migration-twice');
-    const resultFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rollback-cli-')), 'result.json');
-    const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['test/cli/rollback-harness.ts', 'rollback', 'migration', '--to', 'aaa111', '--yes'], {
-      cwd: ROOT,
-      env: operatorEnv({ ...NAMES, AWS_ENDPOINT_URL: undefined, AWS_ENDPOINT_URL_DYNAMODB: suite.dynamo.endpoint, ATMR_OPS_TABLE: tableName, ROLLBACK_RESULT: resultFile }),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-
     // Act: Ctrl-C once the task runs, and again a second later, while the first one waits for it to stop
-    child.stdout.on('data', (d: Buffer) => {
-      const before = stdout;
-      stdout += d.toString();
-      if (!before.includes('migration task ') && stdout.includes(`migration task ${MIGRATION_TASK_ARN} started`)) {
-        child.kill('SIGINT');
-        setTimeout(() => child.kill('SIGINT'), 1000);
-      }
+    const child = startHarness(['rollback', 'migration', '--to', 'aaa111', '--yes'], tableName, {
+      onStdout: (stdout, before, cli) => {
+        if (!before.includes('migration task ') && stdout.includes(`migration task ${MIGRATION_TASK_ARN} started`)) {
+          cli.kill('SIGINT');
+          setTimeout(() => cli.kill('SIGINT'), 1000);
+        }
+      },
     });
-    const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    const status = await child.status;
+    const stderr = child.stderr();
 
     // Assert
     const lock = await readLock(suite.dynamo.doc, tableName, 'atmr-api', new Date());
