@@ -291,13 +291,15 @@ export interface MigrationProgress {
 
 /** How to find a downgrade task whose ARN atmr-dr never read (RunTask unanswered). */
 const lookForTask = (cluster: string) => `look for it with "aws ecs list-tasks --cluster ${cluster} --started-by ${MIGRATION_STARTED_BY}"`;
+/** How to follow a downgrade task atmr-dr may have left running. */
+const followTask = (cluster: string, arn: string) => `follow it with "aws ecs describe-tasks --cluster ${cluster} --tasks ${arn}"`;
 
 /** The one line of a second Ctrl-C during `rollback migration`: the task, the killswitch and the lock, as far as `progress` knows them. */
 export function migrationLeft(progress: MigrationProgress, settings: BackoutSettings): string {
   const { lock, preparation, task } = progress;
   if (!lock || (lock.state === 'released' && !progress.preparing)) return 'nothing changed: no lock held, no snapshot, the killswitch untouched, no migration task';
   const cluster = settings.clusterName;
-  const follow = (arn: string) => `follow it with "aws ecs describe-tasks --cluster ${cluster} --tasks ${arn}"`;
+  const follow = (arn: string) => followTask(cluster, arn);
   const mayHaveStarted = `a migration task may have been started (RunTask was sent, ECS had not answered): ${lookForTask(cluster)}`;
   const parts: string[] = [];
   if (!task) {
@@ -428,7 +430,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
     }
     if (keepLock) {
       throw new OperatorError(
-        `rollback: the migration task ${task.taskArn} may still be running (${task.stoppedReason}): follow it with "aws ecs describe-tasks --cluster ${ctx.settings.clusterName} --tasks ${task.taskArn}"; the killswitch stays in maintenance; the lock stays held until ${until} so that no second downgrade starts${notTold}`,
+        `rollback: the migration task ${task.taskArn} may still be running (${task.stoppedReason}): ${followTask(ctx.settings.clusterName, String(task.taskArn))}; the killswitch stays in maintenance; the lock stays held until ${until} so that no second downgrade starts${notTold}`,
         1,
       );
     }
