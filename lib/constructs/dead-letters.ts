@@ -49,10 +49,12 @@ export type DeadLettersAlarmProps = Pick<
  * What every DeadLetters alarm says last: the alarm watches how many messages wait, so it stays in
  * ALARM while one is left, and a later failure of any sender on that queue then changes no state and
  * pages nobody. Delete each message once read, by its receipt handle: a purge would also delete those
- * that arrived since, unread (each is a run, change or page that never happened).
+ * that arrived since, unread (each is a run, change or page that never happened). The handle must be
+ * the one from the latest receive: a message read again (its visibility timeout ran out) gets a new
+ * handle, and SQS accepts a delete by the old one without deleting anything, so the alarm stays on.
  */
 export const EMPTY_THE_QUEUE =
-  'supprimer chaque message une fois lu et traité (aws sqs delete-message --queue-url <URL> --receipt-handle <ReceiptHandle du receive-message>, pas purge-queue qui effacerait aussi les non lus) : tant qu’il en reste un, l’alarme reste en ALARM et un nouvel échec ne pagine personne';
+  'supprimer chaque message une fois lu et traité (aws sqs delete-message --queue-url <URL> --receipt-handle <ReceiptHandle de la dernière réception : relu, un message change de handle et l’ancien est accepté sans rien supprimer>, pas purge-queue qui effacerait aussi les non lus) : tant qu’il en reste un, l’alarme reste en ALARM et un nouvel échec ne pagine personne';
 
 /**
  * `<Concern>-DeadLetters`: pages as soon as the dead-letter queue holds one message, since each one
