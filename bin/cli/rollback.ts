@@ -450,6 +450,13 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
         1,
       );
     }
+    // No task (ECS refused it, or RunTask was never sent): there are no task logs, and the reason is what to fix.
+    if (!result.ok && task.taskArn === null) {
+      throw new OperatorError(
+        `rollback: migration downgrade failed (exit code none): the killswitch stays in maintenance; no migration task was started (${task.stoppedReason ?? 'no reason given'}), the schema is unchanged; the lock is released${notTold}`,
+        1,
+      );
+    }
     if (!result.ok) throw new OperatorError(`rollback: migration downgrade failed (exit code ${result.exitCode ?? 'none'}): the killswitch stays in maintenance; read ${result.logStream ?? 'the task logs'}${notTold}`, 1);
   } finally {
     if (!keepLock) {

@@ -3,7 +3,8 @@ import { DescribeTasksCommand, ECSClient, RunTaskCommand, RunTaskCommandOutput, 
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { readKillswitch, writeKillswitch } from '../killswitch/core';
 import { KillswitchValue } from '../killswitch/value';
-import { OperatorError, oneLine } from '../shared/errors';
+import { missingAwsSetting } from '../shared/aws-errors';
+import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { BackoutSettings, clusterArn } from './settings';
 
 /** Who the killswitch shows as having set maintenance for a downgrade. */
@@ -223,17 +224,29 @@ type FollowDeps = MigrationDeps & {
  * or when ECS no longer answers), it stops the task too: a downgrade left running unattended would
  * let the next `rollback migration` start a second one on the same database once the lock is
  * released. The result says whether the task was seen stopped (`abandoned`), or whether RunTask
- * went unanswered so that a task may exist unseen (`unanswered`); ECS's refusal is thrown.
+ * went unanswered so that a task may exist unseen (`unanswered`); ECS's refusal is thrown, and so is
+ * a RunTask that failed before it was sent (no credentials, no region): no task exists either way.
  */
 export async function runMigrationTask(deps: FollowDeps, settings: BackoutSettings, failingTaskDefinition: string, revision: string, timeoutSeconds = 900): Promise<MigrationTaskResult> {
   const sleep = deps.sleep ?? pauseFor;
   // Stopped before the task exists (Ctrl-C during the preparation): the schema is not touched.
   if (deps.stopped?.()) return { taskArn: null, exitCode: null, stoppedReason: 'not started: interrupted before RunTask, the schema is unchanged', startedAt: null, stoppedAt: null };
   deps.onStage?.({ stage: 'requested' });
+  const runTask = new RunTaskCommand(migrationRunTaskInput(settings, failingTaskDefinition, revision));
+  const request = recordSending(runTask);
   let answer: RunTaskCommandOutput;
   try {
-    answer = await deps.ecs.send(new RunTaskCommand(migrationRunTaskInput(settings, failingTaskDefinition, revision)));
+    // Options given: with cacheMiddleware, a client would reuse an earlier RunTask's handler, not this record.
+    answer = await deps.ecs.send(runTask, {});
   } catch (error) {
+    // Failed before any request reached the HTTP handler (credentials, region, endpoint): ECS saw
+    // nothing, so no task exists, as after a refusal.
+    if (!request.sent) {
+      throw new OperatorError(
+        `backout: RunTask was not sent (${namedLine(error)}): ${missingAwsSetting(error) ?? 'check AWS_REGION, the credentials (AWS_PROFILE) and AWS_ENDPOINT_URL_ECS if set'}`,
+        1,
+      );
+    }
     if (refusedOutright(error)) throw error;
     const why = oneLine(error);
     return { taskArn: null, exitCode: null, stoppedReason: `RunTask got no answer, a migration task may have been started: ${why}`, startedAt: null, stoppedAt: null, unanswered: { why } };
@@ -260,10 +273,29 @@ export async function runMigrationTask(deps: FollowDeps, settings: BackoutSettin
 }
 
 /**
+ * Whether the command's request was handed to the HTTP handler. The record sits in the innermost
+ * place of the SDK's stack (step `deserialize`, priority `low`: steps run initialize, serialize,
+ * build, finalizeRequest, deserialize, each from high to low), after the credentials, the endpoint,
+ * the retries and the signing: an error raised before it left nothing that ECS could act on.
+ */
+function recordSending(command: RunTaskCommand): { readonly sent: boolean } {
+  const request = { sent: false };
+  command.middlewareStack.add(
+    (next) => (args) => {
+      request.sent = true;
+      return next(args);
+    },
+    { step: 'deserialize', priority: 'low', name: 'atmrDrRequestSent' },
+  );
+  return request;
+}
+
+/**
  * ECS refused the only RunTask attempt sent (a client fault: a revision gone, no permission): no
- * task exists. Anything else (no answer, a server fault, an error after the SDK retried) leaves an
- * earlier attempt whose outcome is unknown. The SDK's retries carry one clientToken (it fills the
- * idempotency token once per send), so they cannot start a second task themselves.
+ * task exists. Anything else once a request was sent (no answer, a server fault, an error after the
+ * SDK retried) leaves an earlier attempt whose outcome is unknown. The SDK's retries carry one
+ * clientToken (it fills the idempotency token once per send), so they cannot start a second task
+ * themselves.
  */
 function refusedOutright(error: unknown): boolean {
   const e = error as { $fault?: string; $metadata?: { attempts?: number } } | undefined;

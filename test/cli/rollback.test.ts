@@ -4,6 +4,7 @@ import { PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { CreateDBSnapshotCommand } from '@aws-sdk/client-rds';
 import { PublishCommand } from '@aws-sdk/client-sns';
 import { GetParameterCommand, PutParameterCommand } from '@aws-sdk/client-ssm';
+import { CredentialsProviderError } from '@smithy/core/config';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { getEventListeners } from 'node:events';
 import * as fs from 'node:fs';
@@ -192,6 +193,20 @@ function arrangeMigrationTask(options: { stopsWhenStopped: boolean }): void {
         : { lastStatus: 'RUNNING', containers: [{ name: 'api' }] },
     ],
   }));
+}
+
+/**
+ * RunTask handed to the HTTP handler, which then fails with `error` (the connection lost, ECS's
+ * refusal). aws-sdk-client-mock replaces `send` and so skips the command's own middleware, in which
+ * runMigrationTask records that its request went out: this runs that middleware, then fails where
+ * the SDK's HTTP handler would. A bare `rejects` is a RunTask that failed before it was sent.
+ */
+function runTaskFailsOnTheWire(error: Error): void {
+  mocks.ecs.on(RunTaskCommand).callsFake(() => {
+    const command = mocks.ecs.send.lastCall.args[0] as RunTaskCommand;
+    const failing = command.middlewareStack.resolve(() => Promise.reject(error), {} as Parameters<typeof command.middlewareStack.resolve>[1]);
+    return failing({ input: command.input });
+  });
 }
 
 let printed: string[];
@@ -500,7 +515,7 @@ describe('rollback status and migration', () => {
     const ctx = await context();
     const killswitch = killswitchInSsm();
     // As the SDK throws ECS's refusal: a client fault, on the only attempt sent.
-    mocks.ecs.on(RunTaskCommand).rejects(Object.assign(new Error('Unable to describe task definition.'), { name: 'ClientException', $fault: 'client', $metadata: { httpStatusCode: 400, attempts: 1 } }));
+    runTaskFailsOnTheWire(Object.assign(new Error('Unable to describe task definition.'), { name: 'ClientException', $fault: 'client', $metadata: { httpStatusCode: 400, attempts: 1 } }));
 
     const run = migrationCommand(ctx, { to: 'aaa111', yes: true });
 
@@ -519,7 +534,7 @@ describe('rollback status and migration', () => {
     const killswitch = killswitchInSsm();
     const progress: MigrationProgress = {};
     const secondCtrlC: string[] = [];
-    mocks.ecs.on(RunTaskCommand).rejects(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET', $metadata: { attempts: 3 } }));
+    runTaskFailsOnTheWire(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET', $metadata: { attempts: 3 } }));
     mocks.sns.on(PublishCommand).callsFake(async () => {
       secondCtrlC.push(migrationLeft(progress, ctx.settings));
       return {};
@@ -541,6 +556,33 @@ describe('rollback status and migration', () => {
     expect((await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date('2026-06-01T10:20:00.000Z')))?.reason).toBe('manual migration downgrade by alice');
     await expect(migrationCommand(ctx, { to: 'aaa111', yes: true })).rejects.toMatchObject({ exitCode: 3, message: expect.stringMatching(/another rollback of atmr-api holds the lock/) });
     expect(mocks.ecs.commandCalls(RunTaskCommand)).toHaveLength(1);
+  });
+
+  it('releases the lock when RunTask failed before it was sent (an expired SSO login): no migration task can exist, and the line names the credentials and the fix', async () => {
+    // Arrange: the SDK fails to load the credentials before any request (runtask-wire.test.ts: none reaches ECS)
+    const ctx = await context({ clock: '2026-06-01T10:00:00.000Z' });
+    const killswitch = killswitchInSsm();
+    const progress: MigrationProgress = {};
+    mocks.ecs.on(RunTaskCommand).rejects(new CredentialsProviderError("Token is expired. To refresh this SSO session run 'aws sso login' with the corresponding profile.", { tryNextLink: false }));
+
+    // Act
+    const run = migrationCommand(ctx, { to: 'aaa111', yes: true }, progress);
+
+    // Assert
+    await expect(run).rejects.toMatchObject({
+      exitCode: 1,
+      message: expect.stringMatching(
+        /^rollback: migration downgrade failed \(exit code none\): the killswitch stays in maintenance; no migration task was started \(.*RunTask was not sent \(CredentialsProviderError: Token is expired\..*\): .*log in \(aws sso login.*\), the schema is unchanged; the lock is released$/,
+      ),
+    });
+    expect(JSON.parse(killswitch.value).mode).toBe('maintenance');
+    expect(migrationLeft(progress, ctx.settings)).toBe('no migration task was started: the schema is unchanged; the killswitch stays in maintenance, set by this command; the lock is released');
+    expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date('2026-06-01T10:20:00.000Z'))).toBeNull();
+    // Logged in again, the operator's next command runs the downgrade at once (not refused for an hour)
+    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t6' }] });
+    mocks.ecs.on(DescribeTasksCommand).resolves({ tasks: [{ lastStatus: 'STOPPED', containers: [{ name: 'api', exitCode: 0 }] }] });
+    await expect(migrationCommand(ctx, { to: 'aaa111', yes: true })).resolves.toBeUndefined();
+    expect(printed).toContainEqual(expect.stringMatching(/^atmr-api: migration downgrade to aaa111 by alice: downgrade exited 0/));
   });
 
   it('releases the lock when ECS answered RunTask without a task (its failures): no migration task was started', async () => {

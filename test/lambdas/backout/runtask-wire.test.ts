@@ -1,6 +1,7 @@
-import { ECSClient } from '@aws-sdk/client-ecs';
+import { ECSClient, ECSClientConfig } from '@aws-sdk/client-ecs';
 import { RDSClient } from '@aws-sdk/client-rds';
 import { SSMClient } from '@aws-sdk/client-ssm';
+import { CredentialsProviderError } from '@smithy/core/config';
 import { runMigrationTask } from '../../../lambdas/backout/migration';
 import { EcsRequest, LocalEndpoint, startEcsEndpoint } from '../../support/aws-endpoints';
 import { BAD, settings } from './fixtures';
@@ -18,9 +19,9 @@ afterEach(async () => {
   ecs = undefined;
 });
 
-async function runAgainst(answer: Parameters<typeof startEcsEndpoint>[0]) {
+async function runAgainst(answer: Parameters<typeof startEcsEndpoint>[0], config: ECSClientConfig = {}) {
   ecs = await startEcsEndpoint(answer);
-  const client = new ECSClient({ region: 'eu-west-3', endpoint: ecs.url, credentials: { accessKeyId: 'x', secretAccessKey: 'x' }, maxAttempts: 3 });
+  const client = new ECSClient({ region: 'eu-west-3', endpoint: ecs.url, credentials: { accessKeyId: 'x', secretAccessKey: 'x' }, maxAttempts: 3, ...config });
   const deps = { rds: new RDSClient({ region: 'eu-west-3' }), ssm: new SSMClient({ region: 'eu-west-3' }), ecs: client, sleep: async () => undefined };
   return runMigrationTask(deps, settings(), BAD, 'aaa111');
 }
@@ -62,5 +63,29 @@ describe('the downgrade RunTask on the wire', () => {
 
     await expect(run).rejects.toMatchObject({ name: 'ClientException', $fault: 'client' });
     expect(runTasks()).toHaveLength(1);
+  });
+
+  it('credentials that cannot be loaded (an expired SSO login): no request reaches ECS, so no task exists: thrown, naming the credentials and the fix', async () => {
+    // Arrange: the provider fails as the SDK's SSO provider does once the SSO session has expired
+    const expired = async () => {
+      throw new CredentialsProviderError("Token is expired. To refresh this SSO session run 'aws sso login' with the corresponding profile.", { tryNextLink: false });
+    };
+
+    // Act
+    const run = runAgainst(() => ({ status: 200, body: { tasks: [{ taskArn: TASK_ARN }], failures: [] } }), { credentials: expired });
+
+    // Assert
+    await expect(run).rejects.toMatchObject({
+      name: 'OperatorError',
+      message: expect.stringMatching(/^backout: RunTask was not sent \(CredentialsProviderError: Token is expired\..*\): .*log in \(aws sso login/),
+    });
+    expect(ecs?.requests).toEqual([]);
+  });
+
+  it('a region the SDK refuses (eu_west_3): no request reaches ECS either: thrown, naming the region and the fix', async () => {
+    const run = runAgainst(() => ({ status: 200, body: { tasks: [{ taskArn: TASK_ARN }], failures: [] } }), { region: 'eu_west_3' });
+
+    await expect(run).rejects.toMatchObject({ name: 'OperatorError', message: expect.stringMatching(/^backout: RunTask was not sent \(Error: Region not accepted: .*\): AWS region "eu_west_3" is not a region name; export AWS_REGION/) });
+    expect(ecs?.requests).toEqual([]);
   });
 });
