@@ -12,16 +12,34 @@ import type { BackupManifest } from '../shared/manifest';
  * Each count is a full scan of a freshly loaded table (which also sets its hint bits), so the
  * tables are counted one statement each over `connections` sessions (default: one per core),
  * each session taking the next table when it is done.
+ *
+ * An abort (Ctrl-C, SIGTERM, a deadline) ends the sessions at once: a count of a large table, or
+ * one waiting on a lock, would otherwise outlast ECS's stop timeout or the Lambda's deadline, and
+ * the process would be killed before it drops the staging database. The server may go on with a
+ * count whose client is gone; the caller's DROP DATABASE ... WITH (FORCE) ends it.
  */
 export async function checkRowCounts(
   connect: () => Promise<Client>,
   manifest: BackupManifest,
   manifestKey: string,
   connections = os.availableParallelism(),
+  signal?: AbortSignal,
 ): Promise<number> {
   const clients: Client[] = [];
+  const endAll = (): void => {
+    for (const client of clients) client.end().catch(() => undefined);
+  };
+  signal?.addEventListener('abort', endAll, { once: true });
+  const connectUnlessAborted = async (): Promise<void> => {
+    signal?.throwIfAborted();
+    const client = await connect();
+    clients.push(client);
+    // Aborted while this session was connecting: endAll ran without it.
+    if (signal?.aborted) endAll();
+    signal?.throwIfAborted();
+  };
   try {
-    clients.push(await connect());
+    await connectUnlessAborted();
     const present = new Set((await clients[0].query<TableRef>(LIST_COUNTED_TABLES_SQL)).rows.map((t) => `${t.schema}.${t.name}`));
     const differences: string[] = [];
     const counted = manifest.tables.filter((t) => {
@@ -30,7 +48,7 @@ export async function checkRowCounts(
       return false;
     });
     const queries = buildRowCountQueries(counted, 1);
-    while (clients.length < Math.min(Math.max(1, connections), queries.length)) clients.push(await connect());
+    while (clients.length < Math.min(Math.max(1, connections), queries.length)) await connectUnlessAborted();
     let next = 0;
     let rows = 0;
     await Promise.all(
@@ -44,7 +62,11 @@ export async function checkRowCounts(
           }
         }
       }),
-    );
+    ).catch((error: unknown) => {
+      // The sessions' "Connection terminated" is the abort's doing: say the abort.
+      signal?.throwIfAborted();
+      throw error;
+    });
     if (differences.length > 0) {
       differences.sort();
       const more = differences.length > 3 ? ` and ${differences.length - 3} more` : '';
@@ -52,6 +74,7 @@ export async function checkRowCounts(
     }
     return rows;
   } finally {
+    signal?.removeEventListener('abort', endAll);
     await Promise.all(clients.map((client) => client.end().catch(() => undefined)));
   }
 }

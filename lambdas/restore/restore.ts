@@ -173,7 +173,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     signal?.throwIfAborted();
     log('check: row counts against the manifest');
     const checkStarted = performance.now();
-    const rowsRestored = await checkRowCounts(() => connectTo(deps.connection, staging), manifest, manifestKey, deps.jobs);
+    const rowsRestored = await checkRowCounts(() => connectTo(deps.connection, staging), manifest, manifestKey, deps.jobs, signal);
     const verifySeconds = (performance.now() - checkStarted) / 1000;
 
     // 6. Swap.

@@ -1,0 +1,130 @@
+import { S3Client } from '@aws-sdk/client-s3';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { Client } from 'pg';
+import { createS3Client } from '../../lambdas/shared/aws';
+import type { OperatorError } from '../../lambdas/shared/errors';
+import type { BackupManifest } from '../../lambdas/shared/manifest';
+import type { PgConnection } from '../../lambdas/shared/pg-connection';
+import { checkRowCounts } from '../../lambdas/restore/check';
+import { restoreBackup } from '../../lambdas/restore/restore';
+import { holdTableLock, testCluster, uniqueDatabaseName, type HeldLock } from '../support/cluster';
+import { psql } from '../support/postgres';
+import { LocalS3, startLocalS3 } from '../support/s3';
+import { FIXTURE_SQL } from './backup-fixture';
+import { databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
+
+/**
+ * The row-count check is the last long step before the swap: a count of a large table, or one
+ * queued behind a lock, must not keep an interrupted restore alive past ECS's stop timeout or the
+ * Lambda's deadline, or the process is killed before it drops its staging database.
+ */
+const cluster = testCluster();
+const connection: PgConnection = { host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' };
+/** How long the lock is held: an abort that is not honoured waits this long for the counts. */
+const LOCK_HELD_MS = 20_000;
+let localS3: LocalS3;
+let s3: S3Client;
+let source: string;
+let manifestKey: string;
+let manifest: BackupManifest;
+
+beforeAll(async () => {
+  localS3 = await startLocalS3();
+  s3 = createS3Client(localS3.env);
+  source = uniqueDatabaseName('check_src');
+  psql(cluster, 'postgres', `CREATE DATABASE ${source}`);
+  psql(cluster, source, FIXTURE_SQL);
+  ({ manifestKey, manifest } = await writeFixtureBackup(s3, localS3.bucket, cluster, source, { tier: 'daily' }));
+}, 120_000);
+
+afterAll(async () => {
+  await localS3?.stop();
+});
+
+describe('row counts interrupted', () => {
+  it('stops counting at once on an abort, with the abort reason, and closes its sessions', async () => {
+    // Arrange: the source's rides table held by another session, so that its count waits
+    let lock: HeldLock | undefined;
+    const interrupt = new AbortController();
+    try {
+      lock = await holdTableLock(source, 'public.rides');
+      let opened = 0;
+      let closed = 0;
+      const connect = async (): Promise<Client> => {
+        const client = new Client({ ...connection, database: source });
+        client.on('end', () => (closed += 1));
+        await client.connect();
+        opened += 1;
+        return client;
+      };
+      setTimeout(() => interrupt.abort(new Error('SIGTERM')), 300);
+
+      // Act
+      const started = performance.now();
+      const error = await checkRowCounts(connect, manifest, manifestKey, 2, interrupt.signal).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      const seconds = (performance.now() - started) / 1000;
+
+      // Assert: the abort's own reason, long before the lock goes, and every session closed
+      expect(error?.message).toBe('SIGTERM');
+      expect(seconds).toBeLessThan(5);
+      expect(opened).toBeGreaterThan(0);
+      expect(closed).toBe(opened);
+    } finally {
+      await lock?.release();
+    }
+  }, LOCK_HELD_MS + 20_000);
+
+  it('an interrupted restore whose counts wait on a lock drops its staging database and says so promptly (exit 130), the target never created', async () => {
+    // Arrange: as the check starts, another session takes the staging copy's rides table. The
+    // log line is written synchronously just before the counts connect, and the wait below blocks
+    // the event loop, so the lock is held before the first count is sent.
+    const target = uniqueDatabaseName('check_target');
+    const interrupt = new AbortController();
+    let locker: ChildProcess | undefined;
+    let staging: string | undefined;
+    const log = (line: string): void => {
+      staging = /^load: \S+ into staging database (\S+)$/.exec(line)?.[1] ?? staging;
+      if (line.startsWith('check: ') && staging) {
+        locker = spawn('psql', ['-X', '-q', '-d', staging, '-c', `BEGIN; LOCK TABLE public.rides IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(${LOCK_HELD_MS / 1000}); COMMIT;`], {
+          env: { ...process.env, ...cluster.env, PGAPPNAME: 'test-locker' },
+          stdio: 'ignore',
+        });
+        psql(
+          cluster,
+          'postgres',
+          `DO $$ BEGIN
+             WHILE NOT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                                WHERE a.application_name = 'test-locker' AND l.locktype = 'relation'
+                                  AND l.mode = 'AccessExclusiveLock' AND l.granted) LOOP
+               PERFORM pg_sleep(0.02);
+             END LOOP;
+           END $$;`,
+        );
+        setTimeout(() => interrupt.abort(new Error('SIGINT')), 300);
+      }
+    };
+
+    try {
+      // Act
+      const started = performance.now();
+      const error = await restoreBackup({ s3, bucket: localS3.bucket, connection, jobs: 2, log }, { ref: manifestKey, targetDb: target, signal: interrupt.signal }).then(
+        () => undefined,
+        (e: unknown) => e as OperatorError,
+      );
+      const seconds = (performance.now() - started) / 1000;
+
+      // Assert: interrupted, the staging database dropped (its DROP ... WITH (FORCE) ends the
+      // locker too), nothing under the target's name
+      expect(locker).toBeDefined();
+      expect(error?.exitCode).toBe(130);
+      expect(error?.message).toBe(`restore interrupted (SIGINT): staging database ${staging} dropped; target "${target}" untouched`);
+      expect(seconds).toBeLessThan(LOCK_HELD_MS / 1000);
+      expect(databasesLike(cluster, target)).toEqual([]);
+    } finally {
+      locker?.kill();
+    }
+  }, LOCK_HELD_MS + 60_000);
+});
