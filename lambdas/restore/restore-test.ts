@@ -11,7 +11,7 @@ import { pgToolPath, queryOneStatementReadOnly, quoteIdent } from '../shared/pos
 import { CatalogDeps, resolveBackup } from './catalog';
 import type { SpaceCheck } from './download';
 import { restoreBackup } from './restore';
-import { cannotCreateDatabases } from './target';
+import { cannotCreateDatabases, dropDatabase } from './target';
 
 /**
  * The runbook's test_backup_restore.sh, automated: (back up,) restore into a scratch database,
@@ -213,7 +213,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
         await withClient(deps.target, deps.maintenanceDatabase ?? 'postgres', async (c) => {
           const exists = async () => (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [scratch])).rowCount !== 0;
           scratchCreated = await exists();
-          await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(scratch)} WITH (FORCE)`);
+          await dropDatabase(c, scratch);
           scratchDropped = !(await exists());
         });
       } catch (e) {

@@ -54,23 +54,36 @@ export function guardSystemDatabase(target: string, maintenance: string): void {
 interface TargetState {
   readonly exists: boolean;
   readonly relations: number;
-  readonly sessions: { pid: number; application: string }[];
+  /** `endable`: this role may end it with pg_terminate_backend (--terminate-connections). */
+  readonly sessions: { pid: number; application: string; role: string; endable: boolean }[];
 }
 
 /**
  * The sessions of a database that are somebody's: every backend but autovacuum workers. A rename or
  * drop of the database ends those itself (PostgreSQL signals them and waits up to 5 s), and a
  * freshly restored or busy database is where they run: counting one as a client refused a
- * `--force` restore with advice (maintenance, scale to 0) that could not help.
+ * `--force` restore with advice (maintenance, scale to 0) that could not help; terminating one is
+ * refused to a role that is not a superuser. A role without pg_read_all_stats sees NULL as the
+ * backend_type of other roles' sessions, but their role (usesysid) is shown to everybody, and an
+ * autovacuum worker has none: without that second test, another role's client went unseen until the
+ * swap, after the whole load.
  */
-const CLIENT_SESSION = "backend_type <> 'autovacuum worker'";
+const CLIENT_SESSION = "backend_type IS DISTINCT FROM 'autovacuum worker' AND usesysid IS NOT NULL";
+
+/**
+ * Whether this role may end a session (pg_terminate_backend's own rule): a superuser ends any; any
+ * other role no superuser's, and another role's only as a member of it or of pg_signal_backend.
+ */
+const ENDABLE_SESSION = `(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+   OR (NOT coalesce((SELECT rolsuper FROM pg_roles r WHERE r.oid = usesysid), false)
+       AND (pg_has_role(current_user, usesysid, 'MEMBER') OR pg_has_role(current_user, 'pg_signal_backend', 'MEMBER')))`;
 
 async function inspectTarget(admin: Client, connection: PgConnection, target: string): Promise<TargetState> {
   const exists = (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [target])).rowCount === 1;
   if (!exists) return { exists, relations: 0, sessions: [] };
   // Sessions first: our own short look inside the target below must not count as one.
-  const sessions = await admin.query<{ pid: number; application: string }>(
-    `SELECT pid, coalesce(nullif(application_name, ''), usename::text, '?') AS application
+  const sessions = await admin.query<{ pid: number; application: string; role: string; endable: boolean }>(
+    `SELECT pid, coalesce(nullif(application_name, ''), usename::text, '?') AS application, coalesce(usename::text, '?') AS role, ${ENDABLE_SESSION} AS endable
        FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND ${CLIENT_SESSION}`,
     [target],
   );
@@ -150,6 +163,15 @@ export async function checkTarget(admin: Client, connection: PgConnection, targe
     const who = [...new Set(state.sessions.map((s) => s.application))].slice(0, 3).join(', ');
     throw new OperatorError(
       `target database "${target}" has ${state.sessions.length} open connection(s) (${who}): stop its clients (killswitch maintenance, scale the API/workers to 0), or pass --terminate-connections`,
+      2,
+    );
+  }
+  const unendable = state.sessions.filter((s) => !s.endable);
+  if (unendable.length > 0) {
+    const roles = [...new Set(unendable.map((s) => s.role))].slice(0, 3).join(', ');
+    const role = (await admin.query<{ role: string }>('SELECT current_user AS role')).rows[0].role;
+    throw new OperatorError(
+      `target database "${target}" has ${unendable.length} open connection(s) of role(s) ${roles} that role "${role}" may not end (--terminate-connections): stop those clients first (killswitch maintenance, scale the API/workers to 0), connect as a role that may end them (a superuser; on RDS, the master user), or have an admin run GRANT pg_signal_backend TO ${quoteIdent(role)}`,
       2,
     );
   }
@@ -304,8 +326,23 @@ export async function createDatabase(admin: Client, name: string): Promise<void>
   await admin.query(`CREATE DATABASE ${quoteIdent(name)} TEMPLATE template0`);
 }
 
+/**
+ * Drops a database and ends its sessions. WITH (FORCE) first terminates every other backend in it,
+ * and for a role that is neither a superuser nor in pg_signal_backend (the CREATEDB role an operator
+ * restores with) PostgreSQL refuses the whole statement when one of them is not the role's own,
+ * autovacuum workers included (42501); a freshly restored database is where they run. A plain DROP
+ * ends autovacuum workers itself (it signals them and waits up to 5 s for every backend to go), so
+ * after that refusal the role's own sessions (a killed load's) are terminated and a plain DROP
+ * follows; another role's session still connected then fails it with "being accessed by other users".
+ */
 export async function dropDatabase(admin: Client, name: string): Promise<void> {
-  await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
+  } catch (error) {
+    if ((error as { code?: string }).code !== '42501') throw error;
+    await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND usename = current_user AND pid <> pg_backend_pid()', [name]);
+    await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)}`);
+  }
 }
 
 /**
@@ -367,7 +404,8 @@ export async function swapIn(
       // Block reconnects, then end the sessions: the rename needs a database nobody is in.
       hooks.onClosed?.(true);
       await admin.query(`ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS false`);
-      await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [target]);
+      // Not autovacuum workers: the rename ends those, and terminating one is refused to a role that is not a superuser.
+      await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND ${CLIENT_SESSION}`, [target]);
       await waitForNoSessions(admin, target);
     }
     hooks.onAside?.(previous);

@@ -1,0 +1,179 @@
+import { S3Client } from '@aws-sdk/client-s3';
+import { Client } from 'pg';
+import { createS3Client } from '../../lambdas/shared/aws';
+import type { OperatorError } from '../../lambdas/shared/errors';
+import { restoreBackup } from '../../lambdas/restore/restore';
+import { dropDatabase } from '../../lambdas/restore/target';
+import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
+import { LocalS3, startLocalS3 } from '../support/s3';
+import { FIXTURE_SQL } from './backup-fixture';
+import { writeFixtureBackup } from '../lambdas/restore/fixtures';
+
+/**
+ * The staging, scratch and replaced databases are dropped by the role the operator restores with:
+ * on RDS, or with a CREATEDB role, not a superuser. A freshly restored database is where autovacuum
+ * works, and DROP ... WITH (FORCE) is refused to such a role while an autovacuum worker is inside.
+ * A cluster of its own: autovacuum wakes every second here, not every minute.
+ */
+let cluster: PostgresCluster;
+const restorer = { user: 'restorer' };
+let localS3: LocalS3;
+let s3: S3Client;
+let manifestKey: string;
+
+function restorerClient(database: string): Client {
+  const client = new Client({ host: cluster.host, port: cluster.port, user: restorer.user, database });
+  client.on('error', () => undefined);
+  return client;
+}
+
+/** A database owned by the restorer in which an autovacuum worker is busy (slowly) when this returns. */
+async function databaseWithAutovacuumInside(name: string): Promise<void> {
+  psql(cluster, 'postgres', `CREATE DATABASE ${name} OWNER ${restorer.user}`);
+  psql(
+    cluster,
+    name,
+    `CREATE TABLE dead (id int, pad text) WITH (autovacuum_vacuum_cost_delay = 100, autovacuum_vacuum_cost_limit = 1,
+                                             autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0);
+     INSERT INTO dead SELECT i, repeat('x', 200) FROM generate_series(1, 50000) i;
+     DELETE FROM dead;`,
+  );
+  const deadline = Date.now() + 30_000;
+  while (psql(cluster, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND datname = '${name}'`) !== '1') {
+    if (Date.now() > deadline) throw new Error(`no autovacuum worker came into ${name} within 30 s`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** A restore of the fixture backup into `target`, as the restorer; the lines it logged. */
+async function restoreAsRestorer(target: string, guards: { force?: boolean; terminateConnections?: boolean }): Promise<{ error?: OperatorError; lines: string[] }> {
+  const lines: string[] = [];
+  const connection = { host: cluster.host, port: cluster.port, user: restorer.user, database: 'postgres' };
+  const error = await restoreBackup({ s3, bucket: localS3.bucket, connection, jobs: 2, log: (line) => lines.push(line) }, { ref: manifestKey, targetDb: target, ...guards }).then(
+    () => undefined,
+    (e: unknown) => e as OperatorError,
+  );
+  return { error, lines };
+}
+
+beforeAll(async () => {
+  cluster = await startPostgres({ extraSettings: ['-c autovacuum_naptime=1'] });
+  psql(cluster, 'postgres', `CREATE ROLE ${restorer.user} LOGIN CREATEDB; CREATE ROLE app LOGIN; CREATE DATABASE source`);
+  psql(cluster, 'source', FIXTURE_SQL);
+  localS3 = await startLocalS3();
+  s3 = createS3Client(localS3.env);
+  ({ manifestKey } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'source', { tier: 'daily' }));
+}, 120_000);
+
+afterAll(async () => {
+  await localS3?.stop();
+  if (cluster) stopPostgres(cluster);
+});
+
+describe('dropping a database as a role that is not a superuser', () => {
+  it('drops it while an autovacuum worker and one of its own sessions (a killed load) are inside', async () => {
+    // Arrange
+    await databaseWithAutovacuumInside('busy');
+    const ownSession = restorerClient('busy');
+    await ownSession.connect();
+    const admin = restorerClient('postgres');
+    await admin.connect();
+
+    try {
+      // Act
+      await dropDatabase(admin, 'busy');
+
+      // Assert
+      expect(psql(cluster, 'postgres', "SELECT count(*) FROM pg_database WHERE datname = 'busy'")).toBe('0');
+    } finally {
+      await ownSession.end().catch(() => undefined);
+      await admin.end();
+    }
+  }, 60_000);
+
+  it("still refuses while another role's session is connected, saying so, and leaves the database", async () => {
+    // Arrange: autovacuum inside too, so that FORCE is refused and the plain DROP is what answers
+    await databaseWithAutovacuumInside('shared');
+    const someoneElse = new Client({ host: cluster.host, port: cluster.port, user: 'postgres', database: 'shared' });
+    await someoneElse.connect();
+    const admin = restorerClient('postgres');
+    await admin.connect();
+
+    try {
+      // Act
+      const error = await dropDatabase(admin, 'shared').then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+
+      // Assert
+      expect(error?.message).toBe('database "shared" is being accessed by other users');
+      expect(psql(cluster, 'postgres', "SELECT count(*) FROM pg_database WHERE datname = 'shared'")).toBe('1');
+    } finally {
+      await someoneElse.end();
+      await admin.end();
+    }
+  }, 60_000);
+});
+
+describe('restoring over a target as a role that is not a superuser', () => {
+  it("sees another role's session on the target (whose backend_type it cannot read) and refuses before the download, exit 2", async () => {
+    // Arrange
+    psql(cluster, 'postgres', `CREATE DATABASE watched OWNER ${restorer.user}`);
+    const app = new Client({ host: cluster.host, port: cluster.port, user: 'app', database: 'watched', application_name: 'atmr-api' });
+    await app.connect();
+
+    try {
+      // Act
+      const { error, lines } = await restoreAsRestorer('watched', { force: true });
+
+      // Assert
+      expect(error?.exitCode).toBe(2);
+      expect(error?.message).toMatch(/^target database "watched" has 1 open connection\(s\) \(atmr-api\): stop its clients/);
+      expect(lines.filter((l) => l.startsWith('download:'))).toEqual([]);
+    } finally {
+      await app.end();
+    }
+  }, 60_000);
+
+  it('with --terminate-connections, refuses before the download when a session is of a role it may not end, naming the GRANT', async () => {
+    // Arrange
+    psql(cluster, 'postgres', `CREATE DATABASE guarded OWNER ${restorer.user}`);
+    const app = new Client({ host: cluster.host, port: cluster.port, user: 'app', database: 'guarded' });
+    await app.connect();
+
+    try {
+      // Act
+      const { error, lines } = await restoreAsRestorer('guarded', { force: true, terminateConnections: true });
+
+      // Assert
+      expect(error?.exitCode).toBe(2);
+      expect(error?.message).toBe(
+        'target database "guarded" has 1 open connection(s) of role(s) app that role "restorer" may not end (--terminate-connections): stop those clients first (killswitch maintenance, scale the API/workers to 0), connect as a role that may end them (a superuser; on RDS, the master user), or have an admin run GRANT pg_signal_backend TO "restorer"',
+      );
+      expect(lines.filter((l) => l.startsWith('download:'))).toEqual([]);
+      expect(psql(cluster, 'postgres', "SELECT count(*) FROM pg_stat_activity WHERE datname = 'guarded' AND usename = 'app'")).toBe('1');
+    } finally {
+      await app.end();
+    }
+  }, 60_000);
+
+  it('with --terminate-connections, swaps in while an autovacuum worker and a session of its own are in the target: ends its session, leaves the worker to the rename', async () => {
+    // Arrange
+    await databaseWithAutovacuumInside('vacuumed');
+    const own = restorerClient('vacuumed');
+    await own.connect();
+
+    try {
+      // Act
+      const { error } = await restoreAsRestorer('vacuumed', { force: true, terminateConnections: true });
+
+      // Assert: the backup's tables under the target's name, the old one gone
+      expect(error).toBeUndefined();
+      expect(psql(cluster, 'vacuumed', "SELECT count(*) FROM pg_class WHERE relname = 'dead'")).toBe('0');
+      expect(psql(cluster, 'vacuumed', 'SELECT count(*) > 0 FROM public.rides')).toBe('t');
+    } finally {
+      await own.end().catch(() => undefined);
+    }
+  }, 60_000);
+});
