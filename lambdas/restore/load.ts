@@ -1,12 +1,15 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import type { Readable } from 'node:stream';
+import * as path from 'node:path';
+import { type Readable, pipeline } from 'node:stream';
 import type { Client } from 'pg';
 import { createGunzip } from 'node:zlib';
 import { isErrorLine, pgToolPath } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
+import type { BackupObject } from '../shared/manifest';
 import { PgConnection, libpqEnv } from '../shared/pg-connection';
+import { badBackupFix } from './download';
 
 /**
  * Loads a verified local file into a database: `pg_restore -j <cores>` for the custom archive,
@@ -23,6 +26,8 @@ export interface LoadInput {
   /** Directory of pg_restore/psql; default: on PATH. */
   readonly pgBinDir?: string;
   readonly signal?: AbortSignal;
+  /** The same backup in its other format, if its manifest has one: what a bad gzip stream's line advises. */
+  readonly otherCopy?: Pick<BackupObject, 'format'>;
 }
 
 export async function loadBackup(input: LoadInput): Promise<void> {
@@ -33,12 +38,23 @@ export async function loadBackup(input: LoadInput): Promise<void> {
     if (result.code !== 0) throw new OperatorError(`pg_restore failed (exit ${result.code}): ${errorLine(result.stderr)}; the target was not touched`);
     return;
   }
-  const sql = fs.createReadStream(input.file).pipe(createGunzip());
+  // pipeline, not pipe: a read error of the file reaches the gunzip stream, and so runTool.
+  const sql = pipeline(fs.createReadStream(input.file), createGunzip(), () => undefined);
   const result = await runTool(
     pgToolPath('psql', input.pgBinDir),
     ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction', '-o', '/dev/null', '-d', input.database, '-f', '-'],
     { env, stdin: sql, signal: input.signal },
-  );
+  ).catch((error: unknown) => {
+    if (error instanceof OperatorError || input.signal?.aborted) throw error;
+    // The file passed its sha256, so a gzip error is in the stored object: the backup wrote it so.
+    const name = path.basename(input.file);
+    // zlib's errors come from node's own realm: not `instanceof Error` under a test runner's.
+    const reason = oneLine((error as Error).message);
+    if ((error as NodeJS.ErrnoException).code?.startsWith('Z_')) {
+      throw new OperatorError(`${name} is not a readable gzip stream (${reason}): psql was stopped before it committed; the target was not touched; ${badBackupFix(input.otherCopy)}`);
+    }
+    throw new OperatorError(`cannot read the downloaded ${name} (${reason}): psql was stopped before it committed; the target was not touched; retry, and check the local disk (TMPDIR)`);
+  });
   if (result.code !== 0) throw new OperatorError(`psql failed (exit ${result.code}): ${errorLine(result.stderr)}; the target was not touched`);
 }
 
@@ -88,16 +104,22 @@ export interface ToolResult {
 }
 
 /**
- * Runs a client program to its end. `stdin` is piped in (its errors end the child's input and are
- * reported by the child's exit code); an abort kills the child and rejects with the signal's reason
- * once the child has exited, so nothing outlives the caller's cleanup.
+ * Runs a client program to its end. `stdin` is piped in; an error of `stdin` (a gzip stream cut
+ * short) kills the child and rejects with that error once the child has exited: ending the child's
+ * input instead would read as the end of the SQL to psql, which commits what it has. An abort
+ * kills the child and rejects with the signal's reason once the child has exited, so nothing
+ * outlives the caller's cleanup.
  */
 export function runTool(file: string, args: string[], options: { env: Record<string, string>; stdin?: Readable; signal?: AbortSignal }): Promise<ToolResult> {
   return new Promise((resolve, reject) => {
-    if (options.signal?.aborted) return reject(options.signal.reason as Error);
+    if (options.signal?.aborted) {
+      options.stdin?.destroy();
+      return reject(options.signal.reason as Error);
+    }
     const child = spawn(file, args, { env: options.env, stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
+    let inputError: unknown;
     child.stdout?.setEncoding('utf8').on('data', (d: string) => {
       if (stdout.length < 50_000_000) stdout += d;
     });
@@ -117,13 +139,19 @@ export function runTool(file: string, args: string[], options: { env: Record<str
       const stdin = options.stdin;
       // A child that exits early (psql ON_ERROR_STOP) closes its input: its exit code says why.
       child.stdin.on('error', () => undefined);
-      stdin.on('error', () => child.stdin?.destroy());
+      // Killed with its input still open, so that it never sees an end of input: its transaction
+      // is not committed. pipe() leaves the child's input open when `stdin` fails.
+      stdin.on('error', (error) => {
+        inputError ??= error;
+        child.kill('SIGTERM');
+      });
       stdin.pipe(child.stdin);
     }
     child.on('close', (code) => {
       options.signal?.removeEventListener('abort', onAbort);
       options.stdin?.destroy();
       if (options.signal?.aborted) reject(options.signal.reason as Error);
+      else if (inputError !== undefined) reject(inputError as Error);
       else resolve({ code, stdout, stderr });
     });
   });

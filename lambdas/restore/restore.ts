@@ -124,6 +124,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   });
   guardProduction(target, [manifest.database], options.allowProductionOverwrite);
   const object = chooseObject(manifestKey, manifest, options.format);
+  const otherCopy = manifest.objects.find((o) => o.format !== object.format);
 
   // Holds the target's lock until the end, and reconnects if the server restarted meanwhile.
   const admin = await openAdminSession(deps.connection, maintenance, target);
@@ -147,7 +148,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       partBytes: deps.partBytes,
       concurrency: deps.downloadConcurrency,
       onProgress: deps.onDownloadProgress,
-      otherCopy: manifest.objects.find((o) => o.format !== object.format),
+      otherCopy,
     });
     log(`download: verified sha256 ${download.sha256.slice(0, 12)}... in ${download.seconds.toFixed(1)} s`);
 
@@ -162,7 +163,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // database's growth shows the operator that the load is moving.
     const watching = deps.onLoadProgress ? watchDatabaseSize(await admin.client(), staging, deps.onLoadProgress) : undefined;
     try {
-      await loadBackup({ connection: deps.connection, database: staging, file: download.file, format: object.format, jobs: deps.jobs, pgBinDir: deps.pgBinDir, signal });
+      await loadBackup({ connection: deps.connection, database: staging, file: download.file, format: object.format, jobs: deps.jobs, pgBinDir: deps.pgBinDir, signal, otherCopy });
     } finally {
       await watching?.stop();
     }

@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client } from 'pg';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { runBackup } from '../../lambdas/backup/backup';
 import { createS3Client } from '../../lambdas/shared/aws';
 import type { OperatorError } from '../../lambdas/shared/errors';
@@ -38,6 +39,11 @@ async function objectBytes(key: string): Promise<Buffer> {
 
 async function putObject(key: string, body: Buffer | string): Promise<void> {
   await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: key, Body: body }));
+}
+
+/** `text` matched literally inside a RegExp. */
+function literal(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 /** An existing, non-empty database that a refused restore must leave exactly as it was. */
@@ -464,6 +470,50 @@ describe('restore refusals leave the target untouched', () => {
     const target = makeTarget();
 
     await expectRefused(target, () => restoreBackup(deps(), { ref: backup.manifestKey, targetDb: target, force: true }), /pg_restore failed .*the target was not touched/);
+  });
+
+  /** Replaces the plain object, and its size and sha256 in the manifest: as a backup that wrote these bytes would have. */
+  async function replacePlainObject(backup: { manifestKey: string; plain: string }, body: Buffer): Promise<void> {
+    const manifest = JSON.parse((await objectBytes(backup.manifestKey)).toString('utf8'));
+    manifest.objects = manifest.objects.map((o: { format: string }) =>
+      o.format === 'plain' ? { ...o, bytes: body.length, sha256: createHash('sha256').update(body).digest('hex') } : o,
+    );
+    await putObject(backup.plain, body);
+    await putObject(backup.manifestKey, JSON.stringify(manifest));
+  }
+
+  it('refuses --format plain from a .sql.gz cut short before its constraints (sha256 as in the manifest), naming the gzip error: nothing committed, target untouched or not created', async () => {
+    // Arrange: the SQL up to its first constraint (its data whole, its keys and indexes missing),
+    // gzipped, the gzip trailer cut off
+    const backup = await freshBackup();
+    const sql = gunzipSync(await objectBytes(backup.plain)).toString('utf8');
+    const cut = sql.search(/\n--\n-- Name: [^\n]*; Type: CONSTRAINT;/);
+    expect(cut).toBeGreaterThan(0);
+    const whole = gzipSync(sql.slice(0, cut + 1));
+    await replacePlainObject(backup, whole.subarray(0, whole.length - 8));
+    const existing = makeTarget();
+    const fresh = uniqueDatabaseName('restore_gz_cut');
+    const message = new RegExp(
+      `^${literal(path.basename(backup.plain))} is not a readable gzip stream \\(unexpected end of file\\): psql was stopped before it committed; the target was not touched; restore this backup only with --format custom, or choose another backup \\(atmr-dr backups list\\)$`,
+    );
+
+    // Act / Assert
+    await expectRefused(existing, () => restoreBackup(deps(), { ref: backup.manifestKey, targetDb: existing, force: true, format: 'plain' }), message);
+    await expect(restoreBackup(deps(), { ref: backup.manifestKey, targetDb: fresh, format: 'plain' })).rejects.toThrow(message);
+    expect(databaseExists(cluster, fresh)).toBe(false);
+    expect(databasesLike(cluster, `${fresh}_`)).toEqual([]);
+  });
+
+  it('refuses --format plain from an object that is not gzip at all with that reason, not a table missing after the load', async () => {
+    const backup = await freshBackup();
+    await replacePlainObject(backup, Buffer.from('CREATE TABLE public.not_gzip (id int);\n'));
+    const target = makeTarget();
+
+    await expectRefused(
+      target,
+      () => restoreBackup(deps(), { ref: backup.manifestKey, targetDb: target, force: true, format: 'plain' }),
+      new RegExp(`^${literal(path.basename(backup.plain))} is not a readable gzip stream \\(incorrect header check\\): psql was stopped before it committed; the target was not touched; `),
+    );
   });
 
   it('refuses a missing target name and an unknown manifest key', async () => {
