@@ -31,6 +31,11 @@ export const DEFAULT_PART_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_DOWNLOAD_CONCURRENCY = 4;
 /** Bytes gathered from a part's body before one write, and read back per hash step. */
 const IO_BYTES = 1024 * 1024;
+/**
+ * GETs of one part whose body fails midway (a reset connection): the SDK retries only until the
+ * headers arrive, and one reset out of thousands of parts must not fail a whole restore.
+ */
+const PART_ATTEMPTS = 3;
 
 /**
  * The stored object is not the one its manifest describes (as opposed to a download that could not
@@ -160,10 +165,30 @@ export async function downloadObject(deps: CatalogDeps, object: BackupObject, di
     while (nextToFetch < parts && !signal.aborted) {
       const index = nextToFetch++;
       const start = index * partBytes;
-      await getRange(deps, object, start, Math.min(partBytes, total - start), handle, signal, (bytes) => {
-        received += bytes;
-        options.onProgress?.(received, total);
-      });
+      const length = Math.min(partBytes, total - start);
+      // A retry writes the part again from its start, over the same bytes: the hash reads a part
+      // only once it is complete. Progress counts only bytes beyond what an earlier attempt wrote.
+      let counted = 0;
+      for (let attempt = 1; ; attempt++) {
+        let written = 0;
+        try {
+          await getRange(deps, object, start, length, handle, signal, (bytes) => {
+            written += bytes;
+            if (written <= counted) return;
+            received += written - counted;
+            counted = written;
+            options.onProgress?.(received, total);
+          });
+          break;
+        } catch (error) {
+          if (!(error instanceof BodyError) || signal.aborted) throw error;
+          if (attempt === PART_ATTEMPTS) {
+            throw new OperatorError(
+              `cannot download s3://${deps.bucket}/${object.key}: ${error.message} during part ${index + 1} of ${parts} (bytes ${start}-${start + length - 1}) after ${attempt} attempts; retry, and check the S3 endpoint and the network`,
+            );
+          }
+        }
+      }
       complete.add(index);
       hashing = hashing.then(hashCompleteParts).catch(fail);
     }
@@ -229,19 +254,17 @@ async function getRange(
   onBytes: (bytes: number) => void,
 ): Promise<void> {
   let written = 0;
+  let body: Readable | undefined;
   try {
     const response = await deps.s3.send(
       new GetObjectCommand({ Bucket: deps.bucket, Key: object.key, Range: `bytes=${start}-${start + length - 1}` }),
       { abortSignal: signal },
     );
-    const body = response.Body as Readable;
+    body = response.Body as Readable;
     const match = /\/(\d+)$/.exec(response.ContentRange ?? '');
     // A server that ignores the range answers with the whole object: its length is the stored size.
     const stored = match ? Number(match[1]) : response.ContentRange === undefined && start === 0 ? response.ContentLength : undefined;
-    if (stored !== undefined && stored !== object.bytes) {
-      body.destroy();
-      throw sizeMismatch(object, stored);
-    }
+    if (stored !== undefined && stored !== object.bytes) throw sizeMismatch(object, stored);
     let pending: Buffer[] = [];
     let pendingBytes = 0;
     const flush = async (): Promise<void> => {
@@ -251,18 +274,30 @@ async function getRange(
       pending = [];
       pendingBytes = 0;
     };
-    // The iteration rejects on a reset or aborted socket.
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      if (written + pendingBytes + chunk.length > length) {
-        body.destroy();
-        throw sizeMismatch(object, `more than ${start + length}`);
+    // Read by hand, not for await: a failure of the body itself (which the caller may retry) is
+    // told apart from one of the loop's own (a size mismatch, a full disk).
+    const chunks = (body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    for (;;) {
+      let next: IteratorResult<Buffer>;
+      try {
+        next = await chunks.next();
+      } catch (error) {
+        // The body failed midway (a reset or timed-out socket): the caller may GET the part again.
+        if (signal.aborted) throw error;
+        throw new BodyError(error);
       }
+      if (next.done) break;
+      const chunk = next.value;
+      if (written + pendingBytes + chunk.length > length) throw sizeMismatch(object, `more than ${start + length}`);
       pending.push(chunk);
       pendingBytes += chunk.length;
       if (pendingBytes >= IO_BYTES) await flush();
     }
     if (pendingBytes > 0) await flush();
   } catch (error) {
+    // The socket goes with the body, whatever stopped the reading (a size mismatch, a full disk).
+    body?.destroy();
+    if (error instanceof BodyError) throw error;
     throw s3Error(deps, object, start, error);
   }
   if (written !== length) throw sizeMismatch(object, start + written);
@@ -276,6 +311,15 @@ async function checkSize(deps: CatalogDeps, object: BackupObject): Promise<void>
     if (body.length !== 0) throw sizeMismatch(object, body.length);
   } catch (error) {
     throw s3Error(deps, object, 0, error);
+  }
+}
+
+/** A part's body that failed after its headers; its message says how ("connection reset (ECONNRESET)"). */
+class BodyError extends Error {
+  constructor(cause: unknown) {
+    const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+    // Node reports a reset during a response as "aborted", which reads like an operator's stop.
+    super(code === 'ECONNRESET' ? 'connection reset (ECONNRESET)' : `${oneLine(cause)}${code ? ` (${code})` : ''}`);
   }
 }
 

@@ -16,6 +16,7 @@ import { RestoreDeps, restoreBackup, stagingName } from '../../lambdas/restore/r
 import { GoodObject, verifyBackup } from '../../lambdas/restore/verify';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
+import { startResettingS3 } from '../support/resetting-s3';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { FIXTURE_SQL } from './backup-fixture';
 import { databaseDigest, databaseExists, databasesLike, serverThatGoesAway, writeFixtureBackup } from '../lambdas/restore/fixtures';
@@ -520,6 +521,73 @@ describe('restore refusals leave the target untouched', () => {
     await expect(restoreBackup(deps(), { ref: 'daily/nope_backup_20200101_000000.manifest.json', targetDb: 'x_new' })).rejects.toThrow(/does not exist; list backups/);
     await expect(restoreBackup(deps(), { ref: manifestKey, targetDb: 'bad-name;drop' })).rejects.toThrow(/invalid --target-db/);
     expect(databaseExists(cluster, 'x_new')).toBe(false);
+  });
+});
+
+describe('a connection reset during the download', () => {
+  const partBytes = 8192;
+
+  it('gets a part cut mid-body again from its start, and restores the same content with progress that never goes back', async () => {
+    // Arrange: a proxy that cuts the first ranged GET of the custom object after 1000 bytes of its body
+    const backup = await freshBackup();
+    const ranges: string[] = [];
+    const proxy = await startResettingS3(
+      localS3,
+      (key, range) => {
+        if (key !== backup.custom || range === undefined) return false;
+        ranges.push(range);
+        return ranges.length === 1;
+      },
+      1000,
+    );
+    const client = createS3Client({ ...localS3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint });
+    const target = uniqueDatabaseName('restore_reset_once');
+    const progress: number[] = [];
+    try {
+      // Act
+      const result = await restoreBackup(deps({ s3: client, partBytes, downloadConcurrency: 3, onDownloadProgress: (bytes) => progress.push(bytes) }), { ref: backup.manifestKey, targetDb: target });
+
+      // Assert
+      expect(ranges.filter((r) => r === ranges[0])).toHaveLength(2);
+      expect(ranges.length).toBe(Math.ceil(result.object.bytes / partBytes) + 1);
+      expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+      expect([...progress].sort((a, b) => a - b)).toEqual(progress);
+      expect(progress.at(-1)).toBe(result.object.bytes);
+    } finally {
+      client.destroy();
+      await proxy.stop();
+    }
+  });
+
+  it('fails naming the part and the reset when each of its 3 GETs is cut, the target untouched', async () => {
+    // Arrange: every GET of the third part is cut mid-body
+    const backup = await freshBackup();
+    const parts = Math.ceil((await objectBytes(backup.custom)).length / partBytes);
+    const third = `bytes=${2 * partBytes}-${3 * partBytes - 1}`;
+    let cuts = 0;
+    const proxy = await startResettingS3(localS3, (key, range) => key === backup.custom && range === third && ++cuts > 0, 1000);
+    const client = createS3Client({ ...localS3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint });
+    const target = makeTarget();
+    const before = databaseDigest(cluster, target);
+    try {
+      // Act
+      const error = await restoreBackup(deps({ s3: client, partBytes, downloadConcurrency: 3 }), { ref: backup.manifestKey, targetDb: target, force: true }).then(
+        () => undefined,
+        (e: unknown) => e as OperatorError,
+      );
+
+      // Assert
+      expect(error?.message).toBe(
+        `cannot download s3://${localS3.bucket}/${backup.custom}: connection reset (ECONNRESET) during part 3 of ${parts} (bytes ${2 * partBytes}-${3 * partBytes - 1}) after 3 attempts; retry, and check the S3 endpoint and the network`,
+      );
+      expect(error?.exitCode).toBe(1);
+      expect(cuts).toBe(3);
+      expect(databaseDigest(cluster, target)).toBe(before);
+      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+    } finally {
+      client.destroy();
+      await proxy.stop();
+    }
   });
 });
 
