@@ -132,8 +132,11 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   let stagingCreated = false;
   let dropFailed = false;
   let swapping = false;
-  const dir = fs.mkdtempSync(path.join(deps.tempDir ?? os.tmpdir(), 'atmr-dr-restore-'));
+  let dir: string | undefined;
   try {
+    // Made in the try, after the session opened: a failure here (TMPDIR missing, full) must end
+    // the session and so free the target's lock, which a reused Lambda process would keep.
+    dir = fs.mkdtempSync(path.join(deps.tempDir ?? os.tmpdir(), 'atmr-dr-restore-'));
     // 2. The guards, before any download (they run again at swap time). Leftovers of a killed
     // restore first: a target missing because its data sits under `_old_` must not be recreated.
     await checkLeftovers(await admin.client(), target, warn);
@@ -244,7 +247,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // swapIn's message says in which state it left the target.
     throw new OperatorError(`swap failed after the load: ${error.message}; the restored copy was not swapped in, ${cleanup}`, error.exitCode);
   } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+    if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true });
     await admin.end();
   }
 }

@@ -591,6 +591,17 @@ describe('a connection reset during the download', () => {
   });
 });
 
+describe('the restore\'s own session', () => {
+  it('is ended when the download directory cannot be made: the target\'s lock is free for the next restore in the same process (a reused Lambda)', async () => {
+    const target = uniqueDatabaseName('restore_no_tmp');
+
+    await expect(restoreBackup(deps({ tempDir: path.join(os.tmpdir(), 'atmr-dr-no-such-dir', 'below') }), { ref: manifestKey, targetDb: target })).rejects.toThrow(/ENOENT/);
+    await restoreBackup(deps(), { ref: manifestKey, targetDb: target });
+
+    expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+  });
+});
+
 describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
   /** An empty database named as an earlier restore into `target` would have left it. */
   function leftover(target: string, kind: 'restore' | 'old'): string {
