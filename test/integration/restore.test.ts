@@ -565,7 +565,15 @@ describe('a connection reset during the download', () => {
     const parts = Math.ceil((await objectBytes(backup.custom)).length / partBytes);
     const third = `bytes=${2 * partBytes}-${3 * partBytes - 1}`;
     let cuts = 0;
-    const proxy = await startResettingS3(localS3, (key, range) => key === backup.custom && range === third && ++cuts > 0, 1000);
+    const proxy = await startResettingS3(
+      localS3,
+      (key, range) => {
+        if (key !== backup.custom || range !== third) return false;
+        cuts += 1;
+        return true;
+      },
+      1000,
+    );
     const client = createS3Client({ ...localS3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint });
     const target = makeTarget();
     const before = databaseDigest(cluster, target);
