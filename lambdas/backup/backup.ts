@@ -6,9 +6,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
-import { DatabaseError, type Client } from 'pg';
+import type { Client } from 'pg';
 import { OperatorError, oneLine } from '../shared/errors';
 import { formatBytes } from '../shared/format';
+import { isRefusedStatement } from '../shared/pg-errors';
 import { BackupManifestSchema, LatestPointerSchema, type BackupManifest, type BackupObject, type LatestPointer } from '../shared/manifest';
 import { safeJson } from '../shared/json';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
@@ -572,17 +573,6 @@ async function countRows(client: Client): Promise<{ schema: string; name: string
 
 const LOCKED_TABLE_FIX =
   '; another session holds a table locked (a migration, VACUUM FULL, LOCK TABLE, a transaction left open): find it in pg_locks / pg_stat_activity, end it or wait for it, then run the backup again';
-
-/**
- * A PostgreSQL error of the statement itself, not of the connection or the server going away: the
- * server's own error (node-postgres' DatabaseError), whose SQLSTATE is neither class 08 nor 57. A
- * socket error (EPIPE, ECONNRESET) carries a code too, but is not the server's answer.
- */
-function isRefusedStatement(error: unknown): boolean {
-  if (!(error instanceof DatabaseError)) return false;
-  const code = error.code ?? '';
-  return !code.startsWith('08') && !code.startsWith('57');
-}
 
 /** The fix of a row count the server refused for want of a right (pg_dump needs the same rights). */
 function countFailureFix(error: unknown): string {
