@@ -10,7 +10,7 @@ import { checkRowCounts } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
 import { loadBackup, watchDatabaseSize } from './load';
 import { connectTo } from '../shared/pg-connection';
-import { checkLeftovers, checkTarget, checkTargetName, createDatabase, dropDatabase, guardProduction, guardSystemDatabase, openAdminSession, stagingName, swapIn } from './target';
+import { Unsettled, checkLeftovers, checkTarget, checkTargetName, createDatabase, dropDatabase, guardProduction, guardSystemDatabase, openAdminSession, runLooking, stagingName, swapIn } from './target';
 
 export { PRODUCTION_GUARD_FLAG, stagingName } from './target';
 
@@ -21,7 +21,8 @@ export { PRODUCTION_GUARD_FLAG, stagingName } from './target';
  *   -> `pg_restore -j <cores>` (or psql) into a staging database beside the target (load.ts)
  *   -> row counts against the manifest (check.ts) -> swap the staging database in (target.ts).
  * Any failure, and an abort (Ctrl-C, SIGTERM, a deadline), drops the staging database and leaves
- * the target exactly as it was.
+ * the target exactly as it was; a swap that cannot tell what the server did, or left the target
+ * missing (Unsettled), drops nothing and says what is where.
  */
 export interface RestoreDeps extends CatalogDeps, SpaceCheck {
   /** The server to restore on; its `database` is not written to. */
@@ -159,7 +160,18 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     signal?.throwIfAborted();
     const loadStarted = performance.now();
     deps.onStaging?.(staging);
-    await createDatabase(await admin.client(), staging);
+    const create = {
+      sql: `CREATE DATABASE ${quoteIdent(staging)}`,
+      names: [staging],
+      done: (seen: ReadonlyMap<string, unknown>) => seen.has(staging),
+      unknown: (lost: string) =>
+        `cannot tell whether the staging database ${staging} was created: ${lost}: look with SELECT datname FROM pg_database WHERE datname = '${staging}', and if it is there DROP DATABASE ${quoteIdent(staging)} WITH (FORCE); ${options.targetLabel ?? 'target'} "${target}" untouched`,
+    };
+    // Created, even when its answer was lost (the look found it), the load goes on into it.
+    await runLooking(admin, create, (client) => createDatabase(client, staging), warn).catch((error: unknown) => {
+      if (error instanceof OperatorError) throw error;
+      throw new OperatorError(`cannot create the staging database ${staging} (${oneLine(error)}); ${options.targetLabel ?? 'target'} "${target}" untouched`);
+    });
     stagingCreated = true;
     log(`load: ${object.format === 'custom' ? 'pg_restore' : 'psql'} into staging database ${staging}`);
     // pg_restore says nothing until it ends, which on a large database is minutes: the staging
@@ -185,7 +197,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     log(`swap: ${staging} -> ${target}`);
     const swapStarted = performance.now();
     swapping = true;
-    const replaced = await swapIn(await admin.client(), deps.connection, staging, target, options, warn, { onAside: deps.onSwapAside, onClosed: deps.onTargetClosed });
+    const replaced = await swapIn(admin, deps.connection, staging, target, options, warn, { onAside: deps.onSwapAside, onClosed: deps.onTargetClosed });
     stagingCreated = false;
     const swapSeconds = (performance.now() - swapStarted) / 1000;
     log(`restored ${manifestKey} into ${target}`);
@@ -202,6 +214,12 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       rtoSeconds: (performance.now() - started) / 1000,
     };
   } catch (error) {
+    // A lost answer that a look could not settle, or a target left missing: the staging database
+    // may be the copy the target needs, and the message says what is where. Nothing is dropped.
+    if (error instanceof Unsettled) {
+      const interrupted = signal?.aborted ? `restore interrupted (${abortReason(signal)}): ` : '';
+      throw new Unsettled(`${interrupted}${swapping ? 'swap stopped after the load: ' : ''}${error.message}`, signal?.aborted ? 130 : error.exitCode);
+    }
     // The staging database goes first, so that the line below says what is left.
     let cleanup = 'no staging database was created';
     if (stagingCreated) {

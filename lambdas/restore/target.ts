@@ -3,6 +3,7 @@ import { quoteIdent, reopenDatabaseStatement } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
 import { countOf } from '../shared/format';
 import { APPLICATION_NAME, PgConnection, connectTo } from '../shared/pg-connection';
+import { isRefusedStatement } from '../shared/pg-errors';
 
 // The connection helper lives with the connection settings (the backup uses it too); restore imports it from here.
 
@@ -114,35 +115,65 @@ export const RESTORE_LOCK_KEY = 0x61746d72; // "atmr"
  */
 export interface AdminSession {
   client(): Promise<Client>;
+  /**
+   * After a statement whose answer never came: ends the session that sent it (in the server too,
+   * so that the statement has been carried out or not, for good), then reads on a new connection
+   * which of `names` exist. The next `client()` connects again and takes the lock again.
+   */
+  look(names: readonly string[]): Promise<Seen>;
   end(): Promise<void>;
 }
 
+/** The databases found under some names, and whether each accepts connections. */
+export type Seen = ReadonlyMap<string, { readonly allowConnections: boolean }>;
+
 export async function openAdminSession(connection: PgConnection, maintenance: string, target: string): Promise<AdminSession> {
-  const open = async (): Promise<{ client: Client; alive: () => boolean }> => {
+  const open = async (): Promise<{ client: Client; pid: number; alive: boolean }> => {
     const client = await connectTo(connection, maintenance);
-    let alive = true;
-    client.on('error', () => (alive = false)).on('end', () => (alive = false));
+    const session = { client, pid: 0, alive: true };
+    client.on('error', () => (session.alive = false)).on('end', () => (session.alive = false));
     try {
-      await lockTarget(client, target);
+      session.pid = await lockTarget(client, target);
+      return session;
     } catch (error) {
       await client.end().catch(() => undefined);
       throw error;
     }
-    return { client, alive: () => alive };
   };
   let current = await open();
   return {
     async client() {
-      if (!current.alive()) current = await open();
+      if (!current.alive) current = await open();
       return current.client;
+    },
+    async look(names) {
+      current.alive = false;
+      await current.client.end().catch(() => undefined);
+      const lost = current.pid;
+      const client = await connectTo(connection, maintenance);
+      try {
+        // A server that has not seen the cut yet still runs the statement (a rename waits up to 5 s
+        // for the database's sessions, or for a lock): until that session has ended, what is read
+        // below may still change.
+        await client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND application_name = $2', [lost, APPLICATION_NAME]);
+        for (let i = 0; (await client.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [lost])).rowCount !== 0; i += 1) {
+          if (i === 100) throw new Error(`its session ${lost} is still running after 10 s`);
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        const { rows } = await client.query<{ datname: string; datallowconn: boolean }>('SELECT datname, datallowconn FROM pg_database WHERE datname = ANY ($1::text[])', [names]);
+        return new Map(rows.map((r) => [r.datname, { allowConnections: r.datallowconn }]));
+      } finally {
+        await client.end().catch(() => undefined);
+      }
     },
     end: () => current.client.end().catch(() => undefined),
   };
 }
 
-async function lockTarget(admin: Client, target: string): Promise<void> {
-  const { rows } = await admin.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked', [RESTORE_LOCK_KEY, target]);
-  if (rows[0].locked) return;
+/** Takes the target's lock; returns the session's server process id. */
+async function lockTarget(admin: Client, target: string): Promise<number> {
+  const { rows } = await admin.query<{ locked: boolean; pid: number }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked, pg_backend_pid() AS pid', [RESTORE_LOCK_KEY, target]);
+  if (rows[0].locked) return rows[0].pid;
   const holder = await admin.query<{ pid: number; client: string | null; since: string | null }>(
     `SELECT a.pid, host(a.client_addr) AS client, to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') AS since
        FROM pg_locks l JOIN pg_stat_activity a USING (pid)
@@ -362,14 +393,74 @@ export interface SwapHooks {
 }
 
 /**
+ * A failure that leaves what the caller must not touch: a statement whose answer was lost and whose
+ * outcome a look could not read, or a swap that stopped with the target missing and its data aside.
+ * The message says what may be where and the statements that fix it. The caller drops nothing: the
+ * staging database may be the restored copy the target needs.
+ */
+export class Unsettled extends OperatorError {}
+
+/** A statement for runLooking. */
+export interface LookedAtStatement {
+  /** The statement, as lines name it. */
+  readonly sql: string;
+  /** The databases whose presence tells whether it was carried out. */
+  readonly names: readonly string[];
+  /** From the databases found: whether it was carried out; undefined when they cannot tell. */
+  readonly done: (seen: Seen) => boolean | undefined;
+  /** The line when its outcome stays unknown; `lost` says what happened and what the look found. */
+  readonly unknown: (lost: string) => string;
+}
+
+/**
+ * Runs a statement on the admin session, and looks before speaking when its answer is lost. The
+ * server's own error is thrown as it is. An answer that never came (the connection cut once the
+ * statement had left, the server gone) says nothing of what the server did: the session is ended
+ * and a new connection reads pg_database. Carried out: returns as if the answer had come (and
+ * warns). Not carried out: throws, saying so, as a refusal would. Otherwise: Unsettled.
+ */
+export async function runLooking(session: AdminSession, statement: LookedAtStatement, run: (client: Client) => Promise<unknown>, warn: (line: string) => void): Promise<void> {
+  const client = await session.client();
+  try {
+    await run(client);
+    return;
+  } catch (error) {
+    if (isRefusedStatement(error)) throw error;
+    const lost = `the connection was lost before the server answered ${statement.sql} (${oneLine(error)})`;
+    let seen: Seen;
+    try {
+      seen = await session.look(statement.names);
+    } catch (lookError) {
+      throw new Unsettled(statement.unknown(`${lost}, and a new connection failed too (${oneLine(lookError)})`));
+    }
+    const done = statement.done(seen);
+    if (done === true) {
+      warn(`${lost}; a new connection shows that it was carried out: going on`);
+      return;
+    }
+    if (done === false) throw new Error(`${lost}; a new connection shows that it was not carried out`);
+    const found = statement.names.map((name) => `"${name}" ${seen.has(name) ? 'exists' : 'missing'}`).join(', ');
+    throw new Unsettled(statement.unknown(`${lost}, and a new connection shows ${found}`));
+  }
+}
+
+/** Whether `from` was renamed `to`, read from what exists: undefined when both or neither do. */
+function renamed(seen: Seen, from: string, to: string): boolean | undefined {
+  if (seen.has(to) && !seen.has(from)) return true;
+  if (seen.has(from) && !seen.has(to)) return false;
+  return undefined;
+}
+
+/**
  * Puts `staging` under the target name: a rename when the target does not exist; otherwise the
  * target is renamed aside, the staging database takes its name, and the old one is dropped. The
  * guards run again first (a session may have connected during the restore). Returns whether a
  * database was replaced. A failure says in which state it left the target; the staging database
- * is the caller's to drop.
+ * is the caller's to drop, unless the failure is Unsettled.
+ * A statement whose answer is lost is looked at (runLooking): carried out, the swap goes on.
  */
 export async function swapIn(
-  admin: Client,
+  session: AdminSession,
   connection: PgConnection,
   staging: string,
   target: string,
@@ -377,22 +468,36 @@ export async function swapIn(
   warn: (line: string) => void,
   hooks: SwapHooks = {},
 ): Promise<boolean> {
-  const state = await checkTarget(admin, connection, target, guards);
-  if (!state.exists) {
+  const state = await checkTarget(await session.client(), connection, target, guards);
+  const previous = state.exists ? stagingName(target, 'old') : undefined;
+  const reopenToo = guards.terminateConnections ? ` and ${reopenDatabaseStatement(target)}` : '';
+  // What an operator is told when a lost answer leaves the state unread: where each copy may be.
+  const unknown = (lost: string): string =>
+    previous === undefined
+      ? `${lost}: look with SELECT datname FROM pg_database WHERE datname IN ('${target}', '${staging}'): if "${target}" exists and "${staging}" does not, the restored copy is in place; if "${staging}" still exists, it was not swapped in: ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)} puts it in; nothing was dropped`
+      : `${lost}: look with SELECT datname FROM pg_database WHERE datname IN ('${target}', '${previous}', '${staging}'): if "${target}" is missing, its data is in "${previous}": put it back with ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}${reopenToo}, or put the restored copy "${staging}" in its place with ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)}; if "${target}" exists and "${staging}" does not, the restored copy is in place and "${previous}" is what "${target}" was; nothing was dropped`;
+  const rename = (from: string, to: string): Promise<void> => {
+    const sql = `ALTER DATABASE ${quoteIdent(from)} RENAME TO ${quoteIdent(to)}`;
+    const names = [target, staging, ...(previous === undefined ? [] : [previous])];
+    return runLooking(session, { sql, names, done: (seen) => renamed(seen, from, to), unknown }, (client) => client.query(sql), warn);
+  };
+  const query = async (sql: string, values?: unknown[]): Promise<unknown> => (await session.client()).query(sql, values);
+
+  if (previous === undefined) {
     try {
-      await admin.query(`ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)}`);
+      await rename(staging, target);
     } catch (error) {
+      if (error instanceof Unsettled) throw error;
       throw new OperatorError(`cannot rename the restored database to "${target}" (${oneLine(error)}); target "${target}" untouched`);
     }
     return false;
   }
-  const previous = stagingName(target, 'old');
   // With --terminate-connections the target is closed to connections first: whatever happens
   // next, it must be reopened under the target name, or the application cannot connect.
   const reopen = async (): Promise<string> =>
     !guards.terminateConnections
       ? ''
-      : admin.query(reopenDatabaseStatement(target)).then(
+      : query(reopenDatabaseStatement(target)).then(
           () => {
             hooks.onClosed?.(false);
             return '';
@@ -403,27 +508,30 @@ export async function swapIn(
     if (guards.terminateConnections) {
       // Block reconnects, then end the sessions: the rename needs a database nobody is in.
       hooks.onClosed?.(true);
-      await admin.query(`ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS false`);
+      await query(`ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS false`);
       // Not autovacuum workers: the rename ends those, and terminating one is refused to a role that is not a superuser.
-      await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND ${CLIENT_SESSION}`, [target]);
-      await waitForNoSessions(admin, target);
+      await query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND ${CLIENT_SESSION}`, [target]);
+      await waitForNoSessions(await session.client(), target);
     }
     hooks.onAside?.(previous);
-    await admin.query(`ALTER DATABASE ${quoteIdent(target)} RENAME TO ${quoteIdent(previous)}`);
+    await rename(target, previous);
   } catch (error) {
+    if (error instanceof Unsettled) throw error;
     throw new OperatorError(`cannot take "${target}" out of the way (${oneLine(error)}); target "${target}" untouched${await reopen()}: stop its clients and retry`);
   }
   try {
-    await admin.query(`ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)}`);
+    await rename(staging, target);
   } catch (error) {
+    if (error instanceof Unsettled) throw error;
     const why = oneLine(error);
-    const back = await admin.query(`ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}`).then(
+    const back = await rename(previous, target).then(
       () => undefined,
-      (backError: unknown) => oneLine(backError),
+      (backError: unknown) => backError,
     );
+    if (back instanceof Unsettled) throw back;
     if (back !== undefined) {
-      throw new OperatorError(
-        `cannot rename the restored database to "${target}" (${why}), nor put the previous one back (${back}): "${target}" is missing and its data is in "${previous}": ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}${guards.terminateConnections ? ` and ${reopenDatabaseStatement(target)}` : ''}`,
+      throw new Unsettled(
+        `cannot rename the restored database to "${target}" (${why}), nor put the previous one back (${oneLine(back)}): "${target}" is missing and its data is in "${previous}": ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}${reopenToo}; the restored copy "${staging}" was kept: ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)} puts it in instead`,
       );
     }
     throw new OperatorError(`cannot rename the restored database to "${target}" (${why}); the previous database was put back, target "${target}" untouched${await reopen()}`);
@@ -431,7 +539,9 @@ export async function swapIn(
   // The restored copy, created open, has the target name now.
   hooks.onClosed?.(false);
   // The restored copy is in place: a failure now is not the restore's, only space left behind.
-  await dropDatabase(admin, previous).catch((error: unknown) => warn(`could not drop "${previous}", what "${target}" was before this restore (${oneLine(error)}): when it is not needed, DROP DATABASE ${quoteIdent(previous)} WITH (FORCE)`));
+  await dropDatabase(await session.client(), previous).catch((error: unknown) =>
+    warn(`could not drop "${previous}", what "${target}" was before this restore (${oneLine(error)}): when it is not needed, DROP DATABASE ${quoteIdent(previous)} WITH (FORCE)`),
+  );
   return true;
 }
 

@@ -11,6 +11,7 @@ import { stagingName } from '../../lambdas/restore/restore';
 import { createS3Client } from '../../lambdas/shared/aws';
 import type { BackupManifest } from '../../lambdas/shared/manifest';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { startCuttingProxy } from '../support/cutting-proxy';
 import { runAtTerminal } from '../support/terminal';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 import { LocalS3, startHoldingProxy, startLocalS3 } from '../support/s3';
@@ -867,6 +868,34 @@ describe('atmr-dr restore on the worst day', () => {
       await worker.end().catch(() => undefined);
     }
   }, 180_000);
+
+  it('a connection cut as the server answers the swap\'s rename aside, the server out of reach after: the last line says what to look at and where each copy may be, exit 1, nothing dropped', async () => {
+    // Arrange: a proxy in front of the server that loses the answer to the rename aside, then lets no one through
+    const target = makeTarget();
+    const proxy = await startCuttingProxy({ host: cluster.host, port: cluster.port }, new RegExp(`RENAME TO "${target}_old_`), { refuseAfterCut: true });
+    try {
+      // Act
+      const run = await atmrDr(['restore', manifestKey, '--target-db', target, '--force'], env({ PGPORT: String(proxy.port) }));
+
+      // Assert: the server renamed the target aside; the restored copy is kept beside it
+      const [aside] = databasesLike(cluster, `${target}_old_`);
+      const [staging] = databasesLike(cluster, `${target}_restore_`);
+      expect(run.status).toBe(1);
+      expect(run.stderr.trimEnd().split('\n').at(-1)).toMatch(
+        new RegExp(
+          `^atmr-dr: swap stopped after the load: the connection was lost before the server answered ALTER DATABASE "${target}" RENAME TO "${aside}" \\(Connection terminated unexpectedly\\), and a new connection failed too \\(.+\\): ` +
+            `look with SELECT datname FROM pg_database WHERE datname IN \\('${target}', '${aside}', '${staging}'\\): if "${target}" is missing, its data is in "${aside}": put it back with ALTER DATABASE "${aside}" RENAME TO "${target}", ` +
+            `or put the restored copy "${staging}" in its place with ALTER DATABASE "${staging}" RENAME TO "${target}"; .*; nothing was dropped$`,
+        ),
+      );
+      expect(databaseExists(cluster, target)).toBe(false);
+      expect(psql(cluster, aside, 'SELECT count(*) FROM keep_me')).toBe('3');
+      expect(databaseDigest(cluster, staging)).toBe(sourceDigest);
+    } finally {
+      await proxy.stop();
+      for (const name of databasesLike(cluster, target)) psql(cluster, 'postgres', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    }
+  });
 
   describe('backup and restore-test, interrupted, exit like restore: 130 for Ctrl-C, 143 for SIGTERM', () => {
     const pgDumpRunning = "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'COPY %' AND state = 'active'";

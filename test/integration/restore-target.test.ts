@@ -2,7 +2,7 @@ import type { Client } from 'pg';
 import { operatorErrorOf } from '../support/refusal';
 import { type PgConnection, connectTo } from '../../lambdas/shared/pg-connection';
 import { watchDatabaseSize } from '../../lambdas/restore/load';
-import { checkTarget, swapIn } from '../../lambdas/restore/target';
+import { checkTarget, openAdminSession, swapIn } from '../../lambdas/restore/target';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { type PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 
@@ -96,7 +96,8 @@ describe('an autovacuum worker in the target is not a client', () => {
 
       // Act
       const checked = await checkTarget(admin, connection, target, { force: true });
-      const replaced = await swapIn(admin, connection, staging, target, { force: true }, () => undefined);
+      const session = await openAdminSession(connection, 'postgres', target);
+      const replaced = await swapIn(session, connection, staging, target, { force: true }, () => undefined).finally(() => session.end());
 
       // Assert
       expect(checked.exists).toBe(true);

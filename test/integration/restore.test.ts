@@ -15,6 +15,7 @@ import { listBackups, resolveBackup } from '../../lambdas/restore/catalog';
 import { RestoreDeps, restoreBackup, stagingName } from '../../lambdas/restore/restore';
 import { GoodObject, verifyBackup } from '../../lambdas/restore/verify';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { startCuttingProxy } from '../support/cutting-proxy';
 import { psql } from '../support/postgres';
 import { startResettingS3 } from '../support/resetting-s3';
 import { LocalS3, startLocalS3 } from '../support/s3';
@@ -807,6 +808,200 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
     expect(result.replaced).toBe(false);
     expect(warnings).toEqual([]);
     expect(databaseExists(cluster, lookalike) && databaseExists(cluster, named)).toBe(true);
+  });
+});
+
+describe('an answer lost on the network: the server carried the statement out, the restore never heard it', () => {
+  /**
+   * A restore through a proxy that cuts its connection as the server answers the first statement
+   * matching `statement`; `refuseAfterCut`: the server stays out of reach after the cut. Returns the
+   * result or the error, the warnings, and the statement cut.
+   */
+  async function restoreThroughCut(target: string, statement: RegExp, cut: { refuseAfterCut?: boolean; deliver?: boolean } = {}, terminateConnections = false) {
+    const proxy = await startCuttingProxy({ host: cluster.host, port: cluster.port }, statement, cut);
+    const warnings: string[] = [];
+    try {
+      const options = { ref: manifestKey, targetDb: target, force: true, terminateConnections };
+      const outcome = await restoreBackup(deps({ connection: { ...connection, port: proxy.port }, warn: (line) => warnings.push(line) }), options).then(
+        (result) => ({ result, error: undefined }),
+        (error: unknown) => ({ result: undefined, error: error as OperatorError }),
+      );
+      return { ...outcome, warnings, cut: proxy.cut };
+    } finally {
+      await proxy.stop();
+    }
+  }
+
+  function dropAll(target: string): void {
+    for (const name of [target, ...databasesLike(cluster, `${target}_`)]) psql(cluster, 'postgres', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+  }
+
+  it('the rename of the target aside, carried out: a new connection shows it, the swap goes on, and the restored copy is the target (exit 0)', async () => {
+    const target = makeTarget();
+    try {
+      // Act
+      const { result, error, warnings, cut } = await restoreThroughCut(target, new RegExp(`ALTER DATABASE "${target}" RENAME TO "${target}_old_`));
+
+      // Assert
+      expect(error).toBeUndefined();
+      expect(cut).toMatch(new RegExp(`^ALTER DATABASE "${target}" RENAME TO "${target}_old_\\w+"$`));
+      expect(result?.replaced).toBe(true);
+      expect(warnings).toEqual([
+        expect.stringMatching(new RegExp(`^the connection was lost before the server answered ALTER DATABASE "${target}" RENAME TO "${target}_old_\\w+" \\(Connection terminated unexpectedly\\); a new connection shows that it was carried out: going on$`)),
+      ]);
+      expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+    } finally {
+      dropAll(target);
+    }
+  });
+
+  it('the rename of the target aside, and no new connection either: the state is unknown, the line says how to look and what each name holds, exit 1, nothing dropped', async () => {
+    const target = makeTarget();
+    try {
+      // Act
+      const { error, cut } = await restoreThroughCut(target, new RegExp(`RENAME TO "${target}_old_`), { refuseAfterCut: true });
+
+      // Assert: the server renamed the target aside; the restored copy is still there beside it
+      expect(cut).toBeDefined();
+      const [aside] = databasesLike(cluster, `${target}_old_`);
+      const [staging] = databasesLike(cluster, `${target}_restore_`);
+      expect(error?.exitCode).toBe(1);
+      const q = (name: string): string => `"${name}"`;
+      expect(error?.message).toMatch(
+        new RegExp(
+          `^swap stopped after the load: the connection was lost before the server answered ALTER DATABASE ${q(target)} RENAME TO ${q(aside)} \\(Connection terminated unexpectedly\\), and a new connection failed too \\(.+\\): ` +
+            `look with SELECT datname FROM pg_database WHERE datname IN \\('${target}', '${aside}', '${staging}'\\): ` +
+            `if ${q(target)} is missing, its data is in ${q(aside)}: put it back with ALTER DATABASE ${q(aside)} RENAME TO ${q(target)}, or put the restored copy ${q(staging)} in its place with ALTER DATABASE ${q(staging)} RENAME TO ${q(target)}; ` +
+            `if ${q(target)} exists and ${q(staging)} does not, the restored copy is in place and ${q(aside)} is what ${q(target)} was; nothing was dropped$`,
+        ),
+      );
+      expect(databaseExists(cluster, target)).toBe(false);
+      expect(psql(cluster, aside, 'SELECT count(*) FROM keep_me')).toBe('50');
+      expect(databaseDigest(cluster, staging)).toBe(sourceDigest);
+    } finally {
+      dropAll(target);
+    }
+  });
+
+  it('with --terminate-connections, the rename aside carried out: the swap goes on, and the application connects to the restored copy', async () => {
+    // Arrange: a worker connected to the target, which the swap ends after closing the target
+    const target = makeTarget();
+    const worker = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
+    worker.on('error', () => undefined);
+    await worker.connect();
+    try {
+      // Act
+      const { result, error } = await restoreThroughCut(target, new RegExp(`RENAME TO "${target}_old_`), {}, true);
+
+      // Assert
+      expect(error).toBeUndefined();
+      expect(result?.replaced).toBe(true);
+      expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+    } finally {
+      await worker.end().catch(() => undefined);
+      dropAll(target);
+    }
+  });
+
+  it('with --terminate-connections, the rename aside cut before it reached the server: a new connection shows the target in place, reopens it, exit 1, target untouched, staging dropped', async () => {
+    // Arrange
+    const target = makeTarget();
+    const before = databaseDigest(cluster, target);
+    try {
+      // Act
+      const { error, cut } = await restoreThroughCut(target, new RegExp(`RENAME TO "${target}_old_`), { deliver: false }, true);
+
+      // Assert
+      expect(cut).toBeDefined();
+      expect(error?.exitCode).toBe(1);
+      expect(error?.message).toMatch(
+        new RegExp(
+          `^swap failed after the load: cannot take "${target}" out of the way \\(the connection was lost before the server answered ALTER DATABASE "${target}" RENAME TO "${target}_old_\\w+" \\(Connection terminated unexpectedly\\); a new connection shows that it was not carried out\\); target "${target}" untouched: stop its clients and retry; the restored copy was not swapped in, staging database ${target}_restore_\\w+ dropped$`,
+        ),
+      );
+      expect(psql(cluster, 'postgres', `SELECT datallowconn FROM pg_database WHERE datname = '${target}'`)).toBe('t');
+      expect(databaseDigest(cluster, target)).toBe(before);
+      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+    } finally {
+      dropAll(target);
+    }
+  });
+
+  it('the rename of the restored copy to the target, carried out: the swap is complete, the previous database dropped, exit 0 (not "missing ... put it back")', async () => {
+    const target = makeTarget();
+    try {
+      // Act
+      const { result, error, warnings, cut } = await restoreThroughCut(target, new RegExp(`_restore_\\w+" RENAME TO "${target}"`));
+
+      // Assert
+      expect(error).toBeUndefined();
+      expect(cut).toMatch(new RegExp(`^ALTER DATABASE "${target}_restore_\\w+" RENAME TO "${target}"$`));
+      expect(result?.replaced).toBe(true);
+      expect(warnings).toEqual([expect.stringMatching(/^the connection was lost before the server answered ALTER DATABASE "\w+_restore_\w+" RENAME TO "\w+" \(Connection terminated unexpectedly\); a new connection shows that it was carried out: going on$/)]);
+      expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+    } finally {
+      dropAll(target);
+    }
+  });
+
+  it('the rename of the restored copy to a new target, carried out: the restore is done, exit 0, no staging database left', async () => {
+    const target = uniqueDatabaseName('lost_new');
+    try {
+      // Act
+      const { result, error, cut } = await restoreThroughCut(target, new RegExp(`_restore_\\w+" RENAME TO "${target}"`));
+
+      // Assert
+      expect(error).toBeUndefined();
+      expect(cut).toBeDefined();
+      expect(result?.replaced).toBe(false);
+      expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+    } finally {
+      dropAll(target);
+    }
+  });
+
+  it('the CREATE DATABASE of the staging database, carried out: the restore goes on into it and restores (exit 0), leaving no staging database', async () => {
+    const target = makeTarget();
+    try {
+      // Act
+      const { result, error, warnings, cut } = await restoreThroughCut(target, new RegExp(`CREATE DATABASE "${target}_restore_`));
+
+      // Assert
+      expect(error).toBeUndefined();
+      expect(cut).toMatch(new RegExp(`^CREATE DATABASE "${target}_restore_\\w+" TEMPLATE template0$`));
+      expect(result?.replaced).toBe(true);
+      expect(warnings).toEqual([expect.stringMatching(/^the connection was lost before the server answered CREATE DATABASE "\w+_restore_\w+" \(Connection terminated unexpectedly\); a new connection shows that it was carried out: going on$/)]);
+      expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+    } finally {
+      dropAll(target);
+    }
+  });
+
+  it('the CREATE DATABASE of the staging database, and no new connection either: the line says it cannot tell, with the look and the DROP, exit 1, target untouched', async () => {
+    const target = makeTarget();
+    const before = databaseDigest(cluster, target);
+    try {
+      // Act
+      const { error } = await restoreThroughCut(target, new RegExp(`CREATE DATABASE "${target}_restore_`), { refuseAfterCut: true });
+
+      // Assert: the server created it; the line names it and does not claim it was not created
+      const [staging] = databasesLike(cluster, `${target}_restore_`);
+      expect(staging).toBeDefined();
+      expect(error?.exitCode).toBe(1);
+      expect(error?.message).toMatch(
+        new RegExp(
+          `^cannot tell whether the staging database ${staging} was created: the connection was lost before the server answered CREATE DATABASE "${staging}" \\(Connection terminated unexpectedly\\), and a new connection failed too \\(.+\\): look with SELECT datname FROM pg_database WHERE datname = '${staging}', and if it is there DROP DATABASE "${staging}" WITH \\(FORCE\\); target "${target}" untouched$`,
+        ),
+      );
+      expect(databaseDigest(cluster, target)).toBe(before);
+    } finally {
+      dropAll(target);
+    }
   });
 });
 

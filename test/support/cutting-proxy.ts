@@ -1,0 +1,75 @@
+import * as net from 'node:net';
+
+/** A TCP proxy in front of PostgreSQL that loses the answer to one statement. */
+export interface CuttingProxy {
+  readonly port: number;
+  /** The text of the statement whose answer was lost, once it was (undefined before). */
+  readonly cut: string | undefined;
+  stop(): Promise<void>;
+}
+
+/**
+ * Forwards every byte of every connection to PostgreSQL on `upstream`, except on the connection
+ * that sends the first statement whose text matches `statement`: that statement reaches the server,
+ * which carries it out, and the connection is cut as its answer comes back, the answer dropped (a
+ * network blip or a failover at the worst moment: the client never hears what the server did).
+ * With `refuseAfterCut`, every connection opened after the cut is closed at once (the server stays
+ * out of reach). With `deliver: false`, the connection is cut before the statement reaches the
+ * server instead (the client cannot tell that from the other case).
+ */
+export async function startCuttingProxy(
+  upstream: { host: string; port: number },
+  statement: RegExp,
+  options: { refuseAfterCut?: boolean; deliver?: boolean } = {},
+): Promise<CuttingProxy> {
+  let cut: string | undefined;
+  const sockets = new Set<net.Socket>();
+  const proxy = net.createServer((client) => {
+    sockets.add(client);
+    client.on('error', () => undefined);
+    if (cut !== undefined && options.refuseAfterCut) {
+      client.destroy();
+      return;
+    }
+    const server = net.connect(upstream.port, upstream.host);
+    sockets.add(server);
+    server.on('error', () => undefined);
+    let cutting = false;
+    client.on('data', (chunk: Buffer) => {
+      // A simple-protocol Query message: 'Q', its length, the statement's text.
+      const text = chunk.toString('latin1');
+      if (cut === undefined && text.startsWith('Q') && statement.test(text)) {
+        cut = text.slice(5).replace(/\0$/, '');
+        cutting = true;
+        if (options.deliver === false) {
+          client.destroy();
+          server.destroy();
+          return;
+        }
+      }
+      server.write(chunk);
+    });
+    server.on('data', (chunk: Buffer) => {
+      if (!cutting) {
+        client.write(chunk);
+        return;
+      }
+      client.destroy();
+      server.destroy();
+    });
+    client.on('close', () => server.destroy());
+    server.on('close', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (proxy.address() as net.AddressInfo).port,
+    get cut() {
+      return cut;
+    },
+    stop: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        proxy.close(() => resolve());
+      }),
+  };
+}
