@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Client } from 'pg';
 import { quoteIdent, reopenDatabaseStatement } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
@@ -243,66 +244,124 @@ export function cannotCreateDatabases(role: string): OperatorError {
 /** Length of a sibling's id: the last 8 base-36 digits of the time in milliseconds, and 2 random ones. */
 const SIBLING_ID_LENGTH = 10;
 /**
- * Ids that earlier versions gave: all the base-36 digits of the time (8 today) and a random number
- * below 1296 unpadded (1 or 2 digits), the target cut to fit that length: 9 or 10 characters.
+ * Length of a sibling's mark: hex digits of the sha256 of the whole target name. The name is cut
+ * to fit 63 bytes, so two targets that begin alike (`..._daily`, `..._hourly`) would otherwise
+ * give siblings that look the same, and a restore into one took the other's staging database (a
+ * live restore's, which it dropped) or `_old_` (whose RENAME it advised) for its own.
  */
-const SIBLING_ID_LENGTHS = [9, SIBLING_ID_LENGTH] as const;
+const SIBLING_MARK_LENGTH = 8;
+/**
+ * Ids that earlier versions gave, without a mark: all the base-36 digits of the time (8 today) and
+ * a random number below 1296 unpadded (1 or 2 digits), the target cut to fit that length: 9 or 10
+ * characters.
+ */
+const LEGACY_ID_LENGTHS = [9, SIBLING_ID_LENGTH] as const;
+/**
+ * An earlier version's id starts with the time it was made: one that decodes to a time before
+ * atmr-dr existed, or in the future, is a name somebody chose (`shop_old_2026120211`, a database
+ * set aside by hand), not a leftover. A day of slack for the clock of another host.
+ */
+const LEGACY_SINCE = Date.UTC(2020, 0, 1);
+const CLOCK_SLACK_MS = 24 * 3600 * 1000;
+
+type SiblingKind = 'restore' | 'old';
 
 /**
  * A sibling name, unique per run, short enough for PostgreSQL's 63-byte limit:
- * `<target>_restore_<id>` (the staging database) or `<target>_old_<id>` (the target set aside during
- * the swap), the target cut to fit.
+ * `<target>_restore_<mark>_<id>` (the staging database) or `<target>_old_<mark>_<id>` (the target
+ * set aside during the swap), the target cut to fit; the mark names the whole target.
  */
-export function stagingName(target: string, kind: 'restore' | 'old' = 'restore'): string {
+export function stagingName(target: string, kind: SiblingKind = 'restore'): string {
   const id = `${Date.now().toString(36).slice(-8)}${Math.floor(Math.random() * 1296).toString(36).padStart(2, '0')}`;
   return `${siblingPrefix(target, kind)}${id}`;
 }
 
-function siblingPrefix(target: string, kind: 'restore' | 'old', idLength: number = SIBLING_ID_LENGTH): string {
+function siblingPrefix(target: string, kind: SiblingKind): string {
+  const mark = createHash('sha256').update(target).digest('hex').slice(0, SIBLING_MARK_LENGTH);
+  const marker = `_${kind}_${mark}_`;
+  return `${target.slice(0, 63 - marker.length - SIBLING_ID_LENGTH)}${marker}`;
+}
+
+/** An earlier version's prefix: no mark, the target cut to fit an id of this length. */
+function legacyPrefix(target: string, kind: SiblingKind, idLength: number): string {
   const marker = `_${kind}_`;
   return `${target.slice(0, 63 - marker.length - idLength)}${marker}`;
 }
 
-/** Whether `name` is a sibling of `target` of this kind, with an id of this or an earlier version. */
-function isSibling(name: string, target: string, kind: 'restore' | 'old'): boolean {
-  return SIBLING_ID_LENGTHS.some((length) => {
-    const prefix = siblingPrefix(target, kind, length);
-    return name.startsWith(prefix) && new RegExp(`^[0-9a-z]{${length}}$`).test(name.slice(prefix.length));
-  });
+interface Sibling {
+  readonly kind: SiblingKind;
+  /** When its id was made (its first 8 base-36 digits): ids sort by it. */
+  readonly time: number;
+  /**
+   * An earlier version's name with the target cut: it fits every target that begins with the same
+   * characters, so it may be another's. Named, never taken for this target's data nor dropped.
+   */
+  readonly cutAt?: number;
+}
+
+const idTime = (id: string): number => parseInt(id.slice(0, 8), 36);
+
+/** Whether `name` is a sibling of `target`, of which kind; an earlier version's names too. */
+function siblingOf(name: string, target: string): Sibling | undefined {
+  for (const kind of ['restore', 'old'] as const) {
+    const prefix = siblingPrefix(target, kind);
+    const id = name.slice(prefix.length);
+    if (name.startsWith(prefix) && new RegExp(`^[0-9a-z]{${SIBLING_ID_LENGTH}}$`).test(id)) return { kind, time: idTime(id) };
+  }
+  for (const kind of ['restore', 'old'] as const) {
+    for (const length of LEGACY_ID_LENGTHS) {
+      const prefix = legacyPrefix(target, kind, length);
+      const id = name.slice(prefix.length);
+      if (!name.startsWith(prefix) || !new RegExp(`^[0-9a-z]{${length}}$`).test(id)) continue;
+      const time = idTime(id);
+      if (time < LEGACY_SINCE || time > Date.now() + CLOCK_SLACK_MS) continue;
+      // A target as long as what was kept, or longer, was cut: longer targets give the same name.
+      const kept = 63 - `_${kind}_`.length - length;
+      return { kind, time, ...(target.length >= kept ? { cutAt: kept } : {}) };
+    }
+  }
+  return undefined;
 }
 
 /**
  * What an earlier restore into `target` left behind when it was killed (kill -9, a crashed runner)
- * before its own cleanup. Runs before any download, and creates or drops nothing:
- * - the target is missing and `<target>_old_<id>` exists: the restore died between the swap's two
- *   renames and that database holds the data. Refused (a new restore would hide it further), with
- *   the statements that put it back or drop it.
+ * before its own cleanup. Runs before any download, and creates or drops nothing but a killed
+ * load's staging database:
+ * - the target is missing and `<target>_old_<mark>_<id>` exists: the restore died between the
+ *   swap's two renames and that database holds the data. Refused (a new restore would hide it
+ *   further), with the statements that put it back or drop it.
  * - the target exists but does not accept connections (the swap with --terminate-connections closes
  *   it first): refused, with the statement that reopens it.
  * - a staging database still loaded by atmr-dr sessions only: the pg_restore (or psql) of a killed
  *   restore, which goes on loading after a kill -9 of its CLI. The caller holds the target's lock,
  *   so no live restore into this target owns it: it is dropped WITH (FORCE), which ends those
  *   sessions (and only sessions of that database), as the killed restore's own cleanup would have.
- * - any other staging database, or `<target>_old_<id>` beside the target: a warning with the DROP
- *   to run, never dropped here (a finished load may be wanted; someone else is connected to it).
- *   The warning counts the sessions connected to it.
+ * - any other staging database, or `<target>_old_<mark>_<id>` beside the target: a warning with the
+ *   DROP to run, never dropped here (a finished load may be wanted; someone else is connected to
+ *   it). The warning counts the sessions connected to it.
+ * Names of earlier versions (no mark) are found too; one whose target was cut to fit may be
+ * another target's (whose lock this restore does not hold): a warning only, whatever its sessions,
+ * and never the data of a missing target.
  */
 export async function checkLeftovers(admin: Client, target: string, warn: (line: string) => void): Promise<void> {
   // Only under the lock of openAdminSession: without it, the staging database may be a live restore's.
   // Candidates by prefix (LIKE, with `_` and `%` escaped: target names contain `_`), then exact
   // names in code: the id must be base-36 digits, so `atmr_old_2024_11_30` is not taken for one.
-  const prefixes = (['restore', 'old'] as const).flatMap((kind) => SIBLING_ID_LENGTHS.map((length) => `${siblingPrefix(target, kind, length).replace(/[\\%_]/g, '\\$&')}%`));
+  const prefixes = (['restore', 'old'] as const).flatMap((kind) => [siblingPrefix(target, kind), ...LEGACY_ID_LENGTHS.map((length) => legacyPrefix(target, kind, length))]);
   const { rows } = await admin.query<{ datname: string; datallowconn: boolean; sessions: number }>(
     `SELECT datname, datallowconn, (SELECT count(*)::int FROM pg_stat_activity a WHERE a.datname = d.datname AND ${CLIENT_SESSION}) AS sessions
        FROM pg_database d WHERE datname = $1 OR datname LIKE ANY ($2::text[])
       ORDER BY datname`,
-    [target, prefixes],
+    [target, prefixes.map((prefix) => `${prefix.replace(/[\\%_]/g, '\\$&')}%`)],
   );
   const targetRow = rows.find((r) => r.datname === target);
   const targetExists = targetRow !== undefined;
   const leftovers = rows
-    .map((r) => ({ ...r, old: isSibling(r.datname, target, 'old') }))
-    .filter((r) => r.datname !== target && (r.old || isSibling(r.datname, target, 'restore')));
+    .filter((r) => r.datname !== target)
+    .flatMap((r) => {
+      const sibling = siblingOf(r.datname, target);
+      return sibling ? [{ ...r, ...sibling, old: sibling.kind === 'old' }] : [];
+    });
   // A restore with --terminate-connections killed during its swap leaves the target closed: the
   // application cannot connect to it, and the guards below could not look inside it either.
   if (targetRow && !targetRow.datallowconn) {
@@ -311,8 +370,8 @@ export async function checkLeftovers(admin: Client, target: string, warn: (line:
       2,
     );
   }
-  // Ids sort by time: the newest `_old_` is the last database the target was.
-  const holder = leftovers.filter((r) => r.old).at(-1);
+  // The newest `_old_` (by the time its id was made) is the last database the target was.
+  const holder = leftovers.filter((r) => r.old && r.cutAt === undefined).sort((a, b) => a.time - b.time).at(-1);
   if (!targetExists && holder) {
     const reopen = holder.datallowconn ? '' : ` and ${reopenDatabaseStatement(target)}`;
     throw new OperatorError(
@@ -320,7 +379,7 @@ export async function checkLeftovers(admin: Client, target: string, warn: (line:
       2,
     );
   }
-  for (const { datname, old, sessions } of leftovers) {
+  for (const { datname, old, sessions, cutAt } of leftovers) {
     const what = old ? `holds what "${target}" was before an earlier restore replaced it` : `is the staging database of an earlier restore into "${target}"`;
     const clients =
       sessions === 0
@@ -331,6 +390,14 @@ export async function checkLeftovers(admin: Client, target: string, warn: (line:
               [datname],
             )
           ).rows;
+    if (cutAt !== undefined) {
+      const whose = old ? `holds what "${target}" was before an earlier restore replaced it, or what another database was` : `is the staging database of an earlier restore into "${target}" or into another database`;
+      const connected = clients.length === 0 ? '' : ` and ${clients.length} session(s) are connected to it (${[...new Set(clients.map((c) => c.application || '?'))].slice(0, 3).join(', ')})`;
+      warn(
+        `"${datname}" ${whose} whose name begins with the same ${cutAt} characters (an earlier version of atmr-dr kept only those)${connected}; left in place: look inside it, and when it is not needed, DROP DATABASE ${quoteIdent(datname)}${clients.length === 0 ? '' : ' WITH (FORCE)'}`,
+      );
+      continue;
+    }
     if (clients.length === 0) {
       warn(`"${datname}" ${what}${old ? '' : ' (no session is connected to it)'}; left in place: when it is not needed, DROP DATABASE ${quoteIdent(datname)}`);
       continue;

@@ -343,6 +343,113 @@ describe('atmr-dr restore', () => {
     expect(databasesLike(cluster, target)).toEqual([old]);
   });
 
+  describe('databases of other targets whose names begin alike, and names chosen by hand', () => {
+    /** Two targets, new, whose first 51 characters are the same: longer than any sibling name keeps of them. */
+    function alikeTargets(): { daily: string; hourly: string } {
+      const common = `${uniqueDatabaseName('rcli_alike')}_compare_before_incident_20261202`.slice(0, 50);
+      return { daily: `${common}_daily`, hourly: `${common}_hourly` };
+    }
+
+    /**
+     * A directory holding a pg_restore that first waits, in a session of its own in the staging
+     * database (PGAPPNAME atmr-dr, inherited: a live load as the server sees it), for as long as a
+     * session named `hold` is connected, then runs the real one. pg_stat_activity is read once per
+     * transaction unless its snapshot is cleared.
+     */
+    function heldPgRestore(hold: string): string {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-test-held-'));
+      const real = execFileSync('sh', ['-c', 'command -v pg_restore'], { encoding: 'utf8' }).trim();
+      const wait = `DO $$ BEGIN WHILE EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = '${hold}') LOOP PERFORM pg_sleep(0.1); PERFORM pg_stat_clear_snapshot(); END LOOP; END $$`;
+      fs.writeFileSync(
+        path.join(dir, 'pg_restore'),
+        `#!/bin/sh\nfor a; do [ "$prev" = -d ] && db=$a; prev=$a; done\npsql -X -q -d "$db" -c '${wait.replaceAll("'", "'\\''")}' || exit 1\nexec ${real} "$@"\n`,
+        { mode: 0o755 },
+      );
+      return dir;
+    }
+
+    it('a restore into a target does not take the staging database of a live restore into another that begins alike for a killed one: it neither drops nor names it, and both restores end', async () => {
+      // Arrange: restore A loading into its staging database, held there by the test
+      const { daily, hourly } = alikeTargets();
+      const hold = `hold_${process.pid}_${Date.now().toString(36)}`;
+      const holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres', application_name: hold });
+      await holder.connect();
+      const bin = heldPgRestore(hold);
+      const a = startCli(['restore', manifestKey, '--target-db', daily], { PATH: `${bin}:${process.env.PATH ?? ''}` });
+      try {
+        const stagingPrefix = stagingName(daily).slice(0, -10);
+        await waitUntil(a, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1 AND application_name = 'atmr-dr'", [`${stagingPrefix.replace(/_/g, '\\_')}%`]);
+        const [stagingA] = databasesLike(cluster, stagingPrefix.replace(/_/g, '\\_'));
+
+        // Act: restore B, into the other target, while A loads
+        const b = await atmrDr(['restore', manifestKey, '--target-db', hourly], env());
+
+        // Assert: B restored, said nothing of A's staging database, which is still there and loading
+        expect(b.status).toBe(0);
+        expect(b.stderr).toBe('');
+        expect(b.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom\\) into ${hourly}: 1 table, 500 rows, row counts match the manifest$`, 'm'));
+        expect(databaseExists(cluster, stagingA)).toBe(true);
+        expect(psql(cluster, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE datname = '${stagingA}' AND application_name = 'atmr-dr'`)).toBe('1');
+
+        // A, let go, ends as if alone.
+        await holder.end();
+        expect(await a.exited).toBe(0);
+        expect(a.stderr()).toBe('');
+        expect(a.stdout()).toMatch(new RegExp(`^restored ${manifestKey} \\(custom\\) into ${daily}: 1 table, 500 rows, row counts match the manifest$`, 'm'));
+        expect(databaseDigest(cluster, daily)).toBe(sourceDigest);
+        expect(databaseDigest(cluster, hourly)).toBe(sourceDigest);
+        expect(databasesLike(cluster, daily.slice(0, 40))).toEqual([daily, hourly]);
+      } finally {
+        a.child.kill('SIGKILL');
+        await holder.end().catch(() => undefined);
+        fs.rmSync(bin, { recursive: true, force: true });
+      }
+    }, 180_000);
+
+    it('a new target is not refused for the _old_ database of another that begins alike (nor told to take its data): restored, exit 0, that database untouched', async () => {
+      // Arrange: daily's data set aside by a swap killed between its renames
+      const { daily, hourly } = alikeTargets();
+      const old = stagingName(daily, 'old');
+      psql(cluster, 'postgres', `CREATE DATABASE "${old}"`);
+      psql(cluster, old, 'CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (1), (2);');
+      const before = databaseDigest(cluster, old);
+
+      // Act
+      const run = await atmrDr(['restore', manifestKey, '--target-db', hourly], env());
+
+      // Assert
+      expect(run.status).toBe(0);
+      expect(run.stderr).toBe('');
+      expect(run.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom\\) into ${hourly}: 1 table, 500 rows, row counts match the manifest$`, 'm'));
+      expect(databaseDigest(cluster, hourly)).toBe(sourceDigest);
+      expect(databaseDigest(cluster, old)).toBe(before);
+      // daily's own restore still finds it, and refuses with the rename that puts it back.
+      const own = await atmrDr(['restore', manifestKey, '--target-db', daily], env());
+      expect(own.status).toBe(2);
+      expect(own.stderr).toBe(
+        `atmr-dr: target database "${daily}" is missing and its data is in "${old}", left by a restore stopped in the middle of its swap: put it back with ALTER DATABASE "${old}" RENAME TO "${daily}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore\n`,
+      );
+    });
+
+    it('a database an operator set aside by hand as <target>_old_<date> is not taken for a swap\'s: the missing target is restored, exit 0, that database untouched', async () => {
+      // Arrange: the broken target renamed aside by hand, its name ending like a sibling's (10 base-36 digits)
+      const target = makeTarget();
+      const aside = `${target}_old_2026120211`;
+      psql(cluster, 'postgres', `ALTER DATABASE "${target}" RENAME TO "${aside}"`);
+      const before = databaseDigest(cluster, aside);
+
+      // Act
+      const run = await atmrDr(['restore', manifestKey, '--target-db', target], env());
+
+      // Assert
+      expect(run.status).toBe(0);
+      expect(run.stderr).toBe('');
+      expect(run.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom\\) into ${target}: 1 table, 500 rows, row counts match the manifest$`, 'm'));
+      expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+      expect(databaseDigest(cluster, aside)).toBe(before);
+    });
+  });
+
   itWithSmallDisk('a TMPDIR that fills up during the download: one line saying the local disk is full, with TMPDIR, the sizes and the fix, not S3 rights; exit 1, nothing created', async () => {
     // Arrange: TMPDIR on a 4 MiB disk (room for the download when it starts); the .dump's bytes
     // held back until another writer has taken the rest of the disk

@@ -643,7 +643,11 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
       );
       expect(lines).toEqual([]);
       expect(downloaded).toEqual([]);
-      expect(databasesLike(cluster, target.slice(0, 40))).toEqual([old]);
+      // Nothing created: no staging database, no target; the sibling names of the long target keep 35
+      // and 39 of its characters, its mark tells them from those of the other runs' targets.
+      expect(databasesLike(cluster, stagingName(target).slice(0, -10))).toEqual([]);
+      expect(databasesLike(cluster, old.slice(0, -10))).toEqual([old]);
+      expect(databaseExists(cluster, target)).toBe(false);
       // The statement it gives puts the data back.
       psql(cluster, 'postgres', `ALTER DATABASE "${old}" RENAME TO "${target}"`);
       expect(databaseDigest(cluster, target)).toBe(before);
@@ -808,6 +812,71 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
     expect(result.replaced).toBe(false);
     expect(warnings).toEqual([]);
     expect(databaseExists(cluster, lookalike) && databaseExists(cluster, named)).toBe(true);
+  });
+  describe('names an earlier version gave (no mark of the whole target)', () => {
+    /** The time part of an earlier version's id, and two more base-36 digits: what its stagingName gave. */
+    const earlierId = (): string => `${Date.now().toString(36)}${Math.floor(Math.random() * 1296).toString(36).padStart(2, '0')}`;
+
+    it('still refuses a missing target whose data is under such an _old_ name, when the name holds the whole target', async () => {
+      const target = uniqueDatabaseName('left_v1_old');
+      const old = `${target}_old_${earlierId()}`;
+      psql(cluster, 'postgres', `CREATE DATABASE "${old}"`);
+
+      const error = await restoreBackup(deps(), { ref: manifestKey, targetDb: target }).then(
+        () => undefined,
+        (e: unknown) => e as OperatorError,
+      );
+
+      expect(error?.exitCode).toBe(2);
+      expect(error?.message).toMatch(new RegExp(`^target database "${target}" is missing and its data is in "${old}", left by a restore stopped in the middle of its swap: put it back with ALTER DATABASE "${old}" RENAME TO "${target}"`));
+      expect(databasesLike(cluster, target)).toEqual([old]);
+    });
+
+    it('one cut to fit, loaded by atmr-dr sessions, may be a live restore\'s into another target that begins alike: named as such, neither dropped nor its load ended', async () => {
+      // Arrange: the target is 44 characters or more, as the earlier version kept of it; a session of a load in that staging database
+      const target = `${uniqueDatabaseName('left_v1_cut')}_${'x'.repeat(30)}`.slice(0, 56);
+      const staging = `${target.slice(0, 44)}_restore_${earlierId()}`;
+      psql(cluster, 'postgres', `CREATE DATABASE "${staging}"`);
+      const loader = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging, application_name: 'atmr-dr' });
+      loader.on('error', () => undefined);
+      await loader.connect();
+      const warnings: string[] = [];
+
+      try {
+        // Act
+        const result = await restoreBackup(deps({ warn: (l) => warnings.push(l) }), { ref: manifestKey, targetDb: target });
+
+        // Assert
+        expect(result.replaced).toBe(false);
+        expect(warnings).toEqual([
+          `"${staging}" is the staging database of an earlier restore into "${target}" or into another database whose name begins with the same 44 characters (an earlier version of atmr-dr kept only those) and 1 session(s) are connected to it (atmr-dr); left in place: look inside it, and when it is not needed, DROP DATABASE "${staging}" WITH (FORCE)`,
+        ]);
+        expect(databaseExists(cluster, staging)).toBe(true);
+        expect((await loader.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+      } finally {
+        await loader.end().catch(() => undefined);
+        psql(cluster, 'postgres', `DROP DATABASE IF EXISTS "${staging}"`);
+      }
+    });
+
+    it('an _old_ one cut to fit is not taken for the data of a missing target (it may be another\'s): named, and the target restored', async () => {
+      // Arrange: a target of exactly the 48 characters the earlier version kept for an _old_ name
+      const target = `${uniqueDatabaseName('left_v1_oldcut')}_${'y'.repeat(30)}`.slice(0, 48);
+      const old = `${target}_old_${earlierId()}`;
+      psql(cluster, 'postgres', `CREATE DATABASE "${old}"`);
+      const warnings: string[] = [];
+
+      // Act
+      const result = await restoreBackup(deps({ warn: (l) => warnings.push(l) }), { ref: manifestKey, targetDb: target });
+
+      // Assert
+      expect(result.replaced).toBe(false);
+      expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+      expect(warnings).toEqual([
+        `"${old}" holds what "${target}" was before an earlier restore replaced it, or what another database was whose name begins with the same 48 characters (an earlier version of atmr-dr kept only those); left in place: look inside it, and when it is not needed, DROP DATABASE "${old}"`,
+      ]);
+      expect(databaseExists(cluster, old)).toBe(true);
+    });
   });
 });
 
