@@ -55,7 +55,8 @@ export function guardSystemDatabase(target: string, maintenance: string): void {
 
 interface TargetState {
   readonly exists: boolean;
-  readonly relations: number;
+  /** What is in it, one `<n> <kind>` each (`3 relations`, `1 large object`): empty when nothing. */
+  readonly contents: string[];
   /** `endable`: this role may end it with pg_terminate_backend (--terminate-connections). */
   readonly sessions: { pid: number; application: string; role: string; endable: boolean }[];
 }
@@ -80,9 +81,39 @@ const ENDABLE_SESSION = `(SELECT rolsuper FROM pg_roles WHERE rolname = current_
    OR (NOT coalesce((SELECT rolsuper FROM pg_roles r WHERE r.oid = usesysid), false)
        AND (pg_has_role(current_user, usesysid, 'MEMBER') OR pg_has_role(current_user, 'pg_signal_backend', 'MEMBER')))`;
 
+/**
+ * Whatever a user created in a database, by kind: the swap drops all of it, so any of it makes
+ * the target not empty. Tables alone were counted, and a target holding only a schema, functions
+ * and large objects was replaced without --force. Parts of another object (a table's row type, an
+ * array type, a range's constructors: an internal dependency) are not counted twice; objects
+ * without a schema count by their oid: the ones initdb made, all that template0 holds, are below
+ * 16384 (FirstNormalObjectId). Temporary schemas are sessions', not content.
+ */
+const CONTENTS_QUERY = `WITH ns AS (SELECT oid, nspname FROM pg_namespace WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'),
+  part AS (SELECT classid, objid FROM pg_depend WHERE deptype = 'i')
+SELECT kind, n FROM (VALUES
+  ('relation', (SELECT count(*) FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM ns) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f'))),
+  ('schema', (SELECT count(*) FROM ns WHERE nspname <> 'public')),
+  ('function', (SELECT count(*) FROM pg_proc p WHERE p.pronamespace IN (SELECT oid FROM ns) AND (p.tableoid, p.oid) NOT IN (SELECT classid, objid FROM part))),
+  ('type', (SELECT count(*) FROM pg_type t LEFT JOIN pg_class c ON c.oid = t.typrelid
+             WHERE t.typnamespace IN (SELECT oid FROM ns) AND (t.typrelid = 0 OR c.relkind = 'c') AND (t.tableoid, t.oid) NOT IN (SELECT classid, objid FROM part))),
+  ('large object', (SELECT count(*) FROM pg_largeobject_metadata)),
+  ('extension', (SELECT count(*) FROM pg_extension WHERE oid >= 16384)),
+  ('other object', (SELECT sum(n) FROM (
+     SELECT count(*) AS n FROM pg_operator WHERE oid >= 16384 UNION ALL SELECT count(*) FROM pg_opfamily WHERE oid >= 16384
+     UNION ALL SELECT count(*) FROM pg_opclass WHERE oid >= 16384 UNION ALL SELECT count(*) FROM pg_collation WHERE oid >= 16384
+     UNION ALL SELECT count(*) FROM pg_conversion WHERE oid >= 16384 UNION ALL SELECT count(*) FROM pg_cast WHERE oid >= 16384
+     UNION ALL SELECT count(*) FROM pg_ts_config WHERE oid >= 16384 UNION ALL SELECT count(*) FROM pg_ts_dict WHERE oid >= 16384
+     UNION ALL SELECT count(*) FROM pg_ts_parser WHERE oid >= 16384 UNION ALL SELECT count(*) FROM pg_ts_template WHERE oid >= 16384
+     UNION ALL SELECT count(*) FROM pg_event_trigger WHERE oid >= 16384 UNION ALL SELECT count(*) FROM pg_publication WHERE oid >= 16384
+     UNION ALL SELECT count(*) FROM pg_foreign_data_wrapper WHERE oid >= 16384 UNION ALL SELECT count(*) FROM pg_foreign_server WHERE oid >= 16384
+     UNION ALL SELECT count(*) FROM pg_language WHERE oid >= 16384 UNION ALL SELECT count(*) FROM pg_am WHERE oid >= 16384
+     UNION ALL SELECT count(*) FROM pg_transform WHERE oid >= 16384 UNION ALL SELECT count(*) FROM pg_default_acl WHERE oid >= 16384) other))
+) AS contents (kind, n)`;
+
 async function inspectTarget(admin: Client, connection: PgConnection, target: string): Promise<TargetState> {
   const exists = (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [target])).rowCount === 1;
-  if (!exists) return { exists, relations: 0, sessions: [] };
+  if (!exists) return { exists, contents: [], sessions: [] };
   // Sessions first: our own short look inside the target below must not count as one.
   const sessions = await admin.query<{ pid: number; application: string; role: string; endable: boolean }>(
     `SELECT pid, coalesce(nullif(application_name, ''), usename::text, '?') AS application, coalesce(usename::text, '?') AS role, ${ENDABLE_SESSION} AS endable
@@ -91,12 +122,9 @@ async function inspectTarget(admin: Client, connection: PgConnection, target: st
   );
   const client = await connectTo(connection, target);
   try {
-    const result = await client.query<{ n: string }>(
-      `SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
-          AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')`,
-    );
-    return { exists, relations: Number(result.rows[0].n), sessions: sessions.rows };
+    const result = await client.query<{ kind: string; n: string }>(CONTENTS_QUERY);
+    const contents = result.rows.filter((r) => Number(r.n) > 0).map((r) => countOf(Number(r.n), r.kind));
+    return { exists, contents, sessions: sessions.rows };
   } finally {
     await client.end().catch(() => undefined);
   }
@@ -188,8 +216,8 @@ async function lockTarget(admin: Client, target: string): Promise<number> {
 /** Refuses a non-empty target without force, and a target with sessions without terminateConnections. */
 export async function checkTarget(admin: Client, connection: PgConnection, target: string, guards: TargetGuards): Promise<{ exists: boolean }> {
   const state = await inspectTarget(admin, connection, target);
-  if (state.exists && state.relations > 0 && !guards.force) {
-    throw new OperatorError(`target database "${target}" exists and is not empty (${countOf(state.relations, 'relation')}): pass --force to replace it, or restore into a new name`, 2);
+  if (state.exists && state.contents.length > 0 && !guards.force) {
+    throw new OperatorError(`target database "${target}" exists and is not empty (${state.contents.join(', ')}): pass --force to replace it, or restore into a new name`, 2);
   }
   if (state.sessions.length > 0 && !guards.terminateConnections) {
     const who = [...new Set(state.sessions.map((s) => s.application))].slice(0, 3).join(', ');

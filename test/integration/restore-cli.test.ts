@@ -450,6 +450,29 @@ describe('atmr-dr restore', () => {
     });
   });
 
+  it('refuses without --force a target holding no table but a schema, a function, a type and a large object, exit 2, one line naming them, all kept; an empty one is restored into', async () => {
+    // Arrange
+    const target = uniqueDatabaseName('rcli_notables');
+    psql(cluster, 'postgres', `CREATE DATABASE ${target}`);
+    psql(cluster, target, "CREATE SCHEMA app; CREATE FUNCTION app.f() RETURNS int LANGUAGE sql AS 'SELECT 1'; CREATE TYPE mood AS ENUM ('ok', 'down'); SELECT lo_from_bytea(0, 'kept');");
+    const contents = "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'app') || ' ' || (SELECT app.f()) || ' ' || (SELECT count(*) FROM pg_type WHERE typname = 'mood') || ' ' || (SELECT string_agg(convert_from(lo_get(oid), 'UTF8'), ',') FROM pg_largeobject_metadata)";
+    const empty = uniqueDatabaseName('rcli_emptytarget');
+    psql(cluster, 'postgres', `CREATE DATABASE ${empty}`);
+
+    // Act
+    const run = await atmrDr(['restore', manifestKey, '--target-db', target], env());
+    const intoEmpty = await atmrDr(['restore', manifestKey, '--target-db', empty], env());
+
+    // Assert
+    expect(run.status).toBe(2);
+    expect(run.stderr).toBe(`atmr-dr: target database "${target}" exists and is not empty (1 schema, 1 function, 1 type, 1 large object): pass --force to replace it, or restore into a new name\n`);
+    expect(run.stdout).toBe('');
+    expect(psql(cluster, target, contents)).toBe('1 1 1 kept');
+    expect(databasesLike(cluster, target)).toEqual([target]);
+    expect(intoEmpty.status).toBe(0);
+    expect(intoEmpty.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom\\) into ${empty} \\(replaced\\): 1 table, 500 rows, row counts match the manifest$`, 'm'));
+  });
+
   itWithSmallDisk('a TMPDIR that fills up during the download: one line saying the local disk is full, with TMPDIR, the sizes and the fix, not S3 rights; exit 1, nothing created', async () => {
     // Arrange: TMPDIR on a 4 MiB disk (room for the download when it starts); the .dump's bytes
     // held back until another writer has taken the rest of the disk
