@@ -570,7 +570,7 @@ export async function swapIn(
   const unknown = (lost: string): string =>
     previous === undefined
       ? `${lost}: look with SELECT datname FROM pg_database WHERE datname IN ('${target}', '${staging}'): if "${target}" exists and "${staging}" does not, the restored copy is in place; if "${staging}" still exists, it was not swapped in: ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)} puts it in; nothing was dropped`
-      : `${lost}: look with SELECT datname FROM pg_database WHERE datname IN ('${target}', '${previous}', '${staging}'): if "${target}" is missing, its data is in "${previous}": put it back with ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}${reopenToo}, or put the restored copy "${staging}" in its place with ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)}; if "${target}" exists and "${staging}" does not, the restored copy is in place and "${previous}" is what "${target}" was; nothing was dropped`;
+      : `${lost}: look with SELECT datname FROM pg_database WHERE datname IN ('${target}', '${previous}', '${staging}'): if "${target}" is missing, its data is in "${previous}": put it back with ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}${reopenToo}, or put the restored copy "${staging}" in its place with ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)}; if "${target}" exists and "${staging}" does not, the restored copy is in place and "${previous}" is what "${target}" was; if "${target}" and "${staging}" both exist, nothing was swapped: ${guards.terminateConnections ? `${reopenDatabaseStatement(target)} reopens "${target}" to its clients, and ` : ''}DROP DATABASE ${quoteIdent(staging)} WITH (FORCE) removes the restored copy; nothing was dropped`;
   const rename = (from: string, to: string): Promise<void> => {
     const sql = `ALTER DATABASE ${quoteIdent(from)} RENAME TO ${quoteIdent(to)}`;
     const names = [target, staging, ...(previous === undefined ? [] : [previous])];
@@ -634,9 +634,14 @@ export async function swapIn(
   // The restored copy, created open, has the target name now.
   hooks.onClosed?.(false);
   // The restored copy is in place: a failure now is not the restore's, only space left behind.
-  await dropDatabase(await session.client(), previous).catch((error: unknown) =>
-    warn(`could not drop "${previous}", what "${target}" was before this restore (${oneLine(error)}): when it is not needed, DROP DATABASE ${quoteIdent(previous)} WITH (FORCE)`),
-  );
+  // The session may need a new connection here (after a lost answer, or a server that restarted),
+  // and taking the lock again may fail: that too is only space left behind, not a failed swap.
+  await session
+    .client()
+    .then((client) => dropDatabase(client, previous))
+    .catch((error: unknown) =>
+      warn(`could not drop "${previous}", what "${target}" was before this restore (${oneLine(error)}): when it is not needed, DROP DATABASE ${quoteIdent(previous)} WITH (FORCE)`),
+    );
   return true;
 }
 

@@ -942,7 +942,8 @@ describe('an answer lost on the network: the server carried the statement out, t
           `^swap stopped after the load: the connection was lost before the server answered ALTER DATABASE ${q(target)} RENAME TO ${q(aside)} \\(Connection terminated unexpectedly\\), and a new connection failed too \\(.+\\): ` +
             `look with SELECT datname FROM pg_database WHERE datname IN \\('${target}', '${aside}', '${staging}'\\): ` +
             `if ${q(target)} is missing, its data is in ${q(aside)}: put it back with ALTER DATABASE ${q(aside)} RENAME TO ${q(target)}, or put the restored copy ${q(staging)} in its place with ALTER DATABASE ${q(staging)} RENAME TO ${q(target)}; ` +
-            `if ${q(target)} exists and ${q(staging)} does not, the restored copy is in place and ${q(aside)} is what ${q(target)} was; nothing was dropped$`,
+            `if ${q(target)} exists and ${q(staging)} does not, the restored copy is in place and ${q(aside)} is what ${q(target)} was; ` +
+            `if ${q(target)} and ${q(staging)} both exist, nothing was swapped: DROP DATABASE ${q(staging)} WITH \\(FORCE\\) removes the restored copy; nothing was dropped$`,
         ),
       );
       expect(databaseExists(cluster, target)).toBe(false);
@@ -970,6 +971,60 @@ describe('an answer lost on the network: the server carried the statement out, t
       expect(databasesLike(cluster, `${target}_`)).toEqual([]);
     } finally {
       await worker.end().catch(() => undefined);
+      dropAll(target);
+    }
+  });
+
+  it('with --terminate-connections, the rename aside cut before it reached the server and no new connection either: the line says how to reopen the target, closed to its clients, exit 1, nothing dropped', async () => {
+    // Arrange
+    const target = makeTarget();
+    try {
+      // Act
+      const { error } = await restoreThroughCut(target, new RegExp(`RENAME TO "${target}_old_`), { deliver: false, refuseAfterCut: true }, true);
+
+      // Assert: both still there, the target closed; the line names the reopen for that case
+      const [staging] = databasesLike(cluster, `${target}_restore_`);
+      expect(error?.exitCode).toBe(1);
+      expect(psql(cluster, 'postgres', `SELECT datallowconn FROM pg_database WHERE datname = '${target}'`)).toBe('f');
+      expect(error?.message).toContain(
+        `if "${target}" and "${staging}" both exist, nothing was swapped: ALTER DATABASE "${target}" ALLOW_CONNECTIONS true reopens "${target}" to its clients, and DROP DATABASE "${staging}" WITH (FORCE) removes the restored copy; nothing was dropped`,
+      );
+      expect(databaseDigest(cluster, staging)).toBe(sourceDigest);
+    } finally {
+      psql(cluster, 'postgres', `ALTER DATABASE "${target}" ALLOW_CONNECTIONS true`);
+      dropAll(target);
+    }
+  });
+
+  it('the restored copy renamed in, its answer lost, and the lock taken by another restore meanwhile: exit 0, the restored copy in place, the old database named with its DROP', async () => {
+    // Arrange: another restore of the same target waits for the lock; the look ends this
+    // restore's session, so the other one holds the lock when this one reconnects to drop the old.
+    const target = makeTarget();
+    const other = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    other.on('error', () => undefined);
+    await other.connect();
+    let waiting: Promise<unknown> | undefined;
+    const log = (line: string): void => {
+      if (line.startsWith('load: ')) waiting = other.query('SELECT pg_advisory_lock($1, hashtext($2))', [RESTORE_LOCK_KEY, target]);
+    };
+    const proxy = await startCuttingProxy({ host: cluster.host, port: cluster.port }, new RegExp(`_restore_\\w+" RENAME TO "${target}"`));
+    const warnings: string[] = [];
+    try {
+      // Act
+      const result = await restoreBackup(deps({ connection: { ...connection, port: proxy.port }, log, warn: (line) => warnings.push(line) }), { ref: manifestKey, targetDb: target, force: true });
+      await waiting;
+
+      // Assert
+      expect(result.replaced).toBe(true);
+      expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+      const [old] = databasesLike(cluster, `${target}_old_`);
+      expect(warnings).toEqual([
+        expect.stringMatching(/a new connection shows that it was carried out: going on$/),
+        expect.stringMatching(new RegExp(`^could not drop "${old}", what "${target}" was before this restore \\(another restore into "${target}" is running.*\\): when it is not needed, DROP DATABASE "${old}" WITH \\(FORCE\\)$`)),
+      ]);
+    } finally {
+      await proxy.stop();
+      await other.end().catch(() => undefined);
       dropAll(target);
     }
   });
