@@ -24,6 +24,8 @@ export function registerRestoreCommands(program: Command): void {
     .option('--tier <tier>', 'with latest: the latest backup of this tier')
     .option('--database <name>', 'with latest: the database whose newest backup to restore (default: PGDATABASE)')
     .option('--terminate-connections', 'end the sessions connected to the target at swap time instead of refusing')
+    // commander reads --no-owner as `owner: false` (true when absent).
+    .option('--no-owner', 'every restored object owned by the connecting role instead of its owner in the backup (custom format only); without it, that role must be a superuser or a member of the owners')
     .option('--i-understand-this-overwrites-production', 'allow --target-db to be the production/source database (PGDATABASE or the backup\'s own database); asks to type the database name unless --yes')
     .option('--yes', 'confirm the overwrite of production without asking (required with the flag above when standard input is not a terminal)')
     .option('--database-secret <arn>', 'read the connection from this Secrets Manager secret instead of PG* variables')
@@ -39,6 +41,7 @@ export function registerRestoreCommands(program: Command): void {
           tier?: string;
           database?: string;
           terminateConnections?: boolean;
+          owner?: boolean;
           iUnderstandThisOverwritesProduction?: boolean;
           yes?: boolean;
           databaseSecret?: string;
@@ -131,6 +134,7 @@ export function registerRestoreCommands(program: Command): void {
             force: opts.force,
             format: opts.format,
             terminateConnections: opts.terminateConnections,
+            noOwner: opts.owner === false,
             protectedDatabases: productionNames,
             allowProductionOverwrite: opts.iUnderstandThisOverwritesProduction,
           },
@@ -223,6 +227,8 @@ function restoreText(result: RestoreResult): string {
   const t = result.timings;
   return [
     `restored ${result.manifestKey} (${result.object.format}) into ${result.targetDb}${result.replaced ? ' (replaced)' : ''}: ${countOf(result.tablesRestored, 'table')}, ${countOf(result.rowsRestored, 'row')}, row counts match the manifest`,
+    // A replaced database kept its owner; a new one is the restoring role's, which the application's may not be.
+    ...(result.replaced ? [] : [`database ${result.targetDb} is new and owned by "${result.owner}": if the application connects as another role, ALTER DATABASE ${quoteIdent(result.targetDb)} OWNER TO <its role>`]),
     `download ${t.downloadSeconds.toFixed(1)} s, restore ${t.restoreSeconds.toFixed(1)} s, verify ${t.verifySeconds.toFixed(1)} s, swap ${t.swapSeconds.toFixed(1)} s; RTO ${result.rtoSeconds.toFixed(1)} s`,
   ].join('\n');
 }

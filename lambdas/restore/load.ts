@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { type Readable, pipeline } from 'node:stream';
 import type { Client } from 'pg';
 import { createGunzip } from 'node:zlib';
-import { isErrorLine, pgToolPath } from '../shared/postgres';
+import { isErrorLine, pgToolPath, quoteIdent } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupObject } from '../shared/manifest';
 import { PgConnection, libpqEnv } from '../shared/pg-connection';
@@ -25,6 +25,8 @@ export interface LoadInput {
   readonly jobs?: number;
   /** Directory of pg_restore/psql; default: on PATH. */
   readonly pgBinDir?: string;
+  /** pg_restore --no-owner: every object owned by the restoring role instead of its owner in the backup (custom only). */
+  readonly noOwner?: boolean;
   readonly signal?: AbortSignal;
   /** The same backup in its other format, if its manifest has one: what a bad gzip stream's line advises. */
   readonly otherCopy?: Pick<BackupObject, 'format'>;
@@ -34,8 +36,8 @@ export async function loadBackup(input: LoadInput): Promise<void> {
   const env = toolEnv(input.connection, input.database);
   if (input.format === 'custom') {
     const jobs = String(input.jobs ?? os.availableParallelism());
-    const result = await runTool(pgToolPath('pg_restore', input.pgBinDir), ['--no-owner', '--exit-on-error', '-j', jobs, '-d', input.database, input.file], { env, signal: input.signal });
-    if (result.code !== 0) throw new OperatorError(`pg_restore failed (exit ${result.code}): ${errorLine(result.stderr)}; the target was not touched`);
+    const result = await runTool(pgToolPath('pg_restore', input.pgBinDir), [...(input.noOwner ? ['--no-owner'] : []), '--exit-on-error', '-j', jobs, '-d', input.database, input.file], { env, signal: input.signal });
+    if (result.code !== 0) throw new OperatorError(`pg_restore failed (exit ${result.code}): ${errorLine(result.stderr)}${ownerFix(errorLine(result.stderr), input.connection.user)}; the target was not touched`);
     return;
   }
   // pipeline, not pipe: a read error of the file reaches the gunzip stream, and so runTool.
@@ -55,7 +57,29 @@ export async function loadBackup(input: LoadInput): Promise<void> {
     }
     throw new OperatorError(`cannot read the downloaded ${name} (${reason}): psql was stopped before it committed; the target was not touched; retry, and check the local disk (TMPDIR)`);
   });
-  if (result.code !== 0) throw new OperatorError(`psql failed (exit ${result.code}): ${errorLine(result.stderr)}; the target was not touched`);
+  if (result.code !== 0) throw new OperatorError(`psql failed (exit ${result.code}): ${errorLine(result.stderr)}${ownerFix(errorLine(result.stderr), input.connection.user)}; the target was not touched`);
+}
+
+/**
+ * What to do when the load stopped on an object's owner. pg_restore (without --no-owner) and the
+ * plain SQL give each object to its owner in the backup right after creating it, so this comes
+ * within seconds of the load's start: the restoring role is neither a superuser nor a member of
+ * that role (PostgreSQL 16 says "must be able to SET ROLE"), or the server has no such role (a new
+ * server: roles are not in a pg_dump). '' for any other failure.
+ */
+function ownerFix(line: string, restorer: string): string {
+  const you = quoteIdent(restorer);
+  const notMember = /must be (?:member of role|able to SET ROLE) "(.+?)"/.exec(line);
+  if (notMember) {
+    const owner = notMember[1];
+    return ` (the backup's objects are owned by role "${owner}", and role "${restorer}" may not give them to it: restore as "${owner}" or as a member of it (have an admin run GRANT ${quoteIdent(owner)} TO ${you}), or pass --no-owner to have them owned by "${restorer}")`;
+  }
+  const missing = /role "(.+?)" does not exist/.exec(line);
+  if (missing) {
+    const owner = missing[1];
+    return ` (the backup names role "${owner}", which this server does not have: roles are not in a pg_dump; create it first as on the source server (CREATE ROLE ${quoteIdent(owner)}, or pg_dumpall --roles-only there), or pass --no-owner to have the objects owned by "${restorer}")`;
+  }
+  return '';
 }
 
 /**

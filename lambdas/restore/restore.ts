@@ -10,7 +10,7 @@ import { checkRowCounts } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
 import { loadBackup, watchDatabaseSize } from './load';
 import { connectTo } from '../shared/pg-connection';
-import { Unsettled, checkLeftovers, checkTarget, checkTargetName, createDatabase, dropDatabase, guardProduction, guardSystemDatabase, openAdminSession, runLooking, stagingName, swapIn } from './target';
+import { Unsettled, checkLeftovers, checkTarget, checkTargetName, createDatabase, databaseOwner, dropDatabase, guardProduction, guardSystemDatabase, openAdminSession, runLooking, stagingName, swapIn } from './target';
 
 export { PRODUCTION_GUARD_FLAG, stagingName } from './target';
 
@@ -80,6 +80,12 @@ export interface RestoreOptions {
   readonly allowProductionOverwrite?: boolean;
   /** Terminate sessions connected to the target at swap time instead of refusing. */
   readonly terminateConnections?: boolean;
+  /**
+   * Every object owned by the restoring role (pg_restore --no-owner) instead of its owner in the
+   * backup, which needs the restoring role to be a member of those roles, and the roles to exist.
+   * Custom format only: the plain SQL gives each object to its owner itself.
+   */
+  readonly noOwner?: boolean;
   /** Stops the restore: the child is killed, the staging database dropped, the reason rethrown. */
   readonly signal?: AbortSignal;
   /** What the lines call the target database: the restore test's is its scratch database. @default 'target' */
@@ -100,6 +106,8 @@ export interface RestoreResult {
   readonly targetDb: string;
   /** A previous database of that name was replaced. */
   readonly replaced: boolean;
+  /** The restored database's owner: the replaced database's, else the restoring role. */
+  readonly owner: string;
   readonly tablesRestored: number;
   readonly rowsRestored: number;
   readonly timings: RestoreTimings;
@@ -125,6 +133,12 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   });
   guardProduction(target, [manifest.database], options.allowProductionOverwrite);
   const object = chooseObject(manifestKey, manifest, options.format);
+  if (options.noOwner && object.format === 'plain') {
+    throw new OperatorError(
+      `--no-owner works with the custom format only (pg_restore --no-owner): the plain SQL of ${manifestKey} gives each object to its owner itself; ${options.format === 'plain' ? 'drop --format plain' : 'this backup has no custom dump: restore it without --no-owner, as a member of its owners'}; nothing was done`,
+      2,
+    );
+  }
   const otherCopy = manifest.objects.find((o) => o.format !== object.format);
 
   // Holds the target's lock until the end, and reconnects if the server restarted meanwhile.
@@ -160,6 +174,10 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     signal?.throwIfAborted();
     const loadStarted = performance.now();
     deps.onStaging?.(staging);
+    // The database keeps its owner: the application's role, whose migrations need CREATE on
+    // public, which PostgreSQL 15 gives the database's owner. checkTarget made sure this role may
+    // give it (the owner or a member of it). A new name is the restoring role's.
+    const owner = await databaseOwner(await admin.client(), target);
     const create = {
       sql: `CREATE DATABASE ${quoteIdent(staging)}`,
       names: [staging],
@@ -168,7 +186,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
         `cannot tell whether the staging database ${staging} was created: ${lost}: look with SELECT datname FROM pg_database WHERE datname = '${staging}', and if it is there DROP DATABASE ${quoteIdent(staging)} WITH (FORCE); ${options.targetLabel ?? 'target'} "${target}" untouched`,
     };
     // Created, even when its answer was lost (the look found it), the load goes on into it.
-    await runLooking(admin, create, (client) => createDatabase(client, staging), warn).catch((error: unknown) => {
+    await runLooking(admin, create, (client) => createDatabase(client, staging, owner), warn).catch((error: unknown) => {
       if (error instanceof OperatorError) throw error;
       throw new OperatorError(`cannot create the staging database ${staging} (${oneLine(error)}); ${options.targetLabel ?? 'target'} "${target}" untouched`);
     });
@@ -178,7 +196,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // database's growth shows the operator that the load is moving.
     const watching = deps.onLoadProgress ? watchDatabaseSize(await admin.client(), staging, deps.onLoadProgress) : undefined;
     try {
-      await loadBackup({ connection: deps.connection, database: staging, file: download.file, format: object.format, jobs: deps.jobs, pgBinDir: deps.pgBinDir, signal, otherCopy });
+      await loadBackup({ connection: deps.connection, database: staging, file: download.file, format: object.format, jobs: deps.jobs, pgBinDir: deps.pgBinDir, noOwner: options.noOwner, signal, otherCopy });
     } finally {
       await watching?.stop();
     }
@@ -208,6 +226,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       object: { key: object.key, format: object.format, bytes: object.bytes },
       targetDb: target,
       replaced,
+      owner: owner ?? deps.connection.user,
       tablesRestored: manifest.tables.length,
       rowsRestored,
       timings: { downloadSeconds: download.seconds, restoreSeconds, verifySeconds, swapSeconds },

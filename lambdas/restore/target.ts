@@ -448,8 +448,15 @@ export async function checkLeftovers(admin: Client, target: string, warn: (line:
   }
 }
 
-export async function createDatabase(admin: Client, name: string): Promise<void> {
-  await admin.query(`CREATE DATABASE ${quoteIdent(name)} TEMPLATE template0`);
+/** `owner`: a role other than this one (which must be a member of it); default this role. */
+export async function createDatabase(admin: Client, name: string, owner?: string): Promise<void> {
+  await admin.query(`CREATE DATABASE ${quoteIdent(name)}${owner === undefined ? '' : ` OWNER ${quoteIdent(owner)}`} TEMPLATE template0`);
+}
+
+/** The role that owns `name`; undefined when there is no such database. */
+export async function databaseOwner(admin: Client, name: string): Promise<string | undefined> {
+  const { rows } = await admin.query<{ owner: string }>('SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = $1', [name]);
+  return rows[0]?.owner;
 }
 
 /**

@@ -58,8 +58,10 @@ async function restoreAsRestorer(target: string, guards: { force?: boolean; term
 
 beforeAll(async () => {
   cluster = await startPostgres({ extraSettings: ['-c autovacuum_naptime=1'] });
-  psql(cluster, 'postgres', `CREATE ROLE ${restorer.user} LOGIN CREATEDB; CREATE ROLE app LOGIN; CREATE DATABASE source`);
-  psql(cluster, 'source', FIXTURE_SQL);
+  psql(cluster, 'postgres', `CREATE ROLE ${restorer.user} LOGIN CREATEDB; CREATE ROLE app LOGIN; CREATE DATABASE source OWNER ${restorer.user}`);
+  // The backup's objects are the restorer's: a restore gives each object its owner in the backup,
+  // which a role that is not a superuser may do only for roles it is a member of (restore-owners.test.ts).
+  psql(cluster, 'source', `SET ROLE ${restorer.user};\n${FIXTURE_SQL}`);
   localS3 = await startLocalS3();
   s3 = createS3Client(localS3.env);
   ({ manifestKey } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'source', { tier: 'daily' }));

@@ -1,0 +1,190 @@
+import { S3Client } from '@aws-sdk/client-s3';
+import { createS3Client } from '../../lambdas/shared/aws';
+import type { OperatorError } from '../../lambdas/shared/errors';
+import { restoreBackup } from '../../lambdas/restore/restore';
+import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
+import { LocalS3, startLocalS3 } from '../support/s3';
+import { atmrDr, databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
+
+/**
+ * Who owns what after a restore. The application's role `app` owns its database and its tables,
+ * as in production; a superuser (RDS's master user) or a CREATEDB role (`restorer`, not a member of
+ * `app`) restores. A cluster of its own: roles are the server's, not a database's.
+ */
+let cluster: PostgresCluster;
+let localS3: LocalS3;
+let s3: S3Client;
+/** A backup of `app`'s database (its tables `app`'s). */
+let appBackup: string;
+/** A backup whose tables' owner, `ghost`, no longer exists on the server (a new server's case). */
+let ghostBackup: string;
+
+/** psql as another role. */
+const as = (user: string) => ({ env: { ...cluster.env, PGUSER: user } });
+const connection = (user: string) => ({ host: cluster.host, port: cluster.port, user, database: 'postgres' });
+
+function owners(database: string): string {
+  return psql(cluster, database, "SELECT string_agg(relname || ':' || pg_get_userbyid(relowner), ',' ORDER BY relname) FROM pg_class WHERE relname IN ('booking', 'rider')");
+}
+
+function databaseOwner(database: string): string {
+  return psql(cluster, 'postgres', `SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '${database}'`);
+}
+
+/** The application's database as production has it: owned by `app`, a table of `app`'s in it. */
+function appTarget(name: string): string {
+  psql(cluster, 'postgres', `CREATE DATABASE ${name} OWNER app`);
+  psql(cluster, name, 'SET ROLE app; CREATE TABLE old_stuff (id int); INSERT INTO old_stuff VALUES (1);');
+  return name;
+}
+
+function env(user: string): Record<string, string> {
+  return { ...localS3.env, PGHOST: cluster.host, PGPORT: String(cluster.port), PGUSER: user };
+}
+
+beforeAll(async () => {
+  cluster = await startPostgres();
+  psql(
+    cluster,
+    'postgres',
+    `CREATE ROLE app LOGIN; CREATE ROLE restorer LOGIN CREATEDB; CREATE ROLE member LOGIN CREATEDB; GRANT app TO member; CREATE ROLE ghost LOGIN;
+     CREATE DATABASE appsrc OWNER app; CREATE DATABASE ghostsrc OWNER ghost`,
+  );
+  const tables = `CREATE TABLE booking (id int PRIMARY KEY, note text); INSERT INTO booking SELECT i, 'b' || i FROM generate_series(1, 300) i;
+                  CREATE TABLE rider (id int PRIMARY KEY); INSERT INTO rider SELECT generate_series(1, 20);`;
+  psql(cluster, 'appsrc', `SET ROLE app; ${tables}`);
+  psql(cluster, 'ghostsrc', `SET ROLE ghost; ${tables}`);
+  localS3 = await startLocalS3();
+  s3 = createS3Client(localS3.env);
+  ({ manifestKey: appBackup } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'appsrc', { tier: 'daily' }));
+  ({ manifestKey: ghostBackup } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'ghostsrc', { tier: 'daily' }));
+  psql(cluster, 'postgres', 'DROP DATABASE ghostsrc; DROP ROLE ghost');
+}, 120_000);
+
+afterAll(async () => {
+  await localS3?.stop();
+  if (cluster) stopPostgres(cluster);
+});
+
+describe('a restore keeps the owners of the backup', () => {
+  it.each([['custom'], ['plain']] as const)(
+    'as a superuser over the application\'s database (%s): the database stays app\'s, and app can read its tables and create one in public',
+    async (format) => {
+      // Arrange
+      const target = appTarget(`app_${format}`);
+
+      // Act
+      const result = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2 }, { ref: appBackup, targetDb: target, force: true, format });
+
+      // Assert
+      expect(result.replaced).toBe(true);
+      expect(result.owner).toBe('app');
+      expect(databaseOwner(target)).toBe('app');
+      expect(owners(target)).toBe('booking:app,rider:app');
+      expect(psql(as('app'), target, 'SELECT count(*) FROM booking')).toBe('300');
+      expect(psql(as('app'), target, 'CREATE TABLE public.migration_0042 (id int); SELECT count(*) FROM migration_0042')).toBe('0');
+      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+    },
+    60_000,
+  );
+
+  it("as a CREATEDB role that is a member of app (not a superuser): creates the staging database app's, swaps it in and drops the old one", async () => {
+    // Arrange
+    const target = appTarget('app_member');
+
+    // Act
+    const result = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('member'), jobs: 2 }, { ref: appBackup, targetDb: target, force: true });
+
+    // Assert
+    expect(result.replaced).toBe(true);
+    expect(databaseOwner(target)).toBe('app');
+    expect(owners(target)).toBe('booking:app,rider:app');
+    expect(psql(as('app'), target, "SELECT count(*) FROM pg_class WHERE relname = 'old_stuff'")).toBe('0');
+    expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+  }, 60_000);
+
+  it('as a superuser into a new name: the restoring role owns the database, says so with the ALTER to run, and the tables are app\'s', async () => {
+    // Act
+    const run = await atmrDr(['restore', appBackup, '--target-db', 'app_new'], env('postgres'));
+
+    // Assert
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/^database app_new is new and owned by "postgres": if the application connects as another role, ALTER DATABASE "app_new" OWNER TO <its role>$/m);
+    expect(databaseOwner('app_new')).toBe('postgres');
+    expect(owners('app_new')).toBe('booking:app,rider:app');
+  }, 60_000);
+});
+
+describe('a role that may not give the objects to their owners', () => {
+  it.each([
+    ['custom', /^atmr-dr: pg_restore failed \(exit 1\): pg_restore: error: could not execute query: ERROR: must be member of role "app" /m],
+    ['plain', /^atmr-dr: psql failed \(exit 3\): psql:<stdin>:\d+: ERROR: must be member of role "app" /m],
+  ] as const)('fails at the start of the load (%s), exit 1, naming the GRANT and --no-owner; staging dropped, nothing left', async (format, line) => {
+    // Act
+    const run = await atmrDr(['restore', appBackup, '--target-db', `refused_${format}`, '--format', format, '--progress'], env('restorer'));
+
+    // Assert
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(line);
+    expect(run.stderr).toContain(
+      '(the backup\'s objects are owned by role "app", and role "restorer" may not give them to it: restore as "app" or as a member of it (have an admin run GRANT "app" TO "restorer"), or pass --no-owner to have them owned by "restorer"); the target was not touched\n',
+    );
+    // The load stopped on its first owner: no row count was checked, and nothing is left.
+    const phases = run.stderr.split('\n').map((l) => l.split(':')[0]);
+    expect(phases).toContain('load');
+    expect(phases).not.toContain('check');
+    expect(run.stderr).toMatch(new RegExp(`^staging database refused_${format}_restore_\\w+ dropped$`, 'm'));
+    expect(databasesLike(cluster, `refused_${format}`)).toEqual([]);
+  }, 60_000);
+
+  it('with --no-owner, restores with every object owned by the restoring role', async () => {
+    // Act
+    const run = await atmrDr(['restore', appBackup, '--target-db', 'app_no_owner', '--no-owner'], env('restorer'));
+
+    // Assert
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/^restored daily\/\S+ \(custom\) into app_no_owner: 2 tables, 320 rows, row counts match the manifest$/m);
+    expect(databaseOwner('app_no_owner')).toBe('restorer');
+    expect(owners('app_no_owner')).toBe('booking:restorer,rider:restorer');
+  }, 60_000);
+
+  it('refuses --no-owner with the plain format before the download, exit 2, one line', async () => {
+    // Act
+    const run = await atmrDr(['restore', appBackup, '--target-db', 'app_plain_no_owner', '--format', 'plain', '--no-owner', '--progress'], env('restorer'));
+
+    // Assert
+    expect(run.status).toBe(2);
+    expect(run.stderr).toBe(
+      `atmr-dr: --no-owner works with the custom format only (pg_restore --no-owner): the plain SQL of ${appBackup} gives each object to its owner itself; drop --format plain; nothing was done\n`,
+    );
+    expect(databasesLike(cluster, 'app_plain_no_owner')).toEqual([]);
+  }, 60_000);
+});
+
+describe('a server without the owner role (a new server: roles are not in a pg_dump)', () => {
+  it.each([['custom'], ['plain']] as const)('fails at the start of the load (%s), naming the role to create and --no-owner; staging dropped', async (format) => {
+    // Act
+    const error = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2 }, { ref: ghostBackup, targetDb: `ghost_${format}`, format }).then(
+      () => undefined,
+      (e: unknown) => e as OperatorError,
+    );
+
+    // Assert
+    expect(error?.exitCode).toBe(1);
+    expect(error?.message).toMatch(/ERROR: role "ghost" does not exist \(/);
+    expect(error?.message).toMatch(
+      /\(the backup names role "ghost", which this server does not have: roles are not in a pg_dump; create it first as on the source server \(CREATE ROLE "ghost", or pg_dumpall --roles-only there\), or pass --no-owner to have the objects owned by "postgres"\); the target was not touched$/,
+    );
+    expect(databasesLike(cluster, `ghost_${format}`)).toEqual([]);
+  }, 60_000);
+
+  it('with --no-owner, restores it (custom)', async () => {
+    // Act
+    const result = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2 }, { ref: ghostBackup, targetDb: 'ghost_no_owner', noOwner: true });
+
+    // Assert
+    expect(result.rowsRestored).toBe(320);
+    expect(owners('ghost_no_owner')).toBe('booking:postgres,rider:postgres');
+  }, 60_000);
+});
