@@ -77,12 +77,12 @@ describe('a restore keeps the owners of the backup', () => {
       const result = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2 }, { ref: appBackup, targetDb: target, force: true, format });
 
       // Assert
-      expect(result.replaced).toBe(true);
-      expect(result.owner).toBe('app');
-      expect(databaseOwner(target)).toBe('app');
-      expect(owners(target)).toBe('booking:app,rider:app');
       expect(psql(as('app'), target, 'SELECT count(*) FROM booking')).toBe('300');
       expect(psql(as('app'), target, 'CREATE TABLE public.migration_0042 (id int); SELECT count(*) FROM migration_0042')).toBe('0');
+      expect(owners(target)).toBe('booking:app,rider:app');
+      expect(databaseOwner(target)).toBe('app');
+      expect(result.replaced).toBe(true);
+      expect(result.owner).toBe('app');
       expect(databasesLike(cluster, `${target}_`)).toEqual([]);
     },
     60_000,
