@@ -1096,7 +1096,7 @@ describe('an answer lost on the network: the server carried the statement out, t
 
       // Assert
       expect(error).toBeUndefined();
-      expect(cut).toMatch(new RegExp(`^CREATE DATABASE "${target}_restore_\\w+" TEMPLATE template0$`));
+      expect(cut).toMatch(new RegExp(`^CREATE DATABASE "${target}_restore_\\w+" OWNER "${cluster.user}" TEMPLATE template0$`));
       expect(result?.replaced).toBe(true);
       expect(warnings).toEqual([expect.stringMatching(/^the connection was lost before the server answered CREATE DATABASE "\w+_restore_\w+" \(Connection terminated unexpectedly\); a new connection shows that it was carried out: going on$/)]);
       expect(databaseDigest(cluster, target)).toBe(sourceDigest);
