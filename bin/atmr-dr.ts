@@ -160,7 +160,14 @@ export function usageLine(error: CommanderError, argv: readonly string[], progra
   let message = oneLine(error.message).replace(/^error:\s*/i, '');
   // cdk's `-c env=NAME` typed out of habit: the CLI's flag is --env, listed by the command's help.
   if (error.code === 'commander.unknownOption' && message.startsWith("unknown option '-c'")) message += ': this CLI takes --env NAME (-c env=NAME is cdk\'s)';
-  const names = program ? walkCommands(program, argv).names : [];
+  const walked = program ? walkCommands(program, argv) : undefined;
+  const names = walked?.names ?? [];
+  // `rollback service atmr-celery-worker`: the service is a flag, and the operator who deletes the
+  // word commander calls too many would act on the default service (the API) instead of that one.
+  const words = walked?.command.args ?? [];
+  if (error.code === 'commander.excessArguments' && walked?.command.options.some((o) => o.long === '--service') && words.length === 1) {
+    message = `${names.join(' ')} names its service with --service, not a word after it: atmr-dr ${names.join(' ')} --service ${words[0]}`;
+  }
   return `${message} (see atmr-dr ${names.map((n) => `${n} `).join('')}--help)`;
 }
 

@@ -546,7 +546,7 @@ export async function resetRecoveredPassword(
   }
   if (instance.MasterUserSecret?.SecretArn) {
     throw new OperatorError(
-      `recover: ${identifier} has an RDS-managed master password (secret ${instance.MasterUserSecret.SecretArn}): RDS refuses to set it, and the verification reads the configured database secret; log in with that secret by hand to check the copy, or "atmr-dr recover abandon"`,
+      `recover: ${identifier} has an RDS-managed master password (secret ${instance.MasterUserSecret.SecretArn}): RDS refuses to set it, and the verification reads the configured database secret; log in with that secret by hand to check the copy, or "atmr-dr recover abandon ${options.recoveryId}"`,
       2,
     );
   }

@@ -49,6 +49,10 @@ describe('atmr-dr rollback (child process): one-line refusals, nothing changed',
     [['rollback', 'service', '--to', TD('atmr-celery', 3), '--yes'], /^atmr-dr: backout: task definition .*atmr-celery:3 is of family "atmr-celery", service atmr-api runs "atmr-api": .*\n$/],
     [['rollback', 'service', '--to', 'latest', '--yes'], /^atmr-dr: backout: "latest" is not a task definition ARN .*\n$/],
     [['rollback', 'migration', '--to', 'aaa111', '--task-definition', TD('atmr-celery', 3), '--yes'], /^atmr-dr: backout: task definition .*atmr-celery:3 is of family "atmr-celery", service atmr-api runs "atmr-api": .*\n$/],
+    // The service as a word, as pages once printed it: refused with the command that names it, not
+    // with "too many arguments", whose fix (drop the word) would roll back the API instead.
+    [['rollback', 'service', 'atmr-celery-worker', '--yes'], /^atmr-dr: rollback service names its service with --service, not a word after it: atmr-dr rollback service --service atmr-celery-worker \(see atmr-dr rollback service --help\)\n$/],
+    [['rollback', 'status', 'atmr-celery-worker'], /^atmr-dr: rollback status names its service with --service, not a word after it: atmr-dr rollback status --service atmr-celery-worker \(see atmr-dr rollback status --help\)\n$/],
   ])('%j', (args, message) => {
     const run = atmrDr(args);
 

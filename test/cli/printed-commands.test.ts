@@ -1,0 +1,110 @@
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/**
+ * Every atmr-dr command line the project tells an operator to run, in a page, an alarm's first
+ * actions, a message or the docs, must parse with the CLI as it is: a page once said
+ * `npx atmr-dr rollback service <service>`, which the CLI refused (its service is --service), and
+ * an operator who deleted the word it called too many would have rolled back the API instead.
+ */
+const ROOT = path.join(__dirname, '..', '..');
+
+jest.setTimeout(60_000);
+
+interface Printed {
+  /** Where it is written (file). */
+  readonly file: string;
+  /** As written there. */
+  readonly text: string;
+  /** The arguments after atmr-dr, placeholders filled in. */
+  readonly args: string[];
+}
+
+function filesUnder(dir: string, ext: string): string[] {
+  return fs.readdirSync(path.join(ROOT, dir), { withFileTypes: true }).flatMap((entry) => {
+    const relative = path.join(dir, entry.name);
+    if (entry.isDirectory()) return filesUnder(relative, ext);
+    return entry.name.endsWith(ext) ? [relative] : [];
+  });
+}
+
+/** Shell-like words: a double-quoted value is one word. */
+function words(line: string): string[] {
+  return [...line.matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2]);
+}
+
+/**
+ * The arguments of a command line as written for a reader, or undefined for a mention that is not
+ * one command line (`atmr-dr <command>`, `killswitch enable|disable`, a log line `atmr-dr backup
+ * task: ...`). Placeholders (`<id>`, `${incident.id}`) become a value; `[--flag X]` is given.
+ */
+function commandLine(written: string): string[] | undefined {
+  const line = written
+    .replace(/\s+/g, ' ')
+    // A pipe into another program, or a parenthesis of the prose after the command.
+    .replace(/ (\||\().*$/, '')
+    .replace(/\s+$|(?<!\.)\.$/g, '')
+    .replace(/^(npx )?atmr-dr ?/, '');
+  if (line.includes(': ') || line.includes('|') || line.startsWith('<')) return undefined;
+  return words(line.replace(/\$\{[^}]*\}|<[^>]*>/g, 'x').replace(/[[\]]/g, ''));
+}
+
+/** Commands in string literals of the deployed code (pages, alarms, messages) and in the docs' code spans. */
+function printedCommands(): Printed[] {
+  const printed: Printed[] = [];
+  const add = (file: string, text: string) => {
+    const args = commandLine(text);
+    if (args) printed.push({ file, text, args });
+  };
+  for (const file of [...filesUnder('lambdas', '.ts'), ...filesUnder('lib', '.ts')]) {
+    // Comments name commands in passing (`atmr-dr scale`); only what the code prints is read.
+    const code = fs.readFileSync(path.join(ROOT, file), 'utf8').split('\n').filter((line) => !/^\s*(\*|\/\/|\/\*)/.test(line)).join('\n');
+    // A placeholder first: its expression may hold quotes or parentheses.
+    const filled = code.replace(/\$\{[^}]*\}/g, '<x>');
+    // A quoted command, or one introduced by npx up to the end of its clause.
+    for (const m of filled.matchAll(/"((?:npx )?atmr-dr [^"\n]*)"|(npx atmr-dr (?:[^;,'`)\n"]|"[^"\n]*")*)/g)) add(file, m[1] ?? m[2]);
+  }
+  for (const file of [...filesUnder('docs', '.md'), 'README.md']) {
+    for (const m of fs.readFileSync(path.join(ROOT, file), 'utf8').matchAll(/`((?:npx )?atmr-dr [^`]*)`/g)) add(file, m[1]);
+  }
+  return printed;
+}
+
+/** The parser's refusal of each command line (null: accepted), from test/cli/parse-harness.ts in a child process. */
+function refusals(lines: string[][]): (string | null)[] {
+  const child = spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['test/cli/parse-harness.ts'], { cwd: ROOT, encoding: 'utf8', input: JSON.stringify(lines) });
+  if (child.status !== 0) throw new Error(`parse harness failed: ${child.stderr}`);
+  return JSON.parse(child.stdout) as (string | null)[];
+}
+
+describe('the atmr-dr commands the project prints parse with the CLI', () => {
+  const printed = printedCommands();
+
+  it('finds the commands of the backout page, the alarms, the recovery messages and the docs', () => {
+    const found = (file: string, text: RegExp) => printed.some((p) => p.file === file && text.test(p.text));
+
+    expect(found(path.join('lambdas', 'backout', 'workflow.ts'), /rollback service/)).toBe(true);
+    expect(found(path.join('lambdas', 'backout', 'migration.ts'), /rollback migration --to/)).toBe(true);
+    expect(found(path.join('lambdas', 'escalation', 'tasks.ts'), /incident ack .* --by/)).toBe(true);
+    expect(found(path.join('lambdas', 'recovery', 'workflow.ts'), /recover cutover .* --undo --yes/)).toBe(true);
+    expect(found(path.join('lib', 'constructs', 'rollback.ts'), /rollback status/)).toBe(true);
+    expect(found(path.join('docs', 'backout.md'), /rollback service/)).toBe(true);
+    expect(found('README.md', /recover --to-time "5 minutes ago"/)).toBe(true);
+  });
+
+  it('every one parses', () => {
+    const refused = refusals(printed.map((p) => p.args));
+    const wrong = printed.flatMap((p, i) => (refused[i] === null ? [] : [`${p.file}: "${p.text}": ${refused[i]}`]));
+
+    expect(wrong).toEqual([]);
+  });
+
+  it('the parse refuses the command the backout page once printed, and the forms an operator might type from it', () => {
+    expect(refusals([commandLine('npx atmr-dr rollback service atmr-celery-worker')!, ['rollback', 'service', '--service'], ['rollback', 'servce']])).toEqual([
+      'rollback service names its service with --service, not a word after it: atmr-dr rollback service --service atmr-celery-worker (see atmr-dr rollback service --help)',
+      "option '--service <name>' argument missing (see atmr-dr rollback service --help)",
+      expect.stringMatching(/^unknown command 'servce'/),
+    ]);
+  });
+});
