@@ -220,7 +220,7 @@ export const RestoreTestConfigSchema = z.strictObject({
   rpoObjectiveSeconds: z.number().int().positive().default(RESTORE_TEST_DEFAULTS.rpoObjectiveSeconds),
   /** Recovery time objective in seconds (runbook: 30 minutes). */
   rtoObjectiveSeconds: z.number().int().positive().default(RESTORE_TEST_DEFAULTS.rtoObjectiveSeconds),
-  /** Queries that must succeed on the restored database (skipped when their table is absent): one read-only statement each. */
+  /** Queries that must succeed on the restored database, one read-only statement each (only the defaults are skipped when their table is absent). */
   criticalQueries: z.array(z.string().min(1)).default(() => [...RESTORE_TEST_DEFAULTS.criticalQueries]),
   /** Tier whose latest backup the scheduled test restores (its age is the measured RPO). */
   tier: BackupTierSchema.default('daily'),

@@ -106,6 +106,20 @@ describe('restore test (test_backup_restore, automated)', () => {
     expectNoScratchLeft(report.scratchDatabase);
   });
 
+  it("fails on a query the operator gave whose table is missing: only the defaults, which guess ATMR's schema, are skipped", async () => {
+    const report = await runRestoreTest(deps(), { ...OPTIONS, criticalQueries: ['SELECT COUNT(*) FROM booking', 'SELECT * FROM nosuch'] });
+
+    expect(report.ok).toBe(false);
+    expect(report.error).toBe(
+      'critical query failed on the restored copy: SELECT * FROM nosuch: relation "nosuch" does not exist: the restored copy has no such table; check the query (--critical-query, or restoreTest.criticalQueries in cdk.json)',
+    );
+    expect(report.criticalQueries).toEqual([
+      { sql: 'SELECT COUNT(*) FROM booking', status: 'skipped', detail: 'relation "booking" does not exist' },
+      { sql: 'SELECT * FROM nosuch', status: 'failed', detail: 'relation "nosuch" does not exist' },
+    ]);
+    expectNoScratchLeft(report.scratchDatabase);
+  });
+
   it.each([
     ['of several statements (it could end the read-only transaction)', (role: string) => `SELECT 1; COMMIT; CREATE ROLE ${role}`, 'cannot insert multiple commands into a prepared statement'],
     ['that writes', (role: string) => `CREATE ROLE ${role}`, 'cannot execute CREATE ROLE in a read-only transaction'],
