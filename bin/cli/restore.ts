@@ -158,8 +158,9 @@ export function registerRestoreCommands(program: Command): void {
     .option('--rto-objective <seconds>', 'recovery time objective', String(defaults.rtoObjectiveSeconds))
     .option('--rpo-objective <seconds>', 'recovery point objective', String(defaults.rpoObjectiveSeconds))
     .option('--database-secret <arn>', 'read the connection from this Secrets Manager secret instead of PG* variables')
+    .option('--progress', 'progress on stderr even when it is not a terminal (at a terminal it is always shown)')
     .option('--json', 'print the report as one JSON object')
-    .action(async (opts: { tier: string; criticalQuery: string[]; rtoObjective: string; rpoObjective: string; databaseSecret?: string; json?: boolean; bucket?: string; env?: string }) => {
+    .action(async (opts: { tier: string; criticalQuery: string[]; rtoObjective: string; rpoObjective: string; databaseSecret?: string; progress?: boolean; json?: boolean; bucket?: string; env?: string }) => {
       // The test's code is loaded as it is needed, as in `restore` above (the backup pipeline too).
       // The arguments are checked before the bucket is looked for.
       const { parseBackupTier } = await import('../../lambdas/shared/tiers');
@@ -169,13 +170,27 @@ export function registerRestoreCommands(program: Command): void {
       const bucket = await resolveBackupBucket(opts);
       const { resolveConnection } = await import('../../lambdas/shared/pg-connection');
       const source = await resolveConnection({ secretArn: opts.databaseSecret });
-      const progress = stderrProgress(process.stderr.isTTY === true);
+      // The restore's own progress (download meter, load status), as `restore` shows it.
+      const showProgress = opts.progress === true || process.stderr.isTTY === true;
+      const progress = stderrProgress(showProgress);
       const tempDir = commandTempDir();
       reportSwept(tempDir.swept);
       const interrupt = interruptible(() => `${tempDir.remove()}; a scratch database atmr_dr_restore_test_... may be left: drop it`);
       const [{ runRestoreTest }, { createS3Client }] = await Promise.all([import('../../lambdas/restore/restore-test'), import('../../lambdas/shared/aws')]);
       const report = await runRestoreTest(
-        { s3: createS3Client(), bucket, source, target: source, tempDir: tempDir.path, log: (line) => progress.line(line), warn: stderrWarning, signal: interrupt.signal },
+        {
+          s3: createS3Client(),
+          bucket,
+          source,
+          target: source,
+          tempDir: tempDir.path,
+          log: (line) => progress.line(line),
+          warn: stderrWarning,
+          signal: interrupt.signal,
+          onDownloadProgress: (bytes, total) => progress.meter('download', bytes, total),
+          // Only when shown: each report is a query to the server.
+          onLoadProgress: showProgress ? loadStatus(progress) : undefined,
+        },
         { takeBackup: true, tier, criticalQueries: opts.criticalQuery, rtoObjectiveSeconds: rto, rpoObjectiveSeconds: rpo },
       ).finally(() => {
         interrupt.done();

@@ -142,15 +142,23 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
       throw new OperatorError(`pointer s3://${deps.bucket}/${pointerKey} names a backup of "${manifest.database}", not "${database}"; name a manifest key instead (atmr-dr backups list --database ${database})`);
     }
   }
+  // Exit 2, as a manifest key that does not exist: the database named is the input to fix, and
+  // running the same command again (exit 1) cannot find a backup that is not there.
   throw new OperatorError(
     `no backup of ${what} in s3://${deps.bucket} (no ${own}): check PGDATABASE/--database, run "atmr-dr backup --tier ${tier ?? 'daily'}" for it, or name a manifest key (atmr-dr backups list)`,
+    2,
   );
 }
 
-/** A manifest by its key; `missing` says what a missing one means where the key came from (a pointer). */
+/**
+ * A manifest by its key; `missing` says what a missing one means where the key came from (a pointer).
+ * A key the operator gave that does not exist is bad input (exit 2); a pointer that names one is the
+ * bucket's state, not the command line's (exit 1).
+ */
 export async function readManifest(deps: CatalogDeps, manifestKey: string, missing?: () => string): Promise<BackupManifest> {
   const text = await getTextIfExists(deps.s3, deps.bucket, manifestKey, deps.signal);
-  if (text === undefined) throw new OperatorError(missing?.() ?? `manifest s3://${deps.bucket}/${manifestKey} does not exist; list backups with: atmr-dr backups list`);
+  if (text === undefined && missing) throw new OperatorError(missing());
+  if (text === undefined) throw new OperatorError(`manifest s3://${deps.bucket}/${manifestKey} does not exist; list backups with: atmr-dr backups list`, 2);
   return parseManifest(manifestKey, text);
 }
 

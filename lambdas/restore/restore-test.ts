@@ -11,7 +11,7 @@ import { pgToolPath, queryOneStatementReadOnly, quoteIdent } from '../shared/pos
 import { CatalogDeps, resolveBackup } from './catalog';
 import { RESTORE_TEST_DEFAULTS } from './contract';
 import type { SpaceCheck } from './download';
-import { restoreBackup } from './restore';
+import { restoreBackup, type RestoreDeps } from './restore';
 import { cannotCreateDatabases, dropDatabase } from './target';
 
 /**
@@ -28,7 +28,7 @@ import { cannotCreateDatabases, dropDatabase } from './target';
  */
 export type BackupFunction = (deps: RunBackupDeps, options: RunBackupOptions) => Promise<BackupResult>;
 
-export interface RestoreTestDeps extends CatalogDeps, SpaceCheck {
+export interface RestoreTestDeps extends CatalogDeps, SpaceCheck, Pick<RestoreDeps, 'onDownloadProgress' | 'onLoadProgress'> {
   /** Server that receives the scratch database. */
   readonly target: PgConnection;
   /** The backed-up database (read only: the backup and two transaction horizons); needed when `takeBackup`. */

@@ -146,6 +146,7 @@ describe('atmr-dr backups', () => {
     // Act
     const corrupt = await atmrDr(['backups', 'verify', backup.manifestKey], localS3.env);
     const notAKey = await atmrDr(['backups', 'verify', 'daily/whatever.dump'], localS3.env);
+    const noSuchKey = await atmrDr(['backups', 'verify', 'daily/nope_backup_20200101_000000.manifest.json'], localS3.env);
 
     // Assert: each object reported, the bad one with its reason, then one line on stderr
     expect(corrupt.status).toBe(1);
@@ -157,6 +158,9 @@ describe('atmr-dr backups', () => {
     );
     expect(notAKey.status).toBe(2);
     expect(notAKey.stderr).toMatch(/^atmr-dr: "daily\/whatever.dump" is neither "latest" nor a manifest key .*\n$/);
+    // A key that is well formed but names no backup is bad input too (2), not a failure to retry (1).
+    expect(noSuchKey.stderr).toBe(`atmr-dr: manifest s3://${localS3.bucket}/daily/nope_backup_20200101_000000.manifest.json does not exist; list backups with: atmr-dr backups list\n`);
+    expect(noSuchKey.status).toBe(2);
   });
 
   it('verify reports every bad object and why (a truncated .dump, an unreadable .sql.gz), in text and --json', async () => {

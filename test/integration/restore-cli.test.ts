@@ -243,12 +243,15 @@ describe('atmr-dr restore', () => {
     expect(databaseExists(cluster, target)).toBe(false);
   });
 
-  it('refuses latest when the database has no backup, naming it, and latest without a database', async () => {
+  it('refuses latest when the database has no backup, naming it, and latest without a database: bad input, exit 2 (not 1, which a script retries)', async () => {
     const none = await atmrDr(['restore', 'latest', '--target-db', uniqueDatabaseName('rcli_none')], env({ PGDATABASE: 'app_without_backups' }));
+    const noneByFlag = await atmrDr(['restore', 'latest', '--database', 'app_without_backups', '--target-db', uniqueDatabaseName('rcli_none')], env());
     const noDatabase = await atmrDr(['restore', 'latest', '--target-db', uniqueDatabaseName('rcli_none')], env());
 
-    expect(none.status).toBe(1);
+    expect(none.status).toBe(2);
     expect(none.stderr).toMatch(/^atmr-dr: no backup of database "app_without_backups" in s3:\/\/\S+ \(no latest\/app_without_backups\.json\): .*\n$/);
+    expect(noneByFlag.status).toBe(2);
+    expect(noneByFlag.stderr).toBe(none.stderr);
     expect(noDatabase.status).toBe(2);
     expect(noDatabase.stderr).toBe('atmr-dr: "latest" is per database and none was named: set PGDATABASE or pass --database NAME\n');
   });
@@ -267,6 +270,16 @@ describe('atmr-dr restore', () => {
     expect([restoreEmpty.status, restoreEmpty.stderr]).toEqual([2, emptyLine]);
     expect([verifyEmpty.status, verifyEmpty.stderr]).toEqual([2, emptyLine]);
     expect([verifyEmptyOption.status, verifyEmptyOption.stderr]).toEqual([2, 'atmr-dr: --database is empty: pass the database whose latest backup to use, or leave --database out to use PGDATABASE\n']);
+    expect(databaseExists(cluster, target)).toBe(false);
+  });
+
+  it('a manifest key that does not exist: one line naming it and where to list the keys, exit 2 (bad input), nothing created', async () => {
+    const target = uniqueDatabaseName('rcli_nokey');
+
+    const run = await atmrDr(['restore', 'daily/nope_backup_20200101_000000.manifest.json', '--target-db', target], env());
+
+    expect(run.stderr).toBe(`atmr-dr: manifest s3://${localS3.bucket}/daily/nope_backup_20200101_000000.manifest.json does not exist; list backups with: atmr-dr backups list\n`);
+    expect(run.status).toBe(2);
     expect(databaseExists(cluster, target)).toBe(false);
   });
 
@@ -559,6 +572,15 @@ describe('atmr-dr restore-test', () => {
     expect(report.steps).toEqual(expect.objectContaining({ backupSeconds: expect.any(Number), restoreSeconds: expect.any(Number), cleanupSeconds: expect.any(Number) }));
     expect(report.criticalQueries.map((q: { status: string }) => q.status)).toEqual(['ok', 'skipped']);
     expect(databaseExists(cluster, report.scratchDatabase)).toBe(false);
+  });
+
+  it('--progress shows the restore\'s download and load on stderr, as restore does; stdout stays the report', async () => {
+    const run = await atmrDr(['restore-test', '--json', '--progress'], env({ PGDATABASE: source }));
+
+    expect(run.status).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual(expect.objectContaining({ ok: true }));
+    expect(run.stderr).toMatch(/^download: \d+(\.\d)? KiB of \d+(\.\d)? KiB \(100%\), \d+(\.\d)? [KMG]?i?B\/s$/m);
+    expect(run.stderr).toMatch(/^load: \d+(\.\d)? MiB in the staging database, \d+ s$/m);
   });
 
   it('exits 1 with the report and one line on stderr when a critical query fails; no scratch database left', async () => {
