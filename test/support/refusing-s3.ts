@@ -25,6 +25,11 @@ export async function startRefusingS3(s3: LocalS3, refuses: (method: string, url
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
   });
+  return listenOnLoopback(proxy);
+}
+
+/** A proxy in front of s3rver, listening on 127.0.0.1 and a free port: its endpoint, and stop. */
+export async function listenOnLoopback(proxy: http.Server): Promise<{ endpoint: string; stop(): Promise<void> }> {
   await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
   return {
     endpoint: `http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`,

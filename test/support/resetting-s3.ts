@@ -1,5 +1,5 @@
 import * as http from 'node:http';
-import type * as net from 'node:net';
+import { listenOnLoopback } from './refusing-s3';
 import type { LocalS3 } from './s3';
 
 /**
@@ -38,12 +38,5 @@ export async function startResettingS3(s3: LocalS3, cuts: (key: string, range: s
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
   });
-  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-  return {
-    endpoint: `http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`,
-    async stop() {
-      proxy.closeAllConnections();
-      await new Promise((resolve) => proxy.close(resolve));
-    },
-  };
+  return listenOnLoopback(proxy);
 }
