@@ -99,11 +99,13 @@ export function parseCompressionLevel(text: string): number {
 /**
  * "backup: 1.2 GiB dumped (compressed) from a 5.0 GiB database, 48.0 MiB/s". The dump is compressed
  * and skips index contents, so it ends well below the database size: the size is a scale, not a 100%
- * mark, and "of a 5.0 GiB database" read as a backup stuck at 20%.
+ * mark, and "of a 5.0 GiB database" read as a backup stuck at 20%. A dump that stands still says
+ * what it waits for (BackupProgress.waiting).
  */
 export function formatProgress(progress: BackupProgress, databaseBytes?: number): string {
   const scale = databaseBytes === undefined ? '' : ` (compressed) from a ${formatBytes(databaseBytes)} database`;
-  return `backup: ${formatBytes(progress.bytes)} dumped${scale}, ${formatBytes(progress.bytesPerSecond)}/s`;
+  const waiting = progress.waiting ? `; ${progress.waiting}` : '';
+  return `backup: ${formatBytes(progress.bytes)} dumped${scale}, ${formatBytes(progress.bytesPerSecond)}/s${waiting}`;
 }
 
 /** pg_database_size of the backed-up database, for the progress line; undefined when it cannot be read. */

@@ -13,6 +13,7 @@ import { isRefusedStatement } from '../shared/pg-errors';
 import { BackupManifestSchema, LatestPointerSchema, type BackupManifest, type BackupObject, type LatestPointer } from '../shared/manifest';
 import { safeJson } from '../shared/json';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
+import { LockWaitWatch } from './lock-wait';
 import {
   backupObjectKeys,
   type BackupObjectKeys,
@@ -44,6 +45,8 @@ export type BackupFormat = 'custom' | 'plain';
 export interface BackupProgress {
   readonly bytes: number;
   readonly bytesPerSecond: number;
+  /** When the dump has stood still a while: what it waits for (a table another session holds locked), see lock-wait.ts. */
+  readonly waiting?: string;
 }
 export interface RunBackupDeps {
   readonly s3: S3Client;
@@ -122,6 +125,8 @@ const STAGE_BUFFER_BYTES = 1024 * 1024;
 /** zlib output chunk: fewer thread-pool round trips than the 16 KiB default (~10% less CPU). */
 const GZIP_CHUNK_BYTES = 256 * 1024;
 const PROGRESS_INTERVAL_MS = 1000;
+/** A dump that has not moved for this long is looked at (lock-wait.ts): a lock wait is worth naming, a pause is not. */
+const STALL_LOOK_AFTER_MS = 3000;
 const KILL_GRACE_MS = 5000;
 /**
  * A table locked by another session: without a bound, the run waits as long as that session does
@@ -459,9 +464,21 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
 
   let dumpedBytes = 0;
   dump.stdout.on('data', (chunk: Buffer) => (dumpedBytes += chunk.length));
+  // Only for a person watching (the CLI's progress): the scheduled runs fail naming the table.
+  const lockWatch = deps.onProgress ? new LockWaitWatch(deps.connection, input.lockWaitMs) : undefined;
+  let lastBytes = 0;
+  let movedAt = streamStart;
   const progress = (): void => {
-    const seconds = (Date.now() - streamStart) / 1000;
-    deps.onProgress?.({ bytes: dumpedBytes, bytesPerSecond: seconds > 0 ? dumpedBytes / seconds : 0 });
+    const at = Date.now();
+    if (dumpedBytes !== lastBytes) {
+      lastBytes = dumpedBytes;
+      movedAt = at;
+      lockWatch?.clear();
+    } else if (at - movedAt >= STALL_LOOK_AFTER_MS) {
+      lockWatch?.look();
+    }
+    const seconds = (at - streamStart) / 1000;
+    deps.onProgress?.({ bytes: dumpedBytes, bytesPerSecond: seconds > 0 ? dumpedBytes / seconds : 0, ...(lockWatch?.current && { waiting: lockWatch.current }) });
   };
   const ticker = deps.onProgress ? setInterval(progress, PROGRESS_INTERVAL_MS) : undefined;
   ticker?.unref();
@@ -472,6 +489,8 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
     () => {
       if (failure) return;
       if (ticker) clearInterval(ticker);
+      void lockWatch?.close();
+      lockWatch?.clear();
       progress();
       const stored = sinks.reduce((sum, s) => sum + s.stored, 0);
       const written = sinks.reduce((sum, s) => sum + s.hasher.bytes, 0);
@@ -512,6 +531,7 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
     await Promise.all([produced, ...uploads]);
   } finally {
     if (ticker) clearInterval(ticker);
+    await lockWatch?.close();
     deps.signal?.removeEventListener('abort', onAbort);
   }
 

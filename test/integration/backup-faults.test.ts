@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { runBackup } from '../../lambdas/backup/backup';
+import { type BackupProgress, runBackup } from '../../lambdas/backup/backup';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
@@ -572,6 +572,50 @@ describe('atmr-dr backup faults (integration)', () => {
     } finally {
       await lock?.release();
       dropDatabase(database);
+    }
+  }, 60_000);
+
+  it("a dump standing still behind another session's lock: the progress names the table, the session holding it and how to end it; the run goes on once it is released", async () => {
+    // Arrange: a migration holds one table ACCESS EXCLUSIVE in a transaction it keeps open
+    const database = uniqueDatabaseName('bkf_waitline');
+    createDatabase(database, 'CREATE TABLE free (id int); CREATE TABLE held (id int); INSERT INTO held VALUES (1);');
+    const cluster = testCluster();
+    const holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database, application_name: 'flask db upgrade' });
+    await holder.connect();
+    const seen: BackupProgress[] = [];
+    let run: Promise<unknown> | undefined;
+    try {
+      await holder.query('BEGIN; LOCK TABLE held IN ACCESS EXCLUSIVE MODE');
+      const holderPid = (await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+      run = runBackup(
+        { s3: createS3Client(s3.env), bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database }, onProgress: (p) => seen.push(p) },
+        { tier: 'hourly', formats: ['custom'] },
+      );
+      run.catch(() => undefined);
+      const deadline = Date.now() + 20_000;
+      while (!seen.some((p) => p.waiting) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+
+      // Act: the migration ends
+      await holder.end();
+      const result = (await run) as Awaited<ReturnType<typeof runBackup>>;
+
+      // Assert: while it waited, the line said for what and how to end it; once the dump moved, no more
+      const waited = seen.find((p) => p.waiting)?.waiting;
+      expect(waited).toMatch(
+        new RegExp(
+          `^waiting \\d+ s for a lock on public\\.held held by pid ${holderPid} \\(role ${cluster.user}, application "flask db upgrade", idle in transaction, transaction open \\d+ s\\); the backup gives up at 5 min: end that session \\(SELECT pg_terminate_backend\\(${holderPid}\\)\\) or wait for it$`,
+        ),
+      );
+      expect(seen[0].waiting).toBeUndefined();
+      expect(seen.at(-1)?.waiting).toBeUndefined();
+      expect(result.manifest.tables).toContainEqual({ schema: 'public', name: 'held', rows: 1 });
+    } finally {
+      await holder.end().catch(() => undefined);
+      await run?.catch(() => undefined);
+      dropDatabase(database);
+      // This run published a backup, by design: the tests after it compare against the bucket as it now is.
+      seededPointers = await pointers(createS3Client(s3.env), s3.bucket);
+      seededManifests = await manifests();
     }
   }, 60_000);
 

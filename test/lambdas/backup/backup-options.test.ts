@@ -8,6 +8,7 @@ import { assertCompressionLevel, parseFormats, runBackup } from '../../../lambda
 import { HashingStream } from '../../../lambdas/backup/hashing-stream';
 import { backupObjectKeys } from '../../../lambdas/shared/s3-layout';
 import { formatProgress, parseCompressionLevel } from '../../../bin/cli/backup';
+import { describeLockWait } from '../../../lambdas/backup/lock-wait';
 import { formatBytes } from '../../../lambdas/shared/format';
 
 describe('backup options', () => {
@@ -99,6 +100,21 @@ describe('CLI progress line', () => {
     expect(formatBytes(5 * 1024 ** 3)).toBe('5.0 GiB');
     expect(formatProgress({ bytes: 150 * 1024 ** 2, bytesPerSecond: 48 * 1024 ** 2 })).toBe('backup: 150.0 MiB dumped, 48.0 MiB/s');
     expect(formatProgress({ bytes: 150 * 1024 ** 2, bytesPerSecond: 48 * 1024 ** 2 }, 5 * 1024 ** 3)).toBe('backup: 150.0 MiB dumped (compressed) from a 5.0 GiB database, 48.0 MiB/s');
+  });
+
+  it('a dump standing still says what it waits for after the rate', () => {
+    expect(formatProgress({ bytes: 0, bytesPerSecond: 0, waiting: 'waiting 4 s for a lock on public.t held by pid 7' })).toBe('backup: 0 B dumped, 0 B/s; waiting 4 s for a lock on public.t held by pid 7');
+  });
+
+  it('the lock wait names what this role may see of the holder, the others blocking, and the bound in minutes', () => {
+    const wait = { table: 'public.rides', waitedSeconds: 75, blockerPid: 4242, otherBlockers: 0, blockerRole: 'app', blockerApplication: 'psql', blockerState: 'idle in transaction', blockerTransactionSeconds: 182 };
+    expect(describeLockWait(wait, 300_000)).toBe(
+      'waiting 1 min 15 s for a lock on public.rides held by pid 4242 (role app, application "psql", idle in transaction, transaction open 3 min 2 s); the backup gives up at 5 min: end that session (SELECT pg_terminate_backend(4242)) or wait for it',
+    );
+    // Another role's session without pg_read_all_stats: no state, no transaction start
+    expect(describeLockWait({ ...wait, otherBlockers: 2, blockerApplication: '', blockerState: null, blockerTransactionSeconds: null }, 90_000)).toBe(
+      'waiting 1 min 15 s for a lock on public.rides held by pid 4242 (role app) and 2 more; the backup gives up at 1 min 30 s: end that session (SELECT pg_terminate_backend(4242)) or wait for it',
+    );
   });
 });
 

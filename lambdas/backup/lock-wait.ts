@@ -1,0 +1,160 @@
+import type { Client } from 'pg';
+import { APPLICATION_NAME, connectTo, type PgConnection } from '../shared/pg-connection';
+
+/**
+ * What a backup waits for when its dump stands still. pg_dump locks every table it dumps before it
+ * writes a byte, and a table another session holds ACCESS EXCLUSIVE (a migration, VACUUM FULL, a
+ * LOCK TABLE in a transaction left open) holds it there for up to the lock wait bound: the progress
+ * line read "0 B dumped, 0 B/s" for five minutes, saying neither that the run waits nor for whom.
+ * This reads it from the server: a session of this run (application_name atmr-dr, this role, this
+ * database) waiting on a lock, the table, and the first session that blocks it.
+ */
+export interface LockWait {
+  readonly table: string | null;
+  readonly waitedSeconds: number;
+  readonly blockerPid: number;
+  /** Sessions blocking the waiter besides blockerPid. */
+  readonly otherBlockers: number;
+  readonly blockerRole: string | null;
+  readonly blockerApplication: string | null;
+  /** NULL when this role may not read the other session's state (not the same role, no pg_read_all_stats). */
+  readonly blockerState: string | null;
+  readonly blockerTransactionSeconds: number | null;
+}
+
+/**
+ * The table with its schema whatever the search_path (regclass would drop a schema in the path).
+ * The oldest waiter first: pg_dump's LOCK TABLE and the row counts wait on the same table, and the
+ * first to queue names it. pg_blocking_pids lists the holders and the requests queued before it.
+ */
+const LOCK_WAIT_SQL = `
+SELECT (SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+          FROM pg_catalog.pg_locks l
+          JOIN pg_catalog.pg_class c ON c.oid = l.relation
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE l.pid = w.pid AND NOT l.granted AND l.locktype = 'relation' LIMIT 1) AS table,
+       floor(extract(epoch FROM now() - w.query_start))::int AS waited_seconds,
+       blockers[1] AS blocker_pid,
+       cardinality(blockers) - 1 AS other_blockers,
+       b.usename AS blocker_role,
+       b.application_name AS blocker_application,
+       b.state AS blocker_state,
+       floor(extract(epoch FROM now() - b.xact_start))::int AS blocker_transaction_seconds
+FROM pg_catalog.pg_stat_activity w
+CROSS JOIN LATERAL pg_catalog.pg_blocking_pids(w.pid) AS blockers
+LEFT JOIN pg_catalog.pg_stat_activity b ON b.pid = blockers[1]
+WHERE w.datname = current_database() AND w.usename = current_user AND w.application_name = $1
+  AND w.pid <> pg_backend_pid() AND w.wait_event_type = 'Lock' AND cardinality(blockers) > 0
+ORDER BY w.query_start
+LIMIT 1`;
+
+interface LockWaitRow {
+  table: string | null;
+  waited_seconds: number;
+  blocker_pid: number;
+  other_blockers: number;
+  blocker_role: string | null;
+  blocker_application: string | null;
+  blocker_state: string | null;
+  blocker_transaction_seconds: number | null;
+}
+
+export async function readLockWait(client: Client): Promise<LockWait | undefined> {
+  const row = (await client.query<LockWaitRow>(LOCK_WAIT_SQL, [APPLICATION_NAME])).rows[0];
+  if (!row) return undefined;
+  return {
+    table: row.table,
+    waitedSeconds: row.waited_seconds,
+    blockerPid: row.blocker_pid,
+    otherBlockers: row.other_blockers,
+    blockerRole: row.blocker_role,
+    blockerApplication: row.blocker_application,
+    blockerState: row.blocker_state,
+    blockerTransactionSeconds: row.blocker_transaction_seconds,
+  };
+}
+
+/**
+ * "waiting 14 s for a lock on public.rides held by pid 4242 (role app, application "psql", idle in
+ * transaction, transaction open 3 min 2 s); the backup gives up at 5 min: end that session (SELECT
+ * pg_terminate_backend(4242)) or wait for it"
+ */
+export function describeLockWait(wait: LockWait, lockWaitMs: number): string {
+  const about = [
+    wait.blockerRole && `role ${wait.blockerRole}`,
+    wait.blockerApplication && `application "${wait.blockerApplication}"`,
+    wait.blockerState,
+    wait.blockerTransactionSeconds !== null && `transaction open ${formatSeconds(wait.blockerTransactionSeconds)}`,
+  ].filter(Boolean);
+  const others = wait.otherBlockers > 0 ? ` and ${wait.otherBlockers} more` : '';
+  return (
+    `waiting ${formatSeconds(wait.waitedSeconds)} for a lock on ${wait.table ?? 'a table'} held by pid ${wait.blockerPid}${about.length ? ` (${about.join(', ')})` : ''}${others}; ` +
+    `the backup gives up at ${formatSeconds(Math.round(lockWaitMs / 1000))}: end that session (SELECT pg_terminate_backend(${wait.blockerPid})) or wait for it`
+  );
+}
+
+function formatSeconds(seconds: number): string {
+  const s = Math.max(0, seconds);
+  if (s < 60) return `${s} s`;
+  return s % 60 === 0 ? `${s / 60} min` : `${Math.floor(s / 60)} min ${s % 60} s`;
+}
+
+/**
+ * A look at most one at a time, on a connection of its own opened at the first look (a backup that
+ * never stalls opens none). A look that fails ends the looking: the progress line is a help, never
+ * a cause of failure, and a server that refuses it once will refuse it again.
+ */
+export class LockWaitWatch {
+  private client: Client | undefined;
+  private looking = false;
+  private stopped = false;
+  private latest: string | undefined;
+
+  constructor(
+    private readonly connection: PgConnection,
+    private readonly lockWaitMs: number,
+  ) {}
+
+  /** The last look's line, until clear(). */
+  get current(): string | undefined {
+    return this.latest;
+  }
+
+  /** The dump moved: whatever it waited for is over. */
+  clear(): void {
+    this.latest = undefined;
+  }
+
+  look(): void {
+    if (this.looking || this.stopped) return;
+    this.looking = true;
+    void this.lookOnce().finally(() => (this.looking = false));
+  }
+
+  async close(): Promise<void> {
+    this.stopped = true;
+    const client = this.client;
+    this.client = undefined;
+    await client?.end().catch(() => undefined);
+  }
+
+  private async lookOnce(): Promise<void> {
+    try {
+      if (!this.client) {
+        const client = await connectTo(this.connection);
+        if (this.stopped) {
+          await client.end().catch(() => undefined);
+          return;
+        }
+        // A look that cannot answer in 2 s is not worth a line that would arrive stale.
+        await client.query("SET statement_timeout = '2s'");
+        this.client = client;
+      }
+      const wait = await readLockWait(this.client);
+      if (!this.stopped) this.latest = wait && describeLockWait(wait, this.lockWaitMs);
+    } catch {
+      this.latest = undefined;
+      await this.close();
+    }
+  }
+}
