@@ -9,7 +9,7 @@ import { backoutClients } from '../../lambdas/backout/clients';
 import { assertFamily, currentTaskDefinition, describeRelease, describeService } from '../../lambdas/backout/ecs';
 import { BACKOUT_ACTOR, DowngradePreparation, downgradeArgs, finishDowngrade, MIGRATION_STARTED_BY, MigrationTaskResult, MigrationTaskStage, parseRevision, prepareDowngrade, runMigrationTask } from '../../lambdas/backout/migration';
 import { BackoutSettings, findService, pinParameterPrefix } from '../../lambdas/backout/settings';
-import { acquireLock, releaseLock, rollbackHistory } from '../../lambdas/backout/state';
+import { acquireLock, LockRecord, readLock, recordRollback, releaseLock, rollbackHistory, unlockCommandLine } from '../../lambdas/backout/state';
 import { putRollbackMetrics } from '../../lambdas/backout/metrics';
 import {
   backoutStatus,
@@ -113,9 +113,9 @@ export function settingsFromConfig(
 }
 
 /**
- * `readOnly` (rollback status): the incidents topic and the killswitch parameter are not resolved,
+ * `readOnly` (rollback status, unlock): the incidents topic and the killswitch parameter are not resolved,
  * only the commands that publish a report or set the killswitch need them; status reads ECS and the
- * ops-state table only, and must answer where they are not deployed or named (a laptop with --table).
+ * ops-state table only, unlock the table only, and must answer where they are not deployed or named (a laptop with --table).
  */
 async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string, readOnly = false): Promise<RollbackCliContext & { serviceName: string }> {
   const root = packageRoot();
@@ -142,6 +142,12 @@ async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string, r
   };
 }
 
+const expiry = (lock: LockRecord) => new Date(lock.expiresAt * 1000).toISOString();
+
+/** The end of a command's last line when its lock could not be released: why, and what releases it. */
+const lockNotReleasedLine = (service: string, owner: string, why: string, force = false) =>
+  `the lock of ${service} could not be released (${why}): ${unlockCommandLine(service, owner, force)}`;
+
 const age = (seconds: number) => (seconds < 3600 ? `${Math.round(seconds / 60)} min` : seconds < 172800 ? `${(seconds / 3600).toFixed(1)} h` : `${Math.round(seconds / 86400)} d`);
 
 export async function statusCommand(ctx: RollbackCliContext, services: string[], json: boolean): Promise<void> {
@@ -154,7 +160,8 @@ export async function statusCommand(ctx: RollbackCliContext, services: string[],
   for (const s of statuses) {
     ctx.print(`${s.service}: running ${s.currentTaskDefinition}`);
     ctx.print(s.lastKnownGood ? `  last known good: ${s.lastKnownGood.taskDefinitionArn} (recorded ${age(s.lastKnownGood.ageSeconds)} ago, alembic ${s.lastKnownGood.alembicHead ?? 'n/a'})` : '  last known good: none recorded');
-    ctx.print(s.lock ? `  lock: held by ${s.lock.owner} since ${s.lock.acquiredAt} (${s.lock.reason})` : '  lock: free');
+    // The owner is what `rollback unlock --owner` takes; the expiry, how long the lock blocks if nobody releases it.
+    ctx.print(s.lock ? `  lock: held by ${s.lock.owner} since ${s.lock.acquiredAt}, expires ${expiry(s.lock)} (${s.lock.reason})` : '  lock: free');
     if (s.cooldownUntil) ctx.print(`  cooldown until ${s.cooldownUntil}`);
     for (const r of s.rollbacks) ctx.print(`  ${r.at} ${r.outcome}: ${r.summary}`);
     if (!s.rollbacks.length) ctx.print('  no rollback recorded');
@@ -187,15 +194,20 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
   let state = await guards(ctx.deps, ctx.settings, { service: plan.service, manual: { actor: await ctx.actor(), targetTaskDefinition: plan.target.taskDefinitionArn, dryRun: false } });
   if (state.decision === 'skip') throw new OperatorError(`rollback: another rollback of ${plan.service} holds the lock; see "rollback status", nothing changed`, 3);
   if (state.decision !== 'proceed') {
-    const { notTold } = await reportOrSay(ctx, state);
+    const { result, notTold } = await reportOrSay(ctx, state);
     await publishMetrics(ctx, state);
-    throw new OperatorError(`rollback: ${state.reason}${notTold}`, 1);
+    const lockLeft = result.lockNotReleased ? `; ${lockNotReleasedLine(plan.service, state.owner, result.lockNotReleased)}` : '';
+    throw new OperatorError(`rollback: ${state.reason}${notTold}${lockLeft}`, 1);
   }
   // Ctrl-C during the guards (the actor lookup, the lock): nothing was sent to ECS yet, and nothing
   // is; the lock the guards took is released so that the next rollback is not refused.
   if (ctx.signal?.aborted) {
-    await releaseLock(ctx.deps.doc, ctx.settings.tableName, plan.service, state.owner);
-    throw new OperatorError(`rollback: interrupted before UpdateService: nothing changed; the lock is released`, 1);
+    const owner = state.owner;
+    const released = await releaseLock(ctx.deps.doc, ctx.settings.tableName, plan.service, owner).then(
+      () => 'the lock is released',
+      (error: unknown) => lockNotReleasedLine(plan.service, owner, namedLine(error)),
+    );
+    throw new OperatorError(`rollback: interrupted before UpdateService: nothing changed; ${released}`, 1);
   }
   try {
     state = await rollOut(ctx.deps, ctx.settings, state);
@@ -222,15 +234,24 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
   ctx.print(`${result.outcome}: ${result.summary}`);
   // Nobody else was told: the pin advice must not be lost with the topic.
   const pinAdvice = state.rollout?.pinError ? `; the pin ${state.rollout.pin} was not written either (${state.rollout.pinError}): hold the deploys of ${plan.service} and write the pin by hand` : '';
-  if (notTold) throw new OperatorError(`rollback: ${result.outcome}${notTold}${pinAdvice}`, 1);
+  // The report's release of the lock failed: the outcome stays the line's first word, and the line
+  // ends with the command that releases the lock (else every rollback of the service, the automatic
+  // one included, is refused until it expires).
+  const lockLeft = result.lockNotReleased ? lockNotReleasedLine(plan.service, state.owner, result.lockNotReleased) : '';
+  const andLockLeft = lockLeft && `; ${lockLeft}`;
+  if (notTold) throw new OperatorError(`rollback: ${result.outcome}${notTold}${pinAdvice}${andLockLeft}`, 1);
   if (ctx.signal?.aborted && state.rollout) {
-    throw new OperatorError(`rollback: interrupted while following the rollout: UpdateService was sent and ECS goes on with it; the lock is released; follow it with "atmr-dr rollback status --service ${plan.service}"`, 1);
+    throw new OperatorError(
+      `rollback: interrupted while following the rollout: UpdateService was sent and ECS goes on with it; ${lockLeft || 'the lock is released'}; follow it with "atmr-dr rollback status --service ${plan.service}"`,
+      1,
+    );
   }
-  if (!['rolled-back', 'rollout-started'].includes(result.outcome)) throw new OperatorError(`rollback: ${result.outcome}: see the incidents topic and "rollback status"`, 1);
+  if (!['rolled-back', 'rollout-started'].includes(result.outcome)) throw new OperatorError(`rollback: ${result.outcome}: see the incidents topic and "rollback status"${andLockLeft}`, 1);
   // The service is rolled back, but nothing stops a pipeline from redeploying the bad release.
   if (state.rollout?.pinError) {
-    throw new OperatorError(`rollback: ${result.outcome} but the pin ${state.rollout.pin} was not written (${state.rollout.pinError}): hold the deploys of ${plan.service} and write the pin by hand (README, "The pin")`, 1);
+    throw new OperatorError(`rollback: ${result.outcome} but the pin ${state.rollout.pin} was not written (${state.rollout.pinError}): hold the deploys of ${plan.service} and write the pin by hand (README, "The pin")${andLockLeft}`, 1);
   }
+  if (lockLeft) throw new OperatorError(`rollback: ${result.outcome}, but ${lockLeft}`, 1);
 }
 
 /** What an incidents topic that refused a message means for the operator, after what was done. */
@@ -272,6 +293,8 @@ export interface MigrationOptions {
 
 /** The lock of a manual downgrade: longer than the task's follow-up (900 s) and its StopTask wait. */
 const MIGRATION_LOCK_SECONDS = 3600;
+/** The start of the reason of that lock, by which `rollback unlock` knows a downgrade may run under it. */
+const MIGRATION_LOCK_REASON = 'manual migration downgrade by';
 
 /**
  * What `rollback migration` has changed so far, kept as it goes: a second Ctrl-C quits at once,
@@ -281,7 +304,7 @@ const MIGRATION_LOCK_SECONDS = 3600;
  */
 export interface MigrationProgress {
   /** The lock's conditional put: `requested` until DynamoDB answered, `releasing` until the delete did. */
-  lock?: { readonly service: string; readonly until: string; state: 'requested' | 'held' | 'releasing' | 'released' };
+  lock?: { readonly service: string; readonly owner: string; readonly until: string; state: 'requested' | 'held' | 'releasing' | 'released' };
   /** The snapshot and the killswitch: `preparing` until prepareDowngrade returned. */
   preparing?: boolean;
   preparation?: DowngradePreparation;
@@ -331,8 +354,9 @@ export function migrationLeft(progress: MigrationProgress, settings: BackoutSett
     parts.push('the lock is released');
   } else {
     const held = lock.state === 'held' ? 'stays held' : lock.state === 'requested' ? 'may be held (its write was under way)' : 'may stay held (its release was under way)';
+    // Nothing releases it any more; --force: this line has just said which task to check first.
     parts.push(
-      `the lock of ${lock.service} ${held} until ${lock.until}, blocking rollback service, rollback migration and the automatic backout of ${lock.service} until then: "atmr-dr rollback status --service ${lock.service}" shows it`,
+      `the lock of ${lock.service} ${held} until ${lock.until}, blocking rollback service, rollback migration and the automatic backout of ${lock.service} until then: "atmr-dr rollback status --service ${lock.service}" shows it; once no migration task runs, ${unlockCommandLine(lock.service, lock.owner, true)} releases it`,
     );
   }
   return parts.join('; ');
@@ -354,7 +378,8 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
   // the schema is at: the downgrade would fail with maintenance on. It is the last known good the
   // service runs after `rollback service`; the release rolled back from is in the rollback history.
   if (release.alembicHead === revision) {
-    const [last] = await rollbackHistory(ctx.deps.doc, ctx.settings.tableName, service.serviceName, 1);
+    // A lock released by hand is in the history too, and rolled nothing back.
+    const last = (await rollbackHistory(ctx.deps.doc, ctx.settings.tableName, service.serviceName, 5)).find((entry) => entry.outcome !== UNLOCKED_OUTCOME);
     const from = last?.toTaskDefinition === taskDefinition ? last.fromTaskDefinition : null;
     throw new OperatorError(
       `rollback: ${taskDefinition} declares Alembic ${revision} itself, so its image does not hold the downgrade from a newer schema (the service runs it after a rollback): pass --task-definition ${from ? `${from} (the release ${service.serviceName} was rolled back from)` : 'TASK_DEF_ARN of the release rolled back from ("rollback status" lists the rollbacks)'}; nothing changed`,
@@ -369,19 +394,23 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
   if (ctx.signal?.aborted) throw new OperatorError('rollback: interrupted before anything changed', 1);
   const actor = await ctx.actor();
   const owner = `cli:${actor}:${Date.now()}`;
+  // Released by hand only with --force (unlockCommand): a downgrade task may run under this lock.
+  const unlock = unlockCommandLine(service.serviceName, owner, true);
   const now = (ctx.deps.now ?? (() => new Date()))();
   const until = new Date(now.getTime() + MIGRATION_LOCK_SECONDS * 1000).toISOString();
-  const lock: NonNullable<MigrationProgress['lock']> = { service: service.serviceName, until, state: 'requested' };
+  const lock: NonNullable<MigrationProgress['lock']> = { service: service.serviceName, owner, until, state: 'requested' };
   progress.lock = lock;
-  if (!(await acquireLock(ctx.deps.doc, ctx.settings.tableName, { service: service.serviceName, owner, now, ttlSeconds: MIGRATION_LOCK_SECONDS, reason: `manual migration downgrade by ${actor}` }))) {
+  if (!(await acquireLock(ctx.deps.doc, ctx.settings.tableName, { service: service.serviceName, owner, now, ttlSeconds: MIGRATION_LOCK_SECONDS, reason: `${MIGRATION_LOCK_REASON} ${actor}` }))) {
     lock.state = 'released';
     throw new OperatorError(`rollback: another rollback of ${service.serviceName} holds the lock; see "rollback status", nothing changed`, 3);
   }
   lock.state = 'held';
   // Kept only while a downgrade task may still run: a retry must not start a second one on the same database.
   let keepLock = false;
+  // The command's own ending, kept while the lock is released: a release that fails must not hide it.
+  let failure: { readonly error: unknown } | undefined;
   try {
-    // Ctrl-C during the actor lookup or the lock: nothing was prepared; the finally releases the lock.
+    // Ctrl-C during the actor lookup or the lock: nothing was prepared; the lock is released below.
     if (ctx.signal?.aborted) throw new OperatorError('rollback: interrupted before the snapshot and the killswitch: nothing changed; the lock is released', 1);
     progress.preparing = true;
     const preparation = await prepareDowngrade(ctx.deps, ctx.settings, revision, `manual downgrade by ${actor}`);
@@ -424,13 +453,13 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
     if (result.ok && notTold) throw new OperatorError(`rollback: migration downgrade done${notTold}`, 1);
     if (task.unanswered) {
       throw new OperatorError(
-        `rollback: a migration task may have been started (RunTask got no answer: ${task.unanswered.why}): ${lookForTask(ctx.settings.clusterName)}; the killswitch stays in maintenance; the lock stays held until ${until} so that no second downgrade starts${notTold}`,
+        `rollback: a migration task may have been started (RunTask got no answer: ${task.unanswered.why}): ${lookForTask(ctx.settings.clusterName)}; the killswitch stays in maintenance; the lock stays held until ${until} so that no second downgrade starts; once no migration task runs, ${unlock} releases it${notTold}`,
         1,
       );
     }
     if (keepLock) {
       throw new OperatorError(
-        `rollback: the migration task ${task.taskArn} may still be running (${task.stoppedReason}): ${followTask(ctx.settings.clusterName, String(task.taskArn))}; the killswitch stays in maintenance; the lock stays held until ${until} so that no second downgrade starts${notTold}`,
+        `rollback: the migration task ${task.taskArn} may still be running (${task.stoppedReason}): ${followTask(ctx.settings.clusterName, String(task.taskArn))}; the killswitch stays in maintenance; the lock stays held until ${until} so that no second downgrade starts; once the task has stopped, ${unlock} releases it${notTold}`,
         1,
       );
     }
@@ -458,16 +487,108 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
       );
     }
     if (!result.ok) throw new OperatorError(`rollback: migration downgrade failed (exit code ${result.exitCode ?? 'none'}): the killswitch stays in maintenance; read ${result.logStream ?? 'the task logs'}${notTold}`, 1);
-  } finally {
-    if (!keepLock) {
-      lock.state = 'releasing';
+  } catch (error) {
+    failure = { error };
+  }
+  if (!keepLock) {
+    lock.state = 'releasing';
+    try {
       await releaseLock(ctx.deps.doc, ctx.settings.tableName, service.serviceName, owner);
       lock.state = 'released';
+    } catch (error) {
+      // The lock is held until it expires: the last line keeps the command's outcome and ends with
+      // the command that releases the lock (--force: no downgrade task runs, it stopped or never started).
+      throw withLockLeft(failure, lockNotReleasedLine(service.serviceName, owner, namedLine(error), true));
     }
   }
+  if (failure) throw failure.error;
 }
 
-/** `atmr-dr rollback status|service|migration`. */
+/**
+ * The command's outcome (its error, or none: the downgrade is done) with `lockLeft` in its one line.
+ * A line that said the lock is released says instead that it could not be.
+ */
+function withLockLeft(failure: { readonly error: unknown } | undefined, lockLeft: string): OperatorError {
+  if (!failure) return new OperatorError(`rollback: migration downgrade done, but ${lockLeft}`, 1);
+  const original = failure.error;
+  if (!(original instanceof OperatorError)) return new OperatorError(`rollback: ${namedLine(original)}; ${lockLeft}`, 1);
+  const said = original.message.includes('the lock is released') ? original.message.replace('the lock is released', lockLeft) : `${original.message}; ${lockLeft}`;
+  return new OperatorError(said, original.exitCode);
+}
+
+/** The rollback history's outcome of a lock released by `rollback unlock`. */
+const UNLOCKED_OUTCOME = 'unlocked';
+
+export interface UnlockOptions {
+  readonly service: string;
+  /** The owner of the lock as `rollback status` shows it: the lock the operator means, and no other. */
+  readonly owner: string;
+  readonly force?: boolean;
+}
+
+/**
+ * The lock record stores no task (it is taken before RunTask), only its reason: a lock under which a
+ * downgrade may have been run is treated as one whose task may still be running. That is every lock
+ * of `rollback migration`, and the workflow's on the API when it downgrades itself
+ * (autoDowngradeMigrations, an alarm's rollback); `rollback service` never touches the schema.
+ */
+function mayCoverDowngrade(lock: LockRecord, settings: BackoutSettings, service: string): boolean {
+  if (lock.reason.startsWith(MIGRATION_LOCK_REASON)) return true;
+  return service === settings.api.serviceName && settings.autoDowngradeMigrations && lock.reason.startsWith('alarm:');
+}
+
+/**
+ * Releases a rollback lock that nothing else will release before it expires (a command killed, a
+ * release that failed), which until then refuses every rollback of the service, the automatic one
+ * included. Only the lock of `--owner`, by a conditional delete: a lock taken again since the
+ * operator read its owner is never released by mistake.
+ */
+export async function unlockCommand(ctx: RollbackCliContext, options: UnlockOptions): Promise<void> {
+  const service = findService(ctx.settings, options.service).serviceName;
+  const { doc } = ctx.deps;
+  const table = ctx.settings.tableName;
+  const now = (ctx.deps.now ?? (() => new Date()))();
+  const lock = await readLock(doc, table, service, now);
+  if (!lock) {
+    ctx.print(`${service}: no rollback lock is held: nothing to do`);
+    return;
+  }
+  const status = `"atmr-dr rollback status --service ${service}"`;
+  if (lock.owner !== options.owner) {
+    throw new OperatorError(`rollback unlock: the lock of ${service} is held by ${lock.owner} (${lock.reason}, since ${lock.acquiredAt}), not by ${options.owner}; see ${status}, nothing changed`, 3);
+  }
+  if (!options.force && mayCoverDowngrade(lock, ctx.settings, service)) {
+    const cluster = ctx.settings.clusterName;
+    throw new OperatorError(
+      `rollback unlock: the lock of ${service} (${lock.reason}, since ${lock.acquiredAt}) may cover a migration downgrade task still running, and releasing it lets a second "flask db downgrade" start: check that "aws ecs list-tasks --cluster ${cluster} --started-by ${MIGRATION_STARTED_BY}" lists no task and that none listed with --desired-status STOPPED is still RUNNING ("aws ecs describe-tasks --cluster ${cluster} --tasks ARN"), then pass --force; nothing changed`,
+      2,
+    );
+  }
+  const actor = await ctx.actor();
+  if (!(await releaseLock(doc, table, service, lock.owner))) {
+    // Refused: another rollback took the lock since it was read, or it is gone (expired, released).
+    const again = await readLock(doc, table, service, (ctx.deps.now ?? (() => new Date()))());
+    if (again) throw new OperatorError(`rollback unlock: the lock of ${service} was taken again by ${again.owner} (${again.reason}, since ${again.acquiredAt}); see ${status}, nothing changed`, 3);
+    ctx.print(`${service}: the lock of ${lock.owner} is gone (it expired or was released meanwhile): nothing to do`);
+    return;
+  }
+  const summary = `${service}: lock of ${lock.owner} (${lock.reason}, since ${lock.acquiredAt}) released by hand by ${actor}`;
+  ctx.print(summary);
+  // Who released it, beside the rollbacks in "rollback status"; the lock is released whatever this does.
+  await recordRollback(doc, table, {
+    service,
+    owner: lock.owner,
+    at: now.toISOString(),
+    outcome: UNLOCKED_OUTCOME,
+    summary,
+    fromTaskDefinition: null,
+    toTaskDefinition: null,
+    trigger: `manual: ${actor}`,
+    seconds: null,
+  }).catch((error: unknown) => ctx.print(`warning: the release was not recorded in the rollback history: ${namedLine(error)}`));
+}
+
+/** `atmr-dr rollback status|service|migration|unlock`. */
 export function registerRollbackCommands(program: Command, makeContext: typeof defaultContext = defaultContext): void {
   const rollback = program
     .command('rollback')
@@ -524,5 +645,23 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
         (signal) => migrationCommand({ ...ctx, signal }, opts, progress),
         () => migrationLeft(progress, ctx.settings),
       );
+    });
+
+  rollback
+    .command('unlock')
+    .description('release a rollback lock that nothing else will release before it expires (a command killed, a release that failed)')
+    .option('--service <name>', 'service whose lock to release')
+    .option('--owner <id>', 'owner of the lock, as "rollback status --service NAME" shows it')
+    .option('--force', 'release a migration downgrade\'s lock once its task has stopped')
+    .action(async (opts: { service?: string; owner?: string; force?: boolean }) => {
+      // Checked before anything is resolved: the fix names where the owner is read.
+      for (const [flag, value] of [['--service', opts.service], ['--owner', opts.owner]] as const) {
+        if (!value?.trim()) {
+          throw new OperatorError(`rollback unlock: ${flag} is missing: pass --service NAME --owner ID, the owner as "atmr-dr rollback status --service NAME" shows it (lock: held by ID)`, 2);
+        }
+      }
+      // Reads and deletes in the ops-state table only, like status: no topic nor killswitch needed.
+      const ctx = await makeContext(globals(), opts.service, true);
+      await unlockCommand(ctx, { service: ctx.serviceName, owner: String(opts.owner).trim(), force: opts.force });
     });
 }

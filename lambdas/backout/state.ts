@@ -131,6 +131,15 @@ export async function releaseLock(doc: DynamoDBDocumentClient, table: string, se
   );
 }
 
+/**
+ * The command that releases a lock nothing else will release before it expires (a command killed,
+ * a release that failed), quoted as the lines that print it quote commands. `force`: the lock may
+ * cover a migration downgrade whose task the printing line knows has stopped (rollback unlock).
+ */
+export function unlockCommandLine(service: string, owner: string, force = false): string {
+  return `"atmr-dr rollback unlock --service ${service} --owner ${owner}${force ? ' --force' : ''}"`;
+}
+
 export async function readLock(doc: DynamoDBDocumentClient, table: string, service: string, now: Date): Promise<LockRecord | null> {
   const { Item } = await doc.send(new GetCommand({ TableName: table, Key: { pk: rollbackKey(service), sk: 'LOCK' }, ConsistentRead: true }));
   if (!Item || (Item.expiresAt as number) < epoch(now)) return null;

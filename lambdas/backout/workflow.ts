@@ -30,6 +30,7 @@ import {
   RollbackHistoryEntry,
   rollbackHistory,
   startCooldown,
+  unlockCommandLine,
 } from './state';
 
 export const ROLLBACK_FINISHED_DETAIL_TYPE = 'Rollback Finished';
@@ -386,6 +387,8 @@ export interface RollbackReport {
   readonly summary: string;
   readonly page: boolean;
   readonly seconds: number | null;
+  /** The lock stays held: its release failed (why), and only `rollback unlock` or its expiry ends it. */
+  readonly lockNotReleased?: string;
 }
 
 /** The report could not be published to the incidents topic: `report` holds what the rollback did, for the CLI to say it. */
@@ -499,16 +502,18 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
 
   // Best effort: a report that cannot write its history or release its lock still pages.
   const problems: string[] = [];
-  const attempt = async (what: string, fn: () => Promise<unknown>) => {
+  const attempt = async (what: string, fn: () => Promise<unknown>): Promise<string | undefined> => {
     try {
       await fn();
+      return undefined;
     } catch (error) {
       problems.push(`${what}: ${oneLine(error)}`);
       deps.logger.error(`report: ${what} failed`, { error: oneLine(error) });
+      return namedLine(error);
     }
   };
   if (acted) await attempt('cooldown', () => startCooldown(deps.doc, settings.tableName, state.service, now, settings.cooldownSeconds));
-  if (state.lockHeld) await attempt('lock release', () => releaseLock(deps.doc, settings.tableName, state.service, state.owner));
+  const lockNotReleased = state.lockHeld ? await attempt('lock release', () => releaseLock(deps.doc, settings.tableName, state.service, state.owner)) : undefined;
   await attempt('history', () =>
     recordRollback(deps.doc, settings.tableName, {
       service: state.service,
@@ -523,13 +528,16 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
     }),
   );
   for (const problem of problems) lines.push(`Warning: ${problem}`);
+  // Held until it expires otherwise, refusing every rollback of the service, the automatic one included.
+  if (lockNotReleased) lines.push(`The lock of ${state.service} stays held until it expires, blocking every rollback of ${state.service}: release it with ${unlockCommandLine(state.service, state.owner)}`);
+  const told = { outcome, summary, page, seconds, ...(lockNotReleased && { lockNotReleased }) };
 
   const subject = `[atmr-dr] ${page ? 'ACTION NEEDED: ' : ''}backout ${settings.environmentName} ${state.service}: ${outcome}`.slice(0, 100);
   try {
     await deps.sns.send(new PublishCommand({ TopicArn: settings.topicArn, Subject: subject, Message: lines.join('\n') }));
   } catch (error) {
     // Still a failure (the workflow's Report fails, its alarm pages), but one that keeps what was done.
-    throw new ReportNotPublished({ outcome, summary, page, seconds }, error);
+    throw new ReportNotPublished(told, error);
   }
   await attempt('event', () =>
     deps.events.send(
@@ -557,7 +565,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   );
   addRollbackMetrics(deps.metrics, rollbackMetrics({ acted, outcome, seconds }));
   deps.logger.info('backout finished', { service: state.service, outcome, page, seconds });
-  return { outcome, summary, page, seconds };
+  return told;
 }
 
 export interface RollbackPlan {

@@ -90,6 +90,10 @@ describe('the atmr-dr commands the project prints parse with the CLI', () => {
     expect(found(path.join('lambdas', 'recovery', 'workflow.ts'), /recover cutover .* --undo --yes/)).toBe(true);
     expect(found(path.join('lib', 'constructs', 'rollback.ts'), /rollback status/)).toBe(true);
     expect(found(path.join('docs', 'backout.md'), /rollback service/)).toBe(true);
+    // The release of a lock nothing else releases, as the backout's lines and the docs print it.
+    expect(found(path.join('lambdas', 'backout', 'state.ts'), /^atmr-dr rollback unlock --service \S+ --owner \S+$/)).toBe(true);
+    expect(found(path.join('docs', 'backout.md'), /rollback unlock --service NAME --owner ID \[--force\]/)).toBe(true);
+    expect(found('README.md', /rollback unlock --service NAME --owner ID \[--force\]/)).toBe(true);
     expect(found('README.md', /recover --to-time "5 minutes ago"/)).toBe(true);
   });
 
@@ -98,6 +102,10 @@ describe('the atmr-dr commands the project prints parse with the CLI', () => {
     const wrong = printed.flatMap((p, i) => (refused[i] === null ? [] : [`${p.file}: "${p.text}": ${refused[i]}`]));
 
     expect(wrong).toEqual([]);
+  });
+
+  it('parses the unlock command as the lines that keep a migration\'s lock print it (with --force and an owner holding colons)', () => {
+    expect(refusals([commandLine('"atmr-dr rollback unlock --service atmr-api --owner cli:arn:aws:sts::111111111111:assumed-role/atmr-oncall/alice:1796222302120 --force"'.slice(1, -1))!])).toEqual([null]);
   });
 
   it('the parse refuses the command the backout page once printed, and the forms an operator might type from it', () => {
