@@ -516,9 +516,10 @@ export interface LookedAtStatement {
 
 /**
  * Runs a statement on the admin session, and looks before speaking when its answer is lost. The
- * server's own error is thrown as it is. An answer that never came (the connection cut once the
- * statement had left, the server gone) says nothing of what the server did: the session is ended
- * and a new connection reads pg_database. Carried out: returns as if the answer had come (and
+ * server's own error is thrown as it is, a cancelled statement's too (statement_timeout,
+ * pg_cancel_backend: the server rolled it back and said so). An answer that never came (the
+ * connection cut once the statement had left, the server gone, the session terminated) says
+ * nothing of what the server did: the session is ended and a new connection reads pg_database. Carried out: returns as if the answer had come (and
  * warns). Not carried out: throws, saying so, as a refusal would. Otherwise: Unsettled.
  */
 export async function runLooking(session: AdminSession, statement: LookedAtStatement, run: (client: Client) => Promise<unknown>, warn: (line: string) => void): Promise<void> {

@@ -23,6 +23,27 @@ describe('isRefusedStatement', () => {
     }
   });
 
+  it('is true for a statement the server cancelled (57014: a statement_timeout, or pg_cancel_backend): it answered that it rolled it back, and the session goes on', async () => {
+    const client = await connect();
+    const admin = await connect();
+    try {
+      const timedOut = await client.query("SET statement_timeout = '100ms'; SELECT pg_sleep(30)").catch((e: unknown) => e);
+      await client.query('SET statement_timeout = 0');
+      const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+      const sleeping = client.query('SELECT pg_sleep(30)').catch((e: unknown) => e);
+      while ((await admin.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [pid])).rowCount === 0) await new Promise((r) => setTimeout(r, 20));
+      await admin.query('SELECT pg_cancel_backend($1)', [pid]);
+      const cancelled = await sleeping;
+
+      expect([(timedOut as { code?: string }).code, (cancelled as { code?: string }).code]).toEqual(['57014', '57014']);
+      expect([isRefusedStatement(timedOut), isRefusedStatement(cancelled)]).toEqual([true, true]);
+      expect((await client.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await client.end();
+      await admin.end();
+    }
+  });
+
   it('is false for a session the server ended (57P01) and for a connection that is gone (no SQLSTATE)', async () => {
     const victim = await connect();
     const admin = await connect();

@@ -1129,6 +1129,54 @@ describe('an answer lost on the network: the server carried the statement out, t
   });
 });
 
+describe('a swap statement the server cancelled (57014: statement_timeout, pg_cancel_backend)', () => {
+  it('is a refusal the server answered: the line gives its reason, with no look and no "connection was lost"; target untouched, staging dropped, exit 1', async () => {
+    // Arrange: another session holds a lock on the target's database object (a COMMENT in an open
+    // transaction), so the rename aside waits for it until an operator cancels it
+    const target = makeTarget();
+    const before = databaseDigest(cluster, target);
+    const holder = new Client(connection);
+    const canceller = new Client(connection);
+    await holder.connect();
+    await canceller.connect();
+    const warnings: string[] = [];
+    try {
+      await holder.query(`BEGIN; COMMENT ON DATABASE "${target}" IS 'held by a test'`);
+      const restoring = restoreBackup(deps({ warn: (line) => warnings.push(line) }), { ref: manifestKey, targetDb: target, force: true }).then(
+        () => undefined,
+        (error: unknown) => error as OperatorError,
+      );
+      const waiting = `SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'ALTER DATABASE "${target}" RENAME TO%'`;
+      let rename: { pid: number } | undefined;
+      for (let i = 0; i < 600 && rename === undefined; i += 1) {
+        rename = (await canceller.query<{ pid: number }>(waiting)).rows[0];
+        if (rename === undefined) await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(rename).toBeDefined();
+
+      // Act
+      await canceller.query('SELECT pg_cancel_backend($1)', [rename?.pid]);
+      const error = await restoring;
+
+      // Assert
+      expect(error?.exitCode).toBe(1);
+      expect(error?.message).toMatch(
+        new RegExp(
+          `^swap failed after the load: cannot take "${target}" out of the way \\(canceling statement due to user request\\); target "${target}" untouched: stop its clients and retry; the restored copy was not swapped in, staging database ${target}_restore_\\w+ dropped$`,
+        ),
+      );
+      expect(warnings).toEqual([]);
+      await holder.query('ROLLBACK');
+      expect(databaseDigest(cluster, target)).toBe(before);
+      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+    } finally {
+      await holder.end();
+      await canceller.end();
+      for (const name of [target, ...databasesLike(cluster, `${target}_`)]) psql(cluster, 'postgres', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    }
+  });
+});
+
 describe('catalog', () => {
   it('lists manifests newest first and filters by tier', async () => {
     const older = await writeFixtureBackup(s3, localS3.bucket, cluster, source, { tier: 'weekly', startedAt: new Date('2026-01-04T01:00:00Z') });
