@@ -20,7 +20,7 @@ import { createTemporaryInstance, deleteTemporaryInstance, temporaryInstanceStat
  * Lambda entry of the restore concern (runner image, CMD `restore.handler`):
  *  - `{}` or `{"tier": "..."}` (EventBridge Scheduler): the restore test. A failed test is
  *    reported (metric 0, report in the bucket) and returned; only a crash throws.
- *  - `{"restore": {"ref", "targetDb", "tier"?, "force"?, "format"?, "terminateConnections"?}}`:
+ *  - `{"restore": {"ref", "targetDb", "tier"?, "force"?, "format"?, "terminateConnections"?, "noOwner"?}}`:
  *    a verified restore on the configured target; refusals throw their one-line OperatorError.
  *  - `{"temporaryInstance": "create" | "status" | "delete"}` and `{"tier", "targetHost", "targetPort"}`:
  *    the steps of the restore test on a temporary RDS instance (driven by a Step Functions state machine).
@@ -87,7 +87,12 @@ export async function restoreTestHandler(event: unknown, context?: Context) {
   const isRestore = typeof event === 'object' && event !== null && 'restore' in event;
   const parsed = isRestore ? RestoreEventSchema.safeParse(event) : RestoreTestEventSchema.safeParse(event ?? {});
   if (!parsed.success) {
-    throw new OperatorError('restore event must be {} or {"tier": "hourly|daily|weekly|monthly"} (restore test), or {"restore": {"ref": "latest", "targetDb": "<name>"}}');
+    // The first field at fault, named: "noOwner": "yes" must not read as a malformed event as a whole.
+    const issue = parsed.error.issues[0];
+    const why = issue === undefined ? '' : ` (${issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''}${issue.message})`;
+    throw new OperatorError(
+      `restore event must be {} or {"tier": "hourly|daily|weekly|monthly"} (restore test), or {"restore": {"ref": "latest", "targetDb": "<name>", "tier"?, "force"?, "format"?, "terminateConnections"?, "noOwner"?}}${why}`,
+    );
   }
   const settings = loadRestoreTestSettings(env);
   clients ??= {

@@ -125,6 +125,8 @@ export const LambdaRestoreRequestSchema = z.strictObject({
   force: z.boolean().default(false),
   format: z.enum(['custom', 'plain']).optional(),
   terminateConnections: z.boolean().default(false),
+  /** pg_restore --no-owner, as the CLI's --no-owner (custom format only). */
+  noOwner: z.boolean().default(false),
 });
 export type LambdaRestoreRequest = z.infer<typeof LambdaRestoreRequestSchema>;
 

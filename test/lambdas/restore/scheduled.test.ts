@@ -251,6 +251,41 @@ describe('restore-test Lambda handler', () => {
     expect(psql(cluster, targetDb, 'SELECT count(*) FROM company')).toBe('42');
   });
 
+  it('passes noOwner ({"restore": {..., "noOwner": true}}) to the restore: the tables are the restoring role\'s, not their owner\'s in the backup', async () => {
+    // Arrange: a backup whose table belongs to a role other than the one the function connects as
+    const owner = uniqueDatabaseName('lambda_owner');
+    const source = uniqueDatabaseName('lambda_owned_src');
+    const [kept, given] = [uniqueDatabaseName('lambda_kept'), uniqueDatabaseName('lambda_given')];
+    psql(cluster, 'postgres', `CREATE ROLE ${owner}; CREATE DATABASE ${source}`);
+    try {
+      psql(cluster, source, `CREATE TABLE company (id int PRIMARY KEY); INSERT INTO company SELECT generate_series(1, 3); ALTER TABLE company OWNER TO ${owner};`);
+      const { manifestKey } = await writeFixtureBackup(s3, localS3.bucket, cluster, source, { tier: 'daily', pointers: 'none' });
+      const tableOwner = (db: string) => psql(cluster, db, "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'company'");
+
+      // Act
+      await handler({ restore: { ref: manifestKey, targetDb: kept } }, context);
+      await handler({ restore: { ref: manifestKey, targetDb: given, noOwner: true } }, context);
+
+      // Assert
+      expect([tableOwner(kept), tableOwner(given)]).toEqual([owner, cluster.user]);
+      expect(psql(cluster, given, 'SELECT count(*) FROM company')).toBe('3');
+    } finally {
+      for (const db of [source, kept, given]) psql(cluster, 'postgres', `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+      psql(cluster, 'postgres', `DROP ROLE IF EXISTS ${owner}`);
+    }
+  });
+
+  it('refuses a noOwner that is not a boolean with one line naming the field, before touching anything', async () => {
+    const targetDb = uniqueDatabaseName('lambda_no_owner');
+
+    const error = await handler({ restore: { ref: 'latest', targetDb, noOwner: 'yes' } }, context).catch((e: unknown) => e as Error);
+
+    expect((error as Error).message).toBe(
+      'restore event must be {} or {"tier": "hourly|daily|weekly|monthly"} (restore test), or {"restore": {"ref": "latest", "targetDb": "<name>", "tier"?, "force"?, "format"?, "terminateConnections"?, "noOwner"?}} (restore.noOwner: Invalid input: expected boolean, received string)',
+    );
+    expect(databasesLike(cluster, targetDb)).toEqual([]);
+  });
+
   it('logs the leftovers of a killed restore at WARN level, not as info lines', async () => {
     await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'daily' });
     const targetDb = uniqueDatabaseName('lambda_left');
