@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
+import { makeDownloadDir } from '../../lambdas/shared/temp-dir';
 
 /** The shell's exit code for a process ended by `signal` (128 + its number). */
 export function exitCodeOf(signal: NodeJS.Signals): number {
@@ -87,12 +88,7 @@ export async function interruptibly<T>(command: (signal: AbortSignal) => Promise
 export function commandTempDir(parent = os.tmpdir()): { readonly path: string; readonly swept: readonly string[]; remove(): string } {
   const prefix = `atmr-dr-${os.hostname().replace(/[^A-Za-z0-9.]/g, '_')}-`;
   const swept = sweepDeadRuns(parent, prefix);
-  let dir: string;
-  try {
-    dir = fs.mkdtempSync(path.join(parent, `${prefix}${process.pid}-`));
-  } catch (error) {
-    throw new OperatorError(`cannot create a temp directory in ${parent} (${(error as NodeJS.ErrnoException).code ?? oneLine(error)}): point TMPDIR at an existing, writable directory with room for the backup`, 2);
-  }
+  const dir = makeDownloadDir(parent, `${prefix}${process.pid}-`);
   return {
     path: dir,
     swept,

@@ -1,10 +1,10 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import * as path from 'node:path';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupManifest } from '../shared/manifest';
 import type { PgConnection } from '../shared/pg-connection';
 import { quoteIdent } from '../shared/postgres';
+import { makeDownloadDir } from '../shared/temp-dir';
 import { CatalogDeps, chooseObject, resolveBackup } from './catalog';
 import { checkRowCounts } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
@@ -151,7 +151,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   try {
     // Made in the try, after the session opened: a failure here (TMPDIR missing, full) must end
     // the session and so free the target's lock, which a reused Lambda process would keep.
-    dir = fs.mkdtempSync(path.join(deps.tempDir ?? os.tmpdir(), 'atmr-dr-restore-'));
+    dir = makeDownloadDir(deps.tempDir ?? os.tmpdir(), 'atmr-dr-restore-');
     // 2. The guards, before any download (they run again at swap time). Leftovers of a killed
     // restore first: a target missing because its data sits under `_old_` must not be recreated.
     await checkLeftovers(await admin.client(), target, warn);

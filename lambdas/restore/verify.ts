@@ -1,11 +1,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { pgToolPath } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
 import { roundSeconds } from '../shared/format';
+import { makeDownloadDir } from '../shared/temp-dir';
 import type { BackupManifest, BackupObject } from '../shared/manifest';
 import { CatalogDeps, CatalogFilter, resolveBackup } from './catalog';
 import { BadObjectError, DownloadResult, LocalSpaceError, SpaceCheck, badBackupFix, downloadObject } from './download';
@@ -74,7 +74,7 @@ export async function verifyBackup(deps: VerifyDeps, ref: string, filter: Catalo
     if (deps.signal?.aborted) throw new OperatorError(`backup ${ref} not checked: interrupted (${oneLine(deps.signal.reason)})`);
     throw error;
   });
-  const dir = fs.mkdtempSync(path.join(deps.tempDir ?? os.tmpdir(), 'atmr-dr-verify-'));
+  const dir = makeDownloadDir(deps.tempDir ?? os.tmpdir(), 'atmr-dr-verify-');
   try {
     const objects: VerifiedObject[] = [];
     for (const object of manifest.objects) objects.push(await verifyObject(deps, object, dir));

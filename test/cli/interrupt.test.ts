@@ -54,6 +54,8 @@ describe('commandTempDir', () => {
     }
 
     expect(error?.exitCode).toBe(2);
-    expect(error?.message).toMatch(new RegExp(`^cannot create a temp directory in ${path.join(parent, 'missing')} \\(ENOENT\\): point TMPDIR at an existing, writable directory with room for the backup$`));
+    expect(error?.message).toBe(
+      `cannot create the download directory in TMPDIR ${path.join(parent, 'missing')} (ENOENT: no such directory): the backup is downloaded there; export TMPDIR=<an existing, writable directory with room for the backup> and retry; nothing was done`,
+    );
   });
 });

@@ -61,6 +61,32 @@ describe('atmr-dr backups', () => {
     expect(lines[1]).toMatch(new RegExp(`^${olderKey} +daily`));
   });
 
+  it('verify with a TMPDIR that does not exist, or that is a file: one line naming it, what it is for and the export that fixes it, exit 2 (a bad setting), nothing written there', async () => {
+    // Arrange: the built CLI (tsx itself would fail first on such a TMPDIR, for its own cache)
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'bcli-tmpdir-'));
+    const [missing, file] = [path.join(scratch, 'missing'), path.join(scratch, 'a-file')];
+    fs.writeFileSync(file, '');
+    const verifyWith = async (tmpdir: string) => {
+      const run = startLauncher(['backups', 'verify', olderKey], { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...localS3.env, TMPDIR: tmpdir });
+      return { status: await run.exited, stderr: run.stderr() };
+    };
+    const line = (dir: string, why: string) =>
+      `atmr-dr: cannot create the download directory in TMPDIR ${dir} (${why}): the backup is downloaded there; export TMPDIR=<an existing, writable directory with room for the backup> and retry; nothing was done\n`;
+    try {
+      // Act
+      const runs = [await verifyWith(missing), await verifyWith(file)];
+
+      // Assert
+      expect(runs).toEqual([
+        { status: 2, stderr: line(missing, 'ENOENT: no such directory') },
+        { status: 2, stderr: line(file, 'ENOTDIR: not a directory') },
+      ]);
+      expect(fs.readdirSync(scratch)).toEqual(['a-file']);
+    } finally {
+      fs.rmSync(scratch, { recursive: true, force: true });
+    }
+  });
+
   it('list --tier --json prints that tier only, as JSON', async () => {
     const run = await atmrDr(['backups', 'list', '--tier', 'daily', '--json'], localS3.env);
 

@@ -283,6 +283,37 @@ describe('atmr-dr restore', () => {
     expect(databaseExists(cluster, target)).toBe(false);
   });
 
+  it('a TMPDIR that does not exist, or that is a file: one line naming it, what it is for and the export that fixes it, exit 2 (a bad setting), nothing created, target untouched', async () => {
+    // Arrange: the built CLI (tsx itself would fail first on such a TMPDIR, for its own cache)
+    const target = makeTarget();
+    const before = databaseDigest(cluster, target);
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'rcli-tmpdir-'));
+    const [missing, file] = [path.join(scratch, 'missing'), path.join(scratch, 'a-file')];
+    fs.writeFileSync(file, '');
+    const restoreWith = async (tmpdir: string) => {
+      const run = startCli(['restore', manifestKey, '--target-db', target, '--force'], { TMPDIR: tmpdir });
+      return { status: await run.exited, stderr: run.stderr() };
+    };
+    const line = (dir: string, why: string) =>
+      `atmr-dr: cannot create the download directory in TMPDIR ${dir} (${why}): the backup is downloaded there; export TMPDIR=<an existing, writable directory with room for the backup> and retry; nothing was done\n`;
+    try {
+      // Act
+      const runs = [await restoreWith(missing), await restoreWith(file)];
+
+      // Assert
+      expect(runs).toEqual([
+        { status: 2, stderr: line(missing, 'ENOENT: no such directory') },
+        { status: 2, stderr: line(file, 'ENOTDIR: not a directory') },
+      ]);
+      expect(databaseDigest(cluster, target)).toBe(before);
+      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+      expect(fs.readdirSync(scratch)).toEqual(['a-file']);
+    } finally {
+      fs.rmSync(scratch, { recursive: true, force: true });
+      psql(cluster, 'postgres', `DROP DATABASE IF EXISTS ${target} WITH (FORCE)`);
+    }
+  });
+
   it('latest whose pointer names a manifest that does not exist: one line naming the pointer, the missing manifest and the fix, exit 1, nothing created', async () => {
     // Arrange: the pointer of a database whose backup has expired
     const database = uniqueDatabaseName('rcli_expired');

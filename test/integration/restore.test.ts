@@ -1293,6 +1293,45 @@ describe('catalog', () => {
   });
 });
 
+describe('a download directory that cannot be made (TMPDIR missing, or a file): one line, exit 2, before anything is created', () => {
+  const line = (dir: string, why: string) =>
+    `cannot create the download directory in TMPDIR ${dir} (${why}): the backup is downloaded there; export TMPDIR=<an existing, writable directory with room for the backup> and retry; nothing was done`;
+  let scratch: string;
+  beforeEach(() => {
+    scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'restore-tmpdir-'));
+    fs.writeFileSync(path.join(scratch, 'a-file'), '');
+  });
+  afterEach(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+  it('restore (the Lambda restore and the restore test call it with the default, TMPDIR): the target untouched, no staging database', async () => {
+    // Arrange
+    const target = makeTarget();
+    const before = databaseDigest(cluster, target);
+    const missing = path.join(scratch, 'missing');
+    try {
+      // Act
+      const error = await restoreBackup(deps({ tempDir: missing }), { ref: manifestKey, targetDb: target, force: true }).catch((e: unknown) => e as OperatorError);
+
+      // Assert
+      expect(error).toEqual(expect.objectContaining({ message: line(missing, 'ENOENT: no such directory'), exitCode: 2 }));
+      expect(databaseDigest(cluster, target)).toBe(before);
+      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+      expect(fs.readdirSync(scratch)).toEqual(['a-file']);
+    } finally {
+      psql(cluster, 'postgres', `DROP DATABASE IF EXISTS ${target} WITH (FORCE)`);
+    }
+  });
+
+  it('backups verify: the backup is not called good or bad', async () => {
+    const file = path.join(scratch, 'a-file');
+
+    const error = await verifyBackup({ s3, bucket: localS3.bucket, tempDir: file }, manifestKey).catch((e: unknown) => e as OperatorError);
+
+    expect(error).toEqual(expect.objectContaining({ message: line(file, 'ENOTDIR: not a directory'), exitCode: 2 }));
+    expect(fs.readdirSync(scratch)).toEqual(['a-file']);
+  });
+});
+
 describe('a server that goes away during the load', () => {
   it('names the staging database it could not drop, with the DROP to run, in the last line', async () => {
     // Arrange: a backup of a database on a cluster of its own, and a pg_restore that stops that server and fails
