@@ -95,6 +95,8 @@ export function registerRestoreCommands(program: Command): void {
         const tempDir = commandTempDir();
         reportSwept(tempDir.swept);
         let staging: string | undefined;
+        // The statement that drops it, which depends on the restoring role (a superuser or not).
+        let dropStaging: string | undefined;
         let aside: string | undefined;
         let closed = false;
         const interrupt = interruptible(() => {
@@ -106,7 +108,7 @@ export function registerRestoreCommands(program: Command): void {
           const left = aside
             ? `the swap was under way: if "${target}" is missing, its data is in "${aside}": put it back with ALTER DATABASE ${quoteIdent(aside)} RENAME TO ${quoteIdent(target)}${reopen}; the restored copy "${staging}" may be left too (the next restore into ${target} names both)`
             : staging
-              ? `${closed ? `the swap was under way: "${target}" may be closed to connections: reopen it with ${reopenDatabaseStatement(target)}; ` : ''}the staging database "${staging}" may be left: drop it with DROP DATABASE ${quoteIdent(staging)} WITH (FORCE) (the next restore into ${target} names it too)`
+              ? `${closed ? `the swap was under way: "${target}" may be closed to connections: reopen it with ${reopenDatabaseStatement(target)}; ` : ''}the staging database "${staging}" may be left: drop it with ${dropStaging} (the next restore into ${target} names it too)`
               : 'no staging database was created yet';
           return `${tempDir.remove()}; ${left}`;
         });
@@ -118,7 +120,10 @@ export function registerRestoreCommands(program: Command): void {
             tempDir: tempDir.path,
             log: (line) => progress.line(line),
             warn: stderrWarning,
-            onStaging: (name) => (staging = name),
+            onStaging: (name, drop) => {
+              staging = name;
+              dropStaging = drop;
+            },
             onSwapAside: (name) => (aside = name),
             onTargetClosed: (isClosed) => (closed = isClosed),
             onDownloadProgress: (bytes, total) => progress.meter('download', bytes, total),

@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupManifest } from '../shared/manifest';
 import type { PgConnection } from '../shared/pg-connection';
-import { quoteIdent } from '../shared/postgres';
+import { dropDatabaseStatement, quoteIdent } from '../shared/postgres';
 import { makeDownloadDir } from '../shared/temp-dir';
 import { CatalogDeps, chooseObject, resolveBackup } from './catalog';
 import { checkRowCounts } from './check';
@@ -42,8 +42,11 @@ export interface RestoreDeps extends CatalogDeps, SpaceCheck {
   readonly log?: (line: string) => void;
   /** What asks the operator to act (leftovers of a killed restore): always shown on the CLI, logger.warn in Lambda. @default log */
   readonly warn?: (line: string) => void;
-  /** The staging database's name, just before it is created: a CLI that quits at once (a second Ctrl-C) can name it. */
-  readonly onStaging?: (name: string) => void;
+  /**
+   * The staging database's name, just before it is created, and the statement that drops it for
+   * the restoring role (dropDatabaseStatement): a CLI that quits at once (a second Ctrl-C) can name both.
+   */
+  readonly onStaging?: (name: string, drop: string) => void;
   /**
    * The name the target's data takes, just before the swap renames it out of the way: until the
    * restored copy takes the target's name (at most the 5 s PostgreSQL waits for the copy's last
@@ -173,7 +176,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // 4. Load into the staging database.
     signal?.throwIfAborted();
     const loadStarted = performance.now();
-    deps.onStaging?.(staging);
+    deps.onStaging?.(staging, dropDatabaseStatement(staging, admin.superuser));
     // The database keeps its owner: the application's role, whose migrations need CREATE on
     // public, which PostgreSQL 15 gives the database's owner. checkTarget made sure this role may
     // give it (the owner or a member of it). A new name is the restoring role's.
@@ -183,7 +186,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       names: [staging],
       done: (seen: ReadonlyMap<string, unknown>) => seen.has(staging),
       unknown: (lost: string) =>
-        `cannot tell whether the staging database ${staging} was created: ${lost}: look with SELECT datname FROM pg_database WHERE datname = '${staging}', and if it is there DROP DATABASE ${quoteIdent(staging)} WITH (FORCE); ${options.targetLabel ?? 'target'} "${target}" untouched`,
+        `cannot tell whether the staging database ${staging} was created: ${lost}: look with SELECT datname FROM pg_database WHERE datname = '${staging}', and if it is there ${dropDatabaseStatement(staging, admin.superuser)}; ${options.targetLabel ?? 'target'} "${target}" untouched`,
     };
     // Created, even when its answer was lost (the look found it), the load goes on into it.
     await runLooking(admin, create, (client) => createDatabase(client, staging, owner), warn).catch((error: unknown) => {
@@ -253,7 +256,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
           () => `staging database ${staging} dropped`,
           (dropError: unknown) => {
             dropFailed = true;
-            return `could not drop staging database ${staging} (${oneLine(dropError)}): drop it with DROP DATABASE ${quoteIdent(staging)} WITH (FORCE)`;
+            return `could not drop staging database ${staging} (${oneLine(dropError)}): drop it with ${dropDatabaseStatement(staging, admin.superuser)}`;
           },
         );
       log(cleanup);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Client } from 'pg';
-import { quoteIdent, reopenDatabaseStatement } from '../shared/postgres';
+import { dropDatabaseStatement, quoteIdent, reopenDatabaseStatement } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
 import { countOf } from '../shared/format';
 import { APPLICATION_NAME, PgConnection, connectTo } from '../shared/pg-connection';
@@ -57,8 +57,8 @@ interface TargetState {
   readonly exists: boolean;
   /** What is in it, one `<n> <kind>` each (`3 relations`, `1 large object`): empty when nothing. */
   readonly contents: string[];
-  /** `endable`: this role may end it with pg_terminate_backend (--terminate-connections). */
-  readonly sessions: { pid: number; application: string; role: string; endable: boolean }[];
+  /** `endable`: this role may end it with pg_terminate_backend (--terminate-connections); `superuser`: its role is one. */
+  readonly sessions: { pid: number; application: string; role: string; endable: boolean; superuser: boolean }[];
 }
 
 /**
@@ -115,8 +115,9 @@ async function inspectTarget(admin: Client, connection: PgConnection, target: st
   const exists = (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [target])).rowCount === 1;
   if (!exists) return { exists, contents: [], sessions: [] };
   // Sessions first: our own short look inside the target below must not count as one.
-  const sessions = await admin.query<{ pid: number; application: string; role: string; endable: boolean }>(
-    `SELECT pid, coalesce(nullif(application_name, ''), usename::text, '?') AS application, coalesce(usename::text, '?') AS role, ${ENDABLE_SESSION} AS endable
+  const sessions = await admin.query<{ pid: number; application: string; role: string; endable: boolean; superuser: boolean }>(
+    `SELECT pid, coalesce(nullif(application_name, ''), usename::text, '?') AS application, coalesce(usename::text, '?') AS role, ${ENDABLE_SESSION} AS endable,
+            coalesce((SELECT rolsuper FROM pg_roles r WHERE r.oid = usesysid), false) AS superuser
        FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND ${CLIENT_SESSION}`,
     [target],
   );
@@ -151,18 +152,21 @@ export interface AdminSession {
    */
   look(names: readonly string[]): Promise<Seen>;
   end(): Promise<void>;
+  /** Whether the role is a superuser: the DROP DATABASE an operator is told to run depends on it (dropDatabaseStatement). */
+  readonly superuser: boolean;
 }
 
 /** The databases found under some names, and whether each accepts connections. */
 export type Seen = ReadonlyMap<string, { readonly allowConnections: boolean }>;
 
 export async function openAdminSession(connection: PgConnection, maintenance: string, target: string): Promise<AdminSession> {
-  const open = async (): Promise<{ client: Client; pid: number; alive: boolean }> => {
+  const open = async (): Promise<{ client: Client; pid: number; alive: boolean; superuser: boolean }> => {
     const client = await connectTo(connection, maintenance);
-    const session = { client, pid: 0, alive: true };
+    const session = { client, pid: 0, alive: true, superuser: false };
     client.on('error', () => (session.alive = false)).on('end', () => (session.alive = false));
     try {
       session.pid = await lockTarget(client, target);
+      session.superuser = await isSuperuser(client);
       return session;
     } catch (error) {
       await client.end().catch(() => undefined);
@@ -196,7 +200,16 @@ export async function openAdminSession(connection: PgConnection, maintenance: st
       }
     },
     end: () => current.client.end().catch(() => undefined),
+    // Read when the session opened: the lines that need it are written when the server may be gone.
+    get superuser() {
+      return current.superuser;
+    },
   };
+}
+
+/** Whether the session's role is a superuser. */
+export async function isSuperuser(admin: Client): Promise<boolean> {
+  return (await admin.query<{ superuser: boolean }>('SELECT rolsuper AS superuser FROM pg_roles WHERE rolname = current_user')).rows[0].superuser;
 }
 
 /** Takes the target's lock; returns the session's server process id. */
@@ -228,10 +241,17 @@ export async function checkTarget(admin: Client, connection: PgConnection, targe
   }
   const unendable = state.sessions.filter((s) => !s.endable);
   if (unendable.length > 0) {
-    const roles = [...new Set(unendable.map((s) => s.role))].slice(0, 3).join(', ');
+    const rolesOf = (sessions: typeof unendable): string[] => [...new Set(sessions.map((s) => s.role))];
     const role = (await admin.query<{ role: string }>('SELECT current_user AS role')).rows[0].role;
+    // Only a superuser may end a superuser's session: pg_signal_backend does not reach it, and
+    // advising that GRANT sent the operator back to the same refusal.
+    const superusers = rolesOf(unendable.filter((s) => s.superuser));
+    const way =
+      superusers.length > 0
+        ? `or connect as a superuser (${superusers.slice(0, 3).join(', ')} ${superusers.length === 1 ? 'is one' : 'are superusers'}, and only a superuser may end a superuser's session; on RDS no role you can connect as is one, the master user included)`
+        : `connect as a role that may end them (a superuser; on RDS, the master user), or have an admin run GRANT pg_signal_backend TO ${quoteIdent(role)}`;
     throw new OperatorError(
-      `target database "${target}" has ${unendable.length} open connection(s) of role(s) ${roles} that role "${role}" may not end (--terminate-connections): stop those clients first (killswitch maintenance, scale the API/workers to 0), connect as a role that may end them (a superuser; on RDS, the master user), or have an admin run GRANT pg_signal_backend TO ${quoteIdent(role)}`,
+      `target database "${target}" has ${unendable.length} open connection(s) of role(s) ${rolesOf(unendable).slice(0, 3).join(', ')} that role "${role}" may not end (--terminate-connections): stop those clients first (killswitch maintenance, scale the API/workers to 0), ${way}`,
       2,
     );
   }
@@ -418,11 +438,13 @@ export async function checkLeftovers(admin: Client, target: string, warn: (line:
               [datname],
             )
           ).rows;
+    // Read only when a line below gives a DROP for a database sessions are in (dropDatabaseStatement).
+    const drop = async (): Promise<string> => dropDatabaseStatement(datname, await isSuperuser(admin));
     if (cutAt !== undefined) {
       const whose = old ? `holds what "${target}" was before an earlier restore replaced it, or what another database was` : `is the staging database of an earlier restore into "${target}" or into another database`;
       const connected = clients.length === 0 ? '' : ` and ${clients.length} session(s) are connected to it (${[...new Set(clients.map((c) => c.application || '?'))].slice(0, 3).join(', ')})`;
       warn(
-        `"${datname}" ${whose} whose name begins with the same ${cutAt} characters (an earlier version of atmr-dr kept only those)${connected}; left in place: look inside it, and when it is not needed, DROP DATABASE ${quoteIdent(datname)}${clients.length === 0 ? '' : ' WITH (FORCE)'}`,
+        `"${datname}" ${whose} whose name begins with the same ${cutAt} characters (an earlier version of atmr-dr kept only those)${connected}; left in place: look inside it, and when it is not needed, ${clients.length === 0 ? `DROP DATABASE ${quoteIdent(datname)}` : await drop()}`,
       );
       continue;
     }
@@ -439,12 +461,12 @@ export async function checkLeftovers(admin: Client, target: string, warn: (line:
       warn(
         dropped === undefined
           ? `"${datname}" ${what} that was killed, and its load was still running (session(s) ${pids}): dropped it WITH (FORCE), which ended that load`
-          : `"${datname}" ${what} that was killed, and its load is still running (session(s) ${pids}); could not drop it (${dropped}): to stop that load and drop it, DROP DATABASE ${quoteIdent(datname)} WITH (FORCE)`,
+          : `"${datname}" ${what} that was killed, and its load is still running (session(s) ${pids}); could not drop it (${dropped}): to stop that load and drop it, ${await drop()}`,
       );
       continue;
     }
     const who = old ? 'something still uses it' : `${[...new Set(clients.map((c) => c.application || '?'))].slice(0, 3).join(', ')}: not only a killed restore's`;
-    warn(`"${datname}" ${what} and ${clients.length} session(s) are connected to it (${who}); left in place: to stop them and drop it, DROP DATABASE ${quoteIdent(datname)} WITH (FORCE)`);
+    warn(`"${datname}" ${what} and ${clients.length} session(s) are connected to it (${who}); left in place: to stop them and drop it, ${await drop()}`);
   }
 }
 
@@ -578,7 +600,7 @@ export async function swapIn(
   const unknown = (lost: string): string =>
     previous === undefined
       ? `${lost}: look with SELECT datname FROM pg_database WHERE datname IN ('${target}', '${staging}'): if "${target}" exists and "${staging}" does not, the restored copy is in place; if "${staging}" still exists, it was not swapped in: ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)} puts it in; nothing was dropped`
-      : `${lost}: look with SELECT datname FROM pg_database WHERE datname IN ('${target}', '${previous}', '${staging}'): if "${target}" is missing, its data is in "${previous}": put it back with ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}${reopenToo}, or put the restored copy "${staging}" in its place with ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)}; if "${target}" exists and "${staging}" does not, the restored copy is in place and "${previous}" is what "${target}" was; if "${target}" and "${staging}" both exist, nothing was swapped: ${guards.terminateConnections ? `${reopenDatabaseStatement(target)} reopens "${target}" to its clients, and ` : ''}DROP DATABASE ${quoteIdent(staging)} WITH (FORCE) removes the restored copy; nothing was dropped`;
+      : `${lost}: look with SELECT datname FROM pg_database WHERE datname IN ('${target}', '${previous}', '${staging}'): if "${target}" is missing, its data is in "${previous}": put it back with ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}${reopenToo}, or put the restored copy "${staging}" in its place with ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)}; if "${target}" exists and "${staging}" does not, the restored copy is in place and "${previous}" is what "${target}" was; if "${target}" and "${staging}" both exist, nothing was swapped: ${guards.terminateConnections ? `${reopenDatabaseStatement(target)} reopens "${target}" to its clients, and ` : ''}${dropDatabaseStatement(staging, session.superuser)} removes the restored copy; nothing was dropped`;
   const rename = (from: string, to: string): Promise<void> => {
     const sql = `ALTER DATABASE ${quoteIdent(from)} RENAME TO ${quoteIdent(to)}`;
     const names = [target, staging, ...(previous === undefined ? [] : [previous])];
@@ -648,7 +670,7 @@ export async function swapIn(
     .client()
     .then((client) => dropDatabase(client, previous))
     .catch((error: unknown) =>
-      warn(`could not drop "${previous}", what "${target}" was before this restore (${oneLine(error)}): when it is not needed, DROP DATABASE ${quoteIdent(previous)} WITH (FORCE)`),
+      warn(`could not drop "${previous}", what "${target}" was before this restore (${oneLine(error)}): when it is not needed, ${dropDatabaseStatement(previous, session.superuser)}`),
     );
   return true;
 }

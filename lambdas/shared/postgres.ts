@@ -24,6 +24,20 @@ export function reopenDatabaseStatement(database: string): string {
 }
 
 /**
+ * The statement an operator is told to run to drop a database sessions may still be in: every
+ * message that advises it spells it the same way. WITH (FORCE) ends them first, but PostgreSQL
+ * refuses the whole statement to a role that is not a superuser while any of them is not the role's
+ * own, autovacuum workers included (a restored database is where they run). A plain DROP ends
+ * autovacuum workers itself (it signals them and waits up to 5 s); such a role may end its own
+ * sessions (a killed load's) before it, and another role's must end first.
+ */
+export function dropDatabaseStatement(database: string, superuser: boolean): string {
+  if (superuser) return `DROP DATABASE ${quoteIdent(database)} WITH (FORCE)`;
+  const literal = `'${database.replaceAll("'", "''")}'`;
+  return `DROP DATABASE ${quoteIdent(database)} once no session is in it (end this role's with SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${literal} AND usename = current_user)`;
+}
+
+/**
  * Runs one configured query (a critical query of the restore test or of a recovery's verification)
  * as exactly one statement in a READ ONLY transaction, always rolled back. The extended protocol
  * takes one statement: "SELECT 1; COMMIT; DELETE FROM booking" fails (cannot insert multiple

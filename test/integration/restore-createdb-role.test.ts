@@ -1,9 +1,13 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Client } from 'pg';
 import { createS3Client } from '../../lambdas/shared/aws';
 import type { OperatorError } from '../../lambdas/shared/errors';
-import { restoreBackup } from '../../lambdas/restore/restore';
+import { restoreBackup, stagingName } from '../../lambdas/restore/restore';
 import { dropDatabase } from '../../lambdas/restore/target';
+import { dropDatabaseStatement } from '../../lambdas/shared/postgres';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { FIXTURE_SQL } from './backup-fixture';
@@ -30,6 +34,11 @@ function restorerClient(database: string): Client {
 /** A database owned by the restorer in which an autovacuum worker is busy (slowly) when this returns. */
 async function databaseWithAutovacuumInside(name: string): Promise<void> {
   psql(cluster, 'postgres', `CREATE DATABASE ${name} OWNER ${restorer.user}`);
+  await autovacuumInside(name);
+}
+
+/** Gives an autovacuum worker slow work in an existing database, and waits until it is inside. */
+async function autovacuumInside(name: string): Promise<void> {
   psql(
     cluster,
     name,
@@ -45,11 +54,29 @@ async function databaseWithAutovacuumInside(name: string): Promise<void> {
   }
 }
 
+/**
+ * Runs, as `client`, a DROP an operator is told to run (dropDatabaseStatement), the way the line
+ * says: for a role that is not a superuser, the SELECT that ends its own sessions, then the DROP.
+ */
+async function runAsOperator(client: Client, statement: string): Promise<void> {
+  const parts = /^(DROP DATABASE "[^"]+") once no session is in it \(end this role's with (SELECT .+)\)$/.exec(statement);
+  if (parts === null) {
+    await client.query(statement);
+    return;
+  }
+  await client.query(parts[2]);
+  await client.query(parts[1]);
+}
+
 /** A restore of the fixture backup into `target`, as the restorer; the lines it logged. */
-async function restoreAsRestorer(target: string, guards: { force?: boolean; terminateConnections?: boolean }): Promise<{ error?: OperatorError; lines: string[] }> {
+async function restoreAsRestorer(
+  target: string,
+  guards: { force?: boolean; terminateConnections?: boolean },
+  pgBinDir?: string,
+): Promise<{ error?: OperatorError; lines: string[] }> {
   const lines: string[] = [];
   const connection = { host: cluster.host, port: cluster.port, user: restorer.user, database: 'postgres' };
-  const error = await restoreBackup({ s3, bucket: localS3.bucket, connection, jobs: 2, log: (line) => lines.push(line) }, { ref: manifestKey, targetDb: target, ...guards }).then(
+  const error = await restoreBackup({ s3, bucket: localS3.bucket, connection, jobs: 2, pgBinDir, log: (line) => lines.push(line) }, { ref: manifestKey, targetDb: target, ...guards }).then(
     () => undefined,
     (e: unknown) => e as OperatorError,
   );
@@ -118,6 +145,125 @@ describe('dropping a database as a role that is not a superuser', () => {
   }, 60_000);
 });
 
+describe('the DROP DATABASE an operator is told to run, as a role that is not a superuser', () => {
+  it('drops a database an autovacuum worker and one of its own sessions are in, where DROP ... WITH (FORCE) is refused', async () => {
+    // Arrange
+    await databaseWithAutovacuumInside('told');
+    const ownSession = restorerClient('told');
+    await ownSession.connect();
+    const operator = restorerClient('postgres');
+    await operator.connect();
+
+    try {
+      // Act
+      const forced = await operator.query('DROP DATABASE told WITH (FORCE)').then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      await runAsOperator(operator, dropDatabaseStatement('told', false));
+
+      // Assert
+      expect(forced?.message).toBe('must be a member of the role whose process is being terminated or member of pg_signal_backend');
+      expect(psql(cluster, 'postgres', "SELECT count(*) FROM pg_database WHERE datname = 'told'")).toBe('0');
+      expect(dropDatabaseStatement('told', true)).toBe('DROP DATABASE "told" WITH (FORCE)');
+    } finally {
+      await ownSession.end().catch(() => undefined);
+      await operator.end();
+    }
+  }, 60_000);
+
+  it('a restore whose staging database it could not drop names the DROP that drops it once the other session is gone, an autovacuum worker inside', async () => {
+    // Arrange: a pg_restore that fails once the test has put another role's session and dead rows
+    // in the staging database, so that the restore's own cleanup cannot drop it
+    const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-createdb-role-'));
+    const ready = path.join(bin, 'ready');
+    fs.writeFileSync(
+      path.join(bin, 'pg_restore'),
+      `#!/bin/sh\nfor i in $(seq 300); do [ -f '${ready}' ] && break; sleep 0.1; done\necho "pg_restore: error: stopped by the test" >&2\nexit 1\n`,
+      { mode: 0o755 },
+    );
+    let app: Client | undefined;
+    const restoring = restoreAsRestorer('told_e2e', {}, bin);
+    const operator = restorerClient('postgres');
+
+    try {
+      let staging = '';
+      for (let i = 0; staging === ''; i += 1) {
+        if (i === 300) throw new Error('no staging database within 30 s');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        staging = psql(cluster, 'postgres', "SELECT datname FROM pg_database WHERE datname LIKE 'told_e2e_restore_%'");
+      }
+      app = new Client({ host: cluster.host, port: cluster.port, user: 'app', database: staging });
+      app.on('error', () => undefined);
+      await app.connect();
+      fs.writeFileSync(ready, '');
+      const { error } = await restoring;
+      const told = /: drop it with (.+)$/.exec(error?.message ?? '')?.[1];
+      await app.end();
+      await autovacuumInside(staging);
+      await operator.connect();
+
+      // Act
+      const forced = await operator.query(`DROP DATABASE "${staging}" WITH (FORCE)`).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      await runAsOperator(operator, told ?? 'no statement in the line');
+
+      // Assert
+      expect(error?.message).toMatch(/could not drop staging database \S+ \(database "\S+" is being accessed by other users\): drop it with DROP DATABASE /);
+      expect(told).toBe(dropDatabaseStatement(staging, false));
+      expect(forced?.message).toBe('must be a member of the role whose process is being terminated or member of pg_signal_backend');
+      expect(psql(cluster, 'postgres', `SELECT count(*) FROM pg_database WHERE datname = '${staging}'`)).toBe('0');
+    } finally {
+      fs.writeFileSync(ready, '');
+      await restoring;
+      await app?.end().catch(() => undefined);
+      await operator.end().catch(() => undefined);
+      fs.rmSync(bin, { recursive: true, force: true });
+      for (const name of psql(cluster, 'postgres', "SELECT datname FROM pg_database WHERE datname LIKE 'told_e2e%'").split('\n').filter(Boolean)) {
+        psql(cluster, 'postgres', `DROP DATABASE "${name}" WITH (FORCE)`);
+      }
+    }
+  }, 90_000);
+
+  it('a staging database left by an earlier restore, with a session of its own and an autovacuum worker in it, is named with a DROP that drops it', async () => {
+    // Arrange
+    const left = stagingName('left_e2e');
+    await databaseWithAutovacuumInside(left);
+    const own = new Client({ host: cluster.host, port: cluster.port, user: restorer.user, database: left, application_name: 'psql' });
+    own.on('error', () => undefined);
+    await own.connect();
+    const operator = restorerClient('postgres');
+
+    try {
+      const { error, lines } = await restoreAsRestorer('left_e2e', {});
+      const told = lines.map((l) => /; left in place: to stop them and drop it, (.+)$/.exec(l)?.[1]).find((t) => t !== undefined);
+      expect(psql(cluster, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND datname = '${left}'`)).toBe('1');
+      await operator.connect();
+
+      // Act
+      const forced = await operator.query(`DROP DATABASE "${left}" WITH (FORCE)`).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      await runAsOperator(operator, told ?? 'no statement in the lines');
+
+      // Assert
+      expect(error).toBeUndefined();
+      expect(told).toBe(dropDatabaseStatement(left, false));
+      expect(forced?.message).toBe('must be a member of the role whose process is being terminated or member of pg_signal_backend');
+      expect(psql(cluster, 'postgres', `SELECT count(*) FROM pg_database WHERE datname = '${left}'`)).toBe('0');
+    } finally {
+      await own.end().catch(() => undefined);
+      await operator.end().catch(() => undefined);
+      for (const name of psql(cluster, 'postgres', "SELECT datname FROM pg_database WHERE datname LIKE 'left_e2e%'").split('\n').filter(Boolean)) {
+        psql(cluster, 'postgres', `DROP DATABASE "${name}" WITH (FORCE)`);
+      }
+    }
+  }, 90_000);
+});
+
 describe('restoring over a target as a role that is not a superuser', () => {
   it("sees another role's session on the target (whose backend_type it cannot read) and refuses before the download, exit 2", async () => {
     // Arrange
@@ -157,6 +303,28 @@ describe('restoring over a target as a role that is not a superuser', () => {
       expect(psql(cluster, 'postgres', "SELECT count(*) FROM pg_stat_activity WHERE datname = 'guarded' AND usename = 'app'")).toBe('1');
     } finally {
       await app.end();
+    }
+  }, 60_000);
+
+  it("with --terminate-connections, refuses a superuser's session on the target without the GRANT advice, even with pg_signal_backend", async () => {
+    // Arrange: what an admin did on the advice of the earlier line, and a superuser's session
+    psql(cluster, 'postgres', `CREATE DATABASE superguarded OWNER ${restorer.user}; GRANT pg_signal_backend TO ${restorer.user}`);
+    const superuser = new Client({ host: cluster.host, port: cluster.port, user: 'postgres', database: 'superguarded' });
+    await superuser.connect();
+
+    try {
+      // Act
+      const { error, lines } = await restoreAsRestorer('superguarded', { force: true, terminateConnections: true });
+
+      // Assert
+      expect(error?.exitCode).toBe(2);
+      expect(error?.message).toBe(
+        'target database "superguarded" has 1 open connection(s) of role(s) postgres that role "restorer" may not end (--terminate-connections): stop those clients first (killswitch maintenance, scale the API/workers to 0), or connect as a superuser (postgres is one, and only a superuser may end a superuser\'s session; on RDS no role you can connect as is one, the master user included)',
+      );
+      expect(lines.filter((l) => l.startsWith('download:'))).toEqual([]);
+    } finally {
+      await superuser.end();
+      psql(cluster, 'postgres', `REVOKE pg_signal_backend FROM ${restorer.user}`);
     }
   }, 60_000);
 
