@@ -83,6 +83,83 @@ function ownerFix(line: string, restorer: string): string {
 }
 
 /**
+ * A role name as pg_dump writes it (fmtId): quoted when it must be (`"Weird Role"`, inner quotes
+ * doubled), else bare. Bare `PUBLIC` is not a role but everybody.
+ */
+const ROLE = String.raw`("(?:[^"]|"")+"|[^\s";]+)`;
+/**
+ * The statements of pg_dump's SQL that name a role, each on a line of its own: an owner
+ * (`ALTER ... OWNER TO r;`), a grantee (`GRANT ... TO r;`, `REVOKE ... FROM r;`, and both after
+ * `ALTER DEFAULT PRIVILEGES`), the role whose default privileges those are (`FOR ROLE r`), and a
+ * grantor that is not the owner (`SET SESSION AUTHORIZATION r;` around its GRANT). A function body
+ * with a line of exactly that shape would add its role: a role the function itself names.
+ */
+const ROLE_STATEMENTS: readonly { readonly pattern: RegExp; readonly use: RoleUse }[] = [
+  { pattern: new RegExp(`^ALTER (?!DEFAULT PRIVILEGES ).+ OWNER TO ${ROLE};$`), use: 'owner' },
+  { pattern: new RegExp(`^(?:GRANT|REVOKE|ALTER DEFAULT PRIVILEGES) .+ (?:TO|FROM) ${ROLE}(?: WITH GRANT OPTION| CASCADE)?;$`), use: 'grant' },
+  { pattern: new RegExp(`^ALTER DEFAULT PRIVILEGES FOR ROLE ${ROLE} `), use: 'grant' },
+  { pattern: new RegExp(`^SET SESSION AUTHORIZATION ${ROLE};$`), use: 'grant' },
+];
+
+/** What the backup does with a role: give it objects (which --no-owner leaves out), or privileges (which only the role itself satisfies). */
+export type RoleUse = 'owner' | 'grant';
+
+/** The roles that lines of pg_dump's SQL name, and what for (a role both owner and grantee counts as 'grant'). */
+export function rolesInSql(lines: Iterable<string>, into = new Map<string, RoleUse>()): Map<string, RoleUse> {
+  for (const line of lines) {
+    for (const { pattern, use } of ROLE_STATEMENTS) {
+      const name = pattern.exec(line)?.[1];
+      if (name === undefined || name === 'PUBLIC') continue;
+      const role = name.startsWith('"') ? name.slice(1, -1).replaceAll('""', '"') : name;
+      if (into.get(role) !== 'grant') into.set(role, use);
+    }
+  }
+  return into;
+}
+
+/**
+ * Every role a load of the custom archive `file` needs on the server: the roles of the SQL that
+ * `pg_restore --schema-only` writes for it (no data is read, no database touched), with the
+ * load's --no-owner, so exactly the owners the load would set. Milliseconds: the statements are
+ * in the archive's table of contents. Read as it streams: a schema of many objects is not held.
+ */
+export async function archiveRoles(input: Pick<LoadInput, 'file' | 'pgBinDir' | 'noOwner' | 'signal' | 'otherCopy'>, untouched: string): Promise<Map<string, RoleUse>> {
+  const roles = new Map<string, RoleUse>();
+  const result = await runTool(pgToolPath('pg_restore', input.pgBinDir), ['--schema-only', ...(input.noOwner ? ['--no-owner'] : []), '--file=-', input.file], {
+    env: toolEnv(undefined),
+    signal: input.signal,
+    onStdoutLines: (lines) => rolesInSql(lines, roles),
+  });
+  // The file passed its sha256: an archive pg_restore cannot read is as the backup wrote it.
+  if (result.code !== 0) {
+    throw new OperatorError(`pg_restore cannot read ${path.basename(input.file)} (exit ${result.code}): ${errorLine(result.stderr)}; nothing was created, ${untouched}; ${badBackupFix(input.otherCopy)}`);
+  }
+  return roles;
+}
+
+/**
+ * Refuses, before anything is created, a load that needs roles this server does not have: a GRANT
+ * to a missing role fails only at the end of the load (privileges come last), after all the data.
+ * Roles are the server's, not a pg_dump's: a new server has none of the source's but its own.
+ */
+export async function checkRoles(admin: Client, roles: ReadonlyMap<string, RoleUse>, backup: string, restorer: string, untouched: string): Promise<void> {
+  const { rows } = await admin.query<{ name: string }>(
+    'SELECT name FROM unnest($1::text[]) AS name WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = name) ORDER BY name COLLATE "C"',
+    [[...roles.keys()]],
+  );
+  if (rows.length === 0) return;
+  const missing = rows.map((r) => r.name);
+  const named = missing.map((r) => `"${r}" (${roles.get(r) === 'owner' ? 'owner' : 'grants'})`).join(', ');
+  const create = missing.map((r) => `CREATE ROLE ${quoteIdent(r)}`).join('; ');
+  // --no-owner leaves out the owners, never a GRANT: offered only when it would be enough.
+  const noOwner = missing.every((r) => roles.get(r) === 'owner') ? `, or pass --no-owner to have the objects owned by "${restorer}"` : '';
+  throw new OperatorError(
+    `backup ${backup} names ${missing.length === 1 ? 'a role' : `${missing.length} roles`} this server does not have: ${named}; roles are not in a pg_dump: create them first as on the source server (${create}; or pg_dumpall --roles-only there, run here)${noOwner}, then restore again; nothing was created, ${untouched}`,
+    2,
+  );
+}
+
+/**
  * Reports `database`'s size on disk through `admin` now, every `intervalMs` and once more on `stop()`
  * (which waits for a query in flight, so that `admin` is free again when it resolves). A failed
  * query only skips a report: this is progress, and what broke the connection breaks the next step.
@@ -134,7 +211,11 @@ export interface ToolResult {
  * kills the child and rejects with the signal's reason once the child has exited, so nothing
  * outlives the caller's cleanup.
  */
-export function runTool(file: string, args: string[], options: { env: Record<string, string>; stdin?: Readable; signal?: AbortSignal }): Promise<ToolResult> {
+export function runTool(
+  file: string,
+  args: string[],
+  options: { env: Record<string, string>; stdin?: Readable; signal?: AbortSignal; /** Whole lines of stdout as they come, instead of keeping it in `stdout`. */ onStdoutLines?: (lines: string[]) => void },
+): Promise<ToolResult> {
   return new Promise((resolve, reject) => {
     if (options.signal?.aborted) {
       options.stdin?.destroy();
@@ -144,8 +225,13 @@ export function runTool(file: string, args: string[], options: { env: Record<str
     let stdout = '';
     let stderr = '';
     let inputError: unknown;
+    let partial = '';
     child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-      if (stdout.length < 50_000_000) stdout += d;
+      if (options.onStdoutLines) {
+        const lines = (partial + d).split('\n');
+        partial = lines.pop() ?? '';
+        options.onStdoutLines(lines);
+      } else if (stdout.length < 50_000_000) stdout += d;
     });
     child.stderr?.setEncoding('utf8').on('data', (d: string) => {
       if (stderr.length < 100_000) stderr += d;
@@ -173,6 +259,7 @@ export function runTool(file: string, args: string[], options: { env: Record<str
     }
     child.on('close', (code) => {
       options.signal?.removeEventListener('abort', onAbort);
+      if (partial !== '') options.onStdoutLines?.([partial]);
       options.stdin?.destroy();
       if (options.signal?.aborted) reject(options.signal.reason as Error);
       else if (inputError !== undefined) reject(inputError as Error);

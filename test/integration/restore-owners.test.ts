@@ -18,6 +18,9 @@ let s3: S3Client;
 let appBackup: string;
 /** A backup whose tables' owner, `ghost`, no longer exists on the server (a new server's case). */
 let ghostBackup: string;
+/** A backup of `app`'s 50 tables with GRANTs to roles the server no longer has: `readonly` and `Weird "Role"`. */
+let grantBackup: string;
+const WEIRD = '"Weird ""Role"""';
 
 /** psql as another role. */
 const as = (user: string) => ({ env: { ...cluster.env, PGUSER: user } });
@@ -59,6 +62,18 @@ beforeAll(async () => {
   ({ manifestKey: appBackup } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'appsrc', { tier: 'daily' }));
   ({ manifestKey: ghostBackup } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'ghostsrc', { tier: 'daily' }));
   psql(cluster, 'postgres', 'DROP DATABASE ghostsrc; DROP ROLE ghost');
+  // A reporting role and one whose name needs quoting, granted to in the ways pg_dump writes down.
+  psql(cluster, 'postgres', `CREATE ROLE readonly; CREATE ROLE ${WEIRD}; CREATE DATABASE grantsrc OWNER app`);
+  const more = Array.from({ length: 48 }, (_, i) => `CREATE TABLE t${i} (id int PRIMARY KEY, note text);`).join(' ');
+  psql(
+    cluster,
+    'grantsrc',
+    `SET ROLE app; ${tables} ${more}
+     GRANT SELECT ON ALL TABLES IN SCHEMA public TO readonly; GRANT UPDATE ON booking TO ${WEIRD} WITH GRANT OPTION;
+     ALTER DEFAULT PRIVILEGES FOR ROLE app IN SCHEMA public GRANT SELECT ON TABLES TO ${WEIRD};`,
+  );
+  ({ manifestKey: grantBackup } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'grantsrc', { tier: 'daily' }));
+  psql(cluster, 'postgres', `DROP DATABASE grantsrc; DROP ROLE readonly; DROP ROLE ${WEIRD}`);
 }, 120_000);
 
 afterAll(async () => {
@@ -163,7 +178,34 @@ describe('a role that may not give the objects to their owners', () => {
 });
 
 describe('a server without the owner role (a new server: roles are not in a pg_dump)', () => {
-  it.each([['custom'], ['plain']] as const)('fails at the start of the load (%s), naming the role to create and --no-owner; staging dropped', async (format) => {
+  it('refuses before the load (custom), exit 2, naming the role to create and --no-owner; nothing created', async () => {
+    // Arrange
+    const lines: string[] = [];
+    const staged: string[] = [];
+
+    // Act
+    const error = await restoreBackup(
+      { s3, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2, log: (line) => lines.push(line), onStaging: (name) => staged.push(name) },
+      { ref: ghostBackup, targetDb: 'ghost_custom' },
+    ).then(
+      () => undefined,
+      (e: unknown) => e as OperatorError,
+    );
+
+    // Assert
+    expect(error?.exitCode).toBe(2);
+    expect(error?.message).toBe(
+      `backup ${ghostBackup} names a role this server does not have: "ghost" (owner); roles are not in a pg_dump: create them first as on the source server (CREATE ROLE "ghost"; or pg_dumpall --roles-only there, run here), or pass --no-owner to have the objects owned by "postgres", then restore again; nothing was created, target "ghost_custom" untouched`,
+    );
+    expect(staged).toEqual([]);
+    expect(lines.filter((l) => l.startsWith('load'))).toEqual([]);
+    expect(databasesLike(cluster, 'ghost_custom')).toEqual([]);
+  }, 60_000);
+
+  it('fails at the start of the load (plain: not checked before it), naming the role to create and --no-owner; staging dropped', async () => {
+    // Arrange
+    const format = 'plain';
+
     // Act
     const error = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2 }, { ref: ghostBackup, targetDb: `ghost_${format}`, format }).then(
       () => undefined,
@@ -186,5 +228,60 @@ describe('a server without the owner role (a new server: roles are not in a pg_d
     // Assert
     expect(result.rowsRestored).toBe(320);
     expect(owners('ghost_no_owner')).toBe('booking:postgres,rider:postgres');
+  }, 60_000);
+});
+
+describe('a server without a role the backup GRANTs to (a new server: roles are not in a pg_dump)', () => {
+  it('refuses before the load, exit 2, one line naming every missing role and its CREATE ROLE; no staging database, the target untouched', async () => {
+    // Arrange
+    const target = appTarget('grant_target');
+
+    // Act
+    const run = await atmrDr(['restore', grantBackup, '--target-db', target, '--force', '--progress'], env('postgres'));
+
+    // Assert
+    expect(run.status).toBe(2);
+    expect(run.stderr.split('\n').filter((l) => l.startsWith('atmr-dr:'))).toEqual([
+      `atmr-dr: backup ${grantBackup} names 2 roles this server does not have: "Weird "Role"" (grants), "readonly" (grants); roles are not in a pg_dump: create them first as on the source server (CREATE ROLE ${WEIRD}; CREATE ROLE "readonly"; or pg_dumpall --roles-only there, run here), then restore again; nothing was created, target "grant_target" untouched`,
+    ]);
+    // Refused after the download and before the load: no data was loaded to find it.
+    const phases = run.stderr.split('\n').map((l) => l.split(':')[0]);
+    expect(phases).toContain('download');
+    expect(phases).not.toContain('load');
+    expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+    expect(psql(as('app'), target, 'SELECT count(*) FROM old_stuff')).toBe('1');
+    expect(databaseOwner(target)).toBe('app');
+  }, 60_000);
+
+  it('with --no-owner, refuses the same way, without offering --no-owner: it leaves the GRANTs in', async () => {
+    // Act
+    const error = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2 }, { ref: grantBackup, targetDb: 'grant_no_owner', noOwner: true }).then(
+      () => undefined,
+      (e: unknown) => e as OperatorError,
+    );
+
+    // Assert
+    expect(error?.exitCode).toBe(2);
+    expect(error?.message).toMatch(/^backup \S+ names 2 roles this server does not have: "Weird "Role"" \(grants\), "readonly" \(grants\); /);
+    expect(error?.message).not.toContain('--no-owner');
+    expect(databasesLike(cluster, 'grant_no_owner')).toEqual([]);
+  }, 60_000);
+
+  it('restores it once the roles exist, with its GRANTs and default privileges', async () => {
+    // Arrange
+    psql(cluster, 'postgres', `CREATE ROLE readonly; CREATE ROLE ${WEIRD}`);
+    const lines: string[] = [];
+
+    // Act
+    const result = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2, log: (line) => lines.push(line) }, { ref: grantBackup, targetDb: 'grant_restored' });
+
+    // Assert
+    expect(result.tablesRestored).toBe(50);
+    expect(lines).toContainEqual(expect.stringMatching(/^roles: the 3 role\(s\) the backup names are on this server \(\d+ ms\)$/));
+    expect(psql(cluster, 'grant_restored', `SELECT has_table_privilege('readonly', 't47', 'SELECT'), has_table_privilege('Weird "Role"', 'booking', 'UPDATE WITH GRANT OPTION')`)).toBe('t|t');
+    // A new name is the restoring role's database: given to app as the result says, app creates in public.
+    psql(cluster, 'postgres', 'ALTER DATABASE grant_restored OWNER TO app');
+    psql(cluster, 'grant_restored', 'SET ROLE app; CREATE TABLE after_restore (id int)');
+    expect(psql(cluster, 'grant_restored', `SELECT has_table_privilege('Weird "Role"', 'after_restore', 'SELECT')`)).toBe('t');
   }, 60_000);
 });

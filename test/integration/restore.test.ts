@@ -218,12 +218,13 @@ describe('restore refusals leave the target untouched', () => {
   });
 
   it('reports pg_restore failing during the load (object intact), and drops the staging database', async () => {
-    // Arrange: a pg_restore that loads part of the archive, then dies with an error
+    // Arrange: a pg_restore that loads part of the archive, then dies with an error (the read of
+    // the archive's roles before the load is the real one's)
     const realPgRestore = execFileSync('sh', ['-c', 'command -v pg_restore'], { encoding: 'utf8' }).trim();
     const binDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-failing-pg-restore-'));
     fs.writeFileSync(
       path.join(binDir, 'pg_restore'),
-      `#!/bin/sh\n"${realPgRestore}" --section=pre-data "$@" || exit 1\necho "pg_restore: error: simulated load failure" >&2\nexit 1\n`,
+      `#!/bin/sh\ncase " $* " in *" --schema-only "*) exec "${realPgRestore}" "$@";; esac\n"${realPgRestore}" --section=pre-data "$@" || exit 1\necho "pg_restore: error: simulated load failure" >&2\nexit 1\n`,
       { mode: 0o755 },
     );
     const target = makeTarget();
@@ -460,7 +461,7 @@ describe('restore refusals leave the target untouched', () => {
     await expectRefused(target, () => restoreBackup(deps(), { ref: backup.manifestKey, targetDb: target, force: true }), /public\.rides has 2000 rows, manifest 2001/);
   });
 
-  it('fails when pg_restore fails, dropping the staging database', async () => {
+  it('refuses an archive pg_restore cannot read (its sha256 the manifest\'s) before the load, creating nothing, with the other format to restore', async () => {
     const backup = await freshBackup();
     const manifest = JSON.parse((await objectBytes(backup.manifestKey)).toString('utf8'));
     const garbage = Buffer.from('PGDMP this is not an archive');
@@ -471,7 +472,13 @@ describe('restore refusals leave the target untouched', () => {
     await putObject(backup.manifestKey, JSON.stringify(manifest));
     const target = makeTarget();
 
-    await expectRefused(target, () => restoreBackup(deps(), { ref: backup.manifestKey, targetDb: target, force: true }), /pg_restore failed .*the target was not touched/);
+    await expectRefused(
+      target,
+      () => restoreBackup(deps(), { ref: backup.manifestKey, targetDb: target, force: true }),
+      new RegExp(
+        `^pg_restore cannot read \\S+\\.dump \\(exit 1\\): pg_restore: error: .+; nothing was created, target "${target}" untouched; restore this backup only with --format plain, or choose another backup \\(atmr-dr backups list\\)$`,
+      ),
+    );
   });
 
   /** Replaces the plain object, and its size and sha256 in the manifest: as a backup that wrote these bytes would have. */

@@ -171,16 +171,18 @@ export function databaseFingerprint(cluster: PostgresCluster, database: string):
 /**
  * A PostgreSQL cluster of the test's own holding `database` (one small table), and a bin directory
  * whose pg_restore stops that server (fast shutdown) and fails as pg_restore does when its server
- * goes away mid-load. `cleanup` removes both; the server is already stopped by then, which is fine.
+ * goes away mid-load (the load's run: the read of the archive's roles before it is the real one). `cleanup` removes both; the server is already stopped by then, which is fine.
  */
 export async function serverThatGoesAway(database: string): Promise<{ cluster: PostgresCluster; pgBinDir: string; cleanup(): void }> {
   const cluster = await startPostgres();
   psql(cluster, 'postgres', `CREATE DATABASE ${database}`);
   psql(cluster, database, 'CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100);');
   const pgBinDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-server-gone-'));
+  const realPgRestore = execFileSync('sh', ['-c', 'command -v pg_restore'], { encoding: 'utf8' }).trim();
   fs.writeFileSync(
     path.join(pgBinDir, 'pg_restore'),
-    `#!/bin/sh\nkill -INT "$(head -1 '${cluster.dataDir}/postmaster.pid')"\nsleep 1\necho "pg_restore: error: connection to server lost" >&2\nexit 1\n`,
+    // The read of the archive's roles before the load (--schema-only, no server) is the real one's.
+    `#!/bin/sh\ncase " $* " in *" --schema-only "*) exec "${realPgRestore}" "$@";; esac\nkill -INT "$(head -1 '${cluster.dataDir}/postmaster.pid')"\nsleep 1\necho "pg_restore: error: connection to server lost" >&2\nexit 1\n`,
     { mode: 0o755 },
   );
   return {
