@@ -30,6 +30,8 @@ export interface LoadInput {
   readonly signal?: AbortSignal;
   /** The same backup in its other format, if its manifest has one: what a bad gzip stream's line advises. */
   readonly otherCopy?: Pick<BackupObject, 'format'>;
+  /** The target's name when it is a new database (the staging database is then the restoring role's): what a refusal in public advises. */
+  readonly newTarget?: string;
 }
 
 export async function loadBackup(input: LoadInput): Promise<void> {
@@ -37,7 +39,7 @@ export async function loadBackup(input: LoadInput): Promise<void> {
   if (input.format === 'custom') {
     const jobs = String(input.jobs ?? os.availableParallelism());
     const result = await runTool(pgToolPath('pg_restore', input.pgBinDir), [...(input.noOwner ? ['--no-owner'] : []), '--exit-on-error', '-j', jobs, '-d', input.database, input.file], { env, signal: input.signal });
-    if (result.code !== 0) throw new OperatorError(`pg_restore failed (exit ${result.code}): ${errorLine(result.stderr)}${ownerFix(errorLine(result.stderr), input.connection.user)}; the target was not touched`);
+    if (result.code !== 0) throw new OperatorError(`pg_restore failed (exit ${result.code}): ${errorLine(result.stderr)}${ownerFix(errorLine(result.stderr), input.connection.user, input.newTarget)}; the target was not touched`);
     return;
   }
   // pipeline, not pipe: a read error of the file reaches the gunzip stream, and so runTool.
@@ -57,7 +59,7 @@ export async function loadBackup(input: LoadInput): Promise<void> {
     }
     throw new OperatorError(`cannot read the downloaded ${name} (${reason}): psql was stopped before it committed; the target was not touched; retry, and check the local disk (TMPDIR)`);
   });
-  if (result.code !== 0) throw new OperatorError(`psql failed (exit ${result.code}): ${errorLine(result.stderr)}${ownerFix(errorLine(result.stderr), input.connection.user)}; the target was not touched`);
+  if (result.code !== 0) throw new OperatorError(`psql failed (exit ${result.code}): ${errorLine(result.stderr)}${ownerFix(errorLine(result.stderr), input.connection.user, input.newTarget)}; the target was not touched`);
 }
 
 /**
@@ -67,8 +69,14 @@ export async function loadBackup(input: LoadInput): Promise<void> {
  * that role (PostgreSQL 16 says "must be able to SET ROLE"), or the server has no such role (a new
  * server: roles are not in a pg_dump). '' for any other failure.
  */
-function ownerFix(line: string, restorer: string): string {
+function ownerFix(line: string, restorer: string, newTarget?: string): string {
   const you = quoteIdent(restorer);
+  // PostgreSQL 15: only the database's owner may create in public, and giving an object in public
+  // to a role needs that role to be allowed to create there. A new name's database is the
+  // restoring role's, so a role that is not a superuser cannot give the backup's objects back.
+  if (newTarget !== undefined && /permission denied for schema public/.test(line)) {
+    return ` (the new database is owned by "${restorer}", and only its owner may create in its schema public, so "${restorer}", not a superuser, cannot give the backup's objects to their owner: create the database empty for that owner first (CREATE DATABASE ${quoteIdent(newTarget)} OWNER <the backup's owner>) and restore into it, restore as a superuser, or pass --no-owner)`;
+  }
   const notMember = /must be (?:member of role|able to SET ROLE) "(.+?)"/.exec(line);
   if (notMember) {
     const owner = notMember[1];

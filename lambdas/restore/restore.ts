@@ -212,7 +212,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // database's growth shows the operator that the load is moving.
     const watching = deps.onLoadProgress ? watchDatabaseSize(await admin.client(), staging, deps.onLoadProgress) : undefined;
     try {
-      await loadBackup({ connection: deps.connection, database: staging, file: download.file, format: object.format, jobs: deps.jobs, pgBinDir: deps.pgBinDir, noOwner: options.noOwner, signal, otherCopy });
+      await loadBackup({ connection: deps.connection, database: staging, file: download.file, format: object.format, jobs: deps.jobs, pgBinDir: deps.pgBinDir, noOwner: options.noOwner, signal, otherCopy, newTarget: owner === undefined ? target : undefined });
     } finally {
       await watching?.stop();
     }

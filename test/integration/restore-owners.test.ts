@@ -118,6 +118,33 @@ describe('a restore keeps the owners of the backup', () => {
     expect(databasesLike(cluster, `${target}_`)).toEqual([]);
   }, 60_000);
 
+  it.each([['custom'], ['plain']] as const)(
+    'as a CREATEDB role that is a member of app (not a superuser) into a new name (%s): fails at the start of the load with the fix, a database created for app first, which then restores',
+    async (format) => {
+      // Arrange
+      const target = `app_member_new_${format}`;
+
+      // Act
+      const error = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('member'), jobs: 2 }, { ref: appBackup, targetDb: target, format }).then(
+        () => undefined,
+        (e: unknown) => e as OperatorError,
+      );
+      psql(cluster, 'postgres', `CREATE DATABASE ${target} OWNER app`);
+      const result = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('member'), jobs: 2 }, { ref: appBackup, targetDb: target, format });
+
+      // Assert
+      expect(error?.exitCode).toBe(1);
+      expect(error?.message).toMatch(/ERROR: permission denied for schema public/);
+      expect(error?.message).toContain(
+        `(the new database is owned by "member", and only its owner may create in its schema public, so "member", not a superuser, cannot give the backup's objects to their owner: create the database empty for that owner first (CREATE DATABASE "${target}" OWNER <the backup's owner>) and restore into it, restore as a superuser, or pass --no-owner); the target was not touched`,
+      );
+      expect(result.owner).toBe('app');
+      expect(owners(target)).toBe('booking:app,rider:app');
+      expect(psql(as('app'), target, 'CREATE TABLE public.migration_0042 (id int); SELECT count(*) FROM booking')).toBe('300');
+    },
+    60_000,
+  );
+
   it('as a superuser into a new name: the restoring role owns the database, says so with the ALTER to run, and the tables are app\'s', async () => {
     // Act
     const run = await atmrDr(['restore', appBackup, '--target-db', 'app_new'], env('postgres'));
