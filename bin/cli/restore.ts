@@ -247,7 +247,7 @@ function restoreText(result: RestoreResult): string {
   const t = result.timings;
   return [
     `restored ${result.manifestKey} (${result.object.format}) into ${result.targetDb}${result.replaced ? ' (replaced)' : ''}: ${countOf(result.tablesRestored, 'table')}, ${countOf(result.rowsRestored, 'row')}, row counts match the manifest`,
-    // A replaced database kept its owner; a new one is the restoring role's, which the application's may not be.
+    // A replaced database kept its owner; a new one has the backed-up database's when this role could give it, else this role's, which the application's may not be.
     ...(result.replaced ? [] : [`database ${result.targetDb} is new and owned by "${result.owner}": if the application connects as another role, ALTER DATABASE ${quoteIdent(result.targetDb)} OWNER TO <its role>`]),
     `download ${t.downloadSeconds.toFixed(1)} s, restore ${t.restoreSeconds.toFixed(1)} s, verify ${t.verifySeconds.toFixed(1)} s, swap ${t.swapSeconds.toFixed(1)} s; RTO ${result.rtoSeconds.toFixed(1)} s`,
   ].join('\n');

@@ -146,6 +146,30 @@ export async function archiveRoles(input: Pick<LoadInput, 'file' | 'pgBinDir' | 
 }
 
 /**
+ * The owner of the backed-up database, from the custom archive's DATABASE entry (which pg_dump
+ * always writes and pg_restore shows with --create): `3344; 1262 16386 DATABASE - atmr app`. The
+ * list's names are not quoted, so the owner is what follows the database's own name (the
+ * manifest's); undefined when the entry is missing or does not start so. Reads the table of
+ * contents only: milliseconds.
+ */
+export async function archiveDatabaseOwner(input: Pick<LoadInput, 'file' | 'pgBinDir' | 'signal'>, database: string): Promise<string | undefined> {
+  let owner: string | undefined;
+  const entry = `DATABASE - ${database} `;
+  const result = await runTool(pgToolPath('pg_restore', input.pgBinDir), ['--create', '--list', input.file], {
+    env: toolEnv(undefined),
+    signal: input.signal,
+    onStdoutLines: (lines) => {
+      for (const line of lines) {
+        const rest = /^\d+; \d+ \d+ (.*)$/.exec(line)?.[1];
+        if (owner === undefined && rest?.startsWith(entry)) owner = rest.slice(entry.length) || undefined;
+      }
+    },
+  });
+  // archiveRoles read the same archive a moment ago: a failure here leaves the owner as it was.
+  return result.code === 0 ? owner : undefined;
+}
+
+/**
  * Refuses, before anything is created, a load that needs roles this server does not have: a GRANT
  * to a missing role fails only at the end of the load (privileges come last), after all the data.
  * Roles are the server's, not a pg_dump's: a new server has none of the source's but its own.

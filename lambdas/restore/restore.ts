@@ -8,9 +8,9 @@ import { makeDownloadDir } from '../shared/temp-dir';
 import { CatalogDeps, chooseObject, resolveBackup } from './catalog';
 import { checkRowCounts } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
-import { archiveRoles, checkRoles, loadBackup, watchDatabaseSize } from './load';
+import { archiveDatabaseOwner, archiveRoles, checkRoles, loadBackup, watchDatabaseSize } from './load';
 import { connectTo } from '../shared/pg-connection';
-import { Unsettled, checkLeftovers, checkTarget, checkTargetName, createDatabase, databaseOwner, dropDatabase, guardProduction, guardSystemDatabase, openAdminSession, runLooking, stagingName, swapIn } from './target';
+import { Unsettled, backupOwnerToGive, checkLeftovers, checkTarget, checkTargetName, createDatabase, databaseOwner, dropDatabase, guardProduction, guardSystemDatabase, openAdminSession, runLooking, stagingName, swapIn } from './target';
 
 export { PRODUCTION_GUARD_FLAG, stagingName } from './target';
 
@@ -110,7 +110,7 @@ export interface RestoreResult {
   readonly targetDb: string;
   /** A previous database of that name was replaced. */
   readonly replaced: boolean;
-  /** The restored database's owner: the replaced database's, else the restoring role. */
+  /** The restored database's owner: the replaced database's, else the backed-up database's when this role may give it, else the restoring role. */
   readonly owner: string;
   readonly tablesRestored: number;
   readonly rowsRestored: number;
@@ -192,8 +192,13 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     deps.onStaging?.(staging, dropDatabaseStatement(staging, admin.superuser));
     // The database keeps its owner: the application's role, whose migrations need CREATE on
     // public, which PostgreSQL 15 gives the database's owner. checkTarget made sure this role may
-    // give it (the owner or a member of it). A new name is the restoring role's.
-    const owner = await databaseOwner(await admin.client(), target);
+    // give it (the owner or a member of it). A new name gets the backed-up database's owner when
+    // this role may give it (a superuser, or a member of it): the objects' owners need CREATE on
+    // public to be given their objects by a role that is not a superuser, as they had it at the
+    // source. Else, and with --no-owner or the plain SQL (no DATABASE entry), the restoring role's.
+    const owner =
+      (await databaseOwner(await admin.client(), target)) ??
+      (object.format === 'custom' && !options.noOwner ? await backupOwnerToGive(await admin.client(), await archiveDatabaseOwner({ file: download.file, pgBinDir: deps.pgBinDir, signal }, manifest.database)) : undefined);
     const create = {
       sql: `CREATE DATABASE ${quoteIdent(staging)}`,
       names: [staging],

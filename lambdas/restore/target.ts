@@ -475,6 +475,20 @@ export async function createDatabase(admin: Client, name: string, owner?: string
   await admin.query(`CREATE DATABASE ${quoteIdent(name)}${owner === undefined ? '' : ` OWNER ${quoteIdent(owner)}`} TEMPLATE template0`);
 }
 
+/**
+ * `owner` when the restoring role may create a database for it and then rename or drop it as the
+ * swap and the cleanup do (CREATE DATABASE ... OWNER needs a member of that role, RENAME and DROP
+ * its rights: USAGE, which a superuser has), else undefined; also for a role this server lacks.
+ */
+export async function backupOwnerToGive(admin: Client, owner: string | undefined): Promise<string | undefined> {
+  if (owner === undefined) return undefined;
+  const { rows } = await admin.query<{ may: boolean }>(
+    "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1) AND pg_has_role(current_user, (SELECT oid FROM pg_roles WHERE rolname = $1), 'USAGE') AS may",
+    [owner],
+  );
+  return rows[0]?.may ? owner : undefined;
+}
+
 /** The role that owns `name`; undefined when there is no such database. */
 export async function databaseOwner(admin: Client, name: string): Promise<string | undefined> {
   const { rows } = await admin.query<{ owner: string }>('SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = $1', [name]);

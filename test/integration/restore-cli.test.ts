@@ -399,7 +399,7 @@ describe('atmr-dr restore', () => {
      * database (PGAPPNAME atmr-dr, inherited: a live load as the server sees it), for as long as a
      * session named `hold` is connected, then runs the real one. pg_stat_activity is read once per
      * transaction unless its snapshot is cleared. The read of the archive's roles before the load
-     * (--schema-only, no server) runs the real one at once.
+     * and of its database's owner (--schema-only, --list: no server) run the real one at once.
      */
     function heldPgRestore(hold: string): string {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-test-held-'));
@@ -407,7 +407,7 @@ describe('atmr-dr restore', () => {
       const wait = `DO $$ BEGIN WHILE EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = '${hold}') LOOP PERFORM pg_sleep(0.1); PERFORM pg_stat_clear_snapshot(); END LOOP; END $$`;
       fs.writeFileSync(
         path.join(dir, 'pg_restore'),
-        `#!/bin/sh\ncase " $* " in *" --schema-only "*) exec ${real} "$@";; esac\nfor a; do [ "$prev" = -d ] && db=$a; prev=$a; done\npsql -X -q -d "$db" -c '${wait.replaceAll("'", "'\\''")}' || exit 1\nexec ${real} "$@"\n`,
+        `#!/bin/sh\ncase " $* " in *" --schema-only "*|*" --list "*) exec ${real} "$@";; esac\nfor a; do [ "$prev" = -d ] && db=$a; prev=$a; done\npsql -X -q -d "$db" -c '${wait.replaceAll("'", "'\\''")}' || exit 1\nexec ${real} "$@"\n`,
         { mode: 0o755 },
       );
       return dir;

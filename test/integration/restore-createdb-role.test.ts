@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -174,12 +175,14 @@ describe('the DROP DATABASE an operator is told to run, as a role that is not a 
 
   it('a restore whose staging database it could not drop names the DROP that drops it once the other session is gone, an autovacuum worker inside', async () => {
     // Arrange: a pg_restore that fails once the test has put another role's session and dead rows
-    // in the staging database, so that the restore's own cleanup cannot drop it
+    // in the staging database, so that the restore's own cleanup cannot drop it. The reads of the
+    // archive before the load (--schema-only, --list: no server) are the real pg_restore's.
     const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-createdb-role-'));
     const ready = path.join(bin, 'ready');
+    const realPgRestore = execFileSync('sh', ['-c', 'command -v pg_restore'], { encoding: 'utf8' }).trim();
     fs.writeFileSync(
       path.join(bin, 'pg_restore'),
-      `#!/bin/sh\nfor i in $(seq 300); do [ -f '${ready}' ] && break; sleep 0.1; done\necho "pg_restore: error: stopped by the test" >&2\nexit 1\n`,
+      `#!/bin/sh\ncase " $* " in *" --schema-only "*|*" --list "*) exec "${realPgRestore}" "$@";; esac\nfor i in $(seq 300); do [ -f '${ready}' ] && break; sleep 0.1; done\necho "pg_restore: error: stopped by the test" >&2\nexit 1\n`,
       { mode: 0o755 },
     );
     let app: Client | undefined;

@@ -118,41 +118,50 @@ describe('a restore keeps the owners of the backup', () => {
     expect(databasesLike(cluster, `${target}_`)).toEqual([]);
   }, 60_000);
 
-  it.each([['custom'], ['plain']] as const)(
-    'as a CREATEDB role that is a member of app (not a superuser) into a new name (%s): fails at the start of the load with the fix, a database created for app first, which then restores',
-    async (format) => {
-      // Arrange
-      const target = `app_member_new_${format}`;
+  it('as a CREATEDB role that is a member of app (not a superuser) into a new name (custom): the database is app\'s, as the backed-up one was, and app creates in public', async () => {
+    // Act
+    const result = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('member'), jobs: 2 }, { ref: appBackup, targetDb: 'app_member_new_custom' });
 
-      // Act
-      const error = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('member'), jobs: 2 }, { ref: appBackup, targetDb: target, format }).then(
-        () => undefined,
-        (e: unknown) => e as OperatorError,
-      );
-      psql(cluster, 'postgres', `CREATE DATABASE ${target} OWNER app`);
-      const result = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('member'), jobs: 2 }, { ref: appBackup, targetDb: target, format });
+    // Assert: a database of member's would have refused to give app its tables (permission denied for schema public)
+    expect(result.replaced).toBe(false);
+    expect(result.owner).toBe('app');
+    expect(databaseOwner('app_member_new_custom')).toBe('app');
+    expect(owners('app_member_new_custom')).toBe('booking:app,rider:app');
+    expect(psql(as('app'), 'app_member_new_custom', 'CREATE TABLE public.migration_0042 (id int); SELECT count(*) FROM booking')).toBe('300');
+    expect(databasesLike(cluster, 'app_member_new_custom_')).toEqual([]);
+  }, 60_000);
 
-      // Assert
-      expect(error?.exitCode).toBe(1);
-      expect(error?.message).toMatch(/ERROR: permission denied for schema public/);
-      expect(error?.message).toContain(
-        `(the new database is owned by "member", and only its owner may create in its schema public, so "member", not a superuser, cannot give the backup's objects to their owner: create the database empty for that owner first (CREATE DATABASE "${target}" OWNER <the backup's owner>) and restore into it, restore as a superuser, or pass --no-owner); the target was not touched`,
-      );
-      expect(result.owner).toBe('app');
-      expect(owners(target)).toBe('booking:app,rider:app');
-      expect(psql(as('app'), target, 'CREATE TABLE public.migration_0042 (id int); SELECT count(*) FROM booking')).toBe('300');
-    },
-    60_000,
-  );
+  it('as a CREATEDB role that is a member of app (not a superuser) into a new name (plain, no DATABASE entry): fails at the start of the load with the fix, a database created for app first, which then restores', async () => {
+    // Arrange
+    const target = 'app_member_new_plain';
 
-  it('as a superuser into a new name: the restoring role owns the database, says so with the ALTER to run, and the tables are app\'s', async () => {
+    // Act
+    const error = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('member'), jobs: 2 }, { ref: appBackup, targetDb: target, format: 'plain' }).then(
+      () => undefined,
+      (e: unknown) => e as OperatorError,
+    );
+    psql(cluster, 'postgres', `CREATE DATABASE ${target} OWNER app`);
+    const result = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('member'), jobs: 2 }, { ref: appBackup, targetDb: target, format: 'plain' });
+
+    // Assert
+    expect(error?.exitCode).toBe(1);
+    expect(error?.message).toMatch(/ERROR: permission denied for schema public/);
+    expect(error?.message).toContain(
+      `(the new database is owned by "member", and only its owner may create in its schema public, so "member", not a superuser, cannot give the backup's objects to their owner: create the database empty for that owner first (CREATE DATABASE "${target}" OWNER <the backup's owner>) and restore into it, restore as a superuser, or pass --no-owner); the target was not touched`,
+    );
+    expect(result.owner).toBe('app');
+    expect(owners(target)).toBe('booking:app,rider:app');
+    expect(psql(as('app'), target, 'CREATE TABLE public.migration_0042 (id int); SELECT count(*) FROM booking')).toBe('300');
+  }, 60_000);
+
+  it('as a superuser into a new name: the database is the backed-up database\'s owner\'s (app), the result says so, and the tables are app\'s', async () => {
     // Act
     const run = await atmrDr(['restore', appBackup, '--target-db', 'app_new'], env('postgres'));
 
     // Assert
     expect(run.status).toBe(0);
-    expect(run.stdout).toMatch(/^database app_new is new and owned by "postgres": if the application connects as another role, ALTER DATABASE "app_new" OWNER TO <its role>$/m);
-    expect(databaseOwner('app_new')).toBe('postgres');
+    expect(run.stdout).toMatch(/^database app_new is new and owned by "app": if the application connects as another role, ALTER DATABASE "app_new" OWNER TO <its role>$/m);
+    expect(databaseOwner('app_new')).toBe('app');
     expect(owners('app_new')).toBe('booking:app,rider:app');
   }, 60_000);
 });
@@ -306,8 +315,8 @@ describe('a server without a role the backup GRANTs to (a new server: roles are 
     expect(result.tablesRestored).toBe(50);
     expect(lines).toContainEqual(expect.stringMatching(/^roles: the 3 role\(s\) the backup names are on this server \(\d+ ms\)$/));
     expect(psql(cluster, 'grant_restored', `SELECT has_table_privilege('readonly', 't47', 'SELECT'), has_table_privilege('Weird "Role"', 'booking', 'UPDATE WITH GRANT OPTION')`)).toBe('t|t');
-    // A new name is the restoring role's database: given to app as the result says, app creates in public.
-    psql(cluster, 'postgres', 'ALTER DATABASE grant_restored OWNER TO app');
+    // A new name is the backed-up database's owner's (app's): app creates in public, with its default privileges.
+    expect(databaseOwner('grant_restored')).toBe('app');
     psql(cluster, 'grant_restored', 'SET ROLE app; CREATE TABLE after_restore (id int)');
     expect(psql(cluster, 'grant_restored', `SELECT has_table_privilege('Weird "Role"', 'after_restore', 'SELECT')`)).toBe('t');
   }, 60_000);

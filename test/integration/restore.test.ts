@@ -224,7 +224,7 @@ describe('restore refusals leave the target untouched', () => {
     const binDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-failing-pg-restore-'));
     fs.writeFileSync(
       path.join(binDir, 'pg_restore'),
-      `#!/bin/sh\ncase " $* " in *" --schema-only "*) exec "${realPgRestore}" "$@";; esac\n"${realPgRestore}" --section=pre-data "$@" || exit 1\necho "pg_restore: error: simulated load failure" >&2\nexit 1\n`,
+      `#!/bin/sh\ncase " $* " in *" --schema-only "*|*" --list "*) exec "${realPgRestore}" "$@";; esac\n"${realPgRestore}" --section=pre-data "$@" || exit 1\necho "pg_restore: error: simulated load failure" >&2\nexit 1\n`,
       { mode: 0o755 },
     );
     const target = makeTarget();

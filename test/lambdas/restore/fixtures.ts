@@ -181,8 +181,8 @@ export async function serverThatGoesAway(database: string): Promise<{ cluster: P
   const realPgRestore = execFileSync('sh', ['-c', 'command -v pg_restore'], { encoding: 'utf8' }).trim();
   fs.writeFileSync(
     path.join(pgBinDir, 'pg_restore'),
-    // The read of the archive's roles before the load (--schema-only, no server) is the real one's.
-    `#!/bin/sh\ncase " $* " in *" --schema-only "*) exec "${realPgRestore}" "$@";; esac\nkill -INT "$(head -1 '${cluster.dataDir}/postmaster.pid')"\nsleep 1\necho "pg_restore: error: connection to server lost" >&2\nexit 1\n`,
+    // The reads of the archive's roles and database owner before the load (--schema-only, --list: no server) are the real one's.
+    `#!/bin/sh\ncase " $* " in *" --schema-only "*|*" --list "*) exec "${realPgRestore}" "$@";; esac\nkill -INT "$(head -1 '${cluster.dataDir}/postmaster.pid')"\nsleep 1\necho "pg_restore: error: connection to server lost" >&2\nexit 1\n`,
     { mode: 0o755 },
   );
   return {
