@@ -32,6 +32,12 @@ export interface LoadInput {
   readonly otherCopy?: Pick<BackupObject, 'format'>;
   /** The target's name when it is a new database (the staging database is then the restoring role's): what a refusal in public advises. */
   readonly newTarget?: string;
+  /**
+   * How the caller asks for noOwner, offered by a load that stopped on an owner (e.g. 'pass
+   * --no-owner'); undefined: offered nowhere (the plain format, which cannot take it; the restore
+   * test, which has no such option).
+   */
+  readonly noOwnerAdvice?: string;
 }
 
 export async function loadBackup(input: LoadInput): Promise<void> {
@@ -39,7 +45,7 @@ export async function loadBackup(input: LoadInput): Promise<void> {
   if (input.format === 'custom') {
     const jobs = String(input.jobs ?? os.availableParallelism());
     const result = await runTool(pgToolPath('pg_restore', input.pgBinDir), [...(input.noOwner ? ['--no-owner'] : []), '--exit-on-error', '-j', jobs, '-d', input.database, input.file], { env, signal: input.signal });
-    if (result.code !== 0) throw new OperatorError(`pg_restore failed (exit ${result.code}): ${errorLine(result.stderr)}${ownerFix(errorLine(result.stderr), input.connection.user, input.newTarget)}; the target was not touched`);
+    if (result.code !== 0) throw new OperatorError(`pg_restore failed (exit ${result.code}): ${errorLine(result.stderr)}${ownerFix(errorLine(result.stderr), input.connection.user, input.newTarget, input.noOwnerAdvice)}; the target was not touched`);
     return;
   }
   // pipeline, not pipe: a read error of the file reaches the gunzip stream, and so runTool.
@@ -59,7 +65,7 @@ export async function loadBackup(input: LoadInput): Promise<void> {
     }
     throw new OperatorError(`cannot read the downloaded ${name} (${reason}): psql was stopped before it committed; the target was not touched; retry, and check the local disk (TMPDIR)`);
   });
-  if (result.code !== 0) throw new OperatorError(`psql failed (exit ${result.code}): ${errorLine(result.stderr)}${ownerFix(errorLine(result.stderr), input.connection.user, input.newTarget)}; the target was not touched`);
+  if (result.code !== 0) throw new OperatorError(`psql failed (exit ${result.code}): ${errorLine(result.stderr)}${ownerFix(errorLine(result.stderr), input.connection.user, input.newTarget, input.noOwnerAdvice)}; the target was not touched`);
 }
 
 /**
@@ -69,23 +75,24 @@ export async function loadBackup(input: LoadInput): Promise<void> {
  * that role (PostgreSQL 16 says "must be able to SET ROLE"), or the server has no such role (a new
  * server: roles are not in a pg_dump). '' for any other failure.
  */
-function ownerFix(line: string, restorer: string, newTarget?: string): string {
+function ownerFix(line: string, restorer: string, newTarget?: string, noOwnerAdvice?: string): string {
   const you = quoteIdent(restorer);
+  const orNoOwner = noOwnerAdvice ? `, or ${noOwnerAdvice} to have them owned by "${restorer}"` : '';
   // PostgreSQL 15: only the database's owner may create in public, and giving an object in public
   // to a role needs that role to be allowed to create there. A new name's database is the
   // restoring role's, so a role that is not a superuser cannot give the backup's objects back.
   if (newTarget !== undefined && /permission denied for schema public/.test(line)) {
-    return ` (the new database is owned by "${restorer}", and only its owner may create in its schema public, so "${restorer}", not a superuser, cannot give the backup's objects to their owner: create the database empty for that owner first (CREATE DATABASE ${quoteIdent(newTarget)} OWNER <the backup's owner>) and restore into it, restore as a superuser, or pass --no-owner)`;
+    return ` (the new database is owned by "${restorer}", and only its owner may create in its schema public, so "${restorer}", not a superuser, cannot give the backup's objects to their owner: create the database empty for that owner first (CREATE DATABASE ${quoteIdent(newTarget)} OWNER <the backup's owner>) and restore into it${noOwnerAdvice ? `, restore as a superuser, or ${noOwnerAdvice}` : ', or restore as a superuser'})`;
   }
   const notMember = /must be (?:member of role|able to SET ROLE) "(.+?)"/.exec(line);
   if (notMember) {
     const owner = notMember[1];
-    return ` (the backup's objects are owned by role "${owner}", and role "${restorer}" may not give them to it: restore as "${owner}" or as a member of it (have an admin run GRANT ${quoteIdent(owner)} TO ${you}), or pass --no-owner to have them owned by "${restorer}")`;
+    return ` (the backup's objects are owned by role "${owner}", and role "${restorer}" may not give them to it: restore as "${owner}" or as a member of it (have an admin run GRANT ${quoteIdent(owner)} TO ${you})${orNoOwner})`;
   }
   const missing = /role "(.+?)" does not exist/.exec(line);
   if (missing) {
     const owner = missing[1];
-    return ` (the backup names role "${owner}", which this server does not have: roles are not in a pg_dump; create it first as on the source server (CREATE ROLE ${quoteIdent(owner)}, or pg_dumpall --roles-only there), or pass --no-owner to have the objects owned by "${restorer}")`;
+    return ` (the backup names role "${owner}", which this server does not have: roles are not in a pg_dump; create it first as on the source server (CREATE ROLE ${quoteIdent(owner)}, or pg_dumpall --roles-only there)${orNoOwner})`;
   }
   return '';
 }
@@ -174,7 +181,7 @@ export async function archiveDatabaseOwner(input: Pick<LoadInput, 'file' | 'pgBi
  * to a missing role fails only at the end of the load (privileges come last), after all the data.
  * Roles are the server's, not a pg_dump's: a new server has none of the source's but its own.
  */
-export async function checkRoles(admin: Client, roles: ReadonlyMap<string, RoleUse>, backup: string, restorer: string, untouched: string): Promise<void> {
+export async function checkRoles(admin: Client, roles: ReadonlyMap<string, RoleUse>, backup: string, restorer: string, untouched: string, noOwnerAdvice?: string): Promise<void> {
   const { rows } = await admin.query<{ name: string }>(
     'SELECT name FROM unnest($1::text[]) AS name WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = name) ORDER BY name COLLATE "C"',
     [[...roles.keys()]],
@@ -184,7 +191,7 @@ export async function checkRoles(admin: Client, roles: ReadonlyMap<string, RoleU
   const named = missing.map((r) => `"${r}" (${roles.get(r) === 'owner' ? 'owner' : 'grants'})`).join(', ');
   const create = missing.map((r) => `CREATE ROLE ${quoteIdent(r)}`).join('; ');
   // --no-owner leaves out the owners, never a GRANT: offered only when it would be enough.
-  const noOwner = missing.every((r) => roles.get(r) === 'owner') ? `, or pass --no-owner to have the objects owned by "${restorer}"` : '';
+  const noOwner = noOwnerAdvice && missing.every((r) => roles.get(r) === 'owner') ? `, or ${noOwnerAdvice} to have the objects owned by "${restorer}"` : '';
   throw new OperatorError(
     `backup ${backup} names ${missing.length === 1 ? 'a role' : `${missing.length} roles`} this server does not have: ${named}; roles are not in a pg_dump: create them first as on the source server (${create}; or pg_dumpall --roles-only there, run here)${noOwner}, then restore again; nothing was created, ${untouched}`,
     2,

@@ -168,6 +168,8 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
         protectedDatabases: [manifest.database, ...(deps.source ? [deps.source.database] : [])],
         // The test never touches a target: its lines name the scratch database.
         targetLabel: 'scratch database',
+        // It restores as a real restore would (owners kept) and has no way to leave them out.
+        noOwnerOption: null,
       },
     );
     swappedIn = true;

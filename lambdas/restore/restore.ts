@@ -94,6 +94,11 @@ export interface RestoreOptions {
   readonly signal?: AbortSignal;
   /** What the lines call the target database: the restore test's is its scratch database. @default 'target' */
   readonly targetLabel?: string;
+  /**
+   * How the caller takes noOwner, for the advice of a load that stopped on an owner; null: it does
+   * not (the restore test). Offered with the custom format only. @default '--no-owner' (the CLI)
+   */
+  readonly noOwnerOption?: string | null;
 }
 
 export interface RestoreTimings {
@@ -174,6 +179,10 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     });
     log(`download: verified sha256 ${download.sha256.slice(0, 12)}... in ${download.seconds.toFixed(1)} s`);
 
+    // How a load that stopped on an owner may be told to leave the owners out: never the plain SQL.
+    const noOwnerOption = options.noOwnerOption === undefined ? '--no-owner' : options.noOwnerOption;
+    const noOwnerAdvice = object.format === 'custom' && noOwnerOption !== null ? `pass ${noOwnerOption}` : undefined;
+
     // 4. The roles the load needs, before anything is created: a GRANT to a role this server lacks
     // fails only when the privileges are restored, at the end of the load. The custom archive
     // gives them in milliseconds; the plain SQL would have to be gunzipped whole once more.
@@ -182,7 +191,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       const rolesStarted = performance.now();
       const untouched = `${options.targetLabel ?? 'target'} "${target}" untouched`;
       const roles = await archiveRoles({ file: download.file, pgBinDir: deps.pgBinDir, noOwner: options.noOwner, signal, otherCopy }, untouched);
-      await checkRoles(await admin.client(), roles, manifestKey, deps.connection.user, untouched);
+      await checkRoles(await admin.client(), roles, manifestKey, deps.connection.user, untouched, noOwnerAdvice);
       log(`roles: the ${roles.size} role(s) the backup names are on this server (${Math.round(performance.now() - rolesStarted)} ms)`);
     }
 
@@ -217,7 +226,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // database's growth shows the operator that the load is moving.
     const watching = deps.onLoadProgress ? watchDatabaseSize(await admin.client(), staging, deps.onLoadProgress) : undefined;
     try {
-      await loadBackup({ connection: deps.connection, database: staging, file: download.file, format: object.format, jobs: deps.jobs, pgBinDir: deps.pgBinDir, noOwner: options.noOwner, signal, otherCopy, newTarget: owner === undefined ? target : undefined });
+      await loadBackup({ connection: deps.connection, database: staging, file: download.file, format: object.format, jobs: deps.jobs, pgBinDir: deps.pgBinDir, noOwner: options.noOwner, signal, otherCopy, newTarget: owner === undefined ? target : undefined, noOwnerAdvice });
     } finally {
       await watching?.stop();
     }

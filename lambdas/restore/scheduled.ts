@@ -143,7 +143,8 @@ export async function runLambdaRestore(
   const target = await targetConnection(deps, settings);
   const { manifest: _manifest, ...result } = await restoreBackup(
     { s3: deps.s3, bucket: settings[RESTORE_TEST_ENV.bucket], connection: target, tempDir: deps.tempDir, statfs: deps.statfs, log: deps.log, warn: deps.warn },
-    { ...request, database: testedDatabase(settings), protectedDatabases: settings[RESTORE_TEST_ENV.protectedDatabases], allowProductionOverwrite: false, signal: deps.signal },
+    // The event's field, not the CLI's flag, is what an operator invoking the function can set.
+    { ...request, database: testedDatabase(settings), protectedDatabases: settings[RESTORE_TEST_ENV.protectedDatabases], allowProductionOverwrite: false, signal: deps.signal, noOwnerOption: '"noOwner": true in the event' },
   );
   return result;
 }

@@ -2,6 +2,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { createS3Client } from '../../lambdas/shared/aws';
 import type { OperatorError } from '../../lambdas/shared/errors';
 import { restoreBackup } from '../../lambdas/restore/restore';
+import { runRestoreTest } from '../../lambdas/restore/restore-test';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { atmrDr, databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
@@ -147,7 +148,7 @@ describe('a restore keeps the owners of the backup', () => {
     expect(error?.exitCode).toBe(1);
     expect(error?.message).toMatch(/ERROR: permission denied for schema public/);
     expect(error?.message).toContain(
-      `(the new database is owned by "member", and only its owner may create in its schema public, so "member", not a superuser, cannot give the backup's objects to their owner: create the database empty for that owner first (CREATE DATABASE "${target}" OWNER <the backup's owner>) and restore into it, restore as a superuser, or pass --no-owner); the target was not touched`,
+      `(the new database is owned by "member", and only its owner may create in its schema public, so "member", not a superuser, cannot give the backup's objects to their owner: create the database empty for that owner first (CREATE DATABASE "${target}" OWNER <the backup's owner>) and restore into it, or restore as a superuser); the target was not touched`,
     );
     expect(result.owner).toBe('app');
     expect(owners(target)).toBe('booking:app,rider:app');
@@ -168,9 +169,10 @@ describe('a restore keeps the owners of the backup', () => {
 
 describe('a role that may not give the objects to their owners', () => {
   it.each([
-    ['custom', /^atmr-dr: pg_restore failed \(exit 1\): pg_restore: error: could not execute query: ERROR: must be member of role "app" /m],
-    ['plain', /^atmr-dr: psql failed \(exit 3\): psql:<stdin>:\d+: ERROR: must be member of role "app" /m],
-  ] as const)('fails at the start of the load (%s), exit 1, naming the GRANT and --no-owner; staging dropped, nothing left', async (format, line) => {
+    ['custom', /^atmr-dr: pg_restore failed \(exit 1\): pg_restore: error: could not execute query: ERROR: must be member of role "app" /m, ', or pass --no-owner to have them owned by "restorer"'],
+    // The plain SQL cannot leave the owners out: --no-owner is refused with it, so not offered.
+    ['plain', /^atmr-dr: psql failed \(exit 3\): psql:<stdin>:\d+: ERROR: must be member of role "app" /m, ''],
+  ] as const)('fails at the start of the load (%s), exit 1, naming the GRANT (and --no-owner where it can be passed); staging dropped, nothing left', async (format, line, noOwner) => {
     // Act
     const run = await atmrDr(['restore', appBackup, '--target-db', `refused_${format}`, '--format', format, '--progress'], env('restorer'));
 
@@ -178,7 +180,7 @@ describe('a role that may not give the objects to their owners', () => {
     expect(run.status).toBe(1);
     expect(run.stderr).toMatch(line);
     expect(run.stderr).toContain(
-      '(the backup\'s objects are owned by role "app", and role "restorer" may not give them to it: restore as "app" or as a member of it (have an admin run GRANT "app" TO "restorer"), or pass --no-owner to have them owned by "restorer"); the target was not touched\n',
+      `(the backup's objects are owned by role "app", and role "restorer" may not give them to it: restore as "app" or as a member of it (have an admin run GRANT "app" TO "restorer")${noOwner}); the target was not touched\n`,
     );
     // The load stopped on its first owner: no row count was checked, and nothing is left.
     const phases = run.stderr.split('\n').map((l) => l.split(':')[0]);
@@ -186,6 +188,28 @@ describe('a role that may not give the objects to their owners', () => {
     expect(phases).not.toContain('check');
     expect(run.stderr).toMatch(new RegExp(`^staging database refused_${format}_restore_\\w+ dropped$`, 'm'));
     expect(databasesLike(cluster, `refused_${format}`)).toEqual([]);
+  }, 60_000);
+
+  it('the restore test, which cannot leave the owners out, offers only the GRANT; the Lambda restore offers its event field', async () => {
+    // Act
+    const report = await runRestoreTest(
+      { s3, bucket: localS3.bucket, target: connection('restorer'), jobs: 2 },
+      { takeBackup: false, tier: 'daily', database: 'appsrc', criticalQueries: [], rtoObjectiveSeconds: 1800, rpoObjectiveSeconds: 900 },
+    );
+    const lambda = await restoreBackup(
+      { s3, bucket: localS3.bucket, connection: connection('restorer'), jobs: 2 },
+      { ref: appBackup, targetDb: 'refused_lambda', noOwnerOption: '"noOwner": true in the event' },
+    ).then(
+      () => undefined,
+      (e: unknown) => e as OperatorError,
+    );
+
+    // Assert
+    expect(report.ok).toBe(false);
+    expect(report.error).toContain('may not give them to it: restore as "app" or as a member of it (have an admin run GRANT "app" TO "restorer")); the target was not touched');
+    expect(report.scratchDropped).toBe(true);
+    expect(lambda?.message).toContain('(have an admin run GRANT "app" TO "restorer"), or pass "noOwner": true in the event to have them owned by "restorer"); the target was not touched');
+    expect(databasesLike(cluster, 'refused_lambda')).toEqual([]);
   }, 60_000);
 
   it('with --no-owner, restores with every object owned by the restoring role', async () => {
@@ -238,7 +262,7 @@ describe('a server without the owner role (a new server: roles are not in a pg_d
     expect(databasesLike(cluster, 'ghost_custom')).toEqual([]);
   }, 60_000);
 
-  it('fails at the start of the load (plain: not checked before it), naming the role to create and --no-owner; staging dropped', async () => {
+  it('fails at the start of the load (plain: not checked before it), naming the role to create, not --no-owner (refused with plain); staging dropped', async () => {
     // Arrange
     const format = 'plain';
 
@@ -252,7 +276,7 @@ describe('a server without the owner role (a new server: roles are not in a pg_d
     expect(error?.exitCode).toBe(1);
     expect(error?.message).toMatch(/ERROR: role "ghost" does not exist \(/);
     expect(error?.message).toMatch(
-      /\(the backup names role "ghost", which this server does not have: roles are not in a pg_dump; create it first as on the source server \(CREATE ROLE "ghost", or pg_dumpall --roles-only there\), or pass --no-owner to have the objects owned by "postgres"\); the target was not touched$/,
+      /\(the backup names role "ghost", which this server does not have: roles are not in a pg_dump; create it first as on the source server \(CREATE ROLE "ghost", or pg_dumpall --roles-only there\)\); the target was not touched$/,
     );
     expect(databasesLike(cluster, `ghost_${format}`)).toEqual([]);
   }, 60_000);
