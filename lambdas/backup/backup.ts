@@ -13,6 +13,7 @@ import { isRefusedStatement } from '../shared/pg-errors';
 import { BackupManifestSchema, LatestPointerSchema, type BackupManifest, type BackupObject, type LatestPointer } from '../shared/manifest';
 import { safeJson } from '../shared/json';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
+import { countFailureFix, LOCKED_TABLE_FIX, openCountedSnapshot } from './counted-snapshot';
 import { LockWaitWatch } from './lock-wait';
 import {
   backupObjectKeys,
@@ -34,7 +35,6 @@ import {
   baseChildEnv,
   buildRowCountQueries,
   childEnv,
-  LIST_COUNTED_TABLES_SQL,
   parseServerVersionNum,
   toolVersion,
   type TableRef,
@@ -135,7 +135,6 @@ const KILL_GRACE_MS = 5000;
  * with the reason.
  */
 export const DEFAULT_LOCK_WAIT_TIMEOUT_MS = 5 * 60_000;
-const COUNT_LOCK_WAIT_MARGIN_MS = 10_000;
 const KEY_CLAIM_ATTEMPTS = 3;
 const NOTHING_PUBLISHED = 'backup failed, nothing published (no manifest, latest pointers unchanged)';
 /** How long a failure waits for pg_dump's / pg_restore's own exit status, to report the root cause. */
@@ -227,6 +226,7 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
   ]);
 
   const client = await connectTo(connection);
+  let lockWatch: LockWaitWatch | undefined;
   try {
     const serverVersionNum = (await client.query<{ server_version_num: string }>('SHOW server_version_num')).rows[0].server_version_num;
     const serverVersion = parseServerVersionNum(serverVersionNum);
@@ -235,19 +235,25 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
     // The snapshot must outlive pg_dump's import of it: this transaction stays open until the end.
     const lockWaitMs = options.lockWaitTimeoutMs ?? DEFAULT_LOCK_WAIT_TIMEOUT_MS;
     if (!Number.isInteger(lockWaitMs) || lockWaitMs < 1) throw new OperatorError(`invalid lock wait timeout ${lockWaitMs}: use a positive number of milliseconds`, 2);
-    // The row counts wait a little longer than pg_dump: blocked by the same lock from the start,
-    // pg_dump gives up first, and its line names the table (its LOCK TABLE), the counts' cannot.
-    await client.query(`SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; SET lock_timeout = ${lockWaitMs + COUNT_LOCK_WAIT_MARGIN_MS}`);
-    // A failed or interrupted run closes this connection while a row count may be queued behind
-    // another session's lock: without this check the server keeps the orphaned backend waiting (and
-    // its queued lock request blocking everyone after it) until that lock is released. PostgreSQL 14+.
+    // lock_timeout bounds the LOCK TABLE of the tables to count (counted-snapshot.ts), taken before
+    // pg_dump starts: a table another session holds is waited for there first, as long as pg_dump
+    // would wait for it (--lock-wait-timeout).
+    await client.query(`SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; SET lock_timeout = ${lockWaitMs}`);
+    // A failed or interrupted run closes this connection while it may be queued behind another
+    // session's lock: without this check the server keeps the orphaned backend waiting (and its
+    // queued lock request blocking everyone after it) until that lock is released. PostgreSQL 14+.
     if (serverVersion.major >= 14) await client.query("SET client_connection_check_interval = '1s'");
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    const snapshot = (await client.query<{ snapshot: string }>('SELECT pg_export_snapshot() AS snapshot')).rows[0].snapshot;
-    // The same snapshot's transaction horizon, recorded so that a reader can place the backup in time.
-    const txids = (await client.query<{ txids: string }>('SELECT txid_current_snapshot()::text AS txids')).rows[0].txids;
+    // Only for a person watching (the CLI's progress): the scheduled runs fail naming the table.
+    lockWatch = deps.onProgress ? new LockWaitWatch(connection, lockWaitMs) : undefined;
+    // An abort while it waits says so in the words of one during the dump (the connection's end is its echo).
+    const aborted = (): OperatorError => new OperatorError(`${NOTHING_PUBLISHED}: backup aborted (${abortReason(deps.signal)})`);
+    const { snapshot, txids, tables } = await whileLocking(deps, lockWatch, openCountedSnapshot(client), client).catch((error: unknown) => {
+      if (deps.signal?.aborted) throw aborted();
+      throw error instanceof OperatorError ? new OperatorError(`${NOTHING_PUBLISHED}: ${error.message}`, error.exitCode) : error;
+    });
+    if (deps.signal?.aborted) throw aborted();
 
-    const streamed = await streamDump({ deps, client, env, keys, formats, level, compressor, partSize, queueSize, snapshot, pgDumpPath, pgRestorePath, writeOnce, lockWaitMs });
+    const streamed = await streamDump({ deps, client, env, keys, formats, level, compressor, partSize, queueSize, snapshot, tables, pgDumpPath, pgRestorePath, writeOnce, lockWaitMs, lockWatch });
     await client.query('COMMIT').catch(() => undefined);
 
     const finishedAt = now();
@@ -275,7 +281,33 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
     if (!options.unpublishedPrefix) await publishPointers(s3, bucket, tier, connection.database, keys.manifest, deps.log ?? (() => undefined));
     return { manifestKey: keys.manifest, manifest };
   } finally {
+    await lockWatch?.close();
     await client.end().catch(() => undefined);
+  }
+}
+
+/**
+ * While the tables to count are being locked, before pg_dump starts: a wait behind another
+ * session's lock is reported as pg_dump's own would be (the progress line names the table and who
+ * holds it), and an abort (Ctrl-C, a deadline) ends the connection, and so the wait, at once.
+ */
+async function whileLocking<T>(deps: RunBackupDeps, lockWatch: LockWaitWatch | undefined, locking: Promise<T>, client: Client): Promise<T> {
+  const endClient = (): void => void client.end().catch(() => undefined);
+  deps.signal?.addEventListener('abort', endClient, { once: true });
+  const start = Date.now();
+  const ticker = deps.onProgress
+    ? setInterval(() => {
+        if (Date.now() - start >= STALL_LOOK_AFTER_MS) lockWatch?.look();
+        deps.onProgress?.({ bytes: 0, bytesPerSecond: 0, ...(lockWatch?.current && { waiting: lockWatch.current }) });
+      }, PROGRESS_INTERVAL_MS)
+    : undefined;
+  ticker?.unref();
+  try {
+    return await locking;
+  } finally {
+    if (ticker) clearInterval(ticker);
+    lockWatch?.clear();
+    deps.signal?.removeEventListener('abort', endClient);
   }
 }
 
@@ -290,10 +322,14 @@ interface StreamDumpInput {
   readonly partSize: number;
   readonly queueSize: number;
   readonly snapshot: string;
+  /** The tables to count, already locked by the snapshot's transaction (counted-snapshot.ts). */
+  readonly tables: readonly TableRef[];
   readonly pgDumpPath: string;
   readonly pgRestorePath: string;
   readonly writeOnce: WriteOnceParams;
   readonly lockWaitMs: number;
+  /** Names what a standing-still dump waits for, when a person watches (deps.onProgress). */
+  readonly lockWatch: LockWaitWatch | undefined;
 }
 
 /**
@@ -464,8 +500,7 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
 
   let dumpedBytes = 0;
   dump.stdout.on('data', (chunk: Buffer) => (dumpedBytes += chunk.length));
-  // Only for a person watching (the CLI's progress): the scheduled runs fail naming the table.
-  const lockWatch = deps.onProgress ? new LockWaitWatch(deps.connection, input.lockWaitMs) : undefined;
+  const lockWatch = input.lockWatch;
   let lastBytes = 0;
   let movedAt = streamStart;
   const progress = (): void => {
@@ -499,7 +534,7 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
     () => undefined,
   );
 
-  const counting = countRows(client).catch((error: unknown) => {
+  const counting = countRows(client, input.tables).catch((error: unknown) => {
     if (failure) throw failure;
     const countFailure = new OperatorError(`counting rows in the dump's snapshot failed: ${oneLine(error)}${countFailureFix(error)}`);
     // A statement the server refused (no SELECT right, a timeout) aborts the snapshot's transaction:
@@ -578,9 +613,12 @@ function terminate(child: ChildProcess): void {
   }, KILL_GRACE_MS).unref();
 }
 
-/** Exact per-table row counts, on the connection that holds the exported snapshot. */
-async function countRows(client: Client): Promise<{ schema: string; name: string; rows: number }[]> {
-  const tables = (await client.query<TableRef>(LIST_COUNTED_TABLES_SQL)).rows;
+/**
+ * Exact per-table row counts, on the connection that holds the exported snapshot and, since before
+ * pg_dump started, a lock on each of `tables`: no TRUNCATE can empty one between pg_dump's read
+ * and its count (counted-snapshot.ts).
+ */
+async function countRows(client: Client, tables: readonly TableRef[]): Promise<{ schema: string; name: string; rows: number }[]> {
   const counts = new Array<number>(tables.length).fill(-1);
   for (const query of buildRowCountQueries(tables)) {
     for (const row of (await client.query<{ idx: number; rows: string }>(query)).rows) counts[row.idx] = Number(row.rows);
@@ -589,16 +627,6 @@ async function countRows(client: Client): Promise<{ schema: string; name: string
     if (counts[i] < 0) throw new Error(`no row count came back for ${t.schema}.${t.name}`);
     return { schema: t.schema, name: t.name, rows: counts[i] };
   });
-}
-
-const LOCKED_TABLE_FIX =
-  '; another session holds a table locked (a migration, VACUUM FULL, LOCK TABLE, a transaction left open): find it in pg_locks / pg_stat_activity, end it or wait for it, then run the backup again';
-
-/** The fix of a row count the server refused for want of a right (pg_dump needs the same rights). */
-function countFailureFix(error: unknown): string {
-  const code = (error as { code?: unknown } | undefined)?.code;
-  if (code === '55P03') return LOCKED_TABLE_FIX;
-  return code === '42501' ? '; grant the backup role SELECT on every table and sequence it must dump (pg_dump needs them too)' : '';
 }
 
 /**

@@ -130,3 +130,31 @@ export function buildRowCountQueries(tables: readonly TableRef[], batchSize = 20
   }
   return queries;
 }
+
+/**
+ * One statement that takes ACCESS SHARE on exactly these tables (ONLY: not again on inheritance
+ * children, which are listed on their own), in their order. LOCK TABLE needs no snapshot: in a
+ * REPEATABLE READ transaction it leaves the snapshot to the first query after it.
+ */
+export function buildLockTablesSql(tables: readonly TableRef[]): string {
+  if (tables.length === 0) throw new Error('no table to lock');
+  return `LOCK TABLE ${tables.map((t) => `ONLY ${quoteIdent(t.schema)}.${quoteIdent(t.name)}`).join(', ')} IN ACCESS SHARE MODE`;
+}
+
+/**
+ * After a LOCK TABLE of tables $1 (schemas) / $2 (names) gave up at lock_timeout, which one it
+ * waited for: the server's message names none. ACCESS SHARE conflicts only with ACCESS EXCLUSIVE,
+ * granted (a migration) or queued (a TRUNCATE behind a long reader); the locks are taken in list
+ * order, so the first such table is the one waited for.
+ */
+export const LOCKED_TABLE_SQL = `
+SELECT quote_ident(t.schema) || '.' || quote_ident(t.name) AS table
+FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(schema, name, ord)
+JOIN pg_catalog.pg_namespace n ON n.nspname = t.schema
+JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = t.name
+WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+               WHERE l.locktype = 'relation' AND l.relation = c.oid AND l.mode = 'AccessExclusiveLock'
+                 AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+                 AND l.pid <> pg_backend_pid())
+ORDER BY t.ord
+LIMIT 1`;

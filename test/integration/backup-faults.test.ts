@@ -506,9 +506,9 @@ describe('atmr-dr backup faults (integration)', () => {
     }
   });
 
-  it("Ctrl-C while a row count waits behind another session's lock: no backend of the run is left queued on that lock", async () => {
-    // Arrange: another session holds a table ACCESS EXCLUSIVE (a migration), so the run's row count
-    // and pg_dump both wait for it.
+  it("Ctrl-C while the run's lock of the tables to count waits behind another session's lock: no backend of the run is left queued on that lock", async () => {
+    // Arrange: another session holds a table ACCESS EXCLUSIVE (a migration), so the run's LOCK TABLE
+    // of the tables to count, taken before pg_dump starts, waits for it.
     const database = uniqueDatabaseName('bkf_locked');
     createDatabase(database, 'CREATE TABLE locked (id int); INSERT INTO locked VALUES (1);');
     const cluster = testCluster();
@@ -520,8 +520,8 @@ describe('atmr-dr backup faults (integration)', () => {
       lock = await holdTableLock(database, 'locked');
       const run = startCli(['backup', '--tier', 'hourly'], cliEnv(database, s3.env, { NODE_NO_WARNINGS: '1' }));
       const deadline = Date.now() + 30_000;
-      while (!(await runBackends(watcher, database)).some((b) => b.wait === 'Lock' && b.query.includes('count(*)')) && Date.now() < deadline) await sleep(50);
-      expect((await runBackends(watcher, database)).some((b) => b.wait === 'Lock' && b.query.includes('count(*)'))).toBe(true);
+      while (!(await runBackends(watcher, database)).some((b) => b.wait === 'Lock' && b.query.startsWith('LOCK TABLE')) && Date.now() < deadline) await sleep(50);
+      expect((await runBackends(watcher, database)).some((b) => b.wait === 'Lock' && b.query.startsWith('LOCK TABLE'))).toBe(true);
 
       // Act
       run.signalCli('SIGINT');
@@ -565,7 +565,7 @@ describe('atmr-dr backup faults (integration)', () => {
       // Assert
       expect(outcome).toBeInstanceOf(OperatorError);
       expect((outcome as Error).message).toMatch(
-        /^backup failed, nothing published \(no manifest, latest pointers unchanged\): pg_dump exited with code 1: .*LOCK TABLE public\.held .*; another session holds a table locked .*end it or wait for it, then run the backup again$/,
+        /^backup failed, nothing published \(no manifest, latest pointers unchanged\): counting rows in the dump's snapshot failed: canceling statement due to lock timeout on LOCK TABLE public\.held IN ACCESS SHARE MODE; another session holds a table locked .*end it or wait for it, then run the backup again$/,
       );
       expect(Date.now() - started).toBeLessThan(15_000);
       await expectNothingPublished();

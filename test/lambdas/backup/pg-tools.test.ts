@@ -3,6 +3,7 @@ import { resolveConnection } from '../../../lambdas/shared/pg-connection';
 import {
   assertPgDumpCanDump,
   baseChildEnv,
+  buildLockTablesSql,
   buildRowCountQueries,
   childEnv,
   parseServerVersionNum,
@@ -93,6 +94,13 @@ describe('quoteIdent and buildRowCountQueries', () => {
   it('builds no query for a database without tables, and rejects a bad batch size', () => {
     expect(buildRowCountQueries([])).toEqual([]);
     expect(() => buildRowCountQueries([{ schema: 'a', name: 'b' }], 0)).toThrow(/batchSize/);
+  });
+
+  it('locks exactly the listed tables (ONLY), quoted, in one ACCESS SHARE statement', () => {
+    expect(buildLockTablesSql([{ schema: 'public', name: 'rides' }, { schema: 'Ops Réseau', name: 'Incidents "Été"' }])).toBe(
+      'LOCK TABLE ONLY "public"."rides", ONLY "Ops Réseau"."Incidents ""Été""" IN ACCESS SHARE MODE',
+    );
+    expect(() => buildLockTablesSql([])).toThrow(/no table/);
   });
 });
 

@@ -1,0 +1,97 @@
+import type { Client } from 'pg';
+import { OperatorError, oneLine } from '../shared/errors';
+import { buildLockTablesSql, LIST_COUNTED_TABLES_SQL, LOCKED_TABLE_SQL, type TableRef } from './pg-tools';
+
+export interface CountedSnapshot {
+  /** pg_export_snapshot(): what pg_dump --snapshot imports. */
+  readonly snapshot: string;
+  /** txid_current_snapshot() of the same snapshot, so that a reader can place the backup in time. */
+  readonly txids: string;
+  /** Every table the snapshot holds (LIST_COUNTED_TABLES_SQL), each held ACCESS SHARE by its transaction. */
+  readonly tables: TableRef[];
+}
+
+export const LOCKED_TABLE_FIX =
+  '; another session holds a table locked (a migration, VACUUM FULL, LOCK TABLE, a transaction left open): find it in pg_locks / pg_stat_activity, end it or wait for it, then run the backup again';
+
+const UNDEFINED_TABLE = '42P01';
+const LOCK_NOT_AVAILABLE = '55P03';
+const INSUFFICIENT_PRIVILEGE = '42501';
+
+/** The fix of a lock or a row count the server refused (pg_dump needs the same rights). */
+export function countFailureFix(error: unknown): string {
+  const code = sqlState(error);
+  if (code === LOCK_NOT_AVAILABLE) return LOCKED_TABLE_FIX;
+  return code === INSUFFICIENT_PRIVILEGE ? '; grant the backup role SELECT on every table and sequence it must dump (pg_dump needs them too)' : '';
+}
+
+/**
+ * Opens, on `client`, the REPEATABLE READ READ ONLY transaction whose snapshot pg_dump imports,
+ * with every table to count already locked ACCESS SHARE, and keeps it open (the caller commits
+ * once pg_dump has ended and the counts are in).
+ *
+ * Why the locks come first: TRUNCATE and the table-rewriting ALTER TABLEs are not MVCC-safe, once
+ * committed the table is empty to older snapshots too. Counted under locks taken one batch at a
+ * time while pg_dump ran, a TRUNCATE queued behind pg_dump's lock ran as soon as pg_dump ended and
+ * before a later batch reached its table: the manifest said 0 rows of a table the dump holds, and
+ * the restore check refused a good backup. Here, ACCESS SHARE (the only mode those commands wait
+ * for) is held on every table before pg_dump starts and until both readers are done: such a
+ * command committed before a lock is seen by pg_dump and the counts alike (both read after it), one
+ * that comes later waits for this transaction's end. The first locks are taken before the snapshot
+ * (LOCK TABLE takes none; the export is the first statement that does), so a migration waited for
+ * is inside the snapshot, not a table its rewrite left empty.
+ *
+ * The tables are listed before BEGIN, then again in the snapshot: one created in between is in the
+ * dump, so it is locked then (still before pg_dump starts) and counted. One dropped between the
+ * list and its lock makes LOCK TABLE fail: the whole is done again once, with a new list.
+ *
+ * The session's lock_timeout bounds each LOCK TABLE; one that gives up names the table it waited
+ * for (the server's message names none) and the fix, as pg_dump's own line did.
+ */
+export async function openCountedSnapshot(client: Client): Promise<CountedSnapshot> {
+  for (let attempt = 1; ; attempt += 1) {
+    let locking = (await client.query<TableRef>(LIST_COUNTED_TABLES_SQL)).rows;
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    try {
+      if (locking.length > 0) await client.query(buildLockTablesSql(locking));
+      const snapshot = (await client.query<{ snapshot: string }>('SELECT pg_export_snapshot() AS snapshot')).rows[0].snapshot;
+      const txids = (await client.query<{ txids: string }>('SELECT txid_current_snapshot()::text AS txids')).rows[0].txids;
+      const tables = (await client.query<TableRef>(LIST_COUNTED_TABLES_SQL)).rows;
+      const locked = new Set(locking.map(tableKey));
+      locking = tables.filter((t) => !locked.has(tableKey(t)));
+      if (locking.length > 0) await client.query(buildLockTablesSql(locking));
+      return { snapshot, txids, tables };
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      if (sqlState(error) === UNDEFINED_TABLE && attempt === 1) continue;
+      throw await lockFailure(client, error, locking);
+    }
+  }
+}
+
+/** A failure the server answered becomes one line with its fix; anything else (a lost connection, an abort) is the caller's. */
+async function lockFailure(client: Client, error: unknown, locking: readonly TableRef[]): Promise<unknown> {
+  const code = sqlState(error);
+  if (code === undefined) return error;
+  let detail = '';
+  if (code === LOCK_NOT_AVAILABLE) {
+    const table = await client
+      .query<{ table: string }>(LOCKED_TABLE_SQL, [locking.map((t) => t.schema), locking.map((t) => t.name)])
+      .then((result) => result.rows[0]?.table)
+      .catch(() => undefined);
+    detail = table ? ` on LOCK TABLE ${table} IN ACCESS SHARE MODE` : ` on LOCK TABLE of the ${locking.length} tables to count`;
+  } else if (code === UNDEFINED_TABLE) {
+    detail = ' (dropped while the backup locked the tables to count, on two tries: let the schema change finish, then run the backup again)';
+  }
+  return new OperatorError(`counting rows in the dump's snapshot failed: ${oneLine(error)}${detail}${countFailureFix(error)}`);
+}
+
+/** The SQLSTATE of an error the server sent (it has a severity; a socket error's code is not one). */
+function sqlState(error: unknown): string | undefined {
+  const e = error as { severity?: unknown; code?: unknown } | null | undefined;
+  return typeof e?.severity === 'string' && typeof e.code === 'string' ? e.code : undefined;
+}
+
+function tableKey(t: TableRef): string {
+  return `${t.schema}\0${t.name}`;
+}
