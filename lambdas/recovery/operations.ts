@@ -73,8 +73,15 @@ export async function startRecovery(deps: StartDeps, request: StartRequest): Pro
       new StartExecutionCommand({ stateMachineArn: request.stateMachineArn, name: recoveryRequest.recoveryId, input: JSON.stringify(recoveryRequest) }),
     ));
   } catch (error) {
-    await updateRecovery(deps.store, recoveryRequest.recoveryId, { status: 'failed', error: `workflow not started: ${oneLine(error)}` }).catch(() => undefined);
-    throw new OperatorError(`recover: the recovery workflow did not start (${oneLine(error)}): nothing was created; check the state machine ARN and your permissions, then retry`);
+    // A request whose every answer was lost (the SDK's retries spent) may have started the
+    // execution all the same: marked failed, the record would free the lock under a workflow that
+    // restores a copy anyway, and "nothing was created" would be false. The execution is named
+    // after the recovery, so reading it back by that name tells.
+    executionArn = await executionNamed(deps.sfn, request.stateMachineArn, recoveryRequest.recoveryId);
+    if (!executionArn) {
+      await updateRecovery(deps.store, recoveryRequest.recoveryId, { status: 'failed', error: `workflow not started: ${oneLine(error)}` }).catch(() => undefined);
+      throw new OperatorError(`recover: the recovery workflow did not start (${oneLine(error)}): nothing was created; check the state machine ARN and your permissions, then retry`);
+    }
   }
   // The workflow runs from here on, whatever happens to this write: the recovery keeps its lock.
   try {
@@ -85,6 +92,16 @@ export async function startRecovery(deps: StartDeps, request: StartRequest): Pro
     );
   }
   return { dryRun: false, ...summary, executionArn };
+}
+
+/** The ARN of the execution `name` of the state machine when it exists; undefined when it does not or cannot be read. */
+async function executionNamed(sfn: SFNClient, stateMachineArn: string, name: string): Promise<string | undefined> {
+  const executionArn = `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${name}`;
+  try {
+    return (await sfn.send(new DescribeExecutionCommand({ executionArn }))).executionArn ?? executionArn;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface ExecutionView {

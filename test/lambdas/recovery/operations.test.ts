@@ -537,3 +537,39 @@ describe('a workflow that started while the ops-state table failed', () => {
     expect(await activeRecoveryId(deps().store)).toBe(id);
   });
 });
+
+describe('a start whose StartExecution answer was lost', () => {
+  it('finds the execution the request did start, keeps the recovery and its lock, and does not say "nothing was created"', async () => {
+    // The previous test's recovery keeps its lock (its workflow started): end it.
+    const held = await activeRecoveryId(deps().store);
+    if (held) await updateRecovery(deps().store, held, { status: 'abandoned' });
+    // Arrange: Step Functions starts the execution, every answer to the request is lost (the SDK's
+    // retries spent on a flaky network), and the execution is there when read back by its name.
+    const executionArn = (name: string) => `${MACHINE.replace(':stateMachine:', ':execution:')}:${name}`;
+    sfn.on(StartExecutionCommand).rejects(Object.assign(new Error('socket hang up'), { name: 'TimeoutError' }));
+    sfn.on(DescribeExecutionCommand).callsFake((input: { executionArn: string }) => ({ executionArn: input.executionArn, status: 'RUNNING' }));
+
+    // Act
+    const result = await start({ toTime: parseToTime('26 minutes ago', NOW) });
+
+    // Assert
+    const id = result.request.recoveryId;
+    expect(result.executionArn).toBe(executionArn(id));
+    expect(sfn.commandCalls(DescribeExecutionCommand)[0].args[0].input).toEqual({ executionArn: executionArn(id) });
+    expect(await getRecovery(deps().store, id)).toMatchObject({ status: 'restoring', executionArn: executionArn(id) });
+    expect(await activeRecoveryId(deps().store)).toBe(id);
+    await updateRecovery(deps().store, id, { status: 'abandoned' });
+  });
+
+  it('marks the recovery failed and frees the lock when no execution under its name exists', async () => {
+    sfn.on(StartExecutionCommand).rejects(Object.assign(new Error('User is not authorized to perform: states:StartExecution'), { name: 'AccessDeniedException' }));
+    sfn.on(DescribeExecutionCommand).rejects(Object.assign(new Error('Execution Does Not Exist'), { name: 'ExecutionDoesNotExist' }));
+
+    const error = await operatorErrorOf(start({ toTime: parseToTime('25 minutes ago', NOW) }));
+
+    expect(error.message).toMatch(/^recover: the recovery workflow did not start \(User is not authorized .*\): nothing was created/);
+    const id = sfn.commandCalls(StartExecutionCommand)[0].args[0].input.name!;
+    expect((await getRecovery(deps().store, id)).status).toBe('failed');
+    expect(await activeRecoveryId(deps().store)).toBeUndefined();
+  });
+});
