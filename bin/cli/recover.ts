@@ -2,7 +2,7 @@ import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
-import { RDSClient } from '@aws-sdk/client-rds';
+import { DBInstance, RDSClient } from '@aws-sdk/client-rds';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SSMClient } from '@aws-sdk/client-ssm';
@@ -88,6 +88,8 @@ export function afterCutoverSteps(
   copySecretArn?: string,
   /** `recovery.newInstancePrefix` as cdk.json sets it (undefined: the default, derived from database.instanceIdentifier). */
   explicitPrefix?: string,
+  /** The copy's DeletionProtection as RDS describes it now (undefined: not known, the step is printed). */
+  copyDeletionProtection?: boolean,
 ): string[] {
   const copy = record.newInstance;
   const old = record.replacedInstance ? `${record.sourceInstance} (now ${record.replacedInstance})` : record.sourceInstance;
@@ -112,19 +114,24 @@ export function afterCutoverSteps(
       `next, before the secret's next rotation: ${databaseSecretArn} is managed by RDS for ${old}, not for ${copy}: RDS rotates its password on that instance only (every 7 days by default) and deletes it with that instance, while ${copy} keeps its own password, so the API stops logging in at the next rotation. With the killswitch in maintenance: aws rds modify-db-instance --db-instance-identifier ${copy} --manage-master-user-password --apply-immediately (its password changes at once), point the API and database.secretArn at the copy's new secret (MasterUserSecret in aws rds describe-db-instances --db-instance-identifier ${copy}), redeploy both, then lift the killswitch; delete ${record.replacedInstance ?? 'the old instance'} only after that`,
     );
   }
+  // The restore leaves deletion protection off (abandon must be able to delete the copy), and nothing
+  // turns it on when the copy becomes production: one delete-db-instance away from losing it again.
+  if (copyDeletionProtection !== true) {
+    steps.push(
+      `next: turn deletion protection on for ${copy}, production now (restored without it, so that abandon could delete it): aws rds modify-db-instance --db-instance-identifier ${copy} --deletion-protection --apply-immediately`,
+    );
+  }
   return steps;
 }
 
 /**
- * The copy's own RDS-managed secret, for `recover status` of a cut-over recovery days later; undefined
- * when it has none or the describe fails (the step is then printed: better once too often than never).
+ * The copy as RDS describes it, for `recover status` of a cut-over recovery days later (its own
+ * RDS-managed secret, its deletion protection); undefined when the describe fails (the steps are then
+ * printed: better once too often than never).
  */
-async function copyManagedSecret(rds: RDSClient, record: RecoveryRecord, databaseSecretArn: string): Promise<string | undefined> {
-  if (record.status !== 'cut-over' || !databaseSecretArn.includes(':secret:rds!')) return undefined;
-  return describeInstance(rds, record.newInstance).then(
-    (instance) => instance?.MasterUserSecret?.SecretArn,
-    () => undefined,
-  );
+async function cutOverCopy(rds: RDSClient, record: RecoveryRecord): Promise<DBInstance | undefined> {
+  if (record.status !== 'cut-over') return undefined;
+  return describeInstance(rds, record.newInstance).catch(() => undefined);
 }
 
 function printCutover(result: CutoverResult): void {
@@ -198,7 +205,7 @@ export function registerRecoverCommands(program: Command): void {
     }
   };
 
-  const report = (record: RecoveryRecord, json: boolean, config: EnvironmentConfig, execution?: { status: string; error?: string }, copySecretArn?: string) => {
+  const report = (record: RecoveryRecord, json: boolean, config: EnvironmentConfig, execution?: { status: string; error?: string }, copy?: DBInstance) => {
     if (json) {
       print(JSON.stringify({ ...record, ...(execution && { workflow: execution }) }));
       return;
@@ -241,7 +248,7 @@ export function registerRecoverCommands(program: Command): void {
         `next: ${record.newInstance} is kept (it became available) but is not verified, so it cannot be cut over: read the error above, then "atmr-dr recover abandon ${record.recoveryId}" (deleted after a final snapshot) and start a new recovery`,
       );
     }
-    if (record.status === 'cut-over') for (const line of afterCutoverSteps(record, config.database, copySecretArn, config.recovery.newInstancePrefix)) print(line);
+    if (record.status === 'cut-over') for (const line of afterCutoverSteps(record, config.database, copy?.MasterUserSecret?.SecretArn, config.recovery.newInstancePrefix, copy?.DeletionProtection)) print(line);
     // Claimed by an abandon that stopped before the end (a refused deletion, a workflow it could not read).
     if (record.status === 'abandoning') print(`next: the abandon stopped before the end: run "atmr-dr recover abandon ${record.recoveryId}" again to finish it`);
   };
@@ -302,7 +309,7 @@ export function registerRecoverCommands(program: Command): void {
         ({ record } = await follow(ctx.sfn, ctx.store, target, Boolean(ctx.g.json)));
         execution = await describeExecution(ctx.sfn, record.executionArn).catch(() => undefined);
       }
-      report(record, Boolean(ctx.g.json), ctx.config, execution, ctx.g.json ? undefined : await copyManagedSecret(ctx.rds, record, ctx.config.database.secretArn));
+      report(record, Boolean(ctx.g.json), ctx.config, execution, ctx.g.json ? undefined : await cutOverCopy(ctx.rds, record));
     });
 
   recover

@@ -159,7 +159,8 @@ export function restoreInput(validated: ValidatedRecovery, target: RecoveryTarge
     PubliclyAccessible: source.PubliclyAccessible ?? false,
     EnableIAMDatabaseAuthentication: source.IAMDatabaseAuthenticationEnabled,
     CopyTagsToSnapshot: source.CopyTagsToSnapshot,
-    // Abandon deletes the copy (after a final snapshot); protect it once it is production.
+    // Abandon deletes the copy (after a final snapshot): off here; once it is production, the
+    // cutover's last lines and `recover status` give the command that turns it on.
     DeletionProtection: false,
     Tags: [...tags].map(([Key, Value]) => ({ Key, Value })),
   };

@@ -71,6 +71,10 @@ const executionEnded = (id: string, status: string) => ({
   body: JSON.stringify({ executionArn: `arn:aws:states:eu-west-3:111111111111:execution:recovery:${id}`, stateMachineArn: 'arn:aws:states:eu-west-3:111111111111:stateMachine:recovery', status, startDate: 1_780_000_000 }),
 });
 
+/** The step once production runs on a copy restored without deletion protection. */
+const DELETION_PROTECTION_STEP =
+  'next: turn deletion protection on for atmr-prod-pitr-202611301402, production now (restored without it, so that abandon could delete it): aws rds modify-db-instance --db-instance-identifier atmr-prod-pitr-202611301402 --deletion-protection --apply-immediately';
+
 const request = (id: string): RecoveryRequest & { sourceInstance: string } => ({
   recoveryId: id,
   toTime: '2026-11-30T14:02:00.000Z',
@@ -366,6 +370,7 @@ describe('atmr-dr recover', () => {
         expect.stringMatching(
           /^next, before the secret's next rotation: arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-prod-AbCdEf is managed by RDS for atmr-prod \(now atmr-prod-replaced-202611301600\), not for atmr-prod-pitr-202611301402: .* aws rds modify-db-instance --db-instance-identifier atmr-prod-pitr-202611301402 --manage-master-user-password --apply-immediately .* delete atmr-prod-replaced-202611301600 only after that$/,
         ),
+        DELETION_PROTECTION_STEP,
       ]);
     });
 
@@ -374,6 +379,9 @@ describe('atmr-dr recover', () => {
       const lines = afterCutoverSteps(
         { sourceInstance: 'atmr-prod', newInstance: 'atmr-prod-pitr-202611301402', replacedInstance: 'atmr-prod-replaced-202611301600' },
         { instanceIdentifier: 'atmr-prod', secretArn: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/api-db-AbCdEf' },
+        undefined,
+        undefined,
+        true,
       );
 
       // Assert
@@ -386,8 +394,8 @@ describe('atmr-dr recover', () => {
       const database = { instanceIdentifier: 'atmr-prod', secretArn: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/api-db-AbCdEf' };
 
       // Act
-      const explicit = afterCutoverSteps(record, database, undefined, 'atmr-prod-pitr-');
-      const derived = afterCutoverSteps(record, database, undefined, undefined);
+      const explicit = afterCutoverSteps(record, database, undefined, 'atmr-prod-pitr-', true);
+      const derived = afterCutoverSteps(record, database, undefined, undefined, true);
 
       // Assert: an explicit prefix kept would cover production once the config names the copy (synth refuses it); the default follows the new name
       expect(explicit).toEqual([expect.stringContaining(', and recovery.newInstancePrefix to a prefix atmr-prod-pitr-202611301402 does not start with (not "atmr-prod-pitr-") in cdk.json')]);
@@ -423,14 +431,48 @@ describe('atmr-dr recover', () => {
       const oldSecret = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-prod-AbCdEf';
 
       // Act
-      const bothDone = afterCutoverSteps(record, { instanceIdentifier: 'atmr-prod-pitr-202611301402', secretArn: copySecret }, copySecret);
-      const onlyConfigDone = afterCutoverSteps(record, { instanceIdentifier: 'atmr-prod-pitr-202611301402', secretArn: oldSecret }, copySecret);
-      const copySecretUnknown = afterCutoverSteps(record, { instanceIdentifier: 'atmr-prod-pitr-202611301402', secretArn: copySecret });
+      const bothDone = afterCutoverSteps(record, { instanceIdentifier: 'atmr-prod-pitr-202611301402', secretArn: copySecret }, copySecret, undefined, true);
+      const onlyConfigDone = afterCutoverSteps(record, { instanceIdentifier: 'atmr-prod-pitr-202611301402', secretArn: oldSecret }, copySecret, undefined, true);
+      const copySecretUnknown = afterCutoverSteps(record, { instanceIdentifier: 'atmr-prod-pitr-202611301402', secretArn: copySecret }, undefined, undefined, true);
 
       // Assert: the secret step stays while the config still names the replaced instance's secret, or when the copy's is unknown
       expect(bothDone).toEqual([]);
       expect(onlyConfigDone).toEqual([expect.stringMatching(/^next, before the secret's next rotation: arn:\S+rds!db-atmr-prod-AbCdEf is managed by RDS for atmr-prod/)]);
       expect(copySecretUnknown).toHaveLength(1);
+    });
+
+    it('status of a cut-over recovery whose copy, production now, has no deletion protection (restored without, so that abandon could delete it) says how to turn it on', async () => {
+      // Arrange: steps 10 and 11 done (the config names the copy and its own managed secret); RDS
+      // describes the copy as it was restored: no deletion protection.
+      const id = 'r20261130143000-ffff';
+      await dynamo.ddb.send(
+        new PutCommand({
+          TableName: dynamo.tableName,
+          Item: { ...recordKey(id), ...request(id), updatedAt: '2026-11-30T16:00:00.000Z', newInstanceHost: 'new.rds', status: 'cut-over', replacedInstance: 'atmr-prod-replaced-202611301600' },
+        }),
+      );
+      const described = {
+        contentType: 'text/xml',
+        body:
+          `<DescribeDBInstancesResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><DescribeDBInstancesResult><DBInstances><DBInstance>` +
+          `<DBInstanceIdentifier>atmr-prod-pitr-202611301402</DBInstanceIdentifier><DBInstanceStatus>available</DBInstanceStatus><DeletionProtection>false</DeletionProtection>` +
+          `</DBInstance></DBInstances></DescribeDBInstancesResult><ResponseMetadata><RequestId>r1</RequestId></ResponseMetadata></DescribeDBInstancesResponse>`,
+      };
+
+      // Act
+      const { run } = await atmrDrWith('RDS', described, ['recover', 'status', id]);
+
+      // Assert
+      expect(run.status).toBe(0);
+      expect(run.stdout.split('\n').filter((line) => line.startsWith('next'))).toContain(DELETION_PROTECTION_STEP);
+    });
+
+    it('the cutover\'s last lines say to turn deletion protection on, and no line does once the copy has it', () => {
+      const record = { sourceInstance: 'atmr-prod', newInstance: 'atmr-prod-pitr-202611301402' };
+      const database = { instanceIdentifier: 'atmr-prod-pitr-202611301402', secretArn: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/api-db-AbCdEf' };
+
+      expect(afterCutoverSteps(record, database, undefined, undefined, false)).toEqual([DELETION_PROTECTION_STEP]);
+      expect(afterCutoverSteps(record, database, undefined, undefined, true)).toEqual([]);
     });
 
     it("status of a cut-over recovery whose configured secret is already the copy's own RDS-managed one does not tell to move to it again", async () => {
@@ -447,7 +489,7 @@ describe('atmr-dr recover', () => {
         contentType: 'text/xml',
         body:
           `<DescribeDBInstancesResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><DescribeDBInstancesResult><DBInstances><DBInstance>` +
-          `<DBInstanceIdentifier>atmr-prod-pitr-202611301402</DBInstanceIdentifier><DBInstanceStatus>available</DBInstanceStatus>` +
+          `<DBInstanceIdentifier>atmr-prod-pitr-202611301402</DBInstanceIdentifier><DBInstanceStatus>available</DBInstanceStatus><DeletionProtection>true</DeletionProtection>` +
           `<MasterUserSecret><SecretArn>arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-prod-AbCdEf</SecretArn><SecretStatus>active</SecretStatus></MasterUserSecret>` +
           `</DBInstance></DBInstances></DescribeDBInstancesResult><ResponseMetadata><RequestId>r1</RequestId></ResponseMetadata></DescribeDBInstancesResponse>`,
       };
