@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import { EnvironmentConfig, defaultNewInstancePrefix, prefixNotCovering, resolveRecoveryConfig } from '../../lib/config';
 import { RECOVERY_ID_PATTERN, RecoveryRecord } from '../../lambdas/recovery/contract';
 import { CUTOVER_STEPS, CutoverResult, CutoverSettings, cutover, undoCutover } from '../../lambdas/recovery/cutover';
-import { abandonRecovery, describeExecution, parseRecoveryReason, startRecovery } from '../../lambdas/recovery/operations';
+import { abandonRecovery, describeExecution, parseRecoveryReason, recoveryExecutionArn, startRecovery } from '../../lambdas/recovery/operations';
 import { dataAlsoIn, describeInstance } from '../../lambdas/recovery/rds';
 import { StoreDeps, activeRecoveryId, getRecovery, listRecoveryIds } from '../../lambdas/recovery/store';
 import { checkPitrReach, parseToTime } from '../../lambdas/recovery/time';
@@ -190,13 +190,29 @@ export function registerRecoverCommands(program: Command): void {
     return { g, envName, config, store, sfn: new SFNClient(SDK_RETRY), rds: new RDSClient(SDK_RETRY), events: new EventBridgeClient(SDK_RETRY) };
   };
 
+  /**
+   * The workflow of a recovery whose record has no execution ARN: a start stopped between the lock
+   * and StartExecution's answer (Ctrl-C while it hung, a crash) may have launched it all the same,
+   * under the recovery's name: the state machine to look in. Undefined when it cannot be named.
+   */
+  const unrecordedWorkflow = async (g: RecoverGlobals, envName: string, record: RecoveryRecord): Promise<string | undefined> => {
+    if (record.executionArn || record.status !== 'restoring') return undefined;
+    return resolveDeployedName(DEPLOYED_NAMES.recoveryStateMachine, { flagValue: g.stateMachine, envName }).catch(() => undefined);
+  };
+
+  /** The workflow's state; one found by name only and absent was never started. */
+  const executionOf = (sfn: SFNClient, record: RecoveryRecord, byName?: string) =>
+    describeExecution(sfn, record.executionArn ?? byName).catch((error: unknown) =>
+      !record.executionArn && (error as { name?: string }).name === 'ExecutionDoesNotExist' ? { status: 'NOT STARTED' } : undefined,
+    );
+
   /** Follows the workflow until it ends; returns the record and the execution as they are then. */
-  const follow = async (sfn: SFNClient, store: StoreDeps, id: string, json: boolean): Promise<{ record: RecoveryRecord; execution?: { status: string; error?: string } }> => {
+  const follow = async (sfn: SFNClient, store: StoreDeps, id: string, json: boolean, byName?: string): Promise<{ record: RecoveryRecord; execution?: { status: string; error?: string } }> => {
     const pollMs = Number(process.env.ATMR_RECOVER_POLL_SECONDS ?? 15) * 1000;
     let last = '';
     for (;;) {
       const record = await getRecovery(store, id);
-      const execution = await describeExecution(sfn, record.executionArn);
+      const execution = await describeExecution(sfn, record.executionArn ?? byName);
       const line = statusLine(record, execution);
       if (line !== last && !json) process.stderr.write(`${new Date().toISOString()} ${line}\n`);
       last = line;
@@ -235,7 +251,7 @@ export function registerRecoverCommands(program: Command): void {
     // change the record any more, and it holds the lock that refuses every new recovery.
     if ((record.status === 'restoring' || (record.status === 'verifying' && !reset)) && execution && execution.status !== 'RUNNING') {
       print(
-        `next: the workflow ended (${execution.status}) with the recovery still "${record.status}": nothing will change it any more, and it holds the one-recovery lock: "atmr-dr recover abandon ${record.recoveryId}" deletes ${record.newInstance} and frees the lock, then start a new recovery`,
+        `next: ${execution.status === 'NOT STARTED' ? 'the workflow never started (the start stopped before Step Functions took it)' : `the workflow ended (${execution.status})`} with the recovery still "${record.status}": nothing will change it any more, and it holds the one-recovery lock: "atmr-dr recover abandon ${record.recoveryId}" deletes ${record.newInstance} and frees the lock, then start a new recovery`,
       );
     }
     if (record.status === 'verified') print(`next: atmr-dr recover cutover ${record.recoveryId} --yes   (or: atmr-dr recover abandon ${record.recoveryId})`);
@@ -304,10 +320,12 @@ export function registerRecoverCommands(program: Command): void {
         return;
       }
       let record = await getRecovery(ctx.store, target);
-      let execution = await describeExecution(ctx.sfn, record.executionArn).catch(() => undefined);
+      const stateMachine = await unrecordedWorkflow(ctx.g, ctx.envName, record);
+      const byName = stateMachine && recoveryExecutionArn(stateMachine, target);
+      let execution = await executionOf(ctx.sfn, record, byName);
       if (execution?.status === 'RUNNING' && ctx.g.follow) {
-        ({ record } = await follow(ctx.sfn, ctx.store, target, Boolean(ctx.g.json)));
-        execution = await describeExecution(ctx.sfn, record.executionArn).catch(() => undefined);
+        ({ record } = await follow(ctx.sfn, ctx.store, target, Boolean(ctx.g.json), byName));
+        execution = await executionOf(ctx.sfn, record, byName);
       }
       report(record, Boolean(ctx.g.json), ctx.config, execution, ctx.g.json ? undefined : await cutOverCopy(ctx.rds, record));
     });
@@ -438,8 +456,10 @@ export function registerRecoverCommands(program: Command): void {
         ? `delete ${record.newInstance} WITHOUT a final snapshot (RDS refuses one while it cannot use its KMS key; ${dataAlsoIn(ctx.config.database.instanceIdentifier, { toTime: record.toTime })})`
         : `delete ${record.newInstance} (a final snapshot is kept unless it holds no data yet)`;
       await confirmOrRefuse(question, opts.yes, 'recover abandon');
+      const stateMachine = await unrecordedWorkflow(ctx.g, ctx.envName, record);
       const result = await abandonRecovery({ rds: ctx.rds, sfn: ctx.sfn, events: ctx.events, store: ctx.store }, id, await resolveCliActor(), ctx.config.database.instanceIdentifier, {
         skipFinalSnapshot: Boolean(opts.skipFinalSnapshot),
+        ...(stateMachine && { stateMachineArn: stateMachine }),
       });
       if (ctx.g.json) print(JSON.stringify(result));
       else print(`recovery ${id} abandoned: ${result.detail}`);

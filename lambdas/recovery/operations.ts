@@ -94,9 +94,14 @@ export async function startRecovery(deps: StartDeps, request: StartRequest): Pro
   return { dryRun: false, ...summary, executionArn };
 }
 
+/** The ARN the execution of recovery `recoveryId` has (it is named after the recovery), started or not. */
+export function recoveryExecutionArn(stateMachineArn: string, recoveryId: string): string {
+  return `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${recoveryId}`;
+}
+
 /** The ARN of the execution `name` of the state machine when it exists; undefined when it does not or cannot be read. */
 async function executionNamed(sfn: SFNClient, stateMachineArn: string, name: string): Promise<string | undefined> {
-  const executionArn = `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${name}`;
+  const executionArn = recoveryExecutionArn(stateMachineArn, name);
   try {
     return (await sfn.send(new DescribeExecutionCommand({ executionArn }))).executionArn ?? executionArn;
   } catch {
@@ -134,7 +139,14 @@ export async function abandonRecovery(
   recoveryId: string,
   actor: string,
   protectedInstance: string,
-  options: { skipFinalSnapshot?: boolean } = {},
+  options: {
+    skipFinalSnapshot?: boolean;
+    /**
+     * The recovery workflow: a record without the execution's ARN (a start stopped between the lock
+     * and StartExecution's answer) may have launched it all the same, found then by its name.
+     */
+    stateMachineArn?: string;
+  } = {},
 ): Promise<{ record: RecoveryRecord; detail: string }> {
   const now = (deps.now ?? (() => new Date()))();
   const record = await getRecovery(deps.store, recoveryId);
@@ -181,13 +193,16 @@ export async function abandonRecovery(
   // A workflow whose state cannot be read may still run: deleting its copy under it would make it
   // fail, write "failed" over "abandoned" and page a recovery failure nobody had. Stop here, claimed:
   // running abandon again goes on from "abandoning".
-  const execution = await describeExecution(deps.sfn, record.executionArn).catch((error: unknown) => {
+  const executionArn = record.executionArn ?? (options.stateMachineArn && recoveryExecutionArn(options.stateMachineArn, recoveryId));
+  const execution = await describeExecution(deps.sfn, executionArn || undefined).catch((error: unknown) => {
+    // Found by name only: no execution under it means the start never launched one.
+    if (!record.executionArn && (error as { name?: string }).name === 'ExecutionDoesNotExist') return undefined;
     throw new OperatorError(
       `recover abandon: cannot tell whether the workflow of recovery ${recoveryId} still runs (${namedLine(error)}): nothing was stopped or deleted; run "atmr-dr recover abandon ${recoveryId}" again`,
     );
   });
   if (execution?.status === 'RUNNING') {
-    await deps.sfn.send(new StopExecutionCommand({ executionArn: record.executionArn, error: 'RecoveryAbandoned', cause: `abandoned by ${actor}` }));
+    await deps.sfn.send(new StopExecutionCommand({ executionArn: executionArn || undefined, error: 'RecoveryAbandoned', cause: `abandoned by ${actor}` }));
   }
   const snapshot = `${record.newInstance}-final-${now.toISOString().replace(/[-:T]/g, '').slice(0, 12)}`.slice(0, 255);
   const { detail } = await deleteRecoveredInstance(deps.rds, record.newInstance, { finalSnapshotIdentifier: snapshot, skipFinalSnapshot: options.skipFinalSnapshot, protectedInstance, recoveryId });

@@ -43,14 +43,14 @@ function atmrDr(args: string[]): Promise<{ status: number | null; stdout: string
  * responder on 127.0.0.1 (the others stay on the closed port); returns the run and the request
  * bodies the responder received.
  */
-async function atmrDrWith(service: 'SFN' | 'RDS', answer: { contentType: string; body: string }, args: string[]): Promise<{ run: Awaited<ReturnType<typeof atmrDr>>; asked: string[] }> {
+async function atmrDrWith(service: 'SFN' | 'RDS', answer: { contentType: string; body: string; status?: number }, args: string[]): Promise<{ run: Awaited<ReturnType<typeof atmrDr>>; asked: string[] }> {
   const asked: string[] = [];
   const responder = http.createServer((req, res) => {
     let body = '';
     req.on('data', (chunk: Buffer) => (body += chunk.toString()));
     req.on('end', () => {
       asked.push(body);
-      res.writeHead(200, { 'content-type': answer.contentType });
+      res.writeHead(answer.status ?? 200, { 'content-type': answer.contentType });
       res.end(answer.body);
     });
   });
@@ -243,6 +243,34 @@ describe('atmr-dr recover', () => {
       expect(run.stdout).toContain(
         `next: the workflow ended (ABORTED) with the recovery still "restoring": nothing will change it any more, and it holds the one-recovery lock: "atmr-dr recover abandon ${id}" deletes atmr-prod-pitr-202611301402 and frees the lock, then start a new recovery`,
       );
+    });
+
+    describe('a start stopped before its record took the workflow (Ctrl-C while StartExecution hung): record "restoring", no executionArn, lock held', () => {
+      it('status finds the workflow the start did launch by the recovery\'s name and says how to free the lock once it ended', async () => {
+        const id = 'r20261130143000-acac';
+        await givenRecord(id, { status: 'restoring', newInstanceHost: undefined });
+
+        const { run, asked } = await atmrDrWith('SFN', executionEnded(id, 'FAILED'), ['recover', 'status', id]);
+
+        expect(run.status).toBe(0);
+        expect(asked).toEqual([expect.stringContaining(`"executionArn":"arn:aws:states:eu-west-3:111111111111:execution:recovery:${id}"`)]);
+        expect(run.stdout).toContain('workflow FAILED');
+        expect(run.stdout).toContain(`next: the workflow ended (FAILED) with the recovery still "restoring"`);
+      });
+
+      it('status of one whose workflow never started says so and that abandon frees the lock', async () => {
+        const id = 'r20261130143000-adad';
+        await givenRecord(id, { status: 'restoring', newInstanceHost: undefined });
+        const missing = { status: 400, contentType: 'application/x-amz-json-1.0', body: JSON.stringify({ __type: 'com.amazonaws.swf.service.v2.model#ExecutionDoesNotExist', message: `Execution Does Not Exist: '${id}'` }) };
+
+        const { run } = await atmrDrWith('SFN', missing, ['recover', 'status', id]);
+
+        expect(run.status).toBe(0);
+        expect(run.stdout).toContain('workflow NOT STARTED');
+        expect(run.stdout).toContain(
+          `next: the workflow never started (the start stopped before Step Functions took it) with the recovery still "restoring": nothing will change it any more, and it holds the one-recovery lock: "atmr-dr recover abandon ${id}" deletes atmr-prod-pitr-202611301402 and frees the lock`,
+        );
+      });
     });
 
     it('status of a failed recovery whose copy is kept says it cannot be cut over and how to abandon it', async () => {

@@ -573,3 +573,43 @@ describe('a start whose StartExecution answer was lost', () => {
     expect(await activeRecoveryId(deps().store)).toBeUndefined();
   });
 });
+
+describe('a start stopped before its record took the workflow (Ctrl-C while StartExecution hung)', () => {
+  /** A recovery as such a start leaves it: record "restoring", lock held, no executionArn. */
+  const interrupted = async (minutesAgo: number) => {
+    const held = await activeRecoveryId(deps().store);
+    if (held) await updateRecovery(deps().store, held, { status: 'abandoned' });
+    sfn.on(StartExecutionCommand).callsFake(() => new Promise(() => undefined));
+    void start({ toTime: parseToTime(`${minutesAgo} minutes ago`, NOW) });
+    for (let i = 0; i < 100 && sfn.commandCalls(StartExecutionCommand).length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    const id = sfn.commandCalls(StartExecutionCommand)[0].args[0].input.name!;
+    expect((await getRecovery(deps().store, id)).executionArn).toBeUndefined();
+    return id;
+  };
+  const copyOf = (id: string) => ({
+    DBInstances: [{ DBInstanceIdentifier: 'atmr-prod-pitr-202611301406', DBInstanceStatus: 'creating', TagList: [{ Key: 'atmr-dr:purpose', Value: 'recovery' }, { Key: 'atmr-dr:recovery-id', Value: id }] }],
+  });
+
+  it('abandon stops the workflow the start did launch, found by the recovery\'s name, before deleting its copy', async () => {
+    const id = await interrupted(24);
+    sfn.on(DescribeExecutionCommand).callsFake((input: { executionArn: string }) => ({ executionArn: input.executionArn, status: 'RUNNING' }));
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'atmr-prod-pitr-202611301406' }).resolves(copyOf(id));
+
+    const result = await abandonRecovery(deps(), id, 'alice', SOURCE, { stateMachineArn: MACHINE });
+
+    expect(sfn.commandCalls(StopExecutionCommand)[0].args[0].input).toMatchObject({ executionArn: `${MACHINE.replace(':stateMachine:', ':execution:')}:${id}`, error: 'RecoveryAbandoned' });
+    expect(result.record.status).toBe('abandoned');
+    expect(await activeRecoveryId(deps().store)).toBeUndefined();
+  });
+
+  it('abandon frees the lock of a start whose workflow never started (no execution under its name)', async () => {
+    const id = await interrupted(23);
+    sfn.on(DescribeExecutionCommand).rejects(Object.assign(new Error('Execution Does Not Exist'), { name: 'ExecutionDoesNotExist' }));
+
+    const result = await abandonRecovery(deps(), id, 'alice', SOURCE, { stateMachineArn: MACHINE });
+
+    expect(sfn.commandCalls(StopExecutionCommand)).toHaveLength(0);
+    expect(result.record.status).toBe('abandoned');
+    expect(await activeRecoveryId(deps().store)).toBeUndefined();
+  });
+});
