@@ -458,7 +458,7 @@ class Session {
           const renamedTo = undo?.renamedTo ?? replacedInstanceName(old, this.now());
           const timeout = settings.renameTimeoutSeconds ?? 900;
           const renameByHand = (status: string, when: string) =>
-            `recover: ${old} is "${status}" ${when} (RDS documents modifications of an available instance only): nothing renamed or tagged; once it is available: aws rds modify-db-instance --db-instance-identifier ${old} --new-db-instance-identifier ${renamedTo} --apply-immediately, then tag it atmr-dr:replaced-by=${record.newInstance}`;
+            `recover: ${old} is "${status}" ${when} (RDS documents modifications of an available instance only): nothing renamed or tagged; once it is available: aws rds modify-db-instance --db-instance-identifier ${old} --new-db-instance-identifier ${renamedTo} --apply-immediately, then, once renamed: aws rds add-tags-to-resource --resource-name "$(aws rds describe-db-instances --db-instance-identifier ${renamedTo} --query 'DBInstances[0].DBInstanceArn' --output text)" --tags Key=atmr-dr:replaced-by,Value=${record.newInstance} Key=atmr-dr:replaced-by-recovery,Value=${id} Key=atmr-dr:keep,Value=true`;
           // RDS documents an instance as open to modifications in "available" only, not while it is
           // backed up (production's backup window): the rename waits for it, polling like the other
           // waits (the lease renewed, Ctrl-C heard), rather than sending a rename RDS may refuse.

@@ -1302,7 +1302,7 @@ describe('an instance that RDS is backing up', () => {
     const rename = result.steps.find((s) => s.step === CUTOVER_STEPS.rename)!;
     expect(rename.outcome).toBe('failed');
     expect(rename.detail).toMatch(
-      /^recover: atmr-prod is "backing-up" still, after 0 s \(RDS documents modifications of an available instance only\): nothing renamed or tagged; once it is available: aws rds modify-db-instance --db-instance-identifier atmr-prod --new-db-instance-identifier atmr-prod-replaced-\d{12} --apply-immediately, then tag it atmr-dr:replaced-by=atmr-prod-pitr-202611301402$/,
+      /^recover: atmr-prod is "backing-up" still, after 0 s \(RDS documents modifications of an available instance only\): nothing renamed or tagged; once it is available: aws rds modify-db-instance --db-instance-identifier atmr-prod --new-db-instance-identifier atmr-prod-replaced-\d{12} --apply-immediately, then, once renamed: aws rds add-tags-to-resource --resource-name "\$\(aws rds describe-db-instances --db-instance-identifier atmr-prod-replaced-\d{12} --query 'DBInstances\[0\]\.DBInstanceArn' --output text\)" --tags Key=atmr-dr:replaced-by,Value=atmr-prod-pitr-202611301402 Key=atmr-dr:replaced-by-recovery,Value=r\d{14}-[0-9a-f]{4} Key=atmr-dr:keep,Value=true$/,
     );
     expect(result.steps.find((s) => s.step === CUTOVER_STEPS.untag)).toMatchObject({ outcome: 'done' });
     expect((await getRecovery(deps().store, id)).status).toBe('cut-over');
