@@ -377,15 +377,27 @@ describe('atmr-dr recover', () => {
   });
 
   describe('after the cutover', () => {
-    it("status of a cut-over recovery whose database secret RDS manages says to move the API to the copy's own secret before the next rotation", async () => {
-      // Arrange: the example's secret is RDS-managed (rds!db-...), owned by the instance the recovery replaced
-      const id = 'r20261130143000-dddd';
-      await dynamo.ddb.send(
+    /** A recovery cut over onto atmr-prod-pitr-202611301402, atmr-prod renamed. */
+    const givenCutOver = (id: string) =>
+      dynamo.ddb.send(
         new PutCommand({
           TableName: dynamo.tableName,
           Item: { ...recordKey(id), ...request(id), updatedAt: '2026-11-30T16:00:00.000Z', newInstanceHost: 'new.rds', status: 'cut-over', replacedInstance: 'atmr-prod-replaced-202611301600' },
         }),
       );
+    /** RDS's DescribeDBInstances answer (query protocol) for the copy, `fields` added to it. */
+    const describedCopy = (fields: string) => ({
+      contentType: 'text/xml',
+      body:
+        `<DescribeDBInstancesResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><DescribeDBInstancesResult><DBInstances><DBInstance>` +
+        `<DBInstanceIdentifier>atmr-prod-pitr-202611301402</DBInstanceIdentifier><DBInstanceStatus>available</DBInstanceStatus>${fields}` +
+        `</DBInstance></DBInstances></DescribeDBInstancesResult><ResponseMetadata><RequestId>r1</RequestId></ResponseMetadata></DescribeDBInstancesResponse>`,
+    });
+
+    it("status of a cut-over recovery whose database secret RDS manages says to move the API to the copy's own secret before the next rotation", async () => {
+      // Arrange: the example's secret is RDS-managed (rds!db-...), owned by the instance the recovery replaced
+      const id = 'r20261130143000-dddd';
+      await givenCutOver(id);
 
       // Act
       const run = await atmrDr(['recover', 'status', id]);
@@ -473,19 +485,8 @@ describe('atmr-dr recover', () => {
       // Arrange: steps 10 and 11 done (the config names the copy and its own managed secret); RDS
       // describes the copy as it was restored: no deletion protection.
       const id = 'r20261130143000-ffff';
-      await dynamo.ddb.send(
-        new PutCommand({
-          TableName: dynamo.tableName,
-          Item: { ...recordKey(id), ...request(id), updatedAt: '2026-11-30T16:00:00.000Z', newInstanceHost: 'new.rds', status: 'cut-over', replacedInstance: 'atmr-prod-replaced-202611301600' },
-        }),
-      );
-      const described = {
-        contentType: 'text/xml',
-        body:
-          `<DescribeDBInstancesResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><DescribeDBInstancesResult><DBInstances><DBInstance>` +
-          `<DBInstanceIdentifier>atmr-prod-pitr-202611301402</DBInstanceIdentifier><DBInstanceStatus>available</DBInstanceStatus><DeletionProtection>false</DeletionProtection>` +
-          `</DBInstance></DBInstances></DescribeDBInstancesResult><ResponseMetadata><RequestId>r1</RequestId></ResponseMetadata></DescribeDBInstancesResponse>`,
-      };
+      await givenCutOver(id);
+      const described = describedCopy('<DeletionProtection>false</DeletionProtection>');
 
       // Act
       const { run } = await atmrDrWith('RDS', described, ['recover', 'status', id]);
@@ -507,20 +508,10 @@ describe('atmr-dr recover', () => {
       // Arrange: RDS (a local query-protocol responder) describes the copy as managing the configured
       // secret (step 11 done); the config still names the replaced instance (step 10 not done).
       const id = 'r20261130143000-eeee';
-      await dynamo.ddb.send(
-        new PutCommand({
-          TableName: dynamo.tableName,
-          Item: { ...recordKey(id), ...request(id), updatedAt: '2026-11-30T16:00:00.000Z', newInstanceHost: 'new.rds', status: 'cut-over', replacedInstance: 'atmr-prod-replaced-202611301600' },
-        }),
+      await givenCutOver(id);
+      const described = describedCopy(
+        '<DeletionProtection>true</DeletionProtection><MasterUserSecret><SecretArn>arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-prod-AbCdEf</SecretArn><SecretStatus>active</SecretStatus></MasterUserSecret>',
       );
-      const described = {
-        contentType: 'text/xml',
-        body:
-          `<DescribeDBInstancesResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><DescribeDBInstancesResult><DBInstances><DBInstance>` +
-          `<DBInstanceIdentifier>atmr-prod-pitr-202611301402</DBInstanceIdentifier><DBInstanceStatus>available</DBInstanceStatus><DeletionProtection>true</DeletionProtection>` +
-          `<MasterUserSecret><SecretArn>arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-prod-AbCdEf</SecretArn><SecretStatus>active</SecretStatus></MasterUserSecret>` +
-          `</DBInstance></DBInstances></DescribeDBInstancesResult><ResponseMetadata><RequestId>r1</RequestId></ResponseMetadata></DescribeDBInstancesResponse>`,
-      };
 
       // Act
       const { run, asked } = await atmrDrWith('RDS', described, ['recover', 'status', id]);
