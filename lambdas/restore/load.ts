@@ -103,33 +103,64 @@ function ownerFix(line: string, restorer: string, newTarget?: string, noOwnerAdv
  */
 const ROLE = String.raw`("(?:[^"]|"")+"|[^\s";]+)`;
 /**
- * The statements of pg_dump's SQL that name a role, each on a line of its own: an owner
- * (`ALTER ... OWNER TO r;`), a grantee (`GRANT ... TO r;`, `REVOKE ... FROM r;`, and both after
- * `ALTER DEFAULT PRIVILEGES`), the role whose default privileges those are (`FOR ROLE r`), and a
- * grantor that is not the owner (`SET SESSION AUTHORIZATION r;` around its GRANT). A function body
- * with a line of exactly that shape would add its role: a role the function itself names.
+ * The header pg_restore writes above each table-of-contents entry, with the entry's type and
+ * owner (`-` with --no-owner); names in it are not quoted, and line ends in them are blanked out.
+ * Read from the right: an object's own name may hold "; Type: ", the type is one of pg_dump's
+ * upper-case words, and a table in a tablespace of its own ends with "; Tablespace: ts".
  */
-const ROLE_STATEMENTS: readonly { readonly pattern: RegExp; readonly use: RoleUse }[] = [
-  { pattern: new RegExp(`^ALTER (?!DEFAULT PRIVILEGES ).+ OWNER TO ${ROLE};$`), use: 'owner' },
-  { pattern: new RegExp(`^(?:GRANT|REVOKE|ALTER DEFAULT PRIVILEGES) .+ (?:TO|FROM) ${ROLE}(?: WITH GRANT OPTION| CASCADE)?;$`), use: 'grant' },
-  { pattern: new RegExp(`^ALTER DEFAULT PRIVILEGES FOR ROLE ${ROLE} `), use: 'grant' },
-  { pattern: new RegExp(`^SET SESSION AUTHORIZATION ${ROLE};$`), use: 'grant' },
+const ENTRY_HEADER = /^-- (?:\w+ for )?Name: .*; Type: ([A-Z ]+); Schema: .*; Owner: (.*?)(?:; Tablespace: .*)?$/;
+/** The owner pg_dump gives an entry's object, right after creating it: always the entry's owner. */
+const OWNER_STATEMENT = new RegExp(`^ALTER (?!DEFAULT PRIVILEGES ).+ OWNER TO ${ROLE};$`);
+/**
+ * The statements of an ACL or DEFAULT ACL entry that name a role: a grantee (`GRANT ... TO r;`,
+ * `REVOKE ... FROM r;`, both after `ALTER DEFAULT PRIVILEGES`), the role whose default privileges
+ * those are (`FOR ROLE r`), and a grantor that is not the owner (`SET SESSION AUTHORIZATION r;`).
+ */
+const GRANT_STATEMENTS: readonly RegExp[] = [
+  new RegExp(`^(?:GRANT|REVOKE|ALTER DEFAULT PRIVILEGES) .+ (?:TO|FROM) ${ROLE}(?: WITH GRANT OPTION| CASCADE)?;$`),
+  new RegExp(`^ALTER DEFAULT PRIVILEGES FOR ROLE ${ROLE} `),
+  new RegExp(`^SET SESSION AUTHORIZATION ${ROLE};$`),
 ];
 
 /** What the backup does with a role: give it objects (which --no-owner leaves out), or privileges (which only the role itself satisfies). */
 export type RoleUse = 'owner' | 'grant';
 
-/** The roles that lines of pg_dump's SQL name, and what for (a role both owner and grantee counts as 'grant'). */
-export function rolesInSql(lines: Iterable<string>, into = new Map<string, RoleUse>()): Map<string, RoleUse> {
-  for (const line of lines) {
-    for (const { pattern, use } of ROLE_STATEMENTS) {
-      const name = pattern.exec(line)?.[1];
-      if (name === undefined || name === 'PUBLIC') continue;
-      const role = name.startsWith('"') ? name.slice(1, -1).replaceAll('""', '"') : name;
-      if (into.get(role) !== 'grant') into.set(role, use);
-    }
-  }
-  return into;
+/**
+ * Reads the roles that `pg_restore --schema-only --file=-` names, and what for (a role both owner
+ * and grantee counts as 'grant'), from its lines as they come. A statement counts only where
+ * pg_dump writes it, by the header of the entry it is in: grants in an ACL or DEFAULT ACL entry,
+ * and an ALTER ... OWNER TO naming the entry's owner. A function body or a comment may hold lines
+ * of exactly those shapes, naming any role, without the load ever granting to it; only a body that
+ * also holds a copy of an entry's header could still add one.
+ */
+export function roleReader(): { readonly roles: Map<string, RoleUse>; read(lines: Iterable<string>): void } {
+  const roles = new Map<string, RoleUse>();
+  let entry: { readonly type: string; readonly owner: string } | undefined;
+  const add = (role: string, use: RoleUse): void => {
+    if (roles.get(role) !== 'grant') roles.set(role, use);
+  };
+  return {
+    roles,
+    read(lines) {
+      for (const line of lines) {
+        const header = ENTRY_HEADER.exec(line);
+        if (header) entry = { type: header[1], owner: header[2] };
+        if (header || entry === undefined) continue;
+        const owner = OWNER_STATEMENT.exec(line)?.[1];
+        if (owner !== undefined && unquoteRole(owner) === entry.owner) add(entry.owner, 'owner');
+        if (entry.type !== 'ACL' && entry.type !== 'DEFAULT ACL') continue;
+        for (const pattern of GRANT_STATEMENTS) {
+          const name = pattern.exec(line)?.[1];
+          // Bare PUBLIC is everybody; a quoted "PUBLIC" is a role of that name.
+          if (name !== undefined && name !== 'PUBLIC') add(unquoteRole(name), 'grant');
+        }
+      }
+    },
+  };
+}
+
+function unquoteRole(name: string): string {
+  return name.startsWith('"') ? name.slice(1, -1).replaceAll('""', '"') : name;
 }
 
 /**
@@ -139,17 +170,17 @@ export function rolesInSql(lines: Iterable<string>, into = new Map<string, RoleU
  * in the archive's table of contents. Read as it streams: a schema of many objects is not held.
  */
 export async function archiveRoles(input: Pick<LoadInput, 'file' | 'pgBinDir' | 'noOwner' | 'signal' | 'otherCopy'>, untouched: string): Promise<Map<string, RoleUse>> {
-  const roles = new Map<string, RoleUse>();
+  const reader = roleReader();
   const result = await runTool(pgToolPath('pg_restore', input.pgBinDir), ['--schema-only', ...(input.noOwner ? ['--no-owner'] : []), '--file=-', input.file], {
     env: toolEnv(undefined),
     signal: input.signal,
-    onStdoutLines: (lines) => rolesInSql(lines, roles),
+    onStdoutLines: (lines) => reader.read(lines),
   });
   // The file passed its sha256: an archive pg_restore cannot read is as the backup wrote it.
   if (result.code !== 0) {
     throw new OperatorError(`pg_restore cannot read ${path.basename(input.file)} (exit ${result.code}): ${errorLine(result.stderr)}; nothing was created, ${untouched}; ${badBackupFix(input.otherCopy)}`);
   }
-  return roles;
+  return reader.roles;
 }
 
 /**

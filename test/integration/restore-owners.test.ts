@@ -21,6 +21,11 @@ let appBackup: string;
 let ghostBackup: string;
 /** A backup of `app`'s 50 tables with GRANTs to roles the server no longer has: `readonly` and `Weird "Role"`. */
 let grantBackup: string;
+/**
+ * A backup whose function body and table comment hold lines shaped like pg_dump's own GRANT and
+ * ALTER ... OWNER TO (to `ghost`, a role the server lacks), and one real GRANT to `auditor`, also missing.
+ */
+let bodyBackup: string;
 const WEIRD = '"Weird ""Role"""';
 
 /** psql as another role. */
@@ -75,6 +80,24 @@ beforeAll(async () => {
   );
   ({ manifestKey: grantBackup } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'grantsrc', { tier: 'daily' }));
   psql(cluster, 'postgres', `DROP DATABASE grantsrc; DROP ROLE readonly; DROP ROLE ${WEIRD}`);
+  psql(cluster, 'postgres', 'CREATE ROLE auditor; CREATE DATABASE bodysrc OWNER app');
+  psql(
+    cluster,
+    'bodysrc',
+    `SET ROLE app; ${tables} GRANT SELECT ON booking TO auditor;
+     CREATE FUNCTION hand_over() RETURNS void LANGUAGE plpgsql AS $body$
+BEGIN
+  EXECUTE '
+GRANT SELECT ON booking TO ghost;
+ALTER TABLE booking OWNER TO ghost;
+';
+END $body$;
+     COMMENT ON TABLE rider IS '
+REVOKE ALL ON rider FROM ghost;
+';`,
+  );
+  ({ manifestKey: bodyBackup } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'bodysrc', { tier: 'daily' }));
+  psql(cluster, 'postgres', 'DROP DATABASE bodysrc; DROP ROLE auditor');
 }, 120_000);
 
 afterAll(async () => {
@@ -343,5 +366,27 @@ describe('a server without a role the backup GRANTs to (a new server: roles are 
     expect(databaseOwner('grant_restored')).toBe('app');
     psql(cluster, 'grant_restored', 'SET ROLE app; CREATE TABLE after_restore (id int)');
     expect(psql(cluster, 'grant_restored', `SELECT has_table_privilege('Weird "Role"', 'after_restore', 'SELECT')`)).toBe('t');
+  }, 60_000);
+});
+
+describe('a backup whose function bodies and comments hold lines shaped like GRANT or ALTER ... OWNER TO', () => {
+  it('refuses only for the role of a real GRANT, not for the roles those lines name, and restores once that role exists', async () => {
+    // Act
+    const refused = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2 }, { ref: bodyBackup, targetDb: 'body_refused' }).then(
+      () => undefined,
+      (e: unknown) => e as OperatorError,
+    );
+    psql(cluster, 'postgres', 'CREATE ROLE auditor');
+    const lines: string[] = [];
+    const result = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2, log: (line) => lines.push(line) }, { ref: bodyBackup, targetDb: 'body_restored' });
+
+    // Assert
+    expect(refused?.exitCode).toBe(2);
+    expect(refused?.message).toMatch(/^backup \S+ names a role this server does not have: "auditor" \(grants\); /);
+    expect(result.rowsRestored).toBe(320);
+    expect(lines).toContainEqual(expect.stringMatching(/^roles: the 2 role\(s\) the backup names are on this server \(\d+ ms\)$/));
+    expect(psql(cluster, 'body_restored', "SELECT has_table_privilege('auditor', 'booking', 'SELECT'), has_table_privilege('auditor', 'rider', 'SELECT')")).toBe('t|f');
+    expect(psql(cluster, 'body_restored', "SELECT prosrc LIKE '%OWNER TO ghost;%' FROM pg_proc WHERE proname = 'hand_over'")).toBe('t');
+    expect(databasesLike(cluster, 'body_refused')).toEqual([]);
   }, 60_000);
 });
