@@ -12,6 +12,7 @@ import { createS3Client } from '../../lambdas/shared/aws';
 import type { BackupManifest } from '../../lambdas/shared/manifest';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { startCuttingProxy } from '../support/cutting-proxy';
+import { writeFakePgRestore } from '../support/fake-pg-restore';
 import { runAtTerminal } from '../support/terminal';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 import { LocalS3, startHoldingProxy, startLocalS3 } from '../support/s3';
@@ -398,19 +399,14 @@ describe('atmr-dr restore', () => {
      * A directory holding a pg_restore that first waits, in a session of its own in the staging
      * database (PGAPPNAME atmr-dr, inherited: a live load as the server sees it), for as long as a
      * session named `hold` is connected, then runs the real one. pg_stat_activity is read once per
-     * transaction unless its snapshot is cleared. The read of the archive's roles before the load
-     * and of its database's owner (--schema-only, --list: no server) run the real one at once.
+     * transaction unless its snapshot is cleared.
      */
     function heldPgRestore(hold: string): string {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-test-held-'));
-      const real = execFileSync('sh', ['-c', 'command -v pg_restore'], { encoding: 'utf8' }).trim();
       const wait = `DO $$ BEGIN WHILE EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = '${hold}') LOOP PERFORM pg_sleep(0.1); PERFORM pg_stat_clear_snapshot(); END LOOP; END $$`;
-      fs.writeFileSync(
-        path.join(dir, 'pg_restore'),
-        `#!/bin/sh\ncase " $* " in *" --schema-only "*|*" --list "*) exec ${real} "$@";; esac\nfor a; do [ "$prev" = -d ] && db=$a; prev=$a; done\npsql -X -q -d "$db" -c '${wait.replaceAll("'", "'\\''")}' || exit 1\nexec ${real} "$@"\n`,
-        { mode: 0o755 },
+      return writeFakePgRestore(
+        fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-test-held-')),
+        `for a; do [ "$prev" = -d ] && db=$a; prev=$a; done\npsql -X -q -d "$db" -c '${wait.replaceAll("'", "'\\''")}' || exit 1\nexec "$real" "$@"\n`,
       );
-      return dir;
     }
 
     it('a restore into a target does not take the staging database of a live restore into another that begins alike for a killed one: it neither drops nor names it, and both restores end', async () => {

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -9,6 +8,7 @@ import type { OperatorError } from '../../lambdas/shared/errors';
 import { restoreBackup, stagingName } from '../../lambdas/restore/restore';
 import { dropDatabase } from '../../lambdas/restore/target';
 import { dropDatabaseStatement } from '../../lambdas/shared/postgres';
+import { writeFakePgRestore } from '../support/fake-pg-restore';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { FIXTURE_SQL } from './backup-fixture';
@@ -175,16 +175,10 @@ describe('the DROP DATABASE an operator is told to run, as a role that is not a 
 
   it('a restore whose staging database it could not drop names the DROP that drops it once the other session is gone, an autovacuum worker inside', async () => {
     // Arrange: a pg_restore that fails once the test has put another role's session and dead rows
-    // in the staging database, so that the restore's own cleanup cannot drop it. The reads of the
-    // archive before the load (--schema-only, --list: no server) are the real pg_restore's.
+    // in the staging database, so that the restore's own cleanup cannot drop it.
     const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-createdb-role-'));
     const ready = path.join(bin, 'ready');
-    const realPgRestore = execFileSync('sh', ['-c', 'command -v pg_restore'], { encoding: 'utf8' }).trim();
-    fs.writeFileSync(
-      path.join(bin, 'pg_restore'),
-      `#!/bin/sh\ncase " $* " in *" --schema-only "*|*" --list "*) exec "${realPgRestore}" "$@";; esac\nfor i in $(seq 300); do [ -f '${ready}' ] && break; sleep 0.1; done\necho "pg_restore: error: stopped by the test" >&2\nexit 1\n`,
-      { mode: 0o755 },
-    );
+    writeFakePgRestore(bin, `for i in $(seq 300); do [ -f '${ready}' ] && break; sleep 0.1; done\necho "pg_restore: error: stopped by the test" >&2\nexit 1\n`);
     let app: Client | undefined;
     const restoring = restoreAsRestorer('told_e2e', {}, bin);
     const operator = restorerClient('postgres');

@@ -1,5 +1,4 @@
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -16,6 +15,7 @@ import { RestoreDeps, restoreBackup, stagingName } from '../../lambdas/restore/r
 import { GoodObject, verifyBackup } from '../../lambdas/restore/verify';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { startCuttingProxy } from '../support/cutting-proxy';
+import { writeFakePgRestore } from '../support/fake-pg-restore';
 import { psql } from '../support/postgres';
 import { startResettingS3 } from '../support/resetting-s3';
 import { LocalS3, startLocalS3 } from '../support/s3';
@@ -218,14 +218,10 @@ describe('restore refusals leave the target untouched', () => {
   });
 
   it('reports pg_restore failing during the load (object intact), and drops the staging database', async () => {
-    // Arrange: a pg_restore that loads part of the archive, then dies with an error (the read of
-    // the archive's roles before the load is the real one's)
-    const realPgRestore = execFileSync('sh', ['-c', 'command -v pg_restore'], { encoding: 'utf8' }).trim();
-    const binDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-failing-pg-restore-'));
-    fs.writeFileSync(
-      path.join(binDir, 'pg_restore'),
-      `#!/bin/sh\ncase " $* " in *" --schema-only "*|*" --list "*) exec "${realPgRestore}" "$@";; esac\n"${realPgRestore}" --section=pre-data "$@" || exit 1\necho "pg_restore: error: simulated load failure" >&2\nexit 1\n`,
-      { mode: 0o755 },
+    // Arrange: a pg_restore whose load loads part of the archive, then dies with an error
+    const binDir = writeFakePgRestore(
+      fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-failing-pg-restore-')),
+      '"$real" --section=pre-data "$@" || exit 1\necho "pg_restore: error: simulated load failure" >&2\nexit 1\n',
     );
     const target = makeTarget();
 

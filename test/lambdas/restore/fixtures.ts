@@ -8,6 +8,7 @@ import { gzipSync } from 'node:zlib';
 import type { Template } from 'aws-cdk-lib/assertions';
 import { BackupManifest, BackupManifestSchema } from '../../../lambdas/shared/manifest';
 import { BackupTier, LATEST_POINTER_KEY, backupObjectKeys, latestDatabasePointerKey, latestDatabaseTierPointerKey, latestTierPointerKey } from '../../../lambdas/shared/s3-layout';
+import { writeFakePgRestore } from '../../support/fake-pg-restore';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../../support/postgres';
 import { DIGEST_SQL } from '../../integration/backup-fixture';
 
@@ -177,13 +178,9 @@ export async function serverThatGoesAway(database: string): Promise<{ cluster: P
   const cluster = await startPostgres();
   psql(cluster, 'postgres', `CREATE DATABASE ${database}`);
   psql(cluster, database, 'CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100);');
-  const pgBinDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-server-gone-'));
-  const realPgRestore = execFileSync('sh', ['-c', 'command -v pg_restore'], { encoding: 'utf8' }).trim();
-  fs.writeFileSync(
-    path.join(pgBinDir, 'pg_restore'),
-    // The reads of the archive's roles and database owner before the load (--schema-only, --list: no server) are the real one's.
-    `#!/bin/sh\ncase " $* " in *" --schema-only "*|*" --list "*) exec "${realPgRestore}" "$@";; esac\nkill -INT "$(head -1 '${cluster.dataDir}/postmaster.pid')"\nsleep 1\necho "pg_restore: error: connection to server lost" >&2\nexit 1\n`,
-    { mode: 0o755 },
+  const pgBinDir = writeFakePgRestore(
+    fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-server-gone-')),
+    `kill -INT "$(head -1 '${cluster.dataDir}/postmaster.pid')"\nsleep 1\necho "pg_restore: error: connection to server lost" >&2\nexit 1\n`,
   );
   return {
     cluster,

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -16,6 +15,7 @@ import { createS3Client } from '../../../lambdas/shared/aws';
 import { DEADLINE_MARGIN_MS } from '../../../lambdas/shared/deadline';
 import { RESTORE_TEST_AGE_BASELINE_KEY } from '../../../lambdas/shared/s3-layout';
 import { testCluster, uniqueDatabaseName } from '../../support/cluster';
+import { writeFakePgRestore } from '../../support/fake-pg-restore';
 import { psql } from '../../support/postgres';
 import { LocalS3, startLocalS3 } from '../../support/s3';
 import { databaseExists, databasesLike, writeFixtureBackup } from './fixtures';
@@ -323,10 +323,7 @@ describe('restore-test Lambda handler', () => {
    * (under 1 s idle), far less than the stuck pg_restore.
    */
   function restoreThatDoesNotFit(): { deadlineAt: number; context: Context } {
-    slowBin = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-slow-pg-restore-'));
-    // The reads of the archive before the load (--schema-only, --list: no server) are the real pg_restore's.
-    const realPgRestore = execFileSync('sh', ['-c', 'command -v pg_restore'], { encoding: 'utf8' }).trim();
-    fs.writeFileSync(path.join(slowBin, 'pg_restore'), `#!/bin/sh\ncase " $* " in *" --schema-only "*|*" --list "*) exec "${realPgRestore}" "$@";; esac\nexec sleep 300\n`, { mode: 0o755 });
+    slowBin = writeFakePgRestore(fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-slow-pg-restore-')), 'exec sleep 300\n');
     process.env.PATH = `${slowBin}:${saved.PATH ?? ''}`;
     const deadlineAt = Date.now() + DEADLINE_MARGIN_MS + 6_000;
     return { deadlineAt, context: { functionName: 'restore-test', awsRequestId: 'req-deadline', getRemainingTimeInMillis: () => deadlineAt - Date.now() } as unknown as Context };
