@@ -75,11 +75,14 @@ const CLIENT_SESSION = "backend_type IS DISTINCT FROM 'autovacuum worker' AND us
 
 /**
  * Whether this role may end a session (pg_terminate_backend's own rule): a superuser ends any; any
- * other role no superuser's, and another role's only as a member of it or of pg_signal_backend.
+ * other role no superuser's, and another role's only with the rights of that role or of
+ * pg_signal_backend (has_privs_of_role: 'USAGE'). Membership alone ('MEMBER') is not enough: a
+ * NOINHERIT member has no rights until it SET ROLEs, passed this check and was refused at the
+ * swap, after the whole load.
  */
 const ENDABLE_SESSION = `(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
    OR (NOT coalesce((SELECT rolsuper FROM pg_roles r WHERE r.oid = usesysid), false)
-       AND (pg_has_role(current_user, usesysid, 'MEMBER') OR pg_has_role(current_user, 'pg_signal_backend', 'MEMBER')))`;
+       AND (pg_has_role(current_user, usesysid, 'USAGE') OR pg_has_role(current_user, 'pg_signal_backend', 'USAGE')))`;
 
 /**
  * Whatever a user created in a database, by kind: the swap drops all of it, so any of it makes
@@ -246,10 +249,19 @@ export async function checkTarget(admin: Client, connection: PgConnection, targe
     // Only a superuser may end a superuser's session: pg_signal_backend does not reach it, and
     // advising that GRANT sent the operator back to the same refusal.
     const superusers = rolesOf(unendable.filter((s) => s.superuser));
+    // A NOINHERIT member of pg_signal_backend has been granted it already: the GRANT would change nothing.
+    const noinherit = (
+      await admin.query<{ noinherit: boolean }>(
+        "SELECT pg_has_role(current_user, 'pg_signal_backend', 'MEMBER') AND NOT (SELECT rolinherit FROM pg_roles WHERE rolname = current_user) AS noinherit",
+      )
+    ).rows[0].noinherit;
+    const grant = noinherit
+      ? `have an admin run ALTER ROLE ${quoteIdent(role)} INHERIT (it is a member of pg_signal_backend, but NOINHERIT: the membership gives it no rights)`
+      : `have an admin run GRANT pg_signal_backend TO ${quoteIdent(role)}`;
     const way =
       superusers.length > 0
         ? `or connect as a superuser (${superusers.slice(0, 3).join(', ')} ${superusers.length === 1 ? 'is one' : 'are superusers'}, and only a superuser may end a superuser's session; on RDS no role you can connect as is one, the master user included)`
-        : `connect as a role that may end them (a superuser; on RDS, the master user), or have an admin run GRANT pg_signal_backend TO ${quoteIdent(role)}`;
+        : `connect as a role that may end them (a superuser; on RDS, the master user), or ${grant}`;
     throw new OperatorError(
       `target database "${target}" has ${unendable.length} open connection(s) of role(s) ${rolesOf(unendable).slice(0, 3).join(', ')} that role "${role}" may not end (--terminate-connections): stop those clients first (killswitch maintenance, scale the API/workers to 0), ${way}`,
       2,

@@ -59,6 +59,46 @@ describe('restore target guards: the role can do what the restore will do, check
     psql(cluster, 'postgres', `ALTER DATABASE ${target} OWNER TO ${role}`);
     await expect(checkTarget(admin, as(role), target, { force: true })).resolves.toEqual(expect.objectContaining({ exists: true }));
   });
+
+  it.each([
+    ['pg_signal_backend', 'ALTER ROLE "%s" INHERIT (it is a member of pg_signal_backend, but NOINHERIT: the membership gives it no rights)'],
+    ["the session's role", 'GRANT pg_signal_backend TO "%s"'],
+  ])(
+    "with --terminate-connections, refuses before the download a NOINHERIT member of %s (a member without its rights, which pg_terminate_backend refuses), naming the fix",
+    async (grantedRole, fix) => {
+      // Arrange: a NOINHERIT role that owns the target, a member of pg_signal_backend or of the role of the session in the target
+      const role = uniqueDatabaseName('noinherit');
+      const app = uniqueDatabaseName('app');
+      const target = uniqueDatabaseName('t_guarded');
+      roles.push(role, app);
+      databases.push(target);
+      psql(
+        cluster,
+        'postgres',
+        `CREATE ROLE ${app} LOGIN; CREATE ROLE ${role} LOGIN CREATEDB NOINHERIT; CREATE DATABASE ${target} OWNER ${role};
+         GRANT ${grantedRole === 'pg_signal_backend' ? 'pg_signal_backend' : app} TO ${role};`,
+      );
+      const session = await connectTo(as(app), target);
+      admin = await connectTo(as(role));
+      try {
+        // What the swap would meet: PostgreSQL refuses this role the session's end.
+        const pid = (await session.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+        await expect(admin.query('SELECT pg_terminate_backend($1)', [pid])).rejects.toThrow(/permission denied to terminate process|must be a member of the role/);
+
+        // Act
+        const error = await operatorErrorOf(checkTarget(admin, as(role), target, { force: true, terminateConnections: true }));
+
+        // Assert
+        expect(error.message).toBe(
+          `target database "${target}" has 1 open connection(s) of role(s) ${app} that role "${role}" may not end (--terminate-connections): stop those clients first (killswitch maintenance, scale the API/workers to 0), connect as a role that may end them (a superuser; on RDS, the master user), or have an admin run ${fix.replace('%s', role)}`,
+        );
+        expect(error.exitCode).toBe(2);
+        expect(psql(cluster, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE datname = '${target}'`)).toBe('1');
+      } finally {
+        await session.end();
+      }
+    },
+  );
 });
 
 describe('an autovacuum worker in the target is not a client', () => {
