@@ -467,13 +467,19 @@ export async function checkLeftovers(admin: Client, target: string, warn: (line:
     if (!old && clients.every((c) => c.application === APPLICATION_NAME)) {
       const pids = clients.map((c) => c.pid).join(', ');
       const dropped = await dropDatabase(admin, datname).then(
-        () => undefined,
-        (error: unknown) => oneLine(error),
+        (way) => ({ way }),
+        (error: unknown) => ({ error: oneLine(error) }),
       );
+      // The line names the statement that ran: WITH (FORCE) is refused to a role that is not a
+      // superuser while an autovacuum worker is inside, and then its sessions were ended first.
+      const how =
+        'way' in dropped && dropped.way === 'plain'
+          ? 'ended its sessions (pg_terminate_backend) and dropped it with a plain DROP DATABASE (WITH (FORCE) is refused to this role while an autovacuum worker is inside)'
+          : 'dropped it WITH (FORCE)';
       warn(
-        dropped === undefined
-          ? `"${datname}" ${what} that was killed, and its load was still running (session(s) ${pids}): dropped it WITH (FORCE), which ended that load`
-          : `"${datname}" ${what} that was killed, and its load is still running (session(s) ${pids}); could not drop it (${dropped}): to stop that load and drop it, ${await drop()}`,
+        'way' in dropped
+          ? `"${datname}" ${what} that was killed, and its load was still running (session(s) ${pids}): ${how}, which ended that load`
+          : `"${datname}" ${what} that was killed, and its load is still running (session(s) ${pids}); could not drop it (${dropped.error}): to stop that load and drop it, ${await drop()}`,
       );
       continue;
     }
@@ -515,14 +521,17 @@ export async function databaseOwner(admin: Client, name: string): Promise<string
  * ends autovacuum workers itself (it signals them and waits up to 5 s for every backend to go), so
  * after that refusal the role's own sessions (a killed load's) are terminated and a plain DROP
  * follows; another role's session still connected then fails it with "being accessed by other users".
+ * Returns which of the two dropped it, for the lines that say what was done.
  */
-export async function dropDatabase(admin: Client, name: string): Promise<void> {
+export async function dropDatabase(admin: Client, name: string): Promise<'force' | 'plain'> {
   try {
     await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
+    return 'force';
   } catch (error) {
     if ((error as { code?: string }).code !== '42501') throw error;
     await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND usename = current_user AND pid <> pg_backend_pid()', [name]);
     await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)}`);
+    return 'plain';
   }
 }
 

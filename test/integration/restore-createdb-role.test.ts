@@ -259,6 +259,33 @@ describe('the DROP DATABASE an operator is told to run, as a role that is not a 
       }
     }
   }, 90_000);
+
+  it("a staging database a killed restore's load is still in, an autovacuum worker inside, is dropped with a plain DROP, and the line says that, not WITH (FORCE)", async () => {
+    // Arrange: the sessions of a killed CLI's pg_restore (the restorer's, PGAPPNAME atmr-dr), and autovacuum at work
+    const left = stagingName('left_killed');
+    await databaseWithAutovacuumInside(left);
+    const loader = new Client({ host: cluster.host, port: cluster.port, user: restorer.user, database: left, application_name: 'atmr-dr' });
+    loader.on('error', () => undefined);
+    await loader.connect();
+    const pid = (await loader.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+
+    try {
+      // Act
+      const { error, lines } = await restoreAsRestorer('left_killed', {});
+
+      // Assert
+      expect(error).toBeUndefined();
+      expect(lines.filter((l) => l.startsWith(`"${left}"`))).toEqual([
+        `"${left}" is the staging database of an earlier restore into "left_killed" that was killed, and its load was still running (session(s) ${pid}): ended its sessions (pg_terminate_backend) and dropped it with a plain DROP DATABASE (WITH (FORCE) is refused to this role while an autovacuum worker is inside), which ended that load`,
+      ]);
+      expect(psql(cluster, 'postgres', `SELECT count(*) FROM pg_database WHERE datname = '${left}'`)).toBe('0');
+    } finally {
+      await loader.end().catch(() => undefined);
+      for (const name of psql(cluster, 'postgres', "SELECT datname FROM pg_database WHERE datname LIKE 'left_killed%'").split('\n').filter(Boolean)) {
+        psql(cluster, 'postgres', `DROP DATABASE "${name}" WITH (FORCE)`);
+      }
+    }
+  }, 90_000);
 });
 
 describe('restoring over a target as a role that is not a superuser', () => {
