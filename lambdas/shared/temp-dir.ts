@@ -24,9 +24,11 @@ export function makeDownloadDir(parent: string, prefix: string): string {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const why = code === undefined ? oneLine(error) : `${code}${REASONS[code] ? `: ${REASONS[code]}` : ''}`;
-    throw new OperatorError(
-      `cannot create the download directory in TMPDIR ${parent} (${why}): the backup is downloaded there; export TMPDIR=<an existing, writable directory with room for the backup> and retry; nothing was done`,
-      2,
-    );
+    throw new OperatorError(downloadDirFailure(parent, why), 2);
   }
+}
+
+/** The line of a download directory that cannot be made in `parent`, `why` being the reason (`ENOENT: no such directory`). */
+export function downloadDirFailure(parent: string, why: string): string {
+  return `cannot create the download directory in TMPDIR ${parent} (${why}): the backup is downloaded there; export TMPDIR=<an existing, writable directory with room for the backup> and retry; nothing was done`;
 }

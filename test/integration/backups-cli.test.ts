@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { formatBytes } from '../../lambdas/shared/format';
 import type { BackupManifest } from '../../lambdas/shared/manifest';
+import { downloadDirFailure } from '../../lambdas/shared/temp-dir';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
 import { startCloudFormationWithoutStacks } from '../support/aws-endpoints';
@@ -70,8 +71,7 @@ describe('atmr-dr backups', () => {
       const run = startLauncher(['backups', 'verify', olderKey], { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...localS3.env, TMPDIR: tmpdir });
       return { status: await run.exited, stderr: run.stderr() };
     };
-    const line = (dir: string, why: string) =>
-      `atmr-dr: cannot create the download directory in TMPDIR ${dir} (${why}): the backup is downloaded there; export TMPDIR=<an existing, writable directory with room for the backup> and retry; nothing was done\n`;
+    const line = (dir: string, why: string) => `atmr-dr: ${downloadDirFailure(dir, why)}\n`;
     try {
       // Act
       const runs = [await verifyWith(missing), await verifyWith(file)];

@@ -10,6 +10,7 @@ import { Client } from 'pg';
 import { stagingName } from '../../lambdas/restore/restore';
 import { createS3Client } from '../../lambdas/shared/aws';
 import type { BackupManifest } from '../../lambdas/shared/manifest';
+import { downloadDirFailure } from '../../lambdas/shared/temp-dir';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { startCuttingProxy } from '../support/cutting-proxy';
 import { writeFakePgRestore } from '../support/fake-pg-restore';
@@ -295,8 +296,7 @@ describe('atmr-dr restore', () => {
       const run = startCli(['restore', manifestKey, '--target-db', target, '--force'], { TMPDIR: tmpdir });
       return { status: await run.exited, stderr: run.stderr() };
     };
-    const line = (dir: string, why: string) =>
-      `atmr-dr: cannot create the download directory in TMPDIR ${dir} (${why}): the backup is downloaded there; export TMPDIR=<an existing, writable directory with room for the backup> and retry; nothing was done\n`;
+    const line = (dir: string, why: string) => `atmr-dr: ${downloadDirFailure(dir, why)}\n`;
     try {
       // Act
       const runs = [await restoreWith(missing), await restoreWith(file)];
