@@ -223,12 +223,25 @@ function cloudFormationDown(error: unknown): boolean {
   return isUnreachable(error) || isThrottled(error);
 }
 
+/**
+ * CloudFormation's endpoints that did not answer in this run (a TimeoutError after the SDK's
+ * attempts), with that error: a command that resolves several names (rollback status: the cluster,
+ * the service, the table) waited the whole of its attempts again for each, 30 s and more on the
+ * worst day, where the first wait had already said that CloudFormation is not answering.
+ */
+const unansweredCloudFormation = new Map<string, unknown>();
+
 /** A deployed stack's outputs; throws the SDK's error when the stack cannot be read (no credentials, not deployed). */
 export async function readStackOutputs(stackName: string): Promise<Record<string, string>> {
+  const endpoint = [process.env.AWS_REGION, process.env.AWS_ENDPOINT_URL_CLOUDFORMATION ?? process.env.AWS_ENDPOINT_URL].join(' ');
+  if (unansweredCloudFormation.has(endpoint)) throw unansweredCloudFormation.get(endpoint);
   // Loaded on use: most commands run with their names given, and never read a stack.
   const { CloudFormationClient, DescribeStacksCommand } = await import('@aws-sdk/client-cloudformation');
   const client = new CloudFormationClient(SDK_RETRY);
-  const { Stacks } = await client.send(new DescribeStacksCommand({ StackName: stackName }));
+  const { Stacks } = await client.send(new DescribeStacksCommand({ StackName: stackName })).catch((error: unknown) => {
+    if ((error as { name?: unknown } | null)?.name === 'TimeoutError') unansweredCloudFormation.set(endpoint, error);
+    throw error;
+  });
   const outputs: Record<string, string> = {};
   for (const output of Stacks?.[0]?.Outputs ?? []) {
     if (output.OutputKey && output.OutputValue) outputs[output.OutputKey] = output.OutputValue;

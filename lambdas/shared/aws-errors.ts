@@ -97,7 +97,9 @@ export function unansweredCall(error: unknown): string | undefined {
   const e = (error ?? {}) as SdkLikeError & Partial<AwsTimeoutDetails> & { readonly $metadata?: { readonly attempts?: number } };
   if (e.name !== 'TimeoutError' || !e.awsService || !e.awsEndpoint) return undefined;
   const attempts = e.$metadata?.attempts ?? 1;
-  const tries = `${attempts} attempt${attempts === 1 ? '' : 's'} of ${OPERATOR_ANSWER_TIMEOUT_MS / 1000} s`;
+  // A read waits OPERATOR_ANSWER_TIMEOUT_MS for its answer; a write, SDK_IDLE_TIMEOUT_MS of silence.
+  const bound = e.awsAttemptBoundMs ?? OPERATOR_ANSWER_TIMEOUT_MS;
+  const tries = `${attempts} attempt${attempts === 1 ? '' : 's'} of ${bound / 1000} s${bound === OPERATOR_ANSWER_TIMEOUT_MS ? '' : ' of silence'}`;
   return `${e.awsService} did not answer in time (${e.awsEndpoint}, ${tries}): AWS or the network path to it is not answering; check the network, and ${e.awsEndpointVariable} or AWS_ENDPOINT_URL if set, then run the command again`;
 }
 

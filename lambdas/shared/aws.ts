@@ -1,5 +1,5 @@
 import { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
-import { DEFAULT_MAX_ATTEMPTS, operatorSdkSettingsInUse, SDK_CONNECTION_TIMEOUT_MS, SDK_RETRY } from './sdk-retry';
+import { DEFAULT_MAX_ATTEMPTS, operatorSdkSettingsInUse, s3OperatorExtensions, SDK_CONNECTION_TIMEOUT_MS } from './sdk-retry';
 
 /**
  * SDK clients with the SDK's own retry strategy (standard mode: exponential backoff with jitter,
@@ -45,7 +45,7 @@ export function s3ClientConfig(env: NodeJS.ProcessEnv = process.env, overrides: 
     forcePathStyle: Boolean(endpoint),
     requestHandler: { connectionTimeout: S3_CONNECTION_TIMEOUT_MS, socketTimeout: S3_IDLE_TIMEOUT_MS, ...(operatorSdkSettingsInUse() && { throwOnRequestTimeout: true }) },
     // The operator CLI's checks and answer bound (none for the Lambda functions and the backup task).
-    extensions: SDK_RETRY.extensions,
+    extensions: s3OperatorExtensions(),
     ...explicit,
     ...overrides,
   };

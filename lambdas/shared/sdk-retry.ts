@@ -23,13 +23,21 @@ export const SDK_IDLE_TIMEOUT_MS = 10_000;
 /**
  * How long the operator CLI waits for an AWS endpoint to start answering one attempt of a read
  * (connection, request and the response's headers; writes are not bounded so, see isRead).
- * Control-plane calls answer within a second;
- * with the SDK's DEFAULT_MAX_ATTEMPTS attempts, a silent endpoint fails a call after about
- * 5 x 3 s = 15 s, and a command that reads a name from CloudFormation and then falls back to the
- * config (killswitch, rollback, scale) after about 30 s in all, instead of the minutes the idle
- * timeouts above allow.
+ * Control-plane calls answer within a second; a silent endpoint fails a call after
+ * OPERATOR_UNANSWERED_ATTEMPTS of these (about 3 x 3 s = 9 s with the backoff), instead of the
+ * minutes the idle timeouts above allow.
  */
 export const OPERATOR_ANSWER_TIMEOUT_MS = 3_000;
+
+/**
+ * How many attempts of one operator CLI call (S3 apart) a silent endpoint gets: an attempt that
+ * timed out is retried twice, not DEFAULT_MAX_ATTEMPTS - 1 times. An endpoint silent for three
+ * attempts is down, not slow, and each retry added 3 s: a command that reads a name from
+ * CloudFormation, falls back to the config and then reads SSM (killswitch status) waited about
+ * 33 s on the worst day, and now about 19 s. Throttling and server errors keep the SDK's
+ * DEFAULT_MAX_ATTEMPTS: those come from an AWS that answers, and waiting fixes them.
+ */
+export const OPERATOR_UNANSWERED_ATTEMPTS = 3;
 
 /**
  * A request body larger than this (an S3 part upload, a large object) takes as long as the link
@@ -51,8 +59,9 @@ let operatorSettings = false;
  *  - refuses a malformed AWS_REGION or AWS_ENDPOINT_URL[_<SERVICE>] when it is built, before any
  *    request, with one line naming the variable (exit 2, a bad setting);
  *  - gives each attempt of a read OPERATOR_ANSWER_TIMEOUT_MS to be answered, and keeps the SDK's own retry
- *    strategy (standard mode, DEFAULT_MAX_ATTEMPTS): an operator waiting on a silent endpoint gets
- *    a line within seconds, not minutes;
+ *    strategy (standard mode, DEFAULT_MAX_ATTEMPTS), but for a silent endpoint, which gets
+ *    OPERATOR_UNANSWERED_ATTEMPTS (S3 apart): an operator waiting on a silent endpoint gets a line
+ *    within seconds, not minutes;
  *  - names the service and the endpoint in a timed-out attempt's error (see AwsTimeoutDetails).
  */
 export function useOperatorSdkSettings(): void {
@@ -82,8 +91,19 @@ export const SDK_RETRY = {
   },
 } as const;
 
+/**
+ * The operator CLI's extensions for the S3 client (lambdas/shared/aws.ts): the same checks and
+ * answer bound, and the SDK's own DEFAULT_MAX_ATTEMPTS for a silent endpoint (a download is one
+ * call, and its command makes few others).
+ */
+export function s3OperatorExtensions(): (typeof OPERATOR_S3_EXTENSION)[] {
+  return operatorSettings ? [OPERATOR_S3_EXTENSION] : [];
+}
+
 /** What the operator CLI adds to a timed-out attempt's error, for its one line. */
 export interface AwsTimeoutDetails {
+  /** How long the attempt waited: OPERATOR_ANSWER_TIMEOUT_MS for a read, SDK_IDLE_TIMEOUT_MS of silence for a write. */
+  readonly awsAttemptBoundMs: number;
   /** e.g. "SSM", "DynamoDB", "CloudFormation". */
   readonly awsService: string;
   /** The endpoint that did not answer, e.g. https://ssm.eu-west-3.amazonaws.com or http://127.0.0.1:4566. */
@@ -129,34 +149,85 @@ interface SdkHttpHandler {
   readonly metadata?: unknown;
 }
 
+/** The parts of the SDK's retry strategy (RetryStrategyV2) that capUnanswered uses. */
+interface SdkRetryToken {
+  getRetryCount(): number;
+}
+interface SdkRetryStrategy {
+  readonly mode?: string;
+  acquireInitialRetryToken?(scope: string): Promise<SdkRetryToken>;
+  refreshRetryTokenForRetry?(token: SdkRetryToken, errorInfo: { readonly error?: unknown }): Promise<SdkRetryToken>;
+  recordSuccess?(token: SdkRetryToken): void;
+}
+type SdkRetryStrategyProvider = () => Promise<SdkRetryStrategy>;
+
+/**
+ * The client's own retry strategy (its maxAttempts, backoff and retry quota), except that an
+ * attempt that timed out is not retried once OPERATOR_UNANSWERED_ATTEMPTS attempts have been made:
+ * the SDK then throws that attempt's TimeoutError, with $metadata.attempts counting them.
+ */
+function capUnanswered(strategy: SdkRetryStrategy): SdkRetryStrategy {
+  const { acquireInitialRetryToken, refreshRetryTokenForRetry, recordSuccess } = strategy;
+  if (acquireInitialRetryToken === undefined || refreshRetryTokenForRetry === undefined || recordSuccess === undefined) return strategy;
+  return {
+    mode: strategy.mode,
+    acquireInitialRetryToken: (scope) => acquireInitialRetryToken.call(strategy, scope),
+    refreshRetryTokenForRetry: async (token, errorInfo) => {
+      const timedOut = (errorInfo.error as { name?: unknown } | null | undefined)?.name === 'TimeoutError';
+      if (timedOut && token.getRetryCount() + 1 >= OPERATOR_UNANSWERED_ATTEMPTS) throw new Error('no retry: the endpoint did not answer');
+      return refreshRetryTokenForRetry.call(strategy, token, errorInfo);
+    },
+    recordSuccess: (token) => recordSuccess.call(strategy, token),
+  };
+}
+
+/** The extension configuration's parts the operator extension uses. */
+interface SdkExtensionConfiguration {
+  httpHandler(): SdkHttpHandler;
+  setHttpHandler(handler: SdkHttpHandler): void;
+  retryStrategy(): SdkRetryStrategyProvider;
+  setRetryStrategy(provider: SdkRetryStrategyProvider): void;
+}
+
 /**
  * A runtime extension (the SDK's hook into a client being built): it checks the AWS variables, then
  * wraps the client's HTTP handler so that each small request gets OPERATOR_ANSWER_TIMEOUT_MS to be
  * answered (the handler's own requestTimeout, which throws the SDK's retryable TimeoutError) and a
- * timed-out attempt's error names the service and the endpoint.
+ * timed-out attempt's error names the service and the endpoint; with `capRetries`, a silent
+ * endpoint gets OPERATOR_UNANSWERED_ATTEMPTS attempts (capUnanswered).
  */
-const OPERATOR_EXTENSION = {
-  configure(config: { httpHandler(): SdkHttpHandler; setHttpHandler(handler: SdkHttpHandler): void }): void {
-    assertAwsVariables(process.env);
-    const inner = config.httpHandler();
-    const bounded: SdkHttpHandler = {
-      metadata: inner.metadata,
-      updateHttpClientConfig: (key, value) => inner.updateHttpClientConfig(key, value),
-      httpHandlerConfigs: () => inner.httpHandlerConfigs(),
-      destroy: () => inner.destroy?.(),
-      handle: async (request, options = {}) => {
-        const answerBound = options.requestTimeout === undefined && isRead(request) && bodyBytes(request) <= OPERATOR_BOUNDED_BODY_BYTES;
-        try {
-          return await inner.handle(request, answerBound ? { ...options, requestTimeout: OPERATOR_ANSWER_TIMEOUT_MS } : options);
-        } catch (error) {
-          if ((error as { name?: unknown } | null)?.name === 'TimeoutError') Object.assign(error as object, timeoutDetails(request));
-          throw error;
-        }
-      },
-    };
-    config.setHttpHandler(bounded);
-  },
-};
+function operatorExtension(capRetries: boolean) {
+  return { configure: (config: SdkExtensionConfiguration) => configureOperatorClient(config, capRetries) };
+}
+const OPERATOR_EXTENSION = operatorExtension(true);
+const OPERATOR_S3_EXTENSION = operatorExtension(false);
+
+function configureOperatorClient(config: SdkExtensionConfiguration, capRetries: boolean): void {
+  assertAwsVariables(process.env);
+  if (capRetries) {
+    // The client's strategy is made once and shared by its calls (its retry quota): so is the cap.
+    const provider = config.retryStrategy();
+    let capped: Promise<SdkRetryStrategy> | undefined;
+    config.setRetryStrategy(() => (capped ??= provider().then(capUnanswered)));
+  }
+  const inner = config.httpHandler();
+  const bounded: SdkHttpHandler = {
+    metadata: inner.metadata,
+    updateHttpClientConfig: (key, value) => inner.updateHttpClientConfig(key, value),
+    httpHandlerConfigs: () => inner.httpHandlerConfigs(),
+    destroy: () => inner.destroy?.(),
+    handle: async (request, options = {}) => {
+      const answerBound = options.requestTimeout === undefined && isRead(request) && bodyBytes(request) <= OPERATOR_BOUNDED_BODY_BYTES;
+      try {
+        return await inner.handle(request, answerBound ? { ...options, requestTimeout: OPERATOR_ANSWER_TIMEOUT_MS } : options);
+      } catch (error) {
+        if ((error as { name?: unknown } | null)?.name === 'TimeoutError') Object.assign(error as object, timeoutDetails(request, answerBound ? OPERATOR_ANSWER_TIMEOUT_MS : SDK_IDLE_TIMEOUT_MS));
+        throw error;
+      }
+    },
+  };
+  config.setHttpHandler(bounded);
+}
 
 /** Operations that only read: their name starts so in every AWS API (GetParameter, DescribeStacks, Query, ListObjectsV2...). */
 const READ_OPERATION = /^(Get|Describe|List|Query|Scan|BatchGet|Search|Lookup|Head)/;
@@ -191,10 +262,11 @@ function bodyBytes(request: SdkHttpRequest): number {
   return Number.POSITIVE_INFINITY;
 }
 
-function timeoutDetails(request: SdkHttpRequest): AwsTimeoutDetails {
+function timeoutDetails(request: SdkHttpRequest, attemptBoundMs: number): AwsTimeoutDetails {
   const agent = `${request.headers['x-amz-user-agent'] ?? ''} ${request.headers['user-agent'] ?? ''}`;
   const id = /\bapi\/([a-z0-9-]+)#/i.exec(agent)?.[1]?.toLowerCase() ?? 'aws';
   return {
+    awsAttemptBoundMs: attemptBoundMs,
     awsService: SERVICE_NAMES[id] ?? id.toUpperCase(),
     awsEndpoint: `${request.protocol}//${request.hostname}${request.port ? `:${request.port}` : ''}`,
     awsEndpointVariable: `AWS_ENDPOINT_URL_${id.toUpperCase().replace(/-/g, '_')}`,

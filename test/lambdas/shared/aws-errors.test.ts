@@ -4,7 +4,7 @@ import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { mockClient } from 'aws-sdk-client-mock';
 import type { AddressInfo } from 'node:net';
-import { awsCall, describeAwsError } from '../../../lambdas/shared/aws-errors';
+import { awsCall, describeAwsError, unansweredCall } from '../../../lambdas/shared/aws-errors';
 import { OperatorError } from '../../../lambdas/shared/errors';
 
 // dynalite ships no types.
@@ -93,6 +93,23 @@ describe('AWS failures say what to check', () => {
     await expect(failing(new Error('Region is missing'))).rejects.toMatchObject({ exitCode: 2 });
     await expect(failing(Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' }))).rejects.toMatchObject({ exitCode: 2 });
     await expect(failing(Object.assign(new Error('denied'), { name: 'AccessDeniedException', $metadata: {} }))).rejects.toMatchObject({ exitCode: 1 });
+  });
+
+  it("an unanswered read says the 3 s each attempt waited for an answer; an unanswered write, the 10 s of silence that ended it", () => {
+    const timedOut = (awsAttemptBoundMs: number) =>
+      Object.assign(new Error('timed out'), {
+        name: 'TimeoutError',
+        $metadata: { attempts: 3 },
+        awsService: 'SSM',
+        awsEndpoint: 'https://ssm.eu-west-3.amazonaws.com',
+        awsEndpointVariable: 'AWS_ENDPOINT_URL_SSM',
+        awsAttemptBoundMs,
+      });
+    const rest =
+      '): AWS or the network path to it is not answering; check the network, and AWS_ENDPOINT_URL_SSM or AWS_ENDPOINT_URL if set, then run the command again';
+
+    expect(unansweredCall(timedOut(3_000))).toBe(`SSM did not answer in time (https://ssm.eu-west-3.amazonaws.com, 3 attempts of 3 s${rest}`);
+    expect(unansweredCall(timedOut(10_000))).toBe(`SSM did not answer in time (https://ssm.eu-west-3.amazonaws.com, 3 attempts of 10 s of silence${rest}`);
   });
 
   it('lets an OperatorError through unchanged', async () => {

@@ -78,4 +78,21 @@ describe('a DynamoDB endpoint that answers every request successfully, but after
 
     expect(slow.requests().slice(before)).toEqual(['DynamoDB_20120810.GetItem', 'DynamoDB_20120810.GetItem']);
   }, 20_000);
+
+  it("gives a read that is not answered 3 attempts, not the client's 5: an endpoint silent three times is down, not slow", async () => {
+    const own = new DynamoDBClient({ ...SDK_RETRY, region: 'eu-west-3', endpoint: slow.url, credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'secret' } });
+    const before = slow.requests().length;
+    try {
+      await expect(own.send(new GetItemCommand({ TableName: 'ops', Key: { pk: { S: 'RECOVERY#ACTIVE' } } }))).rejects.toMatchObject({
+        name: 'TimeoutError',
+        $metadata: { attempts: 3 },
+        awsAttemptBoundMs: 3_000,
+      });
+    } finally {
+      own.destroy();
+    }
+
+    expect(SDK_RETRY.maxAttempts).toBe(5);
+    expect(slow.requests().slice(before)).toEqual(Array(3).fill('DynamoDB_20120810.GetItem'));
+  }, 20_000);
 });
