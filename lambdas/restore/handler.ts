@@ -14,6 +14,7 @@ import { OperatorError } from '../shared/errors';
 import { observability } from '../shared/observability';
 import { RESTORE_TEST_ENV, RESTORE_TEST_SERVICE } from './contract';
 import { LambdaRestoreRequestSchema, loadRestoreTestSettings, loadTemporaryInstanceSettings, runLambdaRestore, runScheduledRestoreTest } from './scheduled';
+import { LOOK_BOUND_MS } from './target';
 import { createTemporaryInstance, deleteTemporaryInstance, temporaryInstanceStatus } from './temporary-instance';
 
 /**
@@ -26,6 +27,16 @@ import { createTemporaryInstance, deleteTemporaryInstance, temporaryInstanceStat
  *    the steps of the restore test on a temporary RDS instance (driven by a Step Functions state machine).
  */
 const { logger, metrics, tracer } = observability(RESTORE_TEST_SERVICE);
+
+/**
+ * How long before Lambda's limit a restore stops. The swap does not stop when told (stopped
+ * halfway, the target would be left aside), so a swap that started just before the stop must end
+ * within the margin: its two renames may each lose their answer and be looked at (LOOK_BOUND_MS
+ * each), and the usual DEADLINE_MARGIN_MS covers the rest (its statements, the drop of what the
+ * target was, the report). DEADLINE_MARGIN_MS alone (30 s) was shorter than a rename's look with
+ * the statements around it, and Lambda killed such a swap midway.
+ */
+export const RESTORE_DEADLINE_MARGIN_MS = DEADLINE_MARGIN_MS + 2 * LOOK_BOUND_MS;
 
 let clients: { s3: ReturnType<typeof createS3Client>; secretsManager: SecretsManagerClient } | undefined;
 let rdsClient: RDSClient | undefined;
@@ -103,13 +114,13 @@ export async function restoreTestHandler(event: unknown, context?: Context) {
   // staging database and leaves the target as it was (the test: report written, metric 0), not a
   // killed invocation that leaves a copy of the data on the server, or the target half swapped, and
   // no report.
-  const stopInMs = msUntilDeadline(context);
+  const stopInMs = msUntilDeadline(context, RESTORE_DEADLINE_MARGIN_MS);
   const deadline = new AbortController();
   const timer =
     stopInMs === undefined
       ? undefined
       : setTimeout(
-          () => deadline.abort(new Error(`stopped ${DEADLINE_MARGIN_MS / 1000} s before the function's time limit (Lambda's 15 minutes): the restore takes longer than one run allows`)),
+          () => deadline.abort(new Error(`stopped ${RESTORE_DEADLINE_MARGIN_MS / 1000} s before the function's time limit (Lambda's 15 minutes): the restore takes longer than one run allows`)),
           stopInMs,
         );
   const deps = { ...clients, env: process.env, region: process.env.AWS_REGION, log: (line: string) => logger.info(line), warn: (line: string) => logger.warn(line), signal: deadline.signal };

@@ -3,7 +3,7 @@ import { Client } from 'pg';
 import { dropDatabaseStatement, quoteIdent, reopenDatabaseStatement } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
 import { countOf } from '../shared/format';
-import { APPLICATION_NAME, PgConnection, connectTo } from '../shared/pg-connection';
+import { APPLICATION_NAME, PG_CONNECT_TIMEOUT_MS, PgConnection, connectTo } from '../shared/pg-connection';
 import { isRefusedStatement } from '../shared/pg-errors';
 
 // The connection helper lives with the connection settings (the backup uses it too); restore imports it from here.
@@ -159,6 +159,15 @@ export interface AdminSession {
   readonly superuser: boolean;
 }
 
+/** How long a look waits for the session that lost its answer to end. */
+const LOOK_SESSION_END_MS = 10_000;
+
+/**
+ * How long one look takes at the most, its queries' round trips apart: a new connection, then the
+ * wait for the lost session to end. The Lambda restore's deadline margin is derived from it.
+ */
+export const LOOK_BOUND_MS = PG_CONNECT_TIMEOUT_MS + LOOK_SESSION_END_MS;
+
 /** The databases found under some names, and whether each accepts connections. */
 export type Seen = ReadonlyMap<string, { readonly allowConnections: boolean }>;
 
@@ -193,7 +202,7 @@ export async function openAdminSession(connection: PgConnection, maintenance: st
         // below may still change.
         await client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND application_name = $2', [lost, APPLICATION_NAME]);
         for (let i = 0; (await client.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [lost])).rowCount !== 0; i += 1) {
-          if (i === 100) throw new Error(`its session ${lost} is still running after 10 s`);
+          if (i === LOOK_SESSION_END_MS / 100) throw new Error(`its session ${lost} is still running after ${LOOK_SESSION_END_MS / 1000} s`);
           await new Promise((resolve) => setTimeout(resolve, 100));
         }
         const { rows } = await client.query<{ datname: string; datallowconn: boolean }>('SELECT datname, datallowconn FROM pg_database WHERE datname = ANY ($1::text[])', [names]);

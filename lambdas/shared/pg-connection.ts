@@ -175,13 +175,16 @@ export function pgClientConfig(conn: PgConnection, database = conn.database): Cl
     database,
     ssl,
     application_name: APPLICATION_NAME,
-    connectionTimeoutMillis: 15_000,
+    connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS,
     // A restore's session waits idle through a download and a load that take minutes: TCP
     // keepalives every 30 s keep a NAT gateway or load balancer from dropping it as idle.
     keepAlive: true,
     keepAliveInitialDelayMillis: 30_000,
   };
 }
+
+/** How long a connection to PostgreSQL may take to open: every connection the tool makes. */
+export const PG_CONNECT_TIMEOUT_MS = 15_000;
 
 /** A connection description safe for logs (no password). */
 export function describeConnection(conn: PgConnection): string {
