@@ -26,8 +26,8 @@ let localS3: LocalS3;
 let s3: S3Client;
 let manifestKey: string;
 
-function restorerClient(database: string): Client {
-  const client = new Client({ host: cluster.host, port: cluster.port, user: restorer.user, database });
+function restorerClient(database: string, application?: string): Client {
+  const client = new Client({ host: cluster.host, port: cluster.port, user: restorer.user, database, application_name: application });
   client.on('error', () => undefined);
   return client;
 }
@@ -228,8 +228,7 @@ describe('the DROP DATABASE an operator is told to run, as a role that is not a 
     // Arrange
     const left = stagingName('left_e2e');
     await databaseWithAutovacuumInside(left);
-    const own = new Client({ host: cluster.host, port: cluster.port, user: restorer.user, database: left, application_name: 'psql' });
-    own.on('error', () => undefined);
+    const own = restorerClient(left, 'psql');
     await own.connect();
     const operator = restorerClient('postgres');
 
@@ -264,8 +263,7 @@ describe('the DROP DATABASE an operator is told to run, as a role that is not a 
     // Arrange: the sessions of a killed CLI's pg_restore (the restorer's, PGAPPNAME atmr-dr), and autovacuum at work
     const left = stagingName('left_killed');
     await databaseWithAutovacuumInside(left);
-    const loader = new Client({ host: cluster.host, port: cluster.port, user: restorer.user, database: left, application_name: 'atmr-dr' });
-    loader.on('error', () => undefined);
+    const loader = restorerClient(left, 'atmr-dr');
     await loader.connect();
     const pid = (await loader.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
 
