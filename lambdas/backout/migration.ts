@@ -247,7 +247,12 @@ export async function runMigrationTask(deps: FollowDeps, settings: BackoutSettin
         1,
       );
     }
-    if (refusedOutright(error)) throw error;
+    if (refusedOutright(error)) {
+      // ECS refused the credentials as expired: no task exists, and a login, not a retry, fixes it.
+      const expired = missingAwsSetting(error);
+      if (expired) throw new OperatorError(`backout: RunTask was refused (${namedLine(error)}): ${expired}`, 1);
+      throw error;
+    }
     const why = oneLine(error);
     return { taskArn: null, exitCode: null, stoppedReason: `RunTask got no answer, a migration task may have been started: ${why}`, startedAt: null, stoppedAt: null, unanswered: { why } };
   }

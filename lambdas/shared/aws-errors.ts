@@ -49,9 +49,6 @@ export function describeAwsError(service: AwsService, action: string, error: unk
   if (isUnreachable(error)) {
     return `cannot ${action}: ${service} is unreachable (${text}); check AWS_REGION, ${endpointVar} or AWS_ENDPOINT_URL if set, and the network`;
   }
-  if (e.name && EXPIRED.has(e.name)) {
-    return `cannot ${action}: the AWS credentials have expired (${e.name}); log in again (aws sso login) or refresh them`;
-  }
   if (isThrottled(error)) {
     return `cannot ${action}: ${service} is throttling this account's calls (${e.name}), and the SDK's retries did not outlast it; run the command again in a minute`;
   }
@@ -62,8 +59,10 @@ export function describeAwsError(service: AwsService, action: string, error: unk
 }
 
 /**
- * No region or no credentials: a setting the operator must give (exit 2, as every missing setting).
- * What is missing and how to give it, or undefined for any other failure.
+ * No region, no credentials, or credentials the service refused as expired: a setting the operator
+ * must give or renew (exit 2, as every missing setting). An expired `aws sso login` is fixed the way
+ * a missing one is, by logging in; a retry without it fails the same way. What is missing and how to
+ * give it, or undefined for any other failure.
  */
 export function missingAwsSetting(error: unknown, env: NodeJS.ProcessEnv = process.env): string | undefined {
   const text = oneLine(error);
@@ -83,6 +82,11 @@ export function missingAwsSetting(error: unknown, env: NodeJS.ProcessEnv = proce
     }
     if (profile) return `no AWS credentials for profile "${profile}" (AWS_PROFILE); log in (aws sso login --profile ${profile}) or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`;
     return 'no AWS credentials found; log in (aws sso login, AWS_PROFILE) or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY';
+  }
+  const name = (error as SdkLikeError | undefined)?.name;
+  if (name && EXPIRED.has(name)) {
+    const profile = env.AWS_PROFILE?.trim();
+    return `the AWS credentials have expired (${name}); log in again (aws sso login${profile ? ` --profile ${profile}` : ''}) or refresh them`;
   }
   return undefined;
 }

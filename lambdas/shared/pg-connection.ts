@@ -84,9 +84,10 @@ export async function resolveConnection(options: ResolveConnectionOptions = {}):
       const name = (error as Error | undefined)?.name;
       // A named answer of the service (AccessDenied, ResourceNotFound) points at the ARN or the role.
       // A failure before any answer (no region, no credentials, endpoint unreachable) is named "Error"
-      // or after the client: said the shared way, with its own cause, not as a bare "Error".
-      if (name === undefined || name === 'Error' || name === 'CredentialsProviderError' || name === 'TimeoutError') {
-        // No region (or an empty or malformed one) is a setting to fix, exit 2 as for every command.
+      // or after the client: said the shared way, with its own cause, not as a bare "Error". So is
+      // the service's answer that the credentials have expired: a login fixes it, not the ARN.
+      if (name === undefined || name === 'Error' || name === 'CredentialsProviderError' || name === 'TimeoutError' || missingAwsSetting(error)) {
+        // No region (or an empty or malformed one), no or expired credentials: a setting to fix, exit 2 as for every command.
         throw new OperatorError(describeAwsError('SecretsManager', `read database secret ${options.secretArn}`, error), missingAwsSetting(error) ? MISSING_SETTING_EXIT_CODE : 1);
       }
       throw new OperatorError(

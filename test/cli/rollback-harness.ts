@@ -5,7 +5,8 @@
  * inside jest), as "atmr-api runs BAD and fails" (arrangeHappyAws). The rollback deployment never
  * becomes steady, so `rollback service --wait` follows it until it is interrupted. The migration
  * task of `rollback migration` (MIGRATION_TASK_ARN) runs and never stops, StopTask or not. The SNS
- * messages published are written to ROLLBACK_RESULT as JSON.
+ * messages published are written to ROLLBACK_RESULT as JSON. ROLLBACK_EXPIRED_TOKEN set: ECS answers
+ * every DescribeServices as it does once the caller's `aws sso login` has expired.
  */
 import { DescribeServicesCommand, DescribeTasksCommand, RunTaskCommand } from '@aws-sdk/client-ecs';
 import { PublishCommand } from '@aws-sdk/client-sns';
@@ -20,6 +21,11 @@ async function run(): Promise<void> {
   arrangeHappyAws(mocks);
   mockClient(STSClient).on(GetCallerIdentityCommand).resolves({ Arn: 'arn:aws:sts::111111111111:assumed-role/atmr-oncall/alice' });
   mocks.ecs.on(DescribeServicesCommand).resolvesOnce(service(BAD)).resolvesOnce(service(BAD)).resolves(service(GOOD, { rolloutState: 'IN_PROGRESS', running: 0, others: 1 }));
+  if (process.env.ROLLBACK_EXPIRED_TOKEN) {
+    mocks.ecs
+      .on(DescribeServicesCommand)
+      .rejects(Object.assign(new Error('The security token included in the request is expired'), { name: 'ExpiredTokenException', $fault: 'client', $metadata: { httpStatusCode: 400 } }));
+  }
   mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn: MIGRATION_TASK_ARN }] });
   mocks.ecs.on(DescribeTasksCommand).callsFake((input: { tasks?: string[] }) => ({
     tasks: input.tasks?.includes(MIGRATION_TASK_ARN) ? [{ taskArn: MIGRATION_TASK_ARN, lastStatus: 'RUNNING', containers: [{ name: 'api' }] }] : [],

@@ -112,6 +112,17 @@ describe('atmr-dr rollback status (child process), read-only', () => {
   });
 });
 
+describe('atmr-dr rollback (child process) with an expired aws sso login', () => {
+  it('ECS answering ExpiredTokenException is a setting to renew: exit 2, as for missing credentials, with the login that fixes it', async () => {
+    const tableName = await suite.dynamo.freshTable('cli-expired');
+
+    const child = startHarness(['rollback', 'status', '--service', 'atmr-api'], tableName, { names: { ...NAMES, ROLLBACK_EXPIRED_TOKEN: '1' } });
+    const run = { status: await child.status, stdout: child.stdout(), stderr: child.stderr() };
+
+    expect(run).toEqual({ status: 2, stdout: '', stderr: 'atmr-dr: the AWS credentials have expired (ExpiredTokenException); log in again (aws sso login) or refresh them\n' });
+  });
+});
+
 describe('atmr-dr rollback service --wait (child process) stopped by a signal while it follows the rollout', () => {
   /** `rollback service --yes --wait` on a deployment that never becomes steady, sent `signal` once UpdateService is out. */
   async function interruptedRollback(signal: NodeJS.Signals) {
@@ -617,6 +628,24 @@ describe('rollback status and migration', () => {
     mocks.ecs.on(DescribeTasksCommand).resolves({ tasks: [{ lastStatus: 'STOPPED', containers: [{ name: 'api', exitCode: 0 }] }] });
     await expect(migrationCommand(ctx, { to: 'aaa111', yes: true })).resolves.toBeUndefined();
     expect(printed).toContainEqual(expect.stringMatching(/^atmr-api: migration downgrade to aaa111 by alice: downgrade exited 0/));
+  });
+
+  it('releases the lock when ECS refused RunTask for expired credentials: no migration task exists, and the line names the login that fixes it', async () => {
+    const ctx = await context({ clock: '2026-06-01T10:00:00.000Z' });
+    killswitchInSsm();
+    runTaskFailsOnTheWire(
+      Object.assign(new Error('The security token included in the request is expired'), { name: 'ExpiredTokenException', $fault: 'client', $metadata: { httpStatusCode: 400, attempts: 1 } }),
+    );
+
+    const run = migrationCommand(ctx, { to: 'aaa111', yes: true });
+
+    await expect(run).rejects.toMatchObject({
+      exitCode: 1,
+      message: expect.stringMatching(
+        /; no migration task was started \(.*RunTask was refused \(ExpiredTokenException: The security token included in the request is expired\): the AWS credentials have expired \(ExpiredTokenException\); log in again \(aws sso login\) or refresh them\), the schema is unchanged; the lock is released$/,
+      ),
+    });
+    expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date('2026-06-01T10:20:00.000Z'))).toBeNull();
   });
 
   it('releases the lock when ECS answered RunTask without a task (its failures): no migration task was started', async () => {

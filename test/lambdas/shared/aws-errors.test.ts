@@ -4,8 +4,9 @@ import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { mockClient } from 'aws-sdk-client-mock';
 import type { AddressInfo } from 'node:net';
-import { awsCall, describeAwsError, unansweredCall } from '../../../lambdas/shared/aws-errors';
+import { awsCall, describeAwsError, missingAwsSetting, unansweredCall } from '../../../lambdas/shared/aws-errors';
 import { OperatorError } from '../../../lambdas/shared/errors';
+import { s3Failure } from '../../../lambdas/shared/s3-objects';
 
 // dynalite ships no types.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -110,6 +111,34 @@ describe('AWS failures say what to check', () => {
 
     expect(unansweredCall(timedOut(3_000))).toBe(`SSM did not answer in time (https://ssm.eu-west-3.amazonaws.com, 3 attempts of 3 s${rest}`);
     expect(unansweredCall(timedOut(10_000))).toBe(`SSM did not answer in time (https://ssm.eu-west-3.amazonaws.com, 3 attempts of 10 s of silence${rest}`);
+  });
+
+  it.each(['ExpiredToken', 'ExpiredTokenException', 'RequestExpired'])(
+    'SSM answering %s (an expired aws sso login): a setting to renew, exit 2 as for missing credentials, with the login that fixes it',
+    async (name) => {
+      const ssm = mockClient(SSMClient);
+      ssm.on(GetParameterCommand).rejects(Object.assign(new Error('The security token included in the request is expired'), { name, $fault: 'client', $metadata: { httpStatusCode: 400 } }));
+
+      const attempt = awsCall('SSM', 'read parameter /atmr/prod/killswitch', () => new SSMClient({ region: 'eu-west-3' }).send(new GetParameterCommand({ Name: '/atmr/prod/killswitch' })));
+
+      await expect(attempt).rejects.toMatchObject({
+        exitCode: 2,
+        message: `cannot read parameter /atmr/prod/killswitch: the AWS credentials have expired (${name}); log in again (aws sso login) or refresh them`,
+      });
+      ssm.restore();
+    },
+  );
+
+  it('expired credentials under AWS_PROFILE: the login names that profile', () => {
+    const expired = Object.assign(new Error('The security token included in the request is expired'), { name: 'ExpiredTokenException', $metadata: {} });
+
+    expect(missingAwsSetting(expired, { AWS_PROFILE: 'atmr-prod' })).toBe('the AWS credentials have expired (ExpiredTokenException); log in again (aws sso login --profile atmr-prod) or refresh them');
+  });
+
+  it('S3: expired credentials are a setting to renew too (exit 2), for backup, catalog and restore alike', () => {
+    const failure = s3Failure('read of latest.json', 'atmr-backups', Object.assign(new Error('The provided token has expired.'), { name: 'ExpiredToken', $metadata: { httpStatusCode: 400 } }));
+
+    expect(failure).toMatchObject({ exitCode: 2, message: 'S3 read of latest.json in bucket atmr-backups failed: the AWS credentials have expired (ExpiredToken); log in again (aws sso login) or refresh them' });
   });
 
   it('lets an OperatorError through unchanged', async () => {

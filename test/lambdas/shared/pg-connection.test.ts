@@ -63,6 +63,17 @@ describe('resolveConnection', () => {
     );
   });
 
+  it('expired credentials (an expired aws sso login) are a setting to renew, exit 2: the login, not the ARN or the role', async () => {
+    secrets.on(GetSecretValueCommand).rejects(Object.assign(new Error('The security token included in the request is expired'), { name: 'ExpiredTokenException', $fault: 'client', $metadata: {} }));
+
+    const attempt = resolveConnection({ env: {}, secretArn: SECRET_ARN, secretsManager: new SecretsManagerClient({ region: 'eu-west-3' }) });
+
+    await expect(attempt).rejects.toMatchObject({
+      exitCode: 2,
+      message: `cannot read database secret ${SECRET_ARN}: the AWS credentials have expired (ExpiredTokenException); log in again (aws sso login) or refresh them`,
+    });
+  });
+
   it('names the permission to check when the secret cannot be read', async () => {
     secrets.on(GetSecretValueCommand).rejects(Object.assign(new Error('denied'), { name: 'AccessDeniedException' }));
 
