@@ -1,8 +1,8 @@
 #!/usr/bin/env -S npx --no-install tsx
 import { Command, CommanderError, Help } from 'commander';
 import { version } from '../package.json';
-import { isAwsSdkError, isThrottled, MISSING_SETTING_EXIT_CODE, missingAwsSetting, unansweredCall } from '../lambdas/shared/aws-errors';
-import { namedLine, OperatorError, oneLine } from '../lambdas/shared/errors';
+import { asOperatorError } from '../lambdas/shared/aws-errors';
+import { OperatorError, oneLine } from '../lambdas/shared/errors';
 import { exitWhenFailed } from '../lambdas/shared/exit';
 import { useOperatorSdkSettings } from '../lambdas/shared/sdk-retry';
 
@@ -210,28 +210,9 @@ export async function main(argv: string[] = process.argv): Promise<number> {
       process.stderr.write(`atmr-dr: ${usageLine(error, argv, program)}\n`);
       return USAGE_EXIT_CODE;
     }
-    if (error instanceof OperatorError) {
-      process.stderr.write(`atmr-dr: ${error.message}\n`);
-      return error.exitCode;
-    }
-    const missing = missingAwsSetting(error);
-    if (missing) {
-      process.stderr.write(`atmr-dr: ${missing}\n`);
-      return MISSING_SETTING_EXIT_CODE;
-    }
-    const unanswered = unansweredCall(error);
-    if (unanswered) {
-      process.stderr.write(`atmr-dr: ${unanswered}\n`);
-      return 1;
-    }
-    if (isAwsSdkError(error) && isThrottled(error)) {
-      // Not a setting to check: the account's request rate; waiting fixes it.
-      process.stderr.write(`atmr-dr: ${namedLine(error)}; AWS is throttling this account's calls and the SDK's retries did not outlast it: run the command again in a minute\n`);
-      return 1;
-    }
-    const hint = isAwsSdkError(error) ? '; check AWS_REGION, the credentials (AWS_PROFILE) and AWS_ENDPOINT_URL_<SERVICE> if set' : '';
-    process.stderr.write(`atmr-dr: ${oneLine(error)}${hint}\n`);
-    return 1;
+    const failure = asOperatorError(error);
+    process.stderr.write(`atmr-dr: ${failure.message}\n`);
+    return failure.exitCode;
   }
 }
 

@@ -26,6 +26,7 @@ import {
   RollbackState,
   rollOut,
 } from '../../lambdas/backout/workflow';
+import { asOperatorError } from '../../lambdas/shared/aws-errors';
 import { EVENT_SOURCE, metricsNamespace } from '../../lambdas/shared/constants';
 import { namedLine, OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { confirmer } from './confirm';
@@ -511,7 +512,12 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
 function withLockLeft(failure: { readonly error: unknown } | undefined, lockLeft: string): OperatorError {
   if (!failure) return new OperatorError(`rollback: migration downgrade done, but ${lockLeft}`, 1);
   const original = failure.error;
-  if (!(original instanceof OperatorError)) return new OperatorError(`rollback: ${namedLine(original)}; ${lockLeft}`, 1);
+  // An SDK error keeps what the CLI would have said of it alone: its fix and its exit code (a
+  // missing or expired login is 2, as without the lock).
+  if (!(original instanceof OperatorError)) {
+    const said = asOperatorError(original);
+    return new OperatorError(`rollback: ${said.message}; ${lockLeft}`, said.exitCode);
+  }
   const said = original.message.includes('the lock is released') ? original.message.replace('the lock is released', lockLeft) : `${original.message}; ${lockLeft}`;
   return new OperatorError(said, original.exitCode);
 }

@@ -2,7 +2,7 @@ import { isThrottlingError } from '@smithy/core/retry';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { OperatorError, oneLine } from './errors';
+import { namedLine, OperatorError, oneLine } from './errors';
 import { type AwsTimeoutDetails, OPERATOR_ANSWER_TIMEOUT_MS } from './sdk-retry';
 
 /**
@@ -146,6 +146,27 @@ export function isThrottled(error: unknown): boolean {
 export function isAwsSdkError(error: unknown): boolean {
   const e = error as SdkLikeError | undefined;
   return e !== undefined && e !== null && (e.$metadata !== undefined || e.name === 'CredentialsProviderError' || /region is missing|Region not accepted/i.test(oneLine(error)));
+}
+
+/**
+ * The CLI's one line and exit code for what a command threw, as `atmr-dr` prints it: an OperatorError
+ * as it is; an error no command turned into its own line (an SDK error, mostly) with what fixes it: a
+ * missing or expired setting (exit 2), an endpoint that did not answer, a throttled account, else the
+ * error with the settings to check (exit 1). A line that adds to a failure (a lock left held) keeps
+ * this one's code and fix, not a bare exit 1.
+ */
+export function asOperatorError(error: unknown): OperatorError {
+  if (error instanceof OperatorError) return error;
+  const missing = missingAwsSetting(error);
+  if (missing) return new OperatorError(missing, MISSING_SETTING_EXIT_CODE);
+  const unanswered = unansweredCall(error);
+  if (unanswered) return new OperatorError(unanswered, 1);
+  if (isAwsSdkError(error) && isThrottled(error)) {
+    // Not a setting to check: the account's request rate; waiting fixes it.
+    return new OperatorError(`${namedLine(error)}; AWS is throttling this account's calls and the SDK's retries did not outlast it: run the command again in a minute`, 1);
+  }
+  const hint = isAwsSdkError(error) ? '; check AWS_REGION, the credentials (AWS_PROFILE) and AWS_ENDPOINT_URL_<SERVICE> if set' : '';
+  return new OperatorError(`${oneLine(error)}${hint}`, 1);
 }
 
 /** Runs one AWS call; an SDK failure becomes an OperatorError saying what to check (OperatorErrors pass through). */

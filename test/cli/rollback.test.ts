@@ -1106,6 +1106,47 @@ describe('rollback migration and service whose lock release fails (an expired aw
     });
   });
 
+  it.each([
+    [
+      'credentials it can no longer load',
+      new CredentialsProviderError("Token is expired. To refresh this SSO session run 'aws sso login' with the corresponding profile.", { tryNextLink: false }),
+      2,
+      'no AWS credentials found; log in (aws sso login, AWS_PROFILE) or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY',
+    ],
+    [
+      'credentials RDS refuses as expired',
+      Object.assign(new Error('The security token included in the request is expired'), { name: 'ExpiredTokenException', $fault: 'client', $metadata: { httpStatusCode: 400 } }),
+      2,
+      'the AWS credentials have expired (ExpiredTokenException); log in again (aws sso login) or refresh them',
+    ],
+    [
+      'RDS throttling past the retries',
+      Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $fault: 'client', $metadata: { httpStatusCode: 400 } }),
+      1,
+      "ThrottlingException: Rate exceeded; AWS is throttling this account's calls and the SDK's retries did not outlast it: run the command again in a minute",
+    ],
+  ])('rollback migration whose snapshot failed on %s, and whose release failed too: the snapshot\'s fix and exit code, then the unlock command', async (_what, error, exitCode, fix) => {
+    // Arrange: the session runs out while the snapshot is requested, which fails with `error`
+    const { ctx, expire, lockOwner } = await expiringContext();
+    const killswitch = killswitchInSsm();
+    mocks.rds.on(CreateDBSnapshotCommand).callsFake(() => {
+      expire();
+      throw error;
+    });
+
+    // Act
+    const run = migrationCommand(ctx, { to: 'aaa111', yes: true });
+
+    // Assert
+    const owner = await run.catch(() => lockOwner());
+    await expect(run).rejects.toMatchObject({
+      exitCode,
+      message: `rollback: ${fix}; the lock of atmr-api could not be released (${expired}): "atmr-dr rollback unlock --service atmr-api --owner ${owner} --force"`,
+    });
+    expect(mocks.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
+    expect(JSON.parse(killswitch.value).mode).toBe('normal');
+  });
+
   it('rollback migration whose line said "the lock is released" says instead that it could not be', async () => {
     const { ctx, expire, lockOwner } = await expiringContext();
     killswitchInSsm();
