@@ -9,7 +9,7 @@ import { backoutClients } from '../../lambdas/backout/clients';
 import { assertFamily, currentTaskDefinition, describeRelease, describeService } from '../../lambdas/backout/ecs';
 import { BACKOUT_ACTOR, DowngradePreparation, downgradeArgs, finishDowngrade, MIGRATION_STARTED_BY, MigrationTaskResult, MigrationTaskStage, parseRevision, prepareDowngrade, runMigrationTask } from '../../lambdas/backout/migration';
 import { BackoutSettings, findService, pinParameterPrefix } from '../../lambdas/backout/settings';
-import { acquireLock, LockRecord, readLock, recordRollback, releaseLock, rollbackHistory, unlockCommandLine } from '../../lambdas/backout/state';
+import { acquireLock, LockRecord, readLock, recordLockTask, recordRollback, releaseLock, rollbackHistory, unlockCommandLine } from '../../lambdas/backout/state';
 import { putRollbackMetrics } from '../../lambdas/backout/metrics';
 import {
   backoutStatus,
@@ -149,6 +149,13 @@ const expiry = (lock: LockRecord) => new Date(lock.expiresAt * 1000).toISOString
 const lockNotReleasedLine = (service: string, owner: string, why: string, force = false) =>
   `the lock of ${service} could not be released (${why}): ${unlockCommandLine(service, owner, force)}`;
 
+/** What the lock is held for, as its item records it (nothing for a lock of a version that did not). */
+function heldFor(lock: LockRecord): string {
+  if (!lock.holder) return '';
+  if (lock.holder.kind === 'service-rollback') return ', for a service rollback';
+  return lock.holder.taskArn ? `, for the migration downgrade task ${lock.holder.taskArn}` : ', for a migration downgrade (task ARN not recorded)';
+}
+
 const age = (seconds: number) => (seconds < 3600 ? `${Math.round(seconds / 60)} min` : seconds < 172800 ? `${(seconds / 3600).toFixed(1)} h` : `${Math.round(seconds / 86400)} d`);
 
 export async function statusCommand(ctx: RollbackCliContext, services: string[], json: boolean): Promise<void> {
@@ -162,7 +169,7 @@ export async function statusCommand(ctx: RollbackCliContext, services: string[],
     ctx.print(`${s.service}: running ${s.currentTaskDefinition}`);
     ctx.print(s.lastKnownGood ? `  last known good: ${s.lastKnownGood.taskDefinitionArn} (recorded ${age(s.lastKnownGood.ageSeconds)} ago, alembic ${s.lastKnownGood.alembicHead ?? 'n/a'})` : '  last known good: none recorded');
     // The owner is what `rollback unlock --owner` takes; the expiry, how long the lock blocks if nobody releases it.
-    ctx.print(s.lock ? `  lock: held by ${s.lock.owner} since ${s.lock.acquiredAt}, expires ${expiry(s.lock)} (${s.lock.reason})` : '  lock: free');
+    ctx.print(s.lock ? `  lock: held by ${s.lock.owner} since ${s.lock.acquiredAt}, expires ${expiry(s.lock)} (${s.lock.reason})${heldFor(s.lock)}` : '  lock: free');
     if (s.cooldownUntil) ctx.print(`  cooldown until ${s.cooldownUntil}`);
     for (const r of s.rollbacks) ctx.print(`  ${r.at} ${r.outcome}: ${r.summary}`);
     if (!s.rollbacks.length) ctx.print('  no rollback recorded');
@@ -401,7 +408,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
   const until = new Date(now.getTime() + MIGRATION_LOCK_SECONDS * 1000).toISOString();
   const lock: NonNullable<MigrationProgress['lock']> = { service: service.serviceName, owner, until, state: 'requested' };
   progress.lock = lock;
-  if (!(await acquireLock(ctx.deps.doc, ctx.settings.tableName, { service: service.serviceName, owner, now, ttlSeconds: MIGRATION_LOCK_SECONDS, reason: `${MIGRATION_LOCK_REASON} ${actor}` }))) {
+  if (!(await acquireLock(ctx.deps.doc, ctx.settings.tableName, { service: service.serviceName, owner, now, ttlSeconds: MIGRATION_LOCK_SECONDS, reason: `${MIGRATION_LOCK_REASON} ${actor}`, holder: { kind: 'migration-downgrade' } }))) {
     lock.state = 'released';
     throw new OperatorError(`rollback: another rollback of ${service.serviceName} holds the lock; see "rollback status", nothing changed`, 3);
   }
@@ -421,19 +428,28 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
     // workflow's (its Catch goes to FinishDowngrade): reported, maintenance kept. A RunTask left
     // without an answer may have started one (unanswered), and so may a task followed but not seen
     // stopped (abandoned): both keep the lock.
+    let taskRecorded: Promise<void> = Promise.resolve();
     const following = {
       sleep: (ms: number) => pause(ctx, ms).then(() => undefined),
       sleepThrough: ctx.sleep,
       stopped: () => Boolean(ctx.signal?.aborted),
       onStage: (stage: MigrationTaskStage) => {
         progress.task = stage;
+        if (stage.stage !== 'running') return;
         // Its ARN is what the operator follows it by, if this command cannot any more.
-        if (stage.stage === 'running') ctx.print(`  migration task ${stage.taskArn} started`);
+        ctx.print(`  migration task ${stage.taskArn} started`);
+        // And what the lock records while the task is followed (not awaited: the follow-up starts
+        // at once): "rollback status" and a refused command name the task to check before unlock --force.
+        taskRecorded = recordLockTask(ctx.deps.doc, ctx.settings.tableName, service.serviceName, owner, stage.taskArn).then(
+          () => undefined,
+          (error: unknown) => ctx.print(`warning: the lock of ${service.serviceName} does not record the migration task (${namedLine(error)}): the task to check before "rollback unlock --force" is ${stage.taskArn}`),
+        );
       },
     };
     const task = await runMigrationTask({ ...ctx.deps, ...following }, ctx.settings, taskDefinition, revision).catch(
       (error: unknown): MigrationTaskResult => ({ taskArn: null, exitCode: null, stoppedReason: `could not run or follow the migration task: ${oneLine(error)}`, startedAt: null, stoppedAt: null }),
     );
+    await taskRecorded;
     progress.task = { stage: 'ended', result: task };
     keepLock = task.abandoned?.stopped === false || Boolean(task.unanswered);
     const result = await finishDowngrade(ctx.deps, ctx.settings, preparation, task, { group: release.logGroup, prefix: release.logStreamPrefix });
@@ -533,12 +549,14 @@ export interface UnlockOptions {
 }
 
 /**
- * The lock record stores no task (it is taken before RunTask), only its reason: a lock under which a
- * downgrade may have been run is treated as one whose task may still be running. That is every lock
- * of `rollback migration`, and the workflow's on the API when it downgrades itself
+ * A lock under which a downgrade task may run: one whose item says a migration downgrade holds it
+ * (every lock of `rollback migration`, and the workflow's when it downgrades the schema itself).
+ * A lock written by an earlier version records no holder, only its reason: then every lock of
+ * `rollback migration`, and the workflow's on the API when it may downgrade itself
  * (autoDowngradeMigrations, an alarm's rollback); `rollback service` never touches the schema.
  */
 function mayCoverDowngrade(lock: LockRecord, settings: BackoutSettings, service: string): boolean {
+  if (lock.holder) return lock.holder.kind === 'migration-downgrade';
   if (lock.reason.startsWith(MIGRATION_LOCK_REASON)) return true;
   return service === settings.api.serviceName && settings.autoDowngradeMigrations && lock.reason.startsWith('alarm:');
 }
@@ -565,6 +583,13 @@ export async function unlockCommand(ctx: RollbackCliContext, options: UnlockOpti
   }
   if (!options.force && mayCoverDowngrade(lock, ctx.settings, service)) {
     const cluster = ctx.settings.clusterName;
+    const taskArn = lock.holder?.kind === 'migration-downgrade' ? lock.holder.taskArn : undefined;
+    if (taskArn) {
+      throw new OperatorError(
+        `rollback unlock: the lock of ${service} (${lock.reason}, since ${lock.acquiredAt}) covers the migration downgrade task ${taskArn}, which may still be running, and releasing it lets a second "flask db downgrade" start: check that "aws ecs describe-tasks --cluster ${cluster} --tasks ${taskArn}" shows it STOPPED, then pass --force; nothing changed`,
+        2,
+      );
+    }
     throw new OperatorError(
       `rollback unlock: the lock of ${service} (${lock.reason}, since ${lock.acquiredAt}) may cover a migration downgrade task still running, and releasing it lets a second "flask db downgrade" start: check that "aws ecs list-tasks --cluster ${cluster} --started-by ${MIGRATION_STARTED_BY}" lists no task and that none listed with --desired-status STOPPED is still RUNNING ("aws ecs describe-tasks --cluster ${cluster} --tasks ARN"), then pass --force; nothing changed`,
       2,

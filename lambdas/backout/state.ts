@@ -1,4 +1,4 @@
-import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { conditionalWrite, conditionalWriteOnce } from '../shared/conditional-write';
 
 /**
@@ -30,11 +30,22 @@ export interface LastKnownGood {
   readonly recordedAt: string;
 }
 
+/**
+ * What holds a rollback lock, stored in its item (`holder`): a service rollback (UpdateService:
+ * nothing of it runs on once its holder is dead), or a migration downgrade, whose ECS task may
+ * still run (`taskArn` once RunTask named it; the workflow's .sync RunTask names it only when the
+ * task has ended, so its locks carry none). `rollback unlock` asks for --force from this, not from
+ * the reason's words.
+ */
+export type LockHolder = { readonly kind: 'service-rollback' } | { readonly kind: 'migration-downgrade'; readonly taskArn?: string };
+
 export interface LockRecord {
   readonly owner: string;
   readonly acquiredAt: string;
   readonly expiresAt: number;
   readonly reason: string;
+  /** Absent on a lock written by a version before holders were recorded (or of a kind this one does not know). */
+  readonly holder?: LockHolder;
 }
 
 export interface RollbackHistoryEntry {
@@ -98,7 +109,7 @@ function stripKeys(item: Record<string, unknown>): Record<string, unknown> {
 export async function acquireLock(
   doc: DynamoDBDocumentClient,
   table: string,
-  lock: { service: string; owner: string; now: Date; ttlSeconds: number; reason: string },
+  lock: { service: string; owner: string; now: Date; ttlSeconds: number; reason: string; holder: LockHolder },
 ): Promise<boolean> {
   const result = await conditionalWriteOnce(doc, {
     TableName: table,
@@ -108,6 +119,7 @@ export async function acquireLock(
       owner: lock.owner,
       acquiredAt: lock.now.toISOString(),
       reason: lock.reason,
+      holder: lock.holder,
       expiresAt: epoch(lock.now) + lock.ttlSeconds,
     },
     ConditionExpression: 'attribute_not_exists(pk) OR expiresAt < :now',
@@ -132,6 +144,36 @@ export async function releaseLock(doc: DynamoDBDocumentClient, table: string, se
 }
 
 /**
+ * Records in `owner`'s lock the migration task that runs under it, once RunTask named it: what
+ * `rollback status` shows and what to check before `rollback unlock --force`. False when the lock is
+ * no longer `owner`'s (nothing written). Setting the same value again is harmless, so a retried
+ * update needs no guard of its own.
+ */
+export async function recordLockTask(doc: DynamoDBDocumentClient, table: string, service: string, owner: string, taskArn: string): Promise<boolean> {
+  const holder: LockHolder = { kind: 'migration-downgrade', taskArn };
+  return conditionalWrite(() =>
+    doc.send(
+      new UpdateCommand({
+        TableName: table,
+        Key: { pk: rollbackKey(service), sk: 'LOCK' },
+        UpdateExpression: 'SET #holder = :holder',
+        ConditionExpression: '#owner = :owner',
+        ExpressionAttributeNames: { '#holder': 'holder', '#owner': 'owner' },
+        ExpressionAttributeValues: { ':holder': holder, ':owner': owner },
+      }),
+    ),
+  );
+}
+
+/** The holder stored in a lock item, or undefined for an item without one (an earlier version's) or of an unknown kind. */
+function lockHolder(value: unknown): LockHolder | undefined {
+  const holder = value as { kind?: unknown; taskArn?: unknown } | null | undefined;
+  if (holder?.kind === 'service-rollback') return { kind: 'service-rollback' };
+  if (holder?.kind !== 'migration-downgrade') return undefined;
+  return typeof holder.taskArn === 'string' ? { kind: 'migration-downgrade', taskArn: holder.taskArn } : { kind: 'migration-downgrade' };
+}
+
+/**
  * The command that releases a lock nothing else will release before it expires (a command killed,
  * a release that failed), quoted as the lines that print it quote commands. `force`: the lock may
  * cover a migration downgrade whose task the printing line knows has stopped (rollback unlock).
@@ -143,7 +185,8 @@ export function unlockCommandLine(service: string, owner: string, force = false)
 export async function readLock(doc: DynamoDBDocumentClient, table: string, service: string, now: Date): Promise<LockRecord | null> {
   const { Item } = await doc.send(new GetCommand({ TableName: table, Key: { pk: rollbackKey(service), sk: 'LOCK' }, ConsistentRead: true }));
   if (!Item || (Item.expiresAt as number) < epoch(now)) return null;
-  return { owner: Item.owner as string, acquiredAt: Item.acquiredAt as string, expiresAt: Item.expiresAt as number, reason: Item.reason as string };
+  const holder = lockHolder(Item.holder);
+  return { owner: Item.owner as string, acquiredAt: Item.acquiredAt as string, expiresAt: Item.expiresAt as number, reason: Item.reason as string, ...(holder && { holder }) };
 }
 
 /** The end of the cooldown, when one is running at `now`. */

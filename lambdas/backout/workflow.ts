@@ -23,6 +23,7 @@ import {
   cooldownUntil,
   LastKnownGood,
   latestLastKnownGood,
+  LockHolder,
   LockRecord,
   readLock,
   recordRollback,
@@ -232,8 +233,14 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     }
   }
 
+  const needed = Boolean(serviceName === settings.api.serviceName && to.alembicHead && from.alembicHead && to.alembicHead !== from.alembicHead);
+  // Only the automatic path downgrades, and only with autoDowngradeMigrations (a dry run says what
+  // the real run would do).
+  const downgrades = needed && settings.autoDowngradeMigrations && automatic;
+  // A lock under which the downgrade task may run says so: releasing it by hand needs --force.
+  const holder: LockHolder = downgrades && !dryRun ? { kind: 'migration-downgrade' } : { kind: 'service-rollback' };
   const lockTtl = settings.steadyTimeoutSeconds + 30 * 60;
-  const locked = await acquireLock(deps.doc, settings.tableName, { service: serviceName, owner: state.owner, now, ttlSeconds: lockTtl, reason: `${trigger.kind}: ${trigger.name}` });
+  const locked = await acquireLock(deps.doc, settings.tableName, { service: serviceName, owner: state.owner, now, ttlSeconds: lockTtl, reason: `${trigger.kind}: ${trigger.name}`, holder });
   if (!locked) {
     deps.logger.info('skipped: another rollback of this service holds the lock', { service: serviceName });
     return { ...state, decision: 'skip', reason: 'another rollback of this service is in progress' };
@@ -246,10 +253,6 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     if (!first) return notify(`${currentArn} was already rolled back automatically once: no second automatic rollback of the same release`, true);
   }
 
-  const needed = Boolean(serviceName === settings.api.serviceName && to.alembicHead && from.alembicHead && to.alembicHead !== from.alembicHead);
-  // Only the automatic path downgrades, and only with autoDowngradeMigrations (a dry run says what
-  // the real run would do).
-  const downgrades = needed && settings.autoDowngradeMigrations && automatic;
   let schema = '';
   if (needed) {
     const revision = to.alembicHead as string;

@@ -197,7 +197,7 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
   it('ends quietly when another rollback holds the lock', async () => {
     await loadHandler();
     await seedLkg(dynamo.doc, undefined, tableName);
-    await acquireLock(dynamo.doc, tableName, { service: 'atmr-api', owner: 'other', now: new Date(), ttlSeconds: 600, reason: 'test' });
+    await acquireLock(dynamo.doc, tableName, { service: 'atmr-api', owner: 'other', now: new Date(), ttlSeconds: 600, reason: 'test', holder: { kind: 'service-rollback' } });
 
     const { output, error } = await execute(alarm());
 
