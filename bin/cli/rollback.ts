@@ -156,6 +156,35 @@ function heldFor(lock: LockRecord): string {
   return lock.holder.taskArn ? `, for the migration downgrade task ${lock.holder.taskArn}` : ', for a migration downgrade (task ARN not recorded)';
 }
 
+/**
+ * The end of a line refused because another rollback holds the lock: wait, or, if its holder is
+ * dead, the exact command that releases it (with --force and the task to check first when a
+ * downgrade task may run under it), and until when it holds otherwise.
+ */
+function waitOrUnlock(settings: BackoutSettings, service: string, lock: LockRecord): string {
+  const force = mayCoverDowngrade(lock, settings, service);
+  const cluster = settings.clusterName;
+  const taskArn = lock.holder?.kind === 'migration-downgrade' ? lock.holder.taskArn : undefined;
+  const dead = !force
+    ? 'if it is dead'
+    : taskArn
+      ? `if it is dead and its migration task ${taskArn} has stopped ("aws ecs describe-tasks --cluster ${cluster} --tasks ${taskArn}")`
+      : `if it is dead and no migration task runs ("aws ecs list-tasks --cluster ${cluster} --started-by ${MIGRATION_STARTED_BY}")`;
+  return `wait for it to end or, ${dead}, release it with ${unlockCommandLine(service, lock.owner, force)} (else it holds until ${expiry(lock)})`;
+}
+
+/** The exit-3 line of `rollback service|migration` refused by another rollback's lock, read again for its owner. */
+async function lockHeldError(ctx: RollbackCliContext, service: string): Promise<OperatorError> {
+  let lock: LockRecord | null;
+  try {
+    lock = await readLock(ctx.deps.doc, ctx.settings.tableName, service, (ctx.deps.now ?? (() => new Date()))());
+  } catch (error) {
+    return new OperatorError(`rollback: another rollback of ${service} holds the lock (its owner could not be read: ${namedLine(error)}); see "atmr-dr rollback status --service ${service}", nothing changed`, 3);
+  }
+  if (!lock) return new OperatorError(`rollback: another rollback of ${service} held the lock, and it is gone since (released or expired): run the command again; nothing changed`, 3);
+  return new OperatorError(`rollback: another rollback of ${service} holds the lock (${lock.reason}, held by ${lock.owner} since ${lock.acquiredAt}): ${waitOrUnlock(ctx.settings, service, lock)}; nothing changed`, 3);
+}
+
 const age = (seconds: number) => (seconds < 3600 ? `${Math.round(seconds / 60)} min` : seconds < 172800 ? `${(seconds / 3600).toFixed(1)} h` : `${Math.round(seconds / 86400)} d`);
 
 export async function statusCommand(ctx: RollbackCliContext, services: string[], json: boolean): Promise<void> {
@@ -200,7 +229,7 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
   }
   if (ctx.signal?.aborted) throw new OperatorError('rollback: interrupted before anything changed', 1);
   let state = await guards(ctx.deps, ctx.settings, { service: plan.service, manual: { actor: await ctx.actor(), targetTaskDefinition: plan.target.taskDefinitionArn, dryRun: false } });
-  if (state.decision === 'skip') throw new OperatorError(`rollback: another rollback of ${plan.service} holds the lock; see "rollback status", nothing changed`, 3);
+  if (state.decision === 'skip') throw await lockHeldError(ctx, plan.service);
   if (state.decision !== 'proceed') {
     const { result, notTold } = await reportOrSay(ctx, state);
     await publishMetrics(ctx, state);
@@ -410,7 +439,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
   progress.lock = lock;
   if (!(await acquireLock(ctx.deps.doc, ctx.settings.tableName, { service: service.serviceName, owner, now, ttlSeconds: MIGRATION_LOCK_SECONDS, reason: `${MIGRATION_LOCK_REASON} ${actor}`, holder: { kind: 'migration-downgrade' } }))) {
     lock.state = 'released';
-    throw new OperatorError(`rollback: another rollback of ${service.serviceName} holds the lock; see "rollback status", nothing changed`, 3);
+    throw await lockHeldError(ctx, service.serviceName);
   }
   lock.state = 'held';
   // Kept only while a downgrade task may still run: a retry must not start a second one on the same database.
@@ -577,9 +606,8 @@ export async function unlockCommand(ctx: RollbackCliContext, options: UnlockOpti
     ctx.print(`${service}: no rollback lock is held: nothing to do`);
     return;
   }
-  const status = `"atmr-dr rollback status --service ${service}"`;
   if (lock.owner !== options.owner) {
-    throw new OperatorError(`rollback unlock: the lock of ${service} is held by ${lock.owner} (${lock.reason}, since ${lock.acquiredAt}), not by ${options.owner}; see ${status}, nothing changed`, 3);
+    throw new OperatorError(`rollback unlock: the lock of ${service} is held by ${lock.owner} (${lock.reason}, since ${lock.acquiredAt}), not by ${options.owner}: ${waitOrUnlock(ctx.settings, service, lock)}; nothing changed`, 3);
   }
   if (!options.force && mayCoverDowngrade(lock, ctx.settings, service)) {
     const cluster = ctx.settings.clusterName;
@@ -599,7 +627,7 @@ export async function unlockCommand(ctx: RollbackCliContext, options: UnlockOpti
   if (!(await releaseLock(doc, table, service, lock.owner))) {
     // Refused: another rollback took the lock since it was read, or it is gone (expired, released).
     const again = await readLock(doc, table, service, (ctx.deps.now ?? (() => new Date()))());
-    if (again) throw new OperatorError(`rollback unlock: the lock of ${service} was taken again by ${again.owner} (${again.reason}, since ${again.acquiredAt}); see ${status}, nothing changed`, 3);
+    if (again) throw new OperatorError(`rollback unlock: the lock of ${service} was taken again by ${again.owner} (${again.reason}, since ${again.acquiredAt}): ${waitOrUnlock(ctx.settings, service, again)}; nothing changed`, 3);
     ctx.print(`${service}: the lock of ${lock.owner} is gone (it expired or was released meanwhile): nothing to do`);
     return;
   }
