@@ -246,6 +246,8 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
     );
     throw new OperatorError(`rollback: interrupted before UpdateService: nothing changed; ${released}`, 1);
   }
+  // What the rollout threw, for the last line: its fix and exit code (an expired login is exit 2).
+  let caught: unknown;
   try {
     state = await rollOut(ctx.deps, ctx.settings, state);
     if (state.rollout) ctx.print(`UpdateService sent; ${pinLine(state.service, state.rollout, state.from?.taskDefinitionArn)}`);
@@ -263,6 +265,7 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
       if (state.steady?.status === 'steady' && !(await pause(ctx, 60_000))) state = await postChecks(ctx.deps, ctx.settings, state);
     }
   } catch (error) {
+    caught = error;
     state = { ...state, error: { Error: (error as Error).name, Cause: oneLine(error) } };
   }
   const { result, notTold } = await reportOrSay(ctx, state);
@@ -283,7 +286,11 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
       1,
     );
   }
-  if (!['rolled-back', 'rollout-started'].includes(result.outcome)) throw new OperatorError(`rollback: ${result.outcome}: see the incidents topic and "rollback status"${andLockLeft}`, 1);
+  if (!['rolled-back', 'rollout-started'].includes(result.outcome)) {
+    // The report's summary went to the topic; the operator's line says what failed and what fixes it.
+    const said = caught === undefined ? undefined : asOperatorError(caught);
+    throw new OperatorError(`rollback: ${result.outcome}: ${said ? `${said.message}; ` : ''}see the incidents topic and "rollback status"${andLockLeft}`, said?.exitCode ?? 1);
+  }
   // The service is rolled back, but nothing stops a pipeline from redeploying the bad release.
   if (state.rollout?.pinError) {
     throw new OperatorError(`rollback: ${result.outcome} but the pin ${state.rollout.pin} was not written (${state.rollout.pinError}): hold the deploys of ${plan.service} and write the pin by hand (README, "The pin")${andLockLeft}`, 1);

@@ -9,6 +9,7 @@ import {
   TaskDefinition,
   UpdateServiceCommand,
 } from '@aws-sdk/client-ecs';
+import { MISSING_SETTING_EXIT_CODE, missingAwsSetting } from '../shared/aws-errors';
 import { OperatorError } from '../shared/errors';
 import { BackoutServiceSettings, BackoutSettings } from './settings';
 
@@ -101,7 +102,12 @@ export async function updateServiceTo(ecs: ECSClient, settings: BackoutSettings,
     return { deploymentId: primary?.id ?? null };
   } catch (error) {
     const name = (error as { name?: string }).name ?? 'Error';
-    throw new OperatorError(`backout: ECS refused UpdateService of ${serviceName} to ${taskDefinitionArn} (${name}: ${(error as Error).message}); nothing was rolled back`, 1);
+    // Refused for a missing or expired login (the CLI's credentials): a setting, exit 2, with its fix.
+    const missing = missingAwsSetting(error);
+    throw new OperatorError(
+      `backout: ECS refused UpdateService of ${serviceName} to ${taskDefinitionArn} (${name}: ${(error as Error).message})${missing ? `: ${missing}` : ''}; nothing was rolled back`,
+      missing ? MISSING_SETTING_EXIT_CODE : 1,
+    );
   }
 }
 

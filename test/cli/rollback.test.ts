@@ -359,11 +359,27 @@ describe('rollback service (same core as the workflow)', () => {
     await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
     mocks.ecs.on(UpdateServiceCommand).rejects(Object.assign(new Error('service is draining'), { name: 'ServiceNotActiveException' }));
 
-    await expect(serviceCommand(ctx, { service: 'atmr-api', yes: true })).rejects.toThrow(/^rollback: error: see the incidents topic/);
+    await expect(serviceCommand(ctx, { service: 'atmr-api', yes: true })).rejects.toThrow(/^rollback: error: backout: ECS refused UpdateService of atmr-api to \S+ \(ServiceNotActiveException: service is draining\); nothing was rolled back; see the incidents topic and "rollback status"$/);
     expect(printed.at(-1)).toMatch(/^error: /);
     expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
     // As the workflow: a rollback that changed nothing publishes no RollbackOutcome.
     expect(mocks.cloudwatch.commandCalls(PutMetricDataCommand)).toHaveLength(0);
+  });
+  it('an expired login refused by UpdateService: the line says to log in again, exit 2, the lock released', async () => {
+    const ctx = await context();
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    mocks.ecs
+      .on(UpdateServiceCommand)
+      .rejects(Object.assign(new Error('The security token included in the request is expired'), { name: 'ExpiredTokenException', $fault: 'client', $metadata: { httpStatusCode: 400 } }));
+
+    const run = serviceCommand(ctx, { service: 'atmr-api', yes: true });
+
+    await expect(run).rejects.toMatchObject({
+      exitCode: 2,
+      message:
+        'rollback: error: backout: ECS refused UpdateService of atmr-api to arn:aws:ecs:eu-west-3:111111111111:task-definition/atmr-api:41 (ExpiredTokenException: The security token included in the request is expired): the AWS credentials have expired (ExpiredTokenException); log in again (aws sso login) or refresh them; nothing was rolled back; see the incidents topic and "rollback status"',
+    });
+    expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
   });
 });
 
