@@ -16,23 +16,43 @@ export interface VerificationChecks {
   readonly alembicVersionTable: string;
   /** @default 60 s */
   readonly statementTimeoutMs?: number;
+  /**
+   * How long the reads of one verification may take in all: a check that could not end before it
+   * is not started. The verification runs in a Lambda function stopped at 15 minutes, and each of
+   * its statements may take the statement timeout: without a bound, a few slow checks on a fresh
+   * copy got the function killed before it reported anything, and the recovery failed where it
+   * should have been "unverified" (the copy kept, the cutover open with --unverified).
+   * @default VERIFY_BUDGET_MS (12 minutes: 3 are left for the connections and the records)
+   */
+  readonly budgetMs?: number;
 }
 
 const DEFAULT_STATEMENT_TIMEOUT_MS = 60_000;
+export const VERIFY_BUDGET_MS = 12 * 60_000;
 
 /** SQLSTATE query_canceled: what a statement timeout ends a statement with. */
 const QUERY_CANCELED = '57014';
 
-/** One side as read: a failing check reads as null with its error kept; `timedOut` names the checks the statement timeout ended. */
-export type SideRead = SideSnapshot & { errors: Record<string, string>; timedOut?: readonly string[] };
+/**
+ * One side as read: a failing check reads as null with its error kept; `timedOut` names the checks
+ * the statement timeout ended, `notStarted` those the verification's budget left no time for.
+ */
+export type SideRead = SideSnapshot & { errors: Record<string, string>; timedOut?: readonly string[]; notStarted?: readonly string[] };
 
-/** Reads one side; a failing check reads as null with its error kept. */
-export async function snapshotSide(connection: ClientConfig, checks: VerificationChecks): Promise<SideRead> {
-  const client = new Client({ ...connection, statement_timeout: checks.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS });
+/** Reads one side; a failing check reads as null with its error kept; none starts that could outlast `deadline` (epoch ms). */
+export async function snapshotSide(connection: ClientConfig, checks: VerificationChecks, deadline = Infinity): Promise<SideRead> {
+  const statementTimeoutMs = checks.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
+  const client = new Client({ ...connection, statement_timeout: statementTimeoutMs });
   await client.connect();
   const errors: Record<string, string> = {};
   const timedOut: string[] = [];
+  const notStarted: string[] = [];
   const attempt = async <T>(key: string, sql: string, read: (rows: Record<string, unknown>[]) => T): Promise<T | null> => {
+    if (Date.now() + statementTimeoutMs > deadline) {
+      errors[key] = `not read: the verification's ${formatMinutes(checks.budgetMs ?? VERIFY_BUDGET_MS)} were spent`;
+      notStarted.push(key);
+      return null;
+    }
     try {
       return read(await queryOneStatementReadOnly(client, sql));
     } catch (error) {
@@ -42,6 +62,10 @@ export async function snapshotSide(connection: ClientConfig, checks: Verificatio
     }
   };
   try {
+    // First: one row, and without it the copy fails the verification; a budget spent on counts must not skip it.
+    const alembicRevision = await attempt('alembic', `SELECT version_num FROM ${quoteQualifiedName(checks.alembicVersionTable)}`, (rows) =>
+      rows.length === 0 ? null : rows.map((r) => String(r.version_num)).sort().join(','),
+    );
     const tables: Record<string, number | null> = {};
     for (const table of checks.criticalTables) {
       tables[table] = await attempt(`table:${table}`, `SELECT count(*)::bigint AS n FROM ${quoteQualifiedName(table)}`, (rows) => Number(rows[0].n));
@@ -50,10 +74,7 @@ export async function snapshotSide(connection: ClientConfig, checks: Verificatio
     for (const query of checks.criticalQueries) {
       queries[query] = await attempt(`query:${query}`, query, (rows) => (rows.length === 0 ? '(no rows)' : String(Object.values(rows[0])[0])));
     }
-    const alembicRevision = await attempt('alembic', `SELECT version_num FROM ${quoteQualifiedName(checks.alembicVersionTable)}`, (rows) =>
-      rows.length === 0 ? null : rows.map((r) => String(r.version_num)).sort().join(','),
-    );
-    return { tables, queries, alembicRevision, errors, timedOut };
+    return { tables, queries, alembicRevision, errors, timedOut, notStarted };
   } finally {
     await client.end();
   }
@@ -83,10 +104,16 @@ export function compareSides(input: CompareInput): VerificationReport {
   // A fresh RDS copy loads each block from S3 on its first read: a full count of a large table can
   // outlast the statement timeout there. The table exists (a missing one fails at once), so a
   // timed-out read is shown as slow, not taken for a missing table that would block the cutover.
+  // A check the verification's budget left no time for is slow in the same way: the earlier ones took it.
   const slowOnCopy = (key: string, check: string, theirs: string): boolean => {
-    if (!recovered.timedOut?.includes(key)) return false;
     const seconds = (checks.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS) / 1000;
-    rows.push({ check, production: theirs, recovered: `not read within ${seconds} s (first reads of a fresh copy come from S3)`, outcome: 'slow' });
+    const recoveredText = recovered.timedOut?.includes(key)
+      ? `not read within ${seconds} s (first reads of a fresh copy come from S3)`
+      : recovered.notStarted?.includes(key)
+        ? `not read: the verification's ${formatMinutes(checks.budgetMs ?? VERIFY_BUDGET_MS)} were spent on slower checks (first reads of a fresh copy come from S3)`
+        : undefined;
+    if (recoveredText === undefined) return false;
+    rows.push({ check, production: theirs, recovered: recoveredText, outcome: 'slow' });
     return true;
   };
 
@@ -138,21 +165,30 @@ export function verificationStatus(report: VerificationReport): 'verified' | 'un
   return report.unread ? 'unverified' : 'verified';
 }
 
-/** Reads both sides and compares them. A recovered copy that cannot be reached at all throws. */
+/**
+ * Reads both sides, at the same time (two servers: the slow reads of a fresh copy do not wait for
+ * production's), within checks.budgetMs, and compares them. A recovered copy that cannot be
+ * reached at all throws.
+ */
 export async function verifyRecovery(
   sides: { recovered: ClientConfig; production: ClientConfig },
   checks: VerificationChecks,
   now: () => Date = () => new Date(),
 ): Promise<VerificationReport> {
-  const recovered = await snapshotSide(sides.recovered, checks);
-  let production: CompareInput['production'];
+  const deadline = Date.now() + (checks.budgetMs ?? VERIFY_BUDGET_MS);
   let productionError: string | undefined;
-  try {
-    production = await snapshotSide(sides.production, checks);
-  } catch (error) {
-    productionError = oneLine(error);
-  }
+  const [recovered, production] = await Promise.all([
+    snapshotSide(sides.recovered, checks, deadline),
+    snapshotSide(sides.production, checks, deadline).catch((error: unknown) => {
+      productionError = oneLine(error);
+      return undefined;
+    }),
+  ]);
   return compareSides({ recovered, production, productionError, checks, now: now() });
+}
+
+function formatMinutes(ms: number): string {
+  return ms % 60_000 === 0 ? `${ms / 60_000} min` : `${ms / 1000} s`;
 }
 
 /** The side-by-side table, for the CLI and the event summary. */

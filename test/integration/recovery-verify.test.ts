@@ -101,6 +101,32 @@ describe('verification of a recovered copy against production (real PostgreSQL)'
     }
   });
 
+  it('starts no check that could outlast its budget (the Lambda function is stopped at 15 minutes): the checks left are slow, the copy unverified, not a killed run', async () => {
+    // Arrange: every critical table locked on the copy, so each count and query takes the whole
+    // statement timeout (300 ms); a budget of 1 s leaves room for the first few only.
+    const holder = await holdTableLock(recovered, 'company, booking');
+    try {
+      // Act
+      const started = Date.now();
+      const report = await verifyRecovery({ recovered: connection(recovered), production: connection(production) }, { ...checks, statementTimeoutMs: 300, budgetMs: 1000 });
+      const elapsed = Date.now() - started;
+
+      // Assert: within the budget (every statement started could end before it), the last check
+      // not started, each data check slow for one reason or the other, the Alembic revision read first.
+      expect(elapsed).toBeLessThan(1000 + 600);
+      const timedOut = 'not read within 0.3 s (first reads of a fresh copy come from S3)';
+      const notStarted = "not read: the verification's 1 s were spent on slower checks (first reads of a fresh copy come from S3)";
+      const slow = report.rows.filter((r) => r.outcome === 'slow');
+      expect(slow.map((r) => r.check)).toEqual(['rows in company', 'rows in booking', ...checks.criticalQueries]);
+      expect(slow.every((r) => r.recovered === timedOut || r.recovered === notStarted)).toBe(true);
+      expect(slow.at(-1)?.recovered).toBe(notStarted);
+      expect(report.rows.find((r) => r.check === 'Alembic revision')).toMatchObject({ recovered: '3e1b8a0c', production: '4f2a9c1d' });
+      expect(verificationStatus(report)).toBe('unverified');
+    } finally {
+      await holder.release();
+    }
+  });
+
   it('still verifies the copy when production is down, showing production as unavailable', async () => {
     const report = await verifyRecovery({ recovered: connection(recovered), production: { ...connection(production), port: 1 } }, checks);
 
