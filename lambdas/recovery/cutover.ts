@@ -4,13 +4,14 @@ import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { RDSClient } from '@aws-sdk/client-rds';
 import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
-import { Client, ClientConfig } from 'pg';
+import type { ClientConfig } from 'pg';
 import { randomUUID } from 'node:crypto';
 import { readKillswitch, writeKillswitch } from '../killswitch/core';
 import type { KillswitchValue } from '../killswitch/value';
 import { checkHttp } from '../detection/targets';
 import { forceNewDeploymentOnce } from '../shared/ecs-deployments';
 import { OperatorError, oneLine } from '../shared/errors';
+import { openClient } from '../shared/pg-connection';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
 import { CutoverStepReport, JournalEntry, JournalUndo, RECOVERY_EVENTS, RecoveryRecord, RecoveryStatus } from './contract';
 import { CONNECTABLE_STATES, InstanceBusyError, PASSING_STATES, instanceResourceId, instanceState, markReplacedInstance, removeRecoveryPurposeTag, replacedInstanceName } from './rds';
@@ -811,8 +812,7 @@ function waitReady(fetchFn: typeof fetch, url: string, timeoutSeconds: number, p
 
 /** A real write on the new primary, rolled back: proves it is not read-only nor a replica in recovery. */
 export async function writeCheck(connection: ClientConfig): Promise<void> {
-  const client = new Client({ ...connection, statement_timeout: 15_000 });
-  await client.connect();
+  const client = await openClient({ ...connection, statement_timeout: 15_000 });
   try {
     await client.query('BEGIN');
     await client.query('CREATE TABLE atmr_dr_write_check (id int)');
@@ -821,6 +821,6 @@ export async function writeCheck(connection: ClientConfig): Promise<void> {
     throw new Error(`the recovered database refused a write: ${oneLine(error)}`);
   } finally {
     await client.query('ROLLBACK').catch(() => undefined);
-    await client.end();
+    await client.end().catch(() => undefined);
   }
 }

@@ -1,5 +1,6 @@
-import { Client, ClientConfig } from 'pg';
+import type { ClientConfig } from 'pg';
 import { oneLine } from '../shared/errors';
+import { openClient } from '../shared/pg-connection';
 import { queryOneStatementReadOnly, quoteQualifiedName } from '../shared/postgres';
 import { SideSnapshot, VerificationReport, VerificationRow } from './contract';
 
@@ -39,15 +40,25 @@ const QUERY_CANCELED = '57014';
  */
 export type SideRead = SideSnapshot & { errors: Record<string, string>; timedOut?: readonly string[]; notStarted?: readonly string[] };
 
-/** Reads one side; a failing check reads as null with its error kept; none starts that could outlast `deadline` (epoch ms). */
-export async function snapshotSide(connection: ClientConfig, checks: VerificationChecks, deadline = Infinity): Promise<SideRead> {
+/**
+ * Reads one side; a failing check reads as null with its error kept; none starts that could outlast
+ * `deadline` (epoch ms). `stop` ends the read at once: its session is closed, the checks left unread.
+ */
+export async function snapshotSide(connection: ClientConfig, checks: VerificationChecks, deadline = Infinity, stop?: AbortSignal): Promise<SideRead> {
   const statementTimeoutMs = checks.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
-  const client = new Client({ ...connection, statement_timeout: statementTimeoutMs });
-  await client.connect();
+  // A side the server ends mid-read (production restarting or failing over: why one recovers)
+  // fails its remaining checks, shown as unavailable, instead of crashing the step.
+  const client = await openClient({ ...connection, statement_timeout: statementTimeoutMs });
+  const onStop = () => void client.end().catch(() => undefined);
+  stop?.addEventListener('abort', onStop, { once: true });
   const errors: Record<string, string> = {};
   const timedOut: string[] = [];
   const notStarted: string[] = [];
   const attempt = async <T>(key: string, sql: string, read: (rows: Record<string, unknown>[]) => T): Promise<T | null> => {
+    if (stop?.aborted) {
+      errors[key] = 'not read: the verification was stopped';
+      return null;
+    }
     if (Date.now() + statementTimeoutMs > deadline) {
       errors[key] = `not read: the verification's ${formatMinutes(checks.budgetMs ?? VERIFY_BUDGET_MS)} were spent`;
       notStarted.push(key);
@@ -76,7 +87,8 @@ export async function snapshotSide(connection: ClientConfig, checks: Verificatio
     }
     return { tables, queries, alembicRevision, errors, timedOut, notStarted };
   } finally {
-    await client.end();
+    stop?.removeEventListener('abort', onStop);
+    await client.end().catch(() => undefined);
   }
 }
 
@@ -176,15 +188,19 @@ export async function verifyRecovery(
   now: () => Date = () => new Date(),
 ): Promise<VerificationReport> {
   const deadline = Date.now() + (checks.budgetMs ?? VERIFY_BUDGET_MS);
-  let productionError: string | undefined;
-  const [recovered, production] = await Promise.all([
-    snapshotSide(sides.recovered, checks, deadline),
-    snapshotSide(sides.production, checks, deadline).catch((error: unknown) => {
-      productionError = oneLine(error);
-      return undefined;
+  // Both reads end before this returns or throws: a copy that cannot be read stops production's
+  // read at once (its answer is not needed), and no session stays open after the step reported.
+  const copyFailed = new AbortController();
+  const [recovered, production] = await Promise.allSettled([
+    snapshotSide(sides.recovered, checks, deadline).catch((error: unknown) => {
+      copyFailed.abort();
+      throw error;
     }),
+    snapshotSide(sides.production, checks, deadline, copyFailed.signal),
   ]);
-  return compareSides({ recovered, production, productionError, checks, now: now() });
+  if (recovered.status === 'rejected') throw recovered.reason;
+  const productionError = production.status === 'rejected' ? oneLine(production.reason) : undefined;
+  return compareSides({ recovered: recovered.value, production: production.status === 'fulfilled' ? production.value : undefined, productionError, checks, now: now() });
 }
 
 function formatMinutes(ms: number): string {

@@ -258,14 +258,18 @@ export function connectionFailure(conn: PgConnection, error: unknown): OperatorE
 }
 
 /**
- * A client to `database` (default: the connection's own), or one line naming the settings to check.
- * node-postgres is loaded here, on the first connection, not when this module is: commands that
- * resolve a connection without opening one (and the CLI's start) do not pay for it.
+ * A connected client, or the driver's own error. The client answers its 'error' event: the server
+ * ending a session (a restart, a failover, an administrator's pg_terminate_backend, DROP DATABASE
+ * WITH (FORCE)) while no statement of it runs, or the socket closing after a statement that ended
+ * it, emits 'error' on the client, and without a listener that event crashes the whole process (a
+ * Lambda function with nothing reported, the CLI with a stack trace). The next statement fails
+ * instead, where the caller reads it. node-postgres is loaded here, on the first connection, not
+ * when this module is: commands that resolve a connection without opening one (and the CLI's start)
+ * do not pay for it.
  */
-export async function connectTo(connection: PgConnection, database = connection.database): Promise<Client> {
+export async function openClient(config: ClientConfig): Promise<Client> {
   const { Client: PgClient } = await import('pg');
-  const client = new PgClient(pgClientConfig(connection, database));
-  // A dropped socket on an idle client must not crash the process: the next query fails instead.
+  const client = new PgClient(config);
   client.on('error', () => undefined);
   try {
     await client.connect();
@@ -274,9 +278,18 @@ export async function connectTo(connection: PgConnection, database = connection.
     // server asks for a password it has not got): close it, or the process waits for the server's
     // authentication_timeout (a minute) before it exits.
     await client.end().catch(() => undefined);
-    throw connectionFailure({ ...connection, database }, error);
+    throw error;
   }
   return client;
+}
+
+/** A client to `database` (default: the connection's own), or one line naming the settings to check. */
+export async function connectTo(connection: PgConnection, database = connection.database): Promise<Client> {
+  try {
+    return await openClient(pgClientConfig(connection, database));
+  } catch (error) {
+    throw connectionFailure({ ...connection, database }, error);
+  }
 }
 
 function stripUndefined<T extends object>(value: T): Partial<T> {

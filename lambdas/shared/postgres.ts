@@ -45,13 +45,19 @@ export function dropDatabaseStatement(database: string, superuser: boolean): str
  */
 export async function queryOneStatementReadOnly<R extends QueryResultRow = Record<string, unknown>>(client: Client, sql: string): Promise<R[]> {
   await client.query('BEGIN READ ONLY');
+  // queryMode is node-postgres' own option; @types/pg does not list it.
+  const oneStatement = { text: sql, queryMode: 'extended' } as QueryConfig;
+  let rows: R[];
   try {
-    // queryMode is node-postgres' own option; @types/pg does not list it.
-    const oneStatement = { text: sql, queryMode: 'extended' } as QueryConfig;
-    return (await client.query<R>(oneStatement)).rows;
-  } finally {
-    await client.query('ROLLBACK');
+    rows = (await client.query<R>(oneStatement)).rows;
+  } catch (error) {
+    // The statement's own error says why (a session ended by the server fails the ROLLBACK too,
+    // with a bare "Connection terminated unexpectedly" that would hide it).
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
   }
+  await client.query('ROLLBACK');
+  return rows;
 }
 
 /** Path of a PostgreSQL client program: in `binDir` when given, else the bare name (found on PATH). */

@@ -1,4 +1,8 @@
-import { ClientConfig } from 'pg';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { Client, ClientConfig } from 'pg';
 import { formatVerification, verificationStatus, verifyRecovery } from '../../lambdas/recovery/verify';
 import { writeCheck } from '../../lambdas/recovery/cutover';
 import { holdTableLock, testCluster, uniqueDatabaseName } from '../support/cluster';
@@ -132,6 +136,121 @@ describe('verification of a recovered copy against production (real PostgreSQL)'
 
     expect(report.ok).toBe(true);
     expect(report.rows[0]).toEqual({ check: 'rows in company', production: 'unavailable', recovered: '5', outcome: 'differs' });
+  });
+
+  describe('a session the server ends mid-read (production restarting or failing over, an administrator ending it)', () => {
+    const repo = path.resolve(__dirname, '..', '..');
+    let dir: string;
+    beforeAll(() => (dir = mkdtempSync(path.join(tmpdir(), 'atmr-verify-'))));
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+    /**
+     * Runs `body` (TypeScript, `verify` and `cutover` imported) in a process of its own, as the
+     * Lambda function runs it: an unhandled 'error' event kills that process, which the test reads
+     * as its exit code, instead of killing the test run.
+     */
+    function runInOwnProcess(body: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
+      const file = path.join(dir, `run-${Date.now()}.ts`);
+      writeFileSync(
+        file,
+        `import { verifyRecovery } from ${JSON.stringify(path.join(repo, 'lambdas/recovery/verify'))};
+import { writeCheck } from ${JSON.stringify(path.join(repo, 'lambdas/recovery/cutover'))};
+void verifyRecovery; void writeCheck;
+(async () => { ${body} })().catch((error) => { console.log('rejected: ' + String(error?.message ?? error)); });
+setTimeout(() => undefined, 300);
+`,
+      );
+      const child = spawn(path.join(repo, 'node_modules', '.bin', 'tsx'), [file], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      return new Promise((resolve) => child.on('close', (status) => resolve({ status, stdout, stderr })));
+    }
+
+    /** Ends, as an administrator or a restarting server would, the session named `application` once it waits for a lock. */
+    async function endWhenWaiting(database: string, application: string): Promise<void> {
+      for (let i = 0; i < 300; i += 1) {
+        const ended = psql(
+          cluster,
+          'postgres',
+          `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '${database}' AND application_name = '${application}' AND wait_event_type = 'Lock'`,
+        );
+        if (ended !== '0') return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`no session ${application} waited for a lock on ${database} within 30 s`);
+    }
+
+    it("verification: production's session ended while it reads shows production unavailable and the copy verified; the process goes on (it crashed on the driver's unhandled 'error' event)", async () => {
+      // Arrange: production's booking held, so its read is in progress when its session is ended.
+      const holder = await holdTableLock(production, 'booking');
+      try {
+        const sides = { recovered: connection(recovered), production: { ...connection(production), application_name: 'verify-ended' } };
+        const running = runInOwnProcess(
+          `const report = await verifyRecovery(${JSON.stringify(sides)}, ${JSON.stringify({ ...checks, statementTimeoutMs: 30_000 })});
+           console.log(JSON.stringify(report));`,
+        );
+
+        // Act
+        await endWhenWaiting(production, 'verify-ended');
+        const { status, stdout, stderr } = await running;
+
+        // Assert
+        expect(stderr).not.toMatch(/Unhandled 'error' event/);
+        expect(status).toBe(0);
+        const report = JSON.parse(stdout) as { ok: boolean; rows: { check: string; production: string; recovered: string }[] };
+        expect(report.ok).toBe(true);
+        expect(report.rows.find((r) => r.check === 'rows in booking')).toMatchObject({ recovered: '100', production: expect.stringMatching(/^unavailable \(terminating connection due to administrator command/) });
+        expect(report.rows.find((r) => r.check === 'Alembic revision')).toMatchObject({ recovered: '3e1b8a0c' });
+      } finally {
+        await holder.release();
+      }
+    });
+
+    it('cutover write check: its session ended during the write fails the check in one line; the process goes on', async () => {
+      // Arrange: another transaction holds the write check's table name uncommitted, so the
+      // check's CREATE TABLE waits on it when its session is ended.
+      const holder = new Client(connection(recovered));
+      holder.on('error', () => undefined);
+      await holder.connect();
+      try {
+        await holder.query('BEGIN; CREATE TABLE atmr_dr_write_check (id int)');
+        const running = runInOwnProcess(`await writeCheck(${JSON.stringify({ ...connection(recovered), application_name: 'write-ended' })}); console.log('passed');`);
+
+        // Act
+        await endWhenWaiting(recovered, 'write-ended');
+        const { status, stdout, stderr } = await running;
+
+        // Assert
+        expect(stderr).not.toMatch(/Unhandled 'error' event/);
+        expect(status).toBe(0);
+        expect(stdout.trim()).toBe('rejected: the recovered database refused a write: terminating connection due to administrator command');
+      } finally {
+        await holder.end();
+      }
+    });
+  });
+
+  it("a copy that cannot be reached stops production's read at once: the error is thrown with no production session left open", async () => {
+    // Arrange: production's booking held, so its read would wait out the statement timeout (30 s).
+    const holder = await holdTableLock(production, 'booking');
+    try {
+      const sides = { recovered: { ...connection(recovered), port: 1 }, production: { ...connection(production), application_name: 'verify-stopped' } };
+
+      // Act
+      const started = Date.now();
+      const verifying = verifyRecovery(sides, { ...checks, statementTimeoutMs: 30_000 });
+
+      // Assert
+      await expect(verifying).rejects.toThrow(/ECONNREFUSED/);
+      expect(Date.now() - started).toBeLessThan(5_000);
+      // A read left running would be waiting on the lock by now.
+      await new Promise((r) => setTimeout(r, 500));
+      expect(psql(cluster, 'postgres', "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'verify-stopped'")).toBe('0');
+    } finally {
+      await holder.release();
+    }
   });
 
   it('never changes production: every read runs in a read-only transaction', async () => {
