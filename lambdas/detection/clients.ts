@@ -1,7 +1,6 @@
 import Redis from 'ioredis';
-import { Client } from 'pg';
 import type { PgConnection } from '../shared/pg-connection';
-import { pgClientConfig } from '../shared/pg-connection';
+import { openClient, pgClientConfig } from '../shared/pg-connection';
 import type { RedisProbeClient, SqlProbeClient } from './probe';
 
 /**
@@ -57,14 +56,12 @@ export function openRedisSession(options: { host: string; port: number; tls: boo
  * `statement_timeout` bounds each query on the server side as well.
  */
 export async function openDatabaseSession(connection: PgConnection, timeoutMs: number): Promise<{ client: SqlProbeClient; close(): Promise<void> }> {
-  const client = new Client({
+  const client = await openClient({
     ...pgClientConfig(connection),
     application_name: 'atmr-dr-health-probe',
     connectionTimeoutMillis: timeoutMs,
     statement_timeout: timeoutMs,
     query_timeout: timeoutMs,
   });
-  client.on('error', () => undefined);
-  await client.connect();
   return { client, close: () => client.end() };
 }

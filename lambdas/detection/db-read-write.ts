@@ -1,9 +1,9 @@
 import { CloudWatchClient, GetMetricStatisticsCommand } from '@aws-sdk/client-cloudwatch';
 import { DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
-import { Client } from 'pg';
+import type { Client } from 'pg';
 import { oneLine } from '../shared/errors';
 import { formatBytes } from '../shared/format';
-import { connectionFailure, describeConnection, pgClientConfig, type PgConnection } from '../shared/pg-connection';
+import { connectionFailure, describeConnection, openClient, pgClientConfig, type PgConnection } from '../shared/pg-connection';
 import { quoteIdent } from '../shared/postgres';
 import { isOn, READ_ONLY_STATE_SQL, readOnlyStateFromRow, type ReadOnlyState } from './read-only';
 
@@ -40,15 +40,12 @@ export interface DbReadWriteDeps {
 }
 
 async function withSession<T>(connection: PgConnection, use: (client: Client) => Promise<T>): Promise<T> {
-  const client = new Client({ ...pgClientConfig(connection), application_name: 'atmr-dr db read-write' });
-  client.on('error', () => undefined);
+  let client: Client;
   try {
-    await client.connect();
+    client = await openClient({ ...pgClientConfig(connection), application_name: 'atmr-dr db read-write' });
   } catch (error) {
     // As every command's connection (connectTo): a refused password, role or database is a setting
-    // to fix (exit 2) and the line says which; a server down is a failure to retry (exit 1). The
-    // socket of a failed authentication is closed, or the process waits for the server's timeout.
-    await client.end().catch(() => undefined);
+    // to fix (exit 2) and the line says which; a server down is a failure to retry (exit 1).
     throw connectionFailure(connection, error);
   }
   try {
