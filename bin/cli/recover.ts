@@ -193,11 +193,16 @@ export function registerRecoverCommands(program: Command): void {
   /**
    * The workflow of a recovery whose record has no execution ARN: a start stopped between the lock
    * and StartExecution's answer (Ctrl-C while it hung, a crash) may have launched it all the same,
-   * under the recovery's name: the state machine to look in. Undefined when it cannot be named.
+   * under the recovery's name: the state machine to look in. That workflow moves the record on by
+   * itself (verifying, unverified, ...) and an abandon that stopped half-way leaves it "abandoning":
+   * whatever the status, no ARN means look by name. Undefined when it cannot be named, unless
+   * `required` (abandon: deleting the copy under a workflow one could not look for is refused with
+   * the reason the name could not be read).
    */
-  const unrecordedWorkflow = async (g: RecoverGlobals, envName: string, record: RecoveryRecord): Promise<string | undefined> => {
-    if (record.executionArn || record.status !== 'restoring') return undefined;
-    return resolveDeployedName(DEPLOYED_NAMES.recoveryStateMachine, { flagValue: g.stateMachine, envName }).catch(() => undefined);
+  const unrecordedWorkflow = async (g: RecoverGlobals, envName: string, record: RecoveryRecord, required = false): Promise<string | undefined> => {
+    if (record.executionArn) return undefined;
+    const named = resolveDeployedName(DEPLOYED_NAMES.recoveryStateMachine, { flagValue: g.stateMachine, envName });
+    return required ? named : named.catch(() => undefined);
   };
 
   /** The workflow's state; one found by name only and absent was never started. */
@@ -456,7 +461,7 @@ export function registerRecoverCommands(program: Command): void {
         ? `delete ${record.newInstance} WITHOUT a final snapshot (RDS refuses one while it cannot use its KMS key; ${dataAlsoIn(ctx.config.database.instanceIdentifier, { toTime: record.toTime })})`
         : `delete ${record.newInstance} (a final snapshot is kept unless it holds no data yet)`;
       await confirmOrRefuse(question, opts.yes, 'recover abandon');
-      const stateMachine = await unrecordedWorkflow(ctx.g, ctx.envName, record);
+      const stateMachine = await unrecordedWorkflow(ctx.g, ctx.envName, record, true);
       const result = await abandonRecovery({ rds: ctx.rds, sfn: ctx.sfn, events: ctx.events, store: ctx.store }, id, await resolveCliActor(), ctx.config.database.instanceIdentifier, {
         skipFinalSnapshot: Boolean(opts.skipFinalSnapshot),
         ...(stateMachine && { stateMachineArn: stateMachine }),

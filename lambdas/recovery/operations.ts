@@ -176,6 +176,15 @@ export async function abandonRecovery(
   if (refusal?.skip) {
     throw new OperatorError(`recover abandon: --skip-final-snapshot: ${refusal.reason}: run "atmr-dr recover abandon ${recoveryId}" without it; nothing changed`, 2);
   }
+  // A record without the workflow's ARN (its start was cut off before StartExecution answered) may
+  // have a workflow running all the same, under the recovery's name: without the state machine to
+  // look in, it could not be stopped before its copy is deleted under it.
+  if (!record.executionArn && !options.stateMachineArn) {
+    throw new OperatorError(
+      `recover abandon: recovery ${recoveryId} has no workflow recorded (its start was cut off before Step Functions answered) and no state machine was given to look for one under its name: pass --state-machine with the recovery state machine's ARN; nothing changed`,
+      2,
+    );
+  }
   // The claim, before anything is stopped or deleted: one conditional write that holds only if the
   // record is still as read above (same status, not written since, no live cutover lease). A
   // cutover that started in between makes it fail; once written, a cutover is refused ("abandoning"

@@ -271,6 +271,44 @@ describe('atmr-dr recover', () => {
           `next: the workflow never started (the start stopped before Step Functions took it) with the recovery still "restoring": nothing will change it any more, and it holds the one-recovery lock: "atmr-dr recover abandon ${id}" deletes atmr-prod-pitr-202611301402 and frees the lock`,
         );
       });
+
+      it.each(['verifying', 'abandoning'])(
+        'status of one the workflow moved on by itself, or whose abandon stopped half-way ("%s"), still looks for its workflow by the recovery\'s name',
+        async (status) => {
+          // Arrange: the workflow the cut-off start launched moves the record on without its ARN.
+          const id = status === 'verifying' ? 'r20261130143000-aeae' : 'r20261130143000-afaf';
+          await givenRecord(id, { status, newInstanceHost: undefined });
+
+          // Act
+          const { run, asked } = await atmrDrWith('SFN', executionEnded(id, 'FAILED'), ['recover', 'status', id]);
+
+          // Assert
+          expect(run.status).toBe(0);
+          expect(asked).toEqual([expect.stringContaining(`"executionArn":"arn:aws:states:eu-west-3:111111111111:execution:recovery:${id}"`)]);
+          expect(run.stdout).toContain('workflow FAILED');
+        },
+      );
+
+      it("abandon of one whose workflow cannot be looked for (the state machine's name unreadable) is refused before anything changes", async () => {
+        // Arrange: an abandon that stopped half-way, no ARN; no state machine given and the stack's outputs unreachable.
+        const id = 'r20261130143000-bcbc';
+        await givenRecord(id, { status: 'abandoning', newInstanceHost: undefined });
+        const saved = env;
+        const { ATMR_RECOVERY_STATE_MACHINE: _given, ...withoutMachine } = env;
+        env = withoutMachine;
+        try {
+          // Act
+          const run = await atmrDr(['recover', 'abandon', id, '--yes']);
+
+          // Assert
+          expect(run.status).not.toBe(0);
+          expect(run.stderr.trim().split('\n')).toHaveLength(1);
+          expect(run.stderr).toMatch(/--state-machine/);
+          expect((await dynamo.ddb.send(new GetCommand({ TableName: dynamo.tableName, Key: recordKey(id) }))).Item).toMatchObject({ status: 'abandoning' });
+        } finally {
+          env = saved;
+        }
+      });
     });
 
     it('status of a failed recovery whose copy is kept says it cannot be cut over and how to abandon it', async () => {

@@ -602,6 +602,24 @@ describe('a start stopped before its record took the workflow (Ctrl-C while Star
     expect(await activeRecoveryId(deps().store)).toBeUndefined();
   });
 
+  it('abandon without a state machine to look in is refused (exit 2) before anything changes: the workflow may run under the recovery\'s name', async () => {
+    // Arrange: the workflow the start launched moved the record on by itself, without its ARN.
+    const id = await interrupted(22);
+    await updateRecovery(deps().store, id, { status: 'verifying' });
+
+    // Act
+    const error = await operatorErrorOf(abandonRecovery(deps(), id, 'alice', SOURCE));
+
+    // Assert
+    expect([error.message, error.exitCode]).toEqual([
+      `recover abandon: recovery ${id} has no workflow recorded (its start was cut off before Step Functions answered) and no state machine was given to look for one under its name: pass --state-machine with the recovery state machine's ARN; nothing changed`,
+      2,
+    ]);
+    expect(sfn.commandCalls(StopExecutionCommand)).toHaveLength(0);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    expect((await getRecovery(deps().store, id)).status).toBe('verifying');
+  });
+
   it('abandon frees the lock of a start whose workflow never started (no execution under its name)', async () => {
     const id = await interrupted(23);
     sfn.on(DescribeExecutionCommand).rejects(Object.assign(new Error('Execution Does Not Exist'), { name: 'ExecutionDoesNotExist' }));
