@@ -14,7 +14,7 @@ import { BackupManifestSchema, LatestPointerSchema, type BackupManifest, type Ba
 import { safeJson } from '../shared/json';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
 import { countFailureFix, LOCKED_TABLE_FIX, openCountedSnapshot } from './counted-snapshot';
-import { LockWaitWatch } from './lock-wait';
+import { LockCycleError, LockCycleWatch, LockWaitWatch } from './lock-wait';
 import {
   backupObjectKeys,
   type BackupObjectKeys,
@@ -36,6 +36,7 @@ import {
   buildRowCountQueries,
   childEnv,
   parseServerVersionNum,
+  type PgVersion,
   toolVersion,
   type TableRef,
 } from './pg-tools';
@@ -136,6 +137,15 @@ const KILL_GRACE_MS = 5000;
  */
 export const DEFAULT_LOCK_WAIT_TIMEOUT_MS = 5 * 60_000;
 const KEY_CLAIM_ATTEMPTS = 3;
+/**
+ * Snapshots a run takes when the application's statement is caught between the run's locks and
+ * pg_dump's (lock-wait.ts): each attempt is ended within seconds to let it run, and the next one is
+ * taken after it. Three meet an application that truncates a table now and then; one that does it
+ * each time the run starts is a schedule to change, not a wait to prolong.
+ */
+const LOCK_CYCLE_ATTEMPTS = 3;
+/** How often a pg_dump that has not yet written a byte is checked for such a cycle: the application waits about this long. */
+const LOCK_CYCLE_LOOK_MS = 1000;
 const NOTHING_PUBLISHED = 'backup failed, nothing published (no manifest, latest pointers unchanged)';
 /** How long a failure waits for pg_dump's / pg_restore's own exit status, to report the root cause. */
 const ROOT_CAUSE_WAIT_MS = 1500;
@@ -207,6 +217,8 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
     throw new OperatorError(`invalid part size ${partSize}: S3 multipart parts are at least ${MIN_PART_SIZE_BYTES} bytes`, 2);
   }
   if (!Number.isInteger(queueSize) || queueSize < 1) throw new OperatorError(`invalid upload queue size ${queueSize}: use a positive integer`, 2);
+  const lockWaitMs = options.lockWaitTimeoutMs ?? DEFAULT_LOCK_WAIT_TIMEOUT_MS;
+  if (!Number.isInteger(lockWaitMs) || lockWaitMs < 1) throw new OperatorError(`invalid lock wait timeout ${lockWaitMs}: use a positive number of milliseconds`, 2);
   throwIfAborted(deps.signal);
 
   const { connection, s3, bucket } = deps;
@@ -225,16 +237,93 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
     claimKeys(s3, bucket, tier, connection.database, firstStart, now, options.unpublishedPrefix ?? '', deps.signal),
   ]);
 
+  const attempt = { deps, env, keys, formats, level, compressor, partSize, queueSize, pgDumpPath, pgRestorePath, pgDumpVersion, writeOnce, lockWaitMs };
+  let dumped: DumpedAttempt | undefined;
+  for (let n = 1; !dumped; n += 1) {
+    try {
+      dumped = await dumpAttempt(attempt);
+    } catch (error) {
+      // The application's statement caught between the run's locks and pg_dump's (lock-wait.ts) has
+      // run once the attempt ended; a new snapshot waits for it to commit and is taken after it. The
+      // attempt ended before pg_dump wrote a byte (the watch looks only until then): no upload has a
+      // part, none completed, so the keys claimed above are still free for the next attempt (and
+      // If-None-Match would refuse an overwrite anyway). An application that does it again each time
+      // fails the run after LOCK_CYCLE_ATTEMPTS, naming the statement.
+      if (!(error instanceof LockCycleError)) throw error;
+      if (n >= LOCK_CYCLE_ATTEMPTS) {
+        throw new OperatorError(
+          `${NOTHING_PUBLISHED}: ${error.message}, on each of ${n} attempts (each ended so that it could run): let the application finish changing that table (TRUNCATE, ALTER TABLE), then run the backup again`,
+        );
+      }
+      deps.log?.(`backup: ${error.message}: ended this attempt so that it can run; starting again (attempt ${n + 1} of ${LOCK_CYCLE_ATTEMPTS})`);
+    }
+  }
+  const { serverVersion, txids, streamed } = dumped;
+  const finishedAt = now();
+  const manifest = BackupManifestSchema.parse({
+    schema: 1,
+    database: connection.database,
+    tier,
+    startedAt: startedAt.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+    durationMs: Math.max(0, finishedAt.getTime() - startedAt.getTime()),
+    serverVersion: serverVersion.text,
+    pgDumpVersion: pgDumpVersion.text,
+    objects: streamed.objects,
+    tables: streamed.tables,
+    snapshot: txids,
+  } satisfies BackupManifest);
+  throwIfAborted(deps.signal);
+  deps.log?.(`upload: publishing the manifest${options.unpublishedPrefix ? '' : ' and the latest pointers'}`);
+  await putJson(s3, bucket, keys.manifest, manifest, 'writing the manifest', writeOnce).catch((error: unknown) => {
+    // The dump objects are stored, but without their manifest no reader lists or restores them
+    // (the tier's lifecycle rule expires them): the run published nothing, as any earlier failure.
+    const exitCode = error instanceof OperatorError ? error.exitCode : 1;
+    throw new OperatorError(`${NOTHING_PUBLISHED}: ${oneLine(error)}`, exitCode);
+  });
+  if (!options.unpublishedPrefix) await publishPointers(s3, bucket, tier, connection.database, keys.manifest, deps.log ?? (() => undefined));
+  return { manifestKey: keys.manifest, manifest };
+}
+
+interface AttemptInput {
+  readonly deps: RunBackupDeps;
+  readonly env: NodeJS.ProcessEnv;
+  readonly keys: BackupObjectKeys;
+  readonly formats: readonly BackupFormat[];
+  readonly level: number;
+  readonly compressor: PlainCompressor | undefined;
+  readonly partSize: number;
+  readonly queueSize: number;
+  readonly pgDumpPath: string;
+  readonly pgRestorePath: string;
+  readonly pgDumpVersion: PgVersion;
+  readonly writeOnce: WriteOnceParams;
+  readonly lockWaitMs: number;
+}
+
+interface DumpedAttempt {
+  readonly serverVersion: PgVersion;
+  /** txid_current_snapshot() of the dump's snapshot. */
+  readonly txids: string;
+  readonly streamed: StreamedDump;
+}
+
+/**
+ * One snapshot and its dump, on a connection of its own, committed and closed when both readers
+ * are done. Rejects with a LockCycleError when the application's statement is caught between the
+ * snapshot's locks and pg_dump's (lock-wait.ts), once the attempt has ended and released it.
+ */
+async function dumpAttempt(input: AttemptInput): Promise<DumpedAttempt> {
+  const { deps, lockWaitMs } = input;
+  const { connection } = deps;
   const client = await connectTo(connection);
   let lockWatch: LockWaitWatch | undefined;
   try {
-    const serverVersionNum = (await client.query<{ server_version_num: string }>('SHOW server_version_num')).rows[0].server_version_num;
-    const serverVersion = parseServerVersionNum(serverVersionNum);
-    assertPgDumpCanDump(serverVersion, pgDumpVersion);
+    const session = (await client.query<{ version: string; pid: number }>("SELECT current_setting('server_version_num') AS version, pg_backend_pid() AS pid")).rows[0];
+    const serverVersion = parseServerVersionNum(session.version);
+    assertPgDumpCanDump(serverVersion, input.pgDumpVersion);
 
     // The snapshot must outlive pg_dump's import of it: this transaction stays open until the end.
-    const lockWaitMs = options.lockWaitTimeoutMs ?? DEFAULT_LOCK_WAIT_TIMEOUT_MS;
-    if (!Number.isInteger(lockWaitMs) || lockWaitMs < 1) throw new OperatorError(`invalid lock wait timeout ${lockWaitMs}: use a positive number of milliseconds`, 2);
     // lock_timeout bounds the LOCK TABLE of the tables to count (counted-snapshot.ts), taken before
     // pg_dump starts: a table another session holds is waited for there first, as long as pg_dump
     // would wait for it (--lock-wait-timeout).
@@ -253,33 +342,9 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
     });
     if (deps.signal?.aborted) throw aborted();
 
-    const streamed = await streamDump({ deps, client, env, keys, formats, level, compressor, partSize, queueSize, snapshot, tables, pgDumpPath, pgRestorePath, writeOnce, lockWaitMs, lockWatch });
+    const streamed = await streamDump({ ...input, client, snapshot, snapshotPid: session.pid, tables, lockWatch });
     await client.query('COMMIT').catch(() => undefined);
-
-    const finishedAt = now();
-    const manifest = BackupManifestSchema.parse({
-      schema: 1,
-      database: connection.database,
-      tier,
-      startedAt: startedAt.toISOString(),
-      finishedAt: finishedAt.toISOString(),
-      durationMs: Math.max(0, finishedAt.getTime() - startedAt.getTime()),
-      serverVersion: serverVersion.text,
-      pgDumpVersion: pgDumpVersion.text,
-      objects: streamed.objects,
-      tables: streamed.tables,
-      snapshot: txids,
-    } satisfies BackupManifest);
-    throwIfAborted(deps.signal);
-    deps.log?.(`upload: publishing the manifest${options.unpublishedPrefix ? '' : ' and the latest pointers'}`);
-    await putJson(s3, bucket, keys.manifest, manifest, 'writing the manifest', writeOnce).catch((error: unknown) => {
-      // The dump objects are stored, but without their manifest no reader lists or restores them
-      // (the tier's lifecycle rule expires them): the run published nothing, as any earlier failure.
-      const exitCode = error instanceof OperatorError ? error.exitCode : 1;
-      throw new OperatorError(`${NOTHING_PUBLISHED}: ${oneLine(error)}`, exitCode);
-    });
-    if (!options.unpublishedPrefix) await publishPointers(s3, bucket, tier, connection.database, keys.manifest, deps.log ?? (() => undefined));
-    return { manifestKey: keys.manifest, manifest };
+    return { serverVersion, txids, streamed };
   } finally {
     await lockWatch?.close();
     await client.end().catch(() => undefined);
@@ -311,23 +376,13 @@ async function whileLocking<T>(deps: RunBackupDeps, lockWatch: LockWaitWatch | u
   }
 }
 
-interface StreamDumpInput {
-  readonly deps: RunBackupDeps;
+interface StreamDumpInput extends AttemptInput {
   readonly client: Client;
-  readonly env: NodeJS.ProcessEnv;
-  readonly keys: BackupObjectKeys;
-  readonly formats: readonly BackupFormat[];
-  readonly level: number;
-  readonly compressor: PlainCompressor | undefined;
-  readonly partSize: number;
-  readonly queueSize: number;
   readonly snapshot: string;
+  /** pg_backend_pid() of the snapshot's session (`client`). */
+  readonly snapshotPid: number;
   /** The tables to count, already locked by the snapshot's transaction (counted-snapshot.ts). */
   readonly tables: readonly TableRef[];
-  readonly pgDumpPath: string;
-  readonly pgRestorePath: string;
-  readonly writeOnce: WriteOnceParams;
-  readonly lockWaitMs: number;
   /** Names what a standing-still dump waits for, when a person watches (deps.onProgress). */
   readonly lockWatch: LockWaitWatch | undefined;
 }
@@ -499,6 +554,27 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
   }
 
   let dumpedBytes = 0;
+  // Until pg_dump writes its first byte it is taking its locks (it writes the archive only once it
+  // has read the catalog, every table locked): a statement of the application caught between the
+  // snapshot's locks and pg_dump's would hold everyone for the lock wait bound, unseen by the
+  // deadlock detector (lock-wait.ts). Looked for each second until then, on a connection of its own
+  // opened at the first look; ending the attempt (fail: pg_dump killed, the snapshot's transaction
+  // closed) lets that statement run at once, and the caller takes a new snapshot after it. Ending
+  // it, rather than waiting it out, is the only way out: the run cannot give up a lock inside its
+  // transaction, and pg_dump's request stays queued behind the statement's.
+  const cycleWatch = new LockCycleWatch(deps.connection, input.snapshotPid);
+  const cycleTicker = setInterval(() => {
+    cycleWatch.look((cycle) => {
+      if (dumpedBytes === 0) fail(new LockCycleError(cycle));
+    });
+  }, LOCK_CYCLE_LOOK_MS);
+  cycleTicker.unref();
+  const stopCycleWatch = (): void => {
+    clearInterval(cycleTicker);
+    void cycleWatch.close();
+  };
+  dump.stdout.once('data', stopCycleWatch);
+  void dumpExit.finally(stopCycleWatch).catch(() => undefined);
   dump.stdout.on('data', (chunk: Buffer) => (dumpedBytes += chunk.length));
   const lockWatch = input.lockWatch;
   let lastBytes = 0;
@@ -566,12 +642,14 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
     await Promise.all([produced, ...uploads]);
   } finally {
     if (ticker) clearInterval(ticker);
+    stopCycleWatch();
     await lockWatch?.close();
     deps.signal?.removeEventListener('abort', onAbort);
   }
 
   if (failure) {
     await Promise.all(sinks.filter((s) => !s.completed).map((s) => abortMultipartUpload(deps.s3, deps.bucket, s)));
+    if (failure instanceof LockCycleError) throw failure;
     throw new OperatorError(`${NOTHING_PUBLISHED}: ${oneLine(failure)}`);
   }
   const tables = await counting;

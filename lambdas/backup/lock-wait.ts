@@ -1,4 +1,5 @@
 import type { Client } from 'pg';
+import { oneLine } from '../shared/errors';
 import { APPLICATION_NAME, connectTo, type PgConnection } from '../shared/pg-connection';
 
 /**
@@ -22,17 +23,19 @@ export interface LockWait {
   readonly blockerTransactionSeconds: number | null;
 }
 
+/** The table session `w` waits to lock, with its schema whatever the search_path (regclass would drop a schema in the path). */
+const WAITED_TABLE_SQL = `(SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+          FROM pg_catalog.pg_locks l
+          JOIN pg_catalog.pg_class c ON c.oid = l.relation
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE l.pid = w.pid AND NOT l.granted AND l.locktype = 'relation' LIMIT 1) AS table`;
+
 /**
- * The table with its schema whatever the search_path (regclass would drop a schema in the path).
  * The oldest waiter first: pg_dump's LOCK TABLE and the row counts wait on the same table, and the
  * first to queue names it. pg_blocking_pids lists the holders and the requests queued before it.
  */
 const LOCK_WAIT_SQL = `
-SELECT (SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
-          FROM pg_catalog.pg_locks l
-          JOIN pg_catalog.pg_class c ON c.oid = l.relation
-          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-         WHERE l.pid = w.pid AND NOT l.granted AND l.locktype = 'relation' LIMIT 1) AS table,
+SELECT ${WAITED_TABLE_SQL},
        floor(extract(epoch FROM now() - w.query_start))::int AS waited_seconds,
        blockers[1] AS blocker_pid,
        cardinality(blockers) - 1 AS other_blockers,
@@ -100,20 +103,66 @@ function formatSeconds(seconds: number): string {
 }
 
 /**
- * A look at most one at a time, on a connection of its own opened at the first look (a backup that
- * never stalls opens none). A look that fails ends the looking: the progress line is a help, never
- * a cause of failure, and a server that refuses it once will refuse it again.
+ * Looks at the server, at most one at a time, on a connection of its own opened at the first look
+ * (a backup that never needs one opens none). A look that fails ends the looking: what these looks
+ * find is a help, never a cause of failure, and a server that refuses one will refuse the next.
  */
-export class LockWaitWatch {
+class SideLooks {
   private client: Client | undefined;
   private looking = false;
   private stopped = false;
+
+  constructor(private readonly connection: PgConnection) {}
+
+  get closed(): boolean {
+    return this.stopped;
+  }
+
+  /** Runs `read` unless a look is under way or the looks are closed; `onFailure` when it fails. */
+  look(read: (client: Client) => Promise<void>, onFailure: () => void): void {
+    if (this.looking || this.stopped) return;
+    this.looking = true;
+    void this.lookOnce(read, onFailure).finally(() => (this.looking = false));
+  }
+
+  async close(): Promise<void> {
+    this.stopped = true;
+    const client = this.client;
+    this.client = undefined;
+    await client?.end().catch(() => undefined);
+  }
+
+  private async lookOnce(read: (client: Client) => Promise<void>, onFailure: () => void): Promise<void> {
+    try {
+      if (!this.client) {
+        const client = await connectTo(this.connection);
+        if (this.stopped) {
+          await client.end().catch(() => undefined);
+          return;
+        }
+        // A look that cannot answer in 2 s is not worth a line that would arrive stale.
+        await client.query("SET statement_timeout = '2s'");
+        this.client = client;
+      }
+      if (!this.stopped) await read(this.client);
+    } catch {
+      onFailure();
+      await this.close();
+    }
+  }
+}
+
+/** The progress line's look: what a standing-still dump waits for (readLockWait). */
+export class LockWaitWatch {
+  private readonly looks: SideLooks;
   private latest: string | undefined;
 
   constructor(
-    private readonly connection: PgConnection,
+    connection: PgConnection,
     private readonly lockWaitMs: number,
-  ) {}
+  ) {
+    this.looks = new SideLooks(connection);
+  }
 
   /** The last look's line, until clear(). */
   get current(): string | undefined {
@@ -126,35 +175,99 @@ export class LockWaitWatch {
   }
 
   look(): void {
-    if (this.looking || this.stopped) return;
-    this.looking = true;
-    void this.lookOnce().finally(() => (this.looking = false));
+    this.looks.look(
+      async (client) => {
+        const wait = await readLockWait(client);
+        if (!this.looks.closed) this.latest = wait && describeLockWait(wait, this.lockWaitMs);
+      },
+      () => (this.latest = undefined),
+    );
   }
 
-  async close(): Promise<void> {
-    this.stopped = true;
-    const client = this.client;
-    this.client = undefined;
-    await client?.end().catch(() => undefined);
+  close(): Promise<void> {
+    return this.looks.close();
+  }
+}
+
+/**
+ * A wait PostgreSQL's deadlock detector does not see. The run's snapshot session holds every table
+ * ACCESS SHARE from before pg_dump starts (counted-snapshot.ts). A TRUNCATE, or an ALTER TABLE that
+ * rewrites, issued by the application in between queues behind that lock; pg_dump's own ACCESS
+ * SHARE request on the same table then queues behind the TRUNCATE (the server grants in queue
+ * order). The snapshot session waits for pg_dump, pg_dump for the TRUNCATE, the TRUNCATE for the
+ * snapshot session: nobody moves, and the detector sees no cycle, because the snapshot session is
+ * not waiting on a lock but on its client. The TRUNCATE, and every query of the application queued
+ * behind it on that table, stood still until pg_dump's lock wait bound (5 minutes) failed the run.
+ */
+export interface LockCycle {
+  /** The table pg_dump waits for. */
+  readonly table: string | null;
+  /** The session between them (the application's TRUNCATE). */
+  readonly pid: number;
+  /** Its statement; NULL when this role may not read it (not the same role, no pg_read_all_stats). */
+  readonly query: string | null;
+  readonly application: string | null;
+}
+
+/**
+ * A session of this tool (pg_dump: application_name atmr-dr, this role, this database, not the
+ * snapshot session `$2`) waiting on a lock, held up by a session (holder or request queued before
+ * it, pg_blocking_pids) that is itself held up by the snapshot session. Another backup's pg_dump
+ * of the same database matches too: the session between them waits for this run all the same, and
+ * the cost of ending this attempt for it is one new snapshot.
+ */
+const LOCK_CYCLE_SQL = `
+SELECT ${WAITED_TABLE_SQL},
+       x.pid,
+       CASE WHEN x.query LIKE '<%' THEN NULL ELSE x.query END AS query,
+       x.application_name AS application
+FROM pg_catalog.pg_stat_activity w
+JOIN pg_catalog.pg_stat_activity x ON x.pid = ANY (pg_catalog.pg_blocking_pids(w.pid))
+WHERE w.datname = current_database() AND w.usename = current_user AND w.application_name = $1
+  AND w.pid <> $2 AND w.wait_event_type = 'Lock'
+  AND $2 = ANY (pg_catalog.pg_blocking_pids(x.pid))
+LIMIT 1`;
+
+export async function readLockCycle(client: Client, snapshotPid: number): Promise<LockCycle | undefined> {
+  return (await client.query<LockCycle>(LOCK_CYCLE_SQL, [APPLICATION_NAME, snapshotPid])).rows[0];
+}
+
+/** "pg_dump's lock on public.t queued behind pid 4242 (TRUNCATE t), which waits for this run's own lock on it" */
+export function describeLockCycle(cycle: LockCycle): string {
+  const statement = cycle.query ? oneLine(cycle.query).slice(0, 200) : cycle.application ? `application "${cycle.application}"` : 'its statement not visible to this role';
+  return `pg_dump's lock on ${cycle.table ?? 'a table'} queued behind pid ${cycle.pid} (${statement}), which waits for this run's own lock on it`;
+}
+
+/** A cycle found: this attempt is ended (the snapshot's transaction with it) so that the statement between them can run. */
+export class LockCycleError extends Error {
+  constructor(readonly cycle: LockCycle) {
+    super(describeLockCycle(cycle));
+    this.name = 'LockCycleError';
+  }
+}
+
+/** Looks for a LockCycle of the snapshot session `snapshotPid` each time it is asked to. */
+export class LockCycleWatch {
+  private readonly looks: SideLooks;
+
+  constructor(
+    connection: PgConnection,
+    private readonly snapshotPid: number,
+  ) {
+    this.looks = new SideLooks(connection);
   }
 
-  private async lookOnce(): Promise<void> {
-    try {
-      if (!this.client) {
-        const client = await connectTo(this.connection);
-        if (this.stopped) {
-          await client.end().catch(() => undefined);
-          return;
-        }
-        // A look that cannot answer in 2 s is not worth a line that would arrive stale.
-        await client.query("SET statement_timeout = '2s'");
-        this.client = client;
-      }
-      const wait = await readLockWait(this.client);
-      if (!this.stopped) this.latest = wait && describeLockWait(wait, this.lockWaitMs);
-    } catch {
-      this.latest = undefined;
-      await this.close();
-    }
+  look(onCycle: (cycle: LockCycle) => void): void {
+    this.looks.look(
+      async (client) => {
+        const cycle = await readLockCycle(client, this.snapshotPid);
+        if (cycle && !this.looks.closed) onCycle(cycle);
+      },
+      () => undefined,
+    );
+  }
+
+  close(): Promise<void> {
+    return this.looks.close();
   }
 }

@@ -1,4 +1,8 @@
 import { Client } from 'pg';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { runBackup, type BackupProgress } from '../../lambdas/backup/backup';
 import { createS3Client } from '../../lambdas/shared/aws';
@@ -36,11 +40,15 @@ describe('backup row counts and the dump agree (integration)', () => {
     await client.connect();
     return client;
   };
-  const backup = (database: string, extra: { log?: (line: string) => void; onProgress?: (p: BackupProgress) => void } = {}) => {
+  const backup = (
+    database: string,
+    extra: { log?: (line: string) => void; onProgress?: (p: BackupProgress) => void; pgBinDir?: string } = {},
+    lockWaitTimeoutMs = 30_000,
+  ) => {
     const cluster = testCluster();
     return runBackup(
       { s3: createS3Client(s3.env), bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database }, ...extra },
-      { tier: 'hourly', lockWaitTimeoutMs: 30_000 },
+      { tier: 'hourly', lockWaitTimeoutMs },
     );
   };
   /** The session's wait_event_type ('Lock' while it queues behind another session's lock). */
@@ -152,5 +160,149 @@ describe('backup row counts and the dump agree (integration)', () => {
     // Assert
     expect(dumped('public.kept')).toBe(2);
     expect(manifest.tables).toEqual([{ schema: 'public', name: 'kept', rows: 2 }]);
+  });
+
+  /**
+   * A pg_dump that, on each start, creates `<dir>/started-<n>` and waits for `<dir>/go-<n>` before
+   * it runs the real one: the test decides what other sessions do between the run's locks and
+   * pg_dump's. With the real pg_restore beside it (the plain format).
+   */
+  const heldPgDump = (dir: string): string => {
+    const real = (tool: string): string => execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim();
+    fs.writeFileSync(
+      path.join(dir, 'pg_dump'),
+      `#!/bin/sh\n[ "$1" = --version ] && exec "${real('pg_dump')}" --version\nn=1; while [ -e "${dir}/started-$n" ]; do n=$((n + 1)); done\n` +
+        `touch "${dir}/started-$n"\nwhile [ ! -e "${dir}/go-$n" ]; do sleep 0.05; done\nexec "${real('pg_dump')}" "$@"\n`,
+      { mode: 0o755 },
+    );
+    fs.symlinkSync(real('pg_restore'), path.join(dir, 'pg_restore'));
+    return dir;
+  };
+  const waitFor = async (what: string, check: () => Promise<boolean> | boolean, ms = 20_000): Promise<void> => {
+    const deadline = Date.now() + ms;
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error(`waited ${ms} ms for ${what}`);
+      await sleep(50);
+    }
+  };
+
+  /**
+   * Once the run's attempt `n` has started pg_dump (its snapshot holds every table), the application
+   * truncates t, which queues behind the snapshot's lock; then pg_dump goes on. How long the
+   * TRUNCATE waited, once it has run.
+   */
+  const truncateBeforePgDump = async (dir: string, n: number, app: Client, watcher: Client): Promise<{ truncated: Promise<number> }> => {
+    await waitFor(`pg_dump's start ${n}`, () => fs.existsSync(path.join(dir, `started-${n}`)));
+    const appPid = (await app.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+    const started = Date.now();
+    const truncated = app.query('TRUNCATE t').then(() => Date.now() - started);
+    truncated.catch(() => undefined);
+    await waitFor('the TRUNCATE to queue', async () => (await waitOf(watcher, appPid)) === 'Lock');
+    fs.writeFileSync(path.join(dir, `go-${n}`), '');
+    return { truncated };
+  };
+  /** How long `truncated` took, or Infinity once it has waited 15 s. */
+  const withinBound = (truncated: Promise<number>): Promise<number> =>
+    Promise.race([truncated, new Promise<number>((resolve) => setTimeout(() => resolve(Infinity), 15_000).unref())]);
+
+  /** A database made by `schema`, a held pg_dump (heldPgDump), and the application's and a watcher's sessions, for `body`. */
+  const withHeldPgDump = async (prefix: string, schema: string, body: (f: { database: string; dir: string; app: Client; watcher: Client }) => Promise<void>): Promise<void> => {
+    const database = uniqueDatabaseName(prefix);
+    createDatabase(database, schema);
+    const dir = heldPgDump(fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-cycle-')));
+    const app = await connect(database, 'app');
+    const watcher = await connect(database, 'watcher');
+    try {
+      await body({ database, dir, app, watcher });
+    } finally {
+      await app.query('ROLLBACK').catch(() => undefined);
+      await Promise.all([app.end(), watcher.end()]);
+      dropDatabase(database);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  it("a TRUNCATE issued between the run's locks and pg_dump's: it runs within seconds, and the run starts again after it, counting what it dumps", async () => {
+    // Arrange: pg_dump held at its start, once the run's snapshot holds every table ACCESS SHARE
+    await withHeldPgDump('bkc_cycle', 'CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000); CREATE TABLE u (id int); INSERT INTO u VALUES (1), (2);', async ({ database, dir, app, watcher }) => {
+      const lines: string[] = [];
+      // A bound of a minute: without a way out, the TRUNCATE waits that long
+      const run = backup(database, { log: (line) => lines.push(line), pgBinDir: dir }, 60_000);
+      run.catch(() => undefined);
+
+      // Act: the application truncates t between the run's locks and pg_dump's; the next attempt goes on
+      fs.writeFileSync(path.join(dir, 'go-2'), '');
+      const waited = await withinBound((await truncateBeforePgDump(dir, 1, app, watcher)).truncated);
+      const { manifest } = await run;
+
+      // Assert: the application waited seconds, not the run's lock wait bound
+      expect(waited).toBeLessThan(10_000);
+      // The second attempt's snapshot is after the TRUNCATE: the dump and the counts agree on it
+      const plain = gunzipSync(await getBytes(createS3Client(s3.env), s3.bucket, manifest.objects.find((o) => o.format === 'plain')!.key)).toString('utf8');
+      expect(dumpedRows(plain, 'public.t')).toBe(0);
+      expect(dumpedRows(plain, 'public.u')).toBe(2);
+      expect(manifest.tables).toEqual([
+        { schema: 'public', name: 't', rows: 0 },
+        { schema: 'public', name: 'u', rows: 2 },
+      ]);
+      expect(lines.filter((l) => l.includes('starting again'))).toEqual([
+        expect.stringMatching(/^backup: pg_dump's lock on public\.t queued behind pid \d+ \(TRUNCATE t\), which waits for this run's own lock on it: ended this attempt so that it can run; starting again \(attempt 2 of 3\)$/),
+      ]);
+    });
+  });
+
+  it('the application truncating the table each time the run starts pg_dump: each TRUNCATE runs within seconds, and the run fails after three attempts naming it', async () => {
+    // Arrange
+    await withHeldPgDump('bkc_cycles', 'CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000);', async ({ database, dir, app, watcher }) => {
+      const started = Date.now();
+      const run = backup(database, { pgBinDir: dir }, 60_000);
+      run.catch(() => undefined);
+
+      // Act: a TRUNCATE between the locks of each attempt
+      const waited: number[] = [];
+      for (const n of [1, 2, 3]) waited.push(await withinBound((await truncateBeforePgDump(dir, n, app, watcher)).truncated));
+      const outcome = await run.then(
+        () => 'published',
+        (error: Error) => error.message,
+      );
+
+      // Assert
+      expect(waited.every((ms) => ms < 10_000)).toBe(true);
+      expect(outcome).toMatch(
+        /^backup failed, nothing published \(no manifest, latest pointers unchanged\): pg_dump's lock on public\.t queued behind pid \d+ \(TRUNCATE t\), which waits for this run's own lock on it, on each of 3 attempts \(each ended so that it could run\): let the application finish changing that table \(TRUNCATE, ALTER TABLE\), then run the backup again$/,
+      );
+      expect(Date.now() - started).toBeLessThan(30_000);
+      expect(fs.existsSync(path.join(dir, 'started-4'))).toBe(false);
+    });
+  });
+
+  it("a TRUNCATE caught so in a transaction the application keeps open: the ended pg_dump's backend leaves the lock queue within seconds, and the run goes on after the commit", async () => {
+    // Arrange
+    await withHeldPgDump('bkc_cycleopen', 'CREATE TABLE a (id int); INSERT INTO a VALUES (1); CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000);', async ({ database, dir, app, watcher }) => {
+      const run = backup(database, { pgBinDir: dir }, 60_000);
+      run.catch(() => undefined);
+      await app.query('BEGIN');
+      fs.writeFileSync(path.join(dir, 'go-2'), '');
+      const { truncated } = await truncateBeforePgDump(dir, 1, app, watcher);
+
+      // Act: the TRUNCATE runs once the attempt ends; its transaction stays open a while
+      expect(await withinBound(truncated)).toBeLessThan(10_000);
+      const pgDumpQueued = async (): Promise<boolean> =>
+        (await runBackends(watcher, database)).some((b) => b.wait === 'Lock' && b.query === 'LOCK TABLE public.t IN ACCESS SHARE MODE');
+      let queuedAfter3s = true;
+      await waitFor('the ended pg_dump to leave the lock queue', async () => !(queuedAfter3s = await pgDumpQueued()), 3000).catch(() => undefined);
+      // The next attempt's own lock waits for the commit
+      await waitFor('the next snapshot to wait', async () => (await runBackends(watcher, database)).some((b) => b.wait === 'Lock' && b.query.startsWith('LOCK TABLE ONLY')));
+      await app.query('COMMIT');
+      const { manifest } = await run;
+
+      // Assert: pg_dump's backend (stopped, it cancels its LOCK TABLE) did not hold a, the table it
+      // had locked, for the application's whole transaction
+      expect(queuedAfter3s).toBe(false);
+      expect(manifest.tables).toEqual([
+        { schema: 'public', name: 'a', rows: 1 },
+        { schema: 'public', name: 't', rows: 0 },
+      ]);
+    });
   });
 });
