@@ -1,5 +1,6 @@
 import type { Client } from 'pg';
 import { OperatorError, oneLine } from '../shared/errors';
+import { sqlState } from '../shared/pg-errors';
 import { buildLockTablesSql, LIST_COUNTED_TABLES_SQL, LOCKED_TABLE_SQL, type TableRef } from './pg-tools';
 
 export interface CountedSnapshot {
@@ -84,12 +85,6 @@ async function lockFailure(client: Client, error: unknown, locking: readonly Tab
     detail = ' (dropped while the backup locked the tables to count, on two tries: let the schema change finish, then run the backup again)';
   }
   return new OperatorError(`counting rows in the dump's snapshot failed: ${oneLine(error)}${detail}${countFailureFix(error)}`);
-}
-
-/** The SQLSTATE of an error the server sent (it has a severity; a socket error's code is not one). */
-function sqlState(error: unknown): string | undefined {
-  const e = error as { severity?: unknown; code?: unknown } | null | undefined;
-  return typeof e?.severity === 'string' && typeof e.code === 'string' ? e.code : undefined;
 }
 
 function tableKey(t: TableRef): string {

@@ -1,6 +1,7 @@
 import type { ClientConfig } from 'pg';
 import { oneLine } from '../shared/errors';
 import { openClient } from '../shared/pg-connection';
+import { QUERY_CANCELED, sqlState } from '../shared/pg-errors';
 import { queryOneStatementReadOnly, quoteQualifiedName } from '../shared/postgres';
 import { SideSnapshot, VerificationReport, VerificationRow } from './contract';
 
@@ -30,9 +31,6 @@ export interface VerificationChecks {
 
 const DEFAULT_STATEMENT_TIMEOUT_MS = 60_000;
 export const VERIFY_BUDGET_MS = 12 * 60_000;
-
-/** SQLSTATE query_canceled: what a statement timeout ends a statement with. */
-const QUERY_CANCELED = '57014';
 
 /**
  * One side as read: a failing check reads as null with its error kept; `timedOut` names the checks
@@ -68,7 +66,7 @@ export async function snapshotSide(connection: ClientConfig, checks: Verificatio
       return read(await queryOneStatementReadOnly(client, sql));
     } catch (error) {
       errors[key] = oneLine(error);
-      if ((error as { code?: string }).code === QUERY_CANCELED) timedOut.push(key);
+      if (sqlState(error) === QUERY_CANCELED) timedOut.push(key);
       return null;
     }
   };

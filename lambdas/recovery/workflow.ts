@@ -6,6 +6,7 @@ import type { ClientConfig } from 'pg';
 import { isThrottled } from '../shared/aws-errors';
 import { OperatorError, oneLine } from '../shared/errors';
 import { pgClientConfig, resolveConnection } from '../shared/pg-connection';
+import { sqlState } from '../shared/pg-errors';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
 import { LOGIN_REFUSED_ERROR, PASSWORD_RESET_TIMEOUT_ERROR, RECOVERY_EVENTS, RecoveryRecord, RecoveryRequest, RecoveryStatus, VerificationReport } from './contract';
 import {
@@ -142,7 +143,7 @@ export async function verifyStep(deps: WorkflowDeps, request: RecoveryRequest & 
     // Only the copy's login escapes verifyRecovery (production's failures are shown as "unavailable").
     // A wrong password there means the secret was rotated after the target time: the copy holds the
     // old one. The workflow catches this name and resets the copy's password, once.
-    if ((error as { code?: string }).code !== INVALID_PASSWORD) throw error;
+    if (sqlState(error) !== INVALID_PASSWORD) throw error;
     const after = record.passwordReset ? ` even after its master password was set to the secret's current one at ${record.passwordReset.requestedAt}` : '';
     throw Object.assign(new Error(`${request.newInstance} refused the database secret's credentials${after} (${oneLine(error)})`), { name: LOGIN_REFUSED_ERROR });
   }

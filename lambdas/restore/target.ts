@@ -4,7 +4,7 @@ import { dropDatabaseStatement, quoteIdent, reopenDatabaseStatement } from '../s
 import { OperatorError, oneLine } from '../shared/errors';
 import { countOf } from '../shared/format';
 import { APPLICATION_NAME, PG_CONNECT_TIMEOUT_MS, PgConnection, connectTo } from '../shared/pg-connection';
-import { isRefusedStatement } from '../shared/pg-errors';
+import { isRefusedStatement, sqlState } from '../shared/pg-errors';
 
 // The connection helper lives with the connection settings (the backup uses it too); restore imports it from here.
 
@@ -537,7 +537,7 @@ export async function dropDatabase(admin: Client, name: string): Promise<'force'
     await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
     return 'force';
   } catch (error) {
-    if ((error as { code?: string }).code !== '42501') throw error;
+    if (sqlState(error) !== '42501') throw error;
     await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND usename = current_user AND pid <> pg_backend_pid()', [name]);
     await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)}`);
     return 'plain';

@@ -6,6 +6,7 @@ import { describeAwsError, MISSING_SETTING_EXIT_CODE, missingAwsSetting } from '
 import { OperatorError, oneLine } from './errors';
 import { safeJson } from './json';
 import { SDK_RETRY } from './sdk-retry';
+import { sqlState } from './pg-errors';
 import { quoteIdent, reopenDatabaseStatement } from './postgres';
 
 /**
@@ -252,7 +253,7 @@ const NOT_REACHED: ConnectionFailureRule = { advice: CHECK_SETTINGS, exitCode: 1
 /** One line for a failed connection, the same in every command, with the fix and exit code that fit the server's answer. */
 export function connectionFailure(conn: PgConnection, error: unknown): OperatorError {
   const message = oneLine(error);
-  const code = (error as { code?: unknown } | undefined)?.code;
+  const code = sqlState(error);
   const rule = CONNECTION_FAILURES.find((r) => (r.code === undefined || r.code === code) && (r.pattern === undefined || r.pattern.test(message))) ?? NOT_REACHED;
   return new OperatorError(`cannot connect to ${describeConnection(conn)}: ${rule.reason ?? message}; ${rule.advice(conn)}`, rule.exitCode);
 }

@@ -1,20 +1,28 @@
 /** SQLSTATE query_canceled: a statement_timeout, or a cancel request (pg_cancel_backend, Ctrl-C in psql). */
-const QUERY_CANCELED = '57014';
+export const QUERY_CANCELED = '57014';
+
+/**
+ * The SQLSTATE of an error the server sent, undefined for any other error. Told by its shape
+ * (node-postgres' DatabaseError carries the server's severity and a five-character SQLSTATE), not by
+ * `instanceof`: importing node-postgres here would load it in every CLI command whose code imports
+ * this file, before the command knows it will connect (test/cli/concerns.test.ts). A socket error
+ * (EPIPE, ECONNRESET) carries a code too, but no severity: it is not the server's answer.
+ */
+export function sqlState(error: unknown): string | undefined {
+  const e = error as { severity?: unknown; code?: unknown } | null | undefined;
+  return typeof e?.severity === 'string' && typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) ? e.code : undefined;
+}
 
 /**
  * A PostgreSQL error of the statement itself, not of the connection or the server going away: the
- * server's own error, whose SQLSTATE is neither class 08 (connection) nor class 57 (operator
- * intervention: the session terminated, the server shutting down), except query_canceled. A
- * cancelled statement is the server's answer: it stopped that statement and rolled it back, and
- * the session goes on. A socket error (EPIPE, ECONNRESET) carries a code too, but is not the
- * server's answer. Told by its shape (node-postgres' DatabaseError carries the server's severity
- * and a five-character SQLSTATE), not by `instanceof`: importing node-postgres here would load it
- * in every CLI command whose code imports this file, before the command knows it will connect
- * (test/cli/concerns.test.ts).
+ * server's own error (sqlState), whose SQLSTATE is neither class 08 (connection) nor class 57
+ * (operator intervention: the session terminated, the server shutting down), except
+ * query_canceled. A cancelled statement is the server's answer: it stopped that statement and
+ * rolled it back, and the session goes on.
  */
 export function isRefusedStatement(error: unknown): boolean {
-  const e = error as { severity?: unknown; code?: unknown } | null | undefined;
-  if (typeof e?.severity !== 'string' || typeof e.code !== 'string' || !/^[0-9A-Z]{5}$/.test(e.code)) return false;
-  if (e.code === QUERY_CANCELED) return true;
-  return !e.code.startsWith('08') && !e.code.startsWith('57');
+  const code = sqlState(error);
+  if (code === undefined) return false;
+  if (code === QUERY_CANCELED) return true;
+  return !code.startsWith('08') && !code.startsWith('57');
 }

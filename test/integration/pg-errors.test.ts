@@ -1,5 +1,5 @@
 import { Client } from 'pg';
-import { isRefusedStatement } from '../../lambdas/shared/pg-errors';
+import { isRefusedStatement, sqlState } from '../../lambdas/shared/pg-errors';
 import { testCluster } from '../support/cluster';
 
 /** The server's own answer against a connection that went away, told from real node-postgres errors. */
@@ -18,6 +18,7 @@ describe('isRefusedStatement', () => {
       const missing = await client.query('ALTER DATABASE "no_such_database" RENAME TO "still_none"').catch((e: unknown) => e);
       const syntax = await client.query('SELEC 1').catch((e: unknown) => e);
       expect([isRefusedStatement(missing), isRefusedStatement(syntax)]).toEqual([true, true]);
+      expect([sqlState(missing), sqlState(syntax)]).toEqual(['3D000', '42601']);
     } finally {
       await client.end();
     }
@@ -55,6 +56,9 @@ describe('isRefusedStatement', () => {
       const gone = await victim.query('SELECT 1').catch((e: unknown) => e);
       expect((terminated as { code?: string }).code).toBe('57P01');
       expect([isRefusedStatement(terminated), isRefusedStatement(gone), isRefusedStatement(undefined)]).toEqual([false, false, false]);
+      expect([sqlState(terminated), sqlState(gone), sqlState(undefined)]).toEqual(['57P01', undefined, undefined]);
+      // A socket error carries a code too, but the server sent none.
+      expect(sqlState(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }))).toBeUndefined();
     } finally {
       await victim.end().catch(() => undefined);
       await admin.end();
