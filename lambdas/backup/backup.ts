@@ -359,21 +359,43 @@ async function dumpAttempt(input: AttemptInput): Promise<DumpedAttempt> {
 async function whileLocking<T>(deps: RunBackupDeps, lockWatch: LockWaitWatch | undefined, locking: Promise<T>, client: Client): Promise<T> {
   const endClient = (): void => void client.end().catch(() => undefined);
   deps.signal?.addEventListener('abort', endClient, { once: true });
-  const start = Date.now();
-  const ticker = deps.onProgress
-    ? setInterval(() => {
-        if (Date.now() - start >= STALL_LOOK_AFTER_MS) lockWatch?.look();
-        deps.onProgress?.({ bytes: 0, bytesPerSecond: 0, ...(lockWatch?.current && { waiting: lockWatch.current }) });
-      }, PROGRESS_INTERVAL_MS)
-    : undefined;
-  ticker?.unref();
+  // Nothing is dumped yet: the line stands at 0 B, and names the lock once it has stood for STALL_LOOK_AFTER_MS.
+  const ticker = progressTicker(deps, lockWatch, Date.now(), () => 0);
   try {
     return await locking;
   } finally {
-    if (ticker) clearInterval(ticker);
+    ticker.stop();
     lockWatch?.clear();
     deps.signal?.removeEventListener('abort', endClient);
   }
+}
+
+/**
+ * The progress line of a person watching (deps.onProgress; nothing without it), about once a second
+ * from `start` (epoch ms) on: the bytes `dumped()` so far and their rate and, once they have stood
+ * still for STALL_LOOK_AFTER_MS, what the run waits for (lockWatch), cleared as soon as they move.
+ * The same while the counted snapshot locks its tables (nothing dumped yet) as during the dump.
+ * `report` sends one line now (the final count); `stop` ends the ticking. The timer keeps no process alive.
+ */
+function progressTicker(deps: RunBackupDeps, lockWatch: LockWaitWatch | undefined, start: number, dumped: () => number): { report(): void; stop(): void } {
+  let lastBytes = 0;
+  let movedAt = start;
+  const report = (): void => {
+    const at = Date.now();
+    const bytes = dumped();
+    if (bytes !== lastBytes) {
+      lastBytes = bytes;
+      movedAt = at;
+      lockWatch?.clear();
+    } else if (at - movedAt >= STALL_LOOK_AFTER_MS) {
+      lockWatch?.look();
+    }
+    const seconds = (at - start) / 1000;
+    deps.onProgress?.({ bytes, bytesPerSecond: seconds > 0 ? bytes / seconds : 0, ...(lockWatch?.current && { waiting: lockWatch.current }) });
+  };
+  const ticker = deps.onProgress ? setInterval(report, PROGRESS_INTERVAL_MS) : undefined;
+  ticker?.unref();
+  return { report, stop: () => clearInterval(ticker) };
 }
 
 interface StreamDumpInput extends AttemptInput {
@@ -577,32 +599,17 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
   void dumpExit.finally(stopCycleWatch).catch(() => undefined);
   dump.stdout.on('data', (chunk: Buffer) => (dumpedBytes += chunk.length));
   const lockWatch = input.lockWatch;
-  let lastBytes = 0;
-  let movedAt = streamStart;
-  const progress = (): void => {
-    const at = Date.now();
-    if (dumpedBytes !== lastBytes) {
-      lastBytes = dumpedBytes;
-      movedAt = at;
-      lockWatch?.clear();
-    } else if (at - movedAt >= STALL_LOOK_AFTER_MS) {
-      lockWatch?.look();
-    }
-    const seconds = (at - streamStart) / 1000;
-    deps.onProgress?.({ bytes: dumpedBytes, bytesPerSecond: seconds > 0 ? dumpedBytes / seconds : 0, ...(lockWatch?.current && { waiting: lockWatch.current }) });
-  };
-  const ticker = deps.onProgress ? setInterval(progress, PROGRESS_INTERVAL_MS) : undefined;
-  ticker?.unref();
+  const ticker = progressTicker(deps, lockWatch, streamStart, () => dumpedBytes);
   // The dump's count stops with pg_dump, but the last parts, the plain SQL's tail, the manifest and
   // the pointers can take a while yet: the final count, then say what is left instead of a meter
   // that stands still.
   void dumpExit.then(
     () => {
       if (failure) return;
-      if (ticker) clearInterval(ticker);
+      ticker.stop();
       void lockWatch?.close();
       lockWatch?.clear();
-      progress();
+      ticker.report();
       const stored = sinks.reduce((sum, s) => sum + s.stored, 0);
       const written = sinks.reduce((sum, s) => sum + s.hasher.bytes, 0);
       deps.log?.(`upload: pg_dump finished (${formatBytes(dumpedBytes)} dumped); finishing the uploads: ${formatBytes(stored)} of ${formatBytes(written)} stored so far`);
@@ -641,7 +648,7 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
   try {
     await Promise.all([produced, ...uploads]);
   } finally {
-    if (ticker) clearInterval(ticker);
+    ticker.stop();
     stopCycleWatch();
     await lockWatch?.close();
     deps.signal?.removeEventListener('abort', onAbort);
