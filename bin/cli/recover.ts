@@ -16,7 +16,7 @@ import { abandonRecovery, describeExecution, parseRecoveryReason, recoveryExecut
 import { dataAlsoIn, describeInstance } from '../../lambdas/recovery/rds';
 import { StoreDeps, activeRecoveryId, getRecovery, listRecoveryIds } from '../../lambdas/recovery/store';
 import { checkPitrReach, parseToTime } from '../../lambdas/recovery/time';
-import { formatVerification, unverifiedFlagRefusal, unverifiedNextStep, unverifiedRefusal } from '../../lambdas/recovery/verify';
+import { formatVerification, unreadCause, unverifiedFlagRefusal, unverifiedNextStep, unverifiedRefusal } from '../../lambdas/recovery/verify';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { metricsNamespace } from '../../lambdas/shared/constants';
 import { OperatorError } from '../../lambdas/shared/errors';
@@ -261,7 +261,7 @@ export function registerRecoverCommands(program: Command): void {
     }
     if (record.status === 'verified') print(`next: atmr-dr recover cutover ${record.recoveryId} --yes   (or: atmr-dr recover abandon ${record.recoveryId})`);
     if (record.status === 'unverified') {
-      print(`next: ${record.newInstance} is NOT verified: none of its data could be read within the statement timeout (a fresh copy loads its blocks from S3 on first read); ${unverifiedNextStep(record.recoveryId)}`);
+      print(`next: ${record.newInstance} is NOT verified: ${unreadCause(record.verification)} (a fresh copy loads its blocks from S3 on first read); ${unverifiedNextStep(record.recoveryId)}`);
     }
     // A copy that became available is kept by a failed workflow: say what can be done with it.
     if (record.status === 'failed' && record.newInstanceHost) {
@@ -359,7 +359,7 @@ export function registerRecoverCommands(program: Command): void {
       const unread = mode === 'start' && record.verification?.unread === true;
       if (mode === 'start' && opts.unverified && !unread) throw new OperatorError(unverifiedFlagRefusal('recover cutover', id, record.status), 2);
       if (unread && !opts.unverified) {
-        throw new OperatorError(unverifiedRefusal('recover cutover', id), 3);
+        throw new OperatorError(unverifiedRefusal('recover cutover', id, record.verification), 3);
       }
       const question =
         mode === 'undo'

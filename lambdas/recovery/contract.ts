@@ -53,7 +53,7 @@ export const RECOVERY_STATUSES = [
   'verification-failed',
   /**
    * The copy answered (its Alembic revision was read) but none of its data did: every critical count
-   * and query outlasted the statement timeout. Nothing about the data was checked, so it is not
+   * and query outlasted the statement timeout or was left unstarted by the verification's budget. Nothing about the data was checked, so it is not
    * `verified`; nothing is known missing either, so it is not `verification-failed`. Cut over only
    * on an operator's explicit word (`recover cutover --unverified`), or abandoned.
    */
@@ -96,7 +96,8 @@ export interface VerificationRow {
   readonly recovered: string;
   /**
    * `same`; `differs` (expected after a recovery to an earlier time: shown, not a failure);
-   * `slow` (the copy's read outlasted the statement timeout: present but not read in time, shown,
+   * `slow` (the copy's read outlasted the statement timeout, or the verification's budget left no
+   * time to start it: present but not read in time, shown,
    * not a failure); `missing` (absent on the recovered copy, or failing there: a failure).
    */
   readonly outcome: 'same' | 'differs' | 'slow' | 'missing';
@@ -106,10 +107,17 @@ export interface VerificationReport {
   /** Nothing missing on the copy, and at least one data check (count or query) read there. */
   readonly ok: boolean;
   /**
-   * Every critical count and query of the copy outlasted the statement timeout (all `slow`): none of
-   * its data was read. Not a problem of the copy (nothing is known missing), not a verification.
+   * Every critical count and query of the copy is `slow` (outlasted the statement timeout, or not
+   * started within the verification's budget): none of its data was read. Not a problem of the copy (nothing is known missing), not a verification.
    */
   readonly unread?: boolean;
+  /**
+   * With `unread`, what left the copy's data unread, each with its length at the time:
+   * `statementTimeoutMs` when checks outlasted the statement timeout, `budgetMs` when the
+   * verification's overall budget left no time to start them; both when some were of each.
+   * Absent in records written before it was kept: those were the statement timeout's alone.
+   */
+  readonly unreadBy?: { readonly statementTimeoutMs?: number; readonly budgetMs?: number };
   readonly checkedAt: string;
   readonly rows: readonly VerificationRow[];
   readonly problems: readonly string[];

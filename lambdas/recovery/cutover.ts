@@ -101,7 +101,7 @@ export interface CutoverResult {
 export const CUTOVER_FROM = ['verified', 'unverified', 'cutover-failed'] as const;
 
 export interface CutoverOptions {
-  /** Cut over a copy whose verification read none of its data (every read outlasted the timeout): the operator's word. */
+  /** Cut over a copy whose verification read none of its data (every read outlasted the statement timeout or the verification's budget): the operator's word. */
   readonly unverified?: boolean;
 }
 
@@ -204,7 +204,7 @@ class Session {
     // Nothing about the copy's data was read: only the operator decides to go on without it (its
     // /ready and write checks still run), also on a retry after a failed cutover of that copy.
     if (mode === 'start' && (CUTOVER_FROM as readonly string[]).includes(current.status) && current.verification?.unread && !options.unverified) {
-      throw new OperatorError(unverifiedRefusal(command, id), 3);
+      throw new OperatorError(unverifiedRefusal(command, id, current.verification), 3);
     }
     if (mode === 'start' && options.unverified && (CUTOVER_FROM as readonly string[]).includes(current.status) && !current.verification?.unread) {
       throw new OperatorError(unverifiedFlagRefusal(command, id, current.status), 2);

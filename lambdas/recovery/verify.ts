@@ -115,13 +115,19 @@ export function compareSides(input: CompareInput): VerificationReport {
   // outlast the statement timeout there. The table exists (a missing one fails at once), so a
   // timed-out read is shown as slow, not taken for a missing table that would block the cutover.
   // A check the verification's budget left no time for is slow in the same way: the earlier ones took it.
+  const statementTimeoutMs = checks.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
+  const budgetMs = checks.budgetMs ?? VERIFY_BUDGET_MS;
+  let timedOut = false;
+  let notStarted = false;
   const slowOnCopy = (key: string, check: string, theirs: string): boolean => {
-    const seconds = (checks.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS) / 1000;
-    const recoveredText = recovered.timedOut?.includes(key)
-      ? `not read within ${seconds} s (first reads of a fresh copy come from S3)`
-      : recovered.notStarted?.includes(key)
-        ? `not read: the verification's ${formatMinutes(checks.budgetMs ?? VERIFY_BUDGET_MS)} were spent on slower checks (first reads of a fresh copy come from S3)`
-        : undefined;
+    let recoveredText: string | undefined;
+    if (recovered.timedOut?.includes(key)) {
+      timedOut = true;
+      recoveredText = `not read within ${statementTimeoutMs / 1000} s (first reads of a fresh copy come from S3)`;
+    } else if (recovered.notStarted?.includes(key)) {
+      notStarted = true;
+      recoveredText = `not read: the verification's ${formatMinutes(budgetMs)} were spent on slower checks (first reads of a fresh copy come from S3)`;
+    }
     if (recoveredText === undefined) return false;
     rows.push({ check, production: theirs, recovered: recoveredText, outcome: 'slow' });
     return true;
@@ -166,7 +172,9 @@ export function compareSides(input: CompareInput): VerificationReport {
   // slow, only the Alembic revision (one row) was read: nothing says the data is there.
   const dataChecks = checks.criticalTables.length + checks.criticalQueries.length;
   const unread = dataChecks > 0 && rows.filter((row) => row.outcome === 'slow').length === dataChecks;
-  return { ok: problems.length === 0 && !unread, ...(unread && { unread: true }), checkedAt: input.now.toISOString(), rows, problems };
+  // Kept with the report: the lines that say why nothing was read are written later, from the record.
+  const unreadBy = { ...(timedOut ? { statementTimeoutMs } : {}), ...(notStarted ? { budgetMs } : {}) };
+  return { ok: problems.length === 0 && !unread, ...(unread && { unread: true, unreadBy }), checkedAt: input.now.toISOString(), rows, problems };
 }
 
 /** The recovery's status after this verification: `unverified` when nothing failed but no data was read. */
@@ -214,11 +222,25 @@ export function formatVerification(report: VerificationReport): string {
   text.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
   const outcome =
     verificationStatus(report) === 'unverified'
-      ? 'verification: NOT VERIFIED: no count or critical query of the copy finished within the statement timeout (a fresh copy reads each block from S3 the first time): nothing about its data was checked'
+      ? `verification: NOT VERIFIED: ${unreadCause(report)} (a fresh copy reads each block from S3 the first time): nothing about its data was checked`
       : report.ok
         ? 'verification: OK'
         : `verification: FAILED: ${report.problems.join('; ')}`;
   return [...text, outcome].join('\n');
+}
+
+/**
+ * Why none of an `unverified` copy's data was read, for every line that says it: its checks
+ * outlasted the statement timeout, the verification's budget left no time to start them, or some of
+ * each. A record written before the report kept the cause (no unreadBy) was the statement timeout's.
+ */
+export function unreadCause(report: VerificationReport | undefined): string {
+  const by = report?.unreadBy;
+  const timeout = by?.statementTimeoutMs === undefined ? 'the statement timeout' : `the ${by.statementTimeoutMs / 1000} s statement timeout`;
+  if (by?.budgetMs === undefined) return `no count or critical query of the copy finished within ${timeout}`;
+  const budget = `the verification's ${formatMinutes(by.budgetMs)} budget`;
+  if (by.statementTimeoutMs === undefined) return `no count or critical query of the copy was read: ${budget} left no time to start them`;
+  return `no count or critical query of the copy was read: those started outlasted ${timeout}, and ${budget} left no time to start the others`;
 }
 
 /** What to do with an `unverified` copy: for the event, the page and `recover status`. */
@@ -237,6 +259,6 @@ export function unverifiedFlagRefusal(command: string, recoveryId: string, statu
 }
 
 /** The refusal of a cutover of an `unverified` copy without the operator's --unverified. */
-export function unverifiedRefusal(command: string, recoveryId: string): string {
-  return `${command}: recovery ${recoveryId} is not verified: none of its copy's data could be read within the statement timeout; ${unverifiedNextStep(recoveryId)}; nothing was changed`;
+export function unverifiedRefusal(command: string, recoveryId: string, report: VerificationReport | undefined): string {
+  return `${command}: recovery ${recoveryId} is not verified: ${unreadCause(report)}; ${unverifiedNextStep(recoveryId)}; nothing was changed`;
 }

@@ -20,7 +20,7 @@ import {
   validateRecovery,
 } from './rds';
 import { StoreDeps, getRecovery, updateRecovery } from './store';
-import { VerificationChecks, formatVerification, unverifiedNextStep, verificationStatus, verifyRecovery } from './verify';
+import { VerificationChecks, formatVerification, unreadCause, unverifiedNextStep, verificationStatus, verifyRecovery } from './verify';
 
 /**
  * The steps of the recovery workflow (restore, wait, verify, report, and the failure paths), one
@@ -207,7 +207,7 @@ export async function passwordStatusStep(deps: WorkflowDeps, request: RecoveryRe
 export async function reportStep(
   deps: WorkflowDeps,
   request: RecoveryRequest & { verification: { ok: boolean; report: VerificationReport } },
-): Promise<{ ok: boolean; recoverySeconds: number; status: RecoveryStatus }> {
+): Promise<{ ok: boolean; recoverySeconds: number; status: RecoveryStatus; unreadCause?: string }> {
   const now = clock(deps);
   const recoverySeconds = secondsBetween(request.requestedAt, now);
   const { report } = request.verification;
@@ -227,7 +227,7 @@ export async function reportStep(
       summary: report.ok
         ? `Recovery ${request.recoveryId}: ${request.newInstance} (as of ${request.toTime}) verified in ${recoverySeconds} s; cut over with "atmr-dr recover cutover ${request.recoveryId} --yes"`
         : status === 'unverified'
-          ? `Recovery ${request.recoveryId}: ${request.newInstance} NOT verified: none of its data could be read within the statement timeout (a fresh copy loads from S3); ${unverifiedNextStep(request.recoveryId)}`
+          ? `Recovery ${request.recoveryId}: ${request.newInstance} NOT verified: ${unreadCause(report)} (a fresh copy loads from S3); ${unverifiedNextStep(request.recoveryId)}`
           : `Recovery ${request.recoveryId}: ${request.newInstance} FAILED verification: ${report.problems.join('; ')}`,
       at: now.toISOString(),
       recoveryId: request.recoveryId,
@@ -240,7 +240,8 @@ export async function reportStep(
     const what = status === 'verified' ? `the "${eventType}" event or the RecoverySeconds metric` : `the "${eventType}" event`;
     await updateRecovery(deps.store, request.recoveryId, { error: `${what} failed: ${oneLine(error)}` }).catch(() => undefined);
   }
-  return { ok: report.ok, recoverySeconds, status };
+  // The page of an unverified copy (a state of the workflow, not this step) names why nothing was read.
+  return { ok: report.ok, recoverySeconds, status, ...(status === 'unverified' && { unreadCause: unreadCause(report) }) };
 }
 
 /**

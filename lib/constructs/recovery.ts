@@ -254,23 +254,25 @@ export class Recovery extends Construct {
       resultPath: sfn.JsonPath.DISCARD,
     }).next(new sfn.Fail(this, 'VerificationFailed', { error: 'RecoveryVerificationFailed', cause: 'the recovered copy is missing tables, queries or its Alembic revision (see recover status)' }));
 
-    // Every data read of the copy outlasted the statement timeout: nothing failed, nothing verified.
+    // No data read of the copy ended in time (the statement timeout, the verification's budget, or
+    // both: the report step's unreadCause says which): nothing failed, nothing verified.
     // Paged (a human decides: check by hand, cut over with --unverified, or abandon), never deleted.
     const notReadInTime = new tasks.SnsPublish(this, 'PageCopyNotReadInTime', {
       topic: props.incidentsTopic,
       subject: `[atmr-dr] ${props.environmentName}: recovered copy NOT verified (data not read in time)`,
       message: sfn.TaskInput.fromText(
         sfn.JsonPath.format(
-          'Recovery {} restored {} but none of its data could be read within the statement timeout (a fresh copy loads its blocks from S3): it is NOT verified and kept. atmr-dr recover status {} says what to do: check it by hand, then atmr-dr recover cutover {} --unverified --yes, or atmr-dr recover abandon {}',
+          'Recovery {} restored {} but {} (a fresh copy loads its blocks from S3): it is NOT verified and kept. atmr-dr recover status {} says what to do: check it by hand, then atmr-dr recover cutover {} --unverified --yes, or atmr-dr recover abandon {}',
           sfn.JsonPath.stringAt('$$.Execution.Input.recoveryId'),
           sfn.JsonPath.stringAt('$$.Execution.Input.newInstance'),
+          sfn.JsonPath.stringAt('$.report.unreadCause'),
           sfn.JsonPath.stringAt('$$.Execution.Input.recoveryId'),
           sfn.JsonPath.stringAt('$$.Execution.Input.recoveryId'),
           sfn.JsonPath.stringAt('$$.Execution.Input.recoveryId'),
         ),
       ),
       resultPath: sfn.JsonPath.DISCARD,
-    }).next(new sfn.Fail(this, 'CopyNotVerified', { error: 'RecoveryNotVerified', cause: 'no count or critical query of the recovered copy finished within the statement timeout (see recover status)' }));
+    }).next(new sfn.Fail(this, 'CopyNotVerified', { error: 'RecoveryNotVerified', cause: 'no count or critical query of the recovered copy was read in time: the statement timeout, the verification\'s budget, or both (see recover status)' }));
 
     const definition = restore
       .next(wait)

@@ -338,13 +338,16 @@ describe('atmr-dr recover', () => {
             updatedAt: '2026-11-30T15:00:00.000Z',
             newInstanceHost: 'new.rds',
             status: 'unverified',
+            // Read in part: the budget left no time for the checks after the first one's timeout.
             verification: {
               ok: false,
               unread: true,
+              unreadBy: { statementTimeoutMs: 60_000, budgetMs: 720_000 },
               checkedAt: '2026-11-30T15:00:00.000Z',
               problems: [],
               rows: [
                 { check: 'rows in booking', production: '120', recovered: 'not read within 60 s (first reads of a fresh copy come from S3)', outcome: 'slow' },
+                { check: 'rows in company', production: '5', recovered: "not read: the verification's 12 min were spent on slower checks (first reads of a fresh copy come from S3)", outcome: 'slow' },
                 { check: 'Alembic revision', production: '4f2a', recovered: '4f2a', outcome: 'same' },
               ],
             },
@@ -359,9 +362,10 @@ describe('atmr-dr recover', () => {
 
       // Assert
       expect(run.status).toBe(0);
-      expect(run.stdout).toContain('verification: NOT VERIFIED: no count or critical query of the copy finished within the statement timeout');
+      const why = "no count or critical query of the copy was read: those started outlasted the 60 s statement timeout, and the verification's 12 min budget left no time to start the others";
+      expect(run.stdout).toContain(`verification: NOT VERIFIED: ${why} (a fresh copy reads each block from S3 the first time)`);
       expect(run.stdout).toContain(
-        `next: atmr-prod-pitr-202611301402 is NOT verified: none of its data could be read within the statement timeout (a fresh copy loads its blocks from S3 on first read); check its data by hand (psql on the copy with a longer statement_timeout: counts of the critical tables), then "atmr-dr recover cutover ${id} --unverified --yes"`,
+        `next: atmr-prod-pitr-202611301402 is NOT verified: ${why} (a fresh copy loads its blocks from S3 on first read); check its data by hand (psql on the copy with a longer statement_timeout: counts of the critical tables), then "atmr-dr recover cutover ${id} --unverified --yes"`,
       );
     });
 
@@ -372,7 +376,9 @@ describe('atmr-dr recover', () => {
       // Assert
       expect(run.status).toBe(3);
       expect(run.stderr.trim().split('\n')).toHaveLength(1);
-      expect(run.stderr).toMatch(new RegExp(`recover cutover: recovery ${id} is not verified: none of its copy's data could be read within the statement timeout; .*--unverified --yes.*; nothing was changed`));
+      expect(run.stderr).toMatch(
+        new RegExp(`recover cutover: recovery ${id} is not verified: no count or critical query of the copy was read: those started outlasted the 60 s statement timeout, and the verification's 12 min budget .*; .*--unverified --yes.*; nothing was changed`),
+      );
     });
   });
 

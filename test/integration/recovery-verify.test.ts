@@ -95,10 +95,10 @@ describe('verification of a recovered copy against production (real PostgreSQL)'
       // Assert
       expect(report.rows.filter((r) => r.outcome === 'slow').map((r) => r.check)).toEqual(['rows in company', 'rows in booking', ...checks.criticalQueries]);
       expect(report.rows.find((r) => r.check === 'Alembic revision')).toMatchObject({ recovered: '3e1b8a0c' });
-      expect(report).toMatchObject({ ok: false, unread: true, problems: [] });
+      expect(report).toMatchObject({ ok: false, unread: true, unreadBy: { statementTimeoutMs: 300 }, problems: [] });
       expect(verificationStatus(report)).toBe('unverified');
       expect(formatVerification(report).split('\n').at(-1)).toBe(
-        'verification: NOT VERIFIED: no count or critical query of the copy finished within the statement timeout (a fresh copy reads each block from S3 the first time): nothing about its data was checked',
+        'verification: NOT VERIFIED: no count or critical query of the copy finished within the 0.3 s statement timeout (a fresh copy reads each block from S3 the first time): nothing about its data was checked',
       );
     } finally {
       await holder.release();
@@ -126,6 +126,11 @@ describe('verification of a recovered copy against production (real PostgreSQL)'
       expect(slow.at(-1)?.recovered).toBe(notStarted);
       expect(report.rows.find((r) => r.check === 'Alembic revision')).toMatchObject({ recovered: '3e1b8a0c', production: '4f2a9c1d' });
       expect(verificationStatus(report)).toBe('unverified');
+      // Both causes, named: the checks started ran into the statement timeout, the budget left none for the rest.
+      expect(report.unreadBy).toEqual({ statementTimeoutMs: 300, budgetMs: 1000 });
+      expect(formatVerification(report).split('\n').at(-1)).toBe(
+        "verification: NOT VERIFIED: no count or critical query of the copy was read: those started outlasted the 0.3 s statement timeout, and the verification's 1 s budget left no time to start the others (a fresh copy reads each block from S3 the first time): nothing about its data was checked",
+      );
     } finally {
       await holder.release();
     }

@@ -496,6 +496,7 @@ describe('cutover', () => {
   describe('a copy whose verification could not read its data in time ("unverified")', () => {
     const unread = { ok: false, unread: true, checkedAt: '2026-11-30T15:00:00.000Z', problems: [], rows: [{ check: 'rows in booking', production: '120', recovered: 'not read within 60 s (first reads of a fresh copy come from S3)', outcome: 'slow' as const }] };
 
+    // Stored as records were before the report kept its cause (no unreadBy): the statement timeout's.
     it('is refused without --unverified, in one line saying what to do, before changing anything', async () => {
       const id = await verifiedRecovery();
       await updateRecovery(deps().store, id, { status: 'unverified', verification: unread });
@@ -503,7 +504,7 @@ describe('cutover', () => {
       const error = (await cutover(deps(), id, settings(), 'alice').catch((e: unknown) => e)) as OperatorError;
 
       expect(error.message).toBe(
-        `recover cutover: recovery ${id} is not verified: none of its copy's data could be read within the statement timeout; check its data by hand (psql on the copy with a longer statement_timeout: counts of the critical tables), then "atmr-dr recover cutover ${id} --unverified --yes" (the cutover still checks /ready and a write on the copy, and undoes itself if they fail), or "atmr-dr recover abandon ${id}"; nothing was changed`,
+        `recover cutover: recovery ${id} is not verified: no count or critical query of the copy finished within the statement timeout; check its data by hand (psql on the copy with a longer statement_timeout: counts of the critical tables), then "atmr-dr recover cutover ${id} --unverified --yes" (the cutover still checks /ready and a write on the copy, and undoes itself if they fail), or "atmr-dr recover abandon ${id}"; nothing was changed`,
       );
       expect(error.exitCode).toBe(3);
       expect(ssm.commandCalls(PutParameterCommand)).toHaveLength(0);
