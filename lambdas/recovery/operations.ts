@@ -77,7 +77,17 @@ export async function startRecovery(deps: StartDeps, request: StartRequest): Pro
     // execution all the same: marked failed, the record would free the lock under a workflow that
     // restores a copy anyway, and "nothing was created" would be false. The execution is named
     // after the recovery, so reading it back by that name tells.
-    executionArn = await executionNamed(deps.sfn, request.stateMachineArn, recoveryRequest.recoveryId);
+    const found = await executionNamed(deps.sfn, request.stateMachineArn, recoveryRequest.recoveryId);
+    if ('unreadable' in found) {
+      // Neither answer says whether the workflow runs: marked failed, the record would free the lock
+      // under a workflow that may be restoring a copy. It stays "restoring" without the execution's
+      // ARN, which `recover status` and `recover abandon` look up by the recovery's name.
+      const id = recoveryRequest.recoveryId;
+      throw new OperatorError(
+        `recover: cannot tell whether the workflow of recovery ${id} started: StartExecution failed (${namedLine(error)}) and reading the execution back failed too (${namedLine(found.unreadable)}); the recovery is left "restoring", holding the one-recovery lock, not marked failed: run "atmr-dr recover status ${id}": if it shows the workflow RUNNING, the recovery goes on (follow it there, start no other); if it shows the workflow never started, nothing was created: "atmr-dr recover abandon ${id}" frees the lock, then start the recovery again`,
+      );
+    }
+    executionArn = found.executionArn;
     if (!executionArn) {
       await updateRecovery(deps.store, recoveryRequest.recoveryId, { status: 'failed', error: `workflow not started: ${oneLine(error)}` }).catch(() => undefined);
       throw new OperatorError(`recover: the recovery workflow did not start (${oneLine(error)}): nothing was created; check the state machine ARN and your permissions, then retry`);
@@ -99,13 +109,18 @@ export function recoveryExecutionArn(stateMachineArn: string, recoveryId: string
   return `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${recoveryId}`;
 }
 
-/** The ARN of the execution `name` of the state machine when it exists; undefined when it does not or cannot be read. */
-async function executionNamed(sfn: SFNClient, stateMachineArn: string, name: string): Promise<string | undefined> {
+/**
+ * The execution `name` of the state machine: its ARN when it exists, no ARN when Step Functions says
+ * it does not (ExecutionDoesNotExist), and the error when it could not be read (throttled, denied,
+ * no answer): that says nothing about whether it runs.
+ */
+async function executionNamed(sfn: SFNClient, stateMachineArn: string, name: string): Promise<{ executionArn?: string } | { unreadable: unknown }> {
   const executionArn = recoveryExecutionArn(stateMachineArn, name);
   try {
-    return (await sfn.send(new DescribeExecutionCommand({ executionArn }))).executionArn ?? executionArn;
-  } catch {
-    return undefined;
+    return { executionArn: (await sfn.send(new DescribeExecutionCommand({ executionArn }))).executionArn ?? executionArn };
+  } catch (error) {
+    if ((error as { name?: string }).name === 'ExecutionDoesNotExist') return {};
+    return { unreadable: error };
   }
 }
 

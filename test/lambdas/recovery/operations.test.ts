@@ -561,6 +561,26 @@ describe('a start whose StartExecution answer was lost', () => {
     await updateRecovery(deps().store, id, { status: 'abandoned' });
   });
 
+  it('says it cannot tell, exit 1, and leaves the recovery "restoring" with its lock when the read-back fails too (throttled): the workflow may run', async () => {
+    // Arrange: every answer to StartExecution lost, then Step Functions throttles the read-back.
+    sfn.on(StartExecutionCommand).rejects(Object.assign(new Error('socket hang up'), { name: 'TimeoutError' }));
+    sfn.on(DescribeExecutionCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+
+    // Act
+    const error = await operatorErrorOf(start({ toTime: parseToTime('25 minutes ago', NOW) }));
+
+    // Assert
+    const id = sfn.commandCalls(StartExecutionCommand)[0].args[0].input.name!;
+    expect([error.message, error.exitCode]).toEqual([
+      `recover: cannot tell whether the workflow of recovery ${id} started: StartExecution failed (TimeoutError: socket hang up) and reading the execution back failed too (ThrottlingException: Rate exceeded); the recovery is left "restoring", holding the one-recovery lock, not marked failed: run "atmr-dr recover status ${id}": if it shows the workflow RUNNING, the recovery goes on (follow it there, start no other); if it shows the workflow never started, nothing was created: "atmr-dr recover abandon ${id}" frees the lock, then start the recovery again`,
+      1,
+    ]);
+    const record = await getRecovery(deps().store, id);
+    expect([record.status, record.error, record.executionArn]).toEqual(['restoring', undefined, undefined]);
+    expect(await activeRecoveryId(deps().store)).toBe(id);
+    await updateRecovery(deps().store, id, { status: 'abandoned' });
+  });
+
   it('marks the recovery failed and frees the lock when no execution under its name exists', async () => {
     sfn.on(StartExecutionCommand).rejects(Object.assign(new Error('User is not authorized to perform: states:StartExecution'), { name: 'AccessDeniedException' }));
     sfn.on(DescribeExecutionCommand).rejects(Object.assign(new Error('Execution Does Not Exist'), { name: 'ExecutionDoesNotExist' }));
