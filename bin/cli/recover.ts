@@ -88,8 +88,11 @@ export function afterCutoverSteps(
   copySecretArn?: string,
   /** `recovery.newInstancePrefix` as cdk.json sets it (undefined: the default, derived from database.instanceIdentifier). */
   explicitPrefix?: string,
-  /** The copy's DeletionProtection as RDS describes it now (undefined: not known, the step is printed). */
-  copyDeletionProtection?: boolean,
+  /**
+   * The copy's DeletionProtection as RDS describes it now, or as the cutover left it (`{ refused }`:
+   * its ModifyDBInstance failed, with why); undefined: not known, the step is printed.
+   */
+  copyDeletionProtection?: boolean | { readonly refused: string },
 ): string[] {
   const copy = record.newInstance;
   const old = record.replacedInstance ? `${record.sourceInstance} (now ${record.replacedInstance})` : record.sourceInstance;
@@ -114,12 +117,12 @@ export function afterCutoverSteps(
       `next, before the secret's next rotation: ${databaseSecretArn} is managed by RDS for ${old}, not for ${copy}: RDS rotates its password on that instance only (every 7 days by default) and deletes it with that instance, while ${copy} keeps its own password, so the API stops logging in at the next rotation. With the killswitch in maintenance: aws rds modify-db-instance --db-instance-identifier ${copy} --manage-master-user-password --apply-immediately (its password changes at once), point the API and database.secretArn at the copy's new secret (MasterUserSecret in aws rds describe-db-instances --db-instance-identifier ${copy}), redeploy both, then lift the killswitch; delete ${record.replacedInstance ?? 'the old instance'} only after that`,
     );
   }
-  // The restore leaves deletion protection off (abandon must be able to delete the copy), and nothing
-  // turns it on when the copy becomes production: one delete-db-instance away from losing it again.
+  // The restore leaves deletion protection off (abandon must be able to delete the copy); the
+  // cutover turns it on, and when it could not (or for a copy cut over before it did), production is
+  // one delete-db-instance away from being lost again: the command, with the cutover's reason.
   if (copyDeletionProtection !== true) {
-    steps.push(
-      `next: turn deletion protection on for ${copy}, production now (restored without it, so that abandon could delete it): aws rds modify-db-instance --db-instance-identifier ${copy} --deletion-protection --apply-immediately`,
-    );
+    const why = typeof copyDeletionProtection === 'object' ? `the cutover could not turn it on: ${copyDeletionProtection.refused}; once the cause is gone (the copy available, the right granted)` : 'restored without it, so that abandon could delete it';
+    steps.push(`next: turn deletion protection on for ${copy}, production now (${why}): aws rds modify-db-instance --db-instance-identifier ${copy} --deletion-protection --apply-immediately`);
   }
   return steps;
 }
@@ -132,6 +135,13 @@ export function afterCutoverSteps(
 async function cutOverCopy(rds: RDSClient, record: RecoveryRecord): Promise<DBInstance | undefined> {
   if (record.status !== 'cut-over') return undefined;
   return describeInstance(rds, record.newInstance).catch(() => undefined);
+}
+
+/** Deletion protection of the copy as the cutover's step left it: on (done now or before), refused (with why), or not known. */
+function deletionProtectionOf(result: CutoverResult): boolean | { refused: string } | undefined {
+  const step = result.steps.find((s) => s.step === CUTOVER_STEPS.protect);
+  if (step?.outcome === 'done' || step?.outcome === 'skipped') return true;
+  return step?.outcome === 'failed' ? { refused: step.detail } : undefined;
 }
 
 function printCutover(result: CutoverResult): void {
@@ -441,7 +451,9 @@ export function registerRecoverCommands(program: Command): void {
           stopRequested ? exitCodeOf(stopRequested) : 1,
         );
       }
-      if (!ctx.g.json) for (const line of afterCutoverSteps(await getRecovery(ctx.store, id).catch(() => record), ctx.config.database, undefined, ctx.config.recovery.newInstancePrefix)) print(line);
+      if (!ctx.g.json) {
+        for (const line of afterCutoverSteps(await getRecovery(ctx.store, id).catch(() => record), ctx.config.database, undefined, ctx.config.recovery.newInstancePrefix, deletionProtectionOf(result))) print(line);
+      }
     });
 
   recover

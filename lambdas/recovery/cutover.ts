@@ -14,7 +14,7 @@ import { OperatorError, oneLine } from '../shared/errors';
 import { openClient } from '../shared/pg-connection';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
 import { CutoverStepReport, JournalEntry, JournalUndo, RECOVERY_EVENTS, RecoveryRecord, RecoveryStatus } from './contract';
-import { CONNECTABLE_STATES, InstanceBusyError, PASSING_STATES, instanceResourceId, instanceState, markReplacedInstance, removeRecoveryPurposeTag, replacedInstanceName } from './rds';
+import { CONNECTABLE_STATES, InstanceBusyError, PASSING_STATES, instanceResourceId, instanceState, markReplacedInstance, protectNewProduction, removeRecoveryPurposeTag, replacedInstanceName } from './rds';
 import { unverifiedFlagRefusal, unverifiedRefusal } from './verify';
 import { LeaseLostError, StoreDeps, getRecovery, takeCutoverLease, updateRecovery } from './store';
 
@@ -115,6 +115,7 @@ export const CUTOVER_STEPS = {
   reopen: 'killswitch back',
   rename: 'rename and tag old instance',
   untag: 'untag new production instance',
+  protect: 'deletion protection on new production instance',
 } as const;
 
 class Interrupted extends Error {}
@@ -505,6 +506,20 @@ class Session {
       if (error instanceof LeaseLostError) return this.result(false, 'cutting-over', { interrupted: true, error: error.message }, settings);
       if (error instanceof Interrupted) return this.interrupted(settings);
       // recorded in the steps, with the command to run by hand; production runs on the copy either way
+    }
+    // Restored without deletion protection (abandon must be able to delete a copy), the copy is
+    // production now: protected here, not left to a printed command on the worst day. A refusal
+    // (the operator's role may not, the copy busy) is recorded in the steps; the CLI then prints the
+    // command with the reason. Production runs on the copy either way.
+    try {
+      await this.step(
+        CUTOVER_STEPS.protect,
+        async () => undefined,
+        async () => protectNewProduction(deps.rds, record.newInstance),
+      );
+    } catch (error) {
+      if (error instanceof LeaseLostError) return this.result(false, 'cutting-over', { interrupted: true, error: error.message }, settings);
+      if (error instanceof Interrupted) return this.interrupted(settings);
     }
     const finished = this.now();
     const recoverySeconds = secondsBetween(record.requestedAt, finished);

@@ -11,7 +11,7 @@ import {
   RestoreDBInstanceToPointInTimeCommand,
   Tag,
 } from '@aws-sdk/client-rds';
-import { OperatorError, oneLine } from '../shared/errors';
+import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { COPY_BUSY_ERROR, MANAGED_TAG, RECOVERY_PURPOSE_TAG } from './contract';
 
 /** The recovery that created an instance: deletion requires it to match. */
@@ -517,6 +517,24 @@ export async function removeRecoveryPurposeTag(rds: RDSClient, identifier: strin
   }
   await rds.send(new RemoveTagsFromResourceCommand({ ResourceName: instance.DBInstanceArn, TagKeys: [RECOVERY_PURPOSE_TAG.Key] }));
   return `${identifier}: tag ${RECOVERY_PURPOSE_TAG.Key} removed: out of the recovery workflow's reach (it may modify and delete only instances that carry it)`;
+}
+
+/**
+ * Turns deletion protection on for the copy production now runs on: it was restored without it (so
+ * that abandon could delete it), and left so it is one delete-db-instance away from losing
+ * production again. Without ApplyImmediately: RDS applies DeletionProtection at once either way
+ * (AWS's own remediation runbook sets it so and checks it right after), while ApplyImmediately would
+ * also apply the instance's pending modifications now (a class change: a reboot of production).
+ * A refusal is thrown with the SDK error's name (AccessDenied..., InvalidDBInstanceState) for the
+ * step's line and the command the operator then runs by hand.
+ */
+export async function protectNewProduction(rds: RDSClient, identifier: string): Promise<string> {
+  try {
+    await rds.send(new ModifyDBInstanceCommand({ DBInstanceIdentifier: identifier, DeletionProtection: true }));
+  } catch (error) {
+    throw new Error(namedLine(error));
+  }
+  return `${identifier}: deletion protection on`;
 }
 
 /**

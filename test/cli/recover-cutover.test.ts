@@ -45,7 +45,9 @@ interface FakeAws {
   readonly parameters: Map<string, { value: string; version: number }>;
   secret(): Record<string, unknown>;
   /** Each instance's tags as RDS keeps them (the copy gets the restore's in verifiedRecovery). */
-  readonly instances: Map<string, { arn: string; resourceId: string; tags: Map<string, string> }>;
+  readonly instances: Map<string, { arn: string; resourceId: string; tags: Map<string, string>; deletionProtection?: boolean }>;
+  /** When true, ModifyDBInstance DeletionProtection is refused (AccessDenied: the operator's role may not). */
+  protectionRefused: boolean;
   /** When false, the services' deployments stay IN_PROGRESS (the redeploy waits). */
   ecsStable: boolean;
   /** When true, the services' deployments fail (tasks that do not start). */
@@ -59,8 +61,8 @@ function startFakeAws(): Promise<FakeAws> {
   const parameters = new Map<string, { value: string; version: number }>();
   const cluster = testCluster();
   let secret: Record<string, unknown> = {};
-  const instances = new Map<string, { arn: string; resourceId: string; tags: Map<string, string> }>();
-  const state = { ecsStable: true, ecsFailed: false };
+  const instances = new Map<string, { arn: string; resourceId: string; tags: Map<string, string>; deletionProtection?: boolean }>();
+  const state = { ecsStable: true, ecsFailed: false, protectionRefused: false };
   /** Deployments forced per service since the reset. */
   const forced = new Map<string, number>();
   const reset = () => {
@@ -75,6 +77,7 @@ function startFakeAws(): Promise<FakeAws> {
     instances.set('atmr-prod-pitr-202611301402', { arn: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod-pitr-202611301402', resourceId: 'db-COPYCOPYCOPYCOPYCOPYCOPY1', tags: new Map() });
     state.ecsStable = true;
     state.ecsFailed = false;
+    state.protectionRefused = false;
   };
   reset();
 
@@ -115,6 +118,17 @@ function startFakeAws(): Promise<FakeAws> {
           const instance = [...instances.values()].find((i) => i.arn === form.ResourceName)!;
           for (const [key, value] of Object.entries(form)) if (key.startsWith('TagKeys.member.')) instance.tags.delete(value);
           return xml(res, action, '');
+        }
+        if (action === 'ModifyDBInstance' && form.DeletionProtection !== undefined) {
+          if (state.protectionRefused) {
+            res.statusCode = 403;
+            res.setHeader('content-type', 'text/xml');
+            return res.end(
+              `<ErrorResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: arn:aws:sts::111111111111:assumed-role/oncall/alice is not authorized to perform: rds:ModifyDBInstance</Message></Error><RequestId>1</RequestId></ErrorResponse>`,
+            );
+          }
+          instances.get(name)!.deletionProtection = form.DeletionProtection === 'true';
+          return xml(res, action, `<DBInstance><DBInstanceIdentifier>${name}</DBInstanceIdentifier><DBInstanceStatus>available</DBInstanceStatus><DeletionProtection>true</DeletionProtection></DBInstance>`);
         }
         if (action === 'ModifyDBInstance') {
           const instance = instances.get(name)!;
@@ -180,6 +194,12 @@ function startFakeAws(): Promise<FakeAws> {
         },
         set ecsFailed(value: boolean) {
           state.ecsFailed = value;
+        },
+        get protectionRefused() {
+          return state.protectionRefused;
+        },
+        set protectionRefused(value: boolean) {
+          state.protectionRefused = value;
         },
         reset,
         stop: () => new Promise<void>((done) => server.close(() => done())),
@@ -315,7 +335,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
     // Each step reported with its start time and duration.
-    const steps = ['killswitch maintenance', 'switch database endpoint', 'redeploy ECS services', 'check /ready', 'check writes accepted', 'killswitch back', 'rename and tag old instance', 'untag new production instance'];
+    const steps = ['killswitch maintenance', 'switch database endpoint', 'redeploy ECS services', 'check /ready', 'check writes accepted', 'killswitch back', 'rename and tag old instance', 'untag new production instance', 'deletion protection on new production instance'];
     for (const step of steps) expect(result.stdout).toMatch(new RegExp(`^  \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\s+\\d+ s  done\\s+${step.replace('/', '\\/')}: `, 'm'));
     expect(result.stdout).toMatch(/total \d+ s; recovery \d+ s since the request against the RTO objective 1800 s \(met\)/);
 
@@ -349,6 +369,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
       'rds:ModifyDBInstance',
       'rds:DescribeDBInstances', // the copy's tags: this recovery's, with the purpose tag
       'rds:RemoveTagsFromResource', // production now runs on it: out of the recovery workflow's reach
+      'rds:ModifyDBInstance', // and deletion protection on
       'cloudwatch:PutMetricData',
       'events:PutEvents',
     ]);
@@ -364,7 +385,13 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(aws.secret()).toMatchObject({ host: cluster.host, port: cluster.port, username: cluster.user, dbname: 'atmr' });
     expect(aws.calls.filter((c) => c.action === 'UpdateService').map((c) => c.input)).toEqual(SERVICES.map((service) => ({ cluster: CLUSTER_ARN, service, forceNewDeployment: true })));
     expect(readyHits).toEqual(['/ready']);
-    const modify = aws.calls.find((c) => c.action === 'ModifyDBInstance')!.input;
+    const modify = aws.calls.find((c) => c.action === 'ModifyDBInstance' && c.input.DeletionProtection === undefined)!.input;
+    expect(aws.calls.filter((c) => c.action === 'ModifyDBInstance' && c.input.DeletionProtection !== undefined).map((c) => c.input)).toEqual([
+      { DBInstanceIdentifier: 'atmr-prod-pitr-202611301402', DeletionProtection: 'true' },
+    ]);
+    expect(aws.instances.get('atmr-prod-pitr-202611301402')!.deletionProtection).toBe(true);
+    // Done by the cutover: no line tells the operator to do it.
+    expect(result.stdout).not.toMatch(/deletion-protection/);
     expect(modify).toEqual({ DBInstanceIdentifier: 'atmr-prod', NewDBInstanceIdentifier: expect.stringMatching(/^atmr-prod-replaced-\d{12}$/), ApplyImmediately: 'true' });
     const tags = aws.calls.find((c) => c.action === 'AddTagsToResource')!.input;
     expect(tags).toMatchObject({ ResourceName: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod', 'Tags.Tag.1.Key': 'atmr-dr:replaced-by', 'Tags.Tag.1.Value': 'atmr-prod-pitr-202611301402' });
@@ -393,11 +420,28 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
       const result = await run(path.join(early, 'bin', 'atmr-dr.cjs'), ['recover', 'cutover', id, '--yes'], operatorEnv());
 
       expect(result.status).toBe(0);
-      expect(aws.calls.filter((c) => c.action === 'ModifyDBInstance').map((c) => c.input.DBInstanceIdentifier)).toEqual(['atmr-prod']);
+      expect(aws.calls.filter((c) => c.action === 'ModifyDBInstance' && c.input.NewDBInstanceIdentifier !== undefined).map((c) => c.input.DBInstanceIdentifier)).toEqual(['atmr-prod']);
       expect(aws.instances.has('atmr-prod-pitr-202611301402')).toBe(true);
     } finally {
       fs.rmSync(early, { recursive: true, force: true });
     }
+  });
+
+  it('a cutover whose ModifyDBInstance DeletionProtection is refused (the role may not) stays done, exit 0, and its last line is the command to run, with the reason', async () => {
+    const id = 'r20261130143000-e2e8';
+    await verifiedRecovery(id);
+    aws.protectionRefused = true;
+
+    const result = await run(path.join(install, 'bin', 'atmr-dr.cjs'), ['recover', 'cutover', id, '--yes'], operatorEnv());
+
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    const refusal = 'AccessDenied: User: arn:aws:sts::111111111111:assumed-role/oncall/alice is not authorized to perform: rds:ModifyDBInstance';
+    expect(result.stdout).toMatch(new RegExp(`^  \\S+Z\\s+\\d+ s  failed\\s+deletion protection on new production instance: ${refusal}$`, 'm'));
+    expect(result.stdout.trimEnd().split('\n').at(-1)).toBe(
+      `next: turn deletion protection on for atmr-prod-pitr-202611301402, production now (the cutover could not turn it on: ${refusal}; once the cause is gone (the copy available, the right granted)): aws rds modify-db-instance --db-instance-identifier atmr-prod-pitr-202611301402 --deletion-protection --apply-immediately`,
+    );
+    expect((await getRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, id)).status).toBe('cut-over');
   });
 
   /** `recover cutover ID --yes` of a verified recovery, sent `signal` once the redeploy started (the services never become stable). */

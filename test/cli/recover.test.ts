@@ -548,6 +548,16 @@ describe('atmr-dr recover', () => {
       expect(afterCutoverSteps(record, database, undefined, undefined, true)).toEqual([]);
     });
 
+    it('the cutover whose own ModifyDBInstance was refused prints the command with the reason; none once it turned protection on', () => {
+      const record = { sourceInstance: 'atmr-prod', newInstance: 'atmr-prod-pitr-202611301402' };
+      const database = { instanceIdentifier: 'atmr-prod-pitr-202611301402', secretArn: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/api-db-AbCdEf' };
+      const refused = 'AccessDenied: User: arn:aws:sts::111111111111:assumed-role/oncall/alice is not authorized to perform: rds:ModifyDBInstance';
+
+      expect(afterCutoverSteps(record, database, undefined, undefined, { refused })).toEqual([
+        `next: turn deletion protection on for atmr-prod-pitr-202611301402, production now (the cutover could not turn it on: ${refused}; once the cause is gone (the copy available, the right granted)): aws rds modify-db-instance --db-instance-identifier atmr-prod-pitr-202611301402 --deletion-protection --apply-immediately`,
+      ]);
+    });
+
     it("status of a cut-over recovery whose configured secret is already the copy's own RDS-managed one does not tell to move to it again", async () => {
       // Arrange: RDS (a local query-protocol responder) describes the copy as managing the configured
       // secret (step 11 done); the config still names the replaced instance (step 10 not done).
