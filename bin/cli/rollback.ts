@@ -482,9 +482,12 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
         );
       },
     };
-    const task = await runMigrationTask({ ...ctx.deps, ...following }, ctx.settings, taskDefinition, revision).catch(
-      (error: unknown): MigrationTaskResult => ({ taskArn: null, exitCode: null, stoppedReason: `could not run or follow the migration task: ${oneLine(error)}`, startedAt: null, stoppedAt: null }),
-    );
+    // Why no task could be run, for the last line's exit code: a missing or expired login is 2.
+    let notRun: OperatorError | undefined;
+    const task = await runMigrationTask({ ...ctx.deps, ...following }, ctx.settings, taskDefinition, revision).catch((error: unknown): MigrationTaskResult => {
+      notRun = asOperatorError(error);
+      return { taskArn: null, exitCode: null, stoppedReason: `could not run or follow the migration task: ${oneLine(error)}`, startedAt: null, stoppedAt: null };
+    });
     await taskRecorded;
     progress.task = { stage: 'ended', result: task };
     keepLock = task.abandoned?.stopped === false || Boolean(task.unanswered);
@@ -536,7 +539,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
     if (!result.ok && task.taskArn === null) {
       throw new OperatorError(
         `rollback: migration downgrade failed (exit code none): the killswitch stays in maintenance; no migration task was started (${task.stoppedReason ?? 'no reason given'}), the schema is unchanged; the lock is released${notTold}`,
-        1,
+        notRun?.exitCode ?? 1,
       );
     }
     if (!result.ok) throw new OperatorError(`rollback: migration downgrade failed (exit code ${result.exitCode ?? 'none'}): the killswitch stays in maintenance; read ${result.logStream ?? 'the task logs'}${notTold}`, 1);

@@ -3,7 +3,7 @@ import { DescribeTasksCommand, ECSClient, RunTaskCommand, RunTaskCommandOutput, 
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { readKillswitch, writeKillswitch } from '../killswitch/core';
 import { KillswitchValue } from '../killswitch/value';
-import { missingAwsSetting } from '../shared/aws-errors';
+import { MISSING_SETTING_EXIT_CODE, missingAwsSetting } from '../shared/aws-errors';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { BackoutSettings, clusterArn } from './settings';
 
@@ -241,16 +241,18 @@ export async function runMigrationTask(deps: FollowDeps, settings: BackoutSettin
   } catch (error) {
     // Failed before any request reached the HTTP handler (credentials, region, endpoint): ECS saw
     // nothing, so no task exists, as after a refusal.
+    // A missing or expired login (or region) is a setting to give or renew: exit 2, as every
+    // command says it through asOperatorError (rollback service's UpdateService refusal too).
+    const missing = missingAwsSetting(error);
     if (!request.sent) {
       throw new OperatorError(
-        `backout: RunTask was not sent (${namedLine(error)}): ${missingAwsSetting(error) ?? 'check AWS_REGION, the credentials (AWS_PROFILE) and AWS_ENDPOINT_URL_ECS if set'}`,
-        1,
+        `backout: RunTask was not sent (${namedLine(error)}): ${missing ?? 'check AWS_REGION, the credentials (AWS_PROFILE) and AWS_ENDPOINT_URL_ECS if set'}`,
+        missing ? MISSING_SETTING_EXIT_CODE : 1,
       );
     }
     if (refusedOutright(error)) {
       // ECS refused the credentials as expired: no task exists, and a login, not a retry, fixes it.
-      const expired = missingAwsSetting(error);
-      if (expired) throw new OperatorError(`backout: RunTask was refused (${namedLine(error)}): ${expired}`, 1);
+      if (missing) throw new OperatorError(`backout: RunTask was refused (${namedLine(error)}): ${missing}`, MISSING_SETTING_EXIT_CODE);
       throw error;
     }
     const why = oneLine(error);

@@ -629,7 +629,7 @@ describe('rollback status and migration', () => {
     expect(mocks.ecs.commandCalls(RunTaskCommand)).toHaveLength(1);
   });
 
-  it('releases the lock when RunTask failed before it was sent (an expired SSO login): no migration task can exist, and the line names the credentials and the fix', async () => {
+  it('releases the lock when RunTask failed before it was sent (an expired SSO login): no migration task can exist, and the line names the credentials and the fix, exit 2 (a login to renew, as rollback service)', async () => {
     // Arrange: the SDK fails to load the credentials before any request (runtask-wire.test.ts: none reaches ECS)
     const ctx = await context({ clock: '2026-06-01T10:00:00.000Z' });
     const killswitch = killswitchInSsm();
@@ -641,7 +641,7 @@ describe('rollback status and migration', () => {
 
     // Assert
     await expect(run).rejects.toMatchObject({
-      exitCode: 1,
+      exitCode: 2,
       message: expect.stringMatching(
         /^rollback: migration downgrade failed \(exit code none\): the killswitch stays in maintenance; no migration task was started \(.*RunTask was not sent \(CredentialsProviderError: Token is expired\..*\): .*log in \(aws sso login.*\), the schema is unchanged; the lock is released$/,
       ),
@@ -656,7 +656,7 @@ describe('rollback status and migration', () => {
     expect(printed).toContainEqual(expect.stringMatching(/^atmr-api: migration downgrade to aaa111 by alice: downgrade exited 0/));
   });
 
-  it('releases the lock when ECS refused RunTask for expired credentials: no migration task exists, and the line names the login that fixes it', async () => {
+  it('releases the lock when ECS refused RunTask for expired credentials: no migration task exists, and the line names the login that fixes it, exit 2 (a login to renew, as rollback service)', async () => {
     const ctx = await context({ clock: '2026-06-01T10:00:00.000Z' });
     killswitchInSsm();
     runTaskFailsOnTheWire(
@@ -666,7 +666,7 @@ describe('rollback status and migration', () => {
     const run = migrationCommand(ctx, { to: 'aaa111', yes: true });
 
     await expect(run).rejects.toMatchObject({
-      exitCode: 1,
+      exitCode: 2,
       message: expect.stringMatching(
         /; no migration task was started \(.*RunTask was refused \(ExpiredTokenException: The security token included in the request is expired\): the AWS credentials have expired \(ExpiredTokenException\); log in again \(aws sso login\) or refresh them\), the schema is unchanged; the lock is released$/,
       ),
@@ -1240,6 +1240,28 @@ describe('rollback migration and service whose lock release fails (an expired aw
     });
     expect(mocks.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
     expect(JSON.parse(killswitch.value).mode).toBe('normal');
+  });
+
+  it('rollback migration whose RunTask ECS refused for expired credentials, and whose release failed too: exit 2, the login that fixes it, then the unlock command', async () => {
+    // Arrange: the session runs out as RunTask goes out; ECS refuses it, then the table refuses the release
+    const { ctx, expire, lockOwner } = await expiringContext();
+    killswitchInSsm();
+    const refused = Object.assign(new Error('The security token included in the request is expired'), { name: 'ExpiredTokenException', $fault: 'client', $metadata: { httpStatusCode: 400, attempts: 1 } });
+    mocks.ecs.on(RunTaskCommand).callsFake(() => {
+      expire();
+      const command = mocks.ecs.send.lastCall.args[0] as RunTaskCommand;
+      return command.middlewareStack.resolve(() => Promise.reject(refused), {} as Parameters<typeof command.middlewareStack.resolve>[1])({ input: command.input });
+    });
+
+    // Act
+    const run = migrationCommand(ctx, { to: 'aaa111', yes: true });
+
+    // Assert
+    const owner = await run.catch(() => lockOwner());
+    await expect(run).rejects.toMatchObject({
+      exitCode: 2,
+      message: `rollback: migration downgrade failed (exit code none): the killswitch stays in maintenance; no migration task was started (could not run or follow the migration task: backout: RunTask was refused (ExpiredTokenException: The security token included in the request is expired): the AWS credentials have expired (ExpiredTokenException); log in again (aws sso login) or refresh them), the schema is unchanged; the lock of atmr-api could not be released (${expired}): "atmr-dr rollback unlock --service atmr-api --owner ${owner} --force"`,
+    });
   });
 
   it('rollback migration whose line said "the lock is released" says instead that it could not be', async () => {
