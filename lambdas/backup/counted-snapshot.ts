@@ -16,6 +16,10 @@ export const LOCKED_TABLE_FIX =
   '; another session holds a table locked (a migration, VACUUM FULL, LOCK TABLE, a transaction left open): find it in pg_locks / pg_stat_activity, end it or wait for it, then run the backup again';
 
 const UNDEFINED_TABLE = '42P01';
+/** What a LOCK TABLE waiting on a table of a schema that DROP SCHEMA ... CASCADE removed ends with. */
+const INVALID_SCHEMA_NAME = '3F000';
+/** A table (or its schema) dropped between the list and its lock: listed again, once. */
+const DROPPED = new Set([UNDEFINED_TABLE, INVALID_SCHEMA_NAME]);
 const LOCK_NOT_AVAILABLE = '55P03';
 const INSUFFICIENT_PRIVILEGE = '42501';
 
@@ -44,7 +48,7 @@ export function countFailureFix(error: unknown): string {
  *
  * The tables are listed before BEGIN, then again in the snapshot: one created in between is in the
  * dump, so it is locked then (still before pg_dump starts) and counted. One dropped between the
- * list and its lock makes LOCK TABLE fail: the whole is done again once, with a new list.
+ * list and its lock (or whose schema was) makes LOCK TABLE fail: the whole is done again once, with a new list.
  *
  * The session's lock_timeout bounds each LOCK TABLE; one that gives up names the table it waited
  * for (the server's message names none) and the fix, as pg_dump's own line did.
@@ -64,7 +68,7 @@ export async function openCountedSnapshot(client: Client): Promise<CountedSnapsh
       return { snapshot, txids, tables };
     } catch (error) {
       await client.query('ROLLBACK').catch(() => undefined);
-      if (sqlState(error) === UNDEFINED_TABLE && attempt === 1) continue;
+      if (DROPPED.has(sqlState(error) ?? '') && attempt === 1) continue;
       throw await lockFailure(client, error, locking);
     }
   }
@@ -81,7 +85,7 @@ async function lockFailure(client: Client, error: unknown, locking: readonly Tab
       .then((result) => result.rows[0]?.table)
       .catch(() => undefined);
     detail = table ? ` on LOCK TABLE ${table} IN ACCESS SHARE MODE` : ` on LOCK TABLE of the ${locking.length} tables to count`;
-  } else if (code === UNDEFINED_TABLE) {
+  } else if (DROPPED.has(code)) {
     detail = ' (dropped while the backup locked the tables to count, on two tries: let the schema change finish, then run the backup again)';
   }
   return new OperatorError(`counting rows in the dump's snapshot failed: ${oneLine(error)}${detail}${countFailureFix(error)}`);

@@ -162,6 +162,20 @@ describe('backup row counts and the dump agree (integration)', () => {
     expect(manifest.tables).toEqual([{ schema: 'public', name: 'kept', rows: 2 }]);
   });
 
+  it('a schema dropped while the run waits to lock one of its tables: the run lists the tables again and publishes a backup without it', async () => {
+    // Arrange / Act: DROP SCHEMA ... CASCADE makes the waiting LOCK TABLE fail with 3F000, not 42P01
+    const { manifest, dumped } = await backupBehindMigration(
+      'bkc_schema',
+      'CREATE SCHEMA old; CREATE TABLE old.gone (id int); CREATE TABLE kept (id int); INSERT INTO kept VALUES (1), (2);',
+      'old.gone',
+      'DROP SCHEMA old CASCADE',
+    );
+
+    // Assert
+    expect(dumped('public.kept')).toBe(2);
+    expect(manifest.tables).toEqual([{ schema: 'public', name: 'kept', rows: 2 }]);
+  });
+
   /**
    * A pg_dump that, on each start, creates `<dir>/started-<n>` and waits for `<dir>/go-<n>` before
    * it runs the real one: the test decides what other sessions do between the run's locks and
