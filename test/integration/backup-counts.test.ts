@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { runBackup, type BackupProgress } from '../../lambdas/backup/backup';
 import { createS3Client } from '../../lambdas/shared/aws';
-import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { testCluster, uniqueDatabaseName, testClient } from '../support/cluster';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { createDatabase, dropDatabase, getBytes, runBackends } from './backup-support';
 
@@ -36,7 +36,7 @@ describe('backup row counts and the dump agree (integration)', () => {
 
   const connect = async (database: string, applicationName = 'migration'): Promise<Client> => {
     const cluster = testCluster();
-    const client = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database, application_name: applicationName });
+    const client = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database, application_name: applicationName });
     await client.connect();
     return client;
   };

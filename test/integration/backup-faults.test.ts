@@ -1,5 +1,4 @@
 import { Metrics } from '@aws-lambda-powertools/metrics';
-import { Client } from 'pg';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -8,7 +7,7 @@ import * as path from 'node:path';
 import { type BackupProgress, runBackup } from '../../lambdas/backup/backup';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { createS3Client } from '../../lambdas/shared/aws';
-import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { testCluster, uniqueDatabaseName, testClient } from '../support/cluster';
 import { freePort, psql } from '../support/postgres';
 import { startCloudFormationWithoutStacks } from '../support/aws-endpoints';
 import { startRefusingS3 } from '../support/refusing-s3';
@@ -79,7 +78,7 @@ describe('atmr-dr backup faults (integration)', () => {
   it('pg_dump killed mid-stream (its backend terminated): fails, aborts the uploads, publishes nothing', async () => {
     // Arrange
     const cluster = testCluster();
-    const watcher = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    const watcher = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
     await watcher.connect();
     try {
       // Act: start the backup, wait until pg_dump's COPY of the big table runs, terminate that backend.
@@ -416,7 +415,7 @@ describe('atmr-dr backup faults (integration)', () => {
       });
     const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
     const cluster = testCluster();
-    const watcher = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    const watcher = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
     await watcher.connect();
     const copyBackend = async (): Promise<number | undefined> =>
       (
@@ -512,7 +511,7 @@ describe('atmr-dr backup faults (integration)', () => {
     const database = uniqueDatabaseName('bkf_locked');
     createDatabase(database, 'CREATE TABLE locked (id int); INSERT INTO locked VALUES (1);');
     const cluster = testCluster();
-    const watcher = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    const watcher = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
     await watcher.connect();
     const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
     let lock: HeldLock | undefined;
@@ -580,7 +579,7 @@ describe('atmr-dr backup faults (integration)', () => {
     const database = uniqueDatabaseName('bkf_waitline');
     createDatabase(database, 'CREATE TABLE free (id int); CREATE TABLE held (id int); INSERT INTO held VALUES (1);');
     const cluster = testCluster();
-    const holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database, application_name: 'flask db upgrade' });
+    const holder = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database, application_name: 'flask db upgrade' });
     await holder.connect();
     const seen: BackupProgress[] = [];
     let run: Promise<unknown> | undefined;

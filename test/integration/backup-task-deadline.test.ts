@@ -5,7 +5,7 @@ import { Client } from 'pg';
 import { main } from '../../lambdas/backup/task';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { STATE_PREFIX } from '../../lambdas/shared/s3-layout';
-import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { testCluster, uniqueDatabaseName, testClient } from '../support/cluster';
 import { startHoldingProxy, type LocalS3, startLocalS3 } from '../support/s3';
 import { createDatabase, dropDatabase, listKeys, runBackends, type RunBackend } from './backup-support';
 import { holdTableLock, type HeldLock } from '../support/cluster';
@@ -93,7 +93,7 @@ describe('backup task: its time limit (integration)', () => {
   beforeAll(async () => {
     s3 = await startLocalS3('atmr-dr-task-deadline');
     const cluster = testCluster();
-    watcher = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    watcher = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
     await watcher.connect();
   });
   afterAll(async () => {

@@ -2,10 +2,10 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { Client, ClientConfig } from 'pg';
+import type { ClientConfig } from 'pg';
 import { formatVerification, verificationStatus, verifyRecovery } from '../../lambdas/recovery/verify';
 import { writeCheck } from '../../lambdas/recovery/cutover';
-import { holdTableLock, testCluster, uniqueDatabaseName } from '../support/cluster';
+import { holdTableLock, testCluster, uniqueDatabaseName, testClient } from '../support/cluster';
 import { psql } from '../support/postgres';
 
 /**
@@ -216,8 +216,7 @@ setTimeout(() => undefined, 300);
     it('cutover write check: its session ended during the write fails the check in one line; the process goes on', async () => {
       // Arrange: another transaction holds the write check's table name uncommitted, so the
       // check's CREATE TABLE waits on it when its session is ended.
-      const holder = new Client(connection(recovered));
-      holder.on('error', () => undefined);
+      const holder = testClient(connection(recovered));
       await holder.connect();
       try {
         await holder.query('BEGIN; CREATE TABLE atmr_dr_write_check (id int)');

@@ -7,7 +7,7 @@ import type { BackupManifest } from '../../lambdas/shared/manifest';
 import type { PgConnection } from '../../lambdas/shared/pg-connection';
 import { checkRowCounts } from '../../lambdas/restore/check';
 import { restoreBackup } from '../../lambdas/restore/restore';
-import { holdTableLock, testCluster, uniqueDatabaseName, type HeldLock } from '../support/cluster';
+import { holdTableLock, testCluster, uniqueDatabaseName, type HeldLock, testClient } from '../support/cluster';
 import { psql } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { FIXTURE_SQL } from './backup-fixture';
@@ -51,7 +51,7 @@ describe('row counts interrupted', () => {
       let opened = 0;
       let closed = 0;
       const connect = async (): Promise<Client> => {
-        const client = new Client({ ...connection, database: source });
+        const client = testClient({ ...connection, database: source });
         client.on('end', () => (closed += 1));
         await client.connect();
         opened += 1;

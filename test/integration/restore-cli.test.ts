@@ -11,7 +11,7 @@ import { stagingName } from '../../lambdas/restore/restore';
 import { createS3Client } from '../../lambdas/shared/aws';
 import type { BackupManifest } from '../../lambdas/shared/manifest';
 import { downloadDirFailure } from '../../lambdas/shared/temp-dir';
-import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { testCluster, uniqueDatabaseName, testClient } from '../support/cluster';
 import { startCuttingProxy } from '../support/cutting-proxy';
 import { writeFakePgRestore } from '../support/fake-pg-restore';
 import { runAtTerminal } from '../support/terminal';
@@ -413,7 +413,7 @@ describe('atmr-dr restore', () => {
       // Arrange: restore A loading into its staging database, held there by the test
       const { daily, hourly } = alikeTargets();
       const hold = `hold_${process.pid}_${Date.now().toString(36)}`;
-      const holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres', application_name: hold });
+      const holder = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres', application_name: hold });
       await holder.connect();
       const bin = heldPgRestore(hold);
       const a = startCli(['restore', manifestKey, '--target-db', daily], { PATH: `${bin}:${process.env.PATH ?? ''}` });
@@ -707,7 +707,7 @@ async function ctrlCTwiceBetweenRenames(
   hold: (client: Client) => void,
 ): Promise<{ staging: string; status: number | null }> {
   const staging = /-d (\S+)/.exec(await pgRestoreOf(run))![1];
-  const holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging });
+  const holder = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging });
   hold(holder);
   await holder.connect();
   await waitUntil(run, 'SELECT count(*)::int AS n FROM pg_database WHERE datname LIKE $1', [`${target}_old_%`]);
@@ -733,7 +733,7 @@ function dropClosedDatabase(name: string): void {
 
 /** The application connecting to `target` as it would after the operator's fix: 'connected' and the rows of keep_me, or the server's refusal. */
 async function applicationReads(target: string): Promise<{ connected: string; rows?: number }> {
-  const app = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'atmr-api' });
+  const app = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'atmr-api' });
   const connected = await app.connect().then(
     () => 'connected',
     (error: Error) => error.message,
@@ -747,7 +747,7 @@ async function applicationReads(target: string): Promise<{ connected: string; ro
 }
 
 async function waitUntil(run: { stderr: () => string; exited: Promise<unknown> }, sql: string, params: unknown[]): Promise<void> {
-  const watcher = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+  const watcher = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
   await watcher.connect();
   let ended = false;
   void run.exited.then(() => (ended = true));
@@ -832,7 +832,7 @@ describe('atmr-dr restore on the worst day', () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-test-tmpdir-'));
     const target = uniqueDatabaseName('rcli_twice');
     const run = startCli(['restore', bigKey, '--target-db', target], { TMPDIR: tmp });
-    const locker = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    const locker = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
     await locker.connect();
     let staging = '';
     try {
@@ -899,7 +899,7 @@ describe('atmr-dr restore on the worst day', () => {
     const target = makeTarget();
     const run = startCli(['restore', bigKey, '--target-db', target, '--force', '--terminate-connections']);
     let holder: Client | undefined;
-    const admin = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    const admin = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
     await admin.connect();
     try {
       const { staging, status } = await ctrlCTwiceBetweenRenames(run, target, (client) => (holder = client));
@@ -932,11 +932,11 @@ describe('atmr-dr restore on the worst day', () => {
     // run as root, the cluster as postgres): the swap's pg_terminate_backend cannot end it while it
     // is stopped, so the swap waits for it (up to 5 s) with the target closed and not yet renamed
     const target = makeTarget();
-    const worker = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
+    const worker = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
     worker.on('error', () => undefined);
     await worker.connect();
     const backend = (await worker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
-    const admin = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    const admin = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
     await admin.connect();
     const run = startCli(['restore', bigKey, '--target-db', target, '--force', '--terminate-connections']);
     let stopped = false;
@@ -1024,7 +1024,7 @@ describe('atmr-dr restore on the worst day', () => {
     const target = makeTarget();
     const before = databaseDigest(cluster, target);
     const run = startCli(['restore', bigKey, '--target-db', target, '--force']);
-    const worker = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
+    const worker = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
     worker.on('error', () => undefined);
     try {
       await waitUntil(run, 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1', [`${target}_restore_%`]);

@@ -13,6 +13,7 @@ import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/p
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { FIXTURE_SQL } from './backup-fixture';
 import { writeFixtureBackup } from '../lambdas/restore/fixtures';
+import { testClient } from '../support/cluster';
 
 /**
  * The staging, scratch and replaced databases are dropped by the role the operator restores with:
@@ -27,7 +28,7 @@ let s3: S3Client;
 let manifestKey: string;
 
 function restorerClient(database: string, application?: string): Client {
-  const client = new Client({ host: cluster.host, port: cluster.port, user: restorer.user, database, application_name: application });
+  const client = testClient({ host: cluster.host, port: cluster.port, user: restorer.user, database, application_name: application });
   client.on('error', () => undefined);
   return client;
 }
@@ -124,7 +125,7 @@ describe('dropping a database as a role that is not a superuser', () => {
   it("still refuses while another role's session is connected, saying so, and leaves the database", async () => {
     // Arrange: autovacuum inside too, so that FORCE is refused and the plain DROP is what answers
     await databaseWithAutovacuumInside('shared');
-    const someoneElse = new Client({ host: cluster.host, port: cluster.port, user: 'postgres', database: 'shared' });
+    const someoneElse = testClient({ host: cluster.host, port: cluster.port, user: 'postgres', database: 'shared' });
     await someoneElse.connect();
     const admin = restorerClient('postgres');
     await admin.connect();
@@ -190,7 +191,7 @@ describe('the DROP DATABASE an operator is told to run, as a role that is not a 
         await new Promise((resolve) => setTimeout(resolve, 100));
         staging = psql(cluster, 'postgres', "SELECT datname FROM pg_database WHERE datname LIKE 'told_e2e_restore_%'");
       }
-      app = new Client({ host: cluster.host, port: cluster.port, user: 'app', database: staging });
+      app = testClient({ host: cluster.host, port: cluster.port, user: 'app', database: staging });
       app.on('error', () => undefined);
       await app.connect();
       fs.writeFileSync(ready, '');
@@ -290,7 +291,7 @@ describe('restoring over a target as a role that is not a superuser', () => {
   it("sees another role's session on the target (whose backend_type it cannot read) and refuses before the download, exit 2", async () => {
     // Arrange
     psql(cluster, 'postgres', `CREATE DATABASE watched OWNER ${restorer.user}`);
-    const app = new Client({ host: cluster.host, port: cluster.port, user: 'app', database: 'watched', application_name: 'atmr-api' });
+    const app = testClient({ host: cluster.host, port: cluster.port, user: 'app', database: 'watched', application_name: 'atmr-api' });
     await app.connect();
 
     try {
@@ -309,7 +310,7 @@ describe('restoring over a target as a role that is not a superuser', () => {
   it('with --terminate-connections, refuses before the download when a session is of a role it may not end, naming the GRANT', async () => {
     // Arrange
     psql(cluster, 'postgres', `CREATE DATABASE guarded OWNER ${restorer.user}`);
-    const app = new Client({ host: cluster.host, port: cluster.port, user: 'app', database: 'guarded' });
+    const app = testClient({ host: cluster.host, port: cluster.port, user: 'app', database: 'guarded' });
     await app.connect();
 
     try {
@@ -331,7 +332,7 @@ describe('restoring over a target as a role that is not a superuser', () => {
   it("with --terminate-connections, refuses a superuser's session on the target without the GRANT advice, even with pg_signal_backend", async () => {
     // Arrange: what an admin did on the advice of the earlier line, and a superuser's session
     psql(cluster, 'postgres', `CREATE DATABASE superguarded OWNER ${restorer.user}; GRANT pg_signal_backend TO ${restorer.user}`);
-    const superuser = new Client({ host: cluster.host, port: cluster.port, user: 'postgres', database: 'superguarded' });
+    const superuser = testClient({ host: cluster.host, port: cluster.port, user: 'postgres', database: 'superguarded' });
     await superuser.connect();
 
     try {

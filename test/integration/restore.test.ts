@@ -13,7 +13,7 @@ import { PgConnection } from '../../lambdas/shared/pg-connection';
 import { listBackups, resolveBackup } from '../../lambdas/restore/catalog';
 import { RestoreDeps, restoreBackup, stagingName } from '../../lambdas/restore/restore';
 import { GoodObject, verifyBackup } from '../../lambdas/restore/verify';
-import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { testCluster, uniqueDatabaseName, testClient } from '../support/cluster';
 import { startCuttingProxy } from '../support/cutting-proxy';
 import { writeFakePgRestore } from '../support/fake-pg-restore';
 import { psql } from '../support/postgres';
@@ -150,7 +150,7 @@ describe('restore round trip', () => {
 
   it('terminates open sessions on the target when asked to, and replaces it', async () => {
     const target = makeTarget();
-    const session = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: target });
+    const session = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target });
     session.on('error', () => undefined);
     await session.connect();
 
@@ -246,7 +246,7 @@ describe('restore refusals leave the target untouched', () => {
   it('refuses a second restore into a target that another restore holds, exit 3, naming its session; nothing created', async () => {
     // Arrange: another operator's restore into the same target holds its lock
     const target = makeTarget();
-    const other = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    const other = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
     await other.connect();
     try {
       await other.query('SELECT pg_advisory_lock($1, hashtext($2))', [RESTORE_LOCK_KEY, target]);
@@ -274,7 +274,7 @@ describe('restore refusals leave the target untouched', () => {
     // Arrange: kill the restore's own session (the holder of the target's lock) as the download begins
     // (its free-space check), and let the download go on once the server has ended it
     const target = uniqueDatabaseName('restore_reconnect');
-    const watcher = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    const watcher = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
     await watcher.connect();
     let killed: Promise<number> | undefined;
     const killRestoreSession = (): Promise<number> =>
@@ -308,7 +308,7 @@ describe('restore refusals leave the target untouched', () => {
 
   it('refuses a target with open connections', async () => {
     const target = makeTarget();
-    const session = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'flask-api' });
+    const session = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'flask-api' });
     await session.connect();
     try {
       await expectRefused(target, () => restoreBackup(deps(), { ref: manifestKey, targetDb: target, force: true }), /has 1 open connection\(s\) \(flask-api\)/);
@@ -319,7 +319,7 @@ describe('restore refusals leave the target untouched', () => {
 
   it('a session that connects during the load is refused at swap time, saying the load was lost and the staging database dropped', async () => {
     const target = makeTarget();
-    const session = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
+    const session = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
     let connecting: Promise<unknown> | undefined;
     // After the first guard (before the download), a worker reconnects while the backup loads.
     const log = (line: string): void => {
@@ -352,7 +352,7 @@ describe('restore refusals leave the target untouched', () => {
       lines.push(line);
       const staging = /^load: \S+ into staging database (\S+)$/.exec(line)?.[1];
       if (staging) {
-        session = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging });
+        session = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging });
         session.on('error', () => undefined);
         connecting = session.connect();
       }
@@ -388,7 +388,7 @@ describe('restore refusals leave the target untouched', () => {
     const log = (line: string): void => {
       const staging = /^load: \S+ into staging database (\S+)$/.exec(line)?.[1];
       if (staging) {
-        session = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging });
+        session = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging });
         session.on('error', () => undefined);
         connecting = session.connect();
       }
@@ -739,7 +739,7 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
     const staging = leftover(target, 'restore');
     const bystanderDb = leftover(uniqueDatabaseName('left_other'), 'restore');
     const connect = async (database: string, application: string) => {
-      const client = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database, application_name: application });
+      const client = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database, application_name: application });
       client.on('error', () => undefined);
       await client.connect();
       return client;
@@ -774,8 +774,8 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
     const target = uniqueDatabaseName('left_busy');
     const staging = leftover(target, 'restore');
     const sessions = [
-      new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging, application_name: 'psql' }),
-      new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging, application_name: 'atmr-dr' }),
+      testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging, application_name: 'psql' }),
+      testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging, application_name: 'atmr-dr' }),
     ];
     for (const c of sessions) {
       c.on('error', () => undefined);
@@ -840,7 +840,7 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
       const target = `${uniqueDatabaseName('left_v1_cut')}_${'x'.repeat(30)}`.slice(0, 56);
       const staging = `${target.slice(0, 44)}_restore_${earlierId()}`;
       psql(cluster, 'postgres', `CREATE DATABASE "${staging}"`);
-      const loader = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging, application_name: 'atmr-dr' });
+      const loader = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging, application_name: 'atmr-dr' });
       loader.on('error', () => undefined);
       await loader.connect();
       const warnings: string[] = [];
@@ -960,7 +960,7 @@ describe('an answer lost on the network: the server carried the statement out, t
   it('with --terminate-connections, the rename aside carried out: the swap goes on, and the application connects to the restored copy', async () => {
     // Arrange: a worker connected to the target, which the swap ends after closing the target
     const target = makeTarget();
-    const worker = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
+    const worker = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
     worker.on('error', () => undefined);
     await worker.connect();
     try {
@@ -1003,7 +1003,7 @@ describe('an answer lost on the network: the server carried the statement out, t
     // Arrange: another restore of the same target waits for the lock; the look ends this
     // restore's session, so the other one holds the lock when this one reconnects to drop the old.
     const target = makeTarget();
-    const other = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    const other = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
     other.on('error', () => undefined);
     await other.connect();
     let waiting: Promise<unknown> | undefined;
@@ -1138,8 +1138,8 @@ describe('a swap statement the server cancelled (57014: statement_timeout, pg_ca
     // transaction), so the rename aside waits for it until an operator cancels it
     const target = makeTarget();
     const before = databaseDigest(cluster, target);
-    const holder = new Client(connection);
-    const canceller = new Client(connection);
+    const holder = testClient(connection);
+    const canceller = testClient(connection);
     await holder.connect();
     await canceller.connect();
     const warnings: string[] = [];

@@ -1,4 +1,4 @@
-import { Client } from 'pg';
+import { Client, type ClientConfig } from 'pg';
 import { PostgresCluster } from './postgres';
 
 /** The run's shared cluster (started by global-setup.ts), for use inside test files. */
@@ -9,6 +9,19 @@ export function testCluster(): PostgresCluster {
   if (!host || !port || !dataDir) throw new Error('the jest globalSetup did not start PostgreSQL (test/support/global-setup.ts)');
   const user = process.env.ATMR_TEST_PGUSER ?? 'postgres';
   return { host, port: Number(port), user, dataDir, env: { PGHOST: host, PGPORT: port, PGUSER: user, PGDATABASE: 'postgres' } };
+}
+
+/**
+ * A test's own client (not yet connected) that answers its 'error' event. On a 2-core CI jest runs
+ * every file in one process: a session ended while its client is idle (DROP DATABASE WITH (FORCE)
+ * in a teardown, a restore's --terminate-connections, pg_terminate_backend) emits 'error' on the
+ * client, and an unanswered one kills the whole run, every later file with it. Tests that expect
+ * the error add their own listener.
+ */
+export function testClient(config: ClientConfig): Client {
+  const client = new Client(config);
+  client.on('error', () => undefined);
+  return client;
 }
 
 let counter = 0;
@@ -30,7 +43,7 @@ export interface HeldLock {
  */
 export async function holdTableLock(database: string, tables: string): Promise<HeldLock> {
   const cluster = testCluster();
-  const holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database });
+  const holder = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database });
   await holder.connect();
   try {
     await holder.query(`BEGIN; LOCK TABLE ${tables} IN ACCESS EXCLUSIVE MODE`);

@@ -10,11 +10,10 @@ import {
 } from '@aws-sdk/client-rds';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
-import { Client } from 'pg';
 import { RecoveryRequest } from '../../../lambdas/recovery/contract';
 import { activeRecoveryId, beginRecovery, getRecovery, takeCutoverLease, updateRecovery } from '../../../lambdas/recovery/store';
 import { WorkflowDeps, cleanupStep } from '../../../lambdas/recovery/workflow';
-import { testCluster, uniqueDatabaseName } from '../../support/cluster';
+import { testCluster, uniqueDatabaseName, testClient } from '../../support/cluster';
 import { LocalDynamo, startLocalDynamo } from '../../support/dynamodb';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../../support/postgres';
 import { WorkflowDefinition, recoveryDefinition, runRecoveryWorkflow } from '../../support/recovery-workflow';
@@ -254,7 +253,7 @@ describe('recovery workflow: a copy none of whose data can be read within the st
       newInstanceStates({ status: 'available', host: `${NEW}.rds` });
       const base = deps();
       const slow = deps({ checks: { ...base.settings.checks, statementTimeoutMs: 300 } });
-      const holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: recovered });
+      const holder = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: recovered });
       // A holder left open by a failed assertion is ended by the drop of its database: not a crash of the run.
       holder.on('error', () => undefined);
       await holder.connect();
