@@ -131,10 +131,10 @@ export type RoleUse = 'owner' | 'grant';
  * pg_dump writes it, by the header of the entry it is in: grants in an ACL or DEFAULT ACL entry,
  * and an ALTER ... OWNER TO naming the entry's owner. A function body or a comment may hold lines
  * of exactly those shapes, naming any role, without the load ever granting to it; only a body that
- * also holds a copy of an entry's header could still add one.
+ * also holds a copy of an entry's header could still add one. One reader per pg_restore output
+ * (the entry it is in is the output's); `roles`: the map of another output's reader, to add to.
  */
-export function roleReader(): { readonly roles: Map<string, RoleUse>; read(lines: Iterable<string>): void } {
-  const roles = new Map<string, RoleUse>();
+export function roleReader(roles = new Map<string, RoleUse>()): { readonly roles: Map<string, RoleUse>; read(lines: Iterable<string>): void } {
   let entry: { readonly type: string; readonly owner: string } | undefined;
   const add = (role: string, use: RoleUse): void => {
     if (roles.get(role) !== 'grant') roles.set(role, use);
@@ -164,47 +164,78 @@ function unquoteRole(name: string): string {
 }
 
 /**
- * Every role a load of the custom archive `file` needs on the server: the roles of the SQL that
- * `pg_restore --schema-only` writes for it (no data is read, no database touched), with the
- * load's --no-owner, so exactly the owners the load would set. Milliseconds: the statements are
- * in the archive's table of contents. Read as it streams: a schema of many objects is not held.
+ * The table-of-contents lines (`pg_restore --list`) of a large object's owner (`3340; 2613 4242
+ * BLOB - 4242 app`; one entry for many large objects, `BLOB METADATA`, from PostgreSQL 17) and of
+ * its privileges (`3349; 0 0 ACL - LARGE OBJECT 4242 app`). pg_restore counts them as data, so
+ * `--schema-only` leaves them out, yet their statements are in the table of contents like any
+ * schema entry's: the large objects' contents are a separate `BLOBS` entry, not selected here.
  */
-export async function archiveRoles(input: Pick<LoadInput, 'file' | 'pgBinDir' | 'noOwner' | 'signal' | 'otherCopy'>, untouched: string): Promise<Map<string, RoleUse>> {
-  const reader = roleReader();
-  const result = await runTool(pgToolPath('pg_restore', input.pgBinDir), ['--schema-only', ...(input.noOwner ? ['--no-owner'] : []), '--file=-', input.file], {
-    env: toolEnv(undefined),
-    signal: input.signal,
-    onStdoutLines: (lines) => reader.read(lines),
-  });
-  // The file passed its sha256: an archive pg_restore cannot read is as the backup wrote it.
-  if (result.code !== 0) {
-    throw new OperatorError(`pg_restore cannot read ${path.basename(input.file)} (exit ${result.code}): ${errorLine(result.stderr)}; nothing was created, ${untouched}; ${badBackupFix(input.otherCopy)}`);
-  }
-  return reader.roles;
+const LARGE_OBJECT_ENTRY = /^\d+; \d+ \d+ (?:BLOB |ACL - LARGE OBJECTS? )/;
+
+/** What a load of a custom archive needs from the server, read from the archive before anything is created. */
+export interface ArchiveNeeds {
+  /** Every role the load names, and what for. */
+  readonly roles: Map<string, RoleUse>;
+  /** The owner of the backed-up database (its DATABASE entry); undefined when the entry is missing or not of that name. */
+  readonly databaseOwner: string | undefined;
 }
 
 /**
- * The owner of the backed-up database, from the custom archive's DATABASE entry (which pg_dump
- * always writes and pg_restore shows with --create): `3344; 1262 16386 DATABASE - atmr app`. The
- * list's names are not quoted, so the owner is what follows the database's own name (the
- * manifest's); undefined when the entry is missing or does not start so. Reads the table of
- * contents only: milliseconds.
+ * Every role a load of the custom archive `file` needs on the server: the roles of the SQL that
+ * `pg_restore --schema-only` writes for it, and of its large objects' owners and privileges, which
+ * `--schema-only` leaves out (the archive has them among its data: restored with it, an owner
+ * fails the load's start, a grant its very end). With the load's --no-owner, so exactly the owners
+ * the load would set. No data is read, no database touched: the statements are in the archive's
+ * table of contents, which `--list` names and `-L` of just the large objects' entries prints (run
+ * only when there are large objects). Milliseconds. Read as it streams: a schema of many objects
+ * is not held.
+ *
+ * The same list gives the owner of the backed-up database `database` (the manifest's), from the
+ * DATABASE entry that pg_dump always writes and pg_restore lists with --create: `3344; 1262 16386
+ * DATABASE - atmr app`. The list's names are not quoted, so the owner is what follows the
+ * database's own name.
  */
-export async function archiveDatabaseOwner(input: Pick<LoadInput, 'file' | 'pgBinDir' | 'signal'>, database: string): Promise<string | undefined> {
-  let owner: string | undefined;
-  const entry = `DATABASE - ${database} `;
-  const result = await runTool(pgToolPath('pg_restore', input.pgBinDir), ['--create', '--list', input.file], {
-    env: toolEnv(undefined),
-    signal: input.signal,
-    onStdoutLines: (lines) => {
-      for (const line of lines) {
-        const rest = /^\d+; \d+ \d+ (.*)$/.exec(line)?.[1];
-        if (owner === undefined && rest?.startsWith(entry)) owner = rest.slice(entry.length) || undefined;
-      }
-    },
-  });
-  // archiveRoles read the same archive a moment ago: a failure here leaves the owner as it was.
-  return result.code === 0 ? owner : undefined;
+export async function archiveNeeds(input: Pick<LoadInput, 'file' | 'pgBinDir' | 'noOwner' | 'signal' | 'otherCopy'>, database: string, untouched: string): Promise<ArchiveNeeds> {
+  const reader = roleReader();
+  const pgRestore = pgToolPath('pg_restore', input.pgBinDir);
+  const noOwner = input.noOwner ? ['--no-owner'] : [];
+  const largeObjects: string[] = [];
+  const databaseEntry = `DATABASE - ${database} `;
+  let databaseOwner: string | undefined;
+  const readList = (lines: string[]): void => {
+    for (const line of lines) {
+      if (LARGE_OBJECT_ENTRY.test(line)) largeObjects.push(line);
+      const rest = /^\d+; \d+ \d+ (.*)$/.exec(line)?.[1];
+      if (databaseOwner === undefined && rest?.startsWith(databaseEntry)) databaseOwner = rest.slice(databaseEntry.length) || undefined;
+    }
+  };
+  const run = (args: string[], onStdoutLines: (lines: string[]) => void): Promise<ToolResult> => runTool(pgRestore, [...args, input.file], { env: toolEnv(undefined), signal: input.signal, onStdoutLines });
+  // Both at once, and both waited for: neither outlives a failure of the other.
+  const [schema, list] = await Promise.allSettled([run(['--schema-only', ...noOwner, '--file=-'], (lines) => reader.read(lines)), run(['--create', '--list'], readList)]);
+  for (const result of [schema, list]) {
+    if (result.status === 'rejected') throw result.reason as Error;
+    checkReadable(result.value, input, untouched);
+  }
+  if (largeObjects.length > 0) {
+    // -L alone prints exactly the entries listed, whatever pg_restore counts them as. The lines are
+    // held (one per large object up to PostgreSQL 16) as pg_restore holds its whole list anyway.
+    const listFile = `${input.file}.large-objects.list`;
+    await fs.promises.writeFile(listFile, `${largeObjects.join('\n')}\n`);
+    const largeObjectReader = roleReader(reader.roles);
+    try {
+      checkReadable(await run(['-L', listFile, ...noOwner, '--file=-'], (lines) => largeObjectReader.read(lines)), input, untouched);
+    } finally {
+      await fs.promises.rm(listFile, { force: true });
+    }
+  }
+  return { roles: reader.roles, databaseOwner };
+}
+
+/** The file passed its sha256: an archive pg_restore cannot read is as the backup wrote it. */
+function checkReadable(result: ToolResult, input: Pick<LoadInput, 'file' | 'otherCopy'>, untouched: string): void {
+  if (result.code !== 0) {
+    throw new OperatorError(`pg_restore cannot read ${path.basename(input.file)} (exit ${result.code}): ${errorLine(result.stderr)}; nothing was created, ${untouched}; ${badBackupFix(input.otherCopy)}`);
+  }
 }
 
 /**

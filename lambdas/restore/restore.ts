@@ -8,7 +8,7 @@ import { makeDownloadDir } from '../shared/temp-dir';
 import { CatalogDeps, chooseObject, resolveBackup } from './catalog';
 import { checkRowCounts } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
-import { archiveDatabaseOwner, archiveRoles, checkRoles, loadBackup, watchDatabaseSize } from './load';
+import { archiveNeeds, checkRoles, loadBackup, watchDatabaseSize } from './load';
 import { connectTo } from '../shared/pg-connection';
 import { Unsettled, backupOwnerToGive, checkLeftovers, checkTarget, checkTargetName, createDatabase, databaseOwner, dropDatabase, guardProduction, guardSystemDatabase, openAdminSession, runLooking, stagingName, swapIn } from './target';
 
@@ -186,13 +186,15 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // 4. The roles the load needs, before anything is created: a GRANT to a role this server lacks
     // fails only when the privileges are restored, at the end of the load. The custom archive
     // gives them in milliseconds; the plain SQL would have to be gunzipped whole once more.
+    let archiveOwner: string | undefined;
     if (object.format === 'custom') {
       signal?.throwIfAborted();
       const rolesStarted = performance.now();
       const untouched = `${options.targetLabel ?? 'target'} "${target}" untouched`;
-      const roles = await archiveRoles({ file: download.file, pgBinDir: deps.pgBinDir, noOwner: options.noOwner, signal, otherCopy }, untouched);
-      await checkRoles(await admin.client(), roles, manifestKey, deps.connection.user, untouched, noOwnerAdvice);
-      log(`roles: the ${roles.size} role(s) the backup names are on this server (${Math.round(performance.now() - rolesStarted)} ms)`);
+      const needs = await archiveNeeds({ file: download.file, pgBinDir: deps.pgBinDir, noOwner: options.noOwner, signal, otherCopy }, manifest.database, untouched);
+      await checkRoles(await admin.client(), needs.roles, manifestKey, deps.connection.user, untouched, noOwnerAdvice);
+      log(`roles: the ${needs.roles.size} role(s) the backup names are on this server (${Math.round(performance.now() - rolesStarted)} ms)`);
+      archiveOwner = needs.databaseOwner;
     }
 
     // 5. Load into the staging database.
@@ -207,7 +209,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // source. Else, and with --no-owner or the plain SQL (no DATABASE entry), the restoring role's.
     const owner =
       (await databaseOwner(await admin.client(), target)) ??
-      (object.format === 'custom' && !options.noOwner ? await backupOwnerToGive(await admin.client(), await archiveDatabaseOwner({ file: download.file, pgBinDir: deps.pgBinDir, signal }, manifest.database)) : undefined);
+      (object.format === 'custom' && !options.noOwner ? await backupOwnerToGive(await admin.client(), archiveOwner) : undefined);
     const create = {
       sql: `CREATE DATABASE ${quoteIdent(staging)}`,
       names: [staging],

@@ -26,6 +26,12 @@ let grantBackup: string;
  * ALTER ... OWNER TO (to `ghost`, a role the server lacks), and one real GRANT to `auditor`, also missing.
  */
 let bodyBackup: string;
+/**
+ * A backup with large objects: one of app's (a column's document), one owned by `lobowner` with
+ * privileges for `lobreader`, both roles gone from the server. pg_dump keeps a large object's
+ * owner and privileges with its data, not its schema.
+ */
+let largeObjectBackup: string;
 const WEIRD = '"Weird ""Role"""';
 
 /** psql as another role. */
@@ -98,6 +104,15 @@ REVOKE ALL ON rider FROM ghost;
   );
   ({ manifestKey: bodyBackup } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'bodysrc', { tier: 'daily' }));
   psql(cluster, 'postgres', 'DROP DATABASE bodysrc; DROP ROLE auditor');
+  psql(cluster, 'postgres', 'CREATE ROLE lobowner; CREATE ROLE lobreader; CREATE DATABASE lobsrc OWNER app');
+  psql(
+    cluster,
+    'lobsrc',
+    `SET ROLE app; ${tables} CREATE TABLE document (id int PRIMARY KEY, body oid); INSERT INTO document VALUES (1, lo_from_bytea(0, 'app''s'));
+     RESET ROLE; SELECT lo_from_bytea(424242, 'scanned licence'); ALTER LARGE OBJECT 424242 OWNER TO lobowner; GRANT SELECT ON LARGE OBJECT 424242 TO lobreader;`,
+  );
+  ({ manifestKey: largeObjectBackup } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'lobsrc', { tier: 'daily' }));
+  psql(cluster, 'postgres', 'DROP DATABASE lobsrc; DROP ROLE lobowner; DROP ROLE lobreader');
 }, 120_000);
 
 afterAll(async () => {
@@ -389,4 +404,40 @@ describe('a backup whose function bodies and comments hold lines shaped like GRA
     expect(psql(cluster, 'body_restored', "SELECT prosrc LIKE '%OWNER TO ghost;%' FROM pg_proc WHERE proname = 'hand_over'")).toBe('t');
     expect(databasesLike(cluster, 'body_refused')).toEqual([]);
   }, 60_000);
+});
+
+describe('a backup with large objects whose owner and grantee the server lacks (their owners and privileges are among its data)', () => {
+  it('refuses before the load, exit 2, naming both roles; with --no-owner, the grantee alone; restores once they exist, the large object its owner\'s and readable by the grantee', async () => {
+    // Arrange
+    const lines: string[] = [];
+    const staged: string[] = [];
+    const restore = (targetDb: string, noOwner = false) =>
+      restoreBackup({ s3, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2, log: (line) => lines.push(line), onStaging: (name) => staged.push(name) }, { ref: largeObjectBackup, targetDb, noOwner }).then(
+        () => undefined,
+        (e: unknown) => e as OperatorError,
+      );
+
+    // Act
+    const refused = await restore('lob_refused');
+    const refusedNoOwner = await restore('lob_refused_no_owner', true);
+    const loaded = lines.filter((l) => l.startsWith('load'));
+    psql(cluster, 'postgres', 'CREATE ROLE lobowner; CREATE ROLE lobreader');
+    const restored = await restore('lob_restored');
+
+    // Assert: without the check, the owner failed the load in its schema, and the grant (with
+    // --no-owner) at its very end, after all the data
+    expect(refused?.exitCode).toBe(2);
+    expect(refused?.message).toMatch(
+      /^backup \S+ names 2 roles this server does not have: "lobowner" \(owner\), "lobreader" \(grants\); roles are not in a pg_dump: create them first as on the source server \(CREATE ROLE "lobowner"; CREATE ROLE "lobreader"; /,
+    );
+    expect(refusedNoOwner?.exitCode).toBe(2);
+    expect(refusedNoOwner?.message).toMatch(/^backup \S+ names a role this server does not have: "lobreader" \(grants\); /);
+    expect(loaded).toEqual([]);
+    expect(staged).toEqual([expect.stringMatching(/^lob_restored_restore_/)]);
+    expect(databasesLike(cluster, 'lob_refused')).toEqual([]);
+    expect(restored).toBeUndefined();
+    expect(lines).toContainEqual(expect.stringMatching(/^roles: the 3 role\(s\) the backup names are on this server \(\d+ ms\)$/));
+    expect(psql(cluster, 'lob_restored', "SELECT pg_get_userbyid(lomowner) || ' ' || lomacl::text FROM pg_largeobject_metadata WHERE oid = 424242")).toBe('lobowner {lobowner=rw/lobowner,lobreader=r/lobowner}');
+    expect(psql(cluster, 'lob_restored', "SELECT convert_from(lo_get(body), 'UTF8') FROM document")).toBe("app's");
+  }, 90_000);
 });
