@@ -14,7 +14,7 @@ import { OperatorError } from '../shared/errors';
 import { observability } from '../shared/observability';
 import { RESTORE_TEST_ENV, RESTORE_TEST_SERVICE } from './contract';
 import { LambdaRestoreRequestSchema, loadRestoreTestSettings, loadTemporaryInstanceSettings, runLambdaRestore, runScheduledRestoreTest } from './scheduled';
-import { LOOK_BOUND_MS } from './target';
+import { LOOK_BOUND_MS, SWAP_STATEMENT_BOUND_MS } from './target';
 import { createTemporaryInstance, deleteTemporaryInstance, temporaryInstanceStatus } from './temporary-instance';
 
 /**
@@ -31,12 +31,15 @@ const { logger, metrics, tracer } = observability(RESTORE_TEST_SERVICE);
 /**
  * How long before Lambda's limit a restore stops. The swap does not stop when told (stopped
  * halfway, the target would be left aside), so a swap that started just before the stop must end
- * within the margin: its two renames may each lose their answer and be looked at (LOOK_BOUND_MS
- * each), and the usual DEADLINE_MARGIN_MS covers the rest (its statements, the drop of what the
- * target was, the report). DEADLINE_MARGIN_MS alone (30 s) was shorter than a rename's look with
- * the statements around it, and Lambda killed such a swap midway.
+ * within the margin: at the most three renames (aside, in, and back when the server refuses the
+ * one in) each wait SWAP_STATEMENT_BOUND_MS for their answer, two of them lose it and are looked
+ * at (LOOK_BOUND_MS each), and the usual DEADLINE_MARGIN_MS covers the rest (its other statements,
+ * which answer in milliseconds unless the server stops answering, the report). DEADLINE_MARGIN_MS
+ * alone (30 s) was shorter than a rename's look with the statements around it, and Lambda killed
+ * such a swap midway. The drop of what the target was comes after the swap: killed there, the
+ * next restore names it.
  */
-export const RESTORE_DEADLINE_MARGIN_MS = DEADLINE_MARGIN_MS + 2 * LOOK_BOUND_MS;
+export const RESTORE_DEADLINE_MARGIN_MS = DEADLINE_MARGIN_MS + 3 * SWAP_STATEMENT_BOUND_MS + 2 * LOOK_BOUND_MS;
 
 let clients: { s3: ReturnType<typeof createS3Client>; secretsManager: SecretsManagerClient } | undefined;
 let rdsClient: RDSClient | undefined;

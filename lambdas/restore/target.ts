@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Client } from 'pg';
+import type { Client, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import { dropDatabaseStatement, quoteIdent, reopenDatabaseStatement } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
 import { countOf } from '../shared/format';
@@ -163,17 +163,89 @@ export interface AdminSession {
 const LOOK_SESSION_END_MS = 10_000;
 
 /**
- * How long one look takes at the most, its queries' round trips apart: a new connection, then the
- * wait for the lost session to end. The Lambda restore's deadline margin is derived from it.
+ * How long the server works on one of the look's queries (statement_timeout): each reads a few rows
+ * of pg_stat_activity or pg_database, milliseconds; only a lock on pg_database (LOCK TABLE, VACUUM
+ * FULL pg_database) or a server that no longer works makes one wait. Over it, the look has failed
+ * and the line says how to look by hand.
  */
-export const LOOK_BOUND_MS = PG_CONNECT_TIMEOUT_MS + LOOK_SESSION_END_MS;
+const LOOK_QUERY_TIMEOUT_MS = 5_000;
+
+/**
+ * What node-postgres waits for an answer beyond the server's own bound (query_timeout), so that the
+ * server's cancel, which says what happened, comes first: a server that accepted the connection but
+ * no longer answers (a failover in progress, a network that drops the packets) never sends one.
+ */
+const ANSWER_SLACK_MS = 2_000;
+
+/** The longest wait for the answer to one of the look's queries. */
+const LOOK_QUERY_BOUND_MS = LOOK_QUERY_TIMEOUT_MS + ANSWER_SLACK_MS;
+
+/**
+ * How long one look takes at the most: a new connection, the pg_terminate_backend of the lost
+ * session, the wait for that session to end (its last poll included), and the read of pg_database.
+ * The Lambda restore's deadline margin is derived from it.
+ */
+export const LOOK_BOUND_MS = PG_CONNECT_TIMEOUT_MS + LOOK_SESSION_END_MS + 3 * LOOK_QUERY_BOUND_MS;
+
+/**
+ * How long a statement of the restore's own session waits for a lock another session holds
+ * (lock_timeout): a RENAME waits for the database's lock while another session holds it (an ALTER
+ * DATABASE or a COMMENT ON DATABASE in an open transaction, a CREATE DATABASE copying it as its
+ * template), and nothing else ends that wait. Long enough for another operator's statement to
+ * commit; a holder that stays is stopped by hand, and the swap refused with the server's "canceling
+ * statement due to lock timeout" leaves the target as it was.
+ */
+const SWAP_LOCK_TIMEOUT_MS = 10_000;
+
+/** How long PostgreSQL itself waits for the sessions of a database to leave before a RENAME or DROP of it fails ("being accessed by other users"). */
+const DATABASE_SESSIONS_WAIT_MS = 5_000;
+
+/**
+ * The longest wait for the answer to a statement of the swap (a RENAME, closing or reopening the
+ * target, ending its sessions): its lock wait, PostgreSQL's wait for the database's sessions, and
+ * the slack for the server's own answer. The work itself is a catalog row: milliseconds.
+ */
+export const SWAP_STATEMENT_BOUND_MS = SWAP_LOCK_TIMEOUT_MS + DATABASE_SESSIONS_WAIT_MS + ANSWER_SLACK_MS;
+
+/**
+ * The longest wait for the answer to a DROP DATABASE. Its lock wait is bounded on the restore's
+ * own session (SWAP_LOCK_TIMEOUT_MS), but not its work, which a legitimate DROP must be given whole: it asks
+ * for an immediate checkpoint of the whole server and waits for it, then removes every file of the
+ * database. After a restore's load, that checkpoint may write up to shared_buffers of dirty pages:
+ * 32 GB on a 128 GB RDS instance (a quarter of its memory by default) take 4.4 minutes at gp3's
+ * baseline 125 MB/s; twice that, for the files and a server busy with its clients, is 10 minutes.
+ */
+const DROP_BOUND_MS = 10 * 60_000;
+
+/**
+ * A statement that got no answer within its bound: the server may still be running it, or have
+ * carried it out and lost the answer. What it did is unknown, as for a lost answer.
+ */
+export class NoAnswer extends Error {}
+
+/**
+ * `text` on `client`, waiting for its answer at most `boundMs`: over it, NoAnswer. node-postgres
+ * gives up on the answer but not on the connection, whose next statements would wait behind it:
+ * the caller ends the session (look, end) before it sends another.
+ */
+async function boundedQuery<R extends QueryResultRow = QueryResultRow>(client: Client, text: string, boundMs: number, values?: unknown[]): Promise<QueryResult<R>> {
+  // query_timeout is node-postgres' own per-query setting, which its types do not declare.
+  const config: QueryConfig & { query_timeout: number } = { text, values, query_timeout: boundMs };
+  try {
+    return await client.query<R>(config);
+  } catch (error) {
+    if ((error as Error | undefined)?.message === 'Query read timeout') throw new NoAnswer(`${text} got no answer within ${boundMs / 1000} s`);
+    throw error;
+  }
+}
 
 /** The databases found under some names, and whether each accepts connections. */
 export type Seen = ReadonlyMap<string, { readonly allowConnections: boolean }>;
 
 export async function openAdminSession(connection: PgConnection, maintenance: string, target: string): Promise<AdminSession> {
   const open = async (): Promise<{ client: Client; pid: number; alive: boolean; superuser: boolean }> => {
-    const client = await connectTo(connection, maintenance);
+    // Every statement of the session, the swap's included, waits for another session's lock at most SWAP_LOCK_TIMEOUT_MS.
+    const client = await connectTo(connection, maintenance, { lock_timeout: SWAP_LOCK_TIMEOUT_MS });
     const session = { client, pid: 0, alive: true, superuser: false };
     client.on('error', () => (session.alive = false)).on('end', () => (session.alive = false));
     try {
@@ -195,17 +267,21 @@ export async function openAdminSession(connection: PgConnection, maintenance: st
       current.alive = false;
       await current.client.end().catch(() => undefined);
       const lost = current.pid;
-      const client = await connectTo(connection, maintenance);
+      // Each query bounded by the server (statement_timeout) and by node-postgres (boundedQuery):
+      // a look that waited for ever would hang the restore where it must say what it left.
+      const client = await connectTo(connection, maintenance, { statement_timeout: LOOK_QUERY_TIMEOUT_MS });
+      const query = <R extends QueryResultRow>(text: string, values: unknown[]): Promise<QueryResult<R>> => boundedQuery<R>(client, text, LOOK_QUERY_BOUND_MS, values);
       try {
         // A server that has not seen the cut yet still runs the statement (a rename waits up to 5 s
         // for the database's sessions, or for a lock): until that session has ended, what is read
         // below may still change.
-        await client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND application_name = $2', [lost, APPLICATION_NAME]);
-        for (let i = 0; (await client.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [lost])).rowCount !== 0; i += 1) {
-          if (i === LOOK_SESSION_END_MS / 100) throw new Error(`its session ${lost} is still running after ${LOOK_SESSION_END_MS / 1000} s`);
+        await query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND application_name = $2', [lost, APPLICATION_NAME]);
+        const endBy = Date.now() + LOOK_SESSION_END_MS;
+        while ((await query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [lost])).rowCount !== 0) {
+          if (Date.now() >= endBy) throw new Error(`its session ${lost} is still running after ${LOOK_SESSION_END_MS / 1000} s`);
           await new Promise((resolve) => setTimeout(resolve, 100));
         }
-        const { rows } = await client.query<{ datname: string; datallowconn: boolean }>('SELECT datname, datallowconn FROM pg_database WHERE datname = ANY ($1::text[])', [names]);
+        const { rows } = await query<{ datname: string; datallowconn: boolean }>('SELECT datname, datallowconn FROM pg_database WHERE datname = ANY ($1::text[])', [names]);
         return new Map(rows.map((r) => [r.datname, { allowConnections: r.datallowconn }]));
       } finally {
         await client.end().catch(() => undefined);
@@ -534,12 +610,12 @@ export async function databaseOwner(admin: Client, name: string): Promise<string
  */
 export async function dropDatabase(admin: Client, name: string): Promise<'force' | 'plain'> {
   try {
-    await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
+    await boundedQuery(admin, `DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`, DROP_BOUND_MS);
     return 'force';
   } catch (error) {
     if (sqlState(error) !== '42501') throw error;
-    await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND usename = current_user AND pid <> pg_backend_pid()', [name]);
-    await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)}`);
+    await boundedQuery(admin, 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND usename = current_user AND pid <> pg_backend_pid()', SWAP_STATEMENT_BOUND_MS, [name]);
+    await boundedQuery(admin, `DROP DATABASE IF EXISTS ${quoteIdent(name)}`, DROP_BOUND_MS);
     return 'plain';
   }
 }
@@ -595,7 +671,7 @@ export async function runLooking(session: AdminSession, statement: LookedAtState
     return;
   } catch (error) {
     if (isRefusedStatement(error)) throw error;
-    const lost = `the connection was lost before the server answered ${statement.sql} (${oneLine(error)})`;
+    const lost = error instanceof NoAnswer ? `${oneLine(error)} (the server may still be running it)` : `the connection was lost before the server answered ${statement.sql} (${oneLine(error)})`;
     let seen: Seen;
     try {
       seen = await session.look(statement.names);
@@ -648,9 +724,9 @@ export async function swapIn(
   const rename = (from: string, to: string): Promise<void> => {
     const sql = `ALTER DATABASE ${quoteIdent(from)} RENAME TO ${quoteIdent(to)}`;
     const names = [target, staging, ...(previous === undefined ? [] : [previous])];
-    return runLooking(session, { sql, names, done: (seen) => renamed(seen, from, to), unknown }, (client) => client.query(sql), warn);
+    return runLooking(session, { sql, names, done: (seen) => renamed(seen, from, to), unknown }, (client) => boundedQuery(client, sql, SWAP_STATEMENT_BOUND_MS), warn);
   };
-  const query = async (sql: string, values?: unknown[]): Promise<unknown> => (await session.client()).query(sql, values);
+  const query = async (sql: string, values?: unknown[]): Promise<unknown> => boundedQuery(await session.client(), sql, SWAP_STATEMENT_BOUND_MS, values);
 
   if (previous === undefined) {
     try {
@@ -686,6 +762,13 @@ export async function swapIn(
     await rename(target, previous);
   } catch (error) {
     if (error instanceof Unsettled) throw error;
+    // Closing the target or ending its sessions unanswered (the rename aside is looked at): no
+    // rename was sent, but the target may be closed, and the session cannot reopen it.
+    if (error instanceof NoAnswer) {
+      throw new Unsettled(
+        `cannot take "${target}" out of the way: ${oneLine(error)} (the server may still be running it); "${target}" was not renamed: look with SELECT datname, datallowconn FROM pg_database WHERE datname IN ('${target}', '${staging}'): if "${target}" does not accept connections, ${reopenDatabaseStatement(target)} reopens it; the restored copy "${staging}" was kept: ${dropDatabaseStatement(staging, session.superuser)} removes it; nothing was dropped`,
+      );
+    }
     throw new OperatorError(`cannot take "${target}" out of the way (${oneLine(error)}); target "${target}" untouched${await reopen()}: stop its clients and retry`);
   }
   try {
@@ -721,7 +804,7 @@ export async function swapIn(
 
 async function waitForNoSessions(admin: Client, database: string): Promise<void> {
   for (let i = 0; i < 50; i += 1) {
-    const r = await admin.query(`SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND ${CLIENT_SESSION}`, [database]);
+    const r = await boundedQuery(admin, `SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND ${CLIENT_SESSION}`, SWAP_STATEMENT_BOUND_MS, [database]);
     if (r.rowCount === 0) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }

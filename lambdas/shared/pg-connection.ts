@@ -284,10 +284,13 @@ export async function openClient(config: ClientConfig): Promise<Client> {
   return client;
 }
 
-/** A client to `database` (default: the connection's own), or one line naming the settings to check. */
-export async function connectTo(connection: PgConnection, database = connection.database): Promise<Client> {
+/**
+ * A client to `database` (default: the connection's own), or one line naming the settings to check.
+ * `bounds`: the session's server-side timeouts and node-postgres' wait for each answer, if any.
+ */
+export async function connectTo(connection: PgConnection, database = connection.database, bounds: Pick<ClientConfig, 'statement_timeout' | 'lock_timeout' | 'query_timeout'> = {}): Promise<Client> {
   try {
-    return await openClient(pgClientConfig(connection, database));
+    return await openClient({ ...pgClientConfig(connection, database), ...bounds });
   } catch (error) {
     throw connectionFailure({ ...connection, database }, error);
   }

@@ -1,8 +1,9 @@
-import type { Client } from 'pg';
+import { Client } from 'pg';
 import { operatorErrorOf } from '../support/refusal';
 import { type PgConnection, connectTo } from '../../lambdas/shared/pg-connection';
 import { watchDatabaseSize } from '../../lambdas/restore/load';
-import { checkTarget, openAdminSession, swapIn } from '../../lambdas/restore/target';
+import { Unsettled, checkTarget, openAdminSession, swapIn } from '../../lambdas/restore/target';
+import { startCuttingProxy } from '../support/cutting-proxy';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { type PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 
@@ -178,4 +179,90 @@ describe('watchDatabaseSize: the load progress', () => {
       psql(cluster, 'postgres', `DROP DATABASE ${database}`);
     }
   });
+});
+
+describe('the swap and its look are bounded: a lock held elsewhere or a server that stops answering ends them with one line', () => {
+  const cluster = testCluster();
+  const connection: PgConnection = { host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' };
+
+  /** A target with a row and a staging database beside it, as a load leaves them. */
+  function targetAndStaging(prefix: string): { target: string; staging: string } {
+    const target = uniqueDatabaseName(prefix);
+    const staging = `${target}_restore_test`;
+    psql(cluster, 'postgres', `CREATE DATABASE ${target}; CREATE DATABASE ${staging}`);
+    psql(cluster, target, 'CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (7)');
+    return { target, staging };
+  }
+
+  function dropAll(target: string): void {
+    for (const name of psql(cluster, 'postgres', `SELECT datname FROM pg_database WHERE datname LIKE '${target}%'`).split('\n').filter(Boolean)) {
+      psql(cluster, 'postgres', `DROP DATABASE "${name}" WITH (FORCE)`);
+    }
+  }
+
+  it('a rename aside that waits for the lock another session holds on the target is refused at the lock bound (10 s): one line, the target untouched and open, the staging database kept', async () => {
+    // Arrange: another session holds the target's database lock (a COMMENT in an open transaction)
+    const { target, staging } = targetAndStaging('t_locked');
+    const holder = new Client(connection);
+    holder.on('error', () => undefined);
+    await holder.connect();
+    const session = await openAdminSession(connection, 'postgres', target);
+    try {
+      await holder.query(`BEGIN; COMMENT ON DATABASE ${target} IS 'held by a test'`);
+      const started = Date.now();
+
+      // Act
+      const error = await operatorErrorOf(swapIn(session, connection, staging, target, { force: true }, () => undefined));
+      const seconds = (Date.now() - started) / 1000;
+
+      // Assert
+      expect(error.message).toBe(`cannot take "${target}" out of the way (canceling statement due to lock timeout); target "${target}" untouched: stop its clients and retry`);
+      expect(error).not.toBeInstanceOf(Unsettled);
+      expect(seconds).toBeGreaterThanOrEqual(9);
+      expect(seconds).toBeLessThan(30);
+      await holder.query('ROLLBACK');
+      expect(psql(cluster, target, 'SELECT id FROM keep_me')).toBe('7');
+      expect(psql(cluster, 'postgres', `SELECT datname FROM pg_database WHERE datname LIKE '${target}%' ORDER BY datname`)).toBe(`${target}\n${staging}`);
+    } finally {
+      await session.end();
+      await holder.end();
+      dropAll(target);
+    }
+  }, 60_000);
+
+  it('a rename aside whose answer is lost, and a server that then lets the look log in but never answers it: Unsettled within the look\'s bound, naming the query to look with, nothing dropped', async () => {
+    // Arrange: the proxy cuts the rename's answer (the server renamed the target aside), then lets
+    // new connections log in and swallows their statements
+    const { target, staging } = targetAndStaging('t_silent');
+    const proxy = await startCuttingProxy({ host: cluster.host, port: cluster.port }, new RegExp(`RENAME TO "${target}_old_`), { silentAfterCut: true });
+    const through: PgConnection = { ...connection, port: proxy.port };
+    const session = await openAdminSession(through, 'postgres', target);
+    try {
+      const started = Date.now();
+
+      // Act
+      const error = await operatorErrorOf(swapIn(session, through, staging, target, { force: true }, () => undefined));
+      const seconds = (Date.now() - started) / 1000;
+
+      // Assert
+      const aside = psql(cluster, 'postgres', `SELECT datname FROM pg_database WHERE datname LIKE '${target}_old_%'`);
+      expect(aside).toMatch(new RegExp(`^${target}_old_\\w+$`));
+      expect(error).toBeInstanceOf(Unsettled);
+      expect(error.message).toMatch(
+        new RegExp(
+          `^the connection was lost before the server answered ALTER DATABASE "${target}" RENAME TO "${aside}" \\(Connection terminated unexpectedly\\), ` +
+            `and a new connection failed too \\(SELECT pg_terminate_backend\\(pid\\) FROM pg_stat_activity WHERE pid = \\$1 AND application_name = \\$2 got no answer within 7 s\\): ` +
+            `look with SELECT datname FROM pg_database WHERE datname IN \\('${target}', '${aside}', '${staging}'\\): if "${target}" is missing, its data is in "${aside}": .*; nothing was dropped$`,
+        ),
+      );
+      expect(seconds).toBeGreaterThanOrEqual(6);
+      expect(seconds).toBeLessThan(20);
+      expect(psql(cluster, aside, 'SELECT id FROM keep_me')).toBe('7');
+      expect(psql(cluster, staging, 'SELECT 1')).toBe('1');
+    } finally {
+      await session.end();
+      await proxy.stop();
+      dropAll(target);
+    }
+  }, 60_000);
 });

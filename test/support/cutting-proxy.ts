@@ -14,13 +14,16 @@ export interface CuttingProxy {
  * which carries it out, and the connection is cut as its answer comes back, the answer dropped (a
  * network blip or a failover at the worst moment: the client never hears what the server did).
  * With `refuseAfterCut`, every connection opened after the cut is closed at once (the server stays
- * out of reach). With `deliver: false`, the connection is cut before the statement reaches the
- * server instead (the client cannot tell that from the other case).
+ * out of reach). With `silentAfterCut`, every connection opened after the cut logs in, but its
+ * statements never reach the server (a server that accepts connections and no longer answers: a
+ * failover half done, a network that drops the packets). With `deliver: false`, the connection is
+ * cut before the statement reaches the server instead (the client cannot tell that from the other
+ * case).
  */
 export async function startCuttingProxy(
   upstream: { host: string; port: number },
   statement: RegExp,
-  options: { refuseAfterCut?: boolean; deliver?: boolean } = {},
+  options: { refuseAfterCut?: boolean; silentAfterCut?: boolean; deliver?: boolean } = {},
 ): Promise<CuttingProxy> {
   let cut: string | undefined;
   const sockets = new Set<net.Socket>();
@@ -35,7 +38,15 @@ export async function startCuttingProxy(
     sockets.add(server);
     server.on('error', () => undefined);
     let cutting = false;
+    // The startup and login go through; from the first statement (a simple Query 'Q', or an
+    // extended protocol's Parse 'P'), nothing more does.
+    const silent = cut !== undefined && options.silentAfterCut;
+    let silenced = false;
     client.on('data', (chunk: Buffer) => {
+      if (silent && (silenced || chunk[0] === 0x51 || chunk[0] === 0x50)) {
+        silenced = true;
+        return;
+      }
       // A simple-protocol Query message: 'Q', its length, the statement's text.
       const text = chunk.toString('latin1');
       if (cut === undefined && text.startsWith('Q') && statement.test(text)) {

@@ -9,7 +9,7 @@ import type { Metrics } from '@aws-lambda-powertools/metrics';
 import { emitRestoreTestReportAge, loadRunnerSettings } from '../../../lambdas/backup/scheduled-run';
 import { RESTORE_TEST_ENV } from '../../../lambdas/restore/contract';
 import { handler, RESTORE_DEADLINE_MARGIN_MS } from '../../../lambdas/restore/handler';
-import { LOOK_BOUND_MS } from '../../../lambdas/restore/target';
+import { LOOK_BOUND_MS, SWAP_STATEMENT_BOUND_MS } from '../../../lambdas/restore/target';
 import { stagingName } from '../../../lambdas/restore/restore';
 import { MetricsSink, loadRestoreTestSettings, loadTemporaryInstanceSettings, runScheduledRestoreTest } from '../../../lambdas/restore/scheduled';
 import { createS3Client } from '../../../lambdas/shared/aws';
@@ -338,11 +338,11 @@ describe('restore-test Lambda handler', () => {
     const { deadlineAt, context: nearTheLimit } = restoreThatDoesNotFit();
 
     await expect(handler({ restore: { ref: 'latest', tier: 'daily', targetDb, force: true } }, nearTheLimit)).rejects.toThrow(
-      new RegExp(`^restore interrupted \\(stopped 80 s before the function's time limit.*\\): staging database \\S+ dropped; target "${targetDb}" untouched$`),
+      new RegExp(`^restore interrupted \\(stopped 173 s before the function's time limit.*\\): staging database \\S+ dropped; target "${targetDb}" untouched$`),
     );
 
-    // Back with the time a swap started at the stop may still take: two renames that lose their answer, each looked at.
-    expect(RESTORE_DEADLINE_MARGIN_MS).toBe(DEADLINE_MARGIN_MS + 2 * LOOK_BOUND_MS);
+    // Back with the time a swap started at the stop may still take: three renames that wait for their answer, two of them lost and looked at.
+    expect(RESTORE_DEADLINE_MARGIN_MS).toBe(DEADLINE_MARGIN_MS + 3 * SWAP_STATEMENT_BOUND_MS + 2 * LOOK_BOUND_MS);
     expect(Date.now()).toBeLessThan(deadlineAt - 2 * LOOK_BOUND_MS);
     expect(psql(cluster, targetDb, 'SELECT id FROM precious')).toBe('7');
     expect(databaseExists(cluster, stagingName(targetDb))).toBe(false);
@@ -369,7 +369,7 @@ describe('restore-test Lambda handler', () => {
     expect(Date.now()).toBeLessThan(deadlineAt - 2 * LOOK_BOUND_MS);
     expect(result.ok).toBe(false);
     // Stopped during the load: the staging database existed, and was dropped.
-    expect(result.error).toMatch(/^restore interrupted \(stopped 80 s before the function's time limit.*\): staging database atmr_dr_restore_test_\S+ dropped/);
+    expect(result.error).toMatch(/^restore interrupted \(stopped 173 s before the function's time limit.*\): staging database atmr_dr_restore_test_\S+ dropped/);
     expect(result.error).not.toContain('\n');
     expect(databasesLike(cluster, 'atmr_dr_restore_test_')).toEqual(leftoversBefore);
     expect(await readJson(result.reportKey)).toEqual(expect.objectContaining({ ok: false, scratchDropped: true, error: result.error }));
