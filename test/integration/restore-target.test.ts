@@ -1,10 +1,10 @@
-import { Client } from 'pg';
+import type { Client } from 'pg';
 import { operatorErrorOf } from '../support/refusal';
 import { type PgConnection, connectTo } from '../../lambdas/shared/pg-connection';
 import { watchDatabaseSize } from '../../lambdas/restore/load';
 import { Unsettled, checkTarget, openAdminSession, swapIn } from '../../lambdas/restore/target';
 import { startCuttingProxy } from '../support/cutting-proxy';
-import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { testClient, testCluster, uniqueDatabaseName } from '../support/cluster';
 import { type PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 
 
@@ -203,8 +203,7 @@ describe('the swap and its look are bounded: a lock held elsewhere or a server t
   it('a rename aside that waits for the lock another session holds on the target is refused at the lock bound (10 s): one line, the target untouched and open, the staging database kept', async () => {
     // Arrange: another session holds the target's database lock (a COMMENT in an open transaction)
     const { target, staging } = targetAndStaging('t_locked');
-    const holder = new Client(connection);
-    holder.on('error', () => undefined);
+    const holder = testClient(connection);
     await holder.connect();
     const session = await openAdminSession(connection, 'postgres', target);
     try {
