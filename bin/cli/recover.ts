@@ -10,7 +10,7 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Command } from 'commander';
 import * as os from 'node:os';
 import { EnvironmentConfig, defaultNewInstancePrefix, prefixNotCovering, resolveRecoveryConfig } from '../../lib/config';
-import { RECOVERY_ID_PATTERN, RecoveryRecord } from '../../lambdas/recovery/contract';
+import { FINAL_STATUSES, RECOVERY_ID_PATTERN, RecoveryRecord } from '../../lambdas/recovery/contract';
 import { CUTOVER_STEPS, CutoverResult, CutoverSettings, cutover, undoCutover } from '../../lambdas/recovery/cutover';
 import { abandonRecovery, describeExecution, parseRecoveryReason, recoveryExecutionArn, startRecovery } from '../../lambdas/recovery/operations';
 import { dataAlsoIn, describeInstance } from '../../lambdas/recovery/rds';
@@ -335,7 +335,12 @@ export function registerRecoverCommands(program: Command): void {
         return;
       }
       let record = await getRecovery(ctx.store, target);
-      const stateMachine = await unrecordedWorkflow(ctx.g, ctx.envName, record);
+      // A final status (failed, cut-over, abandoned) is written last, by the workflow's own cleanup,
+      // a cutover of a copy it had verified or an abandon that stopped it: no workflow is left to
+      // follow, and looking for one by name only cost a CloudFormation read (refused to an operator
+      // without cloudformation:Describe*) and a Step Functions one. Any other status may have its
+      // workflow running and is looked for (abandon needs it so as not to delete a copy under it).
+      const stateMachine = FINAL_STATUSES.includes(record.status) ? undefined : await unrecordedWorkflow(ctx.g, ctx.envName, record);
       const byName = stateMachine && recoveryExecutionArn(stateMachine, target);
       let execution = await executionOf(ctx.sfn, record, byName);
       if (execution?.status === 'RUNNING' && ctx.g.follow) {

@@ -8,6 +8,7 @@ import { beginRecovery, recordKey, updateRecovery } from '../../lambdas/recovery
 import { afterCutoverSteps } from '../../bin/cli/recover';
 import { parseEnvironmentConfig } from '../../lib/config';
 import { exampleEnvironment } from '../support/app';
+import { startCloudFormationWithoutStacks } from '../support/aws-endpoints';
 import { LocalDynamo, startLocalDynamo } from '../support/dynamodb';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -307,6 +308,35 @@ describe('atmr-dr recover', () => {
           expect((await dynamo.ddb.send(new GetCommand({ TableName: dynamo.tableName, Key: recordKey(id) }))).Item).toMatchObject({ status: 'abandoning' });
         } finally {
           env = saved;
+        }
+      });
+
+      it.each([
+        ['failed', 'r20261130143000-c0c0', 0],
+        ['cut-over', 'r20261130143000-c1c1', 0],
+        ['abandoned', 'r20261130143000-c2c2', 0],
+        ['restoring', 'r20261130143000-c3c3', 1],
+        ['verifying', 'r20261130143000-c4c4', 1],
+        ['abandoning', 'r20261130143000-c5c5', 1],
+      ] as const)('status of one "%s" reads the state machine from CloudFormation only while its workflow may run (%s: %d reads)', async (status, id, reads) => {
+        // Arrange: no state machine given, so naming it means reading the Ops stack's outputs
+        // (a local CloudFormation that counts the reads; no stack deployed there).
+        await givenRecord(id, { status, newInstanceHost: undefined });
+        const cloudFormation = await startCloudFormationWithoutStacks();
+        const saved = env;
+        const { ATMR_RECOVERY_STATE_MACHINE: _given, ...withoutMachine } = env;
+        env = { ...withoutMachine, AWS_ENDPOINT_URL_CLOUDFORMATION: cloudFormation.url };
+        try {
+          // Act
+          const run = await atmrDr(['recover', 'status', id]);
+
+          // Assert
+          expect(run.status).toBe(0);
+          expect(run.stdout).toContain(`recovery ${id}: ${status};`);
+          expect(cloudFormation.received()).toBe(reads);
+        } finally {
+          env = saved;
+          await cloudFormation.stop();
         }
       });
     });
