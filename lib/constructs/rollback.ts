@@ -402,6 +402,17 @@ export class Rollback extends Construct {
         TimeoutSeconds: 900,
       },
     });
+    // RunTask refused by ECS itself: throttled, or the task could not be placed (no Fargate
+    // capacity, no ENI, memory), which Step Functions reports as ECS.AmazonECSException. No task was
+    // started, so trying again cannot run the downgrade twice; without it a refusal of a few seconds
+    // went straight to the report, paging a human with the service not rolled back. A task that ran
+    // and failed (States.TaskFailed) or outlasted TimeoutSeconds (States.Timeout) is not tried again:
+    // the command is `flask db downgrade <absolute revision>` (never a relative step, see
+    // parseRevision), but whether a migration that stopped half-way can simply run again is the
+    // application's to say, and a human looks first. 3 retries after 1, 2 and 4 s: at most 7 s more
+    // of the runbook's 30 s for a migration rollback, enough for a throttle (ECS refills its RunTask
+    // rate every second); a capacity shortage that lasts longer pages as before.
+    runMigration.addRetry({ errors: ['ECS.AmazonECSException'], interval: Duration.seconds(1), backoffRate: 2, maxAttempts: 3 });
     runMigration.addCatch(finish, { resultPath: '$.downgrade.taskError' });
     runMigration.next(finish);
     prepare.next(runMigration);

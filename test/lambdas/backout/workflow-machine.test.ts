@@ -136,7 +136,7 @@ async function execute(input: unknown, options: RunOptions = {}): Promise<{ outp
       taskResourceLocalHandlers: handlers as never,
       waitTimeOverrides: { WaitForDeployment: 0, LetMetricsSettle: 0 },
       // The retry intervals are the definition's decision, not the test's time.
-      retryIntervalOverrides: Object.fromEntries(lambdaTasks.map(([name]) => [name, 0])),
+      retryIntervalOverrides: { ...Object.fromEntries(lambdaTasks.map(([name]) => [name, 0])), RunMigrationDowngrade: 0 },
     },
   });
   try {
@@ -148,6 +148,8 @@ async function execute(input: unknown, options: RunOptions = {}): Promise<{ outp
 }
 
 const alarm = () => ({ service: 'atmr-api', event: alarmEvent() });
+/** The .sync output of a downgrade task that exited 0 after 12 s. */
+const DOWNGRADED = { TaskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/abc123', Containers: [{ Name: 'api', ExitCode: 0 }], StartedAt: 1780308000000, StoppedAt: 1780308012000 };
 /** The report paged and the execution ended in PagedAHuman (a success: the page is the report's job). */
 const paged = (result: { output?: unknown; error?: ExecutionError }) => (result.error ? `failed: ${result.error.message}` : (result.output as { page?: boolean }).page);
 const lastMessage = () => mocks.sns.commandCalls(PublishCommand).at(-1)?.args[0].input;
@@ -336,7 +338,7 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     const migration = async (input: Record<string, unknown>) => {
       seen.push(input);
       expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'maintenance', actor: 'atmr-dr backout' });
-      return { TaskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/abc123', Containers: [{ Name: 'api', ExitCode: 0 }], StartedAt: 1780308000000, StoppedAt: 1780308012000 };
+      return DOWNGRADED;
     };
 
     const { output, error } = await execute(alarm(), { migration });
@@ -378,6 +380,73 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(paged(result)).toBe(true);
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
     expect(lastMessage()?.Message).toMatch(/exit code 2/);
+  });
+
+  /** RunTask refused by ECS, as Step Functions' ECS integration reports it: no task was started. */
+  const refused = () =>
+    Object.assign(new Error('Rate exceeded (Service: AmazonECS; Status Code: 400; Error Code: ThrottlingException; Request ID: 0f1e2d3c)'), { name: 'ECS.AmazonECSException' });
+
+  it('tries the downgrade task again when ECS refused RunTask (no task started), then rolls back', async () => {
+    // Arrange: the first RunTask is throttled, the second runs the downgrade to its end
+    await loadHandler({ autoDowngradeMigrations: true });
+    await seedLkg(dynamo.doc, undefined, tableName);
+    const attempts: Record<string, unknown>[] = [];
+    const migration = async (input: Record<string, unknown>) => {
+      attempts.push(input);
+      if (attempts.length === 1) throw refused();
+      return DOWNGRADED;
+    };
+
+    // Act
+    const { output, error } = await execute(alarm(), { migration });
+
+    // Assert
+    expect(error).toBeUndefined();
+    expect(attempts).toHaveLength(2);
+    expect(attempts[1]).toEqual(attempts[0]);
+    expect(output).toMatchObject({ outcome: 'rolled-back', page: false });
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
+    expect(lastMessage()?.Message).toMatch(/Migration: downgrade exited 0 in 12 s/);
+    expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'normal' });
+  });
+
+  it('pages, service not rolled back, once ECS has refused RunTask 4 times (3 retries)', async () => {
+    await loadHandler({ autoDowngradeMigrations: true });
+    await seedLkg(dynamo.doc, undefined, tableName);
+    let attempts = 0;
+    const migration = async () => {
+      attempts += 1;
+      throw refused();
+    };
+
+    const result = await execute(alarm(), { migration });
+
+    expect(attempts).toBe(4);
+    expect(paged(result)).toBe(true);
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+    expect(lastMessage()?.Subject).toMatch(/migration-failed$/);
+    expect(lastMessage()?.Message).toMatch(/ECS\.AmazonECSException: Rate exceeded/);
+  });
+
+  it('does not run again a downgrade task that ran and failed (States.TaskFailed): reported once, service not rolled back', async () => {
+    await loadHandler({ autoDowngradeMigrations: true });
+    await seedLkg(dynamo.doc, undefined, tableName);
+    let attempts = 0;
+    const migration = async () => {
+      attempts += 1;
+      throw Object.assign(new Error(JSON.stringify({ TaskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/f01', Containers: [{ Name: 'api', ExitCode: 1 }], StoppedReason: 'Essential container in task exited' })), {
+        name: 'States.TaskFailed',
+      });
+    };
+
+    const result = await execute(alarm(), { migration });
+
+    expect(attempts).toBe(1);
+    expect(paged(result)).toBe(true);
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+    expect(lastMessage()?.Subject).toMatch(/migration-failed$/);
+    expect(lastMessage()?.Message).toMatch(/downgrade failed: exit code 1 \(Essential container in task exited\)/);
+    expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'maintenance' });
   });
 
   it('names the snapshot it started when the killswitch cannot be set for the downgrade, and does not roll back', async () => {
