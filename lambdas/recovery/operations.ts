@@ -67,32 +67,32 @@ export async function startRecovery(deps: StartDeps, request: StartRequest): Pro
   if (!request.stateMachineArn) throw new OperatorError('recover: no recovery state machine: deploy the ops stack with recovery.enabled, or pass --state-machine ARN', 2);
 
   await beginRecovery(deps.store, { ...recoveryRequest, sourceInstance: request.sourceInstance, sourceResourceId: validated.source.DbiResourceId });
-  let executionArn: string | undefined;
-  try {
-    ({ executionArn } = await deps.sfn.send(
-      new StartExecutionCommand({ stateMachineArn: request.stateMachineArn, name: recoveryRequest.recoveryId, input: JSON.stringify(recoveryRequest) }),
-    ));
-  } catch (error) {
+  const startInput = { stateMachineArn: request.stateMachineArn, name: recoveryRequest.recoveryId, input: JSON.stringify(recoveryRequest) };
+  let started = await startExecution(deps.sfn, startInput);
+  if ('unanswered' in started) {
     // A request whose every answer was lost (the SDK's retries spent) may have started the
     // execution all the same: marked failed, the record would free the lock under a workflow that
-    // restores a copy anyway, and "nothing was created" would be false. The execution is named
-    // after the recovery, so reading it back by that name tells.
-    const found = await executionNamed(deps.sfn, request.stateMachineArn, recoveryRequest.recoveryId);
-    if ('unreadable' in found) {
+    // restores a copy anyway, and "nothing was created" would be false. A read of the execution
+    // (DescribeExecution) is eventually consistent and may miss one just started; sending the same
+    // request again is not: Step Functions answers a standard execution's name and input with that
+    // execution while it runs, ExecutionAlreadyExists once it has ended, and starts it otherwise.
+    const again = await startExecution(deps.sfn, startInput);
+    if ('unanswered' in again) {
       // Neither answer says whether the workflow runs: marked failed, the record would free the lock
       // under a workflow that may be restoring a copy. It stays "restoring" without the execution's
       // ARN, which `recover status` and `recover abandon` look up by the recovery's name.
       const id = recoveryRequest.recoveryId;
       throw new OperatorError(
-        `recover: cannot tell whether the workflow of recovery ${id} started: StartExecution failed (${namedLine(error)}) and reading the execution back failed too (${namedLine(found.unreadable)}); the recovery is left "restoring", holding the one-recovery lock, not marked failed: run "atmr-dr recover status ${id}": if it shows the workflow RUNNING, the recovery goes on (follow it there, start no other); if it shows the workflow never started, nothing was created: "atmr-dr recover abandon ${id}" frees the lock, then start the recovery again`,
+        `recover: cannot tell whether the workflow of recovery ${id} started: StartExecution failed (${namedLine(started.unanswered)}) and sending it again failed too (${namedLine(again.unanswered)}); the recovery is left "restoring", holding the one-recovery lock, not marked failed: run "atmr-dr recover status ${id}": if it shows the workflow RUNNING, the recovery goes on (follow it there, start no other); if it shows the workflow never started, nothing was created: "atmr-dr recover abandon ${id}" frees the lock, then start the recovery again`,
       );
     }
-    executionArn = found.executionArn;
-    if (!executionArn) {
-      await updateRecovery(deps.store, recoveryRequest.recoveryId, { status: 'failed', error: `workflow not started: ${oneLine(error)}` }).catch(() => undefined);
-      throw new OperatorError(`recover: the recovery workflow did not start (${oneLine(error)}): nothing was created; check the state machine ARN and your permissions, then retry`);
-    }
+    started = again;
   }
+  if ('refused' in started) {
+    await updateRecovery(deps.store, recoveryRequest.recoveryId, { status: 'failed', error: `workflow not started: ${oneLine(started.refused)}` }).catch(() => undefined);
+    throw new OperatorError(`recover: the recovery workflow did not start (${oneLine(started.refused)}): nothing was created; check the state machine ARN and your permissions, then retry`);
+  }
+  const executionArn = started.executionArn;
   // The workflow runs from here on, whatever happens to this write: the recovery keeps its lock.
   try {
     await updateRecovery(deps.store, recoveryRequest.recoveryId, { executionArn });
@@ -110,17 +110,33 @@ export function recoveryExecutionArn(stateMachineArn: string, recoveryId: string
 }
 
 /**
- * The execution `name` of the state machine: its ARN when it exists, no ARN when Step Functions says
- * it does not (ExecutionDoesNotExist), and the error when it could not be read (throttled, denied,
- * no answer): that says nothing about whether it runs.
+ * Step Functions' answers that refuse a StartExecution for what the request is (who sends it, to
+ * which state machine, with which name and input): the same request is refused every time, so no
+ * earlier attempt of it, whose answer the SDK's retries may have lost, started the execution either.
+ * Any other failure (no answer, throttled, a server error) says nothing about whether it started.
  */
-async function executionNamed(sfn: SFNClient, stateMachineArn: string, name: string): Promise<{ executionArn?: string } | { unreadable: unknown }> {
-  const executionArn = recoveryExecutionArn(stateMachineArn, name);
+const START_REFUSALS = new Set([
+  'AccessDeniedException',
+  'StateMachineDoesNotExist',
+  'StateMachineDeleting',
+  'InvalidArn',
+  'InvalidName',
+  'InvalidExecutionInput',
+  'ValidationException',
+]);
+
+type StartOutcome = { executionArn: string } | { refused: unknown } | { unanswered: unknown };
+
+async function startExecution(sfn: SFNClient, input: { stateMachineArn: string; name: string; input: string }): Promise<StartOutcome> {
+  const executionArn = recoveryExecutionArn(input.stateMachineArn, input.name);
   try {
-    return { executionArn: (await sfn.send(new DescribeExecutionCommand({ executionArn }))).executionArn ?? executionArn };
+    return { executionArn: (await sfn.send(new StartExecutionCommand(input))).executionArn ?? executionArn };
   } catch (error) {
-    if ((error as { name?: string }).name === 'ExecutionDoesNotExist') return {};
-    return { unreadable: error };
+    const name = (error as { name?: string }).name ?? '';
+    // The name is the recovery's own id (the lock rules out another start of it): an execution
+    // under it that has ended, or a first attempt of this very request, started it.
+    if (name === 'ExecutionAlreadyExists') return { executionArn };
+    return START_REFUSALS.has(name) ? { refused: error } : { unanswered: error };
   }
 }
 

@@ -539,32 +539,45 @@ describe('a workflow that started while the ops-state table failed', () => {
 });
 
 describe('a start whose StartExecution answer was lost', () => {
-  it('finds the execution the request did start, keeps the recovery and its lock, and does not say "nothing was created"', async () => {
-    // The previous test's recovery keeps its lock (its workflow started): end it.
-    const held = await activeRecoveryId(deps().store);
-    if (held) await updateRecovery(deps().store, held, { status: 'abandoned' });
-    // Arrange: Step Functions starts the execution, every answer to the request is lost (the SDK's
-    // retries spent on a flaky network), and the execution is there when read back by its name.
-    const executionArn = (name: string) => `${MACHINE.replace(':stateMachine:', ':execution:')}:${name}`;
-    sfn.on(StartExecutionCommand).rejects(Object.assign(new Error('socket hang up'), { name: 'TimeoutError' }));
-    sfn.on(DescribeExecutionCommand).callsFake((input: { executionArn: string }) => ({ executionArn: input.executionArn, status: 'RUNNING' }));
+  const executionArn = (name: string) => `${MACHINE.replace(':stateMachine:', ':execution:')}:${name}`;
+  const lost = () => Object.assign(new Error('socket hang up'), { name: 'TimeoutError' });
 
-    // Act
-    const result = await start({ toTime: parseToTime('26 minutes ago', NOW) });
+  it.each([
+    ['answers the running execution', (arn: string) => ({ executionArn: arn, startDate: new Date() })],
+    ['answers ExecutionAlreadyExists (the execution has already ended)', () => Promise.reject(Object.assign(new Error('Execution Already Exists'), { name: 'ExecutionAlreadyExists' }))],
+  ])(
+    'sends the same request again, and keeps the recovery, its lock and the execution when Step Functions %s, without saying "nothing was created"',
+    async (_case, secondAnswer) => {
+      // The previous describe's recovery keeps its lock (its workflow started): end it.
+      const held = await activeRecoveryId(deps().store);
+      if (held) await updateRecovery(deps().store, held, { status: 'abandoned' });
+      // Arrange: Step Functions started the execution, every answer to the request was lost (the
+      // SDK's retries spent on a flaky network), and a read by name would not see it yet
+      // (DescribeExecution is eventually consistent).
+      let sent = 0;
+      sfn.on(StartExecutionCommand).callsFake((input: { stateMachineArn: string; name: string }) => {
+        sent += 1;
+        return sent === 1 ? Promise.reject(lost()) : secondAnswer(executionArn(input.name));
+      });
+      sfn.on(DescribeExecutionCommand).rejects(Object.assign(new Error('Execution Does Not Exist'), { name: 'ExecutionDoesNotExist' }));
 
-    // Assert
-    const id = result.request.recoveryId;
-    expect(result.executionArn).toBe(executionArn(id));
-    expect(sfn.commandCalls(DescribeExecutionCommand)[0].args[0].input).toEqual({ executionArn: executionArn(id) });
-    expect(await getRecovery(deps().store, id)).toMatchObject({ status: 'restoring', executionArn: executionArn(id) });
-    expect(await activeRecoveryId(deps().store)).toBe(id);
-    await updateRecovery(deps().store, id, { status: 'abandoned' });
-  });
+      // Act
+      const result = await start({ toTime: parseToTime('26 minutes ago', NOW) });
 
-  it('says it cannot tell, exit 1, and leaves the recovery "restoring" with its lock when the read-back fails too (throttled): the workflow may run', async () => {
-    // Arrange: every answer to StartExecution lost, then Step Functions throttles the read-back.
-    sfn.on(StartExecutionCommand).rejects(Object.assign(new Error('socket hang up'), { name: 'TimeoutError' }));
-    sfn.on(DescribeExecutionCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+      // Assert
+      const id = result.request.recoveryId;
+      const [first, second] = sfn.commandCalls(StartExecutionCommand).map((call) => call.args[0].input);
+      expect(second).toEqual(first);
+      expect(result.executionArn).toBe(executionArn(id));
+      expect(await getRecovery(deps().store, id)).toMatchObject({ status: 'restoring', executionArn: executionArn(id) });
+      expect(await activeRecoveryId(deps().store)).toBe(id);
+      await updateRecovery(deps().store, id, { status: 'abandoned' });
+    },
+  );
+
+  it('says it cannot tell, exit 1, and leaves the recovery "restoring" with its lock when the request sent again is not answered either (throttled): the workflow may run', async () => {
+    // Arrange: every answer to StartExecution lost, then Step Functions throttles the second request.
+    sfn.on(StartExecutionCommand).rejectsOnce(lost()).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
 
     // Act
     const error = await operatorErrorOf(start({ toTime: parseToTime('25 minutes ago', NOW) }));
@@ -572,7 +585,7 @@ describe('a start whose StartExecution answer was lost', () => {
     // Assert
     const id = sfn.commandCalls(StartExecutionCommand)[0].args[0].input.name!;
     expect([error.message, error.exitCode]).toEqual([
-      `recover: cannot tell whether the workflow of recovery ${id} started: StartExecution failed (TimeoutError: socket hang up) and reading the execution back failed too (ThrottlingException: Rate exceeded); the recovery is left "restoring", holding the one-recovery lock, not marked failed: run "atmr-dr recover status ${id}": if it shows the workflow RUNNING, the recovery goes on (follow it there, start no other); if it shows the workflow never started, nothing was created: "atmr-dr recover abandon ${id}" frees the lock, then start the recovery again`,
+      `recover: cannot tell whether the workflow of recovery ${id} started: StartExecution failed (TimeoutError: socket hang up) and sending it again failed too (ThrottlingException: Rate exceeded); the recovery is left "restoring", holding the one-recovery lock, not marked failed: run "atmr-dr recover status ${id}": if it shows the workflow RUNNING, the recovery goes on (follow it there, start no other); if it shows the workflow never started, nothing was created: "atmr-dr recover abandon ${id}" frees the lock, then start the recovery again`,
       1,
     ]);
     const record = await getRecovery(deps().store, id);
@@ -581,13 +594,13 @@ describe('a start whose StartExecution answer was lost', () => {
     await updateRecovery(deps().store, id, { status: 'abandoned' });
   });
 
-  it('marks the recovery failed and frees the lock when no execution under its name exists', async () => {
+  it('marks the recovery failed and frees the lock, sending nothing again, when Step Functions refuses the request itself (access denied)', async () => {
     sfn.on(StartExecutionCommand).rejects(Object.assign(new Error('User is not authorized to perform: states:StartExecution'), { name: 'AccessDeniedException' }));
-    sfn.on(DescribeExecutionCommand).rejects(Object.assign(new Error('Execution Does Not Exist'), { name: 'ExecutionDoesNotExist' }));
 
     const error = await operatorErrorOf(start({ toTime: parseToTime('25 minutes ago', NOW) }));
 
     expect(error.message).toMatch(/^recover: the recovery workflow did not start \(User is not authorized .*\): nothing was created/);
+    expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(1);
     const id = sfn.commandCalls(StartExecutionCommand)[0].args[0].input.name!;
     expect((await getRecovery(deps().store, id)).status).toBe('failed');
     expect(await activeRecoveryId(deps().store)).toBeUndefined();
