@@ -283,10 +283,21 @@ export function migrationTaskFromSync(state: RollbackState, containerName: strin
   return {
     taskArn: (get('TaskArn') as string | undefined) ?? null,
     exitCode: typeof exit === 'number' ? exit : null,
-    stoppedReason: (get('StoppedReason') as string | undefined) ?? (state.downgrade.taskError ? `${state.downgrade.taskError.Error}: ${oneLine(state.downgrade.taskError.Cause ?? '')}`.slice(0, 300) : null),
+    stoppedReason: (get('StoppedReason') as string | undefined) ?? taskErrorLine(state.downgrade.taskError, task),
     startedAt: time(get('StartedAt')),
     stoppedAt: time(get('StoppedAt')),
   };
+}
+
+/**
+ * The Catch of a task that gave no task description. ECS.AmazonECSException is RunTask refused by ECS
+ * itself (throttled, not placed), after the state's retries: no task ran, and the report says so,
+ * so that a human reading "exit code none" does not look for a half-done downgrade.
+ */
+function taskErrorLine(taskError: RollbackState['downgrade']['taskError'], task: Record<string, unknown> | undefined): string | null {
+  if (!taskError) return null;
+  const line = `${taskError.Error}: ${oneLine(taskError.Cause ?? '')}`.slice(0, 300);
+  return taskError.Error === 'ECS.AmazonECSException' && !task ? `not started: ECS refused RunTask, the schema is unchanged (${line})` : line;
 }
 
 function tryJson(text: string | undefined): Record<string, unknown> | undefined {

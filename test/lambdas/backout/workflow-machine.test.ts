@@ -425,7 +425,7 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(paged(result)).toBe(true);
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
     expect(lastMessage()?.Subject).toMatch(/migration-failed$/);
-    expect(lastMessage()?.Message).toMatch(/ECS\.AmazonECSException: Rate exceeded/);
+    expect(lastMessage()?.Message).toMatch(/downgrade failed: exit code none \(not started: ECS refused RunTask, the schema is unchanged \(ECS\.AmazonECSException: Rate exceeded/);
   });
 
   it('does not run again a downgrade task that ran and failed (States.TaskFailed): reported once, service not rolled back', async () => {
