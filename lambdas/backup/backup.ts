@@ -316,9 +316,16 @@ interface DumpedAttempt {
 async function dumpAttempt(input: AttemptInput): Promise<DumpedAttempt> {
   const { deps, lockWaitMs } = input;
   const { connection } = deps;
+  // An abort says so in the words of one during the dump (the connection's end is its echo).
+  const aborted = (): OperatorError => new OperatorError(`${NOTHING_PUBLISHED}: backup aborted (${abortReason(deps.signal)})`);
+  // An abort that came while the previous attempt was ending (or while this one connected) has
+  // already fired: no listener added from here on would hear it, and the new snapshot's LOCK TABLE
+  // would wait behind the application's open transaction for the whole lock wait bound.
+  if (deps.signal?.aborted) throw aborted();
   const client = await connectTo(connection);
   let lockWatch: LockWaitWatch | undefined;
   try {
+    if (deps.signal?.aborted) throw aborted();
     const session = (await client.query<{ version: string; pid: number }>("SELECT current_setting('server_version_num') AS version, pg_backend_pid() AS pid")).rows[0];
     const serverVersion = parseServerVersionNum(session.version);
     assertPgDumpCanDump(serverVersion, input.pgDumpVersion);
@@ -334,8 +341,6 @@ async function dumpAttempt(input: AttemptInput): Promise<DumpedAttempt> {
     if (serverVersion.major >= 14) await client.query("SET client_connection_check_interval = '1s'");
     // Only for a person watching (the CLI's progress): the scheduled runs fail naming the table.
     lockWatch = deps.onProgress ? new LockWaitWatch(connection, lockWaitMs) : undefined;
-    // An abort while it waits says so in the words of one during the dump (the connection's end is its echo).
-    const aborted = (): OperatorError => new OperatorError(`${NOTHING_PUBLISHED}: backup aborted (${abortReason(deps.signal)})`);
     const { snapshot, txids, tables } = await whileLocking(deps, lockWatch, openCountedSnapshot(client), client).catch((error: unknown) => {
       if (deps.signal?.aborted) throw aborted();
       throw error instanceof OperatorError ? new OperatorError(`${NOTHING_PUBLISHED}: ${error.message}`, error.exitCode) : error;
@@ -358,7 +363,9 @@ async function dumpAttempt(input: AttemptInput): Promise<DumpedAttempt> {
  */
 async function whileLocking<T>(deps: RunBackupDeps, lockWatch: LockWaitWatch | undefined, locking: Promise<T>, client: Client): Promise<T> {
   const endClient = (): void => void client.end().catch(() => undefined);
-  deps.signal?.addEventListener('abort', endClient, { once: true });
+  // Aborted during the queries before the locks: the event is past, and would never reach a listener.
+  if (deps.signal?.aborted) endClient();
+  else deps.signal?.addEventListener('abort', endClient, { once: true });
   // Nothing is dumped yet: the line stands at 0 B, and names the lock once it has stood for STALL_LOOK_AFTER_MS.
   const ticker = progressTicker(deps, lockWatch, Date.now(), () => 0);
   try {

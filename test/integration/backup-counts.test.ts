@@ -8,7 +8,7 @@ import { runBackup, type BackupProgress } from '../../lambdas/backup/backup';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { testCluster, uniqueDatabaseName, testClient } from '../support/cluster';
 import { LocalS3, startLocalS3 } from '../support/s3';
-import { createDatabase, dropDatabase, getBytes, runBackends } from './backup-support';
+import { createDatabase, dropDatabase, getBytes, listKeys, pointers, runBackends } from './backup-support';
 
 jest.setTimeout(120_000);
 
@@ -42,7 +42,7 @@ describe('backup row counts and the dump agree (integration)', () => {
   };
   const backup = (
     database: string,
-    extra: { log?: (line: string) => void; onProgress?: (p: BackupProgress) => void; pgBinDir?: string } = {},
+    extra: { log?: (line: string) => void; onProgress?: (p: BackupProgress) => void; pgBinDir?: string; signal?: AbortSignal } = {},
     lockWaitTimeoutMs = 30_000,
   ) => {
     const cluster = testCluster();
@@ -317,6 +317,41 @@ describe('backup row counts and the dump agree (integration)', () => {
         { schema: 'public', name: 'a', rows: 1 },
         { schema: 'public', name: 't', rows: 0 },
       ]);
+    });
+  });
+
+  it('an abort (Ctrl-C, the Lambda\'s deadline) as an attempt ends for a TRUNCATE the application keeps open: the run fails at once as aborted, the TRUNCATE runs, nothing published', async () => {
+    // Arrange: the TRUNCATE caught between the run's locks and pg_dump's stays in an open
+    // transaction, so a next snapshot's LOCK TABLE would wait for the whole lock wait bound (a minute)
+    await withHeldPgDump('bkc_cycleabort', 'CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000);', async ({ database, dir, app, watcher }) => {
+      const s3Client = createS3Client(s3.env);
+      const pointersBefore = await pointers(s3Client, s3.bucket);
+      const aborter = new AbortController();
+      let abortedAt = 0;
+      // Act: the signal aborts as the run says it starts again (the Lambda's deadline, Ctrl-C at that moment)
+      const log = (line: string): void => {
+        if (!line.includes('starting again')) return;
+        abortedAt = Date.now();
+        aborter.abort(new Error('Lambda deadline reached'));
+      };
+      const run = backup(database, { log, pgBinDir: dir, signal: aborter.signal }, 60_000);
+      run.catch(() => undefined);
+      await app.query('BEGIN');
+      const { truncated } = await truncateBeforePgDump(dir, 1, app, watcher);
+      const outcome = await run.then(
+        () => 'published',
+        (error: Error) => error.message,
+      );
+      const settledAfter = Date.now() - abortedAt;
+
+      // Assert: the run ended as aborted within seconds, not after the next snapshot's lock wait
+      expect(abortedAt).toBeGreaterThan(0);
+      expect(outcome).toBe('backup failed, nothing published (no manifest, latest pointers unchanged): backup aborted (Lambda deadline reached)');
+      expect(settledAfter).toBeLessThan(5_000);
+      expect(await withinBound(truncated)).toBeLessThan(10_000);
+      expect(fs.existsSync(path.join(dir, 'started-2'))).toBe(false);
+      expect((await listKeys(s3Client, s3.bucket)).filter((k) => k.includes(database))).toEqual([]);
+      expect(await pointers(s3Client, s3.bucket)).toEqual(pointersBefore);
     });
   });
 });
