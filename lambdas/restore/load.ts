@@ -9,7 +9,7 @@ import { isErrorLine, pgToolPath, quoteIdent } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupObject } from '../shared/manifest';
 import { PgConnection, libpqEnv } from '../shared/pg-connection';
-import { badBackupFix } from './download';
+import { LocalSpaceError, badBackupFix, isOutOfSpace } from './download';
 
 /**
  * Loads a verified local file into a database: `pg_restore -j <cores>` for the custom archive,
@@ -220,15 +220,45 @@ export async function archiveNeeds(input: Pick<LoadInput, 'file' | 'pgBinDir' | 
     // -L alone prints exactly the entries listed, whatever pg_restore counts them as. The lines are
     // held (one per large object up to PostgreSQL 16) as pg_restore holds its whole list anyway.
     const listFile = `${input.file}.large-objects.list`;
-    await fs.promises.writeFile(listFile, `${largeObjects.join('\n')}\n`);
     const largeObjectReader = roleReader(reader.roles);
     try {
+      await writeList(listFile, largeObjects, untouched);
       checkReadable(await run(['-L', listFile, ...noOwner, '--file=-'], (lines) => largeObjectReader.read(lines)), input, untouched);
     } finally {
       await fs.promises.rm(listFile, { force: true });
     }
   }
   return { roles: reader.roles, databaseOwner };
+}
+
+/** Lines of the list of large objects' entries written at a time: ~0.5 MB, far below V8's longest string. */
+const LIST_CHUNK_LINES = 10_000;
+
+/**
+ * Writes `lines` to `file` for pg_restore -L, a chunk at a time: one string of the whole list (a
+ * line per large object up to PostgreSQL 16, so millions of lines for some databases) would pass
+ * V8's longest string and fail with "Invalid string length". A failed write is one line saying
+ * what to do; the caller removes the partial file.
+ */
+async function writeList(file: string, lines: readonly string[], untouched: string): Promise<void> {
+  try {
+    const handle = await fs.promises.open(file, 'w');
+    try {
+      // writeFile on a handle writes from its current position, and the whole chunk (write() may not).
+      for (let i = 0; i < lines.length; i += LIST_CHUNK_LINES) await handle.writeFile(`${lines.slice(i, i + LIST_CHUNK_LINES).join('\n')}\n`);
+    } finally {
+      await handle.close();
+    }
+  } catch (error) {
+    const what = `the list of the archive's ${lines.length} large-object entries`;
+    const dir = path.dirname(file);
+    if (isOutOfSpace(error)) {
+      throw new LocalSpaceError(
+        `the local disk is full: TMPDIR (${dir}) ran out of space for ${what} (${(error as NodeJS.ErrnoException).code}): nothing was created, ${untouched}; the backup is not at fault: point TMPDIR at a larger disk (or free space there, or raise the Lambda ephemeral storage) and retry`,
+      );
+    }
+    throw new OperatorError(`cannot write ${what} to ${file} (${oneLine(error)}): nothing was created, ${untouched}; check the local disk (TMPDIR: ${dir}) and retry`);
+  }
 }
 
 /** The file passed its sha256: an archive pg_restore cannot read is as the backup wrote it. */
