@@ -14,7 +14,7 @@ import { BackupManifestSchema, LatestPointerSchema, type BackupManifest, type Ba
 import { safeJson } from '../shared/json';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
 import { countFailureFix, LOCKED_TABLE_FIX, openCountedSnapshot } from './counted-snapshot';
-import { LockCycleError, LockCycleWatch, LockWaitWatch } from './lock-wait';
+import { LockCycleError, LockCycleWatch, LockWaitWatch, SideLooks } from './lock-wait';
 import {
   backupObjectKeys,
   type BackupObjectKeys,
@@ -323,6 +323,8 @@ async function dumpAttempt(input: AttemptInput): Promise<DumpedAttempt> {
   // would wait behind the application's open transaction for the whole lock wait bound.
   if (deps.signal?.aborted) throw aborted();
   const client = await connectTo(connection);
+  // One side connection for the attempt's looks, whichever watches use it (lock-wait.ts).
+  const looks = new SideLooks(connection);
   let lockWatch: LockWaitWatch | undefined;
   try {
     if (deps.signal?.aborted) throw aborted();
@@ -340,18 +342,18 @@ async function dumpAttempt(input: AttemptInput): Promise<DumpedAttempt> {
     // queued lock request blocking everyone after it) until that lock is released. PostgreSQL 14+.
     if (serverVersion.major >= 14) await client.query("SET client_connection_check_interval = '1s'");
     // Only for a person watching (the CLI's progress): the scheduled runs fail naming the table.
-    lockWatch = deps.onProgress ? new LockWaitWatch(connection, lockWaitMs) : undefined;
+    lockWatch = deps.onProgress ? new LockWaitWatch(looks, lockWaitMs) : undefined;
     const { snapshot, txids, tables } = await whileLocking(deps, lockWatch, openCountedSnapshot(client), client).catch((error: unknown) => {
       if (deps.signal?.aborted) throw aborted();
       throw error instanceof OperatorError ? new OperatorError(`${NOTHING_PUBLISHED}: ${error.message}`, error.exitCode) : error;
     });
     if (deps.signal?.aborted) throw aborted();
 
-    const streamed = await streamDump({ ...input, client, snapshot, snapshotPid: session.pid, tables, lockWatch });
+    const streamed = await streamDump({ ...input, client, snapshot, snapshotPid: session.pid, tables, lockWatch, looks });
     await client.query('COMMIT').catch(() => undefined);
     return { serverVersion, txids, streamed };
   } finally {
-    await lockWatch?.close();
+    await looks.close();
     await client.end().catch(() => undefined);
   }
 }
@@ -414,6 +416,8 @@ interface StreamDumpInput extends AttemptInput {
   readonly tables: readonly TableRef[];
   /** Names what a standing-still dump waits for, when a person watches (deps.onProgress). */
   readonly lockWatch: LockWaitWatch | undefined;
+  /** The attempt's side connection, shared with lockWatch. */
+  readonly looks: SideLooks;
 }
 
 /**
@@ -586,12 +590,12 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
   // Until pg_dump writes its first byte it is taking its locks (it writes the archive only once it
   // has read the catalog, every table locked): a statement of the application caught between the
   // snapshot's locks and pg_dump's would hold everyone for the lock wait bound, unseen by the
-  // deadlock detector (lock-wait.ts). Looked for each second until then, on a connection of its own
-  // opened at the first look; ending the attempt (fail: pg_dump killed, the snapshot's transaction
+  // deadlock detector (lock-wait.ts). Looked for each second until then, on the attempt's side
+  // connection (the progress line's looks share it), opened at the first look; ending the attempt (fail: pg_dump killed, the snapshot's transaction
   // closed) lets that statement run at once, and the caller takes a new snapshot after it. Ending
   // it, rather than waiting it out, is the only way out: the run cannot give up a lock inside its
   // transaction, and pg_dump's request stays queued behind the statement's.
-  const cycleWatch = new LockCycleWatch(deps.connection, input.snapshotPid);
+  const cycleWatch = new LockCycleWatch(input.looks, input.snapshotPid);
   const cycleTicker = setInterval(() => {
     cycleWatch.look((cycle) => {
       if (dumpedBytes === 0) fail(new LockCycleError(cycle));

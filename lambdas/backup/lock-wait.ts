@@ -102,14 +102,29 @@ function formatSeconds(seconds: number): string {
   return s % 60 === 0 ? `${s / 60} min` : `${Math.floor(s / 60)} min ${s % 60} s`;
 }
 
+/** One look: what it reads, and what its owner does when it fails. */
+interface Look {
+  readonly read: (client: Client) => Promise<void>;
+  readonly onFailure: () => void;
+}
+
 /**
  * Looks at the server, at most one at a time, on a connection of its own opened at the first look
- * (a backup that never needs one opens none). A look that fails ends the looking: what these looks
- * find is a help, never a cause of failure, and a server that refuses one will refuse the next.
+ * (a backup that never needs one opens none). One per attempt, shared by its watches (the progress
+ * line's LockWaitWatch and the LockCycleWatch): a stalled dump watched by a person then holds one
+ * side connection, not one per watch. Each watch joins it and leaves it when done; the connection
+ * is closed once the last has left (or close() ends the attempt's looks). A look asked for while
+ * another watch's is under way runs right after it, so that neither watch's looks are skipped for
+ * as long as the other keeps looking. A look that fails ends the looking: what these looks find is
+ * a help, never a cause of failure, and a server that refuses one will refuse the next.
  */
-class SideLooks {
+export class SideLooks {
   private client: Client | undefined;
-  private looking = false;
+  /** The watch whose look is under way, if any. */
+  private looking: object | undefined;
+  /** The next look of each other watch that asked meanwhile, in the order they asked. */
+  private readonly pending = new Map<object, Look>();
+  private members = 0;
   private stopped = false;
 
   constructor(private readonly connection: PgConnection) {}
@@ -118,21 +133,52 @@ class SideLooks {
     return this.stopped;
   }
 
-  /** Runs `read` unless a look is under way or the looks are closed; `onFailure` when it fails. */
-  look(read: (client: Client) => Promise<void>, onFailure: () => void): void {
-    if (this.looking || this.stopped) return;
-    this.looking = true;
-    void this.lookOnce(read, onFailure).finally(() => (this.looking = false));
+  /** A watch starts using the looks; the returned function is its leave (once is enough, more are ignored). */
+  join(): () => Promise<void> {
+    this.members += 1;
+    let left = false;
+    return async () => {
+      if (left) return;
+      left = true;
+      this.members -= 1;
+      if (this.members === 0) await this.close();
+    };
+  }
+
+  /**
+   * Runs `read` for `owner` now, or once the look under way is done when it is another watch's
+   * (`owner`'s own under way answers for this one); `onFailure` when it fails.
+   */
+  look(owner: object, read: (client: Client) => Promise<void>, onFailure: () => void): void {
+    if (this.stopped || this.looking === owner) return;
+    if (this.looking) {
+      this.pending.set(owner, { read, onFailure });
+      return;
+    }
+    this.run(owner, { read, onFailure });
   }
 
   async close(): Promise<void> {
     this.stopped = true;
+    this.pending.clear();
     const client = this.client;
     this.client = undefined;
     await client?.end().catch(() => undefined);
   }
 
-  private async lookOnce(read: (client: Client) => Promise<void>, onFailure: () => void): Promise<void> {
+  private run(owner: object, look: Look): void {
+    this.looking = owner;
+    void this.lookOnce(look).finally(() => {
+      this.looking = undefined;
+      const next = this.pending.entries().next();
+      if (next.done || this.stopped) return;
+      const [nextOwner, nextLook] = next.value;
+      this.pending.delete(nextOwner);
+      this.run(nextOwner, nextLook);
+    });
+  }
+
+  private async lookOnce({ read, onFailure }: Look): Promise<void> {
     try {
       if (!this.client) {
         const client = await connectTo(this.connection);
@@ -154,14 +200,14 @@ class SideLooks {
 
 /** The progress line's look: what a standing-still dump waits for (readLockWait). */
 export class LockWaitWatch {
-  private readonly looks: SideLooks;
+  private readonly leave: () => Promise<void>;
   private latest: string | undefined;
 
   constructor(
-    connection: PgConnection,
+    private readonly looks: SideLooks,
     private readonly lockWaitMs: number,
   ) {
-    this.looks = new SideLooks(connection);
+    this.leave = looks.join();
   }
 
   /** The last look's line, until clear(). */
@@ -176,6 +222,7 @@ export class LockWaitWatch {
 
   look(): void {
     this.looks.look(
+      this,
       async (client) => {
         const wait = await readLockWait(client);
         if (!this.looks.closed) this.latest = wait && describeLockWait(wait, this.lockWaitMs);
@@ -184,8 +231,9 @@ export class LockWaitWatch {
     );
   }
 
+  /** Done looking (the side connection closes once the other watch is done too). */
   close(): Promise<void> {
-    return this.looks.close();
+    return this.leave();
   }
 }
 
@@ -248,17 +296,18 @@ export class LockCycleError extends Error {
 
 /** Looks for a LockCycle of the snapshot session `snapshotPid` each time it is asked to. */
 export class LockCycleWatch {
-  private readonly looks: SideLooks;
+  private readonly leave: () => Promise<void>;
 
   constructor(
-    connection: PgConnection,
+    private readonly looks: SideLooks,
     private readonly snapshotPid: number,
   ) {
-    this.looks = new SideLooks(connection);
+    this.leave = looks.join();
   }
 
   look(onCycle: (cycle: LockCycle) => void): void {
     this.looks.look(
+      this,
       async (client) => {
         const cycle = await readLockCycle(client, this.snapshotPid);
         if (cycle && !this.looks.closed) onCycle(cycle);
@@ -267,7 +316,8 @@ export class LockCycleWatch {
     );
   }
 
+  /** Done looking (the side connection closes once the other watch is done too). */
   close(): Promise<void> {
-    return this.looks.close();
+    return this.leave();
   }
 }

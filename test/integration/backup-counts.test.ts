@@ -354,4 +354,37 @@ describe('backup row counts and the dump agree (integration)', () => {
       expect(await pointers(s3Client, s3.bucket)).toEqual(pointersBefore);
     });
   });
+
+  it('a stalled backup watched by a person: the progress line and the standoff look share one side connection', async () => {
+    // Arrange: a migration holds t while the run locks it (the progress line looks after 3 s), then
+    // pg_dump is held at its start (the standoff look runs each second until its first byte)
+    await withHeldPgDump('bkc_sidelooks', 'CREATE TABLE t (id int); INSERT INTO t VALUES (1);', async ({ database, dir, app, watcher }) => {
+      await app.query('BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE');
+      const waiting: string[] = [];
+      const run = backup(database, { onProgress: (p) => p.waiting && waiting.push(p.waiting), pgBinDir: dir });
+      run.catch(() => undefined);
+      const sessions = new Set<number>();
+      const sample = async (): Promise<boolean> => {
+        for (const backend of await runBackends(watcher, database)) sessions.add(backend.pid);
+        return true;
+      };
+
+      // Act
+      await waitFor('the progress line to name the lock', async () => (await sample()) && waiting.length > 0);
+      await app.query('COMMIT');
+      await waitFor("pg_dump's start", async () => (await sample()) && fs.existsSync(path.join(dir, 'started-1')));
+      const held = Date.now() + 3000;
+      while (Date.now() < held) {
+        await sample();
+        await sleep(50);
+      }
+      fs.writeFileSync(path.join(dir, 'go-1'), '');
+      const { manifest } = await run;
+
+      // Assert: the snapshot's session and one side connection, both watches looked
+      expect(waiting[0]).toMatch(/^waiting \d+ s for a lock on public\.t held by pid \d+ \(role \w+, application "app", idle in transaction/);
+      expect(sessions.size).toBe(2);
+      expect(manifest.tables).toEqual([{ schema: 'public', name: 't', rows: 1 }]);
+    });
+  });
 });
