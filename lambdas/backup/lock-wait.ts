@@ -102,6 +102,10 @@ function formatSeconds(seconds: number): string {
   return s % 60 === 0 ? `${s / 60} min` : `${Math.floor(s / 60)} min ${s % 60} s`;
 }
 
+/** The pause after a failed look, doubled by each further failure in a row up to LOOK_RETRY_MAX_MS. */
+const LOOK_RETRY_FIRST_MS = 1000;
+const LOOK_RETRY_MAX_MS = 30_000;
+
 /** One look: what it reads, and what its owner does when it fails. */
 interface Look {
   readonly read: (client: Client) => Promise<void>;
@@ -115,8 +119,12 @@ interface Look {
  * side connection, not one per watch. Each watch joins it and leaves it when done; the connection
  * is closed once the last has left (or close() ends the attempt's looks). A look asked for while
  * another watch's is under way runs right after it, so that neither watch's looks are skipped for
- * as long as the other keeps looking. A look that fails ends the looking: what these looks find is
- * a help, never a cause of failure, and a server that refuses one will refuse the next.
+ * as long as the other keeps looking. A look that fails (the connection refused, or ended by the
+ * server, a look past its statement timeout) never fails the backup: its connection is dropped and
+ * the looks pause, 1 s after the first failure in a row, doubling up to LOOK_RETRY_MAX_MS, then a
+ * later tick opens a new one. Giving up for good would leave a standoff (LockCycle) to pg_dump's
+ * lock wait bound, the application's statement standing still for 5 minutes, after one refused
+ * connection (a server briefly at max_connections, a side session someone ended).
  */
 export class SideLooks {
   private client: Client | undefined;
@@ -126,6 +134,9 @@ export class SideLooks {
   private readonly pending = new Map<object, Look>();
   private members = 0;
   private stopped = false;
+  /** Failed looks in a row, and when (epoch ms) the looks may resume after the last of them. */
+  private failures = 0;
+  private resumeAt = 0;
 
   constructor(private readonly connection: PgConnection) {}
 
@@ -150,7 +161,7 @@ export class SideLooks {
    * (`owner`'s own under way answers for this one); `onFailure` when it fails.
    */
   look(owner: object, read: (client: Client) => Promise<void>, onFailure: () => void): void {
-    if (this.stopped || this.looking === owner) return;
+    if (this.stopped || this.looking === owner || Date.now() < this.resumeAt) return;
     if (this.looking) {
       this.pending.set(owner, { read, onFailure });
       return;
@@ -172,6 +183,10 @@ export class SideLooks {
       this.looking = undefined;
       const next = this.pending.entries().next();
       if (next.done || this.stopped) return;
+      if (Date.now() < this.resumeAt) {
+        this.pending.clear();
+        return;
+      }
       const [nextOwner, nextLook] = next.value;
       this.pending.delete(nextOwner);
       this.run(nextOwner, nextLook);
@@ -179,21 +194,28 @@ export class SideLooks {
   }
 
   private async lookOnce({ read, onFailure }: Look): Promise<void> {
+    let opened: Client | undefined;
     try {
       if (!this.client) {
-        const client = await connectTo(this.connection);
+        opened = await connectTo(this.connection);
         if (this.stopped) {
-          await client.end().catch(() => undefined);
+          await opened.end().catch(() => undefined);
           return;
         }
         // A look that cannot answer in 2 s is not worth a line that would arrive stale.
-        await client.query("SET statement_timeout = '2s'");
-        this.client = client;
+        await opened.query("SET statement_timeout = '2s'");
+        this.client = opened;
       }
       if (!this.stopped) await read(this.client);
+      this.failures = 0;
     } catch {
       onFailure();
-      await this.close();
+      this.failures += 1;
+      this.resumeAt = Date.now() + Math.min(LOOK_RETRY_MAX_MS, LOOK_RETRY_FIRST_MS * 2 ** (this.failures - 1));
+      // A connection that failed a look may be dead (ended by the server): the next look opens another.
+      const client = this.client ?? opened;
+      this.client = undefined;
+      await client?.end().catch(() => undefined);
     }
   }
 }

@@ -265,6 +265,30 @@ describe('backup row counts and the dump agree (integration)', () => {
     });
   });
 
+  it("the standoff look's side connection ended by the server: a later look opens another, and the TRUNCATE still runs within seconds", async () => {
+    // Arrange: pg_dump held at its start; the side connection's session ended once it is open
+    await withHeldPgDump('bkc_sideend', 'CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000);', async ({ database, dir, app, watcher }) => {
+      const run = backup(database, { pgBinDir: dir }, 60_000);
+      run.catch(() => undefined);
+      fs.writeFileSync(path.join(dir, 'go-2'), '');
+      await waitFor("pg_dump's start 1", () => fs.existsSync(path.join(dir, 'started-1')));
+      // The snapshot's session is in its transaction; the side connection is not
+      const sideSessions = async (): Promise<number[]> => (await runBackends(watcher, database)).filter((b) => !b.inTransaction).map((b) => b.pid);
+      await waitFor('the side connection', async () => (await sideSessions()).length > 0);
+      const [ended] = await sideSessions();
+      await watcher.query('SELECT pg_terminate_backend($1)', [ended]);
+      await waitFor('the side session to end', async () => !(await sideSessions()).includes(ended));
+
+      // Act: the application truncates t between the run's locks and pg_dump's
+      const waited = await withinBound((await truncateBeforePgDump(dir, 1, app, watcher)).truncated);
+      const { manifest } = await run;
+
+      // Assert: found on a new side connection, not left to the run's lock wait bound
+      expect(waited).toBeLessThan(10_000);
+      expect(manifest.tables).toEqual([{ schema: 'public', name: 't', rows: 0 }]);
+    });
+  });
+
   it('the application truncating the table each time the run starts pg_dump: each TRUNCATE runs within seconds, and the run fails after three attempts naming it', async () => {
     // Arrange
     await withHeldPgDump('bkc_cycles', 'CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000);', async ({ database, dir, app, watcher }) => {
