@@ -61,9 +61,12 @@ export interface RunBackupDeps {
   readonly onProgress?: (p: BackupProgress) => void;
   /**
    * Phase lines for a person watching (the CLI's stderr): once the dump has ended, what is left
-   * before the run is done (the rest of the uploads, then the manifest and the pointers).
+   * before the run is done (the rest of the uploads, then the manifest and the pointers). 'warn':
+   * a line a run nobody watches must log too (a scheduled run's log, scheduled-run.ts): the run
+   * ended an attempt and took a new snapshot for an application statement caught between its
+   * locks and pg_dump's.
    */
-  readonly log?: (line: string) => void;
+  readonly log?: (line: string, level?: 'warn') => void;
   readonly signal?: AbortSignal;
   /** Who gzips the plain SQL (compressor.ts); default auto: igzip when present, else zlib. */
   readonly plainCompressor?: PlainCompressorPreference;
@@ -255,7 +258,7 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
           `${NOTHING_PUBLISHED}: ${error.message}, on each of ${n} attempts (each ended so that it could run): let the application finish changing that table (TRUNCATE, ALTER TABLE), then run the backup again`,
         );
       }
-      deps.log?.(`backup: ${error.message}: ended this attempt so that it can run; starting again (attempt ${n + 1} of ${LOCK_CYCLE_ATTEMPTS})`);
+      deps.log?.(`backup: ${error.message}: ended this attempt so that it can run; starting again (attempt ${n + 1} of ${LOCK_CYCLE_ATTEMPTS})`, 'warn');
     }
   }
   const { serverVersion, txids, streamed } = dumped;

@@ -130,7 +130,19 @@ export async function runScheduledBackup(deps: ScheduledRunDeps, tier: BackupTie
     });
     logger?.info('backup starting', { tier, database: describeConnection(connection) });
     const result = await runBackup(
-      { s3: deps.s3, bucket: settings.bucket, connection, pgBinDir: deps.pgBinDir, metrics: deps.metrics, now: deps.now, signal: deps.signal },
+      {
+        s3: deps.s3,
+        bucket: settings.bucket,
+        connection,
+        pgBinDir: deps.pgBinDir,
+        metrics: deps.metrics,
+        now: deps.now,
+        signal: deps.signal,
+        // A new snapshot taken for the application's statement (a TRUNCATE caught between the run's
+        // locks and pg_dump's) is worth a warning: a run that fails after three names it, and a
+        // schedule that meets it each time is one to change. The CLI's phase lines stay at debug.
+        log: (line, level) => (level === 'warn' ? logger?.warn(line, { tier }) : logger?.debug(line, { tier })),
+      },
       {
         tier,
         compressionLevel: settings.compressionLevel,

@@ -1,5 +1,4 @@
 import { Client } from 'pg';
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -8,6 +7,7 @@ import { runBackup, type BackupProgress } from '../../lambdas/backup/backup';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { testCluster, uniqueDatabaseName, testClient } from '../support/cluster';
 import { LocalS3, startLocalS3 } from '../support/s3';
+import { heldPgDump, truncateBeforePgDump, waitFor, waitOf, withinBound } from '../support/held-pg-dump';
 import { createDatabase, dropDatabase, getBytes, listKeys, pointers, runBackends } from './backup-support';
 
 jest.setTimeout(120_000);
@@ -51,9 +51,6 @@ describe('backup row counts and the dump agree (integration)', () => {
       { tier: 'hourly', lockWaitTimeoutMs },
     );
   };
-  /** The session's wait_event_type ('Lock' while it queues behind another session's lock). */
-  const waitOf = async (watcher: Client, pid: number): Promise<string | null> =>
-    (await watcher.query<{ wait: string | null }>('SELECT wait_event_type AS wait FROM pg_stat_activity WHERE pid = $1', [pid])).rows[0]?.wait ?? null;
 
   it('a TRUNCATE queued during the dump that runs before the count reaches its table: the manifest still counts the rows the dump holds', async () => {
     // Arrange: 200 tables before "t" in the count order (a first batch of counts), the first with an
@@ -176,48 +173,7 @@ describe('backup row counts and the dump agree (integration)', () => {
     expect(manifest.tables).toEqual([{ schema: 'public', name: 'kept', rows: 2 }]);
   });
 
-  /**
-   * A pg_dump that, on each start, creates `<dir>/started-<n>` and waits for `<dir>/go-<n>` before
-   * it runs the real one: the test decides what other sessions do between the run's locks and
-   * pg_dump's. With the real pg_restore beside it (the plain format).
-   */
-  const heldPgDump = (dir: string): string => {
-    const real = (tool: string): string => execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim();
-    fs.writeFileSync(
-      path.join(dir, 'pg_dump'),
-      `#!/bin/sh\n[ "$1" = --version ] && exec "${real('pg_dump')}" --version\nn=1; while [ -e "${dir}/started-$n" ]; do n=$((n + 1)); done\n` +
-        `touch "${dir}/started-$n"\nwhile [ ! -e "${dir}/go-$n" ]; do sleep 0.05; done\nexec "${real('pg_dump')}" "$@"\n`,
-      { mode: 0o755 },
-    );
-    fs.symlinkSync(real('pg_restore'), path.join(dir, 'pg_restore'));
-    return dir;
-  };
-  const waitFor = async (what: string, check: () => Promise<boolean> | boolean, ms = 20_000): Promise<void> => {
-    const deadline = Date.now() + ms;
-    while (!(await check())) {
-      if (Date.now() > deadline) throw new Error(`waited ${ms} ms for ${what}`);
-      await sleep(50);
-    }
-  };
 
-  /**
-   * Once the run's attempt `n` has started pg_dump (its snapshot holds every table), the application
-   * truncates t, which queues behind the snapshot's lock; then pg_dump goes on. How long the
-   * TRUNCATE waited, once it has run.
-   */
-  const truncateBeforePgDump = async (dir: string, n: number, app: Client, watcher: Client): Promise<{ truncated: Promise<number> }> => {
-    await waitFor(`pg_dump's start ${n}`, () => fs.existsSync(path.join(dir, `started-${n}`)));
-    const appPid = (await app.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
-    const started = Date.now();
-    const truncated = app.query('TRUNCATE t').then(() => Date.now() - started);
-    truncated.catch(() => undefined);
-    await waitFor('the TRUNCATE to queue', async () => (await waitOf(watcher, appPid)) === 'Lock');
-    fs.writeFileSync(path.join(dir, `go-${n}`), '');
-    return { truncated };
-  };
-  /** How long `truncated` took, or Infinity once it has waited 15 s. */
-  const withinBound = (truncated: Promise<number>): Promise<number> =>
-    Promise.race([truncated, new Promise<number>((resolve) => setTimeout(() => resolve(Infinity), 15_000).unref())]);
 
   /** A database made by `schema`, a held pg_dump (heldPgDump), and the application's and a watcher's sessions, for `body`. */
   const withHeldPgDump = async (prefix: string, schema: string, body: (f: { database: string; dir: string; app: Client; watcher: Client }) => Promise<void>): Promise<void> => {

@@ -4,12 +4,16 @@ import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import type { Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { loadRunnerSettings } from '../../lambdas/backup/scheduled-run';
 import { main, tierFromCommandLine } from '../../lambdas/backup/task';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { backupObjectKeys, latestDatabaseTierPointerKey } from '../../lambdas/shared/s3-layout';
-import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { testClient, testCluster, uniqueDatabaseName } from '../support/cluster';
+import { heldPgDump, truncateBeforePgDump } from '../support/held-pg-dump';
 import { psql } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
 
@@ -336,6 +340,52 @@ describe('ECS task entry (task.ts)', () => {
     expect((await listKeys()).some((k) => k.startsWith('daily/') && k.endsWith('.manifest.json'))).toBe(true);
     expect(dimensionsOf(emfDocs(out), 'BackupSuccess')).toEqual({ service: 'backup-runner', Tier: 'daily' });
     expect(out).not.toContain(PASSWORD);
+  });
+
+  it("logs one warning naming the statement when it takes a new snapshot for the application's TRUNCATE caught between its locks and pg_dump's", async () => {
+    // Arrange: a database of its own, pg_dump held at each start, the application's session
+    const standoff = uniqueDatabaseName('runner_standoff');
+    const cluster = testCluster();
+    psql(cluster, 'postgres', `CREATE DATABASE ${standoff};`);
+    psql(cluster, standoff, 'CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100);');
+    const dir = heldPgDump(fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-runner-')));
+    const connect = async (applicationName: string) => {
+      const client = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: standoff, application_name: applicationName });
+      await client.connect();
+      return client;
+    };
+    const [app, watcher] = [await connect('app'), await connect('watcher')];
+    const lines: string[] = [];
+    const clients = { s3: createS3Client(s3.env), rds: new RDSClient({ region: 'eu-west-3' }), secretsManager: new SecretsManagerClient({ region: 'eu-west-3' }) };
+    try {
+      fs.writeFileSync(path.join(dir, 'go-2'), '');
+
+      // Act: the application truncates t once the first attempt's snapshot holds it
+      const task = captureStdout(() => main(['--tier', 'hourly'], { ...runnerEnv(), DATABASE_NAME: standoff }, { stderr: { write: (l: string) => lines.push(l) }, clients, pgBinDir: dir }));
+      await truncateBeforePgDump(dir, 1, app, watcher);
+      const { result, out } = await task;
+
+      // Assert: the second attempt published, and the log says why there was one
+      expect(lines).toEqual([]);
+      expect(result).toBe(0);
+      const warnings = out
+        .split('\n')
+        .filter((l) => l.startsWith('{') && !l.includes('"_aws"'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((doc) => doc.level === 'WARN');
+      expect(warnings).toEqual([
+        expect.objectContaining({
+          message: expect.stringMatching(
+            /^backup: pg_dump's lock on public\.t queued behind pid \d+ \(TRUNCATE t\), which waits for this run's own lock on it: ended this attempt so that it can run; starting again \(attempt 2 of 3\)$/,
+          ),
+          tier: 'hourly',
+        }),
+      ]);
+    } finally {
+      await Promise.all([app.end(), watcher.end()]);
+      psql(cluster, 'postgres', `DROP DATABASE IF EXISTS ${standoff} WITH (FORCE);`);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   // A run Scheduler starts late (RunTask retried, Fargate capacity, image pull) gets the rest of its
