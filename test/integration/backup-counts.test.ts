@@ -145,35 +145,18 @@ describe('backup row counts and the dump agree (integration)', () => {
     ]);
   });
 
-  it('a table dropped while the run waits to lock it: the run lists the tables again and publishes a backup without it', async () => {
+  // DROP SCHEMA ... CASCADE makes the waiting LOCK TABLE fail with 3F000, DROP TABLE with 42P01
+  it.each([
+    ['a table dropped while the run waits to lock it', 'bkc_dropped', 'CREATE TABLE gone (id int);', 'gone', 'DROP TABLE gone'],
+    ['a schema dropped while the run waits to lock one of its tables', 'bkc_schema', 'CREATE SCHEMA old; CREATE TABLE old.gone (id int);', 'old.gone', 'DROP SCHEMA old CASCADE'],
+  ])('%s: the run lists the tables again and publishes a backup without it', async (_what, prefix, schema, table, drop) => {
     // Arrange / Act
-    const { manifest, dumped } = await backupBehindMigration(
-      'bkc_dropped',
-      'CREATE TABLE gone (id int); CREATE TABLE kept (id int); INSERT INTO kept VALUES (1), (2);',
-      'gone',
-      'DROP TABLE gone',
-    );
+    const { manifest, dumped } = await backupBehindMigration(prefix, `${schema} CREATE TABLE kept (id int); INSERT INTO kept VALUES (1), (2);`, table, drop);
 
     // Assert
     expect(dumped('public.kept')).toBe(2);
     expect(manifest.tables).toEqual([{ schema: 'public', name: 'kept', rows: 2 }]);
   });
-
-  it('a schema dropped while the run waits to lock one of its tables: the run lists the tables again and publishes a backup without it', async () => {
-    // Arrange / Act: DROP SCHEMA ... CASCADE makes the waiting LOCK TABLE fail with 3F000, not 42P01
-    const { manifest, dumped } = await backupBehindMigration(
-      'bkc_schema',
-      'CREATE SCHEMA old; CREATE TABLE old.gone (id int); CREATE TABLE kept (id int); INSERT INTO kept VALUES (1), (2);',
-      'old.gone',
-      'DROP SCHEMA old CASCADE',
-    );
-
-    // Assert
-    expect(dumped('public.kept')).toBe(2);
-    expect(manifest.tables).toEqual([{ schema: 'public', name: 'kept', rows: 2 }]);
-  });
-
-
 
   /** A database made by `schema`, a held pg_dump (heldPgDump), and the application's and a watcher's sessions, for `body`. */
   const withHeldPgDump = async (prefix: string, schema: string, body: (f: { database: string; dir: string; app: Client; watcher: Client }) => Promise<void>): Promise<void> => {
