@@ -144,13 +144,17 @@ export class SideLooks {
     return this.stopped;
   }
 
-  /** A watch starts using the looks; the returned function is its leave (once is enough, more are ignored). */
-  join(): () => Promise<void> {
+  /**
+   * Watch `owner` starts using the looks; the returned function is its leave (once is enough, more
+   * are ignored), which drops a look of its still waiting for its turn.
+   */
+  join(owner: object): () => Promise<void> {
     this.members += 1;
     let left = false;
     return async () => {
       if (left) return;
       left = true;
+      this.pending.delete(owner);
       this.members -= 1;
       if (this.members === 0) await this.close();
     };
@@ -229,7 +233,7 @@ export class LockWaitWatch {
     private readonly looks: SideLooks,
     private readonly lockWaitMs: number,
   ) {
-    this.leave = looks.join();
+    this.leave = looks.join(this);
   }
 
   /** The last look's line, until clear(). */
@@ -324,7 +328,7 @@ export class LockCycleWatch {
     private readonly looks: SideLooks,
     private readonly snapshotPid: number,
   ) {
-    this.leave = looks.join();
+    this.leave = looks.join(this);
   }
 
   look(onCycle: (cycle: LockCycle) => void): void {
