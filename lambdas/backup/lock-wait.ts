@@ -202,12 +202,13 @@ export class SideLooks {
     try {
       if (!this.client) {
         opened = await connectTo(this.connection);
+        // A look that cannot answer in 2 s is not worth a line that would arrive stale.
+        await opened.query("SET statement_timeout = '2s'");
+        // Checked after the SET too: looks closed meanwhile would never end a connection kept now.
         if (this.stopped) {
           await opened.end().catch(() => undefined);
           return;
         }
-        // A look that cannot answer in 2 s is not worth a line that would arrive stale.
-        await opened.query("SET statement_timeout = '2s'");
         this.client = opened;
       }
       if (!this.stopped) await read(this.client);
