@@ -4,7 +4,7 @@ import { dropDatabaseStatement, quoteIdent, reopenDatabaseStatement } from '../s
 import { OperatorError, oneLine } from '../shared/errors';
 import { countOf } from '../shared/format';
 import { APPLICATION_NAME, PG_CONNECT_TIMEOUT_MS, PgConnection, connectTo } from '../shared/pg-connection';
-import { isRefusedStatement, sqlState } from '../shared/pg-errors';
+import { isQueryReadTimeout, isRefusedStatement, sqlState } from '../shared/pg-errors';
 
 // The connection helper lives with the connection settings (the backup uses it too); restore imports it from here.
 
@@ -234,7 +234,7 @@ async function boundedQuery<R extends QueryResultRow = QueryResultRow>(client: C
   try {
     return await client.query<R>(config);
   } catch (error) {
-    if ((error as Error | undefined)?.message === 'Query read timeout') throw new NoAnswer(`${text} got no answer within ${boundMs / 1000} s`);
+    if (isQueryReadTimeout(error)) throw new NoAnswer(`${text} got no answer within ${boundMs / 1000} s`);
     throw error;
   }
 }

@@ -14,6 +14,16 @@ export function sqlState(error: unknown): string | undefined {
 }
 
 /**
+ * node-postgres gave up waiting for a statement's answer (its query_timeout): a plain Error told by
+ * its message alone, with no code and no SQLSTATE, since the server never answered. Compared here
+ * only, and checked against the real driver (test/integration/pg-errors.test.ts): a driver that
+ * rewords it fails that test, instead of turning every bounded wait into an ordinary error.
+ */
+export function isQueryReadTimeout(error: unknown): boolean {
+  return error instanceof Error && sqlState(error) === undefined && error.message === 'Query read timeout';
+}
+
+/**
  * A PostgreSQL error of the statement itself, not of the connection or the server going away: the
  * server's own error (sqlState), whose SQLSTATE is neither class 08 (connection) nor class 57
  * (operator intervention: the session terminated, the server shutting down), except

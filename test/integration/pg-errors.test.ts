@@ -1,5 +1,5 @@
-import { Client } from 'pg';
-import { isRefusedStatement, sqlState } from '../../lambdas/shared/pg-errors';
+import { Client, type QueryConfig } from 'pg';
+import { isQueryReadTimeout, isRefusedStatement, sqlState } from '../../lambdas/shared/pg-errors';
 import { testCluster } from '../support/cluster';
 
 /** The server's own answer against a connection that went away, told from real node-postgres errors. */
@@ -61,6 +61,32 @@ describe('isRefusedStatement', () => {
       expect(sqlState(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }))).toBeUndefined();
     } finally {
       await victim.end().catch(() => undefined);
+      await admin.end();
+    }
+  });
+});
+
+describe('isQueryReadTimeout', () => {
+  it("is true for node-postgres giving up on an answer (query_timeout shorter than the statement), false for the server's own cancel and for a connection that is gone", async () => {
+    const client = await connect();
+    const admin = await connect();
+    try {
+      const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+      // query_timeout is node-postgres' own per-query setting, which its types do not declare.
+      const config: QueryConfig & { query_timeout: number } = { text: 'SELECT pg_sleep(30)', query_timeout: 200 };
+      const unanswered = await client.query(config).catch((e: unknown) => e);
+      const timedOut = await admin.query("SET statement_timeout = '100ms'; SELECT pg_sleep(30)").catch((e: unknown) => e);
+      // The server still runs the abandoned pg_sleep: end that session.
+      await admin.query('SET statement_timeout = 0');
+      await admin.query('SELECT pg_terminate_backend($1)', [pid]);
+      const gone = await client.query('SELECT 1').catch((e: unknown) => e);
+
+      expect(gone).toBeInstanceOf(Error);
+      expect(isQueryReadTimeout(unanswered)).toBe(true);
+      expect(sqlState(timedOut)).toBe('57014');
+      expect([isQueryReadTimeout(timedOut), isQueryReadTimeout(gone), isQueryReadTimeout(undefined)]).toEqual([false, false, false]);
+    } finally {
+      await client.end().catch(() => undefined);
       await admin.end();
     }
   });
