@@ -115,18 +115,22 @@ SELECT kind, n FROM (VALUES
 ) AS contents (kind, n)`;
 
 async function inspectTarget(admin: Client, connection: PgConnection, target: string): Promise<TargetState> {
-  const exists = (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [target])).rowCount === 1;
+  const exists = (await boundedQuery(admin, 'SELECT 1 FROM pg_database WHERE datname = $1', GUARD_READ_BOUND_MS, [target])).rowCount === 1;
   if (!exists) return { exists, contents: [], sessions: [] };
   // Sessions first: our own short look inside the target below must not count as one.
-  const sessions = await admin.query<{ pid: number; application: string; role: string; endable: boolean; superuser: boolean }>(
+  const sessions = await boundedQuery<{ pid: number; application: string; role: string; endable: boolean; superuser: boolean }>(
+    admin,
     `SELECT pid, coalesce(nullif(application_name, ''), usename::text, '?') AS application, coalesce(usename::text, '?') AS role, ${ENDABLE_SESSION} AS endable,
             coalesce((SELECT rolsuper FROM pg_roles r WHERE r.oid = usesysid), false) AS superuser
        FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND ${CLIENT_SESSION}`,
+    GUARD_READ_BOUND_MS,
     [target],
+    `the read of the sessions in "${target}" (pg_stat_activity)`,
   );
-  const client = await connectTo(connection, target);
+  // Its lock waits bounded as the restore's own session's are: the server answers them.
+  const client = await connectTo(connection, target, { lock_timeout: SWAP_LOCK_TIMEOUT_MS });
   try {
-    const result = await client.query<{ kind: string; n: string }>(CONTENTS_QUERY);
+    const result = await boundedQuery<{ kind: string; n: string }>(client, CONTENTS_QUERY, GUARD_READ_BOUND_MS, undefined, `the read of what "${target}" holds (its catalogs, on a connection to it)`);
     const contents = result.rows.filter((r) => Number(r.n) > 0).map((r) => countOf(Number(r.n), r.kind));
     return { exists, contents, sessions: sessions.rows };
   } finally {
@@ -218,6 +222,27 @@ export const SWAP_STATEMENT_BOUND_MS = SWAP_LOCK_TIMEOUT_MS + DATABASE_SESSIONS_
 const DROP_BOUND_MS = 10 * 60_000;
 
 /**
+ * The longest wait for the answer to a CREATE DATABASE (of the staging database, from template0).
+ * Its lock wait is the session's (SWAP_LOCK_TIMEOUT_MS), but its work must be given whole, and it
+ * may be the same as a DROP's: before PostgreSQL 15 (and with STRATEGY FILE_COPY since) it asks for
+ * an immediate checkpoint of the whole server, waits for it, copies the template's files and
+ * checkpoints again; from 15 on, it writes the template's blocks (about 8 MB) to the WAL and waits
+ * for them to be flushed. So the DROP's bound (a checkpoint after a large load of another database
+ * of the server, or of its busy clients), and not a few seconds that a legitimate creation on a
+ * busy server could exceed, cancelling the restore before anything is loaded.
+ */
+const CREATE_DATABASE_BOUND_MS = DROP_BOUND_MS;
+
+/**
+ * The longest wait for the answer to one of the guards' reads (checkTarget): the catalogs or
+ * pg_stat_activity, milliseconds, a second or two for a target of many thousands of objects
+ * (CONTENTS_QUERY). A lock on a catalog (a LOCK TABLE, a VACUUM FULL) makes one wait up to the
+ * session's lock_timeout, which the server answers. Beyond that and the slack for the server's
+ * answer, the server accepted the connection but is not answering.
+ */
+export const GUARD_READ_BOUND_MS = SWAP_LOCK_TIMEOUT_MS + 8_000 + ANSWER_SLACK_MS;
+
+/**
  * A statement that got no answer within its bound: the server may still be running it, or have
  * carried it out and lost the answer. What it did is unknown, as for a lost answer.
  */
@@ -226,15 +251,16 @@ export class NoAnswer extends Error {}
 /**
  * `text` on `client`, waiting for its answer at most `boundMs`: over it, NoAnswer. node-postgres
  * gives up on the answer but not on the connection, whose next statements would wait behind it:
- * the caller ends the session (look, end) before it sends another.
+ * the caller ends the session (look, end) before it sends another. `what`: how the line names the
+ * statement (default its text; a long query's is named by what it reads).
  */
-async function boundedQuery<R extends QueryResultRow = QueryResultRow>(client: Client, text: string, boundMs: number, values?: unknown[]): Promise<QueryResult<R>> {
+async function boundedQuery<R extends QueryResultRow = QueryResultRow>(client: Client, text: string, boundMs: number, values?: unknown[], what = text): Promise<QueryResult<R>> {
   // query_timeout is node-postgres' own per-query setting, which its types do not declare.
   const config: QueryConfig & { query_timeout: number } = { text, values, query_timeout: boundMs };
   try {
     return await client.query<R>(config);
   } catch (error) {
-    if (isQueryReadTimeout(error)) throw new NoAnswer(`${text} got no answer within ${boundMs / 1000} s`);
+    if (isQueryReadTimeout(error)) throw new NoAnswer(`${what} got no answer within ${boundMs / 1000} s`);
     throw error;
   }
 }
@@ -314,8 +340,26 @@ async function lockTarget(admin: Client, target: string): Promise<number> {
   throw new OperatorError(`another restore into "${target}" is running${who}: wait for it to end (or stop it), then check "${target}" before restoring again; nothing was done`, 3);
 }
 
-/** Refuses a non-empty target without force, and a target with sessions without terminateConnections. */
+/**
+ * Refuses a non-empty target without force, and a target with sessions without terminateConnections.
+ * Each read is bounded (GUARD_READ_BOUND_MS): a server that accepts the connection but does not
+ * answer (a failover half done, a network that drops the packets) ends it with one line, and `admin`
+ * is ended, so that the session it belongs to connects again before its next statement, which
+ * would otherwise wait behind the unanswered one.
+ */
 export async function checkTarget(admin: Client, connection: PgConnection, target: string, guards: TargetGuards): Promise<{ exists: boolean }> {
+  try {
+    return await checkTargetReads(admin, connection, target, guards);
+  } catch (error) {
+    if (!(error instanceof NoAnswer)) throw error;
+    await admin.end().catch(() => undefined);
+    throw new OperatorError(
+      `cannot check target database "${target}": ${oneLine(error)} (the server accepts connections but does not answer: a failover in progress, a network that drops the packets, a server overloaded): check that it answers (psql -c 'SELECT 1'), then rerun the restore; the check creates nothing: "${target}" untouched`,
+    );
+  }
+}
+
+async function checkTargetReads(admin: Client, connection: PgConnection, target: string, guards: TargetGuards): Promise<{ exists: boolean }> {
   const state = await inspectTarget(admin, connection, target);
   if (state.exists && state.contents.length > 0 && !guards.force) {
     throw new OperatorError(`target database "${target}" exists and is not empty (${state.contents.join(', ')}): pass --force to replace it, or restore into a new name`, 2);
@@ -330,14 +374,16 @@ export async function checkTarget(admin: Client, connection: PgConnection, targe
   const unendable = state.sessions.filter((s) => !s.endable);
   if (unendable.length > 0) {
     const rolesOf = (sessions: typeof unendable): string[] => [...new Set(sessions.map((s) => s.role))];
-    const role = (await admin.query<{ role: string }>('SELECT current_user AS role')).rows[0].role;
+    const role = (await boundedQuery<{ role: string }>(admin, 'SELECT current_user AS role', GUARD_READ_BOUND_MS)).rows[0].role;
     // Only a superuser may end a superuser's session: pg_signal_backend does not reach it, and
     // advising that GRANT sent the operator back to the same refusal.
     const superusers = rolesOf(unendable.filter((s) => s.superuser));
     // A NOINHERIT member of pg_signal_backend has been granted it already: the GRANT would change nothing.
     const noinherit = (
-      await admin.query<{ noinherit: boolean }>(
+      await boundedQuery<{ noinherit: boolean }>(
+        admin,
         "SELECT pg_has_role(current_user, 'pg_signal_backend', 'MEMBER') AND NOT (SELECT rolinherit FROM pg_roles WHERE rolname = current_user) AS noinherit",
+        GUARD_READ_BOUND_MS,
       )
     ).rows[0].noinherit;
     const grant = noinherit
@@ -362,15 +408,18 @@ export async function checkTarget(admin: Client, connection: PgConnection, targe
  * owner's role). Found at swap time instead, the refusal would come after the whole load.
  */
 async function checkPrivileges(admin: Client, target: string, targetExists: boolean): Promise<void> {
-  const { rows } = await admin.query<{ role: string; createdb: boolean; owns: boolean | null }>(
+  const { rows } = await boundedQuery<{ role: string; createdb: boolean; owns: boolean | null }>(
+    admin,
     `SELECT current_user AS role, (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user) AS createdb,
             (SELECT pg_has_role(current_user, datdba, 'USAGE') FROM pg_database WHERE datname = $1) AS owns`,
+    GUARD_READ_BOUND_MS,
     [target],
+    `the read of the role's CREATEDB and of who owns "${target}" (pg_roles, pg_database)`,
   );
   const { role, createdb, owns } = rows[0];
   if (!createdb) throw cannotCreateDatabases(role);
   if (targetExists && owns === false) {
-    const owner = (await admin.query<{ owner: string }>('SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = $1', [target])).rows[0]?.owner ?? '?';
+    const owner = (await boundedQuery<{ owner: string }>(admin, 'SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = $1', GUARD_READ_BOUND_MS, [target])).rows[0]?.owner ?? '?';
     throw new OperatorError(
       `role "${role}" does not own target database "${target}" (owner "${owner}"), and replacing it means renaming it aside and dropping it: connect as "${owner}", have an admin run GRANT ${quoteIdent(owner)} TO ${quoteIdent(role)}, or restore into a new name`,
       2,
@@ -573,9 +622,13 @@ export async function checkLeftovers(admin: Client, target: string, warn: (line:
   }
 }
 
-/** `owner`: a role other than this one (which must be a member of it); default this role. */
-export async function createDatabase(admin: Client, name: string, owner?: string): Promise<void> {
-  await admin.query(`CREATE DATABASE ${quoteIdent(name)}${owner === undefined ? '' : ` OWNER ${quoteIdent(owner)}`} TEMPLATE template0`);
+/**
+ * `owner`: a role other than this one (which must be a member of it); default this role. An answer
+ * that does not come within `boundMs` (CREATE_DATABASE_BOUND_MS; the tests' is shorter) is NoAnswer:
+ * run it with runLooking, which looks whether the database was created.
+ */
+export async function createDatabase(admin: Client, name: string, owner?: string, boundMs = CREATE_DATABASE_BOUND_MS): Promise<void> {
+  await boundedQuery(admin, `CREATE DATABASE ${quoteIdent(name)}${owner === undefined ? '' : ` OWNER ${quoteIdent(owner)}`} TEMPLATE template0`, boundMs);
 }
 
 /**

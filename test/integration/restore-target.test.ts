@@ -2,7 +2,7 @@ import type { Client } from 'pg';
 import { operatorErrorOf } from '../support/refusal';
 import { type PgConnection, connectTo } from '../../lambdas/shared/pg-connection';
 import { watchDatabaseSize } from '../../lambdas/restore/load';
-import { Unsettled, checkTarget, openAdminSession, swapIn } from '../../lambdas/restore/target';
+import { GUARD_READ_BOUND_MS, Unsettled, checkTarget, createDatabase, openAdminSession, runLooking, swapIn } from '../../lambdas/restore/target';
 import { startCuttingProxy } from '../support/cutting-proxy';
 import { testClient, testCluster, uniqueDatabaseName } from '../support/cluster';
 import { type PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
@@ -225,6 +225,79 @@ describe('the swap and its look are bounded: a lock held elsewhere or a server t
     } finally {
       await session.end();
       await holder.end();
+      dropAll(target);
+    }
+  }, 60_000);
+
+  it.each([
+    ["its first read, on the restore's session", /FROM pg_database WHERE datname = \$1/, () => 'SELECT 1 FROM pg_database WHERE datname = $1'],
+    ['the read of what it holds, on a connection to it', /WITH ns AS/, (target: string) => `the read of what "${target}" holds (its catalogs, on a connection to it)`],
+  ])("the guards' reads before the download are bounded: a server that accepts the connection but never answers %s ends the check with one line naming it, the target untouched", async (_where, statement, what) => {
+    // Arrange: a target with a row; the proxy lets the reads through until the statement, which
+    // and everything after it on that connection never reach the server
+    const target = uniqueDatabaseName('t_unanswered');
+    psql(cluster, 'postgres', `CREATE DATABASE ${target}`);
+    psql(cluster, target, 'CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (7)');
+    const proxy = await startCuttingProxy({ host: cluster.host, port: cluster.port }, statement, { silence: true });
+    const through: PgConnection = { ...connection, port: proxy.port };
+    const admin = await connectTo(through, 'postgres');
+    const ended = new Promise<void>((resolve) => admin.on('end', () => resolve()));
+    try {
+      const started = Date.now();
+
+      // Act
+      const error = await operatorErrorOf(checkTarget(admin, through, target, { force: true }));
+      const seconds = (Date.now() - started) / 1000;
+
+      // Assert
+      expect(proxy.cut).toBeDefined();
+      expect(error.message).toBe(
+        `cannot check target database "${target}": ${what(target)} got no answer within ${GUARD_READ_BOUND_MS / 1000} s (the server accepts connections but does not answer: a failover in progress, a network that drops the packets, a server overloaded): check that it answers (psql -c 'SELECT 1'), then rerun the restore; the check creates nothing: "${target}" untouched`,
+      );
+      expect(error.exitCode).toBe(1);
+      expect(seconds).toBeGreaterThanOrEqual(GUARD_READ_BOUND_MS / 1000 - 1);
+      expect(seconds).toBeLessThan(GUARD_READ_BOUND_MS / 1000 + 15);
+      // Ended, so that the restore's session connects again before its next statement.
+      await ended;
+      expect(psql(cluster, target, 'SELECT id FROM keep_me')).toBe('7');
+    } finally {
+      await admin.end().catch(() => undefined);
+      await proxy.stop();
+      dropAll(target);
+    }
+  }, 90_000);
+
+  it('a CREATE DATABASE that the server never answers is given up at its bound and looked at: not created, one line saying so', async () => {
+    // Arrange: the proxy swallows the CREATE DATABASE and keeps its connection open; the look's new connection goes through
+    const target = uniqueDatabaseName('t_create');
+    const staging = `${target}_restore_test`;
+    const proxy = await startCuttingProxy({ host: cluster.host, port: cluster.port }, new RegExp(`CREATE DATABASE "${staging}"`), { silence: true });
+    const through: PgConnection = { ...connection, port: proxy.port };
+    const session = await openAdminSession(through, 'postgres', target);
+    const warnings: string[] = [];
+    try {
+      const sql = `CREATE DATABASE "${staging}"`;
+      const started = Date.now();
+
+      // Act
+      const error = await runLooking(
+        session,
+        { sql, names: [staging], done: (seen) => seen.has(staging), unknown: (lost) => `unknown: ${lost}` },
+        (client) => createDatabase(client, staging, undefined, 2_000),
+        (line) => warnings.push(line),
+      ).catch((e: unknown) => e);
+      const seconds = (Date.now() - started) / 1000;
+
+      // Assert
+      expect(proxy.cut).toBe(`${sql} TEMPLATE template0`);
+      expect(error).not.toBeInstanceOf(Unsettled);
+      expect((error as Error).message).toBe(`${sql} TEMPLATE template0 got no answer within 2 s (the server may still be running it); a new connection shows that it was not carried out`);
+      expect(warnings).toEqual([]);
+      expect(seconds).toBeLessThan(20);
+      expect(psql(cluster, 'postgres', `SELECT count(*) FROM pg_database WHERE datname = '${staging}'`)).toBe('0');
+    } finally {
+      await session.end();
+      await proxy.stop();
       dropAll(target);
     }
   }, 60_000);

@@ -18,12 +18,14 @@ export interface CuttingProxy {
  * statements never reach the server (a server that accepts connections and no longer answers: a
  * failover half done, a network that drops the packets). With `deliver: false`, the connection is
  * cut before the statement reaches the server instead (the client cannot tell that from the other
- * case).
+ * case). With `silence`, the connection is not cut: the statement (simple or extended protocol) and
+ * everything after it on that connection never reach the server, and the connection stays open (a
+ * server that accepted the connection and stopped answering it); other connections go through.
  */
 export async function startCuttingProxy(
   upstream: { host: string; port: number },
   statement: RegExp,
-  options: { refuseAfterCut?: boolean; silentAfterCut?: boolean; deliver?: boolean } = {},
+  options: { refuseAfterCut?: boolean; silentAfterCut?: boolean; deliver?: boolean; silence?: boolean } = {},
 ): Promise<CuttingProxy> {
   let cut: string | undefined;
   const sockets = new Set<net.Socket>();
@@ -43,12 +45,18 @@ export async function startCuttingProxy(
     const silent = cut !== undefined && options.silentAfterCut;
     let silenced = false;
     client.on('data', (chunk: Buffer) => {
-      if (silent && (silenced || chunk[0] === 0x51 || chunk[0] === 0x50)) {
+      if (silenced || (silent && (chunk[0] === 0x51 || chunk[0] === 0x50))) {
         silenced = true;
         return;
       }
       // A simple-protocol Query message: 'Q', its length, the statement's text.
       const text = chunk.toString('latin1');
+      if (options.silence && cut === undefined && (text.startsWith('Q') || text.startsWith('P')) && statement.test(text)) {
+        // An extended-protocol Parse message: 'P', its length, the statement's name, its text.
+        cut = text.slice(5).split('\0')[text.startsWith('P') ? 1 : 0];
+        silenced = true;
+        return;
+      }
       if (cut === undefined && text.startsWith('Q') && statement.test(text)) {
         cut = text.slice(5).replace(/\0$/, '');
         cutting = true;
