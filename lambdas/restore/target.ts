@@ -374,21 +374,25 @@ async function checkTargetReads(admin: Client, connection: PgConnection, target:
   const unendable = state.sessions.filter((s) => !s.endable);
   if (unendable.length > 0) {
     const rolesOf = (sessions: typeof unendable): string[] => [...new Set(sessions.map((s) => s.role))];
-    const role = (await boundedQuery<{ role: string }>(admin, 'SELECT current_user AS role', GUARD_READ_BOUND_MS)).rows[0].role;
     // Only a superuser may end a superuser's session: pg_signal_backend does not reach it, and
     // advising that GRANT sent the operator back to the same refusal.
     const superusers = rolesOf(unendable.filter((s) => s.superuser));
-    // A NOINHERIT member of pg_signal_backend has been granted it already: the GRANT would change nothing.
-    const noinherit = (
-      await boundedQuery<{ noinherit: boolean }>(
+    // A member of pg_signal_backend without its rights has been granted it already: a plain GRANT
+    // would change nothing. Up to PostgreSQL 15 that is a NOINHERIT role; from 16, a grant made
+    // WITH INHERIT FALSE (a NOINHERIT role's default), whatever the role's INHERIT is now.
+    const { role, version, noinherit } = (
+      await boundedQuery<{ role: string; version: number; noinherit: boolean }>(
         admin,
-        "SELECT pg_has_role(current_user, 'pg_signal_backend', 'MEMBER') AND NOT (SELECT rolinherit FROM pg_roles WHERE rolname = current_user) AS noinherit",
+        `SELECT current_user AS role, current_setting('server_version_num')::int AS version,
+                pg_has_role(current_user, 'pg_signal_backend', 'MEMBER')
+                AND CASE WHEN current_setting('server_version_num')::int >= ${PER_GRANT_INHERIT_VERSION} THEN NOT pg_has_role(current_user, 'pg_signal_backend', 'USAGE')
+                         ELSE NOT (SELECT rolinherit FROM pg_roles WHERE rolname = current_user) END AS noinherit`,
         GUARD_READ_BOUND_MS,
+        undefined,
+        "the read of the role's membership in pg_signal_backend (pg_roles)",
       )
-    ).rows[0].noinherit;
-    const grant = noinherit
-      ? `have an admin run ALTER ROLE ${quoteIdent(role)} INHERIT (it is a member of pg_signal_backend, but NOINHERIT: the membership gives it no rights)`
-      : `have an admin run GRANT pg_signal_backend TO ${quoteIdent(role)}`;
+    ).rows[0];
+    const grant = signalBackendAdvice(version, noinherit, role);
     const way =
       superusers.length > 0
         ? `or connect as a superuser (${superusers.slice(0, 3).join(', ')} ${superusers.length === 1 ? 'is one' : 'are superusers'}, and only a superuser may end a superuser's session; on RDS no role you can connect as is one, the master user included)`
@@ -400,6 +404,28 @@ async function checkTargetReads(admin: Client, connection: PgConnection, target:
   }
   await checkPrivileges(admin, target, state.exists);
   return state;
+}
+
+/** The first server_version_num whose role memberships carry their own INHERIT option (PostgreSQL 16). */
+const PER_GRANT_INHERIT_VERSION = 160000;
+
+/**
+ * What gives `role` the rights of pg_signal_backend (--terminate-connections), for a server of
+ * `version` (server_version_num); `noinherit`: the role is a member already, without the rights.
+ * Up to PostgreSQL 15, a member inherits by its role's INHERIT attribute: ALTER ROLE ... INHERIT
+ * gives a NOINHERIT member the rights. From 16, each grant carries its own INHERIT option, set when
+ * it is made (by default from the member's INHERIT then): ALTER ROLE ... INHERIT no longer changes a
+ * grant that exists, a plain GRANT of a membership that exists changes nothing, and to a NOINHERIT
+ * role a new one gives no rights; GRANT ... WITH INHERIT TRUE does it in every case.
+ */
+export function signalBackendAdvice(version: number, noinherit: boolean, role: string): string {
+  if (version >= PER_GRANT_INHERIT_VERSION) {
+    const why = noinherit ? ' (it is a member of pg_signal_backend, but its membership does not inherit, and from PostgreSQL 16 that is the grant\'s own INHERIT option, which ALTER ROLE ... INHERIT does not change)' : '';
+    return `have an admin run GRANT pg_signal_backend TO ${quoteIdent(role)} WITH INHERIT TRUE${why}`;
+  }
+  return noinherit
+    ? `have an admin run ALTER ROLE ${quoteIdent(role)} INHERIT (it is a member of pg_signal_backend, but NOINHERIT: the membership gives it no rights)`
+    : `have an admin run GRANT pg_signal_backend TO ${quoteIdent(role)}`;
 }
 
 /**
