@@ -39,7 +39,12 @@ export async function checkRowCounts(
     signal?.throwIfAborted();
   };
   try {
-    await connectUnlessAborted();
+    // All the sessions at once (a connection is a round trip, and TLS and authentication on RDS),
+    // not one after the other behind the list below: one per core, none beyond the manifest's tables.
+    // Each one opened is in `clients`, and so ended below, even when another failed.
+    const opened = await Promise.allSettled(Array.from({ length: Math.min(Math.max(1, connections), Math.max(1, manifest.tables.length)) }, connectUnlessAborted));
+    const failed = opened.find((result) => result.status === 'rejected');
+    if (failed) throw failed.reason as Error;
     const present = new Set((await clients[0].query<TableRef>(LIST_COUNTED_TABLES_SQL)).rows.map((t) => `${t.schema}.${t.name}`));
     const differences: string[] = [];
     const counted = manifest.tables.filter((t) => {
@@ -48,7 +53,6 @@ export async function checkRowCounts(
       return false;
     });
     const queries = buildRowCountQueries(counted, 1);
-    while (clients.length < Math.min(Math.max(1, connections), queries.length)) await connectUnlessAborted();
     let next = 0;
     let rows = 0;
     await Promise.all(

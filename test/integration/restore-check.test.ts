@@ -41,6 +41,59 @@ afterAll(async () => {
   await localS3?.stop();
 });
 
+describe('row count sessions', () => {
+  it('opens its sessions together, not one after the other behind the list of tables', async () => {
+    // Arrange: a connect that counts the connections in flight at the same time
+    let inFlight = 0;
+    let mostInFlight = 0;
+    const connect = async (): Promise<Client> => {
+      inFlight += 1;
+      mostInFlight = Math.max(mostInFlight, inFlight);
+      try {
+        const client = testClient({ ...connection, database: source });
+        await client.connect();
+        return client;
+      } finally {
+        inFlight -= 1;
+      }
+    };
+
+    // Act
+    const rows = await checkRowCounts(connect, manifest, manifestKey, 2);
+
+    // Assert: both sessions were being opened at once, and the counts are the manifest's
+    expect(mostInFlight).toBe(2);
+    expect(rows).toBe(manifest.tables.reduce((sum, t) => sum + t.rows, 0));
+  });
+
+  it('ends the session it opened when another one fails to connect, and says why', async () => {
+    // Arrange: the second connection refused
+    const opened: Client[] = [];
+    let ended = 0;
+    let calls = 0;
+    const connect = async (): Promise<Client> => {
+      calls += 1;
+      if (calls === 2) throw new Error('too many connections for role "restorer"');
+      const client = testClient({ ...connection, database: source });
+      client.on('end', () => (ended += 1));
+      await client.connect();
+      opened.push(client);
+      return client;
+    };
+
+    // Act
+    const error = await checkRowCounts(connect, manifest, manifestKey, 2).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+
+    // Assert
+    expect(error?.message).toBe('too many connections for role "restorer"');
+    expect(opened).toHaveLength(1);
+    expect(ended).toBe(1);
+  });
+});
+
 describe('row counts interrupted', () => {
   it('stops counting at once on an abort, with the abort reason, and closes its sessions', async () => {
     // Arrange: the source's rides table held by another session, so that its count waits
