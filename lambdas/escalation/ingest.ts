@@ -1,6 +1,21 @@
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { ActionEvent, AlarmStateChange, incidentIdFor, normalizeTimestamp, signalsEvent } from './model';
-import { claimJoinedAlarm, claimOpenPointer, createIncident, getIncident, IncidentStore, indexIncident, openIncidentIds, openIncidentOf, recordTimeline, releaseJoinedAlarm, releaseOpenPointer, resolveIncident, setExecutionArn, wake } from './store';
+import {
+  claimJoinedAlarm,
+  claimOpenPointer,
+  createIncident,
+  getIncident,
+  IncidentStore,
+  indexIncident,
+  openIncidentIds,
+  openIncidentOf,
+  recordTimeline,
+  releaseJoinedAlarm,
+  releaseOpenPointer,
+  resolveUnlessAlarmAgain,
+  setExecutionArn,
+  wake,
+} from './store';
 
 export interface IngestDeps {
   readonly store: IncidentStore;
@@ -46,13 +61,28 @@ export async function ingestAlarmChange(deps: IngestDeps, event: AlarmStateChang
     // workflow reads the same one, so both agree even when a deploy changed the alarm meanwhile.
     const incident = await getIncident(deps.store, openId);
     if (signalsEvent(incident?.alarmDescription)) return { action: 'recorded', incidentId: openId };
-    await resolveIncident(deps.store, openId, { by: 'CloudWatch', via: 'alarm', how: 'alarm OK' }, { quietIfResolved: true });
-    return { action: 'resolved', incidentId: openId };
+    // Only an OK newer than every ALARM of the incident resolves it: an older one (delivered late or
+    // again, after a newer ALARM joined) would leave the alarm in ALARM with no incident paging.
+    const resolved = await resolveUnlessAlarmAgain(deps.store, openId, { by: 'CloudWatch', via: 'alarm', how: 'alarm OK' }, { okAt: at });
+    return { action: resolved.outcome === 'alarm again' ? 'recorded' : 'resolved', incidentId: openId };
   }
 
   const id = incidentIdFor(alarmName, state.timestamp);
-  const holder = await claimOpenPointer(deps.store, alarmName, id);
-  if (holder !== id) {
+  let holder = await claimOpenPointer(deps.store, alarmName, id);
+  // The ALARM joins the incident holding the alarm's pointer, recorded on it (its time: only a later
+  // OK resolves it now). Resolved meanwhile (the pointer is released just after the status is
+  // written), the pointer is released here too and claimed again: this ALARM opens its own incident.
+  for (let attempt = 1; holder !== id; attempt += 1) {
+    const claim = await claimJoinedAlarm(deps.store, holder, at);
+    if (!claim.claimed && claim.incident?.status === 'RESOLVED') {
+      if (attempt === 3) throw new Error(`the open incident of ${alarmName} was resolved 3 times while this ALARM joined it: delivery retried`);
+      await releaseOpenPointer(deps.store, alarmName, holder);
+      holder = await claimOpenPointer(deps.store, alarmName, id);
+      continue;
+    }
+    // The pointer is claimed before the incident is written: its own ALARM's delivery writes it.
+    if (!claim.claimed && !claim.incident) throw new Error(`incident ${holder} holds the open pointer of ${alarmName} but has no record yet: delivery retried`);
+    // Claimed, or refused for the same or a later ALARM already joined (which covers this one).
     await stateEntry(holder);
     // A new failure of an event alarm whose incident someone has: its acknowledged wait re-reads the
     // alarm only every reminder interval, by which time the alarm is OK again (its period is minutes),
@@ -63,10 +93,8 @@ export async function ingestAlarmChange(deps: IngestDeps, event: AlarmStateChang
     // The claim's own read decides whom to wake (status and token as of the claim): a step that
     // stored its token after it finds the join unreminded and reminds by itself, as does the next
     // step when the token found no longer waits (the workflow between two steps, or handing over).
-    const open = await getIncident(deps.store, holder);
-    if (open && open.status !== 'RESOLVED' && signalsEvent(open.alarmDescription)) {
-      const claim = await claimJoinedAlarm(deps.store, holder, at);
-      if (claim.claimed && claim.incident.status === 'ACKED') {
+    if (claim.claimed && signalsEvent(claim.incident.alarmDescription)) {
+      if (claim.incident.status === 'ACKED') {
         try {
           await wake(deps.store, claim.incident.taskToken, { outcome: 'alarm' });
         } catch (error) {

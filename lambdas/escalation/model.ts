@@ -44,7 +44,7 @@ export interface Incident {
   readonly taskToken?: string;
   readonly executionArn?: string;
   readonly resolutionNotifiedAt?: string;
-  /** State time of the latest ALARM joined to this event alarm's incident (store.ts claimJoinedAlarm). */
+  /** State time of the latest ALARM joined to this incident (store.ts claimJoinedAlarm): only a later OK resolves it. */
   readonly lastJoinedAlarmAt?: string;
   /**
    * The `lastJoinedAlarmAt` already told to the acknowledging level: copied by the acknowledgement

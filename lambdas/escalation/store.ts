@@ -239,7 +239,11 @@ export async function setExecutionArn(store: IncidentStore, id: string, executio
  * after finds the join unreminded (`joinAwaitsReminder`) and reminds itself. A read before the claim
  * could see neither: the token of a step that has since stopped waiting, and no join yet.
  */
-export async function claimJoinedAlarm(store: IncidentStore, id: string, at: string): Promise<{ claimed: true; previous?: string; incident: Incident } | { claimed: false }> {
+export async function claimJoinedAlarm(
+  store: IncidentStore,
+  id: string,
+  at: string,
+): Promise<{ claimed: true; previous?: string; incident: Incident } | { claimed: false; incident?: Incident }> {
   // A retried claim that finds its own claim made it (conditionalWriteOnce): "not claimed" would
   // leave the acknowledged level unwoken for this failure. The claim it replaced, needed to give it
   // back, came in the lost answer: the write keeps it beside (`previousJoinedAlarmAt`, '' for none);
@@ -248,11 +252,14 @@ export async function claimJoinedAlarm(store: IncidentStore, id: string, at: str
     TableName: store.tableName,
     Key: { pk: incidentPk(id), sk: META_SK },
     UpdateExpression: 'SET lastJoinedAlarmAt = :at, previousJoinedAlarmAt = if_not_exists(lastJoinedAlarmAt, :none)',
-    ConditionExpression: 'attribute_exists(pk) AND (attribute_not_exists(lastJoinedAlarmAt) OR lastJoinedAlarmAt < :at)',
-    ExpressionAttributeValues: { ':at': at, ':none': '' },
+    // Never on a resolved incident: its OK (or a human) closed it before this ALARM was recorded, so
+    // the ALARM must open an incident of its own (the caller, told so by the incident read back).
+    ConditionExpression: 'attribute_exists(pk) AND #status <> :resolved AND (attribute_not_exists(lastJoinedAlarmAt) OR lastJoinedAlarmAt < :at)',
+    ExpressionAttributeNames: { '#status': 'status' },
+    ExpressionAttributeValues: { ':at': at, ':none': '', ':resolved': 'RESOLVED' },
     ReturnValues: 'ALL_OLD',
   });
-  if (result.outcome === 'refused') return { claimed: false };
+  if (result.outcome === 'refused') return { claimed: false, incident: result.item ? toIncident(result.item) : undefined };
   const item = result.item ?? {};
   const previous = result.outcome === 'written' ? item.lastJoinedAlarmAt : item.previousJoinedAlarmAt;
   return { claimed: true, previous: (previous as string | undefined) || undefined, incident: toIncident(item) };
@@ -333,8 +340,16 @@ export async function wake(store: IncidentStore, token: string | undefined, outp
 async function changeStatus(
   store: IncidentStore,
   id: string,
-  change: { to: Incident['status']; field: 'ack' | 'resolution'; record: Acknowledgement | Resolution; onlyIf: '= :from' | '<> :from'; from: Incident['status'] },
-): Promise<Incident | undefined> {
+  change: {
+    to: Incident['status'];
+    field: 'ack' | 'resolution';
+    record: Acknowledgement | Resolution;
+    onlyIf: '= :from' | '<> :from';
+    from: Incident['status'];
+    /** A further condition of the same write (`ResolveGuard`). */
+    guard?: { expression: string; values: Record<string, unknown> };
+  },
+): Promise<{ changed: Incident } | { refused: Incident | undefined }> {
   // An acknowledgement covers the failures joined while the incident climbed (its pages told of them).
   const coverJoins = change.field === 'ack';
   const result = await conditionalWriteOnce(
@@ -343,14 +358,15 @@ async function changeStatus(
       TableName: store.tableName,
       Key: { pk: incidentPk(id), sk: META_SK },
       UpdateExpression: `SET #status = :to, #field = :record${coverJoins ? `, ${COVER_JOINS}` : ''}`,
-      ConditionExpression: `attribute_exists(pk) AND #status ${change.onlyIf}`,
+      ConditionExpression: `attribute_exists(pk) AND #status ${change.onlyIf}${change.guard ? ` AND (${change.guard.expression})` : ''}`,
       ExpressionAttributeNames: { '#status': 'status', '#field': change.field },
-      ExpressionAttributeValues: { ':to': change.to, ':from': change.from, ':record': change.record, ...(coverJoins && { ':noJoin': '' }) },
+      ExpressionAttributeValues: { ':to': change.to, ':from': change.from, ':record': change.record, ...(coverJoins && { ':noJoin': '' }), ...change.guard?.values },
       ReturnValues: 'ALL_NEW',
     },
     `${change.field}WriteId`,
   );
-  return result.outcome === 'refused' ? undefined : toIncident(result.item ?? {});
+  if (result.outcome === 'refused') return { refused: result.item ? toIncident(result.item) : undefined };
+  return { changed: toIncident(result.item ?? {}) };
 }
 
 async function explainRefusal(store: IncidentStore, id: string, verb: 'acknowledge' | 'resolve'): Promise<never> {
@@ -371,27 +387,66 @@ async function explainRefusal(store: IncidentStore, id: string, verb: 'acknowled
 export async function acknowledgeIncident(store: IncidentStore, id: string, ack: Omit<Acknowledgement, 'at'>): Promise<Incident> {
   const at = nowOf(store).toISOString();
   const record: Acknowledgement = { ...ack, at };
-  const incident = await changeStatus(store, id, { to: 'ACKED', field: 'ack', record, onlyIf: '= :from', from: 'OPEN' });
-  if (!incident) return explainRefusal(store, id, 'acknowledge');
+  const change = await changeStatus(store, id, { to: 'ACKED', field: 'ack', record, onlyIf: '= :from', from: 'OPEN' });
+  if (!('changed' in change)) return explainRefusal(store, id, 'acknowledge');
+  const incident = change.changed;
   const level = ack.level !== undefined ? ` (level ${ack.level})` : '';
   await recordTimeline(store, id, 'ack', { at, kind: 'ack', text: `Acknowledged by ${ack.by} via ${ack.via}${level}`, level: ack.level });
   await wake(store, incident.taskToken, { outcome: 'ack' });
   return incident;
 }
 
+/**
+ * What must still hold for an automatic resolution: no ALARM of the alarm since the OK it acts on.
+ * A state alarm's new ALARM joins the incident still open (`claimJoinedAlarm` records its time), and
+ * resolving that incident afterwards would leave the alarm in ALARM with no incident paging anyone.
+ * - `okAt`: the OK state change's time (ingest). It resolves only when newer than the incident's own
+ *   ALARM and every joined one: a late or redelivered older OK is only recorded.
+ * - `joinedAlarmSeen`: the `lastJoinedAlarmAt` the workflow's check read before finding the alarm OK
+ *   (`''`: none). It resolves only when no ALARM has joined since.
+ */
+export type ResolveGuard = { readonly okAt: string } | { readonly joinedAlarmSeen: string };
+
+function guardCondition(guard: ResolveGuard): { expression: string; values: Record<string, unknown> } {
+  if ('okAt' in guard) {
+    return { expression: 'openedAt < :okAt AND (attribute_not_exists(lastJoinedAlarmAt) OR lastJoinedAlarmAt < :okAt)', values: { ':okAt': guard.okAt } };
+  }
+  // Any joined time is later than '': none seen means none may have joined.
+  return { expression: 'attribute_not_exists(lastJoinedAlarmAt) OR lastJoinedAlarmAt <= :seen', values: { ':seen': guard.joinedAlarmSeen } };
+}
+
 /** Resolves an incident (once) and wakes the workflow, which tells every level that was paged. */
 export async function resolveIncident(store: IncidentStore, id: string, resolution: Omit<Resolution, 'at'>, options: { quietIfResolved?: boolean } = {}): Promise<Incident | undefined> {
+  const outcome = await resolveUnlessAlarmAgain(store, id, resolution);
+  if (outcome.outcome === 'resolved') return outcome.incident;
+  if (options.quietIfResolved && outcome.outcome === 'already resolved') return undefined;
+  return explainRefusal(store, id, 'resolve');
+}
+
+/**
+ * Resolves an incident as `resolveIncident` does, under `guard` when given: `alarm again` (nothing
+ * written) when an ALARM of the alarm came after the OK the resolution acts on, `already resolved`
+ * when someone resolved it. Throws, naming why, for an unknown incident.
+ */
+export async function resolveUnlessAlarmAgain(
+  store: IncidentStore,
+  id: string,
+  resolution: Omit<Resolution, 'at'>,
+  guard?: ResolveGuard,
+): Promise<{ outcome: 'resolved' | 'alarm again'; incident: Incident } | { outcome: 'already resolved' }> {
   const at = nowOf(store).toISOString();
   const record: Resolution = { ...resolution, at };
-  const incident = await changeStatus(store, id, { to: 'RESOLVED', field: 'resolution', record, onlyIf: '<> :from', from: 'RESOLVED' });
-  if (!incident) {
-    if (options.quietIfResolved && (await getIncident(store, id))?.status === 'RESOLVED') return undefined;
-    return explainRefusal(store, id, 'resolve');
+  const change = await changeStatus(store, id, { to: 'RESOLVED', field: 'resolution', record, onlyIf: '<> :from', from: 'RESOLVED', guard: guard && guardCondition(guard) });
+  if ('refused' in change) {
+    if (!change.refused) return explainRefusal(store, id, 'resolve');
+    if (change.refused.status === 'RESOLVED') return { outcome: 'already resolved' };
+    return { outcome: 'alarm again', incident: change.refused };
   }
+  const incident = change.changed;
   await recordTimeline(store, id, 'resolved', { at, kind: 'resolved', text: `Resolved (${resolution.how}) by ${resolution.by} via ${resolution.via}` });
   await releaseOpenPointer(store, incident.alarmName, id);
   await wake(store, incident.taskToken, { outcome: 'resolved' });
-  return incident;
+  return { outcome: 'resolved', incident };
 }
 
 /** Every incident, newest first (the index holds ids, which start with their UTC time). */

@@ -13,7 +13,7 @@ import {
   recordTimeline,
   releaseOpenPointer,
   replaceExecutionArn,
-  resolveIncident,
+  resolveUnlessAlarmAgain,
   storeTaskToken,
   wake,
 } from './store';
@@ -42,7 +42,7 @@ export type TaskInput =
   | { readonly action: 'await'; readonly incidentId: string; readonly taskToken: string }
   | { readonly action: 'remind'; readonly incidentId: string; readonly taskToken: string }
   | { readonly action: 'check'; readonly incidentId: string }
-  | { readonly action: 'resolve'; readonly incidentId: string; readonly state?: { readonly check?: { readonly alarmState?: string } } }
+  | { readonly action: 'resolve'; readonly incidentId: string; readonly state?: { readonly check?: { readonly alarmState?: string; readonly lastJoinedAlarmAt?: string } } }
   | { readonly action: 'handover'; readonly incidentId: string; readonly alarmName: string; readonly resumeAt: string; readonly rounds: number; readonly execution: string }
   | { readonly action: 'takeover'; readonly incidentId: string; readonly execution: string; readonly handedOverFrom?: string; readonly resumeAt?: string };
 
@@ -202,7 +202,9 @@ async function remind(deps: TaskDeps, incidentId: string, taskToken: string): Pr
  * `signalsEvent`: the incident's alarm signals an event, so the workflow goes on (climbs, or waits
  * while acknowledged) whatever state it is in now, until a human acknowledges or resolves it.
  */
-async function check(deps: TaskDeps, incidentId: string): Promise<{ alarmState: AlarmStateNow; signalsEvent?: boolean }> {
+async function check(deps: TaskDeps, incidentId: string): Promise<{ alarmState: AlarmStateNow; signalsEvent?: boolean; lastJoinedAlarmAt?: string }> {
+  // Read before the alarm: an ALARM joined after this read may be later than the state read below,
+  // and the Resolve step then refuses to resolve on that state (`lastJoinedAlarmAt`, '' for none).
   const incident = await requireIncident(deps, incidentId);
   if (incident.status === 'RESOLVED') return { alarmState: 'RESOLVED' };
   const result = await deps.cloudwatch.send(new DescribeAlarmsCommand({ AlarmNames: [incident.alarmName], AlarmTypes: ['MetricAlarm', 'CompositeAlarm'] }));
@@ -211,19 +213,42 @@ async function check(deps: TaskDeps, incidentId: string): Promise<{ alarmState: 
     await recordTimeline(deps.store, incidentId, 'alarm-deleted', { at: nowIso(deps), kind: 'note', text: `Alarm ${incident.alarmName} no longer exists (deleted while the incident was open)` });
     return { alarmState: 'DELETED' };
   }
-  return { alarmState: state as AlarmStateNow, signalsEvent: signalsEvent(incident.alarmDescription) };
+  return { alarmState: state as AlarmStateNow, signalsEvent: signalsEvent(incident.alarmDescription), lastJoinedAlarmAt: incident.lastJoinedAlarmAt ?? '' };
 }
 
-/** Marks the incident resolved (unless someone did) and tells every level that was paged, once. */
-async function resolve(deps: TaskDeps, incidentId: string, alarmState: string | undefined): Promise<string> {
+/** The Resolve step's answer; `alarmAgain`: not resolved, the workflow goes on (remind, or page the next level). */
+export interface ResolveOutput {
+  readonly result: string;
+  readonly alarmAgain?: { readonly status: Incident['status']; readonly level: number };
+}
+
+/**
+ * Marks the incident resolved (unless someone did) and tells every level that was paged, once. Not
+ * when an ALARM joined it after the check read the alarm OK (`lastJoinedAlarmAt` as the check read
+ * it): the alarm is in ALARM again, and the workflow goes on with this incident.
+ */
+async function resolve(deps: TaskDeps, incidentId: string, check: { alarmState?: string; lastJoinedAlarmAt?: string } | undefined): Promise<ResolveOutput> {
+  const alarmState = check?.alarmState;
   let incident = await requireIncident(deps, incidentId);
   if (incident.status !== 'RESOLVED') {
     const how = alarmState === 'DELETED' ? 'alarm deleted' : `alarm ${alarmState ?? 'OK'}`;
-    await resolveIncident(deps.store, incidentId, { by: 'atmr-dr', via: 'workflow', how }, { quietIfResolved: true });
+    // A deleted alarm has no ALARM to come; a check answered by task code older than the field
+    // (during a deploy) resolves as that code did.
+    const seen = alarmState === 'DELETED' ? undefined : check?.lastJoinedAlarmAt;
+    const outcome = await resolveUnlessAlarmAgain(deps.store, incidentId, { by: 'atmr-dr', via: 'workflow', how }, seen === undefined ? undefined : { joinedAlarmSeen: seen });
+    if (outcome.outcome === 'alarm again') {
+      const joined = outcome.incident.lastJoinedAlarmAt ?? '';
+      await recordTimeline(deps.store, incidentId, `alarm-again#${joined}`, {
+        at: nowIso(deps),
+        kind: 'note',
+        text: `Not resolved: ${incident.alarmName} went to ALARM again (${joined}) after the workflow read it ${alarmState ?? 'OK'}; the escalation goes on`,
+      });
+      return { result: `not resolved: ALARM again at ${joined}`, alarmAgain: { status: outcome.incident.status, level: outcome.incident.level } };
+    }
     incident = await requireIncident(deps, incidentId);
   }
   await releaseOpenPointer(deps.store, incident.alarmName, incidentId);
-  if (incident.resolutionNotifiedAt) return 'already announced';
+  if (incident.resolutionNotifiedAt) return { result: 'already announced' };
   const r = incident.resolution;
   const text = [
     `[atmr-dr] Incident ${incident.id} résolu : ${incident.alarmName}`,
@@ -237,7 +262,7 @@ async function resolve(deps: TaskDeps, incidentId: string, alarmState: string | 
   }
   await publishSlack(deps, `:white_check_mark: Résolu : ${incident.alarmName}`, text).catch(() => undefined);
   await claimResolutionNotice(deps.store, incidentId);
-  return `announced to levels ${incident.pagedLevels.join(', ') || 'none'}`;
+  return { result: `announced to levels ${incident.pagedLevels.join(', ') || 'none'}` };
 }
 
 /**
@@ -316,7 +341,7 @@ export async function runTask(deps: TaskDeps, input: TaskInput): Promise<unknown
     case 'check':
       return check(deps, input.incidentId);
     case 'resolve':
-      return { result: await resolve(deps, input.incidentId, input.state?.check?.alarmState) };
+      return resolve(deps, input.incidentId, input.state?.check);
     case 'handover':
       return { result: await handOver(deps, input) };
     case 'takeover':

@@ -458,8 +458,7 @@ export class Escalation extends Construct {
       payloadResponseOnly: true,
       resultPath: '$.resolved',
     })
-      .addRetry({ errors: ['States.ALL'], maxAttempts: 6, interval: Duration.seconds(5), backoffRate: 2 })
-      .next(new sfn.Succeed(this, 'Resolved'));
+      .addRetry({ errors: ['States.ALL'], maxAttempts: 6, interval: Duration.seconds(5), backoffRate: 2 });
 
     // Hand-over (HAND_OVER_AFTER_ROUNDS): an open incident loops for as long as nobody resolves it,
     // and Step Functions fails an execution at 25,000 history events. Every loop-back edge goes
@@ -546,6 +545,20 @@ export class Escalation extends Construct {
           .otherwise(resolve),
       );
     });
+
+    // Not resolved: an ALARM joined the incident after the check read the alarm OK (tasks.ts
+    // `resolve`). The alarm is in ALARM again and this incident holds it: an acknowledged one reminds
+    // its level, an open one pages the level after the last one paged, as its timeout would have.
+    const alarmAgain = sfn.Condition.isPresent('$.resolved.alarmAgain');
+    const afterResolve = new sfn.Choice(this, 'AlarmAgainAfterResolve').when(
+      sfn.Condition.and(alarmAgain, sfn.Condition.stringEquals('$.resolved.alarmAgain.status', 'ACKED')),
+      round(remind),
+    );
+    levelTimeouts.forEach((_, i) =>
+      afterResolve.when(sfn.Condition.and(alarmAgain, sfn.Condition.numberEquals('$.resolved.alarmAgain.level', i + 1)), round(pages[Math.min(i + 1, last)])),
+    );
+    afterResolve.when(alarmAgain, round(pages[0])).otherwise(new sfn.Succeed(this, 'Resolved'));
+    resolve.next(afterResolve);
 
     // Every execution counts its own rounds. A handed-over one (`resumeAt`) goes straight to the step
     // its predecessor was about to run; any other starts the climb at level 1 (also a `resumeAt` this

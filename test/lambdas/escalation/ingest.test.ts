@@ -2,8 +2,8 @@ import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { incidentStore } from '../../../lambdas/escalation/clients';
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { ingestAction, ingestAlarmChange } from '../../../lambdas/escalation/ingest';
-import { incidentIdFor, incidentPk, META_SK } from '../../../lambdas/escalation/model';
-import { acknowledgeIncident, getIncident, listIncidents, resolveIncident, storeTaskToken, timeline } from '../../../lambdas/escalation/store';
+import { incidentIdFor, incidentPk, META_SK, OPEN_PK } from '../../../lambdas/escalation/model';
+import { acknowledgeIncident, getIncident, listIncidents, openIncidentOf, resolveIncident, storeTaskToken, timeline } from '../../../lambdas/escalation/store';
 import { loseFirstAnswer } from '../../support/dynamodb';
 import { alarmEvent, ALARM, EscalationHarness, EVENT_ALARM, EVENT_DESCRIPTION, startHarness } from './harness';
 
@@ -90,6 +90,65 @@ describe('escalation ingest (alarm state changes and atmr-dr events)', () => {
 
     expect(next.action).toBe('started');
     expect(h.executions).toHaveLength(2);
+  });
+
+  describe('a state alarm that fires again while its incident is open', () => {
+    const T1 = '2026-11-30T10:15:00.000+0000';
+    const T2 = '2026-11-30T10:16:00.000+0000';
+    const T3 = '2026-11-30T10:17:00.000+0000';
+
+    it('is not resolved by an older OK delivered after the new ALARM: the OK is recorded, the incident stays open', async () => {
+      const opened = await ingestAlarmChange(h.ingestDeps, alarmEvent('ALARM', T1));
+      const id = opened.action === 'started' ? opened.incidentId : '';
+      // The OK of 10:16 failed its first delivery; the ALARM of 10:17 is handled before its retry.
+      expect(await ingestAlarmChange(h.ingestDeps, alarmEvent('ALARM', T3))).toEqual({ action: 'joined', incidentId: id });
+
+      expect(await ingestAlarmChange(h.ingestDeps, alarmEvent('OK', T2))).toEqual({ action: 'recorded', incidentId: id });
+
+      expect((await getIncident(h.store, id))?.status).toBe('OPEN');
+      expect(await openIncidentOf(h.store, ALARM)).toBe(id);
+      expect((await timeline(h.store, id)).map((e) => e.text)).toContain(`${ALARM} -> OK: Threshold crossed (OK)`);
+      // The alarm's next OK, newer than every ALARM, resolves it.
+      expect(await ingestAlarmChange(h.ingestDeps, alarmEvent('OK', '2026-11-30T10:18:00.000+0000'))).toEqual({ action: 'resolved', incidentId: id });
+      expect(await openIncidentOf(h.store, ALARM)).toBeUndefined();
+    });
+
+    it('is not resolved by an OK older than its own ALARM (a late copy of the previous episode)', async () => {
+      const opened = await ingestAlarmChange(h.ingestDeps, alarmEvent('ALARM', T2));
+      const id = opened.action === 'started' ? opened.incidentId : '';
+
+      expect(await ingestAlarmChange(h.ingestDeps, alarmEvent('OK', T1))).toEqual({ action: 'recorded', incidentId: id });
+
+      expect((await getIncident(h.store, id))?.status).toBe('OPEN');
+    });
+
+    it('opens a new incident when the one it found holding the alarm is resolved before the ALARM is recorded on it', async () => {
+      const opened = await ingestAlarmChange(h.ingestDeps, alarmEvent('ALARM', T1));
+      const first = opened.action === 'started' ? opened.incidentId : '';
+      // The OK of 10:16 resolves the incident between the ALARM's read of the pointer and its join.
+      const send = h.store.ddb.send.bind(h.store.ddb);
+      let resolvedFirst = false;
+      const ddb = new Proxy(h.store.ddb, {
+        get: (target, property) =>
+          property === 'send'
+            ? async (command: { input?: { UpdateExpression?: string } }) => {
+                if (!resolvedFirst && command.input?.UpdateExpression?.includes('lastJoinedAlarmAt = :at')) {
+                  resolvedFirst = true;
+                  await ingestAlarmChange(h.ingestDeps, alarmEvent('OK', T2));
+                }
+                return send(command as never);
+              }
+            : (target as unknown as Record<string | symbol, unknown>)[property],
+      });
+
+      const again = await ingestAlarmChange({ ...h.ingestDeps, store: { ...h.store, ddb } }, alarmEvent('ALARM', T3));
+
+      expect(resolvedFirst).toBe(true);
+      expect((await getIncident(h.store, first))?.status).toBe('RESOLVED');
+      expect(again).toEqual({ action: 'started', incidentId: incidentIdFor(ALARM, T3) });
+      expect(await openIncidentOf(h.store, ALARM)).toBe(incidentIdFor(ALARM, T3));
+      expect(h.executions).toEqual([first, incidentIdFor(ALARM, T3)]);
+    });
   });
 
   it('ignores alarms of other environments or apps and OK without an open incident', async () => {
@@ -298,9 +357,9 @@ describe('escalation ingest (alarm state changes and atmr-dr events)', () => {
       }
     });
 
-    it('wakes the step that stored its token after the ingest read the incident, not the one that stopped waiting', async () => {
+    it('wakes the step that stored its token after the ingest found the incident, not the one that stopped waiting', async () => {
       // Arrange: an acknowledged event incident whose wait has just run out; the next wait stores its
-      // token while the ingest of a new failure is between its read of the incident and its claim.
+      // token while the ingest of a new failure is between its read of the open pointer and its claim.
       const id = await acknowledgedEventIncident();
       h.timedOut.add('await-1');
       const send = h.store.ddb.send.bind(h.store.ddb);
@@ -308,7 +367,7 @@ describe('escalation ingest (alarm state changes and atmr-dr events)', () => {
       const ddb = Object.assign(Object.create(h.store.ddb) as typeof h.store.ddb, {
         send: async (command: { input: { Key?: { pk?: string; sk?: string } } }) => {
           const answer = await send(command as never);
-          if (!nextWaitStored && command instanceof GetCommand && command.input.Key?.sk === 'META') {
+          if (!nextWaitStored && command instanceof GetCommand && command.input.Key?.pk === OPEN_PK) {
             nextWaitStored = true;
             await storeTaskToken(h.store, id, 'await-2');
           }

@@ -128,6 +128,54 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
     expect(kinds('N')).toEqual([1]);
     expect(kinds('Résolu')).toEqual([1]);
   });
+  describe('an ALARM that joins the incident after the check read the alarm OK, before Resolve', () => {
+    /** The workflow's DescribeAlarms, followed by the delivery of a new ALARM (once, at the given check). */
+    const alarmAgainAfterCheck = (atCheck: number) => {
+      let checks = 0;
+      const cloudwatch = h.taskDeps.cloudwatch;
+      const send = cloudwatch.send.bind(cloudwatch) as (command: unknown) => Promise<unknown>;
+      const wrapped = new Proxy(cloudwatch, {
+        get: (target, property) =>
+          property === 'send'
+            ? async (command: unknown) => {
+                const answer = await send(command);
+                checks += 1;
+                if (checks === atCheck) expect(await ingestAlarmChange(h.ingestDeps, alarmEvent('ALARM', '2026-11-30T10:31:00.000+0000'))).toEqual({ action: 'joined', incidentId });
+                return answer;
+              }
+            : (target as unknown as Record<string | symbol, unknown>)[property],
+      });
+      return { ...h, taskDeps: { ...h.taskDeps, cloudwatch: wrapped } } as EscalationHarness;
+    };
+
+    it('does not resolve an open incident: it pages the next level, and resolves on the next OK', async () => {
+      // Level 1 times out; the alarm reads OK (a brief OK whose event is late), then fires again.
+      h.alarmStates = ['OK', 'OK'];
+
+      const { path } = await runLocally(definition, alarmAgainAfterCheck(1), { incidentId, alarmName: ALARM });
+
+      expect(path.slice(0, 4)).toEqual(['PageLevel1', 'CheckAfterLevel1', 'Resolve', 'PageLevel2']);
+      expect(kinds('N')).toEqual([1, 2]);
+      // Resolved by the second check (OK, nothing joined since), announced once to both levels.
+      expect(kinds('Résolu')).toEqual([1, 2]);
+      const entries = await timeline(h.store, incidentId);
+      expect(entries.map((e) => e.text)).toContain(`Not resolved: ${ALARM} went to ALARM again (2026-11-30T10:31:00.000Z) after the workflow read it OK; the escalation goes on`);
+    });
+
+    it('does not resolve an acknowledged incident: it reminds the acknowledging level', async () => {
+      // Level 1 acknowledged; the first re-read while acknowledged finds OK, then the ALARM joins.
+      h.alarmStates = ['OK', 'OK'];
+
+      const { path } = await runLocally(definition, alarmAgainAfterCheck(1), { incidentId, alarmName: ALARM }, async (state) => {
+        if (state === 'PageLevel1') await acknowledgeIncident(h.store, incidentId, { by: 'alice', via: 'cli', level: 1 });
+      });
+
+      expect(path.slice(0, 5)).toEqual(['PageLevel1', 'AwaitWhileAcked', 'CheckWhileAcked', 'Resolve', 'Remind']);
+      expect(kinds('Rappel')).toEqual([1]);
+      expect(kinds('Résolu')).toEqual([1]);
+    });
+  });
+
   /** Alarms that signal an event (here Backups-FailedRun, as synthesized) return to OK by themselves. */
   describe('an event alarm', () => {
     let eventId: string;
