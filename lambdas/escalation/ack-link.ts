@@ -1,7 +1,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { OperatorError, oneLine } from '../shared/errors';
 import { isIncidentId } from './model';
-import { acknowledgeIncident, IncidentStore, recordTimeline } from './store';
+import { acknowledgeIncident, getIncident, IncidentStore, recordTimeline } from './store';
 
 /**
  * Signed acknowledgement links: `<url>?i=<incident>&l=<level>&e=<expiry epoch s>&n=<nonce>&s=<hmac>`.
@@ -105,7 +105,12 @@ export async function handleAckLink(deps: AckLinkDeps, request: AckLinkRequest):
     text: `Acknowledgement link of level ${level} used`,
     level,
   });
-  if (!consumed) return page(409, 'Lien déjà utilisé', '<p>This acknowledgement link was already used: each link acknowledges once.</p>');
+  // Used already: the nonce is recorded before the acknowledgement is written, and that write may
+  // have failed (throttled past the SDK's retries, the Lambda's timeout), the person shown an error.
+  // An incident still OPEN was not acknowledged by that use (acknowledged is never undone): this use
+  // acknowledges, which stays once per incident (the write is conditional on OPEN).
+  const retried = !consumed && (await getIncident(deps.store, incidentId))?.status === 'OPEN';
+  if (!consumed && !retried) return page(409, 'Lien déjà utilisé', '<p>This acknowledgement link was already used: each link acknowledges once.</p>');
   const name = (request.params.get('by') ?? '').replace(/[^\p{L}\p{N} .'@_-]/gu, '').trim().slice(0, 80);
   try {
     await acknowledgeIncident(deps.store, incidentId, { by: name || `${levelName} (level ${level})`, via: 'link', level });
@@ -113,5 +118,6 @@ export async function handleAckLink(deps: AckLinkDeps, request: AckLinkRequest):
     if (error instanceof OperatorError) return page(error.exitCode === 4 ? 404 : 409, 'Acquittement refusé', `<p>${escape(error.message)}</p>`);
     return page(500, 'Erreur', `<p>${escape(oneLine(error))}</p>`);
   }
-  return page(200, `Incident ${incidentId} acquitté`, `<p>Escalade arrêtée ; des rappels suivent tant que l'alarme reste en ALARM.</p>`);
+  const earlier = retried ? "<p>Ce lien avait déjà été utilisé sans acquitter l'incident (erreur) : il vient de l'acquitter.</p>" : '';
+  return page(200, `Incident ${incidentId} acquitté`, `${earlier}<p>Escalade arrêtée ; des rappels suivent tant que l'alarme reste en ALARM.</p>`);
 }

@@ -116,6 +116,38 @@ describe('signed acknowledgement link', () => {
     expect(replay.html).toContain('already used');
   });
 
+  it('acknowledges on the second click when the first one used the link but its acknowledgement write failed', async () => {
+    const params = link();
+    params.set('by', 'alice');
+    // The acknowledgement's write is throttled past the SDK's retries, after the link's use was stored.
+    let throttled = 0;
+    const ddb = new Proxy(store.ddb, {
+      get: (target, property) =>
+        property === 'send'
+          ? async (command: { input?: { UpdateExpression?: string } }) => {
+              if (throttled === 0 && command.input?.UpdateExpression?.includes('#field = :record')) {
+                throttled += 1;
+                throw Object.assign(new Error('Throughput exceeds the current capacity of your table'), { name: 'ThrottlingException' });
+              }
+              return target.send(command as never);
+            }
+          : (target as unknown as Record<string | symbol, unknown>)[property],
+    });
+    const first = await handleAckLink({ ...deps(), store: { ...store, ddb } }, { method: 'POST', params });
+    expect(throttled).toBe(1);
+    expect(first.statusCode).toBe(500);
+    expect((await getIncident(store, incidentId))?.status).toBe('OPEN');
+
+    const second = await post(params);
+
+    expect(second.statusCode).toBe(200);
+    expect(second.html).toContain("Ce lien avait déjà été utilisé sans acquitter l'incident");
+    expect((await getIncident(store, incidentId))?.ack).toEqual(expect.objectContaining({ by: 'alice', via: 'link', level: 2 }));
+    expect(woken).toEqual(['token-level-2']);
+    // Acknowledged now: a third click is the replay of a used link.
+    expect((await post(params)).statusCode).toBe(409);
+  });
+
   it('refuses a forged link (other key) before reading or writing anything', async () => {
     const reply = await post(link({ key: 'b'.repeat(64) }));
 
