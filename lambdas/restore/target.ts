@@ -265,28 +265,48 @@ async function boundedQuery<R extends QueryResultRow = QueryResultRow>(client: C
   }
 }
 
+/**
+ * What a read given up without an answer (NoAnswer) is, and what to check: the same words wherever
+ * the restore stops on one before it has created anything (the guards, the session's lock).
+ */
+function unanswered(error: NoAnswer): string {
+  return `${oneLine(error)} (the server accepts connections but does not answer: a failover in progress, a network that drops the packets, a server overloaded): check that it answers (psql -c 'SELECT 1')`;
+}
+
 /** The databases found under some names, and whether each accepts connections. */
 export type Seen = ReadonlyMap<string, { readonly allowConnections: boolean }>;
 
-export async function openAdminSession(connection: PgConnection, maintenance: string, target: string): Promise<AdminSession> {
-  const open = async (): Promise<{ client: Client; pid: number; alive: boolean; superuser: boolean }> => {
+/**
+ * Opens the session and takes the target's lock. Its reads (the lock, who holds it, the role) have
+ * `boundMs` each for their answer (GUARD_READ_BOUND_MS; the tests' is shorter): a server that
+ * accepts the connection but does not answer them (a failover half done, a network that drops the
+ * packets) ends the restore with one line, when the session opens (nothing created yet) and when it
+ * connects again after its connection was lost (the caller says what it leaves).
+ */
+export async function openAdminSession(connection: PgConnection, maintenance: string, target: string, boundMs = GUARD_READ_BOUND_MS): Promise<AdminSession> {
+  const open = async (again: boolean): Promise<{ client: Client; pid: number; alive: boolean; superuser: boolean }> => {
     // Every statement of the session, the swap's included, waits for another session's lock at most SWAP_LOCK_TIMEOUT_MS.
     const client = await connectTo(connection, maintenance, { lock_timeout: SWAP_LOCK_TIMEOUT_MS });
     const session = { client, pid: 0, alive: true, superuser: false };
     client.on('error', () => (session.alive = false)).on('end', () => (session.alive = false));
     try {
-      session.pid = await lockTarget(client, target);
-      session.superuser = await isSuperuser(client);
+      session.pid = await lockTarget(client, target, boundMs);
+      session.superuser = await isSuperuser(client, boundMs);
       return session;
     } catch (error) {
       await client.end().catch(() => undefined);
-      throw error;
+      if (!(error instanceof NoAnswer)) throw error;
+      throw new OperatorError(
+        again
+          ? `cannot connect the restore's session to "${maintenance}" again (its connection was lost): ${unanswered(error)}`
+          : `cannot open the restore's session to "${maintenance}": ${unanswered(error)}, then rerun the restore; nothing was created: "${target}" untouched`,
+      );
     }
   };
-  let current = await open();
+  let current = await open(false);
   return {
     async client() {
-      if (!current.alive) current = await open();
+      if (!current.alive) current = await open(true);
       return current.client;
     },
     async look(names) {
@@ -321,20 +341,35 @@ export async function openAdminSession(connection: PgConnection, maintenance: st
   };
 }
 
-/** Whether the session's role is a superuser. */
-export async function isSuperuser(admin: Client): Promise<boolean> {
-  return (await admin.query<{ superuser: boolean }>('SELECT rolsuper AS superuser FROM pg_roles WHERE rolname = current_user')).rows[0].superuser;
+/** Whether the session's role is a superuser; the answer bounded as the guards' reads (NoAnswer). */
+async function isSuperuser(admin: Client, boundMs: number): Promise<boolean> {
+  return (
+    await boundedQuery<{ superuser: boolean }>(admin, 'SELECT rolsuper AS superuser FROM pg_roles WHERE rolname = current_user', boundMs, undefined, 'the read of whether the role is a superuser (pg_roles)')
+  ).rows[0].superuser;
 }
 
-/** Takes the target's lock; returns the session's server process id. */
-async function lockTarget(admin: Client, target: string): Promise<number> {
-  const { rows } = await admin.query<{ locked: boolean; pid: number }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked, pg_backend_pid() AS pid', [RESTORE_LOCK_KEY, target]);
+/**
+ * Takes the target's lock; returns the session's server process id. pg_try_advisory_lock does not
+ * wait for a lock another restore holds (it answers false at once, and that restore is named), so
+ * its answer is bounded as a guard's read.
+ */
+async function lockTarget(admin: Client, target: string, boundMs: number): Promise<number> {
+  const { rows } = await boundedQuery<{ locked: boolean; pid: number }>(
+    admin,
+    'SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked, pg_backend_pid() AS pid',
+    boundMs,
+    [RESTORE_LOCK_KEY, target],
+    `the lock on "${target}" that keeps a second restore out (pg_try_advisory_lock)`,
+  );
   if (rows[0].locked) return rows[0].pid;
-  const holder = await admin.query<{ pid: number; client: string | null; since: string | null }>(
+  const holder = await boundedQuery<{ pid: number; client: string | null; since: string | null }>(
+    admin,
     `SELECT a.pid, host(a.client_addr) AS client, to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') AS since
        FROM pg_locks l JOIN pg_stat_activity a USING (pid)
       WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int::oid AND l.objid = hashtext($2)::oid AND l.objsubid = 2`,
+    boundMs,
     [RESTORE_LOCK_KEY, target],
+    `the read of the restore that holds the lock on "${target}" (pg_locks, pg_stat_activity)`,
   );
   const who = holder.rows[0] ? ` (its session ${holder.rows[0].pid}${holder.rows[0].client ? ` from ${holder.rows[0].client}` : ''}, since ${holder.rows[0].since})` : '';
   throw new OperatorError(`another restore into "${target}" is running${who}: wait for it to end (or stop it), then check "${target}" before restoring again; nothing was done`, 3);
@@ -353,9 +388,7 @@ export async function checkTarget(admin: Client, connection: PgConnection, targe
   } catch (error) {
     if (!(error instanceof NoAnswer)) throw error;
     await admin.end().catch(() => undefined);
-    throw new OperatorError(
-      `cannot check target database "${target}": ${oneLine(error)} (the server accepts connections but does not answer: a failover in progress, a network that drops the packets, a server overloaded): check that it answers (psql -c 'SELECT 1'), then rerun the restore; the check creates nothing: "${target}" untouched`,
-    );
+    throw new OperatorError(`cannot check target database "${target}": ${unanswered(error)}, then rerun the restore; the check creates nothing: "${target}" untouched`);
   }
 }
 
@@ -611,7 +644,7 @@ export async function checkLeftovers(admin: Client, target: string, warn: (line:
             )
           ).rows;
     // Read only when a line below gives a DROP for a database sessions are in (dropDatabaseStatement).
-    const drop = async (): Promise<string> => dropDatabaseStatement(datname, await isSuperuser(admin));
+    const drop = async (): Promise<string> => dropDatabaseStatement(datname, await isSuperuser(admin, GUARD_READ_BOUND_MS));
     if (cutAt !== undefined) {
       const whose = old ? `holds what "${target}" was before an earlier restore replaced it, or what another database was` : `is the staging database of an earlier restore into "${target}" or into another database`;
       const connected = clients.length === 0 ? '' : ` and ${clients.length} session(s) are connected to it (${[...new Set(clients.map((c) => c.application || '?'))].slice(0, 3).join(', ')})`;

@@ -8,6 +8,13 @@ import { testClient, testCluster, uniqueDatabaseName } from '../support/cluster'
 import { type PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 
 
+/** Drops the target and every database named after it (its staging and set-aside siblings). */
+function dropNamedAfter(cluster: PostgresCluster, target: string): void {
+  for (const name of psql(cluster, 'postgres', `SELECT datname FROM pg_database WHERE datname LIKE '${target}%'`).split('\n').filter(Boolean)) {
+    psql(cluster, 'postgres', `DROP DATABASE "${name}" WITH (FORCE)`);
+  }
+}
+
 // The guards a restore runs before its download (and again at swap time): what the role may do.
 describe('restore target guards: the role can do what the restore will do, checked before the download', () => {
   const cluster = testCluster();
@@ -194,11 +201,7 @@ describe('the swap and its look are bounded: a lock held elsewhere or a server t
     return { target, staging };
   }
 
-  function dropAll(target: string): void {
-    for (const name of psql(cluster, 'postgres', `SELECT datname FROM pg_database WHERE datname LIKE '${target}%'`).split('\n').filter(Boolean)) {
-      psql(cluster, 'postgres', `DROP DATABASE "${name}" WITH (FORCE)`);
-    }
-  }
+  const dropAll = (target: string): void => dropNamedAfter(cluster, target);
 
   it('a rename aside that waits for the lock another session holds on the target is refused at the lock bound (10 s): one line, the target untouched and open, the staging database kept', async () => {
     // Arrange: another session holds the target's database lock (a COMMENT in an open transaction)
@@ -331,6 +334,88 @@ describe('the swap and its look are bounded: a lock held elsewhere or a server t
       expect(seconds).toBeLessThan(20);
       expect(psql(cluster, aside, 'SELECT id FROM keep_me')).toBe('7');
       expect(psql(cluster, staging, 'SELECT 1')).toBe('1');
+    } finally {
+      await session.end();
+      await proxy.stop();
+      dropAll(target);
+    }
+  }, 60_000);
+});
+
+describe("the session's lock is bounded: a server that accepts the connection but never answers it stops the restore with one line", () => {
+  const cluster = testCluster();
+  const connection: PgConnection = { host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' };
+  // The tests' bound, shorter than the restore's (GUARD_READ_BOUND_MS): the same code path, seconds saved.
+  const BOUND_MS = 2_000;
+  const noAnswer = `got no answer within ${BOUND_MS / 1000} s (the server accepts connections but does not answer: a failover in progress, a network that drops the packets, a server overloaded): check that it answers (psql -c 'SELECT 1')`;
+
+  /** A target with a row, as a restore finds it. */
+  function aTarget(prefix: string): string {
+    const target = uniqueDatabaseName(prefix);
+    psql(cluster, 'postgres', `CREATE DATABASE ${target}`);
+    psql(cluster, target, 'CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (7)');
+    return target;
+  }
+
+  const dropAll = (target: string): void => dropNamedAfter(cluster, target);
+
+  it.each([
+    ['the lock on the target', /pg_try_advisory_lock/, false, (target: string) => `the lock on "${target}" that keeps a second restore out (pg_try_advisory_lock)`],
+    ['the read of the role', /rolsuper AS superuser/, false, () => 'the read of whether the role is a superuser (pg_roles)'],
+    ['the read of the restore that holds the lock', /FROM pg_locks l JOIN pg_stat_activity/, true, (target: string) => `the read of the restore that holds the lock on "${target}" (pg_locks, pg_stat_activity)`],
+  ])("opening the restore's session: %s unanswered ends it with one line, exit 1, nothing created", async (_what, statement, held, what) => {
+    // Arrange: a target; for the holder's read, another restore's session holds the target's lock
+    const target = aTarget('t_lock');
+    const other = held ? await openAdminSession(connection, 'postgres', target) : undefined;
+    const proxy = await startCuttingProxy({ host: cluster.host, port: cluster.port }, statement, { silence: true });
+    const through: PgConnection = { ...connection, port: proxy.port };
+    try {
+      const started = Date.now();
+
+      // Act
+      const error = await operatorErrorOf(openAdminSession(through, 'postgres', target, BOUND_MS));
+      const seconds = (Date.now() - started) / 1000;
+
+      // Assert
+      expect(proxy.cut).toBeDefined();
+      expect(error.message).toBe(`cannot open the restore's session to "postgres": ${what(target)} ${noAnswer}, then rerun the restore; nothing was created: "${target}" untouched`);
+      expect(error.exitCode).toBe(1);
+      expect(seconds).toBeGreaterThanOrEqual(BOUND_MS / 1000 - 0.5);
+      expect(seconds).toBeLessThan(15);
+      expect(psql(cluster, 'postgres', `SELECT datname FROM pg_database WHERE datname LIKE '${target}%'`)).toBe(target);
+      expect(psql(cluster, target, 'SELECT id FROM keep_me')).toBe('7');
+    } finally {
+      await other?.end();
+      await proxy.stop();
+      dropAll(target);
+    }
+  }, 60_000);
+
+  it("connecting the restore's session again after its connection was lost: the lock unanswered ends it with one line naming it", async () => {
+    // Arrange: the session opens (its lock goes through), then the server ends it; the lock of the
+    // new connection never reaches the server
+    const target = aTarget('t_relock');
+    const proxy = await startCuttingProxy({ host: cluster.host, port: cluster.port }, /pg_try_advisory_lock/, { silence: true, pass: 1 });
+    const through: PgConnection = { ...connection, port: proxy.port };
+    const session = await openAdminSession(through, 'postgres', target, BOUND_MS);
+    try {
+      const first = await session.client();
+      const ended = new Promise<void>((resolve) => first.on('end', () => resolve()));
+      psql(cluster, 'postgres', `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND objid = hashtext('${target}')::oid AND objsubid = 2`);
+      await ended;
+      const started = Date.now();
+
+      // Act
+      const error = await operatorErrorOf(session.client());
+      const seconds = (Date.now() - started) / 1000;
+
+      // Assert
+      expect(proxy.cut).toBeDefined();
+      expect(error.message).toBe(`cannot connect the restore's session to "postgres" again (its connection was lost): the lock on "${target}" that keeps a second restore out (pg_try_advisory_lock) ${noAnswer}`);
+      expect(error.exitCode).toBe(1);
+      expect(seconds).toBeGreaterThanOrEqual(BOUND_MS / 1000 - 0.5);
+      expect(seconds).toBeLessThan(15);
+      expect(psql(cluster, target, 'SELECT id FROM keep_me')).toBe('7');
     } finally {
       await session.end();
       await proxy.stop();

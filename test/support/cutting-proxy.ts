@@ -21,13 +21,16 @@ export interface CuttingProxy {
  * case). With `silence`, the connection is not cut: the statement (simple or extended protocol) and
  * everything after it on that connection never reach the server, and the connection stays open (a
  * server that accepted the connection and stopped answering it); other connections go through.
+ * With `pass`, the first `pass` statements that match go through before the one silenced (a
+ * statement every connection sends, the second time: a session that connects again).
  */
 export async function startCuttingProxy(
   upstream: { host: string; port: number },
   statement: RegExp,
-  options: { refuseAfterCut?: boolean; silentAfterCut?: boolean; deliver?: boolean; silence?: boolean } = {},
+  options: { refuseAfterCut?: boolean; silentAfterCut?: boolean; deliver?: boolean; silence?: boolean; pass?: number } = {},
 ): Promise<CuttingProxy> {
   let cut: string | undefined;
+  let toPass = options.pass ?? 0;
   const sockets = new Set<net.Socket>();
   const proxy = net.createServer((client) => {
     sockets.add(client);
@@ -51,7 +54,7 @@ export async function startCuttingProxy(
       }
       // A simple-protocol Query message: 'Q', its length, the statement's text.
       const text = chunk.toString('latin1');
-      if (options.silence && cut === undefined && (text.startsWith('Q') || text.startsWith('P')) && statement.test(text)) {
+      if (options.silence && cut === undefined && (text.startsWith('Q') || text.startsWith('P')) && statement.test(text) && toPass-- <= 0) {
         // An extended-protocol Parse message: 'P', its length, the statement's name, its text.
         cut = text.slice(5).split('\0')[text.startsWith('P') ? 1 : 0];
         silenced = true;
