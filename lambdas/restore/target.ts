@@ -595,17 +595,35 @@ function siblingOf(name: string, target: string): Sibling | undefined {
  * Names of earlier versions (no mark) are found too; one whose target was cut to fit may be
  * another target's (whose lock this restore does not hold): a warning only, whatever its sessions,
  * and never the data of a missing target.
+ * Its reads have `boundMs` each for their answer (GUARD_READ_BOUND_MS; the tests' is shorter): a
+ * server that accepts the connection but does not answer them ends it with one line, and `admin` is
+ * ended, as checkTarget does (the session connects again before its next statement).
  */
-export async function checkLeftovers(admin: Client, target: string, warn: (line: string) => void): Promise<void> {
+export async function checkLeftovers(admin: Client, target: string, warn: (line: string) => void, boundMs = GUARD_READ_BOUND_MS): Promise<void> {
+  try {
+    await checkLeftoversReads(admin, target, warn, boundMs);
+  } catch (error) {
+    if (!(error instanceof NoAnswer)) throw error;
+    await admin.end().catch(() => undefined);
+    throw new OperatorError(
+      `cannot look for what an earlier restore into "${target}" left behind: ${unanswered(error)}, then rerun the restore; nothing was created: "${target}" untouched`,
+    );
+  }
+}
+
+async function checkLeftoversReads(admin: Client, target: string, warn: (line: string) => void, boundMs: number): Promise<void> {
   // Only under the lock of openAdminSession: without it, the staging database may be a live restore's.
   // Candidates by prefix (LIKE, with `_` and `%` escaped: target names contain `_`), then exact
   // names in code: the id must be base-36 digits, so `atmr_old_2024_11_30` is not taken for one.
   const prefixes = (['restore', 'old'] as const).flatMap((kind) => [siblingPrefix(target, kind), ...LEGACY_ID_LENGTHS.map((length) => legacyPrefix(target, kind, length))]);
-  const { rows } = await admin.query<{ datname: string; datallowconn: boolean; sessions: number }>(
+  const { rows } = await boundedQuery<{ datname: string; datallowconn: boolean; sessions: number }>(
+    admin,
     `SELECT datname, datallowconn, (SELECT count(*)::int FROM pg_stat_activity a WHERE a.datname = d.datname AND ${CLIENT_SESSION}) AS sessions
        FROM pg_database d WHERE datname = $1 OR datname LIKE ANY ($2::text[])
       ORDER BY datname`,
+    boundMs,
     [target, prefixes.map((prefix) => `${prefix.replace(/[\\%_]/g, '\\$&')}%`)],
+    `the read of the databases named after "${target}" (pg_database, pg_stat_activity)`,
   );
   const targetRow = rows.find((r) => r.datname === target);
   const targetExists = targetRow !== undefined;
@@ -638,13 +656,16 @@ export async function checkLeftovers(admin: Client, target: string, warn: (line:
       sessions === 0
         ? []
         : (
-            await admin.query<{ pid: number; application: string }>(
+            await boundedQuery<{ pid: number; application: string }>(
+              admin,
               `SELECT pid, application_name AS application FROM pg_stat_activity WHERE datname = $1 AND ${CLIENT_SESSION} ORDER BY pid`,
+              boundMs,
               [datname],
+              `the read of the sessions in "${datname}" (pg_stat_activity)`,
             )
           ).rows;
     // Read only when a line below gives a DROP for a database sessions are in (dropDatabaseStatement).
-    const drop = async (): Promise<string> => dropDatabaseStatement(datname, await isSuperuser(admin, GUARD_READ_BOUND_MS));
+    const drop = async (): Promise<string> => dropDatabaseStatement(datname, await isSuperuser(admin, boundMs));
     if (cutAt !== undefined) {
       const whose = old ? `holds what "${target}" was before an earlier restore replaced it, or what another database was` : `is the staging database of an earlier restore into "${target}" or into another database`;
       const connected = clients.length === 0 ? '' : ` and ${clients.length} session(s) are connected to it (${[...new Set(clients.map((c) => c.application || '?'))].slice(0, 3).join(', ')})`;

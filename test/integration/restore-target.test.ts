@@ -2,7 +2,7 @@ import type { Client } from 'pg';
 import { operatorErrorOf } from '../support/refusal';
 import { type PgConnection, connectTo } from '../../lambdas/shared/pg-connection';
 import { watchDatabaseSize } from '../../lambdas/restore/load';
-import { GUARD_READ_BOUND_MS, Unsettled, checkTarget, createDatabase, openAdminSession, runLooking, swapIn } from '../../lambdas/restore/target';
+import { GUARD_READ_BOUND_MS, Unsettled, checkLeftovers, checkTarget, createDatabase, openAdminSession, runLooking, stagingName, swapIn } from '../../lambdas/restore/target';
 import { startCuttingProxy } from '../support/cutting-proxy';
 import { testClient, testCluster, uniqueDatabaseName } from '../support/cluster';
 import { type PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
@@ -342,7 +342,7 @@ describe('the swap and its look are bounded: a lock held elsewhere or a server t
   }, 60_000);
 });
 
-describe("the session's lock is bounded: a server that accepts the connection but never answers it stops the restore with one line", () => {
+describe("the session's lock and the leftovers' reads are bounded: a server that accepts the connection but never answers them stops the restore with one line", () => {
   const cluster = testCluster();
   const connection: PgConnection = { host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' };
   // The tests' bound, shorter than the restore's (GUARD_READ_BOUND_MS): the same code path, seconds saved.
@@ -418,6 +418,49 @@ describe("the session's lock is bounded: a server that accepts the connection bu
       expect(psql(cluster, target, 'SELECT id FROM keep_me')).toBe('7');
     } finally {
       await session.end();
+      await proxy.stop();
+      dropAll(target);
+    }
+  }, 60_000);
+
+  it.each([
+    ['its first read', /LIKE ANY/, (target: string) => `the read of the databases named after "${target}" (pg_database, pg_stat_activity)`],
+    ['the read of the sessions in a leftover', /application_name AS application FROM pg_stat_activity/, (_target: string, leftover: string) => `the read of the sessions in "${leftover}" (pg_stat_activity)`],
+    ['the read of the role for the DROP it advises', /rolsuper AS superuser/, () => 'the read of whether the role is a superuser (pg_roles)'],
+  ])('the look for leftovers of a killed restore: %s unanswered ends it with one line, exit 1, nothing created or dropped', async (_what, statement, what) => {
+    // Arrange: a target, and an earlier restore's staging database that another client is in
+    const target = aTarget('t_left');
+    const leftover = stagingName(target);
+    psql(cluster, 'postgres', `CREATE DATABASE "${leftover}"`);
+    const inside = testClient({ ...connection, database: leftover, application_name: 'somebody' });
+    await inside.connect();
+    const proxy = await startCuttingProxy({ host: cluster.host, port: cluster.port }, statement, { silence: true });
+    const admin = await connectTo({ ...connection, port: proxy.port }, 'postgres');
+    const ended = new Promise<void>((resolve) => admin.on('end', () => resolve()));
+    const warnings: string[] = [];
+    try {
+      const started = Date.now();
+
+      // Act
+      const error = await operatorErrorOf(checkLeftovers(admin, target, (line) => warnings.push(line), BOUND_MS));
+      const seconds = (Date.now() - started) / 1000;
+
+      // Assert
+      expect(proxy.cut).toBeDefined();
+      expect(error.message).toBe(
+        `cannot look for what an earlier restore into "${target}" left behind: ${what(target, leftover)} ${noAnswer}, then rerun the restore; nothing was created: "${target}" untouched`,
+      );
+      expect(error.exitCode).toBe(1);
+      expect(warnings).toEqual([]);
+      expect(seconds).toBeGreaterThanOrEqual(BOUND_MS / 1000 - 0.5);
+      expect(seconds).toBeLessThan(15);
+      // Ended, so that the restore's session connects again before its next statement.
+      await ended;
+      expect(psql(cluster, 'postgres', `SELECT datname FROM pg_database WHERE datname LIKE '${target}%' ORDER BY datname`)).toBe(`${target}\n${leftover}`);
+      expect(psql(cluster, target, 'SELECT id FROM keep_me')).toBe('7');
+    } finally {
+      await admin.end().catch(() => undefined);
+      await inside.end();
       await proxy.stop();
       dropAll(target);
     }
