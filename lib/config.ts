@@ -537,7 +537,7 @@ export const DetectionConfigSchema = z.strictObject({
           attempts: z.number().int().min(1).max(10).default(3),
         })
         .optional(),
-      /** Redis (broker of Celery): PING, LLEN of the Celery queues and INFO memory (read-only). @default - not probed */
+      /** Redis (broker of Celery): PING, LLEN of the Celery queues, a write check (SET of an expiring key) and INFO memory. @default - not probed */
       redis: z
         .strictObject({
           host: hostName,

@@ -39,6 +39,31 @@ export interface RedisProbeClient {
   llen(key: string): Promise<number>;
   /** `INFO <section>`: read-only, answered from the server's own counters. */
   info(section: 'memory'): Promise<string>;
+  /** `SET key value EX seconds`: the write check (REDIS_WRITE_CHECK_KEY). */
+  set(key: string, value: string, expiry: 'EX', seconds: number): Promise<unknown>;
+}
+
+/**
+ * The key of the probe's write check, written every run with a 2-minute expiry (never more than one
+ * small key). A Redis ACL user of the probe needs `+set` on it (docs/detection.md).
+ */
+export const REDIS_WRITE_CHECK_KEY = 'atmr-dr:probe:write-check';
+
+/**
+ * The error code a Redis server's error reply starts with (`READONLY` a replica, `OOM` full at
+ * maxmemory without eviction, `MISCONF` writes stopped after a failed background save, `NOPERM` the
+ * probe's ACL user, `LOADING` ...); undefined for anything else (ioredis' own "Connection is closed.",
+ * "Command timed out", which have no upper-case code).
+ */
+export function redisErrorCode(error: unknown): string | undefined {
+  return /^([A-Z][A-Z_]+) /.exec(error instanceof Error ? error.message : '')?.[1];
+}
+
+/** classifyError, with a refusal by the Redis server itself named by its code in lower case (`readonly`, `oom`, `misconf` ...). */
+function classifyRedisError(error: unknown): { reason: string; detail: string } {
+  const classified = classifyError(error);
+  const code = classified.reason === 'error' ? redisErrorCode(error) : undefined;
+  return code ? { reason: code.toLowerCase(), detail: classified.detail } : classified;
 }
 /** A PostgreSQL connection for one run; node-postgres' Client fits. */
 export interface SqlProbeClient {
@@ -161,15 +186,30 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
         await client.ping();
         const depths: Record<string, number> = {};
         for (const queue of redis.queues) depths[queue] = await client.llen(queue);
-        // After PING and LLEN, in the same session: a full Redis still answers those, only its memory
-        // shows it. A refused INFO (renamed or denied on a managed Redis) is caught here so that it
+        // Then a write: a read-only replica (after a failover, or a stale endpoint) and a full Redis
+        // that cannot evict answer PING, LLEN and INFO, yet refuse every task Celery queues. A refusal
+        // by the server makes Redis down, named by its code; the depths and the memory read below are
+        // still published (RedisMemoryUsedPercent is what says "full"). Before INFO, whose answer may
+        // be given up below: a later command's reply would then be read as INFO's. A Redis that
+        // stopped writes after a failed background save refuses PING itself (MISCONF), named the same way.
+        const writeRefusal = await client.set(REDIS_WRITE_CHECK_KEY, String(Date.now()), 'EX', 120).then(
+          () => undefined,
+          (error: unknown) => {
+            if (!redisErrorCode(error)) throw error;
+            const { reason, detail } = classifyRedisError(error);
+            return { reason, detail: `SET ${REDIS_WRITE_CHECK_KEY}: ${detail}` };
+          },
+        );
+        // Last, in the same session: the memory says whether a refused write is a full Redis, and
+        // RedisMemoryHigh warns before it is full. A refused INFO (renamed or denied on a managed Redis) is caught here so that it
         // costs the memory metric only, never RedisUp; so is one that does not answer, which gets a
         // quarter of the Redis deadline (the rest of it stays for PING and LLEN).
         const memory = await withTimeout(Math.floor(redis.timeoutMs / 4), () => client.info('memory'))
           .then((info) => ({ ok: true as const, value: redisMemoryFromInfo(info) }))
           .catch((error: unknown) => ({ ok: false as const, error }));
-        return { depths, memory };
-      }).then(({ result, value }) => {
+        return { depths, memory, writeRefusal };
+      }, classifyRedisError).then(({ result: session, value }) => {
+        const result: CheckResult = value?.writeRefusal ? { up: false, latencyMs: session.latencyMs, ...value.writeRefusal } : session;
         report('redis', result);
         record(PROBE_METRICS.redisUp, result.up ? 1 : 0);
         if (value) {
@@ -251,6 +291,7 @@ async function checkSession<C, T>(
   timeoutMs: number,
   open: () => Promise<Session<C>>,
   use: (client: C) => Promise<T>,
+  classify: (error: unknown) => { reason: string; detail: string } = classifyError,
 ): Promise<{ result: CheckResult; value?: T }> {
   const started = performance.now();
   let session: Session<C> | undefined;
@@ -275,7 +316,7 @@ async function checkSession<C, T>(
     );
     return { result: { up: true, latencyMs: Math.round(performance.now() - started) }, value };
   } catch (error) {
-    return { result: { up: false, latencyMs: Math.round(performance.now() - started), ...classifyError(error) } };
+    return { result: { up: false, latencyMs: Math.round(performance.now() - started), ...classify(error) } };
   } finally {
     close();
   }

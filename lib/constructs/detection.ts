@@ -199,7 +199,7 @@ export class Detection extends Construct {
       alarm('redisDown', 'health', 'Healthchecks Kubernetes', {
         concern: 'Health',
         what: 'RedisDown',
-        summary: `Redis (broker Celery) ne répond pas au PING depuis 2 min (ou sonde muette) : /ready de l'API échoue aussi.`,
+        summary: `Redis (broker Celery) ne répond pas au PING, ou refuse l'écriture de la sonde (raison readonly : réplique après bascule ou endpoint périmé ; oom : plein ; misconf : sauvegarde en échec), depuis 2 min (ou sonde muette) : Celery ne peut plus mettre de tâche en file.`,
         firstActions: 'vérifier le cluster Redis (ElastiCache : état, connexions, mémoire) et REDIS_URL de l\'API et des workers.',
         metric: up,
         threshold: 1,

@@ -51,7 +51,7 @@ function urlPort(url: string): number {
 
 /**
  * The health probe: a function in the VPC run every minute by EventBridge Scheduler. It checks the
- * API (/health, /ready), OSRM, Redis (PING, Celery queue lengths, INFO memory) and PostgreSQL (read-only state),
+ * API (/health, /ready), OSRM, Redis (PING, Celery queue lengths, a write check, INFO memory) and PostgreSQL (read-only state),
  * and publishes one EMF datapoint per metric per run (lambdas/detection/probe.ts).
  */
 export class HealthProbe extends Construct {
@@ -76,7 +76,7 @@ export class HealthProbe extends Construct {
     const egress = new Map<number, string>([[443, 'AWS APIs (Secrets Manager, SSM) and https targets']]);
     if (settings.api) egress.set(urlPort(settings.api.baseUrl), 'API /health and /ready');
     if (settings.osrm) egress.set(urlPort(settings.osrm.healthUrl), 'OSRM health URL');
-    if (settings.redis) egress.set(settings.redis.port, 'Redis PING and LLEN');
+    if (settings.redis) egress.set(settings.redis.port, 'Redis PING, LLEN, SET and INFO');
     for (const [port, what] of egress) this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(port), what);
     if (settings.database && props.databaseSecurityGroup) {
       this.securityGroup.connections.allowTo(props.databaseSecurityGroup, ec2.Port.tcp(settings.database.port), 'atmr-dr health probe to PostgreSQL');

@@ -201,7 +201,7 @@ describe('detection alarms (example config)', () => {
     // Act
     const a = alarm('Health-RedisMemoryHigh');
 
-    // Assert: a full Redis refuses Celery's writes while RedisUp stays 1; no datapoint (no maxmemory,
+    // Assert: it warns before a Redis is full (RedisDown pages once the probe's write is refused); no datapoint (no maxmemory,
     // INFO refused, Redis down) is not a full Redis.
     expect(a).toMatchObject({
       Namespace: 'AtmrDr/example',

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import Redis from 'ioredis';
 import { openDatabaseSession, openRedisSession } from '../../lambdas/detection/clients';
-import { PROBE_METRICS, ProbeSettings, runProbe } from '../../lambdas/detection/probe';
+import { PROBE_METRICS, ProbeSettings, REDIS_WRITE_CHECK_KEY, runProbe } from '../../lambdas/detection/probe';
 import { captureProbeOutput, metricValue, startHttpServer } from '../lambdas/detection/fixtures';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { freePort, psql } from '../support/postgres';
@@ -342,6 +342,82 @@ describe('health probe: a Redis that requires AUTH', () => {
   });
 });
 
+describe('health probe: a Redis that answers reads but refuses writes', () => {
+  const probeRedis = (port: number) =>
+    captureProbeOutput(({ metrics, logger }) =>
+      runProbe(
+        { redis: { timeoutMs: TIMEOUT_MS, queues: ['celery'] } },
+        { metrics, logger, openRedis: () => openRedisSession({ host: '127.0.0.1', port, tls: false, timeoutMs: TIMEOUT_MS }) },
+      ),
+    );
+  const started: LocalRedis[] = [];
+  const start = async (args: string[]) => {
+    const r = await startRedis(args);
+    started.push(r);
+    return r;
+  };
+  afterAll(async () => {
+    await Promise.all(started.map((r) => r.stop()));
+  });
+
+  it('reports a read-only replica (a failover, a stale endpoint) down as readonly, with its queue depth', async () => {
+    // Arrange: a replica of a primary that is gone, as an endpoint left on the old node is
+    const replica = await start(['--replicaof', '127.0.0.1', String(closedPort)]);
+    expect(replica.cli('LPUSH', 'celery', 'x')).toMatch(/^READONLY/);
+
+    // Act
+    const { result, metrics, logs } = await probeRedis(replica.port);
+
+    // Assert
+    expect(result.targets.find((t) => t.target === 'redis')).toMatchObject({ up: false, reason: 'readonly', detail: expect.stringContaining('READONLY') });
+    expect(metricValue(metrics, M.redisUp)).toBe(0);
+    expect(metricValue(metrics, M.celeryQueueDepthTotal)).toBe(0);
+    expect(logs).toContainEqual(expect.objectContaining({ message: 'probe target down', target: 'redis', reason: 'readonly' }));
+  });
+
+  it('reports a Redis at maxmemory with noeviction down as oom and still publishes its memory', async () => {
+    // Arrange: maxmemory 1 byte: every write is refused at once
+    const full = await start(['--maxmemory', '1', '--maxmemory-policy', 'noeviction']);
+
+    // Act
+    const { result, metrics } = await probeRedis(full.port);
+
+    // Assert
+    expect(result.targets.find((t) => t.target === 'redis')).toMatchObject({ up: false, reason: 'oom', detail: expect.stringContaining('OOM command not allowed') });
+    expect(metricValue(metrics, M.redisUp)).toBe(0);
+    expect(metricValue(metrics, M.redisMemoryUsedPercent)).toBeGreaterThan(100);
+  });
+
+  it('reports a Redis that stopped writes after a failed background save down as misconf', async () => {
+    // Arrange: save points and a dir no one can write to (/proc, even for root): BGSAVE fails, and
+    // stop-writes-on-bgsave-error (the default) refuses writes and PING
+    const stopped = await start(['--dir', '/proc', '--save', '3600 1']);
+    try {
+      stopped.cli('BGSAVE');
+      for (let i = 0; i < 100 && !stopped.cli('INFO', 'persistence').includes('rdb_last_bgsave_status:err'); i++) await new Promise((r) => setTimeout(r, 50));
+
+      // Act
+      const { result, metrics } = await probeRedis(stopped.port);
+
+      // Assert
+      expect(result.targets.find((t) => t.target === 'redis')).toMatchObject({ up: false, reason: 'misconf', detail: expect.stringContaining('MISCONF') });
+      expect(metricValue(metrics, M.redisUp)).toBe(0);
+    } finally {
+      // Without save points again, or SIGTERM's save to /proc fails and Redis refuses to stop.
+      stopped.cli('CONFIG', 'SET', 'save', '');
+    }
+  });
+
+  it('writes its check key with an expiry, so a healthy Redis keeps at most one small key', async () => {
+    // Act
+    const { result } = await probeRedis(redis.port);
+
+    // Assert
+    expect(result.targets.find((t) => t.target === 'redis')).toMatchObject({ up: true });
+    expect(Number(redis.cli('TTL', REDIS_WRITE_CHECK_KEY))).toBeGreaterThan(100);
+  });
+});
+
 describe('health probe: Redis memory (INFO memory)', () => {
   const probeRedis = (port: number) =>
     captureProbeOutput(({ metrics, logger }) =>
@@ -358,7 +434,7 @@ describe('health probe: Redis memory (INFO memory)', () => {
     });
     afterAll(async () => full.stop());
 
-    it('stays up (PING and LLEN still answer) and reports RedisMemoryUsedPercent >= 90 with its eviction policy once writes are refused with OOM', async () => {
+    it('is down (oom: its write check refused, though PING and LLEN still answer) and still reports RedisMemoryUsedPercent >= 90 with its eviction policy', async () => {
       // Arrange: a writer (what Celery does with every task) fills a list until Redis refuses the write.
       const writer = new Redis({ host: '127.0.0.1', port: full.port, maxRetriesPerRequest: 0, lazyConnect: true });
       await writer.connect();
@@ -375,7 +451,8 @@ describe('health probe: Redis memory (INFO memory)', () => {
       const { result, metrics } = await probeRedis(full.port);
 
       // Assert
-      expect(metricValue(metrics, M.redisUp)).toBe(1);
+      expect(result.targets.find((t) => t.target === 'redis')).toMatchObject({ up: false, reason: 'oom' });
+      expect(metricValue(metrics, M.redisUp)).toBe(0);
       expect(metricValue(metrics, M.celeryQueueDepthTotal)).toBeGreaterThan(0);
       expect(metricValue(metrics, M.redisMemoryUsedPercent)).toBeGreaterThanOrEqual(90);
       expect(metrics.find((m) => m.name === M.redisMemoryUsedPercent)).toMatchObject({ unit: 'Percent', dimensions: { service: 'detection-probe' } });
