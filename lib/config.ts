@@ -575,7 +575,7 @@ export const DetectionConfigSchema = z.strictObject({
   /** Alarm thresholds; defaults are the runbook's. */
   thresholds: z
     .strictObject({
-      /** OsrmAvailability = 0 for this many minutes. @default 2 */
+      /** OsrmAvailability <= 50 % in this many of the last probeFailureWindowMinutes minutes (at most as many as keep Osrm-Down paging every window Network-ProbeFailures leaves out as OSRM down: docs/detection.md). @default 2 */
       osrmDownMinutes: z.number().int().min(1).max(60).default(2),
       /** ApiReady = 0 for this many minutes (readiness 503 or unreachable). @default 2 */
       apiNotReadyMinutes: z.number().int().min(1).max(60).default(2),

@@ -68,6 +68,27 @@ const { GREATER_THAN_THRESHOLD: GT, GREATER_THAN_OR_EQUAL_TO_THRESHOLD: GTE, LES
   cloudwatch.ComparisonOperator;
 const { BREACHING, NOT_BREACHING } = cloudwatch.TreatMissingData;
 
+/** OSRM is down in a minute (Osrm-Down) and over a window (left out of Network-ProbeFailures) at or below this OsrmAvailability. */
+export const OSRM_DOWN_PERCENT = 50;
+
+/**
+ * Osrm-Down's rule: OsrmAvailability <= OSRM_DOWN_PERCENT in `minutes` of the last `ofMinutes`
+ * (one probe run a minute), `ofMinutes` being Network-ProbeFailures' window. Network-ProbeFailures
+ * leaves out a window whose OSRM average is at or below that percent, so Osrm-Down must page for
+ * every such window, or OSRM partly down (1 attempt in 3 answered, or down every other minute)
+ * pages nobody. A minute above the percent is at least `best` = 100 x h / attempts (h the fewest
+ * attempts above half), so an average <= 50 over n minutes has at least n x (1 - 50 / best) minutes
+ * at or below it (missing minutes count as breaching, which only adds to them): `minutes` is at most
+ * that many, and at most `downMinutes` (detection.thresholds.osrmDownMinutes), which keeps a hard
+ * outage paged as fast as before. 3 attempts, a 10-minute window: 2 (the default) of 10, bounded by 3.
+ */
+export function osrmDownRule(attempts: number, downMinutes: number, windowMinutes: number): { minutes: number; ofMinutes: number } {
+  const fewestAboveHalf = Math.floor(attempts / 2) + 1;
+  // n x (1 - 50 / best) = n x (2h - attempts) / 2h, in integers.
+  const bound = Math.ceil((windowMinutes * (2 * fewestAboveHalf - attempts)) / (2 * fewestAboveHalf));
+  return { minutes: Math.max(1, Math.min(downMinutes, bound)), ofMinutes: windowMinutes };
+}
+
 function pascal(key: string): string {
   return key.charAt(0).toUpperCase() + key.slice(1);
 }
@@ -161,21 +182,22 @@ export class Detection extends Construct {
       probeMetric(props.environmentName, name, { statistic, period, dimensions, label });
 
     if (settings?.osrm) {
-      const metric = pm(PROBE_METRICS.osrmAvailability, 'Maximum', MINUTE);
+      const metric = pm(PROBE_METRICS.osrmAvailability, 'Average', MINUTE);
+      const { minutes, ofMinutes } = osrmDownRule(settings.osrm.attempts, t.osrmDownMinutes, t.probeFailureWindowMinutes);
       alarm('osrmDown', 'osrm', 'OSRM Down', {
         concern: 'Osrm',
         what: 'Down',
-        summary: `OSRM ne répond plus à ${settings.osrm.healthUrl} (OsrmAvailability = 0 % pendant ${t.osrmDownMinutes} min, ou sonde muette).`,
+        summary: `OSRM ne répond pas ou à la moitié des essais au plus (OsrmAvailability <= 50 %) à ${settings.osrm.healthUrl} pendant ${minutes} des ${ofMinutes} dernières minutes, ou sonde muette.`,
         firstActions:
           'vérifier le service OSRM (ECS: tâches, logs des 50 dernières lignes), curl de l\'URL de santé ; le cache OSRM prend le relais ; NE PAS redémarrer avant diagnostic, puis `atmr-dr osrm restart`.',
         metric,
-        threshold: 0,
+        threshold: OSRM_DOWN_PERCENT,
         comparisonOperator: LTE,
-        evaluationPeriods: t.osrmDownMinutes,
-        datapointsToAlarm: t.osrmDownMinutes,
+        evaluationPeriods: ofMinutes,
+        datapointsToAlarm: minutes,
         treatMissingData: BREACHING,
       });
-      graphs.push({ title: 'OSRM availability (%)', metrics: [metric.with({ label: 'OSRM availability (%)' })], annotations: [{ value: 0, label: 'down' }] });
+      graphs.push({ title: 'OSRM availability (%)', metrics: [metric.with({ label: 'OSRM availability (%)' })], annotations: [{ value: OSRM_DOWN_PERCENT, label: 'down' }] });
     }
     if (settings?.api) {
       const ready = pm(PROBE_METRICS.apiReady, 'Maximum', MINUTE);
@@ -289,10 +311,11 @@ export class Detection extends Construct {
         failed: pm(PROBE_METRICS.checksFailed, 'Sum', window),
         made: pm(PROBE_METRICS.checksMade, 'Sum', window),
       };
-      // OsrmAvailability is a percentage of the run's attempts (0 is Osrm-Down's test).
+      // OsrmAvailability is a percentage of the run's attempts; Osrm-Down pages whenever its window
+      // average is at most OSRM_DOWN_PERCENT (osrmDownRule), so such a window is left out here.
       if (settings.osrm) {
         usingMetrics.osrm = pm(PROBE_METRICS.osrmAvailability, 'Average', window);
-        down.push('osrm <= 50');
+        down.push(`osrm <= ${OSRM_DOWN_PERCENT}`);
       }
       if (settings.api) {
         usingMetrics.ready = pm(PROBE_METRICS.apiReady, 'Average', window);

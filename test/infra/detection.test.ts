@@ -1,6 +1,6 @@
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { parseEnvironmentConfig } from '../../lib/config';
-import { Detection } from '../../lib/constructs/detection';
+import { Detection, osrmDownRule } from '../../lib/constructs/detection';
 import { alarmNamePrefix } from '../../lib/constructs/runbook-alarm';
 import { constructHarness, exampleEnvironment, synthesizeApp } from '../support/app';
 
@@ -55,7 +55,7 @@ describe('health probe rights (example config)', () => {
 describe('detection alarms (example config)', () => {
   it.each([
     // name, namespace, metric, statistic, period, threshold, operator, evaluation periods, datapoints, missing data
-    ['Osrm-Down', 'AtmrDr/example', 'OsrmAvailability', 'Maximum', 60, 0, 'LessThanOrEqualToThreshold', 2, 2, 'breaching'],
+    ['Osrm-Down', 'AtmrDr/example', 'OsrmAvailability', 'Average', 60, 50, 'LessThanOrEqualToThreshold', 10, 2, 'breaching'],
     ['Health-ApiNotReady', 'AtmrDr/example', 'ApiReady', 'Maximum', 60, 1, 'LessThanThreshold', 2, 2, 'breaching'],
     ['Health-RedisDown', 'AtmrDr/example', 'RedisUp', 'Maximum', 60, 1, 'LessThanThreshold', 2, 2, 'breaching'],
     ['Database-ReadOnly', 'AtmrDr/example', 'DbReadOnly', 'Maximum', 60, 1, 'GreaterThanOrEqualToThreshold', 2, 2, 'breaching'],
@@ -187,6 +187,71 @@ describe('detection alarms (example config)', () => {
     expect(expression).toBe('IF(osrm <= 50 OR ready <= 0.5 OR redis <= 0.5 OR db <= 0.5 OR FILL(readonly, 0) >= 0.5, 0, IF(made > 0, 100 * failed / made, 0))');
     const description = synthesizedText(a.AlarmDescription);
     for (const name of ['Osrm-Down', 'Health-ApiNotReady', 'Health-RedisDown', 'Database-ReadOnly']) expect(description).toContain(name);
+  });
+
+  describe('OSRM partly down: Osrm-Down and Network-ProbeFailures agree (exactly one pages)', () => {
+    // Both alarms as synthesized, evaluated over one window of per-minute probe runs (one run a minute,
+    // 3 OSRM attempts, the API, Redis and the database up): Osrm-Down the CloudWatch way (datapoints
+    // at or below its threshold among its last evaluation periods), Network-ProbeFailures by its
+    // expression's OSRM term and its failure rate.
+    const osrmDown = alarm('Osrm-Down');
+    const failures = alarm('Network-ProbeFailures');
+    const osrmTerm = /osrm <= (\d+)/.exec(failures.Metrics?.find((m) => m.Expression)?.Expression ?? '');
+    const evaluate = (answeredPerRun: number[]) => {
+      const availability = answeredPerRun.map((ok) => (100 * ok) / 3);
+      const last = availability.slice(-(osrmDown.EvaluationPeriods as number));
+      const osrmDownFires = last.filter((v) => v <= (osrmDown.Threshold as number)).length >= (osrmDown.DatapointsToAlarm as number);
+      const average = availability.reduce((a, b) => a + b, 0) / availability.length;
+      const failed = answeredPerRun.reduce((a, ok) => a + 3 - ok, 0);
+      const rate = (100 * failed) / (7 * answeredPerRun.length);
+      const probeFailuresValue = average <= Number(osrmTerm?.[1]) ? 0 : rate;
+      return { osrmDown: osrmDownFires, probeFailures: probeFailuresValue > (failures.Threshold as number) };
+    };
+
+    it('pages Osrm-Down, and not Network-ProbeFailures, when OSRM answers 1 attempt in 3 or is down every other minute', () => {
+      // Arrange
+      const oneInThree = Array.from({ length: 10 }, () => 1);
+      const everyOtherMinute = Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? 0 : 3));
+
+      // Act + Assert
+      expect(evaluate(oneInThree)).toEqual({ osrmDown: true, probeFailures: false });
+      expect(evaluate(everyOtherMinute)).toEqual({ osrmDown: true, probeFailures: false });
+    });
+
+    it('pages exactly one of them for every window whose OSRM average is at most 50 % (each mix of 0, 1, 2, 3 attempts answered in 10 runs)', () => {
+      // Arrange: both alarms only see how many runs answered 0, 1, 2 or 3 attempts, not their order
+      // (Osrm-Down's last 10 minutes are the window)
+      const windows: number[][] = [];
+      for (let a = 0; a <= 10; a++) for (let b = 0; a + b <= 10; b++) for (let c = 0; a + b + c <= 10; c++) windows.push([...Array(a).fill(0), ...Array(b).fill(1), ...Array(c).fill(2), ...Array(10 - a - b - c).fill(3)]);
+      const partlyDown = windows.filter((w) => w.reduce((x, ok) => x + (100 * ok) / 3, 0) / w.length <= 50);
+
+      // Act
+      const paged = partlyDown.map((w) => [w.join(''), evaluate(w)] as const);
+
+      // Assert
+      expect(partlyDown.length).toBeGreaterThan(50);
+      expect(paged.filter(([, r]) => !(r.osrmDown && !r.probeFailures))).toEqual([]);
+    });
+
+    it('keeps a hard outage paged by Osrm-Down in 2 minutes, and one failed attempt in 3 not down', () => {
+      expect(evaluate([3, 3, 3, 3, 3, 3, 3, 3, 0, 0]).osrmDown).toBe(true);
+      expect(evaluate([3, 3, 3, 3, 3, 3, 3, 3, 3, 0]).osrmDown).toBe(false);
+      expect(evaluate(Array.from({ length: 10 }, () => 2)).osrmDown).toBe(false);
+    });
+  });
+
+  it('bounds the minutes of Osrm-Down so that any OSRM average of at most 50 % over the window reaches them, whatever the attempts', () => {
+    for (let attempts = 1; attempts <= 10; attempts++) {
+      for (const window of [1, 2, 5, 10, 15, 60]) {
+        const { minutes, ofMinutes } = osrmDownRule(attempts, 60, window);
+        // The fewest minutes at or below 50 % an average of at most 50 % can have: the others as close above as the attempts allow.
+        const best = (100 * (Math.floor(attempts / 2) + 1)) / attempts;
+        let fewest = window;
+        for (let k = 0; k <= window; k++) if ((window - k) * best <= 50 * window + 1e-9) fewest = Math.min(fewest, k);
+        expect([attempts, window, ofMinutes, minutes <= Math.max(1, fewest)]).toEqual([attempts, window, window, true]);
+        expect(osrmDownRule(attempts, 2, window).minutes).toBeLessThanOrEqual(2);
+      }
+    }
   });
 
   it('alarms when the Celery depth is above its bound and still growing', () => {
