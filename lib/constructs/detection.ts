@@ -182,7 +182,7 @@ export class Detection extends Construct {
       probeMetric(props.environmentName, name, { statistic, period, dimensions, label });
 
     if (settings?.osrm) {
-      const metric = pm(PROBE_METRICS.osrmAvailability, 'Average', MINUTE);
+      const metric = pm(PROBE_METRICS.osrmAvailability, 'Maximum', MINUTE);
       const { minutes, ofMinutes } = osrmDownRule(settings.osrm.attempts, t.osrmDownMinutes, t.probeFailureWindowMinutes);
       alarm('osrmDown', 'osrm', 'OSRM Down', {
         concern: 'Osrm',

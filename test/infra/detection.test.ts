@@ -55,7 +55,7 @@ describe('health probe rights (example config)', () => {
 describe('detection alarms (example config)', () => {
   it.each([
     // name, namespace, metric, statistic, period, threshold, operator, evaluation periods, datapoints, missing data
-    ['Osrm-Down', 'AtmrDr/example', 'OsrmAvailability', 'Average', 60, 50, 'LessThanOrEqualToThreshold', 10, 2, 'breaching'],
+    ['Osrm-Down', 'AtmrDr/example', 'OsrmAvailability', 'Maximum', 60, 50, 'LessThanOrEqualToThreshold', 10, 2, 'breaching'],
     ['Health-ApiNotReady', 'AtmrDr/example', 'ApiReady', 'Maximum', 60, 1, 'LessThanThreshold', 2, 2, 'breaching'],
     ['Health-RedisDown', 'AtmrDr/example', 'RedisUp', 'Maximum', 60, 1, 'LessThanThreshold', 2, 2, 'breaching'],
     ['Database-ReadOnly', 'AtmrDr/example', 'DbReadOnly', 'Maximum', 60, 1, 'GreaterThanOrEqualToThreshold', 2, 2, 'breaching'],
