@@ -342,14 +342,16 @@ describe('health probe: a Redis that requires AUTH', () => {
   });
 });
 
+/** The probe with Redis alone (queue `celery`), against the redis-server on `port`. */
+const probeRedis = (port: number) =>
+  captureProbeOutput(({ metrics, logger }) =>
+    runProbe(
+      { redis: { timeoutMs: TIMEOUT_MS, queues: ['celery'] } },
+      { metrics, logger, openRedis: () => openRedisSession({ host: '127.0.0.1', port, tls: false, timeoutMs: TIMEOUT_MS }) },
+    ),
+  );
+
 describe('health probe: a Redis that answers reads but refuses writes', () => {
-  const probeRedis = (port: number) =>
-    captureProbeOutput(({ metrics, logger }) =>
-      runProbe(
-        { redis: { timeoutMs: TIMEOUT_MS, queues: ['celery'] } },
-        { metrics, logger, openRedis: () => openRedisSession({ host: '127.0.0.1', port, tls: false, timeoutMs: TIMEOUT_MS }) },
-      ),
-    );
   const started: LocalRedis[] = [];
   const start = async (args: string[]) => {
     const r = await startRedis(args);
@@ -419,13 +421,6 @@ describe('health probe: a Redis that answers reads but refuses writes', () => {
 });
 
 describe('health probe: Redis memory (INFO memory)', () => {
-  const probeRedis = (port: number) =>
-    captureProbeOutput(({ metrics, logger }) =>
-      runProbe(
-        { redis: { timeoutMs: TIMEOUT_MS, queues: ['celery'] } },
-        { metrics, logger, openRedis: () => openRedisSession({ host: '127.0.0.1', port, tls: false, timeoutMs: TIMEOUT_MS }) },
-      ),
-    );
 
   describe('a full Redis (maxmemory reached, noeviction)', () => {
     let full: LocalRedis;
