@@ -124,9 +124,18 @@ export interface RestoreResult {
   readonly rtoSeconds: number;
 }
 
-/** 1. The manifest, and the object of it to restore; refuses what the manifest alone tells is wrong. */
-async function readManifest(deps: RestoreDeps, options: RestoreOptions, signal: AbortSignal | undefined) {
+export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions): Promise<RestoreResult> {
+  const started = performance.now();
+  const log = deps.log ?? (() => undefined);
+  const warn = deps.warn ?? log;
+  const signal = options.signal;
   const target = options.targetDb;
+  checkTargetName(target);
+  guardProduction(target, options.protectedDatabases ?? [], options.allowProductionOverwrite);
+  const maintenance = deps.maintenanceDatabase ?? 'postgres';
+  guardSystemDatabase(target, maintenance);
+
+  // 1. The manifest.
   const { manifestKey, manifest } = await resolveBackup({ ...deps, signal }, options.ref, { tier: options.tier, database: options.database }).catch((error: unknown) => {
     if (signal?.aborted) throw new OperatorError(`restore interrupted (${abortReason(signal)}) while reading the manifest: nothing created; ${options.targetLabel ?? 'target'} "${target}" untouched`, 130);
     throw error;
@@ -139,34 +148,10 @@ async function readManifest(deps: RestoreDeps, options: RestoreOptions, signal: 
       2,
     );
   }
-  return { manifestKey, manifest, object, otherCopy: manifest.objects.find((o) => o.format !== object.format) };
-}
-
-export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions): Promise<RestoreResult> {
-  const started = performance.now();
-  const log = deps.log ?? (() => undefined);
-  const warn = deps.warn ?? log;
-  const signal = options.signal;
-  const target = options.targetDb;
-  checkTargetName(target);
-  guardProduction(target, options.protectedDatabases ?? [], options.allowProductionOverwrite);
-  const maintenance = deps.maintenanceDatabase ?? 'postgres';
-  guardSystemDatabase(target, maintenance);
-
-  // The session that holds the target's lock is opened while the manifest is read: each is a
-  // round trip or more (a connection's TLS and authentication, the manifest's GET), neither needs
-  // the other, and each failure is told as it was when they ran one after the other (the
-  // manifest's and the checks on it first). A handler from the start: a refused connection must
-  // not be an unhandled rejection while the manifest is still on its way.
-  const opening = openAdminSession(deps.connection, maintenance, target);
-  opening.catch(() => undefined);
-  const { manifestKey, manifest, object, otherCopy } = await readManifest(deps, options, signal).catch(async (error: unknown) => {
-    await opening.then((session) => session.end(), () => undefined);
-    throw error;
-  });
+  const otherCopy = manifest.objects.find((o) => o.format !== object.format);
 
   // Holds the target's lock until the end, and reconnects if the server restarted meanwhile.
-  const admin = await opening;
+  const admin = await openAdminSession(deps.connection, maintenance, target);
   const staging = stagingName(target);
   let stagingCreated = false;
   let dropFailed = false;
