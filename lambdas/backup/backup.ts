@@ -594,10 +594,11 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
   // has read the catalog, every table locked): a statement of the application caught between the
   // snapshot's locks and pg_dump's would hold everyone for the lock wait bound, unseen by the
   // deadlock detector (lock-wait.ts). Looked for each second until then, on the attempt's side
-  // connection (the progress line's looks share it), opened at the first look; ending the attempt (fail: pg_dump killed, the snapshot's transaction
-  // closed) lets that statement run at once, and the caller takes a new snapshot after it. Ending
-  // it, rather than waiting it out, is the only way out: the run cannot give up a lock inside its
-  // transaction, and pg_dump's request stays queued behind the statement's.
+  // connection (the progress line's looks share it), opened at the first look; ending the attempt
+  // (fail: pg_dump killed, the snapshot's transaction closed) lets that statement run at once, and
+  // the caller takes a new snapshot after it. Ending it, rather than waiting it out, is the only
+  // way out: the run cannot give up a lock inside its transaction, and pg_dump's request stays
+  // queued behind the statement's.
   const cycleWatch = new LockCycleWatch(input.looks, input.snapshotPid);
   const cycleTicker = setInterval(() => {
     cycleWatch.look((cycle) => {

@@ -46,7 +46,10 @@ export function openRedisSession(options: { host: string; port: number; tls: boo
     }
   };
   return {
-    client: { ping: () => withCause(redis.ping()), llen: (key) => withCause(redis.llen(key)), info: (section) => withCause(redis.info(section)),
+    client: {
+      ping: () => withCause(redis.ping()),
+      llen: (key) => withCause(redis.llen(key)),
+      info: (section) => withCause(redis.info(section)),
       set: (key, value, expiry, seconds) => withCause(redis.set(key, value, expiry, seconds)),
     },
     close: () => redis.disconnect(),

@@ -201,9 +201,10 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
           },
         );
         // Last, in the same session: the memory says whether a refused write is a full Redis, and
-        // RedisMemoryHigh warns before it is full. A refused INFO (renamed or denied on a managed Redis) is caught here so that it
-        // costs the memory metric only, never RedisUp; so is one that does not answer, which gets a
-        // quarter of the Redis deadline (the rest of it stays for PING and LLEN).
+        // RedisMemoryHigh warns before it is full. A refused INFO (renamed or denied on a managed
+        // Redis) is caught here so that it costs the memory metric only, never RedisUp; so is one
+        // that does not answer, which gets a quarter of the Redis deadline (the rest of it stays
+        // for PING and LLEN).
         const memory = await withTimeout(Math.floor(redis.timeoutMs / 4), () => client.info('memory'))
           .then((info) => ({ ok: true as const, value: redisMemoryFromInfo(info) }))
           .catch((error: unknown) => ({ ok: false as const, error }));
