@@ -383,12 +383,25 @@ async function lockTarget(admin: Client, target: string, boundMs: number): Promi
  * would otherwise wait behind the unanswered one.
  */
 export async function checkTarget(admin: Client, connection: PgConnection, target: string, guards: TargetGuards): Promise<{ exists: boolean }> {
+  return stopOnNoAnswer(
+    admin,
+    () => checkTargetReads(admin, connection, target, guards),
+    (why) => `cannot check target database "${target}": ${why}, then rerun the restore; the check creates nothing: "${target}" untouched`,
+  );
+}
+
+/**
+ * `reads` on `admin`; one that got no answer (NoAnswer) ends `admin` (the session connects again
+ * before its next statement, which would otherwise wait behind the unanswered one) and is the
+ * one line `line` makes of it.
+ */
+async function stopOnNoAnswer<T>(admin: Client, reads: () => Promise<T>, line: (why: string) => string): Promise<T> {
   try {
-    return await checkTargetReads(admin, connection, target, guards);
+    return await reads();
   } catch (error) {
     if (!(error instanceof NoAnswer)) throw error;
     await admin.end().catch(() => undefined);
-    throw new OperatorError(`cannot check target database "${target}": ${unanswered(error)}, then rerun the restore; the check creates nothing: "${target}" untouched`);
+    throw new OperatorError(line(unanswered(error)));
   }
 }
 
@@ -600,15 +613,11 @@ function siblingOf(name: string, target: string): Sibling | undefined {
  * ended, as checkTarget does (the session connects again before its next statement).
  */
 export async function checkLeftovers(admin: Client, target: string, warn: (line: string) => void, boundMs = GUARD_READ_BOUND_MS): Promise<void> {
-  try {
-    await checkLeftoversReads(admin, target, warn, boundMs);
-  } catch (error) {
-    if (!(error instanceof NoAnswer)) throw error;
-    await admin.end().catch(() => undefined);
-    throw new OperatorError(
-      `cannot look for what an earlier restore into "${target}" left behind: ${unanswered(error)}, then rerun the restore; nothing was created: "${target}" untouched`,
-    );
-  }
+  await stopOnNoAnswer(
+    admin,
+    () => checkLeftoversReads(admin, target, warn, boundMs),
+    (why) => `cannot look for what an earlier restore into "${target}" left behind: ${why}, then rerun the restore; nothing was created: "${target}" untouched`,
+  );
 }
 
 async function checkLeftoversReads(admin: Client, target: string, warn: (line: string) => void, boundMs: number): Promise<void> {
