@@ -787,7 +787,7 @@ describe('atmr-dr restore on the worst day', () => {
     const run = startCli(['restore', bigKey, '--target-db', target, '--progress']);
 
     // Act: once pg_restore is connected to the staging database, SIGTERM the CLI
-    await waitUntil(run, 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1', [`${target}_restore_%`]);
+    await waitUntil(run, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1 AND backend_type = 'client backend'", [`${target}_restore_%`]);
     run.child.kill('SIGTERM');
     const status = await run.exited;
     const stderr = run.stderr();
@@ -807,7 +807,7 @@ describe('atmr-dr restore on the worst day', () => {
     const target = uniqueDatabaseName('rcli_hup');
     const run = startCli(['restore', bigKey, '--target-db', target], { TMPDIR: tmp });
     try {
-      await waitUntil(run, 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1', [`${target}_restore_%`]);
+      await waitUntil(run, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1 AND backend_type = 'client backend'", [`${target}_restore_%`]);
 
       // Act: the hangup reaches the CLI alone (a session's other processes may not get it)
       run.child.kill('SIGHUP');
@@ -836,7 +836,7 @@ describe('atmr-dr restore on the worst day', () => {
     await locker.connect();
     let staging = '';
     try {
-      await waitUntil(run, 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1', [`${target}_restore_%`]);
+      await waitUntil(run, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1 AND backend_type = 'client backend'", [`${target}_restore_%`]);
       staging = (await locker.query<{ datname: string }>('SELECT datname FROM pg_database WHERE datname LIKE $1', [`${target}_restore_%`])).rows[0].datname;
       // The first Ctrl-C's cleanup (DROP DATABASE of the staging database) waits for a lock this test holds.
       await locker.query('BEGIN');
@@ -983,7 +983,7 @@ describe('atmr-dr restore on the worst day', () => {
     let orphans: number[] = [];
     try {
       const staging = /-d (\S+)/.exec(await pgRestoreOf(run))![1];
-      await waitUntil(run, 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [staging]);
+      await waitUntil(run, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'", [staging]);
 
       // Act: kill -9 the CLI; its pg_restore goes on (frozen here, so that it is still loading when
       // the next restore starts, however fast this machine is: its sessions stay connected)
@@ -1027,7 +1027,7 @@ describe('atmr-dr restore on the worst day', () => {
     const worker = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
     worker.on('error', () => undefined);
     try {
-      await waitUntil(run, 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1', [`${target}_restore_%`]);
+      await waitUntil(run, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1 AND backend_type = 'client backend'", [`${target}_restore_%`]);
 
       // Act: a worker reconnects to the target while the backup loads
       await worker.connect();
