@@ -232,9 +232,11 @@ async function resolve(deps: TaskDeps, incidentId: string, check: { alarmState?:
   let incident = await requireIncident(deps, incidentId);
   if (incident.status !== 'RESOLVED') {
     const how = alarmState === 'DELETED' ? 'alarm deleted' : `alarm ${alarmState ?? 'OK'}`;
-    // A deleted alarm has no ALARM to come; a check answered by task code older than the field
-    // (during a deploy) resolves as that code did.
-    const seen = alarmState === 'DELETED' ? undefined : check?.lastJoinedAlarmAt;
+    // A deleted alarm has no ALARM to come. A check answered by task code older than the field
+    // (during a deploy) counts as one that saw no joined ALARM: without a guard the write resolves
+    // over an ALARM that joined after that check, and nobody is paged for it. The price is one
+    // reminder or page when an ALARM had joined before that check; the next check has the field.
+    const seen = alarmState === 'DELETED' ? undefined : (check?.lastJoinedAlarmAt ?? '');
     const outcome = await resolveUnlessAlarmAgain(deps.store, incidentId, { by: 'atmr-dr', via: 'workflow', how }, seen === undefined ? undefined : { joinedAlarmSeen: seen });
     if (outcome.outcome === 'alarm again') {
       const joined = outcome.incident.lastJoinedAlarmAt ?? '';

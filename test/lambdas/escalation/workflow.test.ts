@@ -174,6 +174,35 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       expect(kinds('Rappel')).toEqual([1]);
       expect(kinds('Résolu')).toEqual([1]);
     });
+
+    describe('when the check was answered by task code older than lastJoinedAlarmAt (during a deploy)', () => {
+      /** The check's answer as that code gave it: the same, without the field. */
+      const oldCheck = async () => {
+        const { lastJoinedAlarmAt, ...rest } = (await runTask(h.taskDeps, { action: 'check', incidentId })) as { lastJoinedAlarmAt?: string };
+        expect(lastJoinedAlarmAt).toBeDefined();
+        return rest;
+      };
+
+      it('does not resolve over an ALARM that joined after that check', async () => {
+        h.alarmStates = ['OK'];
+        const check = await oldCheck();
+        expect(await ingestAlarmChange(h.ingestDeps, alarmEvent('ALARM', '2026-11-30T10:31:00.000+0000'))).toEqual({ action: 'joined', incidentId });
+
+        const resolved = await runTask(h.taskDeps, { action: 'resolve', incidentId, state: { check } });
+
+        expect(resolved).toEqual({ result: 'not resolved: ALARM again at 2026-11-30T10:31:00.000Z', alarmAgain: expect.objectContaining({ status: 'OPEN' }) });
+        expect((await getIncident(h.store, incidentId))?.status).toBe('OPEN');
+      });
+
+      it('resolves when no ALARM joined the incident', async () => {
+        h.alarmStates = ['OK'];
+        const check = await oldCheck();
+
+        await runTask(h.taskDeps, { action: 'resolve', incidentId, state: { check } });
+
+        expect((await getIncident(h.store, incidentId))?.resolution).toEqual(expect.objectContaining({ how: 'alarm OK', via: 'workflow' }));
+      });
+    });
   });
 
   /** Alarms that signal an event (here Backups-FailedRun, as synthesized) return to OK by themselves. */
