@@ -253,6 +253,9 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
       // If-None-Match would refuse an overwrite anyway). An application that does it again each time
       // fails the run after LOCK_CYCLE_ATTEMPTS, naming the statement.
       if (!(error instanceof LockCycleError)) throw error;
+      // An abort that landed while this attempt was ending stops the run here, before a line that
+      // says another attempt starts.
+      if (deps.signal?.aborted) throw abortedRun(deps.signal);
       if (n >= LOCK_CYCLE_ATTEMPTS) {
         throw new OperatorError(
           `${NOTHING_PUBLISHED}: ${error.message}, on each of ${n} attempts (each ended so that it could run): let the application finish changing that table (TRUNCATE, ALTER TABLE), then run the backup again`,
@@ -319,18 +322,16 @@ interface DumpedAttempt {
 async function dumpAttempt(input: AttemptInput): Promise<DumpedAttempt> {
   const { deps, lockWaitMs } = input;
   const { connection } = deps;
-  // An abort says so in the words of one during the dump (the connection's end is its echo).
-  const aborted = (): OperatorError => new OperatorError(`${NOTHING_PUBLISHED}: backup aborted (${abortReason(deps.signal)})`);
   // An abort that came while the previous attempt was ending (or while this one connected) has
   // already fired: no listener added from here on would hear it, and the new snapshot's LOCK TABLE
   // would wait behind the application's open transaction for the whole lock wait bound.
-  if (deps.signal?.aborted) throw aborted();
+  if (deps.signal?.aborted) throw abortedRun(deps.signal);
   const client = await connectTo(connection);
   // One side connection for the attempt's looks, whichever watches use it (lock-wait.ts).
   const looks = new SideLooks(connection);
   let lockWatch: LockWaitWatch | undefined;
   try {
-    if (deps.signal?.aborted) throw aborted();
+    if (deps.signal?.aborted) throw abortedRun(deps.signal);
     const session = (await client.query<{ version: string; pid: number }>("SELECT current_setting('server_version_num') AS version, pg_backend_pid() AS pid")).rows[0];
     const serverVersion = parseServerVersionNum(session.version);
     assertPgDumpCanDump(serverVersion, input.pgDumpVersion);
@@ -347,10 +348,10 @@ async function dumpAttempt(input: AttemptInput): Promise<DumpedAttempt> {
     // Only for a person watching (the CLI's progress): the scheduled runs fail naming the table.
     lockWatch = deps.onProgress ? new LockWaitWatch(looks, lockWaitMs) : undefined;
     const { snapshot, txids, tables } = await whileLocking(deps, lockWatch, openCountedSnapshot(client), client).catch((error: unknown) => {
-      if (deps.signal?.aborted) throw aborted();
+      if (deps.signal?.aborted) throw abortedRun(deps.signal);
       throw error instanceof OperatorError ? new OperatorError(`${NOTHING_PUBLISHED}: ${error.message}`, error.exitCode) : error;
     });
-    if (deps.signal?.aborted) throw aborted();
+    if (deps.signal?.aborted) throw abortedRun(deps.signal);
 
     const streamed = await streamDump({ ...input, client, snapshot, snapshotPid: session.pid, tables, lockWatch, looks });
     await client.query('COMMIT').catch(() => undefined);
@@ -904,6 +905,11 @@ function tierWriteFailure(what: string, key: string, bucket: string, error: unkn
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new OperatorError(`backup aborted (${abortReason(signal)}), nothing published`);
+}
+
+/** An abort during an attempt says so in the words of one during the dump (the connection's end is its echo). */
+function abortedRun(signal: AbortSignal | undefined): OperatorError {
+  return new OperatorError(`${NOTHING_PUBLISHED}: backup aborted (${abortReason(signal)})`);
 }
 
 function abortReason(signal: AbortSignal | undefined): string {

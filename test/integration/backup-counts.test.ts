@@ -318,6 +318,29 @@ describe('backup row counts and the dump agree (integration)', () => {
     });
   });
 
+  it('an abort (Ctrl-C, the Lambda\'s deadline) while an attempt is ending for a TRUNCATE: no line says the run starts again, the run fails as aborted', async () => {
+    await withHeldPgDump('bkc_endabort', 'CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000);', async ({ database, dir, app, watcher }) => {
+      const aborter = new AbortController();
+      const lines: string[] = [];
+      const run = backup(database, { log: (line) => lines.push(line), pgBinDir: dir, signal: aborter.signal }, 60_000);
+      run.catch(() => undefined);
+
+      // Act: the signal aborts once the TRUNCATE has run, that is once the attempt's snapshot ended,
+      // while the attempt still tears down its pg_dump and connections
+      const { truncated } = await truncateBeforePgDump(dir, 1, app, watcher);
+      void truncated.then(() => aborter.abort(new Error('Lambda deadline reached')));
+      const outcome = await run.then(
+        () => 'published',
+        (error: Error) => error.message,
+      );
+
+      // Assert
+      expect(outcome).toBe('backup failed, nothing published (no manifest, latest pointers unchanged): backup aborted (Lambda deadline reached)');
+      expect(lines.filter((line) => line.includes('starting again'))).toEqual([]);
+      expect(fs.existsSync(path.join(dir, 'started-2'))).toBe(false);
+    });
+  });
+
   it('a stalled backup watched by a person: the progress line and the standoff look share one side connection', async () => {
     // Arrange: a migration holds t while the run locks it (the progress line looks after 3 s), then
     // pg_dump is held at its start (the standoff look runs each second until its first byte)
