@@ -10,7 +10,7 @@ import { checkRowCounts } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
 import { archiveNeeds, checkRoles, loadBackup, watchDatabaseSize } from './load';
 import { connectTo } from '../shared/pg-connection';
-import { Unsettled, backupOwnerToGive, checkLeftovers, checkTarget, checkTargetName, createDatabase, databaseOwner, dropDatabase, guardProduction, guardSystemDatabase, openAdminSession, runLooking, stagingName, swapIn } from './target';
+import { Unsettled, backupOwnerToGive, checkLeftovers, checkTarget, checkTargetName, createDatabase, databaseOwner, dropDatabase, guardProduction, guardSystemDatabase, openAdminSession, runLooking, SessionNotBack, stagingName, swapIn } from './target';
 
 export { PRODUCTION_GUARD_FLAG, stagingName } from './target';
 
@@ -302,6 +302,8 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // A failure at swap time comes after a whole load, which the operator must know is lost. The
     // guards (exit 2) run again there: the same refusal before the download cost nothing.
     if (!swapping) {
+      // The line of a session that could not connect again names no database: it says what is left.
+      if (error instanceof SessionNotBack) throw new OperatorError(`${error.message}; ${cleanup}; ${untouched}`, error.exitCode);
       // A staging database that could not be dropped is named in the last line, with its DROP.
       if (!dropFailed) throw error;
       throw new OperatorError(`${oneLine(error)}; ${cleanup}`, error instanceof OperatorError ? error.exitCode : 1);

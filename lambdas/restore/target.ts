@@ -273,6 +273,13 @@ function unanswered(error: NoAnswer): string {
   return `${oneLine(error)} (the server accepts connections but does not answer: a failover in progress, a network that drops the packets, a server overloaded): check that it answers (psql -c 'SELECT 1')`;
 }
 
+/**
+ * The restore's session could not connect again after its connection was lost (openAdminSession):
+ * the line names the read left unanswered, and the caller adds what it leaves (the staging
+ * database, the target), which only it knows.
+ */
+export class SessionNotBack extends OperatorError {}
+
 /** The databases found under some names, and whether each accepts connections. */
 export type Seen = ReadonlyMap<string, { readonly allowConnections: boolean }>;
 
@@ -296,11 +303,8 @@ export async function openAdminSession(connection: PgConnection, maintenance: st
     } catch (error) {
       await client.end().catch(() => undefined);
       if (!(error instanceof NoAnswer)) throw error;
-      throw new OperatorError(
-        again
-          ? `cannot connect the restore's session to "${maintenance}" again (its connection was lost): ${unanswered(error)}`
-          : `cannot open the restore's session to "${maintenance}": ${unanswered(error)}, then rerun the restore; nothing was created: "${target}" untouched`,
-      );
+      if (again) throw new SessionNotBack(`cannot connect the restore's session to "${maintenance}" again (its connection was lost): ${unanswered(error)}`);
+      throw new OperatorError(`cannot open the restore's session to "${maintenance}": ${unanswered(error)}, then rerun the restore; nothing was created: "${target}" untouched`);
     }
   };
   let current = await open(false);

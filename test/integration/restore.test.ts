@@ -306,6 +306,45 @@ describe('restore refusals leave the target untouched', () => {
     }
   });
 
+  it('a session that cannot connect again after its connection was lost (its lock unanswered), before the load: the line says nothing was created and the target is untouched', async () => {
+    // Arrange: the lock of the session's second connection never reaches the server; the restore's
+    // session is killed as the download begins (its free-space check), so the next read reconnects
+    const target = makeTarget();
+    const proxy = await startCuttingProxy({ host: cluster.host, port: cluster.port }, /pg_try_advisory_lock/, { silence: true, pass: 1 });
+    const watcher = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    await watcher.connect();
+    const statfs = async (dir: string) => {
+      await watcher.query(
+        `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::int::oid AND objid = hashtext($2)::oid AND objsubid = 2`,
+        [RESTORE_LOCK_KEY, target],
+      );
+      while ((await watcher.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::int::oid AND objid = hashtext($2)::oid", [RESTORE_LOCK_KEY, target])).rowCount !== 0) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      return fs.promises.statfs(dir);
+    };
+    try {
+      // Act
+      const error = await restoreBackup(deps({ connection: { ...connection, port: proxy.port }, statfs }), { ref: manifestKey, targetDb: target, force: true }).then(
+        () => undefined,
+        (e: unknown) => e as OperatorError,
+      );
+
+      // Assert
+      expect(proxy.cut).toMatch(/pg_try_advisory_lock/);
+      expect(error?.message).toMatch(
+        new RegExp(`^cannot connect the restore's session to "postgres" again \\(its connection was lost\\): .+; no staging database was created; target "${target}" untouched$`),
+      );
+      expect(error?.exitCode).toBe(1);
+      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+      expect(psql(cluster, target, 'SELECT count(*) FROM keep_me')).toBe('50');
+    } finally {
+      await watcher.end();
+      await proxy.stop();
+      psql(cluster, 'postgres', `DROP DATABASE IF EXISTS ${target} WITH (FORCE)`);
+    }
+  }, 60_000);
+
   it('refuses a target with open connections', async () => {
     const target = makeTarget();
     const session = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'flask-api' });
