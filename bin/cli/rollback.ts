@@ -7,7 +7,7 @@ import { EnvironmentConfig } from '../../lib/config';
 import { runbookAlarmName } from '../../lib/alarm-names';
 import { backoutClients } from '../../lambdas/backout/clients';
 import { assertFamily, currentTaskDefinition, describeRelease, describeService } from '../../lambdas/backout/ecs';
-import { BACKOUT_ACTOR, DowngradePreparation, downgradeArgs, finishDowngrade, MIGRATION_STARTED_BY, MigrationTaskResult, MigrationTaskStage, parseRevision, prepareDowngrade, runMigrationTask } from '../../lambdas/backout/migration';
+import { BACKOUT_ACTOR, DowngradePreparation, downgradeArgs, finishDowngrade, lookForTask, MIGRATION_STARTED_BY, MigrationTaskResult, MigrationTaskStage, parseRevision, prepareDowngrade, runMigrationTask } from '../../lambdas/backout/migration';
 import { BackoutSettings, findService, pinParameterPrefix } from '../../lambdas/backout/settings';
 import { acquireLock, LockRecord, readLock, recordLockTask, recordRollback, releaseLock, rollbackHistory, unlockCommandLine } from '../../lambdas/backout/state';
 import { putRollbackMetrics } from '../../lambdas/backout/metrics';
@@ -356,8 +356,6 @@ export interface MigrationProgress {
   task?: MigrationTaskStage | { readonly stage: 'ended'; readonly result: MigrationTaskResult };
 }
 
-/** How to find a downgrade task whose ARN atmr-dr never read (RunTask unanswered). */
-const lookForTask = (cluster: string) => `look for it with "aws ecs list-tasks --cluster ${cluster} --started-by ${MIGRATION_STARTED_BY}"`;
 /** How to follow a downgrade task atmr-dr may have left running. */
 const followTask = (cluster: string, arn: string) => `follow it with "aws ecs describe-tasks --cluster ${cluster} --tasks ${arn}"`;
 

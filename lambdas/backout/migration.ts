@@ -182,6 +182,9 @@ export async function finishDowngrade(
 /** The RunTask `startedBy` of a downgrade task: what finds one whose ARN was never read (aws ecs list-tasks --started-by). */
 export const MIGRATION_STARTED_BY = 'atmr-dr-backout';
 
+/** How to find a downgrade task whose ARN atmr-dr never read (RunTask unanswered). */
+export const lookForTask = (cluster: string) => `look for it with "aws ecs list-tasks --cluster ${cluster} --started-by ${MIGRATION_STARTED_BY}"`;
+
 /** The RunTask request of a downgrade: the failing release's task definition (only its image holds the downgrade script). */
 export function migrationRunTaskInput(settings: BackoutSettings, failingTaskDefinition: string, revision: string) {
   return {

@@ -14,7 +14,7 @@ import { EVENT_SOURCE } from '../shared/constants';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { assertFamily, currentTaskDefinition, deploymentStatus, describeRelease, describeService, ReleaseInfo, stoppedTasksSince, updateServiceTo } from './ecs';
 import { addRollbackMetrics, RollbackMetric, rollbackMetrics } from './metrics';
-import { DowngradePreparation, DowngradeResult, downgradeArgs, downgradeCommandLine, finishDowngrade, MigrationTaskResult, prepareDowngrade } from './migration';
+import { DowngradePreparation, DowngradeResult, downgradeArgs, downgradeCommandLine, finishDowngrade, lookForTask, MigrationTaskResult, prepareDowngrade } from './migration';
 import { BackoutSettings, findService, pinParameterName } from './settings';
 import { alarmsInAlarm, conditionHolds, readApiSignals } from './signals';
 import {
@@ -280,24 +280,38 @@ export function migrationTaskFromSync(state: RollbackState, containerName: strin
   const container = containers.find((c) => (c.Name ?? c.name) === containerName);
   const exit = container?.ExitCode ?? container?.exitCode;
   const time = (value: unknown) => (value === undefined || value === null ? null : new Date(value as number | string).toISOString());
+  const why = taskErrorLine(state.downgrade.taskError);
+  const unanswered = downgradeMayRun(state);
+  const refused = !task && state.downgrade.taskError?.Error === 'ECS.AmazonECSException';
+  const caught = unanswered ? `RunTask got no answer, a migration task may have been started: ${why}` : refused ? `not started: ECS refused RunTask, the schema is unchanged (${why})` : why;
   return {
     taskArn: (get('TaskArn') as string | undefined) ?? null,
     exitCode: typeof exit === 'number' ? exit : null,
-    stoppedReason: (get('StoppedReason') as string | undefined) ?? taskErrorLine(state.downgrade.taskError, task),
+    stoppedReason: (get('StoppedReason') as string | undefined) ?? caught,
     startedAt: time(get('StartedAt')),
     stoppedAt: time(get('StoppedAt')),
+    ...(unanswered && { unanswered: { why: why as string } }),
   };
 }
 
 /**
- * The Catch of a task that gave no task description. ECS.AmazonECSException is RunTask refused by ECS
- * itself (throttled, not placed), after the state's retries: no task ran, and the report says so,
- * so that a human reading "exit code none" does not look for a half-done downgrade.
+ * The Catch of the migration task. ECS.AmazonECSException without a task description is RunTask
+ * refused by ECS itself (throttled, not placed), after the state's retries: no task ran, and the
+ * report says so, so that a human reading "exit code none" does not look for a half-done downgrade.
  */
-function taskErrorLine(taskError: RollbackState['downgrade']['taskError'], task: Record<string, unknown> | undefined): string | null {
-  if (!taskError) return null;
-  const line = `${taskError.Error}: ${oneLine(taskError.Cause ?? '')}`.slice(0, 300);
-  return taskError.Error === 'ECS.AmazonECSException' && !task ? `not started: ECS refused RunTask, the schema is unchanged (${line})` : line;
+function taskErrorLine(taskError: RollbackState['downgrade']['taskError']): string | null {
+  return taskError ? `${taskError.Error}: ${oneLine(taskError.Cause ?? '')}`.slice(0, 300) : null;
+}
+
+/**
+ * ECS.ServerException is ECS failing (a 5xx) on RunTask, and ECS documents that such an error can come
+ * after the task was created: a downgrade may be running whose ARN the workflow never got. It is
+ * not tried again (Step Functions would send a new RunTask, see RunMigrationDowngrade), and the
+ * report keeps the lock, as `rollback migration` does when RunTask goes unanswered, so that no
+ * second downgrade starts on the same database while the first may run.
+ */
+function downgradeMayRun(state: RollbackState): boolean {
+  return state.downgrade.taskError?.Error === 'ECS.ServerException' && !tryJson(state.downgrade.taskError.Cause) && !state.downgrade.task;
 }
 
 function tryJson(text: string | undefined): Record<string, unknown> | undefined {
@@ -527,7 +541,8 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
     }
   };
   if (acted) await attempt('cooldown', () => startCooldown(deps.doc, settings.tableName, state.service, now, settings.cooldownSeconds));
-  const lockNotReleased = state.lockHeld ? await attempt('lock release', () => releaseLock(deps.doc, settings.tableName, state.service, state.owner)) : undefined;
+  const keepLock = state.lockHeld && downgradeMayRun(state);
+  const lockNotReleased = state.lockHeld && !keepLock ? await attempt('lock release', () => releaseLock(deps.doc, settings.tableName, state.service, state.owner)) : undefined;
   await attempt('history', () =>
     recordRollback(deps.doc, settings.tableName, {
       service: state.service,
@@ -544,6 +559,11 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   for (const problem of problems) lines.push(`Warning: ${problem}`);
   // Held until it expires otherwise, refusing every rollback of the service, the automatic one included.
   if (lockNotReleased) lines.push(`The lock of ${state.service} stays held until it expires, blocking every rollback of ${state.service}: release it with ${unlockCommandLine(state.service, state.owner)}`);
+  if (keepLock) {
+    lines.push(
+      `A migration task may have been started (RunTask got no answer): ${lookForTask(settings.clusterName)}. The lock of ${state.service} stays held until it expires so that no second downgrade starts; once no migration task runs, release it with ${unlockCommandLine(state.service, state.owner, true)}`,
+    );
+  }
   const told = { outcome, summary, page, seconds, ...(lockNotReleased && { lockNotReleased }) };
 
   const subject = `[atmr-dr] ${page ? 'ACTION NEEDED: ' : ''}backout ${settings.environmentName} ${state.service}: ${outcome}`.slice(0, 100);

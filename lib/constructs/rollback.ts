@@ -412,6 +412,13 @@ export class Rollback extends Construct {
     // application's to say, and a human looks first. 3 retries after 1, 2 and 4 s: at most 7 s more
     // of the runbook's 30 s for a migration rollback, enough for a throttle (ECS refills its RunTask
     // rate every second); a capacity shortage that lasts longer pages as before.
+    // ECS.ServerException (ECS failing, a 5xx) is NOT tried again: ECS documents that a server error
+    // can come after the task was created, and each retry of this state is a new RunTask (the SDK
+    // fills a new clientToken per call). RunTask's own idempotency (a ClientToken per execution)
+    // would make the retry safe, but no Step Functions document says that its ECS integration
+    // passes ClientToken on, and a field it does not accept is refused ("not supported by Step
+    // Functions"), possibly only when the state runs, on the worst day (docs/backout.md). Until that
+    // is checked on a real account, the report keeps the lock instead: a downgrade may be running.
     runMigration.addRetry({ errors: ['ECS.AmazonECSException'], interval: Duration.seconds(1), backoffRate: 2, maxAttempts: 3 });
     runMigration.addCatch(finish, { resultPath: '$.downgrade.taskError' });
     runMigration.next(finish);

@@ -209,13 +209,15 @@ describe('Rollback construct (backout)', () => {
     expect(definition).toContain('\\"TaskDefinition.$\\":\\"$.from.taskDefinitionArn\\"');
   });
 
-  it('tries the downgrade task again only when ECS refused RunTask (no task started): 3 times after 1, 2 and 4 s, never after the task ran and failed', () => {
+  it('tries the downgrade task again only when ECS refused RunTask (no task started): 3 times after 1, 2 and 4 s, never after the task ran and failed nor after ECS failed on RunTask (a task may exist)', () => {
     const machines = auto.findResources('AWS::StepFunctions::StateMachine');
     const definition = Object.entries(machines).find(([id]) => id.startsWith('RollbackRollbackWorkflow'))![1].Properties.DefinitionString as { 'Fn::Join': [string, unknown[]] };
     // The ASL with every CloudFormation token (inside its JSON strings) replaced by a placeholder.
     const asl = JSON.parse(definition['Fn::Join'][1].map((part) => (typeof part === 'string' ? part : 'TOKEN')).join('')) as { States: Record<string, { Retry?: unknown[] }> };
 
     expect(asl.States.RunMigrationDowngrade.Retry).toEqual([{ ErrorEquals: ['ECS.AmazonECSException'], IntervalSeconds: 1, BackoffRate: 2, MaxAttempts: 3 }]);
+    // Without a ClientToken that Step Functions is known to pass on, a retry is a new RunTask.
+    expect(JSON.stringify(asl.States.RunMigrationDowngrade)).not.toMatch(/ServerException|ClientToken/);
   });
 
   it('bakes for the configured time with a Wait state', () => {

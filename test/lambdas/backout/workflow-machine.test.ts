@@ -449,6 +449,33 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'maintenance' });
   });
 
+  it('does not send RunTask again after ECS failed on it (ECS.ServerException): pages that a downgrade may be running, keeps the lock and maintenance', async () => {
+    // Arrange: ECS answers RunTask with a 5xx, which it may send after the task was created
+    await loadHandler({ autoDowngradeMigrations: true });
+    await seedLkg(dynamo.doc, undefined, tableName);
+    let attempts = 0;
+    const migration = async () => {
+      attempts += 1;
+      throw Object.assign(new Error('Service Unavailable (Service: AmazonECS; Status Code: 500; Error Code: ServerException; Request ID: 5e4d3c2b)'), { name: 'ECS.ServerException' });
+    };
+
+    // Act
+    const result = await execute(alarm(), { migration });
+
+    // Assert: one RunTask, the report says where to look, and no second downgrade can start
+    expect(attempts).toBe(1);
+    expect(paged(result)).toBe(true);
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+    expect(lastMessage()?.Subject).toMatch(/migration-failed$/);
+    const message = lastMessage()?.Message ?? '';
+    expect(message).toMatch(/downgrade failed: exit code none \(RunTask got no answer, a migration task may have been started: ECS\.ServerException: Service Unavailable/);
+    expect(message).not.toMatch(/the schema is unchanged/);
+    expect(message).toContain('look for it with "aws ecs list-tasks --cluster atmr-prod --started-by atmr-dr-backout"');
+    expect(message).toMatch(/The lock of atmr-api stays held until it expires so that no second downgrade starts; once no migration task runs, release it with "atmr-dr rollback unlock --service atmr-api --owner \S+ --force"/);
+    expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toMatchObject({ holder: { kind: 'migration-downgrade' } });
+    expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'maintenance' });
+  });
+
   it('names the snapshot it started when the killswitch cannot be set for the downgrade, and does not roll back', async () => {
     // Arrange: the downgrade is automatic and prepared with a snapshot; SSM refuses the maintenance write
     await loadHandler({ autoDowngradeMigrations: true });
