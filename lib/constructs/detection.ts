@@ -70,19 +70,25 @@ const { BREACHING, NOT_BREACHING } = cloudwatch.TreatMissingData;
 
 /** OSRM is down in a minute (Osrm-Down) and over a window (left out of Network-ProbeFailures) at or below this OsrmAvailability. */
 export const OSRM_DOWN_PERCENT = 50;
+/** Bad minutes that page Health-RedisDown and Database-ReadOnly (no setting of their own), bounded by dependencyDownRule. */
+const BINARY_DOWN_MINUTES = 2;
 
 /**
- * Osrm-Down's rule: OsrmAvailability <= OSRM_DOWN_PERCENT in `minutes` of the last `ofMinutes`
- * (one probe run a minute), `ofMinutes` being Network-ProbeFailures' window. Network-ProbeFailures
- * leaves out a window whose OSRM average is at or below that percent, so Osrm-Down must page for
- * every such window, or OSRM partly down (1 attempt in 3 answered, or down every other minute)
- * pages nobody. A minute above the percent is at least `best` = 100 x h / attempts (h the fewest
- * attempts above half), so an average <= 50 over n minutes has at least n x (1 - 50 / best) minutes
- * at or below it (missing minutes count as breaching, which only adds to them): `minutes` is at most
- * that many, and at most `downMinutes` (detection.thresholds.osrmDownMinutes), which keeps a hard
- * outage paged as fast as before. 3 attempts, a 10-minute window: 2 (the default) of 10, bounded by 3.
+ * The rule of a dependency's own alarm (Osrm-Down, Health-ApiNotReady, Health-RedisDown,
+ * Database-ReadOnly): the run is bad in `minutes` of the last `ofMinutes` (one probe run a minute),
+ * `ofMinutes` being Network-ProbeFailures' window. Network-ProbeFailures leaves out a window in which
+ * the dependency was bad at least half the time (its window average), so the dependency's alarm must
+ * page for every such window, or a dependency down every other minute (or OSRM answering 1 attempt
+ * in 3) pages nobody. A run makes `attempts` attempts (OSRM 3; a binary check such as RedisUp 1) and
+ * is bad when at most half of them answered. A good run then scores at least best = 100 x h / attempts
+ * percent (h the fewest attempts above half), so a window of n runs averaging at most 50 % has at least
+ * n x (1 - 50 / best) bad ones (a binary check: half the window, rounded up). A missing minute counts
+ * as breaching in the alarm and is left out of the window's average, which only adds bad minutes.
+ * `minutes` is at most that many, and at most `downMinutes` (the configured threshold), which keeps
+ * a hard outage paged as fast as it was in a row. A 10-minute window: OSRM (3 attempts) 2 of 10,
+ * bounded by 3; a binary check 2 of 10, bounded by 5.
  */
-export function osrmDownRule(attempts: number, downMinutes: number, windowMinutes: number): { minutes: number; ofMinutes: number } {
+export function dependencyDownRule(attempts: number, downMinutes: number, windowMinutes: number): { minutes: number; ofMinutes: number } {
   const fewestAboveHalf = Math.floor(attempts / 2) + 1;
   // n x (1 - 50 / best) = n x (2h - attempts) / 2h, in integers.
   const bound = Math.ceil((windowMinutes * (2 * fewestAboveHalf - attempts)) / (2 * fewestAboveHalf));
@@ -180,55 +186,60 @@ export class Detection extends Construct {
     }
     const pm = (name: string, statistic: string, period: Duration, dimensions?: Record<string, string>, label?: string) =>
       probeMetric(props.environmentName, name, { statistic, period, dimensions, label });
+    // A dependency's own alarm: bad in M of the last W minutes (dependencyDownRule), a silent probe
+    // breaching; `during` is its summary's French "for M of the last W minutes".
+    const dependencyDown = (attempts: number, downMinutes: number) => {
+      const { minutes, ofMinutes } = dependencyDownRule(attempts, downMinutes, t.probeFailureWindowMinutes);
+      return {
+        during: `pendant ${minutes} des ${ofMinutes} dernières minutes`,
+        evaluation: { evaluationPeriods: ofMinutes, datapointsToAlarm: minutes, treatMissingData: BREACHING },
+      };
+    };
 
     if (settings?.osrm) {
       const metric = pm(PROBE_METRICS.osrmAvailability, 'Maximum', MINUTE);
-      const { minutes, ofMinutes } = osrmDownRule(settings.osrm.attempts, t.osrmDownMinutes, t.probeFailureWindowMinutes);
+      const { during, evaluation } = dependencyDown(settings.osrm.attempts, t.osrmDownMinutes);
       alarm('osrmDown', 'osrm', 'OSRM Down', {
         concern: 'Osrm',
         what: 'Down',
-        summary: `OSRM ne répond pas ou à la moitié des essais au plus (OsrmAvailability <= 50 %) à ${settings.osrm.healthUrl} pendant ${minutes} des ${ofMinutes} dernières minutes, ou sonde muette.`,
+        summary: `OSRM ne répond pas ou à la moitié des essais au plus (OsrmAvailability <= 50 %) à ${settings.osrm.healthUrl} ${during}, ou sonde muette.`,
         firstActions:
           'vérifier le service OSRM (ECS: tâches, logs des 50 dernières lignes), curl de l\'URL de santé ; le cache OSRM prend le relais ; NE PAS redémarrer avant diagnostic, puis `atmr-dr osrm restart`.',
         metric,
         threshold: OSRM_DOWN_PERCENT,
         comparisonOperator: LTE,
-        evaluationPeriods: ofMinutes,
-        datapointsToAlarm: minutes,
-        treatMissingData: BREACHING,
+        ...evaluation,
       });
       graphs.push({ title: 'OSRM availability (%)', metrics: [metric.with({ label: 'OSRM availability (%)' })], annotations: [{ value: OSRM_DOWN_PERCENT, label: 'down' }] });
     }
     if (settings?.api) {
       const ready = pm(PROBE_METRICS.apiReady, 'Maximum', MINUTE);
       const live = pm(PROBE_METRICS.apiLive, 'Maximum', MINUTE, undefined, 'ApiLive');
+      const { during, evaluation } = dependencyDown(1, t.apiNotReadyMinutes);
       alarm('apiNotReady', 'health', 'Healthchecks Kubernetes', {
         concern: 'Health',
         what: 'ApiNotReady',
-        summary: `/ready de l'API ne répond pas 200 depuis ${t.apiNotReadyMinutes} min (base de données ou Redis inaccessible, ou sonde muette).`,
+        summary: `/ready de l'API ne répond pas 200 ${during} (base de données ou Redis inaccessible, ou sonde muette).`,
         firstActions: 'curl /ready puis /health/detailed ; si database: error -> connexion DB ; si redis: error -> Redis (REDIS_URL, accessibilité).',
         metric: ready,
         threshold: 1,
         comparisonOperator: LT,
-        evaluationPeriods: t.apiNotReadyMinutes,
-        datapointsToAlarm: t.apiNotReadyMinutes,
-        treatMissingData: BREACHING,
+        ...evaluation,
       });
       graphs.push({ title: 'API /health and /ready (probe, 1 = OK)', metrics: [live, ready.with({ label: 'ApiReady' })] });
     }
     if (settings?.redis) {
       const up = pm(PROBE_METRICS.redisUp, 'Maximum', MINUTE);
+      const { during, evaluation } = dependencyDown(1, BINARY_DOWN_MINUTES);
       alarm('redisDown', 'health', 'Healthchecks Kubernetes', {
         concern: 'Health',
         what: 'RedisDown',
-        summary: `Redis (broker Celery) ne répond pas au PING, ou refuse l'écriture de la sonde (raison readonly : réplique après bascule ou endpoint périmé ; oom : plein ; misconf : sauvegarde en échec), depuis 2 min (ou sonde muette) : Celery ne peut plus mettre de tâche en file.`,
+        summary: `Redis (broker Celery) ne répond pas au PING, ou refuse l'écriture de la sonde (raison readonly : réplique après bascule ou endpoint périmé ; oom : plein ; misconf : sauvegarde en échec), ${during} (ou sonde muette) : Celery ne peut plus mettre de tâche en file.`,
         firstActions: 'vérifier le cluster Redis (ElastiCache : état, connexions, mémoire) et REDIS_URL de l\'API et des workers.',
         metric: up,
         threshold: 1,
         comparisonOperator: LT,
-        evaluationPeriods: 2,
-        datapointsToAlarm: 2,
-        treatMissingData: BREACHING,
+        ...evaluation,
       });
       const total = pm(PROBE_METRICS.celeryQueueDepthTotal, 'Maximum', Duration.minutes(t.celeryGrowthMinutes));
       alarm('celeryQueueGrowing', 'load', 'Pic de charge', {
@@ -277,18 +288,20 @@ export class Detection extends Construct {
     }
     if (settings?.database) {
       const readOnly = pm(PROBE_METRICS.dbReadOnly, 'Maximum', MINUTE);
+      // The probe publishes DbReadOnly only when it reached the database: a minute without a session
+      // (DatabaseUp 0) is missing here, breaching, so this alarm also pages a database down (every
+      // other minute included), which Network-ProbeFailures leaves out on DatabaseUp's average.
+      const { during, evaluation } = dependencyDown(1, BINARY_DOWN_MINUTES);
       alarm('dbReadOnly', 'dbReadOnly', 'DB Read-Only', {
         concern: 'Database',
         what: 'ReadOnly',
-        summary: `PostgreSQL refuse les écritures (transaction_read_only = on ou pg_is_in_recovery()) depuis 2 min, ou la sonde ne lit plus l'état (DatabaseUp).`,
+        summary: `PostgreSQL refuse les écritures (transaction_read_only = on ou pg_is_in_recovery()), ou la sonde ne lit plus l'état (DatabaseUp), ${during}.`,
         firstActions:
           '`atmr-dr db read-write` (montre l\'état, remet la base en lecture-écriture si c\'est le réglage de la base, prouve une écriture) ; killswitch maintenance si nécessaire.',
         metric: readOnly,
         threshold: 1,
         comparisonOperator: GTE,
-        evaluationPeriods: 2,
-        datapointsToAlarm: 2,
-        treatMissingData: BREACHING,
+        ...evaluation,
       });
       graphs.push({ title: 'Read-only signals', metrics: [readOnly.with({ label: 'DbReadOnly' }), pm(PROBE_METRICS.databaseUp, 'Minimum', MINUTE, undefined, 'DatabaseUp')] });
     }
@@ -311,8 +324,9 @@ export class Detection extends Construct {
         failed: pm(PROBE_METRICS.checksFailed, 'Sum', window),
         made: pm(PROBE_METRICS.checksMade, 'Sum', window),
       };
-      // OsrmAvailability is a percentage of the run's attempts; Osrm-Down pages whenever its window
-      // average is at most OSRM_DOWN_PERCENT (osrmDownRule), so such a window is left out here.
+      // Each term's own alarm pages for every window the term leaves out here (dependencyDownRule):
+      // OsrmAvailability is a percentage of the run's attempts, the others 1/0 a run (a database
+      // without a session is DatabaseUp 0 and no DbReadOnly, which Database-ReadOnly reads as breaching).
       if (settings.osrm) {
         usingMetrics.osrm = pm(PROBE_METRICS.osrmAvailability, 'Average', window);
         down.push(`osrm <= ${OSRM_DOWN_PERCENT}`);
