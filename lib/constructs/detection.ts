@@ -141,6 +141,21 @@ export class Detection extends Construct {
 
     // --- health probe ---
     const settings: ProbeEnvironment | undefined = props.probe?.settings;
+    // A dependency's own alarm: bad in M of the last W minutes (dependencyDownRule), a silent probe
+    // breaching; `during` is its summary's French "for M of the last W minutes".
+    const dependencyDown = (attempts: number, downMinutes: number) => {
+      const { minutes, ofMinutes } = dependencyDownRule(attempts, downMinutes, t.probeFailureWindowMinutes);
+      return {
+        during: `pendant ${minutes} des ${ofMinutes} dernières minutes`,
+        evaluation: { evaluationPeriods: ofMinutes, datapointsToAlarm: minutes, treatMissingData: BREACHING },
+      };
+    };
+    const rules = {
+      osrm: settings?.osrm && dependencyDown(settings.osrm.attempts, t.osrmDownMinutes),
+      api: settings?.api && dependencyDown(1, t.apiNotReadyMinutes),
+      redis: settings?.redis && dependencyDown(1, BINARY_DOWN_MINUTES),
+      database: settings?.database && dependencyDown(1, BINARY_DOWN_MINUTES),
+    };
     if (props.probe) {
       this.probe = new HealthProbe(this, 'Probe', { ...props.probe, environmentName: props.environmentName });
       alarms.probeDeadLetters = deadLettersAlarm(this.probe, this.probe.deadLetterQueue, {
@@ -155,7 +170,16 @@ export class Detection extends Construct {
       });
       // The probe itself failing (a crash, a timeout, throttled past its reserved concurrency)
       // publishes no metric, which every probe alarm reads as its target down: this names the cause.
-      // Two of two minutes, as the target alarms need, so that it pages with them, not on one failed run.
+      // As many failed runs of the window as the most sensitive target alarm needs silent minutes
+      // (those alarms count M of the last W, not in a row), so that it pages with them whenever the
+      // probe's silence opens them, and not on one failed run.
+      const silence = {
+        evaluationPeriods: t.probeFailureWindowMinutes,
+        datapointsToAlarm: Math.min(
+          dependencyDownRule(1, BINARY_DOWN_MINUTES, t.probeFailureWindowMinutes).minutes,
+          ...Object.values(rules).flatMap((rule) => (rule ? [rule.evaluation.datapointsToAlarm] : [])),
+        ),
+      };
       const probeFunction = this.probe.function;
       alarms.probeErrors = new RunbookAlarm(this, 'ProbeErrorsAlarm', {
         environmentName: props.environmentName,
@@ -163,7 +187,7 @@ export class Detection extends Construct {
         what: 'Errors',
         runbookSection: 'Healthchecks Kubernetes',
         summary:
-          "la sonde de santé échoue (erreurs ou throttles de sa fonction, 2 min de suite) : ses métriques manquent, et Osrm-Down, Health-ApiNotReady, Health-RedisDown, Database-ReadOnly lisent ce silence comme une panne de leur cible. Tant que cette alarme est en ALARM, ne pas s'y fier : vérifier les cibles à la main.",
+          `la sonde de santé échoue (erreurs ou throttles de sa fonction pendant ${silence.datapointsToAlarm} des ${silence.evaluationPeriods} dernières minutes) : ses métriques manquent, et Osrm-Down, Health-ApiNotReady, Health-RedisDown, Database-ReadOnly lisent ce silence comme une panne de leur cible. Tant que cette alarme est en ALARM, ne pas s'y fier : vérifier les cibles à la main.`,
         firstActions: `lire le groupe de logs ${probeFunction.logGroup.logGroupName} (erreur, timeout de 30 s ou « Task timed out ») ; throttles : concurrence réservée de la fonction Detection/Probe.`,
         link: `${readme}#${DETECTION_ANCHORS.health}`,
         topic: props.topic,
@@ -178,27 +202,18 @@ export class Detection extends Construct {
         ),
         threshold: 1,
         comparisonOperator: GTE,
-        evaluationPeriods: 2,
-        datapointsToAlarm: 2,
+        evaluationPeriods: silence.evaluationPeriods,
+        datapointsToAlarm: silence.datapointsToAlarm,
         // No invocation, no datapoint: Probe-DeadLetters pages a run the scheduler could not deliver.
         treatMissingData: NOT_BREACHING,
       });
     }
     const pm = (name: string, statistic: string, period: Duration, dimensions?: Record<string, string>, label?: string) =>
       probeMetric(props.environmentName, name, { statistic, period, dimensions, label });
-    // A dependency's own alarm: bad in M of the last W minutes (dependencyDownRule), a silent probe
-    // breaching; `during` is its summary's French "for M of the last W minutes".
-    const dependencyDown = (attempts: number, downMinutes: number) => {
-      const { minutes, ofMinutes } = dependencyDownRule(attempts, downMinutes, t.probeFailureWindowMinutes);
-      return {
-        during: `pendant ${minutes} des ${ofMinutes} dernières minutes`,
-        evaluation: { evaluationPeriods: ofMinutes, datapointsToAlarm: minutes, treatMissingData: BREACHING },
-      };
-    };
 
     if (settings?.osrm) {
       const metric = pm(PROBE_METRICS.osrmAvailability, 'Maximum', MINUTE);
-      const { during, evaluation } = dependencyDown(settings.osrm.attempts, t.osrmDownMinutes);
+      const { during, evaluation } = rules.osrm!;
       alarm('osrmDown', 'osrm', 'OSRM Down', {
         concern: 'Osrm',
         what: 'Down',
@@ -215,7 +230,7 @@ export class Detection extends Construct {
     if (settings?.api) {
       const ready = pm(PROBE_METRICS.apiReady, 'Maximum', MINUTE);
       const live = pm(PROBE_METRICS.apiLive, 'Maximum', MINUTE, undefined, 'ApiLive');
-      const { during, evaluation } = dependencyDown(1, t.apiNotReadyMinutes);
+      const { during, evaluation } = rules.api!;
       alarm('apiNotReady', 'health', 'Healthchecks Kubernetes', {
         concern: 'Health',
         what: 'ApiNotReady',
@@ -230,7 +245,7 @@ export class Detection extends Construct {
     }
     if (settings?.redis) {
       const up = pm(PROBE_METRICS.redisUp, 'Maximum', MINUTE);
-      const { during, evaluation } = dependencyDown(1, BINARY_DOWN_MINUTES);
+      const { during, evaluation } = rules.redis!;
       alarm('redisDown', 'health', 'Healthchecks Kubernetes', {
         concern: 'Health',
         what: 'RedisDown',
@@ -291,7 +306,7 @@ export class Detection extends Construct {
       // The probe publishes DbReadOnly only when it reached the database: a minute without a session
       // (DatabaseUp 0) is missing here, breaching, so this alarm also pages a database down (every
       // other minute included), which Network-ProbeFailures leaves out on DatabaseUp's average.
-      const { during, evaluation } = dependencyDown(1, BINARY_DOWN_MINUTES);
+      const { during, evaluation } = rules.database!;
       alarm('dbReadOnly', 'dbReadOnly', 'DB Read-Only', {
         concern: 'Database',
         what: 'ReadOnly',
