@@ -78,7 +78,7 @@ export function probeDeps(settings: ProbeEnvironment, overrides: Partial<ProbeDe
 }
 
 /** The scheduled run: the settings are validated at each call (cheap) so a bad value names its field. */
-export async function probe(): Promise<Pick<ProbeReport, 'checksMade' | 'checksFailed' | 'durationMs'> & { down: string[] }> {
+export async function probe(): Promise<Pick<ProbeReport, 'checksMade' | 'checksFailed' | 'durationMs'> & { down: string[]; retried: string[] }> {
   const settings = parseProbeEnvironment(process.env.PROBE_SETTINGS);
   try {
     const report = await runProbe(settings, probeDeps(settings));
@@ -86,7 +86,8 @@ export async function probe(): Promise<Pick<ProbeReport, 'checksMade' | 'checksF
       checksMade: report.checksMade,
       checksFailed: report.checksFailed,
       durationMs: report.durationMs,
-      down: report.targets.filter((t) => !t.up).map((t) => `${t.target}:${t.reason}`),
+      down: [...report.down],
+      retried: [...report.retried],
     };
   } catch (error) {
     // runProbe settles every check itself: reaching here is a bug, and it must not go unseen.

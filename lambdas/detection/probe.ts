@@ -105,6 +105,11 @@ export interface ProbeDeps {
 
 export interface TargetReport extends CheckResult {
   readonly target: string;
+  /**
+   * An attempt that got no answer and was made again in the same run (see secondAttemptOnNoAnswer):
+   * counted in checksMade and checksFailed, as each OSRM attempt is, but not the target's outcome.
+   */
+  readonly retried?: true;
 }
 
 export interface MetricRecord {
@@ -119,6 +124,10 @@ export interface ProbeReport {
   readonly metrics: readonly MetricRecord[];
   readonly checksMade: number;
   readonly checksFailed: number;
+  /** `target:reason` of each target down this run (its last attempt). */
+  readonly down: readonly string[];
+  /** `target:reason` of each attempt that got no answer and was made again. */
+  readonly retried: readonly string[];
   readonly durationMs: number;
   readonly celeryQueueDepth?: Readonly<Record<string, number>>;
   /** Redis memory and eviction policy (`INFO memory`); absent when Redis is down or INFO was refused. */
@@ -129,6 +138,54 @@ export interface ProbeReport {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** The pause before the second attempt of a check that got no answer: long enough for a reset or a lost SYN to pass. */
+export const RETRY_PAUSE_MS = 300;
+/**
+ * A second attempt is made only when it can end (pause and its whole timeout included) within this
+ * time of the run's start: with the 3 s default a run's binary checks end by 6.3 s; with a 15 s
+ * timeout (the config's maximum) a timed-out first attempt is not tried again, so a run still ends
+ * well inside the Lambda's 30 s (probeRunWorstCaseMs, checked by the construct).
+ */
+export const RETRY_BUDGET_MS = 20_000;
+
+/** Reasons of a check that got no answer at all: worth a second attempt (an answer, such as a 503 or a refusal by Redis, is not). */
+const NO_ANSWER = new Set(['refused', 'reset', 'dns', 'timeout', 'unreachable']);
+
+/**
+ * Runs `attempt`, and once more after RETRY_PAUSE_MS when it failed to reach the dependency or got
+ * no answer (refused, reset, DNS, timeout): one lost connection no longer makes a bad minute for
+ * RedisUp, DatabaseUp or ApiReady, whose alarms count bad minutes. An answer saying the dependency is
+ * bad (a 503, a read-only database, a Redis refusing the write) is its state and is not tried again.
+ * Returns every attempt made; the last one is the run's outcome.
+ */
+async function secondAttemptOnNoAnswer<T extends { result: CheckResult }>(runStarted: number, timeoutMs: number, attempt: () => Promise<T>): Promise<T[]> {
+  const first = await attempt();
+  const { up, reason } = first.result;
+  if (up || !NO_ANSWER.has(reason ?? '')) return [first];
+  if (performance.now() - runStarted + RETRY_PAUSE_MS + timeoutMs > RETRY_BUDGET_MS) return [first];
+  await sleep(RETRY_PAUSE_MS);
+  return [first, await attempt()];
+}
+
+/**
+ * The longest a run can take with `settings` (every target hung): the OSRM attempts' spread plus one
+ * timeout, a binary check's two attempts (bounded by RETRY_BUDGET_MS), the killswitch read's 5 s.
+ * With the defaults (3 s timeouts, 3 OSRM attempts 1 s apart): 6.3 s.
+ */
+export function probeRunWorstCaseMs(settings: ProbeSettings): number {
+  const twoAttempts = (timeoutMs: number) => Math.max(timeoutMs, Math.min(2 * timeoutMs + RETRY_PAUSE_MS, RETRY_BUDGET_MS));
+  const { api, osrm, redis, database } = settings;
+  return Math.max(
+    KILLSWITCH_TIMEOUT_MS,
+    ...(api ? [twoAttempts(api.timeoutMs)] : []),
+    ...(osrm ? [(osrm.attempts - 1) * (osrm.attemptSpacingMs ?? OSRM_ATTEMPT_SPACING_MS) + osrm.timeoutMs] : []),
+    ...(redis ? [twoAttempts(redis.timeoutMs)] : []),
+    ...(database ? [twoAttempts(database.timeoutMs)] : []),
+  );
+}
+const KILLSWITCH_TIMEOUT_MS = 5000;
+const OSRM_ATTEMPT_SPACING_MS = 1000;
 
 /**
  * One probe run: every configured target is checked at the same time, each within its own
@@ -147,6 +204,17 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
     record(PROBE_METRICS.latency, result.latencyMs, MetricUnit.Milliseconds, { Target: target });
     if (!result.up) deps.logger.warn('probe target down', { target, reason: result.reason, detail: result.detail, latencyMs: result.latencyMs });
   };
+  // Every attempt is a check made (and failed): ProbeChecksFailed / ProbeChecksMade still sees a
+  // flaky network through the attempts that were tried again. The last attempt is the outcome.
+  const reportAttempts = <T extends { result: CheckResult }>(target: string, attempts: readonly T[]): T => {
+    for (const { result } of attempts.slice(0, -1)) {
+      targets.push({ target, ...result, retried: true });
+      deps.logger.info('probe target did not answer: trying again', { target, reason: result.reason, detail: result.detail, latencyMs: result.latencyMs });
+    }
+    const last = attempts[attempts.length - 1];
+    report(target, last.result);
+    return last;
+  };
   let celeryQueueDepth: Record<string, number> | undefined;
   let redisMemory: RedisMemory | undefined;
   let database: ProbeReport['database'];
@@ -161,14 +229,14 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
         report('api-health', result);
         record(PROBE_METRICS.apiLive, result.up ? 1 : 0);
       }),
-      checkHttp(`${base}/ready`, api.timeoutMs, deps.fetch).then((result) => {
-        report('api-ready', result);
+      secondAttemptOnNoAnswer(started, api.timeoutMs, async () => ({ result: await checkHttp(`${base}/ready`, api.timeoutMs, deps.fetch) })).then((attempts) => {
+        const { result } = reportAttempts('api-ready', attempts);
         record(PROBE_METRICS.apiReady, result.up ? 1 : 0);
       }),
     );
   }
   if (osrm) {
-    const spacing = osrm.attemptSpacingMs ?? 1000;
+    const spacing = osrm.attemptSpacingMs ?? OSRM_ATTEMPT_SPACING_MS;
     checks.push(
       Promise.all(
         Array.from({ length: osrm.attempts }, (_, i) => sleep(i * spacing).then(() => checkHttp(osrm.healthUrl, osrm.timeoutMs, deps.fetch))),
@@ -181,7 +249,7 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
   }
   if (redis && deps.openRedis) {
     const openRedis = deps.openRedis;
-    checks.push(
+    const attempt = () =>
       checkSession(redis.timeoutMs, async () => openRedis(), async (client) => {
         await client.ping();
         const depths: Record<string, number> = {};
@@ -209,9 +277,14 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
           .then((info) => ({ ok: true as const, value: redisMemoryFromInfo(info) }))
           .catch((error: unknown) => ({ ok: false as const, error }));
         return { depths, memory, writeRefusal };
-      }, classifyRedisError).then(({ result: session, value }) => {
-        const result: CheckResult = value?.writeRefusal ? { up: false, latencyMs: session.latencyMs, ...value.writeRefusal } : session;
-        report('redis', result);
+      }, classifyRedisError).then(({ result: session, value }) => ({
+        // A refused write is an answer (the server's state): Redis down, not tried again.
+        result: value?.writeRefusal ? { up: false, latencyMs: session.latencyMs, ...value.writeRefusal } : session,
+        value,
+      }));
+    checks.push(
+      secondAttemptOnNoAnswer(started, redis.timeoutMs, attempt).then((attempts) => {
+        const { result, value } = reportAttempts('redis', attempts);
         record(PROBE_METRICS.redisUp, result.up ? 1 : 0);
         if (value) {
           celeryQueueDepth = value.depths;
@@ -231,7 +304,8 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
   }
   if (db && deps.openDatabase) {
     const openDatabase = deps.openDatabase;
-    checks.push(
+    // A read-only database is an answer (its state): up, DbReadOnly 1, not tried again.
+    const attempt = () =>
       checkSession(db.timeoutMs, openDatabase, async (client) => {
         const state = readOnlyStateFromRow((await client.query(READ_ONLY_STATE_SQL)).rows[0] ?? {});
         return {
@@ -241,8 +315,10 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
           defaultSource: state.defaultSource,
           ...(state.databaseSetting !== undefined && { databaseSetting: state.databaseSetting }),
         };
-      }).then(({ result, value }) => {
-        report('database', result);
+      });
+    checks.push(
+      secondAttemptOnNoAnswer(started, db.timeoutMs, attempt).then((attempts) => {
+        const { result, value } = reportAttempts('database', attempts);
         record(PROBE_METRICS.databaseUp, result.up ? 1 : 0);
         if (value) {
           database = value;
@@ -258,7 +334,7 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
   if (deps.readKillswitchMode) {
     const read = deps.readKillswitchMode;
     checks.push(
-      withTimeout(5000, read).then(
+      withTimeout(KILLSWITCH_TIMEOUT_MS, read).then(
         (mode) => {
           killswitchMode = mode;
           record(PROBE_METRICS.killswitchMode, MODE_METRIC_VALUE[mode]);
@@ -276,15 +352,19 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
   record(PROBE_METRICS.checksFailed, checksFailed);
   emitMetrics(deps.metrics, metrics);
   const durationMs = Math.round(performance.now() - started);
+  const down = targets.filter((t) => !t.up && !t.retried).map((t) => `${t.target}:${t.reason}`);
+  const retried = targets.filter((t) => t.retried).map((t) => `${t.target}:${t.reason}`);
   deps.logger.info('probe run', {
     checksMade,
     checksFailed,
     durationMs,
-    down: targets.filter((t) => !t.up).map((t) => `${t.target}:${t.reason}`),
+    down,
+    // Attempts that got no answer and were made again (their target's outcome is in `down` or not).
+    retried,
     // The eviction policy says whether a full Redis refuses writes (noeviction) or drops keys.
     ...(redisMemory && { redisMemory }),
   });
-  return { targets, metrics, checksMade, checksFailed, durationMs, celeryQueueDepth, redisMemory, database, killswitchMode };
+  return { targets, metrics, checksMade, checksFailed, down, retried, durationMs, celeryQueueDepth, redisMemory, database, killswitchMode };
 }
 
 /** Opens a session, runs `use` and closes it, all within `timeoutMs`; never throws. */

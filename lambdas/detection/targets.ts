@@ -73,6 +73,9 @@ export function classifyError(error: unknown): { reason: string; detail: string 
   if (/timed? ?out/.test(text)) return { reason: 'timeout', detail };
   if (/certificate|ssl|tls/.test(text)) return { reason: 'tls', detail };
   if (/connection is closed|econnrefused/.test(text)) return { reason: 'refused', detail };
+  // node-postgres' words for a connection the server side closed without a word (a reset, a proxy or
+  // a failover dropping it): no answer, as a reset is.
+  if (/connection terminated unexpectedly/.test(text)) return { reason: 'reset', detail };
   return { reason: 'error', detail };
 }
 

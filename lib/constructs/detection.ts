@@ -79,7 +79,8 @@ const BINARY_DOWN_MINUTES = 2;
  * `ofMinutes` being Network-ProbeFailures' window. Network-ProbeFailures leaves out a window in which
  * the dependency was bad at least half the time (its window average), so the dependency's alarm must
  * page for every such window, or a dependency down every other minute (or OSRM answering 1 attempt
- * in 3) pages nobody. A run makes `attempts` attempts (OSRM 3; a binary check such as RedisUp 1) and
+ * in 3) pages nobody. A run's signal counts `attempts` attempts (OSRM 3; a binary check such as
+ * RedisUp 1: tried a second time when the first got no answer, its outcome is the last attempt's) and
  * is bad when at most half of them answered. A good run then scores at least best = 100 x h / attempts
  * percent (h the fewest attempts above half), so a window of n runs averaging at most 50 % has at least
  * n x (1 - 50 / best) bad ones (a binary check: half the window, rounded up). A missing minute counts
@@ -322,15 +323,22 @@ export class Detection extends Construct {
     }
     if (settings) {
       const window = Duration.minutes(t.probeFailureWindowMinutes);
+      // Every attempt is a check made (and failed when it failed): a run makes 7 checks (/health,
+      // /ready, 3 OSRM attempts, Redis, the database), up to 10 when /ready, Redis and the database
+      // got no answer and were tried again. A network failing a share p of attempts at random then
+      // fails p x (7 + 3p) of 7 + 3p checks on average: the rate stays p, the retries hide none of it.
       // One dependency down fails a large share of the checks on its own (OSRM: its 3 attempts of 7
-      // checks, ~43 %; Redis, the database or the API: their check and /ready), which explains the
-      // failures and pages under that dependency's own alarm, not as a flaky network. The rate is
-      // therefore 0 over a window in which a probed dependency was down in at least half the runs
+      // checks, ~43 %; Redis or the database unreachable: both attempts and /ready, 3 of 8; the API
+      // unreachable: /health and both /ready attempts), which explains the failures and pages under
+      // that dependency's own alarm, not as a flaky network. The rate is therefore 0 over a window
+      // in which a probed dependency was down in at least half the runs
       // (the Average of its per-run signal; DbReadOnly FILLed with 0 because the probe publishes it
       // only when it reached the database). Half, not one run: a flaky network fails every kind of
       // check now and then, and "down once" would hide it in nearly every window (a check failing
       // 25 % of the time passes all 10 runs of a window only 0.75^10 ~ 6 % of the time); OSRM down
-      // for 5 of 10 runs is also where its failures alone reach 15 of 70 checks, the 20 % threshold.
+      // for 5 of 10 runs is also where its failures alone reach 15 of 70 checks, the 20 % threshold;
+      // Redis, the database or the API unreachable for 4 runs of 10 (not left out, its own alarm
+      // pages) fails 12 of 74 checks, 16 %, under it.
       // This stays one metric alarm with the incidents topic as action: the inputs of a composite
       // alarm would be alarms that reach nobody. Silence still has no datapoint at all (the terms are
       // published by the same run as the check counts): missing data breaching, as before.

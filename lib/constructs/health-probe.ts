@@ -7,7 +7,7 @@ import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { PROBE_METRICS, PROBE_SERVICE } from '../../lambdas/detection/probe';
+import { PROBE_METRICS, PROBE_SERVICE, probeRunWorstCaseMs } from '../../lambdas/detection/probe';
 import type { ProbeEnvironment } from '../../lambdas/detection/settings';
 import { metricsNamespace } from '../../lambdas/shared/constants';
 import { decryptSecretStatement, grantSecretValueRead } from './database-statements';
@@ -42,6 +42,9 @@ export interface HealthProbeProps {
    */
   readonly reservedConcurrency?: number;
 }
+
+/** Room left between the longest probe run and the function's timeout (cold start, secrets, EMF flush). */
+const PROBE_TIMEOUT_MARGIN_MS = 5000;
 
 /** Port of an http(s) URL (explicit, else 80/443). */
 function urlPort(url: string): number {
@@ -86,12 +89,23 @@ export class HealthProbe extends Construct {
       this.securityGroup.connections.allowTo(redisGroup, ec2.Port.tcp(settings.redis.port), 'atmr-dr health probe to Redis');
     }
 
+    // Every check has its own deadline (3 s by default) and they run at the same time; Redis, the
+    // database and /ready are tried a second time when they got no answer. The longest run (every
+    // target hung) is 6.3 s with the defaults and 24 s at the config's maxima (10 OSRM attempts 1 s
+    // apart, 15 s timeouts; a second attempt only when it ends within 20 s of the start): a run that
+    // outlives the timeout publishes nothing, and every probe alarm would read that as an outage.
+    const timeout = Duration.seconds(30);
+    const worstCaseMs = probeRunWorstCaseMs(settings);
+    if (worstCaseMs > timeout.toMilliseconds() - PROBE_TIMEOUT_MARGIN_MS) {
+      throw new Error(
+        `HealthProbe: a probe run can last ${worstCaseMs} ms with these settings, within ${PROBE_TIMEOUT_MARGIN_MS} ms of the function's ${timeout.toSeconds()} s timeout: lower the targets' timeoutMs or OSRM's attempts`,
+      );
+    }
     this.function = new HouseFunction(this, 'Function', {
       entry: 'lambdas/detection/handler.ts',
       environmentName: props.environmentName,
       serviceName: PROBE_SERVICE,
-      // Every check has its own deadline (3 s by default) and they run at the same time.
-      timeout: Duration.seconds(30),
+      timeout,
       reservedConcurrentExecutions: props.reservedConcurrency ?? 2,
       environment: { PROBE_SETTINGS: JSON.stringify(settings) },
       vpcPlacement: { vpc: props.vpc, subnets: props.subnets, securityGroups: [this.securityGroup] },

@@ -647,6 +647,21 @@ describe('health probe and a Redis that requires AUTH', () => {
 });
 
 describe('Detection construct with explicit props', () => {
+  it('refuses probe settings whose longest run (each binary check tried twice) comes within 5 s of the function\'s 30 s timeout', () => {
+    const harness = constructHarness(exampleEnvironment(), 'Slow');
+    const thresholds = parseEnvironmentConfig('example', { ...exampleEnvironment(), detection: {} }).detection!.thresholds;
+    const probe = (timeoutMs: number) =>
+      new Detection(harness.stack, `Detection${timeoutMs}`, {
+        environmentName: 'example',
+        topic: harness.topic,
+        thresholds,
+        probe: { vpc: harness.vpc, subnets: harness.subnets, settings: { osrm: { healthUrl: 'http://osrm:5000/health', timeoutMs, attempts: 10 } } },
+      });
+
+    expect(() => probe(15_000)).not.toThrow(); // the config's maxima: 24 s
+    expect(() => probe(17_000)).toThrow(/^HealthProbe: a probe run can last 26000 ms with these settings, within 5000 ms of the function's 30 s timeout/);
+  });
+
   it('creates only the alarms of the targets it is given, and decrypts a customer-key secret through Secrets Manager only', () => {
     const harness = constructHarness(exampleEnvironment(), 'Only');
     const detection = new Detection(harness.stack, 'Detection', {

@@ -8,9 +8,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import Redis from 'ioredis';
 import { openDatabaseSession, openRedisSession } from '../../lambdas/detection/clients';
-import { PROBE_METRICS, ProbeSettings, REDIS_WRITE_CHECK_KEY, runProbe } from '../../lambdas/detection/probe';
+import { PROBE_METRICS, ProbeSettings, REDIS_WRITE_CHECK_KEY, RETRY_PAUSE_MS, runProbe } from '../../lambdas/detection/probe';
 import { captureProbeOutput, metricValue, startHttpServer } from '../lambdas/detection/fixtures';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { startDroppingProxy, type DroppingProxy } from '../support/dropping-proxy';
 import { freePort, psql } from '../support/postgres';
 import { LocalRedis, startRedis } from '../support/redis';
 
@@ -121,13 +122,14 @@ describe('health probe against real servers', () => {
       osrm: { healthUrl: `${osrm.url}/health`, timeoutMs: TIMEOUT_MS, attempts: 1 },
     });
 
-    expect(Date.now() - started).toBeLessThan(TIMEOUT_MS + 1500);
+    // /ready got no answer: a second attempt after the pause, the run's longest path.
+    expect(Date.now() - started).toBeLessThan(2 * TIMEOUT_MS + RETRY_PAUSE_MS + 1500);
     expect(metricValue(metrics, M.apiLive)).toBe(0);
     expect(metricValue(metrics, M.apiReady)).toBe(0);
     expect(metricValue(metrics, M.osrmAvailability)).toBe(100);
     expect(metricValue(metrics, M.redisUp)).toBe(1);
     expect(metricValue(metrics, M.dbReadOnly)).toBe(0);
-    expect(metricValue(metrics, M.checksFailed)).toBe(2);
+    expect(metricValue(metrics, M.checksFailed)).toBe(3); // /health, /ready twice
     expect(result.targets.find((t) => t.target === 'api-health')).toMatchObject({ up: false, reason: 'timeout' });
     expect(logs.filter((l) => l.message === 'probe target down').map((l) => [l.target, l.reason])).toEqual(
       expect.arrayContaining([['api-health', 'timeout'], ['api-ready', 'timeout']]),
@@ -260,7 +262,8 @@ describe('health probe: hung Redis and PostgreSQL', () => {
       const started = Date.now();
       const { result, metrics } = await probeWith({ redisPort: port, databasePort: port });
 
-      expect(Date.now() - started).toBeLessThan(2000 + 1500); // the database deadline (2 s) + margin
+      // Two attempts each (no answer): twice the deadline (2 s) and the pause, + margin.
+      expect(Date.now() - started).toBeLessThan(2 * 2000 + RETRY_PAUSE_MS + 1500);
       expect(result.targets.filter((t) => ['redis', 'database'].includes(t.target)).map((t) => [t.target, t.reason])).toEqual(
         expect.arrayContaining([['redis', 'timeout'], ['database', 'timeout']]),
       );
@@ -514,5 +517,183 @@ describe('health probe: Redis memory (INFO memory)', () => {
     expect(metrics.filter((m) => m.name === M.redisMemoryUsedPercent)).toEqual([]);
     expect(result.redisMemory).toMatchObject({ maxmemoryBytes: 0, policy: 'noeviction' });
     expect(result.redisMemory?.usedBytes).toBeGreaterThan(0);
+  });
+});
+
+describe('health probe: a second attempt when Redis, the database or /ready gets no answer', () => {
+  // One lost connection (refused, reset, DNS, timeout) no longer makes a bad minute: the check is
+  // made again after a short pause and the run's outcome is the last attempt's. Every attempt is a
+  // check made (and failed), so ProbeChecksFailed / ProbeChecksMade still sees a flaky network. An
+  // answer that says the dependency is bad is its state: one attempt.
+  const runLine = (logs: Record<string, unknown>[]) => logs.find((l) => l.message === 'probe run');
+  const counts = (metrics: Parameters<typeof metricValue>[0]) => [metricValue(metrics, M.checksMade), metricValue(metrics, M.checksFailed)];
+
+  describe('Redis', () => {
+    let proxy: DroppingProxy;
+    beforeAll(async () => {
+      proxy = await startDroppingProxy(redis.port);
+    });
+    afterAll(async () => proxy.stop());
+
+    it('is up (RedisUp 1) with 2 checks made and 1 failed when only the first connection of the run is dropped, the retried reason in the run line', async () => {
+      // Arrange
+      proxy.drop(1);
+
+      // Act
+      const { result, metrics, logs } = await probeRedis(proxy.port);
+
+      // Assert
+      expect(metricValue(metrics, M.redisUp)).toBe(1);
+      expect(counts(metrics)).toEqual([2, 1]);
+      expect(result.targets.map((t) => [t.target, t.up, t.retried])).toEqual([['redis', false, true], ['redis', true, undefined]]);
+      // ioredis says "Connection is closed" (refused) or ECONNRESET, depending on when it sees the close.
+      expect(runLine(logs)).toMatchObject({ checksMade: 2, checksFailed: 1, down: [], retried: [expect.stringMatching(/^redis:(refused|reset)$/)] });
+      expect(metricValue(metrics, M.celeryQueueDepthTotal)).toBe(0);
+    });
+
+    it('is down (RedisUp 0) with 2 checks made and 2 failed when both connections are dropped', async () => {
+      // Arrange
+      proxy.drop(2);
+
+      // Act
+      const { metrics, logs } = await probeRedis(proxy.port);
+
+      // Assert
+      expect(metricValue(metrics, M.redisUp)).toBe(0);
+      expect(counts(metrics)).toEqual([2, 2]);
+      expect(runLine(logs)).toMatchObject({ down: [expect.stringMatching(/^redis:(refused|reset)$/)], retried: [expect.stringMatching(/^redis:(refused|reset)$/)] });
+    });
+
+    it('makes one attempt when a replica refuses the write check (an answer: its state), RedisUp 0', async () => {
+      // Arrange
+      const replica = await startRedis(['--replicaof', '127.0.0.1', String(closedPort)]);
+      try {
+        // Act
+        const { metrics, logs } = await probeRedis(replica.port);
+
+        // Assert
+        expect(metricValue(metrics, M.redisUp)).toBe(0);
+        expect(counts(metrics)).toEqual([1, 1]);
+        expect(runLine(logs)).toMatchObject({ down: ['redis:readonly'], retried: [] });
+      } finally {
+        await replica.stop();
+      }
+    });
+  });
+
+  describe('the database', () => {
+    let proxy: DroppingProxy;
+    beforeAll(async () => {
+      proxy = await startDroppingProxy(testCluster().port);
+    });
+    afterAll(async () => proxy.stop());
+    const probeDatabase = () =>
+      captureProbeOutput(({ metrics, logger }) =>
+        runProbe({ database: { timeoutMs: TIMEOUT_MS } }, { metrics, logger, openDatabase: () => openDatabaseSession(connection(proxy.port), TIMEOUT_MS) }),
+      );
+
+    it('is up (DatabaseUp 1, DbReadOnly 0) with 2 checks made and 1 failed when only the first connection of the run is dropped', async () => {
+      // Arrange
+      proxy.drop(1);
+
+      // Act
+      const { metrics, logs } = await probeDatabase();
+
+      // Assert
+      expect([metricValue(metrics, M.databaseUp), metricValue(metrics, M.dbReadOnly)]).toEqual([1, 0]);
+      expect(counts(metrics)).toEqual([2, 1]);
+      expect(runLine(logs)).toMatchObject({ down: [], retried: ['database:reset'] });
+      expect(proxy.connections).toBeGreaterThanOrEqual(2);
+    });
+
+    it('is down (DatabaseUp 0) with 2 checks made and 2 failed when both connections are dropped', async () => {
+      // Arrange
+      proxy.drop(2);
+
+      // Act
+      const { metrics, logs } = await probeDatabase();
+
+      // Assert
+      expect(metricValue(metrics, M.databaseUp)).toBe(0);
+      expect(counts(metrics)).toEqual([2, 2]);
+      expect(runLine(logs)).toMatchObject({ down: ['database:reset'], retried: ['database:reset'] });
+    });
+
+    it('makes one attempt when the database answers read-only (its state): DbReadOnly 1', async () => {
+      // Arrange
+      proxy.drop(0);
+      psql(testCluster(), 'postgres', `ALTER DATABASE ${database} SET default_transaction_read_only = on`);
+      try {
+        // Act
+        const { metrics, logs } = await probeDatabase();
+
+        // Assert
+        expect([metricValue(metrics, M.databaseUp), metricValue(metrics, M.dbReadOnly)]).toEqual([1, 1]);
+        expect(counts(metrics)).toEqual([1, 0]);
+        expect(runLine(logs)).toMatchObject({ retried: [] });
+      } finally {
+        psql(testCluster(), 'postgres', `ALTER DATABASE ${database} RESET default_transaction_read_only`);
+      }
+    });
+  });
+
+  describe("the API's /ready", () => {
+    // /ready closes the connection without answering for its first `dropped` requests, then answers `status`.
+    const readyServer = async (dropped: number, status: number) => {
+      let requests = 0;
+      const api = http.createServer((req, res) => {
+        if (req.url === '/ready' && ++requests <= dropped) {
+          req.socket.destroy();
+          return;
+        }
+        res.writeHead(status).end();
+      });
+      await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', resolve));
+      servers.push({ close: () => new Promise<void>((resolve) => (api.closeAllConnections(), api.close(() => resolve()))) });
+      return { url: `http://127.0.0.1:${(api.address() as AddressInfo).port}`, requests: () => requests };
+    };
+    // /ready alone: the API settings also check /health, whose single check is counted here too.
+    const probeReady = (url: string) => captureProbeOutput(({ metrics, logger }) => runProbe({ api: { baseUrl: url, timeoutMs: TIMEOUT_MS } }, { metrics, logger }));
+
+    it('is ready (ApiReady 1) with 1 of 3 checks failed (/health, /ready twice) when only the first /ready request is dropped', async () => {
+      // Arrange
+      const api = await readyServer(1, 200);
+
+      // Act
+      const { metrics, logs } = await probeReady(api.url);
+
+      // Assert
+      expect([metricValue(metrics, M.apiLive), metricValue(metrics, M.apiReady)]).toEqual([1, 1]);
+      expect(counts(metrics)).toEqual([3, 1]);
+      expect(runLine(logs)).toMatchObject({ down: [], retried: ['api-ready:reset'] });
+      expect(api.requests()).toBe(2);
+    });
+
+    it('is not ready (ApiReady 0) with 2 of 3 checks failed when both /ready requests are dropped', async () => {
+      // Arrange
+      const api = await readyServer(2, 200);
+
+      // Act
+      const { metrics, logs } = await probeReady(api.url);
+
+      // Assert
+      expect(metricValue(metrics, M.apiReady)).toBe(0);
+      expect(counts(metrics)).toEqual([3, 2]);
+      expect(runLine(logs)).toMatchObject({ down: ['api-ready:reset'], retried: ['api-ready:reset'] });
+    });
+
+    it('asks /ready once when it answers 503 (the API says it is not ready)', async () => {
+      // Arrange
+      const api = await readyServer(0, 503);
+
+      // Act
+      const { metrics, logs } = await probeReady(api.url);
+
+      // Assert: /health answers 503 too here; each once
+      expect(metricValue(metrics, M.apiReady)).toBe(0);
+      expect(counts(metrics)).toEqual([2, 2]);
+      expect(runLine(logs)).toMatchObject({ retried: [] });
+      expect(api.requests()).toBe(1);
+    });
   });
 });
