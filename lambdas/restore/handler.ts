@@ -9,12 +9,12 @@ import type { Context } from 'aws-lambda';
 import { z } from 'zod';
 import { BackupTierSchema } from '../shared/tiers';
 import { createS3Client, DEFAULT_MAX_ATTEMPTS } from '../shared/aws';
-import { DEADLINE_MARGIN_MS, msUntilDeadline } from '../shared/deadline';
+import { msUntilDeadline } from '../shared/deadline';
 import { OperatorError } from '../shared/errors';
 import { observability } from '../shared/observability';
 import { RESTORE_TEST_ENV, RESTORE_TEST_SERVICE } from './contract';
 import { LambdaRestoreRequestSchema, loadRestoreTestSettings, loadTemporaryInstanceSettings, runLambdaRestore, runScheduledRestoreTest } from './scheduled';
-import { LOOK_BOUND_MS, SWAP_STATEMENT_BOUND_MS } from './target';
+import { RESTORE_DEADLINE_MARGIN_MS, RESTORE_FUNCTION_TIMEOUT_SECONDS } from './deadline';
 import { createTemporaryInstance, deleteTemporaryInstance, temporaryInstanceStatus } from './temporary-instance';
 
 /**
@@ -28,18 +28,8 @@ import { createTemporaryInstance, deleteTemporaryInstance, temporaryInstanceStat
  */
 const { logger, metrics, tracer } = observability(RESTORE_TEST_SERVICE);
 
-/**
- * How long before Lambda's limit a restore stops. The swap does not stop when told (stopped
- * halfway, the target would be left aside), so a swap that started just before the stop must end
- * within the margin: at the most three renames (aside, in, and back when the server refuses the
- * one in) each wait SWAP_STATEMENT_BOUND_MS for their answer, two of them lose it and are looked
- * at (LOOK_BOUND_MS each), and the usual DEADLINE_MARGIN_MS covers the rest (its other statements,
- * which answer in milliseconds unless the server stops answering, the report). DEADLINE_MARGIN_MS
- * alone (30 s) was shorter than a rename's look with the statements around it, and Lambda killed
- * such a swap midway. The drop of what the target was comes after the swap: killed there, the
- * next restore names it.
- */
-export const RESTORE_DEADLINE_MARGIN_MS = DEADLINE_MARGIN_MS + 3 * SWAP_STATEMENT_BOUND_MS + 2 * LOOK_BOUND_MS;
+// Where the stop margin and the function's limit are explained (the construct reads them too).
+export { RESTORE_DEADLINE_MARGIN_MS } from './deadline';
 
 let clients: { s3: ReturnType<typeof createS3Client>; secretsManager: SecretsManagerClient } | undefined;
 let rdsClient: RDSClient | undefined;
@@ -123,7 +113,7 @@ export async function restoreTestHandler(event: unknown, context?: Context) {
     stopInMs === undefined
       ? undefined
       : setTimeout(
-          () => deadline.abort(new Error(`stopped ${RESTORE_DEADLINE_MARGIN_MS / 1000} s before the function's time limit (Lambda's 15 minutes): the restore takes longer than one run allows`)),
+          () => deadline.abort(new Error(`stopped ${RESTORE_DEADLINE_MARGIN_MS / 1000} s before the function's time limit (${RESTORE_FUNCTION_TIMEOUT_SECONDS / 60} minutes): the restore takes longer than one run allows`)),
           stopInMs,
         );
   const deps = { ...clients, env: process.env, region: process.env.AWS_REGION, log: (line: string) => logger.info(line), warn: (line: string) => logger.warn(line), signal: deadline.signal };

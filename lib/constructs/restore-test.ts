@@ -16,6 +16,7 @@ import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
 import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 import { BACKUP_RUNNER_SERVICE, RUNNER_METRICS } from '../../lambdas/backup/runner-contract';
 import { RESTORE_TEST_ENV, RESTORE_TEST_METRICS, RESTORE_TEST_SERVICE, temporaryInstanceIdentifier } from '../../lambdas/restore/contract';
+import { MEASURABLE_RTO_SECONDS, RESTORE_DEADLINE_MARGIN_MS, RESTORE_FUNCTION_TIMEOUT_SECONDS } from '../../lambdas/restore/deadline';
 import { metricsNamespace } from '../../lambdas/shared/constants';
 import { BACKUP_TIERS, LATEST_POINTER_KEY, RESTORE_TEST_REPORT_PREFIX } from '../../lambdas/shared/s3-layout';
 import { ConfigError, type EnvironmentConfig, type RestoreTestConfig } from '../config';
@@ -100,6 +101,15 @@ export class RestoreTest extends Construct {
         `restoreTest in production environment "${environmentName}" creates its scratch database on the production instance ${database.host}; the runbook says staging only: set restoreTest.targetHost (a staging instance) or restoreTest.useTemporaryInstance`,
       );
     }
+    if (restoreTest.rtoObjectiveSeconds > MEASURABLE_RTO_SECONDS) {
+      // Both runners (the function alone, or the function on the temporary instance) restore within
+      // one Lambda run: a restore still going at its stop is reported as "RTO > N s" with N at most
+      // this, published as RtoSeconds, which cannot reach a longer objective.
+      Annotations.of(this).addWarningV2(
+        'atmr-dr:restore-test-rto-not-measurable',
+        `restoreTest.rtoObjectiveSeconds ${restoreTest.rtoObjectiveSeconds} s is longer than the restore test can measure (${MEASURABLE_RTO_SECONDS} s: its ${RESTORE_FUNCTION_TIMEOUT_SECONDS} s Lambda limit less ${RESTORE_DEADLINE_MARGIN_MS / 1000} s to stop cleanly): a restore between the two is stopped and reported as a failed test ("RTO > N s", RestoreTest-Failed), never as RestoreTest-Rto; set restoreTest.rtoObjectiveSeconds to ${MEASURABLE_RTO_SECONDS} or less, or time longer restores with the CLI (atmr-dr restore-test has no time limit)`,
+      );
+    }
     const targetPort = restoreTest.targetPort ?? database.port;
 
     this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
@@ -141,7 +151,7 @@ export class RestoreTest extends Construct {
       architecture: lambda.Architecture.ARM_64,
       memorySize: restoreTest.memoryMiB,
       ephemeralStorageSize: Size.mebibytes(restoreTest.ephemeralStorageMiB),
-      timeout: Duration.minutes(15),
+      timeout: Duration.seconds(RESTORE_FUNCTION_TIMEOUT_SECONDS),
       reservedConcurrentExecutions: 1,
       // A failed test is a finding, reported and alarmed; running it again changes nothing.
       retryAttempts: 0,

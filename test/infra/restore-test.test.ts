@@ -294,6 +294,27 @@ describe('RestoreTest configuration', () => {
     Annotations.fromStack(onStaging.stack).hasNoWarning('*', Match.stringLikeRegexp('production instance'));
   });
 
+  it('warns at synth when the RTO objective is longer than one run of the function can measure, naming the limit and the fix', () => {
+    const withDefaults = restoreTestOnlyApp();
+    const onTemporaryInstance = restoreTestOnlyApp((env) => {
+      env.restoreTest = { enabled: true, useTemporaryInstance: true, temporaryInstanceSubnetGroupName: 'atmr-private' };
+    });
+    const measurable = restoreTestOnlyApp((env) => {
+      env.restoreTest = { enabled: true, rtoObjectiveSeconds: 600 };
+    });
+
+    // 900 s of Lambda less the 173 s a stop needs to end cleanly (lambdas/restore/deadline.ts).
+    withDefaults.template().hasResourceProperties('AWS::Lambda::Function', { Description: Match.stringLikeRegexp('restore test'), Timeout: 900 });
+    const warning = Match.stringLikeRegexp(
+      '^restoreTest.rtoObjectiveSeconds 1800 s is longer than the restore test can measure \\(727 s: .*set restoreTest.rtoObjectiveSeconds to 727 or less',
+    );
+    Annotations.fromStack(withDefaults.stack).hasWarning('*', warning);
+    // The temporary instance is restored to by the same function: the same limit.
+    Annotations.fromStack(onTemporaryInstance.stack).hasWarning('*', warning);
+    Annotations.fromStack(measurable.stack).hasNoWarning('*', Match.stringLikeRegexp('rtoObjectiveSeconds'));
+    measurable.template().hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'RtoSeconds', Threshold: 600 });
+  });
+
   it('connects with IAM database authentication when configured, and stays nag clean', () => {
     const { app, template } = restoreTestOnlyApp((env) => {
       env.database = { ...env.database, iamAuthUser: 'atmr_restore_test' };

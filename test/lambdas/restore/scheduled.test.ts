@@ -348,8 +348,11 @@ describe('restore-test Lambda handler', () => {
     expect(databaseExists(cluster, stagingName(targetDb))).toBe(false);
   }, 60_000);
 
-  it('stops a restore test that would outlast the function before Lambda kills it: scratch and staging dropped, failed report written, failure metric', async () => {
+  it('stops a restore test that would outlast the function before Lambda kills it: scratch and staging dropped, failed report written, failure metric, and the time it ran published as RtoSeconds (RTO > N s)', async () => {
     await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'daily' });
+    // An objective shorter than the time the restore runs before the stop (about 6 s): the lower
+    // bound is over it, as a 20-minute restore would be over a 10-minute objective.
+    process.env[RESTORE_TEST_ENV.rtoObjectiveSeconds] = '2';
     const { deadlineAt, context: nearTheLimit } = restoreThatDoesNotFit();
     const leftoversBefore = databasesLike(cluster, 'atmr_dr_restore_test_');
     const written: string[] = [];
@@ -369,12 +372,19 @@ describe('restore-test Lambda handler', () => {
     expect(Date.now()).toBeLessThan(deadlineAt - 2 * LOOK_BOUND_MS);
     expect(result.ok).toBe(false);
     // Stopped during the load: the staging database existed, and was dropped.
-    expect(result.error).toMatch(/^restore interrupted \(stopped 173 s before the function's time limit.*\): staging database atmr_dr_restore_test_\S+ dropped/);
+    const stopped = /^stopped after (\d+(?:\.\d+)?) s: RTO > \1 s \(objective 2 s\); restore interrupted \(stopped 173 s before the function's time limit.*\): staging database atmr_dr_restore_test_\S+ dropped/.exec(result.error ?? '');
+    expect(stopped).not.toBeNull();
+    const atLeast = Number(stopped![1]);
+    expect(atLeast).toBeGreaterThan(2);
     expect(result.error).not.toContain('\n');
     expect(databasesLike(cluster, 'atmr_dr_restore_test_')).toEqual(leftoversBefore);
-    expect(await readJson(result.reportKey)).toEqual(expect.objectContaining({ ok: false, scratchDropped: true, error: result.error }));
+    const report = await readJson(result.reportKey);
+    expect(report).toEqual(expect.objectContaining({ ok: false, scratchDropped: true, error: result.error, rtoAtLeastSeconds: atLeast, rtoMet: false }));
+    expect(report.rtoSeconds).toBeUndefined();
     const emf = written.flatMap((chunk) => chunk.split('\n')).filter((line) => line.includes('"_aws"')).map((line) => JSON.parse(line) as Record<string, unknown>);
     expect(emf.find((record) => 'RestoreTestSuccess' in record)).toEqual(expect.objectContaining({ RestoreTestSuccess: 0 }));
+    // What RestoreTest-Rto watches (Maximum over the objective): the lower bound, so it fires.
+    expect(emf.find((record) => 'RtoSeconds' in record)).toEqual(expect.objectContaining({ RtoSeconds: atLeast }));
   }, 60_000);
 
   it('never restores over a protected (production) database from an event, even with force', async () => {
