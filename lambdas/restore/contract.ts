@@ -43,6 +43,8 @@ export const RESTORE_TEST_ENV = {
   temporaryInstanceClass: 'RESTORE_TEST_TEMPORARY_INSTANCE_CLASS',
   temporaryInstanceSubnetGroup: 'RESTORE_TEST_TEMPORARY_INSTANCE_SUBNET_GROUP',
   temporaryInstanceSecurityGroups: 'RESTORE_TEST_TEMPORARY_INSTANCE_SECURITY_GROUPS',
+  /** The source instance's customer-managed storage key (config recovery.storageKmsKeyArn), when there is one. */
+  temporaryInstanceStorageKmsKey: 'RESTORE_TEST_STORAGE_KMS_KEY_ARN',
 } as const;
 
 /** The fixed name of an environment's temporary instance (IAM is scoped to exactly it). */

@@ -63,6 +63,7 @@ const TemporaryInstanceSettingsSchema = z.object({
       return z.NEVER;
     }
   }),
+  [RESTORE_TEST_ENV.temporaryInstanceStorageKmsKey]: z.string().startsWith('arn:').optional(),
 });
 
 /** The temporary-instance settings, or a one-line error when this function is not configured for it. */
@@ -77,6 +78,7 @@ export function loadTemporaryInstanceSettings(env: NodeJS.ProcessEnv): Temporary
     instanceClass: s[RESTORE_TEST_ENV.temporaryInstanceClass],
     subnetGroupName: s[RESTORE_TEST_ENV.temporaryInstanceSubnetGroup],
     securityGroupIds: s[RESTORE_TEST_ENV.temporaryInstanceSecurityGroups],
+    storageKmsKeyArn: s[RESTORE_TEST_ENV.temporaryInstanceStorageKmsKey],
   };
 }
 

@@ -20,6 +20,8 @@ export interface TemporaryInstanceSettings {
   readonly instanceClass: string;
   readonly subnetGroupName: string;
   readonly securityGroupIds: readonly string[];
+  /** The source's customer-managed storage key (config recovery.storageKmsKeyArn), when configured. */
+  readonly storageKmsKeyArn?: string;
 }
 
 export const TEMPORARY_INSTANCE_TAGS = [
@@ -64,8 +66,27 @@ export async function createTemporaryInstance(rds: RDSClient, settings: Temporar
         `temporary instance ${settings.temporaryInstanceIdentifier} already exists (a previous restore test did not clean up, or one is running): wait for it or delete it, then retry`,
       );
     }
+    if (refusedForTheKey(error)) {
+      // The restore creates a grant on the source's storage key with the function's rights: PITR and
+      // the subnet group have nothing to do with it.
+      throw new OperatorError(
+        settings.storageKmsKeyArn
+          ? `cannot restore ${settings.sourceInstanceIdentifier} to a temporary instance: RDS could not use its storage key ${settings.storageKmsKeyArn} (${oneLine(error)}); check that recovery.storageKmsKeyArn is the key of ${settings.sourceInstanceIdentifier}'s storage and that the key's policy lets this account's IAM policies grant it (kms:CreateGrant via RDS), then redeploy`
+          : `cannot restore ${settings.sourceInstanceIdentifier} to a temporary instance: RDS could not use its storage key (${oneLine(error)}); its storage is encrypted with a customer-managed key: set recovery.storageKmsKeyArn to that key's ARN in cdk.json and redeploy (the test's role then gets kms:CreateGrant on it via RDS)`,
+      );
+    }
     throw new OperatorError(`cannot restore ${settings.sourceInstanceIdentifier} to a temporary instance: ${oneLine(error)}; check PITR (automated backups) and the subnet group`);
   }
+}
+
+/**
+ * A restore RDS refused because it could not use the storage key: its KMSKeyNotAccessibleFault, or
+ * an access denial that names KMS (the caller's missing kms:CreateGrant, as RDS passes it on).
+ */
+function refusedForTheKey(error: unknown): boolean {
+  const { name, message } = error as { name?: string; message?: string };
+  if (name === 'KMSKeyNotAccessibleFault') return true;
+  return /AccessDenied|NotAuthorized/i.test(name ?? '') && /\bkms\b/i.test(message ?? '');
 }
 
 const FAILED_STATES = ['failed', 'incompatible-restore', 'incompatible-parameters', 'incompatible-network', 'restore-error', 'storage-full', 'deleting'];

@@ -28,6 +28,21 @@ export function decryptSecretStatement(stack: Stack, keyArn: string, sid?: strin
 }
 
 /**
+ * `kms:CreateGrant` and `kms:DescribeKey` on the customer-managed key of the instance's storage,
+ * only when RDS asks for them: a point-in-time restore of an instance encrypted with that key
+ * creates a grant on it for the new instance, with the caller's rights (without them RDS refuses
+ * the restore). The recovery and the restore test's temporary instance restore the same instance.
+ */
+export function restoreEncryptedStorageStatement(stack: Stack, storageKmsKeyArn: string): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid: 'RestoreEncryptedStorage',
+    actions: ['kms:CreateGrant', 'kms:DescribeKey'],
+    resources: [storageKmsKeyArn],
+    conditions: { StringEquals: { 'kms:ViaService': `rds.${stack.region}.amazonaws.com` } },
+  });
+}
+
+/**
  * Lets `role` read the value of `secret` and nothing more: `secretsmanager:GetSecretValue` is the
  * only call the functions make (Powertools' getSecret, pg-connection). `secret.grantRead` would add
  * DescribeSecret, which no code sends. A customer key of the secret decrypts it through Secrets

@@ -12,7 +12,7 @@ import { Construct } from 'constructs';
 import { COPY_BUSY_ERROR, LOGIN_REFUSED_ERROR, RECOVERY_ENV, RECOVERY_PURPOSE_TAG, RECOVERY_SERVICE } from '../../lambdas/recovery/contract';
 import { metricsNamespace } from '../../lambdas/shared/constants';
 import { nagRender } from '../nag';
-import { decryptSecretStatement } from './database-statements';
+import { decryptSecretStatement, restoreEncryptedStorageStatement } from './database-statements';
 import { HouseFunction } from './house-function';
 import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 
@@ -372,14 +372,7 @@ export function recoveryStatements(stack: Stack, props: RecoveryProps): iam.Poli
     }),
   ];
   if (props.storageKmsKeyArn) {
-    statements.push(
-      new iam.PolicyStatement({
-        sid: 'RestoreEncryptedStorage',
-        actions: ['kms:CreateGrant', 'kms:DescribeKey'],
-        resources: [props.storageKmsKeyArn],
-        conditions: { StringEquals: { 'kms:ViaService': `rds.${stack.region}.amazonaws.com` } },
-      }),
-    );
+    statements.push(restoreEncryptedStorageStatement(stack, props.storageKmsKeyArn));
   }
   if (props.database.secretKmsKeyArn) {
     statements.push(decryptSecretStatement(stack, props.database.secretKmsKeyArn, 'DecryptDatabaseSecret'));

@@ -11,7 +11,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { connectWithIamAuthStatement, decryptSecretStatement } from './database-statements';
+import { connectWithIamAuthStatement, decryptSecretStatement, restoreEncryptedStorageStatement } from './database-statements';
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
 import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 import { BACKUP_RUNNER_SERVICE, RUNNER_METRICS } from '../../lambdas/backup/runner-contract';
@@ -48,6 +48,12 @@ export interface RestoreTestProps extends BackupWorkloadProps {
   readonly database: BackupDatabase;
   /** Target, objectives, schedule tier, sizing (config `restoreTest`). */
   readonly settings: RestoreTestConfig;
+  /**
+   * Customer-managed key of the backed-up instance's storage (config `recovery.storageKmsKeyArn`):
+   * with useTemporaryInstance, the restore of the temporary instance creates a grant on it, through
+   * RDS only. @default - AWS-managed key, no grant
+   */
+  readonly storageKmsKeyArn?: string;
   /** @default RESTORE_TEST_SCHEDULE_EXPRESSION (first Wednesday of the month, 04:00 in config.timeZone) */
   readonly scheduleExpression?: string;
 }
@@ -180,6 +186,8 @@ export class RestoreTest extends Construct {
               [RESTORE_TEST_ENV.temporaryInstanceClass]: restoreTest.temporaryInstanceClass,
               [RESTORE_TEST_ENV.temporaryInstanceSubnetGroup]: restoreTest.temporaryInstanceSubnetGroupName!,
               [RESTORE_TEST_ENV.temporaryInstanceSecurityGroups]: JSON.stringify([this.temporaryInstanceSecurityGroup!.securityGroupId]),
+              // Named in the line of a restore RDS refuses for the key's sake.
+              ...(props.storageKmsKeyArn && { [RESTORE_TEST_ENV.temporaryInstanceStorageKmsKey]: props.storageKmsKeyArn }),
             }
           : {
               [RESTORE_TEST_ENV.targetHost]: restoreTest.targetHost ?? database.host,
@@ -549,6 +557,8 @@ function temporaryInstanceStatements(stack: Stack, props: RestoreTestProps, iden
       resources: [TEMPORARY_INSTANCE_SECRETS(stack)],
       conditions: { StringEquals: { 'secretsmanager:ResourceTag/aws:rds:primaryDBInstanceArn': temporary } },
     }),
+    // The source's storage key, as the recovery gets it: the same restore of the same instance.
+    ...(props.storageKmsKeyArn ? [restoreEncryptedStorageStatement(stack, props.storageKmsKeyArn)] : []),
   ];
 }
 
@@ -561,5 +571,7 @@ export function restoreTestPropsFromConfig(config: EnvironmentConfig, workload: 
     production: config.production,
     database: config.database,
     settings: config.restoreTest,
+    // The key of the instance both restore (the recovery's config names it).
+    storageKmsKeyArn: config.recovery.storageKmsKeyArn,
   };
 }

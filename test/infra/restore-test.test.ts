@@ -435,6 +435,45 @@ describe('RestoreTest configuration', () => {
     });
   });
 
+  describe('a database whose storage is encrypted with a customer-managed key (recovery.storageKmsKeyArn)', () => {
+    const KEY = 'arn:aws:kms:eu-west-3:111111111111:key/11111111-2222-3333-4444-555555555555';
+    const withKey = (restoreTest: Json) =>
+      restoreTestOnlyApp((env) => {
+        env.restoreTest = restoreTest;
+        (env as Json).recovery = { storageKmsKeyArn: KEY };
+      });
+
+    it('lets the temporary instance be restored: kms:CreateGrant and kms:DescribeKey on that key, through RDS only, the key named to the function; nag clean', () => {
+      const built = withKey({ enabled: true, useTemporaryInstance: true, temporaryInstanceSubnetGroupName: 'atmr-private' });
+      const t = built.template();
+
+      const grants = statementsOf(t, 'RestoreTestFunctionServiceRole').filter((s) => actions(s).includes('kms:CreateGrant'));
+      expect(grants).toEqual([
+        {
+          Sid: 'RestoreEncryptedStorage',
+          Effect: 'Allow',
+          Action: ['kms:CreateGrant', 'kms:DescribeKey'],
+          Resource: KEY,
+          Condition: { StringEquals: { 'kms:ViaService': 'rds.eu-west-3.amazonaws.com' } },
+        },
+      ]);
+      const fn = Object.values(t.findResources('AWS::Lambda::Function'))[0] as { Properties: { Environment: { Variables: Record<string, unknown> } } };
+      expect(fn.Properties.Environment.Variables.RESTORE_TEST_STORAGE_KMS_KEY_ARN).toBe(KEY);
+      expect(() => built.app.synth()).not.toThrow();
+    });
+
+    it('grants nothing on the key when the test restores no instance (scratch database on an existing one), nor without a key', () => {
+      const scratchOnly = withKey({ enabled: true }).template();
+      const noKey = restoreTestOnlyApp((env) => {
+        env.restoreTest = { enabled: true, useTemporaryInstance: true, temporaryInstanceSubnetGroupName: 'atmr-private' };
+      }).template();
+
+      for (const t of [scratchOnly, noKey]) {
+        expect(statementsOf(t, 'RestoreTest').flatMap(actions)).not.toContain('kms:CreateGrant');
+      }
+    });
+  });
+
   it('is wired in the ops stack only when restoreTest.enabled, and only then does the backup runner report the report age', () => {
     const enabled = synthesizeApp().opsTemplate;
     const disabledEnv = structuredClone(EXAMPLE);

@@ -116,6 +116,8 @@ describe('temporary-instance settings', () => {
       subnetGroupName: 'atmr-private',
       securityGroupIds: ['sg-0123456789abcdef0'],
     });
+    const key = 'arn:aws:kms:eu-west-3:111111111111:key/11111111-2222-3333-4444-555555555555';
+    expect(loadTemporaryInstanceSettings(temporaryEnv({ [RESTORE_TEST_ENV.temporaryInstanceStorageKmsKey]: key })).storageKmsKeyArn).toBe(key);
   });
 
   it.each([

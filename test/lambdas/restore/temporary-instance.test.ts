@@ -81,6 +81,38 @@ describe('temporary instance steps (RDS SDK)', () => {
     await expect(createTemporaryInstance(client, SETTINGS)).rejects.toThrow(/temporary instance atmr-dr-restore-test-staging already exists .*delete it, then retry/);
   });
 
+  describe('a source whose storage is encrypted with a customer-managed key', () => {
+    const KEY = 'arn:aws:kms:eu-west-3:111111111111:key/11111111-2222-3333-4444-555555555555';
+    // What RDS answers when it cannot create the grant on the key with the caller's rights.
+    const refusedForTheKey = Object.assign(new Error(`The specified KMS key [${KEY}] does not exist, is not enabled or you do not have permissions to access it.`), {
+      name: 'KMSKeyNotAccessibleFault',
+    });
+
+    it('names the key, not PITR and the subnet group, when RDS cannot use it', async () => {
+      rds.on(RestoreDBInstanceToPointInTimeCommand).rejects(refusedForTheKey);
+
+      const error = (await createTemporaryInstance(client, { ...SETTINGS, storageKmsKeyArn: KEY }).catch((e: Error) => e)) as Error;
+
+      expect(error.message).toMatch(new RegExp(`^cannot restore atmr-staging to a temporary instance: RDS could not use its storage key ${KEY} \\(.*\\); check that recovery.storageKmsKeyArn is the key`));
+      expect(error.message).not.toMatch(/PITR|subnet group/);
+      expect(error.message).not.toContain('\n');
+    });
+
+    it('says to configure the key when none is (the role then has no grant on it)', async () => {
+      rds.on(RestoreDBInstanceToPointInTimeCommand).rejects(refusedForTheKey);
+
+      await expect(createTemporaryInstance(client, SETTINGS)).rejects.toThrow(
+        /^cannot restore atmr-staging to a temporary instance: RDS could not use its storage key \(.*\); .*set recovery.storageKmsKeyArn to that key's ARN in cdk.json and redeploy/,
+      );
+    });
+
+    it('still blames PITR and the subnet group for another refusal', async () => {
+      rds.on(RestoreDBInstanceToPointInTimeCommand).rejects(Object.assign(new Error('no automated backups'), { name: 'PointInTimeRestoreNotEnabledFault' }));
+
+      await expect(createTemporaryInstance(client, { ...SETTINGS, storageKmsKeyArn: KEY })).rejects.toThrow(/no automated backups; check PITR \(automated backups\) and the subnet group$/);
+    });
+  });
+
   it('reports not ready while creating, the endpoint once available, and fails on a failed restore', async () => {
     rds
       .on(DescribeDBInstancesCommand)
