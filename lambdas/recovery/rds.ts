@@ -175,6 +175,18 @@ export async function startRestore(rds: RDSClient, validated: ValidatedRecovery,
     return { status: response.DBInstance?.DBInstanceStatus ?? 'creating' };
   } catch (error) {
     if ((error as { name?: string }).name === 'DBInstanceAlreadyExistsFault') {
+      // The SDK retries a request whose answer was lost (a reset connection, a 5xx): when RDS had
+      // accepted the first one, the retry is refused because the copy this call created exists. Its
+      // tag says so; the copy is then this recovery's, under way, and not to be deleted as a failure.
+      let own: string | undefined;
+      try {
+        own = await ownRestoreStatus(rds, target.newInstance, settings.recoveryId);
+      } catch (describeError) {
+        throw new OperatorError(
+          `recover: RDS says an instance named ${target.newInstance} already exists, and whether this recovery created it (tag ${RECOVERY_ID_TAG}=${settings.recoveryId}) could not be read: ${oneLine(describeError)}; look at its tags before deleting it`,
+        );
+      }
+      if (own) return { status: own };
       throw new OperatorError(`recover: an instance named ${target.newInstance} already exists: pass --new-instance with another name`, 2);
     }
     throw new OperatorError(`recover: RDS refused the restore of ${target.sourceInstance} to ${target.toTime.toISOString()}: ${oneLine(error)}`);

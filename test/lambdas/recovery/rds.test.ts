@@ -169,6 +169,53 @@ describe('restoring', () => {
   });
 });
 
+describe('a restore whose first answer was lost (the SDK sent it again, RDS refused the name the first one took)', () => {
+  const NEW = `${PREFIX}202611301402`;
+  const ID = 'r20261130143000-abcd';
+  const alreadyExists = () => Object.assign(new Error('DB instance already exists'), { name: 'DBInstanceAlreadyExistsFault', $metadata: { httpStatusCode: 400 } });
+
+  /** RDS created the copy on the first request (tagged as the request said); what the caller sees is the retry's refusal. */
+  function firstRequestAccepted(recoveryIdOfTheCopy: string) {
+    givenSource();
+    let created = false;
+    rds.on(RestoreDBInstanceToPointInTimeCommand).callsFake(() => {
+      created = true;
+      throw alreadyExists();
+    });
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: NEW }).callsFake(() => {
+      if (!created) throw notFound();
+      return { DBInstances: [{ DBInstanceIdentifier: NEW, DBInstanceStatus: 'creating', TagList: [{ Key: 'atmr-dr:purpose', Value: 'recovery' }, { Key: 'atmr-dr:recovery-id', Value: recoveryIdOfTheCopy }] }] };
+    });
+  }
+
+  it('goes on with the copy when it carries this recovery\'s id', async () => {
+    firstRequestAccepted(ID);
+    const validated = await validateRecovery(client, target());
+
+    await expect(startRestore(client, validated, target(), { extraTags: {}, recoveryId: ID })).resolves.toEqual({ status: 'creating' });
+  });
+
+  it("still refuses an instance of that name another recovery created, naming --new-instance", async () => {
+    firstRequestAccepted('r20261129090000-ffff');
+    const validated = await validateRecovery(client, target());
+
+    await expect(startRestore(client, validated, target(), { extraTags: {}, recoveryId: ID })).rejects.toThrow(
+      `recover: an instance named ${NEW} already exists: pass --new-instance with another name`,
+    );
+  });
+
+  it('says the copy may be this recovery\'s when its tags cannot be read', async () => {
+    givenSource();
+    rds.on(RestoreDBInstanceToPointInTimeCommand).rejects(alreadyExists());
+    const validated = await validateRecovery(client, target());
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: NEW }).rejects(Object.assign(new Error('Rate exceeded'), { name: 'Throttling' }));
+
+    await expect(startRestore(client, validated, target(), { extraTags: {}, recoveryId: ID })).rejects.toThrow(
+      `recover: RDS says an instance named ${NEW} already exists, and whether this recovery created it (tag atmr-dr:recovery-id=${ID}) could not be read: Rate exceeded; look at its tags before deleting it`,
+    );
+  });
+});
+
 describe('instance state', () => {
   it('is ready with its endpoint once available, failed on a failed restore', async () => {
     rds

@@ -376,6 +376,20 @@ describe('recovery workflow: Step Functions retries a step whose answer Lambda l
     expect(pages).toEqual([]);
     expect(await getRecovery(deps().store, request.recoveryId)).toMatchObject({ status: 'verified', newInstanceHost: `${NEW}.rds` });
   });
+
+  it("a restore the SDK sent again after its first answer was lost (the retry refused: the name is taken by this recovery's copy) carries on with that copy: verified, nothing deleted, nobody paged", async () => {
+    const request = await newRequest();
+    newInstanceStates({ status: 'creating' }, { status: 'available', host: `${NEW}.rds` });
+    // What the SDK surfaces once its retry of an accepted request is refused: the first attempt created the copy.
+    rds.on(RestoreDBInstanceToPointInTimeCommand).rejects(Object.assign(new Error('DB instance already exists'), { name: 'DBInstanceAlreadyExistsFault', $metadata: { httpStatusCode: 400 } }));
+
+    const { error } = await execute(request, deps());
+
+    expect(error).toBeUndefined();
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    expect(pages).toEqual([]);
+    expect(await getRecovery(deps().store, request.recoveryId)).toMatchObject({ status: 'verified', newInstanceHost: `${NEW}.rds` });
+  });
 });
 
 describe('recovery workflow: RDS throttles the wait', () => {
