@@ -15,7 +15,7 @@ import { observability } from '../shared/observability';
 import { RESTORE_TEST_ENV, RESTORE_TEST_SERVICE } from './contract';
 import { LambdaRestoreRequestSchema, loadRestoreTestSettings, loadTemporaryInstanceSettings, runLambdaRestore, runScheduledRestoreTest } from './scheduled';
 import { RESTORE_DEADLINE_MARGIN_MS, RESTORE_FUNCTION_TIMEOUT_SECONDS } from './deadline';
-import { createTemporaryInstance, deleteTemporaryInstance, temporaryInstanceStatus } from './temporary-instance';
+import { createTemporaryInstance, deleteOwnTemporaryInstance, deleteTemporaryInstance, temporaryInstanceStatus } from './temporary-instance';
 
 /**
  * Lambda entry of the restore concern (runner image, CMD `restore.handler`):
@@ -23,8 +23,9 @@ import { createTemporaryInstance, deleteTemporaryInstance, temporaryInstanceStat
  *    reported (metric 0, report in the bucket) and returned; only a crash throws.
  *  - `{"restore": {"ref", "targetDb", "tier"?, "force"?, "format"?, "terminateConnections"?, "noOwner"?}}`:
  *    a verified restore on the configured target; refusals throw their one-line OperatorError.
- *  - `{"temporaryInstance": "create" | "status" | "delete"}` and `{"tier", "targetHost", "targetPort"}`:
- *    the steps of the restore test on a temporary RDS instance (driven by a Step Functions state machine).
+ *  - `{"temporaryInstance": "create" | "status" | "delete" | "deleteIfOwn", "execution"?}` and `{"tier"}`:
+ *    the steps of the restore test on a temporary RDS instance (driven by a Step Functions state
+ *    machine; `execution`, its execution's name, marks the instance as that run's).
  */
 const { logger, metrics, tracer } = observability(RESTORE_TEST_SERVICE);
 
@@ -41,7 +42,10 @@ const RestoreTestEventSchema = z.object({
   targetHost: z.string().min(1).optional(),
   targetPort: z.number().int().min(1).max(65535).optional(),
 });
-const TemporaryInstanceEventSchema = z.strictObject({ temporaryInstance: z.enum(['create', 'status', 'delete']) });
+const TemporaryInstanceEventSchema = z.union([
+  z.strictObject({ temporaryInstance: z.enum(['create', 'status', 'delete']), execution: z.string().min(1).max(80).optional() }),
+  z.strictObject({ temporaryInstance: z.literal('deleteIfOwn'), execution: z.string().min(1).max(80) }),
+]);
 /** Temporary-instance mode: nothing in the event can name a target, the temporary instance is the only one. */
 const TemporaryInstanceTestEventSchema = z.strictObject({ tier: BackupTierSchema.optional() });
 
@@ -64,11 +68,22 @@ export async function temporaryInstanceTarget(rds: RDSClient, identifier: string
 export async function restoreTestHandler(event: unknown, context?: Context) {
   if (typeof event === 'object' && event !== null && 'temporaryInstance' in event) {
     const step = TemporaryInstanceEventSchema.safeParse(event);
-    if (!step.success) throw new OperatorError('temporary-instance event must be {"temporaryInstance": "create" | "status" | "delete"}');
+    if (!step.success) {
+      throw new OperatorError(
+        'temporary-instance event must be {"temporaryInstance": "create" | "status" | "delete", "execution"?: "<execution name>"} or {"temporaryInstance": "deleteIfOwn", "execution": "<execution name>"}',
+      );
+    }
     const settings = loadTemporaryInstanceSettings(process.env);
-    rdsClient ??= tracer.captureAWSv3Client(new RDSClient({ maxAttempts: DEFAULT_MAX_ATTEMPTS }));
-    const action = { create: createTemporaryInstance, status: temporaryInstanceStatus, delete: deleteTemporaryInstance }[step.data.temporaryInstance];
-    const result = await action(rdsClient, settings);
+    const rds = (rdsClient ??= tracer.captureAWSv3Client(new RDSClient({ maxAttempts: DEFAULT_MAX_ATTEMPTS })));
+    const data = step.data;
+    const result =
+      data.temporaryInstance === 'deleteIfOwn'
+        ? await deleteOwnTemporaryInstance(rds, settings, data.execution)
+        : await {
+            create: () => createTemporaryInstance(rds, settings, data.execution),
+            status: () => temporaryInstanceStatus(rds, settings),
+            delete: () => deleteTemporaryInstance(rds, settings),
+          }[data.temporaryInstance]();
     logger.info(`temporary instance ${step.data.temporaryInstance}`, { result });
     return result;
   }

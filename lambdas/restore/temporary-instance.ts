@@ -4,6 +4,7 @@ import {
   RDSClient,
   RestoreDBInstanceToPointInTimeCommand,
 } from '@aws-sdk/client-rds';
+import { createHash } from 'node:crypto';
 import { OperatorError, oneLine } from '../shared/errors';
 
 /**
@@ -29,6 +30,23 @@ export const TEMPORARY_INSTANCE_TAGS = [
   { Key: 'atmr-dr:purpose', Value: 'restore-test' },
 ];
 
+/**
+ * The state machine execution that created the temporary instance. A create whose answer was lost
+ * (Step Functions retries the step on a Lambda service error, the SDK retries a request on a reset
+ * connection or a 5xx) meets "already exists" on its own instance: this tag tells that instance from
+ * one another run left or is using.
+ */
+export const EXECUTION_TAG = 'atmr-dr:restore-test-execution';
+
+/**
+ * The tag value for an execution name. RDS accepts letters, digits, spaces and _.:/=+-@ in tag values;
+ * an execution name may also hold characters such as ( ) ! ' (a name given by hand to
+ * start-execution): such a name is tagged by its hash, the same for every call of that execution.
+ */
+export function executionTagValue(execution: string): string {
+  return /^[\p{L}\p{Z}\p{N}_.:/=+\-@]{1,256}$/u.test(execution) ? execution : `sha256:${createHash('sha256').update(execution).digest('hex')}`;
+}
+
 export interface TemporaryInstanceStatus {
   readonly identifier: string;
   readonly status: string;
@@ -37,7 +55,28 @@ export interface TemporaryInstanceStatus {
   readonly port?: number;
 }
 
-export async function createTemporaryInstance(rds: RDSClient, settings: TemporaryInstanceSettings): Promise<TemporaryInstanceStatus> {
+/**
+ * The instance of that name as RDS describes it, with the execution it was created by (its
+ * EXECUTION_TAG: DescribeDBInstances returns the tags, no other right needed); undefined when there
+ * is none.
+ */
+async function describeTemporaryInstance(rds: RDSClient, identifier: string): Promise<{ status: string; execution?: string } | undefined> {
+  try {
+    const instance = (await rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: identifier }))).DBInstances?.[0];
+    if (!instance) return undefined;
+    return { status: instance.DBInstanceStatus ?? 'unknown', execution: instance.TagList?.find((tag) => tag.Key === EXECUTION_TAG)?.Value };
+  } catch (error) {
+    if ((error as { name?: string }).name === 'DBInstanceNotFoundFault') return undefined;
+    throw error;
+  }
+}
+
+/**
+ * `execution`: the state machine execution's name, tagged on the instance so that a retry of this
+ * same create recognizes it. Without it (an invocation by hand), the instance is untagged and any
+ * instance of that name is refused.
+ */
+export async function createTemporaryInstance(rds: RDSClient, settings: TemporaryInstanceSettings, execution?: string): Promise<TemporaryInstanceStatus> {
   try {
     const response = await rds.send(
       new RestoreDBInstanceToPointInTimeCommand({
@@ -56,14 +95,26 @@ export async function createTemporaryInstance(rds: RDSClient, settings: Temporar
         // available ("backing-up"), and RDS refuses to delete an instance in that state, which
         // would leave the test's instance billed after the test. Nothing here needs its backups.
         BackupRetentionPeriod: 0,
-        Tags: TEMPORARY_INSTANCE_TAGS,
+        Tags: [...TEMPORARY_INSTANCE_TAGS, ...(execution ? [{ Key: EXECUTION_TAG, Value: executionTagValue(execution) }] : [])],
       }),
     );
     return { identifier: settings.temporaryInstanceIdentifier, status: response.DBInstance?.DBInstanceStatus ?? 'creating', ready: false };
   } catch (error) {
     if ((error as { name?: string }).name === 'DBInstanceAlreadyExistsFault') {
+      const identifier = settings.temporaryInstanceIdentifier;
+      let existing: Awaited<ReturnType<typeof describeTemporaryInstance>>;
+      try {
+        existing = await describeTemporaryInstance(rds, identifier);
+      } catch (describeError) {
+        throw new OperatorError(
+          `temporary instance ${identifier} already exists and its tags could not be read (${oneLine(describeError)}): if its ${EXECUTION_TAG} tag is not this run's, wait for it or delete it, then retry; if it is, delete it (it costs money)`,
+        );
+      }
+      // This execution's own create, accepted by RDS once already: the instance is the one to test on.
+      if (execution && existing?.execution === executionTagValue(execution)) return { identifier, status: existing.status, ready: false };
+      const owner = existing?.execution ? `: created by restore-test execution ${existing.execution}` : '';
       throw new OperatorError(
-        `temporary instance ${settings.temporaryInstanceIdentifier} already exists (a previous restore test did not clean up, or one is running): wait for it or delete it, then retry`,
+        `temporary instance ${identifier} already exists (a previous restore test did not clean up, or one is running${owner}): wait for it or delete it, then retry`,
       );
     }
     if (refusedForTheKey(error)) {
@@ -133,4 +184,24 @@ export async function deleteTemporaryInstance(rds: RDSClient, settings: Temporar
     }
     throw new OperatorError(`cannot delete temporary instance ${identifier}: ${oneLine(error)}; delete it by hand (it costs money)`);
   }
+}
+
+/**
+ * After a failed create step: the create may have been accepted by RDS all the same (its answer lost,
+ * then the retries spent, or the step failing after the call), so the instance is deleted when it is
+ * this execution's (EXECUTION_TAG), and left alone otherwise (another run's, or none).
+ */
+export async function deleteOwnTemporaryInstance(
+  rds: RDSClient,
+  settings: TemporaryInstanceSettings,
+  execution: string,
+): Promise<{ identifier: string; deleted: boolean; detail: string }> {
+  const identifier = settings.temporaryInstanceIdentifier;
+  const existing = await describeTemporaryInstance(rds, identifier);
+  if (!existing) return { identifier, deleted: false, detail: 'not created' };
+  if (existing.execution !== executionTagValue(execution)) {
+    return { identifier, deleted: false, detail: `not this execution's (${EXECUTION_TAG}=${existing.execution ?? 'none'}): left as it is` };
+  }
+  const result = await deleteTemporaryInstance(rds, settings);
+  return { ...result, detail: result.deleted ? 'created by this execution: deleted' : 'created by this execution: already gone or being deleted' };
 }

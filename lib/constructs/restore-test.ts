@@ -326,7 +326,10 @@ export class RestoreTest extends Construct {
         retryOnServiceExceptions: true,
       });
     const temporaryArn = stack.formatArn({ service: 'rds', resource: 'db', resourceName: identifier, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
-    const create = invoke('CreateTemporaryInstance', { temporaryInstance: 'create' }, '$.instance');
+    // The execution's name tags the instance as this run's: a retried create (its answer lost) then
+    // recognizes its own instance instead of refusing it as another run's.
+    const execution = sfn.JsonPath.stringAt('$$.Execution.Name');
+    const create = invoke('CreateTemporaryInstance', { temporaryInstance: 'create', execution }, '$.instance');
     const wait = new sfn.Wait(this, 'WaitForTemporaryInstance', { time: sfn.WaitTime.duration(Duration.minutes(1)) });
     const status = invoke('TemporaryInstanceStatus', { temporaryInstance: 'status' }, '$.instance');
     const ownPassword = new tasks.CallAwsService(this, 'GiveTemporaryInstanceItsOwnPassword', {
@@ -353,7 +356,12 @@ export class RestoreTest extends Construct {
     const failed = new sfn.Fail(this, 'RestoreTestFailed', { error: 'RestoreTestFailed', causePath: '$.test.error' });
     const passed = new sfn.Succeed(this, 'RestoreTestPassed');
     const catchAll = { resultPath: '$.error' };
-    create.addCatch(new sfn.Fail(this, 'TemporaryInstanceNotCreated', { error: 'TemporaryInstanceNotCreated', causePath: '$.error.Cause' }), catchAll);
+    // A failed create may still have been accepted by RDS (its answer lost until the retries were
+    // spent, or the step failing after the call): this run's instance, if any, is deleted before the
+    // failure; an instance of that name that is another run's is left alone.
+    const deleteOwnAfterFailedCreate = invoke('DeleteOwnTemporaryInstanceAfterFailedCreate', { temporaryInstance: 'deleteIfOwn', execution }, sfn.JsonPath.DISCARD);
+    create.addCatch(deleteOwnAfterFailedCreate, catchAll);
+    deleteOwnAfterFailedCreate.next(new sfn.Fail(this, 'TemporaryInstanceNotCreated', { error: 'TemporaryInstanceNotCreated', causePath: '$.error.Cause' }));
     for (const step of [status, ownPassword, describe, runTest]) step.addCatch(deleteAfterError, catchAll);
     deleteAfterError.next(errored);
 

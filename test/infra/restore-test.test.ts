@@ -433,6 +433,15 @@ describe('RestoreTest configuration', () => {
       });
       expect(states.RunRestoreTest.Parameters).toEqual({ 'tier.$': '$.tier' });
     });
+
+    it("tags the temporary instance with the execution's name at create, and sends a failed create through the deletion of this run's own instance", () => {
+      const states = stateMachineDefinition(t).States as Record<string, { Type: string; Parameters?: Record<string, unknown>; Next?: string; Catch?: { ErrorEquals: string[]; Next: string }[] }>;
+      const payload = (state: string) => states[state].Parameters;
+      expect(payload('CreateTemporaryInstance')).toEqual({ temporaryInstance: 'create', 'execution.$': '$$.Execution.Name' });
+      expect(states.CreateTemporaryInstance.Catch).toEqual([expect.objectContaining({ ErrorEquals: ['States.ALL'], Next: 'DeleteOwnTemporaryInstanceAfterFailedCreate' })]);
+      expect(payload('DeleteOwnTemporaryInstanceAfterFailedCreate')).toEqual({ temporaryInstance: 'deleteIfOwn', 'execution.$': '$$.Execution.Name' });
+      expect(states.DeleteOwnTemporaryInstanceAfterFailedCreate.Next).toBe('TemporaryInstanceNotCreated');
+    });
   });
 
   describe('a database whose storage is encrypted with a customer-managed key (recovery.storageKmsKeyArn)', () => {

@@ -19,9 +19,12 @@ import { DataStack } from '../../../lib/data-stack';
 import { RESTORE_TEST_ENV } from '../../../lambdas/restore/contract';
 import { handler } from '../../../lambdas/restore/handler';
 import {
+  EXECUTION_TAG,
   TemporaryInstanceSettings,
   createTemporaryInstance,
+  deleteOwnTemporaryInstance,
   deleteTemporaryInstance,
+  executionTagValue,
   temporaryInstanceStatus,
 } from '../../../lambdas/restore/temporary-instance';
 import { createS3Client } from '../../../lambdas/shared/aws';
@@ -111,6 +114,72 @@ describe('temporary instance steps (RDS SDK)', () => {
 
       await expect(createTemporaryInstance(client, { ...SETTINGS, storageKmsKeyArn: KEY })).rejects.toThrow(/no automated backups; check PITR \(automated backups\) and the subnet group$/);
     });
+  });
+
+  /**
+   * RDS as it answers a create of the one temporary name: the first request creates the instance
+   * with the tags it carries, every later one is refused (DBInstanceAlreadyExists); describe shows
+   * the instance with those tags.
+   */
+  function rdsKeepsTheName() {
+    let tags: { Key?: string; Value?: string }[] | undefined;
+    rds.on(RestoreDBInstanceToPointInTimeCommand).callsFake((input: { Tags?: { Key?: string; Value?: string }[] }) => {
+      if (tags) throw Object.assign(new Error('DB instance already exists'), { name: 'DBInstanceAlreadyExistsFault', $metadata: { httpStatusCode: 400 } });
+      tags = input.Tags ?? [];
+      return { DBInstance: { DBInstanceStatus: 'creating' } };
+    });
+    rds.on(DescribeDBInstancesCommand).callsFake(() => {
+      if (!tags) throw Object.assign(new Error('DBInstance not found'), { name: 'DBInstanceNotFoundFault' });
+      return { DBInstances: [{ DBInstanceIdentifier: SETTINGS.temporaryInstanceIdentifier, DBInstanceStatus: 'creating', TagList: tags }] };
+    });
+  }
+
+  it('tags the instance with the execution that creates it, and a retry of that create (its answer lost) carries on with it', async () => {
+    rdsKeepsTheName();
+
+    await expect(createTemporaryInstance(client, SETTINGS, 'monthly-2026-12-02')).resolves.toEqual({ identifier: SETTINGS.temporaryInstanceIdentifier, status: 'creating', ready: false });
+    await expect(createTemporaryInstance(client, SETTINGS, 'monthly-2026-12-02')).resolves.toEqual({ identifier: SETTINGS.temporaryInstanceIdentifier, status: 'creating', ready: false });
+
+    expect(rds.commandCalls(RestoreDBInstanceToPointInTimeCommand)[0].args[0].input.Tags).toContainEqual({ Key: EXECUTION_TAG, Value: 'monthly-2026-12-02' });
+    expect(rds.commandCalls(RestoreDBInstanceToPointInTimeCommand)).toHaveLength(2);
+  });
+
+  it("still refuses an instance another execution created, naming it, and one created without an execution", async () => {
+    rdsKeepsTheName();
+    await createTemporaryInstance(client, SETTINGS, 'monthly-2026-11-04');
+
+    await expect(createTemporaryInstance(client, SETTINGS, 'monthly-2026-12-02')).rejects.toThrow(
+      /^temporary instance atmr-dr-restore-test-staging already exists \(a previous restore test did not clean up, or one is running: created by restore-test execution monthly-2026-11-04\): wait for it or delete it, then retry$/,
+    );
+    await expect(createTemporaryInstance(client, SETTINGS)).rejects.toThrow(/already exists .*monthly-2026-11-04/);
+  });
+
+  it("tags an execution name RDS would refuse as a tag value (parentheses, !) by its hash, and recognizes it on the retry", async () => {
+    rdsKeepsTheName();
+    const name = "manual(rerun)!";
+
+    await createTemporaryInstance(client, SETTINGS, name);
+    await expect(createTemporaryInstance(client, SETTINGS, name)).resolves.toMatchObject({ status: 'creating' });
+
+    const tag = rds.commandCalls(RestoreDBInstanceToPointInTimeCommand)[0].args[0].input.Tags!.find((t) => t.Key === EXECUTION_TAG)!;
+    expect(tag.Value).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(tag.Value).toBe(executionTagValue(name));
+    expect(executionTagValue('0f0e0d0c-1a2b-4c3d-9e8f-a1b2c3d4e5f6')).toBe('0f0e0d0c-1a2b-4c3d-9e8f-a1b2c3d4e5f6');
+  });
+
+  it('after a failed create, deletes the instance only when it is this execution\'s', async () => {
+    rdsKeepsTheName();
+    rds.on(DeleteDBInstanceCommand).resolves({});
+
+    await expect(deleteOwnTemporaryInstance(client, SETTINGS, 'monthly-2026-12-02')).resolves.toMatchObject({ deleted: false, detail: 'not created' });
+    await createTemporaryInstance(client, SETTINGS, 'monthly-2026-11-04');
+    await expect(deleteOwnTemporaryInstance(client, SETTINGS, 'monthly-2026-12-02')).resolves.toMatchObject({
+      deleted: false,
+      detail: `not this execution's (${EXECUTION_TAG}=monthly-2026-11-04): left as it is`,
+    });
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    await expect(deleteOwnTemporaryInstance(client, SETTINGS, 'monthly-2026-11-04')).resolves.toMatchObject({ deleted: true });
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1);
   });
 
   it('reports not ready while creating, the endpoint once available, and fails on a failed restore', async () => {
@@ -221,7 +290,7 @@ describe('restore test on a temporary instance (state machine)', () => {
    * machine's own RDS calls (aws-sdk integrations) go to the mocked RDS client, answered in the
    * integration's shape (DbInstances, DbInstanceStatus).
    */
-  function localHandlers(): Record<string, (input: unknown) => Promise<never>> {
+  function localHandlers(lostAnswers: (state: string) => boolean = () => false): Record<string, (input: unknown) => Promise<never>> {
     const tasks = Object.entries(definition.States).filter(([, state]) => (state as { Type: string }).Type === 'Task') as [string, { Resource: string; Parameters?: Record<string, unknown> }][];
     const rdsClient = new RDSClient({ region: 'eu-west-3' });
     const sdk: Record<string, () => Promise<unknown>> = {
@@ -238,14 +307,33 @@ describe('restore test on a temporary instance (state machine)', () => {
       tasks.map(([name, state]) => {
         // The partition is a token in the synthesized ARN: the integration is known by its suffix.
         const integration = Object.keys(sdk).find((suffix) => state.Resource.endsWith(suffix));
-        return [name, (async (input: unknown) => (integration ? sdk[integration]() : handler(input, context))) as (input: unknown) => Promise<never>];
+        return [
+          name,
+          (async (input: unknown) => {
+            const output = integration ? await sdk[integration]() : await handler(input, context);
+            // The function ran, Lambda lost its answer: Step Functions sees Lambda.ServiceException (and retries).
+            if (lostAnswers(name)) throw Object.assign(new Error(`${name}: the function ran, its answer was lost`), { name: 'Lambda.ServiceException' });
+            return output;
+          }) as (input: unknown) => Promise<never>,
+        ];
       }),
     );
   }
 
-  async function execute(): Promise<{ output?: unknown; error?: Error }> {
+  const EXECUTION = '0f0e0d0c-1a2b-4c3d-9e8f-a1b2c3d4e5f6';
+
+  /** `lostAnswers`: whether the answer of this call of that Task state is lost (after the function ran). */
+  async function execute(lostAnswers?: (state: string) => boolean): Promise<{ output?: unknown; error?: Error }> {
     const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
-    const execution = machine.run({ tier: 'daily' }, { overrides: { taskResourceLocalHandlers: localHandlers(), waitTimeOverrides: { WaitForTemporaryInstance: 0, WaitForTemporaryInstanceSecret: 0 } } });
+    const retryIntervalOverrides = Object.fromEntries(Object.keys(definition.States).map((name) => [name, 0]));
+    const execution = machine.run(
+      { tier: 'daily' },
+      {
+        // Step Functions names every execution (the Scheduler's get a generated one): the context object carries it.
+        context: { Execution: { Name: EXECUTION } },
+        overrides: { taskResourceLocalHandlers: localHandlers(lostAnswers), waitTimeOverrides: { WaitForTemporaryInstance: 0, WaitForTemporaryInstanceSecret: 0 }, retryIntervalOverrides },
+      },
+    );
     try {
       return { output: await execution.result };
     } catch (error) {
@@ -363,12 +451,63 @@ describe('restore test on a temporary instance (state machine)', () => {
 
   it('fails without deleting anything when the instance cannot be created', async () => {
     rds.on(RestoreDBInstanceToPointInTimeCommand).rejects(Object.assign(new Error('exists'), { name: 'DBInstanceAlreadyExistsFault' }));
+    // A left-over instance of that name with no execution tag (created by hand, or before the tag).
+    rds.on(DescribeDBInstancesCommand).resolves({ DBInstances: [{ ...availableInstance(), TagList: [{ Key: 'atmr-dr:purpose', Value: 'restore-test' }] }] });
 
     const { error } = await execute();
 
     expect(error).toBeInstanceOf(ExecutionError);
     expect((error?.cause as Error).name).toBe('TemporaryInstanceNotCreated');
     expect(error?.message).toMatch(/already exists/);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+  });
+
+  /** RDS keeps the one temporary name: the first create makes the instance with its tags, later ones are refused; describe shows it available. */
+  function rdsKeepsTheName() {
+    let tags: { Key?: string; Value?: string }[] | undefined;
+    rds.on(RestoreDBInstanceToPointInTimeCommand).callsFake((input: { Tags?: { Key?: string; Value?: string }[] }) => {
+      if (tags) throw Object.assign(new Error('DB instance already exists'), { name: 'DBInstanceAlreadyExistsFault', $metadata: { httpStatusCode: 400 } });
+      tags = input.Tags ?? [];
+      return { DBInstance: { DBInstanceStatus: 'creating' } };
+    });
+    rds.on(DescribeDBInstancesCommand).callsFake(() => {
+      if (!tags) throw Object.assign(new Error('DBInstance not found'), { name: 'DBInstanceNotFoundFault' });
+      return { DBInstances: [{ ...availableInstance(), TagList: tags }] };
+    });
+  }
+
+  it("carries on when Lambda lost the create's answer: the retried create finds the instance tagged with this execution, the test runs on it, it is deleted once, the execution succeeds", async () => {
+    rdsKeepsTheName();
+    let creates = 0;
+
+    const { output, error } = await execute((state) => state === 'CreateTemporaryInstance' && ++creates === 1);
+
+    expect(error).toBeUndefined();
+    expect((output as { test: { ok: boolean } }).test.ok).toBe(true);
+    expect(rds.commandCalls(RestoreDBInstanceToPointInTimeCommand)).toHaveLength(2);
+    expect(rds.commandCalls(RestoreDBInstanceToPointInTimeCommand)[0].args[0].input.Tags).toContainEqual({ Key: EXECUTION_TAG, Value: EXECUTION });
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1);
+  });
+
+  it("deletes this execution's instance when the create step fails after RDS accepted it (every answer lost), then fails as not created", async () => {
+    rdsKeepsTheName();
+
+    const { error } = await execute((state) => state === 'CreateTemporaryInstance');
+
+    expect(error).toBeInstanceOf(ExecutionError);
+    expect((error?.cause as Error).name).toBe('TemporaryInstanceNotCreated');
+    expect(rds.commandCalls(DeleteDBInstanceCommand).map((call) => call.args[0].input.DBInstanceIdentifier)).toEqual(['atmr-dr-restore-test-example']);
+  });
+
+  it("leaves alone, and names, an instance another execution created: refused as today, not deleted", async () => {
+    rds.on(RestoreDBInstanceToPointInTimeCommand).rejects(Object.assign(new Error('DB instance already exists'), { name: 'DBInstanceAlreadyExistsFault' }));
+    rds.on(DescribeDBInstancesCommand).resolves({ DBInstances: [{ ...availableInstance(), TagList: [{ Key: EXECUTION_TAG, Value: 'previous-month-run' }] }] });
+
+    const { error } = await execute();
+
+    expect(error).toBeInstanceOf(ExecutionError);
+    expect((error?.cause as Error).name).toBe('TemporaryInstanceNotCreated');
+    expect(error?.message).toMatch(/already exists \(a previous restore test did not clean up, or one is running: created by restore-test execution previous-month-run\)/);
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
   });
 });
