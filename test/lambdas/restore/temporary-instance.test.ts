@@ -1,9 +1,11 @@
 import {
+  DBInstance,
   DeleteDBInstanceCommand,
   DescribeDBInstancesCommand,
   ModifyDBInstanceCommand,
   RDSClient,
   RestoreDBInstanceToPointInTimeCommand,
+  Tag,
 } from '@aws-sdk/client-rds';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { App, Stack } from 'aws-cdk-lib';
@@ -48,6 +50,24 @@ beforeEach(() => {
   rds.reset();
   secretsManager.reset();
 });
+
+/**
+ * RDS as it answers a create of the one temporary name: the first request creates the instance with
+ * the tags it carries, every later one is refused (DBInstanceAlreadyExists); describe shows the
+ * instance (`instance`, with those tags).
+ */
+function rdsKeepsTheName(instance: () => DBInstance = () => ({ DBInstanceIdentifier: SETTINGS.temporaryInstanceIdentifier, DBInstanceStatus: 'creating' })) {
+  let tags: Tag[] | undefined;
+  rds.on(RestoreDBInstanceToPointInTimeCommand).callsFake((input: { Tags?: Tag[] }) => {
+    if (tags) throw Object.assign(new Error('DB instance already exists'), { name: 'DBInstanceAlreadyExistsFault', $metadata: { httpStatusCode: 400 } });
+    tags = input.Tags ?? [];
+    return { DBInstance: { DBInstanceStatus: 'creating' } };
+  });
+  rds.on(DescribeDBInstancesCommand).callsFake(() => {
+    if (!tags) throw Object.assign(new Error('DBInstance not found'), { name: 'DBInstanceNotFoundFault' });
+    return { DBInstances: [{ ...instance(), TagList: tags }] };
+  });
+}
 
 describe('temporary instance steps (RDS SDK)', () => {
   const client = new RDSClient({ region: 'eu-west-3' });
@@ -115,24 +135,6 @@ describe('temporary instance steps (RDS SDK)', () => {
       await expect(createTemporaryInstance(client, { ...SETTINGS, storageKmsKeyArn: KEY })).rejects.toThrow(/no automated backups; check PITR \(automated backups\) and the subnet group$/);
     });
   });
-
-  /**
-   * RDS as it answers a create of the one temporary name: the first request creates the instance
-   * with the tags it carries, every later one is refused (DBInstanceAlreadyExists); describe shows
-   * the instance with those tags.
-   */
-  function rdsKeepsTheName() {
-    let tags: { Key?: string; Value?: string }[] | undefined;
-    rds.on(RestoreDBInstanceToPointInTimeCommand).callsFake((input: { Tags?: { Key?: string; Value?: string }[] }) => {
-      if (tags) throw Object.assign(new Error('DB instance already exists'), { name: 'DBInstanceAlreadyExistsFault', $metadata: { httpStatusCode: 400 } });
-      tags = input.Tags ?? [];
-      return { DBInstance: { DBInstanceStatus: 'creating' } };
-    });
-    rds.on(DescribeDBInstancesCommand).callsFake(() => {
-      if (!tags) throw Object.assign(new Error('DBInstance not found'), { name: 'DBInstanceNotFoundFault' });
-      return { DBInstances: [{ DBInstanceIdentifier: SETTINGS.temporaryInstanceIdentifier, DBInstanceStatus: 'creating', TagList: tags }] };
-    });
-  }
 
   it('tags the instance with the execution that creates it, and a retry of that create (its answer lost) carries on with it', async () => {
     rdsKeepsTheName();
@@ -462,22 +464,8 @@ describe('restore test on a temporary instance (state machine)', () => {
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
   });
 
-  /** RDS keeps the one temporary name: the first create makes the instance with its tags, later ones are refused; describe shows it available. */
-  function rdsKeepsTheName() {
-    let tags: { Key?: string; Value?: string }[] | undefined;
-    rds.on(RestoreDBInstanceToPointInTimeCommand).callsFake((input: { Tags?: { Key?: string; Value?: string }[] }) => {
-      if (tags) throw Object.assign(new Error('DB instance already exists'), { name: 'DBInstanceAlreadyExistsFault', $metadata: { httpStatusCode: 400 } });
-      tags = input.Tags ?? [];
-      return { DBInstance: { DBInstanceStatus: 'creating' } };
-    });
-    rds.on(DescribeDBInstancesCommand).callsFake(() => {
-      if (!tags) throw Object.assign(new Error('DBInstance not found'), { name: 'DBInstanceNotFoundFault' });
-      return { DBInstances: [{ ...availableInstance(), TagList: tags }] };
-    });
-  }
-
   it("carries on when Lambda lost the create's answer: the retried create finds the instance tagged with this execution, the test runs on it, it is deleted once, the execution succeeds", async () => {
-    rdsKeepsTheName();
+    rdsKeepsTheName(availableInstance);
     let creates = 0;
 
     const { output, error } = await execute((state) => state === 'CreateTemporaryInstance' && ++creates === 1);
@@ -490,7 +478,7 @@ describe('restore test on a temporary instance (state machine)', () => {
   });
 
   it("deletes this execution's instance when the create step fails after RDS accepted it (every answer lost), then fails as not created", async () => {
-    rdsKeepsTheName();
+    rdsKeepsTheName(availableInstance);
 
     const { error } = await execute((state) => state === 'CreateTemporaryInstance');
 
