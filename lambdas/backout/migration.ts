@@ -7,6 +7,15 @@ import { MISSING_SETTING_EXIT_CODE, missingAwsSetting } from '../shared/aws-erro
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { BackoutSettings, clusterArn } from './settings';
 
+/**
+ * The errors with which Step Functions' ecs:runTask.sync reports a RunTask that started no task:
+ * `AmazonECS.Unknown` for a RunTask answered with a non-empty `failures` list (AWS's Step Functions
+ * guide, "Run Amazon ECS or Fargate tasks": no task placed for want of Fargate capacity, an ENI or
+ * memory), and `ECS.AmazonECSException` for a request ECS refused (throttled). Tried again by the
+ * workflow's RunMigrationDowngrade and reported as not started: no downgrade ran.
+ */
+export const RUN_TASK_NOT_STARTED_ERRORS = ['AmazonECS.Unknown', 'ECS.AmazonECSException'] as const;
+
 /** Who the killswitch shows as having set maintenance for a downgrade. */
 export const BACKOUT_ACTOR = 'atmr-dr backout';
 

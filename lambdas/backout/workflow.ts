@@ -14,7 +14,7 @@ import { EVENT_SOURCE } from '../shared/constants';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { assertFamily, currentTaskDefinition, deploymentStatus, describeRelease, describeService, ReleaseInfo, stoppedTasksSince, updateServiceTo } from './ecs';
 import { addRollbackMetrics, RollbackMetric, rollbackMetrics } from './metrics';
-import { DowngradePreparation, DowngradeResult, downgradeArgs, downgradeCommandLine, finishDowngrade, lookForTask, MigrationTaskResult, prepareDowngrade } from './migration';
+import { DowngradePreparation, DowngradeResult, downgradeArgs, downgradeCommandLine, finishDowngrade, lookForTask, MigrationTaskResult, prepareDowngrade, RUN_TASK_NOT_STARTED_ERRORS } from './migration';
 import { BackoutSettings, findService, pinParameterName } from './settings';
 import { alarmsInAlarm, conditionHolds, readApiSignals } from './signals';
 import {
@@ -282,7 +282,8 @@ export function migrationTaskFromSync(state: RollbackState, containerName: strin
   const time = (value: unknown) => (value === undefined || value === null ? null : new Date(value as number | string).toISOString());
   const why = taskErrorLine(state.downgrade.taskError);
   const unanswered = downgradeMayRun(state);
-  const refused = !task && state.downgrade.taskError?.Error === 'ECS.AmazonECSException';
+  // The Cause may be RunTask's answer (its Failures, no task in it): no TaskArn is what says no task ran.
+  const refused = !get('TaskArn') && (RUN_TASK_NOT_STARTED_ERRORS as readonly string[]).includes(state.downgrade.taskError?.Error ?? '');
   const caught = unanswered ? `RunTask got no answer, a migration task may have been started: ${why}` : refused ? `not started: ECS refused RunTask, the schema is unchanged (${why})` : why;
   return {
     taskArn: (get('TaskArn') as string | undefined) ?? null,
@@ -295,8 +296,8 @@ export function migrationTaskFromSync(state: RollbackState, containerName: strin
 }
 
 /**
- * The Catch of the migration task. ECS.AmazonECSException without a task description is RunTask
- * refused by ECS itself (throttled, not placed), after the state's retries: no task ran, and the
+ * The Catch of the migration task. One of RUN_TASK_NOT_STARTED_ERRORS without a task description is
+ * a RunTask that started no task (throttled, not placed), after the state's retries: no task ran, and the
  * report says so, so that a human reading "exit code none" does not look for a half-done downgrade.
  */
 function taskErrorLine(taskError: RollbackState['downgrade']['taskError']): string | null {

@@ -12,6 +12,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { BACKOUT_METRICS_SERVICE } from '../../lambdas/backout/metrics';
+import { RUN_TASK_NOT_STARTED_ERRORS } from '../../lambdas/backout/migration';
 import { BACKOUT_SETTINGS_ENV, BackoutSettings, pinParameterPrefix } from '../../lambdas/backout/settings';
 import { lkgKey, rollbackKey } from '../../lambdas/backout/state';
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
@@ -402,9 +403,10 @@ export class Rollback extends Construct {
         TimeoutSeconds: 900,
       },
     });
-    // RunTask refused by ECS itself: throttled, or the task could not be placed (no Fargate
-    // capacity, no ENI, memory), which Step Functions reports as ECS.AmazonECSException. No task was
-    // started, so trying again cannot run the downgrade twice; without it a refusal of a few seconds
+    // RunTask that started no task: the task could not be placed (no Fargate capacity, no ENI,
+    // memory: a RunTask answered with `failures`, which Step Functions' guide says fails the state
+    // as AmazonECS.Unknown) or ECS refused the request (throttled: ECS.AmazonECSException). No task
+    // was started, so trying again cannot run the downgrade twice; without it a refusal of a few seconds
     // went straight to the report, paging a human with the service not rolled back. A task that ran
     // and failed (States.TaskFailed) or outlasted TimeoutSeconds (States.Timeout) is not tried again:
     // the command is `flask db downgrade <absolute revision>` (never a relative step, see
@@ -419,7 +421,7 @@ export class Rollback extends Construct {
     // passes ClientToken on, and a field it does not accept is refused ("not supported by Step
     // Functions"), possibly only when the state runs, on the worst day (docs/backout.md). Until that
     // is checked on a real account, the report keeps the lock instead: a downgrade may be running.
-    runMigration.addRetry({ errors: ['ECS.AmazonECSException'], interval: Duration.seconds(1), backoffRate: 2, maxAttempts: 3 });
+    runMigration.addRetry({ errors: [...RUN_TASK_NOT_STARTED_ERRORS], interval: Duration.seconds(1), backoffRate: 2, maxAttempts: 3 });
     runMigration.addCatch(finish, { resultPath: '$.downgrade.taskError' });
     runMigration.next(finish);
     prepare.next(runMigration);

@@ -215,7 +215,7 @@ describe('Rollback construct (backout)', () => {
     // The ASL with every CloudFormation token (inside its JSON strings) replaced by a placeholder.
     const asl = JSON.parse(definition['Fn::Join'][1].map((part) => (typeof part === 'string' ? part : 'TOKEN')).join('')) as { States: Record<string, { Retry?: unknown[] }> };
 
-    expect(asl.States.RunMigrationDowngrade.Retry).toEqual([{ ErrorEquals: ['ECS.AmazonECSException'], IntervalSeconds: 1, BackoffRate: 2, MaxAttempts: 3 }]);
+    expect(asl.States.RunMigrationDowngrade.Retry).toEqual([{ ErrorEquals: ['AmazonECS.Unknown', 'ECS.AmazonECSException'], IntervalSeconds: 1, BackoffRate: 2, MaxAttempts: 3 }]);
     // Without a ClientToken that Step Functions is known to pass on, a retry is a new RunTask.
     expect(JSON.stringify(asl.States.RunMigrationDowngrade)).not.toMatch(/ServerException|ClientToken/);
   });

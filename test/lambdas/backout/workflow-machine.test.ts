@@ -385,15 +385,23 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
   /** RunTask refused by ECS, as Step Functions' ECS integration reports it: no task was started. */
   const refused = () =>
     Object.assign(new Error('Rate exceeded (Service: AmazonECS; Status Code: 400; Error Code: ThrottlingException; Request ID: 0f1e2d3c)'), { name: 'ECS.AmazonECSException' });
+  /** RunTask answered with a non-empty `failures` (no task placed), which ecs:runTask.sync fails as AmazonECS.Unknown. */
+  const notPlaced = () =>
+    Object.assign(new Error(JSON.stringify({ Failures: [{ Arn: 'arn:aws:ecs:eu-west-3:111111111111:cluster/atmr-prod', Reason: 'Capacity is unavailable at this time. Please try again later or in a different availability zone' }] })), {
+      name: 'AmazonECS.Unknown',
+    });
 
-  it('tries the downgrade task again when ECS refused RunTask (no task started), then rolls back', async () => {
-    // Arrange: the first RunTask is throttled, the second runs the downgrade to its end
+  it.each([
+    ['ECS refused RunTask (throttled)', refused],
+    ['no task could be placed (RunTask answered with failures: AmazonECS.Unknown)', notPlaced],
+  ])('tries the downgrade task again when %s, no task started, then rolls back', async (_why, firstAnswer) => {
+    // Arrange: the first RunTask starts no task, the second runs the downgrade to its end
     await loadHandler({ autoDowngradeMigrations: true });
     await seedLkg(dynamo.doc, undefined, tableName);
     const attempts: Record<string, unknown>[] = [];
     const migration = async (input: Record<string, unknown>) => {
       attempts.push(input);
-      if (attempts.length === 1) throw refused();
+      if (attempts.length === 1) throw firstAnswer();
       return DOWNGRADED;
     };
 
@@ -410,13 +418,16 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'normal' });
   });
 
-  it('pages, service not rolled back, once ECS has refused RunTask 4 times (3 retries)', async () => {
+  it.each([
+    ['ECS has refused RunTask', refused, /ECS\.AmazonECSException: Rate exceeded/],
+    ['no task could be placed', notPlaced, /AmazonECS\.Unknown: \{"Failures":\[\{"Arn":"[^"]+","Reason":"Capacity is unavailable/],
+  ])('pages, service not rolled back, once %s 4 times (3 retries), saying no task started', async (_why, answer, cause) => {
     await loadHandler({ autoDowngradeMigrations: true });
     await seedLkg(dynamo.doc, undefined, tableName);
     let attempts = 0;
     const migration = async () => {
       attempts += 1;
-      throw refused();
+      throw answer();
     };
 
     const result = await execute(alarm(), { migration });
@@ -425,7 +436,8 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(paged(result)).toBe(true);
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
     expect(lastMessage()?.Subject).toMatch(/migration-failed$/);
-    expect(lastMessage()?.Message).toMatch(/downgrade failed: exit code none \(not started: ECS refused RunTask, the schema is unchanged \(ECS\.AmazonECSException: Rate exceeded/);
+    expect(lastMessage()?.Message).toMatch(/downgrade failed: exit code none \(not started: ECS refused RunTask, the schema is unchanged \(/);
+    expect(lastMessage()?.Message).toMatch(cause);
   });
 
   it('does not run again a downgrade task that ran and failed (States.TaskFailed): reported once, service not rolled back', async () => {
