@@ -4,7 +4,7 @@ import type { Client } from 'pg';
 import { oneLine } from '../shared/errors';
 import { formatBytes } from '../shared/format';
 import { connectionFailure, describeConnection, openClient, pgClientConfig, type PgConnection } from '../shared/pg-connection';
-import { quoteIdent } from '../shared/postgres';
+import { proveWriteRolledBack, quoteIdent } from '../shared/postgres';
 import { isOn, READ_ONLY_STATE_SQL, readOnlyStateFromRow, type ReadOnlyState } from './read-only';
 
 export type { ReadOnlyState } from './read-only';
@@ -63,16 +63,7 @@ export async function readOnlyState(connection: PgConnection): Promise<ReadOnlyS
 /** Proves a write goes through in a new session: a temporary table written in a transaction that is rolled back. */
 export async function proveWrite(connection: PgConnection): Promise<'ok' | string> {
   try {
-    await withSession(connection, async (client) => {
-      await client.query('BEGIN');
-      try {
-        // CREATE is refused in a read-only transaction; nothing survives the ROLLBACK.
-        await client.query('CREATE TEMPORARY TABLE atmr_dr_write_check (checked_at timestamptz) ON COMMIT DROP');
-        await client.query('INSERT INTO atmr_dr_write_check VALUES (now())');
-      } finally {
-        await client.query('ROLLBACK');
-      }
-    });
+    await withSession(connection, proveWriteRolledBack);
     return 'ok';
   } catch (error) {
     return oneLine(error);

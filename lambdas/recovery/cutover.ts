@@ -12,6 +12,7 @@ import { checkHttp } from '../detection/targets';
 import { forceNewDeploymentOnce } from '../shared/ecs-deployments';
 import { OperatorError, oneLine } from '../shared/errors';
 import { openClient } from '../shared/pg-connection';
+import { proveWriteRolledBack } from '../shared/postgres';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
 import { CutoverStepReport, JournalEntry, JournalUndo, RECOVERY_EVENTS, RecoveryRecord, RecoveryStatus } from './contract';
 import { CONNECTABLE_STATES, InstanceBusyError, PASSING_STATES, instanceResourceId, instanceState, markReplacedInstance, protectNewProduction, removeRecoveryPurposeTag, replacedInstanceName } from './rds';
@@ -825,17 +826,18 @@ function waitReady(fetchFn: typeof fetch, url: string, timeoutSeconds: number, p
   );
 }
 
-/** A real write on the new primary, rolled back: proves it is not read-only nor a replica in recovery. */
+/**
+ * A real write on the new primary, rolled back: proves it is not read-only nor a replica in
+ * recovery. It connects with the database secret's role, which need not own the database nor have
+ * CREATE on its schemas (the shared proof writes a temporary table).
+ */
 export async function writeCheck(connection: ClientConfig): Promise<void> {
   const client = await openClient({ ...connection, statement_timeout: 15_000 });
   try {
-    await client.query('BEGIN');
-    await client.query('CREATE TABLE atmr_dr_write_check (id int)');
-    await client.query('INSERT INTO atmr_dr_write_check VALUES (1)');
+    await proveWriteRolledBack(client);
   } catch (error) {
     throw new Error(`the recovered database refused a write: ${oneLine(error)}`);
   } finally {
-    await client.query('ROLLBACK').catch(() => undefined);
     await client.end().catch(() => undefined);
   }
 }

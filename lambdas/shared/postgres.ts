@@ -60,6 +60,31 @@ export async function queryOneStatementReadOnly<R extends QueryResultRow = Recor
   return rows;
 }
 
+/**
+ * Proves the server takes writes: a temporary table created and written in a transaction that is
+ * rolled back, so nothing is left on the database. A temporary table needs only TEMP on the
+ * database, which PUBLIC has by default, where a table in the default schema needs CREATE on it:
+ * since PostgreSQL 15 `public` no longer grants that to PUBLIC, so a role that does not own the
+ * database (an RDS master user, the application's database owned by the application's role) would
+ * be refused a writable server. A read-only transaction (default_transaction_read_only, a role's
+ * setting) still refuses it ("cannot execute CREATE TABLE in a read-only transaction"), and so does
+ * a server in recovery: its transactions are all read-only, and hot standby refuses DDL on
+ * temporary tables too (it would write the system catalogs). Throws the server's error as it is;
+ * the caller names what refused.
+ */
+export async function proveWriteRolledBack(client: Client): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await client.query('CREATE TEMPORARY TABLE atmr_dr_write_check (checked_at timestamptz) ON COMMIT DROP');
+    await client.query('INSERT INTO atmr_dr_write_check VALUES (now())');
+  } finally {
+    // The statement's own error says why (a session ended by the server fails the ROLLBACK too,
+    // with a bare "Connection terminated unexpectedly" that would hide it); and an uncommitted
+    // transaction is rolled back anyway when its session ends.
+    await client.query('ROLLBACK').catch(() => undefined);
+  }
+}
+
 /** Path of a PostgreSQL client program: in `binDir` when given, else the bare name (found on PATH). */
 export function pgToolPath(tool: 'pg_dump' | 'pg_restore' | 'psql', binDir?: string): string {
   return binDir ? path.join(binDir, tool) : tool;

@@ -214,12 +214,19 @@ setTimeout(() => undefined, 300);
     });
 
     it('cutover write check: its session ended during the write fails the check in one line; the process goes on', async () => {
-      // Arrange: another transaction holds the write check's table name uncommitted, so the
-      // check's CREATE TABLE waits on it when its session is ended.
+      // Arrange: the check's table is temporary, its session's own, so no other session's table
+      // can make it wait; an event trigger on CREATE TABLE makes it wait for an advisory lock
+      // another session holds, so its write is in progress when its session is ended.
       const holder = testClient(connection(recovered));
       await holder.connect();
+      psql(
+        cluster,
+        recovered,
+        `CREATE FUNCTION wait_for_holder() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock(4242); END $$;
+         CREATE EVENT TRIGGER write_waits ON ddl_command_start WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION wait_for_holder();`,
+      );
       try {
-        await holder.query('BEGIN; CREATE TABLE atmr_dr_write_check (id int)');
+        await holder.query('SELECT pg_advisory_lock(4242)');
         const running = runInOwnProcess(`await writeCheck(${JSON.stringify({ ...connection(recovered), application_name: 'write-ended' })}); console.log('passed');`);
 
         // Act
@@ -232,6 +239,7 @@ setTimeout(() => undefined, 300);
         expect(stdout.trim()).toBe('rejected: the recovered database refused a write: terminating connection due to administrator command');
       } finally {
         await holder.end();
+        psql(cluster, recovered, 'DROP EVENT TRIGGER write_waits; DROP FUNCTION wait_for_holder()');
       }
     });
   });
@@ -288,10 +296,45 @@ setTimeout(() => undefined, 300);
     expect(psql(cluster, recovered, "SELECT count(*) FROM pg_class WHERE relname = 'atmr_dr_write_check'")).toBe('0');
   });
 
+  describe('connected as a role that does not own the database (an RDS master user; the database owned by the application\'s role)', () => {
+    // PostgreSQL 15+: `public` belongs to pg_database_owner and grants CREATE to no one else, while
+    // PUBLIC keeps TEMP on the database.
+    const master = `atmr_master_${process.pid}`;
+    const asMaster = (): ClientConfig => ({ ...connection(recovered), user: master });
+    beforeAll(() => psql(cluster, 'postgres', `DROP ROLE IF EXISTS ${master}; CREATE ROLE ${master} LOGIN`));
+    afterAll(() => psql(cluster, 'postgres', `DROP ROLE IF EXISTS ${master}`));
+
+    it('the cutover write check passes on a writable primary (it was refused: permission denied for schema public) and leaves nothing behind', async () => {
+      expect(psql(cluster, recovered, `SELECT has_schema_privilege('${master}', 'public', 'CREATE'), has_database_privilege('${master}', current_database(), 'TEMP'), pg_get_userbyid(datdba) = '${master}' FROM pg_database WHERE datname = current_database()`)).toBe('f|t|f');
+
+      await writeCheck(asMaster());
+
+      expect(psql(cluster, recovered, "SELECT count(*) FROM pg_class WHERE relname = 'atmr_dr_write_check'")).toBe('0');
+    });
+
+    it('the cutover write check fails, naming TEMP, when TEMP was revoked from PUBLIC (docs: grant TEMP to the secret\'s role)', async () => {
+      psql(cluster, 'postgres', `REVOKE TEMP ON DATABASE ${recovered} FROM PUBLIC`);
+      try {
+        await expect(writeCheck(asMaster())).rejects.toThrow(`the recovered database refused a write: permission denied to create temporary tables in database "${recovered}"`);
+      } finally {
+        psql(cluster, 'postgres', `GRANT TEMP ON DATABASE ${recovered} TO PUBLIC`);
+      }
+    });
+
+    it('the cutover write check still fails on a read-only database, with the same line', async () => {
+      psql(cluster, 'postgres', `ALTER DATABASE ${recovered} SET default_transaction_read_only = on`);
+      try {
+        await expect(writeCheck(asMaster())).rejects.toThrow(/^the recovered database refused a write: cannot execute CREATE TABLE in a read-only transaction$/);
+      } finally {
+        psql(cluster, 'postgres', `ALTER DATABASE ${recovered} SET default_transaction_read_only = off`);
+      }
+    });
+  });
+
   it('the cutover write check fails on a read-only database', async () => {
     psql(cluster, 'postgres', `ALTER DATABASE ${recovered} SET default_transaction_read_only = on`);
     try {
-      await expect(writeCheck(connection(recovered))).rejects.toThrow(/the recovered database refused a write: cannot execute CREATE TABLE in a read-only transaction/);
+      await expect(writeCheck(connection(recovered))).rejects.toThrow(/^the recovered database refused a write: cannot execute CREATE TABLE in a read-only transaction$/);
     } finally {
       psql(cluster, 'postgres', `ALTER DATABASE ${recovered} SET default_transaction_read_only = off`);
     }
