@@ -3,7 +3,7 @@ import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { RDSClient } from '@aws-sdk/client-rds';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { ClientConfig } from 'pg';
-import { isThrottled } from '../shared/aws-errors';
+import { isTransientAwsError } from '../shared/aws-errors';
 import { OperatorError, oneLine } from '../shared/errors';
 import { pgClientConfig, resolveConnection } from '../shared/pg-connection';
 import { sqlState } from '../shared/pg-errors';
@@ -90,15 +90,23 @@ export interface WaitResult {
 }
 
 /**
- * One poll. A failed instance throws (the workflow's catch cleans up); past the maximum wait,
- * `expired`. A describe still throttled after the SDK's retries is a poll without news, not a
- * failure: throwing would delete a copy that is being restored; the next poll asks again.
+ * A describe that failed with what the SDK retries (throttling, a 5xx such as RDS's InternalFailure,
+ * a network timeout) and still failed once its attempts were spent says nothing about the copy: a
+ * poll without news. Throwing would take the failure path, whose cleanup deletes a copy still being
+ * restored (hours of restore lost on the day the RDS API is degraded); the next poll asks again, and
+ * the wait's own limit still ends a wait that gets no answer. Other errors (a refusal, a missing
+ * instance) throw.
  */
+function noNews<T>(fallback: (detail: string) => T): (error: unknown) => T {
+  return (error) => {
+    if (!isTransientAwsError(error)) throw error;
+    return fallback(`unknown (describe failed, to be asked again: ${oneLine(error)})`);
+  };
+}
+
+/** One poll. A failed instance throws (the workflow's catch cleans up); past the maximum wait, `expired`. */
 export async function statusStep(deps: WorkflowDeps, request: RecoveryRequest): Promise<WaitResult> {
-  const state: InstanceState = await instanceState(deps.rds, request.newInstance).catch((error: unknown) => {
-    if (!isThrottled(error)) throw error;
-    return { status: `unknown (describe throttled: ${oneLine(error)})`, ready: false, failed: false };
-  });
+  const state: InstanceState = await instanceState(deps.rds, request.newInstance).catch(noNews((status) => ({ status, ready: false, failed: false })));
   if (state.failed) {
     throw Object.assign(new Error(`${request.newInstance} is "${state.status}": the point-in-time restore failed (see the instance's RDS events)`), { name: 'RecoveryInstanceFailed' });
   }
@@ -182,14 +190,11 @@ export async function resetPasswordStep(deps: WorkflowDeps, request: RecoveryReq
 
 /**
  * One poll of the password reset: applied once the copy is available with no pending password.
- * Past PASSWORD_RESET_MAX_SECONDS it fails (the cleanup keeps the copy and pages). A throttled
- * describe is a poll without news, as in the wait for the restore.
+ * Past PASSWORD_RESET_MAX_SECONDS it fails (the cleanup keeps the copy and pages). A describe that
+ * failed transiently is a poll without news, as in the wait for the restore.
  */
 export async function passwordStatusStep(deps: WorkflowDeps, request: RecoveryRequest & { reset: { requestedAt: string } }): Promise<{ applied: boolean; status: string }> {
-  const state = await passwordResetApplied(deps.rds, request.newInstance).catch((error: unknown) => {
-    if (!isThrottled(error)) throw error;
-    return { applied: false, status: `unknown (describe throttled: ${oneLine(error)})` };
-  });
+  const state = await passwordResetApplied(deps.rds, request.newInstance).catch(noNews((status) => ({ applied: false, status })));
   if (state.applied) {
     const record = await getRecovery(deps.store, request.recoveryId);
     await updateRecovery(deps.store, request.recoveryId, { passwordReset: { ...record.passwordReset!, appliedAt: clock(deps).toISOString() } }, ['verifying']);

@@ -1,4 +1,4 @@
-import { isThrottlingError } from '@smithy/core/retry';
+import { isServerError, isThrottlingError, isTransientError } from '@smithy/core/retry';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -140,6 +140,18 @@ export function isAccessDenied(error: unknown): boolean {
 /** AWS throttled the call (ThrottlingException, TooManyRequestsException, SlowDown, HTTP 429...), as the SDK's retry strategy classifies it: waiting fixes it, not a setting. */
 export function isThrottled(error: unknown): boolean {
   return typeof error === 'object' && error !== null && isThrottlingError(error as Parameters<typeof isThrottlingError>[0]);
+}
+
+/**
+ * The SDK's own classification, as its standard retry strategy uses it: throttling, transient
+ * (timeouts, reset or refused sockets, 500/502/503/504, a corrected clock skew) and other server
+ * errors. The service may come back and the request may have taken effect; anything else is a
+ * client error (a refusal, a missing resource) that asking again does not change.
+ */
+export function isTransientAwsError(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const e = error as Parameters<typeof isTransientError>[0];
+  return isThrottlingError(e) || isTransientError(e) || isServerError(e);
 }
 
 /** True for what the SDK throws (service exceptions carry `$metadata`; client-side failures are named). */

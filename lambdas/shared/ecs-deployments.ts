@@ -1,5 +1,6 @@
 import { DescribeServicesCommand, ECSClient, UpdateServiceCommand, type UpdateServiceCommandOutput } from '@aws-sdk/client-ecs';
-import { isServerError, isThrottlingError, isTransientError, retryMiddlewareOptions } from '@smithy/core/retry';
+import { retryMiddlewareOptions } from '@smithy/core/retry';
+import { isTransientAwsError } from './aws-errors';
 import { OperatorError, oneLine } from './errors';
 
 export interface ForceNewDeploymentRequest {
@@ -53,7 +54,8 @@ export async function forceNewDeploymentOnce(ecs: ECSClient, request: ForceNewDe
       const { service: updated } = await sendOnce(ecs, new UpdateServiceCommand({ cluster, service, forceNewDeployment: true }));
       return { deploymentId: updated?.deployments?.find((d) => d.status === 'PRIMARY')?.id, attempts: attempt, recovered: false };
     } catch (error) {
-      if (!outcomeUnknown(error)) throw error;
+      // Throttling, transient and server errors: their request may have taken effect; anything else is a client error.
+      if (!isTransientAwsError(error)) throw error;
       lastError = error;
     }
     // ECS reads are eventually consistent, and a timed-out request may still be on its way: the
@@ -106,15 +108,4 @@ function sendOnce(ecs: ECSClient, command: UpdateServiceCommand): Promise<Update
     return resolve(stack, configuration, options);
   };
   return ecs.send(command, {});
-}
-
-/**
- * The SDK's own classification, as its standard retry strategy uses it: throttling, transient
- * (timeouts, reset or refused sockets, 500/502/503/504, a corrected clock skew) and other server
- * errors are retried by it, and their request may have taken effect. Anything else is a client error.
- */
-function outcomeUnknown(error: unknown): boolean {
-  if (typeof error !== 'object' || error === null) return false;
-  const e = error as Parameters<typeof isTransientError>[0];
-  return isThrottlingError(e) || isTransientError(e) || isServerError(e);
 }

@@ -137,6 +137,11 @@ function newInstanceStates(...states: ({ status: string; host?: string } | Error
   });
 }
 
+/** What the SDK throws once its attempts are spent on a short degradation of the RDS API. */
+function internalFailure(): Error {
+  return Object.assign(new Error('We encountered an internal error. Please try again.'), { name: 'InternalFailure', $fault: 'server', $metadata: { httpStatusCode: 500 } });
+}
+
 /** The `stage` of each RecoverySeconds datum the steps sent to CloudWatch, in order. */
 function publishedStages(): (string | undefined)[] {
   return cloudwatch
@@ -392,7 +397,7 @@ describe('recovery workflow: Step Functions retries a step whose answer Lambda l
   });
 });
 
-describe('recovery workflow: RDS throttles the wait', () => {
+describe('recovery workflow: RDS throttles the wait or fails it transiently (5xx, network)', () => {
   it('a poll still throttled after the SDK retries waits for the next one instead of deleting the copy being restored', async () => {
     const request = await newRequest();
     // What the SDK throws once its own retries are spent: RDS answered "Throttling" to each.
@@ -405,6 +410,44 @@ describe('recovery workflow: RDS throttles the wait', () => {
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
     expect(pages).toEqual([]);
     expect((await getRecovery(deps().store, request.recoveryId)).status).toBe('verified');
+  });
+
+  it('a poll on which RDS answered 500 InternalFailure (after the SDK retries) waits for the next one: the copy becomes available, is verified, nothing deleted, nobody paged', async () => {
+    const request = await newRequest();
+    newInstanceStates({ status: 'creating' }, internalFailure(), { status: 'creating' }, { status: 'available', host: `${NEW}.rds` });
+
+    const { error } = await execute(request, deps());
+
+    expect(error).toBeUndefined();
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    expect(pages).toEqual([]);
+    expect((await getRecovery(deps().store, request.recoveryId)).status).toBe('verified');
+  });
+
+  it('a poll whose request timed out on the network waits for the next one instead of deleting the copy', async () => {
+    const request = await newRequest();
+    const timedOut = Object.assign(new Error('connect ETIMEDOUT 52.47.0.1:443'), { code: 'ETIMEDOUT' });
+    newInstanceStates({ status: 'creating' }, timedOut, { status: 'available', host: `${NEW}.rds` });
+
+    const { error } = await execute(request, deps());
+
+    expect(error).toBeUndefined();
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    expect((await getRecovery(deps().store, request.recoveryId)).status).toBe('verified');
+  });
+
+  it('a wait that gets no answer at all still ends at its limit and pages: the copy is not available in time', async () => {
+    const request = await newRequest();
+    newInstanceStates({ status: 'creating' }, internalFailure());
+    let polls = 0;
+    // Each reading of the clock, one more poll, 20 minutes later: past the limit of an hour after 3.
+    const now = () => new Date(Date.now() + ++polls * 20 * 60_000);
+
+    const { error } = await execute(request, { ...deps(), now });
+
+    expect(error?.name).toBe('RecoveryFailed');
+    // The cleanup cannot describe the copy either: it leaves it in place and says so.
+    expect(pages[0]).toMatch(new RegExp(`RecoveryInstanceTimeout: the new instance did not become available within .*${NEW} left in place \\(We encountered an internal error`));
   });
 
   it('a poll refused for another reason (access denied) still fails at once and pages', async () => {
@@ -578,13 +621,14 @@ describe('recovery workflow: the password was rotated after the target time (rea
    * available again, and only then does the cluster take the new password (unless `apply` is false:
    * RDS accepts the reset but the copy keeps refusing).
    */
-  function copyOnPasswordCluster(recoveryId: string, options: { apply: boolean; pendingPolls: number; busyModifies?: number; backingUpDescribes?: number }) {
+  function copyOnPasswordCluster(recoveryId: string, options: { apply: boolean; pendingPolls: number; busyModifies?: number; backingUpDescribes?: number; failedPollsAfterModify?: number }) {
     let pollsSinceModify = 0;
     let newPassword: string | undefined;
     let busy = options.busyModifies ?? 0;
     // The copy's first automated backup: its first describes say "backing-up" (it accepts connections).
     let backingUp = options.backingUpDescribes ?? 0;
     let described = '';
+    let failedPolls = options.failedPollsAfterModify ?? 0;
     rds.on(ModifyDBInstanceCommand).callsFake((input: { DBInstanceIdentifier: string; MasterUserPassword: string }) => {
       modifiedWhile.push(described);
       // The copy's first automated backup, right after it became available: RDS refuses any modification.
@@ -597,6 +641,8 @@ describe('recovery workflow: the password was rotated after the target time (rea
     rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: NEW }).callsFake(() => {
       if (rds.commandCalls(RestoreDBInstanceToPointInTimeCommand).length === 0) throw notFound();
       const modified = rds.commandCalls(ModifyDBInstanceCommand).length > 0;
+      // The RDS API degraded while the reset applies: these describes fail, the SDK's attempts spent.
+      if (modified && failedPolls-- > 0) throw internalFailure();
       const pending = modified && pollsSinceModify++ < options.pendingPolls;
       // RDS changes the password while the reset is pending: it holds once the copy is available again.
       if (modified && !pending && options.apply && newPassword !== undefined) {
@@ -673,6 +719,21 @@ describe('recovery workflow: the password was rotated after the target time (rea
     expect(error).toBeUndefined();
     expect(output).toMatchObject({ report: { ok: true } });
     expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(3);
+    expect((await getRecovery(deps().store, request.recoveryId)).status).toBe('verified');
+    expect(pages).toEqual([]);
+  });
+
+  it('a poll of the reset on which RDS answered 500 InternalFailure waits for the next one: the copy is verified, not failed', async () => {
+    // Arrange
+    const request = await newRequest();
+    copyOnPasswordCluster(request.recoveryId, { apply: true, pendingPolls: 1, failedPollsAfterModify: 2 });
+
+    // Act
+    const { error, output } = await execute(request, passwordDeps());
+
+    // Assert
+    expect(error).toBeUndefined();
+    expect(output).toMatchObject({ report: { ok: true } });
     expect((await getRecovery(deps().store, request.recoveryId)).status).toBe('verified');
     expect(pages).toEqual([]);
   });
