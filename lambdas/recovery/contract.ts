@@ -182,6 +182,9 @@ export const LOGIN_REFUSED_ERROR = 'RecoveryLoginRefused';
 export const COPY_BUSY_ERROR = 'RecoveryCopyBusy';
 export const PASSWORD_RESET_TIMEOUT_ERROR = 'RecoveryPasswordResetTimeout';
 
+/** How long RDS gets to apply a reset of the copy's password before the recovery fails (copy kept). */
+export const PASSWORD_RESET_MAX_SECONDS = 15 * 60;
+
 /** What undoing a step needs, recorded before the step changes anything. */
 export interface JournalUndo {
   /** The killswitch value before the cutover (null: malformed, read as normal) and the reason the cutover wrote. */

@@ -8,7 +8,7 @@ import { OperatorError, oneLine } from '../shared/errors';
 import { pgClientConfig, resolveConnection } from '../shared/pg-connection';
 import { sqlState } from '../shared/pg-errors';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
-import { LOGIN_REFUSED_ERROR, PASSWORD_RESET_TIMEOUT_ERROR, RECOVERY_EVENTS, RecoveryRecord, RecoveryRequest, RecoveryStatus, VerificationReport } from './contract';
+import { LOGIN_REFUSED_ERROR, PASSWORD_RESET_MAX_SECONDS, PASSWORD_RESET_TIMEOUT_ERROR, RECOVERY_EVENTS, RecoveryRecord, RecoveryRequest, RecoveryStatus, VerificationReport } from './contract';
 import {
   InstanceState,
   deleteRecoveredInstance,
@@ -127,9 +127,6 @@ async function connection(deps: WorkflowDeps, side: 'recovered' | 'production', 
 
 /** SQLSTATE invalid_password: the server knows the role, the password is not the one it holds. */
 const INVALID_PASSWORD = '28P01';
-
-/** How long RDS gets to apply a reset of the copy's password before the recovery fails (copy kept). */
-export const PASSWORD_RESET_MAX_SECONDS = 15 * 60;
 
 export async function verifyStep(deps: WorkflowDeps, request: RecoveryRequest & { instance: WaitResult }): Promise<{ ok: boolean; report: VerificationReport }> {
   const { settings } = deps;

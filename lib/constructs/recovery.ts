@@ -9,7 +9,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { COPY_BUSY_ERROR, LOGIN_REFUSED_ERROR, RECOVERY_ENV, RECOVERY_PURPOSE_TAG, RECOVERY_SERVICE } from '../../lambdas/recovery/contract';
+import { COPY_BUSY_ERROR, LOGIN_REFUSED_ERROR, PASSWORD_RESET_MAX_SECONDS, RECOVERY_ENV, RECOVERY_PURPOSE_TAG, RECOVERY_SERVICE } from '../../lambdas/recovery/contract';
 import { metricsNamespace } from '../../lambdas/shared/constants';
 import { nagRender } from '../nag';
 import { decryptSecretStatement, restoreEncryptedStorageStatement } from './database-statements';
@@ -18,6 +18,46 @@ import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 
 /** Output key (and CLI deployed name) of the workflow's ARN. */
 export const RECOVERY_STATE_MACHINE_OUTPUT = 'RecoveryStateMachineArn';
+
+/** The step function's own timeout: counting the critical tables on both sides can take minutes on a large database. */
+const STEP_TIMEOUT = Duration.minutes(15);
+/**
+ * A password reset asked of a busy copy (its first backup right after the restore) is tried again
+ * every 30 s for 30 minutes: room for a first backup of the example's 100 GiB, an estimate to
+ * confirm with a staging drill.
+ */
+const RESET_RETRY = { interval: Duration.seconds(30), maxAttempts: 60 };
+/** Poll interval of the wait for RDS to apply the copy's new password. */
+const PASSWORD_POLL = Duration.seconds(30);
+/**
+ * Room the budgets below leave out: the short steps (the describes, the reset call, the page) and
+ * Step Functions running a step again after Lambda lost its answer (two runs of a 15 min step).
+ */
+const WORKFLOW_MARGIN = Duration.minutes(30);
+
+/**
+ * The workflow's time limit: the sum of the budgets of its longest path, from the states' own
+ * settings so that they cannot drift apart, plus a margin. A timed-out execution runs no cleanup
+ * (the record stays `verifying`, the lock held, no page but the WorkflowFailed alarm), so the limit
+ * must never end a recovery on a path it allows. The longest: a copy ready at the end of the wait
+ * (`maxWait` from the request, plus the poll that sees it), verified, refused for its password, the
+ * reset retried while the copy is busy, then applied at the end of its own limit, verified again,
+ * then reported (or cleaned up).
+ */
+export function recoveryWorkflowTimeout(maxWait: Duration, pollInterval: Duration): Duration {
+  const budgets = [
+    maxWait,
+    pollInterval,
+    STEP_TIMEOUT, // Verify
+    Duration.seconds(RESET_RETRY.interval.toSeconds() * RESET_RETRY.maxAttempts), // ResetCopyPassword while the copy is busy
+    Duration.seconds(PASSWORD_RESET_MAX_SECONDS), // DescribeCopyPassword until the reset's own limit
+    PASSWORD_POLL, // the poll that sees it
+    STEP_TIMEOUT, // VerifyAfterPasswordReset
+    STEP_TIMEOUT, // Report, or CleanUp
+    WORKFLOW_MARGIN,
+  ];
+  return Duration.seconds(budgets.reduce((sum, budget) => sum + budget.toSeconds(), 0));
+}
 
 export interface RecoveryProps {
   readonly environmentName: string;
@@ -97,8 +137,7 @@ export class Recovery extends Construct {
       entry: 'lambdas/recovery/handler.ts',
       environmentName: props.environmentName,
       serviceName: RECOVERY_SERVICE,
-      // Counting the rows of the critical tables on both sides can take minutes on a large database.
-      timeout: Duration.minutes(15),
+      timeout: STEP_TIMEOUT,
       memorySize: 512,
       reservedConcurrentExecutions: props.reservedConcurrency ?? 2,
       logRetention: logs.RetentionDays.ONE_YEAR,
@@ -176,6 +215,7 @@ export class Recovery extends Construct {
   }
 
   private workflow(props: RecoveryProps, maxWait: Duration): sfn.StateMachine {
+    const pollInterval = props.pollInterval ?? Duration.minutes(1);
     const request = sfn.JsonPath.objectAt('$$.Execution.Input');
     const step = (id: string, payload: Record<string, unknown>, resultPath: string) =>
       new tasks.LambdaInvoke(this, id, {
@@ -209,7 +249,7 @@ export class Recovery extends Construct {
     cleanup.next(page);
 
     const restore = step('Restore', { step: 'restore' }, '$.restore');
-    const wait = new sfn.Wait(this, 'WaitForNewInstance', { time: sfn.WaitTime.duration(props.pollInterval ?? Duration.minutes(1)) });
+    const wait = new sfn.Wait(this, 'WaitForNewInstance', { time: sfn.WaitTime.duration(pollInterval) });
     const status = step('DescribeNewInstance', { step: 'status' }, '$.instance');
     const notInTime = new sfn.Pass(this, 'NotAvailableInTime', {
       parameters: { Error: 'RecoveryInstanceTimeout', Cause: `the new instance did not become available within ${maxWait.toMinutes()} minutes` },
@@ -231,10 +271,9 @@ export class Recovery extends Construct {
     // the verification does not wait for it (the copy accepts connections). RDS documents
     // modifications of an `available` instance only: the step does not ask for the reset before
     // (RecoveryCopyBusy), and RDS may refuse it meanwhile too (InvalidDBInstanceState, another change
-    // under way). Tried again every 30 s for 30 minutes (room for a first backup of the example's
-    // 100 GiB, an estimate to confirm with a staging drill) before the failure path.
-    resetPassword.addRetry({ errors: ['InvalidDBInstanceStateFault', COPY_BUSY_ERROR], interval: Duration.seconds(30), maxAttempts: 60, backoffRate: 1 });
-    const waitForPassword = new sfn.Wait(this, 'WaitForPasswordReset', { time: sfn.WaitTime.duration(Duration.seconds(30)) });
+    // under way). Tried again (RESET_RETRY) before the failure path.
+    resetPassword.addRetry({ errors: ['InvalidDBInstanceStateFault', COPY_BUSY_ERROR], interval: RESET_RETRY.interval, maxAttempts: RESET_RETRY.maxAttempts, backoffRate: 1 });
+    const waitForPassword = new sfn.Wait(this, 'WaitForPasswordReset', { time: sfn.WaitTime.duration(PASSWORD_POLL) });
     const passwordStatus = step('DescribeCopyPassword', { step: 'password-status', reset: sfn.JsonPath.objectAt('$.passwordReset') }, '$.passwordStatus');
     const verifyAgain = step('VerifyAfterPasswordReset', { step: 'verify', instance: sfn.JsonPath.objectAt('$.instance') }, '$.verification');
     // First match wins: this Catch comes before the verification's catch-all.
@@ -297,8 +336,7 @@ export class Recovery extends Construct {
       comment: `atmr-dr ${props.environmentName}: point-in-time recovery of ${props.sourceInstanceIdentifier} to a new instance, verified`,
       stateMachineType: sfn.StateMachineType.STANDARD,
       definitionBody: sfn.DefinitionBody.fromChainable(definition),
-      // Backstop beyond the wait limit: the verification and cleanup get an hour.
-      timeout: maxWait.plus(Duration.hours(1)),
+      timeout: recoveryWorkflowTimeout(maxWait, pollInterval),
       tracingEnabled: true,
       logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
     });

@@ -1,8 +1,11 @@
+import { Duration } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
+import { COPY_BUSY_ERROR, PASSWORD_RESET_MAX_SECONDS, RECOVERY_ENV } from '../../lambdas/recovery/contract';
 import { Recovery, RecoveryProps } from '../../lib/constructs/recovery';
 import { constructHarness, exampleEnvironment, synthesizeApp } from '../support/app';
 import { recoveryProps } from '../support/recovery-props';
 import { recoveryDefinition } from '../support/recovery-workflow';
+import { stateMachineDefinition } from '../lambdas/restore/fixtures';
 
 function recoveryTemplate(overrides: Partial<RecoveryProps> = {}): Template {
   const h = constructHarness(exampleEnvironment(), 'RecoveryOnly');
@@ -17,13 +20,38 @@ function statements(template: Template): Statement[] {
 const actions = (s: Statement) => (Array.isArray(s.Action) ? s.Action : [s.Action]);
 const arn = (resource: string) => ({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:rds:eu-west-3:111111111111:${resource}`]] });
 
+type LambdaProperties = { Timeout: number; Environment?: { Variables?: Record<string, string> } };
+type States = Record<string, { Seconds?: number; Retry?: { ErrorEquals: string[]; IntervalSeconds?: number; MaxAttempts?: number }[] }>;
+
 describe('Recovery construct', () => {
   const template = recoveryTemplate();
 
-  it('is a Standard workflow that outlives the operator, with a timeout past the wait limit', () => {
+  it('is a Standard workflow that outlives the operator', () => {
     template.hasResourceProperties('AWS::StepFunctions::StateMachine', { StateMachineType: 'STANDARD', TracingConfiguration: { Enabled: true } });
-    const machine = Object.values(template.findResources('AWS::StepFunctions::StateMachine'))[0] as { Properties: { DefinitionString: unknown } };
-    expect(JSON.stringify(machine.Properties.DefinitionString)).toContain('\\"TimeoutSeconds\\":18000');
+  });
+
+  // A timed-out execution runs no cleanup: the record stays "verifying", the lock held, no page on the topic.
+  it.each([
+    ['the example\'s 4 h wait', {}],
+    ['an 8 h wait polled every 5 min', { maxWait: Duration.hours(8), pollInterval: Duration.minutes(5) }],
+  ])('times out only after its longest path (%s): a copy ready at the end of the wait, verified, its password reset while busy, applied at the reset\'s limit, verified again, reported', (_, overrides) => {
+    const synthesized = recoveryTemplate(overrides);
+    const definition = stateMachineDefinition(synthesized);
+    const states = definition.States as States;
+    const fn = Object.values(synthesized.findResources('AWS::Lambda::Function')).map((f) => (f as { Properties: LambdaProperties }).Properties).find((p) => p.Environment?.Variables?.[RECOVERY_ENV.maxWaitSeconds])!;
+    const step = fn.Timeout;
+    const busy = states.ResetCopyPassword.Retry!.find((r) => r.ErrorEquals.includes(COPY_BUSY_ERROR))!;
+    const longestPath = [
+      Number(fn.Environment!.Variables![RECOVERY_ENV.maxWaitSeconds]),
+      states.WaitForNewInstance.Seconds!,
+      step, // Verify
+      busy.IntervalSeconds! * busy.MaxAttempts!, // ResetCopyPassword while the copy is busy
+      PASSWORD_RESET_MAX_SECONDS,
+      states.WaitForPasswordReset.Seconds!,
+      step, // VerifyAfterPasswordReset
+      step, // Report or CleanUp
+    ].reduce((sum, seconds) => sum + seconds, 0);
+    expect(definition.TimeoutSeconds).toBeGreaterThanOrEqual(longestPath);
   });
 
   it('restores only from the configured instance into the new-instance name pattern, subnet and parameter group', () => {
