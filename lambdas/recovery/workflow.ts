@@ -246,11 +246,16 @@ export async function reportStep(
   return { ok: report.ok, recoverySeconds, status, ...(status === 'unverified' && { unreadCause: unreadCause(report) }) };
 }
 
+/** The copy itself failed, or the wait's budget ran out: the only failures whose cleanup deletes a copy that is not available. */
+const COPY_LOST_ERRORS = ['RecoveryInstanceFailed', 'RecoveryInstanceTimeout'];
+
 /**
- * The failure path: a new instance that never became available is deleted (no final snapshot: it
- * never became usable); one that did (the verification or the report failed: a rotated password,
- * EventBridge refusing an event) is kept, since it holds the data asked for and took the longest to
- * get. The recovery is marked failed (freeing the lock) and announced; the workflow then pages.
+ * The failure path: a new instance that failed or did not become available in time is deleted (no
+ * final snapshot: it never became usable). One still being restored when something else failed is
+ * kept (it may hold hours of restore), and so is one that became available (the verification or the
+ * report failed: a rotated password, EventBridge refusing an event), since it holds the data asked
+ * for and took the longest to get. The recovery is marked failed (freeing the lock) and announced;
+ * the workflow then pages.
  */
 export async function cleanupStep(
   deps: WorkflowDeps,
@@ -261,10 +266,14 @@ export async function cleanupStep(
   const record = await getRecovery(deps.store, request.recoveryId).catch(() => undefined);
   // Available by the record (the verification began), or by RDS: the record may not say so when the
   // verification could not write it, or when the record cannot be read now.
-  const availableNow = record?.newInstanceHost ? undefined : (await instanceState(deps.rds, request.newInstance).catch(() => undefined))?.ready;
+  const state = record?.newInstanceHost ? undefined : await instanceState(deps.rds, request.newInstance).catch(() => undefined);
   let deletion: string;
-  if (record?.newInstanceHost || availableNow) {
+  if (record?.newInstanceHost || state?.ready) {
     deletion = `${request.newInstance} is kept (it ${record?.availableAt ? `became available at ${record.availableAt}` : 'is available'}): inspect it, then "atmr-dr recover abandon ${request.recoveryId}" deletes it after a final snapshot`;
+  } else if (!COPY_LOST_ERRORS.includes(request.error?.Error ?? '') && state?.status !== 'not-found') {
+    // The failure is not the copy's (a refused describe, a step Lambda could not run): a copy still
+    // being restored may hold hours of restore and become available; a human decides.
+    deletion = `${request.newInstance} is kept (${state ? `"${state.status}"` : 'its state could not be read'}; the failure is not the copy's own): "atmr-dr recover status ${request.recoveryId}" shows it, "atmr-dr recover abandon ${request.recoveryId}" deletes it`;
   } else {
     try {
       deletion = (await deleteRecoveredInstance(deps.rds, request.newInstance, { protectedInstance: deps.settings.sourceInstance, recoveryId: request.recoveryId })).detail;

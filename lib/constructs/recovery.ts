@@ -170,7 +170,7 @@ export class Recovery extends Construct {
         concern: 'Recovery',
         what: 'WorkflowFailed',
         runbookSection: 'Plan de backout - Base de données corrompue',
-        summary: 'a point-in-time recovery failed, timed out or did not pass verification (the copy is deleted when it never became available).',
+        summary: 'a point-in-time recovery failed, timed out or did not pass verification (the copy is deleted only when it failed or was not available in time).',
         // Failed and timed-out executions only: an aborted one was stopped by a human (`recover
         // abandon` of a wrong --to-time, a console stop), who knows, and whose page would climb to
         // the CTO as an event alarm until someone resolved it by hand.

@@ -450,14 +450,16 @@ describe('recovery workflow: RDS throttles the wait or fails it transiently (5xx
     expect(pages[0]).toMatch(new RegExp(`RecoveryInstanceTimeout: the new instance did not become available within .*${NEW} left in place \\(We encountered an internal error`));
   });
 
-  it('a poll refused for another reason (access denied) still fails at once and pages', async () => {
+  it('a poll refused for another reason (access denied) still fails at once and pages, the copy still being restored kept for a human: only its own failure or the wait\'s limit deletes it', async () => {
     const request = await newRequest();
-    newInstanceStates({ status: 'creating' }, Object.assign(new Error('not authorized to perform rds:DescribeDBInstances'), { name: 'AccessDenied' }));
+    newInstanceStates({ status: 'creating' }, Object.assign(new Error('not authorized to perform rds:DescribeDBInstances'), { name: 'AccessDenied' }), { status: 'creating' });
 
     const { error } = await execute(request, deps());
 
     expect(error?.name).toBe('RecoveryFailed');
-    expect(pages[0]).toMatch(/AccessDenied: not authorized/);
+    expect(pages[0]).toMatch(new RegExp(`AccessDenied: not authorized.*Cleanup: ${NEW} is kept \\("creating"; the failure is not the copy's own\\): "atmr-dr recover status ${request.recoveryId}" shows it, "atmr-dr recover abandon ${request.recoveryId}" deletes it`));
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    expect((await getRecovery(deps().store, request.recoveryId)).status).toBe('failed');
   });
 });
 
