@@ -27,7 +27,7 @@ interface Shape {
   readonly deps: ProbeDeps;
   readonly times: number[];
   failed: number[];
-  /** Checks made: 7 when nothing is tried again, up to 10 (Redis, the database and /ready tried twice). */
+  /** Checks made: 7 a run, second attempts included (only a check's first attempt is counted). */
   made: number[];
 }
 

@@ -107,9 +107,14 @@ export interface TargetReport extends CheckResult {
   readonly target: string;
   /**
    * An attempt that got no answer and was made again in the same run (see secondAttemptOnNoAnswer):
-   * counted in checksMade and checksFailed, as each OSRM attempt is, but not the target's outcome.
+   * counted in checksMade and checksFailed (it is the check's first attempt), but not the target's outcome.
    */
   readonly retried?: true;
+  /**
+   * The attempt made again after a first one that got no answer: the target's outcome (RedisUp,
+   * DatabaseUp, ApiReady), never counted in checksMade or checksFailed (see runProbe).
+   */
+  readonly secondAttempt?: true;
 }
 
 export interface MetricRecord {
@@ -199,20 +204,23 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
   const metrics: MetricRecord[] = [];
   const record = (name: string, value: number, unit: MetricUnitValue = MetricUnit.Count, dimensions?: Record<string, string>) =>
     metrics.push({ name, value, unit, ...(dimensions && { dimensions }) });
-  const report = (target: string, result: CheckResult) => {
-    targets.push({ target, ...result });
+  const report = (target: string, result: CheckResult, secondAttempt = false) => {
+    targets.push({ target, ...result, ...(secondAttempt && { secondAttempt: true as const }) });
     record(PROBE_METRICS.latency, result.latencyMs, MetricUnit.Milliseconds, { Target: target });
     if (!result.up) deps.logger.warn('probe target down', { target, reason: result.reason, detail: result.detail, latencyMs: result.latencyMs });
   };
-  // Every attempt is a check made (and failed): ProbeChecksFailed / ProbeChecksMade still sees a
-  // flaky network through the attempts that were tried again. The last attempt is the outcome.
+  // Only a check's first attempt is a check made (and failed): the second attempt decides the
+  // target's outcome (the last attempt) and is logged, but counting it too would let a hung
+  // dependency fail more checks (its own two attempts and /ready's two) and push
+  // ProbeChecksFailed / ProbeChecksMade over the flaky-network threshold on top of its own alarm.
+  // Counted this way, a network failing a share p of attempts still reads p exactly.
   const reportAttempts = <T extends { result: CheckResult }>(target: string, attempts: readonly T[]): T => {
     for (const { result } of attempts.slice(0, -1)) {
       targets.push({ target, ...result, retried: true });
       deps.logger.info('probe target did not answer: trying again', { target, reason: result.reason, detail: result.detail, latencyMs: result.latencyMs });
     }
     const last = attempts[attempts.length - 1];
-    report(target, last.result);
+    report(target, last.result, attempts.length > 1);
     return last;
   };
   let celeryQueueDepth: Record<string, number> | undefined;
@@ -346,8 +354,9 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
   }
 
   await Promise.all(checks);
-  const checksMade = targets.length;
-  const checksFailed = targets.filter((t) => !t.up).length;
+  const counted = targets.filter((t) => !t.secondAttempt);
+  const checksMade = counted.length;
+  const checksFailed = counted.filter((t) => !t.up).length;
   record(PROBE_METRICS.checksMade, checksMade);
   record(PROBE_METRICS.checksFailed, checksFailed);
   emitMetrics(deps.metrics, metrics);

@@ -323,13 +323,13 @@ export class Detection extends Construct {
     }
     if (settings) {
       const window = Duration.minutes(t.probeFailureWindowMinutes);
-      // Every attempt is a check made (and failed when it failed): a run makes 7 checks (/health,
-      // /ready, 3 OSRM attempts, Redis, the database), up to 10 when /ready, Redis and the database
-      // got no answer and were tried again. A network failing a share p of attempts at random then
-      // fails p x (7 + 3p) of 7 + 3p checks on average: the rate stays p, the retries hide none of it.
+      // A run makes 7 checks (/health, /ready, 3 OSRM attempts, Redis, the database): the second
+      // attempt of /ready, Redis or the database after no answer decides that target's outcome but
+      // is not counted, so a network failing a share p of attempts at random fails p of the checks
+      // exactly, and a hung dependency fails no more of them than before the second attempts.
       // One dependency down fails a large share of the checks on its own (OSRM: its 3 attempts of 7
-      // checks, ~43 %; Redis or the database unreachable: both attempts and /ready, 3 of 8; the API
-      // unreachable: /health and both /ready attempts), which explains the failures and pages under
+      // checks, ~43 %; Redis or the database unreachable: its check and /ready, 2 of 7; the API
+      // unreachable: /health and /ready, 2 of 7), which explains the failures and pages under
       // that dependency's own alarm, not as a flaky network. The rate is therefore 0 over a window
       // in which a probed dependency was down in at least half the runs
       // (the Average of its per-run signal; DbReadOnly FILLed with 0 because the probe publishes it
@@ -338,7 +338,7 @@ export class Detection extends Construct {
       // 25 % of the time passes all 10 runs of a window only 0.75^10 ~ 6 % of the time); OSRM down
       // for 5 of 10 runs is also where its failures alone reach 15 of 70 checks, the 20 % threshold;
       // Redis, the database or the API unreachable for 4 runs of 10 (not left out, its own alarm
-      // pages) fails 12 of 74 checks, 16 %, under it.
+      // pages) fails 8 of 70 checks, 11.4 %, under it.
       // This stays one metric alarm with the incidents topic as action: the inputs of a composite
       // alarm would be alarms that reach nobody. Silence still has no datapoint at all (the terms are
       // published by the same run as the check counts): missing data breaching, as before.
