@@ -110,6 +110,12 @@ export class HealthProbe extends Construct {
       environment: { PROBE_SETTINGS: JSON.stringify(settings) },
       vpcPlacement: { vpc: props.vpc, subnets: props.subnets, securityGroups: [this.securityGroup] },
     });
+    // Scheduler invokes the probe asynchronously, and Lambda would run a failed run again 1 and 2
+    // minutes later, into minutes that have their own run: twice the ProbeChecksMade and
+    // ProbeChecksFailed there, and each failure counted again by Probe-Errors. The next minute's
+    // run is the retry. A throttled run waits in Lambda's queue no longer than a minute, for the
+    // same reason (Probe-Errors pages on Throttles).
+    this.function.function.configureAsyncInvoke({ retryAttempts: 0, maxEventAge: Duration.minutes(1) });
     const role = this.function.function.role as iam.IRole;
     if (settings.database) {
       grantSecretValueRead(role, secretsmanager.Secret.fromSecretCompleteArn(this, 'DatabaseSecret', settings.database.secretArn));
@@ -164,6 +170,10 @@ export class HealthProbe extends Construct {
       {
         id: 'Serverless-LambdaDLQ',
         reason: 'A failed run is replaced by the next one a minute later (nothing to redrive); the Probe-Errors alarm pages on the function\'s Errors and Throttles.',
+      },
+      {
+        id: 'Serverless-LambdaAsyncFailureDestination',
+        reason: 'A failed or throttled run is dropped on purpose, not retried nor kept: the next run a minute later replaces it; the Probe-Errors alarm pages on the function\'s Errors and Throttles.',
       },
     );
   }

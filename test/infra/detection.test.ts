@@ -483,6 +483,22 @@ describe('health probe function and schedule', () => {
     });
   });
 
+  it("has Lambda run a failed or throttled run no second time (the next minute's run is the retry): no doubled check counts, no extra Probe-Errors", () => {
+    // Arrange
+    const functions = template.findResources('AWS::Lambda::Function', {
+      Properties: { Environment: { Variables: Match.objectLike({ POWERTOOLS_SERVICE_NAME: 'detection-probe' }) } },
+    });
+
+    // Act
+    const configs = template.findResources('AWS::Lambda::EventInvokeConfig', { Properties: { FunctionName: { Ref: Object.keys(functions)[0] } } });
+
+    // Assert
+    expect(Object.keys(functions)).toHaveLength(1);
+    expect(Object.values(configs).map((r) => r.Properties)).toEqual([
+      expect.objectContaining({ MaximumRetryAttempts: 0, MaximumEventAgeInSeconds: 60, Qualifier: '$LATEST' }),
+    ]);
+  });
+
   it('dead-letters a run the scheduler cannot deliver, and pages as soon as one is there (silence would read as a target outage)', () => {
     // Arrange
     const queueId = Object.keys(template.findResources('AWS::SQS::Queue')).find((id) => id.startsWith('DetectionProbeDeadLetters'));
