@@ -270,9 +270,10 @@ export async function cleanupStep(
   let deletion: string;
   if (record?.newInstanceHost || state?.ready) {
     deletion = `${request.newInstance} is kept (it ${record?.availableAt ? `became available at ${record.availableAt}` : 'is available'}): inspect it, then "atmr-dr recover abandon ${request.recoveryId}" deletes it after a final snapshot`;
-  } else if (!COPY_LOST_ERRORS.includes(request.error?.Error ?? '') && state?.status !== 'not-found') {
+  } else if (!COPY_LOST_ERRORS.includes(request.error?.Error ?? '') && !state?.failed) {
     // The failure is not the copy's (a refused describe, a step Lambda could not run): a copy still
-    // being restored may hold hours of restore and become available; a human decides.
+    // being restored may hold hours of restore and become available; a human decides. One that RDS
+    // reports failed (or gone) holds nothing to keep, whatever failed the step.
     deletion = `${request.newInstance} is kept (${state ? `"${state.status}"` : 'its state could not be read'}; the failure is not the copy's own): "atmr-dr recover status ${request.recoveryId}" shows it, "atmr-dr recover abandon ${request.recoveryId}" deletes it`;
   } else {
     try {

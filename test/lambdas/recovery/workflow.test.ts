@@ -461,6 +461,17 @@ describe('recovery workflow: RDS throttles the wait or fails it transiently (5xx
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
     expect((await getRecovery(deps().store, request.recoveryId)).status).toBe('failed');
   });
+
+  it('a copy that RDS reports failed is deleted whatever failed the step: it holds no data to keep', async () => {
+    const request = await newRequest();
+    newInstanceStates({ status: 'creating' }, Object.assign(new Error('not authorized to perform rds:DescribeDBInstances'), { name: 'AccessDenied' }), { status: 'failed' });
+
+    const { error } = await execute(request, deps());
+
+    expect(error?.name).toBe('RecoveryFailed');
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1);
+    expect(pages[0]).not.toMatch(/is kept/);
+  });
 });
 
 describe('recovery workflow: the cleanup fails too', () => {
