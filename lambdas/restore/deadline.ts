@@ -25,3 +25,10 @@ export const RESTORE_DEADLINE_MARGIN_MS = DEADLINE_MARGIN_MS + 3 * SWAP_STATEMEN
  * and reported as "RTO > N s" with N at most this.
  */
 export const MEASURABLE_RTO_SECONDS = Math.floor(RESTORE_FUNCTION_TIMEOUT_SECONDS - RESTORE_DEADLINE_MARGIN_MS / 1000);
+
+/**
+ * The reason the function's deadline aborts a run with. Only this stop says "RTO > N s" (a restore
+ * the run cannot hold); an operator's Ctrl-C or SIGTERM of the CLI says only that it was interrupted.
+ * The name stays Error's, so that the lines quoting it are unchanged.
+ */
+export class FunctionDeadlineStop extends Error {}

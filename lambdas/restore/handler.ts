@@ -14,7 +14,7 @@ import { OperatorError } from '../shared/errors';
 import { observability } from '../shared/observability';
 import { RESTORE_TEST_ENV, RESTORE_TEST_SERVICE } from './contract';
 import { LambdaRestoreRequestSchema, loadRestoreTestSettings, loadTemporaryInstanceSettings, runLambdaRestore, runScheduledRestoreTest } from './scheduled';
-import { RESTORE_DEADLINE_MARGIN_MS, RESTORE_FUNCTION_TIMEOUT_SECONDS } from './deadline';
+import { FunctionDeadlineStop, RESTORE_DEADLINE_MARGIN_MS, RESTORE_FUNCTION_TIMEOUT_SECONDS } from './deadline';
 import { createTemporaryInstance, deleteOwnTemporaryInstance, deleteTemporaryInstance, temporaryInstanceStatus } from './temporary-instance';
 
 /**
@@ -128,7 +128,7 @@ export async function restoreTestHandler(event: unknown, context?: Context) {
     stopInMs === undefined
       ? undefined
       : setTimeout(
-          () => deadline.abort(new Error(`stopped ${RESTORE_DEADLINE_MARGIN_MS / 1000} s before the function's time limit (${RESTORE_FUNCTION_TIMEOUT_SECONDS / 60} minutes): the restore takes longer than one run allows`)),
+          () => deadline.abort(new FunctionDeadlineStop(`stopped ${RESTORE_DEADLINE_MARGIN_MS / 1000} s before the function's time limit (${RESTORE_FUNCTION_TIMEOUT_SECONDS / 60} minutes): the restore takes longer than one run allows`)),
           stopInMs,
         );
   const deps = { ...clients, env: process.env, region: process.env.AWS_REGION, log: (line: string) => logger.info(line), warn: (line: string) => logger.warn(line), signal: deadline.signal };

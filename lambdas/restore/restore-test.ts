@@ -12,6 +12,7 @@ import { pgToolPath, queryOneStatementReadOnly, quoteIdent } from '../shared/pos
 import { CatalogDeps, resolveBackup } from './catalog';
 import { RESTORE_TEST_DEFAULTS } from './contract';
 import type { SpaceCheck } from './download';
+import { FunctionDeadlineStop } from './deadline';
 import { restoreBackup, type RestoreDeps } from './restore';
 import { cannotCreateDatabases, dropDatabase } from './target';
 
@@ -83,7 +84,7 @@ export interface RestoreTestReport {
   readonly scratchDropped: boolean;
   readonly rtoSeconds?: number;
   /**
-   * Set instead of `rtoSeconds` when the run was stopped (the function's deadline, Ctrl-C) while the
+   * Set instead of `rtoSeconds` when the function's deadline stopped the run while the
    * restore step ran: the seconds it had run by then. The RTO is longer than this; the scheduled
    * test publishes it as RtoSeconds, so that the RTO alarm fires when even this is over the objective.
    */
@@ -213,10 +214,11 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
     );
   } catch (e) {
     error = oneLine(e);
-    // Stopped while the restore step ran (the Lambda deadline): no RTO was measured, but the restore
-    // took at least this long. Said, and kept as a lower bound, so that a restore slower than the
-    // objective is reported as such and not only as a failed run.
-    if (deps.signal?.aborted && restoreBegan !== undefined && !swappedIn) {
+    // Stopped by the function's deadline while the restore step ran: no RTO was measured, but the
+    // restore took at least this long. Said, and kept as a lower bound, so that a restore slower than
+    // the objective is reported as such and not only as a failed run. An operator's interrupt is not
+    // a measure of the restore: its line says only that it was interrupted.
+    if (deps.signal?.reason instanceof FunctionDeadlineStop && restoreBegan !== undefined && !swappedIn) {
       const atLeast = roundSeconds((now().getTime() - restoreBegan.getTime()) / 1000);
       partial = { ...partial, rtoAtLeastSeconds: atLeast, ...(atLeast > options.rtoObjectiveSeconds && { rtoMet: false }) };
       error = `stopped after ${atLeast} s: RTO > ${atLeast} s (objective ${options.rtoObjectiveSeconds} s); ${error}`;
