@@ -124,7 +124,7 @@ async function main(): Promise<void> {
       { name: 'restore-test (no PGHOST)', args: ['restore-test'], env: withBucket, expect: { code: 2, output: /^atmr-dr: no database host/ } },
       { name: 'backup --help', args: ['backup', '--help'], env: offline, expect: { code: 0, output: /^Usage: atmr-dr backup/ } },
       { name: 'backup (no --tier)', args: ['backup'], env: offline, expect: { code: 2, output: /^atmr-dr: --tier is required/ } },
-      { name: 'backups list (no bucket, no region)', args: ['backups', 'list'], env: offline, expect: { code: 2, output: /^atmr-dr: no backup bucket/ } },
+      { name: 'backups list (no bucket, no region)', args: ['backups', 'list'], env: offline, expect: { code: 2, output: /^atmr-dr: no AWS region is set; .*--bucket NAME or BACKUP_BUCKET/ } },
       { name: 'backups list (local bucket)', args: ['backups', 'list'], env: online, expect: { code: 0, output: /^backups\/|^daily\// } },
       { name: '--version', args: ['--version'], env: offline, expect: { code: 0, output: /^\d+\.\d+\.\d+/ } },
       {

@@ -36,7 +36,7 @@ type RegisterCommands = (program: Command) => void;
  * The concern modules, in help order, with the top-level commands each registers. A command line
  * that names one of them loads that module alone: `atmr-dr restore` does not evaluate the SDK
  * clients and schemas of rollback, recovery or detection, which were about half of its start time.
- * The help, --version and an unknown command load them all.
+ * The help and an unknown command load them all; --version alone, none.
  */
 export const CONCERNS: readonly { readonly commands: readonly string[]; readonly load: () => Promise<RegisterCommands> }[] = [
   { commands: ['backup'], load: async () => (await import('./cli/backup')).registerBackupCommands },
@@ -75,7 +75,10 @@ export async function buildProgram(argv?: readonly string[]): Promise<Command> {
   // Concern modules register here (bin/cli/<concern>.ts); subcommands inherit the settings above.
   const command = argv?.slice(2).find((a) => !a.startsWith('-'));
   const named = CONCERNS.filter((concern) => command !== undefined && concern.commands.includes(command));
-  for (const concern of named.length > 0 ? named : CONCERNS) (await concern.load())(program);
+  // `atmr-dr --version` alone prints a constant: loading every concern for it took 0.5 s.
+  const args = argv?.slice(2) ?? [];
+  const versionOnly = args.length > 0 && args.every((a) => a === '-V' || a === '--version');
+  for (const concern of versionOnly ? [] : named.length > 0 ? named : CONCERNS) (await concern.load())(program);
   refuseRepeatedOptions(program);
   return program;
 }

@@ -55,6 +55,13 @@ describe('the CLI loads only the concern of the command it runs', () => {
     expect(result.ran).not.toContain(path.join('lambdas', 'backup', 'backup.ts'));
   });
 
+  it.each([[['--version']], [['-V']]])('answers %j without loading any concern module', (args) => {
+    const result = registeredFor(args, offline());
+
+    expect(result.registered).toEqual([]);
+    expect(result.loaded.filter((file) => file.startsWith(path.join('bin', 'cli')))).toEqual([]);
+  });
+
   it.each([[['restore']], [['restore', '--help']], [['restore-test', '--help']], [['backup']], [['backup', '--help']], [['backups', 'list', '--help']], [['backups', 'verify']]])(
     'answers %j (usage error or help) without evaluating the S3 SDK, zod or the restore and backup code',
     (args) => {
@@ -81,7 +88,7 @@ describe('the CLI loads only the concern of the command it runs', () => {
     expect(pg(verify.loaded)).toEqual([]);
   });
 
-  it.each([[['--help']], [['--version']], [[]], [['make-coffee']], [['help', 'restore']]])('registers every command for %j', (args) => {
+  it.each([[['--help']], [[]], [['make-coffee']], [['help', 'restore']]])('registers every command for %j', (args) => {
     const result = registeredFor(args);
 
     expect(result.registered).toEqual(result.all);
