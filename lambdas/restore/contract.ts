@@ -47,6 +47,21 @@ export const RESTORE_TEST_ENV = {
   temporaryInstanceStorageKmsKey: 'RESTORE_TEST_STORAGE_KMS_KEY_ARN',
 } as const;
 
+/**
+ * The state machine execution that created the temporary instance. A create whose answer was lost
+ * (Step Functions retries the step on a Lambda service error, the SDK retries a request on a reset
+ * connection or a 5xx) meets "already exists" on its own instance: this tag tells that instance from
+ * one another run left or is using.
+ */
+export const EXECUTION_TAG = 'atmr-dr:restore-test-execution';
+
+/**
+ * The error of a temporary-instance step whose RDS call failed with what the SDK classifies as
+ * throttling, transient or a server error once its own attempts were spent: the state machine tries
+ * the step again (its Retry on this name) before its failure path.
+ */
+export const TEMPORARY_INSTANCE_TRANSIENT_ERROR = 'TemporaryInstanceRdsTransient';
+
 /** The fixed name of an environment's temporary instance (IAM is scoped to exactly it). */
 export function temporaryInstanceIdentifier(environmentName: string): string {
   return `atmr-dr-restore-test-${environmentName}`;

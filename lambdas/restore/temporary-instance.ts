@@ -5,7 +5,9 @@ import {
   RestoreDBInstanceToPointInTimeCommand,
 } from '@aws-sdk/client-rds';
 import { createHash } from 'node:crypto';
-import { OperatorError, oneLine } from '../shared/errors';
+import { isTransientAwsError } from '../shared/aws-errors';
+import { namedLine, OperatorError, oneLine } from '../shared/errors';
+import { EXECUTION_TAG, TEMPORARY_INSTANCE_TRANSIENT_ERROR } from './contract';
 
 /**
  * The temporary RDS instance of the restore test (`restoreTest.useTemporaryInstance`): created by
@@ -30,13 +32,8 @@ export const TEMPORARY_INSTANCE_TAGS = [
   { Key: 'atmr-dr:purpose', Value: 'restore-test' },
 ];
 
-/**
- * The state machine execution that created the temporary instance. A create whose answer was lost
- * (Step Functions retries the step on a Lambda service error, the SDK retries a request on a reset
- * connection or a 5xx) meets "already exists" on its own instance: this tag tells that instance from
- * one another run left or is using.
- */
-export const EXECUTION_TAG = 'atmr-dr:restore-test-execution';
+// Defined with the contract: the state machine's failure line names it too.
+export { EXECUTION_TAG } from './contract';
 
 /**
  * The tag value for an execution name. RDS accepts letters, digits, spaces and _.:/=+-@ in tag values;
@@ -182,7 +179,8 @@ export async function deleteTemporaryInstance(rds: RDSClient, settings: Temporar
       if (status === 'deleting') return { identifier, deleted: false };
       throw new OperatorError(`cannot delete temporary instance ${identifier}: it is "${status ?? 'unknown'}" (${oneLine(error)}); delete it by hand once it is available (it costs money)`);
     }
-    throw new OperatorError(`cannot delete temporary instance ${identifier}: ${oneLine(error)}; delete it by hand (it costs money)`);
+    // The SDK's error as the cause: a caller tells a throttled or failing RDS from a refusal by it.
+    throw new OperatorError(`cannot delete temporary instance ${identifier}: ${oneLine(error)}; delete it by hand (it costs money)`, 1, { cause: error });
   }
 }
 
@@ -197,11 +195,23 @@ export async function deleteOwnTemporaryInstance(
   execution: string,
 ): Promise<{ identifier: string; deleted: boolean; detail: string }> {
   const identifier = settings.temporaryInstanceIdentifier;
-  const existing = await describeTemporaryInstance(rds, identifier);
-  if (!existing) return { identifier, deleted: false, detail: 'not created' };
-  if (existing.execution !== executionTagValue(execution)) {
-    return { identifier, deleted: false, detail: `not this execution's (${EXECUTION_TAG}=${existing.execution ?? 'none'}): left as it is` };
+  try {
+    const existing = await describeTemporaryInstance(rds, identifier);
+    if (!existing) return { identifier, deleted: false, detail: 'not created' };
+    if (existing.execution !== executionTagValue(execution)) {
+      return { identifier, deleted: false, detail: `not this execution's (${EXECUTION_TAG}=${existing.execution ?? 'none'}): left as it is` };
+    }
+    const result = await deleteTemporaryInstance(rds, settings);
+    return { ...result, detail: result.deleted ? 'created by this execution: deleted' : 'created by this execution: already gone or being deleted' };
+  } catch (error) {
+    // Throttling or a 5xx outlasting the SDK's attempts says nothing about the instance: named so
+    // that the state machine asks again (both calls are safe to repeat) before its failure path.
+    const sdkError = error instanceof OperatorError ? error.cause : error;
+    if (isTransientAwsError(sdkError)) {
+      throw Object.assign(new Error(`temporary instance ${identifier}: RDS failed transiently (${namedLine(sdkError)}); this run's instance, if any, may still exist`), {
+        name: TEMPORARY_INSTANCE_TRANSIENT_ERROR,
+      });
+    }
+    throw error;
   }
-  const result = await deleteTemporaryInstance(rds, settings);
-  return { ...result, detail: result.deleted ? 'created by this execution: deleted' : 'created by this execution: already gone or being deleted' };
 }

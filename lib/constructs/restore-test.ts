@@ -15,7 +15,7 @@ import { connectWithIamAuthStatement, decryptSecretStatement, restoreEncryptedSt
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
 import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 import { BACKUP_RUNNER_SERVICE, RUNNER_METRICS } from '../../lambdas/backup/runner-contract';
-import { RESTORE_TEST_ENV, RESTORE_TEST_METRICS, RESTORE_TEST_SERVICE, temporaryInstanceIdentifier } from '../../lambdas/restore/contract';
+import { RESTORE_TEST_ENV, RESTORE_TEST_METRICS, RESTORE_TEST_SERVICE, EXECUTION_TAG, TEMPORARY_INSTANCE_TRANSIENT_ERROR, temporaryInstanceIdentifier } from '../../lambdas/restore/contract';
 import { MEASURABLE_RTO_SECONDS, RESTORE_DEADLINE_MARGIN_MS, RESTORE_FUNCTION_TIMEOUT_SECONDS } from '../../lambdas/restore/deadline';
 import { metricsNamespace } from '../../lambdas/shared/constants';
 import { BACKUP_TIERS, LATEST_POINTER_KEY, RESTORE_TEST_REPORT_PREFIX } from '../../lambdas/shared/s3-layout';
@@ -26,6 +26,13 @@ import { runnerImageCode } from './runner-image';
 
 /** Stack outputs: what RestoreTest-NotRun's first action starts, for a script or a person without the console. */
 export const RESTORE_TEST_OUTPUTS = { functionName: 'RestoreTestFunctionName', stateMachineArn: 'RestoreTestStateMachineArn' } as const;
+
+/**
+ * The deletion of this run's own instance after a failed create, tried again on RDS throttling or a
+ * 5xx: 4 more attempts over 5 + 10 + 20 + 40 s, each with the SDK's own attempts, before the failure
+ * path names the instance to delete by hand.
+ */
+export const DELETE_OWN_RETRY = { interval: Duration.seconds(5), maxAttempts: 4, backoffRate: 2 } as const;
 
 /** The longest gap between two first Wednesdays is 35 days: one day more before "it did not run". */
 const MAX_REPORT_AGE_DAYS = 36;
@@ -361,7 +368,28 @@ export class RestoreTest extends Construct {
     // failure; an instance of that name that is another run's is left alone.
     const deleteOwnAfterFailedCreate = invoke('DeleteOwnTemporaryInstanceAfterFailedCreate', { temporaryInstance: 'deleteIfOwn', execution }, sfn.JsonPath.DISCARD);
     create.addCatch(deleteOwnAfterFailedCreate, catchAll);
-    deleteOwnAfterFailedCreate.next(new sfn.Fail(this, 'TemporaryInstanceNotCreated', { error: 'TemporaryInstanceNotCreated', causePath: '$.error.Cause' }));
+    const notCreated = new sfn.Fail(this, 'TemporaryInstanceNotCreated', { error: 'TemporaryInstanceNotCreated', causePath: '$.error.Cause' });
+    deleteOwnAfterFailedCreate.next(notCreated);
+    // RDS throttling or a 5xx outlasting the SDK's attempts (the function names it): asked again.
+    deleteOwnAfterFailedCreate.addRetry({ errors: [TEMPORARY_INSTANCE_TRANSIENT_ERROR], ...DELETE_OWN_RETRY });
+    // A deletion that still fails (a refusal, or RDS degraded past the retries) must not replace the
+    // create's failure: the execution fails as not created, with the create's error first and the
+    // instance that may be left (billed) named with the command that deletes it.
+    deleteOwnAfterFailedCreate.addCatch(
+      new sfn.Pass(this, 'OwnTemporaryInstanceMayRemain', {
+        parameters: {
+          'Error.$': '$.error.Error',
+          Cause: sfn.JsonPath.format(
+            `{}; and temporary instance ${identifier} may still exist, its deletion after the failed create failed too ({}): if its ${EXECUTION_TAG} tag names this execution ({}), delete it: aws rds delete-db-instance --db-instance-identifier ${identifier} --skip-final-snapshot`,
+            sfn.JsonPath.stringAt('$.error.Cause'),
+            sfn.JsonPath.stringAt('$.cleanupError.Cause'),
+            sfn.JsonPath.stringAt('$$.Execution.Name'),
+          ),
+        },
+        resultPath: '$.error',
+      }).next(notCreated),
+      { resultPath: '$.cleanupError' },
+    );
     for (const step of [status, ownPassword, describe, runTest]) step.addCatch(deleteAfterError, catchAll);
     deleteAfterError.next(errored);
 

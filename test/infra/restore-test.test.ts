@@ -442,6 +442,23 @@ describe('RestoreTest configuration', () => {
       expect(payload('DeleteOwnTemporaryInstanceAfterFailedCreate')).toEqual({ temporaryInstance: 'deleteIfOwn', 'execution.$': '$$.Execution.Name' });
       expect(states.DeleteOwnTemporaryInstanceAfterFailedCreate.Next).toBe('TemporaryInstanceNotCreated');
     });
+
+    it("asks RDS again when the deletion of this run's own instance after a failed create meets throttling or a 5xx, and fails as not created, naming that instance, when the deletion still fails", () => {
+      const states = stateMachineDefinition(t).States as Record<string, { Type: string; Parameters?: Record<string, unknown>; Next?: string; Retry?: Record<string, unknown>[]; Catch?: Record<string, unknown>[] }>;
+      const own = states.DeleteOwnTemporaryInstanceAfterFailedCreate;
+      expect(own.Retry).toContainEqual({ ErrorEquals: ['TemporaryInstanceRdsTransient'], IntervalSeconds: 5, MaxAttempts: 4, BackoffRate: 2 });
+      expect(own.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.cleanupError', Next: 'OwnTemporaryInstanceMayRemain' }]);
+      const mayRemain = states.OwnTemporaryInstanceMayRemain;
+      expect(mayRemain).toMatchObject({ Type: 'Pass', ResultPath: '$.error', Next: 'TemporaryInstanceNotCreated' });
+      expect(mayRemain.Parameters).toEqual({
+        'Error.$': '$.error.Error',
+        'Cause.$': expect.stringMatching(
+          /^States\.Format\('\{\}; and temporary instance atmr-dr-restore-test-example may still exist.*aws rds delete-db-instance --db-instance-identifier atmr-dr-restore-test-example --skip-final-snapshot', \$\.error\.Cause, \$\.cleanupError\.Cause, \$\$\.Execution\.Name\)$/,
+        ),
+      });
+      // The same failure as the create's own: its error and cause first.
+      expect(states.TemporaryInstanceNotCreated).toEqual({ Type: 'Fail', Error: 'TemporaryInstanceNotCreated', CausePath: '$.error.Cause' });
+    });
   });
 
   describe('a database whose storage is encrypted with a customer-managed key (recovery.storageKmsKeyArn)', () => {

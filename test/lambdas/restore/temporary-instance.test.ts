@@ -16,9 +16,9 @@ import type { Context } from 'aws-lambda';
 import { ExecutionError, StateMachine } from 'aws-local-stepfunctions';
 import { mockClient } from 'aws-sdk-client-mock';
 import { parseEnvironmentConfig } from '../../../lib/config';
-import { RestoreTest, restoreTestPropsFromConfig } from '../../../lib/constructs/restore-test';
+import { DELETE_OWN_RETRY, RestoreTest, restoreTestPropsFromConfig } from '../../../lib/constructs/restore-test';
 import { DataStack } from '../../../lib/data-stack';
-import { RESTORE_TEST_ENV } from '../../../lambdas/restore/contract';
+import { RESTORE_TEST_ENV, TEMPORARY_INSTANCE_TRANSIENT_ERROR } from '../../../lambdas/restore/contract';
 import { handler } from '../../../lambdas/restore/handler';
 import {
   EXECUTION_TAG,
@@ -182,6 +182,26 @@ describe('temporary instance steps (RDS SDK)', () => {
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
     await expect(deleteOwnTemporaryInstance(client, SETTINGS, 'monthly-2026-11-04')).resolves.toMatchObject({ deleted: true });
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1);
+  });
+
+  it("after a failed create, names an RDS 5xx or throttling (describe or delete) for the state machine's Retry, and lets a refusal through unchanged", async () => {
+    const serverError = Object.assign(new Error('An internal error has occurred'), { name: 'InternalFailure', $fault: 'server', $metadata: { httpStatusCode: 500 } });
+    rds.on(DescribeDBInstancesCommand).rejectsOnce(serverError);
+    await expect(deleteOwnTemporaryInstance(client, SETTINGS, 'monthly-2026-12-02')).rejects.toMatchObject({
+      name: TEMPORARY_INSTANCE_TRANSIENT_ERROR,
+      message: "temporary instance atmr-dr-restore-test-staging: RDS failed transiently (InternalFailure: An internal error has occurred); this run's instance, if any, may still exist",
+    });
+
+    rdsKeepsTheName();
+    await createTemporaryInstance(client, SETTINGS, 'monthly-2026-12-02');
+    rds.on(DeleteDBInstanceCommand).rejectsOnce(serverError);
+    await expect(deleteOwnTemporaryInstance(client, SETTINGS, 'monthly-2026-12-02')).rejects.toMatchObject({ name: TEMPORARY_INSTANCE_TRANSIENT_ERROR });
+
+    rds.on(DeleteDBInstanceCommand).rejects(Object.assign(new Error('not authorized'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } }));
+    await expect(deleteOwnTemporaryInstance(client, SETTINGS, 'monthly-2026-12-02')).rejects.toMatchObject({
+      name: 'OperatorError',
+      message: 'cannot delete temporary instance atmr-dr-restore-test-staging: not authorized; delete it by hand (it costs money)',
+    });
   });
 
   it('reports not ready while creating, the endpoint once available, and fails on a failed restore', async () => {
@@ -485,6 +505,68 @@ describe('restore test on a temporary instance (state machine)', () => {
     expect(error).toBeInstanceOf(ExecutionError);
     expect((error?.cause as Error).name).toBe('TemporaryInstanceNotCreated');
     expect(rds.commandCalls(DeleteDBInstanceCommand).map((call) => call.args[0].input.DBInstanceIdentifier)).toEqual(['atmr-dr-restore-test-example']);
+  });
+
+  /** An SDK error as RDS throttling answers it, after the SDK's own attempts. */
+  const throttled = () => Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $metadata: { httpStatusCode: 400, attempts: 5 } });
+  /** The line of the failure path when this run's instance could not be deleted after the failed create. */
+  const mayRemain = new RegExp(
+    `; and temporary instance atmr-dr-restore-test-example may still exist, its deletion after the failed create failed too \\(.*\\): if its atmr-dr:restore-test-execution tag names this execution \\(${EXECUTION}\\), delete it: aws rds delete-db-instance --db-instance-identifier atmr-dr-restore-test-example --skip-final-snapshot$`,
+  );
+
+  it("asks RDS again when its look for this run's instance after a failed create is throttled, then fails as not created with the create's own error", async () => {
+    rds.on(RestoreDBInstanceToPointInTimeCommand).rejects(Object.assign(new Error('Cannot create a db.t4g.medium instance in eu-west-3a'), { name: 'InsufficientDBInstanceCapacityFault' }));
+    rds.on(DescribeDBInstancesCommand).rejectsOnce(throttled()).rejects(Object.assign(new Error('DBInstance not found'), { name: 'DBInstanceNotFoundFault' }));
+
+    const { error } = await execute();
+
+    expect(error).toBeInstanceOf(ExecutionError);
+    expect((error?.cause as Error).name).toBe('TemporaryInstanceNotCreated');
+    expect(error?.message).toMatch(/following error: cannot restore atmr-prod to a temporary instance: Cannot create a db.t4g.medium instance in eu-west-3a; check PITR/);
+    expect(error?.message).not.toMatch(/may still exist/);
+    expect(rds.commandCalls(DescribeDBInstancesCommand)).toHaveLength(2);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+  });
+
+  it("asks RDS again when the deletion of this run's instance after a failed create is throttled, deletes it, and fails as not created", async () => {
+    rdsKeepsTheName(availableInstance);
+    rds.on(DeleteDBInstanceCommand).rejectsOnce(throttled()).resolves({});
+
+    const { error } = await execute((state) => state === 'CreateTemporaryInstance');
+
+    expect(error).toBeInstanceOf(ExecutionError);
+    expect((error?.cause as Error).name).toBe('TemporaryInstanceNotCreated');
+    expect(error?.message).toMatch(/following error: CreateTemporaryInstance: the function ran, its answer was lost$/);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(2);
+  });
+
+  it("fails as not created, the create's error first, naming the instance that may remain and how to delete it, when RDS refuses the deletion of this run's instance (no retry)", async () => {
+    rdsKeepsTheName(availableInstance);
+    rds.on(DeleteDBInstanceCommand).rejects(Object.assign(new Error('not authorized to perform: rds:DeleteDBInstance'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } }));
+
+    const { error } = await execute((state) => state === 'CreateTemporaryInstance');
+
+    expect(error).toBeInstanceOf(ExecutionError);
+    expect((error?.cause as Error).name).toBe('TemporaryInstanceNotCreated');
+    expect(error?.message).toMatch(/following error: CreateTemporaryInstance: the function ran, its answer was lost; and temporary instance/);
+    expect(error?.message).toMatch(/failed too \(cannot delete temporary instance atmr-dr-restore-test-example: not authorized to perform: rds:DeleteDBInstance; delete it by hand \(it costs money\)\)/);
+    expect(error?.message).toMatch(mayRemain);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1);
+  });
+
+  it("stops asking after a bounded number of throttled deletions, and fails as not created with the same line", async () => {
+    rdsKeepsTheName(availableInstance);
+    rds.on(DeleteDBInstanceCommand).rejects(throttled());
+
+    const { error } = await execute((state) => state === 'CreateTemporaryInstance');
+
+    expect(error).toBeInstanceOf(ExecutionError);
+    expect((error?.cause as Error).name).toBe('TemporaryInstanceNotCreated');
+    expect(error?.message).toMatch(/following error: CreateTemporaryInstance: the function ran, its answer was lost; and temporary instance/);
+    expect(error?.message).toMatch(/failed too \(temporary instance atmr-dr-restore-test-example: RDS failed transiently \(ThrottlingException: Rate exceeded\)/);
+    expect(error?.message).toMatch(mayRemain);
+    // The first attempt and the Retry's.
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1 + DELETE_OWN_RETRY.maxAttempts);
   });
 
   it("leaves alone, and names, an instance another execution created: refused as today, not deleted", async () => {
