@@ -13,7 +13,8 @@ import { EnvironmentConfig, defaultNewInstancePrefix, prefixNotCovering, resolve
 import { FINAL_STATUSES, RECOVERY_ID_PATTERN, RecoveryRecord } from '../../lambdas/recovery/contract';
 import { CUTOVER_STEPS, CutoverResult, CutoverSettings, cutover, undoCutover } from '../../lambdas/recovery/cutover';
 import { abandonRecovery, describeExecution, parseRecoveryReason, recoveryExecutionArn, startRecovery } from '../../lambdas/recovery/operations';
-import { dataAlsoIn, describeInstance } from '../../lambdas/recovery/rds';
+import { dataAlsoIn } from '../../lambdas/recovery/rds';
+import { describeInstance } from '../../lambdas/shared/rds-instances';
 import { StoreDeps, activeRecoveryId, getRecovery, listRecoveryIds } from '../../lambdas/recovery/store';
 import { checkPitrReach, parseToTime } from '../../lambdas/recovery/time';
 import { formatVerification, unreadCause, unverifiedFlagRefusal, unverifiedNextStep, unverifiedRefusal } from '../../lambdas/recovery/verify';

@@ -2,7 +2,6 @@ import {
   DBInstance,
   DeleteDBInstanceCommand,
   DescribeDBInstanceAutomatedBackupsCommand,
-  DescribeDBInstancesCommand,
   ListTagsForResourceCommand,
   ModifyDBInstanceCommand,
   AddTagsToResourceCommand,
@@ -12,6 +11,7 @@ import {
   Tag,
 } from '@aws-sdk/client-rds';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
+import { describeInstance } from '../shared/rds-instances';
 import { COPY_BUSY_ERROR, MANAGED_TAG, RECOVERY_PURPOSE_TAG } from './contract';
 
 /** The recovery that created an instance: deletion requires it to match. */
@@ -39,18 +39,6 @@ export interface RestoreWindow {
 export interface ValidatedRecovery {
   readonly source: DBInstance;
   readonly window: RestoreWindow;
-}
-
-const notFound = (error: unknown) => (error as { name?: string }).name === 'DBInstanceNotFoundFault' || (error as { name?: string }).name === 'DBInstanceNotFound';
-
-/** The instance named `identifier` as RDS describes it now; undefined when there is none. */
-export async function describeInstance(rds: RDSClient, identifier: string): Promise<DBInstance | undefined> {
-  try {
-    return (await rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: identifier }))).DBInstances?.[0];
-  } catch (error) {
-    if (notFound(error)) return undefined;
-    throw error;
-  }
 }
 
 /** An instance name RDS accepts: 1-63 letters, digits, hyphens; starts with a letter; no double or trailing hyphen. */

@@ -7,6 +7,7 @@ import {
 import { createHash } from 'node:crypto';
 import { isTransientAwsError } from '../shared/aws-errors';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
+import { describeInstance } from '../shared/rds-instances';
 import { EXECUTION_TAG, TEMPORARY_INSTANCE_TRANSIENT_ERROR } from './contract';
 
 /**
@@ -58,14 +59,9 @@ export interface TemporaryInstanceStatus {
  * is none.
  */
 async function describeTemporaryInstance(rds: RDSClient, identifier: string): Promise<{ status: string; execution?: string } | undefined> {
-  try {
-    const instance = (await rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: identifier }))).DBInstances?.[0];
-    if (!instance) return undefined;
-    return { status: instance.DBInstanceStatus ?? 'unknown', execution: instance.TagList?.find((tag) => tag.Key === EXECUTION_TAG)?.Value };
-  } catch (error) {
-    if ((error as { name?: string }).name === 'DBInstanceNotFoundFault') return undefined;
-    throw error;
-  }
+  const instance = await describeInstance(rds, identifier);
+  if (!instance) return undefined;
+  return { status: instance.DBInstanceStatus ?? 'unknown', execution: instance.TagList?.find((tag) => tag.Key === EXECUTION_TAG)?.Value };
 }
 
 /**
