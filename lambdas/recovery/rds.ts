@@ -41,6 +41,14 @@ export interface ValidatedRecovery {
   readonly window: RestoreWindow;
 }
 
+/**
+ * The tags of a described instance: its TagList when DescribeDBInstances returned one, else
+ * ListTagsForResource on its ARN (the recovery's role has both, on the source and the copies).
+ */
+async function instanceTags(rds: RDSClient, instance: DBInstance): Promise<Tag[]> {
+  return instance.TagList ?? (await rds.send(new ListTagsForResourceCommand({ ResourceName: instance.DBInstanceArn }))).TagList ?? [];
+}
+
 /** An instance name RDS accepts: 1-63 letters, digits, hyphens; starts with a letter; no double or trailing hyphen. */
 export function checkInstanceName(name: string, prefix: string): void {
   if (!/^[a-zA-Z][a-zA-Z0-9-]{0,62}$/.test(name) || name.includes('--') || name.endsWith('-')) {
@@ -156,7 +164,7 @@ export function restoreInput(validated: ValidatedRecovery, target: RecoveryTarge
 
 /** Starts the restore. The storage KMS key needs no parameter: RDS keeps the source's key. */
 export async function startRestore(rds: RDSClient, validated: ValidatedRecovery, target: RecoveryTarget, settings: RestoreSettings): Promise<{ status: string }> {
-  const tagList = validated.source.TagList ?? (await rds.send(new ListTagsForResourceCommand({ ResourceName: validated.source.DBInstanceArn }))).TagList ?? [];
+  const tagList = await instanceTags(rds, validated.source);
   const input = restoreInput(validated, target, tagList, settings);
   try {
     const response = await rds.send(new RestoreDBInstanceToPointInTimeCommand(input));
@@ -341,7 +349,7 @@ export async function instanceResourceId(rds: RDSClient, identifier: string): Pr
 export async function ownRestoreStatus(rds: RDSClient, identifier: string, recoveryId: string): Promise<string | undefined> {
   const instance = await describeInstance(rds, identifier);
   if (!instance) return undefined;
-  const tags = instance.TagList ?? (await rds.send(new ListTagsForResourceCommand({ ResourceName: instance.DBInstanceArn }))).TagList ?? [];
+  const tags = await instanceTags(rds, instance);
   return tags.some((t) => t.Key === RECOVERY_ID_TAG && t.Value === recoveryId) ? (instance.DBInstanceStatus ?? 'unknown') : undefined;
 }
 
@@ -364,7 +372,7 @@ export async function deleteRecoveredInstance(
   if (identifier === options.protectedInstance) throw new OperatorError(`recover: refusing to delete ${identifier}: it is the configured production instance`, 2);
   const instance = await describeInstance(rds, identifier);
   if (!instance) return { deleted: false, detail: `${identifier} does not exist (already deleted)` };
-  const tags = instance.TagList ?? (await rds.send(new ListTagsForResourceCommand({ ResourceName: instance.DBInstanceArn }))).TagList ?? [];
+  const tags = await instanceTags(rds, instance);
   const hasTag = (key: string, value: string) => tags.some((t) => t.Key === key && t.Value === value);
   if (!hasTag(RECOVERY_PURPOSE_TAG.Key, RECOVERY_PURPOSE_TAG.Value) || !hasTag(RECOVERY_ID_TAG, options.recoveryId)) {
     throw new OperatorError(`recover: refusing to delete ${identifier}: it is not tagged ${RECOVERY_ID_TAG}=${options.recoveryId} (not created by this recovery)`, 2);
@@ -507,7 +515,7 @@ export async function markReplacedInstance(
 export async function removeRecoveryPurposeTag(rds: RDSClient, identifier: string, recoveryId: string): Promise<string> {
   const instance = await describeInstance(rds, identifier);
   if (!instance?.DBInstanceArn) throw new OperatorError(`recover: ${identifier} not found to remove its ${RECOVERY_PURPOSE_TAG.Key} tag: check which instance production runs on`);
-  const tags = instance.TagList ?? (await rds.send(new ListTagsForResourceCommand({ ResourceName: instance.DBInstanceArn }))).TagList ?? [];
+  const tags = await instanceTags(rds, instance);
   if (!tags.some((t) => t.Key === RECOVERY_PURPOSE_TAG.Key)) return `${identifier}: no ${RECOVERY_PURPOSE_TAG.Key} tag (removed before): out of the recovery workflow's reach`;
   const owner = tags.find((t) => t.Key === RECOVERY_ID_TAG)?.Value;
   if (owner !== recoveryId) {
@@ -558,7 +566,7 @@ export async function resetRecoveredPassword(
   }
   const instance = await describeInstance(rds, identifier);
   if (!instance) throw new OperatorError(`recover: ${identifier} does not exist: no password to reset`, 2);
-  const tags = instance.TagList ?? (await rds.send(new ListTagsForResourceCommand({ ResourceName: instance.DBInstanceArn }))).TagList ?? [];
+  const tags = await instanceTags(rds, instance);
   const hasTag = (key: string, value: string) => tags.some((t) => t.Key === key && t.Value === value);
   if (!hasTag(RECOVERY_PURPOSE_TAG.Key, RECOVERY_PURPOSE_TAG.Value) || !hasTag(RECOVERY_ID_TAG, options.recoveryId)) {
     throw new OperatorError(`recover: refusing to reset the password of ${identifier}: it is not tagged ${RECOVERY_ID_TAG}=${options.recoveryId} (not created by this recovery)`, 2);
