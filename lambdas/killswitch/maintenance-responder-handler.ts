@@ -6,17 +6,18 @@ import middy from '@middy/core';
 import { z } from 'zod';
 import { observability } from '../shared/observability';
 import { parseEnvSettings } from '../shared/env-settings';
-import { AlbResponse, MaintenanceResponder } from './maintenance-responder';
+import { AlbResponse, MAINTENANCE_RULE_REMOVAL_GRACE_SECONDS, MaintenanceResponder } from './maintenance-responder';
 import { KillswitchReader } from './reader';
 
 const { logger, metrics, tracer } = observability('killswitch-maintenance');
 const env = parseEnvSettings(z.object({
   KILLSWITCH_PARAMETER: z.string().min(1),
   DEFAULT_RETRY_AFTER_SECONDS: z.coerce.number().int().min(1).max(86400),
+  REMOVAL_GRACE_SECONDS: z.coerce.number().int().min(0).max(MAINTENANCE_RULE_REMOVAL_GRACE_SECONDS),
 }), process.env, { what: 'maintenance responder', fix: 'it is set by the killswitch construct: redeploy the ops stack' });
 const provider = new SSMProvider({ awsSdkV3Client: tracer.captureAWSv3Client(new SSMClient({})) });
 const reader = new KillswitchReader({ parameterName: env.KILLSWITCH_PARAMETER, provider, logger, metrics });
-const responder = new MaintenanceResponder({ reader, defaultRetryAfterSeconds: env.DEFAULT_RETRY_AFTER_SECONDS, logger, metrics });
+const responder = new MaintenanceResponder({ reader, defaultRetryAfterSeconds: env.DEFAULT_RETRY_AFTER_SECONDS, removalGraceSeconds: env.REMOVAL_GRACE_SECONDS, logger, metrics });
 
 export async function respond(event: unknown): Promise<AlbResponse> {
   const response = await responder.answer(event);

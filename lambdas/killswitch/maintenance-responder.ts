@@ -1,14 +1,27 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { z } from 'zod';
-import { DEFAULT_RETRY_AFTER_SECONDS, KillswitchReader, maintenanceResponse, retryAfterSeconds } from './reader';
+import { DEFAULT_RETRY_AFTER_SECONDS, KillswitchReader, type KillswitchState, maintenanceResponse, retryAfterSeconds } from './reader';
 import type { KillswitchMode } from './value';
 
 /**
  * Counted for every 503 answered while the killswitch is not in maintenance (a stale rule, or a
- * reader that failed open): an alarm watches it, since each one is a user refused for nothing.
+ * reader that failed open) once the rule's removal grace has passed: an event alarm (it pages and
+ * escalates) watches it, since each one is a user refused for nothing.
  */
 export const ANSWERED_OUTSIDE_MAINTENANCE_METRIC = 'MaintenanceAnsweredOutsideMaintenance';
+
+/**
+ * How long the rule may outlive maintenance before an answer counts (seconds). Every exit from
+ * maintenance leaves the rule for a while by design: this function sees the change within its 5 s
+ * cache (and an `expiresAt` at once), while the ALB follows only after the expiry schedule ->
+ * reverter -> SSM change event -> enforcer chain, or EventBridge -> enforcer for a `disable`
+ * (seconds, tens of seconds on a slow day); and the Retry-After sends clients back exactly at the
+ * expiry. Counting those answers paged the on-call at every expiry and every `disable` under traffic.
+ * Two minutes cover that chain with margin; the construct lowers it to the reconcile interval when
+ * that is shorter, so a rule the reconcile should have removed always pages.
+ */
+export const MAINTENANCE_RULE_REMOVAL_GRACE_SECONDS = 120;
 
 /**
  * The request an ALB hands to a Lambda target. With the target group attribute
@@ -36,6 +49,8 @@ export interface MaintenanceResponderOptions {
   readonly reader: Pick<KillswitchReader, 'read'>;
   /** Retry-After (seconds) when the value has no expiry. @default 120 */
   readonly defaultRetryAfterSeconds?: number;
+  /** Answers within this many seconds of the value leaving maintenance are not counted. @default MAINTENANCE_RULE_REMOVAL_GRACE_SECONDS */
+  readonly removalGraceSeconds?: number;
   readonly logger?: Pick<Logger, 'warn' | 'error'>;
   readonly metrics?: Pick<Metrics, 'addMetric'>;
   readonly clock?: () => number;
@@ -51,16 +66,21 @@ export interface MaintenanceResponderOptions {
  * within seconds (EventBridge delivery), or the reader failed open (SSM unreachable before any read,
  * or a malformed value). Passing the request on is impossible (a Lambda target is not a proxy), and a
  * 200 or 404 would be a lie; a short Retry-After would invite a retry storm exactly when the reading
- * may be wrong. So: the same 503 with the default Retry-After, and one warning per mode change.
+ * may be wrong. So: the same 503 with the default Retry-After, and one warning per mode change; the
+ * answer is counted (the alarm's metric) only once the removal grace has passed.
  */
 export class MaintenanceResponder {
   private readonly defaultRetryAfterSeconds: number;
+  private readonly removalGraceMs: number;
   private readonly clock: () => number;
   /** Last mode we warned about, so a stale rule logs once, not once per request. */
   private warnedMode: KillswitchMode | undefined;
+  /** Since when the value has been out of maintenance, as this execution knows it (ms; reset by a maintenance read). */
+  private outsideSince: number | undefined;
 
   constructor(private readonly options: MaintenanceResponderOptions) {
     this.defaultRetryAfterSeconds = options.defaultRetryAfterSeconds ?? DEFAULT_RETRY_AFTER_SECONDS;
+    this.removalGraceMs = (options.removalGraceSeconds ?? MAINTENANCE_RULE_REMOVAL_GRACE_SECONDS) * 1000;
     // Looked up at each call, not captured: a replaced global Date (tests, polyfills) is honoured.
     this.clock = options.clock ?? (() => Date.now());
   }
@@ -77,9 +97,15 @@ export class MaintenanceResponder {
     let retryAfter = this.defaultRetryAfterSeconds;
     if (state.maintenance) {
       this.warnedMode = undefined;
+      this.outsideSince = undefined;
       retryAfter = retryAfterSeconds(state, now, this.defaultRetryAfterSeconds);
     } else {
-      this.options.metrics?.addMetric(ANSWERED_OUTSIDE_MAINTENANCE_METRIC, MetricUnit.Count, 1);
+      const left = this.leftMaintenanceAt(state);
+      // A failed-open read counts at once, without becoming the start of a later value's grace.
+      const since = left === undefined ? Number.NEGATIVE_INFINITY : (this.outsideSince = Math.min(this.outsideSince ?? now, left));
+      if (now - since > this.removalGraceMs) {
+        this.options.metrics?.addMetric(ANSWERED_OUTSIDE_MAINTENANCE_METRIC, MetricUnit.Count, 1);
+      }
     }
     if (!state.maintenance && this.warnedMode !== state.mode) {
       this.warnedMode = state.mode;
@@ -95,5 +121,17 @@ export class MaintenanceResponder {
       return { ...common, multiValueHeaders: Object.fromEntries(Object.entries(answerHeaders).map(([name, v]) => [name, [v]])) };
     }
     return { ...common, headers: answerHeaders };
+  }
+
+  /**
+   * When the value read left maintenance (ms): its `expiresAt` for an expired value, its `updatedAt`
+   * for one written out of maintenance. The caller keeps the earliest of these and of its first read
+   * out of maintenance, so neither the reverter's write after an expiry nor a writer's clock ahead
+   * pushes the grace back. Undefined when the reader failed open (malformed value, nothing read
+   * yet): there is no time to measure from, and such an answer counts at once.
+   */
+  private leftMaintenanceAt(state: KillswitchState): number | undefined {
+    if (state.source === 'invalid' || state.source === 'default') return undefined;
+    return Date.parse(state.source === 'expired' && state.value.expiresAt ? state.value.expiresAt : state.value.updatedAt);
   }
 }

@@ -273,9 +273,9 @@ describe('killswitch edge maintenance responder (Retry-After at the ALB)', () =>
     expect(asArray(targetGroup.DependsOn as string | string[])).toContain(permissionId);
   });
 
-  it('gives the responder the parameter name and a default Retry-After of 120 s', () => {
+  it('gives the responder the parameter name, a default Retry-After of 120 s and a removal grace of 120 s', () => {
     const responder = ops.Resources[responderId].Properties as { Environment: { Variables: Record<string, unknown> }; Timeout: number };
-    expect(responder.Environment.Variables).toMatchObject({ KILLSWITCH_PARAMETER: PARAMETER, DEFAULT_RETRY_AFTER_SECONDS: '120' });
+    expect(responder.Environment.Variables).toMatchObject({ KILLSWITCH_PARAMETER: PARAMETER, DEFAULT_RETRY_AFTER_SECONDS: '120', REMOVAL_GRACE_SECONDS: '120' });
     expect(responder.Timeout).toBeLessThanOrEqual(10);
   });
 
@@ -299,6 +299,16 @@ describe('killswitch edge maintenance responder (Retry-After at the ALB)', () =>
 
     Template.fromStack(stack).hasResourceProperties('AWS::Lambda::Function', {
       Environment: { Variables: Match.objectLike({ DEFAULT_RETRY_AFTER_SECONDS: '300' }) },
+    });
+  });
+
+  it('never gives the responder a removal grace longer than the reconcile interval', () => {
+    const app = new App({ context: NO_BUNDLING });
+    const stack = new Stack(app, 'Grace', { env: { account: '111111111111', region: 'eu-west-3' } });
+    killswitchIn(stack, { reconcileInterval: Duration.minutes(1) });
+
+    Template.fromStack(stack).hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ DEFAULT_RETRY_AFTER_SECONDS: '120', REMOVAL_GRACE_SECONDS: '60' }) },
     });
   });
 

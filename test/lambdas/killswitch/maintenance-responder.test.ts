@@ -3,7 +3,7 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { ANSWERED_OUTSIDE_MAINTENANCE_METRIC, MaintenanceResponder } from '../../../lambdas/killswitch/maintenance-responder';
+import { ANSWERED_OUTSIDE_MAINTENANCE_METRIC, MAINTENANCE_RULE_REMOVAL_GRACE_SECONDS, MaintenanceResponder } from '../../../lambdas/killswitch/maintenance-responder';
 import { KillswitchReader } from '../../../lambdas/killswitch/reader';
 import { MAINTENANCE_BODY } from '../../../lambdas/killswitch/value';
 import { MAINTENANCE_TARGET_GROUP_ARN } from './elbv2-fake';
@@ -40,7 +40,7 @@ function albMultiValueRequest() {
   };
 }
 
-function setup(options: { defaultRetryAfterSeconds?: number } = {}) {
+function setup(options: { defaultRetryAfterSeconds?: number; removalGraceSeconds?: number } = {}) {
   const logger = new Logger({ serviceName: 'responder-test', logLevel: 'SILENT' });
   const metrics = new Metrics({ namespace: 'AtmrDr/example', serviceName: 'responder-test' });
   const warnings = jest.spyOn(logger, 'warn');
@@ -71,7 +71,7 @@ describe('maintenance responder (ALB Lambda target)', () => {
     expect(JSON.parse(response.body)).toEqual({ error: 'Service en maintenance - Merci de réessayer plus tard' });
   });
 
-  it('rounds the seconds left up; once the expiry has passed the value counts as normal (default Retry-After, counted as outside maintenance)', async () => {
+  it('rounds the seconds left up; once the expiry has passed the value counts as normal (default Retry-After)', async () => {
     const store = fakeParameter(ssmMock, value({ mode: 'maintenance', expiresAt: '2026-06-01T10:01:30.200Z' }));
     const { responder } = setup();
 
@@ -130,21 +130,101 @@ describe('maintenance responder (ALB Lambda target)', () => {
     },
   );
 
-  it('counts every 503 answered while the mode is not maintenance (the metric its alarm watches), and none in maintenance', async () => {
+  const counted = (addMetric: jest.SpyInstance) => addMetric.mock.calls.filter(([name]) => name === ANSWERED_OUTSIDE_MAINTENANCE_METRIC);
+  const at = (ms: number) => jest.setSystemTime(ms);
+
+  it('does not count the answers of the removal grace after an expiry (the rule outlives it until the reverter and enforcer run), counts them after', async () => {
+    const expiresAt = START + 10_000;
+    const store = fakeParameter(ssmMock, value({ mode: 'maintenance', updatedAt: '2026-06-01T09:00:00.000Z', expiresAt: new Date(expiresAt).toISOString() }));
+    const { responder, addMetric } = setup();
+    expect(MAINTENANCE_RULE_REMOVAL_GRACE_SECONDS).toBe(120);
+
+    const before = await responder.answer(albRequest());
+    at(expiresAt + 1_000); // the client is back as its Retry-After said; the value in SSM is unchanged
+    await responder.answer(albRequest());
+    const countedAfterOneSecond = counted(addMetric).length;
+    // The reverter writes normal 20 s after the expiry: a new updatedAt does not restart the grace.
+    store.raw = JSON.stringify(value({ mode: 'normal', reason: 'expired', updatedAt: new Date(expiresAt + 20_000).toISOString() }));
+    at(expiresAt + 119_000);
+    await responder.answer(albRequest());
+    const countedWithinGrace = counted(addMetric).length;
+    at(expiresAt + 121_000); // the rule is still there past the grace: it must page
+    await responder.answer(albRequest());
+
+    expect(before).toMatchObject({ headers: { 'Retry-After': '10' } });
+    expect(countedAfterOneSecond).toBe(0);
+    expect(countedWithinGrace).toBe(0);
+    expect(counted(addMetric)).toEqual([[ANSWERED_OUTSIDE_MAINTENANCE_METRIC, 'Count', 1]]);
+  });
+
+  it('does not count the answers of the removal grace after a disable (from its updatedAt), and counts every answer after', async () => {
     const store = fakeParameter(ssmMock, value({ mode: 'maintenance', expiresAt: null }));
     const { responder, addMetric } = setup();
     await responder.answer(albRequest());
-    expect(addMetric).not.toHaveBeenCalledWith(ANSWERED_OUTSIDE_MAINTENANCE_METRIC, expect.anything(), expect.anything());
-    store.raw = JSON.stringify(value({ mode: 'normal' }));
-    advance(6000);
+    const disabledAt = START + 30_000;
+    store.raw = JSON.stringify(value({ mode: 'normal', reason: 'fini', updatedAt: new Date(disabledAt).toISOString() }));
 
+    at(disabledAt + 1_000); // still inside the reader's 5 s cache: maintenance
+    await responder.answer(albRequest());
+    at(disabledAt + 6_000);
+    await responder.answer(albRequest());
+    at(disabledAt + 120_000);
+    await responder.answer(albRequest());
+    const countedWithinGrace = counted(addMetric).length;
+    at(disabledAt + 120_001);
     await responder.answer(albRequest());
     await responder.answer(albRequest('/api/other'));
 
-    expect(addMetric.mock.calls.filter(([name]) => name === ANSWERED_OUTSIDE_MAINTENANCE_METRIC)).toEqual([
+    expect(countedWithinGrace).toBe(0);
+    expect(counted(addMetric)).toEqual([
       [ANSWERED_OUTSIDE_MAINTENANCE_METRIC, 'Count', 1],
       [ANSWERED_OUTSIDE_MAINTENANCE_METRIC, 'Count', 1],
     ]);
+  });
+
+  it('counts at once on a rule left behind long after the value left maintenance, even in a fresh execution', async () => {
+    fakeParameter(ssmMock, value({ mode: 'normal', updatedAt: new Date(START - 121_000).toISOString() }));
+    const { responder, addMetric } = setup();
+
+    await responder.answer(albRequest());
+
+    expect(counted(addMetric)).toEqual([[ANSWERED_OUTSIDE_MAINTENANCE_METRIC, 'Count', 1]]);
+  });
+
+  it('counts at once when the reader failed open (malformed value): there is no time to measure a grace from', async () => {
+    fakeParameter(ssmMock, '{"mode": "maint');
+    const { responder, addMetric } = setup();
+
+    await responder.answer(albRequest());
+
+    expect(counted(addMetric)).toEqual([[ANSWERED_OUTSIDE_MAINTENANCE_METRIC, 'Count', 1]]);
+  });
+
+  it("starts the grace no later than its first read out of maintenance (a writer's clock an hour ahead still pages)", async () => {
+    fakeParameter(ssmMock, value({ mode: 'normal', updatedAt: new Date(START + 3_600_000).toISOString() }));
+    const { responder, addMetric } = setup();
+
+    await responder.answer(albRequest());
+    at(START + 120_000);
+    await responder.answer(albRequest());
+    const countedWithinGrace = counted(addMetric).length;
+    at(START + 121_000);
+    await responder.answer(albRequest());
+
+    expect(countedWithinGrace).toBe(0);
+    expect(counted(addMetric)).toEqual([[ANSWERED_OUTSIDE_MAINTENANCE_METRIC, 'Count', 1]]);
+  });
+
+  it('takes the grace it is given (the construct lowers it to a shorter reconcile interval)', async () => {
+    fakeParameter(ssmMock, value({ mode: 'normal', updatedAt: new Date(START - 61_000).toISOString() }));
+    const shorter = setup({ removalGraceSeconds: 60 });
+    const standard = setup();
+
+    await shorter.responder.answer(albRequest());
+    await standard.responder.answer(albRequest());
+
+    expect(counted(shorter.addMetric)).toHaveLength(1);
+    expect(counted(standard.addMetric)).toHaveLength(0);
   });
 
   it('reads through the shared reader: one GetParameter per 5 s cache age, however many requests', async () => {
@@ -199,7 +279,7 @@ describe('maintenance responder (ALB Lambda target)', () => {
 });
 
 describe('maintenance responder handler', () => {
-  const ENV = { KILLSWITCH_PARAMETER: PARAMETER, DEFAULT_RETRY_AFTER_SECONDS: '45', AWS_REGION: 'eu-west-3', POWERTOOLS_TRACE_ENABLED: 'false' };
+  const ENV = { KILLSWITCH_PARAMETER: PARAMETER, DEFAULT_RETRY_AFTER_SECONDS: '45', REMOVAL_GRACE_SECONDS: '120', AWS_REGION: 'eu-west-3', POWERTOOLS_TRACE_ENABLED: 'false' };
   type HandlerModule = { respond: (event: unknown) => Promise<unknown> };
   let respond: HandlerModule['respond'];
   beforeAll(() => {
