@@ -57,28 +57,50 @@ export function verifySlackSignature(request: SlackHttpRequest, signingSecret: s
   return { ok: true };
 }
 
-/** `enable <mode> [--expires 2h] <reason...>` | `disable [reason...]` | `status`. */
+/** The one option of the Slack text: the CLI's `--expires`, with its spelling rules. */
+const EXPIRES_OPTION = '--expires';
+const EXPIRES_FORMS = `${EXPIRES_OPTION} 2h or ${EXPIRES_OPTION}=2h`;
+
+/**
+ * `enable <mode> [--expires 2h | --expires=2h] <reason...>` | `disable [reason...]` | `status`.
+ * The option may stand anywhere after the action and is spelled as the CLI takes it (commander:
+ * lower case, a separate value or `=value`). Any other word starting with `--` is refused rather
+ * than kept in the reason: `--EXPIRES 2h` or `--expire=2h` would otherwise enable with no expiry,
+ * and the on-call would believe the maintenance ends by itself.
+ */
 export function parseSlackText(text: string): KillswitchCommand {
   const words = text.trim().split(/\s+/).filter(Boolean);
   const action = (words.shift() ?? 'status').toLowerCase();
+  if (action !== 'status' && action !== 'enable' && action !== 'disable') {
+    throw new OperatorError(`killswitch: unknown command "${action}": use status, enable maintenance|degraded <reason>, or disable [reason]`, 2);
+  }
   let expires: string | undefined;
-  const flag = words.indexOf('--expires');
-  if (flag >= 0) {
-    expires = words[flag + 1];
-    if (expires === undefined) throw new OperatorError('killswitch: --expires needs a duration such as 30m, 2h or 1d', 2);
-    words.splice(flag, 2);
+  const rest: string[] = [];
+  for (let i = 0; i < words.length; i++) {
+    const word = words[i];
+    if (!word.startsWith('--')) {
+      rest.push(word);
+      continue;
+    }
+    const equals = word.indexOf('=');
+    const name = equals < 0 ? word : word.slice(0, equals);
+    if (name !== EXPIRES_OPTION) throw new OperatorError(`killswitch: unknown option "${word}": the only option is ${EXPIRES_FORMS} (lower case)`, 2);
+    if (expires !== undefined) throw new OperatorError(`killswitch: ${EXPIRES_OPTION} is given twice ("${word}"): give it once, as ${EXPIRES_FORMS}`, 2);
+    expires = equals < 0 ? words[++i] : word.slice(equals + 1);
+    if (!expires) throw new OperatorError(`killswitch: ${EXPIRES_OPTION} needs a duration such as 30m, 2h or 1d: ${EXPIRES_FORMS}`, 2);
+  }
+  if (expires !== undefined && action !== 'enable') {
+    throw new OperatorError(`killswitch: ${EXPIRES_OPTION} applies only to enable (${action} takes none): remove it`, 2);
   }
   switch (action) {
     case 'status':
       return { action: 'status' };
     case 'enable': {
-      const mode = words.shift();
-      return { action: 'enable', mode, reason: words.join(' '), expires };
+      const mode = rest.shift();
+      return { action: 'enable', mode, reason: rest.join(' '), expires };
     }
     case 'disable':
-      return { action: 'disable', reason: words.join(' ') || undefined };
-    default:
-      throw new OperatorError(`killswitch: unknown command "${action}": use status, enable maintenance|degraded <reason>, or disable [reason]`, 2);
+      return { action: 'disable', reason: rest.join(' ') || undefined };
   }
 }
 

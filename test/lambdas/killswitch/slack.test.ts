@@ -76,6 +76,34 @@ describe('Slack /killswitch', () => {
     expect(JSON.parse(store.raw)).toMatchObject({ mode: 'normal', expiresAt: null });
   });
 
+  it('takes --expires=2h (the CLI\'s other form) as the expiry, not as the reason', async () => {
+    const store = fakeParameter(ssmMock, value());
+
+    const reply = await call(slackEvent(form({ user_id: 'U0123ONCALL', text: 'enable maintenance --expires=2h migration' })));
+
+    const written = JSON.parse(store.raw) as { mode: string; reason: string; updatedAt: string; expiresAt: string | null };
+    expect(reply).toMatchObject({ statusCode: 200, response_type: 'in_channel', text: expect.stringMatching(/^<@U0123ONCALL> enabled \*maintenance\* until \S+Z: migration$/) });
+    expect(written).toMatchObject({ mode: 'maintenance', reason: 'migration' });
+    expect(Date.parse(written.expiresAt ?? '') - Date.parse(written.updatedAt)).toBe(2 * 3600 * 1000);
+  });
+
+  it.each(['enable maintenance --EXPIRES 2h migration', 'enable maintenance migration --expire=2h', 'enable maintenance --yes migration'])(
+    'refuses any other option (%s) in one line naming it and the accepted form, and writes nothing',
+    async (text) => {
+      fakeParameter(ssmMock, value());
+
+      const reply = await call(slackEvent(form({ user_id: 'U0123ONCALL', text })));
+
+      const word = text.split(' ').find((w) => w.startsWith('--'));
+      expect(reply).toEqual({
+        statusCode: 200,
+        response_type: 'ephemeral',
+        text: `killswitch: unknown option "${word}": the only option is --expires 2h or --expires=2h (lower case)`,
+      });
+      expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
+    },
+  );
+
   it('rejects a forged signature (wrong secret) with 401 and writes nothing', async () => {
     fakeParameter(ssmMock, value());
 
@@ -244,5 +272,16 @@ describe('parseSlackText', () => {
     expect(parseSlackText('disable')).toEqual({ action: 'disable', reason: undefined });
     expect(() => parseSlackText('reboot')).toThrow(/unknown command "reboot"/);
     expect(() => parseSlackText('enable maintenance x --expires')).toThrow(/--expires needs a duration/);
+  });
+
+  it('takes --expires=V anywhere, as the CLI does, and refuses what the CLI would not take', () => {
+    expect(parseSlackText('enable maintenance --expires=2h migration OSRM')).toEqual({ action: 'enable', mode: 'maintenance', reason: 'migration OSRM', expires: '2h' });
+    expect(parseSlackText('enable --expires=1h30m degraded peak')).toEqual({ action: 'enable', mode: 'degraded', reason: 'peak', expires: '1h30m' });
+    expect(() => parseSlackText('enable maintenance migration --EXPIRES 2h')).toThrow(/^killswitch: unknown option "--EXPIRES": the only option is --expires 2h or --expires=2h \(lower case\)$/);
+    expect(() => parseSlackText('enable maintenance migration --Expires=2h')).toThrow(/^killswitch: unknown option "--Expires=2h"/);
+    expect(() => parseSlackText('enable maintenance x --expires=')).toThrow(/^killswitch: --expires needs a duration such as 30m, 2h or 1d: --expires 2h or --expires=2h$/);
+    expect(() => parseSlackText('enable maintenance x --expires 2h --expires=3h')).toThrow(/^killswitch: --expires is given twice \("--expires=3h"\)/);
+    expect(() => parseSlackText('disable --expires 2h back')).toThrow(/^killswitch: --expires applies only to enable \(disable takes none\): remove it$/);
+    expect(() => parseSlackText('reboot --force')).toThrow(/unknown command "reboot"/);
   });
 });
