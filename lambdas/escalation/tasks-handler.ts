@@ -35,6 +35,7 @@ const deps = {
   levels: env.LEVELS,
   slackTopicArn: env.SLACK_TOPIC_ARN,
   runbookUrl: env.RUNBOOK_URL,
+  warn: (message: string, details: Record<string, unknown>) => logger.warn(message, details),
   ...(env.ACK_URL &&
     env.ACK_KEY_SECRET_ARN && {
       ackLink: { baseUrl: env.ACK_URL, validitySeconds: env.ACK_LINK_VALIDITY_SECONDS, key: () => readAckLinkKey(env.ACK_KEY_SECRET_ARN as string) },

@@ -1,7 +1,7 @@
 import { CloudWatchClient, DescribeAlarmsCommand } from '@aws-sdk/client-cloudwatch';
 import { StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
-import { oneLine } from '../shared/errors';
+import { namedLine, oneLine } from '../shared/errors';
 import { ackLinkUrl } from './ack-link';
 import type { ExecutionInput } from './ingest';
 import { Incident, joinAwaitsReminder, runbookOf, shortHash, signalsEvent } from './model';
@@ -34,6 +34,8 @@ export interface TaskDeps {
   readonly runbookUrl: string;
   /** Signed acknowledgement links in pages. @default - no link */
   readonly ackLink?: { readonly baseUrl: string; readonly key: () => Promise<string>; readonly validitySeconds: number };
+  /** Something wrong that did not stop the step (a page sent without its link). @default - not logged (the timeline has it) */
+  readonly warn?: (message: string, details: Record<string, unknown>) => void;
 }
 
 /** What each workflow step sends the task function. */
@@ -61,22 +63,37 @@ async function requireIncident(deps: TaskDeps, id: string): Promise<Incident> {
   return incident;
 }
 
-/** How to acknowledge, in every page: the link (no credentials), Slack, the CLI. */
-async function howToAck(deps: TaskDeps, incident: Incident, level: number, ackKey?: Promise<string>): Promise<string[]> {
+/**
+ * How to acknowledge, in every page: the link (no credentials), Slack, the CLI. A link key that
+ * cannot be read (Secrets Manager throttled on a cold start, a key rotated by hand to fewer than 32
+ * characters, deleted) costs the page its link, never the page: Slack and the CLI still acknowledge.
+ */
+async function howToAck(deps: TaskDeps, incident: Incident, level: number, ackKey?: Promise<string>): Promise<{ lines: string[]; linkMissing?: string }> {
   const lines: string[] = [];
+  let linkMissing: string | undefined;
   if (deps.ackLink) {
     const expiresAt = Math.floor(Date.parse(nowIso(deps)) / 1000) + deps.ackLink.validitySeconds;
-    lines.push(`Acquitter (lien signé, usage unique) : ${ackLinkUrl(deps.ackLink.baseUrl, await (ackKey ?? deps.ackLink.key()), { incidentId: incident.id, level, expiresAt })}`);
+    try {
+      lines.push(`Acquitter (lien signé, usage unique) : ${ackLinkUrl(deps.ackLink.baseUrl, await (ackKey ?? deps.ackLink.key()), { incidentId: incident.id, level, expiresAt })}`);
+    } catch (error) {
+      // The error's name and message only (readAckLinkKey never puts the key in its message). The
+      // Secrets Manager error (ThrottlingException, ResourceNotFoundException...) says what to do;
+      // Powertools wraps it in a GetParameterError that says less.
+      const cause = (error as { cause?: unknown } | null)?.cause;
+      linkMissing = namedLine(cause instanceof Error ? cause : error);
+    }
   }
   lines.push(`Slack : /incident ack ${incident.id}`);
   lines.push(`CLI : npx atmr-dr incident ack ${incident.id} --by "<nom>"`);
-  return lines;
+  return { lines, linkMissing };
 }
 
 export interface PageMessage {
   readonly subject: string;
   readonly text: string;
   readonly sms: string;
+  /** Why the page has no acknowledgement link (its key could not be read); absent when it has one or none is configured. */
+  readonly linkMissing?: string;
 }
 
 /**
@@ -86,6 +103,7 @@ export interface PageMessage {
 export async function pageMessage(deps: TaskDeps, incident: Incident, level: number, kind: 'page' | 'reminder', ackKey?: Promise<string>): Promise<PageMessage> {
   const { section, link } = runbookOf(incident.alarmDescription);
   const levelName = deps.levels[level - 1]?.name ?? `level ${level}`;
+  const ack = await howToAck(deps, incident, level, ackKey);
   const head = kind === 'page' ? `Niveau ${level} (${levelName})` : `Rappel niveau ${level} (${levelName}), incident acquitté mais alarme toujours en ALARM`;
   const text = [
     `[atmr-dr] Incident ${incident.id} : ${incident.alarmName} en ALARM depuis ${incident.openedAt}`,
@@ -97,11 +115,23 @@ export async function pageMessage(deps: TaskDeps, incident: Incident, level: num
       ? [`Alarme d'événement : son retour à OK ne résout rien. L'escalade continue jusqu'à l'acquittement ; une fois traité : npx atmr-dr incident resolve ${incident.id}`]
       : []),
     `Runbook : ${section ?? 'Escalade'} ${link ?? deps.runbookUrl}`,
-    ...(await howToAck(deps, incident, level, ackKey)),
+    ...ack.lines,
   ].join('\n');
   const subject = `[atmr-dr] ${kind === 'page' ? `N${level}` : 'Rappel'} ${incident.alarmName}`.slice(0, 99);
   const sms = `atmr-dr N${level} ${incident.alarmName} ALARM. Ack: /incident ack ${incident.id}`;
-  return { subject, text, sms };
+  return { subject, text, sms, ...(ack.linkMissing !== undefined && { linkMissing: ack.linkMissing }) };
+}
+
+/**
+ * A page or reminder that went out without its acknowledgement link: logged (the error's name and
+ * message, never the key) and recorded on the timeline once per step (`key`), so the post-mortem
+ * shows why that page had no link.
+ */
+async function recordLinkMissing(deps: TaskDeps, incidentId: string, key: string, what: string, linkMissing: string | undefined, at: string, level: number): Promise<void> {
+  if (linkMissing === undefined) return;
+  const text = `${what} sent without its acknowledgement link: the link key could not be read (${linkMissing}); Slack and the CLI acknowledge`;
+  deps.warn?.('acknowledgement link key unreadable: page sent without its link', { incidentId, level, error: linkMissing });
+  await recordTimeline(deps.store, incidentId, `${key}#no-link`, { at, kind: 'note', text, level });
 }
 
 /** AWS Chatbot's custom notification format (plain text is not shown by Chatbot). */
@@ -133,7 +163,7 @@ async function publishSlack(deps: TaskDeps, title: string, description: string):
 async function page(deps: TaskDeps, incidentId: string, level: number, taskToken: string): Promise<string> {
   // The link key (a Secrets Manager read on a cold start) is fetched while the token is stored,
   // not after: it is on the path to the page. Observed here so that an early return leaves no
-  // unhandled rejection; a failure still fails the page below.
+  // unhandled rejection; a failure costs the page its link below, not the page.
   const ackKey = deps.ackLink?.key();
   ackKey?.catch(() => undefined);
   const incident = await storeTaskToken(deps.store, incidentId, taskToken, level);
@@ -154,6 +184,7 @@ async function page(deps: TaskDeps, incidentId: string, level: number, taskToken
   try {
     await publish(deps, target.topicArn, message);
   } catch (error) {
+    // A page without its link that did not go out either: the retry reads the key again.
     await recordTimeline(deps.store, incidentId, `page-failed#${pageKey}#${at}`, {
       at,
       kind: 'page-failed',
@@ -166,6 +197,7 @@ async function page(deps: TaskDeps, incidentId: string, level: number, taskToken
   // cost the level its page) go together rather than one after the other.
   await Promise.all([
     recordPagedLevel(deps.store, incidentId, level, pageKey),
+    recordLinkMissing(deps, incidentId, `page#${pageKey}`, `Page of level ${level} (${target.name})`, message.linkMissing, at, level),
     recordTimeline(deps.store, incidentId, `page#${pageKey}`, { at, kind: 'page', text: `Paged level ${level} (${target.name})`, level }),
     publishSlack(deps, `:rotating_light: ${incident.alarmName} : niveau ${level} (${target.name})`, message.text).catch(() => undefined),
   ]);
@@ -188,12 +220,14 @@ async function remind(deps: TaskDeps, incidentId: string, taskToken: string): Pr
   const at = nowIso(deps);
   const key = `reminder#${shortHash(taskToken)}`;
   if (!(await recordTimeline(deps.store, incidentId, key, { at, kind: 'reminder', text: `Reminded level ${level} (${target?.name ?? '?'})`, level }))) return 'already reminded';
+  const message = target && (await pageMessage(deps, incident, level, 'reminder'));
   try {
-    if (target) await publish(deps, target.topicArn, await pageMessage(deps, incident, level, 'reminder'));
+    if (target && message) await publish(deps, target.topicArn, message);
   } catch (error) {
     // A failed reminder is recorded; the next one comes after the interval (the incident is acknowledged).
     await recordTimeline(deps.store, incidentId, `${key}#failed`, { at, kind: 'page-failed', text: `Reminder of level ${level} failed: ${oneLine(error)}`, level });
   }
+  if (target && message) await recordLinkMissing(deps, incidentId, key, `Reminder of level ${level} (${target.name})`, message.linkMissing, at, level);
   return `reminded level ${level}`;
 }
 

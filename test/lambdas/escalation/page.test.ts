@@ -1,5 +1,8 @@
-import { getIncident, timeline } from '../../../lambdas/escalation/store';
-import { runTask } from '../../../lambdas/escalation/tasks';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { mockClient } from 'aws-sdk-client-mock';
+import { readAckLinkKey } from '../../../lambdas/escalation/key';
+import { acknowledgeIncident, getIncident, timeline } from '../../../lambdas/escalation/store';
+import { runTask, TaskDeps } from '../../../lambdas/escalation/tasks';
 import { EscalationHarness, LEVEL_TOPICS, openIncident, startHarness } from './harness';
 
 const STATE_TIME = '2026-11-30T10:15:00.123+0000';
@@ -44,5 +47,91 @@ describe('escalation page step', () => {
     await page('token-2', 3);
 
     expect(h.published.filter((p) => p.topicArn === LEVEL_TOPICS[2])).toHaveLength(2);
+  });
+});
+
+/**
+ * The acknowledgement link's key as the task function reads it (readAckLinkKey, Powertools'
+ * Secrets Manager provider), Secrets Manager answered at the SDK boundary. Each test reads its own
+ * secret ARN: the provider caches a value 5 minutes per name.
+ */
+describe('escalation page step when the acknowledgement link key cannot be read', () => {
+  const secrets = mockClient(SecretsManagerClient);
+  let h: EscalationHarness;
+  let incidentId: string;
+  let warnings: { message: string; details: Record<string, unknown> }[];
+  let secretArn: string;
+  let n = 0;
+  beforeEach(async () => {
+    secrets.reset();
+    h = await startHarness();
+    incidentId = await openIncident(h, STATE_TIME);
+    warnings = [];
+    secretArn = `arn:aws:secretsmanager:eu-west-3:111111111111:secret:AckLinkKey-${++n}`;
+  });
+  afterEach(async () => h.close());
+  afterAll(() => secrets.restore());
+
+  const deps = (): TaskDeps => ({
+    ...h.taskDeps,
+    ackLink: { ...h.taskDeps.ackLink!, key: () => readAckLinkKey(secretArn) },
+    warn: (message, details) => warnings.push({ message, details }),
+  });
+
+  /** The page of level 1 went out, without the link, with the Slack and CLI ways; the level stays 1. */
+  async function expectPagedWithoutLink(why: RegExp): Promise<void> {
+    const result = await runTask(deps(), { action: 'page', incidentId, level: 1, taskToken: 'token-1' });
+
+    expect(result).toEqual({ result: 'paged level 1' });
+    expect(h.published.map((p) => p.topicArn)).toEqual([LEVEL_TOPICS[0]]);
+    const text = h.published[0].text;
+    expect(text).not.toContain('Acquitter (lien signé');
+    expect(text).toContain(`Slack : /incident ack ${incidentId}`);
+    expect(text).toContain(`CLI : npx atmr-dr incident ack ${incidentId}`);
+    expect(await getIncident(h.store, incidentId)).toMatchObject({ status: 'OPEN', level: 1, pagedLevels: [1] });
+    const notes = (await timeline(h.store, incidentId)).filter((e) => e.kind === 'note');
+    expect(notes).toEqual([expect.objectContaining({ level: 1, text: expect.stringMatching(/^Page of level 1 \(On-call engineer\) sent without its acknowledgement link: the link key could not be read/) })]);
+    expect(notes[0].text).toMatch(why);
+    expect(warnings).toEqual([{ message: expect.stringContaining('page sent without its link'), details: expect.objectContaining({ incidentId, level: 1, error: expect.stringMatching(why) }) }]);
+  }
+
+  it('pages level 1 without the link when Secrets Manager is throttled (a cold start), instead of failing the step and paging level 2', async () => {
+    secrets.on(GetSecretValueCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+
+    await expectPagedWithoutLink(/ThrottlingException: Rate exceeded/);
+  });
+
+  it('pages level 1 without the link when the key was rotated by hand to fewer than 32 characters, and logs no part of it', async () => {
+    secrets.on(GetSecretValueCommand).resolves({ SecretString: 'short-key-123' });
+
+    await expectPagedWithoutLink(/shorter than 32 characters/);
+    expect(JSON.stringify(warnings)).not.toContain('short-key-123');
+    expect(JSON.stringify(await timeline(h.store, incidentId))).not.toContain('short-key-123');
+  });
+
+  it('reminds the acknowledging level without the link when the key cannot be read', async () => {
+    secrets.on(GetSecretValueCommand).rejects(Object.assign(new Error('Secrets Manager can\'t find the specified secret.'), { name: 'ResourceNotFoundException' }));
+    await acknowledgeIncident(h.store, incidentId, { by: 'alice', via: 'cli', level: 1 });
+
+    const result = await runTask(deps(), { action: 'remind', incidentId, taskToken: 'token-r1' });
+
+    expect(result).toEqual({ result: 'reminded level 1' });
+    expect(h.published).toHaveLength(1);
+    expect(h.published[0]).toMatchObject({ topicArn: LEVEL_TOPICS[0], subject: expect.stringContaining('Rappel') });
+    expect(h.published[0].text).not.toContain('Acquitter (lien signé');
+    expect(h.published[0].text).toContain(`Slack : /incident ack ${incidentId}`);
+    const entries = await timeline(h.store, incidentId);
+    expect(entries.filter((e) => e.kind === 'page-failed')).toEqual([]);
+    expect(entries.filter((e) => e.kind === 'note').map((e) => e.text)).toEqual([expect.stringMatching(/^Reminder of level 1 \(On-call engineer\) sent without its acknowledgement link: .*ResourceNotFoundException/)]);
+  });
+
+  it('pages with the link when the key is readable', async () => {
+    secrets.on(GetSecretValueCommand).resolves({ SecretString: 'k'.repeat(40) });
+
+    await runTask(deps(), { action: 'page', incidentId, level: 1, taskToken: 'token-1' });
+
+    expect(h.published[0].text).toMatch(/Acquitter \(lien signé, usage unique\) : https:\/\/ack\.example\//);
+    expect((await timeline(h.store, incidentId)).filter((e) => e.kind === 'note')).toEqual([]);
+    expect(warnings).toEqual([]);
   });
 });
