@@ -151,6 +151,19 @@ export async function recordTimeline(store: IncidentStore, id: string, key: stri
   return result.outcome !== 'refused';
 }
 
+/** The keys of the incident's timeline entries that start with `prefix` (facts already recorded, e.g. the levels told of the resolution). */
+export async function timelineKeys(store: IncidentStore, id: string, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  const query = {
+    KeyConditionExpression: 'pk = :pk AND begins_with(sk, :e)',
+    ExpressionAttributeValues: { ':pk': incidentPk(id), ':e': `EVENT#${prefix}` },
+    ProjectionExpression: 'sk',
+    ConsistentRead: true,
+  };
+  for await (const items of queryPages(store, query)) keys.push(...items.map((item) => String(item.sk).slice('EVENT#'.length)));
+  return keys;
+}
+
 export async function timeline(store: IncidentStore, id: string): Promise<TimelineEntry[]> {
   const entries: TimelineEntry[] = [];
   const query = { KeyConditionExpression: 'pk = :pk AND begins_with(sk, :e)', ExpressionAttributeValues: { ':pk': incidentPk(id), ':e': 'EVENT#' }, ConsistentRead: true };

@@ -15,6 +15,7 @@ import {
   replaceExecutionArn,
   resolveUnlessAlarmAgain,
   storeTaskToken,
+  timelineKeys,
   wake,
 } from './store';
 
@@ -53,6 +54,16 @@ export type AlarmStateNow = 'ALARM' | 'OK' | 'INSUFFICIENT_DATA' | 'DELETED' | '
 /** Thrown when a page could not be published after the SDK's retries: the workflow climbs at once. */
 export class PagePublishFailed extends Error {
   override readonly name = 'PagePublishFailed';
+}
+
+/**
+ * Thrown by the Resolve step once the incident is resolved when its notice could not reach every
+ * level paged (or the table refused its bookkeeping): the workflow retries the step, which tells only
+ * the levels not told yet, and after its retries ends the execution without failing it (a failed
+ * execution pages "nobody is being paged" for an incident that is resolved).
+ */
+export class ResolutionNoticeFailed extends Error {
+  override readonly name = 'ResolutionNoticeFailed';
 }
 
 const nowIso = (deps: TaskDeps): string => (deps.store.now ?? (() => new Date()))().toISOString();
@@ -263,7 +274,7 @@ export interface ResolveOutput {
  */
 async function resolve(deps: TaskDeps, incidentId: string, check: { alarmState?: string; lastJoinedAlarmAt?: string } | undefined): Promise<ResolveOutput> {
   const alarmState = check?.alarmState;
-  let incident = await requireIncident(deps, incidentId);
+  const incident = await requireIncident(deps, incidentId);
   if (incident.status !== 'RESOLVED') {
     const how = alarmState === 'DELETED' ? 'alarm deleted' : `alarm ${alarmState ?? 'OK'}`;
     // A deleted alarm has no ALARM to come. A check answered by task code older than the field
@@ -281,9 +292,28 @@ async function resolve(deps: TaskDeps, incidentId: string, check: { alarmState?:
       });
       return { result: `not resolved: ALARM again at ${joined}`, alarmAgain: { status: outcome.incident.status, level: outcome.incident.level } };
     }
-    incident = await requireIncident(deps, incidentId);
   }
-  await releaseOpenPointer(deps.store, incident.alarmName, incidentId);
+  // The incident is resolved from here on: whatever fails now fails its notice, not the escalation.
+  try {
+    return await announceResolution(deps, incident.status === 'RESOLVED' ? incident : await requireIncident(deps, incidentId));
+  } catch (error) {
+    if (error instanceof ResolutionNoticeFailed) throw error;
+    throw new ResolutionNoticeFailed(`incident ${incidentId} is resolved; its resolution notice failed: ${namedLine(error)}`);
+  }
+}
+
+/** Timeline keys of the resolution notice, one per level told (`L<n>`) and one for Slack. */
+const NOTICE = 'resolution-notice#';
+
+/**
+ * Tells every level that was paged (and Slack) of the resolution, each once. The timeline entry of a
+ * level (`resolution-notice#L<n>`, a conditional write) is written once its notice is out, and the
+ * step reads them first: a retried step (a level's publish failed) tells only the levels not told
+ * yet. A step stopped between a publish and its entry tells that level again on its retry: twice
+ * rather than never.
+ */
+async function announceResolution(deps: TaskDeps, incident: Incident): Promise<ResolveOutput> {
+  await releaseOpenPointer(deps.store, incident.alarmName, incident.id);
   if (incident.resolutionNotifiedAt) return { result: 'already announced' };
   const r = incident.resolution;
   const text = [
@@ -292,12 +322,41 @@ async function resolve(deps: TaskDeps, incidentId: string, check: { alarmState?:
     `Chronologie pour le post-mortem (sous 24 h) : npx atmr-dr incident timeline ${incident.id}`,
   ].join('\n');
   const message: PageMessage = { subject: `[atmr-dr] Résolu ${incident.alarmName}`.slice(0, 99), text, sms: `atmr-dr résolu : ${incident.alarmName} (${incident.id})` };
+  interface Channel {
+    readonly key: string;
+    readonly what: string;
+    readonly level?: number;
+    readonly send: () => Promise<void>;
+    /** Slack is a second channel: its failure is recorded, and does not fail the step. */
+    readonly required: boolean;
+  }
+  const channels: Channel[] = [];
   for (const level of incident.pagedLevels) {
     const target = deps.levels[level - 1];
-    if (target) await publish(deps, target.topicArn, message);
+    if (target) channels.push({ key: `L${level}`, what: `level ${level} (${target.name})`, level, send: () => publish(deps, target.topicArn, message), required: true });
   }
-  await publishSlack(deps, `:white_check_mark: Résolu : ${incident.alarmName}`, text).catch(() => undefined);
-  await claimResolutionNotice(deps.store, incidentId);
+  if (deps.slackTopicArn) channels.push({ key: 'slack', what: 'Slack', send: () => publishSlack(deps, `:white_check_mark: Résolu : ${incident.alarmName}`, text), required: false });
+
+  const told = new Set(await timelineKeys(deps.store, incident.id, NOTICE));
+  const at = nowIso(deps);
+  const failures = await Promise.all(
+    channels
+      .filter((channel) => !told.has(`${NOTICE}${channel.key}`))
+      .map(async (channel): Promise<string | undefined> => {
+        const level = channel.level === undefined ? {} : { level: channel.level };
+        try {
+          await channel.send();
+        } catch (error) {
+          await recordTimeline(deps.store, incident.id, `resolution-notice-failed#${channel.key}#${at}`, { at, kind: 'page-failed', text: `Resolution notice to ${channel.what} failed: ${oneLine(error)}`, ...level });
+          return channel.required ? `${channel.what}: ${namedLine(error)}` : undefined;
+        }
+        await recordTimeline(deps.store, incident.id, `${NOTICE}${channel.key}`, { at, kind: 'note', text: `Resolution notice sent to ${channel.what}`, ...level });
+        return undefined;
+      }),
+  );
+  const failed = failures.filter((failure): failure is string => failure !== undefined);
+  if (failed.length > 0) throw new ResolutionNoticeFailed(`incident ${incident.id} is resolved; its notice could not be sent to ${failed.join('; ')}`);
+  await claimResolutionNotice(deps.store, incident.id);
   return { result: `announced to levels ${incident.pagedLevels.join(', ') || 'none'}` };
 }
 

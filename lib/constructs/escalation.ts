@@ -458,7 +458,12 @@ export class Escalation extends Construct {
       payloadResponseOnly: true,
       resultPath: '$.resolved',
     })
-      .addRetry({ errors: ['States.ALL'], maxAttempts: 6, interval: Duration.seconds(5), backoffRate: 2 });
+      .addRetry({ errors: ['States.ALL'], maxAttempts: 6, interval: Duration.seconds(5), backoffRate: 2 })
+      // The incident is resolved but its notice did not reach every level paged after the retries
+      // (each retry tells only the levels not told yet; the failures are on the timeline and in
+      // PagerErrors). Failing the execution would page "nobody is being paged" for an incident that
+      // is resolved: it ends instead.
+      .addCatch(new sfn.Succeed(this, 'ResolvedNoticeUndelivered'), { errors: ['ResolutionNoticeFailed'], resultPath: '$.noticeError' });
 
     // Hand-over (HAND_OVER_AFTER_ROUNDS): an open incident loops for as long as nobody resolves it,
     // and Step Functions fails an execution at 25,000 history events. Every loop-back edge goes

@@ -101,6 +101,12 @@ describe('escalation (template)', () => {
     expect((states.StillAlarmAfterLevel3.Choices as Json[])[0]).toEqual({ Variable: '$.check.alarmState', StringEquals: 'ALARM', Next: 'RoundPageLevel3' });
   });
 
+  it('ends, without failing, an execution whose resolution notice could not reach every level after the retries (a failed one pages "nobody is being paged")', () => {
+    expect(states.Resolve.Retry).toContainEqual(expect.objectContaining({ ErrorEquals: ['States.ALL'], MaxAttempts: 6 }));
+    expect(states.Resolve.Catch).toEqual([{ ErrorEquals: ['ResolutionNoticeFailed'], ResultPath: '$.noticeError', Next: 'ResolvedNoticeUndelivered' }]);
+    expect(states.ResolvedNoticeUndelivered).toEqual({ Type: 'Succeed' });
+  });
+
   it('climbs an event alarm\'s incident whatever state its alarm is in, and waits while acknowledged, until a human closes it or the alarm is deleted', () => {
     expect((states.StillAlarmAfterLevel3.Choices as Json[])[1]).toEqual({ ...EVENT_STILL_OPEN, Next: 'RoundPageLevel3' });
     expect(states.StillAlarmWhileAcked.Choices).toEqual([

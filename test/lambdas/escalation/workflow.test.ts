@@ -75,7 +75,8 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
     const incident = await getIncident(h.store, incidentId);
     expect(incident?.ack).toEqual(expect.objectContaining({ by: 'alice', via: 'cli' }));
     const entries = await timeline(h.store, incidentId);
-    expect(entries.map((e) => e.kind)).toEqual(['state', 'page', 'page', 'ack', 'reminder', 'reminder', 'resolved']);
+    expect(entries.map((e) => e.kind)).toEqual(['state', 'page', 'page', 'ack', 'reminder', 'reminder', 'resolved', 'note', 'note']);
+    expect(entries.slice(-2).map((e) => e.text)).toEqual(['Resolution notice sent to level 1 (On-call engineer)', 'Resolution notice sent to level 2 (Lead DevOps)']);
   });
 
   it('resolves at once when the alarm returns to OK during a wait, and tells only the levels paged', async () => {
@@ -128,6 +129,57 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
     expect(kinds('N')).toEqual([1]);
     expect(kinds('Résolu')).toEqual([1]);
   });
+  describe('a resolution notice that a level\'s topic refuses', () => {
+    /**
+     * Levels 1 and 2 paged (level 1 times out in ALARM), then the alarm reads OK: Resolve tells both.
+     * The first `failures` Résolu publishes to level 2 fail (SNS refused after the SDK's retries).
+     */
+    const resolvingWithLevel2Refusing = (failures: number) => {
+      h.alarmStates = ['ALARM', 'OK'];
+      let refused = 0;
+      const sns = h.taskDeps.sns;
+      const send = sns.send.bind(sns) as (command: unknown) => Promise<unknown>;
+      const wrapped = new Proxy(sns, {
+        get: (target, property) =>
+          property === 'send'
+            ? async (command: { input?: { TopicArn?: string; Subject?: string } }) => {
+                if (command.input?.TopicArn === LEVEL_TOPICS[1] && command.input.Subject?.startsWith('[atmr-dr] Résolu') && refused < failures) {
+                  refused += 1;
+                  throw Object.assign(new Error('KMS key is disabled'), { name: 'KMSDisabledException' });
+                }
+                return send(command);
+              }
+            : (target as unknown as Record<string | symbol, unknown>)[property],
+      });
+      return runLocally(definition, { ...h, taskDeps: { ...h.taskDeps, sns: wrapped } } as EscalationHarness, { incidentId, alarmName: ALARM });
+    };
+    const noticeFailures = async () => (await timeline(h.store, incidentId)).filter((e) => e.kind === 'page-failed').map((e) => e.text);
+
+    it('tells each level once when one level\'s notice fails and the retried step gets through: the retry tells only that level', async () => {
+      const { path, output } = await resolvingWithLevel2Refusing(1);
+
+      expect(path.filter((s) => s === 'Resolve')).toHaveLength(2);
+      expect(kinds('Résolu')).toEqual([1, 2]);
+      expect(await noticeFailures()).toEqual(['Resolution notice to level 2 (Lead DevOps) failed: KMS key is disabled']);
+      expect((await getIncident(h.store, incidentId))?.resolutionNotifiedAt).toEqual(expect.any(String));
+      expect(output.resolved).toEqual({ result: 'announced to levels 1, 2' });
+    });
+
+    it('ends the execution (no "nobody is being paged") when a level cannot be told after every retry, having told the others once', async () => {
+      const { path, output } = await resolvingWithLevel2Refusing(Number.POSITIVE_INFINITY);
+
+      // The step and its 6 retries, then the catch: the execution succeeds.
+      expect(path.filter((s) => s === 'Resolve')).toHaveLength(7);
+      expect(output.noticeError).toEqual(expect.objectContaining({ Error: 'ResolutionNoticeFailed' }));
+      expect(String((output.noticeError as { Cause?: string }).Cause)).toContain('its notice could not be sent to level 2 (Lead DevOps): KMSDisabledException: KMS key is disabled');
+      expect(kinds('Résolu')).toEqual([1]);
+      expect(await noticeFailures()).toHaveLength(7);
+      const incident = await getIncident(h.store, incidentId);
+      expect(incident).toEqual(expect.objectContaining({ status: 'RESOLVED', pagedLevels: [1, 2] }));
+      expect(incident?.resolutionNotifiedAt).toBeUndefined();
+    });
+  });
+
   describe('an ALARM that joins the incident after the check read the alarm OK, before Resolve', () => {
     /** The workflow's DescribeAlarms, followed by the delivery of a new ALARM (once, at the given check). */
     const alarmAgainAfterCheck = (atCheck: number) => {
