@@ -7,6 +7,14 @@ import { alarmDescriptionIn, definitionIn, handingOverAfter, MachineDefinition, 
 
 const STATE_TIME = '2026-11-30T10:15:00.123+0000';
 
+/** `client` whose `send` goes through `intercept` (which may call the real one), for one test's task code. */
+function intercepting<T extends { send: unknown }>(client: T, intercept: (command: unknown, send: (command: unknown) => Promise<unknown>) => Promise<unknown>): T {
+  const send = (client.send as (command: unknown) => Promise<unknown>).bind(client);
+  return new Proxy(client, {
+    get: (target, property) => (property === 'send' ? (command: unknown) => intercept(command, send) : (target as unknown as Record<string | symbol, unknown>)[property]),
+  });
+}
+
 /** The escalation state machine as synthesized, run locally against the real task code. */
 describe('escalation workflow (aws-local-stepfunctions)', () => {
   let definition: MachineDefinition;
@@ -137,19 +145,13 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
     const resolvingWithLevel2Refusing = (failures: number) => {
       h.alarmStates = ['ALARM', 'OK'];
       let refused = 0;
-      const sns = h.taskDeps.sns;
-      const send = sns.send.bind(sns) as (command: unknown) => Promise<unknown>;
-      const wrapped = new Proxy(sns, {
-        get: (target, property) =>
-          property === 'send'
-            ? async (command: { input?: { TopicArn?: string; Subject?: string } }) => {
-                if (command.input?.TopicArn === LEVEL_TOPICS[1] && command.input.Subject?.startsWith('[atmr-dr] Résolu') && refused < failures) {
-                  refused += 1;
-                  throw Object.assign(new Error('KMS key is disabled'), { name: 'KMSDisabledException' });
-                }
-                return send(command);
-              }
-            : (target as unknown as Record<string | symbol, unknown>)[property],
+      const wrapped = intercepting(h.taskDeps.sns, async (command, send) => {
+        const input = (command as { input?: { TopicArn?: string; Subject?: string } }).input;
+        if (input?.TopicArn === LEVEL_TOPICS[1] && input.Subject?.startsWith('[atmr-dr] Résolu') && refused < failures) {
+          refused += 1;
+          throw Object.assign(new Error('KMS key is disabled'), { name: 'KMSDisabledException' });
+        }
+        return send(command);
       });
       return runLocally(definition, { ...h, taskDeps: { ...h.taskDeps, sns: wrapped } } as EscalationHarness, { incidentId, alarmName: ALARM });
     };
@@ -184,18 +186,11 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
     /** The workflow's DescribeAlarms, followed by the delivery of a new ALARM (once, at the given check). */
     const alarmAgainAfterCheck = (atCheck: number) => {
       let checks = 0;
-      const cloudwatch = h.taskDeps.cloudwatch;
-      const send = cloudwatch.send.bind(cloudwatch) as (command: unknown) => Promise<unknown>;
-      const wrapped = new Proxy(cloudwatch, {
-        get: (target, property) =>
-          property === 'send'
-            ? async (command: unknown) => {
-                const answer = await send(command);
-                checks += 1;
-                if (checks === atCheck) expect(await ingestAlarmChange(h.ingestDeps, alarmEvent('ALARM', '2026-11-30T10:31:00.000+0000'))).toEqual({ action: 'joined', incidentId });
-                return answer;
-              }
-            : (target as unknown as Record<string | symbol, unknown>)[property],
+      const wrapped = intercepting(h.taskDeps.cloudwatch, async (command, send) => {
+        const answer = await send(command);
+        checks += 1;
+        if (checks === atCheck) expect(await ingestAlarmChange(h.ingestDeps, alarmEvent('ALARM', '2026-11-30T10:31:00.000+0000'))).toEqual({ action: 'joined', incidentId });
+        return answer;
       });
       return { ...h, taskDeps: { ...h.taskDeps, cloudwatch: wrapped } } as EscalationHarness;
     };
