@@ -4,14 +4,13 @@ import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { RDSClient } from '@aws-sdk/client-rds';
 import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
-import type { ClientConfig } from 'pg';
 import { randomUUID } from 'node:crypto';
 import { readKillswitch, writeKillswitch } from '../killswitch/core';
 import type { KillswitchValue } from '../killswitch/value';
 import { checkHttp } from '../detection/targets';
 import { forceNewDeploymentOnce } from '../shared/ecs-deployments';
 import { OperatorError, oneLine } from '../shared/errors';
-import { openClient } from '../shared/pg-connection';
+import { openClient, type SessionConfig } from '../shared/pg-connection';
 import { proveWriteRolledBack } from '../shared/postgres';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
 import { CutoverStepReport, JournalEntry, JournalUndo, RECOVERY_EVENTS, RecoveryRecord, RecoveryStatus } from './contract';
@@ -63,7 +62,7 @@ export interface CutoverDeps {
   readonly cloudwatch: CloudWatchClient;
   readonly store: StoreDeps;
   /** Connection to the recovered instance for the write check (credentials from the database secret). */
-  readonly connectRecovered: (host: string, port: number) => Promise<ClientConfig>;
+  readonly connectRecovered: (host: string, port: number) => Promise<SessionConfig>;
   readonly fetch?: typeof fetch;
   readonly now?: () => Date;
   readonly sleep?: (ms: number) => Promise<void>;
@@ -831,7 +830,7 @@ function waitReady(fetchFn: typeof fetch, url: string, timeoutSeconds: number, p
  * recovery. It connects with the database secret's role, which need not own the database nor have
  * CREATE on its schemas (the shared proof writes a temporary table).
  */
-export async function writeCheck(connection: ClientConfig): Promise<void> {
+export async function writeCheck(connection: SessionConfig): Promise<void> {
   const client = await openClient({ ...connection, statement_timeout: 15_000 });
   try {
     await proveWriteRolledBack(client);

@@ -1,6 +1,5 @@
-import type { ClientConfig } from 'pg';
 import { oneLine } from '../shared/errors';
-import { openClient } from '../shared/pg-connection';
+import { openClient, type SessionConfig } from '../shared/pg-connection';
 import { QUERY_CANCELED, sqlState } from '../shared/pg-errors';
 import { queryOneStatementReadOnly, quoteQualifiedName } from '../shared/postgres';
 import { SideSnapshot, VerificationReport, VerificationRow } from './contract';
@@ -42,7 +41,7 @@ export type SideRead = SideSnapshot & { errors: Record<string, string>; timedOut
  * Reads one side; a failing check reads as null with its error kept; none starts that could outlast
  * `deadline` (epoch ms). `stop` ends the read at once: its session is closed, the checks left unread.
  */
-export async function snapshotSide(connection: ClientConfig, checks: VerificationChecks, deadline = Infinity, stop?: AbortSignal): Promise<SideRead> {
+export async function snapshotSide(connection: SessionConfig, checks: VerificationChecks, deadline = Infinity, stop?: AbortSignal): Promise<SideRead> {
   const statementTimeoutMs = checks.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
   // A side the server ends mid-read (production restarting or failing over: why one recovers)
   // fails its remaining checks, shown as unavailable, instead of crashing the step.
@@ -189,7 +188,7 @@ export function verificationStatus(report: VerificationReport): 'verified' | 'un
  * reached at all throws.
  */
 export async function verifyRecovery(
-  sides: { recovered: ClientConfig; production: ClientConfig },
+  sides: { recovered: SessionConfig; production: SessionConfig },
   checks: VerificationChecks,
   now: () => Date = () => new Date(),
 ): Promise<VerificationReport> {

@@ -2,10 +2,9 @@ import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { RDSClient } from '@aws-sdk/client-rds';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import type { ClientConfig } from 'pg';
 import { isTransientAwsError } from '../shared/aws-errors';
 import { OperatorError, oneLine } from '../shared/errors';
-import { pgClientConfig, resolveConnection } from '../shared/pg-connection';
+import { pgClientConfig, resolveConnection, type SessionConfig } from '../shared/pg-connection';
 import { sqlState } from '../shared/pg-errors';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
 import { LOGIN_REFUSED_ERROR, PASSWORD_RESET_MAX_SECONDS, PASSWORD_RESET_TIMEOUT_ERROR, RECOVERY_EVENTS, RecoveryRecord, RecoveryRequest, RecoveryStatus, VerificationReport } from './contract';
@@ -52,7 +51,7 @@ export interface WorkflowDeps {
   readonly settings: WorkflowSettings;
   readonly now?: () => Date;
   /** Overrides the database connections (tests point them at local PostgreSQL). */
-  readonly connect?: (side: 'recovered' | 'production', host: string, port: number) => Promise<ClientConfig>;
+  readonly connect?: (side: 'recovered' | 'production', host: string, port: number) => Promise<SessionConfig>;
 }
 
 /** The statuses the workflow writes while it runs (restore, wait, verify): the only ones its cleanup may mark failed. */
@@ -114,7 +113,7 @@ export async function statusStep(deps: WorkflowDeps, request: RecoveryRequest): 
   return { ready: state.ready, expired, status: state.status, ...(state.host && { host: state.host, port: state.port }) };
 }
 
-async function connection(deps: WorkflowDeps, side: 'recovered' | 'production', host: string, port: number): Promise<ClientConfig> {
+async function connection(deps: WorkflowDeps, side: 'recovered' | 'production', host: string, port: number): Promise<SessionConfig> {
   if (deps.connect) return deps.connect(side, host, port);
   const conn = await resolveConnection({
     env: {},

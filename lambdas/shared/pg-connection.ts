@@ -161,10 +161,32 @@ export function libpqEnv(conn: PgConnection, database = conn.database): Record<s
   return env;
 }
 
-/** node-postgres settings for the same connection. */
-export function pgClientConfig(conn: PgConnection, database = conn.database): ClientConfig {
+/**
+ * node-postgres settings, plus the one part of libpq's sslmode that node-postgres has not got: the
+ * plain connection made again when the server answers that it has no TLS (openClient does it).
+ */
+export interface SessionConfig extends ClientConfig {
+  /** TLS asked without a certificate check, as libpq's prefer: a server without TLS is connected to again without it. */
+  readonly plainIfServerHasNoTls?: boolean;
+}
+
+/** node-postgres' words for a server that answered the TLS request with 'N' (no TLS: ssl off, or built without). */
+const SERVER_HAS_NO_TLS = 'The server does not support SSL connections';
+
+/**
+ * node-postgres settings for the same connection, with libpq's meaning of PGSSLMODE, so a session of
+ * the tool connects wherever psql and pg_dump of the same environment do. Unset (libpq's default),
+ * `prefer` and `allow` try TLS first, without a certificate check, and connect without only when the
+ * server answers that it has no TLS: a server that takes TLS connections only (RDS PostgreSQL 15+,
+ * rds.force_ssl=1) is reached without PGSSLMODE, as psql reaches it. `allow` is libpq's plain first:
+ * taken as `prefer`, which connects to the same servers and encrypts where it can. `disable`: plain
+ * only. `require`: TLS only, no certificate check; `verify-ca` / `verify-full`: TLS, certificate
+ * checked (against PGSSLROOTCERT, e.g. the RDS CA bundle).
+ */
+export function pgClientConfig(conn: PgConnection, database = conn.database): SessionConfig {
+  const preferTls = conn.sslMode === undefined || conn.sslMode === 'prefer' || conn.sslMode === 'allow';
   const ssl =
-    conn.sslMode === undefined || conn.sslMode === 'disable' || conn.sslMode === 'prefer' || conn.sslMode === 'allow'
+    conn.sslMode === 'disable'
       ? false
       : conn.sslMode === 'verify-full' || conn.sslMode === 'verify-ca'
         ? { rejectUnauthorized: true, ...(conn.sslRootCert && { ca: readFileSync(conn.sslRootCert, 'utf8') }) }
@@ -176,6 +198,7 @@ export function pgClientConfig(conn: PgConnection, database = conn.database): Cl
     password: conn.password,
     database,
     ssl,
+    ...(preferTls && { plainIfServerHasNoTls: true }),
     application_name: APPLICATION_NAME,
     connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS,
     // A restore's session waits idle through a download and a load that take minutes: TCP
@@ -220,7 +243,35 @@ const CHECK_SETTINGS = () => 'check PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE (
  */
 const CONNECTION_FAILURES: readonly ConnectionFailureRule[] = [
   { pattern: /client password must be a string/, reason: 'the server asks for a password and none is set', advice: CHECK_SETTINGS, exitCode: 2 },
+  {
+    // Only PGSSLMODE require or verify-* get here: unset, prefer and allow connect again without TLS (openClient).
+    pattern: new RegExp(`^${SERVER_HAS_NO_TLS}$`),
+    reason: 'the server does not take TLS connections (ssl is off on it)',
+    advice: (conn) => `PGSSLMODE=${conn.sslMode} asks for TLS: turn ssl on on the server, or unset PGSSLMODE (TLS where the server has it, as psql) or set it to disable`,
+    exitCode: 2,
+  },
   { code: '28P01', advice: CHECK_SETTINGS, exitCode: 2 }, // invalid password
+  {
+    // pg_hba.conf has no line for this host, role, database and encryption ("no pg_hba.conf entry"),
+    // or one that rejects them ("pg_hba.conf rejects connection", RDS's form). Without TLS by the
+    // operator's PGSSLMODE=disable, the server may take TLS connections only (RDS's rds.force_ssl):
+    // PGSSLMODE is the setting to change. Without TLS because the server has none (unset, prefer),
+    // PGSSLMODE changes nothing and is not named.
+    code: '28000',
+    pattern: /pg_hba\.conf .*, no encryption$/,
+    advice: (conn) =>
+      conn.sslMode === 'disable'
+        ? `${CHECK_SETTINGS()}; PGSSLMODE=disable connects without TLS, and a server that takes TLS connections only (RDS's rds.force_ssl) refuses it: unset PGSSLMODE (TLS first, as psql) or set it to require, or verify-full with PGSSLROOTCERT to check the certificate`
+        : CHECK_SETTINGS(),
+    exitCode: 2,
+  },
+  {
+    // Refused over TLS: the server may take this role without TLS only (hostnossl lines).
+    code: '28000',
+    pattern: /pg_hba\.conf .*, SSL encryption$/,
+    advice: () => `${CHECK_SETTINGS()}; the connection used TLS, and a server that takes this role without TLS only (hostnossl in pg_hba.conf) refuses it: PGSSLMODE=disable connects without`,
+    exitCode: 2,
+  },
   { code: '28000', advice: CHECK_SETTINGS, exitCode: 2 }, // role does not exist, no pg_hba.conf entry
   { code: '3D000', advice: CHECK_SETTINGS, exitCode: 2 }, // database does not exist
   {
@@ -259,16 +310,30 @@ export function connectionFailure(conn: PgConnection, error: unknown): OperatorE
 }
 
 /**
- * A connected client, or the driver's own error. The client answers its 'error' event: the server
- * ending a session (a restart, a failover, an administrator's pg_terminate_backend, DROP DATABASE
- * WITH (FORCE)) while no statement of it runs, or the socket closing after a statement that ended
- * it, emits 'error' on the client, and without a listener that event crashes the whole process (a
- * Lambda function with nothing reported, the CLI with a stack trace). The next statement fails
- * instead, where the caller reads it. node-postgres is loaded here, on the first connection, not
- * when this module is: commands that resolve a connection without opening one (and the CLI's start)
- * do not pay for it.
+ * A connected client, or the driver's own error. Every node-postgres session of the tool is opened
+ * here. With `plainIfServerHasNoTls` (sslmode unset, prefer, allow), a server that answers the TLS
+ * request with "no TLS" (node-postgres: "The server does not support SSL connections") is connected
+ * to again without TLS, as libpq does; any other failure is the caller's, as it came.
+ *
+ * The client answers its 'error' event: the server ending a session (a restart, a failover, an
+ * administrator's pg_terminate_backend, DROP DATABASE WITH (FORCE)) while no statement of it runs,
+ * or the socket closing after a statement that ended it, emits 'error' on the client, and without a
+ * listener that event crashes the whole process (a Lambda function with nothing reported, the CLI
+ * with a stack trace). The next statement fails instead, where the caller reads it. node-postgres is
+ * loaded here, on the first connection, not when this module is: commands that resolve a connection
+ * without opening one (and the CLI's start) do not pay for it.
  */
-export async function openClient(config: ClientConfig): Promise<Client> {
+export async function openClient(config: SessionConfig): Promise<Client> {
+  const { plainIfServerHasNoTls, ...clientConfig } = config;
+  try {
+    return await connectOnce(clientConfig);
+  } catch (error) {
+    if (!plainIfServerHasNoTls || !clientConfig.ssl || (error as Error | undefined)?.message !== SERVER_HAS_NO_TLS) throw error;
+    return connectOnce({ ...clientConfig, ssl: false });
+  }
+}
+
+async function connectOnce(config: ClientConfig): Promise<Client> {
   const { Client: PgClient } = await import('pg');
   const client = new PgClient(config);
   client.on('error', () => undefined);

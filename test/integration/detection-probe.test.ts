@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
@@ -12,7 +11,7 @@ import { PROBE_METRICS, ProbeSettings, REDIS_WRITE_CHECK_KEY, RETRY_PAUSE_MS, ru
 import { captureProbeOutput, metricValue, startHttpServer } from '../lambdas/detection/fixtures';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { startDroppingProxy, type DroppingProxy } from '../support/dropping-proxy';
-import { freePort, psql } from '../support/postgres';
+import { freePort, psql, selfSignedCertificate } from '../support/postgres';
 import { LocalRedis, startRedis } from '../support/redis';
 
 // The health probe against real servers on 127.0.0.1: an HTTP server (200, 503, slow, refused),
@@ -235,8 +234,8 @@ describe('health probe against real servers', () => {
 describe('health probe: TLS', () => {
   it('reports a certificate the probe cannot trust as down with reason tls', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'probe-tls-'));
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-keyout', `${dir}/key.pem`, '-out', `${dir}/cert.pem`], { stdio: 'ignore' });
-    const server = https.createServer({ key: fs.readFileSync(`${dir}/key.pem`), cert: fs.readFileSync(`${dir}/cert.pem`) }, (_req, res) => res.end('ok'));
+    const { key, cert } = selfSignedCertificate(dir);
+    const server = https.createServer({ key: fs.readFileSync(key), cert: fs.readFileSync(cert) }, (_req, res) => res.end('ok'));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const { port } = server.address() as AddressInfo;

@@ -1,6 +1,8 @@
 import * as net from 'node:net';
+import * as path from 'node:path';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { operatorErrorOf } from '../support/refusal';
+import { readOnlyState } from '../../lambdas/detection/db-read-write';
 import { PgConnection, connectTo } from '../../lambdas/shared/pg-connection';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { PostgresCluster, freePort, psql, startPostgres, stopPostgres } from '../support/postgres';
@@ -146,17 +148,126 @@ describe('connectTo', () => {
     psql(cluster, 'postgres', `DROP DATABASE ${quoted}`);
   });
 
+  describe('TLS as libpq does it: PGSSLMODE unset is prefer (TLS first, plain only from a server without TLS)', () => {
+    let tlsOnly: PostgresCluster;
+    /** The shape of RDS with rds.force_ssl=1: a connection without TLS is rejected by name. */
+    const rdsLikeRole = 'atmr_dr_rds_like';
+
+    beforeAll(async () => {
+      // TCP connections with TLS only: hostssl lines, and for one role the explicit rejection of
+      // those without TLS that RDS's pg_hba.conf has ("pg_hba.conf rejects connection").
+      tlsOnly = await startPostgres({
+        tls: true,
+        hba: `local all all trust\nhostnossl all ${rdsLikeRole} 127.0.0.1/32 reject\nhostssl all all 127.0.0.1/32 trust\n`,
+      });
+      psql(tlsOnly, 'postgres', `CREATE ROLE ${rdsLikeRole} LOGIN`);
+    }, 120_000);
+
+    afterAll(() => {
+      if (tlsOnly) stopPostgres(tlsOnly);
+    });
+
+    const on = (server: Pick<PostgresCluster, 'host' | 'port'>, extra: Partial<PgConnection> = {}): PgConnection => ({
+      host: server.host,
+      port: server.port,
+      user: 'postgres',
+      database: 'postgres',
+      ...extra,
+    });
+    /** Whether the session connectTo opens is encrypted, as the server sees it. */
+    async function sessionUsesTls(connection: PgConnection): Promise<boolean> {
+      const client = await connectTo(connection);
+      try {
+        return (await client.query<{ ssl: boolean }>('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')).rows[0].ssl;
+      } finally {
+        await client.end();
+      }
+    }
+
+    it.each([
+      ['unset', undefined],
+      ['prefer', 'prefer'],
+      ['allow (taken as prefer)', 'allow'],
+      ['require', 'require'],
+    ])('PGSSLMODE %s connects to a server that takes TLS connections only (as psql does), over TLS', async (_case, sslMode) => {
+      await expect(sessionUsesTls(on(tlsOnly, { sslMode }))).resolves.toBe(true);
+    });
+
+    it('the same without PGSSLMODE for `db read-write` (a session opened from its own config)', async () => {
+      await expect(readOnlyState(on(tlsOnly))).resolves.toMatchObject({ database: 'postgres', transactionReadOnly: false });
+    });
+
+    it.each([
+      ['unset', undefined],
+      ['prefer', 'prefer'],
+      ['allow', 'allow'],
+      ['disable', 'disable'],
+    ])('PGSSLMODE %s still connects to a server without TLS (ssl off), without it', async (_case, sslMode) => {
+      await expect(sessionUsesTls(on(cluster, { sslMode }))).resolves.toBe(false);
+    });
+
+    it('PGSSLMODE=verify-full with PGSSLROOTCERT the CA of the server checks its certificate and connects over TLS; without it, refuses', async () => {
+      const sslRootCert = path.join(path.dirname(tlsOnly.dataDir), 'cert.pem');
+      // The certificate names localhost, not 127.0.0.1: verify-full checks the name too.
+      const byName = { ...on(tlsOnly, { sslMode: 'verify-full' }), host: 'localhost' };
+
+      await expect(sessionUsesTls({ ...byName, sslRootCert })).resolves.toBe(true);
+      await expect(connectTo(byName)).rejects.toThrow(/self-signed certificate/);
+    });
+
+    it.each([
+      ['no pg_hba.conf line takes it', 'postgres', /: no pg_hba\.conf entry for host "127\.0\.0\.1", user "postgres", database "postgres", no encryption; /],
+      ['pg_hba.conf rejects it, as on RDS with rds.force_ssl', rdsLikeRole, /: pg_hba\.conf rejects connection for host "127\.0\.0\.1", user "atmr_dr_rds_like", database "postgres", no encryption; /],
+    ])('PGSSLMODE=disable against a server that takes TLS connections only (%s): exit 2, the line names PGSSLMODE and what to set it to', async (_case, user, reason) => {
+      const error = await operatorErrorOf(connectTo(on(tlsOnly, { user, sslMode: 'disable' })));
+
+      expect(error.message).toMatch(reason);
+      expect(error.message).toMatch(
+        /; check PGHOST\/PGPORT\/PGUSER\/PGPASSWORD\/PGDATABASE \(or --database-secret\); PGSSLMODE=disable connects without TLS, and a server that takes TLS connections only \(RDS's rds\.force_ssl\) refuses it: unset PGSSLMODE \(TLS first, as psql\) or set it to require, or verify-full with PGSSLROOTCERT to check the certificate$/,
+      );
+      expect(error.exitCode).toBe(2);
+    });
+
+    it('PGSSLMODE=require against a server without TLS: exit 2, the line names PGSSLMODE', async () => {
+      const error = await operatorErrorOf(connectTo(on(cluster, { sslMode: 'require' })));
+
+      expect(error.message).toBe(
+        `cannot connect to postgres@${cluster.host}:${cluster.port}/postgres: the server does not take TLS connections (ssl is off on it); PGSSLMODE=require asks for TLS: turn ssl on on the server, or unset PGSSLMODE (TLS where the server has it, as psql) or set it to disable`,
+      );
+      expect(error.exitCode).toBe(2);
+    });
+
+    it('a pg_hba.conf refusal of a TLS connection names PGSSLMODE=disable, for a server that takes the role without TLS only', async () => {
+      // A role allowed without TLS only (hostnossl) on a server with TLS.
+      const plainOnly = await startPostgres({ tls: true, hba: 'local all all trust\nhostnossl all all 127.0.0.1/32 trust\n' });
+      try {
+        const error = await operatorErrorOf(connectTo(on(plainOnly, { sslMode: 'require' })));
+
+        expect(error.message).toMatch(/: no pg_hba\.conf entry for host "127\.0\.0\.1", user "postgres", database "postgres", SSL encryption; check PGHOST.*; the connection used TLS, .*: PGSSLMODE=disable connects without$/);
+        expect(error.exitCode).toBe(2);
+        await expect(sessionUsesTls(on(plainOnly, { sslMode: 'disable' }))).resolves.toBe(false);
+      } finally {
+        stopPostgres(plainOnly);
+      }
+    }, 120_000);
+  });
+
   describe('a server that answers it cannot take connections now (SQLSTATE 57P03): the settings are right, the advice is to wait', () => {
-    /** A server that answers every startup packet with this FATAL error, as PostgreSQL does while it starts, stops or recovers. */
+    /**
+     * A server that answers every startup packet with this FATAL error, as PostgreSQL does while it
+     * starts, stops or recovers. A TLS request (SSLRequest: length 8, code 80877103) comes first: it
+     * answers 'N' (no TLS), as a PostgreSQL with ssl off does before it reads the startup packet.
+     */
     async function refusingServer(message: string): Promise<{ port: number; close: () => Promise<void> }> {
       const field = (type: string, value: string) => Buffer.concat([Buffer.from(type), Buffer.from(`${value}\0`)]);
       const body = Buffer.concat([field('S', 'FATAL'), field('V', 'FATAL'), field('C', '57P03'), field('M', message), Buffer.from([0])]);
       const length = Buffer.alloc(4);
       length.writeInt32BE(body.length + 4);
       const answer = Buffer.concat([Buffer.from('E'), length, body]);
+      const isSslRequest = (packet: Buffer) => packet.length === 8 && packet.readInt32BE(0) === 8 && packet.readInt32BE(4) === 80877103;
       const server = net.createServer((socket) => {
         socket.on('error', () => undefined);
-        socket.once('data', () => socket.end(answer));
+        socket.on('data', (packet: Buffer) => (isSslRequest(packet) ? socket.write('N') : socket.end(answer)));
       });
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
       return { port: (server.address() as net.AddressInfo).port, close: () => new Promise((resolve) => server.close(() => resolve())) };

@@ -48,12 +48,21 @@ function runAsPostgres(cmd: string, args: string[]): void {
   execFileSync(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
+/** A self-signed certificate for localhost, valid one day, and its unencrypted key, written in `dir`. */
+export function selfSignedCertificate(dir: string): { cert: string; key: string } {
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  return { cert, key };
+}
+
 /**
  * A throwaway cluster on 127.0.0.1 (trust for everyone). `hba`: the lines of a pg_hba.conf of its own
- * instead (e.g. SCRAM over TCP for a role, to test passwords), kept beside the data directory and
- * removed with it by stopPostgres.
+ * instead (e.g. SCRAM over TCP for a role, to test passwords, or `hostssl` lines only, to take TLS
+ * connections only), kept beside the data directory and removed with it by stopPostgres. `tls`: ssl
+ * on, with a self-signed certificate made there too (the local clusters have ssl off otherwise).
  */
-export async function startPostgres(options: { extraSettings?: string[]; hba?: string } = {}): Promise<PostgresCluster> {
+export async function startPostgres(options: { extraSettings?: string[]; hba?: string; tls?: boolean } = {}): Promise<PostgresCluster> {
   const bin = postgresBinDir();
   const baseDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-pg-'));
   const dataDir = path.join(baseDir, 'data');
@@ -64,6 +73,12 @@ export async function startPostgres(options: { extraSettings?: string[]; hba?: s
   runAsPostgres(path.join(bin, 'initdb'), ['-D', dataDir, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync']);
   const hbaFile = path.join(baseDir, 'pg_hba.conf');
   if (options.hba !== undefined) fs.writeFileSync(hbaFile, options.hba, { mode: 0o644 });
+  const tls = options.tls ? selfSignedCertificate(baseDir) : undefined;
+  if (tls) {
+    // PostgreSQL refuses a key that others may read or that is not its own.
+    fs.chmodSync(tls.key, 0o600);
+    if (isRoot) execFileSync('chown', ['postgres:postgres', tls.key, tls.cert]);
+  }
   const port = await freePort();
   const settings = [
     `-p ${port}`,
@@ -74,6 +89,7 @@ export async function startPostgres(options: { extraSettings?: string[]; hba?: s
     '-c full_page_writes=off',
     '-c max_connections=200',
     ...(options.hba !== undefined ? [`-c hba_file=${hbaFile}`] : []),
+    ...(tls ? ['-c ssl=on', `-c ssl_cert_file=${tls.cert}`, `-c ssl_key_file=${tls.key}`] : []),
     ...(options.extraSettings ?? []),
   ].join(' ');
   runAsPostgres(path.join(bin, 'pg_ctl'), ['-D', dataDir, '-l', path.join(baseDir, 'server.log'), '-o', settings, '-w', '-t', '60', 'start']);

@@ -108,4 +108,20 @@ describe('resolveConnection', () => {
     expect(describeConnection(conn)).toBe('u@h:5432/d');
     expect(describeConnection(conn)).not.toContain('pw');
   });
+
+  it.each([
+    ['unset (libpq: prefer)', undefined, { rejectUnauthorized: false }, true],
+    ['prefer', 'prefer', { rejectUnauthorized: false }, true],
+    ['allow (taken as prefer)', 'allow', { rejectUnauthorized: false }, true],
+    ['disable', 'disable', false, undefined],
+    ['require', 'require', { rejectUnauthorized: false }, undefined],
+    ['verify-full', 'verify-full', { rejectUnauthorized: true }, undefined],
+  ])('PGSSLMODE %s: the node-postgres ssl setting, and whether a server without TLS is connected to again without', async (_case, sslMode, ssl, plainIfServerHasNoTls) => {
+    const conn = await resolveConnection({ env: { PGHOST: 'h', PGUSER: 'u', PGDATABASE: 'd', ...(sslMode && { PGSSLMODE: sslMode }) } });
+
+    const config = pgClientConfig(conn);
+
+    expect(config.ssl).toEqual(ssl);
+    expect(config.plainIfServerHasNoTls).toBe(plainIfServerHasNoTls);
+  });
 });
