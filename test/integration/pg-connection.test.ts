@@ -184,12 +184,14 @@ describe('connectTo', () => {
       }
     }
 
-    it.each([
+    /** The modes that try TLS first and connect without it to a server that has none. */
+    const preferringTls: [string, string | undefined][] = [
       ['unset', undefined],
       ['prefer', 'prefer'],
       ['allow (taken as prefer)', 'allow'],
-      ['require', 'require'],
-    ])('PGSSLMODE %s connects to a server that takes TLS connections only (as psql does), over TLS', async (_case, sslMode) => {
+    ];
+
+    it.each([...preferringTls, ['require', 'require']])('PGSSLMODE %s connects to a server that takes TLS connections only (as psql does), over TLS', async (_case, sslMode) => {
       await expect(sessionUsesTls(on(tlsOnly, { sslMode }))).resolves.toBe(true);
     });
 
@@ -197,12 +199,7 @@ describe('connectTo', () => {
       await expect(readOnlyState(on(tlsOnly))).resolves.toMatchObject({ database: 'postgres', transactionReadOnly: false });
     });
 
-    it.each([
-      ['unset', undefined],
-      ['prefer', 'prefer'],
-      ['allow', 'allow'],
-      ['disable', 'disable'],
-    ])('PGSSLMODE %s still connects to a server without TLS (ssl off), without it', async (_case, sslMode) => {
+    it.each([...preferringTls, ['disable', 'disable']])('PGSSLMODE %s still connects to a server without TLS (ssl off), without it', async (_case, sslMode) => {
       await expect(sessionUsesTls(on(cluster, { sslMode }))).resolves.toBe(false);
     });
 
