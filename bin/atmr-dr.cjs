@@ -27,9 +27,24 @@ if (typeof nodeModule.enableCompileCache === 'function') nodeModule.enableCompil
 // that stopped answering, would otherwise keep the process alive for minutes.
 // A bundle built before exitWhenFailed existed (a `git pull` without `npm run build`) still sets the
 // exit code: a failed command must never end with 0.
+// Loading the bundle is most of the first second: without a listener, a Ctrl-C or SIGTERM then would
+// end node at once with no line at all (the shell shows 130). With one, node holds the signal until
+// its event loop runs again, after the (synchronous) load: main() has installed the bundle's own
+// handler of the start (bin/cli/interrupt.ts) by then, before its first await, and this one is
+// removed just after, so that there is no moment without one. Nothing is done yet: its line says so.
+const whileLoading = (signal) => {
+  // After a hangup the terminal is gone: a failed write must not end the process otherwise.
+  process.stderr.on('error', () => undefined);
+  process.stderr.write(`atmr-dr: interrupted (received ${signal}) while starting, before the command did anything: nothing done\n`);
+  process.exit(128 + require('node:os').constants.signals[signal]);
+};
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+for (const signal of STOP_SIGNALS) process.on(signal, whileLoading);
 const cli = require(bundle);
 const exit = typeof cli.exitWhenFailed === 'function' ? cli.exitWhenFailed : (code) => (process.exitCode = code);
-cli.main(process.argv).then(exit, (error) => {
+const ran = cli.main(process.argv);
+for (const signal of STOP_SIGNALS) process.off(signal, whileLoading);
+ran.then(exit, (error) => {
   process.stderr.write(`atmr-dr: ${String(error && error.message)}\n`);
   exit(1);
 });

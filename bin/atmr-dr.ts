@@ -5,6 +5,7 @@ import { asOperatorError } from '../lambdas/shared/aws-errors';
 import { OperatorError, oneLine } from '../lambdas/shared/errors';
 import { exitWhenFailed } from '../lambdas/shared/exit';
 import { useOperatorSdkSettings } from '../lambdas/shared/sdk-retry';
+import { endStarting, stopWhileStarting, takesStopSignals } from './cli/interrupt';
 
 /** For bin/atmr-dr.cjs, which runs the bundle. */
 export { exitWhenFailed };
@@ -190,12 +191,20 @@ function onStdoutError(error: NodeJS.ErrnoException): void {
 }
 
 export async function main(argv: string[] = process.argv): Promise<number> {
+  // First: a Ctrl-C or SIGTERM while the command loads is one line and its exit code, not a silent death.
+  stopWhileStarting();
   exitQuietlyOnClosedStdout();
   // Before any command builds a client: the AWS variables are checked and every call is bounded.
   useOperatorSdkSettings();
   let program: Command | undefined;
   try {
     program = await buildProgram(argv);
+    const { names } = walkCommands(program, argv);
+    if (names.length > 0) stopWhileStarting(names.join(' '));
+    // A command that does not take the stop signals over is ended by them as node ends it, once it runs.
+    program.hook('preAction', (_program, command) => {
+      if (!takesStopSignals(command)) endStarting();
+    });
     const unknownHelp = unknownHelpTopic(program, argv);
     if (unknownHelp) {
       process.stderr.write(`atmr-dr: unknown command '${unknownHelp.topic}' (see atmr-dr ${unknownHelp.names.map((n) => `${n} `).join('')}--help)\n`);
@@ -216,6 +225,8 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     const failure = asOperatorError(error);
     process.stderr.write(`atmr-dr: ${failure.message}\n`);
     return failure.exitCode;
+  } finally {
+    endStarting();
   }
 }
 

@@ -5,7 +5,7 @@ import { DEFAULT_COMPRESSION_LEVEL, invalidCompressionLevel } from '../../lambda
 import { OperatorError } from '../../lambdas/shared/errors';
 import { formatBytes } from '../../lambdas/shared/format';
 import type { PgConnection } from '../../lambdas/shared/pg-connection';
-import { interruptible } from './interrupt';
+import { interruptible, ownsStopSignals } from './interrupt';
 import { stderrProgress } from './progress';
 import { resolveBackupBucket, withBucketOptions } from './resolve';
 
@@ -23,7 +23,7 @@ interface BackupCommandOptions {
 
 /** `atmr-dr backup`: the same core as the scheduled runner (lambdas/backup/backup.ts). */
 export function registerBackupCommands(program: Command): void {
-  withBucketOptions(program.command('backup'))
+  withBucketOptions(ownsStopSignals(program.command('backup')))
     .description(
       'dump the database (pg_dump custom format, and plain SQL derived from the same stream), upload to BACKUP_BUCKET, write the manifest and the latest pointers; prints the manifest key',
     )

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import type { CatalogEntry } from '../../lambdas/restore/catalog';
 import { countOf, formatBytes } from '../../lambdas/shared/format';
 import { OperatorError } from '../../lambdas/shared/errors';
-import { commandTempDir, interruptibly } from './interrupt';
+import { commandTempDir, interruptibly, ownsStopSignals } from './interrupt';
 import { latestDatabase, resolveBackupBucket, withBucketOptions } from './resolve';
 
 /** `backups list` and `backups verify`: the read-only catalog of the backup bucket. */
@@ -37,7 +37,7 @@ export function registerBackupsCommands(program: Command): void {
       }
     });
 
-  withBucketOptions(backups.command('verify'))
+  withBucketOptions(ownsStopSignals(backups.command('verify')))
     .description('checks sizes and sha256 of every object against the manifest, and that the archives are readable to the end (pg_restore, gunzip); no database needed')
     // Optional for the parser, required by the action: its own message says where a key comes from.
     .argument('[manifest-key|latest]', 'a manifest key from "backups list", or latest')

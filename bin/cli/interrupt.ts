@@ -24,6 +24,58 @@ export function ignoreGoneTerminal(signal: NodeJS.Signals): void {
   if (signal === 'SIGHUP') process.stderr.on('error', () => undefined);
 }
 
+/**
+ * From the start of the process to the moment a long command takes the stop signals over
+ * (interruptible()), node's default would end the process on a Ctrl-C or SIGTERM with no line at all:
+ * up to a second or more (the bundle, the command's code, the bucket and connection lookups).
+ * Nothing is created in that window, so the handler below says so in one line and
+ * exits at once, 130/143/129. `main` installs it first; interruptible() replaces it; a command that
+ * does not take the signals over (ownsStopSignals) goes back to node's default when its action starts.
+ */
+let startingLine = (signal: NodeJS.Signals): string => startingDefault('', signal);
+
+function startingDefault(command: string, signal: NodeJS.Signals): string {
+  return `${command ? `${command} ` : ''}interrupted (received ${signal}) while starting, before it did anything: nothing done`;
+}
+
+const onStartingSignal = (signal: NodeJS.Signals): void => {
+  ignoreGoneTerminal(signal);
+  process.stderr.write(`atmr-dr: ${startingLine(signal)}\n`);
+  process.exit(exitCodeOf(signal));
+};
+
+/** Installs the handler of the start (above); `command`, the words of the command line that name it (`backups verify`). */
+export function stopWhileStarting(command = ''): void {
+  startingLine = (signal) => startingDefault(command, signal);
+  for (const name of STOP_SIGNALS) if (!process.listeners(name).includes(onStartingSignal)) process.on(name, onStartingSignal);
+}
+
+/**
+ * What the start's handler says from now on, while it is installed: a command states what the
+ * operator needs to hear before it takes the signals over (restore: which target is untouched).
+ */
+export function sayWhileStarting(line: (signal: NodeJS.Signals) => string): void {
+  startingLine = line;
+}
+
+/** Removes the start's handler (node's default again, unless a command installed its own). */
+export function endStarting(): void {
+  for (const name of STOP_SIGNALS) process.off(name, onStartingSignal);
+}
+
+const STOP_OWNERS = new WeakSet<object>();
+
+/** Marks `command` as one whose action takes the stop signals over with interruptible(): the start's handler stays until then. */
+export function ownsStopSignals<T extends object>(command: T): T {
+  STOP_OWNERS.add(command);
+  return command;
+}
+
+/** Whether `command` was marked by ownsStopSignals. */
+export function takesStopSignals(command: object): boolean {
+  return STOP_OWNERS.has(command);
+}
+
 export interface Interrupt {
   /** Aborted by the first Ctrl-C / SIGTERM / SIGHUP: the command stops, cleans up and says so. */
   readonly signal: AbortSignal;
@@ -52,6 +104,8 @@ export function interruptible(onSecond?: () => string): Interrupt {
     process.exit(exitCodeOf(name));
   };
   for (const name of STOP_SIGNALS) process.on(name, onSignal);
+  // Its own handlers first, then the start's removed: no moment with node's default in between.
+  endStarting();
   return {
     signal: aborter.signal,
     interrupted: (error) => (first === undefined ? error : new OperatorError(oneLine(error), exitCodeOf(first))),

@@ -6,12 +6,12 @@ import { countOf } from '../../lambdas/shared/format';
 import { quoteIdent, reopenDatabaseStatement } from '../../lambdas/shared/postgres';
 import { loadStatus, stderrProgress } from './progress';
 import { confirmer } from './confirm';
-import { commandTempDir, interruptible } from './interrupt';
+import { commandTempDir, interruptible, ownsStopSignals, sayWhileStarting } from './interrupt';
 import { latestDatabase, resolveBackupBucket, withBucketOptions } from './resolve';
 
 /** `restore` (verified restore into --target-db) and `restore-test` (the runbook's test, RTO/RPO). */
 export function registerRestoreCommands(program: Command): void {
-  withBucketOptions(program.command('restore'))
+  withBucketOptions(ownsStopSignals(program.command('restore')))
     .description('verified restore of a backup into --target-db on PGHOST: checksum before touching the server, restore into a staging database, row counts checked, then swapped in')
     // Optional for the parser, required by the action: its own message says what to pass.
     .argument('[manifest-key|latest]', 'a manifest key from "backups list", or latest')
@@ -64,14 +64,21 @@ export function registerRestoreCommands(program: Command): void {
           );
         }
         if (opts.targetDb === undefined) throw new OperatorError('--target-db is required: name the database to restore into, e.g. --target-db atmr_restored', 2);
+        // Until restoreBackup takes the signals over (interruptible below), an interrupt ends the
+        // command at once: nothing is created before it, and the line says where it was.
+        let phase = 'checking the arguments';
+        const untouchedTarget = opts.targetDb;
+        sayWhileStarting((signal) => `restore interrupted (received ${signal}) while ${phase}, before the restore began: nothing created; target "${untouchedTarget}" untouched`);
         // The arguments are checked before the bucket and the connection are looked for: a typo in
         // them is what the operator hears first, not a missing PGHOST.
         const [{ checkBackupRef }, { checkTargetName }] = await Promise.all([import('../../lambdas/restore/catalog'), import('../../lambdas/restore/target')]);
         checkBackupRef(ref, opts.tier);
         checkTargetName(opts.targetDb);
+        phase = 'looking up the backup bucket';
         const bucket = await resolveBackupBucket(opts);
         // The restore's code is loaded as it is needed, not with the module: a usage error, --help
         // or a missing setting answers without evaluating the S3 SDK and the catalog.
+        phase = 'reading the connection settings';
         const { resolveConnection } = await import('../../lambdas/shared/pg-connection');
         // The databases the settings name (PGDATABASE, the secret's dbname) are production's: both are
         // protected below, and the first names the backup `latest` stands for. Only when neither names
@@ -83,9 +90,11 @@ export function registerRestoreCommands(program: Command): void {
         const database = latestDatabase(ref, opts.database, productionNames[0]);
         const target = opts.targetDb;
         // Overwriting production cannot be undone: asked before anything is read or written.
+        phase = 'asking for the confirmation';
         if (opts.iUnderstandThisOverwritesProduction && !(await confirmer(opts.yes)(`restore ${ref} over database "${target}" on ${connection.host}:${connection.port}, erasing what it holds`, target))) {
           throw new OperatorError(`restore: not confirmed, "${target}" untouched`, 1);
         }
+        phase = 'loading the restore';
         const [{ restoreBackup }, { createS3Client }] = await Promise.all([import('../../lambdas/restore/restore'), import('../../lambdas/shared/aws')]);
         const showProgress = opts.progress === true || process.stderr.isTTY === true;
         const progress = stderrProgress(showProgress);
@@ -156,7 +165,7 @@ export function registerRestoreCommands(program: Command): void {
     );
 
   const defaults = RESTORE_TEST_DEFAULTS;
-  withBucketOptions(program.command('restore-test'))
+  withBucketOptions(ownsStopSignals(program.command('restore-test')))
     .description('the runbook\'s test_backup_restore: back up PGDATABASE (under restore-tests/, never anybody\'s latest), restore into a scratch database, verify row counts and point in time, drop it; reports RTO and RPO. Writes nothing to PGDATABASE')
     .option('--tier <tier>', 'tier of the backup the test takes', 'hourly')
     .option('--critical-query <sql...>', 'queries that must succeed on the restored copy (the defaults are skipped when their table is absent, a query given here is not)', [...defaults.criticalQueries])

@@ -666,10 +666,12 @@ function pgRestorePidsLoading(database: string): number[] {
  * The built CLI (bin/atmr-dr.cjs running dist/, `npm run build`) in the background: one node
  * process, so a signal sent to it reaches the CLI itself.
  */
-function startCli(args: string[], extra: Record<string, string> = {}): { child: ChildProcess; stdout: () => string; stderr: () => string; exited: Promise<number | null> } {
+function startCli(args: string[], extra: Record<string, string | undefined> = {}): { child: ChildProcess; stdout: () => string; stderr: () => string; exited: Promise<number | null> } {
+  // A variable given as undefined is unset (BACKUP_BUCKET, for the bucket to be looked up in the stacks).
+  const environment = Object.entries({ PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env(), ...extra }).filter(([, v]) => v !== undefined);
   const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'atmr-dr.cjs'), ...args], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env(extra) },
+    env: Object.fromEntries(environment),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -1203,4 +1205,149 @@ describe('a server that asks for a password when none is set', () => {
     // The readable report leads with the cause, as the stderr line does.
     expect(runs[3].stdout.split('\n').slice(0, 2)).toEqual([`restore test FAILED: ${runs[3].stderr.replace(/^atmr-dr: restore test failed: /, '').trimEnd()}`, '  backup: none taken']);
   }, 120_000);
+});
+
+/**
+ * Resolves once the CLI process reads the bundle (dist/atmr-dr.cjs, `npm run build`): the kernel's
+ * count of bytes it has read (/proc/<pid>/io rchar) reaches the bundle's size. bin/atmr-dr.cjs is
+ * then running, and the second or so of loading and compiling the bundle has begun: the earliest
+ * moment a Ctrl-C can be answered, found without a timing that a loaded machine would miss.
+ */
+async function readingBundle(run: { child: ChildProcess; exited: Promise<unknown> }): Promise<void> {
+  const bundleBytes = fs.statSync(path.join(ROOT, 'dist', 'atmr-dr.cjs')).size;
+  let ended = false;
+  void run.exited.then(() => (ended = true));
+  for (const deadline = Date.now() + 30_000; !ended && Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 1))) {
+    const io = fs.readFileSync(`/proc/${run.child.pid}/io`, 'utf8');
+    if (Number(/^rchar: (\d+)$/m.exec(io)![1]) >= bundleBytes) return;
+  }
+  throw new Error(`the CLI never read its bundle (${ended ? 'it exited' : 'still running'})`);
+}
+
+describe('an interrupt in the first moments of a command', () => {
+  // The moments after the bundle is read: the bundle still loading, the command's code loading or
+  // its settings being read, the restore reading the manifest or checking the target.
+  const moments = [0, 100, 300];
+
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    const code = signal === 'SIGINT' ? 130 : 143;
+
+    it(`restore: ${signal} at any moment from the start is one line saying what was left and where it was, exit ${code}, no temp directory, nothing created`, async () => {
+      const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-test-tmpdir-'));
+      const runs: { moment: number; status: number | null; stderr: string; left: string[]; databases: string[] }[] = [];
+      try {
+        for (const moment of moments) {
+          // Arrange: a restore of latest into a new target, with a TMPDIR of the test's own
+          const target = uniqueDatabaseName('rcli_early');
+          const run = startCli(['restore', 'latest', '--target-db', target], { TMPDIR: tmp, PGDATABASE: source });
+          await readingBundle(run);
+          await new Promise((resolve) => setTimeout(resolve, moment));
+
+          // Act
+          run.child.kill(signal);
+          const status = await run.exited;
+          runs.push({ moment, status, stderr: run.stderr().replaceAll(target, '<target>'), left: fs.readdirSync(tmp), databases: databasesLike(cluster, target) });
+          for (const name of databasesLike(cluster, target)) psql(cluster, 'postgres', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+        }
+      } finally {
+        fs.rmSync(tmp, { recursive: true, force: true });
+      }
+
+      // Assert: at each moment, the line of the phase it came in, the target untouched and nothing left
+      const line = new RegExp(
+        `^atmr-dr: (interrupted \\(received ${signal}\\) while starting, before the command did anything: nothing done` +
+          `|restore interrupted \\(received ${signal}\\)( while [a-z ]+(, before the restore began)?)?: (nothing created|no staging database was created|staging database <target>_restore_\\w+ dropped); target "<target>" untouched)\\n$`,
+      );
+      for (const run of runs) {
+        expect(run).toEqual({ moment: run.moment, status: code, stderr: expect.stringMatching(line), left: [], databases: [] });
+      }
+    }, 120_000);
+  }
+
+  it('restore-test and backups verify: SIGTERM while starting is one line, exit 143, no temp directory', async () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-test-tmpdir-'));
+    const runs: { args: string; status: number | null; stderr: string; left: string[] }[] = [];
+    try {
+      for (const args of [['restore-test', '--json'], ['backups', 'verify', manifestKey]]) {
+        const run = startCli(args, { TMPDIR: tmp, PGDATABASE: source });
+        await readingBundle(run);
+
+        run.child.kill('SIGTERM');
+        const status = await run.exited;
+        runs.push({ args: args.join(' '), status, stderr: run.stderr(), left: fs.readdirSync(tmp) });
+      }
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+
+    // Whichever handler the signal finds (the start's, or the command's own once it runs), one line of it.
+    for (const run of runs) {
+      expect(run).toEqual({
+        args: run.args,
+        status: 143,
+        stderr: expect.stringMatching(
+          new RegExp(
+            `^atmr-dr: (interrupted \\(received SIGTERM\\) while starting, before the command did anything: nothing done|(restore-test|backups verify) interrupted \\(received SIGTERM\\) while starting, before it did anything: nothing done` +
+              `|restore test failed: backup aborted \\(received SIGTERM\\), nothing published|backup ${manifestKey} not checked: interrupted \\(received SIGTERM\\))\n$`,
+          ),
+        ),
+        left: [],
+      });
+    }
+  }, 120_000);
+
+  describe('while the command looks up its settings (the bucket in the deployed stacks)', () => {
+    let cloudFormation: { endpoint: string; asked: Promise<void>; stop: () => Promise<void> };
+
+    beforeEach(async () => {
+      // A CloudFormation that takes the request and never answers: the command waits on it, as on a slow network.
+      let onAsked: () => void = () => undefined;
+      const asked = new Promise<void>((resolve) => (onAsked = resolve));
+      const server = http.createServer((req) => req.resume().on('end', onAsked));
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      cloudFormation = {
+        endpoint: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+        asked,
+        stop: () => {
+          server.closeAllConnections();
+          return new Promise<void>((resolve) => server.close(() => resolve()));
+        },
+      };
+    });
+
+    afterEach(() => cloudFormation.stop());
+
+    const lookingUp = (extra: Record<string, string> = {}) => ({ BACKUP_BUCKET: undefined, AWS_ENDPOINT_URL_CLOUDFORMATION: cloudFormation.endpoint, PGDATABASE: source, ...extra });
+
+    it('restore: Ctrl-C says it came while looking up the backup bucket, before the restore began: nothing created, target untouched; exit 130', async () => {
+      const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-test-tmpdir-'));
+      const target = uniqueDatabaseName('rcli_early_bucket');
+      try {
+        const run = startCli(['restore', 'latest', '--target-db', target], lookingUp({ TMPDIR: tmp }));
+        await cloudFormation.asked;
+
+        run.child.kill('SIGINT');
+        const status = await run.exited;
+
+        expect([status, run.stderr()]).toEqual([130, `atmr-dr: restore interrupted (received SIGINT) while looking up the backup bucket, before the restore began: nothing created; target "${target}" untouched\n`]);
+        expect(fs.readdirSync(tmp)).toEqual([]);
+        expect(databasesLike(cluster, target)).toEqual([]);
+      } finally {
+        fs.rmSync(tmp, { recursive: true, force: true });
+      }
+    });
+
+    it.each([
+      ['restore-test', ['restore-test', '--json']],
+      ['backups verify', ['backups', 'verify', 'latest']],
+    ])('%s: SIGTERM says it came while starting, before it did anything: exit 143, one line', async (name, args) => {
+      const run = startCli(args, lookingUp());
+      await cloudFormation.asked;
+
+      run.child.kill('SIGTERM');
+      const status = await run.exited;
+
+      expect([status, run.stdout(), run.stderr()]).toEqual([143, '', `atmr-dr: ${name} interrupted (received SIGTERM) while starting, before it did anything: nothing done\n`]);
+    });
+  });
 });
