@@ -91,9 +91,15 @@ export function registerRestoreCommands(program: Command): void {
         const target = opts.targetDb;
         // Overwriting production cannot be undone: asked before anything is read or written.
         phase = 'asking for the confirmation';
-        if (opts.iUnderstandThisOverwritesProduction && !(await confirmer(opts.yes)(`restore ${ref} over database "${target}" on ${connection.host}:${connection.port}, erasing what it holds`, target))) {
-          throw new OperatorError(`restore: not confirmed, "${target}" untouched`, 1);
-        }
+        const confirmed =
+          !opts.iUnderstandThisOverwritesProduction ||
+          (await confirmer(opts.yes)(`restore ${ref} over database "${target}" on ${connection.host}:${connection.port}, erasing what it holds`, target).catch((error: unknown) => {
+            // At the prompt the terminal is in raw mode: Ctrl-C is a key readline answers with an
+            // AbortError ("Aborted with Ctrl+C", exit 1), not a signal; it is the same interrupt.
+            if ((error as { code?: unknown }).code !== 'ABORT_ERR') throw error;
+            throw new OperatorError(`restore interrupted (Ctrl-C) while ${phase}, before the restore began: nothing created; target "${target}" untouched`, 130);
+          }));
+        if (!confirmed) throw new OperatorError(`restore: not confirmed, "${target}" untouched`, 1);
         phase = 'loading the restore';
         const [{ restoreBackup }, { createS3Client }] = await Promise.all([import('../../lambdas/restore/restore'), import('../../lambdas/shared/aws')]);
         const showProgress = opts.progress === true || process.stderr.isTTY === true;

@@ -235,6 +235,20 @@ describe('atmr-dr restore', () => {
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
   });
 
+  it('at a terminal, Ctrl-C at the confirmation is the interrupt it is: one line saying nothing was created and the target is untouched, exit 130', async () => {
+    const target = makeTarget();
+    const before = databaseDigest(cluster, target);
+    const args = ['restore', 'latest', '--database', source, '--target-db', target, '--force', '--i-understand-this-overwrites-production'];
+
+    const interrupted = await atmrDrAtTerminal(args, env({ PGDATABASE: target }), '\x03');
+
+    expect(interrupted.status).toBe(130);
+    expect(interrupted.output.trimEnd().split('\n').at(-1)).toMatch(
+      new RegExp(`atmr-dr: restore interrupted \\(Ctrl-C\\) while asking for the confirmation, before the restore began: nothing created; target "${target}" untouched\r?$`),
+    );
+    expect(databaseDigest(cluster, target)).toBe(before);
+  });
+
   it('fails with one line when the server is unreachable, creating nothing', async () => {
     const target = uniqueDatabaseName('rcli_nohost');
 
