@@ -18,11 +18,13 @@ import { LockCycleError, LockCycleWatch, LockWaitWatch, SideLooks } from './lock
 import {
   backupObjectKeys,
   type BackupObjectKeys,
+  CLOCK_SKEW_TOLERANCE_MS,
   LATEST_POINTER_KEY,
   latestDatabasePointerKey,
   latestDatabaseTierPointerKey,
   latestTierPointerKey,
   manifestKeyStamp,
+  manifestKeyStartedAt,
   type BackupTier,
 } from '../shared/s3-layout';
 import { getTextIfExists, getVersionedTextIfExists, isNoSuchBucket, isNotFound, isPreconditionFailed, missingBucketError, s3Failure } from '../shared/s3-objects';
@@ -747,13 +749,33 @@ async function claimKeys(
   let startedAt = firstStart;
   for (let attempt = 1; ; attempt += 1) {
     const keys = backupObjectKeys(tier, database, startedAt, prefix);
-    if (!(await objectExists(s3, bucket, keys.manifest, signal))) return { keys, startedAt };
+    const exists = await objectExists(s3, bucket, keys.manifest, signal);
+    if (attempt === 1) assertClockAgreesWithS3(s3);
+    if (!exists) return { keys, startedAt };
     if (attempt >= KEY_CLAIM_ATTEMPTS) {
       throw new OperatorError(`a backup ${keys.manifest} already exists in s3://${bucket}: another run started in the same second; retry in a second`);
     }
     await delay(1000 - startedAt.getUTCMilliseconds() + 10);
     startedAt = now();
   }
+}
+
+/**
+ * The keys and the manifest carry this machine's time: a clock that runs fast stamps a backup in
+ * the future, and S3 still takes it (the SDK signs with S3's time, corrected from the Date of its
+ * answers), so it would stay `latest` and report an age of 0 until that date (docs/backups.md).
+ * The SDK keeps that correction, S3's clock minus this machine's as of its last answer (here, the
+ * key check's), as systemClockOffset: a run whose clock is off by more than the tolerance (either
+ * way: a slow one stamps a new backup older than the ones it follows) stops before dumping
+ * anything. A client with no such setting (no SigV4 signing) is not checked.
+ */
+function assertClockAgreesWithS3(s3: S3Client): void {
+  const offsetMs = (s3.config as { systemClockOffset?: number } | undefined)?.systemClockOffset;
+  if (offsetMs === undefined || Math.abs(offsetMs) <= CLOCK_SKEW_TOLERANCE_MS) return;
+  throw new OperatorError(
+    `this machine's clock is ${Math.round(Math.abs(offsetMs) / 1000)} s ${offsetMs < 0 ? 'ahead of' : 'behind'} S3's (more than ${CLOCK_SKEW_TOLERANCE_MS / 1000} s), and a backup is stamped with it: nothing was dumped; fix the clock (NTP) and run again`,
+    2,
+  );
 }
 
 /**
@@ -816,7 +838,7 @@ async function putJson(s3: S3Client, bucket: string, key: string, value: unknown
  * bucket-wide `latest/<tier>.json` and `latest.json` follow, while readers move to the per-database
  * pointers (the backup-age metric still reads `latest.json`).
  */
-async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, database: string, manifestKey: string, log: (line: string) => void): Promise<void> {
+async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, database: string, manifestKey: string, log: NonNullable<RunBackupDeps['log']>): Promise<void> {
   const pointer: LatestPointer = { manifest: manifestKey };
   const keys = [latestDatabaseTierPointerKey(database, tier), latestDatabasePointerKey(database), latestTierPointerKey(tier), LATEST_POINTER_KEY];
   const written: string[] = [];
@@ -833,10 +855,17 @@ async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, d
     // otherwise keep every later backup from becoming `latest`, silently, until that date.
     const exists = new Map<string, Promise<boolean>>();
     const stillThere = (key: string): Promise<boolean> => exists.get(key) ?? exists.set(key, objectExists(s3, bucket, key, undefined)).get(key)!;
+    // Nor does a stamp ahead of now, existing or not: written by a machine whose clock ran fast (the
+    // key check refuses such a clock, but an older version or another writer may not have), it would
+    // keep every later backup from becoming `latest` until that date. Now is the wall clock, which
+    // the key check compared with S3's; the run's `now` only stamps its keys.
     for (const [i, key] of keys.entries()) {
       for (let seen = current[i], attempt = 1; ; seen = await readPointer(s3, bucket, key), attempt += 1) {
         const theirs = manifestKeyStamp(seen.manifest ?? '');
-        if (theirs !== undefined && theirs > ours && (await stillThere(seen.manifest!))) {
+        const aheadMs = (manifestKeyStartedAt(seen.manifest ?? '')?.getTime() ?? 0) - Date.now();
+        if (theirs !== undefined && theirs > ours && aheadMs > CLOCK_SKEW_TOLERANCE_MS) {
+          log(`upload: ${key} named ${seen.manifest}, stamped ${Math.round(aheadMs / 1000)} s ahead of now (a machine whose clock ran fast): moved to this backup`, 'warn');
+        } else if (theirs !== undefined && theirs > ours && (await stillThere(seen.manifest!))) {
           log(`upload: ${key} kept on ${seen.manifest}, a backup that started later than this one`);
           break;
         }

@@ -8,7 +8,16 @@ import { OperatorError, oneLine } from '../shared/errors';
 import { LatestPointerSchema, parseManifest } from '../shared/manifest';
 import { emitSingleMetric } from '../shared/single-metric';
 import { describeConnection, resolveConnection } from '../shared/pg-connection';
-import { BACKUP_TIERS, LATEST_POINTER_KEY, RESTORE_TEST_AGE_BASELINE_KEY, backupAgeBaselineKey, latestDatabaseTierPointerKey, type BackupTier } from '../shared/s3-layout';
+import {
+  BACKUP_TIERS,
+  CLOCK_SKEW_TOLERANCE_MS,
+  LATEST_POINTER_KEY,
+  RESTORE_TEST_AGE_BASELINE_KEY,
+  backupAgeBaselineKey,
+  latestDatabaseTierPointerKey,
+  manifestKeyStartedAt,
+  type BackupTier,
+} from '../shared/s3-layout';
 import { parseEnvSettings } from '../shared/env-settings';
 import { getText, getTextIfExists } from '../shared/s3-objects';
 import { ageBaseline } from './age-baseline';
@@ -189,7 +198,8 @@ export async function runScheduledBackup(deps: ScheduledRunDeps, tier: BackupTie
  * own (a schedule disabled, a Fargate task that never started, crashed or hangs). A tier with no
  * backup yet reports the time since its age baseline (age-baseline.ts), so a tier that has never
  * succeeded since the deploy pages like one that stopped. Best effort: an unreadable pointer,
- * manifest or baseline only logs, and the tier reports no age (its alarm counts that as breaching).
+ * manifest or baseline only logs, and the tier reports no age (its alarm counts that as breaching);
+ * so does a manifest dated ahead of now beyond CLOCK_SKEW_TOLERANCE_MS.
  */
 export async function emitLatestBackupAge(deps: Pick<ScheduledRunDeps, 's3' | 'settings' | 'metrics' | 'logger'>, now: Date): Promise<void> {
   const metrics = deps.metrics;
@@ -197,6 +207,14 @@ export async function emitLatestBackupAge(deps: Pick<ScheduledRunDeps, 's3' | 's
   const ageOf = async (pointerText: string) => {
     const pointer = LatestPointerSchema.parse(JSON.parse(pointerText));
     const manifest = parseManifest(pointer.manifest, await getText(deps.s3, deps.settings.bucket, pointer.manifest));
+    // A backup stamped ahead of now (a machine whose clock ran fast) would report an age of 0 until
+    // that date, silencing the alarm: its age is unknown, as an unreadable manifest's.
+    const latestMs = Math.max(Date.parse(manifest.finishedAt), manifestKeyStartedAt(pointer.manifest)?.getTime() ?? 0);
+    if (latestMs - now.getTime() > CLOCK_SKEW_TOLERANCE_MS) {
+      throw new Error(
+        `${pointer.manifest} is dated ${new Date(latestMs).toISOString()}, ${Math.round((latestMs - now.getTime()) / 1000)} s ahead of now: written by a machine whose clock ran fast, its age is unknown; take a backup of this tier (docs/backups.md)`,
+      );
+    }
     return secondsSince(new Date(manifest.finishedAt), now);
   };
   try {

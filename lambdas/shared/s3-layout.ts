@@ -64,6 +64,25 @@ export function manifestKeyStamp(key: string): string | undefined {
   return /_backup_(\d{8}_\d{6})\.manifest\.json$/.exec(key)?.[1];
 }
 
+/** The start time a manifest key carries, as a time; undefined for a key of another shape. */
+export function manifestKeyStartedAt(key: string): Date | undefined {
+  const stamp = /^(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})$/.exec(manifestKeyStamp(key) ?? '');
+  if (!stamp) return undefined;
+  const [year, month, day, hour, minute, second] = stamp.slice(1).map(Number);
+  return new Date(Date.UTC(year, month - 1, day, hour, minute, second));
+}
+
+/**
+ * How far a backup's times may be ahead of the clock that reads them (and the clock of the machine
+ * taking a backup off S3's) before they are taken for the work of a wrong clock. A backup stamped
+ * in the future would stay `latest` until that date (no later backup has a later stamp) and report
+ * an age of 0 until then (the NoRecent alarms silenced): the backup core refuses to start on such
+ * a clock, a pointer on such a stamp does not keep a backup from becoming `latest`, and the age
+ * metric reports none for it (docs/backups.md). Wide enough for ordinary drift, the network's delay
+ * and the one-second resolution of S3's Date header.
+ */
+export const CLOCK_SKEW_TOLERANCE_MS = 5 * 60_000;
+
 export function isManifestKey(key: string): boolean {
   return key.endsWith(MANIFEST_SUFFIX);
 }

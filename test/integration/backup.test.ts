@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { runBackup, type BackupProgress } from '../../lambdas/backup/backup';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { BackupManifestSchema, LatestPointerSchema } from '../../lambdas/shared/manifest';
+import { backupObjectKeys } from '../../lambdas/shared/s3-layout';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
 import { startConditionalS3 } from '../support/conditional-s3';
@@ -14,6 +15,7 @@ import { LocalS3, startLocalS3 } from '../support/s3';
 import { FIXTURE_SQL } from './backup-fixture';
 import {
   cliEnv,
+  clockShiftEnv,
   contentDigest,
   createDatabase,
   dropDatabase,
@@ -268,30 +270,69 @@ describe('atmr-dr backup (integration)', () => {
     }
   });
 
-  it('a latest pointer left on a later-stamped manifest that does not exist (a runner whose clock ran fast, its backup deleted) is moved to this run', async () => {
-    // Arrange: the pointers name a backup stamped 2099 whose manifest is gone
+  it.each([
+    ['does not exist (its backup deleted)', false],
+    ['is stamped a day ahead of now (by a machine whose clock ran fast), its backup there', true],
+  ])('a latest pointer on a later-stamped manifest that %s is moved to this run', async (_case, ahead) => {
+    // Arrange: the pointers name a backup stamped a day after this run's start: a run of 2026-03-01
+    // and a manifest that is gone, or a run starting now and a manifest that exists
     const client = createS3Client(s3.env);
     const cluster = testCluster();
-    const database = uniqueDatabaseName('bk_ghost');
+    const database = uniqueDatabaseName(ahead ? 'bk_ahead' : 'bk_ghost');
     created.push(database);
     createDatabase(database, 'CREATE TABLE t (id int); INSERT INTO t VALUES (1);');
-    const ghost = `daily/${database}_backup_20991231_000000.manifest.json`;
+    const start = ahead ? new Date() : new Date('2026-03-01T12:00:00Z');
+    const later = backupObjectKeys('daily', database, new Date(start.getTime() + 86_400_000)).manifest;
+    if (ahead) await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: later, Body: '{}' }));
     for (const key of [`latest/${database}.json`, `latest/${database}/daily.json`]) {
-      await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: JSON.stringify({ manifest: ghost }) }));
+      await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: JSON.stringify({ manifest: later }) }));
     }
-    const lines: string[] = [];
+    const lines: { line: string; level?: string }[] = [];
 
     // Act
     const result = await runBackup(
-      { s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database }, log: (line) => lines.push(line) },
+      {
+        s3: client,
+        bucket: s3.bucket,
+        connection: { host: cluster.host, port: cluster.port, user: cluster.user, database },
+        now: () => start,
+        log: (line, level) => lines.push({ line, level }),
+      },
       { tier: 'daily', formats: ['custom'] },
     );
 
-    // Assert: `latest` is this backup again, not a manifest that restore and verify cannot read
+    // Assert: `latest` is this backup, not a manifest that restore cannot read, nor one that would
+    // stay `latest` until its date; a warning says which pointer left the future-stamped one
     for (const key of [`latest/${database}.json`, `latest/${database}/daily.json`]) {
       expect(LatestPointerSchema.parse(await getJson(client, s3.bucket, key))).toEqual({ manifest: result.manifestKey });
     }
-    expect(lines.filter((l) => l.includes('kept on'))).toEqual([]);
+    const warnings = [`latest/${database}/daily.json`, `latest/${database}.json`].map((key) => ({
+      line: expect.stringMatching(new RegExp(`^upload: ${key} named ${later}, stamped 86[34]\\d\\d s ahead of now \\(a machine whose clock ran fast\\): moved to this backup$`)),
+      level: 'warn',
+    }));
+    expect(lines.filter((l) => l.line.includes(later))).toEqual(ahead ? warnings : []);
+  });
+
+  it.each([
+    ['ahead of', 86_400_000],
+    ['behind', -86_400_000],
+  ])("refuses to start on a clock a day %s S3's: one line, exit 2, nothing written (the SDK would correct its signatures, and the backup be stamped a day off)", async (direction, shiftMs) => {
+    // Arrange
+    const client = createS3Client(s3.env);
+    const database = uniqueDatabaseName('bk_clock');
+    created.push(database);
+    createDatabase(database, 'CREATE TABLE t (id int); INSERT INTO t VALUES (1);');
+    const before = await listKeys(client, s3.bucket);
+
+    // Act
+    const run = await runCli(['backup', '--tier', 'monthly'], cliEnv(database, s3.env, clockShiftEnv(workDir, shiftMs)));
+
+    // Assert
+    expect(run.stderr.trim().split('\n')).toEqual([
+      expect.stringMatching(new RegExp(`^atmr-dr: this machine's clock is 86[34]\\d\\d s ${direction} S3's \\(more than 300 s\\).*nothing was dumped; fix the clock \\(NTP\\) and run again$`)),
+    ]);
+    expect(run.status).toBe(2);
+    expect(await listKeys(client, s3.bucket)).toEqual(before);
   });
 
   it('refuses to overwrite a published backup with the same key (same tier, same second)', async () => {

@@ -1,5 +1,5 @@
 import { CreateDBSnapshotCommand, DescribeDBInstancesCommand, DescribeDBSnapshotsCommand, RDSClient } from '@aws-sdk/client-rds';
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -217,6 +217,41 @@ describe('backup runner handler: scheduled runs', () => {
     // the first run of this bucket that found none: a tier that never succeeds pages too.
     expect(ages.monthly.dimensions).toEqual(['Tier', 'service']);
     expect(ages.monthly.age).toBeLessThan(120);
+  });
+
+  it("reports no age for a tier whose newest backup is dated ahead of now (a machine whose clock ran fast), naming it, so that the tier's alarm pages instead of reading 0", async () => {
+    // A monthly backup stamped and finished a year ahead, and the database's monthly pointer on it.
+    const client = createS3Client(s3.env);
+    const hourly = await captureStdout(() => handler({ tier: 'hourly' }, lambdaContext()));
+    const text = await (await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: hourly.result!.manifestKey }))).Body!.transformToString();
+    const startedAt = new Date(Date.now() + 365 * 86_400_000);
+    const ahead = backupObjectKeys('monthly', database, startedAt).manifest;
+    const manifest = { ...JSON.parse(text), tier: 'monthly', startedAt: startedAt.toISOString(), finishedAt: new Date(startedAt.getTime() + 60_000).toISOString() };
+    const pointerKey = latestDatabaseTierPointerKey(database, 'monthly');
+    await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: ahead, Body: JSON.stringify(manifest) }));
+    await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: pointerKey, Body: JSON.stringify({ manifest: ahead }) }));
+
+    try {
+      const { error, out } = await captureStdout(() => handler({ tier: 'hourly' }, lambdaContext()));
+
+      expect(error).toBeUndefined();
+      const tiers = emfDocs(out)
+        .filter((d) => 'LatestBackupAgeSeconds' in d && 'Tier' in d)
+        .map((d) => d.Tier);
+      expect(tiers.sort()).toEqual(['daily', 'hourly', 'weekly']);
+      const warnings = out
+        .split('\n')
+        .filter((l) => l.includes('"level":"WARN"'))
+        .map((l) => JSON.parse(l) as { message: string; tier?: string; error?: string });
+      expect(warnings).toContainEqual(
+        expect.objectContaining({
+          tier: 'monthly',
+          error: expect.stringMatching(new RegExp(`^${ahead} is dated \\S+, 3153\\d{4} s ahead of now: written by a machine whose clock ran fast`)),
+        }),
+      );
+    } finally {
+      await client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: pointerKey }));
+    }
   });
 
   it('with IAM database authentication: signs a token instead of reading the secret, and never prints it', async () => {
