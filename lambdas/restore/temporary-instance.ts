@@ -152,32 +152,62 @@ export async function temporaryInstanceStatus(rds: RDSClient, settings: Temporar
 }
 
 /**
+ * Runs one temporary-instance step; RDS throttling or a 5xx outlasting the SDK's attempts (the SDK's
+ * error, or the cause of the step's own OperatorError) says nothing about the instance: it is named
+ * TEMPORARY_INSTANCE_TRANSIENT_ERROR so that the state machine asks again (every step named so is
+ * safe to repeat) before its failure path. `unknown`: what the failure leaves unknown.
+ */
+async function namingTransientFailures<T>(identifier: string, unknown: string, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (error) {
+    const sdkError = error instanceof OperatorError ? error.cause : error;
+    if (isTransientAwsError(sdkError)) {
+      throw Object.assign(new Error(`temporary instance ${identifier}: RDS failed transiently (${namedLine(sdkError)}); ${unknown}`), {
+        name: TEMPORARY_INSTANCE_TRANSIENT_ERROR,
+      });
+    }
+    throw error;
+  }
+}
+
+/**
  * Idempotent: an instance already gone (or being deleted) is fine. RDS answers InvalidDBInstanceState
  * for other states too (a backup or maintenance in progress): the instance then stays, and the step
- * fails so that the execution's alarm says so.
+ * fails so that the execution's alarm says so. Throttling or a 5xx (of either call) is named for the
+ * state machine's Retry.
  */
 export async function deleteTemporaryInstance(rds: RDSClient, settings: TemporaryInstanceSettings): Promise<{ identifier: string; deleted: boolean }> {
   const identifier = settings.temporaryInstanceIdentifier;
-  try {
-    await rds.send(new DeleteDBInstanceCommand({ DBInstanceIdentifier: identifier, SkipFinalSnapshot: true, DeleteAutomatedBackups: true }));
-    return { identifier, deleted: true };
-  } catch (error) {
-    const name = (error as { name?: string }).name;
-    if (name === 'DBInstanceNotFoundFault') return { identifier, deleted: false };
-    if (name === 'InvalidDBInstanceStateFault') {
-      let status: string | undefined;
-      try {
-        status = (await rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: identifier }))).DBInstances?.[0]?.DBInstanceStatus;
-      } catch (describeError) {
-        // Its deletion ended between the two calls: gone. Any other error: unknown, so not done.
-        if ((describeError as { name?: string }).name === 'DBInstanceNotFoundFault') return { identifier, deleted: false };
+  return namingTransientFailures(identifier, 'the instance may still exist', async () => {
+    try {
+      await rds.send(new DeleteDBInstanceCommand({ DBInstanceIdentifier: identifier, SkipFinalSnapshot: true, DeleteAutomatedBackups: true }));
+      return { identifier, deleted: true };
+    } catch (error) {
+      const name = (error as { name?: string }).name;
+      if (name === 'DBInstanceNotFoundFault') return { identifier, deleted: false };
+      if (name === 'InvalidDBInstanceStateFault') {
+        let status: string | undefined;
+        let describeError: unknown;
+        try {
+          status = (await rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: identifier }))).DBInstances?.[0]?.DBInstanceStatus;
+        } catch (caught) {
+          // Its deletion ended between the two calls: gone. Any other error: unknown, so not done.
+          if ((caught as { name?: string }).name === 'DBInstanceNotFoundFault') return { identifier, deleted: false };
+          describeError = caught;
+        }
+        if (status === 'deleting') return { identifier, deleted: false };
+        // The describe's error as the cause: a throttled look at the state is asked again, not a refusal.
+        throw new OperatorError(
+          `cannot delete temporary instance ${identifier}: it is "${status ?? 'unknown'}" (${oneLine(error)}); delete it by hand once it is available (it costs money)`,
+          1,
+          describeError === undefined ? undefined : { cause: describeError },
+        );
       }
-      if (status === 'deleting') return { identifier, deleted: false };
-      throw new OperatorError(`cannot delete temporary instance ${identifier}: it is "${status ?? 'unknown'}" (${oneLine(error)}); delete it by hand once it is available (it costs money)`);
+      // The SDK's error as the cause: a caller tells a throttled or failing RDS from a refusal by it.
+      throw new OperatorError(`cannot delete temporary instance ${identifier}: ${oneLine(error)}; delete it by hand (it costs money)`, 1, { cause: error });
     }
-    // The SDK's error as the cause: a caller tells a throttled or failing RDS from a refusal by it.
-    throw new OperatorError(`cannot delete temporary instance ${identifier}: ${oneLine(error)}; delete it by hand (it costs money)`, 1, { cause: error });
-  }
+  });
 }
 
 /**
@@ -191,7 +221,7 @@ export async function deleteOwnTemporaryInstance(
   execution: string,
 ): Promise<{ identifier: string; deleted: boolean; detail: string }> {
   const identifier = settings.temporaryInstanceIdentifier;
-  try {
+  return namingTransientFailures(identifier, "this run's instance, if any, may still exist", async () => {
     const existing = await describeTemporaryInstance(rds, identifier);
     if (!existing) return { identifier, deleted: false, detail: 'not created' };
     if (existing.execution !== executionTagValue(execution)) {
@@ -199,15 +229,5 @@ export async function deleteOwnTemporaryInstance(
     }
     const result = await deleteTemporaryInstance(rds, settings);
     return { ...result, detail: result.deleted ? 'created by this execution: deleted' : 'created by this execution: already gone or being deleted' };
-  } catch (error) {
-    // Throttling or a 5xx outlasting the SDK's attempts says nothing about the instance: named so
-    // that the state machine asks again (both calls are safe to repeat) before its failure path.
-    const sdkError = error instanceof OperatorError ? error.cause : error;
-    if (isTransientAwsError(sdkError)) {
-      throw Object.assign(new Error(`temporary instance ${identifier}: RDS failed transiently (${namedLine(sdkError)}); this run's instance, if any, may still exist`), {
-        name: TEMPORARY_INSTANCE_TRANSIENT_ERROR,
-      });
-    }
-    throw error;
-  }
+  });
 }

@@ -28,11 +28,11 @@ import { runnerImageCode } from './runner-image';
 export const RESTORE_TEST_OUTPUTS = { functionName: 'RestoreTestFunctionName', stateMachineArn: 'RestoreTestStateMachineArn' } as const;
 
 /**
- * The deletion of this run's own instance after a failed create, tried again on RDS throttling or a
- * 5xx: 4 more attempts over 5 + 10 + 20 + 40 s, each with the SDK's own attempts, before the failure
- * path names the instance to delete by hand.
+ * Each deletion of the temporary instance (after the test, after an error, after a failed create),
+ * tried again on RDS throttling or a 5xx: 4 more attempts over 5 + 10 + 20 + 40 s, each with the
+ * SDK's own attempts, before the failure path names the instance to delete by hand.
  */
-export const DELETE_OWN_RETRY = { interval: Duration.seconds(5), maxAttempts: 4, backoffRate: 2 } as const;
+export const DELETE_TEMPORARY_INSTANCE_RETRY = { interval: Duration.seconds(5), maxAttempts: 4, backoffRate: 2 } as const;
 
 /** The longest gap between two first Wednesdays is 35 days: one day more before "it did not run". */
 const MAX_REPORT_AGE_DAYS = 36;
@@ -363,35 +363,66 @@ export class RestoreTest extends Construct {
     const failed = new sfn.Fail(this, 'RestoreTestFailed', { error: 'RestoreTestFailed', causePath: '$.test.error' });
     const passed = new sfn.Succeed(this, 'RestoreTestPassed');
     const catchAll = { resultPath: '$.error' };
-    // A failed create may still have been accepted by RDS (its answer lost until the retries were
-    // spent, or the step failing after the call): this run's instance, if any, is deleted before the
-    // failure; an instance of that name that is another run's is left alone.
-    const deleteOwnAfterFailedCreate = invoke('DeleteOwnTemporaryInstanceAfterFailedCreate', { temporaryInstance: 'deleteIfOwn', execution }, sfn.JsonPath.DISCARD);
-    create.addCatch(deleteOwnAfterFailedCreate, catchAll);
-    const notCreated = new sfn.Fail(this, 'TemporaryInstanceNotCreated', { error: 'TemporaryInstanceNotCreated', causePath: '$.error.Cause' });
-    deleteOwnAfterFailedCreate.next(notCreated);
-    // RDS throttling or a 5xx outlasting the SDK's attempts (the function names it): asked again.
-    deleteOwnAfterFailedCreate.addRetry({ errors: [TEMPORARY_INSTANCE_TRANSIENT_ERROR], ...DELETE_OWN_RETRY });
-    // A deletion that still fails (a refusal, or RDS degraded past the retries) must not replace the
-    // create's failure: the execution fails as not created, with the create's error first and the
-    // instance that may be left (billed) named with the command that deletes it.
-    deleteOwnAfterFailedCreate.addCatch(
-      new sfn.Pass(this, 'OwnTemporaryInstanceMayRemain', {
+    // Every deletion: RDS throttling or a 5xx outlasting the SDK's attempts (the function names it)
+    // is asked again; a deletion that still fails (a refusal, or RDS degraded past the retries) goes
+    // to its catch, which must neither replace the run's own outcome nor leave the instance unsaid
+    // (billed until someone deletes it): the execution fails with that outcome first, then this line.
+    const retryDeletion = (step: tasks.LambdaInvoke) => {
+      step.addRetry({ errors: [TEMPORARY_INSTANCE_TRANSIENT_ERROR], ...DELETE_TEMPORARY_INSTANCE_RETRY });
+      return step;
+    };
+    const cleanupError = { resultPath: '$.cleanupError' };
+    /** `outcome`: the line's beginning (a States.Format template and its arguments); `field`: where the line goes (with `resultPath`). */
+    const mayRemain = (id: string, outcome: { template: string; args: string[] }, deletionFailed: string, field: string, resultPath: string, keep: Record<string, string> = {}) =>
+      new sfn.Pass(this, id, {
         parameters: {
-          'Error.$': '$.error.Error',
-          Cause: sfn.JsonPath.format(
-            `{}; and temporary instance ${identifier} may still exist, its deletion after the failed create failed too ({}): if its ${EXECUTION_TAG} tag names this execution ({}), delete it: aws rds delete-db-instance --db-instance-identifier ${identifier} --skip-final-snapshot`,
-            sfn.JsonPath.stringAt('$.error.Cause'),
+          ...keep,
+          [field]: sfn.JsonPath.format(
+            `${outcome.template}; and temporary instance ${identifier} may still exist, ${deletionFailed} ({}): if its ${EXECUTION_TAG} tag names this execution ({}), delete it: aws rds delete-db-instance --db-instance-identifier ${identifier} --skip-final-snapshot`,
+            ...outcome.args,
             sfn.JsonPath.stringAt('$.cleanupError.Cause'),
             sfn.JsonPath.stringAt('$$.Execution.Name'),
           ),
         },
-        resultPath: '$.error',
-      }).next(notCreated),
-      { resultPath: '$.cleanupError' },
-    );
+        resultPath,
+      });
+    // The error that led to the deletion first, kept as the execution's error ($.error, read by the Fail state).
+    const mayRemainAfterError = (id: string, deletionFailed: string) =>
+      mayRemain(id, { template: '{}', args: [sfn.JsonPath.stringAt('$.error.Cause')] }, deletionFailed, 'Cause', '$.error', { 'Error.$': '$.error.Error' });
+
+    // A failed create may still have been accepted by RDS (its answer lost until the retries were
+    // spent, or the step failing after the call): this run's instance, if any, is deleted before the
+    // failure; an instance of that name that is another run's is left alone.
+    const deleteOwnAfterFailedCreate = retryDeletion(invoke('DeleteOwnTemporaryInstanceAfterFailedCreate', { temporaryInstance: 'deleteIfOwn', execution }, sfn.JsonPath.DISCARD));
+    create.addCatch(deleteOwnAfterFailedCreate, catchAll);
+    const notCreated = new sfn.Fail(this, 'TemporaryInstanceNotCreated', { error: 'TemporaryInstanceNotCreated', causePath: '$.error.Cause' });
+    deleteOwnAfterFailedCreate.next(notCreated);
+    deleteOwnAfterFailedCreate.addCatch(mayRemainAfterError('OwnTemporaryInstanceMayRemain', 'its deletion after the failed create failed too').next(notCreated), cleanupError);
+
     for (const step of [status, ownPassword, describe, runTest]) step.addCatch(deleteAfterError, catchAll);
-    deleteAfterError.next(errored);
+    retryDeletion(deleteAfterError).next(errored);
+    deleteAfterError.addCatch(mayRemainAfterError('TemporaryInstanceMayRemainAfterError', 'its deletion after the error failed too').next(errored), cleanupError);
+
+    // After the test, its result first: a failed test stays RestoreTestFailed, its error first; a
+    // passed one fails the execution all the same (TemporaryInstanceNotDeleted), so that the
+    // Executions alarm tells someone the instance is billed.
+    retryDeletion(deleteInstance).addCatch(
+      new sfn.Choice(this, 'RestoreTestOkButInstanceNotDeleted')
+        .when(
+          sfn.Condition.booleanEquals('$.test.ok', true),
+          mayRemain(
+            'TemporaryInstanceMayRemainAfterPassedTest',
+            { template: 'the restore test passed (report {})', args: [sfn.JsonPath.stringAt('$.test.reportKey')] },
+            'its deletion failed',
+            'Cause',
+            '$.error',
+          ).next(new sfn.Fail(this, 'TemporaryInstanceNotDeleted', { error: 'TemporaryInstanceNotDeleted', causePath: '$.error.Cause' })),
+        )
+        .otherwise(
+          mayRemain('TemporaryInstanceMayRemainAfterFailedTest', { template: '{}', args: [sfn.JsonPath.stringAt('$.test.error')] }, 'its deletion after the test failed too', 'error', '$.test').next(failed),
+        ),
+      cleanupError,
+    );
 
     const secretReady = sfn.Condition.and(
       sfn.Condition.stringEquals('$.secret.instance.DbInstanceStatus', 'available'),

@@ -459,6 +459,44 @@ describe('RestoreTest configuration', () => {
       // The same failure as the create's own: its error and cause first.
       expect(states.TemporaryInstanceNotCreated).toEqual({ Type: 'Fail', Error: 'TemporaryInstanceNotCreated', CausePath: '$.error.Cause' });
     });
+
+    it('asks RDS again when the deletion after the test or after an error meets throttling or a 5xx, and when it still fails, fails the execution with the outcome first, naming the instance', () => {
+      const states = stateMachineDefinition(t).States as Record<
+        string,
+        { Type: string; Parameters?: Record<string, unknown>; Next?: string; Default?: string; Choices?: Record<string, unknown>[]; Retry?: Record<string, unknown>[]; Catch?: Record<string, unknown>[]; ResultPath?: string }
+      >;
+      const format = (first: string, deletion: string, args: string) =>
+        `States.Format('${first}; and temporary instance atmr-dr-restore-test-example may still exist, ${deletion} ({}): if its atmr-dr:restore-test-execution tag names this execution ({}), delete it: aws rds delete-db-instance --db-instance-identifier atmr-dr-restore-test-example --skip-final-snapshot', ${args}, $.cleanupError.Cause, $$.Execution.Name)`;
+      /** The Pass state that writes the failure's line (`parameters`) to `resultPath`, then goes to `next`. */
+      const passTo = (next: string, resultPath: string, parameters: Record<string, string>) => ({ Type: 'Pass', ResultPath: resultPath, Next: next, Parameters: parameters });
+      for (const state of ['DeleteTemporaryInstance', 'DeleteTemporaryInstanceAfterError']) {
+        expect(states[state].Retry).toContainEqual({ ErrorEquals: ['TemporaryInstanceRdsTransient'], IntervalSeconds: 5, MaxAttempts: 4, BackoffRate: 2 });
+      }
+
+      // After an error: the error first, the same Fail state.
+      expect(states.DeleteTemporaryInstanceAfterError.Next).toBe('RestoreTestErrored');
+      expect(states.DeleteTemporaryInstanceAfterError.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.cleanupError', Next: 'TemporaryInstanceMayRemainAfterError' }]);
+      expect(states.TemporaryInstanceMayRemainAfterError).toEqual(
+        passTo('RestoreTestErrored', '$.error', { 'Error.$': '$.error.Error', 'Cause.$': format('{}', 'its deletion after the error failed too', '$.error.Cause') }),
+      );
+
+      // After the test: its result first; a passed test still fails the execution.
+      expect(states.DeleteTemporaryInstance.Next).toBe('RestoreTestOk');
+      expect(states.DeleteTemporaryInstance.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.cleanupError', Next: 'RestoreTestOkButInstanceNotDeleted' }]);
+      expect(states.RestoreTestOkButInstanceNotDeleted).toMatchObject({
+        Type: 'Choice',
+        Choices: [{ Variable: '$.test.ok', BooleanEquals: true, Next: 'TemporaryInstanceMayRemainAfterPassedTest' }],
+        Default: 'TemporaryInstanceMayRemainAfterFailedTest',
+      });
+      expect(states.TemporaryInstanceMayRemainAfterPassedTest).toEqual(
+        passTo('TemporaryInstanceNotDeleted', '$.error', { 'Cause.$': format('the restore test passed (report {})', 'its deletion failed', '$.test.reportKey') }),
+      );
+      expect(states.TemporaryInstanceNotDeleted).toEqual({ Type: 'Fail', Error: 'TemporaryInstanceNotDeleted', CausePath: '$.error.Cause' });
+      expect(states.TemporaryInstanceMayRemainAfterFailedTest).toEqual(
+        passTo('RestoreTestFailed', '$.test', { 'error.$': format('{}', 'its deletion after the test failed too', '$.test.error') }),
+      );
+      expect(states.RestoreTestFailed).toEqual({ Type: 'Fail', Error: 'RestoreTestFailed', CausePath: '$.test.error' });
+    });
   });
 
   describe('a database whose storage is encrypted with a customer-managed key (recovery.storageKmsKeyArn)', () => {

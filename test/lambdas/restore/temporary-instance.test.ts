@@ -16,7 +16,7 @@ import type { Context } from 'aws-lambda';
 import { ExecutionError, StateMachine } from 'aws-local-stepfunctions';
 import { mockClient } from 'aws-sdk-client-mock';
 import { parseEnvironmentConfig } from '../../../lib/config';
-import { DELETE_OWN_RETRY, RestoreTest, restoreTestPropsFromConfig } from '../../../lib/constructs/restore-test';
+import { DELETE_TEMPORARY_INSTANCE_RETRY, RestoreTest, restoreTestPropsFromConfig } from '../../../lib/constructs/restore-test';
 import { DataStack } from '../../../lib/data-stack';
 import { RESTORE_TEST_ENV, TEMPORARY_INSTANCE_TRANSIENT_ERROR } from '../../../lambdas/restore/contract';
 import { handler } from '../../../lambdas/restore/handler';
@@ -250,10 +250,32 @@ describe('temporary instance steps (RDS SDK)', () => {
     rds
       .on(DescribeDBInstancesCommand)
       .rejectsOnce(Object.assign(new Error('DBInstance atmr-dr-restore-test-staging not found.'), { name: 'DBInstanceNotFoundFault' }))
-      .rejects(Object.assign(new Error('Rate exceeded'), { name: 'Throttling' }));
+      .rejects(Object.assign(new Error('not authorized to perform: rds:DescribeDBInstances'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } }));
 
     await expect(deleteTemporaryInstance(client, SETTINGS)).resolves.toEqual({ identifier: SETTINGS.temporaryInstanceIdentifier, deleted: false });
     await expect(deleteTemporaryInstance(client, SETTINGS)).rejects.toThrow(/^cannot delete temporary instance atmr-dr-restore-test-staging: it is "unknown"/);
+  });
+
+  it("names an RDS 5xx or throttling of the deletion (or of the look at the state it refused in) for the state machine's Retry, and lets a refusal through unchanged", async () => {
+    const serverError = Object.assign(new Error('An internal error has occurred'), { name: 'InternalFailure', $fault: 'server', $metadata: { httpStatusCode: 500 } });
+    rds.on(DeleteDBInstanceCommand).rejectsOnce(serverError);
+    await expect(deleteTemporaryInstance(client, SETTINGS)).rejects.toMatchObject({
+      name: TEMPORARY_INSTANCE_TRANSIENT_ERROR,
+      message: 'temporary instance atmr-dr-restore-test-staging: RDS failed transiently (InternalFailure: An internal error has occurred); the instance may still exist',
+    });
+
+    rds.on(DeleteDBInstanceCommand).rejects(Object.assign(new Error('Instance cannot be deleted in its current state'), { name: 'InvalidDBInstanceStateFault' }));
+    rds.on(DescribeDBInstancesCommand).rejectsOnce(Object.assign(new Error('Rate exceeded'), { name: 'Throttling', $metadata: { httpStatusCode: 400 } }));
+    await expect(deleteTemporaryInstance(client, SETTINGS)).rejects.toMatchObject({
+      name: TEMPORARY_INSTANCE_TRANSIENT_ERROR,
+      message: 'temporary instance atmr-dr-restore-test-staging: RDS failed transiently (Throttling: Rate exceeded); the instance may still exist',
+    });
+
+    rds.on(DeleteDBInstanceCommand).rejects(Object.assign(new Error('not authorized'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } }));
+    await expect(deleteTemporaryInstance(client, SETTINGS)).rejects.toMatchObject({
+      name: 'OperatorError',
+      message: 'cannot delete temporary instance atmr-dr-restore-test-staging: not authorized; delete it by hand (it costs money)',
+    });
   });
 });
 
@@ -436,7 +458,8 @@ describe('restore test on a temporary instance (state machine)', () => {
     const { error } = await execute();
 
     expect(error).toBeInstanceOf(ExecutionError);
-    expect(error?.message).toMatch(/cannot delete temporary instance atmr-dr-restore-test-example: it is "backing-up"/);
+    expect((error?.cause as Error).name).toBe('TemporaryInstanceNotDeleted');
+    expect(error?.message).toMatch(/following error: the restore test passed \(report restore-tests\/.*cannot delete temporary instance atmr-dr-restore-test-example: it is "backing-up"/);
   });
 
   it("refuses, in temporary-instance mode, any event that names a target (host, port, database), before touching anything", async () => {
@@ -509,10 +532,12 @@ describe('restore test on a temporary instance (state machine)', () => {
 
   /** An SDK error as RDS throttling answers it, after the SDK's own attempts. */
   const throttled = () => Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $metadata: { httpStatusCode: 400, attempts: 5 } });
-  /** The line of the failure path when this run's instance could not be deleted after the failed create. */
-  const mayRemain = new RegExp(
-    `; and temporary instance atmr-dr-restore-test-example may still exist, its deletion after the failed create failed too \\(.*\\): if its atmr-dr:restore-test-execution tag names this execution \\(${EXECUTION}\\), delete it: aws rds delete-db-instance --db-instance-identifier atmr-dr-restore-test-example --skip-final-snapshot$`,
-  );
+  /** The line of the failure path when this run's instance could not be deleted (`deletion`: which deletion failed). */
+  const mayRemainAfter = (deletion: string) =>
+    new RegExp(
+      `; and temporary instance atmr-dr-restore-test-example may still exist, ${deletion} \\(.*\\): if its atmr-dr:restore-test-execution tag names this execution \\(${EXECUTION}\\), delete it: aws rds delete-db-instance --db-instance-identifier atmr-dr-restore-test-example --skip-final-snapshot$`,
+    );
+  const mayRemain = mayRemainAfter('its deletion after the failed create failed too');
 
   it("asks RDS again when its look for this run's instance after a failed create is throttled, then fails as not created with the create's own error", async () => {
     rds.on(RestoreDBInstanceToPointInTimeCommand).rejects(Object.assign(new Error('Cannot create a db.t4g.medium instance in eu-west-3a'), { name: 'InsufficientDBInstanceCapacityFault' }));
@@ -566,7 +591,73 @@ describe('restore test on a temporary instance (state machine)', () => {
     expect(error?.message).toMatch(/failed too \(temporary instance atmr-dr-restore-test-example: RDS failed transiently \(ThrottlingException: Rate exceeded\)/);
     expect(error?.message).toMatch(mayRemain);
     // The first attempt and the Retry's.
-    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1 + DELETE_OWN_RETRY.maxAttempts);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1 + DELETE_TEMPORARY_INSTANCE_RETRY.maxAttempts);
+  });
+
+  it('asks RDS again when the deletion after a passed test is throttled, deletes the instance, and succeeds', async () => {
+    rds.on(DescribeDBInstancesCommand).resolves({ DBInstances: [availableInstance()] });
+    rds.on(DeleteDBInstanceCommand).rejectsOnce(throttled()).resolves({});
+
+    const { output, error } = await execute();
+
+    expect(error).toBeUndefined();
+    expect((output as { test: { ok: boolean } }).test.ok).toBe(true);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(2);
+  });
+
+  it('fails the execution after a passed test whose instance RDS throttles past the retries, the result first, naming the instance and how to delete it', async () => {
+    rds.on(DescribeDBInstancesCommand).resolves({ DBInstances: [availableInstance()] });
+    rds.on(DeleteDBInstanceCommand).rejects(throttled());
+
+    const { error } = await execute();
+
+    expect(error).toBeInstanceOf(ExecutionError);
+    expect((error?.cause as Error).name).toBe('TemporaryInstanceNotDeleted');
+    expect(error?.message).toMatch(/following error: the restore test passed \(report restore-tests\/[^)]+\.json\); and temporary instance/);
+    expect(error?.message).toMatch(/its deletion failed \(temporary instance atmr-dr-restore-test-example: RDS failed transiently \(ThrottlingException: Rate exceeded\)/);
+    expect(error?.message).toMatch(mayRemainAfter('its deletion failed'));
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1 + DELETE_TEMPORARY_INSTANCE_RETRY.maxAttempts);
+  });
+
+  it("fails a failed test as failed, the test's error first, then the instance that may remain, when RDS refuses its deletion", async () => {
+    process.env[RESTORE_TEST_ENV.criticalQueries] = JSON.stringify(['SELECT 1 / (COUNT(*) - COUNT(*)) FROM company']);
+    rds.on(DescribeDBInstancesCommand).resolves({ DBInstances: [availableInstance()] });
+    rds.on(DeleteDBInstanceCommand).rejects(Object.assign(new Error('not authorized to perform: rds:DeleteDBInstance'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } }));
+
+    const { error } = await execute();
+
+    expect(error).toBeInstanceOf(ExecutionError);
+    expect((error?.cause as Error).name).toBe('RestoreTestFailed');
+    expect(error?.message).toMatch(/following error: critical query failed on the restored copy: [^;]*division by zero.*; and temporary instance/);
+    expect(error?.message).toMatch(/after the test failed too \(cannot delete temporary instance atmr-dr-restore-test-example: not authorized to perform: rds:DeleteDBInstance; delete it by hand \(it costs money\)\)/);
+    expect(error?.message).toMatch(mayRemainAfter('its deletion after the test failed too'));
+    // A refusal: not asked again.
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1);
+  });
+
+  it('asks RDS again when the deletion after an error is throttled, and fails with that error once deleted', async () => {
+    rds.on(DescribeDBInstancesCommand).resolves({ DBInstances: [{ DBInstanceStatus: 'incompatible-restore' }] });
+    rds.on(DeleteDBInstanceCommand).rejectsOnce(throttled()).resolves({});
+
+    const { error } = await execute();
+
+    expect(error).toBeInstanceOf(ExecutionError);
+    expect((error?.cause as Error).name).toBe('RestoreTestErrored');
+    expect(error?.message).toMatch(/is "incompatible-restore": the point-in-time restore failed; see the RDS events of the instance$/);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(2);
+  });
+
+  it('fails with the error first, then the instance that may remain, when the deletion after an error is throttled past the retries', async () => {
+    rds.on(DescribeDBInstancesCommand).resolves({ DBInstances: [{ DBInstanceStatus: 'incompatible-restore' }] });
+    rds.on(DeleteDBInstanceCommand).rejects(throttled());
+
+    const { error } = await execute();
+
+    expect(error).toBeInstanceOf(ExecutionError);
+    expect((error?.cause as Error).name).toBe('RestoreTestErrored');
+    expect(error?.message).toMatch(/following error: temporary instance atmr-dr-restore-test-example is "incompatible-restore": the point-in-time restore failed; see the RDS events of the instance; and temporary instance/);
+    expect(error?.message).toMatch(mayRemainAfter('its deletion after the error failed too'));
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1 + DELETE_TEMPORARY_INSTANCE_RETRY.maxAttempts);
   });
 
   it("leaves alone, and names, an instance another execution created: refused as today, not deleted", async () => {
