@@ -2,7 +2,7 @@ import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { RDSClient } from '@aws-sdk/client-rds';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { isTransientAwsError } from '../shared/aws-errors';
+import { noNews } from '../shared/aws-errors';
 import { OperatorError, oneLine } from '../shared/errors';
 import { pgClientConfig, resolveConnection, type SessionConfig } from '../shared/pg-connection';
 import { sqlState } from '../shared/pg-errors';
@@ -86,21 +86,6 @@ export interface WaitResult {
   readonly status: string;
   readonly host?: string;
   readonly port?: number;
-}
-
-/**
- * A describe that failed with what the SDK retries (throttling, a 5xx such as RDS's InternalFailure,
- * a network timeout) and still failed once its attempts were spent says nothing about the copy: a
- * poll without news. Throwing would take the failure path, whose cleanup deletes a copy still being
- * restored (hours of restore lost on the day the RDS API is degraded); the next poll asks again, and
- * the wait's own limit still ends a wait that gets no answer. Other errors (a refusal, a missing
- * instance) throw.
- */
-function noNews<T>(fallback: (detail: string) => T): (error: unknown) => T {
-  return (error) => {
-    if (!isTransientAwsError(error)) throw error;
-    return fallback(`unknown (describe failed, to be asked again: ${oneLine(error)})`);
-  };
 }
 
 /** One poll. A failed instance throws (the workflow's catch cleans up); past the maximum wait, `expired`. */

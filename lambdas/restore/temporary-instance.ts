@@ -1,11 +1,12 @@
 import {
   DeleteDBInstanceCommand,
+  DBInstance,
   DescribeDBInstancesCommand,
   RDSClient,
   RestoreDBInstanceToPointInTimeCommand,
 } from '@aws-sdk/client-rds';
 import { createHash } from 'node:crypto';
-import { isTransientAwsError } from '../shared/aws-errors';
+import { isTransientAwsError, noNews } from '../shared/aws-errors';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { describeInstance } from '../shared/rds-instances';
 import { EXECUTION_TAG, TEMPORARY_INSTANCE_TRANSIENT_ERROR } from './contract';
@@ -135,16 +136,26 @@ function refusedForTheKey(error: unknown): boolean {
 
 const FAILED_STATES = ['failed', 'incompatible-restore', 'incompatible-parameters', 'incompatible-network', 'restore-error', 'storage-full', 'deleting'];
 
+/**
+ * One poll of the instance. A describe that RDS throttled or answered with a 5xx past the SDK's
+ * attempts says nothing about the instance: not ready, polled again a minute later (the state
+ * machine's 4-hour limit still ends a wait that never gets an answer), rather than a failed test.
+ */
 export async function temporaryInstanceStatus(rds: RDSClient, settings: TemporaryInstanceSettings): Promise<TemporaryInstanceStatus> {
-  const response = await rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: settings.temporaryInstanceIdentifier }));
-  const instance = response.DBInstances?.[0];
+  const identifier = settings.temporaryInstanceIdentifier;
+  let instance: DBInstance | undefined;
+  try {
+    instance = (await rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: identifier }))).DBInstances?.[0];
+  } catch (error) {
+    instance = noNews((status): DBInstance => ({ DBInstanceStatus: status }))(error);
+  }
   const status = instance?.DBInstanceStatus ?? 'unknown';
   if (FAILED_STATES.includes(status)) {
-    throw new OperatorError(`temporary instance ${settings.temporaryInstanceIdentifier} is "${status}": the point-in-time restore failed; see the RDS events of the instance`);
+    throw new OperatorError(`temporary instance ${identifier} is "${status}": the point-in-time restore failed; see the RDS events of the instance`);
   }
   const ready = status === 'available' && Boolean(instance?.Endpoint?.Address);
   return {
-    identifier: settings.temporaryInstanceIdentifier,
+    identifier,
     status,
     ready,
     ...(ready && { host: instance!.Endpoint!.Address!, port: instance!.Endpoint!.Port ?? 5432 }),

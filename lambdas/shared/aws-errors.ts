@@ -154,6 +154,21 @@ export function isTransientAwsError(error: unknown): boolean {
   return isThrottlingError(e) || isTransientError(e) || isServerError(e);
 }
 
+/**
+ * A poll's describe that failed with what the SDK retries (throttling, a 5xx such as RDS's
+ * InternalFailure, a network timeout) and still failed once its attempts were spent says nothing
+ * about the instance: a poll without news, `fallback` given the status to report ("unknown ..."),
+ * and the next poll asks again (the wait's own limit still ends a wait that gets no answer).
+ * Throwing would take the caller's failure path: the recovery's deletes a copy still being restored,
+ * the restore test's fails the month's test. Other errors (a refusal, a missing instance) throw.
+ */
+export function noNews<T>(fallback: (detail: string) => T): (error: unknown) => T {
+  return (error) => {
+    if (!isTransientAwsError(error)) throw error;
+    return fallback(`unknown (describe failed, to be asked again: ${oneLine(error)})`);
+  };
+}
+
 /** True for what the SDK throws (service exceptions carry `$metadata`; client-side failures are named). */
 export function isAwsSdkError(error: unknown): boolean {
   const e = error as SdkLikeError | undefined;

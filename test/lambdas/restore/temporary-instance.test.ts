@@ -277,6 +277,22 @@ describe('temporary instance steps (RDS SDK)', () => {
       message: 'cannot delete temporary instance atmr-dr-restore-test-staging: not authorized; delete it by hand (it costs money)',
     });
   });
+
+  it('reports a poll whose describe RDS throttled or failed with a 5xx as not ready (polled again), and still fails on a refusal', async () => {
+    rds
+      .on(DescribeDBInstancesCommand)
+      .rejectsOnce(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $metadata: { httpStatusCode: 400 } }))
+      .rejectsOnce(Object.assign(new Error('Service unavailable'), { name: 'ServiceUnavailable', $fault: 'server', $metadata: { httpStatusCode: 503 } }))
+      .rejects(Object.assign(new Error('not authorized to perform: rds:DescribeDBInstances'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } }));
+
+    await expect(temporaryInstanceStatus(client, SETTINGS)).resolves.toEqual({
+      identifier: SETTINGS.temporaryInstanceIdentifier,
+      status: 'unknown (describe failed, to be asked again: Rate exceeded)',
+      ready: false,
+    });
+    await expect(temporaryInstanceStatus(client, SETTINGS)).resolves.toMatchObject({ status: 'unknown (describe failed, to be asked again: Service unavailable)', ready: false });
+    await expect(temporaryInstanceStatus(client, SETTINGS)).rejects.toThrow(/not authorized to perform: rds:DescribeDBInstances/);
+  });
 });
 
 /**
@@ -592,6 +608,21 @@ describe('restore test on a temporary instance (state machine)', () => {
     expect(error?.message).toMatch(mayRemain);
     // The first attempt and the Retry's.
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1 + DELETE_TEMPORARY_INSTANCE_RETRY.maxAttempts);
+  });
+
+  it('polls again when RDS throttles a look at the instance being restored, then runs the test on it and succeeds', async () => {
+    rds
+      .on(DescribeDBInstancesCommand)
+      .rejectsOnce(throttled())
+      .resolves({ DBInstances: [availableInstance()] });
+
+    const { output, error } = await execute();
+
+    expect(error).toBeUndefined();
+    expect((output as { test: { ok: boolean } }).test.ok).toBe(true);
+    // status (throttled), status (available), the state machine's secret check, the test's own lookup.
+    expect(rds.commandCalls(DescribeDBInstancesCommand)).toHaveLength(4);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1);
   });
 
   it('asks RDS again when the deletion after a passed test is throttled, deletes the instance, and succeeds', async () => {
