@@ -52,6 +52,15 @@ export const DEFAULT_TASK_TIMEOUT_MINUTES = MAX_TASK_TIMEOUT_MINUTES;
  */
 export const SCHEDULED_TIME_ARG = '--scheduled-time';
 
+/**
+ * Exit code of the Fargate task whose run failed and has reported it (`ScheduledRunFailure`, so
+ * `Backups-FailedRun` pages). Any other non-zero exit, or a task that never started, is a run that
+ * could not report itself (killed out of memory, a bad image, a configuration error): the
+ * `Backups-RunnerStopped` alarm pages for those, and only for those, so that one failure opens one
+ * incident. Not 1: node exits 1 on an uncaught error, before the runner could report anything.
+ */
+export const REPORTED_FAILURE_EXIT_CODE = 3;
+
 /** Metrics emitted by the backup core (lambdas/backup/backup.ts runBackup), dimensions {service, Tier}. */
 export const CORE_METRICS = {
   success: 'BackupSuccess',

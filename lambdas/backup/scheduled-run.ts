@@ -23,7 +23,7 @@ import { getText, getTextIfExists } from '../shared/s3-objects';
 import { ageBaseline } from './age-baseline';
 import { DEFAULT_COMPRESSION_LEVEL, runBackup } from './backup';
 import { runRdsSide, type PitrStatus, type TierSnapshotResult } from './rds';
-import { RUNNER_ENV, RUNNER_METRICS } from './runner-contract';
+import { REPORTED_FAILURE_EXIT_CODE, RUNNER_ENV, RUNNER_METRICS } from './runner-contract';
 
 /**
  * One scheduled backup run, the same for the Lambda handler and the ECS Fargate task:
@@ -186,7 +186,8 @@ export async function runScheduledBackup(deps: ScheduledRunDeps, tier: BackupTie
 
   if (errors.length > 0 || manifestKey === undefined) {
     emitSingleMetric(deps.metrics, RUNNER_METRICS.scheduledRunFailure, MetricUnit.Count, 1);
-    throw new OperatorError(`${tier} backup run failed: ${errors.join(' | ')}`);
+    // Reported: the Fargate task's exit code tells ECS's stop event it needs no page of its own.
+    throw new OperatorError(`${tier} backup run failed: ${errors.join(' | ')}`, REPORTED_FAILURE_EXIT_CODE);
   }
   return { tier, manifestKey, snapshot: rdsSide.snapshot, pitr: rdsSide.pitr };
 }

@@ -10,14 +10,24 @@ import { exitWhenFailed } from '../shared/exit';
 import { observability } from '../shared/observability';
 import type { BackupTier } from '../shared/s3-layout';
 import { emitSingleMetric } from '../shared/single-metric';
-import { BACKUP_RUNNER_SERVICE, DEFAULT_TASK_TIMEOUT_MINUTES, MAX_TASK_TIMEOUT_MINUTES, RUNNER_ENV, RUNNER_METRICS, SCHEDULED_TIME_ARG } from './runner-contract';
+import {
+  BACKUP_RUNNER_SERVICE,
+  DEFAULT_TASK_TIMEOUT_MINUTES,
+  MAX_TASK_TIMEOUT_MINUTES,
+  REPORTED_FAILURE_EXIT_CODE,
+  RUNNER_ENV,
+  RUNNER_METRICS,
+  SCHEDULED_TIME_ARG,
+} from './runner-contract';
 import { parseBackupTier } from '../shared/tiers';
 import { loadRunnerSettings, runScheduledBackup, type ScheduledRunDeps } from './scheduled-run';
 
 /**
  * ECS Fargate entry of the backup runner (same image as the Lambda; `node /var/task/task.js
  * --tier weekly`), for databases whose dump outgrows Lambda's 15 minutes. Same code path as the
- * handler: runScheduledBackup. Exit 0 on success, non-zero with one line on stderr otherwise.
+ * handler: runScheduledBackup. Exit 0 on success, non-zero with one line on stderr otherwise:
+ * REPORTED_FAILURE_EXIT_CODE when the failure was reported (ScheduledRunFailure), 1 or 2 when it
+ * could not be (ECS's stop event then pages, lib/constructs/backups.ts RunnerStopped).
  *
  * ECS puts no time limit on a task: the task keeps its own (BACKUP_TASK_TIMEOUT_SECONDS, config
  * backups.fargateTimeoutMinutes), so that a hung pg_dump or a stalled upload does not hold its
@@ -75,11 +85,19 @@ export function taskTimeoutSeconds(env: NodeJS.ProcessEnv): number {
   ];
 }
 
-/** Thrown when a stopped run did not end in time: the task gives up on it. */
-class RunAbandoned extends OperatorError {}
+/** Thrown when a stopped run did not end in time: the task gives up on it (and reports it). */
+class RunAbandoned extends OperatorError {
+  constructor(message: string) {
+    super(message, REPORTED_FAILURE_EXIT_CODE);
+  }
+}
 
 /** Thrown when a scheduled run starts too late to end by its limit: it does not run, and reports its failure. */
-class RunSkipped extends OperatorError {}
+class RunSkipped extends OperatorError {
+  constructor(message: string) {
+    super(message, REPORTED_FAILURE_EXIT_CODE);
+  }
+}
 
 /** Runs one scheduled backup; resolves to the process exit code. */
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: TaskIo): Promise<number> {

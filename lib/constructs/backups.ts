@@ -2,6 +2,8 @@ import { Arn, ArnFormat, Duration, RemovalPolicy, Size, Stack, TimeZone, Token, 
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as eventTargets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -13,11 +15,13 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { connectWithIamAuthStatement, decryptSecretStatement } from './database-statements';
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
+import { ruleInbox } from './key-guard';
 import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 import {
   BACKUP_RUNNER_SERVICE,
   CORE_METRICS,
   MANAGED_TAG_KEY,
+  REPORTED_FAILURE_EXIT_CODE,
   RUNNER_CONTAINER_NAME,
   RUNNER_ENV,
   RUNNER_METRICS,
@@ -117,6 +121,11 @@ export class Backups extends Construct {
   /** The Fargate runner (`runner: fargate`). */
   readonly taskDefinition?: ecs.FargateTaskDefinition;
   readonly cluster?: ecs.ICluster;
+  /**
+   * Fargate runner only: ECS's events of its tasks that stopped without reporting their failure
+   * (never started, killed, crashed), kept 14 days for the investigation, and the rule that sends them.
+   */
+  readonly stoppedRuns?: { readonly rule: events.Rule; readonly events: sqs.Queue; readonly undelivered: sqs.Queue };
   readonly alarms: {
     readonly failedRun: cloudwatch.Alarm;
     readonly noRecentHourlyBackup: cloudwatch.Alarm;
@@ -129,6 +138,8 @@ export class Backups extends Construct {
     readonly deadLetters: cloudwatch.Alarm;
     /** Lambda runner only: crashes and timeouts that never reach the runner's own failure metric. */
     readonly runnerErrors?: cloudwatch.Alarm;
+    /** Fargate runner only: a task that never started, or stopped without reporting its failure. */
+    readonly runnerStopped?: cloudwatch.Alarm;
   };
 
   constructor(scope: Construct, id: string, props: BackupsProps) {
@@ -197,6 +208,7 @@ export class Backups extends Construct {
     }
     this.schedules = schedules;
 
+    if (this.taskDefinition && this.cluster) this.stoppedRuns = this.watchStoppedRuns(this.cluster, this.taskDefinition);
     this.alarms = this.createAlarms(props);
   }
 
@@ -368,6 +380,40 @@ export class Backups extends Construct {
     };
   }
 
+  /**
+   * A Fargate run that dies before it can report (out of memory: exit 137; its image not pulled,
+   * its network interface or secret not set up: TaskFailedToStart; a crash: exit 1; a bad
+   * configuration: exit 2) emits no failure metric, and Scheduler's RunTask succeeded, so its
+   * dead-letter queue stays empty: only the tier's age alarm would page, 2 hours (hourly) to a month
+   * (monthly) later. ECS's own stop event says it at once. A run that failed and reported it exits
+   * REPORTED_FAILURE_EXIT_CODE (FailedRun pages for it) and is left out here: one failure, one page.
+   */
+  private watchStoppedRuns(cluster: ecs.ICluster, taskDefinition: ecs.FargateTaskDefinition): NonNullable<Backups['stoppedRuns']> {
+    const scope = new Construct(this, 'StoppedRuns');
+    const [inbox, undelivered] = ruleInbox(
+      scope,
+      'This queue keeps the stop events of backup tasks that did not report their failure (or those EventBridge could not deliver) for the investigation: nothing consumes it, the RunnerStopped alarm counts what arrives, messages expire after 14 days.',
+    );
+    // Every revision of the runner's task definition (a deploy registers a new one), on its cluster.
+    const family = Stack.of(this).formatArn({ service: 'ecs', resource: 'task-definition', resourceName: `${taskDefinition.family}:`, arnFormat: ArnFormat.SLASH_RESOURCE_NAME });
+    const rule = new events.Rule(scope, 'Rule', {
+      description: 'atmr-dr: a backup runner task never started, or stopped without reporting its failure',
+      eventPattern: {
+        source: ['aws.ecs'],
+        detailType: ['ECS Task State Change'],
+        detail: {
+          clusterArn: [cluster.clusterArn],
+          taskDefinitionArn: [{ prefix: family }],
+          lastStatus: ['STOPPED'],
+          // A container that never ran has no exit code: the stop code says it did not start.
+          $or: [{ stopCode: ['TaskFailedToStart'] }, { containers: { exitCode: [{ 'anything-but': [0, REPORTED_FAILURE_EXIT_CODE] }] } }],
+        },
+      },
+      targets: [new eventTargets.SqsQueue(inbox, { deadLetterQueue: undelivered, retryAttempts: 185, maxEventAge: Duration.hours(24) })],
+    });
+    return { rule, events: inbox, undelivered };
+  }
+
   private createAlarms(props: BackupsProps): Backups['alarms'] {
     const topic = props.alarmTopic;
     const common = { environmentName: props.environmentName, concern: 'Backups', runbookSection: 'Sauvegarde - 4. Backup automatisé', topic };
@@ -475,7 +521,43 @@ export class Backups extends Construct {
         })
       : undefined;
 
-    return { failedRun, noRecentHourlyBackup, noRecentDaily, noRecentWeekly, noRecentMonthly, pitrOff, pitrLag, deadLetters, ...(runnerErrors && { runnerErrors }) };
+    // Counts the events that arrive (sent), not those waiting: each stopped run pages, even while
+    // earlier ones sit unread in the queue, where they expire by themselves.
+    const stopped = this.stoppedRuns;
+    const runnerStopped = stopped
+      ? new RunbookAlarm(this, 'RunnerStoppedAlarm', {
+          ...common,
+          what: 'RunnerStopped',
+          summary: `a backup runner task never started or stopped without reporting its failure (out of memory, image not pulled, network or secret not set up, crash): that run made no backup and no other alarm says so before the tier's age alarm`,
+          signalsEvent: true,
+          firstActions: `lire l'événement : aws sqs receive-message --queue-url ${stopped.events.queueUrl} --max-number-of-messages 10 (detail.taskArn, le niveau dans detail.overrides, detail.stopCode, detail.stoppedReason, containers[0].exitCode et reason) ; 137 ou OutOfMemoryError : augmenter backups.memoryMiB ; TaskFailedToStart : image ECR, sous-réseaux, endpoints VPC, secret ; puis relancer ce niveau (aws ecs run-task, docs/backup-runner.md)`,
+          metric: sumOfCounts(
+            {
+              events: stopped.events.metricNumberOfMessagesSent({ statistic: 'Sum', period: fiveMinutes }),
+              undelivered: stopped.undelivered.metricNumberOfMessagesSent({ statistic: 'Sum', period: fiveMinutes }),
+            },
+            fiveMinutes,
+            'Backup tasks stopped unreported',
+          ),
+          threshold: 1,
+          comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+          evaluationPeriods: 1,
+          treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        })
+      : undefined;
+
+    return {
+      failedRun,
+      noRecentHourlyBackup,
+      noRecentDaily,
+      noRecentWeekly,
+      noRecentMonthly,
+      pitrOff,
+      pitrLag,
+      deadLetters,
+      ...(runnerErrors && { runnerErrors }),
+      ...(runnerStopped && { runnerStopped }),
+    };
   }
 }
 

@@ -21,6 +21,21 @@ export interface KeyGuardProps {
 }
 
 /**
+ * Where an EventBridge rule keeps what it matched for the investigation (14 days): `Events`, and
+ * `Undelivered` for the events EventBridge could not put there, under `scope`. SSE-SQS: EventBridge
+ * can send to it without a key policy grant. `inbox` says why the queues have no dead-letter queue.
+ */
+export function ruleInbox(scope: Construct, inbox: string): [events: sqs.Queue, undelivered: sqs.Queue] {
+  const queues = ['Events', 'Undelivered'].map(
+    (id) => new sqs.Queue(scope, id, { encryption: sqs.QueueEncryption.SQS_MANAGED, enforceSSL: true, retentionPeriod: Duration.days(14) }),
+  );
+  for (const queue of queues) {
+    Validations.of(queue).acknowledge({ id: 'AwsSolutions-SQS3', reason: inbox }, { id: 'Serverless-SQSRedrivePolicy', reason: inbox });
+  }
+  return [queues[0], queues[1]];
+}
+
+/**
  * Alarms on any attempt to schedule the deletion of, or disable, the app's keys, allowed (the
  * break-glass role) or refused (everyone else: the key policies deny it). CloudTrail delivers the
  * calls to EventBridge (this needs a CloudTrail trail logging management events in the account);
@@ -36,21 +51,10 @@ export class KeyGuard extends Construct {
 
   constructor(scope: Construct, id: string, props: KeyGuardProps) {
     super(scope, id);
-    this.events = new sqs.Queue(this, 'Events', {
-      // EventBridge can send to an SSE-SQS queue without a key policy grant.
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      retentionPeriod: Duration.days(14),
-    });
-    this.undelivered = new sqs.Queue(this, 'Undelivered', {
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      retentionPeriod: Duration.days(14),
-    });
-    const inbox = 'This queue is an inbox of the key-deletion alarm (the events, or those that could not be delivered to it): nothing consumes it, the alarm pages while it holds a message, operators purge it after the investigation.';
-    for (const queue of [this.events, this.undelivered]) {
-      Validations.of(queue).acknowledge({ id: 'AwsSolutions-SQS3', reason: inbox }, { id: 'Serverless-SQSRedrivePolicy', reason: inbox });
-    }
+    [this.events, this.undelivered] = ruleInbox(
+      this,
+      'This queue is an inbox of the key-deletion alarm (the events, or those that could not be delivered to it): nothing consumes it, the alarm pages while it holds a message, operators purge it after the investigation.',
+    );
     this.rule = new events.Rule(this, 'Rule', {
       description: 'atmr-dr: someone tried to schedule the deletion of, or disable, a key of the backups or the operations',
       eventPattern: {

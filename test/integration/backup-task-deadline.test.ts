@@ -3,6 +3,7 @@ import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import { mockClient } from 'aws-sdk-client-mock';
 import { Client } from 'pg';
 import { main } from '../../lambdas/backup/task';
+import { REPORTED_FAILURE_EXIT_CODE } from '../../lambdas/backup/runner-contract';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { STATE_PREFIX } from '../../lambdas/shared/s3-layout';
 import { testCluster, uniqueDatabaseName, testClient } from '../support/cluster';
@@ -107,7 +108,7 @@ describe('backup task: its time limit (integration)', () => {
     rdsMock.on(DescribeDBInstancesCommand).resolves({ DBInstances: [{ DBInstanceIdentifier: 'atmr-test', BackupRetentionPeriod: 7 }] });
   });
 
-  it('a dump waiting behind a lock at the deadline: stops itself, closes its transaction, publishes nothing, reports the failed run, exits 1', async () => {
+  it('a dump waiting behind a lock at the deadline: stops itself, closes its transaction, publishes nothing, reports the failed run, exits 3 (failure reported)', async () => {
     // Arrange: a migration holds a table ACCESS EXCLUSIVE for longer than the task's limit.
     const database = uniqueDatabaseName('task_lock');
     createDatabase(database, 'CREATE TABLE held (id int); INSERT INTO held VALUES (1);');
@@ -130,7 +131,7 @@ describe('backup task: its time limit (integration)', () => {
       expect(waitingAt).toBeDefined();
       expect(outcome).toBeDefined();
       const { code, lines, metrics } = outcome!;
-      expect(code).toBe(1);
+      expect(code).toBe(REPORTED_FAILURE_EXIT_CODE);
       expect(lines).toEqual([expect.stringMatching(STOP_LINE)]);
       expect(ended - started).toBeGreaterThanOrEqual(STOP_AFTER_MS - 100);
       expect(ended - started).toBeLessThan(TIME_LIMIT_SECONDS * 1000);
@@ -163,7 +164,7 @@ describe('backup task: its time limit (integration)', () => {
       // Assert: stopped 10 s after its scheduled time (30 s before its 40 s limit), 5 s after its start
       expect(outcome).toBeDefined();
       const { code, lines, metrics } = outcome!;
-      expect(code).toBe(1);
+      expect(code).toBe(REPORTED_FAILURE_EXIT_CODE);
       expect(lines).toEqual([expect.stringContaining(`backup aborted (time limit reached: stopped 30 s before the task's limit of 40 s after its scheduled time ${scheduledTime}; `)]);
       expect(ended - scheduled).toBeGreaterThanOrEqual(STOP_AFTER_MS - 100);
       expect(ended - started).toBeLessThan(STOP_AFTER_MS);
@@ -176,7 +177,7 @@ describe('backup task: its time limit (integration)', () => {
     }
   });
 
-  it('an S3 upload that never gets its answer at the deadline: stops itself, kills pg_dump, closes its transaction, publishes nothing, exits 1', async () => {
+  it('an S3 upload that never gets its answer at the deadline: stops itself, kills pg_dump, closes its transaction, publishes nothing, exits 3 (failure reported)', async () => {
     // Arrange: enough data for multipart uploads; S3 then keeps back its answer to every part upload
     // (a stalled upload), so pg_dump, held by back-pressure, keeps the snapshot open.
     const database = uniqueDatabaseName('task_s3');
@@ -199,7 +200,7 @@ describe('backup task: its time limit (integration)', () => {
       expect(duringHold.some((b) => b.inTransaction)).toBe(true);
       expect(outcome).toBeDefined();
       const { code, lines, metrics } = outcome!;
-      expect(code).toBe(1);
+      expect(code).toBe(REPORTED_FAILURE_EXIT_CODE);
       expect(lines).toEqual([expect.stringMatching(STOP_LINE)]);
       expect(ended - started).toBeLessThan(TIME_LIMIT_SECONDS * 1000);
       expect(metrics).toEqual(expect.arrayContaining(['BackupFailure', 'ScheduledRunFailure']));

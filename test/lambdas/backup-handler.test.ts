@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadRunnerSettings } from '../../lambdas/backup/scheduled-run';
+import { REPORTED_FAILURE_EXIT_CODE } from '../../lambdas/backup/runner-contract';
 import { main, tierFromCommandLine } from '../../lambdas/backup/task';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { OperatorError } from '../../lambdas/shared/errors';
@@ -432,7 +433,7 @@ describe('ECS task entry (task.ts)', () => {
     ['its deadline', '2', [], undefined, `time limit reached: stopped 30 s before the task's limit of 2 s; raise backups.fargateTimeoutMinutes in cdk.json (55 at most) or give the task more CPU (backups.fargateCpu) if the dump needs longer`],
     ['its deadline counted from its scheduled time (started 54 min 29 s late)', '3300', ['--scheduled-time', SCHEDULED], undefined, `time limit reached: stopped 30 s before the task's limit of 55 min after its scheduled time ${SCHEDULED}; give the task more CPU (backups.fargateCpu) if the dump needs longer`],
     ['SIGTERM', '3300', [], 'task stopped (SIGTERM)', 'task stopped (SIGTERM)'],
-  ])('gives up on a run that does not end within 30 s of %s (Secrets Manager never answers): exits 1 with one line, reports the failed run', async (_stop, limitSeconds, scheduledTime, sigterm, reason) => {
+  ])('gives up on a run that does not end within 30 s of %s (Secrets Manager never answers): exits 3 (failure reported) with one line, reports the failed run', async (_stop, limitSeconds, scheduledTime, sigterm, reason) => {
     // Arrange: a step the stop signal cannot interrupt; fake clocks stand in for the minutes.
     jest.useFakeTimers({ now: LATE_START, doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
     try {
@@ -459,7 +460,7 @@ describe('ECS task entry (task.ts)', () => {
       expect(stillRunning29sAfterTheStop).toBe(true);
       expect(endedAt31s).toBe(true);
       const { result, out } = await task;
-      expect(result).toBe(1);
+      expect(result).toBe(REPORTED_FAILURE_EXIT_CODE);
       expect(lines).toEqual([`atmr-dr backup task: hourly backup run abandoned: still running 30 s after it was stopped (${reason})\n`]);
       expect(dimensionsOf(emfDocs(out), 'ScheduledRunFailure')).toEqual({ service: 'backup-runner' });
     } finally {
@@ -471,7 +472,7 @@ describe('ECS task entry (task.ts)', () => {
     ['2026-12-01T02:58:00.000Z', '58 min'],
     // 1 ms less than the 31 s a run needs to be stopped and end by its limit (the case above).
     ['2026-12-01T02:54:29.001Z', '54 min 29 s'],
-  ])('skips a run that starts too late to end within its limit counted from its scheduled time (it could only run into the next run of its tier), at %s: exits 1 with one line, reports the failed run, touches nothing', async (startedAt, late) => {
+  ])('skips a run that starts too late to end within its limit counted from its scheduled time (it could only run into the next run of its tier), at %s: exits 3 (failure reported) with one line, reports the failed run, touches nothing', async (startedAt, late) => {
     // Arrange: an hourly run scheduled at 02:00 that Scheduler delivered late; the default limit is 55 minutes.
     const keysBefore = await listKeys();
     const lines: string[] = [];
@@ -486,7 +487,7 @@ describe('ECS task entry (task.ts)', () => {
 
     // Assert
     const { result, out } = run;
-    expect(result).toBe(1);
+    expect(result).toBe(REPORTED_FAILURE_EXIT_CODE);
     expect(lines).toEqual([
       `atmr-dr backup task: hourly backup run skipped: it started ${late} after its scheduled time 2026-12-01T02:00:00.000Z, too late to end within its limit of 55 min counted from then (backups.fargateTimeoutMinutes), so it could only run into the next hourly run; find why the task started late (RunTask retried by Scheduler, Fargate capacity, the image pull)\n`,
     ]);
@@ -518,14 +519,14 @@ describe('ECS task entry (task.ts)', () => {
     expect(secretsMock).not.toHaveReceivedCommand(GetSecretValueCommand);
   });
 
-  it('exits 1 with one stderr line when the run fails', async () => {
+  it('exits 3 (failure reported, so the ECS stop event does not page it again) with one stderr line and ScheduledRunFailure when the run fails', async () => {
     secretsMock.on(GetSecretValueCommand).rejects(Object.assign(new Error('denied'), { name: 'AccessDeniedException' }));
     const lines: string[] = [];
     const clients = { s3: createS3Client(s3.env), rds: new RDSClient({ region: 'eu-west-3' }), secretsManager: new SecretsManagerClient({ region: 'eu-west-3' }) };
 
     const { result } = await captureStdout(() => main(['--tier', 'hourly'], runnerEnv(), { stderr: { write: (l: string) => lines.push(l) }, clients }));
 
-    expect(result).toBe(1);
+    expect(result).toBe(REPORTED_FAILURE_EXIT_CODE);
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^atmr-dr backup task: hourly backup run failed: backup: cannot read database secret .*\n$/);
   });
