@@ -108,9 +108,10 @@ export class DataStack extends Stack {
       }),
       lifecycleRules: [
         // One rule per tier prefix. S3 rounds every expiry up to the next midnight UTC, so an
-        // hourly dump lives between 24 and 48 hours: "the last 24 hourly backups" always exist.
+        // hourly dump is listed between 24 and 48 hours: "the last 24 hourly backups" always exist.
         // A backup made noncurrent (deleted by hand or by a compromised role: overwrites are refused)
-        // stays recoverable as long as its tier's retention.
+        // stays recoverable as long as its tier's retention; so does an expired one (the expiry only
+        // adds a delete marker): the data is gone after about twice the retention (docs/backup-runner.md).
         ...BACKUP_TIERS.map((tier) => ({
           id: `expire-${tier}`,
           prefix: `${tier}/`,

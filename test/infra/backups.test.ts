@@ -76,6 +76,35 @@ describe('backup bucket (data stack)', () => {
     expect(rule).toMatchObject({ Status: 'Enabled', ExpirationInDays: days, NoncurrentVersionExpiration: { NoncurrentDays: days } });
   });
 
+  it('says in the docs and the README when each tier\'s data is gone, from the synthesized expiry and noncurrent days (the expiry only adds a delete marker to the versioned bucket)', () => {
+    // Arrange: each tier's row of the table in docs/backup-runner.md, "When a backup's data is gone".
+    const docs = fs.readFileSync(path.join(__dirname, '../../docs/backup-runner.md'), 'utf8');
+    const readmeRow = fs.readFileSync(path.join(__dirname, '../../README.md'), 'utf8').split('\n').find((line) => line.startsWith('| Sauvegarde — 6. Rétention |'));
+    const tiers = ['hourly', 'daily', 'weekly', 'monthly'];
+    expect(bucket().VersioningConfiguration).toEqual({ Status: 'Enabled' });
+
+    for (const tier of tiers) {
+      const rule = rules().find((r) => r.Prefix === `${tier}/`) as { ExpirationInDays: number; NoncurrentVersionExpiration: { NoncurrentDays: number } };
+      const listed = rule.ExpirationInDays;
+      const noncurrent = rule.NoncurrentVersionExpiration.NoncurrentDays;
+      // Each step waits for the first midnight UTC at least its days later: gone between their sum and one day more.
+      const gone = [listed + noncurrent, listed + noncurrent + 1];
+      const row = docs.match(new RegExp(`^\\| ${tier} \\| (\\d+) days? \\| (\\d+) days? \\| (\\d+) to (\\d+) days \\|$`, 'm'));
+
+      // Assert
+      expect([tier, row?.slice(1).map(Number)]).toEqual([tier, [listed, noncurrent, ...gone]]);
+    }
+    const listedAll = tiers.map((tier) => (rules().find((r) => r.Prefix === `${tier}/`) as { ExpirationInDays: number }).ExpirationInDays);
+    const goneAll = tiers.map((tier) => {
+      const rule = rules().find((r) => r.Prefix === `${tier}/`) as { ExpirationInDays: number; NoncurrentVersionExpiration: { NoncurrentDays: number } };
+      const sum = rule.ExpirationInDays + rule.NoncurrentVersionExpiration.NoncurrentDays;
+      return `${sum}-${sum + 1}`;
+    });
+    expect(readmeRow).toContain(`listed ${listedAll.join(' / ')} days`);
+    expect(readmeRow).toContain(`the data is gone ${goneAll.join(' / ')} days after its creation`);
+    expect(docs).not.toMatch(/an object is deleted at the first 00:00 UTC/);
+  });
+
   it('never expires the current latest pointers, only their old versions', () => {
     const pointerRules = rules().filter((r) => typeof r.Prefix === 'string' && (r.Prefix as string).startsWith('latest'));
     expect(pointerRules).toEqual([expect.objectContaining({ Prefix: 'latest', NoncurrentVersionExpiration: { NoncurrentDays: 1 } })]);
