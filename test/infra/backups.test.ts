@@ -207,7 +207,10 @@ describe('backups construct (example environment, lambda runner)', () => {
 
   it('gives every schedule a retry policy and the dead-letter queue, invoking the runner function', () => {
     const functionId = logicalIdByPrefix(ops, 'AWS::Lambda::Function', 'BackupsRunner');
-    for (const [, schedule] of resourcesOf(ops, 'AWS::Scheduler::Schedule').filter(([id]) => id.startsWith('Backups'))) {
+    const schedules = resourcesOf(ops, 'AWS::Scheduler::Schedule').filter(([id]) => id.startsWith('Backups'));
+    // One per tier: with none, the loop below would check nothing and pass.
+    expect(schedules).toHaveLength(4);
+    for (const [, schedule] of schedules) {
       const target = (schedule.Properties as { Target: Json }).Target;
       expect(target.RetryPolicy).toEqual({ MaximumRetryAttempts: 3, MaximumEventAgeInSeconds: 3600 });
       expect(target.DeadLetterConfig).toEqual({ Arn: { 'Fn::GetAtt': [queueId, 'Arn'] } });
@@ -716,7 +719,9 @@ describe('backups construct variants', () => {
       const target = props.Targets[0] as { Arn: Json; DeadLetterConfig: { Arn: Json } };
       expect(JSON.stringify(target.Arn)).toContain('BackupsStoppedRunsEvents');
       expect(JSON.stringify(target.DeadLetterConfig.Arn)).toContain('BackupsStoppedRunsUndelivered');
-      for (const [, queue] of resourcesOf(template, 'AWS::SQS::Queue').filter(([id]) => id.startsWith('BackupsStoppedRuns'))) {
+      const queues = resourcesOf(template, 'AWS::SQS::Queue').filter(([id]) => id.startsWith('BackupsStoppedRuns'));
+      expect(queues).toHaveLength(2);
+      for (const [, queue] of queues) {
         expect(queue.Properties).toMatchObject({ MessageRetentionPeriod: 1209600, SqsManagedSseEnabled: true });
       }
     });

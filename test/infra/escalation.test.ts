@@ -403,7 +403,11 @@ describe('escalation subscriptions check (a paging level that reaches nobody pag
 
     const endpoints = declared.flatMap((level) => level.subscriptions.map((s) => s.endpoint));
     expect(endpoints).toEqual(expect.arrayContaining([pagerDuty, '+33612345678', 'oncall@example.com']));
-    for (const fn of Object.values(ops.Resources).filter((r) => r.Type === 'AWS::Lambda::Function')) {
+    const functions = Object.values(ops.Resources).filter((r) => r.Type === 'AWS::Lambda::Function');
+    // Every function of the ops stack, among them the two that hold the levels (the pager's LEVELS, the check's SUBSCRIPTION_LEVELS): a loop over none would pass.
+    expect(functions.map((fn) => JSON.stringify(fn.Properties.Environment ?? {})).filter((variables) => variables.includes('LEVELS'))).toHaveLength(2);
+    expect(functions.length).toBeGreaterThanOrEqual(3);
+    for (const fn of functions) {
       const variables = JSON.stringify((fn.Properties.Environment as Json | undefined)?.Variables ?? {});
       for (const endpoint of endpoints) expect(variables).not.toContain(endpoint);
       expect(variables).not.toContain('0123456789abcdef0123456789abcdef');
