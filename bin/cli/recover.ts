@@ -1,5 +1,4 @@
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { DBInstance, RDSClient } from '@aws-sdk/client-rds';
@@ -18,6 +17,7 @@ import { describeInstance } from '../../lambdas/shared/rds-instances';
 import { StoreDeps, activeRecoveryId, getRecovery, listRecoveryIds } from '../../lambdas/recovery/store';
 import { checkPitrReach, parseToTime } from '../../lambdas/recovery/time';
 import { formatVerification, unreadCause, unverifiedFlagRefusal, unverifiedNextStep, unverifiedRefusal } from '../../lambdas/recovery/verify';
+import { opsStateDynamoDB } from '../../lambdas/shared/ops-state-client';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { metricsNamespace } from '../../lambdas/shared/constants';
 import { OperatorError } from '../../lambdas/shared/errors';
@@ -195,7 +195,7 @@ export function registerRecoverCommands(program: Command): void {
     const config = loadCliConfig(envName);
     const tableName = await resolveDeployedName(DEPLOYED_NAMES.opsTable, { flagValue: g.table, envName });
     const store: StoreDeps = {
-      ddb: DynamoDBDocumentClient.from(new DynamoDBClient(SDK_RETRY), { marshallOptions: { removeUndefinedValues: true } }),
+      ddb: DynamoDBDocumentClient.from(opsStateDynamoDB(), { marshallOptions: { removeUndefinedValues: true } }),
       tableName,
     };
     return { g, envName, config, store, sfn: new SFNClient(SDK_RETRY), rds: new RDSClient(SDK_RETRY), events: new EventBridgeClient(SDK_RETRY) };
