@@ -56,14 +56,16 @@ export function registerBackupsCommands(program: Command): void {
       }
       const database = latestDatabase(ref, opts.database);
       // The reference is checked before the bucket is looked for: a typo is what the operator hears first.
-      (await import('../../lambdas/restore/catalog')).checkBackupRef(ref, opts.tier);
+      const { checkBackupRef, manifestKeyIn } = await import('../../lambdas/restore/catalog');
+      checkBackupRef(ref, opts.tier);
       const bucket = await resolveBackupBucket(opts);
+      const key = manifestKeyIn(ref, bucket);
       const [{ verifyBackup }, { createS3Client }] = await Promise.all([import('../../lambdas/restore/verify'), import('../../lambdas/shared/aws')]);
       // Its downloads are whole backup objects: Ctrl-C / SIGTERM / SIGHUP stop the check and remove
       // them (node's default would exit at once and leave a partial download in TMPDIR), as restore does.
       const tempDir = commandTempDir();
       const result = await interruptibly(
-        (signal) => verifyBackup({ s3: createS3Client(), bucket, tempDir: tempDir.path, signal }, ref, { tier: opts.tier, database }),
+        (signal) => verifyBackup({ s3: createS3Client(), bucket, tempDir: tempDir.path, signal }, key, { tier: opts.tier, database }),
         () => tempDir.remove(),
       ).finally(() => tempDir.remove());
       if (opts.json) {

@@ -71,11 +71,12 @@ export function registerRestoreCommands(program: Command): void {
         sayWhileStarting((signal) => `restore interrupted (received ${signal}) while ${phase}, before the restore began: nothing created; target "${untouchedTarget}" untouched`);
         // The arguments are checked before the bucket and the connection are looked for: a typo in
         // them is what the operator hears first, not a missing PGHOST.
-        const [{ checkBackupRef }, { checkTargetName }] = await Promise.all([import('../../lambdas/restore/catalog'), import('../../lambdas/restore/target')]);
+        const [{ checkBackupRef, manifestKeyIn }, { checkTargetName }] = await Promise.all([import('../../lambdas/restore/catalog'), import('../../lambdas/restore/target')]);
         checkBackupRef(ref, opts.tier);
         checkTargetName(opts.targetDb);
         phase = 'looking up the backup bucket';
         const bucket = await resolveBackupBucket(opts);
+        ref = manifestKeyIn(ref, bucket);
         // The restore's code is loaded as it is needed, not with the module: a usage error, --help
         // or a missing setting answers without evaluating the S3 SDK and the catalog.
         phase = 'reading the connection settings';

@@ -98,13 +98,36 @@ export async function listBackups(deps: CatalogDeps, filter: CatalogFilter = {})
 export function checkBackupRef(ref: string, tierText?: string): BackupTier | undefined {
   const tier = tierText === undefined ? undefined : parseBackupTier(tierText);
   if (ref === 'latest') return tier;
-  if (!isManifestKey(ref)) {
+  // Its bucket is checked once the backup bucket is known (manifestKeyIn).
+  const key = splitS3Url(ref)?.key ?? ref;
+  if (!isManifestKey(key)) {
     throw new OperatorError(`"${ref}" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list`, 2);
   }
-  if (tier !== undefined && !ref.startsWith(`${tier}/`)) {
+  if (tier !== undefined && !key.startsWith(`${tier}/`)) {
     throw new OperatorError(`manifest ${ref} is not in tier ${tier}; drop --tier or name a ${tier}/ manifest`, 2);
   }
   return tier;
+}
+
+/** `s3://<bucket>/<key>` split, or undefined for anything else (a bare key, latest). */
+function splitS3Url(ref: string): { readonly bucket: string; readonly key: string } | undefined {
+  const match = /^s3:\/\/([^/]+)\/(.+)$/.exec(ref);
+  return match ? { bucket: match[1], key: match[2] } : undefined;
+}
+
+/**
+ * The backup reference as the catalog reads it: a manifest key as `backups list` prints it, or as
+ * the CLI's own lines print one (`s3://<bucket>/<key>`, which operators paste back) when the bucket
+ * is the backup bucket; `latest` and bare keys unchanged. A URL of another bucket is refused (exit
+ * 2): reading the key in the backup bucket would restore or check another backup than the one named.
+ */
+export function manifestKeyIn(ref: string, bucket: string): string {
+  const url = splitS3Url(ref);
+  if (url === undefined) return ref;
+  if (url.bucket !== bucket) {
+    throw new OperatorError(`${ref} is in bucket "${url.bucket}", not in the backup bucket "${bucket}": name the manifest by its key (atmr-dr backups list), or pass --bucket ${url.bucket} to read that bucket`, 2);
+  }
+  return url.key;
 }
 
 /**

@@ -389,6 +389,27 @@ describe('atmr-dr backups', () => {
     ]);
   });
 
+  it('a manifest given as s3://<backup bucket>/<key>, as the CLI prints keys, is read by its key; one of another bucket is refused in one line, exit 2', async () => {
+    const url = `s3://${localS3.bucket}/${olderKey}`;
+    const verified = await atmrDr(['backups', 'verify', url, '--tier', 'daily', '--json'], localS3.env);
+    const missing = await atmrDr(['backups', 'verify', `s3://${localS3.bucket}/daily/nope_backup_20200101_000000.manifest.json`], localS3.env);
+    const pg = { PGHOST: cluster.host, PGPORT: String(cluster.port), PGUSER: cluster.user };
+    const restoreMissing = await atmrDr(['restore', `s3://${localS3.bucket}/daily/nope_backup_20200101_000000.manifest.json`, '--target-db', 'atmr_never_made'], { ...localS3.env, ...pg });
+    const elsewhere = `s3://another-bucket/${olderKey}`;
+    const refusal = `atmr-dr: ${elsewhere} is in bucket "another-bucket", not in the backup bucket "${localS3.bucket}": name the manifest by its key (atmr-dr backups list), or pass --bucket another-bucket to read that bucket\n`;
+    const otherVerify = await atmrDr(['backups', 'verify', elsewhere], localS3.env);
+    const otherRestore = await atmrDr(['restore', elsewhere, '--target-db', 'atmr_never_made'], localS3.env);
+
+    expect(verified.stderr).toBe('');
+    expect(verified.status).toBe(0);
+    expect(JSON.parse(verified.stdout)).toMatchObject({ ok: true, manifestKey: olderKey });
+    const noSuch = `atmr-dr: manifest s3://${localS3.bucket}/daily/nope_backup_20200101_000000.manifest.json does not exist; list backups with: atmr-dr backups list\n`;
+    expect([missing.status, missing.stderr]).toEqual([2, noSuch]);
+    expect([restoreMissing.status, restoreMissing.stderr]).toEqual([2, noSuch]);
+    expect([otherVerify.status, otherVerify.stdout, otherVerify.stderr]).toEqual([2, '', refusal]);
+    expect([otherRestore.status, otherRestore.stdout, otherRestore.stderr]).toEqual([2, '', refusal]);
+  });
+
   it('verify without a backup named points at "backups list" and latest, exit 2', async () => {
     const run = await atmrDr(['backups', 'verify'], localS3.env);
 
