@@ -373,8 +373,18 @@ export function runTool(
     options.signal?.addEventListener('abort', onAbort, { once: true });
     child.on('error', (error) => {
       options.signal?.removeEventListener('abort', onAbort);
-      // Missing or not executable: the runner's setup, exit 2 as any setting.
-      reject(new OperatorError(`cannot run ${file}: ${oneLine(error)}; install the PostgreSQL client programs or set the PostgreSQL bin directory`, 2));
+      // Missing or not executable: the runner's setup, exit 2 as any setting. The tools are found
+      // on PATH (no flag or variable names another directory), as the backup's are.
+      const tool = path.basename(file);
+      const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
+      reject(
+        new OperatorError(
+          missing
+            ? `${tool} not found${file === tool ? ' on PATH' : ` (${file})`}: install the PostgreSQL client tools (pg_restore, psql) or put them on PATH`
+            : `cannot run ${file}: ${oneLine(error)}; put a working PostgreSQL client (pg_restore, psql) on PATH`,
+          2,
+        ),
+      );
     });
     if (options.stdin && child.stdin) {
       const stdin = options.stdin;

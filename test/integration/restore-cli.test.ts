@@ -259,6 +259,22 @@ describe('atmr-dr restore', () => {
     expect(databaseExists(cluster, target)).toBe(false);
   });
 
+  it('without pg_restore on PATH: one line saying to put the PostgreSQL client tools on PATH (no setting names another directory), exit 2, creating nothing', async () => {
+    const target = uniqueDatabaseName('rcli_notools');
+    // A PATH with node only (the CLI runs under it), without the PostgreSQL client tools.
+    const nodeOnly = fs.mkdtempSync(path.join(os.tmpdir(), 'rcli-node-only-'));
+    fs.symlinkSync(process.execPath, path.join(nodeOnly, 'node'));
+    try {
+      const run = await atmrDr(['restore', 'latest', '--database', source, '--target-db', target], env({ PATH: nodeOnly }));
+
+      expect([run.status, run.stderr]).toEqual([2, 'atmr-dr: pg_restore not found on PATH: install the PostgreSQL client tools (pg_restore, psql) or put them on PATH\n']);
+      expect(databaseExists(cluster, target)).toBe(false);
+      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+    } finally {
+      fs.rmSync(nodeOnly, { recursive: true, force: true });
+    }
+  });
+
   it('refuses latest when the database has no backup, naming it, and latest without a database: bad input, exit 2 (not 1, which a script retries)', async () => {
     const none = await atmrDr(['restore', 'latest', '--target-db', uniqueDatabaseName('rcli_none')], env({ PGDATABASE: 'app_without_backups' }));
     const noneByFlag = await atmrDr(['restore', 'latest', '--database', 'app_without_backups', '--target-db', uniqueDatabaseName('rcli_none')], env());
