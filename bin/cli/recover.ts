@@ -332,7 +332,9 @@ export function registerRecoverCommands(program: Command): void {
       const ctx = await context();
       const target = id ?? (await activeRecoveryId(ctx.store)) ?? (await listRecoveryIds(ctx.store, 1))[0];
       if (!target) {
-        print('no recovery recorded');
+        // --json prints one recovery's record as an object, and none as null: a script parsing the
+        // output gets valid JSON either way (as incident list --json gives [] for no incident).
+        print(ctx.g.json ? 'null' : 'no recovery recorded');
         return;
       }
       let record = await getRecovery(ctx.store, target);

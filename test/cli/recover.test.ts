@@ -9,6 +9,7 @@ import { afterCutoverSteps } from '../../bin/cli/recover';
 import { parseEnvironmentConfig } from '../../lib/config';
 import { exampleEnvironment } from '../support/app';
 import { startCloudFormationWithoutStacks } from '../support/aws-endpoints';
+import { startLocalTable } from '../support/dynalite';
 import { LocalDynamo, startLocalDynamo } from '../support/dynamodb';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -135,6 +136,22 @@ describe('atmr-dr recover', () => {
     const run = await atmrDr(['recover', 'status', '--json']);
     expect(run.status).toBe(0);
     expect(JSON.parse(run.stdout)).toMatchObject({ recoveryId: 'r20261130143000-aaaa', status: 'verified', actor: 'alice', reason: 'bookings deleted' });
+  });
+
+  it('status --json with no recovery recorded prints null (valid JSON), the text form says so in words', async () => {
+    const empty = await startLocalTable('ops-state-without-recoveries');
+    const saved = env;
+    env = { ...env, AWS_ENDPOINT_URL_DYNAMODB: empty.endpoint, ATMR_OPS_TABLE: empty.tableName };
+    try {
+      const json = await atmrDr(['recover', 'status', '--json']);
+      const text = await atmrDr(['recover', 'status']);
+
+      expect([json.status, json.stderr, JSON.parse(json.stdout) as unknown]).toEqual([0, '', null]);
+      expect([text.status, text.stdout]).toEqual([0, 'no recovery recorded\n']);
+    } finally {
+      env = saved;
+      await empty.close();
+    }
   });
 
   it('cutover refuses without --yes when standard input is not a terminal, changing nothing', async () => {
