@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { namedLine, OperatorError, oneLine } from './errors';
-import { type AwsTimeoutDetails, OPERATOR_ANSWER_TIMEOUT_MS } from './sdk-retry';
+import { type AwsEndpointDetails, type AwsTimeoutDetails, OPERATOR_ANSWER_TIMEOUT_MS } from './sdk-retry';
 
 /**
  * One line for a failed AWS call that says what to check, the same way for every service: the
@@ -46,9 +46,7 @@ export function describeAwsError(service: AwsService, action: string, error: unk
   if (missing) return `cannot ${action}: ${missing}`;
   const unanswered = unansweredCall(error);
   if (unanswered) return `cannot ${action}: ${unanswered}`;
-  if (isUnreachable(error)) {
-    return `cannot ${action}: ${service} is unreachable (${text}); check AWS_REGION, ${endpointVar} or AWS_ENDPOINT_URL if set, and the network`;
-  }
+  if (isUnreachable(error)) return `cannot ${action}: ${unreachableLine(service, endpointVar, text)}`;
   if (isThrottled(error)) {
     return `cannot ${action}: ${service} is throttling this account's calls (${e.name}), and the SDK's retries did not outlast it; run the command again in a minute`;
   }
@@ -105,6 +103,22 @@ export function unansweredCall(error: unknown): string | undefined {
   const bound = e.awsAttemptBoundMs ?? OPERATOR_ANSWER_TIMEOUT_MS;
   const tries = `${attempts} attempt${attempts === 1 ? '' : 's'} of ${bound / 1000} s${bound === OPERATOR_ANSWER_TIMEOUT_MS ? '' : ' of silence'}`;
   return `${e.awsService} did not answer in time (${e.awsEndpoint}, ${tries}): AWS or the network path to it is not answering; check the network, and ${e.awsEndpointVariable} or AWS_ENDPOINT_URL if set, then run the command again`;
+}
+
+/** What an unreachable service's line says, the same for every service and command. */
+function unreachableLine(service: string, endpointVariable: string, text: string): string {
+  return `${service} is unreachable (${text}); check AWS_REGION, ${endpointVariable} or AWS_ENDPOINT_URL if set, and the network`;
+}
+
+/**
+ * An operator CLI call that could not reach its endpoint (DNS, a refused or reset connection), with
+ * the service the SDK client named (useOperatorSdkSettings adds it: ECS, RDS, Step Functions...):
+ * its line, else undefined.
+ */
+function unreachableService(error: unknown): string | undefined {
+  const e = (error ?? {}) as SdkLikeError & Partial<AwsEndpointDetails>;
+  if (!e.awsService || !e.awsEndpointVariable || !isUnreachable(error)) return undefined;
+  return unreachableLine(e.awsService, e.awsEndpointVariable, oneLine(error));
 }
 
 /** The endpoint could not be reached or did not answer (DNS, refused or reset connection, timeout): the network's fault, not a setting's. */
@@ -188,6 +202,8 @@ export function asOperatorError(error: unknown): OperatorError {
   if (missing) return new OperatorError(missing, MISSING_SETTING_EXIT_CODE);
   const unanswered = unansweredCall(error);
   if (unanswered) return new OperatorError(unanswered, 1);
+  const unreachable = unreachableService(error);
+  if (unreachable) return new OperatorError(unreachable, 1);
   const table = missingTable(error);
   if (table !== undefined) {
     // A setting, as a missing backup bucket is (s3-objects.ts): exit 2, and the name that is wrong.

@@ -100,16 +100,20 @@ export function s3OperatorExtensions(): (typeof OPERATOR_S3_EXTENSION)[] {
   return operatorSettings ? [OPERATOR_S3_EXTENSION] : [];
 }
 
-/** What the operator CLI adds to a timed-out attempt's error, for its one line. */
-export interface AwsTimeoutDetails {
-  /** How long the attempt waited: OPERATOR_ANSWER_TIMEOUT_MS for a read, SDK_IDLE_TIMEOUT_MS of silence for a write. */
-  readonly awsAttemptBoundMs: number;
-  /** e.g. "SSM", "DynamoDB", "CloudFormation". */
+/** What the operator CLI adds to the error of a call that got no answer (unreachable or timed out), for its one line. */
+export interface AwsEndpointDetails {
+  /** e. "SSM", "DynamoDB", "CloudFormation". */
   readonly awsService: string;
   /** The endpoint that did not answer, e.g. https://ssm.eu-west-3.amazonaws.com or http://127.0.0.1:4566. */
   readonly awsEndpoint: string;
   /** The SDK variable that points this service elsewhere, e.g. AWS_ENDPOINT_URL_SSM. */
   readonly awsEndpointVariable: string;
+}
+
+/** What the operator CLI adds to a timed-out attempt's error. */
+export interface AwsTimeoutDetails extends AwsEndpointDetails {
+  /** How long the attempt waited: OPERATOR_ANSWER_TIMEOUT_MS for a read, SDK_IDLE_TIMEOUT_MS of silence for a write. */
+  readonly awsAttemptBoundMs: number;
 }
 
 /** The service's name in the SDK's user agent (`api/<id>#<version>`), as an operator knows it. */
@@ -221,7 +225,12 @@ function configureOperatorClient(config: SdkExtensionConfiguration, capRetries: 
       try {
         return await inner.handle(request, answerBound ? { ...options, requestTimeout: OPERATOR_ANSWER_TIMEOUT_MS } : options);
       } catch (error) {
-        if ((error as { name?: unknown } | null)?.name === 'TimeoutError') Object.assign(error as object, timeoutDetails(request, answerBound ? OPERATOR_ANSWER_TIMEOUT_MS : SDK_IDLE_TIMEOUT_MS));
+        // The handler throws only when no answer came (DNS, a refused or reset connection, a
+        // timeout): the service and its endpoint variable are added for the one line that says
+        // which service could not be reached (asOperatorError), whatever client made the call.
+        if (typeof error === 'object' && error !== null) {
+          Object.assign(error, (error as { name?: unknown }).name === 'TimeoutError' ? timeoutDetails(request, answerBound ? OPERATOR_ANSWER_TIMEOUT_MS : SDK_IDLE_TIMEOUT_MS) : endpointDetails(request));
+        }
         throw error;
       }
     },
@@ -263,10 +272,13 @@ function bodyBytes(request: SdkHttpRequest): number {
 }
 
 function timeoutDetails(request: SdkHttpRequest, attemptBoundMs: number): AwsTimeoutDetails {
+  return { awsAttemptBoundMs: attemptBoundMs, ...endpointDetails(request) };
+}
+
+function endpointDetails(request: SdkHttpRequest): AwsEndpointDetails {
   const agent = `${request.headers['x-amz-user-agent'] ?? ''} ${request.headers['user-agent'] ?? ''}`;
   const id = /\bapi\/([a-z0-9-]+)#/i.exec(agent)?.[1]?.toLowerCase() ?? 'aws';
   return {
-    awsAttemptBoundMs: attemptBoundMs,
     awsService: SERVICE_NAMES[id] ?? id.toUpperCase(),
     awsEndpoint: `${request.protocol}//${request.hostname}${request.port ? `:${request.port}` : ''}`,
     awsEndpointVariable: `AWS_ENDPOINT_URL_${id.toUpperCase().replace(/-/g, '_')}`,
