@@ -382,7 +382,8 @@ export class Detection extends Construct {
           (dependencyAlarms.length > 0
             ? ` Une fenêtre où une dépendance sondée est tombée au moins la moitié du temps ne compte pas : sa propre alarme pagine (${dependencyAlarms.join(', ')}).`
             : ''),
-        firstActions: 'lire les logs de la sonde (cible, raison) ; vérifier la connectivité vers OSRM, PostgreSQL, Redis ; vérifier retries et backoffs.',
+        // The log group by name, as Probe-Errors gives it: the on-call reads it first, from the page.
+        firstActions: `lire le groupe de logs ${this.probe ? this.probe.function.logGroup.logGroupName : 'de la sonde'} (cible, raison) ; vérifier la connectivité vers OSRM, PostgreSQL, Redis ; vérifier retries et backoffs.`,
         metric: new cloudwatch.MathExpression({
           expression: down.length > 0 ? `IF(${down.join(' OR ')}, 0, ${rate})` : rate,
           usingMetrics,

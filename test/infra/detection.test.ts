@@ -189,6 +189,15 @@ describe('detection alarms (example config)', () => {
     for (const name of ['Osrm-Down', 'Health-ApiNotReady', 'Health-RedisDown', 'Database-ReadOnly']) expect(description).toContain(name);
   });
 
+  it("names the probe's log group in Network-ProbeFailures' first actions, as Probe-Errors does", () => {
+    const logGroupId = Object.keys(template.findResources('AWS::Logs::LogGroup')).find((id) => id.startsWith('DetectionProbeFunctionLogs'));
+
+    const description = synthesizedText(alarm('Network-ProbeFailures').AlarmDescription);
+
+    expect(logGroupId).toBeDefined();
+    expect(description).toContain(`Premières actions : lire le groupe de logs <${logGroupId}> (cible, raison)`);
+  });
+
   describe('OSRM partly down: Osrm-Down and Network-ProbeFailures agree (exactly one pages)', () => {
     // Both alarms as synthesized, evaluated over one window of per-minute probe runs (one run a minute,
     // 3 OSRM attempts, the API, Redis and the database up): Osrm-Down the CloudWatch way (datapoints
@@ -456,7 +465,8 @@ describe('detection alarms (example config)', () => {
     expect(alarm('Osrm-Down').AlarmDescription).toMatch(/^\[OSRM Down\] .*Premières actions : .*NE PAS redémarrer.*README\.md#detection-osrm-down$/);
     expect(alarm('Database-ReadOnly').AlarmDescription).toMatch(/^\[DB Read-Only\] .*atmr-dr db read-write.*#detection-db-read-only$/);
     expect(alarm('Load-ApiErrorRate').AlarmDescription).toMatch(/^\[Pic de charge\] .*#detection-pic-de-charge$/);
-    expect(alarm('Network-ProbeFailures').AlarmDescription).toMatch(/^\[Réseau flaky\] .*#detection-reseau-flaky$/);
+    // Its first actions name the probe's log group, a reference in the template.
+    expect(synthesizedText(alarm('Network-ProbeFailures').AlarmDescription)).toMatch(/^\[Réseau flaky\] .*#detection-reseau-flaky$/);
     expect(alarm('Health-UnhealthyHosts').AlarmDescription).toMatch(/^\[Healthchecks Kubernetes\] .*#detection-healthchecks$/);
     expect(alarm('Killswitch-MaintenanceTooLong').AlarmDescription).toMatch(/^\[Killswitch\] .*#detection-killswitch$/);
   });
