@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupManifest } from '../shared/manifest';
 import type { PgConnection } from '../shared/pg-connection';
+import { READ_ONLY_SQL_TRANSACTION, sqlState } from '../shared/pg-errors';
 import { dropDatabaseStatement, quoteIdent } from '../shared/postgres';
 import { makeDownloadDir } from '../shared/temp-dir';
 import { CatalogDeps, chooseObject, resolveBackup } from './catalog';
@@ -220,7 +221,12 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // Created, even when its answer was lost (the look found it), the load goes on into it.
     await runLooking(admin, create, (client) => createDatabase(client, staging, owner), warn).catch((error: unknown) => {
       if (error instanceof OperatorError) throw error;
-      throw new OperatorError(`cannot create the staging database ${staging} (${oneLine(error)}); ${options.targetLabel ?? 'target'} "${target}" untouched`);
+      // A server that refuses writes (a standby, default_transaction_read_only from the server's
+      // configuration or the role): the runbook's command that tells which, and what lifts it.
+      const readOnly = sqlState(error) === READ_ONLY_SQL_TRANSACTION;
+      throw new OperatorError(
+        `cannot create the staging database ${staging} (${oneLine(error)}); ${options.targetLabel ?? 'target'} "${target}" untouched${readOnly ? '; the server refuses writes: "atmr-dr db read-write" (same PG* settings) shows why and what lifts it' : ''}`,
+      );
     });
     stagingCreated = true;
     log(`load: ${object.format === 'custom' ? 'pg_restore' : 'psql'} into staging database ${staging}`);

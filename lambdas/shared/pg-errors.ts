@@ -1,6 +1,9 @@
 /** SQLSTATE query_canceled: a statement_timeout, or a cancel request (pg_cancel_backend, Ctrl-C in psql). */
 export const QUERY_CANCELED = '57014';
 
+/** SQLSTATE read_only_sql_transaction: a write refused by a read-only transaction (a standby, default_transaction_read_only). */
+export const READ_ONLY_SQL_TRANSACTION = '25006';
+
 /**
  * The SQLSTATE of an error the server sent, undefined for any other error. Told by its shape
  * (node-postgres' DatabaseError carries the server's severity and a five-character SQLSTATE), not by

@@ -275,6 +275,26 @@ describe('atmr-dr restore', () => {
     }
   });
 
+  it('a server that refuses writes (the role read-only by default): the line points at "atmr-dr db read-write", which says why, exit 1, creating nothing', async () => {
+    const target = uniqueDatabaseName('rcli_ro');
+    const role = uniqueDatabaseName('rcli_ro_role');
+    psql(cluster, 'postgres', `CREATE ROLE ${role} LOGIN CREATEDB; ALTER ROLE ${role} SET default_transaction_read_only = on`);
+    try {
+      const run = await atmrDr(['restore', 'latest', '--database', source, '--target-db', target, '--no-owner'], env({ PGUSER: role }));
+
+      expect(run.status).toBe(1);
+      expect(run.stderr).toMatch(
+        new RegExp(
+          `^atmr-dr: cannot create the staging database ${target}_\\w+ \\(cannot execute CREATE DATABASE in a read-only transaction\\); target "${target}" untouched; the server refuses writes: "atmr-dr db read-write" \\(same PG\\* settings\\) shows why and what lifts it\n$`,
+        ),
+      );
+      expect(databaseExists(cluster, target)).toBe(false);
+      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+    } finally {
+      psql(cluster, 'postgres', `DROP ROLE IF EXISTS ${role}`);
+    }
+  });
+
   it('refuses latest when the database has no backup, naming it, and latest without a database: bad input, exit 2 (not 1, which a script retries)', async () => {
     const none = await atmrDr(['restore', 'latest', '--target-db', uniqueDatabaseName('rcli_none')], env({ PGDATABASE: 'app_without_backups' }));
     const noneByFlag = await atmrDr(['restore', 'latest', '--database', 'app_without_backups', '--target-db', uniqueDatabaseName('rcli_none')], env());
