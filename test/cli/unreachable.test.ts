@@ -1,29 +1,12 @@
-import { spawn } from 'node:child_process';
 import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import * as path from 'node:path';
-import { operatorEnv } from '../support/operator-env';
-
-const ROOT = path.join(__dirname, '..', '..');
-
-/** A script under tsx in a child process (the CLI, or the harness), with `env` on top of an operator's. */
-function runTsx(args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), args, { cwd: ROOT, env: operatorEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
+import { atmrDr, runTsx } from '../lambdas/restore/fixtures';
 
 const line = (service: string, variable: string, cause: string) => `${service} is unreachable (${cause}); check AWS_REGION, ${variable} or AWS_ENDPOINT_URL if set, and the network`;
 
 describe('an AWS endpoint that cannot be reached: every service the CLI calls is named with its variable, as S3, SSM and CloudFormation are', () => {
   let refusing: string;
-  let env: NodeJS.ProcessEnv;
+  let env: Record<string, string>;
 
   beforeAll(async () => {
     // A port that was just free: nothing listens there, the connection is refused.
@@ -33,6 +16,10 @@ describe('an AWS endpoint that cannot be reached: every service the CLI calls is
     await new Promise<void>((resolve) => server.close(() => resolve()));
     refusing = `127.0.0.1:${port}`;
     env = {
+      AWS_REGION: 'eu-west-3',
+      AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
+      AWS_SECRET_ACCESS_KEY: 'secret',
+      AWS_EC2_METADATA_DISABLED: 'true',
       AWS_ENDPOINT_URL: `http://${refusing}`,
       ATMR_OPS_TABLE: 'ops-state',
       ATMR_ECS_CLUSTER: 'atmr',
@@ -47,20 +34,20 @@ describe('an AWS endpoint that cannot be reached: every service the CLI calls is
     ['recover --dry-run', ['recover', '--to-time', '5 minutes ago', '--reason', 'test', '--dry-run'], 'RDS'],
     ['recover status', ['recover', 'status'], 'DynamoDB'],
   ])('%s: one line naming the service and AWS_ENDPOINT_URL_<service>, exit 1', async (_name, args, service) => {
-    const run = await runTsx(['bin/atmr-dr.ts', ...args], env);
+    const run = await atmrDr(args, env);
 
     expect([run.status, run.stderr]).toEqual([1, `atmr-dr: ${line(service, `AWS_ENDPOINT_URL_${service.toUpperCase()}`, `connect ECONNREFUSED ${refusing}`)}\n`]);
   });
 
   it('RDS at a name that does not resolve (AWS_ENDPOINT_URL_RDS=http://nonexistent.invalid)', async () => {
-    const run = await runTsx(['bin/atmr-dr.ts', 'recover', '--to-time', '5 minutes ago', '--reason', 'test', '--dry-run'], { ...env, AWS_ENDPOINT_URL_RDS: 'http://nonexistent.invalid' });
+    const run = await atmrDr(['recover', '--to-time', '5 minutes ago', '--reason', 'test', '--dry-run'], { ...env, AWS_ENDPOINT_URL_RDS: 'http://nonexistent.invalid' });
 
     expect(run.status).toBe(1);
     expect(run.stderr).toMatch(/^atmr-dr: RDS is unreachable \(getaddrinfo (ENOTFOUND|EAI_AGAIN) nonexistent\.invalid\); check AWS_REGION, AWS_ENDPOINT_URL_RDS or AWS_ENDPOINT_URL if set, and the network\n$/);
   });
 
   it('SNS and Step Functions, as the CLI builds their clients', async () => {
-    const run = await runTsx(['test/cli/unreachable-harness.ts'], env);
+    const run = await runTsx('test/cli/unreachable-harness.ts', [], env);
 
     expect(run.stderr).toBe('');
     expect(JSON.parse(run.stdout)).toEqual([

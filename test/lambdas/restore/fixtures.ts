@@ -103,8 +103,13 @@ const ROOT = path.join(__dirname, '..', '..', '..');
  * s3rver runs in this process and must keep answering while the child runs.
  */
 export function atmrDr(args: string[], env: Record<string, string>): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return runTsx('bin/atmr-dr.ts', args, env);
+}
+
+/** A script of the repository (the CLI, or a test's harness) run so, under tsx. */
+export function runTsx(script: string, args: string[], env: Record<string, string>): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['bin/atmr-dr.ts', ...args], {
+    const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), [script, ...args], {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
