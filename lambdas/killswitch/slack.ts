@@ -77,7 +77,10 @@ export function parseSlackText(text: string): KillswitchCommand {
   let expires: string | undefined;
   const rest: string[] = [];
   for (let i = 0; i < words.length; i++) {
-    const word = words[i];
+    // Slack on a phone or a Mac with smart punctuation turns a typed `--` into an em or en dash:
+    // `—expires 2h` is the option, not part of the reason (which would enable with no expiry); a
+    // dash standing alone ("OSRM – migration") is punctuation of the reason.
+    const word = words[i].replace(/^[\u2014\u2013](?=.)/, '--');
     if (!word.startsWith('--')) {
       rest.push(word);
       continue;

@@ -284,4 +284,11 @@ describe('parseSlackText', () => {
     expect(() => parseSlackText('disable --expires 2h back')).toThrow(/^killswitch: --expires applies only to enable \(disable takes none\): remove it$/);
     expect(() => parseSlackText('reboot --force')).toThrow(/unknown command "reboot"/);
   });
+
+  it('reads a -- that smart punctuation made an em or en dash as the option, not as part of the reason', () => {
+    expect(parseSlackText('enable maintenance \u2014expires 2h migration')).toEqual({ action: 'enable', mode: 'maintenance', reason: 'migration', expires: '2h' });
+    expect(parseSlackText('enable maintenance \u2013expires=2h migration')).toEqual({ action: 'enable', mode: 'maintenance', reason: 'migration', expires: '2h' });
+    expect(() => parseSlackText('enable maintenance \u2014yes migration')).toThrow(/^killswitch: unknown option "--yes"/);
+    expect(parseSlackText('enable maintenance OSRM \u2013 migration')).toEqual({ action: 'enable', mode: 'maintenance', reason: 'OSRM -- migration'.replace('--', '\u2013'), expires: undefined });
+  });
 });
