@@ -521,8 +521,11 @@ export class Backups extends Construct {
         })
       : undefined;
 
-    // Counts the events that arrive (sent), not those waiting: each stopped run pages, even while
-    // earlier ones sit unread in the queue, where they expire by themselves.
+    // Reads the messages waiting (visible), as KeyGuard does, not those sent in the last period: SQS
+    // stops publishing the metrics of a queue idle for hours and may resume them minutes after a
+    // message arrives, so a one-period count of sent messages could miss the only stop of the month.
+    // A waiting message keeps the alarm in ALARM until the on-call has read it and purged the queue;
+    // the first actions say so, so that the next stop pages again.
     const stopped = this.stoppedRuns;
     const runnerStopped = stopped
       ? new RunbookAlarm(this, 'RunnerStoppedAlarm', {
@@ -530,11 +533,11 @@ export class Backups extends Construct {
           what: 'RunnerStopped',
           summary: `a backup runner task never started or stopped without reporting its failure (out of memory, image not pulled, network or secret not set up, crash): that run made no backup and no other alarm says so before the tier's age alarm`,
           signalsEvent: true,
-          firstActions: `lire l'événement : aws sqs receive-message --queue-url ${stopped.events.queueUrl} --max-number-of-messages 10 (detail.taskArn, le niveau dans detail.overrides, detail.stopCode, detail.stoppedReason, containers[0].exitCode et reason) ; 137 ou OutOfMemoryError : augmenter backups.memoryMiB ; TaskFailedToStart : image ECR, sous-réseaux, endpoints VPC, secret ; puis relancer ce niveau (aws ecs run-task, docs/backup-runner.md)`,
+          firstActions: `lire l'événement : aws sqs receive-message --queue-url ${stopped.events.queueUrl} --max-number-of-messages 10 (detail.taskArn, le niveau dans detail.overrides, detail.stopCode, detail.stoppedReason, containers[0].exitCode et reason) ; 137 ou OutOfMemoryError : augmenter backups.memoryMiB ; TaskFailedToStart : image ECR, sous-réseaux, endpoints VPC, secret ; puis relancer ce niveau (aws ecs run-task, docs/backup-runner.md) ; une fois lus : aws sqs purge-queue --queue-url ${stopped.events.queueUrl} (l'alarme repasse OK : l'arrêt suivant pagera)`,
           metric: sumOfCounts(
             {
-              events: stopped.events.metricNumberOfMessagesSent({ statistic: 'Sum', period: fiveMinutes }),
-              undelivered: stopped.undelivered.metricNumberOfMessagesSent({ statistic: 'Sum', period: fiveMinutes }),
+              events: stopped.events.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: fiveMinutes }),
+              undelivered: stopped.undelivered.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: fiveMinutes }),
             },
             fiveMinutes,
             'Backup tasks stopped unreported',
