@@ -163,21 +163,23 @@ export function libpqEnv(conn: PgConnection, database = conn.database): Record<s
 
 /**
  * node-postgres settings, plus the one part of libpq's sslmode that node-postgres has not got: the
- * plain connection made again when the server answers that it has no TLS (openClient does it).
+ * plain connection made again when the TLS attempt fails (openClient does it).
  */
 export interface SessionConfig extends ClientConfig {
-  /** TLS asked without a certificate check, as libpq's prefer: a server without TLS is connected to again without it. */
-  readonly plainIfServerHasNoTls?: boolean;
+  /** TLS asked without a certificate check, as libpq's prefer: a failed TLS attempt is made again without TLS (openClient says which failures). */
+  readonly plainIfTlsFails?: boolean;
 }
 
 /** node-postgres' words for a server that answered the TLS request with 'N' (no TLS: ssl off, or built without). */
 const SERVER_HAS_NO_TLS = 'The server does not support SSL connections';
+/** node-postgres' words for an answer to the TLS request that is neither 'S' (TLS follows) nor 'N': not a PostgreSQL that speaks TLS. */
+const TLS_ANSWER_NOT_UNDERSTOOD = 'There was an error establishing an SSL connection';
 
 /**
  * node-postgres settings for the same connection, with libpq's meaning of PGSSLMODE, so a session of
  * the tool connects wherever psql and pg_dump of the same environment do. Unset (libpq's default),
- * `prefer` and `allow` try TLS first, without a certificate check, and connect without only when the
- * server answers that it has no TLS: a server that takes TLS connections only (RDS PostgreSQL 15+,
+ * `prefer` and `allow` try TLS first, without a certificate check, and connect without when that
+ * fails as libpq's prefer does (see openClient): a server that takes TLS connections only (RDS PostgreSQL 15+,
  * rds.force_ssl=1) is reached without PGSSLMODE, as psql reaches it. `allow` is libpq's plain first:
  * taken as `prefer`, which connects to the same servers and encrypts where it can. `disable`: plain
  * only. `require`: TLS only, no certificate check; `verify-ca` / `verify-full`: TLS, certificate
@@ -198,7 +200,7 @@ export function pgClientConfig(conn: PgConnection, database = conn.database): Se
     password: conn.password,
     database,
     ssl,
-    ...(preferTls && { plainIfServerHasNoTls: true }),
+    ...(preferTls && { plainIfTlsFails: true }),
     application_name: APPLICATION_NAME,
     connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS,
     // A restore's session waits idle through a download and a load that take minutes: TCP
@@ -266,7 +268,8 @@ const CONNECTION_FAILURES: readonly ConnectionFailureRule[] = [
     exitCode: 2,
   },
   {
-    // Refused over TLS: the server may take this role without TLS only (hostnossl lines).
+    // Refused over TLS: the server may take this role without TLS only (hostnossl lines). Only
+    // PGSSLMODE require or verify-* get here: unset, prefer and allow connect again without TLS (openClient).
     code: '28000',
     pattern: /pg_hba\.conf .*, SSL encryption$/,
     advice: () => `${CHECK_SETTINGS()}; the connection used TLS, and a server that takes this role without TLS only (hostnossl in pg_hba.conf) refuses it: PGSSLMODE=disable connects without`,
@@ -311,9 +314,11 @@ export function connectionFailure(conn: PgConnection, error: unknown): OperatorE
 
 /**
  * A connected client, or the driver's own error. Every node-postgres session of the tool is opened
- * here. With `plainIfServerHasNoTls` (sslmode unset, prefer, allow), a server that answers the TLS
- * request with "no TLS" (node-postgres: "The server does not support SSL connections") is connected
- * to again without TLS, as libpq does; any other failure is the caller's, as it came.
+ * here. With `plainIfTlsFails` (sslmode unset, prefer, allow), a TLS attempt that fails in one of the
+ * ways libpq's prefer connects again without TLS after is made once more without TLS, so the tool
+ * connects wherever psql and pg_dump of the same environment do: see plainMayConnect. If that plain
+ * attempt fails too, its error is the one reported, as libpq does (the server was reached without
+ * TLS, and that answer says what to fix). Any other failure is the caller's, as it came.
  *
  * The client answers its 'error' event: the server ending a session (a restart, a failover, an
  * administrator's pg_terminate_backend, DROP DATABASE WITH (FORCE)) while no statement of it runs,
@@ -324,13 +329,31 @@ export function connectionFailure(conn: PgConnection, error: unknown): OperatorE
  * without opening one (and the CLI's start) do not pay for it.
  */
 export async function openClient(config: SessionConfig): Promise<Client> {
-  const { plainIfServerHasNoTls, ...clientConfig } = config;
+  const { plainIfTlsFails, ...clientConfig } = config;
   try {
     return await connectOnce(clientConfig);
   } catch (error) {
-    if (!plainIfServerHasNoTls || !clientConfig.ssl || (error as Error | undefined)?.message !== SERVER_HAS_NO_TLS) throw error;
+    if (!plainIfTlsFails || !clientConfig.ssl || !plainMayConnect(error)) throw error;
     return connectOnce({ ...clientConfig, ssl: false });
   }
+}
+
+/**
+ * Whether a failed TLS attempt is one after which libpq's prefer tries without TLS, and a plain
+ * connection may succeed: the server has no TLS ('N' to the TLS request); the TLS session was never
+ * set up (an answer neither 'S' nor 'N', an OpenSSL error ERR_SSL_* or EPROTO, the socket reset
+ * during the handshake: a proxy or server that breaks TLS); or pg_hba.conf refuses the role over
+ * TLS while it may take it without (hostnossl lines only: SQLSTATE 28000, "..., SSL encryption").
+ * Other refusals (a wrong password, an unknown role or database) would be the same without TLS:
+ * they are reported as they came, not replaced by a plain attempt's answer (libpq retries after any
+ * refusal; against a TLS-only server that would hide a wrong password behind "no encryption").
+ * A timeout is not retried: the wait would double for a server that does not answer at all.
+ */
+function plainMayConnect(error: unknown): boolean {
+  const { message, code } = (error ?? {}) as { message?: unknown; code?: unknown };
+  if (message === SERVER_HAS_NO_TLS || message === TLS_ANSWER_NOT_UNDERSTOOD) return true;
+  if (typeof code === 'string' && (code.startsWith('ERR_SSL_') || code === 'EPROTO' || code === 'ECONNRESET')) return true;
+  return sqlState(error) === '28000' && typeof message === 'string' && /SSL encryption$/.test(message);
 }
 
 async function connectOnce(config: ClientConfig): Promise<Client> {

@@ -148,7 +148,7 @@ describe('connectTo', () => {
     psql(cluster, 'postgres', `DROP DATABASE ${quoted}`);
   });
 
-  describe('TLS as libpq does it: PGSSLMODE unset is prefer (TLS first, plain only from a server without TLS)', () => {
+  describe('TLS as libpq does it: PGSSLMODE unset is prefer (TLS first, plain when TLS fails)', () => {
     let tlsOnly: PostgresCluster;
     /** The shape of RDS with rds.force_ssl=1: a connection without TLS is rejected by name. */
     const rdsLikeRole = 'atmr_dr_rds_like';
@@ -234,19 +234,100 @@ describe('connectTo', () => {
       expect(error.exitCode).toBe(2);
     });
 
-    it('a pg_hba.conf refusal of a TLS connection names PGSSLMODE=disable, for a server that takes the role without TLS only', async () => {
-      // A role allowed without TLS only (hostnossl) on a server with TLS.
-      const plainOnly = await startPostgres({ tls: true, hba: 'local all all trust\nhostnossl all all 127.0.0.1/32 trust\n' });
-      try {
+    describe('a server with TLS that takes the role without TLS only (hostnossl in pg_hba.conf)', () => {
+      let plainOnly: PostgresCluster;
+
+      beforeAll(async () => {
+        plainOnly = await startPostgres({ tls: true, hba: 'local all all trust\nhostnossl all all 127.0.0.1/32 trust\n' });
+      }, 120_000);
+
+      afterAll(() => {
+        if (plainOnly) stopPostgres(plainOnly);
+      });
+
+      it.each(preferringTls)('PGSSLMODE %s connects, without TLS, as psql does (pg_hba.conf refuses the TLS attempt)', async (_case, sslMode) => {
+        await expect(sessionUsesTls(on(plainOnly, { sslMode }))).resolves.toBe(false);
+      });
+
+      it("when the plain attempt fails too, its error is the one reported (as libpq's), not the TLS refusal", async () => {
+        const error = await operatorErrorOf(connectTo(on(plainOnly, { database: 'atmr_dr_no_such_db' })));
+
+        expect(error.message).toMatch(/: database "atmr_dr_no_such_db" does not exist; check PGHOST/);
+        expect(error.exitCode).toBe(2);
+      });
+
+      it('PGSSLMODE=require is refused, and the line names PGSSLMODE=disable', async () => {
         const error = await operatorErrorOf(connectTo(on(plainOnly, { sslMode: 'require' })));
 
         expect(error.message).toMatch(/: no pg_hba\.conf entry for host "127\.0\.0\.1", user "postgres", database "postgres", SSL encryption; check PGHOST.*; the connection used TLS, .*: PGSSLMODE=disable connects without$/);
         expect(error.exitCode).toBe(2);
         await expect(sessionUsesTls(on(plainOnly, { sslMode: 'disable' }))).resolves.toBe(false);
-      } finally {
-        stopPostgres(plainOnly);
+      });
+    });
+
+    describe('a server (or a proxy before it) that answers the TLS request but does not set TLS up', () => {
+      /**
+       * In front of the test cluster (ssl off): a TLS request (SSLRequest: length 8, code 80877103)
+       * gets `breakTls`, a plain startup packet is passed on to the cluster, so only a plain
+       * attempt connects.
+       */
+      async function brokenTlsProxy(breakTls: (socket: net.Socket) => void): Promise<{ port: number; close: () => Promise<void> }> {
+        const isSslRequest = (packet: Buffer) => packet.length === 8 && packet.readInt32BE(0) === 8 && packet.readInt32BE(4) === 80877103;
+        const sockets = new Set<net.Socket>();
+        const server = net.createServer((socket) => {
+          sockets.add(socket);
+          socket.on('error', () => undefined);
+          socket.once('data', (packet: Buffer) => {
+            if (isSslRequest(packet)) return breakTls(socket);
+            const upstream = net.connect(cluster.port, cluster.host, () => upstream.write(packet));
+            sockets.add(upstream);
+            upstream.on('error', () => socket.destroy());
+            socket.pipe(upstream).pipe(socket);
+          });
+        });
+        await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+        return {
+          port: (server.address() as net.AddressInfo).port,
+          close: () => {
+            for (const socket of sockets) socket.destroy();
+            return new Promise((resolve) => server.close(() => resolve()));
+          },
+        };
       }
-    }, 120_000);
+
+      const brokenTls: [string, (socket: net.Socket) => void][] = [
+        // node-postgres: "There was an error establishing an SSL connection".
+        ['an answer neither S (TLS) nor N (no TLS)', (socket) => socket.write('H')],
+        // OpenSSL: EPROTO, "wrong version number".
+        ['S, then something other than TLS', (socket) => {
+          socket.write('S');
+          socket.once('data', () => socket.write('HTTP/1.1 400 Bad Request\r\n\r\n'));
+        }],
+        // ECONNRESET, "socket disconnected before secure TLS connection was established".
+        ['S, then the connection closed', (socket) => {
+          socket.write('S');
+          socket.once('data', () => socket.end());
+        }],
+      ];
+
+      it.each(brokenTls)('%s: PGSSLMODE unset connects again without TLS', async (_case, breakTls) => {
+        const proxy = await brokenTlsProxy(breakTls);
+        try {
+          await expect(sessionUsesTls(on({ host: '127.0.0.1', port: proxy.port }, { user: cluster.user }))).resolves.toBe(false);
+        } finally {
+          await proxy.close();
+        }
+      });
+
+      it('PGSSLMODE=require does not: the TLS failure is reported', async () => {
+        const proxy = await brokenTlsProxy(brokenTls[1][1]);
+        try {
+          await expect(connectTo(on({ host: '127.0.0.1', port: proxy.port }, { user: cluster.user, sslMode: 'require' }))).rejects.toThrow(/EPROTO/);
+        } finally {
+          await proxy.close();
+        }
+      });
+    });
   });
 
   describe('a server that answers it cannot take connections now (SQLSTATE 57P03): the settings are right, the advice is to wait', () => {

@@ -116,12 +116,12 @@ describe('resolveConnection', () => {
     ['disable', 'disable', false, undefined],
     ['require', 'require', { rejectUnauthorized: false }, undefined],
     ['verify-full', 'verify-full', { rejectUnauthorized: true }, undefined],
-  ])('PGSSLMODE %s: the node-postgres ssl setting, and whether a server without TLS is connected to again without', async (_case, sslMode, ssl, plainIfServerHasNoTls) => {
+  ])('PGSSLMODE %s: the node-postgres ssl setting, and whether a failed TLS attempt is made again without TLS', async (_case, sslMode, ssl, plainIfTlsFails) => {
     const conn = await resolveConnection({ env: { PGHOST: 'h', PGUSER: 'u', PGDATABASE: 'd', ...(sslMode && { PGSSLMODE: sslMode }) } });
 
     const config = pgClientConfig(conn);
 
     expect(config.ssl).toEqual(ssl);
-    expect(config.plainIfServerHasNoTls).toBe(plainIfServerHasNoTls);
+    expect(config.plainIfTlsFails).toBe(plainIfTlsFails);
   });
 });
