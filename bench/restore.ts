@@ -148,7 +148,7 @@ async function main(): Promise<void> {
             ['  timeline: resolve the manifest, guards, connections', resolve.toFixed(2), pct(resolve)],
             ['  timeline: download + sha256 (ranged GETs)', t.downloadSeconds.toFixed(2), pct(t.downloadSeconds)],
             [`  timeline: load, pg_restore -j ${cores} into staging`, t.restoreSeconds.toFixed(2), `${(t.restoreSeconds / ref).toFixed(2)}x the reference`],
-            ['  timeline: row counts vs manifest + ANALYZE', t.verifySeconds.toFixed(2), pct(t.verifySeconds)],
+            ['  timeline: row counts vs manifest', t.verifySeconds.toFixed(2), pct(t.verifySeconds)],
             ['  timeline: swap (rename)', t.swapSeconds.toFixed(2), ''],
             [
               `RTO extrapolated to ${(largestDbMiB / 1024).toFixed(1)} GiB (dump ${(largest.mib / 1024).toFixed(1)} GiB: ${largest.from} / ${DEFAULT_SPACE_FACTOR})`,

@@ -2,7 +2,6 @@ import * as os from 'node:os';
 import type { Client } from 'pg';
 import { LIST_COUNTED_TABLES_SQL, buildRowCountQueries, type TableRef } from '../backup/pg-tools';
 import { OperatorError } from '../shared/errors';
-import { quoteIdent } from '../shared/postgres';
 import type { BackupManifest } from '../shared/manifest';
 
 /**
@@ -13,12 +12,6 @@ import type { BackupManifest } from '../shared/manifest';
  * Each count is a full scan of a freshly loaded table (which also sets its hint bits), so the
  * tables are counted one statement each over `connections` sessions (default: one per core),
  * each session taking the next table when it is done.
- *
- * The same session then runs ANALYZE on the table it counted, while its pages are still in cache:
- * pg_restore loads data and indexes but no planner statistics, and until autovacuum gets to each
- * table (a minute or more per worker, never for a partitioned parent) the application, back on
- * the restored database, is planned on default estimates. pg_restore's documentation asks for it.
- * A table the session's role may not analyze is skipped by the server with a warning, not an error.
  *
  * An abort (Ctrl-C, SIGTERM, a deadline) ends the sessions at once: a count of a large table, or
  * one waiting on a lock, would otherwise outlast ECS's stop timeout or the Lambda's deadline, and
@@ -65,14 +58,12 @@ export async function checkRowCounts(
     await Promise.all(
       clients.map(async (client) => {
         while (next < queries.length) {
-          const index = next++;
-          for (const row of (await client.query<{ idx: number; rows: string }>(queries[index])).rows) {
+          for (const row of (await client.query<{ idx: number; rows: string }>(queries[next++])).rows) {
             const table = counted[row.idx];
             const actual = Number(row.rows);
             rows += actual;
             if (actual !== table.rows) differences.push(`${table.schema}.${table.name} has ${actual} rows, manifest ${table.rows}`);
           }
-          await client.query(`ANALYZE ${quoteIdent(counted[index].schema)}.${quoteIdent(counted[index].name)}`);
         }
       }),
     ).catch((error: unknown) => {

@@ -21,7 +21,7 @@ export { PRODUCTION_GUARD_FLAG, stagingName } from './target';
  *   -> download with parallel ranged GETs while hashing, size + sha256 verified (download.ts)
  *   -> the roles the custom archive names (owners, grantees) must all be on the server (load.ts)
  *   -> `pg_restore -j <cores>` (or psql) into a staging database beside the target (load.ts)
- *   -> row counts against the manifest and ANALYZE (check.ts) -> swap the staging database in (target.ts).
+ *   -> row counts against the manifest (check.ts) -> swap the staging database in (target.ts).
  * Any failure, and an abort (Ctrl-C, SIGTERM, a deadline), drops the staging database and leaves
  * the target exactly as it was; a swap that cannot tell what the server did, or left the target
  * missing (Unsettled), drops nothing and says what is where.
@@ -241,9 +241,9 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     fs.rmSync(download.file, { force: true });
     const restoreSeconds = (performance.now() - loadStarted) / 1000;
 
-    // 6. Row counts against the manifest, and planner statistics (ANALYZE).
+    // 6. Row counts against the manifest.
     signal?.throwIfAborted();
-    log('check: row counts against the manifest, ANALYZE');
+    log('check: row counts against the manifest');
     const checkStarted = performance.now();
     const rowsRestored = await checkRowCounts(() => connectTo(deps.connection, staging), manifest, manifestKey, deps.jobs, signal);
     const verifySeconds = (performance.now() - checkStarted) / 1000;

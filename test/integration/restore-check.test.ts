@@ -94,40 +94,6 @@ describe('row count sessions', () => {
   });
 });
 
-describe('planner statistics', () => {
-  it('analyzes every table it counted, so that the restored database is not planned on default estimates', async () => {
-    // Arrange: a freshly loaded database whose tables autovacuum may not analyze, and its manifest
-    const loaded = uniqueDatabaseName('check_analyze');
-    psql(cluster, 'postgres', `CREATE DATABASE ${loaded}`);
-    psql(
-      cluster,
-      loaded,
-      `CREATE TABLE booking (id int PRIMARY KEY, note text) WITH (autovacuum_enabled = false);
-       CREATE TABLE "Company" (id int) WITH (autovacuum_enabled = false);
-       INSERT INTO booking SELECT g, 'n' || g FROM generate_series(1, 500) g;
-       INSERT INTO "Company" SELECT g FROM generate_series(1, 20) g;`,
-    );
-    const tables = [
-      { schema: 'public', name: 'Company', rows: 20 },
-      { schema: 'public', name: 'booking', rows: 500 },
-    ];
-    const connect = async (): Promise<Client> => {
-      const client = testClient({ ...connection, database: loaded });
-      await client.connect();
-      return client;
-    };
-
-    // Act
-    const rows = await checkRowCounts(connect, { ...manifest, tables }, manifestKey, 2);
-
-    // Assert: both tables have planner statistics (pg_statistic, written by ANALYZE only here)
-    expect(rows).toBe(520);
-    const analyzed = psql(cluster, loaded, "SELECT string_agg(DISTINCT tablename, ',' ORDER BY tablename) FROM pg_stats WHERE schemaname = 'public'").trim();
-    expect(analyzed).toBe('Company,booking');
-    psql(cluster, 'postgres', `DROP DATABASE ${loaded} WITH (FORCE)`);
-  });
-});
-
 describe('row counts interrupted', () => {
   it('stops counting at once on an abort, with the abort reason, and closes its sessions', async () => {
     // Arrange: the source's rides table held by another session, so that its count waits
