@@ -8,7 +8,6 @@
  *     (target <= maxAge + 1 s).
  * Env: BENCH_RATE_SECONDS (default 60), BENCH_ITERATIONS (default 200000), BENCH_TRIALS (default 4).
  */
-import { SSMProvider } from '@aws-lambda-powertools/parameters/ssm';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import type { Context } from 'aws-lambda';
 import * as http from 'node:http';
@@ -61,7 +60,7 @@ function ssmClient(endpoint: string): SSMClient {
 }
 
 function newReader(endpoint: string): KillswitchReader {
-  return new KillswitchReader({ parameterName: PARAMETER, provider: new SSMProvider({ awsSdkV3Client: ssmClient(endpoint) }), maxAgeSeconds: MAX_AGE });
+  return new KillswitchReader({ parameterName: PARAMETER, ssm: ssmClient(endpoint), maxAgeSeconds: MAX_AGE });
 }
 
 function percentile(sorted: Float64Array, p: number): number {

@@ -10,6 +10,11 @@ export interface KillswitchReading {
   readonly value: KillswitchValue | null;
   /** Why the value is malformed, when it is. */
   readonly invalidReason?: string;
+  /**
+   * When SSM applied the write that holds this value (ms, `LastModifiedDate`), null if SSM gave
+   * none. SSM's clock, not the writer's: `updatedAt` is whatever the writer's machine said.
+   */
+  readonly lastModified: number | null;
 }
 
 export async function readKillswitch(ssm: SSMClient, parameterName: string): Promise<KillswitchReading> {
@@ -27,8 +32,9 @@ export async function readKillswitch(ssm: SSMClient, parameterName: string): Pro
   }
   const raw = output.Parameter?.Value ?? '';
   const version = output.Parameter?.Version ?? 0;
+  const lastModified = output.Parameter?.LastModifiedDate?.getTime() ?? null;
   const parsed = parseKillswitchValue(raw);
-  return parsed.ok ? { version, raw, value: parsed.value } : { version, raw, value: null, invalidReason: parsed.error };
+  return parsed.ok ? { version, raw, value: parsed.value, lastModified } : { version, raw, value: null, invalidReason: parsed.error, lastModified };
 }
 
 export interface KillswitchChange {

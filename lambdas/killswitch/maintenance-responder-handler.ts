@@ -1,5 +1,4 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
-import { SSMProvider } from '@aws-lambda-powertools/parameters/ssm';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import middy from '@middy/core';
@@ -15,8 +14,7 @@ const env = parseEnvSettings(z.object({
   DEFAULT_RETRY_AFTER_SECONDS: z.coerce.number().int().min(1).max(86400),
   REMOVAL_GRACE_SECONDS: z.coerce.number().int().min(0).max(MAINTENANCE_RULE_REMOVAL_GRACE_SECONDS),
 }), process.env, { what: 'maintenance responder', fix: 'it is set by the killswitch construct: redeploy the ops stack' });
-const provider = new SSMProvider({ awsSdkV3Client: tracer.captureAWSv3Client(new SSMClient({})) });
-const reader = new KillswitchReader({ parameterName: env.KILLSWITCH_PARAMETER, provider, logger, metrics });
+const reader = new KillswitchReader({ parameterName: env.KILLSWITCH_PARAMETER, ssm: tracer.captureAWSv3Client(new SSMClient({})), logger, metrics });
 const responder = new MaintenanceResponder({ reader, defaultRetryAfterSeconds: env.DEFAULT_RETRY_AFTER_SECONDS, removalGraceSeconds: env.REMOVAL_GRACE_SECONDS, logger, metrics });
 
 export async function respond(event: unknown): Promise<AlbResponse> {

@@ -124,14 +124,31 @@ export class MaintenanceResponder {
   }
 
   /**
-   * When the value read left maintenance (ms): its `expiresAt` for an expired value, its `updatedAt`
-   * for one written out of maintenance. The caller keeps the earliest of these and of its first read
-   * out of maintenance, so neither the reverter's write after an expiry nor a writer's clock ahead
-   * pushes the grace back. Undefined when the reader failed open (malformed value, nothing read
-   * yet): there is no time to measure from, and such an answer counts at once.
+   * When the value read left maintenance (ms). The caller keeps the earliest of this and of its
+   * first read out of maintenance, so neither the reverter's write after an expiry nor a writer's
+   * clock ahead pushes the grace back. Undefined when the reader failed open (malformed value,
+   * nothing read yet): there is no time to measure from, and such an answer counts at once.
+   *
+   * A value written out of maintenance (`disable`, an enable of `degraded`, expired or not) left it
+   * when SSM applied the write (`lastModified`, SSM's clock), which is also when the change event
+   * that sends the enforcer to remove the rule leaves. Its `updatedAt` is not used, not even as
+   * max(updatedAt, lastModified): it is the writer's clock (an operator's laptop), so a clock behind
+   * ended the grace before it began and paged for the rule still being removed, and a clock ahead
+   * would only delay the page. `updatedAt` stays as the fallback for a read without `lastModified`
+   * (SSM always gives it).
+   *
+   * A maintenance value that expired left it at its `expiresAt`, the time the reader, the expiry
+   * schedule and so the reverter all act on; but the writer computed it as its own now + duration,
+   * so a clock behind by more than the duration writes a value already expired: it left maintenance
+   * when it was written (the rule of the maintenance before it stood until then), hence the later of
+   * the two.
    */
   private leftMaintenanceAt(state: KillswitchState): number | undefined {
     if (state.source === 'invalid' || state.source === 'default') return undefined;
-    return Date.parse(state.source === 'expired' && state.value.expiresAt ? state.value.expiresAt : state.value.updatedAt);
+    const written = state.lastModified ?? Date.parse(state.value.updatedAt);
+    if (state.source === 'expired' && state.value.mode === 'maintenance' && state.value.expiresAt) {
+      return Math.max(Date.parse(state.value.expiresAt), written);
+    }
+    return written;
   }
 }

@@ -1,8 +1,10 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
-import { SSMProvider } from '@aws-lambda-powertools/parameters/ssm';
+import { SSMClient } from '@aws-sdk/client-ssm';
 import type { MiddlewareObj } from '@middy/core';
-import { INITIAL_VALUE, isExpired, KillswitchMode, KillswitchValue, MAINTENANCE_BODY, MAINTENANCE_EXEMPT_PATHS, parseKillswitchValue } from './value';
+import { namedLine } from '../shared/errors';
+import { KillswitchReading, readKillswitch } from './core';
+import { INITIAL_VALUE, isExpired, KillswitchMode, KillswitchValue, MAINTENANCE_BODY, MAINTENANCE_EXEMPT_PATHS } from './value';
 
 /** Cache age of the reader (5 s, as the Flask API's reader): at most 60 / 5 = 12 SSM calls per process per minute. */
 export const DEFAULT_MAX_AGE_SECONDS = 5;
@@ -18,12 +20,14 @@ export interface KillswitchState {
    *  `invalid`: the value is malformed and counts as normal; `expired`: its `expiresAt` has passed
    *  and it counts as normal (whatever its mode says); `default`: nothing read yet. */
   readonly source: 'ssm' | 'last-known' | 'invalid' | 'expired' | 'default';
+  /** When SSM applied the write that holds `value` (ms, SSM's clock: `LastModifiedDate`); null when nothing was read or SSM gave none. */
+  readonly lastModified: number | null;
 }
 
 export interface KillswitchReaderOptions {
   readonly parameterName: string;
-  /** The Powertools provider (inject one built on a custom SSM client). @default new SSMProvider() */
-  readonly provider?: Pick<SSMProvider, 'get'>;
+  /** The SSM client (inject a traced or test one). @default new SSMClient({}) */
+  readonly ssm?: SSMClient;
   /** @default 5 */
   readonly maxAgeSeconds?: number;
   readonly logger?: Pick<Logger, 'error' | 'warn'>;
@@ -31,20 +35,23 @@ export interface KillswitchReaderOptions {
   readonly clock?: () => number;
 }
 
-const DEFAULT_STATE = toState(INITIAL_VALUE, 'default');
+const DEFAULT_STATE = toState(INITIAL_VALUE, 'default', null);
 
-function toState(value: KillswitchValue, source: KillswitchState['source']): KillswitchState {
-  return { mode: value.mode, degraded: value.mode === 'degraded', maintenance: value.mode === 'maintenance', value, source };
+function toState(value: KillswitchValue, source: KillswitchState['source'], lastModified: number | null): KillswitchState {
+  return { mode: value.mode, degraded: value.mode === 'degraded', maintenance: value.mode === 'maintenance', value, source, lastModified };
 }
 
 /**
- * Reads the killswitch through Powertools Parameters with a `maxAge` cache. Never throws: on SSM
+ * Reads the killswitch with `readKillswitch` (the CLI's and the enforcer's read: one GetParameter,
+ * its value, version and SSM's `LastModifiedDate`) behind a `maxAge` cache. Powertools Parameters
+ * is not used: its `get` returns the value alone, and the maintenance responder needs SSM's time of
+ * the write (the writer's `updatedAt` is the writer's clock). Never throws: on SSM
  * errors or throttling it keeps the last known state (and waits one cache age before retrying, so
  * throttling is not amplified); a malformed value counts as normal, with an error log and a
  * `KillswitchInvalid` metric (once per distinct raw value).
  */
 export class KillswitchReader {
-  private readonly provider: Pick<SSMProvider, 'get'>;
+  private readonly ssm: SSMClient;
   private readonly maxAgeSeconds: number;
   private readonly clock: () => number;
   private lastRaw: string | undefined;
@@ -56,7 +63,7 @@ export class KillswitchReader {
   private inflight: Promise<KillswitchState> | undefined;
 
   constructor(private readonly options: KillswitchReaderOptions) {
-    this.provider = options.provider ?? new SSMProvider();
+    this.ssm = options.ssm ?? new SSMClient({});
     this.maxAgeSeconds = options.maxAgeSeconds ?? DEFAULT_MAX_AGE_SECONDS;
     // Looked up at each call, not captured: a replaced global Date (tests, polyfills) is honoured.
     this.clock = options.clock ?? (() => Date.now());
@@ -73,35 +80,34 @@ export class KillswitchReader {
   /** Decided at each read, not at parse time: a cached value can expire while it sits in memory. */
   private inEffect(state: KillswitchState): KillswitchState {
     if (state.mode === 'normal' || !isExpired(state.value, this.clock())) return state;
-    return { mode: 'normal', degraded: false, maintenance: false, value: state.value, source: 'expired' };
+    return { ...state, mode: 'normal', degraded: false, maintenance: false, source: 'expired' };
   }
 
   private async refresh(): Promise<KillswitchState> {
-    let raw: string | undefined;
+    let reading: KillswitchReading;
     try {
-      raw = (await this.provider.get(this.options.parameterName, { maxAge: this.maxAgeSeconds })) as string | undefined;
+      reading = await readKillswitch(this.ssm, this.options.parameterName);
     } catch (error) {
       // Keep the last known value, and wait one cache age: retrying at once would feed a throttle.
       this.freshUntil = this.clock() + this.maxAgeSeconds * 1000;
       this.lastState = this.lastGood ? { ...this.lastGood, source: 'last-known' } : this.lastState;
       this.options.logger?.warn('killswitch read failed; keeping the last known value', {
         parameterName: this.options.parameterName,
-        error: error instanceof Error ? (error.cause instanceof Error ? error.cause.name : error.message) : String(error),
+        error: namedLine(error),
         mode: this.lastState.mode,
       });
       return this.lastState;
     }
-    // Strictly after Powertools' own expiry (set just before, and checked with `<`): otherwise a
-    // refresh in that very millisecond gets the cached value back and doubles the staleness.
-    this.freshUntil = this.clock() + this.maxAgeSeconds * 1000 + 1;
-    if (raw === this.lastRaw && this.lastState.source !== 'last-known') return this.lastState;
-    this.lastRaw = raw;
-    const parsed = parseKillswitchValue(raw ?? '');
-    if (parsed.ok) {
-      this.lastGood = toState(parsed.value, 'ssm');
+    this.freshUntil = this.clock() + this.maxAgeSeconds * 1000;
+    // The same value keeps the state of its first read, and so its first `lastModified`: a write of
+    // identical bytes (by hand) does not move the time the value took effect.
+    if (reading.raw === this.lastRaw && this.lastState.source !== 'last-known') return this.lastState;
+    this.lastRaw = reading.raw;
+    if (reading.value) {
+      this.lastGood = toState(reading.value, 'ssm', reading.lastModified);
       this.lastState = this.lastGood;
     } else {
-      this.options.logger?.error('killswitch value is malformed; treating it as normal', { parameterName: this.options.parameterName, reason: parsed.error });
+      this.options.logger?.error('killswitch value is malformed; treating it as normal', { parameterName: this.options.parameterName, reason: reading.invalidReason });
       this.options.metrics?.addMetric('KillswitchInvalid', MetricUnit.Count, 1);
       this.lastState = { ...DEFAULT_STATE, source: 'invalid' };
     }

@@ -8,26 +8,36 @@ export function value(overrides: Partial<KillswitchValue> = {}): KillswitchValue
   return { mode: 'normal', reason: 'initial', actor: 'atmr-dr deploy', updatedAt: '2026-01-01T00:00:00.000Z', expiresAt: null, ...overrides };
 }
 
-export function getParameterOutput(v: KillswitchValue | string, version: number) {
-  return { Parameter: { Name: PARAMETER, Value: typeof v === 'string' ? v : JSON.stringify(v), Version: version, Type: 'String' as const } };
+/** GetParameter's answer; `lastModified` is SSM's own time of the write (`LastModifiedDate`), left out when not given. */
+export function getParameterOutput(v: KillswitchValue | string, version: number, lastModified?: Date) {
+  return {
+    Parameter: { Name: PARAMETER, Value: typeof v === 'string' ? v : JSON.stringify(v), Version: version, Type: 'String' as const, ...(lastModified && { LastModifiedDate: lastModified }) },
+  };
 }
 
 /**
- * A faithful in-memory SSM parameter behind the mocked client: PutParameter bumps the version,
+ * A faithful in-memory SSM parameter behind the mocked client: PutParameter bumps the version and
+ * stamps `lastModified` with the (fake) wall clock, as SSM stamps LastModifiedDate with its own;
  * GetParameter returns the latest, or the version a `name:N` selector asks for (ParameterVersionNotFound
  * when there is none, as SSM answers). The hooks inject another writer's write, or a retried
  * PutParameter's extra version, at a call; what they leave in `raw`/`version` enters the history.
+ * A test that writes `raw` itself sets `lastModified` too when it matters (undefined: not returned).
  */
 export function fakeParameter(
   ssm: AwsClientStub<SSMClient>,
   initial: KillswitchValue | string,
   options: {
     version?: number;
+    lastModified?: Date;
     beforeGet?: (getIndex: number, store: { raw: string; version: number }) => void;
     beforePut?: (putIndex: number, store: { raw: string; version: number }, input: { Value: string }) => void;
   } = {},
 ) {
-  const store = { raw: typeof initial === 'string' ? initial : JSON.stringify(initial), version: options.version ?? 1 };
+  const store: { raw: string; version: number; lastModified?: Date } = {
+    raw: typeof initial === 'string' ? initial : JSON.stringify(initial),
+    version: options.version ?? 1,
+    lastModified: options.lastModified,
+  };
   const history = new Map<number, string>([[store.version, store.raw]]);
   const record = () => history.set(store.version, store.raw);
   let gets = 0;
@@ -42,13 +52,14 @@ export function fakeParameter(
     }
     options.beforeGet?.(gets++, store);
     record();
-    return getParameterOutput(store.raw, store.version);
+    return getParameterOutput(store.raw, store.version, store.lastModified);
   });
   ssm.on(PutParameterCommand).callsFake((input: { Value: string }) => {
     options.beforePut?.(puts++, store, input);
     record();
     store.raw = input.Value;
     store.version += 1;
+    store.lastModified = new Date();
     record();
     return { Version: store.version, Tier: 'Standard' };
   });

@@ -4,6 +4,7 @@ import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { ANSWERED_OUTSIDE_MAINTENANCE_METRIC, MAINTENANCE_RULE_REMOVAL_GRACE_SECONDS, MaintenanceResponder } from '../../../lambdas/killswitch/maintenance-responder';
+import { writeKillswitch } from '../../../lambdas/killswitch/core';
 import { KillswitchReader } from '../../../lambdas/killswitch/reader';
 import { MAINTENANCE_BODY } from '../../../lambdas/killswitch/value';
 import { MAINTENANCE_TARGET_GROUP_ARN } from './elbv2-fake';
@@ -200,19 +201,69 @@ describe('maintenance responder (ALB Lambda target)', () => {
     expect(counted(addMetric)).toEqual([[ANSWERED_OUTSIDE_MAINTENANCE_METRIC, 'Count', 1]]);
   });
 
+  /** Answers at the last millisecond of a grace started at `left` (not counted), then one past it (counted once). */
+  const expectPagedOnlyAfterGrace = async (responder: MaintenanceResponder, addMetric: jest.SpyInstance, left: number) => {
+    at(left + MAINTENANCE_RULE_REMOVAL_GRACE_SECONDS * 1000);
+    await responder.answer(albRequest());
+    const countedWithinGrace = counted(addMetric).length;
+    at(left + MAINTENANCE_RULE_REMOVAL_GRACE_SECONDS * 1000 + 1);
+    await responder.answer(albRequest());
+
+    expect(countedWithinGrace).toBe(0);
+    expect(counted(addMetric)).toEqual([[ANSWERED_OUTSIDE_MAINTENANCE_METRIC, 'Count', 1]]);
+  };
+
   it("starts the grace no later than its first read out of maintenance (a writer's clock an hour ahead still pages)", async () => {
     fakeParameter(ssmMock, value({ mode: 'normal', updatedAt: new Date(START + 3_600_000).toISOString() }));
     const { responder, addMetric } = setup();
 
     await responder.answer(albRequest());
-    at(START + 120_000);
+
+    await expectPagedOnlyAfterGrace(responder, addMetric, START);
+  });
+
+  /** `atmr-dr killswitch ...` from a laptop whose clock is 10 minutes behind: SSM stamps LastModifiedDate with its own time. */
+  const LAPTOP_BEHIND_MS = 600_000;
+  const laptopWrite = (mode: 'normal' | 'maintenance', expiresInMs: number | null) => {
+    const laptopNow = new Date(Date.now() - LAPTOP_BEHIND_MS);
+    return writeKillswitch(
+      { ssm: new SSMClient({ region: 'eu-west-3' }), now: () => laptopNow },
+      { parameterName: PARAMETER, mode, reason: 'fini', actor: 'alice', expiresAt: expiresInMs === null ? null : new Date(laptopNow.getTime() + expiresInMs) },
+    );
+  };
+
+  /** A responder that answered in maintenance (the rule in place), and the clock 30 s later, when the laptop writes. */
+  const answeredInMaintenance = async () => {
+    fakeParameter(ssmMock, value({ mode: 'maintenance', expiresAt: null }));
+    const { responder, addMetric } = setup();
     await responder.answer(albRequest());
-    const countedWithinGrace = counted(addMetric).length;
-    at(START + 121_000);
+    const writtenAt = START + 30_000;
+    at(writtenAt);
+    return { responder, addMetric, writtenAt };
+  };
+
+  it("times the grace of a disable from SSM's LastModifiedDate, not from updatedAt (the writer's clock 10 minutes behind)", async () => {
+    const { responder, addMetric, writtenAt: disabledAt } = await answeredInMaintenance();
+    const { written } = await laptopWrite('normal', null);
+    expect(Date.parse(written.updatedAt)).toBe(disabledAt - LAPTOP_BEHIND_MS);
+
+    at(disabledAt + 6_000); // past the reader's cache: the rule is still being removed
     await responder.answer(albRequest());
 
-    expect(countedWithinGrace).toBe(0);
-    expect(counted(addMetric)).toEqual([[ANSWERED_OUTSIDE_MAINTENANCE_METRIC, 'Count', 1]]);
+    await expectPagedOnlyAfterGrace(responder, addMetric, disabledAt);
+  });
+
+  it('times the grace of a value that expired when it was written (clock behind by more than --expires) from its LastModifiedDate', async () => {
+    const { responder, addMetric, writtenAt } = await answeredInMaintenance();
+    // `enable --expires 5m`: expiresAt = the laptop's now + 5 min, 5 minutes before SSM's now.
+    const { written } = await laptopWrite('maintenance', 300_000);
+    expect(Date.parse(written.expiresAt ?? '')).toBe(writtenAt - 300_000);
+
+    at(writtenAt + 6_000);
+    const first = await responder.answer(albRequest());
+    expect(first).toMatchObject({ statusCode: 503, headers: { 'Retry-After': '120' } }); // read as expired, not maintenance
+
+    await expectPagedOnlyAfterGrace(responder, addMetric, writtenAt);
   });
 
   it('takes the grace it is given (the construct lowers it to a shorter reconcile interval)', async () => {

@@ -81,6 +81,22 @@ describe('killswitch middleware', () => {
     expect(handlerCalls[0].killswitch).toMatchObject({ mode: 'degraded', degraded: true, maintenance: false, source: 'ssm' });
   });
 
+  it("exposes SSM's LastModifiedDate (the server's time of the write) as lastModified, kept when the value expires or SSM fails", async () => {
+    const writtenBySsm = new Date('2026-06-01T09:59:00.000Z');
+    ssmMock.on(GetParameterCommand).resolvesOnce(getParameterOutput(maintenance, 3, writtenBySsm)).rejects(throttled());
+    const { reader } = setup();
+
+    const fresh = await reader.read();
+    advance(6_000);
+    const lastKnown = await reader.read();
+    jest.setSystemTime(Date.parse('2026-06-01T10:30:00.000Z'));
+    const expired = await reader.read();
+
+    expect(fresh).toMatchObject({ source: 'ssm', lastModified: writtenBySsm.getTime() });
+    expect(lastKnown).toMatchObject({ source: 'last-known', lastModified: writtenBySsm.getTime() });
+    expect(expired).toMatchObject({ source: 'expired', lastModified: writtenBySsm.getTime() });
+  });
+
   it('reads SSM at most once per 5-second cache age', async () => {
     ssmMock.on(GetParameterCommand).resolves(getParameterOutput(value(), 3));
     const { request } = setup();
