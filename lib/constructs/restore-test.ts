@@ -34,6 +34,33 @@ export const RESTORE_TEST_OUTPUTS = { functionName: 'RestoreTestFunctionName', s
  */
 export const DELETE_TEMPORARY_INSTANCE_RETRY = { interval: Duration.seconds(5), maxAttempts: 4, backoffRate: 2 } as const;
 
+/**
+ * The errors of the state machine's own RDS calls (the temporary instance's own password, the poll of
+ * its secret) that say nothing about the instance, as Step Functions names an aws-sdk integration's
+ * errors: `Rds.` and the AWS SDK for Java's exception class. An error code RDS's API model does not
+ * list as an exception of its own (throttling, a 5xx such as InternalFailure or ServiceUnavailable) is
+ * the generic `Rds.RdsException`; a call that got no answer (reset, timeout) is
+ * `Rds.SdkClientException`; `Rds.ThrottlingException` is the name the Step Functions guide's rule
+ * gives (the error code with the Exception suffix), kept should throttling ever be named so.
+ * `Rds.RdsException` also carries the refusals the model does not list (InvalidParameterCombination):
+ * those are asked again as well, then fail the run as before, the retries' minute later.
+ * Never `States.TaskFailed`: that would retry every refusal, a missing instance included.
+ */
+export const RDS_CALL_TRANSIENT_ERRORS = ['Rds.ThrottlingException', 'Rds.RdsException', 'Rds.SdkClientException'] as const;
+/** Each of those calls, tried again on those errors with the deletions' bound: 4 more attempts over 5 + 10 + 20 + 40 s. */
+export const RDS_CALL_RETRY = DELETE_TEMPORARY_INSTANCE_RETRY;
+
+/**
+ * ModifyDBInstance refused because the instance is busy (InvalidDBInstanceState: RDS may still be
+ * finishing work of its own on it right after reporting it `available`). Step Functions names it after
+ * the SDK for Java's class, `Db` and not `DB` (`Rds.InvalidDbInstanceStateException`); the spelling
+ * from the API's error code is listed too: a name never thrown costs nothing, a misspelt one would
+ * silently never match.
+ */
+export const INSTANCE_BUSY_ERRORS = ['Rds.InvalidDbInstanceStateException', 'Rds.InvalidDBInstanceStateException'] as const;
+/** Asked again every 30 s for 5 minutes, then the run fails as before (deleting the instance). */
+export const INSTANCE_BUSY_RETRY = { interval: Duration.seconds(30), maxAttempts: 10, backoffRate: 1 } as const;
+
 /** The longest gap between two first Wednesdays is 35 days: one day more before "it did not run". */
 const MAX_REPORT_AGE_DAYS = 36;
 
@@ -355,6 +382,10 @@ export class RestoreTest extends Construct {
       resultSelector: { 'instance.$': '$.DbInstances[0]' },
       resultPath: '$.secret',
     });
+    // One throttled call (RDS throttles per account: another tool's burst is enough) would otherwise
+    // end the month's test as RestoreTestErrored, its RTO/RPO measurement lost, and page for nothing.
+    for (const step of [ownPassword, describe]) step.addRetry({ errors: [...RDS_CALL_TRANSIENT_ERRORS], ...RDS_CALL_RETRY });
+    ownPassword.addRetry({ errors: [...INSTANCE_BUSY_ERRORS], ...INSTANCE_BUSY_RETRY });
     // Only the test's tier: the function finds the temporary instance's endpoint and secret itself.
     const runTest = invoke('RunRestoreTest', { 'tier.$': '$.tier' }, '$.test');
     const deleteInstance = invoke('DeleteTemporaryInstance', { temporaryInstance: 'delete' }, sfn.JsonPath.DISCARD);

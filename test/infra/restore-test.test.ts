@@ -434,6 +434,24 @@ describe('RestoreTest configuration', () => {
       expect(states.RunRestoreTest.Parameters).toEqual({ 'tier.$': '$.tier' });
     });
 
+    it("asks RDS again when the state machine's own calls are throttled or fail transiently (and the password call while the instance is busy), never on any task failure", () => {
+      const states = stateMachineDefinition(t).States as Record<string, { Retry?: { ErrorEquals: string[] }[]; Catch?: { ErrorEquals: string[]; Next: string }[] }>;
+      // The names Step Functions gives an aws-sdk integration's RDS errors: `Rds.` and the SDK for Java's class.
+      const transient = { ErrorEquals: ['Rds.ThrottlingException', 'Rds.RdsException', 'Rds.SdkClientException'], IntervalSeconds: 5, MaxAttempts: 4, BackoffRate: 2 };
+      expect(states.GiveTemporaryInstanceItsOwnPassword.Retry).toEqual([
+        transient,
+        { ErrorEquals: ['Rds.InvalidDbInstanceStateException', 'Rds.InvalidDBInstanceStateException'], IntervalSeconds: 30, MaxAttempts: 10, BackoffRate: 1 },
+      ]);
+      expect(states.TemporaryInstanceSecretStatus.Retry).toEqual([transient]);
+      for (const state of ['GiveTemporaryInstanceItsOwnPassword', 'TemporaryInstanceSecretStatus']) {
+        const retried = states[state].Retry!.flatMap((retry) => retry.ErrorEquals);
+        expect(retried).not.toContain('States.TaskFailed');
+        expect(retried).not.toContain('States.ALL');
+        // Anything else still deletes the instance and ends RestoreTestErrored.
+        expect(states[state].Catch).toEqual([expect.objectContaining({ ErrorEquals: ['States.ALL'], Next: 'DeleteTemporaryInstanceAfterError' })]);
+      }
+    });
+
     it("tags the temporary instance with the execution's name at create, and sends a failed create through the deletion of this run's own instance", () => {
       const states = stateMachineDefinition(t).States as Record<string, { Type: string; Parameters?: Record<string, unknown>; Next?: string; Catch?: { ErrorEquals: string[]; Next: string }[] }>;
       const payload = (state: string) => states[state].Parameters;

@@ -16,7 +16,7 @@ import type { Context } from 'aws-lambda';
 import { ExecutionError, StateMachine } from 'aws-local-stepfunctions';
 import { mockClient } from 'aws-sdk-client-mock';
 import { parseEnvironmentConfig } from '../../../lib/config';
-import { DELETE_TEMPORARY_INSTANCE_RETRY, RestoreTest, restoreTestPropsFromConfig } from '../../../lib/constructs/restore-test';
+import { DELETE_TEMPORARY_INSTANCE_RETRY, RDS_CALL_RETRY, RestoreTest, restoreTestPropsFromConfig } from '../../../lib/constructs/restore-test';
 import { DataStack } from '../../../lib/data-stack';
 import { RESTORE_TEST_ENV, TEMPORARY_INSTANCE_TRANSIENT_ERROR } from '../../../lambdas/restore/contract';
 import { handler } from '../../../lambdas/restore/handler';
@@ -355,11 +355,11 @@ describe('restore test on a temporary instance (state machine)', () => {
     const rdsClient = new RDSClient({ region: 'eu-west-3' });
     const sdk: Record<string, () => Promise<unknown>> = {
       ':states:::aws-sdk:rds:modifyDBInstance': async () => {
-        await rdsClient.send(new ModifyDBInstanceCommand({ DBInstanceIdentifier: 'atmr-dr-restore-test-example', ManageMasterUserPassword: true, ApplyImmediately: true }));
+        await rdsIntegrationCall(() => rdsClient.send(new ModifyDBInstanceCommand({ DBInstanceIdentifier: 'atmr-dr-restore-test-example', ManageMasterUserPassword: true, ApplyImmediately: true })));
         return {};
       },
       ':states:::aws-sdk:rds:describeDBInstances': async () => {
-        const instance = (await rdsClient.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: 'atmr-dr-restore-test-example' }))).DBInstances?.[0];
+        const instance = (await rdsIntegrationCall(() => rdsClient.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: 'atmr-dr-restore-test-example' })))).DBInstances?.[0];
         return { DbInstances: [{ DbInstanceStatus: instance?.DBInstanceStatus, ...(instance?.MasterUserSecret && { MasterUserSecret: instance.MasterUserSecret }) }] };
       },
     };
@@ -378,6 +378,23 @@ describe('restore test on a temporary instance (state machine)', () => {
         ];
       }),
     );
+  }
+
+  /**
+   * An RDS error as the aws-sdk integration fails the Task with it: `Rds.` and the AWS SDK for Java's
+   * class. An exception RDS's model lists (the JS SDK's `...Fault`) is its class
+   * (InvalidDBInstanceStateFault: Rds.InvalidDbInstanceStateException); any other error RDS answered
+   * (throttling, a 5xx) is Rds.RdsException; a call that got no answer, Rds.SdkClientException.
+   */
+  async function rdsIntegrationCall<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (caught) {
+      const error = caught as { name: string; message: string; $metadata?: { httpStatusCode?: number } };
+      const status = error.$metadata?.httpStatusCode;
+      const name = error.name.endsWith('Fault') ? `${error.name.slice(0, -'Fault'.length).replace(/DB/g, 'Db')}Exception` : status ? 'RdsException' : 'SdkClientException';
+      throw Object.assign(new Error(`${error.message} (Service: Rds, Status Code: ${status ?? 'none'})`), { name: `Rds.${name}` });
+    }
   }
 
   const EXECUTION = '0f0e0d0c-1a2b-4c3d-9e8f-a1b2c3d4e5f6';
@@ -622,6 +639,66 @@ describe('restore test on a temporary instance (state machine)', () => {
     expect((output as { test: { ok: boolean } }).test.ok).toBe(true);
     // status (throttled), status (available), the state machine's secret check, the test's own lookup.
     expect(rds.commandCalls(DescribeDBInstancesCommand)).toHaveLength(4);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1);
+  });
+
+  /** RDS refuses a modification while the instance is still busy (e.g. a backup right after the restore). */
+  const busy = () => Object.assign(new Error('Database instance is not in available state.'), { name: 'InvalidDBInstanceStateFault', $metadata: { httpStatusCode: 400 } });
+
+  it("asks RDS again when the state machine's own password call is throttled, then refused while the instance is busy, then runs the test and succeeds", async () => {
+    rds.on(DescribeDBInstancesCommand).resolves({ DBInstances: [availableInstance()] });
+    rds.on(ModifyDBInstanceCommand).rejectsOnce(throttled()).rejectsOnce(busy()).resolves({});
+
+    const { output, error } = await execute();
+
+    expect(error).toBeUndefined();
+    expect((output as { test: { ok: boolean } }).test.ok).toBe(true);
+    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(3);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1);
+  });
+
+  it("asks RDS again when the state machine's poll of the instance's secret is throttled or gets no answer, then runs the test and succeeds", async () => {
+    const noAnswer = Object.assign(new Error('socket hang up'), { name: 'TimeoutError', code: 'ECONNRESET' });
+    // status (available), the state machine's secret check (throttled, no answer, active), the test's own lookup.
+    rds
+      .on(DescribeDBInstancesCommand)
+      .resolvesOnce({ DBInstances: [availableInstance()] })
+      .rejectsOnce(throttled())
+      .rejectsOnce(noAnswer)
+      .resolves({ DBInstances: [availableInstance()] });
+
+    const { output, error } = await execute();
+
+    expect(error).toBeUndefined();
+    expect((output as { test: { ok: boolean } }).test.ok).toBe(true);
+    expect(rds.commandCalls(DescribeDBInstancesCommand)).toHaveLength(5);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1);
+  });
+
+  it("still ends RestoreTestErrored at once, the instance deleted, when RDS refuses the password call for another reason", async () => {
+    rds.on(DescribeDBInstancesCommand).resolves({ DBInstances: [availableInstance()] });
+    rds.on(ModifyDBInstanceCommand).rejects(Object.assign(new Error('DBInstance atmr-dr-restore-test-example not found.'), { name: 'DBInstanceNotFoundFault', $metadata: { httpStatusCode: 404 } }));
+
+    const { error } = await execute();
+
+    expect(error).toBeInstanceOf(ExecutionError);
+    expect((error?.cause as Error).name).toBe('RestoreTestErrored');
+    expect(error?.message).toMatch(/DBInstance atmr-dr-restore-test-example not found/);
+    // A refusal: not asked again.
+    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(1);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1);
+  });
+
+  it('stops asking after a bounded number of throttled password calls, and ends RestoreTestErrored, the instance deleted', async () => {
+    rds.on(DescribeDBInstancesCommand).resolves({ DBInstances: [availableInstance()] });
+    rds.on(ModifyDBInstanceCommand).rejects(throttled());
+
+    const { error } = await execute();
+
+    expect(error).toBeInstanceOf(ExecutionError);
+    expect((error?.cause as Error).name).toBe('RestoreTestErrored');
+    expect(error?.message).toMatch(/Rate exceeded/);
+    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(1 + RDS_CALL_RETRY.maxAttempts);
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1);
   });
 
