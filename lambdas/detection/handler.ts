@@ -5,7 +5,7 @@ import { SecretsProvider } from '@aws-lambda-powertools/parameters/secrets';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import middy from '@middy/core';
-import { parseKillswitchValue, type KillswitchMode } from '../killswitch/value';
+import { effectiveMode, parseKillswitchValue, type KillswitchMode } from '../killswitch/value';
 import { SDK_RETRY } from '../shared/aws';
 import { observability } from '../shared/observability';
 import { resolveConnection, type PgConnection } from '../shared/pg-connection';
@@ -69,8 +69,9 @@ export function probeDeps(settings: ProbeEnvironment, overrides: Partial<ProbeDe
       readKillswitchMode: async (): Promise<KillswitchMode> => {
         const { Parameter } = await ssm.send(new GetParameterCommand({ Name: killswitchParameter }));
         const parsed = parseKillswitchValue(Parameter?.Value ?? '');
-        // A malformed value counts as normal, as for every reader of the killswitch.
-        return parsed.ok ? parsed.value.mode : 'normal';
+        // A malformed value counts as normal, and so does an expired one (its expiry schedule late or
+        // failed), as for every reader of the killswitch: the mode published is the one the API applies.
+        return parsed.ok ? effectiveMode(parsed.value) : 'normal';
       },
     }),
     ...overrides,

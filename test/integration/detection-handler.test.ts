@@ -105,6 +105,18 @@ describe('health probe Lambda handler', () => {
     expect(ssm.commandCalls(GetParameterCommand)[0].args[0].input).toEqual({ Name: '/atmr/test/killswitch' });
   });
 
+  it('publishes the mode in effect: an expired maintenance is normal, as the API and the responder apply it', async () => {
+    const value = (expiresAt: string) => JSON.stringify({ mode: 'maintenance', reason: 'osrm', actor: 'alice', updatedAt: '2026-11-30T10:00:00Z', expiresAt });
+    process.env = { ...saved, AWS_REGION: 'eu-west-3' };
+    const { probeDeps } = await import('../../lambdas/detection/handler');
+    const deps = probeDeps({ killswitchParameter: '/atmr/test/killswitch' });
+    // The expiry schedule has not run (late or failed): the parameter still says maintenance.
+    ssm.on(GetParameterCommand).resolves({ Parameter: { Value: value(new Date(Date.now() - 60_000).toISOString()) } });
+    await expect(deps.readKillswitchMode!()).resolves.toBe('normal');
+    ssm.on(GetParameterCommand).resolves({ Parameter: { Value: value(new Date(Date.now() + 3_600_000).toISOString()) } });
+    await expect(deps.readKillswitchMode!()).resolves.toBe('maintenance');
+  });
+
   it('names the bad field of PROBE_SETTINGS in one line', () => {
     expect(() => parseProbeEnvironment('{"api":{"baseUrl":"not a url","timeoutMs":3000}}')).toThrow(/^health probe: PROBE_SETTINGS\.api\.baseUrl: /);
     expect(() => parseProbeEnvironment(undefined)).toThrow('health probe: PROBE_SETTINGS is not set (the detection construct sets it)');
