@@ -1,15 +1,15 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
-import { SecretsProvider } from '@aws-lambda-powertools/parameters/secrets';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import middy from '@middy/core';
 import { effectiveMode, parseKillswitchValue, type KillswitchMode } from '../killswitch/value';
 import { SDK_RETRY } from '../shared/aws';
 import { observability } from '../shared/observability';
-import { resolveConnection, type PgConnection } from '../shared/pg-connection';
+import { resolveConnection } from '../shared/pg-connection';
 import { openDatabaseSession, openRedisSession } from './clients';
+import { CachedCredentials } from './credentials';
 import { PROBE_SERVICE, ProbeDeps, ProbeReport, runProbe } from './probe';
 import { parseProbeEnvironment, type ProbeEnvironment } from './settings';
 
@@ -17,35 +17,42 @@ const { logger, metrics, tracer } = observability(PROBE_SERVICE);
 const secretsManager = tracer.captureAWSv3Client(new SecretsManagerClient(SDK_RETRY));
 const ssm = tracer.captureAWSv3Client(new SSMClient(SDK_RETRY));
 
-/** The database credentials, re-read from Secrets Manager every 15 minutes (rotation). */
-const CONNECTION_MAX_AGE_MS = 15 * 60_000;
-let cachedConnection: { connection: PgConnection; at: number } | undefined;
+/** Credentials are read from Secrets Manager again after 15 minutes, and at once when refused (CachedCredentials). */
+const CREDENTIALS_MAX_AGE_MS = 15 * 60_000;
+/** Kept across the runs of a warm container, one entry per secret and what is read with it. */
+const credentialCaches = new Map<string, CachedCredentials<unknown>>();
+function cachedCredentials<T>(key: string, read: () => Promise<T>): CachedCredentials<T> {
+  let cache = credentialCaches.get(key);
+  if (!cache) credentialCaches.set(key, (cache = new CachedCredentials(read, CREDENTIALS_MAX_AGE_MS)));
+  return cache as CachedCredentials<T>;
+}
+type Log = ProbeDeps['logger'];
+const logReread = (log: Log, target: string, secretArn: string) => (refusal: { reason: string; detail: string }) =>
+  log.info('credentials refused (a rotation?): secret read again and the connection made once more', { target, secretArn, ...refusal });
 
-async function databaseConnection(db: NonNullable<ProbeEnvironment['database']>): Promise<PgConnection> {
-  if (cachedConnection && Date.now() - cachedConnection.at < CONNECTION_MAX_AGE_MS) return cachedConnection.connection;
-  const connection = await resolveConnection({
-    env: {},
-    secretArn: db.secretArn,
-    secretsManager,
-    overrides: { host: db.host, port: db.port, database: db.name, sslMode: db.sslMode },
-  });
-  cachedConnection = { connection, at: Date.now() };
-  return connection;
+type DatabaseSettings = NonNullable<ProbeEnvironment['database']>;
+
+/** A session with the database's credentials (an RDS-managed secret, rotated every 7 days by default). */
+async function openDatabase(db: DatabaseSettings, log: Log) {
+  const credentials = cachedCredentials(`database ${JSON.stringify(db)}`, () =>
+    resolveConnection({
+      env: {},
+      secretArn: db.secretArn,
+      secretsManager,
+      overrides: { host: db.host, port: db.port, database: db.name, sslMode: db.sslMode },
+    }),
+  );
+  return credentials.use((connection) => openDatabaseSession(connection, db.timeoutMs), logReread(log, 'database', db.secretArn));
 }
 
-// Powertools' cache, as the other functions read their secrets: no hand-kept timestamp.
-const secrets = new SecretsProvider({ awsSdkV3Client: secretsManager });
 interface RedisCredentials {
   readonly username?: string;
   readonly password: string;
 }
 
-/**
- * The Redis AUTH token, re-read every 15 minutes like the database's (rotation). The secret holds
- * the token itself, or JSON with `password` (and `username` for an ACL user).
- */
-async function redisCredentials(secretArn: string): Promise<RedisCredentials> {
-  const raw = String((await secrets.get(secretArn, { maxAge: CONNECTION_MAX_AGE_MS / 1000 })) ?? '');
+/** The secret holds the AUTH token itself, or JSON with `password` (and `username` for an ACL user). */
+async function readRedisCredentials(secretArn: string): Promise<RedisCredentials> {
+  const raw = (await secretsManager.send(new GetSecretValueCommand({ SecretId: secretArn }))).SecretString ?? '';
   try {
     const json = JSON.parse(raw) as { password?: unknown; username?: unknown };
     if (typeof json.password === 'string') return { password: json.password, ...(typeof json.username === 'string' && { username: json.username }) };
@@ -55,16 +62,36 @@ async function redisCredentials(secretArn: string): Promise<RedisCredentials> {
   return { password: raw };
 }
 
+type RedisSettings = NonNullable<ProbeEnvironment['redis']>;
+
+/** A Redis session, with the AUTH token of `authSecretArn` when there is one. */
+async function openRedis(redis: RedisSettings, log: Log) {
+  const { authSecretArn } = redis;
+  if (!authSecretArn) return openRedisSession(redis);
+  const credentials = cachedCredentials(`redis ${authSecretArn}`, () => readRedisCredentials(authSecretArn));
+  return credentials.use(async (auth) => {
+    const session = openRedisSession({ ...redis, ...auth });
+    // ioredis sends AUTH as it connects, and a refusal shows only at the first command: a PING here
+    // meets it while the token can still be read again (the check's own commands follow).
+    try {
+      await session.client.ping();
+    } catch (error) {
+      session.close();
+      throw error;
+    }
+    return session;
+  }, logReread(log, 'redis', authSecretArn));
+}
+
 /** Builds the probe's clients from its settings: what the Lambda (and the bench) run. */
 export function probeDeps(settings: ProbeEnvironment, overrides: Partial<ProbeDeps> = {}): ProbeDeps {
   const { redis, database, killswitchParameter } = settings;
+  const log = overrides.logger ?? logger;
   return {
     metrics,
     logger,
-    ...(redis && {
-      openRedis: async () => openRedisSession({ ...redis, ...(redis.authSecretArn && (await redisCredentials(redis.authSecretArn))) }),
-    }),
-    ...(database && { openDatabase: async () => openDatabaseSession(await databaseConnection(database), database.timeoutMs) }),
+    ...(redis && { openRedis: () => openRedis(redis, log) }),
+    ...(database && { openDatabase: () => openDatabase(database, log) }),
     ...(killswitchParameter && {
       readKillswitchMode: async (): Promise<KillswitchMode> => {
         const { Parameter } = await ssm.send(new GetParameterCommand({ Name: killswitchParameter }));

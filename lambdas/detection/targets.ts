@@ -1,3 +1,5 @@
+import { sqlState } from '../shared/pg-errors';
+
 /**
  * One check of one target, reduced to what an on-call engineer needs: up or down, how long it took,
  * and why it is down in a word (dns, refused, timeout, tls, http-503, ...) plus the raw detail.
@@ -66,6 +68,9 @@ export function classifyError(error: unknown): { reason: string; detail: string 
     if (code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT') return { reason: 'timeout', detail };
     if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') return { reason: 'unreachable', detail };
     if (TLS_CODES.test(code)) return { reason: 'tls', detail };
+    // PostgreSQL refusing the login (SQLSTATE class 28: 28P01 a wrong password, as after a rotation
+    // the probe has not read yet; 28000 a role or pg_hba.conf refusal): credentials, not an outage.
+    if (sqlState(e)?.startsWith('28')) return { reason: 'auth', detail };
   }
   const text = detail.toLowerCase();
   // Redis refusing the probe's credentials (none given, or a rotated AUTH token): a setting, not an outage.
