@@ -57,6 +57,17 @@ export class PagePublishFailed extends Error {
 }
 
 /**
+ * Thrown when a level's page WAS published but the ops-state table refused its bookkeeping (the
+ * levels paged, the timeline entry) after the SDK's retries: the workflow holds the level for its
+ * timeout (HoldLevel<n>) as if the step had waited, instead of paging the next level at once, and
+ * the error counts in PagerErrors so that someone hears of the table. Never retried by the
+ * workflow: a retry gets a new task token, hence a new page key, and would page the level again.
+ */
+export class PagedNotRecorded extends Error {
+  override readonly name = 'PagedNotRecorded';
+}
+
+/**
  * Thrown by the Resolve step once the incident is resolved when its notice could not reach every
  * level paged (or the table refused its bookkeeping): the workflow retries the step, which tells only
  * the levels not told yet, and after its retries ends the execution without failing it (a failed
@@ -205,13 +216,20 @@ async function page(deps: TaskDeps, incidentId: string, level: number, taskToken
     throw new PagePublishFailed(`publishing to level ${level} failed: ${oneLine(error)}`);
   }
   // The level has its page: the bookkeeping and Slack (a second channel, whose failure must not
-  // cost the level its page) go together rather than one after the other.
-  await Promise.all([
-    recordPagedLevel(deps.store, incidentId, level, pageKey),
-    recordLinkMissing(deps, incidentId, `page#${pageKey}`, `Page of level ${level} (${target.name})`, message.linkMissing, at, level),
-    recordTimeline(deps.store, incidentId, `page#${pageKey}`, { at, kind: 'page', text: `Paged level ${level} (${target.name})`, level }),
+  // cost the level its page) go together rather than one after the other. Every write is waited
+  // for, failed or not: the one that fails must not leave the others in flight when the step ends.
+  const [bookkeeping] = await Promise.all([
+    Promise.allSettled([
+      recordPagedLevel(deps.store, incidentId, level, pageKey),
+      recordLinkMissing(deps, incidentId, `page#${pageKey}`, `Page of level ${level} (${target.name})`, message.linkMissing, at, level),
+      recordTimeline(deps.store, incidentId, `page#${pageKey}`, { at, kind: 'page', text: `Paged level ${level} (${target.name})`, level }),
+    ]),
     publishSlack(deps, `:rotating_light: ${incident.alarmName} : niveau ${level} (${target.name})`, message.text).catch(() => undefined),
   ]);
+  const refused = bookkeeping.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+  // The page is out: failing the step as a failed page would climb to the next level at once, before
+  // this level had its time to acknowledge. The workflow holds the level instead (PagedNotRecorded).
+  if (refused) throw new PagedNotRecorded(`level ${level} (${target.name}) was paged but the ops-state table refused its record: ${namedLine(refused.reason)}; the level keeps its timeout`);
   return `paged level ${level}`;
 }
 

@@ -538,10 +538,16 @@ export class Escalation extends Construct {
       // at once rather than waiting out a timeout for a page nobody received.
       pages[i].addRetry({ errors: ['PagePublishFailed'], maxAttempts: 2, interval: Duration.seconds(2), backoffRate: 2 });
       pages[i].addCatch(checks[i], { errors: ['States.Timeout'], resultPath: '$.timeout' });
-      pages[i].addCatch(i < last ? checks[i] : retryLastLater, { errors: ['States.ALL'], resultPath: '$.error' });
-      pages[i].next(new sfn.Choice(this, `Level${i + 1}Woken`).when(resolvedWake, resolve).otherwise(round(awaitAcked)));
       const hold = new sfn.Wait(this, `HoldLevel${i + 1}`, { time: sfn.WaitTime.duration(timeout) });
       hold.next(checks[i]);
+      // The page went out but the table refused its record (tasks.ts PagedNotRecorded): the level
+      // keeps its whole timeout, as if the step had waited for it, before the alarm is re-read (an
+      // acknowledgement meanwhile wakes nothing, the step's token being dead, but the next page step
+      // finds the incident acknowledged and pages nobody). Caught before States.ALL, never retried:
+      // a retry would page the level again.
+      pages[i].addCatch(hold, { errors: ['PagedNotRecorded'], resultPath: '$.error' });
+      pages[i].addCatch(i < last ? checks[i] : retryLastLater, { errors: ['States.ALL'], resultPath: '$.error' });
+      pages[i].next(new sfn.Choice(this, `Level${i + 1}Woken`).when(resolvedWake, resolve).otherwise(round(awaitAcked)));
       checks[i].next(
         new sfn.Choice(this, `StillAlarmAfterLevel${i + 1}`)
           .when(alarmIs('ALARM'), round(pages[Math.min(i + 1, last)]))

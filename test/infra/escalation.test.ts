@@ -90,6 +90,7 @@ describe('escalation (template)', () => {
   it('climbs only while the alarm is in ALARM: each level\'s timeout re-reads the alarm before the next page', () => {
     expect(states.PageLevel1.Catch).toEqual([
       { ErrorEquals: ['States.Timeout'], ResultPath: '$.timeout', Next: 'CheckAfterLevel1' },
+      { ErrorEquals: ['PagedNotRecorded'], ResultPath: '$.error', Next: 'HoldLevel1' },
       { ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'CheckAfterLevel1' },
     ]);
     expect(states.StillAlarmAfterLevel1.Choices).toEqual([
@@ -99,6 +100,19 @@ describe('escalation (template)', () => {
     ]);
     expect(states.StillAlarmAfterLevel1.Default).toBe('Resolve');
     expect((states.StillAlarmAfterLevel3.Choices as Json[])[0]).toEqual({ Variable: '$.check.alarmState', StringEquals: 'ALARM', Next: 'RoundPageLevel3' });
+  });
+
+  it('holds a level whose page went out but whose record the table refused for its timeout, without retrying the page (a retry pages again)', () => {
+    for (const level of [1, 2, 3]) {
+      const catchers = states[`PageLevel${level}`].Catch as Json[];
+      // Before States.ALL: Step Functions takes the first catcher that matches.
+      expect(catchers.map((c) => (c.ErrorEquals as string[])[0])).toEqual(['States.Timeout', 'PagedNotRecorded', 'States.ALL']);
+      expect(catchers[1]).toEqual({ ErrorEquals: ['PagedNotRecorded'], ResultPath: '$.error', Next: `HoldLevel${level}` });
+      expect(states[`HoldLevel${level}`]).toEqual({ Type: 'Wait', Seconds: 900, Next: `CheckAfterLevel${level}` });
+      const retried = (states[`PageLevel${level}`].Retry as Json[]).flatMap((r) => r.ErrorEquals as string[]);
+      expect(retried).not.toContain('PagedNotRecorded');
+      expect(retried).not.toContain('States.ALL');
+    }
   });
 
   it('ends, without failing, an execution whose resolution notice could not reach every level after the retries (a failed one pages "nobody is being paged")', () => {

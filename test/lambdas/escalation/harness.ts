@@ -126,6 +126,33 @@ export async function startHarness(): Promise<EscalationHarness> {
   return harness;
 }
 
+/** What a refused write looked like to the table: an update's expression and values, or a put's item. */
+export interface TableWrite {
+  readonly UpdateExpression?: string;
+  readonly ExpressionAttributeValues?: Record<string, unknown>;
+  readonly Item?: { readonly sk?: string };
+}
+
+/**
+ * The harness whose task code finds the table refusing the writes `refuses` picks, as DynamoDB
+ * throttled past the SDK's retries does (the test's own reads and writes through `h.store` pass),
+ * and how many it refused.
+ */
+export function refusingWrites(h: EscalationHarness, refuses: (write: TableWrite) => boolean): { harness: EscalationHarness; refused: () => number } {
+  const send = h.store.ddb.send.bind(h.store.ddb);
+  let refused = 0;
+  const ddb = Object.assign(Object.create(h.store.ddb) as typeof h.store.ddb, {
+    send: (command: { input: TableWrite }) => {
+      if (refuses(command.input)) {
+        refused += 1;
+        return Promise.reject(Object.assign(new Error('Rate of requests exceeds the allowed throughput'), { name: 'ThrottlingException' }));
+      }
+      return send(command as never);
+    },
+  });
+  return { harness: { ...h, taskDeps: { ...h.taskDeps, store: { ...h.store, ddb } } }, refused: () => refused };
+}
+
 /** An alarm state change as EventBridge delivers it. */
 export function alarmEvent(state: 'ALARM' | 'OK' | 'INSUFFICIENT_DATA', timestamp: string, alarmName = ALARM, description = DESCRIPTION): AlarmStateChange {
   return {

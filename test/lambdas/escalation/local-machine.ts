@@ -62,6 +62,8 @@ export interface LocalRun {
   readonly output: Json;
   /** Task states entered, in order. */
   readonly path: string[];
+  /** Every state entered (Wait, Choice and Pass states too), in order, with when (ms). */
+  readonly entered: { readonly name: string; readonly at: number }[];
 }
 
 function timeout(): Error {
@@ -75,7 +77,8 @@ function timeout(): Error {
  * or fails with States.Timeout as Step Functions does when its TimeoutSeconds pass (its token then
  * wakes nothing: `harness.timedOut`). Each step of each
  * execution (`executionName`, the incident id unless a hand-over named it) gets a token of its own,
- * as in Step Functions. Waits and retry intervals are shortened to 0.
+ * as in Step Functions. Waits and retry intervals are shortened to 0, or to `waitMs` for the Wait
+ * states it names.
  */
 export async function runLocally(
   definition: MachineDefinition,
@@ -84,6 +87,7 @@ export async function runLocally(
   duringWait: DuringWait = () => undefined,
   maxSteps = 60,
   executionName = String(input.incidentId),
+  waitMs: Record<string, number> = {},
 ): Promise<LocalRun> {
   const path: string[] = [];
   const visits = new Map<string, number>();
@@ -92,7 +96,7 @@ export async function runLocally(
   const waitOverrides: Record<string, number> = {};
   const retryOverrides: Record<string, number> = {};
   for (const [name, state] of Object.entries(definition.States)) {
-    if (state.Type === 'Wait') waitOverrides[name] = 0;
+    if (state.Type === 'Wait') waitOverrides[name] = waitMs[name] ?? 0;
     if (state.Type !== 'Task') continue;
     if (state.Retry) retryOverrides[name] = 0;
     handlers[name] = async (raw: unknown) => {
@@ -104,7 +108,14 @@ export async function runLocally(
       const payload = (params.Payload ?? params) as TaskInput & { taskToken?: string };
       const waits = String(state.Resource).endsWith('.waitForTaskToken');
       const task = (waits ? { ...payload, taskToken: `${String(payload.taskToken)}#${executionName}#${++tokens}` } : payload) as TaskInput & { taskToken: string };
-      const result = (await runTask(harness.taskDeps, task)) as Json;
+      let result: Json;
+      try {
+        result = (await runTask(harness.taskDeps, task)) as Json;
+      } catch (error) {
+        // A failed step's token no longer waits: waking it fails, as in Step Functions.
+        if (waits) harness.timedOut.add(task.taskToken);
+        throw error;
+      }
       if (!waits) return result;
       await duringWait(name, task, visit);
       const woken = harness.woken.get(task.taskToken);
@@ -122,6 +133,11 @@ export async function runLocally(
     // The execution's own ARN (the hand-over step names the next execution from it).
     context: { Task: { Token: 'token' }, Execution: { Id: `${STATE_MACHINE_ARN.replace(':stateMachine:', ':execution:')}:${executionName}`, Name: executionName } } as never,
   });
+  const entered: { name: string; at: number }[] = [];
+  const logged = (async () => {
+    for await (const event of execution.eventLogs) if (event.type === 'StateEntered') entered.push({ name: event.state.name, at: event.timestamp });
+  })();
   const output = (await execution.result) as Json;
-  return { output, path };
+  await logged;
+  return { output, path, entered };
 }

@@ -3,7 +3,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { readAckLinkKey } from '../../../lambdas/escalation/key';
 import { acknowledgeIncident, getIncident, timeline } from '../../../lambdas/escalation/store';
 import { runTask, TaskDeps } from '../../../lambdas/escalation/tasks';
-import { EscalationHarness, LEVEL_TOPICS, openIncident, startHarness } from './harness';
+import { EscalationHarness, LEVEL_TOPICS, openIncident, refusingWrites, startHarness } from './harness';
 
 const STATE_TIME = '2026-11-30T10:15:00.123+0000';
 
@@ -40,6 +40,22 @@ describe('escalation page step', () => {
     expect(retried).toEqual({ result: 'paged level 1' });
     expect(h.published.filter((p) => p.topicArn === LEVEL_TOPICS[0])).toHaveLength(1);
     expect((await timeline(h.store, incidentId)).map((e) => e.kind).sort()).toEqual(['page', 'page-failed', 'state']);
+  });
+
+  it('fails as PagedNotRecorded, not as a failed page, when the table refuses the record of a page that went out, after trying every write', async () => {
+    // recordPagedLevel (the levels paged, the level, the page's key) refused past the SDK's retries.
+    const { harness, refused } = refusingWrites(h, (write) => write.UpdateExpression?.startsWith('ADD pagedLevels') === true);
+
+    const failed = runTask(harness.taskDeps, { action: 'page', incidentId, level: 1, taskToken: 'token-1' });
+
+    await expect(failed).rejects.toMatchObject({
+      name: 'PagedNotRecorded',
+      message: 'level 1 (On-call engineer) was paged but the ops-state table refused its record: ThrottlingException: Rate of requests exceeds the allowed throughput; the level keeps its timeout',
+    });
+    expect(refused()).toBe(1);
+    expect(h.published.map((p) => p.topicArn)).toEqual([LEVEL_TOPICS[0]]);
+    // The timeline entry, written beside the refused record, is there all the same.
+    expect((await timeline(h.store, incidentId)).filter((e) => e.kind === 'page')).toEqual([expect.objectContaining({ text: 'Paged level 1 (On-call engineer)', level: 1 })]);
   });
 
   it('pages a later step (a new token) of the same level again: the last level is paged again on each timeout', async () => {

@@ -2,7 +2,7 @@ import { ingestAlarmChange } from '../../../lambdas/escalation/ingest';
 import { acknowledgeIncident, getIncident, listIncidents, resolveIncident, timeline } from '../../../lambdas/escalation/store';
 import { synthesizeApp } from '../../support/app';
 import { runTask } from '../../../lambdas/escalation/tasks';
-import { alarmEvent, ALARM, EscalationHarness, EVENT_ALARM, LEVEL_TOPICS, openIncident, startHarness, STATE_MACHINE_ARN } from './harness';
+import { alarmEvent, ALARM, EscalationHarness, EVENT_ALARM, LEVEL_TOPICS, openIncident, refusingWrites, startHarness, STATE_MACHINE_ARN } from './harness';
 import { alarmDescriptionIn, definitionIn, handingOverAfter, MachineDefinition, runLocally } from './local-machine';
 
 const STATE_TIME = '2026-11-30T10:15:00.123+0000';
@@ -110,6 +110,57 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
     const failures = (await timeline(h.store, incidentId)).filter((e) => e.kind === 'page-failed');
     expect(failures).toHaveLength(3);
     expect(failures[0].text).toMatch(/Page of level 1 \(On-call engineer\) failed: KMS key is disabled/);
+  });
+
+  describe('a page that went out but whose record the table refused', () => {
+    /** The record of level 1's page (recordPagedLevel) refused past the SDK's retries; level 2's goes through. */
+    const level1Unrecorded = () =>
+      refusingWrites(h, (write) => write.UpdateExpression?.startsWith('ADD pagedLevels') === true && write.ExpressionAttributeValues?.[':l'] === 1);
+    const HOLD_MS = 300;
+    const entered = (run: { entered: { name: string }[] }, names: RegExp) => run.entered.map((e) => e.name).filter((name) => names.test(name));
+
+    it('holds level 1 for its timeout (HoldLevel1), then pages level 2 only if the alarm is still in ALARM; the page is not retried', async () => {
+      h.alarmStates = ['ALARM', 'OK'];
+      const { harness, refused } = level1Unrecorded();
+
+      const run = await runLocally(definition, harness, { incidentId, alarmName: ALARM }, undefined, 60, incidentId, { HoldLevel1: HOLD_MS });
+
+      expect(refused()).toBe(1);
+      expect(entered(run, /^(PageLevel|HoldLevel|CheckAfterLevel|Resolve$)/)).toEqual(['PageLevel1', 'HoldLevel1', 'CheckAfterLevel1', 'PageLevel2', 'CheckAfterLevel2', 'Resolve']);
+      const at = (name: string) => run.entered.find((e) => e.name === name)?.at ?? Number.NaN;
+      expect(at('PageLevel2') - at('HoldLevel1')).toBeGreaterThanOrEqual(HOLD_MS);
+      expect(run.output.error).toEqual(expect.objectContaining({ Error: 'PagedNotRecorded' }));
+      expect(kinds('N')).toEqual([1, 2]);
+    });
+
+    it('pages nobody more after the hold when level 1 acknowledged during it (the failed step\'s token wakes nothing)', async () => {
+      h.alarmStates = ['ALARM', 'OK'];
+      const { harness } = level1Unrecorded();
+      let ackWoke: boolean | undefined;
+      // The acknowledgement lands during the hold: here as it ends, when the check reads the alarm.
+      const acking = intercepting(h.taskDeps.cloudwatch, async (command, send) => {
+        if (ackWoke === undefined) {
+          const { taskToken } = await acknowledgeIncident(h.store, incidentId, { by: 'alice', via: 'link', level: 1 });
+          ackWoke = taskToken !== undefined && h.woken.has(taskToken);
+        }
+        return send(command);
+      });
+
+      const run = await runLocally(definition, { ...harness, taskDeps: { ...harness.taskDeps, cloudwatch: acking } } as EscalationHarness, { incidentId, alarmName: ALARM });
+
+      expect(ackWoke).toBe(false);
+      expect(entered(run, /^(PageLevel|HoldLevel|CheckAfterLevel|AwaitWhileAcked|CheckWhileAcked|Resolve$)/)).toEqual([
+        'PageLevel1',
+        'HoldLevel1',
+        'CheckAfterLevel1',
+        'PageLevel2',
+        'AwaitWhileAcked',
+        'CheckWhileAcked',
+        'Resolve',
+      ]);
+      expect(kinds('N')).toEqual([1]);
+      expect(await getIncident(h.store, incidentId)).toEqual(expect.objectContaining({ status: 'RESOLVED', ack: expect.objectContaining({ by: 'alice', level: 1 }) }));
+    });
   });
 
   it('resolves with a note when the alarm is deleted while its incident is open', async () => {
@@ -488,18 +539,7 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
         // Arrange: nobody answers; in the first execution, the hand-over's writes (the incident's
         // pointer and the timeline note) fail as DynamoDB failing past the SDK's retries does.
         h.alarmStates = ['OK'];
-        const send = h.store.ddb.send.bind(h.store.ddb);
-        let refused = 0;
-        const ddb = Object.assign(Object.create(h.store.ddb) as typeof h.store.ddb, {
-          send: (command: { input: { UpdateExpression?: string; Item?: { sk?: string } } }) => {
-            if (command.input.UpdateExpression === 'SET executionArn = :a' || command.input.Item?.sk?.startsWith('EVENT#handover#')) {
-              refused += 1;
-              return Promise.reject(Object.assign(new Error('Rate of requests exceeds the allowed throughput'), { name: 'ThrottlingException' }));
-            }
-            return send(command as never);
-          },
-        });
-        const unwritable = { ...h, taskDeps: { ...h.taskDeps, store: { ...h.store, ddb } } };
+        const { harness: unwritable, refused } = refusingWrites(h, (write) => write.UpdateExpression === 'SET executionArn = :a' || write.Item?.sk?.startsWith('EVENT#handover#') === true);
         let ackWoke: string | undefined;
 
         // Act: the first execution climbs to level 2 and hands over; -h1 pages level 3, which
@@ -515,7 +555,7 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
         });
 
         // Assert: the old execution succeeded (no "nobody is being paged"); -h1 took the pointer.
-        expect(refused).toBeGreaterThan(0);
+        expect(refused()).toBeGreaterThan(0);
         expect(first.path.at(-1)).toBe('HandOver');
         expect(first.output.handedOver).toEqual({ result: expect.stringContaining(`handed over to ${eventId}-h1`) });
         expect(pointerAfterHandOver).toMatch(new RegExp(`:${eventId}$`));
