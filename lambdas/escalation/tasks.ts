@@ -68,6 +68,15 @@ export class PagedNotRecorded extends Error {
 }
 
 /**
+ * Thrown when a reminder could not be published (recorded on the timeline first): the step fails,
+ * which counts in PagerErrors, and the workflow goes back to the acknowledged wait, whose end
+ * re-reads the alarm and reminds again after the interval.
+ */
+export class ReminderPublishFailed extends Error {
+  override readonly name = 'ReminderPublishFailed';
+}
+
+/**
  * Thrown by the Resolve step once the incident is resolved when its notice could not reach every
  * level paged (or the table refused its bookkeeping): the workflow retries the step, which tells only
  * the levels not told yet, and after its retries ends the execution without failing it (a failed
@@ -253,8 +262,10 @@ async function remind(deps: TaskDeps, incidentId: string, taskToken: string): Pr
   try {
     if (target && message) await publish(deps, target.topicArn, message);
   } catch (error) {
-    // A failed reminder is recorded; the next one comes after the interval (the incident is acknowledged).
+    // Recorded, then the step fails: a reminder that returned normally counted nowhere, and an owner
+    // no longer reminded paged nobody. The workflow waits the interval and reminds again.
     await recordTimeline(deps.store, incidentId, `${key}#failed`, { at, kind: 'page-failed', text: `Reminder of level ${level} failed: ${oneLine(error)}`, level });
+    throw new ReminderPublishFailed(`publishing the reminder to level ${level} failed: ${namedLine(error)}`);
   }
   if (target && message) await recordLinkMissing(deps, incidentId, key, `Reminder of level ${level} (${target.name})`, message.linkMissing, at, level);
   return `reminded level ${level}`;

@@ -518,6 +518,8 @@ export class Escalation extends Construct {
     awaitAcked.addCatch(checkAcked, { errors: ['States.ALL'], resultPath: '$.error' });
     awaitAcked.next(ackedWoken);
     remind.addCatch(checkAcked, { errors: ['States.Timeout'], resultPath: '$.timeout' });
+    // A reminder SNS refused fails its step (tasks.ts ReminderPublishFailed, counted by PagerErrors):
+    // back to the acknowledged wait, whose end re-reads the alarm and reminds again.
     remind.addCatch(round(awaitAcked), { errors: ['States.ALL'], resultPath: '$.error' });
     remind.next(new sfn.Choice(this, 'RemindWoken').when(resolvedWake, resolve).when(newAlarmWake, round(remind)).otherwise(round(awaitAcked)));
     checkAcked.next(

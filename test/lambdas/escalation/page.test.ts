@@ -58,6 +58,17 @@ describe('escalation page step', () => {
     expect((await timeline(h.store, incidentId)).filter((e) => e.kind === 'page')).toEqual([expect.objectContaining({ text: 'Paged level 1 (On-call engineer)', level: 1 })]);
   });
 
+  it('fails the reminder step (PagerErrors counts it) when SNS refuses the reminder, with the failure on the timeline', async () => {
+    await acknowledgeIncident(h.store, incidentId, { by: 'alice', via: 'cli', level: 1 });
+    h.failingTopics.add(LEVEL_TOPICS[0]);
+
+    const failed = runTask(h.taskDeps, { action: 'remind', incidentId, taskToken: 'token-r1' });
+
+    await expect(failed).rejects.toMatchObject({ name: 'ReminderPublishFailed', message: 'publishing the reminder to level 1 failed: KMSDisabledException: KMS key is disabled' });
+    expect(h.published).toEqual([]);
+    expect((await timeline(h.store, incidentId)).filter((e) => e.kind === 'page-failed')).toEqual([expect.objectContaining({ text: 'Reminder of level 1 failed: KMS key is disabled', level: 1 })]);
+  });
+
   it('pages a later step (a new token) of the same level again: the last level is paged again on each timeout', async () => {
     await page('token-1', 3);
     await page('token-2', 3);

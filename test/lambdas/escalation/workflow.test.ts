@@ -163,6 +163,24 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
     });
   });
 
+  it('fails a reminder SNS refuses (counted by PagerErrors), waits the interval and reminds again', async () => {
+    // Re-reads while acknowledged: ALARM (remind: refused), ALARM (remind again), then OK.
+    h.alarmStates = ['ALARM', 'ALARM', 'OK'];
+
+    const { path, output } = await run(async (state, _task, visit) => {
+      if (state === 'PageLevel1') {
+        await acknowledgeIncident(h.store, incidentId, { by: 'alice', via: 'cli', level: 1 });
+        h.failingTopics.add(LEVEL_TOPICS[0]);
+      }
+      if (state === 'AwaitWhileAcked' && visit === 2) h.failingTopics.clear();
+    });
+
+    expect(path).toEqual(['PageLevel1', 'AwaitWhileAcked', 'CheckWhileAcked', 'Remind', 'AwaitWhileAcked', 'CheckWhileAcked', 'Remind', 'CheckWhileAcked', 'Resolve']);
+    expect(output.error).toEqual(expect.objectContaining({ Error: 'ReminderPublishFailed' }));
+    expect(kinds('Rappel')).toEqual([1]);
+    expect((await timeline(h.store, incidentId)).filter((e) => e.kind === 'page-failed').map((e) => e.text)).toEqual(['Reminder of level 1 failed: KMS key is disabled']);
+  });
+
   it('resolves with a note when the alarm is deleted while its incident is open', async () => {
     h.alarmStates = [null];
 
