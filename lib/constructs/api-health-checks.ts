@@ -6,6 +6,8 @@ import { Construct } from 'constructs';
 /**
  * The runbook's Kubernetes probes ("Healthchecks Kubernetes"), as numbers: readiness on /ready every
  * 5 s, 3 s timeout, 2 failures; liveness on /health every 10 s, 5 s timeout, 3 failures, 30 s initial delay.
+ * On ECS only the liveness probe becomes a per-task check (see ApiServiceHealthChecks); readiness
+ * is the health probe's (Health-ApiNotReady) and the backout's and cutover's /ready checks.
  */
 export const RUNBOOK_PROBES = {
   readiness: { path: '/ready', intervalSeconds: 5, timeoutSeconds: 3, failureThreshold: 2, successThreshold: 1 },
@@ -20,14 +22,20 @@ export interface ApiServiceHealthChecksProps {
    * image needs no curl. @default python urllib GET http://localhost:<port>/health with a 4 s timeout
    */
   readonly command?: string[];
-  /** Target group of the API on its ALB: its health check becomes the readiness probe. @default - none configured */
+  /** Target group of the API on its ALB: its health check becomes the liveness probe (/health). @default - none configured */
   readonly targetGroup?: elbv2.ApplicationTargetGroup;
 }
 
 /**
  * For teams that define the API's ECS service in CDK: the runbook's probes translated to ECS and ALB.
- * - readiness (/ready) -> the ALB target group health check (a task that fails it gets no traffic);
- * - liveness (/health) -> the container health check (ECS replaces a task that fails it);
+ * - liveness (/health) -> the container health check AND the ALB target group health check: ECS
+ *   stops and replaces a task that fails either ("Task failed ELB health checks"), so on ECS the
+ *   load balancer's check is a liveness probe, not a readiness one. On /ready (which checks
+ *   PostgreSQL and Redis) a database or Redis outage would fail every task within seconds and ECS
+ *   would replace them all in a loop: a partial outage made total, and Backout-ApiNoHealthyHosts
+ *   rolling back a good release. The runbook keeps /health simple for that reason.
+ * - readiness (/ready) -> no per-task setting (ECS has no check that only withdraws traffic): the
+ *   health probe pages Health-ApiNotReady on it, and the backout and cutover check it;
  * - the deployment circuit breaker with rollback, so a release whose tasks never turn healthy is
  *   rolled back by ECS itself.
  * Pass `containerHealthCheck` to `addContainer`, spread `serviceProps` into the service's props, and
@@ -44,7 +52,7 @@ export class ApiServiceHealthChecks extends Construct {
   constructor(scope: Construct, id: string, props: ApiServiceHealthChecksProps = {}) {
     super(scope, id);
     const port = props.port ?? 5000;
-    const { readiness, liveness } = RUNBOOK_PROBES;
+    const { liveness } = RUNBOOK_PROBES;
     this.containerHealthCheck = {
       command: props.command ?? [
         'CMD-SHELL',
@@ -55,14 +63,15 @@ export class ApiServiceHealthChecks extends Construct {
       retries: liveness.failureThreshold,
       startPeriod: Duration.seconds(liveness.initialDelaySeconds),
     };
+    // The liveness probe, not readiness: a task failing this check is replaced by ECS (see above).
     this.targetGroupHealthCheck = {
       enabled: true,
-      path: readiness.path,
+      path: liveness.path,
       healthyHttpCodes: '200',
-      interval: Duration.seconds(readiness.intervalSeconds),
-      timeout: Duration.seconds(readiness.timeoutSeconds),
-      unhealthyThresholdCount: readiness.failureThreshold,
-      // The runbook's successThreshold is 1; an ALB's minimum healthy threshold is 2.
+      interval: Duration.seconds(liveness.intervalSeconds),
+      timeout: Duration.seconds(liveness.timeoutSeconds),
+      unhealthyThresholdCount: liveness.failureThreshold,
+      // Kubernetes' liveness has no success threshold (1); an ALB's minimum healthy threshold is 2.
       healthyThresholdCount: 2,
     };
     this.serviceProps = {

@@ -526,8 +526,10 @@ export class Detection extends Construct {
       alarm('unhealthyHosts', 'health', 'Healthchecks Kubernetes', {
         concern: 'Health',
         what: 'UnhealthyHosts',
-        summary: `au moins une tâche de l'API échoue au health check /ready du load balancer depuis ${t.unhealthyHostsMinutes} min.`,
-        firstActions: 'curl /ready sur la tâche ; database: error -> connexion DB ; redis: error -> Redis ; tâches ECS arrêtées et leur raison.',
+        // The target group's check is the liveness one (/health, README "Healthchecks"): ECS replaces
+        // a task that fails it, so a database or Redis outage is Health-ApiNotReady's, not this page's.
+        summary: `au moins une tâche de l'API échoue au health check du load balancer (/health, liveness : ECS la remplace) depuis ${t.unhealthyHostsMinutes} min.`,
+        firstActions: 'tâches ECS arrêtées et leur raison (Task failed ELB health checks) ; curl /health sur la tâche ; logs de l\'API (processus bloqué, workers saturés) ; si le groupe cible vérifie /ready : le passer sur /health (README, Healthchecks).',
         metric: unhealthy,
         threshold: 0,
         comparisonOperator: GT,

@@ -28,15 +28,19 @@ function apiServiceTemplate(): Template {
 describe('ApiServiceHealthChecks: the runbook probes on ECS', () => {
   const template = apiServiceTemplate();
 
-  it('turns the readiness probe into the ALB health check: /ready every 5 s, 3 s timeout, unhealthy after 2', () => {
+  // ECS replaces a task that fails its load balancer health check: on /ready (PostgreSQL and Redis)
+  // a database or Redis outage would have every API task replaced in a loop.
+  it('turns the liveness probe into the ALB health check, which decides restarts on ECS: /health every 10 s, 5 s timeout, unhealthy after 3, never /ready', () => {
     template.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', {
-      HealthCheckPath: '/ready',
-      HealthCheckIntervalSeconds: 5,
-      HealthCheckTimeoutSeconds: 3,
-      UnhealthyThresholdCount: 2,
+      HealthCheckPath: '/health',
+      HealthCheckIntervalSeconds: 10,
+      HealthCheckTimeoutSeconds: 5,
+      UnhealthyThresholdCount: 3,
       HealthyThresholdCount: 2,
       Matcher: { HttpCode: '200' },
     });
+    const paths = Object.values(template.findResources('AWS::ElasticLoadBalancingV2::TargetGroup')).map((r) => (r as { Properties: { HealthCheckPath?: string } }).Properties.HealthCheckPath);
+    expect(paths).toEqual(['/health']);
   });
 
   it('turns the liveness probe into the container health check: /health every 10 s, 5 s timeout, 3 retries, 30 s start', () => {

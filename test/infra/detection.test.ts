@@ -471,6 +471,12 @@ describe('detection alarms (example config)', () => {
     expect(alarm('Killswitch-MaintenanceTooLong').AlarmDescription).toMatch(/^\[Killswitch\] .*#detection-killswitch$/);
   });
 
+  it("says in Health-UnhealthyHosts that the load balancer's check is the liveness one (/health), which ECS restarts tasks on, not /ready", () => {
+    const description = alarm('Health-UnhealthyHosts').AlarmDescription as string;
+    expect(description).toMatch(/health check du load balancer \(\/health, liveness : ECS la remplace\)/);
+    expect(description).not.toMatch(/health check \/ready/);
+  });
+
   it('creates the API log metric filters with the configured patterns', () => {
     template.hasResourceProperties('AWS::Logs::MetricFilter', {
       LogGroupName: '/ecs/atmr-api',
