@@ -354,7 +354,7 @@ export class Recovery extends Construct {
 }
 
 function wildcardReason(arn: string, prefix: string): string {
-  if (arn.includes(`:db:${prefix}*`)) return `Recovered instances get a name chosen at run time under the configured prefix "${prefix}": create, describe, tag and (only when tagged ${RECOVERY_PURPOSE_TAG.Key}=${RECOVERY_PURPOSE_TAG.Value}) reset the master password of and delete are scoped to that prefix.`;
+  if (arn.includes(`:db:${prefix}*`)) return `Recovered instances get a name chosen at run time under the configured prefix "${prefix}": create, describe, tag (at the restore only) and (only when tagged ${RECOVERY_PURPOSE_TAG.Key}=${RECOVERY_PURPOSE_TAG.Value}) reset the master password of and delete are scoped to that prefix.`;
   if (arn.includes(':auto-backup:')) return 'Automated-backup ARNs carry a generated id: DescribeDBInstanceAutomatedBackups (read-only) reads the restore window of the source.';
   if (arn.includes(':subgrp:') || arn.includes(':pg:')) return 'The subnet or parameter group of the source is read at run time (not in the config): the restore may use it; the created instance is still limited to the prefix.';
   if (arn.includes('/index/')) return 'Indexes of the ops-state table, read-only, with the RECOVERY# leading-key condition.';
@@ -374,7 +374,16 @@ export function recoveryStatements(stack: Stack, props: RecoveryProps): iam.Poli
       actions: ['rds:RestoreDBInstanceToPointInTime'],
       resources: [source, recovered, rds('subgrp', props.subnetGroupName ?? '*'), rds('pg', props.parameterGroupName ?? '*')],
     }),
-    new iam.PolicyStatement({ sid: 'TagNewInstance', actions: ['rds:AddTagsToResource'], resources: [recovered] }),
+    // RDS authorizes the tags of a restore as AddTagsToResource on the new instance. Only as part of
+    // that restore: after a cutover production is a `<prefix>*` copy whose purpose tag was removed,
+    // and a standalone AddTagsToResource could put the tag back and open it to the Modify and Delete
+    // below. The workflow tags nothing else (the cutover's tagging runs with the operator's rights).
+    new iam.PolicyStatement({
+      sid: 'TagNewInstance',
+      actions: ['rds:AddTagsToResource'],
+      resources: [recovered],
+      conditions: { StringEquals: { 'rds:CreateAction': 'RestoreDBInstanceToPointInTime' } },
+    }),
     // Setting the copy's master password after a rotation (the code also checks the recovery id tag
     // and refuses the source by name): under the prefix and tagged only, never the production instance.
     new iam.PolicyStatement({

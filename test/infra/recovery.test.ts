@@ -75,6 +75,17 @@ describe('Recovery construct', () => {
     for (const s of rdsStatements) expect(JSON.stringify(s.Resource)).not.toMatch(/:db:\*/);
   });
 
+  // After a cutover production is a copy under the prefix without the purpose tag: a standalone
+  // AddTagsToResource could tag it back into the reach of the Modify and Delete statements.
+  it('tags instances under the prefix only within their restore (rds:CreateAction), so it cannot put the purpose tag back on a copy made production', () => {
+    const tagging = statements(template).filter((s) => actions(s).some((a) => a === 'rds:AddTagsToResource' || a === 'rds:*' || a === 'rds:AddTags*'));
+
+    expect(tagging).toHaveLength(1);
+    expect(actions(tagging[0])).toEqual(['rds:AddTagsToResource']);
+    expect(tagging[0].Resource).toEqual(arn('db:atmr-prod-pitr-*'));
+    expect(tagging[0].Condition).toEqual({ StringEquals: { 'rds:CreateAction': 'RestoreDBInstanceToPointInTime' } });
+  });
+
   it('may modify (reset the password of) only instances under the prefix that carry the recovery tag, never the source', () => {
     // Arrange
     const modifies = statements(template).filter((s) => actions(s).some((a) => a === 'rds:ModifyDBInstance' || a === 'rds:*' || a === 'rds:Modify*'));
