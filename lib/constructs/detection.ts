@@ -407,7 +407,12 @@ export class Detection extends Construct {
           metric: pm(PROBE_METRICS.killswitchMode, 'Minimum', period),
           threshold: 2,
           comparisonOperator: GTE,
-          evaluationPeriods: periods,
+          // `periods` of the last periods + 1: one five-minute period without a reading (the probe's
+          // SSM reads failing for five minutes) delays the page by one period instead of starting
+          // the hour again, as `periods` of `periods` did. It still takes `periods` periods in
+          // maintenance, never fewer minutes than maintenanceMaxMinutes; one period of normal mode
+          // between two maintenances is counted through the same way (users had 503s all along).
+          evaluationPeriods: periods + 1,
           datapointsToAlarm: periods,
           // A silent probe is the probe alarms' business: it must not page as "maintenance".
           treatMissingData: NOT_BREACHING,

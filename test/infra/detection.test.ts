@@ -36,6 +36,24 @@ function synthesizedText(value: unknown): string {
   throw new Error(`unexpected ${JSON.stringify(value)}`);
 }
 
+/** One datapoint per period; undefined: none (the alarm's TreatMissingData decides). */
+type Minute = number | undefined;
+const breaches = (a: AlarmProps, v: Minute) => {
+  if (v === undefined) return a.TreatMissingData === 'breaching';
+  const threshold = a.Threshold as number;
+  if (a.ComparisonOperator === 'LessThanThreshold') return v < threshold;
+  if (a.ComparisonOperator === 'LessThanOrEqualToThreshold') return v <= threshold;
+  if (a.ComparisonOperator === 'GreaterThanOrEqualToThreshold') return v >= threshold;
+  throw new Error(`${a.AlarmName}: operator ${String(a.ComparisonOperator)} not evaluated here`);
+};
+/** The alarm as synthesized, the CloudWatch way, at each period whose last EvaluationPeriods are in `periods`: true once DatapointsToAlarm of them breach. */
+const pages = (a: AlarmProps, periods: Minute[]) => {
+  const n = a.EvaluationPeriods as number;
+  const m = (a.DatapointsToAlarm as number | undefined) ?? n;
+  for (let end = n; end <= periods.length; end++) if (periods.slice(end - n, end).filter((v) => breaches(a, v)).length >= m) return true;
+  return false;
+};
+
 describe('health probe rights (example config)', () => {
   it('reads the database secret with GetSecretValue only (the probe never describes it)', () => {
     // Arrange
@@ -59,7 +77,7 @@ describe('detection alarms (example config)', () => {
     ['Health-ApiNotReady', 'AtmrDr/example', 'ApiReady', 'Maximum', 60, 1, 'LessThanThreshold', 10, 2, 'breaching'],
     ['Health-RedisDown', 'AtmrDr/example', 'RedisUp', 'Maximum', 60, 1, 'LessThanThreshold', 10, 2, 'breaching'],
     ['Database-ReadOnly', 'AtmrDr/example', 'DbReadOnly', 'Maximum', 60, 1, 'GreaterThanOrEqualToThreshold', 10, 2, 'breaching'],
-    ['Killswitch-MaintenanceTooLong', 'AtmrDr/example', 'KillswitchMode', 'Minimum', 300, 2, 'GreaterThanOrEqualToThreshold', 12, 12, 'notBreaching'],
+    ['Killswitch-MaintenanceTooLong', 'AtmrDr/example', 'KillswitchMode', 'Minimum', 300, 2, 'GreaterThanOrEqualToThreshold', 13, 12, 'notBreaching'],
     ['Osrm-ApiErrors', 'AtmrDr/example', 'ApiOsrmErrors', 'Sum', 300, 5, 'GreaterThanOrEqualToThreshold', 1, undefined, 'notBreaching'],
     ['Database-ReadOnlyErrors', 'AtmrDr/example', 'ApiReadOnlyErrors', 'Sum', 60, 1, 'GreaterThanOrEqualToThreshold', 5, 1, 'notBreaching'],
     ['Network-ApiTimeouts', 'AtmrDr/example', 'ApiTimeoutErrors', 'Sum', 300, 10, 'GreaterThanOrEqualToThreshold', 1, undefined, 'notBreaching'],
@@ -262,21 +280,6 @@ describe('detection alarms (example config)', () => {
       if (!found) throw new Error(`no ${pattern} in ${expression}`);
       return Number(found[1]);
     };
-    type Minute = number | undefined;
-    const breaches = (a: AlarmProps, v: Minute) => {
-      if (v === undefined) return a.TreatMissingData === 'breaching';
-      const threshold = a.Threshold as number;
-      if (a.ComparisonOperator === 'LessThanThreshold') return v < threshold;
-      if (a.ComparisonOperator === 'LessThanOrEqualToThreshold') return v <= threshold;
-      if (a.ComparisonOperator === 'GreaterThanOrEqualToThreshold') return v >= threshold;
-      throw new Error(`${a.AlarmName}: operator ${String(a.ComparisonOperator)} not evaluated here`);
-    };
-    const pages = (a: AlarmProps, minutes: Minute[]) => {
-      const n = a.EvaluationPeriods as number;
-      const m = (a.DatapointsToAlarm as number | undefined) ?? n;
-      for (let end = n; end <= minutes.length; end++) if (minutes.slice(end - n, end).filter((v) => breaches(a, v)).length >= m) return true;
-      return false;
-    };
     // CloudWatch's window Average leaves out missing minutes; FILL(x, 0) makes "none at all" 0.
     const average = (minutes: Minute[]) => {
       const present = minutes.filter((v): v is number => v !== undefined);
@@ -397,6 +400,24 @@ describe('detection alarms (example config)', () => {
         expect([attempts, window, ofMinutes, minutes <= Math.max(1, fewest)]).toEqual([attempts, window, window, true]);
         expect(dependencyDownRule(attempts, 2, window).minutes).toBeLessThanOrEqual(2);
       }
+    }
+  });
+
+  it('pages Killswitch-MaintenanceTooLong after 60 min of maintenance, 65 when the probe could not read the parameter for one five-minute period, never before 60', () => {
+    // Arrange: five-minute periods of KillswitchMode Minimum (0 normal, 2 maintenance, undefined
+    // no reading), an hour of normal mode first.
+    const own = alarm('Killswitch-MaintenanceTooLong');
+    const normal = (n: number): Minute[] => Array(n).fill(0);
+    const maintenance = (n: number): Minute[] => Array(n).fill(2);
+
+    // Assert
+    expect(pages(own, [...normal(12), ...maintenance(12)])).toBe(true);
+    expect(pages(own, [...normal(12), ...maintenance(11)])).toBe(false);
+    // The SSM reads failing for one whole period, early or late in the hour: paged at 65 min.
+    for (let gap = 0; gap < 12; gap++) {
+      const periods = [...normal(12), ...maintenance(gap), undefined, ...maintenance(12 - gap)];
+      expect([gap, pages(own, periods)]).toEqual([gap, true]);
+      expect([gap, pages(own, periods.slice(0, -1))]).toEqual([gap, false]);
     }
   });
 
