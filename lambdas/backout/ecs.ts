@@ -49,6 +49,41 @@ export function currentTaskDefinition(service: Service): string {
   return arn;
 }
 
+/**
+ * A PRIMARY deployment whose release may not be the one the alarm is about: ECS still rolls it out
+ * while a release other than the rollback target runs beside it (a fix deployed while the bad release
+ * fails, or ECS's circuit breaker rolling back to an unbaked release), or it was created after the
+ * breach that raised the alarm began (the errors then began under the release it replaced). Rolling
+ * back "from" the primary would claim and pin the wrong release. A rollout from the target itself
+ * (the bad release replacing the last known good) is not one: the primary is then the only suspect.
+ */
+export interface UnderwayDeployment {
+  readonly taskDefinitionArn: string;
+  readonly createdAt: string | null;
+  readonly inProgress: boolean;
+  /** The releases of the service's other deployments, those the primary replaces. */
+  readonly replacing: string[];
+}
+
+export function deploymentUnderway(service: Service, targetTaskDefinition: string, breachStart: Date | null): UnderwayDeployment | null {
+  const deployments = service.deployments ?? [];
+  const primary = deployments.find((d) => d.status === 'PRIMARY');
+  if (!primary?.taskDefinition) return null;
+  const replacing = [...new Set(deployments.filter((d) => d !== primary && d.taskDefinition && d.taskDefinition !== primary.taskDefinition).map((d) => d.taskDefinition as string))];
+  const inProgress = primary.rolloutState === 'IN_PROGRESS' && replacing.some((arn) => arn !== targetTaskDefinition);
+  const afterBreach = Boolean(breachStart && primary.createdAt && primary.createdAt.getTime() > breachStart.getTime());
+  if (!inProgress && !afterBreach) return null;
+  return { taskDefinitionArn: primary.taskDefinition, createdAt: primary.createdAt?.toISOString() ?? null, inProgress: primary.rolloutState === 'IN_PROGRESS', replacing };
+}
+
+/** What a rollback racing an underway deployment is told: which releases the alarm may be about, and the command that decides. */
+export function underwayLine(serviceName: string, underway: UnderwayDeployment, target: string | null): string {
+  const started = underway.createdAt ?? 'unknown time';
+  const what = underway.inProgress ? `a deployment of ${underway.taskDefinitionArn} is in progress (started ${started})` : `a deployment of ${underway.taskDefinitionArn} started at ${started}, after the breach that raised the alarm began`;
+  const before = underway.replacing.length ? underway.replacing.join(', ') : 'the release it replaced';
+  return `${what}; the alarm may be about ${before} or ${underway.taskDefinitionArn}: decide by hand: npx atmr-dr rollback service --service ${serviceName} --to ${target ?? 'TASK_DEF_ARN'}`;
+}
+
 export async function describeRelease(ecs: ECSClient, settings: BackoutSettings, taskDefinitionArn: string, containerName: string): Promise<ReleaseInfo> {
   const output = await ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition: taskDefinitionArn, include: ['TAGS'] }));
   const definition = output.taskDefinition as TaskDefinition;

@@ -12,7 +12,7 @@ import { z } from 'zod';
 import { runbookAlarmName } from '../../lib/alarm-names';
 import { EVENT_SOURCE } from '../shared/constants';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
-import { assertFamily, currentTaskDefinition, deploymentStatus, describeRelease, describeService, ReleaseInfo, stoppedTasksSince, updateServiceTo } from './ecs';
+import { assertFamily, currentTaskDefinition, deploymentStatus, deploymentUnderway, describeRelease, describeService, ReleaseInfo, stoppedTasksSince, underwayLine, UnderwayDeployment, updateServiceTo } from './ecs';
 import { addRollbackMetrics, RollbackMetric, rollbackMetrics } from './metrics';
 import { DowngradePreparation, DowngradeResult, downgradeArgs, downgradeCommandLine, finishDowngrade, lookForTask, MigrationTaskResult, prepareDowngrade, RUN_TASK_NOT_STARTED_ERRORS } from './migration';
 import { BackoutSettings, findService, pinParameterName } from './settings';
@@ -231,6 +231,11 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
         : '';
       return notify(`${held}${suspectRelease}`, true);
     }
+    // The alarm's datapoints are one minute each, evaluationMinutes of them breaching: the breach
+    // began at the latest that long before the alarm changed state.
+    const breachStart = new Date(Date.parse(trigger.at) - settings.evaluationMinutes * 60_000);
+    const underway = deploymentUnderway(ecsService, to.taskDefinitionArn, breachStart);
+    if (underway) return notify(`${underwayLine(serviceName, underway, to.taskDefinitionArn)}; nothing rolled back`, true);
   }
 
   const needed = Boolean(serviceName === settings.api.serviceName && to.alembicHead && from.alembicHead && to.alembicHead !== from.alembicHead);
@@ -611,6 +616,8 @@ export interface RollbackPlan {
   readonly fromLastKnownGood: boolean;
   /** The command to run when the schema must go back too (atmr-dr never does it in a manual service rollback). */
   readonly downgradeCommand: string | null;
+  /** A deployment ECS still rolls out beside another release than the target (only with --to: without it the plan is refused). */
+  readonly underway: UnderwayDeployment | null;
 }
 
 /**
@@ -639,6 +646,11 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc'>, setti
     assertFamily(service, lkg.taskDefinitionArn);
     target = { taskDefinitionArn: lkg.taskDefinitionArn, alembicHead: lkg.alembicHead, images: lkg.images };
   }
+  // The primary may be a fix rolling out over the bad release: the operator names the target.
+  const underway = deploymentUnderway(ecsService, target.taskDefinitionArn, null);
+  if (underway && !targetOverride) {
+    throw new OperatorError(`backout: ${underwayLine(serviceName, underway, target.taskDefinitionArn)} (a rollback replaces ${underway.taskDefinitionArn} and pins it as the bad release: --to says you chose it)`, 2);
+  }
   if (target.taskDefinitionArn === current.taskDefinitionArn) {
     throw new OperatorError(`backout: ${serviceName} already runs ${current.taskDefinitionArn}: nothing to roll back (investigate by hand, or pass --to another revision)`, 2);
   }
@@ -649,6 +661,7 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc'>, setti
     target,
     fromLastKnownGood: !targetOverride,
     downgradeCommand: needsDowngrade ? downgradeCommandLine(target.alembicHead as string, current.taskDefinitionArn) : null,
+    underway,
   };
 }
 

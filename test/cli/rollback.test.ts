@@ -339,6 +339,25 @@ describe('rollback service (same core as the workflow)', () => {
     expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
   });
 
+  it('refuses without --to while a fix rolls out over the failing release (the same line as the page), and with --to says what it replaces and pins', async () => {
+    const ctx = await context();
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    const D = TD('atmr-api', 43);
+    const racing = service(D, { rolloutState: 'IN_PROGRESS', others: 1 });
+    racing.services![0].deployments![0].createdAt = new Date('2026-06-01T10:00:30.000Z');
+    mocks.ecs.on(DescribeServicesCommand).resolves(racing);
+
+    await expect(serviceCommand(ctx, { service: 'atmr-api', yes: true })).rejects.toMatchObject({
+      exitCode: 2,
+      message: `backout: a deployment of ${D} is in progress (started 2026-06-01T10:00:30.000Z); the alarm may be about ${BAD} or ${D}: decide by hand: npx atmr-dr rollback service --service atmr-api --to ${GOOD} (a rollback replaces ${D} and pins it as the bad release: --to says you chose it)`,
+    });
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+
+    await serviceCommand(ctx, { service: 'atmr-api', to: GOOD, dryRun: true });
+    expect(printed[1]).toBe(`  a deployment of ${D} is in progress (started 2026-06-01T10:00:30.000Z) beside ${BAD}: this rollback replaces both, and its pin names ${D} as the release not to deploy again`);
+    expect(printed.at(-1)).toBe('dry run: nothing changed');
+  });
+
   it('takes the same lock: refuses while another rollback holds it, changing nothing', async () => {
     const ctx = await context();
     await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
