@@ -197,6 +197,11 @@ export async function statusCommand(ctx: RollbackCliContext, services: string[],
   for (const s of statuses) {
     ctx.print(`${s.service}: running ${s.currentTaskDefinition}`);
     ctx.print(s.lastKnownGood ? `  last known good: ${s.lastKnownGood.taskDefinitionArn} (recorded ${age(s.lastKnownGood.ageSeconds)} ago, alembic ${s.lastKnownGood.alembicHead ?? 'n/a'})` : '  last known good: none recorded');
+    // Running its newest last known good, the service has no default target: the one before it, ready to paste.
+    if (s.lastKnownGoodBefore) {
+      const before = s.lastKnownGoodBefore;
+      ctx.print(`  last known good before it: ${before.taskDefinitionArn} (recorded ${age(before.ageSeconds)} ago, alembic ${before.alembicHead ?? 'n/a'}); ${s.service} runs its newest last known good: if it went bad after its bake, npx atmr-dr rollback service --service ${s.service} --to ${before.taskDefinitionArn}`);
+    }
     // The owner is what `rollback unlock --owner` takes; the expiry, how long the lock blocks if nobody releases it.
     ctx.print(s.lock ? `  lock: held by ${s.lock.owner} since ${s.lock.acquiredAt}, expires ${expiry(s.lock)} (${s.lock.reason})${heldFor(s.lock)}` : '  lock: free');
     if (s.cooldownUntil) ctx.print(`  cooldown until ${s.cooldownUntil}`);

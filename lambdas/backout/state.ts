@@ -94,6 +94,15 @@ export async function latestLastKnownGood(doc: DynamoDBDocumentClient, table: st
   return (await lastKnownGoodHistory(doc, table, service, 1))[0] ?? null;
 }
 
+/**
+ * The newest last known good other than `taskDefinitionArn`: what to offer when the newest one is
+ * what runs and went bad after its bake (a leak that shows after the bake time). Never a target by
+ * itself: the release was replaced by one that baked, and only a human knows why.
+ */
+export async function lastKnownGoodBefore(doc: DynamoDBDocumentClient, table: string, service: string, taskDefinitionArn: string): Promise<LastKnownGood | null> {
+  return (await lastKnownGoodHistory(doc, table, service)).find((record) => record.taskDefinitionArn !== taskDefinitionArn) ?? null;
+}
+
 function stripKeys(item: Record<string, unknown>): Record<string, unknown> {
   const { pk: _pk, sk: _sk, expiresAt: _expiresAt, ...rest } = item;
   return rest;

@@ -22,6 +22,7 @@ import {
   claimReleaseRollback,
   cooldownUntil,
   LastKnownGood,
+  lastKnownGoodBefore,
   latestLastKnownGood,
   LockHolder,
   LockRecord,
@@ -203,9 +204,12 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
       return { ...state, decision: 'skip', reason: `another rollback of this service is in progress (${lock.reason}, since ${lock.acquiredAt})` };
     }
     // The API's alarms fire for every service: a worker that was not redeployed has nothing to roll
-    // back and must not page; the API already on its last known good means a rollback cannot help.
+    // back and must not page; the API already on its last known good means a rollback to it cannot
+    // help, and the page names the one before it for the human who decides whether it went bad after its bake.
     const isApi = serviceName === settings.api.serviceName;
-    return notify(`${serviceName} already runs ${currentArn}, the rollback target${isApi ? ': a rollback cannot help, investigate by hand' : ': nothing to roll back'}`, isApi);
+    if (!isApi) return notify(`${serviceName} already runs ${currentArn}, the rollback target: nothing to roll back`, false);
+    const before = targetOverride ? null : await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, currentArn);
+    return notify(before ? `${wentBadAfterBake(serviceName, currentArn, before)}: decide by hand: npx atmr-dr rollback service --service ${serviceName} --to ${before.taskDefinitionArn}` : `${serviceName} already runs ${currentArn}, the rollback target: a rollback cannot help, investigate by hand`, true);
   }
 
   if (automatic) {
@@ -270,6 +274,11 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
   const plan = `roll ${serviceName} back from ${currentArn} to ${to.taskDefinitionArn}${schema}`;
   if (dryRun) return { ...state, decision: 'notify', reason: `dry run: would ${plan} (${state.reason || trigger.name})`, page: false };
   return { ...state, decision: 'proceed', reason: `${plan} (${state.reason || trigger.name})` };
+}
+
+/** The page's, the CLI's and `rollback status`'s words for a newest last known good that runs and fails. */
+function wentBadAfterBake(serviceName: string, currentArn: string, before: LastKnownGood): string {
+  return `${serviceName} already runs ${currentArn}, its newest last known good, so no automatic rollback; if it went bad after its bake, the last known good before it is ${before.taskDefinitionArn} (recorded ${before.recordedAt})`;
 }
 
 export async function prepareDowngradeStep(deps: BackoutDeps, settings: BackoutSettings, state: RollbackState): Promise<RollbackState> {
@@ -652,6 +661,8 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc'>, setti
     throw new OperatorError(`backout: ${underwayLine(serviceName, underway, target.taskDefinitionArn)} (a rollback replaces ${underway.taskDefinitionArn} and pins it as the bad release: --to says you chose it)`, 2);
   }
   if (target.taskDefinitionArn === current.taskDefinitionArn) {
+    const before = targetOverride ? null : await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, current.taskDefinitionArn);
+    if (before) throw new OperatorError(`backout: ${wentBadAfterBake(serviceName, current.taskDefinitionArn, before)}: pass --to ${before.taskDefinitionArn}`, 2);
     throw new OperatorError(`backout: ${serviceName} already runs ${current.taskDefinitionArn}: nothing to roll back (investigate by hand, or pass --to another revision)`, 2);
   }
   const needsDowngrade = Boolean(target.alembicHead && current.alembicHead && target.alembicHead !== current.alembicHead);
@@ -669,6 +680,8 @@ export interface ServiceBackoutStatus {
   readonly service: string;
   readonly currentTaskDefinition: string;
   readonly lastKnownGood: (LastKnownGood & { readonly ageSeconds: number }) | null;
+  /** When the service runs its newest last known good: the one before it (the target if that release went bad after its bake). */
+  readonly lastKnownGoodBefore: (LastKnownGood & { readonly ageSeconds: number }) | null;
   readonly lock: LockRecord | null;
   readonly cooldownUntil: string | null;
   readonly rollbacks: RollbackHistoryEntry[];
@@ -678,11 +691,15 @@ export async function backoutStatus(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'now
   const now = nowOf(deps);
   findService(settings, serviceName);
   const ecsService = await describeService(deps.ecs, settings, serviceName);
+  const current = currentTaskDefinition(ecsService);
   const lkg = await latestLastKnownGood(deps.doc, settings.tableName, serviceName);
+  const before = lkg?.taskDefinitionArn === current ? await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, current) : null;
+  const aged = (record: LastKnownGood) => ({ ...record, ageSeconds: Math.round((now.getTime() - Date.parse(record.recordedAt)) / 1000) });
   return {
     service: serviceName,
-    currentTaskDefinition: currentTaskDefinition(ecsService),
-    lastKnownGood: lkg ? { ...lkg, ageSeconds: Math.round((now.getTime() - Date.parse(lkg.recordedAt)) / 1000) } : null,
+    currentTaskDefinition: current,
+    lastKnownGood: lkg ? aged(lkg) : null,
+    lastKnownGoodBefore: before ? aged(before) : null,
     lock: await readLock(deps.doc, settings.tableName, serviceName, now),
     cooldownUntil: await cooldownUntil(deps.doc, settings.tableName, serviceName, now),
     rollbacks: await rollbackHistory(deps.doc, settings.tableName, serviceName, 5),

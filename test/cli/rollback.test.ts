@@ -18,7 +18,7 @@ import { guards } from '../../lambdas/backout/workflow';
 import { acquireLock, readLock, recordLockTask, rollbackHistory } from '../../lambdas/backout/state';
 import { loseFirstAnswer } from '../support/dynamodb';
 import { operatorEnv } from '../support/operator-env';
-import { alarmEvent, backoutSuite, metricData, BAD, backoutDeps, GOOD, MIGRATION_TASK_ARN, seedLkg, service, settings, TD } from '../lambdas/backout/fixtures';
+import { alarmEvent, backoutSuite, lkg, metricData, BAD, backoutDeps, GOOD, MIGRATION_TASK_ARN, seedLkg, service, settings, TD } from '../lambdas/backout/fixtures';
 
 const ROOT = path.join(__dirname, '..', '..');
 const NAMES = {
@@ -358,6 +358,18 @@ describe('rollback service (same core as the workflow)', () => {
     expect(printed.at(-1)).toBe('dry run: nothing changed');
   });
 
+  it('running its newest last known good (gone bad after its bake): refuses without --to, naming the last known good before it as the --to to paste', async () => {
+    const ctx = await context();
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    await seedLkg(suite.dynamo.doc, { ...lkg(), taskDefinitionArn: BAD, recordedAt: '2026-06-01T09:20:00.000Z' }, ctx.settings.tableName);
+
+    await expect(serviceCommand(ctx, { service: 'atmr-api', yes: true })).rejects.toMatchObject({
+      exitCode: 2,
+      message: `backout: atmr-api already runs ${BAD}, its newest last known good, so no automatic rollback; if it went bad after its bake, the last known good before it is ${GOOD} (recorded 2026-05-31T09:10:00.000Z): pass --to ${GOOD}`,
+    });
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+  });
+
   it('takes the same lock: refuses while another rollback holds it, changing nothing', async () => {
     const ctx = await context();
     await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
@@ -543,6 +555,22 @@ describe('rollback status and migration', () => {
     expect(JSON.parse(printed[0])).toEqual([
       expect.objectContaining({ service: 'atmr-api', currentTaskDefinition: BAD, lastKnownGood: expect.objectContaining({ taskDefinitionArn: GOOD, ageSeconds: 7200 }), lock: null, rollbacks: [] }),
     ]);
+  });
+
+  it('names the last known good before it when the service runs its newest one, in text (with the command) and in JSON', async () => {
+    const ctx = await context({ now: () => new Date('2026-06-01T10:20:00.000Z') });
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    await seedLkg(suite.dynamo.doc, { ...lkg(), taskDefinitionArn: BAD, alembicHead: 'bbb222', recordedAt: '2026-06-01T09:20:00.000Z' }, ctx.settings.tableName);
+
+    await statusCommand(ctx, ['atmr-api'], false);
+    await statusCommand(ctx, ['atmr-api'], true);
+
+    expect(printed.slice(0, 3)).toEqual([
+      `atmr-api: running ${BAD}`,
+      `  last known good: ${BAD} (recorded 1.0 h ago, alembic bbb222)`,
+      `  last known good before it: ${GOOD} (recorded 25.2 h ago, alembic aaa111); atmr-api runs its newest last known good: if it went bad after its bake, npx atmr-dr rollback service --service atmr-api --to ${GOOD}`,
+    ]);
+    expect(JSON.parse(printed.at(-1)!)).toEqual([expect.objectContaining({ lastKnownGood: expect.objectContaining({ taskDefinitionArn: BAD }), lastKnownGoodBefore: expect.objectContaining({ taskDefinitionArn: GOOD, ageSeconds: 90600 }) })]);
   });
 
   it('runs the downgrade when the SDK sent the lock put again after the answer to its applied first attempt was lost (the lock is its own)', async () => {

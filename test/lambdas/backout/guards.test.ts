@@ -280,6 +280,19 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
     expect(state).toMatchObject({ decision: 'notify', page: true, reason: expect.stringContaining('already runs') });
   });
 
+  it('names the last known good before it, and the command that rolls back to it, when the API runs its newest last known good (gone bad after its bake), without rolling back to it', async () => {
+    const tableName = await suite.dynamo.freshTable();
+    await seedLkg(suite.dynamo.doc, undefined, tableName);
+    await seedLkg(suite.dynamo.doc, lkg({ taskDefinitionArn: BAD, alembicHead: 'bbb222', recordedAt: '2026-06-01T09:20:00.000Z' }), tableName);
+
+    const state = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
+
+    expect(state).toMatchObject({ decision: 'notify', page: true, lockHeld: false, to: { taskDefinitionArn: BAD } });
+    expect(state.reason).toBe(
+      `atmr-api already runs ${BAD}, its newest last known good, so no automatic rollback; if it went bad after its bake, the last known good before it is ${GOOD} (recorded 2026-05-31T09:10:00.000Z): decide by hand: npx atmr-dr rollback service --service atmr-api --to ${GOOD}`,
+    );
+  });
+
   it('skips, without paging, a second backout alarm that finds the last known good primary because a rollback in progress holds the lock', async () => {
     // Arrange: rollback #1 (ErrorRate) holds the lock and has sent UpdateService: the last known good
     // is primary and the bad release drains when NoHealthyHosts fires.
