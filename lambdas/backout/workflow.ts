@@ -189,7 +189,16 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     to = { taskDefinitionArn: target.taskDefinitionArn, images: target.images, alembicHead: target.alembicHead };
   } else {
     const lkg = await latestLastKnownGood(deps.doc, settings.tableName, serviceName);
-    if (!lkg) return notify(`no last known good is recorded for ${serviceName}: nothing rolled back, decide by hand`, true);
+    if (!lkg) {
+      // The API's alarms start a run for every service: a worker none of whose releases has baked yet
+      // is not what they say fails, and a page of its own per worker would bury the API's on the worst
+      // day. A line in the report then, and a page only when the API has none either.
+      const apiHasOne = automatic && serviceName !== settings.api.serviceName && (await latestLastKnownGood(deps.doc, settings.tableName, settings.api.serviceName)) !== null;
+      if (apiHasOne) {
+        return notify(`no last known good is recorded for ${serviceName} (none of its releases has passed a bake): not rolled back, the API's alarm does not say this worker fails; if it does, run "npx atmr-dr rollback service --service ${serviceName} --to TASK_DEF_ARN"`, false);
+      }
+      return notify(`no last known good is recorded for ${serviceName}: nothing rolled back, decide by hand`, true);
+    }
     assertFamily(service, lkg.taskDefinitionArn);
     to = { taskDefinitionArn: lkg.taskDefinitionArn, images: lkg.images, alembicHead: lkg.alembicHead };
   }

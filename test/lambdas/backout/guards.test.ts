@@ -2,6 +2,7 @@ import { DescribeAlarmsCommand, GetMetricDataCommand } from '@aws-sdk/client-clo
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeServicesCommand, DescribeServicesCommandOutput, ECSClient, UpdateServiceCommand } from '@aws-sdk/client-ecs';
+import { PublishCommand } from '@aws-sdk/client-sns';
 import { mockClient } from 'aws-sdk-client-mock';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -268,6 +269,27 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
     const state = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
 
     expect(state).toMatchObject({ decision: 'notify', page: true, lockHeld: false, reason: expect.stringMatching(/^no last known good is recorded for atmr-api/) });
+  });
+
+  it('does not page for a worker without a last known good on an API alarm (a line in the report), unless the API has none either', async () => {
+    const tableName = await suite.dynamo.freshTable();
+    const s = settings({ tableName });
+    mocks.ecs.on(DescribeServicesCommand).resolves(service(TD('atmr-celery', 7)));
+
+    const apiHasNone = await guards(backoutDeps(suite.dynamo.doc), s, alarmInput('atmr-celery'));
+    expect(apiHasNone).toMatchObject({ decision: 'notify', page: true, reason: 'no last known good is recorded for atmr-celery: nothing rolled back, decide by hand' });
+
+    await seedLkg(suite.dynamo.doc, undefined, tableName);
+    const state = await guards(backoutDeps(suite.dynamo.doc), s, alarmInput('atmr-celery'));
+    const told = await report(backoutDeps(suite.dynamo.doc), s, state);
+
+    expect(state).toMatchObject({ decision: 'notify', page: false, lockHeld: false });
+    expect(told.page).toBe(false);
+    const published = mocks.sns.commandCalls(PublishCommand).at(-1)!.args[0].input;
+    expect(published.Subject).toBe('[atmr-dr] backout test atmr-celery: not-needed');
+    expect(published.Message).toMatch(
+      /^atmr-celery: no backout needed: no last known good is recorded for atmr-celery \(none of its releases has passed a bake\): not rolled back, the API's alarm does not say this worker fails; if it does, run "npx atmr-dr rollback service --service atmr-celery --to TASK_DEF_ARN"\n/,
+    );
   });
 
   it('pages instead of acting when the service already runs the last known good', async () => {
