@@ -10,6 +10,8 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { runbookAlarmName } from '../../lib/alarm-names';
+import { readKillswitch } from '../killswitch/core';
+import { effectiveMode } from '../killswitch/value';
 import { EVENT_SOURCE } from '../shared/constants';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { assertFamily, currentTaskDefinition, deploymentStatus, deploymentUnderway, describeRelease, describeService, ReleaseInfo, stoppedTasksSince, underwayLine, UnderwayDeployment, updateServiceTo } from './ecs';
@@ -226,6 +228,8 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     const condition = conditionHolds(settings, signals);
     if (!condition.holds) return notify(`condition cleared (${condition.why}): no rollback`, false);
     state = { ...state, reason: condition.why };
+    const killswitch = await killswitchHold(deps, settings, serviceName, now);
+    if (killswitch) return notify(killswitch.reason, killswitch.page);
     // The runbook: no backout without a confirmed root cause. The probe checks OSRM, Redis and the
     // database directly, not through the API: one of them down explains the API's errors, and the
     // last known good would fail the same way, so a rollback would only add a deployment to the outage.
@@ -288,6 +292,35 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
 /** The page's, the CLI's and `rollback status`'s words for a newest last known good that runs and fails. */
 function wentBadAfterBake(serviceName: string, currentArn: string, before: LastKnownGood): string {
   return `${serviceName} already runs ${currentArn}, its newest last known good, so no automatic rollback; if it went bad after its bake, the last known good before it is ${before.taskDefinitionArn} (recorded ${before.recordedAt})`;
+}
+
+/**
+ * Why an automatic rollback is held by the killswitch, or null when its mode in effect is normal.
+ * In maintenance the API answers 503 itself, and the ErrorRate alarm counts those target 5xx: the
+ * on-call turning maintenance on during a release's bake (runbook "Pic de charge") would otherwise
+ * have a healthy release rolled back, its schema downgraded with autoDowngradeMigrations. A human
+ * set the mode, so the notice does not page. A killswitch that cannot be read leaves that unknown:
+ * a human decides (page). A malformed value counts as normal, as for every reader of the killswitch.
+ */
+async function killswitchHold(deps: BackoutDeps, settings: BackoutSettings, serviceName: string, now: Date): Promise<{ reason: string; page: boolean } | null> {
+  const byHand = `"npx atmr-dr rollback service --service ${serviceName}"`;
+  let reading;
+  try {
+    reading = await readKillswitch(deps.ssm, settings.killswitchParameterName);
+  } catch (error) {
+    return {
+      reason: `held: the killswitch ${settings.killswitchParameterName} could not be read (${namedLine(error)}): whether maintenance mode explains the 5xx is unknown, no rollback; check "npx atmr-dr killswitch status" and, if the mode is normal and the API still fails, run ${byHand}`,
+      page: true,
+    };
+  }
+  const value = reading.value;
+  const mode = value ? effectiveMode(value, now.getTime()) : 'normal';
+  if (!value || mode === 'normal') return null;
+  const answers = mode === 'maintenance' ? 'the 5xx are the maintenance answers' : 'the API sheds work on purpose and its 5xx may be that';
+  return {
+    reason: `held: ${mode} mode is on (set by ${value.actor}, reason ${value.reason}${value.expiresAt ? `, until ${value.expiresAt}` : ''}): ${answers}; no rollback. Once the killswitch is back to normal, if the API still fails, run ${byHand}`,
+    page: false,
+  };
 }
 
 export async function prepareDowngradeStep(deps: BackoutDeps, settings: BackoutSettings, state: RollbackState): Promise<RollbackState> {

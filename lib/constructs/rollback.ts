@@ -233,6 +233,9 @@ export class Rollback extends Construct {
         : []),
       new iam.PolicyStatement({ sid: 'ReadAlbMetrics', actions: ['cloudwatch:GetMetricData'], resources: ['*'] }),
       new iam.PolicyStatement({ sid: 'PinRolledBackReleases', actions: ['ssm:PutParameter'], resources: pinArns }),
+      // The guards hold an automatic rollback while maintenance is on (its 503s are target 5xx that
+      // the ErrorRate alarm counts). A String parameter, under no KMS key (KillswitchParameter): no kms:Decrypt.
+      new iam.PolicyStatement({ sid: 'ReadTheKillswitch', actions: ['ssm:GetParameter'], resources: [killswitchArn] }),
       new iam.PolicyStatement({
         sid: 'AnnounceOnTheDefaultBus',
         actions: ['events:PutEvents'],
@@ -244,7 +247,7 @@ export class Rollback extends Construct {
     const autoDowngrade = props.autoDowngradeMigrations ?? false;
     if (autoDowngrade) {
       statements.push(
-        new iam.PolicyStatement({ sid: 'KillswitchDuringDowngrade', actions: ['ssm:GetParameter', 'ssm:PutParameter'], resources: [killswitchArn] }),
+        new iam.PolicyStatement({ sid: 'KillswitchDuringDowngrade', actions: ['ssm:PutParameter'], resources: [killswitchArn] }),
         new iam.PolicyStatement({ sid: 'SnapshotBeforeDowngrade', actions: ['rds:CreateDBSnapshot', 'rds:DescribeDBInstances'], resources: [dbArn] }),
         new iam.PolicyStatement({ sid: 'NameTheSnapshot', actions: ['rds:CreateDBSnapshot', 'rds:AddTagsToResource'], resources: [snapshotArns] }),
       );

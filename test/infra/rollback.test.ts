@@ -162,6 +162,17 @@ describe('Rollback construct (backout)', () => {
     expect(json(pin.Resource)).not.toContain('*');
   });
 
+  it('lets the backout steps read the killswitch parameter, and only it, with or without autoDowngradeMigrations (the guards hold a rollback in maintenance)', () => {
+    for (const t of [template, auto]) {
+      const policies = t.findResources('AWS::IAM::Policy') as Record<string, { Properties: { Roles: unknown[]; PolicyDocument: { Statement: Statement[] } } }>;
+      const backout = Object.values(policies).filter((p) => json(p.Properties.Roles).includes('RollbackStepsFunctionServiceRole'));
+      const reads = backout.flatMap((p) => p.Properties.PolicyDocument.Statement).filter((s) => actionsOf(s).includes('ssm:GetParameter'));
+      expect(reads).toHaveLength(1);
+      expect(json(reads[0].Resource)).toMatch(/:parameter\/atmr\/example\/killswitch"/);
+      expect(json(reads[0].Resource)).not.toContain('*');
+    }
+  });
+
   it('reads and writes only the LKG# and ROLLBACK# records of the configured services in the ops-state table', () => {
     // Arrange: every DynamoDB statement of the ops stack that names the ops-state table, on the backout role.
     const policies = template.findResources('AWS::IAM::Policy') as Record<string, { Properties: { Roles: unknown[]; PolicyDocument: { Statement: Statement[] } } }>;

@@ -3,6 +3,7 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeServicesCommand, DescribeServicesCommandOutput, ECSClient, UpdateServiceCommand } from '@aws-sdk/client-ecs';
 import { PublishCommand } from '@aws-sdk/client-sns';
+import { GetParameterCommand } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -260,6 +261,70 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
       const state = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
 
       expect(state).toMatchObject({ decision: 'proceed', from: { taskDefinitionArn: BAD }, to: { taskDefinitionArn: GOOD } });
+    });
+  });
+
+  describe('the killswitch (the API answers 503 itself in maintenance, and the ErrorRate alarm counts those target 5xx)', () => {
+    const killswitch = (value: Record<string, unknown>) =>
+      mocks.ssm.on(GetParameterCommand, { Name: '/atmr/test/killswitch' }).resolves({ Parameter: { Value: JSON.stringify({ reason: 'pic de charge', actor: 'alice', updatedAt: '2026-06-01T09:55:00.000Z', ...value }), Version: 3 } });
+
+    it('holds an automatic rollback while maintenance is on, with a notice naming who set it and why (no page: a human turned it on), claiming nothing', async () => {
+      const tableName = await suite.dynamo.freshTable();
+      await seedLkg(suite.dynamo.doc, undefined, tableName);
+      await seedLkg(suite.dynamo.doc, { ...lkg(), service: 'atmr-celery', taskDefinitionArn: TD('atmr-celery', 7) }, tableName);
+      killswitch({ mode: 'maintenance', expiresAt: null });
+      const s = settings({ tableName, autoDowngradeMigrations: true });
+
+      const state = await guards(backoutDeps(suite.dynamo.doc), s, alarmInput());
+      const worker = await guards(backoutDeps(suite.dynamo.doc), s, alarmInput('atmr-celery'));
+      const told = await report(backoutDeps(suite.dynamo.doc), s, state);
+
+      expect(state).toMatchObject({ decision: 'notify', page: false, lockHeld: false, downgrade: { run: false } });
+      expect(state.reason).toBe(
+        'held: maintenance mode is on (set by alice, reason pic de charge): the 5xx are the maintenance answers; no rollback. Once the killswitch is back to normal, if the API still fails, run "npx atmr-dr rollback service --service atmr-api"',
+      );
+      expect(worker).toMatchObject({ decision: 'notify', page: false, reason: expect.stringMatching(/^held: maintenance mode is on/) });
+      expect(told).toMatchObject({ outcome: 'not-needed', page: false });
+      expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+      // Nothing claimed: once maintenance is off, the alarm can still roll this release back.
+      expect(await readLock(suite.dynamo.doc, tableName, 'atmr-api', new Date('2026-06-01T10:01:00Z'))).toBeNull();
+      expect(await claimReleaseRollback(suite.dynamo.doc, tableName, { service: 'atmr-api', taskDefinitionArn: BAD, owner: 'later', now: new Date() })).toBe(true);
+    });
+
+    it('holds in degraded mode too, and says until when the mode holds', async () => {
+      const tableName = await suite.dynamo.freshTable();
+      await seedLkg(suite.dynamo.doc, undefined, tableName);
+      killswitch({ mode: 'degraded', expiresAt: '2026-06-01T12:00:00.000Z' });
+
+      const state = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
+
+      expect(state).toMatchObject({ decision: 'notify', page: false, reason: expect.stringMatching(/^held: degraded mode is on \(set by alice, reason pic de charge, until 2026-06-01T12:00:00.000Z\)/) });
+    });
+
+    it('rolls back when the maintenance has expired (its expiry schedule late), and never holds a rollback by hand', async () => {
+      const tableName = await suite.dynamo.freshTable();
+      await seedLkg(suite.dynamo.doc, undefined, tableName);
+      killswitch({ mode: 'maintenance', expiresAt: '2026-06-01T10:00:30.000Z' });
+      const s = settings({ tableName });
+
+      const expired = await guards(backoutDeps(suite.dynamo.doc), s, alarmInput());
+      expect(expired.decision).toBe('proceed');
+      await report(backoutDeps(suite.dynamo.doc), s, { ...expired, decision: 'notify', reason: 'test: release the lock' });
+
+      killswitch({ mode: 'maintenance', expiresAt: null });
+      const manual = await guards(backoutDeps(suite.dynamo.doc), s, { service: 'atmr-api', manual: { actor: 'bob' } });
+      expect(manual.decision).toBe('proceed');
+    });
+
+    it('holds and pages when the killswitch cannot be read: whether maintenance explains the 5xx is unknown', async () => {
+      const tableName = await suite.dynamo.freshTable();
+      await seedLkg(suite.dynamo.doc, undefined, tableName);
+      mocks.ssm.on(GetParameterCommand).rejects(Object.assign(new Error('User is not authorized to perform: ssm:GetParameter'), { name: 'AccessDeniedException' }));
+
+      const state = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
+
+      expect(state).toMatchObject({ decision: 'notify', page: true, lockHeld: false });
+      expect(state.reason).toMatch(/^held: the killswitch \/atmr\/test\/killswitch could not be read \(AccessDeniedException: User is not authorized/);
     });
   });
 
