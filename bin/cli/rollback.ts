@@ -7,7 +7,7 @@ import { EnvironmentConfig } from '../../lib/config';
 import { runbookAlarmName } from '../../lib/alarm-names';
 import { backoutClients } from '../../lambdas/backout/clients';
 import { assertFamily, currentTaskDefinition, describeRelease, describeService } from '../../lambdas/backout/ecs';
-import { BACKOUT_ACTOR, DowngradePreparation, downgradeArgs, finishDowngrade, lookForTask, MIGRATION_STARTED_BY, MigrationTaskResult, MigrationTaskStage, parseRevision, prepareDowngrade, runMigrationTask } from '../../lambdas/backout/migration';
+import { BACKOUT_ACTOR, DowngradePreparation, downgradeArgs, finishDowngrade, lockExpiry, lookForTask, mayCoverDowngrade, MIGRATION_LOCK_REASON, MIGRATION_STARTED_BY, MigrationTaskResult, MigrationTaskStage, parseRevision, prepareDowngrade, runMigrationTask, waitOrUnlock } from '../../lambdas/backout/migration';
 import { BackoutSettings, findService, pinParameterPrefix } from '../../lambdas/backout/settings';
 import { acquireLock, LockRecord, readLock, recordLockTask, recordRollback, releaseLock, rollbackHistory, unlockCommandLine } from '../../lambdas/backout/state';
 import { putRollbackMetrics } from '../../lambdas/backout/metrics';
@@ -143,8 +143,6 @@ async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string, r
   };
 }
 
-const expiry = (lock: LockRecord) => new Date(lock.expiresAt * 1000).toISOString();
-
 /** The end of a command's last line when its lock could not be released: why, and what releases it. */
 const lockNotReleasedLine = (service: string, owner: string, why: string, force = false) =>
   `the lock of ${service} could not be released (${why}): ${unlockCommandLine(service, owner, force)}`;
@@ -154,23 +152,6 @@ function heldFor(lock: LockRecord): string {
   if (!lock.holder) return '';
   if (lock.holder.kind === 'service-rollback') return ', for a service rollback';
   return lock.holder.taskArn ? `, for the migration downgrade task ${lock.holder.taskArn}` : ', for a migration downgrade (task ARN not recorded)';
-}
-
-/**
- * The end of a line refused because another rollback holds the lock: wait, or, if its holder is
- * dead, the exact command that releases it (with --force and the task to check first when a
- * downgrade task may run under it), and until when it holds otherwise.
- */
-function waitOrUnlock(settings: BackoutSettings, service: string, lock: LockRecord): string {
-  const force = mayCoverDowngrade(lock, settings, service);
-  const cluster = settings.clusterName;
-  const taskArn = lock.holder?.kind === 'migration-downgrade' ? lock.holder.taskArn : undefined;
-  const dead = !force
-    ? 'if it is dead'
-    : taskArn
-      ? `if it is dead and its migration task ${taskArn} has stopped ("aws ecs describe-tasks --cluster ${cluster} --tasks ${taskArn}")`
-      : `if it is dead and no migration task runs ("aws ecs list-tasks --cluster ${cluster} --started-by ${MIGRATION_STARTED_BY}")`;
-  return `wait for it to end or, ${dead}, release it with ${unlockCommandLine(service, lock.owner, force)} (else it holds until ${expiry(lock)})`;
 }
 
 /** The exit-3 line of `rollback service|migration` refused by another rollback's lock, read again for its owner. */
@@ -203,7 +184,7 @@ export async function statusCommand(ctx: RollbackCliContext, services: string[],
       ctx.print(`  last known good before it: ${before.taskDefinitionArn} (recorded ${age(before.ageSeconds)} ago, alembic ${before.alembicHead ?? 'n/a'}); ${s.service} runs its newest last known good: if it went bad after its bake, npx atmr-dr rollback service --service ${s.service} --to ${before.taskDefinitionArn}`);
     }
     // The owner is what `rollback unlock --owner` takes; the expiry, how long the lock blocks if nobody releases it.
-    ctx.print(s.lock ? `  lock: held by ${s.lock.owner} since ${s.lock.acquiredAt}, expires ${expiry(s.lock)} (${s.lock.reason})${heldFor(s.lock)}` : '  lock: free');
+    ctx.print(s.lock ? `  lock: held by ${s.lock.owner} since ${s.lock.acquiredAt}, expires ${lockExpiry(s.lock)} (${s.lock.reason})${heldFor(s.lock)}` : '  lock: free');
     if (s.cooldownUntil) ctx.print(`  cooldown until ${s.cooldownUntil}`);
     for (const r of s.rollbacks) ctx.print(`  ${r.at} ${r.outcome}: ${r.summary}`);
     if (!s.rollbacks.length) ctx.print('  no rollback recorded');
@@ -346,8 +327,6 @@ export interface MigrationOptions {
 
 /** The lock of a manual downgrade: longer than the task's follow-up (900 s) and its StopTask wait. */
 const MIGRATION_LOCK_SECONDS = 3600;
-/** The start of the reason of that lock, by which `rollback unlock` knows a downgrade may run under it. */
-const MIGRATION_LOCK_REASON = 'manual migration downgrade by';
 
 /**
  * What `rollback migration` has changed so far, kept as it goes: a second Ctrl-C quits at once,
@@ -594,18 +573,6 @@ export interface UnlockOptions {
   readonly force?: boolean;
 }
 
-/**
- * A lock under which a downgrade task may run: one whose item says a migration downgrade holds it
- * (every lock of `rollback migration`, and the workflow's when it downgrades the schema itself).
- * A lock written by an earlier version records no holder, only its reason: then every lock of
- * `rollback migration`, and the workflow's on the API when it may downgrade itself
- * (autoDowngradeMigrations, an alarm's rollback); `rollback service` never touches the schema.
- */
-function mayCoverDowngrade(lock: LockRecord, settings: BackoutSettings, service: string): boolean {
-  if (lock.holder) return lock.holder.kind === 'migration-downgrade';
-  if (lock.reason.startsWith(MIGRATION_LOCK_REASON)) return true;
-  return service === settings.api.serviceName && settings.autoDowngradeMigrations && lock.reason.startsWith('alarm:');
-}
 
 /**
  * Releases a rollback lock that nothing else will release before it expires (a command killed, a

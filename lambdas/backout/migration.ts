@@ -6,6 +6,7 @@ import { KillswitchValue } from '../killswitch/value';
 import { MISSING_SETTING_EXIT_CODE, missingAwsSetting } from '../shared/aws-errors';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { BackoutSettings, clusterArn } from './settings';
+import { LockRecord, unlockCommandLine } from './state';
 
 /**
  * The errors with which Step Functions' ecs:runTask.sync reports a RunTask that started no task:
@@ -193,6 +194,42 @@ export const MIGRATION_STARTED_BY = 'atmr-dr-backout';
 
 /** How to find a downgrade task whose ARN atmr-dr never read (RunTask unanswered). */
 export const lookForTask = (cluster: string) => `look for it with "aws ecs list-tasks --cluster ${cluster} --started-by ${MIGRATION_STARTED_BY}"`;
+
+/** When a lock expires, as the lines that name it print it. */
+export const lockExpiry = (lock: LockRecord) => new Date(lock.expiresAt * 1000).toISOString();
+
+/** The start of the reason of `rollback migration`'s lock, by which a lock without a holder is known to cover a downgrade. */
+export const MIGRATION_LOCK_REASON = 'manual migration downgrade by';
+
+/**
+ * A lock under which a downgrade task may run: one whose item says a migration downgrade holds it
+ * (every lock of `rollback migration`, and the workflow's when it downgrades the schema itself).
+ * A lock written by an earlier version records no holder, only its reason: then every lock of
+ * `rollback migration`, and the workflow's on the API when it may downgrade itself
+ * (autoDowngradeMigrations, an alarm's rollback); `rollback service` never touches the schema.
+ */
+export function mayCoverDowngrade(lock: LockRecord, settings: BackoutSettings, service: string): boolean {
+  if (lock.holder) return lock.holder.kind === 'migration-downgrade';
+  if (lock.reason.startsWith(MIGRATION_LOCK_REASON)) return true;
+  return service === settings.api.serviceName && settings.autoDowngradeMigrations && lock.reason.startsWith('alarm:');
+}
+
+/**
+ * The end of a line refused because another rollback holds the lock: wait, or, if its holder is
+ * dead, the exact command that releases it (with --force and the task to check first when a
+ * downgrade task may run under it), and until when it holds otherwise.
+ */
+export function waitOrUnlock(settings: BackoutSettings, service: string, lock: LockRecord): string {
+  const force = mayCoverDowngrade(lock, settings, service);
+  const cluster = settings.clusterName;
+  const taskArn = lock.holder?.kind === 'migration-downgrade' ? lock.holder.taskArn : undefined;
+  const dead = !force
+    ? 'if it is dead'
+    : taskArn
+      ? `if it is dead and its migration task ${taskArn} has stopped ("aws ecs describe-tasks --cluster ${cluster} --tasks ${taskArn}")`
+      : `if it is dead and no migration task runs ("aws ecs list-tasks --cluster ${cluster} --started-by ${MIGRATION_STARTED_BY}")`;
+  return `wait for it to end or, ${dead}, release it with ${unlockCommandLine(service, lock.owner, force)} (else it holds until ${lockExpiry(lock)})`;
+}
 
 /** The RunTask request of a downgrade: the failing release's task definition (only its image holds the downgrade script). */
 export function migrationRunTaskInput(settings: BackoutSettings, failingTaskDefinition: string, revision: string) {

@@ -16,7 +16,7 @@ import { EVENT_SOURCE } from '../shared/constants';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { assertFamily, currentTaskDefinition, deploymentStatus, deploymentUnderway, describeRelease, describeService, ReleaseInfo, stoppedTasksSince, underwayLine, UnderwayDeployment, updateServiceTo } from './ecs';
 import { addRollbackMetrics, RollbackMetric, rollbackMetrics } from './metrics';
-import { DowngradePreparation, DowngradeResult, downgradeArgs, downgradeCommandLine, finishDowngrade, lookForTask, MigrationTaskResult, prepareDowngrade, RUN_TASK_NOT_STARTED_ERRORS } from './migration';
+import { DowngradePreparation, DowngradeResult, downgradeArgs, downgradeCommandLine, finishDowngrade, lookForTask, MigrationTaskResult, prepareDowngrade, RUN_TASK_NOT_STARTED_ERRORS, waitOrUnlock } from './migration';
 import { BackoutSettings, findService, pinParameterName } from './settings';
 import { alarmsInAlarm, conditionHolds, readApiSignals } from './signals';
 import {
@@ -210,17 +210,24 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     // replaces the tasks) finds the last known good already primary because of that rollback, not
     // because a rollback cannot help: it ends quietly, like any run that finds the lock held.
     const lock = await readLock(deps.doc, settings.tableName, serviceName, now);
-    if (lock) {
+    const isApi = serviceName === settings.api.serviceName;
+    const stale = lock && automatic && isApi && !concurrentAlarmRun(settings, lock, now);
+    if (lock && !stale) {
       deps.logger.info('skipped: another rollback of this service holds the lock', { service: serviceName, lock: lock.reason });
       return { ...state, decision: 'skip', reason: `another rollback of this service is in progress (${lock.reason}, since ${lock.acquiredAt})` };
     }
     // The API's alarms fire for every service: a worker that was not redeployed has nothing to roll
     // back and must not page; the API already on its last known good means a rollback to it cannot
     // help, and the page names the one before it for the human who decides whether it went bad after its bake.
-    const isApi = serviceName === settings.api.serviceName;
     if (!isApi) return notify(`${serviceName} already runs ${currentArn}, the rollback target: nothing to roll back`, false);
+    const held = lock ? `; ${lockHeldLine(settings, serviceName, lock)}` : '';
     const before = targetOverride ? null : await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, currentArn);
-    return notify(before ? `${wentBadAfterBake(serviceName, currentArn, before)}: decide by hand: npx atmr-dr rollback service --service ${serviceName} --to ${before.taskDefinitionArn}` : `${serviceName} already runs ${currentArn}, the rollback target: a rollback cannot help, investigate by hand`, true);
+    return notify(
+      before
+        ? `${wentBadAfterBake(serviceName, currentArn, before)}: decide by hand: npx atmr-dr rollback service --service ${serviceName} --to ${before.taskDefinitionArn}${held}`
+        : `${serviceName} already runs ${currentArn}, the rollback target: a rollback cannot help, investigate by hand${held}`,
+      true,
+    );
   }
 
   if (automatic) {
@@ -261,11 +268,15 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
   const downgrades = needed && settings.autoDowngradeMigrations && automatic;
   // A lock under which the downgrade task may run says so: releasing it by hand needs --force.
   const holder: LockHolder = downgrades && !dryRun ? { kind: 'migration-downgrade' } : { kind: 'service-rollback' };
-  const lockTtl = settings.steadyTimeoutSeconds + 30 * 60;
-  const locked = await acquireLock(deps.doc, settings.tableName, { service: serviceName, owner: state.owner, now, ttlSeconds: lockTtl, reason: `${trigger.kind}: ${trigger.name}`, holder });
+  const locked = await acquireLock(deps.doc, settings.tableName, { service: serviceName, owner: state.owner, now, ttlSeconds: workflowLockSeconds(settings), reason: `${trigger.kind}: ${trigger.name}`, holder });
   if (!locked) {
+    const lock = await readLock(deps.doc, settings.tableName, serviceName, now);
+    if (automatic && lock && !concurrentAlarmRun(settings, lock, now)) {
+      deps.logger.warn('held: a rollback that is not an alarm run holds the lock', { service: serviceName, lock: lock.reason, owner: lock.owner });
+      return notify(lockHeldLine(settings, serviceName, lock), true);
+    }
     deps.logger.info('skipped: another rollback of this service holds the lock', { service: serviceName });
-    return { ...state, decision: 'skip', reason: 'another rollback of this service is in progress' };
+    return { ...state, decision: 'skip', reason: `another rollback of this service is in progress${lock ? ` (${lock.reason}, since ${lock.acquiredAt})` : ''}` };
   }
   state = { ...state, lockHeld: true };
   if (automatic && !dryRun) {
@@ -292,6 +303,24 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
 /** The page's, the CLI's and `rollback status`'s words for a newest last known good that runs and fails. */
 function wentBadAfterBake(serviceName: string, currentArn: string, before: LastKnownGood): string {
   return `${serviceName} already runs ${currentArn}, its newest last known good, so no automatic rollback; if it went bad after its bake, the last known good before it is ${before.taskDefinitionArn} (recorded ${before.recordedAt})`;
+}
+
+/** The life of the workflow's lock: the rollback's steady timeout and 30 min, as the state machine's timeout. */
+const workflowLockSeconds = (settings: BackoutSettings) => settings.steadyTimeoutSeconds + 30 * 60;
+
+/**
+ * A lock taken by another alarm's run of this workflow within its life: the normal dedupe of
+ * concurrent triggers (both backout alarms, EventBridge delivering twice), which ends quietly.
+ * Any other holder (a `rollback service` or `rollback migration` by hand, or a command killed,
+ * whose lock holds up to an hour) would otherwise swallow the alarm's rollback without a word.
+ */
+function concurrentAlarmRun(settings: BackoutSettings, lock: LockRecord, now: Date): boolean {
+  return lock.reason.startsWith('alarm: ') && now.getTime() - Date.parse(lock.acquiredAt) <= workflowLockSeconds(settings) * 1000;
+}
+
+/** An alarm's rollback not done because another holder has the lock: who, since when, and what releases it. */
+function lockHeldLine(settings: BackoutSettings, service: string, lock: LockRecord): string {
+  return `held: the rollback lock of ${service} is held by ${lock.owner} (${lock.reason}) since ${lock.acquiredAt}, no automatic rollback: ${waitOrUnlock(settings, service, lock)}; the alarm does not fire again while it stays in ALARM: once the lock is free, if the API still fails, run "npx atmr-dr rollback service --service ${service}"`;
 }
 
 /**

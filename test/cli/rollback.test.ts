@@ -1028,7 +1028,8 @@ describe('rollback unlock: releases a lock that nothing else will release, the o
     await seedLkg(suite.dynamo.doc, undefined, table);
     await acquireLock(suite.dynamo.doc, table, { service: 'atmr-api', owner: 'f3c1-left', now: new Date('2026-06-01T09:50:00.000Z'), ttlSeconds: 2400, reason: 'manual: alice', holder: { kind: 'service-rollback' } });
     const automatic = () => guards(backoutDeps(suite.dynamo.doc, at), settings({ tableName: table }), { service: 'atmr-api', event: alarmEvent() });
-    expect((await automatic()).decision).toBe('skip');
+    // Held, and paged with the command below (no longer a quiet skip).
+    expect(await automatic()).toMatchObject({ decision: 'notify', page: true, reason: expect.stringContaining('"atmr-dr rollback unlock --service atmr-api --owner f3c1-left"') });
 
     // Act
     await unlockCommand(ctx, { service: 'atmr-api', owner: 'f3c1-left' });
