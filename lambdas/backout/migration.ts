@@ -50,6 +50,17 @@ export function downgradeCommandLine(revision: string, failingTaskDefinition: st
   return `npx atmr-dr rollback migration --to ${parseRevision(revision)} --task-definition ${failingTaskDefinition}`;
 }
 
+/**
+ * How a human reads the schema's revision when a release declares no Alembic head: `flask db
+ * current` in a one-off task of `taskDefinition` (the failing release: its image knows the newest
+ * revisions), placed as the downgrade task is; its answer is in the task's logs.
+ */
+export function alembicCurrentCommandLine(settings: BackoutSettings, taskDefinition: string): string {
+  const network = `awsvpcConfiguration={subnets=[${settings.subnetIds.join(',')}],securityGroups=[${settings.securityGroupIds.join(',')}],assignPublicIp=DISABLED}`;
+  const overrides = JSON.stringify({ containerOverrides: [{ name: settings.api.containerName, command: ['flask', 'db', 'current'] }] });
+  return `aws ecs run-task --cluster ${settings.clusterName} --launch-type FARGATE --task-definition ${taskDefinition} --network-configuration '${network}' --overrides '${overrides}'`;
+}
+
 export interface DowngradePreparation {
   /** Manual snapshot taken before the downgrade (the state at its start is kept). */
   readonly snapshotId: string | null;

@@ -16,7 +16,7 @@ import { EVENT_SOURCE } from '../shared/constants';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { assertFamily, currentTaskDefinition, deploymentStatus, deploymentUnderway, describeRelease, describeService, ReleaseInfo, stoppedTasksSince, underwayLine, UnderwayDeployment, updateServiceTo } from './ecs';
 import { addRollbackMetrics, RollbackMetric, rollbackMetrics } from './metrics';
-import { DowngradePreparation, DowngradeResult, downgradeArgs, downgradeCommandLine, finishDowngrade, lookForTask, MigrationTaskResult, prepareDowngrade, RUN_TASK_NOT_STARTED_ERRORS, waitOrUnlock } from './migration';
+import { alembicCurrentCommandLine, DowngradePreparation, DowngradeResult, downgradeArgs, downgradeCommandLine, finishDowngrade, lookForTask, MigrationTaskResult, prepareDowngrade, RUN_TASK_NOT_STARTED_ERRORS, waitOrUnlock } from './migration';
 import { BackoutSettings, findService, pinParameterName } from './settings';
 import { alarmsInAlarm, conditionHolds, readApiSignals } from './signals';
 import {
@@ -104,6 +104,12 @@ export interface RollbackState {
     readonly revision: string | null;
     readonly args: string[] | null;
     readonly command: string | null;
+    /**
+     * The schema state the report must call unknown: a release of an automatic rollback, with
+     * autoDowngradeMigrations, declares no Alembic head, so whether the schema is ahead of the code
+     * that will run cannot be decided (`needed` stays false).
+     */
+    readonly unknownHead?: string;
     readonly preparation?: DowngradePreparation;
     /** The .sync integration's output, or its error. */
     readonly task?: Record<string, unknown>;
@@ -262,10 +268,12 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     if (underway) return notify(`${underwayLine(serviceName, underway, to.taskDefinitionArn)}; nothing rolled back`, true);
   }
 
-  const needed = Boolean(serviceName === settings.api.serviceName && to.alembicHead && from.alembicHead && to.alembicHead !== from.alembicHead);
+  const isApiService = serviceName === settings.api.serviceName;
+  const needed = Boolean(isApiService && to.alembicHead && from.alembicHead && to.alembicHead !== from.alembicHead);
   // Only the automatic path downgrades, and only with autoDowngradeMigrations (a dry run says what
   // the real run would do).
-  const downgrades = needed && settings.autoDowngradeMigrations && automatic;
+  const downgradesOn = settings.autoDowngradeMigrations && automatic;
+  const downgrades = needed && downgradesOn;
   // A lock under which the downgrade task may run says so: releasing it by hand needs --force.
   const holder: LockHolder = downgrades && !dryRun ? { kind: 'migration-downgrade' } : { kind: 'service-rollback' };
   const locked = await acquireLock(deps.doc, settings.tableName, { service: serviceName, owner: state.owner, now, ttlSeconds: workflowLockSeconds(settings), reason: `${trigger.kind}: ${trigger.name}`, holder });
@@ -294,6 +302,11 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     state = { ...state, downgrade: { needed, run: downgrades && !dryRun, revision, args: downgradeArgs(revision), command } };
     // The headline (SNS, the Rollback Finished event, the timeline) says what happens to the schema.
     schema = downgrades ? ` after downgrading the schema to ${revision}` : `; the schema stays at ${from.alembicHead}: downgrade by hand: ${command}`;
+  }
+  const headless = [!from.alembicHead && `the failing release ${from.taskDefinitionArn}`, !to.alembicHead && `the last known good ${to.taskDefinitionArn}`].filter((x): x is string => Boolean(x));
+  if (isApiService && downgradesOn && headless.length) {
+    const unknownHead = `schema state unknown: ${headless.join(' and ')} ${headless.length > 1 ? 'declare' : 'declares'} no ${settings.alembicHead.name}, so atmr-dr cannot tell whether the schema is ahead of the code it rolls back to and downgrades nothing; check alembic current by hand (${alembicCurrentCommandLine(settings, from.taskDefinitionArn)}, the revision in the task's logs) and, if it is ahead of the last known good's, downgrade with "npx atmr-dr rollback migration --to <revision> --task-definition ${from.taskDefinitionArn}"`;
+    state = { ...state, downgrade: { ...state.downgrade, unknownHead } };
   }
   const plan = `roll ${serviceName} back from ${currentArn} to ${to.taskDefinitionArn}${schema}`;
   if (dryRun) return { ...state, decision: 'notify', reason: `dry run: would ${plan} (${state.reason || trigger.name})`, page: false };
@@ -580,7 +593,9 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   // Rolled back without the downgrade: the schema is ahead of the code that now runs, and only a
   // human can run the downgrade (in the failing release's image, d.command).
   const schemaAhead = Boolean(state.rollout) && d.needed && !d.result?.ok;
-  const page = state.page || schemaAhead || Boolean(state.rollout?.pinError) || ['rolled-back-checks-failed', 'steady-timeout', 'deployment-failed', 'migration-failed', 'error'].includes(outcome);
+  // Rolled back with a release that declares no Alembic head: the schema may be ahead too, unseen.
+  const schemaUnknown = Boolean(state.rollout) && Boolean(d.unknownHead);
+  const page = state.page || schemaAhead || schemaUnknown || Boolean(state.rollout?.pinError) || ['rolled-back-checks-failed', 'steady-timeout', 'deployment-failed', 'migration-failed', 'error'].includes(outcome);
 
   const lines: string[] = [];
   const head: Record<Outcome, string> = {
@@ -606,6 +621,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   }
   if (d.result) lines.push(`Migration: ${d.result.detail}; duration ${d.result.durationSeconds} s; logs ${d.result.logStream ?? 'n/a'}; killswitch ${d.result.killswitch}`);
   else if (d.needed && !d.run) lines.push(`Schema: still at ${state.from?.alembicHead}, ahead of the last known good (Alembic ${d.revision}); atmr-dr did not downgrade it. Run: ${d.command}`);
+  if (d.unknownHead) lines.push(`Schema: ${d.unknownHead}`);
   if (state.steady) lines.push(`Deployment: ${state.steady.status}: ${state.steady.detail}`);
   if (seconds !== null) lines.push(`Alarm to steady: ${seconds} s (runbook objective < 300 s)`);
   for (const line of state.checks?.lines ?? []) lines.push(`Check: ${line}`);

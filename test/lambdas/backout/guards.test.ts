@@ -517,6 +517,38 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
     expect((await planOf({ autoDowngradeMigrations: true }, alarmInput())).slice(0, downgraded.length)).toBe(downgraded);
   });
 
+  it('calls the schema state unknown, and pages once rolled back, when a release declares no ALEMBIC_HEAD with autoDowngradeMigrations on (nothing can say the schema is not ahead)', async () => {
+    const HEADLESS = TD('atmr-api', 44);
+    const tableName = await suite.dynamo.freshTable();
+    await seedLkg(suite.dynamo.doc, undefined, tableName);
+    mocks.ecs.on(DescribeServicesCommand).resolves(service(HEADLESS));
+    const s = settings({ tableName, autoDowngradeMigrations: true });
+
+    const state = await guards(backoutDeps(suite.dynamo.doc), s, alarmInput());
+    const rolledBack = {
+      ...state,
+      rollout: { startedAt: '2026-06-01T10:01:00.000Z', deploymentId: 'ecs-svc/3333', pin: 'p' },
+      steady: { status: 'steady' as const, detail: 'steady', at: '2026-06-01T10:04:00.000Z' },
+      checks: { ok: true, lines: ['OK all'] },
+    };
+    const told = await report(backoutDeps(suite.dynamo.doc), s, rolledBack);
+
+    expect(state).toMatchObject({ decision: 'proceed', downgrade: { needed: false, run: false } });
+    expect(state.downgrade.unknownHead).toBe(
+      `schema state unknown: the failing release ${HEADLESS} declares no ALEMBIC_HEAD, so atmr-dr cannot tell whether the schema is ahead of the code it rolls back to and downgrades nothing; ` +
+        `check alembic current by hand (aws ecs run-task --cluster atmr-prod --launch-type FARGATE --task-definition ${HEADLESS} --network-configuration 'awsvpcConfiguration={subnets=[subnet-0a1b2c3d4e5f60001],securityGroups=[sg-0a1b2c3d4e5f60a01],assignPublicIp=DISABLED}' --overrides '{"containerOverrides":[{"name":"api","command":["flask","db","current"]}]}', the revision in the task's logs) ` +
+        `and, if it is ahead of the last known good's, downgrade with "npx atmr-dr rollback migration --to <revision> --task-definition ${HEADLESS}"`,
+    );
+    expect(told).toMatchObject({ outcome: 'rolled-back', page: true });
+    expect(mocks.sns.commandCalls(PublishCommand)[0].args[0].input.Message).toContain(`\nSchema: schema state unknown: the failing release ${HEADLESS} declares no ALEMBIC_HEAD`);
+
+    // The last known good without one says so the same way; both missing names both.
+    const tableName2 = await suite.dynamo.freshTable();
+    await seedLkg(suite.dynamo.doc, lkg({ alembicHead: null }), tableName2);
+    const both = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName: tableName2, autoDowngradeMigrations: true }), alarmInput());
+    expect(both.downgrade.unknownHead).toMatch(new RegExp(`^schema state unknown: the failing release ${HEADLESS} and the last known good ${GOOD} declare no ALEMBIC_HEAD`));
+  });
+
   it('reads the Alembic head from a task-definition tag when configured so', async () => {
     const tableName = await suite.dynamo.freshTable();
     await seedLkg(suite.dynamo.doc, undefined, tableName);
