@@ -672,8 +672,15 @@ function runnerPolicyStatements(stack: Stack, props: BackupsProps, bucketArn: st
       sid: 'TagTierSnapshots',
       actions: ['rds:AddTagsToResource'],
       resources: ourSnapshots,
-      // Only the two tags the runner sets at CreateDBSnapshot.
-      conditions: { 'ForAllValues:StringEquals': { 'aws:TagKeys': [MANAGED_TAG_KEY, TIER_TAG_KEY] } },
+      // Only the two tags the runner sets, and only within its CreateDBSnapshot (RDS checks the tags
+      // of a create as AddTagsToResource on the new snapshot), the only tagging it does: a standalone
+      // AddTagsToResource could put the managed tag on a snapshot under these prefixes that lacks it
+      // (one an operator untagged to keep it past the retention, or named alike), and the delete
+      // below would then reach it.
+      conditions: {
+        'ForAllValues:StringEquals': { 'aws:TagKeys': [MANAGED_TAG_KEY, TIER_TAG_KEY] },
+        StringEquals: { 'rds:CreateAction': 'CreateDBSnapshot' },
+      },
     }),
     new iam.PolicyStatement({
       sid: 'ListSnapshots',
@@ -713,10 +720,10 @@ const WILDCARD_REASONS: Record<string, string> = {
     'GetObject on the latest pointers and the manifests only (the core checks the new manifest key is free; the backup-age metric reads the newest).',
   TakeTierSnapshots: "Snapshot names carry their timestamp: CreateDBSnapshot scoped to this tool's weekly/monthly snapshot name prefixes.",
   TagTierSnapshots:
-    "AddTagsToResource on this tool's weekly/monthly snapshot name prefixes, with the two tag keys the runner sets at creation only; IAM cannot limit it to creation time, so this role could tag such a snapshot later too.",
+    "AddTagsToResource on this tool's weekly/monthly snapshot name prefixes, with the two tag keys the runner sets, and only within CreateDBSnapshot (rds:CreateAction): this role cannot tag an existing snapshot.",
   ListSnapshots: "DescribeDBSnapshots is a read-only listing; the code filters on the instance and on this tool's tags.",
   PruneOwnSnapshots:
-    "DeleteDBSnapshot on this tool's weekly/monthly snapshot name prefixes, tagged atmr-dr:managed=true. The name prefix is the boundary: this role can set that tag on its own prefixes (TagTierSnapshots), so the tag only protects a snapshot someone else named alike.",
+    "DeleteDBSnapshot on this tool's weekly/monthly snapshot name prefixes, tagged atmr-dr:managed=true. This role sets that tag only on the snapshots it creates (TagTierSnapshots), so a snapshot under these prefixes without the tag (named alike by someone else, or untagged to keep it) is out of its reach.",
   ConnectWithIamAuth: 'The instance resource id is not in the config: rds-db:connect scoped to the configured IAM database user.',
 };
 

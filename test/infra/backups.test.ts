@@ -389,6 +389,15 @@ describe('backups construct (example environment, lambda runner)', () => {
     expect(statementsWith('rds:DescribeDBInstances').map((s) => s.Resource)).toEqual([arn('db:atmr-prod')]);
   });
 
+  // DeleteDBSnapshot needs atmr-dr:managed=true: a standalone AddTagsToResource could put that tag on
+  // a snapshot under the prefixes that lacks it (one an operator untagged to keep it) and open it to the prune.
+  it('tags snapshots only within its own CreateDBSnapshot (rds:CreateAction), so it cannot put the managed tag on a snapshot kept out of the prune', () => {
+    const tagging = runnerStatements.filter((s) => actionsOf(s).some((a) => a === 'rds:AddTagsToResource' || a === 'rds:*' || a === 'rds:AddTags*'));
+
+    expect(tagging).toHaveLength(1);
+    expect(tagging[0].Condition).toMatchObject({ StringEquals: { 'rds:CreateAction': 'CreateDBSnapshot' } });
+  });
+
   it('has no "*" resource on any write action of the runner or the scheduler role', () => {
     const schedulerRoleId = logicalIdByPrefix(ops, 'AWS::IAM::Role', 'BackupsSchedulerRole');
     const all = [...runnerStatements, ...statementsOfRole(ops, schedulerRoleId)];
@@ -803,19 +812,22 @@ describe('backups cdk-nag acknowledgements say what they allow', () => {
     expect(reasonFor('/latest/*')).toMatch(/GetObject on the latest pointers/);
   });
 
-  it('says the tier-prefix writes are write-once, and that the snapshot tag is not a boundary against this role', () => {
+  it('says the tier-prefix writes are write-once, and that the snapshot tag is set at creation only', () => {
     expect(reasonFor('/daily/*')).toMatch(/If-None-Match/);
-    expect(reasonFor(':snapshot:atmr-dr-weekly-*')).toMatch(/cannot limit it to creation time/);
-    expect(reasonFor(':snapshot:atmr-dr-weekly-*')).toMatch(/name prefix is the boundary/);
+    expect(reasonFor(':snapshot:atmr-dr-weekly-*')).toMatch(/only within CreateDBSnapshot/);
+    expect(reasonFor(':snapshot:atmr-dr-weekly-*')).toMatch(/without the tag .* is out of its reach/);
   });
 
-  it('limits snapshot tagging to the two tag keys the runner sets', () => {
+  it('limits snapshot tagging to the two tag keys the runner sets, within its CreateDBSnapshot only', () => {
     const statement = Template.fromStack(Stack.of(backups))
       .toJSON()
       .Resources;
     const policy = Object.entries(statement as Record<string, { Type: string; Properties: Json }>).find(([id, r]) => r.Type === 'AWS::IAM::Policy' && id.startsWith('BackupsRunnerServiceRoleDefaultPolicy'))?.[1];
     const tagging = ((policy?.Properties.PolicyDocument as { Statement: Statement[] }).Statement).find((s) => s.Sid === 'TagTierSnapshots');
-    expect(tagging?.Condition).toEqual({ 'ForAllValues:StringEquals': { 'aws:TagKeys': ['atmr-dr:managed', 'atmr-dr:tier'] } });
+    expect(tagging?.Condition).toEqual({
+      'ForAllValues:StringEquals': { 'aws:TagKeys': ['atmr-dr:managed', 'atmr-dr:tier'] },
+      StringEquals: { 'rds:CreateAction': 'CreateDBSnapshot' },
+    });
   });
 });
 
