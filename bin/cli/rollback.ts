@@ -7,7 +7,24 @@ import { EnvironmentConfig } from '../../lib/config';
 import { runbookAlarmName } from '../../lib/alarm-names';
 import { backoutClients } from '../../lambdas/backout/clients';
 import { assertFamily, currentTaskDefinition, describeRelease, describeService } from '../../lambdas/backout/ecs';
-import { BACKOUT_ACTOR, DowngradePreparation, downgradeArgs, finishDowngrade, lockExpiry, lookForTask, mayCoverDowngrade, MIGRATION_LOCK_REASON, MIGRATION_STARTED_BY, MigrationTaskResult, MigrationTaskStage, parseRevision, prepareDowngrade, runMigrationTask, waitOrUnlock } from '../../lambdas/backout/migration';
+import {
+  BACKOUT_ACTOR,
+  downgradeArgs,
+  DowngradePreparation,
+  finishDowngrade,
+  lockExpiry,
+  lookForTask,
+  mayCoverDowngrade,
+  MIGRATION_LOCK_REASON,
+  MIGRATION_STARTED_BY,
+  MigrationTaskResult,
+  MigrationTaskStage,
+  parseRevision,
+  prepareDowngrade,
+  restoreKillswitchCommand,
+  runMigrationTask,
+  waitOrUnlock,
+} from '../../lambdas/backout/migration';
 import { BackoutSettings, findService, pinParameterPrefix } from '../../lambdas/backout/settings';
 import { acquireLock, LockRecord, readLock, recordLockTask, recordRollback, releaseLock, rollbackHistory, unlockCommandLine } from '../../lambdas/backout/state';
 import { putRollbackMetrics } from '../../lambdas/backout/metrics';
@@ -417,7 +434,15 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
     );
   }
   ctx.print(`migration downgrade: "${downgradeArgs(revision).join(' ')}" in ${taskDefinition}${taskDefinition === current ? '' : `, the service runs ${current}`} (schema now at ${release.alembicHead ?? 'unknown'})`);
-  ctx.print(`  before it: ${ctx.settings.beforeDowngrade === 'snapshot' ? `a snapshot of ${ctx.settings.databaseInstanceIdentifier}` : 'the PITR restore point is recorded'}; the killswitch is in maintenance while it runs`);
+  // Run before `rollback service`, the downgrade leaves the failing release serving on the schema it
+  // was downgraded from: maintenance then stays until the service is rolled back (nothing here
+  // follows that rollback, so the operator lifts it).
+  const stillServed = taskDefinition === current;
+  const rollbackFirst = `npx atmr-dr rollback service --service ${service.serviceName}`;
+  const maintenance = stillServed
+    ? `the killswitch is in maintenance while it runs, and stays so after it: ${service.serviceName} runs this release, which must not serve on the downgraded schema; lift it once "${rollbackFirst}" is done`
+    : 'the killswitch is in maintenance while it runs';
+  ctx.print(`  before it: ${ctx.settings.beforeDowngrade === 'snapshot' ? `a snapshot of ${ctx.settings.databaseInstanceIdentifier}` : 'the PITR restore point is recorded'}; ${maintenance}`);
   if (!options.yes && !(await ctx.confirm(`rollback: downgrade the schema of ${ctx.settings.databaseInstanceIdentifier} to ${revision}`))) {
     throw new OperatorError('rollback: not confirmed, nothing changed', 1);
   }
@@ -477,7 +502,10 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
     await taskRecorded;
     progress.task = { stage: 'ended', result: task };
     keepLock = task.abandoned?.stopped === false || Boolean(task.unanswered);
-    const result = await finishDowngrade(ctx.deps, ctx.settings, preparation, task, { group: release.logGroup, prefix: release.logStreamPrefix });
+    const keep = stillServed
+      ? `kept in maintenance: ${service.serviceName} still runs ${current}, which must not serve on the schema at ${revision}; once "${rollbackFirst}" has rolled it back, restore it: ${restoreKillswitchCommand(preparation.killswitchSet?.previous ?? null, (ctx.deps.now ?? (() => new Date()))())}`
+      : undefined;
+    const result = await finishDowngrade(ctx.deps, ctx.settings, preparation, task, { group: release.logGroup, prefix: release.logStreamPrefix }, keep);
     const summary = `${service.serviceName}: migration downgrade to ${revision} by ${actor}: ${result.detail}`;
     const lines = [summary, `Logs: ${result.logStream ?? 'n/a'}`, `Killswitch: ${result.killswitch}`, preparation.snapshotId ? `Snapshot: ${preparation.snapshotId}` : `PITR point: ${preparation.pitr?.restoreTo}`];
     // What was done is printed before anything else can fail.

@@ -151,9 +151,12 @@ export interface DowngradeResult {
 }
 
 /**
- * After the task stopped: exit code, duration and log stream for the report; maintenance is lifted
- * only on success and only if the value is still the one atmr-dr wrote (someone's later change wins).
- * After a failed downgrade the schema is in between two releases: maintenance stays for a human.
+ * After the task stopped: exit code, duration and log stream for the report. After a failed
+ * downgrade the schema is in between two releases: maintenance stays for a human. After one that
+ * worked, maintenance is lifted (restoreKillswitch) unless `keepMaintenance` (the report's words)
+ * says why it stays: the failing release still serves (the workflow until its rollout is steady,
+ * `rollback migration` run before `rollback service`), and it does not run on the schema it was
+ * just downgraded from.
  */
 export async function finishDowngrade(
   deps: MigrationDeps,
@@ -161,6 +164,7 @@ export async function finishDowngrade(
   preparation: DowngradePreparation,
   task: MigrationTaskResult,
   log: { group: string | null; prefix: string | null },
+  keepMaintenance?: string,
 ): Promise<DowngradeResult> {
   const now = (deps.now ?? (() => new Date()))();
   const ok = task.exitCode === 0;
@@ -170,34 +174,43 @@ export async function finishDowngrade(
   const logStream = log.group && log.prefix && taskId ? `${log.group}:${log.prefix}/${settings.api.containerName}/${taskId}` : null;
   let killswitch = 'left as it was (atmr-dr did not change it)';
   if (preparation.killswitchSet) {
-    if (!ok) {
-      killswitch = 'left in maintenance: the downgrade failed, the schema may be between two releases';
-    } else {
-      const current = await readKillswitch(deps.ssm, settings.killswitchParameterName);
-      if (current.value?.updatedAt !== preparation.killswitchSet.updatedAt) {
-        killswitch = `left as is: changed since by ${current.value?.actor ?? 'someone'} (${current.value?.mode ?? 'malformed'})`;
-      } else {
-        const previous = preparation.killswitchSet.previous;
-        const stillValid = previous?.expiresAt ? Date.parse(previous.expiresAt) > now.getTime() : true;
-        const mode = previous && stillValid ? previous.mode : 'normal';
-        await writeKillswitch(
-          { ssm: deps.ssm, now: () => now },
-          {
-            parameterName: settings.killswitchParameterName,
-            mode,
-            reason: previous && stillValid ? previous.reason : 'migration downgrade finished',
-            actor: BACKOUT_ACTOR,
-            expiresAt: previous?.expiresAt && stillValid ? new Date(previous.expiresAt) : null,
-          },
-        );
-        killswitch = `restored to ${mode}`;
-      }
-    }
+    if (!ok) killswitch = 'left in maintenance: the downgrade failed, the schema may be between two releases';
+    else if (keepMaintenance) killswitch = keepMaintenance;
+    else killswitch = await restoreKillswitch(deps, settings, preparation.killswitchSet);
   }
   const detail = ok
     ? `downgrade exited 0 in ${Math.round((end - start) / 1000)} s`
     : `downgrade failed: exit code ${task.exitCode ?? 'none'} (${task.stoppedReason ?? 'no reason'})`;
   return { ok, exitCode: task.exitCode, durationSeconds: Math.max(0, Math.round((end - start) / 1000)), logStream, killswitch, detail };
+}
+
+/**
+ * Maintenance set for a downgrade put back as it was before (its mode, reason and expiry, or
+ * `normal` once that expiry passed), only if the value is still the one atmr-dr wrote: someone's
+ * later change wins. Returns the report's words.
+ */
+export async function restoreKillswitch(deps: Pick<MigrationDeps, 'ssm' | 'now'>, settings: BackoutSettings, set: NonNullable<DowngradePreparation['killswitchSet']>): Promise<string> {
+  const now = (deps.now ?? (() => new Date()))();
+  const current = await readKillswitch(deps.ssm, settings.killswitchParameterName);
+  if (current.value?.updatedAt !== set.updatedAt) return `left as is: changed since by ${current.value?.actor ?? 'someone'} (${current.value?.mode ?? 'malformed'})`;
+  const restored = restoredValue(set.previous, now);
+  await writeKillswitch({ ssm: deps.ssm, now: () => now }, { parameterName: settings.killswitchParameterName, ...restored, actor: BACKOUT_ACTOR });
+  return `restored to ${restored.mode}`;
+}
+
+/** What maintenance set for a downgrade gives back: the value before it while that one has not expired, else normal. */
+function restoredValue(previous: KillswitchValue | null, now: Date): { mode: KillswitchValue['mode']; reason: string; expiresAt: Date | null } {
+  const stillValid = previous?.expiresAt ? Date.parse(previous.expiresAt) > now.getTime() : true;
+  if (!previous || !stillValid) return { mode: 'normal', reason: 'migration downgrade finished', expiresAt: null };
+  return { mode: previous.mode, reason: previous.reason, expiresAt: previous.expiresAt ? new Date(previous.expiresAt) : null };
+}
+
+/** The command a human runs to put the killswitch back as restoreKillswitch would (maintenance kept by atmr-dr). */
+export function restoreKillswitchCommand(previous: KillswitchValue | null, now: Date): string {
+  const restored = restoredValue(previous, now);
+  if (restored.mode === 'normal') return 'npx atmr-dr killswitch disable --reason "migration downgrade finished"';
+  const expires = restored.expiresAt ? ` --expires ${Math.max(1, Math.ceil((restored.expiresAt.getTime() - now.getTime()) / 60_000))}m` : '';
+  return `npx atmr-dr killswitch enable --mode ${restored.mode} --reason ${JSON.stringify(restored.reason)}${expires}`;
 }
 
 /** The RunTask `startedBy` of a downgrade task: what finds one whose ARN was never read (aws ecs list-tasks --started-by). */

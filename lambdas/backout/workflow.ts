@@ -16,7 +16,21 @@ import { EVENT_SOURCE } from '../shared/constants';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { assertFamily, currentTaskDefinition, deploymentStatus, deploymentUnderway, describeRelease, describeService, ReleaseInfo, stoppedTasksSince, underwayLine, UnderwayDeployment, updateServiceTo } from './ecs';
 import { addRollbackMetrics, RollbackMetric, rollbackMetrics } from './metrics';
-import { alembicCurrentCommandLine, DowngradePreparation, DowngradeResult, downgradeArgs, downgradeCommandLine, finishDowngrade, lookForTask, MigrationTaskResult, prepareDowngrade, RUN_TASK_NOT_STARTED_ERRORS, waitOrUnlock } from './migration';
+import {
+  alembicCurrentCommandLine,
+  downgradeArgs,
+  downgradeCommandLine,
+  DowngradePreparation,
+  DowngradeResult,
+  finishDowngrade,
+  lookForTask,
+  MigrationTaskResult,
+  prepareDowngrade,
+  restoreKillswitch,
+  restoreKillswitchCommand,
+  RUN_TASK_NOT_STARTED_ERRORS,
+  waitOrUnlock,
+} from './migration';
 import { BackoutSettings, findService, pinParameterName } from './settings';
 import { alarmsInAlarm, conditionHolds, readApiSignals } from './signals';
 import {
@@ -115,6 +129,11 @@ export interface RollbackState {
     readonly task?: Record<string, unknown>;
     readonly taskError?: { readonly Error?: string; readonly Cause?: string };
     readonly result?: DowngradeResult;
+    /**
+     * The killswitch once the service was steady on the target: maintenance set for the downgrade
+     * is lifted only then (`ok`: the restore was tried by its rule; not ok: SSM refused it).
+     */
+    readonly lifted?: { readonly ok: boolean; readonly line: string };
   };
   /** `pinError`: UpdateService was accepted but the pin could not be written (the deploys must be held by hand). */
   readonly rollout?: { readonly startedAt: string; readonly deploymentId: string | null; readonly pin: string; readonly pinError?: string };
@@ -423,10 +442,17 @@ function tryJson(text: string | undefined): Record<string, unknown> | undefined 
 
 export async function finishDowngradeStep(deps: BackoutDeps, settings: BackoutSettings, state: RollbackState): Promise<RollbackState> {
   const task = migrationTaskFromSync(state, settings.api.containerName);
-  const result = await finishDowngrade(deps, settings, state.downgrade.preparation as DowngradePreparation, task, {
-    group: state.from?.logGroup ?? null,
-    prefix: state.from?.logStreamPrefix ?? null,
-  });
+  // Maintenance stays through the rollout: until the service is steady on the target, the failing
+  // release serves, and it does not run on the schema just downgraded (checkSteady lifts it).
+  const keep = `kept in maintenance until ${state.service} is steady on ${state.to?.taskDefinitionArn}`;
+  const result = await finishDowngrade(
+    deps,
+    settings,
+    state.downgrade.preparation as DowngradePreparation,
+    task,
+    { group: state.from?.logGroup ?? null, prefix: state.from?.logStreamPrefix ?? null },
+    keep,
+  );
   return { ...state, downgrade: { ...state.downgrade, result } };
 }
 
@@ -478,7 +504,46 @@ export async function checkSteady(deps: BackoutDeps, settings: BackoutSettings, 
   if (status === 'in-progress' && now.getTime() - started > settings.steadyTimeoutSeconds * 1000) {
     return { ...state, steady: { status: 'timeout', detail: `not steady after ${settings.steadyTimeoutSeconds} s: ${detail}`, at: now.toISOString() } };
   }
-  return { ...state, steady: { status, detail, at: now.toISOString() } };
+  const steady = { ...state, steady: { status, detail, at: now.toISOString() } };
+  return status === 'steady' ? liftMaintenance(deps, settings, steady) : steady;
+}
+
+/** Maintenance the downgrade set and kept through the rollout, held by atmr-dr alone: nothing else restores it. */
+function maintenanceKept(state: RollbackState): boolean {
+  return Boolean(state.downgrade.preparation?.killswitchSet && state.downgrade.result?.ok);
+}
+
+/**
+ * Steady on the target: the failing release no longer serves, so the maintenance set for the
+ * downgrade is lifted by the same rule as after the downgrade (only if the value is still the one
+ * atmr-dr wrote). Before the post-checks, which then measure the traffic of the last known good.
+ * A refusal is reported (and pages), not thrown: the rollback itself is done.
+ */
+async function liftMaintenance(deps: BackoutDeps, settings: BackoutSettings, state: RollbackState): Promise<RollbackState> {
+  const set = state.downgrade.preparation?.killswitchSet;
+  if (!set || !maintenanceKept(state) || state.downgrade.lifted) return state;
+  const to = state.to?.taskDefinitionArn;
+  let lifted: NonNullable<RollbackState['downgrade']['lifted']>;
+  try {
+    lifted = { ok: true, line: `${await restoreKillswitch(deps, settings, set)} once ${state.service} was steady on ${to}` };
+  } catch (error) {
+    deps.logger.error('the killswitch could not be restored after the rollback', { service: state.service, error: namedLine(error) });
+    lifted = { ok: false, line: `still in maintenance though ${state.service} is steady on ${to}: the restore failed (${namedLine(error)}); restore it: ${restoreKillswitchCommand(set.previous, nowOf(deps))}` };
+  }
+  return { ...state, downgrade: { ...state.downgrade, lifted } };
+}
+
+/** The report's killswitch line after a downgrade that worked, and whether it needs a human. */
+function killswitchAfterDowngrade(state: RollbackState, now: Date): { line: string; page: boolean } | null {
+  const d = state.downgrade;
+  if (d.lifted) return { line: d.lifted.line, page: !d.lifted.ok };
+  if (!maintenanceKept(state)) return null;
+  // Any end before steady state (UpdateService refused, a timeout, ECS's circuit breaker, an
+  // error): the failing release may still serve, and not on the schema it was downgraded from.
+  return {
+    line: `still in maintenance (set by atmr-dr for the downgrade): ${state.service} is not steady on ${state.to?.taskDefinitionArn}, and ${state.from?.taskDefinitionArn} must not serve on the schema at ${d.revision}; once "npx atmr-dr rollback status --service ${state.service}" shows it runs ${state.to?.taskDefinitionArn}, restore it: ${restoreKillswitchCommand(d.preparation?.killswitchSet?.previous ?? null, now)}`,
+    page: true,
+  };
 }
 
 /** The runbook's post-rollback checklist: /health and /ready answer 200, 5xx under the threshold, no task stopping. */
@@ -595,7 +660,8 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   const schemaAhead = Boolean(state.rollout) && d.needed && !d.result?.ok;
   // Rolled back with a release that declares no Alembic head: the schema may be ahead too, unseen.
   const schemaUnknown = Boolean(state.rollout) && Boolean(d.unknownHead);
-  const page = state.page || schemaAhead || schemaUnknown || Boolean(state.rollout?.pinError) || ['rolled-back-checks-failed', 'steady-timeout', 'deployment-failed', 'migration-failed', 'error'].includes(outcome);
+  const killswitchLine = killswitchAfterDowngrade(state, now);
+  const page = state.page || schemaAhead || schemaUnknown || Boolean(state.rollout?.pinError) || Boolean(killswitchLine?.page) || ['rolled-back-checks-failed', 'steady-timeout', 'deployment-failed', 'migration-failed', 'error'].includes(outcome);
 
   const lines: string[] = [];
   const head: Record<Outcome, string> = {
@@ -620,6 +686,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
     lines.push(d.preparation.snapshotId ? `Snapshot before downgrade: ${d.preparation.snapshotId}` : `PITR restore point before downgrade: ${d.preparation.pitr?.restoreTo} (latest restorable ${d.preparation.pitr?.latestRestorableTime})`);
   }
   if (d.result) lines.push(`Migration: ${d.result.detail}; duration ${d.result.durationSeconds} s; logs ${d.result.logStream ?? 'n/a'}; killswitch ${d.result.killswitch}`);
+  if (killswitchLine) lines.push(`Killswitch: ${killswitchLine.line}`);
   else if (d.needed && !d.run) lines.push(`Schema: still at ${state.from?.alembicHead}, ahead of the last known good (Alembic ${d.revision}); atmr-dr did not downgrade it. Run: ${d.command}`);
   if (d.unknownHead) lines.push(`Schema: ${d.unknownHead}`);
   if (state.steady) lines.push(`Deployment: ${state.steady.status}: ${state.steady.detail}`);

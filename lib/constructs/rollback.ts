@@ -359,6 +359,7 @@ export class Rollback extends Construct {
     // The steps that only read (DescribeServices, GetMetricData, ListTasks, the /ready probe): a
     // throttle or a blip that outlasts the SDK's own retries is tried again, so that it does not end
     // the follow-up of a rollback that is under way (about 35 s more before the report at worst).
+    // CheckSteady's one write (the killswitch given back once steady) reports a refusal, never throws.
     const readOnly = (task: sfn.TaskStateBase) => task.addRetry({ errors: [sfn.Errors.TASKS_FAILED], interval: Duration.seconds(5), maxAttempts: 3, backoffRate: 2 });
     const withState = (action: string) => ({ action, state: sfn.JsonPath.entirePayload });
 

@@ -778,6 +778,30 @@ describe('rollback migration after rollback service: the downgrade runs in the f
   });
 });
 
+describe('rollback migration run before rollback service: the failing release still serves', () => {
+  it('keeps maintenance after a downgrade that worked, says so before asking, and prints the order: rollback service, then the command that lifts it', async () => {
+    // Arrange: the service runs BAD, and the downgrade runs in BAD (no --task-definition)
+    const ctx = await context();
+    const killswitch = killswitchInSsm();
+    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t6' }] });
+    mocks.ecs.on(DescribeTasksCommand).resolves({ tasks: [{ lastStatus: 'STOPPED', containers: [{ name: 'api', exitCode: 0 }] }] });
+
+    // Act
+    await migrationCommand(ctx, { to: 'aaa111', yes: true });
+
+    // Assert: BAD never serves out of maintenance on the schema it was downgraded from
+    expect(JSON.parse(killswitch.value)).toMatchObject({ mode: 'maintenance', actor: 'atmr-dr backout' });
+    expect(printed).toContainEqual(
+      '  before it: a snapshot of atmr-prod; the killswitch is in maintenance while it runs, and stays so after it: atmr-api runs this release, which must not serve on the downgraded schema; lift it once "npx atmr-dr rollback service --service atmr-api" is done',
+    );
+    expect(printed).toContainEqual(
+      `Killswitch: kept in maintenance: atmr-api still runs ${BAD}, which must not serve on the schema at aaa111; once "npx atmr-dr rollback service --service atmr-api" has rolled it back, restore it: npx atmr-dr killswitch disable --reason "migration downgrade finished"`,
+    );
+    const told = mocks.sns.commandCalls(PublishCommand).at(-1)?.args[0].input.Message;
+    expect(told).toContain('Killswitch: kept in maintenance: atmr-api still runs');
+  });
+});
+
 describe('rollback migration after rollback service and a lock released by hand', () => {
   it('still names the release rolled back from: the unlock entry, newest in the history, rolled nothing back', async () => {
     // Arrange: rolled back BAD -> GOOD, then a stale lock released by hand (its history entry is the newest)

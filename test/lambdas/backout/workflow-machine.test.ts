@@ -362,10 +362,67 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(seen[0]).toMatchObject({ TaskDefinition: BAD, LaunchType: 'FARGATE', Overrides: { ContainerOverrides: [{ Name: 'api', Command: ['flask', 'db', 'downgrade', 'aaa111'] }] } });
     expect(mocks.rds.commandCalls(CreateDBSnapshotCommand)[0].args[0].input).toMatchObject({ DBInstanceIdentifier: 'atmr-prod', DBSnapshotIdentifier: expect.stringMatching(/^atmr-dr-backout-test-\d{8}-\d{6}$/) });
     expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'normal', actor: 'atmr-dr backout' });
-    expect(lastMessage()?.Message).toMatch(/Migration: downgrade exited 0 in 12 s; duration 12 s; logs \/ecs\/atmr-api:ecs\/api\/abc123; killswitch restored to normal/);
+    expect(lastMessage()?.Message).toContain(`Migration: downgrade exited 0 in 12 s; duration 12 s; logs /ecs/atmr-api:ecs/api/abc123; killswitch kept in maintenance until atmr-api is steady on ${GOOD}`);
+    expect(lastMessage()?.Message).toContain(`Killswitch: restored to normal once atmr-api was steady on ${GOOD}`);
     expect(lastMessage()?.Message).toMatch(/^atmr-api rolled back and healthy: roll atmr-api back from \S+:42 to \S+:41 after downgrading the schema to aaa111 /);
     expect(output).toMatchObject({ page: false });
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
+  });
+
+  it('keeps maintenance after the downgrade until the rollout is steady on the last known good, then lifts it before the post-checks', async () => {
+    // Arrange: the killswitch's mode is noted at each ECS call and at the post-checks' /ready
+    await loadHandler({ autoDowngradeMigrations: true });
+    await seedLkg(dynamo.doc, undefined, tableName);
+    const order: string[] = [];
+    const mode = () => (JSON.parse(parameters.get('/atmr/test/killswitch')!.value) as { mode: string }).mode;
+    const steps = [service(BAD), service(GOOD, { rolloutState: 'IN_PROGRESS', running: 1, others: 1 }), service(GOOD)];
+    mocks.ecs.on(DescribeServicesCommand).callsFake(() => {
+      const answer = steps.length > 1 ? steps.shift()! : steps[0];
+      order.push(`DescribeServices ${answer.services![0].deployments![0].taskDefinition === GOOD ? answer.services![0].deployments![0].rolloutState : 'BAD'} (${mode()})`);
+      return answer;
+    });
+    mocks.ecs.on(UpdateServiceCommand).callsFake(() => {
+      order.push(`UpdateService (${mode()})`);
+      return { service: { deployments: [{ id: 'ecs-svc/3333', status: 'PRIMARY', taskDefinition: GOOD }] } };
+    });
+    const real = step;
+    step = async (input: unknown) => {
+      if ((input as { action?: string }).action === 'post-checks') order.push(`PostChecks (${mode()})`);
+      return real(input);
+    };
+
+    // Act
+    const { output, error } = await execute(alarm(), { migration: async () => (order.push(`downgrade (${mode()})`), DOWNGRADED) });
+
+    // Assert: the failing release never serves out of maintenance on the downgraded schema
+    expect(error).toBeUndefined();
+    expect(order).toEqual([
+      'DescribeServices BAD (normal)',
+      'downgrade (maintenance)',
+      'UpdateService (maintenance)',
+      'DescribeServices IN_PROGRESS (maintenance)',
+      'DescribeServices COMPLETED (maintenance)',
+      'PostChecks (normal)',
+    ]);
+    expect(output).toMatchObject({ outcome: 'rolled-back', page: false });
+  });
+
+  it('leaves maintenance on after the downgrade when ECS refuses UpdateService, and pages with the command that lifts it once the service is rolled back', async () => {
+    // Arrange: the downgrade works, then ECS refuses the rollback: the failing release serves on
+    await loadHandler({ autoDowngradeMigrations: true });
+    await seedLkg(dynamo.doc, undefined, tableName);
+    mocks.ecs.on(UpdateServiceCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+
+    // Act
+    const result = await execute(alarm(), { migration: async () => DOWNGRADED });
+
+    // Assert
+    expect(paged(result)).toBe(true);
+    expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'maintenance', actor: 'atmr-dr backout' });
+    expect(lastMessage()?.Subject).toBe('[atmr-dr] ACTION NEEDED: backout test atmr-api: error');
+    expect(lastMessage()?.Message).toContain(
+      `Killswitch: still in maintenance (set by atmr-dr for the downgrade): atmr-api is not steady on ${GOOD}, and ${BAD} must not serve on the schema at aaa111; once "npx atmr-dr rollback status --service atmr-api" shows it runs ${GOOD}, restore it: npx atmr-dr killswitch disable --reason "migration downgrade finished"`,
+    );
   });
 
   it('stops and pages when the migration task exits 1, leaving maintenance on and the service alone', async () => {
