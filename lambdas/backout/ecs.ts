@@ -148,14 +148,25 @@ export async function updateServiceTo(ecs: ECSClient, settings: BackoutSettings,
 
 export type SteadyStatus = 'steady' | 'in-progress' | 'failed';
 
+/** How ECS's deployment circuit breaker begins the reasons it gives (ECS guide, deployment state change events). */
+const CIRCUIT_BREAKER = 'ECS deployment circuit breaker';
+
 /**
  * Where the rollback deployment stands: steady when the primary deployment runs the target at the
- * desired count and is the only one; failed when ECS itself gave up (circuit breaker).
+ * desired count and is the only one; failed when ECS itself gave up (circuit breaker), or when
+ * another deployment became primary. `deploymentId`, the rollback's own deployment (UpdateService's
+ * answer), tells ECS's circuit breaker rolling the rollback back from someone else's deploy: ECS then
+ * lists ours FAILED beside a new PRIMARY of the release it completed last (the failing one) whose
+ * reason reads "ECS deployment circuit breaker: rolling back to deploymentId ...".
  */
-export function deploymentStatus(service: Service, targetTaskDefinition: string): { status: SteadyStatus; detail: string } {
+export function deploymentStatus(service: Service, targetTaskDefinition: string, deploymentId: string | null = null): { status: SteadyStatus; detail: string } {
   const primary = service.deployments?.find((d) => d.status === 'PRIMARY');
   if (!primary || primary.taskDefinition !== targetTaskDefinition) {
-    return { status: 'failed', detail: `the primary deployment runs ${primary?.taskDefinition ?? 'nothing'}, not ${targetTaskDefinition} (someone deployed meanwhile?)` };
+    const runs = `the primary deployment runs ${primary?.taskDefinition ?? 'nothing'}, not ${targetTaskDefinition}`;
+    const ours = deploymentId ? service.deployments?.find((d) => d.id === deploymentId) : undefined;
+    const breaker = [ours?.rolloutState === 'FAILED' ? ours.rolloutStateReason : undefined, primary?.rolloutStateReason].filter((reason) => reason?.startsWith(CIRCUIT_BREAKER));
+    if (breaker.length > 0) return { status: 'failed', detail: `ECS's circuit breaker rolled the rollback back: ${breaker.join('; ')}; ${runs}` };
+    return { status: 'failed', detail: `${runs} (someone deployed meanwhile?)` };
   }
   if (primary.rolloutState === 'FAILED') return { status: 'failed', detail: `ECS marked the deployment FAILED: ${primary.rolloutStateReason ?? 'no reason given'}` };
   const others = (service.deployments ?? []).length - 1;

@@ -499,7 +499,7 @@ async function writePin(deps: BackoutDeps, pin: string, state: RollbackState, to
 export async function checkSteady(deps: BackoutDeps, settings: BackoutSettings, state: RollbackState): Promise<RollbackState> {
   const now = nowOf(deps);
   const service = await describeService(deps.ecs, settings, state.service);
-  const { status, detail } = deploymentStatus(service, state.to?.taskDefinitionArn as string);
+  const { status, detail } = deploymentStatus(service, state.to?.taskDefinitionArn as string, state.rollout?.deploymentId ?? null);
   const started = Date.parse(state.rollout?.startedAt as string);
   if (status === 'in-progress' && now.getTime() - started > settings.steadyTimeoutSeconds * 1000) {
     return { ...state, steady: { status: 'timeout', detail: `not steady after ${settings.steadyTimeoutSeconds} s: ${detail}`, at: now.toISOString() } };

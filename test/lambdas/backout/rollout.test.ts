@@ -1,9 +1,10 @@
-import { DescribeServicesCommand } from '@aws-sdk/client-ecs';
+import { DescribeServicesCommand, DescribeServicesCommandOutput, Deployment } from '@aws-sdk/client-ecs';
 import { PublishCommand } from '@aws-sdk/client-sns';
 import { GetParameterCommand, PutParameterCommand } from '@aws-sdk/client-ssm';
+import { deploymentStatus } from '../../../lambdas/backout/ecs';
 import { stepRunner } from '../../../lambdas/backout/handler';
 import { RollbackReport, RollbackState } from '../../../lambdas/backout/workflow';
-import { alarmEvent, BAD, backoutDeps, backoutSuite, GOOD, seedLkg, service, settings } from './fixtures';
+import { alarmEvent, BAD, backoutDeps, backoutSuite, GOOD, seedLkg, service, settings, TD } from './fixtures';
 
 /**
  * The steps after an automatic downgrade that worked, run one by one through the real step runner
@@ -111,5 +112,66 @@ describe('maintenance set for a downgrade, lifted once the rollout is steady', (
     expect(mocks.sns.commandCalls(PublishCommand)[0].args[0].input.Message).toContain(
       `Killswitch: still in maintenance (set by atmr-dr for the downgrade): atmr-api is not steady on ${GOOD}, and ${BAD} must not serve on the schema at aaa111; once "npx atmr-dr rollback status --service atmr-api" shows it runs ${GOOD}, restore it: npx atmr-dr killswitch enable --mode degraded --reason "pic de charge" --expires 59m`,
     );
+  });
+});
+
+/**
+ * The service as DescribeServices shows it once ECS's deployment circuit breaker gave up on the
+ * rollback's deployment (ecs-svc/3333, UpdateService's answer in the fixtures): a new PRIMARY of the
+ * release ECS completed last, BAD, and ours listed beside it, FAILED (the ECS guide's deployment
+ * events; the reasons as ECS words them).
+ */
+function rolledBackByTheCircuitBreaker(): DescribeServicesCommandOutput {
+  return {
+    services: [
+      {
+        serviceName: 'atmr-api',
+        status: 'ACTIVE',
+        taskDefinition: BAD,
+        deployments: [
+          { id: 'ecs-svc/4444', status: 'PRIMARY', taskDefinition: BAD, rolloutState: 'IN_PROGRESS', rolloutStateReason: 'ECS deployment circuit breaker: rolling back to deploymentId ecs-svc/2222.', runningCount: 1, desiredCount: 2 },
+          { id: 'ecs-svc/3333', status: 'ACTIVE', taskDefinition: GOOD, rolloutState: 'FAILED', rolloutStateReason: 'ECS deployment circuit breaker: tasks failed to start.', runningCount: 0, desiredCount: 2 },
+        ],
+      },
+    ],
+  } as DescribeServicesCommandOutput;
+}
+
+describe('a rollback whose deployment is no longer primary', () => {
+  it("names ECS's circuit breaker and its reasons when it rolled the rollback back, not someone else's deploy", () => {
+    const status = deploymentStatus(rolledBackByTheCircuitBreaker().services![0], GOOD, 'ecs-svc/3333');
+
+    expect(status).toEqual({
+      status: 'failed',
+      detail: `ECS's circuit breaker rolled the rollback back: ECS deployment circuit breaker: tasks failed to start.; ECS deployment circuit breaker: rolling back to deploymentId ecs-svc/2222.; the primary deployment runs ${BAD}, not ${GOOD}`,
+    });
+  });
+
+  it('still asks whether someone deployed when another release is primary and nothing says the circuit breaker did it', () => {
+    const other = TD('atmr-api', 43);
+    const deployments: Deployment[] = [
+      { id: 'ecs-svc/5555', status: 'PRIMARY', taskDefinition: other, rolloutState: 'IN_PROGRESS', rolloutStateReason: 'ECS deployment ecs-svc/5555 in progress.', runningCount: 1, desiredCount: 2 },
+      { id: 'ecs-svc/3333', status: 'ACTIVE', taskDefinition: GOOD, rolloutState: 'IN_PROGRESS', runningCount: 2, desiredCount: 2 },
+    ];
+
+    const status = deploymentStatus({ serviceName: 'atmr-api', deployments }, GOOD, 'ecs-svc/3333');
+
+    expect(status).toEqual({ status: 'failed', detail: `the primary deployment runs ${other}, not ${GOOD} (someone deployed meanwhile?)` });
+  });
+
+  it('says so in the report after a downgrade, keeping maintenance: the failing release serves again', async () => {
+    // Arrange
+    const { run, state } = await rolledOutAfterDowngrade(rolledBackByTheCircuitBreaker());
+
+    // Act
+    const failed = (await run({ action: 'check-steady', state })) as RollbackState;
+    const told = (await run({ action: 'report', state: failed })) as RollbackReport;
+
+    // Assert
+    expect(told).toMatchObject({ outcome: 'deployment-failed', page: true });
+    const message = mocks.sns.commandCalls(PublishCommand)[0].args[0].input.Message;
+    expect(message).toContain("Deployment: failed: ECS's circuit breaker rolled the rollback back: ECS deployment circuit breaker: tasks failed to start.");
+    expect(message).not.toContain('someone deployed');
+    expect(killswitch().mode).toBe('maintenance');
   });
 });
