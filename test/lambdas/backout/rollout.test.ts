@@ -20,10 +20,12 @@ const killswitch = () => JSON.parse(parameters.get(KS)!.value) as { mode: string
 /** The .sync output of a downgrade task that exited 0. */
 const DOWNGRADED = { TaskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/abc123', Containers: [{ Name: 'api', ExitCode: 0 }], StartedAt: 1780308000000, StoppedAt: 1780308012000 };
 
+/** Degraded for another hour: what the downgrade's maintenance gives back. */
+const DEGRADED = { mode: 'degraded', reason: 'pic de charge', actor: 'alice', updatedAt: '2026-06-01T09:00:00.000Z', expiresAt: '2026-06-01T11:00:00.000Z' };
+
 beforeEach(() => {
-  // Degraded for another hour before the rollback: what the downgrade's maintenance gives back.
-  const before = { mode: 'degraded', reason: 'pic de charge', actor: 'alice', updatedAt: '2026-06-01T09:00:00.000Z', expiresAt: '2026-06-01T11:00:00.000Z' };
-  parameters = new Map([[KS, { value: JSON.stringify(before), version: 1 }]]);
+  // Normal when the guards read it: they hold an automatic rollback while degraded or maintenance is on.
+  parameters = new Map([[KS, { value: JSON.stringify({ ...DEGRADED, mode: 'normal', expiresAt: null }), version: 1 }]]);
   mocks.ssm.on(GetParameterCommand).callsFake((input: { Name: string }) => ({ Parameter: { Value: parameters.get(input.Name)?.value, Version: parameters.get(input.Name)?.version } }));
   mocks.ssm.on(PutParameterCommand).callsFake((input: { Name: string; Value: string }) => {
     const version = (parameters.get(input.Name)?.version ?? 0) + 1;
@@ -43,6 +45,9 @@ async function rolledOutAfterDowngrade(...after: ReturnType<typeof service>[]): 
   await seedLkg(suite.dynamo.doc, undefined, table);
   const run = stepRunner(settings({ tableName: table, autoDowngradeMigrations: true }), backoutDeps(suite.dynamo.doc, () => NOW));
   let state = (await run({ action: 'guards', input: { service: 'atmr-api', event: alarmEvent() } })) as RollbackState;
+  // Degraded turned on by hand after the guards passed and before the downgrade's preparation read
+  // it: the value the preparation keeps and the rollout gives back.
+  parameters.set(KS, { value: JSON.stringify(DEGRADED), version: 2 });
   state = (await run({ action: 'prepare-downgrade', state })) as RollbackState;
   state = (await run({ action: 'finish-downgrade', state: { ...state, downgrade: { ...state.downgrade, task: DOWNGRADED } } })) as RollbackState;
   state = (await run({ action: 'roll-out', state })) as RollbackState;
