@@ -133,6 +133,7 @@ export class OpsStack extends Stack {
         killswitchParameterName: data.killswitchParameter.parameterName,
         incidentsTopic: this.incidentsTopic,
         holdWhileInAlarm: detection?.dependencyDownAlarms ?? [],
+        readinessAlarm: detection?.apiNotReadyAlarm,
       });
       // Its report is how a rollback reaches a human: named in the topic policy like every publisher.
       escalation.incidentsTopic.allowPublisher(rollback.steps.function.role as iam.IRole, 'BackoutSteps');

@@ -111,6 +111,8 @@ export function settingsFromConfig(
     alarmNames: { errorRate: runbookAlarmName(config.name, 'Backout', 'ApiErrorRate'), noHealthyHosts: runbookAlarmName(config.name, 'Backout', 'ApiNoHealthyHosts') },
     // Holding applies to automatic rollbacks only: by hand, the operator is the root-cause check.
     holdAlarmNames: [],
+    // The name the detection gives it (only the deployed bake reads it).
+    readinessAlarmName: config.detection?.probe.api ? runbookAlarmName(config.name, 'Health', 'ApiNotReady') : null,
     targetGroupFullName: backout.targetGroupFullName,
     loadBalancerFullName: backout.loadBalancerFullName,
     healthUrl: backout.healthUrl,

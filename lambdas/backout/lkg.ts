@@ -3,9 +3,10 @@ import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
+import { oneLine } from '../shared/errors';
 import { currentTaskDefinition, describeRelease, describeService, runningImageDigests } from './ecs';
 import { configuredServices, BackoutSettings } from './settings';
-import { backoutAlarmFiredSince } from './signals';
+import { alarmFiredSince } from './signals';
 import { LastKnownGood, latestLastKnownGood, putLastKnownGood } from './state';
 
 export interface LkgDeps {
@@ -14,6 +15,8 @@ export interface LkgDeps {
   readonly doc: DynamoDBDocumentClient;
   readonly logger: Logger;
   readonly now?: () => Date;
+  /** GET of readyUrl when the readiness alarm is not deployed. @default the global fetch */
+  readonly fetch?: typeof fetch;
 }
 
 /** The ECS "deployment completed" event, as EventBridge delivers it. */
@@ -32,7 +35,8 @@ export type LkgOutcome =
 /**
  * Runs after the bake (the workflow waits the bake time after ECS reported the deployment complete):
  * the release becomes the last known good when it is still the one deployed, steady, and no backout
- * alarm went to ALARM since it completed. Foreign or malformed events are logged and ignored.
+ * alarm nor the API's readiness alarm went to ALARM since it completed. Foreign or malformed events
+ * are logged and ignored.
  */
 export async function recordAfterBake(deps: LkgDeps, settings: BackoutSettings, event: unknown): Promise<LkgOutcome> {
   const now = (deps.now ?? (() => new Date()))();
@@ -60,8 +64,20 @@ export async function recordAfterBake(deps: LkgDeps, settings: BackoutSettings, 
   if ((ecsService.deployments ?? []).length !== 1 || primary.rolloutState === 'FAILED') {
     return skip(deps, `service ${serviceName} is not steady (${ecsService.deployments?.length} deployments, rollout ${primary.rolloutState})`);
   }
-  const fired = await backoutAlarmFiredSince(deps.cloudwatch, settings, completedAt, now);
-  if (fired) return skip(deps, `bake failed: ${fired}`);
+  // The load balancer and ECS's circuit breaker check /health only, which a release that cannot
+  // reach PostgreSQL or Redis still answers; with too few requests for the error-rate alarm (a night
+  // deploy) only the readiness alarm sees it, and a rollback would then go to that release.
+  const readiness = settings.readinessAlarmName;
+  const watched = [settings.alarmNames.errorRate, settings.alarmNames.noHealthyHosts, ...(readiness ? [readiness] : [])];
+  const fired = await alarmFiredSince(deps.cloudwatch, watched, completedAt, now);
+  if (fired) {
+    const why = readiness && fired.startsWith(readiness) ? ' (the API failed /ready: PostgreSQL or Redis unreachable, or the probe silent)' : '';
+    return skip(deps, `bake failed: ${fired}${why}`);
+  }
+  if (!readiness) {
+    const notReady = await readyAtEndOfBake(deps, settings.readyUrl);
+    if (notReady) return skip(deps, `bake failed: ${notReady} at the end of the bake (no Health-ApiNotReady alarm to watch the whole bake: detection.probe.api is not configured)`);
+  }
 
   const taskDefinitionArn = currentTaskDefinition(ecsService);
   const containerName = serviceName === settings.api.serviceName ? settings.api.containerName : '';
@@ -82,6 +98,16 @@ export async function recordAfterBake(deps: LkgDeps, settings: BackoutSettings, 
   await putLastKnownGood(deps.doc, settings.tableName, record);
   deps.logger.info('last known good recorded', { ...record });
   return { recorded: true, record };
+}
+
+/** Why /ready is not 200 now, or null when it is. */
+async function readyAtEndOfBake(deps: LkgDeps, readyUrl: string): Promise<string | null> {
+  try {
+    const response = await (deps.fetch ?? fetch)(readyUrl, { signal: AbortSignal.timeout(5000) });
+    return response.status === 200 ? null : `GET ${readyUrl} answered ${response.status}`;
+  } catch (error) {
+    return `GET ${readyUrl} failed (${oneLine(error)})`;
+  }
 }
 
 function skip(deps: LkgDeps, why: string): LkgOutcome {

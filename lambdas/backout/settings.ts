@@ -32,6 +32,12 @@ export const BackoutSettingsSchema = z.strictObject({
    * read-only): while one is in ALARM an automatic rollback is held and a human paged instead.
    */
   holdAlarmNames: z.array(z.string().min(1)).max(100).default([]),
+  /**
+   * The health probe's readiness alarm (Health-ApiNotReady): the bake refuses a release while or
+   * after it was in ALARM, since the load balancer checks /health only. Null when the probe does not
+   * check the API (no detection.probe.api): the bake then GETs readyUrl once at its end instead.
+   */
+  readinessAlarmName: z.string().min(1).nullable(),
   targetGroupFullName: z.string().min(1),
   loadBalancerFullName: z.string().min(1),
   healthUrl: z.string().url(),

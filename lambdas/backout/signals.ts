@@ -73,12 +73,11 @@ export async function alarmsInAlarm(cloudwatch: CloudWatchClient, names: readonl
 }
 
 /**
- * Was any backout alarm in ALARM between `since` and now (history) or is it now? A release only
- * becomes the last known good when neither is true.
+ * Was any alarm of `names` in ALARM between `since` and now (history) or is it now? A release only
+ * becomes the last known good when neither is true for the alarms its bake watches.
  */
-export async function backoutAlarmFiredSince(cloudwatch: CloudWatchClient, settings: BackoutSettings, since: Date, now: Date): Promise<string | null> {
-  const names = [settings.alarmNames.errorRate, settings.alarmNames.noHealthyHosts];
-  const { MetricAlarms } = await cloudwatch.send(new DescribeAlarmsCommand({ AlarmNames: names }));
+export async function alarmFiredSince(cloudwatch: CloudWatchClient, names: readonly string[], since: Date, now: Date): Promise<string | null> {
+  const { MetricAlarms } = await cloudwatch.send(new DescribeAlarmsCommand({ AlarmNames: [...names] }));
   const firing = (MetricAlarms ?? []).find((a) => a.StateValue === 'ALARM');
   if (firing) return `${firing.AlarmName} is in ALARM`;
   for (const name of names) {

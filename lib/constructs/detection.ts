@@ -118,6 +118,8 @@ export class Detection extends Construct {
    * rollbacks on them. Health-ApiNotReady is not one: a bad release fails /ready by itself.
    */
   readonly dependencyDownAlarms: readonly RunbookAlarm[];
+  /** Health-ApiNotReady, when the probe checks the API: the backout's bake refuses a release it fired on. */
+  readonly apiNotReadyAlarm?: RunbookAlarm;
   /** Graphs for the on-call dashboard. */
   readonly dashboardGraphs: readonly DashboardGraph[];
   readonly celeryScaling?: appscaling.ScalableTarget;
@@ -650,6 +652,7 @@ export class Detection extends Construct {
 
     this.alarms = alarms;
     this.dependencyDownAlarms = (['osrmDown', 'redisDown', 'dbReadOnly'] as const).flatMap((key) => alarms[key] ?? []);
+    this.apiNotReadyAlarm = alarms.apiNotReady;
     this.dashboardGraphs = graphs;
   }
 }

@@ -79,6 +79,12 @@ export interface RollbackProps {
    */
   readonly holdWhileInAlarm?: readonly cloudwatch.IAlarm[];
   /**
+   * The health probe's readiness alarm (Health-ApiNotReady): a release during whose bake it was in
+   * ALARM is not recorded as the last known good (the load balancer checks /health only).
+   * @default - none: the bake GETs readyUrl once at its end instead
+   */
+  readonly readinessAlarm?: cloudwatch.IAlarm;
+  /**
    * Concurrent executions reserved for the step function, so that a rollback runs on the worst day
    * even when the account's pool is used up. Each workflow execution runs one step at a time; at
    * most one rollback per backout alarm and service (2 alarms) and one bake per service run at once.
@@ -179,6 +185,7 @@ export class Rollback extends Construct {
       pinParameterPrefix: pinPrefix,
       alarmNames: { errorRate: this.errorRateAlarm.alarmName, noHealthyHosts: this.noHealthyHostsAlarm.alarmName },
       holdAlarmNames: (props.holdWhileInAlarm ?? []).map((a) => a.alarmName),
+      readinessAlarmName: props.readinessAlarm?.alarmName ?? null,
       targetGroupFullName: props.targetGroupFullName,
       loadBalancerFullName: props.loadBalancerFullName,
       healthUrl: props.healthUrl,
@@ -230,6 +237,10 @@ export class Rollback extends Construct {
       new iam.PolicyStatement({ sid: 'ReadTheBackoutAlarms', actions: ['cloudwatch:DescribeAlarms', 'cloudwatch:DescribeAlarmHistory'], resources: alarmArns }),
       ...(props.holdWhileInAlarm?.length
         ? [new iam.PolicyStatement({ sid: 'ReadTheDependencyAlarms', actions: ['cloudwatch:DescribeAlarms'], resources: props.holdWhileInAlarm.map((a) => a.alarmArn) })]
+        : []),
+      // The bake reads its state and history like the backout alarms' (alarmFiredSince).
+      ...(props.readinessAlarm
+        ? [new iam.PolicyStatement({ sid: 'ReadTheReadinessAlarm', actions: ['cloudwatch:DescribeAlarms', 'cloudwatch:DescribeAlarmHistory'], resources: [props.readinessAlarm.alarmArn] })]
         : []),
       new iam.PolicyStatement({ sid: 'ReadAlbMetrics', actions: ['cloudwatch:GetMetricData'], resources: ['*'] }),
       new iam.PolicyStatement({ sid: 'PinRolledBackReleases', actions: ['ssm:PutParameter'], resources: pinArns }),
