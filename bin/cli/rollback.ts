@@ -260,6 +260,7 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
   try {
     state = await rollOut(ctx.deps, ctx.settings, state);
     if (state.rollout) ctx.print(`UpdateService sent; ${pinLine(state.service, state.rollout, state.from?.taskDefinitionArn)}`);
+    if (state.rollout?.images) ctx.print(state.rollout.images.line);
     // Ctrl-C while following the rollout stops following it, not the rollout: the report below
     // says it was not awaited and releases the lock (else the operator's next command, and the
     // automatic path, would find it held until it expires).

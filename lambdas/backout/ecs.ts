@@ -5,6 +5,8 @@ import {
   ECSClient,
   ListTasksCommand,
   paginateListTasks,
+  RegisterTaskDefinitionCommand,
+  RegisterTaskDefinitionCommandInput,
   Service,
   TaskDefinition,
   UpdateServiceCommand,
@@ -22,6 +24,8 @@ export interface ReleaseInfo {
   /** awslogs settings of the API container (to name a migration task's log stream). */
   readonly logGroup: string | null;
   readonly logStreamPrefix: string | null;
+  /** The task definition this one is a copy of, pinned to the digests that one ran (pinToRecordedDigests). */
+  readonly pinnedFrom?: string;
 }
 
 /** `arn:aws:ecs:...:task-definition/<family>:<revision>` -> family. */
@@ -103,7 +107,92 @@ export async function describeRelease(ecs: ECSClient, settings: BackoutSettings,
     alembicHead,
     logGroup: logOptions?.['awslogs-group'] ?? null,
     logStreamPrefix: logOptions?.['awslogs-stream-prefix'] ?? null,
+    ...pinnedFromTag(output.tags),
   };
+}
+
+/** The tag a pinned copy carries: what it is a copy of, for the guards to see it as that release. */
+export const PINNED_FROM_TAG = 'atmr-dr:pinned-from';
+
+function pinnedFromTag(tags: { key?: string; value?: string }[] | undefined): { pinnedFrom?: string } {
+  const value = tags?.find((t) => t.key === PINNED_FROM_TAG)?.value;
+  return value ? { pinnedFrom: value } : {};
+}
+
+/** `host[:port]/path[:tag][@digest]` -> `host[:port]/path` (a tag's ':' comes after the last '/', a port's before). */
+export function imageRepository(image: string): string {
+  const name = image.split('@')[0];
+  const colon = name.lastIndexOf(':');
+  return colon > name.lastIndexOf('/') ? name.slice(0, colon) : name;
+}
+
+const isDigestReference = (image: string) => /@sha256:[0-9a-f]+$/i.test(image);
+
+export type ImagePin =
+  /** A new revision of the family, its tag-named images replaced by the recorded digests (`unpinned`: those with no single digest recorded). */
+  | { readonly kind: 'pinned'; readonly taskDefinitionArn: string; readonly images: string[]; readonly unpinned: string[] }
+  /** Every image is already named by digest: ECS pulls exactly those. */
+  | { readonly kind: 'by-digest' }
+  /** Named by tag, and no digest of those repositories is recorded: ECS pulls what the tags name now. */
+  | { readonly kind: 'no-digests'; readonly tagged: string[] };
+
+/**
+ * ECS resolves an image tag to a digest at each deployment, so a rollback to a task definition that
+ * names `:latest` or `:prod` pulls what the tag names NOW, the bad image when the release retagged it:
+ * the rollback would "succeed" and restore nothing. When the last-known-good record holds the digests
+ * its tasks ran (runningImageDigests, at the bake), this registers a new revision of the family,
+ * copied field for field (the registrable ones) with those digests, and tagged PINNED_FROM_TAG with
+ * the original so that the guards treat the copy as that release. A retried step registers one more
+ * identical revision, nothing worse.
+ */
+export async function pinToRecordedDigests(ecs: ECSClient, taskDefinitionArn: string, recorded: readonly string[]): Promise<ImagePin> {
+  const output = await ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition: taskDefinitionArn, include: ['TAGS'] }));
+  const definition = output.taskDefinition as TaskDefinition;
+  const containers = definition.containerDefinitions ?? [];
+  const tagged = containers.map((c) => c.image ?? '').filter((image) => image && !isDigestReference(image));
+  if (!tagged.length) return { kind: 'by-digest' };
+  const digestsOf = new Map<string, string[]>();
+  for (const image of recorded.filter(isDigestReference)) digestsOf.set(imageRepository(image), [...(digestsOf.get(imageRepository(image)) ?? []), image]);
+  const unpinned: string[] = [];
+  const pinnedContainers = containers.map((container) => {
+    const image = container.image ?? '';
+    if (!image || isDigestReference(image)) return container;
+    const digests = digestsOf.get(imageRepository(image)) ?? [];
+    // Two digests for one repository (the tag moved while the tasks started, or two containers
+    // of one repository): which one this container ran is unknown, so it is left as it is.
+    if (digests.length !== 1) {
+      unpinned.push(image);
+      return container;
+    }
+    return { ...container, image: digests[0] };
+  });
+  if (unpinned.length === tagged.length) return { kind: 'no-digests', tagged };
+  const d = definition;
+  const input: RegisterTaskDefinitionCommandInput = {
+    family: d.family ?? taskDefinitionFamily(taskDefinitionArn),
+    taskRoleArn: d.taskRoleArn,
+    executionRoleArn: d.executionRoleArn,
+    networkMode: d.networkMode,
+    containerDefinitions: pinnedContainers,
+    volumes: d.volumes,
+    placementConstraints: d.placementConstraints,
+    requiresCompatibilities: d.requiresCompatibilities,
+    cpu: d.cpu,
+    memory: d.memory,
+    pidMode: d.pidMode,
+    ipcMode: d.ipcMode,
+    proxyConfiguration: d.proxyConfiguration,
+    inferenceAccelerators: d.inferenceAccelerators,
+    ephemeralStorage: d.ephemeralStorage,
+    runtimePlatform: d.runtimePlatform,
+    enableFaultInjection: d.enableFaultInjection,
+    // The release's own tags (an ALEMBIC_HEAD tag among them) except AWS's, which no caller may set.
+    tags: [...(output.tags ?? []).filter((t) => !t.key?.startsWith('aws:') && t.key !== PINNED_FROM_TAG), { key: PINNED_FROM_TAG, value: taskDefinitionArn }],
+  };
+  const registered = await ecs.send(new RegisterTaskDefinitionCommand(input));
+  const arn = registered.taskDefinition?.taskDefinitionArn;
+  if (!arn) throw new Error(`RegisterTaskDefinition of ${input.family} returned no task definition ARN`);
+  return { kind: 'pinned', taskDefinitionArn: arn, images: pinnedContainers.map((c) => c.image ?? '').filter(Boolean), unpinned };
 }
 
 /** Image digests the running tasks of a task definition actually pulled (the tag may have moved since). */
@@ -114,7 +203,7 @@ export async function runningImageDigests(ecs: ECSClient, settings: BackoutSetti
   const digests = new Set<string>();
   for (const task of tasks ?? []) {
     if (task.taskDefinitionArn !== taskDefinitionArn) continue;
-    for (const container of task.containers ?? []) if (container.imageDigest) digests.add(`${container.image?.split('@')[0].split(':')[0]}@${container.imageDigest}`);
+    for (const container of task.containers ?? []) if (container.imageDigest && container.image) digests.add(`${imageRepository(container.image)}@${container.imageDigest}`);
   }
   return [...digests].sort();
 }

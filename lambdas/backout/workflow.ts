@@ -14,7 +14,7 @@ import { readKillswitch } from '../killswitch/core';
 import { effectiveMode } from '../killswitch/value';
 import { EVENT_SOURCE } from '../shared/constants';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
-import { assertFamily, currentTaskDefinition, deploymentStatus, deploymentUnderway, describeRelease, describeService, ReleaseInfo, stoppedTasksSince, underwayLine, UnderwayDeployment, updateServiceTo } from './ecs';
+import { assertFamily, currentTaskDefinition, deploymentStatus, deploymentUnderway, describeRelease, describeService, pinToRecordedDigests, ReleaseInfo, stoppedTasksSince, taskDefinitionFamily, UnderwayDeployment, underwayLine, updateServiceTo } from './ecs';
 import { addRollbackMetrics, RollbackMetric, rollbackMetrics } from './metrics';
 import {
   alembicCurrentCommandLine,
@@ -136,7 +136,14 @@ export interface RollbackState {
     readonly lifted?: { readonly ok: boolean; readonly line: string };
   };
   /** `pinError`: UpdateService was accepted but the pin could not be written (the deploys must be held by hand). */
-  readonly rollout?: { readonly startedAt: string; readonly deploymentId: string | null; readonly pin: string; readonly pinError?: string };
+  readonly rollout?: {
+    readonly startedAt: string;
+    readonly deploymentId: string | null;
+    readonly pin: string;
+    readonly pinError?: string;
+    /** The images of the target: the revision registered with the recorded digests (`to` is then that revision), or why none was. */
+    readonly images?: { readonly pinnedFrom?: string; readonly line: string };
+  };
   readonly steady?: { readonly status: 'steady' | 'in-progress' | 'failed' | 'timeout'; readonly detail: string; readonly at: string };
   readonly checks?: { readonly ok: boolean; readonly lines: string[] };
   /** The Catch of a failed step (Step Functions' `{Error, Cause}`). */
@@ -230,7 +237,9 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     to = { taskDefinitionArn: lkg.taskDefinitionArn, images: lkg.images, alembicHead: lkg.alembicHead };
   }
   state = { ...state, to };
-  if (to.taskDefinitionArn === currentArn) {
+  // A copy of the target pinned to its digests (rollOut) is that release: an alarm on it must not
+  // roll it back to itself again, once per cooldown, registering a new copy each time.
+  if (to.taskDefinitionArn === currentArn || from.pinnedFrom === to.taskDefinitionArn) {
     // A second backout alarm during a rollback (NoHealthyHosts while the ErrorRate alarm's rollback
     // replaces the tasks) finds the last known good already primary because of that rollback, not
     // because a rollback cannot help: it ends quietly, like any run that finds the lock held.
@@ -242,15 +251,17 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
       return { ...state, decision: 'skip', reason: `another rollback of this service is in progress (${lock.reason}, since ${lock.acquiredAt})` };
     }
     // The API's alarms fire for every service: a worker that was not redeployed has nothing to roll
-    // back and must not page; the API already on its last known good means a rollback to it cannot
-    // help, and the page names the one before it for the human who decides whether it went bad after its bake.
-    if (!isApi) return notify(`${serviceName} already runs ${currentArn}, the rollback target: nothing to roll back`, false);
+    // back and must not page; the API already on its last known good (or a copy of it pinned to its
+    // digests) means a rollback to it cannot help, and the page names the one before it for the human
+    // who decides whether it went bad after its bake.
+    const copy = currentArn === to.taskDefinitionArn ? '' : ` (a copy of ${to.taskDefinitionArn} pinned to its digests)`;
+    if (!isApi) return notify(`${serviceName} already runs ${currentArn}${copy}, the rollback target: nothing to roll back`, false);
     const held = lock ? `; ${lockHeldLine(settings, serviceName, lock)}` : '';
-    const before = targetOverride ? null : await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, currentArn);
+    const before = targetOverride ? null : await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, to.taskDefinitionArn);
     return notify(
       before
         ? `${wentBadAfterBake(serviceName, currentArn, before)}: decide by hand: npx atmr-dr rollback service --service ${serviceName} --to ${before.taskDefinitionArn}${held}`
-        : `${serviceName} already runs ${currentArn}, the rollback target: a rollback cannot help, investigate by hand${held}`,
+        : `${serviceName} already runs ${currentArn}${copy}, the rollback target: a rollback cannot help, investigate by hand${held}`,
       true,
     );
   }
@@ -462,20 +473,50 @@ export async function finishDowngradeStep(deps: BackoutDeps, settings: BackoutSe
  * "nothing was done" (a thrown error would lose the rollout), so it is recorded and the rollback
  * is followed to its end, the report paging about the missing pin.
  */
-export async function rollOut(deps: BackoutDeps, settings: BackoutSettings, state: RollbackState): Promise<RollbackState> {
+export async function rollOut(deps: BackoutDeps, settings: BackoutSettings, input: RollbackState): Promise<RollbackState> {
   const now = nowOf(deps);
+  const { state, images } = await pinImages(deps, input);
   const to = state.to as NonNullable<RollbackState['to']>;
   const { deploymentId } = await updateServiceTo(deps.ecs, settings, state.service, to.taskDefinitionArn);
   const pin = pinParameterName(settings, state.service);
+  const started = { startedAt: now.toISOString(), deploymentId, pin, ...(images && { images }) };
   try {
     await writePin(deps, pin, state, to, now);
   } catch (error) {
     const pinError = namedLine(error);
     deps.logger.error('rollback deployment started but the pin was not written', { service: state.service, pin, error: pinError });
-    return { ...state, rollout: { startedAt: now.toISOString(), deploymentId, pin, pinError } };
+    return { ...state, rollout: { ...started, pinError } };
   }
   deps.logger.info('rollback deployment started', { service: state.service, to: to.taskDefinitionArn, deploymentId });
-  return { ...state, rollout: { startedAt: now.toISOString(), deploymentId, pin } };
+  return { ...state, rollout: started };
+}
+
+/**
+ * The target's images as the last known good ran them (pinToRecordedDigests): `to` becomes the
+ * pinned revision, which the steady wait, the checks, the pin and the history then name. Pinning
+ * that fails (RegisterTaskDefinition refused) does not stop the rollback: the recorded revision
+ * often still names the good image (a tag that did not move), and the report says the doubt.
+ */
+async function pinImages(deps: BackoutDeps, state: RollbackState): Promise<{ state: RollbackState; images?: NonNullable<RollbackState['rollout']>['images'] }> {
+  const to = state.to as NonNullable<RollbackState['to']>;
+  const mayDiffer = `ECS pulls what the tags name now, which may not be the image that ran (name images by digest or by immutable tags)`;
+  try {
+    const pinned = await pinToRecordedDigests(deps.ecs, to.taskDefinitionArn, to.images);
+    if (pinned.kind === 'by-digest') return { state };
+    if (pinned.kind === 'no-digests') {
+      return { state, images: { line: `Warning: ${to.taskDefinitionArn} names ${pinned.tagged.join(', ')} by tag and no digest of them is recorded: ${mayDiffer}` } };
+    }
+    const revision = pinned.taskDefinitionArn.split('/').pop();
+    const partly = pinned.unpinned.length ? `; ${pinned.unpinned.join(', ')} left by tag (no single digest recorded): ${mayDiffer}` : '';
+    deps.logger.info('rollback target pinned to the recorded digests', { service: state.service, from: to.taskDefinitionArn, pinned: pinned.taskDefinitionArn });
+    return {
+      state: { ...state, to: { ...to, taskDefinitionArn: pinned.taskDefinitionArn, images: pinned.images } },
+      images: { pinnedFrom: to.taskDefinitionArn, line: `Pinned ${revision} to the digests the last known good ran (${taskDefinitionFamily(to.taskDefinitionArn)}:${to.taskDefinitionArn.split(':').pop()} names its images by tag)${partly}` },
+    };
+  } catch (error) {
+    deps.logger.error('rollback target not pinned to its digests', { service: state.service, error: namedLine(error) });
+    return { state, images: { line: `Warning: could not pin ${to.taskDefinitionArn} to the recorded digests (${namedLine(error)}): rolled back to it as it is; ${mayDiffer}` } };
+  }
 }
 
 async function writePin(deps: BackoutDeps, pin: string, state: RollbackState, to: NonNullable<RollbackState['to']>, now: Date): Promise<void> {
@@ -693,6 +734,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   if (seconds !== null) lines.push(`Alarm to steady: ${seconds} s (runbook objective < 300 s)`);
   for (const line of state.checks?.lines ?? []) lines.push(`Check: ${line}`);
   if (state.rollout) lines.push(pinLine(state.service, state.rollout, state.from?.taskDefinitionArn));
+  if (state.rollout?.images) lines.push(state.rollout.images.line);
   if (state.error) lines.push(`Error: ${state.error.Error}: ${oneLine(state.error.Cause ?? '').slice(0, 500)}`);
   if (acted) lines.push(HAND_CHECKS);
   const summary = lines[0];
@@ -814,10 +856,11 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc'>, setti
   if (underway && !targetOverride) {
     throw new OperatorError(`backout: ${underwayLine(serviceName, underway, target.taskDefinitionArn)} (a rollback replaces ${underway.taskDefinitionArn} and pins it as the bad release: --to says you chose it)`, 2);
   }
-  if (target.taskDefinitionArn === current.taskDefinitionArn) {
-    const before = targetOverride ? null : await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, current.taskDefinitionArn);
+  if (target.taskDefinitionArn === current.taskDefinitionArn || current.pinnedFrom === target.taskDefinitionArn) {
+    const copy = current.pinnedFrom === target.taskDefinitionArn ? ` (a copy of ${target.taskDefinitionArn} pinned to its digests)` : '';
+    const before = targetOverride ? null : await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, target.taskDefinitionArn);
     if (before) throw new OperatorError(`backout: ${wentBadAfterBake(serviceName, current.taskDefinitionArn, before)}: pass --to ${before.taskDefinitionArn}`, 2);
-    throw new OperatorError(`backout: ${serviceName} already runs ${current.taskDefinitionArn}: nothing to roll back (investigate by hand, or pass --to another revision)`, 2);
+    throw new OperatorError(`backout: ${serviceName} already runs ${current.taskDefinitionArn}${copy}: nothing to roll back (investigate by hand, or pass --to another revision)`, 2);
   }
   const needsDowngrade = Boolean(target.alembicHead && current.alembicHead && target.alembicHead !== current.alembicHead);
   return {

@@ -161,14 +161,31 @@ describe('Rollback construct (backout)', () => {
     expect(json(found[0].Condition)).toMatch(/"ArnEquals":\{"ecs:cluster":\{"Fn::Join":\["",\["arn:",\{"Ref":"AWS::Partition"\},":ecs:eu-west-3:111111111111:cluster\/atmr-prod"\]\]\}\}/);
   });
 
-  it('scopes iam:PassRole to the two API task roles, for ECS tasks only', () => {
+  it('scopes iam:PassRole to the two API task roles, for ECS tasks only (the migration task, the pinned revision)', () => {
     const found = withAction(auto, 'iam:PassRole').filter((s) => json(s.Resource).includes('atmr-api'));
-    expect(found).toHaveLength(1);
-    expect([...(found[0].Resource as string[])].sort()).toEqual(['arn:aws:iam::111111111111:role/atmr-api-execution', 'arn:aws:iam::111111111111:role/atmr-api-task']);
-    expect(found[0].Condition).toEqual({ StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } });
+    expect(found.map((s) => (s as { Sid?: string }).Sid).sort()).toEqual(['PassTheApiTaskRoles', 'PassTheApiTaskRolesToPinnedRevisions']);
+    for (const statement of found) {
+      expect([...(statement.Resource as string[])].sort()).toEqual(['arn:aws:iam::111111111111:role/atmr-api-execution', 'arn:aws:iam::111111111111:role/atmr-api-task']);
+      expect(statement.Condition).toEqual({ StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } });
+    }
   });
 
-  it('grants no downgrade rights (RunTask, PassRole, killswitch write, snapshot) without autoDowngradeMigrations', () => {
+  it('registers pinned revisions of the rolled-back families only, tags them only as they are registered, and passes the API task roles only', () => {
+    const families = ['atmr-api', 'atmr-celery'].map((f) => ({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:ecs:eu-west-3:111111111111:task-definition/${f}:*`]] }));
+    const register = withAction(template, 'ecs:RegisterTaskDefinition');
+    expect(register).toHaveLength(1);
+    expect(register[0]).toMatchObject({ Action: 'ecs:RegisterTaskDefinition', Resource: families });
+    expect(register[0].Condition).toBeUndefined();
+    const tag = withAction(template, 'ecs:TagResource');
+    expect(tag).toHaveLength(1);
+    expect(tag[0]).toMatchObject({ Action: 'ecs:TagResource', Resource: families, Condition: { StringEquals: { 'ecs:CreateAction': 'RegisterTaskDefinition' } } });
+    const pass = withAction(template, 'iam:PassRole').filter((s) => json(s.Resource).includes('atmr-api'));
+    expect(pass).toHaveLength(1);
+    expect([...(pass[0].Resource as string[])].sort()).toEqual(['arn:aws:iam::111111111111:role/atmr-api-execution', 'arn:aws:iam::111111111111:role/atmr-api-task']);
+    expect(pass[0].Condition).toEqual({ StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } });
+  });
+
+  it('grants no downgrade rights (RunTask, its PassRole, killswitch write, snapshot) without autoDowngradeMigrations', () => {
     const sids = (t: Template) => statements(t).map((s) => (s as { Sid?: string }).Sid);
     const downgradeSids = ['KillswitchDuringDowngrade', 'SnapshotBeforeDowngrade', 'NameTheSnapshot', 'RunTheMigrationTask', 'PassTheApiTaskRoles'];
     expect(sids(template).filter((sid) => downgradeSids.includes(sid as string))).toEqual([]);
@@ -224,7 +241,7 @@ describe('Rollback construct (backout)', () => {
   });
 
   it('grants no ECS write on "*"', () => {
-    for (const action of ['ecs:UpdateService', 'ecs:RunTask', 'ecs:StopTask', 'iam:PassRole', 'ssm:PutParameter']) {
+    for (const action of ['ecs:UpdateService', 'ecs:RunTask', 'ecs:StopTask', 'ecs:RegisterTaskDefinition', 'ecs:TagResource', 'iam:PassRole', 'ssm:PutParameter']) {
       const granted = [...withAction(template, action), ...withAction(auto, action)];
       // Each is granted somewhere: a loop over none would pass whatever the grants became.
       expect([action, granted.length > 0]).toEqual([action, true]);

@@ -2,7 +2,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { CloudWatchClient, DescribeAlarmHistoryCommand, DescribeAlarmsCommand, GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DescribeServicesCommand, DescribeServicesCommandOutput, DescribeTaskDefinitionCommand, DescribeTasksCommand, ECSClient, ListTasksCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
+import { DescribeServicesCommand, DescribeServicesCommandOutput, DescribeTaskDefinitionCommand, DescribeTasksCommand, ECSClient, ListTasksCommand, RegisterTaskDefinitionCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { RDSClient } from '@aws-sdk/client-rds';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
@@ -105,6 +105,16 @@ export function service(taskDefinition: string, extra: { rolloutState?: string; 
 }
 
 const HEADS: Record<string, string> = { [BAD]: 'bbb222', [GOOD]: 'aaa111' };
+export const BACKEND_REPOSITORY = '111111111111.dkr.ecr.eu-west-3.amazonaws.com/atmr-backend';
+
+/**
+ * The image a fixture task definition names: the last known good by the digest lkg() records (as
+ * docs/backout.md advises, so no pinned copy is registered), the others by a tag. The tests of a
+ * tag-named target (pin-digests.test.ts) answer DescribeTaskDefinition themselves.
+ */
+export function imageOf(taskDefinition: string): string {
+  return taskDefinition === GOOD ? `${BACKEND_REPOSITORY}@sha256:aaaa` : `${BACKEND_REPOSITORY}:${taskDefinition.split(':').pop()}`;
+}
 
 /** ECS and CloudWatch answers for "atmr-api runs BAD, 5xx at 50%, no healthy host problem". */
 export function arrangeHappyAws(mocks: Mocks, options: { errorPercent?: number; requests?: number; healthy?: number } = {}): void {
@@ -118,7 +128,7 @@ export function arrangeHappyAws(mocks: Mocks, options: { errorPercent?: number; 
         containerDefinitions: [
           {
             name: 'api',
-            image: `111111111111.dkr.ecr.eu-west-3.amazonaws.com/atmr-backend:${input.taskDefinition.split(':').pop()}`,
+            image: imageOf(input.taskDefinition),
             environment: HEADS[input.taskDefinition] ? [{ name: 'ALEMBIC_HEAD', value: HEADS[input.taskDefinition] }] : [],
             logConfiguration: { logDriver: 'awslogs', options: { 'awslogs-group': '/ecs/atmr-api', 'awslogs-stream-prefix': 'ecs' } },
           },
@@ -127,6 +137,8 @@ export function arrangeHappyAws(mocks: Mocks, options: { errorPercent?: number; 
       tags: [{ key: 'ALEMBIC_HEAD', value: `tag-${HEADS[input.taskDefinition] ?? 'none'}` }],
     };
   });
+  // A registered revision is numbered after the others (the pinned copy of a tag-named target).
+  mocks.ecs.on(RegisterTaskDefinitionCommand).callsFake((input: { family: string }) => ({ taskDefinition: { ...input, taskDefinitionArn: TD(input.family, 90) } }));
   mocks.ecs.on(UpdateServiceCommand).resolves({ service: { deployments: [{ id: 'ecs-svc/3333', status: 'PRIMARY', taskDefinition: GOOD }] } });
   mocks.ecs.on(ListTasksCommand).resolves({ taskArns: [] });
   mocks.ecs.on(DescribeTasksCommand).resolves({ tasks: [] });
@@ -229,7 +241,7 @@ export function lkg(overrides: Partial<LastKnownGood> = {}): LastKnownGood {
   return {
     service: 'atmr-api',
     taskDefinitionArn: GOOD,
-    images: ['111111111111.dkr.ecr.eu-west-3.amazonaws.com/atmr-backend@sha256:aaaa'],
+    images: [`${BACKEND_REPOSITORY}@sha256:aaaa`],
     alembicHead: 'aaa111',
     deploymentId: 'ecs-svc/1111',
     deployedAt: '2026-05-31T09:00:00.000Z',

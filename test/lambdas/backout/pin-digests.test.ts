@@ -1,0 +1,189 @@
+import { GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
+import { DescribeServicesCommand, DescribeTaskDefinitionCommand, DescribeTasksCommand, ListTasksCommand, RegisterTaskDefinitionCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
+import { PublishCommand } from '@aws-sdk/client-sns';
+import { PutParameterCommand } from '@aws-sdk/client-ssm';
+import { imageRepository, PINNED_FROM_TAG, runningImageDigests } from '../../../lambdas/backout/ecs';
+import { checkSteady, guards, planRollback, report, RollbackState, rollOut } from '../../../lambdas/backout/workflow';
+import { alarmEvent, backoutDeps, backoutSuite, BACKEND_REPOSITORY, BAD, GOOD, lkg, metricData, seedLkg, service, settings, TD } from './fixtures';
+
+const suite = backoutSuite();
+const { mocks } = suite;
+const PINNED = TD('atmr-api', 90);
+const DIGEST = `${BACKEND_REPOSITORY}@sha256:aaaa`;
+const SIDECAR = 'public.ecr.aws/aws-observability/aws-otel-collector@sha256:cccc';
+
+/**
+ * The last known good as a moving-tag pipeline registers it: the API container names :latest (the
+ * runbook retags :latest at each release), a sidecar names its digest; BAD names :latest too. A
+ * revision registered from GOOD (PINNED) carries the pinned-from tag, as ECS returns it.
+ */
+function arrangeTaggedReleases(extra: { registeredTags?: boolean } = {}): void {
+  mocks.ecs.on(DescribeTaskDefinitionCommand).callsFake((input: { taskDefinition: string }) => ({
+    taskDefinition: {
+      taskDefinitionArn: input.taskDefinition,
+      family: 'atmr-api',
+      revision: Number(input.taskDefinition.split(':').pop()),
+      status: 'ACTIVE',
+      taskRoleArn: 'arn:aws:iam::111111111111:role/atmr-api-task',
+      executionRoleArn: 'arn:aws:iam::111111111111:role/atmr-api-execution',
+      networkMode: 'awsvpc',
+      requiresCompatibilities: ['FARGATE'],
+      compatibilities: ['EC2', 'FARGATE'],
+      cpu: '512',
+      memory: '1024',
+      registeredAt: new Date('2026-05-31T08:00:00Z'),
+      registeredBy: 'arn:aws:iam::111111111111:role/deployer',
+      requiresAttributes: [{ name: 'com.amazonaws.ecs.capability.logging-driver.awslogs' }],
+      containerDefinitions: [
+        {
+          name: 'api',
+          image: input.taskDefinition === PINNED ? DIGEST : `${BACKEND_REPOSITORY}:latest`,
+          environment: [{ name: 'ALEMBIC_HEAD', value: input.taskDefinition === BAD ? 'bbb222' : 'aaa111' }],
+          logConfiguration: { logDriver: 'awslogs', options: { 'awslogs-group': '/ecs/atmr-api', 'awslogs-stream-prefix': 'ecs' } },
+        },
+        { name: 'otel', image: SIDECAR, essential: false },
+      ],
+    },
+    tags: [
+      { key: 'team', value: 'backend' },
+      { key: 'aws:cloudformation:stack-name', value: 'AtmrApp' },
+      ...(input.taskDefinition === PINNED && extra.registeredTags !== false ? [{ key: PINNED_FROM_TAG, value: GOOD }] : []),
+    ],
+  }));
+}
+
+const alarmInput = () => ({ service: 'atmr-api', event: alarmEvent() });
+const messageOf = () => mocks.sns.commandCalls(PublishCommand).at(-1)?.args[0].input.Message ?? '';
+
+beforeEach(() => {
+  mocks.cloudwatch.on(GetMetricDataCommand).resolves(metricData());
+});
+
+async function rolledOut(record = lkg()): Promise<{ state: RollbackState; tableName: string }> {
+  const tableName = await suite.dynamo.freshTable();
+  await seedLkg(suite.dynamo.doc, record, tableName);
+  const deps = backoutDeps(suite.dynamo.doc);
+  const guarded = await guards(deps, settings({ tableName }), alarmInput());
+  expect(guarded.decision).toBe('proceed');
+  return { state: await rollOut(deps, settings({ tableName }), guarded), tableName };
+}
+
+describe('a rollback target that names its images by tag', () => {
+  it('registers a copy of the last known good with the digests its tasks ran, and rolls the service to that copy', async () => {
+    arrangeTaggedReleases();
+    const { state, tableName } = await rolledOut();
+
+    const registered = mocks.ecs.commandCalls(RegisterTaskDefinitionCommand);
+    expect(registered).toHaveLength(1);
+    const input = registered[0].args[0].input;
+    // The digest the last known good ran, not :latest (which now names the bad image).
+    expect(input.containerDefinitions?.map((c) => c.image)).toEqual([DIGEST, SIDECAR]);
+    // The registrable fields are copied; what DescribeTaskDefinition adds (revision, status...) is not.
+    expect(input).toMatchObject({ family: 'atmr-api', taskRoleArn: 'arn:aws:iam::111111111111:role/atmr-api-task', executionRoleArn: 'arn:aws:iam::111111111111:role/atmr-api-execution', cpu: '512', memory: '1024', networkMode: 'awsvpc' });
+    expect(input.containerDefinitions?.[0].environment).toEqual([{ name: 'ALEMBIC_HEAD', value: 'aaa111' }]);
+    expect(input).not.toHaveProperty('revision');
+    expect(input).not.toHaveProperty('status');
+    expect(input).not.toHaveProperty('registeredAt');
+    expect(input.tags).toEqual([
+      { key: 'team', value: 'backend' },
+      { key: PINNED_FROM_TAG, value: GOOD },
+    ]);
+
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)[0].args[0].input.taskDefinition).toBe(PINNED);
+    expect(state.to?.taskDefinitionArn).toBe(PINNED);
+    expect(JSON.parse(mocks.ssm.commandCalls(PutParameterCommand)[0].args[0].input.Value as string).pinnedTaskDefinition).toBe(PINNED);
+
+    // The steady wait follows the pinned revision (a primary running it is the rollback, not "someone deployed meanwhile").
+    mocks.ecs.on(DescribeServicesCommand).resolves(service(PINNED));
+    const steady = await checkSteady(backoutDeps(suite.dynamo.doc), settings({ tableName }), state);
+    expect(steady.steady?.status).toBe('steady');
+
+    await report(backoutDeps(suite.dynamo.doc), settings({ tableName }), steady);
+    expect(messageOf()).toContain('Pinned atmr-api:90 to the digests the last known good ran (atmr-api:41 names its images by tag)');
+  });
+
+  it('does not register anything for a last known good that names its images by digest', async () => {
+    // The fixtures' GOOD names the digest lkg() records.
+    const { state, tableName } = await rolledOut();
+    expect(mocks.ecs.commandCalls(RegisterTaskDefinitionCommand)).toHaveLength(0);
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)[0].args[0].input.taskDefinition).toBe(GOOD);
+    expect(state.rollout?.images).toBeUndefined();
+    await report(backoutDeps(suite.dynamo.doc), settings({ tableName }), state);
+    expect(messageOf()).not.toMatch(/to the digests|by tag/);
+  });
+
+  it('rolls back as recorded, with a warning line, when no digest was recorded (tasks that reported none)', async () => {
+    arrangeTaggedReleases();
+    const { state, tableName } = await rolledOut(lkg({ images: [`${BACKEND_REPOSITORY}:latest`, SIDECAR] }));
+    expect(mocks.ecs.commandCalls(RegisterTaskDefinitionCommand)).toHaveLength(0);
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)[0].args[0].input.taskDefinition).toBe(GOOD);
+    await report(backoutDeps(suite.dynamo.doc), settings({ tableName }), state);
+    expect(messageOf()).toContain(
+      `Warning: ${GOOD} names ${BACKEND_REPOSITORY}:latest by tag and no digest of them is recorded: ECS pulls what the tags name now, which may not be the image that ran`,
+    );
+  });
+
+  it('leaves by tag a container whose repository has two recorded digests (which one it ran is unknown), and says so', async () => {
+    arrangeTaggedReleases();
+    const { state } = await rolledOut(lkg({ images: [DIGEST, `${BACKEND_REPOSITORY}@sha256:bbbb`] }));
+    expect(mocks.ecs.commandCalls(RegisterTaskDefinitionCommand)).toHaveLength(0);
+    expect(state.rollout?.images?.line).toContain(`names ${BACKEND_REPOSITORY}:latest by tag and no digest of them is recorded`);
+  });
+
+  it('still rolls back, to the recorded revision, when ECS refuses the registration, and says the image may differ', async () => {
+    arrangeTaggedReleases();
+    mocks.ecs.on(RegisterTaskDefinitionCommand).rejects(Object.assign(new Error('not authorized to perform: iam:PassRole'), { name: 'AccessDeniedException' }));
+    const { state } = await rolledOut();
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)[0].args[0].input.taskDefinition).toBe(GOOD);
+    expect(state.rollout?.images?.line).toMatch(new RegExp(`^Warning: could not pin ${GOOD} to the recorded digests \\(AccessDeniedException: not authorized.*\\): rolled back to it as it is`));
+  });
+});
+
+describe('a pinned copy is the last known good for the guards (no loop)', () => {
+  it('an alarm while the pinned copy runs, after the cooldown, is "a rollback cannot help", not a new copy every cooldown', async () => {
+    arrangeTaggedReleases();
+    const tableName = await suite.dynamo.freshTable();
+    await seedLkg(suite.dynamo.doc, lkg(), tableName);
+    mocks.ecs.on(DescribeServicesCommand).resolves(service(PINNED));
+    const state = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
+    expect(state.decision).toBe('notify');
+    expect(state.page).toBe(true);
+    expect(state.reason).toBe(`atmr-api already runs ${PINNED} (a copy of ${GOOD} pinned to its digests), the rollback target: a rollback cannot help, investigate by hand`);
+    expect(state.lockHeld).toBe(false);
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+    expect(mocks.ecs.commandCalls(RegisterTaskDefinitionCommand)).toHaveLength(0);
+  });
+
+  it('the manual plan refuses it too (nothing to roll back)', async () => {
+    arrangeTaggedReleases();
+    const tableName = await suite.dynamo.freshTable();
+    await seedLkg(suite.dynamo.doc, lkg(), tableName);
+    mocks.ecs.on(DescribeServicesCommand).resolves(service(PINNED));
+    await expect(planRollback(backoutDeps(suite.dynamo.doc), settings({ tableName }), 'atmr-api')).rejects.toThrow(
+      `backout: atmr-api already runs ${PINNED} (a copy of ${GOOD} pinned to its digests): nothing to roll back`,
+    );
+  });
+
+  it('a revision without the pinned-from tag is another release: it is rolled back as usual', async () => {
+    arrangeTaggedReleases({ registeredTags: false });
+    const tableName = await suite.dynamo.freshTable();
+    await seedLkg(suite.dynamo.doc, lkg(), tableName);
+    mocks.ecs.on(DescribeServicesCommand).resolves(service(PINNED));
+    expect((await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput())).decision).toBe('proceed');
+  });
+});
+
+describe('image repositories', () => {
+  it('strips the tag and digest, not a registry port', () => {
+    expect(imageRepository('registry.internal:5000/atmr/backend:prod')).toBe('registry.internal:5000/atmr/backend');
+    expect(imageRepository('registry.internal:5000/atmr/backend@sha256:abcd')).toBe('registry.internal:5000/atmr/backend');
+    expect(imageRepository(`${BACKEND_REPOSITORY}:latest`)).toBe(BACKEND_REPOSITORY);
+    expect(imageRepository('nginx')).toBe('nginx');
+  });
+
+  it('records the digests of a registry with a port under their repository', async () => {
+    mocks.ecs.on(ListTasksCommand).resolves({ taskArns: ['t1'] });
+    mocks.ecs.on(DescribeTasksCommand).resolves({ tasks: [{ taskDefinitionArn: GOOD, containers: [{ image: 'registry.internal:5000/atmr/backend:prod', imageDigest: 'sha256:abcd' }] }] });
+    expect(await runningImageDigests(backoutDeps(suite.dynamo.doc).ecs, settings(), 'atmr-api', GOOD)).toEqual(['registry.internal:5000/atmr/backend@sha256:abcd']);
+  });
+});
