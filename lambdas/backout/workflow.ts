@@ -475,7 +475,7 @@ export async function finishDowngradeStep(deps: BackoutDeps, settings: BackoutSe
  */
 export async function rollOut(deps: BackoutDeps, settings: BackoutSettings, input: RollbackState): Promise<RollbackState> {
   const now = nowOf(deps);
-  const { state, images } = await pinImages(deps, input);
+  const { state, images } = await pinImages(deps, settings, input);
   const to = state.to as NonNullable<RollbackState['to']>;
   const { deploymentId } = await updateServiceTo(deps.ecs, settings, state.service, to.taskDefinitionArn);
   const pin = pinParameterName(settings, state.service);
@@ -497,11 +497,14 @@ export async function rollOut(deps: BackoutDeps, settings: BackoutSettings, inpu
  * that fails (RegisterTaskDefinition refused) does not stop the rollback: the recorded revision
  * often still names the good image (a tag that did not move), and the report says the doubt.
  */
-async function pinImages(deps: BackoutDeps, state: RollbackState): Promise<{ state: RollbackState; images?: NonNullable<RollbackState['rollout']>['images'] }> {
+async function pinImages(deps: BackoutDeps, settings: BackoutSettings, state: RollbackState): Promise<{ state: RollbackState; images?: NonNullable<RollbackState['rollout']>['images'] }> {
   const to = state.to as NonNullable<RollbackState['to']>;
   const mayDiffer = `ECS pulls what the tags name now, which may not be the image that ran (name images by digest or by immutable tags)`;
   try {
-    const pinned = await pinToRecordedDigests(deps.ecs, to.taskDefinitionArn, to.images);
+    // The CLI names its target (--to, or the last known good it showed): the digests are the record's
+    // when the target is the last known good, whichever way it was named.
+    const lkg = await latestLastKnownGood(deps.doc, settings.tableName, state.service);
+    const pinned = await pinToRecordedDigests(deps.ecs, to.taskDefinitionArn, lkg?.taskDefinitionArn === to.taskDefinitionArn ? lkg.images : to.images);
     if (pinned.kind === 'by-digest') return { state };
     if (pinned.kind === 'no-digests') {
       return { state, images: { line: `Warning: ${to.taskDefinitionArn} names ${pinned.tagged.join(', ')} by tag and no digest of them is recorded: ${mayDiffer}` } };

@@ -102,6 +102,18 @@ describe('a rollback target that names its images by tag', () => {
     expect(messageOf()).toContain('Pinned atmr-api:90 to the digests the last known good ran (atmr-api:41 names its images by tag)');
   });
 
+  it('pins a rollback by hand to the last known good too (the CLI names its target: the digests are still the record\'s)', async () => {
+    arrangeTaggedReleases();
+    const tableName = await suite.dynamo.freshTable();
+    await seedLkg(suite.dynamo.doc, lkg(), tableName);
+    const deps = backoutDeps(suite.dynamo.doc);
+    const guarded = await guards(deps, settings({ tableName }), { service: 'atmr-api', manual: { actor: 'alice', targetTaskDefinition: GOOD } });
+    expect(guarded.decision).toBe('proceed');
+    await rollOut(deps, settings({ tableName }), guarded);
+    expect(mocks.ecs.commandCalls(RegisterTaskDefinitionCommand)[0].args[0].input.containerDefinitions?.map((c) => c.image)).toEqual([DIGEST, SIDECAR]);
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)[0].args[0].input.taskDefinition).toBe(PINNED);
+  });
+
   it('does not register anything for a last known good that names its images by digest', async () => {
     // The fixtures' GOOD names the digest lkg() records.
     const { state, tableName } = await rolledOut();
