@@ -287,7 +287,14 @@ export class Killswitch extends Construct {
         resources: [stack.formatArn({ service: 'scheduler', resource: 'schedule', resourceName: `${scheduleGroup.scheduleGroupName}/${EXPIRY_SCHEDULE_NAME}` })],
       }),
     );
-    schedulerRole.grantPassRole(notifierRole);
+    // Only to EventBridge Scheduler (the expiry schedule's target role): never to another service.
+    notifierRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['iam:PassRole'],
+        resources: [schedulerRole.roleArn],
+        conditions: { StringEquals: { 'iam:PassedToService': 'scheduler.amazonaws.com' } },
+      }),
+    );
 
     this.changeRule = new events.Rule(this, 'ChangeRule', {
       description: `atmr-dr: ${props.parameterName} changed: enforce at the ALB and notify`,

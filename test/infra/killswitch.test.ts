@@ -185,6 +185,10 @@ describe('killswitch IAM scoping (stateless stack)', () => {
     expect(resourcesOf('scheduler:CreateSchedule')).toEqual(['arn:<AWS::Partition>:scheduler:eu-west-3:111111111111:schedule/atmr-dr-example-killswitch/killswitch-expiry']);
     expect(resourcesOf('scheduler:DeleteSchedule')).toEqual(resourcesOf('scheduler:CreateSchedule'));
     expect(resourcesOf('iam:PassRole')).toEqual([expect.stringMatching(/^<KillswitchExpirySchedulerRole[0-9A-F]+\.Arn>$/)]);
+    // Passing the role to any other service (e.g. a Lambda function the notifier could not create anyway) is refused.
+    expect(statements.filter((s) => asArray(s.Action).includes('iam:PassRole')).map((s) => (s as Statement & { Condition?: unknown }).Condition)).toEqual([
+      { StringEquals: { 'iam:PassedToService': 'scheduler.amazonaws.com' } },
+    ]);
     expect(resourcesOf('events:PutEvents')).toEqual(['arn:<AWS::Partition>:events:eu-west-3:111111111111:event-bus/default']);
     expect(resourcesOf('sns:Publish')).toEqual([expect.stringMatching(/^<Incidents/)]);
   });
