@@ -405,7 +405,13 @@ export function recoveryStatements(stack: Stack, props: RecoveryProps): iam.Poli
       resources: [props.opsTable.tableArn],
       conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['RECOVERY#*'] } },
     }),
-    new iam.PolicyStatement({ sid: 'OpsTableKey', actions: ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey'], resources: [props.opsTableKey.keyArn] }),
+    // The table's key, only through DynamoDB (as the escalation and rollback roles): not a general-purpose KMS grant.
+    new iam.PolicyStatement({
+      sid: 'OpsTableKey',
+      actions: ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey'],
+      resources: [props.opsTableKey.keyArn],
+      conditions: { StringEquals: { 'kms:ViaService': `dynamodb.${stack.region}.amazonaws.com` } },
+    }),
     new iam.PolicyStatement({
       sid: 'AnnounceRecovery',
       actions: ['events:PutEvents'],

@@ -152,6 +152,12 @@ describe('Recovery construct', () => {
     expect(grant.Condition).toEqual({ StringEquals: { 'kms:ViaService': 'rds.eu-west-3.amazonaws.com' } });
   });
 
+  it('uses the ops-state table key only through DynamoDB', () => {
+    const key = statements(template).find((s) => s.Sid === 'OpsTableKey')!;
+    expect(actions(key)).toEqual(['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey']);
+    expect(key.Condition).toEqual({ StringEquals: { 'kms:ViaService': 'dynamodb.eu-west-3.amazonaws.com' } });
+  });
+
   it('reaches the database only on its port, and AWS APIs over HTTPS', () => {
     template.hasResourceProperties('AWS::EC2::SecurityGroup', {
       SecurityGroupEgress: Match.arrayWith([Match.objectLike({ IpProtocol: 'tcp', FromPort: 443, ToPort: 443, CidrIp: '0.0.0.0/0' })]),
