@@ -47,7 +47,7 @@ export interface HealthProbeProps {
 const PROBE_TIMEOUT_MARGIN_MS = 5000;
 
 /** Port of an http(s) URL (explicit, else 80/443). */
-function urlPort(url: string): number {
+export function urlPort(url: string): number {
   const parsed = new URL(url);
   return parsed.port ? Number(parsed.port) : parsed.protocol === 'https:' ? 443 : 80;
 }

@@ -16,6 +16,7 @@ import { RUN_TASK_NOT_STARTED_ERRORS } from '../../lambdas/backout/migration';
 import { BACKOUT_SETTINGS_ENV, BackoutSettings, pinParameterPrefix } from '../../lambdas/backout/settings';
 import { lkgKey, rollbackKey } from '../../lambdas/backout/state';
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
+import { urlPort } from './health-probe';
 import { HouseFunction, retryWhenThrottled } from './house-function';
 import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 import { nagRender } from '../nag';
@@ -208,8 +209,13 @@ export class Rollback extends Construct {
     const securityGroup = new ec2.SecurityGroup(this, 'StepsSecurityGroup', {
       vpc: props.vpc,
       description: 'atmr-dr backout steps: HTTPS to AWS APIs, HTTP(S) to the API health URLs',
-      allowAllOutbound: true,
+      allowAllOutbound: false,
     });
+    // What the steps reach themselves: AWS APIs and the two URLs (the downgrade task runs with the
+    // API's own security groups, not this one, so no database port here).
+    const egress = new Map<number, string>([[443, 'AWS APIs (ECS, CloudWatch, SSM, DynamoDB, RDS, SNS) and https health URLs']]);
+    for (const url of [props.healthUrl, props.readyUrl]) if (!egress.has(urlPort(url))) egress.set(urlPort(url), 'API /health and /ready');
+    for (const [port, what] of egress) securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(port), what);
     this.steps = new HouseFunction(this, 'Steps', {
       entry: 'lambdas/backout/handler.ts',
       environmentName: props.environmentName,

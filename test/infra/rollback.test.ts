@@ -240,6 +240,25 @@ describe('Rollback construct (backout)', () => {
     expect(kms.find((s) => actionsOf(s).includes('kms:Encrypt'))?.Condition).toEqual({ StringEquals: { 'kms:ViaService': 'dynamodb.eu-west-3.amazonaws.com' } });
   });
 
+  it('lets the steps reach only HTTPS (AWS APIs) and the ports of the health and ready URLs', () => {
+    type Egress = { CidrIp: string; IpProtocol: string; FromPort: number; ToPort: number };
+    const egressOf = (t: Template) => {
+      const groups = Object.values(t.findResources('AWS::EC2::SecurityGroup')) as { Properties: { GroupDescription: string; SecurityGroupEgress: Egress[] } }[];
+      const steps = groups.filter((g) => g.Properties.GroupDescription.startsWith('atmr-dr backout steps'));
+      expect(steps).toHaveLength(1);
+      return steps[0].Properties.SecurityGroupEgress.map((e) => `${e.CidrIp} ${e.IpProtocol} ${e.FromPort}-${e.ToPort}`).sort();
+    };
+    // The example's URLs are http on the internal ALB.
+    expect(egressOf(template)).toEqual(['0.0.0.0/0 tcp 443-443', '0.0.0.0/0 tcp 80-80']);
+    const ported = structuredClone(exampleEnvironment()) as Record<string, Record<string, unknown>>;
+    const health = new URL(String(ported.backout.healthUrl));
+    health.port = '8080';
+    const ready = new URL(String(ported.backout.readyUrl));
+    ready.protocol = 'https:';
+    ported.backout = { ...ported.backout, healthUrl: health.href, readyUrl: ready.href };
+    expect(egressOf(synthesizeApp({ environment: ported }).opsTemplate)).toEqual(['0.0.0.0/0 tcp 443-443', '0.0.0.0/0 tcp 8080-8080']);
+  });
+
   it('grants no ECS write on "*"', () => {
     for (const action of ['ecs:UpdateService', 'ecs:RunTask', 'ecs:StopTask', 'ecs:RegisterTaskDefinition', 'ecs:TagResource', 'iam:PassRole', 'ssm:PutParameter']) {
       const granted = [...withAction(template, action), ...withAction(auto, action)];
