@@ -22,6 +22,9 @@ export function buildApp(app: App = new App()): App {
     env,
     config,
     data,
+    // Production's runbook automation is not torn down by a stray `cdk destroy` (a staging Ops stack
+    // stays disposable); its audit log groups are retained in any case.
+    terminationProtection: config.production,
     description: `atmr-dr ${config.name}: runbook automation (backups, restore tests, killswitch, backout, alarms)`,
   });
   applyNagPacks(app);

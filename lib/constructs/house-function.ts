@@ -36,6 +36,8 @@ export interface HouseFunctionProps {
   };
   /** Log retention. @default logs.RetentionDays.THREE_MONTHS */
   readonly logRetention?: logs.RetentionDays;
+  /** What deleting the stack does to the log group: RETAIN for an audit record. @default RemovalPolicy.DESTROY */
+  readonly logRemovalPolicy?: RemovalPolicy;
   /** Reserved concurrency (e.g. 1 for runners that must not overlap). @default - unreserved */
   readonly reservedConcurrentExecutions?: number;
 }
@@ -53,7 +55,7 @@ export class HouseFunction extends Construct {
     super(scope, id);
     this.logGroup = new logs.LogGroup(this, 'Logs', {
       retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
-      removalPolicy: RemovalPolicy.DESTROY,
+      removalPolicy: props.logRemovalPolicy ?? RemovalPolicy.DESTROY,
     });
     this.function = new nodejs.NodejsFunction(this, 'Function', {
       entry: path.join(REPO_ROOT, props.entry),

@@ -140,7 +140,9 @@ export class Recovery extends Construct {
       timeout: STEP_TIMEOUT,
       memorySize: 512,
       reservedConcurrentExecutions: props.reservedConcurrency ?? 2,
+      // The recovery's audit record (what was restored, verified, cut over): outlives the stack.
       logRetention: logs.RetentionDays.ONE_YEAR,
+      logRemovalPolicy: RemovalPolicy.RETAIN,
       vpcPlacement: { vpc: props.vpc, subnets: props.subnets, securityGroups: [this.securityGroup] },
       environment: {
         [RECOVERY_ENV.sourceInstance]: props.sourceInstanceIdentifier,
@@ -331,7 +333,8 @@ export class Recovery extends Construct {
           .otherwise(wait),
       );
 
-    const logGroup = new logs.LogGroup(this, 'WorkflowLogs', { retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.DESTROY });
+    // Audit record of every recovery: a `cdk destroy` of the Ops stack must not take it along.
+    const logGroup = new logs.LogGroup(this, 'WorkflowLogs', { retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.RETAIN });
     const machine = new sfn.StateMachine(this, 'Workflow', {
       comment: `atmr-dr ${props.environmentName}: point-in-time recovery of ${props.sourceInstanceIdentifier} to a new instance, verified`,
       stateMachineType: sfn.StateMachineType.STANDARD,

@@ -182,7 +182,8 @@ export class RestoreTest extends Construct {
       isTheDeadLetterQueue:
         "This queue is itself the dead-letter queue of the restore-test schedule and the function's on-failure destination; the DeadLetters alarm pages as soon as it holds a message.",
     });
-    const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.DESTROY });
+    // The restore tests' audit record (RTO/RPO evidence for a year): a `cdk destroy` must not take it along.
+    const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.RETAIN });
     const secretArn = restoreTest.targetSecretArn ?? database.secretArn;
     const useIamAuth = Boolean(database.iamAuthUser && !restoreTest.targetSecretArn);
     this.function = new lambda.DockerImageFunction(this, 'Function', {
@@ -477,7 +478,7 @@ export class RestoreTest extends Construct {
           )
           .otherwise(wait),
       );
-    const logGroup = new logs.LogGroup(this, 'StateMachineLogs', { retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.DESTROY });
+    const logGroup = new logs.LogGroup(this, 'StateMachineLogs', { retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.RETAIN });
     const machine = new sfn.StateMachine(this, 'TemporaryInstanceStateMachine', {
       comment: `atmr-dr ${props.environmentName}: restore test on a temporary RDS instance`,
       definitionBody: sfn.DefinitionBody.fromChainable(definition),

@@ -187,6 +187,21 @@ describe('stateless stack', () => {
     expect(retained.map((r) => r.Type)).toEqual([]);
   });
 
+  it('retains the audit log groups (a year of recoveries and restore tests) when the stack is deleted, and only those', () => {
+    const resources = Object.entries(opsTemplate.toJSON().Resources) as [string, { Type: string; DeletionPolicy?: string; Properties: { RetentionInDays?: number } }][];
+    const retained = resources.filter(([, r]) => r.Type === 'AWS::Logs::LogGroup' && r.DeletionPolicy === 'Retain').map(([id]) => id.replace(/[0-9A-F]{8}$/, ''));
+    expect(retained.sort()).toEqual(['RecoveryStepsLogs', 'RecoveryWorkflowLogs', 'RestoreTestLogs', 'RestoreTestStateMachineLogs']);
+    for (const [id, r] of resources) if (retained.includes(id.replace(/[0-9A-F]{8}$/, ''))) expect([id, r.Properties.RetentionInDays]).toEqual([id, 365]);
+  });
+
+  it('has termination protection in a production environment only (the data stack always has it)', () => {
+    const production = synthesizeApp();
+    expect([production.ops.terminationProtection, production.data.terminationProtection]).toEqual([true, true]);
+    const stagingRaw = { ...exampleEnvironment(), production: false };
+    const staging = synthesizeApp({ environment: stagingRaw });
+    expect([staging.ops.terminationProtection, staging.data.terminationProtection]).toEqual([false, true]);
+  });
+
   it('encrypts the incidents topic with the operations key and enforces TLS on it', () => {
     opsTemplate.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: { 'Fn::ImportValue': Match.stringLikeRegexp('OpsKey') } });
     opsTemplate.hasResourceProperties('AWS::SNS::TopicPolicy', {
