@@ -15,6 +15,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { connectWithIamAuthStatement, decryptSecretStatement } from './database-statements';
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
+import { VPC_MANAGED_POLICY_ACKNOWLEDGEMENTS } from './house-function';
 import { ruleInbox } from './key-guard';
 import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 import {
@@ -237,12 +238,8 @@ export class Backups extends Construct {
       onFailure: new destinations.SqsDestination(this.deadLetterQueue),
     });
     for (const statement of runner.statements) fn.addToRolePolicy(statement);
-    const managedPolicyReason = 'AWS-maintained minimum for a VPC function: log writes and the management of its own network interfaces.';
     Validations.of(fn).acknowledge(
-      ...['AWSLambdaBasicExecutionRole', 'AWSLambdaVPCAccessExecutionRole'].map((policy) => ({
-        id: `AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/${policy}]`,
-        reason: managedPolicyReason,
-      })),
+      ...VPC_MANAGED_POLICY_ACKNOWLEDGEMENTS,
       ...wildcardFindings(stack, runner.statements).map(({ finding, reason }) => ({ id: `AwsSolutions-IAM5[${finding}]`, reason })),
       {
         id: 'AwsSolutions-IAM5[Resource::*]',

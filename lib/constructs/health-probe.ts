@@ -12,7 +12,7 @@ import type { ProbeEnvironment } from '../../lambdas/detection/settings';
 import { metricsNamespace } from '../../lambdas/shared/constants';
 import { decryptSecretStatement, grantSecretValueRead } from './database-statements';
 import { deadLetterQueue } from './dead-letters';
-import { HouseFunction } from './house-function';
+import { HouseFunction, VPC_MANAGED_POLICY_ACKNOWLEDGEMENTS } from './house-function';
 import { KillswitchParameter } from './killswitch-parameter';
 import { nagRender } from '../nag';
 
@@ -160,10 +160,7 @@ export class HealthProbe extends Construct {
       reason: 'Granted by the LambdaInvoke schedule target: invoke the probe function and its versions, nothing else.',
     });
     Validations.of(this.function).acknowledge(
-      ...['AWSLambdaBasicExecutionRole', 'AWSLambdaVPCAccessExecutionRole'].map((policy) => ({
-        id: `AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/${policy}]`,
-        reason: 'AWS-maintained minimum for a VPC function: log writes and the management of its own network interfaces.',
-      })),
+      ...VPC_MANAGED_POLICY_ACKNOWLEDGEMENTS,
       { id: 'AwsSolutions-IAM5[Resource::*]', reason: 'X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) have no resource-level permissions.' },
       { id: 'AwsSolutions-L1', reason: 'Node.js 22 is the house runtime: the CLI, the tests and the bench run the same code on Node 22.' },
       { id: 'Serverless-LambdaLatestVersion', reason: 'Node.js 22 is the house runtime: the CLI, the tests and the bench run the same code on Node 22.' },

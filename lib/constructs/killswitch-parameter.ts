@@ -66,7 +66,8 @@ export class KillswitchParameter extends Construct {
       Validations.of(provider).acknowledge(
         {
           id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
-          reason: "CDK's AwsCustomResource provider uses AWSLambdaBasicExecutionRole for its own logs only.",
+          reason:
+            "CDK's own AwsCustomResource provider (not this repository's code) gets AWSLambdaBasicExecutionRole: logs:CreateLogGroup, CreateLogStream, PutLogEvents on *, so it could write into any log group. Accepted: it runs only CDK's provider code, only when CloudFormation invokes it during a deploy of this stack, and nothing else can invoke it.",
         },
         { id: 'Serverless-LambdaTracing', reason: 'Deploy-time provider of one idempotent PutParameter call: its log group is enough.' },
         {

@@ -13,7 +13,7 @@ import { COPY_BUSY_ERROR, LOGIN_REFUSED_ERROR, PASSWORD_RESET_MAX_SECONDS, RECOV
 import { metricsNamespace } from '../../lambdas/shared/constants';
 import { nagRender } from '../nag';
 import { decryptSecretStatement, restoreEncryptedStorageStatement } from './database-statements';
-import { HouseFunction } from './house-function';
+import { HouseFunction, VPC_MANAGED_POLICY_ACKNOWLEDGEMENTS } from './house-function';
 import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 
 /** Output key (and CLI deployed name) of the workflow's ARN. */
@@ -199,10 +199,7 @@ export class Recovery extends Construct {
     const render = (value: string) => nagRender(stack, value);
     const wildcardResources = [...new Set(statements.flatMap((s) => s.resources).filter((arn) => render(arn).includes('*')))];
     Validations.of(fn).acknowledge(
-      ...['AWSLambdaBasicExecutionRole', 'AWSLambdaVPCAccessExecutionRole'].map((policy) => ({
-        id: `AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/${policy}]`,
-        reason: 'AWS-maintained minimum for a VPC function: log writes and the management of its own network interfaces.',
-      })),
+      ...VPC_MANAGED_POLICY_ACKNOWLEDGEMENTS,
       { id: 'AwsSolutions-IAM5[Resource::*]', reason: 'X-Ray, cloudwatch:PutMetricData (limited to the environment\'s AtmrDr/<env> namespace by condition) and the VPC network interface actions have no resource-level permissions.' },
       ...wildcardResources
         .filter((arn) => render(arn) !== '*')

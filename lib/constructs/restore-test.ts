@@ -13,6 +13,7 @@ import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { connectWithIamAuthStatement, decryptSecretStatement, restoreEncryptedStorageStatement } from './database-statements';
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
+import { VPC_MANAGED_POLICY_ACKNOWLEDGEMENTS } from './house-function';
 import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 import { BACKUP_RUNNER_SERVICE, RUNNER_METRICS } from '../../lambdas/backup/runner-contract';
 import { RESTORE_TEST_ENV, RESTORE_TEST_METRICS, RESTORE_TEST_SERVICE, EXECUTION_TAG, TEMPORARY_INSTANCE_TRANSIENT_ERROR, temporaryInstanceIdentifier } from '../../lambdas/restore/contract';
@@ -293,10 +294,7 @@ export class RestoreTest extends Construct {
 
     const render = (value: string) => nagRender(stack, value);
     Validations.of(this.function).acknowledge(
-      ...['AWSLambdaBasicExecutionRole', 'AWSLambdaVPCAccessExecutionRole'].map((policy) => ({
-        id: `AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/${policy}]`,
-        reason: 'AWS-maintained minimum for a VPC function: log writes and the management of its own network interfaces.',
-      })),
+      ...VPC_MANAGED_POLICY_ACKNOWLEDGEMENTS,
       ...readable
         .filter((arn) => render(arn).includes('*'))
         .map((arn) => ({

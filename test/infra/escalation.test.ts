@@ -400,10 +400,19 @@ describe('escalation subscriptions check (a paging level that reaches nobody pag
       expect.objectContaining({ Effect: 'Allow', Action: 'sns:ListSubscriptionsByTopic', Resource: expect.arrayContaining(levelTopics) }),
     ]);
     expect(statements.find((s) => s.Action === 'sns:ListSubscriptionsByTopic')?.Resource).toHaveLength(levelTopics.length);
-    // Besides X-Ray (no resource-level permissions) and its failed runs to the escalation dead-letter
-    // queue (that queue only): nothing. Its metric goes out as EMF in its logs.
+    // Besides X-Ray (no resource-level permissions), its own log group and its failed runs to the
+    // escalation dead-letter queue (that queue only): nothing. Its metric goes out as EMF in its logs.
     const others = statements.filter((s) => !JSON.stringify(s.Action).includes('sns:'));
-    expect(others.flatMap((s) => [s.Action].flat()).sort()).toEqual(['sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:SendMessage', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments']);
+    expect(others.flatMap((s) => [s.Action].flat()).sort()).toEqual([
+      'logs:CreateLogStream',
+      'logs:PutLogEvents',
+      'sqs:GetQueueAttributes',
+      'sqs:GetQueueUrl',
+      'sqs:SendMessage',
+      'xray:PutTelemetryRecords',
+      'xray:PutTraceSegments',
+    ]);
+    expect(others.filter((s) => JSON.stringify(s.Action).includes('logs:')).map((s) => s.Resource)).toEqual([{ 'Fn::GetAtt': [expect.stringMatching(/^EscalationSubscriptionsCheckLogs/), 'Arn'] }]);
     expect(others.filter((s) => JSON.stringify(s.Action).includes('sqs:')).map((s) => s.Resource)).toEqual([{ 'Fn::GetAtt': [expect.stringMatching(/^EscalationDeadLetters/), 'Arn'] }]);
   });
 

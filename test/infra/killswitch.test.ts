@@ -283,7 +283,7 @@ describe('killswitch edge maintenance responder (Retry-After at the ALB)', () =>
     expect(responder.Timeout).toBeLessThanOrEqual(10);
   });
 
-  it("lets the responder read the killswitch parameter and nothing else (besides X-Ray)", () => {
+  it("lets the responder read the killswitch parameter and nothing else (besides X-Ray and its own log group)", () => {
     const policy = Object.entries(ops.Resources).find(
       ([id, r]) => r.Type === 'AWS::IAM::Policy' && id.startsWith('KillswitchMaintenanceResponderFunctionServiceRoleDefaultPolicy'),
     )?.[1] as Json;
@@ -292,6 +292,7 @@ describe('killswitch edge maintenance responder (Retry-After at the ALB)', () =>
     );
 
     expect(statements.map((s) => ({ actions: asArray(s.Action), resources: asArray(s.Resource).map(renderCfn) }))).toEqual([
+      { actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [expect.stringMatching(/^<KillswitchMaintenanceResponderLogs[0-9A-F]+\.Arn>$/)] },
       { actions: ['ssm:GetParameter'], resources: [expect.stringMatching(new RegExp(`${PARAMETER_ARN_SUFFIX}$`))] },
     ]);
   });
