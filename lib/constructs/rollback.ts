@@ -17,7 +17,7 @@ import { BACKOUT_SETTINGS_ENV, BackoutSettings, pinParameterPrefix } from '../..
 import { lkgKey, rollbackKey } from '../../lambdas/backout/state';
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
 import { urlPort } from './health-probe';
-import { HouseFunction, retryWhenThrottled } from './house-function';
+import { HouseFunction, retryWhenThrottled, VPC_MANAGED_POLICY_ACKNOWLEDGEMENTS } from './house-function';
 import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 import { nagRender } from '../nag';
 
@@ -529,10 +529,7 @@ export class Rollback extends Construct {
   private acknowledge(stack: Stack, arns: { tasksOfCluster: string; snapshotArns: string; familyArns: string[]; apiFamily: string }, autoDowngrade: boolean): void {
     const render = (value: string) => nagRender(stack, value);
     Validations.of(this.steps).acknowledge(
-      ...['AWSLambdaBasicExecutionRole', 'AWSLambdaVPCAccessExecutionRole'].map((policy) => ({
-        id: `AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/${policy}]`,
-        reason: 'AWS-maintained minimum for a VPC function: log writes and the management of its own network interfaces.',
-      })),
+      ...VPC_MANAGED_POLICY_ACKNOWLEDGEMENTS,
       {
         id: 'AwsSolutions-IAM5[Resource::*]',
         reason:
