@@ -226,6 +226,7 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
     const others = plan.underway.replacing.join(', ') || 'the release it replaced';
     ctx.print(`  a deployment of ${plan.underway.taskDefinitionArn} is in progress (started ${plan.underway.createdAt ?? 'unknown time'}) beside ${others}: this rollback replaces both, and its pin names ${plan.underway.taskDefinitionArn} as the release not to deploy again`);
   }
+  if (plan.retagged) ctx.print(`  ${plan.retagged}: the rollback registers a copy of it pinned to the last known good's digests`);
   if (plan.downgradeCommand) {
     ctx.print(`  the schema stays at ${plan.current.alembicHead} (the target expects Alembic ${plan.target.alembicHead}): this command does not touch it; downgrade it with: ${plan.downgradeCommand}`);
   }

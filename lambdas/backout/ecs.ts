@@ -126,7 +126,7 @@ export function imageRepository(image: string): string {
   return colon > name.lastIndexOf('/') ? name.slice(0, colon) : name;
 }
 
-const isDigestReference = (image: string) => /@sha256:[0-9a-f]+$/i.test(image);
+export const isDigestReference = (image: string) => /@sha256:[0-9a-f]+$/i.test(image);
 
 export type ImagePin =
   /** A new revision of the family, its tag-named images replaced by the recorded digests (`unpinned`: those with no single digest recorded). */

@@ -14,7 +14,7 @@ import { readKillswitch } from '../killswitch/core';
 import { effectiveMode } from '../killswitch/value';
 import { EVENT_SOURCE } from '../shared/constants';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
-import { assertFamily, currentTaskDefinition, deploymentStatus, deploymentUnderway, describeRelease, describeService, pinToRecordedDigests, ReleaseInfo, stoppedTasksSince, taskDefinitionFamily, UnderwayDeployment, underwayLine, updateServiceTo } from './ecs';
+import { assertFamily, currentTaskDefinition, deploymentStatus, deploymentUnderway, describeRelease, describeService, imageRepository, isDigestReference, pinToRecordedDigests, ReleaseInfo, runningImageDigests, stoppedTasksSince, taskDefinitionFamily, UnderwayDeployment, underwayLine, updateServiceTo } from './ecs';
 import { addRollbackMetrics, RollbackMetric, rollbackMetrics } from './metrics';
 import {
   alembicCurrentCommandLine,
@@ -110,6 +110,8 @@ export interface RollbackState {
   readonly lockHeld: boolean;
   readonly from: ReleaseInfo | null;
   readonly to: { readonly taskDefinitionArn: string; readonly images: readonly string[]; readonly alembicHead: string | null } | null;
+  /** The target's own revision runs, with other images than its bake recorded (retaggedRelease): what the report says of it. */
+  readonly retagged?: string;
   readonly downgrade: {
     /** The releases declare different Alembic heads. */
     readonly needed: boolean;
@@ -236,10 +238,11 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     assertFamily(service, lkg.taskDefinitionArn);
     to = { taskDefinitionArn: lkg.taskDefinitionArn, images: lkg.images, alembicHead: lkg.alembicHead };
   }
-  state = { ...state, to };
+  const retagged = to.taskDefinitionArn === currentArn ? await retaggedRelease(deps, settings, serviceName, currentArn) : null;
+  state = { ...state, to, ...(retagged && { retagged }) };
   // A copy of the target pinned to its digests (rollOut) is that release: an alarm on it must not
   // roll it back to itself again, once per cooldown, registering a new copy each time.
-  if (to.taskDefinitionArn === currentArn || from.pinnedFrom === to.taskDefinitionArn) {
+  if (!retagged && (to.taskDefinitionArn === currentArn || from.pinnedFrom === to.taskDefinitionArn)) {
     // A second backout alarm during a rollback (NoHealthyHosts while the ErrorRate alarm's rollback
     // replaces the tasks) finds the last known good already primary because of that rollback, not
     // because a rollback cannot help: it ends quietly, like any run that finds the lock held.
@@ -492,6 +495,29 @@ export async function rollOut(deps: BackoutDeps, settings: BackoutSettings, inpu
 }
 
 /**
+ * A release deployed under the last known good's own revision (update-service --force-new-deployment,
+ * or a new deployment of that revision, after the tag it names was moved to another build) is not
+ * the last known good: its tasks pulled other digests than those the bake recorded. A rollback to
+ * the last known good then helps, the rollout pinning it to the recorded digests (pinImages); the
+ * pinned copy then runs the recorded digests, so an alarm on it still finds "a rollback cannot help".
+ * Null (the ARN says what runs) when the target is not the recorded release, or when either side's
+ * digests are unknown: none recorded, or none reported by the running tasks.
+ */
+async function retaggedRelease(deps: Pick<BackoutDeps, 'ecs' | 'doc'>, settings: BackoutSettings, serviceName: string, taskDefinitionArn: string): Promise<string | null> {
+  const lkg = await latestLastKnownGood(deps.doc, settings.tableName, serviceName);
+  if (lkg?.taskDefinitionArn !== taskDefinitionArn) return null;
+  const recorded = lkg.images.filter(isDigestReference);
+  if (!recorded.length) return null;
+  const running = await runningImageDigests(deps.ecs, settings, serviceName, taskDefinitionArn);
+  // Only a repository with a recorded digest can show a moved tag: of another, what ran is unknown.
+  const sameRepository = (a: string) => (b: string) => imageRepository(a) === imageRepository(b);
+  const moved = running.filter((digest) => !recorded.includes(digest) && recorded.some(sameRepository(digest)));
+  if (!moved.length) return null;
+  const ran = recorded.filter((digest) => moved.some(sameRepository(digest)));
+  return `the running tasks of ${taskDefinitionArn} run ${moved.join(', ')} while its last known good ran ${ran.join(', ')}`;
+}
+
+/**
  * The target's images as the last known good ran them (pinToRecordedDigests): `to` becomes the
  * pinned revision, which the steady wait, the checks, the pin and the history then name. Pinning
  * that fails (RegisterTaskDefinition refused) does not stop the rollback: the recorded revision
@@ -500,6 +526,8 @@ export async function rollOut(deps: BackoutDeps, settings: BackoutSettings, inpu
 async function pinImages(deps: BackoutDeps, settings: BackoutSettings, state: RollbackState): Promise<{ state: RollbackState; images?: NonNullable<RollbackState['rollout']>['images'] }> {
   const to = state.to as NonNullable<RollbackState['to']>;
   const mayDiffer = `ECS pulls what the tags name now, which may not be the image that ran (name images by digest or by immutable tags)`;
+  // The last known good's own revision ran another image (retaggedRelease): the copy is the rollback.
+  const retaggedPrefix = state.retagged ? `${state.retagged}: ` : '';
   try {
     // The CLI names its target (--to, or the last known good it showed): the digests are the record's
     // when the target is the last known good, whichever way it was named.
@@ -507,18 +535,18 @@ async function pinImages(deps: BackoutDeps, settings: BackoutSettings, state: Ro
     const pinned = await pinToRecordedDigests(deps.ecs, to.taskDefinitionArn, lkg?.taskDefinitionArn === to.taskDefinitionArn ? lkg.images : to.images);
     if (pinned.kind === 'by-digest') return { state };
     if (pinned.kind === 'no-digests') {
-      return { state, images: { line: `Warning: ${to.taskDefinitionArn} names ${pinned.tagged.join(', ')} by tag and no digest of them is recorded: ${mayDiffer}` } };
+      return { state, images: { line: `${retaggedPrefix}Warning: ${to.taskDefinitionArn} names ${pinned.tagged.join(', ')} by tag and no digest of them is recorded: ${mayDiffer}` } };
     }
     const revision = pinned.taskDefinitionArn.split('/').pop();
     const partly = pinned.unpinned.length ? `; ${pinned.unpinned.join(', ')} left by tag (no single digest recorded): ${mayDiffer}` : '';
     deps.logger.info('rollback target pinned to the recorded digests', { service: state.service, from: to.taskDefinitionArn, pinned: pinned.taskDefinitionArn });
     return {
       state: { ...state, to: { ...to, taskDefinitionArn: pinned.taskDefinitionArn, images: pinned.images } },
-      images: { pinnedFrom: to.taskDefinitionArn, line: `Pinned ${revision} to the digests the last known good ran (${taskDefinitionFamily(to.taskDefinitionArn)}:${to.taskDefinitionArn.split(':').pop()} names its images by tag)${partly}` },
+      images: { pinnedFrom: to.taskDefinitionArn, line: `${retaggedPrefix && `${retaggedPrefix}rolled back to a copy pinned to the last known good's digests; `}Pinned ${revision} to the digests the last known good ran (${taskDefinitionFamily(to.taskDefinitionArn)}:${to.taskDefinitionArn.split(':').pop()} names its images by tag)${partly}` },
     };
   } catch (error) {
     deps.logger.error('rollback target not pinned to its digests', { service: state.service, error: namedLine(error) });
-    return { state, images: { line: `Warning: could not pin ${to.taskDefinitionArn} to the recorded digests (${namedLine(error)}): rolled back to it as it is; ${mayDiffer}` } };
+    return { state, images: { line: `${retaggedPrefix}Warning: could not pin ${to.taskDefinitionArn} to the recorded digests (${namedLine(error)}): rolled back to it as it is; ${mayDiffer}` } };
   }
 }
 
@@ -826,6 +854,8 @@ export interface RollbackPlan {
   readonly downgradeCommand: string | null;
   /** A deployment ECS still rolls out beside another release than the target (only with --to: without it the plan is refused). */
   readonly underway: UnderwayDeployment | null;
+  /** The target's own revision runs other images than its bake recorded (retaggedRelease): why a rollback to it helps. */
+  readonly retagged: string | null;
 }
 
 /**
@@ -859,7 +889,8 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc'>, setti
   if (underway && !targetOverride) {
     throw new OperatorError(`backout: ${underwayLine(serviceName, underway, target.taskDefinitionArn)} (a rollback replaces ${underway.taskDefinitionArn} and pins it as the bad release: --to says you chose it)`, 2);
   }
-  if (target.taskDefinitionArn === current.taskDefinitionArn || current.pinnedFrom === target.taskDefinitionArn) {
+  const retagged = target.taskDefinitionArn === current.taskDefinitionArn ? await retaggedRelease(deps, settings, serviceName, current.taskDefinitionArn) : null;
+  if (!retagged && (target.taskDefinitionArn === current.taskDefinitionArn || current.pinnedFrom === target.taskDefinitionArn)) {
     const copy = current.pinnedFrom === target.taskDefinitionArn ? ` (a copy of ${target.taskDefinitionArn} pinned to its digests)` : '';
     const before = targetOverride ? null : await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, target.taskDefinitionArn);
     if (before) throw new OperatorError(`backout: ${wentBadAfterBake(serviceName, current.taskDefinitionArn, before)}: pass --to ${before.taskDefinitionArn}`, 2);
@@ -873,6 +904,7 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc'>, setti
     fromLastKnownGood: !targetOverride,
     downgradeCommand: needsDowngrade ? downgradeCommandLine(target.alembicHead as string, current.taskDefinitionArn) : null,
     underway,
+    retagged,
   };
 }
 

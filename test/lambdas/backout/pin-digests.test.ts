@@ -199,3 +199,77 @@ describe('image repositories', () => {
     expect(await runningImageDigests(backoutDeps(suite.dynamo.doc).ecs, settings(), 'atmr-api', GOOD)).toEqual(['registry.internal:5000/atmr/backend@sha256:abcd']);
   });
 });
+
+describe('the last known good\'s own revision deployed again after its tag moved (force-new-deployment of :latest)', () => {
+  const MOVED = `${BACKEND_REPOSITORY}@sha256:bbbb`;
+  const RECORDED = [DIGEST, SIDECAR];
+  /** The running tasks of `taskDefinition` and the digests they pulled (`api`: the API container's, none when ECS reported none). */
+  function arrangeRunning(taskDefinition: string, api: string | undefined): void {
+    mocks.ecs.on(DescribeServicesCommand).resolves(service(taskDefinition));
+    mocks.ecs.on(ListTasksCommand).resolves({ taskArns: ['t1', 't2'] });
+    const containers = [
+      { name: 'api', image: `${BACKEND_REPOSITORY}:latest`, ...(api && { imageDigest: api }) },
+      { name: 'otel', image: SIDECAR, imageDigest: 'sha256:cccc' },
+    ];
+    mocks.ecs.on(DescribeTasksCommand).resolves({ tasks: ['t1', 't2'].map((taskArn) => ({ taskArn, taskDefinitionArn: taskDefinition, containers })) });
+  }
+  /** GOOD's tasks running the API image `api` (arrangeRunning), its record holding `images`: the table. */
+  async function goodRunning(api: string | undefined, images: string[]): Promise<string> {
+    arrangeTaggedReleases();
+    arrangeRunning(GOOD, api);
+    const tableName = await suite.dynamo.freshTable();
+    await seedLkg(suite.dynamo.doc, lkg({ images }), tableName);
+    return tableName;
+  }
+  const CANNOT_HELP = `atmr-api already runs ${GOOD}, the rollback target: a rollback cannot help, investigate by hand`;
+  const SAID = `the running tasks of ${GOOD} run ${MOVED} while its last known good ran ${DIGEST}: rolled back to a copy pinned to the last known good's digests`;
+
+  it('rolls back to a copy pinned to the recorded digests, claims and pins the running revision, says why; an alarm on the copy then pages (no loop)', async () => {
+    const tableName = await goodRunning('sha256:bbbb', RECORDED);
+    const deps = backoutDeps(suite.dynamo.doc);
+    const guarded = await guards(deps, settings({ tableName }), alarmInput());
+    expect(guarded).toMatchObject({ decision: 'proceed', from: { taskDefinitionArn: GOOD } });
+    const state = await rollOut(deps, settings({ tableName }), guarded);
+    expect(mocks.ecs.commandCalls(RegisterTaskDefinitionCommand)[0].args[0].input.containerDefinitions?.map((c) => c.image)).toEqual([DIGEST, SIDECAR]);
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)[0].args[0].input.taskDefinition).toBe(PINNED);
+    expect(JSON.parse(mocks.ssm.commandCalls(PutParameterCommand)[0].args[0].input.Value as string)).toMatchObject({ pinnedTaskDefinition: PINNED, rolledBackFrom: GOOD });
+    await report(deps, settings({ tableName }), state);
+    expect(messageOf()).toContain(`${SAID}; Pinned atmr-api:90 to the digests the last known good ran`);
+
+    // The pinned copy runs the recorded digests: the next alarm (after the cooldown) pages, it does not pin again.
+    arrangeRunning(PINNED, 'sha256:aaaa');
+    const later = await guards(backoutDeps(suite.dynamo.doc, () => new Date('2026-06-01T11:00:00.000Z')), settings({ tableName }), alarmInput());
+    expect(later).toMatchObject({ decision: 'notify', page: true, reason: `atmr-api already runs ${PINNED} (a copy of ${GOOD} pinned to its digests), the rollback target: a rollback cannot help, investigate by hand` });
+    expect(mocks.ecs.commandCalls(RegisterTaskDefinitionCommand)).toHaveLength(1);
+  });
+
+  it('pages as before when the running tasks pulled the recorded digests (the last known good itself runs)', async () => {
+    const tableName = await goodRunning('sha256:aaaa', RECORDED);
+    const state = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
+    expect(state).toMatchObject({ decision: 'notify', page: true, reason: CANNOT_HELP });
+    expect(state.retagged).toBeUndefined();
+    await expect(planRollback(backoutDeps(suite.dynamo.doc), settings({ tableName }), 'atmr-api')).rejects.toThrow(`backout: atmr-api already runs ${GOOD}: nothing to roll back`);
+  });
+
+  it.each([
+    ['no digest was recorded', [`${BACKEND_REPOSITORY}:latest`], 'sha256:bbbb'],
+    ['the running tasks reported none', RECORDED, undefined],
+  ])('pages as before when the digests are unknown: %s', async (_why, images, running) => {
+    const tableName = await goodRunning(running, images);
+    expect(await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput())).toMatchObject({ decision: 'notify', page: true, reason: CANNOT_HELP });
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+  });
+
+  it('rollback service plans the same rollback, saying why, and the manual run pins it', async () => {
+    const tableName = await goodRunning('sha256:bbbb', RECORDED);
+    const deps = backoutDeps(suite.dynamo.doc);
+    const plan = await planRollback(deps, settings({ tableName }), 'atmr-api');
+    expect(plan).toMatchObject({ current: { taskDefinitionArn: GOOD }, target: { taskDefinitionArn: GOOD }, retagged: `the running tasks of ${GOOD} run ${MOVED} while its last known good ran ${DIGEST}` });
+    // The CLI names its target (the plan's) to the guards.
+    const guarded = await guards(deps, settings({ tableName }), { service: 'atmr-api', manual: { actor: 'alice', targetTaskDefinition: plan.target.taskDefinitionArn } });
+    expect(guarded.decision).toBe('proceed');
+    const state = await rollOut(deps, settings({ tableName }), guarded);
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)[0].args[0].input.taskDefinition).toBe(PINNED);
+    expect(state.rollout?.images?.line).toMatch(new RegExp(`^${SAID.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}; Pinned atmr-api:90`));
+  });
+});
