@@ -478,8 +478,12 @@ export async function finishDowngradeStep(deps: BackoutDeps, settings: BackoutSe
  */
 export async function rollOut(deps: BackoutDeps, settings: BackoutSettings, input: RollbackState): Promise<RollbackState> {
   const now = nowOf(deps);
-  const { state, images } = await pinImages(deps, settings, input);
+  const { state, images, unpinned } = await pinImages(deps, settings, input);
   const to = state.to as NonNullable<RollbackState['to']>;
+  // The target's own revision runs (retaggedRelease): without the pinned copy, UpdateService names
+  // the revision that runs, ECS starts nothing, the steady wait finds it steady at once and the
+  // report would say "rolled back" while the moved tag's image keeps serving. Nothing is sent.
+  if (state.retagged && unpinned) throw new OperatorError(notPinnedLine(state, unpinned), 1);
   const { deploymentId } = await updateServiceTo(deps.ecs, settings, state.service, to.taskDefinitionArn);
   const pin = pinParameterName(settings, state.service);
   const started = { startedAt: now.toISOString(), deploymentId, pin, ...(images && { images }) };
@@ -523,7 +527,19 @@ async function retaggedRelease(deps: Pick<BackoutDeps, 'ecs' | 'doc'>, settings:
  * that fails (RegisterTaskDefinition refused) does not stop the rollback: the recorded revision
  * often still names the good image (a tag that did not move), and the report says the doubt.
  */
-async function pinImages(deps: BackoutDeps, settings: BackoutSettings, state: RollbackState): Promise<{ state: RollbackState; images?: NonNullable<RollbackState['rollout']>['images'] }> {
+/** The end of a rollback whose target's own revision runs (retagged) and which got no pinned copy: why, and what a human does. */
+function notPinnedLine(state: RollbackState, why: string): string {
+  // Short: the report keeps 500 characters of an error, and the To line already lists the digests.
+  const to = state.to?.taskDefinitionArn as string;
+  return `the tag moved (the running tasks of ${to} pulled other digests than its last known good), the pinned copy could not be registered (${why}): nothing rolled back; by hand: register a revision of ${taskDefinitionFamily(to)} naming the digests of the To line and run "npx atmr-dr rollback service --service ${state.service} --to <that revision>"`;
+}
+
+/** `unpinned`: why no pinned copy was registered, when the target names some image by tag (or, retagged, at all). */
+async function pinImages(
+  deps: BackoutDeps,
+  settings: BackoutSettings,
+  state: RollbackState,
+): Promise<{ state: RollbackState; images?: NonNullable<RollbackState['rollout']>['images']; unpinned?: string }> {
   const to = state.to as NonNullable<RollbackState['to']>;
   const mayDiffer = `ECS pulls what the tags name now, which may not be the image that ran (name images by digest or by immutable tags)`;
   // The last known good's own revision ran another image (retaggedRelease): the copy is the rollback.
@@ -533,9 +549,13 @@ async function pinImages(deps: BackoutDeps, settings: BackoutSettings, state: Ro
     // when the target is the last known good, whichever way it was named.
     const lkg = await latestLastKnownGood(deps.doc, settings.tableName, state.service);
     const pinned = await pinToRecordedDigests(deps.ecs, to.taskDefinitionArn, lkg?.taskDefinitionArn === to.taskDefinitionArn ? lkg.images : to.images);
-    if (pinned.kind === 'by-digest') return { state };
+    if (pinned.kind === 'by-digest') return { state, unpinned: `${to.taskDefinitionArn} names its images by digest` };
     if (pinned.kind === 'no-digests') {
-      return { state, images: { line: `${retaggedPrefix}Warning: ${to.taskDefinitionArn} names ${pinned.tagged.join(', ')} by tag and no digest of them is recorded: ${mayDiffer}` } };
+      return {
+        state,
+        images: { line: `Warning: ${to.taskDefinitionArn} names ${pinned.tagged.join(', ')} by tag and no digest of them is recorded: ${mayDiffer}` },
+        unpinned: `no single recorded digest for ${pinned.tagged.join(', ')}`,
+      };
     }
     const revision = pinned.taskDefinitionArn.split('/').pop();
     const partly = pinned.unpinned.length ? `; ${pinned.unpinned.join(', ')} left by tag (no single digest recorded): ${mayDiffer}` : '';
@@ -546,7 +566,7 @@ async function pinImages(deps: BackoutDeps, settings: BackoutSettings, state: Ro
     };
   } catch (error) {
     deps.logger.error('rollback target not pinned to its digests', { service: state.service, error: namedLine(error) });
-    return { state, images: { line: `${retaggedPrefix}Warning: could not pin ${to.taskDefinitionArn} to the recorded digests (${namedLine(error)}): rolled back to it as it is; ${mayDiffer}` } };
+    return { state, images: { line: `Warning: could not pin ${to.taskDefinitionArn} to the recorded digests (${namedLine(error)}): rolled back to it as it is; ${mayDiffer}` }, unpinned: namedLine(error) };
   }
 }
 

@@ -260,6 +260,27 @@ describe('the last known good\'s own revision deployed again after its tag moved
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
   });
 
+  it.each([
+    ['ECS refuses the registration', RECORDED, 'AccessDeniedException: not authorized to perform: iam:PassRole'],
+    ['the record holds two digests of the repository', [DIGEST, `${BACKEND_REPOSITORY}@sha256:dddd`, SIDECAR], `no single recorded digest for ${BACKEND_REPOSITORY}:latest`],
+  ])('rolls nothing out when the pinned copy cannot be made (%s): the same revision would be a no-op reported as a rollback', async (_why, images, why) => {
+    const tableName = await goodRunning('sha256:bbbb', images);
+    mocks.ecs.on(RegisterTaskDefinitionCommand).rejects(Object.assign(new Error('not authorized to perform: iam:PassRole'), { name: 'AccessDeniedException' }));
+    const deps = backoutDeps(suite.dynamo.doc);
+    const guarded = await guards(deps, settings({ tableName }), alarmInput());
+    expect(guarded).toMatchObject({ decision: 'proceed', retagged: expect.any(String) });
+    const said = `the tag moved (the running tasks of ${GOOD} pulled other digests than its last known good), the pinned copy could not be registered (${why}): nothing rolled back; by hand: register a revision of atmr-api naming the digests of the To line and run "npx atmr-dr rollback service --service atmr-api --to <that revision>"`;
+    const error = await rollOut(deps, settings({ tableName }), guarded).then(() => null, (e: Error) => e);
+    expect(error?.message).toBe(said);
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+    expect(mocks.ssm.commandCalls(PutParameterCommand)).toHaveLength(0);
+    // The workflow's Catch hands the error to the report: a page that nothing was rolled back.
+    const told = await report(deps, settings({ tableName }), { ...guarded, error: { Error: error?.name, Cause: error?.message } });
+    expect(told).toMatchObject({ outcome: 'error', page: true });
+    expect(messageOf()).toContain('backout stopped on an error before changing the service');
+    expect(messageOf()).toContain(`Error: OperatorError: ${said}`);
+  });
+
   it('rollback service plans the same rollback, saying why, and the manual run pins it', async () => {
     const tableName = await goodRunning('sha256:bbbb', RECORDED);
     const deps = backoutDeps(suite.dynamo.doc);
