@@ -95,6 +95,14 @@ export async function latestLastKnownGood(doc: DynamoDBDocumentClient, table: st
 }
 
 /**
+ * The newest record of `taskDefinitionArn` as a last known good, if it was one (of the newest 100: a
+ * year of releases at two a week): the digests a rollback to an earlier last known good pins to.
+ */
+export async function lastKnownGoodOf(doc: DynamoDBDocumentClient, table: string, service: string, taskDefinitionArn: string): Promise<LastKnownGood | null> {
+  return (await lastKnownGoodHistory(doc, table, service, 100)).find((record) => record.taskDefinitionArn === taskDefinitionArn) ?? null;
+}
+
+/**
  * The newest last known good other than `taskDefinitionArn`: what to offer when the newest one is
  * what runs and went bad after its bake (a leak that shows after the bake time). Never a target by
  * itself: the release was replaced by one that baked, and only a human knows why.

@@ -39,6 +39,7 @@ import {
   cooldownUntil,
   LastKnownGood,
   lastKnownGoodBefore,
+  lastKnownGoodOf,
   latestLastKnownGood,
   LockHolder,
   LockRecord,
@@ -546,9 +547,10 @@ async function pinImages(
   const retaggedPrefix = state.retagged ? `${state.retagged}: ` : '';
   try {
     // The CLI names its target (--to, or the last known good it showed): the digests are the record's
-    // when the target is the last known good, whichever way it was named.
-    const lkg = await latestLastKnownGood(deps.doc, settings.tableName, state.service);
-    const pinned = await pinToRecordedDigests(deps.ecs, to.taskDefinitionArn, lkg?.taskDefinitionArn === to.taskDefinitionArn ? lkg.images : to.images);
+    // when the target was a last known good, whichever way it was named, the newest or an earlier
+    // one (the "last known good before it" a page names).
+    const record = await lastKnownGoodOf(deps.doc, settings.tableName, state.service, to.taskDefinitionArn);
+    const pinned = await pinToRecordedDigests(deps.ecs, to.taskDefinitionArn, record?.images ?? to.images);
     if (pinned.kind === 'by-digest') return { state, unpinned: `${to.taskDefinitionArn} names its images by digest` };
     if (pinned.kind === 'no-digests') {
       return {

@@ -114,6 +114,28 @@ describe('a rollback target that names its images by tag', () => {
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)[0].args[0].input.taskDefinition).toBe(PINNED);
   });
 
+  it('pins a rollback by hand to an earlier last known good (the page\'s "before it") to that record\'s digests, not the newest one\'s', async () => {
+    arrangeTaggedReleases();
+    const OLDER = TD('atmr-api', 40);
+    const OLDER_DIGEST = `${BACKEND_REPOSITORY}@sha256:0000`;
+    const tableName = await suite.dynamo.freshTable();
+    await seedLkg(suite.dynamo.doc, lkg({ taskDefinitionArn: OLDER, images: [OLDER_DIGEST, SIDECAR], recordedAt: '2026-05-30T09:10:00.000Z' }), tableName);
+    await seedLkg(suite.dynamo.doc, lkg(), tableName);
+    mocks.ecs.on(DescribeServicesCommand).resolves(service(GOOD));
+    const deps = backoutDeps(suite.dynamo.doc);
+    // The newest last known good runs: the page names the one before it.
+    expect((await guards(deps, settings({ tableName }), alarmInput())).reason).toContain(`--to ${OLDER}`);
+    const guarded = await guards(deps, settings({ tableName }), { service: 'atmr-api', manual: { actor: 'alice', targetTaskDefinition: OLDER } });
+    expect(guarded.decision).toBe('proceed');
+    const state = await rollOut(deps, settings({ tableName }), guarded);
+    const registered = mocks.ecs.commandCalls(RegisterTaskDefinitionCommand);
+    expect(registered).toHaveLength(1);
+    expect(registered[0].args[0].input.containerDefinitions?.map((c) => c.image)).toEqual([OLDER_DIGEST, SIDECAR]);
+    expect(registered[0].args[0].input.tags).toContainEqual({ key: PINNED_FROM_TAG, value: OLDER });
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)[0].args[0].input.taskDefinition).toBe(PINNED);
+    expect(state.rollout?.images?.line).toContain('Pinned atmr-api:90 to the digests the last known good ran (atmr-api:40 names its images by tag)');
+  });
+
   it('does not register anything for a last known good that names its images by digest', async () => {
     // The fixtures' GOOD names the digest lkg() records.
     const { state, tableName } = await rolledOut();
