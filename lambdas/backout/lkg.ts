@@ -94,6 +94,8 @@ export async function recordAfterBake(deps: LkgDeps, settings: BackoutSettings, 
     deploymentId: primary.id ?? null,
     deployedAt: completedAt.toISOString(),
     recordedAt: now.toISOString(),
+    // A rollback's pinned copy that baked: the page's "last known good before it" must skip its original.
+    ...(release.pinnedFrom && { pinnedFrom: release.pinnedFrom }),
   };
   await putLastKnownGood(deps.doc, settings.tableName, record);
   deps.logger.info('last known good recorded', { ...record });

@@ -28,6 +28,8 @@ export interface LastKnownGood {
   /** When the deployment completed, and when the bake confirmed it. */
   readonly deployedAt: string;
   readonly recordedAt: string;
+  /** The revision this one is a copy of, pinned to its digests by a rollback (the same release under another ARN). */
+  readonly pinnedFrom?: string;
 }
 
 /**
@@ -103,12 +105,24 @@ export async function lastKnownGoodOf(doc: DynamoDBDocumentClient, table: string
 }
 
 /**
- * The newest last known good other than `taskDefinitionArn`: what to offer when the newest one is
+ * The newest last known good of another release than `taskDefinitionArn`: what to offer when the newest one is
  * what runs and went bad after its bake (a leak that shows after the bake time). Never a target by
  * itself: the release was replaced by one that baked, and only a human knows why.
+ * A copy pinned to its original's digests (pinnedFrom) is the same release under another ARN: the
+ * original of a copy that runs, or a copy of the revision that runs, would be refused as "already
+ * runs" if offered. `sameRelease`: more ARNs of it the caller knows (what runs, its pinned-from tag).
  */
-export async function lastKnownGoodBefore(doc: DynamoDBDocumentClient, table: string, service: string, taskDefinitionArn: string): Promise<LastKnownGood | null> {
-  return (await lastKnownGoodHistory(doc, table, service)).find((record) => record.taskDefinitionArn !== taskDefinitionArn) ?? null;
+export async function lastKnownGoodBefore(
+  doc: DynamoDBDocumentClient,
+  table: string,
+  service: string,
+  taskDefinitionArn: string,
+  sameRelease: readonly (string | undefined)[] = [],
+): Promise<LastKnownGood | null> {
+  const history = await lastKnownGoodHistory(doc, table, service);
+  const ownRecords = history.filter((record) => record.taskDefinitionArn === taskDefinitionArn);
+  const same = new Set([taskDefinitionArn, ...sameRelease, ...ownRecords.map((record) => record.pinnedFrom)].filter((arn): arn is string => Boolean(arn)));
+  return history.find((record) => !same.has(record.taskDefinitionArn) && !(record.pinnedFrom && same.has(record.pinnedFrom))) ?? null;
 }
 
 function stripKeys(item: Record<string, unknown>): Record<string, unknown> {

@@ -3,8 +3,9 @@ import { DescribeServicesCommand, DescribeTaskDefinitionCommand, DescribeTasksCo
 import { PublishCommand } from '@aws-sdk/client-sns';
 import { PutParameterCommand } from '@aws-sdk/client-ssm';
 import { imageRepository, PINNED_FROM_TAG, runningImageDigests } from '../../../lambdas/backout/ecs';
-import { checkSteady, guards, planRollback, report, RollbackState, rollOut } from '../../../lambdas/backout/workflow';
-import { alarmEvent, backoutDeps, backoutSuite, BACKEND_REPOSITORY, BAD, GOOD, lkg, metricData, seedLkg, service, settings, TD } from './fixtures';
+import { recordAfterBake } from '../../../lambdas/backout/lkg';
+import { backoutStatus, checkSteady, guards, planRollback, report, RollbackState, rollOut } from '../../../lambdas/backout/workflow';
+import { alarmEvent, backoutDeps, backoutSuite, BACKEND_REPOSITORY, BAD, deploymentCompletedEvent, GOOD, lkg, metricData, seedLkg, service, settings, TD } from './fixtures';
 
 const suite = backoutSuite();
 const { mocks } = suite;
@@ -314,5 +315,48 @@ describe('the last known good\'s own revision deployed again after its tag moved
     const state = await rollOut(deps, settings({ tableName }), guarded);
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)[0].args[0].input.taskDefinition).toBe(PINNED);
     expect(state.rollout?.images?.line).toMatch(new RegExp(`^${SAID.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}; Pinned atmr-api:90`));
+  });
+});
+
+describe('"the last known good before it" is another release than a pinned copy\'s own', () => {
+  const OLDER = TD('atmr-api', 40);
+  /** The history: OLDER, then GOOD, then `newer` records (newest last). */
+  async function history(...newer: Parameters<typeof lkg>[0][]): Promise<string> {
+    const tableName = await suite.dynamo.freshTable();
+    await seedLkg(suite.dynamo.doc, lkg({ taskDefinitionArn: OLDER, recordedAt: '2026-05-29T09:10:00.000Z' }), tableName);
+    await seedLkg(suite.dynamo.doc, lkg({ recordedAt: '2026-05-30T09:10:00.000Z' }), tableName);
+    for (const record of newer) await seedLkg(suite.dynamo.doc, lkg(record), tableName);
+    return tableName;
+  }
+  const wentBad = (current: string) =>
+    `atmr-api already runs ${current}, its newest last known good, so no automatic rollback; if it went bad after its bake, the last known good before it is ${OLDER} (recorded 2026-05-29T09:10:00.000Z)`;
+
+  it('the pinned copy recorded by its bake runs: the page and the plan name the release before its original, not the original', async () => {
+    arrangeTaggedReleases();
+    // Recorded before the bake kept pinnedFrom: the copy's pinned-from tag says which record is its original.
+    const tableName = await history({ taskDefinitionArn: PINNED, recordedAt: '2026-05-31T09:10:00.000Z' });
+    mocks.ecs.on(DescribeServicesCommand).resolves(service(PINNED));
+    const state = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
+    expect(state).toMatchObject({ decision: 'notify', page: true, reason: `${wentBad(PINNED)}: decide by hand: npx atmr-dr rollback service --service atmr-api --to ${OLDER}` });
+    await expect(planRollback(backoutDeps(suite.dynamo.doc), settings({ tableName }), 'atmr-api')).rejects.toThrow(`backout: ${wentBad(PINNED)}: pass --to ${OLDER}`);
+  });
+
+  it('the bake records the copy\'s original, and rollback status skips it', async () => {
+    arrangeTaggedReleases();
+    const tableName = await history();
+    mocks.ecs.on(DescribeServicesCommand).resolves(service(PINNED, { id: 'ecs-svc/1111' }));
+    const deps = backoutDeps(suite.dynamo.doc, undefined, () => Promise.resolve(new Response(null, { status: 200 })));
+    const outcome = await recordAfterBake(deps, settings({ tableName }), deploymentCompletedEvent());
+    expect(outcome).toMatchObject({ recorded: true, record: { taskDefinitionArn: PINNED, pinnedFrom: GOOD } });
+    const status = await backoutStatus(deps, settings({ tableName }), 'atmr-api');
+    expect(status.lastKnownGoodBefore?.taskDefinitionArn).toBe(OLDER);
+  });
+
+  it('a copy of the revision that runs is not offered either (the original baked again after its copy)', async () => {
+    arrangeTaggedReleases();
+    const tableName = await history({ taskDefinitionArn: PINNED, pinnedFrom: GOOD, recordedAt: '2026-05-31T09:10:00.000Z' }, { recordedAt: '2026-05-31T12:00:00.000Z' });
+    mocks.ecs.on(DescribeServicesCommand).resolves(service(GOOD));
+    const state = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
+    expect(state.reason).toBe(`${wentBad(GOOD)}: decide by hand: npx atmr-dr rollback service --service atmr-api --to ${OLDER}`);
   });
 });
