@@ -243,33 +243,25 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
   state = { ...state, to, ...(retagged && { retagged }) };
   // A copy of the target pinned to its digests (rollOut) is that release: an alarm on it must not
   // roll it back to itself again, once per cooldown, registering a new copy each time.
-  if (!retagged && (to.taskDefinitionArn === currentArn || from.pinnedFrom === to.taskDefinitionArn)) {
-    // A second backout alarm during a rollback (NoHealthyHosts while the ErrorRate alarm's rollback
-    // replaces the tasks) finds the last known good already primary because of that rollback, not
-    // because a rollback cannot help: it ends quietly, like any run that finds the lock held.
-    const lock = await readLock(deps.doc, settings.tableName, serviceName, now);
-    const isApi = serviceName === settings.api.serviceName;
-    const stale = lock && automatic && isApi && !concurrentAlarmRun(settings, lock, now);
-    if (lock && !stale) {
-      deps.logger.info('skipped: another rollback of this service holds the lock', { service: serviceName, lock: lock.reason });
-      return { ...state, decision: 'skip', reason: `another rollback of this service is in progress (${lock.reason}, since ${lock.acquiredAt})` };
-    }
-    // The API's alarms fire for every service: a worker that was not redeployed has nothing to roll
-    // back and must not page; the API already on its last known good (or a copy of it pinned to its
-    // digests) means a rollback to it cannot help, and the page names the one before it for the human
-    // who decides whether it went bad after its bake.
-    const copy = currentArn === to.taskDefinitionArn ? '' : ` (a copy of ${to.taskDefinitionArn} pinned to its digests)`;
-    if (!isApi) return notify(`${serviceName} already runs ${currentArn}${copy}, the rollback target: nothing to roll back`, false);
-    const held = lock ? `; ${lockHeldLine(settings, serviceName, lock)}` : '';
-    const before = targetOverride ? null : await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, to.taskDefinitionArn, [currentArn, from.pinnedFrom]);
-    return notify(
-      before
-        ? `${wentBadAfterBake(serviceName, currentArn, before)}: decide by hand: npx atmr-dr rollback service --service ${serviceName} --to ${before.taskDefinitionArn}${held}`
-        : `${serviceName} already runs ${currentArn}${copy}, the rollback target: a rollback cannot help, investigate by hand${held}`,
-      true,
-    );
+  const onTarget = !retagged && (to.taskDefinitionArn === currentArn || from.pinnedFrom === to.taskDefinitionArn);
+  const isApi = serviceName === settings.api.serviceName;
+  // Read before the holds: a second backout alarm during a rollback (NoHealthyHosts while the
+  // ErrorRate alarm's rollback replaces the tasks) finds the last known good already primary because
+  // of that rollback, a deployment under way, not a reason to page: another alarm's run holding the
+  // lock ends it quietly. By hand, or on a worker on its target, any holder ends it.
+  const lock = onTarget ? await readLock(deps.doc, settings.tableName, serviceName, now) : null;
+  if (lock && (concurrentAlarmRun(settings, lock, now) || (onTarget && !(automatic && isApi)))) {
+    deps.logger.info('skipped: another rollback of this service holds the lock', { service: serviceName, lock: lock.reason });
+    return { ...state, decision: 'skip', reason: `another rollback of this service is in progress (${lock.reason}, since ${lock.acquiredAt})` };
   }
+  const copy = currentArn === to.taskDefinitionArn ? '' : ` (a copy of ${to.taskDefinitionArn} pinned to its digests)`;
+  // The API's alarms fire for every service: a worker that was not redeployed has nothing to roll
+  // back and must not page (nor read the API's signals to say so).
+  if (onTarget && !isApi) return notify(`${serviceName} already runs ${currentArn}${copy}, the rollback target: nothing to roll back`, false);
 
+  // The automatic holds come before "already runs its last known good": each says why this alarm
+  // needs no rollback (maintenance answers, a dependency down, ECS's circuit breaker already rolling
+  // back to the last known good), which the "it went bad after its bake" page would otherwise hide.
   if (automatic) {
     const signals = await readApiSignals(deps.cloudwatch, settings, new Date(now.getTime() - settings.evaluationMinutes * 60_000), now);
     const condition = conditionHolds(settings, signals);
@@ -302,8 +294,21 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     if (underway) return notify(`${underwayLine(serviceName, underway, to.taskDefinitionArn)}; nothing rolled back`, true);
   }
 
-  const isApiService = serviceName === settings.api.serviceName;
-  const needed = Boolean(isApiService && to.alembicHead && from.alembicHead && to.alembicHead !== from.alembicHead);
+  if (onTarget) {
+    // The API already on its last known good (or a copy of it pinned to its digests): a rollback to
+    // it cannot help, and the page names the one before it for the human who decides whether it went
+    // bad after its bake; a lock held by a rollback by hand is named too.
+    const held = lock ? `; ${lockHeldLine(settings, serviceName, lock)}` : '';
+    const before = targetOverride ? null : await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, to.taskDefinitionArn, [currentArn, from.pinnedFrom]);
+    return notify(
+      before
+        ? `${wentBadAfterBake(serviceName, currentArn, before)}: decide by hand: npx atmr-dr rollback service --service ${serviceName} --to ${before.taskDefinitionArn}${held}`
+        : `${serviceName} already runs ${currentArn}${copy}, the rollback target: a rollback cannot help, investigate by hand${held}`,
+      true,
+    );
+  }
+
+  const needed = Boolean(isApi && to.alembicHead && from.alembicHead && to.alembicHead !== from.alembicHead);
   // Only the automatic path downgrades, and only with autoDowngradeMigrations (a dry run says what
   // the real run would do).
   const downgradesOn = settings.autoDowngradeMigrations && automatic;
@@ -338,7 +343,7 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     schema = downgrades ? ` after downgrading the schema to ${revision}` : `; the schema stays at ${from.alembicHead}: downgrade by hand: ${command}`;
   }
   const headless = [!from.alembicHead && `the failing release ${from.taskDefinitionArn}`, !to.alembicHead && `the last known good ${to.taskDefinitionArn}`].filter((x): x is string => Boolean(x));
-  if (isApiService && downgradesOn && headless.length) {
+  if (isApi && downgradesOn && headless.length) {
     const unknownHead = `schema state unknown: ${headless.join(' and ')} ${headless.length > 1 ? 'declare' : 'declares'} no ${settings.alembicHead.name}, so atmr-dr cannot tell whether the schema is ahead of the code it rolls back to and downgrades nothing; check alembic current by hand (${alembicCurrentCommandLine(settings, from.taskDefinitionArn)}, the revision in the task's logs) and, if it is ahead of the last known good's, downgrade with "npx atmr-dr rollback migration --to <revision> --task-definition ${from.taskDefinitionArn}"`;
     state = { ...state, downgrade: { ...state.downgrade, unknownHead } };
   }

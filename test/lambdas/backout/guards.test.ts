@@ -326,6 +326,29 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
       expect(state).toMatchObject({ decision: 'notify', page: true, lockHeld: false });
       expect(state.reason).toMatch(/^held: the killswitch \/atmr\/test\/killswitch could not be read \(AccessDeniedException: User is not authorized/);
     });
+
+    it('holds for maintenance, or for ECS\'s circuit breaker rolling back, before paging that the API\'s newest last known good went bad after its bake', async () => {
+      const tableName = await suite.dynamo.freshTable();
+      const OLDER = TD('atmr-api', 40);
+      await seedLkg(suite.dynamo.doc, lkg({ taskDefinitionArn: OLDER, recordedAt: '2026-05-30T09:10:00.000Z' }), tableName);
+      await seedLkg(suite.dynamo.doc, undefined, tableName);
+      // A healthy newest last known good answering maintenance 503s: the human's notice, not "--to OLDER".
+      mocks.ecs.on(DescribeServicesCommand).resolves(service(GOOD));
+      killswitch({ mode: 'maintenance', expiresAt: null });
+      const held = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
+      expect(held).toMatchObject({ decision: 'notify', page: false, reason: expect.stringMatching(/^held: maintenance mode is on \(set by alice/) });
+
+      // ECS's circuit breaker already rolling the bad release back to the last known good: the
+      // deployment under way is named, not a last known good that "went bad after its bake".
+      killswitch({ mode: 'normal', expiresAt: null });
+      mocks.ecs.on(DescribeServicesCommand).resolves({ services: [{ serviceName: 'atmr-api', status: 'ACTIVE', deployments: [
+        { id: 'ecs-svc/cb', status: 'PRIMARY', taskDefinition: GOOD, rolloutState: 'IN_PROGRESS', runningCount: 0, desiredCount: 2, createdAt: new Date('2026-06-01T09:59:00Z') },
+        { id: 'ecs-svc/bad', status: 'ACTIVE', taskDefinition: BAD, rolloutState: 'FAILED', runningCount: 2, desiredCount: 2, createdAt: new Date('2026-06-01T09:40:00Z') },
+      ] }] } as DescribeServicesCommandOutput);
+      const underway = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
+      expect(underway).toMatchObject({ decision: 'notify', page: true, reason: expect.stringContaining(`a deployment of ${GOOD} is in progress`) });
+      expect(underway.reason).not.toContain(OLDER);
+    });
   });
 
   it('pages and does not act when no last known good is recorded', async () => {
