@@ -49,10 +49,10 @@ export async function readApiSignals(cloudwatch: CloudWatchClient, settings: Bac
 }
 
 /** Does a backout condition still hold (the runbook: no backout below the threshold, nor for a few users)? */
-export function conditionHolds(settings: BackoutSettings, signals: ApiSignals): { holds: boolean; why: string } {
-  if (signals.minHealthyHosts === 0) return { holds: true, why: 'no healthy API target' };
+export function conditionHolds(settings: BackoutSettings, signals: ApiSignals): { holds: boolean; why: string; cause?: 'no-healthy-hosts' | 'error-rate' } {
+  if (signals.minHealthyHosts === 0) return { holds: true, why: 'no healthy API target', cause: 'no-healthy-hosts' };
   if (signals.errorRatePercent !== null && signals.errorRatePercent > settings.errorRatePercent) {
-    return { holds: true, why: `5xx at ${signals.errorRatePercent.toFixed(1)}% of ${signals.requests} requests (threshold ${settings.errorRatePercent}%)` };
+    return { holds: true, cause: 'error-rate', why: `5xx at ${signals.errorRatePercent.toFixed(1)}% of ${signals.requests} requests (threshold ${settings.errorRatePercent}%)` };
   }
   const ratio = signals.errorRatePercent === null ? `too few requests (${signals.requests})` : `5xx at ${signals.errorRatePercent.toFixed(1)}%`;
   return { holds: false, why: `${ratio}, healthy hosts ${signals.minHealthyHosts ?? 'unknown'}: under the threshold of ${settings.errorRatePercent}%` };

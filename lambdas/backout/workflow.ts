@@ -267,7 +267,9 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     const condition = conditionHolds(settings, signals);
     if (!condition.holds) return notify(`condition cleared (${condition.why}): no rollback`, false);
     state = { ...state, reason: condition.why };
-    const killswitch = await killswitchHold(deps, settings, serviceName, now);
+    // Maintenance and degraded answer 5xx but keep /health and /ready served (MAINTENANCE_EXEMPT_PATHS):
+    // they explain the 5xx ratio, never zero healthy hosts, which proceeds as without them.
+    const killswitch = condition.cause === 'error-rate' ? await killswitchHold(deps, settings, serviceName, now) : null;
     if (killswitch) return notify(killswitch.reason, killswitch.page);
     // The runbook: no backout without a confirmed root cause. The probe checks OSRM, Redis and the
     // database directly, not through the API: one of them down explains the API's errors, and the
