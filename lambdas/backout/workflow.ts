@@ -245,11 +245,12 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
   // roll it back to itself again, once per cooldown, registering a new copy each time.
   const onTarget = !retagged && (to.taskDefinitionArn === currentArn || from.pinnedFrom === to.taskDefinitionArn);
   const isApi = serviceName === settings.api.serviceName;
-  // Read before the holds: a second backout alarm during a rollback (NoHealthyHosts while the
-  // ErrorRate alarm's rollback replaces the tasks) finds the last known good already primary because
-  // of that rollback, a deployment under way, not a reason to page: another alarm's run holding the
-  // lock ends it quietly. By hand, or on a worker on its target, any holder ends it.
-  const lock = onTarget ? await readLock(deps.doc, settings.tableName, serviceName, now) : null;
+  // Read first: another alarm's run of this workflow holding the lock is the dedupe of concurrent
+  // triggers (a second backout alarm during a rollback: NoHealthyHosts while the ErrorRate alarm's
+  // rollback replaces the tasks, finding the last known good primary because of that rollback, or
+  // maintenance set by that run's downgrade), which ends quietly before any hold can page or notify
+  // about what that run itself is doing. By hand, or on a worker on its target, any holder ends it.
+  const lock = automatic || onTarget ? await readLock(deps.doc, settings.tableName, serviceName, now) : null;
   if (lock && (concurrentAlarmRun(settings, lock, now) || (onTarget && !(automatic && isApi)))) {
     deps.logger.info('skipped: another rollback of this service holds the lock', { service: serviceName, lock: lock.reason });
     return { ...state, decision: 'skip', reason: `another rollback of this service is in progress (${lock.reason}, since ${lock.acquiredAt})` };
