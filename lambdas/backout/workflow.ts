@@ -173,9 +173,11 @@ function base(service: string, trigger: RollbackState['trigger'], dryRun: boolea
 
 /**
  * The guards, in order: a valid trigger for a configured service; a target (the last known good,
- * or the operator's `--to`) of the service's family that differs from what runs; for alarms, the
- * condition still holds and no dependency of the API is down (holdAlarmNames); the lock; for alarms, no cooldown and no earlier automatic rollback of this
- * release. Everything that can be decided before the lock is read-only.
+ * or the operator's `--to`) of the service's family; for alarms, no other alarm run holding the lock
+ * (a quiet skip); for alarms, the condition still holds, the killswitch (5xx ratio only), no dependency
+ * of the API down (holdAlarmNames) and no deployment under way; a target that differs from what runs
+ * (else a page); the lock; for alarms, no cooldown and no earlier automatic rollback of this release.
+ * Everything that can be decided before the lock is read-only.
  */
 export async function guards(deps: BackoutDeps, settings: BackoutSettings, input: unknown): Promise<RollbackState> {
   const now = nowOf(deps);
