@@ -134,6 +134,8 @@ describe('killswitch IAM scoping (stateless stack)', () => {
       [`<${functionRoleId('SlackCommand')}>`]: ['ssm:GetParameter', 'ssm:PutParameter'],
       // The health probe reads the mode each minute (the "maintenance left on" alarm).
       '<DetectionProbeFunctionServiceRoleA1AA4B12>': ['ssm:GetParameter'],
+      // The backout's guards hold an automatic rollback while maintenance is on (its 503s are target 5xx).
+      '<RollbackStepsFunctionServiceRole52DD7ED2>': ['ssm:GetParameter'],
     });
   });
 
