@@ -2,6 +2,19 @@ import * as readline from 'node:readline/promises';
 import { OperatorError } from '../../lambdas/shared/errors';
 
 /**
+ * Ctrl-C at a confirmation prompt. The terminal is in raw mode there, so Ctrl-C is a key that
+ * readline answers by closing the prompt with an AbortError ("Aborted with Ctrl+C"), not a signal:
+ * left alone, node printed that error and exited 1, as if the command had failed. It is the
+ * operator's interrupt, before anything changed (every prompt here comes before its change):
+ * one line and the interrupt's exit code, 130.
+ */
+export class ConfirmationInterrupted extends OperatorError {
+  constructor(question: string) {
+    super(`interrupted (Ctrl-C) at the confirmation of "${question}": not confirmed, nothing changed`, 130);
+  }
+}
+
+/**
  * Confirmation of a production change: `--yes` answers for the operator; without it, standard input
  * must be a terminal (a script or a pipe never confirms by accident). The answer is y/N, or with
  * `typed` that exact text: for what cannot be undone (a database overwritten), a reflex `y` is not
@@ -15,6 +28,13 @@ export function confirmer(yes: boolean | undefined, input: NodeJS.ReadableStream
     try {
       if (typed !== undefined) return (await rl.question(`${question}: type ${typed} to confirm: `)).trim() === typed;
       return /^(y|yes|o|oui)$/i.test((await rl.question(`${question} [y/N] `)).trim());
+    } catch (error) {
+      if ((error as { code?: unknown }).code === 'ABORT_ERR') {
+        // The cursor is still after the prompt (raw mode echoes no ^C): the line stands on its own.
+        process.stderr.write('\n');
+        throw new ConfirmationInterrupted(question);
+      }
+      throw error;
     } finally {
       rl.close();
     }

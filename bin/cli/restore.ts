@@ -5,7 +5,7 @@ import { OperatorError } from '../../lambdas/shared/errors';
 import { countOf } from '../../lambdas/shared/format';
 import { quoteIdent, reopenDatabaseStatement } from '../../lambdas/shared/postgres';
 import { loadStatus, stderrProgress } from './progress';
-import { confirmer } from './confirm';
+import { ConfirmationInterrupted, confirmer } from './confirm';
 import { commandTempDir, interruptible, ownsStopSignals, sayWhileStarting } from './interrupt';
 import { latestDatabase, resolveBackupBucket, withBucketOptions } from './resolve';
 
@@ -95,9 +95,8 @@ export function registerRestoreCommands(program: Command): void {
         const confirmed =
           !opts.iUnderstandThisOverwritesProduction ||
           (await confirmer(opts.yes)(`restore ${ref} over database "${target}" on ${connection.host}:${connection.port}, erasing what it holds`, target).catch((error: unknown) => {
-            // At the prompt the terminal is in raw mode: Ctrl-C is a key readline answers with an
-            // AbortError ("Aborted with Ctrl+C", exit 1), not a signal; it is the same interrupt.
-            if ((error as { code?: unknown }).code !== 'ABORT_ERR') throw error;
+            // Ctrl-C at the prompt (confirm.ts): the restore's own line, which names the target.
+            if (!(error instanceof ConfirmationInterrupted)) throw error;
             throw new OperatorError(`restore interrupted (Ctrl-C) while ${phase}, before the restore began: nothing created; target "${target}" untouched`, 130);
           }));
         if (!confirmed) throw new OperatorError(`restore: not confirmed, "${target}" untouched`, 1);

@@ -104,6 +104,19 @@ describe('atmr-dr killswitch enable / disable / status', () => {
     expect(JSON.parse(confirmed.puts[0].input.Value as string)).toMatchObject({ mode: 'degraded', reason: 'pic de charge' });
   });
 
+  it('at a terminal, Ctrl-C at the prompt is the interrupt it is: one line saying nothing changed, exit 130, nothing written', async () => {
+    const args = ['disable', '--reason', 'OSRM back'];
+
+    const interrupted = await atmrDrAtTerminal(args, '\x03');
+
+    expect(interrupted.status).toBe(130);
+    expect(interrupted.output.trimEnd().split('\n').at(-1)).toMatch(
+      /^atmr-dr: interrupted \(Ctrl-C\) at the confirmation of "killswitch disable: return the API to normal \(parameter \/atmr\/test\/killswitch\)": not confirmed, nothing changed\r?$/,
+    );
+    expect(interrupted.output).not.toMatch(/AbortError|Aborted with Ctrl\+C| {4}at /);
+    expect(interrupted.puts).toEqual([]);
+  });
+
   it('enables maintenance with the STS caller as actor and a 2h expiry, and prints the new state', () => {
     const run = atmrDr(['enable', '--mode', 'maintenance', '--reason', 'OSRM down', '--expires', '2h', '--yes'], { version: 2 });
 
