@@ -1,7 +1,9 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import { GetParameterError } from '@aws-lambda-powertools/parameters/errors';
+import { SecretsProvider } from '@aws-lambda-powertools/parameters/secrets';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
-import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import middy from '@middy/core';
 import { effectiveMode, parseKillswitchValue, type KillswitchMode } from '../killswitch/value';
@@ -9,40 +11,77 @@ import { SDK_RETRY } from '../shared/aws';
 import { observability } from '../shared/observability';
 import { resolveConnection } from '../shared/pg-connection';
 import { openDatabaseSession, openRedisSession } from './clients';
-import { CachedCredentials } from './credentials';
 import { PROBE_SERVICE, ProbeDeps, ProbeReport, runProbe } from './probe';
 import { parseProbeEnvironment, type ProbeEnvironment } from './settings';
+import { classifyError } from './targets';
 
 const { logger, metrics, tracer } = observability(PROBE_SERVICE);
 const secretsManager = tracer.captureAWSv3Client(new SecretsManagerClient(SDK_RETRY));
 const ssm = tracer.captureAWSv3Client(new SSMClient(SDK_RETRY));
 
-/** Credentials are read from Secrets Manager again after 15 minutes, and at once when refused (CachedCredentials). */
-const CREDENTIALS_MAX_AGE_MS = 15 * 60_000;
-/** Kept across the runs of a warm container, one entry per secret and what is read with it. */
-const credentialCaches = new Map<string, CachedCredentials<unknown>>();
-function cachedCredentials<T>(key: string, read: () => Promise<T>): CachedCredentials<T> {
-  let cache = credentialCaches.get(key);
-  if (!cache) credentialCaches.set(key, (cache = new CachedCredentials(read, CREDENTIALS_MAX_AGE_MS)));
-  return cache as CachedCredentials<T>;
+/**
+ * The database's and the Redis AUTH token's secrets, kept 15 minutes by Powertools Parameters so that
+ * a run every minute does not call Secrets Manager each time (the cache lives in the module: across
+ * the runs of a warm container, one entry per secret).
+ */
+const secrets = new SecretsProvider({ awsSdkV3Client: secretsManager });
+const SECRET_MAX_AGE_SECONDS = 15 * 60;
+
+/** A secret's string, from the cache or (`forceFetch`) from Secrets Manager now. */
+async function readSecret(secretArn: string, forceFetch: boolean): Promise<string | undefined> {
+  try {
+    const value = await secrets.get(secretArn, { maxAge: SECRET_MAX_AGE_SECONDS, forceFetch });
+    return typeof value === 'string' ? value : undefined;
+  } catch (error) {
+    // Powertools wraps the SDK's error (AccessDeniedException, ThrottlingException...) in a
+    // GetParameterError; the SDK's own names what to fix.
+    throw error instanceof GetParameterError && error.cause !== undefined ? error.cause : error;
+  }
 }
+
 type Log = ProbeDeps['logger'];
-const logReread = (log: Log, target: string, secretArn: string) => (refusal: { reason: string; detail: string }) =>
-  log.info('credentials refused (a rotation?): secret read again and the connection made once more', { target, secretArn, ...refusal });
+
+/**
+ * Connects with credentials read from a secret (kept 15 minutes), and when the server refuses them
+ * (reason `auth`: PostgreSQL SQLSTATE class 28, Redis WRONGPASS or NOAUTH) reads the secret again at
+ * once (`forceFetch`, which keeps what it reads) and connects once more, no further. A rotation
+ * changes the password on the server and in the secret within seconds: kept credentials would
+ * otherwise be refused until they aged out (15 minutes of DatabaseUp 0 and no DbReadOnly, which
+ * Database-ReadOnly counts as breaching, after every rotation of an RDS-managed secret, weekly).
+ * Credentials the secret itself does not match cost one read of it a run (two in a container's first
+ * run, whose first read is already fresh: Powertools does not say whether a value came from its
+ * cache), so a fix of the secret is seen within a minute.
+ */
+async function connectReadingAgainOnRefusal<T, R>(
+  target: string,
+  secretArn: string,
+  log: Log,
+  read: (forceFetch: boolean) => Promise<T>,
+  connect: (credentials: T) => Promise<R>,
+): Promise<R> {
+  try {
+    return await connect(await read(false));
+  } catch (error) {
+    const refusal = classifyError(error);
+    if (refusal.reason !== 'auth') throw error;
+    // The refusal's words (the server's: "password authentication failed for user ...", WRONGPASS), never the credentials.
+    log.info('credentials refused (a rotation?): secret read again and the connection made once more', { target, secretArn, ...refusal });
+  }
+  return connect(await read(true));
+}
 
 type DatabaseSettings = NonNullable<ProbeEnvironment['database']>;
 
 /** A session with the database's credentials (an RDS-managed secret, rotated every 7 days by default). */
 async function openDatabase(db: DatabaseSettings, log: Log) {
-  const credentials = cachedCredentials(`database ${JSON.stringify(db)}`, () =>
+  const read = (forceFetch: boolean) =>
     resolveConnection({
       env: {},
       secretArn: db.secretArn,
-      secretsManager,
+      readSecret: (arn) => readSecret(arn, forceFetch),
       overrides: { host: db.host, port: db.port, database: db.name, sslMode: db.sslMode },
-    }),
-  );
-  return credentials.use((connection) => openDatabaseSession(connection, db.timeoutMs), logReread(log, 'database', db.secretArn));
+    });
+  return connectReadingAgainOnRefusal('database', db.secretArn, log, read, (connection) => openDatabaseSession(connection, db.timeoutMs));
 }
 
 interface RedisCredentials {
@@ -51,8 +90,8 @@ interface RedisCredentials {
 }
 
 /** The secret holds the AUTH token itself, or JSON with `password` (and `username` for an ACL user). */
-async function readRedisCredentials(secretArn: string): Promise<RedisCredentials> {
-  const raw = (await secretsManager.send(new GetSecretValueCommand({ SecretId: secretArn }))).SecretString ?? '';
+async function readRedisCredentials(secretArn: string, forceFetch: boolean): Promise<RedisCredentials> {
+  const raw = (await readSecret(secretArn, forceFetch)) ?? '';
   try {
     const json = JSON.parse(raw) as { password?: unknown; username?: unknown };
     if (typeof json.password === 'string') return { password: json.password, ...(typeof json.username === 'string' && { username: json.username }) };
@@ -68,8 +107,7 @@ type RedisSettings = NonNullable<ProbeEnvironment['redis']>;
 async function openRedis(redis: RedisSettings, log: Log) {
   const { authSecretArn } = redis;
   if (!authSecretArn) return openRedisSession(redis);
-  const credentials = cachedCredentials(`redis ${authSecretArn}`, () => readRedisCredentials(authSecretArn));
-  return credentials.use(async (auth) => {
+  return connectReadingAgainOnRefusal('redis', authSecretArn, log, (forceFetch) => readRedisCredentials(authSecretArn, forceFetch), async (auth) => {
     const session = openRedisSession({ ...redis, ...auth });
     // ioredis sends AUTH as it connects, and a refusal shows only at the first command: a PING here
     // meets it while the token can still be read again (the check's own commands follow).
@@ -80,7 +118,7 @@ async function openRedis(redis: RedisSettings, log: Log) {
       throw error;
     }
     return session;
-  }, logReread(log, 'redis', authSecretArn));
+  });
 }
 
 /** Builds the probe's clients from its settings: what the Lambda (and the bench) run. */

@@ -47,6 +47,11 @@ export interface ResolveConnectionOptions {
   /** Secret ARN with {username, password[, host, port, dbname]}. */
   readonly secretArn?: string;
   readonly secretsManager?: SecretsManagerClient;
+  /**
+   * Reads the secret's string in place of one GetSecretValue through `secretsManager` (the health
+   * probe: Powertools Parameters' cache); an SDK error it throws is described as the SDK read's are.
+   */
+  readonly readSecret?: (secretArn: string) => Promise<string | undefined>;
   /** Use IAM database authentication as this user. */
   readonly iamAuthUser?: string;
   /** Region for the IAM auth token. */
@@ -80,7 +85,9 @@ export async function resolveConnection(options: ResolveConnectionOptions = {}):
     const client = options.secretsManager ?? new SecretsManagerClient(SDK_RETRY);
     let raw: string | undefined;
     try {
-      raw = (await client.send(new GetSecretValueCommand({ SecretId: options.secretArn }))).SecretString;
+      raw = options.readSecret
+        ? await options.readSecret(options.secretArn)
+        : (await client.send(new GetSecretValueCommand({ SecretId: options.secretArn }))).SecretString;
     } catch (error) {
       const name = (error as Error | undefined)?.name;
       // A named answer of the service (AccessDenied, ResourceNotFound) points at the ARN or the role.

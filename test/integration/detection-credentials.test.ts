@@ -9,20 +9,24 @@ import { startRedis, type LocalRedis } from '../support/redis';
 
 // The probe's credentials across a rotation: the password (or AUTH token) changes on the server and
 // in its secret, while a warm probe still holds the one it read before. A real PostgreSQL with a
-// SCRAM role and real redis-servers with requirepass; Secrets Manager mocked at the SDK, answering
-// what the secret holds at the time of the call.
+// SCRAM role and real redis-servers with requirepass; Secrets Manager mocked at the SDK (under
+// Powertools Parameters' cache), answering what the secret holds at the time of the call.
 
 const M = PROBE_METRICS;
 const secrets = mockClient(SecretsManagerClient);
-/** What each mocked secret holds now, by ARN. */
-const secretValues = new Map<string, string>();
+/** What each mocked secret holds now, by ARN (an error: what the call throws). */
+const secretValues = new Map<string, string | Error>();
 const saved = { ...process.env };
 let cluster: PostgresCluster;
 
 beforeAll(async () => {
   process.env.AWS_REGION = 'eu-west-3';
   cluster = await startPostgres({ hba: 'local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n' });
-  secrets.on(GetSecretValueCommand).callsFake((input: { SecretId: string }) => ({ SecretString: secretValues.get(input.SecretId) }));
+  secrets.on(GetSecretValueCommand).callsFake((input: { SecretId: string }) => {
+    const value = secretValues.get(input.SecretId);
+    if (value instanceof Error) throw value;
+    return { SecretString: value };
+  });
 });
 afterAll(async () => {
   stopPostgres(cluster);
@@ -31,7 +35,7 @@ afterAll(async () => {
 
 const reads = (arn: string) => secrets.commandCalls(GetSecretValueCommand).filter((c) => c.args[0].input.SecretId === arn).length;
 
-/** One run of the probe through the handler's clients (its credential caches live in the module, as in a warm Lambda). */
+/** One run of the probe through the handler's clients (its secrets cache lives in the module, as in a warm Lambda). */
 async function run(settings: unknown) {
   const { probeDeps } = await import('../../lambdas/detection/handler');
   const parsed = parseProbeEnvironment(JSON.stringify(settings));
@@ -90,7 +94,7 @@ describe('health probe: the database password rotated', () => {
       expect(result.down).toEqual(['database:auth']);
       expect(metricValue(metrics, M.databaseUp)).toBe(0);
     }
-    // 1 (first run) + 1 (kept password refused: read again) + 1 (refused credentials are not kept)
+    // 1 (first run) + 1 a run after (the password kept, or read again in the run before, refused: read again)
     expect(reads(arn)).toBe(3);
   });
 });
@@ -140,5 +144,23 @@ describe('health probe: the Redis AUTH token rotated', () => {
     expect(result.down).toEqual(['redis:auth']);
     expect(metricValue(metrics, M.redisUp)).toBe(0);
     expect(reads(arn)).toBe(2);
+  });
+});
+
+describe('health probe: the database secret cannot be read', () => {
+  it('reports the database down naming the Secrets Manager error and what to check, reading the secret once', async () => {
+    // Arrange: the probe's role may not read the secret (a policy or a key policy changed)
+    const arn = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-denied';
+    secretValues.set(arn, Object.assign(new Error('User: probe is not authorized to perform: secretsmanager:GetSecretValue'), { name: 'AccessDeniedException' }));
+    const settings = { database: { host: '127.0.0.1', port: cluster.port, name: 'postgres', secretArn: arn, sslMode: 'disable', timeoutMs: 2000 } };
+
+    // Act
+    const { result } = await run(settings);
+
+    // Assert: the SDK's error name (not Powertools' GetParameterError around it), one read only
+    expect(target(result, 'database')).toEqual([
+      expect.objectContaining({ up: false, detail: expect.stringContaining(`cannot read database secret ${arn}: AccessDeniedException; check the ARN and that this role may call secretsmanager:GetSecretValue on it`) }),
+    ]);
+    expect(reads(arn)).toBe(1);
   });
 });
