@@ -64,6 +64,8 @@ export interface DetectionProps {
 
 const MINUTE = Duration.minutes(1);
 const FIVE_MINUTES = Duration.minutes(5);
+/** CloudWatch's longest look-back for an alarm whose period is under an hour (period x evaluation periods): a longer one fails the deploy. */
+const MAX_EVALUATION_SECONDS_UNDER_AN_HOUR = 86_400;
 const { GREATER_THAN_THRESHOLD: GT, GREATER_THAN_OR_EQUAL_TO_THRESHOLD: GTE, LESS_THAN_THRESHOLD: LT, LESS_THAN_OR_EQUAL_TO_THRESHOLD: LTE } =
   cloudwatch.ComparisonOperator;
 const { BREACHING, NOT_BREACHING } = cloudwatch.TreatMissingData;
@@ -414,7 +416,10 @@ export class Detection extends Construct {
           // the hour again, as `periods` of `periods` did. It still takes `periods` periods in
           // maintenance, never fewer minutes than maintenanceMaxMinutes; one period of normal mode
           // between two maintenances is counted through the same way (users had 503s all along).
-          evaluationPeriods: periods + 1,
+          // CloudWatch refuses an alarm of periods under an hour that looks back more than a day
+          // (period x evaluation periods <= 86,400 s): from 1,436 min (288 periods) it is
+          // `periods` of `periods`, where one period without a reading starts the count again.
+          evaluationPeriods: Math.min(periods + 1, MAX_EVALUATION_SECONDS_UNDER_AN_HOUR / period.toSeconds()),
           datapointsToAlarm: periods,
           // A silent probe is the probe alarms' business: it must not page as "maintenance".
           treatMissingData: NOT_BREACHING,
