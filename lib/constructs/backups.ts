@@ -665,18 +665,24 @@ function runnerPolicyStatements(stack: Stack, props: BackupsProps, bucketArn: st
       actions: ['rds:CreateDBSnapshot'],
       resources: [instanceArn, ...ourSnapshots],
     }),
+    // RDS checks the tags of a CreateDBSnapshot as AddTagsToResource on the new snapshot (RDS User
+    // Guide, "Grant permission to tag Amazon RDS resources during creation"), so the runner needs
+    // this right to create its snapshots at all. IAM cannot limit it to that create: RDS defines no
+    // condition key naming the calling action (the Service Authorization Reference lists, for
+    // AddTagsToResource, only aws:RequestTag/${TagKey}, aws:TagKeys and rds:req-tag/${TagKey}; an
+    // ec2:CreateAction-like `rds:CreateAction` is not defined, is absent from every request, and a
+    // StringEquals on it denied every snapshot). What IAM does limit: the snapshot name prefixes,
+    // and exactly the two tags the runner sets, with their values. What it does not: a standalone
+    // AddTagsToResource of those tags on an existing snapshot under these prefixes (one whose
+    // managed tag an operator removed to keep it) is allowed, and would open it to the delete below.
+    // Only the code stands there: the runner tags within CreateDBSnapshot only, never afterwards.
     new iam.PolicyStatement({
       sid: 'TagTierSnapshots',
       actions: ['rds:AddTagsToResource'],
       resources: ourSnapshots,
-      // Only the two tags the runner sets, and only within its CreateDBSnapshot (RDS checks the tags
-      // of a create as AddTagsToResource on the new snapshot), the only tagging it does: a standalone
-      // AddTagsToResource could put the managed tag on a snapshot under these prefixes that lacks it
-      // (one an operator untagged to keep it past the retention, or named alike), and the delete
-      // below would then reach it.
       conditions: {
         'ForAllValues:StringEquals': { 'aws:TagKeys': [MANAGED_TAG_KEY, TIER_TAG_KEY] },
-        StringEquals: { 'rds:CreateAction': 'CreateDBSnapshot' },
+        StringEquals: { [`aws:RequestTag/${MANAGED_TAG_KEY}`]: 'true', [`aws:RequestTag/${TIER_TAG_KEY}`]: [...SNAPSHOT_TIERS] },
       },
     }),
     new iam.PolicyStatement({
@@ -717,10 +723,10 @@ const WILDCARD_REASONS: Record<string, string> = {
     'GetObject on the latest pointers and the manifests only (the core checks the new manifest key is free; the backup-age metric reads the newest).',
   TakeTierSnapshots: "Snapshot names carry their timestamp: CreateDBSnapshot scoped to this tool's weekly/monthly snapshot name prefixes.",
   TagTierSnapshots:
-    "AddTagsToResource on this tool's weekly/monthly snapshot name prefixes, with the two tag keys the runner sets, and only within CreateDBSnapshot (rds:CreateAction): this role cannot tag an existing snapshot.",
+    "AddTagsToResource on this tool's weekly/monthly snapshot name prefixes, with exactly the two tags the runner sets at CreateDBSnapshot (atmr-dr:managed=true, atmr-dr:tier=weekly|monthly). RDS defines no condition key for 'within the create', so IAM does not stop the same tags on an existing snapshot under these prefixes: the runner never tags one.",
   ListSnapshots: "DescribeDBSnapshots is a read-only listing; the code filters on the instance and on this tool's tags.",
   PruneOwnSnapshots:
-    "DeleteDBSnapshot on this tool's weekly/monthly snapshot name prefixes, tagged atmr-dr:managed=true. This role sets that tag only on the snapshots it creates (TagTierSnapshots), so a snapshot under these prefixes without the tag (named alike by someone else, or untagged to keep it) is out of its reach.",
+    "DeleteDBSnapshot on this tool's weekly/monthly snapshot name prefixes, tagged atmr-dr:managed=true. The runner sets that tag only within its own CreateDBSnapshot, so a snapshot under these prefixes without the tag (named alike by someone else, or untagged to keep it) is out of the prune's reach; IAM alone would let the role tag it (TagTierSnapshots), so a snapshot copied under another name is the one out of its reach in IAM too.",
   ConnectWithIamAuth: 'The instance resource id is not in the config: rds-db:connect scoped to the configured IAM database user.',
 };
 

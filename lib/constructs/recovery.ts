@@ -354,7 +354,7 @@ export class Recovery extends Construct {
 }
 
 function wildcardReason(arn: string, prefix: string): string {
-  if (arn.includes(`:db:${prefix}*`)) return `Recovered instances get a name chosen at run time under the configured prefix "${prefix}": create, describe, tag (at the restore only) and (only when tagged ${RECOVERY_PURPOSE_TAG.Key}=${RECOVERY_PURPOSE_TAG.Value}) reset the master password of and delete are scoped to that prefix.`;
+  if (arn.includes(`:db:${prefix}*`)) return `Recovered instances get a name chosen at run time under the configured prefix "${prefix}": create, describe, tag (with the purpose tag; IAM cannot limit it to the restore request, the code tags nothing else) and (only when tagged ${RECOVERY_PURPOSE_TAG.Key}=${RECOVERY_PURPOSE_TAG.Value}) reset the master password of and delete are scoped to that prefix.`;
   if (arn.includes(':auto-backup:')) return 'Automated-backup ARNs carry a generated id: DescribeDBInstanceAutomatedBackups (read-only) reads the restore window of the source.';
   if (arn.includes(':subgrp:') || arn.includes(':pg:')) return 'The subnet or parameter group of the source is read at run time (not in the config): the restore may use it; the created instance is still limited to the prefix.';
   if (arn.includes('/index/')) return 'Indexes of the ops-state table, read-only, with the RECOVERY# leading-key condition.';
@@ -374,15 +374,25 @@ export function recoveryStatements(stack: Stack, props: RecoveryProps): iam.Poli
       actions: ['rds:RestoreDBInstanceToPointInTime'],
       resources: [source, recovered, rds('subgrp', props.subnetGroupName ?? '*'), rds('pg', props.parameterGroupName ?? '*')],
     }),
-    // RDS authorizes the tags of a restore as AddTagsToResource on the new instance. Only as part of
-    // that restore: after a cutover production is a `<prefix>*` copy whose purpose tag was removed,
-    // and a standalone AddTagsToResource could put the tag back and open it to the Modify and Delete
-    // below. The workflow tags nothing else (the cutover's tagging runs with the operator's rights).
+    // RDS authorizes the tags of a restore as AddTagsToResource on the new instance (RDS User Guide,
+    // "Grant permission to tag Amazon RDS resources during creation"): without this right no restore
+    // starts. IAM cannot limit it to that restore: RDS defines no condition key naming the calling
+    // action (the Service Authorization Reference lists, for AddTagsToResource, only
+    // aws:RequestTag/${TagKey}, aws:TagKeys and rds:req-tag/${TagKey}; an ec2:CreateAction-like
+    // `rds:CreateAction` is not defined, is absent from every request, and a StringEquals on it
+    // denied every restore). Nor can the tag keys be a fixed list: the restore copies the source's
+    // tags and `recovery.tags`. So IAM limits the names (`<prefix>*`) and requires the purpose
+    // tag in the request (every restore sets it); it does NOT stop a standalone AddTagsToResource
+    // from putting the purpose tag back on a `<prefix>*` copy made production (cutover step 9 removes
+    // it), which would reopen it to the Modify and Delete below. Only the code stands there: the
+    // workflow tags within its restore request only, never afterwards (the cutover's tagging runs
+    // with the operator's rights); step 12's deletion protection still refuses a delete, unless a
+    // ModifyDBInstance turns it off first (the workflow's only modify sets the master password).
     new iam.PolicyStatement({
       sid: 'TagNewInstance',
       actions: ['rds:AddTagsToResource'],
       resources: [recovered],
-      conditions: { StringEquals: { 'rds:CreateAction': 'RestoreDBInstanceToPointInTime' } },
+      conditions: { StringEquals: { [`aws:RequestTag/${RECOVERY_PURPOSE_TAG.Key}`]: RECOVERY_PURPOSE_TAG.Value } },
     }),
     // Setting the copy's master password after a rotation (the code also checks the recovery id tag
     // and refuses the source by name): under the prefix and tagged only, never the production instance.

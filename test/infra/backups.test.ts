@@ -1,3 +1,4 @@
+import { CreateDBSnapshotCommand, RDSClient } from '@aws-sdk/client-rds';
 import { Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -7,9 +8,12 @@ import * as path from 'node:path';
 import { ConfigError, parseEnvironmentConfig } from '../../lib/config';
 import { BACKUP_SCHEDULE_EXPRESSIONS, Backups, backupsPropsFromConfig } from '../../lib/constructs/backups';
 import { applyNagPacks } from '../../lib/nag';
+import { mockClient } from 'aws-sdk-client-mock';
+import { createTierSnapshot } from '../../lambdas/backup/rds';
 import { REPORTED_FAILURE_EXIT_CODE } from '../../lambdas/backup/runner-contract';
 import { DEADLINE_MARGIN_MS } from '../../lambdas/shared/deadline';
 import { constructHarness, exampleEnvironment, synthesizeApp } from '../support/app';
+import { admitsTagsOfCreate } from '../support/iam-create-tags';
 
 type Json = Record<string, unknown>;
 interface Statement {
@@ -389,13 +393,32 @@ describe('backups construct (example environment, lambda runner)', () => {
     expect(statementsWith('rds:DescribeDBInstances').map((s) => s.Resource)).toEqual([arn('db:atmr-prod')]);
   });
 
-  // DeleteDBSnapshot needs atmr-dr:managed=true: a standalone AddTagsToResource could put that tag on
-  // a snapshot under the prefixes that lacks it (one an operator untagged to keep it) and open it to the prune.
-  it('tags snapshots only within its own CreateDBSnapshot (rds:CreateAction), so it cannot put the managed tag on a snapshot kept out of the prune', () => {
+  // RDS checks the tags of a CreateDBSnapshot as AddTagsToResource on the new snapshot: a condition
+  // that request cannot meet (a key RDS does not define, such as rds:CreateAction) fails every snapshot.
+  it.each(['weekly', 'monthly'] as const)('admits the tags of its own %s CreateDBSnapshot, so the snapshot is created', async (tier) => {
+    // Arrange: the tags the runner's code really sends.
+    const rdsMock = mockClient(RDSClient);
+    rdsMock.on(CreateDBSnapshotCommand).resolves({});
+    await createTierSnapshot(new RDSClient({ region: 'eu-west-3' }), 'atmr-prod', tier, new Date('2026-11-22T02:30:00.000Z'));
+    const tags = rdsMock.commandCalls(CreateDBSnapshotCommand)[0].args[0].input.Tags ?? [];
+    rdsMock.restore();
     const tagging = runnerStatements.filter((s) => actionsOf(s).some((a) => a === 'rds:AddTagsToResource' || a === 'rds:*' || a === 'rds:AddTags*'));
 
+    // Act / Assert
     expect(tagging).toHaveLength(1);
-    expect(tagging[0].Condition).toMatchObject({ StringEquals: { 'rds:CreateAction': 'CreateDBSnapshot' } });
+    expect(admitsTagsOfCreate(tagging[0].Condition, tags)).toBe(true);
+  });
+
+  // DeleteDBSnapshot needs atmr-dr:managed=true: what the role may tag is what it may later prune.
+  it('refuses any tag but the two the runner sets, and any other value of them', () => {
+    const [tagging] = statementsWith('rds:AddTagsToResource');
+    const ownTags = [{ Key: 'atmr-dr:managed', Value: 'true' }, { Key: 'atmr-dr:tier', Value: 'weekly' }];
+
+    expect(admitsTagsOfCreate(tagging.Condition, ownTags)).toBe(true);
+    expect(admitsTagsOfCreate(tagging.Condition, [...ownTags, { Key: 'atmr-dr:keep', Value: 'true' }])).toBe(false);
+    expect(admitsTagsOfCreate(tagging.Condition, [ownTags[0], { Key: 'atmr-dr:tier', Value: 'daily' }])).toBe(false);
+    expect(admitsTagsOfCreate(tagging.Condition, [{ Key: 'atmr-dr:managed', Value: 'false' }, ownTags[1]])).toBe(false);
+    expect(admitsTagsOfCreate(tagging.Condition, [ownTags[1]])).toBe(false);
   });
 
   it('has no "*" resource on any write action of the runner or the scheduler role', () => {
@@ -812,13 +835,13 @@ describe('backups cdk-nag acknowledgements say what they allow', () => {
     expect(reasonFor('/latest/*')).toMatch(/GetObject on the latest pointers/);
   });
 
-  it('says the tier-prefix writes are write-once, and that the snapshot tag is set at creation only', () => {
+  it('says the tier-prefix writes are write-once, and that only the code keeps the snapshot tag to creation', () => {
     expect(reasonFor('/daily/*')).toMatch(/If-None-Match/);
-    expect(reasonFor(':snapshot:atmr-dr-weekly-*')).toMatch(/only within CreateDBSnapshot/);
-    expect(reasonFor(':snapshot:atmr-dr-weekly-*')).toMatch(/without the tag .* is out of its reach/);
+    expect(reasonFor(':snapshot:atmr-dr-weekly-*')).toMatch(/no condition key for 'within the create'/);
+    expect(reasonFor(':snapshot:atmr-dr-weekly-*')).toMatch(/without the tag .* is out of the prune's reach; IAM alone would let the role tag it/);
   });
 
-  it('limits snapshot tagging to the two tag keys the runner sets, within its CreateDBSnapshot only', () => {
+  it('limits snapshot tagging to the two tags the runner sets, with their values, and no condition key RDS does not define', () => {
     const statement = Template.fromStack(Stack.of(backups))
       .toJSON()
       .Resources;
@@ -826,7 +849,7 @@ describe('backups cdk-nag acknowledgements say what they allow', () => {
     const tagging = ((policy?.Properties.PolicyDocument as { Statement: Statement[] }).Statement).find((s) => s.Sid === 'TagTierSnapshots');
     expect(tagging?.Condition).toEqual({
       'ForAllValues:StringEquals': { 'aws:TagKeys': ['atmr-dr:managed', 'atmr-dr:tier'] },
-      StringEquals: { 'rds:CreateAction': 'CreateDBSnapshot' },
+      StringEquals: { 'aws:RequestTag/atmr-dr:managed': 'true', 'aws:RequestTag/atmr-dr:tier': ['weekly', 'monthly'] },
     });
   });
 });

@@ -1,8 +1,10 @@
 import { Duration } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { COPY_BUSY_ERROR, PASSWORD_RESET_MAX_SECONDS, RECOVERY_ENV } from '../../lambdas/recovery/contract';
+import { restoreInput } from '../../lambdas/recovery/rds';
 import { Recovery, RecoveryProps } from '../../lib/constructs/recovery';
 import { constructHarness, exampleEnvironment, synthesizeApp } from '../support/app';
+import { admitsTagsOfCreate } from '../support/iam-create-tags';
 import { recoveryProps } from '../support/recovery-props';
 import { recoveryDefinition } from '../support/recovery-workflow';
 import { stateMachineDefinition } from '../lambdas/restore/fixtures';
@@ -75,15 +77,30 @@ describe('Recovery construct', () => {
     for (const s of rdsStatements) expect(JSON.stringify(s.Resource)).not.toMatch(/:db:\*/);
   });
 
-  // After a cutover production is a copy under the prefix without the purpose tag: a standalone
-  // AddTagsToResource could tag it back into the reach of the Modify and Delete statements.
-  it('tags instances under the prefix only within their restore (rds:CreateAction), so it cannot put the purpose tag back on a copy made production', () => {
+  // RDS authorizes the tags of a restore as AddTagsToResource on the new instance: a condition that
+  // request cannot meet (a key RDS does not define, such as rds:CreateAction) fails every recovery.
+  it('admits the tags of its own restore (the source\'s tags, the config\'s and its own), so the restore starts', () => {
+    // Arrange: the request the workflow's code really builds.
+    const validated = { source: { DBInstanceIdentifier: 'atmr-prod', DBSubnetGroup: { DBSubnetGroupName: 'atmr-db' } }, window: { earliest: new Date(0), latest: new Date() } };
+    const target = { sourceInstance: 'atmr-prod', newInstance: 'atmr-prod-pitr-20261122-0230', newInstancePrefix: 'atmr-prod-pitr-', toTime: new Date('2026-11-22T02:30:00Z') };
+    const input = restoreInput(validated, target, [{ Key: 'team', Value: 'ops' }, { Key: 'atmr-dr:purpose', Value: 'other' }], { extraTags: { costcenter: 'dr' }, recoveryId: 'r-1' });
+    const tagging = statements(template).filter((s) => actions(s).some((a) => a === 'rds:AddTagsToResource' || a === 'rds:*' || a === 'rds:AddTags*'));
+
+    // Act / Assert
+    expect(tagging).toHaveLength(1);
+    expect(admitsTagsOfCreate(tagging[0].Condition as Record<string, unknown>, input.Tags)).toBe(true);
+  });
+
+  // IAM cannot tell a restore's tags from a later AddTagsToResource (RDS defines no key for it): the
+  // statement is limited to the names the workflow creates and to requests that set the purpose tag.
+  it('tags only instances under the prefix, only with the purpose tag set, with no condition key RDS does not define', () => {
     const tagging = statements(template).filter((s) => actions(s).some((a) => a === 'rds:AddTagsToResource' || a === 'rds:*' || a === 'rds:AddTags*'));
 
     expect(tagging).toHaveLength(1);
     expect(actions(tagging[0])).toEqual(['rds:AddTagsToResource']);
     expect(tagging[0].Resource).toEqual(arn('db:atmr-prod-pitr-*'));
-    expect(tagging[0].Condition).toEqual({ StringEquals: { 'rds:CreateAction': 'RestoreDBInstanceToPointInTime' } });
+    expect(tagging[0].Condition).toEqual({ StringEquals: { 'aws:RequestTag/atmr-dr:purpose': 'recovery' } });
+    expect(admitsTagsOfCreate(tagging[0].Condition as Record<string, unknown>, [{ Key: 'atmr-dr:recovery-id', Value: 'r-2' }])).toBe(false);
   });
 
   it('may modify (reset the password of) only instances under the prefix that carry the recovery tag, never the source', () => {
