@@ -986,15 +986,15 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   if (issue.code === 'unrecognized_keys') return `unknown field(s) ${issue.keys.join(', ')}: remove or rename them`;
   if (issue.code === 'invalid_type') {
     if (issue.input === undefined) return `is required (${issue.expected})`;
-    const got = issue.input === null ? 'null' : Array.isArray(issue.input) ? 'an array' : `${typeof issue.input} ${JSON.stringify(issue.input)}`;
+    const got = issue.input === null ? 'null' : Array.isArray(issue.input) ? 'a list [...]' : `the ${typeof issue.input} ${JSON.stringify(issue.input)}`;
     const expected = TYPE_NAMES[issue.expected] ?? `a ${issue.expected}`;
-    const quotes =
+    const hint =
       typeof issue.input === 'string' && (issue.expected === 'number' || issue.expected === 'boolean')
-        ? ' (write it without quotes)'
+        ? unquotedHint(issue.input, issue.expected, String(issue.path.at(-1)))
         : typeof issue.input === 'number' && issue.expected === 'string'
           ? ` (write it in quotes: "${String(issue.input)}")`
           : '';
-    return `must be ${expected}, not the ${got}${quotes}`;
+    return `must be ${expected}, not ${got}${hint}`;
   }
   // A record key that fails its own rule (e.g. a tag key, a service key): that rule's message.
   if (issue.code === 'invalid_key') return issue.issues[0]?.message ?? issue.message;
@@ -1016,6 +1016,27 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   if (issue.code === 'invalid_format' && issue.format === 'email' && issue.message === 'Invalid email address') return `must be an e-mail address such as oncall@example.com${given}`;
   if (issue.code === 'invalid_format' && issue.format === 'url' && issue.message === 'Invalid URL') return `must be a full URL such as https://example.com/path${given}`;
   return issue.message;
+}
+
+/** Seconds per unit of a duration written as text ("15m"), and per unit of the field it is given to. */
+const DURATION_UNITS: Record<string, number> = { ms: 0.001, s: 1, sec: 1, m: 60, min: 60, h: 3600, d: 86400 };
+const FIELD_UNITS: Record<string, [number, string]> = { Ms: [0.001, 'milliseconds'], Seconds: [1, 'seconds'], Minutes: [60, 'minutes'] };
+
+/**
+ * What to write instead of a quoted value where a number or true/false is expected. Only a value
+ * that is valid JSON once unquoted is told "without quotes": "15m" unquoted is not JSON at all, so a
+ * duration is converted to the field's unit (its name ends with Seconds, Minutes or Ms).
+ */
+function unquotedHint(input: string, expected: string, field: string): string {
+  const text = input.trim();
+  if (expected === 'boolean') return text === 'true' || text === 'false' ? ` (write it without quotes: ${text})` : '';
+  if (text !== '' && Number.isFinite(Number(text))) return ` (write it without quotes: ${Number(text)})`;
+  const duration = /^(\d+(?:\.\d+)?)\s*([a-z]+)$/i.exec(text);
+  const unit = Object.entries(FIELD_UNITS).find(([suffix]) => field.endsWith(suffix))?.[1];
+  const perUnit = duration ? DURATION_UNITS[duration[2].toLowerCase()] : undefined;
+  if (!unit) return '';
+  if (!duration || perUnit === undefined) return ` (in ${unit[1]})`;
+  return ` (in ${unit[1]}: write ${(Number(duration[1]) * perUnit) / unit[0]} for ${input})`;
 }
 
 /** Minimal view of CDK's node context, so this module does not depend on a construct. */

@@ -258,6 +258,21 @@ describe('messages a person can act on (zod\'s own wording was "Too small: expec
       'network.privateSubnetIds: must be a list [...], not the string "subnet-0a1b2c3d4e5f60001"',
     ],
     ['an empty subnet list', (e: Env) => (e.network.privateSubnetIds = []), 'network.privateSubnetIds: must list at least 1 item(s), not 0'],
+    // "write it without quotes" was said of "15m" too, which unquoted is not JSON at all.
+    [
+      'a timeout written as a duration',
+      (e: Env) => (escalation(e).levels[1].ackTimeoutSeconds = '15m'),
+      'escalation.levels.1.ackTimeoutSeconds: must be a number, not the string "15m" (in seconds: write 900 for 15m)',
+    ],
+    ['a bake time in hours', (e: Env) => (e.backout.bakeMinutes = '1h'), 'backout.bakeMinutes: must be a number, not the string "1h" (in minutes: write 60 for 1h)'],
+    ['a probe timeout in seconds', (e: Env) => ((e.detection.probe as Env).api.timeoutMs = '3s'), 'detection.probe.api.timeoutMs: must be a number, not the string "3s" (in milliseconds: write 3000 for 3s)'],
+    ['a timeout in quotes', (e: Env) => (escalation(e).levels[1].ackTimeoutSeconds = '900'), 'escalation.levels.1.ackTimeoutSeconds: must be a number, not the string "900" (write it without quotes: 900)'],
+    ['a port in words (no unquoted form to offer)', (e: Env) => (e.database.port = 'five'), 'database.port: must be a number, not the string "five"'],
+    ['a flag in quotes', (e: Env) => ((e as Record<string, unknown>).production = 'true'), 'production: must be true or false, not the string "true" (write it without quotes: true)'],
+    ['a flag in words (no unquoted form to offer)', (e: Env) => ((e as Record<string, unknown>).production = 'yes'), 'production: must be true or false, not the string "yes"'],
+    // Was "not the an array" and "not the null".
+    ['a list where one value is expected', (e: Env) => (e.killswitch.parameterName = ['/atmr/qa/killswitch']), 'killswitch.parameterName: must be a string, not a list [...]'],
+    ['a null port', (e: Env) => (e.database.port = null), 'database.port: must be a number, not null'],
   ])('%s', (_what, mutate, expected) => {
     const raw = structuredClone(exampleEnvironment()) as Env;
     mutate(raw);
@@ -547,7 +562,7 @@ describe('config rules the CLI sees too (values and pairs of fields)', () => {
     const raw = { ...exampleEnvironment(), database: { ...(exampleEnvironment().database as object), port: '5432' } };
 
     expect(() => parseEnvironmentConfig('qa', raw)).toThrow(
-      'config: environments.qa.database.port: must be a number, not the string "5432" (write it without quotes); fix it in cdk.json (context.environments.qa.database.port)',
+      'config: environments.qa.database.port: must be a number, not the string "5432" (write it without quotes: 5432); fix it in cdk.json (context.environments.qa.database.port)',
     );
   });
 
@@ -570,7 +585,7 @@ describe('config rules the CLI sees too (values and pairs of fields)', () => {
       /^config: environments\.qa\.backups\.fargateTimeoutMinutes: must be a whole number/,
     );
     expect(() => parseEnvironmentConfig('qa', withBackups({ runner: 'fargate', fargateTimeoutMinutes: '55' }))).toThrow(
-      /^config: environments\.qa\.backups\.fargateTimeoutMinutes: must be a number, not the string "55" \(write it without quotes\)/,
+      /^config: environments\.qa\.backups\.fargateTimeoutMinutes: must be a number, not the string "55" \(write it without quotes: 55\)/,
     );
   });
 
