@@ -963,7 +963,9 @@ export function parseEnvironmentConfig(envName: string, raw: unknown, options: P
   }
   const result = EnvironmentConfigSchema.safeParse(raw, { reportInput: true });
   if (!result.success) {
-    const issue = result.error.issues[0];
+    // A misspelt key (secretArm) is also a missing one (secretArn): name the misspelling, which is
+    // what to fix, rather than a field the person believes is there.
+    const issue = result.error.issues.find((i) => i.code === 'unrecognized_keys') ?? result.error.issues[0];
     const path = ['environments', envName, ...issue.path.map(String)].join('.');
     throw new ConfigError(`config: ${path}: ${describeIssue(issue)}; fix it in cdk.json (context.${path})`);
   }
@@ -983,7 +985,15 @@ export function parseEnvironmentConfig(envName: string, raw: unknown, options: P
 const TYPE_NAMES: Record<string, string> = { int: 'a whole number', array: 'a list [...]', object: 'an object {...}', boolean: 'true or false' };
 
 function describeIssue(issue: z.core.$ZodIssue): string {
-  if (issue.code === 'unrecognized_keys') return `unknown field(s) ${issue.keys.join(', ')}: remove or rename them`;
+  if (issue.code === 'unrecognized_keys') {
+    const present = issue.input !== null && typeof issue.input === 'object' ? Object.keys(issue.input) : [];
+    const known = [...new Set(fieldsAt(EnvironmentConfigSchema, issue.path))].filter((field) => !present.includes(field));
+    const named = issue.keys.map((key) => {
+      const meant = closestField(key, known);
+      return meant === undefined ? key : `${key} (did you mean ${meant}?)`;
+    });
+    return `unknown field(s) ${named.join(', ')}: remove or rename them`;
+  }
   if (issue.code === 'invalid_type') {
     if (issue.input === undefined) return `is required (${issue.expected})`;
     const got = issue.input === null ? 'null' : Array.isArray(issue.input) ? 'a list [...]' : `the ${typeof issue.input} ${JSON.stringify(issue.input)}`;
@@ -1016,6 +1026,47 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   if (issue.code === 'invalid_format' && issue.format === 'email' && issue.message === 'Invalid email address') return `must be an e-mail address such as oncall@example.com${given}`;
   if (issue.code === 'invalid_format' && issue.format === 'url' && issue.message === 'Invalid URL') return `must be a full URL such as https://example.com/path${given}`;
   return issue.message;
+}
+
+/** The field names the object at `path` of `schema` accepts ([] where the path leads to no object). */
+function fieldsAt(schema: z.core.$ZodType, path: readonly PropertyKey[]): string[] {
+  const def = schema._zod.def as z.core.$ZodTypeDef & Record<string, unknown>;
+  const inner = (def.innerType ?? def.in ?? (def.getter as (() => z.core.$ZodType) | undefined)?.()) as z.core.$ZodType | undefined;
+  if (inner) return fieldsAt(inner, path);
+  if (def.type === 'union') return (def.options as z.core.$ZodType[]).flatMap((option) => fieldsAt(option, path));
+  const [step, ...rest] = path;
+  if (def.type === 'array') return step === undefined ? [] : fieldsAt(def.element as z.core.$ZodType, rest);
+  if (def.type === 'record') return step === undefined ? [] : fieldsAt(def.valueType as z.core.$ZodType, rest);
+  if (def.type !== 'object') return [];
+  const shape = def.shape as Record<string, z.core.$ZodType>;
+  if (step === undefined) return Object.keys(shape);
+  return typeof step === 'string' && shape[step] ? fieldsAt(shape[step], rest) : [];
+}
+
+/**
+ * The field a misspelt key most likely meant: the same name in another case, a name it starts (a
+ * unit left off: ackTimeout for ackTimeoutSeconds), or one at most 2 edits away.
+ */
+function closestField(key: string, fields: readonly string[]): string | undefined {
+  const lower = key.toLowerCase();
+  const exact = fields.find((field) => field.toLowerCase() === lower);
+  if (exact) return exact;
+  const prefixed = fields.filter((field) => lower.length >= 4 && field.toLowerCase().startsWith(lower));
+  if (prefixed.length === 1) return prefixed[0];
+  const scored = fields.map((field) => ({ field, distance: editDistance(lower, field.toLowerCase()) })).filter(({ distance }) => distance <= 2);
+  scored.sort((a, b) => a.distance - b.distance);
+  return scored.length > 0 && scored[0].distance < (scored[1]?.distance ?? Infinity) && key.length > scored[0].distance * 2 ? scored[0].field : undefined;
+}
+
+/** Levenshtein distance (insertions, deletions, substitutions). */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    previous = current;
+  }
+  return previous[b.length];
 }
 
 /** Seconds per unit of a duration written as text ("15m"), and per unit of the field it is given to. */

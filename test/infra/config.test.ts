@@ -281,6 +281,40 @@ describe('messages a person can act on (zod\'s own wording was "Too small: expec
   });
 });
 
+describe('a misspelt field: the line names the misspelling and the field it most likely meant', () => {
+  const rename = (node: Record<string, unknown>, from: string, to: string) => {
+    node[to] = node[from];
+    delete node[from];
+  };
+
+  it.each([
+    // Before: "database.secretArn: is required (string)", about a field the person sees in the file.
+    ['a required field one letter off', (e: Env) => rename(e.database, 'secretArn', 'secretArm'), '.database: unknown field(s) secretArm (did you mean secretArn?)'],
+    ['a field in the wrong case', (e: Env) => rename(e as Env, 'account', 'Account'), ': unknown field(s) Account (did you mean account?)'],
+    ['a nested ARN in the wrong case', (e: Env) => rename(e.killswitch.slack as unknown as Record<string, unknown>, 'signingSecretArn', 'signingSecretARN'), '.killswitch.slack: unknown field(s) signingSecretARN (did you mean signingSecretArn?)'],
+    ['a duration without its unit', (e: Env) => rename((e.escalation.levels as unknown as Env[])[0] as unknown as Record<string, unknown>, 'ackTimeoutSeconds', 'ackTimeout'), '.escalation.levels.0: unknown field(s) ackTimeout (did you mean ackTimeoutSeconds?)'],
+    ['an optional field with a letter left out', (e: Env) => rename(e.backups, 'compressionLevel', 'compresionLevel'), '.backups: unknown field(s) compresionLevel (did you mean compressionLevel?)'],
+    ['a field of one kind of subscription', (e: Env) => ((e.escalation.levels as unknown as Env[])[0].subscriptions = [{ protocol: 'email', endpont: 'oncall@example.com' }] as unknown as Env), '.escalation.levels.0.subscriptions.0: unknown field(s) endpont (did you mean endpoint?)'],
+    ['a field of a record value', (e: Env) => rename(((e.detection.ecs as Env).services as Env).api as unknown as Record<string, unknown>, 'minCount', 'minCnt'), '.detection.ecs.services.api: unknown field(s) minCnt (did you mean minCount?)'],
+  ])('%s', (_what, mutate, expected) => {
+    const raw = structuredClone(exampleEnvironment()) as Env;
+    mutate(raw);
+
+    expect(() => parseEnvironmentConfig('qa', raw)).toThrow(`config: environments.qa${expected}: remove or rename them; fix it in cdk.json`);
+  });
+
+  it.each([
+    ['a field nothing is close to', (e: Env) => (e.backups.retentionDays = 3), 'backups: unknown field(s) retentionDays: remove'],
+    // "tiers" is one letter from "tier", which the block already has: renaming it would clash.
+    ['a field close only to one the block already has', (e: Env) => (e.restoreTest.tiers = 'daily'), 'restoreTest: unknown field(s) tiers: remove'],
+  ])('suggests nothing for %s', (_what, mutate, expected) => {
+    const raw = structuredClone(exampleEnvironment()) as Env;
+    mutate(raw);
+
+    expect(() => parseEnvironmentConfig('qa', raw)).toThrow(`config: environments.qa.${expected}`);
+  });
+});
+
 describe('the network and the hosts, as the clients and CDK need them', () => {
 
   it.each([
