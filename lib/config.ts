@@ -945,6 +945,8 @@ export interface ParseOptions {
    * and tests keep the default.
    */
   readonly deployLimits?: boolean;
+  /** The environments cdk.json has, named when `envName` is not one of them. */
+  readonly environmentNames?: readonly string[];
 }
 
 /**
@@ -953,8 +955,13 @@ export interface ParseOptions {
  */
 export function parseEnvironmentConfig(envName: string, raw: unknown, options: ParseOptions = {}): EnvironmentConfig {
   if (raw === undefined) {
+    const names = options.environmentNames ?? [];
+    // "pass -c env=example" alone sends someone who meant their own environment (a key spelt
+    // otherwise, e.g. Prod for prod) to deploy the example: name the keys there are.
     throw new ConfigError(
-      `config: no environment "${envName}" in cdk.json context.environments; add it there or pass -c env=example`,
+      names.length === 0
+        ? `config: no environment "${envName}" in cdk.json context.environments; add it there or pass -c env=example`
+        : `config: no environment "${envName}" in cdk.json context.environments, which has ${names.map((n) => `"${n}"`).join(', ')}; add "${envName}" there (a copy of example) or pass -c env= with one of those`,
     );
   }
   const key = environmentName.safeParse(envName);
@@ -1102,7 +1109,7 @@ export interface ContextReader {
 export function loadConfigFromContext(node: ContextReader): EnvironmentConfig {
   const envName = (node.tryGetContext('env') as string | undefined) ?? 'example';
   const environments = (node.tryGetContext('environments') ?? {}) as Record<string, unknown>;
-  const config = parseEnvironmentConfig(envName, environments[envName]);
+  const config = parseEnvironmentConfig(envName, environments[envName], { environmentNames: Object.keys(environments) });
   // The killswitch parameter is created with its explicit name: a copied block that keeps another
   // environment's name in the same account and region fails at deploy (the parameter already exists).
   for (const [other, raw] of Object.entries(environments)) {

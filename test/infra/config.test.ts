@@ -46,6 +46,14 @@ describe('environment config', () => {
     );
   });
 
+  it('names the environments cdk.json has when the selected one is not among them (a key spelt Prod for -c env=prod)', () => {
+    const environments = { example: exampleEnvironment(), Prod: exampleEnvironment() };
+
+    expect(() => loadConfigFromContext({ tryGetContext: (key) => (key === 'env' ? 'prod' : environments) })).toThrow(
+      'config: no environment "prod" in cdk.json context.environments, which has "example", "Prod"; add "prod" there (a copy of example) or pass -c env= with one of those',
+    );
+  });
+
   it.each([
     ['account', (e: Record<string, unknown>) => ({ ...e, account: '12345' }), /environments\.qa\.account: must be a 12-digit AWS account id/],
     [
