@@ -1010,7 +1010,9 @@ function describeIssue(issue: z.core.$ZodIssue): string {
         ? unquotedHint(issue.input, issue.expected, String(issue.path.at(-1)))
         : typeof issue.input === 'number' && issue.expected === 'string'
           ? ` (write it in quotes: "${String(issue.input)}")`
-          : '';
+          : Array.isArray(issue.input) && issue.path[0] === 'escalation' && issue.path.length === 2
+            ? emailListHint(String(issue.path[1]))
+            : '';
     return `must be ${expected}, not ${got}${hint}`;
   }
   // A record key that fails its own rule (e.g. a tag key, a service key): that rule's message.
@@ -1074,6 +1076,16 @@ function editDistance(a: string, b: string): number {
     previous = current;
   }
   return previous[b.length];
+}
+
+/**
+ * The e-mail shorthands hold one address each; a list there (several people on call) belongs in
+ * the level's subscriptions, which the message spells out.
+ */
+function emailListHint(field: string): string {
+  const level = ['onCallEmail', 'leadDevOpsEmail', 'ctoEmail'].indexOf(field);
+  if (level < 0) return '';
+  return ` (one address: page the others of level ${level + 1} with {"protocol": "email", "endpoint": "<address>"} each in escalation.levels.${level}.subscriptions)`;
 }
 
 /** Seconds per unit of a duration written as text ("15m"), and per unit of the field it is given to. */

@@ -281,6 +281,16 @@ describe('messages a person can act on (zod\'s own wording was "Too small: expec
     // Was "not the an array" and "not the null".
     ['a list where one value is expected', (e: Env) => (e.killswitch.parameterName = ['/atmr/qa/killswitch']), 'killswitch.parameterName: must be a string, not a list [...]'],
     ['a null port', (e: Env) => (e.database.port = null), 'database.port: must be a number, not null'],
+    [
+      'several on-call addresses in the one-address shorthand',
+      (e: Env) => (escalation(e).onCallEmail = ['oncall@example.com', 'backup-oncall@example.com']),
+      'escalation.onCallEmail: must be a string, not a list [...] (one address: page the others of level 1 with {"protocol": "email", "endpoint": "<address>"} each in escalation.levels.0.subscriptions)',
+    ],
+    [
+      'several CTO addresses',
+      (e: Env) => (escalation(e).ctoEmail = ['cto@example.com', 'deputy-cto@example.com']),
+      'escalation.ctoEmail: must be a string, not a list [...] (one address: page the others of level 3 with {"protocol": "email", "endpoint": "<address>"} each in escalation.levels.2.subscriptions)',
+    ],
   ])('%s', (_what, mutate, expected) => {
     const raw = structuredClone(exampleEnvironment()) as Env;
     mutate(raw);
