@@ -37,6 +37,8 @@ export interface ExecutionInput {
   readonly resumeAt?: string;
   /** A handed-over execution: the name of the execution it took over from. */
   readonly handedOverFrom?: string;
+  /** A handed-over execution: the levels its predecessors paged but the table does not list (model.ts `pagedNotRecordedKey`). */
+  readonly [pagedNotRecorded: `pagedNotRecordedL${number}`]: unknown;
 }
 
 /**

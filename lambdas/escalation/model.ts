@@ -55,6 +55,42 @@ export interface Incident {
 }
 
 /**
+ * Where an escalation execution keeps, in its own state, a level whose page went out but whose
+ * record the ops-state table refused (`pagedNotRecordedL<n>`: the catch of PageLevel<n> on
+ * PagedNotRecorded, lib/constructs/escalation.ts; a hand-over copies it to the next execution). One
+ * top-level key per level: the catch writes it without reading the state, and writing it twice
+ * changes nothing.
+ */
+export const pagedNotRecordedKey = (level: number): string => `pagedNotRecordedL${level}`;
+const PAGED_NOT_RECORDED_KEY = /^pagedNotRecordedL(\d+)$/;
+
+/** What the task function reads of an execution's state (the Resolve, Remind and HandOver steps receive all of it). */
+export interface ExecutionState {
+  readonly check?: { readonly alarmState?: string; readonly lastJoinedAlarmAt?: string };
+  readonly [key: string]: unknown;
+}
+
+/** The keys of `state` that hold a level paged but not recorded (`pagedNotRecordedKey`). */
+export function pagedNotRecordedKeys(state: ExecutionState | undefined): string[] {
+  return Object.keys(state ?? {}).filter((key) => PAGED_NOT_RECORDED_KEY.test(key));
+}
+
+/**
+ * Every level paged: those the incident record lists, and those the execution paged although the
+ * table refused their record. The one place that decides who is told of the resolution; its highest
+ * is the level reminded when the acknowledgement names none.
+ */
+export function levelsPaged(incident: Incident, state: ExecutionState | undefined): number[] {
+  const unrecorded = pagedNotRecordedKeys(state).map((key) => Number(PAGED_NOT_RECORDED_KEY.exec(key)?.[1]));
+  return [...new Set([...incident.pagedLevels, ...unrecorded])].sort((a, b) => a - b);
+}
+
+/** The highest level paged (0: none yet), counting a level paged but not recorded (`levelsPaged`). */
+export function highestLevelPaged(incident: Incident, state: ExecutionState | undefined): number {
+  return Math.max(incident.level, ...levelsPaged(incident, state));
+}
+
+/**
  * Whether a failure joined the acknowledged incident while no step waited (its wake found no token)
  * and nobody has told the acknowledging level yet: the next waiting step reminds at once. Absent
  * `joinRemindedAt` (acknowledged before the field existed): nothing is owed.

@@ -4,7 +4,7 @@ import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { namedLine, oneLine } from '../shared/errors';
 import { ackLinkUrl } from './ack-link';
 import type { ExecutionInput } from './ingest';
-import { Incident, joinAwaitsReminder, runbookOf, shortHash, signalsEvent } from './model';
+import { ExecutionState, highestLevelPaged, Incident, joinAwaitsReminder, levelsPaged, pagedNotRecordedKeys, runbookOf, shortHash, signalsEvent } from './model';
 import {
   claimResolutionNotice,
   getIncident,
@@ -43,10 +43,12 @@ export interface TaskDeps {
 export type TaskInput =
   | { readonly action: 'page'; readonly incidentId: string; readonly level: number; readonly taskToken: string }
   | { readonly action: 'await'; readonly incidentId: string; readonly taskToken: string }
-  | { readonly action: 'remind'; readonly incidentId: string; readonly taskToken: string }
+  // `state`: the execution's state, for the levels it paged but the table does not list (model.ts
+  // levelsPaged). Absent from a step of an execution started before it was passed: none then.
+  | { readonly action: 'remind'; readonly incidentId: string; readonly taskToken: string; readonly state?: ExecutionState }
   | { readonly action: 'check'; readonly incidentId: string }
-  | { readonly action: 'resolve'; readonly incidentId: string; readonly state?: { readonly check?: { readonly alarmState?: string; readonly lastJoinedAlarmAt?: string } } }
-  | { readonly action: 'handover'; readonly incidentId: string; readonly alarmName: string; readonly resumeAt: string; readonly rounds: number; readonly execution: string }
+  | { readonly action: 'resolve'; readonly incidentId: string; readonly state?: ExecutionState }
+  | { readonly action: 'handover'; readonly incidentId: string; readonly alarmName: string; readonly resumeAt: string; readonly rounds: number; readonly execution: string; readonly state?: ExecutionState }
   | { readonly action: 'takeover'; readonly incidentId: string; readonly execution: string; readonly handedOverFrom?: string; readonly resumeAt?: string };
 
 export type AlarmStateNow = 'ALARM' | 'OK' | 'INSUFFICIENT_DATA' | 'DELETED' | 'RESOLVED';
@@ -243,17 +245,17 @@ async function page(deps: TaskDeps, incidentId: string, level: number, taskToken
 }
 
 /** The level that acknowledged (links say which), else the highest level paged. */
-function acknowledgingLevel(incident: Incident): number {
-  return incident.ack?.level ?? Math.max(1, incident.level);
+function acknowledgingLevel(incident: Incident, state: ExecutionState | undefined): number {
+  return incident.ack?.level ?? Math.max(1, highestLevelPaged(incident, state));
 }
 
-async function remind(deps: TaskDeps, incidentId: string, taskToken: string): Promise<string> {
+async function remind(deps: TaskDeps, incidentId: string, taskToken: string, state: ExecutionState | undefined): Promise<string> {
   const incident = await storeTaskToken(deps.store, incidentId, taskToken, undefined, { remindsJoins: true });
   if (incident.status === 'RESOLVED') {
     await wake(deps.store, taskToken, { outcome: 'resolved' });
     return 'woken: RESOLVED';
   }
-  const level = acknowledgingLevel(incident);
+  const level = acknowledgingLevel(incident, state);
   const target = deps.levels[level - 1];
   const at = nowIso(deps);
   const key = `reminder#${shortHash(taskToken)}`;
@@ -301,7 +303,8 @@ export interface ResolveOutput {
  * when an ALARM joined it after the check read the alarm OK (`lastJoinedAlarmAt` as the check read
  * it): the alarm is in ALARM again, and the workflow goes on with this incident.
  */
-async function resolve(deps: TaskDeps, incidentId: string, check: { alarmState?: string; lastJoinedAlarmAt?: string } | undefined): Promise<ResolveOutput> {
+async function resolve(deps: TaskDeps, incidentId: string, state: ExecutionState | undefined): Promise<ResolveOutput> {
+  const check = state?.check;
   const alarmState = check?.alarmState;
   const incident = await requireIncident(deps, incidentId);
   if (incident.status !== 'RESOLVED') {
@@ -324,7 +327,7 @@ async function resolve(deps: TaskDeps, incidentId: string, check: { alarmState?:
   }
   // The incident is resolved from here on: whatever fails now fails its notice, not the escalation.
   try {
-    return await announceResolution(deps, incident.status === 'RESOLVED' ? incident : await requireIncident(deps, incidentId));
+    return await announceResolution(deps, incident.status === 'RESOLVED' ? incident : await requireIncident(deps, incidentId), state);
   } catch (error) {
     if (error instanceof ResolutionNoticeFailed) throw error;
     throw new ResolutionNoticeFailed(`incident ${incidentId} is resolved; its resolution notice failed: ${namedLine(error)}`);
@@ -335,13 +338,14 @@ async function resolve(deps: TaskDeps, incidentId: string, check: { alarmState?:
 const NOTICE = 'resolution-notice#';
 
 /**
- * Tells every level that was paged (and Slack) of the resolution, each once. The timeline entry of a
+ * Tells every level that was paged (`levelsPaged`: the incident's record and, for a level whose record
+ * the table refused, the execution's state) and Slack of the resolution, each once. The timeline entry of a
  * level (`resolution-notice#L<n>`, a conditional write) is written once its notice is out, and the
  * step reads them first: a retried step (a level's publish failed) tells only the levels not told
  * yet. A step stopped between a publish and its entry tells that level again on its retry: twice
  * rather than never.
  */
-async function announceResolution(deps: TaskDeps, incident: Incident): Promise<ResolveOutput> {
+async function announceResolution(deps: TaskDeps, incident: Incident, state: ExecutionState | undefined): Promise<ResolveOutput> {
   await releaseOpenPointer(deps.store, incident.alarmName, incident.id);
   if (incident.resolutionNotifiedAt) return { result: 'already announced' };
   const r = incident.resolution;
@@ -360,7 +364,8 @@ async function announceResolution(deps: TaskDeps, incident: Incident): Promise<R
     readonly required: boolean;
   }
   const channels: Channel[] = [];
-  for (const level of incident.pagedLevels) {
+  const paged = levelsPaged(incident, state);
+  for (const level of paged) {
     const target = deps.levels[level - 1];
     if (target) channels.push({ key: `L${level}`, what: `level ${level} (${target.name})`, level, send: () => publish(deps, target.topicArn, message), required: true });
   }
@@ -386,7 +391,7 @@ async function announceResolution(deps: TaskDeps, incident: Incident): Promise<R
   const failed = failures.filter((failure): failure is string => failure !== undefined);
   if (failed.length > 0) throw new ResolutionNoticeFailed(`incident ${incident.id} is resolved; its notice could not be sent to ${failed.join('; ')}`);
   await claimResolutionNotice(deps.store, incident.id);
-  return { result: `announced to levels ${incident.pagedLevels.join(', ') || 'none'}` };
+  return { result: `announced to levels ${paged.join(', ') || 'none'}` };
 }
 
 /**
@@ -409,7 +414,9 @@ async function handOver(deps: TaskDeps, input: Extract<TaskInput, { action: 'han
   const previous = current === input.incidentId ? 0 : Number(/-h(\d+)$/.exec(current)?.[1] ?? Number.NaN);
   if (!Number.isInteger(previous)) throw new Error(`execution ${current} is not one of incident ${input.incidentId}`);
   const name = `${input.incidentId}-h${previous + 1}`;
-  const next: ExecutionInput = { incidentId: input.incidentId, alarmName: input.alarmName, resumeAt: input.resumeAt, handedOverFrom: current };
+  // The levels this execution paged but the table does not list go along: the new one tells them too.
+  const carried = Object.fromEntries(pagedNotRecordedKeys(input.state).map((key) => [key, input.state?.[key]]));
+  const next: ExecutionInput = { incidentId: input.incidentId, alarmName: input.alarmName, resumeAt: input.resumeAt, handedOverFrom: current, ...carried };
   let executionArn = `${arnPrefix}execution:${machineName}:${name}`;
   try {
     const started = await deps.store.sfn.send(new StartExecutionCommand({ stateMachineArn: `${arnPrefix}stateMachine:${machineName}`, name, input: JSON.stringify(next) }));
@@ -461,11 +468,11 @@ export async function runTask(deps: TaskDeps, input: TaskInput): Promise<unknown
       return { result: 'waiting' };
     }
     case 'remind':
-      return { result: await remind(deps, input.incidentId, input.taskToken) };
+      return { result: await remind(deps, input.incidentId, input.taskToken, input.state) };
     case 'check':
       return check(deps, input.incidentId);
     case 'resolve':
-      return resolve(deps, input.incidentId, input.state?.check);
+      return resolve(deps, input.incidentId, input.state);
     case 'handover':
       return { result: await handOver(deps, input) };
     case 'takeover':

@@ -16,6 +16,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { pagedNotRecordedKey } from '../../lambdas/escalation/model';
 import { endpointDigest, SUBSCRIPTIONS_CHECK_SERVICE, UNCONFIRMED_SUBSCRIPTIONS_METRIC, type LevelToCheck } from '../../lambdas/escalation/subscriptions';
 import { EVENT_SOURCE, metricsNamespace } from '../../lambdas/shared/constants';
 import { nagRender } from '../nag';
@@ -485,6 +486,8 @@ export class Escalation extends Construct {
         resumeAt: sfn.JsonPath.stringAt('$.loop.next'),
         rounds: sfn.JsonPath.numberAt('$.loop.rounds'),
         execution: sfn.JsonPath.executionId,
+        // The levels paged but not recorded (below, PagedNotRecorded) go on to the next execution.
+        state: sfn.JsonPath.objectAt('$'),
       }),
       payloadResponseOnly: true,
       resultPath: '$.handedOver',
@@ -511,7 +514,9 @@ export class Escalation extends Construct {
 
     // Acknowledged: wait (token) for the resolution; every interval, re-read the alarm and remind while ALARM.
     const awaitAcked = waitForNews('AwaitWhileAcked', { action: 'await' }, reminderInterval);
-    const remind = waitForNews('Remind', { action: 'remind' }, reminderInterval);
+    // The whole state: the level reminded when the acknowledgement names none is the highest paged,
+    // counting a level whose record the table refused (below, PagedNotRecorded).
+    const remind = waitForNews('Remind', { action: 'remind', state: sfn.JsonPath.objectAt('$') }, reminderInterval);
     const checkAcked = checkAlarm('CheckWhileAcked');
     const ackedWoken = new sfn.Choice(this, 'AckedWoken').when(resolvedWake, resolve).when(newAlarmWake, round(remind)).otherwise(round(awaitAcked));
     awaitAcked.addCatch(checkAcked, { errors: ['States.Timeout'], resultPath: '$.timeout' });
@@ -546,8 +551,10 @@ export class Escalation extends Construct {
       // keeps its whole timeout, as if the step had waited for it, before the alarm is re-read (an
       // acknowledgement meanwhile wakes nothing, the step's token being dead, but the next page step
       // finds the incident acknowledged and pages nobody). Caught before States.ALL, never retried:
-      // a retry would page the level again.
-      pages[i].addCatch(hold, { errors: ['PagedNotRecorded'], resultPath: '$.error' });
+      // a retry would page the level again. The execution keeps the level in its own state
+      // (`pagedNotRecordedL<n>`), since the incident record does not list it: the Resolve step tells
+      // it of the resolution, the Remind step counts it as paged (model.ts levelsPaged).
+      pages[i].addCatch(hold, { errors: ['PagedNotRecorded'], resultPath: `$.${pagedNotRecordedKey(i + 1)}` });
       pages[i].addCatch(i < last ? checks[i] : retryLastLater, { errors: ['States.ALL'], resultPath: '$.error' });
       pages[i].next(new sfn.Choice(this, `Level${i + 1}Woken`).when(resolvedWake, resolve).otherwise(round(awaitAcked)));
       checks[i].next(

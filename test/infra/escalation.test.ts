@@ -90,7 +90,7 @@ describe('escalation (template)', () => {
   it('climbs only while the alarm is in ALARM: each level\'s timeout re-reads the alarm before the next page', () => {
     expect(states.PageLevel1.Catch).toEqual([
       { ErrorEquals: ['States.Timeout'], ResultPath: '$.timeout', Next: 'CheckAfterLevel1' },
-      { ErrorEquals: ['PagedNotRecorded'], ResultPath: '$.error', Next: 'HoldLevel1' },
+      { ErrorEquals: ['PagedNotRecorded'], ResultPath: '$.pagedNotRecordedL1', Next: 'HoldLevel1' },
       { ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'CheckAfterLevel1' },
     ]);
     expect(states.StillAlarmAfterLevel1.Choices).toEqual([
@@ -107,12 +107,18 @@ describe('escalation (template)', () => {
       const catchers = states[`PageLevel${level}`].Catch as Json[];
       // Before States.ALL: Step Functions takes the first catcher that matches.
       expect(catchers.map((c) => (c.ErrorEquals as string[])[0])).toEqual(['States.Timeout', 'PagedNotRecorded', 'States.ALL']);
-      expect(catchers[1]).toEqual({ ErrorEquals: ['PagedNotRecorded'], ResultPath: '$.error', Next: `HoldLevel${level}` });
+      expect(catchers[1]).toEqual({ ErrorEquals: ['PagedNotRecorded'], ResultPath: `$.pagedNotRecordedL${level}`, Next: `HoldLevel${level}` });
       expect(states[`HoldLevel${level}`]).toEqual({ Type: 'Wait', Seconds: 900, Next: `CheckAfterLevel${level}` });
       const retried = (states[`PageLevel${level}`].Retry as Json[]).flatMap((r) => r.ErrorEquals as string[]);
       expect(retried).not.toContain('PagedNotRecorded');
       expect(retried).not.toContain('States.ALL');
     }
+  });
+
+  it('gives the steps that decide who is told or reminded, and the hand-over, the whole execution state (a level paged but not recorded is only there)', () => {
+    expect(states.Resolve.Parameters).toEqual(expect.objectContaining({ action: 'resolve', 'state.$': '$' }));
+    expect((states.Remind.Parameters as Json).Payload).toEqual(expect.objectContaining({ action: 'remind', 'state.$': '$' }));
+    expect(states.HandOver.Parameters).toEqual(expect.objectContaining({ action: 'handover', 'state.$': '$' }));
   });
 
   it('ends, without failing, an execution whose resolution notice could not reach every level after the retries (a failed one pages "nobody is being paged")', () => {

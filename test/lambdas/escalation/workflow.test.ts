@@ -129,7 +129,7 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       expect(entered(run, /^(PageLevel|HoldLevel|CheckAfterLevel|Resolve$)/)).toEqual(['PageLevel1', 'HoldLevel1', 'CheckAfterLevel1', 'PageLevel2', 'CheckAfterLevel2', 'Resolve']);
       const at = (name: string) => run.entered.find((e) => e.name === name)?.at ?? Number.NaN;
       expect(at('PageLevel2') - at('HoldLevel1')).toBeGreaterThanOrEqual(HOLD_MS);
-      expect(run.output.error).toEqual(expect.objectContaining({ Error: 'PagedNotRecorded' }));
+      expect(run.output.pagedNotRecordedL1).toEqual(expect.objectContaining({ Error: 'PagedNotRecorded' }));
       expect(kinds('N')).toEqual([1, 2]);
     });
 
@@ -159,7 +159,99 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
         'Resolve',
       ]);
       expect(kinds('N')).toEqual([1]);
+      expect(kinds('Résolu')).toEqual([1]);
       expect(await getIncident(h.store, incidentId)).toEqual(expect.objectContaining({ status: 'RESOLVED', ack: expect.objectContaining({ by: 'alice', level: 1 }) }));
+    });
+
+    const noticesSent = async (id = incidentId) => (await timeline(h.store, id)).map((e) => e.text).filter((text) => text.startsWith('Resolution notice sent to'));
+
+    it('tells the level the table does not list of the resolution, once, beside the levels it lists', async () => {
+      // Arrange: level 1's record refused, level 2 paged and recorded, then the alarm reads OK.
+      h.alarmStates = ['ALARM', 'OK'];
+      const { harness } = level1Unrecorded();
+
+      // Act
+      await runLocally(definition, harness, { incidentId, alarmName: ALARM });
+
+      // Assert
+      expect((await getIncident(h.store, incidentId))?.pagedLevels).toEqual([2]);
+      expect(kinds('Résolu')).toEqual([1, 2]);
+      expect(await noticesSent()).toEqual(['Resolution notice sent to level 1 (On-call engineer)', 'Resolution notice sent to level 2 (Lead DevOps)']);
+    });
+
+    it('tells a level once when the table lists it and the execution holds it too (the last level, refused then recorded when paged again)', async () => {
+      // Arrange: level 3's first record refused, its second page recorded; then the alarm reads OK.
+      h.alarmStates = ['ALARM', 'ALARM', 'ALARM', 'OK'];
+      let level3Records = 0;
+      const { harness } = refusingWrites(h, (write) => write.UpdateExpression?.startsWith('ADD pagedLevels') === true && write.ExpressionAttributeValues?.[':l'] === 3 && ++level3Records === 1);
+
+      // Act
+      const run = await runLocally(definition, harness, { incidentId, alarmName: ALARM });
+
+      // Assert
+      expect(entered(run, /^(PageLevel|HoldLevel)/)).toEqual(['PageLevel1', 'PageLevel2', 'PageLevel3', 'HoldLevel3', 'PageLevel3']);
+      expect((await getIncident(h.store, incidentId))?.pagedLevels).toEqual([1, 2, 3]);
+      expect(kinds('Résolu')).toEqual([1, 2, 3]);
+      expect(run.output.resolved).toEqual({ result: 'announced to levels 1, 2, 3' });
+    });
+
+    it('tells the level of its hold when the alarm returns to OK during it (the workflow resolves after the hold)', async () => {
+      // Arrange: the alarm's OK arrives while level 1 is held; the check after the hold reads OK.
+      h.alarmStates = ['OK'];
+      const { harness } = level1Unrecorded();
+      const okDuringHold = intercepting(h.taskDeps.cloudwatch, async (command, send) => {
+        await ingestAlarmChange(h.ingestDeps, alarmEvent('OK', '2026-11-30T10:20:00.000+0000'));
+        return send(command);
+      });
+
+      // Act
+      const run = await runLocally(definition, { ...harness, taskDeps: { ...harness.taskDeps, cloudwatch: okDuringHold } } as EscalationHarness, { incidentId, alarmName: ALARM });
+
+      // Assert
+      expect(entered(run, /^(PageLevel|HoldLevel|CheckAfterLevel|Resolve$)/)).toEqual(['PageLevel1', 'HoldLevel1', 'CheckAfterLevel1', 'Resolve']);
+      expect((await getIncident(h.store, incidentId))?.resolution).toEqual(expect.objectContaining({ how: 'alarm OK', via: 'alarm' }));
+      expect(kinds('Résolu')).toEqual([1]);
+    });
+
+    it('reminds the held level (the highest paged) when acknowledged without a level (CLI, Slack) during its hold, and tells it of the resolution', async () => {
+      // Arrange: level 1 paged and recorded, level 2's record refused; the re-reads: ALARM after
+      // level 1, ALARM after level 2's hold (acknowledged by then), ALARM while acknowledged, then OK.
+      h.alarmStates = ['ALARM', 'ALARM', 'ALARM', 'OK'];
+      const { harness } = refusingWrites(h, (write) => write.UpdateExpression?.startsWith('ADD pagedLevels') === true && write.ExpressionAttributeValues?.[':l'] === 2);
+      let checks = 0;
+      const ackingDuringHold2 = intercepting(h.taskDeps.cloudwatch, async (command, send) => {
+        checks += 1;
+        if (checks === 2) await acknowledgeIncident(h.store, incidentId, { by: 'bob', via: 'cli' });
+        return send(command);
+      });
+
+      // Act
+      const run = await runLocally(definition, { ...harness, taskDeps: { ...harness.taskDeps, cloudwatch: ackingDuringHold2 } } as EscalationHarness, { incidentId, alarmName: ALARM });
+
+      // Assert
+      expect(entered(run, /^(PageLevel|HoldLevel|Remind|Resolve$)/)).toEqual(['PageLevel1', 'PageLevel2', 'HoldLevel2', 'PageLevel3', 'Remind', 'Resolve']);
+      expect(kinds('N')).toEqual([1, 2]);
+      expect(kinds('Rappel')).toEqual([2]);
+      expect(kinds('Résolu')).toEqual([1, 2]);
+    });
+
+    it('carries the level the table does not list over a hand-over: the new execution tells it of the resolution', async () => {
+      // Arrange: level 1's record refused; nobody answers; the execution hands over before level 3.
+      h.alarmStates = ['ALARM'];
+      const { harness } = level1Unrecorded();
+
+      // Act: -h1 pages level 3, which is resolved by hand during its wait.
+      const first = await runLocally(handingOverAfter(definition, 2), harness, { incidentId, alarmName: ALARM });
+      const second = await runLocally(handingOverAfter(definition, 2), h, h.executionInputs.get(`${incidentId}-h1`) ?? {}, async (state) => {
+        if (state === 'PageLevel3') await resolveIncident(h.store, incidentId, { by: 'carol', via: 'cli', how: 'resolved by hand' });
+      }, 60, `${incidentId}-h1`);
+
+      // Assert
+      expect(first.path.at(-1)).toBe('HandOver');
+      expect(second.path).toEqual(['TakeOver', 'PageLevel3', 'Resolve']);
+      expect(kinds('N')).toEqual([1, 2, 3]);
+      expect(kinds('Résolu')).toEqual([1, 2, 3]);
+      expect(await noticesSent()).toHaveLength(3);
     });
   });
 
