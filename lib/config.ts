@@ -123,6 +123,13 @@ export const BackupsConfigSchema = z.strictObject({
   /** Where the runner image executes: Lambda (15 min cap) or an ECS Fargate task (no cap). */
   runner: z.enum(['lambda', 'fargate']).default('lambda'),
   /**
+   * Secret (`{username, password}`, on the AWS-managed key) of the role the runner logs in as: one
+   * that reads everything and writes nothing (docs/backup-runner.md, "The runner's database role").
+   * Taken before database.iamAuthUser. @default - IAM authentication as database.iamAuthUser when
+   * set, else database.secretArn (refused at synth in production when that is RDS's master secret)
+   */
+  secretArn: secretArn.optional(),
+  /**
    * gzip/pg_dump compression level (0-9) used for both formats. 1: on the bench database it cuts
    * pg_dump's CPU about 2.5x against 6 for ~20% larger objects (docs/backups.md, npm run bench:backup).
    */
@@ -562,7 +569,11 @@ export const DetectionConfigSchema = z.strictObject({
       /** PostgreSQL read-only checks on the configured database. @default - not probed */
       database: z
         .strictObject({
-          /** A read-only user's secret; @default - the database secret (`database.secretArn`). */
+          /**
+           * Secret of the probe's read-only role (docs/detection.md, "The probe's database role"), on
+           * the AWS-managed key. @default - the database secret (`database.secretArn`; refused at synth
+           * in production when that is RDS's master secret)
+           */
           secretArn: secretArn.optional(),
           /** Connect + query timeout (ms). @default 3000 */
           timeoutMs: z.number().int().min(100).max(15000).default(3000),
@@ -933,6 +944,33 @@ function deployLimitIssue(config: z.infer<typeof EnvironmentConfigSchema>): Depl
     return {
       path: ['backups', 'fargateTimeoutMinutes'],
       message: `${minutes} minutes would let an hourly run last into the next one (hourly runs start 60 minutes apart and the limit counts from a run's scheduled time): set at most ${MAX_TASK_TIMEOUT_MINUTES}, and for a dump that needs longer give the task more CPU (fargateCpu, with a matching memoryMiB) or a lower compressionLevel`,
+    };
+  }
+  return masterSecretIssue(config);
+}
+
+/**
+ * The tool never changes the production database it protects: its probe and its backup runner must
+ * not hold the password of RDS's master user (`...:secret:rds!db-<id>`), which can. Production only:
+ * a staging database may keep one login. Deploy-only: the CLI's commands take their credentials from
+ * flags and libpq variables, never from these fields.
+ */
+function masterSecretIssue(config: z.infer<typeof EnvironmentConfigSchema>): DeployIssue | undefined {
+  if (!config.production) return undefined;
+  const isMaster = (arn: string | undefined) => arn?.includes(':secret:rds!') === true;
+  const master = config.database.secretArn;
+  const probe = config.detection?.probe.database;
+  if (probe && isMaster(probe.secretArn ?? master)) {
+    return {
+      path: ['detection', 'probe', 'database', 'secretArn'],
+      message: `${probe.secretArn ? 'is' : 'is absent, so the probe would log in with database.secretArn,'} ${probe.secretArn ?? master}, RDS's master secret (rds!) of this production database: a bug or a compromised probe function holding it could change the database it watches; create the probe's read-only role with the SQL of docs/detection.md ("The probe's database role"), store its password in a secret of its own and set that secret's ARN here`,
+    };
+  }
+  const { secretArn: runnerSecret } = config.backups;
+  if (isMaster(runnerSecret) || (!runnerSecret && !config.database.iamAuthUser && isMaster(master))) {
+    return {
+      path: ['backups', 'secretArn'],
+      message: `${runnerSecret ? 'is' : 'is absent (and database.iamAuthUser too), so the backup runner would log in with database.secretArn,'} ${runnerSecret ?? master}, RDS's master secret (rds!) of this production database: a bug or a compromised runner holding it could change the database it backs up; create the runner's read-only role with the SQL of docs/backup-runner.md ("The runner's database role"), store its password in a secret of its own and set that secret's ARN here (or log in with IAM authentication: database.iamAuthUser)`,
     };
   }
   return undefined;

@@ -582,11 +582,12 @@ interface RunnerTarget {
 /** Non-secret settings only: the credentials are read at run time (Secrets Manager or IAM auth). */
 function runnerEnvironment(props: BackupsProps, bucketName: string): Record<string, string> {
   const { database, settings: backups } = props;
+  const login = runnerLogin(props);
   return {
     POWERTOOLS_SERVICE_NAME: BACKUP_RUNNER_SERVICE,
     POWERTOOLS_METRICS_NAMESPACE: metricsNamespace(props.environmentName),
     [RUNNER_ENV.bucket]: bucketName,
-    ...(database.iamAuthUser ? { [RUNNER_ENV.iamAuthUser]: database.iamAuthUser } : { [RUNNER_ENV.secretArn]: database.secretArn }),
+    ...(login.kind === 'iam' ? { [RUNNER_ENV.iamAuthUser]: login.user } : { [RUNNER_ENV.secretArn]: login.secretArn }),
     [RUNNER_ENV.host]: database.host,
     [RUNNER_ENV.port]: String(database.port),
     [RUNNER_ENV.database]: database.name,
@@ -697,15 +698,28 @@ function runnerPolicyStatements(stack: Stack, props: BackupsProps, bucketArn: st
       conditions: { StringEquals: { [`rds:snapshot-tag/${MANAGED_TAG_KEY}`]: 'true' } },
     }),
   ];
-  if (database.iamAuthUser) {
-    statements.push(connectWithIamAuthStatement(stack, database.iamAuthUser));
+  const login = runnerLogin(props);
+  if (login.kind === 'iam') {
+    statements.push(connectWithIamAuthStatement(stack, login.user));
   } else {
-    statements.push(new iam.PolicyStatement({ sid: 'ReadDatabaseSecret', actions: ['secretsmanager:GetSecretValue'], resources: [database.secretArn] }));
-    if (database.secretKmsKeyArn) {
-      statements.push(decryptSecretStatement(stack, database.secretKmsKeyArn, 'DecryptDatabaseSecret'));
+    statements.push(new iam.PolicyStatement({ sid: 'ReadDatabaseSecret', actions: ['secretsmanager:GetSecretValue'], resources: [login.secretArn] }));
+    if (login.secretKmsKeyArn) {
+      statements.push(decryptSecretStatement(stack, login.secretKmsKeyArn, 'DecryptDatabaseSecret'));
     }
   }
   return statements;
+}
+
+/**
+ * How the runner logs in: the backup role's own secret (backups.secretArn), else IAM authentication
+ * (database.iamAuthUser), else the database secret. Its own secret is on the AWS-managed key, as the
+ * probe's is; database.secretKmsKeyArn is the database secret's key.
+ */
+function runnerLogin(props: BackupsProps): { kind: 'iam'; user: string } | { kind: 'secret'; secretArn: string; secretKmsKeyArn?: string } {
+  const { database, settings } = props;
+  if (settings.secretArn) return { kind: 'secret', secretArn: settings.secretArn };
+  if (database.iamAuthUser) return { kind: 'iam', user: database.iamAuthUser };
+  return { kind: 'secret', secretArn: database.secretArn, secretKmsKeyArn: database.secretKmsKeyArn };
 }
 
 

@@ -25,7 +25,8 @@ interface Statement {
 }
 
 const EXAMPLE = exampleEnvironment() as Json & { database: Json; backups: Json };
-const SECRET_ARN = (EXAMPLE.database as { secretArn: string }).secretArn;
+/** The backup role's own secret, which the runner logs in with (the example's database secret is RDS's master secret). */
+const RUNNER_SECRET_ARN = (EXAMPLE.backups as { secretArn: string }).secretArn;
 
 /** The data stack plus a stack holding only the Backups construct, wired as the ops stack wires it. */
 function backupsOnlyApp(overrides: (env: Json & { database: Json; backups: Json }) => void = () => undefined) {
@@ -319,7 +320,7 @@ describe('backups construct (example environment, lambda runner)', () => {
         'SNAPSHOT_RETENTION_WEEKLY',
       ].sort(),
     );
-    expect(variables.DATABASE_SECRET_ARN).toBe(SECRET_ARN);
+    expect(variables.DATABASE_SECRET_ARN).toBe(RUNNER_SECRET_ARN);
     expect(Object.keys(variables).filter((k) => /PASSWORD|TOKEN|PGPASS/i.test(k))).toEqual([]);
     expect(variables).toMatchObject({
       DATABASE_HOST: 'atmr-prod.abcdefghijkl.eu-west-3.rds.amazonaws.com',
@@ -378,7 +379,7 @@ describe('backups construct (example environment, lambda runner)', () => {
     expect(actionsOf(kms[0]).sort()).toEqual(['kms:Decrypt', 'kms:GenerateDataKey']);
     expect(JSON.stringify(kms[0].Resource)).toMatch(/BackupKey/);
     const secret = statementsWith('secretsmanager:GetSecretValue');
-    expect(secret.map((s) => s.Resource)).toEqual([SECRET_ARN]);
+    expect(secret.map((s) => s.Resource)).toEqual([RUNNER_SECRET_ARN]);
   });
 
   it('scopes RDS writes to the instance and this tool\'s snapshot prefixes; deletes need the managed tag', () => {
@@ -589,6 +590,7 @@ describe('backups construct variants', () => {
 
   it('with IAM database authentication: connects as the user, no secret in the environment or the policy', () => {
     const { stack } = backupsOnlyApp((env) => {
+      delete env.backups.secretArn;
       env.database.iamAuthUser = 'atmr_backup';
     });
     const template = Template.fromStack(stack);
@@ -602,9 +604,33 @@ describe('backups construct variants', () => {
     expect(JSON.stringify(connect.map((s) => s.Resource))).toContain(':rds-db:eu-west-3:111111111111:dbuser:*/atmr_backup');
   });
 
+  it("logs in with the backup role's own secret (backups.secretArn): the only secret its environment names and its policy reads, never the master secret", () => {
+    // Arrange: IAM authentication and a key of the database secret set too, which the runner's own secret outranks
+    const { stack } = backupsOnlyApp((env) => {
+      env.database.iamAuthUser = 'atmr_app';
+      env.database.secretKmsKeyArn = 'arn:aws:kms:eu-west-3:111111111111:key/0a1b2c3d-0000-4000-8000-000000000001';
+    });
+
+    // Act
+    const template = Template.fromStack(stack);
+
+    // Assert
+    const [, fn] = resourcesOf(template, 'AWS::Lambda::Function').find(([id]) => id.startsWith('BackupsRunner'))!;
+    const variables = ((fn.Properties as Json).Environment as { Variables: Json }).Variables;
+    expect([variables.DATABASE_SECRET_ARN, variables.DATABASE_IAM_AUTH_USER]).toEqual([RUNNER_SECRET_ARN, undefined]);
+    const statements = statementsOfRole(template, logicalIdByPrefix(template, 'AWS::IAM::Role', 'BackupsRunnerServiceRole'));
+    expect(statements.filter((s) => actionsOf(s).includes('secretsmanager:GetSecretValue')).map((s) => s.Resource)).toEqual([RUNNER_SECRET_ARN]);
+    expect(statements.flatMap(actionsOf)).not.toContain('rds-db:connect');
+    expect(statements.find((s) => s.Sid === 'DecryptDatabaseSecret')).toBeUndefined();
+    expect(JSON.stringify(template.toJSON())).not.toContain(EXAMPLE.database.secretArn as string);
+  });
+
   it('with a secret encrypted by its own key: decrypts through Secrets Manager only', () => {
     const keyArn = 'arn:aws:kms:eu-west-3:111111111111:key/0a1b2c3d-0000-4000-8000-000000000001';
+    // A staging environment that keeps the database secret for its runner (production refuses RDS's master secret).
     const { stack } = backupsOnlyApp((env) => {
+      env.production = false;
+      delete env.backups.secretArn;
       env.database.secretKmsKeyArn = keyArn;
     });
     const template = Template.fromStack(stack);
@@ -636,7 +662,7 @@ describe('backups construct variants', () => {
           Match.objectLike({
             Name: 'runner',
             EntryPoint: ['node', '/var/task/task.js'],
-            Environment: Match.arrayWith([{ Name: 'DATABASE_SECRET_ARN', Value: SECRET_ARN }]),
+            Environment: Match.arrayWith([{ Name: 'DATABASE_SECRET_ARN', Value: RUNNER_SECRET_ARN }]),
           }),
         ],
       });

@@ -689,7 +689,8 @@ describe('config rules the CLI sees too (values and pairs of fields)', () => {
   });
 
   it('defaults compressionLevel to the same level in the config, the CLI and the scheduled run', () => {
-    const config = parseEnvironmentConfig('qa', { ...exampleEnvironment(), backups: {} });
+    // Only the runner's own login is kept: production refuses the master secret (the example's database.secretArn).
+    const config = parseEnvironmentConfig('qa', { ...exampleEnvironment(), backups: { secretArn: (exampleEnvironment().backups as Record<string, unknown>).secretArn } });
     const runner = loadRunnerSettings({
       BACKUP_BUCKET: 'b',
       DATABASE_SECRET_ARN: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:x',
@@ -701,5 +702,80 @@ describe('config rules the CLI sees too (values and pairs of fields)', () => {
     expect(config.backups.compressionLevel).toBe(DEFAULT_COMPRESSION_LEVEL);
     expect(runner.compressionLevel).toBe(DEFAULT_COMPRESSION_LEVEL);
     expect(DEFAULT_COMPRESSION_LEVEL).toBe(1);
+  });
+});
+
+describe("production: the probe and the backup runner never log in with RDS's master secret", () => {
+  const MASTER = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-prod-AbCdEf';
+  const OWN = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/example/own-role-AbCdEf';
+  /** The example (production, database.secretArn RDS's master secret) with the probe's and the runner's own secrets set or left out. */
+  const withLogins = (logins: { probe?: string; runner?: string; iamAuthUser?: string; production?: boolean }) => (e: Env) => {
+    (e as Record<string, unknown>).production = logins.production ?? true;
+    at(e, 'detection', 'probe').database = logins.probe ? { secretArn: logins.probe } : {};
+    e.backups.secretArn = logins.runner;
+    e.database.iamAuthUser = logins.iamAuthUser;
+  };
+
+  it('refuses a probe that would log in with the master secret by default, in one line naming the field, why and the docs with the SQL', () => {
+    // Act
+    const message = refusalOf(withLogins({ runner: OWN }));
+
+    // Assert
+    expect(message).toBe(
+      `config: environments.qa.detection.probe.database.secretArn: is absent, so the probe would log in with database.secretArn, ${MASTER}, RDS's master secret (rds!) of this production database: a bug or a compromised probe function holding it could change the database it watches; create the probe's read-only role with the SQL of docs/detection.md ("The probe's database role"), store its password in a secret of its own and set that secret's ARN here; fix it in cdk.json (context.environments.qa.detection.probe.database.secretArn)`,
+    );
+  });
+
+  it('refuses a probe given the master secret explicitly', () => {
+    expect(refusalOf(withLogins({ probe: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-other-AbCdEf', runner: OWN }))).toMatch(
+      /^config: environments\.qa\.detection\.probe\.database\.secretArn: is arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-other-AbCdEf, RDS's master secret/,
+    );
+  });
+
+  it('refuses a runner that would log in with the master secret (no secret of its own, no IAM user), naming backups.secretArn and the docs with the SQL', () => {
+    // Act
+    const message = refusalOf(withLogins({ probe: OWN }));
+
+    // Assert
+    expect(message).toBe(
+      `config: environments.qa.backups.secretArn: is absent (and database.iamAuthUser too), so the backup runner would log in with database.secretArn, ${MASTER}, RDS's master secret (rds!) of this production database: a bug or a compromised runner holding it could change the database it backs up; create the runner's read-only role with the SQL of docs/backup-runner.md ("The runner's database role"), store its password in a secret of its own and set that secret's ARN here (or log in with IAM authentication: database.iamAuthUser); fix it in cdk.json (context.environments.qa.backups.secretArn)`,
+    );
+    expect(refusalOf(withLogins({ probe: OWN, runner: MASTER }))).toMatch(/^config: environments\.qa\.backups\.secretArn: is arn:.*:secret:rds!db-atmr-prod-AbCdEf, RDS's master secret/);
+  });
+
+  it('accepts the roles of their own: a secret for each, or IAM authentication for the runner; and a probe that does not log in to the database', () => {
+    expect(refusalOf(withLogins({ probe: OWN, runner: OWN }))).toBe('');
+    expect(refusalOf(withLogins({ probe: OWN, iamAuthUser: 'atmr_backup' }))).toBe('');
+    expect(
+      refusalOf((e) => {
+        withLogins({ runner: OWN })(e);
+        delete at(e, 'detection', 'probe').database;
+      }),
+    ).toBe('');
+  });
+
+  it('lets a non-production environment keep the master secret for both', () => {
+    expect(refusalOf(withLogins({ production: false }))).toBe('');
+  });
+
+  it("is a deploy limit only: the CLI, whose commands take their credentials from flags and libpq variables, still reads such a cdk.json", () => {
+    const raw = structuredClone(exampleEnvironment()) as Env;
+    withLogins({})(raw);
+
+    expect(parseEnvironmentConfig('qa', raw, { deployLimits: false }).database.secretArn).toBe(MASTER);
+  });
+
+  it('fails `cdk synth` on it with the one line and a non-zero exit', () => {
+    const raw = structuredClone(exampleEnvironment()) as Env;
+    withLogins({ probe: OWN })(raw);
+
+    const run = spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['bin/app.ts'], {
+      cwd: ROOT,
+      env: { ...process.env, CDK_CONTEXT_JSON: JSON.stringify({ env: 'prod', environments: { prod: raw } }) },
+      encoding: 'utf8',
+    });
+
+    expect(run.status).toBe(2);
+    expect(run.stderr.trim()).toMatch(/^config: environments\.prod\.backups\.secretArn: is absent \(and database\.iamAuthUser too\), so the backup runner would log in with database\.secretArn, [^\n]+\(context\.environments\.prod\.backups\.secretArn\)$/);
   });
 });

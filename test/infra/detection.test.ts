@@ -55,7 +55,7 @@ const pages = (a: AlarmProps, periods: Minute[]) => {
 };
 
 describe('health probe rights (example config)', () => {
-  it('reads the database secret with GetSecretValue only (the probe never describes it)', () => {
+  it("reads its read-only role's secret with GetSecretValue only (the probe never describes it, and never reads the master secret)", () => {
     // Arrange
     const policies = template.findResources('AWS::IAM::Policy') as Record<string, { Properties: { Roles: unknown[]; PolicyDocument: { Statement: { Action: string | string[]; Resource: unknown }[] } } }>;
     const probe = Object.values(policies).filter((p) => JSON.stringify(p.Properties.Roles).includes('DetectionProbeFunctionServiceRole'));
@@ -65,7 +65,7 @@ describe('health probe rights (example config)', () => {
 
     // Assert
     expect(secretStatements).toEqual([
-      expect.objectContaining({ Action: 'secretsmanager:GetSecretValue', Resource: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-prod-AbCdEf' }),
+      expect.objectContaining({ Action: 'secretsmanager:GetSecretValue', Resource: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/example/probe-role-AbCdEf' }),
     ]);
   });
 });
@@ -619,7 +619,7 @@ describe('health probe function and schedule', () => {
     for (const name of ['Osrm-Down', 'Health-ApiNotReady', 'Health-RedisDown', 'Database-ReadOnly']) expect(description).toContain(name);
   });
 
-  it('passes the database through its secret, never a password', () => {
+  it("passes the database through its read-only role's secret, never a password", () => {
     const fn = Object.values(template.findResources('AWS::Lambda::Function')).find((r) =>
       JSON.stringify(r).includes('detection-probe'),
     ) as { Properties: { Environment: { Variables: { PROBE_SETTINGS: string } } } };
@@ -629,7 +629,7 @@ describe('health probe function and schedule', () => {
       host: 'atmr-prod.abcdefghijkl.eu-west-3.rds.amazonaws.com',
       port: 5432,
       name: 'atmr',
-      secretArn: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-prod-AbCdEf',
+      secretArn: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/example/probe-role-AbCdEf',
       sslMode: 'require',
       timeoutMs: 3000,
     });
