@@ -131,6 +131,13 @@ const STAGE_BUFFER_BYTES = 1024 * 1024;
 /** zlib output chunk: fewer thread-pool round trips than the 16 KiB default (~10% less CPU). */
 const GZIP_CHUNK_BYTES = 256 * 1024;
 const PROGRESS_INTERVAL_MS = 1000;
+/**
+ * pg_read_all_data, the backup role's grant, does not cover large objects, and PostgreSQL 15 has no
+ * default privileges for them: one created after the role's grants stops every dump.
+ */
+const LARGE_OBJECT_FIX =
+  "; the backup role may not read that large object (pg_read_all_data does not cover large objects): as its owner, GRANT SELECT ON LARGE OBJECT <oid> TO the backup role, for it and for each one the application creates (docs/backup-runner.md, \"The runner's database role\"), then run the backup again";
+
 /** A dump that has not moved for this long is looked at (lock-wait.ts): a lock wait is worth naming, a pause is not. */
 const STALL_LOOK_AFTER_MS = 3000;
 const KILL_GRACE_MS = 5000;
@@ -530,8 +537,11 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
   children.push(dump);
   streams.push(dump.stdout);
   const dumpExit = watchChild(dump, 'pg_dump').catch((error: unknown) => {
+    if (!(error instanceof Error)) throw error;
     // pg_dump's --lock-wait-timeout is a statement timeout on its LOCK TABLE: say what it means.
-    throw error instanceof Error && /statement timeout.*LOCK TABLE/.test(error.message) ? new OperatorError(`${error.message}${LOCKED_TABLE_FIX}`) : error;
+    if (/statement timeout.*LOCK TABLE/.test(error.message)) throw new OperatorError(`${error.message}${LOCKED_TABLE_FIX}`);
+    if (/permission denied for large object/.test(error.message)) throw new OperatorError(`${error.message}${LARGE_OBJECT_FIX}`);
+    throw error;
   });
   void dumpExit.then(phase('pg_dump exited'), () => undefined);
   const producers: Promise<unknown>[] = [dumpExit, finished(dump.stdout)];

@@ -117,6 +117,7 @@ describe("the backup runner's role (docs/backup-runner.md)", () => {
 
     // Assert
     expect(error?.message).toContain(`permission denied for large object ${oid}`);
+    expect(error?.message).toMatch(/; the backup role may not read that large object \(pg_read_all_data does not cover large objects\): as its owner, GRANT SELECT ON LARGE OBJECT <oid> TO the backup role, .*\(docs\/backup-runner\.md, "The runner's database role"\), then run the backup again$/);
     expect((await listKeys(s3, localS3.bucket)).filter((k) => k.endsWith('.manifest.json'))).toEqual(manifestsBefore);
     psql(cluster, DATABASE, LARGE_OBJECT_GRANT_SQL);
     await expect(backupAs('atmr_backup')).resolves.toMatchObject({ manifestKey: expect.stringContaining('hourly/') });
