@@ -144,7 +144,14 @@ export const BackupsConfigSchema = z.strictObject({
   memoryMiB: z.number().int().min(512).max(10240).default(2048),
   /** Lambda ephemeral storage (MiB) used as scratch space. */
   ephemeralStorageMiB: z.number().int().min(512).max(10240).default(4096),
-  /** S3 Object Lock in governance mode, with this default retention in days, when set. */
+  /**
+   * S3 Object Lock in governance mode: every new object version is retained this many days by
+   * default, so a stolen key or a mistake cannot delete a backup's data before then (only a
+   * principal allowed s3:BypassGovernanceRetention can). It keeps every tier's data at least that
+   * long, whatever its lifecycle: above 2 days the hourly dumps stay (as noncurrent versions) this
+   * many days instead of 2-3 (docs/backup-runner.md "Object Lock"). Enables Object Lock on the
+   * bucket in place (an existing one too), which can never be turned off again.
+   */
   objectLockGovernanceDays: z.number().int().min(1).max(3650).optional(),
   /**
    * S3 Object Lock in COMPLIANCE mode for the monthly tier, retained this many days, when set (at

@@ -89,7 +89,6 @@ export class DataStack extends Stack {
     // bucket that is a server access log target, so there is nothing to acknowledge.
     pin(accessLogs, 'AccessLogsBucket');
 
-    const lockDays = config.backups.objectLockGovernanceDays;
     this.backupBucket = new s3.Bucket(this, 'Backups', {
       encryption: s3.BucketEncryption.KMS,
       encryptionKey: this.backupKey,
@@ -102,10 +101,6 @@ export class DataStack extends Stack {
       serverAccessLogsBucket: accessLogs,
       serverAccessLogsPrefix: 'backups/',
       removalPolicy: RemovalPolicy.RETAIN,
-      ...(lockDays !== undefined && {
-        objectLockEnabled: true,
-        objectLockDefaultRetention: s3.ObjectLockRetention.governance(Duration.days(lockDays)),
-      }),
       lifecycleRules: [
         // One rule per tier prefix. S3 rounds every expiry up to the next midnight UTC, so an
         // hourly dump is listed between 24 and 48 hours: "the last 24 hourly backups" always exist.
@@ -127,12 +122,8 @@ export class DataStack extends Stack {
     });
     pin(this.backupBucket, 'BackupBucket');
     for (const statement of writeOnceStatements(this.backupBucket, this.backupKey)) this.backupBucket.addToResourcePolicy(statement);
-    if (config.backups.monthlyComplianceLockDays !== undefined && lockDays === undefined) {
-      // Object Lock without a default retention: only the monthly objects carry one (set by the runner,
-      // compliance mode). Set through ObjectLockConfiguration, which CloudFormation applies to an
-      // existing bucket in place; the top-level ObjectLockEnabled would replace the bucket.
-      (this.backupBucket.node.defaultChild as s3.CfnBucket).objectLockConfiguration = { objectLockEnabled: 'Enabled' };
-    }
+    const objectLock = objectLockConfiguration(config.backups);
+    if (objectLock) (this.backupBucket.node.defaultChild as s3.CfnBucket).objectLockConfiguration = objectLock;
 
     this.opsStateTable = new dynamodb.Table(this, 'OpsState', {
       partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
@@ -191,6 +182,21 @@ export function writeOnceStatements(bucket: s3.IBucket, backupKey: kms.IKey): ia
     deny('DenyBackupsUnderAnotherKey', { StringNotEqualsIfExists: { 's3:x-amz-server-side-encryption-aws-kms-key-id': backupKey.keyArn } }),
     deny('DenyBackupsWithoutKms', { StringNotEqualsIfExists: { 's3:x-amz-server-side-encryption': 'aws:kms' } }),
   ];
+}
+
+/**
+ * The backup bucket's Object Lock, always through `ObjectLockConfiguration`: CloudFormation applies it
+ * to an existing bucket in place, while the top-level `ObjectLockEnabled` property (what the L2
+ * `objectLockEnabled` sets) replaces the bucket: a new, empty bucket behind the stack outputs, the
+ * backups left in the retained old one. With `objectLockGovernanceDays`, every new object version
+ * gets that governance retention by default; with `monthlyComplianceLockDays` alone, Object Lock is
+ * on without a default (only the runner's monthly objects carry a retention, compliance mode).
+ */
+function objectLockConfiguration(backups: EnvironmentConfig['backups']): s3.CfnBucket.ObjectLockConfigurationProperty | undefined {
+  if (backups.objectLockGovernanceDays !== undefined) {
+    return { objectLockEnabled: 'Enabled', rule: { defaultRetention: { mode: 'GOVERNANCE', days: backups.objectLockGovernanceDays } } };
+  }
+  return backups.monthlyComplianceLockDays !== undefined ? { objectLockEnabled: 'Enabled' } : undefined;
 }
 
 /** Pins the CloudFormation logical ID of a stateful resource so tree refactors never replace it. */

@@ -117,11 +117,13 @@ export const DEFAULT_PART_SIZE_BYTES = 5 * 1024 * 1024;
 export const DEFAULT_QUEUE_SIZE = 2;
 const MIN_PART_SIZE_BYTES = 5 * 1024 * 1024;
 /**
- * S3 client settings for the backup uploads: no extra CRC32 per part (the SDK default). Each part is
- * already integrity-checked by S3 through its signed payload SHA-256, and the whole object by the
- * manifest's SHA-256; the CRC32 cost ~10% of the client's CPU per uploaded byte on the bench.
+ * S3 client settings of the operator's `atmr-dr backup`: a CRC32 checksum on every upload (the SDK
+ * default, as the scheduled runner sends). A bucket with a default Object Lock retention
+ * (`backups.objectLockGovernanceDays`, on in the example environment) refuses any PutObject or
+ * UploadPart without Content-MD5 or a checksum header, so without it every manual backup (and its
+ * pointers) would fail there. The CRC32 costs ~10% of the client's CPU per uploaded byte (bench).
  */
-export const BACKUP_S3_CLIENT_OVERRIDES = { requestChecksumCalculation: 'WHEN_REQUIRED' } as const;
+export const BACKUP_S3_CLIENT_OVERRIDES = { requestChecksumCalculation: 'WHEN_SUPPORTED' } as const;
 /**
  * Buffer between pipeline stages: enough slack that a stage busy for a moment (an upload part being
  * sent, a scheduler hiccup) does not stall the others on a 2-core runner. Bounded, and small next to

@@ -12,6 +12,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { createTierSnapshot } from '../../lambdas/backup/rds';
 import { REPORTED_FAILURE_EXIT_CODE } from '../../lambdas/backup/runner-contract';
 import { DEADLINE_MARGIN_MS } from '../../lambdas/shared/deadline';
+import { TIER_RETENTION_DAYS } from '../../lambdas/shared/s3-layout';
 import { constructHarness, exampleEnvironment, synthesizeApp } from '../support/app';
 import { admitsTagsOfCreate } from '../support/iam-create-tags';
 
@@ -162,18 +163,46 @@ describe('backup bucket (data stack)', () => {
     });
   });
 
-  it('has no Object Lock unless configured', () => {
+  it('the example (production) environment locks every new version 7 days in governance mode, no longer than the daily retention', () => {
+    // Arrange / Act: the example an operator copies, as synthesized.
+    const lock = bucket().ObjectLockConfiguration as { Rule: { DefaultRetention: { Mode: string; Days: number } } };
+
+    // Assert: a deleted or overwritten backup's data outlives a stolen key by a week, and only the
+    // hourly tier (2-3 days of data otherwise) is kept longer for it.
+    expect(lock).toEqual({ ObjectLockEnabled: 'Enabled', Rule: { DefaultRetention: { Mode: 'GOVERNANCE', Days: 7 } } });
+    expect(lock.Rule.DefaultRetention.Days).toBeLessThanOrEqual(TIER_RETENTION_DAYS.daily);
+  });
+
+  it('enables Object Lock in place: never the top-level ObjectLockEnabled, which replaces the bucket', () => {
     expect(bucket().ObjectLockEnabled).toBeUndefined();
   });
 
-  it('with backups.objectLockGovernanceDays: Object Lock in governance mode with that default retention', () => {
+  it('has no Object Lock unless configured', () => {
+    // Arrange
+    const { data: dataStack } = backupsOnlyApp((env) => {
+      delete env.backups.objectLockGovernanceDays;
+    });
+
+    // Act
+    const properties = Template.fromStack(dataStack).toJSON().Resources.BackupBucket.Properties as Json;
+
+    // Assert
+    expect(properties.ObjectLockConfiguration).toBeUndefined();
+    expect(properties.ObjectLockEnabled).toBeUndefined();
+  });
+
+  it('with backups.objectLockGovernanceDays: Object Lock in governance mode with that default retention, in place', () => {
+    // Arrange
     const { data: dataStack } = backupsOnlyApp((env) => {
       env.backups.objectLockGovernanceDays = 30;
     });
-    Template.fromStack(dataStack).hasResourceProperties('AWS::S3::Bucket', {
-      ObjectLockEnabled: true,
-      ObjectLockConfiguration: { ObjectLockEnabled: 'Enabled', Rule: { DefaultRetention: { Mode: 'GOVERNANCE', Days: 30 } } },
-    });
+
+    // Act
+    const properties = Template.fromStack(dataStack).toJSON().Resources.BackupBucket.Properties as Json;
+
+    // Assert
+    expect(properties.ObjectLockConfiguration).toEqual({ ObjectLockEnabled: 'Enabled', Rule: { DefaultRetention: { Mode: 'GOVERNANCE', Days: 30 } } });
+    expect(properties.ObjectLockEnabled).toBeUndefined();
   });
 
   it.each(['BackupBucket', 'BackupKey', 'AccessLogsBucket'])('pins %s and retains it on deletion and replacement', (logicalId) => {

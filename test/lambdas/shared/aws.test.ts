@@ -1,5 +1,6 @@
-import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, PutObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import { BACKUP_S3_CLIENT_OVERRIDES } from '../../../lambdas/backup/backup';
 import { createS3Client, s3ClientConfig, S3_CONNECTION_TIMEOUT_MS, S3_IDLE_TIMEOUT_MS } from '../../../lambdas/shared/aws';
@@ -43,6 +44,36 @@ describe('S3 client settings', () => {
       s3.destroy();
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+});
+
+describe('backup uploads to an Object Lock bucket', () => {
+  it('the backup client sends a checksum with every object and part it uploads (a default-retention bucket refuses uploads without)', async () => {
+    // Arrange: a local S3 stand-in that records the headers of each write and answers it.
+    const seen: http.IncomingHttpHeaders[] = [];
+    const server = http.createServer((request, response) => {
+      seen.push(request.headers);
+      request.resume();
+      request.on('end', () => response.writeHead(200, { ETag: '"0"' }).end());
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const env = { ...LOCAL_ENV, AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}` };
+    const s3 = createS3Client(env, { ...BACKUP_S3_CLIENT_OVERRIDES, maxAttempts: 1 });
+    try {
+      // Act
+      await s3.send(new PutObjectCommand({ Bucket: 'atmr-dr-locked', Key: 'hourly/x.manifest.json', Body: '{}', IfNoneMatch: '*' }));
+      await s3.send(new UploadPartCommand({ Bucket: 'atmr-dr-locked', Key: 'hourly/x.dump', UploadId: 'u', PartNumber: 1, Body: Buffer.alloc(1024) }));
+
+      // Assert: a checksum header, or the trailer that carries one, on both.
+      expect(seen).toHaveLength(2);
+      for (const headers of seen) {
+        const checksum = headers['x-amz-checksum-crc32'] ?? (headers['x-amz-trailer'] === 'x-amz-checksum-crc32' ? 'in the trailer' : undefined);
+        expect(checksum).toBeDefined();
+      }
+    } finally {
+      s3.destroy();
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 });
