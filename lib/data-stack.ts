@@ -122,6 +122,7 @@ export class DataStack extends Stack {
     });
     pin(this.backupBucket, 'BackupBucket');
     for (const statement of writeOnceStatements(this.backupBucket, this.backupKey)) this.backupBucket.addToResourcePolicy(statement);
+    this.backupBucket.addToResourcePolicy(versionDeletionGuard(this.backupBucket, config.breakGlassRoleArn));
     const objectLock = objectLockConfiguration(config.backups);
     if (objectLock) (this.backupBucket.node.defaultChild as s3.CfnBucket).objectLockConfiguration = objectLock;
 
@@ -161,8 +162,34 @@ function keyDeletionGuard(breakGlassRoleArn: string | undefined): iam.PolicyStat
     principals: [new iam.AnyPrincipal()],
     actions: ['kms:ScheduleKeyDeletion', 'kms:DisableKey'],
     resources: ['*'],
-    ...(breakGlassRoleArn && { conditions: { ArnNotEquals: { 'aws:PrincipalArn': breakGlassRoleArn } } }),
+    ...exceptBreakGlass(breakGlassRoleArn),
   });
+}
+
+/**
+ * Bucket policy statement: nobody but the break-glass role may delete an object version (a backup's
+ * data, for good) or bypass a governance retention. No role of this app deletes versions: old ones
+ * go through the lifecycle rules, which S3 runs itself, not as a principal, so no bucket policy
+ * applies to them. CloudFormation never needs either action: the bucket is retained, never emptied.
+ * The bucket's own settings (versioning, lifecycle, Object Lock configuration) are not denied here:
+ * CloudFormation sets them on every deploy under a principal this app does not know (the bootstrap's
+ * execution role, or the deployer's own credentials), and a wrong guess would lock the deploy, and
+ * its rollback, out of the bucket (docs/backup-runner.md "Object Lock").
+ */
+function versionDeletionGuard(bucket: s3.IBucket, breakGlassRoleArn: string | undefined): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid: 'DenyVersionDeletionExceptBreakGlass',
+    effect: iam.Effect.DENY,
+    principals: [new iam.AnyPrincipal()],
+    actions: ['s3:DeleteObjectVersion', 's3:BypassGovernanceRetention'],
+    resources: [bucket.arnForObjects('*')],
+    ...exceptBreakGlass(breakGlassRoleArn),
+  });
+}
+
+/** The condition that spares the break-glass role from a deny; none (everyone denied) without one. */
+function exceptBreakGlass(breakGlassRoleArn: string | undefined): Pick<iam.PolicyStatementProps, 'conditions'> {
+  return breakGlassRoleArn ? { conditions: { ArnNotEquals: { 'aws:PrincipalArn': breakGlassRoleArn } } } : {};
 }
 
 /**

@@ -118,6 +118,61 @@ describe('keys: one for the backups only, one for everything else; neither can b
   });
 });
 
+describe('backup versions cannot be deleted but by the break-glass role', () => {
+  const { dataTemplate, opsTemplate } = synthesizeApp();
+  const bucketPolicyOf = (template: typeof dataTemplate) =>
+    (Object.values(template.findResources('AWS::S3::BucketPolicy')).find((p) => JSON.stringify(p).includes('"Ref":"BackupBucket"')) as { Properties: { PolicyDocument: { Statement: PolicyStatementJson[] } } })
+      .Properties.PolicyDocument.Statement;
+  const everyObject = { 'Fn::Join': ['', [{ 'Fn::GetAtt': ['BackupBucket', 'Arn'] }, '/*']] };
+
+  it('denies DeleteObjectVersion and BypassGovernanceRetention on every object to every principal but the break-glass role', () => {
+    // Arrange / Act
+    const deny = bucketPolicyOf(dataTemplate).find((s) => s.Sid === 'DenyVersionDeletionExceptBreakGlass');
+
+    // Assert
+    expect(deny).toEqual({
+      Sid: 'DenyVersionDeletionExceptBreakGlass',
+      Effect: 'Deny',
+      Principal: { AWS: '*' },
+      Action: ['s3:BypassGovernanceRetention', 's3:DeleteObjectVersion'],
+      Resource: everyObject,
+      Condition: { ArnNotEquals: { 'aws:PrincipalArn': 'arn:aws:iam::111111111111:role/atmr-break-glass' } },
+    });
+  });
+
+  it('denies them to everyone when no break-glass role is configured', () => {
+    // Arrange
+    const raw = structuredClone(exampleEnvironment());
+    delete raw.breakGlassRoleArn;
+
+    // Act
+    const { dataTemplate: withoutBreakGlass } = synthesizeApp({ environment: raw });
+    const deny = bucketPolicyOf(withoutBreakGlass).find((s) => s.Sid === 'DenyVersionDeletionExceptBreakGlass');
+
+    // Assert
+    expect(deny).toMatchObject({ Effect: 'Deny', Principal: { AWS: '*' }, Action: ['s3:BypassGovernanceRetention', 's3:DeleteObjectVersion'], Resource: everyObject });
+    expect(deny?.Condition).toBeUndefined();
+  });
+
+  it("denies nothing CloudFormation needs to update the bucket (versioning, lifecycle, Object Lock configuration, policy)", () => {
+    // Arrange
+    const cloudFormationActions = ['s3:PutBucketVersioning', 's3:PutLifecycleConfiguration', 's3:PutBucketObjectLockConfiguration', 's3:PutBucketPolicy'];
+
+    // Act
+    const denied = bucketPolicyOf(dataTemplate)
+      .filter((s) => s.Effect === 'Deny' && s.Condition?.Bool === undefined && s.Condition?.NumericLessThan === undefined)
+      .flatMap((s) => (Array.isArray(s.Action) ? s.Action : [s.Action]));
+
+    // Assert (the TLS-only denies, on s3:*, refuse only requests without TLS 1.2)
+    expect(denied.filter((action) => cloudFormationActions.includes(action) || action === 's3:*')).toEqual([]);
+  });
+
+  it('no role of the app is allowed to delete an object version', () => {
+    const granted = JSON.stringify(Object.values(opsTemplate.findResources('AWS::IAM::Policy')));
+    expect(granted).not.toMatch(/s3:DeleteObject|s3:BypassGovernanceRetention|"s3:\*"/);
+  });
+});
+
 describe('backups are written once', () => {
   const { dataTemplate } = synthesizeApp();
   const bucketPolicy = () =>
