@@ -331,30 +331,43 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     return { ...state, decision: 'skip', reason: `another rollback of this service is in progress${lock ? ` (${lock.reason}, since ${lock.acquiredAt})` : ''}` };
   }
   state = { ...state, lockHeld: true };
-  if (automatic && !dryRun) {
-    const until = await cooldownUntil(deps.doc, settings.tableName, serviceName, now);
-    if (until) return notify(`cooldown: ${serviceName} was rolled back recently, no automatic rollback before ${until}`, true);
-    const first = await claimReleaseRollback(deps.doc, settings.tableName, { service: serviceName, taskDefinitionArn: currentArn, owner: state.owner, now });
-    if (!first) return notify(`${currentArn} was already rolled back automatically once: no second automatic rollback of the same release`, true);
-  }
+  // From here on, nothing may throw: the state machine's Catch would hand the report the raw
+  // trigger, without this run's owner, and the lock would stay held for workflowLockSeconds, every
+  // later alarm of the service skipping quietly as "another alarm's run" while the API fails. An
+  // error (DynamoDB throttled or failing on the cooldown or the claim, a release whose Alembic head
+  // is no revision) ends in the report instead, which releases the lock and pages with the error.
+  try {
+    if (automatic && !dryRun) {
+      const until = await cooldownUntil(deps.doc, settings.tableName, serviceName, now);
+      if (until) return notify(`cooldown: ${serviceName} was rolled back recently, no automatic rollback before ${until}`, true);
+      const first = await claimReleaseRollback(deps.doc, settings.tableName, { service: serviceName, taskDefinitionArn: currentArn, owner: state.owner, now });
+      if (!first) return notify(`${currentArn} was already rolled back automatically once: no second automatic rollback of the same release`, true);
+    }
 
-  let schema = '';
-  if (needed) {
-    const revision = to.alembicHead as string;
-    // By hand, in the same release as the workflow's own downgrade task (`from`: what runs now).
-    const command = downgradeCommandLine(revision, from.taskDefinitionArn);
-    state = { ...state, downgrade: { needed, run: downgrades && !dryRun, revision, args: downgradeArgs(revision), command } };
-    // The headline (SNS, the Rollback Finished event, the timeline) says what happens to the schema.
-    schema = downgrades ? ` after downgrading the schema to ${revision}` : `; the schema stays at ${from.alembicHead}: downgrade by hand: ${command}`;
+    let schema = '';
+    if (needed) {
+      const revision = to.alembicHead as string;
+      // By hand, in the same release as the workflow's own downgrade task (`from`: what runs now).
+      const command = downgradeCommandLine(revision, from.taskDefinitionArn);
+      state = { ...state, downgrade: { needed, run: downgrades && !dryRun, revision, args: downgradeArgs(revision), command } };
+      // The headline (SNS, the Rollback Finished event, the timeline) says what happens to the schema.
+      schema = downgrades ? ` after downgrading the schema to ${revision}` : `; the schema stays at ${from.alembicHead}: downgrade by hand: ${command}`;
+    }
+    const headless = [!from.alembicHead && `the failing release ${from.taskDefinitionArn}`, !to.alembicHead && `the last known good ${to.taskDefinitionArn}`].filter((x): x is string => Boolean(x));
+    if (isApi && downgradesOn && headless.length) {
+      const unknownHead = `schema state unknown: ${headless.join(' and ')} ${headless.length > 1 ? 'declare' : 'declares'} no ${settings.alembicHead.name}, so atmr-dr cannot tell whether the schema is ahead of the code it rolls back to and downgrades nothing; check alembic current by hand (${alembicCurrentCommandLine(settings, from.taskDefinitionArn)}, the revision in the task's logs) and, if it is ahead of the last known good's, downgrade with "npx atmr-dr rollback migration --to <revision> --task-definition ${from.taskDefinitionArn}"`;
+      state = { ...state, downgrade: { ...state.downgrade, unknownHead } };
+    }
+    const plan = `roll ${serviceName} back from ${currentArn} to ${to.taskDefinitionArn}${schema}`;
+    if (dryRun) return { ...state, decision: 'notify', reason: `dry run: would ${plan} (${state.reason || trigger.name})`, page: false };
+    return { ...state, decision: 'proceed', reason: `${plan} (${state.reason || trigger.name})` };
+  } catch (error) {
+    deps.logger.error('guards: stopped on an error after taking the lock, the report releases it', { service: serviceName, error: namedLine(error) });
+    return {
+      ...notify(`stopped on an error after taking the lock, nothing rolled back${automatic ? `; the alarm does not fire again while it stays in ALARM: if the API still fails, run "npx atmr-dr rollback service --service ${serviceName}"` : ''}`, true),
+      error: { Error: (error as { name?: string } | null)?.name ?? 'Error', Cause: oneLine(error) },
+    };
   }
-  const headless = [!from.alembicHead && `the failing release ${from.taskDefinitionArn}`, !to.alembicHead && `the last known good ${to.taskDefinitionArn}`].filter((x): x is string => Boolean(x));
-  if (isApi && downgradesOn && headless.length) {
-    const unknownHead = `schema state unknown: ${headless.join(' and ')} ${headless.length > 1 ? 'declare' : 'declares'} no ${settings.alembicHead.name}, so atmr-dr cannot tell whether the schema is ahead of the code it rolls back to and downgrades nothing; check alembic current by hand (${alembicCurrentCommandLine(settings, from.taskDefinitionArn)}, the revision in the task's logs) and, if it is ahead of the last known good's, downgrade with "npx atmr-dr rollback migration --to <revision> --task-definition ${from.taskDefinitionArn}"`;
-    state = { ...state, downgrade: { ...state.downgrade, unknownHead } };
-  }
-  const plan = `roll ${serviceName} back from ${currentArn} to ${to.taskDefinitionArn}${schema}`;
-  if (dryRun) return { ...state, decision: 'notify', reason: `dry run: would ${plan} (${state.reason || trigger.name})`, page: false };
-  return { ...state, decision: 'proceed', reason: `${plan} (${state.reason || trigger.name})` };
 }
 
 /** The page's, the CLI's and `rollback status`'s words for a newest last known good that runs and fails. */

@@ -3,6 +3,7 @@ import { DescribeServicesCommand, UpdateServiceCommand } from '@aws-sdk/client-e
 import { PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { PublishCommand } from '@aws-sdk/client-sns';
 import { GetParameterCommand, PutParameterCommand } from '@aws-sdk/client-ssm';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Template } from 'aws-cdk-lib/assertions';
 import { ExecutionError, StateMachine } from 'aws-local-stepfunctions';
@@ -95,12 +96,40 @@ afterAll(async () => {
   process.env = { ...saved };
 });
 
-async function loadHandler(overrides: Parameters<typeof settings>[0] = {}): Promise<void> {
-  tableName = await dynamo.freshTable('ops-state-wf');
+/**
+ * The steps on a fresh table (`sameTable`: the previous test step's). `doc`: the steps' DynamoDB
+ * client, when a test makes some of its calls fail (else the handler's own, on dynalite).
+ */
+async function loadHandler(overrides: Parameters<typeof settings>[0] = {}, options: { doc?: DynamoDBDocumentClient; sameTable?: boolean } = {}): Promise<void> {
+  const { doc, sameTable } = options;
+  if (!sameTable) tableName = await dynamo.freshTable('ops-state-wf');
   const port = process.env.PROBE_PORT;
   const s = settings({ tableName, healthUrl: `http://127.0.0.1:${port}/health`, readyUrl: `http://127.0.0.1:${port}/ready`, ...overrides });
   const logger = new Logger({ serviceName: 'backout-test', logLevel: 'SILENT' });
-  step = stepRunner(s, { ...backoutClients(), logger, metrics: new Metrics({ namespace: 'AtmrDr/example', serviceName: 'backout' }) });
+  step = stepRunner(s, { ...backoutClients(), ...(doc && { doc }), logger, metrics: new Metrics({ namespace: 'AtmrDr/example', serviceName: 'backout' }) });
+}
+
+/**
+ * A document client on the file's dynalite whose calls on one item (sort key `sk`) fail with `error`
+ * once the SDK's retries are spent, as a throttled or failing DynamoDB answers; every other call
+ * reaches the table.
+ */
+function failingOn(sk: string, error: Error): { doc: DynamoDBDocumentClient; failed: () => number; destroy(): void } {
+  const client = new DynamoDBClient({ endpoint: dynamo.endpoint, region: 'eu-west-3', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+  let failed = 0;
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const input = args.input as { Key?: { sk?: { S?: string } }; Item?: { sk?: { S?: string } } };
+      if ((input.Key ?? input.Item)?.sk?.S?.startsWith(sk)) {
+        failed += 1;
+        throw error;
+      }
+      return next(args);
+    },
+    // Before the SDK's retries (finalizeRequest): the error is what the caller gets once they are spent.
+    { step: 'build', name: 'failOnItem' },
+  );
+  return { doc: DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } }), failed: () => failed, destroy: () => client.destroy() };
 }
 
 beforeEach(() => {
@@ -574,6 +603,43 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
     expect(lastMessage()?.Message).toMatch(/backout stopped on an error before changing the service/);
     expect(lastMessage()?.Message).toMatch(/Error: AccessDeniedException: .*\(the snapshot atmr-dr-backout-test-\S+ was started before this\)/);
+  });
+
+  it.each([
+    ['the cooldown read (GetItem) is throttled', 'COOLDOWN', Object.assign(new Error('Throughput exceeds the current capacity of your table or index.'), { name: 'ProvisionedThroughputExceededException' })],
+    ['the once-per-release claim (PutItem) gets a DynamoDB 5xx', 'RELEASE#', Object.assign(new Error('Internal server error'), { name: 'InternalServerError' })],
+  ])('releases the lock it took and pages naming the error when %s after the lock: the next alarm rolls back', async (_why, sk, failure) => {
+    // Arrange: every DynamoDB call of the steps reaches dynalite, except those on that item
+    const failing = failingOn(sk, failure);
+    try {
+      await loadHandler({}, { doc: failing.doc });
+      await seedLkg(dynamo.doc, lkg({ alembicHead: 'bbb222' }), tableName);
+
+      // Act
+      const result = await execute(alarm());
+
+      // Assert: nothing rolled back, a page with the error, and the lock free again
+      expect(failing.failed()).toBeGreaterThan(0);
+      expect(paged(result)).toBe(true);
+      expect(result.output).toMatchObject({ outcome: 'error' });
+      expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+      expect(lastMessage()?.Subject).toBe('[atmr-dr] ACTION NEEDED: backout test atmr-api: error');
+      expect(lastMessage()?.Message).toMatch(/^atmr-api: backout stopped on an error before changing the service: stopped on an error after taking the lock, nothing rolled back; .*"npx atmr-dr rollback service --service atmr-api"/);
+      expect(lastMessage()?.Message).toContain(`Error: ${failure.name}: ${failure.message}`);
+      expect(lastMessage()?.Message).not.toMatch(/stays held/);
+      expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toBeNull();
+    } finally {
+      failing.destroy();
+    }
+
+    // The alarm's next run (DynamoDB answering again) is not skipped as "another alarm's run": it rolls back.
+    await loadHandler({}, { sameTable: true });
+    resetMocks(mocks);
+    arrangeHappyAws(mocks);
+    mocks.ecs.on(DescribeServicesCommand).resolvesOnce(service(BAD)).resolves(service(GOOD));
+    const again = await execute(alarm());
+    expect(again.output).toMatchObject({ outcome: 'rolled-back' });
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
   });
 
   it('takes no action and pages when DynamoDB is unavailable', async () => {
