@@ -932,7 +932,8 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc'>, setti
   // The primary may be a fix rolling out over the bad release: the operator names the target.
   const underway = deploymentUnderway(ecsService, target.taskDefinitionArn, null);
   if (underway && !targetOverride) {
-    throw new OperatorError(`backout: ${underwayLine(serviceName, underway, target.taskDefinitionArn)} (a rollback replaces ${underway.taskDefinitionArn} and pins it as the bad release: --to says you chose it)`, 2);
+    const chosen = underway.taskDefinitionArn === target.taskDefinitionArn ? '' : ` (a rollback replaces ${underway.taskDefinitionArn} and pins it as the bad release: --to says you chose it)`;
+    throw new OperatorError(`backout: ${underwayLine(serviceName, underway, target.taskDefinitionArn)}${chosen}`, 2);
   }
   const retagged = target.taskDefinitionArn === current.taskDefinitionArn ? await retaggedRelease(deps, settings, serviceName, current.taskDefinitionArn) : null;
   if (!retagged && (target.taskDefinitionArn === current.taskDefinitionArn || current.pinnedFrom === target.taskDefinitionArn)) {

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { SDK_RETRY } from '../../../lambdas/shared/aws';
 import { BACKOUT_ACTOR } from '../../../lambdas/backout/migration';
 import { acquireLock, claimReleaseRollback, cooldownUntil, readLock, releaseLock, startCooldown } from '../../../lambdas/backout/state';
-import { guards, report, rollOut } from '../../../lambdas/backout/workflow';
+import { guards, planRollback, report, rollOut } from '../../../lambdas/backout/workflow';
 import { loseFirstAnswer } from '../../support/dynamodb';
 import { alarmEvent, arrangeHappyAws, backoutSuite, lkg, metricData, BAD, backoutDeps, GOOD, seedLkg, service, settings, TD } from './fixtures';
 
@@ -349,6 +349,27 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
       const underway = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
       expect(underway).toMatchObject({ decision: 'notify', page: true, reason: expect.stringContaining(`a deployment of ${GOOD} is in progress`) });
       expect(underway.reason).not.toContain(OLDER);
+    });
+
+    it('says to wait for ECS, not to roll back --to the same release, when ECS\'s circuit breaker already rolls back to the last known good; rollback service says the same', async () => {
+      // Arrange: the bad release failed its deployment and ECS rolls the service back to the last known good
+      const tableName = await suite.dynamo.freshTable();
+      await seedLkg(suite.dynamo.doc, undefined, tableName);
+      mocks.ecs.on(DescribeServicesCommand).resolves({ services: [{ serviceName: 'atmr-api', status: 'ACTIVE', deployments: [
+        { id: 'ecs-svc/cb', status: 'PRIMARY', taskDefinition: GOOD, rolloutState: 'IN_PROGRESS', runningCount: 1, desiredCount: 2, createdAt: new Date('2026-06-01T09:59:00Z') },
+        { id: 'ecs-svc/bad', status: 'ACTIVE', taskDefinition: BAD, rolloutState: 'FAILED', runningCount: 2, desiredCount: 2, createdAt: new Date('2026-06-01T09:40:00Z') },
+      ] }] } as DescribeServicesCommandOutput);
+      const wait = `a deployment of ${GOOD} is in progress (started 2026-06-01T09:59:00.000Z), replacing ${BAD}: ECS is already rolling atmr-api back to its rollback target (its circuit breaker, or a deploy of it): wait for that deployment to finish ("npx atmr-dr rollback status --service atmr-api" shows it running ${GOOD}); if ECS marks it FAILED, it stays in progress, or the API still fails once it is done, ${GOOD} fails too: decide by hand, with the last known good before it that rollback status then names, or "npx atmr-dr rollback service --service atmr-api --to TASK_DEF_ARN"`;
+
+      // Act
+      const state = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
+      const plan = planRollback(backoutDeps(suite.dynamo.doc), settings({ tableName }), 'atmr-api');
+
+      // Assert
+      expect(state).toMatchObject({ decision: 'notify', page: true, lockHeld: false, reason: `${wait}; nothing rolled back` });
+      expect(state.reason).not.toContain(`--to ${GOOD}`);
+      await expect(plan).rejects.toThrow(new Error(`backout: ${wait}`));
+      expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
     });
 
     it('does not hold zero healthy hosts for maintenance: /health and /ready stay served in it, so it cannot explain them', async () => {
