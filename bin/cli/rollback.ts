@@ -260,7 +260,7 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
   let caught: unknown;
   try {
     state = await rollOut(ctx.deps, ctx.settings, state);
-    if (state.rollout) ctx.print(`UpdateService sent; ${pinLine(state.service, state.rollout, state.from?.taskDefinitionArn)}`);
+    if (state.rollout) ctx.print(`UpdateService sent; ${pinLine(state, state.rollout)}`);
     if (state.rollout?.images) ctx.print(state.rollout.images.line);
     // Ctrl-C while following the rollout stops following it, not the rollout: the report below
     // says it was not awaited and releases the lock (else the operator's next command, and the

@@ -113,6 +113,8 @@ export interface RollbackState {
   readonly to: { readonly taskDefinitionArn: string; readonly images: readonly string[]; readonly alembicHead: string | null } | null;
   /** The target's own revision runs, with other images than its bake recorded (retaggedRelease): what the report says of it. */
   readonly retagged?: string;
+  /** With `retagged`: the digests its running tasks pulled in place of the recorded ones, the bad images the pin and the report name. */
+  readonly badDigests?: readonly string[];
   readonly downgrade: {
     /** The releases declare different Alembic heads. */
     readonly needed: boolean;
@@ -242,7 +244,7 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     to = { taskDefinitionArn: lkg.taskDefinitionArn, images: lkg.images, alembicHead: lkg.alembicHead };
   }
   const retagged = to.taskDefinitionArn === currentArn ? await retaggedRelease(deps, settings, serviceName, currentArn) : null;
-  state = { ...state, to, ...(retagged && { retagged }) };
+  state = { ...state, to, ...(retagged && { retagged: retagged.line, badDigests: retagged.moved }) };
   // A copy of the target pinned to its digests (rollOut) is that release: an alarm on it must not
   // roll it back to itself again, once per cooldown, registering a new copy each time.
   const onTarget = !retagged && (to.taskDefinitionArn === currentArn || from.pinnedFrom === to.taskDefinitionArn);
@@ -358,7 +360,9 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
       const unknownHead = `schema state unknown: ${headless.join(' and ')} ${headless.length > 1 ? 'declare' : 'declares'} no ${settings.alembicHead.name}, so atmr-dr cannot tell whether the schema is ahead of the code it rolls back to and downgrades nothing; check alembic current by hand (${alembicCurrentCommandLine(settings, from.taskDefinitionArn)}, the revision in the task's logs) and, if it is ahead of the last known good's, downgrade with "npx atmr-dr rollback migration --to <revision> --task-definition ${from.taskDefinitionArn}"`;
       state = { ...state, downgrade: { ...state.downgrade, unknownHead } };
     }
-    const plan = `roll ${serviceName} back from ${currentArn} to ${to.taskDefinitionArn}${schema}`;
+    // A moved tag: the revision that runs is the target's own, so the history and the page name the bad digests.
+    const ran = retagged ? ` (running ${retagged.moved.join(', ')})` : '';
+    const plan = `roll ${serviceName} back from ${currentArn}${ran} to ${to.taskDefinitionArn}${schema}`;
     if (dryRun) return { ...state, decision: 'notify', reason: `dry run: would ${plan} (${state.reason || trigger.name})`, page: false };
     return { ...state, decision: 'proceed', reason: `${plan} (${state.reason || trigger.name})` };
   } catch (error) {
@@ -531,7 +535,12 @@ export async function rollOut(deps: BackoutDeps, settings: BackoutSettings, inpu
  * Null (the ARN says what runs) when the target is not the recorded release, or when either side's
  * digests are unknown: none recorded, or none reported by the running tasks.
  */
-async function retaggedRelease(deps: Pick<BackoutDeps, 'ecs' | 'doc'>, settings: BackoutSettings, serviceName: string, taskDefinitionArn: string): Promise<string | null> {
+async function retaggedRelease(
+  deps: Pick<BackoutDeps, 'ecs' | 'doc'>,
+  settings: BackoutSettings,
+  serviceName: string,
+  taskDefinitionArn: string,
+): Promise<{ readonly line: string; readonly moved: string[] } | null> {
   const lkg = await latestLastKnownGood(deps.doc, settings.tableName, serviceName);
   if (lkg?.taskDefinitionArn !== taskDefinitionArn) return null;
   const recorded = lkg.images.filter(isDigestReference);
@@ -542,7 +551,7 @@ async function retaggedRelease(deps: Pick<BackoutDeps, 'ecs' | 'doc'>, settings:
   const moved = running.filter((digest) => !recorded.includes(digest) && recorded.some(sameRepository(digest)));
   if (!moved.length) return null;
   const ran = recorded.filter((digest) => moved.some(sameRepository(digest)));
-  return `the running tasks of ${taskDefinitionArn} run ${moved.join(', ')} while its last known good ran ${ran.join(', ')}`;
+  return { line: `the running tasks of ${taskDefinitionArn} run ${moved.join(', ')} while its last known good ran ${ran.join(', ')}`, moved };
 }
 
 /**
@@ -605,7 +614,8 @@ async function writePin(deps: BackoutDeps, pin: string, state: RollbackState, to
         pinnedTaskDefinition: to.taskDefinitionArn,
         pinnedImages: to.images,
         rolledBackFrom: state.from?.taskDefinitionArn ?? null,
-        badImages: state.from?.images ?? [],
+        // A moved tag: the revision's own images name the good build's tag, the bad build is its digests.
+        badImages: state.badDigests ?? state.from?.images ?? [],
         reason: state.reason.slice(0, 500),
         at: now.toISOString(),
       }),
@@ -753,10 +763,16 @@ function normaliseState(input: RollbackState, now: Date): RollbackState {
   };
 }
 
-/** The report's (and the CLI's) line about the pin: written, or what the humans must do without it. */
-export function pinLine(service: string, rollout: NonNullable<RollbackState['rollout']>, from: string | undefined): string {
-  if (!rollout.pinError) return `Pinned in ${rollout.pin}: the next deploy must not bring ${from} back`;
-  return `Pin NOT written in ${rollout.pin} (${rollout.pinError}): hold the deploys of ${service}, nothing stops a pipeline from bringing ${from} back; write the pin by hand (README, "The pin")`;
+/**
+ * The report's (and the CLI's) line about the pin: written, or what the humans must do without it.
+ * The release not to bring back is the revision rolled back from, or, after a moved tag (that
+ * revision is the last known good's own), the digests its tasks ran.
+ */
+export function pinLine(state: RollbackState, rollout: NonNullable<RollbackState['rollout']>): string {
+  const from = state.from?.taskDefinitionArn;
+  const bad = state.badDigests?.length ? `${state.badDigests.join(', ')} (run under ${from})` : from;
+  if (!rollout.pinError) return `Pinned in ${rollout.pin}: the next deploy must not bring ${bad} back`;
+  return `Pin NOT written in ${rollout.pin} (${rollout.pinError}): hold the deploys of ${state.service}, nothing stops a pipeline from bringing ${bad} back; write the pin by hand (README, "The pin")`;
 }
 
 const HAND_CHECKS = 'À vérifier à la main : flask db current, les logs d\'erreur de l\'API, une requête critique (GET /api/bookings).';
@@ -809,7 +825,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   if (state.steady) lines.push(`Deployment: ${state.steady.status}: ${state.steady.detail}`);
   if (seconds !== null) lines.push(`Alarm to steady: ${seconds} s (runbook objective < 300 s)`);
   for (const line of state.checks?.lines ?? []) lines.push(`Check: ${line}`);
-  if (state.rollout) lines.push(pinLine(state.service, state.rollout, state.from?.taskDefinitionArn));
+  if (state.rollout) lines.push(pinLine(state, state.rollout));
   if (state.rollout?.images) lines.push(state.rollout.images.line);
   if (state.error) lines.push(`Error: ${state.error.Error}: ${oneLine(state.error.Cause ?? '').slice(0, 500)}`);
   if (acted) lines.push(HAND_CHECKS);
@@ -950,7 +966,7 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc'>, setti
     fromLastKnownGood: !targetOverride,
     downgradeCommand: needsDowngrade ? downgradeCommandLine(target.alembicHead as string, current.taskDefinitionArn) : null,
     underway,
-    retagged,
+    retagged: retagged?.line ?? null,
   };
 }
 

@@ -266,6 +266,24 @@ describe('the last known good\'s own revision deployed again after its tag moved
     expect(mocks.ecs.commandCalls(RegisterTaskDefinitionCommand)).toHaveLength(1);
   });
 
+  it('names the bad digest the service ran, not the last known good\'s revision, as the release not to bring back: pin, page and rollback status', async () => {
+    // Arrange: GOOD's revision redeployed after :latest moved to a bad build
+    const tableName = await goodRunning('sha256:bbbb', RECORDED);
+    const deps = backoutDeps(suite.dynamo.doc);
+    const guarded = await guards(deps, settings({ tableName }), alarmInput());
+
+    // Act
+    const state = await rollOut(deps, settings({ tableName }), guarded);
+    await report(deps, settings({ tableName }), state);
+
+    // Assert
+    const pin = JSON.parse(mocks.ssm.commandCalls(PutParameterCommand)[0].args[0].input.Value as string) as { badImages: string[]; pinnedImages: string[] };
+    expect(pin).toMatchObject({ pinnedTaskDefinition: PINNED, pinnedImages: [DIGEST, SIDECAR], rolledBackFrom: GOOD, badImages: [MOVED] });
+    expect(messageOf()).toContain(`Pinned in /atmr-dr/test/backout/pinned/atmr-api: the next deploy must not bring ${MOVED} (run under ${GOOD}) back`);
+    const status = await backoutStatus(deps, settings({ tableName }), 'atmr-api');
+    expect(status.rollbacks[0].summary).toContain(`roll atmr-api back from ${GOOD} (running ${MOVED}) to ${GOOD}`);
+  });
+
   it('pages as before when the running tasks pulled the recorded digests (the last known good itself runs)', async () => {
     const tableName = await goodRunning('sha256:aaaa', RECORDED);
     const state = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
