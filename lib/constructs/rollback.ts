@@ -221,6 +221,10 @@ export class Rollback extends Construct {
       environmentName: props.environmentName,
       serviceName: BACKOUT_SERVICE,
       timeout: Duration.seconds(60),
+      // Each rollback's and each bake's record (what was decided, rolled back, recorded, and why):
+      // an incident's audit trail, kept a year like the recovery's, and it outlives the stack.
+      logRetention: logs.RetentionDays.ONE_YEAR,
+      logRemovalPolicy: RemovalPolicy.RETAIN,
       reservedConcurrentExecutions: props.reservedConcurrency ?? 3 * services.length,
       environment: { [BACKOUT_SETTINGS_ENV]: stack.toJsonString(this.settings) },
       vpcPlacement: { vpc: props.vpc, subnets: props.subnets, securityGroups: [securityGroup] },
@@ -477,7 +481,8 @@ export class Rollback extends Construct {
         .otherwise(new sfn.Succeed(this, 'NothingToDo', { comment: 'ignored (foreign or malformed trigger) or another rollback holds the lock' })),
     );
 
-    const logGroup = new logs.LogGroup(this, 'RollbackLogs', { retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.DESTROY });
+    // The workflow's record of each rollback (an incident's audit trail) outlives the stack.
+    const logGroup = new logs.LogGroup(this, 'RollbackLogs', { retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.RETAIN });
     const machine = new sfn.StateMachine(this, 'RollbackWorkflow', {
       comment: `atmr-dr ${props.environmentName}: alarm-triggered rollback to the last known good`,
       stateMachineType: sfn.StateMachineType.STANDARD,
@@ -515,7 +520,8 @@ export class Rollback extends Construct {
       }),
     );
     const definition = new sfn.Wait(this, 'Bake', { time: sfn.WaitTime.duration(Duration.seconds(this.settings.bakeSeconds)) }).next(record);
-    const logGroup = new logs.LogGroup(this, 'BakeLogs', { retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.DESTROY });
+    // Why each release was or was not recorded as last known good: kept with the rollbacks' record.
+    const logGroup = new logs.LogGroup(this, 'BakeLogs', { retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.RETAIN });
     return new sfn.StateMachine(this, 'BakeWorkflow', {
       comment: `atmr-dr ${this.settings.environmentName}: bake a completed deployment, then record it as last known good`,
       stateMachineType: sfn.StateMachineType.STANDARD,

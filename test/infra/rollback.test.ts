@@ -302,6 +302,16 @@ describe('Rollback construct (backout)', () => {
     template.hasOutput('ApiServiceName', { Value: 'atmr-api' });
   });
 
+  it.each([
+    ['the steps function (each guard decision, rollout and report)', /^RollbackStepsLogs[0-9A-F]{8}$/],
+    ['the rollback workflow (each execution)', /^RollbackRollbackLogs[0-9A-F]{8}$/],
+    ['the bake workflow (each last-known-good decision)', /^RollbackBakeLogs[0-9A-F]{8}$/],
+  ])('keeps the log group of %s a year and through a stack deletion (an incident\'s rollback record)', (_what, id) => {
+    const groups = Object.entries(template.findResources('AWS::Logs::LogGroup')).filter(([logicalId]) => id.test(logicalId));
+    expect(groups).toHaveLength(1);
+    expect(groups[0][1]).toMatchObject({ DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain', Properties: { RetentionInDays: 365 } });
+  });
+
   it('follows the configured thresholds', () => {
     const raw = structuredClone(exampleEnvironment()) as Record<string, Record<string, unknown>>;
     raw.backout = { ...raw.backout, errorRatePercent: 25, minRequestsPerMinute: 200, evaluationMinutes: 5, bakeMinutes: 20 };
