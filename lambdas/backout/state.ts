@@ -87,8 +87,17 @@ async function newestFirst(doc: DynamoDBDocumentClient, table: string, pk: strin
   return (Items ?? []).map(stripKeys);
 }
 
+/**
+ * How much of a service's last-known-good history the lookups read: "its record" (lastKnownGoodOf)
+ * and "the one before it" (lastKnownGoodBefore) read the same newest records, so a release that has
+ * a record is never missing from "the one before" (with two limits, a release 11 to 100 records back
+ * had digests to pin to but was never offered). 100: a year of releases at two a week, the year the
+ * records are kept (LKG_RETENTION_SECONDS); one Query of 100 small items.
+ */
+export const LKG_HISTORY_LIMIT = 100;
+
 /** Newest first. */
-export async function lastKnownGoodHistory(doc: DynamoDBDocumentClient, table: string, service: string, limit = 10): Promise<LastKnownGood[]> {
+export async function lastKnownGoodHistory(doc: DynamoDBDocumentClient, table: string, service: string, limit = LKG_HISTORY_LIMIT): Promise<LastKnownGood[]> {
   return (await newestFirst(doc, table, lkgKey(service), 'AT#', limit)) as unknown as LastKnownGood[];
 }
 
@@ -97,11 +106,11 @@ export async function latestLastKnownGood(doc: DynamoDBDocumentClient, table: st
 }
 
 /**
- * The newest record of `taskDefinitionArn` as a last known good, if it was one (of the newest 100: a
- * year of releases at two a week): the digests a rollback to an earlier last known good pins to.
+ * The newest record of `taskDefinitionArn` as a last known good, if it was one (of the newest
+ * LKG_HISTORY_LIMIT): the digests a rollback to an earlier last known good pins to.
  */
 export async function lastKnownGoodOf(doc: DynamoDBDocumentClient, table: string, service: string, taskDefinitionArn: string): Promise<LastKnownGood | null> {
-  return (await lastKnownGoodHistory(doc, table, service, 100)).find((record) => record.taskDefinitionArn === taskDefinitionArn) ?? null;
+  return (await lastKnownGoodHistory(doc, table, service)).find((record) => record.taskDefinitionArn === taskDefinitionArn) ?? null;
 }
 
 /**
@@ -111,6 +120,7 @@ export async function lastKnownGoodOf(doc: DynamoDBDocumentClient, table: string
  * A copy pinned to its original's digests (pinnedFrom) is the same release under another ARN: the
  * original of a copy that runs, or a copy of the revision that runs, would be refused as "already
  * runs" if offered. `sameRelease`: more ARNs of it the caller knows (what runs, its pinned-from tag).
+ * Of the newest LKG_HISTORY_LIMIT records, as lastKnownGoodOf.
  */
 export async function lastKnownGoodBefore(
   doc: DynamoDBDocumentClient,

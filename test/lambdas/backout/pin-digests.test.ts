@@ -370,6 +370,32 @@ describe('"the last known good before it" is another release than a pinned copy\
     expect(status.lastKnownGoodBefore?.taskDefinitionArn).toBe(OLDER);
   });
 
+  it('names the release before it past ten records of the one that runs, and a rollback to it pins to that same record', async () => {
+    // Arrange: after OLDER and GOOD, eleven more records of the release that runs (GOOD baked again
+    // after each rollback to its pinned copy, and the copy after it): "before it" lies 12 records back.
+    arrangeTaggedReleases();
+    const OLDER_DIGEST = `${BACKEND_REPOSITORY}@sha256:0000`;
+    const tableName = await suite.dynamo.freshTable();
+    await seedLkg(suite.dynamo.doc, lkg({ taskDefinitionArn: OLDER, images: [OLDER_DIGEST, SIDECAR], recordedAt: '2026-05-01T09:10:00.000Z' }), tableName);
+    for (let day = 2; day <= 13; day++) {
+      const recordedAt = `2026-05-${String(day).padStart(2, '0')}T09:10:00.000Z`;
+      await seedLkg(suite.dynamo.doc, lkg(day % 2 ? { recordedAt } : { taskDefinitionArn: PINNED, pinnedFrom: GOOD, recordedAt }), tableName);
+    }
+    mocks.ecs.on(DescribeServicesCommand).resolves(service(GOOD));
+    const deps = backoutDeps(suite.dynamo.doc);
+
+    // Act: the alarm's page, then the rollback by hand it advises.
+    const paged = await guards(deps, settings({ tableName }), alarmInput());
+    const guarded = await guards(deps, settings({ tableName }), { service: 'atmr-api', manual: { actor: 'alice', targetTaskDefinition: OLDER } });
+    await rollOut(deps, settings({ tableName }), guarded);
+
+    // Assert: the page names OLDER, and the rollout pins to OLDER's record (both lookups see it).
+    expect(paged.reason).toBe(
+      `atmr-api already runs ${GOOD}, its newest last known good, so no automatic rollback; if it went bad after its bake, the last known good before it is ${OLDER} (recorded 2026-05-01T09:10:00.000Z): decide by hand: npx atmr-dr rollback service --service atmr-api --to ${OLDER}`,
+    );
+    expect(mocks.ecs.commandCalls(RegisterTaskDefinitionCommand)[0].args[0].input.containerDefinitions?.map((c) => c.image)).toEqual([OLDER_DIGEST, SIDECAR]);
+  });
+
   it('a copy of the revision that runs is not offered either (the original baked again after its copy)', async () => {
     arrangeTaggedReleases();
     const tableName = await history({ taskDefinitionArn: PINNED, pinnedFrom: GOOD, recordedAt: '2026-05-31T09:10:00.000Z' }, { recordedAt: '2026-05-31T12:00:00.000Z' });
