@@ -224,6 +224,8 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
   state = { ...state, from };
 
   let to: RollbackState['to'];
+  // The newest record, read once: retaggedRelease decides on the same record as the target.
+  let newest: LastKnownGood | undefined;
   if (targetOverride) {
     assertFamily(service, targetOverride);
     const target = await describeRelease(deps.ecs, settings, targetOverride, containerName);
@@ -242,8 +244,9 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     }
     assertFamily(service, lkg.taskDefinitionArn);
     to = { taskDefinitionArn: lkg.taskDefinitionArn, images: lkg.images, alembicHead: lkg.alembicHead };
+    newest = lkg;
   }
-  const retagged = to.taskDefinitionArn === currentArn ? await retaggedRelease(deps, settings, serviceName, currentArn) : null;
+  const retagged = to.taskDefinitionArn === currentArn ? await retaggedRelease(deps, settings, serviceName, currentArn, newest) : null;
   state = { ...state, to, ...(retagged && { retagged: retagged.line, badDigests: retagged.moved }) };
   // A copy of the target pinned to its digests (rollOut) is that release: an alarm on it must not
   // roll it back to itself again, once per cooldown, registering a new copy each time.
@@ -534,14 +537,16 @@ export async function rollOut(deps: BackoutDeps, settings: BackoutSettings, inpu
  * pinned copy then runs the recorded digests, so an alarm on it still finds "a rollback cannot help".
  * Null (the ARN says what runs) when the target is not the recorded release, or when either side's
  * digests are unknown: none recorded, or none reported by the running tasks.
+ * `newest`: the newest record when the caller has read it (one query fewer, and the same record).
  */
 async function retaggedRelease(
   deps: Pick<BackoutDeps, 'ecs' | 'doc'>,
   settings: BackoutSettings,
   serviceName: string,
   taskDefinitionArn: string,
+  newest?: LastKnownGood,
 ): Promise<{ readonly line: string; readonly moved: string[] } | null> {
-  const lkg = await latestLastKnownGood(deps.doc, settings.tableName, serviceName);
+  const lkg = newest ?? (await latestLastKnownGood(deps.doc, settings.tableName, serviceName));
   if (lkg?.taskDefinitionArn !== taskDefinitionArn) return null;
   const recorded = lkg.images.filter(isDigestReference);
   if (!recorded.length) return null;
@@ -931,6 +936,7 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc'>, setti
   const ecsService = await describeService(deps.ecs, settings, serviceName);
   const current = await describeRelease(deps.ecs, settings, currentTaskDefinition(ecsService), containerName);
   let target: RollbackPlan['target'];
+  let newest: LastKnownGood | undefined;
   if (targetOverride) {
     const release = await describeRelease(deps.ecs, settings, targetOverride, containerName);
     target = { taskDefinitionArn: release.taskDefinitionArn, alembicHead: release.alembicHead, images: release.images };
@@ -944,6 +950,7 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc'>, setti
     }
     assertFamily(service, lkg.taskDefinitionArn);
     target = { taskDefinitionArn: lkg.taskDefinitionArn, alembicHead: lkg.alembicHead, images: lkg.images };
+    newest = lkg;
   }
   // The primary may be a fix rolling out over the bad release: the operator names the target.
   const underway = deploymentUnderway(ecsService, target.taskDefinitionArn, null);
@@ -951,7 +958,7 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc'>, setti
     const chosen = underway.taskDefinitionArn === target.taskDefinitionArn ? '' : ` (a rollback replaces ${underway.taskDefinitionArn} and pins it as the bad release: --to says you chose it)`;
     throw new OperatorError(`backout: ${underwayLine(serviceName, underway, target.taskDefinitionArn)}${chosen}`, 2);
   }
-  const retagged = target.taskDefinitionArn === current.taskDefinitionArn ? await retaggedRelease(deps, settings, serviceName, current.taskDefinitionArn) : null;
+  const retagged = target.taskDefinitionArn === current.taskDefinitionArn ? await retaggedRelease(deps, settings, serviceName, current.taskDefinitionArn, newest) : null;
   if (!retagged && (target.taskDefinitionArn === current.taskDefinitionArn || current.pinnedFrom === target.taskDefinitionArn)) {
     const copy = current.pinnedFrom === target.taskDefinitionArn ? ` (a copy of ${target.taskDefinitionArn} pinned to its digests)` : '';
     const before = targetOverride ? null : await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, target.taskDefinitionArn, [current.taskDefinitionArn, current.pinnedFrom]);

@@ -2,6 +2,8 @@ import { GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { DescribeServicesCommand, DescribeTaskDefinitionCommand, DescribeTasksCommand, ListTasksCommand, RegisterTaskDefinitionCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
 import { PublishCommand } from '@aws-sdk/client-sns';
 import { PutParameterCommand } from '@aws-sdk/client-ssm';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { imageRepository, PINNED_FROM_TAG, runningImageDigests } from '../../../lambdas/backout/ecs';
 import { recordAfterBake } from '../../../lambdas/backout/lkg';
 import { backoutStatus, checkSteady, guards, planRollback, report, RollbackState, rollOut } from '../../../lambdas/backout/workflow';
@@ -282,6 +284,36 @@ describe('the last known good\'s own revision deployed again after its tag moved
     expect(messageOf()).toContain(`Pinned in /atmr-dr/test/backout/pinned/atmr-api: the next deploy must not bring ${MOVED} (run under ${GOOD}) back`);
     const status = await backoutStatus(deps, settings({ tableName }), 'atmr-api');
     expect(status.rollbacks[0].summary).toContain(`roll atmr-api back from ${GOOD} (running ${MOVED}) to ${GOOD}`);
+  });
+
+  /** A document client on the suite's table that counts the Query calls sent (the last-known-good reads). */
+  function countingQueries(): { doc: DynamoDBDocumentClient; queries: () => number } {
+    const client = new DynamoDBClient({ endpoint: suite.dynamo.endpoint, region: 'eu-west-3', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+    let queries = 0;
+    client.middlewareStack.add(
+      (next, context) => (args) => {
+        if (context.commandName === 'QueryCommand') queries += 1;
+        return next(args);
+      },
+      { step: 'initialize', name: 'countQueries' },
+    );
+    return { doc: DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } }), queries: () => queries };
+  }
+
+  it.each([
+    ['the guards', (deps: ReturnType<typeof backoutDeps>, tableName: string) => guards(deps, settings({ tableName }), alarmInput())],
+    ['the manual plan', (deps: ReturnType<typeof backoutDeps>, tableName: string) => planRollback(deps, settings({ tableName }), 'atmr-api')],
+  ])('%s read the newest last known good once, and decide the target and the moved tag on that one record', async (_who, decide) => {
+    // Arrange
+    const tableName = await goodRunning('sha256:bbbb', RECORDED);
+    const counting = countingQueries();
+
+    // Act
+    const decided = await decide(backoutDeps(counting.doc), tableName);
+
+    // Assert
+    expect(decided).toMatchObject({ retagged: expect.stringContaining(`the running tasks of ${GOOD} run ${MOVED}`) });
+    expect(counting.queries()).toBe(1);
   });
 
   it('pages as before when the running tasks pulled the recorded digests (the last known good itself runs)', async () => {
