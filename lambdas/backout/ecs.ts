@@ -118,6 +118,8 @@ export async function describeRelease(ecs: ECSClient, settings: BackoutSettings,
 
 /** The tag a pinned copy carries: what it is a copy of, for the guards to see it as that release. */
 export const PINNED_FROM_TAG = 'atmr-dr:pinned-from';
+/** The tag naming the rollback (its lock owner) that registered a pinned copy: what a retry of its RollOut looks for. */
+export const PINNED_BY_TAG = 'atmr-dr:pinned-by';
 
 function pinnedFromTag(tags: { key?: string; value?: string }[] | undefined): { pinnedFrom?: string } {
   const value = tags?.find((t) => t.key === PINNED_FROM_TAG)?.value;
@@ -147,10 +149,10 @@ export type ImagePin =
  * the rollback would "succeed" and restore nothing. When the last-known-good record holds the digests
  * its tasks ran (runningImageDigests, at the bake), this registers a new revision of the family,
  * copied field for field (the registrable ones) with those digests, and tagged PINNED_FROM_TAG with
- * the original so that the guards treat the copy as that release. A retried step registers one more
- * identical revision, nothing worse.
+ * the original so that the guards treat the copy as that release, and PINNED_BY_TAG with `rollback`
+ * (the rollback's lock owner): a retried step reuses the copy its first attempt registered.
  */
-export async function pinToRecordedDigests(ecs: ECSClient, taskDefinitionArn: string, recorded: readonly string[]): Promise<ImagePin> {
+export async function pinToRecordedDigests(ecs: ECSClient, taskDefinitionArn: string, recorded: readonly string[], rollback: string): Promise<ImagePin> {
   const output = await ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition: taskDefinitionArn, include: ['TAGS'] }));
   const definition = output.taskDefinition as TaskDefinition;
   const containers = definition.containerDefinitions ?? [];
@@ -172,9 +174,21 @@ export async function pinToRecordedDigests(ecs: ECSClient, taskDefinitionArn: st
     return { ...container, image: digests[0] };
   });
   if (unpinned.length === tagged.length) return { kind: 'no-digests', tagged };
+  const family = definition.family ?? taskDefinitionFamily(taskDefinitionArn);
+  // A RollOut retried after a Lambda timeout or a lost answer: the copy its first attempt registered
+  // is the family's newest revision (DescribeTaskDefinition of a family names its latest ACTIVE one),
+  // tagged with this rollback. Reused, the retry's UpdateService names the revision already being
+  // deployed instead of starting another deployment to one more copy. A revision registered in between
+  // (a pipeline) hides it, and one more identical copy is registered, as without this look-up.
+  const newest = await ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition: family, include: ['TAGS'] }));
+  const newestTag = (key: string) => newest.tags?.find((t) => t.key === key)?.value;
+  const newestArn = newest.taskDefinition?.taskDefinitionArn;
+  if (newestArn && newestTag(PINNED_BY_TAG) === rollback && newestTag(PINNED_FROM_TAG) === taskDefinitionArn) {
+    return { kind: 'pinned', taskDefinitionArn: newestArn, images: (newest.taskDefinition?.containerDefinitions ?? []).map((c) => c.image ?? '').filter(Boolean), unpinned };
+  }
   const d = definition;
   const input: RegisterTaskDefinitionCommandInput = {
-    family: d.family ?? taskDefinitionFamily(taskDefinitionArn),
+    family,
     taskRoleArn: d.taskRoleArn,
     executionRoleArn: d.executionRoleArn,
     networkMode: d.networkMode,
@@ -192,7 +206,11 @@ export async function pinToRecordedDigests(ecs: ECSClient, taskDefinitionArn: st
     runtimePlatform: d.runtimePlatform,
     enableFaultInjection: d.enableFaultInjection,
     // The release's own tags (an ALEMBIC_HEAD tag among them) except AWS's, which no caller may set.
-    tags: [...(output.tags ?? []).filter((t) => !t.key?.startsWith('aws:') && t.key !== PINNED_FROM_TAG), { key: PINNED_FROM_TAG, value: taskDefinitionArn }],
+    tags: [
+      ...(output.tags ?? []).filter((t) => !t.key?.startsWith('aws:') && t.key !== PINNED_FROM_TAG && t.key !== PINNED_BY_TAG),
+      { key: PINNED_FROM_TAG, value: taskDefinitionArn },
+      { key: PINNED_BY_TAG, value: rollback },
+    ],
   };
   const registered = await ecs.send(new RegisterTaskDefinitionCommand(input));
   const arn = registered.taskDefinition?.taskDefinitionArn;

@@ -587,7 +587,7 @@ async function pinImages(
     // when the target was a last known good, whichever way it was named, the newest or an earlier
     // one (the "last known good before it" a page names).
     const record = await lastKnownGoodOf(deps.doc, settings.tableName, state.service, to.taskDefinitionArn);
-    const pinned = await pinToRecordedDigests(deps.ecs, to.taskDefinitionArn, record?.images ?? to.images);
+    const pinned = await pinToRecordedDigests(deps.ecs, to.taskDefinitionArn, record?.images ?? to.images, state.owner);
     if (pinned.kind === 'by-digest') return { state, unpinned: `${to.taskDefinitionArn} names its images by digest` };
     if (pinned.kind === 'no-digests') {
       return {

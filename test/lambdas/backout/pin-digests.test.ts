@@ -1,10 +1,10 @@
 import { GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
-import { DescribeServicesCommand, DescribeTaskDefinitionCommand, DescribeTasksCommand, ListTasksCommand, RegisterTaskDefinitionCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
+import { DescribeServicesCommand, DescribeTaskDefinitionCommand, DescribeTasksCommand, ListTasksCommand, RegisterTaskDefinitionCommand, RegisterTaskDefinitionCommandInput, UpdateServiceCommand } from '@aws-sdk/client-ecs';
 import { PublishCommand } from '@aws-sdk/client-sns';
 import { PutParameterCommand } from '@aws-sdk/client-ssm';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { imageRepository, PINNED_FROM_TAG, runningImageDigests } from '../../../lambdas/backout/ecs';
+import { imageRepository, PINNED_BY_TAG, PINNED_FROM_TAG, runningImageDigests } from '../../../lambdas/backout/ecs';
 import { recordAfterBake } from '../../../lambdas/backout/lkg';
 import { backoutStatus, checkSteady, guards, planRollback, report, RollbackState, rollOut } from '../../../lambdas/backout/workflow';
 import { alarmEvent, backoutDeps, backoutSuite, BACKEND_REPOSITORY, BAD, deploymentCompletedEvent, GOOD, lkg, metricData, seedLkg, service, settings, TD } from './fixtures';
@@ -90,6 +90,7 @@ describe('a rollback target that names its images by tag', () => {
     expect(input.tags).toEqual([
       { key: 'team', value: 'backend' },
       { key: PINNED_FROM_TAG, value: GOOD },
+      { key: PINNED_BY_TAG, value: state.owner },
     ]);
 
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)[0].args[0].input.taskDefinition).toBe(PINNED);
@@ -103,6 +104,65 @@ describe('a rollback target that names its images by tag', () => {
 
     await report(backoutDeps(suite.dynamo.doc), settings({ tableName }), steady);
     expect(messageOf()).toContain('Pinned atmr-api:90 to the digests the last known good ran (atmr-api:41 names its images by tag)');
+  });
+
+  /**
+   * ECS's answer to DescribeTaskDefinition of the family (its latest ACTIVE revision): the copy once
+   * one was registered, with the tags it was registered with, else BAD.
+   */
+  function arrangeFamilyNewest(): void {
+    let copy: { input: RegisterTaskDefinitionCommandInput; arn: string } | undefined;
+    let revision = 89;
+    mocks.ecs.on(RegisterTaskDefinitionCommand).callsFake((input: RegisterTaskDefinitionCommandInput) => {
+      copy = { input, arn: TD('atmr-api', ++revision) };
+      return { taskDefinition: { ...input, taskDefinitionArn: copy.arn } };
+    });
+    mocks.ecs.on(DescribeTaskDefinitionCommand, { taskDefinition: 'atmr-api' }).callsFake(() =>
+      copy
+        ? { taskDefinition: { ...copy.input, taskDefinitionArn: copy.arn }, tags: copy.input.tags }
+        : { taskDefinition: { taskDefinitionArn: BAD, family: 'atmr-api', containerDefinitions: [{ name: 'api', image: `${BACKEND_REPOSITORY}:latest` }] }, tags: [] },
+    );
+  }
+
+  it('a retried RollOut (the same state again: a Lambda timeout, an answer lost) reuses the copy its first attempt registered', async () => {
+    // Arrange
+    arrangeTaggedReleases();
+    arrangeFamilyNewest();
+    const tableName = await suite.dynamo.freshTable();
+    await seedLkg(suite.dynamo.doc, lkg(), tableName);
+    const deps = backoutDeps(suite.dynamo.doc);
+    const guarded = await guards(deps, settings({ tableName }), alarmInput());
+
+    // Act
+    const first = await rollOut(deps, settings({ tableName }), guarded);
+    const retried = await rollOut(deps, settings({ tableName }), guarded);
+
+    // Assert: one copy, and both UpdateService calls name it (no second deployment to another copy).
+    expect(mocks.ecs.commandCalls(RegisterTaskDefinitionCommand)).toHaveLength(1);
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand).map((c) => c.args[0].input.taskDefinition)).toEqual([PINNED, PINNED]);
+    expect(retried.to).toEqual(first.to);
+    expect(retried.to?.images).toEqual([DIGEST, SIDECAR]);
+    expect(retried.rollout?.images).toEqual(first.rollout?.images);
+  });
+
+  it('another rollback registers its own copy: the family\'s newest revision, pinned by an earlier rollback, is not taken for its own', async () => {
+    // Arrange
+    arrangeTaggedReleases();
+    arrangeFamilyNewest();
+    const tableName = await suite.dynamo.freshTable();
+    await seedLkg(suite.dynamo.doc, lkg(), tableName);
+    const deps = backoutDeps(suite.dynamo.doc);
+    const guarded = await guards(deps, settings({ tableName }), alarmInput());
+    await rollOut(deps, settings({ tableName }), guarded);
+
+    // Act
+    const later = await rollOut(deps, settings({ tableName }), { ...guarded, owner: 'another-rollback' });
+
+    // Assert
+    const registered = mocks.ecs.commandCalls(RegisterTaskDefinitionCommand);
+    expect(registered).toHaveLength(2);
+    expect(registered[1].args[0].input.tags).toContainEqual({ key: PINNED_BY_TAG, value: 'another-rollback' });
+    expect(later.to?.taskDefinitionArn).toBe(TD('atmr-api', 91));
   });
 
   it('pins a rollback by hand to the last known good too (the CLI names its target: the digests are still the record\'s)', async () => {
