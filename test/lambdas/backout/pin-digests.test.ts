@@ -124,14 +124,20 @@ describe('a rollback target that names its images by tag', () => {
     );
   }
 
-  it('a retried RollOut (the same state again: a Lambda timeout, an answer lost) reuses the copy its first attempt registered', async () => {
-    // Arrange
+  /** The alarm's guarded state for a tag-named GOOD, ECS answering as arrangeFamilyNewest says. */
+  async function guardedWithFamilyNewest(): Promise<{ deps: ReturnType<typeof backoutDeps>; guarded: RollbackState; tableName: string }> {
     arrangeTaggedReleases();
     arrangeFamilyNewest();
     const tableName = await suite.dynamo.freshTable();
     await seedLkg(suite.dynamo.doc, lkg(), tableName);
     const deps = backoutDeps(suite.dynamo.doc);
     const guarded = await guards(deps, settings({ tableName }), alarmInput());
+    return { deps, guarded, tableName };
+  }
+
+  it('a retried RollOut (the same state again: a Lambda timeout, an answer lost) reuses the copy its first attempt registered', async () => {
+    // Arrange
+    const { deps, guarded, tableName } = await guardedWithFamilyNewest();
 
     // Act
     const first = await rollOut(deps, settings({ tableName }), guarded);
@@ -147,12 +153,7 @@ describe('a rollback target that names its images by tag', () => {
 
   it('another rollback registers its own copy: the family\'s newest revision, pinned by an earlier rollback, is not taken for its own', async () => {
     // Arrange
-    arrangeTaggedReleases();
-    arrangeFamilyNewest();
-    const tableName = await suite.dynamo.freshTable();
-    await seedLkg(suite.dynamo.doc, lkg(), tableName);
-    const deps = backoutDeps(suite.dynamo.doc);
-    const guarded = await guards(deps, settings({ tableName }), alarmInput());
+    const { deps, guarded, tableName } = await guardedWithFamilyNewest();
     await rollOut(deps, settings({ tableName }), guarded);
 
     // Act
