@@ -38,6 +38,13 @@ export interface Incident {
   readonly pagedLevels: number[];
   /** Short hashes of the page steps' task tokens whose page was published (a retried step does not page twice). */
   readonly publishedPages: string[];
+  /**
+   * Pages that may have gone out but are not recorded as published (`pageIntent`): written with the
+   * page step's token before the publish, removed by its record (or when SNS refused the page). One
+   * left here is a step stopped between its publish and its record (the function's timeout, a
+   * crash): its level counts as paged (`levelsPaged`).
+   */
+  readonly pageIntents: string[];
   readonly ack?: Acknowledgement;
   readonly resolution?: Resolution;
   /** Task token of the workflow step waiting for news (ack or resolution). */
@@ -75,14 +82,20 @@ export function pagedNotRecordedKeys(state: ExecutionState | undefined): string[
   return Object.keys(state ?? {}).filter((key) => PAGED_NOT_RECORDED_KEY.test(key));
 }
 
+/** The entry of `Incident.pageIntents` for the page of `level` by the step of `pageKey` (the short hash of its task token). */
+export const pageIntent = (level: number, pageKey: string): string => `L${level}#${pageKey}`;
+const PAGE_INTENT = /^L(\d+)#/;
+
 /**
- * Every level paged: those the incident record lists, and those the execution paged although the
- * table refused their record. The one place that decides who is told of the resolution; its highest
- * is the level reminded when the acknowledgement names none.
+ * Every level paged: those the incident record lists, those whose page may have gone out unrecorded
+ * (`pageIntents`), and those the execution paged although the table refused their record. The one
+ * place that decides who is told of the resolution; its highest is the level reminded when the
+ * acknowledgement names none.
  */
 export function levelsPaged(incident: Incident, state: ExecutionState | undefined): number[] {
   const unrecorded = pagedNotRecordedKeys(state).map((key) => Number(PAGED_NOT_RECORDED_KEY.exec(key)?.[1]));
-  return [...new Set([...incident.pagedLevels, ...unrecorded])].sort((a, b) => a - b);
+  const mayBeOut = incident.pageIntents.map((intent) => Number(PAGE_INTENT.exec(intent)?.[1])).filter((level) => level > 0);
+  return [...new Set([...incident.pagedLevels, ...mayBeOut, ...unrecorded])].sort((a, b) => a - b);
 }
 
 /** The highest level paged (0: none yet), counting a level paged but not recorded (`levelsPaged`). */

@@ -11,6 +11,7 @@ import {
   META_SK,
   OPEN_PK,
   openSk,
+  pageIntent,
   Resolution,
   TimelineEntry,
   WakeOutput,
@@ -39,6 +40,7 @@ function toIncident(item: Record<string, unknown>): Incident {
     level: Number(item.level ?? 0),
     pagedLevels: paged ? [...paged].map(Number).sort((a, b) => a - b) : [],
     publishedPages: item.publishedPages ? [...(item.publishedPages as Set<string> | string[])] : [],
+    pageIntents: item.pageIntents ? [...(item.pageIntents as Set<string> | string[])] : [],
     ack: item.ack as Acknowledgement | undefined,
     resolution: item.resolution as Resolution | undefined,
     taskToken: item.taskToken as string | undefined,
@@ -193,36 +195,72 @@ const COVER_JOINS = 'joinRemindedAt = if_not_exists(lastJoinedAlarmAt, :noJoin)'
 /**
  * Stores the token of the step now waiting, and returns the incident as it is after that write.
  * `remindsJoins`: the step reminds the acknowledging level, which covers every failure joined so far.
+ * `pageIntent`: the step pages once it has stored its token (model.ts `pageIntent`); the same write
+ * records that page as possibly out, while the incident is OPEN (another status pages nobody).
  */
-export async function storeTaskToken(store: IncidentStore, id: string, taskToken: string, level?: number, options: { remindsJoins?: boolean } = {}): Promise<Incident> {
+export async function storeTaskToken(
+  store: IncidentStore,
+  id: string,
+  taskToken: string,
+  level?: number,
+  options: { remindsJoins?: boolean; pageIntent?: string } = {},
+): Promise<Incident> {
   const levelUpdate = level === undefined ? '' : ', #level = if_not_exists(#level, :zero)';
-  const { Attributes } = await store.ddb.send(
+  const intent = options.pageIntent;
+  try {
+    const { Attributes } = await store.ddb.send(
+      new UpdateCommand({
+        TableName: store.tableName,
+        Key: { pk: incidentPk(id), sk: META_SK },
+        UpdateExpression: `SET taskToken = :t${levelUpdate}${options.remindsJoins ? `, ${COVER_JOINS}` : ''}${intent ? ' ADD pageIntents :intent' : ''}`,
+        ConditionExpression: `attribute_exists(pk)${intent ? ' AND #status = :open' : ''}`,
+        ExpressionAttributeValues: {
+          ':t': taskToken,
+          ...(level !== undefined && { ':zero': 0 }),
+          ...(options.remindsJoins && { ':noJoin': '' }),
+          ...(intent && { ':intent': new Set([intent]), ':open': 'OPEN' }),
+        },
+        ...((level !== undefined || intent) && { ExpressionAttributeNames: { ...(level !== undefined && { '#level': 'level' }), ...(intent && { '#status': 'status' }) } }),
+        ReturnValues: 'ALL_NEW',
+      }),
+    );
+    return toIncident(Attributes as Record<string, unknown>);
+  } catch (error) {
+    // Not OPEN: the step pages nobody (it wakes itself), so the token alone is stored.
+    if (!intent || !isConditionFailure(error)) throw error;
+    return storeTaskToken(store, id, taskToken, level, { ...options, pageIntent: undefined });
+  }
+}
+
+/**
+ * Withdraws a page's intent (`storeTaskToken`) once SNS has refused that page: the level was not
+ * paged by it, and is not told of the resolution for it.
+ */
+export async function withdrawPageIntent(store: IncidentStore, id: string, intent: string): Promise<void> {
+  await store.ddb.send(
     new UpdateCommand({
       TableName: store.tableName,
       Key: { pk: incidentPk(id), sk: META_SK },
-      UpdateExpression: `SET taskToken = :t${levelUpdate}${options.remindsJoins ? `, ${COVER_JOINS}` : ''}`,
+      UpdateExpression: 'DELETE pageIntents :intent',
       ConditionExpression: 'attribute_exists(pk)',
-      ExpressionAttributeValues: { ':t': taskToken, ...(level !== undefined && { ':zero': 0 }), ...(options.remindsJoins && { ':noJoin': '' }) },
-      ...(level !== undefined && { ExpressionAttributeNames: { '#level': 'level' } }),
-      ReturnValues: 'ALL_NEW',
+      ExpressionAttributeValues: { ':intent': new Set([intent]) },
     }),
   );
-  return toIncident(Attributes as Record<string, unknown>);
 }
 
 /**
  * Records that `level` was paged by the step of `pageKey` (the short hash of its task token): the
  * set of levels to tell at the end, the current level (levels are paged in order, the last one
- * again, so the latest page is the highest), and the step's page as published.
+ * again, so the latest page is the highest), and the step's page as published, no longer an intent.
  */
 export async function recordPagedLevel(store: IncidentStore, id: string, level: number, pageKey?: string): Promise<void> {
   await store.ddb.send(
     new UpdateCommand({
       TableName: store.tableName,
       Key: { pk: incidentPk(id), sk: META_SK },
-      UpdateExpression: `ADD pagedLevels :set${pageKey ? ', publishedPages :page' : ''} SET #level = :l`,
+      UpdateExpression: `ADD pagedLevels :set${pageKey ? ', publishedPages :page' : ''} SET #level = :l${pageKey ? ' DELETE pageIntents :intent' : ''}`,
       ExpressionAttributeNames: { '#level': 'level' },
-      ExpressionAttributeValues: { ':set': new Set([level]), ':l': level, ...(pageKey && { ':page': new Set([pageKey]) }) },
+      ExpressionAttributeValues: { ':set': new Set([level]), ':l': level, ...(pageKey && { ':page': new Set([pageKey]), ':intent': new Set([pageIntent(level, pageKey)]) }) },
     }),
   );
 }

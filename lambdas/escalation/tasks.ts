@@ -4,7 +4,7 @@ import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { namedLine, oneLine } from '../shared/errors';
 import { ackLinkUrl } from './ack-link';
 import type { ExecutionInput } from './ingest';
-import { ExecutionState, highestLevelPaged, Incident, joinAwaitsReminder, levelsPaged, pagedNotRecordedKeys, runbookOf, shortHash, signalsEvent } from './model';
+import { ExecutionState, highestLevelPaged, Incident, joinAwaitsReminder, levelsPaged, pagedNotRecordedKeys, pageIntent, runbookOf, shortHash, signalsEvent } from './model';
 import {
   claimResolutionNotice,
   getIncident,
@@ -17,6 +17,7 @@ import {
   storeTaskToken,
   timelineKeys,
   wake,
+  withdrawPageIntent,
 } from './store';
 
 /** One escalation level as the workflow sees it: who, and the topic that reaches them. */
@@ -199,7 +200,12 @@ async function page(deps: TaskDeps, incidentId: string, level: number, taskToken
   // unhandled rejection; a failure costs the page its link below, not the page.
   const ackKey = deps.ackLink?.key();
   ackKey?.catch(() => undefined);
-  const incident = await storeTaskToken(deps.store, incidentId, taskToken, level);
+  // The token write also records the page as possibly out (its intent) before it goes out: a step
+  // stopped between the publish and its record (the function's timeout, a crash: Step Functions
+  // then catches or retries it) leaves the intent, and the level is told of the resolution.
+  const pageKey = shortHash(taskToken);
+  const intent = pageIntent(level, pageKey);
+  const incident = await storeTaskToken(deps.store, incidentId, taskToken, level, { pageIntent: intent });
   if (incident.status !== 'OPEN') {
     await wake(deps.store, taskToken, { outcome: incident.status === 'ACKED' ? 'ack' : 'resolved' });
     return `woken: ${incident.status}`;
@@ -209,7 +215,6 @@ async function page(deps: TaskDeps, incidentId: string, level: number, taskToken
   // Publish once per token: a retried step whose page went out stops here. The check rides on the
   // token write above (one table round trip before the page, not two), and the timeline entry is
   // written once the page is out.
-  const pageKey = shortHash(taskToken);
   if (incident.publishedPages.includes(pageKey)) return 'already paged';
   const at = nowIso(deps);
 
@@ -224,6 +229,9 @@ async function page(deps: TaskDeps, incidentId: string, level: number, taskToken
       text: `Page of level ${level} (${target.name}) failed: ${oneLine(error)}`,
       level,
     });
+    // SNS refused this page: its level is not told of the resolution for it. A withdrawal the table
+    // refuses leaves the level told for nothing, never untold: it does not fail the step.
+    await withdrawPageIntent(deps.store, incidentId, intent).catch(() => undefined);
     throw new PagePublishFailed(`publishing to level ${level} failed: ${oneLine(error)}`);
   }
   // The level has its page: the bookkeeping and Slack (a second channel, whose failure must not

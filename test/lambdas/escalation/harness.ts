@@ -53,6 +53,11 @@ export interface EscalationHarness {
   alarmStates: (string | null)[];
   /** Topics whose Publish fails. */
   failingTopics: Set<string>;
+  /**
+   * The task function's timeout for runLocally: a step still running after it fails with
+   * `Sandbox.Timedout`, as Lambda stops the function (whatever it was doing). @default - none
+   */
+  readonly functionTimeoutMs?: number;
   close(): Promise<void>;
 }
 
@@ -139,18 +144,32 @@ export interface TableWrite {
  * and how many it refused.
  */
 export function refusingWrites(h: EscalationHarness, refuses: (write: TableWrite) => boolean): { harness: EscalationHarness; refused: () => number } {
+  return answeringWrites(h, refuses, () => Promise.reject(Object.assign(new Error('Rate of requests exceeds the allowed throughput'), { name: 'ThrottlingException' })));
+}
+
+/**
+ * The harness whose task code finds the writes `stalls` picks never answered (DynamoDB or the
+ * network hanging), so that the step runs until the function's timeout (`functionTimeoutMs`; long
+ * enough that no other step of a loaded test machine reaches it).
+ */
+export function stallingWrites(h: EscalationHarness, stalls: (write: TableWrite) => boolean, functionTimeoutMs = 3000): { harness: EscalationHarness; stalled: () => number } {
+  const { harness, refused } = answeringWrites(h, stalls, () => new Promise<never>(() => undefined));
+  return { harness: { ...harness, functionTimeoutMs }, stalled: refused };
+}
+
+function answeringWrites(h: EscalationHarness, picks: (write: TableWrite) => boolean, answer: () => Promise<never>): { harness: EscalationHarness; refused: () => number } {
   const send = h.store.ddb.send.bind(h.store.ddb);
-  let refused = 0;
+  let picked = 0;
   const ddb = Object.assign(Object.create(h.store.ddb) as typeof h.store.ddb, {
     send: (command: { input: TableWrite }) => {
-      if (refuses(command.input)) {
-        refused += 1;
-        return Promise.reject(Object.assign(new Error('Rate of requests exceeds the allowed throughput'), { name: 'ThrottlingException' }));
+      if (picks(command.input)) {
+        picked += 1;
+        return answer();
       }
       return send(command as never);
     },
   });
-  return { harness: { ...h, taskDeps: { ...h.taskDeps, store: { ...h.store, ddb } } }, refused: () => refused };
+  return { harness: { ...h, taskDeps: { ...h.taskDeps, store: { ...h.store, ddb } } }, refused: () => picked };
 }
 
 /** An alarm state change as EventBridge delivers it. */

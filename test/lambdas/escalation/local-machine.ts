@@ -66,6 +66,20 @@ export interface LocalRun {
   readonly entered: { readonly name: string; readonly at: number }[];
 }
 
+/** `step`, or Lambda's error once the function's timeout has passed (the step is left stopped where it was). */
+async function withinFunctionTimeout<T>(step: Promise<T>, timeoutMs: number | undefined): Promise<T> {
+  if (timeoutMs === undefined) return step;
+  let timer: NodeJS.Timeout | undefined;
+  const stopped = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(Object.assign(new Error(`Task timed out after ${timeoutMs} ms`), { name: 'Sandbox.Timedout' })), timeoutMs);
+  });
+  try {
+    return await Promise.race([step, stopped]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function timeout(): Error {
   return Object.assign(new Error('task timed out'), { name: 'States.Timeout' });
 }
@@ -110,7 +124,7 @@ export async function runLocally(
       const task = (waits ? { ...payload, taskToken: `${String(payload.taskToken)}#${executionName}#${++tokens}` } : payload) as TaskInput & { taskToken: string };
       let result: Json;
       try {
-        result = (await runTask(harness.taskDeps, task)) as Json;
+        result = (await withinFunctionTimeout(runTask(harness.taskDeps, task), harness.functionTimeoutMs)) as Json;
       } catch (error) {
         // A failed step's token no longer waits: waking it fails, as in Step Functions.
         if (waits) harness.timedOut.add(task.taskToken);

@@ -2,7 +2,7 @@ import { ingestAlarmChange } from '../../../lambdas/escalation/ingest';
 import { acknowledgeIncident, getIncident, listIncidents, resolveIncident, timeline } from '../../../lambdas/escalation/store';
 import { synthesizeApp } from '../../support/app';
 import { runTask } from '../../../lambdas/escalation/tasks';
-import { alarmEvent, ALARM, EscalationHarness, EVENT_ALARM, LEVEL_TOPICS, openIncident, refusingWrites, startHarness, STATE_MACHINE_ARN } from './harness';
+import { alarmEvent, ALARM, EscalationHarness, EVENT_ALARM, LEVEL_TOPICS, openIncident, refusingWrites, stallingWrites, startHarness, STATE_MACHINE_ARN } from './harness';
 import { alarmDescriptionIn, definitionIn, handingOverAfter, MachineDefinition, runLocally } from './local-machine';
 
 const STATE_TIME = '2026-11-30T10:15:00.123+0000';
@@ -252,6 +252,73 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       expect(kinds('N')).toEqual([1, 2, 3]);
       expect(kinds('Résolu')).toEqual([1, 2, 3]);
       expect(await noticesSent()).toHaveLength(3);
+    });
+  });
+
+  describe('each point where a page step can die: a level that may have been paged is told of the resolution', () => {
+    /**
+     * SNS accepts level 1's page, then the table never answers the page's record: the function runs
+     * until its timeout and Lambda stops it (a Lambda timeout or crash after the publish).
+     */
+    const diesAfterLevel1Publish = () =>
+      stallingWrites(h, (write) => write.UpdateExpression?.startsWith('ADD pagedLevels') === true && write.ExpressionAttributeValues?.[':l'] === 1).harness;
+
+    it('tells level 1 when its page step died after SNS accepted the page, before the page was recorded, and the alarm then reads OK', async () => {
+      // Arrange: the step dies after the publish; the check that follows reads the alarm OK.
+      h.alarmStates = ['OK'];
+
+      // Act
+      const { path, output } = await runLocally(definition, diesAfterLevel1Publish(), { incidentId, alarmName: ALARM });
+
+      // Assert
+      expect(path).toEqual(['PageLevel1', 'CheckAfterLevel1', 'Resolve']);
+      expect(output.error).toEqual(expect.objectContaining({ Error: 'Sandbox.Timedout' }));
+      expect(kinds('N')).toEqual([1]);
+      expect(kinds('Résolu')).toEqual([1]);
+    });
+
+    it('tells level 1 (whose step died after its publish) and level 2 (paged next), and reminds level 2 when acknowledged without a level', async () => {
+      // Arrange: ALARM after level 1's failed step (level 2 is paged at once), ALARM while acknowledged, then OK.
+      h.alarmStates = ['ALARM', 'ALARM', 'OK'];
+
+      // Act
+      await runLocally(definition, diesAfterLevel1Publish(), { incidentId, alarmName: ALARM }, async (state) => {
+        if (state === 'PageLevel2') await acknowledgeIncident(h.store, incidentId, { by: 'bob', via: 'cli' });
+      });
+
+      // Assert
+      expect(kinds('N')).toEqual([1, 2]);
+      expect(kinds('Rappel')).toEqual([2]);
+      expect(kinds('Résolu')).toEqual([1, 2]);
+    });
+
+    it('tells nobody of level 1 when its step died before the publish (the table refused the token write): it was not paged', async () => {
+      // Arrange: level 1's token write refused past the SDK's retries; level 2 paged; then OK.
+      h.alarmStates = ['ALARM', 'OK'];
+      let tokenWrites = 0;
+      const { harness } = refusingWrites(h, (write) => write.UpdateExpression?.startsWith('SET taskToken') === true && ++tokenWrites === 1);
+
+      // Act
+      const { path } = await runLocally(definition, harness, { incidentId, alarmName: ALARM });
+
+      // Assert
+      expect(path.slice(0, 3)).toEqual(['PageLevel1', 'CheckAfterLevel1', 'PageLevel2']);
+      expect(kinds('N')).toEqual([2]);
+      expect(kinds('Résolu')).toEqual([2]);
+    });
+
+    it('tells nobody of level 1 when SNS refused its page on every try: it was not paged', async () => {
+      // Arrange: level 1's topic refuses (the step and its two retries); level 2 paged; then OK.
+      h.failingTopics.add(LEVEL_TOPICS[0]);
+      h.alarmStates = ['ALARM', 'OK'];
+
+      // Act
+      const { path, output } = await run();
+
+      // Assert: one Resolve, which told level 2 only (a notice to level 1's refusing topic would fail it).
+      expect(kinds('N')).toEqual([2]);
+      expect(path.filter((s) => s === 'Resolve')).toHaveLength(1);
+      expect(output.resolved).toEqual({ result: 'announced to levels 2' });
     });
   });
 
