@@ -330,7 +330,10 @@ async function resolve(deps: TaskDeps, incidentId: string, state: ExecutionState
         kind: 'note',
         text: `Not resolved: ${incident.alarmName} went to ALARM again (${joined}) after the workflow read it ${alarmState ?? 'OK'}; the escalation goes on`,
       });
-      return { result: `not resolved: ALARM again at ${joined}`, alarmAgain: { status: outcome.incident.status, level: outcome.incident.level } };
+      // The level the workflow climbs from: the highest paged, counting one whose record the table
+      // refused (the record's `level` is then the one before it, which would be paged again).
+      const level = highestLevelPaged(outcome.incident, state);
+      return { result: `not resolved: ALARM again at ${joined}`, alarmAgain: { status: outcome.incident.status, level } };
     }
   }
   // The incident is resolved from here on: whatever fails now fails its notice, not the escalation.

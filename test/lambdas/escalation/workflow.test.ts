@@ -437,6 +437,20 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       expect(entries.map((e) => e.text)).toContain(`Not resolved: ${ALARM} went to ALARM again (2026-11-30T10:31:00.000Z) after the workflow read it OK; the escalation goes on`);
     });
 
+    it('pages the level after the highest paged, counting a level whose record the table refused', async () => {
+      // Arrange: level 2's record refused (held); the re-read after its hold finds OK, then the ALARM joins.
+      h.alarmStates = ['ALARM', 'OK', 'OK'];
+      const { harness } = refusingWrites(alarmAgainAfterCheck(2), (write) => write.UpdateExpression?.startsWith('ADD pagedLevels') === true && write.ExpressionAttributeValues?.[':l'] === 2);
+
+      // Act
+      const { path } = await runLocally(definition, harness, { incidentId, alarmName: ALARM });
+
+      // Assert: level 3 next, not level 2 again as if level 1 were the last paged.
+      expect(path.filter((s) => s.startsWith('PageLevel') || s === 'Resolve')).toEqual(['PageLevel1', 'PageLevel2', 'Resolve', 'PageLevel3', 'Resolve']);
+      expect(kinds('N')).toEqual([1, 2, 3]);
+      expect(kinds('Résolu')).toEqual([1, 2, 3]);
+    });
+
     it('does not resolve an acknowledged incident: it reminds the acknowledging level', async () => {
       // Level 1 acknowledged; the first re-read while acknowledged finds OK, then the ALARM joins.
       h.alarmStates = ['OK', 'OK'];
