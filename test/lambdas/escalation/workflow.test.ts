@@ -235,6 +235,33 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       expect(kinds('Résolu')).toEqual([1, 2]);
     });
 
+    it('leaves the level to its incident: once resolved, the alarm\'s next ALARM opens a new incident whose escalation starts at level 1', async () => {
+      // Arrange: level 1's record refused; while it is held the alarm goes OK (resolving the
+      // incident) and then to ALARM again, as the hold ends and the workflow re-reads the alarm.
+      h.alarmStates = ['OK'];
+      const { harness } = level1Unrecorded();
+      let nextId = '';
+      const okThenAlarmDuringHold = intercepting(h.taskDeps.cloudwatch, async (command, send) => {
+        if (!nextId) {
+          await ingestAlarmChange(h.ingestDeps, alarmEvent('OK', '2026-11-30T10:20:00.000+0000'));
+          nextId = await openIncident(h, '2026-11-30T10:21:00.000+0000');
+        }
+        return send(command);
+      });
+
+      // Act: the first incident's execution ends; the new incident's runs.
+      await runLocally(definition, { ...harness, taskDeps: { ...harness.taskDeps, cloudwatch: okThenAlarmDuringHold } } as EscalationHarness, { incidentId, alarmName: ALARM });
+      const next = await runLocally(definition, h, h.executionInputs.get(nextId) ?? {}, undefined, 60, nextId);
+
+      // Assert: each incident paged and told level 1, once, under its own id.
+      const sent = (subjectStart: string) => h.published.filter((p) => p.subject?.startsWith(`[atmr-dr] ${subjectStart}`)).map((p) => [LEVEL_TOPICS.indexOf(p.topicArn) + 1, p.text.includes(incidentId) ? 'first' : p.text.includes(nextId) ? 'next' : '?']);
+      expect(h.executionInputs.get(nextId)).toEqual({ incidentId: nextId, alarmName: ALARM });
+      expect(next.path).toEqual(['PageLevel1', 'CheckAfterLevel1', 'Resolve']);
+      expect(sent('N')).toEqual([[1, 'first'], [1, 'next']]);
+      expect(sent('Résolu')).toEqual([[1, 'first'], [1, 'next']]);
+      expect(await getIncident(h.store, nextId)).toEqual(expect.objectContaining({ status: 'RESOLVED', level: 1, pagedLevels: [1], pageIntents: [] }));
+    });
+
     it('carries the level the table does not list over a hand-over: the new execution tells it of the resolution', async () => {
       // Arrange: level 1's record refused; nobody answers; the execution hands over before level 3.
       h.alarmStates = ['ALARM'];
