@@ -1,4 +1,4 @@
-import { Incident, runbookOf, TimelineEntry } from './model';
+import { Incident, levelsPaged, runbookOf, TimelineEntry } from './model';
 
 const LABEL: Record<TimelineEntry['kind'], string> = {
   state: 'Alarm state',
@@ -16,13 +16,16 @@ const cell = (text: string): string => text.replace(/\|/g, '\\|').replace(/\s+/g
 /** The incident as Markdown, ready to paste into the post-mortem (runbook: within 24 hours). */
 export function timelineMarkdown(incident: Incident, entries: readonly TimelineEntry[]): string {
   const { section, link } = runbookOf(incident.alarmDescription);
+  // A page step stopped between its publish and its record, or whose record the table refused, left
+  // its page's intent (model.ts `pageIntents`): its level may have been paged, and was told of the resolution.
+  const possibly = levelsPaged(incident, undefined).filter((level) => !incident.pagedLevels.includes(level));
   const lines = [
     `## Incident ${incident.id}: ${incident.alarmName}`,
     '',
     `- Opened: ${incident.openedAt}`,
     `- Status: ${incident.status}`,
     ...(section ? [`- Runbook section: ${section}${link ? ` (${link})` : ''}`] : []),
-    `- Levels paged: ${incident.pagedLevels.length > 0 ? incident.pagedLevels.join(', ') : 'none'}`,
+    `- Levels paged: ${incident.pagedLevels.length > 0 ? incident.pagedLevels.join(', ') : 'none'}${possibly.length > 0 ? `; possibly paged, not recorded: ${possibly.join(', ')}` : ''}`,
     `- Acknowledged: ${incident.ack ? `${incident.ack.at} by ${incident.ack.by} (${incident.ack.via})` : 'no'}`,
     `- Resolved: ${incident.resolution ? `${incident.resolution.at}, ${incident.resolution.how}, by ${incident.resolution.by} (${incident.resolution.via})` : 'no'}`,
     ...(incident.ack ? [`- Time to acknowledge: ${minutes(incident.openedAt, incident.ack.at)}`] : []),
