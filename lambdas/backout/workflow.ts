@@ -342,27 +342,32 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
   // error (DynamoDB throttled or failing on the cooldown or the claim, a release whose Alembic head
   // is no revision) ends in the report instead, which releases the lock and pages with the error.
   try {
-    if (automatic && !dryRun) {
-      const until = await cooldownUntil(deps.doc, settings.tableName, serviceName, now);
-      if (until) return notify(`cooldown: ${serviceName} was rolled back recently, no automatic rollback before ${until}`, true);
-      const first = await claimReleaseRollback(deps.doc, settings.tableName, { service: serviceName, taskDefinitionArn: currentArn, owner: state.owner, now });
-      if (!first) return notify(`${currentArn} was already rolled back automatically once: no second automatic rollback of the same release`, true);
-    }
-
+    // Value-only work first (a release head that is no Alembic revision throws here): the claim below
+    // is the last thing written, so an error cannot leave a release claimed by a run that rolled
+    // nothing back, and the next alarm refused as "already rolled back automatically once".
     let schema = '';
+    let downgrade: RollbackState['downgrade'] = state.downgrade;
     if (needed) {
       const revision = to.alembicHead as string;
       // By hand, in the same release as the workflow's own downgrade task (`from`: what runs now).
       const command = downgradeCommandLine(revision, from.taskDefinitionArn);
-      state = { ...state, downgrade: { needed, run: downgrades && !dryRun, revision, args: downgradeArgs(revision), command } };
+      downgrade = { needed, run: downgrades && !dryRun, revision, args: downgradeArgs(revision), command };
       // The headline (SNS, the Rollback Finished event, the timeline) says what happens to the schema.
       schema = downgrades ? ` after downgrading the schema to ${revision}` : `; the schema stays at ${from.alembicHead}: downgrade by hand: ${command}`;
     }
     const headless = [!from.alembicHead && `the failing release ${from.taskDefinitionArn}`, !to.alembicHead && `the last known good ${to.taskDefinitionArn}`].filter((x): x is string => Boolean(x));
     if (isApi && downgradesOn && headless.length) {
       const unknownHead = `schema state unknown: ${headless.join(' and ')} ${headless.length > 1 ? 'declare' : 'declares'} no ${settings.alembicHead.name}, so atmr-dr cannot tell whether the schema is ahead of the code it rolls back to and downgrades nothing; check alembic current by hand (${alembicCurrentCommandLine(settings, from.taskDefinitionArn)}, the revision in the task's logs) and, if it is ahead of the last known good's, downgrade with "npx atmr-dr rollback migration --to <revision> --task-definition ${from.taskDefinitionArn}"`;
-      state = { ...state, downgrade: { ...state.downgrade, unknownHead } };
+      downgrade = { ...downgrade, unknownHead };
     }
+
+    if (automatic && !dryRun) {
+      const until = await cooldownUntil(deps.doc, settings.tableName, serviceName, now);
+      if (until) return notify(`cooldown: ${serviceName} was rolled back recently, no automatic rollback before ${until}`, true);
+      const first = await claimReleaseRollback(deps.doc, settings.tableName, { service: serviceName, taskDefinitionArn: currentArn, owner: state.owner, now });
+      if (!first) return notify(`${currentArn} was already rolled back automatically once: no second automatic rollback of the same release`, true);
+    }
+    state = { ...state, downgrade };
     // A moved tag: the revision that runs is the target's own, so the history and the page name the bad digests.
     const ran = retagged ? ` (running ${retagged.moved.join(', ')})` : '';
     const plan = `roll ${serviceName} back from ${currentArn}${ran} to ${to.taskDefinitionArn}${schema}`;

@@ -118,6 +118,23 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
     expect(second).toMatchObject({ decision: 'notify', page: true, reason: expect.stringContaining(`${BAD} was already rolled back automatically once`) });
   });
 
+  it('leaves the release unclaimed when the guards stop on an error after the lock (a last known good whose Alembic head is no revision): the next alarm is not refused as "already rolled back once"', async () => {
+    // Arrange: the schemas differ, and the target's recorded head cannot make a downgrade command
+    const tableName = await suite.dynamo.freshTable();
+    await seedLkg(suite.dynamo.doc, lkg({ alembicHead: 'aaa-111' }), tableName);
+    const s = settings({ tableName });
+
+    // Act
+    const state = await guards(backoutDeps(suite.dynamo.doc), s, alarmInput());
+    await report(backoutDeps(suite.dynamo.doc), s, state);
+
+    // Assert: stopped on the error, nothing rolled back, and nothing claimed
+    expect(state).toMatchObject({ decision: 'notify', page: true, error: { Error: 'OperatorError', Cause: expect.stringContaining('"aaa-111" is not an Alembic revision') } });
+    const next = await guards(backoutDeps(suite.dynamo.doc), s, alarmInput());
+    expect(next.reason).not.toMatch(/already rolled back automatically once/);
+    expect(next.error?.Cause).toContain('"aaa-111" is not an Alembic revision');
+  });
+
   it('does not act when the error ratio is back under the threshold (runbook: no backout for transient errors)', async () => {
     const tableName = await suite.dynamo.freshTable();
     await seedLkg(suite.dynamo.doc, undefined, tableName);
