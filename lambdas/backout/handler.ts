@@ -11,12 +11,17 @@ import { BackoutDeps, checkSteady, finishDowngradeStep, guards, postChecks, prep
 
 const { logger, metrics } = observability(BACKOUT_METRICS_SERVICE);
 
-/** Which step of the two workflows (rollback, last-known-good bake) to run, with its state. */
+/**
+ * Which step of the two workflows (rollback, last-known-good bake) to run, with its state.
+ * `execution`: the rollback workflow's execution name, owner of what the guards take (guards, report).
+ */
+const execution = z.string().min(1).optional();
 const StepSchema = z.discriminatedUnion('action', [
-  z.strictObject({ action: z.literal('guards'), input: z.unknown() }),
+  z.strictObject({ action: z.literal('guards'), input: z.unknown(), execution }),
   z.strictObject({ action: z.literal('record-lkg'), event: z.unknown() }),
+  z.strictObject({ action: z.literal('report'), state: z.looseObject({ service: z.string() }), execution }),
   z.strictObject({
-    action: z.enum(['prepare-downgrade', 'finish-downgrade', 'roll-out', 'check-steady', 'post-checks', 'report']),
+    action: z.enum(['prepare-downgrade', 'finish-downgrade', 'roll-out', 'check-steady', 'post-checks']),
     state: z.looseObject({ service: z.string() }),
   }),
 ]);
@@ -27,12 +32,14 @@ export function stepRunner(settings: BackoutSettings, deps: BackoutDeps): (event
     const parsed = StepSchema.parse(event);
     switch (parsed.action) {
       case 'guards':
-        return guards(deps, settings, parsed.input);
+        return guards(deps, settings, parsed.input, parsed.execution);
       case 'record-lkg':
         return recordAfterBake(deps, settings, parsed.event);
+      case 'report':
+        return report(deps, settings, parsed.state as unknown as RollbackState, parsed.execution);
       default: {
         const state = parsed.state as unknown as RollbackState;
-        const run = { 'prepare-downgrade': prepareDowngradeStep, 'finish-downgrade': finishDowngradeStep, 'roll-out': rollOut, 'check-steady': checkSteady, 'post-checks': postChecks, report }[parsed.action];
+        const run = { 'prepare-downgrade': prepareDowngradeStep, 'finish-downgrade': finishDowngradeStep, 'roll-out': rollOut, 'check-steady': checkSteady, 'post-checks': postChecks }[parsed.action];
         return run(deps, settings, state);
       }
     }

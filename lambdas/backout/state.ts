@@ -169,19 +169,51 @@ export async function acquireLock(
   return result.outcome !== 'refused';
 }
 
-/** Releases the lock if `owner` still holds it (never someone else's). */
-export async function releaseLock(doc: DynamoDBDocumentClient, table: string, service: string, owner: string): Promise<boolean> {
+/** Deletes the service's rollback item `sk` if `owner` still owns it; false when it does not (or it is gone). */
+async function deleteOwned(doc: DynamoDBDocumentClient, table: string, service: string, sk: string, owner: string): Promise<boolean> {
   return conditionalWrite(() =>
     doc.send(
       new DeleteCommand({
         TableName: table,
-        Key: { pk: rollbackKey(service), sk: 'LOCK' },
+        Key: { pk: rollbackKey(service), sk },
         ConditionExpression: '#owner = :owner',
         ExpressionAttributeNames: { '#owner': 'owner' },
         ExpressionAttributeValues: { ':owner': owner },
       }),
     ),
   );
+}
+
+/** Releases the lock if `owner` still holds it (never someone else's). */
+export async function releaseLock(doc: DynamoDBDocumentClient, table: string, service: string, owner: string): Promise<boolean> {
+  return deleteOwned(doc, table, service, 'LOCK', owner);
+}
+
+/**
+ * Deletes the release claims and the lock that `owner` still holds, each by a delete conditional on
+ * that owner (never another rollback's). For a run whose guards returned no state (their Lambda timed
+ * out or was killed): what they took is then known only by its owner, the workflow execution's name.
+ * The claims first: the lock released, the next alarm's run could otherwise meet a claim of this run
+ * that rolled nothing back. One Query page (1 MB) holds thousands of claims, more than the
+ * HISTORY_RETENTION_SECONDS they are kept.
+ */
+export async function releaseOwnedBy(doc: DynamoDBDocumentClient, table: string, service: string, owner: string): Promise<{ lock: boolean; claims: string[] }> {
+  const { Items } = await doc.send(
+    new QueryCommand({
+      TableName: table,
+      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+      FilterExpression: '#owner = :owner',
+      ExpressionAttributeNames: { '#owner': 'owner' },
+      ExpressionAttributeValues: { ':pk': rollbackKey(service), ':prefix': 'RELEASE#', ':owner': owner },
+      ConsistentRead: true,
+    }),
+  );
+  const claims: string[] = [];
+  for (const item of Items ?? []) {
+    const sk = item.sk as string;
+    if (await deleteOwned(doc, table, service, sk, owner)) claims.push(sk.slice('RELEASE#'.length));
+  }
+  return { lock: await releaseLock(doc, table, service, owner), claims };
 }
 
 /**

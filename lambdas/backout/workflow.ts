@@ -46,6 +46,7 @@ import {
   readLock,
   recordRollback,
   releaseLock,
+  releaseOwnedBy,
   RollbackHistoryEntry,
   rollbackHistory,
   startCooldown,
@@ -157,10 +158,10 @@ export interface RollbackState {
 
 const nowOf = (deps: { now?: () => Date }) => (deps.now ?? (() => new Date()))();
 
-function base(service: string, trigger: RollbackState['trigger'], dryRun: boolean): RollbackState {
+function base(service: string, trigger: RollbackState['trigger'], dryRun: boolean, owner: string = randomUUID()): RollbackState {
   return {
     service,
-    owner: randomUUID(),
+    owner,
     trigger,
     decision: 'ignore',
     reason: '',
@@ -180,8 +181,13 @@ function base(service: string, trigger: RollbackState['trigger'], dryRun: boolea
  * of the API down (holdAlarmNames) and no deployment under way; a target that differs from what runs
  * (else a page); the lock; for alarms, no cooldown and no earlier automatic rollback of this release.
  * Everything that can be decided before the lock is read-only.
+ *
+ * `execution`: the name of the workflow's execution, the owner of what these guards take (the lock,
+ * the release claim). A Guards Lambda that times out or is killed returns no state, so the report
+ * knows only the execution: it then releases what that execution owns (report). Without it (the CLI
+ * calls the guards itself), a random owner.
  */
-export async function guards(deps: BackoutDeps, settings: BackoutSettings, input: unknown): Promise<RollbackState> {
+export async function guards(deps: BackoutDeps, settings: BackoutSettings, input: unknown, execution?: string): Promise<RollbackState> {
   const now = nowOf(deps);
   const request = RollbackRequestSchema.safeParse(input);
   if (!request.success) {
@@ -206,7 +212,7 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     targetOverride = request.data.manual.targetTaskDefinition;
     dryRun = dryRun || request.data.manual.dryRun;
   }
-  let state = base(serviceName, trigger, dryRun);
+  let state = base(serviceName, trigger, dryRun, execution);
   const automatic = trigger.kind === 'alarm';
   const notify = (reason: string, page: boolean): RollbackState => ({ ...state, decision: 'notify', reason, page });
 
@@ -756,18 +762,23 @@ export function finishedRollbackMetrics(input: RollbackState, now: Date): Rollba
   return rollbackMetrics({ ...actedAndSeconds(state), outcome: outcomeOf(state) });
 }
 
+/** The guards produced a state; else the report got the raw trigger plus the Catch's error. */
+const guardsReturned = (input: RollbackState) => Boolean(input.owner && input.trigger && input.downgrade);
+
 /**
- * A step that failed before the guards produced a state hands the report the raw trigger plus the
- * error: fill in what is unknown so that the report still pages.
+ * The Guards step failed (threw before deciding, timed out, was killed) and handed the report the raw
+ * trigger plus the error: fill in what is unknown so that the report still pages. The owner is the
+ * execution's name when known (what the guards may have taken carries it), else none.
  */
-function normaliseState(input: RollbackState, now: Date): RollbackState {
-  if (input.owner && input.trigger && input.downgrade) return input;
+function normaliseState(input: RollbackState, now: Date, execution?: string): RollbackState {
+  if (guardsReturned(input)) return input;
   const raw = input as unknown as { service?: string; error?: RollbackState['error'] };
+  const service = typeof raw.service === 'string' ? raw.service : 'unknown';
   return {
-    ...base(typeof raw.service === 'string' ? raw.service : 'unknown', { kind: 'alarm', name: 'unknown (stopped before the guards finished)', at: now.toISOString() }, false),
-    owner: '',
+    ...base(service, { kind: 'alarm', name: 'unknown (stopped before the guards finished)', at: now.toISOString() }, false),
+    owner: execution ?? '',
     decision: 'notify',
-    reason: 'stopped before the guards finished: no lock, no action',
+    reason: `stopped before the guards finished, nothing rolled back; the alarm does not fire again while it stays in ALARM: if the API still fails, run "npx atmr-dr rollback service --service ${service}"`,
     page: true,
     error: raw.error,
   };
@@ -791,10 +802,13 @@ const HAND_CHECKS = 'À vérifier à la main : flask db current, les logs d\'err
  * The end of every path: one message to the incidents topic (what, from which release to which,
  * how long, what to check by hand), one atmr-dr event, the metrics, the history; then the lock is
  * released and, when something was changed, the cooldown starts.
+ * `execution`: the workflow's execution name, the guards' owner (see guards), for the report of
+ * guards that returned no state.
  */
-export async function report(deps: BackoutDeps, settings: BackoutSettings, input: RollbackState): Promise<RollbackReport> {
+export async function report(deps: BackoutDeps, settings: BackoutSettings, input: RollbackState, execution?: string): Promise<RollbackReport> {
   const now = nowOf(deps);
-  const state = normaliseState(input, now);
+  const returned = guardsReturned(input);
+  const state = normaliseState(input, now, execution);
   const outcome = outcomeOf(state);
   const { acted, seconds } = actedAndSeconds(state);
   const d = state.downgrade;
@@ -855,7 +869,13 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   };
   if (acted) await attempt('cooldown', () => startCooldown(deps.doc, settings.tableName, state.service, now, settings.cooldownSeconds));
   const keepLock = state.lockHeld && downgradeMayRun(state);
-  const lockNotReleased = state.lockHeld && !keepLock ? await attempt('lock release', () => releaseLock(deps.doc, settings.tableName, state.service, state.owner)) : undefined;
+  // The guards returned no state (their Lambda timed out or was killed after taking the lock): the
+  // lock, and the release claim, carry this execution's name as owner; left held, every later alarm
+  // of the service would skip quietly as "another alarm's run" for the lock's life while the API fails.
+  let released: Awaited<ReturnType<typeof releaseOwnedBy>> | undefined;
+  const leftNotReleased =
+    !returned && state.owner ? await attempt('lock release', async () => (released = await releaseOwnedBy(deps.doc, settings.tableName, state.service, state.owner))) : undefined;
+  const lockNotReleased = (state.lockHeld && !keepLock ? await attempt('lock release', () => releaseLock(deps.doc, settings.tableName, state.service, state.owner)) : undefined) ?? leftNotReleased;
   await attempt('history', () =>
     recordRollback(deps.doc, settings.tableName, {
       service: state.service,
@@ -869,9 +889,16 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
       seconds,
     }),
   );
+  if (released?.lock || released?.claims.length) {
+    const what = [released.lock && `the lock of ${state.service}`, ...released.claims.map((arn) => `the once-per-release claim of ${arn}`)].filter(Boolean).join(' and ');
+    lines.push(`Released what the guards of this run took before they stopped: ${what}`);
+  }
   for (const problem of problems) lines.push(`Warning: ${problem}`);
   // Held until it expires otherwise, refusing every rollback of the service, the automatic one included.
-  if (lockNotReleased) lines.push(`The lock of ${state.service} stays held until it expires, blocking every rollback of ${state.service}: release it with ${unlockCommandLine(state.service, state.owner)}`);
+  if (lockNotReleased) {
+    const taken = returned ? '' : ', if the guards of this run took it,';
+    lines.push(`The lock of ${state.service}${taken} stays held until it expires, blocking every rollback of ${state.service}: release it with ${unlockCommandLine(state.service, state.owner)}`);
+  }
   if (keepLock) {
     lines.push(
       `A migration task may have been started (RunTask got no answer): ${lookForTask(settings.clusterName)}. The lock of ${state.service} stays held until it expires so that no second downgrade starts; once no migration task runs, release it with ${unlockCommandLine(state.service, state.owner, true)}`,

@@ -392,7 +392,10 @@ export class Rollback extends Construct {
     const readOnly = (task: sfn.TaskStateBase) => task.addRetry({ errors: [sfn.Errors.TASKS_FAILED], interval: Duration.seconds(5), maxAttempts: 3, backoffRate: 2 });
     const withState = (action: string) => ({ action, state: sfn.JsonPath.entirePayload });
 
-    const report = step('Report', withState('report'));
+    // The execution's name is the owner of what the guards take (lock, release claim): a Guards Lambda
+    // that times out or is killed returns no state, and the Report releases what that name still owns.
+    const execution = sfn.JsonPath.stringAt('$$.Execution.Name');
+    const report = step('Report', { ...withState('report'), execution });
     const reportFailed = new sfn.Fail(this, 'ReportFailed', { error: 'BackoutReportFailed', causePath: '$.Cause' });
     report.addCatch(reportFailed);
     // Paging is the report's job (incidents topic): the execution succeeds either way, so that the
@@ -402,7 +405,7 @@ export class Rollback extends Construct {
     report.next(new sfn.Choice(this, 'Paged').when(sfn.Condition.booleanEquals('$.page', true), paged).otherwise(done));
     const toReport = { resultPath: '$.error' };
 
-    const guards = step('Guards', { action: 'guards', input: sfn.JsonPath.entirePayload });
+    const guards = step('Guards', { action: 'guards', input: sfn.JsonPath.entirePayload, execution });
     guards.addCatch(report, toReport);
     const prepare = step('PrepareDowngrade', withState('prepare-downgrade'));
     prepare.addCatch(report, toReport);

@@ -291,6 +291,15 @@ describe('Rollback construct (backout)', () => {
     expect(JSON.stringify(asl.States.RunMigrationDowngrade)).not.toMatch(/ServerException|ClientToken/);
   });
 
+  it('hands the execution name to the Guards and the Report (the owner of the lock and claim a timed-out Guards step took, which the Report releases)', () => {
+    const machines = template.findResources('AWS::StepFunctions::StateMachine');
+    const definition = Object.entries(machines).find(([id]) => id.startsWith('RollbackRollbackWorkflow'))![1].Properties.DefinitionString as { 'Fn::Join': [string, unknown[]] };
+    const asl = JSON.parse(definition['Fn::Join'][1].map((part) => (typeof part === 'string' ? part : 'TOKEN')).join('')) as { States: Record<string, { Parameters?: unknown }> };
+
+    expect(asl.States.Guards.Parameters).toEqual({ action: 'guards', 'input.$': '$', 'execution.$': '$$.Execution.Name' });
+    expect(asl.States.Report.Parameters).toEqual({ action: 'report', 'state.$': '$', 'execution.$': '$$.Execution.Name' });
+  });
+
   it('bakes for the configured time with a Wait state', () => {
     const machines = template.findResources('AWS::StepFunctions::StateMachine');
     const bake = Object.entries(machines).find(([id]) => id.startsWith('RollbackBakeWorkflow'))![1];
