@@ -145,7 +145,9 @@ function stripKeys(item: Record<string, unknown>): Record<string, unknown> {
  * Returns false when someone else holds it; DynamoDB errors propagate: no lock, no action.
  *
  * A put retried by the SDK onto its own applied first attempt is this call's lock
- * (conditionalWriteOnce), not one held by another rollback for the next `ttlSeconds`.
+ * (conditionalWriteOnce), not one held by another rollback for the next `ttlSeconds`. A lock of the
+ * same `owner` is taken again: the workflow's owner is its execution's name, and Step Functions runs
+ * the Guards again after a Lambda error that may follow a run that took the lock.
  */
 export async function acquireLock(
   doc: DynamoDBDocumentClient,
@@ -163,8 +165,9 @@ export async function acquireLock(
       holder: lock.holder,
       expiresAt: epoch(lock.now) + lock.ttlSeconds,
     },
-    ConditionExpression: 'attribute_not_exists(pk) OR expiresAt < :now',
-    ExpressionAttributeValues: { ':now': epoch(lock.now) },
+    ConditionExpression: 'attribute_not_exists(pk) OR expiresAt < :now OR #owner = :owner',
+    ExpressionAttributeNames: { '#owner': 'owner' },
+    ExpressionAttributeValues: { ':now': epoch(lock.now), ':owner': lock.owner },
   });
   return result.outcome !== 'refused';
 }
@@ -289,8 +292,9 @@ export async function claimReleaseRollback(
   table: string,
   claim: { service: string; taskDefinitionArn: string; owner: string; now: Date },
 ): Promise<boolean> {
-  // A retried claim that finds its own claim made it (conditionalWriteOnce): "already rolled back"
-  // would skip the one automatic rollback this release gets.
+  // A retried claim that finds its own claim made it (conditionalWriteOnce), and so does a claim of
+  // the same owner (the workflow's Guards run again by Step Functions, see acquireLock): "already
+  // rolled back" would skip the one automatic rollback this release gets.
   const result = await conditionalWriteOnce(doc, {
     TableName: table,
     Item: {
@@ -300,7 +304,9 @@ export async function claimReleaseRollback(
       at: claim.now.toISOString(),
       expiresAt: epoch(claim.now) + HISTORY_RETENTION_SECONDS,
     },
-    ConditionExpression: 'attribute_not_exists(pk)',
+    ConditionExpression: 'attribute_not_exists(pk) OR #owner = :owner',
+    ExpressionAttributeNames: { '#owner': 'owner' },
+    ExpressionAttributeValues: { ':owner': claim.owner },
   });
   return result.outcome !== 'refused';
 }

@@ -263,7 +263,9 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
   // rollback replaces the tasks, finding the last known good primary because of that rollback, or
   // maintenance set by that run's downgrade), which ends quietly before any hold can page or notify
   // about what that run itself is doing. By hand, or on a worker on its target, any holder ends it.
-  const lock = automatic || onTarget ? await readLock(deps.doc, settings.tableName, serviceName, now) : null;
+  // A lock of this run's own owner is not another run's: Step Functions running these guards again.
+  const read = automatic || onTarget ? await readLock(deps.doc, settings.tableName, serviceName, now) : null;
+  const lock = read?.owner === state.owner ? null : read;
   if (lock && (concurrentAlarmRun(settings, lock, now) || (onTarget && !(automatic && isApi)))) {
     deps.logger.info('skipped: another rollback of this service holds the lock', { service: serviceName, lock: lock.reason });
     return { ...state, decision: 'skip', reason: `another rollback of this service is in progress (${lock.reason}, since ${lock.acquiredAt})` };

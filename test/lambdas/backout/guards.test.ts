@@ -53,6 +53,23 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
     }
   });
 
+  it('gives the lock and the claim again to their own owner (the Guards of one execution run again by Step Functions), never to another', async () => {
+    // Arrange
+    const tableName = await suite.dynamo.freshTable();
+    const now = new Date('2026-06-01T10:00:00Z');
+    const lock = { service: 'atmr-api', owner: 'exec-1', now, ttlSeconds: 60, reason: 'alarm: x', holder: { kind: 'service-rollback' } as const };
+    const claim = { service: 'atmr-api', taskDefinitionArn: BAD, owner: 'exec-1', now };
+    await acquireLock(suite.dynamo.doc, tableName, lock);
+    await claimReleaseRollback(suite.dynamo.doc, tableName, claim);
+
+    // Act / Assert
+    expect(await acquireLock(suite.dynamo.doc, tableName, lock)).toBe(true);
+    expect(await claimReleaseRollback(suite.dynamo.doc, tableName, claim)).toBe(true);
+    expect(await acquireLock(suite.dynamo.doc, tableName, { ...lock, owner: 'exec-2' })).toBe(false);
+    expect(await claimReleaseRollback(suite.dynamo.doc, tableName, { ...claim, owner: 'exec-2' })).toBe(false);
+    expect((await readLock(suite.dynamo.doc, tableName, 'atmr-api', now))?.owner).toBe('exec-1');
+  });
+
   it('claims a release once only', async () => {
     const tableName = await suite.dynamo.freshTable();
     const claim = { service: 'atmr-api', taskDefinitionArn: BAD, owner: 'a', now: new Date() };

@@ -1,3 +1,4 @@
+import { GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { CreateDBSnapshotCommand } from '@aws-sdk/client-rds';
 import { DescribeServicesCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
 import { PutEventsCommand } from '@aws-sdk/client-eventbridge';
@@ -18,7 +19,7 @@ import { backoutClients } from '../../../lambdas/backout/clients';
 import { stepRunner } from '../../../lambdas/backout/handler';
 import { acquireLock, claimReleaseRollback, cooldownUntil, readLock, rollbackHistory } from '../../../lambdas/backout/state';
 import { constructHarness, exampleEnvironment } from '../../support/app';
-import { alarmEvent, arrangeHappyAws, BAD, GOOD, lkg, LocalDynamo, mockBackoutAws, Mocks, resetMocks, seedLkg, service, settings, startLocalDynamo } from './fixtures';
+import { alarmEvent, arrangeHappyAws, BAD, GOOD, lkg, LocalDynamo, metricData, mockBackoutAws, Mocks, resetMocks, seedLkg, service, settings, startLocalDynamo } from './fixtures';
 
 /**
  * The synthesized rollback workflow, executed with aws-local-stepfunctions: every Lambda task runs
@@ -703,6 +704,32 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(lastMessage()?.Message).not.toMatch(/Released what the guards/);
     expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toMatchObject({ owner: 'exec-other' });
     expect(await claimReleaseRollback(dynamo.doc, tableName, { service: 'atmr-api', taskDefinitionArn: BAD, owner: 'later', now: new Date() })).toBe(false);
+  });
+
+  it('rolls back when Step Functions runs the Guards again after the first run took the lock and claimed the release but its answer was lost (Lambda.ServiceException)', async () => {
+    // Arrange: the first Guards invocation runs to its end, then Lambda answers with a service error
+    await loadHandler();
+    await seedLkg(dynamo.doc, lkg({ alembicHead: 'bbb222' }), tableName);
+    // Both Guards runs see the failing release and its alarm's condition.
+    mocks.ecs.on(DescribeServicesCommand).resolvesOnce(service(BAD)).resolvesOnce(service(BAD)).resolves(service(GOOD));
+    mocks.cloudwatch.on(GetMetricDataCommand).resolvesOnce(metricData()).resolvesOnce(metricData()).resolves(metricData({ errorPercent: 0.2 }));
+    let invocations = 0;
+    const guards = async (input: Record<string, unknown>) => {
+      invocations += 1;
+      const state = await step(input);
+      if (invocations === 1) throw Object.assign(new Error('Lambda was unable to return the response'), { name: 'Lambda.ServiceException' });
+      return state;
+    };
+
+    // Act
+    const { output, error } = await execute(alarm(), { guards });
+
+    // Assert: the retry finds its own lock and claim, not "another alarm's run" (which ended quietly, the lock held for its life)
+    expect(error).toBeUndefined();
+    expect(invocations).toBe(2);
+    expect(output).toMatchObject({ outcome: 'rolled-back' });
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
+    expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toBeNull();
   });
 
   it('takes the lock and claims the release in the name of the execution', async () => {
