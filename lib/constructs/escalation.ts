@@ -303,9 +303,17 @@ export class Escalation extends Construct {
       this.deadLetterQueue,
     );
 
+    // `incident list` shows each open incident's escalation (DescribeExecution of the execution its
+    // record names, or `<id>`): without it every escalation reads "unknown (AccessDenied)".
+    const executions = stack.formatArn({ service: 'states', resource: 'execution', resourceName: `${stateMachineName}:*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
     for (const arn of props.operatorRoleArns ?? []) {
       const role = iam.Role.fromRoleArn(this, `Operator${arn.split('/').pop()}`, arn, { mutable: true });
       this.allowIncidentWrites(role);
+      role.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'ReadTheEscalations', actions: ['states:DescribeExecution'], resources: [executions] }));
+      Validations.of(role).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::${nagRender(stack, executions)}]`,
+        reason: 'Execution names are the incident ids (and <id>-h<n> after a hand-over), known only at run time: DescribeExecution (read-only) on the executions of this environment\'s escalation state machine only.',
+      });
     }
 
     [this.subscriptionsCheck, this.subscriptionsSchedule] = this.buildSubscriptionsCheck();
