@@ -146,6 +146,15 @@ export class OpsStack extends Stack {
       });
       // Its report is how a rollback reaches a human: named in the topic policy like every publisher.
       escalation.incidentsTopic.allowPublisher(rollback.steps.function.role as iam.IRole, 'BackoutSteps');
+      // `rollback service|migration` by hand: the same report, from the on-call's credentials.
+      rollback.grantOperator(operators);
+      operators.forEach((role, index) => {
+        escalation.incidentsTopic.allowPublisher(role, `OperatorRollbackReports${index}`);
+        Validations.of(role).acknowledge({
+          id: 'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
+          reason: "Granted by topic.grantPublish: data keys of the incidents topic's own key (the operations key, which does not encrypt backups).",
+        });
+      });
     }
     const recovery = resolveRecoveryConfig(config);
     let recoveryWorkflow: Recovery | undefined;

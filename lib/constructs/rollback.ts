@@ -12,6 +12,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { BACKOUT_METRICS_SERVICE } from '../../lambdas/backout/metrics';
+import { metricsNamespace } from '../../lambdas/shared/constants';
 import { RUN_TASK_NOT_STARTED_ERRORS } from '../../lambdas/backout/migration';
 import { BACKOUT_SETTINGS_ENV, BackoutSettings, pinParameterPrefix } from '../../lambdas/backout/settings';
 import { lkgKey, rollbackKey } from '../../lambdas/backout/state';
@@ -120,6 +121,9 @@ export class Rollback extends Construct {
   readonly deploymentRule: events.Rule;
   readonly deadLetterQueue: sqs.Queue;
   readonly settings: BackoutSettings;
+  /** The rights of the CLI's rollback commands (grantOperator). */
+  private readonly operatorStatements: iam.PolicyStatement[];
+  private readonly wildcardArns: { tasksOfCluster: string; snapshotArns: string; familyArns: string[]; apiFamily: string };
 
   constructor(scope: Construct, id: string, props: RollbackProps) {
     super(scope, id);
@@ -239,13 +243,60 @@ export class Rollback extends Construct {
     const dbArn = stack.formatArn({ service: 'rds', resource: 'db', resourceName: props.databaseInstanceIdentifier, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
     const snapshotArns = stack.formatArn({ service: 'rds', resource: 'snapshot', resourceName: `atmr-dr-backout-${env}-*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
     const familyArns = [...new Set(services.map((s) => s.taskFamily))].map((family) => stack.formatArn({ service: 'ecs', resource: 'task-definition', resourceName: `${family}:*` }));
+    // The rights of the rollback path, shared by the steps function and the on-call's CLI
+    // (grantOperator): `rollback service|migration` run the same code with the operator's credentials.
+    const rollBackServices = new iam.PolicyStatement({ sid: 'RollBackTheConfiguredServices', actions: ['ecs:DescribeServices', 'ecs:UpdateService'], resources: serviceArns });
+    // DescribeTaskDefinition has no resource-level permission; ListTasks is scoped by the cluster condition.
+    const readTaskDefinitions = new iam.PolicyStatement({ sid: 'ReadTaskDefinitions', actions: ['ecs:DescribeTaskDefinition'], resources: ['*'] });
+    const listTasks = new iam.PolicyStatement({ sid: 'ListTasksOfTheCluster', actions: ['ecs:ListTasks'], resources: ['*'], conditions: { ArnEquals: { 'ecs:cluster': clusterArn } } });
+    const readBackoutAlarms = new iam.PolicyStatement({ sid: 'ReadTheBackoutAlarms', actions: ['cloudwatch:DescribeAlarms', 'cloudwatch:DescribeAlarmHistory'], resources: alarmArns });
+    const readAlbMetrics = new iam.PolicyStatement({ sid: 'ReadAlbMetrics', actions: ['cloudwatch:GetMetricData'], resources: ['*'] });
+    const pinReleases = new iam.PolicyStatement({ sid: 'PinRolledBackReleases', actions: ['ssm:PutParameter'], resources: pinArns });
+    // A target that names its images by tag is rolled back to a copy pinned to the digests the last
+    // known good ran (pinToRecordedDigests): a new revision of a configured family only (RegisterTaskDefinition
+    // takes the task-definition resource), tagged only as it is registered (its own tags and
+    // atmr-dr:pinned-from, ecs:CreateAction), passing the API task's roles only.
+    const pinToDigests = [
+      new iam.PolicyStatement({ sid: 'PinRollbackTargetsToDigests', actions: ['ecs:RegisterTaskDefinition'], resources: familyArns }),
+      new iam.PolicyStatement({ sid: 'TagThePinnedRevisions', actions: ['ecs:TagResource'], resources: familyArns, conditions: { StringEquals: { 'ecs:CreateAction': 'RegisterTaskDefinition' } } }),
+      passTaskRoles('PassTheApiTaskRolesToPinnedRevisions', props.taskRoleArns),
+    ];
+    const announce = new iam.PolicyStatement({
+      sid: 'AnnounceOnTheDefaultBus',
+      actions: ['events:PutEvents'],
+      resources: [stack.formatArn({ service: 'events', resource: 'event-bus', resourceName: 'default' })],
+    });
+    const snapshotBeforeDowngrade = [
+      new iam.PolicyStatement({ sid: 'SnapshotBeforeDowngrade', actions: ['rds:CreateDBSnapshot', 'rds:DescribeDBInstances'], resources: [dbArn] }),
+      new iam.PolicyStatement({ sid: 'NameTheSnapshot', actions: ['rds:CreateDBSnapshot', 'rds:AddTagsToResource'], resources: [snapshotArns] }),
+    ];
+    // The ops-state table holds every concern's records (incidents, recoveries...): only the calls of
+    // lambdas/backout/state.ts, on the LKG#/ROLLBACK# partitions of the configured services (no Scan,
+    // no batch writes), and the table's key through DynamoDB only.
+    const backoutRecords = (actions: string[]) =>
+      new iam.PolicyStatement({
+        sid: 'BackoutRecordsOnly',
+        actions,
+        resources: [props.table.tableArn],
+        conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': services.flatMap((s) => [lkgKey(s.serviceName), rollbackKey(s.serviceName)]) } },
+      });
+    const tableKey = props.table.encryptionKey;
+    const opsTableKey = tableKey
+      ? [
+          new iam.PolicyStatement({
+            sid: 'OpsTableKey',
+            actions: ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey', 'kms:DescribeKey'],
+            resources: [tableKey.keyArn],
+            conditions: { StringEquals: { 'kms:ViaService': `dynamodb.${stack.region}.amazonaws.com` } },
+          }),
+        ]
+      : [];
     const statements = [
-      new iam.PolicyStatement({ sid: 'RollBackTheConfiguredServices', actions: ['ecs:DescribeServices', 'ecs:UpdateService'], resources: serviceArns }),
-      // DescribeTaskDefinition has no resource-level permission; ListTasks is scoped by the cluster condition.
-      new iam.PolicyStatement({ sid: 'ReadTaskDefinitions', actions: ['ecs:DescribeTaskDefinition'], resources: ['*'] }),
-      new iam.PolicyStatement({ sid: 'ListTasksOfTheCluster', actions: ['ecs:ListTasks'], resources: ['*'], conditions: { ArnEquals: { 'ecs:cluster': clusterArn } } }),
+      rollBackServices,
+      readTaskDefinitions,
+      listTasks,
       new iam.PolicyStatement({ sid: 'DescribeTasksOfTheCluster', actions: ['ecs:DescribeTasks'], resources: [tasksOfCluster] }),
-      new iam.PolicyStatement({ sid: 'ReadTheBackoutAlarms', actions: ['cloudwatch:DescribeAlarms', 'cloudwatch:DescribeAlarmHistory'], resources: alarmArns }),
+      readBackoutAlarms,
       ...(props.holdWhileInAlarm?.length
         ? [new iam.PolicyStatement({ sid: 'ReadTheDependencyAlarms', actions: ['cloudwatch:DescribeAlarms'], resources: props.holdWhileInAlarm.map((a) => a.alarmArn) })]
         : []),
@@ -253,55 +304,49 @@ export class Rollback extends Construct {
       ...(props.readinessAlarm
         ? [new iam.PolicyStatement({ sid: 'ReadTheReadinessAlarm', actions: ['cloudwatch:DescribeAlarms', 'cloudwatch:DescribeAlarmHistory'], resources: [props.readinessAlarm.alarmArn] })]
         : []),
-      new iam.PolicyStatement({ sid: 'ReadAlbMetrics', actions: ['cloudwatch:GetMetricData'], resources: ['*'] }),
-      new iam.PolicyStatement({ sid: 'PinRolledBackReleases', actions: ['ssm:PutParameter'], resources: pinArns }),
+      readAlbMetrics,
+      pinReleases,
       // The guards hold an automatic rollback while maintenance is on (its 503s are target 5xx that
       // the ErrorRate alarm counts). A String parameter, under no KMS key (KillswitchParameter): no kms:Decrypt.
       new iam.PolicyStatement({ sid: 'ReadTheKillswitch', actions: ['ssm:GetParameter'], resources: [killswitchArn] }),
-      // A target that names its images by tag is rolled back to a copy pinned to the digests the last
-      // known good ran (pinToRecordedDigests): a new revision of a configured family only (RegisterTaskDefinition
-      // takes the task-definition resource), tagged only as it is registered (its own tags and
-      // atmr-dr:pinned-from, ecs:CreateAction), passing the API task's roles only.
-      new iam.PolicyStatement({ sid: 'PinRollbackTargetsToDigests', actions: ['ecs:RegisterTaskDefinition'], resources: familyArns }),
-      new iam.PolicyStatement({ sid: 'TagThePinnedRevisions', actions: ['ecs:TagResource'], resources: familyArns, conditions: { StringEquals: { 'ecs:CreateAction': 'RegisterTaskDefinition' } } }),
-      passTaskRoles('PassTheApiTaskRolesToPinnedRevisions', props.taskRoleArns),
-      new iam.PolicyStatement({
-        sid: 'AnnounceOnTheDefaultBus',
-        actions: ['events:PutEvents'],
-        resources: [stack.formatArn({ service: 'events', resource: 'event-bus', resourceName: 'default' })],
-      }),
+      ...pinToDigests,
+      announce,
     ];
     // The downgrade's rights exist only when the automatic path may downgrade (operators run the
-    // CLI's downgrade with their own credentials).
+    // CLI's downgrade with their own credentials: grantOperator).
     const autoDowngrade = props.autoDowngradeMigrations ?? false;
     if (autoDowngrade) {
-      statements.push(
-        new iam.PolicyStatement({ sid: 'KillswitchDuringDowngrade', actions: ['ssm:PutParameter'], resources: [killswitchArn] }),
-        new iam.PolicyStatement({ sid: 'SnapshotBeforeDowngrade', actions: ['rds:CreateDBSnapshot', 'rds:DescribeDBInstances'], resources: [dbArn] }),
-        new iam.PolicyStatement({ sid: 'NameTheSnapshot', actions: ['rds:CreateDBSnapshot', 'rds:AddTagsToResource'], resources: [snapshotArns] }),
-      );
+      statements.push(new iam.PolicyStatement({ sid: 'KillswitchDuringDowngrade', actions: ['ssm:PutParameter'], resources: [killswitchArn] }), ...snapshotBeforeDowngrade);
     }
-    // The ops-state table holds every concern's records (incidents, recoveries...): only the calls of
-    // lambdas/backout/state.ts, on the LKG#/ROLLBACK# partitions of the configured services (no Scan,
-    // no batch writes), and the table's key through DynamoDB only.
-    statements.push(
+    statements.push(backoutRecords(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:Query']), ...opsTableKey);
+
+    // `rollback status|service|migration|unlock` by hand (bin/cli/rollback.ts): the steps'
+    // statements above, plus what only the CLI sends: the migration task (RunTask, DescribeTasks,
+    // StopTask, the same rights as the workflow's ecs:runTask.sync), the lock's task ARN (UpdateItem),
+    // the CLI's RollbackSeconds/RollbackOutcome datapoints (PutMetricData: no Lambda log pipeline).
+    // The killswitch (GetParameter, PutParameter) is granted by Killswitch, the report's topic by
+    // the incidents topic (allowPublisher, lib/ops-stack.ts).
+    this.operatorStatements = [
+      rollBackServices,
+      readTaskDefinitions,
+      listTasks,
+      readBackoutAlarms,
+      readAlbMetrics,
+      pinReleases,
+      ...pinToDigests,
+      announce,
+      ...migrationTaskStatements(stack, props, clusterArn, tasksOfCluster),
+      ...snapshotBeforeDowngrade,
+      backoutRecords(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:Query']),
+      ...opsTableKey,
       new iam.PolicyStatement({
-        sid: 'BackoutRecordsOnly',
-        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:Query'],
-        resources: [props.table.tableArn],
-        conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': services.flatMap((s) => [lkgKey(s.serviceName), rollbackKey(s.serviceName)]) } },
+        sid: 'PublishRollbackMetrics',
+        actions: ['cloudwatch:PutMetricData'],
+        resources: ['*'],
+        conditions: { StringEquals: { 'cloudwatch:namespace': metricsNamespace(env) } },
       }),
-    );
-    if (props.table.encryptionKey) {
-      statements.push(
-        new iam.PolicyStatement({
-          sid: 'OpsTableKey',
-          actions: ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey', 'kms:DescribeKey'],
-          resources: [props.table.encryptionKey.keyArn],
-          conditions: { StringEquals: { 'kms:ViaService': `dynamodb.${stack.region}.amazonaws.com` } },
-        }),
-      );
-    }
+    ];
+    this.wildcardArns = { tasksOfCluster, snapshotArns, familyArns, apiFamily: stack.formatArn({ service: 'ecs', resource: 'task-definition', resourceName: `${props.api.taskFamily}:*` }) };
     for (const statement of statements) role.addToPrincipalPolicy(statement);
     props.incidentsTopic.grantPublish(role);
 
@@ -377,7 +422,33 @@ export class Rollback extends Construct {
     new CfnOutput(stack, 'ApiServiceName', { value: props.api.serviceName });
     new CfnOutput(stack, 'BackoutTopicArn', { value: props.incidentsTopic.topicArn });
 
-    this.acknowledge(stack, { tasksOfCluster, snapshotArns, familyArns, apiFamily: stack.formatArn({ service: 'ecs', resource: 'task-definition', resourceName: `${props.api.taskFamily}:*` }) }, autoDowngrade);
+    this.acknowledge(stack, this.wildcardArns, autoDowngrade);
+  }
+
+  /**
+   * Lets the on-call roles run `rollback status|service|migration|unlock` with their own
+   * credentials (docs/operator-permissions.md): one policy attached to each, on the cluster,
+   * services, task-definition families, alarms, pin parameters and backout records this construct
+   * names, nothing else.
+   */
+  grantOperator(roles: readonly iam.IRole[]): void {
+    if (!roles.length) return;
+    const policy = new iam.Policy(this, 'OperatorPolicy', { roles: [...roles], statements: this.operatorStatements });
+    const render = (value: string) => nagRender(Stack.of(this), value);
+    const { tasksOfCluster, snapshotArns, familyArns, apiFamily } = this.wildcardArns;
+    Validations.of(policy).acknowledge(
+      {
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason:
+          'ecs:DescribeTaskDefinition and cloudwatch:GetMetricData have no resource-level permissions (both read-only); ecs:ListTasks is limited to the cluster by the ecs:cluster condition; cloudwatch:PutMetricData to the AtmrDr/<env> namespace by the cloudwatch:namespace condition.',
+      },
+      { id: `AwsSolutions-IAM5[Resource::${render(tasksOfCluster)}]`, reason: 'Task ids are generated by ECS: DescribeTasks/StopTask are limited to the tasks of the configured cluster.' },
+      ...[...new Set([...familyArns, apiFamily])].map((familyArn) => ({
+        id: `AwsSolutions-IAM5[Resource::${render(familyArn)}]`,
+        reason: 'Revision numbers are chosen by ECS: RegisterTaskDefinition (TagResource at registration only) of a rolled-back service\'s family, RunTask of the API family on the configured cluster (ecs:cluster condition).',
+      })),
+      { id: `AwsSolutions-IAM5[Resource::${render(snapshotArns)}]`, reason: 'Snapshot names carry their timestamp: CreateDBSnapshot/AddTagsToResource are limited to the backout snapshot prefix of this environment.' },
+    );
   }
 
   /** Guards -> (downgrade) -> UpdateService -> wait for steady -> checks -> report; every failure ends in the report. */
@@ -495,11 +566,7 @@ export class Rollback extends Construct {
       logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
     });
     if (props.autoDowngradeMigrations ?? false) {
-      const apiFamily = stack.formatArn({ service: 'ecs', resource: 'task-definition', resourceName: `${props.api.taskFamily}:*` });
-      machine.addToRolePolicy(
-        new iam.PolicyStatement({ sid: 'RunTheMigrationTask', actions: ['ecs:RunTask'], resources: [apiFamily], conditions: { ArnEquals: { 'ecs:cluster': clusterArn } } }),
-      );
-      machine.addToRolePolicy(new iam.PolicyStatement({ sid: 'FollowTheMigrationTask', actions: ['ecs:StopTask', 'ecs:DescribeTasks'], resources: [tasksOfCluster] }));
+      for (const statement of migrationTaskStatements(stack, props, clusterArn, tasksOfCluster)) machine.addToRolePolicy(statement);
       machine.addToRolePolicy(
         new iam.PolicyStatement({
           sid: 'EcsSyncIntegration',
@@ -570,6 +637,15 @@ export class Rollback extends Construct {
       );
     }
   }
+}
+
+/** RunTask of the API family's downgrade task on the cluster, and its follow-up: the workflow's and the CLI's `rollback migration`. */
+function migrationTaskStatements(stack: Stack, props: RollbackProps, clusterArn: string, tasksOfCluster: string): iam.PolicyStatement[] {
+  const apiFamily = stack.formatArn({ service: 'ecs', resource: 'task-definition', resourceName: `${props.api.taskFamily}:*` });
+  return [
+    new iam.PolicyStatement({ sid: 'RunTheMigrationTask', actions: ['ecs:RunTask'], resources: [apiFamily], conditions: { ArnEquals: { 'ecs:cluster': clusterArn } } }),
+    new iam.PolicyStatement({ sid: 'FollowTheMigrationTask', actions: ['ecs:StopTask', 'ecs:DescribeTasks'], resources: [tasksOfCluster] }),
+  ];
 }
 
 /** iam:PassRole of the API task's roles, to ECS tasks only: the migration task runs with them, a pinned revision names them. */
