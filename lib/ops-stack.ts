@@ -183,6 +183,8 @@ export class OpsStack extends Stack {
       // Its PageOnCall and PageVerificationFailed steps publish to the incidents topic: named in its
       // policy like every publisher.
       escalation.incidentsTopic.namePublisher(recoveryWorkflow.stateMachine.role, 'RecoveryWorkflow');
+      // `recover` and its cutover by hand (synth refuses an enabled recovery without recovery.ecs).
+      if (recovery.ecs) recoveryWorkflow.grantOperator(operators, { endpoint: recovery.endpoint, ecs: recovery.ecs });
     }
 
     const graphs: DashboardGraph[] = [

@@ -1,4 +1,4 @@
-import { ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { Arn, ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -10,6 +10,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { COPY_BUSY_ERROR, LOGIN_REFUSED_ERROR, PASSWORD_RESET_MAX_SECONDS, RECOVERY_ENV, RECOVERY_PURPOSE_TAG, RECOVERY_SERVICE } from '../../lambdas/recovery/contract';
+import { RECOVERY_ID_TAG } from '../../lambdas/recovery/rds';
 import { metricsNamespace } from '../../lambdas/shared/constants';
 import { nagRender } from '../nag';
 import { decryptSecretStatement, restoreEncryptedStorageStatement } from './database-statements';
@@ -119,9 +120,11 @@ export class Recovery extends Construct {
   readonly stateMachine: sfn.StateMachine;
   readonly securityGroup: ec2.SecurityGroup;
   readonly alarms: { readonly failed: cloudwatch.Alarm };
+  private readonly props: RecoveryProps;
 
   constructor(scope: Construct, id: string, props: RecoveryProps) {
     super(scope, id);
+    this.props = props;
     const stack = Stack.of(this);
     const maxWait = props.maxWait ?? Duration.hours(4);
 
@@ -210,6 +213,67 @@ export class Recovery extends Construct {
       { id: 'AwsSolutions-L1', reason: 'Node.js 22 is the house runtime: the CLI, the tests and the bench run the same code on Node 22.' },
       { id: 'Serverless-LambdaLatestVersion', reason: 'Node.js 22 is the house runtime: the CLI, the tests and the bench run the same code on Node 22.' },
       { id: 'Serverless-LambdaDLQ', reason: 'Invoked synchronously by the recovery workflow, whose Catch states handle every failure (cleanup, page); there is no async event to dead-letter.' },
+    );
+  }
+
+  /**
+   * Lets the on-call roles run `recover`, `recover status|cutover|abandon` with their own credentials
+   * (docs/operator-permissions.md): the workflow function's own statements that the CLI's calls
+   * need (chosen by Sid, not copied), the workflow's executions, and the cutover's targets. RDS
+   * changes are scoped as the function's are: delete (final snapshot included) only of a `<prefix>*`
+   * copy tagged atmr-dr:purpose=recovery, tag removal only of that tag's copy, and the one modify
+   * (deletion protection, after the purpose tag is gone) only of a `<prefix>*` copy that carries a
+   * recovery id. Nothing changes `sourceInstanceIdentifier`, the production instance this protects:
+   * the cutover's rename and tags of the old instance are refused (its step prints the command for
+   * someone allowed, and the cutover goes on).
+   */
+  grantOperator(roles: readonly iam.IRole[], cutover: RecoveryCutoverTargets): void {
+    if (!roles.length) return;
+    const stack = Stack.of(this);
+    const props = this.props;
+    const recovered = stack.formatArn({ service: 'rds', resource: 'db', resourceName: `${props.newInstancePrefix}*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+    const finalSnapshots = stack.formatArn({ service: 'rds', resource: 'snapshot', resourceName: `${props.newInstancePrefix}*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+    const executions = stack.formatArn({ service: 'states', resource: 'execution', resourceName: `${this.stateMachine.stateMachineName}:*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+    const purposeTagged = { StringEquals: { [`aws:ResourceTag/${RECOVERY_PURPOSE_TAG.Key}`]: RECOVERY_PURPOSE_TAG.Value } };
+    const shared = recoveryStatements(stack, props).filter((statement) => statement.sid && OPERATOR_SHARED_SIDS.includes(statement.sid));
+    const cluster = Arn.split(cutover.ecs.clusterArn, ArnFormat.SLASH_RESOURCE_NAME);
+    const endpoint =
+      cutover.endpoint.kind === 'ssmParameter'
+        ? new iam.PolicyStatement({
+            sid: 'SwitchTheEndpointParameter',
+            actions: ['ssm:GetParameter', 'ssm:PutParameter'],
+            resources: [stack.formatArn({ service: 'ssm', resource: 'parameter', resourceName: cutover.endpoint.parameterName.replace(/^\//, '') })],
+          })
+        : new iam.PolicyStatement({ sid: 'SwitchTheEndpointSecret', actions: ['secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue'], resources: [cutover.endpoint.secretArn ?? props.database.secretArn] });
+    const statements = [
+      ...shared,
+      new iam.PolicyStatement({ sid: 'StartRecoveries', actions: ['states:StartExecution'], resources: [this.stateMachine.stateMachineArn] }),
+      new iam.PolicyStatement({ sid: 'FollowAndAbandonRecoveries', actions: ['states:DescribeExecution', 'states:StopExecution'], resources: [executions] }),
+      new iam.PolicyStatement({ sid: 'AbandonTheCopy', actions: ['rds:DeleteDBInstance', 'rds:CreateDBSnapshot'], resources: [recovered], conditions: purposeTagged }),
+      new iam.PolicyStatement({ sid: 'KeepTheCopysFinalSnapshot', actions: ['rds:CreateDBSnapshot'], resources: [finalSnapshots] }),
+      new iam.PolicyStatement({ sid: 'TakeTheNewProductionOutOfTheWorkflowsReach', actions: ['rds:RemoveTagsFromResource'], resources: [recovered], conditions: purposeTagged }),
+      new iam.PolicyStatement({
+        sid: 'ProtectTheNewProduction',
+        actions: ['rds:ModifyDBInstance'],
+        resources: [recovered],
+        conditions: { Null: { [`aws:ResourceTag/${RECOVERY_ID_TAG}`]: 'false' } },
+      }),
+      endpoint,
+      new iam.PolicyStatement({
+        sid: 'RedeployTheServices',
+        actions: ['ecs:DescribeServices', 'ecs:UpdateService'],
+        resources: cutover.ecs.serviceNames.map((name) => stack.formatArn({ service: 'ecs', resource: 'service', resourceName: `${cluster.resourceName}/${name}`, account: cluster.account, region: cluster.region })),
+      }),
+    ];
+    const policy = new iam.Policy(this, 'OperatorPolicy', { roles: [...roles], statements });
+    const render = (value: string) => nagRender(stack, value);
+    Validations.of(policy).acknowledge(
+      { id: 'AwsSolutions-IAM5[Resource::*]', reason: "cloudwatch:PutMetricData has no resource-level permission: limited to the environment's AtmrDr/<env> namespace by condition." },
+      ...[...new Set([...shared.flatMap((statement) => statement.resources), recovered, finalSnapshots].filter((arn) => render(arn).includes('*') && render(arn) !== '*'))].map((arn) => ({
+        id: `AwsSolutions-IAM5[Resource::${render(arn)}]`,
+        reason: wildcardReason(render(arn), props.newInstancePrefix),
+      })),
+      { id: `AwsSolutions-IAM5[Resource::${render(executions)}]`, reason: 'Execution names carry the recovery id, chosen at run time: DescribeExecution/StopExecution on the executions of this recovery workflow only.' },
     );
   }
 
@@ -353,7 +417,22 @@ export class Recovery extends Construct {
   }
 }
 
+/** Where the cutover switches the API's database endpoint and which services it redeploys (the resolved `recovery` config). */
+export interface RecoveryCutoverTargets {
+  /** `secretHost`: its `secretArn` (@default the database secret, `database.secretArn`); `ssmParameter`: its parameter. */
+  readonly endpoint: { readonly kind: 'secretHost'; readonly secretArn?: string } | { readonly kind: 'ssmParameter'; readonly parameterName: string };
+  readonly ecs: { readonly clusterArn: string; readonly serviceNames: readonly string[] };
+}
+
+/**
+ * The workflow function's statements the CLI's recover commands need as well: describe the source
+ * and the copy, the restore window, the RECOVERY# records and their key, the events and metrics,
+ * the database secret (the cutover's write check connects to the copy with it).
+ */
+const OPERATOR_SHARED_SIDS = ['DescribeSourceAndRecovered', 'ReadRestoreWindow', 'ReadDatabaseSecret', 'DecryptDatabaseSecret', 'RecoveryRecords', 'OpsTableKey', 'AnnounceRecovery', 'PublishRecoverySeconds'];
+
 function wildcardReason(arn: string, prefix: string): string {
+  if (arn.includes(`:snapshot:${prefix}*`)) return `The final snapshot of an abandoned copy is named after it (<copy>-final-<time>), under the configured prefix "${prefix}".`;
   if (arn.includes(`:db:${prefix}*`)) return `Recovered instances get a name chosen at run time under the configured prefix "${prefix}": create, describe, tag (with the purpose tag; IAM cannot limit it to the restore request, the code tags nothing else) and (only when tagged ${RECOVERY_PURPOSE_TAG.Key}=${RECOVERY_PURPOSE_TAG.Value}) reset the master password of and delete are scoped to that prefix.`;
   if (arn.includes(':auto-backup:')) return 'Automated-backup ARNs carry a generated id: DescribeDBInstanceAutomatedBackups (read-only) reads the restore window of the source.';
   if (arn.includes(':subgrp:') || arn.includes(':pg:')) return 'The subnet or parameter group of the source is read at run time (not in the config): the restore may use it; the created instance is still limited to the prefix.';
