@@ -265,7 +265,9 @@ export class Recovery extends Construct {
         resources: cutover.ecs.serviceNames.map((name) => stack.formatArn({ service: 'ecs', resource: 'service', resourceName: `${cluster.resourceName}/${name}`, account: cluster.account, region: cluster.region })),
       }),
     ];
-    const policy = new iam.Policy(this, 'OperatorPolicy', { roles: [...roles], statements });
+    // A managed policy: the role's inline policies share one 10,240-character budget with those its
+    // owners attached (the role is not this app's), and this one alone takes several thousand.
+    const policy = new iam.ManagedPolicy(this, 'OperatorPolicy', { roles: [...roles], statements });
     const render = (value: string) => nagRender(stack, value);
     Validations.of(policy).acknowledge(
       { id: 'AwsSolutions-IAM5[Resource::*]', reason: "cloudwatch:PutMetricData has no resource-level permission: limited to the environment's AtmrDr/<env> namespace by condition." },

@@ -427,13 +427,15 @@ export class Rollback extends Construct {
 
   /**
    * Lets the on-call roles run `rollback status|service|migration|unlock` with their own
-   * credentials (docs/operator-permissions.md): one policy attached to each, on the cluster,
+   * credentials (docs/operator-permissions.md): one managed policy attached to each, on the cluster,
    * services, task-definition families, alarms, pin parameters and backout records this construct
    * names, nothing else.
    */
   grantOperator(roles: readonly iam.IRole[]): void {
     if (!roles.length) return;
-    const policy = new iam.Policy(this, 'OperatorPolicy', { roles: [...roles], statements: this.operatorStatements });
+    // A managed policy: the role's inline policies share one 10,240-character budget with those its
+    // owners attached (the role is not this app's), and this one alone takes several thousand.
+    const policy = new iam.ManagedPolicy(this, 'OperatorPolicy', { roles: [...roles], statements: this.operatorStatements });
     const render = (value: string) => nagRender(Stack.of(this), value);
     const { tasksOfCluster, snapshotArns, familyArns, apiFamily } = this.wildcardArns;
     Validations.of(policy).acknowledge(

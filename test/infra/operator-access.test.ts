@@ -20,11 +20,11 @@ interface Statement {
 const OPERATOR = 'atmr-oncall';
 const asArray = <T>(x: T | T[]): T[] => (Array.isArray(x) ? x : [x]);
 
-/** Every statement of the policies attached to `roleName` in these templates. */
+/** Every statement of the policies (inline and managed) attached to `roleName` in these templates. */
 export function statementsOf(templates: { Resources: Record<string, Json> }[], roleName = OPERATOR, idPrefix = ''): Statement[] {
   return templates.flatMap((template) =>
     Object.entries(template.Resources)
-      .filter(([id, r]) => r.Type === 'AWS::IAM::Policy' && id.startsWith(idPrefix))
+      .filter(([id, r]) => (r.Type === 'AWS::IAM::Policy' || r.Type === 'AWS::IAM::ManagedPolicy') && id.startsWith(idPrefix))
       .map(([, r]) => r.Properties as { Roles: unknown[]; PolicyDocument: { Statement: Statement[] } })
       .filter((p) => p.Roles.map(renderCfn).includes(roleName))
       .flatMap((p) => p.PolicyDocument.Statement),
@@ -227,5 +227,30 @@ describe('recover, recover status|cutover|abandon (the point-in-time recovery by
     const recoveryRecords = grantsOf(operator, 'dynamodb:DeleteItem').filter((g) => JSON.stringify(g.condition).includes('RECOVERY#'));
 
     expect(recoveryRecords).toEqual([{ resource: expect.stringContaining('OpsStateTable'), condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['RECOVERY#*'] } } }]);
+  });
+});
+
+describe("the on-call role's policy budgets", () => {
+  /** A policy document's size as IAM counts it (no whitespace), each intrinsic as the ARN or name it becomes, at most 128 characters. */
+  const sizeOf = (document: unknown) => JSON.stringify(document, (_key, value: unknown) => (value && typeof value === 'object' && !Array.isArray(value) && Object.keys(value).some((k) => k === 'Ref' || k.startsWith('Fn::')) ? 'x'.repeat(128) : value)).length;
+  const attached = (type: string) =>
+    templates.flatMap((template) =>
+      Object.values(template.Resources)
+        .filter((r) => r.Type === type)
+        .map((r) => r.Properties as { Roles: unknown[]; PolicyDocument: unknown })
+        .filter((p) => p.Roles.map(renderCfn).includes(OPERATOR)),
+    );
+
+  it("leaves most of the role's inline budget (10,240 characters for all its inline policies, its owners' included) to its owners: at most a quarter", () => {
+    const inline = attached('AWS::IAM::Policy').reduce((sum, p) => sum + sizeOf(p.PolicyDocument), 0);
+
+    expect(inline).toBeLessThanOrEqual(10_240 / 4);
+  });
+
+  it("keeps each managed policy under IAM's 6,144 characters", () => {
+    const managed = attached('AWS::IAM::ManagedPolicy').map((p) => sizeOf(p.PolicyDocument));
+
+    expect(managed.length).toBeGreaterThan(0);
+    for (const size of managed) expect(size).toBeLessThanOrEqual(6_144);
   });
 });
