@@ -13,12 +13,6 @@ const NOT_IN_TEMPLATES: Record<string, string> = {
   production: 'synth-time guard only: refuses (as an error annotation) a restore test on the production instance; no resource depends on it',
   'network.availabilityZones.0': 'read by the VPC import only, paired with privateSubnetIds: resources are placed by subnet id, so zone names appear in no template',
   'network.availabilityZones.1': 'read by the VPC import only, paired with privateSubnetIds: resources are placed by subnet id, so zone names appear in no template',
-  'recovery.endpoint.kind': "read by the CLI only: `atmr-dr recover cutover` runs from the operator's machine (bin/cli/recover.ts); no deployed resource uses it",
-  'recovery.endpoint.parameterName': "read by the CLI only: `atmr-dr recover cutover` runs from the operator's machine (bin/cli/recover.ts); no deployed resource uses it",
-  'recovery.ecs.clusterArn': "read by the CLI only: `atmr-dr recover cutover` runs from the operator's machine (bin/cli/recover.ts); no deployed resource uses it",
-  'recovery.ecs.serviceNames.0': "read by the CLI only: `atmr-dr recover cutover` runs from the operator's machine (bin/cli/recover.ts); no deployed resource uses it",
-  'recovery.ecs.serviceNames.1': "read by the CLI only: `atmr-dr recover cutover` runs from the operator's machine (bin/cli/recover.ts); no deployed resource uses it",
-  'recovery.ecs.serviceNames.2': "read by the CLI only: `atmr-dr recover cutover` runs from the operator's machine (bin/cli/recover.ts); no deployed resource uses it",
   'recovery.readinessUrl': "read by the CLI only: `atmr-dr recover cutover` runs from the operator's machine (bin/cli/recover.ts); no deployed resource uses it",
   'recovery.rtoObjectiveSeconds': "read by the CLI only: `atmr-dr recover cutover` runs from the operator's machine (bin/cli/recover.ts); no deployed resource uses it",
 };
