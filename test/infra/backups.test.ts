@@ -13,17 +13,10 @@ import { createTierSnapshot } from '../../lambdas/backup/rds';
 import { REPORTED_FAILURE_EXIT_CODE } from '../../lambdas/backup/runner-contract';
 import { DEADLINE_MARGIN_MS } from '../../lambdas/shared/deadline';
 import { TIER_RETENTION_DAYS } from '../../lambdas/shared/s3-layout';
-import { constructHarness, exampleEnvironment, synthesizeApp } from '../support/app';
+import { constructHarness, exampleEnvironment, synthesizeApp, type Statement } from '../support/app';
 import { admitsTagsOfCreate } from '../support/iam-create-tags';
 
 type Json = Record<string, unknown>;
-interface Statement {
-  Sid?: string;
-  Effect: string;
-  Action: string | string[];
-  Resource: unknown;
-  Condition?: Json;
-}
 
 const EXAMPLE = exampleEnvironment() as Json & { database: Json; backups: Json };
 /** The backup role's own secret, which the runner logs in with (the example's database secret is RDS's master secret). */

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { renderCfn, synthesizeApp } from '../support/app';
+import { renderCfn, synthesizeApp, type Statement } from '../support/app';
 
 /**
  * What the stacks grant the on-call role of `killswitch.operatorRoleArns` (`atmr-oncall` in the
@@ -9,13 +9,6 @@ import { renderCfn, synthesizeApp } from '../support/app';
  */
 
 type Json = Record<string, unknown>;
-interface Statement {
-  Sid?: string;
-  Effect: string;
-  Action: string | string[];
-  Resource: unknown;
-  Condition?: Json;
-}
 
 const OPERATOR = 'atmr-oncall';
 const asArray = <T>(x: T | T[]): T[] => (Array.isArray(x) ? x : [x]);

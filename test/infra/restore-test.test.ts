@@ -5,17 +5,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { RESTORE_TEST_SCHEDULE_EXPRESSION, RestoreTest, restoreTestPropsFromConfig } from '../../lib/constructs/restore-test';
 import { applyNagPacks } from '../../lib/nag';
-import { constructHarness, exampleEnvironment, synthesizeApp } from '../support/app';
+import { constructHarness, exampleEnvironment, synthesizeApp, type Statement } from '../support/app';
 import { stateMachineDefinition } from '../lambdas/restore/fixtures';
 
 type Json = Record<string, unknown>;
-interface Statement {
-  Sid?: string;
-  Effect: string;
-  Action: string | string[];
-  Resource: unknown;
-  Condition?: Json;
-}
 type RawEnv = Json & { database: Json; restoreTest: Json };
 
 const EXAMPLE = exampleEnvironment() as RawEnv;

@@ -130,6 +130,15 @@ export function constructHarness(raw: Record<string, unknown>, stackId: string):
  * Renders a CloudFormation string value (Fn::Join of strings, Ref, Fn::GetAtt) as text, references
  * as `<LogicalId>` / `<LogicalId.Attribute>`: to read a state machine definition or match an ARN.
  */
+/** An IAM policy statement as a synthesized template holds it. */
+export interface Statement {
+  Sid?: string;
+  Effect: string;
+  Action: string | string[];
+  Resource: unknown;
+  Condition?: Record<string, unknown>;
+}
+
 export function renderCfn(value: unknown): string {
   if (typeof value === 'string') return value;
   const v = value as Record<string, unknown>;
