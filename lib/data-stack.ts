@@ -1,4 +1,4 @@
-import { CfnOutput, CfnResource, Duration, RemovalPolicy, Stack, StackProps } from 'aws-cdk-lib';
+import { CfnOutput, CfnResource, Duration, RemovalPolicy, Stack, StackProps, Validations } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -7,6 +7,9 @@ import { Construct } from 'constructs';
 import { EnvironmentConfig } from './config';
 import { TIER_RETENTION_DAYS, BACKUP_TIERS } from '../lambdas/shared/s3-layout';
 import { KillswitchParameter } from './constructs/killswitch-parameter';
+import { backupWriteStatements } from './constructs/backups';
+import { restoreTestBucketStatements } from './constructs/restore-test';
+import { nagRender } from './nag';
 
 export interface DataStackProps extends StackProps {
   readonly config: EnvironmentConfig;
@@ -142,11 +145,48 @@ export class DataStack extends Stack {
     this.killswitchParameter = new KillswitchParameter(this, 'Killswitch', { parameterName: config.killswitch.parameterName });
     this.killswitchParameter.resource.overrideLogicalId('KillswitchParameter');
 
+    this.grantBackupOperator(config.killswitch.operatorRoleArns);
+
     // The CLI resolves deployed names from these outputs (bin/cli/resolve.ts): an operator with
     // credentials needs no flags.
     new CfnOutput(this, 'BackupBucketName', { value: this.backupBucket.bucketName });
     new CfnOutput(this, 'KillswitchParameterName', { value: config.killswitch.parameterName });
     new CfnOutput(this, 'OpsStateTableName', { value: this.opsStateTable.tableName });
+  }
+
+  /**
+   * Lets the on-call roles (killswitch.operatorRoleArns) run `backup`, `backups list|verify`,
+   * `restore` and `restore-test` with their own credentials (docs/operator-permissions.md): the
+   * backup core's rights (the runner's statements: tier objects write-once, pointers, ListBucket,
+   * the key) and the restore test's reads and report writes (its statements), on this bucket and
+   * key only. No delete; the bucket policy's denials (TLS only, write-once under the backup key,
+   * version deletion and governance bypass by the break-glass role only) bind them as they bind the
+   * runner. Granted here, beside the bucket and the key, whose ARNs the Ops stack would import. The
+   * key policy (CDK's default, the account's IAM policies decide) needs no statement. The database
+   * login stays the operator's own (--database-secret, rds-db:connect): no production secret here.
+   */
+  private grantBackupOperator(operatorRoleArns: readonly string[]): void {
+    if (!operatorRoleArns.length) return;
+    const roles = operatorRoleArns.map((arn, index) => iam.Role.fromRoleArn(this, `OperatorRole${index}`, arn, { mutable: true }));
+    const bucketArn = this.backupBucket.bucketArn;
+    const keyArn = this.backupKey.keyArn;
+    // Each shared statement once (chosen by Sid): ListBucket and the key's use are in both sets,
+    // the runner's manifest and pointer reads within the restore's reads.
+    const statements = [
+      ...backupWriteStatements(bucketArn, keyArn).filter((statement) => statement.sid !== 'ReadPointersAndManifests'),
+      ...restoreTestBucketStatements(bucketArn, keyArn).filter((statement) => statement.sid === 'ReadBackups' || statement.sid === 'WriteReports'),
+    ];
+    // A managed policy: the role's inline policies share one 10,240-character budget with those its
+    // owners attached (the role is not this app's).
+    const policy = new iam.ManagedPolicy(this, 'BackupOperatorPolicy', { roles, statements });
+    const wildcards = [...new Set(statements.flatMap((statement) => statement.resources).map((arn) => nagRender(this, arn)).filter((arn) => arn.includes('*')))];
+    Validations.of(policy).acknowledge(
+      ...wildcards.map((arn) => ({
+        id: `AwsSolutions-IAM5[Resource::${arn}]`,
+        reason:
+          'Backup and report keys carry their timestamp: GetObject on the tier and latest prefixes of the backup bucket, PutObject/AbortMultipartUpload on the tier prefixes (write-once under the backup key, enforced by the bucket policy), PutObject on the latest pointers and under restore-tests/ only; no delete.',
+      })),
+    );
   }
 }
 

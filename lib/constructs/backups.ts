@@ -602,6 +602,30 @@ function runnerEnvironment(props: BackupsProps, bucketName: string): Record<stri
   };
 }
 
+/**
+ * What the backup core (lambdas/backup) needs of the bucket and its key to write one backup: its
+ * tier objects (write-once: the bucket policy refuses a write there without If-None-Match), the
+ * latest pointers, the manifests and pointers read back, ListBucket, and the backup key; no delete.
+ * The runner and the on-call's `backup` (DataStack) share them.
+ */
+export function backupWriteStatements(bucketArn: string, backupKeyArn: string): iam.PolicyStatement[] {
+  const objects = (pattern: string) => `${bucketArn}/${pattern}`;
+  const pointers = [objects('latest/*'), objects(LATEST_POINTER_KEY)];
+  return [
+    new iam.PolicyStatement({ sid: 'WriteBackups', actions: ['s3:PutObject', 's3:AbortMultipartUpload'], resources: BACKUP_TIERS.map((tier) => objects(`${tier}/*`)) }),
+    new iam.PolicyStatement({ sid: 'RewritePointers', actions: ['s3:PutObject'], resources: pointers }),
+    // Without ListBucket, S3 answers 403 instead of 404 for a missing key: the core's "key is free"
+    // check (GetObject on the new manifest key) needs the 404. Listing reveals names only.
+    new iam.PolicyStatement({ sid: 'TellMissingKeysApart', actions: ['s3:ListBucket'], resources: [bucketArn] }),
+    new iam.PolicyStatement({
+      sid: 'ReadPointersAndManifests',
+      actions: ['s3:GetObject'],
+      resources: [...pointers, ...BACKUP_TIERS.map((tier) => objects(`${tier}/*.manifest.json`))],
+    }),
+    new iam.PolicyStatement({ sid: 'UseTheBackupKey', actions: ['kms:GenerateDataKey', 'kms:Decrypt'], resources: [backupKeyArn] }),
+  ];
+}
+
 /** Least privilege for the runner code: the bucket's backup prefixes, the key, the secret, the instance and its snapshots. */
 function runnerPolicyStatements(stack: Stack, props: BackupsProps, bucketArn: string, key: kms.IKey): iam.PolicyStatement[] {
   const { database } = props;
@@ -609,8 +633,6 @@ function runnerPolicyStatements(stack: Stack, props: BackupsProps, bucketArn: st
   const instanceArn = rdsArn('db', database.instanceIdentifier);
   const ourSnapshots = SNAPSHOT_TIERS.map((tier) => rdsArn('snapshot', `${SNAPSHOT_PREFIX}${tier}-*`));
   const objects = (pattern: string) => `${bucketArn}/${pattern}`;
-  const tierObjects = BACKUP_TIERS.map((tier) => objects(`${tier}/*`));
-  const pointers = [objects('latest/*'), objects(LATEST_POINTER_KEY)];
   // The age baselines this runner keeps (lambdas/backup/age-baseline.ts): its database's tiers, and
   // the restore test's reports when the restore test is deployed. Exact keys, no wildcard.
   const ageBaselines = [
@@ -619,42 +641,15 @@ function runnerPolicyStatements(stack: Stack, props: BackupsProps, bucketArn: st
   ];
 
   const statements = [
-    // Write-once: the bucket policy refuses any of these writes without If-None-Match.
-    new iam.PolicyStatement({
-      sid: 'WriteBackups',
-      actions: ['s3:PutObject', 's3:AbortMultipartUpload'],
-      resources: tierObjects,
-    }),
-    new iam.PolicyStatement({
-      sid: 'RewritePointers',
-      actions: ['s3:PutObject'],
-      resources: pointers,
-    }),
+    ...backupWriteStatements(bucketArn, key.keyArn),
     ...(props.settings.monthlyComplianceLockDays !== undefined
       ? [new iam.PolicyStatement({ sid: 'LockMonthlyBackups', actions: ['s3:PutObjectRetention'], resources: [objects('monthly/*')] })]
       : []),
-    // Without ListBucket, S3 answers 403 instead of 404 for a missing key: the core's "key is free"
-    // check (GetObject on the new manifest key) needs the 404. Listing reveals names only.
-    new iam.PolicyStatement({
-      sid: 'TellMissingKeysApart',
-      actions: ['s3:ListBucket'],
-      resources: [bucketArn],
-    }),
-    new iam.PolicyStatement({
-      sid: 'ReadPointersAndManifests',
-      actions: ['s3:GetObject'],
-      resources: [...pointers, ...BACKUP_TIERS.map((tier) => objects(`${tier}/*.manifest.json`))],
-    }),
     // Read, and written once (If-None-Match) the first time a run finds nothing to measure an age from.
     new iam.PolicyStatement({
       sid: 'KeepAgeBaselines',
       actions: ['s3:GetObject', 's3:PutObject'],
       resources: ageBaselines,
-    }),
-    new iam.PolicyStatement({
-      sid: 'UseTheBackupKey',
-      actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
-      resources: [key.keyArn],
     }),
     new iam.PolicyStatement({
       sid: 'CheckPitr',

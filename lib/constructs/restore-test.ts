@@ -245,14 +245,8 @@ export class RestoreTest extends Construct {
           : bucketStack.exportValue(bucket.bucketArn, { name: exportName })
         : bucket.bucketArn;
     const objects = (pattern: string) => `${bucketArn}/${pattern}`;
-    const readable = [...BACKUP_TIERS.map((tier) => objects(`${tier}/*`)), objects('latest/*'), objects(LATEST_POINTER_KEY)];
-    const statements = [
-      new iam.PolicyStatement({ sid: 'ReadBackups', actions: ['s3:GetObject'], resources: readable }),
-      // Without ListBucket a missing object answers 403, not 404: the "missing object" error needs it.
-      new iam.PolicyStatement({ sid: 'ListBackups', actions: ['s3:ListBucket'], resources: [bucketArn] }),
-      new iam.PolicyStatement({ sid: 'WriteReports', actions: ['s3:PutObject'], resources: [objects(`${RESTORE_TEST_REPORT_PREFIX}*`)] }),
-      new iam.PolicyStatement({ sid: 'UseTheBackupKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [backupKey.keyArn] }),
-    ];
+    const readable = restoreReadableObjects(bucketArn);
+    const statements = restoreTestBucketStatements(bucketArn, backupKey.keyArn);
     if (temporaryInstance) {
       statements.push(...temporaryInstanceStatements(stack, props, temporaryInstance));
     } else if (useIamAuth) {
@@ -660,6 +654,27 @@ function temporaryInstanceStatements(stack: Stack, props: RestoreTestProps, iden
 }
 
 /** The construct's props from the environment's config, around the shared workload props. */
+/** What a restore reads: the tier objects and the pointers (the reports are not backups). */
+function restoreReadableObjects(bucketArn: string): string[] {
+  const objects = (pattern: string) => `${bucketArn}/${pattern}`;
+  return [...BACKUP_TIERS.map((tier) => objects(`${tier}/*`)), objects('latest/*'), objects(LATEST_POINTER_KEY)];
+}
+
+/**
+ * A restore test's rights on the backup bucket and its key: read-only on the backups (tier objects
+ * and pointers), write only the reports (`restore-tests/`), no delete. The restore test's function
+ * and the on-call's `restore`, `restore-test`, `backups` (DataStack) share them.
+ */
+export function restoreTestBucketStatements(bucketArn: string, backupKeyArn: string): iam.PolicyStatement[] {
+  return [
+    new iam.PolicyStatement({ sid: 'ReadBackups', actions: ['s3:GetObject'], resources: restoreReadableObjects(bucketArn) }),
+    // Without ListBucket a missing object answers 403, not 404: the "missing object" error needs it.
+    new iam.PolicyStatement({ sid: 'ListBackups', actions: ['s3:ListBucket'], resources: [bucketArn] }),
+    new iam.PolicyStatement({ sid: 'WriteReports', actions: ['s3:PutObject'], resources: [`${bucketArn}/${RESTORE_TEST_REPORT_PREFIX}*`] }),
+    new iam.PolicyStatement({ sid: 'UseTheBackupKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [backupKeyArn] }),
+  ];
+}
+
 export function restoreTestPropsFromConfig(config: EnvironmentConfig, workload: BackupWorkloadProps): RestoreTestProps {
   return {
     ...workload,

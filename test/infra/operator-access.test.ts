@@ -165,11 +165,14 @@ function notGranted(cell: string): { anywhere: string[]; onProduction: string[] 
 }
 
 describe('docs/operator-permissions.md "Granted" column, against the synthesized policies', () => {
-  const rows = documentedRows().filter((row) => /^(rollback|recover|killswitch|incident)( |$)/.test(row.command));
+  const rows = documentedRows().filter((row) => !/^(db|scale|osrm)( |$)/.test(row.command));
 
-  it('covers the rollback, recover, killswitch and incident commands', () => {
+  it('covers the backup, rollback, recover, killswitch and incident commands', () => {
     expect(rows.map((row) => row.command)).toEqual(
-      expect.arrayContaining(['rollback service', 'rollback migration', 'rollback status', 'rollback unlock', 'recover', 'recover status', 'recover cutover', 'recover abandon', 'incident list']),
+      expect.arrayContaining([
+        'backup', 'backups list', 'backups verify', 'restore', 'restore-test',
+        'rollback service', 'rollback migration', 'rollback status', 'rollback unlock', 'recover', 'recover status', 'recover cutover', 'recover abandon', 'incident list',
+      ]),
     );
   });
 
@@ -223,6 +226,48 @@ describe('recover, recover status|cutover|abandon (the point-in-time recovery by
   });
 });
 
+describe('backup, backups list|verify, restore, restore-test (the backup bucket by hand)', () => {
+  const backupOperator = statementsOf(templates, OPERATOR, 'BackupOperatorPolicy');
+  const objects = (...keys: string[]) => keys.map((key) => `<BackupBucket.Arn>/${key}`).sort();
+  const tiers = ['daily/*', 'hourly/*', 'monthly/*', 'weekly/*'];
+
+  it('lets the on-call read the backups and pointers, and list the bucket (a missing key answers 404, not 403)', () => {
+    expect(resourcesOf('s3:GetObject', backupOperator)).toEqual(objects(...tiers, 'latest.json', 'latest/*'));
+    expect(resourcesOf('s3:ListBucket', backupOperator)).toEqual(['<BackupBucket.Arn>']);
+  });
+
+  it('lets it write backups under the tier prefixes, the latest pointers, and restore-test reports under restore-tests/ only', () => {
+    expect(resourcesOf('s3:PutObject', backupOperator)).toEqual(objects(...tiers, 'latest.json', 'latest/*', 'restore-tests/*'));
+    expect(resourcesOf('s3:AbortMultipartUpload', backupOperator)).toEqual(objects(...tiers));
+  });
+
+  it('lets it encrypt and decrypt with the backup key, and no other key', () => {
+    expect(resourcesOf('kms:GenerateDataKey', backupOperator)).toEqual(['<BackupKey.Arn>']);
+    expect(resourcesOf('kms:Decrypt', backupOperator)).toEqual(['<BackupKey.Arn>']);
+  });
+
+  it('never lets it delete, lock, unlock or reconfigure anything of the bucket', () => {
+    const actions = backupOperator.flatMap((s) => asArray(s.Action));
+
+    expect(actions.filter((action) => !/^s3:(GetObject|PutObject|AbortMultipartUpload|ListBucket)$|^kms:(GenerateDataKey|Decrypt)$/.test(action))).toEqual([]);
+  });
+
+  it("leaves the bucket policy's denials in place: TLS only, write-once under the backup key, version deletion and governance bypass by the break-glass role only", () => {
+    const bucketPolicy = Object.values(templates[0].Resources).find((r) => r.Type === 'AWS::S3::BucketPolicy' && JSON.stringify(r.Properties).includes('DenyBackupOverwrites'))!;
+    const denials = (bucketPolicy.Properties as { PolicyDocument: { Statement: Statement[] } }).PolicyDocument.Statement.filter((s) => s.Effect === 'Deny');
+
+    expect(denials.map((s) => s.Sid ?? JSON.stringify(s.Condition))).toEqual(
+      expect.arrayContaining(['{"Bool":{"aws:SecureTransport":"false"}}', 'DenyBackupOverwrites', 'DenyBackupsUnderAnotherKey', 'DenyBackupsWithoutKms', 'DenyVersionDeletionExceptBreakGlass']),
+    );
+    expect(asArray(denials.find((s) => s.Sid === 'DenyVersionDeletionExceptBreakGlass')!.Action).sort()).toEqual(['s3:BypassGovernanceRetention', 's3:DeleteObjectVersion']);
+  });
+
+  it('grants no database secret: the login of backup, restore and restore-test is the operator\'s own (--database-secret)', () => {
+    expect(grantsOf(backupOperator, 'secretsmanager:GetSecretValue')).toEqual([]);
+    expect(grantsOf(backupOperator, 'rds-db:connect')).toEqual([]);
+  });
+});
+
 describe("the on-call role's policy budgets", () => {
   /** A policy document's size as IAM counts it (no whitespace), each intrinsic as the ARN or name it becomes, at most 128 characters. */
   const sizeOf = (document: unknown) => JSON.stringify(document, (_key, value: unknown) => (value && typeof value === 'object' && !Array.isArray(value) && Object.keys(value).some((k) => k === 'Ref' || k.startsWith('Fn::')) ? 'x'.repeat(128) : value)).length;
@@ -238,6 +283,10 @@ describe("the on-call role's policy budgets", () => {
     const inline = attached('AWS::IAM::Policy').reduce((sum, p) => sum + sizeOf(p.PolicyDocument), 0);
 
     expect(inline).toBeLessThanOrEqual(10_240 / 4);
+  });
+
+  it("attaches three managed policies to the role (backup, rollback, recovery), leaving seven of IAM's default ten to its owners", () => {
+    expect(attached('AWS::IAM::ManagedPolicy')).toHaveLength(3);
   });
 
   it("keeps each managed policy under IAM's 6,144 characters", () => {
