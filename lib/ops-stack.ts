@@ -111,6 +111,8 @@ export class OpsStack extends Stack {
       maintenanceResponder: killswitch.maintenanceResponder.function,
     });
     const detection = detectionProps ? new Detection(this, 'Detection', detectionProps) : undefined;
+    // `scale`, `osrm restart` and `db read-write` by hand, the runbook's first actions.
+    detection?.grantOperator(operators);
     const backout = config.backout;
     let rollback: Rollback | undefined;
     if (backout?.enabled) {

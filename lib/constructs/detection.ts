@@ -1,4 +1,4 @@
-import { CfnOutput, Duration, Stack } from 'aws-cdk-lib';
+import { ArnFormat, CfnOutput, Duration, Stack, Validations } from 'aws-cdk-lib';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -125,6 +125,8 @@ export class Detection extends Construct {
   /** Graphs for the on-call dashboard. */
   readonly dashboardGraphs: readonly DashboardGraph[];
   readonly celeryScaling?: appscaling.ScalableTarget;
+  /** The props, for grantOperator's names (services, instance). */
+  private readonly props: DetectionProps;
 
   constructor(scope: Construct, id: string, props: DetectionProps) {
     super(scope, id);
@@ -659,6 +661,52 @@ export class Detection extends Construct {
     this.dependencyDownAlarms = (['osrmDown', 'redisDown', 'dbReadOnly'] as const).flatMap((key) => alarms[key] ?? []);
     this.apiNotReadyAlarm = alarms.apiNotReady;
     this.dashboardGraphs = graphs;
+    this.props = props;
+  }
+
+  /**
+   * Lets the on-call roles type the runbook's first actions with their own credentials
+   * (docs/operator-permissions.md): `scale <key> <n>` and `osrm restart` (DescribeServices,
+   * UpdateService on the services of `ecs.services` only, on their cluster, and the event they send
+   * on the default bus), `db read-write` (DescribeDBInstances of `rds.instanceIdentifier` and its
+   * FreeStorageSpace). One managed policy attached to each role: the role's inline policies share
+   * 10,240 characters with those its owners attached. The database login is the operator's own
+   * (`--database-secret`, else PG* variables): no secret is granted here.
+   */
+  grantOperator(roles: readonly iam.IRole[]): void {
+    const { ecs, rds } = this.props;
+    if (!roles.length || (!ecs && !rds)) return;
+    const stack = Stack.of(this);
+    const statements: iam.PolicyStatement[] = [];
+    if (ecs) {
+      statements.push(
+        new iam.PolicyStatement({
+          sid: 'ScaleAndRestartTheWatchedServices',
+          actions: ['ecs:DescribeServices', 'ecs:UpdateService'],
+          resources: Object.values(ecs.services).map((service) => stack.formatArn({ service: 'ecs', resource: 'service', resourceName: `${ecs.clusterName}/${service.serviceName}` })),
+        }),
+        new iam.PolicyStatement({ sid: 'AnnounceOnTheDefaultBus', actions: ['events:PutEvents'], resources: [stack.formatArn({ service: 'events', resource: 'event-bus', resourceName: 'default' })] }),
+      );
+    }
+    if (rds) {
+      statements.push(
+        new iam.PolicyStatement({
+          sid: 'ReadTheDatabaseStorage',
+          actions: ['rds:DescribeDBInstances'],
+          resources: [stack.formatArn({ service: 'rds', resource: 'db', resourceName: rds.instanceIdentifier, arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
+        }),
+        // GetMetricStatistics has no resource-level permission and no condition key (Service
+        // Authorization Reference, CloudWatch): "*" or nothing.
+        new iam.PolicyStatement({ sid: 'ReadTheFreeStorageMetric', actions: ['cloudwatch:GetMetricStatistics'], resources: ['*'] }),
+      );
+    }
+    const policy = new iam.ManagedPolicy(this, 'OperatorPolicy', { roles: [...roles], statements });
+    if (rds) {
+      Validations.of(policy).acknowledge({
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason: "cloudwatch:GetMetricStatistics (db read-write's FreeStorageSpace of the instance) has no resource-level permission nor condition key; it reads metrics, changes nothing.",
+      });
+    }
   }
 }
 

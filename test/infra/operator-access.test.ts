@@ -165,12 +165,12 @@ function notGranted(cell: string): { anywhere: string[]; onProduction: string[] 
 }
 
 describe('docs/operator-permissions.md "Granted" column, against the synthesized policies', () => {
-  const rows = documentedRows().filter((row) => !/^(db|scale|osrm)( |$)/.test(row.command));
+  const rows = documentedRows();
 
-  it('covers the backup, rollback, recover, killswitch and incident commands', () => {
+  it('covers every command', () => {
     expect(rows.map((row) => row.command)).toEqual(
       expect.arrayContaining([
-        'backup', 'backups list', 'backups verify', 'restore', 'restore-test',
+        'backup', 'backups list', 'backups verify', 'restore', 'restore-test', 'db read-write', 'scale', 'osrm restart',
         'rollback service', 'rollback migration', 'rollback status', 'rollback unlock', 'recover', 'recover status', 'recover cutover', 'recover abandon', 'incident list',
       ]),
     );
@@ -268,6 +268,24 @@ describe('backup, backups list|verify, restore, restore-test (the backup bucket 
   });
 });
 
+describe('scale, osrm restart, db read-write (the runbook\'s first actions)', () => {
+  const detectionOperator = statementsOf(templates, OPERATOR, 'DetectionOperatorPolicy');
+
+  it('lets the on-call scale and restart the services of detection.ecs.services only, on their cluster, and announce it on the default bus', () => {
+    const services = ['atmr-api', 'atmr-celery-worker', 'atmr-osrm'].map((name) => ARN('ecs', `service/atmr-prod/${name}`));
+
+    expect(resourcesOf('ecs:DescribeServices', detectionOperator)).toEqual(services);
+    expect(resourcesOf('ecs:UpdateService', detectionOperator)).toEqual(services);
+    expect(resourcesOf('events:PutEvents', detectionOperator)).toEqual([ARN('events', 'event-bus/default')]);
+  });
+
+  it("lets `db read-write` read the production instance's storage, and change nothing of it", () => {
+    expect(resourcesOf('rds:DescribeDBInstances', detectionOperator)).toEqual([PRODUCTION_DB]);
+    expect(resourcesOf('cloudwatch:GetMetricStatistics', detectionOperator)).toEqual(['*']);
+    expect(detectionOperator.flatMap((s) => asArray(s.Action)).filter((action) => action.startsWith('rds:'))).toEqual(['rds:DescribeDBInstances']);
+  });
+});
+
 describe("the on-call role's policy budgets", () => {
   /** A policy document's size as IAM counts it (no whitespace), each intrinsic as the ARN or name it becomes, at most 128 characters. */
   const sizeOf = (document: unknown) => JSON.stringify(document, (_key, value: unknown) => (value && typeof value === 'object' && !Array.isArray(value) && Object.keys(value).some((k) => k === 'Ref' || k.startsWith('Fn::')) ? 'x'.repeat(128) : value)).length;
@@ -285,8 +303,8 @@ describe("the on-call role's policy budgets", () => {
     expect(inline).toBeLessThanOrEqual(10_240 / 4);
   });
 
-  it("attaches three managed policies to the role (backup, rollback, recovery), leaving seven of IAM's default ten to its owners", () => {
-    expect(attached('AWS::IAM::ManagedPolicy')).toHaveLength(3);
+  it("attaches four managed policies to the role (backup, detection, rollback, recovery), leaving six of IAM's default ten to its owners", () => {
+    expect(attached('AWS::IAM::ManagedPolicy')).toHaveLength(4);
   });
 
   it("keeps each managed policy under IAM's 6,144 characters", () => {
