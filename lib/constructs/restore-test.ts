@@ -653,7 +653,6 @@ function temporaryInstanceStatements(stack: Stack, props: RestoreTestProps, iden
   ];
 }
 
-/** The construct's props from the environment's config, around the shared workload props. */
 /** What a restore reads: the tier objects and the pointers (the reports are not backups). */
 function restoreReadableObjects(bucketArn: string): string[] {
   const objects = (pattern: string) => `${bucketArn}/${pattern}`;
@@ -675,6 +674,7 @@ export function restoreTestBucketStatements(bucketArn: string, backupKeyArn: str
   ];
 }
 
+/** The construct's props from the environment's config, around the shared workload props. */
 export function restoreTestPropsFromConfig(config: EnvironmentConfig, workload: BackupWorkloadProps): RestoreTestProps {
   return {
     ...workload,
