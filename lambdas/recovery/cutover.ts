@@ -114,8 +114,8 @@ export const CUTOVER_STEPS = {
   write: 'check writes accepted',
   reopen: 'killswitch back',
   rename: 'rename and tag old instance',
-  untag: 'untag new production instance',
   protect: 'deletion protection on new production instance',
+  untag: 'untag new production instance',
 } as const;
 
 class Interrupted extends Error {}
@@ -492,6 +492,23 @@ class Session {
       // recorded in the steps; the cutover itself succeeded
       replacedInstance = undefined;
     }
+    // Restored without deletion protection (abandon must be able to delete a copy), the copy is
+    // production now: protected here, not left to a printed command on the worst day. Before the
+    // untag below: the on-call's role may modify only a copy that still carries atmr-dr:purpose
+    // (lib/constructs/recovery.ts grantOperator), so that once production runs on it, untagged, no
+    // one's recovery rights can modify it (turn protection off, drop its backups). A refusal
+    // (the operator's role may not, the copy busy) is recorded in the steps; the CLI then prints the
+    // command with the reason. Production runs on the copy either way.
+    try {
+      await this.step(
+        CUTOVER_STEPS.protect,
+        async () => undefined,
+        async () => protectNewProduction(deps.rds, record.newInstance),
+      );
+    } catch (error) {
+      if (error instanceof LeaseLostError) return this.result(false, 'cutting-over', { interrupted: true, error: error.message }, settings);
+      if (error instanceof Interrupted) return this.interrupted(settings);
+    }
     // The copy is production now, and keeps its name under the recovery prefix: without its
     // atmr-dr:purpose tag the recovery workflow's role can no longer modify or delete it. Whether or
     // not the rename went through (the two are independent), and before the record says cut-over, so
@@ -506,20 +523,6 @@ class Session {
       if (error instanceof LeaseLostError) return this.result(false, 'cutting-over', { interrupted: true, error: error.message }, settings);
       if (error instanceof Interrupted) return this.interrupted(settings);
       // recorded in the steps, with the command to run by hand; production runs on the copy either way
-    }
-    // Restored without deletion protection (abandon must be able to delete a copy), the copy is
-    // production now: protected here, not left to a printed command on the worst day. A refusal
-    // (the operator's role may not, the copy busy) is recorded in the steps; the CLI then prints the
-    // command with the reason. Production runs on the copy either way.
-    try {
-      await this.step(
-        CUTOVER_STEPS.protect,
-        async () => undefined,
-        async () => protectNewProduction(deps.rds, record.newInstance),
-      );
-    } catch (error) {
-      if (error instanceof LeaseLostError) return this.result(false, 'cutting-over', { interrupted: true, error: error.message }, settings);
-      if (error instanceof Interrupted) return this.interrupted(settings);
     }
     const finished = this.now();
     const recoverySeconds = secondsBetween(record.requestedAt, finished);

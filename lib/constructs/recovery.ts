@@ -10,7 +10,6 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { COPY_BUSY_ERROR, LOGIN_REFUSED_ERROR, PASSWORD_RESET_MAX_SECONDS, RECOVERY_ENV, RECOVERY_PURPOSE_TAG, RECOVERY_SERVICE } from '../../lambdas/recovery/contract';
-import { RECOVERY_ID_TAG } from '../../lambdas/recovery/rds';
 import { metricsNamespace } from '../../lambdas/shared/constants';
 import { nagRender } from '../nag';
 import { decryptSecretStatement, restoreEncryptedStorageStatement } from './database-statements';
@@ -222,8 +221,9 @@ export class Recovery extends Construct {
    * need (chosen by Sid, not copied), the workflow's executions, and the cutover's targets. RDS
    * changes are scoped as the function's are: delete (final snapshot included) only of a `<prefix>*`
    * copy tagged atmr-dr:purpose=recovery, tag removal only of that tag's copy, and the one modify
-   * (deletion protection, after the purpose tag is gone) only of a `<prefix>*` copy that carries a
-   * recovery id. Nothing changes `sourceInstanceIdentifier`, the production instance this protects:
+   * (deletion protection, which the cutover turns on before it removes the purpose tag) only of such a
+   * copy: once production runs on the untagged copy, nothing here can modify or delete it. Nothing
+   * changes `sourceInstanceIdentifier`, the production instance this protects:
    * the cutover's rename and tags of the old instance are refused (its step prints the command for
    * someone allowed, and the cutover goes on).
    */
@@ -252,12 +252,11 @@ export class Recovery extends Construct {
       new iam.PolicyStatement({ sid: 'AbandonTheCopy', actions: ['rds:DeleteDBInstance', 'rds:CreateDBSnapshot'], resources: [recovered], conditions: purposeTagged }),
       new iam.PolicyStatement({ sid: 'KeepTheCopysFinalSnapshot', actions: ['rds:CreateDBSnapshot'], resources: [finalSnapshots] }),
       new iam.PolicyStatement({ sid: 'TakeTheNewProductionOutOfTheWorkflowsReach', actions: ['rds:RemoveTagsFromResource'], resources: [recovered], conditions: purposeTagged }),
-      new iam.PolicyStatement({
-        sid: 'ProtectTheNewProduction',
-        actions: ['rds:ModifyDBInstance'],
-        resources: [recovered],
-        conditions: { Null: { [`aws:ResourceTag/${RECOVERY_ID_TAG}`]: 'false' } },
-      }),
+      // The cutover turns deletion protection on while the copy still carries the purpose tag, then
+      // removes it: production running on the untagged copy is out of this role's reach (a
+      // ModifyDBInstance cannot be limited to DeletionProtection: it could turn it off, or set the
+      // backup retention to 0, which deletes the instance's automated backups).
+      new iam.PolicyStatement({ sid: 'ProtectTheNewProduction', actions: ['rds:ModifyDBInstance'], resources: [recovered], conditions: purposeTagged }),
       endpoint,
       new iam.PolicyStatement({
         sid: 'RedeployTheServices',
@@ -273,7 +272,11 @@ export class Recovery extends Construct {
       { id: 'AwsSolutions-IAM5[Resource::*]', reason: "cloudwatch:PutMetricData has no resource-level permission: limited to the environment's AtmrDr/<env> namespace by condition." },
       ...[...new Set([...shared.flatMap((statement) => statement.resources), recovered, finalSnapshots].filter((arn) => render(arn).includes('*') && render(arn) !== '*'))].map((arn) => ({
         id: `AwsSolutions-IAM5[Resource::${render(arn)}]`,
-        reason: wildcardReason(render(arn), props.newInstancePrefix),
+        // The function's reason speaks of its own rights (create, tag); the on-call's on the copies are these.
+        reason:
+          arn === recovered
+            ? `Recovered instances get a name chosen at run time under the configured prefix "${props.newInstancePrefix}": the on-call describes them, and deletes (abandon, with its final snapshot), modifies (the cutover's deletion protection) and untags only a copy tagged ${RECOVERY_PURPOSE_TAG.Key}=${RECOVERY_PURPOSE_TAG.Value}, which production, once cut over, no longer carries; it may add no tag.`
+            : wildcardReason(render(arn), props.newInstancePrefix),
       })),
       { id: `AwsSolutions-IAM5[Resource::${render(executions)}]`, reason: 'Execution names carry the recovery id, chosen at run time: DescribeExecution/StopExecution on the executions of this recovery workflow only.' },
     );
@@ -429,7 +432,10 @@ export interface RecoveryCutoverTargets {
 /**
  * The workflow function's statements the CLI's recover commands need as well: describe the source
  * and the copy, the restore window, the RECOVERY# records and their key, the events and metrics,
- * the database secret (the cutover's write check connects to the copy with it).
+ * the database secret (the cutover's write check connects to the copy with it: the credentials the
+ * API writes with). Where that secret is RDS's master secret (rds!, the example's), the on-call can
+ * read the master password: the recovery needs it, and it goes to a person on call, never to one of
+ * this app's functions (a probe or runner with it is refused at synth, lib/config.ts).
  */
 const OPERATOR_SHARED_SIDS = ['DescribeSourceAndRecovered', 'ReadRestoreWindow', 'ReadDatabaseSecret', 'DecryptDatabaseSecret', 'RecoveryRecords', 'OpsTableKey', 'AnnounceRecovery', 'PublishRecoverySeconds'];
 

@@ -335,7 +335,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
     // Each step reported with its start time and duration.
-    const steps = ['killswitch maintenance', 'switch database endpoint', 'redeploy ECS services', 'check /ready', 'check writes accepted', 'killswitch back', 'rename and tag old instance', 'untag new production instance', 'deletion protection on new production instance'];
+    const steps = ['killswitch maintenance', 'switch database endpoint', 'redeploy ECS services', 'check /ready', 'check writes accepted', 'killswitch back', 'rename and tag old instance', 'deletion protection on new production instance', 'untag new production instance'];
     for (const step of steps) expect(result.stdout).toMatch(new RegExp(`^  \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\s+\\d+ s  done\\s+${step.replace('/', '\\/')}: `, 'm'));
     expect(result.stdout).toMatch(/total \d+ s; recovery \d+ s since the request against the RTO objective 1800 s \(met\)/);
 
@@ -367,9 +367,9 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
       'rds:DescribeDBInstances',
       'rds:AddTagsToResource',
       'rds:ModifyDBInstance',
+      'rds:ModifyDBInstance', // deletion protection on, while the copy still carries the purpose tag
       'rds:DescribeDBInstances', // the copy's tags: this recovery's, with the purpose tag
-      'rds:RemoveTagsFromResource', // production now runs on it: out of the recovery workflow's reach
-      'rds:ModifyDBInstance', // and deletion protection on
+      'rds:RemoveTagsFromResource', // production now runs on it: out of the recovery workflow's (and the on-call's) reach
       'cloudwatch:PutMetricData',
       'events:PutEvents',
     ]);

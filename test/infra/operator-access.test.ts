@@ -202,8 +202,9 @@ describe('recover, recover status|cutover|abandon (the point-in-time recovery by
 
     expect(grantsOf(operator, 'rds:DeleteDBInstance')).toEqual([{ resource: copies, condition: purpose }]);
     expect(grantsOf(operator, 'rds:RemoveTagsFromResource')).toEqual([{ resource: copies, condition: purpose }]);
-    // Deletion protection comes after the purpose tag is removed: the recovery id tag stays.
-    expect(grantsOf(operator, 'rds:ModifyDBInstance')).toEqual([{ resource: copies, condition: { Null: { 'aws:ResourceTag/atmr-dr:recovery-id': 'false' } } }]);
+    // The cutover turns deletion protection on before it removes the purpose tag: production, on
+    // the untagged copy, cannot be modified (protection off, backup retention 0) with these rights.
+    expect(grantsOf(operator, 'rds:ModifyDBInstance')).toEqual([{ resource: copies, condition: purpose }]);
     expect(resourcesOf('rds:CreateDBSnapshot')).toEqual(expect.arrayContaining([copies, ARN('rds', 'snapshot:atmr-prod-pitr-*')]));
   });
 

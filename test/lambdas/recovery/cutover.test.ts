@@ -226,8 +226,8 @@ describe('cutover', () => {
       ['check writes accepted', 'done'],
       ['killswitch back', 'done'],
       ['rename and tag old instance', 'done'],
-      ['untag new production instance', 'done'],
       ['deletion protection on new production instance', 'done'],
+      ['untag new production instance', 'done'],
     ]);
     expect(killswitchModes()).toEqual(['maintenance', 'normal']);
     expect(secretValue).toEqual({ username: 'atmr', password: 's3cret', host: NEW_HOST, port: 5432, dbname: 'atmr' });
@@ -356,15 +356,16 @@ describe('cutover', () => {
     expect(result.ok).toBe(true);
     expect(rds.commandCalls(RemoveTagsFromResourceCommand).map((c) => c.args[0].input)).toEqual([{ ResourceName: copyArn, TagKeys: ['atmr-dr:purpose'] }]);
     const order = rds.calls().map((c) => (c.args[0] as object).constructor.name).filter((name) => name === 'ModifyDBInstanceCommand' || name === 'RemoveTagsFromResourceCommand');
-    expect(order).toEqual(['ModifyDBInstanceCommand', 'RemoveTagsFromResourceCommand', 'ModifyDBInstanceCommand']);
+    // The old instance's rename, the copy's deletion protection (while it still carries the tag), the untag.
+    expect(order).toEqual(['ModifyDBInstanceCommand', 'ModifyDBInstanceCommand', 'RemoveTagsFromResourceCommand']);
     expect(statusWhenUntagged).toEqual(['cutting-over']);
     expect(copyTags.map((t) => t.Key)).toEqual(['project', 'atmr-dr:recovery-id']);
     expect(result.steps.find((s) => s.step === CUTOVER_STEPS.untag)).toMatchObject({ outcome: 'done', detail: expect.stringMatching(/atmr-prod-pitr-202611301402: tag atmr-dr:purpose removed/) });
     const record = await getRecovery(deps().store, id);
     expect(record.status).toBe('cut-over');
     expect(record.journal!.map((e) => [e.step, e.state]).slice(-2)).toEqual([
-      [CUTOVER_STEPS.untag, 'done'],
       [CUTOVER_STEPS.protect, 'done'],
+      [CUTOVER_STEPS.untag, 'done'],
     ]);
   });
 
@@ -379,14 +380,18 @@ describe('cutover', () => {
       rds.on(ModifyDBInstanceCommand).resolves({});
     });
 
-    it('is turned on by the cutover itself (ModifyDBInstance DeletionProtection, without ApplyImmediately: pending changes stay pending), after the untag', async () => {
+    it('is turned on by the cutover itself (ModifyDBInstance DeletionProtection, without ApplyImmediately: pending changes stay pending), before the untag (the on-call may modify only a copy still tagged atmr-dr:purpose)', async () => {
       const id = await verifiedRecovery();
 
       const result = await cutover(deps(), id, settings(), 'alice');
 
       expect(result.ok).toBe(true);
       expect(protections().map((c) => c.args[0].input)).toEqual([{ DBInstanceIdentifier: COPY, DeletionProtection: true }]);
-      expect(result.steps.at(-1)).toMatchObject({ step: CUTOVER_STEPS.protect, outcome: 'done', detail: `${COPY}: deletion protection on` });
+      const [protect] = protections();
+      const [untag] = rds.commandCalls(RemoveTagsFromResourceCommand);
+      expect(protect.calledBefore(untag)).toBe(true);
+      expect(result.steps.at(-2)).toMatchObject({ step: CUTOVER_STEPS.protect, outcome: 'done', detail: `${COPY}: deletion protection on` });
+      expect(result.steps.at(-1)).toMatchObject({ step: CUTOVER_STEPS.untag, outcome: 'done' });
       expect((await getRecovery(deps().store, id)).journal!.find((e) => e.step === CUTOVER_STEPS.protect)!.state).toBe('done');
     });
 
@@ -399,7 +404,7 @@ describe('cutover', () => {
       const result = await cutover(deps(), id, settings(), 'alice');
 
       expect(result).toMatchObject({ ok: true, status: 'cut-over' });
-      expect(result.steps.at(-1)).toMatchObject({
+      expect(result.steps.find((s) => s.step === CUTOVER_STEPS.protect)).toMatchObject({
         step: CUTOVER_STEPS.protect,
         outcome: 'failed',
         detail: `AccessDenied: User: arn:aws:sts::111111111111:assumed-role/oncall/alice is not authorized to perform: rds:ModifyDBInstance on resource: arn:aws:rds:eu-west-3:111111111111:db:${COPY}`,
@@ -962,8 +967,9 @@ describe('an interrupted cutover', () => {
   const REOPEN_STARTED = 12;
   const RENAME_STARTED = 14;
   const RENAME_DONE = 15;
-  const UNTAG_STARTED = 16;
-  const UNTAG_DONE = 17;
+  // Deletion protection (writes 16, 17) comes before the untag: the on-call may modify only a tagged copy.
+  const UNTAG_STARTED = 18;
+  const UNTAG_DONE = 19;
   let instances: Map<string, DBInstance>;
   const later = (ms: number) => () => new Date(Date.now() + ms);
   const stale = { now: later((LEASE_SECONDS + 60) * 1000) };
@@ -1170,8 +1176,8 @@ describe('an interrupted cutover', () => {
       ['check writes accepted', 'done'],
       ['killswitch back', 'done'],
       ['rename and tag old instance', 'done'],
-      ['untag new production instance', 'done'],
       ['deletion protection on new production instance', 'done'],
+      ['untag new production instance', 'done'],
     ]);
   });
 
