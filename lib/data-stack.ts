@@ -7,7 +7,7 @@ import { Construct } from 'constructs';
 import { EnvironmentConfig } from './config';
 import { TIER_RETENTION_DAYS, BACKUP_TIERS } from '../lambdas/shared/s3-layout';
 import { KillswitchParameter } from './constructs/killswitch-parameter';
-import { backupWriteStatements } from './constructs/backups';
+import { backupWriteStatements, monthlyLockStatements } from './constructs/backups';
 import { restoreTestBucketStatements } from './constructs/restore-test';
 import { nagRender } from './nag';
 
@@ -145,7 +145,7 @@ export class DataStack extends Stack {
     this.killswitchParameter = new KillswitchParameter(this, 'Killswitch', { parameterName: config.killswitch.parameterName });
     this.killswitchParameter.resource.overrideLogicalId('KillswitchParameter');
 
-    this.grantBackupOperator(config.killswitch.operatorRoleArns);
+    this.grantBackupOperator(config.killswitch.operatorRoleArns, config.backups.monthlyComplianceLockDays);
 
     // The CLI resolves deployed names from these outputs (bin/cli/resolve.ts): an operator with
     // credentials needs no flags.
@@ -165,7 +165,7 @@ export class DataStack extends Stack {
    * key policy (CDK's default, the account's IAM policies decide) needs no statement. The database
    * login stays the operator's own (--database-secret, rds-db:connect): no production secret here.
    */
-  private grantBackupOperator(operatorRoleArns: readonly string[]): void {
+  private grantBackupOperator(operatorRoleArns: readonly string[], monthlyComplianceLockDays: number | undefined): void {
     if (!operatorRoleArns.length) return;
     const roles = operatorRoleArns.map((arn, index) => iam.Role.fromRoleArn(this, `OperatorRole${index}`, arn, { mutable: true }));
     const bucketArn = this.backupBucket.bucketArn;
@@ -175,6 +175,8 @@ export class DataStack extends Stack {
     const statements = [
       ...backupWriteStatements(bucketArn, keyArn).filter((statement) => statement.sid !== 'ReadPointersAndManifests'),
       ...restoreTestBucketStatements(bucketArn, keyArn).filter((statement) => statement.sid === 'ReadBackups' || statement.sid === 'WriteReports'),
+      // A monthly backup by hand is locked as the scheduled ones are (bin/cli/backup.ts).
+      ...monthlyLockStatements(bucketArn, monthlyComplianceLockDays),
     ];
     // A managed policy: the role's inline policies share one 10,240-character budget with those its
     // owners attached (the role is not this app's).
@@ -184,7 +186,7 @@ export class DataStack extends Stack {
       ...wildcards.map((arn) => ({
         id: `AwsSolutions-IAM5[Resource::${arn}]`,
         reason:
-          'Backup and report keys carry their timestamp: GetObject on the tier and latest prefixes of the backup bucket, PutObject/AbortMultipartUpload on the tier prefixes (write-once under the backup key, enforced by the bucket policy), PutObject on the latest pointers and under restore-tests/ only; no delete.',
+          'Backup and report keys carry their timestamp: GetObject on the tier and latest prefixes of the backup bucket, PutObject/AbortMultipartUpload on the tier prefixes (write-once under the backup key, enforced by the bucket policy), PutObject on the latest pointers and under restore-tests/ only; with backups.monthlyComplianceLockDays, PutObjectRetention on the monthly prefix (the compliance lock of a monthly backup by hand, as the runner sets it); no delete.',
       })),
     );
   }

@@ -2,12 +2,12 @@ import type { Command } from 'commander';
 import type { BackupProgress } from '../../lambdas/backup/backup';
 import { parsePlainCompressorPreference } from '../../lambdas/backup/compressor';
 import { DEFAULT_COMPRESSION_LEVEL, invalidCompressionLevel } from '../../lambdas/backup/runner-contract';
-import { OperatorError } from '../../lambdas/shared/errors';
+import { OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { formatBytes } from '../../lambdas/shared/format';
 import type { PgConnection } from '../../lambdas/shared/pg-connection';
 import { interruptible, ownsStopSignals } from './interrupt';
 import { stderrProgress } from './progress';
-import { resolveBackupBucket, withBucketOptions } from './resolve';
+import { defaultEnvironmentName, resolveBackupBucket, withBucketOptions } from './resolve';
 
 interface BackupCommandOptions {
   readonly tier?: string;
@@ -55,6 +55,8 @@ export function registerBackupCommands(program: Command): void {
       if (plainCompressor !== 'auto' && !formats.includes('plain')) {
         throw new OperatorError(`--plain-compressor ${plainCompressor} compresses the plain SQL, which --formats ${options.formats} does not produce: drop --plain-compressor, or add plain to --formats`, 2);
       }
+      // Before the connection and the bucket: a cdk.json that cannot say it stops nothing half-done.
+      const complianceRetentionDays = tier === 'monthly' ? await monthlyComplianceLockDays(options.env) : undefined;
       const connection = await resolveConnection({ secretArn: options.databaseSecret });
       const bucket = await resolveBackupBucket(options);
 
@@ -73,7 +75,7 @@ export function registerBackupCommands(program: Command): void {
             onProgress: showProgress ? (p) => progress.status(formatProgress(p, estimate)) : undefined,
             log: (line) => progress.line(line),
           },
-          { tier, formats, compressionLevel },
+          { tier, formats, compressionLevel, complianceRetentionDays },
         );
         progress.end();
         process.stdout.write(options.json ? `${JSON.stringify(result, null, 2)}\n` : `${result.manifestKey}\n`);
@@ -84,6 +86,28 @@ export function registerBackupCommands(program: Command): void {
         interrupt.done();
       }
     });
+}
+
+/**
+ * The compliance lock of the monthly tier (`backups.monthlyComplianceLockDays` of the environment in
+ * cdk.json), so that a monthly backup by hand is locked as the scheduled runner locks its own: a
+ * monthly object without it would be the one of its tier that an account's root user could delete.
+ * Read from the config only, not the stacks: the config is what was deployed, and the lock is a
+ * choice the operator must not make per run.
+ */
+async function monthlyComplianceLockDays(envFlag: string | undefined): Promise<number | undefined> {
+  const { loadCliConfig } = await import('./cli-config');
+  const envName = envFlag ?? defaultEnvironmentName();
+  try {
+    return loadCliConfig(envName).backups.monthlyComplianceLockDays;
+  } catch (error) {
+    // A wrong --env is its own line already.
+    if (error instanceof OperatorError && /^no environment /.test(error.message)) throw error;
+    throw new OperatorError(
+      `cannot read backups.monthlyComplianceLockDays (the monthly tier's compliance lock) from cdk.json, nothing was dumped: ${oneLine(error)}`,
+      2,
+    );
+  }
 }
 
 /**

@@ -626,6 +626,16 @@ export function backupWriteStatements(bucketArn: string, backupKeyArn: string): 
   ];
 }
 
+/**
+ * With `backups.monthlyComplianceLockDays`, every monthly object is uploaded under a compliance
+ * retention (S3 authorizes the retention headers of a PutObject as s3:PutObjectRetention): the
+ * runner's right, and the on-call's for `backup --tier monthly` (DataStack), one statement for both.
+ */
+export function monthlyLockStatements(bucketArn: string, monthlyComplianceLockDays: number | undefined): iam.PolicyStatement[] {
+  if (monthlyComplianceLockDays === undefined) return [];
+  return [new iam.PolicyStatement({ sid: 'LockMonthlyBackups', actions: ['s3:PutObjectRetention'], resources: [`${bucketArn}/monthly/*`] })];
+}
+
 /** Least privilege for the runner code: the bucket's backup prefixes, the key, the secret, the instance and its snapshots. */
 function runnerPolicyStatements(stack: Stack, props: BackupsProps, bucketArn: string, key: kms.IKey): iam.PolicyStatement[] {
   const { database } = props;
@@ -642,9 +652,7 @@ function runnerPolicyStatements(stack: Stack, props: BackupsProps, bucketArn: st
 
   const statements = [
     ...backupWriteStatements(bucketArn, key.keyArn),
-    ...(props.settings.monthlyComplianceLockDays !== undefined
-      ? [new iam.PolicyStatement({ sid: 'LockMonthlyBackups', actions: ['s3:PutObjectRetention'], resources: [objects('monthly/*')] })]
-      : []),
+    ...monthlyLockStatements(bucketArn, props.settings.monthlyComplianceLockDays),
     // Read, and written once (If-None-Match) the first time a run finds nothing to measure an age from.
     new iam.PolicyStatement({
       sid: 'KeepAgeBaselines',

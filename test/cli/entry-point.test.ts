@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { version } from '../../package.json';
 import { disagreeingExampleEnvironment } from '../support/app';
 import { startCloudFormationWithoutStacks, startSilentEndpoint, type LocalEndpoint } from '../support/aws-endpoints';
+import { installedCopy } from '../support/installed-copy';
 import { startLocalS3, type LocalS3 } from '../support/s3';
 import { operatorEnv as baseOperatorEnv } from '../support/operator-env';
 
@@ -351,15 +352,11 @@ describe('a closed stdout ends a printing command quietly with exit 0', () => {
 describe('a command that reads the config, when cdk.json is invalid', () => {
   it('`scale celery 3` names the invalid field and its fix, not a missing service (the service is there)', async () => {
     // An installed copy: package.json, cdk.json with a mistake in an unrelated field, and the bundle.
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-badcfg-'));
-    const cdkJson = JSON.parse(fs.readFileSync(path.join(ROOT, 'cdk.json'), 'utf8')) as { context: { environments: Record<string, { detection: { probe: { redis: { host: string } } } }> } };
-    cdkJson.context.environments.example.detection.probe.redis.host = 'redis://atmr-redis.internal:6379';
-    fs.writeFileSync(path.join(root, 'cdk.json'), JSON.stringify(cdkJson));
-    fs.writeFileSync(path.join(root, 'package.json'), JSON.stringify({ name: 'atmr-dr' }));
-    fs.mkdirSync(path.join(root, 'dist'));
-    fs.copyFileSync(path.join(ROOT, 'dist', 'atmr-dr.cjs'), path.join(root, 'dist', 'atmr-dr.cjs'));
+    const { root, bundle } = installedCopy('atmr-dr-badcfg-', (environments) => {
+      ((environments.example.detection as { probe: { redis: { host: string } } }).probe.redis.host = 'redis://atmr-redis.internal:6379');
+    });
 
-    const run = await runChild(process.execPath, [path.join(root, 'dist', 'atmr-dr.cjs'), 'scale', 'celery', '3', '--yes'], root, operatorEnv({ ATMR_ECS_CLUSTER: 'atmr-prod' }));
+    const run = await runChild(process.execPath, [bundle, 'scale', 'celery', '3', '--yes'], root, operatorEnv({ ATMR_ECS_CLUSTER: 'atmr-prod' }));
     fs.rmSync(root, { recursive: true, force: true });
 
     expect(run.stderr).toBe(
@@ -381,17 +378,11 @@ describe('a command that reads the config, when cdk.json has what only synth ref
     ],
   ])('`killswitch status` answers with %s: the check is for synth', async (_what, mutate) => {
     // An installed copy whose cdk.json has what synth now refuses.
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-oldcfg-'));
-    const cdkJson = JSON.parse(fs.readFileSync(path.join(ROOT, 'cdk.json'), 'utf8')) as { context: { environments: Record<string, Record<string, unknown>> } };
-    mutate(cdkJson.context.environments);
-    fs.writeFileSync(path.join(root, 'cdk.json'), JSON.stringify(cdkJson));
-    fs.writeFileSync(path.join(root, 'package.json'), JSON.stringify({ name: 'atmr-dr' }));
-    fs.mkdirSync(path.join(root, 'dist'));
-    fs.copyFileSync(path.join(ROOT, 'dist', 'atmr-dr.cjs'), path.join(root, 'dist', 'atmr-dr.cjs'));
+    const { root, bundle } = installedCopy('atmr-dr-oldcfg-', mutate);
     const fakeSsm = await startFakeSsm();
     try {
       // No KILLSWITCH_PARAMETER and no CloudFormation: the parameter's name comes from cdk.json.
-      const run = await runChild(process.execPath, [path.join(root, 'dist', 'atmr-dr.cjs'), 'killswitch', 'status'], root, operatorEnv({ AWS_ENDPOINT_URL_SSM: fakeSsm.url }));
+      const run = await runChild(process.execPath, [bundle, 'killswitch', 'status'], root, operatorEnv({ AWS_ENDPOINT_URL_SSM: fakeSsm.url }));
 
       expect(run.stderr).toBe('');
       expect(run.status).toBe(0);

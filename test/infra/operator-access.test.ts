@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { renderCfn, synthesizeApp, type Statement } from '../support/app';
+import { exampleEnvironment, renderCfn, synthesizeApp, type Statement } from '../support/app';
 
 /**
  * What the stacks grant the on-call role of `killswitch.operatorRoleArns` (`atmr-oncall` in the
@@ -261,6 +261,20 @@ describe('backup, backups list|verify, restore, restore-test (the backup bucket 
       expect.arrayContaining(['{"Bool":{"aws:SecureTransport":"false"}}', 'DenyBackupOverwrites', 'DenyBackupsUnderAnotherKey', 'DenyBackupsWithoutKms', 'DenyVersionDeletionExceptBreakGlass']),
     );
     expect(asArray(denials.find((s) => s.Sid === 'DenyVersionDeletionExceptBreakGlass')!.Action).sort()).toEqual(['s3:BypassGovernanceRetention', 's3:DeleteObjectVersion']);
+  });
+
+  it('lets it lock monthly objects, under the monthly prefix only, when the config locks the monthly tier (a monthly backup by hand is locked as the scheduled ones are)', () => {
+    // Arrange: the example with the monthly tier's compliance lock
+    const raw = structuredClone(exampleEnvironment()) as Json & { backups: Json };
+    raw.backups = { ...raw.backups, monthlyComplianceLockDays: 400 };
+    const { dataTemplate, opsTemplate } = synthesizeApp({ environment: raw });
+
+    // Act
+    const locked = statementsOf([dataTemplate.toJSON(), opsTemplate.toJSON()] as { Resources: Record<string, Json> }[], OPERATOR, 'BackupOperatorPolicy');
+
+    // Assert: the runner's statement, on monthly/* only; without the config, none (above)
+    expect(resourcesOf('s3:PutObjectRetention', locked)).toEqual(objects('monthly/*'));
+    expect(resourcesOf('s3:PutObjectRetention', backupOperator)).toEqual([]);
   });
 
   it('grants no database secret: the login of backup, restore and restore-test is the operator\'s own (--database-secret)', () => {

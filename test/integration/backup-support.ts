@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Client } from 'pg';
 import { testCluster } from '../support/cluster';
+import type { InstalledCopy } from '../support/installed-copy';
 import { psql } from '../support/postgres';
 import { DIGEST_SQL } from './backup-fixture';
 
@@ -25,12 +26,12 @@ export function baseEnv(extra: Record<string, string | undefined>): NodeJS.Proce
  * Runs the CLI to completion. Asynchronous on purpose: s3rver runs in this test process, so a
  * synchronous spawn would block the very server the CLI talks to.
  */
-export async function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return startCli(args, env).result;
+export async function runCli(args: string[], env: NodeJS.ProcessEnv, install?: InstalledCopy): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return startCli(args, env, install).result;
 }
 
 export interface CliRun {
-  /** The tsx process. */
+  /** The tsx process (the node process of an installed copy's bundle). */
   readonly pid: number;
   readonly result: Promise<{ status: number | null; stdout: string; stderr: string }>;
   /**
@@ -41,8 +42,11 @@ export interface CliRun {
   signalCli(signal: NodeJS.Signals): void;
 }
 
-export function startCli(args: string[], env: NodeJS.ProcessEnv): CliRun {
-  const child = spawn(TSX, [CLI, ...args], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+/** The CLI of this checkout under tsx, or, with `install`, an operator's install of the bundle with its own cdk.json. */
+export function startCli(args: string[], env: NodeJS.ProcessEnv, install?: InstalledCopy): CliRun {
+  const child = install
+    ? spawn(process.execPath, [install.bundle, ...args], { cwd: install.root, env, stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(TSX, [CLI, ...args], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
@@ -55,7 +59,7 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv): CliRun {
       resolve({ status, stdout, stderr });
     }),
   );
-  return { pid: child.pid ?? -1, result, signalCli: (signal) => process.kill(cliProcessOf(child.pid ?? -1), signal) };
+  return { pid: child.pid ?? -1, result, signalCli: (signal) => process.kill(install ? (child.pid ?? -1) : cliProcessOf(child.pid ?? -1), signal) };
 }
 
 /** The pid of the node process tsx runs the CLI in (Linux /proc: the children of each of tsx's threads). */

@@ -11,6 +11,7 @@ import { backupObjectKeys } from '../../lambdas/shared/s3-layout';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
 import { startConditionalS3 } from '../support/conditional-s3';
+import { installedCopy, type InstalledCopy } from '../support/installed-copy';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { FIXTURE_SQL } from './backup-fixture';
 import {
@@ -419,5 +420,79 @@ describe('atmr-dr backup (integration)', () => {
       expect.stringMatching(/^upload: pg_dump finished \(.* dumped\); finishing the uploads: .* stored so far$/),
       'upload: publishing the manifest and the latest pointers',
     ]);
+  });
+});
+
+// A monthly backup by hand must be locked as the scheduled runner locks its own
+// (backups.monthlyComplianceLockDays): the CLI reads the lock from the environment's cdk.json.
+describe('atmr-dr backup --tier monthly, with the monthly tier locked in cdk.json (integration, the bundle as installed)', () => {
+  let s3: LocalS3;
+  const database = uniqueDatabaseName('bk_lock');
+  const installs: InstalledCopy[] = [];
+  const install = (lockDays: number): InstalledCopy => {
+    const copy = installedCopy('atmr-dr-monthly-lock-', (environments) => {
+      environments.example.backups = { ...(environments.example.backups as Record<string, unknown>), monthlyComplianceLockDays: lockDays };
+    });
+    installs.push(copy);
+    return copy;
+  };
+
+  beforeAll(async () => {
+    s3 = await startLocalS3();
+    createDatabase(database, 'CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2);');
+  });
+  afterAll(async () => {
+    dropDatabase(database);
+    await s3.stop();
+    for (const copy of installs) fs.rmSync(copy.root, { recursive: true, force: true });
+  });
+
+  it('uploads every monthly object in compliance mode, retained the configured days from the start; a daily backup of the same install is not locked', async () => {
+    // Arrange: S3 behind a proxy that reads the headers of each write the CLI sends
+    const writes: { key: string; mode?: string; until?: string }[] = [];
+    const proxy = await startConditionalS3(s3, async (key, headers) => {
+      writes.push({ key, mode: headers['x-amz-object-lock-mode'] as string | undefined, until: headers['x-amz-object-lock-retain-until-date'] as string | undefined });
+    });
+    const copy = install(400);
+    const started = Date.now();
+    try {
+      // Act
+      const monthly = await runCli(['backup', '--tier', 'monthly', '--formats', 'custom'], cliEnv(database, proxy.env), copy);
+      const daily = await runCli(['backup', '--tier', 'daily', '--formats', 'custom'], cliEnv(database, proxy.env), copy);
+
+      // Assert
+      expect([monthly.status, monthly.stderr]).toEqual([0, '']);
+      expect(daily.status).toBe(0);
+      const monthlyWrites = writes.filter((w) => w.key.startsWith('monthly/'));
+      expect(monthlyWrites.map((w) => w.key)).toEqual(expect.arrayContaining([monthly.stdout.trim()]));
+      for (const write of monthlyWrites) {
+        expect(write.mode).toBe('COMPLIANCE');
+        const days = (Date.parse(write.until ?? '') - started) / 86_400_000;
+        expect(days).toBeGreaterThan(399.99);
+        expect(days).toBeLessThan(400.01);
+      }
+      const dailyWrites = writes.filter((w) => w.key.startsWith('daily/'));
+      expect(dailyWrites.length).toBeGreaterThan(0);
+      expect(dailyWrites.filter((w) => w.mode !== undefined || w.until !== undefined)).toEqual([]);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it('refuses a monthly backup in one line when cdk.json cannot say the lock (exit 2, nothing written); the other tiers do not read it', async () => {
+    // Arrange: a lock shorter than the monthly retention, which the config refuses
+    const client = createS3Client(s3.env);
+    const copy = install(30);
+    const before = await listKeys(client, s3.bucket);
+
+    // Act
+    const monthly = await runCli(['backup', '--tier', 'monthly', '--formats', 'custom'], cliEnv(database, s3.env), copy);
+
+    // Assert
+    expect(monthly.stderr).toMatch(/^atmr-dr: cannot read backups\.monthlyComplianceLockDays \(the monthly tier's compliance lock\) from cdk\.json, nothing was dumped: config: environments\.example\.backups\.monthlyComplianceLockDays: .*\n$/);
+    expect(monthly.status).toBe(2);
+    expect(await listKeys(client, s3.bucket)).toEqual(before);
+    const hourly = await runCli(['backup', '--tier', 'hourly', '--formats', 'custom'], cliEnv(database, s3.env), copy);
+    expect(hourly.status).toBe(0);
   });
 });

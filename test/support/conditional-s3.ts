@@ -12,8 +12,9 @@ import type { LocalS3 } from './s3';
  * from s3rver's directory, where each object of the path-style bucket is a `<key>._S3rver_object`
  * file and its ETag the quoted MD5 in `<key>._S3rver_object.md5`.
  *
- * `beforeWrite(key)`, when given, runs before each such write is looked at: a test makes another
- * run's write land there, between what the client read and what it writes.
+ * `beforeWrite(key, headers)`, when given, runs before each such write is looked at: a test makes
+ * another run's write land there, between what the client read and what it writes, or reads the
+ * headers a CLI in another process sent.
  */
 export interface ConditionalS3 {
   readonly endpoint: string;
@@ -26,7 +27,7 @@ export interface ConditionalS3 {
 
 const errorXml = (code: string, message: string): string => `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message></Error>`;
 
-export async function startConditionalS3(s3: LocalS3, beforeWrite?: (key: string) => Promise<void>): Promise<ConditionalS3> {
+export async function startConditionalS3(s3: LocalS3, beforeWrite?: (key: string, headers: http.IncomingHttpHeaders) => Promise<void>): Promise<ConditionalS3> {
   const target = new URL(s3.endpoint);
   const refused: string[] = [];
   const server = http.createServer((req, res) => {
@@ -52,7 +53,7 @@ export async function startConditionalS3(s3: LocalS3, beforeWrite?: (key: string
       req.pipe(upstream);
     };
     void (async () => {
-      if (isWrite && beforeWrite) await beforeWrite(key);
+      if (isWrite && beforeWrite) await beforeWrite(key, req.headers);
       const ifMatch = req.headers['if-match'];
       if (isWrite && req.headers['if-none-match'] === '*' && fs.existsSync(objectFile)) {
         return refuse(412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
