@@ -29,8 +29,9 @@ export function ignoreGoneTerminal(signal: NodeJS.Signals): void {
  * (interruptible()), node's default would end the process on a Ctrl-C or SIGTERM with no line at all:
  * up to a second or more (the bundle, the command's code, the bucket and connection lookups).
  * Nothing is created in that window, so the handler below says so in one line and
- * exits at once, 130/143/129. `main` installs it first; interruptible() replaces it; a command that
- * does not take the signals over (ownsStopSignals) goes back to node's default when its action starts.
+ * exits at once, 130/143/129. `main` installs it first; interruptible() replaces it; for a command
+ * that does not take the signals over (ownsStopSignals) it stays, and says what a stop then means
+ * (stopWhileRunning).
  */
 let startingLine = (signal: NodeJS.Signals): string => startingDefault('', signal);
 
@@ -56,6 +57,36 @@ export function stopWhileStarting(command = ''): void {
  */
 export function sayWhileStarting(line: (signal: NodeJS.Signals) => string): void {
   startingLine = line;
+}
+
+/** The commands that only read: stopped anywhere, they changed nothing. */
+export const READ_ONLY_COMMANDS: readonly string[] = ['backups list', 'incident list', 'incident timeline', 'killswitch status', 'recover status', 'rollback status'];
+
+/** Where the operator sees what a stopped command had done, by the command's first word. */
+const CHECK_WITH: Readonly<Record<string, string>> = {
+  killswitch: '`atmr-dr killswitch status`',
+  rollback: '`atmr-dr rollback status` (a lock it took: `atmr-dr rollback unlock`)',
+  recover: '`atmr-dr recover status`',
+  incident: '`atmr-dr incident list`',
+  scale: '`aws ecs describe-services`',
+  osrm: '`aws ecs describe-services`',
+  db: '`atmr-dr db read-write` (it shows the setting before it asks)',
+};
+
+/**
+ * From the start of its action, a command that does not take the signals over (ownsStopSignals) is
+ * stopped by the first one where it stands, as node's default would stop it, but with one line
+ * saying what that means. The start's handler stays installed for it: node delivers a signal caught
+ * while the bundle loaded (synchronous work) only at the next turn of its event loop, which comes
+ * after the action has started; a handler removed there dropped that signal, and the command (a
+ * killswitch enable, a rollback) ran to its end, exit 0, as if nobody had pressed Ctrl-C.
+ */
+export function stopWhileRunning(command: string): void {
+  sayWhileStarting((signal) => {
+    if (READ_ONLY_COMMANDS.includes(command)) return `${command} interrupted (received ${signal}): it only reads, nothing changed`;
+    const check = CHECK_WITH[command.split(' ')[0]];
+    return `${command} interrupted (received ${signal}) while it ran: what it had sent may have taken effect${check ? `; check with ${check} before running it again` : ''}`;
+  });
 }
 
 /** Removes the start's handler (node's default again, unless a command installed its own). */

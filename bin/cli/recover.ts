@@ -26,7 +26,7 @@ import { resolveCliActor } from './killswitch';
 import { DEPLOYED_NAMES, defaultEnvironmentName, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
 import { confirmer } from './confirm';
-import { exitCodeOf, ignoreGoneTerminal, STOP_SIGNALS } from './interrupt';
+import { endStarting, exitCodeOf, ignoreGoneTerminal, STOP_SIGNALS } from './interrupt';
 
 interface RecoverGlobals {
   env?: string;
@@ -399,6 +399,8 @@ export function registerRecoverCommands(program: Command): void {
         process.stderr.write(`atmr-dr: recover cutover: ${signal}: stopping at the next step boundary (again to quit at once; the journal keeps what was done)\n`);
       };
       for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
+      // Its own handler first, then the start's removed (it would end the process at once).
+      endStarting();
       const deps = {
         ssm: new SSMClient(SDK_RETRY),
         secretsManager,

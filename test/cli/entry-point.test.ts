@@ -4,6 +4,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { READ_ONLY_COMMANDS } from '../../bin/cli/interrupt';
 import { version } from '../../package.json';
 import { disagreeingExampleEnvironment } from '../support/app';
 import { startCloudFormationWithoutStacks, startSilentEndpoint, type LocalEndpoint } from '../support/aws-endpoints';
@@ -30,7 +31,7 @@ interface SsmRequest {
   readonly body: { Name?: string };
 }
 
-/** An SSM endpoint answering GetParameter with one killswitch value, recording every request. */
+/** An SSM endpoint answering GetParameter with one killswitch value and taking any PutParameter, recording every request. */
 async function startFakeSsm(): Promise<{ url: string; requests: SsmRequest[]; stop(): Promise<void> }> {
   const requests: SsmRequest[] = [];
   const server = http.createServer((req, res) => {
@@ -44,6 +45,8 @@ async function startFakeSsm(): Promise<{ url: string; requests: SsmRequest[]; st
       if (target === 'AmazonSSM.GetParameter') {
         const value = { mode: 'normal', reason: 'all clear', actor: 'alice', updatedAt: '2026-11-30T08:00:00.000Z', expiresAt: null };
         res.end(JSON.stringify({ Parameter: { Name: body.Name, Type: 'String', Value: JSON.stringify(value), Version: 3 } }));
+      } else if (target === 'AmazonSSM.PutParameter') {
+        res.end(JSON.stringify({ Version: 4, Tier: 'Standard' }));
       } else {
         res.statusCode = 400;
         res.end(JSON.stringify({ __type: 'ValidationException', message: `unexpected ${target}` }));
@@ -594,5 +597,92 @@ describe('the CloudFormation lookup of a deployed name', () => {
     } finally {
       await ssm.stop();
     }
+  });
+});
+
+describe('a stop signal to a command that does not take the signals over (killswitch, rollback, recover, incident, scale)', () => {
+  /** The entry point started, with its child to signal and its end to wait for. */
+  function startEntry(args: string[], env: NodeJS.ProcessEnv): { child: ReturnType<typeof spawn>; done: Promise<Run> } {
+    const child = spawn(process.execPath, [LAUNCHER, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    return { child, done: new Promise((resolve) => child.on('close', (status) => resolve({ status, stdout, stderr }))) };
+  }
+
+  /** Resolves once `received()` has counted a connection (the command is waiting on AWS). */
+  async function connected(received: () => number): Promise<void> {
+    for (let waited = 0; received() === 0; waited += 20) {
+      if (waited > 30_000) throw new Error('the command did not ask AWS within 30 s');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  it('a Ctrl-C pressed while the CLI loads is not dropped: `killswitch enable --yes` stops (exit 130, one line), and the parameter is never written', async () => {
+    // Arrange: a preload that sends the CLI's own process SIGINT while the bundle loads (the moment a
+    // human presses Ctrl-C after Enter), and an SSM that takes any write
+    const ssm = await startFakeSsm();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-early-sigint-'));
+    const preload = path.join(dir, 'sigint-while-loading.cjs');
+    fs.writeFileSync(
+      preload,
+      `const Module = require('node:module');
+const bundle = require('node:path').join('dist', 'atmr-dr.cjs');
+const load = Module._load;
+Module._load = function (request, ...rest) {
+  if (request.endsWith(bundle)) process.kill(process.pid, 'SIGINT');
+  return load.call(this, request, ...rest);
+};
+`,
+    );
+    try {
+      // Act
+      const run = await entry(
+        ['killswitch', 'enable', '--mode', 'maintenance', '--reason', 'wrong env', '--yes', '--parameter', CONFIG_PARAMETER],
+        operatorEnv({ AWS_ENDPOINT_URL_SSM: ssm.url, AWS_ENDPOINT_URL_STS: NO_CLOUDFORMATION, NODE_OPTIONS: `--require ${preload}` }),
+      );
+
+      // Assert
+      expect([run.status, run.stdout, run.stderr]).toEqual([
+        130,
+        '',
+        'atmr-dr: killswitch enable interrupted (received SIGINT) while it ran: what it had sent may have taken effect; check with `atmr-dr killswitch status` before running it again\n',
+      ]);
+      expect(ssm.requests.map((r) => r.target)).not.toContain('AmazonSSM.PutParameter');
+    } finally {
+      await ssm.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.each([
+    [['killswitch', 'enable', '--mode', 'maintenance', '--reason', 'r', '--yes', '--parameter', CONFIG_PARAMETER], 'SIGTERM', 143, 'killswitch enable interrupted (received SIGTERM) while it ran: what it had sent may have taken effect; check with `atmr-dr killswitch status` before running it again'],
+    [['rollback', 'unlock', '--service', 'atmr-api', '--owner', 'alarm:x', '--table', 'atmr-ops'], 'SIGINT', 130, 'rollback unlock interrupted (received SIGINT) while it ran: what it had sent may have taken effect; check with `atmr-dr rollback status` (a lock it took: `atmr-dr rollback unlock`) before running it again'],
+    [['killswitch', 'status', '--parameter', CONFIG_PARAMETER], 'SIGINT', 130, 'killswitch status interrupted (received SIGINT): it only reads, nothing changed'],
+    [['incident', 'list', '--table', 'atmr-ops'], 'SIGHUP', 129, 'incident list interrupted (received SIGHUP): it only reads, nothing changed'],
+  ] as const)('%j stopped by %s while it waits on AWS: one line saying what that means, exit %i (it ended with no line at all)', async (args, signal, code, line) => {
+    // Arrange: AWS accepts the connection and never answers
+    const silent = await startSilentEndpoint();
+    try {
+      const run = startEntry([...args], operatorEnv({ AWS_ENDPOINT_URL: silent.url }));
+      await Promise.race([connected(silent.received), run.done.then((early) => Promise.reject(new Error(`ended before it asked AWS: ${early.stderr}`)))]);
+
+      // Act
+      run.child.kill(signal);
+      const { status, stdout, stderr } = await run.done;
+
+      // Assert
+      expect([status, stdout, stderr]).toEqual([code, '', `atmr-dr: ${line}\n`]);
+    } finally {
+      await silent.stop();
+    }
+  });
+
+  it('names as read-only only commands the CLI has', () => {
+    const child = spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['test/cli/commands-harness.ts'], { cwd: ROOT, encoding: 'utf8' });
+    const commands = JSON.parse(child.stdout) as string[];
+
+    expect(READ_ONLY_COMMANDS.filter((name) => !commands.includes(name))).toEqual([]);
   });
 });
