@@ -40,9 +40,10 @@ export interface Incident {
   readonly publishedPages: string[];
   /**
    * Pages that may have gone out but are not recorded as published (`pageIntent`): written with the
-   * page step's token before the publish, removed by its record (or when SNS refused the page). One
-   * left here is a step stopped between its publish and its record (the function's timeout, a
-   * crash): its level counts as paged (`levelsPaged`).
+   * page step's token before the publish, removed by its record (or when SNS refused the page, a
+   * 4xx). One left here is a step stopped between its publish and its record (the function's
+   * timeout, a crash) or whose publish's outcome is unknown (a timeout, a 5xx): its level counts as
+   * paged (`levelsPaged`).
    */
   readonly pageIntents: string[];
   readonly ack?: Acknowledgement;

@@ -233,8 +233,9 @@ export async function storeTaskToken(
 }
 
 /**
- * Withdraws a page's intent (`storeTaskToken`) once SNS has refused that page: the level was not
- * paged by it, and is not told of the resolution for it.
+ * Withdraws a page's intent (`storeTaskToken`) once SNS has refused that page (a 4xx, not a publish
+ * whose outcome is unknown: tasks.ts `page`): the level was not paged by it, and is not told of the
+ * resolution for it.
  */
 export async function withdrawPageIntent(store: IncidentStore, id: string, intent: string): Promise<void> {
   await store.ddb.send(

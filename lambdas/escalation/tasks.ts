@@ -1,6 +1,7 @@
 import { CloudWatchClient, DescribeAlarmsCommand } from '@aws-sdk/client-cloudwatch';
 import { StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
+import { refusedWithoutEffect } from '../shared/aws-errors';
 import { namedLine, oneLine } from '../shared/errors';
 import { ackLinkUrl } from './ack-link';
 import type { ExecutionInput } from './ingest';
@@ -202,7 +203,8 @@ async function page(deps: TaskDeps, incidentId: string, level: number, taskToken
   ackKey?.catch(() => undefined);
   // The token write also records the page as possibly out (its intent) before it goes out: a step
   // stopped between the publish and its record (the function's timeout, a crash: Step Functions
-  // then catches or retries it) leaves the intent, and the level is told of the resolution.
+  // then catches or retries it), or whose publish failed without SNS refusing it (below), leaves
+  // the intent, and the level is told of the resolution.
   const pageKey = shortHash(taskToken);
   const intent = pageIntent(level, pageKey);
   const incident = await storeTaskToken(deps.store, incidentId, taskToken, level, { pageIntent: intent });
@@ -222,16 +224,21 @@ async function page(deps: TaskDeps, incidentId: string, level: number, taskToken
   try {
     await publish(deps, target.topicArn, message);
   } catch (error) {
+    const refused = refusedWithoutEffect(error);
     // A page without its link that did not go out either: the retry reads the key again.
     await recordTimeline(deps.store, incidentId, `page-failed#${pageKey}#${at}`, {
       at,
       kind: 'page-failed',
-      text: `Page of level ${level} (${target.name}) failed: ${oneLine(error)}`,
+      text: `Page of level ${level} (${target.name}) failed: ${oneLine(error)}${refused ? '' : '; SNS may have delivered it: the level counts as possibly paged'}`,
       level,
     });
-    // SNS refused this page: its level is not told of the resolution for it. A withdrawal the table
-    // refuses leaves the level told for nothing, never untold: it does not fail the step.
-    await withdrawPageIntent(deps.store, incidentId, intent).catch(() => undefined);
+    // Only a page SNS refused (a 4xx) is withdrawn: its level was not paged by it, and is not told
+    // of the resolution for it. A page whose outcome is unknown (a timeout, a reset socket, a 5xx
+    // after the SDK's retries) may have reached the level: its intent stays, and the level is told
+    // of the resolution (and reminded when it is the highest paged), even when every retry of the
+    // step fails. A withdrawal the table refuses leaves the level told for nothing, never untold:
+    // it does not fail the step.
+    if (refused) await withdrawPageIntent(deps.store, incidentId, intent).catch(() => undefined);
     throw new PagePublishFailed(`publishing to level ${level} failed: ${oneLine(error)}`);
   }
   // The level has its page: the bookkeeping and Slack (a second channel, whose failure must not

@@ -16,8 +16,8 @@ const cell = (text: string): string => text.replace(/\|/g, '\\|').replace(/\s+/g
 /** The incident as Markdown, ready to paste into the post-mortem (runbook: within 24 hours). */
 export function timelineMarkdown(incident: Incident, entries: readonly TimelineEntry[]): string {
   const { section, link } = runbookOf(incident.alarmDescription);
-  // A page step stopped between its publish and its record, or whose record the table refused, left
-  // its page's intent (model.ts `pageIntents`): its level may have been paged, and was told of the resolution.
+  // A page step stopped between its publish and its record, whose record the table refused, or whose
+  // publish's outcome is unknown (a timeout: SNS may have delivered it), left its page's intent (model.ts `pageIntents`): its level may have been paged, and was told of the resolution.
   const possibly = levelsPaged(incident, undefined).filter((level) => !incident.pagedLevels.includes(level));
   const lines = [
     `## Incident ${incident.id}: ${incident.alarmName}`,

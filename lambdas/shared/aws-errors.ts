@@ -169,6 +169,21 @@ export function isTransientAwsError(error: unknown): boolean {
 }
 
 /**
+ * Whether AWS refused the call outright (it answered 4xx: denied, not found, invalid, a KMS key
+ * refused, throttled), so that the request did not take effect. A timeout, a reset socket, no
+ * answer at all, a 5xx after the SDK's retries: the request may have taken effect. The error tells
+ * the last attempt only. An answer the SDK retries (throttling, a corrected clock skew) after
+ * earlier attempts may follow one that timed out after AWS took it; an answer it does not retry
+ * (a refusal) is the one every earlier attempt of the same request got, or would have.
+ */
+export function refusedWithoutEffect(error: unknown): boolean {
+  const metadata = (error as { readonly $metadata?: { readonly httpStatusCode?: number; readonly attempts?: number } } | null | undefined)?.$metadata;
+  const status = metadata?.httpStatusCode;
+  if (status === undefined || status < 400 || status > 499) return false;
+  return (metadata?.attempts ?? 1) <= 1 || !isTransientAwsError(error);
+}
+
+/**
  * A poll's describe that failed with what the SDK retries (throttling, a 5xx such as RDS's
  * InternalFailure, a network timeout) and still failed once its attempts were spent says nothing
  * about the instance: a poll without news, `fallback` given the status to report ("unknown ..."),

@@ -1,6 +1,6 @@
 import { CloudWatchClient, DescribeAlarmsCommand } from '@aws-sdk/client-cloudwatch';
 import { SendTaskSuccessCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
+import { KMSDisabledException, PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { mockClient } from 'aws-sdk-client-mock';
 import { incidentStore } from '../../../lambdas/escalation/clients';
 import { IngestDeps } from '../../../lambdas/escalation/ingest';
@@ -51,8 +51,10 @@ export interface EscalationHarness {
   readonly ingestDeps: IngestDeps;
   /** Alarm states DescribeAlarms answers, in order (the last repeats); `null`: the alarm is deleted. */
   alarmStates: (string | null)[];
-  /** Topics whose Publish fails. */
+  /** Topics whose Publish SNS refuses (KMSDisabledException, HTTP 400: the page did not go out). */
   failingTopics: Set<string>;
+  /** Topics whose Publish fails with this error, as the SDK throws it once its retries are spent. */
+  readonly publishErrors: Map<string, Error>;
   /**
    * The task function's timeout for runLocally: a step still running after it fails with
    * `Sandbox.Timedout`, as Lambda stops the function (whatever it was doing). @default - none
@@ -87,6 +89,7 @@ export async function startHarness(): Promise<EscalationHarness> {
     timedOut,
     alarmStates: ['ALARM'],
     failingTopics: new Set(),
+    publishErrors: new Map(),
     taskDeps: {
       store,
       sns: snsClient,
@@ -104,7 +107,9 @@ export async function startHarness(): Promise<EscalationHarness> {
     },
   };
   sns.on(PublishCommand).callsFake((input: { TopicArn: string; Subject?: string; Message: string; MessageStructure?: string }) => {
-    if (harness.failingTopics.has(input.TopicArn)) throw Object.assign(new Error('KMS key is disabled'), { name: 'KMSDisabledException' });
+    if (harness.failingTopics.has(input.TopicArn)) throw new KMSDisabledException({ message: 'KMS key is disabled', $metadata: { httpStatusCode: 400, attempts: 1 } });
+    const error = harness.publishErrors.get(input.TopicArn);
+    if (error) throw error;
     const text = input.MessageStructure === 'json' ? (JSON.parse(input.Message) as { default: string }).default : input.Message;
     published.push({ topicArn: input.TopicArn, subject: input.Subject, text });
     return { MessageId: `m-${published.length}` };

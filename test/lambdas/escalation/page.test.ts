@@ -1,6 +1,8 @@
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { AuthorizationErrorException, InternalErrorException, NotFoundException, ThrottledException } from '@aws-sdk/client-sns';
 import { mockClient } from 'aws-sdk-client-mock';
 import { readAckLinkKey } from '../../../lambdas/escalation/key';
+import { highestLevelPaged, levelsPaged, pageIntent, shortHash } from '../../../lambdas/escalation/model';
 import { acknowledgeIncident, getIncident, timeline } from '../../../lambdas/escalation/store';
 import { runTask, TaskDeps } from '../../../lambdas/escalation/tasks';
 import { EscalationHarness, LEVEL_TOPICS, openIncident, refusingWrites, startHarness } from './harness';
@@ -40,6 +42,59 @@ describe('escalation page step', () => {
     expect(retried).toEqual({ result: 'paged level 1' });
     expect(h.published.filter((p) => p.topicArn === LEVEL_TOPICS[0])).toHaveLength(1);
     expect((await timeline(h.store, incidentId)).map((e) => e.kind).sort()).toEqual(['page', 'page-failed', 'state']);
+  });
+
+  describe('a publish that fails: only a page SNS refused is withdrawn from the levels paged', () => {
+    /** What the SDK throws once its 5 attempts are spent: `attempts` and the status, as its retry strategy sets them. */
+    const timedOut = () => Object.assign(new Error('@smithy/node-http-handler - the request socket timed out after 10000 ms of inactivity'), { name: 'TimeoutError', $metadata: { attempts: 5 } });
+    const socketReset = () => Object.assign(new Error('socket hang up'), { name: 'Error', code: 'ECONNRESET', $metadata: { attempts: 5 } });
+    const internalError = () => new InternalErrorException({ message: 'Internal error', $metadata: { httpStatusCode: 500, attempts: 5 } });
+    const throttledAfterRetries = () => new ThrottledException({ message: 'Rate exceeded', $metadata: { httpStatusCode: 400, attempts: 5 } });
+    const denied = () => new AuthorizationErrorException({ message: 'User is not authorized to perform: SNS:Publish', $metadata: { httpStatusCode: 403, attempts: 1 } });
+    const notFound = () => new NotFoundException({ message: 'Topic does not exist', $metadata: { httpStatusCode: 404, attempts: 1 } });
+    const throttledOnce = () => new ThrottledException({ message: 'Rate exceeded', $metadata: { httpStatusCode: 400, attempts: 1 } });
+
+    it.each([
+      ['the SDK timed out (no answer)', timedOut],
+      ['the socket was reset', socketReset],
+      ['SNS answered 500 after the retries', internalError],
+      ['SNS throttled the last of several attempts (an earlier one may have timed out after SNS took the page)', throttledAfterRetries],
+    ])('keeps the level as possibly paged when %s: it is told of the resolution even if every retry fails', async (_case, error) => {
+      // Arrange
+      h.publishErrors.set(LEVEL_TOPICS[0], error());
+
+      // Act
+      const failed = page('token-1');
+
+      // Assert
+      await expect(failed).rejects.toMatchObject({ name: 'PagePublishFailed' });
+      const incident = await getIncident(h.store, incidentId);
+      expect(incident).toMatchObject({ pagedLevels: [], pageIntents: [pageIntent(1, shortHash('token-1'))] });
+      expect(levelsPaged(incident!, undefined)).toEqual([1]);
+      expect(highestLevelPaged(incident!, undefined)).toBe(1);
+      expect((await timeline(h.store, incidentId)).filter((e) => e.kind === 'page-failed')).toEqual([
+        expect.objectContaining({ level: 1, text: expect.stringMatching(/^Page of level 1 \(On-call engineer\) failed: .+; SNS may have delivered it: the level counts as possibly paged$/) }),
+      ]);
+    });
+
+    it.each([
+      ['SNS denied the publish (403)', denied],
+      ['the topic does not exist (404)', notFound],
+      ['SNS throttled the only attempt', throttledOnce],
+    ])('withdraws the level when %s: it was not paged', async (_case, error) => {
+      // Arrange
+      h.publishErrors.set(LEVEL_TOPICS[0], error());
+
+      // Act
+      const failed = page('token-1');
+
+      // Assert
+      await expect(failed).rejects.toMatchObject({ name: 'PagePublishFailed' });
+      const incident = await getIncident(h.store, incidentId);
+      expect(incident).toMatchObject({ pagedLevels: [], pageIntents: [] });
+      expect(levelsPaged(incident!, undefined)).toEqual([]);
+      expect((await timeline(h.store, incidentId)).filter((e) => e.kind === 'page-failed').map((e) => e.text)).toEqual([expect.not.stringContaining('may have delivered')]);
+    });
   });
 
   it('fails as PagedNotRecorded, not as a failed page, when the table refuses the record of a page that went out, after trying every write', async () => {

@@ -334,6 +334,24 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       expect(kinds('Résolu')).toEqual([2]);
     });
 
+    it('tells level 1 when its page timed out on every try (SNS may have delivered it), and level 2 paged next', async () => {
+      // Arrange: level 1's publish gets no answer (the step and its two retries: the SDK's
+      // TimeoutError once its attempts are spent); SNS answers again by level 2's page; then OK.
+      h.publishErrors.set(LEVEL_TOPICS[0], Object.assign(new Error('the request socket timed out after 10000 ms of inactivity'), { name: 'TimeoutError', $metadata: { attempts: 5 } }));
+      h.alarmStates = ['ALARM', 'OK'];
+
+      // Act
+      const { path, output } = await run(async (state) => {
+        if (state === 'PageLevel2') h.publishErrors.clear();
+      });
+
+      // Assert
+      expect(path.slice(0, 5)).toEqual(['PageLevel1', 'PageLevel1', 'PageLevel1', 'CheckAfterLevel1', 'PageLevel2']);
+      expect(kinds('N')).toEqual([2]);
+      expect(kinds('Résolu')).toEqual([1, 2]);
+      expect(output.resolved).toEqual({ result: 'announced to levels 1, 2' });
+    });
+
     it('tells nobody of level 1 when SNS refused its page on every try: it was not paged', async () => {
       // Arrange: level 1's topic refuses (the step and its two retries); level 2 paged; then OK.
       h.failingTopics.add(LEVEL_TOPICS[0]);

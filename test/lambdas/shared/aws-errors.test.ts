@@ -1,10 +1,12 @@
 import { CreateTableCommand, DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { mockClient } from 'aws-sdk-client-mock';
+import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { awsCall, describeAwsError, missingAwsSetting, unansweredCall } from '../../../lambdas/shared/aws-errors';
+import { awsCall, describeAwsError, missingAwsSetting, refusedWithoutEffect, unansweredCall } from '../../../lambdas/shared/aws-errors';
 import { OperatorError } from '../../../lambdas/shared/errors';
 import { s3Failure } from '../../../lambdas/shared/s3-objects';
 
@@ -148,5 +150,67 @@ describe('AWS failures say what to check', () => {
 
     await expect(awsCall('SSM', 'read parameter /p', () => Promise.reject(own))).rejects.toBe(own);
     ssm.restore();
+  });
+});
+
+/**
+ * A real SNS client (its own retry strategy and socket timeout) against an HTTP server on 127.0.0.1
+ * that answers each Publish attempt in turn as `answers` says: the errors the page step classifies
+ * are the SDK's own, not shapes a test made up.
+ */
+describe('refusedWithoutEffect: whether a failed call surely did not take effect', () => {
+  type Answer = { status: number; code: string } | 'silence';
+  const servers: import('node:http').Server[] = [];
+  afterAll(async () => Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve)))));
+
+  async function publishAgainst(answers: Answer[], maxAttempts: number): Promise<unknown> {
+    let attempt = 0;
+    const server = http.createServer((request, response) => {
+      request.resume();
+      const answer = answers[Math.min(attempt++, answers.length - 1)];
+      if (answer === 'silence') return; // the connection stays open, and nothing comes back
+      response.writeHead(answer.status, { 'content-type': 'text/xml' });
+      response.end(`<ErrorResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><Error><Type>${answer.status < 500 ? 'Sender' : 'Receiver'}</Type><Code>${answer.code}</Code><Message>${answer.code}</Message></Error><RequestId>r-1</RequestId></ErrorResponse>`);
+    });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const sns = new SNSClient({ endpoint, region: 'eu-west-3', credentials, maxAttempts, requestHandler: { socketTimeout: 300 } });
+    const publish = sns.send(new PublishCommand({ TopicArn: 'arn:aws:sns:eu-west-3:111111111111:level-1', Message: 'page' }));
+    const error = await publish.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    server.closeAllConnections();
+    sns.destroy();
+    return error;
+  }
+
+  it.each<[string, Answer[], number]>([
+    ['SNS denied it (AuthorizationError, 403)', [{ status: 403, code: 'AuthorizationError' }], 3],
+    ['the topic does not exist (NotFound, 404)', [{ status: 404, code: 'NotFound' }], 3],
+    ['a KMS key refused it (KMSDisabled, 400)', [{ status: 400, code: 'KMSDisabled' }], 3],
+    ['an attempt timed out and the next was denied (the same request: the first was denied too)', ['silence', { status: 403, code: 'AuthorizationError' }], 3],
+    ['SNS throttled the only attempt (Throttled, 400)', [{ status: 400, code: 'Throttled' }], 1],
+  ])('true when %s', async (_case, answers, maxAttempts) => {
+    const error = await publishAgainst(answers, maxAttempts);
+
+    expect(error).toBeDefined();
+    expect(refusedWithoutEffect(error)).toBe(true);
+  });
+
+  it.each<[string, Answer[], number]>([
+    ['no attempt was answered (TimeoutError)', ['silence'], 2],
+    ['SNS answered 500 to every attempt', [{ status: 500, code: 'InternalError' }], 2],
+    ['an attempt timed out and the last was throttled (the first may have been taken)', ['silence', { status: 400, code: 'Throttled' }], 2],
+  ])('false when %s', async (_case, answers, maxAttempts) => {
+    const error = await publishAgainst(answers, maxAttempts);
+
+    expect(error).toBeDefined();
+    expect(refusedWithoutEffect(error)).toBe(false);
+  });
+
+  it('false for what is not an AWS answer', () => {
+    expect([undefined, null, new Error('boom'), 'text'].map(refusedWithoutEffect)).toEqual([false, false, false, false]);
   });
 });
