@@ -1,7 +1,7 @@
 import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { Command } from 'commander';
 import { incidentStore } from '../../lambdas/escalation/clients';
-import { Incident } from '../../lambdas/escalation/model';
+import { highestLevelPaged, Incident } from '../../lambdas/escalation/model';
 import { acknowledgeIncident, getIncident, IncidentStore, listIncidents, resolveIncident, timeline } from '../../lambdas/escalation/store';
 import { timelineMarkdown } from '../../lambdas/escalation/timeline';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
@@ -66,10 +66,13 @@ export function registerIncidentCommands(program: Command): void {
       // The workflow column needs the state machine; without it, the list is still the record.
       const stateMachineArn = await resolveDeployedName(DEPLOYED_NAMES.escalationStateMachine, { flagValue: globals.stateMachine, envName: globals.env }).catch(() => undefined);
       const workflows = await workflowStatuses(new SFNClient(SDK_RETRY), stateMachineArn, incidents);
+      // `level` is the record's: a level whose page may be out but is not recorded (its record refused
+      // by the table, its step stopped or timed out after the publish) is above it. The execution's
+      // state is not known here: the levels it alone holds (model.ts levelsPaged) are not counted.
       if (opts.json) {
         print(
           JSON.stringify(
-            incidents.map(({ taskToken: _token, ...rest }) => ({ ...rest, workflow: workflows.get(rest.id) ?? null })),
+            incidents.map(({ taskToken: _token, ...rest }) => ({ ...rest, highestLevelPaged: highestLevelPaged(rest, undefined), workflow: workflows.get(rest.id) ?? null })),
           ),
         );
         return;
@@ -81,7 +84,9 @@ export function registerIncidentCommands(program: Command): void {
       for (const i of incidents) {
         const ack = i.ack ? ` acked by ${i.ack.by} ${i.ack.at}` : '';
         const workflow = workflows.has(i.id) ? ` workflow ${workflows.get(i.id)}` : '';
-        print(`${i.id}  ${i.status.padEnd(8)} level ${i.level}  ${i.alarmName}  opened ${i.openedAt}${ack}${workflow}`);
+        const highest = highestLevelPaged(i, undefined);
+        const possibly = highest > i.level ? ` (${highest} possibly paged)` : '';
+        print(`${i.id}  ${i.status.padEnd(8)} level ${i.level}${possibly}  ${i.alarmName}  opened ${i.openedAt}${ack}${workflow}`);
       }
     });
 
