@@ -220,6 +220,8 @@ export class Escalation extends Construct {
       // A throttled click gets an error page and is clicked again (or acknowledged from the CLI or
       // Slack): nothing is lost, so no throttle alarm.
       reservedConcurrentExecutions: props.ackLinkReservedConcurrency ?? 2,
+      // Its logs keep the house default (3 months, deleted with the stack): they hold only refused
+      // links; an acknowledgement (who, when, which level) is on the incident record, kept 400 days.
       environment: { OPS_TABLE: props.opsTable.tableName, ACK_KEY_SECRET_ARN: this.ackKey.secretArn, LEVEL_NAMES: props.levels.map((l) => l.name).join('|') },
       signingSecret: this.ackKey,
       caller: 'a person following a link',
@@ -233,6 +235,10 @@ export class Escalation extends Construct {
       environmentName: props.environmentName,
       serviceName: 'escalation-tasks',
       timeout: Duration.seconds(60),
+      // Each step's outcome (paged level n, reminded, a page SNS refused or that timed out, told of
+      // the resolution): who was paged when, the incident's audit trail, kept like the workflow's.
+      logRetention: logs.RetentionDays.ONE_YEAR,
+      logRemovalPolicy: RemovalPolicy.RETAIN,
       reservedConcurrentExecutions: props.tasksReservedConcurrency ?? 5,
       environment: {
         OPS_TABLE: props.opsTable.tableName,
@@ -265,6 +271,10 @@ export class Escalation extends Construct {
       entry: 'lambdas/escalation/ingest-handler.ts',
       environmentName: props.environmentName,
       serviceName: 'escalation-ingest',
+      // Each alarm state change and the incident it opened, joined or resolved (or the error that
+      // opened none): the start of the incident's audit trail, kept like the workflow's.
+      logRetention: logs.RetentionDays.ONE_YEAR,
+      logRemovalPolicy: RemovalPolicy.RETAIN,
       reservedConcurrentExecutions: props.ingestReservedConcurrency ?? 5,
       environment: { OPS_TABLE: props.opsTable.tableName, STATE_MACHINE_ARN: this.stateMachineArn, ALARM_NAME_PREFIX: prefix },
     });
@@ -358,6 +368,8 @@ export class Escalation extends Construct {
       timeout: Duration.seconds(60),
       // One run an hour: a run never overlaps the next, and a runaway costs one execution.
       reservedConcurrentExecutions: 1,
+      // Its logs keep the house default (3 months, deleted with the stack): an hourly health check
+      // of the level topics, not a record of an incident (a level reaching nobody pages on its own).
       environment: { SUBSCRIPTION_LEVELS: stack.toJsonString(levels) },
     });
     // Its metric goes out as EMF in its own logs (no PutMetricData): listing is all it does.
@@ -616,7 +628,10 @@ export class Escalation extends Construct {
     const handedOver = new sfn.Choice(this, 'HandedOverExecution').when(sfn.Condition.isPresent('$.resumeAt'), takeOver).otherwise(pages[0]);
     const begin = new sfn.Pass(this, 'CountRounds', { result: sfn.Result.fromObject({ rounds: 0, handOverAfter: HAND_OVER_AFTER_ROUNDS }), resultPath: '$.loop' }).next(handedOver);
 
-    const logGroup = new logs.LogGroup(this, 'StateMachineLogs', { retention: logs.RetentionDays.THREE_MONTHS, removalPolicy: RemovalPolicy.DESTROY });
+    // Every execution's history (which level was paged, held, reminded, when): the audit trail of
+    // an incident, kept a year like the backout's and the recovery's, and it outlives the stack.
+    // Step Functions itself keeps an execution's history 90 days after it ends.
+    const logGroup = new logs.LogGroup(this, 'StateMachineLogs', { retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.RETAIN });
     return new sfn.StateMachine(this, 'StateMachine', {
       stateMachineName: name,
       stateMachineType: sfn.StateMachineType.STANDARD,

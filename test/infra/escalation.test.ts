@@ -76,6 +76,25 @@ describe('escalation (template)', () => {
     );
   });
 
+  it.each([
+    ['the workflow (each execution: which level was paged, held, reminded, when)', /^EscalationStateMachineLogs[0-9A-F]{8}$/],
+    ['the pager function (each step\'s outcome: paged, reminded, a failed page, the resolution notices)', /^EscalationTasksLogs[0-9A-F]{8}$/],
+    ['the ingest function (each alarm state change and the incident it opened, joined or resolved)', /^EscalationIngestLogs[0-9A-F]{8}$/],
+  ])('keeps the log group of %s a year and through a stack deletion (an incident\'s audit trail)', (_what, id) => {
+    const groups = Object.entries(ops.Resources).filter(([logicalId, r]) => r.Type === 'AWS::Logs::LogGroup' && id.test(logicalId));
+    expect(groups).toHaveLength(1);
+    expect(groups[0][1]).toMatchObject({ DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain', Properties: { RetentionInDays: 365 } });
+  });
+
+  it.each([
+    ['the acknowledgement link (refused links only: an acknowledgement is on the incident record)', /^EscalationAckLinkLogs[0-9A-F]{8}$/],
+    ['the hourly subscriptions check (a health check, not an incident\'s record)', /^EscalationSubscriptionsCheckLogs[0-9A-F]{8}$/],
+  ])('keeps the log group of %s 3 months, deleted with the stack', (_what, id) => {
+    const groups = Object.entries(ops.Resources).filter(([logicalId, r]) => r.Type === 'AWS::Logs::LogGroup' && id.test(logicalId));
+    expect(groups).toHaveLength(1);
+    expect(groups[0][1]).toMatchObject({ DeletionPolicy: 'Delete', Properties: { RetentionInDays: 90 } });
+  });
+
   it('waits 900 s for each level to acknowledge (runbook: 0-15, 15-30, 30+ min), and reminds every 1800 s', () => {
     for (const level of [1, 2, 3]) {
       expect(states[`PageLevel${level}`]).toEqual(

@@ -242,10 +242,21 @@ describe('stateless stack', () => {
     expect(retained.map((r) => r.Type)).toEqual([]);
   });
 
-  it('retains the audit log groups (a year of recoveries, restore tests and rollbacks) when the stack is deleted, and only those', () => {
+  it('retains the audit log groups (a year of recoveries, restore tests, rollbacks and escalations) when the stack is deleted, and only those', () => {
     const resources = Object.entries(opsTemplate.toJSON().Resources) as [string, { Type: string; DeletionPolicy?: string; Properties: { RetentionInDays?: number } }][];
     const retained = resources.filter(([, r]) => r.Type === 'AWS::Logs::LogGroup' && r.DeletionPolicy === 'Retain').map(([id]) => id.replace(/[0-9A-F]{8}$/, ''));
-    expect(retained.sort()).toEqual(['RecoveryStepsLogs', 'RecoveryWorkflowLogs', 'RestoreTestLogs', 'RestoreTestStateMachineLogs', 'RollbackBakeLogs', 'RollbackRollbackLogs', 'RollbackStepsLogs']);
+    expect(retained.sort()).toEqual([
+      'EscalationIngestLogs',
+      'EscalationStateMachineLogs',
+      'EscalationTasksLogs',
+      'RecoveryStepsLogs',
+      'RecoveryWorkflowLogs',
+      'RestoreTestLogs',
+      'RestoreTestStateMachineLogs',
+      'RollbackBakeLogs',
+      'RollbackRollbackLogs',
+      'RollbackStepsLogs',
+    ]);
     for (const [id, r] of resources) if (retained.includes(id.replace(/[0-9A-F]{8}$/, ''))) expect([id, r.Properties.RetentionInDays]).toEqual([id, 365]);
   });
 
