@@ -2,7 +2,7 @@ import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import { AuthorizationErrorException, InternalErrorException, NotFoundException, ThrottledException } from '@aws-sdk/client-sns';
 import { mockClient } from 'aws-sdk-client-mock';
 import { readAckLinkKey } from '../../../lambdas/escalation/key';
-import { highestLevelPaged, levelsPaged, pageIntent, shortHash } from '../../../lambdas/escalation/model';
+import { highestLevelPaged, Incident, levelsPaged, pageIntent, shortHash } from '../../../lambdas/escalation/model';
 import { acknowledgeIncident, getIncident, timeline } from '../../../lambdas/escalation/store';
 import { runTask, TaskDeps } from '../../../lambdas/escalation/tasks';
 import { EscalationHarness, LEVEL_TOPICS, openIncident, refusingWrites, startHarness } from './harness';
@@ -54,27 +54,27 @@ describe('escalation page step', () => {
     const notFound = () => new NotFoundException({ message: 'Topic does not exist', $metadata: { httpStatusCode: 404, attempts: 1 } });
     const throttledOnce = () => new ThrottledException({ message: 'Rate exceeded', $metadata: { httpStatusCode: 400, attempts: 1 } });
 
+    /** Level 1's page step, its publish failing with `error`: the step fails as a failed page; the incident and the failures on its timeline after it. */
+    async function pageLevel1Failing(error: Error): Promise<{ incident: Incident; failures: string[] }> {
+      h.publishErrors.set(LEVEL_TOPICS[0], error);
+      await expect(page('token-1')).rejects.toMatchObject({ name: 'PagePublishFailed' });
+      const incident = await getIncident(h.store, incidentId);
+      if (!incident) throw new Error(`incident ${incidentId} has no record`);
+      return { incident, failures: (await timeline(h.store, incidentId)).filter((e) => e.kind === 'page-failed').map((e) => e.text) };
+    }
+
     it.each([
       ['the SDK timed out (no answer)', timedOut],
       ['the socket was reset', socketReset],
       ['SNS answered 500 after the retries', internalError],
       ['SNS throttled the last of several attempts (an earlier one may have timed out after SNS took the page)', throttledAfterRetries],
     ])('keeps the level as possibly paged when %s: it is told of the resolution even if every retry fails', async (_case, error) => {
-      // Arrange
-      h.publishErrors.set(LEVEL_TOPICS[0], error());
+      const { incident, failures } = await pageLevel1Failing(error());
 
-      // Act
-      const failed = page('token-1');
-
-      // Assert
-      await expect(failed).rejects.toMatchObject({ name: 'PagePublishFailed' });
-      const incident = await getIncident(h.store, incidentId);
       expect(incident).toMatchObject({ pagedLevels: [], pageIntents: [pageIntent(1, shortHash('token-1'))] });
-      expect(levelsPaged(incident!, undefined)).toEqual([1]);
-      expect(highestLevelPaged(incident!, undefined)).toBe(1);
-      expect((await timeline(h.store, incidentId)).filter((e) => e.kind === 'page-failed')).toEqual([
-        expect.objectContaining({ level: 1, text: expect.stringMatching(/^Page of level 1 \(On-call engineer\) failed: .+; SNS may have delivered it: the level counts as possibly paged$/) }),
-      ]);
+      expect(levelsPaged(incident, undefined)).toEqual([1]);
+      expect(highestLevelPaged(incident, undefined)).toBe(1);
+      expect(failures).toEqual([expect.stringMatching(/^Page of level 1 \(On-call engineer\) failed: .+; SNS may have delivered it: the level counts as possibly paged$/)]);
     });
 
     it.each([
@@ -82,18 +82,11 @@ describe('escalation page step', () => {
       ['the topic does not exist (404)', notFound],
       ['SNS throttled the only attempt', throttledOnce],
     ])('withdraws the level when %s: it was not paged', async (_case, error) => {
-      // Arrange
-      h.publishErrors.set(LEVEL_TOPICS[0], error());
+      const { incident, failures } = await pageLevel1Failing(error());
 
-      // Act
-      const failed = page('token-1');
-
-      // Assert
-      await expect(failed).rejects.toMatchObject({ name: 'PagePublishFailed' });
-      const incident = await getIncident(h.store, incidentId);
       expect(incident).toMatchObject({ pagedLevels: [], pageIntents: [] });
-      expect(levelsPaged(incident!, undefined)).toEqual([]);
-      expect((await timeline(h.store, incidentId)).filter((e) => e.kind === 'page-failed').map((e) => e.text)).toEqual([expect.not.stringContaining('may have delivered')]);
+      expect(levelsPaged(incident, undefined)).toEqual([]);
+      expect(failures).toEqual([expect.not.stringContaining('may have delivered')]);
     });
   });
 
