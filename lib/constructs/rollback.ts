@@ -362,7 +362,7 @@ export class Rollback extends Construct {
       firstActions: 'lire le message de la file DeadLetters du backout, puis npx atmr-dr rollback status ; au besoin npx atmr-dr rollback service.',
     });
 
-    this.rollbackMachine = this.rollbackWorkflow(props, steadyTimeout, clusterArn, tasksOfCluster);
+    this.rollbackMachine = this.rollbackWorkflow(props, steadyTimeout, clusterArn, tasksOfCluster, opsTableKey);
     this.bakeMachine = this.bakeWorkflow();
 
     this.alarmRule = new events.Rule(this, 'AlarmRule', {
@@ -454,7 +454,7 @@ export class Rollback extends Construct {
   }
 
   /** Guards -> (downgrade) -> UpdateService -> wait for steady -> checks -> report; every failure ends in the report. */
-  private rollbackWorkflow(props: RollbackProps, steadyTimeout: Duration, clusterArn: string, tasksOfCluster: string): sfn.StateMachine {
+  private rollbackWorkflow(props: RollbackProps, steadyTimeout: Duration, clusterArn: string, tasksOfCluster: string, opsTableKey: iam.PolicyStatement[]): sfn.StateMachine {
     const stack = Stack.of(this);
     const step = (id: string, payload: Record<string, unknown>) =>
       retryWhenThrottled(new tasks.LambdaInvoke(this, id, { lambdaFunction: this.steps.function, payload: sfn.TaskInput.fromObject(payload), payloadResponseOnly: true, retryOnServiceExceptions: true }));
@@ -469,8 +469,13 @@ export class Rollback extends Construct {
     // that times out or is killed returns no state, and the Report releases what that name still owns.
     const execution = sfn.JsonPath.stringAt('$$.Execution.Name');
     const report = step('Report', { ...withState('report'), execution });
-    const reportFailed = new sfn.Fail(this, 'ReportFailed', { error: 'BackoutReportFailed', causePath: '$.Cause' });
-    report.addCatch(reportFailed);
+    const reportFailed = new sfn.Fail(this, 'ReportFailed', { error: 'BackoutReportFailed', causePath: '$.reportError.Cause' });
+    // A Report that fails itself (times out, is killed, throws past its retries) released nothing: the
+    // lock this execution owns would stay for its life (steady timeout + 30 min), every alarm of the
+    // service skipping quietly as "another alarm's run", only the WorkflowFailed alarm paging. The
+    // state machine deletes it itself, with no Lambda (the one that just failed), before failing.
+    const lockRelease = this.releaseLockOfFailedReport(props, opsTableKey, reportFailed);
+    report.addCatch(lockRelease.start, { resultPath: '$.reportError' });
     // Paging is the report's job (incidents topic): the execution succeeds either way, so that the
     // "workflow failed" alarm means only that the report itself could not run.
     const paged = new sfn.Succeed(this, 'PagedAHuman', { comment: 'the report paged the incidents topic: a human decides' });
@@ -567,6 +572,7 @@ export class Rollback extends Construct {
       tracingEnabled: true,
       logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
     });
+    for (const statement of lockRelease.statements) machine.addToRolePolicy(statement);
     if (props.autoDowngradeMigrations ?? false) {
       for (const statement of migrationTaskStatements(stack, props, clusterArn, tasksOfCluster)) machine.addToRolePolicy(statement);
       machine.addToRolePolicy(
@@ -579,6 +585,63 @@ export class Rollback extends Construct {
       machine.addToRolePolicy(passTaskRoles('PassTheApiTaskRoles', props.taskRoleArns));
     }
     return machine;
+  }
+
+  /**
+   * The lock of a run whose Report failed, deleted by DynamoDB's direct integration if this execution
+   * still owns it (a condition on its owner, `$$.Execution.Name`: never another run's, nor a lock the
+   * Report released and another run took since), then ReportFailed whatever the delete answers
+   * (ConditionalCheckFailed: not ours, or already released). It mirrors the Report's rule:
+   *  - the lock is kept when a downgrade task may run (the migration task's error is
+   *    ECS.ServerException: RunTask may have started a task it never named), so that no second
+   *    downgrade starts; the Report keeps it then too (downgradeMayRun, which also reads the error's
+   *    Cause and the task: ASL cannot parse the Cause, so this keeps it on every ECS.ServerException);
+   *  - the release claims are not touched. A claim of a run whose Guards returned a state stays anyway
+   *    (that run went on to roll back). Only the claim of Guards that stopped after claiming and before
+   *    returning is released by the Report (releaseOwnedBy), and its key carries the release's ARN,
+   *    which only those Guards knew: finding it takes a Query and a delete per item, a Lambda's work.
+   *    Left over, such a claim makes the next alarm of that release page ("already rolled back
+   *    automatically once"), never skip quietly.
+   * The delete needs the service: an input without one (no alarm rule sends such) goes straight to ReportFailed.
+   */
+  private releaseLockOfFailedReport(props: RollbackProps, opsTableKey: iam.PolicyStatement[], reportFailed: sfn.Fail): { start: sfn.IChainable; statements: iam.PolicyStatement[] } {
+    const stack = Stack.of(this);
+    const release = new sfn.CustomState(this, 'ReleaseLockOfFailedReport', {
+      stateJson: {
+        Type: 'Task',
+        Resource: `arn:${stack.partition}:states:::dynamodb:deleteItem`,
+        Parameters: {
+          TableName: props.table.tableName,
+          // rollbackKey's own format, with the service filled in by Step Functions.
+          Key: { pk: { 'S.$': `States.Format('${rollbackKey('{}')}', $.service)` }, sk: { S: 'LOCK' } },
+          ConditionExpression: '#owner = :owner',
+          ExpressionAttributeNames: { '#owner': 'owner' },
+          ExpressionAttributeValues: { ':owner': { 'S.$': '$$.Execution.Name' } },
+        },
+        ResultPath: null,
+      },
+    });
+    release.addCatch(reportFailed, { resultPath: '$.lockReleaseError' });
+    release.next(reportFailed);
+    const services = [props.api, ...(props.workers ?? [])];
+    const statements = [
+      // DeleteItem of the ROLLBACK# partitions of the configured services only (LeadingKeys), not their LKG# history.
+      new iam.PolicyStatement({
+        sid: 'ReleaseTheLockOfAFailedReport',
+        actions: ['dynamodb:DeleteItem'],
+        resources: [props.table.tableArn],
+        conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': services.map((s) => rollbackKey(s.serviceName)) } },
+      }),
+      ...opsTableKey,
+    ];
+    const downgradeMayRun = '$.downgrade.taskError.Error';
+    // Choice rules are tried in order: the comparison is reached only when the error is present.
+    const start = new sfn.Choice(this, 'ReleaseTheLock')
+      .when(sfn.Condition.not(sfn.Condition.isPresent('$.service')), reportFailed)
+      .when(sfn.Condition.not(sfn.Condition.isPresent(downgradeMayRun)), release)
+      .when(sfn.Condition.stringEquals(downgradeMayRun, 'ECS.ServerException'), reportFailed)
+      .otherwise(release);
+    return { start, statements };
   }
 
   /** Wait the bake time (a Wait state, not a sleeping function), then record the release if it stayed clean. */

@@ -306,6 +306,59 @@ describe('Rollback construct (backout)', () => {
     expect(asl.States.Report.Parameters).toEqual({ action: 'report', 'state.$': '$', 'execution.$': '$$.Execution.Name' });
   });
 
+  it('lets the rollback workflow itself delete only the rollback items of the configured services (the lock of a failed Report), through the ops key by DynamoDB only', () => {
+    // Arrange: the statements of the rollback workflow's own role
+    const policies = template.findResources('AWS::IAM::Policy') as Record<string, { Properties: { Roles: unknown[]; PolicyDocument: { Statement: Statement[] } } }>;
+    const workflow = Object.values(policies).filter((p) => json(p.Properties.Roles).includes('RollbackRollbackWorkflowRole'));
+
+    // Act
+    const own = workflow.flatMap((p) => p.Properties.PolicyDocument.Statement);
+    const dynamo = own.filter((s) => actionsOf(s).some((a) => a.startsWith('dynamodb:')));
+    const kms = own.filter((s) => actionsOf(s).some((a) => a.startsWith('kms:')));
+
+    // Assert: DeleteItem alone, on the ops-state table, in the ROLLBACK# partitions only (never the LKG# history)
+    expect(dynamo).toHaveLength(1);
+    expect(actionsOf(dynamo[0])).toEqual(['dynamodb:DeleteItem']);
+    expect(json(dynamo[0].Resource)).toContain('OpsStateTableArn');
+    expect(dynamo[0].Condition).toEqual({ 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['ROLLBACK#atmr-api', 'ROLLBACK#atmr-celery-worker'] } });
+    expect(kms).toHaveLength(1);
+    expect(json(kms[0].Resource)).toContain('OpsKeyArn');
+    expect(kms[0].Condition).toEqual({ StringEquals: { 'kms:ViaService': 'dynamodb.eu-west-3.amazonaws.com' } });
+    expect(actionsOf(kms[0])).not.toContain('kms:ReEncrypt*');
+  });
+
+  it('deletes the lock its execution still owns when the Report fails, unless a downgrade may run, then fails as BackoutReportFailed whatever the delete answers', () => {
+    const machines = template.findResources('AWS::StepFunctions::StateMachine');
+    const definition = Object.entries(machines).find(([id]) => id.startsWith('RollbackRollbackWorkflow'))![1].Properties.DefinitionString as { 'Fn::Join': [string, unknown[]] };
+    const asl = JSON.parse(definition['Fn::Join'][1].map((part) => (typeof part === 'string' ? part : 'TOKEN')).join('')) as { States: Record<string, Record<string, unknown>> };
+
+    // The Report's error is kept beside its state (the Choice reads the state, ReportFailed the error).
+    expect(asl.States.Report.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.reportError', Next: 'ReleaseTheLock' }]);
+    expect(asl.States.ReleaseTheLock).toMatchObject({
+      Choices: [
+        { Not: { Variable: '$.service', IsPresent: true }, Next: 'ReportFailed' },
+        { Not: { Variable: '$.downgrade.taskError.Error', IsPresent: true }, Next: 'ReleaseLockOfFailedReport' },
+        { Variable: '$.downgrade.taskError.Error', StringEquals: 'ECS.ServerException', Next: 'ReportFailed' },
+      ],
+      Default: 'ReleaseLockOfFailedReport',
+    });
+    expect(asl.States.ReleaseLockOfFailedReport).toEqual({
+      Type: 'Task',
+      Resource: 'arn:TOKEN:states:::dynamodb:deleteItem',
+      Parameters: {
+        TableName: 'TOKEN',
+        Key: { pk: { 'S.$': "States.Format('ROLLBACK#{}', $.service)" }, sk: { S: 'LOCK' } },
+        ConditionExpression: '#owner = :owner',
+        ExpressionAttributeNames: { '#owner': 'owner' },
+        ExpressionAttributeValues: { ':owner': { 'S.$': '$$.Execution.Name' } },
+      },
+      ResultPath: null,
+      Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.lockReleaseError', Next: 'ReportFailed' }],
+      Next: 'ReportFailed',
+    });
+    expect(asl.States.ReportFailed).toEqual({ Type: 'Fail', Error: 'BackoutReportFailed', CausePath: '$.reportError.Cause' });
+  });
+
   it('bakes for the configured time with a Wait state', () => {
     const machines = template.findResources('AWS::StepFunctions::StateMachine');
     const bake = Object.entries(machines).find(([id]) => id.startsWith('RollbackBakeWorkflow'))![1];

@@ -4,7 +4,7 @@ import { DescribeServicesCommand, UpdateServiceCommand } from '@aws-sdk/client-e
 import { PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { PublishCommand } from '@aws-sdk/client-sns';
 import { GetParameterCommand, PutParameterCommand } from '@aws-sdk/client-ssm';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DeleteItemCommand, DeleteItemCommandInput, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { Template } from 'aws-cdk-lib/assertions';
 import { ExecutionError, StateMachine } from 'aws-local-stepfunctions';
@@ -28,7 +28,7 @@ import { alarmEvent, arrangeHappyAws, BAD, GOOD, lkg, LocalDynamo, metricData, m
  */
 const mocks: Mocks = mockBackoutAws();
 
-type Definition = { States: Record<string, { Type: string }> } & Record<string, unknown>;
+type Definition = { States: Record<string, { Type: string; Resource?: string }> } & Record<string, unknown>;
 
 /** The two state machines' ASL, CloudFormation tokens replaced by placeholders. */
 function synthesizeDefinitions(): { rollback: Definition; bake: Definition } {
@@ -156,16 +156,40 @@ interface RunOptions {
   readonly migration?: (input: Record<string, unknown>) => Promise<unknown>;
   /** In place of the Guards Lambda (its task input: the payload the definition builds). */
   readonly guards?: (input: Record<string, unknown>) => Promise<unknown>;
+  /** In place of the Report Lambda. */
+  readonly report?: (input: Record<string, unknown>) => Promise<unknown>;
   /** The execution's name ($$.Execution.Name). @default a fresh one per run */
   readonly execution?: string;
 }
 
+/** What each DeleteItem of the workflow's DynamoDB integration did in the last execution: 'deleted' or the error's name. */
+let deletes: string[] = [];
+/**
+ * A task of Step Functions' DynamoDB integration (dynamodb:deleteItem), sent to the file's dynalite:
+ * its Parameters are DeleteItem's own input, on the test's table; errors are named as the integration
+ * names them (DynamoDB.ConditionalCheckFailedException).
+ */
+async function dynamoDeleteItem(parameters: unknown): Promise<unknown> {
+  try {
+    await dynamo.client.send(new DeleteItemCommand({ ...(parameters as DeleteItemCommandInput), TableName: tableName }));
+    deletes.push('deleted');
+    return {};
+  } catch (error) {
+    deletes.push((error as Error).name);
+    throw Object.assign(new Error((error as Error).message), { name: `DynamoDB.${(error as Error).name}` });
+  }
+}
+
 async function execute(input: unknown, options: RunOptions = {}): Promise<{ output?: unknown; error?: ExecutionError; states: string[] }> {
   const machine = new StateMachine(definitions.rollback as never, { validationOptions: { checkArn: false, checkPaths: false } });
-  const lambdaTasks = Object.entries(definitions.rollback.States).filter(([name, s]) => s.Type === 'Task' && name !== 'RunMigrationDowngrade');
+  // The steps function's tasks (their Resource is the function itself): not the ECS and DynamoDB integrations.
+  const lambdaTasks = Object.entries(definitions.rollback.States).filter(([, s]) => s.Type === 'Task' && s.Resource?.includes(':function:'));
   const handlers: Record<string, (input: unknown) => Promise<unknown>> = Object.fromEntries(lambdaTasks.map(([name]) => [name, (i: unknown) => step(i)]));
   handlers.RunMigrationDowngrade = (options.migration as ((input: unknown) => Promise<unknown>) | undefined) ?? (() => Promise.reject(new Error('migration task not expected')));
   if (options.guards) handlers.Guards = options.guards as (input: unknown) => Promise<unknown>;
+  if (options.report) handlers.Report = options.report as (input: unknown) => Promise<unknown>;
+  handlers.ReleaseLockOfFailedReport = dynamoDeleteItem;
+  deletes = [];
   const states: string[] = [];
   const execution = machine.run(input as never, {
     context: { Execution: { Name: options.execution ?? randomUUID() } },
@@ -704,6 +728,73 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(lastMessage()?.Message).not.toMatch(/Released what the guards/);
     expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toMatchObject({ owner: 'exec-other' });
     expect(await claimReleaseRollback(dynamo.doc, tableName, { service: 'atmr-api', taskDefinitionArn: BAD, owner: 'later', now: new Date() })).toBe(false);
+  });
+
+  describe('a Report that fails itself (no Lambda left to release anything)', () => {
+    /** What Step Functions reports for a Lambda killed without an error type (out of memory, the sandbox gone). */
+    const killed = () => Object.assign(new Error('The cause could not be determined because Lambda did not return an error type.'), { name: 'Lambda.Unknown' });
+    /** The execution ended in ReportFailed: its error and cause. */
+    const failure = (result: { error?: ExecutionError }) => {
+      const cause = result.error?.cause as Error | undefined;
+      return { error: cause?.name, cause: cause?.message };
+    };
+    const claimOf = async () => (await dynamo.doc.send(new GetCommand({ TableName: tableName, Key: { pk: 'ROLLBACK#atmr-api', sk: `RELEASE#${BAD}` }, ConsistentRead: true }))).Item;
+
+    it.each([
+      ['times out (States.Timeout)', timedOut],
+      ['is killed (Lambda.Unknown)', killed],
+    ])('releases the lock of its own execution when the Report %s, keeps the release claim of the rollback it did, and fails as BackoutReportFailed', async (_why, error) => {
+      // Arrange: the real guards take the lock and claim the release as this execution, the rollback runs
+      await loadHandler();
+      await seedLkg(dynamo.doc, lkg({ alembicHead: 'bbb222' }), tableName);
+      let reports = 0;
+      const report = async () => {
+        reports += 1;
+        expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toMatchObject({ owner: 'exec-report-failed' });
+        throw error();
+      };
+
+      // Act
+      const result = await execute(alarm(), { report, execution: 'exec-report-failed' });
+
+      // Assert: the execution fails with the Report's error; the lock is free, the claim of the rollback done stays
+      expect(reports).toBeGreaterThan(0);
+      expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
+      expect(failure(result)).toEqual({ error: 'BackoutReportFailed', cause: error().message });
+      expect(deletes).toEqual(['deleted']);
+      expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toBeNull();
+      expect(await claimOf()).toMatchObject({ owner: 'exec-report-failed' });
+    });
+
+    it('leaves the lock of another execution alone when the Report fails, and still fails as BackoutReportFailed', async () => {
+      // Arrange: another alarm's run holds the lock; this run's Guards stop before taking anything, then its Report fails
+      await loadHandler();
+      await seedLkg(dynamo.doc, lkg({ alembicHead: 'bbb222' }), tableName);
+      await acquireLock(dynamo.doc, tableName, lockOf('exec-other'));
+
+      // Act
+      const result = await execute(alarm(), { guards: () => Promise.reject(timedOut()), report: () => Promise.reject(killed()), execution: 'exec-report-failed' });
+
+      // Assert
+      expect(failure(result)).toEqual({ error: 'BackoutReportFailed', cause: killed().message });
+      expect(deletes).toEqual(['ConditionalCheckFailedException']);
+      expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toMatchObject({ owner: 'exec-other' });
+    });
+
+    it('keeps the lock when a downgrade task may run (ECS failed on RunTask) and the Report fails: no second downgrade may start', async () => {
+      // Arrange: ECS answers RunTask with a 5xx, which it may send after the task was created
+      await loadHandler({ autoDowngradeMigrations: true });
+      await seedLkg(dynamo.doc, undefined, tableName);
+      const migration = () => Promise.reject(Object.assign(new Error('Service Unavailable (Service: AmazonECS; Status Code: 500; Error Code: ServerException)'), { name: 'ECS.ServerException' }));
+
+      // Act
+      const result = await execute(alarm(), { migration, report: () => Promise.reject(timedOut()), execution: 'exec-report-failed' });
+
+      // Assert
+      expect(failure(result)).toEqual({ error: 'BackoutReportFailed', cause: timedOut().message });
+      expect(deletes).toEqual([]);
+      expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toMatchObject({ owner: 'exec-report-failed', holder: { kind: 'migration-downgrade' } });
+    });
   });
 
   it('rolls back when Step Functions runs the Guards again after the first run took the lock and claimed the release but its answer was lost (Lambda.ServiceException)', async () => {
