@@ -70,6 +70,22 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
     expect((await readLock(suite.dynamo.doc, tableName, 'atmr-api', now))?.owner).toBe('exec-1');
   });
 
+  it.each([
+    ['its own execution (a claim whose answer was lost, or made by a Guards run that Step Functions runs again): it proceeds', 'exec-1', { decision: 'proceed' }],
+    ['another execution: refused as today, with a page', 'exec-2', { decision: 'notify', page: true, reason: `${BAD} was already rolled back automatically once: no second automatic rollback of the same release` }],
+  ])('meets a release claim already written by %s', async (_who, claimOwner, expected) => {
+    // Arrange: the release's claim is already in the table, written by claimOwner
+    const tableName = await suite.dynamo.freshTable();
+    await seedLkg(suite.dynamo.doc, undefined, tableName);
+    await claimReleaseRollback(suite.dynamo.doc, tableName, { service: 'atmr-api', taskDefinitionArn: BAD, owner: claimOwner, now: new Date('2026-06-01T10:00:30Z') });
+
+    // Act: the guards of execution exec-1
+    const state = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput(), 'exec-1');
+
+    // Assert
+    expect(state).toMatchObject(expected);
+  });
+
   it('claims a release once only', async () => {
     const tableName = await suite.dynamo.freshTable();
     const claim = { service: 'atmr-api', taskDefinitionArn: BAD, owner: 'a', now: new Date() };
