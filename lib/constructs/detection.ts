@@ -12,6 +12,7 @@ import type { ProbeEnvironment } from '../../lambdas/detection/settings';
 import type { DetectionConfig, EnvironmentConfig } from '../config';
 import type { DashboardGraph } from './dashboard';
 import { deadLettersAlarm } from './dead-letters';
+import { putEventsOnDefaultBus } from './event-bus-statements';
 import { HealthProbe, HealthProbeProps, PROBE_METRICS, probeMetric } from './health-probe';
 import { RunbookAlarm, RunbookAlarmProps, sumOfCounts } from './runbook-alarm';
 
@@ -685,7 +686,7 @@ export class Detection extends Construct {
           actions: ['ecs:DescribeServices', 'ecs:UpdateService'],
           resources: Object.values(ecs.services).map((service) => stack.formatArn({ service: 'ecs', resource: 'service', resourceName: `${ecs.clusterName}/${service.serviceName}` })),
         }),
-        new iam.PolicyStatement({ sid: 'AnnounceOnTheDefaultBus', actions: ['events:PutEvents'], resources: [stack.formatArn({ service: 'events', resource: 'event-bus', resourceName: 'default' })] }),
+        putEventsOnDefaultBus(stack, 'AnnounceOnTheDefaultBus'),
       );
     }
     if (rds) {

@@ -15,6 +15,7 @@ import { RULE_TAG_KEY } from '../../lambdas/killswitch/enforcer';
 import { ANSWERED_OUTSIDE_MAINTENANCE_METRIC, MAINTENANCE_RULE_REMOVAL_GRACE_SECONDS } from '../../lambdas/killswitch/maintenance-responder';
 import { KILLSWITCH_INVALID_METRIC, KILLSWITCH_MODE_METRIC } from '../../lambdas/killswitch/notify';
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
+import { putEventsOnDefaultBus } from './event-bus-statements';
 import { acknowledgeHouseFunctionFindings, deadLetterAsyncFailures, HouseFunction } from './house-function';
 import { KillswitchParameter } from './killswitch-parameter';
 import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
@@ -275,12 +276,7 @@ export class Killswitch extends Construct {
     const notifierRole = this.notifier.function.role as iam.IRole;
     notifierRole.addToPrincipalPolicy(readParameter);
     props.incidentsTopic.grantPublish(notifierRole);
-    notifierRole.addToPrincipalPolicy(
-      new iam.PolicyStatement({
-        actions: ['events:PutEvents'],
-        resources: [stack.formatArn({ service: 'events', resource: 'event-bus', resourceName: 'default' })],
-      }),
-    );
+    notifierRole.addToPrincipalPolicy(putEventsOnDefaultBus(stack));
     notifierRole.addToPrincipalPolicy(
       new iam.PolicyStatement({
         actions: ['scheduler:CreateSchedule', 'scheduler:DeleteSchedule'],

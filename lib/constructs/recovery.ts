@@ -13,6 +13,7 @@ import { COPY_BUSY_ERROR, LOGIN_REFUSED_ERROR, PASSWORD_RESET_MAX_SECONDS, RECOV
 import { metricsNamespace } from '../../lambdas/shared/constants';
 import { nagRender } from '../nag';
 import { decryptSecretStatement, restoreEncryptedStorageStatement } from './database-statements';
+import { putEventsOnDefaultBus } from './event-bus-statements';
 import { HouseFunction, VPC_MANAGED_POLICY_ACKNOWLEDGEMENTS } from './house-function';
 import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 
@@ -509,11 +510,7 @@ export function recoveryStatements(stack: Stack, props: RecoveryProps): iam.Poli
       resources: [props.opsTableKey.keyArn],
       conditions: { StringEquals: { 'kms:ViaService': `dynamodb.${stack.region}.amazonaws.com` } },
     }),
-    new iam.PolicyStatement({
-      sid: 'AnnounceRecovery',
-      actions: ['events:PutEvents'],
-      resources: [stack.formatArn({ service: 'events', resource: 'event-bus', resourceName: 'default' })],
-    }),
+    putEventsOnDefaultBus(stack, 'AnnounceRecovery'),
     new iam.PolicyStatement({
       sid: 'PublishRecoverySeconds',
       actions: ['cloudwatch:PutMetricData'],

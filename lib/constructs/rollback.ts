@@ -17,6 +17,7 @@ import { RUN_TASK_NOT_STARTED_ERRORS } from '../../lambdas/backout/migration';
 import { BACKOUT_SETTINGS_ENV, BackoutSettings, pinParameterPrefix } from '../../lambdas/backout/settings';
 import { lkgKey, rollbackKey } from '../../lambdas/backout/state';
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
+import { putEventsOnDefaultBus } from './event-bus-statements';
 import { urlPort } from './health-probe';
 import { HouseFunction, retryWhenThrottled, VPC_MANAGED_POLICY_ACKNOWLEDGEMENTS } from './house-function';
 import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
@@ -261,11 +262,7 @@ export class Rollback extends Construct {
       new iam.PolicyStatement({ sid: 'TagThePinnedRevisions', actions: ['ecs:TagResource'], resources: familyArns, conditions: { StringEquals: { 'ecs:CreateAction': 'RegisterTaskDefinition' } } }),
       passTaskRoles('PassTheApiTaskRolesToPinnedRevisions', props.taskRoleArns),
     ];
-    const announce = new iam.PolicyStatement({
-      sid: 'AnnounceOnTheDefaultBus',
-      actions: ['events:PutEvents'],
-      resources: [stack.formatArn({ service: 'events', resource: 'event-bus', resourceName: 'default' })],
-    });
+    const announce = putEventsOnDefaultBus(stack, 'AnnounceOnTheDefaultBus');
     const snapshotBeforeDowngrade = [
       new iam.PolicyStatement({ sid: 'SnapshotBeforeDowngrade', actions: ['rds:CreateDBSnapshot', 'rds:DescribeDBInstances'], resources: [dbArn] }),
       new iam.PolicyStatement({ sid: 'NameTheSnapshot', actions: ['rds:CreateDBSnapshot', 'rds:AddTagsToResource'], resources: [snapshotArns] }),
