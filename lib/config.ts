@@ -296,6 +296,12 @@ export const RecoveryEndpointSchema = z.discriminatedUnion('kind', [
     kind: z.literal('secretHost'),
     /** The secret the API reads. @default database.secretArn */
     secretArn: secretArn.optional(),
+    /**
+     * KMS key of `secretArn`, when it is not the AWS-managed one: the cutover's read and write of the
+     * secret make Secrets Manager decrypt and generate data keys with it, as the on-call.
+     * @default database.secretKmsKeyArn when the secret is database.secretArn, else none
+     */
+    secretKmsKeyArn: kmsKeyArn.optional(),
   }),
   z.strictObject({
     /** An SSM String parameter holding `host` or `host:port`, read by the API at start. */
@@ -793,6 +799,14 @@ export const EnvironmentConfigSchema = z.strictObject({
         : `the default prefix "${prefix}" covers the production instance ${production}, which the recovery workflow must never modify nor delete: set a prefix it does not start with, ${example}`,
     });
   }
+  // Without its own secretArn the endpoint secret is database.secretArn, whose key is database.secretKmsKeyArn's.
+  if (recovery.endpoint.kind === 'secretHost' && recovery.endpoint.secretKmsKeyArn && !recovery.endpoint.secretArn) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['recovery', 'endpoint', 'secretKmsKeyArn'],
+      message: `names the key of no secret: without recovery.endpoint.secretArn the endpoint secret is database.secretArn, whose key is database.secretKmsKeyArn; set the key there, or set recovery.endpoint.secretArn to the secret this key encrypts`,
+    });
+  }
   const secretArn = recovery.endpoint.kind === 'secretHost' ? (recovery.endpoint.secretArn ?? env.database.secretArn) : undefined;
   // An RDS-managed master secret (`...:secret:rds!db-<id>`) holds no host, and RDS rewrites it at each rotation.
   if (recovery.enabled && secretArn?.includes(':secret:rds!')) {
@@ -1220,6 +1234,16 @@ export function resolveRecoveryConfig(config: EnvironmentConfig): ResolvedRecove
     ...recovery,
     criticalQueries: recovery.criticalQueries ?? config.restoreTest.criticalQueries,
     newInstancePrefix: recovery.newInstancePrefix ?? defaultNewInstancePrefix(config.database.instanceIdentifier),
-    endpoint: recovery.endpoint.kind === 'secretHost' ? { kind: 'secretHost', secretArn: recovery.endpoint.secretArn ?? config.database.secretArn } : recovery.endpoint,
+    endpoint: recovery.endpoint.kind === 'secretHost' ? resolveEndpointSecret(recovery.endpoint, config.database) : recovery.endpoint,
   };
+}
+
+/** The endpoint secret (database.secretArn by default) and its customer-managed key, when it has one. */
+function resolveEndpointSecret(
+  endpoint: { readonly secretArn?: string; readonly secretKmsKeyArn?: string },
+  database: { readonly secretArn: string; readonly secretKmsKeyArn?: string },
+): { kind: 'secretHost'; secretArn: string; secretKmsKeyArn?: string } {
+  const secretArn = endpoint.secretArn ?? database.secretArn;
+  const secretKmsKeyArn = endpoint.secretKmsKeyArn ?? (secretArn === database.secretArn ? database.secretKmsKeyArn : undefined);
+  return { kind: 'secretHost', secretArn, ...(secretKmsKeyArn && { secretKmsKeyArn }) };
 }

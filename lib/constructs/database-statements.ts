@@ -28,6 +28,17 @@ export function decryptSecretStatement(stack: Stack, keyArn: string, sid?: strin
 }
 
 /**
+ * `kms:Decrypt` and `kms:GenerateDataKey` with the customer key of a secret, only when Secrets
+ * Manager asks for them: reading the secret decrypts its data key, writing a new value
+ * (PutSecretValue) has Secrets Manager generate one, both with the caller's rights.
+ */
+export function readAndWriteSecretStatement(stack: Stack, keyArn: string, sid: string): iam.PolicyStatement {
+  const statement = decryptSecretStatement(stack, keyArn, sid);
+  statement.addActions('kms:GenerateDataKey');
+  return statement;
+}
+
+/**
  * `kms:CreateGrant` and `kms:DescribeKey` on the customer-managed key of the instance's storage,
  * only when RDS asks for them: a point-in-time restore of an instance encrypted with that key
  * creates a grant on it for the new instance, with the caller's rights (without them RDS refuses

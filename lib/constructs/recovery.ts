@@ -12,7 +12,7 @@ import { Construct } from 'constructs';
 import { COPY_BUSY_ERROR, LOGIN_REFUSED_ERROR, PASSWORD_RESET_MAX_SECONDS, RECOVERY_ENV, RECOVERY_PURPOSE_TAG, RECOVERY_SERVICE } from '../../lambdas/recovery/contract';
 import { metricsNamespace } from '../../lambdas/shared/constants';
 import { nagRender } from '../nag';
-import { decryptSecretStatement, restoreEncryptedStorageStatement } from './database-statements';
+import { decryptSecretStatement, readAndWriteSecretStatement, restoreEncryptedStorageStatement } from './database-statements';
 import { putEventsOnDefaultBus } from './event-bus-statements';
 import { HouseFunction, VPC_MANAGED_POLICY_ACKNOWLEDGEMENTS } from './house-function';
 import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
@@ -246,6 +246,10 @@ export class Recovery extends Construct {
             resources: [stack.formatArn({ service: 'ssm', resource: 'parameter', resourceName: cutover.endpoint.parameterName.replace(/^\//, '') })],
           })
         : new iam.PolicyStatement({ sid: 'SwitchTheEndpointSecret', actions: ['secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue'], resources: [cutover.endpoint.secretArn ?? props.database.secretArn] });
+    // Secrets Manager reads and writes a secret under a customer-managed key with the caller's KMS
+    // rights: without them the switch ends AccessDenied half-way through the cutover. The workflow's
+    // function never touches the endpoint (the cutover is the on-call's alone): it gets none of this.
+    const endpointKey = cutover.endpoint.kind === 'secretHost' && cutover.endpoint.secretKmsKeyArn;
     const statements = [
       ...shared,
       new iam.PolicyStatement({ sid: 'StartRecoveries', actions: ['states:StartExecution'], resources: [this.stateMachine.stateMachineArn] }),
@@ -259,6 +263,7 @@ export class Recovery extends Construct {
       // backup retention to 0, which deletes the instance's automated backups).
       new iam.PolicyStatement({ sid: 'ProtectTheNewProduction', actions: ['rds:ModifyDBInstance'], resources: [recovered], conditions: purposeTagged }),
       endpoint,
+      ...(endpointKey ? [readAndWriteSecretStatement(stack, endpointKey, 'SwitchTheEndpointSecretKey')] : []),
       new iam.PolicyStatement({
         sid: 'RedeployTheServices',
         actions: ['ecs:DescribeServices', 'ecs:UpdateService'],
@@ -425,8 +430,11 @@ export class Recovery extends Construct {
 
 /** Where the cutover switches the API's database endpoint and which services it redeploys (the resolved `recovery` config). */
 export interface RecoveryCutoverTargets {
-  /** `secretHost`: its `secretArn` (@default the database secret, `database.secretArn`); `ssmParameter`: its parameter. */
-  readonly endpoint: { readonly kind: 'secretHost'; readonly secretArn?: string } | { readonly kind: 'ssmParameter'; readonly parameterName: string };
+  /**
+   * `secretHost`: its `secretArn` (@default the database secret, `database.secretArn`) and the
+   * secret's customer-managed key, if any; `ssmParameter`: its parameter.
+   */
+  readonly endpoint: { readonly kind: 'secretHost'; readonly secretArn?: string; readonly secretKmsKeyArn?: string } | { readonly kind: 'ssmParameter'; readonly parameterName: string };
   readonly ecs: { readonly clusterArn: string; readonly serviceNames: readonly string[] };
 }
 

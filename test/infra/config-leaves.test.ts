@@ -124,12 +124,26 @@ function candidates(value: unknown): unknown[] {
   return [ALTERNATIVES[text], `x${text}`, bumped, `${text}x`].filter((v) => v !== undefined && v !== text);
 }
 
+/** Both synthesized templates of `environment`, as one text. */
+function templatesOf(environment: Json): string {
+  const synthesized = synthesizeApp({ environment });
+  return JSON.stringify([synthesized.dataTemplate.toJSON(), synthesized.opsTemplate.toJSON()]);
+}
+
+/** The first of these environments that the config accepts. */
+function firstValid(environments: Json[]): Json | undefined {
+  return environments.find((raw) => {
+    try {
+      parseEnvironmentConfig('example', raw);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
 describe('every leaf of the example config is read', () => {
   const example = exampleEnvironment();
-  const templatesOf = (environment: Json) => {
-    const synthesized = synthesizeApp({ environment });
-    return JSON.stringify([synthesized.dataTemplate.toJSON(), synthesized.opsTemplate.toJSON()]);
-  };
   // One baseline per set of sections left out (SHARED), synthesized once.
   const baselines = new Map<string, string>();
   const baselineOf = (environment: Json) => {
@@ -150,17 +164,7 @@ describe('every leaf of the example config is read', () => {
       shared?.align?.(raw, value as string);
       return raw;
     };
-    const changed = (
-      coupled ? [coupled(base)] : discriminated ? [setAt(base, path.slice(0, -1), discriminated)] : candidates(original).map(aligned)
-    )
-      .find((raw) => {
-        try {
-          parseEnvironmentConfig('example', raw);
-          return true;
-        } catch {
-          return false;
-        }
-      });
+    const changed = firstValid(coupled ? [coupled(base)] : discriminated ? [setAt(base, path.slice(0, -1), discriminated)] : candidates(original).map(aligned));
     if (!changed) throw new Error(`no valid change found for ${name} (${JSON.stringify(original)}): extend candidates()`);
 
     const templates = templatesOf(changed);
@@ -173,5 +177,32 @@ describe('every leaf of the example config is read', () => {
     }
     if (name in NOT_IN_TEMPLATES) expect([name, templates === baselineTemplates]).toEqual([name, true]);
     else expect([name, templates !== baselineTemplates]).toEqual([name, true]);
+  });
+});
+
+/**
+ * Optional leaves the example leaves out, each with the example changed to hold one: like the
+ * example's own leaves, each must change a synthesized template when it changes.
+ */
+const ABSENT_FROM_EXAMPLE: Record<string, (environment: Json) => Json> = {
+  // The example switches an SSM parameter: here the API reads its host from a secret of its own, under a customer key.
+  'recovery.endpoint.secretKmsKeyArn': (environment) =>
+    setAt(environment, ['recovery', 'endpoint'], {
+      kind: 'secretHost',
+      secretArn: 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/example/database-AbCdEf',
+      secretKmsKeyArn: 'arn:aws:kms:eu-west-3:111111111111:key/0a1b2c3d-0000-4000-8000-000000000001',
+    }),
+};
+
+describe('every optional leaf the example leaves out is read', () => {
+  it.each(Object.entries(ABSENT_FROM_EXAMPLE))('%s changes a synthesized template', (name, withLeaf) => {
+    // Arrange: the example holding the leaf, and the same with another valid value of it
+    const path = name.split('.');
+    const base = withLeaf(exampleEnvironment());
+    const changed = firstValid(candidates(getAt(base, path)).map((value) => setAt(base, path, value)));
+    if (!changed) throw new Error(`no valid change found for ${name}: extend candidates()`);
+
+    // Act + Assert
+    expect([name, templatesOf(changed) !== templatesOf(base)]).toEqual([name, true]);
   });
 });

@@ -220,6 +220,46 @@ describe('recover, recover status|cutover|abandon (the point-in-time recovery by
     expect(resourcesOf('ecs:UpdateService')).toEqual(expect.arrayContaining([ARN('ecs', 'service/atmr-prod/atmr-api')]));
   });
 
+  describe("the endpoint secret's customer-managed key (recovery.endpoint with kind secretHost)", () => {
+    const ENDPOINT_SECRET = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/example/api-database-host-AbCdEf';
+    const KEY = 'arn:aws:kms:eu-west-3:111111111111:key/0a1b2c3d-0000-4000-8000-000000000002';
+    const throughSecretsManager = { StringEquals: { 'kms:ViaService': 'secretsmanager.eu-west-3.amazonaws.com' } };
+    /** The on-call's and the workflow function's statements, for the example with this endpoint. */
+    const grantedWith = (endpoint: Json) => {
+      const raw = structuredClone(exampleEnvironment()) as Json & { recovery: Json };
+      raw.recovery = { ...raw.recovery, endpoint };
+      const { dataTemplate, opsTemplate } = synthesizeApp({ environment: raw });
+      const synthesized = [dataTemplate.toJSON(), opsTemplate.toJSON()] as { Resources: Record<string, Json> }[];
+      // The workflow function's role: the only policy with the restore statement.
+      const workflowRole = Object.values(synthesized[1].Resources).find((r) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties).includes('"RestoreToNewInstance"'))!;
+      return { onCall: statementsOf(synthesized, OPERATOR, 'RecoveryOperatorPolicy'), workflow: (workflowRole.Properties as { PolicyDocument: { Statement: Statement[] } }).PolicyDocument.Statement };
+    };
+
+    it('lets the cutover read and write the endpoint secret with its key, through Secrets Manager only: Secrets Manager decrypts and generates data keys with the caller\'s rights', () => {
+      // Arrange + Act
+      const { onCall } = grantedWith({ kind: 'secretHost', secretArn: ENDPOINT_SECRET, secretKmsKeyArn: KEY });
+
+      // Assert
+      expect(resourcesOf('secretsmanager:PutSecretValue', onCall)).toEqual([ENDPOINT_SECRET]);
+      expect(grantsOf(onCall, 'kms:GenerateDataKey')).toEqual(expect.arrayContaining([{ resource: KEY, condition: throughSecretsManager }]));
+      expect(grantsOf(onCall, 'kms:Decrypt')).toEqual(expect.arrayContaining([{ resource: KEY, condition: throughSecretsManager }]));
+      expect(onCall.find((s) => s.Sid === 'SwitchTheEndpointSecretKey')).toMatchObject({ Action: ['kms:Decrypt', 'kms:GenerateDataKey'], Resource: KEY });
+    });
+
+    it('grants no key for the endpoint secret when it is under the AWS-managed key, nor for an SSM parameter (the example)', () => {
+      const { onCall } = grantedWith({ kind: 'secretHost', secretArn: ENDPOINT_SECRET });
+
+      expect(onCall.filter((s) => s.Sid === 'SwitchTheEndpointSecretKey')).toEqual([]);
+      expect(operator.filter((s) => s.Sid === 'SwitchTheEndpointSecretKey')).toEqual([]);
+    });
+
+    it('gives the workflow function nothing of it: the cutover, the only reader and writer of the endpoint, is the on-call\'s', () => {
+      const { workflow } = grantedWith({ kind: 'secretHost', secretArn: ENDPOINT_SECRET, secretKmsKeyArn: KEY });
+
+      expect([grantsOf(workflow, 'kms:GenerateDataKey'), grantsOf(workflow, 'kms:Decrypt'), grantsOf(workflow, 'secretsmanager:PutSecretValue')].flat().filter((g) => g.resource === KEY || g.resource === ENDPOINT_SECRET)).toEqual([]);
+    });
+  });
+
   it('lets it read and write the RECOVERY# records only, beside the others of the table', () => {
     const recoveryRecords = grantsOf(operator, 'dynamodb:DeleteItem').filter((g) => JSON.stringify(g.condition).includes('RECOVERY#'));
 

@@ -9,6 +9,9 @@ const ROOT = path.join(__dirname, '..', '..');
 const EXAMPLE_SECRET = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-prod-AbCdEf';
 const OTHER_RDS_SECRET = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-0f0e0d0c-AbCdEf';
 const APP_SECRET = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/prod/database-AbCdEf';
+const OTHER_APP_SECRET = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/prod/api-database-host-AbCdEf';
+const DATABASE_KEY = 'arn:aws:kms:eu-west-3:111111111111:key/0a1b2c3d-0000-4000-8000-000000000001';
+const ENDPOINT_KEY = 'arn:aws:kms:eu-west-3:111111111111:key/0a1b2c3d-0000-4000-8000-000000000002';
 
 /** The example with its recovery block changed by `recovery`. */
 const withRecovery = (recovery: Record<string, unknown>) => ({ ...exampleEnvironment(), recovery: { ...(exampleEnvironment().recovery as object), ...recovery } });
@@ -44,6 +47,27 @@ describe('recovery config', () => {
     expect(example.recovery.endpoint).toEqual({ kind: 'ssmParameter', parameterName: '/atmr/example/database-host' });
     const raw = withRecovery({ endpoint: { kind: 'secretHost', secretArn: APP_SECRET } });
     expect(resolveRecoveryConfig(parseEnvironmentConfig('example', raw)).endpoint).toEqual({ kind: 'secretHost', secretArn: APP_SECRET });
+  });
+
+  it("resolves the endpoint secret's customer-managed key: its own with its own secret, database.secretKmsKeyArn's on database.secretArn, none otherwise", () => {
+    // Arrange: the database secret is the app's (secretHost on RDS's rds! secret is refused), under a customer key
+    const database = { ...(exampleEnvironment().database as object), secretArn: APP_SECRET, secretKmsKeyArn: DATABASE_KEY };
+    const endpointOf = (endpoint: Record<string, unknown>, db: object = database) => resolveRecoveryConfig(parseEnvironmentConfig('example', { ...withRecovery({ endpoint }), database: db })).endpoint;
+
+    // Act + Assert
+    expect(endpointOf({ kind: 'secretHost', secretArn: OTHER_APP_SECRET, secretKmsKeyArn: ENDPOINT_KEY })).toEqual({ kind: 'secretHost', secretArn: OTHER_APP_SECRET, secretKmsKeyArn: ENDPOINT_KEY });
+    expect(endpointOf({ kind: 'secretHost' })).toEqual({ kind: 'secretHost', secretArn: APP_SECRET, secretKmsKeyArn: DATABASE_KEY });
+    expect(endpointOf({ kind: 'secretHost', secretArn: APP_SECRET })).toEqual({ kind: 'secretHost', secretArn: APP_SECRET, secretKmsKeyArn: DATABASE_KEY });
+    // Another secret without a key of its own is under the AWS-managed key: the database's key is not its.
+    expect(endpointOf({ kind: 'secretHost', secretArn: OTHER_APP_SECRET })).toEqual({ kind: 'secretHost', secretArn: OTHER_APP_SECRET });
+  });
+
+  it('refuses at synth an endpoint key without its secret (the endpoint secret is then database.secretArn, whose key has its own field), naming the field and the fix', () => {
+    const raw = { ...withRecovery({ endpoint: { kind: 'secretHost', secretKmsKeyArn: ENDPOINT_KEY } }), database: { ...(exampleEnvironment().database as object), secretArn: APP_SECRET } };
+
+    expect(() => parseEnvironmentConfig('example', raw)).toThrow(
+      'config: environments.example.recovery.endpoint.secretKmsKeyArn: names the key of no secret: without recovery.endpoint.secretArn the endpoint secret is database.secretArn, whose key is database.secretKmsKeyArn; set the key there, or set recovery.endpoint.secretArn to the secret this key encrypts',
+    );
   });
 
   it.each([
