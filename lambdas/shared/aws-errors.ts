@@ -173,14 +173,16 @@ export function isTransientAwsError(error: unknown): boolean {
  * refused, throttled), so that the request did not take effect. A timeout, a reset socket, no
  * answer at all, a 5xx after the SDK's retries: the request may have taken effect. The error tells
  * the last attempt only. An answer the SDK retries (throttling, a corrected clock skew) after
- * earlier attempts may follow one that timed out after AWS took it; an answer it does not retry
- * (a refusal) is the one every earlier attempt of the same request got, or would have.
+ * earlier attempts may follow one that timed out after AWS took it; so may a throttle it does not
+ * know as one (SNS's KMSThrottling, a 400). An answer it does not retry and that depends on no
+ * load (a refusal) is the one every earlier attempt of the same request got, or would have.
  */
 export function refusedWithoutEffect(error: unknown): boolean {
   const metadata = (error as { readonly $metadata?: { readonly httpStatusCode?: number; readonly attempts?: number } } | null | undefined)?.$metadata;
   const status = metadata?.httpStatusCode;
   if (status === undefined || status < 400 || status > 499) return false;
-  return (metadata?.attempts ?? 1) <= 1 || !isTransientAwsError(error);
+  if ((metadata?.attempts ?? 1) <= 1) return true;
+  return !isTransientAwsError(error) && !/throttl/i.test(String((error as { name?: unknown }).name));
 }
 
 /**

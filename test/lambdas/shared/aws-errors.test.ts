@@ -203,6 +203,7 @@ describe('refusedWithoutEffect: whether a failed call surely did not take effect
     ['no attempt was answered (TimeoutError)', ['silence'], 2],
     ['SNS answered 500 to every attempt', [{ status: 500, code: 'InternalError' }], 2],
     ['an attempt timed out and the last was throttled (the first may have been taken)', ['silence', { status: 400, code: 'Throttled' }], 2],
+    ['an attempt timed out and the last was a KMS throttle, which the SDK does not retry (KMSThrottling, 400)', ['silence', { status: 400, code: 'KMSThrottling' }], 2],
   ])('false when %s', async (_case, answers, maxAttempts) => {
     const error = await publishAgainst(answers, maxAttempts);
 
