@@ -616,6 +616,12 @@ export class Rollback extends Construct {
           ExpressionAttributeValues: { ':owner': { 'S.$': '$$.Execution.Name' } },
         },
         ResultPath: null,
+        // One throttle or 5xx must not leave the lock for its life: tried again (about 7 s in all);
+        // a delete refused on its condition (not ours, or released already) is final.
+        Retry: [
+          { ErrorEquals: ['DynamoDB.ConditionalCheckFailedException'], MaxAttempts: 0 },
+          { ErrorEquals: ['States.ALL'], IntervalSeconds: 1, MaxAttempts: 3, BackoffRate: 2 },
+        ],
       },
     });
     release.addCatch(reportFailed, { resultPath: '$.lockReleaseError' });

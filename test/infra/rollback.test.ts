@@ -353,6 +353,11 @@ describe('Rollback construct (backout)', () => {
         ExpressionAttributeValues: { ':owner': { 'S.$': '$$.Execution.Name' } },
       },
       ResultPath: null,
+      // A throttle or a 5xx is tried again; a refusal on the owner's condition is final.
+      Retry: [
+        { ErrorEquals: ['DynamoDB.ConditionalCheckFailedException'], MaxAttempts: 0 },
+        { ErrorEquals: ['States.ALL'], IntervalSeconds: 1, MaxAttempts: 3, BackoffRate: 2 },
+      ],
       Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.lockReleaseError', Next: 'ReportFailed' }],
       Next: 'ReportFailed',
     });

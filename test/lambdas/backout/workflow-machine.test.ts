@@ -158,6 +158,8 @@ interface RunOptions {
   readonly guards?: (input: Record<string, unknown>) => Promise<unknown>;
   /** In place of the Report Lambda. */
   readonly report?: (input: Record<string, unknown>) => Promise<unknown>;
+  /** Errors DynamoDB answers the first DeleteItems of the integration with, one each, before it takes them (names without the DynamoDB. prefix). */
+  readonly deleteRefusals?: readonly string[];
   /** The execution's name ($$.Execution.Name). @default a fresh one per run */
   readonly execution?: string;
 }
@@ -188,7 +190,13 @@ async function execute(input: unknown, options: RunOptions = {}): Promise<{ outp
   handlers.RunMigrationDowngrade = (options.migration as ((input: unknown) => Promise<unknown>) | undefined) ?? (() => Promise.reject(new Error('migration task not expected')));
   if (options.guards) handlers.Guards = options.guards as (input: unknown) => Promise<unknown>;
   if (options.report) handlers.Report = options.report as (input: unknown) => Promise<unknown>;
-  handlers.ReleaseLockOfFailedReport = dynamoDeleteItem;
+  const refusals = [...(options.deleteRefusals ?? [])];
+  handlers.ReleaseLockOfFailedReport = (parameters: unknown) => {
+    const refusal = refusals.shift();
+    if (refusal === undefined) return dynamoDeleteItem(parameters);
+    deletes.push(refusal);
+    return Promise.reject(Object.assign(new Error(`${refusal} (test)`), { name: `DynamoDB.${refusal}` }));
+  };
   deletes = [];
   const states: string[] = [];
   const execution = machine.run(input as never, {
@@ -197,7 +205,7 @@ async function execute(input: unknown, options: RunOptions = {}): Promise<{ outp
       taskResourceLocalHandlers: handlers as never,
       waitTimeOverrides: { WaitForDeployment: 0, LetMetricsSettle: 0 },
       // The retry intervals are the definition's decision, not the test's time.
-      retryIntervalOverrides: { ...Object.fromEntries(lambdaTasks.map(([name]) => [name, 0])), RunMigrationDowngrade: 0 },
+      retryIntervalOverrides: { ...Object.fromEntries(lambdaTasks.map(([name]) => [name, 0])), RunMigrationDowngrade: 0, ReleaseLockOfFailedReport: 0 },
     },
   });
   try {
@@ -764,6 +772,20 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
       expect(deletes).toEqual(['deleted']);
       expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toBeNull();
       expect(await claimOf()).toMatchObject({ owner: 'exec-report-failed' });
+    });
+
+    it('tries the delete again when DynamoDB throttles it or answers 500, and releases the lock (one refusal must not leave it for its life)', async () => {
+      // Arrange: the real guards take the lock as this execution; DynamoDB throttles the first delete, then fails one with a 500
+      await loadHandler();
+      await seedLkg(dynamo.doc, lkg({ alembicHead: 'bbb222' }), tableName);
+
+      // Act
+      const result = await execute(alarm(), { report: () => Promise.reject(killed()), execution: 'exec-report-failed', deleteRefusals: ['ProvisionedThroughputExceededException', 'InternalServerError'] });
+
+      // Assert
+      expect(failure(result)).toEqual({ error: 'BackoutReportFailed', cause: killed().message });
+      expect(deletes).toEqual(['ProvisionedThroughputExceededException', 'InternalServerError', 'deleted']);
+      expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toBeNull();
     });
 
     it('leaves the lock of another execution alone when the Report fails, and still fails as BackoutReportFailed', async () => {
