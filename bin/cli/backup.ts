@@ -56,7 +56,7 @@ export function registerBackupCommands(program: Command): void {
         throw new OperatorError(`--plain-compressor ${plainCompressor} compresses the plain SQL, which --formats ${options.formats} does not produce: drop --plain-compressor, or add plain to --formats`, 2);
       }
       // Before the connection and the bucket: a cdk.json that cannot say it stops nothing half-done.
-      const complianceRetentionDays = tier === 'monthly' ? await monthlyComplianceLockDays(options.env) : undefined;
+      const complianceRetentionDays = tier === 'monthly' ? await monthlyComplianceLockDays(options) : undefined;
       const connection = await resolveConnection({ secretArn: options.databaseSecret });
       const bucket = await resolveBackupBucket(options);
 
@@ -95,11 +95,12 @@ export function registerBackupCommands(program: Command): void {
  * Read from the config only, not the stacks: the config is what was deployed, and the lock is a
  * choice the operator must not make per run.
  */
-async function monthlyComplianceLockDays(envFlag: string | undefined): Promise<number | undefined> {
+async function monthlyComplianceLockDays(options: { readonly env?: string; readonly bucket?: string }): Promise<number | undefined> {
   const { loadCliConfig } = await import('./cli-config');
-  const envName = envFlag ?? defaultEnvironmentName();
+  const envName = options.env ?? defaultEnvironmentName();
+  let days: number | undefined;
   try {
-    return loadCliConfig(envName).backups.monthlyComplianceLockDays;
+    days = loadCliConfig(envName).backups.monthlyComplianceLockDays;
   } catch (error) {
     // A wrong --env is its own line already.
     if (error instanceof OperatorError && /^no environment /.test(error.message)) throw error;
@@ -108,6 +109,17 @@ async function monthlyComplianceLockDays(envFlag: string | undefined): Promise<n
       2,
     );
   }
+  // A bucket named by --bucket or BACKUP_BUCKET may be another environment's than cdk.json's default,
+  // whose lock would then be sent to a bucket that may have no Object Lock (S3 refuses the upload once
+  // pg_dump runs): the operator names the environment whose lock applies.
+  const namedBucket = options.bucket !== undefined || Boolean(process.env.BACKUP_BUCKET?.trim());
+  if (days !== undefined && options.env === undefined && namedBucket) {
+    throw new OperatorError(
+      `a monthly backup is compliance-locked as its environment says, and environment ${envName} (cdk.json's default) locks monthly objects ${days} days: pass --env with the environment of the bucket given by ${options.bucket !== undefined ? '--bucket' : 'BACKUP_BUCKET'} (--env ${envName} if it is that one's); nothing was dumped`,
+      2,
+    );
+  }
+  return days;
 }
 
 /**

@@ -457,7 +457,7 @@ describe('atmr-dr backup --tier monthly, with the monthly tier locked in cdk.jso
     const started = Date.now();
     try {
       // Act
-      const monthly = await runCli(['backup', '--tier', 'monthly', '--formats', 'custom'], cliEnv(database, proxy.env), copy);
+      const monthly = await runCli(['backup', '--tier', 'monthly', '--formats', 'custom', '--env', 'example'], cliEnv(database, proxy.env), copy);
       const daily = await runCli(['backup', '--tier', 'daily', '--formats', 'custom'], cliEnv(database, proxy.env), copy);
 
       // Assert
@@ -477,6 +477,23 @@ describe('atmr-dr backup --tier monthly, with the monthly tier locked in cdk.jso
     } finally {
       await proxy.stop();
     }
+  });
+
+  it("refuses a monthly backup to a bucket named by BACKUP_BUCKET without --env when cdk.json's default environment locks monthly objects (the bucket may be another environment's, without Object Lock): one line, exit 2, nothing written", async () => {
+    // Arrange
+    const client = createS3Client(s3.env);
+    const copy = install(400);
+    const before = await listKeys(client, s3.bucket);
+
+    // Act
+    const monthly = await runCli(['backup', '--tier', 'monthly', '--formats', 'custom'], cliEnv(database, s3.env), copy);
+
+    // Assert
+    expect(monthly.stderr).toBe(
+      "atmr-dr: a monthly backup is compliance-locked as its environment says, and environment example (cdk.json's default) locks monthly objects 400 days: pass --env with the environment of the bucket given by BACKUP_BUCKET (--env example if it is that one's); nothing was dumped\n",
+    );
+    expect(monthly.status).toBe(2);
+    expect(await listKeys(client, s3.bucket)).toEqual(before);
   });
 
   it('refuses a monthly backup in one line when cdk.json cannot say the lock (exit 2, nothing written); the other tiers do not read it', async () => {
