@@ -175,8 +175,8 @@ export class DataStack extends Stack {
     const statements = [
       ...backupWriteStatements(bucketArn, keyArn).filter((statement) => statement.sid !== 'ReadPointersAndManifests'),
       ...restoreTestBucketStatements(bucketArn, keyArn).filter((statement) => statement.sid === 'ReadBackups' || statement.sid === 'WriteReports'),
-      // A monthly backup by hand is locked as the scheduled ones are (bin/cli/backup.ts).
-      ...monthlyLockStatements(bucketArn, monthlyComplianceLockDays),
+      // A monthly backup by hand is locked as the scheduled ones are (bin/cli/backup.ts), and no longer.
+      ...monthlyLockStatements(bucketArn, monthlyComplianceLockDays, true),
     ];
     // A managed policy: the role's inline policies share one 10,240-character budget with those its
     // owners attached (the role is not this app's).

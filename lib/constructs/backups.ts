@@ -630,10 +630,25 @@ export function backupWriteStatements(bucketArn: string, backupKeyArn: string): 
  * With `backups.monthlyComplianceLockDays`, every monthly object is uploaded under a compliance
  * retention (S3 authorizes the retention headers of a PutObject as s3:PutObjectRetention): the
  * runner's right, and the on-call's for `backup --tier monthly` (DataStack), one statement for both.
+ * `bounded` (the on-call's): compliance mode only, retained at most the configured days (one more for
+ * the clocks), so that a human's typo or a stolen session cannot put on an object, or extend on an
+ * existing one, a retention that nobody, not the account's root, can shorten.
  */
-export function monthlyLockStatements(bucketArn: string, monthlyComplianceLockDays: number | undefined): iam.PolicyStatement[] {
+export function monthlyLockStatements(bucketArn: string, monthlyComplianceLockDays: number | undefined, bounded = false): iam.PolicyStatement[] {
   if (monthlyComplianceLockDays === undefined) return [];
-  return [new iam.PolicyStatement({ sid: 'LockMonthlyBackups', actions: ['s3:PutObjectRetention'], resources: [`${bucketArn}/monthly/*`] })];
+  return [
+    new iam.PolicyStatement({
+      sid: 'LockMonthlyBackups',
+      actions: ['s3:PutObjectRetention'],
+      resources: [`${bucketArn}/monthly/*`],
+      ...(bounded && {
+        conditions: {
+          StringEquals: { 's3:object-lock-mode': 'COMPLIANCE' },
+          NumericLessThanEquals: { 's3:object-lock-remaining-retention-days': String(monthlyComplianceLockDays + 1) },
+        },
+      }),
+    }),
+  ];
 }
 
 /** Least privilege for the runner code: the bucket's backup prefixes, the key, the secret, the instance and its snapshots. */

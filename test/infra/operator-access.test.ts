@@ -315,6 +315,10 @@ describe('backup, backups list|verify, restore, restore-test (the backup bucket 
     // Assert: the runner's statement, on monthly/* only; without the config, none (above)
     expect(resourcesOf('s3:PutObjectRetention', locked)).toEqual(objects('monthly/*'));
     expect(resourcesOf('s3:PutObjectRetention', backupOperator)).toEqual([]);
+    // ...in compliance mode only, and for at most the configured days (one more for the clocks)
+    expect(grantsOf(locked, 's3:PutObjectRetention').map((g) => g.condition)).toEqual([
+      { StringEquals: { 's3:object-lock-mode': 'COMPLIANCE' }, NumericLessThanEquals: { 's3:object-lock-remaining-retention-days': '401' } },
+    ]);
   });
 
   it('grants no database secret: the login of backup, restore and restore-test is the operator\'s own (--database-secret)', () => {
