@@ -144,6 +144,8 @@ export function renderCfn(value: unknown): string {
   const v = value as Record<string, unknown>;
   if (v.Ref !== undefined) return `<${String(v.Ref)}>`;
   if (v['Fn::GetAtt']) return `<${(v['Fn::GetAtt'] as string[]).join('.')}>`;
+  // A name the Ops stack imports from the Data stack (the ops-state table's, in a state machine's definition).
+  if (v['Fn::ImportValue'] !== undefined) return `<import:${renderCfn(v['Fn::ImportValue'])}>`;
   if (v['Fn::Join']) {
     const [separator, parts] = v['Fn::Join'] as [string, unknown[]];
     return parts.map(renderCfn).join(separator);
