@@ -1,3 +1,5 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { App, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -64,5 +66,49 @@ describe('ApiServiceHealthChecks: the runbook probes on ECS', () => {
       DeploymentConfiguration: Match.objectLike({ DeploymentCircuitBreaker: { Enable: true, Rollback: true } }),
       HealthCheckGracePeriodSeconds: 30,
     });
+  });
+});
+
+/**
+ * The README's "Without CDK" commands are what a team whose service is not in CDK copies: they must
+ * set what the construct sets. A copy that checked /ready (PostgreSQL and Redis) would have ECS
+ * replace every API task during a database blip, and Backout-ApiNoHealthyHosts roll back a good release.
+ */
+describe("the README's health checks without CDK", () => {
+  const template = apiServiceTemplate();
+  const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
+
+  it('sets the target group as the construct does: /health every 10 s, 5 s timeout, unhealthy after 3, healthy after 2', () => {
+    // Arrange: the command of the bash block (a line of its own), its continuation lines joined.
+    const command = /^aws elbv2 modify-target-group (?:[^\n]*\\\n)*[^\n]*/m.exec(readme)?.[0].replace(/\\\n/g, ' ');
+    expect(command).toBeDefined();
+    const flag = (name: string) => new RegExp(`--${name} (\\S+)`).exec(command as string)?.[1];
+    const [targetGroup] = Object.values(template.findResources('AWS::ElasticLoadBalancingV2::TargetGroup')) as { Properties: Record<string, unknown> }[];
+
+    // Assert
+    expect({
+      path: flag('health-check-path'),
+      interval: Number(flag('health-check-interval-seconds')),
+      timeout: Number(flag('health-check-timeout-seconds')),
+      unhealthy: Number(flag('unhealthy-threshold-count')),
+      healthy: Number(flag('healthy-threshold-count')),
+      matcher: flag('matcher'),
+    }).toEqual({
+      path: targetGroup.Properties.HealthCheckPath,
+      interval: targetGroup.Properties.HealthCheckIntervalSeconds,
+      timeout: targetGroup.Properties.HealthCheckTimeoutSeconds,
+      unhealthy: targetGroup.Properties.UnhealthyThresholdCount,
+      healthy: targetGroup.Properties.HealthyThresholdCount,
+      matcher: `HttpCode=${(targetGroup.Properties.Matcher as { HttpCode: string }).HttpCode}`,
+    });
+  });
+
+  it("sets the container health check as the construct does", () => {
+    const block = /"healthCheck": (\{[\s\S]*?\n\})/.exec(readme)?.[1];
+    expect(block).toBeDefined();
+    const readmeCheck = JSON.parse(block as string) as Record<string, unknown>;
+    const [taskDefinition] = Object.values(template.findResources('AWS::ECS::TaskDefinition')) as { Properties: { ContainerDefinitions: { HealthCheck: Record<string, unknown> }[] } }[];
+    const check = taskDefinition.Properties.ContainerDefinitions[0].HealthCheck;
+    expect(readmeCheck).toEqual({ command: check.Command, interval: check.Interval, timeout: check.Timeout, retries: check.Retries, startPeriod: check.StartPeriod });
   });
 });
