@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { RESTORE_TEST_DEFAULTS } from '../../lambdas/restore/contract';
 import type { RestoreResult } from '../../lambdas/restore/restore';
+import type { RestoreTestReport } from '../../lambdas/restore/restore-test';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { countOf } from '../../lambdas/shared/format';
 import { quoteIdent, reopenDatabaseStatement } from '../../lambdas/shared/postgres';
@@ -217,7 +218,7 @@ export function registerRestoreCommands(program: Command): void {
         tempDir.remove();
       });
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify(report)}\n`);
+        process.stdout.write(`${JSON.stringify(restoreTestJson(report))}\n`);
       } else {
         // A failed report leads with why: a report pasted into a ticket must not say "no backup" when
         // the cause was a password.
@@ -251,6 +252,15 @@ function positiveSeconds(flag: string, value: string, example: number): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new OperatorError(`${flag} "${value}" is not a whole number of seconds; pass e.g. ${flag} ${example} (the default)`, 2);
   return n;
+}
+
+/**
+ * The report as `restore-test --json` prints it: DESIGN.md's contract names ok, rtoSeconds,
+ * rpoSeconds and tablesRestored, so a run stopped before it measured them (a wrong password, a
+ * failed backup) has them as null, not absent: a script reading `.rtoSeconds` gets a value it can test.
+ */
+function restoreTestJson(report: RestoreTestReport) {
+  return { ...report, rtoSeconds: report.rtoSeconds ?? null, rpoSeconds: report.rpoSeconds ?? null, tablesRestored: report.tablesRestored ?? null };
 }
 
 function restoreJson(result: RestoreResult) {

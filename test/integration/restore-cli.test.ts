@@ -672,6 +672,24 @@ describe('atmr-dr restore-test', () => {
     expect(databasesLike(cluster, report.scratchDatabase)).toEqual([]);
   });
 
+  it('--json of a run stopped before it measured anything still holds ok, rtoSeconds, rpoSeconds and tablesRestored (null), as the design promises', async () => {
+    // Arrange: no pg_restore on PATH, so the test stops before its backup
+    const binDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-path-'));
+    fs.symlinkSync(execFileSync('which', ['pg_dump'], { encoding: 'utf8' }).trim(), path.join(binDir, 'pg_dump'));
+
+    try {
+      // Act
+      const run = startCli(['restore-test', '--json'], { PGDATABASE: source, PATH: binDir });
+      const status = await run.exited;
+
+      // Assert
+      expect(status).toBe(1);
+      expect(JSON.parse(run.stdout())).toEqual(expect.objectContaining({ ok: false, rtoSeconds: null, rpoSeconds: null, tablesRestored: null, scratchCreated: false }));
+    } finally {
+      fs.rmSync(binDir, { recursive: true, force: true });
+    }
+  });
+
   it('with pg_restore missing from PATH, fails before its backup with one line naming the fix, and writes nothing to the bucket', async () => {
     // Arrange: a PATH holding pg_dump (the backup alone would succeed) but no pg_restore
     const binDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-path-'));
