@@ -185,7 +185,7 @@ export function registerRecoverCommands(program: Command): void {
     .option('--env <name>', 'cdk.json environment (default: cdk.json env)')
     .option('--table <name>', 'ops-state table (default: $ATMR_OPS_TABLE, else the Data stack output)')
     .option('--state-machine <arn>', 'recovery workflow (default: $ATMR_RECOVERY_STATE_MACHINE, else the Ops stack output)')
-    .option('--parameter <name>', 'killswitch parameter (default: $KILLSWITCH_PARAMETER, else the config)')
+    .option('--parameter <name>', 'killswitch parameter (default: $KILLSWITCH_PARAMETER, else the Data stack output of --env, else its config)')
     .option('--json', 'print results as JSON');
 
   const globals = () => recover.opts<RecoverGlobals & { toTime?: string; newInstance?: string; reason?: string; dryRun?: boolean }>();
