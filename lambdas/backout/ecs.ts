@@ -11,7 +11,7 @@ import {
   TaskDefinition,
   UpdateServiceCommand,
 } from '@aws-sdk/client-ecs';
-import { MISSING_SETTING_EXIT_CODE, missingAwsSetting } from '../shared/aws-errors';
+import { MISSING_SETTING_EXIT_CODE, missingAwsSetting, refusedWithoutEffect } from '../shared/aws-errors';
 import { OperatorError } from '../shared/errors';
 import { BackoutServiceSettings, BackoutSettings } from './settings';
 
@@ -242,6 +242,20 @@ export function assertFamily(service: BackoutServiceSettings, taskDefinitionArn:
   }
 }
 
+export const ROLLBACK_NOT_STARTED = 'RollbackNotStarted';
+
+/**
+ * A rollback whose UpdateService ECS is known not to have accepted: never sent, or refused outright
+ * (a 4xx such as AccessDenied, InvalidParameter, ClusterNotFound: refusedWithoutEffect). Its name is
+ * the RollOut step's error as Step Functions reports it (a Lambda's error type is the error's name),
+ * from which the report tells a rollout that changed nothing on ECS from one whose outcome is unknown
+ * (a timeout or a 5xx on UpdateService, the Lambda timed out or killed): only the first gives the
+ * release its once-per-release claim back.
+ */
+export class RollbackNotStarted extends OperatorError {
+  override readonly name = ROLLBACK_NOT_STARTED;
+}
+
 export async function updateServiceTo(ecs: ECSClient, settings: BackoutSettings, serviceName: string, taskDefinitionArn: string): Promise<{ deploymentId: string | null }> {
   try {
     const { service } = await ecs.send(new UpdateServiceCommand({ cluster: settings.clusterName, service: serviceName, taskDefinition: taskDefinitionArn }));
@@ -251,10 +265,9 @@ export async function updateServiceTo(ecs: ECSClient, settings: BackoutSettings,
     const name = (error as { name?: string }).name ?? 'Error';
     // Refused for a missing or expired login (the CLI's credentials): a setting, exit 2, with its fix.
     const missing = missingAwsSetting(error);
-    throw new OperatorError(
-      `backout: ECS refused UpdateService of ${serviceName} to ${taskDefinitionArn} (${name}: ${(error as Error).message})${missing ? `: ${missing}` : ''}; nothing was rolled back`,
-      missing ? MISSING_SETTING_EXIT_CODE : 1,
-    );
+    const message = `backout: ECS refused UpdateService of ${serviceName} to ${taskDefinitionArn} (${name}: ${(error as Error).message})${missing ? `: ${missing}` : ''}; nothing was rolled back`;
+    const exitCode = missing ? MISSING_SETTING_EXIT_CODE : 1;
+    throw refusedWithoutEffect(error) ? new RollbackNotStarted(message, exitCode) : new OperatorError(message, exitCode);
   }
 }
 

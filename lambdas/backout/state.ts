@@ -11,6 +11,8 @@ import { conditionalWrite, conditionalWriteOnce } from '../shared/conditional-wr
  */
 export const lkgKey = (service: string) => `LKG#${service}`;
 export const rollbackKey = (service: string) => `ROLLBACK#${service}`;
+/** The sort key of a release's once-per-release claim, in its service's ROLLBACK# partition. */
+const claimKey = (taskDefinitionArn: string) => `RELEASE#${taskDefinitionArn}`;
 
 const DAY = 86_400;
 const LKG_RETENTION_SECONDS = 365 * DAY;
@@ -299,7 +301,7 @@ export async function claimReleaseRollback(
     TableName: table,
     Item: {
       pk: rollbackKey(claim.service),
-      sk: `RELEASE#${claim.taskDefinitionArn}`,
+      sk: claimKey(claim.taskDefinitionArn),
       owner: claim.owner,
       at: claim.now.toISOString(),
       expiresAt: epoch(claim.now) + HISTORY_RETENTION_SECONDS,
@@ -309,6 +311,15 @@ export async function claimReleaseRollback(
     ExpressionAttributeValues: { ':owner': claim.owner },
   });
   return result.outcome !== 'refused';
+}
+
+/**
+ * Deletes `owner`'s claim of the release (an automatic run that changed nothing on ECS gives the
+ * release back its one automatic rollback); false when the claim is not `owner`'s (another run's, or
+ * never written) or is gone already.
+ */
+export async function releaseClaim(doc: DynamoDBDocumentClient, table: string, claim: { service: string; taskDefinitionArn: string; owner: string }): Promise<boolean> {
+  return deleteOwned(doc, table, claim.service, claimKey(claim.taskDefinitionArn), claim.owner);
 }
 
 export async function recordRollback(doc: DynamoDBDocumentClient, table: string, entry: RollbackHistoryEntry): Promise<void> {

@@ -14,7 +14,7 @@ import { readKillswitch } from '../killswitch/core';
 import { effectiveMode } from '../killswitch/value';
 import { EVENT_SOURCE } from '../shared/constants';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
-import { assertFamily, currentTaskDefinition, deploymentStatus, deploymentUnderway, describeRelease, describeService, imageRepository, isDigestReference, pinToRecordedDigests, ReleaseInfo, runningImageDigests, stoppedTasksSince, taskDefinitionFamily, UnderwayDeployment, underwayLine, updateServiceTo } from './ecs';
+import { assertFamily, currentTaskDefinition, ROLLBACK_NOT_STARTED, RollbackNotStarted, deploymentStatus, deploymentUnderway, describeRelease, describeService, imageRepository, isDigestReference, pinToRecordedDigests, ReleaseInfo, runningImageDigests, stoppedTasksSince, taskDefinitionFamily, UnderwayDeployment, underwayLine, updateServiceTo } from './ecs';
 import { addRollbackMetrics, RollbackMetric, rollbackMetrics } from './metrics';
 import {
   alembicCurrentCommandLine,
@@ -45,6 +45,7 @@ import {
   LockRecord,
   readLock,
   recordRollback,
+  releaseClaim,
   releaseLock,
   releaseOwnedBy,
   RollbackHistoryEntry,
@@ -110,6 +111,12 @@ export interface RollbackState {
   readonly page: boolean;
   readonly dryRun: boolean;
   readonly lockHeld: boolean;
+  /**
+   * The release (task definition) this run claimed as its one automatic rollback (RELEASE#<arn>),
+   * named just before the claim is written: a write that failed may still have been applied. The
+   * report gives the claim back when the run changed nothing on ECS (claimKeptBecause).
+   */
+  readonly claimed?: string;
   readonly from: ReleaseInfo | null;
   readonly to: { readonly taskDefinitionArn: string; readonly images: readonly string[]; readonly alembicHead: string | null } | null;
   /** The target's own revision runs, with other images than its bake recorded (retaggedRelease): what the report says of it. */
@@ -372,8 +379,14 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     if (automatic && !dryRun) {
       const until = await cooldownUntil(deps.doc, settings.tableName, serviceName, now);
       if (until) return notify(`cooldown: ${serviceName} was rolled back recently, no automatic rollback before ${until}`, true);
+      state = { ...state, claimed: currentArn };
       const first = await claimReleaseRollback(deps.doc, settings.tableName, { service: serviceName, taskDefinitionArn: currentArn, owner: state.owner, now });
-      if (!first) return notify(`${currentArn} was already rolled back automatically once: no second automatic rollback of the same release`, true);
+      if (!first) {
+        // Another run's claim: not this run's to give back.
+        const { claimed: _theirs, ...unclaimed } = state;
+        state = unclaimed;
+        return notify(`${currentArn} was already rolled back automatically once: no second automatic rollback of the same release`, true);
+      }
     }
     state = { ...state, downgrade };
     // A moved tag: the revision that runs is the target's own, so the history and the page name the bad digests.
@@ -449,16 +462,14 @@ export async function prepareDowngradeStep(deps: BackoutDeps, settings: BackoutS
 
 /** The .sync output (or Catch) of the migration task, as a plain result. */
 export function migrationTaskFromSync(state: RollbackState, containerName: string): MigrationTaskResult {
-  const task = state.downgrade.task ?? tryJson(state.downgrade.taskError?.Cause);
-  const get = (key: string) => (task?.[key] ?? task?.[key.charAt(0).toLowerCase() + key.slice(1)]) as unknown;
+  const get = syncTaskField(state);
   const containers = (get('Containers') ?? []) as Record<string, unknown>[];
   const container = containers.find((c) => (c.Name ?? c.name) === containerName);
   const exit = container?.ExitCode ?? container?.exitCode;
   const time = (value: unknown) => (value === undefined || value === null ? null : new Date(value as number | string).toISOString());
   const why = taskErrorLine(state.downgrade.taskError);
   const unanswered = downgradeMayRun(state);
-  // The Cause may be RunTask's answer (its Failures, no task in it): no TaskArn is what says no task ran.
-  const refused = !get('TaskArn') && (RUN_TASK_NOT_STARTED_ERRORS as readonly string[]).includes(state.downgrade.taskError?.Error ?? '');
+  const refused = downgradeNotStarted(state);
   const caught = unanswered ? `RunTask got no answer, a migration task may have been started: ${why}` : refused ? `not started: ECS refused RunTask, the schema is unchanged (${why})` : why;
   return {
     taskArn: (get('TaskArn') as string | undefined) ?? null,
@@ -468,6 +479,20 @@ export function migrationTaskFromSync(state: RollbackState, containerName: strin
     stoppedAt: time(get('StoppedAt')),
     ...(unanswered && { unanswered: { why: why as string } }),
   };
+}
+
+/** A field of the .sync task description: the integration's output, or the one in its error's Cause (either case of the first letter). */
+function syncTaskField(state: RollbackState): (key: string) => unknown {
+  const task = state.downgrade.task ?? tryJson(state.downgrade.taskError?.Cause);
+  return (key) => task?.[key] ?? task?.[key.charAt(0).toLowerCase() + key.slice(1)];
+}
+
+/**
+ * RunTask started no task (RUN_TASK_NOT_STARTED_ERRORS after the state's retries). The Cause may be
+ * RunTask's answer (its Failures, no task in it): no TaskArn is what says no task ran.
+ */
+function downgradeNotStarted(state: RollbackState): boolean {
+  return !syncTaskField(state)('TaskArn') && (RUN_TASK_NOT_STARTED_ERRORS as readonly string[]).includes(state.downgrade.taskError?.Error ?? '');
 }
 
 /**
@@ -527,7 +552,7 @@ export async function rollOut(deps: BackoutDeps, settings: BackoutSettings, inpu
   // The target's own revision runs (retaggedRelease): without the pinned copy, UpdateService names
   // the revision that runs, ECS starts nothing, the steady wait finds it steady at once and the
   // report would say "rolled back" while the moved tag's image keeps serving. Nothing is sent.
-  if (state.retagged && unpinned) throw new OperatorError(notPinnedLine(state, unpinned), 1);
+  if (state.retagged && unpinned) throw new RollbackNotStarted(notPinnedLine(state, unpinned), 1);
   const { deploymentId } = await updateServiceTo(deps.ecs, settings, state.service, to.taskDefinitionArn);
   const pin = pinParameterName(settings, state.service);
   const started = { startedAt: now.toISOString(), deploymentId, pin, ...(images && { images }) };
@@ -871,6 +896,8 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   };
   if (acted) await attempt('cooldown', () => startCooldown(deps.doc, settings.tableName, state.service, now, settings.cooldownSeconds));
   const keepLock = state.lockHeld && downgradeMayRun(state);
+  // Before the lock: released first, the next alarm's run could meet the claim of a run that changed nothing.
+  const claimLine = returned && state.claimed ? await settleClaim(deps, settings, state, state.claimed, attempt) : undefined;
   // The guards returned no state (their Lambda timed out or was killed after taking the lock): the
   // lock, and the release claim, carry this execution's name as owner; left held, every later alarm
   // of the service would skip quietly as "another alarm's run" for the lock's life while the API fails.
@@ -896,6 +923,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
     lines.push(`Released what the guards of this run took before they stopped: ${what}`);
   }
   for (const problem of problems) lines.push(`Warning: ${problem}`);
+  if (claimLine) lines.push(claimLine);
   // Held until it expires otherwise, refusing every rollback of the service, the automatic one included.
   if (lockNotReleased) {
     const taken = returned ? '' : ', if the guards of this run took it,';
@@ -942,6 +970,53 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   addRollbackMetrics(deps.metrics, rollbackMetrics({ acted, outcome, seconds }));
   deps.logger.info('backout finished', { service: state.service, outcome, page, seconds });
   return told;
+}
+
+/**
+ * Why this run's once-per-release claim stays, or null when the run is known to have changed nothing
+ * on ECS: no UpdateService accepted and no migration task started. Unknown counts as changed (a
+ * timeout or a 5xx on UpdateService or RunTask, a step's Lambda timed out or killed): one release is
+ * never rolled back automatically twice. The paths of the workflow (lib/constructs/rollback.ts) that
+ * end in the report without a rollout:
+ *  - the guards decided not to proceed (a hold, or an error once the claim was being written): they only read ECS;
+ *  - PrepareDowngrade failed: it calls RDS and SSM, never ECS (no task or task error is then recorded);
+ *  - the downgrade task was not started (downgradeNotStarted), whatever FinishDowngrade then did;
+ *  - RollOut failed with RollbackNotStarted: UpdateService never sent, or refused outright by ECS.
+ */
+function claimKeptBecause(state: RollbackState): string | null {
+  const d = state.downgrade;
+  if (state.rollout) return 'ECS accepted the rollback deployment';
+  if (d.task || (d.taskError && !downgradeNotStarted(state))) return 'a migration downgrade task was started, or may have been';
+  if (state.decision !== 'proceed') return null;
+  if (d.run && !d.result?.ok) return null;
+  if (state.error?.Error === ROLLBACK_NOT_STARTED) return null;
+  return `RollOut stopped on ${state.error?.Error ?? 'an unknown error'}: whether ECS accepted the UpdateService is unknown`;
+}
+
+/**
+ * Gives this run's claim of `release` back (owner-conditional: never another run's) when the run
+ * changed nothing on ECS (claimKeptBecause), so that the next alarm of the release, which still
+ * fails, may roll it back; the page's line says which, and why.
+ */
+async function settleClaim(
+  deps: BackoutDeps,
+  settings: BackoutSettings,
+  state: RollbackState,
+  release: string,
+  attempt: (what: string, fn: () => Promise<unknown>) => Promise<string | undefined>,
+): Promise<string> {
+  const head = `Once-per-release claim of ${release}`;
+  const kept = claimKeptBecause(state);
+  if (kept) return `${head} kept (${kept}): no second automatic rollback of this release`;
+  let deleted = false;
+  const failed = await attempt('claim release', async () => {
+    deleted = await releaseClaim(deps.doc, settings.tableName, { service: state.service, taskDefinitionArn: release, owner: state.owner });
+  });
+  if (failed) {
+    return `${head} NOT released (${failed}) although this run changed nothing on ECS: the next alarm of this release pages "already rolled back automatically once" instead of rolling back; roll back by hand: "npx atmr-dr rollback service --service ${state.service}"`;
+  }
+  const gone = deleted ? 'released' : 'not held by this run (never written, or released already)';
+  return `${head} ${gone}: this run changed nothing on ECS (no UpdateService accepted, no migration task started), so the next alarm of this release may roll it back automatically again`;
 }
 
 export interface RollbackPlan {

@@ -3,7 +3,8 @@
  * The CLI prints it alone on stderr and exits with `exitCode`; handlers fail the invocation.
  */
 export class OperatorError extends Error {
-  override readonly name = 'OperatorError';
+  // A string, not the literal: a subclass may name itself (a Lambda's error type, which Step Functions matches).
+  override readonly name: string = 'OperatorError';
   constructor(
     message: string,
     readonly exitCode = 1,

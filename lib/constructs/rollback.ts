@@ -593,12 +593,12 @@ export class Rollback extends Construct {
    *    ECS.ServerException: RunTask may have started a task it never named), so that no second
    *    downgrade starts; the Report keeps it then too (downgradeMayRun, which also reads the error's
    *    Cause and the task: ASL cannot parse the Cause, so this keeps it on every ECS.ServerException);
-   *  - the release claims are not touched. A claim of a run whose Guards returned a state stays anyway
-   *    (that run went on to roll back). Only the claim of Guards that stopped after claiming and before
-   *    returning is released by the Report (releaseOwnedBy), and its key carries the release's ARN,
-   *    which only those Guards knew: finding it takes a Query and a delete per item, a Lambda's work.
-   *    Left over, such a claim makes the next alarm of that release page ("already rolled back
-   *    automatically once"), never skip quietly.
+   *  - the release claims are not touched. Whether a run changed anything on ECS, which decides
+   *    whether its claim may go, is the Report's reading of its state (claimKeptBecause), and the claim
+   *    of Guards that stopped after claiming and before returning takes a Query and a delete per item
+   *    (releaseOwnedBy): a Lambda's work. Left over after a run that changed nothing, such a claim
+   *    makes the next alarm of that release page ("already rolled back automatically once"), never
+   *    skip quietly.
    * The delete needs the service: an input without one (no alarm rule sends such) goes straight to ReportFailed.
    */
   private releaseLockOfFailedReport(props: RollbackProps, opsTableKey: iam.PolicyStatement[], reportFailed: sfn.Fail): { start: sfn.IChainable; statements: iam.PolicyStatement[] } {

@@ -412,7 +412,9 @@ describe('the last known good\'s own revision deployed again after its tag moved
     const told = await report(deps, settings({ tableName }), { ...guarded, error: { Error: error?.name, Cause: error?.message } });
     expect(told).toMatchObject({ outcome: 'error', page: true });
     expect(messageOf()).toContain('backout stopped on an error before changing the service');
-    expect(messageOf()).toContain(`Error: OperatorError: ${said}`);
+    expect(messageOf()).toContain(`Error: RollbackNotStarted: ${said}`);
+    // Nothing was sent to ECS: the release keeps its one automatic rollback.
+    expect(messageOf()).toContain(`Once-per-release claim of ${GOOD} released`);
   });
 
   it('rollback service plans the same rollback, saying why, and the manual run pins it', async () => {

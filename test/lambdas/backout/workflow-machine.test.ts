@@ -1,6 +1,6 @@
 import { GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { CreateDBSnapshotCommand } from '@aws-sdk/client-rds';
-import { DescribeServicesCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
+import { AccessDeniedException, DescribeServicesCommand, ServerException, UpdateServiceCommand } from '@aws-sdk/client-ecs';
 import { PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { PublishCommand } from '@aws-sdk/client-sns';
 import { GetParameterCommand, PutParameterCommand } from '@aws-sdk/client-ssm';
@@ -222,6 +222,8 @@ const DOWNGRADED = { TaskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod
 /** The report paged and the execution ended in PagedAHuman (a success: the page is the report's job). */
 const paged = (result: { output?: unknown; error?: ExecutionError }) => (result.error ? `failed: ${result.error.message}` : (result.output as { page?: boolean }).page);
 const lastMessage = () => mocks.sns.commandCalls(PublishCommand).at(-1)?.args[0].input;
+/** The failing release's once-per-release claim on the test's table. */
+const claimOf = async () => (await dynamo.doc.send(new GetCommand({ TableName: tableName, Key: { pk: 'ROLLBACK#atmr-api', sk: `RELEASE#${BAD}` }, ConsistentRead: true }))).Item;
 
 /** The alarm's next run, AWS answering as usual on the same table, rolls the failing release back (nothing left held or claimed stops it). */
 async function expectNextAlarmRollsBack(): Promise<void> {
@@ -377,6 +379,62 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(lastMessage()?.Message).toMatch(/ECS refused UpdateService of atmr-api .*InvalidParameterException: TaskDefinition is inactive/);
     expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toBeNull();
     expect(parameters.has('/atmr-dr/test/backout/pinned/atmr-api')).toBe(false);
+  });
+
+  it('gives the release its claim back when ECS refused UpdateService outright (AccessDenied, a 4xx): the next alarm of the still-failing release rolls it back', async () => {
+    // Arrange: the real guards claim the release; ECS refuses the rollout as the SDK throws a refusal
+    await loadHandler();
+    await seedLkg(dynamo.doc, lkg({ alembicHead: 'bbb222' }), tableName);
+    mocks.ecs.on(UpdateServiceCommand).rejects(new AccessDeniedException({ message: 'not authorized to perform ecs:UpdateService', $metadata: { httpStatusCode: 400, attempts: 1 } }));
+
+    // Act
+    const result = await execute(alarm(), { execution: 'exec-refused' });
+
+    // Assert: a page saying the claim was released, nothing claimed or held
+    expect(paged(result)).toBe(true);
+    expect(result.output).toMatchObject({ outcome: 'error' });
+    expect(lastMessage()?.Message).toContain(`Error: RollbackNotStarted: backout: ECS refused UpdateService of atmr-api to ${GOOD} (AccessDeniedException: not authorized to perform ecs:UpdateService)`);
+    expect(lastMessage()?.Message).toContain(`Once-per-release claim of ${BAD} released: this run changed nothing on ECS`);
+    expect(await claimOf()).toBeUndefined();
+
+    // The alarm's next run is not refused as "already rolled back automatically once".
+    await expectNextAlarmRollsBack();
+  });
+
+  it('keeps the claim when UpdateService\'s outcome is unknown (ECS answered 500 after the SDK\'s retries): the next alarm pages, no second automatic rollback', async () => {
+    // Arrange
+    await loadHandler();
+    await seedLkg(dynamo.doc, lkg({ alembicHead: 'bbb222' }), tableName);
+    mocks.ecs.on(UpdateServiceCommand).rejects(new ServerException({ message: 'Service Unavailable', $metadata: { httpStatusCode: 500, attempts: 3 } }));
+
+    // Act
+    const result = await execute(alarm(), { execution: 'exec-unknown' });
+
+    // Assert
+    expect(paged(result)).toBe(true);
+    expect(lastMessage()?.Message).toContain(`Once-per-release claim of ${BAD} kept (RollOut stopped on OperatorError: whether ECS accepted the UpdateService is unknown)`);
+    expect(await claimOf()).toMatchObject({ owner: 'exec-unknown' });
+    resetMocks(mocks);
+    arrangeHappyAws(mocks);
+    const again = await execute(alarm());
+    expect(again.output).toMatchObject({ outcome: 'refused', page: true });
+    expect(lastMessage()?.Message).toContain(`${BAD} was already rolled back automatically once`);
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+  });
+
+  it('gives the release its claim back when ECS started no downgrade task (RunTask refused through the retries)', async () => {
+    // Arrange
+    await loadHandler({ autoDowngradeMigrations: true });
+    await seedLkg(dynamo.doc, undefined, tableName);
+    const refusedRunTask = () => Object.assign(new Error('Rate exceeded (Service: AmazonECS; Status Code: 400; Error Code: ThrottlingException)'), { name: 'ECS.AmazonECSException' });
+
+    // Act
+    const result = await execute(alarm(), { migration: () => Promise.reject(refusedRunTask()) });
+
+    // Assert
+    expect(result.output).toMatchObject({ outcome: 'migration-failed', page: true });
+    expect(lastMessage()?.Message).toContain(`Once-per-release claim of ${BAD} released`);
+    expect(await claimOf()).toBeUndefined();
   });
 
   it('follows the rollback and pages, saying the pin is missing, when SSM refuses the pin after UpdateService was accepted', async () => {
@@ -746,7 +804,6 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
       const cause = result.error?.cause as Error | undefined;
       return { error: cause?.name, cause: cause?.message };
     };
-    const claimOf = async () => (await dynamo.doc.send(new GetCommand({ TableName: tableName, Key: { pk: 'ROLLBACK#atmr-api', sk: `RELEASE#${BAD}` }, ConsistentRead: true }))).Item;
 
     it.each([
       ['times out (States.Timeout)', timedOut],
