@@ -265,9 +265,12 @@ export async function updateServiceTo(ecs: ECSClient, settings: BackoutSettings,
     const name = (error as { name?: string }).name ?? 'Error';
     // Refused for a missing or expired login (the CLI's credentials): a setting, exit 2, with its fix.
     const missing = missingAwsSetting(error);
-    const message = `backout: ECS refused UpdateService of ${serviceName} to ${taskDefinitionArn} (${name}: ${(error as Error).message})${missing ? `: ${missing}` : ''}; nothing was rolled back`;
+    const what = `UpdateService of ${serviceName} to ${taskDefinitionArn} (${name}: ${(error as Error).message})${missing ? `: ${missing}` : ''}`;
     const exitCode = missing ? MISSING_SETTING_EXIT_CODE : 1;
-    throw refusedWithoutEffect(error) ? new RollbackNotStarted(message, exitCode) : new OperatorError(message, exitCode);
+    // A missing login never reaches ECS, and an expired one is refused by it: nothing was taken either way.
+    if (missing || refusedWithoutEffect(error)) throw new RollbackNotStarted(`backout: ECS refused ${what}; nothing was rolled back`, exitCode);
+    // A timeout, a 5xx, a throttle after earlier attempts: ECS may have taken one of them.
+    throw new OperatorError(`backout: no answer says whether ECS accepted ${what}: ${serviceName} may be rolling back to ${taskDefinitionArn}`, exitCode);
   }
 }
 

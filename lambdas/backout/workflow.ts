@@ -856,7 +856,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
     'migration-failed': `${state.service}: migration downgrade FAILED, service NOT rolled back`,
     // "Nothing was done" only when it is true: an error while following a rollout that ECS goes on
     // with, or after the downgrade's preparation, leaves the service or the killswitch changed.
-    error: `${state.service}: backout stopped on an error ${acted ? 'after acting: what it did is below' : 'before changing the service'}`,
+    error: `${state.service}: backout stopped on an error ${acted ? 'after acting: what it did is below' : rollOutUnknown(state) ? `without knowing whether ECS accepted the rollback to ${state.to?.taskDefinitionArn}: "npx atmr-dr rollback status --service ${state.service}" shows what it runs` : 'before changing the service'}`,
     'dry-run': `${state.service}: backout dry run`,
     'not-needed': `${state.service}: no backout needed`,
     refused: `${state.service}: backout did not act, a human must decide`,
@@ -987,10 +987,18 @@ function claimKeptBecause(state: RollbackState): string | null {
   const d = state.downgrade;
   if (state.rollout) return 'ECS accepted the rollback deployment';
   if (d.task || (d.taskError && !downgradeNotStarted(state))) return 'a migration downgrade task was started, or may have been';
-  if (state.decision !== 'proceed') return null;
-  if (d.run && !d.result?.ok) return null;
-  if (state.error?.Error === ROLLBACK_NOT_STARTED) return null;
-  return `RollOut stopped on ${state.error?.Error ?? 'an unknown error'}: whether ECS accepted the UpdateService is unknown`;
+  if (rollOutUnknown(state)) return `RollOut stopped on ${state.error?.Error ?? 'an unknown error'}: whether ECS accepted the UpdateService is unknown`;
+  return null;
+}
+
+/**
+ * The run reached RollOut (the guards proceeded, and the downgrade, if any, worked) and has no rollout
+ * recorded, without RollbackNotStarted to say that ECS took nothing: a timeout or a 5xx on
+ * UpdateService, a throttle after earlier attempts, RollOut's Lambda timed out or killed.
+ */
+function rollOutUnknown(state: RollbackState): boolean {
+  const d = state.downgrade;
+  return state.decision === 'proceed' && !state.rollout && state.error?.Error !== ROLLBACK_NOT_STARTED && (!d.run || Boolean(d.result?.ok));
 }
 
 /**

@@ -388,7 +388,7 @@ describe('rollback service (same core as the workflow)', () => {
   it('exits non-zero with the reason when ECS refuses UpdateService', async () => {
     const ctx = await context();
     await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
-    mocks.ecs.on(UpdateServiceCommand).rejects(Object.assign(new Error('service is draining'), { name: 'ServiceNotActiveException' }));
+    mocks.ecs.on(UpdateServiceCommand).rejects(Object.assign(new Error('service is draining'), { name: 'ServiceNotActiveException', $fault: 'client', $metadata: { httpStatusCode: 400 } }));
 
     await expect(serviceCommand(ctx, { service: 'atmr-api', yes: true })).rejects.toThrow(/^rollback: error: backout: ECS refused UpdateService of atmr-api to \S+ \(ServiceNotActiveException: service is draining\); nothing was rolled back; see the incidents topic and "rollback status"$/);
     expect(printed.at(-1)).toMatch(/^error: /);
@@ -396,6 +396,21 @@ describe('rollback service (same core as the workflow)', () => {
     // As the workflow: a rollback that changed nothing publishes no RollbackOutcome.
     expect(mocks.cloudwatch.commandCalls(PutMetricDataCommand)).toHaveLength(0);
   });
+  it('says the service may be rolling back, not that nothing was, when UpdateService gets no answer that says whether ECS took it (a 5xx after the SDK\'s retries)', async () => {
+    // Arrange
+    const ctx = await context();
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    mocks.ecs.on(UpdateServiceCommand).rejects(Object.assign(new Error('Service Unavailable'), { name: 'ServerException', $fault: 'server', $metadata: { httpStatusCode: 500, attempts: 3 } }));
+
+    // Act
+    const run = serviceCommand(ctx, { service: 'atmr-api', yes: true });
+
+    // Assert
+    await expect(run).rejects.toThrow(
+      /^rollback: error: backout: no answer says whether ECS accepted UpdateService of atmr-api to (\S+) \(ServerException: Service Unavailable\): atmr-api may be rolling back to \1; see the incidents topic and "rollback status"$/,
+    );
+  });
+
   it('an expired login refused by UpdateService: the line says to log in again, exit 2, the lock released', async () => {
     const ctx = await context();
     await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);

@@ -214,8 +214,10 @@ describe('the report keeps the claim when ECS may have acted (one release is nev
     const thrown = await thrownBy(rollOut(deps, s, state));
     await report(deps, s, caught(state, thrown), OWNER);
 
-    // Assert: kept, the page says why, and the next alarm is refused as before
-    expect(thrown.name).toBe('OperatorError');
+    // Assert: kept, the page says why (not that nothing changed), and the next alarm is refused as before
+    expect(thrown).toMatchObject({ name: 'OperatorError', message: expect.stringMatching(/^backout: no answer says whether ECS accepted UpdateService of atmr-api to \S+ \(.*\): atmr-api may be rolling back to /) });
+    expect(lastMessage()).toMatch(/^atmr-api: backout stopped on an error without knowing whether ECS accepted the rollback to \S+: "npx atmr-dr rollback status --service atmr-api" shows what it runs: /);
+    expect(lastMessage()).not.toMatch(/nothing was rolled back|before changing the service/);
     expect(lastMessage()).toContain(`Once-per-release claim of ${BAD} kept (RollOut stopped on OperatorError: whether ECS accepted the UpdateService is unknown): no second automatic rollback of this release`);
     expect(await claimOf(tableName)).toMatchObject({ owner: OWNER });
     const next = await guards(deps, s, alarmInput(), 'exec-2');

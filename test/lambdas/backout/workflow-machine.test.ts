@@ -1,6 +1,6 @@
 import { GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { CreateDBSnapshotCommand } from '@aws-sdk/client-rds';
-import { AccessDeniedException, DescribeServicesCommand, ServerException, UpdateServiceCommand } from '@aws-sdk/client-ecs';
+import { AccessDeniedException, DescribeServicesCommand, InvalidParameterException, ServerException, UpdateServiceCommand } from '@aws-sdk/client-ecs';
 import { PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { PublishCommand } from '@aws-sdk/client-sns';
 import { GetParameterCommand, PutParameterCommand } from '@aws-sdk/client-ssm';
@@ -371,7 +371,7 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
   it('reports a refused UpdateService, releases the lock and pages', async () => {
     await loadHandler();
     await seedLkg(dynamo.doc, undefined, tableName);
-    mocks.ecs.on(UpdateServiceCommand).rejects(Object.assign(new Error('TaskDefinition is inactive'), { name: 'InvalidParameterException' }));
+    mocks.ecs.on(UpdateServiceCommand).rejects(new InvalidParameterException({ message: 'TaskDefinition is inactive', $metadata: { httpStatusCode: 400, attempts: 1 } }));
 
     const result = await execute(alarm());
 
@@ -410,8 +410,13 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     // Act
     const result = await execute(alarm(), { execution: 'exec-unknown' });
 
-    // Assert
+    // Assert: the page does not say that nothing changed
     expect(paged(result)).toBe(true);
+    expect(lastMessage()?.Message).toMatch(
+      new RegExp(`^atmr-api: backout stopped on an error without knowing whether ECS accepted the rollback to ${GOOD}: "npx atmr-dr rollback status --service atmr-api" shows what it runs: `),
+    );
+    expect(lastMessage()?.Message).toContain(`Error: OperatorError: backout: no answer says whether ECS accepted UpdateService of atmr-api to ${GOOD} (ServerException: Service Unavailable): atmr-api may be rolling back to ${GOOD}`);
+    expect(lastMessage()?.Message).not.toMatch(/nothing was rolled back|before changing the service/);
     expect(lastMessage()?.Message).toContain(`Once-per-release claim of ${BAD} kept (RollOut stopped on OperatorError: whether ECS accepted the UpdateService is unknown)`);
     expect(await claimOf()).toMatchObject({ owner: 'exec-unknown' });
     resetMocks(mocks);
