@@ -32,7 +32,25 @@ export async function startSilentEndpoint(): Promise<LocalEndpoint> {
  * CloudFormation (its query protocol) in an account where no atmr-dr stack is deployed: every
  * DescribeStacks answers the ValidationError "Stack with id ... does not exist", as AWS does.
  */
-export async function startCloudFormationWithoutStacks(): Promise<LocalEndpoint> {
+export function startCloudFormationWithoutStacks(): Promise<LocalEndpoint> {
+  return startCloudFormationAnswering(400, 'ValidationError', (stackName) => `Stack with id ${stackName} does not exist`);
+}
+
+/**
+ * CloudFormation refusing the caller, as AWS does for a role without cloudformation:DescribeStacks
+ * on the stack (or credentials of another role than the one granted): 403 AccessDenied.
+ */
+export function startCloudFormationRefusing(): Promise<LocalEndpoint> {
+  return startCloudFormationAnswering(
+    403,
+    'AccessDenied',
+    (stackName) =>
+      `User: arn:aws:sts::111111111111:assumed-role/atmr-readonly/bob is not authorized to perform: cloudformation:DescribeStacks on resource: arn:aws:cloudformation:eu-west-3:111111111111:stack/${stackName}/* because no identity-based policy allows the cloudformation:DescribeStacks action`,
+  );
+}
+
+/** CloudFormation answering every request with one error of its query protocol, its message naming the stack asked for. */
+async function startCloudFormationAnswering(status: number, code: string, message: (stackName: string) => string): Promise<LocalEndpoint> {
   let requests = 0;
   const server = http.createServer((req, res) => {
     let body = '';
@@ -40,10 +58,8 @@ export async function startCloudFormationWithoutStacks(): Promise<LocalEndpoint>
     req.on('end', () => {
       requests += 1;
       const stackName = new URLSearchParams(body).get('StackName') ?? '';
-      res.writeHead(400, { 'content-type': 'text/xml' });
-      res.end(
-        `<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code><Message>Stack with id ${stackName} does not exist</Message></Error><RequestId>r1</RequestId></ErrorResponse>`,
-      );
+      res.writeHead(status, { 'content-type': 'text/xml' });
+      res.end(`<ErrorResponse><Error><Type>Sender</Type><Code>${code}</Code><Message>${message(stackName)}</Message></Error><RequestId>r1</RequestId></ErrorResponse>`);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
