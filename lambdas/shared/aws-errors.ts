@@ -19,6 +19,7 @@ export const SERVICE_ENDPOINT_VARIABLES = {
   DynamoDB: 'AWS_ENDPOINT_URL_DYNAMODB',
   CloudFormation: 'AWS_ENDPOINT_URL_CLOUDFORMATION',
   SecretsManager: 'AWS_ENDPOINT_URL_SECRETS_MANAGER',
+  ECS: 'AWS_ENDPOINT_URL_ECS',
 } as const;
 export type AwsService = keyof typeof SERVICE_ENDPOINT_VARIABLES;
 
@@ -229,6 +230,13 @@ export function asOperatorError(error: unknown): OperatorError {
       MISSING_SETTING_EXIT_CODE,
     );
   }
+  const call = failedCall(error);
+  if (call && isAccessDenied(error)) {
+    // The SDK's message alone may name neither the service nor the call ("... is not authorized to
+    // perform this operation"): the client said which call on which resource it refused.
+    const action = `call ${call.operation} on ${call.resource ?? 'its resource'} (${call.service.toLowerCase()}:${call.operation})`;
+    return new OperatorError(describeAwsError(call.service, action, error, call.check), 1);
+  }
   if (isAwsSdkError(error) && isThrottled(error)) {
     // Not a setting to check: the account's request rate; waiting fixes it.
     return new OperatorError(`${namedLine(error)}; AWS is throttling this account's calls and the SDK's retries did not outlast it: run the command again in a minute`, 1);
@@ -251,4 +259,56 @@ export async function awsCall<T>(service: AwsService, action: string, call: () =
     if (error instanceof OperatorError) throw error;
     throw new OperatorError(describeAwsError(service, action, error, check), missingAwsSetting(error) ? MISSING_SETTING_EXIT_CODE : 1);
   }
+}
+
+/** The call a client made when it failed (nameFailedCalls), for a refusal's line. */
+export interface FailedCall {
+  readonly service: AwsService;
+  /** The API operation, e.g. "Query", "DescribeServices" (its IAM action is the service's prefix and this). */
+  readonly operation: string;
+  /** What it was called on, e.g. "table atmr-ops", "service atmr-api in cluster atmr-prod". */
+  readonly resource?: string;
+  /** The command's settings that name that resource, for the line (e.g. "that ATMR_OPS_TABLE or --table names the ops-state table"). */
+  readonly check?: string;
+}
+
+/** The parts of an SDK client's middleware stack that nameFailedCalls uses. */
+interface InitializeStack {
+  add(
+    middleware: (next: (args: { readonly input: unknown }) => Promise<unknown>, context: { readonly commandName?: string }) => (args: { readonly input: unknown }) => Promise<unknown>,
+    options: { readonly step: 'initialize'; readonly name: string },
+  ): void;
+}
+
+/**
+ * Adds to every error of the client's calls which call failed, on what (`awsFailedCall`, a
+ * FailedCall): asOperatorError names them in a refusal's line, where the SDK's error says only
+ * "AccessDeniedException: ..." and the operator cannot tell which service, call or table refused.
+ */
+export function nameFailedCalls<C extends { readonly middlewareStack: unknown }>(
+  client: C,
+  service: AwsService,
+  resourceOf: (input: Record<string, unknown>) => string | undefined,
+  check?: string,
+): C {
+  (client.middlewareStack as InitializeStack).add(
+    (next, context) => async (args) => {
+      try {
+        return await next(args);
+      } catch (error) {
+        if (typeof error === 'object' && error !== null && !('awsFailedCall' in error)) {
+          const operation = (context.commandName ?? 'call').replace(/Command$/, '');
+          const call: FailedCall = { service, operation, resource: resourceOf((args.input ?? {}) as Record<string, unknown>), check };
+          Object.assign(error, { awsFailedCall: call });
+        }
+        throw error;
+      }
+    },
+    { step: 'initialize', name: 'atmrDrNameFailedCall' },
+  );
+  return client;
+}
+
+function failedCall(error: unknown): FailedCall | undefined {
+  return (error as { readonly awsFailedCall?: FailedCall } | null | undefined)?.awsFailedCall;
 }

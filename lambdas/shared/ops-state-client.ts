@@ -1,4 +1,5 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { nameFailedCalls } from './aws-errors';
 import { SDK_RETRY } from './sdk-retry';
 
 /**
@@ -23,7 +24,11 @@ export function opsStateDynamoDB(): DynamoDBClient {
     },
     { step: 'initialize', name: 'atmrDrNameMissingTable' },
   );
-  return client;
+  // A refusal (AccessDeniedException) is named with its call and table the same way.
+  return nameFailedCalls(client, 'DynamoDB', (input) => {
+    const table = tableOf(input);
+    return table === undefined ? undefined : `table ${table}`;
+  }, 'that ATMR_OPS_TABLE or --table names the ops-state table');
 }
 
 interface CallInput {

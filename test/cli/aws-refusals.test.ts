@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
-import { startCloudFormationRefusing, type LocalEndpoint } from '../support/aws-endpoints';
+import { startCloudFormationRefusing, startEcsEndpoint, startJsonEndpoint, type LocalEndpoint } from '../support/aws-endpoints';
 import { operatorEnv } from '../support/operator-env';
 
 /**
@@ -51,4 +51,64 @@ describe('CloudFormation refuses the stack lookup (AccessDenied to DescribeStack
       expect(run.status).toBe(1);
     },
   );
+});
+
+/** The SDK error body AWS answers to a role without the right, whose message names neither the call nor the resource. */
+const DENIED = { status: 400, body: { __type: 'com.amazon.coral.service#AccessDeniedException', message: 'User: arn:aws:sts::111111111111:assumed-role/atmr-readonly/bob is not authorized to perform this operation' } };
+const DENIED_DETAIL = '(AccessDeniedException: User: arn:aws:sts::111111111111:assumed-role/atmr-readonly/bob is not authorized to perform this operation)';
+const TASK_DEFINITION = 'arn:aws:ecs:eu-west-3:111111111111:task-definition/atmr-api:7';
+
+describe('a service refuses a call of a command given its names (--table: no CloudFormation)', () => {
+  const started: LocalEndpoint[] = [];
+  afterEach(async () => {
+    await Promise.all(started.splice(0).map((endpoint) => endpoint.stop()));
+  });
+  /** DynamoDB refusing every call; ECS answering DescribeServices with the API running TASK_DEFINITION, or refusing it too. */
+  async function arrange(ecsRefuses: boolean): Promise<Record<string, string>> {
+    const dynamodb = await startJsonEndpoint(() => DENIED);
+    const ecs = await startEcsEndpoint((request) =>
+      ecsRefuses
+        ? DENIED
+        : { status: 200, body: { services: [{ serviceName: (request.body.services as string[])[0], status: 'ACTIVE', taskDefinition: TASK_DEFINITION, deployments: [{ status: 'PRIMARY', taskDefinition: TASK_DEFINITION }] }], failures: [] } },
+    );
+    started.push(dynamodb, ecs);
+    // Any other service (CloudFormation, SSM...) at a closed port: the commands must not need one.
+    return { AWS_ENDPOINT_URL: 'http://127.0.0.1:9', AWS_ENDPOINT_URL_DYNAMODB: dynamodb.url, AWS_ENDPOINT_URL_ECS: ecs.url };
+  }
+
+  it('incident list names DynamoDB, the call and the table', async () => {
+    const run = await atmrDr(['incident', 'list', '--table', 'atmr-ops'], await arrange(false));
+
+    expect(run.stderr).toBe(
+      `atmr-dr: cannot call Query on table atmr-ops (dynamodb:Query): DynamoDB refused it ${DENIED_DETAIL}; check the credentials (AWS_PROFILE) and that the role may do it, and that ATMR_OPS_TABLE or --table names the ops-state table\n`,
+    );
+    expect(run.status).toBe(1);
+  });
+
+  it('incident timeline names DynamoDB, the call and the table', async () => {
+    const run = await atmrDr(['incident', 'timeline', '20261130T101500Z-0a0b0c0d', '--table', 'atmr-ops'], await arrange(false));
+
+    expect(run.stderr).toBe(
+      `atmr-dr: cannot call GetItem on table atmr-ops (dynamodb:GetItem): DynamoDB refused it ${DENIED_DETAIL}; check the credentials (AWS_PROFILE) and that the role may do it, and that ATMR_OPS_TABLE or --table names the ops-state table\n`,
+    );
+    expect(run.status).toBe(1);
+  });
+
+  it('rollback status names ECS, the call, the service and the cluster when ECS refuses', async () => {
+    const run = await atmrDr(['rollback', 'status', '--table', 'atmr-ops'], await arrange(true));
+
+    expect(run.stderr).toBe(
+      `atmr-dr: cannot call DescribeServices on service atmr-api in cluster atmr-prod (ecs:DescribeServices): ECS refused it ${DENIED_DETAIL}; check the credentials (AWS_PROFILE) and that the role may do it\n`,
+    );
+    expect(run.status).toBe(1);
+  });
+
+  it('rollback status names DynamoDB, the call and the table when ECS answers and DynamoDB refuses', async () => {
+    const run = await atmrDr(['rollback', 'status', '--table', 'atmr-ops'], await arrange(false));
+
+    expect(run.stderr).toBe(
+      `atmr-dr: cannot call Query on table atmr-ops (dynamodb:Query): DynamoDB refused it ${DENIED_DETAIL}; check the credentials (AWS_PROFILE) and that the role may do it, and that ATMR_OPS_TABLE or --table names the ops-state table\n`,
+    );
+    expect(run.status).toBe(1);
+  });
 });

@@ -67,14 +67,14 @@ async function startCloudFormationAnswering(status: number, code: string, messag
   return { url: `http://127.0.0.1:${port}`, received: () => requests, stop: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }
 
-/** One request as the local ECS endpoint received it: the X-Amz-Target operation and the JSON body. */
+/** One request as a local JSON-protocol endpoint (ECS, DynamoDB) received it: the X-Amz-Target operation and the JSON body. */
 export interface EcsRequest {
   readonly operation: string;
   readonly body: Record<string, unknown>;
 }
 
 /**
- * ECS (its JSON protocol) answering each request with `answer(request, index)`: a status and a
+ * ECS, or any service of the same JSON protocol (DynamoDB: `startJsonEndpoint`), answering each request with `answer(request, index)`: a status and a
  * body, or 'reset' to drop the connection before any byte of answer, as a socket reset after ECS
  * has acted on the request does. `received` counts requests; `requests` lists them.
  */
@@ -106,3 +106,6 @@ export async function startEcsEndpoint(
     stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
+
+/** A DynamoDB (or other JSON-protocol service) endpoint: the same server as startEcsEndpoint. */
+export const startJsonEndpoint = startEcsEndpoint;
