@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { EnvironmentConfig } from '../../lib/config';
-import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
+import { OPERATOR_ANSWER_TIMEOUT_MS, SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { describeAwsError, isAccessDenied, isThrottled, isUnreachable, MISSING_SETTING_EXIT_CODE, missingAwsSetting } from '../../lambdas/shared/aws-errors';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
 
@@ -150,8 +150,12 @@ export interface ResolveOptions {
   /** `--env NAME`. @default cdk.json's env */
   readonly envName?: string;
   readonly env?: NodeJS.ProcessEnv;
-  /** Reads one stack's outputs (`undefined` or a throw when it cannot be read). @default CloudFormation DescribeStacks */
-  readonly readOutputs?: (stackName: string) => Promise<Record<string, string> | undefined>;
+  /**
+   * Reads one stack's outputs (`undefined` or a throw when it cannot be read); `configFallback`, for a
+   * name the config fixes, says what the config gives if the stack does not answer (see
+   * readStackOutputs). @default CloudFormation DescribeStacks
+   */
+  readonly readOutputs?: (stackName: string, configFallback?: string) => Promise<Record<string, string> | undefined>;
   /** Package root holding cdk.json. @default packageRoot() */
   readonly root?: string;
 }
@@ -182,7 +186,7 @@ export async function resolveDeployedName(name: DeployedName, options: ResolveOp
     let outputs: Record<string, string> | undefined;
     let unreadable = `stack ${stackName} cannot be read`;
     try {
-      outputs = await (options.readOutputs ?? readStackOutputs)(stackName);
+      outputs = await (options.readOutputs ?? readStackOutputs)(stackName, name.fromConfig ? `the ${name.label} comes from cdk.json` : undefined);
     } catch (error) {
       // A malformed AWS variable, refused when the client is built, is its own line.
       if (error instanceof OperatorError) throw error;
@@ -231,29 +235,55 @@ function cloudFormationDown(error: unknown): boolean {
 }
 
 /**
- * CloudFormation's endpoints that did not answer in this run (a TimeoutError after the SDK's
- * attempts), with that error: a command that resolves several names (rollback status: the cluster,
- * the service, the table) waited the whole of its attempts again for each, 30 s and more on the
- * worst day, where the first wait had already said that CloudFormation is not answering.
+ * CloudFormation's endpoints that did not answer in this run (a TimeoutError), with that error: a
+ * command that resolves several names (rollback status: the cluster, the service, the table) waited
+ * the whole of its attempts again for each, 30 s and more on the worst day, where the first wait had
+ * already said that CloudFormation is not answering. `afterAllAttempts`: the lookup had its retries;
+ * a lookup of a name the config fixes gets one attempt, and its timeout alone does not make a name
+ * without that fallback fail (it still gets its attempts).
  */
-const unansweredCloudFormation = new Map<string, unknown>();
+const unansweredCloudFormation = new Map<string, { readonly error: unknown; readonly afterAllAttempts: boolean }>();
 
-/** A deployed stack's outputs; throws the SDK's error when the stack cannot be read (no credentials, not deployed). */
-export async function readStackOutputs(stackName: string): Promise<Record<string, string>> {
+/** When a stack lookup that has not answered yet says so on stderr (CloudFormation answers within a second). */
+export const STACK_LOOKUP_NOTICE_MS = 2_000;
+
+/**
+ * A deployed stack's outputs; throws the SDK's error when the stack cannot be read (no credentials,
+ * not deployed, no answer).
+ *
+ * `configFallback` (what the config gives instead, e.g. "the killswitch parameter comes from
+ * cdk.json"): the name is one the config fixes, and the stack's output is the same name as deployed.
+ * Such a lookup gets one attempt (OPERATOR_ANSWER_TIMEOUT_MS, no retries) rather than the SDK's
+ * three of a silent endpoint: on the worst day, `killswitch enable` first waited about 9 s for
+ * CloudFormation, in silence, before the config gave the name it needed (the whole command, with
+ * STS and SSM silent as well, 26 s). A CloudFormation slower than that still names the same
+ * parameter through the config. Any lookup still without an answer after STACK_LOOKUP_NOTICE_MS
+ * prints one line on stderr saying what it waits for (stdout stays the command's data).
+ */
+export async function readStackOutputs(stackName: string, configFallback?: string): Promise<Record<string, string>> {
   const endpoint = [process.env.AWS_REGION, process.env.AWS_ENDPOINT_URL_CLOUDFORMATION ?? process.env.AWS_ENDPOINT_URL].join(' ');
-  if (unansweredCloudFormation.has(endpoint)) throw unansweredCloudFormation.get(endpoint);
+  const unanswered = unansweredCloudFormation.get(endpoint);
+  if (unanswered && (unanswered.afterAllAttempts || configFallback)) throw unanswered.error;
   // Loaded on use: most commands run with their names given, and never read a stack.
   const { CloudFormationClient, DescribeStacksCommand } = await import('@aws-sdk/client-cloudformation');
-  const client = new CloudFormationClient(SDK_RETRY);
-  const { Stacks } = await client.send(new DescribeStacksCommand({ StackName: stackName })).catch((error: unknown) => {
-    if ((error as { name?: unknown } | null)?.name === 'TimeoutError') unansweredCloudFormation.set(endpoint, error);
-    throw error;
-  });
-  const outputs: Record<string, string> = {};
-  for (const output of Stacks?.[0]?.Outputs ?? []) {
-    if (output.OutputKey && output.OutputValue) outputs[output.OutputKey] = output.OutputValue;
+  const client = new CloudFormationClient(configFallback ? { ...SDK_RETRY, maxAttempts: 1 } : SDK_RETRY);
+  const notice = setTimeout(() => {
+    const then = configFallback ? `; without an answer within ${OPERATOR_ANSWER_TIMEOUT_MS / 1000} s, ${configFallback}` : '';
+    process.stderr.write(`atmr-dr: reading the outputs of stack ${stackName} (CloudFormation has not answered yet${then})...\n`);
+  }, STACK_LOOKUP_NOTICE_MS);
+  try {
+    const { Stacks } = await client.send(new DescribeStacksCommand({ StackName: stackName })).catch((error: unknown) => {
+      if ((error as { name?: unknown } | null)?.name === 'TimeoutError') unansweredCloudFormation.set(endpoint, { error, afterAllAttempts: !configFallback });
+      throw error;
+    });
+    const outputs: Record<string, string> = {};
+    for (const output of Stacks?.[0]?.Outputs ?? []) {
+      if (output.OutputKey && output.OutputValue) outputs[output.OutputKey] = output.OutputValue;
+    }
+    return outputs;
+  } finally {
+    clearTimeout(notice);
   }
-  return outputs;
 }
 
 /** `--bucket` and `--env`, for every command that reads or writes the backup bucket. */

@@ -142,9 +142,12 @@ async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string, r
   const envName = globals.env ?? defaultEnvironmentName(root);
   const config = loadCliConfig(envName, root);
   const resolve = (name: (typeof DEPLOYED_NAMES)[keyof typeof DEPLOYED_NAMES], flagValue?: string) => resolveDeployedName(name, { flagValue, envName, root });
+  // The table first: its lookup, which has no fallback, gets CloudFormation's full attempts, and a
+  // CloudFormation that did not answer them is not asked again for the cluster and the service
+  // (names the config fixes, whose lookups get one attempt: readStackOutputs).
+  const tableName = await resolve(DEPLOYED_NAMES.opsTable, globals.table);
   const clusterName = await resolve(DEPLOYED_NAMES.ecsCluster, globals.cluster);
   const apiServiceName = await resolve(DEPLOYED_NAMES.apiService);
-  const tableName = await resolve(DEPLOYED_NAMES.opsTable, globals.table);
   // Read-only: an empty name, which no AWS call of status sends (backoutStatus reads ECS and the table).
   const topicArn = readOnly ? '' : await resolve(DEPLOYED_NAMES.incidentsTopic, globals.topic);
   const killswitchParameterName = readOnly ? '' : await resolve(DEPLOYED_NAMES.killswitchParameter, globals.parameter);

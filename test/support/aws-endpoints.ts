@@ -109,3 +109,39 @@ export async function startEcsEndpoint(
 
 /** A DynamoDB (or other JSON-protocol service) endpoint: the same server as startEcsEndpoint. */
 export const startJsonEndpoint = startEcsEndpoint;
+
+export interface SsmRequest {
+  readonly target: string;
+  readonly body: { Name?: string };
+}
+
+/**
+ * An SSM endpoint holding one killswitch value (version 3, normal) under any name: GetParameter
+ * answers the last value written, PutParameter writes a new version; every request is recorded.
+ */
+export async function startFakeSsm(): Promise<{ url: string; requests: SsmRequest[]; stop(): Promise<void> }> {
+  const requests: SsmRequest[] = [];
+  let current = { value: JSON.stringify({ mode: 'normal', reason: 'all clear', actor: 'alice', updatedAt: '2026-11-30T08:00:00.000Z', expiresAt: null }), version: 3 };
+  const server = http.createServer((req, res) => {
+    let text = '';
+    req.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+    req.on('end', () => {
+      const target = String(req.headers['x-amz-target'] ?? '');
+      const body = JSON.parse(text || '{}') as { Name?: string; Value?: string };
+      requests.push({ target, body });
+      res.setHeader('content-type', 'application/x-amz-json-1.1');
+      if (target === 'AmazonSSM.GetParameter') {
+        res.end(JSON.stringify({ Parameter: { Name: body.Name, Type: 'String', Value: current.value, Version: current.version } }));
+      } else if (target === 'AmazonSSM.PutParameter') {
+        current = { value: body.Value ?? '', version: current.version + 1 };
+        res.end(JSON.stringify({ Version: current.version, Tier: 'Standard' }));
+      } else {
+        res.statusCode = 400;
+        res.end(JSON.stringify({ __type: 'ValidationException', message: `unexpected ${target}` }));
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, requests, stop: () => new Promise((resolve) => server.close(() => resolve())) };
+}
