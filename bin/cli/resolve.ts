@@ -193,7 +193,12 @@ export async function resolveDeployedName(name: DeployedName, options: ResolveOp
       missing = missingAwsSetting(error, env);
       unreadable = /does not exist/i.test(oneLine(error))
         ? `stack ${stackName} is not deployed`
-        : describeAwsError('CloudFormation', `read the outputs of ${stackName}`, error, `that it is an on-call role (the stacks grant cloudformation:DescribeStacks on ${stackName} to the roles of killswitch.operatorRoleArns)`);
+        : describeAwsError(
+            'CloudFormation',
+            `read the outputs of ${stackName}`,
+            error,
+            isAccessDenied(error) ? `that it is an on-call role (the stacks grant cloudformation:DescribeStacks on ${stackName} to the roles of killswitch.operatorRoleArns)` : undefined,
+          );
       if (isAccessDenied(error)) refused = unreadable;
       if (!name.fromConfig && cloudFormationDown(error)) {
         // Not a setting: CloudFormation did not answer (or throttled); the same command works once it does.
