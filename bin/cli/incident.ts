@@ -92,6 +92,8 @@ export function registerIncidentCommands(program: Command): void {
 
   incident
     .command('ack <id>')
+    // The word docs/escalation.md and this command's help use for it: typed in full, it acknowledges too.
+    .alias('acknowledge')
     .description('acknowledge: stops the climb; the acknowledging level is reminded while the alarm stays in ALARM')
     .option('--by <name>', 'who acknowledges (default: your AWS identity, else $USER)')
     .action(async (id: string, opts: { by?: string }) => {
