@@ -73,6 +73,8 @@ export async function buildProgram(argv?: readonly string[]): Promise<Command> {
       // (--i-understand-this-overwrites-production) would leave restore's help unwrapped.
       minWidthToWrap: 24,
       subcommandTerm: requiredLooking,
+      // Declared once, by requiredOption: the help says it, and a command line without it is refused.
+      optionDescription: (option) => `${option.mandatory ? '(required) ' : ''}${DEFAULT_HELP.optionDescription(option)}`,
     });
   // Concern modules register here (bin/cli/<concern>.ts); subcommands inherit the settings above.
   const command = argv?.slice(2).find((a) => !a.startsWith('-'));
@@ -82,7 +84,32 @@ export async function buildProgram(argv?: readonly string[]): Promise<Command> {
   const versionOnly = args.length > 0 && args.every((a) => a === '-V' || a === '--version');
   for (const concern of versionOnly ? [] : named.length > 0 ? named : CONCERNS) (await concern.load())(program);
   refuseRepeatedOptions(program);
+  reportMissingOptionsTogether(program);
   return program;
+}
+
+/**
+ * The required options a command line left out (declared with requiredOption), named all in one
+ * line, exit 2, before the command's action does anything. Commander names the first one missing
+ * only (fix it, run again, hear of the next), and before it looks at unknown options, so that a
+ * mistyped `--teir daily` would be reported as a missing --tier instead of as the typo it is. Its
+ * own check is turned off (it calls missingMandatoryOptionValue for the first one missing): this
+ * one runs once the unknown options and the arguments have been checked. The options checked are
+ * those of the command that runs: recover's --to-time and --reason are not asked of recover status.
+ * Each is named with its description, which therefore says what to pass (help prints it too).
+ */
+export function reportMissingOptionsTogether(program: Command): void {
+  const deferCommandersCheck = (command: Command): void => {
+    Object.assign(command, { missingMandatoryOptionValue: () => undefined });
+    command.commands.forEach(deferCommandersCheck);
+  };
+  deferCommandersCheck(program);
+  program.hook('preAction', (_program, command) => {
+    const missing = command.options.filter((option) => option.mandatory && command.getOptionValue(option.attributeName()) === undefined);
+    if (missing.length === 0) return;
+    const named = missing.map((option) => `${option.flags} (${option.description})`).join(', ');
+    command.error(`${commandPath(command)}: required option${missing.length > 1 ? 's' : ''} not given: ${named}`, { exitCode: USAGE_EXIT_CODE, code: 'commander.missingMandatoryOptionValue' });
+  });
 }
 
 /**

@@ -10,7 +10,7 @@ import { stderrProgress } from './progress';
 import { defaultEnvironmentName, resolveBackupBucket, withBucketOptions } from './resolve';
 
 interface BackupCommandOptions {
-  readonly tier?: string;
+  readonly tier: string;
   readonly formats: string;
   readonly databaseSecret?: string;
   readonly compressionLevel?: number;
@@ -27,9 +27,7 @@ export function registerBackupCommands(program: Command): void {
     .description(
       'dump the database (pg_dump custom format, and plain SQL derived from the same stream), upload to BACKUP_BUCKET, write the manifest and the latest pointers; prints the manifest key',
     )
-    // Not requiredOption: commander checks required options before unknown ones, so a mistyped
-    // `--teir` would be reported as a missing --tier instead of as the typo it is.
-    .option('--tier <tier>', '(required) backup tier: hourly, daily, weekly or monthly')
+    .requiredOption('--tier <tier>', 'backup tier: hourly, daily, weekly or monthly')
     .option('--formats <list>', 'formats to produce: custom, plain or custom,plain', 'custom,plain')
     .option('--database-secret <arn>', 'read the connection from this Secrets Manager secret (RDS secret JSON) instead of PG* variables')
     .option('--compression-level <0-9>', `zlib level of both formats (default ${DEFAULT_COMPRESSION_LEVEL})`, parseCompressionLevel)
@@ -38,7 +36,6 @@ export function registerBackupCommands(program: Command): void {
     .option('--json', 'print {manifestKey, manifest} as JSON instead of the manifest key')
     .action(async (options: BackupCommandOptions) => {
       // Validate every argument and setting before anything is read or written.
-      if (options.tier === undefined) throw new OperatorError('--tier is required: pass --tier hourly, daily, weekly or monthly', 2);
       // The backup's code (pg_dump pipeline, S3 uploads, zod) is loaded here, not with the module:
       // --help and a missing --tier answer without evaluating it.
       const [{ parseBackupTier }, { BACKUP_S3_CLIENT_OVERRIDES, parseFormats, runBackup }, { resolveConnection }, { createS3Client }] = await Promise.all([

@@ -105,8 +105,8 @@ export function registerKillswitchCommands(program: Command): void {
   killswitch
     .command('enable')
     .description('enable maintenance or degraded mode (reason required)')
-    .option('--mode <mode>', '(required) maintenance | degraded')
-    .option('--reason <text>', '(required) why (shown to operators and in notifications)')
+    .requiredOption('--mode <mode>', 'maintenance or degraded')
+    .requiredOption('--reason <text>', 'why, e.g. "OSRM down": shown to operators and in notifications')
     .option('--expires <duration>', 'revert to normal after this long (e.g. 30m, 2h, 1d)')
     .option('--yes', 'confirm without asking (required when standard input is not a terminal)')
     .option('--json', 'print the result as JSON')

@@ -711,7 +711,7 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
   rollback
     .command('migration')
     .description('flask db downgrade REVISION in the failing release\'s image (snapshot or PITR point first, maintenance meanwhile)')
-    .requiredOption('--to <revision>', 'Alembic revision to go back to (never a relative step like -1)')
+    .requiredOption('--to <revision>', 'Alembic revision to go back to, never a relative step like -1')
     .option('--task-definition <taskDefinitionArn>', 'the release whose image runs the downgrade: the one rolled back from, as the rollback advises (default: the API\'s current task definition)')
     .option('--yes', 'do not ask for confirmation')
     .action(async (opts: { to: string; taskDefinition?: string; yes?: boolean }) => {

@@ -165,7 +165,7 @@ describe('npx atmr-dr (the installed entry point)', () => {
 describe('arguments are checked before any name is resolved or any AWS call', () => {
   it.each([
     [['killswitch', 'enable', '--mode', 'readonly', '--reason', 'x'], 'atmr-dr: killswitch: invalid mode "readonly": use one of maintenance, degraded (disable returns to normal)'],
-    [['killswitch', 'enable', '--mode', 'maintenance'], 'atmr-dr: killswitch: --reason is required to enable: say why, e.g. --reason "OSRM down"'],
+    [['killswitch', 'enable', '--mode', 'maintenance'], 'atmr-dr: killswitch enable: required option not given: --reason <text> (why, e.g. "OSRM down": shown to operators and in notifications) (see atmr-dr killswitch enable --help)'],
     [['killswitch', 'enable', '--mode', 'degraded', '--reason', 'x', '--expires', '2x'], 'atmr-dr: killswitch: malformed duration "2x": use a number with a unit s, m, h or d (e.g. 30m, 2h, 1h30m)'],
     [['backups', 'list', '--tier', 'yearly'], 'atmr-dr: invalid backup tier "yearly": use one of hourly, daily, weekly, monthly'],
     [['restore', 'foo', '--target-db', 'x'], 'atmr-dr: "foo" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list'],
@@ -188,7 +188,7 @@ describe('arguments are checked before any name is resolved or any AWS call', ()
 
 describe("the parser's errors take the same path as every other error", () => {
   it.each([
-    [['backup'], 'atmr-dr: --tier is required: pass --tier hourly, daily, weekly or monthly'],
+    [['backup'], 'atmr-dr: backup: required option not given: --tier <tier> (backup tier: hourly, daily, weekly or monthly) (see atmr-dr backup --help)'],
     [['backup', '--teir', 'daily'], "atmr-dr: unknown option '--teir' (Did you mean --tier?) (see atmr-dr backup --help)"],
     [['restore', 'latest'], 'atmr-dr: --target-db is required: name the database to restore into, e.g. --target-db atmr_restored'],
     [['restore', 'latest', '--taget-db', 'x'], "atmr-dr: unknown option '--taget-db' (Did you mean --target-db?) (see atmr-dr restore --help)"],
@@ -198,7 +198,7 @@ describe("the parser's errors take the same path as every other error", () => {
     // The help page pointed to is the one of the (sub)command the error is about, which lists the flag.
     [['backups', 'list', '--colour'], "atmr-dr: unknown option '--colour' (see atmr-dr backups list --help)"],
     [['backups', 'frob'], "atmr-dr: unknown command 'frob' (see atmr-dr backups --help)"],
-    [['rollback', '--env', 'example', 'migration'], "atmr-dr: required option '--to <revision>' not specified (see atmr-dr rollback migration --help)"],
+    [['rollback', '--env', 'example', 'migration'], 'atmr-dr: rollback migration: required option not given: --to <revision> (Alembic revision to go back to, never a relative step like -1) (see atmr-dr rollback migration --help)'],
     [['killswitch', 'disable', '--expires', '1h'], "atmr-dr: unknown option '--expires' (see atmr-dr killswitch disable --help)"],
     [['recover', 'cutover'], "atmr-dr: missing required argument 'id' (see atmr-dr recover cutover --help)"],
     [['-c', 'env=nope', 'killswitch', 'status'], "atmr-dr: unknown option '-c': this CLI takes --env NAME (-c env=NAME is cdk's) (see atmr-dr killswitch status --help)"],
@@ -230,6 +230,43 @@ describe("the parser's errors take the same path as every other error", () => {
 
     expect(run.status).toBe(2);
     expect(run.stderr).toBe('atmr-dr: invalid backup tier "yearly": use one of hourly, daily, weekly, monthly\n');
+  });
+});
+
+describe('every required option a command line left out is named in one line, exit 2, before anything is done', () => {
+  const TO_TIME = '--to-time <time> (time to restore to: ISO 8601 with a zone, e.g. 2026-11-30T14:02:00Z, or "5 minutes ago")';
+  const REASON = '--reason <text> (why, e.g. "bookings deleted by migration 4f2a at 14:05": recorded with who asked)';
+  const MODE = '--mode <mode> (maintenance or degraded)';
+  const KILLSWITCH_REASON = '--reason <text> (why, e.g. "OSRM down": shown to operators and in notifications)';
+  let aws: Awaited<ReturnType<typeof startFakeSsm>>;
+  beforeAll(async () => {
+    aws = await startFakeSsm();
+  });
+  afterAll(async () => aws.stop());
+  beforeEach(() => aws.requests.splice(0));
+
+  it.each([
+    [['recover'], `atmr-dr: recover: required options not given: ${TO_TIME}, ${REASON} (see atmr-dr recover --help)`],
+    [['recover', '--dry-run', '--new-instance', 'atmr-prod-pitr-1'], `atmr-dr: recover: required options not given: ${TO_TIME}, ${REASON} (see atmr-dr recover --help)`],
+    [['recover', '--reason', 'bookings deleted'], `atmr-dr: recover: required option not given: ${TO_TIME} (see atmr-dr recover --help)`],
+    [['killswitch', 'enable', '--yes'], `atmr-dr: killswitch enable: required options not given: ${MODE}, ${KILLSWITCH_REASON} (see atmr-dr killswitch enable --help)`],
+    [['killswitch', 'enable', '--expires', '2h', '--yes', '--parameter', CONFIG_PARAMETER], `atmr-dr: killswitch enable: required options not given: ${MODE}, ${KILLSWITCH_REASON} (see atmr-dr killswitch enable --help)`],
+  ])('%j: all of them at once (they came one per run), and no AWS call', async (args, line) => {
+    // Every AWS service of the command line at one local server that records each request.
+    const run = await entry(args, operatorEnv({ AWS_ENDPOINT_URL: aws.url, ATMR_OPS_TABLE: 'atmr-ops', ATMR_RECOVERY_STATE_MACHINE: 'arn:aws:states:eu-west-3:111111111111:stateMachine:r' }));
+
+    expect([run.status, run.stdout, run.stderr]).toEqual([2, '', `${line}\n`]);
+    expect(aws.requests).toEqual([]);
+  });
+
+  it.each([
+    [['recover', '--reason', 'x', '--to-tme', '5 minutes ago'], "atmr-dr: unknown option '--to-tme' (Did you mean --to-time?) (see atmr-dr recover --help)"],
+    [['killswitch', 'enable', '--mdoe', 'maintenance'], "atmr-dr: unknown option '--mdoe' (Did you mean --mode?) (see atmr-dr killswitch enable --help)"],
+  ])('%j: a mistyped required option is reported as the typo it is, not as a missing option', async (args, line) => {
+    const run = await entry(args, operatorEnv({ AWS_ENDPOINT_URL: aws.url }));
+
+    expect([run.status, run.stderr]).toEqual([2, `${line}\n`]);
+    expect(aws.requests).toEqual([]);
   });
 });
 

@@ -99,7 +99,11 @@ describe('the atmr-dr commands the project prints parse with the CLI', () => {
 
   it('every one parses', () => {
     const refused = refusals(printed.map((p) => p.args));
-    const wrong = printed.flatMap((p, i) => (refused[i] === null ? [] : [`${p.file}: "${p.text}": ${refused[i]}`]));
+    // A command named with no option at all (a heading's `atmr-dr recover`, "behind `atmr-dr
+    // backup`") is a mention, not a line to run: it names a command that exists, and only the
+    // options it leaves out, which the prose does not claim to give, are missing.
+    const mention = (p: Printed, refusal: string) => !p.args.some((word) => word.startsWith('-')) && /^[a-z -]+: required options? not given: /.test(refusal);
+    const wrong = printed.flatMap((p, i) => (refused[i] === null || mention(p, refused[i]) ? [] : [`${p.file}: "${p.text}": ${refused[i]}`]));
 
     expect(wrong).toEqual([]);
   });

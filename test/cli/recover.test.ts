@@ -114,7 +114,7 @@ describe('atmr-dr recover', () => {
   it('requires --reason, before any AWS call', async () => {
     const run = await atmrDr(['recover', '--to-time', '5 minutes ago']);
     expect(run.status).toBe(2);
-    expect(run.stderr).toBe('atmr-dr: recover: --reason is required: say why, e.g. --reason "bookings deleted by migration 4f2a at 14:05"\n');
+    expect(run.stderr).toBe('atmr-dr: recover: required option not given: --reason <text> (why, e.g. "bookings deleted by migration 4f2a at 14:05": recorded with who asked) (see atmr-dr recover --help)\n');
   });
 
   it('refuses a time without a zone in one line', async () => {

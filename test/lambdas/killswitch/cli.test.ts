@@ -60,8 +60,8 @@ async function atmrDrAtTerminal(args: string[], answer: string) {
 describe('atmr-dr killswitch: bad input writes nothing', () => {
   it.each([
     [['enable', '--mode', 'panic', '--reason', 'x'], /invalid mode "panic": use one of maintenance, degraded/],
-    [['enable', '--reason', 'x'], /--mode is required: use one of maintenance, degraded/],
-    [['enable', '--mode', 'maintenance'], /--reason is required to enable/],
+    [['enable', '--reason', 'x'], /required option not given: --mode <mode> \(maintenance or degraded\)/],
+    [['enable', '--mode', 'maintenance'], /required option not given: --reason <text> \(why, e\.g\. "OSRM down"/],
     [['enable', '--mode', 'degraded', '--reason', 'peak', '--expires', '2 hours'], /malformed duration "2 hours": use a number with a unit s, m, h or d/],
   ])('%j: one line naming the valid values, exit non-zero, no PutParameter sent', (args, message) => {
     const run = atmrDr(args);
