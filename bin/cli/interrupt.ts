@@ -62,8 +62,12 @@ export function sayWhileStarting(line: (signal: NodeJS.Signals) => string): void
 /** The commands that only read: stopped anywhere, they changed nothing. */
 export const READ_ONLY_COMMANDS: readonly string[] = ['backups list', 'incident list', 'incident timeline', 'killswitch status', 'recover status', 'rollback status'];
 
-/** Where the operator sees what a stopped command had done, by the command's first word. */
-const CHECK_WITH: Readonly<Record<string, string>> = {
+/**
+ * Where the operator sees what a stopped command had done, by the command's first word: every
+ * command that writes and does not take the stop signals over (ownsStopSignals) has one
+ * (test/cli/interrupt.test.ts walks the CLI's commands).
+ */
+export const CHECK_WITH: Readonly<Record<string, string>> = {
   killswitch: '`atmr-dr killswitch status`',
   rollback: '`atmr-dr rollback status` (a lock it took: `atmr-dr rollback unlock`)',
   recover: '`atmr-dr recover status`',

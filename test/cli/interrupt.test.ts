@@ -1,8 +1,8 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { commandTempDir } from '../../bin/cli/interrupt';
+import { CHECK_WITH, commandTempDir, READ_ONLY_COMMANDS } from '../../bin/cli/interrupt';
 import type { OperatorError } from '../../lambdas/shared/errors';
 
 /** The pid of a process that has already exited. */
@@ -57,5 +57,31 @@ describe('commandTempDir', () => {
     expect(error?.message).toBe(
       `cannot create the download directory in TMPDIR ${path.join(parent, 'missing')} (ENOENT: no such directory): the backup is downloaded there; export TMPDIR=<an existing, writable directory with room for the backup> and retry; nothing was done`,
     );
+  });
+});
+
+/** Command lines of the CLI's own tree (test/cli/commands-harness.ts, in a child process: commander is ESM-only). */
+function cliCommands(...flags: string[]): string[] {
+  const root = path.join(__dirname, '..', '..');
+  const child = spawnSync(path.join(root, 'node_modules', '.bin', 'tsx'), ['test/cli/commands-harness.ts', ...flags], { cwd: root, encoding: 'utf8' });
+  return JSON.parse(child.stdout) as string[];
+}
+
+describe('the stop line of a command that writes (stopWhileRunning)', () => {
+  // A writing command stopped where it stands says what may have taken effect and where to check
+  // it; the ones that take the signals over (backup, restore...) clean up and say so themselves.
+  const all = cliCommands();
+  const takingSignals = cliCommands('--taking-stop-signals');
+  const writing = all.filter((command) => !READ_ONLY_COMMANDS.includes(command) && !takingSignals.includes(command));
+
+  it('names where to check, for every command that writes and ends where it stands', () => {
+    expect(writing.length).toBeGreaterThan(0);
+    expect(writing.filter((command) => CHECK_WITH[command.split(' ')[0]] === undefined)).toEqual([]);
+  });
+
+  it('has no entry for a first word that no such command has', () => {
+    const firstWords = new Set(writing.map((command) => command.split(' ')[0]));
+
+    expect(Object.keys(CHECK_WITH).filter((word) => !firstWords.has(word))).toEqual([]);
   });
 });
