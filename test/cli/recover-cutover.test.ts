@@ -8,6 +8,7 @@ import { RecoveryRequest } from '../../lambdas/recovery/contract';
 import { activeRecoveryId, beginRecovery, getRecovery, releaseLock, updateRecovery } from '../../lambdas/recovery/store';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { LocalDynamo, startLocalDynamo } from '../support/dynamodb';
+import { installedCopy, type InstalledCopy } from '../support/installed-copy';
 import { psql } from '../support/postgres';
 import { operatorEnv as baseOperatorEnv } from '../support/operator-env';
 
@@ -208,31 +209,21 @@ function startFakeAws(): Promise<FakeAws> {
   );
 }
 
-/** The operator's install: the launcher, the bundle, and a cdk.json whose example environment switches SECRET and points /ready at a local server. */
-function installWithConfig(readinessUrl: string, databaseName: string, instanceIdentifier?: string, options: { withoutEcs?: boolean } = {}): string {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-cutover-'));
-  fs.mkdirSync(path.join(root, 'bin'));
-  fs.mkdirSync(path.join(root, 'dist'));
-  fs.copyFileSync(path.join(ROOT, 'bin', 'atmr-dr.cjs'), path.join(root, 'bin', 'atmr-dr.cjs'));
-  fs.copyFileSync(path.join(ROOT, 'dist', 'atmr-dr.cjs'), path.join(root, 'dist', 'atmr-dr.cjs'));
-  fs.writeFileSync(path.join(root, 'package.json'), JSON.stringify({ name: 'atmr-dr', private: true }));
-  const cdk = JSON.parse(fs.readFileSync(path.join(ROOT, 'cdk.json'), 'utf8')) as {
-    context: { env: string; environments: Record<string, { database: { name: string; instanceIdentifier: string }; recovery: Record<string, unknown> }> };
-  };
-  const environment = cdk.context.environments.example;
-  environment.database.name = databaseName;
-  environment.recovery = { ...environment.recovery, endpoint: { kind: 'secretHost', secretArn: SECRET }, readinessUrl, ecs: { clusterArn: CLUSTER_ARN, serviceNames: SERVICES } };
-  // A cdk.json of an older version, which let recovery be enabled without services to redeploy.
-  if (options.withoutEcs) delete environment.recovery.ecs;
-  if (instanceIdentifier) {
-    // Step 10 as docs/recovery.md says it: the config names the copy, and the example's explicit
-    // prefix, which the copy is named under, gives way to one production's name does not start with.
-    environment.database.instanceIdentifier = instanceIdentifier;
-    environment.recovery.newInstancePrefix = 'atmr-prod-r2-';
-  }
-  cdk.context.env = 'example';
-  fs.writeFileSync(path.join(root, 'cdk.json'), JSON.stringify(cdk));
-  return root;
+/** The operator's install (installedCopy): the launcher, the bundle, and a cdk.json whose example environment switches SECRET and points /ready at a local server. */
+function installWithConfig(readinessUrl: string, databaseName: string, instanceIdentifier?: string, options: { withoutEcs?: boolean } = {}): InstalledCopy {
+  return installedCopy('atmr-dr-cutover-', (environments) => {
+    const environment = environments.example as { database: { name: string; instanceIdentifier: string }; recovery: Record<string, unknown> };
+    environment.database.name = databaseName;
+    environment.recovery = { ...environment.recovery, endpoint: { kind: 'secretHost', secretArn: SECRET }, readinessUrl, ecs: { clusterArn: CLUSTER_ARN, serviceNames: SERVICES } };
+    // A cdk.json of an older version, which let recovery be enabled without services to redeploy.
+    if (options.withoutEcs) delete environment.recovery.ecs;
+    if (instanceIdentifier) {
+      // Step 10 as docs/recovery.md says it: the config names the copy, and the example's explicit
+      // prefix, which the copy is named under, gives way to one production's name does not start with.
+      environment.database.instanceIdentifier = instanceIdentifier;
+      environment.recovery.newInstancePrefix = 'atmr-prod-r2-';
+    }
+  });
 }
 
 interface Run {
@@ -260,7 +251,7 @@ let dynamo: LocalDynamo;
 let aws: Awaited<ReturnType<typeof startFakeAws>>;
 let ready: http.Server;
 const readyHits: string[] = [];
-let install: string;
+let install: InstalledCopy;
 const cluster = testCluster();
 const recoveredDb = uniqueDatabaseName('rec_e2e');
 
@@ -281,7 +272,7 @@ afterAll(async () => {
   await dynamo.stop();
   await aws.stop();
   await new Promise((resolve) => ready.close(resolve));
-  fs.rmSync(install, { recursive: true, force: true });
+  fs.rmSync(install.root, { recursive: true, force: true });
   psql(cluster, 'postgres', `DROP DATABASE IF EXISTS ${recoveredDb} WITH (FORCE)`);
 });
 
@@ -330,7 +321,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     await verifiedRecovery(ID);
     const env = operatorEnv();
 
-    const result = await run(path.join(install, 'bin', 'atmr-dr.cjs'), ['recover', 'cutover', ID, '--yes'], env);
+    const result = await run(install.launcher, ['recover', 'cutover', ID, '--yes'], env);
 
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
@@ -417,13 +408,13 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     await verifiedRecovery(id);
     const early = installWithConfig(`http://127.0.0.1:${(ready.address() as AddressInfo).port}/ready`, recoveredDb, 'atmr-prod-pitr-202611301402');
     try {
-      const result = await run(path.join(early, 'bin', 'atmr-dr.cjs'), ['recover', 'cutover', id, '--yes'], operatorEnv());
+      const result = await run(early.launcher, ['recover', 'cutover', id, '--yes'], operatorEnv());
 
       expect(result.status).toBe(0);
       expect(aws.calls.filter((c) => c.action === 'ModifyDBInstance' && c.input.NewDBInstanceIdentifier !== undefined).map((c) => c.input.DBInstanceIdentifier)).toEqual(['atmr-prod']);
       expect(aws.instances.has('atmr-prod-pitr-202611301402')).toBe(true);
     } finally {
-      fs.rmSync(early, { recursive: true, force: true });
+      fs.rmSync(early.root, { recursive: true, force: true });
     }
   });
 
@@ -432,7 +423,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     await verifiedRecovery(id);
     aws.protectionRefused = true;
 
-    const result = await run(path.join(install, 'bin', 'atmr-dr.cjs'), ['recover', 'cutover', id, '--yes'], operatorEnv());
+    const result = await run(install.launcher, ['recover', 'cutover', id, '--yes'], operatorEnv());
 
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
@@ -448,7 +439,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
   async function interruptedCutover(id: string, signal: NodeJS.Signals) {
     await verifiedRecovery(id);
     aws.ecsStable = false;
-    const cutoverRun = start(path.join(install, 'bin', 'atmr-dr.cjs'), ['recover', 'cutover', id, '--yes'], operatorEnv());
+    const cutoverRun = start(install.launcher, ['recover', 'cutover', id, '--yes'], operatorEnv());
     for (let i = 0; i < 600 && !aws.calls.some((c) => c.action === 'UpdateService'); i += 1) await new Promise((resolve) => setTimeout(resolve, 50));
     cutoverRun.child.kill(signal);
     return cutoverRun.done;
@@ -456,7 +447,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
 
   it('Ctrl-C during the redeploy: exit 130 with how to resume or undo; status shows the journal; --undo --yes puts everything back', async () => {
     const id = 'r20261130150000-e2e1';
-    const launcher = path.join(install, 'bin', 'atmr-dr.cjs');
+    const launcher = install.launcher;
 
     const interrupted = await interruptedCutover(id, 'SIGINT');
 
@@ -504,7 +495,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     const active = await activeRecoveryId(store);
     if (active) await releaseLock(store, active);
     const id = 'r20261130153000-e2e4';
-    const launcher = path.join(install, 'bin', 'atmr-dr.cjs');
+    const launcher = install.launcher;
     expect((await interruptedCutover(id, 'SIGINT')).status).toBe(130);
     aws.ecsFailed = true;
 
@@ -538,14 +529,14 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     const before = await getRecovery(store, id);
     const older = installWithConfig(`http://127.0.0.1:${(ready.address() as AddressInfo).port}/ready`, recoveredDb, undefined, { withoutEcs: true });
     try {
-      const refused = await run(path.join(older, 'bin', 'atmr-dr.cjs'), ['recover', 'cutover', id, '--yes'], operatorEnv());
+      const refused = await run(older.launcher, ['recover', 'cutover', id, '--yes'], operatorEnv());
 
       expect(refused.status).toBe(2);
       expect(refused.stderr).toMatch(/^atmr-dr: recover cutover: recovery\.ecs is not set: no ECS service would be redeployed, .* set recovery\.ecs to .* in cdk\.json, then run the command again; nothing was changed\n$/);
       expect(aws.calls.filter((c) => /^(Put|Update|Modify|AddTags|RemoveTags)/.test(c.action))).toEqual([]);
       expect(await getRecovery(store, id)).toEqual(before);
     } finally {
-      fs.rmSync(older, { recursive: true, force: true });
+      fs.rmSync(older.root, { recursive: true, force: true });
     }
   });
 
