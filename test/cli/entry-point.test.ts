@@ -357,6 +357,16 @@ describe('help', () => {
 
     expect(help.stdout).toMatch(/--tier <tier>\s+\(required\) backup tier/);
   });
+
+  it('marks recover --to-time and --reason as required for recover, and does not list them under recover status, which refuses them', async () => {
+    const recover = await entry(['recover', '--help'], operatorEnv());
+    const status = await entry(['recover', 'status', '--help'], operatorEnv());
+
+    expect(recover.stdout).toMatch(/--to-time <time>\s+\(required\) time to restore to/);
+    expect(recover.stdout).toMatch(/--reason <text>\s+\(required\) why/);
+    expect(status.stdout).toMatch(/Global Options:[\s\S]*--table <name>/);
+    expect(status.stdout).not.toMatch(/--to-time|--reason|\(required\)/);
+  });
 });
 
 describe('a closed stdout ends a printing command quietly with exit 0', () => {
