@@ -234,7 +234,11 @@ export function asOperatorError(error: unknown): OperatorError {
   if (call && isAccessDenied(error)) {
     // The SDK's message alone may name neither the service nor the call ("... is not authorized to
     // perform this operation"): the client said which call on which resource it refused.
-    const action = `call ${call.operation} on ${call.resource ?? 'its resource'} (${call.service.toLowerCase()}:${call.operation})`;
+    // AWS's message names the action it denied when it is another than the call's own (iam:PassRole
+    // for a RunTask whose task role this role may not pass, kms:Decrypt for a table's key): that is
+    // the grant to check, not the call's.
+    const denied = /not authorized to perform: ([\w-]+:\w+)/.exec(oneLine(error))?.[1];
+    const action = `call ${call.operation} on ${call.resource ?? 'its resource'} (${denied ?? `${call.service.toLowerCase()}:${call.operation}`})`;
     return new OperatorError(describeAwsError(call.service, action, error, call.check), 1);
   }
   if (isAwsSdkError(error) && isThrottled(error)) {

@@ -6,7 +6,9 @@ import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { mockClient } from 'aws-sdk-client-mock';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { awsCall, describeAwsError, missingAwsSetting, refusedWithoutEffect, unansweredCall } from '../../../lambdas/shared/aws-errors';
+import { ECSClient, RunTaskCommand } from '@aws-sdk/client-ecs';
+import { asOperatorError, awsCall, describeAwsError, missingAwsSetting, nameFailedCalls, refusedWithoutEffect, unansweredCall } from '../../../lambdas/shared/aws-errors';
+import { startEcsEndpoint } from '../../support/aws-endpoints';
 import { OperatorError } from '../../../lambdas/shared/errors';
 import { s3Failure } from '../../../lambdas/shared/s3-objects';
 
@@ -158,6 +160,32 @@ describe('AWS failures say what to check', () => {
  * that answers each Publish attempt in turn as `answers` says: the errors the page step classifies
  * are the SDK's own, not shapes a test made up.
  */
+describe('asOperatorError: a refused call of a client that names its calls', () => {
+  it('names the action AWS says it denied (iam:PassRole for a RunTask), not the call\'s own, as the grant to check', async () => {
+    // Arrange: ECS refusing RunTask as AWS does when the caller may not pass the task's role
+    const ecsEndpoint = await startEcsEndpoint(() => ({
+      status: 400,
+      body: {
+        __type: 'AccessDeniedException',
+        message: 'User: arn:aws:sts::111111111111:assumed-role/atmr-oncall/bob is not authorized to perform: iam:PassRole on resource: arn:aws:iam::111111111111:role/atmr-api-task',
+      },
+    }));
+    const ecs = nameFailedCalls(new ECSClient({ endpoint: ecsEndpoint.url, region: 'eu-west-3', credentials, maxAttempts: 1 }), 'ECS', (input) => (typeof input.cluster === 'string' ? `cluster ${input.cluster}` : undefined));
+
+    try {
+      // Act
+      const error = await ecs.send(new RunTaskCommand({ cluster: 'atmr-prod', taskDefinition: 'atmr-api:7' })).catch((e: unknown) => e);
+      const line = asOperatorError(error).message;
+
+      // Assert
+      expect(line).toMatch(/^cannot call RunTask on cluster atmr-prod \(iam:PassRole\): ECS refused it/);
+      expect(line).not.toContain('ecs:RunTask');
+    } finally {
+      await ecsEndpoint.stop();
+    }
+  });
+});
+
 describe('refusedWithoutEffect: whether a failed call surely did not take effect', () => {
   type Answer = { status: number; code: string } | 'silence';
   const servers: import('node:http').Server[] = [];
