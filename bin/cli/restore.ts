@@ -17,8 +17,8 @@ export function registerRestoreCommands(program: Command): void {
     // Optional for the parser, required by the action: its own message says what to pass.
     .argument('[manifest-key|latest]', 'a manifest key from "backups list", or latest')
     .usage('[options] <manifest-key|latest> --target-db <name>')
-    // Not requiredOption: commander checks required options before unknown ones, so a mistyped
-    // `--taget-db` would be reported as a missing --target-db instead of as the typo it is.
+    // Not requiredOption: the action's own line for a missing --target-db comes after the backup's
+    // (a restore without either is told both, in that order, as "restore needs the backup ... and --target-db").
     .option('--target-db <name>', '(required) database to restore into (created, or replaced with --force)')
     .option('--force', 'replace the target database when it exists and is not empty')
     .addOption(new Option('--format <format>', 'restore this format of the backup (default: custom when the backup has it, else plain)').choices(['custom', 'plain']))
