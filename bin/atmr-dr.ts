@@ -75,10 +75,11 @@ export async function buildProgram(argv?: readonly string[]): Promise<Command> {
       subcommandTerm: requiredLooking,
       // Declared once, by requiredOption: the help says it, and a command line without it is refused.
       optionDescription: (option) => `${option.mandatory ? '(required) ' : ''}${DEFAULT_HELP.optionDescription(option)}`,
-      // A parent's required options are its own action's (recover's --to-time and --reason, to start
-      // a recovery): recover status refuses them, and its help must not list them as required.
+      // A parent's required options, and those it marks ownActionOnly, are its own action's (recover's
+      // --to-time, --reason, --new-instance, --dry-run, to start a recovery): recover status refuses
+      // them, and its help must not list them.
       visibleGlobalOptions(this: Help, command: Command) {
-        return Help.prototype.visibleGlobalOptions.call(this, command).filter((option) => !option.mandatory);
+        return Help.prototype.visibleGlobalOptions.call(this, command).filter((option) => !option.mandatory && !(option as { ownActionOnly?: boolean }).ownActionOnly);
       },
     });
   // Concern modules register here (bin/cli/<concern>.ts); subcommands inherit the settings above.

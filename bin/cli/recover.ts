@@ -188,6 +188,11 @@ export function registerRecoverCommands(program: Command): void {
     .option('--state-machine <arn>', 'recovery workflow (default: $ATMR_RECOVERY_STATE_MACHINE, else the Ops stack output)')
     .option('--parameter <name>', 'killswitch parameter (default: $KILLSWITCH_PARAMETER, else the Data stack output of --env, else its config)')
     .option('--json', 'print results as JSON');
+  // Read by starting a recovery only (status, cutover and abandon refuse them: refuseStartOptions):
+  // left out of those subcommands' help (bin/atmr-dr.ts visibleGlobalOptions).
+  for (const option of recover.options) {
+    if (option.long === '--new-instance' || option.long === '--dry-run') Object.assign(option, { ownActionOnly: true });
+  }
 
   const globals = () => recover.opts<RecoverGlobals & { toTime?: string; newInstance?: string; reason?: string; dryRun?: boolean }>();
   const context = async () => {

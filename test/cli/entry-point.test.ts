@@ -358,14 +358,15 @@ describe('help', () => {
     expect(help.stdout).toMatch(/--tier <tier>\s+\(required\) backup tier/);
   });
 
-  it('marks recover --to-time and --reason as required for recover, and does not list them under recover status, which refuses them', async () => {
+  it('marks recover --to-time and --reason as required for recover, and does not list the options of starting a recovery under recover status, which refuses them', async () => {
     const recover = await entry(['recover', '--help'], operatorEnv());
     const status = await entry(['recover', 'status', '--help'], operatorEnv());
 
     expect(recover.stdout).toMatch(/--to-time <time>\s+\(required\) time to restore to/);
     expect(recover.stdout).toMatch(/--reason <text>\s+\(required\) why/);
     expect(status.stdout).toMatch(/Global Options:[\s\S]*--table <name>/);
-    expect(status.stdout).not.toMatch(/--to-time|--reason|\(required\)/);
+    expect(status.stdout).not.toMatch(/--to-time|--reason|\(required\)|--new-instance|--dry-run/);
+    expect(recover.stdout).toMatch(/--new-instance <name>[\s\S]*--dry-run/);
   });
 });
 
