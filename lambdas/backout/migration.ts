@@ -17,6 +17,23 @@ import { LockRecord, unlockCommandLine } from './state';
  */
 export const RUN_TASK_NOT_STARTED_ERRORS = ['AmazonECS.Unknown', 'ECS.AmazonECSException'] as const;
 
+/**
+ * The errors with which ecs:runTask.sync reports a RunTask that ECS refused outright (a 4xx on the
+ * request itself: AccessDenied for a missing iam:PassRole of the failing release's task role, a task
+ * definition or network setting ECS rejects, a cluster or platform it does not know): no task was
+ * started either, but the same request would be refused again, so they are NOT among the retries of
+ * RunMigrationDowngrade; the report says "not started" and may give the release's claim back.
+ */
+export const RUN_TASK_REFUSED_ERRORS = [
+  'ECS.AccessDeniedException',
+  'ECS.InvalidParameterException',
+  'ECS.ClientException',
+  'ECS.ClusterNotFoundException',
+  'ECS.PlatformUnknownException',
+  'ECS.PlatformTaskDefinitionIncompatibilityException',
+  'ECS.UnsupportedFeatureException',
+] as const;
+
 /** Who the killswitch shows as having set maintenance for a downgrade. */
 export const BACKOUT_ACTOR = 'atmr-dr backout';
 

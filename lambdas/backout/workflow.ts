@@ -29,6 +29,7 @@ import {
   restoreKillswitch,
   restoreKillswitchCommand,
   RUN_TASK_NOT_STARTED_ERRORS,
+  RUN_TASK_REFUSED_ERRORS,
   waitOrUnlock,
 } from './migration';
 import { BackoutSettings, findService, pinParameterName } from './settings';
@@ -488,17 +489,20 @@ function syncTaskField(state: RollbackState): (key: string) => unknown {
 }
 
 /**
- * RunTask started no task (RUN_TASK_NOT_STARTED_ERRORS after the state's retries). The Cause may be
- * RunTask's answer (its Failures, no task in it): no TaskArn is what says no task ran.
+ * RunTask started no task: RUN_TASK_NOT_STARTED_ERRORS after the state's retries, or a request ECS
+ * refused outright (RUN_TASK_REFUSED_ERRORS). The Cause may be RunTask's answer (its Failures, no
+ * task in it): no TaskArn is what says no task ran.
  */
 function downgradeNotStarted(state: RollbackState): boolean {
-  return !syncTaskField(state)('TaskArn') && (RUN_TASK_NOT_STARTED_ERRORS as readonly string[]).includes(state.downgrade.taskError?.Error ?? '');
+  const error = state.downgrade.taskError?.Error ?? '';
+  return !syncTaskField(state)('TaskArn') && ([...RUN_TASK_NOT_STARTED_ERRORS, ...RUN_TASK_REFUSED_ERRORS] as readonly string[]).includes(error);
 }
 
 /**
- * The Catch of the migration task. One of RUN_TASK_NOT_STARTED_ERRORS without a task description is
- * a RunTask that started no task (throttled, not placed), after the state's retries: no task ran, and the
- * report says so, so that a human reading "exit code none" does not look for a half-done downgrade.
+ * The Catch of the migration task. One of RUN_TASK_NOT_STARTED_ERRORS (after the state's retries) or
+ * RUN_TASK_REFUSED_ERRORS without a task description is a RunTask that started no task (throttled, not
+ * placed, refused outright): no task ran, and the report says so, so that a human reading "exit code
+ * none" does not look for a half-done downgrade.
  */
 function taskErrorLine(taskError: RollbackState['downgrade']['taskError']): string | null {
   return taskError ? `${taskError.Error}: ${oneLine(taskError.Cause ?? '')}`.slice(0, 300) : null;

@@ -532,6 +532,9 @@ export class Rollback extends Construct {
     // passes ClientToken on, and a field it does not accept is refused ("not supported by Step
     // Functions"), possibly only when the state runs, on the worst day (docs/backout.md). Until that
     // is checked on a real account, the report keeps the lock instead: a downgrade may be running.
+    // A RunTask ECS refused outright (RUN_TASK_REFUSED_ERRORS: AccessDenied for a missing
+    // iam:PassRole, InvalidParameter, ClusterNotFound...) started no task either, but would be refused
+    // again: not tried again, it goes to the report, which releases the lock (ReleaseTheLock too).
     runMigration.addRetry({ errors: [...RUN_TASK_NOT_STARTED_ERRORS], interval: Duration.seconds(1), backoffRate: 2, maxAttempts: 3 });
     runMigration.addCatch(finish, { resultPath: '$.downgrade.taskError' });
     runMigration.next(finish);

@@ -136,6 +136,26 @@ describe('the report gives the release its claim back when the run changed nothi
     expect(await claimOf(tableName)).toBeUndefined();
   });
 
+  it('ECS refused the downgrade RunTask outright (ECS.AccessDeniedException, a missing iam:PassRole): the claim is released and the report says not started', async () => {
+    // Arrange: prepared, then the .sync RunTask's Catch: ECS refused the request, no task in the cause
+    const { tableName, s, deps, state } = await firstRun({ autoDowngradeMigrations: true, alembicHead: 'aaa111' });
+    const prepared = await prepareDowngradeStep(deps, s, state);
+    const refusedRunTask = {
+      Error: 'ECS.AccessDeniedException',
+      Cause: 'User: arn:aws:sts::111111111111:assumed-role/sfn/x is not authorized to perform: iam:PassRole on resource: arn:aws:iam::111111111111:role/atmr-api-task-v2 (Service: AmazonECS; Status Code: 400; Error Code: AccessDeniedException)',
+    };
+
+    // Act
+    const finished = await finishDowngradeStep(deps, s, { ...prepared, downgrade: { ...prepared.downgrade, taskError: refusedRunTask } });
+    const told = await report(deps, s, finished, OWNER);
+
+    // Assert
+    expect(told.outcome).toBe('migration-failed');
+    expect(lastMessage()).toMatch(/exit code none \(not started: ECS refused RunTask, the schema is unchanged \(ECS\.AccessDeniedException: /);
+    expect(lastMessage()).toContain(RELEASED);
+    expect(await claimOf(tableName)).toBeUndefined();
+  });
+
   it('the claim write failed after DynamoDB applied it (the guards stop on the error): the claim is released', async () => {
     // Arrange: a client whose claim put reaches the table, then fails as a DynamoDB 5xx answers
     const tableName = await suite.dynamo.freshTable();

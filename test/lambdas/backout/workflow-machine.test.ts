@@ -442,6 +442,31 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(await claimOf()).toBeUndefined();
   });
 
+  it('gives the release its claim back and the lock up when ECS refused the downgrade RunTask outright (ECS.AccessDeniedException), sending it once', async () => {
+    // Arrange: the Step Functions role may not pass the failing release's task role
+    await loadHandler({ autoDowngradeMigrations: true });
+    await seedLkg(dynamo.doc, undefined, tableName);
+    let attempts = 0;
+    const migration = async () => {
+      attempts += 1;
+      throw Object.assign(new Error('User: arn:aws:sts::111111111111:assumed-role/sfn/x is not authorized to perform: iam:PassRole on resource: arn:aws:iam::111111111111:role/atmr-api-task-v2 (Service: AmazonECS; Status Code: 400; Error Code: AccessDeniedException)'), {
+        name: 'ECS.AccessDeniedException',
+      });
+    };
+
+    // Act
+    const result = await execute(alarm(), { migration });
+
+    // Assert: not tried again, reported as not started, nothing held or claimed
+    expect(attempts).toBe(1);
+    expect(result.output).toMatchObject({ outcome: 'migration-failed', page: true });
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+    expect(lastMessage()?.Message).toMatch(/exit code none \(not started: ECS refused RunTask, the schema is unchanged \(ECS\.AccessDeniedException: /);
+    expect(lastMessage()?.Message).toContain(`Once-per-release claim of ${BAD} released`);
+    expect(await claimOf()).toBeUndefined();
+    expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toBeNull();
+  });
+
   it('follows the rollback and pages, saying the pin is missing, when SSM refuses the pin after UpdateService was accepted', async () => {
     await loadHandler();
     await seedLkg(dynamo.doc, undefined, tableName);
