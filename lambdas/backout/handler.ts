@@ -7,7 +7,7 @@ import { backoutClients } from './clients';
 import { BACKOUT_METRICS_SERVICE } from './metrics';
 import { recordAfterBake } from './lkg';
 import { BACKOUT_SETTINGS_ENV, BackoutSettings, parseBackoutSettings } from './settings';
-import { BackoutDeps, checkSteady, finishDowngradeStep, guards, postChecks, prepareDowngradeStep, report, RollbackState, rollOut } from './workflow';
+import { BackoutDeps, checkSteady, finishDowngradeStep, guards, postChecks, prepareDowngradeStep, report, RollbackState, rollOutStep } from './workflow';
 
 const { logger, metrics } = observability(BACKOUT_METRICS_SERVICE);
 
@@ -39,7 +39,7 @@ export function stepRunner(settings: BackoutSettings, deps: BackoutDeps): (event
         return report(deps, settings, parsed.state as unknown as RollbackState, parsed.execution);
       default: {
         const state = parsed.state as unknown as RollbackState;
-        const run = { 'prepare-downgrade': prepareDowngradeStep, 'finish-downgrade': finishDowngradeStep, 'roll-out': rollOut, 'check-steady': checkSteady, 'post-checks': postChecks }[parsed.action];
+        const run = { 'prepare-downgrade': prepareDowngradeStep, 'finish-downgrade': finishDowngradeStep, 'roll-out': rollOutStep, 'check-steady': checkSteady, 'post-checks': postChecks }[parsed.action];
         return run(deps, settings, state);
       }
     }

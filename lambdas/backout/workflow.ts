@@ -572,6 +572,32 @@ export async function rollOut(deps: BackoutDeps, settings: BackoutSettings, inpu
 }
 
 /**
+ * RollOut as the workflow runs it. Step Functions runs it again after a Lambda service error
+ * (Lambda.ServiceException, ClientExecutionTimeoutException: retryOnServiceExceptions), which may
+ * come after an earlier attempt's UpdateService was accepted; this attempt's RollbackNotStarted (a
+ * 4xx, a second pinned copy refused) then says nothing of that one, and the report would give the
+ * claim back and page "before changing the service" while ECS rolls back. The refusal stands only
+ * while the service's primary deployment still runs the release the guards found (state.from);
+ * otherwise, or when ECS cannot say, whether the rollback started is unknown and the claim is kept.
+ */
+export async function rollOutStep(deps: BackoutDeps, settings: BackoutSettings, state: RollbackState): Promise<RollbackState> {
+  try {
+    return await rollOut(deps, settings, state);
+  } catch (error) {
+    if (!(error instanceof RollbackNotStarted)) throw error;
+    const found = state.from?.taskDefinitionArn;
+    const runs = await describeService(deps.ecs, settings, state.service)
+      .then(currentTaskDefinition)
+      .catch((describeError: unknown) => `an unknown task definition (${namedLine(describeError)})`);
+    if (runs === found) throw error;
+    throw new OperatorError(
+      `backout: ${state.service} may be rolling back: its primary deployment runs ${runs}, not ${found}, although this attempt was refused (${error.message}); an earlier attempt of RollOut may have started it`,
+      error.exitCode,
+    );
+  }
+}
+
+/**
  * A release deployed under the last known good's own revision (update-service --force-new-deployment,
  * or a new deployment of that revision, after the tag it names was moved to another build) is not
  * the last known good: its tasks pulled other digests than those the bake recorded. A rollback to

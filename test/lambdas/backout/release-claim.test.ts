@@ -1,11 +1,11 @@
 import { GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { AccessDeniedException, ClusterNotFoundException, DescribeTaskDefinitionCommand, ECSServiceException, InvalidParameterException, ServerException, UpdateServiceCommand } from '@aws-sdk/client-ecs';
+import { AccessDeniedException, ClusterNotFoundException, DescribeServicesCommand, DescribeTaskDefinitionCommand, ECSServiceException, InvalidParameterException, ServerException, UpdateServiceCommand } from '@aws-sdk/client-ecs';
 import { CreateDBSnapshotCommand, RDSServiceException } from '@aws-sdk/client-rds';
 import { PublishCommand } from '@aws-sdk/client-sns';
 import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { claimReleaseRollback, readLock, releaseClaim } from '../../../lambdas/backout/state';
-import { finishDowngradeStep, guards, prepareDowngradeStep, report, RollbackState, rollOut } from '../../../lambdas/backout/workflow';
+import { finishDowngradeStep, guards, prepareDowngradeStep, report, RollbackState, rollOut, rollOutStep } from '../../../lambdas/backout/workflow';
 import { alarmEvent, BAD, backoutDeps, backoutSuite, lkg, metricData, seedLkg, settings } from './fixtures';
 
 /**
@@ -74,7 +74,7 @@ describe('the report gives the release its claim back when the run changed nothi
     mocks.ecs.on(UpdateServiceCommand).rejects(refusal());
 
     // Act: RollOut throws, the Catch hands the report the state and the error
-    const thrown = await thrownBy(rollOut(deps, s, state));
+    const thrown = await thrownBy(rollOutStep(deps, s, state));
     const told = await report(deps, s, caught(state, thrown), OWNER);
 
     // Assert
@@ -94,7 +94,7 @@ describe('the report gives the release its claim back when the run changed nothi
     mocks.ecs.on(DescribeTaskDefinitionCommand).rejects(ecsError(AccessDeniedException, 400));
 
     // Act
-    const thrown = await thrownBy(rollOut(deps, s, retagged));
+    const thrown = await thrownBy(rollOutStep(deps, s, retagged));
     await report(deps, s, caught(retagged, thrown), OWNER);
 
     // Assert
@@ -242,6 +242,23 @@ describe('the report keeps the claim when ECS may have acted (one release is nev
     expect(await claimOf(tableName)).toMatchObject({ owner: OWNER });
     const next = await guards(deps, s, alarmInput(), 'exec-2');
     expect(next.reason).toContain(`${BAD} was already rolled back automatically once`);
+  });
+
+  it('ECS refused UpdateService but DescribeServices failed, so an earlier attempt of RollOut may have started the rollback: kept', async () => {
+    // Arrange: a refusal (a 4xx) on an attempt of RollOut, and no answer on what the service runs
+    const { tableName, s, deps, state } = await firstRun();
+    mocks.ecs.on(UpdateServiceCommand).rejects(ecsError(AccessDeniedException, 400));
+    mocks.ecs.on(DescribeServicesCommand).rejects(ecsError(ServerException, 500, 3));
+
+    // Act
+    const thrown = await thrownBy(rollOutStep(deps, s, state));
+    await report(deps, s, caught(state, thrown), OWNER);
+
+    // Assert
+    expect(thrown).toMatchObject({ name: 'OperatorError', message: expect.stringContaining(`its primary deployment runs an unknown task definition (ServerException: ServerException (test)), not ${BAD}`) });
+    expect(lastMessage()).not.toMatch(/before changing the service/);
+    expect(lastMessage()).toContain(`Once-per-release claim of ${BAD} kept (RollOut stopped on OperatorError: whether ECS accepted the UpdateService is unknown)`);
+    expect(await claimOf(tableName)).toMatchObject({ owner: OWNER });
   });
 
   it('the RollOut Lambda timed out (Step Functions names it States.Timeout): kept', async () => {

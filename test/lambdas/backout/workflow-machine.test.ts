@@ -156,6 +156,8 @@ interface RunOptions {
   readonly migration?: (input: Record<string, unknown>) => Promise<unknown>;
   /** In place of the Guards Lambda (its task input: the payload the definition builds). */
   readonly guards?: (input: Record<string, unknown>) => Promise<unknown>;
+  /** In place of the RollOut Lambda. */
+  readonly rollOut?: (input: Record<string, unknown>) => Promise<unknown>;
   /** In place of the Report Lambda. */
   readonly report?: (input: Record<string, unknown>) => Promise<unknown>;
   /** Errors DynamoDB answers the first DeleteItems of the integration with, one each, before it takes them (names without the DynamoDB. prefix). */
@@ -189,6 +191,7 @@ async function execute(input: unknown, options: RunOptions = {}): Promise<{ outp
   const handlers: Record<string, (input: unknown) => Promise<unknown>> = Object.fromEntries(lambdaTasks.map(([name]) => [name, (i: unknown) => step(i)]));
   handlers.RunMigrationDowngrade = (options.migration as ((input: unknown) => Promise<unknown>) | undefined) ?? (() => Promise.reject(new Error('migration task not expected')));
   if (options.guards) handlers.Guards = options.guards as (input: unknown) => Promise<unknown>;
+  if (options.rollOut) handlers.RollOut = options.rollOut as (input: unknown) => Promise<unknown>;
   if (options.report) handlers.Report = options.report as (input: unknown) => Promise<unknown>;
   const refusals = [...(options.deleteRefusals ?? [])];
   handlers.ReleaseLockOfFailedReport = (parameters: unknown) => {
@@ -372,6 +375,8 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     await loadHandler();
     await seedLkg(dynamo.doc, undefined, tableName);
     mocks.ecs.on(UpdateServiceCommand).rejects(new InvalidParameterException({ message: 'TaskDefinition is inactive', $metadata: { httpStatusCode: 400, attempts: 1 } }));
+    // Refused, the service stays on the failing release.
+    mocks.ecs.on(DescribeServicesCommand).resolves(service(BAD));
 
     const result = await execute(alarm());
 
@@ -386,6 +391,8 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     await loadHandler();
     await seedLkg(dynamo.doc, lkg({ alembicHead: 'bbb222' }), tableName);
     mocks.ecs.on(UpdateServiceCommand).rejects(new AccessDeniedException({ message: 'not authorized to perform ecs:UpdateService', $metadata: { httpStatusCode: 400, attempts: 1 } }));
+    // Refused, the service stays on the failing release (RollOut looks before saying nothing changed).
+    mocks.ecs.on(DescribeServicesCommand).resolves(service(BAD));
 
     // Act
     const result = await execute(alarm(), { execution: 'exec-refused' });
@@ -930,6 +937,38 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(output).toMatchObject({ outcome: 'rolled-back' });
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
     expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toBeNull();
+  });
+
+  it('keeps the claim, and does not say nothing changed, when Step Functions runs RollOut again after its first UpdateService was accepted and the retry is refused', async () => {
+    // Arrange: the first RollOut sends UpdateService, which ECS accepts, then Lambda answers with a
+    // service error; the retry's UpdateService is refused (a 4xx) while ECS rolls back to the target
+    await loadHandler();
+    await seedLkg(dynamo.doc, lkg({ alembicHead: 'bbb222' }), tableName);
+    mocks.ecs
+      .on(UpdateServiceCommand)
+      .resolvesOnce({ service: { deployments: [{ id: 'ecs-svc/3333', status: 'PRIMARY', taskDefinition: GOOD }] } })
+      .rejects(new AccessDeniedException({ message: 'not authorized to perform ecs:UpdateService', $metadata: { httpStatusCode: 400, attempts: 1 } }));
+    let invocations = 0;
+    const rollOut = async (input: Record<string, unknown>) => {
+      invocations += 1;
+      const state = await step(input);
+      if (invocations === 1) throw Object.assign(new Error('Lambda was unable to return the response'), { name: 'Lambda.ServiceException' });
+      return state;
+    };
+
+    // Act
+    const result = await execute(alarm(), { rollOut, execution: 'exec-retried' });
+
+    // Assert: the outcome is unknown, the claim stays, the next alarm does not roll back twice
+    expect(invocations).toBe(2);
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(2);
+    expect(paged(result)).toBe(true);
+    const message = lastMessage()?.Message ?? '';
+    expect(message).toMatch(new RegExp(`^atmr-api: backout stopped on an error without knowing whether ECS accepted the rollback to ${GOOD}`));
+    expect(message).toContain(`Error: OperatorError: backout: atmr-api may be rolling back: its primary deployment runs ${GOOD}, not ${BAD}, although this attempt was refused`);
+    expect(message).not.toMatch(/before changing the service/);
+    expect(message).toContain(`Once-per-release claim of ${BAD} kept (RollOut stopped on OperatorError: whether ECS accepted the UpdateService is unknown)`);
+    expect(await claimOf()).toMatchObject({ owner: 'exec-retried' });
   });
 
   it('takes the lock and claims the release in the name of the execution', async () => {
