@@ -123,7 +123,7 @@ async function main(): Promise<void> {
       { name: 'restore latest --target-db x (no PGHOST)', args: ['restore', 'latest', '--target-db', 'x'], env: withBucket, expect: { code: 2, output: /^atmr-dr: no database host/ } },
       { name: 'restore-test (no PGHOST)', args: ['restore-test'], env: withBucket, expect: { code: 2, output: /^atmr-dr: no database host/ } },
       { name: 'backup --help', args: ['backup', '--help'], env: offline, expect: { code: 0, output: /^Usage: atmr-dr backup/ } },
-      { name: 'backup (no --tier)', args: ['backup'], env: offline, expect: { code: 2, output: /^atmr-dr: --tier is required/ } },
+      { name: 'backup (no --tier)', args: ['backup'], env: offline, expect: { code: 2, output: /^atmr-dr: backup: required option not given: --tier/ } },
       { name: 'backups list (no bucket, no region)', args: ['backups', 'list'], env: offline, expect: { code: 2, output: /^atmr-dr: no AWS region is set; .*--bucket NAME or BACKUP_BUCKET/ } },
       { name: 'backups list (local bucket)', args: ['backups', 'list'], env: online, expect: { code: 0, output: /^backups\/|^daily\// } },
       { name: '--version', args: ['--version'], env: offline, expect: { code: 0, output: /^\d+\.\d+\.\d+/ } },
