@@ -5,6 +5,7 @@ import { RDSClient } from '@aws-sdk/client-rds';
 import { Command } from 'commander';
 import { dbReadWrite, rdsStorage } from '../../lambdas/detection/db-read-write';
 import { restartService, scaleService } from '../../lambdas/detection/ecs-actions';
+import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { resolveConnection } from '../../lambdas/shared/pg-connection';
@@ -69,7 +70,7 @@ export function registerDetectionCommands(program: Command): void {
         connection,
         confirm: confirmer(opts.yes),
         print: opts.json ? undefined : print,
-        ...(instance && { storage: () => rdsStorage({ rds: new RDSClient(SDK_RETRY), cloudwatch: new CloudWatchClient(SDK_RETRY) }, instance) }),
+        ...(instance && { storage: () => rdsStorage({ rds: namedClient(new RDSClient(SDK_RETRY), 'RDS'), cloudwatch: namedClient(new CloudWatchClient(SDK_RETRY), 'CloudWatch') }, instance) }),
       });
       if (opts.json) print(JSON.stringify(outcome));
       else print(`${outcome.result}: ${outcome.finding}`);
@@ -97,7 +98,7 @@ export function registerDetectionCommands(program: Command): void {
         nonEmpty(process.env[serviceVar], serviceVar, 'set it to the ECS service name, or unset it to use the config') ??
         bounds.serviceName;
       const result = await scaleService(
-        { ecs: new ECSClient(SDK_RETRY), events: new EventBridgeClient(SDK_RETRY), confirm: confirmer(opts.yes), print },
+        { ecs: namedClient(new ECSClient(SDK_RETRY), 'ECS'), events: namedClient(new EventBridgeClient(SDK_RETRY), 'EventBridge'), confirm: confirmer(opts.yes), print },
         { key, cluster: await clusterName(opts.cluster, envName), service, count: Number(countText), minCount: bounds.minCount, maxCount: bounds.maxCount },
       );
       print(result.changed ? `${service}: desired count ${result.from} -> ${result.to}` : `${service}: already at ${result.to} tasks, nothing changed`);
@@ -127,7 +128,7 @@ export function registerDetectionCommands(program: Command): void {
         nonEmpty(process.env.ATMR_OSRM_SERVICE, 'ATMR_OSRM_SERVICE', 'set it to the ECS service name, or unset it to use the config') ??
         serviceFromConfig(config, osrmKey, error).serviceName;
       const result = await restartService(
-        { ecs: new ECSClient(SDK_RETRY), events: new EventBridgeClient(SDK_RETRY), confirm: confirmer(opts.yes), print },
+        { ecs: namedClient(new ECSClient(SDK_RETRY), 'ECS'), events: namedClient(new EventBridgeClient(SDK_RETRY), 'EventBridge'), confirm: confirmer(opts.yes), print },
         {
           cluster: await clusterName(opts.cluster, envName),
           service,

@@ -4,6 +4,7 @@ import { incidentStore } from '../../lambdas/escalation/clients';
 import { highestLevelPaged, Incident } from '../../lambdas/escalation/model';
 import { acknowledgeIncident, getIncident, IncidentStore, listIncidents, resolveIncident, timeline } from '../../lambdas/escalation/store';
 import { timelineMarkdown } from '../../lambdas/escalation/timeline';
+import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { confirmer } from './confirm';
@@ -65,7 +66,7 @@ export function registerIncidentCommands(program: Command): void {
       const incidents = await listIncidents(store, { open: opts.open });
       // The workflow column needs the state machine; without it, the list is still the record.
       const stateMachineArn = await resolveDeployedName(DEPLOYED_NAMES.escalationStateMachine, { flagValue: globals.stateMachine, envName: globals.env }).catch(() => undefined);
-      const workflows = await workflowStatuses(new SFNClient(SDK_RETRY), stateMachineArn, incidents);
+      const workflows = await workflowStatuses(namedClient(new SFNClient(SDK_RETRY), 'Step Functions'), stateMachineArn, incidents);
       // `level` is the record's: a level whose page may be out but is not recorded (its record refused
       // by the table, its step stopped or timed out after the publish) is above it. The execution's
       // state is not known here: the levels it alone holds (model.ts levelsPaged) are not counted.

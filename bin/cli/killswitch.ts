@@ -5,6 +5,7 @@ import { KillswitchCommand, KillswitchCommandResult, runKillswitchCommand } from
 import { describeValue } from '../../lambdas/killswitch/core';
 import { parseDuration, parseEnableMode, parseReason } from '../../lambdas/killswitch/value';
 import { awsCall } from '../../lambdas/shared/aws-errors';
+import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { confirmer } from './confirm';
@@ -90,7 +91,7 @@ export function registerKillswitchCommands(program: Command): void {
     const result = await awsCall(
       'SSM',
       action,
-      () => runKillswitchCommand({ ssm: new SSMClient(SDK_RETRY), parameterName, resolveActor: () => resolveCliActor() }, command),
+      () => runKillswitchCommand({ ssm: namedClient(new SSMClient(SDK_RETRY), 'SSM'), parameterName, resolveActor: () => resolveCliActor() }, command),
       'the parameter name (--parameter, KILLSWITCH_PARAMETER, --env)',
     );
     report(parameterName, result, json);

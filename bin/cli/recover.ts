@@ -18,6 +18,7 @@ import { StoreDeps, activeRecoveryId, getRecovery, listRecoveryIds } from '../..
 import { checkPitrReach, parseToTime } from '../../lambdas/recovery/time';
 import { formatVerification, unreadCause, unverifiedFlagRefusal, unverifiedNextStep, unverifiedRefusal } from '../../lambdas/recovery/verify';
 import { opsStateDynamoDB } from '../../lambdas/shared/ops-state-client';
+import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { metricsNamespace } from '../../lambdas/shared/constants';
 import { OperatorError } from '../../lambdas/shared/errors';
@@ -204,7 +205,7 @@ export function registerRecoverCommands(program: Command): void {
       ddb: DynamoDBDocumentClient.from(opsStateDynamoDB(), { marshallOptions: { removeUndefinedValues: true } }),
       tableName,
     };
-    return { g, envName, config, store, sfn: new SFNClient(SDK_RETRY), rds: new RDSClient(SDK_RETRY), events: new EventBridgeClient(SDK_RETRY) };
+    return { g, envName, config, store, sfn: namedClient(new SFNClient(SDK_RETRY), 'Step Functions'), rds: namedClient(new RDSClient(SDK_RETRY), 'RDS'), events: namedClient(new EventBridgeClient(SDK_RETRY), 'EventBridge') };
   };
 
   /**
@@ -392,7 +393,7 @@ export function registerRecoverCommands(program: Command): void {
       await confirmOrRefuse(question, opts.yes, `recover cutover${mode === 'start' ? '' : ` --${mode}`}`);
       const recovery = resolveRecoveryConfig(ctx.config);
       const killswitchParameter = await resolveDeployedName(DEPLOYED_NAMES.killswitchParameter, { flagValue: ctx.g.parameter, envName: ctx.envName });
-      const secretsManager = new SecretsManagerClient(SDK_RETRY);
+      const secretsManager = namedClient(new SecretsManagerClient(SDK_RETRY), 'SecretsManager');
       const actor = await resolveCliActor();
       // Ctrl-C / SIGTERM / SIGHUP (a dropped SSH session): stop at the next step boundary (or poll of
       // a wait), the journal says where, and the lease is released; a second one quits at once.
@@ -408,12 +409,12 @@ export function registerRecoverCommands(program: Command): void {
       // Its own handler first, then the start's removed (it would end the process at once).
       endStarting();
       const deps = {
-        ssm: new SSMClient(SDK_RETRY),
+        ssm: namedClient(new SSMClient(SDK_RETRY), 'SSM'),
         secretsManager,
-        ecs: new ECSClient(SDK_RETRY),
+        ecs: namedClient(new ECSClient(SDK_RETRY), 'ECS'),
         rds: ctx.rds,
         events: ctx.events,
-        cloudwatch: new CloudWatchClient(SDK_RETRY),
+        cloudwatch: namedClient(new CloudWatchClient(SDK_RETRY), 'CloudWatch'),
         store: ctx.store,
         connectRecovered: async (host: string, port: number) => pgClientConfig(await recoveredConnection(ctx.config, secretsManager, host, port)),
         stopRequested: () => stopRequested !== undefined,

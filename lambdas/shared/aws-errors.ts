@@ -20,11 +20,20 @@ export const SERVICE_ENDPOINT_VARIABLES = {
   CloudFormation: 'AWS_ENDPOINT_URL_CLOUDFORMATION',
   SecretsManager: 'AWS_ENDPOINT_URL_SECRETS_MANAGER',
   ECS: 'AWS_ENDPOINT_URL_ECS',
+  RDS: 'AWS_ENDPOINT_URL_RDS',
+  'Step Functions': 'AWS_ENDPOINT_URL_SFN',
+  SNS: 'AWS_ENDPOINT_URL_SNS',
+  EventBridge: 'AWS_ENDPOINT_URL_EVENTBRIDGE',
+  CloudWatch: 'AWS_ENDPOINT_URL_CLOUDWATCH',
 } as const;
 export type AwsService = keyof typeof SERVICE_ENDPOINT_VARIABLES;
 
+/** The IAM prefix of a service's actions where it is not its name in lower case (dynamodb:Query, but states:StartExecution). */
+const IAM_PREFIXES: Partial<Record<AwsService, string>> = { 'Step Functions': 'states', EventBridge: 'events' };
+
 const NETWORK_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'TimeoutError']);
-const DENIED = new Set(['AccessDenied', 'AccessDeniedException', 'UnauthorizedOperation', 'UnrecognizedClientException', 'InvalidClientTokenId', 'SignatureDoesNotMatch']);
+// SNS's refusal (its AuthorizationError) is named AuthorizationErrorException by the SDK.
+const DENIED = new Set(['AccessDenied', 'AccessDeniedException', 'AuthorizationErrorException', 'UnauthorizedOperation', 'UnrecognizedClientException', 'InvalidClientTokenId', 'SignatureDoesNotMatch']);
 const EXPIRED = new Set(['ExpiredToken', 'ExpiredTokenException', 'RequestExpired']);
 
 interface SdkLikeError {
@@ -230,23 +239,33 @@ export function asOperatorError(error: unknown): OperatorError {
       MISSING_SETTING_EXIT_CODE,
     );
   }
-  const call = failedCall(error);
-  if (call && isAccessDenied(error)) {
-    // The SDK's message alone may name neither the service nor the call ("... is not authorized to
-    // perform this operation"): the client said which call on which resource it refused.
-    // AWS's message names the action it denied when it is another than the call's own (iam:PassRole
-    // for a RunTask whose task role this role may not pass, kms:Decrypt for a table's key): that is
-    // the grant to check, not the call's.
-    const denied = /not authorized to perform: ([\w-]+:\w+)/.exec(oneLine(error))?.[1];
-    const action = `call ${call.operation} on ${call.resource ?? 'its resource'} (${denied ?? `${call.service.toLowerCase()}:${call.operation}`})`;
-    return new OperatorError(describeAwsError(call.service, action, error, call.check), 1);
-  }
+  const refused = refusedCallLine(error);
+  if (refused) return new OperatorError(refused, 1);
   if (isAwsSdkError(error) && isThrottled(error)) {
     // Not a setting to check: the account's request rate; waiting fixes it.
     return new OperatorError(`${namedLine(error)}; AWS is throttling this account's calls and the SDK's retries did not outlast it: run the command again in a minute`, 1);
   }
   const hint = isAwsSdkError(error) ? '; check AWS_REGION, the credentials (AWS_PROFILE) and AWS_ENDPOINT_URL_<SERVICE> if set' : '';
   return new OperatorError(`${oneLine(error)}${hint}`, 1);
+}
+
+/**
+ * The line of a call that a client naming its calls (nameFailedCalls) made and AWS refused: the
+ * service, the call, its resource and the IAM action to grant (and `check`, the command's settings
+ * that name the resource, unless the client gave its own), else undefined.
+ */
+function refusedCallLine(error: unknown, check?: string): string | undefined {
+  const call = failedCall(error);
+  if (!call || !isAccessDenied(error)) return undefined;
+  // The SDK's message alone may name neither the service nor the call ("... is not authorized to
+  // perform this operation"): the client said which call on which resource it refused.
+  // AWS's message names the action it denied when it is another than the call's own (iam:PassRole
+  // for a RunTask whose task role this role may not pass, kms:Decrypt for a table's key): that is
+  // the grant to check, not the call's.
+  const denied = /not authorized to perform: ([\w-]+:\w+)/.exec(oneLine(error))?.[1];
+  const prefix = IAM_PREFIXES[call.service] ?? call.service.toLowerCase();
+  const action = `call ${call.operation} on ${call.resource ?? 'its resource'} (${denied ?? `${prefix}:${call.operation}`})`;
+  return describeAwsError(call.service, action, error, call.check ?? check);
 }
 
 /** The table a DynamoDB call named when DynamoDB answered that it does not exist (set by opsStateDynamoDB), else undefined. */
@@ -261,6 +280,9 @@ export async function awsCall<T>(service: AwsService, action: string, call: () =
     return await call();
   } catch (error) {
     if (error instanceof OperatorError) throw error;
+    // A refusal of a client that names its calls says which call and grant, not only the command's action.
+    const refused = refusedCallLine(error, check);
+    if (refused) throw new OperatorError(refused, 1);
     throw new OperatorError(describeAwsError(service, action, error, check), missingAwsSetting(error) ? MISSING_SETTING_EXIT_CODE : 1);
   }
 }

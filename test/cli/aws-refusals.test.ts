@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
-import { startCloudFormationRefusing, startEcsEndpoint, startJsonEndpoint, type LocalEndpoint } from '../support/aws-endpoints';
+import { startCloudFormationRefusing, startEcsEndpoint, startJsonEndpoint, startQueryEndpointRefusing, type LocalEndpoint } from '../support/aws-endpoints';
 import { operatorEnv } from '../support/operator-env';
 
 /**
@@ -108,6 +108,49 @@ describe('a service refuses a call of a command given its names (--table: no Clo
 
     expect(run.stderr).toBe(
       `atmr-dr: cannot call Query on table atmr-ops (dynamodb:Query): DynamoDB refused it ${DENIED_DETAIL}; check the credentials (AWS_PROFILE) and that the role may do it, and that ATMR_OPS_TABLE or --table names the ops-state table\n`,
+    );
+    expect(run.status).toBe(1);
+  });
+});
+
+describe('the worst-day commands name the service, the call, the resource and the grant of a refusal', () => {
+  const started: LocalEndpoint[] = [];
+  afterEach(async () => {
+    await Promise.all(started.splice(0).map((endpoint) => endpoint.stop()));
+  });
+
+  it('killswitch enable names SSM, GetParameter and the parameter, with the flag that names it', async () => {
+    // Arrange: SSM refusing every call; STS (the actor lookup) at a closed port, as without network
+    const ssm = await startJsonEndpoint(() => DENIED);
+    started.push(ssm);
+
+    // Act
+    const run = await atmrDr(['killswitch', '--parameter', '/atmr/prod/killswitch', 'enable', '--mode', 'maintenance', '--reason', 'OSRM down', '--yes'], {
+      AWS_ENDPOINT_URL: 'http://127.0.0.1:9',
+      AWS_ENDPOINT_URL_SSM: ssm.url,
+    });
+
+    // Assert
+    expect(run.stderr).toBe(
+      `atmr-dr: cannot call GetParameter on parameter /atmr/prod/killswitch (ssm:GetParameter): SSM refused it ${DENIED_DETAIL}; check the credentials (AWS_PROFILE) and that the role may do it, and the parameter name (--parameter, KILLSWITCH_PARAMETER, --env)\n`,
+    );
+    expect(run.status).toBe(1);
+  });
+
+  it('recover --dry-run names RDS, DescribeDBInstances and the source instance', async () => {
+    // Arrange: RDS (query protocol) refusing every call
+    const rds = await startQueryEndpointRefusing('AccessDenied');
+    started.push(rds);
+
+    // Act
+    const run = await atmrDr(['recover', '--to-time', '5 minutes ago', '--reason', 'bookings deleted', '--dry-run', '--table', 'atmr-ops'], {
+      AWS_ENDPOINT_URL: 'http://127.0.0.1:9',
+      AWS_ENDPOINT_URL_RDS: rds.url,
+    });
+
+    // Assert
+    expect(run.stderr).toBe(
+      'atmr-dr: cannot call DescribeDBInstances on instance atmr-prod (rds:DescribeDBInstances): RDS refused it (AccessDenied: User: arn:aws:sts::111111111111:assumed-role/atmr-readonly/bob is not authorized to perform this operation); check the credentials (AWS_PROFILE) and that the role may do it\n',
     );
     expect(run.status).toBe(1);
   });

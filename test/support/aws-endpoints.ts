@@ -50,16 +50,29 @@ export function startCloudFormationRefusing(): Promise<LocalEndpoint> {
 }
 
 /** CloudFormation answering every request with one error of its query protocol, its message naming the stack asked for. */
-async function startCloudFormationAnswering(status: number, code: string, message: (stackName: string) => string): Promise<LocalEndpoint> {
+function startCloudFormationAnswering(status: number, code: string, message: (stackName: string) => string): Promise<LocalEndpoint> {
+  return startQueryEndpointAnswering(status, code, (params) => message(params.get('StackName') ?? ''));
+}
+
+/**
+ * A service of the query protocol (RDS, SNS, CloudFormation) refusing every call as AWS does a role
+ * without the right: `code` (RDS's AccessDenied, SNS's AuthorizationError), a message that names
+ * neither the call nor the resource.
+ */
+export function startQueryEndpointRefusing(code: string): Promise<LocalEndpoint> {
+  return startQueryEndpointAnswering(403, code, () => 'User: arn:aws:sts::111111111111:assumed-role/atmr-readonly/bob is not authorized to perform this operation');
+}
+
+/** A query-protocol service answering every request with one error, its message made from the request's parameters. */
+async function startQueryEndpointAnswering(status: number, code: string, message: (params: URLSearchParams) => string): Promise<LocalEndpoint> {
   let requests = 0;
   const server = http.createServer((req, res) => {
     let body = '';
     req.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
     req.on('end', () => {
       requests += 1;
-      const stackName = new URLSearchParams(body).get('StackName') ?? '';
       res.writeHead(status, { 'content-type': 'text/xml' });
-      res.end(`<ErrorResponse><Error><Type>Sender</Type><Code>${code}</Code><Message>${message(stackName)}</Message></Error><RequestId>r1</RequestId></ErrorResponse>`);
+      res.end(`<ErrorResponse><Error><Type>Sender</Type><Code>${code}</Code><Message>${message(new URLSearchParams(body))}</Message></Error><RequestId>r1</RequestId></ErrorResponse>`);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
