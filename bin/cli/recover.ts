@@ -166,6 +166,16 @@ function refuseStartOptions(command: string, globals: { toTime?: string; newInst
   }
 }
 
+/**
+ * --no-follow is read by starting a recovery and by `recover status` (a running workflow is
+ * followed unless it is given); cutover and abandon follow nothing, and would ignore it.
+ */
+function refuseNoFollow(command: string, globals: { follow?: boolean }): void {
+  if (globals.follow === false) {
+    throw new OperatorError(`${command}: --no-follow is read by "atmr-dr recover" and "atmr-dr recover status" only; ${command} follows no workflow: drop it`, 2);
+  }
+}
+
 /** A recovery id as `atmr-dr recover` prints it, checked before the ops-state table is looked for. */
 function checkRecoveryId(command: string, id: string): void {
   if (!RECOVERY_ID_PATTERN.test(id)) {
@@ -189,10 +199,12 @@ export function registerRecoverCommands(program: Command): void {
     .option('--state-machine <arn>', 'recovery workflow (default: $ATMR_RECOVERY_STATE_MACHINE, else the Ops stack output)')
     .option('--parameter <name>', 'killswitch parameter (default: $KILLSWITCH_PARAMETER, else the Data stack output of --env, else its config)')
     .option('--json', 'print results as JSON');
-  // Read by starting a recovery only (status, cutover and abandon refuse them: refuseStartOptions):
-  // left out of those subcommands' help (bin/atmr-dr.ts visibleGlobalOptions).
+  // Read by starting a recovery only (status, cutover and abandon refuse them: refuseStartOptions),
+  // or by it and status (cutover and abandon refuse --no-follow: refuseNoFollow): left out of the
+  // other subcommands' help (bin/atmr-dr.ts visibleGlobalOptions).
   for (const option of recover.options) {
     if (option.long === '--new-instance' || option.long === '--dry-run') Object.assign(option, { ownActionOnly: true });
+    if (option.long === '--no-follow') Object.assign(option, { ownActionOnly: true, alsoReadBy: ['status'] });
   }
 
   const globals = () => recover.opts<RecoverGlobals & { toTime?: string; newInstance?: string; reason?: string; dryRun?: boolean }>();
@@ -373,6 +385,7 @@ export function registerRecoverCommands(program: Command): void {
     .action(async (id: string, opts: { yes?: boolean; resume?: boolean; undo?: boolean; unverified?: boolean }) => {
       if (opts.resume && opts.undo) throw new OperatorError('recover cutover: --resume and --undo exclude each other: pick one (see "atmr-dr recover status ID")', 2);
       refuseStartOptions('recover cutover', globals());
+      refuseNoFollow('recover cutover', globals());
       checkRecoveryId('recover cutover', id);
       const ctx = await context();
       const record = await getRecovery(ctx.store, id);
@@ -483,6 +496,7 @@ export function registerRecoverCommands(program: Command): void {
     .option('--yes', 'confirm (required when standard input is not a terminal)')
     .action(async (id: string, opts: { yes?: boolean; skipFinalSnapshot?: boolean }) => {
       refuseStartOptions('recover abandon', globals());
+      refuseNoFollow('recover abandon', globals());
       checkRecoveryId('recover abandon', id);
       const ctx = await context();
       const record = await getRecovery(ctx.store, id);

@@ -288,6 +288,8 @@ describe('a command line that says two things is refused, not half obeyed', () =
     ],
     [['backup', '--tier', 'daily', '--formats', 'custom', '--plain-compressor', 'igzip'], 'atmr-dr: --plain-compressor igzip compresses the plain SQL, which --formats custom does not produce: drop --plain-compressor, or add plain to --formats'],
     [['recover', 'status', '--to-time', '5 minutes ago'], 'atmr-dr: recover status: --to-time is for starting a recovery and not read here: drop it, or give it to "atmr-dr recover" alone to start one'],
+    [['recover', 'cutover', 'r20261130140200-ab12', '--no-follow', '--yes'], 'atmr-dr: recover cutover: --no-follow is read by "atmr-dr recover" and "atmr-dr recover status" only; recover cutover follows no workflow: drop it'],
+    [['recover', '--no-follow', 'abandon', 'r20261130140200-ab12', '--yes'], 'atmr-dr: recover abandon: --no-follow is read by "atmr-dr recover" and "atmr-dr recover status" only; recover abandon follows no workflow: drop it'],
   ])('%j: one line, exit 2, before any name or AWS call', async (args, line) => {
     const run = await entry(args, operatorEnv(), os.tmpdir());
 
@@ -367,6 +369,17 @@ describe('help', () => {
     expect(status.stdout).toMatch(/Global Options:[\s\S]*--table <name>/);
     expect(status.stdout).not.toMatch(/--to-time|--reason|\(required\)|--new-instance|--dry-run/);
     expect(recover.stdout).toMatch(/--new-instance <name>[\s\S]*--dry-run/);
+  });
+
+  it('lists recover --no-follow under recover status, which reads it, and not under cutover or abandon, which refuse it', async () => {
+    const status = await entry(['recover', 'status', '--help'], operatorEnv());
+    const cutover = await entry(['recover', 'cutover', '--help'], operatorEnv());
+    const abandon = await entry(['recover', 'abandon', '--help'], operatorEnv());
+
+    expect(status.stdout).toMatch(/Global Options:[\s\S]*--no-follow/);
+    expect(cutover.stdout).not.toContain('--no-follow');
+    expect(abandon.stdout).not.toContain('--no-follow');
+    expect(cutover.stdout).toMatch(/Global Options:[\s\S]*--table <name>/);
   });
 });
 
