@@ -34,23 +34,33 @@ export async function runKillswitchCommand(deps: CommandDeps, command: Killswitc
       const mode = parseEnableMode(command.mode);
       const reason = parseReason(command.reason, true) as string;
       const expiresInSeconds = command.expires === undefined ? null : parseDuration(command.expires);
-      const actor = await deps.resolveActor();
+      const [actor, previous] = await actorAndReading(deps);
       // One instant for updatedAt and the expiry, so "2h" is exactly two hours after the change.
       const at = now();
       const expiresAt = expiresInSeconds === null ? null : new Date(at.getTime() + expiresInSeconds * 1000);
-      const write = await writeKillswitch({ ssm: deps.ssm, now: () => at }, { parameterName: deps.parameterName, mode, reason, actor, expiresAt });
+      const write = await writeKillswitch({ ssm: deps.ssm, now: () => at }, { parameterName: deps.parameterName, mode, reason, actor, expiresAt }, previous);
       return { action: 'enable', write };
     }
     case 'disable': {
       const reason = parseReason(command.reason, false) ?? 'disabled';
-      const actor = await deps.resolveActor();
+      const [actor, previous] = await actorAndReading(deps);
       const write = await writeKillswitch(
         { ssm: deps.ssm, now },
         { parameterName: deps.parameterName, mode: 'normal', reason, actor, expiresAt: null },
+        previous,
       );
       return { action: 'disable', write };
     }
     default:
       throw new OperatorError(`killswitch: unknown action: use status, enable or disable`, 2);
   }
+}
+
+/**
+ * Who acts and the value before the write, asked at the same time: neither needs the other, and
+ * with AWS silent the CLI's actor lookup (STS, about 6 s before it falls back to $USER) and the
+ * SSM read (about 9 s) one after the other kept the on-call waiting for both before the line.
+ */
+function actorAndReading(deps: CommandDeps): Promise<[string, KillswitchReading]> {
+  return Promise.all([deps.resolveActor(), readKillswitch(deps.ssm, deps.parameterName)]);
 }

@@ -70,9 +70,11 @@ export interface WriteDeps {
 
 /**
  * Writes a new value: read the version, write, re-read. SSM has no compare-and-set, so a write by
- * someone else inside that window cannot be prevented, only detected and reported.
+ * someone else inside that window cannot be prevented, only detected and reported. `read` is the
+ * reading the caller took before the write while it did something else (the CLI's actor lookup),
+ * else it is taken here.
  */
-export async function writeKillswitch(deps: WriteDeps, change: KillswitchChange): Promise<KillswitchWriteResult> {
+export async function writeKillswitch(deps: WriteDeps, change: KillswitchChange, read?: KillswitchReading): Promise<KillswitchWriteResult> {
   const now = (deps.now ?? (() => new Date()))();
   const written: KillswitchValue = {
     mode: change.mode,
@@ -81,7 +83,7 @@ export async function writeKillswitch(deps: WriteDeps, change: KillswitchChange)
     updatedAt: now.toISOString(),
     expiresAt: change.expiresAt ? change.expiresAt.toISOString() : null,
   };
-  const previous = await readKillswitch(deps.ssm, change.parameterName);
+  const previous = read ?? (await readKillswitch(deps.ssm, change.parameterName));
   const ours = JSON.stringify(written);
   const put = await deps.ssm.send(
     new PutParameterCommand({ Name: change.parameterName, Value: ours, Type: 'String', Overwrite: true }),
