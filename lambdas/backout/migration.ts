@@ -3,7 +3,7 @@ import { DescribeTasksCommand, ECSClient, RunTaskCommand, RunTaskCommandOutput, 
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { readKillswitch, writeKillswitch } from '../killswitch/core';
 import { KillswitchValue } from '../killswitch/value';
-import { MISSING_SETTING_EXIT_CODE, missingAwsSetting } from '../shared/aws-errors';
+import { MISSING_SETTING_EXIT_CODE, missingAwsSetting, refusedWithoutEffect } from '../shared/aws-errors';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { BackoutSettings, clusterArn } from './settings';
 import { LockRecord, unlockCommandLine } from './state';
@@ -97,7 +97,11 @@ export interface MigrationDeps {
 
 const stamp = (date: Date) => date.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
 
-/** Before a downgrade: a snapshot (or the PITR time), then maintenance for the duration. */
+/**
+ * Before a downgrade: a snapshot (or the PITR time), then maintenance for the duration. A maintenance
+ * write SSM gives no clear answer to is settled (read back, put back if it landed) before this throws
+ * KillswitchWriteUnanswered: no downgrade follows it.
+ */
 export async function prepareDowngrade(deps: MigrationDeps, settings: BackoutSettings, revision: string, reason: string): Promise<DowngradePreparation> {
   parseRevision(revision);
   const now = (deps.now ?? (() => new Date()))();
@@ -121,11 +125,21 @@ export async function prepareDowngrade(deps: MigrationDeps, settings: BackoutSet
   try {
     const current = await readKillswitch(deps.ssm, settings.killswitchParameterName);
     if (current.value?.mode !== 'maintenance') {
-      const write = await writeKillswitch(
-        { ssm: deps.ssm, now: () => now },
-        { parameterName: settings.killswitchParameterName, mode: 'maintenance', reason: `${reason}: migration downgrade to ${revision}`.slice(0, 500), actor: BACKOUT_ACTOR, expiresAt: null },
-      );
-      killswitchSet = { updatedAt: write.written.updatedAt, previous: current.value };
+      const set = { updatedAt: now.toISOString(), previous: current.value };
+      try {
+        await writeKillswitch(
+          { ssm: deps.ssm, now: () => now },
+          { parameterName: settings.killswitchParameterName, mode: 'maintenance', reason: `${reason}: migration downgrade to ${revision}`.slice(0, 500), actor: BACKOUT_ACTOR, expiresAt: null },
+        );
+      } catch (error) {
+        // A 4xx refusal wrote nothing. Anything else (a timeout, a 5xx, a throttle after earlier
+        // attempts, the re-read after the put) may have left maintenance on, written by atmr-dr,
+        // with no downgrade to follow: the API answers 503 to every user, and the next alarm of the
+        // release is held by it (a notice, no page). Settle it now, and say what it is.
+        if (refusedWithoutEffect(error)) throw error;
+        throw new KillswitchWriteUnanswered(await settleUnansweredWrite(deps, settings, set, error, now));
+      }
+      killswitchSet = set;
     }
   } catch (error) {
     // The snapshot is under way: the failure's report must name it (it costs storage, and it is
@@ -134,6 +148,37 @@ export async function prepareDowngrade(deps: MigrationDeps, settings: BackoutSet
     throw Object.assign(new Error(`${oneLine(error)} (the snapshot ${snapshotId} was started before this)`), { name: (error as Error).name ?? 'Error' });
   }
   return { snapshotId, pitr, killswitchSet, startedAt: now.toISOString() };
+}
+
+/** The name of the error prepareDowngrade throws after a maintenance write SSM gave no clear answer to. */
+export const KILLSWITCH_WRITE_UNANSWERED = 'KillswitchWriteUnanswered';
+
+/**
+ * PrepareDowngrade stopped because SSM did not say whether it took the maintenance write; the message
+ * is what the killswitch is now (put back, untouched, or possibly in maintenance with the command
+ * that puts it back): the report prints it as its Killswitch line.
+ */
+export class KillswitchWriteUnanswered extends Error {
+  override readonly name = KILLSWITCH_WRITE_UNANSWERED;
+}
+
+/**
+ * After a maintenance write whose outcome is unknown: read the killswitch back; if it holds the value
+ * this run wrote (its updatedAt and actor), put back what was there before (restoreKillswitch, which
+ * leaves a later change alone). Returns what the killswitch is now, in the report's words; when it
+ * cannot be read or put back, that it may be in maintenance and the exact command that restores it.
+ */
+async function settleUnansweredWrite(deps: Pick<MigrationDeps, 'ssm' | 'now'>, settings: BackoutSettings, set: NonNullable<DowngradePreparation['killswitchSet']>, writeError: unknown, now: Date): Promise<string> {
+  const unanswered = `SSM did not say whether it took atmr-dr's maintenance write before the downgrade (${namedLine(writeError)}), so no downgrade was started`;
+  try {
+    const { value } = await readKillswitch(deps.ssm, settings.killswitchParameterName);
+    if (value?.updatedAt !== set.updatedAt || value.actor !== BACKOUT_ACTOR) {
+      return `${unanswered}; read back, it holds ${value ? `${value.mode} by ${value.actor} at ${value.updatedAt}` : 'a malformed value'}, not that write: left as it is`;
+    }
+    return `${unanswered}; read back, it held that write: ${await restoreKillswitch(deps, settings, set)}`;
+  } catch (error) {
+    return `${unanswered}, and it could not be read back or put back (${namedLine(error)}): ${settings.killswitchParameterName} may be in maintenance set by ${BACKOUT_ACTOR}, the API answering 503 to every user and the next alarm of this release held by it (a notice, no page); check "npx atmr-dr killswitch status" and, if it shows maintenance by ${BACKOUT_ACTOR}, put it back: ${restoreKillswitchCommand(set.previous, now)}`;
+  }
 }
 
 /** The stopped migration task, as ECS (or the Step Functions .sync integration) describes it. */

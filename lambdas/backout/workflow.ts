@@ -23,6 +23,7 @@ import {
   DowngradePreparation,
   DowngradeResult,
   finishDowngrade,
+  KILLSWITCH_WRITE_UNANSWERED,
   lookForTask,
   MigrationTaskResult,
   prepareDowngrade,
@@ -875,6 +876,9 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   // Rolled back with a release that declares no Alembic head: the schema may be ahead too, unseen.
   const schemaUnknown = Boolean(state.rollout) && Boolean(d.unknownHead);
   const killswitchLine = killswitchAfterDowngrade(state, now);
+  // PrepareDowngrade stopped on a maintenance write SSM gave no clear answer to: its error says what
+  // the killswitch is now (put back, untouched, or maybe in maintenance, with the command).
+  const unansweredWrite = state.error?.Error === KILLSWITCH_WRITE_UNANSWERED ? String(tryJson(state.error.Cause)?.errorMessage ?? state.error.Cause ?? '') : null;
   const page = state.page || schemaAhead || schemaUnknown || Boolean(state.rollout?.pinError) || Boolean(killswitchLine?.page) || ['rolled-back-checks-failed', 'steady-timeout', 'deployment-failed', 'migration-failed', 'error'].includes(outcome);
 
   const lines: string[] = [];
@@ -902,13 +906,15 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   if (d.result) lines.push(`Migration: ${d.result.detail}; duration ${d.result.durationSeconds} s; logs ${d.result.logStream ?? 'n/a'}; killswitch ${d.result.killswitch}`);
   if (killswitchLine) lines.push(`Killswitch: ${killswitchLine.line}`);
   else if (d.needed && !d.run) lines.push(`Schema: still at ${state.from?.alembicHead}, ahead of the last known good (Alembic ${d.revision}); atmr-dr did not downgrade it. Run: ${d.command}`);
+  if (unansweredWrite) lines.push(`Killswitch: ${unansweredWrite}`);
   if (d.unknownHead) lines.push(`Schema: ${d.unknownHead}`);
   if (state.steady) lines.push(`Deployment: ${state.steady.status}: ${state.steady.detail}`);
   if (seconds !== null) lines.push(`Alarm to steady: ${seconds} s (runbook objective < 300 s)`);
   for (const line of state.checks?.lines ?? []) lines.push(`Check: ${line}`);
   if (state.rollout) lines.push(pinLine(state, state.rollout));
   if (state.rollout?.images) lines.push(state.rollout.images.line);
-  if (state.error) lines.push(`Error: ${state.error.Error}: ${oneLine(state.error.Cause ?? '').slice(0, 500)}`);
+  // The Killswitch line above names that error, whole: not a second time, cut to 500 characters.
+  if (state.error && !unansweredWrite) lines.push(`Error: ${state.error.Error}: ${oneLine(state.error.Cause ?? '').slice(0, 500)}`);
   if (acted) lines.push(HAND_CHECKS);
   const summary = lines[0];
 
@@ -1009,7 +1015,12 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
  * never rolled back automatically twice. The paths of the workflow (lib/constructs/rollback.ts) that
  * end in the report without a rollout:
  *  - the guards decided not to proceed (a hold, or an error once the claim was being written): they only read ECS;
- *  - PrepareDowngrade failed: it calls RDS and SSM, never ECS (no task or task error is then recorded);
+ *  - PrepareDowngrade failed: it calls RDS and SSM, never ECS (no task or task error is then recorded).
+ *    Also when SSM left its maintenance write unanswered and it could not be put back
+ *    (KILLSWITCH_WRITE_UNANSWERED): the killswitch hold that maintenance puts on the next alarm comes
+ *    before the claim in the guards, so keeping the claim would stop nothing while maintenance stays
+ *    on, and once a human has put the killswitch back (the page's command) the release, still failing
+ *    and never rolled back, may be rolled back automatically again;
  *  - the downgrade task was not started (downgradeNotStarted), whatever FinishDowngrade then did;
  *  - RollOut failed with RollbackNotStarted: UpdateService never sent, or refused outright by ECS.
  */

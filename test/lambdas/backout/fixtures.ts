@@ -269,3 +269,13 @@ export function backoutDeps(doc: DynamoDBDocumentClient, now = () => new Date('2
     fetch: fetchImpl,
   };
 }
+
+/** What a step (or a plain function) threw, as the state machine's Catch would get it; fails the test when it did not throw. */
+export async function thrownBy(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error('expected it to throw');
+}

@@ -1,12 +1,12 @@
 import { DescribeAlarmHistoryCommand, DescribeAlarmsCommand } from '@aws-sdk/client-cloudwatch';
 import { CreateDBSnapshotCommand, DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
 import { DescribeServicesCommand, DescribeTasksCommand, ECSClient, ListTasksCommand, RunTaskCommand, StopTaskCommand } from '@aws-sdk/client-ecs';
-import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { GetParameterCommand, InternalServerError, PutParameterCommand, SSMClient, SSMServiceException } from '@aws-sdk/client-ssm';
 import { recordAfterBake } from '../../../lambdas/backout/lkg';
 import { downgradeArgs, finishDowngrade, parseRevision, prepareDowngrade, runMigrationTask } from '../../../lambdas/backout/migration';
 import { lastKnownGoodHistory } from '../../../lambdas/backout/state';
 import { report } from '../../../lambdas/backout/workflow';
-import { BAD, backoutDeps, backoutSuite, deploymentCompletedEvent, GOOD, service, settings } from './fixtures';
+import { BAD, backoutDeps, backoutSuite, deploymentCompletedEvent, GOOD, service, settings, thrownBy } from './fixtures';
 
 const suite = backoutSuite();
 const { mocks } = suite;
@@ -222,6 +222,91 @@ describe('migration downgrade', () => {
       overrides: { containerOverrides: [{ name: 'api', command: ['flask', 'db', 'downgrade', 'aaa111'] }] },
       networkConfiguration: { awsvpcConfiguration: { subnets: ['subnet-0a1b2c3d4e5f60001'], securityGroups: ['sg-0a1b2c3d4e5f60a01'], assignPublicIp: 'DISABLED' } },
     });
+  });
+});
+
+describe('a maintenance write before the downgrade that SSM leaves without a clear answer', () => {
+  const migrationDeps = () => ({ rds: new RDSClient({}), ssm: new SSMClient({}), ecs: new ECSClient({}), now: () => NOW });
+  const ssm5xx = () => new InternalServerError({ message: 'We encountered an internal error', $metadata: { httpStatusCode: 500, attempts: 5 } });
+  const timedOut = () => Object.assign(new Error('socket timed out after 10000 ms'), { name: 'TimeoutError', $metadata: { attempts: 5 } });
+
+  /**
+   * SSM's first PutParameter fails with `error` after SSM applied it (or without applying it); later
+   * ones work. With `readsFailAfter`, SSM stops answering GetParameter once that first put was sent.
+   */
+  function firstPutFails(error: () => Error, options: { applied: boolean; readsFailAfter?: boolean }) {
+    let puts = 0;
+    mocks.ssm.on(PutParameterCommand).callsFake(async (input: { Name: string; Value: string }) => {
+      puts += 1;
+      if (puts > 1 || options.applied) {
+        const version = (parameters.get(input.Name)?.version ?? 0) + 1;
+        parameters.set(input.Name, { value: input.Value, version });
+      }
+      if (puts === 1) throw error();
+      return { Version: parameters.get(input.Name)?.version };
+    });
+    mocks.ssm.on(GetParameterCommand).callsFake(async (input: { Name: string }) => {
+      if (options.readsFailAfter && puts > 0) throw ssm5xx();
+      return { Parameter: { Value: parameters.get(input.Name)?.value, Version: parameters.get(input.Name)?.version } };
+    });
+  }
+
+  it('SSM applied the write and answered a 5xx: the killswitch is read back, found holding that write, and put back as it was', async () => {
+    // Arrange: normal (set by alice); the put lands, its answer is a 5xx after the SDK's retries
+    firstPutFails(ssm5xx, { applied: true });
+
+    // Act
+    const thrown = await thrownBy(prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'test'));
+
+    // Assert: no preparation, a message that says what the killswitch is, and the killswitch as before
+    expect(thrown.name).toBe('KillswitchWriteUnanswered');
+    expect(thrown.message).toContain("SSM did not say whether it took atmr-dr's maintenance write before the downgrade (InternalServerError: We encountered an internal error), so no downgrade was started; read back, it held that write: restored to normal");
+    expect(JSON.parse(parameters.get(KS)!.value)).toMatchObject({ mode: 'normal', reason: 'r', actor: 'atmr-dr backout' });
+    expect(mocks.ssm.commandCalls(PutParameterCommand)).toHaveLength(2);
+  });
+
+  it('SSM timed out and had not applied the write: the killswitch is read back and left as it is', async () => {
+    // Arrange
+    firstPutFails(timedOut, { applied: false });
+
+    // Act
+    const thrown = await thrownBy(prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'test'));
+
+    // Assert
+    expect(thrown.name).toBe('KillswitchWriteUnanswered');
+    expect(thrown.message).toContain('read back, it holds normal by alice at 2026-05-01T00:00:00.000Z, not that write: left as it is');
+    expect(parameters.get(KS)).toEqual({ value: value('normal'), version: 1 });
+    expect(mocks.ssm.commandCalls(PutParameterCommand)).toHaveLength(1);
+  });
+
+  it('SSM applied the write and then stopped answering: the message says the killswitch may be in maintenance, with the command that puts the value before back', async () => {
+    // Arrange: degraded until 10:00 (49.5 min from NOW), set by alice; the put lands, then SSM fails every call
+    parameters.set(KS, { value: value('degraded', { expiresAt: '2026-06-01T10:00:00.000Z' }), version: 3 });
+    firstPutFails(ssm5xx, { applied: true, readsFailAfter: true });
+
+    // Act
+    const thrown = await thrownBy(prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'test'));
+
+    // Assert: maintenance by atmr-dr is what SSM holds, and the message names it and its fix
+    expect(JSON.parse(parameters.get(KS)!.value)).toMatchObject({ mode: 'maintenance', actor: 'atmr-dr backout' });
+    expect(thrown.name).toBe('KillswitchWriteUnanswered');
+    expect(thrown.message).toContain(
+      'and it could not be read back or put back (InternalServerError: We encountered an internal error): /atmr/test/killswitch may be in maintenance set by atmr-dr backout, the API answering 503 to every user and the next alarm of this release held by it (a notice, no page); check "npx atmr-dr killswitch status" and, if it shows maintenance by atmr-dr backout, put it back: npx atmr-dr killswitch enable --mode degraded --reason "r" --expires 50m',
+    );
+  });
+
+  it('SSM refused the write outright (a 4xx on its only attempt): nothing was written, the refusal is thrown as it is and nothing is read back', async () => {
+    // Arrange
+    const refusal = () => new SSMServiceException({ name: 'AccessDeniedException', $fault: 'client', message: 'not authorized to perform: ssm:PutParameter', $metadata: { httpStatusCode: 400, attempts: 1 } });
+    firstPutFails(refusal, { applied: false });
+
+    // Act
+    const thrown = await thrownBy(prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'test'));
+
+    // Assert: the two reads before the put (prepareDowngrade's, writeKillswitch's), none after
+    expect(thrown.name).toBe('AccessDeniedException');
+    expect(mocks.ssm.commandCalls(GetParameterCommand)).toHaveLength(2);
+    expect(parameters.get(KS)!.version).toBe(1);
   });
 });
 

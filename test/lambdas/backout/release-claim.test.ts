@@ -3,10 +3,11 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { AccessDeniedException, ClusterNotFoundException, DescribeServicesCommand, DescribeTaskDefinitionCommand, ECSServiceException, InvalidParameterException, ServerException, UpdateServiceCommand } from '@aws-sdk/client-ecs';
 import { CreateDBSnapshotCommand, RDSServiceException } from '@aws-sdk/client-rds';
 import { PublishCommand } from '@aws-sdk/client-sns';
+import { GetParameterCommand, InternalServerError, PutParameterCommand } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { claimReleaseRollback, readLock, releaseClaim } from '../../../lambdas/backout/state';
 import { finishDowngradeStep, guards, prepareDowngradeStep, report, RollbackState, rollOut, rollOutStep } from '../../../lambdas/backout/workflow';
-import { alarmEvent, BAD, backoutDeps, backoutSuite, lkg, metricData, seedLkg, settings } from './fixtures';
+import { alarmEvent, BAD, backoutDeps, backoutSuite, lkg, metricData, seedLkg, settings, thrownBy } from './fixtures';
 
 /**
  * The once-per-release claim (ROLLBACK#<service> RELEASE#<arn>) of an automatic run that ends in the
@@ -32,15 +33,6 @@ const claimOf = async (tableName: string) =>
 function caught(state: RollbackState, error: unknown): RollbackState {
   const e = error as Error;
   return { ...state, error: { Error: e.name, Cause: JSON.stringify({ errorType: e.name, errorMessage: e.message }) } };
-}
-
-async function thrownBy(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the step to throw');
 }
 
 /** A table whose last known good declares `alembicHead`, the settings on it, and the guards' state of the first alarm (this run). */
@@ -116,6 +108,36 @@ describe('the report gives the release its claim back when the run changed nothi
 
     // Assert
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+    expect(lastMessage()).toContain(RELEASED);
+    expect(await claimOf(tableName)).toBeUndefined();
+  });
+
+  it('SSM applied the maintenance write, answered a 5xx and then stopped answering: the page says the killswitch may be in maintenance and how to put it back, and the claim is released', async () => {
+    // Arrange: autoDowngradeMigrations on; the put lands and fails, every SSM call after it fails too
+    const { tableName, s, deps, state } = await firstRun({ autoDowngradeMigrations: true, alembicHead: 'aaa111' });
+    const ssm5xx = () => new InternalServerError({ message: 'We encountered an internal error', $metadata: { httpStatusCode: 500, attempts: 5 } });
+    let putSent = false;
+    mocks.ssm.on(PutParameterCommand).callsFake(async () => {
+      putSent = true;
+      throw ssm5xx();
+    });
+    mocks.ssm.on(GetParameterCommand).callsFake(async () => {
+      if (putSent) throw ssm5xx();
+      return { Parameter: { Value: JSON.stringify({ mode: 'normal', reason: 'r', actor: 'alice', updatedAt: '2026-05-01T00:00:00.000Z', expiresAt: null }), Version: 1 } };
+    });
+
+    // Act
+    const thrown = await thrownBy(prepareDowngradeStep(deps, s, state));
+    const told = await report(deps, s, caught(state, thrown), OWNER);
+
+    // Assert: one Killswitch line with the whole story and the command, not the error a second time
+    expect(told).toMatchObject({ outcome: 'error', page: true });
+    const killswitchLine = lastMessage()
+      .split('\n')
+      .find((line) => line.startsWith('Killswitch: '));
+    expect(killswitchLine).toMatch(/^Killswitch: SSM did not say whether it took atmr-dr's maintenance write before the downgrade \(InternalServerError: We encountered an internal error\), so no downgrade was started, and it could not be read back or put back \(InternalServerError: .*\): \/atmr\/test\/killswitch may be in maintenance set by atmr-dr backout, the API answering 503 to every user/);
+    expect(killswitchLine).toContain('put it back: npx atmr-dr killswitch disable --reason "migration downgrade finished" (the snapshot atmr-dr-backout-');
+    expect(lastMessage()).not.toContain('Error: KillswitchWriteUnanswered');
     expect(lastMessage()).toContain(RELEASED);
     expect(await claimOf(tableName)).toBeUndefined();
   });

@@ -3,7 +3,7 @@ import { CreateDBSnapshotCommand } from '@aws-sdk/client-rds';
 import { AccessDeniedException, DescribeServicesCommand, InvalidParameterException, ServerException, UpdateServiceCommand } from '@aws-sdk/client-ecs';
 import { PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { PublishCommand } from '@aws-sdk/client-sns';
-import { GetParameterCommand, PutParameterCommand } from '@aws-sdk/client-ssm';
+import { GetParameterCommand, InternalServerError, PutParameterCommand } from '@aws-sdk/client-ssm';
 import { DeleteItemCommand, DeleteItemCommandInput, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { Template } from 'aws-cdk-lib/assertions';
@@ -735,9 +735,12 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
 
   it('names the snapshot it started when the killswitch cannot be set for the downgrade, and does not roll back', async () => {
     // Arrange: the downgrade is automatic and prepared with a snapshot; SSM refuses the maintenance write
+    // outright, as the SDK throws a 4xx answer (a refusal without effect: nothing was written)
     await loadHandler({ autoDowngradeMigrations: true });
     await seedLkg(dynamo.doc, undefined, tableName);
-    mocks.ssm.on(PutParameterCommand).rejects(Object.assign(new Error('User is not authorized to perform ssm:PutParameter'), { name: 'AccessDeniedException' }));
+    mocks.ssm
+      .on(PutParameterCommand)
+      .rejects(Object.assign(new Error('User is not authorized to perform ssm:PutParameter'), { name: 'AccessDeniedException', $fault: 'client', $metadata: { httpStatusCode: 400, attempts: 1 } }));
 
     // Act
     const result = await execute(alarm());
@@ -748,6 +751,34 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
     expect(lastMessage()?.Message).toMatch(/backout stopped on an error before changing the service/);
     expect(lastMessage()?.Message).toMatch(/Error: AccessDeniedException: .*\(the snapshot atmr-dr-backout-test-\S+ was started before this\)/);
+  });
+
+  it('puts the killswitch back when SSM applied the maintenance write but answered a 5xx, says so on the page, starts no downgrade and gives the claim back', async () => {
+    // Arrange: the downgrade is automatic; SSM applies the maintenance write and answers a 5xx (the SDK's retries spent)
+    await loadHandler({ autoDowngradeMigrations: true });
+    await seedLkg(dynamo.doc, undefined, tableName);
+    let puts = 0;
+    mocks.ssm.on(PutParameterCommand).callsFake(async (input: { Name: string; Value: string }) => {
+      const version = (parameters.get(input.Name)?.version ?? 0) + 1;
+      parameters.set(input.Name, { value: input.Value, version });
+      if ((puts += 1) === 1) throw new InternalServerError({ message: 'We encountered an internal error', $metadata: { httpStatusCode: 500, attempts: 5 } });
+      return { Version: version };
+    });
+
+    // Act
+    const result = await execute(alarm());
+
+    // Assert: the killswitch holds the value before (normal, its reason), and the page says what happened to it
+    expect(paged(result)).toBe(true);
+    expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'normal', reason: 'initial' });
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+    const message = lastMessage()?.Message ?? '';
+    expect(message).toMatch(/backout stopped on an error before changing the service/);
+    expect(message).toMatch(
+      /\nKillswitch: SSM did not say whether it took atmr-dr's maintenance write before the downgrade \(InternalServerError: We encountered an internal error\), so no downgrade was started; read back, it held that write: restored to normal \(the snapshot atmr-dr-backout-test-\S+ was started before this\)\n/,
+    );
+    expect(await claimOf()).toBeUndefined();
+    expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toBeNull();
   });
 
   it.each([
