@@ -928,6 +928,42 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
       expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toMatchObject({ owner: 'exec-other' });
     });
 
+    it('releases the lock when ECS refused the downgrade RunTask outright (ECS.AccessDeniedException) and the Report fails: no task was started, so no downgrade may run under it', async () => {
+      // Arrange: the real guards take the lock and claim the release; ECS refuses RunTask for a missing iam:PassRole
+      await loadHandler({ autoDowngradeMigrations: true });
+      await seedLkg(dynamo.doc, undefined, tableName);
+      let runTasks = 0;
+      const migration = () => {
+        runTasks += 1;
+        return Promise.reject(
+          Object.assign(
+            new Error(
+              'User: arn:aws:sts::111111111111:assumed-role/sfn/x is not authorized to perform: iam:PassRole on resource: arn:aws:iam::111111111111:role/atmr-api-task-v2 (Service: AmazonECS; Status Code: 400; Error Code: AccessDeniedException)',
+            ),
+            { name: 'ECS.AccessDeniedException' },
+          ),
+        );
+      };
+      let reports = 0;
+      const report = async () => {
+        reports += 1;
+        expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toMatchObject({ owner: 'exec-report-failed', holder: { kind: 'migration-downgrade' } });
+        throw killed();
+      };
+
+      // Act
+      const result = await execute(alarm(), { migration, report, execution: 'exec-report-failed' });
+
+      // Assert: RunTask sent once (not tried again), the execution fails with the Report's error, the lock is free;
+      // the release claim is the Report's to settle and stays
+      expect(runTasks).toBe(1);
+      expect(reports).toBeGreaterThan(0);
+      expect(failure(result)).toEqual({ error: 'BackoutReportFailed', cause: killed().message });
+      expect(deletes).toEqual(['deleted']);
+      expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toBeNull();
+      expect(await claimOf()).toMatchObject({ owner: 'exec-report-failed' });
+    });
+
     it('keeps the lock when a downgrade task may run (ECS failed on RunTask) and the Report fails: no second downgrade may start', async () => {
       // Arrange: ECS answers RunTask with a 5xx, which it may send after the task was created
       await loadHandler({ autoDowngradeMigrations: true });
