@@ -177,8 +177,13 @@ async function settleUnansweredWrite(deps: Pick<MigrationDeps, 'ssm' | 'now'>, s
     }
     return `${unanswered}; read back, it held that write: ${await restoreKillswitch(deps, settings, set)}`;
   } catch (error) {
-    return `${unanswered}, and it could not be read back or put back (${namedLine(error)}): ${settings.killswitchParameterName} may be in maintenance set by ${BACKOUT_ACTOR}, the API answering 503 to every user and the next alarm of this release held by it (a notice, no page); check "npx atmr-dr killswitch status" and, if it shows maintenance by ${BACKOUT_ACTOR}, put it back: ${restoreKillswitchCommand(set.previous, now)}`;
+    return `${unanswered}, and it could not be read back or put back (${namedLine(error)}): ${mayBeInMaintenance(settings, restoreKillswitchCommand(set.previous, now))}`;
   }
+}
+
+/** The report's words for maintenance atmr-dr may have left on with no downgrade to follow, and `putBack`: how to give the value before back. */
+export function mayBeInMaintenance(settings: BackoutSettings, putBack: string): string {
+  return `${settings.killswitchParameterName} may be in maintenance set by ${BACKOUT_ACTOR}, the API answering 503 to every user and the next alarm of this release held by it (a notice, no page); check "npx atmr-dr killswitch status" and, if it shows maintenance by ${BACKOUT_ACTOR}, put it back: ${putBack}`;
 }
 
 /** The stopped migration task, as ECS (or the Step Functions .sync integration) describes it. */

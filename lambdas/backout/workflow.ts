@@ -25,6 +25,7 @@ import {
   finishDowngrade,
   KILLSWITCH_WRITE_UNANSWERED,
   lookForTask,
+  mayBeInMaintenance,
   MigrationTaskResult,
   prepareDowngrade,
   restoreKillswitch,
@@ -879,6 +880,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   // PrepareDowngrade stopped on a maintenance write SSM gave no clear answer to: its error says what
   // the killswitch is now (put back, untouched, or maybe in maintenance, with the command).
   const unansweredWrite = state.error?.Error === KILLSWITCH_WRITE_UNANSWERED ? String(tryJson(state.error.Cause)?.errorMessage ?? state.error.Cause ?? '') : null;
+  const preparationStopped = preparationStoppedLine(settings, state, now);
   const page = state.page || schemaAhead || schemaUnknown || Boolean(state.rollout?.pinError) || Boolean(killswitchLine?.page) || ['rolled-back-checks-failed', 'steady-timeout', 'deployment-failed', 'migration-failed', 'error'].includes(outcome);
 
   const lines: string[] = [];
@@ -907,6 +909,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   if (killswitchLine) lines.push(`Killswitch: ${killswitchLine.line}`);
   else if (d.needed && !d.run) lines.push(`Schema: still at ${state.from?.alembicHead}, ahead of the last known good (Alembic ${d.revision}); atmr-dr did not downgrade it. Run: ${d.command}`);
   if (unansweredWrite) lines.push(`Killswitch: ${unansweredWrite}`);
+  if (preparationStopped) lines.push(`Killswitch: ${preparationStopped}`);
   if (d.unknownHead) lines.push(`Schema: ${d.unknownHead}`);
   if (state.steady) lines.push(`Deployment: ${state.steady.status}: ${state.steady.detail}`);
   if (seconds !== null) lines.push(`Alarm to steady: ${seconds} s (runbook objective < 300 s)`);
@@ -1009,6 +1012,22 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
 }
 
 /**
+ * PrepareDowngrade's Lambda stopped without an error of its own (timed out, killed, Lambda failing:
+ * Step Functions names those States.*, Lambda.*, Sandbox.*). A silent SSM does that: the SDK's
+ * attempts at the maintenance write outlast the function's timeout, so the write's outcome is
+ * unknown and prepareDowngrade never read it back. The report cannot put it back (the value before
+ * it died with the function): it says that maintenance may be on, and how to give it back.
+ * PrepareDowngrade failed when the state has a downgrade to run, no preparation and an error.
+ */
+function preparationStoppedLine(settings: BackoutSettings, state: RollbackState, now: Date): string | null {
+  const d = state.downgrade;
+  const error = state.error?.Error ?? '';
+  if (!d.run || d.preparation || !/^(States|Lambda|Sandbox)\./.test(error)) return null;
+  const putBack = `the value it had before ("aws ssm get-parameter-history --name ${settings.killswitchParameterName}" shows it; from normal: ${restoreKillswitchCommand(null, now)})`;
+  return `PrepareDowngrade stopped (${error}) before saying whether it had set it to maintenance: ${mayBeInMaintenance(settings, putBack)}`;
+}
+
+/**
  * Why this run's once-per-release claim stays, or null when the run is known to have changed nothing
  * on ECS: no UpdateService accepted and no migration task started. Unknown counts as changed (a
  * timeout or a 5xx on UpdateService or RunTask, a step's Lambda timed out or killed): one release is
@@ -1017,7 +1036,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
  *  - the guards decided not to proceed (a hold, or an error once the claim was being written): they only read ECS;
  *  - PrepareDowngrade failed: it calls RDS and SSM, never ECS (no task or task error is then recorded).
  *    Also when SSM left its maintenance write unanswered and it could not be put back
- *    (KILLSWITCH_WRITE_UNANSWERED): the killswitch hold that maintenance puts on the next alarm comes
+ *    (KILLSWITCH_WRITE_UNANSWERED), or the step's Lambda stopped during it (preparationStoppedLine): the killswitch hold that maintenance puts on the next alarm comes
  *    before the claim in the guards, so keeping the claim would stop nothing while maintenance stays
  *    on, and once a human has put the killswitch back (the page's command) the release, still failing
  *    and never rolled back, may be rolled back automatically again;

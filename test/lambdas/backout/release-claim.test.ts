@@ -106,8 +106,9 @@ describe('the report gives the release its claim back when the run changed nothi
     const thrown = await thrownBy(prepareDowngradeStep(deps, s, state));
     await report(deps, s, caught(state, thrown), OWNER);
 
-    // Assert
+    // Assert: an error of the function's own, before the killswitch: nothing said of it
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+    expect(lastMessage()).not.toContain('Killswitch:');
     expect(lastMessage()).toContain(RELEASED);
     expect(await claimOf(tableName)).toBeUndefined();
   });
@@ -138,6 +139,24 @@ describe('the report gives the release its claim back when the run changed nothi
     expect(killswitchLine).toMatch(/^Killswitch: SSM did not say whether it took atmr-dr's maintenance write before the downgrade \(InternalServerError: We encountered an internal error\), so no downgrade was started, and it could not be read back or put back \(InternalServerError: .*\): \/atmr\/test\/killswitch may be in maintenance set by atmr-dr backout, the API answering 503 to every user/);
     expect(killswitchLine).toContain('put it back: npx atmr-dr killswitch disable --reason "migration downgrade finished" (the snapshot atmr-dr-backout-');
     expect(lastMessage()).not.toContain('Error: KillswitchWriteUnanswered');
+    expect(lastMessage()).toContain(RELEASED);
+    expect(await claimOf(tableName)).toBeUndefined();
+  });
+
+  it('the PrepareDowngrade Lambda timed out (a silent SSM outlasting it during the maintenance write): the page says the killswitch may be in maintenance and how to put it back, and the claim is released', async () => {
+    // Arrange: the Catch of a PrepareDowngrade whose function Lambda stopped at its timeout (no error of its own)
+    const { tableName, s, deps, state } = await firstRun({ autoDowngradeMigrations: true, alembicHead: 'aaa111' });
+    const timedOut = { Error: 'Sandbox.Timedout', Cause: JSON.stringify({ errorType: 'Sandbox.Timedout', errorMessage: 'RequestId: r1 Error: Task timed out after 60.00 seconds' }) };
+
+    // Act
+    const told = await report(deps, s, { ...state, error: timedOut }, OWNER);
+
+    // Assert
+    expect(told).toMatchObject({ outcome: 'error', page: true });
+    expect(lastMessage()).toContain(
+      'Killswitch: PrepareDowngrade stopped (Sandbox.Timedout) before saying whether it had set it to maintenance: /atmr/test/killswitch may be in maintenance set by atmr-dr backout, the API answering 503 to every user and the next alarm of this release held by it (a notice, no page); check "npx atmr-dr killswitch status" and, if it shows maintenance by atmr-dr backout, put it back: the value it had before ("aws ssm get-parameter-history --name /atmr/test/killswitch" shows it; from normal: npx atmr-dr killswitch disable --reason "migration downgrade finished")',
+    );
+    expect(lastMessage()).toContain('Error: Sandbox.Timedout: ');
     expect(lastMessage()).toContain(RELEASED);
     expect(await claimOf(tableName)).toBeUndefined();
   });
