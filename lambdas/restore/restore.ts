@@ -11,7 +11,7 @@ import { checkRowCounts } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
 import { archiveNeeds, checkRoles, loadBackup, watchDatabaseSize } from './load';
 import { connectTo } from '../shared/pg-connection';
-import { Unsettled, backupOwnerToGive, checkLeftovers, checkTarget, checkTargetName, createDatabase, databaseOwner, dropDatabase, guardProduction, guardSystemDatabase, openAdminSession, runLooking, SessionNotBack, stagingName, swapIn } from './target';
+import { Unsettled, backupOwnerToGive, checkLeftovers, checkTarget, checkTargetName, createDatabase, databaseOwner, dropDatabase, guardProduction, guardSystemDatabase, keepDatabaseProperties, openAdminSession, runLooking, SessionNotBack, stagingName, swapIn } from './target';
 
 export { PRODUCTION_GUARD_FLAG, stagingName } from './target';
 
@@ -21,7 +21,8 @@ export { PRODUCTION_GUARD_FLAG, stagingName } from './target';
  *   -> download with parallel ranged GETs while hashing, size + sha256 verified (download.ts)
  *   -> the roles the custom archive names (owners, grantees) must all be on the server (load.ts)
  *   -> `pg_restore -j <cores>` (or psql) into a staging database beside the target (load.ts)
- *   -> row counts against the manifest (check.ts) -> swap the staging database in (target.ts).
+ *   -> row counts against the manifest (check.ts) -> the replaced database's own settings, grants,
+ *   connection limit and comment given to the staging database -> swap it in (target.ts).
  * Any failure, and an abort (Ctrl-C, SIGTERM, a deadline), drops the staging database and leaves
  * the target exactly as it was; a swap that cannot tell what the server did, or left the target
  * missing (Unsettled), drops nothing and says what is where.
@@ -248,7 +249,14 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     const rowsRestored = await checkRowCounts(() => connectTo(deps.connection, staging), manifest, manifestKey, deps.jobs, signal);
     const verifySeconds = (performance.now() - checkStarted) / 1000;
 
-    // 7. Swap.
+    // 7. What the replaced database has set on itself (settings, grants, connection limit,
+    // comment), which the load does not carry: the copy keeps them as it keeps the owner.
+    signal?.throwIfAborted();
+    await keepDatabaseProperties(await admin.client(), target, staging, warn).catch((error: unknown) => {
+      throw new OperatorError(`${oneLine(error)}; ${options.targetLabel ?? 'target'} "${target}" untouched`, error instanceof OperatorError ? error.exitCode : 1);
+    });
+
+    // 8. Swap.
     signal?.throwIfAborted();
     log(`swap: ${staging} -> ${target}`);
     const swapStarted = performance.now();

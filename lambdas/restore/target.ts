@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Client, QueryConfig, QueryResult, QueryResultRow } from 'pg';
-import { dropDatabaseStatement, quoteIdent, reopenDatabaseStatement } from '../shared/postgres';
+import { dropDatabaseStatement, quoteIdent, quoteLiteral, reopenDatabaseStatement } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
 import { countOf } from '../shared/format';
 import { APPLICATION_NAME, PG_CONNECT_TIMEOUT_MS, PgConnection, connectTo } from '../shared/pg-connection';
@@ -742,6 +742,109 @@ export async function backupOwnerToGive(admin: Client, owner: string | undefined
 export async function databaseOwner(admin: Client, name: string): Promise<string | undefined> {
   const { rows } = await admin.query<{ owner: string }>('SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = $1', [name]);
   return rows[0]?.owner;
+}
+
+/**
+ * Settings whose value is a list of names, each quoted as an identifier where needed (GUC_LIST_QUOTE):
+ * pg_dump's own list (variable_is_guc_list_quote), as the server does not say which they are.
+ */
+const LIST_SETTINGS = new Set(['local_preload_libraries', 'search_path', 'session_preload_libraries', 'shared_preload_libraries', 'temp_tablespaces', 'unix_socket_directories']);
+
+/**
+ * `SET <name> TO <value>` of a setting as pg_db_role_setting stores it (`name=value`), written as
+ * pg_dump writes it (makeAlterConfigCommand). A list setting is stored as its names
+ * (`"$user", public`): given back as one literal, search_path would name one schema called
+ * `"$user", public`; so each name is a literal of its own (`'$user', 'public'`).
+ */
+export function setClause(entry: string): string {
+  const at = entry.indexOf('=');
+  const name = entry.slice(0, at);
+  const value = entry.slice(at + 1);
+  const names = LIST_SETTINGS.has(name.toLowerCase()) ? splitNameList(value) : undefined;
+  return `SET ${quoteIdent(name)} TO ${names !== undefined && names.length > 0 ? names.map(quoteLiteral).join(', ') : quoteLiteral(value)}`;
+}
+
+/** The names of a stored list setting (the server's SplitGUCList): `"a ""b""", c` is `a "b"` and `c`; undefined when it is not such a list. */
+function splitNameList(value: string): string[] | undefined {
+  const names: string[] = [];
+  const item = /\s*(?:"((?:[^"]|"")*)"|([^\s,"][^\s,]*))\s*(?:,|$)/y;
+  while (value.slice(item.lastIndex).trim() !== '') {
+    const match = item.exec(value);
+    if (match === null) return undefined;
+    names.push(match[1] === undefined ? match[2] : match[1].replaceAll('""', '"'));
+  }
+  return names;
+}
+
+interface DatabaseProperties {
+  /** The statements that give the staging database all of them but the settings. */
+  readonly statements: string[];
+  /** Its settings, as pg_db_role_setting stores them (`name=value`). */
+  readonly settings: string[];
+  /** Settings of a role in that database (ALTER ROLE ... IN DATABASE), as stored. */
+  readonly roleSettings: { role: string; entry: string }[];
+  /** What the database was created with and the staging database was not, one phrase each. */
+  readonly notCarried: string[];
+}
+
+/**
+ * What a database has set on itself besides its owner, which pg_restore without --create does not
+ * load (the archive's DATABASE PROPERTIES entry belongs to --create): its settings (ALTER DATABASE
+ * ... SET: the application's time zone, search_path), its grants (a REVOKE CONNECT ... FROM PUBLIC
+ * that locks it down), its connection limit and its comment. A restore over `target` gives them
+ * to `staging` before the swap, as it keeps the owner: without it the restored copy had none of
+ * them, exit 0 and no word. They are read after the load: the live target's are the current ones.
+ * Grants are made as the owner (the restoring role is the owner, a member of it, or a superuser:
+ * checkTarget), whoever granted them: the same rights. What cannot be given this way (a role's
+ * settings in that database, which need rights over that role; what a database is created with)
+ * is named in one warning line, with what it was: the old database is dropped after the swap.
+ * Nothing when `target` does not exist (a new name). A statement refused throws, and the caller
+ * drops `staging`: the target is untouched.
+ */
+export async function keepDatabaseProperties(admin: Client, target: string, staging: string, warn: (line: string) => void): Promise<void> {
+  const give = async (): Promise<DatabaseProperties | undefined> => {
+    const found = (
+      await boundedQuery<DatabaseProperties>(
+        admin,
+        `SELECT ARRAY(SELECT format('ALTER DATABASE %I CONNECTION LIMIT %s', $2::text, d.datconnlimit) WHERE d.datconnlimit <> -1)
+                || CASE WHEN d.datacl IS NULL THEN '{}' ELSE format('REVOKE ALL ON DATABASE %I FROM PUBLIC, %I', $2::text, pg_get_userbyid(s.datdba))
+                     || ARRAY(SELECT format('GRANT %s ON DATABASE %I TO %s%s', a.privilege_type, $2::text, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
+                                            CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+                                FROM aclexplode(d.datacl) a) END
+                || ARRAY(SELECT format('COMMENT ON DATABASE %I IS %L', $2::text, c) FROM shobj_description(d.oid, 'pg_database') c WHERE c IS NOT NULL) AS statements,
+                coalesce((SELECT setconfig FROM pg_db_role_setting WHERE setdatabase = d.oid AND setrole = 0), '{}') AS settings,
+                coalesce((SELECT json_agg(json_build_object('role', pg_get_userbyid(r.setrole), 'entry', e) ORDER BY pg_get_userbyid(r.setrole))
+                            FROM pg_db_role_setting r, unnest(r.setconfig) e WHERE r.setdatabase = d.oid AND r.setrole <> 0), '[]') AS "roleSettings",
+                array_remove(ARRAY[
+                  CASE WHEN d.encoding <> s.encoding THEN format('ENCODING %s', pg_encoding_to_char(d.encoding)) END,
+                  CASE WHEN (d.datcollate, d.datctype) <> (s.datcollate, s.datctype) THEN format('LC_COLLATE %s, LC_CTYPE %s', d.datcollate, d.datctype) END,
+                  CASE WHEN d.dattablespace <> s.dattablespace THEN format('TABLESPACE %s', (SELECT spcname FROM pg_tablespace WHERE oid = d.dattablespace)) END,
+                  CASE WHEN d.datistemplate THEN 'IS_TEMPLATE true' END,
+                  CASE WHEN EXISTS (SELECT FROM pg_shseclabel l WHERE l.objoid = d.oid AND l.classoid = 'pg_database'::regclass) THEN 'its security labels' END
+                ], NULL) AS "notCarried"
+           FROM pg_database d, pg_database s WHERE d.datname = $1 AND s.datname = $2`,
+        SWAP_STATEMENT_BOUND_MS,
+        [target, staging],
+        `the read of what "${target}" has set on itself (pg_database, pg_db_role_setting)`,
+      )
+    ).rows[0];
+    if (found === undefined) return undefined;
+    for (const sql of [...found.statements, ...found.settings.map((entry) => `ALTER DATABASE ${quoteIdent(staging)} ${setClause(entry)}`)]) {
+      await boundedQuery(admin, sql, SWAP_STATEMENT_BOUND_MS).catch((error: unknown) => {
+        if (error instanceof NoAnswer) throw error;
+        throw new OperatorError(
+          `cannot give the restored copy what "${target}" has set on itself: ${sql} failed (${oneLine(error)}): restore as a role that may run it (a superuser), or take it off "${target}" first if it is not needed`,
+        );
+      });
+    }
+    return found;
+  };
+  const found = await stopOnNoAnswer(admin, give, (why) => `cannot give the restored copy what "${target}" has set on itself: ${why}`);
+  const lost = [
+    ...(found?.roleSettings ?? []).map(({ role, entry }) => `ALTER ROLE ${quoteIdent(role)} IN DATABASE ${quoteIdent(target)} ${setClause(entry)}`),
+    ...(found?.notCarried ?? []),
+  ];
+  if (lost.length > 0) warn(`not carried over from the replaced "${target}" to its restored copy: ${lost.join('; ')}: set again by hand what is still needed`);
 }
 
 /**

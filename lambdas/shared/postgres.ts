@@ -10,6 +10,16 @@ export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
+/**
+ * SQL string literal (PostgreSQL's quote_literal): inner quotes doubled, and the E'' form with
+ * backslashes doubled when it holds one, so that it reads the same whatever standard_conforming_strings.
+ */
+export function quoteLiteral(value: string): string {
+  if (value.includes('\0')) throw new Error('a literal cannot contain NUL');
+  const quoted = `'${value.replaceAll("'", "''")}'`;
+  return value.includes('\\') ? `E${quoted.replaceAll('\\', '\\\\')}` : quoted;
+}
+
 /** A possibly schema-qualified name (`schema.table`), each dot-separated part quoted on its own. */
 export function quoteQualifiedName(name: string): string {
   return name.split('.').map(quoteIdent).join('.');
@@ -33,8 +43,7 @@ export function reopenDatabaseStatement(database: string): string {
  */
 export function dropDatabaseStatement(database: string, superuser: boolean): string {
   if (superuser) return `DROP DATABASE ${quoteIdent(database)} WITH (FORCE)`;
-  const literal = `'${database.replaceAll("'", "''")}'`;
-  return `DROP DATABASE ${quoteIdent(database)} once no session is in it (end this role's with SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${literal} AND usename = current_user)`;
+  return `DROP DATABASE ${quoteIdent(database)} once no session is in it (end this role's with SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${quoteLiteral(database)} AND usename = current_user)`;
 }
 
 /**

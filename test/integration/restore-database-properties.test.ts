@@ -1,0 +1,182 @@
+import { execFileSync } from 'node:child_process';
+import { S3Client } from '@aws-sdk/client-s3';
+import { createS3Client } from '../../lambdas/shared/aws';
+import { restoreBackup } from '../../lambdas/restore/restore';
+import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
+import { operatorErrorOf } from '../support/refusal';
+import { LocalS3, startLocalS3 } from '../support/s3';
+import { atmrDr, databaseDigest, databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
+
+/**
+ * What the application's database has set on itself (ALTER DATABASE ... SET, its grants, its
+ * connection limit, its comment) survives a restore over it, as its owner does: pg_restore without
+ * --create does not load them, and the restored copy had none (the application's time zone gone, a
+ * REVOKE CONNECT ... FROM PUBLIC undone), exit 0 and no word. A cluster of its own: roles and
+ * database-level properties are the server's.
+ */
+let cluster: PostgresCluster;
+let localS3: LocalS3;
+let s3: S3Client;
+/** A backup of `atmr`, `app`'s database, taken before any property was set. */
+let backup: string;
+
+const connection = (user: string) => ({ host: cluster.host, port: cluster.port, user, database: 'postgres' });
+
+/** What the ATMR trial set on its database, in every shape the catalogs keep: list settings, quotes, a backslash, a grant option. */
+function lockDown(database: string): void {
+  psql(
+    cluster,
+    'postgres',
+    `ALTER DATABASE ${database} SET timezone = 'Europe/Paris';
+     ALTER DATABASE ${database} SET search_path = "$user", public, "odd, ""name""";
+     ALTER DATABASE ${database} SET statement_timeout = '30s';
+     REVOKE CONNECT, TEMPORARY ON DATABASE ${database} FROM PUBLIC;
+     GRANT CONNECT ON DATABASE ${database} TO reader;
+     GRANT CREATE ON DATABASE ${database} TO reader WITH GRANT OPTION;
+     ALTER DATABASE ${database} CONNECTION LIMIT 50;
+     COMMENT ON DATABASE ${database} IS 'ATMR production: don''t \\ drop';`,
+  );
+}
+
+/** Every database-level property a restore must keep, as the catalogs hold them. */
+function properties(database: string): string {
+  return psql(
+    cluster,
+    'postgres',
+    `SELECT d.datconnlimit || ' | ' || coalesce(d.datacl::text, 'default') || ' | ' || coalesce(shobj_description(d.oid, 'pg_database'), 'no comment')
+            || ' | ' || coalesce((SELECT setconfig::text FROM pg_db_role_setting WHERE setdatabase = d.oid AND setrole = 0), 'no settings')
+       FROM pg_database d WHERE datname = '${database}'`,
+  );
+}
+
+/** Whether `user` may open a session on `database`, and what that session's settings are. */
+function sessionOf(user: string, database: string): string {
+  try {
+    return execFileSync('psql', ['-X', '-At', '-d', database, '-c', "SELECT current_setting('TimeZone') || ' / ' || current_setting('search_path')"], {
+      env: { ...process.env, ...cluster.env, PGUSER: user },
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }).trim();
+  } catch (error) {
+    return /permission denied for database/.test(String((error as { stderr?: string }).stderr)) ? 'refused' : `failed: ${String(error)}`;
+  }
+}
+
+/** A database as production has it: `app`'s, with a table of its own; `options` as CREATE DATABASE takes them. */
+function appTarget(name: string, options = ''): string {
+  psql(cluster, 'postgres', `CREATE DATABASE ${name} OWNER app ${options}`);
+  psql(cluster, name, 'SET ROLE app; CREATE TABLE old_stuff (id int); INSERT INTO old_stuff VALUES (1);');
+  return name;
+}
+
+beforeAll(async () => {
+  cluster = await startPostgres();
+  psql(cluster, 'postgres', 'CREATE ROLE app LOGIN; CREATE ROLE member LOGIN CREATEDB; GRANT app TO member; CREATE ROLE reader LOGIN; CREATE ROLE outsider LOGIN; CREATE DATABASE atmr OWNER app');
+  psql(cluster, 'atmr', "SET ROLE app; CREATE TABLE booking (id int PRIMARY KEY, note text); INSERT INTO booking SELECT i, 'b' || i FROM generate_series(1, 300) i;");
+  localS3 = await startLocalS3();
+  s3 = createS3Client(localS3.env);
+  ({ manifestKey: backup } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'atmr', { tier: 'daily' }));
+}, 120_000);
+
+afterAll(async () => {
+  await localS3?.stop();
+  if (cluster) stopPostgres(cluster);
+});
+
+describe("a restore over an existing database keeps what that database has set on itself", () => {
+  it('over production as the trial ran it (--force, the production flag, --yes, --terminate-connections): its settings, grants, connection limit and comment, and what they do', async () => {
+    // Arrange
+    lockDown('atmr');
+    // A placeholder (a setting no module defines), a quote and a backslash: only a superuser may set one for a database.
+    psql(cluster, 'postgres', "ALTER DATABASE atmr SET atmr.note = 'it''s C:\\atmr'");
+    const before = properties('atmr');
+    const env = { ...localS3.env, PGHOST: cluster.host, PGPORT: String(cluster.port), PGUSER: 'postgres', PGDATABASE: 'atmr' };
+
+    // Act
+    const run = await atmrDr(['restore', 'latest', '--target-db', 'atmr', '--force', '--i-understand-this-overwrites-production', '--yes', '--terminate-connections'], env);
+
+    // Assert
+    expect(run.stderr).not.toMatch(/^atmr-dr:/m);
+    expect(run.status).toBe(0);
+    expect(psql(cluster, 'atmr', 'SELECT count(*) FROM booking')).toBe('300');
+    expect(properties('atmr')).toBe(before);
+    expect(before).toBe(String.raw`50 | {app=CTc/app,reader=C*c/app} | ATMR production: don't \ drop | {TimeZone=Europe/Paris,"search_path=\"$user\", public, \"odd, \"\"name\"\"\"",statement_timeout=30s,"atmr.note=it's C:\\atmr"}`);
+    expect(sessionOf('app', 'atmr')).toBe('Europe/Paris / "$user", public, "odd, ""name"""');
+    expect(sessionOf('outsider', 'atmr')).toBe('refused');
+    expect(sessionOf('reader', 'atmr')).toBe('Europe/Paris / "$user", public, "odd, ""name"""');
+    expect(databasesLike(cluster, 'atmr_')).toEqual([]);
+  }, 60_000);
+
+  it('as a CREATEDB role that is a member of the owner, not a superuser (as on RDS)', async () => {
+    // Arrange
+    const target = appTarget('atmr_member');
+    lockDown(target);
+    const before = properties(target);
+
+    // Act
+    const result = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('member'), jobs: 2 }, { ref: backup, targetDb: target, force: true });
+
+    // Assert
+    expect(result.replaced).toBe(true);
+    expect(psql(cluster, target, "SELECT count(*) FROM pg_class WHERE relname = 'old_stuff'")).toBe('0');
+    expect(properties(target)).toBe(before);
+    expect(sessionOf('outsider', target)).toBe('refused');
+    expect(sessionOf('app', target)).toBe('Europe/Paris / "$user", public, "odd, ""name"""');
+    expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+  }, 60_000);
+
+  it("fails before the swap when the restoring role may not set one of them (a superuser's setting): exit 1, the statement named, staging dropped, the target as it was", async () => {
+    // Arrange
+    const target = appTarget('atmr_refused');
+    lockDown(target);
+    psql(cluster, 'postgres', `ALTER DATABASE ${target} SET log_min_duration_statement = 250`);
+    const before = { properties: properties(target), digest: databaseDigest(cluster, target) };
+    const lines: string[] = [];
+
+    // Act
+    const error = await operatorErrorOf(
+      restoreBackup({ s3, bucket: localS3.bucket, connection: connection('member'), jobs: 2, log: (line) => lines.push(line) }, { ref: backup, targetDb: target, force: true }),
+    );
+
+    // Assert
+    expect(error.exitCode).toBe(1);
+    expect(error.message).toMatch(
+      new RegExp(
+        `^cannot give the restored copy what "${target}" has set on itself: ALTER DATABASE "${target}_restore_\\w+" SET "log_min_duration_statement" TO '250' failed \\(permission denied to set parameter "log_min_duration_statement"\\): restore as a role that may run it \\(a superuser\\), or take it off "${target}" first if it is not needed; target "${target}" untouched$`,
+      ),
+    );
+    expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^staging database ${target}_restore_\\w+ dropped$`)));
+    expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+    expect({ properties: properties(target), digest: databaseDigest(cluster, target) }).toEqual(before);
+    expect(psql(cluster, target, 'SELECT count(*) FROM old_stuff')).toBe('1');
+  }, 60_000);
+
+  it("names in one warning what it cannot give the copy: a role's settings in that database (with the statement that sets each again) and what the database was created with", async () => {
+    // Arrange: a database of another collation, a role's own setting in it
+    const target = appTarget('atmr_roles', "TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'");
+    psql(cluster, 'postgres', `ALTER ROLE app IN DATABASE ${target} SET work_mem = '64MB'; ALTER ROLE reader IN DATABASE ${target} SET search_path = reporting, public`);
+    const warnings: string[] = [];
+
+    // Act
+    await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2, warn: (line) => warnings.push(line) }, { ref: backup, targetDb: target, force: true });
+
+    // Assert
+    expect(warnings).toEqual([
+      `not carried over from the replaced "${target}" to its restored copy: ALTER ROLE "app" IN DATABASE "${target}" SET "work_mem" TO '64MB'; ALTER ROLE "reader" IN DATABASE "${target}" SET "search_path" TO 'reporting', 'public'; LC_COLLATE C, LC_CTYPE C: set again by hand what is still needed`,
+    ]);
+    expect(properties(target)).toBe('-1 | default | no comment | no settings');
+  }, 60_000);
+
+  it('into a new name gives it nothing and warns of nothing', async () => {
+    // Arrange
+    const warnings: string[] = [];
+
+    // Act
+    const result = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('member'), jobs: 2, warn: (line) => warnings.push(line) }, { ref: backup, targetDb: 'atmr_new' });
+
+    // Assert
+    expect(result.replaced).toBe(false);
+    expect(warnings).toEqual([]);
+    expect(properties('atmr_new')).toBe('-1 | default | no comment | no settings');
+  }, 60_000);
+});
