@@ -785,6 +785,8 @@ interface DatabaseProperties {
   readonly roleSettings: { role: string; entry: string }[];
   /** What the database was created with and the staging database was not, one phrase each. */
   readonly notCarried: string[];
+  /** The statements the server refused, each as it would set it on the target once swapped, with why. */
+  readonly refused?: string[];
 }
 
 /**
@@ -798,8 +800,10 @@ interface DatabaseProperties {
  * checkTarget), whoever granted them: the same rights. What cannot be given this way (a role's
  * settings in that database, which need rights over that role; what a database is created with)
  * is named in one warning line, with what it was: the old database is dropped after the swap.
- * Nothing when `target` does not exist (a new name). A statement refused throws, and the caller
- * drops `staging`: the target is untouched.
+ * Nothing when `target` does not exist (a new name). A statement the server refuses (a superuser's
+ * setting, for a role that is not one) is named in that warning with the statement that sets it
+ * on the target afterwards: the restore of the data, which is what the worst day needs, is not
+ * thrown away after its whole load for it.
  */
 export async function keepDatabaseProperties(admin: Client, target: string, staging: string, warn: (line: string) => void): Promise<void> {
   const give = async (): Promise<DatabaseProperties | undefined> => {
@@ -829,18 +833,20 @@ export async function keepDatabaseProperties(admin: Client, target: string, stag
       )
     ).rows[0];
     if (found === undefined) return undefined;
+    const refused: string[] = [];
     for (const sql of [...found.statements, ...found.settings.map((entry) => `ALTER DATABASE ${quoteIdent(staging)} ${setClause(entry)}`)]) {
       await boundedQuery(admin, sql, SWAP_STATEMENT_BOUND_MS).catch((error: unknown) => {
         if (error instanceof NoAnswer) throw error;
-        throw new OperatorError(
-          `cannot give the restored copy what "${target}" has set on itself: ${sql} failed (${oneLine(error)}): restore as a role that may run it (a superuser), or take it off "${target}" first if it is not needed`,
-        );
+        // Refused (a superuser's setting, for a role that is not one): named with the statement that
+        // sets it on the target once swapped, not a restore thrown away after its whole load.
+        refused.push(`${sql.replace(` DATABASE ${quoteIdent(staging)}`, ` DATABASE ${quoteIdent(target)}`)} (refused: ${oneLine(error)})`);
       });
     }
-    return found;
+    return { ...found, refused };
   };
   const found = await stopOnNoAnswer(admin, give, (why) => `cannot give the restored copy what "${target}" has set on itself: ${why}`);
   const lost = [
+    ...(found?.refused ?? []),
     ...(found?.roleSettings ?? []).map(({ role, entry }) => `ALTER ROLE ${quoteIdent(role)} IN DATABASE ${quoteIdent(target)} ${setClause(entry)}`),
     ...(found?.notCarried ?? []),
   ];
