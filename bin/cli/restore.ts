@@ -20,11 +20,12 @@ export function registerRestoreCommands(program: Command): void {
     // Not requiredOption: the action's own line for a missing --target-db comes after the backup's
     // (a restore without either is told both, in that order, as "restore needs the backup ... and --target-db").
     .option('--target-db <name>', '(required) database to restore into (created, or replaced with --force)')
-    .option('--force', 'replace the target database when it exists and is not empty')
+    .option('--force', 'replace the target database when it exists and is not empty (what it held is kept beside it unless --drop-replaced)')
     .addOption(new Option('--format <format>', 'restore this format of the backup (default: custom when the backup has it, else plain)').choices(['custom', 'plain']))
     .option('--tier <tier>', 'with latest: the latest backup of this tier')
     .option('--database <name>', 'with latest: the database whose newest backup to restore (default: PGDATABASE)')
     .option('--terminate-connections', 'end the sessions connected to the target at swap time instead of refusing')
+    .option('--drop-replaced', 'drop the database the restore replaced once the restored copy is in place (by default it is kept as <target>_old_<mark>_<id>, and the result line gives its DROP)')
     // commander reads --no-owner as `owner: false` (true when absent).
     .option('--no-owner', 'every restored object owned by the connecting role instead of its owner in the backup (custom format only); without it, that role must be a superuser or a member of the owners')
     .option('--i-understand-this-overwrites-production', 'allow --target-db to be the production/source database (PGDATABASE or the backup\'s own database); asks to type the database name unless --yes')
@@ -42,6 +43,7 @@ export function registerRestoreCommands(program: Command): void {
           tier?: string;
           database?: string;
           terminateConnections?: boolean;
+          dropReplaced?: boolean;
           owner?: boolean;
           iUnderstandThisOverwritesProduction?: boolean;
           yes?: boolean;
@@ -95,7 +97,7 @@ export function registerRestoreCommands(program: Command): void {
         phase = 'asking for the confirmation';
         const confirmed =
           !opts.iUnderstandThisOverwritesProduction ||
-          (await confirmer(opts.yes)(`restore ${ref} over database "${target}" on ${connection.host}:${connection.port}, erasing what it holds`, target).catch((error: unknown) => {
+          (await confirmer(opts.yes)(`restore ${ref} over database "${target}" on ${connection.host}:${connection.port}, ${opts.dropReplaced ? 'erasing what it holds' : 'replacing what it holds (kept beside it under another name)'}`, target).catch((error: unknown) => {
             // Ctrl-C at the prompt (confirm.ts): the restore's own line, which names the target.
             if (!(error instanceof ConfirmationInterrupted)) throw error;
             throw new OperatorError(`restore interrupted (Ctrl-C) while ${phase}, before the restore began: nothing created; target "${target}" untouched`, 130);
@@ -155,6 +157,7 @@ export function registerRestoreCommands(program: Command): void {
             force: opts.force,
             format: opts.format,
             terminateConnections: opts.terminateConnections,
+            dropReplaced: opts.dropReplaced,
             noOwner: opts.owner === false,
             protectedDatabases: productionNames,
             allowProductionOverwrite: opts.iUnderstandThisOverwritesProduction,
@@ -272,6 +275,12 @@ function restoreText(result: RestoreResult): string {
   const t = result.timings;
   return [
     `restored ${result.manifestKey} (${result.object.format}) into ${result.targetDb}${result.replaced ? ' (replaced)' : ''}: ${countOf(result.tablesRestored, 'table')}, ${countOf(result.rowsRestored, 'row')}, row counts match the manifest`,
+    // What the target held until now (what was written since the backup too) is the operator's way back: named with its DROP.
+    ...(result.replacedKeptAs === null
+      ? []
+      : [
+          `what ${result.targetDb} held before this restore is kept as database ${result.replacedKeptAs}; once it is no longer needed: DROP DATABASE ${quoteIdent(result.replacedKeptAs)}`,
+        ]),
     // A replaced database kept its owner; a new one has the backed-up database's when this role could give it, else this role's, which the application's may not be.
     ...(result.replaced ? [] : [`database ${result.targetDb} is new and owned by "${result.owner}": if the application connects as another role, ALTER DATABASE ${quoteIdent(result.targetDb)} OWNER TO <its role>`]),
     `download ${t.downloadSeconds.toFixed(1)} s, restore ${t.restoreSeconds.toFixed(1)} s, verify ${t.verifySeconds.toFixed(1)} s, swap ${t.swapSeconds.toFixed(1)} s; RTO ${result.rtoSeconds.toFixed(1)} s`,

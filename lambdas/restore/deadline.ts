@@ -15,8 +15,8 @@ export const RESTORE_FUNCTION_TIMEOUT_SECONDS = 900;
  * at (LOOK_BOUND_MS each), and the usual DEADLINE_MARGIN_MS covers the rest (its other statements,
  * which answer in milliseconds unless the server stops answering, the report). DEADLINE_MARGIN_MS
  * alone (30 s) was shorter than a rename's look with the statements around it, and Lambda killed
- * such a swap midway. The drop of what the target was comes after the swap: killed there, the
- * next restore names it.
+ * such a swap midway. The drop of what the target was (dropReplaced), or the reopening of the copy
+ * kept after a terminateConnections swap, comes after the swap: killed there, the next restore names it.
  */
 export const RESTORE_DEADLINE_MARGIN_MS = DEADLINE_MARGIN_MS + 3 * SWAP_STATEMENT_BOUND_MS + 2 * LOOK_BOUND_MS;
 

@@ -21,7 +21,7 @@ import { createTemporaryInstance, deleteOwnTemporaryInstance, deleteTemporaryIns
  * Lambda entry of the restore concern (runner image, CMD `restore.handler`):
  *  - `{}` or `{"tier": "..."}` (EventBridge Scheduler): the restore test. A failed test is
  *    reported (metric 0, report in the bucket) and returned; only a crash throws.
- *  - `{"restore": {"ref", "targetDb", "tier"?, "force"?, "format"?, "terminateConnections"?, "noOwner"?}}`:
+ *  - `{"restore": {"ref", "targetDb", "tier"?, "force"?, "format"?, "terminateConnections"?, "dropReplaced"?, "noOwner"?}}`:
  *    a verified restore on the configured target; refusals throw their one-line OperatorError.
  *  - `{"temporaryInstance": "create" | "status" | "delete" | "deleteIfOwn", "execution"?}` and `{"tier"}`:
  *    the steps of the restore test on a temporary RDS instance (driven by a Step Functions state
@@ -110,7 +110,7 @@ export async function restoreTestHandler(event: unknown, context?: Context) {
     const issue = parsed.error.issues[0];
     const why = issue === undefined ? '' : ` (${issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''}${issue.message})`;
     throw new OperatorError(
-      `restore event must be {} or {"tier": "hourly|daily|weekly|monthly"} (restore test), or {"restore": {"ref": "latest", "targetDb": "<name>", "tier"?, "force"?, "format"?, "terminateConnections"?, "noOwner"?}}${why}`,
+      `restore event must be {} or {"tier": "hourly|daily|weekly|monthly"} (restore test), or {"restore": {"ref": "latest", "targetDb": "<name>", "tier"?, "force"?, "format"?, "terminateConnections"?, "dropReplaced"?, "noOwner"?}}${why}`,
     );
   }
   const settings = loadRestoreTestSettings(env);

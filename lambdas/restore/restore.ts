@@ -22,7 +22,8 @@ export { PRODUCTION_GUARD_FLAG, stagingName } from './target';
  *   -> the roles the custom archive names (owners, grantees) must all be on the server (load.ts)
  *   -> `pg_restore -j <cores>` (or psql) into a staging database beside the target (load.ts)
  *   -> row counts against the manifest (check.ts) -> the replaced database's own settings, grants,
- *   connection limit and comment given to the staging database -> swap it in (target.ts).
+ *   connection limit and comment given to the staging database -> swap it in (target.ts), the
+ *   database it replaced kept beside it unless dropReplaced.
  * Any failure, and an abort (Ctrl-C, SIGTERM, a deadline), drops the staging database and leaves
  * the target exactly as it was; a swap that cannot tell what the server did, or left the target
  * missing (Unsettled), drops nothing and says what is where.
@@ -86,6 +87,8 @@ export interface RestoreOptions {
   readonly allowProductionOverwrite?: boolean;
   /** Terminate sessions connected to the target at swap time instead of refusing. */
   readonly terminateConnections?: boolean;
+  /** Drop the database the swap replaced; by default it is kept (RestoreResult.replacedKeptAs). */
+  readonly dropReplaced?: boolean;
   /**
    * Every object owned by the restoring role (pg_restore --no-owner) instead of its owner in the
    * backup, which needs the restoring role to be a member of those roles, and the roles to exist.
@@ -117,6 +120,11 @@ export interface RestoreResult {
   readonly targetDb: string;
   /** A previous database of that name was replaced. */
   readonly replaced: boolean;
+  /**
+   * The database that holds what the target was before this restore (`<target>_old_<mark>_<id>`):
+   * kept unless dropReplaced, or left when its drop failed (a warning says so); null when none is left.
+   */
+  readonly replacedKeptAs: string | null;
   /** The restored database's owner: the replaced database's, else the backed-up database's when this role may give it, else the restoring role. */
   readonly owner: string;
   readonly tablesRestored: number;
@@ -261,7 +269,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     log(`swap: ${staging} -> ${target}`);
     const swapStarted = performance.now();
     swapping = true;
-    const replaced = await swapIn(admin, deps.connection, staging, target, options, warn, { onAside: deps.onSwapAside, onClosed: deps.onTargetClosed });
+    const swapped = await swapIn(admin, deps.connection, staging, target, options, warn, { onAside: deps.onSwapAside, onClosed: deps.onTargetClosed });
     stagingCreated = false;
     const swapSeconds = (performance.now() - swapStarted) / 1000;
     log(`restored ${manifestKey} into ${target}`);
@@ -271,7 +279,8 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       manifest,
       object: { key: object.key, format: object.format, bytes: object.bytes },
       targetDb: target,
-      replaced,
+      replaced: swapped.replaced,
+      replacedKeptAs: swapped.kept ?? null,
       owner: owner ?? deps.connection.user,
       tablesRestored: manifest.tables.length,
       rowsRestored,

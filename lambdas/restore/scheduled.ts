@@ -127,6 +127,8 @@ export const LambdaRestoreRequestSchema = z.strictObject({
   force: z.boolean().default(false),
   format: z.enum(['custom', 'plain']).optional(),
   terminateConnections: z.boolean().default(false),
+  /** The CLI's --drop-replaced: by default the database replaced is kept, and the result names it (replacedKeptAs). */
+  dropReplaced: z.boolean().default(false),
   /** pg_restore --no-owner, as the CLI's --no-owner (custom format only). */
   noOwner: z.boolean().default(false),
 });

@@ -33,7 +33,7 @@ export function checkTargetName(target: string): void {
 export function guardProduction(target: string, protectedNames: readonly string[], allowed: boolean | undefined): void {
   if (!allowed && protectedNames.includes(target)) {
     throw new OperatorError(
-      `refusing to restore over "${target}", the production/source database: restore erases it; restore into a new name and swap (see docs/restore.md), or pass ${PRODUCTION_GUARD_FLAG} with --force (then type the database's name at the prompt, or add --yes)`,
+      `refusing to restore over "${target}", the production/source database: restore replaces it; restore into a new name and swap (see docs/restore.md), or pass ${PRODUCTION_GUARD_FLAG} with --force (then type the database's name at the prompt, or add --yes)`,
       2,
     );
   }
@@ -594,21 +594,23 @@ function siblingOf(name: string, target: string): Sibling | undefined {
 }
 
 /**
- * What an earlier restore into `target` left behind when it was killed (kill -9, a crashed runner)
- * before its own cleanup. Runs before any download, and creates or drops nothing but a killed
- * load's staging database:
+ * What an earlier restore into `target` left behind: when it was killed (kill -9, a crashed runner)
+ * before its own cleanup, and the database it replaced, which a restore keeps unless told to drop
+ * it. Runs before any download, and creates or drops nothing but a killed load's staging database:
  * - the target is missing and `<target>_old_<mark>_<id>` exists: the restore died between the
- *   swap's two renames and that database holds the data. Refused (a new restore would hide it
- *   further), with the statements that put it back or drop it.
+ *   swap's two renames and that database holds the data (or a restore kept it and the target was
+ *   dropped since). Refused (a new restore would hide it further), with the statements that put it
+ *   back or drop it.
  * - the target exists but does not accept connections (the swap with --terminate-connections closes
  *   it first): refused, with the statement that reopens it.
  * - a staging database still loaded by atmr-dr sessions only: the pg_restore (or psql) of a killed
  *   restore, which goes on loading after a kill -9 of its CLI. The caller holds the target's lock,
  *   so no live restore into this target owns it: it is dropped WITH (FORCE), which ends those
  *   sessions (and only sessions of that database), as the killed restore's own cleanup would have.
- * - any other staging database, or `<target>_old_<mark>_<id>` beside the target: a warning with the
- *   DROP to run, never dropped here (a finished load may be wanted; someone else is connected to
- *   it). The warning counts the sessions connected to it.
+ * - any other staging database, or `<target>_old_<mark>_<id>` beside the target (a replaced
+ *   database kept on purpose, or one whose drop failed): a warning with the DROP to run, never
+ *   dropped here (a finished load may be wanted, a kept copy is the way back; someone else is
+ *   connected to it). The warning counts the sessions connected to it.
  * Names of earlier versions (no mark) are found too; one whose target was cut to fit may be
  * another target's (whose lock this restore does not hold): a warning only, whatever its sessions,
  * and never the data of a missing target.
@@ -659,7 +661,7 @@ async function checkLeftoversReads(admin: Client, target: string, warn: (line: s
   if (!targetExists && holder) {
     const reopen = holder.datallowconn ? '' : ` and ${reopenDatabaseStatement(target)}`;
     throw new OperatorError(
-      `target database "${target}" is missing and its data is in "${holder.datname}", left by a restore stopped in the middle of its swap: put it back with ALTER DATABASE ${quoteIdent(holder.datname)} RENAME TO ${quoteIdent(target)}${reopen}, or if it is not wanted DROP DATABASE ${quoteIdent(holder.datname)}; then rerun the restore`,
+      `target database "${target}" is missing and its data is in "${holder.datname}", left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE ${quoteIdent(holder.datname)} RENAME TO ${quoteIdent(target)}${reopen}, or if it is not wanted DROP DATABASE ${quoteIdent(holder.datname)}; then rerun the restore`,
       2,
     );
   }
@@ -799,7 +801,7 @@ interface DatabaseProperties {
  * Grants are made as the owner (the restoring role is the owner, a member of it, or a superuser:
  * checkTarget), whoever granted them: the same rights. What cannot be given this way (a role's
  * settings in that database, which need rights over that role; what a database is created with)
- * is named in one warning line, with what it was: the old database is dropped after the swap.
+ * is named in one warning line, with what it was: the old database is dropped after the swap with dropReplaced, and a kept one is renamed away.
  * Nothing when `target` does not exist (a new name). A statement the server refuses (a superuser's
  * setting, for a role that is not one) is named in that warning with the statement that sets it
  * on the target afterwards: the restore of the data, which is what the worst day needs, is not
@@ -951,12 +953,28 @@ function renamed(seen: Seen, from: string, to: string): boolean | undefined {
   return undefined;
 }
 
+/** What the swap does beyond the guards. */
+export interface SwapOptions extends TargetGuards {
+  /** Drop the database it replaced. By default it is kept under its `_old_` name (swapIn). */
+  readonly dropReplaced?: boolean;
+}
+
+/** What the swap did: `kept`, the database that holds what the target was before it (undefined when none is left). */
+export interface Swapped {
+  readonly replaced: boolean;
+  readonly kept?: string;
+}
+
 /**
  * Puts `staging` under the target name: a rename when the target does not exist; otherwise the
- * target is renamed aside, the staging database takes its name, and the old one is dropped. The
- * guards run again first (a session may have connected during the restore). Returns whether a
- * database was replaced. A failure says in which state it left the target; the staging database
- * is the caller's to drop, unless the failure is Unsettled.
+ * target is renamed aside and the staging database takes its name. The database replaced is kept
+ * under its `_old_` name unless `dropReplaced`: on the worst day it is the only copy of what was
+ * written since the backup (a restore over a corrupted production), and dropping it at once left
+ * no way back; keeping it costs no more room than the swap already needed (the staging copy and the
+ * target coexist during the load). A copy kept with --terminate-connections is reopened, so that it
+ * can be read (the flag went with it when the target was closed). The guards run again first (a
+ * session may have connected during the restore). A failure says in which state it left the
+ * target; the staging database is the caller's to drop, unless the failure is Unsettled.
  * A statement whose answer is lost is looked at (runLooking): carried out, the swap goes on.
  */
 export async function swapIn(
@@ -964,10 +982,10 @@ export async function swapIn(
   connection: PgConnection,
   staging: string,
   target: string,
-  guards: TargetGuards,
+  guards: SwapOptions,
   warn: (line: string) => void,
   hooks: SwapHooks = {},
-): Promise<boolean> {
+): Promise<Swapped> {
   const state = await checkTarget(await session.client(), connection, target, guards);
   const previous = state.exists ? stagingName(target, 'old') : undefined;
   const reopenToo = guards.terminateConnections ? ` and ${reopenDatabaseStatement(target)}` : '';
@@ -990,7 +1008,7 @@ export async function swapIn(
       if (error instanceof Unsettled) throw error;
       throw new OperatorError(`cannot rename the restored database to "${target}" (${oneLine(error)}); target "${target}" untouched`);
     }
-    return false;
+    return { replaced: false };
   }
   // With --terminate-connections the target is closed to connections first: whatever happens
   // next, it must be reopened under the target name, or the application cannot connect.
@@ -1045,16 +1063,28 @@ export async function swapIn(
   }
   // The restored copy, created open, has the target name now.
   hooks.onClosed?.(false);
-  // The restored copy is in place: a failure now is not the restore's, only space left behind.
-  // The session may need a new connection here (after a lost answer, or a server that restarted),
-  // and taking the lock again may fail: that too is only space left behind, not a failed swap.
-  await session
+  // The restored copy is in place: a failure now is not the restore's, only a kept copy closed or
+  // space left behind. The session may need a new connection here (after a lost answer, or a server
+  // that restarted), and taking the lock again may fail: that too is not a failed swap.
+  if (!guards.dropReplaced) {
+    if (guards.terminateConnections) {
+      await query(reopenDatabaseStatement(previous)).catch((error: unknown) =>
+        warn(`could not reopen "${previous}", what "${target}" was before this restore, to connections (${oneLine(error)}): to read it, ${reopenDatabaseStatement(previous)}`),
+      );
+    }
+    return { replaced: true, kept: previous };
+  }
+  const dropped = await session
     .client()
     .then((client) => dropDatabase(client, previous))
-    .catch((error: unknown) =>
-      warn(`could not drop "${previous}", what "${target}" was before this restore (${oneLine(error)}): when it is not needed, ${dropDatabaseStatement(previous, session.superuser)}`),
+    .then(
+      () => true,
+      (error: unknown) => {
+        warn(`could not drop "${previous}", what "${target}" was before this restore (${oneLine(error)}): when it is not needed, ${dropDatabaseStatement(previous, session.superuser)}`);
+        return false;
+      },
     );
-  return true;
+  return { replaced: true, kept: dropped ? undefined : previous };
 }
 
 async function waitForNoSessions(admin: Client, database: string): Promise<void> {

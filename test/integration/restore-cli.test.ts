@@ -123,7 +123,7 @@ describe('atmr-dr restore', () => {
 
     expect(run.status).toBe(0);
     const result = JSON.parse(run.stdout);
-    expect(result).toEqual(expect.objectContaining({ ok: true, targetDb: target, tablesRestored: 1, rowsRestored: 500, replaced: false }));
+    expect(result).toEqual(expect.objectContaining({ ok: true, targetDb: target, tablesRestored: 1, rowsRestored: 500, replaced: false, replacedKeptAs: null }));
     expect(result.object.format).toBe('plain');
     expect(result.rtoSeconds).toBeGreaterThan(0);
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
@@ -174,6 +174,49 @@ describe('atmr-dr restore', () => {
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
   });
 
+  it('over production (--force --i-understand-this-overwrites-production --yes), keeps what it held, rows written after the backup included: the result line names the copy and the DROP that drops it', async () => {
+    // Arrange: production holds a row written after its backup, which only it has
+    const target = makeTarget();
+    psql(cluster, target, 'INSERT INTO keep_me VALUES (4)');
+
+    // Act
+    const run = await atmrDr(['restore', 'latest', '--database', source, '--target-db', target, '--force', '--i-understand-this-overwrites-production', '--yes'], env({ PGDATABASE: target }));
+
+    // Assert: the restored copy in place; the line names the one database kept beside it, which still has the row
+    expect([run.status, run.stderr]).toEqual([0, '']);
+    expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+    const [kept] = databasesLike(cluster, `${target}_`);
+    expect(kept).toMatch(new RegExp(`^${target}_old_[0-9a-f]{8}_[0-9a-z]{10}$`));
+    expect(run.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom\\) into ${target} \\(replaced\\): 1 table, 500 rows, row counts match the manifest$`, 'm'));
+    const line = `what ${target} held before this restore is kept as database ${kept}; once it is no longer needed: DROP DATABASE "${kept}"`;
+    expect(run.stdout.split('\n')).toContain(line);
+    expect(psql(cluster, kept, 'SELECT count(*) FROM keep_me WHERE id = 4')).toBe('1');
+    // The statement the line gives drops it.
+    psql(cluster, 'postgres', line.slice(line.indexOf('DROP DATABASE')));
+    expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+  });
+
+  it('--json names the copy kept (replacedKeptAs); with --drop-replaced the database replaced is dropped and replacedKeptAs is null', async () => {
+    // Arrange
+    const [keeping, dropping] = [makeTarget(), makeTarget()];
+
+    // Act
+    const kept = await atmrDr(['restore', manifestKey, '--target-db', keeping, '--force', '--json'], env());
+    const dropped = await atmrDr(['restore', manifestKey, '--target-db', dropping, '--force', '--drop-replaced', '--json'], env());
+    const droppedText = await atmrDr(['restore', manifestKey, '--target-db', dropping, '--force', '--drop-replaced'], env());
+
+    // Assert
+    expect([kept.status, dropped.status, droppedText.status]).toEqual([0, 0, 0]);
+    const [keptCopy] = databasesLike(cluster, `${keeping}_`);
+    expect(keptCopy).toMatch(new RegExp(`^${keeping}_old_`));
+    expect(JSON.parse(kept.stdout)).toEqual(expect.objectContaining({ ok: true, replaced: true, replacedKeptAs: keptCopy }));
+    expect(psql(cluster, keptCopy, 'SELECT count(*) FROM keep_me')).toBe('3');
+    expect(JSON.parse(dropped.stdout)).toEqual(expect.objectContaining({ ok: true, replaced: true, replacedKeptAs: null }));
+    expect(droppedText.stdout).not.toMatch(/kept as database/);
+    expect(databasesLike(cluster, `${dropping}_`)).toEqual([]);
+    expect(databaseDigest(cluster, dropping)).toBe(sourceDigest);
+  });
+
   it('protects the database the --database-secret names (its dbname) with PGDATABASE unset, and restores that database\'s latest', async () => {
     const target = makeTarget();
     const before = databaseDigest(cluster, target);
@@ -208,7 +251,7 @@ describe('atmr-dr restore', () => {
 
     expect(run.status).toBe(2);
     expect(run.stderr).toBe(
-      `atmr-dr: restore latest over database "${target}" on ${cluster.host}:${cluster.port}, erasing what it holds needs confirmation: standard input is not a terminal; pass --yes to confirm\n`,
+      `atmr-dr: restore latest over database "${target}" on ${cluster.host}:${cluster.port}, replacing what it holds (kept beside it under another name) needs confirmation: standard input is not a terminal; pass --yes to confirm\n`,
     );
     expect(run.stdout).toBe('');
     expect(databaseDigest(cluster, target)).toBe(before);
@@ -219,7 +262,7 @@ describe('atmr-dr restore', () => {
     const target = makeTarget();
     const before = databaseDigest(cluster, target);
     const args = ['restore', 'latest', '--database', source, '--target-db', target, '--force', '--i-understand-this-overwrites-production'];
-    const prompt = `restore latest over database "${target}" on ${cluster.host}:${cluster.port}, erasing what it holds: type ${target} to confirm: `;
+    const prompt = `restore latest over database "${target}" on ${cluster.host}:${cluster.port}, replacing what it holds (kept beside it under another name): type ${target} to confirm: `;
 
     const declined = await atmrDrAtTerminal(args, env({ PGDATABASE: target }), 'y');
 
@@ -433,7 +476,7 @@ describe('atmr-dr restore', () => {
 
     expect(run.status).toBe(2);
     expect(run.stderr).toBe(
-      `atmr-dr: target database "${target}" is missing and its data is in "${old}", left by a restore stopped in the middle of its swap: put it back with ALTER DATABASE "${old}" RENAME TO "${target}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore\n`,
+      `atmr-dr: target database "${target}" is missing and its data is in "${old}", left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE "${old}" RENAME TO "${target}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore\n`,
     );
     expect(databasesLike(cluster, target)).toEqual([old]);
   });
@@ -518,7 +561,7 @@ describe('atmr-dr restore', () => {
       const own = await atmrDr(['restore', manifestKey, '--target-db', daily], env());
       expect(own.status).toBe(2);
       expect(own.stderr).toBe(
-        `atmr-dr: target database "${daily}" is missing and its data is in "${old}", left by a restore stopped in the middle of its swap: put it back with ALTER DATABASE "${old}" RENAME TO "${daily}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore\n`,
+        `atmr-dr: target database "${daily}" is missing and its data is in "${old}", left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${daily}" was dropped since): put it back with ALTER DATABASE "${old}" RENAME TO "${daily}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore\n`,
       );
     });
 

@@ -12,7 +12,7 @@ import { writeFakePgRestore } from '../support/fake-pg-restore';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { FIXTURE_SQL } from './backup-fixture';
-import { writeFixtureBackup } from '../lambdas/restore/fixtures';
+import { databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
 import { testClient } from '../support/cluster';
 
 /**
@@ -361,10 +361,13 @@ describe('restoring over a target as a role that is not a superuser', () => {
       // Act
       const { error } = await restoreAsRestorer('vacuumed', { force: true, terminateConnections: true });
 
-      // Assert: the backup's tables under the target's name, the old one gone
+      // Assert: the backup's tables under the target's name; the old one kept beside it, reopened
+      // by this role (the swap closed it to connections) and readable
       expect(error).toBeUndefined();
       expect(psql(cluster, 'vacuumed', "SELECT count(*) FROM pg_class WHERE relname = 'dead'")).toBe('0');
       expect(psql(cluster, 'vacuumed', 'SELECT count(*) > 0 FROM public.rides')).toBe('t');
+      const [kept] = databasesLike(cluster, 'vacuumed_old_');
+      expect(psql(cluster, kept, "SELECT count(*) FROM pg_class WHERE relname = 'dead'")).toBe('1');
     } finally {
       await own.end().catch(() => undefined);
     }

@@ -137,17 +137,17 @@ describe('a restore keeps the owners of the backup', () => {
       expect(databaseOwner(target)).toBe('app');
       expect(result.replaced).toBe(true);
       expect(result.owner).toBe('app');
-      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+      expect(databasesLike(cluster, `${target}_`)).toStrictEqual([result.replacedKeptAs]);
     },
     60_000,
   );
 
-  it("as a CREATEDB role that is a member of app (not a superuser): creates the staging database app's, swaps it in and drops the old one", async () => {
+  it("as a CREATEDB role that is a member of app (not a superuser), with dropReplaced: creates the staging database app's, swaps it in and drops the old one", async () => {
     // Arrange
     const target = appTarget('app_member');
 
     // Act
-    const result = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('member'), jobs: 2 }, { ref: appBackup, targetDb: target, force: true });
+    const result = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('member'), jobs: 2 }, { ref: appBackup, targetDb: target, force: true, dropReplaced: true });
 
     // Assert
     expect(result.replaced).toBe(true);

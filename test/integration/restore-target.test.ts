@@ -147,11 +147,11 @@ describe('an autovacuum worker in the target is not a client', () => {
       // Act
       const checked = await checkTarget(admin, connection, target, { force: true });
       const session = await openAdminSession(connection, 'postgres', target);
-      const replaced = await swapIn(session, connection, staging, target, { force: true }, () => undefined).finally(() => session.end());
+      const swapped = await swapIn(session, connection, staging, target, { force: true, dropReplaced: true }, () => undefined).finally(() => session.end());
 
       // Assert
       expect(checked.exists).toBe(true);
-      expect(replaced).toBe(true);
+      expect(swapped).toEqual({ replaced: true, kept: undefined });
       expect(psql(own, target, 'SELECT count(*) FROM restored')).toBe('1');
     } finally {
       await admin.end();

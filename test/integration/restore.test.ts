@@ -138,14 +138,57 @@ describe('restore round trip', () => {
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
   });
 
-  it('replaces a non-empty target with force, leaving no staging database behind', async () => {
+  it('replaces a non-empty target with force and keeps what it held, rows written after the backup included, under the _old_ name it returns; DROP DATABASE of that name drops it', async () => {
+    // Arrange: a row the backup does not hold (written after it), only in the target
     const target = makeTarget();
+    psql(cluster, target, "INSERT INTO keep_me VALUES (51, 'written after the backup')");
 
+    // Act
     const result = await restoreBackup(deps(), { ref: manifestKey, targetDb: target, force: true });
 
+    // Assert: the restored copy in place, and beside it only the database it replaced, readable
     expect(result.replaced).toBe(true);
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+    expect(result.replacedKeptAs).toMatch(new RegExp(`^${target}_old_[0-9a-f]{8}_[0-9a-z]{10}$`));
+    expect(databasesLike(cluster, `${target}_`)).toStrictEqual([result.replacedKeptAs]);
+    expect(psql(cluster, result.replacedKeptAs!, 'SELECT note FROM keep_me WHERE id = 51')).toBe('written after the backup');
+    psql(cluster, 'postgres', `DROP DATABASE "${result.replacedKeptAs}"`);
     expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+  });
+
+  it('with dropReplaced, replaces a non-empty target and drops what it held, leaving nothing beside it', async () => {
+    const target = makeTarget();
+
+    const result = await restoreBackup(deps(), { ref: manifestKey, targetDb: target, force: true, dropReplaced: true });
+
+    expect(result.replaced).toBe(true);
+    expect(result.replacedKeptAs).toBeNull();
+    expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+    expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+  });
+
+  it('a restore into a new name keeps nothing: replacedKeptAs is null', async () => {
+    const target = uniqueDatabaseName('restore_rt_new');
+
+    const result = await restoreBackup(deps(), { ref: manifestKey, targetDb: target });
+
+    expect([result.replaced, result.replacedKeptAs]).toEqual([false, null]);
+    expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+  });
+
+  it('the next restore into the target names the copy an earlier one kept, as what the target was before that restore, with its DROP, and keeps it', async () => {
+    // Arrange: a first restore over the target keeps what it held
+    const target = makeTarget();
+    const first = await restoreBackup(deps(), { ref: manifestKey, targetDb: target, force: true });
+    const warnings: string[] = [];
+
+    // Act
+    const second = await restoreBackup(deps({ warn: (l) => warnings.push(l) }), { ref: manifestKey, targetDb: target, force: true });
+
+    // Assert
+    expect(warnings).toEqual([`"${first.replacedKeptAs}" holds what "${target}" was before an earlier restore replaced it; left in place: when it is not needed, DROP DATABASE "${first.replacedKeptAs}"`]);
+    expect(databasesLike(cluster, `${target}_`)).toStrictEqual([first.replacedKeptAs, second.replacedKeptAs]);
+    expect(psql(cluster, first.replacedKeptAs!, 'SELECT count(*) FROM keep_me')).toBe('50');
   });
 
   it('terminates open sessions on the target when asked to, and replaces it', async () => {
@@ -160,6 +203,9 @@ describe('restore round trip', () => {
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
     await expect(session.query('SELECT 1')).rejects.toThrow();
     await session.end().catch(() => undefined);
+    // The swap closed the target before it renamed it aside: the copy kept is open again, to be read.
+    expect(psql(cluster, 'postgres', `SELECT datallowconn FROM pg_database WHERE datname = '${result.replacedKeptAs}'`)).toBe('t');
+    expect(psql(cluster, result.replacedKeptAs!, 'SELECT count(*) FROM keep_me')).toBe('50');
   });
 });
 
@@ -681,7 +727,7 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
       // Assert
       expect(error?.exitCode).toBe(2);
       expect(error?.message).toBe(
-        `target database "${target}" is missing and its data is in "${old}", left by a restore stopped in the middle of its swap: put it back with ALTER DATABASE "${old}" RENAME TO "${target}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore`,
+        `target database "${target}" is missing and its data is in "${old}", left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE "${old}" RENAME TO "${target}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore`,
       );
       expect(lines).toEqual([]);
       expect(downloaded).toEqual([]);
@@ -753,7 +799,7 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
       `"${staging}" is the staging database of an earlier restore into "${target}" (no session is connected to it); left in place: when it is not needed, DROP DATABASE "${staging}"`,
     ]);
     expect(lines[0]).toMatch(/^download: /);
-    expect(databasesLike(cluster, `${target}_`)).toEqual([old, staging]);
+    expect(databasesLike(cluster, `${target}_`)).toStrictEqual([old, result.replacedKeptAs, staging]);
   });
 
   it('names a staging database with an id of an earlier version (9 characters: the time and an unpadded random digit)', async () => {
@@ -870,7 +916,7 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
       );
 
       expect(error?.exitCode).toBe(2);
-      expect(error?.message).toMatch(new RegExp(`^target database "${target}" is missing and its data is in "${old}", left by a restore stopped in the middle of its swap: put it back with ALTER DATABASE "${old}" RENAME TO "${target}"`));
+      expect(error?.message).toMatch(new RegExp(`^target database "${target}" is missing and its data is in "${old}", left by a restore stopped in the middle of its swap \\(or kept by a restore that replaced it, if "${target}" was dropped since\\): put it back with ALTER DATABASE "${old}" RENAME TO "${target}"`));
       expect(databasesLike(cluster, target)).toEqual([old]);
     });
 
@@ -961,7 +1007,7 @@ describe('an answer lost on the network: the server carried the statement out, t
         expect.stringMatching(new RegExp(`^the connection was lost before the server answered ALTER DATABASE "${target}" RENAME TO "${target}_old_\\w+" \\(Connection terminated unexpectedly\\); a new connection shows that it was carried out: going on$`)),
       ]);
       expect(databaseDigest(cluster, target)).toBe(sourceDigest);
-      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+      expect(databasesLike(cluster, `${target}_`)).toStrictEqual([result?.replacedKeptAs]);
     } finally {
       dropAll(target);
     }
@@ -1010,7 +1056,8 @@ describe('an answer lost on the network: the server carried the statement out, t
       expect(error).toBeUndefined();
       expect(result?.replaced).toBe(true);
       expect(databaseDigest(cluster, target)).toBe(sourceDigest);
-      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+      expect(databasesLike(cluster, `${target}_`)).toStrictEqual([result?.replacedKeptAs]);
+      expect(psql(cluster, result!.replacedKeptAs!, 'SELECT count(*) FROM keep_me')).toBe('50');
     } finally {
       await worker.end().catch(() => undefined);
       dropAll(target);
@@ -1038,7 +1085,7 @@ describe('an answer lost on the network: the server carried the statement out, t
     }
   });
 
-  it('the restored copy renamed in, its answer lost, and the lock taken by another restore meanwhile: exit 0, the restored copy in place, the old database named with its DROP', async () => {
+  it('with dropReplaced, the restored copy renamed in, its answer lost, and the lock taken by another restore meanwhile: exit 0, the restored copy in place, the old database named with its DROP', async () => {
     // Arrange: another restore of the same target waits for the lock; the look ends this
     // restore's session, so the other one holds the lock when this one reconnects to drop the old.
     const target = makeTarget();
@@ -1053,7 +1100,7 @@ describe('an answer lost on the network: the server carried the statement out, t
     const warnings: string[] = [];
     try {
       // Act
-      const result = await restoreBackup(deps({ connection: { ...connection, port: proxy.port }, log, warn: (line) => warnings.push(line) }), { ref: manifestKey, targetDb: target, force: true });
+      const result = await restoreBackup(deps({ connection: { ...connection, port: proxy.port }, log, warn: (line) => warnings.push(line) }), { ref: manifestKey, targetDb: target, force: true, dropReplaced: true });
       await waiting;
 
       // Assert
@@ -1095,7 +1142,7 @@ describe('an answer lost on the network: the server carried the statement out, t
     }
   });
 
-  it('the rename of the restored copy to the target, carried out: the swap is complete, the previous database dropped, exit 0 (not "missing ... put it back")', async () => {
+  it('the rename of the restored copy to the target, carried out: the swap is complete, the previous database kept, exit 0 (not "missing ... put it back")', async () => {
     const target = makeTarget();
     try {
       // Act
@@ -1107,7 +1154,7 @@ describe('an answer lost on the network: the server carried the statement out, t
       expect(result?.replaced).toBe(true);
       expect(warnings).toEqual([expect.stringMatching(/^the connection was lost before the server answered ALTER DATABASE "\w+_restore_\w+" RENAME TO "\w+" \(Connection terminated unexpectedly\); a new connection shows that it was carried out: going on$/)]);
       expect(databaseDigest(cluster, target)).toBe(sourceDigest);
-      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+      expect(databasesLike(cluster, `${target}_`)).toStrictEqual([result?.replacedKeptAs]);
     } finally {
       dropAll(target);
     }
@@ -1130,7 +1177,7 @@ describe('an answer lost on the network: the server carried the statement out, t
     }
   });
 
-  it('the CREATE DATABASE of the staging database, carried out: the restore goes on into it and restores (exit 0), leaving no staging database', async () => {
+  it('the CREATE DATABASE of the staging database, carried out: the restore goes on into it and restores (exit 0), leaving no staging database (only the copy kept of the target)', async () => {
     const target = makeTarget();
     try {
       // Act
@@ -1142,7 +1189,7 @@ describe('an answer lost on the network: the server carried the statement out, t
       expect(result?.replaced).toBe(true);
       expect(warnings).toEqual([expect.stringMatching(/^the connection was lost before the server answered CREATE DATABASE "\w+_restore_\w+" \(Connection terminated unexpectedly\); a new connection shows that it was carried out: going on$/)]);
       expect(databaseDigest(cluster, target)).toBe(sourceDigest);
-      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+      expect(databasesLike(cluster, `${target}_`)).toStrictEqual([result?.replacedKeptAs]);
     } finally {
       dropAll(target);
     }

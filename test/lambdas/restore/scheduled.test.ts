@@ -255,6 +255,27 @@ describe('restore-test Lambda handler', () => {
     expect(psql(cluster, targetDb, 'SELECT count(*) FROM company')).toBe('42');
   });
 
+  it('over an existing database ({"force": true}) keeps what it held and names it (replacedKeptAs); with "dropReplaced": true it drops it', async () => {
+    // Arrange: two existing databases holding a row of their own
+    await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'daily' });
+    const [keeping, dropping] = [uniqueDatabaseName('lambda_keep'), uniqueDatabaseName('lambda_drop')];
+    for (const db of [keeping, dropping]) {
+      psql(cluster, 'postgres', `CREATE DATABASE ${db}`);
+      psql(cluster, db, 'CREATE TABLE mine (id int); INSERT INTO mine VALUES (1);');
+    }
+
+    // Act
+    const kept = (await handler({ restore: { ref: 'latest', tier: 'daily', targetDb: keeping, force: true } }, context)) as { replaced: boolean; replacedKeptAs: string | null };
+    const dropped = (await handler({ restore: { ref: 'latest', tier: 'daily', targetDb: dropping, force: true, dropReplaced: true } }, context)) as { replaced: boolean; replacedKeptAs: string | null };
+
+    // Assert
+    expect(kept.replacedKeptAs).toMatch(new RegExp(`^${keeping}_old_`));
+    expect(kept).toEqual(expect.objectContaining({ replaced: true, replacedKeptAs: databasesLike(cluster, `${keeping}_old_`)[0] }));
+    expect(psql(cluster, kept.replacedKeptAs!, 'SELECT count(*) FROM mine')).toBe('1');
+    expect(dropped).toEqual(expect.objectContaining({ replaced: true, replacedKeptAs: null }));
+    expect(databasesLike(cluster, `${dropping}_`)).toEqual([]);
+  });
+
   it('passes noOwner ({"restore": {..., "noOwner": true}}) to the restore: the tables are the restoring role\'s, not their owner\'s in the backup', async () => {
     // Arrange: a backup whose table belongs to a role other than the one the function connects as
     const owner = uniqueDatabaseName('lambda_owner');
@@ -285,7 +306,7 @@ describe('restore-test Lambda handler', () => {
     const error = await handler({ restore: { ref: 'latest', targetDb, noOwner: 'yes' } }, context).catch((e: unknown) => e as Error);
 
     expect((error as Error).message).toBe(
-      'restore event must be {} or {"tier": "hourly|daily|weekly|monthly"} (restore test), or {"restore": {"ref": "latest", "targetDb": "<name>", "tier"?, "force"?, "format"?, "terminateConnections"?, "noOwner"?}} (restore.noOwner: Invalid input: expected boolean, received string)',
+      'restore event must be {} or {"tier": "hourly|daily|weekly|monthly"} (restore test), or {"restore": {"ref": "latest", "targetDb": "<name>", "tier"?, "force"?, "format"?, "terminateConnections"?, "dropReplaced"?, "noOwner"?}} (restore.noOwner: Invalid input: expected boolean, received string)',
     );
     expect(databasesLike(cluster, targetDb)).toEqual([]);
   });
