@@ -836,12 +836,24 @@ export async function keepDatabaseProperties(admin: Client, target: string, stag
     ).rows[0];
     if (found === undefined) return undefined;
     const refused: string[] = [];
-    for (const sql of [...found.statements, ...found.settings.map((entry) => `ALTER DATABASE ${quoteIdent(staging)} ${setClause(entry)}`)]) {
+    // The grants, connection limit and comment first: one of them refused fails the restore before
+    // the swap (staging dropped, the target untouched), since a copy swapped in without its
+    // lockdown, or without its owner's CONNECT, is a hole or an outage. And any failure that is not
+    // the server refusing the statement (a lost connection, a failover) stops it the same way.
+    for (const sql of found.statements) {
       await boundedQuery(admin, sql, SWAP_STATEMENT_BOUND_MS).catch((error: unknown) => {
-        if (error instanceof NoAnswer) throw error;
-        // Refused (a superuser's setting, for a role that is not one): named with the statement that
-        // sets it on the target once swapped, not a restore thrown away after its whole load.
-        refused.push(`${sql.replace(` DATABASE ${quoteIdent(staging)}`, ` DATABASE ${quoteIdent(target)}`)} (refused: ${oneLine(error)})`);
+        if (!isRefusedStatement(error)) throw error;
+        throw new OperatorError(
+          `cannot give the restored copy what "${target}" has set on itself: ${sql} failed (${oneLine(error)}): ${sqlState(error) === '42501' ? `restore as the owner of "${target}", a member of it, or a superuser` : 'rerun the restore'}`,
+        );
+      });
+    }
+    for (const entry of found.settings) {
+      await boundedQuery(admin, `ALTER DATABASE ${quoteIdent(staging)} ${setClause(entry)}`, SWAP_STATEMENT_BOUND_MS).catch((error: unknown) => {
+        if (!isRefusedStatement(error)) throw error;
+        // A setting refused (a superuser's, for a role that is not one): named with the statement
+        // that sets it on the target once swapped, not a restore thrown away after its whole load.
+        refused.push(`ALTER DATABASE ${quoteIdent(target)} ${setClause(entry)} (refused: ${oneLine(error)})`);
       });
     }
     return { ...found, refused };

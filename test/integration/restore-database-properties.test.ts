@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { S3Client } from '@aws-sdk/client-s3';
+import { Client } from 'pg';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { restoreBackup } from '../../lambdas/restore/restore';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
@@ -148,6 +149,66 @@ describe("a restore over an existing database keeps what that database has set o
     psql(cluster, 'postgres', `ALTER DATABASE "${target}" SET "log_min_duration_statement" TO '250'`);
     expect(psql(cluster, 'postgres', `SELECT setconfig::text FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = '${target}' AND s.setrole = 0`)).toContain('log_min_duration_statement=250');
     expect(databasesLike(cluster, `${target}_`)).toEqual([expect.stringMatching(new RegExp(`^${target}_old_`))]);
+  }, 60_000);
+
+  it("fails before the swap, dropping staging and leaving the target as it was, when its session is cut while it gives the copy the target's grants (a failover): no copy swapped in half locked down", async () => {
+    // Arrange: as soon as the staging database exists, a test session updates its pg_database row in
+    // an open transaction, so that the restore's first statement on it (CONNECTION LIMIT) waits;
+    // the waiting session is then terminated, as a failover would cut it
+    const target = appTarget('atmr_cut');
+    lockDown(target);
+    const before = properties(target);
+    const holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    // pg_stat_activity is read once per transaction: the looks go through a session of their own.
+    const looker = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    for (const client of [holder, looker]) client.on('error', () => undefined);
+    await holder.connect();
+    await looker.connect();
+    let held: Promise<unknown> | undefined;
+    let staging = '';
+    try {
+      const log = (line: string): void => {
+        const loading = /^load: \S+ into staging database (\S+)$/.exec(line);
+        if (loading) {
+          staging = loading[1];
+          held = holder.query(`BEGIN; ALTER DATABASE "${staging}" CONNECTION LIMIT 7`);
+        }
+      };
+
+      // Act
+      const restoring = restoreBackup({ s3, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2, log }, { ref: backup, targetDb: target, force: true }).then(
+        () => undefined,
+        (error: unknown) => error as Error,
+      );
+      for (let waited = 0; waited < 30_000; waited += 50) {
+        const pids = held
+          ? await looker.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'ALTER DATABASE%CONNECTION LIMIT 50'")
+          : { rows: [] };
+        if (pids.rows.length > 0) {
+          await looker.query('SELECT pg_terminate_backend($1)', [pids.rows[0].pid]);
+          break;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      await held;
+      await holder.query('ROLLBACK');
+      const error = await restoring;
+
+      // Assert
+      // Nothing swapped: the target as it was, and the copy given only part of its grants is either
+      // dropped or named with its DROP (the cleanup may still reach the cut session: a failover
+      // leaves the restore no session to drop it from until the server answers again).
+      expect(error?.message).toMatch(
+        new RegExp(`target "${target}" untouched(; could not drop staging database ${staging} \\(.+\\): drop it with DROP DATABASE "${staging}" WITH \\(FORCE\\))?$`),
+      );
+      expect(databasesLike(cluster, `${target}_`).filter((name) => name !== staging)).toEqual([]);
+      psql(cluster, 'postgres', `DROP DATABASE IF EXISTS "${staging}" WITH (FORCE)`);
+      expect(properties(target)).toBe(before);
+      expect(psql(cluster, target, 'SELECT count(*) FROM old_stuff')).toBe('1');
+    } finally {
+      await holder.end();
+      await looker.end();
+    }
   }, 60_000);
 
   it("names in one warning what it cannot give the copy: a role's settings in that database (with the statement that sets each again) and what the database was created with", async () => {
