@@ -5,6 +5,7 @@ import { readKillswitch, writeKillswitch } from '../killswitch/core';
 import { KillswitchValue } from '../killswitch/value';
 import { MISSING_SETTING_EXIT_CODE, missingAwsSetting, refusedWithoutEffect } from '../shared/aws-errors';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
+import { shellWord } from '../shared/format';
 import { BackoutSettings, clusterArn } from './settings';
 import { LockRecord, unlockCommandLine } from './state';
 
@@ -136,7 +137,9 @@ export async function prepareDowngrade(deps: MigrationDeps, settings: BackoutSet
         // attempts, the re-read after the put) may have left maintenance on, written by atmr-dr,
         // with no downgrade to follow: the API answers 503 to every user, and the next alarm of the
         // release is held by it (a notice, no page). Settle it now, and say what it is.
-        if (refusedWithoutEffect(error)) throw error;
+        // A clear refusal of the put wrote nothing; but writeKillswitch also reads after its put, and a
+        // refusal of those reads comes after a write that landed: the value read back tells which.
+        if (refusedWithoutEffect(error) && !(await holdsWrite(deps, settings, set))) throw error;
         throw new KillswitchWriteUnanswered(await settleUnansweredWrite(deps, settings, set, error, now));
       }
       killswitchSet = set;
@@ -160,6 +163,12 @@ export const KILLSWITCH_WRITE_UNANSWERED = 'KillswitchWriteUnanswered';
  */
 export class KillswitchWriteUnanswered extends Error {
   override readonly name = KILLSWITCH_WRITE_UNANSWERED;
+}
+
+/** Whether the killswitch holds the maintenance value this run wrote (its updatedAt and actor); false when it cannot be read. */
+async function holdsWrite(deps: Pick<MigrationDeps, 'ssm'>, settings: BackoutSettings, set: NonNullable<DowngradePreparation['killswitchSet']>): Promise<boolean> {
+  const reading = await readKillswitch(deps.ssm, settings.killswitchParameterName).catch(() => undefined);
+  return reading?.value?.updatedAt === set.updatedAt && reading.value.actor === BACKOUT_ACTOR;
 }
 
 /**
@@ -277,7 +286,7 @@ export function restoreKillswitchCommand(previous: KillswitchValue | null, now: 
   const restored = restoredValue(previous, now);
   if (restored.mode === 'normal') return 'npx atmr-dr killswitch disable --reason "migration downgrade finished"';
   const expires = restored.expiresAt ? ` --expires ${Math.max(1, Math.ceil((restored.expiresAt.getTime() - now.getTime()) / 60_000))}m` : '';
-  return `npx atmr-dr killswitch enable --mode ${restored.mode} --reason ${JSON.stringify(restored.reason)}${expires}`;
+  return `npx atmr-dr killswitch enable --mode ${restored.mode} --reason ${shellWord(restored.reason)}${expires}`;
 }
 
 /** The RunTask `startedBy` of a downgrade task: what finds one whose ARN was never read (aws ecs list-tasks --started-by). */

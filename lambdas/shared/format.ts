@@ -41,3 +41,11 @@ export function textStart(text: string, max = 40): string {
   });
   return `it starts with "${chars.join('')}"`;
 }
+
+/**
+ * `text` as one POSIX shell word, single-quoted: a command line printed for an operator to paste
+ * (a killswitch reason holding `$(...)`, a backquote or a quote) runs nothing and stays one argument.
+ */
+export function shellWord(text: string): string {
+  return `'${text.replaceAll("'", `'\\''`)}'`;
+}

@@ -3,7 +3,8 @@ import { CreateDBSnapshotCommand, DescribeDBInstancesCommand, RDSClient } from '
 import { DescribeServicesCommand, DescribeTasksCommand, ECSClient, ListTasksCommand, RunTaskCommand, StopTaskCommand } from '@aws-sdk/client-ecs';
 import { GetParameterCommand, InternalServerError, PutParameterCommand, SSMClient, SSMServiceException } from '@aws-sdk/client-ssm';
 import { recordAfterBake } from '../../../lambdas/backout/lkg';
-import { downgradeArgs, finishDowngrade, parseRevision, prepareDowngrade, runMigrationTask } from '../../../lambdas/backout/migration';
+import { execFileSync } from 'node:child_process';
+import { downgradeArgs, finishDowngrade, parseRevision, prepareDowngrade, restoreKillswitchCommand, runMigrationTask } from '../../../lambdas/backout/migration';
 import { lastKnownGoodHistory } from '../../../lambdas/backout/state';
 import { report } from '../../../lambdas/backout/workflow';
 import { BAD, backoutDeps, backoutSuite, deploymentCompletedEvent, GOOD, service, settings, thrownBy } from './fixtures';
@@ -291,11 +292,11 @@ describe('a maintenance write before the downgrade that SSM leaves without a cle
     expect(JSON.parse(parameters.get(KS)!.value)).toMatchObject({ mode: 'maintenance', actor: 'atmr-dr backout' });
     expect(thrown.name).toBe('KillswitchWriteUnanswered');
     expect(thrown.message).toContain(
-      'and it could not be read back or put back (InternalServerError: We encountered an internal error): /atmr/test/killswitch may be in maintenance set by atmr-dr backout, the API answering 503 to every user and the next alarm of this release held by it (a notice, no page); check "npx atmr-dr killswitch status" and, if it shows maintenance by atmr-dr backout, put it back: npx atmr-dr killswitch enable --mode degraded --reason "r" --expires 50m',
+      'and it could not be read back or put back (InternalServerError: We encountered an internal error): /atmr/test/killswitch may be in maintenance set by atmr-dr backout, the API answering 503 to every user and the next alarm of this release held by it (a notice, no page); check "npx atmr-dr killswitch status" and, if it shows maintenance by atmr-dr backout, put it back: npx atmr-dr killswitch enable --mode degraded --reason \'r\' --expires 50m',
     );
   });
 
-  it('SSM refused the write outright (a 4xx on its only attempt): nothing was written, the refusal is thrown as it is and nothing is read back', async () => {
+  it('SSM refused the write outright (a 4xx on its only attempt): nothing was written, and once a read back shows it, the refusal is thrown as it is', async () => {
     // Arrange
     const refusal = () => new SSMServiceException({ name: 'AccessDeniedException', $fault: 'client', message: 'not authorized to perform: ssm:PutParameter', $metadata: { httpStatusCode: 400, attempts: 1 } });
     firstPutFails(refusal, { applied: false });
@@ -303,10 +304,33 @@ describe('a maintenance write before the downgrade that SSM leaves without a cle
     // Act
     const thrown = await thrownBy(prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'test'));
 
-    // Assert: the two reads before the put (prepareDowngrade's, writeKillswitch's), none after
+    // Assert: the two reads before the put (prepareDowngrade's, writeKillswitch's), and the one that finds no write of this run
     expect(thrown.name).toBe('AccessDeniedException');
-    expect(mocks.ssm.commandCalls(GetParameterCommand)).toHaveLength(2);
+    expect(mocks.ssm.commandCalls(GetParameterCommand)).toHaveLength(3);
     expect(parameters.get(KS)!.version).toBe(1);
+  });
+
+  it('the write landed and the read after it was refused (a 4xx on its only attempt): the killswitch is read back, found holding that write, and put back as it was', async () => {
+    // Arrange: the put lands and answers; writeKillswitch's read after it is refused once
+    mocks.ssm.on(PutParameterCommand).callsFake(async (input: { Name: string; Value: string }) => {
+      const version = (parameters.get(input.Name)?.version ?? 0) + 1;
+      parameters.set(input.Name, { value: input.Value, version });
+      return { Version: version };
+    });
+    let reads = 0;
+    mocks.ssm.on(GetParameterCommand).callsFake(async (input: { Name: string }) => {
+      reads += 1;
+      if (reads === 3) throw new SSMServiceException({ name: 'AccessDeniedException', $fault: 'client', message: 'not authorized to perform: ssm:GetParameter', $metadata: { httpStatusCode: 400, attempts: 1 } });
+      return { Parameter: { Value: parameters.get(input.Name)?.value, Version: parameters.get(input.Name)?.version } };
+    });
+
+    // Act
+    const thrown = await thrownBy(prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'test'));
+
+    // Assert: not taken for "nothing written": maintenance is put back, and the message says so
+    expect(thrown.name).toBe('KillswitchWriteUnanswered');
+    expect(thrown.message).toContain('read back, it held that write: restored to normal');
+    expect(JSON.parse(parameters.get(KS)!.value)).toMatchObject({ mode: 'normal', actor: 'atmr-dr backout' });
   });
 });
 
@@ -356,5 +380,20 @@ describe('report metrics', () => {
     expect(result).toEqual({ outcome: 'rolled-back', summary: expect.any(String), page: false, seconds: 210 });
     expect(addMetric).toHaveBeenCalledWith('RollbackOutcome', 'Count', 1);
     expect(addMetric).toHaveBeenCalledWith('RollbackSeconds', 'Seconds', 210);
+  });
+});
+
+describe('the command a page gives to put the killswitch back', () => {
+  it('keeps a reason holding $(...), a backquote and quotes one argument that a pasting shell does not run', () => {
+    // Arrange: a reason an operator typed, with what a shell would expand inside double quotes
+    const reason = `pic de charge $(touch /tmp/atmr-dr-pwned) \`id\` "it's" \\`;
+    const previous = { mode: 'degraded' as const, reason, actor: 'alice', updatedAt: '2026-06-01T09:00:00.000Z', expiresAt: null };
+
+    // Act
+    const command = restoreKillswitchCommand(previous, new Date('2026-06-01T10:00:00Z'));
+
+    // Assert: the shell gives the reason back, unchanged, as the one word after --reason
+    const args = execFileSync('sh', ['-c', `set -- ${command.replace(/^npx atmr-dr /, '')}; for a in "$@"; do printf '%s\\0' "$a"; done`], { encoding: 'utf8' }).split('\0').slice(0, -1);
+    expect(args).toEqual(['killswitch', 'enable', '--mode', 'degraded', '--reason', reason]);
   });
 });
