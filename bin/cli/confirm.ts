@@ -20,15 +20,22 @@ export class ConfirmationInterrupted extends OperatorError {
  * `typed` that exact text: for what cannot be undone (a database overwritten), a reflex `y` is not
  * enough, typing the name makes the operator read it.
  */
-export function confirmer(yes: boolean | undefined, input: NodeJS.ReadableStream & { isTTY?: boolean } = process.stdin): (question: string, typed?: string) => Promise<boolean> {
-  return async (question, typed) => {
+export function confirmer(
+  yes: boolean | undefined,
+  input: NodeJS.ReadableStream & { isTTY?: boolean } = process.stdin,
+): (question: string, typed?: string, signal?: AbortSignal) => Promise<boolean> {
+  // `signal`: a command that has taken the stop signals over (restore) stops the prompt with it; the
+  // prompt's own rejection is then rethrown, for the command to say what it had done.
+  return async (question, typed, signal) => {
     if (yes) return true;
     if (!input.isTTY) throw new OperatorError(`${question} needs confirmation: standard input is not a terminal; pass --yes to confirm`, 2);
     const rl = readline.createInterface({ input, output: process.stderr });
+    const options = { signal };
     try {
-      if (typed !== undefined) return (await rl.question(`${question}: type ${typed} to confirm: `)).trim() === typed;
-      return /^(y|yes|o|oui)$/i.test((await rl.question(`${question} [y/N] `)).trim());
+      if (typed !== undefined) return (await rl.question(`${question}: type ${typed} to confirm: `, options)).trim() === typed;
+      return /^(y|yes|o|oui)$/i.test((await rl.question(`${question} [y/N] `, options)).trim());
     } catch (error) {
+      if (signal?.aborted) throw error;
       if ((error as { code?: unknown }).code === 'ABORT_ERR') {
         // The cursor is still after the prompt (raw mode echoes no ^C): the line stands on its own.
         process.stderr.write('\n');

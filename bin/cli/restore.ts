@@ -3,7 +3,7 @@ import { RESTORE_TEST_DEFAULTS } from '../../lambdas/restore/contract';
 import type { RestoreResult } from '../../lambdas/restore/restore';
 import type { RestoreTestReport } from '../../lambdas/restore/restore-test';
 import { OperatorError } from '../../lambdas/shared/errors';
-import { countOf } from '../../lambdas/shared/format';
+import { countOf, formatAge } from '../../lambdas/shared/format';
 import { quoteIdent, reopenDatabaseStatement } from '../../lambdas/shared/postgres';
 import { loadStatus, stderrProgress } from './progress';
 import { ConfirmationInterrupted, confirmer } from './confirm';
@@ -90,19 +90,9 @@ export function registerRestoreCommands(program: Command): void {
         // and guardSystemDatabase refuses it as a target).
         const connection = await resolveConnection({ secretArn: opts.databaseSecret, fallbacks: { database: 'postgres' } });
         const productionNames = [...new Set([process.env.PGDATABASE, connection.database])].filter((d): d is string => d !== undefined && d !== '' && d !== 'postgres');
-        // Before the confirmation and the temp directory: a latest that names no database is refused first.
+        // Before the temp directory: a latest that names no database is refused first.
         const database = latestDatabase(ref, opts.database, productionNames[0]);
         const target = opts.targetDb;
-        // Overwriting production cannot be undone: asked before anything is read or written.
-        phase = 'asking for the confirmation';
-        const confirmed =
-          !opts.iUnderstandThisOverwritesProduction ||
-          (await confirmer(opts.yes)(`restore ${ref} over database "${target}" on ${connection.host}:${connection.port}, ${opts.dropReplaced ? 'erasing what it holds' : 'replacing what it holds (kept beside it under another name)'}`, target).catch((error: unknown) => {
-            // Ctrl-C at the prompt (confirm.ts): the restore's own line, which names the target.
-            if (!(error instanceof ConfirmationInterrupted)) throw error;
-            throw new OperatorError(`restore interrupted (Ctrl-C) while ${phase}, before the restore began: nothing created; target "${target}" untouched`, 130);
-          }));
-        if (!confirmed) throw new OperatorError(`restore: not confirmed, "${target}" untouched`, 1);
         phase = 'loading the restore';
         const [{ restoreBackup }, { createS3Client }] = await Promise.all([import('../../lambdas/restore/restore'), import('../../lambdas/shared/aws')]);
         const showProgress = opts.progress === true || process.stderr.isTTY === true;
@@ -144,6 +134,22 @@ export function registerRestoreCommands(program: Command): void {
             },
             onSwapAside: (name) => (aside = name),
             onTargetClosed: (isClosed) => (closed = isClosed),
+            // Overwriting production cannot be undone: asked once the backup is known (which one
+            // `latest` is, and how old: the newest may hold the damage) and the guards before the
+            // download passed (no backup, a client connected: refused before anybody types), with
+            // nothing created yet.
+            confirm: opts.iUnderstandThisOverwritesProduction
+              ? async ({ manifestKey, manifest }) => {
+                  const age = formatAge((Date.now() - Date.parse(manifest.startedAt)) / 1000);
+                  const question = `restore ${manifestKey} (backup started ${manifest.startedAt}, ${age} ago) over database "${target}" on ${connection.host}:${connection.port}, ${opts.dropReplaced ? 'erasing what it holds' : 'replacing what it holds (kept beside it under another name)'}`;
+                  const confirmed = await confirmer(opts.yes)(question, target, interrupt.signal).catch((error: unknown) => {
+                    // Ctrl-C at the prompt (confirm.ts): the restore's own line, which names the target.
+                    if (!(error instanceof ConfirmationInterrupted)) throw error;
+                    throw new OperatorError(`restore interrupted (Ctrl-C) while asking for the confirmation, before the restore began: nothing created; target "${target}" untouched`, 130);
+                  });
+                  if (!confirmed) throw new OperatorError(`restore: not confirmed, "${target}" untouched`, 1);
+                }
+              : undefined,
             onDownloadProgress: (bytes, total) => progress.meter('download', bytes, total),
             // Only when shown: each report is a query to the server.
             onLoadProgress: showProgress ? loadStatus(progress) : undefined,

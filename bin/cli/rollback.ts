@@ -46,6 +46,7 @@ import {
 import { asOperatorError } from '../../lambdas/shared/aws-errors';
 import { EVENT_SOURCE, metricsNamespace } from '../../lambdas/shared/constants';
 import { namedLine, OperatorError, oneLine } from '../../lambdas/shared/errors';
+import { formatAge } from '../../lambdas/shared/format';
 import { confirmer } from './confirm';
 import { interruptibly } from './interrupt';
 import { resolveCliActor } from './killswitch';
@@ -188,8 +189,6 @@ async function lockHeldError(ctx: RollbackCliContext, service: string): Promise<
   return new OperatorError(`rollback: another rollback of ${service} holds the lock (${lock.reason}, held by ${lock.owner} since ${lock.acquiredAt}): ${waitOrUnlock(ctx.settings, service, lock)}; nothing changed`, 3);
 }
 
-const age = (seconds: number) => (seconds < 3600 ? `${Math.round(seconds / 60)} min` : seconds < 172800 ? `${(seconds / 3600).toFixed(1)} h` : `${Math.round(seconds / 86400)} d`);
-
 export async function statusCommand(ctx: RollbackCliContext, services: string[], json: boolean): Promise<void> {
   const statuses = [];
   for (const service of services) statuses.push(await backoutStatus(ctx.deps, ctx.settings, service));
@@ -199,11 +198,11 @@ export async function statusCommand(ctx: RollbackCliContext, services: string[],
   }
   for (const s of statuses) {
     ctx.print(`${s.service}: running ${s.currentTaskDefinition}`);
-    ctx.print(s.lastKnownGood ? `  last known good: ${s.lastKnownGood.taskDefinitionArn} (recorded ${age(s.lastKnownGood.ageSeconds)} ago, alembic ${s.lastKnownGood.alembicHead ?? 'n/a'})` : '  last known good: none recorded');
+    ctx.print(s.lastKnownGood ? `  last known good: ${s.lastKnownGood.taskDefinitionArn} (recorded ${formatAge(s.lastKnownGood.ageSeconds)} ago, alembic ${s.lastKnownGood.alembicHead ?? 'n/a'})` : '  last known good: none recorded');
     // Running its newest last known good, the service has no default target: the one before it, ready to paste.
     if (s.lastKnownGoodBefore) {
       const before = s.lastKnownGoodBefore;
-      ctx.print(`  last known good before it: ${before.taskDefinitionArn} (recorded ${age(before.ageSeconds)} ago, alembic ${before.alembicHead ?? 'n/a'}); ${s.service} runs its newest last known good: if it went bad after its bake, npx atmr-dr rollback service --service ${s.service} --to ${before.taskDefinitionArn}`);
+      ctx.print(`  last known good before it: ${before.taskDefinitionArn} (recorded ${formatAge(before.ageSeconds)} ago, alembic ${before.alembicHead ?? 'n/a'}); ${s.service} runs its newest last known good: if it went bad after its bake, npx atmr-dr rollback service --service ${s.service} --to ${before.taskDefinitionArn}`);
     }
     // The owner is what `rollback unlock --owner` takes; the expiry, how long the lock blocks if nobody releases it.
     ctx.print(s.lock ? `  lock: held by ${s.lock.owner} since ${s.lock.acquiredAt}, expires ${lockExpiry(s.lock)} (${s.lock.reason})${heldFor(s.lock)}` : '  lock: free');

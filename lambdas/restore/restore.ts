@@ -64,6 +64,12 @@ export interface RestoreDeps extends CatalogDeps, SpaceCheck {
    * must then say how to reopen it, or the application cannot connect to the target put back.
    */
   readonly onTargetClosed?: (closed: boolean) => void;
+  /**
+   * Asks whether to go on, once the backup is known and the guards before the download passed (the
+   * CLI's confirmation of an overwrite of production: it names the backup and its age, and is not
+   * asked for a restore those guards refuse). Throws to stop: nothing is created before it.
+   */
+  readonly confirm?: (backup: { readonly manifestKey: string; readonly manifest: BackupManifest }) => Promise<void>;
   /** Download progress: bytes received of the object's size. */
   readonly onDownloadProgress?: (bytes: number, total: number) => void;
   /** Load progress: the staging database's size on disk, when the load starts, every second, and when it ends. */
@@ -175,6 +181,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // restore first: a target missing because its data sits under `_old_` must not be recreated.
     await checkLeftovers(await admin.client(), target, warn);
     await checkTarget(await admin.client(), deps.connection, target, options);
+    await deps.confirm?.({ manifestKey, manifest });
 
     // 3. Download and verify.
     log(`download: ${object.key} (${object.bytes} bytes)`);

@@ -15,6 +15,11 @@ export function countOf(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
+/** "12 min", "5.0 h", "9 d": how long ago something was recorded or taken, for operators. */
+export function formatAge(seconds: number): string {
+  return seconds < 3600 ? `${Math.round(seconds / 60)} min` : seconds < 172800 ? `${(seconds / 3600).toFixed(1)} h` : `${Math.round(seconds / 86400)} d`;
+}
+
 /** Seconds to the millisecond, for reports: 0.096 rather than 0.09633967699999997. */
 export function roundSeconds(seconds: number): number {
   return Math.round(seconds * 1000) / 1000;

@@ -250,32 +250,71 @@ describe('atmr-dr restore', () => {
     const run = await atmrDr(['restore', 'latest', '--database', source, '--target-db', target, '--force', '--i-understand-this-overwrites-production'], env({ PGDATABASE: target }));
 
     expect(run.status).toBe(2);
-    expect(run.stderr).toBe(
-      `atmr-dr: restore latest over database "${target}" on ${cluster.host}:${cluster.port}, replacing what it holds (kept beside it under another name) needs confirmation: standard input is not a terminal; pass --yes to confirm\n`,
+    expect(run.stderr).toMatch(
+      new RegExp(
+        `^atmr-dr: restore ${manifestKey} \\(backup started ${manifest.startedAt.replaceAll('.', '\\.')}, \\d+ min ago\\) over database "${target}" on ${cluster.host}:${cluster.port}, replacing what it holds \\(kept beside it under another name\\) needs confirmation: standard input is not a terminal; pass --yes to confirm\n$`,
+      ),
     );
     expect(run.stdout).toBe('');
     expect(databaseDigest(cluster, target)).toBe(before);
     expect(databasesLike(cluster, `${target}_`)).toEqual([]);
   });
 
-  it('at a terminal, overwriting production asks to type the database name: another answer changes nothing (exit 1), the name restores', async () => {
+  it('at a terminal, overwriting production asks to type the database name, naming the backup latest is and its age: another answer changes nothing and creates nothing (exit 1), the name restores', async () => {
+    // Arrange: production's latest backup was taken 3 hours ago
+    const prod = uniqueDatabaseName('rcli_prod');
+    psql(cluster, 'postgres', `CREATE DATABASE ${prod}`);
+    psql(cluster, prod, 'CREATE TABLE ride (id int); INSERT INTO ride SELECT generate_series(1, 20);');
+    const backup = await writeFixtureBackup(s3, localS3.bucket, cluster, prod, { tier: 'hourly', startedAt: new Date(Date.now() - 3 * 3600 * 1000) });
+    const backedUp = databaseDigest(cluster, prod);
+    psql(cluster, prod, 'INSERT INTO ride VALUES (999);');
+    const damaged = databaseDigest(cluster, prod);
+    const temp = fs.mkdtempSync(path.join(os.tmpdir(), 'rcli-confirm-'));
+    const args = ['restore', 'latest', '--target-db', prod, '--force', '--i-understand-this-overwrites-production'];
+    const prompt = `restore ${backup.manifestKey} (backup started ${backup.manifest.startedAt}, 3.0 h ago) over database "${prod}" on ${cluster.host}:${cluster.port}, replacing what it holds (kept beside it under another name): type ${prod} to confirm: `;
+    try {
+      // Act
+      const declined = await atmrDrAtTerminal(args, env({ PGDATABASE: prod, TMPDIR: temp }), 'y');
+
+      // Assert
+      expect(declined.output).toContain(prompt);
+      expect(declined.status).toBe(1);
+      expect(declined.output).toContain(`atmr-dr: restore: not confirmed, "${prod}" untouched`);
+      expect(databaseDigest(cluster, prod)).toBe(damaged);
+      expect(databasesLike(cluster, `${prod}_`)).toEqual([]);
+      expect(fs.readdirSync(temp)).toEqual([]);
+
+      const confirmed = await atmrDrAtTerminal(args, env({ PGDATABASE: prod, TMPDIR: temp }), prod);
+
+      expect(confirmed.output).toContain(prompt);
+      expect(confirmed.status).toBe(0);
+      expect(databaseDigest(cluster, prod)).toBe(backedUp);
+    } finally {
+      fs.rmSync(temp, { recursive: true, force: true });
+    }
+  });
+
+  it('at a terminal, overwriting production is not asked when the restore is refused before the download: no backup of the tier, or a client connected to the target (exit 2, nothing to type)', async () => {
+    // Arrange: the target has no weekly backup; a client is connected to it
     const target = makeTarget();
     const before = databaseDigest(cluster, target);
-    const args = ['restore', 'latest', '--database', source, '--target-db', target, '--force', '--i-understand-this-overwrites-production'];
-    const prompt = `restore latest over database "${target}" on ${cluster.host}:${cluster.port}, replacing what it holds (kept beside it under another name): type ${target} to confirm: `;
+    const overwrite = ['--target-db', target, '--force', '--i-understand-this-overwrites-production'];
+    const client = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'atmr-api' });
 
-    const declined = await atmrDrAtTerminal(args, env({ PGDATABASE: target }), 'y');
+    // Act
+    const noBackup = await atmrDrAtTerminal(['restore', 'latest', '--tier', 'weekly', ...overwrite], env({ PGDATABASE: target }), target);
+    await client.connect();
+    const connected = await atmrDrAtTerminal(['restore', 'latest', '--database', source, ...overwrite], env({ PGDATABASE: target }), target).finally(() => client.end());
 
-    expect(declined.output).toContain(prompt);
-    expect(declined.status).toBe(1);
-    expect(declined.output).toContain(`atmr-dr: restore: not confirmed, "${target}" untouched`);
+    // Assert
+    expect(noBackup.output).not.toContain('to confirm');
+    expect(noBackup.output).toMatch(new RegExp(`atmr-dr: no backup of database "${target}" .*weekly`));
+    expect(noBackup.status).toBe(2);
+    expect(connected.output).not.toContain('to confirm');
+    expect(connected.output).toMatch(new RegExp(`atmr-dr: target database "${target}" has 1 open connection\\(s\\)`));
+    expect(connected.status).toBe(2);
     expect(databaseDigest(cluster, target)).toBe(before);
-
-    const confirmed = await atmrDrAtTerminal(args, env({ PGDATABASE: target }), target);
-
-    expect(confirmed.output).toContain(prompt);
-    expect(confirmed.status).toBe(0);
-    expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+    expect(databasesLike(cluster, `${target}_`)).toEqual([]);
   });
 
   it('at a terminal, Ctrl-C at the confirmation is the interrupt it is: one line saying nothing was created and the target is untouched, exit 130', async () => {
