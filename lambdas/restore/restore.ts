@@ -261,7 +261,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     signal?.throwIfAborted();
     log('check: row counts against the manifest');
     const checkStarted = performance.now();
-    const rowsRestored = await checkRowCounts(() => connectTo(deps.connection, staging), manifest, manifestKey, deps.jobs, signal);
+    const rowsRestored = await checkRowCounts(() => connectTo(deps.connection, staging, {}, { answeredBefore: true }), manifest, manifestKey, deps.jobs, signal);
     const verifySeconds = (performance.now() - checkStarted) / 1000;
 
     // 7. What the replaced database has set on itself (settings, grants, connection limit,
@@ -315,7 +315,9 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
           () => `staging database ${staging} dropped`,
           (dropError: unknown) => {
             dropFailed = true;
-            return `could not drop staging database ${staging} (${oneLine(dropError)}): drop it with ${dropDatabaseStatement(staging, admin.superuser)}`;
+            // The server gone, the drop fails as the restore did: its words once in the line are enough.
+            const why = oneLine(dropError) === oneLine(error) ? 'the same error' : oneLine(dropError);
+            return `could not drop staging database ${staging} (${why}): drop it with ${dropDatabaseStatement(staging, admin.superuser)}`;
           },
         );
       log(cleanup);
@@ -338,8 +340,12 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       if (!dropFailed) throw error;
       throw new OperatorError(`${oneLine(error)}; ${cleanup}`, error instanceof OperatorError ? error.exitCode : 1);
     }
-    // The swap's own steps say what they changed; anything else failed before the first of them.
-    if (!(error instanceof OperatorError)) throw new OperatorError(`swap failed after the load: ${oneLine(error)}; the restored copy was not swapped in, ${cleanup}; ${untouched}`);
+    // The swap's own steps say what they changed; anything else failed before the first of them,
+    // the session's connection again for the first included (swapIn's later steps catch that one):
+    // the target is as it was, and with --terminate-connections still open to its clients.
+    const asItWas = `${untouched}${options.terminateConnections ? ', still open to connections (the swap had not closed it)' : ''}`;
+    if (!(error instanceof OperatorError)) throw new OperatorError(`swap failed after the load: ${oneLine(error)}; the restored copy was not swapped in, ${cleanup}; ${asItWas}`);
+    if (error instanceof SessionNotBack) throw new OperatorError(`swap failed after the load: ${error.message}; the restored copy was not swapped in, ${cleanup}; ${asItWas}`, error.exitCode);
     // A guard that passed before the download and refuses now: someone changed the target during
     // the load (a client connected, a database created), a conflict with another actor (exit 3).
     if (error.exitCode === 2) {

@@ -128,7 +128,8 @@ async function inspectTarget(admin: Client, connection: PgConnection, target: st
     `the read of the sessions in "${target}" (pg_stat_activity)`,
   );
   // Its lock waits bounded as the restore's own session's are: the server answers them.
-  const client = await connectTo(connection, target, { lock_timeout: SWAP_LOCK_TIMEOUT_MS });
+  // After the restore's own session connected: a server not reached now went away.
+  const client = await connectTo(connection, target, { lock_timeout: SWAP_LOCK_TIMEOUT_MS }, { answeredBefore: true });
   try {
     const result = await boundedQuery<{ kind: string; n: string }>(client, CONTENTS_QUERY, GUARD_READ_BOUND_MS, undefined, `the read of what "${target}" holds (its catalogs, on a connection to it)`);
     const contents = result.rows.filter((r) => Number(r.n) > 0).map((r) => countOf(Number(r.n), r.kind));
@@ -275,8 +276,9 @@ function unanswered(error: NoAnswer): string {
 
 /**
  * The restore's session could not connect again after its connection was lost (openAdminSession):
- * the line names the read left unanswered, and the caller adds what it leaves (the staging
- * database, the target), which only it knows.
+ * the server went away (the connection refused or timed out: a restart, a failover) or left its
+ * lock unanswered. The line says which, and the caller adds what it leaves (the staging database,
+ * the target), which only it knows.
  */
 export class SessionNotBack extends OperatorError {}
 
@@ -293,7 +295,10 @@ export type Seen = ReadonlyMap<string, { readonly allowConnections: boolean }>;
 export async function openAdminSession(connection: PgConnection, maintenance: string, target: string, boundMs = GUARD_READ_BOUND_MS): Promise<AdminSession> {
   const open = async (again: boolean): Promise<{ client: Client; pid: number; alive: boolean; superuser: boolean }> => {
     // Every statement of the session, the swap's included, waits for another session's lock at most SWAP_LOCK_TIMEOUT_MS.
-    const client = await connectTo(connection, maintenance, { lock_timeout: SWAP_LOCK_TIMEOUT_MS });
+    // Again: the same settings worked when the session opened, so a server not reached went away.
+    const client = await connectTo(connection, maintenance, { lock_timeout: SWAP_LOCK_TIMEOUT_MS }, { answeredBefore: again }).catch((error: unknown) => {
+      throw again && error instanceof OperatorError ? new SessionNotBack(error.message, error.exitCode) : error;
+    });
     const session = { client, pid: 0, alive: true, superuser: false };
     client.on('error', () => (session.alive = false)).on('end', () => (session.alive = false));
     try {
@@ -319,7 +324,7 @@ export async function openAdminSession(connection: PgConnection, maintenance: st
       const lost = current.pid;
       // Each query bounded by the server (statement_timeout) and by node-postgres (boundedQuery):
       // a look that waited for ever would hang the restore where it must say what it left.
-      const client = await connectTo(connection, maintenance, { statement_timeout: LOOK_QUERY_TIMEOUT_MS });
+      const client = await connectTo(connection, maintenance, { statement_timeout: LOOK_QUERY_TIMEOUT_MS }, { answeredBefore: true });
       const query = <R extends QueryResultRow>(text: string, values: unknown[]): Promise<QueryResult<R>> => boundedQuery<R>(client, text, LOOK_QUERY_BOUND_MS, values);
       try {
         // A server that has not seen the cut yet still runs the statement (a rename waits up to 5 s

@@ -310,12 +310,26 @@ const CONNECTION_FAILURES: readonly ConnectionFailureRule[] = [
 ];
 /** Not reached (down, unreachable, a timeout), or an answer not listed above: a retry may do, or a setting is wrong. */
 const NOT_REACHED: ConnectionFailureRule = { advice: CHECK_SETTINGS, exitCode: 1 };
+/**
+ * Not reached (no answer of the server: refused, a timeout) by a command whose connections with the
+ * same settings worked earlier in its run: the server went away (a restart, a failover), and the
+ * operator's settings are not what to check.
+ */
+const GONE_AWAY: ConnectionFailureRule = {
+  advice: () => "it took this run's connections before: the server went away (a restart, a failover), the settings are not the cause; rerun once it answers (psql -c 'SELECT 1')",
+  exitCode: 1,
+};
 
-/** One line for a failed connection, the same in every command, with the fix and exit code that fit the server's answer. */
-export function connectionFailure(conn: PgConnection, error: unknown): OperatorError {
+/**
+ * One line for a failed connection, the same in every command, with the fix and exit code that fit
+ * the server's answer. `answeredBefore`: this run connected with the same settings earlier.
+ */
+export function connectionFailure(conn: PgConnection, error: unknown, answeredBefore = false): OperatorError {
   const message = oneLine(error);
   const code = sqlState(error);
-  const rule = CONNECTION_FAILURES.find((r) => (r.code === undefined || r.code === code) && (r.pattern === undefined || r.pattern.test(message))) ?? NOT_REACHED;
+  const rule =
+    CONNECTION_FAILURES.find((r) => (r.code === undefined || r.code === code) && (r.pattern === undefined || r.pattern.test(message))) ??
+    (answeredBefore && code === undefined ? GONE_AWAY : NOT_REACHED);
   return new OperatorError(`cannot connect to ${describeConnection(conn)}: ${rule.reason ?? message}; ${rule.advice(conn)}`, rule.exitCode);
 }
 
@@ -382,12 +396,19 @@ async function connectOnce(config: ClientConfig): Promise<Client> {
 /**
  * A client to `database` (default: the connection's own), or one line naming the settings to check.
  * `bounds`: the session's server-side timeouts and node-postgres' wait for each answer, if any.
+ * `answeredBefore`: this run connected with these settings earlier (a restore's later sessions): a
+ * server not reached now went away, which the line says instead of naming the settings.
  */
-export async function connectTo(connection: PgConnection, database = connection.database, bounds: Pick<ClientConfig, 'statement_timeout' | 'lock_timeout' | 'query_timeout'> = {}): Promise<Client> {
+export async function connectTo(
+  connection: PgConnection,
+  database = connection.database,
+  bounds: Pick<ClientConfig, 'statement_timeout' | 'lock_timeout' | 'query_timeout'> = {},
+  { answeredBefore = false }: { readonly answeredBefore?: boolean } = {},
+): Promise<Client> {
   try {
     return await openClient({ ...pgClientConfig(connection, database), ...bounds });
   } catch (error) {
-    throw connectionFailure({ ...connection, database }, error);
+    throw connectionFailure({ ...connection, database }, error, answeredBefore);
   }
 }
 

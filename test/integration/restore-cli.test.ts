@@ -15,7 +15,8 @@ import { testCluster, uniqueDatabaseName, testClient } from '../support/cluster'
 import { startCuttingProxy } from '../support/cutting-proxy';
 import { writeFakePgRestore } from '../support/fake-pg-restore';
 import { runAtTerminal } from '../support/terminal';
-import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
+import { PostgresCluster, psql, startAgain, startPostgres, stopFast, stopPostgres } from '../support/postgres';
+import { startGoingAwayProxy } from '../support/going-away-proxy';
 import { LocalS3, startHoldingProxy, startLocalS3 } from '../support/s3';
 import { downloadOntoFullDisk, fullDiskLine, itWithSmallDisk, mountSmallDisk } from '../support/small-disk';
 import { atmrDr, databaseDigest, databaseExists, databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
@@ -1308,6 +1309,75 @@ describe('atmr-dr restore on the worst day', () => {
     expect(run.stdout).toBe('');
     expect(databasesLike(cluster, `${target}`)).toEqual([]);
     expect(processesNaming(target)).toEqual([]);
+  }, 120_000);
+});
+
+describe('a server that goes away in the middle of a restore (pg_ctl stop -m fast from another shell)', () => {
+  /** A cluster of the test's own (it is stopped), holding `database` (one small table) and a non-empty target, and a backup of `database`. */
+  async function ownServer(): Promise<{ own: PostgresCluster; manifestKey: string; target: string }> {
+    const own = await startPostgres();
+    const database = uniqueDatabaseName('rcli_gone_src');
+    const target = uniqueDatabaseName('rcli_gone_target');
+    psql(own, 'postgres', `CREATE DATABASE ${database}; CREATE DATABASE ${target};`);
+    psql(own, database, 'CREATE TABLE ride (id int PRIMARY KEY); INSERT INTO ride SELECT generate_series(1, 100);');
+    psql(own, target, 'CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (1), (2), (3);');
+    const backup = await writeFixtureBackup(s3, localS3.bucket, own, database, { tier: 'weekly', pointers: 'none' });
+    return { own, manifestKey: backup.manifestKey, target };
+  }
+
+  const goneAway = (port: number) =>
+    `cannot connect to postgres@127.0.0.1:${port}/postgres: connect ECONNREFUSED 127.0.0.1:${port}; it took this run's connections before: the server went away (a restart, a failover), the settings are not the cause; rerun once it answers (psql -c 'SELECT 1')`;
+
+  it('during the download: one line saying the server went away (not the settings), to rerun once it answers, that nothing was created and the target is untouched; exit 1', async () => {
+    // Arrange: the .dump's bytes held back until the server is stopped
+    const { own, manifestKey: key, target } = await ownServer();
+    const proxy = await startHoldingProxy(localS3.endpoint, /^GET \S+\.dump/);
+    try {
+      const before = databaseDigest(own, target);
+
+      // Act
+      const running = atmrDr(['restore', key, '--target-db', target, '--force'], env({ AWS_ENDPOINT_URL_S3: proxy.endpoint, PGPORT: String(own.port) }));
+      await proxy.holding;
+      stopFast(own);
+      proxy.release();
+      const run = await running;
+      startAgain(own);
+
+      // Assert
+      expect(run.status).toBe(1);
+      expect(run.stderr).toBe(`atmr-dr: ${goneAway(own.port)}; no staging database was created; target "${target}" untouched\n`);
+      expect(databaseDigest(own, target)).toBe(before);
+      expect(databasesLike(own, `${target}_`)).toEqual([]);
+    } finally {
+      await proxy.stop();
+      stopPostgres(own);
+    }
+  }, 120_000);
+
+  it('at the start of a --terminate-connections swap: the line says the server went away, that the target is untouched and still open to connections, and the staging database to drop; exit 1', async () => {
+    // Arrange: the server stopped as the check's last row count answers, before the swap connects
+    const { own, manifestKey: key, target } = await ownServer();
+    const proxy = await startGoingAwayProxy(own, /count\(\*\) AS rows FROM ONLY/, () => stopFast(own));
+    try {
+      const before = databaseDigest(own, target);
+
+      // Act
+      const run = await atmrDr(['restore', key, '--target-db', target, '--force', '--terminate-connections'], env({ PGPORT: String(proxy.port) }));
+      startAgain(own);
+
+      // Assert
+      expect(run.status).toBe(1);
+      const staging = new RegExp(`could not drop staging database (${target}_restore_\\w+) \\(`).exec(run.stderr)?.[1];
+      expect(run.stderr).toBe(
+        `atmr-dr: swap failed after the load: ${goneAway(proxy.port)}; the restored copy was not swapped in, could not drop staging database ${staging} (the same error): drop it with DROP DATABASE "${staging}" WITH (FORCE); target "${target}" untouched, still open to connections (the swap had not closed it)\n`,
+      );
+      expect(databaseDigest(own, target)).toBe(before);
+      expect(psql(own, 'postgres', `SELECT datallowconn FROM pg_database WHERE datname = '${target}'`)).toBe('t');
+      expect(databasesLike(own, `${target}_`)).toEqual([staging]);
+    } finally {
+      await proxy.stop();
+      stopPostgres(own);
+    }
   }, 120_000);
 });
 

@@ -106,6 +106,19 @@ export function stopPostgres(cluster: Pick<PostgresCluster, 'dataDir'>): void {
   }
 }
 
+/**
+ * Stops the cluster's server as an administrator does from another shell (`pg_ctl stop -m fast`:
+ * its sessions ended, new connections refused), keeping its data: startAgain brings it back.
+ */
+export function stopFast(cluster: Pick<PostgresCluster, 'dataDir'>): void {
+  runAsPostgres(path.join(postgresBinDir(), 'pg_ctl'), ['-D', cluster.dataDir, '-m', 'fast', '-w', 'stop']);
+}
+
+/** Starts a server stopped by stopFast again, with its first start's settings (postmaster.opts, which `pg_ctl restart` reads). */
+export function startAgain(cluster: Pick<PostgresCluster, 'dataDir'>): void {
+  runAsPostgres(path.join(postgresBinDir(), 'pg_ctl'), ['-D', cluster.dataDir, '-l', path.join(path.dirname(cluster.dataDir), 'server.log'), '-w', '-t', '60', 'restart']);
+}
+
 /** Runs SQL with psql against the cluster (ON_ERROR_STOP), returning unaligned tuples-only output. */
 export function psql(cluster: Pick<PostgresCluster, 'env'>, database: string, sql: string): string {
   return execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-At', '-d', database], {
