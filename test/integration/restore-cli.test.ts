@@ -83,8 +83,8 @@ afterAll(async () => {
   await localS3?.stop();
 });
 
-/** The CLI at a terminal; `answer` is typed when it asks to confirm. Output is stdout and stderr together. */
-function atmrDrAtTerminal(args: string[], environment: Record<string, string>, answer: string): Promise<{ status: number | null; output: string }> {
+/** The CLI at a terminal; `answer` is typed when it asks to confirm (a function: called then). Output is stdout and stderr together. */
+function atmrDrAtTerminal(args: string[], environment: Record<string, string>, answer: string | (() => void)): Promise<{ status: number | null; output: string }> {
   return runAtTerminal([process.execPath, path.join(ROOT, 'bin', 'atmr-dr.cjs'), ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...environment },
@@ -330,6 +330,34 @@ describe('atmr-dr restore', () => {
       new RegExp(`atmr-dr: restore interrupted \\(Ctrl-C\\) while asking for the confirmation, before the restore began: nothing created; target "${target}" untouched\r?$`),
     );
     expect(databaseDigest(cluster, target)).toBe(before);
+  });
+
+  it('at a terminal, SIGTERM while the confirmation waits ends the restore at once with its line, exit 143: nothing created, target untouched, no temp directory', async () => {
+    // Arrange
+    const target = makeTarget();
+    const before = databaseDigest(cluster, target);
+    const temp = fs.mkdtempSync(path.join(os.tmpdir(), 'rcli-confirm-term-'));
+    const args = ['restore', 'latest', '--database', source, '--target-db', target, '--force', '--i-understand-this-overwrites-production'];
+    // The CLI's own node process (not `script`, nor a shell between them): the one whose command line starts with node and names the target.
+    const terminate = () => {
+      for (const line of execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' }).split('\n')) {
+        const [pid, ...command] = line.trim().split(' ');
+        if (command[0] === process.execPath && command.includes(target)) process.kill(Number(pid), 'SIGTERM');
+      }
+    };
+    try {
+      // Act
+      const run = await atmrDrAtTerminal(args, env({ PGDATABASE: target, TMPDIR: temp }), terminate);
+
+      // Assert
+      expect(run.status).toBe(143);
+      expect(run.output.trimEnd().split('\n').at(-1)).toMatch(new RegExp(`atmr-dr: restore interrupted \\(received SIGTERM\\): no staging database was created; target "${target}" untouched\r?$`));
+      expect(databaseDigest(cluster, target)).toBe(before);
+      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+      expect(fs.readdirSync(temp)).toEqual([]);
+    } finally {
+      fs.rmSync(temp, { recursive: true, force: true });
+    }
   });
 
   it('fails with one line when the server is unreachable, creating nothing', async () => {
