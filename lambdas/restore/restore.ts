@@ -344,8 +344,9 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // the session's connection again for the first included (swapIn's later steps catch that one):
     // the target is as it was, and with --terminate-connections still open to its clients.
     const asItWas = `${untouched}${options.terminateConnections ? ', still open to connections (the swap had not closed it)' : ''}`;
-    if (!(error instanceof OperatorError)) throw new OperatorError(`swap failed after the load: ${oneLine(error)}; the restored copy was not swapped in, ${cleanup}; ${asItWas}`);
-    if (error instanceof SessionNotBack) throw new OperatorError(`swap failed after the load: ${error.message}; the restored copy was not swapped in, ${cleanup}; ${asItWas}`, error.exitCode);
+    if (!(error instanceof OperatorError) || error instanceof SessionNotBack) {
+      throw new OperatorError(`swap failed after the load: ${oneLine(error)}; the restored copy was not swapped in, ${cleanup}; ${asItWas}`, error instanceof OperatorError ? error.exitCode : 1);
+    }
     // A guard that passed before the download and refuses now: someone changed the target during
     // the load (a client connected, a database created), a conflict with another actor (exit 3).
     if (error.exitCode === 2) {

@@ -16,7 +16,7 @@ import { GoodObject, verifyBackup } from '../../lambdas/restore/verify';
 import { testCluster, uniqueDatabaseName, testClient } from '../support/cluster';
 import { startCuttingProxy } from '../support/cutting-proxy';
 import { writeFakePgRestore } from '../support/fake-pg-restore';
-import { psql } from '../support/postgres';
+import { psql, startAgain, startPostgres, stopFast, stopPostgres } from '../support/postgres';
 import { startResettingS3 } from '../support/resetting-s3';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { FIXTURE_SQL } from './backup-fixture';
@@ -1442,6 +1442,43 @@ describe('a server that goes away during the load', () => {
       expect(error?.exitCode).toBe(1);
     } finally {
       gone.cleanup();
+    }
+  }, 120_000);
+});
+
+describe('a server that goes away as the swap starts', () => {
+  it('with --terminate-connections: the line says the restored copy was not swapped in, the staging database to drop, and that the target is untouched and still open to connections', async () => {
+    // Arrange: a server of its own with a backup of one database and a non-empty target; the server
+    // is stopped (pg_ctl stop -m fast) as the restore says it starts the swap
+    const own = await startPostgres();
+    try {
+      psql(own, 'postgres', 'CREATE DATABASE swap_src; CREATE DATABASE swap_target;');
+      psql(own, 'swap_src', 'CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100);');
+      psql(own, 'swap_target', 'CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (1), (2), (3);');
+      const before = databaseDigest(own, 'swap_target');
+      const backup = await writeFixtureBackup(s3, localS3.bucket, own, 'swap_src', { tier: 'weekly', pointers: 'none' });
+      const ownConnection: PgConnection = { host: own.host, port: own.port, user: own.user, database: 'postgres' };
+      const log = (line: string) => {
+        if (line.startsWith('swap: ')) stopFast(own);
+      };
+
+      // Act
+      const error = await restoreBackup(deps({ connection: ownConnection, log }), { ref: backup.manifestKey, targetDb: 'swap_target', force: true, terminateConnections: true }).then(
+        () => undefined,
+        (e: unknown) => e as OperatorError,
+      );
+      startAgain(own);
+
+      // Assert
+      // The first words are the driver's, by when it saw the server go (its session terminated, or the connection refused).
+      expect(error?.message).toMatch(
+        /^swap failed after the load: .+; the restored copy was not swapped in, could not drop staging database (swap_target_restore_\w+) \(.+\): drop it with DROP DATABASE "\1" WITH \(FORCE\); target "swap_target" untouched, still open to connections \(the swap had not closed it\)$/,
+      );
+      expect(error?.exitCode).toBe(1);
+      expect(databaseDigest(own, 'swap_target')).toBe(before);
+      expect(psql(own, 'postgres', "SELECT datallowconn FROM pg_database WHERE datname = 'swap_target'")).toBe('t');
+    } finally {
+      stopPostgres(own);
     }
   }, 120_000);
 });
