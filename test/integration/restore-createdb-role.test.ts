@@ -50,7 +50,7 @@ async function autovacuumInside(name: string): Promise<void> {
      DELETE FROM dead;`,
   );
   const deadline = Date.now() + 30_000;
-  while (psql(cluster, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND datname = '${name}'`) !== '1') {
+  while (psql(cluster, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND datname = '${name}'`) === '0') {
     if (Date.now() > deadline) throw new Error(`no autovacuum worker came into ${name} within 30 s`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
@@ -236,7 +236,8 @@ describe('the DROP DATABASE an operator is told to run, as a role that is not a 
     try {
       const { error, lines } = await restoreAsRestorer('left_e2e', {});
       const told = lines.map((l) => /; left in place: to stop them and drop it, (.+)$/.exec(l)?.[1]).find((t) => t !== undefined);
-      expect(psql(cluster, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND datname = '${left}'`)).toBe('1');
+      // At least one: autovacuum may send a second worker (to a catalog table) while the restore runs
+      expect(Number(psql(cluster, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND datname = '${left}'`))).toBeGreaterThanOrEqual(1);
       await operator.connect();
 
       // Act
