@@ -1,8 +1,8 @@
 import { CreateDBSnapshotCommand, DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
 import { DescribeTasksCommand, ECSClient, RunTaskCommand, RunTaskCommandOutput, StopTaskCommand, Task } from '@aws-sdk/client-ecs';
 import { SSMClient } from '@aws-sdk/client-ssm';
-import { readKillswitch, writeKillswitch } from '../killswitch/core';
-import { KillswitchValue } from '../killswitch/value';
+import { KillswitchReading, rawAtVersion, readKillswitch, writeKillswitch } from '../killswitch/core';
+import { KillswitchValue, parseKillswitchValue } from '../killswitch/value';
 import { MISSING_SETTING_EXIT_CODE, missingAwsSetting, refusedWithoutEffect } from '../shared/aws-errors';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { shellWord } from '../shared/format';
@@ -102,9 +102,13 @@ const stamp = (date: Date) => date.toISOString().replace(/[-:]/g, '').replace('T
  * Before a downgrade: a snapshot (or the PITR time), then maintenance for the duration. A maintenance
  * write SSM gives no clear answer to is settled (read back, put back if it landed) before this throws
  * KillswitchWriteUnanswered: no downgrade follows it.
+ * `run`: the workflow's execution name. Its maintenance reason names it, so that the step run again
+ * by Step Functions (retryOnServiceExceptions: Lambda.ServiceException after a first run that wrote)
+ * knows that maintenance as its own, not as an operator's that it must leave on.
  */
-export async function prepareDowngrade(deps: MigrationDeps, settings: BackoutSettings, revision: string, reason: string): Promise<DowngradePreparation> {
+export async function prepareDowngrade(deps: MigrationDeps, settings: BackoutSettings, revision: string, reason: string, run?: string): Promise<DowngradePreparation> {
   parseRevision(revision);
+  const maintenanceReason = `${reason}${run ? ` (execution ${run})` : ''}: migration downgrade to ${revision}`.slice(0, 500);
   const now = (deps.now ?? (() => new Date()))();
   let snapshotId: string | null = null;
   let pitr: DowngradePreparation['pitr'] = null;
@@ -125,12 +129,14 @@ export async function prepareDowngrade(deps: MigrationDeps, settings: BackoutSet
   let killswitchSet: DowngradePreparation['killswitchSet'] = null;
   try {
     const current = await readKillswitch(deps.ssm, settings.killswitchParameterName);
-    if (current.value?.mode !== 'maintenance') {
+    if (run && current.value?.actor === BACKOUT_ACTOR && current.value.mode === 'maintenance' && current.value.reason === maintenanceReason) {
+      killswitchSet = { updatedAt: current.value.updatedAt, previous: await valueBeforeOwnWrite(deps, settings, current, now) };
+    } else if (current.value?.mode !== 'maintenance') {
       const set = { updatedAt: now.toISOString(), previous: current.value };
       try {
         await writeKillswitch(
           { ssm: deps.ssm, now: () => now },
-          { parameterName: settings.killswitchParameterName, mode: 'maintenance', reason: `${reason}: migration downgrade to ${revision}`.slice(0, 500), actor: BACKOUT_ACTOR, expiresAt: null },
+          { parameterName: settings.killswitchParameterName, mode: 'maintenance', reason: maintenanceReason, actor: BACKOUT_ACTOR, expiresAt: null },
         );
       } catch (error) {
         // A 4xx refusal wrote nothing. Anything else (a timeout, a 5xx, a throttle after earlier
@@ -153,13 +159,49 @@ export async function prepareDowngrade(deps: MigrationDeps, settings: BackoutSet
   return { snapshotId, pitr, killswitchSet, startedAt: now.toISOString() };
 }
 
+/**
+ * What the killswitch held before this run's maintenance (`current`, found by the step run again):
+ * the newest earlier version that is not that value (the SDK may have applied one PutParameter
+ * more than once, each a version of the same value). Read with the `name:version` selector of
+ * GetParameter, which the role already has on the parameter (ReadTheKillswitch: no history right), so
+ * the retry restores after the rollout exactly as the first run would have: no new right, no
+ * special case downstream, and no page that leaves every user on 503s until a human gives the value
+ * back (the other way: a preparation whose value before is unknown). When that version cannot be read (SSM failing, or no longer keeping
+ * it), the value before is unknown: the step stops before the downgrade with the page's line that
+ * maintenance is on, set by this run, and how to give the value before back.
+ */
+async function valueBeforeOwnWrite(deps: Pick<MigrationDeps, 'ssm'>, settings: BackoutSettings, current: KillswitchReading, now: Date): Promise<KillswitchValue | null> {
+  let why = 'SSM no longer keeps it';
+  try {
+    for (let version = current.version - 1; version >= 1; version -= 1) {
+      const raw = await rawAtVersion(deps.ssm, settings.killswitchParameterName, version);
+      if (raw === null) break;
+      if (raw === current.raw) continue;
+      // A malformed value before counts as normal, as when the first run read it (previous: null).
+      const parsed = parseKillswitchValue(raw);
+      return parsed.ok ? parsed.value : null;
+    }
+  } catch (error) {
+    why = namedLine(error);
+  }
+  throw new KillswitchWriteUnanswered(
+    `PrepareDowngrade ran again (Step Functions retried it) and found the maintenance this run had set, but not the value before it (${why}), so no downgrade was started: ${mayBeInMaintenance(settings, valueBeforeCommand(settings, now))}`,
+  );
+}
+
+/** How to give back a killswitch value atmr-dr no longer knows: read it in the parameter's history. */
+export function valueBeforeCommand(settings: BackoutSettings, now: Date): string {
+  return `the value it had before ("aws ssm get-parameter-history --name ${settings.killswitchParameterName}" shows it; from normal: ${restoreKillswitchCommand(null, now)})`;
+}
+
 /** The name of the error prepareDowngrade throws after a maintenance write SSM gave no clear answer to. */
 export const KILLSWITCH_WRITE_UNANSWERED = 'KillswitchWriteUnanswered';
 
 /**
- * PrepareDowngrade stopped because SSM did not say whether it took the maintenance write; the message
- * is what the killswitch is now (put back, untouched, or possibly in maintenance with the command
- * that puts it back): the report prints it as its Killswitch line.
+ * PrepareDowngrade stopped because SSM did not say whether it took the maintenance write (or, run
+ * again, it found its own write but not the value before it); the message is what the killswitch is
+ * now (put back, untouched, or possibly in maintenance with the command that puts it back): the
+ * report prints it as its Killswitch line.
  */
 export class KillswitchWriteUnanswered extends Error {
   override readonly name = KILLSWITCH_WRITE_UNANSWERED;

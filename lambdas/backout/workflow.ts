@@ -32,6 +32,7 @@ import {
   restoreKillswitchCommand,
   RUN_TASK_NOT_STARTED_ERRORS,
   RUN_TASK_REFUSED_ERRORS,
+  valueBeforeCommand,
   waitOrUnlock,
 } from './migration';
 import { BackoutSettings, findService, pinParameterName } from './settings';
@@ -459,7 +460,8 @@ async function killswitchHold(deps: BackoutDeps, settings: BackoutSettings, serv
 }
 
 export async function prepareDowngradeStep(deps: BackoutDeps, settings: BackoutSettings, state: RollbackState): Promise<RollbackState> {
-  const preparation = await prepareDowngrade(deps, settings, state.downgrade.revision as string, `backout of ${state.service}`);
+  // The owner is the execution's name: a retry of this step knows the maintenance it set by it.
+  const preparation = await prepareDowngrade(deps, settings, state.downgrade.revision as string, `backout of ${state.service}`, state.owner);
   return { ...state, downgrade: { ...state.downgrade, preparation } };
 }
 
@@ -1023,8 +1025,7 @@ function preparationStoppedLine(settings: BackoutSettings, state: RollbackState,
   const d = state.downgrade;
   const error = state.error?.Error ?? '';
   if (!d.run || d.preparation || !/^(States|Lambda|Sandbox)\./.test(error)) return null;
-  const putBack = `the value it had before ("aws ssm get-parameter-history --name ${settings.killswitchParameterName}" shows it; from normal: ${restoreKillswitchCommand(null, now)})`;
-  return `PrepareDowngrade stopped (${error}) before saying whether it had set it to maintenance: ${mayBeInMaintenance(settings, putBack)}`;
+  return `PrepareDowngrade stopped (${error}) before saying whether it had set it to maintenance: ${mayBeInMaintenance(settings, valueBeforeCommand(settings, now))}`;
 }
 
 /**

@@ -125,7 +125,7 @@ export async function writeKillswitch(deps: WriteDeps, change: KillswitchChange,
  * The value of one past version (`name:version` selector, covered by ssm:GetParameter), or null
  * when SSM no longer keeps it (it keeps the last 100): such a version cannot be shown to be ours.
  */
-async function rawAtVersion(ssm: SSMClient, parameterName: string, version: number): Promise<string | null> {
+export async function rawAtVersion(ssm: SSMClient, parameterName: string, version: number): Promise<string | null> {
   try {
     const output = await ssm.send(new GetParameterCommand({ Name: `${parameterName}:${version}` }));
     return output.Parameter?.Value ?? null;

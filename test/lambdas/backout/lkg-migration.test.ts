@@ -334,6 +334,86 @@ describe('a maintenance write before the downgrade that SSM leaves without a cle
   });
 });
 
+describe('PrepareDowngrade run again by Step Functions after its first run set maintenance (Lambda.ServiceException)', () => {
+  const migrationDeps = (at = NOW) => ({ rds: new RDSClient({}), ssm: new SSMClient({}), ecs: new ECSClient({}), now: () => at });
+  const LATER = new Date('2026-06-01T09:10:34.000Z');
+  /** Every version SSM holds, by `name:version` (the selector GetParameter takes). */
+  let versions: Map<string, string>;
+  beforeEach(() => {
+    versions = new Map([[`${KS}:1`, value('normal')]]);
+    mocks.ssm.on(GetParameterCommand).callsFake((input: { Name: string }) => {
+      if (/:\d+$/.test(input.Name)) {
+        if (!versions.has(input.Name)) throw Object.assign(new Error(`version of ${input.Name} not found`), { name: 'ParameterVersionNotFound' });
+        return { Parameter: { Value: versions.get(input.Name), Version: Number(input.Name.split(':').pop()) } };
+      }
+      return { Parameter: { Value: parameters.get(input.Name)?.value, Version: parameters.get(input.Name)?.version } };
+    });
+    mocks.ssm.on(PutParameterCommand).callsFake((input: { Name: string; Value: string }) => {
+      const version = (parameters.get(input.Name)?.version ?? 0) + 1;
+      parameters.set(input.Name, { value: input.Value, version });
+      versions.set(`${input.Name}:${version}`, input.Value);
+      return { Version: version };
+    });
+  });
+  /** Killswitch `raw` at version `version`, current and in the history. */
+  const holds = (raw: string, version: number) => {
+    parameters.set(KS, { value: raw, version });
+    versions.set(`${KS}:${version}`, raw);
+  };
+
+  it('the first run (nothing found) sets maintenance with a reason naming the execution, as before', async () => {
+    const preparation = await prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'backout of atmr-api', 'exec-a');
+
+    expect(JSON.parse(parameters.get(KS)!.value)).toEqual({ mode: 'maintenance', reason: 'backout of atmr-api (execution exec-a): migration downgrade to aaa111', actor: 'atmr-dr backout', updatedAt: NOW.toISOString(), expiresAt: null });
+    expect(preparation.killswitchSet).toEqual({ updatedAt: NOW.toISOString(), previous: JSON.parse(value('normal')) });
+  });
+
+  it('takes the maintenance of its own execution as set by it, with the value before read from the version before, and writes nothing', async () => {
+    // Arrange: degraded until 10:00 (v2) before the run; the first run wrote maintenance, and SSM applied that put twice (v3, v4)
+    holds(value('degraded', { expiresAt: '2026-06-01T10:00:00.000Z' }), 2);
+    await prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'backout of atmr-api', 'exec-a');
+    holds(parameters.get(KS)!.value, 4);
+
+    // Act: the step run again, a few seconds later
+    const preparation = await prepareDowngrade(migrationDeps(LATER), settings(), 'aaa111', 'backout of atmr-api', 'exec-a');
+
+    // Assert: what the first run would have returned, so the restore after the rollout gives degraded back
+    expect(preparation.killswitchSet).toEqual({ updatedAt: NOW.toISOString(), previous: JSON.parse(value('degraded', { expiresAt: '2026-06-01T10:00:00.000Z' })) });
+    expect(mocks.ssm.commandCalls(PutParameterCommand)).toHaveLength(1);
+    const result = await finishDowngrade(migrationDeps(LATER), settings(), preparation, { taskArn: 'arn:aws:ecs:x:1:task/c/t1', exitCode: 0, stoppedReason: null, startedAt: null, stoppedAt: null }, { group: null, prefix: null });
+    expect(result.killswitch).toBe('restored to degraded');
+    expect(JSON.parse(parameters.get(KS)!.value)).toMatchObject({ mode: 'degraded', reason: 'r', expiresAt: '2026-06-01T10:00:00.000Z' });
+  });
+
+  it.each([
+    ['an operator (another actor)', value('maintenance', { actor: 'dave', reason: 'backout of atmr-api (execution exec-a): migration downgrade to aaa111' })],
+    ['another execution of the backout', value('maintenance', { actor: 'atmr-dr backout', reason: 'backout of atmr-api (execution exec-z): migration downgrade to aaa111' })],
+  ])('leaves maintenance set by %s alone: nothing to give back', async (_who, theirs) => {
+    holds(theirs, 2);
+
+    const preparation = await prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'backout of atmr-api', 'exec-a');
+
+    expect(preparation.killswitchSet).toBeNull();
+    expect(parameters.get(KS)).toEqual({ value: theirs, version: 2 });
+    expect(mocks.ssm.commandCalls(PutParameterCommand)).toHaveLength(0);
+  });
+
+  it('stops before the downgrade, saying maintenance is on set by this run and how to give the value before back, when that value cannot be read', async () => {
+    // Arrange: the first run wrote v2; SSM no longer answers for v1
+    await prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'backout of atmr-api', 'exec-a');
+    versions.delete(`${KS}:1`);
+
+    // Act
+    const thrown = await thrownBy(prepareDowngrade(migrationDeps(LATER), settings(), 'aaa111', 'backout of atmr-api', 'exec-a'));
+
+    // Assert: the report prints this as its Killswitch line (KillswitchWriteUnanswered); maintenance is left as it is
+    expect(thrown.name).toBe('KillswitchWriteUnanswered');
+    expect(thrown.message).toMatch(/^PrepareDowngrade ran again \(Step Functions retried it\) and found the maintenance this run had set, but not the value before it \(SSM no longer keeps it\), so no downgrade was started: \/atmr\/test\/killswitch may be in maintenance set by atmr-dr backout, .*put it back: the value it had before \("aws ssm get-parameter-history --name \/atmr\/test\/killswitch" shows it; from normal: npx atmr-dr killswitch disable --reason "migration downgrade finished"\) \(the snapshot atmr-dr-backout-test-\S+ was started before this\)$/);
+    expect(JSON.parse(parameters.get(KS)!.value)).toMatchObject({ mode: 'maintenance', actor: 'atmr-dr backout' });
+    expect(mocks.ssm.commandCalls(PutParameterCommand)).toHaveLength(1);
+  });
+});
+
 describe('migration task the CLI can no longer follow', () => {
   it('stops it, and reports it as possibly still running when it is not seen stopped (the CLI then keeps the lock)', async () => {
     // Arrange: ECS starts the task, then answers no DescribeTasks; a clock that only the polls move
