@@ -306,14 +306,28 @@ export async function finishDowngrade(
  * Maintenance set for a downgrade put back as it was before (its mode, reason and expiry, or
  * `normal` once that expiry passed), only if the value is still the one atmr-dr wrote: someone's
  * later change wins. Returns the report's words.
+ * A step run again by Step Functions (CheckSteady after a lost answer) finds the value its first run
+ * gave back: it is reported as given back, not as someone's change, and not written again.
  */
 export async function restoreKillswitch(deps: Pick<MigrationDeps, 'ssm' | 'now'>, settings: BackoutSettings, set: NonNullable<DowngradePreparation['killswitchSet']>): Promise<string> {
   const now = (deps.now ?? (() => new Date()))();
   const current = await readKillswitch(deps.ssm, settings.killswitchParameterName);
+  if (current.value && isRestoreOf(current.value, set)) return `restored to ${current.value.mode}`;
   if (current.value?.updatedAt !== set.updatedAt) return `left as is: changed since by ${current.value?.actor ?? 'someone'} (${current.value?.mode ?? 'malformed'})`;
   const restored = restoredValue(set.previous, now);
   await writeKillswitch({ ssm: deps.ssm, now: () => now }, { parameterName: settings.killswitchParameterName, ...restored, actor: BACKOUT_ACTOR });
   return `restored to ${restored.mode}`;
+}
+
+/**
+ * Whether `value` is what restoreKillswitch writes for `set`: by atmr-dr after that maintenance,
+ * with the mode, reason and expiry restoredValue gave at the time of that write (`updatedAt`).
+ */
+function isRestoreOf(value: KillswitchValue, set: NonNullable<DowngradePreparation['killswitchSet']>): boolean {
+  const at = new Date(value.updatedAt);
+  if (value.actor !== BACKOUT_ACTOR || at.getTime() <= Date.parse(set.updatedAt)) return false;
+  const restored = restoredValue(set.previous, at);
+  return value.mode === restored.mode && value.reason === restored.reason && value.expiresAt === (restored.expiresAt?.toISOString() ?? null);
 }
 
 /** What maintenance set for a downgrade gives back: the value before it while that one has not expired, else normal. */
