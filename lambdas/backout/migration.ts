@@ -1,4 +1,4 @@
-import { CreateDBSnapshotCommand, DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
+import { CreateDBSnapshotCommand, DescribeDBInstancesCommand, DescribeDBSnapshotsCommand, RDSClient } from '@aws-sdk/client-rds';
 import { DescribeTasksCommand, ECSClient, RunTaskCommand, RunTaskCommandOutput, StopTaskCommand, Task } from '@aws-sdk/client-ecs';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { KillswitchReading, rawAtVersion, readKillswitch, writeKillswitch } from '../killswitch/core';
@@ -98,6 +98,23 @@ export interface MigrationDeps {
 
 const stamp = (date: Date) => date.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
 
+/** The tag that names the execution a snapshot was taken for (its retry knows the snapshot by it). */
+const EXECUTION_TAG = 'atmr-dr-execution';
+
+/** `text` in the characters an RDS tag value takes, within its 256. */
+const tagValue = (text: string) => text.replace(/[^\p{L}\p{N} _.:/=+@-]/gu, '_').slice(0, 256);
+
+/**
+ * The snapshot's name: the execution's (`run`), so that the step run again asks for the same name
+ * and RDS refuses a second snapshot; the time for the CLI. By RDS's rules, under the prefix the
+ * IAM grants cover: lower case (RDS keeps it so), letters, digits and single hyphens, at most 255,
+ * no trailing hyphen.
+ */
+function snapshotName(settings: BackoutSettings, run: string | undefined, now: Date): string {
+  const slug = (run ?? '').toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+  return `atmr-dr-backout-${settings.environmentName}-${slug || stamp(now)}`.slice(0, 255).replace(/-+$/, '');
+}
+
 /**
  * Before a downgrade: a snapshot (or the PITR time), then maintenance for the duration. A maintenance
  * write SSM gives no clear answer to is settled (read back, put back if it landed) before this throws
@@ -113,14 +130,25 @@ export async function prepareDowngrade(deps: MigrationDeps, settings: BackoutSet
   let snapshotId: string | null = null;
   let pitr: DowngradePreparation['pitr'] = null;
   if (settings.beforeDowngrade === 'snapshot') {
-    snapshotId = `atmr-dr-backout-${settings.environmentName}-${stamp(now)}`;
-    await deps.rds.send(
-      new CreateDBSnapshotCommand({
-        DBInstanceIdentifier: settings.databaseInstanceIdentifier,
-        DBSnapshotIdentifier: snapshotId,
-        Tags: [{ Key: 'atmr-dr', Value: `before downgrade to ${revision}` }],
-      }),
-    );
+    snapshotId = snapshotName(settings, run, now);
+    const runTag = run ? [{ Key: EXECUTION_TAG, Value: tagValue(run) }] : [];
+    try {
+      await deps.rds.send(
+        new CreateDBSnapshotCommand({
+          DBInstanceIdentifier: settings.databaseInstanceIdentifier,
+          DBSnapshotIdentifier: snapshotId,
+          Tags: [{ Key: 'atmr-dr', Value: `before downgrade to ${revision}` }, ...runTag],
+        }),
+      );
+    } catch (error) {
+      // Step Functions ran this step again (or the SDK sent CreateDBSnapshot again): the first
+      // attempt's snapshot has this run's name. It is taken as this run's only with this run's tag.
+      if (!run || (error as Error).name !== 'DBSnapshotAlreadyExistsFault') throw error;
+      const { DBSnapshots } = await deps.rds.send(new DescribeDBSnapshotsCommand({ DBSnapshotIdentifier: snapshotId }));
+      const found = DBSnapshots?.[0];
+      const ours = found?.DBInstanceIdentifier === settings.databaseInstanceIdentifier && found.TagList?.some((t) => t.Key === EXECUTION_TAG && t.Value === runTag[0].Value);
+      if (!ours) throw Object.assign(new Error(`the snapshot ${snapshotId} already exists and is not this execution's (no tag ${EXECUTION_TAG}=${runTag[0].Value}): no downgrade was started`), { name: (error as Error).name });
+    }
   } else {
     const { DBInstances } = await deps.rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: settings.databaseInstanceIdentifier }));
     pitr = { restoreTo: now.toISOString(), latestRestorableTime: DBInstances?.[0]?.LatestRestorableTime?.toISOString() ?? null };

@@ -313,7 +313,13 @@ export class Rollback extends Construct {
     // CLI's downgrade with their own credentials: grantOperator).
     const autoDowngrade = props.autoDowngradeMigrations ?? false;
     if (autoDowngrade) {
-      statements.push(new iam.PolicyStatement({ sid: 'KillswitchDuringDowngrade', actions: ['ssm:PutParameter'], resources: [killswitchArn] }), ...snapshotBeforeDowngrade);
+      statements.push(
+        new iam.PolicyStatement({ sid: 'KillswitchDuringDowngrade', actions: ['ssm:PutParameter'], resources: [killswitchArn] }),
+        ...snapshotBeforeDowngrade,
+        // PrepareDowngrade run again finds its first attempt's snapshot (named after the execution)
+        // and reads its tags before taking it as its own. The CLI names its snapshots by the time.
+        new iam.PolicyStatement({ sid: 'RecogniseTheRunsSnapshot', actions: ['rds:DescribeDBSnapshots'], resources: [snapshotArns] }),
+      );
     }
     statements.push(backoutRecords(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:Query']), ...opsTableKey);
 
@@ -446,7 +452,7 @@ export class Rollback extends Construct {
         id: `AwsSolutions-IAM5[Resource::${render(familyArn)}]`,
         reason: 'Revision numbers are chosen by ECS: RegisterTaskDefinition (TagResource at registration only) of a rolled-back service\'s family, RunTask of the API family on the configured cluster (ecs:cluster condition).',
       })),
-      { id: `AwsSolutions-IAM5[Resource::${render(snapshotArns)}]`, reason: 'Snapshot names carry their timestamp: CreateDBSnapshot/AddTagsToResource are limited to the backout snapshot prefix of this environment.' },
+      { id: `AwsSolutions-IAM5[Resource::${render(snapshotArns)}]`, reason: 'Snapshot names carry their time: CreateDBSnapshot/AddTagsToResource are limited to the backout snapshot prefix of this environment.' },
     );
   }
 
@@ -688,7 +694,7 @@ export class Rollback extends Construct {
         reason: 'The revision number of a registered task definition is chosen by ECS: RegisterTaskDefinition (and TagResource at registration only) are limited to the family of a rolled-back service.',
       })),
       ...(autoDowngrade
-        ? [{ id: `AwsSolutions-IAM5[Resource::${render(arns.snapshotArns)}]`, reason: 'Snapshot names carry their timestamp: CreateDBSnapshot/AddTagsToResource are limited to the backout snapshot prefix of this environment.' }]
+        ? [{ id: `AwsSolutions-IAM5[Resource::${render(arns.snapshotArns)}]`, reason: 'Snapshot names carry the execution\'s name: CreateDBSnapshot/AddTagsToResource/DescribeDBSnapshots are limited to the backout snapshot prefix of this environment.' }]
         : []),
       { id: 'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]', reason: "Granted by topic.grantPublish: data keys of the incidents topic's own key (the operations key, which does not encrypt backups)." },
       { id: 'AwsSolutions-L1', reason: 'Node.js 22 is the house runtime: the CLI, the tests and the bench run the same code on Node 22.' },

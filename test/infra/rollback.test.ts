@@ -193,10 +193,22 @@ describe('Rollback construct (backout)', () => {
 
   it('grants no downgrade rights (RunTask, its PassRole, killswitch write, snapshot) without autoDowngradeMigrations', () => {
     const sids = (t: Template) => statements(t).map((s) => (s as { Sid?: string }).Sid);
-    const downgradeSids = ['KillswitchDuringDowngrade', 'SnapshotBeforeDowngrade', 'NameTheSnapshot', 'RunTheMigrationTask', 'PassTheApiTaskRoles'];
+    const downgradeSids = ['KillswitchDuringDowngrade', 'SnapshotBeforeDowngrade', 'NameTheSnapshot', 'RecogniseTheRunsSnapshot', 'RunTheMigrationTask', 'PassTheApiTaskRoles'];
     expect(sids(template).filter((sid) => downgradeSids.includes(sid as string))).toEqual([]);
     expect(withAction(template, 'ecs:RunTask')).toHaveLength(0);
     expect([...new Set(sids(auto).filter((sid) => downgradeSids.includes(sid as string)))].sort()).toEqual([...downgradeSids].sort());
+  });
+
+  it("lets the backout steps describe the backout's snapshots only, by their prefix, with autoDowngradeMigrations (the retry of PrepareDowngrade reads its own snapshot's tags)", () => {
+    const describes = (t: Template) => {
+      const policies = t.findResources('AWS::IAM::Policy') as Record<string, { Properties: { Roles: unknown[]; PolicyDocument: { Statement: Statement[] } } }>;
+      const backout = Object.values(policies).filter((p) => json(p.Properties.Roles).includes('RollbackStepsFunctionServiceRole'));
+      return backout.flatMap((p) => p.Properties.PolicyDocument.Statement).filter((s) => actionsOf(s).includes('rds:DescribeDBSnapshots'));
+    };
+    expect(describes(auto)).toEqual([
+      { Sid: 'RecogniseTheRunsSnapshot', Effect: 'Allow', Action: 'rds:DescribeDBSnapshots', Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':rds:eu-west-3:111111111111:snapshot:atmr-dr-backout-example-*']] } },
+    ]);
+    expect(describes(template)).toEqual([]);
   });
 
   it('pins to one named parameter per configured service, no wildcard', () => {

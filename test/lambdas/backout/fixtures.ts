@@ -4,7 +4,7 @@ import { CloudWatchClient, DescribeAlarmHistoryCommand, DescribeAlarmsCommand, G
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeServicesCommand, DescribeServicesCommandOutput, DescribeTaskDefinitionCommand, DescribeTasksCommand, ECSClient, ListTasksCommand, RegisterTaskDefinitionCommand, UpdateServiceCommand } from '@aws-sdk/client-ecs';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
-import { RDSClient } from '@aws-sdk/client-rds';
+import { CreateDBSnapshotCommand, CreateDBSnapshotCommandInput, DBSnapshot, DBSnapshotAlreadyExistsFault, DBSnapshotNotFoundFault, DescribeDBSnapshotsCommand, DescribeDBSnapshotsCommandInput, RDSClient } from '@aws-sdk/client-rds';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -202,6 +202,28 @@ export function mockBackoutAws(): Mocks {
     events: mockClient(EventBridgeClient),
     rds: mockClient(RDSClient),
   };
+}
+
+/**
+ * RDS's manual snapshots as a tiny store on the RDS mock: identifiers kept in lower case as RDS
+ * keeps them, a CreateDBSnapshot of a name it holds refused as RDS refuses it (400
+ * DBSnapshotAlreadyExists), DescribeDBSnapshots of one name answering with its instance and tags.
+ */
+export function snapshotStore(mocks: Mocks): Map<string, DBSnapshot> {
+  const snapshots = new Map<string, DBSnapshot>();
+  const meta = { httpStatusCode: 400, attempts: 1 };
+  mocks.rds.on(CreateDBSnapshotCommand).callsFake((input: CreateDBSnapshotCommandInput) => {
+    const id = (input.DBSnapshotIdentifier ?? '').toLowerCase();
+    if (snapshots.has(id)) throw new DBSnapshotAlreadyExistsFault({ message: `Cannot create the snapshot because a snapshot with the identifier ${id} already exists.`, $metadata: meta });
+    snapshots.set(id, { DBSnapshotIdentifier: id, DBInstanceIdentifier: input.DBInstanceIdentifier, TagList: input.Tags, Status: 'creating' });
+    return { DBSnapshot: snapshots.get(id) };
+  });
+  mocks.rds.on(DescribeDBSnapshotsCommand).callsFake((input: DescribeDBSnapshotsCommandInput) => {
+    const snapshot = snapshots.get(input.DBSnapshotIdentifier?.toLowerCase() ?? '');
+    if (!snapshot) throw new DBSnapshotNotFoundFault({ message: `DBSnapshot ${input.DBSnapshotIdentifier} not found.`, $metadata: { ...meta, httpStatusCode: 404 } });
+    return { DBSnapshots: [snapshot] };
+  });
+  return snapshots;
 }
 
 export interface BackoutSuite {

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { downgradeArgs, finishDowngrade, parseRevision, prepareDowngrade, restoreKillswitchCommand, runMigrationTask } from '../../../lambdas/backout/migration';
 import { lastKnownGoodHistory } from '../../../lambdas/backout/state';
 import { report } from '../../../lambdas/backout/workflow';
-import { BAD, backoutDeps, backoutSuite, deploymentCompletedEvent, GOOD, service, settings, thrownBy } from './fixtures';
+import { BAD, backoutDeps, backoutSuite, deploymentCompletedEvent, GOOD, service, settings, snapshotStore, thrownBy } from './fixtures';
 
 const suite = backoutSuite();
 const { mocks } = suite;
@@ -396,6 +396,53 @@ describe('PrepareDowngrade run again by Step Functions after its first run set m
     expect(preparation.killswitchSet).toBeNull();
     expect(parameters.get(KS)).toEqual({ value: theirs, version: 2 });
     expect(mocks.ssm.commandCalls(PutParameterCommand)).toHaveLength(0);
+  });
+
+  it('takes one snapshot: the retry finds the snapshot of its own name, tagged with its execution, and names it', async () => {
+    // Arrange: RDS refuses a second snapshot of a name it holds
+    const snapshots = snapshotStore(mocks);
+    const first = await prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'backout of atmr-api', 'exec-a');
+
+    // Act: the step run again, a few seconds later
+    const again = await prepareDowngrade(migrationDeps(LATER), settings(), 'aaa111', 'backout of atmr-api', 'exec-a');
+
+    // Assert
+    expect([...snapshots.keys()]).toEqual(['atmr-dr-backout-test-exec-a']);
+    expect(snapshots.get('atmr-dr-backout-test-exec-a')?.TagList).toEqual([{ Key: 'atmr-dr', Value: 'before downgrade to aaa111' }, { Key: 'atmr-dr-execution', Value: 'exec-a' }]);
+    expect(again.snapshotId).toBe('atmr-dr-backout-test-exec-a');
+    expect(first.snapshotId).toBe(again.snapshotId);
+  });
+
+  it.each([
+    ['another execution (a name that comes out the same)', [{ Key: 'atmr-dr-execution', Value: 'Exec-A' }]],
+    ['no execution (made by hand)', [{ Key: 'atmr-dr', Value: 'before downgrade to aaa111' }]],
+  ])('refuses a snapshot of its name made by %s, before any maintenance', async (_who, tags) => {
+    // Arrange
+    const snapshots = snapshotStore(mocks);
+    snapshots.set('atmr-dr-backout-test-exec-a', { DBSnapshotIdentifier: 'atmr-dr-backout-test-exec-a', DBInstanceIdentifier: 'atmr-prod', TagList: tags });
+
+    // Act
+    const thrown = await thrownBy(prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'backout of atmr-api', 'exec-a'));
+
+    // Assert
+    expect(thrown.name).toBe('DBSnapshotAlreadyExistsFault');
+    expect(thrown.message).toBe(
+      "the snapshot atmr-dr-backout-test-exec-a already exists and is not this execution's (no tag atmr-dr-execution=exec-a): no downgrade was started",
+    );
+    expect(mocks.ssm.commandCalls(PutParameterCommand)).toHaveLength(0);
+  });
+
+  it.each([
+    ['Exec_A.1', 'atmr-dr-backout-test-exec-a-1'],
+    ['a--b__', 'atmr-dr-backout-test-a-b'],
+    ['-x-', 'atmr-dr-backout-test-x'],
+    ['Z'.repeat(300), `atmr-dr-backout-test-${'z'.repeat(234)}`],
+  ])('names the snapshot of execution %s by RDS rules: %s', async (run, id) => {
+    snapshotStore(mocks);
+
+    const preparation = await prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'backout of atmr-api', run);
+
+    expect(preparation.snapshotId).toBe(id);
   });
 
   it('stops before the downgrade, saying maintenance is on set by this run and how to give the value before back, when that value cannot be read', async () => {

@@ -19,7 +19,7 @@ import { backoutClients } from '../../../lambdas/backout/clients';
 import { stepRunner } from '../../../lambdas/backout/handler';
 import { acquireLock, claimReleaseRollback, cooldownUntil, readLock, rollbackHistory } from '../../../lambdas/backout/state';
 import { constructHarness, exampleEnvironment } from '../../support/app';
-import { alarmEvent, arrangeHappyAws, BAD, GOOD, lkg, LocalDynamo, metricData, mockBackoutAws, Mocks, resetMocks, seedLkg, service, settings, startLocalDynamo } from './fixtures';
+import { alarmEvent, arrangeHappyAws, BAD, GOOD, lkg, LocalDynamo, metricData, mockBackoutAws, Mocks, resetMocks, seedLkg, service, settings, snapshotStore, startLocalDynamo } from './fixtures';
 
 /**
  * The synthesized rollback workflow, executed with aws-local-stepfunctions: every Lambda task runs
@@ -541,12 +541,12 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
       return DOWNGRADED;
     };
 
-    const { output, error } = await execute(alarm(), { migration });
+    const { output, error } = await execute(alarm(), { migration, execution: 'exec-downgrade' });
 
     expect(error).toBeUndefined();
     expect(output).toMatchObject({ outcome: 'rolled-back' });
     expect(seen[0]).toMatchObject({ TaskDefinition: BAD, LaunchType: 'FARGATE', Overrides: { ContainerOverrides: [{ Name: 'api', Command: ['flask', 'db', 'downgrade', 'aaa111'] }] } });
-    expect(mocks.rds.commandCalls(CreateDBSnapshotCommand)[0].args[0].input).toMatchObject({ DBInstanceIdentifier: 'atmr-prod', DBSnapshotIdentifier: expect.stringMatching(/^atmr-dr-backout-test-\d{8}-\d{6}$/) });
+    expect(mocks.rds.commandCalls(CreateDBSnapshotCommand)[0].args[0].input).toMatchObject({ DBInstanceIdentifier: 'atmr-prod', DBSnapshotIdentifier: 'atmr-dr-backout-test-exec-downgrade' });
     expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'normal', actor: 'atmr-dr backout' });
     expect(lastMessage()?.Message).toContain(`Migration: downgrade exited 0 in 12 s; duration 12 s; logs /ecs/atmr-api:ecs/api/abc123; killswitch kept in maintenance until atmr-api is steady on ${GOOD}`);
     expect(lastMessage()?.Message).toContain(`Killswitch: restored to normal once atmr-api was steady on ${GOOD}`);
@@ -1068,6 +1068,26 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
       // One maintenance write (the first run's, v3), its reason naming the execution, then the restore (v4).
       expect(JSON.parse(versions.get('/atmr/test/killswitch:3')!)).toMatchObject({ mode: 'maintenance', actor: 'atmr-dr backout', reason: expect.stringContaining('exec-prepare-retried') });
       expect(parameters.get('/atmr/test/killswitch')!.version).toBe(4);
+    });
+
+    it('takes one snapshot, named after the execution, and the report names it', async () => {
+      // Arrange: RDS refuses a second snapshot of a name it holds, as it does
+      noHealthyHosts();
+      await loadHandler({ autoDowngradeMigrations: true });
+      await seedLkg(dynamo.doc, undefined, tableName);
+      const snapshots = snapshotStore(mocks);
+      const retried = lostOnce();
+
+      // Act
+      const { output, error } = await execute(noHealthyHostsAlarm(), { prepare: retried.run, migration: async () => DOWNGRADED, execution: 'Exec_Prepare--Retried' });
+
+      // Assert: the retry took the first attempt's snapshot as its own (its tag names the execution)
+      expect(error).toBeUndefined();
+      expect(retried.invocations()).toBe(2);
+      expect([...snapshots.keys()]).toEqual(['atmr-dr-backout-test-exec-prepare-retried']);
+      expect(snapshots.get('atmr-dr-backout-test-exec-prepare-retried')?.TagList).toContainEqual({ Key: 'atmr-dr-execution', Value: 'Exec_Prepare--Retried' });
+      expect(output).toMatchObject({ outcome: 'rolled-back', page: false });
+      expect(lastMessage()?.Message).toContain('\nSnapshot before downgrade: atmr-dr-backout-test-exec-prepare-retried\n');
     });
 
     it("leaves an operator's maintenance alone: it was there before the run and is still there after it", async () => {
