@@ -1,7 +1,7 @@
 import { Command } from 'commander';
-import type { CatalogEntry } from '../../lambdas/restore/catalog';
+import type { CatalogDeps, CatalogEntry } from '../../lambdas/restore/catalog';
 import { countOf, formatBytes } from '../../lambdas/shared/format';
-import { OperatorError } from '../../lambdas/shared/errors';
+import { OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { commandTempDir, interruptibly, ownsStopSignals } from './interrupt';
 import { latestDatabase, resolveBackupBucket, withBucketOptions } from './resolve';
 
@@ -21,13 +21,15 @@ export function registerBackupsCommands(program: Command): void {
       // The catalog's code (the S3 SDK, the manifest schemas) is loaded on use, not with the
       // module: a usage error, --help or a missing bucket answers without evaluating it.
       const [{ listBackups }, { createS3Client }] = await Promise.all([import('../../lambdas/restore/catalog'), import('../../lambdas/shared/aws')]);
-      const entries = await listBackups({ s3: createS3Client(), bucket }, { tier: opts.tier, database: opts.database });
+      const deps = { s3: createS3Client(), bucket };
+      const entries = await listBackups(deps, { tier: opts.tier, database: opts.database });
+      const latest = await latestKeys(deps, entries, opts.tier);
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify(entries.map(summary), null, 2)}\n`);
+        process.stdout.write(`${JSON.stringify(entries.map((e) => summary(e, latest)), null, 2)}\n`);
       } else if (entries.length === 0) {
         process.stdout.write(`no backups in s3://${bucket}${opts.tier ? `/${opts.tier}/` : ''}${opts.database ? ` of database ${opts.database}` : ''}\n`);
       } else {
-        for (const entry of entries) process.stdout.write(`${line(entry)}\n`);
+        for (const entry of entries) process.stdout.write(`${line(entry, latest)}\n`);
       }
       // A manifest that could not be read is neither good nor bad: the list above is incomplete, and
       // a script must not take it for the whole catalog (exit 1, after what could be read).
@@ -87,7 +89,26 @@ export function registerBackupsCommands(program: Command): void {
     });
 }
 
-function summary(entry: CatalogEntry) {
+/**
+ * The manifest `restore latest` would restore, for each database listed (with --tier, that tier's
+ * latest, as `restore latest --tier` reads it). It is the restore's own resolution (resolveBackup:
+ * the pointers, not the newest line), so the mark and the restore cannot disagree. A database whose
+ * latest does not resolve gets no mark, and one line on stderr says why: `restore latest` would fail.
+ */
+async function latestKeys(deps: CatalogDeps, entries: readonly CatalogEntry[], tier: string | undefined): Promise<ReadonlySet<string>> {
+  const { resolveBackup } = await import('../../lambdas/restore/catalog');
+  const keys = new Set<string>();
+  for (const database of new Set(entries.flatMap((e) => (e.manifest ? [e.manifest.database] : [])))) {
+    try {
+      keys.add((await resolveBackup(deps, 'latest', { database, tier })).manifestKey);
+    } catch (error) {
+      process.stderr.write(`atmr-dr: no backup marked latest for database "${database}": ${oneLine(error)}\n`);
+    }
+  }
+  return keys;
+}
+
+function summary(entry: CatalogEntry, latest: ReadonlySet<string>) {
   if (entry.unreadable !== undefined) return { manifestKey: entry.manifestKey, unreadable: entry.unreadable };
   if (!entry.manifest) return { manifestKey: entry.manifestKey, invalid: entry.invalid };
   const m = entry.manifest;
@@ -102,13 +123,15 @@ function summary(entry: CatalogEntry) {
     formats: m.objects.map((o) => o.format),
     tables: m.tables.length,
     rows: m.tables.reduce((sum, t) => sum + t.rows, 0),
+    latest: latest.has(entry.manifestKey),
   };
 }
 
-function line(entry: CatalogEntry): string {
+function line(entry: CatalogEntry, latest: ReadonlySet<string>): string {
   // The reason names the key already (every manifest error does): once on the line is enough.
   if (entry.unreadable !== undefined) return `UNREADABLE: ${entry.unreadable}`;
   if (!entry.manifest) return `INVALID: ${entry.invalid}`;
-  const s = summary(entry) as { tier: string; startedAt: string; bytes: number; formats: string[]; tables: number; rows: number };
-  return `${entry.manifestKey}  ${s.tier}  ${s.startedAt}  ${formatBytes(s.bytes)}  ${s.formats.join('+')}  ${s.tables} tables  ${s.rows} rows`;
+  // The mark comes last: the columns before it stay where scripts read them.
+  const s = summary(entry, latest) as { tier: string; startedAt: string; bytes: number; formats: string[]; tables: number; rows: number; latest: boolean };
+  return `${entry.manifestKey}  ${s.tier}  ${s.startedAt}  ${formatBytes(s.bytes)}  ${s.formats.join('+')}  ${s.tables} tables  ${s.rows} rows${s.latest ? '  latest' : ''}`;
 }

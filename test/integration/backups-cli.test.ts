@@ -58,7 +58,7 @@ describe('atmr-dr backups', () => {
     expect(run.status).toBe(0);
     const lines = run.stdout.trim().split('\n');
     expect(lines).toHaveLength(2);
-    expect(lines[0]).toMatch(new RegExp(`^${newerKey} +hourly +2026-11-21T10:00:00.000Z .*custom\\+plain +1 tables +300 rows$`));
+    expect(lines[0]).toMatch(new RegExp(`^${newerKey} +hourly +2026-11-21T10:00:00.000Z .*custom\\+plain +1 tables +300 rows +latest$`));
     expect(lines[1]).toMatch(new RegExp(`^${olderKey} +daily`));
   });
 
@@ -102,6 +102,40 @@ describe('atmr-dr backups', () => {
     expect(other.status).toBe(0);
     expect(other.stdout).toMatch(/^no backups in s3:\/\/\S+ of database someone_else\n$/);
     expect((JSON.parse(ours.stdout) as { manifestKey: string }[]).map((e) => e.manifestKey)).toEqual([newerKey, olderKey]);
+  });
+
+  it('list marks the backup "latest" resolves to (its pointer, as restore and verify read it), not the newest line; --json says latest: true|false', async () => {
+    // Arrange: a daily backup with its pointers, then a newer hourly one whose pointers were never
+    // written (a run stopped between its manifest and its pointers): newest line, not latest.
+    const db = uniqueDatabaseName('bcli_latest');
+    psql(cluster, 'postgres', `CREATE DATABASE ${db}`);
+    const pointed = (await writeFixtureBackup(s3, localS3.bucket, cluster, db, { tier: 'daily', startedAt: new Date('2026-11-10T02:00:00Z') })).manifestKey;
+    const unpointed = (await writeFixtureBackup(s3, localS3.bucket, cluster, db, { tier: 'hourly', startedAt: new Date('2026-11-12T10:00:00Z'), pointers: 'none' })).manifestKey;
+
+    // Act
+    const text = await atmrDr(['backups', 'list', '--database', db], localS3.env);
+    const json = await atmrDr(['backups', 'list', '--database', db, '--json'], localS3.env);
+    const hourly = await atmrDr(['backups', 'list', '--database', db, '--tier', 'hourly'], localS3.env);
+    const verify = await atmrDr(['backups', 'verify', 'latest', '--database', db], localS3.env);
+
+    // Assert
+    expect(text).toEqual({ status: 0, stderr: '', stdout: expect.any(String) });
+    expect(text.stdout.trim().split('\n')).toEqual([
+      expect.stringMatching(new RegExp(`^${unpointed} +hourly .* rows$`)),
+      expect.stringMatching(new RegExp(`^${pointed} +daily .* rows +latest$`)),
+    ]);
+    expect((JSON.parse(json.stdout) as { manifestKey: string; latest: boolean }[]).map((e) => [e.manifestKey, e.latest])).toEqual([
+      [unpointed, false],
+      [pointed, true],
+    ]);
+    // The backup the mark names is the one `latest` reads.
+    expect(verify.stdout).toContain(`verified ${pointed} `);
+    // No hourly pointer of that database: nothing marked, and the line says why restore latest --tier hourly would fail.
+    expect(hourly.status).toBe(0);
+    expect(hourly.stdout).toMatch(new RegExp(`^${unpointed} +hourly .* rows\n$`));
+    expect(hourly.stderr).toBe(
+      `atmr-dr: no backup marked latest for database "${db}": no backup of database "${db}" in tier hourly in s3://${localS3.bucket} (no latest/${db}/hourly.json): check PGDATABASE/--database, run "atmr-dr backup --tier hourly" for it, or name a manifest key (atmr-dr backups list)\n`,
+    );
   });
 
   it('list refuses an unknown tier and a missing BACKUP_BUCKET with one line and a non-zero exit', async () => {
