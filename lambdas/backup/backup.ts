@@ -255,7 +255,7 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
   let dumped: DumpedAttempt | undefined;
   for (let n = 1; !dumped; n += 1) {
     try {
-      dumped = await dumpAttempt(attempt);
+      dumped = await dumpAttempt(attempt, n > 1);
     } catch (error) {
       // The application's statement caught between the run's locks and pg_dump's (lock-wait.ts) has
       // run once the attempt ended; a new snapshot waits for it to commit and is taken after it. The
@@ -329,15 +329,18 @@ interface DumpedAttempt {
  * One snapshot and its dump, on a connection of its own, committed and closed when both readers
  * are done. Rejects with a LockCycleError when the application's statement is caught between the
  * snapshot's locks and pg_dump's (lock-wait.ts), once the attempt has ended and released it.
+ * `answeredBefore`: an earlier attempt of this run connected with the same settings (connectTo).
  */
-async function dumpAttempt(input: AttemptInput): Promise<DumpedAttempt> {
+async function dumpAttempt(input: AttemptInput, answeredBefore: boolean): Promise<DumpedAttempt> {
   const { deps, lockWaitMs } = input;
   const { connection } = deps;
   // An abort that came while the previous attempt was ending (or while this one connected) has
   // already fired: no listener added from here on would hear it, and the new snapshot's LOCK TABLE
   // would wait behind the application's open transaction for the whole lock wait bound.
   if (deps.signal?.aborted) throw abortedRun(deps.signal);
-  const client = await connectTo(connection);
+  // An attempt after a standoff (LockCycleError) whose connection is refused: the server that took
+  // the first attempt's went away (a restart, a failover), and the settings are not what to check.
+  const client = await connectTo(connection, connection.database, {}, { answeredBefore });
   // One side connection for the attempt's looks, whichever watches use it (lock-wait.ts).
   const looks = new SideLooks(connection);
   let lockWatch: LockWaitWatch | undefined;

@@ -5,7 +5,9 @@ import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { runBackup, type BackupProgress } from '../../lambdas/backup/backup';
 import { createS3Client } from '../../lambdas/shared/aws';
+import { OperatorError } from '../../lambdas/shared/errors';
 import { testCluster, uniqueDatabaseName, testClient } from '../support/cluster';
+import { psql, startAgain, startPostgres, stopFast, stopPostgres } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { heldPgDump, truncateBeforePgDump, waitFor, waitOf, withinBound } from '../support/held-pg-dump';
 import { createDatabase, dropDatabase, getBytes, listKeys, pointers, runBackends } from './backup-support';
@@ -372,5 +374,55 @@ describe('backup row counts and the dump agree (integration)', () => {
       expect(sessions.size).toBe(2);
       expect(manifest.tables).toEqual([{ schema: 'public', name: 't', rows: 1 }]);
     });
+  });
+
+  it("the server stopped while the run starts again after a standoff: the line says it went away, not to check PGHOST, exit 1, nothing published", async () => {
+    // Arrange: a server of the test's own (it is stopped), pg_dump held at its start so that the
+    // application's TRUNCATE is caught between the run's locks and pg_dump's
+    const own = await startPostgres();
+    psql(own, 'postgres', 'CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000);');
+    const dir = heldPgDump(fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-gone-')));
+    const session = (application_name: string) => testClient({ host: own.host, port: own.port, user: own.user, database: 'postgres', application_name });
+    const [app, watcher] = [session('app'), session('watcher')];
+    await Promise.all([app.connect(), watcher.connect()]);
+    try {
+      // The server stops (pg_ctl stop -m fast, as a restart or a failover) as the run announces its
+      // next attempt: that attempt's connection is refused.
+      const run = runBackup(
+        {
+          s3: createS3Client(s3.env),
+          bucket: s3.bucket,
+          connection: { host: own.host, port: own.port, user: own.user, database: 'postgres' },
+          pgBinDir: dir,
+          log: (line) => line.includes('starting again') && stopFast(own),
+        },
+        { tier: 'hourly', lockWaitTimeoutMs: 60_000 },
+      );
+      run.catch(() => undefined);
+
+      // Act
+      await truncateBeforePgDump(dir, 1, app, watcher);
+      const outcome = await run.then(
+        () => 'published',
+        (error: OperatorError) => ({ message: error.message, exitCode: error.exitCode }),
+      );
+
+      // Assert
+      // ("Error: " before the driver's words in jest only: its sandbox sees node's errors as not instanceof Error)
+      expect(outcome).toEqual({
+        message: expect.stringMatching(
+          new RegExp(
+            `^cannot connect to postgres@127\\.0\\.0\\.1:${own.port}/postgres: (Error: )?connect ECONNREFUSED 127\\.0\\.0\\.1:${own.port}; it took this run's connections before: the server went away \\(a restart, a failover\\), the settings are not the cause; rerun once it answers \\(psql -c 'SELECT 1'\\)$`,
+          ),
+        ),
+        exitCode: 1,
+      });
+      expect((await listKeys(createS3Client(s3.env), s3.bucket)).filter((k) => k.includes('/postgres_backup_') || k.startsWith('latest/postgres'))).toEqual([]);
+    } finally {
+      await Promise.all([app.end().catch(() => undefined), watcher.end().catch(() => undefined)]);
+      startAgain(own);
+      stopPostgres(own);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
