@@ -69,11 +69,11 @@ export function badBackupFix(otherCopy: Pick<BackupObject, 'format'> | undefined
  */
 export class LocalSpaceError extends OperatorError {}
 
-/** Refuses before downloading when the directory cannot hold the object. */
-export async function checkFreeSpace(dir: string, bytes: number, check: SpaceCheck = {}): Promise<void> {
+/** Refuses before downloading when the directory cannot hold the object; `what` starts the line. */
+export async function checkFreeSpace(dir: string, bytes: number, check: SpaceCheck = {}, what = `not enough space in TMPDIR (${dir})`): Promise<void> {
   const factor = check.factor ?? DEFAULT_SPACE_FACTOR;
   const free = await freeSpace(dir, check);
-  if (free < Math.ceil(bytes * factor)) throw noSpaceError(`not enough space in TMPDIR (${dir})`, bytes, factor, free);
+  if (free < Math.ceil(bytes * factor)) throw noSpaceError(what, bytes, factor, free);
 }
 
 async function freeSpace(dir: string, check: SpaceCheck): Promise<number> {

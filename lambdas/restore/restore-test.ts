@@ -4,6 +4,7 @@ import type { Client } from 'pg';
 import { BackupResult, RunBackupDeps, RunBackupOptions, runBackup } from '../backup/backup';
 import { baseChildEnv, toolVersion } from '../backup/pg-tools';
 import { OperatorError, oneLine } from '../shared/errors';
+import type { BackupObject } from '../shared/manifest';
 import { roundSeconds } from '../shared/format';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
 import { sqlState } from '../shared/pg-errors';
@@ -11,7 +12,7 @@ import { RESTORE_TEST_BACKUP_PREFIX, type BackupTier } from '../shared/s3-layout
 import { pgToolPath, queryOneStatementReadOnly, quoteIdent } from '../shared/postgres';
 import { CatalogDeps, resolveBackup } from './catalog';
 import { RESTORE_TEST_DEFAULTS } from './contract';
-import type { SpaceCheck } from './download';
+import { checkFreeSpace, type SpaceCheck } from './download';
 import { FunctionDeadlineStop } from './deadline';
 import { restoreBackup, type RestoreDeps } from './restore';
 import { cannotCreateDatabases, dropDatabase } from './target';
@@ -298,6 +299,27 @@ async function assertCanRestore(deps: RestoreTestDeps): Promise<void> {
     await fs.promises.access(dir, fs.constants.W_OK);
   } catch (error) {
     throw new OperatorError(`temp directory ${dir} is not writable (${(error as NodeJS.ErrnoException).code ?? oneLine(error)}): point TMPDIR at an existing, writable directory with room for the backup`, 2);
+  }
+  // The room the restore step's download needs: the restore's own check, before the backup rather
+  // than after it. The .dump this test will download does not exist yet; the last published backup
+  // of the same database, dumped the same way, sizes it. Not pg_database_size (the estimate the
+  // backup's progress line reads): it counts indexes and uncompressed pages, often several times the
+  // dump (an empty database is 7 MiB, its dump a few KiB), and would refuse tests that fit. Without
+  // a published backup, the restore's check before its download is the only one.
+  const database = deps.source?.database;
+  const last = database === undefined ? undefined : await lastDump(deps, database);
+  if (last) {
+    await checkFreeSpace(dir, last.bytes, deps, `not enough space in TMPDIR (${dir}) for the test's download, sized by the last backup of "${database}" (${last.key}); nothing was backed up`);
+  }
+}
+
+/** The custom dump of `database`'s latest backup (as `restore latest` resolves it), or undefined when there is none to read. */
+async function lastDump(deps: RestoreTestDeps, database: string): Promise<BackupObject | undefined> {
+  try {
+    return (await resolveBackup(deps, 'latest', { database })).manifest.objects.find((o) => o.format === 'custom');
+  } catch {
+    // No backup yet, or none readable: nothing to size the download by (the backup step reports S3's own failures).
+    return undefined;
   }
 }
 

@@ -10,6 +10,7 @@ import { PgConnection } from '../../lambdas/shared/pg-connection';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
+import { itWithSmallDisk, mountSmallDisk } from '../support/small-disk';
 import { FIXTURE_SQL } from './backup-fixture';
 import { databaseExists, databaseFingerprint, databasesLike, serverThatGoesAway, writeFixtureBackup } from '../lambdas/restore/fixtures';
 
@@ -308,6 +309,63 @@ describe('a server that goes away during the restore test', () => {
       expect(report.error).toMatch(/could not drop staging database (atmr_dr_restore_test_\w+_restore_\w+) \(cannot connect to .*\): drop it with DROP DATABASE "\1" WITH \(FORCE\)$/);
     } finally {
       gone.cleanup();
+    }
+  }, 120_000);
+});
+
+describe('a TMPDIR too small for the restore test', () => {
+  /** A source whose dump is about 2 MiB (hex text compresses to about half), with a published latest backup. */
+  async function bigSource(): Promise<{ connection: PgConnection; published: BackupResult }> {
+    const database = uniqueDatabaseName('rtest_space');
+    psql(cluster, 'postgres', `CREATE DATABASE ${database}`);
+    psql(cluster, database, 'CREATE TABLE note (id int PRIMARY KEY, body text); INSERT INTO note SELECT i, md5(random()::text) || md5(random()::text) FROM generate_series(1, 60000) i;');
+    const published = await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'daily' });
+    return { connection: { ...source, database }, published };
+  }
+
+  itWithSmallDisk("refuses before taking its backup when TMPDIR cannot hold a dump the size of the database's last backup: one line with the sizes, nothing written to the bucket", async () => {
+    // Arrange: a 1 MiB TMPDIR; the last backup's .dump is larger
+    const { connection, published } = await bigSource();
+    const dump = published.manifest.objects.find((o) => o.format === 'custom')!;
+    expect(dump.bytes).toBeGreaterThan(1024 * 1024);
+    const disk = mountSmallDisk(1024 * 1024);
+    const keysBefore = await bucketKeys('restore-tests/');
+    try {
+      // Act
+      const report = await runRestoreTest(deps({ source: connection, tempDir: disk.path }), OPTIONS);
+
+      // Assert
+      expect(report.ok).toBe(false);
+      expect(report.error).toMatch(
+        new RegExp(
+          `^not enough space in TMPDIR \\(${disk.path}\\) for the test's download, sized by the last backup of "${connection.database}" \\(${dump.key.replaceAll('.', '\\.')}\\); nothing was backed up: [\\d.]+ (KiB|MiB) free, [\\d.]+ MiB needed \\(object [\\d.]+ MiB x 1\\.1\\); the backup is not at fault: point TMPDIR at a larger disk`,
+        ),
+      );
+      expect(report.steps.backupSeconds).toBeUndefined();
+      expect(await bucketKeys('restore-tests/')).toEqual(keysBefore);
+      expect(report.scratchCreated).toBe(false);
+    } finally {
+      disk.unmount();
+      psql(cluster, 'postgres', `DROP DATABASE ${connection.database}`);
+    }
+  }, 120_000);
+
+  itWithSmallDisk('runs when TMPDIR is smaller than the database but holds its dump: the database size is not what the download needs', async () => {
+    // Arrange: 8 MiB, less than pg_database_size (the catalogs alone are about 7 MiB), several times the dump
+    const { connection } = await bigSource();
+    expect(Number(psql(cluster, connection.database, 'SELECT pg_database_size(current_database())'))).toBeGreaterThan(8 * 1024 * 1024);
+    const disk = mountSmallDisk(8 * 1024 * 1024);
+    try {
+      // Act
+      const report = await runRestoreTest(deps({ source: connection, tempDir: disk.path }), { ...OPTIONS, criticalQueries: [] });
+
+      // Assert
+      expect(report.error).toBeUndefined();
+      expect(report.ok).toBe(true);
+      expect(report.rowsRestored).toBe(60000);
+    } finally {
+      disk.unmount();
+      psql(cluster, 'postgres', `DROP DATABASE ${connection.database}`);
     }
   }, 120_000);
 });
