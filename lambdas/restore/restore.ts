@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupManifest } from '../shared/manifest';
 import type { PgConnection } from '../shared/pg-connection';
-import { READ_ONLY_SQL_TRANSACTION, sqlState } from '../shared/pg-errors';
+import { isRefusedStatement, READ_ONLY_SQL_TRANSACTION, sqlState } from '../shared/pg-errors';
 import { dropDatabaseStatement, quoteIdent } from '../shared/postgres';
 import { makeDownloadDir } from '../shared/temp-dir';
 import { CatalogDeps, chooseObject, resolveBackup } from './catalog';
@@ -11,7 +11,7 @@ import { checkRowCounts } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
 import { archiveNeeds, checkRoles, loadBackup, watchDatabaseSize } from './load';
 import { connectTo } from '../shared/pg-connection';
-import { Unsettled, backupOwnerToGive, checkLeftovers, checkTarget, checkTargetName, createDatabase, databaseOwner, dropDatabase, guardProduction, guardSystemDatabase, keepDatabaseProperties, openAdminSession, runLooking, SessionNotBack, stagingName, swapIn } from './target';
+import { Unsettled, backupOwnerToGive, checkLeftovers, checkTarget, checkTargetName, createDatabase, databaseOwner, dropDatabase, guardProduction, guardSystemDatabase, keepDatabaseProperties, NoAnswer, openAdminSession, runLooking, SessionNotBack, stagingName, swapIn } from './target';
 
 export { PRODUCTION_GUARD_FLAG, stagingName } from './target';
 
@@ -311,6 +311,14 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       cleanup = await admin
         .client()
         .then((client) => dropDatabase(client, staging))
+        .catch(async (dropError: unknown) => {
+          // The session cut (pg_terminate_backend, a failover) as the restore failed is handed out
+          // until the driver sees its end, and the drop dies with it: once more on a fresh session.
+          // A refusal would come again, an unanswered drop may still run, and a session that could
+          // not connect again has said why: those are the line's.
+          if (dropError instanceof OperatorError || dropError instanceof NoAnswer || isRefusedStatement(dropError)) throw dropError;
+          await dropDatabase(await admin.fresh(), staging);
+        })
         .then(
           () => `staging database ${staging} dropped`,
           (dropError: unknown) => {

@@ -159,6 +159,12 @@ export interface AdminSession {
    * which of `names` exist. The next `client()` connects again and takes the lock again.
    */
   look(names: readonly string[]): Promise<Seen>;
+  /**
+   * A new session in place of the current one, which a statement found gone before the driver
+   * said so (cut by pg_terminate_backend or a failover: client() would still hand it out). It takes
+   * the lock again; one that cannot connect fails as client() does after a lost connection.
+   */
+  fresh(): Promise<Client>;
   end(): Promise<void>;
   /** Whether the role is a superuser: the DROP DATABASE an operator is told to run depends on it (dropDatabaseStatement). */
   readonly superuser: boolean;
@@ -341,6 +347,12 @@ export async function openAdminSession(connection: PgConnection, maintenance: st
       } finally {
         await client.end().catch(() => undefined);
       }
+    },
+    async fresh() {
+      current.alive = false;
+      await current.client.end().catch(() => undefined);
+      current = await open(true);
+      return current.client;
     },
     end: () => current.client.end().catch(() => undefined),
     // Read when the session opened: the lines that need it are written when the server may be gone.
