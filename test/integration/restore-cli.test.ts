@@ -1259,12 +1259,16 @@ describe('atmr-dr restore on the worst day', () => {
   });
 
   describe('backup and restore-test, interrupted, exit like restore: 130 for Ctrl-C, 143 for SIGTERM', () => {
-    const pgDumpRunning = "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'COPY %' AND state = 'active'";
+    // A COPY of this run's pg_dump: one begun after the run started. The pg_dump of the test before,
+    // stopped by its signal, can still be copying for a moment after its CLI exited; matched, the
+    // signal went out before this run's backup began.
+    const pgDumpRunning = "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'COPY %' AND state = 'active' AND backend_start >= $2::timestamptz";
     const lastLine = (run: { stderr: () => string }) => run.stderr().trimEnd().split('\n').at(-1);
 
     it('backup: Ctrl-C during the dump exits 130 with its one line', async () => {
+      const started = new Date().toISOString();
       const backup = startCli(['backup', '--tier', 'daily'], { PGDATABASE: big });
-      await waitUntil(backup, pgDumpRunning, [big]);
+      await waitUntil(backup, pgDumpRunning, [big, started]);
 
       backup.child.kill('SIGINT');
 
@@ -1273,8 +1277,9 @@ describe('atmr-dr restore on the worst day', () => {
     }, 180_000);
 
     it('restore-test: SIGTERM during its backup exits 143 with its one line, and drops the scratch database', async () => {
+      const started = new Date().toISOString();
       const restoreTest = startCli(['restore-test', '--json'], { PGDATABASE: big });
-      await waitUntil(restoreTest, pgDumpRunning, [big]);
+      await waitUntil(restoreTest, pgDumpRunning, [big, started]);
 
       restoreTest.child.kill('SIGTERM');
 
