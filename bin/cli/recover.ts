@@ -235,11 +235,17 @@ export function registerRecoverCommands(program: Command): void {
     return required ? named : named.catch(() => undefined);
   };
 
-  /** The workflow's state; one found by name only and absent was never started. */
+  /**
+   * The workflow's state; one found by name only and absent was never started, and a recorded one
+   * Step Functions no longer keeps (90 days after it ended) is left out. Any other failure is the
+   * command's, as one line (a refusal names states:DescribeExecution and the execution): a status
+   * without its workflow reads as one whose workflow ended, and the on-call would act on it.
+   */
   const executionOf = (sfn: SFNClient, record: RecoveryRecord, byName?: string) =>
-    describeExecution(sfn, record.executionArn ?? byName).catch((error: unknown) =>
-      !record.executionArn && (error as { name?: string }).name === 'ExecutionDoesNotExist' ? { status: 'NOT STARTED' } : undefined,
-    );
+    describeExecution(sfn, record.executionArn ?? byName).catch((error: unknown) => {
+      if ((error as { name?: string }).name !== 'ExecutionDoesNotExist') throw error;
+      return record.executionArn ? undefined : { status: 'NOT STARTED' };
+    });
 
   /** Follows the workflow until it ends; returns the record and the execution as they are then. */
   const follow = async (sfn: SFNClient, store: StoreDeps, id: string, json: boolean, byName?: string): Promise<{ record: RecoveryRecord; execution?: { status: string; error?: string } }> => {

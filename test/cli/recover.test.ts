@@ -125,7 +125,7 @@ describe('atmr-dr recover', () => {
   });
 
   it('status shows the recovery, its verification side by side and the next step', async () => {
-    const run = await atmrDr(['recover', 'status', 'r20261130143000-aaaa']);
+    const { run } = await atmrDrWith('SFN', executionEnded('r20261130143000-aaaa', 'SUCCEEDED'), ['recover', 'status', 'r20261130143000-aaaa']);
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/recovery r20261130143000-aaaa: verified; atmr-prod as of 2026-11-30T14:02:00.000Z -> atmr-prod-pitr-202611301402/);
     expect(run.stdout).toMatch(/rows in booking\s+120\s+100 \(-20\)\s+differs/);
@@ -133,7 +133,7 @@ describe('atmr-dr recover', () => {
   });
 
   it('status without an id shows the recovery in progress', async () => {
-    const run = await atmrDr(['recover', 'status', '--json']);
+    const { run } = await atmrDrWith('SFN', executionEnded('r20261130143000-aaaa', 'SUCCEEDED'), ['recover', 'status', '--json']);
     expect(run.status).toBe(0);
     expect(JSON.parse(run.stdout)).toMatchObject({ recoveryId: 'r20261130143000-aaaa', status: 'verified', actor: 'alice', reason: 'bookings deleted' });
   });
@@ -193,7 +193,7 @@ describe('atmr-dr recover', () => {
   it('status of a recovery whose abandon stopped before the end says to run abandon again', async () => {
     await updateRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, 'r20261130143000-aaaa', { status: 'abandoning' });
 
-    const run = await atmrDr(['recover', 'status', 'r20261130143000-aaaa']);
+    const { run } = await atmrDrWith('SFN', executionEnded('r20261130143000-aaaa', 'ABORTED'), ['recover', 'status', 'r20261130143000-aaaa']);
 
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/recovery r20261130143000-aaaa: abandoning/);
@@ -214,7 +214,7 @@ describe('atmr-dr recover', () => {
       });
 
       // Act
-      const run = await atmrDr(['recover', 'status', 'r20261130143000-bbbb']);
+      const { run } = await atmrDrWith('SFN', executionEnded('r20261130143000-bbbb', 'SUCCEEDED'), ['recover', 'status', 'r20261130143000-bbbb']);
 
       // Assert
       expect(run.status).toBe(0);
@@ -261,6 +261,28 @@ describe('atmr-dr recover', () => {
       expect(run.stdout).toContain(
         `next: the workflow ended (ABORTED) with the recovery still "restoring": nothing will change it any more, and it holds the one-recovery lock: "atmr-dr recover abandon ${id}" deletes atmr-prod-pitr-202611301402 and frees the lock, then start a new recovery`,
       );
+    });
+
+    it('status when Step Functions refuses DescribeExecution prints the refusal in one line naming the call, the execution and the grant, exit 1, and no status', async () => {
+      // Arrange: a recovery whose workflow runs; the operator's role lacks states:DescribeExecution
+      const id = 'r20261130143000-a9a9';
+      const executionArn = `arn:aws:states:eu-west-3:111111111111:execution:recovery:${id}`;
+      await givenRecord(id, { status: 'restoring', newInstanceHost: undefined, executionArn });
+      const denied = {
+        status: 400,
+        contentType: 'application/x-amz-json-1.0',
+        body: JSON.stringify({ __type: 'com.amazon.coral.service#AccessDeniedException', message: 'User: arn:aws:sts::111111111111:assumed-role/atmr-readonly/bob is not authorized to perform: states:DescribeExecution' }),
+      };
+
+      // Act
+      const { run } = await atmrDrWith('SFN', denied, ['recover', 'status', id]);
+
+      // Assert: not "restoring" with no workflow, which reads as one to wait for
+      expect([run.status, run.stdout, run.stderr]).toEqual([
+        1,
+        '',
+        `atmr-dr: cannot call DescribeExecution on execution ${executionArn} (states:DescribeExecution): Step Functions refused it (AccessDeniedException: User: arn:aws:sts::111111111111:assumed-role/atmr-readonly/bob is not authorized to perform: states:DescribeExecution); check the credentials (AWS_PROFILE) and that the role may do it\n`,
+      ]);
     });
 
     describe('a start stopped before its record took the workflow (Ctrl-C while StartExecution hung): record "restoring", no executionArn, lock held', () => {
@@ -405,7 +427,7 @@ describe('atmr-dr recover', () => {
 
     it('status says it is not verified, why, and the three ways on: check by hand then cutover --unverified, or abandon', async () => {
       // Act
-      const run = await atmrDr(['recover', 'status', id]);
+      const { run } = await atmrDrWith('SFN', executionEnded(id, 'SUCCEEDED'), ['recover', 'status', id]);
 
       // Assert
       expect(run.status).toBe(0);
