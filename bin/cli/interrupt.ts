@@ -121,20 +121,37 @@ export interface Interrupt {
 }
 
 /**
+ * How long after the first stop signal a second one counts as a second (quit at once, skipping the
+ * cleanup): `timeout -s INT` and some process managers send one stop twice within milliseconds (to
+ * the process, then to its group), and that must not cost the cleanup; a human pressing Ctrl-C
+ * again takes longer than this.
+ */
+export const SECOND_SIGNAL_AFTER_MS = 500;
+
+/** Whether a stop signal received now, after a first one received at `firstAt` (performance.now()), is a second one (SECOND_SIGNAL_AFTER_MS). */
+export function isSecondSignal(firstAt: number): boolean {
+  return performance.now() - firstAt >= SECOND_SIGNAL_AFTER_MS;
+}
+
+/**
  * Ctrl-C / SIGTERM / SIGHUP for the long commands (backup, restore, restore-test, backups verify). The first aborts
- * `signal`; a second quits at once, with one line on stderr: `onSecond` (synchronous, must not
+ * `signal`; a second, SECOND_SIGNAL_AFTER_MS or more later, quits at once, with one line on stderr: `onSecond` (synchronous, must not
  * throw: nothing else runs any more) removes what it can and returns what it removed or what is left.
  */
 export function interruptible(onSecond?: () => string): Interrupt {
   const aborter = new AbortController();
   let first: NodeJS.Signals | undefined;
+  let firstAt = 0;
   const onSignal = (name: NodeJS.Signals): void => {
     if (first === undefined) {
       first = name;
+      firstAt = performance.now();
       ignoreGoneTerminal(name);
       aborter.abort(new Error(`received ${name}`));
       return;
     }
+    // The same stop delivered twice: the first one's cleanup goes on.
+    if (!isSecondSignal(firstAt)) return;
     process.stderr.write(`atmr-dr: second ${name}, quitting at once${onSecond ? `; ${onSecond()}` : ''}\n`);
     process.exit(exitCodeOf(name));
   };

@@ -27,7 +27,7 @@ import { resolveCliActor } from './killswitch';
 import { DEPLOYED_NAMES, defaultEnvironmentName, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
 import { confirmer } from './confirm';
-import { endStarting, exitCodeOf, ignoreGoneTerminal, STOP_SIGNALS } from './interrupt';
+import { endStarting, exitCodeOf, ignoreGoneTerminal, isSecondSignal, STOP_SIGNALS } from './interrupt';
 
 interface RecoverGlobals {
   env?: string;
@@ -418,9 +418,15 @@ export function registerRecoverCommands(program: Command): void {
       // a wait), the journal says where, and the lease is released; a second one quits at once.
       // Exit codes as the shell and the other commands give them: 130, 143, 129.
       let stopRequested: NodeJS.Signals | undefined;
+      let stopRequestedAt = 0;
       const onSignal = (signal: NodeJS.Signals) => {
-        if (stopRequested) process.exit(exitCodeOf(signal));
+        if (stopRequested) {
+          // The same stop delivered twice (to the process and its group) is not a second one.
+          if (isSecondSignal(stopRequestedAt)) process.exit(exitCodeOf(signal));
+          return;
+        }
         stopRequested = signal;
+        stopRequestedAt = performance.now();
         ignoreGoneTerminal(signal);
         process.stderr.write(`atmr-dr: recover cutover: ${signal}: stopping at the next step boundary (again to quit at once; the journal keeps what was done)\n`);
       };

@@ -435,13 +435,20 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect((await getRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, id)).status).toBe('cut-over');
   });
 
-  /** `recover cutover ID --yes` of a verified recovery, sent `signal` once the redeploy started (the services never become stable). */
-  async function interruptedCutover(id: string, signal: NodeJS.Signals) {
+  /**
+   * `recover cutover ID --yes` of a verified recovery, sent `signal` once the redeploy started (the
+   * services never become stable); with `againAfterMs`, sent it once more that many ms later.
+   */
+  async function interruptedCutover(id: string, signal: NodeJS.Signals, againAfterMs?: number) {
     await verifiedRecovery(id);
     aws.ecsStable = false;
     const cutoverRun = start(install.launcher, ['recover', 'cutover', id, '--yes'], operatorEnv());
     for (let i = 0; i < 600 && !aws.calls.some((c) => c.action === 'UpdateService'); i += 1) await new Promise((resolve) => setTimeout(resolve, 50));
     cutoverRun.child.kill(signal);
+    if (againAfterMs !== undefined) {
+      await new Promise((resolve) => setTimeout(resolve, againAfterMs));
+      cutoverRun.child.kill(signal);
+    }
     return cutoverRun.done;
   }
 
@@ -538,6 +545,19 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     } finally {
       fs.rmSync(older.root, { recursive: true, force: true });
     }
+  });
+
+  it('two SIGINTs 5 ms apart (timeout -s INT, a process manager: to the process and its group) are one Ctrl-C: it stops at the step boundary with how to resume or undo, exit 130', async () => {
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const active = await activeRecoveryId(store);
+    if (active) await releaseLock(store, active);
+
+    const interrupted = await interruptedCutover('r20261130151500-e2e6', 'SIGINT', 5);
+
+    expect(interrupted.status).toBe(130);
+    const lines = interrupted.stderr.trimEnd().split('\n');
+    expect(lines[0]).toBe('atmr-dr: recover cutover: SIGINT: stopping at the next step boundary (again to quit at once; the journal keeps what was done)');
+    expect(lines[lines.length - 1]).toMatch(/^atmr-dr: recover cutover: interrupted after .*--resume --yes/);
   });
 
   it.each([

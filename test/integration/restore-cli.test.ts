@@ -7,6 +7,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client } from 'pg';
+import { SECOND_SIGNAL_AFTER_MS } from '../../bin/cli/interrupt';
 import { stagingName } from '../../lambdas/restore/restore';
 import { createS3Client } from '../../lambdas/shared/aws';
 import type { BackupManifest } from '../../lambdas/shared/manifest';
@@ -876,6 +877,11 @@ async function pgRestoreOf(run: { child: ChildProcess; stderr: () => string; exi
   throw new Error(`no pg_restore (the CLI ${ended ? 'exited' : 'still runs'}): ${run.stderr()}`);
 }
 
+/** The wait of a human pressing Ctrl-C again: a second signal sooner is the first one sent twice (SECOND_SIGNAL_AFTER_MS). */
+function pressedAgainLater(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, SECOND_SIGNAL_AFTER_MS + 100));
+}
+
 /** Polls `sql` (a count) on the test cluster until it is > 0, without blocking this process, which serves S3 to the CLI. */
 /**
  * Ctrl-C twice while `run`'s swap has moved the target aside and not yet renamed the staging copy
@@ -893,7 +899,7 @@ async function ctrlCTwiceBetweenRenames(
   await holder.connect();
   await waitUntil(run, 'SELECT count(*)::int AS n FROM pg_database WHERE datname LIKE $1', [`${target}_old_%`]);
   run.child.kill('SIGINT');
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  await pressedAgainLater();
   run.child.kill('SIGINT');
   return { staging, status: await run.exited };
 }
@@ -1026,6 +1032,7 @@ describe('atmr-dr restore on the worst day', () => {
       // Act
       run.child.kill('SIGINT');
       await waitUntil(run, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1", [`DROP DATABASE IF EXISTS "${staging}"%`]);
+      await pressedAgainLater();
       expect(fs.readdirSync(tmp)).not.toEqual([]);
       run.child.kill('SIGINT');
       const status = await run.exited;
@@ -1043,6 +1050,32 @@ describe('atmr-dr restore on the worst day', () => {
       await locker.end();
       if (staging) psql(cluster, 'postgres', `DROP DATABASE IF EXISTS "${staging}" WITH (FORCE)`);
       fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  }, 180_000);
+
+  it('two SIGINTs 5 ms apart (timeout -s INT, a process manager: one to the process, one to its group) are one Ctrl-C: the cleanup runs, staging database dropped, one line, exit 130', async () => {
+    // Arrange: a restore loading into its staging database
+    const target = uniqueDatabaseName('rcli_dbl');
+    const run = startCli(['restore', bigKey, '--target-db', target]);
+    try {
+      await waitUntil(run, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1 AND backend_type = 'client backend'", [`${target}_restore_%`]);
+
+      // Act
+      run.child.kill('SIGINT');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      run.child.kill('SIGINT');
+      const status = await run.exited;
+
+      // Assert: the first one's cleanup, not "second SIGINT, quitting at once"
+      expect(status).toBe(130);
+      expect(run.stderr().trimEnd().split('\n')).toEqual([
+        expect.stringMatching(new RegExp(`^atmr-dr: restore interrupted \\(received SIGINT\\): staging database ${target}_restore_\\w+ dropped; target "${target}" untouched$`)),
+      ]);
+      expect(databasesLike(cluster, target)).toEqual([]);
+      expect(processesNaming(target)).toEqual([]);
+    } finally {
+      run.child.kill('SIGKILL');
+      for (const name of databasesLike(cluster, target)) psql(cluster, 'postgres', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
     }
   }, 180_000);
 
@@ -1127,7 +1160,7 @@ describe('atmr-dr restore on the worst day', () => {
       stopped = true;
       await waitUntil(run, 'SELECT count(*)::int AS n FROM pg_database WHERE datname = $1 AND NOT datallowconn', [target]);
       run.child.kill('SIGINT');
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await pressedAgainLater();
       run.child.kill('SIGINT');
       const status = await run.exited;
       process.kill(backend, 'SIGCONT');
