@@ -116,6 +116,14 @@ export interface Interrupt {
   readonly signal: AbortSignal;
   /** The error a command ended with; after an interrupt, as one line with exit 130 (SIGINT), 143 (SIGTERM) or 129 (SIGHUP). */
   interrupted(error: unknown): unknown;
+  /** The first Ctrl-C / SIGTERM / SIGHUP received, if one was. */
+  readonly received: NodeJS.Signals | undefined;
+  /**
+   * While set, the command is in a step it finishes before it stops (the restore's swap: cut
+   * half-way, it leaves the target missing): the first signal then says so at once, with this line
+   * on stderr, instead of nothing until the command stopped. Undefined: back to saying nothing.
+   */
+  finishing(line: ((signal: NodeJS.Signals) => string) | undefined): void;
   /** Removes the handlers. */
   done(): void;
 }
@@ -142,11 +150,13 @@ export function interruptible(onSecond?: () => string): Interrupt {
   const aborter = new AbortController();
   let first: NodeJS.Signals | undefined;
   let firstAt = 0;
+  let finishingLine: ((signal: NodeJS.Signals) => string) | undefined;
   const onSignal = (name: NodeJS.Signals): void => {
     if (first === undefined) {
       first = name;
       firstAt = performance.now();
       ignoreGoneTerminal(name);
+      if (finishingLine) process.stderr.write(`atmr-dr: ${finishingLine(name)}\n`);
       aborter.abort(new Error(`received ${name}`));
       return;
     }
@@ -161,6 +171,12 @@ export function interruptible(onSecond?: () => string): Interrupt {
   return {
     signal: aborter.signal,
     interrupted: (error) => (first === undefined ? error : new OperatorError(oneLine(error), exitCodeOf(first))),
+    get received() {
+      return first;
+    },
+    finishing: (line) => {
+      finishingLine = line;
+    },
     done: () => {
       for (const name of STOP_SIGNALS) process.off(name, onSignal);
     },

@@ -7,7 +7,7 @@ import { countOf, formatAge } from '../../lambdas/shared/format';
 import { quoteIdent, reopenDatabaseStatement } from '../../lambdas/shared/postgres';
 import { loadStatus, stderrProgress } from './progress';
 import { ConfirmationInterrupted, confirmer } from './confirm';
-import { commandTempDir, interruptible, ownsStopSignals, sayWhileStarting } from './interrupt';
+import { commandTempDir, exitCodeOf, interruptible, ownsStopSignals, sayWhileStarting } from './interrupt';
 import { latestDatabase, resolveBackupBucket, withBucketOptions } from './resolve';
 
 /** `restore` (verified restore into --target-db) and `restore-test` (the runbook's test, RTO/RPO). */
@@ -107,6 +107,7 @@ export function registerRestoreCommands(program: Command): void {
         let dropStaging: string | undefined;
         let aside: string | undefined;
         let closed = false;
+        let stoppedDuringSwap: NodeJS.Signals | undefined;
         const interrupt = interruptible(() => {
           // Quitting between the swap's two renames leaves the target missing: where its data is
           // comes first, as the next restore into it would say. A --terminate-connections swap has
@@ -134,6 +135,17 @@ export function registerRestoreCommands(program: Command): void {
             },
             onSwapAside: (name) => (aside = name),
             onTargetClosed: (isClosed) => (closed = isClosed),
+            // The swap is not stopped (cut half-way, the target is missing): a stop that comes during
+            // it, which would hear nothing for seconds, is told at once that it waits for the swap;
+            // the restore then ends with its result and the stop's exit code (below).
+            onSwap: (underway) => {
+              if (underway) {
+                interrupt.finishing((signal) => `received ${signal} during the swap: finishing it (a few statements, seconds at most) before stopping: cut half-way, it would leave "${target}" missing`);
+              } else {
+                stoppedDuringSwap = interrupt.received;
+                interrupt.finishing(undefined);
+              }
+            },
             // Overwriting production cannot be undone: asked once the backup is known (which one
             // `latest` is, and how old: the newest may hold the damage) and the guards before the
             // download passed (no backup, a client connected: refused before anybody types), with
@@ -177,6 +189,11 @@ export function registerRestoreCommands(program: Command): void {
             tempDir.remove();
           });
         process.stdout.write(opts.json ? `${JSON.stringify(restoreJson(result), null, 2)}\n` : `${restoreText(result)}\n`);
+        // Done, but not as asked: whoever sent the stop (an operator, ECS, systemd) hears that it came
+        // too late to stop the restore, with its exit code.
+        if (stoppedDuringSwap) {
+          throw new OperatorError(`restore done, then stopped: ${stoppedDuringSwap} came during the swap, which finished first: "${target}" is the restored copy (result above)`, exitCodeOf(stoppedDuringSwap));
+        }
       },
     );
 

@@ -65,6 +65,12 @@ export interface RestoreDeps extends CatalogDeps, SpaceCheck {
    */
   readonly onTargetClosed?: (closed: boolean) => void;
   /**
+   * true just before the swap starts, false once it ended with the restored copy in place: the
+   * swap does not stop for an abort (cut half-way, it would leave the target missing), and a CLI
+   * interrupted meanwhile says at once that it finishes it first.
+   */
+  readonly onSwap?: (underway: boolean) => void;
+  /**
    * Asks whether to go on, once the backup is known and the guards before the download passed (the
    * CLI's confirmation of an overwrite of production: it names the backup and its age, and is not
    * asked for a restore those guards refuse). Throws to stop: nothing is created before it.
@@ -276,7 +282,9 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     log(`swap: ${staging} -> ${target}`);
     const swapStarted = performance.now();
     swapping = true;
+    deps.onSwap?.(true);
     const swapped = await swapIn(admin, deps.connection, staging, target, options, warn, { onAside: deps.onSwapAside, onClosed: deps.onTargetClosed });
+    deps.onSwap?.(false);
     stagingCreated = false;
     const swapSeconds = (performance.now() - swapStarted) / 1000;
     log(`restored ${manifestKey} into ${target}`);

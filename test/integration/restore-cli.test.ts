@@ -1107,6 +1107,44 @@ describe('atmr-dr restore on the worst day', () => {
     }
   }, 180_000);
 
+  it.each([
+    ['SIGTERM', 143],
+    ['SIGINT', 130],
+  ] as const)('%s during the swap says at once that the swap finishes first, then the restore prints its result and exits %d: the restored copy in place', async (signal, code) => {
+    // Arrange: an existing target; a session of the test's own in the staging database, so that the
+    // swap waits between its two renames (PostgreSQL waits up to 5 s for the copy's last sessions)
+    const target = makeTarget();
+    const run = startCli(['restore', bigKey, '--target-db', target, '--force']);
+    let holder: Client | undefined;
+    try {
+      const staging = /-d (\S+)/.exec(await pgRestoreOf(run))![1];
+      holder = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging });
+      await holder.connect();
+      await waitUntil(run, 'SELECT count(*)::int AS n FROM pg_database WHERE datname LIKE $1', [`${target}_old_%`]);
+
+      // Act: the stop while the swap waits; the holder leaves once the line is out
+      run.child.kill(signal);
+      for (const deadline = Date.now() + 3000; !run.stderr().includes('during the swap') && Date.now() < deadline; ) await new Promise((resolve) => setTimeout(resolve, 20));
+      const saidWhileTargetMissing = run.stderr() !== '' && !databaseExists(cluster, target);
+      await holder.end();
+      const status = await run.exited;
+
+      // Assert
+      expect(saidWhileTargetMissing).toBe(true);
+      expect(run.stderr().trimEnd().split('\n')).toEqual([
+        `atmr-dr: received ${signal} during the swap: finishing it (a few statements, seconds at most) before stopping: cut half-way, it would leave "${target}" missing`,
+        `atmr-dr: restore done, then stopped: ${signal} came during the swap, which finished first: "${target}" is the restored copy (result above)`,
+      ]);
+      expect(run.stdout()).toContain(`into ${target} (replaced): 1 table, 400000 rows, row counts match the manifest`);
+      expect(status).toBe(code);
+      expect(psql(cluster, target, 'SELECT count(*) FROM ride')).toBe('400000');
+    } finally {
+      run.child.kill('SIGKILL');
+      await holder?.end().catch(() => undefined);
+      for (const name of databasesLike(cluster, target)) psql(cluster, 'postgres', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    }
+  }, 180_000);
+
   it('with --terminate-connections, a second Ctrl-C between the swap\'s two renames prints the statements that give the application its database back: renamed back and reopened', async () => {
     // Arrange: as above, with --terminate-connections: the swap closes the target (ALLOW_CONNECTIONS
     // false) before it renames it aside, and the flag goes with the database under its new name
