@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
+import { exitOnceWritten } from '../../lambdas/shared/exit';
 import { makeDownloadDir } from '../../lambdas/shared/temp-dir';
 
 /** The shell's exit code for a process ended by `signal` (128 + its number). */
@@ -181,6 +182,25 @@ export function interruptible(onSecond?: () => string): Interrupt {
       for (const name of STOP_SIGNALS) process.off(name, onSignal);
     },
   };
+}
+
+/**
+ * Once a command's work is done, while it writes its result and the process ends (its connections
+ * closing, the event loop draining): a stop signal then has nothing left to stop, and node's
+ * default would end the process 143 with no line, the result maybe not written, which a
+ * supervisor (ECS, systemd, a script) reads as a failed command. It says so in one line and ends
+ * the process with `exitCode` (0: the work was done) once stdout and stderr are out. Installed
+ * before the command's own handlers are removed (no moment with node's default), it stays until
+ * the process ends; a handler runs between two turns of the event loop, never in the middle of
+ * the result's write.
+ */
+export function stopWhenDone(line: (signal: NodeJS.Signals) => string, exitCode = 0): void {
+  const onSignal = (name: NodeJS.Signals): void => {
+    ignoreGoneTerminal(name);
+    process.stderr.write(`atmr-dr: ${line(name)}\n`);
+    exitOnceWritten(exitCode);
+  };
+  for (const name of STOP_SIGNALS) process.on(name, onSignal);
 }
 
 /**

@@ -8,6 +8,11 @@
 export function exitWhenFailed(code: number): void {
   process.exitCode = code;
   if (code === 0) return;
+  exitOnceWritten(code);
+}
+
+/** Ends the process with `code` once what it wrote to stdout and stderr has been handed to the OS (process.exit alone may drop a write still queued). */
+export function exitOnceWritten(code: number): void {
   let pending = 2;
   const done = (): void => {
     if (--pending === 0) process.exit(code);

@@ -118,6 +118,30 @@ describe('atmr-dr restore', () => {
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
   });
 
+  it('SIGTERM right after the result line (the restore done, the process ending) exits 0, the result on stdout (and, when the signal is taken, one line saying there was nothing left to stop)', async () => {
+    // Arrange
+    const target = uniqueDatabaseName('rcli_late');
+    const run = startCli(['restore', manifestKey, '--target-db', target]);
+    try {
+      // Act: the signal as soon as the result's last line is read
+      let ended = false;
+      void run.exited.then(() => (ended = true));
+      while (!ended && !/RTO [\d.]+ s\n/.test(run.stdout())) await new Promise((resolve) => setImmediate(resolve));
+      run.child.kill('SIGTERM');
+      const status = await run.exited;
+
+      // Assert
+      expect(run.stdout()).toMatch(new RegExp(`^restored ${manifestKey.replace(/[.]/g, '\\.')} \\(custom\\) into ${target}: 1 table, 500 rows, row counts match the manifest\n`));
+      expect(status).toBe(0);
+      // Said when the signal is taken before the process's last turn of its event loop, else not taken at all.
+      expect(['', 'atmr-dr: received SIGTERM after the restore was done: nothing left to stop\n']).toContain(run.stderr());
+      expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+    } finally {
+      run.child.kill('SIGKILL');
+      psql(cluster, 'postgres', `DROP DATABASE IF EXISTS "${target}" WITH (FORCE)`);
+    }
+  });
+
   it('--format plain --json restores the SQL file and prints one JSON object', async () => {
     const target = uniqueDatabaseName('rcli_plain');
 
