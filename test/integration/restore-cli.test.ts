@@ -1580,12 +1580,15 @@ describe('an interrupt in the first moments of a command', () => {
 
     it(`restore: ${signal} at any moment from the start is one line saying what was left and where it was, exit ${code}, no temp directory, nothing created`, async () => {
       const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-test-tmpdir-'));
+      // A load that lasts until the signal: the small source's whole restore can end within 300 ms
+      // of the bundle's read on a quiet machine, and the signal would then find nothing to stop.
+      const bin = writeFakePgRestore(fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-test-slow-load-')), 'exec sleep 60\n');
       const runs: { moment: number; status: number | null; stderr: string; left: string[]; databases: string[] }[] = [];
       try {
         for (const moment of moments) {
           // Arrange: a restore of latest into a new target, with a TMPDIR of the test's own
           const target = uniqueDatabaseName('rcli_early');
-          const run = startCli(['restore', 'latest', '--target-db', target], { TMPDIR: tmp, PGDATABASE: source });
+          const run = startCli(['restore', 'latest', '--target-db', target], { TMPDIR: tmp, PGDATABASE: source, PATH: `${bin}:${process.env.PATH ?? ''}` });
           await readingBundle(run);
           await new Promise((resolve) => setTimeout(resolve, moment));
 
@@ -1597,6 +1600,7 @@ describe('an interrupt in the first moments of a command', () => {
         }
       } finally {
         fs.rmSync(tmp, { recursive: true, force: true });
+        fs.rmSync(bin, { recursive: true, force: true });
       }
 
       // Assert: at each moment, the line of the phase it came in, the target untouched and nothing left
