@@ -16,8 +16,15 @@ export interface HumanSubscription {
 export interface IncidentTopicProps {
   /** Display name (the e-mail sender name). */
   readonly displayName: string;
-  /** Customer-managed key: messages are encrypted at rest. */
-  readonly masterKey: kms.IKey;
+  /** Customer-managed key: messages are encrypted at rest. Give it, or `unencryptedBecause`. */
+  readonly masterKey?: kms.IKey;
+  /**
+   * No key, and why: for a topic that must still deliver when a key is disabled, since SNS drops a
+   * message it cannot get a data key for. Required instead of a key so that no topic is left
+   * unencrypted by omission: the cdk-nag packs in use no longer flag it (cdk-nag 3 has no
+   * AwsSolutions-SNS2), so this is where the reason is kept.
+   */
+  readonly unencryptedBecause?: string;
   /** Who this topic reaches. @default - none (a topic nobody reads loses every alarm: give one) */
   readonly subscriptions?: readonly HumanSubscription[];
   /**
@@ -30,8 +37,8 @@ export interface IncidentTopicProps {
 }
 
 /**
- * An SNS topic that reaches humans: KMS-encrypted, TLS-only, and a policy that allows exactly its
- * publishers. Without any Allow statement, the enforceSSL Deny alone replaces SNS's default policy,
+ * An SNS topic that reaches humans: KMS-encrypted (but for one that no key may silence), TLS-only,
+ * and a policy that allows exactly its publishers. Without any Allow statement, the enforceSSL Deny alone replaces SNS's default policy,
  * and services such as CloudWatch could not publish: every publisher is named here instead, the
  * services with `aws:SourceAccount` and `aws:SourceArn` conditions (confused deputy).
  */
@@ -41,6 +48,9 @@ export class IncidentTopic extends Construct {
   constructor(scope: Construct, id: string, props: IncidentTopicProps) {
     super(scope, id);
     const stack = Stack.of(this);
+    if ((props.masterKey === undefined) === (props.unencryptedBecause === undefined)) {
+      throw new Error(`IncidentTopic ${id}: give masterKey or unencryptedBecause (exactly one)`);
+    }
     this.topic = new sns.Topic(this, 'Topic', { displayName: props.displayName, masterKey: props.masterKey, enforceSSL: true });
     for (const subscription of props.subscriptions ?? []) {
       this.topic.addSubscription(subscriptionOf(subscription, props.deadLetterQueue));
@@ -63,6 +73,26 @@ export class IncidentTopic extends Construct {
 
   get topicArn(): string {
     return this.topic.topicArn;
+  }
+
+  /**
+   * Lets the CloudWatch alarms of this account with exactly these names publish (alarm actions),
+   * and no other alarm: for a topic that only some alarms may reach.
+   */
+  allowAlarms(alarmNames: readonly string[], sid: string): void {
+    const stack = Stack.of(this);
+    this.topic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid,
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['sns:Publish'],
+        resources: [this.topic.topicArn],
+        conditions: {
+          StringEquals: { 'aws:SourceAccount': stack.account },
+          ArnEquals: { 'aws:SourceArn': alarmNames.map((name) => stack.formatArn({ service: 'cloudwatch', resource: 'alarm', resourceName: name, arnFormat: ArnFormat.COLON_RESOURCE_NAME })) },
+        },
+      }),
+    );
   }
 
   /** Lets one of the app's roles publish: named in the topic policy and granted on its side. */

@@ -1,12 +1,15 @@
 import { Duration, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
+import { EMPTY_THE_QUEUE } from './dead-letters';
+import { HumanSubscription, IncidentTopic } from './incident-topic';
+import { RunbookAlarm, runbookAlarmName, sumOfCounts } from './runbook-alarm';
 
 /** The KMS calls that would make every backup unreadable: each one pages. */
 export const GUARDED_KEY_CALLS = ['ScheduleKeyDeletion', 'DisableKey'] as const;
@@ -16,8 +19,15 @@ export interface KeyGuardProps {
   readonly environmentName: string;
   /** The keys watched (the backup key and the operations key). */
   readonly keys: readonly kms.IKey[];
-  /** Topic the alarm notifies (the incidents topic). */
+  /** Topic the alarm notifies (the incidents topic): escalation and Slack. */
   readonly alarmTopic: sns.ITopic;
+  /**
+   * Who the alarm's own unencrypted topic reaches (`topic` below): the on-call and the lead DevOps,
+   * the subscriptions of escalation levels 1 and 2.
+   */
+  readonly subscriptions: readonly HumanSubscription[];
+  /** Messages that topic could not deliver to a subscription: a queue no watched key encrypts. */
+  readonly deadLetterQueue: sqs.IQueue;
 }
 
 /**
@@ -48,6 +58,13 @@ export class KeyGuard extends Construct {
   /** Matching events EventBridge could not put in `events`: they page too. */
   readonly undelivered: sqs.Queue;
   readonly alarm: cloudwatch.Alarm;
+  /**
+   * The alarm's second action: a topic no key encrypts. Every other topic of the app (the incidents
+   * topic, the escalation levels) and the ops-state table are encrypted with the operations key, a
+   * watched key: once it is disabled, CloudWatch gets no data key, SNS drops the notification and
+   * nothing pages, this alarm included. This topic still delivers.
+   */
+  readonly topic: IncidentTopic;
 
   constructor(scope: Construct, id: string, props: KeyGuardProps) {
     super(scope, id);
@@ -68,13 +85,14 @@ export class KeyGuard extends Construct {
       },
       targets: [new targets.SqsQueue(this.events, { deadLetterQueue: this.undelivered, retryAttempts: 185, maxEventAge: Duration.hours(24) })],
     });
+    const [concern, what] = ['Backups', 'KeyDeletionOrDisable'];
     this.alarm = new RunbookAlarm(this, 'Alarm', {
       environmentName: props.environmentName,
-      concern: 'Backups',
-      what: 'KeyDeletionOrDisable',
+      concern,
+      what,
       runbookSection: 'Sauvegarde - 6. Rétention des backups',
       summary: `a call to ${GUARDED_KEY_CALLS.join(' or ')} targeted the backup or operations key (refused unless made by the break-glass role): every backup depends on the backup key`,
-      firstActions: 'lire le message de la file KeyGuard (qui, quand, accepté ou refusé) ; si la suppression est programmée : aws kms cancel-key-deletion puis enable-key',
+      firstActions: `lire le message de la file KeyGuard (qui, quand, accepté ou refusé) ; si la suppression est programmée : aws kms cancel-key-deletion puis enable-key ; ${EMPTY_THE_QUEUE}`,
       metric: sumOfCounts(
         {
           events: this.events.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(5) }),
@@ -90,5 +108,16 @@ export class KeyGuard extends Construct {
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       topic: props.alarmTopic,
     });
+    this.topic = new IncidentTopic(this, 'Topic', {
+      displayName: `atmr-dr ${props.environmentName} key guard`,
+      unencryptedBecause:
+        'Encrypted with a key, this topic would be silenced by disabling that key, the very event its one publisher (the key-deletion-or-disable alarm) reports. It carries CloudWatch alarm notifications only (alarm name, description, state), no data; TLS-only, and only that alarm of this account may publish.',
+      subscriptions: props.subscriptions,
+      deadLetterQueue: props.deadLetterQueue,
+    });
+    // Pinned: replacing a topic drops its confirmed e-mail subscriptions (people must confirm again).
+    (this.topic.topic.node.defaultChild as sns.CfnTopic).overrideLogicalId('KeyGuardTopic');
+    this.topic.allowAlarms([runbookAlarmName(props.environmentName, concern, what)], 'KeyGuardAlarm');
+    this.alarm.addAlarmAction(new cwActions.SnsAction(this.topic.topic));
   }
 }

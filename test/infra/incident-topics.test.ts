@@ -36,15 +36,16 @@ describe('incident topics', () => {
 
   it('creates one topic per escalation level, each encrypted with the data stack key', () => {
     // The Slack topic (AWS Chatbot's, when configured) is no level: it only mirrors the pages.
-    expect(topicIds.filter((id) => !id.startsWith('EscalationSlackTopic')).sort()).toEqual(['EscalationLevel2Topic', 'EscalationLevel3Topic', 'IncidentsTopic']);
-    for (const id of topicIds) {
+    // The key guard's topic is no level either, and has no key on purpose (stateful.test.ts).
+    expect(topicIds.filter((id) => !id.startsWith('EscalationSlackTopic') && id !== 'KeyGuardTopic').sort()).toEqual(['EscalationLevel2Topic', 'EscalationLevel3Topic', 'IncidentsTopic']);
+    for (const id of topicIds.filter((topic) => topic !== 'KeyGuardTopic')) {
       expect(ops.Resources[id].Properties).toEqual(expect.objectContaining({ KmsMasterKeyId: { 'Fn::ImportValue': expect.stringContaining('Key') } }));
     }
   });
 
   it('keeps a TLS-only Deny on every topic, beside Allow statements (no lone Deny)', () => {
-    // The three levels and the Slack topic of the example environment: a loop over none would pass.
-    expect(topicIds.map((id) => id.replace(/[0-9A-F]{8}$/, '')).sort()).toEqual(['EscalationLevel2Topic', 'EscalationLevel3Topic', 'EscalationSlackTopic', 'IncidentsTopic']);
+    // The three levels, the Slack and the key guard topics of the example environment: a loop over none would pass.
+    expect(topicIds.map((id) => id.replace(/[0-9A-F]{8}$/, '')).sort()).toEqual(['EscalationLevel2Topic', 'EscalationLevel3Topic', 'EscalationSlackTopic', 'IncidentsTopic', 'KeyGuardTopic']);
     for (const id of topicIds) {
       const statements = policyOf(id);
       expect(statements).toContainEqual(expect.objectContaining({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }));
@@ -91,15 +92,23 @@ describe('incident topics', () => {
       ['EscalationLevel2Topic', 'email', 'lead-devops@example.com'],
       ['EscalationLevel3Topic', 'email', 'cto@example.com'],
       ['IncidentsTopic', 'email', 'oncall@example.com'],
+      // The key guard's own topic: levels 1 and 2 (stateful.test.ts).
+      ['KeyGuardTopic', 'email', 'lead-devops@example.com'],
+      ['KeyGuardTopic', 'email', 'oncall@example.com'],
     ]);
     for (const p of subscriptions) expect(p.RedrivePolicy).toEqual({ deadLetterTargetArn: { 'Fn::GetAtt': [expect.stringMatching(/^EscalationDeadLetters/), 'Arn'] } });
   });
 
-  it('sends every alarm of the ops stack to the incidents topic, composite ones included, which has a subscriber', () => {
+  it('sends every alarm of the ops stack to the incidents topic, composite ones included, and only to topics of this stack that have a subscriber', () => {
     // An alarm with no action reaches nobody, whatever reads it (a composite's input included).
     const alarms = [...ofType('AWS::CloudWatch::Alarm'), ...ofType('AWS::CloudWatch::CompositeAlarm')];
     expect(alarms.length).toBeGreaterThan(0);
-    for (const [id, alarm] of alarms) expect([id, alarm.Properties.AlarmActions]).toEqual([id, [{ Ref: 'IncidentsTopic' }]]);
+    const subscribed = new Set(ofType('AWS::SNS::Subscription').map(([, r]) => (r.Properties.TopicArn as Json).Ref));
+    for (const [id, alarm] of alarms) {
+      const actions = alarm.Properties.AlarmActions as Json[];
+      expect([id, actions]).toEqual([id, expect.arrayContaining([{ Ref: 'IncidentsTopic' }])]);
+      for (const action of actions) expect([id, action, subscribed.has(action.Ref)]).toEqual([id, { Ref: expect.any(String) }, true]);
+    }
   });
 
   it('lets CloudWatch and EventBridge of this account use the key of the encrypted topics', () => {

@@ -152,3 +152,15 @@ export function renderCfn(value: unknown): string {
   }
   return JSON.stringify(value);
 }
+
+/**
+ * What an `Fn::ImportValue` of the Ops template points at in the Data template: the Data output
+ * exported under that name, its value rendered (`<OpsKey.Arn>`). Undefined for anything else.
+ */
+export function importedFromData(dataTemplate: Template, value: unknown): string | undefined {
+  const name = (value as Record<string, unknown> | undefined)?.['Fn::ImportValue'];
+  if (typeof name !== 'string') return undefined;
+  const outputs = dataTemplate.toJSON().Outputs as Record<string, { Value: unknown; Export?: { Name: string } }>;
+  const output = Object.values(outputs).find((o) => o.Export?.Name === name);
+  return output && renderCfn(output.Value);
+}
