@@ -296,7 +296,13 @@ export class Escalation extends Construct {
       eventPattern: { source: [EVENT_SOURCE] },
       targets: [ruleTarget],
     });
-    deadLetterAsyncFailures(this.ingest, this.deadLetterQueue, 'the escalation dead-letter queue');
+    // Lambda retries an asynchronous event it throttled (reserved concurrency used up by an alarm
+    // storm) for up to 6 hours by default, unseen. An alarm's event still waiting after level 1's
+    // acknowledgement timeout has cost the time escalation gives the on-call before paging level 2:
+    // it expires then into the dead-letter queue, whose alarm pages the on-call and level 2 directly
+    // (createAlarms), as the climb would have. Lambda takes 60 s to 6 h.
+    const ingestMaxEventAge = Duration.seconds(Math.min(Math.max(levelTimeouts[0].toSeconds(), 60), Duration.hours(6).toSeconds()));
+    deadLetterAsyncFailures(this.ingest, this.deadLetterQueue, 'the escalation dead-letter queue', ingestMaxEventAge);
 
     // The escalation itself failing must reach a human too: straight to the on-call's topic, and to
     // level 2's (the lead DevOps), since the climb that would have reached them is what failed.
@@ -668,14 +674,23 @@ export class Escalation extends Construct {
     const ingestErrors = new RunbookAlarm(this, 'IngestErrorsAlarm', {
       ...common,
       what: 'IngestErrors',
-      summary: 'the function that opens incidents and starts their escalation failed: an alarm may have opened no incident',
+      summary: 'the function that opens incidents and starts their escalation failed or was throttled (its reserved concurrency used up): an alarm may have opened no incident, or late',
       // Failures counted over 5 minutes (this one and the two below): OK again after 5 quiet
       // minutes, while the incident or page they cost is still missing.
       signalsEvent: true,
       // An error of the function is retried by Lambda's asynchronous invocation (EventBridge retries
       // only what it could not deliver): 2 more runs, then the dead-letter queue.
       firstActions: `${byHand} lire les logs de la fonction Ingest (Lambda la relance 2 fois, puis la file DeadLetters)`,
-      metric: this.ingest.function.metricErrors({ statistic: 'Sum', period: fiveMinutes }),
+      // Throttles are not Errors: a throttled event waits in Lambda's queue, retried until its
+      // maximum age (above), and nothing else counts it meanwhile.
+      metric: sumOfCounts(
+        {
+          errors: this.ingest.function.metricErrors({ statistic: 'Sum', period: fiveMinutes }),
+          throttles: this.ingest.function.metricThrottles({ statistic: 'Sum', period: fiveMinutes }),
+        },
+        fiveMinutes,
+        'EscalationIngestErrorsAndThrottles',
+      ),
     });
     const pagerErrors = new RunbookAlarm(this, 'PagerErrorsAlarm', {
       ...common,

@@ -311,16 +311,29 @@ describe('escalation alarms (the escalation machinery failing reaches the on-cal
     });
   });
 
-  it('watches the Errors of the ingest (starter) and task (pager) functions, and the pager Throttles', () => {
-    expect(alarm('IngestErrors')).toMatchObject({ Namespace: 'AWS/Lambda', MetricName: 'Errors', Statistic: 'Sum', Period: 300, Dimensions: [{ Name: 'FunctionName', Value: { Ref: expect.stringMatching(/^EscalationIngestFunction/) } }] });
-    const metrics = alarm('PagerErrors')?.Metrics as { Id: string; MetricStat?: { Metric: Json; Period: number; Stat: string } }[];
+  it.each([
+    ['IngestErrors', /^EscalationIngestFunction/],
+    ['PagerErrors', /^EscalationTasksFunction/],
+  ])('watches the Errors and the Throttles of the function behind %s, summed', (what, functionId) => {
+    const metrics = alarm(what)?.Metrics as { Id: string; Expression?: string; MetricStat?: { Metric: Json; Period: number; Stat: string } }[];
+    expect(metrics.find((m) => m.Expression)?.Expression).toBe('FILL(errors, 0) + FILL(throttles, 0)');
     for (const [id, metricName] of [['errors', 'Errors'], ['throttles', 'Throttles']]) {
       expect(metrics.find((m) => m.Id === id)?.MetricStat).toMatchObject({
-        Metric: { Namespace: 'AWS/Lambda', MetricName: metricName, Dimensions: [{ Name: 'FunctionName', Value: { Ref: expect.stringMatching(/^EscalationTasksFunction/) } }] },
+        Metric: { Namespace: 'AWS/Lambda', MetricName: metricName, Dimensions: [{ Name: 'FunctionName', Value: { Ref: expect.stringMatching(functionId) } }] },
         Period: 300,
         Stat: 'Sum',
       });
     }
+  });
+
+  it('lets a throttled ingest event wait no longer than level 1\'s acknowledgement timeout (not Lambda\'s 6 hours), then sends it to the escalation dead-letter queue', () => {
+    const configs = Object.values(ops.Resources).filter((r) => r.Type === 'AWS::Lambda::EventInvokeConfig' && JSON.stringify(r.Properties.FunctionName).includes('EscalationIngestFunction'));
+    const levelOne = escalationLevels(parseEnvironmentConfig('example', exampleEnvironment()).escalation)[0];
+    expect(levelOne.ackTimeoutSeconds).toBe(900);
+    expect(configs[0]?.Properties).toMatchObject({
+      MaximumEventAgeInSeconds: levelOne.ackTimeoutSeconds,
+      DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [expect.stringMatching(/^EscalationDeadLetters/), 'Arn'] } } },
+    });
   });
 
   it('tells the on-call who retries a failed ingest run: Lambda, as many times as its asynchronous invoke config says', () => {
