@@ -93,6 +93,9 @@ export interface EscalationProps {
  */
 export const HAND_OVER_AFTER_ROUNDS = 100;
 
+/** How often the subscriptions check runs: its alarm's period too (one datapoint per period). */
+const SUBSCRIPTIONS_CHECK_RATE = Duration.hours(1);
+
 /** Outputs the CLI reads (bin/cli/resolve.ts DEPLOYED_NAMES). */
 export const ESCALATION_OUTPUTS = { stateMachineArn: 'EscalationStateMachineArn', ackUrl: 'IncidentAckUrl' } as const;
 
@@ -389,7 +392,7 @@ export class Escalation extends Construct {
     });
     const schedule = new scheduler.Schedule(this, 'SubscriptionsCheckSchedule', {
       description: `atmr-dr ${this.props.environmentName}: every level topic's subscriptions against the config, every hour`,
-      schedule: scheduler.ScheduleExpression.rate(Duration.hours(1)),
+      schedule: scheduler.ScheduleExpression.rate(SUBSCRIPTIONS_CHECK_RATE),
       // A run Scheduler cannot deliver (the function throttled or gone) lands in the escalation
       // dead-letter queue, whose alarm pages at once; the next run is an hour away anyway.
       target: new schedulerTargets.LambdaInvoke(check.function, {
@@ -730,23 +733,29 @@ export class Escalation extends Construct {
         metricName: UNCONFIRMED_SUBSCRIPTIONS_METRIC,
         dimensionsMap: { service: SUBSCRIPTIONS_CHECK_SERVICE },
         statistic,
-        period: Duration.hours(1),
+        period: SUBSCRIPTIONS_CHECK_RATE,
       });
     const subscribe = 'aws sns subscribe --topic-arn <ARN du niveau> --protocol email --notification-endpoint <adresse>';
     // A state alarm: its OK (a run that finds every declared subscription confirmed) resolves the
-    // incident. One run an hour, so one datapoint per period: one that finds a level short pages.
-    // Missing data keeps the state (IGNORE): an hour whose run is late or failed neither pages nor
-    // turns a level that reaches nobody OK; a run that fails pages through SubscriptionsCheckErrors
-    // below. Not BREACHING here: it would page for a single late run, and right after the first
-    // deploy, before the first scheduled run has had a chance.
+    // incident. One run an hour (the schedule's rate, SUBSCRIPTIONS_CHECK_RATE), one datapoint per
+    // 1-hour period. Missing data breaches: the check is meant to run, and a schedule disabled or
+    // deleted by hand would otherwise leave the alarm in its last state for ever. 2 periods out of
+    // 2: a run that lands late, past the hour's end (Scheduler retries for up to an hour), leaves
+    // one hour empty and the next with two datapoints, so one late or failed run (the latter pages
+    // through SubscriptionsCheckErrors below) does not page here; two empty hours in a row mean no
+    // run for over an hour past its time. The price: a level short pages after two runs, not one.
+    // An environment's first deploy has no datapoint yet and may page before the first run; that
+    // run then finds the e-mails nobody has confirmed yet and pages for them anyway.
     const unconfirmedSubscriptions = new RunbookAlarm(this, 'UnconfirmedSubscriptionsAlarm', {
       ...common,
       what: 'UnconfirmedSubscriptions',
       summary:
-        'a paging level has a subscription that reaches nobody: not confirmed yet (SNS deletes it after 3 days) or already gone; its pages may reach nobody (level 1 alone: escalation still pages level 2 after its timeout). The log of the SubscriptionsCheck function names the level, its topic ARN and the pending addresses',
-      firstActions: `lire ce log ; en attente : le titulaire clique « Confirm subscription » dans l’e-mail « AWS Notification - Subscription Confirmation » ; disparu ou lien expiré : ${subscribe} puis confirmer ; vérifier : aws sns list-subscriptions-by-topic --topic-arn <ARN du niveau>`,
+        'a paging level has a subscription that reaches nobody: not confirmed yet (SNS deletes it after 3 days) or already gone; its pages may reach nobody (level 1 alone: escalation still pages level 2 after its timeout). The log of the SubscriptionsCheck function names the level, its topic ARN and the pending addresses. Or the check has not reported for 2 hours (its schedule disabled or deleted)',
+      firstActions: `lire ce log (aucun run depuis 2 h : réactiver le schedule SubscriptionsCheckSchedule, aws scheduler get-schedule) ; en attente : le titulaire clique « Confirm subscription » dans l’e-mail « AWS Notification - Subscription Confirmation » ; disparu ou lien expiré : ${subscribe} puis confirmer ; vérifier : aws sns list-subscriptions-by-topic --topic-arn <ARN du niveau>`,
       metric: checkMetric('Maximum'),
-      treatMissingData: cloudwatch.TreatMissingData.IGNORE,
+      evaluationPeriods: 2,
+      datapointsToAlarm: 2,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
     });
     // Its own alarm, not only the dead-letter queue where its failed runs also land: that queue's
     // alarm may already be in ALARM for an older message nobody deleted, and would then not page

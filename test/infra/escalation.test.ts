@@ -485,7 +485,7 @@ describe('escalation subscriptions check (a paging level that reaches nobody pag
     }
   });
 
-  it('pages the incidents topic when a level has one unconfirmed or missing subscription (1 hour, >= 1); a silent check keeps the state', () => {
+  it('pages the incidents topic when a level has one unconfirmed or missing subscription (>= 1, 2 hours running), or when the check has not reported for 2 hours', () => {
     expect(alarm('UnconfirmedSubscriptions')).toMatchObject({
       AlarmActions: [{ Ref: 'IncidentsTopic' }],
       AlarmDescription: expect.stringMatching(/^\[Escalade\] [^[]/),
@@ -496,17 +496,28 @@ describe('escalation subscriptions check (a paging level that reaches nobody pag
       Period: 3600,
       Threshold: 1,
       ComparisonOperator: 'GreaterThanOrEqualToThreshold',
-      EvaluationPeriods: 1,
-      TreatMissingData: 'ignore',
+      EvaluationPeriods: 2,
+      DatapointsToAlarm: 2,
+      // A schedule disabled by hand stops the metric: that pages, instead of freezing the alarm.
+      TreatMissingData: 'breaching',
     });
     expect(alarm('UnconfirmedSubscriptions')?.AlarmDescription).toContain('aws sns subscribe --topic-arn');
   });
 
-  it('sends a run that fails after Lambda\'s retries to the escalation dead-letter queue: no alarm on missing data that would page after a fresh deploy', () => {
+  it('breaches on missing data only after more than one run\'s worth of silence: one late run (an empty hour) does not page', () => {
+    const [schedule] = Object.values(ops.Resources).filter((r) => r.Type === 'AWS::Scheduler::Schedule' && JSON.stringify(r.Properties.Target).includes(checkId));
+    const rate = /^rate\((\d+) hours?\)$/.exec(String(schedule.Properties.ScheduleExpression));
+    const rateSeconds = Number(rate![1]) * 3600;
+    const { Period, DatapointsToAlarm, EvaluationPeriods } = alarm('UnconfirmedSubscriptions') as { Period: number; DatapointsToAlarm: number; EvaluationPeriods: number };
+    // One run per period at most apart: a period with no run is a late or failed one...
+    expect(Period).toBeGreaterThanOrEqual(rateSeconds);
+    // ...and it takes every period of the window empty (or short) to page: two at least.
+    expect([DatapointsToAlarm, EvaluationPeriods]).toEqual([2, 2]);
+  });
+
+  it('sends a run that fails after Lambda\'s retries to the escalation dead-letter queue', () => {
     const [config] = Object.values(ops.Resources).filter((r) => r.Type === 'AWS::Lambda::EventInvokeConfig' && JSON.stringify(r.Properties).includes('SubscriptionsCheck'));
     expect(config?.Properties).toMatchObject({ MaximumRetryAttempts: 2, DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [expect.stringMatching(/^EscalationDeadLetters/), 'Arn'] } } } });
-    const checkAlarms = Object.values(ops.Resources).filter((r) => r.Type === 'AWS::CloudWatch::Alarm' && (r.Properties.MetricName === 'UnconfirmedSubscriptions' || JSON.stringify(r.Properties).includes('"UnconfirmedSubscriptions"')));
-    expect(checkAlarms.map((a) => a.Properties.TreatMissingData)).toEqual(['ignore']);
   });
 
   it('pages a failed check on its own (Errors of the check function, an event alarm), not only through the dead-letter queue, whose alarm may already be in ALARM for an older message', () => {
