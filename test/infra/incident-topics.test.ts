@@ -1,6 +1,6 @@
 import { Match } from 'aws-cdk-lib/assertions';
 import { ConfigError, parseEnvironmentConfig } from '../../lib/config';
-import { exampleEnvironment, synthesizeApp } from '../support/app';
+import { exampleEnvironment, importedFromData, synthesizeApp } from '../support/app';
 
 type Json = Record<string, unknown>;
 interface Statement {
@@ -34,12 +34,26 @@ describe('incident topics', () => {
   };
   const topicIds = ofType('AWS::SNS::Topic').map(([id]) => id);
 
-  it('creates one topic per escalation level, each encrypted with the data stack key', () => {
+  it('creates one topic per escalation level, each encrypted with the data stack\'s operations key (OpsKey), whose policy lets CloudWatch and EventBridge of this account use it', () => {
     // The Slack topic (AWS Chatbot's, when configured) is no level: it only mirrors the pages.
     // The key guard's topic is no level either, and has no key on purpose (stateful.test.ts).
     expect(topicIds.filter((id) => !id.startsWith('EscalationSlackTopic') && id !== 'KeyGuardTopic').sort()).toEqual(['EscalationLevel2Topic', 'EscalationLevel3Topic', 'IncidentsTopic']);
-    for (const id of topicIds.filter((topic) => topic !== 'KeyGuardTopic')) {
-      expect(ops.Resources[id].Properties).toEqual(expect.objectContaining({ KmsMasterKeyId: { 'Fn::ImportValue': expect.stringContaining('Key') } }));
+    // The key each topic imports, by the Data stack output it names: the operations key exactly (the
+    // backup key, which encrypts backups only, would also contain "Key").
+    const keys = topicIds.filter((topic) => topic !== 'KeyGuardTopic').map((id) => [id, importedFromData(dataTemplate, (ops.Resources[id].Properties as Json).KmsMasterKeyId)]);
+    expect(keys).toEqual(keys.map(([id]) => [id, '<OpsKey.Arn>']));
+    // Alarms (CloudWatch) and the escalation-failure rule (EventBridge) publish to these topics: SNS
+    // needs a data key of that key on their behalf.
+    const key = dataTemplate.findResources('AWS::KMS::Key').OpsKey as { Properties: { KeyPolicy: { Statement: Statement[] } } };
+    for (const service of ['cloudwatch.amazonaws.com', 'events.amazonaws.com']) {
+      expect(key.Properties.KeyPolicy.Statement).toContainEqual({
+        Sid: expect.any(String),
+        Effect: 'Allow',
+        Principal: { Service: service },
+        Action: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+        Resource: '*',
+        Condition: { StringEquals: { 'aws:SourceAccount': '111111111111' } },
+      });
     }
   });
 
@@ -124,21 +138,6 @@ describe('incident topics', () => {
       const actions = alarm.Properties.AlarmActions as Json[];
       expect([id, actions]).toEqual([id, expect.arrayContaining([{ Ref: 'IncidentsTopic' }])]);
       for (const action of actions) expect([id, action, subscribed.has(action.Ref)]).toEqual([id, { Ref: expect.any(String) }, true]);
-    }
-  });
-
-  it('lets CloudWatch and EventBridge of this account use the key of the encrypted topics', () => {
-    // The topics use the operations key (the backup key encrypts backups only).
-    const key = dataTemplate.findResources('AWS::KMS::Key').OpsKey as { Properties: { KeyPolicy: { Statement: Statement[] } } };
-    for (const service of ['cloudwatch.amazonaws.com', 'events.amazonaws.com']) {
-      expect(key.Properties.KeyPolicy.Statement).toContainEqual(
-        expect.objectContaining({
-          Effect: 'Allow',
-          Principal: { Service: service },
-          Action: ['kms:Decrypt', 'kms:GenerateDataKey*'],
-          Condition: { StringEquals: { 'aws:SourceAccount': '111111111111' } },
-        }),
-      );
     }
   });
 });
