@@ -677,23 +677,18 @@ export class Escalation extends Construct {
     const ingestErrors = new RunbookAlarm(this, 'IngestErrorsAlarm', {
       ...common,
       what: 'IngestErrors',
-      summary: 'the function that opens incidents and starts their escalation failed or was throttled (its reserved concurrency used up): an alarm may have opened no incident, or late',
+      summary: 'the function that opens incidents and starts their escalation failed: an alarm may have opened no incident',
       // Failures counted over 5 minutes (this one and the two below): OK again after 5 quiet
       // minutes, while the incident or page they cost is still missing.
       signalsEvent: true,
       // An error of the function is retried by Lambda's asynchronous invocation (EventBridge retries
       // only what it could not deliver): 2 more runs, then the dead-letter queue.
       firstActions: `${byHand} lire les logs de la fonction Ingest (Lambda la relance 2 fois, puis la file DeadLetters)`,
-      // Throttles are not Errors: a throttled event waits in Lambda's queue, retried until its
-      // maximum age (above), and nothing else counts it meanwhile.
-      metric: sumOfCounts(
-        {
-          errors: this.ingest.function.metricErrors({ statistic: 'Sum', period: fiveMinutes }),
-          throttles: this.ingest.function.metricThrottles({ statistic: 'Sum', period: fiveMinutes }),
-        },
-        fiveMinutes,
-        'EscalationIngestErrorsAndThrottles',
-      ),
+      // Errors only, not Throttles: this alarm pages level 2 too (escalation broken), and throttling
+      // is how the reserved concurrency of 5 works in an alarm storm (events wait seconds in Lambda's
+      // queue). An event that waits too long is not lost unseen: past its maximum age (level 1's
+      // acknowledgement timeout, above) it goes to the dead-letter queue, whose alarm pages.
+      metric: this.ingest.function.metricErrors({ statistic: 'Sum', period: fiveMinutes }),
     });
     const pagerErrors = new RunbookAlarm(this, 'PagerErrorsAlarm', {
       ...common,
@@ -739,22 +734,23 @@ export class Escalation extends Construct {
     // A state alarm: its OK (a run that finds every declared subscription confirmed) resolves the
     // incident. One run an hour (the schedule's rate, SUBSCRIPTIONS_CHECK_RATE), one datapoint per
     // 1-hour period. Missing data breaches: the check is meant to run, and a schedule disabled or
-    // deleted by hand would otherwise leave the alarm in its last state for ever. 2 periods out of
-    // 2: a run that lands late, past the hour's end (Scheduler retries for up to an hour), leaves
-    // one hour empty and the next with two datapoints, so one late or failed run (the latter pages
-    // through SubscriptionsCheckErrors below) does not page here; two empty hours in a row mean no
-    // run for over an hour past its time. The price: a level short pages after two runs, not one.
+    // deleted by hand would otherwise leave the alarm in its last state for ever. 3 periods out of
+    // 3: a run that lands late, past the hour's end (Scheduler retries for up to an hour), leaves
+    // one hour empty and the next with two datapoints; a failed run (paged through
+    // SubscriptionsCheckErrors below) leaves one hour empty; and the hour under way has no datapoint
+    // until its run. Two of those in one window would page with 2 out of 2; three empty hours in a
+    // row mean no run for two hours past its time. The price: a level short pages after three runs.
     // An environment's first deploy has no datapoint yet and may page before the first run; that
     // run then finds the e-mails nobody has confirmed yet and pages for them anyway.
     const unconfirmedSubscriptions = new RunbookAlarm(this, 'UnconfirmedSubscriptionsAlarm', {
       ...common,
       what: 'UnconfirmedSubscriptions',
       summary:
-        'a paging level has a subscription that reaches nobody: not confirmed yet (SNS deletes it after 3 days) or already gone; its pages may reach nobody (level 1 alone: escalation still pages level 2 after its timeout). The log of the SubscriptionsCheck function names the level, its topic ARN and the pending addresses. Or the check has not reported for 2 hours (its schedule disabled or deleted)',
-      firstActions: `lire ce log (aucun run depuis 2 h : réactiver le schedule SubscriptionsCheckSchedule, aws scheduler get-schedule) ; en attente : le titulaire clique « Confirm subscription » dans l’e-mail « AWS Notification - Subscription Confirmation » ; disparu ou lien expiré : ${subscribe} puis confirmer ; vérifier : aws sns list-subscriptions-by-topic --topic-arn <ARN du niveau>`,
+        'a paging level has a subscription that reaches nobody: not confirmed yet (SNS deletes it after 3 days) or already gone; its pages may reach nobody (level 1 alone: escalation still pages level 2 after its timeout). The log of the SubscriptionsCheck function names the level, its topic ARN and the pending addresses. Or the check has not reported for 3 hours (its schedule disabled or deleted)',
+      firstActions: `lire ce log (aucun run depuis 3 h : réactiver le schedule SubscriptionsCheckSchedule, aws scheduler get-schedule) ; en attente : le titulaire clique « Confirm subscription » dans l’e-mail « AWS Notification - Subscription Confirmation » ; disparu ou lien expiré : ${subscribe} puis confirmer ; vérifier : aws sns list-subscriptions-by-topic --topic-arn <ARN du niveau>`,
       metric: checkMetric('Maximum'),
-      evaluationPeriods: 2,
-      datapointsToAlarm: 2,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 3,
       treatMissingData: cloudwatch.TreatMissingData.BREACHING,
     });
     // Its own alarm, not only the dead-letter queue where its failed runs also land: that queue's

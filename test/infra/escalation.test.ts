@@ -311,15 +311,17 @@ describe('escalation alarms (the escalation machinery failing reaches the on-cal
     });
   });
 
-  it.each([
-    ['IngestErrors', /^EscalationIngestFunction/],
-    ['PagerErrors', /^EscalationTasksFunction/],
-  ])('watches the Errors and the Throttles of the function behind %s, summed', (what, functionId) => {
-    const metrics = alarm(what)?.Metrics as { Id: string; Expression?: string; MetricStat?: { Metric: Json; Period: number; Stat: string } }[];
+  it('watches the Errors of the ingest (starter) function only: a throttle in an alarm storm is its concurrency cap at work, not escalation broken', () => {
+    expect(alarm('IngestErrors')).toMatchObject({ Namespace: 'AWS/Lambda', MetricName: 'Errors', Statistic: 'Sum', Period: 300, Dimensions: [{ Name: 'FunctionName', Value: { Ref: expect.stringMatching(/^EscalationIngestFunction/) } }] });
+    expect(alarm('IngestErrors')?.Metrics).toBeUndefined();
+  });
+
+  it('watches the Errors and the Throttles of the task (pager) function, summed: a throttle past the workflow\'s retries skips a page', () => {
+    const metrics = alarm('PagerErrors')?.Metrics as { Id: string; Expression?: string; MetricStat?: { Metric: Json; Period: number; Stat: string } }[];
     expect(metrics.find((m) => m.Expression)?.Expression).toBe('FILL(errors, 0) + FILL(throttles, 0)');
     for (const [id, metricName] of [['errors', 'Errors'], ['throttles', 'Throttles']]) {
       expect(metrics.find((m) => m.Id === id)?.MetricStat).toMatchObject({
-        Metric: { Namespace: 'AWS/Lambda', MetricName: metricName, Dimensions: [{ Name: 'FunctionName', Value: { Ref: expect.stringMatching(functionId) } }] },
+        Metric: { Namespace: 'AWS/Lambda', MetricName: metricName, Dimensions: [{ Name: 'FunctionName', Value: { Ref: expect.stringMatching(/^EscalationTasksFunction/) } }] },
         Period: 300,
         Stat: 'Sum',
       });
@@ -485,7 +487,7 @@ describe('escalation subscriptions check (a paging level that reaches nobody pag
     }
   });
 
-  it('pages the incidents topic when a level has one unconfirmed or missing subscription (>= 1, 2 hours running), or when the check has not reported for 2 hours', () => {
+  it('pages the incidents topic when a level has one unconfirmed or missing subscription (>= 1, 3 hours running), or when the check has not reported for 3 hours', () => {
     expect(alarm('UnconfirmedSubscriptions')).toMatchObject({
       AlarmActions: [{ Ref: 'IncidentsTopic' }],
       AlarmDescription: expect.stringMatching(/^\[Escalade\] [^[]/),
@@ -496,23 +498,24 @@ describe('escalation subscriptions check (a paging level that reaches nobody pag
       Period: 3600,
       Threshold: 1,
       ComparisonOperator: 'GreaterThanOrEqualToThreshold',
-      EvaluationPeriods: 2,
-      DatapointsToAlarm: 2,
+      EvaluationPeriods: 3,
+      DatapointsToAlarm: 3,
       // A schedule disabled by hand stops the metric: that pages, instead of freezing the alarm.
       TreatMissingData: 'breaching',
     });
     expect(alarm('UnconfirmedSubscriptions')?.AlarmDescription).toContain('aws sns subscribe --topic-arn');
   });
 
-  it('breaches on missing data only after more than one run\'s worth of silence: one late run (an empty hour) does not page', () => {
+  it('breaches on missing data only after more than one run\'s worth of silence: one late or failed run (an empty hour) and the hour under way do not page', () => {
     const [schedule] = Object.values(ops.Resources).filter((r) => r.Type === 'AWS::Scheduler::Schedule' && JSON.stringify(r.Properties.Target).includes(checkId));
     const rate = /^rate\((\d+) hours?\)$/.exec(String(schedule.Properties.ScheduleExpression));
     const rateSeconds = Number(rate![1]) * 3600;
     const { Period, DatapointsToAlarm, EvaluationPeriods } = alarm('UnconfirmedSubscriptions') as { Period: number; DatapointsToAlarm: number; EvaluationPeriods: number };
     // One run per period at most apart: a period with no run is a late or failed one...
     expect(Period).toBeGreaterThanOrEqual(rateSeconds);
-    // ...and it takes every period of the window empty (or short) to page: two at least.
-    expect([DatapointsToAlarm, EvaluationPeriods]).toEqual([2, 2]);
+    // ...and it takes every period of the window empty (or short) to page: one failed run and the
+    // hour under way (no datapoint until its run) are two empty periods, so three.
+    expect([DatapointsToAlarm, EvaluationPeriods]).toEqual([3, 3]);
   });
 
   it('sends a run that fails after Lambda\'s retries to the escalation dead-letter queue', () => {
