@@ -84,8 +84,12 @@ export interface DowngradePreparation {
   readonly snapshotId: string | null;
   /** With `beforeDowngrade: pitr`: the time to restore to, and the latest restorable time then. */
   readonly pitr: { readonly restoreTo: string; readonly latestRestorableTime: string | null } | null;
-  /** The killswitch value atmr-dr wrote (to restore only if nobody changed it since), or null if it left it. */
-  readonly killswitchSet: { readonly updatedAt: string; readonly previous: KillswitchValue | null } | null;
+  /**
+   * The killswitch value atmr-dr wrote (to restore only if nobody changed it since), or null if it
+   * left it. `reason`: its maintenance reason when it names the execution (the workflow's), by which
+   * a maintenance write of this run is known whatever its time (restoreKillswitch).
+   */
+  readonly killswitchSet: { readonly updatedAt: string; readonly previous: KillswitchValue | null; readonly reason?: string } | null;
   readonly startedAt: string;
 }
 
@@ -158,9 +162,9 @@ export async function prepareDowngrade(deps: MigrationDeps, settings: BackoutSet
   try {
     const current = await readKillswitch(deps.ssm, settings.killswitchParameterName);
     if (run && current.value?.actor === BACKOUT_ACTOR && current.value.mode === 'maintenance' && current.value.reason === maintenanceReason) {
-      killswitchSet = { updatedAt: current.value.updatedAt, previous: await valueBeforeOwnWrite(deps, settings, current, now) };
+      killswitchSet = { updatedAt: current.value.updatedAt, previous: await valueBeforeOwnWrite(deps, settings, current, now), reason: maintenanceReason };
     } else if (current.value?.mode !== 'maintenance') {
-      const set = { updatedAt: now.toISOString(), previous: current.value };
+      const set = { updatedAt: now.toISOString(), previous: current.value, ...(run ? { reason: maintenanceReason } : {}) };
       try {
         await writeKillswitch(
           { ssm: deps.ssm, now: () => now },
@@ -341,7 +345,7 @@ export async function restoreKillswitch(deps: Pick<MigrationDeps, 'ssm' | 'now'>
   const now = (deps.now ?? (() => new Date()))();
   const current = await readKillswitch(deps.ssm, settings.killswitchParameterName);
   if (current.value && isRestoreOf(current.value, set)) return `restored to ${current.value.mode}`;
-  if (current.value?.updatedAt !== set.updatedAt) return `left as is: changed since by ${current.value?.actor ?? 'someone'} (${current.value?.mode ?? 'malformed'})`;
+  if (current.value?.updatedAt !== set.updatedAt && !isOwnMaintenance(current.value, set)) return `left as is: changed since by ${current.value?.actor ?? 'someone'} (${current.value?.mode ?? 'malformed'})`;
   const restored = restoredValue(set.previous, now);
   await writeKillswitch({ ssm: deps.ssm, now: () => now }, { parameterName: settings.killswitchParameterName, ...restored, actor: BACKOUT_ACTOR });
   return `restored to ${restored.mode}`;
@@ -356,6 +360,17 @@ function isRestoreOf(value: KillswitchValue, set: NonNullable<DowngradePreparati
   if (value.actor !== BACKOUT_ACTOR || at.getTime() <= Date.parse(set.updatedAt)) return false;
   const restored = restoredValue(set.previous, at);
   return value.mode === restored.mode && value.reason === restored.reason && value.expiresAt === (restored.expiresAt?.toISOString() ?? null);
+}
+
+/**
+ * Whether `value` is maintenance this run wrote, whatever its time: by atmr-dr, with the reason that
+ * names this execution. A step Step Functions ran again while its first invocation still ran (the
+ * invoke timed out on Step Functions' side: Lambda.SdkClientException) can have both write it, the
+ * first invocation's write landing last with its own time; it is still this run's maintenance, to be
+ * given back, not an operator's change to leave on (every user on 503s).
+ */
+function isOwnMaintenance(value: KillswitchValue | null, set: NonNullable<DowngradePreparation['killswitchSet']>): boolean {
+  return set.reason !== undefined && value?.actor === BACKOUT_ACTOR && value.mode === 'maintenance' && value.reason === set.reason;
 }
 
 /** What maintenance set for a downgrade gives back: the value before it while that one has not expired, else normal. */

@@ -365,7 +365,21 @@ describe('PrepareDowngrade run again by Step Functions after its first run set m
     const preparation = await prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'backout of atmr-api', 'exec-a');
 
     expect(JSON.parse(parameters.get(KS)!.value)).toEqual({ mode: 'maintenance', reason: 'backout of atmr-api (execution exec-a): migration downgrade to aaa111', actor: 'atmr-dr backout', updatedAt: NOW.toISOString(), expiresAt: null });
-    expect(preparation.killswitchSet).toEqual({ updatedAt: NOW.toISOString(), previous: JSON.parse(value('normal')) });
+    expect(preparation.killswitchSet).toEqual({ updatedAt: NOW.toISOString(), previous: JSON.parse(value('normal')), reason: 'backout of atmr-api (execution exec-a): migration downgrade to aaa111' });
+  });
+
+  it('gives back maintenance of its own execution written last by the other of two invocations running at once (the first still running when Step Functions ran the step again)', async () => {
+    // Arrange: both invocations read normal before either wrote; the retry's write (LATER) lands first, the first invocation's (NOW) last
+    const retried = await prepareDowngrade(migrationDeps(LATER), settings(), 'aaa111', 'backout of atmr-api', 'exec-a');
+    const firstRaw = JSON.stringify({ mode: 'maintenance', reason: 'backout of atmr-api (execution exec-a): migration downgrade to aaa111', actor: 'atmr-dr backout', updatedAt: NOW.toISOString(), expiresAt: null });
+    holds(firstRaw, 3);
+
+    // Act: the workflow goes on with the retry's preparation
+    const result = await finishDowngrade(migrationDeps(LATER), settings(), retried, { taskArn: 'arn:aws:ecs:x:1:task/c/t1', exitCode: 0, stoppedReason: null, startedAt: null, stoppedAt: null }, { group: null, prefix: null });
+
+    // Assert: normal again, not "left as is: changed since by atmr-dr backout (maintenance)"
+    expect(result.killswitch).toBe('restored to normal');
+    expect(JSON.parse(parameters.get(KS)!.value)).toMatchObject({ mode: 'normal', actor: 'atmr-dr backout' });
   });
 
   it('takes the maintenance of its own execution as set by it, with the value before read from the version before, and writes nothing', async () => {
@@ -378,7 +392,7 @@ describe('PrepareDowngrade run again by Step Functions after its first run set m
     const preparation = await prepareDowngrade(migrationDeps(LATER), settings(), 'aaa111', 'backout of atmr-api', 'exec-a');
 
     // Assert: what the first run would have returned, so the restore after the rollout gives degraded back
-    expect(preparation.killswitchSet).toEqual({ updatedAt: NOW.toISOString(), previous: JSON.parse(value('degraded', { expiresAt: '2026-06-01T10:00:00.000Z' })) });
+    expect(preparation.killswitchSet).toEqual({ updatedAt: NOW.toISOString(), previous: JSON.parse(value('degraded', { expiresAt: '2026-06-01T10:00:00.000Z' })), reason: 'backout of atmr-api (execution exec-a): migration downgrade to aaa111' });
     expect(mocks.ssm.commandCalls(PutParameterCommand)).toHaveLength(1);
     const result = await finishDowngrade(migrationDeps(LATER), settings(), preparation, { taskArn: 'arn:aws:ecs:x:1:task/c/t1', exitCode: 0, stoppedReason: null, startedAt: null, stoppedAt: null }, { group: null, prefix: null });
     expect(result.killswitch).toBe('restored to degraded');
