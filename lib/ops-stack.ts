@@ -102,16 +102,20 @@ export class OpsStack extends Stack {
     };
     const backups = new Backups(this, 'Backups', backupsPropsFromConfig(config, workload));
     const restoreTest = config.restoreTest.enabled ? new RestoreTest(this, 'RestoreTest', restoreTestPropsFromConfig(config, workload)) : undefined;
+    // The on-call and the lead DevOps: a disabled operations key also stops the escalation (its
+    // topics and table use that key), so the alarm's own topic reaches both levels at once.
+    const keyGuardSubscriptions = uniqueSubscriptions(levels.slice(0, 2).flatMap((level) => level.subscriptions));
     const keyGuard = new KeyGuard(this, 'KeyGuard', {
       environmentName: config.name,
       keys: [data.backupKey, data.opsKey],
       alarmTopic: this.incidentsTopic,
-      // The on-call and the lead DevOps: a disabled operations key also stops the escalation (its
-      // topics and table use that key), so the alarm's own topic reaches both levels at once.
-      subscriptions: uniqueSubscriptions(levels.slice(0, 2).flatMap((level) => level.subscriptions)),
+      subscriptions: keyGuardSubscriptions,
       // SSE-SQS: no watched key can stop a failed delivery from landing there.
       deadLetterQueue: escalation.deadLetterQueue,
     });
+    // Its e-mail subscriptions need confirming like the levels': the one page that survives a
+    // disabled operations key must not reach nobody unseen.
+    escalation.checkSubscriptionsOf(keyGuard.topic, 'KeyGuardTopic (alarm Backups-KeyDeletionOrDisable, levels 1 and 2)', keyGuardSubscriptions, 'ListKeyGuardSubscriptions');
 
     const detectionProps = detectionPropsFromConfig(config, {
       topic: this.incidentsTopic,

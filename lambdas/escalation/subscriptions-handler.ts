@@ -12,12 +12,15 @@ import { checkSubscriptions, SUBSCRIPTIONS_CHECK_SERVICE } from './subscriptions
 const { logger, metrics, tracer } = observability(SUBSCRIPTIONS_CHECK_SERVICE);
 const env = parseEnvSettings(
   z.object({
-    /** JSON: [{level, name, topicArn, declared: [{protocol, sha256}]}] in level order (no endpoint). */
+    /**
+     * JSON: [{level, name, topicArn, declared: [{protocol, sha256}]}] in level order (no endpoint),
+     * then the topics without a level (no `level`: the key guard's).
+     */
     SUBSCRIPTION_LEVELS: z.string().transform((s) =>
       z
         .array(
           z.object({
-            level: z.number().int().positive(),
+            level: z.number().int().positive().optional(),
             name: z.string(),
             topicArn: z.string().startsWith('arn:'),
             declared: z.array(z.object({ protocol: z.enum(['email', 'sms', 'https']), sha256: z.string().regex(/^[0-9a-f]{64}$/) })).min(1),
@@ -32,7 +35,7 @@ const env = parseEnvSettings(
 );
 const sns = tracer.captureAWSv3Client(new SNSClient(SDK_RETRY));
 
-/** The hourly run: compares every level topic's subscriptions with the config (lambdas/escalation/subscriptions.ts). */
+/** The hourly run: compares every level topic's (and the key guard topic's) subscriptions with the config (lambdas/escalation/subscriptions.ts). */
 export async function check(): Promise<{ unconfirmed: number }> {
   const report = await checkSubscriptions({ sns, metrics, logger }, env.SUBSCRIPTION_LEVELS);
   return { unconfirmed: report.unconfirmed };

@@ -22,10 +22,14 @@ export interface DeclaredSubscription {
   readonly sha256: string;
 }
 
-/** One escalation level, as the construct describes it to the check. */
+/**
+ * One escalation level, as the construct describes it to the check; or another topic that pages
+ * people (the key guard's own topic), which has no level.
+ */
 export interface LevelToCheck {
-  /** 1-based, as pages and the runbook number them. */
-  readonly level: number;
+  /** 1-based, as pages and the runbook number them. Absent for a topic that is no escalation level. */
+  readonly level?: number;
+  /** The level's name; for a topic without a level, what the log calls it (the topic and whom it reaches). */
   readonly name: string;
   readonly topicArn: string;
   readonly declared: readonly DeclaredSubscription[];
@@ -41,7 +45,7 @@ export interface MissingSubscription {
 }
 
 export interface LevelReport {
-  readonly level: number;
+  readonly level?: number;
   readonly name: string;
   readonly topicArn: string;
   /** Declared subscriptions SNS lists as confirmed. */
@@ -141,6 +145,11 @@ function isProtocol(protocol: string | undefined): protocol is SubscriptionProto
   return protocol === 'email' || protocol === 'sms' || protocol === 'https';
 }
 
+/** What the log calls the topic: its level and name, or the name alone for a topic without a level. */
+function topicLabel(report: LevelReport): string {
+  return report.level === undefined ? report.name : `paging level ${report.level} (${report.name})`;
+}
+
 /** The commands that bring a level's subscriptions back, for the log line the on-call reads. */
 function remedy(report: LevelReport): string {
   const parts: string[] = [];
@@ -151,7 +160,7 @@ function remedy(report: LevelReport): string {
   }
   if (report.missing.length > 0) {
     parts.push(
-      `missing (deleted unconfirmed, or removed by hand; a redeploy does not recreate it): aws sns subscribe --topic-arn ${report.topicArn} --protocol <protocol> --notification-endpoint <endpoint declared for level ${report.level}>, then confirm`,
+      `missing (deleted unconfirmed, or removed by hand; a redeploy does not recreate it): aws sns subscribe --topic-arn ${report.topicArn} --protocol <protocol> --notification-endpoint <endpoint declared for ${report.level === undefined ? report.name : `level ${report.level}`}>, then confirm`,
     );
   }
   parts.push(`check: aws sns list-subscriptions-by-topic --topic-arn ${report.topicArn}`);
@@ -159,8 +168,8 @@ function remedy(report: LevelReport): string {
 }
 
 /**
- * Lists each level topic's subscriptions and compares them with what the config declared for that
- * level: confirmed, pending (waiting for the link), missing (declared, not listed). Publishes the
+ * Lists each level topic's subscriptions (and those of the other topics given, such as the key
+ * guard's) and compares them with what the config declared for that topic: confirmed, pending (waiting for the link), missing (declared, not listed). Publishes the
  * pending + missing count of all levels (UNCONFIRMED_SUBSCRIPTIONS_METRIC) and logs each level with
  * a problem, naming its pending endpoints (masked) and the commands that fix it.
  *
@@ -190,8 +199,8 @@ export async function checkSubscriptions(deps: SubscriptionsCheckDeps, levels: r
     }
     const reachesNobody = report.confirmed + report.undeclaredConfirmed === 0;
     const message = reachesNobody
-      ? `paging level ${report.level} (${report.name}) reaches nobody: no confirmed subscription`
-      : `paging level ${report.level} (${report.name}) has unconfirmed subscriptions`;
+      ? `${topicLabel(report)} reaches nobody: no confirmed subscription`
+      : `${topicLabel(report)} has unconfirmed subscriptions`;
     (reachesNobody ? deps.logger.error : deps.logger.warn).call(deps.logger, message, { ...detail, remedy: remedy(report) });
   }
   const unconfirmed = reports.reduce((sum, r) => sum + r.pending.length + r.missing.length, 0);

@@ -1,4 +1,4 @@
-import { ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { ArnFormat, CfnOutput, Duration, Lazy, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as chatbot from 'aws-cdk-lib/aws-chatbot';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
@@ -145,6 +145,8 @@ export class Escalation extends Construct {
   };
   private readonly stateMachineArn: string;
   private readonly props: EscalationProps;
+  /** What the subscriptions check reads: the levels, then the topics given to checkSubscriptionsOf. */
+  private readonly topicsToCheck: LevelToCheck[] = [];
 
   constructor(scope: Construct, id: string, props: EscalationProps) {
     super(scope, id);
@@ -362,14 +364,7 @@ export class Escalation extends Construct {
    */
   private buildSubscriptionsCheck(): [HouseFunction, scheduler.Schedule] {
     const stack = Stack.of(this);
-    // Digests, not endpoints: an HTTPS endpoint (PagerDuty, Opsgenie) carries its integration key,
-    // and environment variables are readable by whoever may read the function's configuration.
-    const levels: LevelToCheck[] = this.props.levels.map((level, index) => ({
-      level: index + 1,
-      name: level.name,
-      topicArn: this.levelTopics[index].topicArn,
-      declared: level.subscriptions.map((s) => ({ protocol: s.protocol, sha256: endpointDigest(s.protocol, s.endpoint) })),
-    }));
+    this.props.levels.forEach((level, index) => this.topicsToCheck.push(topicToCheck(level.name, this.levelTopics[index], level.subscriptions, index + 1)));
     const check = new HouseFunction(this, 'SubscriptionsCheck', {
       entry: 'lambdas/escalation/subscriptions-handler.ts',
       environmentName: this.props.environmentName,
@@ -380,7 +375,8 @@ export class Escalation extends Construct {
       reservedConcurrentExecutions: 1,
       // Its logs keep the house default (3 months, deleted with the stack): an hourly health check
       // of the level topics, not a record of an incident (a level reaching nobody pages on its own).
-      environment: { SUBSCRIPTION_LEVELS: stack.toJsonString(levels) },
+      // Rendered at synthesis: checkSubscriptionsOf may add topics after this.
+      environment: { SUBSCRIPTION_LEVELS: Lazy.string({ produce: () => stack.toJsonString(this.topicsToCheck) }) },
     });
     // Its metric goes out as EMF in its own logs (no PutMetricData): listing is all it does.
     check.function.addToRolePolicy(
@@ -413,6 +409,24 @@ export class Escalation extends Construct {
       reason: 'Granted by the LambdaInvoke schedule target: invoke the subscriptions check and its versions, nothing else.',
     });
     return [check, schedule];
+  }
+
+  /**
+   * Adds a topic that pages people but is no escalation level (the key guard's own topic) to the
+   * hourly subscriptions check: an e-mail subscription never confirmed there reaches nobody, unseen,
+   * as on a level topic. Its pending or missing subscriptions count in UnconfirmedSubscriptions, and
+   * the check's log calls it `name`. The check's role may list that topic's subscriptions, nothing
+   * more of it.
+   *
+   * For a topic with no KMS key, the check's verdict needs no key either: listing subscriptions is
+   * no KMS call, its count goes out as EMF in a log group with no customer-managed key, and the
+   * alarm is evaluated by CloudWatch. Only the alarm's notification goes through the incidents topic
+   * (operations key): a subscription left unconfirmed is found on an ordinary day, with the key
+   * working, and the day that key is disabled, the key guard alarm pages through its own topic.
+   */
+  checkSubscriptionsOf(topic: IncidentTopic, name: string, subscriptions: readonly HumanSubscription[], sid: string): void {
+    this.topicsToCheck.push(topicToCheck(name, topic, subscriptions));
+    this.subscriptionsCheck.function.addToRolePolicy(new iam.PolicyStatement({ sid, actions: ['sns:ListSubscriptionsByTopic'], resources: [topic.topicArn] }));
   }
 
   /**
@@ -746,7 +760,7 @@ export class Escalation extends Construct {
       ...common,
       what: 'UnconfirmedSubscriptions',
       summary:
-        'a paging level has a subscription that reaches nobody: not confirmed yet (SNS deletes it after 3 days) or already gone; its pages may reach nobody (level 1 alone: escalation still pages level 2 after its timeout). The log of the SubscriptionsCheck function names the level, its topic ARN and the pending addresses. Or the check has not reported for 3 hours (its schedule disabled or deleted)',
+        'a paging level (or KeyGuardTopic, the one page left when the operations key is disabled) has a subscription that reaches nobody: not confirmed yet (SNS deletes it after 3 days) or already gone; its pages may reach nobody (level 1 alone: escalation still pages level 2 after its timeout). The log of the SubscriptionsCheck function names the level or topic, its topic ARN and the pending addresses. Or the check has not reported for 3 hours (its schedule disabled or deleted)',
       firstActions: `lire ce log (aucun run depuis 3 h : réactiver le schedule SubscriptionsCheckSchedule, aws scheduler get-schedule) ; en attente : le titulaire clique « Confirm subscription » dans l’e-mail « AWS Notification - Subscription Confirmation » ; disparu ou lien expiré : ${subscribe} puis confirmer ; vérifier : aws sns list-subscriptions-by-topic --topic-arn <ARN du niveau>`,
       metric: checkMetric('Maximum'),
       evaluationPeriods: 3,
@@ -809,4 +823,13 @@ export class Escalation extends Construct {
       reason: 'Invoked synchronously by the escalation state machine, whose Retry/Catch handle failures; a failed execution pages the on-call (failure rule).',
     });
   }
+}
+
+/**
+ * A topic as the subscriptions check receives it. Digests, not endpoints: an HTTPS endpoint
+ * (PagerDuty, Opsgenie) carries its integration key, and environment variables are readable by
+ * whoever may read the function's configuration.
+ */
+function topicToCheck(name: string, topic: IncidentTopic, subscriptions: readonly HumanSubscription[], level?: number): LevelToCheck {
+  return { level, name, topicArn: topic.topicArn, declared: subscriptions.map((s) => ({ protocol: s.protocol, sha256: endpointDigest(s.protocol, s.endpoint) })) };
 }

@@ -1,7 +1,7 @@
 import { Match } from 'aws-cdk-lib/assertions';
 import { ESCALATION_OUTPUTS, HAND_OVER_AFTER_ROUNDS } from '../../lib/constructs/escalation';
 import { DEPLOYED_NAMES } from '../../bin/cli/resolve';
-import { endpointDigest } from '../../lambdas/escalation/subscriptions';
+import { endpointDigest, type SubscriptionProtocol } from '../../lambdas/escalation/subscriptions';
 import { escalationLevels, parseEnvironmentConfig } from '../../lib/config';
 import { exampleEnvironment, renderCfn, synthesizeApp } from '../support/app';
 
@@ -441,13 +441,16 @@ describe('escalation subscriptions check (a paging level that reaches nobody pag
     });
   });
 
-  it('lets the check list the subscriptions of the level topics only, and nothing else of SNS', () => {
-    const role = (check.Role as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0];
-    const statements = Object.values(ops.Resources)
-      .filter((r) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties.Roles).includes(role))
-      .flatMap((p) => (p.Properties.PolicyDocument as { Statement: Json[] }).Statement);
+  const role = (check.Role as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0];
+  const statements = Object.values(ops.Resources)
+    .filter((r) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties.Roles).includes(role))
+    .flatMap((p) => (p.Properties.PolicyDocument as { Statement: Json[] }).Statement);
+  const checked = () => JSON.parse(renderCfn(((check.Environment as Json).Variables as Json).SUBSCRIPTION_LEVELS)) as { level?: number; name: string; topicArn: string; declared: { protocol: string; sha256: string }[] }[];
+
+  it('lets the check list the subscriptions of the level topics and the key guard topic only, and nothing else of SNS', () => {
     expect(statements.filter((s) => JSON.stringify(s.Action).includes('sns:'))).toEqual([
       expect.objectContaining({ Effect: 'Allow', Action: 'sns:ListSubscriptionsByTopic', Resource: expect.arrayContaining(levelTopics) }),
+      { Sid: 'ListKeyGuardSubscriptions', Effect: 'Allow', Action: 'sns:ListSubscriptionsByTopic', Resource: { Ref: 'KeyGuardTopic' } },
     ]);
     expect(statements.find((s) => s.Action === 'sns:ListSubscriptionsByTopic')?.Resource).toHaveLength(levelTopics.length);
     // Besides X-Ray (no resource-level permissions), its own log group and its failed runs to the
@@ -467,7 +470,7 @@ describe('escalation subscriptions check (a paging level that reaches nobody pag
   });
 
   it('tells the check how many subscriptions of which protocol each level declared, by digest: no endpoint in any environment variable', () => {
-    const levels = JSON.parse(renderCfn(((check.Environment as Json).Variables as Json).SUBSCRIPTION_LEVELS)) as { level: number; topicArn: string; declared: { protocol: string; sha256: string }[] }[];
+    const levels = checked().filter((l) => l.level !== undefined);
     const declared = escalationLevels(config.escalation);
     expect(levels.map((l) => l.level)).toEqual([1, 2, 3]);
     expect(levels.map((l) => l.topicArn)).toEqual(['<IncidentsTopic>', '<EscalationLevel2Topic>', '<EscalationLevel3Topic>']);
@@ -485,6 +488,17 @@ describe('escalation subscriptions check (a paging level that reaches nobody pag
       for (const endpoint of endpoints) expect(variables).not.toContain(endpoint);
       expect(variables).not.toContain('0123456789abcdef0123456789abcdef');
     }
+  });
+
+  it('checks the key guard topic too (the page that survives a disabled operations key): by name, no level, declaring exactly the subscriptions that topic has', () => {
+    const others = checked().filter((l) => l.level === undefined);
+    expect(others.map((l) => [l.name, l.topicArn])).toEqual([['KeyGuardTopic (alarm Backups-KeyDeletionOrDisable, levels 1 and 2)', '<KeyGuardTopic>']]);
+    // What SNS will list for that topic once confirmed: its subscriptions in the template.
+    const onTopic = Object.values(ops.Resources)
+      .filter((r) => r.Type === 'AWS::SNS::Subscription' && JSON.stringify(r.Properties.TopicArn) === JSON.stringify({ Ref: 'KeyGuardTopic' }))
+      .map((r) => ({ protocol: r.Properties.Protocol as SubscriptionProtocol, sha256: endpointDigest(r.Properties.Protocol as SubscriptionProtocol, r.Properties.Endpoint as string) }));
+    expect(onTopic.length).toBeGreaterThanOrEqual(3);
+    expect(others[0].declared).toEqual(onTopic);
   });
 
   it('pages the incidents topic when a level has one unconfirmed or missing subscription (>= 1, 3 hours running), or when the check has not reported for 3 hours', () => {

@@ -18,6 +18,17 @@ function level(index: number, name: string, declared: [SubscriptionProtocol, str
   return { level: index + 1, name, topicArn: LEVEL_TOPICS[index], declared: declared.map(([protocol, endpoint]) => ({ protocol, sha256: endpointDigest(protocol, endpoint) })) };
 }
 
+/**
+ * The key guard alarm's own topic, subscribed by levels 1 and 2, as the construct describes it: no
+ * level, a name. The page that still goes out when the operations key is disabled, so an address
+ * nobody confirmed there must be seen too.
+ */
+const KEY_GUARD_TOPIC = 'arn:aws:sns:eu-west-3:111111111111:key-guard';
+const KEY_GUARD_NAME = 'KeyGuardTopic (alarm Backups-KeyDeletionOrDisable, levels 1 and 2)';
+function keyGuard(endpoints: string[]): LevelToCheck {
+  return { name: KEY_GUARD_NAME, topicArn: KEY_GUARD_TOPIC, declared: endpoints.map((endpoint) => ({ protocol: 'email', sha256: endpointDigest('email', endpoint) })) };
+}
+
 const LEVELS = [
   level(0, 'On-call engineer', [['email', 'oncall@example.com'], ['https', PAGERDUTY]]),
   level(1, 'Lead DevOps', [['email', 'lead@example.com']]),
@@ -133,6 +144,55 @@ describe('escalation subscriptions check (SNS at the SDK boundary)', () => {
     expect(metricValue(metrics, UNCONFIRMED_SUBSCRIPTIONS_METRIC)).toBe(1);
     expect(logs.find((l) => l.level === 'WARN')).toMatchObject({ pending: ['https:https://events.pagerduty.com/…'] });
     expect(JSON.stringify(logs)).not.toContain('0123456789abcdef');
+  });
+
+  it('checks the key guard topic too (no level): an unconfirmed subscription there is logged under its name, with its topic, and counted', async () => {
+    const listing = allConfirmed();
+    listing[KEY_GUARD_TOPIC] = [
+      { TopicArn: KEY_GUARD_TOPIC, Protocol: 'email', Endpoint: 'oncall@example.com', SubscriptionArn: `${KEY_GUARD_TOPIC}:00000001-aaaa-bbbb-cccc-000000000001` },
+      { TopicArn: KEY_GUARD_TOPIC, Protocol: 'email', Endpoint: 'lead@example.com', SubscriptionArn: 'PendingConfirmation' },
+    ];
+    snsListing(listing);
+
+    const { result, metrics, logs } = await run([...LEVELS, keyGuard(['oncall@example.com', 'lead@example.com'])]);
+
+    expect(sns.commandCalls(ListSubscriptionsByTopicCommand).map((c) => c.args[0].input.TopicArn)).toEqual([...LEVEL_TOPICS, KEY_GUARD_TOPIC]);
+    expect(metricValue(metrics, UNCONFIRMED_SUBSCRIPTIONS_METRIC)).toBe(1);
+    expect(result.levels[3]).toMatchObject({ name: KEY_GUARD_NAME, confirmed: 1, pending: ['email:lead@example.com'], missing: [] });
+    const problems = logs.filter((l) => l.level === 'WARN' || l.level === 'ERROR');
+    expect(problems).toEqual([expect.objectContaining({ level: 'WARN', message: `${KEY_GUARD_NAME} has unconfirmed subscriptions`, topicArn: KEY_GUARD_TOPIC, pending: ['email:lead@example.com'] })]);
+    expect(problems[0].remedy).toContain(`aws sns list-subscriptions-by-topic --topic-arn ${KEY_GUARD_TOPIC}`);
+  });
+
+  it('names the key guard topic, not a level, in the command that brings back a subscription gone from it', async () => {
+    snsListing({ ...allConfirmed(), [KEY_GUARD_TOPIC]: [] });
+
+    const { metrics, logs } = await run([...LEVELS, keyGuard(['lead@example.com'])]);
+
+    expect(metricValue(metrics, UNCONFIRMED_SUBSCRIPTIONS_METRIC)).toBe(1);
+    const line = logs.find((l) => l.level === 'ERROR');
+    expect(line).toMatchObject({ message: `${KEY_GUARD_NAME} reaches nobody: no confirmed subscription`, topicArn: KEY_GUARD_TOPIC });
+    expect(line?.remedy).toContain(`aws sns subscribe --topic-arn ${KEY_GUARD_TOPIC} --protocol <protocol> --notification-endpoint <endpoint declared for ${KEY_GUARD_NAME}>`);
+  });
+
+  it('runs as deployed with the key guard topic in its settings: the handler accepts a topic with no level', async () => {
+    snsListing({ ...allConfirmed(), [KEY_GUARD_TOPIC]: [{ TopicArn: KEY_GUARD_TOPIC, Protocol: 'email', Endpoint: 'lead@example.com', SubscriptionArn: 'PendingConfirmation' }] });
+    const saved = { ...process.env };
+    Object.assign(process.env, {
+      SUBSCRIPTION_LEVELS: JSON.stringify([...LEVELS, keyGuard(['lead@example.com'])]),
+      AWS_REGION: 'eu-west-3',
+      POWERTOOLS_TRACE_ENABLED: 'false',
+      POWERTOOLS_LOG_LEVEL: 'SILENT',
+    });
+    try {
+      // Loaded here, once: the handler reads its settings when loaded (and its SNS client is the mocked class).
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { check } = require('../../../lambdas/escalation/subscriptions-handler') as typeof import('../../../lambdas/escalation/subscriptions-handler');
+
+      await expect(check()).resolves.toEqual({ unconfirmed: 1 });
+    } finally {
+      process.env = saved;
+    }
   });
 
   it('fails on an SNS error and publishes no count at all (no 0 that would clear the alarm)', async () => {
