@@ -14,7 +14,7 @@ import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { connectWithIamAuthStatement, decryptSecretStatement } from './database-statements';
-import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
+import { deadLetterQueue, deadLettersAlarm, EMPTY_THE_QUEUE } from './dead-letters';
 import { VPC_MANAGED_POLICY_ACKNOWLEDGEMENTS } from './house-function';
 import { ruleInbox } from './key-guard';
 import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
@@ -521,16 +521,19 @@ export class Backups extends Construct {
     // Reads the messages waiting (visible), as KeyGuard does, not those sent in the last period: SQS
     // stops publishing the metrics of a queue idle for hours and may resume them minutes after a
     // message arrives, so a one-period count of sent messages could miss the only stop of the month.
-    // A waiting message keeps the alarm in ALARM until the on-call has read it and purged the queue;
-    // the first actions say so, so that the next stop pages again.
+    // A waiting message keeps the alarm in ALARM until the on-call has read and deleted it; the first
+    // actions say so, so that the next stop pages again. One by one, by receipt handle (EMPTY_THE_QUEUE),
+    // not a purge: that would also delete a stop that arrived since, unread, and nobody would be paged.
     const stopped = this.stoppedRuns;
     const runnerStopped = stopped
       ? new RunbookAlarm(this, 'RunnerStoppedAlarm', {
           ...common,
           what: 'RunnerStopped',
-          summary: `a backup runner task never started or stopped without reporting its failure (out of memory, image not pulled, network or secret not set up, crash): that run made no backup and no other alarm says so before the tier's age alarm`,
+          summary: `a backup runner task never started or stopped unreported (out of memory, image, network, secret, crash): no backup made, and only the tier's age alarm says so, hours later`,
           signalsEvent: true,
-          firstActions: `lire l'événement : aws sqs receive-message --queue-url ${stopped.events.queueUrl} --max-number-of-messages 10 (detail.taskArn, le niveau dans detail.overrides, detail.stopCode, detail.stoppedReason, containers[0].exitCode et reason) ; 137 ou OutOfMemoryError : augmenter backups.memoryMiB ; TaskFailedToStart : image ECR, sous-réseaux, endpoints VPC, secret ; puis relancer ce niveau (aws ecs run-task, docs/backup-runner.md) ; une fois lus : aws sqs purge-queue --queue-url ${stopped.events.queueUrl} (l'alarme repasse OK : l'arrêt suivant pagera)`,
+          // Terse: the queue URL is a token here, up to 134 characters once deployed, and CloudWatch
+          // caps the description at 1024 (the fields to read are in docs/backup-runner.md).
+          firstActions: `lire les événements (aws sqs receive-message --queue-url ${stopped.events.queueUrl} --max-number-of-messages 10, champs : docs/backup-runner.md) ; 137/OutOfMemoryError : augmenter backups.memoryMiB ; TaskFailedToStart : image ECR, sous-réseaux, endpoints VPC, secret ; relancer ce niveau (aws ecs run-task) ; ${EMPTY_THE_QUEUE}`,
           metric: sumOfCounts(
             {
               events: stopped.events.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: fiveMinutes }),

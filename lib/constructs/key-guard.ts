@@ -70,7 +70,7 @@ export class KeyGuard extends Construct {
     super(scope, id);
     [this.events, this.undelivered] = ruleInbox(
       this,
-      'This queue is an inbox of the key-deletion alarm (the events, or those that could not be delivered to it): nothing consumes it, the alarm pages while it holds a message, operators purge it after the investigation.',
+      'This queue is an inbox of the key-deletion alarm (the events, or those that could not be delivered to it): nothing consumes it, the alarm pages while it holds a message, operators delete each message read after the investigation (by receipt handle, not a purge, which would delete an attempt that arrived since, unread).',
     );
     this.rule = new events.Rule(this, 'Rule', {
       description: 'atmr-dr: someone tried to schedule the deletion of, or disable, a key of the backups or the operations',
