@@ -178,6 +178,52 @@ export interface ArchiveNeeds {
   readonly roles: Map<string, RoleUse>;
   /** The owner of the backed-up database (its DATABASE entry); undefined when the entry is missing or not of that name. */
   readonly databaseOwner: string | undefined;
+  /**
+   * The statements that give the backed-up database its own properties (its settings and its roles'
+   * settings in it, its comment, its grants), naming it as pg_dump does (fmtId), one each.
+   */
+  readonly databaseProperties: string[];
+}
+
+/**
+ * The list lines of the backed-up database's own properties, which pg_dump always writes and
+ * pg_restore lists, and loads, only with --create (which the load does not use: it loads into the
+ * staging database): `3342; 0 0 DATABASE PROPERTIES - atmr app` (its ALTER DATABASE ... SET and
+ * ALTER ROLE ... IN DATABASE ... SET), `3340; 0 0 COMMENT - DATABASE atmr app`, `3341; 0 0 ACL -
+ * DATABASE atmr app`. Only a database's entries are of these kinds with that tag.
+ */
+const DATABASE_PROPERTY_ENTRY = /^\d+; 0 0 (?:DATABASE PROPERTIES|COMMENT - DATABASE|ACL - DATABASE) /;
+/** The types those entries have in the headers pg_restore writes above their statements. */
+const DATABASE_PROPERTY_TYPES = new Set(['DATABASE PROPERTIES', 'COMMENT', 'ACL']);
+/** A whole statement: it ends with a semicolon outside quotes (a comment may hold semicolons and line ends). */
+const WHOLE_STATEMENT = /^(?:[^'";]|'(?:[^']|'')*'|"(?:[^"]|"")*")*;$/;
+
+/**
+ * The statements of the database-property entries in `pg_restore --create -L <those entries>`'s
+ * SQL, which also holds the CREATE DATABASE (an entry of type DATABASE, left out) and psql's own
+ * lines (`\connect`, `\restrict`), after which come the session's SETs, which are no entry's.
+ */
+function propertyReader(): { readonly statements: string[]; read(lines: Iterable<string>): void } {
+  const statements: string[] = [];
+  let inEntry = false;
+  let pending = '';
+  return {
+    statements,
+    read(lines) {
+      for (const line of lines) {
+        if (pending === '') {
+          const header = ENTRY_HEADER.exec(line);
+          if (header || line.startsWith('\\')) inEntry = header !== null && DATABASE_PROPERTY_TYPES.has(header[1]);
+          if (header || !inEntry || line.trim() === '' || line.startsWith('--') || line.startsWith('\\')) continue;
+        }
+        pending = pending === '' ? line : `${pending}\n${line}`;
+        if (WHOLE_STATEMENT.test(pending)) {
+          statements.push(pending);
+          pending = '';
+        }
+      }
+    },
+  };
 }
 
 /**
@@ -193,18 +239,21 @@ export interface ArchiveNeeds {
  * The same list gives the owner of the backed-up database `database` (the manifest's), from the
  * DATABASE entry that pg_dump always writes and pg_restore lists with --create: `3344; 1262 16386
  * DATABASE - atmr app`. The list's names are not quoted, so the owner is what follows the
- * database's own name.
+ * database's own name. And the entries of that database's own properties, whose statements `-L`
+ * of just those lines prints (with --create, which they belong to): a new name is given them.
  */
 export async function archiveNeeds(input: Pick<LoadInput, 'file' | 'pgBinDir' | 'noOwner' | 'signal' | 'otherCopy'>, database: string, untouched: string): Promise<ArchiveNeeds> {
   const reader = roleReader();
   const pgRestore = pgToolPath('pg_restore', input.pgBinDir);
   const noOwner = input.noOwner ? ['--no-owner'] : [];
   const largeObjects: string[] = [];
+  const propertyEntries: string[] = [];
   const databaseEntry = `DATABASE - ${database} `;
   let databaseOwner: string | undefined;
   const readList = (lines: string[]): void => {
     for (const line of lines) {
       if (LARGE_OBJECT_ENTRY.test(line)) largeObjects.push(line);
+      if (DATABASE_PROPERTY_ENTRY.test(line)) propertyEntries.push(line);
       const rest = /^\d+; \d+ \d+ (.*)$/.exec(line)?.[1];
       if (databaseOwner === undefined && rest?.startsWith(databaseEntry)) databaseOwner = rest.slice(databaseEntry.length) || undefined;
     }
@@ -216,31 +265,36 @@ export async function archiveNeeds(input: Pick<LoadInput, 'file' | 'pgBinDir' | 
     if (result.status === 'rejected') throw result.reason as Error;
     checkReadable(result.value, input, untouched);
   }
-  if (largeObjects.length > 0) {
-    // -L alone prints exactly the entries listed, whatever pg_restore counts them as. The lines are
-    // held (one per large object up to PostgreSQL 16) as pg_restore holds its whole list anyway.
-    const listFile = `${input.file}.large-objects.list`;
-    const largeObjectReader = roleReader(reader.roles);
+  // -L alone prints exactly the entries listed, whatever pg_restore counts them as. The lines are
+  // held (one per large object up to PostgreSQL 16) as pg_restore holds its whole list anyway.
+  const printListed = async (kind: string, entries: string[], args: string[], onStdoutLines: (lines: string[]) => void): Promise<void> => {
+    const listFile = `${input.file}.${kind}.list`;
     try {
-      await writeList(listFile, largeObjects, untouched);
-      checkReadable(await run(['-L', listFile, ...noOwner, '--file=-'], (lines) => largeObjectReader.read(lines)), input, untouched);
+      await writeList(listFile, entries, kind, untouched);
+      checkReadable(await run(['-L', listFile, ...args, '--file=-'], onStdoutLines), input, untouched);
     } finally {
       await fs.promises.rm(listFile, { force: true });
     }
+  };
+  if (largeObjects.length > 0) {
+    const largeObjectReader = roleReader(reader.roles);
+    await printListed('large-object', largeObjects, noOwner, (lines) => largeObjectReader.read(lines));
   }
-  return { roles: reader.roles, databaseOwner };
+  const properties = propertyReader();
+  if (propertyEntries.length > 0) await printListed('database-property', propertyEntries, ['--create'], (lines) => properties.read(lines));
+  return { roles: reader.roles, databaseOwner, databaseProperties: properties.statements };
 }
 
 /** Lines of the list of large objects' entries written at a time: ~0.5 MB, far below V8's longest string. */
 const LIST_CHUNK_LINES = 10_000;
 
 /**
- * Writes `lines` to `file` for pg_restore -L, a chunk at a time: one string of the whole list (a
+ * Writes `lines`, entries of `kind`, to `file` for pg_restore -L, a chunk at a time: one string of the whole list (a
  * line per large object up to PostgreSQL 16, so millions of lines for some databases) would pass
  * V8's longest string and fail with "Invalid string length". A failed write is one line saying
  * what to do; the caller removes the partial file.
  */
-async function writeList(file: string, lines: readonly string[], untouched: string): Promise<void> {
+async function writeList(file: string, lines: readonly string[], kind: string, untouched: string): Promise<void> {
   try {
     const handle = await fs.promises.open(file, 'w');
     try {
@@ -250,7 +304,7 @@ async function writeList(file: string, lines: readonly string[], untouched: stri
       await handle.close();
     }
   } catch (error) {
-    const what = `the list of the archive's ${lines.length} large-object entries`;
+    const what = `the list of the archive's ${lines.length} ${kind} entries`;
     const dir = path.dirname(file);
     if (isOutOfSpace(error)) {
       throw new LocalSpaceError(

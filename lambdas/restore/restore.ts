@@ -11,7 +11,7 @@ import { checkRowCounts } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
 import { archiveNeeds, checkRoles, loadBackup, watchDatabaseSize } from './load';
 import { connectTo } from '../shared/pg-connection';
-import { Unsettled, backupOwnerToGive, checkLeftovers, checkTarget, checkTargetName, createDatabase, databaseOwner, dropDatabase, guardProduction, guardSystemDatabase, keepDatabaseProperties, NoAnswer, openAdminSession, runLooking, SessionNotBack, stagingName, swapIn } from './target';
+import { Unsettled, backupOwnerToGive, checkLeftovers, checkTarget, checkTargetName, createDatabase, databaseOwner, dropDatabase, giveBackupProperties, guardProduction, guardSystemDatabase, keepDatabaseProperties, NoAnswer, openAdminSession, runLooking, SessionNotBack, stagingName, swapIn } from './target';
 
 export { PRODUCTION_GUARD_FLAG, stagingName } from './target';
 
@@ -22,7 +22,8 @@ export { PRODUCTION_GUARD_FLAG, stagingName } from './target';
  *   -> the roles the custom archive names (owners, grantees) must all be on the server (load.ts)
  *   -> `pg_restore -j <cores>` (or psql) into a staging database beside the target (load.ts)
  *   -> row counts against the manifest (check.ts) -> the replaced database's own settings, grants,
- *   connection limit and comment given to the staging database -> swap it in (target.ts), the
+ *   connection limit and comment given to the staging database (into a new name, the backed-up
+ *   database's, from the custom archive) -> swap it in (target.ts), the
  *   database it replaced kept beside it unless dropReplaced.
  * Any failure, and an abort (Ctrl-C, SIGTERM, a deadline), drops the staging database and leaves
  * the target exactly as it was; a swap that cannot tell what the server did, or left the target
@@ -210,6 +211,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // fails only when the privileges are restored, at the end of the load. The custom archive
     // gives them in milliseconds; the plain SQL would have to be gunzipped whole once more.
     let archiveOwner: string | undefined;
+    let databaseProperties: string[] | undefined;
     if (object.format === 'custom') {
       signal?.throwIfAborted();
       const rolesStarted = performance.now();
@@ -218,6 +220,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       await checkRoles(await admin.client(), needs.roles, manifestKey, deps.connection.user, untouched, noOwnerAdvice);
       log(`roles: the ${needs.roles.size} role(s) the backup names are on this server (${Math.round(performance.now() - rolesStarted)} ms)`);
       archiveOwner = needs.databaseOwner;
+      databaseProperties = needs.databaseProperties;
     }
 
     // 5. Load into the staging database.
@@ -271,9 +274,17 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     const verifySeconds = (performance.now() - checkStarted) / 1000;
 
     // 7. What the replaced database has set on itself (settings, grants, connection limit,
-    // comment), which the load does not carry: the copy keeps them as it keeps the owner.
+    // comment), which the load does not carry: the copy keeps them as it keeps the owner. Into a
+    // new name, the backed-up database's, which only the custom archive holds.
     signal?.throwIfAborted();
-    await keepDatabaseProperties(await admin.client(), target, staging, warn).catch((error: unknown) => {
+    // The session's connection again first, outside the catch: one that cannot come back says what it left (SessionNotBack).
+    const propertiesClient = await admin.client();
+    const giveProperties = async (): Promise<void> => {
+      if (await keepDatabaseProperties(propertiesClient, target, staging, warn)) return;
+      if (databaseProperties !== undefined) return giveBackupProperties(propertiesClient, databaseProperties, manifest.database, target, staging, warn);
+      warn(`the plain-format backup does not carry the backed-up "${manifest.database}"'s own settings, role settings, comment and grants: "${target}" has none of them; restore the custom format to get them, or set them by hand`);
+    };
+    await giveProperties().catch((error: unknown) => {
       throw new OperatorError(`${oneLine(error)}; ${options.targetLabel ?? 'target'} "${target}" untouched`, error instanceof OperatorError ? error.exitCode : 1);
     });
 

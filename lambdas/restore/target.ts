@@ -4,7 +4,7 @@ import { dropDatabaseStatement, quoteIdent, quoteLiteral, reopenDatabaseStatemen
 import { OperatorError, oneLine } from '../shared/errors';
 import { countOf } from '../shared/format';
 import { APPLICATION_NAME, PG_CONNECT_TIMEOUT_MS, PgConnection, connectTo } from '../shared/pg-connection';
-import { isQueryReadTimeout, isRefusedStatement, sqlState } from '../shared/pg-errors';
+import { isQueryReadTimeout, isRefusedStatement, sqlState, UNDEFINED_OBJECT } from '../shared/pg-errors';
 
 // The connection helper lives with the connection settings (the backup uses it too); restore imports it from here.
 
@@ -819,12 +819,13 @@ interface DatabaseProperties {
  * checkTarget), whoever granted them: the same rights. What cannot be given this way (a role's
  * settings in that database, which need rights over that role; what a database is created with)
  * is named in one warning line, with what it was: the old database is dropped after the swap with dropReplaced, and a kept one is renamed away.
- * Nothing when `target` does not exist (a new name). A statement the server refuses (a superuser's
- * setting, for a role that is not one) is named in that warning with the statement that sets it
- * on the target afterwards: the restore of the data, which is what the worst day needs, is not
- * thrown away after its whole load for it.
+ * Returns false, doing nothing, when `target` does not exist (a new name: giveBackupProperties
+ * gives the backup's instead). A statement the server refuses (a superuser's setting, for a role
+ * that is not one) is named in that warning with the statement that sets it on the target
+ * afterwards: the restore of the data, which is what the worst day needs, is not thrown away after
+ * its whole load for it (giveProperties).
  */
-export async function keepDatabaseProperties(admin: Client, target: string, staging: string, warn: (line: string) => void): Promise<void> {
+export async function keepDatabaseProperties(admin: Client, target: string, staging: string, warn: (line: string) => void): Promise<boolean> {
   const give = async (): Promise<DatabaseProperties | undefined> => {
     const found = (
       await boundedQuery<DatabaseProperties>(
@@ -852,36 +853,113 @@ export async function keepDatabaseProperties(admin: Client, target: string, stag
       )
     ).rows[0];
     if (found === undefined) return undefined;
-    const refused: string[] = [];
-    // The grants, connection limit and comment first: one of them refused fails the restore before
-    // the swap (staging dropped, the target untouched), since a copy swapped in without its
-    // lockdown, or without its owner's CONNECT, is a hole or an outage. And any failure that is not
-    // the server refusing the statement (a lost connection, a failover) stops it the same way.
-    for (const sql of found.statements) {
-      await boundedQuery(admin, sql, SWAP_STATEMENT_BOUND_MS).catch((error: unknown) => {
-        if (!isRefusedStatement(error)) throw error;
-        throw new OperatorError(
-          `cannot give the restored copy what "${target}" has set on itself: ${sql} failed (${oneLine(error)}): ${sqlState(error) === '42501' ? `restore as the owner of "${target}", a member of it, or a superuser` : 'rerun the restore'}`,
-        );
-      });
-    }
-    for (const entry of found.settings) {
-      await boundedQuery(admin, `ALTER DATABASE ${quoteIdent(staging)} ${setClause(entry)}`, SWAP_STATEMENT_BOUND_MS).catch((error: unknown) => {
-        if (!isRefusedStatement(error)) throw error;
-        // A setting refused (a superuser's, for a role that is not one): named with the statement
-        // that sets it on the target once swapped, not a restore thrown away after its whole load.
-        refused.push(`ALTER DATABASE ${quoteIdent(target)} ${setClause(entry)} (refused: ${oneLine(error)})`);
-      });
-    }
+    const refused = await giveProperties(
+      admin,
+      found.statements.map((sql) => ({ sql, named: sql })),
+      found.settings.map((entry) => ({ sql: `ALTER DATABASE ${quoteIdent(staging)} ${setClause(entry)}`, named: `ALTER DATABASE ${quoteIdent(target)} ${setClause(entry)}` })),
+      `what "${target}" has set on itself`,
+      `restore as the owner of "${target}", a member of it, or a superuser`,
+    );
     return { ...found, refused };
   };
   const found = await stopOnNoAnswer(admin, give, (why) => `cannot give the restored copy what "${target}" has set on itself: ${why}`);
-  const lost = [
-    ...(found?.refused ?? []),
-    ...(found?.roleSettings ?? []).map(({ role, entry }) => `ALTER ROLE ${quoteIdent(role)} IN DATABASE ${quoteIdent(target)} ${setClause(entry)}`),
-    ...(found?.notCarried ?? []),
-  ];
-  if (lost.length > 0) warn(`not carried over from the replaced "${target}" to its restored copy: ${lost.join('; ')}: set again by hand what is still needed`);
+  if (found === undefined) return false;
+  warnNotCarried(warn, `the replaced "${target}" to its restored copy`, [
+    ...(found.refused ?? []),
+    ...found.roleSettings.map(({ role, entry }) => `ALTER ROLE ${quoteIdent(role)} IN DATABASE ${quoteIdent(target)} ${setClause(entry)}`),
+    ...found.notCarried,
+  ]);
+  return true;
+}
+
+/** A statement that gives the staging database one of its properties, and how lines name it: as it sets that on the target once swapped in. */
+interface PropertyStatement {
+  readonly sql: string;
+  readonly named: string;
+}
+
+/**
+ * Runs on `admin` the statements that give the staging database its properties, whether they are
+ * the replaced target's or the backup's, and returns those the server refused, each named with why.
+ * The grants, connection limit and comment (`required`) first: one of them refused fails the
+ * restore before the swap (staging dropped, the target untouched), since a copy swapped in without
+ * its lockdown, or without its owner's CONNECT, is a hole or an outage; `advice` says what to do.
+ * Except one refused because a role it names is not on this server (a backup restored on another
+ * instance): it would grant to nobody and revoke from nobody here, so leaving it out opens nothing
+ * (a REVOKE ... FROM PUBLIC names no role: it is always given); it is named with the refused. A
+ * setting refused (a superuser's, for a role that is not one): named, not a restore thrown away
+ * after its whole load. Any failure that is not the server refusing the statement (a lost
+ * connection, a failover) stops the restore the same way.
+ */
+async function giveProperties(admin: Client, required: readonly PropertyStatement[], settings: readonly PropertyStatement[], what: string, advice: string): Promise<string[]> {
+  const refused: string[] = [];
+  const run = async ({ sql, named }: PropertyStatement, stop: boolean): Promise<void> => {
+    await boundedQuery(admin, sql, SWAP_STATEMENT_BOUND_MS).catch((error: unknown) => {
+      if (!isRefusedStatement(error)) throw error;
+      if (stop && sqlState(error) !== UNDEFINED_OBJECT) {
+        throw new OperatorError(`cannot give the restored copy ${what}: ${sql} failed (${oneLine(error)}): ${sqlState(error) === '42501' ? advice : 'rerun the restore'}`);
+      }
+      refused.push(`${named} (refused: ${oneLine(error)})`);
+    });
+  };
+  for (const statement of required) await run(statement, true);
+  for (const statement of settings) await run(statement, false);
+  return refused;
+}
+
+/** The one warning of what the restored copy was not given: `from` says whose and to which copy. */
+function warnNotCarried(warn: (line: string) => void, from: string, lost: readonly string[]): void {
+  if (lost.length > 0) warn(`not carried over from ${from}: ${lost.join('; ')}: set again by hand what is still needed`);
+}
+
+/**
+ * The forms of pg_dump's statements of a database's own properties (dumpDatabase,
+ * dumpDatabaseConfig, buildACLCommands), each as the text before the database's name and after it,
+ * and whether a refusal stops the restore (giveProperties).
+ */
+const BACKUP_PROPERTY_FORMS: readonly { before: RegExp; after: RegExp; required: boolean }[] = [
+  { before: /^COMMENT ON DATABASE /, after: /^ IS /, required: true },
+  { before: /^ALTER DATABASE /, after: /^ CONNECTION LIMIT = -?\d+;$/, required: true },
+  { before: /^(?:GRANT|REVOKE) [A-Z,]+ ON DATABASE /, after: /^ (?:TO|FROM) /, required: true },
+  { before: /^ALTER DATABASE /, after: /^ SET /, required: false },
+  { before: /^ALTER ROLE (?:"(?:[^"]|"")+"|[^\s";]+) IN DATABASE /, after: /^ SET /, required: false },
+];
+
+/**
+ * A restore into a name that does not exist gives the staging database the backed-up database's
+ * own properties, from the archive (archiveNeeds): its settings (the application's search_path and
+ * time zone), its roles' settings in it, its comment, its grants (a REVOKE CONNECT ... FROM PUBLIC
+ * that locks it down). Without it the copy had none of them, exit 0 and no word: another
+ * search_path reads another schema's tables, and on the worst day production restored under its
+ * own name is a new name. pg_dump names the database `source` as fmtId writes it: bare when a
+ * lower-case name needs no quotes, else quoted; each statement is run on `staging` with exactly
+ * that name replaced, and named on `target` in the lines. A statement of another form (IS_TEMPLATE)
+ * is not run: it is named in the warning. Its SET SESSION AUTHORIZATION around a grant by another
+ * grantor, which a role that is not a superuser may not run, is left out: the grant is made as the
+ * owner (keepDatabaseProperties' rule), with the same rights. The policy is keepDatabaseProperties'
+ * (giveProperties).
+ */
+export async function giveBackupProperties(admin: Client, statements: readonly string[], source: string, target: string, staging: string, warn: (line: string) => void): Promise<void> {
+  const names = [quoteIdent(source), ...(/^[a-z_][a-z0-9_$]*$/.test(source) ? [source] : [])];
+  const required: PropertyStatement[] = [];
+  const settings: PropertyStatement[] = [];
+  const notGiven: string[] = [];
+  for (const statement of statements) {
+    if (/^(?:SET|RESET) SESSION AUTHORIZATION\b/.test(statement)) continue;
+    const given = BACKUP_PROPERTY_FORMS.flatMap(({ before, after, required: stop }) => {
+      const head = before.exec(statement)?.[0];
+      const rest = head === undefined ? '' : statement.slice(head.length);
+      const name = names.find((n) => rest.startsWith(n) && after.test(rest.slice(n.length)));
+      if (head === undefined || name === undefined) return [];
+      const on = (database: string): string => `${head}${quoteIdent(database)}${rest.slice(name.length)}`;
+      return [{ statement: { sql: on(staging), named: on(target).replace(/;$/, '') }, stop }];
+    })[0];
+    if (given === undefined) notGiven.push(`${statement.replace(/;$/, '')} (not given: not a form this restore knows)`);
+    else (given.stop ? required : settings).push(given.statement);
+  }
+  const give = (): Promise<string[]> => giveProperties(admin, required, settings, `what the backed-up "${source}" had set on itself`, 'restore as a superuser');
+  const refused = await stopOnNoAnswer(admin, give, (why) => `cannot give the restored copy what the backed-up "${source}" had set on itself: ${why}`);
+  warnNotCarried(warn, `the backed-up "${source}" to its restored copy "${target}"`, [...refused, ...notGiven]);
 }
 
 /**

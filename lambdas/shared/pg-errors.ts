@@ -4,6 +4,9 @@ export const QUERY_CANCELED = '57014';
 /** SQLSTATE read_only_sql_transaction: a write refused by a read-only transaction (a standby, default_transaction_read_only). */
 export const READ_ONLY_SQL_TRANSACTION = '25006';
 
+/** SQLSTATE undefined_object: among others, a role a statement names that the server does not have. */
+export const UNDEFINED_OBJECT = '42704';
+
 /**
  * The SQLSTATE of an error the server sent, undefined for any other error. Told by its shape
  * (node-postgres' DatabaseError carries the server's severity and a five-character SQLSTATE), not by

@@ -226,7 +226,7 @@ describe("a restore over an existing database keeps what that database has set o
     expect(properties(target)).toBe('-1 | default | no comment | no settings');
   }, 60_000);
 
-  it('into a new name gives it nothing and warns of nothing', async () => {
+  it('into a new name, from a backup of a database that has none of them set, gives it nothing and warns of nothing', async () => {
     // Arrange
     const warnings: string[] = [];
 
@@ -237,5 +237,132 @@ describe("a restore over an existing database keeps what that database has set o
     expect(result.replaced).toBe(false);
     expect(warnings).toEqual([]);
     expect(properties('atmr_new')).toBe('-1 | default | no comment | no settings');
+  }, 60_000);
+});
+
+describe("a restore into a new name gives it the backed-up database's own settings, role settings, comment and grants", () => {
+  /** A backup of `shop`, which has all of them set, as the h105 trial's production had. */
+  let shop: string;
+
+  /** The role settings in a database, as the catalogs hold them. */
+  const roleSettings = (database: string): string =>
+    psql(
+      cluster,
+      'postgres',
+      `SELECT string_agg(pg_get_userbyid(s.setrole) || ' ' || s.setconfig::text, '; ' ORDER BY 1) FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = '${database}' AND s.setrole <> 0`,
+    );
+
+  beforeAll(async () => {
+    psql(
+      cluster,
+      'postgres',
+      `CREATE ROLE "WRITER" LOGIN; CREATE ROLE gone; CREATE DATABASE shop OWNER app;
+       ALTER DATABASE shop SET search_path = "Sales ""EU""", public;
+       ALTER DATABASE shop SET timezone = 'Pacific/Chatham';
+       ALTER ROLE "WRITER" IN DATABASE shop SET work_mem = '64MB';
+       COMMENT ON DATABASE shop IS 'the shop''s production';
+       REVOKE CONNECT, TEMPORARY ON DATABASE shop FROM PUBLIC;
+       GRANT CONNECT ON DATABASE shop TO reader, "WRITER";
+       ALTER DATABASE shop CONNECTION LIMIT 40;`,
+    );
+    psql(cluster, 'shop', 'SET ROLE app; CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 50);');
+    ({ manifestKey: shop } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'shop', { tier: 'daily', pointers: 'none' }));
+  }, 60_000);
+
+  it('as a superuser: the copy has each of them, and the sessions they make', async () => {
+    // Arrange
+    const warnings: string[] = [];
+
+    // Act
+    const result = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2, warn: (line) => warnings.push(line) }, { ref: shop, targetDb: 'shop_copy' });
+
+    // Assert
+    expect(result.replaced).toBe(false);
+    expect(warnings).toEqual([]);
+    expect(properties('shop_copy')).toBe(properties('shop'));
+    expect(properties('shop_copy')).toBe(`40 | {app=CTc/app,reader=c/app,WRITER=c/app} | the shop's production | {"search_path=\\"Sales \\"\\"EU\\"\\"\\", public",TimeZone=Pacific/Chatham}`);
+    expect(roleSettings('shop_copy')).toBe('WRITER {work_mem=64MB}');
+    expect(sessionOf('outsider', 'shop_copy')).toBe('refused');
+    expect(sessionOf('reader', 'shop_copy')).toBe('Pacific/Chatham / "Sales ""EU""", public');
+  }, 60_000);
+
+  it('when a role the grants and role settings name is not on this server: restored, locked down, the statements naming it in the warning', async () => {
+    // Arrange: a backup granting to a role that this server then lost (a restore on another instance)
+    psql(cluster, 'postgres', 'GRANT CONNECT ON DATABASE shop TO gone; ALTER ROLE gone IN DATABASE shop SET work_mem = \'8MB\'');
+    const { manifestKey } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'shop', { tier: 'daily', pointers: 'none', startedAt: new Date(Date.now() + 60_000) });
+    psql(cluster, 'postgres', 'REVOKE CONNECT ON DATABASE shop FROM gone; ALTER ROLE gone IN DATABASE shop RESET ALL; DROP ROLE gone');
+    const warnings: string[] = [];
+
+    // Act
+    const result = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2, warn: (line) => warnings.push(line) }, { ref: manifestKey, targetDb: 'shop_lost' });
+
+    // Assert
+    expect(result.replaced).toBe(false);
+    expect(warnings).toEqual([
+      `not carried over from the backed-up "shop" to its restored copy "shop_lost": GRANT CONNECT ON DATABASE "shop_lost" TO gone (refused: role "gone" does not exist); ALTER ROLE gone IN DATABASE "shop_lost" SET work_mem TO '8MB' (refused: role "gone" does not exist): set again by hand what is still needed`,
+    ]);
+    expect(properties('shop_lost')).toBe(properties('shop'));
+    expect(sessionOf('outsider', 'shop_lost')).toBe('refused');
+  }, 60_000);
+
+  it("as a CREATEDB member of the owner: a setting it may not set, and a role's it may not alter, are named in the warning with the statement; the rest is given", async () => {
+    // Arrange: a superuser's setting on the backed-up database
+    psql(cluster, 'postgres', 'ALTER DATABASE shop SET log_min_duration_statement = 250');
+    const { manifestKey } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'shop', { tier: 'daily', pointers: 'none', startedAt: new Date(Date.now() + 120_000) });
+    psql(cluster, 'postgres', 'ALTER DATABASE shop RESET log_min_duration_statement');
+    const warnings: string[] = [];
+
+    // Act
+    const result = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('member'), jobs: 2, warn: (line) => warnings.push(line) }, { ref: manifestKey, targetDb: 'shop_member' });
+
+    // Assert
+    expect(result.owner).toBe('app');
+    expect(warnings).toEqual([
+      `not carried over from the backed-up "shop" to its restored copy "shop_member": ALTER DATABASE "shop_member" SET log_min_duration_statement TO '250' (refused: permission denied to set parameter "log_min_duration_statement"); ALTER ROLE "WRITER" IN DATABASE "shop_member" SET work_mem TO '64MB' (refused: permission denied): set again by hand what is still needed`,
+    ]);
+    expect(properties('shop_member')).toBe(properties('shop'));
+    expect(sessionOf('outsider', 'shop_member')).toBe('refused');
+    expect(sessionOf('reader', 'shop_member')).toBe('Pacific/Chatham / "Sales ""EU""", public');
+  }, 60_000);
+
+  it('of a database whose name pg_dump quotes (the trial\'s "Atmr Prod"), with a comment of many lines holding semicolons: the copy has each of them', async () => {
+    // Arrange
+    const source = 'Atmr "EU" Prod';
+    const quoted = '"Atmr ""EU"" Prod"';
+    psql(
+      cluster,
+      'postgres',
+      `CREATE DATABASE ${quoted} OWNER app;
+       ALTER DATABASE ${quoted} SET timezone = 'Pacific/Chatham';
+       COMMENT ON DATABASE ${quoted} IS 'line one;
+-- line two; "not a name"';
+       REVOKE CONNECT, TEMPORARY ON DATABASE ${quoted} FROM PUBLIC;`,
+    );
+    psql(cluster, source, 'SET ROLE app; CREATE TABLE orders (id int); INSERT INTO orders VALUES (1);');
+    const { manifestKey } = await writeFixtureBackup(s3, localS3.bucket, cluster, source, { tier: 'daily', pointers: 'none' });
+    const warnings: string[] = [];
+
+    // Act
+    await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2, warn: (line) => warnings.push(line) }, { ref: manifestKey, targetDb: 'atmr_eu' });
+
+    // Assert
+    expect(warnings).toEqual([]);
+    expect(properties('atmr_eu')).toBe(properties(source.replaceAll("'", "''")));
+    expect(properties('atmr_eu')).toBe(`-1 | {app=CTc/app} | line one;\n-- line two; "not a name" | {TimeZone=Pacific/Chatham}`);
+    expect(sessionOf('outsider', 'atmr_eu')).toBe('refused');
+  }, 60_000);
+
+  it('from the plain format, which does not carry them: says so in one line', async () => {
+    // Arrange
+    const warnings: string[] = [];
+
+    // Act
+    await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2, warn: (line) => warnings.push(line) }, { ref: shop, targetDb: 'shop_plain', format: 'plain' });
+
+    // Assert
+    expect(warnings).toEqual([
+      `the plain-format backup does not carry the backed-up "shop"'s own settings, role settings, comment and grants: "shop_plain" has none of them; restore the custom format to get them, or set them by hand`,
+    ]);
+    expect(properties('shop_plain')).toBe('-1 | default | no comment | no settings');
   }, 60_000);
 });
