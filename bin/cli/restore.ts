@@ -77,7 +77,8 @@ export function registerRestoreCommands(program: Command): void {
         // them is what the operator hears first, not a missing PGHOST.
         const [{ checkBackupRef, manifestKeyIn }, { checkTargetName }] = await Promise.all([import('../../lambdas/restore/catalog'), import('../../lambdas/restore/target')]);
         checkBackupRef(ref, opts.tier);
-        checkTargetName(opts.targetDb);
+        // The database latest stands for, when it is known before the connection settings are read.
+        checkTargetName(opts.targetDb, ref === 'latest' ? (opts.database ?? process.env.PGDATABASE) : undefined);
         phase = 'looking up the backup bucket';
         const bucket = await resolveBackupBucket(opts);
         ref = manifestKeyIn(ref, bucket);

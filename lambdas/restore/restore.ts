@@ -153,7 +153,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   const warn = deps.warn ?? log;
   const signal = options.signal;
   const target = options.targetDb;
-  checkTargetName(target);
+  checkTargetName(target, options.database);
   guardProduction(target, options.protectedDatabases ?? [], options.allowProductionOverwrite);
   const maintenance = deps.maintenanceDatabase ?? 'postgres';
   guardSystemDatabase(target, maintenance);

@@ -24,9 +24,16 @@ export interface TargetGuards {
   readonly terminateConnections?: boolean;
 }
 
-export function checkTargetName(target: string): void {
+/**
+ * `backedUp`: the database whose backup is restored, when known before the manifest is read
+ * (latest's). A backup accepts any name; a restore under a refused one goes through an accepted
+ * one, and the rename is the operator's (docs/restore.md, "Swapping by hand").
+ */
+export function checkTargetName(target: string, backedUp?: string): void {
   if (!DATABASE_NAME.test(target)) {
-    throw new OperatorError(`invalid --target-db "${target}": use letters, digits and underscores (at most 63, not starting with a digit)`, 2);
+    const accepted = target.toLowerCase().replace(/[^a-z0-9_]+/g, '_').replace(/^(?=\d)/, '_').slice(0, 63);
+    const rename = target === backedUp ? `; to restore "${target}" under its own name, restore into an accepted one (e.g. --target-db ${accepted}), then ALTER DATABASE ${accepted} RENAME TO ${quoteIdent(target)} by hand (docs/restore.md)` : '';
+    throw new OperatorError(`invalid --target-db "${target}": use ASCII letters, digits and underscores (at most 63, not starting with a digit)${rename}`, 2);
   }
 }
 

@@ -173,7 +173,12 @@ describe('arguments are checked before any name is resolved or any AWS call', ()
     [['killswitch', 'enable', '--mode', 'degraded', '--reason', 'x', '--expires', '2x'], 'atmr-dr: killswitch: malformed duration "2x": use a number with a unit s, m, h or d (e.g. 30m, 2h, 1h30m)'],
     [['backups', 'list', '--tier', 'yearly'], 'atmr-dr: invalid backup tier "yearly": use one of hourly, daily, weekly, monthly'],
     [['restore', 'foo', '--target-db', 'x'], 'atmr-dr: "foo" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list'],
-    [['restore', 'latest', '--database', 'atmr', '--target-db', 'bad name;'], 'atmr-dr: invalid --target-db "bad name;": use letters, digits and underscores (at most 63, not starting with a digit)'],
+    [['restore', 'latest', '--database', 'atmr', '--target-db', 'bad name;'], 'atmr-dr: invalid --target-db "bad name;": use ASCII letters, digits and underscores (at most 63, not starting with a digit)'],
+    [['restore', 'latest', '--database', 'atmr', '--target-db', 'Näme'], 'atmr-dr: invalid --target-db "Näme": use ASCII letters, digits and underscores (at most 63, not starting with a digit)'],
+    [
+      ['restore', 'latest', '--database', 'Atmr Prod', '--target-db', 'Atmr Prod'],
+      'atmr-dr: invalid --target-db "Atmr Prod": use ASCII letters, digits and underscores (at most 63, not starting with a digit); to restore "Atmr Prod" under its own name, restore into an accepted one (e.g. --target-db atmr_prod), then ALTER DATABASE atmr_prod RENAME TO "Atmr Prod" by hand (docs/restore.md)',
+    ],
     [['restore', 'latest', '--database', 'atmr', '--target-db', 'x', '--tier', 'yearly'], 'atmr-dr: invalid backup tier "yearly": use one of hourly, daily, weekly, monthly'],
     [['backups', 'verify', 'foo'], 'atmr-dr: "foo" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list'],
     [['recover', '--to-time', '2099-01-01T00:00:00Z', '--reason', 'x', '--dry-run'], /^atmr-dr: recover: --to-time 2099-01-01T00:00:00.000Z is in the future \(now is .*\): give a past time, e\.g\. "5 minutes ago"$/],
