@@ -529,11 +529,12 @@ export class Backups extends Construct {
       ? new RunbookAlarm(this, 'RunnerStoppedAlarm', {
           ...common,
           what: 'RunnerStopped',
-          summary: `a backup runner task never started or stopped unreported (out of memory, image, network, secret, crash): no backup made, and only the tier's age alarm says so, hours later`,
+          summary: `a backup runner task never started or stopped unreported: no backup made, and only the tier's age alarm says so, hours later`,
           signalsEvent: true,
-          // Terse: the queue URL is a token here, up to 134 characters once deployed, and CloudWatch
-          // caps the description at 1024 (the fields to read are in docs/backup-runner.md).
-          firstActions: `lire les événements (aws sqs receive-message --queue-url ${stopped.events.queueUrl} --max-number-of-messages 10, champs : docs/backup-runner.md) ; 137/OutOfMemoryError : augmenter backups.memoryMiB ; TaskFailedToStart : image ECR, sous-réseaux, endpoints VPC, secret ; relancer ce niveau (aws ecs run-task) ; ${EMPTY_THE_QUEUE}`,
+          // Terse: the queue URL is a token here, which RunbookAlarm counts at its longest deployed
+          // value against CloudWatch's 1024 characters; the causes (stop code, exit code) and what
+          // each calls for are in docs/backup-runner.md, which the actions point to.
+          firstActions: `lire les événements (aws sqs receive-message --queue-url ${stopped.events.queueUrl} --max-number-of-messages 10 ; champs et causes : docs/backup-runner.md) ; 137 : augmenter backups.memoryMiB ; relancer ce niveau (aws ecs run-task) ; ${EMPTY_THE_QUEUE}`,
           metric: sumOfCounts(
             {
               events: stopped.events.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: fiveMinutes }),

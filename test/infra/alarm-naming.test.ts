@@ -1,8 +1,9 @@
 import { App, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as sns from 'aws-cdk-lib/aws-sns';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { synthesizeApp } from '../support/app';
-import { alarmNamePrefix, RunbookAlarm, runbookAlarmName } from '../../lib/constructs/runbook-alarm';
+import { alarmNamePrefix, MAX_DESCRIPTION, RunbookAlarm, runbookAlarmName, TOKEN_WORST_CASE_LENGTH, worstCaseDeployedLength } from '../../lib/constructs/runbook-alarm';
 
 /** A description as text; one that names a resource (Fn::Join) shows it as <token>. */
 function descriptionText(value: unknown): string {
@@ -14,7 +15,7 @@ function descriptionText(value: unknown): string {
 
 /** Every alarm of the app must be findable by the escalation rule: one name prefix, one description shape. */
 describe('alarm naming', () => {
-  const { opsTemplate } = synthesizeApp();
+  const { data, ops, opsTemplate } = synthesizeApp();
   const alarms = Object.entries(opsTemplate.findResources('AWS::CloudWatch::Alarm')) as [string, { Properties: Record<string, unknown> }][];
   const composites = Object.entries(opsTemplate.findResources('AWS::CloudWatch::CompositeAlarm')) as [string, { Properties: Record<string, unknown> }][];
 
@@ -71,6 +72,44 @@ describe('alarm naming', () => {
     expect(() => new RunbookAlarm(stack, 'A', { ...props, signalsEvent: true, notifyOnOk: true })).toThrow(
       'alarm Backups-FailedRun: an event alarm cannot notify on OK (its OK does not mean fixed)',
     );
+  });
+
+  it('refuses at synth a description that fits with a queue URL unresolved but not once deployed, naming the alarm and both lengths', () => {
+    // Arrange: 1000 characters at synth, where the queue URL is a ~20-character token; deployed, the
+    // URL is up to 137 (https://sqs.<region>.amazonaws.com[.cn]/<account>/<80-character name>).
+    const stack = new Stack(new App(), 'S', { env: { account: '111111111111', region: 'eu-west-3' } });
+    const queue = new sqs.Queue(stack, 'Events');
+    const firstActions = `aws sqs receive-message --queue-url ${queue.queueUrl}`;
+    const head = '[Sauvegarde] ';
+    const tail = ` Premières actions : ${firstActions}`;
+    const summary = 'x'.repeat(1000 - head.length - tail.length);
+    const props = { environmentName: 'prod', concern: 'Backups', what: 'RunnerStopped', runbookSection: 'Sauvegarde', firstActions, metric: new cloudwatch.Metric({ namespace: 'AtmrDr/example', metricName: 'S' }), threshold: 1, evaluationPeriods: 1 };
+    const longestQueueUrl = `https://sqs.ap-southeast-5.amazonaws.com.cn/111111111111/${'q'.repeat(80)}`;
+    expect(`${head}${summary}${tail}`).toHaveLength(1000);
+    expect(longestQueueUrl).toHaveLength(137);
+    expect(longestQueueUrl.length).toBeLessThanOrEqual(TOKEN_WORST_CASE_LENGTH);
+    expect(1000 - queue.queueUrl.length + longestQueueUrl.length).toBeGreaterThan(MAX_DESCRIPTION);
+
+    // Act, assert
+    const worstCase = 1000 - queue.queueUrl.length + TOKEN_WORST_CASE_LENGTH;
+    expect(() => new RunbookAlarm(stack, 'Long', { ...props, summary })).toThrow(
+      `alarm Backups-RunnerStopped: description is 1000 characters at synth and up to ${worstCase} once deployed (each reference to a resource counted at ${TOKEN_WORST_CASE_LENGTH}), CloudWatch allows 1024: shorten it, and leave the detail to the docs it points to`,
+    );
+    // The same alarm, its summary short enough for the worst case, is accepted.
+    expect(() => new RunbookAlarm(stack, 'Short', { ...props, summary: summary.slice(worstCase - MAX_DESCRIPTION) })).not.toThrow();
+  });
+
+  it('keeps every alarm description of the app within CloudWatch\'s 1024 characters once deployed, each reference counted at its longest', () => {
+    const cfnAlarms = [...data.node.findAll(), ...ops.node.findAll()].filter((c) => c instanceof cloudwatch.CfnAlarm || c instanceof cloudwatch.CfnCompositeAlarm);
+    expect(cfnAlarms.length).toBeGreaterThan(50);
+    const measured = cfnAlarms.map((alarm) => {
+      const description = alarm.alarmDescription ?? '';
+      return { alarm: alarm.node.scope!.node.id, synth: description.length, deployed: worstCaseDeployedLength(description) };
+    });
+
+    // The probe's log group name is a reference in two descriptions: counted at its longest, not as its placeholder.
+    expect(measured.filter((m) => m.deployed > m.synth).map((m) => m.alarm).sort()).toEqual(['ProbeErrorsAlarm', 'ProbeFailuresAlarm']);
+    expect(measured.filter((m) => m.deployed > MAX_DESCRIPTION)).toEqual([]);
   });
 
   it('gives no two alarms the same name', () => {
