@@ -178,11 +178,22 @@ export interface ArchiveNeeds {
   readonly roles: Map<string, RoleUse>;
   /** The owner of the backed-up database (its DATABASE entry); undefined when the entry is missing or not of that name. */
   readonly databaseOwner: string | undefined;
+  /** The backed-up database's own properties, as the archive gives them (propertyReader). */
+  readonly databaseProperties: DatabasePropertiesOfBackup;
+}
+
+export interface DatabasePropertiesOfBackup {
   /**
    * The statements that give the backed-up database its own properties (its settings and its roles'
    * settings in it, its comment, its grants), naming it as pg_dump does (fmtId), one each.
    */
-  readonly databaseProperties: string[];
+  readonly statements: string[];
+  /**
+   * Whether pg_dump wrote them for standard_conforming_strings on (its `SET standard_conforming_strings
+   * = on` before them, as every server since 9.1 by default): a backslash in a literal is then a
+   * backslash. Written for off, `'x\''` ends the literal elsewhere: they are not run (giveBackupProperties).
+   */
+  readonly conformingStrings: boolean;
 }
 
 /**
@@ -195,25 +206,38 @@ export interface ArchiveNeeds {
 const DATABASE_PROPERTY_ENTRY = /^\d+; 0 0 (?:DATABASE PROPERTIES|COMMENT - DATABASE|ACL - DATABASE) /;
 /** The types those entries have in the headers pg_restore writes above their statements. */
 const DATABASE_PROPERTY_TYPES = new Set(['DATABASE PROPERTIES', 'COMMENT', 'ACL']);
-/** A whole statement: it ends with a semicolon outside quotes (a comment may hold semicolons and line ends). */
-const WHOLE_STATEMENT = /^(?:[^'";]|'(?:[^']|'')*'|"(?:[^"]|"")*")*;$/;
+/**
+ * A whole statement: it ends with a semicolon outside quotes (a comment may hold semicolons and line
+ * ends). A doubled quote inside a literal (`'it''s'`) reads as two literals side by side, which splits
+ * the same way: each character has one way to match, so the test is linear. (`'(?:[^']|'')*'` had two
+ * ways for each `''`, and a comment with some 30 apostrophes before a line end took minutes, the
+ * event loop blocked: no Ctrl-C, no deadline.)
+ */
+const WHOLE_STATEMENT = /^(?:[^'";]|'[^']*'|"[^"]*")*;$/;
+/** The session setting pg_restore writes before the entries: how pg_dump wrote their literals. */
+const CONFORMING_STRINGS = /^SET standard_conforming_strings = (on|off);$/;
 
 /**
  * The statements of the database-property entries in `pg_restore --create -L <those entries>`'s
  * SQL, which also holds the CREATE DATABASE (an entry of type DATABASE, left out) and psql's own
  * lines (`\connect`, `\restrict`), after which come the session's SETs, which are no entry's.
  */
-function propertyReader(): { readonly statements: string[]; read(lines: Iterable<string>): void } {
+function propertyReader(): { readonly properties: DatabasePropertiesOfBackup; read(lines: Iterable<string>): void } {
   const statements: string[] = [];
+  let conformingStrings = false;
   let inEntry = false;
   let pending = '';
   return {
-    statements,
+    get properties() {
+      return { statements, conformingStrings };
+    },
     read(lines) {
       for (const line of lines) {
         if (pending === '') {
           const header = ENTRY_HEADER.exec(line);
           if (header || line.startsWith('\\')) inEntry = header !== null && DATABASE_PROPERTY_TYPES.has(header[1]);
+          const conforming = inEntry ? null : CONFORMING_STRINGS.exec(line);
+          if (conforming) conformingStrings = conforming[1] === 'on';
           if (header || !inEntry || line.trim() === '' || line.startsWith('--') || line.startsWith('\\')) continue;
         }
         pending = pending === '' ? line : `${pending}\n${line}`;
@@ -282,7 +306,7 @@ export async function archiveNeeds(input: Pick<LoadInput, 'file' | 'pgBinDir' | 
   }
   const properties = propertyReader();
   if (propertyEntries.length > 0) await printListed('database-property', propertyEntries, ['--create'], (lines) => properties.read(lines));
-  return { roles: reader.roles, databaseOwner, databaseProperties: properties.statements };
+  return { roles: reader.roles, databaseOwner, databaseProperties: properties.properties };
 }
 
 /** Lines of the list of large objects' entries written at a time: ~0.5 MB, far below V8's longest string. */

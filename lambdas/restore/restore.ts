@@ -9,7 +9,7 @@ import { makeDownloadDir } from '../shared/temp-dir';
 import { CatalogDeps, chooseObject, resolveBackup } from './catalog';
 import { checkRowCounts } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
-import { archiveNeeds, checkRoles, loadBackup, watchDatabaseSize } from './load';
+import { archiveNeeds, checkRoles, DatabasePropertiesOfBackup, loadBackup, watchDatabaseSize } from './load';
 import { connectTo } from '../shared/pg-connection';
 import { Unsettled, backupOwnerToGive, checkLeftovers, checkTarget, checkTargetName, createDatabase, databaseOwner, dropDatabase, giveBackupProperties, guardProduction, guardSystemDatabase, keepDatabaseProperties, NoAnswer, openAdminSession, runLooking, SessionNotBack, stagingName, swapIn } from './target';
 
@@ -211,7 +211,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // fails only when the privileges are restored, at the end of the load. The custom archive
     // gives them in milliseconds; the plain SQL would have to be gunzipped whole once more.
     let archiveOwner: string | undefined;
-    let databaseProperties: string[] | undefined;
+    let databaseProperties: DatabasePropertiesOfBackup | undefined;
     if (object.format === 'custom') {
       signal?.throwIfAborted();
       const rolesStarted = performance.now();

@@ -5,6 +5,7 @@ import { OperatorError, oneLine } from '../shared/errors';
 import { countOf } from '../shared/format';
 import { APPLICATION_NAME, PG_CONNECT_TIMEOUT_MS, PgConnection, connectTo } from '../shared/pg-connection';
 import { isQueryReadTimeout, isRefusedStatement, sqlState, UNDEFINED_OBJECT } from '../shared/pg-errors';
+import type { DatabasePropertiesOfBackup } from './load';
 
 // The connection helper lives with the connection settings (the backup uses it too); restore imports it from here.
 
@@ -268,9 +269,12 @@ export class NoAnswer extends Error {}
  * the caller ends the session (look, end) before it sends another. `what`: how the line names the
  * statement (default its text; a long query's is named by what it reads).
  */
-async function boundedQuery<R extends QueryResultRow = QueryResultRow>(client: Client, text: string, boundMs: number, values?: unknown[], what = text): Promise<QueryResult<R>> {
-  // query_timeout is node-postgres' own per-query setting, which its types do not declare.
-  const config: QueryConfig & { query_timeout: number } = { text, values, query_timeout: boundMs };
+async function boundedQuery<R extends QueryResultRow = QueryResultRow>(client: Client, text: string, boundMs: number, values?: unknown[], what = text, { single = false } = {}): Promise<QueryResult<R>> {
+  // query_timeout and queryMode are node-postgres' own per-query settings, which its types do not
+  // declare. queryMode 'extended' (`single`): the server runs exactly one statement, whatever the text
+  // holds: a statement read from a backup whose literal ends elsewhere than its reader thought is
+  // refused, never run as two.
+  const config: QueryConfig & { query_timeout: number; queryMode?: 'extended' } = { text, values, query_timeout: boundMs, ...(single ? { queryMode: 'extended' as const } : {}) };
   try {
     return await client.query<R>(config);
   } catch (error) {
@@ -901,7 +905,7 @@ interface PropertyStatement {
 async function giveProperties(admin: Client, required: readonly PropertyStatement[], settings: readonly PropertyStatement[], what: string, advice: string): Promise<string[]> {
   const refused: string[] = [];
   const run = async ({ sql, named }: PropertyStatement, stop: boolean): Promise<void> => {
-    await boundedQuery(admin, sql, SWAP_STATEMENT_BOUND_MS).catch((error: unknown) => {
+    await boundedQuery(admin, sql, SWAP_STATEMENT_BOUND_MS, undefined, sql, { single: true }).catch((error: unknown) => {
       if (!isRefusedStatement(error)) throw error;
       if (stop && sqlState(error) !== UNDEFINED_OBJECT) {
         throw new OperatorError(`cannot give the restored copy ${what}: ${sql} failed (${oneLine(error)}): ${sqlState(error) === '42501' ? advice : 'rerun the restore'}`);
@@ -946,7 +950,16 @@ const BACKUP_PROPERTY_FORMS: readonly { before: RegExp; after: RegExp; required:
  * owner (keepDatabaseProperties' rule), with the same rights. The policy is keepDatabaseProperties'
  * (giveProperties).
  */
-export async function giveBackupProperties(admin: Client, statements: readonly string[], source: string, target: string, staging: string, warn: (line: string) => void): Promise<void> {
+export async function giveBackupProperties(admin: Client, properties: DatabasePropertiesOfBackup, source: string, target: string, staging: string, warn: (line: string) => void): Promise<void> {
+  const { statements } = properties;
+  if (!properties.conformingStrings) {
+    // Written for standard_conforming_strings off (a server configured so), a literal's backslashes
+    // are escapes: told apart wrongly, a comment could end its literal early and its rest be read as
+    // SQL. Named, never run.
+    const lines = statements.filter((sql) => !/^(?:SET|RESET) SESSION AUTHORIZATION\b/.test(sql)).map((sql) => `${sql.replace(/;$/, '')} (not given: the backup was written with standard_conforming_strings off)`);
+    warnNotCarried(warn, `the backed-up "${source}" to its restored copy "${target}"`, lines);
+    return;
+  }
   const names = [quoteIdent(source), ...(/^[a-z_][a-z0-9_$]*$/.test(source) ? [source] : [])];
   const required: PropertyStatement[] = [];
   const settings: PropertyStatement[] = [];
@@ -964,7 +977,12 @@ export async function giveBackupProperties(admin: Client, statements: readonly s
     if (given === undefined) notGiven.push(`${statement.replace(/;$/, '')} (not given: not a form this restore knows)`);
     else (given.stop ? required : settings).push(given.statement);
   }
-  const give = (): Promise<string[]> => giveProperties(admin, required, settings, `what the backed-up "${source}" had set on itself`, 'restore as a superuser');
+  const give = async (): Promise<string[]> => {
+    // The literals as pg_dump wrote them (for standard_conforming_strings on), whatever this session
+    // was given by the server's, the role's or the database's settings.
+    await boundedQuery(admin, 'SET standard_conforming_strings = on', SWAP_STATEMENT_BOUND_MS, undefined, undefined, { single: true });
+    return giveProperties(admin, required, settings, `what the backed-up "${source}" had set on itself`, 'restore as a superuser');
+  };
   const refused = await stopOnNoAnswer(admin, give, (why) => `cannot give the restored copy what the backed-up "${source}" had set on itself: ${why}`);
   warnNotCarried(warn, `the backed-up "${source}" to its restored copy "${target}"`, [...refused, ...notGiven]);
 }
