@@ -1,4 +1,4 @@
-import { sqlState } from '../shared/pg-errors';
+import { sqlState, TOO_MANY_CONNECTIONS } from '../shared/pg-errors';
 
 /**
  * One check of one target, reduced to what an on-call engineer needs: up or down, how long it took,
@@ -71,6 +71,9 @@ export function classifyError(error: unknown): { reason: string; detail: string 
     // PostgreSQL refusing the login (SQLSTATE class 28: 28P01 a wrong password, as after a rotation
     // the probe has not read yet; 28000 a role or pg_hba.conf refusal): credentials, not an outage.
     if (sqlState(e)?.startsWith('28')) return { reason: 'auth', detail };
+    // PostgreSQL refusing a session because its connection slots are taken: the server answered, and
+    // what to look at is who holds the connections (Database-ConnectionsNearLimit), not whether it runs.
+    if (sqlState(e) === TOO_MANY_CONNECTIONS) return { reason: 'connections-full', detail };
   }
   const text = detail.toLowerCase();
   // Redis refusing the probe's credentials (none given, or a rotated AUTH token): a setting, not an outage.

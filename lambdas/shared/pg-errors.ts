@@ -8,6 +8,12 @@ export const READ_ONLY_SQL_TRANSACTION = '25006';
 export const UNDEFINED_OBJECT = '42704';
 
 /**
+ * SQLSTATE too_many_connections: the server refused a session, its slots full ("remaining connection
+ * slots are reserved ...", "sorry, too many clients already") or a role's or database's CONNECTION LIMIT reached.
+ */
+export const TOO_MANY_CONNECTIONS = '53300';
+
+/**
  * The SQLSTATE of an error the server sent, undefined for any other error. Told by its shape
  * (node-postgres' DatabaseError carries the server's severity and a five-character SQLSTATE), not by
  * `instanceof`: importing node-postgres here would load it in every CLI command whose code imports

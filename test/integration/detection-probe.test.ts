@@ -9,9 +9,9 @@ import Redis from 'ioredis';
 import { openDatabaseSession, openRedisSession } from '../../lambdas/detection/clients';
 import { PROBE_METRICS, ProbeSettings, REDIS_WRITE_CHECK_KEY, RETRY_PAUSE_MS, runProbe } from '../../lambdas/detection/probe';
 import { captureProbeOutput, metricValue, startHttpServer } from '../lambdas/detection/fixtures';
-import { testCluster, uniqueDatabaseName } from '../support/cluster';
+import { testClient, testCluster, uniqueDatabaseName } from '../support/cluster';
 import { startDroppingProxy, type DroppingProxy } from '../support/dropping-proxy';
-import { freePort, psql, selfSignedCertificate } from '../support/postgres';
+import { freePort, psql, selfSignedCertificate, startPostgres, stopPostgres } from '../support/postgres';
 import { LocalRedis, startRedis } from '../support/redis';
 
 // The health probe against real servers on 127.0.0.1: an HTTP server (200, 503, slow, refused),
@@ -253,6 +253,35 @@ describe('health probe: a Celery queue key that is not a list', () => {
       expect.objectContaining({ level: 'WARN', message: expect.stringContaining('not a list'), queue: 'dispatch', type, fix: expect.stringContaining(`"dispatch" is a ${type}, not a Celery list`) }),
     );
     expect(logs.find((l) => l.message === 'probe run')).toMatchObject({ down: [] });
+  });
+});
+
+describe('health probe: a database whose connection slots are full', () => {
+  it('names the refusal connections-full (SQLSTATE 53300), the server\'s words in the detail, instead of the generic error', async () => {
+    // Arrange: a cluster of its own with 3 slots for non-superusers, all held by the application's role
+    const full = await startPostgres({ extraSettings: ['-c max_connections=4', '-c superuser_reserved_connections=1'] });
+    const holders = Array.from({ length: 3 }, () => testClient({ host: full.host, port: full.port, user: 'app', database: 'postgres' }));
+    try {
+      psql(full, 'postgres', 'CREATE ROLE app LOGIN; CREATE ROLE atmr_probe LOGIN;');
+      for (const holder of holders) await holder.connect();
+
+      // Act
+      const { result, metrics, logs } = await captureProbeOutput(({ metrics, logger }) =>
+        runProbe(
+          { database: { timeoutMs: TIMEOUT_MS } },
+          { metrics, logger, openDatabase: () => openDatabaseSession({ host: full.host, port: full.port, user: 'atmr_probe', database: 'postgres', sslMode: 'disable' }, TIMEOUT_MS) },
+        ),
+      );
+
+      // Assert: which alarm pages is unchanged (DatabaseUp 0, no DbReadOnly); the reason says why
+      expect(result.targets.find((t) => t.target === 'database')).toMatchObject({ up: false, reason: 'connections-full', detail: expect.stringContaining('remaining connection slots are reserved') });
+      expect(metricValue(metrics, M.databaseUp)).toBe(0);
+      expect(metrics.filter((m) => m.name === M.dbReadOnly)).toEqual([]);
+      expect(logs.find((l) => l.message === 'probe run')).toMatchObject({ down: ['database:connections-full'], retried: [] });
+    } finally {
+      await Promise.all(holders.map((h) => h.end().catch(() => undefined)));
+      stopPostgres(full);
+    }
   });
 });
 
