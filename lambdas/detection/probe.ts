@@ -4,7 +4,7 @@ import type { MetricUnit as MetricUnitValue } from '@aws-lambda-powertools/metri
 import { emitSingleMetric } from '../shared/single-metric';
 import { MODE_METRIC_VALUE, type KillswitchMode } from '../killswitch/value';
 import { CheckResult, checkHttp, classifyError, withTimeout } from './targets';
-import { READ_ONLY_STATE_SQL, readOnlyStateFromRow, refusesApplicationWrites } from './read-only';
+import { READ_ONLY_STATE_SQL, readOnlyStateInReadOnlyTransaction, refusesApplicationWrites, roleReadOnlyDefaultReset } from './read-only';
 import { redisMemoryFromInfo, type RedisMemory } from './redis-memory';
 
 /** Powertools `service` of the probe: the dimension every probe metric carries. */
@@ -345,8 +345,14 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
     // A read-only database is an answer (its state): up, DbReadOnly 1, not tried again.
     const attempt = () =>
       checkSession(db.timeoutMs, openDatabase, async (client) => {
-        const state = readOnlyStateFromRow((await client.query(READ_ONLY_STATE_SQL)).rows[0] ?? {});
+        // A transaction of its own declared READ ONLY: the probe writes nothing whatever its role's
+        // grants. Per transaction, it leaves the session's default (what it reads) as it is.
+        await client.query('BEGIN READ ONLY');
+        const state = readOnlyStateInReadOnlyTransaction((await client.query(READ_ONLY_STATE_SQL)).rows[0] ?? {});
+        await client.query('COMMIT');
+        const roleDefaultReset = roleReadOnlyDefaultReset(state);
         return {
+          ...(roleDefaultReset && { roleDefaultReset }),
           readOnly: refusesApplicationWrites(state),
           transactionReadOnly: state.transactionReadOnly,
           inRecovery: state.inRecovery,
@@ -359,11 +365,17 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
         const { result, value } = reportAttempts('database', attempts);
         record(PROBE_METRICS.databaseUp, result.up ? 1 : 0);
         if (value) {
-          database = value;
-          record(PROBE_METRICS.dbReadOnly, value.readOnly ? 1 : 0);
-          if (value.readOnly) deps.logger.warn('database is read-only', value);
-          else if (value.transactionReadOnly) {
-            deps.logger.info("the probe's own role defaults to read-only (ALTER ROLE ... SET default_transaction_read_only): not counted in DbReadOnly", value);
+          const { roleDefaultReset, ...state } = value;
+          database = state;
+          record(PROBE_METRICS.dbReadOnly, state.readOnly ? 1 : 0);
+          if (state.readOnly) deps.logger.warn('database is read-only', state);
+          if (roleDefaultReset) {
+            // Not counted (the application's role does not have it), but it hides a server-wide
+            // read-only (ALTER SYSTEM, a parameter group) from DbReadOnly: a setting to remove.
+            deps.logger.warn(
+              `the probe's own role defaults to read-only (ALTER ROLE ... SET default_transaction_read_only), which hides a server-wide read-only from DbReadOnly: as the master user run ${roleDefaultReset} (the probe's transactions are read-only anyway, and its role has no write grant)`,
+              { ...state, fix: roleDefaultReset },
+            );
           }
         }
       }),

@@ -98,6 +98,7 @@ describe('dbReadWrite', () => {
 
     expect(await readOnlyState(connection())).toEqual({
       database,
+      role: connection().user,
       transactionReadOnly: true,
       databaseSetting: 'on',
       defaultSource: 'database',

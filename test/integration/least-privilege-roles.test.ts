@@ -137,14 +137,79 @@ describe("the backup runner's role (docs/backup-runner.md)", () => {
 });
 
 describe("the probe's role (docs/detection.md)", () => {
-  it("passes the probe's database check: DatabaseUp 1, DbReadOnly 0 (its own read-only default is not counted)", async () => {
+  it("passes the probe's database check: DatabaseUp 1, DbReadOnly 0, the role carrying no read-only default of its own", async () => {
     // Act
     const run = await probeAsItsRole();
 
     // Assert
     expect(metricValue(run.metrics, PROBE_METRICS.databaseUp)).toBe(1);
     expect(metricValue(run.metrics, PROBE_METRICS.dbReadOnly)).toBe(0);
-    expect(run.result.database).toMatchObject({ readOnly: false, transactionReadOnly: true, defaultSource: 'user' });
+    expect(run.result.database).toMatchObject({ readOnly: false, transactionReadOnly: false, defaultSource: 'default' });
+    expect(run.logs.filter((l) => l.level === 'WARN')).toEqual([]);
+  });
+
+  it("reads its state in a transaction declared READ ONLY, which does not hide the database's read-write default", async () => {
+    // Arrange: the probe's session as it is, its statements recorded on their way to the server
+    const sent: string[] = [];
+    const connection = { host: cluster.host, port: cluster.port, user: 'atmr_probe', database: DATABASE, sslMode: 'disable' };
+    const openRecording = async () => {
+      const session = await openDatabaseSession(connection, 5000);
+      return { ...session, client: { query: (sql: string) => (sent.push(sql.split('\n')[0]), session.client.query(sql)) } };
+    };
+
+    // Act
+    const run = await captureProbeOutput(({ metrics, logger }) => runProbe({ database: { timeoutMs: 5000 } }, { metrics, logger, openDatabase: openRecording }));
+
+    // Assert
+    expect(sent[0]).toBe('BEGIN READ ONLY');
+    expect(sent[sent.length - 1]).toBe('COMMIT');
+    expect(metricValue(run.metrics, PROBE_METRICS.dbReadOnly)).toBe(0);
+  });
+
+  describe('with the server read-only as a whole (ALTER SYSTEM, as a parameter group does, and a reload)', () => {
+    // The master user's statements while the server defaults to read-only: out of it for the session.
+    const asMaster = (sql: string) => psql(cluster, 'postgres', `SET default_transaction_read_only = off; ${sql}`);
+    beforeEach(() => {
+      asMaster('ALTER SYSTEM SET default_transaction_read_only = on');
+      asMaster('SELECT pg_reload_conf()');
+    });
+    afterEach(() => {
+      // The server read-write again first, whatever the role's reset does: the other tests share it.
+      try {
+        asMaster('ALTER SYSTEM RESET default_transaction_read_only');
+        asMaster('SELECT pg_reload_conf()');
+      } finally {
+        asMaster('ALTER ROLE atmr_probe RESET default_transaction_read_only');
+      }
+    });
+
+    it('reports DbReadOnly 1 as the documented role', async () => {
+      // Act
+      const run = await probeAsItsRole();
+
+      // Assert
+      expect(metricValue(run.metrics, PROBE_METRICS.dbReadOnly)).toBe(1);
+      expect(run.result.database).toMatchObject({ readOnly: true, transactionReadOnly: true, defaultSource: 'configuration file' });
+    });
+
+    it('warns, with the statement that removes it, when the role carries a read-only default of its own (which hides it), and sees it once that statement ran', async () => {
+      // Arrange: the role default the docs used to give
+      asMaster('ALTER ROLE atmr_probe SET default_transaction_read_only = on');
+
+      // Act
+      const hidden = await probeAsItsRole();
+      const fix = hidden.logs.find((l) => l.level === 'WARN' && typeof l.fix === 'string')?.fix as string;
+      asMaster(fix);
+      const seen = await probeAsItsRole();
+
+      // Assert
+      expect(metricValue(hidden.metrics, PROBE_METRICS.dbReadOnly)).toBe(0);
+      expect(hidden.logs).toContainEqual(
+        expect.objectContaining({ level: 'WARN', message: expect.stringContaining("the probe's own role defaults to read-only"), fix: 'ALTER ROLE "atmr_probe" RESET default_transaction_read_only' }),
+      );
+      expect(hidden.logs.find((l) => l.level === 'INFO' && String(l.message).includes('defaults to read-only'))).toBeUndefined();
+      expect(metricValue(seen.metrics, PROBE_METRICS.dbReadOnly)).toBe(1);
+    });
   });
 
   it('still sees the database set read-only (the setting it watches), as that role', async () => {
@@ -162,7 +227,7 @@ describe("the probe's role (docs/detection.md)", () => {
     }
   });
 
-  it('cannot write: an INSERT, a CREATE TABLE and reading the data are refused, even out of its read-only default', async () => {
+  it('cannot write: an INSERT, a CREATE TABLE and reading the data are refused (no grant: its safety)', async () => {
     expect(await refusalAs('atmr_probe', `INSERT INTO public.empty_table VALUES (1)`)).toBe('permission denied for table empty_table');
     expect(await refusalAs('atmr_probe', `CREATE TABLE public.intruder (id int)`)).toBe('permission denied for schema public');
     expect(await refusalAs('atmr_probe', 'SELECT count(*) FROM public.rides')).toBe('permission denied for table rides');
