@@ -547,7 +547,13 @@ export const DetectionConfigSchema = z.strictObject({
           timeoutMs: z.number().int().min(100).max(15000).default(3000),
         })
         .optional(),
-      /** OSRM's health URL (`curl http://osrm:5000/health` in the runbook). @default - not probed */
+      /**
+       * An OSRM query the probe sends each attempt, whose answer must be osrm-routed's `"code": "Ok"`
+       * (a 2xx with another code, `NoRoute`, `InvalidQuery`, or a body that is not OSRM's JSON is
+       * OSRM down): a short route between two points of the map, e.g.
+       * `http://osrm:5000/route/v1/driving/2.3522,48.8566;2.2945,48.8584?overview=false`
+       * (docs/detection.md, "What the probe asks OSRM"). @default - not probed
+       */
       osrm: z
         .strictObject({
           healthUrl: httpUrl,
