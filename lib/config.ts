@@ -548,11 +548,11 @@ export const DetectionConfigSchema = z.strictObject({
         })
         .optional(),
       /**
-       * An OSRM query the probe sends each attempt, whose answer must be osrm-routed's `"code": "Ok"`
-       * (a 2xx with another code, `NoRoute`, `InvalidQuery`, or a body that is not OSRM's JSON is
-       * OSRM down): a short route between two points of the map, e.g.
-       * `http://osrm:5000/route/v1/driving/2.3522,48.8566;2.2945,48.8584?overview=false`
-       * (docs/detection.md, "What the probe asks OSRM"). @default - not probed
+       * The URL the probe sends each OSRM attempt: best an OSRM query, a short route between two
+       * points of the map (`http://osrm:5000/route/v1/driving/2.3522,48.8566;2.2945,48.8584?overview=false`),
+       * whose 2xx answer with an OSRM code other than `Ok` (`NoRoute`, `InvalidQuery`) is OSRM down; a
+       * `/health` in front of OSRM (the runbook's curl) is judged by its status (docs/detection.md,
+       * "What the probe asks OSRM"). @default - not probed
        */
       osrm: z
         .strictObject({

@@ -128,20 +128,22 @@ export type BodyProblem = (body: string) => { reason: string; detail: string } |
 
 /**
  * OSRM's answer judged by its body: osrm-routed answers `"code": "Ok"` for a query it could serve,
- * and may answer another code (`NoRoute`, `InvalidQuery`, `NoSegment` ...) with HTTP 200 as well.
- * Anything but `Ok` is OSRM not serving: its code as the reason, or `bad-body` when the body is not
- * OSRM's JSON (empty, HTML, another service's answer, cut at MAX_BODY_BYTES).
+ * and may answer another code (`NoRoute`, `InvalidQuery`, `NoSegment` ...) with HTTP 200 as well:
+ * that is OSRM not serving, its code the reason. A body with no OSRM code (a wrapper's `/health`
+ * answering `{"status": "ok"}` or nothing, as the runbook's `curl http://osrm:5000/health` may
+ * reach; a body cut at MAX_BODY_BYTES) is judged by its status as before: requiring osrm-routed's
+ * answer there would page every minute in an environment whose URL is such a /health, on the
+ * deploy of this check, until someone changed it.
  */
 export const osrmBodyProblem: BodyProblem = (body) => {
   let code: unknown;
   try {
     code = (JSON.parse(body) as { code?: unknown } | null)?.code;
   } catch {
-    code = undefined;
+    return undefined;
   }
-  if (code === 'Ok') return undefined;
-  const detail = body.replace(/\s+/g, ' ').slice(0, 200) || '(empty body)';
-  return typeof code === 'string' && /^[A-Za-z]{1,40}$/.test(code) ? { reason: code, detail } : { reason: 'bad-body', detail };
+  if (typeof code !== 'string' || code === 'Ok') return undefined;
+  return { reason: /^[A-Za-z]{1,40}$/.test(code) ? code : 'bad-code', detail: body.replace(/\s+/g, ' ').slice(0, 200) };
 };
 
 /**
