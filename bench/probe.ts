@@ -47,8 +47,7 @@ async function main(): Promise<void> {
   const logger = new Logger({ serviceName: 'detection-probe', logLevel: 'SILENT' });
 
   // healthy targets
-  // The API's /health and /ready, and OSRM's route query, answered as osrm-routed does ("code": "Ok").
-  const healthyHttp = http.createServer((req, res) => res.end(req.url?.startsWith('/route/') ? '{"code":"Ok","routes":[],"waypoints":[]}' : '{"status":"ok"}'));
+  const healthyHttp = http.createServer((_req, res) => res.end('{"status":"ok"}'));
   const httpPort = await listen(healthyHttp);
   const redis = await startRedis();
   redis.cli('RPUSH', 'celery', 'a', 'b');
@@ -62,7 +61,7 @@ async function main(): Promise<void> {
 
   const settingsFor = (httpBase: string): ProbeSettings => ({
     api: { baseUrl: httpBase, timeoutMs: TIMEOUT_MS },
-    osrm: { healthUrl: `${httpBase}/route/v1/driving/2.3522,48.8566;2.2945,48.8584?overview=false`, timeoutMs: TIMEOUT_MS, attempts: 3, attemptSpacingMs: 1000 },
+    osrm: { healthUrl: `${httpBase}/health`, timeoutMs: TIMEOUT_MS, attempts: 3, attemptSpacingMs: 1000 },
     redis: { timeoutMs: TIMEOUT_MS, queues: ['celery', 'dispatch'] },
     database: { timeoutMs: TIMEOUT_MS },
   });

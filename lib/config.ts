@@ -547,13 +547,7 @@ export const DetectionConfigSchema = z.strictObject({
           timeoutMs: z.number().int().min(100).max(15000).default(3000),
         })
         .optional(),
-      /**
-       * The URL the probe sends each OSRM attempt: best an OSRM query, a short route between two
-       * points of the map (`http://osrm:5000/route/v1/driving/2.3522,48.8566;2.2945,48.8584?overview=false`),
-       * whose 2xx answer with an OSRM code other than `Ok` (`NoRoute`, `InvalidQuery`) is OSRM down; a
-       * `/health` in front of OSRM (the runbook's curl) is judged by its status (docs/detection.md,
-       * "What the probe asks OSRM"). @default - not probed
-       */
+      /** OSRM's health URL (`curl http://osrm:5000/health` in the runbook). @default - not probed */
       osrm: z
         .strictObject({
           healthUrl: httpUrl,

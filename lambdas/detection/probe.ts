@@ -3,7 +3,7 @@ import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import type { MetricUnit as MetricUnitValue } from '@aws-lambda-powertools/metrics/types';
 import { emitSingleMetric } from '../shared/single-metric';
 import { MODE_METRIC_VALUE, type KillswitchMode } from '../killswitch/value';
-import { CheckResult, checkHttp, classifyError, osrmBodyProblem, withTimeout } from './targets';
+import { CheckResult, checkHttp, classifyError, withTimeout } from './targets';
 import { READ_ONLY_STATE_SQL, readOnlyStateInReadOnlyTransaction, refusesApplicationWrites, roleReadOnlyDefaultReset } from './read-only';
 import { redisMemoryFromInfo, type RedisMemory } from './redis-memory';
 
@@ -89,7 +89,6 @@ interface Session<C> {
 export interface ProbeSettings {
   readonly api?: { readonly baseUrl: string; readonly timeoutMs: number };
   readonly osrm?: {
-    /** An OSRM query (a short route) whose answer must say `"code": "Ok"` (osrmBodyProblem). */
     readonly healthUrl: string;
     readonly timeoutMs: number;
     readonly attempts: number;
@@ -259,7 +258,7 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
     const spacing = osrm.attemptSpacingMs ?? OSRM_ATTEMPT_SPACING_MS;
     checks.push(
       Promise.all(
-        Array.from({ length: osrm.attempts }, (_, i) => sleep(i * spacing).then(() => checkHttp(osrm.healthUrl, osrm.timeoutMs, deps.fetch, osrmBodyProblem))),
+        Array.from({ length: osrm.attempts }, (_, i) => sleep(i * spacing).then(() => checkHttp(osrm.healthUrl, osrm.timeoutMs, deps.fetch))),
       ).then((attempts) => {
         attempts.forEach((result, i) => report(osrm.attempts > 1 ? `osrm#${i + 1}` : 'osrm', result));
         const ok = attempts.filter((a) => a.up).length;

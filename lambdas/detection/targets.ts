@@ -123,34 +123,8 @@ export function answeredHttp(result: CheckResult): boolean {
   return result.up || (result.reason?.startsWith('http-') ?? false);
 }
 
-/** What a 2xx answer's body says when it is not a good one (`reason`, `detail`); undefined when it is. */
-export type BodyProblem = (body: string) => { reason: string; detail: string } | undefined;
-
-/**
- * OSRM's answer judged by its body: osrm-routed answers `"code": "Ok"` for a query it could serve,
- * and may answer another code (`NoRoute`, `InvalidQuery`, `NoSegment` ...) with HTTP 200 as well:
- * that is OSRM not serving, its code the reason. A body with no OSRM code (a wrapper's `/health`
- * answering `{"status": "ok"}` or nothing, as the runbook's `curl http://osrm:5000/health` may
- * reach; a body cut at MAX_BODY_BYTES) is judged by its status as before: requiring osrm-routed's
- * answer there would page every minute in an environment whose URL is such a /health, on the
- * deploy of this check, until someone changed it.
- */
-export const osrmBodyProblem: BodyProblem = (body) => {
-  let code: unknown;
-  try {
-    code = (JSON.parse(body) as { code?: unknown } | null)?.code;
-  } catch {
-    return undefined;
-  }
-  if (typeof code !== 'string' || code === 'Ok') return undefined;
-  return { reason: /^[A-Za-z]{1,40}$/.test(code) ? code : 'bad-code', detail: body.replace(/\s+/g, ' ').slice(0, 200) };
-};
-
-/**
- * GET `url` with a deadline; up when the status is 2xx (and `bodyProblem`, when given, finds none in
- * the body). The body is drained (the socket is reused), up to MAX_BODY_BYTES.
- */
-export async function checkHttp(url: string, timeoutMs: number, fetchImpl: typeof fetch = fetch, bodyProblem?: BodyProblem): Promise<CheckResult> {
+/** GET `url` with a deadline; up when the status is 2xx. The body is drained (the socket is reused), up to MAX_BODY_BYTES. */
+export async function checkHttp(url: string, timeoutMs: number, fetchImpl: typeof fetch = fetch): Promise<CheckResult> {
   const started = performance.now();
   const controller = new AbortController();
   try {
@@ -165,11 +139,7 @@ export async function checkHttp(url: string, timeoutMs: number, fetchImpl: typeo
       () => controller.abort(),
     );
     const latencyMs = Math.round(performance.now() - started);
-    if (response.status >= 200 && response.status < 300) {
-      // An answer, whatever it says: a problem in the body is the target's state, never a "no answer".
-      const problem = bodyProblem?.(response.body);
-      return problem ? { up: false, latencyMs, ...problem } : { up: true, latencyMs };
-    }
+    if (response.status >= 200 && response.status < 300) return { up: true, latencyMs };
     return { up: false, latencyMs, reason: `http-${response.status}`, detail: response.body.replace(/\s+/g, ' ').slice(0, 200) };
   } catch (error) {
     return { up: false, latencyMs: Math.round(performance.now() - started), ...classifyError(error) };

@@ -18,9 +18,6 @@ import { LocalRedis, startRedis } from '../support/redis';
 // redis-server and the suite's PostgreSQL. Each case asserts the EMF metrics CloudWatch would get.
 
 const M = PROBE_METRICS;
-/** The probe's OSRM query, as docs/detection.md advises (a short route), and osrm-routed's answer to it. */
-const OSRM_ROUTE = '/route/v1/driving/2.3522,48.8566;2.2945,48.8584?overview=false';
-const OSRM_OK = { status: 200, body: '{"code":"Ok","routes":[{"distance":5123.4,"duration":612.1}],"waypoints":[]}' };
 // Below the production 3 s to keep the suite fast, but with room for a loaded CI machine.
 const TIMEOUT_MS = 2000;
 let redis: LocalRedis;
@@ -75,12 +72,12 @@ async function probeWith(settings: Partial<ProbeSettings> & { redisPort?: number
 describe('health probe against real servers', () => {
   it('reports every target up with its metrics when all answer', async () => {
     const api = await server({ '/health': { status: 200 }, '/ready': { status: 200 } });
-    const osrm = await server({ [OSRM_ROUTE]: OSRM_OK });
+    const osrm = await server({ '/health': { status: 200 } });
     redis.cli('RPUSH', 'celery', 'a', 'b', 'c');
 
     const { result, metrics } = await probeWith({
       api: { baseUrl: api.url, timeoutMs: TIMEOUT_MS },
-      osrm: { healthUrl: `${osrm.url}${OSRM_ROUTE}`, timeoutMs: TIMEOUT_MS, attempts: 3, attemptSpacingMs: 10 },
+      osrm: { healthUrl: `${osrm.url}/health`, timeoutMs: TIMEOUT_MS, attempts: 3, attemptSpacingMs: 10 },
     });
 
     expect(result.checksFailed).toBe(0);
@@ -99,7 +96,7 @@ describe('health probe against real servers', () => {
       expect(metricValue(metrics, M.latency, { Target: target, service: 'detection-probe' })).toBeGreaterThanOrEqual(0);
     }
     expect(metrics.find((m) => m.name === M.apiLive)?.dimensions).toEqual({ service: 'detection-probe' });
-    expect(osrm.hits[OSRM_ROUTE]).toBe(3);
+    expect(osrm.hits['/health']).toBe(3);
   });
 
   it('reports ApiReady 0 with reason http-503 when /ready answers 503, ApiLive still 1', async () => {
@@ -116,12 +113,12 @@ describe('health probe against real servers', () => {
 
   it('reports a target that answers past the timeout as down (timeout) without delaying or hiding the others', async () => {
     const api = await server({ '/health': { status: 200, delayMs: 8000 }, '/ready': { status: 200, delayMs: 8000 } });
-    const osrm = await server({ [OSRM_ROUTE]: OSRM_OK });
+    const osrm = await server({ '/health': { status: 200 } });
 
     const started = Date.now();
     const { result, metrics, logs } = await probeWith({
       api: { baseUrl: api.url, timeoutMs: TIMEOUT_MS },
-      osrm: { healthUrl: `${osrm.url}${OSRM_ROUTE}`, timeoutMs: TIMEOUT_MS, attempts: 1 },
+      osrm: { healthUrl: `${osrm.url}/health`, timeoutMs: TIMEOUT_MS, attempts: 1 },
     });
 
     // /ready got no answer: a second attempt after the pause, the run's longest path.
@@ -148,45 +145,14 @@ describe('health probe against real servers', () => {
   });
 
   it('measures OSRM availability as the percent of the minute\'s attempts that succeed', async () => {
-    const osrm = await server({ [OSRM_ROUTE]: (n) => (n % 2 === 1 ? OSRM_OK : { status: 503 }) });
+    const osrm = await server({ '/health': (n) => ({ status: n % 2 === 1 ? 200 : 503 }) });
 
     const { metrics } = await probeWith({
-      osrm: { healthUrl: `${osrm.url}${OSRM_ROUTE}`, timeoutMs: TIMEOUT_MS, attempts: 4, attemptSpacingMs: 20 },
+      osrm: { healthUrl: `${osrm.url}/health`, timeoutMs: TIMEOUT_MS, attempts: 4, attemptSpacingMs: 20 },
     });
 
     expect(metricValue(metrics, M.osrmAvailability)).toBe(50);
     expect(metricValue(metrics, M.checksFailed)).toBe(2);
-  });
-
-  it.each([
-    { answer: '{"code":"NoRoute","message":"Impossible route between points"}', reason: 'NoRoute' },
-    { answer: '{"code":"InvalidQuery","message":"Query string malformed close to position 16"}', reason: 'InvalidQuery' },
-  ])('reports OSRM answering HTTP 200 with "$answer" down (OsrmAvailability 0, reason $reason), each attempt once', async ({ answer, reason }) => {
-    // Arrange: osrm-routed answers "code": "Ok" for a route it computed; anything else is no route served
-    const osrm = await server({ [OSRM_ROUTE]: { status: 200, body: answer } });
-
-    // Act
-    const { result, metrics, logs } = await probeWith({
-      osrm: { healthUrl: `${osrm.url}${OSRM_ROUTE}`, timeoutMs: TIMEOUT_MS, attempts: 3, attemptSpacingMs: 10 },
-    });
-
-    // Assert
-    expect(metricValue(metrics, M.osrmAvailability)).toBe(0);
-    expect(result.targets.filter((t) => t.target.startsWith('osrm')).map((t) => t.reason)).toEqual([reason, reason, reason]);
-    expect(logs.find((l) => l.message === 'probe run')).toMatchObject({ down: [`osrm#1:${reason}`, `osrm#2:${reason}`, `osrm#3:${reason}`], retried: [] });
-    expect(logs).toContainEqual(expect.objectContaining({ level: 'WARN', message: 'probe target down', target: 'osrm#1', reason, detail: answer }));
-    expect(osrm.hits[OSRM_ROUTE]).toBe(3);
-  });
-
-  it.each([
-    { answer: '', what: 'an empty body' },
-    { answer: '{"status":"ok"}', what: "a wrapper's /health answer" },
-  ])('counts OSRM available on HTTP 200 with $what, which carries no OSRM code (a /health in front of OSRM, the runbook\'s curl)', async ({ answer }) => {
-    const osrm = await server({ '/health': { status: 200, body: answer } });
-
-    const { metrics } = await probeWith({ osrm: { healthUrl: `${osrm.url}/health`, timeoutMs: TIMEOUT_MS, attempts: 2, attemptSpacingMs: 10 } });
-
-    expect(metricValue(metrics, M.osrmAvailability)).toBe(100);
   });
 
   it('reports a host name that does not resolve as down with reason dns', async () => {
@@ -369,12 +335,12 @@ describe('health probe: hung Redis and PostgreSQL', () => {
     const sockets: net.Socket[] = [];
     const blackhole = net.createServer((socket) => sockets.push(socket));
     await new Promise<void>((resolve) => blackhole.listen(0, '127.0.0.1', resolve));
-    const api = await server({ '/health': { status: 200 }, '/ready': { status: 200, delayMs: 8000 }, [OSRM_ROUTE]: OSRM_OK });
+    const api = await server({ '/health': { status: 200 }, '/ready': { status: 200, delayMs: 8000 } });
     try {
       // Act
       const { result, metrics } = await probeWith({
         api: { baseUrl: api.url, timeoutMs: TIMEOUT_MS },
-        osrm: { healthUrl: `${api.url}${OSRM_ROUTE}`, timeoutMs: TIMEOUT_MS, attempts: 3, attemptSpacingMs: 10 },
+        osrm: { healthUrl: `${api.url}/health`, timeoutMs: TIMEOUT_MS, attempts: 3, attemptSpacingMs: 10 },
         databasePort: (blackhole.address() as AddressInfo).port,
       });
 
@@ -392,11 +358,9 @@ describe('health probe: hung Redis and PostgreSQL', () => {
 
 describe('health probe: a health URL that streams an endless body', () => {
   it.each([
-    { target: 'api-health', status: 200, up: true, reason: undefined, outcome: 'up' },
-    { target: 'api-health', status: 503, up: false, reason: 'http-503', outcome: 'down with reason http-503' },
-    // OSRM is judged on its body too, but a body cut short is no OSRM answer: its status decides.
-    { target: 'osrm', status: 200, up: true, reason: undefined, outcome: 'up' },
-  ])('reports an endless $status answer to $target as $outcome at once, reading only the start of the body, instead of a timeout', async ({ target, status, up, reason }) => {
+    { status: 200, up: true, reason: undefined, outcome: 'up' },
+    { status: 503, up: false, reason: 'http-503', outcome: 'down with reason http-503' },
+  ])('reports an endless $status answer as $outcome at once, reading only the start of the body, instead of a timeout', async ({ status, up, reason }) => {
     // Arrange: headers at once, then megabytes for as long as the client reads (a misrouted URL, a
     // debug dump). Reading it all filled the probe's memory until the deadline called it "timeout".
     const chunk = Buffer.alloc(1 << 20, 'x');
@@ -413,16 +377,12 @@ describe('health probe: a health URL that streams an endless body', () => {
     const { port } = endless.address() as AddressInfo;
     try {
       // Act
-      const url = `http://127.0.0.1:${port}`;
-      const { result, metrics } = await probeWith(
-        target === 'osrm' ? { osrm: { healthUrl: `${url}${OSRM_ROUTE}`, timeoutMs: TIMEOUT_MS, attempts: 1 } } : { api: { baseUrl: url, timeoutMs: TIMEOUT_MS } },
-      );
+      const { result, metrics } = await probeWith({ osrm: { healthUrl: `http://127.0.0.1:${port}/health`, timeoutMs: TIMEOUT_MS, attempts: 1 } });
 
       // Assert
-      expect(result.targets.find((t) => t.target === target)).toMatchObject({ up, ...(reason && { reason }) });
-      expect(result.targets.find((t) => t.target === target)?.latencyMs).toBeLessThan(TIMEOUT_MS);
-      if (target === 'osrm') expect(metricValue(metrics, M.osrmAvailability)).toBe(up ? 100 : 0);
-      else expect(metricValue(metrics, M.apiLive)).toBe(up ? 1 : 0);
+      expect(result.targets.find((t) => t.target === 'osrm')).toMatchObject({ up, ...(reason && { reason }) });
+      expect(result.targets.find((t) => t.target === 'osrm')?.latencyMs).toBeLessThan(TIMEOUT_MS);
+      expect(metricValue(metrics, M.osrmAvailability)).toBe(up ? 100 : 0);
       expect(sent).toBeLessThan(64 << 20);
     } finally {
       endless.closeAllConnections();
