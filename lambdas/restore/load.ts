@@ -190,8 +190,9 @@ export interface DatabasePropertiesOfBackup {
   readonly statements: string[];
   /**
    * Whether pg_dump wrote them for standard_conforming_strings on (its `SET standard_conforming_strings
-   * = on` before them, as every server since 9.1 by default): a backslash in a literal is then a
-   * backslash. Written for off, `'x\''` ends the literal elsewhere: they are not run (giveBackupProperties).
+   * = on` before them, as every server since 9.1 by default: a backslash in a literal is then a
+   * backslash) or off (backslashes are escapes): the session that runs them is set the same way
+   * (giveBackupProperties), or a literal would end elsewhere than pg_dump meant.
    */
   readonly conformingStrings: boolean;
 }

@@ -952,14 +952,6 @@ const BACKUP_PROPERTY_FORMS: readonly { before: RegExp; after: RegExp; required:
  */
 export async function giveBackupProperties(admin: Client, properties: DatabasePropertiesOfBackup, source: string, target: string, staging: string, warn: (line: string) => void): Promise<void> {
   const { statements } = properties;
-  if (!properties.conformingStrings) {
-    // Written for standard_conforming_strings off (a server configured so), a literal's backslashes
-    // are escapes: told apart wrongly, a comment could end its literal early and its rest be read as
-    // SQL. Named, never run.
-    const lines = statements.filter((sql) => !/^(?:SET|RESET) SESSION AUTHORIZATION\b/.test(sql)).map((sql) => `${sql.replace(/;$/, '')} (not given: the backup was written with standard_conforming_strings off)`);
-    warnNotCarried(warn, `the backed-up "${source}" to its restored copy "${target}"`, lines);
-    return;
-  }
   const names = [quoteIdent(source), ...(/^[a-z_][a-z0-9_$]*$/.test(source) ? [source] : [])];
   const required: PropertyStatement[] = [];
   const settings: PropertyStatement[] = [];
@@ -978,9 +970,11 @@ export async function giveBackupProperties(admin: Client, properties: DatabasePr
     else (given.stop ? required : settings).push(given.statement);
   }
   const give = async (): Promise<string[]> => {
-    // The literals as pg_dump wrote them (for standard_conforming_strings on), whatever this session
-    // was given by the server's, the role's or the database's settings.
-    await boundedQuery(admin, 'SET standard_conforming_strings = on', SWAP_STATEMENT_BOUND_MS, undefined, undefined, { single: true });
+    // The literals read as pg_dump wrote them: with the standard_conforming_strings its SQL says
+    // (on since 9.1 by default; off on a server configured so, whose backslashes are escapes),
+    // whatever this session was given by the server's, the role's or the database's settings. The
+    // restore's own literals (quoteLiteral) read the same either way.
+    await boundedQuery(admin, `SET standard_conforming_strings = ${properties.conformingStrings ? 'on' : 'off'}`, SWAP_STATEMENT_BOUND_MS, undefined, undefined, { single: true });
     return giveProperties(admin, required, settings, `what the backed-up "${source}" had set on itself`, 'restore as a superuser');
   };
   const refused = await stopOnNoAnswer(admin, give, (why) => `cannot give the restored copy what the backed-up "${source}" had set on itself: ${why}`);

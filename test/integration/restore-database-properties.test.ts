@@ -379,9 +379,14 @@ describe("a restore into a new name gives it the backed-up database's own settin
     }
   }, 60_000);
 
-  it('from a backup pg_dump wrote with standard_conforming_strings off: runs none of its statements, naming each in the warning', async () => {
+  it('from a backup pg_dump wrote with standard_conforming_strings off: reads its literals that way, and the copy has its comment, its setting and its lockdown', async () => {
     // Arrange: pg_dump writes its literals for the setting its session has, here the database's
-    psql(cluster, 'postgres', `CREATE DATABASE shop_off OWNER app; ALTER DATABASE shop_off SET standard_conforming_strings = off; COMMENT ON DATABASE shop_off IS 'the shop';`);
+    psql(
+      cluster,
+      'postgres',
+      `CREATE DATABASE shop_off OWNER app; ALTER DATABASE shop_off SET standard_conforming_strings = off;
+       COMMENT ON DATABASE shop_off IS 'back\\slash; it''s'; REVOKE CONNECT, TEMPORARY ON DATABASE shop_off FROM PUBLIC;`,
+    );
     psql(cluster, 'shop_off', 'SET ROLE app; CREATE TABLE orders (id int); INSERT INTO orders VALUES (1);');
     const { manifestKey } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'shop_off', { tier: 'daily', pointers: 'none' });
     const warnings: string[] = [];
@@ -390,10 +395,10 @@ describe("a restore into a new name gives it the backed-up database's own settin
     await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2, warn: (line) => warnings.push(line) }, { ref: manifestKey, targetDb: 'shop_off_copy' });
 
     // Assert
-    expect(warnings).toEqual([
-      `not carried over from the backed-up "shop_off" to its restored copy "shop_off_copy": COMMENT ON DATABASE shop_off IS 'the shop' (not given: the backup was written with standard_conforming_strings off); ALTER DATABASE shop_off SET standard_conforming_strings TO 'off' (not given: the backup was written with standard_conforming_strings off): set again by hand what is still needed`,
-    ]);
-    expect(properties('shop_off_copy')).toBe('-1 | default | no comment | no settings');
+    expect(warnings).toEqual([]);
+    expect(properties('shop_off_copy')).toBe(properties('shop_off'));
+    expect(properties('shop_off_copy')).toBe("-1 | {app=CTc/app} | back\\slash; it's | {standard_conforming_strings=off}");
+    expect(sessionOf('outsider', 'shop_off_copy')).toBe('refused');
   }, 60_000);
 
   it('of a database whose comment holds many apostrophes before a line end (French text): the copy has it, read at once', async () => {
