@@ -161,7 +161,7 @@ export async function prepareDowngrade(deps: MigrationDeps, settings: BackoutSet
   let killswitchSet: DowngradePreparation['killswitchSet'] = null;
   try {
     const current = await readKillswitch(deps.ssm, settings.killswitchParameterName);
-    if (run && current.value?.actor === BACKOUT_ACTOR && current.value.mode === 'maintenance' && current.value.reason === maintenanceReason) {
+    if (current.value && isOwnMaintenance(current.value, run ? maintenanceReason : undefined)) {
       killswitchSet = { updatedAt: current.value.updatedAt, previous: await valueBeforeOwnWrite(deps, settings, current, now), reason: maintenanceReason };
     } else if (current.value?.mode !== 'maintenance') {
       const set = { updatedAt: now.toISOString(), previous: current.value, ...(run ? { reason: maintenanceReason } : {}) };
@@ -242,7 +242,12 @@ export class KillswitchWriteUnanswered extends Error {
 /** Whether the killswitch holds the maintenance value this run wrote (its updatedAt and actor); false when it cannot be read. */
 async function holdsWrite(deps: Pick<MigrationDeps, 'ssm'>, settings: BackoutSettings, set: NonNullable<DowngradePreparation['killswitchSet']>): Promise<boolean> {
   const reading = await readKillswitch(deps.ssm, settings.killswitchParameterName).catch(() => undefined);
-  return reading?.value?.updatedAt === set.updatedAt && reading.value.actor === BACKOUT_ACTOR;
+  return isThisWrite(reading?.value, set);
+}
+
+/** Whether `value` is the maintenance value of `set`: written by atmr-dr at that write's time. */
+function isThisWrite(value: KillswitchValue | null | undefined, set: NonNullable<DowngradePreparation['killswitchSet']>): boolean {
+  return value?.updatedAt === set.updatedAt && value.actor === BACKOUT_ACTOR;
 }
 
 /**
@@ -255,7 +260,7 @@ async function settleUnansweredWrite(deps: Pick<MigrationDeps, 'ssm' | 'now'>, s
   const unanswered = `SSM did not say whether it took atmr-dr's maintenance write before the downgrade (${namedLine(writeError)}), so no downgrade was started`;
   try {
     const { value } = await readKillswitch(deps.ssm, settings.killswitchParameterName);
-    if (value?.updatedAt !== set.updatedAt || value.actor !== BACKOUT_ACTOR) {
+    if (!isThisWrite(value, set)) {
       return `${unanswered}; read back, it holds ${value ? `${value.mode} by ${value.actor} at ${value.updatedAt}` : 'a malformed value'}, not that write: left as it is`;
     }
     return `${unanswered}; read back, it held that write: ${await restoreKillswitch(deps, settings, set)}`;
@@ -345,7 +350,7 @@ export async function restoreKillswitch(deps: Pick<MigrationDeps, 'ssm' | 'now'>
   const now = (deps.now ?? (() => new Date()))();
   const current = await readKillswitch(deps.ssm, settings.killswitchParameterName);
   if (current.value && isRestoreOf(current.value, set)) return `restored to ${current.value.mode}`;
-  if (current.value?.updatedAt !== set.updatedAt && !isOwnMaintenance(current.value, set)) return `left as is: changed since by ${current.value?.actor ?? 'someone'} (${current.value?.mode ?? 'malformed'})`;
+  if (current.value?.updatedAt !== set.updatedAt && !isOwnMaintenance(current.value, set.reason)) return `left as is: changed since by ${current.value?.actor ?? 'someone'} (${current.value?.mode ?? 'malformed'})`;
   const restored = restoredValue(set.previous, now);
   await writeKillswitch({ ssm: deps.ssm, now: () => now }, { parameterName: settings.killswitchParameterName, ...restored, actor: BACKOUT_ACTOR });
   return `restored to ${restored.mode}`;
@@ -363,14 +368,16 @@ function isRestoreOf(value: KillswitchValue, set: NonNullable<DowngradePreparati
 }
 
 /**
- * Whether `value` is maintenance this run wrote, whatever its time: by atmr-dr, with the reason that
- * names this execution. A step Step Functions ran again while its first invocation still ran (the
- * invoke timed out on Step Functions' side: Lambda.SdkClientException) can have both write it, the
- * first invocation's write landing last with its own time; it is still this run's maintenance, to be
- * given back, not an operator's change to leave on (every user on 503s).
+ * Whether `value` is maintenance this run wrote, whatever its time: by atmr-dr, with `reason`, the
+ * maintenance reason that names this execution (none outside the workflow: never). PrepareDowngrade
+ * run again knows its first attempt's write by it, and so does the restore after the rollout. A step
+ * Step Functions ran again while its first invocation still ran (the invoke timed out on Step
+ * Functions' side: Lambda.SdkClientException) can have both write it, the first invocation's write
+ * landing last with its own time; it is still this run's maintenance, to be given back, not an
+ * operator's change to leave on (every user on 503s).
  */
-function isOwnMaintenance(value: KillswitchValue | null, set: NonNullable<DowngradePreparation['killswitchSet']>): boolean {
-  return set.reason !== undefined && value?.actor === BACKOUT_ACTOR && value.mode === 'maintenance' && value.reason === set.reason;
+function isOwnMaintenance(value: KillswitchValue | null, reason: string | undefined): boolean {
+  return reason !== undefined && value?.actor === BACKOUT_ACTOR && value.mode === 'maintenance' && value.reason === reason;
 }
 
 /** What maintenance set for a downgrade gives back: the value before it while that one has not expired, else normal. */
