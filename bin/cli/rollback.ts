@@ -9,6 +9,7 @@ import { backoutClients } from '../../lambdas/backout/clients';
 import { assertFamily, currentTaskDefinition, describeRelease, describeService } from '../../lambdas/backout/ecs';
 import {
   BACKOUT_ACTOR,
+  cliRunId,
   downgradeArgs,
   DowngradePreparation,
   finishDowngrade,
@@ -474,7 +475,9 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
     // Ctrl-C during the actor lookup or the lock: nothing was prepared; the lock is released below.
     if (ctx.signal?.aborted) throw new OperatorError('rollback: interrupted before the snapshot and the killswitch: nothing changed; the lock is released', 1);
     progress.preparing = true;
-    const preparation = await prepareDowngrade(ctx.deps, ctx.settings, revision, `manual downgrade by ${actor}`);
+    // This command's id, as the workflow's execution name: a CreateDBSnapshot the SDK sends again
+    // after a lost answer finds the snapshot by it, and takes it as this command's.
+    const preparation = await prepareDowngrade(ctx.deps, ctx.settings, revision, `manual downgrade by ${actor}`, cliRunId(now));
     progress.preparation = preparation;
     ctx.print(preparation.snapshotId ? `  snapshot ${preparation.snapshotId} started` : `  PITR restore point ${preparation.pitr?.restoreTo}`);
     // A task ECS refuses to run (a revision gone, its failures) is a failed downgrade like the

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { CreateDBSnapshotCommand, DescribeDBInstancesCommand, DescribeDBSnapshotsCommand, RDSClient } from '@aws-sdk/client-rds';
 import { DescribeTasksCommand, ECSClient, RunTaskCommand, RunTaskCommandOutput, StopTaskCommand, Task } from '@aws-sdk/client-ecs';
 import { SSMClient } from '@aws-sdk/client-ssm';
@@ -86,8 +87,9 @@ export interface DowngradePreparation {
   readonly pitr: { readonly restoreTo: string; readonly latestRestorableTime: string | null } | null;
   /**
    * The killswitch value atmr-dr wrote (to restore only if nobody changed it since), or null if it
-   * left it. `reason`: its maintenance reason when it names the execution (the workflow's), by which
-   * a maintenance write of this run is known whatever its time (restoreKillswitch).
+   * left it. `reason`: its maintenance reason, which names the run (the workflow's execution, the
+   * CLI's cliRunId), by which a maintenance write of this run is known whatever its time
+   * (restoreKillswitch); a preparation recorded by an older atmr-dr may have none.
    */
   readonly killswitchSet: { readonly updatedAt: string; readonly previous: KillswitchValue | null; readonly reason?: string } | null;
   readonly startedAt: string;
@@ -109,13 +111,24 @@ const EXECUTION_TAG = 'atmr-dr-execution';
 const tagValue = (text: string) => text.replace(/[^\p{L}\p{N} _.:/=+@-]/gu, '_').slice(0, 256);
 
 /**
- * The snapshot's name: the execution's (`run`), so that the step run again asks for the same name
- * and RDS refuses a second snapshot; the time for the CLI. By RDS's rules, under the prefix the
- * IAM grants cover: lower case (RDS keeps it so), letters, digits and single hyphens, at most 255,
- * no trailing hyphen.
+ * What the workflow's execution name is to a downgrade, for one `rollback migration`: the SDK sends
+ * CreateDBSnapshot again after an answer it lost, and that second request meets the first's
+ * snapshot, which the command takes as its own by this id (its name and tag) instead of stopping
+ * the rollback on it. The time orders the snapshots; the random part keeps two runs of one second
+ * apart.
  */
-function snapshotName(settings: BackoutSettings, run: string | undefined, now: Date): string {
-  const slug = (run ?? '').toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+export function cliRunId(now: Date): string {
+  return `cli-${stamp(now)}-${randomBytes(3).toString('hex')}`;
+}
+
+/**
+ * The snapshot's name: the run's (`run`), so that the step run again (or the SDK's resend) asks for
+ * the same name and RDS refuses a second snapshot. By RDS's rules, under the prefix the IAM grants
+ * cover: lower case (RDS keeps it so), letters, digits and single hyphens, at most 255, no
+ * trailing hyphen.
+ */
+function snapshotName(settings: BackoutSettings, run: string, now: Date): string {
+  const slug = run.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
   return `atmr-dr-backout-${settings.environmentName}-${slug || stamp(now)}`.slice(0, 255).replace(/-+$/, '');
 }
 
@@ -123,35 +136,36 @@ function snapshotName(settings: BackoutSettings, run: string | undefined, now: D
  * Before a downgrade: a snapshot (or the PITR time), then maintenance for the duration. A maintenance
  * write SSM gives no clear answer to is settled (read back, put back if it landed) before this throws
  * KillswitchWriteUnanswered: no downgrade follows it.
- * `run`: the workflow's execution name. Its maintenance reason names it, so that the step run again
- * by Step Functions (retryOnServiceExceptions: Lambda.ServiceException after a first run that wrote)
- * knows that maintenance as its own, not as an operator's that it must leave on.
+ * `run`: the workflow's execution name, or the CLI's cliRunId. Its maintenance reason names it, so
+ * that the step run again by Step Functions (retryOnServiceExceptions: Lambda.ServiceException
+ * after a first run that wrote) knows that maintenance as its own, not as an operator's that it
+ * must leave on.
  */
-export async function prepareDowngrade(deps: MigrationDeps, settings: BackoutSettings, revision: string, reason: string, run?: string): Promise<DowngradePreparation> {
+export async function prepareDowngrade(deps: MigrationDeps, settings: BackoutSettings, revision: string, reason: string, run: string): Promise<DowngradePreparation> {
   parseRevision(revision);
-  const maintenanceReason = `${reason}${run ? ` (execution ${run})` : ''}: migration downgrade to ${revision}`.slice(0, 500);
+  const maintenanceReason = `${reason} (execution ${run}): migration downgrade to ${revision}`.slice(0, 500);
   const now = (deps.now ?? (() => new Date()))();
   let snapshotId: string | null = null;
   let pitr: DowngradePreparation['pitr'] = null;
   if (settings.beforeDowngrade === 'snapshot') {
     snapshotId = snapshotName(settings, run, now);
-    const runTag = run ? [{ Key: EXECUTION_TAG, Value: tagValue(run) }] : [];
+    const runTag = { Key: EXECUTION_TAG, Value: tagValue(run) };
     try {
       await deps.rds.send(
         new CreateDBSnapshotCommand({
           DBInstanceIdentifier: settings.databaseInstanceIdentifier,
           DBSnapshotIdentifier: snapshotId,
-          Tags: [{ Key: 'atmr-dr', Value: `before downgrade to ${revision}` }, ...runTag],
+          Tags: [{ Key: 'atmr-dr', Value: `before downgrade to ${revision}` }, runTag],
         }),
       );
     } catch (error) {
       // Step Functions ran this step again (or the SDK sent CreateDBSnapshot again): the first
       // attempt's snapshot has this run's name. It is taken as this run's only with this run's tag.
-      if (!run || (error as Error).name !== 'DBSnapshotAlreadyExistsFault') throw error;
+      if ((error as Error).name !== 'DBSnapshotAlreadyExistsFault') throw error;
       const { DBSnapshots } = await deps.rds.send(new DescribeDBSnapshotsCommand({ DBSnapshotIdentifier: snapshotId }));
       const found = DBSnapshots?.[0];
-      const ours = found?.DBInstanceIdentifier === settings.databaseInstanceIdentifier && found.TagList?.some((t) => t.Key === EXECUTION_TAG && t.Value === runTag[0].Value);
-      if (!ours) throw Object.assign(new Error(`the snapshot ${snapshotId} already exists and is not this execution's (no tag ${EXECUTION_TAG}=${runTag[0].Value}): no downgrade was started`), { name: (error as Error).name });
+      const ours = found?.DBInstanceIdentifier === settings.databaseInstanceIdentifier && found.TagList?.some((t) => t.Key === EXECUTION_TAG && t.Value === runTag.Value);
+      if (!ours) throw Object.assign(new Error(`the snapshot ${snapshotId} already exists and is not this execution's (no tag ${EXECUTION_TAG}=${runTag.Value}): no downgrade was started`), { name: (error as Error).name });
     }
   } else {
     const { DBInstances } = await deps.rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: settings.databaseInstanceIdentifier }));
@@ -161,10 +175,10 @@ export async function prepareDowngrade(deps: MigrationDeps, settings: BackoutSet
   let killswitchSet: DowngradePreparation['killswitchSet'] = null;
   try {
     const current = await readKillswitch(deps.ssm, settings.killswitchParameterName);
-    if (current.value && isOwnMaintenance(current.value, run ? maintenanceReason : undefined)) {
+    if (current.value && isOwnMaintenance(current.value, maintenanceReason)) {
       killswitchSet = { updatedAt: current.value.updatedAt, previous: await valueBeforeOwnWrite(deps, settings, current, now), reason: maintenanceReason };
     } else if (current.value?.mode !== 'maintenance') {
-      const set = { updatedAt: now.toISOString(), previous: current.value, ...(run ? { reason: maintenanceReason } : {}) };
+      const set = { updatedAt: now.toISOString(), previous: current.value, reason: maintenanceReason };
       try {
         await writeKillswitch(
           { ssm: deps.ssm, now: () => now },
@@ -369,7 +383,7 @@ function isRestoreOf(value: KillswitchValue, set: NonNullable<DowngradePreparati
 
 /**
  * Whether `value` is maintenance this run wrote, whatever its time: by atmr-dr, with `reason`, the
- * maintenance reason that names this execution (none outside the workflow: never). PrepareDowngrade
+ * maintenance reason that names this run (none recorded: never). PrepareDowngrade
  * run again knows its first attempt's write by it, and so does the restore after the rollout. A step
  * Step Functions ran again while its first invocation still ran (the invoke timed out on Step
  * Functions' side: Lambda.SdkClientException) can have both write it, the first invocation's write

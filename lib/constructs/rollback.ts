@@ -263,9 +263,13 @@ export class Rollback extends Construct {
       passTaskRoles('PassTheApiTaskRolesToPinnedRevisions', props.taskRoleArns),
     ];
     const announce = putEventsOnDefaultBus(stack, 'AnnounceOnTheDefaultBus');
+    // A CreateDBSnapshot that meets a snapshot of its name (Step Functions running PrepareDowngrade
+    // again, or the SDK resending it after a lost answer) reads that snapshot's tags before taking
+    // it as this run's (the workflow's execution, the CLI's id).
     const snapshotBeforeDowngrade = [
       new iam.PolicyStatement({ sid: 'SnapshotBeforeDowngrade', actions: ['rds:CreateDBSnapshot', 'rds:DescribeDBInstances'], resources: [dbArn] }),
       new iam.PolicyStatement({ sid: 'NameTheSnapshot', actions: ['rds:CreateDBSnapshot', 'rds:AddTagsToResource'], resources: [snapshotArns] }),
+      new iam.PolicyStatement({ sid: 'RecogniseTheRunsSnapshot', actions: ['rds:DescribeDBSnapshots'], resources: [snapshotArns] }),
     ];
     // The ops-state table holds every concern's records (incidents, recoveries...): only the calls of
     // lambdas/backout/state.ts, on the LKG#/ROLLBACK# partitions of the configured services (no Scan,
@@ -316,9 +320,6 @@ export class Rollback extends Construct {
       statements.push(
         new iam.PolicyStatement({ sid: 'KillswitchDuringDowngrade', actions: ['ssm:PutParameter'], resources: [killswitchArn] }),
         ...snapshotBeforeDowngrade,
-        // PrepareDowngrade run again finds its first attempt's snapshot (named after the execution)
-        // and reads its tags before taking it as its own. The CLI names its snapshots by the time.
-        new iam.PolicyStatement({ sid: 'RecogniseTheRunsSnapshot', actions: ['rds:DescribeDBSnapshots'], resources: [snapshotArns] }),
       );
     }
     statements.push(backoutRecords(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:Query']), ...opsTableKey);
@@ -452,7 +453,7 @@ export class Rollback extends Construct {
         id: `AwsSolutions-IAM5[Resource::${render(familyArn)}]`,
         reason: 'Revision numbers are chosen by ECS: RegisterTaskDefinition (TagResource at registration only) of a rolled-back service\'s family, RunTask of the API family on the configured cluster (ecs:cluster condition).',
       })),
-      { id: `AwsSolutions-IAM5[Resource::${render(snapshotArns)}]`, reason: 'Snapshot names carry their time: CreateDBSnapshot/AddTagsToResource are limited to the backout snapshot prefix of this environment.' },
+      { id: `AwsSolutions-IAM5[Resource::${render(snapshotArns)}]`, reason: 'Snapshot names carry the command\'s id (its time and a random part): CreateDBSnapshot/AddTagsToResource/DescribeDBSnapshots are limited to the backout snapshot prefix of this environment.' },
     );
   }
 

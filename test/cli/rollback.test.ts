@@ -18,7 +18,7 @@ import { guards } from '../../lambdas/backout/workflow';
 import { acquireLock, readLock, recordLockTask, rollbackHistory } from '../../lambdas/backout/state';
 import { loseFirstAnswer } from '../support/dynamodb';
 import { operatorEnv } from '../support/operator-env';
-import { alarmEvent, backoutSuite, lkg, metricData, BAD, backoutDeps, GOOD, MIGRATION_TASK_ARN, seedLkg, service, settings, TD } from '../lambdas/backout/fixtures';
+import { alarmEvent, backoutSuite, lkg, metricData, BAD, backoutDeps, GOOD, MIGRATION_TASK_ARN, seedLkg, service, settings, snapshotStore, TD } from '../lambdas/backout/fixtures';
 
 const ROOT = path.join(__dirname, '..', '..');
 const NAMES = {
@@ -814,6 +814,31 @@ describe('rollback migration run before rollback service: the failing release st
     );
     const told = mocks.sns.commandCalls(PublishCommand).at(-1)?.args[0].input.Message;
     expect(told).toContain('Killswitch: kept in maintenance: atmr-api still runs');
+  });
+});
+
+describe("rollback migration whose CreateDBSnapshot the SDK sent again (the first attempt's answer lost)", () => {
+  it("takes the snapshot the resend met as its own by the command's id, in its name, its tag and the maintenance reason, and runs the downgrade", async () => {
+    // Arrange: RDS takes every snapshot request, and the SDK's resend meets it (DBSnapshotAlreadyExists)
+    const ctx = await context();
+    const killswitch = killswitchInSsm();
+    const snapshots = snapshotStore(mocks, { answerLost: true });
+    mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t7' }] });
+    mocks.ecs.on(DescribeTasksCommand).resolves({ tasks: [{ lastStatus: 'STOPPED', containers: [{ name: 'api', exitCode: 0 }] }] });
+
+    // Act
+    await migrationCommand(ctx, { to: 'aaa111', yes: true });
+
+    // Assert: one snapshot, named and tagged with this command's id, and the downgrade ran
+    const [id, ...others] = [...snapshots.keys()];
+    const run = id.replace(/^atmr-dr-backout-test-/, '');
+    expect(others).toEqual([]);
+    expect(run).toMatch(/^cli-\d{8}-\d{6}-[0-9a-f]{6}$/);
+    expect(snapshots.get(id)?.TagList).toContainEqual({ Key: 'atmr-dr-execution', Value: run });
+    expect(JSON.parse(killswitch.value)).toMatchObject({ mode: 'maintenance', reason: `manual downgrade by alice (execution ${run}): migration downgrade to aaa111` });
+    expect(printed).toContainEqual(`  snapshot ${id} started`);
+    expect(mocks.ecs.commandCalls(RunTaskCommand)).toHaveLength(1);
+    expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
   });
 });
 

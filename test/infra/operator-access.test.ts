@@ -97,6 +97,10 @@ describe('rollback status|service|migration|unlock (the backout by hand)', () =>
     expect(resourcesOf('rds:AddTagsToResource')).toEqual([ARN('rds', 'snapshot:atmr-dr-backout-example-*')]);
   });
 
+  it("lets `rollback migration` read its own snapshots only, by their prefix (a CreateDBSnapshot the SDK sent again meets the first one's, known by its tag)", () => {
+    expect(resourcesOf('rds:DescribeDBSnapshots', rollbackOperator)).toEqual([ARN('rds', 'snapshot:atmr-dr-backout-example-*')]);
+  });
+
   it('lets it write the backout records (lock, history, cooldown) of the configured services only', () => {
     const leadingKeys = { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['LKG#atmr-api', 'ROLLBACK#atmr-api', 'LKG#atmr-celery-worker', 'ROLLBACK#atmr-celery-worker'] } };
 

@@ -208,14 +208,19 @@ export function mockBackoutAws(): Mocks {
  * RDS's manual snapshots as a tiny store on the RDS mock: identifiers kept in lower case as RDS
  * keeps them, a CreateDBSnapshot of a name it holds refused as RDS refuses it (400
  * DBSnapshotAlreadyExists), DescribeDBSnapshots of one name answering with its instance and tags.
+ * `answerLost`: every CreateDBSnapshot is taken by RDS and its answer lost, so the SDK's resend
+ * meets that snapshot and the send fails DBSnapshotAlreadyExists after two attempts.
  */
-export function snapshotStore(mocks: Mocks): Map<string, DBSnapshot> {
+export function snapshotStore(mocks: Mocks, options: { answerLost?: boolean } = {}): Map<string, DBSnapshot> {
   const snapshots = new Map<string, DBSnapshot>();
   const meta = { httpStatusCode: 400, attempts: 1 };
   mocks.rds.on(CreateDBSnapshotCommand).callsFake((input: CreateDBSnapshotCommandInput) => {
     const id = (input.DBSnapshotIdentifier ?? '').toLowerCase();
-    if (snapshots.has(id)) throw new DBSnapshotAlreadyExistsFault({ message: `Cannot create the snapshot because a snapshot with the identifier ${id} already exists.`, $metadata: meta });
+    const exists = (attempts: number) =>
+      new DBSnapshotAlreadyExistsFault({ message: `Cannot create the snapshot because a snapshot with the identifier ${id} already exists.`, $metadata: { ...meta, attempts } });
+    if (snapshots.has(id)) throw exists(1);
     snapshots.set(id, { DBSnapshotIdentifier: id, DBInstanceIdentifier: input.DBInstanceIdentifier, TagList: input.Tags, Status: 'creating' });
+    if (options.answerLost) throw exists(2);
     return { DBSnapshot: snapshots.get(id) };
   });
   mocks.rds.on(DescribeDBSnapshotsCommand).callsFake((input: DescribeDBSnapshotsCommandInput) => {

@@ -4,7 +4,7 @@ import { DescribeServicesCommand, DescribeTasksCommand, ECSClient, ListTasksComm
 import { GetParameterCommand, InternalServerError, PutParameterCommand, SSMClient, SSMServiceException } from '@aws-sdk/client-ssm';
 import { recordAfterBake } from '../../../lambdas/backout/lkg';
 import { execFileSync } from 'node:child_process';
-import { downgradeArgs, finishDowngrade, parseRevision, prepareDowngrade, restoreKillswitchCommand, runMigrationTask } from '../../../lambdas/backout/migration';
+import { cliRunId, downgradeArgs, finishDowngrade, parseRevision, prepareDowngrade, restoreKillswitchCommand, runMigrationTask } from '../../../lambdas/backout/migration';
 import { lastKnownGoodHistory } from '../../../lambdas/backout/state';
 import { report } from '../../../lambdas/backout/workflow';
 import { BAD, backoutDeps, backoutSuite, deploymentCompletedEvent, GOOD, service, settings, snapshotStore, thrownBy } from './fixtures';
@@ -183,14 +183,14 @@ describe('migration downgrade', () => {
   it('records the PITR restore point instead of a snapshot when configured so', async () => {
     mocks.rds.on(DescribeDBInstancesCommand).resolves({ DBInstances: [{ LatestRestorableTime: new Date('2026-06-01T09:05:00Z') }] });
 
-    const preparation = await prepareDowngrade(migrationDeps(), settings({ beforeDowngrade: 'pitr' }), 'aaa111', 'test');
+    const preparation = await prepareDowngrade(migrationDeps(), settings({ beforeDowngrade: 'pitr' }), 'aaa111', 'test', 'exec-a');
 
     expect(preparation).toMatchObject({ snapshotId: null, pitr: { restoreTo: NOW.toISOString(), latestRestorableTime: '2026-06-01T09:05:00.000Z' } });
     expect(mocks.rds.commandCalls(CreateDBSnapshotCommand)).toHaveLength(0);
   });
 
   it('does not restore the killswitch when someone changed it during the downgrade', async () => {
-    const preparation = await prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'test');
+    const preparation = await prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'test', 'exec-a');
     parameters.set(KS, { value: value('degraded', { actor: 'bob', updatedAt: '2026-06-01T09:11:00.000Z' }), version: 9 });
 
     const result = await finishDowngrade(migrationDeps(), settings(), preparation, { taskArn: 'arn:aws:ecs:x:1:task/c/t1', exitCode: 0, stoppedReason: null, startedAt: null, stoppedAt: null }, { group: null, prefix: null });
@@ -202,7 +202,7 @@ describe('migration downgrade', () => {
   it('leaves the killswitch alone when it was already in maintenance', async () => {
     parameters.set(KS, { value: value('maintenance'), version: 4 });
 
-    const preparation = await prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'test');
+    const preparation = await prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'test', 'exec-a');
 
     expect(preparation.killswitchSet).toBeNull();
     expect(parameters.get(KS)!.version).toBe(4);
@@ -257,7 +257,7 @@ describe('a maintenance write before the downgrade that SSM leaves without a cle
     firstPutFails(ssm5xx, { applied: true });
 
     // Act
-    const thrown = await thrownBy(prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'test'));
+    const thrown = await thrownBy(prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'test', 'exec-a'));
 
     // Assert: no preparation, a message that says what the killswitch is, and the killswitch as before
     expect(thrown.name).toBe('KillswitchWriteUnanswered');
@@ -271,7 +271,7 @@ describe('a maintenance write before the downgrade that SSM leaves without a cle
     firstPutFails(timedOut, { applied: false });
 
     // Act
-    const thrown = await thrownBy(prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'test'));
+    const thrown = await thrownBy(prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'test', 'exec-a'));
 
     // Assert
     expect(thrown.name).toBe('KillswitchWriteUnanswered');
@@ -286,7 +286,7 @@ describe('a maintenance write before the downgrade that SSM leaves without a cle
     firstPutFails(ssm5xx, { applied: true, readsFailAfter: true });
 
     // Act
-    const thrown = await thrownBy(prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'test'));
+    const thrown = await thrownBy(prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'test', 'exec-a'));
 
     // Assert: maintenance by atmr-dr is what SSM holds, and the message names it and its fix
     expect(JSON.parse(parameters.get(KS)!.value)).toMatchObject({ mode: 'maintenance', actor: 'atmr-dr backout' });
@@ -302,7 +302,7 @@ describe('a maintenance write before the downgrade that SSM leaves without a cle
     firstPutFails(refusal, { applied: false });
 
     // Act
-    const thrown = await thrownBy(prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'test'));
+    const thrown = await thrownBy(prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'test', 'exec-a'));
 
     // Assert: the two reads before the put (prepareDowngrade's, writeKillswitch's), and the one that finds no write of this run
     expect(thrown.name).toBe('AccessDeniedException');
@@ -325,7 +325,7 @@ describe('a maintenance write before the downgrade that SSM leaves without a cle
     });
 
     // Act
-    const thrown = await thrownBy(prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'test'));
+    const thrown = await thrownBy(prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'test', 'exec-a'));
 
     // Assert: not taken for "nothing written": maintenance is put back, and the message says so
     expect(thrown.name).toBe('KillswitchWriteUnanswered');
@@ -457,6 +457,42 @@ describe('PrepareDowngrade run again by Step Functions after its first run set m
     const preparation = await prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'backout of atmr-api', run);
 
     expect(preparation.snapshotId).toBe(id);
+  });
+
+  it("rollback migration's own snapshot, met by the SDK's resend of CreateDBSnapshot, is its own: one snapshot, named and tagged with the command's id, and the preparation goes on", async () => {
+    // Arrange
+    const snapshots = snapshotStore(mocks, { answerLost: true });
+    const run = cliRunId(NOW);
+
+    // Act
+    const preparation = await prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'manual downgrade by alice', run);
+
+    // Assert
+    expect(run).toMatch(/^cli-20260601-091030-[0-9a-f]{6}$/);
+    expect(preparation.snapshotId).toBe(`atmr-dr-backout-test-${run}`);
+    expect([...snapshots.keys()]).toEqual([`atmr-dr-backout-test-${run}`]);
+    expect(snapshots.get(`atmr-dr-backout-test-${run}`)?.TagList).toContainEqual({ Key: 'atmr-dr-execution', Value: run });
+    expect(preparation.killswitchSet).toMatchObject({ reason: `manual downgrade by alice (execution ${run}): migration downgrade to aaa111` });
+    expect(JSON.parse(parameters.get(KS)!.value)).toMatchObject({ mode: 'maintenance', reason: `manual downgrade by alice (execution ${run}): migration downgrade to aaa111` });
+  });
+
+  it("stops rollback migration on a snapshot of its name without the command's tag, before any maintenance", async () => {
+    // Arrange: a snapshot of that name made by hand
+    const run = cliRunId(NOW);
+    const snapshots = snapshotStore(mocks);
+    snapshots.set(`atmr-dr-backout-test-${run}`, { DBSnapshotIdentifier: `atmr-dr-backout-test-${run}`, DBInstanceIdentifier: 'atmr-prod', TagList: [{ Key: 'atmr-dr', Value: 'before downgrade to aaa111' }] });
+
+    // Act
+    const thrown = await thrownBy(prepareDowngrade(migrationDeps(), settings(), 'aaa111', 'manual downgrade by alice', run));
+
+    // Assert
+    expect(thrown.name).toBe('DBSnapshotAlreadyExistsFault');
+    expect(thrown.message).toBe(`the snapshot atmr-dr-backout-test-${run} already exists and is not this execution's (no tag atmr-dr-execution=${run}): no downgrade was started`);
+    expect(mocks.ssm.commandCalls(PutParameterCommand)).toHaveLength(0);
+  });
+
+  it('gives two rollback migration commands of one second two ids', () => {
+    expect(cliRunId(NOW)).not.toBe(cliRunId(NOW));
   });
 
   it('stops before the downgrade, saying maintenance is on set by this run and how to give the value before back, when that value cannot be read', async () => {
