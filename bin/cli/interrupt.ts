@@ -143,7 +143,7 @@ export function isSecondSignal(firstAt: number): boolean {
 }
 
 /**
- * Ctrl-C / SIGTERM / SIGHUP for the long commands (backup, restore, restore-test, backups verify). The first aborts
+ * Ctrl-C / SIGTERM / SIGHUP for the long commands (backup, restore, restore-test, backups verify, recover cutover). The first aborts
  * `signal`; a second, SECOND_SIGNAL_AFTER_MS or more later, quits at once, with one line on stderr: `onSecond` (synchronous, must not
  * throw: nothing else runs any more) removes what it can and returns what it removed or what is left.
  */

@@ -10,7 +10,7 @@ import { Command } from 'commander';
 import * as os from 'node:os';
 import { EnvironmentConfig, defaultNewInstancePrefix, prefixNotCovering, resolveRecoveryConfig } from '../../lib/config';
 import { FINAL_STATUSES, RECOVERY_ID_PATTERN, RecoveryRecord } from '../../lambdas/recovery/contract';
-import { CUTOVER_STEPS, CutoverResult, CutoverSettings, cutover, undoCutover } from '../../lambdas/recovery/cutover';
+import { CUTOVER_STEPS, CutoverResult, CutoverSettings, LEASE_SECONDS, cutover, undoCutover } from '../../lambdas/recovery/cutover';
 import { abandonRecovery, describeExecution, parseRecoveryReason, recoveryExecutionArn, startRecovery } from '../../lambdas/recovery/operations';
 import { dataAlsoIn } from '../../lambdas/recovery/rds';
 import { describeInstance } from '../../lambdas/shared/rds-instances';
@@ -27,7 +27,7 @@ import { resolveCliActor } from './killswitch';
 import { DEPLOYED_NAMES, defaultEnvironmentName, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
 import { confirmer } from './confirm';
-import { endStarting, exitCodeOf, ignoreGoneTerminal, isSecondSignal, STOP_SIGNALS } from './interrupt';
+import { exitCodeOf, interruptible } from './interrupt';
 
 interface RecoverGlobals {
   env?: string;
@@ -415,24 +415,19 @@ export function registerRecoverCommands(program: Command): void {
       const secretsManager = namedClient(new SecretsManagerClient(SDK_RETRY), 'SecretsManager');
       const actor = await resolveCliActor();
       // Ctrl-C / SIGTERM / SIGHUP (a dropped SSH session): stop at the next step boundary (or poll of
-      // a wait), the journal says where, and the lease is released; a second one quits at once.
+      // a wait), the journal says where, and the lease is released; a second one quits at once,
+      // mid-step, with the lease still held. Each line says what the operator is left with: maybe
+      // production in maintenance, until one of the two commands, which a live lease refuses.
       // Exit codes as the shell and the other commands give them: 130, 143, 129.
-      let stopRequested: NodeJS.Signals | undefined;
-      let stopRequestedAt = 0;
-      const onSignal = (signal: NodeJS.Signals) => {
-        if (stopRequested) {
-          // The same stop delivered twice (to the process and its group) is not a second one.
-          if (isSecondSignal(stopRequestedAt)) process.exit(exitCodeOf(signal));
-          return;
-        }
-        stopRequested = signal;
-        stopRequestedAt = performance.now();
-        ignoreGoneTerminal(signal);
-        process.stderr.write(`atmr-dr: recover cutover: ${signal}: stopping at the next step boundary (again to quit at once; the journal keeps what was done)\n`);
-      };
-      for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
-      // Its own handler first, then the start's removed (it would end the process at once).
-      endStarting();
+      const ways = `"atmr-dr recover cutover ${id} --resume --yes" or "atmr-dr recover cutover ${id} --undo --yes"`;
+      const interrupt = interruptible(
+        () =>
+          `the cutover stops where it stands: production may be in maintenance (the killswitch), the step under way may be left "started" in the journal ("atmr-dr recover status ${id}") and the lease expires in ${LEASE_SECONDS} s at the latest (${new Date(Date.now() + LEASE_SECONDS * 1000).toISOString()}), refusing --resume and --undo until then; then run ${ways}`,
+      );
+      interrupt.finishing(
+        (signal) =>
+          `recover cutover: ${signal}: stopping at the next step boundary; production may stay in maintenance (the killswitch) until ${ways} (the last line says which); again to quit at once, which leaves the lease live for up to ${LEASE_SECONDS} s (--resume and --undo refused until it expires)`,
+      );
       const deps = {
         ssm: namedClient(new SSMClient(SDK_RETRY), 'SSM'),
         secretsManager,
@@ -442,7 +437,7 @@ export function registerRecoverCommands(program: Command): void {
         cloudwatch: namedClient(new CloudWatchClient(SDK_RETRY), 'CloudWatch'),
         store: ctx.store,
         connectRecovered: async (host: string, port: number) => pgClientConfig(await recoveredConnection(ctx.config, secretsManager, host, port)),
-        stopRequested: () => stopRequested !== undefined,
+        stopRequested: () => interrupt.received !== undefined,
         leaseOwner: `${actor} (pid ${process.pid} on ${os.hostname()})`,
       };
       const settings: CutoverSettings = {
@@ -457,8 +452,9 @@ export function registerRecoverCommands(program: Command): void {
       try {
         result = mode === 'undo' ? await undoCutover(deps, id, settings, actor) : await cutover(deps, id, settings, actor, mode, { unverified: Boolean(opts.unverified) });
       } finally {
-        for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
+        interrupt.done();
       }
+      const stopped = interrupt.received;
       if (ctx.g.json) print(JSON.stringify(result));
       else printCutover(result);
       const notUndone = result.steps.filter((s) => s.outcome === 'undo-failed').map((s) => s.step);
@@ -479,18 +475,18 @@ export function registerRecoverCommands(program: Command): void {
         const state = maintenance ? `production ${maintenance.state === 'done' ? 'stays' : 'may be'} in maintenance (the killswitch) until the cutover is resumed or undone; ` : '';
         throw new OperatorError(
           `recover cutover: ${why}; ${state}the journal is in the record ("atmr-dr recover status ${id}"): continue with "atmr-dr recover cutover ${id} --resume --yes"${reopened ? '' : ` or put back what changed with "atmr-dr recover cutover ${id} --undo --yes"`}`,
-          stopRequested ? exitCodeOf(stopRequested) : 1,
+          stopped ? exitCodeOf(stopped) : 1,
         );
       }
       if (mode === 'undo') {
-        if (notUndone.length) throw new OperatorError(`recover cutover --undo: ${notUndoneLine()}`, stopRequested ? exitCodeOf(stopRequested) : 1);
+        if (notUndone.length) throw new OperatorError(`recover cutover --undo: ${notUndoneLine()}`, stopped ? exitCodeOf(stopped) : 1);
         if (!ctx.g.json) print(`cutover of recovery ${id} undone: production is back as before the cutover (steps "skipped" were changed by someone else since and left as they are)`);
         return;
       }
       if (!result.ok) {
         throw new OperatorError(
           `recover cutover: FAILED at "${result.steps.find((s) => s.outcome === 'failed')?.step}" (${result.error}); ${notUndone.length ? notUndoneLine() : 'every change was undone, production is as before'}`,
-          stopRequested ? exitCodeOf(stopRequested) : 1,
+          stopped ? exitCodeOf(stopped) : 1,
         );
       }
       if (!ctx.g.json) {

@@ -53,6 +53,8 @@ interface FakeAws {
   ecsStable: boolean;
   /** When true, the services' deployments fail (tasks that do not start). */
   ecsFailed: boolean;
+  /** How long ECS takes to answer a DescribeServices (a slow ECS API): 0, at once. */
+  ecsDescribeDelayMs: number;
   reset(): void;
   stop(): Promise<void>;
 }
@@ -63,7 +65,7 @@ function startFakeAws(): Promise<FakeAws> {
   const cluster = testCluster();
   let secret: Record<string, unknown> = {};
   const instances = new Map<string, { arn: string; resourceId: string; tags: Map<string, string>; deletionProtection?: boolean }>();
-  const state = { ecsStable: true, ecsFailed: false, protectionRefused: false };
+  const state = { ecsStable: true, ecsFailed: false, protectionRefused: false, ecsDescribeDelayMs: 0 };
   /** Deployments forced per service since the reset. */
   const forced = new Map<string, number>();
   const reset = () => {
@@ -79,6 +81,7 @@ function startFakeAws(): Promise<FakeAws> {
     state.ecsStable = true;
     state.ecsFailed = false;
     state.protectionRefused = false;
+    state.ecsDescribeDelayMs = 0;
   };
   reset();
 
@@ -166,7 +169,9 @@ function startFakeAws(): Promise<FakeAws> {
       }
       if (service === 'ecs' && action === 'DescribeServices') {
         const rolloutState = state.ecsFailed ? 'FAILED' : state.ecsStable ? 'COMPLETED' : 'IN_PROGRESS';
-        return json(res, { services: (input.services as string[]).map((serviceName) => ({ serviceName, deployments: [{ id: latest(serviceName), status: 'PRIMARY', rolloutState, ...(state.ecsFailed && { rolloutStateReason: 'tasks failed to start' }), runningCount: state.ecsStable ? 2 : 1, desiredCount: 2 }] })), failures: [] });
+        const answer = () => json(res, { services: (input.services as string[]).map((serviceName) => ({ serviceName, deployments: [{ id: latest(serviceName), status: 'PRIMARY', rolloutState, ...(state.ecsFailed && { rolloutStateReason: 'tasks failed to start' }), runningCount: state.ecsStable ? 2 : 1, desiredCount: 2 }] })), failures: [] });
+        if (state.ecsDescribeDelayMs) return void setTimeout(answer, state.ecsDescribeDelayMs);
+        return answer();
       }
       if (service === 'events' && action === 'PutEvents') return json(res, { FailedEntryCount: 0, Entries: [{ EventId: String(calls.length) }] });
       if (service === 'cloudwatch' && action === 'PutMetricData') {
@@ -195,6 +200,12 @@ function startFakeAws(): Promise<FakeAws> {
         },
         set ecsFailed(value: boolean) {
           state.ecsFailed = value;
+        },
+        get ecsDescribeDelayMs() {
+          return state.ecsDescribeDelayMs;
+        },
+        set ecsDescribeDelayMs(value: number) {
+          state.ecsDescribeDelayMs = value;
         },
         get protectionRefused() {
           return state.protectionRefused;
@@ -452,6 +463,10 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     return cutoverRun.done;
   }
 
+  /** The line a first stop signal prints at once: what may be left (maintenance), the two ways on, and what quitting at once costs (the lease). */
+  const firstLine = (signal: NodeJS.Signals, id: string) =>
+    `atmr-dr: recover cutover: ${signal}: stopping at the next step boundary; production may stay in maintenance (the killswitch) until "atmr-dr recover cutover ${id} --resume --yes" or "atmr-dr recover cutover ${id} --undo --yes" (the last line says which); again to quit at once, which leaves the lease live for up to 120 s (--resume and --undo refused until it expires)`;
+
   it('Ctrl-C during the redeploy: exit 130 with how to resume or undo; status shows the journal; --undo --yes puts everything back', async () => {
     const id = 'r20261130150000-e2e1';
     const launcher = install.launcher;
@@ -460,7 +475,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
 
     expect(interrupted.status).toBe(130);
     const lines = interrupted.stderr.trimEnd().split('\n');
-    expect(lines[0]).toBe('atmr-dr: recover cutover: SIGINT: stopping at the next step boundary (again to quit at once; the journal keeps what was done)');
+    expect(lines[0]).toBe(firstLine('SIGINT', id));
     expect(lines[lines.length - 1]).toBe(
       `atmr-dr: recover cutover: interrupted after "switch database endpoint"; production stays in maintenance (the killswitch) until the cutover is resumed or undone; the journal is in the record ("atmr-dr recover status ${id}"): continue with "atmr-dr recover cutover ${id} --resume --yes" or put back what changed with "atmr-dr recover cutover ${id} --undo --yes"`,
     );
@@ -556,8 +571,44 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
 
     expect(interrupted.status).toBe(130);
     const lines = interrupted.stderr.trimEnd().split('\n');
-    expect(lines[0]).toBe('atmr-dr: recover cutover: SIGINT: stopping at the next step boundary (again to quit at once; the journal keeps what was done)');
+    expect(lines[0]).toBe(firstLine('SIGINT', 'r20261130151500-e2e6'));
     expect(lines[lines.length - 1]).toMatch(/^atmr-dr: recover cutover: interrupted after .*--resume --yes/);
+  });
+
+  it('a second Ctrl-C 800 ms after the first quits at once, mid-step: exit 130 and one line saying production may be in maintenance, when the lease expires and the two ways on; the record and --undo agree', async () => {
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const active = await activeRecoveryId(store);
+    if (active) await releaseLock(store, active);
+    const id = 'r20261130152000-e2e7';
+    // A slow ECS API: the cutover is still in its redeploy (waiting on ECS) when the second Ctrl-C comes.
+    aws.ecsDescribeDelayMs = 2000;
+
+    const interrupted = await interruptedCutover(id, 'SIGINT', 800);
+
+    expect(interrupted.status).toBe(130);
+    const lines = interrupted.stderr.trimEnd().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toBe(firstLine('SIGINT', id));
+    const second = new RegExp(
+      `^atmr-dr: second SIGINT, quitting at once; the cutover stops where it stands: production may be in maintenance \\(the killswitch\\), the step under way may be left "started" in the journal \\("atmr-dr recover status ${id}"\\) and the lease expires in 120 s at the latest \\((\\S+Z)\\), refusing --resume and --undo until then; then run "atmr-dr recover cutover ${id} --resume --yes" or "atmr-dr recover cutover ${id} --undo --yes"$`,
+    ).exec(lines[1]);
+    expect(second).not.toBeNull();
+    // What the line says is what the operator is left with.
+    const record = await getRecovery(store, id);
+    expect(record.status).toBe('cutting-over');
+    expect(record.journal!.map((e) => [e.step, e.state])).toEqual([
+      ['killswitch maintenance', 'done'],
+      ['switch database endpoint', 'done'],
+      ['redeploy ECS services', 'started'],
+    ]);
+    expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'maintenance' });
+    expect(record.leaseExpiresAt).toBeGreaterThan(Date.now());
+    expect(record.leaseExpiresAt).toBeLessThanOrEqual(Date.parse(second![1]));
+
+    const undo = await run(install.launcher, ['recover', 'cutover', id, '--undo', '--yes'], operatorEnv());
+
+    expect(undo.status).toBe(3);
+    expect(undo.stderr).toMatch(new RegExp(`^atmr-dr: recover cutover --undo: recovery ${id} is being cut over by .* \\(lease live until `));
   });
 
   it.each([
@@ -573,7 +624,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
 
     expect(interrupted.status).toBe(code);
     const lines = interrupted.stderr.trimEnd().split('\n');
-    expect(lines[0]).toBe(`atmr-dr: recover cutover: ${signal}: stopping at the next step boundary (again to quit at once; the journal keeps what was done)`);
+    expect(lines[0]).toBe(firstLine(signal, id));
     expect(lines[lines.length - 1]).toMatch(/^atmr-dr: recover cutover: interrupted after .*--resume --yes/);
   });
 });
