@@ -17,6 +17,7 @@ import { describeInstance } from '../../lambdas/shared/rds-instances';
 import { StoreDeps, activeRecoveryId, getRecovery, listRecoveryIds } from '../../lambdas/recovery/store';
 import { checkPitrReach, parseToTime } from '../../lambdas/recovery/time';
 import { formatVerification, unreadCause, unverifiedFlagRefusal, unverifiedNextStep, unverifiedRefusal } from '../../lambdas/recovery/verify';
+import { effectiveMode } from '../../lambdas/killswitch/value';
 import { opsStateDynamoDB } from '../../lambdas/shared/ops-state-client';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
@@ -144,6 +145,19 @@ function deletionProtectionOf(result: CutoverResult): boolean | { refused: strin
   const step = result.steps.find((s) => s.step === CUTOVER_STEPS.protect);
   if (step?.outcome === 'done' || step?.outcome === 'skipped') return true;
   return step?.outcome === 'failed' ? { refused: step.detail } : undefined;
+}
+
+/**
+ * A killswitch in maintenance before the cutover (the runbook's first step: the on-call closes
+ * production before anything else) is put back in maintenance by the cutover's last killswitch
+ * step, as the operator left it: the cutover ends well, exit 0, with users still shut out. Said in
+ * the last line, with the command that lets them in; undefined when the killswitch was not so.
+ */
+function stillShutOut(result: CutoverResult): string | undefined {
+  const before = result.journal?.find((e) => e.step === CUTOVER_STEPS.maintenance)?.undo?.killswitch?.previous;
+  if (!before || effectiveMode(before) !== 'maintenance') return undefined;
+  const until = before.expiresAt ? ` (until ${before.expiresAt}, its expiry)` : '';
+  return `users are still shut out: the killswitch is in maintenance${until}, as it was before the cutover (set by ${before.actor}: ${before.reason}); to let them in: atmr-dr killswitch disable --reason "recovery ${result.recoveryId} cut over"`;
 }
 
 function printCutover(result: CutoverResult): void {
@@ -491,6 +505,8 @@ export function registerRecoverCommands(program: Command): void {
       }
       if (!ctx.g.json) {
         for (const line of afterCutoverSteps(await getRecovery(ctx.store, id).catch(() => record), ctx.config.database, undefined, ctx.config.recovery.newInstancePrefix, deletionProtectionOf(result))) print(line);
+        const shutOut = stillShutOut(result);
+        if (shutOut) print(shutOut);
       }
     });
 

@@ -394,6 +394,8 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(aws.instances.get('atmr-prod-pitr-202611301402')!.deletionProtection).toBe(true);
     // Done by the cutover: no line tells the operator to do it.
     expect(result.stdout).not.toMatch(/deletion-protection/);
+    // Back to normal: nobody is shut out.
+    expect(result.stdout).not.toMatch(/shut out/);
     expect(modify).toEqual({ DBInstanceIdentifier: 'atmr-prod', NewDBInstanceIdentifier: expect.stringMatching(/^atmr-prod-replaced-\d{12}$/), ApplyImmediately: 'true' });
     const tags = aws.calls.find((c) => c.action === 'AddTagsToResource')!.input;
     expect(tags).toMatchObject({ ResourceName: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod', 'Tags.Tag.1.Key': 'atmr-dr:replaced-by', 'Tags.Tag.1.Value': 'atmr-prod-pitr-202611301402' });
@@ -444,6 +446,25 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
       `next: turn deletion protection on for atmr-prod-pitr-202611301402, production now (the cutover could not turn it on: ${refusal}; once the cause is gone (the copy available, the right granted)): aws rds modify-db-instance --db-instance-identifier atmr-prod-pitr-202611301402 --deletion-protection --apply-immediately`,
     );
     expect((await getRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, id)).status).toBe('cut-over');
+  });
+
+  it('a cutover started with the killswitch already in maintenance (the runbook\'s first step) puts it back there, exit 0, and its last line says users are still shut out and how to let them in', async () => {
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const id = 'r20261130143000-e2ea';
+    await verifiedRecovery(id);
+    const onCall = { mode: 'maintenance', reason: 'bookings deleted: recovering', actor: 'bob', updatedAt: '2026-11-30T14:10:00.000Z', expiresAt: null };
+    aws.parameters.set(KILLSWITCH, { value: JSON.stringify(onCall), version: 4 });
+
+    const result = await run(install.launcher, ['recover', 'cutover', id, '--yes'], operatorEnv());
+
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    expect(result.stdout).toMatch(/^ {2}\S+Z\s+\d+ s {2}done\s+killswitch back: back to maintenance$/m);
+    expect(result.stdout.trimEnd().split('\n').at(-1)).toBe(
+      `users are still shut out: the killswitch is in maintenance, as it was before the cutover (set by bob: bookings deleted: recovering); to let them in: atmr-dr killswitch disable --reason "recovery ${id} cut over"`,
+    );
+    expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'maintenance', reason: 'bookings deleted: recovering', actor: 'bob' });
+    expect((await getRecovery(store, id)).status).toBe('cut-over');
   });
 
   /**
