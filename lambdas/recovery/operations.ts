@@ -3,6 +3,7 @@ import { RDSClient } from '@aws-sdk/client-rds';
 import { DescribeExecutionCommand, SFNClient, StartExecutionCommand, StopExecutionCommand } from '@aws-sdk/client-sfn';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { announce } from './announce';
+import { CUTOVER_STEPS } from './cutover';
 import { RECOVERY_EVENTS, RecoveryRecord, RecoveryRequest, newRecoveryId } from './contract';
 import { RestoreWindow, dataAlsoIn, defaultInstanceName, validateRecovery, deleteRecoveredInstance, finalSnapshotRefusal, instanceState } from './rds';
 import { StoreDeps, beginRecovery, getRecovery, updateRecovery } from './store';
@@ -151,6 +152,24 @@ export async function describeExecution(sfn: SFNClient, executionArn: string | u
   return { status: execution.status ?? 'UNKNOWN', ...(execution.error && { error: `${execution.error}: ${execution.cause ?? ''}`.trim() }) };
 }
 
+/**
+ * What a cutover left, from the journal's steps not undone, for an abandon that must not delete the
+ * copy under production: undefined when nothing is left. The endpoint not switched, production still
+ * runs on the old instance (maybe in maintenance); switched, it may use the copy; once the killswitch
+ * reopening started, production may have taken writes on the copy and only --resume is left.
+ */
+function cutoverLeft(record: RecoveryRecord): string | undefined {
+  const left = (record.journal ?? []).filter((entry) => entry.state !== 'undone').map((entry) => entry.step);
+  const id = record.recoveryId;
+  if (left.includes(CUTOVER_STEPS.reopen)) {
+    return `its cutover reached "${CUTOVER_STEPS.reopen}": production may run on ${record.newInstance} and have taken writes there, so it is never deleted by this tool and the cutover can no longer be undone; finish it with "atmr-dr recover cutover ${id} --resume --yes"`;
+  }
+  if (!left.length) return undefined;
+  const where = left.includes(CUTOVER_STEPS.endpoint) ? `production may still use ${record.newInstance}` : `production still runs on ${record.sourceInstance} (its database endpoint was not switched)`;
+  const closed = left.includes(CUTOVER_STEPS.maintenance) ? ', maybe in maintenance (the killswitch)' : '';
+  return `its cutover left changes not undone (${left.join(', ')}): ${where}${closed}; run "atmr-dr recover cutover ${id} --undo --yes" first`;
+}
+
 export interface AbandonDeps {
   readonly rds: RDSClient;
   readonly sfn: SFNClient;
@@ -181,18 +200,20 @@ export async function abandonRecovery(
 ): Promise<{ record: RecoveryRecord; detail: string }> {
   const now = (deps.now ?? (() => new Date()))();
   const record = await getRecovery(deps.store, recoveryId);
-  if (record.status === 'cut-over' || record.status === 'cutting-over') {
-    throw new OperatorError(`recover abandon: recovery ${recoveryId} is "${record.status}": production runs on ${record.newInstance}; it is never deleted by this tool`, 3);
+  if (record.status === 'cut-over') {
+    throw new OperatorError(`recover abandon: recovery ${recoveryId} is "cut-over": production runs on ${record.newInstance}; it is never deleted by this tool`, 3);
   }
   if (record.status === 'abandoned') throw new OperatorError(`recover abandon: recovery ${recoveryId} is already abandoned`, 3);
-  // A failed cutover whose undo failed may have left the API's endpoint on the copy: deleting it would take production down.
-  const left = (record.journal ?? []).filter((entry) => entry.state !== 'undone').map((entry) => entry.step);
-  if (left.length) {
+  // A cutover under way, stopped, or failed with an undo that failed: what its journal says it left
+  // decides what production may be using, and the way out is the cutover's own (--undo or --resume).
+  const left = cutoverLeft(record);
+  if (record.status === 'cutting-over') {
     throw new OperatorError(
-      `recover abandon: recovery ${recoveryId}: its cutover left changes not undone (${left.join(', ')}): production may still use ${record.newInstance}; run "atmr-dr recover cutover ${recoveryId} --undo --yes" first`,
+      `recover abandon: recovery ${recoveryId} is "cutting-over": ${left ?? `its cutover has journaled no step yet (production unchanged); run "atmr-dr recover cutover ${recoveryId} --undo --yes" first`}`,
       3,
     );
   }
+  if (left) throw new OperatorError(`recover abandon: recovery ${recoveryId}: ${left}`, 3);
   // A copy RDS cannot snapshot (it cannot use its KMS key) would fail the deletion at every run,
   // after the claim, and hold the lock for good: said before anything changes, with the way out and
   // where the data still is (production's automated backups, which need the same key).

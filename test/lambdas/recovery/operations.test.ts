@@ -487,6 +487,43 @@ describe('abandoning a copy whose storage is full or whose parameters are incomp
   });
 });
 
+describe('abandoning a recovery whose cutover is under way or stopped (cutting-over)', () => {
+  // One recovery at a time: each test's recovery is set aside, whatever its outcome.
+  let id: string;
+  afterEach(() => updateRecovery(deps().store, id, { status: 'abandoned' }));
+
+  it('after a cutover stopped at its maintenance step: production still runs on the old instance, maybe in maintenance; the line gives --undo, deleting nothing', async () => {
+    id = (await start()).request.recoveryId;
+    const journal = [{ step: 'killswitch maintenance', state: 'done' as const, startedAt: NOW.toISOString(), finishedAt: NOW.toISOString(), by: 'alice', detail: 'was normal' }];
+    await updateRecovery(deps().store, id, { status: 'cutting-over', journal });
+
+    const error = await operatorErrorOf(abandonRecovery(deps(), id, 'alice', SOURCE));
+
+    expect([error.exitCode, error.message]).toEqual([
+      3,
+      `recover abandon: recovery ${id} is "cutting-over": its cutover left changes not undone (killswitch maintenance): production still runs on ${SOURCE} (its database endpoint was not switched), maybe in maintenance (the killswitch); run "atmr-dr recover cutover ${id} --undo --yes" first`,
+    ]);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    expect(sfn.commandCalls(StopExecutionCommand)).toHaveLength(0);
+    expect((await getRecovery(deps().store, id)).status).toBe('cutting-over');
+  });
+
+  it('once the killswitch reopening started: production may have taken writes on the copy; the line gives --resume, not --undo', async () => {
+    id = (await start()).request.recoveryId;
+    const at = NOW.toISOString();
+    const journal = [
+      ...['killswitch maintenance', 'switch database endpoint', 'redeploy ECS services', 'check /ready', 'check writes accepted'].map((step) => ({ step, state: 'done' as const, startedAt: at, by: 'alice' })),
+      { step: 'killswitch back', state: 'started' as const, startedAt: at, by: 'alice' },
+    ];
+    await updateRecovery(deps().store, id, { status: 'cutting-over', journal });
+
+    await expect(abandonRecovery(deps(), id, 'alice', SOURCE)).rejects.toThrow(
+      `recover abandon: recovery ${id} is "cutting-over": its cutover reached "killswitch back": production may run on atmr-prod-pitr-202611301402 and have taken writes there, so it is never deleted by this tool and the cutover can no longer be undone; finish it with "atmr-dr recover cutover ${id} --resume --yes"`,
+    );
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+  });
+});
+
 describe('abandoning after a cutover that was not fully undone', () => {
   it('is refused while the API endpoint may still point at the copy (an undo that failed), deleting nothing', async () => {
     const id = (await start()).request.recoveryId;
