@@ -398,6 +398,13 @@ async function connectOnce(config: ClientConfig): Promise<Client> {
  * `bounds`: the session's server-side timeouts and node-postgres' wait for each answer, if any.
  * `answeredBefore`: this run connected with these settings earlier (a restore's later sessions): a
  * server not reached now went away, which the line says instead of naming the settings.
+ *
+ * The session's timeouts are its own, given in the startup packet (which outranks the server's,
+ * the role's and the database's settings, and needs no statement that a 1 ms statement_timeout
+ * could cancel): none unless `bounds` says. A restore gives the copy the backed-up database's
+ * settings, and the restore test then queries that copy: production's `statement_timeout = '30s'`
+ * failed its critical queries (and would fail an exact count of a big table), a failure that is
+ * not the backup's. node-postgres sends no timeout of 0, hence `options`.
  */
 export async function connectTo(
   connection: PgConnection,
@@ -405,8 +412,9 @@ export async function connectTo(
   bounds: Pick<ClientConfig, 'statement_timeout' | 'lock_timeout' | 'query_timeout'> = {},
   { answeredBefore = false }: { readonly answeredBefore?: boolean } = {},
 ): Promise<Client> {
+  const own = `-c statement_timeout=${bounds.statement_timeout || 0} -c lock_timeout=${bounds.lock_timeout || 0} -c idle_in_transaction_session_timeout=0`;
   try {
-    return await openClient({ ...pgClientConfig(connection, database), ...bounds });
+    return await openClient({ ...pgClientConfig(connection, database), query_timeout: bounds.query_timeout, options: own });
   } catch (error) {
     throw connectionFailure({ ...connection, database }, error, answeredBefore);
   }

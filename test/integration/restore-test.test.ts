@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BackupResult, runBackup } from '../../lambdas/backup/backup';
+import { restoreBackup } from '../../lambdas/restore/restore';
 import { RestoreTestDeps, RestoreTestOptions, runRestoreTest } from '../../lambdas/restore/restore-test';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { PgConnection } from '../../lambdas/shared/pg-connection';
@@ -289,6 +290,33 @@ describe('restore test (test_backup_restore, automated)', () => {
     expect(report.rtoSeconds).toBeUndefined();
     expectNoScratchLeft(report.scratchDatabase);
   });
+});
+
+describe("the source database's own timeouts, which its restored copy keeps", () => {
+  it("neither the backup, the restore into a new name, nor the restore test's queries on the copy take them; the application's sessions on the copy still do", async () => {
+    // Arrange: production's statement_timeout, shorter than a critical query that takes half a
+    // second whatever the machine's load (pg_sleep); the trivial statements around it take far less
+    const database = uniqueDatabaseName('rtest_timeout');
+    psql(cluster, 'postgres', `CREATE DATABASE ${database}`);
+    psql(cluster, database, 'CREATE TABLE ledger (id int PRIMARY KEY); INSERT INTO ledger SELECT generate_series(1, 1000);');
+    psql(cluster, 'postgres', `ALTER DATABASE ${database} SET statement_timeout = '200ms'`);
+    const slow = 'SELECT count(*) FROM ledger, pg_sleep(0.5)';
+    const copy = `${database}_copy`;
+    try {
+      // Act
+      const report = await runRestoreTest(deps({ source: { ...source, database } }), { ...OPTIONS, criticalQueries: [slow] });
+      const restored = await restoreBackup({ s3, bucket: localS3.bucket, connection: target, jobs: 2 }, { ref: report.manifestKey!, targetDb: copy });
+
+      // Assert
+      expect(report.error).toBeUndefined();
+      expect(report.criticalQueries).toEqual([{ sql: slow, status: 'ok', detail: '1000' }]);
+      expect(restored.rowsRestored).toBe(1000);
+      expect(psql(cluster, copy, 'SHOW statement_timeout')).toBe('200ms');
+      expect(() => psql(cluster, copy, slow)).toThrow(/canceling statement due to statement timeout/);
+    } finally {
+      psql(cluster, 'postgres', `DROP DATABASE IF EXISTS ${copy}; DROP DATABASE ${database}`);
+    }
+  }, 120_000);
 });
 
 describe('a server that goes away during the restore test', () => {
