@@ -11,7 +11,7 @@ import { checkRowCounts } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
 import { archiveNeeds, checkRoles, DatabasePropertiesOfBackup, loadBackup, watchDatabaseSize } from './load';
 import { connectTo } from '../shared/pg-connection';
-import { Unsettled, backupOwnerToGive, checkLeftovers, checkTarget, checkTargetName, createDatabase, databaseOwner, dropDatabase, giveBackupProperties, guardProduction, guardSystemDatabase, keepDatabaseProperties, NoAnswer, openAdminSession, runLooking, SessionNotBack, stagingName, swapIn } from './target';
+import { Unsettled, backupOwnerToGive, checkLeftovers, checkTarget, checkTargetName, createDatabase, databaseOwner, dropDatabase, giveBackupProperties, guardProduction, guardSystemDatabase, keepDatabaseProperties, NoAnswer, openAdminSession, runLooking, SessionNotBack, stagingName, swapIn, warnIfReadOnly } from './target';
 
 export { PRODUCTION_GUARD_FLAG, stagingName } from './target';
 
@@ -142,6 +142,8 @@ export interface RestoreResult {
   readonly owner: string;
   readonly tablesRestored: number;
   readonly rowsRestored: number;
+  /** Every warning the restore gave (also given to RestoreDeps.warn as it came), e.g. a copy read-only for the application. */
+  readonly warnings: readonly string[];
   readonly timings: RestoreTimings;
   /** Wall time of the whole restore (resolve, download, load, check, swap), seconds. */
   readonly rtoSeconds: number;
@@ -150,7 +152,12 @@ export interface RestoreResult {
 export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions): Promise<RestoreResult> {
   const started = performance.now();
   const log = deps.log ?? (() => undefined);
-  const warn = deps.warn ?? log;
+  // Every warning is also in the result (the CLI's --json): a line on stderr is lost to a script.
+  const warnings: string[] = [];
+  const warn = (line: string): void => {
+    warnings.push(line);
+    (deps.warn ?? log)(line);
+  };
   const signal = options.signal;
   const target = options.targetDb;
   checkTargetName(target, options.database);
@@ -280,8 +287,11 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // The session's connection again first, outside the catch: one that cannot come back says what it left (SessionNotBack).
     const propertiesClient = await admin.client();
     const giveProperties = async (): Promise<void> => {
-      if (await keepDatabaseProperties(propertiesClient, target, staging, warn)) return;
-      if (databaseProperties !== undefined) return giveBackupProperties(propertiesClient, databaseProperties, manifest.database, target, staging, warn);
+      if (await keepDatabaseProperties(propertiesClient, target, staging, warn)) return warnIfReadOnly(propertiesClient, staging, target, warn);
+      if (databaseProperties !== undefined) {
+        await giveBackupProperties(propertiesClient, databaseProperties, manifest.database, target, staging, warn);
+        return warnIfReadOnly(propertiesClient, staging, target, warn);
+      }
       warn(`the plain-format backup does not carry the backed-up "${manifest.database}"'s own settings, role settings, comment and grants: "${target}" has none of them; restore the custom format to get them, or set them by hand`);
     };
     await giveProperties().catch((error: unknown) => {
@@ -310,6 +320,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       owner: owner ?? deps.connection.user,
       tablesRestored: manifest.tables.length,
       rowsRestored,
+      warnings,
       timings: { downloadSeconds: download.seconds, restoreSeconds, verifySeconds, swapSeconds },
       rtoSeconds: (performance.now() - started) / 1000,
     };

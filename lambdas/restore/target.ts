@@ -918,6 +918,30 @@ async function giveProperties(admin: Client, required: readonly PropertyStatemen
   return refused;
 }
 
+/** A boolean setting's value that PostgreSQL reads as true (parse_bool: on, true, yes, 1, and the prefixes it takes). */
+const TRUE_SETTING = /^(?:on|t|tr|tru|true|y|ye|yes|1)$/i;
+
+/**
+ * One warning when the copy is read-only for the application: `default_transaction_read_only = on`
+ * set on the database itself (the runbook's "DB Read-Only" mode, as the backed-up or replaced
+ * database had it), which the copy was just given. Its sessions, the application's, then refuse
+ * every write, and the restore said nothing of it: the worst day's restore looked done, the
+ * application down. The line names the statement that lifts it, on the name the copy takes.
+ */
+export async function warnIfReadOnly(admin: Client, staging: string, target: string, warn: (line: string) => void): Promise<void> {
+  const { rows } = await boundedQuery<{ entry: string }>(
+    admin,
+    "SELECT e AS entry FROM pg_db_role_setting s, unnest(s.setconfig) e WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = $1) AND s.setrole = 0 AND lower(split_part(e, '=', 1)) = 'default_transaction_read_only'",
+    SWAP_STATEMENT_BOUND_MS,
+    [staging],
+    `the read of whether the restored copy is read-only (pg_db_role_setting)`,
+  );
+  if (!rows.some((r) => TRUE_SETTING.test(r.entry.slice(r.entry.indexOf('=') + 1).trim()))) return;
+  warn(
+    `"${target}" is read-only for the application: it carries default_transaction_read_only = on at database level, as the database it was given its settings from had it, so every session on it refuses writes; to let the application write: ALTER DATABASE ${quoteIdent(target)} RESET default_transaction_read_only`,
+  );
+}
+
 /** The one warning of what the restored copy was not given: `from` says whose and to which copy. */
 function warnNotCarried(warn: (line: string) => void, from: string, lost: readonly string[]): void {
   if (lost.length > 0) warn(`not carried over from ${from}: ${lost.join('; ')}: set again by hand what is still needed`);

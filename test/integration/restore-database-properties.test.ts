@@ -226,6 +226,22 @@ describe("a restore over an existing database keeps what that database has set o
     expect(properties(target)).toBe('-1 | default | no comment | no settings');
   }, 60_000);
 
+  it('over a database the application may only read (default_transaction_read_only = on on it): keeps it so, and says so in one warning with the statement that lifts it', async () => {
+    // Arrange
+    const target = appTarget('atmr_ro');
+    psql(cluster, 'postgres', `ALTER DATABASE ${target} SET default_transaction_read_only = on`);
+    const warnings: string[] = [];
+
+    // Act
+    const result = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('member'), jobs: 2, warn: (line) => warnings.push(line) }, { ref: backup, targetDb: target, force: true });
+
+    // Assert
+    const line = `"${target}" is read-only for the application: it carries default_transaction_read_only = on at database level, as the database it was given its settings from had it, so every session on it refuses writes; to let the application write: ALTER DATABASE "${target}" RESET default_transaction_read_only`;
+    expect(warnings).toEqual([line]);
+    expect(result.warnings).toEqual([line]);
+    expect(properties(target)).toBe('-1 | default | no comment | {default_transaction_read_only=on}');
+  }, 60_000);
+
   it('into a new name, from a backup of a database that has none of them set, gives it nothing and warns of nothing', async () => {
     // Arrange
     const warnings: string[] = [];
@@ -414,6 +430,27 @@ describe("a restore into a new name gives it the backed-up database's own settin
 
     // Assert
     expect(psql(cluster, 'postgres', "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'shop_fr_copy'")).toBe(comment);
+  }, 60_000);
+
+  it('of a database the application may only read (default_transaction_read_only = on on it): one warning naming the statement that lifts it, on stderr and in --json', async () => {
+    // Arrange
+    psql(cluster, 'postgres', 'CREATE DATABASE shop_ro OWNER app');
+    psql(cluster, 'shop_ro', 'SET ROLE app; CREATE TABLE orders (id int); INSERT INTO orders VALUES (1);');
+    psql(cluster, 'postgres', 'ALTER DATABASE shop_ro SET default_transaction_read_only = on');
+    const { manifestKey } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'shop_ro', { tier: 'daily', pointers: 'none' });
+    const env = { ...localS3.env, PGHOST: cluster.host, PGPORT: String(cluster.port), PGUSER: 'postgres', PGDATABASE: 'postgres' };
+    const line = '"shop_ro_copy" is read-only for the application: it carries default_transaction_read_only = on at database level, as the database it was given its settings from had it, so every session on it refuses writes; to let the application write: ALTER DATABASE "shop_ro_copy" RESET default_transaction_read_only';
+
+    // Act
+    const run = await atmrDr(['restore', manifestKey, '--target-db', 'shop_ro_copy', '--json'], env);
+
+    // Assert: said, and what it says is so, and undone by the statement it names
+    expect(run.status).toBe(0);
+    expect(run.stderr).toContain(`atmr-dr: warning: ${line}\n`);
+    expect((JSON.parse(run.stdout) as { warnings: string[] }).warnings).toEqual([line]);
+    expect(() => psql(cluster, 'shop_ro_copy', 'INSERT INTO orders VALUES (2)')).toThrow(/read-only transaction/);
+    psql(cluster, 'postgres', 'ALTER DATABASE "shop_ro_copy" RESET default_transaction_read_only');
+    psql(cluster, 'shop_ro_copy', 'INSERT INTO orders VALUES (2)');
   }, 60_000);
 
   it('from the plain format, which does not carry them: says so in one line', async () => {
