@@ -195,7 +195,16 @@ export interface DatabasePropertiesOfBackup {
    * (giveBackupProperties), or a literal would end elsewhere than pg_dump meant.
    */
   readonly conformingStrings: boolean;
+  /**
+   * The first characters of a statement the text ends in without its final `;` (pg_dump always
+   * writes one: the archive is cut or odd), one line; undefined when every statement ended. Never
+   * run: what it would do, cut, is not known (a cut REVOKE revokes less).
+   */
+  readonly unfinished?: string;
 }
+
+/** How much of an unfinished statement a line quotes. */
+const UNFINISHED_SHOWN = 80;
 
 /**
  * The list lines of the backed-up database's own properties, which pg_dump always writes and
@@ -223,14 +232,15 @@ const CONFORMING_STRINGS = /^SET standard_conforming_strings = (on|off);$/;
  * SQL, which also holds the CREATE DATABASE (an entry of type DATABASE, left out) and psql's own
  * lines (`\connect`, `\restrict`), after which come the session's SETs, which are no entry's.
  */
-function propertyReader(): { readonly properties: DatabasePropertiesOfBackup; read(lines: Iterable<string>): void } {
+export function propertyReader(): { readonly properties: DatabasePropertiesOfBackup; read(lines: Iterable<string>): void } {
   const statements: string[] = [];
   let conformingStrings = false;
   let inEntry = false;
   let pending = '';
   return {
+    // A statement still pending at the end had no final `;`: it was dropped without a word.
     get properties() {
-      return { statements, conformingStrings };
+      return { statements, conformingStrings, ...(pending !== '' && { unfinished: pending.replace(/\s+/g, ' ').trim().slice(0, UNFINISHED_SHOWN) }) };
     },
     read(lines) {
       for (const line of lines) {

@@ -993,6 +993,7 @@ export async function giveBackupProperties(admin: Client, properties: DatabasePr
     if (given === undefined) notGiven.push(`${statement.replace(/;$/, '')} (not given: not a form this restore knows)`);
     else (given.stop ? required : settings).push(given.statement);
   }
+  if (properties.unfinished !== undefined) notGiven.push(`${properties.unfinished}... (not given: it has no final ";", which pg_dump always writes: the archive is cut or odd)`);
   const give = async (): Promise<string[]> => {
     // The literals read as pg_dump wrote them: with the standard_conforming_strings its SQL says
     // (on since 9.1 by default; off on a server configured so, whose backslashes are escapes),

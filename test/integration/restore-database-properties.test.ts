@@ -3,6 +3,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { Client } from 'pg';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { restoreBackup } from '../../lambdas/restore/restore';
+import { giveBackupProperties } from '../../lambdas/restore/target';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { atmrDr, databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
@@ -451,6 +452,29 @@ describe("a restore into a new name gives it the backed-up database's own settin
     expect(() => psql(cluster, 'shop_ro_copy', 'INSERT INTO orders VALUES (2)')).toThrow(/read-only transaction/);
     psql(cluster, 'postgres', 'ALTER DATABASE "shop_ro_copy" RESET default_transaction_read_only');
     psql(cluster, 'shop_ro_copy', 'INSERT INTO orders VALUES (2)');
+  }, 60_000);
+
+  it('names in its warning a statement the archive gives with no final ";" (a cut or odd archive), by its start, and gives the others', async () => {
+    // Arrange: what the archive's reader hands on for such a text (property-reader.test.ts), and a staging database
+    psql(cluster, 'postgres', 'CREATE DATABASE shop_cut_staging OWNER app');
+    const admin = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    admin.on('error', () => undefined);
+    await admin.connect();
+    const warnings: string[] = [];
+    const unfinished = 'REVOKE CONNECT,TEMPORARY ON DATABASE shop FROM PUB';
+
+    // Act
+    try {
+      await giveBackupProperties(admin, { statements: ["COMMENT ON DATABASE shop IS 'the shop';"], conformingStrings: true, unfinished }, 'shop', 'shop_cut', 'shop_cut_staging', (line) => warnings.push(line));
+    } finally {
+      await admin.end();
+    }
+
+    // Assert
+    expect(warnings).toEqual([
+      `not carried over from the backed-up "shop" to its restored copy "shop_cut": ${unfinished}... (not given: it has no final ";", which pg_dump always writes: the archive is cut or odd): set again by hand what is still needed`,
+    ]);
+    expect(properties('shop_cut_staging')).toBe('-1 | default | the shop | no settings');
   }, 60_000);
 
   it('from the plain format, which does not carry them: says so in one line', async () => {
