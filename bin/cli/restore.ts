@@ -75,10 +75,11 @@ export function registerRestoreCommands(program: Command): void {
         sayWhileStarting((signal) => `restore interrupted (received ${signal}) while ${phase}, before the restore began: nothing created; target "${untouchedTarget}" untouched`);
         // The arguments are checked before the bucket and the connection are looked for: a typo in
         // them is what the operator hears first, not a missing PGHOST.
-        const [{ checkBackupRef, manifestKeyIn }, { checkTargetName }] = await Promise.all([import('../../lambdas/restore/catalog'), import('../../lambdas/restore/target')]);
+        const [{ backedUpDatabase, checkBackupRef, manifestKeyIn }, { checkTargetName }] = await Promise.all([import('../../lambdas/restore/catalog'), import('../../lambdas/restore/target')]);
         checkBackupRef(ref, opts.tier);
-        // The database latest stands for, when it is known before the connection settings are read.
-        checkTargetName(opts.targetDb, ref === 'latest' ? (opts.database ?? process.env.PGDATABASE) : undefined);
+        // The database latest stands for, when it is known before the connection settings are read,
+        // or the one a manifest key names.
+        checkTargetName(opts.targetDb, backedUpDatabase(ref, opts.database ?? process.env.PGDATABASE));
         phase = 'looking up the backup bucket';
         const bucket = await resolveBackupBucket(opts);
         ref = manifestKeyIn(ref, bucket);

@@ -195,6 +195,16 @@ export function chooseObject(manifestKey: string, manifest: BackupManifest, form
   throw new OperatorError(`manifest ${manifestKey} has no ${format} object; drop --format or pick another backup`, 2);
 }
 
+/**
+ * The database a restore's backup is of, when known before its manifest is read: `latest`'s
+ * (`latestDatabase`: --database or PGDATABASE), or the one a manifest key names, as the backup named
+ * the key after its manifest's database (backupObjectKeys). What a refused --target-db of that name
+ * is told: restore under an accepted name, then rename (checkTargetName).
+ */
+export function backedUpDatabase(ref: string, latestDatabase?: string): string | undefined {
+  return ref === 'latest' ? latestDatabase : keyDatabase(splitS3Url(ref)?.key ?? ref);
+}
+
 /** `<tier>/<db>_backup_<stamp>.manifest.json` to `<db>`: to filter a manifest that cannot be read. */
 function keyDatabase(manifestKey: string): string | undefined {
   return /^[^/]+\/(.+)_backup_\d{8}_\d{6}\.manifest\.json$/.exec(manifestKey)?.[1];

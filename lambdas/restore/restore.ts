@@ -6,7 +6,7 @@ import type { PgConnection } from '../shared/pg-connection';
 import { isRefusedStatement, READ_ONLY_SQL_TRANSACTION, sqlState } from '../shared/pg-errors';
 import { dropDatabaseStatement, quoteIdent } from '../shared/postgres';
 import { makeDownloadDir } from '../shared/temp-dir';
-import { CatalogDeps, chooseObject, resolveBackup } from './catalog';
+import { backedUpDatabase, CatalogDeps, chooseObject, resolveBackup } from './catalog';
 import { checkRowCounts } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
 import { archiveNeeds, checkRoles, DatabasePropertiesOfBackup, loadBackup, watchDatabaseSize } from './load';
@@ -160,7 +160,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   };
   const signal = options.signal;
   const target = options.targetDb;
-  checkTargetName(target, options.database);
+  checkTargetName(target, backedUpDatabase(options.ref, options.database));
   guardProduction(target, options.protectedDatabases ?? [], options.allowProductionOverwrite);
   const maintenance = deps.maintenanceDatabase ?? 'postgres';
   guardSystemDatabase(target, maintenance);

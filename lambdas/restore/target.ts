@@ -27,7 +27,7 @@ export interface TargetGuards {
 
 /**
  * `backedUp`: the database whose backup is restored, when known before the manifest is read
- * (latest's). A backup accepts any name; a restore under a refused one goes through an accepted
+ * (latest's, or the one its manifest key names: backedUpDatabase). A backup accepts any name; a restore under a refused one goes through an accepted
  * one, and the rename is the operator's (docs/restore.md, "Swapping by hand").
  */
 export function checkTargetName(target: string, backedUp?: string): void {

@@ -179,6 +179,20 @@ describe('arguments are checked before any name is resolved or any AWS call', ()
       ['restore', 'latest', '--database', 'Atmr Prod', '--target-db', 'Atmr Prod'],
       'atmr-dr: invalid --target-db "Atmr Prod": use ASCII letters, digits and underscores (at most 63, not starting with a digit); to restore "Atmr Prod" under its own name, restore into an accepted one (e.g. --target-db atmr_prod), then ALTER DATABASE atmr_prod RENAME TO "Atmr Prod" by hand (docs/restore.md)',
     ],
+    // A manifest key names its backup's database as the manifest does: the same advice, with no bucket read.
+    [
+      ['restore', 'daily/Atmr Prod_backup_20261204_010000.manifest.json', '--target-db', 'Atmr Prod'],
+      'atmr-dr: invalid --target-db "Atmr Prod": use ASCII letters, digits and underscores (at most 63, not starting with a digit); to restore "Atmr Prod" under its own name, restore into an accepted one (e.g. --target-db atmr_prod), then ALTER DATABASE atmr_prod RENAME TO "Atmr Prod" by hand (docs/restore.md)',
+    ],
+    [
+      ['restore', 's3://atmr-backups/weekly/Atmr-Prod_backup_20261204_010000.manifest.json', '--target-db', 'Atmr-Prod'],
+      'atmr-dr: invalid --target-db "Atmr-Prod": use ASCII letters, digits and underscores (at most 63, not starting with a digit); to restore "Atmr-Prod" under its own name, restore into an accepted one (e.g. --target-db atmr_prod), then ALTER DATABASE atmr_prod RENAME TO "Atmr-Prod" by hand (docs/restore.md)',
+    ],
+    // Another database's backup into a refused name: no rename of that name to advise.
+    [
+      ['restore', 'daily/atmr_backup_20261204_010000.manifest.json', '--target-db', 'Atmr Prod'],
+      'atmr-dr: invalid --target-db "Atmr Prod": use ASCII letters, digits and underscores (at most 63, not starting with a digit)',
+    ],
     [['restore', 'latest', '--database', 'atmr', '--target-db', 'x', '--tier', 'yearly'], 'atmr-dr: invalid backup tier "yearly": use one of hourly, daily, weekly, monthly'],
     [['backups', 'verify', 'foo'], 'atmr-dr: "foo" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list'],
     [['recover', '--to-time', '2099-01-01T00:00:00Z', '--reason', 'x', '--dry-run'], /^atmr-dr: recover: --to-time 2099-01-01T00:00:00.000Z is in the future \(now is .*\): give a past time, e\.g\. "5 minutes ago"$/],

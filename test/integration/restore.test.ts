@@ -611,6 +611,12 @@ describe('restore refusals leave the target untouched', () => {
     await expect(restoreBackup(deps(), { ref: manifestKey, targetDb: 'bad-name;drop' })).rejects.toThrow(/invalid --target-db/);
     expect(databaseExists(cluster, 'x_new')).toBe(false);
   });
+
+  it('advises restoring under an accepted name, then renaming, when the refused target is the database a manifest key names (as the Lambda restore takes it)', async () => {
+    await expect(restoreBackup(deps(), { ref: 'daily/Atmr Prod_backup_20261204_010000.manifest.json', targetDb: 'Atmr Prod' })).rejects.toThrow(
+      'invalid --target-db "Atmr Prod": use ASCII letters, digits and underscores (at most 63, not starting with a digit); to restore "Atmr Prod" under its own name, restore into an accepted one (e.g. --target-db atmr_prod), then ALTER DATABASE atmr_prod RENAME TO "Atmr Prod" by hand (docs/restore.md)',
+    );
+  });
 });
 
 describe('a connection reset during the download', () => {
