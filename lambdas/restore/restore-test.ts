@@ -211,7 +211,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
             throw new OperatorError(`critical query failed on the restored copy: ${sql}: ${oneLine(e)}${fix}`);
           }
         }
-      }),
+      }, true),
     );
   } catch (e) {
     error = oneLine(e);
@@ -335,8 +335,9 @@ function readOnlyFix(source: string, role: string, database: string): string {
   return 'find where it is set (SELECT source FROM pg_settings WHERE name = \'default_transaction_read_only\') and set it off there';
 }
 
-async function withClient<T>(connection: PgConnection, database: string, fn: (client: Client) => Promise<T>): Promise<T> {
-  const client = await connectTo(connection, database);
+/** `ownTimeouts` (connectTo): for the scratch copy, which carries the backed-up database's settings. */
+async function withClient<T>(connection: PgConnection, database: string, fn: (client: Client) => Promise<T>, ownTimeouts = false): Promise<T> {
+  const client = await connectTo(connection, database, {}, { ownTimeouts });
   try {
     return await fn(client);
   } finally {

@@ -399,22 +399,23 @@ async function connectOnce(config: ClientConfig): Promise<Client> {
  * `answeredBefore`: this run connected with these settings earlier (a restore's later sessions): a
  * server not reached now went away, which the line says instead of naming the settings.
  *
- * The session's timeouts are its own, given in the startup packet (which outranks the server's,
- * the role's and the database's settings, and needs no statement that a 1 ms statement_timeout
- * could cancel): none unless `bounds` says. A restore gives the copy the backed-up database's
- * settings, and the restore test then queries that copy: production's `statement_timeout = '30s'`
- * failed its critical queries (and would fail an exact count of a big table), a failure that is
- * not the backup's. node-postgres sends no timeout of 0, hence `options`.
+ * `ownTimeouts`: the session's timeouts are its own whatever the database says, given in the
+ * startup packet's `options` (which outrank the server's, the role's and the database's settings,
+ * and need no statement that a 1 ms statement_timeout could cancel): `bounds`' or none. For a
+ * session on a copy a restore gave the backed-up database's settings: the restore test's critical
+ * queries failed on production's `statement_timeout = '30s'`, a failure that is not the backup's.
+ * node-postgres sends no timeout of 0, hence `options`. Only there: RDS Proxy and PgBouncer (by
+ * default) refuse a connection that sends `options`, and a session on production needs none.
  */
 export async function connectTo(
   connection: PgConnection,
   database = connection.database,
   bounds: Pick<ClientConfig, 'statement_timeout' | 'lock_timeout' | 'query_timeout'> = {},
-  { answeredBefore = false }: { readonly answeredBefore?: boolean } = {},
+  { answeredBefore = false, ownTimeouts = false }: { readonly answeredBefore?: boolean; readonly ownTimeouts?: boolean } = {},
 ): Promise<Client> {
   const own = `-c statement_timeout=${bounds.statement_timeout || 0} -c lock_timeout=${bounds.lock_timeout || 0} -c idle_in_transaction_session_timeout=0`;
   try {
-    return await openClient({ ...pgClientConfig(connection, database), query_timeout: bounds.query_timeout, options: own });
+    return await openClient({ ...pgClientConfig(connection, database), ...(ownTimeouts ? { query_timeout: bounds.query_timeout, options: own } : bounds) });
   } catch (error) {
     throw connectionFailure({ ...connection, database }, error, answeredBefore);
   }

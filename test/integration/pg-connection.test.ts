@@ -77,6 +77,48 @@ describe('connectTo', () => {
     }
   });
 
+  it("sends startup options only when asked for its own timeouts (RDS Proxy and PgBouncer refuse a connection that sends them); then the database's statement_timeout is not the session's", async () => {
+    // Arrange: a database whose settings hold a statement_timeout (a copy given production's)
+    const database = uniqueDatabaseName('conn_timeouts');
+    psql(cluster, 'postgres', `CREATE DATABASE ${database}; ALTER DATABASE ${database} SET statement_timeout = '200ms';`);
+    // A server that records the startup packet's parameters, then closes (a stand-in for a pooler's first read).
+    const seen: Array<Record<string, string>> = [];
+    const recorder = net.createServer((socket) =>
+      socket.once('data', (packet: Buffer) => {
+        const fields = packet.subarray(8).toString('utf8').split('\0');
+        const params: Record<string, string> = {};
+        for (let i = 0; i + 1 < fields.length && fields[i] !== ''; i += 2) params[fields[i]] = fields[i + 1];
+        seen.push(params);
+        socket.destroy();
+      }),
+    );
+    await new Promise<void>((resolve) => recorder.listen(0, '127.0.0.1', resolve));
+    const recorderPort = (recorder.address() as net.AddressInfo).port;
+    try {
+      // Act
+      const plain = await connectTo({ ...connection, database });
+      const own = await connectTo({ ...connection, database }, database, {}, { ownTimeouts: true });
+      for (const ownTimeouts of [false, true]) {
+        await connectTo({ ...connection, host: '127.0.0.1', port: recorderPort, sslMode: 'disable' }, database, {}, { ownTimeouts }).catch(() => undefined);
+      }
+
+      // Assert
+      try {
+        expect((await plain.query<{ statement_timeout: string }>('SHOW statement_timeout')).rows[0].statement_timeout).toBe('200ms');
+        expect((await own.query<{ statement_timeout: string }>('SHOW statement_timeout')).rows[0].statement_timeout).toBe('0');
+      } finally {
+        await plain.end();
+        await own.end();
+      }
+      expect(seen).toHaveLength(2);
+      expect(seen[0]).not.toHaveProperty('options');
+      expect(seen[1].options).toBe('-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0');
+    } finally {
+      recorder.close();
+      psql(cluster, 'postgres', `DROP DATABASE IF EXISTS ${database}`);
+    }
+  });
+
   describe('a server that wants a password (SCRAM)', () => {
     let secured: PostgresCluster;
     const role = 'atmr_dr_pw';
