@@ -505,7 +505,9 @@ export function registerRecoverCommands(program: Command): void {
       }
       if (!ctx.g.json) {
         for (const line of afterCutoverSteps(await getRecovery(ctx.store, id).catch(() => record), ctx.config.database, undefined, ctx.config.recovery.newInstancePrefix, deletionProtectionOf(result))) print(line);
-        const shutOut = stillShutOut(result);
+        // Last: users still get what someone set during the cutover (a hold), not production; or,
+        // when the cutover put back the on-call's own maintenance from before it, that they are still shut out.
+        const shutOut = result.notReopened ? `production runs on ${record.newInstance} but was ${result.notReopened}` : stillShutOut(result);
         if (shutOut) print(shutOut);
       }
     });

@@ -5,7 +5,7 @@ import { RDSClient } from '@aws-sdk/client-rds';
 import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { randomUUID } from 'node:crypto';
-import { readKillswitch, writeKillswitch } from '../killswitch/core';
+import { type KillswitchReading, readKillswitch, writeKillswitch } from '../killswitch/core';
 import type { KillswitchValue } from '../killswitch/value';
 import { checkHttp } from '../detection/targets';
 import { forceNewDeploymentOnce } from '../shared/ecs-deployments';
@@ -90,6 +90,12 @@ export interface CutoverResult {
   readonly interrupted?: boolean;
   /** The status the record was left in. */
   readonly status?: RecoveryStatus;
+  /**
+   * The reopen step's detail when it found the killswitch changed by someone else since the
+   * cutover's maintenance and left it as is (NOT_REOPENED...): production runs on the copy but users
+   * get what that person set.
+   */
+  readonly notReopened?: string;
   readonly journal?: readonly JournalEntry[];
 }
 
@@ -122,6 +128,16 @@ class Interrupted extends Error {}
 
 /** The undo keeps the killswitch in maintenance: the services are not known to be back on the previous endpoint. */
 class KeptClosed extends Error {}
+
+/**
+ * Whether `value` is the maintenance this cutover set (its reason names the recovery and the copy):
+ * only that one is the cutover's to give back, forward or undone; any other value was set by someone
+ * since (a hold because the copy misses rows) and is left as it is.
+ */
+const isCutoverMaintenance = (value: KillswitchValue | null | undefined, setReason: string): boolean => value?.mode === 'maintenance' && value.reason === setReason;
+
+/** How the reopen step's detail begins when it left someone else's killswitch value as it is. */
+export const NOT_REOPENED = 'NOT reopened: ';
 
 /** An entry still holding a change to undo (or a change that may have happened). */
 const outstanding = (entry: JournalEntry) => entry.state !== 'undone';
@@ -375,10 +391,15 @@ class Session {
         async () => ({ killswitch: { previous: (await readKillswitch(deps.ssm, settings.killswitchParameter)).value, setReason } }),
         async (undo) => {
           const current = await readKillswitch(deps.ssm, settings.killswitchParameter);
-          if (current.value?.mode !== 'maintenance' || current.value.reason !== setReason) {
-            await writeKillswitch({ ssm: deps.ssm, now }, { parameterName: settings.killswitchParameter, mode: 'maintenance', reason: setReason, actor: this.actor, expiresAt: null });
+          let conflict = '';
+          if (!isCutoverMaintenance(current.value, setReason)) {
+            const written = await writeKillswitch({ ssm: deps.ssm, now }, { parameterName: settings.killswitchParameter, mode: 'maintenance', reason: setReason, actor: this.actor, expiresAt: null });
+            // Another write landed after ours: maintenance is not in effect, and switching the
+            // endpoint now would let users write while it moves. The undo leaves that value as is.
+            if (written.conflict?.kind === 'after') throw new Error(`maintenance not in effect: ${written.conflict.message}`);
+            if (written.conflict) conflict = `; ${written.conflict.message}`;
           }
-          return `was ${undo?.killswitch?.previous?.mode ?? 'malformed'}`;
+          return `was ${undo?.killswitch?.previous?.mode ?? 'malformed'}${conflict}`;
         },
       );
       await this.step(
@@ -425,8 +446,19 @@ class Session {
         async () => undefined,
         async () => {
           const previous = this.entry(CUTOVER_STEPS.maintenance)?.undo?.killswitch?.previous ?? null;
-          await restoreKillswitch(deps, settings.killswitchParameter, previous, this.actor, `recovery ${id}: cutover done`);
-          return `back to ${previous?.mode ?? 'normal'}`;
+          const reason = `recovery ${id}: cutover done`;
+          // Read first, as the undo does: a value someone set since the cutover's maintenance (a hold
+          // because the copy misses rows) is theirs to lift, not the cutover's. A value this step
+          // wrote before an interruption is its own and done.
+          const reading = await readKillswitch(deps.ssm, settings.killswitchParameter);
+          const current = reading.value;
+          const back = restoredValue(previous, reason);
+          if (current?.mode === back.mode && current.reason === back.reason) return `back to ${back.mode}`;
+          if (!isCutoverMaintenance(current, setReason)) {
+            return `${NOT_REOPENED}the killswitch is ${current?.mode ?? 'malformed'} (set by ${current?.actor ?? '?'}: ${current?.reason ?? '?'}) since the cutover's maintenance: left as is; see "atmr-dr killswitch status", and lift it with "atmr-dr killswitch disable" once whoever set it agrees`;
+          }
+          const conflict = await restoreKillswitch(deps, settings.killswitchParameter, previous, this.actor, reason, reading);
+          return `back to ${previous?.mode ?? 'normal'}${conflict ? `; ${conflict}` : ''}`;
         },
       );
     } catch (error) {
@@ -436,7 +468,15 @@ class Session {
       if (this.entry(CUTOVER_STEPS.reopen)) {
         const message = oneLine(error);
         await this.put(undefined, { error: message }, true).catch(() => undefined);
-        return this.result(false, 'cutting-over', { interrupted: true, error: `${message}: the killswitch may be open on the new instance; retry with --resume` }, settings);
+        return this.result(
+          false,
+          'cutting-over',
+          {
+            interrupted: true,
+            error: `${message}: production may still be in maintenance (the reopening may not have happened: --resume reopens it, then renames the old instance), or the killswitch may be open on the new instance already (production taking writes there: --resume finishes the rename); "atmr-dr killswitch status" tells which`,
+          },
+          settings,
+        );
       }
       return this.undoAll(settings, oneLine(error));
     }
@@ -524,6 +564,8 @@ class Session {
       if (error instanceof Interrupted) return this.interrupted(settings);
       // recorded in the steps, with the command to run by hand; production runs on the copy either way
     }
+    const reopen = this.entry(CUTOVER_STEPS.reopen)?.detail;
+    const notReopened = reopen?.startsWith(NOT_REOPENED) ? reopen : undefined;
     const finished = this.now();
     const recoverySeconds = secondsBetween(record.requestedAt, finished);
     await this.put(undefined, { status: 'cut-over', cutover: this.steps, recoverySeconds, ...(replacedInstance && { replacedInstance }) }, true);
@@ -533,7 +575,7 @@ class Session {
     try {
       await publishRecoverySeconds(deps.cloudwatch, settings.metricsNamespace, 'cutover', recoverySeconds, finished);
       await announce(deps.events, RECOVERY_EVENTS.cutOver, {
-        summary: `Recovery ${id}: production runs on ${record.newInstance} (as of ${record.toTime}); cutover ${totalSeconds} s, recovery ${recoverySeconds} s (RTO objective ${settings.rtoObjectiveSeconds} s)`,
+        summary: `Recovery ${id}: production runs on ${record.newInstance} (as of ${record.toTime}); cutover ${totalSeconds} s, recovery ${recoverySeconds} s (RTO objective ${settings.rtoObjectiveSeconds} s)${notReopened ? `; killswitch ${notReopened}` : ''}`,
         at: finished.toISOString(),
         recoveryId: id,
         newInstance: record.newInstance,
@@ -544,7 +586,7 @@ class Session {
     } catch (error) {
       this.report('announce', finished, 'failed', `production runs on the copy; the "${RECOVERY_EVENTS.cutOver}" event or the RecoverySeconds metric failed: ${oneLine(error)}`);
     }
-    return this.result(true, 'cut-over', { recoverySeconds, ...(replacedInstance && { replacedInstance }) }, settings);
+    return this.result(true, 'cut-over', { recoverySeconds, ...(replacedInstance && { replacedInstance }), ...(notReopened && { notReopened }) }, settings);
   }
 
   /** Stopped at an operator's request: the lease is released at once (no need to wait for it to go stale), the status stays `cutting-over`. */
@@ -640,9 +682,9 @@ class Session {
         await undo(maintenance, async () => {
           if (notBack.length) throw new KeptClosed(`kept in maintenance: traffic reopens only once the services run on the previous endpoint (${notBack.join(', ')} not undone); ${undoCommand} reopens it after the redeploy`);
           const current = await readKillswitch(deps.ssm, settings.killswitchParameter);
-          if (current.value?.mode === 'maintenance' && current.value.reason === setReason) {
-            await restoreKillswitch(deps, settings.killswitchParameter, previous, this.actor, `recovery ${id}: cutover undone`);
-            return { outcome: 'undone', detail: `back to ${previous?.mode ?? 'normal'}` };
+          if (isCutoverMaintenance(current.value, setReason)) {
+            const conflict = await restoreKillswitch(deps, settings.killswitchParameter, previous, this.actor, `recovery ${id}: cutover undone`, current);
+            return { outcome: 'undone', detail: `back to ${previous?.mode ?? 'normal'}${conflict ? `; ${conflict}` : ''}` };
           }
           if (maintenance.state === 'started' && current.value?.reason !== setReason) {
             return { outcome: 'undone', detail: `never set by this cutover: still ${current.value?.mode ?? 'malformed'}` };
@@ -710,13 +752,21 @@ async function readSecretJson(client: SecretsManagerClient, secretArn: string): 
   throw new OperatorError(`recover cutover: secret ${secretArn} is not a JSON object: the API's endpoint cannot be switched there; use recovery.endpoint.kind ssmParameter`);
 }
 
-async function restoreKillswitch(deps: CutoverDeps, parameterName: string, value: KillswitchValue | null, actor: string, reason: string): Promise<void> {
-  await writeKillswitch(
-    { ssm: deps.ssm, now: deps.now },
-    value && value.mode !== 'normal'
-      ? { parameterName, mode: value.mode, reason: value.reason, actor: value.actor, expiresAt: value.expiresAt ? new Date(value.expiresAt) : null }
-      : { parameterName, mode: 'normal', reason, actor, expiresAt: null },
-  );
+/**
+ * Gives back the value before the cutover's maintenance. `read`: the reading that found the cutover's
+ * maintenance, so that a write landing after it is seen. Returns the conflict writeKillswitch saw
+ * (another write around ours), for the step's detail.
+ */
+async function restoreKillswitch(deps: CutoverDeps, parameterName: string, value: KillswitchValue | null, actor: string, reason: string, read: KillswitchReading): Promise<string | undefined> {
+  const { conflict } = await writeKillswitch({ ssm: deps.ssm, now: deps.now }, { parameterName, ...restoredValue(value, reason, actor) }, read);
+  return conflict?.message;
+}
+
+/** What the cutover gives back: the value before its maintenance, unless that was normal (then normal, with `reason`, by `actor`). */
+function restoredValue(value: KillswitchValue | null, reason: string, actor = '') {
+  return value && value.mode !== 'normal'
+    ? { mode: value.mode, reason: value.reason, actor: value.actor, expiresAt: value.expiresAt ? new Date(value.expiresAt) : null }
+    : { mode: 'normal' as const, reason, actor, expiresAt: null };
 }
 
 /**

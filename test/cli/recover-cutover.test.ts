@@ -55,6 +55,8 @@ interface FakeAws {
   ecsFailed: boolean;
   /** How long ECS takes to answer a DescribeServices (a slow ECS API): 0, at once. */
   ecsDescribeDelayMs: number;
+  /** Runs at each UpdateService (someone acting while the services redeploy). */
+  onRedeploy?: () => void;
   reset(): void;
   stop(): Promise<void>;
 }
@@ -65,7 +67,7 @@ function startFakeAws(): Promise<FakeAws> {
   const cluster = testCluster();
   let secret: Record<string, unknown> = {};
   const instances = new Map<string, { arn: string; resourceId: string; tags: Map<string, string>; deletionProtection?: boolean }>();
-  const state = { ecsStable: true, ecsFailed: false, protectionRefused: false, ecsDescribeDelayMs: 0 };
+  const state: { ecsStable: boolean; ecsFailed: boolean; protectionRefused: boolean; ecsDescribeDelayMs: number; onRedeploy?: () => void } = { ecsStable: true, ecsFailed: false, protectionRefused: false, ecsDescribeDelayMs: 0 };
   /** Deployments forced per service since the reset. */
   const forced = new Map<string, number>();
   const reset = () => {
@@ -82,6 +84,7 @@ function startFakeAws(): Promise<FakeAws> {
     state.ecsFailed = false;
     state.protectionRefused = false;
     state.ecsDescribeDelayMs = 0;
+    state.onRedeploy = undefined;
   };
   reset();
 
@@ -164,6 +167,7 @@ function startFakeAws(): Promise<FakeAws> {
       // Each forced deployment gets an id of its own (<service>/<n>), named PRIMARY in the answer and in later reads, as ECS does.
       const latest = (serviceName: string) => `${serviceName}/${forced.get(serviceName) ?? 0}`;
       if (service === 'ecs' && action === 'UpdateService') {
+        state.onRedeploy?.();
         forced.set(input.service as string, (forced.get(input.service as string) ?? 0) + 1);
         return json(res, { service: { serviceName: input.service, deployments: [{ id: latest(input.service as string), status: 'PRIMARY', rolloutState: 'IN_PROGRESS' }] } });
       }
@@ -212,6 +216,12 @@ function startFakeAws(): Promise<FakeAws> {
         },
         set protectionRefused(value: boolean) {
           state.protectionRefused = value;
+        },
+        get onRedeploy() {
+          return state.onRedeploy;
+        },
+        set onRedeploy(hook: (() => void) | undefined) {
+          state.onRedeploy = hook;
         },
         reset,
         stop: () => new Promise<void>((done) => server.close(() => done())),
@@ -465,6 +475,21 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     );
     expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'maintenance', reason: 'bookings deleted: recovering', actor: 'bob' });
     expect((await getRecovery(store, id)).status).toBe('cut-over');
+  });
+
+  it('a hold someone set during the redeploy is left on: exit 0, and the last line says production is not reopened, with the killswitch commands', async () => {
+    const id = 'r20261130143000-e2e7';
+    await verifiedRecovery(id);
+    const hold = { mode: 'maintenance', reason: 'HOLD: copy is missing bookings', actor: 'bob', updatedAt: '2026-11-30T14:40:00.000Z', expiresAt: null };
+    aws.onRedeploy = () => aws.parameters.set(KILLSWITCH, { value: JSON.stringify(hold), version: aws.parameters.get(KILLSWITCH)!.version + 1 });
+
+    const result = await run(install.launcher, ['recover', 'cutover', id, '--yes'], operatorEnv());
+
+    expect([result.status, result.stderr]).toEqual([0, '']);
+    expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toEqual(hold);
+    expect(result.stdout.trimEnd().split('\n').at(-1)).toBe(
+      `production runs on atmr-prod-pitr-202611301402 but was NOT reopened: the killswitch is maintenance (set by bob: HOLD: copy is missing bookings) since the cutover's maintenance: left as is; see "atmr-dr killswitch status", and lift it with "atmr-dr killswitch disable" once whoever set it agrees`,
+    );
   });
 
   /**

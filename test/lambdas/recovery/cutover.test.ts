@@ -646,6 +646,71 @@ describe('cutover', () => {
     expect(JSON.parse(parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'degraded', reason: 'OSRM down', actor: 'bob' });
   });
 
+  describe('a killswitch someone changes during the cutover', () => {
+    const HOLD = { mode: 'maintenance', reason: 'HOLD: copy is missing bookings, do not reopen', actor: 'bob', updatedAt: '2026-11-30T14:20:00.000Z', expiresAt: null };
+    /** bob's write, landing as a version of its own. */
+    const bobWrites = () => parameters.set(KILLSWITCH, { value: JSON.stringify(HOLD), version: parameters.get(KILLSWITCH)!.version + 1 });
+
+    it('a hold set during the redeploy is left as it is by the reopen step, which says so; production runs on the copy, still in maintenance', async () => {
+      const id = await verifiedRecovery();
+      fakeEcs({ onUpdate: (service) => service === 'atmr-api' && bobWrites() });
+
+      const result = await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice');
+
+      expect(JSON.parse(parameters.get(KILLSWITCH)!.value)).toEqual(HOLD);
+      expect(killswitchModes()).toEqual(['maintenance']);
+      const reopen = result.steps.find((s) => s.step === CUTOVER_STEPS.reopen)!;
+      const said = `NOT reopened: the killswitch is maintenance (set by bob: ${HOLD.reason}) since the cutover's maintenance: left as is; see "atmr-dr killswitch status", and lift it with "atmr-dr killswitch disable" once whoever set it agrees`;
+      expect(reopen).toMatchObject({ outcome: 'done', detail: said });
+      expect(result).toMatchObject({ ok: true, status: 'cut-over', notReopened: said });
+      const summary = (JSON.parse(events.commandCalls(PutEventsCommand).at(-1)!.args[0].input.Entries![0].Detail!) as { summary: string }).summary;
+      expect(summary).toContain(`; killswitch ${said}`);
+    });
+
+    it("a write landing right after the cutover's maintenance (writeKillswitch's conflict): maintenance is not in effect, so nothing is switched; the undo leaves that write as it is", async () => {
+      const id = await verifiedRecovery();
+      const history: string[] = [];
+      ssm.on(PutParameterCommand).callsFake((input: { Name: string; Value: string }) => {
+        const version = parameters.get(input.Name)!.version + 1;
+        parameters.set(input.Name, { value: input.Value, version });
+        history[version] = input.Value;
+        if ((JSON.parse(input.Value) as { mode: string }).mode === 'maintenance') bobWrites();
+        return { Version: version };
+      });
+      ssm.on(GetParameterCommand).callsFake((input: { Name: string }) => {
+        const [name, version] = input.Name.split(/:(?=\d+$)/);
+        const p = parameters.get(name)!;
+        return { Parameter: { Name: name, Value: version ? history[Number(version)] : p.value, Version: version ? Number(version) : p.version } };
+      });
+      bobWrites();
+
+      const result = await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice');
+
+      expect(result.ok).toBe(false);
+      expect(result.steps[0]).toMatchObject({ step: CUTOVER_STEPS.maintenance, outcome: 'failed', detail: expect.stringMatching(/^maintenance not in effect: conflict: another write \(v\d+ by bob: maintenance, "HOLD: /) });
+      expect(secretValue.host).toBe(OLD_HOST);
+      expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+      expect(JSON.parse(parameters.get(KILLSWITCH)!.value)).toEqual(HOLD);
+    });
+
+    it('a reopening that fails (SSM refuses it): interrupted, naming both states production may be in and the command for each', async () => {
+      const id = await verifiedRecovery();
+      ssm.on(PutParameterCommand).callsFake((input: { Name: string; Value: string }) => {
+        if ((JSON.parse(input.Value) as { mode: string }).mode === 'normal') throw Object.assign(new Error('User: alice is not authorized to perform: ssm:PutParameter'), { name: 'AccessDeniedException' });
+        const version = parameters.get(input.Name)!.version + 1;
+        parameters.set(input.Name, { value: input.Value, version });
+        return { Version: version };
+      });
+
+      const result = await cutover(deps(), id, settings(), 'alice');
+
+      expect(result).toMatchObject({ ok: false, interrupted: true, status: 'cutting-over' });
+      expect(result.error).toBe(
+        'User: alice is not authorized to perform: ssm:PutParameter: production may still be in maintenance (the reopening may not have happened: --resume reopens it, then renames the old instance), or the killswitch may be open on the new instance already (production taking writes there: --resume finishes the rename); "atmr-dr killswitch status" tells which',
+      );
+    });
+  });
+
   it('fails at once when ECS\'s circuit breaker rolled the forced deployment back (it is FAILED, no longer PRIMARY), naming its reason, instead of waiting out the timeout', async () => {
     // Arrange: on the copy the forced deployment fails; ECS makes a rollback deployment PRIMARY and
     // keeps the failed one listed, FAILED. On the previous endpoint (the undo) it completes.
