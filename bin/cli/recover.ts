@@ -12,7 +12,7 @@ import { EnvironmentConfig, defaultNewInstancePrefix, prefixNotCovering, resolve
 import { FINAL_STATUSES, RECOVERY_ID_PATTERN, RecoveryRecord } from '../../lambdas/recovery/contract';
 import { CUTOVER_STEPS, CutoverResult, CutoverSettings, LEASE_SECONDS, cutover, undoCutover } from '../../lambdas/recovery/cutover';
 import { abandonRecovery, describeExecution, parseRecoveryReason, recoveryExecutionArn, startRecovery } from '../../lambdas/recovery/operations';
-import { dataAlsoIn } from '../../lambdas/recovery/rds';
+import { dataAlsoIn, renameCommands } from '../../lambdas/recovery/rds';
 import { describeInstance } from '../../lambdas/shared/rds-instances';
 import { StoreDeps, activeRecoveryId, getRecovery, listRecoveryIds } from '../../lambdas/recovery/store';
 import { checkPitrReach, parseToTime } from '../../lambdas/recovery/time';
@@ -86,7 +86,7 @@ function printJournal(record: RecoveryRecord, nowMs = Date.now()): void {
  * (MasterUserSecret), when known: the configured secret being it means step 11 is done.
  */
 export function afterCutoverSteps(
-  record: Pick<RecoveryRecord, 'sourceInstance' | 'newInstance' | 'replacedInstance'>,
+  record: Pick<RecoveryRecord, 'sourceInstance' | 'newInstance' | 'replacedInstance'> & Partial<Pick<RecoveryRecord, 'recoveryId' | 'journal'>>,
   database: { readonly instanceIdentifier: string; readonly secretArn: string },
   copySecretArn?: string,
   /** `recovery.newInstancePrefix` as cdk.json sets it (undefined: the default, derived from database.instanceIdentifier). */
@@ -96,6 +96,8 @@ export function afterCutoverSteps(
    * its ModifyDBInstance failed, with why); undefined: not known, the step is printed.
    */
   copyDeletionProtection?: boolean | { readonly refused: string },
+  /** Whether RDS still shows the old instance under its name (false: renamed since, by hand); undefined: not known, its step is printed. */
+  oldUnrenamed?: boolean,
 ): string[] {
   const copy = record.newInstance;
   const old = record.replacedInstance ? `${record.sourceInstance} (now ${record.replacedInstance})` : record.sourceInstance;
@@ -114,6 +116,11 @@ export function afterCutoverSteps(
       : copy.startsWith(defaultAfter)
         ? `, and recovery.newInstancePrefix to a prefix ${copy} does not start with, e.g. "${prefixNotCovering(copy)}" (the default, "${defaultAfter}", cut to 46 characters, covers it)`
         : '';
+  // The on-call's role may not rename the old instance (an admin does): the commands, until RDS shows it renamed.
+  const renamedTo = record.journal?.find((e) => e.step === CUTOVER_STEPS.rename)?.undo?.renamedTo;
+  if (!record.replacedInstance && renamedTo && record.recoveryId && oldUnrenamed !== false) {
+    steps.push(`next: rename and tag ${record.sourceInstance}, the instance production ran on (the cutover could not); someone allowed to change it runs: ${renameCommands(record.sourceInstance, renamedTo, copy, record.recoveryId)}`);
+  }
   if (database.instanceIdentifier !== copy) steps.push(`next: set database.instanceIdentifier and database.host to ${copy}${prefix} in cdk.json and redeploy, so backups and alarms follow the new instance`);
   if (databaseSecretArn.includes(':secret:rds!') && databaseSecretArn !== copySecretArn) {
     steps.push(
@@ -138,6 +145,18 @@ export function afterCutoverSteps(
 async function cutOverCopy(rds: RDSClient, record: RecoveryRecord): Promise<DBInstance | undefined> {
   if (record.status !== 'cut-over') return undefined;
   return describeInstance(rds, record.newInstance).catch(() => undefined);
+}
+
+/**
+ * Whether the instance a cut-over recovery replaced still holds its old name (its resource id under
+ * it), when the cutover could not rename it; undefined when not known (the describe failed: the
+ * step is printed).
+ */
+async function oldUnrenamed(rds: RDSClient, record: RecoveryRecord): Promise<boolean | undefined> {
+  if (record.status !== 'cut-over' || record.replacedInstance) return undefined;
+  const old = await describeInstance(rds, record.sourceInstance).catch(() => null);
+  if (old === null) return undefined;
+  return old !== undefined && (!record.sourceResourceId || old.DbiResourceId === record.sourceResourceId);
 }
 
 /** Deletion protection of the copy as the cutover's step left it: on (done now or before), refused (with why), or not known. */
@@ -276,7 +295,7 @@ export function registerRecoverCommands(program: Command): void {
     }
   };
 
-  const report = (record: RecoveryRecord, json: boolean, config: EnvironmentConfig, execution?: { status: string; error?: string }, copy?: DBInstance) => {
+  const report = (record: RecoveryRecord, json: boolean, config: EnvironmentConfig, execution?: { status: string; error?: string }, copy?: DBInstance, oldUnrenamed?: boolean) => {
     if (json) {
       print(JSON.stringify({ ...record, ...(execution && { workflow: execution }) }));
       return;
@@ -319,7 +338,7 @@ export function registerRecoverCommands(program: Command): void {
         `next: ${record.newInstance} is kept (it became available) but is not verified, so it cannot be cut over: read the error above, then "atmr-dr recover abandon ${record.recoveryId}" (deleted after a final snapshot) and start a new recovery`,
       );
     }
-    if (record.status === 'cut-over') for (const line of afterCutoverSteps(record, config.database, copy?.MasterUserSecret?.SecretArn, config.recovery.newInstancePrefix, copy?.DeletionProtection)) print(line);
+    if (record.status === 'cut-over') for (const line of afterCutoverSteps(record, config.database, copy?.MasterUserSecret?.SecretArn, config.recovery.newInstancePrefix, copy?.DeletionProtection, oldUnrenamed)) print(line);
     // Claimed by an abandon that stopped before the end (a refused deletion, a workflow it could not read).
     if (record.status === 'abandoning') print(`next: the abandon stopped before the end: run "atmr-dr recover abandon ${record.recoveryId}" again to finish it`);
   };
@@ -389,7 +408,7 @@ export function registerRecoverCommands(program: Command): void {
         ({ record } = await follow(ctx.sfn, ctx.store, target, Boolean(ctx.g.json), byName));
         execution = await executionOf(ctx.sfn, record, byName);
       }
-      report(record, Boolean(ctx.g.json), ctx.config, execution, ctx.g.json ? undefined : await cutOverCopy(ctx.rds, record));
+      report(record, Boolean(ctx.g.json), ctx.config, execution, ctx.g.json ? undefined : await cutOverCopy(ctx.rds, record), ctx.g.json ? undefined : await oldUnrenamed(ctx.rds, record));
     });
 
   recover

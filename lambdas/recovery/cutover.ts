@@ -9,12 +9,13 @@ import { type KillswitchReading, readKillswitch, writeKillswitch } from '../kill
 import type { KillswitchValue } from '../killswitch/value';
 import { checkHttp } from '../detection/targets';
 import { forceNewDeploymentOnce } from '../shared/ecs-deployments';
-import { OperatorError, oneLine } from '../shared/errors';
+import { isAccessDenied } from '../shared/aws-errors';
+import { OperatorError, namedLine, oneLine } from '../shared/errors';
 import { openClient, type SessionConfig } from '../shared/pg-connection';
 import { proveWriteRolledBack } from '../shared/postgres';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
 import { CutoverStepReport, JournalEntry, JournalUndo, RECOVERY_EVENTS, RecoveryRecord, RecoveryStatus } from './contract';
-import { CONNECTABLE_STATES, InstanceBusyError, PASSING_STATES, instanceResourceId, instanceState, markReplacedInstance, protectNewProduction, removeRecoveryPurposeTag, replacedInstanceName } from './rds';
+import { CONNECTABLE_STATES, InstanceBusyError, PASSING_STATES, instanceResourceId, instanceState, markReplacedInstance, protectNewProduction, removeRecoveryPurposeTag, renameCommands, replacedInstanceName } from './rds';
 import { unverifiedFlagRefusal, unverifiedRefusal } from './verify';
 import { LeaseLostError, StoreDeps, getRecovery, takeCutoverLease, updateRecovery } from './store';
 
@@ -499,8 +500,9 @@ class Session {
         async (undo) => {
           const renamedTo = undo?.renamedTo ?? replacedInstanceName(old, this.now());
           const timeout = settings.renameTimeoutSeconds ?? 900;
+          const commands = renameCommands(old, renamedTo, record.newInstance, id);
           const renameByHand = (status: string, when: string) =>
-            `recover: ${old} is "${status}" ${when} (RDS documents modifications of an available instance only): nothing renamed or tagged; once it is available: aws rds modify-db-instance --db-instance-identifier ${old} --new-db-instance-identifier ${renamedTo} --apply-immediately, then, once renamed: aws rds add-tags-to-resource --resource-name "$(aws rds describe-db-instances --db-instance-identifier ${renamedTo} --query 'DBInstances[0].DBInstanceArn' --output text)" --tags Key=atmr-dr:replaced-by,Value=${record.newInstance} Key=atmr-dr:replaced-by-recovery,Value=${id} Key=atmr-dr:keep,Value=true`;
+            `recover: ${old} is "${status}" ${when} (RDS documents modifications of an available instance only): nothing renamed or tagged; once it is available: ${commands}`;
           // RDS documents an instance as open to modifications in "available" only, not while it is
           // backed up (production's backup window): the rename waits for it, polling like the other
           // waits (the lease renewed, Ctrl-C heard), rather than sending a rename RDS may refuse.
@@ -512,6 +514,11 @@ class Session {
                 replacedInstance = await markReplacedInstance(deps.rds, old, id, record.newInstance, this.now(), renamedTo, undo?.oldResourceId ?? record.sourceResourceId);
                 return undefined;
               } catch (error) {
+                // The on-call's role is never granted changes to the production instance (on
+                // purpose: an admin renames it): the step hands them the commands.
+                if (isAccessDenied(error)) {
+                  throw new Error(`recover: ${old} not renamed: ${namedLine(error)} (the on-call's recovery role is never granted changes to the production instance); someone allowed to change it runs: ${commands}`);
+                }
                 if (!(error instanceof InstanceBusyError)) throw error;
                 // Only a state RDS leaves by itself (a backup, a change under way) is worth waiting
                 // for; an instance that is full, failed, stopped or without its KMS key stays so, and

@@ -439,6 +439,16 @@ async function stateAfterRefusal(rds: RDSClient, identifier: string): Promise<st
  * After a cutover: the old instance is kept, renamed `<name>-replaced-<yyyymmddhhmm>` and tagged with
  * the recovery that replaced it, so nobody mistakes it for production. Never deleted here.
  */
+/**
+ * The commands that rename and tag the old instance as the cutover would, for someone allowed to
+ * change it: the on-call's role never is (lib/constructs/recovery.ts grants nothing that changes
+ * `database.instanceIdentifier`), and RDS modifies an available instance only. Tagged once renamed,
+ * under its new name (its ARN follows the name).
+ */
+export function renameCommands(oldInstance: string, renamedTo: string, newInstance: string, recoveryId: string): string {
+  return `aws rds modify-db-instance --db-instance-identifier ${oldInstance} --new-db-instance-identifier ${renamedTo} --apply-immediately, then, once renamed: aws rds add-tags-to-resource --resource-name "$(aws rds describe-db-instances --db-instance-identifier ${renamedTo} --query 'DBInstances[0].DBInstanceArn' --output text)" --tags Key=atmr-dr:replaced-by,Value=${newInstance} Key=atmr-dr:replaced-by-recovery,Value=${recoveryId} Key=atmr-dr:keep,Value=true`;
+}
+
 export function replacedInstanceName(oldInstance: string, now: Date): string {
   // Cut at 40 characters, without a trailing hyphen: RDS refuses "--" in a name.
   return `${oldInstance.slice(0, 40).replace(/-+$/, '')}-replaced-${now.toISOString().replace(/[-:T]/g, '').slice(0, 12)}`;

@@ -49,6 +49,12 @@ interface FakeAws {
   readonly instances: Map<string, { arn: string; resourceId: string; tags: Map<string, string>; deletionProtection?: boolean }>;
   /** When true, ModifyDBInstance DeletionProtection is refused (AccessDenied: the operator's role may not). */
   protectionRefused: boolean;
+  /**
+   * When false (as the on-call's recovery role: lib/constructs/recovery.ts grants nothing that
+   * changes the production instance), AddTagsToResource and the rename (ModifyDBInstance
+   * NewDBInstanceIdentifier) on an instance without the atmr-dr:purpose tag are refused, AccessDenied.
+   */
+  adminRole: boolean;
   /** When false, the services' deployments stay IN_PROGRESS (the redeploy waits). */
   ecsStable: boolean;
   /** When true, the services' deployments fail (tasks that do not start). */
@@ -67,7 +73,7 @@ function startFakeAws(): Promise<FakeAws> {
   const cluster = testCluster();
   let secret: Record<string, unknown> = {};
   const instances = new Map<string, { arn: string; resourceId: string; tags: Map<string, string>; deletionProtection?: boolean }>();
-  const state: { ecsStable: boolean; ecsFailed: boolean; protectionRefused: boolean; ecsDescribeDelayMs: number; onRedeploy?: () => void } = { ecsStable: true, ecsFailed: false, protectionRefused: false, ecsDescribeDelayMs: 0 };
+  const state: { ecsStable: boolean; ecsFailed: boolean; protectionRefused: boolean; adminRole: boolean; ecsDescribeDelayMs: number; onRedeploy?: () => void } = { ecsStable: true, ecsFailed: false, protectionRefused: false, adminRole: false, ecsDescribeDelayMs: 0 };
   /** Deployments forced per service since the reset. */
   const forced = new Map<string, number>();
   const reset = () => {
@@ -84,6 +90,7 @@ function startFakeAws(): Promise<FakeAws> {
     state.ecsFailed = false;
     state.protectionRefused = false;
     state.ecsDescribeDelayMs = 0;
+    state.adminRole = false;
     state.onRedeploy = undefined;
   };
   reset();
@@ -114,6 +121,17 @@ function startFakeAws(): Promise<FakeAws> {
         const { Action: action, Version: _v, ...input } = form;
         calls.push({ service: 'rds', action, input });
         const name = form.DBInstanceIdentifier;
+        const denied = (arn: string) => {
+          res.statusCode = 403;
+          res.setHeader('content-type', 'text/xml');
+          res.end(
+            `<ErrorResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: arn:aws:sts::111111111111:assumed-role/oncall/alice is not authorized to perform: rds:${action} on resource: ${arn}</Message></Error><RequestId>1</RequestId></ErrorResponse>`,
+          );
+        };
+        // The recovery role's grants on RDS changes are conditioned on the copy's purpose tag.
+        const outOfReach = (instance: { tags: Map<string, string> } | undefined) => !state.adminRole && !instance?.tags.has('atmr-dr:purpose');
+        if (action === 'AddTagsToResource' && outOfReach([...instances.values()].find((i) => i.arn === form.ResourceName))) return denied(form.ResourceName);
+        if (action === 'ModifyDBInstance' && form.NewDBInstanceIdentifier !== undefined && outOfReach(instances.get(name))) return denied(instances.get(name)?.arn ?? name);
         if (action === 'DescribeDBInstances') {
           const instance = instances.get(name);
           if (!instance) return xml(res, action, `DBInstance ${name} not found.`, 404);
@@ -187,45 +205,18 @@ function startFakeAws(): Promise<FakeAws> {
   });
   return new Promise((resolve) =>
     server.listen(0, '127.0.0.1', () =>
-      resolve({
-        url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-        calls,
-        parameters,
-        secret: () => secret,
-        instances,
-        get ecsStable() {
-          return state.ecsStable;
-        },
-        set ecsStable(value: boolean) {
-          state.ecsStable = value;
-        },
-        get ecsFailed() {
-          return state.ecsFailed;
-        },
-        set ecsFailed(value: boolean) {
-          state.ecsFailed = value;
-        },
-        get ecsDescribeDelayMs() {
-          return state.ecsDescribeDelayMs;
-        },
-        set ecsDescribeDelayMs(value: number) {
-          state.ecsDescribeDelayMs = value;
-        },
-        get protectionRefused() {
-          return state.protectionRefused;
-        },
-        set protectionRefused(value: boolean) {
-          state.protectionRefused = value;
-        },
-        get onRedeploy() {
-          return state.onRedeploy;
-        },
-        set onRedeploy(hook: (() => void) | undefined) {
-          state.onRedeploy = hook;
-        },
-        reset,
-        stop: () => new Promise<void>((done) => server.close(() => done())),
-      }),
+      // The switches (ecsStable, adminRole...) are `state` itself: a test's assignment is what the server reads.
+      resolve(
+        Object.assign(state, {
+          url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+          calls,
+          parameters,
+          secret: () => secret,
+          instances,
+          reset,
+          stop: () => new Promise<void>((done) => server.close(() => done())),
+        }),
+      ),
     ),
   );
 }
@@ -337,7 +328,7 @@ function operatorEnv(): NodeJS.ProcessEnv {
 describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
   beforeEach(() => aws.reset());
 
-  it('puts production on the recovered instance, step by step, and keeps the old one renamed and tagged', async () => {
+  it("puts production on the recovered instance, step by step; the old one, which the on-call's role may not change, is left with the commands for someone allowed (again in status)", async () => {
     const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
     await verifiedRecovery(ID);
     const env = operatorEnv();
@@ -348,7 +339,15 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(result.status).toBe(0);
     // Each step reported with its start time and duration.
     const steps = ['killswitch maintenance', 'switch database endpoint', 'redeploy ECS services', 'check /ready', 'check writes accepted', 'killswitch back', 'rename and tag old instance', 'deletion protection on new production instance', 'untag new production instance'];
-    for (const step of steps) expect(result.stdout).toMatch(new RegExp(`^  \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\s+\\d+ s  done\\s+${step.replace('/', '\\/')}: `, 'm'));
+    for (const step of steps.filter((s) => s !== 'rename and tag old instance')) expect(result.stdout).toMatch(new RegExp(`^  \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\s+\\d+ s  done\\s+${step.replace('/', '\\/')}: `, 'm'));
+    // The role is never granted changes to the production instance: refused, the commands printed.
+    const renamedTo = /--new-db-instance-identifier (atmr-prod-replaced-\d{12}) /.exec(result.stdout)?.[1] ?? 'not printed';
+    const commands = `aws rds modify-db-instance --db-instance-identifier atmr-prod --new-db-instance-identifier ${renamedTo} --apply-immediately, then, once renamed: aws rds add-tags-to-resource --resource-name "$(aws rds describe-db-instances --db-instance-identifier ${renamedTo} --query 'DBInstances[0].DBInstanceArn' --output text)" --tags Key=atmr-dr:replaced-by,Value=atmr-prod-pitr-202611301402 Key=atmr-dr:replaced-by-recovery,Value=${ID} Key=atmr-dr:keep,Value=true`;
+    const refusal = `AccessDenied: User: arn:aws:sts::111111111111:assumed-role/oncall/alice is not authorized to perform: rds:AddTagsToResource on resource: arn:aws:rds:eu-west-3:111111111111:db:atmr-prod`;
+    expect(result.stdout).toMatch(/^ {2}\S+Z\s+\d+ s {2}failed {6}rename and tag old instance: /m);
+    expect(result.stdout).toContain(`rename and tag old instance: recover: atmr-prod not renamed: ${refusal} (the on-call's recovery role is never granted changes to the production instance); someone allowed to change it runs: ${commands}\n`);
+    const next = `next: rename and tag atmr-prod, the instance production ran on (the cutover could not); someone allowed to change it runs: ${commands}`;
+    expect(result.stdout.split('\n')).toContain(next);
     expect(result.stdout).toMatch(/total \d+ s; recovery \d+ s since the request against the RTO objective 1800 s \(met\)/);
 
     // The calls, in order, with their arguments.
@@ -377,8 +376,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
       'ssm:PutParameter',
       'ssm:GetParameter',
       'rds:DescribeDBInstances',
-      'rds:AddTagsToResource',
-      'rds:ModifyDBInstance',
+      'rds:AddTagsToResource', // refused: nothing renamed
       'rds:ModifyDBInstance', // deletion protection on, while the copy still carries the purpose tag
       'rds:DescribeDBInstances', // the copy's tags: this recovery's, with the purpose tag
       'rds:RemoveTagsFromResource', // production now runs on it: out of the recovery workflow's (and the on-call's) reach
@@ -397,7 +395,6 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(aws.secret()).toMatchObject({ host: cluster.host, port: cluster.port, username: cluster.user, dbname: 'atmr' });
     expect(aws.calls.filter((c) => c.action === 'UpdateService').map((c) => c.input)).toEqual(SERVICES.map((service) => ({ cluster: CLUSTER_ARN, service, forceNewDeployment: true })));
     expect(readyHits).toEqual(['/ready']);
-    const modify = aws.calls.find((c) => c.action === 'ModifyDBInstance' && c.input.DeletionProtection === undefined)!.input;
     expect(aws.calls.filter((c) => c.action === 'ModifyDBInstance' && c.input.DeletionProtection !== undefined).map((c) => c.input)).toEqual([
       { DBInstanceIdentifier: 'atmr-prod-pitr-202611301402', DeletionProtection: 'true' },
     ]);
@@ -406,13 +403,12 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(result.stdout).not.toMatch(/deletion-protection/);
     // Back to normal: nobody is shut out.
     expect(result.stdout).not.toMatch(/shut out/);
-    expect(modify).toEqual({ DBInstanceIdentifier: 'atmr-prod', NewDBInstanceIdentifier: expect.stringMatching(/^atmr-prod-replaced-\d{12}$/), ApplyImmediately: 'true' });
     const tags = aws.calls.find((c) => c.action === 'AddTagsToResource')!.input;
     expect(tags).toMatchObject({ ResourceName: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod', 'Tags.Tag.1.Key': 'atmr-dr:replaced-by', 'Tags.Tag.1.Value': 'atmr-prod-pitr-202611301402' });
     expect(aws.calls.find((c) => c.action === 'RemoveTagsFromResource')!.input).toEqual({ ResourceName: 'arn:aws:rds:eu-west-3:111111111111:db:atmr-prod-pitr-202611301402', 'TagKeys.member.1': 'atmr-dr:purpose' });
     expect([...aws.instances.get('atmr-prod-pitr-202611301402')!.tags.keys()]).toEqual(['project', 'atmr-dr:recovery-id']);
     expect(aws.calls.some((c) => c.action.startsWith('Delete'))).toBe(false);
-    expect([...aws.instances.keys()].sort()).toEqual(['atmr-prod-pitr-202611301402', modify.NewDBInstanceIdentifier]);
+    expect([...aws.instances.keys()].sort()).toEqual(['atmr-prod', 'atmr-prod-pitr-202611301402']);
     const events = aws.calls.filter((c) => c.action === 'PutEvents').map((c) => (c.input.Entries as { DetailType: string; Source: string }[])[0]);
     expect(events.map((e) => [e.Source, e.DetailType])).toEqual([
       ['atmr-dr', 'Recovery Cutover Started'],
@@ -420,16 +416,28 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     ]);
 
     const record = await getRecovery(store, ID);
-    expect(record).toMatchObject({ status: 'cut-over', replacedInstance: modify.NewDBInstanceIdentifier });
-    expect(record.journal!.map((e) => [e.step, e.state])).toEqual(steps.map((step) => [step, 'done']));
+    expect(record).toMatchObject({ status: 'cut-over' });
+    expect(record.replacedInstance).toBeUndefined();
+    expect(record.journal!.map((e) => [e.step, e.state])).toEqual(steps.map((step) => [step, step === 'rename and tag old instance' ? 'failed' : 'done']));
     expect(record.leaseToken).toBeUndefined();
     expect(record.recoverySeconds).toBeGreaterThanOrEqual(1200);
+
+    // Status says it again while RDS shows the old instance under its name; not once someone renamed it.
+    const status = await run(install.launcher, ['recover', 'status', ID], env);
+    expect([status.status, status.stderr]).toEqual([0, '']);
+    expect(status.stdout.split('\n')).toContain(next);
+    aws.instances.set(renamedTo, aws.instances.get('atmr-prod')!);
+    aws.instances.delete('atmr-prod');
+    const renamed = await run(install.launcher, ['recover', 'status', ID], env);
+    expect(renamed.stdout).not.toContain('next: rename and tag');
   });
 
   it('renames the instance the recovery restored from even when the config already names the copy (step 10 done first), never the copy production now runs on', async () => {
     const id = 'r20261130143000-e2e9';
     await verifiedRecovery(id);
     const early = installWithConfig(`http://127.0.0.1:${(ready.address() as AddressInfo).port}/ready`, recoveredDb, 'atmr-prod-pitr-202611301402');
+    // Run by someone allowed to change the old instance.
+    aws.adminRole = true;
     try {
       const result = await run(early.launcher, ['recover', 'cutover', id, '--yes'], operatorEnv());
 

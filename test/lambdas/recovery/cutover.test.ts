@@ -1437,6 +1437,32 @@ describe('an instance that RDS is backing up', () => {
     expect((await getRecovery(deps().store, id)).status).toBe('cut-over');
   });
 
+  it.each([
+    ['AddTagsToResource', 'rds:AddTagsToResource'],
+    ['ModifyDBInstance', 'rds:ModifyDBInstance'],
+  ])("the on-call's role refused %s on the old instance (never granted): the step fails with the commands for someone allowed, the cutover is done", async (refused, action) => {
+    const id = await verifiedRecovery();
+    const denied = () => Object.assign(new Error(`User: arn:aws:sts::111111111111:assumed-role/oncall/alice is not authorized to perform: ${action} on resource: arn:aws:rds:eu-west-3:111111111111:db:atmr-prod`), { name: 'AccessDenied' });
+    if (refused === 'AddTagsToResource') rds.on(AddTagsToResourceCommand).callsFake(() => Promise.reject(denied()));
+    else rds.on(ModifyDBInstanceCommand).callsFake((input: { NewDBInstanceIdentifier?: string }) => (input.NewDBInstanceIdentifier ? Promise.reject(denied()) : {}));
+
+    const result = await cutover(deps(), id, settings({ serviceStableTimeoutSeconds: 900 }), 'alice');
+
+    expect(result.ok).toBe(true);
+    const rename = result.steps.find((s) => s.step === CUTOVER_STEPS.rename)!;
+    expect(rename.outcome).toBe('failed');
+    expect(rename.detail).toMatch(
+      new RegExp(
+        `^recover: atmr-prod not renamed: AccessDenied: User: \\S+ is not authorized to perform: ${action} on resource: \\S+ \\(the on-call's recovery role is never granted changes to the production instance\\); someone allowed to change it runs: aws rds modify-db-instance --db-instance-identifier atmr-prod --new-db-instance-identifier (atmr-prod-replaced-\\d{12}) --apply-immediately, then, once renamed: aws rds add-tags-to-resource --resource-name "\\$\\(aws rds describe-db-instances --db-instance-identifier \\1 --query 'DBInstances\\[0\\]\\.DBInstanceArn' --output text\\)" --tags Key=atmr-dr:replaced-by,Value=atmr-prod-pitr-202611301402 Key=atmr-dr:replaced-by-recovery,Value=${id} Key=atmr-dr:keep,Value=true$`,
+      ),
+    );
+    // Refused at once, not waited for as a busy instance.
+    expect(result.steps.filter((s) => s.outcome !== 'done').map((s) => s.step)).toEqual([CUTOVER_STEPS.rename]);
+    const record = await getRecovery(deps().store, id);
+    expect(record).toMatchObject({ status: 'cut-over' });
+    expect(record.replacedInstance).toBeUndefined();
+  });
+
   it('an old instance in a state RDS does not leave by itself (storage-full) is not waited for: the step fails at once with the command to run by hand', async () => {
     const id = await verifiedRecovery();
     statuses.set('atmr-prod', ['storage-full']);
