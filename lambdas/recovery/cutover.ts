@@ -179,6 +179,21 @@ export async function cutover(
       );
     }
   }
+  if (mode === 'start' && settings.endpoint.kind === 'ssmParameter') {
+    // The cutover writes `host:port`. A parameter the API reads in another form (a bare host, a
+    // URL) would hold, after the switch, a value the API cannot use: with no readinessUrl nothing
+    // would see it, and the cutover would report success with the API on no database. Refused rather
+    // than rewritten in the form found: the port an API reading a bare host uses, or the rest of a
+    // URL, is not the cutover's to guess.
+    const { parameterName } = settings.endpoint;
+    const value = await readEndpoint(deps, settings.endpoint);
+    if (!HOST_PORT.test(value)) {
+      throw new OperatorError(
+        `recover cutover: parameter ${parameterName} holds "${value}", not "host:port", the form the cutover writes there: after the switch the API would read a value of another form than it reads now and could reach no database; make the API read host:port there and store it so, or set recovery.endpoint to where the API reads its host, then run the command again; nothing was changed`,
+        2,
+      );
+    }
+  }
   const session = await Session.open(deps, recoveryId, actor, mode, options);
   return session.forward(settings);
 }
@@ -720,6 +735,9 @@ class Session {
     return this.result(false, 'cutover-failed', { error }, settings);
   }
 }
+
+/** The endpoint's form as the cutover writes it (`host:port`), and the undo writes back what it found. */
+const HOST_PORT = /^[A-Za-z0-9.-]+:\d{1,5}$/;
 
 function describeEndpoint(endpoint: EndpointSwitch): string {
   return endpoint.kind === 'secretHost' ? `secret ${endpoint.secretArn} host` : `parameter ${endpoint.parameterName}`;

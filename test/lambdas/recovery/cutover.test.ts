@@ -535,6 +535,26 @@ describe('cutover', () => {
     expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(0);
   });
 
+  it.each([
+    ['a bare hostname', OLD_HOST],
+    ['a URL', `postgresql://${OLD_HOST}:5432/atmr`],
+    ['nothing', ''],
+  ])('refuses, before touching production, an SSM parameter holding %s, not the host:port the cutover writes: one line naming the value, nothing changed', async (_what, value) => {
+    const id = await verifiedRecovery();
+    parameters.set('/atmr/prod/database-host', { value, version: 3 });
+
+    const refusal = await operatorErrorOf(cutover(deps(), id, settings({ endpoint: { kind: 'ssmParameter', parameterName: '/atmr/prod/database-host' } }), 'alice'));
+
+    expect(refusal).toMatchObject({
+      exitCode: 2,
+      message: `recover cutover: parameter /atmr/prod/database-host holds "${value}", not "host:port", the form the cutover writes there: after the switch the API would read a value of another form than it reads now and could reach no database; make the API read host:port there and store it so, or set recovery.endpoint to where the API reads its host, then run the command again; nothing was changed`,
+    });
+    expect(ssm.commandCalls(PutParameterCommand)).toHaveLength(0);
+    expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+    expect(parameters.get('/atmr/prod/database-host')!.value).toBe(value);
+    expect((await getRecovery(deps().store, id)).status).toBe('verified');
+  });
+
   it('refuses an unverified recovery before changing anything', async () => {
     const id = await verifiedRecovery();
     await updateRecovery(deps().store, id, { status: 'verification-failed' });
