@@ -154,7 +154,10 @@ export type RevertOutcome =
 
 /**
  * Reverts to normal when the value is still the one the expiry was scheduled for; a newer change
- * (another enable, a disable) wins and the schedule does nothing.
+ * (another enable, a disable) wins and the schedule does nothing. The write is conditioned on the
+ * very reading that was checked: a second read could hold an on-call's newer change and the write
+ * would overwrite it without a conflict. SSM has no compare-and-set, so a change landing between
+ * that read and the write (or right after it) is only detected: it throws, for a human to look.
  */
 export async function revertExpired(deps: WriteDeps, request: RevertRequest): Promise<RevertOutcome> {
   const current = await readKillswitch(deps.ssm, request.parameterName);
@@ -169,7 +172,8 @@ export async function revertExpired(deps: WriteDeps, request: RevertRequest): Pr
     reason: `expired: ${current.value.mode} set by ${current.value.actor} ("${current.value.reason}") until ${current.value.expiresAt}`.slice(0, 500),
     actor: EXPIRY_ACTOR,
     expiresAt: null,
-  });
+  }, current);
+  if (result.conflict) throw new Error(`killswitch expiry: ${result.conflict.message}`);
   return { reverted: true, result };
 }
 

@@ -14,16 +14,19 @@ const ssm = tracer.captureAWSv3Client(new SSMClient({}));
 
 const RevertEventSchema = z.strictObject({ parameterName: z.string().min(1), expectedUpdatedAt: z.iso.datetime({ offset: true }) });
 
-/** Invoked by the one-time Scheduler schedule armed for `--expires`. */
+/**
+ * Invoked (asynchronously) by the one-time Scheduler schedule armed for `--expires`. A conflict with
+ * another write throws: the run fails straight into the killswitch dead-letter queue, whose
+ * DeadLetters alarm pages the incidents topic (no Lambda retry: a retry would read the value the
+ * conflict left and skip it as "changed since", and the page would be lost).
+ */
 export async function revert(event: unknown): Promise<{ reverted: boolean; why?: string }> {
   const request = RevertEventSchema.parse(event);
   if (request.parameterName !== env.KILLSWITCH_PARAMETER) {
     throw new OperatorError(`killswitch expiry: parameter ${request.parameterName} is not this environment's (${env.KILLSWITCH_PARAMETER})`);
   }
   const outcome = await revertExpired({ ssm }, request);
-  logger.info(outcome.reverted ? 'killswitch expired: reverted to normal' : 'killswitch expiry skipped', {
-    ...(outcome.reverted ? { conflict: outcome.result.conflict?.message } : { why: outcome.why }),
-  });
+  logger.info(outcome.reverted ? 'killswitch expired: reverted to normal' : 'killswitch expiry skipped', outcome.reverted ? {} : { why: outcome.why });
   return outcome.reverted ? { reverted: true } : { reverted: false, why: outcome.why };
 }
 

@@ -307,7 +307,7 @@ export class Escalation extends Construct {
     // it expires then into the dead-letter queue, whose alarm pages the on-call and level 2 directly
     // (createAlarms), as the climb would have. Lambda takes 60 s to 6 h.
     const ingestMaxEventAge = Duration.seconds(Math.min(Math.max(levelTimeouts[0].toSeconds(), 60), Duration.hours(6).toSeconds()));
-    deadLetterAsyncFailures(this.ingest, this.deadLetterQueue, 'the escalation dead-letter queue', ingestMaxEventAge);
+    deadLetterAsyncFailures(this.ingest, this.deadLetterQueue, 'the escalation dead-letter queue', { maxEventAge: ingestMaxEventAge });
 
     // The escalation itself failing must reach a human too: straight to the on-call's topic, and to
     // level 2's (the lead DevOps), since the climb that would have reached them is what failed.

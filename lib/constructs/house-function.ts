@@ -143,12 +143,19 @@ export function acknowledgeHouseFunctionFindings(fn: HouseFunction, wildcardReas
 }
 
 /**
- * Failed asynchronous runs (after Lambda's own 2 retries) go to `queue` through the on-failure
- * destination, which also answers cdk-nag's dead-letter finding (`what` names the queue there).
- * So do events older than `maxEventAge` (Lambda's default: 6 hours), throttled ones included.
+ * Failed asynchronous runs (after Lambda's own retries: 2 unless `retryAttempts` says otherwise) go
+ * to `queue` through the on-failure destination, which also answers cdk-nag's dead-letter finding
+ * (`what` names the queue there). So do events older than `maxEventAge` (Lambda's default: 6 hours),
+ * throttled ones included.
  */
-export function deadLetterAsyncFailures(fn: HouseFunction, queue: sqs.IQueue, what: string, maxEventAge?: Duration): void {
-  fn.function.configureAsyncInvoke({ retryAttempts: 2, onFailure: new destinations.SqsDestination(queue), ...(maxEventAge && { maxEventAge }) });
+export function deadLetterAsyncFailures(
+  fn: HouseFunction,
+  queue: sqs.IQueue,
+  what: string,
+  options: { maxEventAge?: Duration; retryAttempts?: number } = {},
+): void {
+  const { maxEventAge, retryAttempts = 2 } = options;
+  fn.function.configureAsyncInvoke({ retryAttempts, onFailure: new destinations.SqsDestination(queue), ...(maxEventAge && { maxEventAge }) });
   Validations.of(fn).acknowledge({
     id: 'Serverless-LambdaDLQ',
     reason: `Failed asynchronous runs go to ${what} through the on-failure destination; the legacy DeadLetterConfig would only duplicate it.`,

@@ -356,7 +356,11 @@ export class Killswitch extends Construct {
       );
     }
     // Delivery failures dead-letter at the rule/schedule target; failed runs after Lambda's own retries land here too.
-    for (const fn of [this.enforcer, this.notifier, this.expiryReverter]) deadLetterAsyncFailures(fn, this.deadLetterQueue, 'the killswitch dead-letter queue');
+    for (const fn of [this.enforcer, this.notifier]) deadLetterAsyncFailures(fn, this.deadLetterQueue, 'the killswitch dead-letter queue');
+    // No retry for the reverter: its failure that matters is a conflict with an on-call's write, and
+    // a retry would read the value that conflict left, skip it as "changed since" and lose the page.
+    // A failed revert leaves users served (readers treat an expired value as normal).
+    deadLetterAsyncFailures(this.expiryReverter, this.deadLetterQueue, 'the killswitch dead-letter queue', { retryAttempts: 0 });
     Validations.of(this.maintenanceResponder).acknowledge({
       id: 'Serverless-LambdaDLQ',
       reason: 'Invoked synchronously by the ALB for each request: a failure is the HTTP answer itself, there is no async event to dead-letter.',

@@ -380,6 +380,13 @@ describe('killswitch alarms (every failure reaches the incidents topic)', () => 
     });
   });
 
+  it('sends a failed expiry revert (a conflict with an on-call write) to the alarmed dead-letter queue at once, without a retry that would skip it', () => {
+    const config = Object.values(ops.Resources).find(
+      (r) => r.Type === 'AWS::Lambda::EventInvokeConfig' && renderCfn((r.Properties as Json).FunctionName).startsWith('<KillswitchExpiryReverterFunction'),
+    )?.Properties;
+    expect(config).toMatchObject({ MaximumRetryAttempts: 0, DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [expect.stringMatching(/^KillswitchDeadLetters/), 'Arn'] } } } });
+  });
+
   it('watches the enforcer Errors, the dead-letter queue depth, KillswitchInvalid of both emitters and the responder metric', () => {
     expect(alarm('EnforcerErrors')).toMatchObject({ MetricName: 'Errors', Namespace: 'AWS/Lambda', Dimensions: [{ Name: 'FunctionName', Value: { Ref: expect.stringMatching(/^KillswitchEnforcerFunction/) } }] });
     expect(alarm('DeadLetters')).toMatchObject({ MetricName: 'ApproximateNumberOfMessagesVisible', Dimensions: [{ Value: { 'Fn::GetAtt': [expect.stringMatching(/^KillswitchDeadLetters/), 'QueueName'] } }] });

@@ -178,6 +178,66 @@ describe('revertExpired (the --expires schedule target)', () => {
     expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
   });
 
+  // Bob extends the maintenance (until 12:00) just as Alice's expires (10:00).
+  const bobs = { ...enabled, actor: 'bob', reason: 'still down, extending', updatedAt: '2026-06-01T10:00:00.010Z', expiresAt: '2026-06-01T12:00:00.000Z' };
+
+  it("fails (to page) instead of reverting silently when an on-call's change lands right after the check read", async () => {
+    // get #0 is the check; Bob's write lands right after it, before the next call to SSM (a get or the put).
+    let landed = false;
+    const bobLands = (s: { raw: string; version: number }) => {
+      if (landed) return;
+      landed = true;
+      s.raw = JSON.stringify(bobs);
+      s.version += 1;
+    };
+    const store = fakeParameter(ssmMock, enabled, {
+      version: 5,
+      beforeGet: (index, s) => index === 1 && bobLands(s),
+      beforePut: (_index, s) => bobLands(s),
+    });
+
+    await expect(revertExpired({ ssm, now }, { parameterName: PARAMETER, expectedUpdatedAt: enabled.updatedAt })).rejects.toThrow(
+      /^killswitch expiry: conflict: 1 other write\(s\) landed between your read \(v5\) and your write \(v7\)/,
+    );
+    // The write was conditioned on the reading that was checked (v5), not on a second read.
+    expect(ssmMock).toHaveReceivedCommandTimes(PutParameterCommand, 1);
+    expect(JSON.parse(store.raw).actor).toBe(EXPIRY_ACTOR);
+  });
+
+  it("fails (to page) when an on-call's change lands between the write and the re-read, leaving theirs in effect", async () => {
+    const store = fakeParameter(ssmMock, enabled, {
+      version: 5,
+      beforePut: (index, s) => {
+        if (index === 0) {
+          s.raw = JSON.stringify(bobs);
+          s.version += 1;
+        }
+      },
+    });
+
+    await expect(revertExpired({ ssm, now }, { parameterName: PARAMETER, expectedUpdatedAt: enabled.updatedAt })).rejects.toThrow(
+      /^killswitch expiry: conflict: 1 other write\(s\) landed between your read \(v5\) and your write \(v7\)/,
+    );
+    expect(JSON.parse(store.raw).mode).toBe('normal');
+  });
+
+  it("fails (to page) when an on-call's change lands after the write: theirs is in effect", async () => {
+    fakeParameter(ssmMock, enabled, {
+      version: 5,
+      beforeGet: (index, s) => {
+        // get #1 is the write's re-read.
+        if (index === 1) {
+          s.raw = JSON.stringify(bobs);
+          s.version += 1;
+        }
+      },
+    });
+
+    await expect(revertExpired({ ssm, now }, { parameterName: PARAMETER, expectedUpdatedAt: enabled.updatedAt })).rejects.toThrow(
+      /^killswitch expiry: conflict: another write \(v7 by bob: maintenance, "still down, extending"\) landed right after yours \(v6\)/,
+    );
+  });
+
   it('does not touch a malformed value', async () => {
     fakeParameter(ssmMock, 'not json');
 
