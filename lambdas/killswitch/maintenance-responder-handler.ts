@@ -5,6 +5,7 @@ import middy from '@middy/core';
 import { z } from 'zod';
 import { observability } from '../shared/observability';
 import { parseEnvSettings } from '../shared/env-settings';
+import { REQUEST_PATH_SDK } from '../shared/sdk-retry';
 import { AlbResponse, MAINTENANCE_RULE_REMOVAL_GRACE_SECONDS, MaintenanceResponder } from './maintenance-responder';
 import { KillswitchReader } from './reader';
 
@@ -14,7 +15,7 @@ const env = parseEnvSettings(z.object({
   DEFAULT_RETRY_AFTER_SECONDS: z.coerce.number().int().min(1).max(86400),
   REMOVAL_GRACE_SECONDS: z.coerce.number().int().min(0).max(MAINTENANCE_RULE_REMOVAL_GRACE_SECONDS),
 }), process.env, { what: 'maintenance responder', fix: 'it is set by the killswitch construct: redeploy the ops stack' });
-const reader = new KillswitchReader({ parameterName: env.KILLSWITCH_PARAMETER, ssm: tracer.captureAWSv3Client(new SSMClient({})), logger, metrics });
+const reader = new KillswitchReader({ parameterName: env.KILLSWITCH_PARAMETER, ssm: tracer.captureAWSv3Client(new SSMClient(REQUEST_PATH_SDK)), logger, metrics });
 const responder = new MaintenanceResponder({ reader, defaultRetryAfterSeconds: env.DEFAULT_RETRY_AFTER_SECONDS, removalGraceSeconds: env.REMOVAL_GRACE_SECONDS, logger, metrics });
 
 export async function respond(event: unknown): Promise<AlbResponse> {

@@ -3,6 +3,7 @@ import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import type { MiddlewareObj } from '@middy/core';
 import { namedLine } from '../shared/errors';
+import { REQUEST_PATH_SDK } from '../shared/sdk-retry';
 import { KillswitchReading, readKillswitch } from './core';
 import { INITIAL_VALUE, isExpired, KillswitchMode, KillswitchValue, MAINTENANCE_BODY, MAINTENANCE_EXEMPT_PATHS } from './value';
 
@@ -26,7 +27,7 @@ export interface KillswitchState {
 
 export interface KillswitchReaderOptions {
   readonly parameterName: string;
-  /** The SSM client (inject a traced or test one). @default new SSMClient({}) */
+  /** The SSM client (inject a traced or test one, built with REQUEST_PATH_SDK). @default new SSMClient(REQUEST_PATH_SDK) */
   readonly ssm?: SSMClient;
   /** @default 5 */
   readonly maxAgeSeconds?: number;
@@ -48,7 +49,9 @@ function toState(value: KillswitchValue, source: KillswitchState['source'], last
  * the write (the writer's `updatedAt` is the writer's clock). Never throws: on SSM
  * errors or throttling it keeps the last known state (and waits one cache age before retrying, so
  * throttling is not amplified); a malformed value counts as normal, with an error log and a
- * `KillswitchInvalid` metric (once per distinct raw value).
+ * `KillswitchInvalid` metric (once per distinct raw value). A refresh under way never holds other
+ * requests once the first one has ended: they answer from the last state meanwhile (an SSM that does
+ * not answer must not queue the whole API behind one call); only the first read is waited for.
  */
 export class KillswitchReader {
   private readonly ssm: SSMClient;
@@ -61,9 +64,11 @@ export class KillswitchReader {
   private freshUntil = 0;
   /** One refresh at a time: concurrent requests at expiry share it (no burst of SSM calls). */
   private inflight: Promise<KillswitchState> | undefined;
+  /** A refresh has ended (with a value, or failing open): later refreshes hold no other request. */
+  private settled = false;
 
   constructor(private readonly options: KillswitchReaderOptions) {
-    this.ssm = options.ssm ?? new SSMClient({});
+    this.ssm = options.ssm ?? new SSMClient(REQUEST_PATH_SDK);
     this.maxAgeSeconds = options.maxAgeSeconds ?? DEFAULT_MAX_AGE_SECONDS;
     // Looked up at each call, not captured: a replaced global Date (tests, polyfills) is honoured.
     this.clock = options.clock ?? (() => Date.now());
@@ -71,10 +76,17 @@ export class KillswitchReader {
 
   read(): Promise<KillswitchState> | KillswitchState {
     if (this.clock() < this.freshUntil) return this.inEffect(this.lastState);
+    if (this.inflight && this.settled) return this.inEffect(this.lastState);
     this.inflight ??= this.refresh().finally(() => {
       this.inflight = undefined;
+      this.settled = true;
     });
     return this.inflight.then((state) => this.inEffect(state));
+  }
+
+  /** The state in effect now, from memory, without any call to SSM (for /health and /ready). */
+  peek(): KillswitchState {
+    return this.inEffect(this.lastState);
   }
 
   /** Decided at each read, not at parse time: a cached value can expire while it sits in memory. */
@@ -150,13 +162,16 @@ export function eventPath(event: unknown): string | undefined {
 /**
  * The plain function: what a request should get. `respond` is set in maintenance (except on
  * /health and /ready); otherwise the handler runs, with `state.degraded` to shed optional work.
+ * /health and /ready are decided before any read and never wait on SSM: they are never refused,
+ * and a health check held by a silent SSM would fail and have every task replaced.
  */
 export async function checkKillswitch(
   reader: KillswitchReader,
   path: string | undefined,
 ): Promise<{ readonly state: KillswitchState; readonly respond?: MaintenanceResponse }> {
+  if (isExemptPath(path)) return { state: reader.peek() };
   const state = await reader.read();
-  if (state.maintenance && !isExemptPath(path)) return { state, respond: maintenanceResponse(state) };
+  if (state.maintenance) return { state, respond: maintenanceResponse(state) };
   return { state };
 }
 

@@ -92,6 +92,20 @@ export const SDK_RETRY = {
 } as const;
 
 /**
+ * The settings of an SDK client on a request's path (the API's killswitch reader, the maintenance
+ * responder, the Slack command): someone is waiting for each answer (an HTTP client, a load
+ * balancer's health check, Slack's 3 s), so a silent or unreachable endpoint must fail the call in
+ * seconds, not in SDK_RETRY's minutes: 1 s to connect, 2 s for the answer of one attempt (thrown,
+ * not only warned), 2 attempts (about 4 s at worst). Throttling gets one retry too: the callers
+ * keep their last known value, or tell the user, rather than wait.
+ */
+export const REQUEST_PATH_SDK = {
+  maxAttempts: 2,
+  retryMode: 'standard',
+  requestHandler: { connectionTimeout: 1_000, requestTimeout: 2_000, throwOnRequestTimeout: true },
+} as const;
+
+/**
  * The operator CLI's extensions for the S3 client (lambdas/shared/aws.ts): the same checks and
  * answer bound, and the SDK's own DEFAULT_MAX_ATTEMPTS for a silent endpoint (a download is one
  * call, and its command makes few others).

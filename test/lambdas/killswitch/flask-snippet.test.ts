@@ -26,7 +26,7 @@ current = {"raw": None}
 class SSM:
     def get_parameter(self, Name):
         return {"Parameter": {"Value": current["raw"]}}
-boto3 = types.ModuleType("boto3"); boto3.client = lambda name: SSM(); sys.modules["boto3"] = boto3
+boto3 = types.ModuleType("boto3"); boto3.client = lambda name, **config: SSM(); sys.modules["boto3"] = boto3
 class Response:
     def __init__(self, body): self.body, self.status_code, self.headers = body, 200, {}
 class App:
@@ -83,29 +83,88 @@ const VALUES: Record<string, string> = {
   'not JSON': 'maintenance',
 };
 
+/**
+ * The block as written, with the real boto3 and Flask, against an SSM endpoint on 127.0.0.1 that
+ * accepts connections and never answers. Prints how long each request took and its status.
+ * `warm`: a first read had returned maintenance (its state is in memory, now stale).
+ */
+const SILENT_SSM_HARNESS = `
+import json, os, socket, sys, threading, time
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(50)
+conns = []
+threading.Thread(target=lambda: [conns.append(srv.accept()[0]) for _ in iter(int, 1)], daemon=True).start()
+os.environ.update(AWS_ENDPOINT_URL_SSM=f"http://127.0.0.1:{srv.getsockname()[1]}", AWS_ACCESS_KEY_ID="x",
+                  AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="eu-west-3")
+ns = {"__name__": "killswitch_snippet"}
+exec(compile(open(sys.argv[1]).read(), "docs/killswitch.md (Flask block)", "exec"), ns)
+app = ns["app"]; app.config["KILLSWITCH_PARAMETER"] = "/atmr/test/killswitch"
+app.add_url_rule("/health", "health", lambda: "ok"); app.add_url_rule("/api/<name>", "api", lambda name: "ok")
+if sys.argv[2] == "warm":
+    ns["_state"].update(mode="maintenance", expires=None, fresh_until=0.0, settled=True)
+out = {}
+def get(key, path):
+    start = time.monotonic()
+    status = app.test_client().get(path).status_code
+    out[key] = {"status": status, "seconds": round(time.monotonic() - start, 2)}
+refresh = threading.Thread(target=get, args=("refreshing", "/api/a"), daemon=True); refresh.start()
+time.sleep(0.3)                                   # the refresh is now waiting on the silent SSM
+for key, path in (("health", "/health"), ("meanwhile", "/api/b")):
+    t = threading.Thread(target=get, args=(key, path), daemon=True); t.start(); t.join(1.5)
+refresh.join(10)
+print(json.dumps(out))
+`;
+
 describe('the Flask reader of docs/killswitch.md', () => {
+  let dir: string;
+  let block: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-flask-'));
+    block = path.join(dir, 'snippet.py');
+    fs.writeFileSync(block, flaskBlock());
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const silentSsm = (state: 'cold' | 'warm') =>
+    JSON.parse(execFileSync('python3', ['-c', SILENT_SSM_HARNESS, block, state], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 })) as Record<
+      'refreshing' | 'health' | 'meanwhile',
+      { status: number; seconds: number } | undefined
+    >;
+
+  it('answers /health at once while SSM is silent, and the first read fails open within seconds', () => {
+    const answers = silentSsm('cold');
+
+    expect(answers.health).toEqual({ status: 200, seconds: expect.any(Number) });
+    expect(answers.health?.seconds).toBeLessThan(1);
+    expect(answers.refreshing).toEqual({ status: 200, seconds: expect.any(Number) });
+    expect(answers.refreshing?.seconds).toBeLessThan(8);
+  }, 40_000);
+
+  it('answers other requests from the last known state (maintenance) while a refresh waits on the silent SSM', () => {
+    const answers = silentSsm('warm');
+
+    expect(answers.health?.status).toBe(200);
+    expect(answers.health?.seconds).toBeLessThan(1);
+    expect(answers.meanwhile?.status).toBe(503);
+    expect(answers.meanwhile?.seconds).toBeLessThan(1);
+    expect(answers.refreshing?.status).toBe(503);
+    expect(answers.refreshing?.seconds).toBeLessThan(8);
+  }, 40_000);
+
   it('answers as the Node reader for every value, valid or malformed, and never raises (no 500 for a value typed by hand)', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-flask-'));
-    try {
-      const block = path.join(dir, 'snippet.py');
-      fs.writeFileSync(block, flaskBlock());
-      const raws = Object.values(VALUES);
+    const raws = Object.values(VALUES);
 
-      const python = JSON.parse(execFileSync('python3', ['-c', HARNESS, block], { input: JSON.stringify(raws), encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] })) as {
-        path: string;
-        status: number;
-        degraded: boolean;
-        retryAfter: string | null;
-      }[];
+    const python = JSON.parse(execFileSync('python3', ['-c', HARNESS, block], { input: JSON.stringify(raws), encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] })) as {
+      path: string;
+      status: number;
+      degraded: boolean;
+      retryAfter: string | null;
+    }[];
 
-      const now = Date.now();
-      const byValue = Object.keys(VALUES).map((name, i) => ({ name, python: python.slice(i * 3, i * 3 + 3).map(({ path: p, status, degraded }) => ({ path: p, status, degraded })) }));
-      expect(byValue).toEqual(Object.entries(VALUES).map(([name, raw]) => ({ name, python: nodeAnswers(raw, now) })));
-      // The malformed values all count as normal, and maintenance still says when to come back.
-      expect(python.slice(0, 3).map((a) => [a.status, a.retryAfter])).toEqual([[503, '120'], [200, null], [200, null]]);
-      expect(Number(python[4 * 3].retryAfter)).toBeGreaterThan(60 * 86400);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const now = Date.now();
+    const byValue = Object.keys(VALUES).map((name, i) => ({ name, python: python.slice(i * 3, i * 3 + 3).map(({ path: p, status, degraded }) => ({ path: p, status, degraded })) }));
+    expect(byValue).toEqual(Object.entries(VALUES).map(([name, raw]) => ({ name, python: nodeAnswers(raw, now) })));
+    // The malformed values all count as normal, and maintenance still says when to come back.
+    expect(python.slice(0, 3).map((a) => [a.status, a.retryAfter])).toEqual([[503, '120'], [200, null], [200, null]]);
+    expect(Number(python[4 * 3].retryAfter)).toBeGreaterThan(60 * 86400);
   });
 });

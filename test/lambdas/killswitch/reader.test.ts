@@ -1,3 +1,4 @@
+import * as net from 'node:net';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { GetParameterCommand, InternalServerError, SSMClient } from '@aws-sdk/client-ssm';
@@ -61,14 +62,17 @@ describe('killswitch middleware', () => {
     expect(handlerCalls).toHaveLength(0);
   });
 
-  it.each(['/health', '/ready', '/health/'])('lets %s through in maintenance', async (path) => {
+  it.each(['/health', '/ready', '/health/'])('lets %s through in maintenance, with the state in memory, without reading SSM', async (path) => {
     ssmMock.on(GetParameterCommand).resolves(getParameterOutput(maintenance, 3));
     const { request, handlerCalls } = setup();
+    expect((await request('/api/bookings')).statusCode).toBe(503);
+    advance(6_000); // the cache is stale: an /api request would read SSM again
 
     const response = await request(path);
 
     expect(response).toEqual({ statusCode: 200, body: 'ok' });
     expect(handlerCalls[0].killswitch?.maintenance).toBe(true);
+    expect(ssmMock).toHaveReceivedCommandTimes(GetParameterCommand, 1);
   });
 
   it('exposes degraded to the handler and serves the request', async () => {
@@ -232,4 +236,79 @@ describe('KillswitchReader under concurrency', () => {
 
     expect(ssmMock).toHaveReceivedCommandTimes(GetParameterCommand, 1);
   });
+});
+
+// Last in the file: it restores the real SSMClient (the mock stubs every client's send).
+describe('KillswitchReader when SSM accepts connections and never answers (its default client)', () => {
+  let server: net.Server;
+  const sockets: net.Socket[] = [];
+  const saved = { ...process.env };
+  /** Answers left before SSM goes silent: each is a GetParameter answer with this value. */
+  let answers: string[] = [];
+
+  beforeAll(async () => {
+    server = net.createServer((socket) => {
+      sockets.push(socket);
+      socket.once('data', () => {
+        const raw = answers.shift();
+        if (raw === undefined) return; // accept, never answer
+        const body = JSON.stringify(getParameterOutput(raw, 3));
+        socket.end(`HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    Object.assign(process.env, { AWS_ENDPOINT_URL_SSM: `http://127.0.0.1:${port}`, AWS_REGION: 'eu-west-3', AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' });
+  });
+  afterAll(async () => {
+    process.env = saved;
+    sockets.forEach((socket) => socket.destroy());
+    await new Promise((resolve) => server.close(resolve));
+  });
+  beforeEach(() => {
+    ssmMock.restore(); // after the file's beforeEach, whose reset() stubs send again
+    jest.useRealTimers();
+    answers = [];
+  });
+
+  /** How long `promise` took, or Infinity if it had not settled after `limitMs`. */
+  async function timed<T>(promise: Promise<T>, limitMs: number): Promise<{ ms: number; value?: T }> {
+    const start = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<{ ms: number }>((resolve) => {
+      timer = setTimeout(() => resolve({ ms: Infinity }), limitMs);
+    });
+    const result = await Promise.race([promise.then((value) => ({ ms: Date.now() - start, value })), limit]);
+    clearTimeout(timer);
+    return result;
+  }
+
+  it('answers /health at once, and /api within seconds (failing open before any value is known)', async () => {
+    const reader = new KillswitchReader({ parameterName: PARAMETER, maxAgeSeconds: 0 });
+
+    const health = await timed(checkKillswitch(reader, '/health'), 1_000);
+    const api = await timed(checkKillswitch(reader, '/api/bookings'), 8_000);
+
+    expect(health.ms).toBeLessThan(1_000);
+    expect(api.ms).toBeLessThan(6_000);
+    expect(api.value).toMatchObject({ state: { mode: 'normal', source: 'default' } });
+  }, 15_000);
+
+  it('answers other requests from the last known state while one refresh waits on the silent SSM, and ends that refresh in seconds', async () => {
+    answers = [JSON.stringify({ ...maintenance, expiresAt: null })];
+    const reader = new KillswitchReader({ parameterName: PARAMETER, maxAgeSeconds: 0 });
+    expect((await checkKillswitch(reader, '/api/a')).respond?.statusCode).toBe(503); // SSM answered, then goes silent
+
+    const refreshing = timed(checkKillswitch(reader, '/api/a'), 8_000);
+    const meanwhile = await timed(checkKillswitch(reader, '/api/b'), 1_000);
+    const health = await timed(checkKillswitch(reader, '/health'), 1_000);
+    const refreshed = await refreshing;
+
+    expect(meanwhile.ms).toBeLessThan(1_000);
+    expect(meanwhile.value?.respond?.statusCode).toBe(503);
+    expect(health.ms).toBeLessThan(1_000);
+    expect(health.value?.state.maintenance).toBe(true);
+    expect(refreshed.ms).toBeLessThan(6_000);
+    expect(refreshed.value).toMatchObject({ state: { mode: 'maintenance', source: 'last-known' }, respond: { statusCode: 503 } });
+  }, 15_000);
 });
