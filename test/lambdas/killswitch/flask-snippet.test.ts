@@ -81,6 +81,8 @@ const VALUES: Record<string, string> = {
   'mode a list': JSON.stringify({ ...valid, mode: ['maintenance'] }),
   'a JSON array': JSON.stringify([valid]),
   'not JSON': 'maintenance',
+  // Fits a 4 KB Standard parameter; deeper than Python's json parses (RecursionError, not a ValueError).
+  'nested 2,000 deep': '['.repeat(2000) + ']'.repeat(2000),
 };
 
 /**
