@@ -84,19 +84,40 @@ export async function writeKillswitch(deps: WriteDeps, change: KillswitchChange,
     expiresAt: change.expiresAt ? change.expiresAt.toISOString() : null,
   };
   const previous = read ?? (await readKillswitch(deps.ssm, change.parameterName));
+  try {
+    return await putAndCheck(deps.ssm, change.parameterName, previous, written);
+  } catch (error) {
+    if (typeof error === 'object' && error !== null) WRITE_SENT.add(error);
+    throw error;
+  }
+}
+
+/** Errors thrown once the PutParameter was sent: it may have been applied (see writeOutcomeUnknown). */
+const WRITE_SENT = new WeakSet<object>();
+
+/**
+ * Whether `error` came from writeKillswitch after its PutParameter was sent (it failed, timed out,
+ * or the re-read did): the value may or may not be written, and only a fresh read tells.
+ */
+export function writeOutcomeUnknown(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && WRITE_SENT.has(error);
+}
+
+/** The write and the re-read of writeKillswitch, with the conflict they reveal. */
+async function putAndCheck(ssm: SSMClient, parameterName: string, previous: KillswitchReading, written: KillswitchValue): Promise<KillswitchWriteResult> {
   const ours = JSON.stringify(written);
-  const put = await deps.ssm.send(
-    new PutParameterCommand({ Name: change.parameterName, Value: ours, Type: 'String', Overwrite: true }),
+  const put = await ssm.send(
+    new PutParameterCommand({ Name: parameterName, Value: ours, Type: 'String', Overwrite: true }),
   );
   const answered = put.Version ?? previous.version + 1;
-  const current = await readKillswitch(deps.ssm, change.parameterName);
+  const current = await readKillswitch(ssm, parameterName);
 
   // The SDK retries a PutParameter whose answer was lost or late, and SSM applies each attempt as a
   // version of its own: our write can hold more than one version, before or after the one answered.
   // Every attempt carries the same value, down to the millisecond of updatedAt, so a version whose
   // value is exactly ours is ours; any other version in the window is another writer's.
   const versionIsOurs = async (v: number): Promise<boolean> =>
-    v === answered || (v === current.version ? current.raw : await rawAtVersion(deps.ssm, change.parameterName, v)) === ours;
+    v === answered || (v === current.version ? current.raw : await rawAtVersion(ssm, parameterName, v)) === ours;
   const others: number[] = [];
   for (let v = previous.version + 1; v <= current.version; v += 1) {
     if (!(await versionIsOurs(v))) others.push(v);

@@ -2,8 +2,9 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { OperatorError, oneLine } from '../shared/errors';
+import { REQUEST_PATH_SDK } from '../shared/sdk-retry';
 import { KillswitchCommand, runKillswitchCommand } from './commands';
-import { describeValue } from './core';
+import { describeValue, writeOutcomeUnknown } from './core';
 
 /** Slack's replay window: requests older (or further in the future) than this are refused. */
 export const SLACK_MAX_SKEW_SECONDS = 5 * 60;
@@ -126,6 +127,21 @@ const ephemeral = (statusCode: number, text: string): SlackReply => ({ statusCod
 /** The one answer to every refused request: what was wrong is logged, never told to the caller. */
 export const SLACK_REFUSED = 'refused';
 export const SLACK_FAILED = 'killswitch failed: an internal error was logged; use the atmr-dr CLI or retry';
+/** The answer when the write was sent but not confirmed (timed out, throttled, or its re-read failed). */
+export const SLACK_OUTCOME_UNKNOWN = 'killswitch: the change may have been written (AWS did not confirm it in time): check `/killswitch status` before retrying';
+
+/**
+ * The Slack command's SSM client settings. Slack gives a command 3 s, and a change makes three
+ * calls (read, write, re-read): each attempt gets 0.5 s to connect and 0.8 s to answer, and there
+ * is no retry (the SDK's default 3 attempts with backoff, throttled, outlasted the 3 s, and the
+ * on-call saw Slack's operation_timeout while the write may have landed). A failed read answers
+ * SLACK_FAILED (nothing written), a failed write or re-read SLACK_OUTCOME_UNKNOWN, in time.
+ */
+export const SLACK_SSM_SETTINGS = {
+  ...REQUEST_PATH_SDK,
+  maxAttempts: 1,
+  requestHandler: { connectionTimeout: 500, requestTimeout: 800, throwOnRequestTimeout: true },
+} as const;
 
 /**
  * Handles one slash command: the cheap header checks, then the signature (the only step that reads
@@ -182,6 +198,10 @@ export async function handleSlackCommand(deps: SlackDeps, request: SlackHttpRequ
     return { statusCode: 200, body: { response_type: 'in_channel', text: `<@${userId}> ${verb}${expiry}: ${write.written.reason}${warning}` } };
   } catch (error) {
     if (error instanceof OperatorError) return ephemeral(200, error.message);
+    if (writeOutcomeUnknown(error)) {
+      deps.logger?.error('slack killswitch write not confirmed', { error: oneLine(error), name: (error as Error | undefined)?.name });
+      return ephemeral(200, SLACK_OUTCOME_UNKNOWN);
+    }
     deps.logger?.error('slack killswitch command failed', { error: oneLine(error), name: (error as Error | undefined)?.name });
     return ephemeral(200, SLACK_FAILED);
   }

@@ -1,3 +1,4 @@
+import * as net from 'node:net';
 import { GetParameterCommand, ParameterVersionNotFound, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import type { AwsClientStub } from 'aws-sdk-client-mock';
 import type { KillswitchValue } from '../../../lambdas/killswitch/value';
@@ -102,4 +103,43 @@ export function resetEachTest(ssm: AwsClientStub<SSMClient>, start: number): voi
     jest.useRealTimers();
     jest.restoreAllMocks();
   });
+}
+
+/**
+ * An SSM endpoint on 127.0.0.1 that accepts every connection and answers a request only when
+ * `answer` returns a body for its operation (the X-Amz-Target's, e.g. "GetParameter"); else it says
+ * nothing, ever (a black-holed VPC endpoint, a hung proxy). Real SDK clients point at `endpoint`.
+ */
+export async function silentSsm(answer: (operation: string) => object | undefined = () => undefined): Promise<{ endpoint: string; close: () => Promise<void> }> {
+  const sockets: net.Socket[] = [];
+  const server = net.createServer((socket) => {
+    sockets.push(socket);
+    socket.on('data', (chunk) => {
+      const operation = /x-amz-target:\s*AmazonSSM\.(\w+)/i.exec(chunk.toString('latin1'))?.[1];
+      const body = operation === undefined ? undefined : answer(operation);
+      if (body === undefined) return;
+      const json = JSON.stringify(body);
+      socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: ${Buffer.byteLength(json)}\r\n\r\n${json}`);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    close: async () => {
+      sockets.forEach((socket) => socket.destroy());
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** How long `promise` took to settle (ms) and its value, or ms Infinity if it had not after `limitMs`. */
+export async function timed<T>(promise: Promise<T>, limitMs: number): Promise<{ ms: number; value?: T }> {
+  const start = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<{ ms: number }>((resolve) => {
+    timer = setTimeout(() => resolve({ ms: Infinity }), limitMs);
+  });
+  const result = await Promise.race([promise.then((value) => ({ ms: Date.now() - start, value })), limit]);
+  clearTimeout(timer);
+  return result;
 }

@@ -1,4 +1,3 @@
-import * as net from 'node:net';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { GetParameterCommand, InternalServerError, SSMClient } from '@aws-sdk/client-ssm';
@@ -8,7 +7,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { checkKillswitch, eventPath, KillswitchContext, killswitchMiddleware, KillswitchReader } from '../../../lambdas/killswitch/reader';
 import { MAINTENANCE_BODY } from '../../../lambdas/killswitch/value';
-import { PARAMETER, advance, getParameterOutput, resetEachTest, value } from './fixtures';
+import { PARAMETER, advance, getParameterOutput, resetEachTest, silentSsm, timed, value } from './fixtures';
 
 const ssmMock = mockClient(SSMClient);
 const START = Date.parse('2026-06-01T10:00:00.000Z');
@@ -240,49 +239,27 @@ describe('KillswitchReader under concurrency', () => {
 
 // Last in the file: it restores the real SSMClient (the mock stubs every client's send).
 describe('KillswitchReader when SSM accepts connections and never answers (its default client)', () => {
-  let server: net.Server;
-  const sockets: net.Socket[] = [];
+  let ssm: Awaited<ReturnType<typeof silentSsm>>;
   const saved = { ...process.env };
   /** Answers left before SSM goes silent: each is a GetParameter answer with this value. */
   let answers: string[] = [];
 
   beforeAll(async () => {
-    server = net.createServer((socket) => {
-      sockets.push(socket);
-      socket.once('data', () => {
-        const raw = answers.shift();
-        if (raw === undefined) return; // accept, never answer
-        const body = JSON.stringify(getParameterOutput(raw, 3));
-        socket.end(`HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-      });
+    ssm = await silentSsm((operation) => {
+      const raw = operation === 'GetParameter' ? answers.shift() : undefined;
+      return raw === undefined ? undefined : getParameterOutput(raw, 3);
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as net.AddressInfo;
-    Object.assign(process.env, { AWS_ENDPOINT_URL_SSM: `http://127.0.0.1:${port}`, AWS_REGION: 'eu-west-3', AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' });
+    Object.assign(process.env, { AWS_ENDPOINT_URL_SSM: ssm.endpoint, AWS_REGION: 'eu-west-3', AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' });
   });
   afterAll(async () => {
     process.env = saved;
-    sockets.forEach((socket) => socket.destroy());
-    await new Promise((resolve) => server.close(resolve));
+    await ssm.close();
   });
   beforeEach(() => {
     ssmMock.restore(); // after the file's beforeEach, whose reset() stubs send again
     jest.useRealTimers();
     answers = [];
   });
-
-  /** How long `promise` took, or Infinity if it had not settled after `limitMs`. */
-  async function timed<T>(promise: Promise<T>, limitMs: number): Promise<{ ms: number; value?: T }> {
-    const start = Date.now();
-    let timer: NodeJS.Timeout | undefined;
-    const limit = new Promise<{ ms: number }>((resolve) => {
-      timer = setTimeout(() => resolve({ ms: Infinity }), limitMs);
-    });
-    const result = await Promise.race([promise.then((value) => ({ ms: Date.now() - start, value })), limit]);
-    clearTimeout(timer);
-    return result;
-  }
-
   it('answers /health at once, and /api within seconds (failing open before any value is known)', async () => {
     const reader = new KillswitchReader({ parameterName: PARAMETER, maxAgeSeconds: 0 });
 

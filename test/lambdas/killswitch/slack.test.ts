@@ -2,8 +2,8 @@ import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { handleSlackCommand, parseSlackText, SLACK_FAILED, slackSignature, verifySlackSignature } from '../../../lambdas/killswitch/slack';
-import { fakeParameter, PARAMETER, value } from './fixtures';
+import { handleSlackCommand, parseSlackText, SLACK_FAILED, SLACK_OUTCOME_UNKNOWN, SLACK_SSM_SETTINGS, slackSignature, verifySlackSignature } from '../../../lambdas/killswitch/slack';
+import { fakeParameter, getParameterOutput, PARAMETER, silentSsm, timed, value } from './fixtures';
 
 const SECRET = '8f742231b10e8888abcd99yyyzzz85a5';
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:atmr/slack-signing-AbCdEf';
@@ -291,4 +291,44 @@ describe('parseSlackText', () => {
     expect(() => parseSlackText('enable maintenance \u2014yes migration')).toThrow(/^killswitch: unknown option "--yes"/);
     expect(parseSlackText('enable maintenance OSRM \u2013 migration')).toEqual({ action: 'enable', mode: 'maintenance', reason: 'OSRM -- migration'.replace('--', '\u2013'), expires: undefined });
   });
+});
+
+// Last in the file: it restores the real SSMClient (the mock stubs every client's send).
+describe("Slack /killswitch when SSM does not answer (the handler's client settings, a real SDK client)", () => {
+  const NOW = 1_780_000_000;
+  let answersReads = true;
+  let ssm: Awaited<ReturnType<typeof silentSsm>>;
+  beforeAll(async () => {
+    // Reads are answered while `answersReads`; a PutParameter never is (throttled, or lost on the way back).
+    ssm = await silentSsm((operation) => (operation === 'GetParameter' && answersReads ? getParameterOutput(value(), 3) : undefined));
+  });
+  afterAll(() => ssm.close());
+  beforeEach(() => ssmMock.restore()); // after the file's beforeEach, whose reset() stubs send again
+
+  async function command(text: string) {
+    const logger = { warn: jest.fn(), error: jest.fn() };
+    const client = new SSMClient({ ...SLACK_SSM_SETTINGS, endpoint: ssm.endpoint, region: 'eu-west-3', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+    const body = new URLSearchParams({ command: '/killswitch', user_id: 'U0123ONCALL', text, team_id: 'T1', api_app_id: 'A1' }).toString();
+    const request = { headers: { 'x-slack-request-timestamp': String(NOW), 'x-slack-signature': slackSignature(SECRET, String(NOW), body) }, rawBody: body };
+    const deps = { ssm: client, parameterName: PARAMETER, signingSecret: async () => SECRET, allowedUserIds: ['U0123ONCALL'], teamId: 'T1', apiAppId: 'A1', logger, nowSeconds: () => NOW };
+    return { reply: await timed(handleSlackCommand(deps, request), 10_000), logger };
+  }
+
+  it('says the change may have been written, within Slack\'s 3 s, when the write is not answered', async () => {
+    answersReads = true;
+    const { reply, logger } = await command('enable maintenance OSRM down');
+
+    expect(reply.ms).toBeLessThan(2_500);
+    expect(reply.value).toEqual({ statusCode: 200, body: { response_type: 'ephemeral', text: SLACK_OUTCOME_UNKNOWN } });
+    expect(SLACK_OUTCOME_UNKNOWN).toMatch(/may have been written.*`\/killswitch status`/);
+    expect(logger.error).toHaveBeenCalledWith('slack killswitch write not confirmed', expect.objectContaining({ name: 'TimeoutError' }));
+  }, 15_000);
+
+  it('says it failed (nothing written), within 3 s, when the first read is not answered', async () => {
+    answersReads = false;
+    const { reply } = await command('enable maintenance OSRM down');
+
+    expect(reply.ms).toBeLessThan(2_500);
+    expect(reply.value?.body.text).toBe(SLACK_FAILED);
+  }, 15_000);
 });
