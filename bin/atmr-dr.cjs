@@ -41,7 +41,8 @@ const whileLoading = (signal) => {
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 for (const signal of STOP_SIGNALS) process.on(signal, whileLoading);
 const cli = require(bundle);
-const exit = typeof cli.exitWhenFailed === 'function' ? cli.exitWhenFailed : (code) => (process.exitCode = code);
+// endWith (a bundle of now): every command, a success too, ends once its output is written (see bin/atmr-dr.ts).
+const exit = typeof cli.endWith === 'function' ? cli.endWith : typeof cli.exitWhenFailed === 'function' ? cli.exitWhenFailed : (code) => (process.exitCode = code);
 const ran = cli.main(process.argv);
 for (const signal of STOP_SIGNALS) process.off(signal, whileLoading);
 ran.then(exit, (error) => {

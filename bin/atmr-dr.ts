@@ -3,12 +3,17 @@ import { Command, CommanderError, Help } from 'commander';
 import { version } from '../package.json';
 import { asOperatorError } from '../lambdas/shared/aws-errors';
 import { OperatorError, oneLine } from '../lambdas/shared/errors';
-import { exitWhenFailed } from '../lambdas/shared/exit';
+import { exitOnceWritten, exitWhenFailed } from '../lambdas/shared/exit';
 import { useOperatorSdkSettings } from '../lambdas/shared/sdk-retry';
-import { endStarting, stopWhileRunning, stopWhileStarting, takesStopSignals } from './cli/interrupt';
+import { commandEnded, stopWhileRunning, stopWhileStarting, takesStopSignals } from './cli/interrupt';
 
-/** For bin/atmr-dr.cjs, which runs the bundle. */
-export { exitWhenFailed };
+/**
+ * For bin/atmr-dr.cjs, which runs the bundle: the process ends with the command's code once its
+ * output is written, a success too, not when node finds nothing left to run: node closes its
+ * signal handlers as it ends, and a stop then (a supervisor's, right after the result) would end a
+ * finished command 143 as if it had failed. exitWhenFailed stays for a launcher older than this.
+ */
+export { exitOnceWritten as endWith, exitWhenFailed };
 
 /** Exit code of a command line the parser refuses (unknown option, missing argument, bad value). */
 export const USAGE_EXIT_CODE = 2;
@@ -29,7 +34,7 @@ Exit codes: 0 success, 1 failure, 2 bad command line or setting, 3 conflict,
 4 not found (incident) or not a database setting (db read-write), 5 incident already acked/resolved,
 130/143/129 interrupted by Ctrl-C/SIGTERM/SIGHUP (any command, with one line saying what that
 left; backup, restore, restore-test, backups verify, recover cutover, rollback service and migration
-stop cleanly first).`;
+stop cleanly first); once a command's result is out, a stop there keeps the result's own code.`;
 
 /** A concern module's registration function (bin/cli/<concern>.ts). */
 type RegisterCommands = (program: Command) => void;
@@ -236,6 +241,13 @@ function onStdoutError(error: NodeJS.ErrnoException): void {
 }
 
 export async function main(argv: string[] = process.argv): Promise<number> {
+  const code = await runCommand(argv);
+  // From here a stop signal has nothing left to stop: it ends the process with this code, not 143.
+  await commandEnded(code);
+  return code;
+}
+
+async function runCommand(argv: string[]): Promise<number> {
   // First: a Ctrl-C or SIGTERM while the command loads is one line and its exit code, not a silent death.
   stopWhileStarting();
   exitQuietlyOnClosedStdout();
@@ -271,14 +283,12 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     const failure = asOperatorError(error);
     process.stderr.write(`atmr-dr: ${failure.message}\n`);
     return failure.exitCode;
-  } finally {
-    endStarting();
   }
 }
 
 if (require.main === module) {
-  main().then(exitWhenFailed, (error: unknown) => {
+  main().then(exitOnceWritten, (error: unknown) => {
     process.stderr.write(`atmr-dr: ${oneLine(error)}\n`);
-    exitWhenFailed(1);
+    exitOnceWritten(1);
   });
 }

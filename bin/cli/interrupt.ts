@@ -125,7 +125,7 @@ export interface Interrupt {
    * on stderr, instead of nothing until the command stopped. Undefined: back to saying nothing.
    */
   finishing(line: ((signal: NodeJS.Signals) => string) | undefined): void;
-  /** Removes the handlers. */
+  /** Removes the handlers, leaving the stop signals to the handler of a command whose work is over (releaseStopSignals). */
   done(): void;
 }
 
@@ -178,29 +178,68 @@ export function interruptible(onSecond?: () => string): Interrupt {
     finishing: (line) => {
       finishingLine = line;
     },
-    done: () => {
-      for (const name of STOP_SIGNALS) process.off(name, onSignal);
-    },
+    done: () => releaseStopSignals(onSignal),
   };
 }
 
 /**
- * Once a command's work is done, while it writes its result and the process ends (its connections
- * closing, the event loop draining): a stop signal then has nothing left to stop, and node's
- * default would end the process 143 with no line, the result maybe not written, which a
- * supervisor (ECS, systemd, a script) reads as a failed command. It says so in one line and ends
- * the process with `exitCode` (0: the work was done) once stdout and stderr are out. Installed
- * before the command's own handlers are removed (no moment with node's default), it stays until
- * the process ends; a handler runs between two turns of the event loop, never in the middle of
- * the result's write.
+ * Once a command's work is over (done or failed, its cleanup finished), while it writes its result
+ * and the process ends: a stop signal then has nothing left to stop, and node's default would end
+ * the process 143 (130, 129) with no line, which a supervisor (ECS, systemd, `timeout`, a script)
+ * reads as a failed command: a wrapper would retry a backup that succeeded. The handler below says
+ * so in one line and ends the process with the result's own exit code once stdout and stderr are
+ * out; until main() knows that code (the result is still being written), it only says so, and
+ * main() ends the process with it (commandEnded). Every command comes here: those that take the
+ * signals over hand them to it as they release them (releaseStopSignals), the others when main()
+ * removes the start's handler. A handler runs between two turns of the event loop, never in the
+ * middle of the result's write.
  */
-export function stopWhenDone(line: (signal: NodeJS.Signals) => string, exitCode = 0): void {
-  const onSignal = (name: NodeJS.Signals): void => {
-    ignoreGoneTerminal(name);
-    process.stderr.write(`atmr-dr: ${line(name)}\n`);
+let resultCode: number | undefined;
+let stoppedAfterWork = false;
+
+const onStopAfterWork = (signal: NodeJS.Signals): void => {
+  ignoreGoneTerminal(signal);
+  process.stderr.write(`atmr-dr: received ${signal} after the command had finished its work: nothing left to stop\n`);
+  stoppedAfterWork = true;
+  if (resultCode !== undefined) exitOnceWritten(resultCode);
+};
+
+function stopAfterWork(): void {
+  for (const name of STOP_SIGNALS) if (!process.listeners(name).includes(onStopAfterWork)) process.on(name, onStopAfterWork);
+}
+
+/**
+ * Removes a command's own stop handler `handler` once its work is over, the handler of the end
+ * (above) installed first: no moment with node's default in between.
+ */
+export function releaseStopSignals(handler: (signal: NodeJS.Signals) => void): void {
+  stopAfterWork();
+  for (const name of STOP_SIGNALS) process.off(name, handler);
+}
+
+/**
+ * TEST ONLY: ATMR_DR_TEST_HOLD_AFTER_RESULT_MS, set by the tests of a stop after the result and by
+ * nothing else, keeps the process that long after its result (ended early by a stop signal), so that
+ * the test's signal, sent once it has read the result, surely reaches a live process: without it a
+ * process that ended first would pass the test by luck.
+ */
+export const TEST_HOLD_AFTER_RESULT = 'ATMR_DR_TEST_HOLD_AFTER_RESULT_MS';
+
+/**
+ * Called by main() once the command has returned or thrown, its result (or its error's line) written,
+ * with the exit code it ends with: from here a stop signal ends the process with that code (above).
+ * When one came while the result was being written, the process ends now with that code.
+ */
+export async function commandEnded(exitCode: number): Promise<void> {
+  resultCode = exitCode;
+  stopAfterWork();
+  endStarting();
+  if (stoppedAfterWork) {
     exitOnceWritten(exitCode);
-  };
-  for (const name of STOP_SIGNALS) process.on(name, onSignal);
+    return;
+  }
+  const hold = Number(process.env[TEST_HOLD_AFTER_RESULT] ?? 0);
+  if (hold > 0) await new Promise((resolve) => setTimeout(resolve, hold));
 }
 
 /**

@@ -3,12 +3,11 @@ import { RESTORE_TEST_DEFAULTS } from '../../lambdas/restore/contract';
 import type { RestoreResult } from '../../lambdas/restore/restore';
 import type { RestoreTestReport } from '../../lambdas/restore/restore-test';
 import { OperatorError } from '../../lambdas/shared/errors';
-import { exitOnceWritten } from '../../lambdas/shared/exit';
 import { countOf, formatAge } from '../../lambdas/shared/format';
 import { quoteIdent, reopenDatabaseStatement } from '../../lambdas/shared/postgres';
 import { loadStatus, stderrProgress } from './progress';
 import { ConfirmationInterrupted, confirmer } from './confirm';
-import { commandTempDir, exitCodeOf, interruptible, ownsStopSignals, sayWhileStarting, stopWhenDone } from './interrupt';
+import { commandTempDir, exitCodeOf, interruptible, ownsStopSignals, sayWhileStarting } from './interrupt';
 import { latestDatabase, resolveBackupBucket, withBucketOptions } from './resolve';
 
 /** `restore` (verified restore into --target-db) and `restore-test` (the runbook's test, RTO/RPO). */
@@ -111,7 +110,7 @@ export function registerRestoreCommands(program: Command): void {
         let aside: string | undefined;
         let closed = false;
         let stoppedDuringSwap: NodeJS.Signals | undefined;
-        // From the swap's end (the restored copy in place) to the process's: a stop has nothing left to stop.
+        // From the swap's end (the restored copy in place) to the restore's: a stop has nothing left to stop.
         const doneAlready = (signal: NodeJS.Signals): string => `received ${signal} after the restore was done: nothing left to stop`;
         const interrupt = interruptible(() => {
           // Quitting between the swap's two renames leaves the target missing: where its data is
@@ -186,18 +185,9 @@ export function registerRestoreCommands(program: Command): void {
             allowProductionOverwrite: opts.iUnderstandThisOverwritesProduction,
           },
         )
-          .then(
-            (restored) => {
-              // Before the stop handlers go (finally): from here to the process's end (the result
-              // written, its connections closing) node's default would end it 143 with no line,
-              // the result maybe not out.
-              stopWhenDone(doneAlready, stoppedDuringSwap ? exitCodeOf(stoppedDuringSwap) : 0);
-              return restored;
-            },
-            (error: unknown) => {
-              throw interrupt.interrupted(error);
-            },
-          )
+          .catch((error: unknown) => {
+            throw interrupt.interrupted(error);
+          })
           .finally(() => {
             interrupt.done();
             tempDir.remove();
@@ -208,10 +198,6 @@ export function registerRestoreCommands(program: Command): void {
         if (stoppedDuringSwap) {
           throw new OperatorError(`restore done, then stopped: ${stoppedDuringSwap} came during the swap, which finished first: "${target}" is the restored copy (result above)`, exitCodeOf(stoppedDuringSwap));
         }
-        // Ended here, not when node finds nothing left to run: node closes its signal handlers as it
-        // ends, and a stop then (a supervisor's, right after the result line) would end the restore
-        // 143 as if it had failed.
-        exitOnceWritten(0);
       },
     );
 

@@ -34,6 +34,8 @@ export interface CliRun {
   /** The tsx process (the node process of an installed copy's bundle). */
   readonly pid: number;
   readonly result: Promise<{ status: number | null; stdout: string; stderr: string }>;
+  /** What the CLI has written to stdout so far. */
+  stdout(): string;
   /**
    * Sends `signal` to the CLI's own node process (tsx's child), as a terminal's Ctrl-C reaches it.
    * Not through tsx: tsx relays a signal, then SIGKILLs its child unless the child acknowledges it
@@ -59,7 +61,7 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv, install?: Insta
       resolve({ status, stdout, stderr });
     }),
   );
-  return { pid: child.pid ?? -1, result, signalCli: (signal) => process.kill(install ? (child.pid ?? -1) : cliProcessOf(child.pid ?? -1), signal) };
+  return { pid: child.pid ?? -1, result, stdout: () => stdout, signalCli: (signal) => process.kill(install ? (child.pid ?? -1) : cliProcessOf(child.pid ?? -1), signal) };
 }
 
 /** The pid of the node process tsx runs the CLI in (Linux /proc: the children of each of tsx's threads). */

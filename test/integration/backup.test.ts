@@ -13,6 +13,7 @@ import { psql } from '../support/postgres';
 import { startConditionalS3 } from '../support/conditional-s3';
 import { installedCopy, type InstalledCopy } from '../support/installed-copy';
 import { LocalS3, startLocalS3 } from '../support/s3';
+import { TEST_HOLD_AFTER_RESULT } from '../../bin/cli/interrupt';
 import { FIXTURE_SQL } from './backup-fixture';
 import {
   cliEnv,
@@ -23,8 +24,10 @@ import {
   getBytes,
   getJson,
   listKeys,
+  operatorLines,
   runCli,
   sha256,
+  startCli,
   writeTempFile,
 } from './backup-support';
 
@@ -420,6 +423,26 @@ describe('atmr-dr backup (integration)', () => {
       expect.stringMatching(/^upload: pg_dump finished \(.* dumped\); finishing the uploads: .* stored so far$/),
       'upload: publishing the manifest and the latest pointers',
     ]);
+  });
+
+  it('SIGTERM once the manifest key is printed (the backup done, the process ending): exit 0, not 143, the key on stdout and one line saying there was nothing left to stop', async () => {
+    // Arrange: the process held after its result (a test-only setting), so that the signal, sent
+    // once the key is read, surely reaches it alive: a process that ended first proves nothing.
+    const run = startCli(['backup', '--tier', 'hourly', '--formats', 'custom'], cliEnv(source, s3.env, { [TEST_HOLD_AFTER_RESULT]: '20000' }));
+    let ended = false;
+    void run.result.then(() => (ended = true));
+    while (!ended && !run.stdout().endsWith('\n')) await new Promise((resolve) => setTimeout(resolve, 20));
+
+    // Act: as `timeout` or a process manager stopping a run that has just finished
+    const signalled = Date.now();
+    run.signalCli('SIGTERM');
+    const result = await run.result;
+
+    // Assert: ended by the signal (well before the hold's end), with the backup's own code
+    expect(result.stdout).toMatch(new RegExp(`^hourly/${source}_backup_\\d{8}_\\d{6}\\.manifest\\.json\n$`));
+    expect(operatorLines(result.stderr)).toEqual(['atmr-dr: received SIGTERM after the command had finished its work: nothing left to stop']);
+    expect(result.status).toBe(0);
+    expect(Date.now() - signalled).toBeLessThan(10_000);
   });
 });
 

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { TEST_HOLD_AFTER_RESULT } from '../../bin/cli/interrupt';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { formatBytes } from '../../lambdas/shared/format';
 import type { BackupManifest } from '../../lambdas/shared/manifest';
@@ -42,12 +43,13 @@ afterAll(async () => {
  * The CLI as `npx atmr-dr` runs it (bin/atmr-dr.cjs, one node process), started for a test that
  * signals it: its stderr so far, and its exit status once it has closed.
  */
-function startLauncher(args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess; stderr: () => string; exited: Promise<number | null> } {
+function startLauncher(args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess; stdout: () => string; stderr: () => string; exited: Promise<number | null> } {
   const child = spawn(process.execPath, [path.join(__dirname, '..', '..', 'bin', 'atmr-dr.cjs'), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  child.stdout!.resume();
-  return { child, stderr: () => stderr, exited: new Promise((resolve) => child.on('close', resolve)) };
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  return { child, stdout: () => stdout, stderr: () => stderr, exited: new Promise((resolve) => child.on('close', resolve)) };
 }
 
 describe('atmr-dr backups', () => {
@@ -60,6 +62,26 @@ describe('atmr-dr backups', () => {
     expect(lines).toHaveLength(2);
     expect(lines[0]).toMatch(new RegExp(`^${newerKey} +hourly +2026-11-21T10:00:00.000Z .*custom\\+plain +1 tables +300 rows +latest$`));
     expect(lines[1]).toMatch(new RegExp(`^${olderKey} +daily`));
+  });
+
+  it('list stopped by SIGTERM once its catalog is printed (a command that needs no database, nor takes the signals over): exit 0, not 143, with one line saying there was nothing left to stop', async () => {
+    // Arrange: the process held after its result (a test-only setting), so that the signal, sent
+    // once the catalog is read, surely reaches it alive: a process that ended first proves nothing.
+    const run = startLauncher(['backups', 'list'], { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...localS3.env, [TEST_HOLD_AFTER_RESULT]: '20000' });
+    let ended = false;
+    void run.exited.then(() => (ended = true));
+    while (!ended && run.stdout().split('\n').length < 3) await new Promise((resolve) => setTimeout(resolve, 20));
+
+    // Act
+    const signalled = Date.now();
+    run.child.kill('SIGTERM');
+    const status = await run.exited;
+
+    // Assert: ended by the signal (well before the hold's end), with the command's own code
+    expect(run.stdout().trim().split('\n')).toEqual([expect.stringMatching(new RegExp(`^${newerKey} `)), expect.stringMatching(new RegExp(`^${olderKey} `))]);
+    expect(run.stderr()).toBe('atmr-dr: received SIGTERM after the command had finished its work: nothing left to stop\n');
+    expect(status).toBe(0);
+    expect(Date.now() - signalled).toBeLessThan(10_000);
   });
 
   it('verify with a TMPDIR that does not exist, or that is a file: one line naming it, what it is for and the export that fixes it, exit 2 (a bad setting), nothing written there', async () => {
