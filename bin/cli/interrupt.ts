@@ -137,9 +137,16 @@ export interface Interrupt {
  */
 export const SECOND_SIGNAL_AFTER_MS = 500;
 
-/** Whether a stop signal received now, after a first one received at `firstAt` (performance.now()), is a second one (SECOND_SIGNAL_AFTER_MS). */
-export function isSecondSignal(firstAt: number): boolean {
-  return performance.now() - firstAt >= SECOND_SIGNAL_AFTER_MS;
+/**
+ * Whether `name`, a stop signal received now after a first one received at `firstAt`
+ * (performance.now()), is a second one (SECOND_SIGNAL_AFTER_MS). Sooner, it is the same stop, and
+ * one line says so: ignored without a word, it left whoever pressed Ctrl-C twice quickly unable to
+ * tell whether it was heard, nor that pressing again quits at once.
+ */
+export function isSecondSignal(firstAt: number, name: NodeJS.Signals): boolean {
+  if (performance.now() - firstAt >= SECOND_SIGNAL_AFTER_MS) return true;
+  process.stderr.write(`atmr-dr: second ${name} within ${SECOND_SIGNAL_AFTER_MS} ms: taken as the same stop; press Ctrl-C again to quit at once\n`);
+  return false;
 }
 
 /**
@@ -162,7 +169,7 @@ export function interruptible(onSecond?: () => string): Interrupt {
       return;
     }
     // The same stop delivered twice: the first one's cleanup goes on.
-    if (!isSecondSignal(firstAt)) return;
+    if (!isSecondSignal(firstAt, name)) return;
     process.stderr.write(`atmr-dr: second ${name}, quitting at once${onSecond ? `; ${onSecond()}` : ''}\n`);
     process.exit(exitCodeOf(name));
   };

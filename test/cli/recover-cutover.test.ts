@@ -6,6 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { RecoveryRequest } from '../../lambdas/recovery/contract';
 import { activeRecoveryId, beginRecovery, getRecovery, releaseLock, updateRecovery } from '../../lambdas/recovery/store';
+import { SECOND_SIGNAL_AFTER_MS } from '../../bin/cli/interrupt';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { LocalDynamo, startLocalDynamo } from '../support/dynamodb';
 import { installedCopy, type InstalledCopy } from '../support/installed-copy';
@@ -616,7 +617,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     }
   });
 
-  it('two SIGINTs 5 ms apart (timeout -s INT, a process manager: to the process and its group) are one Ctrl-C: it stops at the step boundary with how to resume or undo, exit 130', async () => {
+  it('two SIGINTs 5 ms apart (timeout -s INT, a process manager: to the process and its group) are one Ctrl-C, the second said to be the same stop: it stops at the step boundary with how to resume or undo, exit 130', async () => {
     const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
     const active = await activeRecoveryId(store);
     if (active) await releaseLock(store, active);
@@ -626,6 +627,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(interrupted.status).toBe(130);
     const lines = interrupted.stderr.trimEnd().split('\n');
     expect(lines[0]).toBe(firstLine('SIGINT', 'r20261130151500-e2e6'));
+    expect(lines[1]).toBe(`atmr-dr: second SIGINT within ${SECOND_SIGNAL_AFTER_MS} ms: taken as the same stop; press Ctrl-C again to quit at once`);
     expect(lines[lines.length - 1]).toMatch(/^atmr-dr: recover cutover: interrupted after .*--resume --yes/);
   });
 

@@ -1079,7 +1079,7 @@ describe('atmr-dr restore on the worst day', () => {
     }
   }, 180_000);
 
-  it('two SIGINTs 5 ms apart (timeout -s INT, a process manager: one to the process, one to its group) are one Ctrl-C: the cleanup runs, staging database dropped, one line, exit 130', async () => {
+  it('two SIGINTs 5 ms apart (timeout -s INT, a process manager: one to the process, one to its group) are one Ctrl-C: the cleanup runs, staging database dropped, a line saying the second was taken as the same stop, then the restore line, exit 130', async () => {
     // Arrange: a restore loading into its staging database
     const target = uniqueDatabaseName('rcli_dbl');
     const run = startCli(['restore', bigKey, '--target-db', target]);
@@ -1092,9 +1092,10 @@ describe('atmr-dr restore on the worst day', () => {
       run.child.kill('SIGINT');
       const status = await run.exited;
 
-      // Assert: the first one's cleanup, not "second SIGINT, quitting at once"
+      // Assert: the first one's cleanup, not "second SIGINT, quitting at once", and the second said to be the same stop
       expect(status).toBe(130);
       expect(run.stderr().trimEnd().split('\n')).toEqual([
+        `atmr-dr: second SIGINT within ${SECOND_SIGNAL_AFTER_MS} ms: taken as the same stop; press Ctrl-C again to quit at once`,
         expect.stringMatching(new RegExp(`^atmr-dr: restore interrupted \\(received SIGINT\\): staging database ${target}_restore_\\w+ dropped; target "${target}" untouched$`)),
       ]);
       expect(databasesLike(cluster, target)).toEqual([]);
