@@ -226,7 +226,12 @@ export function registerRestoreCommands(program: Command): void {
       const progress = stderrProgress(showProgress);
       const tempDir = commandTempDir();
       reportSwept(tempDir.swept);
-      const interrupt = interruptible(() => `${tempDir.remove()}; a scratch database atmr_dr_restore_test_... may be left: drop it`);
+      let scratch: string | undefined;
+      let stoppedDuringCleanup: NodeJS.Signals | undefined;
+      const interrupt = interruptible(
+        () =>
+          `${tempDir.remove()}; ${scratch ? `the scratch database "${scratch}" (and its staging copy ${scratch}_restore_...) may be left: drop it with DROP DATABASE IF EXISTS ${quoteIdent(scratch)} WITH (FORCE)` : 'no scratch database was created'}`,
+      );
       const [{ runRestoreTest }, { createS3Client }] = await Promise.all([import('../../lambdas/restore/restore-test'), import('../../lambdas/shared/aws')]);
       const report = await runRestoreTest(
         {
@@ -238,6 +243,17 @@ export function registerRestoreCommands(program: Command): void {
           log: (line) => progress.line(line),
           warn: stderrWarning,
           signal: interrupt.signal,
+          onScratch: (name) => (scratch = name),
+          // The drop of the scratch database is not stopped (cut, it would leave the database): a
+          // stop that comes during it is told so at once, and the test ends with the stop's code (below).
+          onCleanup: (underway) => {
+            if (underway) {
+              interrupt.finishing((signal) => `received ${signal} while dropping the scratch database "${scratch}": finishing the drop before stopping, so as not to leave it`);
+            } else {
+              interrupt.finishing(undefined);
+              stoppedDuringCleanup ??= interrupt.received;
+            }
+          },
           onDownloadProgress: (bytes, total) => progress.meter('download', bytes, total),
           // Only when shown: each report is a query to the server.
           onLoadProgress: showProgress ? loadStatus(progress) : undefined,
@@ -264,6 +280,10 @@ export function registerRestoreCommands(program: Command): void {
         );
       }
       if (!report.ok) throw interrupt.interrupted(new OperatorError(`restore test failed: ${report.error}`));
+      // Passed, but not as asked: whoever sent the stop hears that it came too late to stop the test.
+      if (stoppedDuringCleanup) {
+        throw new OperatorError(`restore test done, then stopped: ${stoppedDuringCleanup} came while it dropped its scratch database, which finished first (report above)`, exitCodeOf(stoppedDuringCleanup));
+      }
     });
 }
 

@@ -46,8 +46,18 @@ export interface RestoreTestDeps extends CatalogDeps, SpaceCheck, Pick<RestoreDe
   readonly log?: (line: string) => void;
   /** What asks the operator to act (leftovers of a killed restore); default: log. */
   readonly warn?: (line: string) => void;
-  /** Stops the backup or the restore step (Ctrl-C): nothing is published, the staging database is dropped, the scratch one by the cleanup. */
+  /**
+   * Stops the backup, the restore step or the checks (Ctrl-C): nothing is published, the staging
+   * database is dropped, the scratch one by the cleanup, which the signal does not stop.
+   */
   readonly signal?: AbortSignal;
+  /** The scratch database's name, once chosen: a run quit at once (a second Ctrl-C) names it as maybe left. */
+  readonly onScratch?: (name: string) => void;
+  /**
+   * True as the cleanup (the scratch database's drop) starts, false once it is over: a stop then
+   * does not cut it, which would leave the scratch database, and its sender is told so.
+   */
+  readonly onCleanup?: (underway: boolean) => void;
 }
 
 export interface RestoreTestOptions {
@@ -113,6 +123,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
   const startedAt = now();
   const steps: Record<string, number> = {};
   const scratch = `atmr_dr_restore_test_${startedAt.getTime().toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
+  deps.onScratch?.(scratch);
   const criticalQueries: CriticalQueryResult[] = [];
   let partial: Partial<RestoreTestReport> = {};
   let error: string | undefined;
@@ -183,6 +194,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
       },
     );
     swappedIn = true;
+    stopIfAsked(deps.signal, 'after the restore step, before the checks');
     steps.downloadSeconds = roundSeconds(restored.timings.downloadSeconds);
     steps.restoreSeconds = roundSeconds(restored.timings.restoreSeconds);
     steps.verifySeconds = roundSeconds(restored.timings.verifySeconds);
@@ -210,6 +222,8 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
             const fix = noTable ? ': the restored copy has no such table; check the query (--critical-query, or restoreTest.criticalQueries in cdk.json)' : '';
             throw new OperatorError(`critical query failed on the restored copy: ${sql}: ${oneLine(e)}${fix}`);
           }
+          // A query does not take the signal (the server's statement_timeout bounds it): the stop comes after it.
+          stopIfAsked(deps.signal, 'during the checks');
         }
       }, true),
     );
@@ -235,6 +249,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
   let scratchCreated = swappedIn;
   let scratchDropped = !swappedIn;
   if (restoreStarted) {
+    deps.onCleanup?.(true);
     await timed('cleanup', async () => {
       try {
         await withClient(deps.target, deps.maintenanceDatabase ?? 'postgres', async (c) => {
@@ -247,6 +262,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
         error = error ?? `could not drop scratch database ${scratch}: ${oneLine(e)}; drop it by hand`;
       }
     });
+    deps.onCleanup?.(false);
   }
   if (!scratchDropped && error === undefined) error = `scratch database ${scratch} is still there; drop it by hand`;
 
@@ -353,4 +369,13 @@ async function transactionHorizon(client: Client): Promise<string> {
 /** The xmax of `xmin:xmax:xip`: the first transaction id not yet assigned when the snapshot was taken. */
 function xmax(snapshot: string): bigint {
   return BigInt(snapshot.split(':')[1]);
+}
+
+/**
+ * Stops the test once `signal` is aborted, at a step the signal does not cut itself (the restore
+ * step has returned, the critical queries): without it a Ctrl-C there was heard by nothing, and the
+ * test went on to PASSED and exit 0.
+ */
+function stopIfAsked(signal: AbortSignal | undefined, where: string): void {
+  if (signal?.aborted) throw new OperatorError(`interrupted (${oneLine(signal.reason)}) ${where}`);
 }

@@ -959,6 +959,24 @@ async function applicationReads(target: string): Promise<{ connected: string; ro
   }
 }
 
+/**
+ * A restore test of the small database held at its cleanup: once its one critical query runs, a
+ * session of the test's own takes a lock on the scratch database (COMMENT ON DATABASE in an open
+ * transaction, `holder`), so that the cleanup's DROP DATABASE waits for it; returned once it waits.
+ */
+async function restoreTestHeldAtItsDrop(): Promise<{ restoreTest: ReturnType<typeof startCli>; scratch: string; holder: Client }> {
+  const restoreTest = startCli(['restore-test', '--critical-query', 'SELECT pg_sleep(1)'], { PGDATABASE: source });
+  const querying = "FROM pg_stat_activity WHERE datname LIKE 'atmr_dr_restore_test_%' AND query LIKE 'SELECT pg_sleep(1)%'";
+  await waitUntil(restoreTest, `SELECT count(*)::int AS n ${querying}`, []);
+  const scratch = psql(cluster, 'postgres', `SELECT datname ${querying}`).trim();
+  const holder = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+  await holder.connect();
+  await holder.query('BEGIN');
+  await holder.query(`COMMENT ON DATABASE "${scratch}" IS 'held by the test'`);
+  await waitUntil(restoreTest, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'DROP DATABASE IF EXISTS %' AND query LIKE $1 AND wait_event_type = 'Lock'", [`%${scratch}%`]);
+  return { restoreTest, scratch, holder };
+}
+
 async function waitUntil(run: { stderr: () => string; exited: Promise<unknown> }, sql: string, params: unknown[]): Promise<void> {
   const watcher = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
   await watcher.connect();
@@ -1402,6 +1420,69 @@ describe('atmr-dr restore on the worst day', () => {
       `atmr-dr: restore test failed: restore interrupted (received SIGTERM): staging database ${staging} dropped; scratch database "${scratch}" untouched`,
     );
     expect(databasesLike(cluster, scratch)).toEqual([]);
+  }, 180_000);
+
+  it('restore-test: SIGTERM during its checks (the critical queries, after the restore step) stops it: FAILED, exit 143, the scratch database dropped (it ran on to PASSED, exit 0)', async () => {
+    // Arrange: a restore test whose one critical query lasts 3 s, up to that query on the restored copy
+    const restoreTest = startCli(['restore-test', '--critical-query', 'SELECT pg_sleep(3)'], { PGDATABASE: source });
+    await waitUntil(restoreTest, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE 'atmr_dr_restore_test_%' AND query LIKE 'SELECT pg_sleep(3)%'", []);
+    const scratch = psql(cluster, 'postgres', "SELECT datname FROM pg_stat_activity WHERE datname LIKE 'atmr_dr_restore_test_%' AND query LIKE 'SELECT pg_sleep(3)%'").trim();
+    expect(scratch).toMatch(/^atmr_dr_restore_test_\w+$/);
+
+    // Act
+    restoreTest.child.kill('SIGTERM');
+    const status = await restoreTest.exited;
+
+    // Assert
+    expect(restoreTest.stdout()).toMatch(/^restore test FAILED: interrupted \(received SIGTERM\) during the checks\n/);
+    expect(restoreTest.stderr().trimEnd().split('\n').at(-1)).toBe('atmr-dr: restore test failed: interrupted (received SIGTERM) during the checks');
+    expect(status).toBe(143);
+    expect(databasesLike(cluster, scratch)).toEqual([]);
+  }, 180_000);
+
+  it('restore-test: SIGTERM while it drops its scratch database finishes the drop, says so at once, prints its report, exits 143: no database left', async () => {
+    // Arrange
+    const { restoreTest, scratch, holder } = await restoreTestHeldAtItsDrop();
+    try {
+      // Act
+      restoreTest.child.kill('SIGTERM');
+      for (const deadline = Date.now() + 10_000; !restoreTest.stderr().includes('received SIGTERM') && Date.now() < deadline; ) await new Promise((resolve) => setTimeout(resolve, 20));
+      const saidAtOnce = restoreTest.stderr();
+      await holder.query('ROLLBACK');
+      const status = await restoreTest.exited;
+
+      // Assert
+      expect(saidAtOnce).toBe(`atmr-dr: received SIGTERM while dropping the scratch database "${scratch}": finishing the drop before stopping, so as not to leave it\n`);
+      expect(restoreTest.stdout()).toMatch(new RegExp(`^restore test PASSED: .*\n[^]*  scratch database ${scratch} dropped: true\n$`));
+      expect(restoreTest.stderr().trimEnd().split('\n').at(-1)).toBe('atmr-dr: restore test done, then stopped: SIGTERM came while it dropped its scratch database, which finished first (report above)');
+      expect(status).toBe(143);
+      expect(databasesLike(cluster, scratch)).toEqual([]);
+    } finally {
+      await holder.end().catch(() => undefined);
+      restoreTest.child.kill('SIGKILL');
+    }
+  }, 180_000);
+
+  it('restore-test: a second Ctrl-C while it drops its scratch database quits at once naming that database with the DROP that removes it (it said "atmr_dr_restore_test_... may be left")', async () => {
+    // Arrange
+    const { restoreTest, scratch, holder } = await restoreTestHeldAtItsDrop();
+    try {
+      // Act
+      restoreTest.child.kill('SIGINT');
+      await pressedAgainLater();
+      restoreTest.child.kill('SIGINT');
+      const status = await restoreTest.exited;
+
+      // Assert
+      expect(status).toBe(130);
+      expect(restoreTest.stderr().trimEnd().split('\n').at(-1)).toMatch(
+        new RegExp(`^atmr-dr: second SIGINT, quitting at once; temp directory \\S+ removed; the scratch database "${scratch}" \\(and its staging copy ${scratch}_restore_\\.\\.\\.\\) may be left: drop it with DROP DATABASE IF EXISTS "${scratch}" WITH \\(FORCE\\)$`),
+      );
+    } finally {
+      await holder.end().catch(() => undefined);
+      restoreTest.child.kill('SIGKILL');
+      psql(cluster, 'postgres', `DROP DATABASE IF EXISTS "${scratch}" WITH (FORCE)`);
+    }
   }, 180_000);
 
   it('a connection to S3 cut in the middle of the download is one line, exit 1, no staging database, no child', async () => {
