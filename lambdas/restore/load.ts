@@ -196,11 +196,19 @@ export interface DatabasePropertiesOfBackup {
    */
   readonly conformingStrings: boolean;
   /**
-   * The first characters of a statement the text ends in without its final `;` (pg_dump always
-   * writes one: the archive is cut or odd), one line; undefined when every statement ended. Never
-   * run: what it would do, cut, is not known (a cut REVOKE revokes less).
+   * The first characters of each statement that ends without its final `;` (pg_dump always writes
+   * one: the archive is cut or odd), one line each; absent when every statement ended. Never run:
+   * what it would do, cut, is not known (a cut REVOKE revokes less). One is known to end where the
+   * next entry's header (or psql's next own line) begins, outside quotes: the entries after it are
+   * still read.
    */
-  readonly unfinished?: string;
+  readonly unfinished?: readonly string[];
+  /**
+   * The last unfinished statement opens a quote the text never closes: every line after it was
+   * read as part of it, so the property entries after it (a lockdown REVOKE among them) were not
+   * read either, and the warning must say so.
+   */
+  readonly quoteLeftOpen?: true;
 }
 
 /** How much of an unfinished statement a line quotes. */
@@ -237,13 +245,33 @@ export function propertyReader(): { readonly properties: DatabasePropertiesOfBac
   let conformingStrings = false;
   let inEntry = false;
   let pending = '';
+  const unfinished: string[] = [];
+  // Its text as a line names it: the comment lines pg_restore wrote after it (the next header's `--`) left out.
+  const shown = (text: string): string =>
+    text
+      .replace(/(?:\n(?:--.*)?)+$/, '')
+      .replace(/\s+/g, ' ')
+      .trim()
+      .slice(0, UNFINISHED_SHOWN);
+  /** Outside quotes at its end: a `;` there would have ended it. */
+  const quotesClosed = (text: string): boolean => WHOLE_STATEMENT.test(`${text};`);
   return {
-    // A statement still pending at the end had no final `;`: it was dropped without a word.
+    // A statement still pending at the end had no final `;`: named, never run.
     get properties() {
-      return { statements, conformingStrings, ...(pending !== '' && { unfinished: pending.replace(/\s+/g, ' ').trim().slice(0, UNFINISHED_SHOWN) }) };
+      const cut = pending === '' ? unfinished : [...unfinished, shown(pending)];
+      return { statements, conformingStrings, ...(cut.length > 0 && { unfinished: cut }), ...(pending !== '' && !quotesClosed(pending) && { quoteLeftOpen: true as const }) };
     },
     read(lines) {
       for (const line of lines) {
+        // The next entry's header (or psql's own line) outside quotes: the statement before it ended
+        // without its `;`. Named, and the entries after it still read (before, one cut statement
+        // took every later entry, a lockdown REVOKE included, into its text, and none was given).
+        // Inside quotes such a line is a literal's text (a comment written to look like a header),
+        // never a boundary: the literal's text must not be read as statements.
+        if (pending !== '' && (ENTRY_HEADER.test(line) || line.startsWith('\\')) && quotesClosed(pending)) {
+          unfinished.push(shown(pending));
+          pending = '';
+        }
         if (pending === '') {
           const header = ENTRY_HEADER.exec(line);
           if (header || line.startsWith('\\')) inEntry = header !== null && DATABASE_PROPERTY_TYPES.has(header[1]);

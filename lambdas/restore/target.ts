@@ -929,12 +929,21 @@ const TRUE_SETTING = /^(?:on|t|tr|tru|true|y|ye|yes|1)$/i;
  * application down. The line names the statement that lifts it, on the name the copy takes.
  */
 export async function warnIfReadOnly(admin: Client, staging: string, target: string, warn: (line: string) => void): Promise<void> {
-  const { rows } = await boundedQuery<{ entry: string }>(
+  const check = `SELECT setconfig FROM pg_db_role_setting WHERE setrole = 0 AND setdatabase = (SELECT oid FROM pg_database WHERE datname = ${quoteLiteral(target)})`;
+  // A warning only: a read that fails or is not answered must not stop the restore (the session's
+  // own troubles show at the swap, which follows); the line then says how to look.
+  const rows = await boundedQuery<{ entry: string }>(
     admin,
     "SELECT e AS entry FROM pg_db_role_setting s, unnest(s.setconfig) e WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = $1) AND s.setrole = 0 AND lower(split_part(e, '=', 1)) = 'default_transaction_read_only'",
     SWAP_STATEMENT_BOUND_MS,
     [staging],
     `the read of whether the restored copy is read-only (pg_db_role_setting)`,
+  ).then(
+    (result) => result.rows,
+    (error: unknown) => {
+      warn(`could not read whether "${target}" will be read-only for the application (${oneLine(error)}): once the restore is done, look with ${check}; default_transaction_read_only=on there means every write is refused`);
+      return [];
+    },
   );
   if (!rows.some((r) => TRUE_SETTING.test(r.entry.slice(r.entry.indexOf('=') + 1).trim()))) return;
   warn(
@@ -993,7 +1002,11 @@ export async function giveBackupProperties(admin: Client, properties: DatabasePr
     if (given === undefined) notGiven.push(`${statement.replace(/;$/, '')} (not given: not a form this restore knows)`);
     else (given.stop ? required : settings).push(given.statement);
   }
-  if (properties.unfinished !== undefined) notGiven.push(`${properties.unfinished}... (not given: it has no final ";", which pg_dump always writes: the archive is cut or odd)`);
+  for (const [i, cut] of (properties.unfinished ?? []).entries()) {
+    const last = i === (properties.unfinished?.length ?? 0) - 1;
+    const swallowed = last && properties.quoteLeftOpen ? `; it opens a quote the text never closes, so any property entry after it (a grant, a REVOKE ... FROM PUBLIC) was read as its text and not given either` : '';
+    notGiven.push(`${cut}... (not given: it has no final ";", which pg_dump always writes: the archive is cut or odd${swallowed})`);
+  }
   const give = async (): Promise<string[]> => {
     // The literals read as pg_dump wrote them: with the standard_conforming_strings its SQL says
     // (on since 9.1 by default; off on a server configured so, whose backslashes are escapes),

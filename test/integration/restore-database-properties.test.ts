@@ -3,7 +3,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { Client } from 'pg';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { restoreBackup } from '../../lambdas/restore/restore';
-import { giveBackupProperties } from '../../lambdas/restore/target';
+import { giveBackupProperties, warnIfReadOnly } from '../../lambdas/restore/target';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { atmrDr, databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
@@ -465,7 +465,7 @@ describe("a restore into a new name gives it the backed-up database's own settin
 
     // Act
     try {
-      await giveBackupProperties(admin, { statements: ["COMMENT ON DATABASE shop IS 'the shop';"], conformingStrings: true, unfinished }, 'shop', 'shop_cut', 'shop_cut_staging', (line) => warnings.push(line));
+      await giveBackupProperties(admin, { statements: ["COMMENT ON DATABASE shop IS 'the shop';"], conformingStrings: true, unfinished: [unfinished] }, 'shop', 'shop_cut', 'shop_cut_staging', (line) => warnings.push(line));
     } finally {
       await admin.end();
     }
@@ -476,6 +476,43 @@ describe("a restore into a new name gives it the backed-up database's own settin
     ]);
     expect(properties('shop_cut_staging')).toBe('-1 | default | the shop | no settings');
   }, 60_000);
+
+  it('says that a statement cut inside a quote took the entries after it with it (none of them given)', async () => {
+    // Arrange
+    psql(cluster, 'postgres', 'CREATE DATABASE shop_quote_staging OWNER app');
+    const admin = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    admin.on('error', () => undefined);
+    await admin.connect();
+    const warnings: string[] = [];
+
+    // Act
+    try {
+      await giveBackupProperties(admin, { statements: [], conformingStrings: true, unfinished: ["COMMENT ON DATABASE shop IS 'cut -- -- Name: DATABASE shop; Type: ACL"], quoteLeftOpen: true }, 'shop', 'shop_quote', 'shop_quote_staging', (line) => warnings.push(line));
+    } finally {
+      await admin.end();
+    }
+
+    // Assert
+    expect(warnings).toEqual([
+      `not carried over from the backed-up "shop" to its restored copy "shop_quote": COMMENT ON DATABASE shop IS 'cut -- -- Name: DATABASE shop; Type: ACL... (not given: it has no final ";", which pg_dump always writes: the archive is cut or odd; it opens a quote the text never closes, so any property entry after it (a grant, a REVOKE ... FROM PUBLIC) was read as its text and not given either): set again by hand what is still needed`,
+    ]);
+  }, 60_000);
+
+  it('a read of whether the copy is read-only that fails is a warning with the query to run, not the end of the restore', async () => {
+    // Arrange: a session the server no longer answers on (ended)
+    const admin = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    admin.on('error', () => undefined);
+    await admin.connect();
+    await admin.end();
+    const warnings: string[] = [];
+
+    // Act
+    await warnIfReadOnly(admin, 'shop_ro_staging', 'shop_ro', (line) => warnings.push(line));
+
+    // Assert
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/^could not read whether "shop_ro" will be read-only for the application \(.+\): once the restore is done, look with SELECT setconfig FROM pg_db_role_setting WHERE setrole = 0 AND setdatabase = \(SELECT oid FROM pg_database WHERE datname = 'shop_ro'\); default_transaction_read_only=on there means every write is refused$/);
+  });
 
   it('from the plain format, which does not carry them: says so in one line', async () => {
     // Arrange

@@ -38,8 +38,9 @@ describe('propertyReader', () => {
 
     // Assert
     expect(properties.statements).toEqual(["ALTER DATABASE atmr SET \"TimeZone\" TO 'Europe/Paris';"]);
-    expect(properties.unfinished).toBe(`COMMENT ON DATABASE atmr IS 'ATMR production: ${'x'.repeat(34)}`);
-    expect(properties.unfinished).toHaveLength(80);
+    expect(properties.unfinished).toEqual([`COMMENT ON DATABASE atmr IS 'ATMR production: ${'x'.repeat(34)}`]);
+    expect(properties.unfinished![0]).toHaveLength(80);
+    expect(properties.quoteLeftOpen).toBeUndefined();
   });
 
   it('names a short unfinished statement whole, its lines joined', () => {
@@ -47,6 +48,35 @@ describe('propertyReader', () => {
     const properties = read([HEAD, entry('DATABASE atmr', 'ACL', 'REVOKE CONNECT,TEMPORARY', 'ON DATABASE atmr FROM PUBLIC')].join('\n'));
 
     // Assert
-    expect(properties).toEqual({ statements: [], conformingStrings: true, unfinished: 'REVOKE CONNECT,TEMPORARY ON DATABASE atmr FROM PUBLIC' });
+    expect(properties).toEqual({ statements: [], conformingStrings: true, unfinished: ['REVOKE CONNECT,TEMPORARY ON DATABASE atmr FROM PUBLIC'] });
+  });
+
+  it('a cut statement ends where the next entry begins: the entries after it (a lockdown REVOKE) are still read', () => {
+    // Act: a comment cut before its ";", then the database's ACL
+    const properties = read([HEAD, entry('DATABASE atmr', 'COMMENT', "COMMENT ON DATABASE atmr IS 'cut'"), entry('DATABASE atmr', 'ACL', 'REVOKE CONNECT,TEMPORARY ON DATABASE atmr FROM PUBLIC;'), TAIL].join('\n'));
+
+    // Assert
+    expect(properties).toEqual({ statements: ['REVOKE CONNECT,TEMPORARY ON DATABASE atmr FROM PUBLIC;'], conformingStrings: true, unfinished: ["COMMENT ON DATABASE atmr IS 'cut'"] });
+  });
+
+  it('a statement cut inside a quote takes what follows as its text: nothing after it is read as a statement, and it says so', () => {
+    // Act: a comment cut inside its literal, then the database's ACL
+    const properties = read([HEAD, entry('DATABASE atmr', 'COMMENT', "COMMENT ON DATABASE atmr IS 'cut"), entry('DATABASE atmr', 'ACL', 'GRANT CONNECT ON DATABASE atmr TO app;'), TAIL].join('\n'));
+
+    // Assert
+    expect(properties.statements).toEqual([]);
+    expect(properties.unfinished).toEqual([expect.stringMatching(/^COMMENT ON DATABASE atmr IS 'cut -- -- Name: DATABASE atmr; Type: ACL/)]);
+    expect(properties.quoteLeftOpen).toBe(true);
+  });
+
+  it("a line inside a literal that looks like an entry's header is the literal's text, not a boundary: no statement is read out of a comment", () => {
+    // Arrange: a database comment written to look like a header, then a GRANT
+    const comment = "COMMENT ON DATABASE atmr IS 'x\n-- Name: DATABASE atmr; Type: ACL; Schema: -; Owner: app\n--\nGRANT ALL ON DATABASE atmr TO intruder;\n';";
+
+    // Act
+    const properties = read([HEAD, entry('DATABASE atmr', 'COMMENT', comment), TAIL].join('\n'));
+
+    // Assert
+    expect(properties).toEqual({ statements: [comment], conformingStrings: true });
   });
 });
