@@ -3,7 +3,7 @@ import { Command, CommanderError, Help } from 'commander';
 import { version } from '../package.json';
 import { asOperatorError } from '../lambdas/shared/aws-errors';
 import { OperatorError, oneLine } from '../lambdas/shared/errors';
-import { exitOnceWritten, exitWhenFailed } from '../lambdas/shared/exit';
+import { exitOnceWritten, exitWhenFailed, reportStdoutFailure } from '../lambdas/shared/exit';
 import { useOperatorSdkSettings } from '../lambdas/shared/sdk-retry';
 import { commandEnded, stopWhileRunning, stopWhileStarting, takesStopSignals } from './cli/interrupt';
 
@@ -236,8 +236,7 @@ export function exitQuietlyOnClosedStdout(stdout: NodeJS.WriteStream = process.s
 
 function onStdoutError(error: NodeJS.ErrnoException): void {
   if (error.code === 'EPIPE') process.exit(0);
-  process.stderr.write(`atmr-dr: cannot write to stdout: ${oneLine(error)}\n`);
-  process.exit(1);
+  reportStdoutFailure(error);
 }
 
 export async function main(argv: string[] = process.argv): Promise<number> {

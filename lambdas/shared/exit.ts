@@ -1,3 +1,5 @@
+import { oneLine } from './errors';
+
 /**
  * Ends a command-line process that failed, once what it wrote to stdout and stderr has been handed
  * to the OS. A failed run has nothing left to do, but what it abandoned can still hold node's event
@@ -11,12 +13,39 @@ export function exitWhenFailed(code: number): void {
   exitOnceWritten(code);
 }
 
-/** Ends the process with `code` once what it wrote to stdout and stderr has been handed to the OS (process.exit alone may drop a write still queued). */
+/**
+ * Ends the process with `code` once what it wrote to stdout and stderr has been handed to the OS
+ * (process.exit alone may drop a write still queued). A stdout that failed on the way (a full disk:
+ * `atmr-dr backup --json > result.json`) ends it 1 with its line, whatever the command's result: a
+ * script must not read an empty file and exit 0 as a success. The stream's own 'error' event can come
+ * after this exit, so the failure is read from the stream here. A closed pipe (`| head -1`) is not
+ * one: the reader has what it wanted.
+ */
 export function exitOnceWritten(code: number): void {
   let pending = 2;
+  let failed: NodeJS.ErrnoException | null | undefined;
   const done = (): void => {
-    if (--pending === 0) process.exit(code);
+    if (--pending > 0) return;
+    if (failed && failed.code !== 'EPIPE') reportStdoutFailure(failed, code === 0 ? 1 : code);
+    else process.exit(code);
   };
-  process.stdout.write('', done);
+  // The write's callback is given the stream's error (a file's write fails at once); the stream
+  // clears it by the time a later tick could read it.
+  process.stdout.write('', (error) => {
+    failed = error ?? (process.stdout.errored as NodeJS.ErrnoException | null);
+    done();
+  });
   process.stderr.write('', done);
+}
+
+let stdoutFailureReported = false;
+
+/**
+ * One line on stderr for a stdout the command could not write to, then the exit with `code`. Once:
+ * the stream's 'error' event and the end of the command can both come to it.
+ */
+export function reportStdoutFailure(error: Error, code = 1): void {
+  if (stdoutFailureReported) return;
+  stdoutFailureReported = true;
+  process.stderr.write(`atmr-dr: cannot write to stdout: ${oneLine(error)}\n`, () => process.exit(code));
 }

@@ -435,6 +435,25 @@ describe('a closed stdout ends a printing command quietly with exit 0', () => {
   });
 });
 
+describe('a stdout that cannot be written (a full disk) ends the command 1 with one line, not 0', () => {
+  let ssm: Awaited<ReturnType<typeof startFakeSsm>>;
+  beforeAll(async () => {
+    ssm = await startFakeSsm();
+  });
+  afterAll(async () => {
+    await ssm.stop();
+  });
+
+  it.each([[['--version']], [['--help']], [['killswitch', 'status']]])('%j > /dev/full', async (args) => {
+    // Act: `atmr-dr ... > result.json` on a full disk, as /dev/full answers every write
+    const run = await runChild('bash', ['-c', `"${process.execPath}" "${LAUNCHER}" "$@" > /dev/full`, 'atmr-dr', ...args], ROOT, operatorEnv({ AWS_ENDPOINT_URL_SSM: ssm.url }));
+
+    // Assert
+    expect(run.stderr).toBe('atmr-dr: cannot write to stdout: ENOSPC: no space left on device, write\n');
+    expect(run.status).toBe(1);
+  });
+});
+
 describe('a command that reads the config, when cdk.json is invalid', () => {
   it('`scale celery 3` names the invalid field and its fix, not a missing service (the service is there)', async () => {
     // An installed copy: package.json, cdk.json with a mistake in an unrelated field, and the bundle.
