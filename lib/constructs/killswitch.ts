@@ -402,7 +402,10 @@ export class Killswitch extends Construct {
     });
     const deadLetters = deadLettersAlarm(this, this.deadLetterQueue, {
       ...common,
-      summary: 'a killswitch change, reconcile tick or expiry was never delivered or failed after its retries (dead-letter queue not empty)',
+      // The expiry's reverter has no retry (a retry cannot tell its own write from a newer one): its
+      // failures, a conflict with another write above all, come here at once.
+      summary:
+        "a killswitch change, reconcile tick or expiry was never delivered or failed (dead-letter queue not empty); an expiry that failed may have overwritten an on-call's newer change, or left an expired maintenance: atmr-dr killswitch status",
     });
     const invalidValue = new RunbookAlarm(this, 'InvalidValueAlarm', {
       ...common,
