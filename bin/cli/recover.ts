@@ -43,6 +43,28 @@ function print(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
+/** A value as one shell word: as it is when it needs no quoting, else single-quoted. */
+function shellWord(value: string): string {
+  return /^[\w./:@+=,-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * `text` with the options that chose where `recover` acted (--env, --table, --state-machine,
+ * --parameter), as the operator gave them, put into every `atmr-dr recover` and `atmr-dr killswitch`
+ * command line it holds (killswitch reads --env and --parameter only). Without them, a line run as
+ * printed acts on cdk.json's default environment: "atmr-dr killswitch disable" after a cutover of
+ * production wrote the default environment's killswitch while production stayed in maintenance. The
+ * options go right after the command's name, where its parser reads them whatever follows, so the
+ * lines the recovery code builds (lambdas/recovery) are given them here, at the one place they are
+ * printed from. Options set by variables (ATMR_OPS_TABLE...) stay in the operator's shell.
+ */
+export function withRecoverOptions(text: string, g: Pick<RecoverGlobals, 'env' | 'table' | 'stateMachine' | 'parameter'>): string {
+  const flags = (pairs: [string, string | undefined][]) => pairs.flatMap(([flag, value]) => (value === undefined ? [] : [` ${flag} ${shellWord(value)}`])).join('');
+  const recover = flags([['--env', g.env], ['--table', g.table], ['--state-machine', g.stateMachine], ['--parameter', g.parameter]]);
+  const killswitch = flags([['--env', g.env], ['--parameter', g.parameter]]);
+  return text.replace(/\batmr-dr (recover|killswitch)\b/g, (command, name: string) => `${command}${name === 'recover' ? recover : killswitch}`);
+}
+
 /** Asks before changing production; refuses without a terminal unless --yes (confirm.ts). */
 async function confirmOrRefuse(question: string, yes: boolean | undefined, what: string): Promise<void> {
   if (!(await confirmer(yes)(`${what}: ${question}`))) throw new OperatorError(`${what}: not confirmed, nothing changed`, 1);
@@ -59,18 +81,18 @@ function statusLine(record: RecoveryRecord, execution?: { status: string; error?
 }
 
 /** The cutover journal and its lease, for `recover status`: what was done, what may have been, who holds it. */
-function printJournal(record: RecoveryRecord, nowMs = Date.now()): void {
+function printJournal(record: RecoveryRecord, out: (line: string) => void, nowMs = Date.now()): void {
   if (!record.journal?.length && !record.leaseOwner) return;
-  print('cutover journal (each step written before and after it acts):');
+  out('cutover journal (each step written before and after it acts):');
   for (const entry of record.journal ?? []) {
-    print(`  ${entry.startedAt}  ${entry.state.padEnd(11)} ${entry.step}${entry.detail ? `: ${entry.detail}` : ''} (by ${entry.by})`);
+    out(`  ${entry.startedAt}  ${entry.state.padEnd(11)} ${entry.step}${entry.detail ? `: ${entry.detail}` : ''} (by ${entry.by})`);
   }
   if (record.leaseOwner) {
     const until = new Date(record.leaseExpiresAt ?? 0).toISOString();
-    print(`  lease: ${record.leaseOwner}, ${(record.leaseExpiresAt ?? 0) > nowMs ? `live until ${until}` : `stale since ${until} (its holder stopped renewing it: presumed dead)`}`);
+    out(`  lease: ${record.leaseOwner}, ${(record.leaseExpiresAt ?? 0) > nowMs ? `live until ${until}` : `stale since ${until} (its holder stopped renewing it: presumed dead)`}`);
   }
   if (record.status === 'cutting-over') {
-    print(`next: the cutover stopped or is running: continue it with "atmr-dr recover cutover ${record.recoveryId} --resume --yes", or put back what it changed with "atmr-dr recover cutover ${record.recoveryId} --undo --yes"`);
+    out(`next: the cutover stopped or is running: continue it with "atmr-dr recover cutover ${record.recoveryId} --resume --yes", or put back what it changed with "atmr-dr recover cutover ${record.recoveryId} --undo --yes"`);
   }
 }
 
@@ -179,11 +201,11 @@ function stillShutOut(result: CutoverResult): string | undefined {
   return `users are still shut out: the killswitch is in maintenance${until}, as it was before the cutover (set by ${before.actor}: ${before.reason}); to let them in: atmr-dr killswitch disable --reason "recovery ${result.recoveryId} cut over"`;
 }
 
-function printCutover(result: CutoverResult): void {
-  print(`cutover of recovery ${result.recoveryId}:`);
-  for (const step of result.steps) print(`  ${step.startedAt}  ${String(step.seconds).padStart(5)} s  ${step.outcome.padEnd(11)} ${step.step}: ${step.detail}`);
+function printCutover(result: CutoverResult, out: (line: string) => void): void {
+  out(`cutover of recovery ${result.recoveryId}:`);
+  for (const step of result.steps) out(`  ${step.startedAt}  ${String(step.seconds).padStart(5)} s  ${step.outcome.padEnd(11)} ${step.step}: ${step.detail}`);
   const rto = result.recoverySeconds !== undefined ? `; recovery ${result.recoverySeconds} s since the request against the RTO objective ${result.rtoObjectiveSeconds} s (${result.recoverySeconds <= result.rtoObjectiveSeconds ? 'met' : 'MISSED'})` : '';
-  print(`  total ${result.totalSeconds} s${rto}`);
+  out(`  total ${result.totalSeconds} s${rto}`);
 }
 
 /**
@@ -241,6 +263,19 @@ export function registerRecoverCommands(program: Command): void {
   }
 
   const globals = () => recover.opts<RecoverGlobals & { toTime?: string; newInstance?: string; reason?: string; dryRun?: boolean }>();
+  /** A line for the operator, its command lines carrying the options given (withRecoverOptions). */
+  const say = (line: string) => print(withRecoverOptions(line, globals()));
+  /** An action whose refusals and failures say their command lines with the options given, as say does. */
+  const carrying =
+    <A extends unknown[]>(action: (...args: A) => Promise<void>) =>
+    async (...args: A): Promise<void> => {
+      try {
+        await action(...args);
+      } catch (error) {
+        if (error instanceof OperatorError) throw new OperatorError(withRecoverOptions(error.message, globals()), error.exitCode, { cause: error });
+        throw error;
+      }
+    };
   const context = async () => {
     const g = globals();
     const envName = g.env ?? defaultEnvironmentName();
@@ -300,12 +335,12 @@ export function registerRecoverCommands(program: Command): void {
       print(JSON.stringify({ ...record, ...(execution && { workflow: execution }) }));
       return;
     }
-    print(statusLine(record, execution));
-    if (record.verification) print(formatVerification(record.verification));
-    printJournal(record);
+    say(statusLine(record, execution));
+    if (record.verification) say(formatVerification(record.verification));
+    printJournal(record, say);
     const reset = record.passwordReset;
     if (reset) {
-      print(
+      say(
         `password reset: ${reset.reason}; the workflow set the copy's master password to the secret's current one (rotated after the target time) at ${reset.requestedAt}, ${reset.appliedAt ? `applied at ${reset.appliedAt}` : 'not applied yet'}`,
       );
     }
@@ -313,9 +348,9 @@ export function registerRecoverCommands(program: Command): void {
       // Only a running workflow verifies again: one that ended (stopped by hand, timed out) leaves
       // the record "verifying" with nobody left to change it.
       if (!execution || execution.status === 'RUNNING') {
-        print(`next: wait: the workflow verifies the copy again once RDS has applied its new password; follow it with "atmr-dr recover status ${record.recoveryId}"`);
+        say(`next: wait: the workflow verifies the copy again once RDS has applied its new password; follow it with "atmr-dr recover status ${record.recoveryId}"`);
       } else {
-        print(
+        say(
           `next: the workflow ended (${execution.status}) before it verified ${record.newInstance} again: the copy is kept but not verified, so it cannot be cut over: "atmr-dr recover abandon ${record.recoveryId}" (deleted after a final snapshot), then start a new recovery`,
         );
       }
@@ -324,26 +359,27 @@ export function registerRecoverCommands(program: Command): void {
     // Recovery-WorkflowFailed does not page; timed out; its cleanup could not write): nothing will
     // change the record any more, and it holds the lock that refuses every new recovery.
     if ((record.status === 'restoring' || (record.status === 'verifying' && !reset)) && execution && execution.status !== 'RUNNING') {
-      print(
+      say(
         `next: ${execution.status === 'NOT STARTED' ? 'the workflow never started (the start stopped before Step Functions took it)' : `the workflow ended (${execution.status})`} with the recovery still "${record.status}": nothing will change it any more, and it holds the one-recovery lock: "atmr-dr recover abandon ${record.recoveryId}" deletes ${record.newInstance} and frees the lock, then start a new recovery`,
       );
     }
-    if (record.status === 'verified') print(`next: atmr-dr recover cutover ${record.recoveryId} --yes   (or: atmr-dr recover abandon ${record.recoveryId})`);
+    if (record.status === 'verified') say(`next: atmr-dr recover cutover ${record.recoveryId} --yes   (or: atmr-dr recover abandon ${record.recoveryId})`);
     if (record.status === 'unverified') {
-      print(`next: ${record.newInstance} is NOT verified: ${unreadCause(record.verification)} (a fresh copy loads its blocks from S3 on first read); ${unverifiedNextStep(record.recoveryId)}`);
+      say(`next: ${record.newInstance} is NOT verified: ${unreadCause(record.verification)} (a fresh copy loads its blocks from S3 on first read); ${unverifiedNextStep(record.recoveryId)}`);
     }
     // A copy that became available is kept by a failed workflow: say what can be done with it.
     if (record.status === 'failed' && record.newInstanceHost) {
-      print(
+      say(
         `next: ${record.newInstance} is kept (it became available) but is not verified, so it cannot be cut over: read the error above, then "atmr-dr recover abandon ${record.recoveryId}" (deleted after a final snapshot) and start a new recovery`,
       );
     }
-    if (record.status === 'cut-over') for (const line of afterCutoverSteps(record, config.database, copy?.MasterUserSecret?.SecretArn, config.recovery.newInstancePrefix, copy?.DeletionProtection, oldUnrenamed)) print(line);
+    if (record.status === 'cut-over') for (const line of afterCutoverSteps(record, config.database, copy?.MasterUserSecret?.SecretArn, config.recovery.newInstancePrefix, copy?.DeletionProtection, oldUnrenamed)) say(line);
     // Claimed by an abandon that stopped before the end (a refused deletion, a workflow it could not read).
-    if (record.status === 'abandoning') print(`next: the abandon stopped before the end: run "atmr-dr recover abandon ${record.recoveryId}" again to finish it`);
+    if (record.status === 'abandoning') say(`next: the abandon stopped before the end: run "atmr-dr recover abandon ${record.recoveryId}" again to finish it`);
   };
 
-  recover.action(async () => {
+  recover.action(
+    carrying(async () => {
     const g = globals();
     const reason = parseRecoveryReason(g.reason);
     const toTime = parseToTime(g.toTime);
@@ -367,10 +403,10 @@ export function registerRecoverCommands(program: Command): void {
     const plan = `${ctx.config.database.instanceIdentifier} (${result.sourceClass ?? '?'}${result.multiAz ? ', Multi-AZ' : ''}) as of ${result.request.toTime} -> new instance ${result.request.newInstance}; restore window ${result.window.earliest.toISOString()} .. ${result.window.latest.toISOString()}`;
     if (result.dryRun) {
       if (g.json) print(JSON.stringify(result));
-      else print(`dry run, nothing started: ${plan}`);
+      else say(`dry run, nothing started: ${plan}`);
       return;
     }
-    if (!g.json) print(`recovery ${result.request.recoveryId} started: ${plan}\n  workflow ${result.executionArn}\n  follow it: atmr-dr recover status ${result.request.recoveryId}`);
+    if (!g.json) say(`recovery ${result.request.recoveryId} started: ${plan}\n  workflow ${result.executionArn}\n  follow it: atmr-dr recover status ${result.request.recoveryId}`);
     if (!g.follow) {
       if (g.json) print(JSON.stringify(result));
       return;
@@ -378,13 +414,15 @@ export function registerRecoverCommands(program: Command): void {
     const { record, execution } = await follow(ctx.sfn, ctx.store, result.request.recoveryId, Boolean(g.json));
     report(record, Boolean(g.json), ctx.config, execution);
     if (record.status !== 'verified') throw new OperatorError(`recover: recovery ${record.recoveryId} ended "${record.status}"${record.error ? `: ${record.error}` : ''}`, 1);
-  });
+  }),
+    );
 
   recover
     .command('status')
     .description('a recovery (default: the one in progress, else the latest): its state, verification side by side; follows a running workflow')
     .argument('[id]', 'recovery id (r<yyyymmddhhmmss>-xxxx)')
-    .action(async (id: string | undefined) => {
+    .action(
+      carrying(async (id: string | undefined) => {
       refuseStartOptions('recover status', globals());
       if (id !== undefined) checkRecoveryId('recover status', id);
       const ctx = await context();
@@ -409,7 +447,8 @@ export function registerRecoverCommands(program: Command): void {
         execution = await executionOf(ctx.sfn, record, byName);
       }
       report(record, Boolean(ctx.g.json), ctx.config, execution, ctx.g.json ? undefined : await cutOverCopy(ctx.rds, record), ctx.g.json ? undefined : await oldUnrenamed(ctx.rds, record));
-    });
+    }),
+    );
 
   recover
     .command('cutover')
@@ -421,7 +460,8 @@ export function registerRecoverCommands(program: Command): void {
     .option('--undo', 'put back what an interrupted or failed cutover changed (killswitch, endpoint, tasks); refused once the killswitch was reopened')
     .option('--unverified', 'cut over a copy whose verification could not read its data in time (status "unverified"), on your own check; /ready and the write check still run')
     .option('--yes', 'confirm (required when standard input is not a terminal)')
-    .action(async (id: string, opts: { yes?: boolean; resume?: boolean; undo?: boolean; unverified?: boolean }) => {
+    .action(
+      carrying(async (id: string, opts: { yes?: boolean; resume?: boolean; undo?: boolean; unverified?: boolean }) => {
       if (opts.resume && opts.undo) throw new OperatorError('recover cutover: --resume and --undo exclude each other: pick one (see "atmr-dr recover status ID")', 2);
       refuseStartOptions('recover cutover', globals());
       refuseNoFollow('recover cutover', globals());
@@ -452,10 +492,10 @@ export function registerRecoverCommands(program: Command): void {
       // mid-step, with the lease still held. Each line says what the operator is left with: maybe
       // production in maintenance, until one of the two commands, which a live lease refuses.
       // Exit codes as the shell and the other commands give them: 130, 143, 129.
-      const ways = `"atmr-dr recover cutover ${id} --resume --yes" or "atmr-dr recover cutover ${id} --undo --yes"`;
+      const ways = withRecoverOptions(`"atmr-dr recover cutover ${id} --resume --yes" or "atmr-dr recover cutover ${id} --undo --yes"`, ctx.g);
       const interrupt = interruptible(
         () =>
-          `the cutover stops where it stands: production may be in maintenance (the killswitch), the step under way may be left "started" in the journal ("atmr-dr recover status ${id}") and the lease expires in ${LEASE_SECONDS} s at the latest (${new Date(Date.now() + LEASE_SECONDS * 1000).toISOString()}), refusing --resume and --undo until then; then run ${ways}`,
+          `the cutover stops where it stands: production may be in maintenance (the killswitch), the step under way may be left "started" in the journal (${withRecoverOptions(`"atmr-dr recover status ${id}"`, ctx.g)}) and the lease expires in ${LEASE_SECONDS} s at the latest (${new Date(Date.now() + LEASE_SECONDS * 1000).toISOString()}), refusing --resume and --undo until then; then run ${ways}`,
       );
       interrupt.finishing(
         (signal) =>
@@ -489,7 +529,7 @@ export function registerRecoverCommands(program: Command): void {
       }
       const stopped = interrupt.received;
       if (ctx.g.json) print(JSON.stringify(result));
-      else printCutover(result);
+      else printCutover(result, say);
       const notUndone = result.steps.filter((s) => s.outcome === 'undo-failed').map((s) => s.step);
       const undoCommand = `"atmr-dr recover cutover ${id} --undo --yes"`;
       // What is left, whether users are still kept out, the first failure (the others follow from
@@ -513,7 +553,7 @@ export function registerRecoverCommands(program: Command): void {
       }
       if (mode === 'undo') {
         if (notUndone.length) throw new OperatorError(`recover cutover --undo: ${notUndoneLine()}`, stopped ? exitCodeOf(stopped) : 1);
-        if (!ctx.g.json) print(`cutover of recovery ${id} undone: production is back as before the cutover (steps "skipped" were changed by someone else since and left as they are)`);
+        if (!ctx.g.json) say(`cutover of recovery ${id} undone: production is back as before the cutover (steps "skipped" were changed by someone else since and left as they are)`);
         return;
       }
       if (!result.ok) {
@@ -523,13 +563,14 @@ export function registerRecoverCommands(program: Command): void {
         );
       }
       if (!ctx.g.json) {
-        for (const line of afterCutoverSteps(await getRecovery(ctx.store, id).catch(() => record), ctx.config.database, undefined, ctx.config.recovery.newInstancePrefix, deletionProtectionOf(result))) print(line);
+        for (const line of afterCutoverSteps(await getRecovery(ctx.store, id).catch(() => record), ctx.config.database, undefined, ctx.config.recovery.newInstancePrefix, deletionProtectionOf(result))) say(line);
         // Last: users still get what someone set during the cutover (a hold), not production; or,
         // when the cutover put back the on-call's own maintenance from before it, that they are still shut out.
         const shutOut = result.notReopened ? `production runs on ${record.newInstance} but was ${result.notReopened}` : stillShutOut(result);
-        if (shutOut) print(shutOut);
+        if (shutOut) say(shutOut);
       }
-    });
+    }),
+    );
 
   recover
     .command('abandon')
@@ -539,7 +580,8 @@ export function registerRecoverCommands(program: Command): void {
     .argument('<id>', 'recovery id')
     .option('--skip-final-snapshot', 'delete a copy RDS cannot snapshot (inaccessible-encryption-credentials: it cannot use its KMS key) without a final snapshot; refused for a copy RDS can snapshot')
     .option('--yes', 'confirm (required when standard input is not a terminal)')
-    .action(async (id: string, opts: { yes?: boolean; skipFinalSnapshot?: boolean }) => {
+    .action(
+      carrying(async (id: string, opts: { yes?: boolean; skipFinalSnapshot?: boolean }) => {
       refuseStartOptions('recover abandon', globals());
       refuseNoFollow('recover abandon', globals());
       checkRecoveryId('recover abandon', id);
@@ -555,8 +597,9 @@ export function registerRecoverCommands(program: Command): void {
         ...(stateMachine && { stateMachineArn: stateMachine }),
       });
       if (ctx.g.json) print(JSON.stringify(result));
-      else print(`recovery ${id} abandoned: ${result.detail}`);
-    });
+      else say(`recovery ${id} abandoned: ${result.detail}`);
+    }),
+    );
 }
 
 /**

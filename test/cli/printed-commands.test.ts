@@ -1,6 +1,6 @@
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { refusals, words } from './parse-refusals';
 
 /**
  * Every atmr-dr command line the project tells an operator to run, in a page, an alarm's first
@@ -27,11 +27,6 @@ function filesUnder(dir: string, ext: string): string[] {
     if (entry.isDirectory()) return filesUnder(relative, ext);
     return entry.name.endsWith(ext) ? [relative] : [];
   });
-}
-
-/** Shell-like words: a double-quoted value is one word. */
-function words(line: string): string[] {
-  return [...line.matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2]);
 }
 
 /**
@@ -69,13 +64,6 @@ function printedCommands(): Printed[] {
     for (const m of fs.readFileSync(path.join(ROOT, file), 'utf8').matchAll(/`((?:npx )?atmr-dr [^`]*)`/g)) add(file, m[1]);
   }
   return printed;
-}
-
-/** The parser's refusal of each command line (null: accepted), from test/cli/parse-harness.ts in a child process. */
-function refusals(lines: string[][]): (string | null)[] {
-  const child = spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['test/cli/parse-harness.ts'], { cwd: ROOT, encoding: 'utf8', input: JSON.stringify(lines) });
-  if (child.status !== 0) throw new Error(`parse harness failed: ${child.stderr}`);
-  return JSON.parse(child.stdout) as (string | null)[];
 }
 
 describe('the atmr-dr commands the project prints parse with the CLI', () => {

@@ -12,6 +12,7 @@ import { LocalDynamo, startLocalDynamo } from '../support/dynamodb';
 import { installedCopy, type InstalledCopy } from '../support/installed-copy';
 import { psql } from '../support/postgres';
 import { operatorEnv as baseOperatorEnv } from '../support/operator-env';
+import { refusals, words } from './parse-refusals';
 
 /**
  * A successful `atmr-dr recover cutover ID --yes` as an operator runs it: the real entry point
@@ -467,21 +468,24 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect((await getRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, id)).status).toBe('cut-over');
   });
 
-  it('a cutover started with the killswitch already in maintenance (the runbook\'s first step) puts it back there, exit 0, and its last line says users are still shut out and how to let them in', async () => {
+  it('a cutover started with the killswitch already in maintenance (the runbook\'s first step) puts it back there, exit 0, and its last line says users are still shut out and how to let them in, for the environment and killswitch the cutover was given', async () => {
     const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
     const id = 'r20261130143000-e2ea';
     await verifiedRecovery(id);
     const onCall = { mode: 'maintenance', reason: 'bookings deleted: recovering', actor: 'bob', updatedAt: '2026-11-30T14:10:00.000Z', expiresAt: null };
     aws.parameters.set(KILLSWITCH, { value: JSON.stringify(onCall), version: 4 });
 
-    const result = await run(install.launcher, ['recover', 'cutover', id, '--yes'], operatorEnv());
+    const result = await run(install.launcher, ['recover', '--env', 'example', '--parameter', KILLSWITCH, 'cutover', id, '--yes'], operatorEnv());
 
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
     expect(result.stdout).toMatch(/^ {2}\S+Z\s+\d+ s {2}done\s+killswitch back: back to maintenance$/m);
+    // Run as printed, it writes the killswitch the cutover put back, not cdk.json's default environment's.
+    const command = `atmr-dr killswitch --env example --parameter ${KILLSWITCH} disable --reason "recovery ${id} cut over"`;
     expect(result.stdout.trimEnd().split('\n').at(-1)).toBe(
-      `users are still shut out: the killswitch is in maintenance, as it was before the cutover (set by bob: bookings deleted: recovering); to let them in: atmr-dr killswitch disable --reason "recovery ${id} cut over"`,
+      `users are still shut out: the killswitch is in maintenance, as it was before the cutover (set by bob: bookings deleted: recovering); to let them in: ${command}`,
     );
+    expect(refusals([words(command).slice(1)])).toEqual([null]);
     expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'maintenance', reason: 'bookings deleted: recovering', actor: 'bob' });
     expect((await getRecovery(store, id)).status).toBe('cut-over');
   });
@@ -492,13 +496,14 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     const hold = { mode: 'maintenance', reason: 'HOLD: copy is missing bookings', actor: 'bob', updatedAt: '2026-11-30T14:40:00.000Z', expiresAt: null };
     aws.onRedeploy = () => aws.parameters.set(KILLSWITCH, { value: JSON.stringify(hold), version: aws.parameters.get(KILLSWITCH)!.version + 1 });
 
-    const result = await run(install.launcher, ['recover', 'cutover', id, '--yes'], operatorEnv());
+    const result = await run(install.launcher, ['recover', 'cutover', id, '--yes', '--parameter', KILLSWITCH], operatorEnv());
 
     expect([result.status, result.stderr]).toEqual([0, '']);
     expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toEqual(hold);
     expect(result.stdout.trimEnd().split('\n').at(-1)).toBe(
-      `production runs on atmr-prod-pitr-202611301402 but was NOT reopened: the killswitch is maintenance (set by bob: HOLD: copy is missing bookings) since the cutover's maintenance: left as is; see "atmr-dr killswitch status", and lift it with "atmr-dr killswitch disable" once whoever set it agrees`,
+      `production runs on atmr-prod-pitr-202611301402 but was NOT reopened: the killswitch is maintenance (set by bob: HOLD: copy is missing bookings) since the cutover's maintenance: left as is; see "atmr-dr killswitch --parameter ${KILLSWITCH} status", and lift it with "atmr-dr killswitch --parameter ${KILLSWITCH} disable" once whoever set it agrees`,
     );
+    expect(refusals([['killswitch', '--parameter', KILLSWITCH, 'status']])).toEqual([null]);
   });
 
   /**
@@ -536,14 +541,17 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     );
     expect(aws.secret().host).toBe(cluster.host);
 
-    const status = await run(launcher, ['recover', 'status', id], operatorEnv());
+    // Given where to look (the table), status says it in the commands it prints.
+    const status = await run(launcher, ['recover', 'status', id, '--env', 'example', '--table', dynamo.tableName], operatorEnv());
 
     expect(status.status).toBe(0);
     expect(status.stdout).toMatch(new RegExp(`recovery ${id}: cutting-over`));
     expect(status.stdout).toMatch(/^ {2}\S+Z {2}done {8}killswitch maintenance: was normal \(by alice \(pid \d+ on .+\)\)$/m);
     expect(status.stdout).toMatch(/^ {2}\S+Z {2}done {8}switch database endpoint: secret .* host: atmr-prod\.abcdefghijkl\.eu-west-3\.rds\.amazonaws\.com:5432 -> /m);
     expect(status.stdout).toMatch(/^ {2}\S+Z {2}started {5}redeploy ECS services/m);
-    expect(status.stdout).toContain(`next: the cutover stopped or is running: continue it with "atmr-dr recover cutover ${id} --resume --yes", or put back what it changed with "atmr-dr recover cutover ${id} --undo --yes"`);
+    const given = `--env example --table ${dynamo.tableName}`;
+    expect(status.stdout).toContain(`next: the cutover stopped or is running: continue it with "atmr-dr recover ${given} cutover ${id} --resume --yes", or put back what it changed with "atmr-dr recover ${given} cutover ${id} --undo --yes"`);
+    expect(refusals([words(`recover ${given} cutover ${id} --resume --yes`), words(`recover ${given} cutover ${id} --undo --yes`)])).toEqual([null, null]);
     aws.calls.splice(0);
     aws.ecsStable = true;
 
