@@ -489,18 +489,36 @@ export function registerRecoverCommands(program: Command): void {
       const actor = await resolveCliActor();
       // Ctrl-C / SIGTERM / SIGHUP (a dropped SSH session): stop at the next step boundary (or poll of
       // a wait), the journal says where, and the lease is released; a second one quits at once,
-      // mid-step, with the lease still held. Each line says what the operator is left with: maybe
-      // production in maintenance, until one of the two commands, which a live lease refuses.
-      // Exit codes as the shell and the other commands give them: 130, 143, 129.
-      const ways = withRecoverOptions(`"atmr-dr recover cutover ${id} --resume --yes" or "atmr-dr recover cutover ${id} --undo --yes"`, ctx.g);
-      const interrupt = interruptible(
-        () =>
-          `the cutover stops where it stands: production may be in maintenance (the killswitch), the step under way may be left "started" in the journal (${withRecoverOptions(`"atmr-dr recover status ${id}"`, ctx.g)}) and the lease expires in ${LEASE_SECONDS} s at the latest (${new Date(Date.now() + LEASE_SECONDS * 1000).toISOString()}), refusing --resume and --undo until then; then run ${ways}`,
-      );
-      interrupt.finishing(
-        (signal) =>
-          `recover cutover: ${signal}: stopping at the next step boundary; production may stay in maintenance (the killswitch) until ${ways} (the last line says which); again to quit at once, which leaves the lease live for up to ${LEASE_SECONDS} s (--resume and --undo refused until it expires)`,
-      );
+      // mid-step, with the lease still held. Each line says what the operator is left with, from the
+      // step reached (no step starts once a stop is asked): nothing changed before the first; maybe
+      // production in maintenance, until --resume or --undo; past the killswitch's reopening, only
+      // --resume (--undo refuses it: production may have taken writes on the copy). A live lease
+      // refuses both. Exit codes as the shell and the other commands give them: 130, 143, 129.
+      const reached = new Set<string>((record.journal ?? []).map((e) => e.step));
+      const phase = () => (mode !== 'undo' && reached.has(CUTOVER_STEPS.reopen) ? 'reopened' : reached.size ? 'changed' : 'unchanged');
+      const resume = `"atmr-dr recover cutover ${id} --resume --yes"`;
+      const ways = (p: string) => (p === 'reopened' ? resume : `${resume} or "atmr-dr recover cutover ${id} --undo --yes"`);
+      const refused = (p: string) => (p === 'reopened' ? '--resume' : '--resume and --undo');
+      const started = `the step under way may be left "started" in the journal ("atmr-dr recover status ${id}")`;
+      const interrupt = interruptible(() => {
+        const p = phase();
+        const left = {
+          unchanged: 'nothing was changed yet (production as before)',
+          changed: `production may be in maintenance (the killswitch), ${started}`,
+          reopened: `past the killswitch's reopening (production may take writes on the new instance: --undo is refused), ${started}`,
+        }[p];
+        const expiry = new Date(Date.now() + LEASE_SECONDS * 1000).toISOString();
+        return withRecoverOptions(`the cutover stops where it stands: ${left} and the lease expires in ${LEASE_SECONDS} s at the latest (${expiry}), refusing ${refused(p)} until then; then run ${ways(p)}`, ctx.g);
+      });
+      interrupt.finishing((signal) => {
+        const p = phase();
+        const left = {
+          unchanged: `nothing was changed yet (production as before), but the recovery stays "cutting-over" until ${ways(p)}`,
+          changed: `production may stay in maintenance (the killswitch) until ${ways(p)} (the last line says which)`,
+          reopened: `the killswitch was being given back on the new instance, where production may take writes: --undo is refused from there on, finish with ${ways(p)}`,
+        }[p];
+        return withRecoverOptions(`recover cutover: ${signal}: stopping at the next step boundary; ${left}; again to quit at once, which leaves the lease live for up to ${LEASE_SECONDS} s (${refused(p)} refused until it expires)`, ctx.g);
+      });
       const deps = {
         ssm: namedClient(new SSMClient(SDK_RETRY), 'SSM'),
         secretsManager,
@@ -511,6 +529,7 @@ export function registerRecoverCommands(program: Command): void {
         store: ctx.store,
         connectRecovered: async (host: string, port: number) => pgClientConfig(await recoveredConnection(ctx.config, secretsManager, host, port)),
         stopRequested: () => interrupt.received !== undefined,
+        onStep: (step: string) => reached.add(step),
         leaseOwner: `${actor} (pid ${process.pid} on ${os.hostname()})`,
       };
       const settings: CutoverSettings = {

@@ -69,6 +69,11 @@ export interface CutoverDeps {
   readonly sleep?: (ms: number) => Promise<void>;
   /** True once the operator asked to stop (Ctrl-C, SIGTERM): the cutover stops at the next step boundary or poll. */
   readonly stopRequested?: () => boolean;
+  /**
+   * Told each step the cutover goes on to, once past its stop check and before it prepares or acts
+   * (a step done before, skipped, is not told): what a stop leaves depends on the step reached.
+   */
+  readonly onStep?: (step: string) => void;
   /** Who holds the lease, as shown to a second operator. @default the actor */
   readonly leaseOwner?: string;
   /** A lease not renewed for this long is stale and may be taken over. @default LEASE_SECONDS */
@@ -364,6 +369,7 @@ class Session {
       return;
     }
     if (this.deps.stopRequested?.()) throw new Interrupted('stop requested');
+    this.deps.onStep?.(name);
     const at = this.now();
     // Resumed: the values recorded before the first attempt acted are the ones to undo to, never re-read.
     const undo = previous?.undo ?? (await prepare());

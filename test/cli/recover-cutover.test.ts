@@ -63,6 +63,8 @@ interface FakeAws {
   ecsFailed: boolean;
   /** How long ECS takes to answer a DescribeServices (a slow ECS API): 0, at once. */
   ecsDescribeDelayMs: number;
+  /** How long RDS takes to answer the rename's AddTagsToResource (a slow rename, after the killswitch is back): 0, at once. */
+  renameDelayMs: number;
   /** Runs at each UpdateService (someone acting while the services redeploy). */
   onRedeploy?: () => void;
   reset(): void;
@@ -75,7 +77,7 @@ function startFakeAws(): Promise<FakeAws> {
   const cluster = testCluster();
   let secret: Record<string, unknown> = {};
   const instances = new Map<string, { arn: string; resourceId: string; tags: Map<string, string>; deletionProtection?: boolean }>();
-  const state: { ecsStable: boolean; ecsFailed: boolean; protectionRefused: boolean; adminRole: boolean; ecsDescribeDelayMs: number; onRedeploy?: () => void } = { ecsStable: true, ecsFailed: false, protectionRefused: false, adminRole: false, ecsDescribeDelayMs: 0 };
+  const state: { ecsStable: boolean; ecsFailed: boolean; protectionRefused: boolean; adminRole: boolean; ecsDescribeDelayMs: number; renameDelayMs: number; onRedeploy?: () => void } = { ecsStable: true, ecsFailed: false, protectionRefused: false, adminRole: false, ecsDescribeDelayMs: 0, renameDelayMs: 0 };
   /** Deployments forced per service since the reset. */
   const forced = new Map<string, number>();
   const reset = () => {
@@ -92,6 +94,7 @@ function startFakeAws(): Promise<FakeAws> {
     state.ecsFailed = false;
     state.protectionRefused = false;
     state.ecsDescribeDelayMs = 0;
+    state.renameDelayMs = 0;
     state.adminRole = false;
     state.onRedeploy = undefined;
   };
@@ -132,7 +135,8 @@ function startFakeAws(): Promise<FakeAws> {
         };
         // The recovery role's grants on RDS changes are conditioned on the copy's purpose tag.
         const outOfReach = (instance: { tags: Map<string, string> } | undefined) => !state.adminRole && !instance?.tags.has('atmr-dr:purpose');
-        if (action === 'AddTagsToResource' && outOfReach([...instances.values()].find((i) => i.arn === form.ResourceName))) return denied(form.ResourceName);
+        const tagging = () => (outOfReach([...instances.values()].find((i) => i.arn === form.ResourceName)) ? denied(form.ResourceName) : xml(res, action, ''));
+        if (action === 'AddTagsToResource') return state.renameDelayMs ? void setTimeout(tagging, state.renameDelayMs) : tagging();
         if (action === 'ModifyDBInstance' && form.NewDBInstanceIdentifier !== undefined && outOfReach(instances.get(name))) return denied(instances.get(name)?.arn ?? name);
         if (action === 'DescribeDBInstances') {
           const instance = instances.get(name);
@@ -140,7 +144,6 @@ function startFakeAws(): Promise<FakeAws> {
           const tags = [...instance.tags].map(([key, value]) => `<Tag><Key>${key}</Key><Value>${value}</Value></Tag>`).join('');
           return xml(res, action, `<DBInstances><DBInstance><DBInstanceIdentifier>${name}</DBInstanceIdentifier><DBInstanceArn>${instance.arn}</DBInstanceArn><DbiResourceId>${instance.resourceId}</DbiResourceId><DBInstanceStatus>available</DBInstanceStatus><TagList>${tags}</TagList></DBInstance></DBInstances>`);
         }
-        if (action === 'AddTagsToResource') return xml(res, action, '');
         if (action === 'RemoveTagsFromResource') {
           const instance = [...instances.values()].find((i) => i.arn === form.ResourceName)!;
           for (const [key, value] of Object.entries(form)) if (key.startsWith('TagKeys.member.')) instance.tags.delete(value);
@@ -673,6 +676,30 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
 
     expect(undo.status).toBe(3);
     expect(undo.stderr).toMatch(new RegExp(`^atmr-dr: recover cutover --undo: recovery ${id} is being cut over by .* \\(lease live until `));
+  });
+
+  it('Ctrl-C during a slow rename, past the killswitch\'s reopening: every line offers --resume only (--undo is refused from there) and none says production stays in maintenance; exit 130', async () => {
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const active = await activeRecoveryId(store);
+    if (active) await releaseLock(store, active);
+    const id = 'r20261130153500-e2e8';
+    await verifiedRecovery(id);
+    aws.renameDelayMs = 3000;
+    const cutoverRun = start(install.launcher, ['recover', 'cutover', id, '--yes'], operatorEnv());
+    for (let i = 0; i < 600 && !aws.calls.some((c) => c.action === 'AddTagsToResource'); i += 1) await new Promise((resolve) => setTimeout(resolve, 50));
+    cutoverRun.child.kill('SIGINT');
+
+    const interrupted = await cutoverRun.done;
+
+    expect(interrupted.status).toBe(130);
+    const lines = interrupted.stderr.trimEnd().split('\n');
+    expect(lines[0]).toBe(
+      `atmr-dr: recover cutover: SIGINT: stopping at the next step boundary; the killswitch was being given back on the new instance, where production may take writes: --undo is refused from there on, finish with "atmr-dr recover cutover ${id} --resume --yes"; again to quit at once, which leaves the lease live for up to 120 s (--resume refused until it expires)`,
+    );
+    expect(lines.at(-1)).toBe(`atmr-dr: recover cutover: interrupted after "killswitch back"; the journal is in the record ("atmr-dr recover status ${id}"): continue with "atmr-dr recover cutover ${id} --resume --yes"`);
+    expect(interrupted.stderr).not.toContain('--undo --yes');
+    expect(interrupted.stderr).not.toMatch(/stay in maintenance/);
+    expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'normal' });
   });
 
   it.each([
