@@ -154,9 +154,10 @@ export async function describeExecution(sfn: SFNClient, executionArn: string | u
 
 /**
  * What a cutover left, from the journal's steps not undone, for an abandon that must not delete the
- * copy under production: undefined when nothing is left. The endpoint not switched, production still
- * runs on the old instance (maybe in maintenance); switched, it may use the copy; once the killswitch
- * reopening started, production may have taken writes on the copy and only --resume is left.
+ * copy under production: undefined when nothing is left. The endpoint switched and not put back, or
+ * the services not redeployed since it was, production may use the copy; otherwise it runs on the
+ * old instance (maybe in maintenance); once the killswitch reopening started, production may have
+ * taken writes on the copy and only --resume is left.
  */
 function cutoverLeft(record: RecoveryRecord): string | undefined {
   const left = (record.journal ?? []).filter((entry) => entry.state !== 'undone').map((entry) => entry.step);
@@ -165,7 +166,11 @@ function cutoverLeft(record: RecoveryRecord): string | undefined {
     return `its cutover reached "${CUTOVER_STEPS.reopen}": production may run on ${record.newInstance} and have taken writes there, so it is never deleted by this tool and the cutover can no longer be undone; finish it with "atmr-dr recover cutover ${id} --resume --yes"`;
   }
   if (!left.length) return undefined;
-  const where = left.includes(CUTOVER_STEPS.endpoint) ? `production may still use ${record.newInstance}` : `production still runs on ${record.sourceInstance} (its database endpoint was not switched)`;
+  const putBack = record.journal?.some((entry) => entry.step === CUTOVER_STEPS.endpoint);
+  const where =
+    left.includes(CUTOVER_STEPS.endpoint) || (putBack && left.includes(CUTOVER_STEPS.redeploy))
+      ? `production may still use ${record.newInstance}`
+      : `production still runs on ${record.sourceInstance} (its database endpoint was ${putBack ? 'switched and put back' : 'not switched'})`;
   const closed = left.includes(CUTOVER_STEPS.maintenance) ? ', maybe in maintenance (the killswitch)' : '';
   return `its cutover left changes not undone (${left.join(', ')}): ${where}${closed}; run "atmr-dr recover cutover ${id} --undo --yes" first`;
 }
@@ -208,10 +213,12 @@ export async function abandonRecovery(
   // decides what production may be using, and the way out is the cutover's own (--undo or --resume).
   const left = cutoverLeft(record);
   if (record.status === 'cutting-over') {
-    throw new OperatorError(
-      `recover abandon: recovery ${recoveryId} is "cutting-over": ${left ?? `its cutover has journaled no step yet (production unchanged); run "atmr-dr recover cutover ${recoveryId} --undo --yes" first`}`,
-      3,
-    );
+    // A live lease: the cutover runs in another terminal, and refuses --resume and --undo until it ends or its lease expires.
+    const leaseLive = record.leaseOwner !== undefined && (record.leaseExpiresAt ?? 0) > now.getTime();
+    const next = leaseLive
+      ? `its cutover is running, by ${record.leaseOwner} (--resume and --undo are refused while its lease is live): wait for it to end, or, if its holder is gone, for its lease to expire at ${new Date(record.leaseExpiresAt ?? 0).toISOString()}, then see "atmr-dr recover status ${recoveryId}"`
+      : (left ?? `its cutover has journaled no step yet (production unchanged); run "atmr-dr recover cutover ${recoveryId} --undo --yes" first`);
+    throw new OperatorError(`recover abandon: recovery ${recoveryId} is "cutting-over": ${next}`, 3);
   }
   if (left) throw new OperatorError(`recover abandon: recovery ${recoveryId}: ${left}`, 3);
   // A copy RDS cannot snapshot (it cannot use its KMS key) would fail the deletion at every run,

@@ -522,6 +522,49 @@ describe('abandoning a recovery whose cutover is under way or stopped (cutting-o
     );
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
   });
+
+  it('after a cutover stopped once its endpoint was switched: production may use the copy; the line gives --undo, deleting nothing', async () => {
+    id = (await start()).request.recoveryId;
+    const at = NOW.toISOString();
+    const journal = [
+      { step: 'killswitch maintenance', state: 'done' as const, startedAt: at, by: 'alice' },
+      { step: 'switch database endpoint', state: 'done' as const, startedAt: at, by: 'alice' },
+    ];
+    await updateRecovery(deps().store, id, { status: 'cutting-over', journal });
+
+    await expect(abandonRecovery(deps(), id, 'alice', SOURCE)).rejects.toThrow(
+      `recover abandon: recovery ${id} is "cutting-over": its cutover left changes not undone (killswitch maintenance, switch database endpoint): production may still use atmr-prod-pitr-202611301402, maybe in maintenance (the killswitch); run "atmr-dr recover cutover ${id} --undo --yes" first`,
+    );
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+  });
+
+  it('after a cutover stopped before its first step (its lease released): production unchanged; the line gives --undo', async () => {
+    id = (await start()).request.recoveryId;
+    await updateRecovery(deps().store, id, { status: 'cutting-over', journal: [] });
+
+    await expect(abandonRecovery(deps(), id, 'alice', SOURCE)).rejects.toThrow(
+      `recover abandon: recovery ${id} is "cutting-over": its cutover has journaled no step yet (production unchanged); run "atmr-dr recover cutover ${id} --undo --yes" first`,
+    );
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+  });
+
+  it('while its cutover runs in another terminal (lease live): the line says to wait for it or for the lease to expire, not --undo, which the lease refuses; once the lease is stale, --undo', async () => {
+    id = (await start()).request.recoveryId;
+    const journal = [{ step: 'killswitch maintenance', state: 'started' as const, startedAt: NOW.toISOString(), by: 'bob' }];
+    const expires = NOW.getTime() + 90_000;
+    await updateRecovery(deps().store, id, { status: 'cutting-over', journal, leaseOwner: 'bob (pid 42 on bob-laptop)', leaseExpiresAt: expires });
+
+    const live = await operatorErrorOf(abandonRecovery(deps(), id, 'alice', SOURCE));
+
+    expect([live.exitCode, live.message]).toEqual([
+      3,
+      `recover abandon: recovery ${id} is "cutting-over": its cutover is running, by bob (pid 42 on bob-laptop) (--resume and --undo are refused while its lease is live): wait for it to end, or, if its holder is gone, for its lease to expire at ${new Date(expires).toISOString()}, then see "atmr-dr recover status ${id}"`,
+    ]);
+    expect(live.message).not.toContain('--undo --yes');
+    const stale = await operatorErrorOf(abandonRecovery({ ...deps(), now: () => new Date(expires + 1000) }, id, 'alice', SOURCE));
+    expect(stale.message).toContain(`run "atmr-dr recover cutover ${id} --undo --yes" first`);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+  });
 });
 
 describe('abandoning after a cutover that was not fully undone', () => {
@@ -539,6 +582,27 @@ describe('abandoning after a cutover that was not fully undone', () => {
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
     expect(sfn.commandCalls(StopExecutionCommand)).toHaveLength(0);
     await updateRecovery(deps().store, id, { status: 'abandoned' });
+  });
+
+  it('is refused while the killswitch undo failed, saying the endpoint was switched and put back (not "not switched"), deleting nothing', async () => {
+    const id = (await start()).request.recoveryId;
+    const at = NOW.toISOString();
+    const journal = [
+      { step: 'killswitch maintenance', state: 'undo-failed' as const, startedAt: at, by: 'alice', detail: 'undo failed: ThrottlingException' },
+      { step: 'switch database endpoint', state: 'undone' as const, startedAt: at, by: 'alice' },
+      { step: 'redeploy ECS services', state: 'undone' as const, startedAt: at, by: 'alice' },
+    ];
+    await updateRecovery(deps().store, id, { status: 'cutover-failed', journal });
+
+    try {
+      await expect(abandonRecovery(deps(), id, 'alice', SOURCE)).rejects.toThrow(
+        `recover abandon: recovery ${id}: its cutover left changes not undone (killswitch maintenance): production still runs on ${SOURCE} (its database endpoint was switched and put back), maybe in maintenance (the killswitch); run "atmr-dr recover cutover ${id} --undo --yes" first`,
+      );
+      expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+    } finally {
+      // One recovery at a time: set aside whatever the outcome.
+      await updateRecovery(deps().store, id, { status: 'abandoned' });
+    }
   });
 });
 
