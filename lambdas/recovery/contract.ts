@@ -199,8 +199,12 @@ export interface JournalUndo {
 
 export interface JournalEntry {
   readonly step: string;
-  /** started: written before acting (the change may or may not have happened); done / failed: after; undone / undo-failed: by an undo. */
-  readonly state: 'started' | 'done' | 'failed' | 'undone' | 'undo-failed';
+  /**
+   * started: written before acting (the change may or may not have happened); done / failed: after;
+   * by-hand: after, left to someone the cutover's role may not act for (the commands in `detail`),
+   * never retried by a resume; undone / undo-failed: by an undo.
+   */
+  readonly state: 'started' | 'done' | 'failed' | 'by-hand' | 'undone' | 'undo-failed';
   readonly startedAt: string;
   readonly finishedAt?: string;
   readonly detail?: string;
@@ -213,7 +217,8 @@ export interface CutoverStepReport {
   readonly step: string;
   readonly startedAt: string;
   readonly seconds: number;
-  readonly outcome: 'done' | 'failed' | 'undone' | 'undo-failed' | 'skipped';
+  /** by-hand: not a failure, a change the on-call's role is never granted, its commands in `detail` for someone allowed. */
+  readonly outcome: 'done' | 'failed' | 'by-hand' | 'undone' | 'undo-failed' | 'skipped';
   readonly detail: string;
 }
 

@@ -136,6 +136,13 @@ class Interrupted extends Error {}
 class KeptClosed extends Error {}
 
 /**
+ * A change the on-call's role is never granted (the old instance's rename): not a failure, the
+ * step's message hands its commands to someone allowed. The cutover goes on, and a resume does not
+ * try it again (it would be refused the same way).
+ */
+class ByHand extends Error {}
+
+/**
  * Whether `value` is the maintenance this cutover set (its reason names the recovery and the copy):
  * only that one is the cutover's to give back, forward or undone; any other value was set by someone
  * since (a hold because the copy misses rows) and is left as it is.
@@ -368,6 +375,10 @@ class Session {
       this.report(name, new Date(previous.startedAt), 'skipped', `done before (${previous.finishedAt ?? previous.startedAt}): ${previous.detail ?? ''}`.trim());
       return;
     }
+    if (previous?.state === 'by-hand') {
+      this.report(name, new Date(previous.startedAt), 'by-hand', `left to a human before (${previous.finishedAt ?? previous.startedAt}): ${previous.detail ?? ''}`);
+      return;
+    }
     if (this.deps.stopRequested?.()) throw new Interrupted('stop requested');
     this.deps.onStep?.(name);
     const at = this.now();
@@ -380,6 +391,11 @@ class Session {
       detail = await act(undo);
     } catch (error) {
       if (error instanceof Interrupted || error instanceof LeaseLostError) throw error;
+      if (error instanceof ByHand) {
+        this.report(name, at, 'by-hand', error.message);
+        await this.put({ ...started, state: 'by-hand', finishedAt: this.now().toISOString(), detail: error.message });
+        return;
+      }
       this.report(name, at, 'failed', oneLine(error));
       await this.put({ ...started, state: 'failed', finishedAt: this.now().toISOString(), detail: oneLine(error) });
       throw error;
@@ -538,7 +554,7 @@ class Session {
                 // The on-call's role is never granted changes to the production instance (on
                 // purpose: an admin renames it): the step hands them the commands.
                 if (isAccessDenied(error)) {
-                  throw new Error(`recover: ${old} not renamed: ${namedLine(error)} (the on-call's recovery role is never granted changes to the production instance); someone allowed to change it runs: ${commands}`);
+                  throw new ByHand(`recover: ${old} not renamed: ${namedLine(error)} (the on-call's recovery role is never granted changes to the production instance); someone allowed to change it runs: ${commands}`);
                 }
                 if (!(error instanceof InstanceBusyError)) throw error;
                 // Only a state RDS leaves by itself (a backup, a change under way) is worth waiting
@@ -553,7 +569,9 @@ class Session {
           return `${old} -> ${replacedInstance} (kept, tagged atmr-dr:replaced-by=${record.newInstance})`;
         },
       );
-      replacedInstance ??= this.entry(CUTOVER_STEPS.rename)?.undo?.renamedTo;
+      // Renamed before an interruption (a resume): the journaled name. Left by hand: not renamed.
+      const rename = this.entry(CUTOVER_STEPS.rename);
+      if (rename?.state === 'done') replacedInstance ??= rename.undo?.renamedTo;
     } catch (error) {
       if (error instanceof LeaseLostError) return this.result(false, 'cutting-over', { interrupted: true, error: error.message }, settings);
       if (error instanceof Interrupted) return this.interrupted(settings);
@@ -592,6 +610,8 @@ class Session {
       if (error instanceof Interrupted) return this.interrupted(settings);
       // recorded in the steps, with the command to run by hand; production runs on the copy either way
     }
+    // The old instance keeps the production name until renamed: the team hears who must do it.
+    const notRenamed = replacedInstance ? '' : `; ${old} NOT renamed yet (it keeps the production name): to be renamed by someone allowed to change ${old}: see "atmr-dr recover status ${id}"`;
     const reopen = this.entry(CUTOVER_STEPS.reopen)?.detail;
     const notReopened = reopen?.startsWith(NOT_REOPENED) ? reopen : undefined;
     const finished = this.now();
@@ -603,7 +623,7 @@ class Session {
     try {
       await publishRecoverySeconds(deps.cloudwatch, settings.metricsNamespace, 'cutover', recoverySeconds, finished);
       await announce(deps.events, RECOVERY_EVENTS.cutOver, {
-        summary: `Recovery ${id}: production runs on ${record.newInstance} (as of ${record.toTime}); cutover ${totalSeconds} s, recovery ${recoverySeconds} s (RTO objective ${settings.rtoObjectiveSeconds} s)${notReopened ? `; killswitch ${notReopened}` : ''}`,
+        summary: `Recovery ${id}: production runs on ${record.newInstance} (as of ${record.toTime}); cutover ${totalSeconds} s, recovery ${recoverySeconds} s (RTO objective ${settings.rtoObjectiveSeconds} s)${notReopened ? `; killswitch ${notReopened}` : ''}${notRenamed}`,
         at: finished.toISOString(),
         recoveryId: id,
         newInstance: record.newInstance,

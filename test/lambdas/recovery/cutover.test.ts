@@ -1311,6 +1311,30 @@ describe('an interrupted cutover', () => {
     expect(instances.get(renamedTo)?.DbiResourceId).toBe(SOURCE_RESOURCE_ID);
   });
 
+  it("--resume after a rename left by hand (the on-call's role refused): not tried again nor counted failed; the event names the rename still to do", async () => {
+    rds.on(AddTagsToResourceCommand).callsFake(() => Promise.reject(Object.assign(new Error('User: alice is not authorized to perform: rds:AddTagsToResource'), { name: 'AccessDenied' })));
+    const { id } = await killedCutover(UNTAG_STARTED);
+    expect((await getRecovery(deps().store, id)).journal!.find((e) => e.step === CUTOVER_STEPS.rename)!.state).toBe('by-hand');
+    rds.resetHistory();
+
+    const resumed = await cutover(deps(stale), id, settings({ readinessUrl: readyUrl }), 'bob', 'resume');
+
+    expect(resumed.ok).toBe(true);
+    expect(rds.commandCalls(AddTagsToResourceCommand)).toHaveLength(0);
+    expect(renames()).toHaveLength(0);
+    expect(resumed.replacedInstance).toBeUndefined();
+    const rename = resumed.steps.find((s) => s.step === CUTOVER_STEPS.rename)!;
+    expect(rename.outcome).toBe('by-hand');
+    expect(rename.detail).toMatch(/^left to a human before \(\S+Z\): recover: atmr-prod not renamed: AccessDenied: /);
+    expect(resumed.steps.filter((s) => s.outcome === 'failed')).toEqual([]);
+    const record = await getRecovery(deps().store, id);
+    expect(record.status).toBe('cut-over');
+    expect(record.replacedInstance).toBeUndefined();
+    expect(record.journal!.find((e) => e.step === CUTOVER_STEPS.rename)!.state).toBe('by-hand');
+    const cutOver = events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0]).find((e) => e.DetailType === 'Recovery Cut Over')!;
+    expect((JSON.parse(cutOver.Detail!) as { summary: string }).summary).toContain(`; atmr-prod NOT renamed yet (it keeps the production name): to be renamed by someone allowed to change atmr-prod: see "atmr-dr recover status ${id}"`);
+  });
+
   it('--resume when the old name now holds another instance and the old one is not under the journaled name: refused in one line naming both resource ids, nothing renamed or tagged', async () => {
     // Killed at the rename's "started" write: nothing renamed yet. Then the old instance is renamed
     // by someone else and a new one takes its name.
@@ -1460,7 +1484,7 @@ describe('an instance that RDS is backing up', () => {
   it.each([
     ['AddTagsToResource', 'rds:AddTagsToResource'],
     ['ModifyDBInstance', 'rds:ModifyDBInstance'],
-  ])("the on-call's role refused %s on the old instance (never granted): the step fails with the commands for someone allowed, the cutover is done", async (refused, action) => {
+  ])("the on-call's role refused %s on the old instance (never granted): the step is left by hand (not failed) with the commands for someone allowed, the cutover is done, its event names the rename still to do", async (refused, action) => {
     const id = await verifiedRecovery();
     const denied = () => Object.assign(new Error(`User: arn:aws:sts::111111111111:assumed-role/oncall/alice is not authorized to perform: ${action} on resource: arn:aws:rds:eu-west-3:111111111111:db:atmr-prod`), { name: 'AccessDenied' });
     if (refused === 'AddTagsToResource') rds.on(AddTagsToResourceCommand).callsFake(() => Promise.reject(denied()));
@@ -1470,7 +1494,7 @@ describe('an instance that RDS is backing up', () => {
 
     expect(result.ok).toBe(true);
     const rename = result.steps.find((s) => s.step === CUTOVER_STEPS.rename)!;
-    expect(rename.outcome).toBe('failed');
+    expect(rename.outcome).toBe('by-hand');
     expect(rename.detail).toMatch(
       new RegExp(
         `^recover: atmr-prod not renamed: AccessDenied: User: \\S+ is not authorized to perform: ${action} on resource: \\S+ \\(the on-call's recovery role is never granted changes to the production instance\\); someone allowed to change it runs: aws rds modify-db-instance --db-instance-identifier atmr-prod --new-db-instance-identifier (atmr-prod-replaced-\\d{12}) --apply-immediately, then, once renamed: aws rds add-tags-to-resource --resource-name "\\$\\(aws rds describe-db-instances --db-instance-identifier \\1 --query 'DBInstances\\[0\\]\\.DBInstanceArn' --output text\\)" --tags Key=atmr-dr:replaced-by,Value=atmr-prod-pitr-202611301402 Key=atmr-dr:replaced-by-recovery,Value=${id} Key=atmr-dr:keep,Value=true$`,
@@ -1481,6 +1505,12 @@ describe('an instance that RDS is backing up', () => {
     const record = await getRecovery(deps().store, id);
     expect(record).toMatchObject({ status: 'cut-over' });
     expect(record.replacedInstance).toBeUndefined();
+    expect(record.journal!.find((e) => e.step === CUTOVER_STEPS.rename)).toMatchObject({ state: 'by-hand', detail: rename.detail });
+    // The team channel hears that the old instance still holds the production name, and who renames it.
+    const cutOver = events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0]).find((e) => e.DetailType === 'Recovery Cut Over')!;
+    expect((JSON.parse(cutOver.Detail!) as { summary: string }).summary).toMatch(
+      new RegExp(`; atmr-prod NOT renamed yet \\(it keeps the production name\\): to be renamed by someone allowed to change atmr-prod: see "atmr-dr recover status ${id}"$`),
+    );
   });
 
   it('an old instance in a state RDS does not leave by itself (storage-full) is not waited for: the step fails at once with the command to run by hand', async () => {
