@@ -10,7 +10,7 @@ import { Command } from 'commander';
 import * as os from 'node:os';
 import { EnvironmentConfig, defaultNewInstancePrefix, prefixNotCovering, resolveRecoveryConfig } from '../../lib/config';
 import { FINAL_STATUSES, RECOVERY_ID_PATTERN, RecoveryRecord } from '../../lambdas/recovery/contract';
-import { CUTOVER_STEPS, CutoverResult, CutoverSettings, LEASE_SECONDS, cutover, undoCutover } from '../../lambdas/recovery/cutover';
+import { ALREADY_REOPENED, CUTOVER_STEPS, CutoverResult, CutoverSettings, LEASE_SECONDS, cutover, undoCutover } from '../../lambdas/recovery/cutover';
 import { abandonRecovery, describeExecution, parseRecoveryReason, recoveryExecutionArn, startRecovery } from '../../lambdas/recovery/operations';
 import { dataAlsoIn, renameCommands } from '../../lambdas/recovery/rds';
 import { describeInstance } from '../../lambdas/shared/rds-instances';
@@ -197,6 +197,8 @@ function deletionProtectionOf(result: CutoverResult): boolean | { refused: strin
 function stillShutOut(result: CutoverResult): string | undefined {
   const before = result.journal?.find((e) => e.step === CUTOVER_STEPS.maintenance)?.undo?.killswitch?.previous;
   if (!before || effectiveMode(before) !== 'maintenance') return undefined;
+  // Someone set normal during the cutover: that maintenance was not put back, users are served.
+  if (result.journal?.find((e) => e.step === CUTOVER_STEPS.reopen)?.detail?.startsWith(ALREADY_REOPENED)) return undefined;
   const until = before.expiresAt ? ` (until ${before.expiresAt}, its expiry)` : '';
   return `users are still shut out: the killswitch is in maintenance${until}, as it was before the cutover (set by ${before.actor}: ${before.reason}); to let them in: atmr-dr killswitch disable --reason "recovery ${result.recoveryId} cut over"`;
 }

@@ -152,6 +152,9 @@ const isCutoverMaintenance = (value: KillswitchValue | null | undefined, setReas
 /** How the reopen step's detail begins when it left someone else's killswitch value as it is. */
 export const NOT_REOPENED = 'NOT reopened: ';
 
+/** How the reopen step's detail begins when someone set normal since the cutover's maintenance: users are served, nothing held. */
+export const ALREADY_REOPENED = 'already reopened by ';
+
 /** An entry still holding a change to undo (or a change that may have happened). */
 const outstanding = (entry: JournalEntry) => entry.state !== 'undone';
 
@@ -492,6 +495,9 @@ class Session {
           const current = reading.value;
           const back = restoredValue(previous, reason);
           if (current?.mode === back.mode && current.reason === back.reason) return `back to ${back.mode}`;
+          // Normal set by someone since (a `killswitch disable` during the cutover) holds nobody out:
+          // production is open on the copy already, nothing for anyone to lift.
+          if (current?.mode === 'normal') return `${ALREADY_REOPENED}${current.actor} (normal: ${current.reason}) since the cutover's maintenance: left as is`;
           if (!isCutoverMaintenance(current, setReason)) {
             return `${NOT_REOPENED}the killswitch is ${current?.mode ?? 'malformed'} (set by ${current?.actor ?? '?'}: ${current?.reason ?? '?'}) since the cutover's maintenance: left as is; see "atmr-dr killswitch status", and lift it with "atmr-dr killswitch disable" once whoever set it agrees`;
           }

@@ -500,6 +500,22 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect((await getRecovery(store, id)).status).toBe('cut-over');
   });
 
+  it('a cutover started in maintenance, which someone lifts (normal) during the redeploy: not put back in maintenance, and no line says users are shut out or not reopened', async () => {
+    const id = 'r20261130143000-e2eb';
+    await verifiedRecovery(id);
+    const onCall = { mode: 'maintenance', reason: 'bookings deleted: recovering', actor: 'bob', updatedAt: '2026-11-30T14:10:00.000Z', expiresAt: null };
+    aws.parameters.set(KILLSWITCH, { value: JSON.stringify(onCall), version: 4 });
+    const lifted = { mode: 'normal', reason: 'copy checked, let them in', actor: 'bob', updatedAt: '2026-11-30T14:40:00.000Z', expiresAt: null };
+    aws.onRedeploy = () => aws.parameters.set(KILLSWITCH, { value: JSON.stringify(lifted), version: aws.parameters.get(KILLSWITCH)!.version + 1 });
+
+    const result = await run(install.launcher, ['recover', 'cutover', id, '--yes'], operatorEnv());
+
+    expect([result.status, result.stderr]).toEqual([0, '']);
+    expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toEqual(lifted);
+    expect(result.stdout).toMatch(/^ {2}\S+Z\s+\d+ s {2}done\s+killswitch back: already reopened by bob \(normal: copy checked, let them in\) since the cutover's maintenance: left as is$/m);
+    expect(result.stdout).not.toMatch(/shut out|NOT reopened|killswitch disable/);
+  });
+
   it('a hold someone set during the redeploy is left on: exit 0, and the last line says production is not reopened, with the killswitch commands', async () => {
     const id = 'r20261130143000-e2e7';
     await verifiedRecovery(id);

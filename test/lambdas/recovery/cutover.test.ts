@@ -687,6 +687,24 @@ describe('cutover', () => {
       expect(summary).toContain(`; killswitch ${said}`);
     });
 
+    it('normal set by bob during the redeploy (a killswitch disable) is no hold: the reopen step says production was already reopened by him, with no advice to disable', async () => {
+      const id = await verifiedRecovery();
+      const lifted = { mode: 'normal', reason: 'copy checked, let them in', actor: 'bob', updatedAt: '2026-11-30T14:20:00.000Z', expiresAt: null };
+      fakeEcs({ onUpdate: (service) => service === 'atmr-api' && parameters.set(KILLSWITCH, { value: JSON.stringify(lifted), version: parameters.get(KILLSWITCH)!.version + 1 }) });
+
+      const result = await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice');
+
+      expect(JSON.parse(parameters.get(KILLSWITCH)!.value)).toEqual(lifted);
+      expect(result.steps.find((s) => s.step === CUTOVER_STEPS.reopen)).toMatchObject({
+        outcome: 'done',
+        detail: "already reopened by bob (normal: copy checked, let them in) since the cutover's maintenance: left as is",
+      });
+      expect(result).toMatchObject({ ok: true, status: 'cut-over' });
+      expect(result.notReopened).toBeUndefined();
+      const summary = (JSON.parse(events.commandCalls(PutEventsCommand).at(-1)!.args[0].input.Entries![0].Detail!) as { summary: string }).summary;
+      expect(summary).not.toMatch(/NOT reopened|killswitch disable/);
+    });
+
     it("a write landing right after the cutover's maintenance (writeKillswitch's conflict): maintenance is not in effect, so nothing is switched; the undo leaves that write as it is", async () => {
       const id = await verifiedRecovery();
       const history: string[] = [];
