@@ -102,14 +102,16 @@ async function requireIncident(deps: TaskDeps, id: string): Promise<Incident> {
  * How to acknowledge, in every page: the link (no credentials), Slack, the CLI. A link key that
  * cannot be read (Secrets Manager throttled on a cold start, a key rotated by hand to fewer than 32
  * characters, deleted) costs the page its link, never the page: Slack and the CLI still acknowledge.
+ * The link is apart from the other lines: only the level paged gets it (see PageMessage.slack).
  */
-async function howToAck(deps: TaskDeps, incident: Incident, level: number, ackKey?: Promise<string>): Promise<{ lines: string[]; linkMissing?: string }> {
+async function howToAck(deps: TaskDeps, incident: Incident, level: number, ackKey?: Promise<string>): Promise<{ link?: string; lines: string[]; linkMissing?: string }> {
   const lines: string[] = [];
+  let link: string | undefined;
   let linkMissing: string | undefined;
   if (deps.ackLink) {
     const expiresAt = Math.floor(Date.parse(nowIso(deps)) / 1000) + deps.ackLink.validitySeconds;
     try {
-      lines.push(`Acquitter (lien signé, usage unique) : ${ackLinkUrl(deps.ackLink.baseUrl, await (ackKey ?? deps.ackLink.key()), { incidentId: incident.id, level, expiresAt })}`);
+      link = `Acquitter (lien signé, usage unique) : ${ackLinkUrl(deps.ackLink.baseUrl, await (ackKey ?? deps.ackLink.key()), { incidentId: incident.id, level, expiresAt })}`;
     } catch (error) {
       // The error's name and message only (readAckLinkKey never puts the key in its message). The
       // Secrets Manager error (ThrottlingException, ResourceNotFoundException...) says what to do;
@@ -120,12 +122,18 @@ async function howToAck(deps: TaskDeps, incident: Incident, level: number, ackKe
   }
   lines.push(`Slack : /incident ack ${incident.id}`);
   lines.push(`CLI : npx atmr-dr incident ack ${incident.id} --by "<nom>"`);
-  return { lines, linkMissing };
+  return { ...(link !== undefined && { link }), lines, ...(linkMissing !== undefined && { linkMissing }) };
 }
 
 export interface PageMessage {
   readonly subject: string;
   readonly text: string;
+  /**
+   * The Slack #incidents copy: the text without the signed link. The link acknowledges as its level
+   * with no allow-list, and its nonce is the page's: in the channel, any member could acknowledge as
+   * the level paged (bypassing `/incident`'s allow-list) and leave the level's own click a 409.
+   */
+  readonly slack: string;
   readonly sms: string;
   /** Why the page has no acknowledgement link (its key could not be read); absent when it has one or none is configured. */
   readonly linkMissing?: string;
@@ -140,7 +148,7 @@ export async function pageMessage(deps: TaskDeps, incident: Incident, level: num
   const levelName = deps.levels[level - 1]?.name ?? `level ${level}`;
   const ack = await howToAck(deps, incident, level, ackKey);
   const head = kind === 'page' ? `Niveau ${level} (${levelName})` : `Rappel niveau ${level} (${levelName}), incident acquitté mais alarme toujours en ALARM`;
-  const text = [
+  const body = [
     `[atmr-dr] Incident ${incident.id} : ${incident.alarmName} en ALARM depuis ${incident.openedAt}`,
     head,
     ...(incident.alarmDescription ? [`Alarme : ${incident.alarmDescription}`] : []),
@@ -150,11 +158,12 @@ export async function pageMessage(deps: TaskDeps, incident: Incident, level: num
       ? [`Alarme d'événement : son retour à OK ne résout rien. L'escalade continue jusqu'à l'acquittement ; une fois traité : npx atmr-dr incident resolve ${incident.id}`]
       : []),
     `Runbook : ${section ?? 'Escalade'} ${link ?? deps.runbookUrl}`,
-    ...ack.lines,
-  ].join('\n');
+  ];
+  const text = [...body, ...(ack.link !== undefined ? [ack.link] : []), ...ack.lines].join('\n');
+  const slack = [...body, ...ack.lines].join('\n');
   const subject = `[atmr-dr] ${kind === 'page' ? `N${level}` : 'Rappel'} ${incident.alarmName}`.slice(0, 99);
   const sms = `atmr-dr N${level} ${incident.alarmName} ALARM. Ack: /incident ack ${incident.id}`;
-  return { subject, text, sms, ...(ack.linkMissing !== undefined && { linkMissing: ack.linkMissing }) };
+  return { subject, text, slack, sms, ...(ack.linkMissing !== undefined && { linkMissing: ack.linkMissing }) };
 }
 
 /**
@@ -250,7 +259,7 @@ async function page(deps: TaskDeps, incidentId: string, level: number, taskToken
       recordLinkMissing(deps, incidentId, `page#${pageKey}`, `Page of level ${level} (${target.name})`, message.linkMissing, at, level),
       recordTimeline(deps.store, incidentId, `page#${pageKey}`, { at, kind: 'page', text: `Paged level ${level} (${target.name})`, level }),
     ]),
-    publishSlack(deps, `:rotating_light: ${incident.alarmName} : niveau ${level} (${target.name})`, message.text).catch(() => undefined),
+    publishSlack(deps, `:rotating_light: ${incident.alarmName} : niveau ${level} (${target.name})`, message.slack).catch(() => undefined),
   ]);
   const refused = bookkeeping.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
   // The page is out: failing the step as a failed page would climb to the next level at once, before
@@ -372,7 +381,7 @@ async function announceResolution(deps: TaskDeps, incident: Incident, state: Exe
     `Résolution : ${r?.how ?? 'resolved'} (${r?.at ?? nowIso(deps)}, par ${r?.by ?? 'atmr-dr'})`,
     `Chronologie pour le post-mortem (sous 24 h) : npx atmr-dr incident timeline ${incident.id}`,
   ].join('\n');
-  const message: PageMessage = { subject: `[atmr-dr] Résolu ${incident.alarmName}`.slice(0, 99), text, sms: `atmr-dr résolu : ${incident.alarmName} (${incident.id})` };
+  const message: PageMessage = { subject: `[atmr-dr] Résolu ${incident.alarmName}`.slice(0, 99), text, slack: text, sms: `atmr-dr résolu : ${incident.alarmName} (${incident.id})` };
   interface Channel {
     readonly key: string;
     readonly what: string;

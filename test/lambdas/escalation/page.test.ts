@@ -123,6 +123,24 @@ describe('escalation page step', () => {
 
     expect(h.published.filter((p) => p.topicArn === LEVEL_TOPICS[2])).toHaveLength(2);
   });
+
+  describe('with Slack #incidents', () => {
+    const SLACK_TOPIC = 'arn:aws:sns:eu-west-3:111111111111:incidents-slack';
+    const pageWithSlack = () => runTask({ ...h.taskDeps, slackTopicArn: SLACK_TOPIC }, { action: 'page', incidentId, level: 2, taskToken: 'token-1' });
+
+    it('posts the page to Slack without the signed link (any member could acknowledge as the level, and spend its nonce): the level paged alone gets it', async () => {
+      await pageWithSlack();
+
+      const [levelPage, slackCopy] = [LEVEL_TOPICS[1], SLACK_TOPIC].map((topic) => h.published.find((p) => p.topicArn === topic)?.text ?? '');
+      expect(levelPage).toMatch(/Acquitter \(lien signé, usage unique\) : https:\/\/ack\.example\/\?i=.*&s=/);
+      expect(slackCopy).toContain(incidentId);
+      expect(slackCopy).not.toContain('?i=');
+      expect(slackCopy).not.toContain('&s=');
+      expect(slackCopy).not.toContain('lien signé');
+      expect(slackCopy).toContain(`Slack : /incident ack ${incidentId}`);
+      expect(slackCopy).toContain(`CLI : npx atmr-dr incident ack ${incidentId}`);
+    });
+  });
 });
 
 /**
