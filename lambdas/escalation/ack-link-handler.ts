@@ -46,4 +46,7 @@ export async function ackLink(event: unknown): Promise<APIGatewayProxyResultV2> 
   };
 }
 
-export const handler = middy(ackLink).use(injectLambdaContext(logger)).use(captureLambdaHandler(tracer));
+// The reply stays out of the trace (Powertools stores a handler's response by default): a GET's
+// form repeats the link's signed fields, mail scanners open every link, and the trace would keep a
+// usable link for its validity.
+export const handler = middy(ackLink).use(injectLambdaContext(logger)).use(captureLambdaHandler(tracer, { captureResponse: false }));

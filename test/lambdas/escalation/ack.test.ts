@@ -1,5 +1,7 @@
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SendTaskSuccessCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { Tracer } from '@aws-lambda-powertools/tracer';
+import type { Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { ackLinkUrl, handleAckLink } from '../../../lambdas/escalation/ack-link';
 import { incidentStore } from '../../../lambdas/escalation/clients';
@@ -34,7 +36,7 @@ Object.assign(process.env, {
   SLACK_API_APP_ID: 'A1',
 });
 /* eslint-disable @typescript-eslint/no-require-imports */
-const { ackLink } = require('../../../lambdas/escalation/ack-link-handler') as typeof import('../../../lambdas/escalation/ack-link-handler');
+const { ackLink, handler: ackLinkHandler } = require('../../../lambdas/escalation/ack-link-handler') as typeof import('../../../lambdas/escalation/ack-link-handler');
 const { slack } = require('../../../lambdas/killswitch/slack-handler') as typeof import('../../../lambdas/killswitch/slack-handler');
 /* eslint-enable @typescript-eslint/no-require-imports */
 
@@ -202,6 +204,29 @@ describe('signed acknowledgement link', () => {
     expect(response.statusCode).toBe(200);
     expect(response.headers['Cache-Control']).toBe('no-store');
     expect((await getIncident(store, incidentId))?.ack?.via).toBe('link');
+  });
+
+  it('keeps its reply out of the X-Ray trace: a GET repeats the link\'s fields in the form, and mail scanners open every link', async () => {
+    // Tracing as in Lambda (it is off in tests), without an X-Ray segment to write to.
+    const spies = [
+      jest.spyOn(Tracer.prototype, 'isTracingEnabled').mockReturnValue(true),
+      jest.spyOn(Tracer.prototype, 'getSegment').mockReturnValue(undefined),
+      jest.spyOn(Tracer.prototype, 'annotateColdStart').mockReturnValue(undefined),
+      jest.spyOn(Tracer.prototype, 'addServiceNameAnnotation').mockReturnValue(undefined),
+    ];
+    const traced = jest.spyOn(Tracer.prototype, 'addResponseAsMetadata');
+    try {
+      const params = link({ expiresAt: Math.floor(Date.now() / 1000) + 600 });
+      const context = { functionName: 'ack-link', functionVersion: '$LATEST', invokedFunctionArn: 'arn:aws:lambda:eu-west-3:111111111111:function:ack-link', memoryLimitInMB: '256', awsRequestId: 'r-1', getRemainingTimeInMillis: () => 10_000 } as unknown as Context;
+
+      const response = (await ackLinkHandler({ rawQueryString: params.toString(), requestContext: { http: { method: 'GET' } } }, context)) as { statusCode: number; body: string };
+
+      expect(response.statusCode).toBe(200);
+      expect(response.body).toContain(`value="${params.get('s')}"`);
+      expect(traced).not.toHaveBeenCalled();
+    } finally {
+      for (const spy of [...spies, traced]) spy.mockRestore();
+    }
   });
 });
 
