@@ -178,6 +178,16 @@ async function recordLinkMissing(deps: TaskDeps, incidentId: string, key: string
   await recordTimeline(deps.store, incidentId, `${key}#no-link`, { at, kind: 'note', text, level });
 }
 
+/**
+ * A Slack copy of a page that could not be posted: logged and on the timeline, as a resolution
+ * notice's Slack failure is, so that nobody reads the channel's silence as no page. Neither fails
+ * the step: the level has its page, and a write refused here costs only the record of the copy.
+ */
+async function slackCopyFailed(deps: TaskDeps, incidentId: string, pageKey: string, what: string, error: unknown, at: string): Promise<void> {
+  deps.warn?.('Slack copy of a page failed: the page itself went out', { incidentId, error: namedLine(error) });
+  await recordTimeline(deps.store, incidentId, `page-failed#${pageKey}#slack`, { at, kind: 'page-failed', text: `${what} failed: ${oneLine(error)}` }).catch(() => undefined);
+}
+
 /** AWS Chatbot's custom notification format (plain text is not shown by Chatbot). */
 function chatbotMessage(title: string, description: string): string {
   return JSON.stringify({ version: '1.0', source: 'custom', content: { textType: 'client-markdown', title, description } });
@@ -259,7 +269,9 @@ async function page(deps: TaskDeps, incidentId: string, level: number, taskToken
       recordLinkMissing(deps, incidentId, `page#${pageKey}`, `Page of level ${level} (${target.name})`, message.linkMissing, at, level),
       recordTimeline(deps.store, incidentId, `page#${pageKey}`, { at, kind: 'page', text: `Paged level ${level} (${target.name})`, level }),
     ]),
-    publishSlack(deps, `:rotating_light: ${incident.alarmName} : niveau ${level} (${target.name})`, message.slack).catch(() => undefined),
+    publishSlack(deps, `:rotating_light: ${incident.alarmName} : niveau ${level} (${target.name})`, message.slack).catch((error: unknown) =>
+      slackCopyFailed(deps, incidentId, pageKey, `Slack copy of the page of level ${level} (${target.name})`, error, at),
+    ),
   ]);
   const refused = bookkeeping.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
   // The page is out: failing the step as a failed page would climb to the next level at once, before

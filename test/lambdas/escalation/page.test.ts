@@ -126,7 +126,12 @@ describe('escalation page step', () => {
 
   describe('with Slack #incidents', () => {
     const SLACK_TOPIC = 'arn:aws:sns:eu-west-3:111111111111:incidents-slack';
-    const pageWithSlack = () => runTask({ ...h.taskDeps, slackTopicArn: SLACK_TOPIC }, { action: 'page', incidentId, level: 2, taskToken: 'token-1' });
+    const warnings: { message: string; details: Record<string, unknown> }[] = [];
+    beforeEach(() => {
+      warnings.length = 0;
+    });
+    const pageWithSlack = () =>
+      runTask({ ...h.taskDeps, slackTopicArn: SLACK_TOPIC, warn: (message, details) => warnings.push({ message, details }) }, { action: 'page', incidentId, level: 2, taskToken: 'token-1' });
 
     it('posts the page to Slack without the signed link (any member could acknowledge as the level, and spend its nonce): the level paged alone gets it', async () => {
       await pageWithSlack();
@@ -139,6 +144,20 @@ describe('escalation page step', () => {
       expect(slackCopy).not.toContain('lien signé');
       expect(slackCopy).toContain(`Slack : /incident ack ${incidentId}`);
       expect(slackCopy).toContain(`CLI : npx atmr-dr incident ack ${incidentId}`);
+    });
+
+    it('records a Slack copy that could not be posted (timeline and log), and the level still has its page', async () => {
+      h.failingTopics.add(SLACK_TOPIC);
+
+      const result = await pageWithSlack();
+
+      expect(result).toEqual({ result: 'paged level 2' });
+      expect(h.published.map((p) => p.topicArn)).toEqual([LEVEL_TOPICS[1]]);
+      expect(await getIncident(h.store, incidentId)).toMatchObject({ pagedLevels: [2] });
+      expect((await timeline(h.store, incidentId)).filter((e) => e.kind === 'page-failed')).toEqual([
+        expect.objectContaining({ text: 'Slack copy of the page of level 2 (Lead DevOps) failed: KMS key is disabled' }),
+      ]);
+      expect(warnings).toEqual([{ message: expect.stringContaining('Slack copy of a page failed'), details: expect.objectContaining({ incidentId, error: 'KMSDisabledException: KMS key is disabled' }) }]);
     });
   });
 });
