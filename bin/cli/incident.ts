@@ -100,8 +100,9 @@ export function registerIncidentCommands(program: Command): void {
     .action(async (id: string, opts: { by?: string }) => {
       const { store } = await storeOf();
       const by = opts.by?.trim() || (await resolveCliActor());
-      await acknowledgeIncident(store, id, { by, via: 'cli' });
-      print(`incident ${id} acknowledged by ${by}: escalation stopped`);
+      // The alarm named: in a storm ids share their time prefix, and a pasted wrong id shows here.
+      const { alarmName } = await acknowledgeIncident(store, id, { by, via: 'cli' });
+      print(`incident ${id} (${alarmName}) acknowledged by ${by}: escalation stopped`);
     });
 
   incident

@@ -17,8 +17,9 @@ export async function handleIncidentSlackText(store: IncidentStore, text: string
     return { statusCode: 200, body: { response_type: 'ephemeral', text: 'usage: /incident ack <incident id> (the id is in the page)' } };
   }
   try {
-    await acknowledgeIncident(store, id, { by: actor, via: 'slack' });
-    return { statusCode: 200, body: { response_type: 'in_channel', text: `<@${userId}> acknowledged incident ${id}: escalation stopped` } };
+    // The alarm named: in a storm ids share their time prefix, and a pasted wrong id shows here.
+    const { alarmName } = await acknowledgeIncident(store, id, { by: actor, via: 'slack' });
+    return { statusCode: 200, body: { response_type: 'in_channel', text: `<@${userId}> acknowledged incident ${id} (${alarmName}): escalation stopped` } };
   } catch (error) {
     const message = error instanceof OperatorError ? error.message : `acknowledgement failed: ${oneLine(error)}`;
     return { statusCode: 200, body: { response_type: 'ephemeral', text: message } };
