@@ -60,6 +60,51 @@ export interface Incident {
    * its token (it tells of every failure joined before). `''`: none joined then.
    */
   readonly joinRemindedAt?: string;
+  /** When `level` was last paged (store.ts recordPagedLevel); absent on records older than the field. */
+  readonly levelPagedAt?: string;
+  /** The climb this incident took over from the alarm's previous one (`climbToCarryOver`). */
+  readonly carriedOver?: CarriedOver;
+}
+
+/**
+ * The climb of a flapping alarm's previous incident, carried over to its next one: the level that
+ * incident reached and when that level's time to acknowledge runs out. The new execution waits
+ * until then, re-reads the alarm and pages the next level while it is in ALARM
+ * (lib/constructs/escalation.ts, `CarriedOverLevel<n>`).
+ */
+export interface CarriedOver {
+  /** The previous incident. */
+  readonly from: string;
+  readonly level: number;
+  /** ISO time: the end of `level`'s acknowledgement timeout. */
+  readonly until: string;
+}
+
+/**
+ * An alarm that returns to OK sooner than level 1's acknowledgement timeout resolves its incident,
+ * and its next ALARM would open one that pages level 1 again: levels 2 and 3 would never hear of an
+ * alarm that flaps while nobody acknowledges. So a new ALARM whose previous incident was resolved by
+ * the alarm's OK less than level 1's timeout before it (`levelTimeoutsSeconds[0]`), and never
+ * acknowledged, carries that incident's climb over: its highest level (counting one it carried
+ * over itself) and that level's remaining time. Anything else (acknowledged, resolved by hand, a
+ * quiet alarm) starts at level 1.
+ */
+export function climbToCarryOver(previous: Incident | undefined, alarmAt: string, levelTimeoutsSeconds: readonly number[]): CarriedOver | undefined {
+  const resolution = previous?.resolution;
+  if (!previous || previous.status !== 'RESOLVED' || previous.ack || resolution?.how !== 'alarm OK') return undefined;
+  if (Date.parse(alarmAt) - Date.parse(resolution.at) >= levelTimeoutsSeconds[0] * 1000) return undefined;
+  const paged = highestLevelPaged(previous, undefined);
+  const carried = previous.carriedOver;
+  const level = Math.min(Math.max(paged, carried?.level ?? 0), levelTimeoutsSeconds.length);
+  if (level < 1) return undefined;
+  const timeoutMs = (n: number) => levelTimeoutsSeconds[n - 1] * 1000;
+  let until: number;
+  if (carried && carried.level >= paged) until = Date.parse(carried.until);
+  else if (previous.levelPagedAt && previous.level === paged) until = Date.parse(previous.levelPagedAt) + timeoutMs(level);
+  // Paged but not recorded (or a record older than `levelPagedAt`): the level's nominal end, had
+  // every level before it used its whole timeout.
+  else until = Date.parse(previous.openedAt) + levelTimeoutsSeconds.slice(0, level).reduce((sum, s) => sum + s * 1000, 0);
+  return { from: previous.id, level, until: new Date(until).toISOString() };
 }
 
 /**

@@ -4,6 +4,7 @@ import { conditionalWrite, conditionalWriteOnce, isConditionFailure } from '../s
 import { OperatorError } from '../shared/errors';
 import {
   Acknowledgement,
+  CarriedOver,
   Incident,
   INCIDENT_RETENTION_SECONDS,
   incidentPk,
@@ -48,6 +49,8 @@ function toIncident(item: Record<string, unknown>): Incident {
     resolutionNotifiedAt: item.resolutionNotifiedAt as string | undefined,
     lastJoinedAlarmAt: item.lastJoinedAlarmAt as string | undefined,
     joinRemindedAt: item.joinRemindedAt as string | undefined,
+    levelPagedAt: item.levelPagedAt as string | undefined,
+    carriedOver: item.carriedOver as CarriedOver | undefined,
   };
 }
 
@@ -62,6 +65,7 @@ export interface NewIncident {
   readonly alarmDescription?: string;
   readonly alarmReason?: string;
   readonly openedAt: string;
+  readonly carriedOver?: CarriedOver;
 }
 
 /**
@@ -91,23 +95,27 @@ export async function indexIncident(store: IncidentStore, id: string, alarmName:
 }
 
 /**
- * Claims the alarm's open-incident pointer for `id`. Returns the id that holds it: `id` itself, or
- * the open incident the alarm already has (a second ALARM of the same alarm joins that one).
+ * Claims the alarm's open-incident pointer for `id`. Returns the id that holds it (`holder`): `id`
+ * itself, or the open incident the alarm already has (a second ALARM of the same alarm joins that
+ * one). A claim for `id` also returns the alarm's last resolved incident (`lastResolved`, written by
+ * `releaseOpenPointer`): read in the same write, so the new incident can carry its climb over.
  */
-export async function claimOpenPointer(store: IncidentStore, alarmName: string, id: string): Promise<string> {
+export async function claimOpenPointer(store: IncidentStore, alarmName: string, id: string): Promise<{ holder: string; lastResolved?: string }> {
   try {
-    await store.ddb.send(
-      new PutCommand({
+    const { Attributes } = await store.ddb.send(
+      new UpdateCommand({
         TableName: store.tableName,
-        Item: { pk: OPEN_PK, sk: openSk(alarmName), incidentId: id, expiresAt: expiresAt(nowOf(store)) },
+        Key: { pk: OPEN_PK, sk: openSk(alarmName) },
+        UpdateExpression: 'SET incidentId = :id, expiresAt = :ttl',
         ConditionExpression: 'attribute_not_exists(incidentId) OR incidentId = :id',
-        ExpressionAttributeValues: { ':id': id },
+        ExpressionAttributeValues: { ':id': id, ':ttl': expiresAt(nowOf(store)) },
+        ReturnValues: 'ALL_OLD',
       }),
     );
-    return id;
+    return { holder: id, lastResolved: Attributes?.lastIncidentId as string | undefined };
   } catch (error) {
     if (!isConditionFailure(error)) throw error;
-    return (await openIncidentOf(store, alarmName)) ?? id;
+    return { holder: (await openIncidentOf(store, alarmName)) ?? id };
   }
 }
 
@@ -122,7 +130,8 @@ export async function releaseOpenPointer(store: IncidentStore, alarmName: string
       new UpdateCommand({
         TableName: store.tableName,
         Key: { pk: OPEN_PK, sk: openSk(alarmName) },
-        UpdateExpression: 'REMOVE incidentId',
+        // The incident stays named on the pointer: the alarm's next ALARM may carry its climb over.
+        UpdateExpression: 'REMOVE incidentId SET lastIncidentId = :id',
         ConditionExpression: 'incidentId = :id',
         ExpressionAttributeValues: { ':id': id },
       }),
@@ -252,16 +261,17 @@ export async function withdrawPageIntent(store: IncidentStore, id: string, inten
 /**
  * Records that `level` was paged by the step of `pageKey` (the short hash of its task token): the
  * set of levels to tell at the end, the current level (levels are paged in order, the last one
- * again, so the latest page is the highest), and the step's page as published, no longer an intent.
+ * again, so the latest page is the highest) and when it was paged (a flapping alarm's next incident
+ * carries its climb over: model.ts `climbToCarryOver`), and the step's page as published, no longer an intent.
  */
 export async function recordPagedLevel(store: IncidentStore, id: string, level: number, pageKey?: string): Promise<void> {
   await store.ddb.send(
     new UpdateCommand({
       TableName: store.tableName,
       Key: { pk: incidentPk(id), sk: META_SK },
-      UpdateExpression: `ADD pagedLevels :set${pageKey ? ', publishedPages :page' : ''} SET #level = :l${pageKey ? ' DELETE pageIntents :intent' : ''}`,
+      UpdateExpression: `ADD pagedLevels :set${pageKey ? ', publishedPages :page' : ''} SET #level = :l, levelPagedAt = :at${pageKey ? ' DELETE pageIntents :intent' : ''}`,
       ExpressionAttributeNames: { '#level': 'level' },
-      ExpressionAttributeValues: { ':set': new Set([level]), ':l': level, ...(pageKey && { ':page': new Set([pageKey]), ':intent': new Set([pageIntent(level, pageKey)]) }) },
+      ExpressionAttributeValues: { ':set': new Set([level]), ':l': level, ':at': nowOf(store).toISOString(), ...(pageKey && { ':page': new Set([pageKey]), ':intent': new Set([pageIntent(level, pageKey)]) }) },
     }),
   );
 }

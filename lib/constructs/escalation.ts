@@ -284,7 +284,13 @@ export class Escalation extends Construct {
       logRetention: logs.RetentionDays.ONE_YEAR,
       logRemovalPolicy: RemovalPolicy.RETAIN,
       reservedConcurrentExecutions: props.ingestReservedConcurrency ?? 5,
-      environment: { OPS_TABLE: props.opsTable.tableName, STATE_MACHINE_ARN: this.stateMachineArn, ALARM_NAME_PREFIX: prefix },
+      // The levels' timeouts: a flapping alarm's next incident goes on with its previous one's climb.
+      environment: {
+        OPS_TABLE: props.opsTable.tableName,
+        STATE_MACHINE_ARN: this.stateMachineArn,
+        ALARM_NAME_PREFIX: prefix,
+        LEVEL_TIMEOUTS_SECONDS: levelTimeouts.map((t) => t.toSeconds()).join(','),
+      },
     });
     const ingestRole = this.ingest.function.role as iam.IRole;
     this.allowIncidentWrites(ingestRole);
@@ -649,7 +655,27 @@ export class Escalation extends Construct {
     }).addRetry({ errors: ['States.ALL'], maxAttempts: 6, interval: Duration.seconds(5), backoffRate: 2 });
     takeOver.addCatch(resumeAt, { errors: ['States.ALL'], resultPath: '$.takeOverError' });
     takeOver.next(resumeAt);
-    const handedOver = new sfn.Choice(this, 'HandedOverExecution').when(sfn.Condition.isPresent('$.resumeAt'), takeOver).otherwise(pages[0]);
+    // A flapping alarm's incident that carries over its previous incident's climb (ingest.ts,
+    // model.ts climbToCarryOver): level 1 is not paged again; the level reached keeps what was left
+    // of its time (a Wait until then: a time already past goes on at once), then the alarm is re-read
+    // and the next level paged while it is in ALARM, as that level's timeout would have. An
+    // acknowledgement meanwhile wakes nothing (no step waits) but the next page step finds it and
+    // pages nobody; the OK that resolves the incident meanwhile is read by that re-read. A Wait and
+    // not a page with a shorter timeout: the level was paged by the previous incident, whose page
+    // SNS already delivered, and Step Functions takes a task's timeout from the state, not the input.
+    const carriedOver = new sfn.Choice(this, 'CarriedOverLevel');
+    levelTimeouts.forEach((_, i) =>
+      carriedOver.when(
+        sfn.Condition.numberEquals('$.carriedOver.level', i + 1),
+        new sfn.Wait(this, `CarriedOverLevel${i + 1}`, { time: sfn.WaitTime.timestampPath('$.carriedOver.until') }).next(checks[i]),
+      ),
+    );
+    // A level this definition no longer has (fewer levels since): the climb starts at level 1.
+    carriedOver.otherwise(pages[0]);
+    const handedOver = new sfn.Choice(this, 'HandedOverExecution')
+      .when(sfn.Condition.isPresent('$.resumeAt'), takeOver)
+      .when(sfn.Condition.isPresent('$.carriedOver.level'), carriedOver)
+      .otherwise(pages[0]);
     const begin = new sfn.Pass(this, 'CountRounds', { result: sfn.Result.fromObject({ rounds: 0, handOverAfter: HAND_OVER_AFTER_ROUNDS }), resultPath: '$.loop' }).next(handedOver);
 
     // Every execution's history (which level was paged, held, reminded, when): the audit trail of
