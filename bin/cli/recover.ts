@@ -92,7 +92,10 @@ function printJournal(record: RecoveryRecord, out: (line: string) => void, nowMs
     out(`  lease: ${record.leaseOwner}, ${(record.leaseExpiresAt ?? 0) > nowMs ? `live until ${until}` : `stale since ${until} (its holder stopped renewing it: presumed dead)`}`);
   }
   if (record.status === 'cutting-over') {
-    out(`next: the cutover stopped or is running: continue it with "atmr-dr recover cutover ${record.recoveryId} --resume --yes", or put back what it changed with "atmr-dr recover cutover ${record.recoveryId} --undo --yes"`);
+    const resume = `continue it with "atmr-dr recover cutover ${record.recoveryId} --resume --yes"`;
+    // Past the reopening, production may take writes on the copy: --undo is refused (cutover.ts).
+    const reopened = record.journal?.some((e) => e.step === CUTOVER_STEPS.reopen);
+    out(`next: the cutover stopped or is running: ${reopened ? `${resume} (the killswitch was reopened: --undo is refused from here)` : `${resume}, or put back what it changed with "atmr-dr recover cutover ${record.recoveryId} --undo --yes"`}`);
   }
 }
 

@@ -190,6 +190,27 @@ describe('atmr-dr recover', () => {
     );
   });
 
+  it('status of a cutover stopped after the killswitch was reopened offers --resume only (--undo is refused from there)', async () => {
+    // Arrange: a cutover whose journal reached "killswitch back"
+    const journal = ['killswitch maintenance', 'switch database endpoint', 'redeploy ECS services', 'check /ready', 'check writes accepted', 'killswitch back'].map((step) => ({
+      step,
+      state: 'done' as const,
+      startedAt: '2026-11-30T15:00:00.000Z',
+      by: 'bob',
+    }));
+    await updateRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, 'r20261130143000-aaaa', { status: 'cutting-over', journal });
+
+    // Act
+    const { run } = await atmrDrWith('SFN', executionEnded('r20261130143000-aaaa', 'SUCCEEDED'), ['recover', 'status', 'r20261130143000-aaaa']);
+
+    // Assert
+    expect(run.status).toBe(0);
+    expect(run.stdout).toContain(
+      'next: the cutover stopped or is running: continue it with "atmr-dr recover cutover r20261130143000-aaaa --resume --yes" (the killswitch was reopened: --undo is refused from here)',
+    );
+    expect(run.stdout).not.toContain('--undo --yes');
+  });
+
   it('status of a recovery whose abandon stopped before the end says to run abandon again', async () => {
     await updateRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, 'r20261130143000-aaaa', { status: 'abandoning' });
 
