@@ -10,7 +10,7 @@ import { Command } from 'commander';
 import * as os from 'node:os';
 import { EnvironmentConfig, defaultNewInstancePrefix, prefixNotCovering, resolveRecoveryConfig } from '../../lib/config';
 import { FINAL_STATUSES, RECOVERY_ID_PATTERN, RecoveryRecord } from '../../lambdas/recovery/contract';
-import { ALREADY_REOPENED, CUTOVER_STEPS, CutoverResult, CutoverSettings, LEASE_SECONDS, cutover, undoCutover } from '../../lambdas/recovery/cutover';
+import { ALREADY_REOPENED, CUTOVER_STEPS, CutoverResult, CutoverSettings, EndpointSwitch, LEASE_SECONDS, cutover, undoCutover } from '../../lambdas/recovery/cutover';
 import { abandonRecovery, describeExecution, parseRecoveryReason, recoveryExecutionArn, startRecovery } from '../../lambdas/recovery/operations';
 import { dataAlsoIn, renameCommands } from '../../lambdas/recovery/rds';
 import { describeInstance } from '../../lambdas/shared/rds-instances';
@@ -539,7 +539,7 @@ export function registerRecoverCommands(program: Command): void {
       };
       const settings: CutoverSettings = {
         killswitchParameter,
-        endpoint: recovery.endpoint.kind === 'secretHost' ? { kind: 'secretHost', secretArn: recovery.endpoint.secretArn! } : recovery.endpoint,
+        endpoint: endpointSwitch(recovery),
         ecs: recovery.ecs,
         readinessUrl: recovery.readinessUrl,
         rtoObjectiveSeconds: recovery.rtoObjectiveSeconds,
@@ -616,7 +616,16 @@ export function registerRecoverCommands(program: Command): void {
         : `delete ${record.newInstance} (a final snapshot is kept unless it holds no data yet)`;
       await confirmOrRefuse(question, opts.yes, 'recover abandon');
       const stateMachine = await unrecordedWorkflow(ctx.g, ctx.envName, record, true);
-      const result = await abandonRecovery({ rds: ctx.rds, sfn: ctx.sfn, events: ctx.events, store: ctx.store }, id, await resolveCliActor(), ctx.config.database.instanceIdentifier, {
+      const deps = {
+        rds: ctx.rds,
+        sfn: ctx.sfn,
+        events: ctx.events,
+        store: ctx.store,
+        ssm: namedClient(new SSMClient(SDK_RETRY), 'SSM'),
+        secretsManager: namedClient(new SecretsManagerClient(SDK_RETRY), 'SecretsManager'),
+        endpoint: endpointSwitch(resolveRecoveryConfig(ctx.config)),
+      };
+      const result = await abandonRecovery(deps, id, await resolveCliActor(), ctx.config.database.instanceIdentifier, {
         skipFinalSnapshot: Boolean(opts.skipFinalSnapshot),
         ...(stateMachine && { stateMachineArn: stateMachine }),
       });
@@ -624,6 +633,11 @@ export function registerRecoverCommands(program: Command): void {
       else say(`recovery ${id} abandoned: ${result.detail}`);
     }),
     );
+}
+
+/** The endpoint the cutover switches, which abandon reads too (recovery.endpoint, resolved). */
+function endpointSwitch(recovery: ReturnType<typeof resolveRecoveryConfig>): EndpointSwitch {
+  return recovery.endpoint.kind === 'secretHost' ? { kind: 'secretHost', secretArn: recovery.endpoint.secretArn! } : recovery.endpoint;
 }
 
 /**

@@ -155,6 +155,9 @@ export const NOT_REOPENED = 'NOT reopened: ';
 /** How the reopen step's detail begins when someone set normal since the cutover's maintenance: users are served, nothing held. */
 export const ALREADY_REOPENED = 'already reopened by ';
 
+/** Ends the endpoint step's undo detail when the undo found a value someone else set since and left it. */
+export const ENDPOINT_LEFT_AS_IS = 'set by someone else since: left as is';
+
 /** An entry still holding a change to undo (or a change that may have happened). */
 const outstanding = (entry: JournalEntry) => entry.state !== 'undone';
 
@@ -704,7 +707,7 @@ class Session {
             return { outcome: 'undone', detail: `${describeEndpoint(settings.endpoint)} set back to ${previous}` };
           }
           if (current === previous) return { outcome: 'undone', detail: `${describeEndpoint(settings.endpoint)} still ${previous}: nothing to set back` };
-          return { outcome: 'skipped', detail: `${describeEndpoint(settings.endpoint)} is now ${current}, set by someone else since: left as is` };
+          return { outcome: 'skipped', detail: `${describeEndpoint(settings.endpoint)} is now ${current}, ${ENDPOINT_LEFT_AS_IS}` };
         });
       }
       const redeploy = this.entry(CUTOVER_STEPS.redeploy);
@@ -771,12 +774,12 @@ class Session {
 /** The endpoint's form as the cutover writes it (`host:port`), and the undo writes back what it found. */
 const HOST_PORT = /^[A-Za-z0-9.-]+:\d{1,5}$/;
 
-function describeEndpoint(endpoint: EndpointSwitch): string {
+export function describeEndpoint(endpoint: EndpointSwitch): string {
   return endpoint.kind === 'secretHost' ? `secret ${endpoint.secretArn} host` : `parameter ${endpoint.parameterName}`;
 }
 
 /** Where the API's endpoint points now (`host:port`, or the parameter's value). */
-async function readEndpoint(deps: CutoverDeps, endpoint: EndpointSwitch): Promise<string> {
+export async function readEndpoint(deps: Pick<CutoverDeps, 'ssm' | 'secretsManager'>, endpoint: EndpointSwitch): Promise<string> {
   if (endpoint.kind === 'ssmParameter') return (await deps.ssm.send(new GetParameterCommand({ Name: endpoint.parameterName }))).Parameter?.Value ?? '';
   const secret = await readSecretJson(deps.secretsManager, endpoint.secretArn);
   return `${String(secret.host ?? '')}:${String(secret.port ?? '')}`;

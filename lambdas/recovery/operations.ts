@@ -1,9 +1,11 @@
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { RDSClient } from '@aws-sdk/client-rds';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DescribeExecutionCommand, SFNClient, StartExecutionCommand, StopExecutionCommand } from '@aws-sdk/client-sfn';
+import { SSMClient } from '@aws-sdk/client-ssm';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { announce } from './announce';
-import { CUTOVER_STEPS } from './cutover';
+import { CUTOVER_STEPS, ENDPOINT_LEFT_AS_IS, EndpointSwitch, describeEndpoint, readEndpoint } from './cutover';
 import { RECOVERY_EVENTS, RecoveryRecord, RecoveryRequest, newRecoveryId } from './contract';
 import { RestoreWindow, dataAlsoIn, defaultInstanceName, validateRecovery, deleteRecoveredInstance, finalSnapshotRefusal, instanceState } from './rds';
 import { StoreDeps, beginRecovery, getRecovery, updateRecovery } from './store';
@@ -166,13 +168,22 @@ function cutoverLeft(record: RecoveryRecord): string | undefined {
     return `its cutover reached "${CUTOVER_STEPS.reopen}": production may run on ${record.newInstance} and have taken writes there, so it is never deleted by this tool and the cutover can no longer be undone; finish it with "atmr-dr recover cutover ${id} --resume --yes"`;
   }
   if (!left.length) return undefined;
-  const putBack = record.journal?.some((entry) => entry.step === CUTOVER_STEPS.endpoint);
+  const switched = record.journal?.find((entry) => entry.step === CUTOVER_STEPS.endpoint);
+  // An undo that found the endpoint set by someone else since left that value: the journal does not
+  // say where it points, only that it is neither the copy's address nor the one before the cutover.
   const where =
-    left.includes(CUTOVER_STEPS.endpoint) || (putBack && left.includes(CUTOVER_STEPS.redeploy))
+    left.includes(CUTOVER_STEPS.endpoint) || (switched && left.includes(CUTOVER_STEPS.redeploy))
       ? `production may still use ${record.newInstance}`
-      : `production still runs on ${record.sourceInstance} (its database endpoint was ${putBack ? 'switched and put back' : 'not switched'})`;
+      : switched?.detail?.includes(ENDPOINT_LEFT_AS_IS)
+        ? `its database endpoint was switched to ${record.newInstance}, then set to another value by someone else, which the undo left as is (not put back: see "atmr-dr recover status ${id}")`
+        : `production still runs on ${record.sourceInstance} (its database endpoint was ${switched ? 'switched and put back' : 'not switched'})`;
   const closed = left.includes(CUTOVER_STEPS.maintenance) ? ', maybe in maintenance (the killswitch)' : '';
   return `its cutover left changes not undone (${left.join(', ')}): ${where}${closed}; run "atmr-dr recover cutover ${id} --undo --yes" first`;
+}
+
+/** Whether `value` (host:port, a bare host, a URL) names `host`: RDS addresses are case-insensitive. */
+function namesHost(value: string, host: string): boolean {
+  return value.toLowerCase().split(/[^a-z0-9.-]+/).includes(host.toLowerCase());
 }
 
 export interface AbandonDeps {
@@ -180,13 +191,17 @@ export interface AbandonDeps {
   readonly sfn: SFNClient;
   readonly events: EventBridgeClient;
   readonly store: StoreDeps;
+  readonly ssm: SSMClient;
+  readonly secretsManager: SecretsManagerClient;
+  /** Where the API reads its database endpoint (recovery.endpoint), the one the cutover switches. */
+  readonly endpoint: EndpointSwitch;
   readonly now?: () => Date;
 }
 
 /**
  * Stops the workflow if it runs and deletes the recovered instance after a final snapshot. Refused
- * once production runs on it (cut over) or while a cutover is in progress, and when a cutover starts
- * between its read and its claim. A recovery left `abandoning` (the deletion failed) is abandoned
+ * once production runs on it (cut over), while a cutover is in progress, while the API's endpoint
+ * names it (or cannot be read), and when a cutover starts between its read and its claim. A recovery left `abandoning` (the deletion failed) is abandoned
  * again the same way.
  */
 export async function abandonRecovery(
@@ -234,6 +249,26 @@ export async function abandonRecovery(
   }
   if (refusal?.skip) {
     throw new OperatorError(`recover abandon: --skip-final-snapshot: ${refusal.reason}: run "atmr-dr recover abandon ${recoveryId}" without it; nothing changed`, 2);
+  }
+  // The journal says only what the cutover did and undid: the endpoint may name the copy all the
+  // same (someone pointed the API at it by hand, or an undo left a value set since). Deleting the
+  // copy would then take the API's database away: read where it points, and refuse when unsure.
+  const copyHosts = [record.newInstanceHost, copy.host].filter((host): host is string => Boolean(host));
+  const endpoint = await readEndpoint(deps, deps.endpoint).catch((error: unknown) => {
+    throw new OperatorError(
+      `recover abandon: recovery ${recoveryId}: cannot read where the API's database endpoint points (${describeEndpoint(deps.endpoint)}: ${namedLine(error)}), so cannot tell whether the API uses ${record.newInstance}: nothing was stopped or deleted; fix the cause (your right to read it, recovery.endpoint), then run "atmr-dr recover abandon ${recoveryId}" again`,
+    );
+  });
+  if (copyHosts.some((host) => namesHost(endpoint, host))) {
+    const back = `<${protectedInstance}'s address>:<port>`;
+    const how =
+      deps.endpoint.kind === 'ssmParameter'
+        ? `"aws ssm put-parameter --name ${deps.endpoint.parameterName} --type String --overwrite --value ${back}"`
+        : `"host" and "port" of secret ${deps.endpoint.secretArn} set to ${back}`;
+    throw new OperatorError(
+      `recover abandon: recovery ${recoveryId}: ${describeEndpoint(deps.endpoint)} holds "${endpoint}", the address of ${record.newInstance}: the API may be using it, and abandoning would delete its database; point the API back at production with ${how} and redeploy its services, then run "atmr-dr recover abandon ${recoveryId}" again; nothing changed`,
+      3,
+    );
   }
   // A record without the workflow's ARN (its start was cut off before StartExecution answered) may
   // have a workflow running all the same, under the recovery's name: without the state machine to
