@@ -253,8 +253,10 @@ export async function abandonRecovery(
   // The journal says only what the cutover did and undid: the endpoint may name the copy all the
   // same (someone pointed the API at it by hand, or an undo left a value set since). Deleting the
   // copy would then take the API's database away: read where it points, and refuse when unsure.
+  // A copy with no address yet (its restore failed or never got that far) is nothing the API could
+  // use: no read, so that a wrong right or setting does not hold the recovery lock there.
   const copyHosts = [record.newInstanceHost, copy.host].filter((host): host is string => Boolean(host));
-  const endpoint = await readEndpoint(deps, deps.endpoint).catch((error: unknown) => {
+  const endpoint = copyHosts.length === 0 ? '' : await readEndpoint(deps, deps.endpoint).catch((error: unknown) => {
     throw new OperatorError(
       `recover abandon: recovery ${recoveryId}: cannot read where the API's database endpoint points (${describeEndpoint(deps.endpoint)}: ${namedLine(error)}), so cannot tell whether the API uses ${record.newInstance}: nothing was stopped or deleted; fix the cause (your right to read it, recovery.endpoint), then run "atmr-dr recover abandon ${recoveryId}" again`,
     );

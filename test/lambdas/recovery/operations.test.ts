@@ -708,6 +708,22 @@ describe("abandoning while the API's endpoint may name the copy (read before any
     }
   });
 
+  it('does not read the endpoint for a copy that has no address (nothing the API could use): an unreadable endpoint does not hold the abandon', async () => {
+    const id = (await start()).request.recoveryId;
+    const record = await updateRecovery(deps().store, id, { status: 'failed' });
+    sfn.on(DescribeExecutionCommand).resolves({ status: 'FAILED' });
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: record.newInstance }).resolves({
+      DBInstances: [{ DBInstanceIdentifier: record.newInstance, DBInstanceStatus: 'available', TagList: [{ Key: 'atmr-dr:purpose', Value: 'recovery' }, { Key: 'atmr-dr:recovery-id', Value: id }] }],
+    });
+    ssm.on(GetParameterCommand).rejects(Object.assign(new Error('User is not authorized to perform: ssm:GetParameter'), { name: 'AccessDeniedException' }));
+
+    const result = await abandonRecovery(deps(), id, 'alice', SOURCE);
+
+    expect(ssm.commandCalls(GetParameterCommand)).toHaveLength(0);
+    expect(rds.commandCalls(DeleteDBInstanceCommand)[0].args[0].input).toMatchObject({ DBInstanceIdentifier: record.newInstance });
+    expect(result.record.status).toBe('abandoned');
+  });
+
   it('says the endpoint was set by someone else, not "put back", when its undo left that value and another undo failed', async () => {
     const id = (await start()).request.recoveryId;
     const journal = [{ ...skippedUndo[0], state: 'undo-failed' as const, detail: 'undo failed: ThrottlingException' }, skippedUndo[1]];
