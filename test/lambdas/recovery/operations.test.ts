@@ -849,7 +849,8 @@ describe('a start stopped before its record took the workflow (Ctrl-C while Star
     if (held) await updateRecovery(deps().store, held, { status: 'abandoned' });
     sfn.on(StartExecutionCommand).callsFake(() => new Promise(() => undefined));
     void start({ toTime: parseToTime(`${minutesAgo} minutes ago`, NOW) });
-    for (let i = 0; i < 100 && sfn.commandCalls(StartExecutionCommand).length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    // Up to 10 s for the start to reach StartExecution: 2 s was once too short on a cold first run.
+    for (let i = 0; i < 500 && sfn.commandCalls(StartExecutionCommand).length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
     const id = sfn.commandCalls(StartExecutionCommand)[0].args[0].input.name!;
     expect((await getRecovery(deps().store, id)).executionArn).toBeUndefined();
     return id;
