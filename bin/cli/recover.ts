@@ -10,7 +10,7 @@ import { Command } from 'commander';
 import * as os from 'node:os';
 import { EnvironmentConfig, defaultNewInstancePrefix, prefixNotCovering, resolveRecoveryConfig } from '../../lib/config';
 import { FINAL_STATUSES, RECOVERY_ID_PATTERN, RecoveryRecord } from '../../lambdas/recovery/contract';
-import { ALREADY_REOPENED, CUTOVER_STEPS, CutoverResult, CutoverSettings, EndpointSwitch, LEASE_SECONDS, cutover, undoCutover } from '../../lambdas/recovery/cutover';
+import { ALREADY_REOPENED, CUTOVER_STEPS, CutoverResult, CutoverSettings, EndpointSwitch, LEASE_SECONDS, cutover, reopeningStarted, undoCutover } from '../../lambdas/recovery/cutover';
 import { abandonRecovery, describeExecution, parseRecoveryReason, recoveryExecutionArn, startRecovery } from '../../lambdas/recovery/operations';
 import { dataAlsoIn, renameCommands } from '../../lambdas/recovery/rds';
 import { describeInstance } from '../../lambdas/shared/rds-instances';
@@ -94,7 +94,7 @@ function printJournal(record: RecoveryRecord, out: (line: string) => void, nowMs
   if (record.status === 'cutting-over') {
     const resume = `continue it with "atmr-dr recover cutover ${record.recoveryId} --resume --yes"`;
     // Past the reopening, production may take writes on the copy: --undo is refused (cutover.ts).
-    const reopened = record.journal?.some((e) => e.step === CUTOVER_STEPS.reopen);
+    const reopened = reopeningStarted(record.journal);
     out(`next: the cutover stopped or is running: ${reopened ? `${resume} (the killswitch was reopened: --undo is refused from here)` : `${resume}, or put back what it changed with "atmr-dr recover cutover ${record.recoveryId} --undo --yes"`}`);
   }
 }
@@ -566,7 +566,7 @@ export function registerRecoverCommands(program: Command): void {
       if (result.interrupted) {
         const why = result.error?.startsWith('recover cutover:') ? result.error.replace(/^recover cutover: /, '') : `${result.error ?? 'interrupted'}`;
         // Past the point of no return (the killswitch reopening started), only --resume is offered: --undo would be refused.
-        const reopened = result.journal?.some((e) => e.step === CUTOVER_STEPS.reopen);
+        const reopened = reopeningStarted(result.journal);
         // Say what users get meanwhile: the maintenance page, until someone resumes or undoes.
         const maintenance = reopened ? undefined : result.journal?.find((e) => e.step === CUTOVER_STEPS.maintenance && e.state !== 'undone');
         const state = maintenance ? `production ${maintenance.state === 'done' ? 'stays' : 'may be'} in maintenance (the killswitch) until the cutover is resumed or undone; ` : '';

@@ -130,6 +130,15 @@ export const CUTOVER_STEPS = {
   untag: 'untag new production instance',
 } as const;
 
+/**
+ * The cutover's point of no return: its journal entry of the killswitch reopening, once that step
+ * started. From there production may have taken writes on the copy: the undo is refused, an abandon
+ * too, and only --resume is offered (the CLI's lines, status, the abandon's refusal say so).
+ */
+export function reopeningStarted(journal: readonly JournalEntry[] | undefined): JournalEntry | undefined {
+  return journal?.find((entry) => entry.step === CUTOVER_STEPS.reopen);
+}
+
 class Interrupted extends Error {}
 
 /** The undo keeps the killswitch in maintenance: the services are not known to be back on the previous endpoint. */
@@ -671,7 +680,7 @@ class Session {
    */
   async undoAll(settings: CutoverSettings, cause: string | undefined): Promise<CutoverResult> {
     const { deps, id } = this;
-    const reopen = this.entry(CUTOVER_STEPS.reopen);
+    const reopen = reopeningStarted(this.journal);
     if (reopen) {
       await this.put(undefined, {}, true);
       throw new OperatorError(
