@@ -699,8 +699,13 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
   };
 }
 
+/**
+ * A wait the run awaits: its timer keeps the process alive. An unref'd one did not, and where
+ * nothing else was open (claimKeys, between its S3 requests) node ended the CLI there, mid-run,
+ * with exit 0 and nothing printed: a backup reported as done that never ran.
+ */
 function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Resolves when the child exited 0 with no error on stderr; rejects with a one-line reason otherwise. */

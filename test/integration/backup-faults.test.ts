@@ -1,4 +1,5 @@
 import { Metrics } from '@aws-lambda-powertools/metrics';
+import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -7,6 +8,7 @@ import * as path from 'node:path';
 import { type BackupProgress, runBackup } from '../../lambdas/backup/backup';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { createS3Client } from '../../lambdas/shared/aws';
+import { backupObjectKeys } from '../../lambdas/shared/s3-layout';
 import { testCluster, uniqueDatabaseName, testClient } from '../support/cluster';
 import { freePort, psql } from '../support/postgres';
 import { startCloudFormationWithoutStacks } from '../support/aws-endpoints';
@@ -647,6 +649,28 @@ describe('atmr-dr backup faults (integration)', () => {
       // compare against the bucket as it now is.
       seededPointers = await pointers(createS3Client(s3.env), s3.bucket);
       seededManifests = await manifests();
+    }
+  });
+
+  it('a backup of its tier already published in each second it tries (runs started in the same seconds): it waits for the next second, alive, then refuses with one line, exit 1; it never ends mid-run with exit 0 and nothing said', async () => {
+    // Arrange: manifests of the monthly tier under every second of the next two minutes, as runs
+    // started in those seconds would have published them: each key the run claims is taken.
+    const client = createS3Client(s3.env);
+    const from = Math.floor(Date.now() / 1000) * 1000;
+    const taken = Array.from({ length: 120 }, (_, i) => backupObjectKeys('monthly', small, new Date(from + i * 1000)).manifest);
+    await Promise.all(taken.map((key) => client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: '{}' }))));
+    try {
+      // Act
+      const result = await runCli(['backup', '--tier', 'monthly', '--formats', 'custom'], cliEnv(small, s3.env));
+
+      // Assert: the waits between its attempts kept the process alive to its refusal
+      expect(result.stdout).toBe('');
+      expectOneLineError(result.stderr, new RegExp(`^atmr-dr: a backup monthly/${small}_backup_\\d{8}_\\d{6}\\.manifest\\.json already exists in s3://${s3.bucket}: another run started in the same second; retry in a second$`));
+      expect(result.status).toBe(1);
+      expect((await manifests()).filter((key) => !taken.includes(key))).toEqual(seededManifests);
+      expect(await pointers(client, s3.bucket)).toEqual(seededPointers);
+    } finally {
+      await Promise.all(taken.map((key) => client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: key }))));
     }
   });
 
