@@ -3,7 +3,7 @@ import { Command, CommanderError, Help } from 'commander';
 import { version } from '../package.json';
 import { asOperatorError } from '../lambdas/shared/aws-errors';
 import { OperatorError, oneLine } from '../lambdas/shared/errors';
-import { exitOnceWritten, exitWhenFailed, reportStdoutFailure } from '../lambdas/shared/exit';
+import { exitOnceWritten, exitWhenFailed, failIfStranded, reportStdoutFailure } from '../lambdas/shared/exit';
 import { useOperatorSdkSettings } from '../lambdas/shared/sdk-retry';
 import { commandEnded, stopWhileRunning, stopWhileStarting, takesStopSignals } from './cli/interrupt';
 
@@ -240,7 +240,11 @@ function onStdoutError(error: NodeJS.ErrnoException): void {
 }
 
 export async function main(argv: string[] = process.argv): Promise<number> {
+  const stranded = failIfStranded(
+    'atmr-dr: internal error: the command stopped before its result, with nothing left to wait for: it did not finish, and what it did is not known; check its state (backups list, recover status, killswitch status) before running it again, and report this',
+  );
   const code = await runCommand(argv);
+  stranded.finished();
   // From here a stop signal has nothing left to stop: it ends the process with this code, not 143.
   await commandEnded(code);
   return code;

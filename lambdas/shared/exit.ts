@@ -49,3 +49,26 @@ export function reportStdoutFailure(error: Error, code = 1): void {
   stdoutFailureReported = true;
   process.stderr.write(`atmr-dr: cannot write to stdout: ${oneLine(error)}\n`, () => process.exit(code));
 }
+
+/**
+ * Node ends a process whose event loop has nothing left to run even while main() still awaits a
+ * promise nothing can settle any more (a wait on an unref'd timer, an event no open handle can
+ * emit), and it ends it with exit 0, the result never written: a backup that stopped halfway would
+ * read as one that succeeded. Until `finished()` is called, that end is a failure instead: `line`
+ * on stderr, exit 1.
+ */
+export function failIfStranded(line: string): { finished(): void } {
+  let done = false;
+  const onBeforeExit = (): void => {
+    if (done) return;
+    done = true;
+    process.stderr.write(`${line}\n`, () => process.exit(1));
+  };
+  process.on('beforeExit', onBeforeExit);
+  return {
+    finished: () => {
+      done = true;
+      process.off('beforeExit', onBeforeExit);
+    },
+  };
+}
