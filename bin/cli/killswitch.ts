@@ -5,6 +5,7 @@ import { KillswitchCommand, KillswitchCommandResult, runKillswitchCommand } from
 import { describeValue } from '../../lambdas/killswitch/core';
 import { parseDuration, parseEnableMode, parseReason } from '../../lambdas/killswitch/value';
 import { awsCall } from '../../lambdas/shared/aws-errors';
+import { serviceNow } from '../../lambdas/shared/clock-offset';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError } from '../../lambdas/shared/errors';
@@ -40,13 +41,14 @@ function print(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
-function report(parameterName: string, result: KillswitchCommandResult, json: boolean): void {
+/** `now`: SSM's clock (ms), so an expiry is called past or not as the readers will, whatever this machine's clock says. */
+function report(parameterName: string, result: KillswitchCommandResult, json: boolean, now: number): void {
   if (result.action === 'status') {
     const { reading } = result;
     if (json) {
       print(JSON.stringify({ parameterName, version: reading.version, value: reading.value, ...(reading.invalidReason && { invalid: reading.invalidReason, raw: reading.raw }) }));
     } else if (reading.value) {
-      print(`killswitch ${parameterName} v${reading.version}: ${describeValue(reading.value)}`);
+      print(`killswitch ${parameterName} v${reading.version}: ${describeValue(reading.value, now)}`);
     } else {
       print(`killswitch ${parameterName} v${reading.version}: MALFORMED value (${reading.invalidReason}), readers treat it as normal: ${reading.raw}`);
     }
@@ -56,8 +58,8 @@ function report(parameterName: string, result: KillswitchCommandResult, json: bo
   if (json) {
     print(JSON.stringify({ parameterName, version: write.version, value: write.written, conflict: write.conflict?.message ?? null }));
   } else {
-    print(`killswitch ${parameterName} v${write.version}: ${describeValue(write.written)}`);
-    const before = write.previous.value ? describeValue(write.previous.value) : `malformed (${write.previous.invalidReason})`;
+    print(`killswitch ${parameterName} v${write.version}: ${describeValue(write.written, now)}`);
+    const before = write.previous.value ? describeValue(write.previous.value, now) : `malformed (${write.previous.invalidReason})`;
     print(`  was v${write.previous.version}: ${before}`);
   }
   if (write.conflict) throw new OperatorError(`killswitch: ${write.conflict.message}`, 3);
@@ -88,13 +90,14 @@ export function registerKillswitchCommands(program: Command): void {
       throw new OperatorError(`killswitch ${command.action}: not confirmed, nothing changed`, 1);
     }
     const action = command.action === 'status' ? `read parameter ${parameterName}` : `${command.action} the killswitch (parameter ${parameterName})`;
+    const ssm = namedClient(new SSMClient(SDK_RETRY), 'SSM');
     const result = await awsCall(
       'SSM',
       action,
-      () => runKillswitchCommand({ ssm: namedClient(new SSMClient(SDK_RETRY), 'SSM'), parameterName, resolveActor: () => resolveCliActor() }, command),
+      () => runKillswitchCommand({ ssm, parameterName, resolveActor: () => resolveCliActor() }, command),
       'the parameter name (--parameter, KILLSWITCH_PARAMETER, --env)',
     );
-    report(parameterName, result, json);
+    report(parameterName, result, json, serviceNow(ssm).getTime());
   };
 
   killswitch

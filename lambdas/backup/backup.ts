@@ -12,6 +12,7 @@ import { formatBytes } from '../shared/format';
 import { isRefusedStatement } from '../shared/pg-errors';
 import { BackupManifestSchema, LatestPointerSchema, type BackupManifest, type BackupObject, type LatestPointer } from '../shared/manifest';
 import { safeJson } from '../shared/json';
+import { systemClockOffsetMs } from '../shared/clock-offset';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
 import { countFailureFix, LOCKED_TABLE_FIX, openCountedSnapshot } from './counted-snapshot';
 import { LockCycleError, LockCycleWatch, LockWaitWatch, SideLooks } from './lock-wait';
@@ -790,7 +791,7 @@ async function claimKeys(
  * anything. A client with no such setting (no SigV4 signing) is not checked.
  */
 function assertClockAgreesWithS3(s3: S3Client): void {
-  const offsetMs = (s3.config as { systemClockOffset?: number } | undefined)?.systemClockOffset;
+  const offsetMs = systemClockOffsetMs(s3);
   if (offsetMs === undefined || Math.abs(offsetMs) <= CLOCK_SKEW_TOLERANCE_MS) return;
   throw new OperatorError(
     `this machine's clock is ${Math.round(Math.abs(offsetMs) / 1000)} s ${offsetMs < 0 ? 'ahead of' : 'behind'} S3's (more than ${CLOCK_SKEW_TOLERANCE_MS / 1000} s), and a backup is stamped with it: nothing was dumped; fix the clock (NTP) and run again`,

@@ -1,4 +1,5 @@
 import { SSMClient } from '@aws-sdk/client-ssm';
+import { serviceNow } from '../shared/clock-offset';
 import { OperatorError } from '../shared/errors';
 import { KillswitchReading, KillswitchWriteResult, readKillswitch, writeKillswitch } from './core';
 import { parseDuration, parseEnableMode, parseReason } from './value';
@@ -18,6 +19,7 @@ export interface CommandDeps {
   readonly parameterName: string;
   /** Who acts (STS caller ARN, Slack user): resolved only once the inputs are valid. */
   readonly resolveActor: () => Promise<string>;
+  /** Default: SSM's clock as of the read before the write (see runKillswitchCommand). */
   readonly now?: () => Date;
 }
 
@@ -26,7 +28,13 @@ export interface CommandDeps {
  * mode, a missing reason or a malformed duration writes nothing.
  */
 export async function runKillswitchCommand(deps: CommandDeps, command: KillswitchCommand): Promise<KillswitchCommandResult> {
-  const now = deps.now ?? (() => new Date());
+  // `--expires 30m` means 30 minutes from now by AWS's clock, which the expiry schedule and the
+  // readers keep: a laptop's clock off by minutes (no NTP, a VM resumed) would write an expiry
+  // already past (the API reopened at once) or later than asked. The read before the write gives
+  // the SDK SSM's clock (systemClockOffset), so the time is taken from it: exact to about a second,
+  // and the on-call is never stopped from enabling maintenance on a worst day because of a clock,
+  // as a refusal would (which, with a tolerance, would also still let a smaller skew through).
+  const now = deps.now ?? (() => serviceNow(deps.ssm));
   switch (command.action) {
     case 'status':
       return { action: 'status', reading: await readKillswitch(deps.ssm, deps.parameterName) };

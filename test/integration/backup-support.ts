@@ -156,27 +156,6 @@ export function cliEnv(database: string, s3Env: Record<string, string>, override
   return baseEnv({ ...cluster.env, PGDATABASE: database, ...s3Env, ...overrides });
 }
 
-/**
- * Environment for a CLI run on a machine whose clock is `shiftMs` off (positive: ahead): a preload,
- * written to `dir`, makes Date.now() and new Date() of its node processes read that much off. The
- * SDK then meets S3 (s3rver, on the real clock) as it would from such a machine: its first request
- * is refused as RequestTimeTooSkewed, and it corrects its signing time from the answer.
- */
-export function clockShiftEnv(dir: string, shiftMs: number): Record<string, string> {
-  const preload = writeTempFile(
-    dir,
-    'shifted-clock.cjs',
-    `const shift = Number(process.env.ATMR_TEST_CLOCK_SHIFT_MS);
-const RealDate = Date;
-globalThis.Date = class extends RealDate {
-  constructor(...args) { if (args.length === 0) super(RealDate.now() + shift); else super(...args); }
-  static now() { return RealDate.now() + shift; }
-};
-`,
-  );
-  return { NODE_OPTIONS: `--require ${preload}`, ATMR_TEST_CLOCK_SHIFT_MS: String(shiftMs) };
-}
-
 export function writeTempFile(dir: string, name: string, data: Buffer | string, mode?: number): string {
   const file = path.join(dir, name);
   fs.writeFileSync(file, data, mode === undefined ? undefined : { mode });

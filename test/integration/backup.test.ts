@@ -10,6 +10,7 @@ import { BackupManifestSchema, LatestPointerSchema } from '../../lambdas/shared/
 import { backupObjectKeys } from '../../lambdas/shared/s3-layout';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
+import { clockShiftEnv } from '../support/clock-shift';
 import { startConditionalS3 } from '../support/conditional-s3';
 import { installedCopy, type InstalledCopy } from '../support/installed-copy';
 import { LocalS3, startLocalS3 } from '../support/s3';
@@ -17,7 +18,6 @@ import { TEST_HOLD_AFTER_RESULT } from '../../bin/cli/interrupt';
 import { FIXTURE_SQL } from './backup-fixture';
 import {
   cliEnv,
-  clockShiftEnv,
   contentDigest,
   createDatabase,
   dropDatabase,

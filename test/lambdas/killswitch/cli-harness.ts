@@ -20,6 +20,8 @@ interface Scenario {
   /** The SDK retried the CLI's PutParameter after its applied first attempt lost its answer. */
   readonly retriedPut?: boolean;
   readonly stsFails?: boolean;
+  /** How far this machine's clock is off (clockShiftEnv's shift): SSM answers on the real clock. */
+  readonly clockShiftMs?: number;
 }
 
 async function run(): Promise<void> {
@@ -34,6 +36,7 @@ async function run(): Promise<void> {
   else sts.on(GetCallerIdentityCommand).resolves({ Arn: 'arn:aws:sts::111111111111:assumed-role/atmr-oncall/alice', Account: '111111111111' });
   fakeParameter(ssm, scenario.raw, {
     version: scenario.version,
+    ...(scenario.clockShiftMs !== undefined && { ssmClock: () => Date.now() - (scenario.clockShiftMs as number) }),
     ...(scenario.retriedPut && { beforePut: firstAttemptApplied }),
     beforeGet: (index, store) => {
       if (index === 1 && scenario.writeAfterOurs !== undefined) {

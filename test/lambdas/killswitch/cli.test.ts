@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { clockShiftEnv } from '../../support/clock-shift';
 import { operatorEnv } from '../../support/operator-env';
 import { runAtTerminal } from '../../support/terminal';
 import { PARAMETER, value } from './fixtures';
@@ -15,6 +16,7 @@ interface Scenario {
   writeAfterOurs?: string;
   retriedPut?: boolean;
   stsFails?: boolean;
+  clockShiftMs?: number;
 }
 interface SdkCall {
   command: string;
@@ -168,6 +170,36 @@ describe('atmr-dr killswitch enable / disable / status', () => {
     expect(run.status).toBe(0);
     expect(run.stderr).toBe('');
     expect(run.stdout).toMatch(/killswitch \/atmr\/test\/killswitch v7: maintenance/);
+  });
+
+  describe.each([
+    ['ahead of', 10 * 60_000],
+    ['behind', -10 * 60_000],
+  ])("on a laptop whose clock is 10 min %s AWS's", (_direction, shiftMs) => {
+    /** The CLI on that laptop; SSM answers on the real clock, as AWS does. */
+    const onSkewedLaptop = (args: string[], scenario: Scenario = {}) =>
+      atmrDr(args, { ...scenario, clockShiftMs: shiftMs }, { KILLSWITCH_PARAMETER: PARAMETER, ...clockShiftEnv(fs.mkdtempSync(path.join(os.tmpdir(), 'ks-clock-')), shiftMs) });
+
+    it('enable --expires 5m expires 5 min from now by AWS\'s clock (not already past, not 20 min off), and says "until", not "expired"', () => {
+      const before = Date.now();
+      const run = onSkewedLaptop(['enable', '--mode', 'maintenance', '--reason', 'OSRM down', '--expires', '5m', '--yes']);
+      const after = Date.now();
+
+      expect(run.status).toBe(0);
+      const written = JSON.parse(run.puts[0].input.Value as string);
+      expect(Date.parse(written.updatedAt)).toBeGreaterThanOrEqual(before);
+      expect(Date.parse(written.updatedAt)).toBeLessThanOrEqual(after);
+      expect(Date.parse(written.expiresAt) - Date.parse(written.updatedAt)).toBe(5 * 60_000);
+      expect(run.stdout).toMatch(new RegExp(`^killswitch /atmr/test/killswitch v2: maintenance \\(by ${CALLER} at [^)]*, until ${written.expiresAt}\\): OSRM down\n`));
+    });
+
+    it('status calls a value expiring in 5 min by AWS\'s clock in effect, as the readers do', () => {
+      const expiresAt = new Date(Date.now() + 5 * 60_000).toISOString();
+      const run = onSkewedLaptop(['status'], { raw: JSON.stringify(value({ mode: 'maintenance', reason: 'OSRM down', expiresAt })) });
+
+      expect(run.status).toBe(0);
+      expect(run.stdout).toBe(`killswitch ${PARAMETER} v1: maintenance (by atmr-dr deploy at 2026-01-01T00:00:00.000Z, until ${expiresAt}): OSRM down\n`);
+    });
   });
 
   it('exits 3 with a one-line conflict when another write landed right after ours', () => {

@@ -23,6 +23,8 @@ export function getParameterOutput(v: KillswitchValue | string, version: number,
  * when there is none, as SSM answers). The hooks inject another writer's write, or a retried
  * PutParameter's extra version, at a call; what they leave in `raw`/`version` enters the history.
  * A test that writes `raw` itself sets `lastModified` too when it matters (undefined: not returned).
+ * `ssmClock` (ms) is SSM's clock: each answer sets the calling client's systemClockOffset from it,
+ * as the SDK does from the Date header of a real answer (the mock skips the signer that does it).
  */
 export function fakeParameter(
   ssm: AwsClientStub<SSMClient>,
@@ -32,6 +34,7 @@ export function fakeParameter(
     lastModified?: Date;
     beforeGet?: (getIndex: number, store: { raw: string; version: number }) => void;
     beforePut?: (putIndex: number, store: { raw: string; version: number }, input: { Value: string }) => void;
+    ssmClock?: () => number;
   } = {},
 ) {
   const store: { raw: string; version: number; lastModified?: Date } = {
@@ -43,7 +46,11 @@ export function fakeParameter(
   const record = () => history.set(store.version, store.raw);
   let gets = 0;
   let puts = 0;
-  ssm.on(GetParameterCommand).callsFake((input: { Name: string }) => {
+  const dated = (getClient: () => SSMClient) => {
+    if (options.ssmClock) (getClient().config as { systemClockOffset?: number }).systemClockOffset = options.ssmClock() - Date.now();
+  };
+  ssm.on(GetParameterCommand).callsFake((input: { Name: string }, getClient: () => SSMClient) => {
+    dated(getClient);
     // Only calls for the latest value count as gets for the hooks: version lookups are not re-reads.
     const selector = /^(.*):(\d+)$/.exec(input.Name);
     if (selector) {
@@ -55,7 +62,8 @@ export function fakeParameter(
     record();
     return getParameterOutput(store.raw, store.version, store.lastModified);
   });
-  ssm.on(PutParameterCommand).callsFake((input: { Value: string }) => {
+  ssm.on(PutParameterCommand).callsFake((input: { Value: string }, getClient: () => SSMClient) => {
+    dated(getClient);
     options.beforePut?.(puts++, store, input);
     record();
     store.raw = input.Value;
