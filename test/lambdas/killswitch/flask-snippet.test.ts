@@ -19,13 +19,15 @@ function flaskBlock(): string {
   return match[1];
 }
 
-const HARNESS = `
+/**
+ * The block with boto3 and Flask faked: SSM answers read() (the harness defines it), every request
+ * reads the parameter afresh (MAX_AGE 0), and answer(path) runs the request hook on a path.
+ */
+const FAKED_BLOCK = `
 import json, sys, types
-values = json.loads(sys.stdin.read())
-current = {"raw": None}
 class SSM:
     def get_parameter(self, Name):
-        return {"Parameter": {"Value": current["raw"]}}
+        return {"Parameter": {"Value": read()}}
 boto3 = types.ModuleType("boto3"); boto3.client = lambda name, **config: SSM(); sys.modules["boto3"] = boto3
 class Response:
     def __init__(self, body): self.body, self.status_code, self.headers = body, 200, {}
@@ -37,16 +39,50 @@ flask.request = types.SimpleNamespace(path="/")
 sys.modules["flask"] = flask
 ns = {"__name__": "killswitch_snippet"}
 exec(compile(open(sys.argv[1]).read(), "docs/killswitch.md (Flask block)", "exec"), ns)
+ns["MAX_AGE"] = 0.0
 app = ns["app"]; app.config["KILLSWITCH_PARAMETER"] = "/atmr/test/killswitch"
+hook = app.hooks[0]
+def answer(path):
+    flask.request = types.SimpleNamespace(path=path); ns["request"] = flask.request
+    response = hook()
+    return {"path": path, "status": response.status_code if response else 200, "degraded": flask.request.degraded,
+            "retryAfter": response.headers.get("Retry-After") if response else None}
+`;
+
+const HARNESS = `${FAKED_BLOCK}
+values = json.loads(sys.stdin.read())
+current = {"raw": None}
+read = lambda: current["raw"]
 out = []
 for raw in values:
     current["raw"] = raw
-    ns["_state"]["fresh_until"] = 0.0              # each value is read afresh
     for path in ["/api/bookings", "/health", "/ready/"]:
-        flask.request = types.SimpleNamespace(path=path); ns["request"] = flask.request
-        answer = app.hooks[0]()
-        out.append({"path": path, "status": answer.status_code if answer else 200, "degraded": flask.request.degraded,
-                    "retryAfter": answer.headers.get("Retry-After") if answer else None})
+        out.append(answer(path))
+print(json.dumps(out))
+`;
+
+/**
+ * Requests on threads, each stopped between two bytecodes of the request hook while another
+ * thread's refresh replaces the value: what free-threaded Python (3.13t and later, no GIL) allows
+ * at any point, run here deterministically (a trace function does the other thread's refresh at
+ * every bytecode of the hook). SSM answers the two values of argv[2] (JSON) in turn; one request
+ * per parity, so each value is the one in memory when some request starts.
+ */
+const PREEMPTED_HARNESS = `${FAKED_BLOCK}
+values = json.loads(sys.argv[2])
+reads = iter(range(10**9))
+read = lambda: values[next(reads) % 2]
+def refresh_between_bytecodes(frame, event, arg):
+    if frame.f_code is not hook.__code__: return None
+    frame.f_trace_opcodes = True
+    if event == "opcode": ns["killswitch"]("/atmr/test/killswitch")
+    return refresh_between_bytecodes
+out = []
+for _ in range(2):
+    next(reads)
+    sys.settrace(refresh_between_bytecodes)
+    try: out.append(answer("/api/bookings"))
+    finally: sys.settrace(None)
 print(json.dumps(out))
 `;
 
@@ -102,7 +138,7 @@ exec(compile(open(sys.argv[1]).read(), "docs/killswitch.md (Flask block)", "exec
 app = ns["app"]; app.config["KILLSWITCH_PARAMETER"] = "/atmr/test/killswitch"
 app.add_url_rule("/health", "health", lambda: "ok"); app.add_url_rule("/api/<name>", "api", lambda name: "ok")
 if sys.argv[2] == "warm":
-    ns["_state"].update(mode="maintenance", expires=None, fresh_until=0.0, settled=True)
+    ns["_state"] = ns["State"](mode="maintenance", expires=None, fresh_until=0.0, settled=True)
 out = {}
 def get(key, path):
     start = time.monotonic()
@@ -168,5 +204,20 @@ describe('the Flask reader of docs/killswitch.md', () => {
     // The malformed values all count as normal, and maintenance still says when to come back.
     expect(python.slice(0, 3).map((a) => [a.status, a.retryAfter])).toEqual([[503, '120'], [200, null], [200, null]]);
     expect(Number(python[4 * 3].retryAfter)).toBeGreaterThan(60 * 86400);
+  });
+
+  it("never answers with one read's mode and another's expiry when a refresh lands in the middle of a request (gunicorn --threads)", () => {
+    // maintenance without expiry (503, come back in 120 s) and degraded that has expired (normal):
+    // a request pairing degraded with the other's "no expiry" would serve degraded, which neither says.
+    const values = [VALUES['maintenance, no expiry'], JSON.stringify({ ...valid, mode: 'degraded', expiresAt: '2000-01-01T00:00:00Z' })];
+
+    const answers = JSON.parse(execFileSync('python3', ['-c', PREEMPTED_HARNESS, block, JSON.stringify(values)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })) as unknown[];
+
+    const eitherValue = [
+      { path: '/api/bookings', status: 503, degraded: false, retryAfter: '120' },
+      { path: '/api/bookings', status: 200, degraded: false, retryAfter: null },
+    ];
+    expect(answers).toHaveLength(2);
+    for (const answer of answers) expect(eitherValue).toContainEqual(answer);
   });
 });
