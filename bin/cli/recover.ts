@@ -193,17 +193,23 @@ function deletionProtectionOf(result: CutoverResult): boolean | { refused: strin
 
 /**
  * A killswitch in maintenance before the cutover (the runbook's first step: the on-call closes
- * production before anything else) is put back in maintenance by the cutover's last killswitch
- * step, as the operator left it: the cutover ends well, exit 0, with users still shut out. Said in
- * the last line, with the command that lets them in; undefined when the killswitch was not so.
+ * production before anything else), or degraded, is put back so by the cutover's last killswitch
+ * step, as the operator left it: the cutover ends well, exit 0, with users still shut out (or
+ * served a degraded API). Said in the last line, with the command that serves them in full;
+ * undefined when the killswitch was normal before.
  */
 function stillShutOut(result: CutoverResult): string | undefined {
   const before = result.journal?.find((e) => e.step === CUTOVER_STEPS.maintenance)?.undo?.killswitch?.previous;
-  if (!before || effectiveMode(before) !== 'maintenance') return undefined;
-  // Someone set normal during the cutover: that maintenance was not put back, users are served.
+  const mode = before && effectiveMode(before);
+  if (!before || (mode !== 'maintenance' && mode !== 'degraded')) return undefined;
+  // Someone set normal during the cutover: that value was not put back, users are served.
   if (result.journal?.find((e) => e.step === CUTOVER_STEPS.reopen)?.detail?.startsWith(ALREADY_REOPENED)) return undefined;
   const until = before.expiresAt ? ` (until ${before.expiresAt}, its expiry)` : '';
-  return `users are still shut out: the killswitch is in maintenance${until}, as it was before the cutover (set by ${before.actor}: ${before.reason}); to let them in: atmr-dr killswitch disable --reason "recovery ${result.recoveryId} cut over"`;
+  const setBy = `as it was before the cutover (set by ${before.actor}: ${before.reason})`;
+  const disable = `atmr-dr killswitch disable --reason "recovery ${result.recoveryId} cut over"`;
+  return mode === 'maintenance'
+    ? `users are still shut out: the killswitch is in maintenance${until}, ${setBy}; to let them in: ${disable}`
+    : `users still get a degraded API: the killswitch is degraded${until}, ${setBy}; to serve them in full: ${disable}`;
 }
 
 function printCutover(result: CutoverResult, out: (line: string) => void): void {

@@ -500,6 +500,27 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect((await getRecovery(store, id)).status).toBe('cut-over');
   });
 
+  it('a cutover started with the killswitch degraded puts it back there, exit 0, and its last line says users still get a degraded API and how to serve them in full', async () => {
+    // Arrange: the on-call degraded the API before the cutover
+    const id = 'r20261130143000-e2ec';
+    await verifiedRecovery(id);
+    const onCall = { mode: 'degraded', reason: 'bookings read-only while we recover', actor: 'bob', updatedAt: '2026-11-30T14:10:00.000Z', expiresAt: null };
+    aws.parameters.set(KILLSWITCH, { value: JSON.stringify(onCall), version: 4 });
+
+    // Act
+    const result = await run(install.launcher, ['recover', '--env', 'example', '--parameter', KILLSWITCH, 'cutover', id, '--yes'], operatorEnv());
+
+    // Assert
+    expect([result.status, result.stderr]).toEqual([0, '']);
+    expect(result.stdout).toMatch(/^ {2}\S+Z\s+\d+ s {2}done\s+killswitch back: back to degraded$/m);
+    const command = `atmr-dr killswitch --env example --parameter ${KILLSWITCH} disable --reason "recovery ${id} cut over"`;
+    expect(result.stdout.trimEnd().split('\n').at(-1)).toBe(
+      `users still get a degraded API: the killswitch is degraded, as it was before the cutover (set by bob: bookings read-only while we recover); to serve them in full: ${command}`,
+    );
+    expect(refusals([words(command).slice(1)])).toEqual([null]);
+    expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'degraded', actor: 'bob' });
+  });
+
   it('a cutover started in maintenance, which someone lifts (normal) during the redeploy: not put back in maintenance, and no line says users are shut out or not reopened', async () => {
     const id = 'r20261130143000-e2eb';
     await verifiedRecovery(id);
