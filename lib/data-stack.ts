@@ -67,13 +67,17 @@ export class DataStack extends Stack {
       }),
     );
     // EventBridge delivers to the same topics (the escalation-failure rule): it needs the key too.
+    // With no source condition: the SNS developer guide (Key management, compatibility with AWS
+    // services) says aws:SourceAccount and aws:SourceArn in a key policy are not supported for
+    // EventBridge to encrypted topics; with one, every delivery of "ESCALATION FAILED: nobody is
+    // being paged" would fail unseen. Who may publish stays bounded by each topic's own policy,
+    // which names this account's rule.
     this.opsKey.addToResourcePolicy(
       new iam.PolicyStatement({
         sid: 'AllowEventBridgeToPublishToEncryptedTopics',
         principals: [new iam.ServicePrincipal('events.amazonaws.com')],
         actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
         resources: ['*'], // in a key policy, "*" means this key
-        conditions: { StringEquals: { 'aws:SourceAccount': this.account } },
       }),
     );
     for (const key of [this.backupKey, this.opsKey]) key.addToResourcePolicy(keyDeletionGuard(config.breakGlassRoleArn));
