@@ -74,9 +74,15 @@ export interface EscalationProps {
    */
   readonly tasksReservedConcurrency?: number;
   /**
-   * Concurrent executions reserved for (and capping) the public acknowledgement link: one person
-   * clicks at a time; a flood of forged requests costs at most this many executions.
-   * @default 2
+   * Concurrent executions reserved for (and capping) the public acknowledgement link. The cap is not
+   * sized on one person's click but bounds a flood of requests: in an alarm storm every level paged
+   * for every incident may click within the same minute, and mail scanners and chat unfurlers open
+   * each link as it is delivered (a GET, up to the function's 10-second timeout when the key is read
+   * cold); past the cap the Function URL answers 429 to a human. 10 absorb that; a flood of
+   * requests costs at most 10 executions, a forged one stops at the signature before any read, and
+   * a replayed valid link costs one conditional write and one read of the on-demand ops-state table
+   * (a few dozen requests a second at most, beside the pages' own writes).
+   * @default 10
    */
   readonly ackLinkReservedConcurrency?: number;
 }
@@ -227,7 +233,7 @@ export class Escalation extends Construct {
       timeout: Duration.seconds(10),
       // A throttled click gets an error page and is clicked again (or acknowledged from the CLI or
       // Slack): nothing is lost, so no throttle alarm.
-      reservedConcurrentExecutions: props.ackLinkReservedConcurrency ?? 2,
+      reservedConcurrentExecutions: props.ackLinkReservedConcurrency ?? 10,
       // Its logs keep the house default (3 months, deleted with the stack): they hold only refused
       // links; an acknowledgement (who, when, which level) is on the incident record, kept 400 days.
       environment: { OPS_TABLE: props.opsTable.tableName, ACK_KEY_SECRET_ARN: this.ackKey.secretArn, LEVEL_NAMES: props.levels.map((l) => l.name).join('|') },
