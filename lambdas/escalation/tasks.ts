@@ -280,9 +280,13 @@ async function page(deps: TaskDeps, incidentId: string, level: number, taskToken
   return `paged level ${level}`;
 }
 
-/** The level that acknowledged (links say which), else the highest level paged. */
+/**
+ * The level that acknowledged (links say which), else the highest level the climb reached: paged
+ * for this incident, or carried over from the flapping alarm's previous one (`carriedOver`: levels
+ * paged for the same alarm, which this incident pages only once that level's time runs out).
+ */
 function acknowledgingLevel(incident: Incident, state: ExecutionState | undefined): number {
-  return incident.ack?.level ?? Math.max(1, highestLevelPaged(incident, state));
+  return incident.ack?.level ?? Math.max(1, highestLevelPaged(incident, state), incident.carriedOver?.level ?? 0);
 }
 
 async function remind(deps: TaskDeps, incidentId: string, taskToken: string, state: ExecutionState | undefined): Promise<string> {
@@ -403,7 +407,8 @@ async function announceResolution(deps: TaskDeps, incident: Incident, state: Exe
     readonly required: boolean;
   }
   const channels: Channel[] = [];
-  const paged = levelsPaged(incident, state);
+  // The level reminded is told too: a climb carried over may remind a level this incident never paged.
+  const paged = [...new Set([...levelsPaged(incident, state), ...(incident.ack ? [acknowledgingLevel(incident, state)] : [])])].sort((a, b) => a - b);
   for (const level of paged) {
     const target = deps.levels[level - 1];
     if (target) channels.push({ key: `L${level}`, what: `level ${level} (${target.name})`, level, send: () => publish(deps, target.topicArn, message), required: true });

@@ -943,6 +943,31 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       expect(kinds('N')).toEqual([1, 2]);
     });
 
+    it('reminds the level the carried-over climb reached (not level 1) when acknowledged without a level (CLI, Slack), and tells it of the resolution', async () => {
+      // Arrange: level 1 at +0, level 2 at +15, the OK at +20 resolves; the ALARM at +22 carries
+      // level 2 over (until +30) and is acknowledged from the CLI before the execution goes on.
+      const first = await incident(0, undefined, ['ALARM'], async (state) => {
+        if (state === 'PageLevel2') await change(20, 'OK');
+      });
+      const opened = await change(22, 'ALARM');
+      const id = (opened as { incidentId: string }).incidentId;
+      await acknowledgeIncident(timed.store, id, { by: 'bob', via: 'cli' });
+      // The re-reads: after level 2's time (ALARM), after the acknowledged wait (ALARM), after the reminder (OK).
+      [alarmStates, reads] = [['ALARM', 'ALARM', 'OK'], 0];
+      const published = h.published.length;
+
+      // Act
+      const input = h.executionInputs.get(id) as Record<string, unknown>;
+      await runLocally(definition, timed, input, (_state, task) => {
+        if (!h.woken.has(task.taskToken)) clock = new Date(clock.getTime() + LEVEL_TIMEOUT_MS);
+      }, 60, id);
+
+      // Assert
+      expect(input.carriedOver).toEqual({ from: first.id, level: 2, until: minute(30).toISOString() });
+      const second = h.published.slice(published).map((p) => `${p.subject?.split(' ')[1]} L${LEVEL_TOPICS.indexOf(p.topicArn) + 1}`);
+      expect(second).toEqual(['Rappel L2', 'Résolu L2']);
+    });
+
     it('starts again at level 1 after an acknowledged incident, or an OK older than level 1\'s timeout', async () => {
       const acked = await incident(0, 5, ['ALARM'], async (state, task) => {
         if (state === 'PageLevel1') await acknowledgeIncident(timed.store, task.incidentId, { by: 'alice', via: 'cli' });
