@@ -44,7 +44,7 @@ export interface TaskDeps {
 /** What each workflow step sends the task function. */
 export type TaskInput =
   | { readonly action: 'page'; readonly incidentId: string; readonly level: number; readonly taskToken: string }
-  | { readonly action: 'await'; readonly incidentId: string; readonly taskToken: string }
+  | { readonly action: 'await'; readonly incidentId: string; readonly taskToken: string; readonly state?: ExecutionState }
   // `state`: the execution's state, for the levels it paged but the table does not list (model.ts
   // levelsPaged). Absent from a step of an execution started before it was passed: none then.
   | { readonly action: 'remind'; readonly incidentId: string; readonly taskToken: string; readonly state?: ExecutionState }
@@ -289,12 +289,65 @@ function acknowledgingLevel(incident: Incident, state: ExecutionState | undefine
   return incident.ack?.level ?? Math.max(1, highestLevelPaged(incident, state), incident.carriedOver?.level ?? 0);
 }
 
+/** Timeline keys of the acknowledgement notice, one per level told (`L<n>`). */
+const ACK_NOTICE = 'ack-notice#';
+
+/**
+ * Tells every level paged for the acknowledged incident (`levelsPaged`), but the one whose link
+ * acknowledged it, who acknowledged and when, and that they need not act: a higher level paged
+ * before the acknowledgement would otherwise stay up until the resolution. An acknowledgement that
+ * names no level (CLI, Slack) tells every level paged: who typed it is not known to be one of them.
+ *
+ * The one place every acknowledgement goes through (link, Slack, CLI: store.ts
+ * `acknowledgeIncident` writes it and wakes the waiting step): the workflow's first step after it
+ * (the acknowledged wait, or a reminder when the alarm went to ALARM again before Resolve), which
+ * holds the level topics. Each level's timeline entry (`ack-notice#L<n>`, a conditional write) is
+ * claimed before its publish, as a reminder's is: the later steps, and a retried one, tell nobody
+ * again. A publish that fails is recorded and logged, and fails nothing: the level hears of it
+ * from the resolution, as before, and failing the step would remind at once.
+ */
+async function announceAcknowledgement(deps: TaskDeps, incident: Incident, state: ExecutionState | undefined): Promise<void> {
+  const ack = incident.ack;
+  if (incident.status !== 'ACKED' || !ack) return;
+  // Read first: the later acknowledged steps (one every reminder interval) find every level told and write nothing.
+  const told = new Set(await timelineKeys(deps.store, incident.id, ACK_NOTICE));
+  const levels = levelsPaged(incident, state).filter((level) => level !== ack.level && deps.levels[level - 1] && !told.has(`${ACK_NOTICE}L${level}`));
+  if (levels.length === 0) return;
+  const by = ack.level === undefined ? ack.by : `${ack.by}, niveau ${ack.level} (${deps.levels[ack.level - 1]?.name ?? '?'})`;
+  const text = [
+    `[atmr-dr] Incident ${incident.id} acquitté : ${incident.alarmName} en ALARM depuis ${incident.openedAt}`,
+    `Acquitté par ${by} le ${ack.at} (${ack.via})`,
+    ...(incident.alarmDescription ? [`Alarme : ${incident.alarmDescription}`] : []),
+    'Rien à faire de votre côté : quelqu\'un a l\'incident en charge. La résolution vous sera annoncée.',
+    `Chronologie : npx atmr-dr incident timeline ${incident.id}`,
+  ].join('\n');
+  const message: PageMessage = { subject: `[atmr-dr] Acquitté ${incident.alarmName}`.slice(0, 99), text, slack: text, sms: `atmr-dr acquitté par ${ack.by} : ${incident.alarmName} (${incident.id}), rien à faire` };
+  const at = nowIso(deps);
+  // Every level's claim and publish is waited for, failed or not, before a table error fails the step.
+  const outcomes = await Promise.allSettled(
+    levels.map(async (level) => {
+      const target = deps.levels[level - 1];
+      const what = `level ${level} (${target.name})`;
+      if (!(await recordTimeline(deps.store, incident.id, `${ACK_NOTICE}L${level}`, { at, kind: 'note', text: `Acknowledgement notice sent to ${what}`, level }))) return;
+      try {
+        await publish(deps, target.topicArn, message);
+      } catch (error) {
+        deps.warn?.('acknowledgement notice failed: the level hears of the incident at its resolution', { incidentId: incident.id, level, error: namedLine(error) });
+        await recordTimeline(deps.store, incident.id, `${ACK_NOTICE}L${level}#failed`, { at, kind: 'page-failed', text: `Acknowledgement notice to ${what} failed: ${oneLine(error)}`, level });
+      }
+    }),
+  );
+  const refused = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+  if (refused) throw refused.reason;
+}
+
 async function remind(deps: TaskDeps, incidentId: string, taskToken: string, state: ExecutionState | undefined): Promise<string> {
   const incident = await storeTaskToken(deps.store, incidentId, taskToken, undefined, { remindsJoins: true });
   if (incident.status === 'RESOLVED') {
     await wake(deps.store, taskToken, { outcome: 'resolved' });
     return 'woken: RESOLVED';
   }
+  await announceAcknowledgement(deps, incident, state);
   const level = acknowledgingLevel(incident, state);
   const target = deps.levels[level - 1];
   const at = nowIso(deps);
@@ -503,9 +556,13 @@ export async function runTask(deps: TaskDeps, input: TaskInput): Promise<unknown
       return { result: await page(deps, input.incidentId, input.level, input.taskToken) };
     case 'await': {
       const incident = await storeTaskToken(deps.store, input.incidentId, input.taskToken);
-      if (incident.status === 'RESOLVED') await wake(deps.store, input.taskToken, { outcome: 'resolved' });
+      if (incident.status === 'RESOLVED') {
+        await wake(deps.store, input.taskToken, { outcome: 'resolved' });
+        return { result: 'waiting' };
+      }
+      await announceAcknowledgement(deps, incident, input.state);
       // A failure joined while no step waited (its wake found no token): remind now, as its wake would have.
-      else if (joinAwaitsReminder(incident)) {
+      if (joinAwaitsReminder(incident)) {
         await wake(deps.store, input.taskToken, { outcome: 'alarm' });
         return { result: 'woken: a joined ALARM awaits its reminder' };
       }

@@ -569,7 +569,9 @@ export class Escalation extends Construct {
     };
 
     // Acknowledged: wait (token) for the resolution; every interval, re-read the alarm and remind while ALARM.
-    const awaitAcked = waitForNews('AwaitWhileAcked', { action: 'await' }, reminderInterval);
+    // The whole state: its first run tells the levels paged of the acknowledgement (tasks.ts
+    // announceAcknowledgement), counting a level whose record the table refused (below, PagedNotRecorded).
+    const awaitAcked = waitForNews('AwaitWhileAcked', { action: 'await', state: sfn.JsonPath.objectAt('$') }, reminderInterval);
     // The whole state: the level reminded when the acknowledgement names none is the highest paged,
     // counting a level whose record the table refused (below, PagedNotRecorded).
     const remind = waitForNews('Remind', { action: 'remind', state: sfn.JsonPath.objectAt('$') }, reminderInterval);

@@ -140,6 +140,8 @@ describe('escalation (template)', () => {
   it('gives the steps that decide who is told or reminded, and the hand-over, the whole execution state (a level paged but not recorded is only there)', () => {
     expect(states.Resolve.Parameters).toEqual(expect.objectContaining({ action: 'resolve', 'state.$': '$' }));
     expect((states.Remind.Parameters as Json).Payload).toEqual(expect.objectContaining({ action: 'remind', 'state.$': '$' }));
+    // Its first run tells the levels paged of the acknowledgement.
+    expect((states.AwaitWhileAcked.Parameters as Json).Payload).toEqual(expect.objectContaining({ action: 'await', 'state.$': '$' }));
     expect(states.HandOver.Parameters).toEqual(expect.objectContaining({ action: 'handover', 'state.$': '$' }));
   });
 

@@ -2,7 +2,9 @@ import { ingestAlarmChange } from '../../../lambdas/escalation/ingest';
 import { acknowledgeIncident, getIncident, listIncidents, resolveIncident, timeline } from '../../../lambdas/escalation/store';
 import { synthesizeApp } from '../../support/app';
 import { runTask } from '../../../lambdas/escalation/tasks';
-import { alarmEvent, ALARM, EscalationHarness, EVENT_ALARM, LEVEL_TOPICS, openIncident, refusingWrites, stallingWrites, startHarness, STATE_MACHINE_ARN } from './harness';
+import { handleAckLink } from '../../../lambdas/escalation/ack-link';
+import { handleIncidentSlackText } from '../../../lambdas/escalation/slack';
+import { ACK_KEY, alarmEvent, ALARM, EscalationHarness, EVENT_ALARM, LEVEL_TOPICS, openIncident, refusingWrites, stallingWrites, startHarness, STATE_MACHINE_ARN } from './harness';
 import { alarmDescriptionIn, definitionIn, handingOverAfter, MachineDefinition, runLocally } from './local-machine';
 
 const STATE_TIME = '2026-11-30T10:15:00.123+0000';
@@ -83,7 +85,8 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
     const incident = await getIncident(h.store, incidentId);
     expect(incident?.ack).toEqual(expect.objectContaining({ by: 'alice', via: 'cli' }));
     const entries = await timeline(h.store, incidentId);
-    expect(entries.map((e) => e.kind)).toEqual(['state', 'page', 'page', 'ack', 'reminder', 'reminder', 'resolved', 'note', 'note']);
+    // The two notes after the acknowledgement: levels 1 and 2 told of it (no level named: both).
+    expect(entries.map((e) => e.kind)).toEqual(['state', 'page', 'page', 'ack', 'note', 'note', 'reminder', 'reminder', 'resolved', 'note', 'note']);
     expect(entries.slice(-2).map((e) => e.text)).toEqual(['Resolution notice sent to level 1 (On-call engineer)', 'Resolution notice sent to level 2 (Lead DevOps)']);
   });
 
@@ -233,6 +236,8 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       expect(kinds('N')).toEqual([1, 2]);
       expect(kinds('Rappel')).toEqual([2]);
       expect(kinds('Résolu')).toEqual([1, 2]);
+      // The held level, which only the execution's state lists, is told of the acknowledgement too.
+      expect(kinds('Acquitté')).toEqual([1, 2]);
     });
 
     it('leaves the level to its incident: once resolved, the alarm\'s next ALARM (past level 1\'s timeout: no flapping) opens a new incident whose escalation starts at level 1', async () => {
@@ -412,6 +417,80 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
     expect(kinds('N')).toEqual([1]);
     expect(kinds('Résolu')).toEqual([1]);
   });
+  describe('the acknowledgement, told to the levels paged', () => {
+    /** Levels 1, 2 and 3 paged (the alarm in ALARM at each re-read), `ack` run while level 3's page waits; then one reminder and OK. */
+    const climbThenAck = (ack: () => Promise<unknown>) => {
+      h.alarmStates = ['ALARM', 'ALARM', 'ALARM', 'OK'];
+      return run(async (state, _task, visit) => {
+        if (state === 'PageLevel3' && visit === 1) await ack();
+      });
+    };
+    const notices = () => h.published.filter((p) => p.subject?.startsWith('[atmr-dr] Acquitté'));
+
+    it('tells the levels paged above the on-call who acknowledged with the link of their page, once each, that they need not act', async () => {
+      // Arrange: the on-call's link, from level 1's page, posted with their name.
+      const clickLevel1Link = async () => {
+        const url = new URL(/https:\/\/ack\.example\/\S+/.exec(h.published.find((p) => p.topicArn === LEVEL_TOPICS[0])?.text ?? '')?.[0] ?? '');
+        url.searchParams.set('by', 'alice');
+        const reply = await handleAckLink({ store: h.store, key: async () => ACK_KEY, levelNames: ['On-call engineer', 'Lead DevOps', 'CTO'] }, { method: 'POST', params: url.searchParams });
+        expect(reply.statusCode).toBe(200);
+      };
+
+      // Act
+      const { path } = await climbThenAck(clickLevel1Link);
+
+      // Assert: levels 2 and 3, not the on-call; once, although several acknowledged steps ran.
+      expect(path.filter((s) => s === 'AwaitWhileAcked' || s === 'Remind').length).toBeGreaterThanOrEqual(2);
+      expect(kinds('Acquitté')).toEqual([2, 3]);
+      const ack = (await getIncident(h.store, incidentId))?.ack;
+      expect(notices()[1].text).toContain(`Incident ${incidentId} acquitté : ${ALARM}`);
+      expect(notices()[1].text).toContain(`Acquitté par alice, niveau 1 (On-call engineer) le ${ack?.at} (link)`);
+      expect(notices()[1].text).toContain('Rien à faire de votre côté');
+      // Told before the reminder: the acknowledged wait's first run, right after the acknowledgement.
+      expect(h.published.map((p) => p.subject?.split(' ')[1])).toEqual(['N1', 'N2', 'N3', 'Acquitté', 'Acquitté', 'Rappel', 'Résolu', 'Résolu', 'Résolu']);
+      expect(kinds('Rappel')).toEqual([1]);
+      const entries = await timeline(h.store, incidentId);
+      expect(entries.filter((e) => e.text.startsWith('Acknowledgement notice')).map((e) => e.text)).toEqual([
+        'Acknowledgement notice sent to level 2 (Lead DevOps)',
+        'Acknowledgement notice sent to level 3 (CTO)',
+      ]);
+    });
+
+    it('tells every level paged when the acknowledgement names no level (Slack, CLI): who typed it is not known', async () => {
+      await climbThenAck(() => handleIncidentSlackText(h.store, `ack ${incidentId}`, 'alice', 'U0123ONCALL'));
+
+      expect(kinds('Acquitté')).toEqual([1, 2, 3]);
+      expect(notices()[0].text).toContain('Acquitté par alice le ');
+      expect(notices()[0].text).toContain('(slack)');
+    });
+
+    it('tells each level once when the acknowledged step runs again (a retried Lambda), and records a notice SNS refused without failing the step', async () => {
+      // Arrange: levels 1 and 2 paged, acknowledged from the CLI; level 2's topic refuses.
+      h.alarmStates = ['ALARM'];
+      let retried: unknown;
+
+      // Act: the acknowledged wait's step run again with its token, as a retry of its Lambda would; then resolved by hand.
+      const { path } = await run(async (state, task, visit) => {
+        if (state === 'PageLevel2') {
+          h.failingTopics.add(LEVEL_TOPICS[1]);
+          await acknowledgeIncident(h.store, incidentId, { by: 'bob', via: 'cli' });
+        }
+        if (state === 'AwaitWhileAcked' && visit === 1) {
+          retried = await runTask(h.taskDeps, task);
+          h.failingTopics.clear();
+          await resolveIncident(h.store, incidentId, { by: 'bob', via: 'cli', how: 'resolved by hand' });
+        }
+      });
+
+      // Assert
+      expect(path).toEqual(['PageLevel1', 'CheckAfterLevel1', 'PageLevel2', 'AwaitWhileAcked', 'Resolve']);
+      expect(retried).toEqual({ result: 'waiting' });
+      expect(kinds('Acquitté')).toEqual([1]);
+      const failed = (await timeline(h.store, incidentId)).filter((e) => e.text.startsWith('Acknowledgement notice to'));
+      expect(failed.map((e) => e.text)).toEqual(['Acknowledgement notice to level 2 (Lead DevOps) failed: KMS key is disabled']);
+    });
+  });
+
   describe('a resolution notice that a level\'s topic refuses', () => {
     /**
      * Levels 1 and 2 paged (level 1 times out in ALARM), then the alarm reads OK: Resolve tells both.
