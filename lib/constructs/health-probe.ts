@@ -1,4 +1,4 @@
-import { Duration, Stack, Validations } from 'aws-cdk-lib';
+import { CfnOutput, Duration, Stack, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -81,6 +81,17 @@ export class HealthProbe extends Construct {
     if (settings.osrm) egress.set(urlPort(settings.osrm.healthUrl), 'OSRM health URL');
     if (settings.redis) egress.set(settings.redis.port, 'Redis PING, LLEN, SET and INFO');
     for (const [port, what] of egress) this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(port), what);
+    // The API's load balancer and OSRM are not this app's to change (no group ID of theirs in the
+    // config): their inbound side is opened by hand, from this output (docs/detection.md, "Letting
+    // the probe in"). Without it every run times out and Osrm-Down and Health-ApiNotReady page from
+    // the deploy on, for a network rule, not an outage.
+    if (settings.api || settings.osrm) {
+      new CfnOutput(this, 'SecurityGroupId', {
+        key: 'HealthProbeSecurityGroupId',
+        value: this.securityGroup.securityGroupId,
+        description: 'Security group of the health probe: allow it inbound on the API load balancer and OSRM (docs/detection.md)',
+      });
+    }
     if (settings.database && props.databaseSecurityGroup) {
       this.securityGroup.connections.allowTo(props.databaseSecurityGroup, ec2.Port.tcp(settings.database.port), 'atmr-dr health probe to PostgreSQL');
     }

@@ -650,6 +650,18 @@ describe('health probe function and schedule', () => {
     template.hasResourceProperties('AWS::EC2::SecurityGroupIngress', { GroupId: 'sg-0a1b2c3d4e5f60db0', FromPort: 5432 });
     template.hasResourceProperties('AWS::EC2::SecurityGroupIngress', { GroupId: 'sg-0a1b2c3d4e5f60e00', FromPort: 6379 });
   });
+
+  it("gives the probe's security group as an output, for the inbound rules of the API's load balancer and OSRM that it cannot open itself", () => {
+    // Arrange
+    const groups = template.findResources('AWS::EC2::SecurityGroup', { Properties: { GroupDescription: Match.stringLikeRegexp('health probe') } });
+
+    // Act
+    const outputs = template.findOutputs('HealthProbeSecurityGroupId');
+
+    // Assert
+    expect(Object.keys(groups)).toHaveLength(1);
+    expect(Object.values(outputs)).toEqual([expect.objectContaining({ Value: { 'Fn::GetAtt': [Object.keys(groups)[0], 'GroupId'] } })]);
+  });
 });
 
 describe('Celery autoscaling', () => {
