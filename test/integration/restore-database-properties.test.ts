@@ -63,6 +63,11 @@ function sessionOf(user: string, database: string): string {
   }
 }
 
+/** What `default_transaction_read_only` a new session of `user` on `database` starts with. */
+function readOnlyOf(user: string, database: string): string {
+  return psql({ env: { ...cluster.env, PGUSER: user } }, database, 'SHOW default_transaction_read_only');
+}
+
 /** A database as production has it: `app`'s, with a table of its own; `options` as CREATE DATABASE takes them. */
 function appTarget(name: string, options = ''): string {
   psql(cluster, 'postgres', `CREATE DATABASE ${name} OWNER app ${options}`);
@@ -241,6 +246,27 @@ describe("a restore over an existing database keeps what that database has set o
     expect(warnings).toEqual([line]);
     expect(result.warnings).toEqual([line]);
     expect(properties(target)).toBe('-1 | default | no comment | {default_transaction_read_only=on}');
+  }, 60_000);
+
+  it("over a database whose application's role defaults to read-only (ALTER ROLE app SET ..., kept in the cluster, not in the database): one warning naming the ALTER ROLE that lifts it, which does", async () => {
+    // Arrange
+    const target = appTarget('atmr_role_ro');
+    psql(cluster, 'postgres', 'ALTER ROLE app SET default_transaction_read_only = on');
+    const warnings: string[] = [];
+    try {
+      // Act
+      const result = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('member'), jobs: 2, warn: (line) => warnings.push(line) }, { ref: backup, targetDb: target, force: true });
+
+      // Assert: said, and what it says is so, and undone by the statement it names
+      const line = `"${target}" is read-only for the application if it connects as "app": role "app" carries default_transaction_read_only = on in every database (ALTER ROLE ... SET), so the sessions of "app" on it refuse writes; to let the application write: ALTER ROLE "app" RESET default_transaction_read_only`;
+      expect(result.warnings).toEqual([line]);
+      expect(warnings).toEqual([line]);
+      expect(readOnlyOf('app', target)).toBe('on');
+      psql(cluster, 'postgres', 'ALTER ROLE "app" RESET default_transaction_read_only');
+      expect(readOnlyOf('app', target)).toBe('off');
+    } finally {
+      psql(cluster, 'postgres', 'ALTER ROLE app RESET default_transaction_read_only');
+    }
   }, 60_000);
 
   it('into a new name, from a backup of a database that has none of them set, gives it nothing and warns of nothing', async () => {
@@ -498,6 +524,48 @@ describe("a restore into a new name gives it the backed-up database's own settin
     ]);
   }, 60_000);
 
+  it("names every setting that makes the copy read-only, the database's and each role's (in it, in every database, every role's), each with the statement that lifts it, and not a role's that turns it off", async () => {
+    // Arrange: the copy under its own name (the statements name the target), a session opened before
+    // ALTER ROLE ALL makes every new session read-only
+    psql(cluster, 'postgres', 'CREATE DATABASE shop_ro_roles OWNER app');
+    const admin = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    admin.on('error', () => undefined);
+    await admin.connect();
+    const everyReset = 'ALTER ROLE ALL RESET default_transaction_read_only; ALTER ROLE app RESET default_transaction_read_only; ALTER ROLE reader IN DATABASE shop_ro_roles RESET default_transaction_read_only';
+    const warnings: string[] = [];
+    try {
+      psql(
+        cluster,
+        'postgres',
+        `ALTER DATABASE shop_ro_roles SET default_transaction_read_only = on;
+         ALTER ROLE reader IN DATABASE shop_ro_roles SET default_transaction_read_only = on;
+         ALTER ROLE outsider IN DATABASE shop_ro_roles SET default_transaction_read_only = off;
+         ALTER ROLE app SET default_transaction_read_only = on;
+         ALTER ROLE ALL SET default_transaction_read_only = on;`,
+      );
+
+      // Act
+      await warnIfReadOnly(admin, 'shop_ro_roles', 'shop_ro_roles', (line) => warnings.push(line));
+
+      // Assert: one line, the copy's rows first; what it says is so, and undone by the statements it names
+      const resets = [
+        'ALTER DATABASE "shop_ro_roles" RESET default_transaction_read_only',
+        'ALTER ROLE "reader" IN DATABASE "shop_ro_roles" RESET default_transaction_read_only',
+        'ALTER ROLE ALL RESET default_transaction_read_only',
+        'ALTER ROLE "app" RESET default_transaction_read_only',
+      ];
+      expect(warnings).toEqual([
+        `"shop_ro_roles" is read-only for the application: it carries default_transaction_read_only = on at database level, as the database it was given its settings from had it, and role "reader" carries default_transaction_read_only = on in it (ALTER ROLE ... IN DATABASE), as the database it was given its settings from had it, and every role carries default_transaction_read_only = on in every database (ALTER ROLE ALL SET), and role "app" carries default_transaction_read_only = on in every database (ALTER ROLE ... SET), so every session on it refuses writes; to let the application write: ${resets.join('; ')}`,
+      ]);
+      expect([readOnlyOf('app', 'shop_ro_roles'), readOnlyOf('reader', 'shop_ro_roles')]).toEqual(['on', 'on']);
+      psql(cluster, 'postgres', `SET default_transaction_read_only = off; ${resets.join('; ')}`);
+      expect([readOnlyOf('app', 'shop_ro_roles'), readOnlyOf('reader', 'shop_ro_roles')]).toEqual(['off', 'off']);
+    } finally {
+      await admin.end();
+      psql(cluster, 'postgres', `SET default_transaction_read_only = off; ${everyReset}; DROP DATABASE shop_ro_roles`);
+    }
+  });
+
   it('a read of whether the copy is read-only that fails is a warning with the query to run, not the end of the restore', async () => {
     // Arrange: a session the server no longer answers on (ended)
     const admin = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
@@ -511,7 +579,7 @@ describe("a restore into a new name gives it the backed-up database's own settin
 
     // Assert
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(/^could not read whether "shop_ro" will be read-only for the application \(.+\): once the restore is done, look with SELECT setconfig FROM pg_db_role_setting WHERE setrole = 0 AND setdatabase = \(SELECT oid FROM pg_database WHERE datname = 'shop_ro'\); default_transaction_read_only=on there means every write is refused$/);
+    expect(warnings[0]).toMatch(/^could not read whether "shop_ro" will be read-only for the application \(.+\): once the restore is done, look with SELECT setrole::regrole AS role, setdatabase <> 0 AS in_it, setconfig FROM pg_db_role_setting WHERE setdatabase IN \(0, \(SELECT oid FROM pg_database WHERE datname = 'shop_ro'\)\); default_transaction_read_only=on there means every write is refused for that role \(every role when none\) in that database \(every database when in_it is false\)$/);
   });
 
   it('from the plain format, which does not carry them: says so in one line', async () => {
