@@ -924,31 +924,32 @@ const TRUE_SETTING = /^(?:on|t|tr|tru|true|y|ye|yes|1)$/i;
 /**
  * One warning when the copy is read-only for the application: `default_transaction_read_only = on`
  * set on the database itself (the runbook's "DB Read-Only" mode, as the backed-up or replaced
- * database had it), which the copy was just given, or on a role: in the copy (ALTER ROLE ... IN
- * DATABASE, from the backup), in every database (ALTER ROLE ... SET, kept in the cluster: the
- * restore neither gives nor drops it) or for every role (ALTER ROLE ALL SET). The application's
- * sessions then refuse every write, and the restore said nothing of it: the worst day's restore
- * looked done, the application down. Which role the application connects as is not known here:
- * every role's setting is named, with the statement that lifts each, on the name the copy takes.
+ * database had it), or on a role in it (ALTER ROLE ... IN DATABASE, which the backup carries too),
+ * which the copy was just given. The application's sessions then refuse every write, and the
+ * restore said nothing of it: the worst day's restore looked done, the application down. Which role
+ * the application connects as is not known here: each role's setting in the copy is named, with the
+ * statement that lifts it, on the name the copy takes. A role's setting for every database (ALTER
+ * ROLE ... SET, ALTER ROLE ALL SET) is the cluster's, which the restore neither gives nor changes,
+ * and is often there on purpose (the backup runner's role, docs/backup-runner.md): not named.
  */
 export async function warnIfReadOnly(admin: Client, staging: string, target: string, warn: (line: string) => void): Promise<void> {
-  const check = `SELECT setrole::regrole AS role, setdatabase <> 0 AS in_it, setconfig FROM pg_db_role_setting WHERE setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = ${quoteLiteral(target)}))`;
+  const check = `SELECT setrole::regrole AS role, setconfig FROM pg_db_role_setting WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = ${quoteLiteral(target)})`;
   // A warning only: a read that fails or is not answered must not stop the restore (the session's
   // own troubles show at the swap, which follows); the line then says how to look.
-  // role: null for the rows of no role (the database's own, ALTER ROLE ALL's); inIt: the copy's rows, not every database's.
-  const rows = await boundedQuery<{ role: string | null; inIt: boolean; entry: string }>(
+  // role: null for the database's own row.
+  const rows = await boundedQuery<{ role: string | null; entry: string }>(
     admin,
-    `SELECT r.rolname AS role, s.setdatabase <> 0 AS "inIt", e AS entry
+    `SELECT r.rolname AS role, e AS entry
        FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole, unnest(s.setconfig) e
-      WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = $1)) AND lower(split_part(e, '=', 1)) = 'default_transaction_read_only'
-      ORDER BY s.setdatabase = 0, r.rolname COLLATE "C" NULLS FIRST`,
+      WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = $1) AND lower(split_part(e, '=', 1)) = 'default_transaction_read_only'
+      ORDER BY r.rolname COLLATE "C" NULLS FIRST`,
     SWAP_STATEMENT_BOUND_MS,
     [staging],
     `the read of whether the restored copy is read-only (pg_db_role_setting)`,
   ).then(
     (result) => result.rows,
     (error: unknown) => {
-      warn(`could not read whether "${target}" will be read-only for the application (${oneLine(error)}): once the restore is done, look with ${check}; default_transaction_read_only=on there means every write is refused for that role (every role when none) in that database (every database when in_it is false)`);
+      warn(`could not read whether "${target}" will be read-only for the application (${oneLine(error)}): once the restore is done, look with ${check}; default_transaction_read_only=on there means every write is refused in it for that role (every role when "-")`);
       return [];
     },
   );
@@ -956,15 +957,9 @@ export async function warnIfReadOnly(admin: Client, staging: string, target: str
   if (on.length === 0) return;
   const setting = 'default_transaction_read_only = on';
   const given = 'as the database it was given its settings from had it';
-  const where = on.map(({ role, inIt }) =>
-    role === null
-      ? inIt
-        ? `it carries ${setting} at database level, ${given}`
-        : `every role carries ${setting} in every database (ALTER ROLE ALL SET)`
-      : `role "${role}" carries ${setting} ${inIt ? `in it (ALTER ROLE ... IN DATABASE), ${given}` : 'in every database (ALTER ROLE ... SET)'}`,
-  );
-  const resets = on.map(({ role, inIt }) => `${role === null ? (inIt ? `ALTER DATABASE ${quoteIdent(target)}` : 'ALTER ROLE ALL') : `ALTER ROLE ${quoteIdent(role)}${inIt ? ` IN DATABASE ${quoteIdent(target)}` : ''}`} RESET default_transaction_read_only`);
-  const roles = [...new Set(on.flatMap(({ role }) => (role === null ? [] : [`"${role}"`])))];
+  const where = on.map(({ role }) => (role === null ? `it carries ${setting} at database level, ${given}` : `role "${role}" carries ${setting} in it (ALTER ROLE ... IN DATABASE), ${given}`));
+  const resets = on.map(({ role }) => `${role === null ? `ALTER DATABASE ${quoteIdent(target)}` : `ALTER ROLE ${quoteIdent(role)} IN DATABASE ${quoteIdent(target)}`} RESET default_transaction_read_only`);
+  const roles = on.flatMap(({ role }) => (role === null ? [] : [`"${role}"`]));
   const everyone = on.some(({ role }) => role === null);
   warn(
     `"${target}" is read-only for the application${everyone ? '' : ` if it connects as ${roles.join(' or ')}`}: ${where.join(', and ')}, so ${everyone ? 'every session on it refuses' : `the sessions of ${roles.join(' and ')} on it refuse`} writes; to let the application write: ${resets.join('; ')}`,
