@@ -2,7 +2,7 @@ import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { z } from 'zod';
 import { OperatorError } from '../shared/errors';
 import { safeJson } from '../shared/json';
-import { getText, getTextIfExists, isPreconditionFailed, s3Failure } from '../shared/s3-objects';
+import { getText, getTextIfExists, lostConditionalWrite, s3Failure } from '../shared/s3-objects';
 
 /**
  * Since when an age counts while there is nothing yet to measure it from: a new deployment has no
@@ -36,9 +36,9 @@ export async function ageBaseline(s3: S3Client, bucket: string, key: string, now
     );
     return now;
   } catch (error) {
-    // Another run wrote it between our read and our write, or our own write landed and its answer
-    // was lost (the SDK's retry then meets it): either way the marker now there is the baseline.
-    if (isPreconditionFailed(error)) return parseBaseline(key, await getText(s3, bucket, key));
+    // Another run wrote it between our read and our write (or at the same moment), or our own write
+    // landed and its answer was lost (the SDK's retry then meets it): the marker there is the baseline.
+    if (lostConditionalWrite(error) !== undefined) return parseBaseline(key, await getText(s3, bucket, key));
     throw s3Failure(`write of ${key}`, bucket, error);
   }
 }

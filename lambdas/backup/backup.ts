@@ -28,7 +28,7 @@ import {
   manifestKeyStartedAt,
   type BackupTier,
 } from '../shared/s3-layout';
-import { getTextIfExists, getVersionedTextIfExists, isNoSuchBucket, isNotFound, isPreconditionFailed, missingBucketError, s3Failure } from '../shared/s3-objects';
+import { getTextIfExists, getVersionedTextIfExists, isNoSuchBucket, isNotFound, lostConditionalWrite, missingBucketError, s3Failure } from '../shared/s3-objects';
 import { parseBackupTier } from '../shared/tiers';
 import { isErrorLine, pgToolPath } from '../shared/postgres';
 import { igzipArgs, resolvePlainCompressor, type PlainCompressor, type PlainCompressorPreference } from './compressor';
@@ -847,9 +847,10 @@ async function putJson(s3: S3Client, bucket: string, key: string, value: unknown
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: 'application/json', ...writeOnce }));
   } catch (error) {
     // A write that landed but whose answer was lost (a reset connection) is retried by the SDK, and
-    // the retry's If-None-Match then meets our own object: 412. The object holding exactly our body
-    // is that first write, not another run's (which would differ: its own start, sizes and hashes).
-    if (isPreconditionFailed(error) && (await getTextIfExists(s3, bucket, key).catch(() => undefined)) === body) return;
+    // the retry's If-None-Match then meets our own object: 412 (409 if it was still landing). The
+    // object holding exactly our body is that first write, not another run's (which would differ:
+    // its own start, sizes and hashes).
+    if (lostConditionalWrite(error) !== undefined && (await getTextIfExists(s3, bucket, key).catch(() => undefined)) === body) return;
     throw tierWriteFailure(what, key, bucket, error);
   }
 }
@@ -868,7 +869,7 @@ async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, d
     // a pointer never moves back to an older backup. Each is read, then written only if it still is
     // what was read (If-Match its ETag, If-None-Match when there was none): a run that moved it in
     // between (the hourly and the daily backups both finish around the hour) makes S3 answer 412,
-    // and the choice is made again on what that run wrote.
+    // or 409 when both writes meet at the same moment, and the choice is made again on what is there.
     const current = await Promise.all(keys.map((key) => readPointer(s3, bucket, key)));
     const ours = manifestKeyStamp(manifestKey) ?? '';
     // A later stamp protects a backup only if that backup exists: a pointer left on a manifest that
@@ -908,7 +909,7 @@ async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, d
   }
 }
 
-/** Conditional writes of one pointer before giving up: each 412 means another run wrote it meanwhile. */
+/** Conditional writes of one pointer before giving up: each 412 or 409 means another run was writing it. */
 const POINTER_WRITE_ATTEMPTS = 5;
 
 /**
@@ -923,10 +924,11 @@ async function readPointer(s3: S3Client, bucket: string, key: string): Promise<{
 
 /**
  * Writes a pointer only over the version that was read (`etag`; undefined: only if there is still
- * none). False when S3 refuses because it changed (412), or because it was deleted meanwhile (404
- * to an If-Match): the caller reads it again. A write of ours that landed but whose answer was
- * lost, retried by the SDK, also meets 412: read again, the pointer names this very backup, and the
- * next write replaces it with the same body.
+ * none). False when S3 refuses because it changed (412), because another write met this one at
+ * the same moment (409 ConditionalRequestConflict, which the SDK does not retry), or because it was
+ * deleted meanwhile (404 to an If-Match): the caller reads it again. A write of ours that landed
+ * but whose answer was lost, retried by the SDK, also meets 412: read again, the pointer names this
+ * very backup, and the next write replaces it with the same body.
  */
 async function putPointer(s3: S3Client, bucket: string, key: string, pointer: LatestPointer, etag: string | undefined): Promise<boolean> {
   const condition = etag === undefined ? { IfNoneMatch: '*' } : { IfMatch: etag };
@@ -934,23 +936,30 @@ async function putPointer(s3: S3Client, bucket: string, key: string, pointer: La
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: `${JSON.stringify(pointer, null, 2)}\n`, ContentType: 'application/json', ...condition }));
     return true;
   } catch (error) {
-    if (isPreconditionFailed(error) || (etag !== undefined && isNotFound(error))) return false;
+    if (lostConditionalWrite(error) !== undefined || (etag !== undefined && isNotFound(error))) return false;
     throw s3Failure(`updating ${key}`, bucket, error);
   }
 }
 
 /**
- * A write-once key (If-None-Match: *) that exists makes S3 answer 412. The key check before the dump
- * found it free, so another run of the same tier and database took the same start second meanwhile
- * (a scheduled run and a manual one): say so, rather than blame the bucket, the network or the role.
+ * A write-once key (If-None-Match: *) that exists makes S3 answer 412; one that another write is
+ * creating at the same moment, 409. The key check before the dump found it free, so another run of
+ * the same tier and database took the same start second meanwhile (a scheduled run and a manual
+ * one): say so, rather than blame the bucket, the network or the role.
  */
 function tierWriteFailure(what: string, key: string, bucket: string, error: unknown): OperatorError {
-  if (isPreconditionFailed(error)) {
-    return new OperatorError(
-      `S3 refused to overwrite ${key} in bucket ${bucket}: another backup of this tier and database started in the same second and wrote it first; run the backup again`,
-    );
+  switch (lostConditionalWrite(error)) {
+    case 'precondition':
+      return new OperatorError(
+        `S3 refused to overwrite ${key} in bucket ${bucket}: another backup of this tier and database started in the same second and wrote it first; run the backup again`,
+      );
+    case 'conflict':
+      return new OperatorError(
+        `S3 refused to write ${key} in bucket ${bucket}: another write to this key at the same moment (a backup of this tier and database started in the same second); run the backup again`,
+      );
+    default:
+      return s3Failure(what, bucket, error);
   }
-  return s3Failure(what, bucket, error);
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {

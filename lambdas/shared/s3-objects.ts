@@ -13,10 +13,19 @@ export function isNotFound(error: unknown): boolean {
   return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.Code === 'NoSuchKey' || e?.$metadata?.httpStatusCode === 404;
 }
 
-/** S3's answer to a conditional write whose condition (If-None-Match, If-Match) did not hold. */
-export function isPreconditionFailed(error: unknown): boolean {
+/**
+ * How a conditional write (If-None-Match, If-Match) lost to another write of the same key, or
+ * undefined when it did not: 'precondition' is S3's 412 (the other write landed first, or the key
+ * changed since it was read), 'conflict' its 409 ConditionalRequestConflict (the two writes met at
+ * the same moment: S3 says to retry, and the SDK does not). Either way what is there now is read
+ * again before anything is decided. Only that 409: S3's other 409s (OperationAborted,
+ * InvalidBucketState) are not another writer.
+ */
+export function lostConditionalWrite(error: unknown): 'precondition' | 'conflict' | undefined {
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
-  return e?.name === 'PreconditionFailed' || e?.$metadata?.httpStatusCode === 412;
+  if (e?.name === 'PreconditionFailed' || e?.$metadata?.httpStatusCode === 412) return 'precondition';
+  if (e?.name === 'ConditionalRequestConflict') return 'conflict';
+  return undefined;
 }
 
 /** S3's answer that the bucket itself does not exist, whichever way the SDK reports it. */

@@ -652,6 +652,32 @@ describe('atmr-dr backup faults (integration)', () => {
     }
   });
 
+  // It publishes a backup too: the tests after it compare against the bucket as it leaves it.
+  it('a pointer write that meets another at the same moment (409 ConditionalRequestConflict, which the SDK does not retry): read again and written, the backup is published, exit 0', async () => {
+    // Arrange: a proxy to s3rver that answers S3's 409 to the first write of the database's tier pointer
+    const conflictedKey = `latest/${small}/hourly.json`;
+    let writes = 0;
+    const proxy = await startRefusingS3(s3, (method, url) => method === 'PUT' && decodeURIComponent(url.pathname) === `/${s3.bucket}/${conflictedKey}` && ++writes === 1, 409, 'ConditionalRequestConflict');
+    try {
+      // Act
+      const result = await runCli(['backup', '--tier', 'hourly', '--formats', 'custom'], cliEnv(small, s3.env, { AWS_ENDPOINT_URL_S3: proxy.endpoint, NODE_NO_WARNINGS: '1' }));
+
+      // Assert: the conflict was met, then every pointer names the new backup
+      expect(operatorLines(result.stderr)).toEqual([]);
+      expect(result.status).toBe(0);
+      expect(writes).toBe(2);
+      const manifestKey = (await manifests()).find((k) => !seededManifests.includes(k));
+      expect(manifestKey).toMatch(new RegExp(`^hourly/${small}_backup_\\d{8}_\\d{6}\\.manifest\\.json$`));
+      for (const key of [conflictedKey, `latest/${small}.json`, 'latest/hourly.json', 'latest.json']) {
+        expect(await getJson(createS3Client(s3.env), s3.bucket, key)).toEqual({ manifest: manifestKey });
+      }
+    } finally {
+      await proxy.stop();
+      seededPointers = await pointers(createS3Client(s3.env), s3.bucket);
+      seededManifests = await manifests();
+    }
+  });
+
   it('a backup of its tier already published in each second it tries (runs started in the same seconds): it waits for the next second, alive, then refuses with one line, exit 1; it never ends mid-run with exit 0 and nothing said', async () => {
     // Arrange: manifests of the monthly tier under every second of the next two minutes, as runs
     // started in those seconds would have published them: each key the run claims is taken.
@@ -686,6 +712,30 @@ describe('atmr-dr backup faults (integration)', () => {
       expectOneLineError(
         result.stderr,
         new RegExp(`^atmr-dr: backup failed, nothing published \\(no manifest, latest pointers unchanged\\): S3 writing the manifest in bucket ${s3.bucket} failed: AccessDenied.*; the role may not do this: `),
+      );
+      await expectNothingPublished();
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it.each([
+    ['the manifest', (url: URL) => url.pathname.endsWith('.manifest.json'), 'manifest\\.json'],
+    ['the dump', (url: URL) => url.pathname.endsWith('.dump'), 'dump'],
+  ])('%s written at the same moment as another write of its key (409 ConditionalRequestConflict): one line naming that write, not the bucket or the role, exit 1, nothing published', async (_case, key, suffix) => {
+    // Arrange: the small database's dump fits one PutObject, as the manifest does
+    const proxy = await startRefusingS3(s3, (method, url) => method === 'PUT' && key(url), 409, 'ConditionalRequestConflict');
+    try {
+      // Act
+      const result = await runCli(['backup', '--tier', 'hourly', '--formats', 'custom'], cliEnv(small, s3.env, { AWS_ENDPOINT_URL_S3: proxy.endpoint, NODE_NO_WARNINGS: '1' }));
+
+      // Assert
+      expect(result.status).toBe(1);
+      expectOneLineError(
+        result.stderr,
+        new RegExp(
+          `^atmr-dr: backup failed, nothing published \\(no manifest, latest pointers unchanged\\): S3 refused to write hourly/${small}_backup_\\d{8}_\\d{6}\\.${suffix} in bucket ${s3.bucket}: another write to this key at the same moment \\(a backup of this tier and database started in the same second\\); run the backup again$`,
+        ),
       );
       await expectNothingPublished();
     } finally {
