@@ -379,10 +379,11 @@ export class Backups extends Construct {
 
   /**
    * A Fargate run that dies before it can report (out of memory: exit 137; its image not pulled,
-   * its network interface or secret not set up: TaskFailedToStart; a crash: exit 1; a bad
-   * configuration: exit 2) emits no failure metric, and Scheduler's RunTask succeeded, so its
-   * dead-letter queue stays empty: only the tier's age alarm would page, 2 hours (hourly) to a month
-   * (monthly) later. ECS's own stop event says it at once. A run that failed and reported it exits
+   * its network interface or secret not set up: TaskFailedToStart; stopped while still pending, by
+   * hand or with its capacity: no exit code; a crash: exit 1; a bad configuration: exit 2) emits no
+   * failure metric, and Scheduler's RunTask succeeded, so its dead-letter queue stays empty: only
+   * the tier's age alarm would page, 2 hours (hourly) to a month (monthly) later, and for one missed
+   * daily run never (its age, 48 hours, stays under the alarm's 51). ECS's own stop event says it at once. A run that failed and reported it exits
    * REPORTED_FAILURE_EXIT_CODE (FailedRun pages for it) and is left out here: one failure, one page.
    */
   private watchStoppedRuns(cluster: ecs.ICluster, taskDefinition: ecs.FargateTaskDefinition): NonNullable<Backups['stoppedRuns']> {
@@ -402,8 +403,15 @@ export class Backups extends Construct {
           clusterArn: [cluster.clusterArn],
           taskDefinitionArn: [{ prefix: family }],
           lastStatus: ['STOPPED'],
-          // A container that never ran has no exit code: the stop code says it did not start.
-          $or: [{ stopCode: ['TaskFailedToStart'] }, { containers: { exitCode: [{ 'anything-but': [0, REPORTED_FAILURE_EXIT_CODE] }] } }],
+          // A container that never ran has no exit code: the task failed to start (TaskFailedToStart,
+          // named too: its documented event lists no container at all), or was stopped while still
+          // pending (UserInitiated, TerminationNotice, SpotInterruption). Either way no backup was
+          // made, and nothing else would say so in time.
+          $or: [
+            { stopCode: ['TaskFailedToStart'] },
+            { containers: { exitCode: [{ exists: false }] } },
+            { containers: { exitCode: [{ 'anything-but': [0, REPORTED_FAILURE_EXIT_CODE] }] } },
+          ],
         },
       },
       targets: [new eventTargets.SqsQueue(inbox, { deadLetterQueue: undelivered, retryAttempts: 185, maxEventAge: Duration.hours(24) })],

@@ -46,7 +46,7 @@ describe('the backup runner\'s stopped-run rule, against the ECS task state chan
     taskDefinitionArn: `arn:aws:ecs:${config.region}:${config.account}:task-definition/${family}:12`,
     containerName: container.Name,
   };
-  const [[, rule]] = Object.entries(template.findResources('AWS::Events::Rule')).filter(([id]) => id.startsWith('BackupsStoppedRuns')) as [string, { Properties: { EventPattern: Json } }][];
+  const [[, rule]] = Object.entries(template.findResources('AWS::Events::Rule')).filter(([id]) => id.startsWith('BackupsStoppedRuns')) as [string, { Properties: { EventPattern: Json; Targets: Json[] } }][];
   const pattern = deployedValue(rule.Properties.EventPattern, { 'AWS::Partition': 'aws', [`${clusterId}.Arn`]: runner.clusterArn });
   const matches = (event: unknown) => matchesEventPattern(pattern, event);
   const events = taskEvents(runner);
@@ -86,8 +86,21 @@ describe('the backup runner\'s stopped-run rule, against the ECS task state chan
     expect(unstarted.detail.stoppedReason).toMatch(/^ResourceInitializationError: /);
     expect(matches(unlisted)).toBe(true);
     expect(matches(unstarted)).toBe(true);
-    // Without the stop code, a stopped task whose container has no exit code is not a failed run.
-    expect(matches({ ...unstarted, detail: { ...unstarted.detail, stopCode: 'UserInitiated' } })).toBe(false);
+  });
+
+  it.each([
+    ['stopped by hand (a StopTask)', 'UserInitiated', 'stopped by hand before the backup began'],
+    ['its capacity taken back', 'TerminationNotice', 'Task stopped due to termination notice'],
+    ['its Spot capacity taken back', 'SpotInterruption', 'Your Spot Task was interrupted.'],
+  ])('sends the stop of a run stopped while still pending (%s: stopCode %s, no exit code), whole: the message holds its stop code and reason', (_what, stopCode, stoppedReason) => {
+    const stop = events.stoppedPending(stopCode, stoppedReason);
+    expect((stop.detail.containers as Json[])[0]).not.toHaveProperty('exitCode');
+    expect(matches(stop)).toBe(true);
+    // The queue gets the event as ECS sent it (no input, input path or transformer): the on-call
+    // reads the stop code, the reason and the missing exit code there (docs/backup-runner.md).
+    const [target] = rule.Properties.Targets as Json[];
+    expect(Object.keys(target).filter((key) => key.startsWith('Input'))).toEqual([]);
+    expect(stop.detail).toMatchObject({ lastStatus: 'STOPPED', stopCode, stoppedReason });
   });
 
   it('leaves out a run that is pending or running', () => {

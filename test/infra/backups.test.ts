@@ -783,14 +783,18 @@ describe('backups construct variants', () => {
       expect(ids.filter((id) => id.startsWith('BackupsNoRecent'))).toHaveLength(4);
     });
 
-    it('sends ECS\'s stop event of a runner task that never started or exited unreported (any code but 0 and the reported failure\'s) to a queue kept 14 days', () => {
+    it('sends ECS\'s stop event of a runner task that never started, stopped before its container ran (no exit code) or exited unreported (any code but 0 and the reported failure\'s), whole, to a queue kept 14 days', () => {
       const rules = resourcesOf(template, 'AWS::Events::Rule').filter(([id]) => id.startsWith('BackupsStoppedRuns'));
       expect(rules).toHaveLength(1);
       const props = stack.resolve(rules[0][1].Properties) as { EventPattern: { detail: Json }; Targets: Json[] };
       expect(props.EventPattern).toMatchObject({ source: ['aws.ecs'], 'detail-type': ['ECS Task State Change'] });
       const { detail } = props.EventPattern;
       expect(detail.lastStatus).toEqual(['STOPPED']);
-      expect(detail.$or).toEqual([{ stopCode: ['TaskFailedToStart'] }, { containers: { exitCode: [{ 'anything-but': [0, REPORTED_FAILURE_EXIT_CODE] }] } }]);
+      expect(detail.$or).toEqual([
+        { stopCode: ['TaskFailedToStart'] },
+        { containers: { exitCode: [{ exists: false }] } },
+        { containers: { exitCode: [{ 'anything-but': [0, REPORTED_FAILURE_EXIT_CODE] }] } },
+      ]);
       // This cluster's tasks, of any revision of the runner's task definition, and nothing else.
       expect(JSON.stringify(detail.clusterArn)).toContain('BackupsCluster');
       const family = (Object.values(template.findResources('AWS::ECS::TaskDefinition'))[0] as { Properties: { Family: string } }).Properties.Family;
@@ -799,6 +803,8 @@ describe('backups construct variants', () => {
       const target = props.Targets[0] as { Arn: Json; DeadLetterConfig: { Arn: Json } };
       expect(JSON.stringify(target.Arn)).toContain('BackupsStoppedRunsEvents');
       expect(JSON.stringify(target.DeadLetterConfig.Arn)).toContain('BackupsStoppedRunsUndelivered');
+      // The event itself, with its stop code and reason: no Input, InputPath or InputTransformer.
+      expect(Object.keys(target).filter((key) => key.startsWith('Input'))).toEqual([]);
       const queues = resourcesOf(template, 'AWS::SQS::Queue').filter(([id]) => id.startsWith('BackupsStoppedRuns'));
       expect(queues).toHaveLength(2);
       for (const [, queue] of queues) {

@@ -94,6 +94,28 @@ describe('the test matcher of EventBridge event patterns, against the documented
     expect(matchesEventPattern({ detail: { 'x-limit': [{ 'anything-but': [100, 200, 300] }] } }, { detail: { state: 'running' } })).toBe(false);
   });
 
+  it('matches the presence or the absence of a leaf value ("Content filtering": exists matching; event-ruler, "Exists matching")', () => {
+    const present = { detail: { 'c-count': [{ exists: true }] } };
+    const absent = { detail: { 'c-count': [{ exists: false }] } };
+    expect(matchesEventPattern(present, RULER_EVENT)).toBe(true);
+    expect(matchesEventPattern(absent, RULER_EVENT)).toBe(false);
+    // The README's two events: no c-count, and a c-count that is an object, not a leaf.
+    const withoutCount = { 'detail-type': ['EC2 Instance State-change Notification'], resources: RULER_EVENT.resources, detail: { state: ['initializing', 'running'] } };
+    const countObject = { ...withoutCount, detail: { ...withoutCount.detail, 'c-count': { c1: 100 } } };
+    for (const event of [withoutCount, countObject]) {
+      expect(matchesEventPattern(absent, event)).toBe(true);
+      expect(matchesEventPattern(present, event)).toBe(false);
+    }
+    // Below a field the event does not hold, or an empty array, nothing is present; null is a value.
+    expect(matchesEventPattern(absent, { source: 'aws.ec2' })).toBe(true);
+    expect(matchesEventPattern({ employees: { firstName: [{ exists: false }] } }, { employees: [] })).toBe(true);
+    expect(matchesEventPattern({ employees: { firstName: [{ exists: false }] } }, { employees: [{ lastName: 'Doe' }] })).toBe(true);
+    expect(matchesEventPattern({ employees: { firstName: [{ exists: false }] } }, { employees: [{ firstName: 'John' }] })).toBe(false);
+    expect(matchesEventPattern(absent, { detail: { 'c-count': null } })).toBe(false);
+    // Whether one element without the field makes it absent is not documented: refused.
+    expect(() => matchesEventPattern({ employees: { firstName: [{ exists: false }] } }, { employees: [{ firstName: 'John' }, { lastName: 'Smith' }] })).toThrow(/not implemented/);
+  });
+
   it('matches one alternative of $or beside the other fields (event-ruler, "The $or Primitive")', () => {
     // Effect of "source" && ("metricName" || "namespace").
     const pattern = {
