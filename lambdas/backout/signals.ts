@@ -1,24 +1,30 @@
 import { CloudWatchClient, DescribeAlarmHistoryCommand, DescribeAlarmsCommand, GetMetricDataCommand, MetricDataQuery } from '@aws-sdk/client-cloudwatch';
 import { BackoutSettings } from './settings';
 
+const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+
 /** What the ALB says about the API over a window: the runbook's backout conditions. */
 export interface ApiSignals {
   readonly requests: number;
   readonly errors5xx: number;
-  /** 5xx / requests in percent, or null when there were too few requests to judge. */
+  /**
+   * 5xx / requests in percent over the minutes that had at least minRequestsPerMinute requests, or
+   * null when none had (too few requests to judge, or no minute landed).
+   */
   readonly errorRatePercent: number | null;
   /** Lowest healthy host count seen, or null when CloudWatch has no data point. */
   readonly minHealthyHosts: number | null;
+  /** One-minute datapoints CloudWatch has published in the window, of any of the three metrics. */
+  readonly landedMinutes: number;
 }
 
-const sum = (values: number[] | undefined) => (values ?? []).reduce((a, b) => a + b, 0);
-
 /**
- * Reads the same metrics as the backout alarms from `start` to `end`: the error ratio counts only
- * when the minimum request count (per minute of the window) is reached, like the alarm.
+ * Reads the same metrics as the backout alarms from `start` to `end`, and judges each one-minute
+ * datapoint as the ErrorRate alarm does: a minute counts towards the ratio only with at least
+ * minRequestsPerMinute requests of its own. ALB metrics land about a minute late, so the window
+ * holds fewer minutes than it spans: a minimum per window would read a breach as too few requests.
  */
 export async function readApiSignals(cloudwatch: CloudWatchClient, settings: BackoutSettings, start: Date, end: Date): Promise<ApiSignals> {
-  const minutes = Math.max(1, Math.ceil((end.getTime() - start.getTime()) / 60_000));
   const dimensions = [
     { Name: 'LoadBalancer', Value: settings.loadBalancerFullName },
     { Name: 'TargetGroup', Value: settings.targetGroupFullName },
@@ -35,25 +41,38 @@ export async function readApiSignals(cloudwatch: CloudWatchClient, settings: Bac
       MetricDataQueries: [query('requests', 'RequestCount', 'Sum'), query('errors', 'HTTPCode_Target_5XX_Count', 'Sum'), query('healthy', 'HealthyHostCount', 'Minimum')],
     }),
   );
-  const values = (id: string) => output.MetricDataResults?.find((r) => r.Id === id)?.Values;
-  const requests = sum(values('requests'));
-  const errors5xx = sum(values('errors'));
-  const healthy = values('healthy') ?? [];
-  const enough = requests >= settings.minRequestsPerMinute * minutes;
+  // By minute: the ALB publishes no 5xx datapoint for a minute without 5xx, so the series differ in length.
+  const byMinute = (id: string) => {
+    const result = output.MetricDataResults?.find((r) => r.Id === id);
+    return new Map((result?.Values ?? []).map((value, i) => [String(result?.Timestamps?.[i]?.getTime() ?? i), value]));
+  };
+  const requests = byMinute('requests');
+  const errors = byMinute('errors');
+  const healthyByMinute = byMinute('healthy');
+  const healthy = [...healthyByMinute.values()];
+  const judged = [...requests].filter(([, count]) => count >= settings.minRequestsPerMinute);
+  const judgedRequests = sum(judged.map(([, count]) => count));
+  const judgedErrors = sum(judged.map(([minute]) => errors.get(minute) ?? 0));
   return {
-    requests,
-    errors5xx,
-    errorRatePercent: enough ? (100 * errors5xx) / requests : null,
+    requests: sum([...requests.values()]),
+    errors5xx: sum([...errors.values()]),
+    errorRatePercent: judged.length ? (100 * judgedErrors) / judgedRequests : null,
     minHealthyHosts: healthy.length ? Math.min(...healthy) : null,
+    landedMinutes: new Set([...requests.keys(), ...errors.keys(), ...healthyByMinute.keys()]).size,
   };
 }
 
-/** Does a backout condition still hold (the runbook: no backout below the threshold, nor for a few users)? */
+/**
+ * Does a backout condition still hold (the runbook: no backout below the threshold, nor for a few
+ * users)? No datapoint landed yet: the alarm's own evaluation stands, a guard never silences a fresh
+ * ALARM for want of data (the alarm stays in ALARM and would not fire again).
+ */
 export function conditionHolds(settings: BackoutSettings, signals: ApiSignals): { holds: boolean; why: string; cause?: 'no-healthy-hosts' | 'error-rate' } {
   if (signals.minHealthyHosts === 0) return { holds: true, why: 'no healthy API target', cause: 'no-healthy-hosts' };
   if (signals.errorRatePercent !== null && signals.errorRatePercent > settings.errorRatePercent) {
     return { holds: true, cause: 'error-rate', why: `5xx at ${signals.errorRatePercent.toFixed(1)}% of ${signals.requests} requests (threshold ${settings.errorRatePercent}%)` };
   }
+  if (signals.landedMinutes === 0) return { holds: true, why: 'no datapoint landed yet in the window re-read (ALB metrics land about a minute late): the alarm\'s own evaluation stands' };
   const ratio = signals.errorRatePercent === null ? `too few requests (${signals.requests})` : `5xx at ${signals.errorRatePercent.toFixed(1)}%`;
   return { holds: false, why: `${ratio}, healthy hosts ${signals.minHealthyHosts ?? 'unknown'}: under the threshold of ${settings.errorRatePercent}%` };
 }

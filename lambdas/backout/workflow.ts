@@ -296,7 +296,9 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     state = { ...state, reason: condition.why };
     // Maintenance and degraded answer 5xx but keep /health and /ready served (MAINTENANCE_EXEMPT_PATHS):
     // they explain the 5xx ratio, never zero healthy hosts, which proceeds as without them.
-    const killswitch = condition.cause === 'error-rate' ? await killswitchHold(deps, settings, serviceName, now) : null;
+    // No datapoint landed yet: the alarm that fired names the condition.
+    const errorRate = (condition.cause ?? (trigger.name === settings.alarmNames.errorRate ? 'error-rate' : 'no-healthy-hosts')) === 'error-rate';
+    const killswitch = errorRate ? await killswitchHold(deps, settings, serviceName, now) : null;
     if (killswitch) return notify(killswitch.reason, killswitch.page);
     // The runbook: no backout without a confirmed root cause. The probe checks OSRM, Redis and the
     // database directly, not through the API: one of them down explains the API's errors, and the
@@ -770,8 +772,15 @@ export async function postChecks(deps: BackoutDeps, settings: BackoutSettings, s
   const since = new Date(state.steady?.at ?? now.toISOString());
   const signals = await readApiSignals(deps.cloudwatch, settings, since, now);
   const ratioBad = signals.errorRatePercent !== null && signals.errorRatePercent > settings.errorRatePercent;
-  if (ratioBad) ok = false;
-  lines.push(`${ratioBad ? 'FAIL' : 'OK'} 5xx ${signals.errorRatePercent === null ? `n/a (${signals.requests} requests)` : `${signals.errorRatePercent.toFixed(1)}%`} since steady state (threshold ${settings.errorRatePercent}%)`);
+  // No datapoint yet (ALB metrics land about a minute late) is no evidence of health: it pages as a
+  // failed check does, for a human to look at the API.
+  if (signals.landedMinutes === 0) {
+    ok = false;
+    lines.push(`UNVERIFIED 5xx not verified yet (no datapoint since steady state; threshold ${settings.errorRatePercent}%)`);
+  } else {
+    if (ratioBad) ok = false;
+    lines.push(`${ratioBad ? 'FAIL' : 'OK'} 5xx ${signals.errorRatePercent === null ? `n/a (${signals.requests} requests)` : `${signals.errorRatePercent.toFixed(1)}%`} since steady state (threshold ${settings.errorRatePercent}%)`);
+  }
   const stopped = await stoppedTasksSince(deps.ecs, settings, state.service, state.to?.taskDefinitionArn as string, new Date(state.rollout?.startedAt as string));
   if (stopped.length) ok = false;
   lines.push(stopped.length ? `FAIL ${stopped.length} task(s) of the target stopped: ${stopped.join('; ')}` : 'OK no task of the target stopped');
@@ -888,7 +897,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   const lines: string[] = [];
   const head: Record<Outcome, string> = {
     'rolled-back': `${state.service} rolled back and healthy`,
-    'rolled-back-checks-failed': `${state.service} rolled back but the post-rollback checks FAILED`,
+    'rolled-back-checks-failed': `${state.service} rolled back but the post-rollback checks FAILED or could not be verified yet`,
     'steady-timeout': `${state.service} rollback did NOT reach steady state in time (no second rollback)`,
     'deployment-failed': `${state.service} rollback deployment FAILED`,
     'migration-failed': `${state.service}: migration downgrade FAILED, service NOT rolled back`,

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { SDK_RETRY } from '../../../lambdas/shared/aws';
 import { BACKOUT_ACTOR } from '../../../lambdas/backout/migration';
 import { acquireLock, claimReleaseRollback, cooldownUntil, readLock, releaseLock, startCooldown } from '../../../lambdas/backout/state';
-import { guards, planRollback, report, rollOut } from '../../../lambdas/backout/workflow';
+import { guards, planRollback, postChecks, report, rollOut } from '../../../lambdas/backout/workflow';
 import { loseFirstAnswer } from '../../support/dynamodb';
 import { alarmEvent, arrangeHappyAws, backoutSuite, lkg, metricData, BAD, backoutDeps, GOOD, seedLkg, service, settings, TD } from './fixtures';
 
@@ -186,6 +186,88 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
     const state = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
 
     expect(state.reason).toMatch(/condition cleared \(too few requests \(30\)/);
+  });
+
+  describe('ALB metrics land about a minute late: the re-read window holds fewer minutes than it spans', () => {
+    // 90 requests a minute, 15% of them 5xx: each minute breaches the alarm's own rule (>= 50 requests, > 10%).
+    // A minute is one datapoint per metric, with its timestamp; the ALB publishes no 5xx datapoint for a minute without 5xx.
+    const minutes = (...landed: { requests: number; errors?: number }[]) => {
+      const at = landed.map((_, i) => new Date(Date.parse('2026-06-01T09:59:00Z') + i * 60_000));
+      const withErrors = landed.flatMap((m, i) => (m.errors === undefined ? [] : [{ at: at[i], errors: m.errors }]));
+      return {
+        MetricDataResults: [
+          { Id: 'requests', Timestamps: at, Values: landed.map((m) => m.requests) },
+          { Id: 'errors', Timestamps: withErrors.map((m) => m.at), Values: withErrors.map((m) => m.errors) },
+          { Id: 'healthy', Timestamps: at, Values: landed.map(() => 2) },
+        ],
+      };
+    };
+    const breaching = { requests: 90, errors: 14 };
+
+    it.each([
+      ['both breaching minutes landed', minutes(breaching, breaching), /\(5xx at 15\.6% of 180 requests/],
+      ['one breaching minute landed (the next not published yet)', minutes(breaching), /\(5xx at 15\.6% of 90 requests/],
+      ['a breaching minute and the first seconds of the next (too few requests of its own, without 5xx)', minutes({ requests: 5 }, breaching), /\(5xx at 15\.6% of 95 requests/],
+      ['no minute landed yet: the alarm\'s own evaluation stands', minutes(), /\(no datapoint landed yet/],
+    ])('rolls back: %s', async (_, data, reason) => {
+      const tableName = await suite.dynamo.freshTable();
+      await seedLkg(suite.dynamo.doc, undefined, tableName);
+      arrangeHappyAws(mocks);
+      mocks.cloudwatch.on(GetMetricDataCommand).resolves(data);
+
+      const state = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
+
+      expect(state).toMatchObject({ decision: 'proceed', reason: expect.stringMatching(reason) });
+    });
+
+    it('does not act on a landed minute back under the threshold', async () => {
+      const tableName = await suite.dynamo.freshTable();
+      await seedLkg(suite.dynamo.doc, undefined, tableName);
+      arrangeHappyAws(mocks);
+      mocks.cloudwatch.on(GetMetricDataCommand).resolves(minutes({ requests: 90, errors: 2 }));
+
+      const state = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
+
+      expect(state).toMatchObject({ decision: 'notify', page: false, reason: expect.stringMatching(/^condition cleared \(5xx at 2\.2%/) });
+    });
+
+    it('holds for maintenance when no minute has landed and the ErrorRate alarm fired (its 5xx may be the maintenance answers)', async () => {
+      const tableName = await suite.dynamo.freshTable();
+      await seedLkg(suite.dynamo.doc, undefined, tableName);
+      arrangeHappyAws(mocks);
+      mocks.cloudwatch.on(GetMetricDataCommand).resolves(minutes());
+      mocks.ssm.on(GetParameterCommand).resolves({ Parameter: { Value: JSON.stringify({ mode: 'maintenance', actor: 'ops', reason: 'pic de charge', updatedAt: '2026-06-01T09:55:00.000Z', expiresAt: null }), Version: 2 } });
+
+      const state = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
+
+      expect(state).toMatchObject({ decision: 'notify', page: false, reason: expect.stringMatching(/^held: maintenance mode is on/) });
+    });
+
+    it('pages when no minute has landed since steady state: the post-check cannot say the last known good is healthy', async () => {
+      const tableName = await suite.dynamo.freshTable();
+      const server = http.createServer((req, res) => req.resume().on('end', () => res.writeHead(200).end('ok')));
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      try {
+        const port = (server.address() as AddressInfo).port;
+        const s = settings({ tableName, healthUrl: `http://127.0.0.1:${port}/health`, readyUrl: `http://127.0.0.1:${port}/ready` });
+        arrangeHappyAws(mocks);
+        mocks.cloudwatch.on(GetMetricDataCommand).resolves(minutes());
+        const deps = backoutDeps(suite.dynamo.doc, () => new Date('2026-06-01T10:08:05Z'));
+        const rolledBack = {
+          ...(await guards(backoutDeps(suite.dynamo.doc), s, { service: 'atmr-api', manual: { actor: 'alice', targetTaskDefinition: GOOD } })),
+          rollout: { startedAt: '2026-06-01T10:03:00Z', deploymentId: 'ecs-svc/3333', pin: 'p' },
+          steady: { status: 'steady' as const, at: '2026-06-01T10:07:00Z', detail: 'steady' },
+        };
+
+        const checked = await postChecks(deps, s, rolledBack);
+        const told = await report(deps, s, checked);
+
+        expect(checked.checks).toEqual({ ok: false, lines: expect.arrayContaining([expect.stringMatching(/^UNVERIFIED 5xx not verified yet \(no datapoint since steady state/)]) });
+        expect(told).toMatchObject({ outcome: 'rolled-back-checks-failed', page: true });
+      } finally {
+        server.close();
+      }
+    });
   });
 
   it('acts on zero healthy hosts whatever the ratio', async () => {
