@@ -5,7 +5,7 @@ import { ECSClient } from '@aws-sdk/client-ecs';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { RDSClient } from '@aws-sdk/client-rds';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
-import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { GetParameterCommand, ParameterNotFound, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
@@ -337,6 +337,14 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
         : `${serviceName} already runs ${currentArn}${copy}, the rollback target: a rollback cannot help, investigate by hand${held}`,
       true,
     );
+  }
+
+  // The newest last known good can be the release a human just rolled away from (it passed its bake,
+  // then failed): rolling "back" to it would bring the failure back, and its downgrade would run in
+  // the older image. The pin of the last rollback names that release and its images.
+  if (automatic) {
+    const refused = await pinnedAway(deps, settings, serviceName, to);
+    if (refused) return notify(`${refused}: not rolled back; choose another target: "npx atmr-dr rollback service --service ${serviceName} --to TASK_DEF_ARN"`, true);
   }
 
   const needed = Boolean(isApi && to.alembicHead && from.alembicHead && to.alembicHead !== from.alembicHead);
@@ -681,6 +689,24 @@ async function pinImages(
     deps.logger.error('rollback target not pinned to its digests', { service: state.service, error: namedLine(error) });
     return { state, images: { line: `Warning: could not pin ${to.taskDefinitionArn} to the recorded digests (${namedLine(error)}): rolled back to it as it is; ${mayDiffer}` }, unpinned: namedLine(error) };
   }
+}
+
+/** Why the pin of the last rollback forbids `to` (it was rolled back from, or runs an image rolled back from), or null. */
+async function pinnedAway(deps: BackoutDeps, settings: BackoutSettings, serviceName: string, to: NonNullable<RollbackState['to']>): Promise<string | null> {
+  const name = pinParameterName(settings, serviceName);
+  let value: string | undefined;
+  try {
+    value = (await deps.ssm.send(new GetParameterCommand({ Name: name }))).Parameter?.Value;
+  } catch (error) {
+    if (error instanceof ParameterNotFound || (error as { name?: string }).name === 'ParameterNotFound') return null;
+    throw error;
+  }
+  const pin = JSON.parse(value ?? '{}') as { rolledBackFrom?: string | null; badImages?: string[]; at?: string };
+  const since = `(pin ${name}, written ${pin.at ?? 'at an unknown time'})`;
+  if (pin.rolledBackFrom === to.taskDefinitionArn) return `the rollback target ${to.taskDefinitionArn} is the release the last rollback of ${serviceName} rolled away from ${since}`;
+  const bad = to.images.filter((image) => pin.badImages?.includes(image));
+  if (bad.length) return `the rollback target ${to.taskDefinitionArn} runs ${bad.join(', ')}, an image the last rollback of ${serviceName} rolled away from ${since}`;
+  return null;
 }
 
 async function writePin(deps: BackoutDeps, pin: string, state: RollbackState, to: NonNullable<RollbackState['to']>, now: Date): Promise<void> {

@@ -252,7 +252,8 @@ export class Rollback extends Construct {
     const listTasks = new iam.PolicyStatement({ sid: 'ListTasksOfTheCluster', actions: ['ecs:ListTasks'], resources: ['*'], conditions: { ArnEquals: { 'ecs:cluster': clusterArn } } });
     const readBackoutAlarms = new iam.PolicyStatement({ sid: 'ReadTheBackoutAlarms', actions: ['cloudwatch:DescribeAlarms', 'cloudwatch:DescribeAlarmHistory'], resources: alarmArns });
     const readAlbMetrics = new iam.PolicyStatement({ sid: 'ReadAlbMetrics', actions: ['cloudwatch:GetMetricData'], resources: ['*'] });
-    const pinReleases = new iam.PolicyStatement({ sid: 'PinRolledBackReleases', actions: ['ssm:PutParameter'], resources: pinArns });
+    // Read too: the guards refuse an automatic target that the last rollback rolled away from.
+    const pinReleases = new iam.PolicyStatement({ sid: 'PinRolledBackReleases', actions: ['ssm:GetParameter', 'ssm:PutParameter'], resources: pinArns });
     // A target that names its images by tag is rolled back to a copy pinned to the digests the last
     // known good ran (pinToRecordedDigests): a new revision of a configured family only (RegisterTaskDefinition
     // takes the task-definition resource), tagged only as it is registered (its own tags and

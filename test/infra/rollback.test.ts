@@ -211,21 +211,22 @@ describe('Rollback construct (backout)', () => {
     expect(describes(template)).toEqual([]);
   });
 
-  it('pins to one named parameter per configured service, no wildcard', () => {
+  it('pins to one named parameter per configured service, no wildcard, and reads it back (the guards refuse a target rolled away from)', () => {
     const [pin] = statements(template).filter((s) => (s as { Sid?: string }).Sid === 'PinRolledBackReleases');
+    expect(pin.Action).toEqual(['ssm:GetParameter', 'ssm:PutParameter']);
     expect(json(pin.Resource)).toMatch(/parameter\/atmr-dr\/example\/backout\/pinned\/atmr-api"/);
     expect(json(pin.Resource)).toMatch(/parameter\/atmr-dr\/example\/backout\/pinned\/atmr-celery-worker"/);
     expect(json(pin.Resource)).not.toContain('*');
   });
 
-  it('lets the backout steps read the killswitch parameter, and only it, with or without autoDowngradeMigrations (the guards hold a rollback in maintenance)', () => {
+  it('lets the backout steps read the killswitch parameter and the pins, and only them, with or without autoDowngradeMigrations (the guards hold a rollback in maintenance, and refuse a target rolled away from)', () => {
     for (const t of [template, auto]) {
       const policies = t.findResources('AWS::IAM::Policy') as Record<string, { Properties: { Roles: unknown[]; PolicyDocument: { Statement: Statement[] } } }>;
       const backout = Object.values(policies).filter((p) => json(p.Properties.Roles).includes('RollbackStepsFunctionServiceRole'));
       const reads = backout.flatMap((p) => p.Properties.PolicyDocument.Statement).filter((s) => actionsOf(s).includes('ssm:GetParameter'));
-      expect(reads).toHaveLength(1);
-      expect(json(reads[0].Resource)).toMatch(/:parameter\/atmr\/example\/killswitch"/);
-      expect(json(reads[0].Resource)).not.toContain('*');
+      expect(reads.map((s) => (s as { Sid?: string }).Sid)).toEqual(['PinRolledBackReleases', 'ReadTheKillswitch']);
+      expect(json(reads[1].Resource)).toMatch(/:parameter\/atmr\/example\/killswitch"/);
+      for (const read of reads) expect(json(read.Resource)).not.toContain('*');
     }
   });
 

@@ -3,7 +3,7 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeServicesCommand, DescribeServicesCommandOutput, ECSClient, UpdateServiceCommand } from '@aws-sdk/client-ecs';
 import { PublishCommand } from '@aws-sdk/client-sns';
-import { GetParameterCommand } from '@aws-sdk/client-ssm';
+import { GetParameterCommand, PutParameterCommand } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -12,7 +12,7 @@ import { BACKOUT_ACTOR } from '../../../lambdas/backout/migration';
 import { acquireLock, claimReleaseRollback, cooldownUntil, readLock, releaseLock, startCooldown } from '../../../lambdas/backout/state';
 import { guards, planRollback, postChecks, report, rollOut } from '../../../lambdas/backout/workflow';
 import { loseFirstAnswer } from '../../support/dynamodb';
-import { alarmEvent, arrangeHappyAws, backoutSuite, lkg, metricData, BAD, backoutDeps, GOOD, seedLkg, service, settings, TD } from './fixtures';
+import { alarmEvent, arrangeHappyAws, backoutSuite, lkg, metricData, BACKEND_REPOSITORY, BAD, backoutDeps, GOOD, seedLkg, service, settings, TD } from './fixtures';
 
 const suite = backoutSuite();
 const { mocks } = suite;
@@ -149,6 +149,32 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
     const second = await guards(backoutDeps(suite.dynamo.doc), s, alarmInput());
 
     expect(second).toMatchObject({ decision: 'notify', page: true, reason: expect.stringContaining(`${BAD} was already rolled back automatically once`) });
+  });
+
+  it('refuses, and pages, an automatic rollback to the release a human just rolled away from (the newest last known good): no ping-pong, no downgrade in the older image', async () => {
+    // Arrange: GOOD baked long ago; BAD baked too (its failure showed after the bake), so it is the newest record.
+    const tableName = await suite.dynamo.freshTable();
+    await seedLkg(suite.dynamo.doc, lkg(), tableName);
+    await seedLkg(suite.dynamo.doc, lkg({ taskDefinitionArn: BAD, images: [`${BACKEND_REPOSITORY}@sha256:bbbb`], alembicHead: 'bbb222', recordedAt: '2026-05-31T12:00:00.000Z' }), tableName);
+    const s = settings({ tableName, autoDowngradeMigrations: true });
+    const pins = new Map<string, string>();
+    mocks.ssm.on(PutParameterCommand).callsFake((input: { Name: string; Value: string }) => (pins.set(input.Name, input.Value), { Version: 1 }));
+    mocks.ssm.on(GetParameterCommand, { Name: '/atmr-dr/test/backout/pinned/atmr-api' }).callsFake(() => ({ Parameter: { Value: pins.get('/atmr-dr/test/backout/pinned/atmr-api'), Version: 1 } }));
+    // The on-call rolls back by hand to GOOD ("rollback service --to GOOD"), which writes the pin.
+    const byHand = backoutDeps(suite.dynamo.doc, () => new Date('2026-06-01T09:20:00Z'));
+    const manual = await guards(byHand, s, { service: 'atmr-api', manual: { actor: 'cli:ops', targetTaskDefinition: GOOD } });
+    await report(byHand, s, await rollOut(byHand, s, manual));
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
+
+    // Act: GOOD now runs and fails too; the next alarm comes after the cooldown.
+    mocks.ecs.on(DescribeServicesCommand).resolves(service(GOOD));
+    const state = await guards(backoutDeps(suite.dynamo.doc, () => new Date('2026-06-01T10:01:00Z')), s, alarmInput());
+
+    // Assert: a page naming the target, why, and the command to choose another; nothing rolled out or downgraded
+    expect(state).toMatchObject({ decision: 'notify', page: true, lockHeld: false, downgrade: { run: false } });
+    expect(state.reason).toContain(`the rollback target ${BAD} is the release the last rollback of atmr-api rolled away from (pin /atmr-dr/test/backout/pinned/atmr-api, written 2026-06-01T09:20:00.000Z)`);
+    expect(state.reason).toContain('not rolled back; choose another target: "npx atmr-dr rollback service --service atmr-api --to TASK_DEF_ARN"');
+    expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
   });
 
   it('leaves the release unclaimed when the guards stop on an error after the lock (a last known good whose Alembic head is no revision): the next alarm is not refused as "already rolled back once"', async () => {
