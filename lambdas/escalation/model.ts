@@ -95,7 +95,7 @@ export function climbToCarryOver(previous: Incident | undefined, alarmAt: string
   if (Date.parse(alarmAt) - Date.parse(resolution.at) >= levelTimeoutsSeconds[0] * 1000) return undefined;
   const paged = highestLevelPaged(previous, undefined);
   const carried = previous.carriedOver;
-  const level = Math.min(Math.max(paged, carried?.level ?? 0), levelTimeoutsSeconds.length);
+  const level = Math.min(levelReached(previous, undefined), levelTimeoutsSeconds.length);
   if (level < 1) return undefined;
   const timeoutMs = (n: number) => levelTimeoutsSeconds[n - 1] * 1000;
   let until: number;
@@ -147,6 +147,16 @@ export function levelsPaged(incident: Incident, state: ExecutionState | undefine
 /** The highest level paged (0: none yet), counting a level paged but not recorded (`levelsPaged`). */
 export function highestLevelPaged(incident: Incident, state: ExecutionState | undefined): number {
   return Math.max(incident.level, ...levelsPaged(incident, state));
+}
+
+/**
+ * The highest level the climb reached (0: none yet): paged for this incident (`highestLevelPaged`),
+ * or carried over from the flapping alarm's previous incident (`carriedOver`), a level paged for the
+ * same alarm that this incident does not page again. The level reminded when the acknowledgement
+ * names none, and the one the climb goes on from.
+ */
+export function levelReached(incident: Incident, state: ExecutionState | undefined): number {
+  return Math.max(highestLevelPaged(incident, state), incident.carriedOver?.level ?? 0);
 }
 
 /**

@@ -5,7 +5,7 @@ import { refusedWithoutEffect } from '../shared/aws-errors';
 import { namedLine, oneLine } from '../shared/errors';
 import { ackLinkUrl } from './ack-link';
 import type { ExecutionInput } from './ingest';
-import { ExecutionState, highestLevelPaged, Incident, joinAwaitsReminder, levelsPaged, pagedNotRecordedKeys, pageIntent, runbookOf, shortHash, signalsEvent } from './model';
+import { ExecutionState, Incident, joinAwaitsReminder, levelReached, levelsPaged, pagedNotRecordedKeys, pageIntent, runbookOf, shortHash, signalsEvent } from './model';
 import {
   claimResolutionNotice,
   getIncident,
@@ -280,13 +280,9 @@ async function page(deps: TaskDeps, incidentId: string, level: number, taskToken
   return `paged level ${level}`;
 }
 
-/**
- * The level that acknowledged (links say which), else the highest level the climb reached: paged
- * for this incident, or carried over from the flapping alarm's previous one (`carriedOver`: levels
- * paged for the same alarm, which this incident pages only once that level's time runs out).
- */
+/** The level that acknowledged (links say which), else the highest level the climb reached (`levelReached`), at least level 1. */
 function acknowledgingLevel(incident: Incident, state: ExecutionState | undefined): number {
-  return incident.ack?.level ?? Math.max(1, highestLevelPaged(incident, state), incident.carriedOver?.level ?? 0);
+  return incident.ack?.level ?? Math.max(1, levelReached(incident, state));
 }
 
 /** Timeline keys of the acknowledgement notice, one per level told (`L<n>`). */
@@ -415,9 +411,10 @@ async function resolve(deps: TaskDeps, incidentId: string, state: ExecutionState
         kind: 'note',
         text: `Not resolved: ${incident.alarmName} went to ALARM again (${joined}) after the workflow read it ${alarmState ?? 'OK'}; the escalation goes on`,
       });
-      // The level the workflow climbs from: the highest paged, counting one whose record the table
-      // refused (the record's `level` is then the one before it, which would be paged again).
-      const level = highestLevelPaged(outcome.incident, state);
+      // The level the workflow climbs from: the highest reached, counting one whose record the table
+      // refused (the record's `level` is then the one before it, which would be paged again) and one
+      // carried over from a flapping alarm's previous incident (else the climb restarts at level 1).
+      const level = levelReached(outcome.incident, state);
       return { result: `not resolved: ALARM again at ${joined}`, alarmAgain: { status: outcome.incident.status, level } };
     }
   }

@@ -626,7 +626,8 @@ export class Escalation extends Construct {
 
     // Not resolved: an ALARM joined the incident after the check read the alarm OK (tasks.ts
     // `resolve`). The alarm is in ALARM again and this incident holds it: an acknowledged one reminds
-    // its level, an open one pages the level after the last one paged, as its timeout would have.
+    // its level, an open one pages the level after the highest one reached (paged, or carried over
+    // from a flapping alarm's previous incident), as its timeout would have.
     const alarmAgain = sfn.Condition.isPresent('$.resolved.alarmAgain');
     const afterResolve = new sfn.Choice(this, 'AlarmAgainAfterResolve').when(
       sfn.Condition.and(alarmAgain, sfn.Condition.stringEquals('$.resolved.alarmAgain.status', 'ACKED')),

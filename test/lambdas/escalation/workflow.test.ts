@@ -1047,6 +1047,37 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       expect(second).toEqual(['Rappel L2', 'Résolu L2']);
     });
 
+    it('pages the level after the one the carried-over climb reached (not level 1) when an ALARM joins after the re-read found OK, before Resolve', async () => {
+      // Arrange: level 1 at +0, level 2 at +15, the OK at +20 resolves; the ALARM at +22 carries
+      // level 2 over (until +30). Its re-read then finds OK (the OK's event is late), and an ALARM
+      // joins before Resolve: the alarm is in ALARM again, level 2's time has run out.
+      const first = await incident(0, undefined, ['ALARM'], async (state) => {
+        if (state === 'PageLevel2') await change(20, 'OK');
+      });
+      const opened = await change(22, 'ALARM');
+      const id = (opened as { incidentId: string }).incidentId;
+      [alarmStates, reads] = [['OK'], 0];
+      const readsThenJoins = intercepting(timed.taskDeps.cloudwatch, async (command, send) => {
+        const answer = await send(command);
+        if (reads === 1) expect(await change(31, 'ALARM')).toEqual({ action: 'joined', incidentId: id });
+        return answer;
+      });
+      const harness = { ...timed, taskDeps: { ...timed.taskDeps, cloudwatch: readsThenJoins } } as EscalationHarness;
+      const published = h.published.length;
+
+      // Act
+      const input = h.executionInputs.get(id) as Record<string, unknown>;
+      const { path } = await runLocally(definition, harness, input, (_state, task) => {
+        if (!h.woken.has(task.taskToken)) clock = new Date(clock.getTime() + LEVEL_TIMEOUT_MS);
+      }, 60, id);
+
+      // Assert: level 3, as level 2's timeout would have paged had the alarm read ALARM.
+      expect(input.carriedOver).toEqual({ from: first.id, level: 2, until: minute(30).toISOString() });
+      expect(path.filter((s) => s.startsWith('PageLevel') || s === 'Resolve')).toEqual(['Resolve', 'PageLevel3', 'Resolve']);
+      const second = h.published.slice(published).map((p) => `${p.subject?.split(' ')[1]} L${LEVEL_TOPICS.indexOf(p.topicArn) + 1}`);
+      expect(second).toEqual(['N3 L3', 'Résolu L3']);
+    });
+
     it('starts again at level 1 after an acknowledged incident, or an OK older than level 1\'s timeout', async () => {
       const acked = await incident(0, 5, ['ALARM'], async (state, task) => {
         if (state === 'PageLevel1') await acknowledgeIncident(timed.store, task.incidentId, { by: 'alice', via: 'cli' });
