@@ -10,7 +10,6 @@ import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupObject } from '../shared/manifest';
 import { PgConnection, libpqEnv } from '../shared/pg-connection';
 import { LocalSpaceError, badBackupFix, isOutOfSpace } from './download';
-import { boundedQuery, GUARD_READ_BOUND_MS, NoAnswer } from './target';
 
 /**
  * Loads a verified local file into a database: `pg_restore -j <cores>` for the custom archive,
@@ -412,33 +411,19 @@ export async function checkRoles(admin: Client, roles: ReadonlyMap<string, RoleU
  * Reports `database`'s size on disk through `admin` now, every `intervalMs` and once more on `stop()`
  * (which waits for a query in flight, so that `admin` is free again when it resolves). A failed
  * query only skips a report: this is progress, and what broke the connection breaks the next step.
- * Each read waits for its answer at most `boundMs` (a guard's read: a lock on pg_database up to the
- * session's lock_timeout, then milliseconds; the tests' is shorter): a server that does not answer
- * it (a failover half done, a network that drops the packets, an instance overloaded) would hold the
- * restore at the end of its load with no end. Given up: one warning, no more reports, and `admin`
- * is ended, so that the restore's session connects again before its next statement, which would
- * otherwise wait behind the unanswered one.
  */
-export function watchDatabaseSize(admin: Client, database: string, onSize: (bytes: number) => void, warn: (line: string) => void, intervalMs = 1000, boundMs = GUARD_READ_BOUND_MS): { stop(): Promise<void> } {
+export function watchDatabaseSize(admin: Client, database: string, onSize: (bytes: number) => void, intervalMs = 1000): { stop(): Promise<void> } {
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
-  let unanswered = false;
   let inFlight: Promise<void> = Promise.resolve();
-  const sample = async (): Promise<void> => {
-    if (unanswered) return;
-    try {
-      const { rows } = await boundedQuery<{ bytes: string }>(admin, 'SELECT pg_database_size($1) AS bytes', boundMs, [database], `the read of "${database}"'s size (pg_database_size)`);
-      onSize(Number(rows[0].bytes));
-    } catch (error) {
-      if (!(error instanceof NoAnswer)) return;
-      unanswered = true;
-      await admin.end().catch(() => undefined);
-      warn(`${oneLine(error)}: the load goes on without its progress; a server that stays silent stops the restore at its next step`);
-    }
-  };
+  const sample = (): Promise<void> =>
+    admin.query<{ bytes: string }>('SELECT pg_database_size($1) AS bytes', [database]).then(
+      (r) => onSize(Number(r.rows[0].bytes)),
+      () => undefined,
+    );
   const tick = (): void => {
     inFlight = sample().then(() => {
-      if (!stopped && !unanswered) timer = setTimeout(tick, intervalMs);
+      if (!stopped) timer = setTimeout(tick, intervalMs);
     });
   };
   tick();

@@ -269,7 +269,7 @@ export class NoAnswer extends Error {}
  * the caller ends the session (look, end) before it sends another. `what`: how the line names the
  * statement (default its text; a long query's is named by what it reads).
  */
-export async function boundedQuery<R extends QueryResultRow = QueryResultRow>(client: Client, text: string, boundMs: number, values?: unknown[], what = text, { single = false } = {}): Promise<QueryResult<R>> {
+async function boundedQuery<R extends QueryResultRow = QueryResultRow>(client: Client, text: string, boundMs: number, values?: unknown[], what = text, { single = false } = {}): Promise<QueryResult<R>> {
   // query_timeout and queryMode are node-postgres' own per-query settings, which its types do not
   // declare. queryMode 'extended' (`single`): the server runs exactly one statement, whatever the text
   // holds: a statement read from a backup whose literal ends elsewhere than its reader thought is
