@@ -299,10 +299,18 @@ const ACK_NOTICE = 'ack-notice#';
  * (the acknowledged wait, or a reminder when the alarm went to ALARM again before Resolve), which
  * holds the level topics. Each level's timeline entry (`ack-notice#L<n>`, a conditional write) is
  * claimed before its publish, as a reminder's is: the later steps, and a retried one, tell nobody
- * again. A publish that fails is recorded and logged, and fails nothing: the level hears of it
- * from the resolution, as before, and failing the step would remind at once.
+ * again. It fails nothing, whatever goes wrong: a publish that fails is recorded and logged, and a
+ * table that refuses (throttled) is logged, and the levels not claimed are told by the next
+ * acknowledged step. A notice is a courtesy; failing the step for it would remind the on-call at
+ * once, and a table that kept refusing would loop the wait into reminders with no pause.
  */
 async function announceAcknowledgement(deps: TaskDeps, incident: Incident, state: ExecutionState | undefined): Promise<void> {
+  await tellLevelsOfAcknowledgement(deps, incident, state).catch((error: unknown) => {
+    deps.warn?.('acknowledgement notice not sent for now: the next acknowledged step tries again', { incidentId: incident.id, error: namedLine(error) });
+  });
+}
+
+async function tellLevelsOfAcknowledgement(deps: TaskDeps, incident: Incident, state: ExecutionState | undefined): Promise<void> {
   const ack = incident.ack;
   if (incident.status !== 'ACKED' || !ack) return;
   // Read first: the later acknowledged steps (one every reminder interval) find every level told and write nothing.

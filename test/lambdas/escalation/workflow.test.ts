@@ -489,6 +489,27 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       const failed = (await timeline(h.store, incidentId)).filter((e) => e.text.startsWith('Acknowledgement notice to'));
       expect(failed.map((e) => e.text)).toEqual(['Acknowledgement notice to level 2 (Lead DevOps) failed: KMS key is disabled']);
     });
+
+    it("a table that refuses a notice's claim (throttled) fails no step: no reminder before its interval, and the level is told at the next acknowledged step", async () => {
+      // Arrange: levels 1 and 2 paged, acknowledged from the CLI; the first claim of a notice refused past the SDK's retries
+      h.alarmStates = ['ALARM', 'ALARM', 'OK'];
+      let claims = 0;
+      const { harness, refused } = refusingWrites(h, (write) => (write.Item?.sk ?? '').startsWith('EVENT#ack-notice#') && ++claims === 1);
+
+      // Act
+      const { path, output } = await runLocally(definition, harness, { incidentId, alarmName: ALARM }, async (state) => {
+        if (state === 'PageLevel2') await acknowledgeIncident(h.store, incidentId, { by: 'alice', via: 'cli' });
+      });
+
+      // Assert: the acknowledged wait waited its interval (no error caught), then the reminder's step told both levels
+      expect(refused()).toBe(1);
+      expect(output.error).toBeUndefined();
+      expect(path.slice(path.indexOf('AwaitWhileAcked'))).toEqual(['AwaitWhileAcked', 'CheckWhileAcked', 'Remind', 'CheckWhileAcked', 'Resolve']);
+      // (The two claims run at the same time: which one the table refused, and so which level hears first, varies.)
+      expect(h.published.map((p) => p.subject?.split(' ')[1])).toEqual(['N1', 'N2', 'Acquitté', 'Acquitté', 'Rappel', 'Résolu', 'Résolu']);
+      expect(kinds('Acquitté').sort()).toEqual([1, 2]);
+      expect(kinds('Rappel')).toEqual([2]);
+    });
   });
 
   describe('a resolution notice that a level\'s topic refuses', () => {
