@@ -14,7 +14,7 @@
  */
 import { CloudWatchClient, GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { DescribeServicesCommand, DescribeServicesCommandOutput, DescribeTaskDefinitionCommand, ECSClient, UpdateServiceCommand } from '@aws-sdk/client-ecs';
-import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import * as fs from 'node:fs';
@@ -22,6 +22,7 @@ import * as path from 'node:path';
 import { BackoutSettings } from '../lambdas/backout/settings';
 import { putLastKnownGood, recordRollback, releaseLock } from '../lambdas/backout/state';
 import { guards, rollOut } from '../lambdas/backout/workflow';
+import { METRICS_SETTLE_SECONDS } from '../lib/constructs/rollback';
 import { EnvironmentConfig, parseEnvironmentConfig } from '../lib/config';
 import { STEADY_POLL_SECONDS } from '../lib/constructs/rollback';
 import { backoutDeps } from '../test/lambdas/backout/fixtures';
@@ -62,7 +63,13 @@ async function main(): Promise<void> {
       { Id: 'healthy', Values: [2] },
     ],
   });
-  mockClient(SSMClient).on(PutParameterCommand).resolves({ Version: 1 });
+  // The killswitch reads normal (the 5xx are the release's, not maintenance's); the pin of the last
+  // rollback, read from the same parameter store, then names nothing rolled away from.
+  const ssm = mockClient(SSMClient);
+  ssm.on(PutParameterCommand).resolves({ Version: 1 });
+  ssm.on(GetParameterCommand).resolves({
+    Parameter: { Value: JSON.stringify({ mode: 'normal', reason: 'bench', actor: 'bench', updatedAt: new Date().toISOString(), expiresAt: null }), Version: 1 },
+  });
 
   // The same clients as the backout tests (mocked above at the SDK), on the real clock.
   const deps = backoutDeps(doc, () => new Date());
@@ -241,7 +248,7 @@ function printBudget(decisionSeconds: number, backout: BackoutConfig): void {
       row(after[0]),
       ['= ECS steady: old tasks gone', steady.toFixed(1), 'deployment COMPLETED'],
       row(after[1]),
-      ['= steady seen by the workflow', seen.toFixed(1), 'LetMetricsSettle (60 s) + checks + report follow'],
+      ['= steady seen by the workflow', seen.toFixed(1), `LetMetricsSettle (${METRICS_SETTLE_SECONDS} s) + checks + report follow`],
       ['  of which alarm -> steady seen (metric RollbackSeconds)', alarmToSeen.toFixed(1), verdict(alarmToSeen)],
     ],
   );

@@ -343,7 +343,7 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
   // then failed): rolling "back" to it would bring the failure back, and its downgrade would run in
   // the older image. The pin of the last rollback names that release and its images.
   if (automatic) {
-    const refused = await pinnedAway(deps, settings, serviceName, to);
+    const refused = await pinnedAway(deps, settings, serviceName, to, newest?.recordedAt);
     if (refused) return notify(`${refused}: not rolled back; choose another target: "npx atmr-dr rollback service --service ${serviceName} --to TASK_DEF_ARN"`, true);
   }
 
@@ -691,8 +691,14 @@ async function pinImages(
   }
 }
 
-/** Why the pin of the last rollback forbids `to` (it was rolled back from, or runs an image rolled back from), or null. */
-async function pinnedAway(deps: BackoutDeps, settings: BackoutSettings, serviceName: string, to: NonNullable<RollbackState['to']>): Promise<string | null> {
+/**
+ * Why the pin of the last rollback forbids `to` (it was rolled back from, or runs an image rolled
+ * back from), or null. Not an image that rollback kept (a sidecar both releases run: pinnedImages),
+ * and nothing once `to` baked after that rollback (`recordedAt`, its last-known-good record: a human
+ * redeployed it, fixed, and it passed its bake since): a pin is never expired, and without these
+ * an old one would refuse every later automatic rollback.
+ */
+async function pinnedAway(deps: BackoutDeps, settings: BackoutSettings, serviceName: string, to: NonNullable<RollbackState['to']>, recordedAt: string | undefined): Promise<string | null> {
   const name = pinParameterName(settings, serviceName);
   let value: string | undefined;
   try {
@@ -701,10 +707,11 @@ async function pinnedAway(deps: BackoutDeps, settings: BackoutSettings, serviceN
     if (error instanceof ParameterNotFound || (error as { name?: string }).name === 'ParameterNotFound') return null;
     throw error;
   }
-  const pin = JSON.parse(value ?? '{}') as { rolledBackFrom?: string | null; badImages?: string[]; at?: string };
+  const pin = JSON.parse(value ?? '{}') as { rolledBackFrom?: string | null; badImages?: string[]; pinnedImages?: string[]; at?: string };
+  if (recordedAt !== undefined && pin.at !== undefined && Date.parse(recordedAt) > Date.parse(pin.at)) return null;
   const since = `(pin ${name}, written ${pin.at ?? 'at an unknown time'})`;
   if (pin.rolledBackFrom === to.taskDefinitionArn) return `the rollback target ${to.taskDefinitionArn} is the release the last rollback of ${serviceName} rolled away from ${since}`;
-  const bad = to.images.filter((image) => pin.badImages?.includes(image));
+  const bad = to.images.filter((image) => pin.badImages?.includes(image) && !pin.pinnedImages?.includes(image));
   if (bad.length) return `the rollback target ${to.taskDefinitionArn} runs ${bad.join(', ')}, an image the last rollback of ${serviceName} rolled away from ${since}`;
   return null;
 }

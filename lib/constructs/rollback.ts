@@ -23,6 +23,9 @@ import { HouseFunction, retryWhenThrottled, VPC_MANAGED_POLICY_ACKNOWLEDGEMENTS 
 import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 import { nagRender } from '../nag';
 
+
+/** Wait between steady state and the post-rollback checks (LetMetricsSettle). */
+export const METRICS_SETTLE_SECONDS = 120;
 export interface RollbackServiceProps {
   readonly serviceName: string;
   /** The only task-definition family the service may be rolled back to. */
@@ -551,7 +554,10 @@ export class Rollback extends Construct {
     // 10 s between steady-state polls: at most 10 s between ECS reaching steady state and the report
     // (RollbackSeconds); a poll is one state transition and one DescribeServices call.
     const waitForDeployment = new sfn.Wait(this, 'WaitForDeployment', { time: sfn.WaitTime.duration(Duration.seconds(STEADY_POLL_SECONDS)) });
-    const letMetricsSettle = new sfn.Wait(this, 'LetMetricsSettle', { time: sfn.WaitTime.duration(Duration.seconds(60)) });
+    // The post-checks read the ALB's metrics since steady state, which land about a minute after
+    // their minute ends: 120 s lets the minute of steady state land (60 s often read nothing, and a
+    // clean rollback then paged as "not verified yet"); HealthyHostCount lands every minute, traffic or not.
+    const letMetricsSettle = new sfn.Wait(this, 'LetMetricsSettle', { time: sfn.WaitTime.duration(Duration.seconds(METRICS_SETTLE_SECONDS)) });
     rollOut.next(waitForDeployment).next(checkSteady).next(
       new sfn.Choice(this, 'Steady')
         .when(sfn.Condition.stringEquals('$.steady.status', 'steady'), letMetricsSettle.next(postChecks).next(report))

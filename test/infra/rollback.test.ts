@@ -294,6 +294,8 @@ describe('Rollback construct (backout)', () => {
     const definition = json(rollback.Properties.DefinitionString);
     // Polled every 10 s: the RTO budget counts at most 10 s between ECS steady and the workflow seeing it.
     expect(definition).toContain('\\"WaitForDeployment\\":{\\"Type\\":\\"Wait\\",\\"Seconds\\":10,');
+    // The post-checks wait for the minute of steady state to land (ALB metrics come about a minute after it ends).
+    expect(definition).toContain('\\"LetMetricsSettle\\":{\\"Type\\":\\"Wait\\",\\"Seconds\\":120,');
     expect(definition).toContain(':states:::ecs:runTask.sync');
     expect(definition).toContain('\\"Command.$\\":\\"$.downgrade.args\\"');
     expect(definition).toContain('\\"TaskDefinition.$\\":\\"$.from.taskDefinitionArn\\"');

@@ -177,6 +177,24 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
   });
 
+  it.each([
+    ['a sidecar image that rollback kept (both releases run it), the pin newer than the target\'s bake', '2026-06-01T09:30:00.000Z', [`${BACKEND_REPOSITORY}@sha256:0ld0`]],
+    ['the target image rolled away from, when the target baked after that rollback (redeployed fixed)', '2026-05-01T10:00:00.000Z', [`${BACKEND_REPOSITORY}@sha256:aaaa`]],
+  ])('the pin of an earlier rollback does not refuse an automatic rollback for %s', async (_case, pinAt, badBackend) => {
+    // Arrange: the newest last known good runs the backend and an OpenTelemetry sidecar; the pin of a rollback long before
+    const sidecar = 'public.ecr.aws/aws-observability/aws-otel-collector:v0.40.0';
+    const tableName = await suite.dynamo.freshTable();
+    await seedLkg(suite.dynamo.doc, lkg({ images: [`${BACKEND_REPOSITORY}@sha256:aaaa`, sidecar] }), tableName);
+    const pin = { pinnedTaskDefinition: 'arn:aws:ecs:eu-west-3:111111111111:task-definition/atmr-api:29', pinnedImages: [`${BACKEND_REPOSITORY}@sha256:2929`, sidecar], rolledBackFrom: 'arn:aws:ecs:eu-west-3:111111111111:task-definition/atmr-api:30', badImages: [...badBackend, sidecar], at: pinAt };
+    mocks.ssm.on(GetParameterCommand, { Name: '/atmr-dr/test/backout/pinned/atmr-api' }).resolves({ Parameter: { Value: JSON.stringify(pin), Version: 1 } });
+
+    // Act
+    const state = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
+
+    // Assert
+    expect(state).toMatchObject({ decision: 'proceed' });
+  });
+
   it('leaves the release unclaimed when the guards stop on an error after the lock (a last known good whose Alembic head is no revision): the next alarm is not refused as "already rolled back once"', async () => {
     // Arrange: the schemas differ, and the target's recorded head cannot make a downgrade command
     const tableName = await suite.dynamo.freshTable();
