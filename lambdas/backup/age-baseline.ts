@@ -22,24 +22,36 @@ import { getText, getTextIfExists, lostConditionalWrite, s3Failure } from '../sh
 
 const AgeBaselineSchema = z.object({ schema: z.literal(1), since: z.iso.datetime() });
 
+/** Reads and writes of the marker before giving up while another write keeps meeting ours (409). */
+const BASELINE_ATTEMPTS = 3;
+
 /**
  * The baseline at `key`, written with `now` when there is none. Two runs that race both end up
  * with the one that was written first. An unreadable marker is an error (the caller then reports
  * no age, which the alarms read as breaching): it is left for a human, never overwritten.
  */
 export async function ageBaseline(s3: S3Client, bucket: string, key: string, now: Date): Promise<Date> {
-  const existing = await getTextIfExists(s3, bucket, key);
-  if (existing !== undefined) return parseBaseline(key, existing);
-  try {
-    await s3.send(
-      new PutObjectCommand({ Bucket: bucket, Key: key, Body: `${JSON.stringify({ schema: 1, since: now.toISOString() })}\n`, ContentType: 'application/json', IfNoneMatch: '*' }),
-    );
-    return now;
-  } catch (error) {
-    // Another run wrote it between our read and our write (or at the same moment), or our own write
-    // landed and its answer was lost (the SDK's retry then meets it): the marker there is the baseline.
-    if (lostConditionalWrite(error) !== undefined) return parseBaseline(key, await getText(s3, bucket, key));
-    throw s3Failure(`write of ${key}`, bucket, error);
+  for (let attempt = 1; ; attempt += 1) {
+    const existing = await getTextIfExists(s3, bucket, key);
+    if (existing !== undefined) return parseBaseline(key, existing);
+    try {
+      await s3.send(
+        new PutObjectCommand({ Bucket: bucket, Key: key, Body: `${JSON.stringify({ schema: 1, since: now.toISOString() })}\n`, ContentType: 'application/json', IfNoneMatch: '*' }),
+      );
+      return now;
+    } catch (error) {
+      const lost = lostConditionalWrite(error);
+      // Another run wrote it between our read and our write, or our own write landed and its answer
+      // was lost (the SDK's retry then meets it): the marker there is the baseline.
+      if (lost === 'precondition') return parseBaseline(key, await getText(s3, bucket, key));
+      // Another write met ours at the same moment (409, which S3 says to retry): it may not have
+      // landed either, so read again and write again if there is still none.
+      if (lost === 'conflict') {
+        if (attempt < BASELINE_ATTEMPTS) continue;
+        throw new OperatorError(`S3 refused to write ${key} in bucket ${bucket}: another write to this key met each of ${BASELINE_ATTEMPTS} attempts (ConditionalRequestConflict); the next run writes it`);
+      }
+      throw s3Failure(`write of ${key}`, bucket, error);
+    }
   }
 }
 
