@@ -26,7 +26,7 @@ import {
   runMigrationTask,
   waitOrUnlock,
 } from '../../lambdas/backout/migration';
-import { BackoutSettings, findService, pinParameterPrefix } from '../../lambdas/backout/settings';
+import { BackoutSettings, findService, METRICS_SETTLE_SECONDS, pinParameterPrefix } from '../../lambdas/backout/settings';
 import { acquireLock, LockRecord, readLock, recordLockTask, recordRollback, releaseLock, rollbackHistory, unlockCommandLine } from '../../lambdas/backout/state';
 import { putRollbackMetrics } from '../../lambdas/backout/metrics';
 import {
@@ -275,8 +275,8 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
         ctx.print(`  ${state.steady?.status}: ${state.steady?.detail}`);
         if (state.steady?.status !== 'in-progress') break;
       }
-      // As the workflow does: let a minute of ALB metrics of the last known good come in.
-      if (state.steady?.status === 'steady' && !(await pause(ctx, 60_000))) state = await postChecks(ctx.deps, ctx.settings, state);
+      // As the workflow does: let the ALB metrics of the last known good's first minute come in.
+      if (state.steady?.status === 'steady' && !(await pause(ctx, METRICS_SETTLE_SECONDS * 1000))) state = await postChecks(ctx.deps, ctx.settings, state);
     }
   } catch (error) {
     caught = error;

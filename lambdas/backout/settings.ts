@@ -99,3 +99,11 @@ export function pinParameterName(settings: BackoutSettings, serviceName: string)
 export function pinParameterPrefix(environmentName: string): string {
   return `/atmr-dr/${environmentName}/backout/pinned`;
 }
+
+/**
+ * Wait between steady state and the post-rollback checks (the workflow's LetMetricsSettle, and
+ * `rollback service --wait`): the checks read the ALB's metrics since steady state, which land
+ * about a minute after their minute ends; 120 s lets the minute of steady state land (60 s often
+ * read nothing, and a clean rollback then paged as "not verified yet").
+ */
+export const METRICS_SETTLE_SECONDS = 120;

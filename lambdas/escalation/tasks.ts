@@ -327,7 +327,7 @@ async function tellLevelsOfAcknowledgement(deps: TaskDeps, incident: Incident, s
   ].join('\n');
   const message: PageMessage = { subject: `[atmr-dr] Acquitté ${incident.alarmName}`.slice(0, 99), text, slack: text, sms: `atmr-dr acquitté par ${ack.by} : ${incident.alarmName} (${incident.id}), rien à faire` };
   const at = nowIso(deps);
-  // Every level's claim and publish is waited for, failed or not, before a table error fails the step.
+  // Every level's claim and publish is waited for, failed or not, before a table error is given to announceAcknowledgement, which logs it.
   const outcomes = await Promise.allSettled(
     levels.map(async (level) => {
       const target = deps.levels[level - 1];

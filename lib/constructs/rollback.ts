@@ -14,7 +14,7 @@ import { Construct } from 'constructs';
 import { BACKOUT_METRICS_SERVICE } from '../../lambdas/backout/metrics';
 import { metricsNamespace } from '../../lambdas/shared/constants';
 import { RUN_TASK_NOT_STARTED_ERRORS } from '../../lambdas/backout/migration';
-import { BACKOUT_SETTINGS_ENV, BackoutSettings, pinParameterPrefix } from '../../lambdas/backout/settings';
+import { BACKOUT_SETTINGS_ENV, BackoutSettings, METRICS_SETTLE_SECONDS, pinParameterPrefix } from '../../lambdas/backout/settings';
 import { lkgKey, rollbackKey } from '../../lambdas/backout/state';
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
 import { putEventsOnDefaultBus } from './event-bus-statements';
@@ -23,9 +23,6 @@ import { HouseFunction, retryWhenThrottled, VPC_MANAGED_POLICY_ACKNOWLEDGEMENTS 
 import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 import { nagRender } from '../nag';
 
-
-/** Wait between steady state and the post-rollback checks (LetMetricsSettle). */
-export const METRICS_SETTLE_SECONDS = 120;
 export interface RollbackServiceProps {
   readonly serviceName: string;
   /** The only task-definition family the service may be rolled back to. */

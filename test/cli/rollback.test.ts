@@ -498,12 +498,12 @@ describe('rollback service metrics (the workflow\'s RollbackSeconds and Rollback
 
     const calls = mocks.cloudwatch.commandCalls(PutMetricDataCommand);
     expect(calls).toHaveLength(1);
-    // Two polls of 10 s: in progress at +10 s, steady at +20 s.
+    // Two polls of 10 s: in progress at +10 s, steady at +20 s; then the workflow's 120 s for the metrics to settle (the report at +140 s).
     expect(calls[0].args[0].input).toEqual({
       Namespace: 'AtmrDr/test',
       MetricData: [
-        { MetricName: 'RollbackOutcome', Dimensions: serviceDimension, Unit: 'Count', Value: 1, Timestamp: new Date('2026-06-01T10:01:20.000Z') },
-        { MetricName: 'RollbackSeconds', Dimensions: serviceDimension, Unit: 'Seconds', Value: 20, Timestamp: new Date('2026-06-01T10:01:20.000Z') },
+        { MetricName: 'RollbackOutcome', Dimensions: serviceDimension, Unit: 'Count', Value: 1, Timestamp: new Date('2026-06-01T10:02:20.000Z') },
+        { MetricName: 'RollbackSeconds', Dimensions: serviceDimension, Unit: 'Seconds', Value: 20, Timestamp: new Date('2026-06-01T10:02:20.000Z') },
       ],
     });
   });
