@@ -4,6 +4,7 @@ import { version } from '../package.json';
 import { asOperatorError } from '../lambdas/shared/aws-errors';
 import { OperatorError, oneLine } from '../lambdas/shared/errors';
 import { exitOnceWritten, exitWhenFailed, failIfStranded, reportStdoutFailure } from '../lambdas/shared/exit';
+import { ENABLE_MODES } from '../lambdas/killswitch/value';
 import { useOperatorSdkSettings } from '../lambdas/shared/sdk-retry';
 import { commandEnded, stopWhileRunning, stopWhileStarting, takesStopSignals } from './cli/interrupt';
 
@@ -219,10 +220,36 @@ export function usageLine(error: CommanderError, argv: readonly string[], progra
   // `rollback service atmr-celery-worker`: the service is a flag, and the operator who deletes the
   // word commander calls too many would act on the default service (the API) instead of that one.
   const words = walked?.command.args ?? [];
-  if (error.code === 'commander.excessArguments' && walked?.command.options.some((o) => o.long === '--service') && words.length === 1) {
-    message = `${names.join(' ')} names its service with --service, not a word after it: atmr-dr ${names.join(' ')} --service ${words[0]}`;
+  if (error.code === 'commander.excessArguments' && walked) {
+    const split = splitValue(walked.command, argv);
+    // `killswitch enable maintenance`: the Slack command's form (docs/killswitch.md), typed here.
+    if (walked.command.options.some((o) => o.long === '--mode') && words.length === 1 && (ENABLE_MODES as readonly string[]).includes(words[0])) {
+      message = `${names.join(' ')} takes the mode as --mode ${words[0]}, not a word after it (\`/killswitch enable ${words[0]}\` is the Slack command's form): atmr-dr ${names.join(' ')} --mode ${words[0]} --reason "..."`;
+    } else if (split) {
+      // `--reason OSRM down`: the shell split a value of several words, and the parser took the rest for arguments.
+      message = `${message.replace(/\.$/, '')}: a value of several words is quoted: ${split.option} "${split.value}"`;
+    } else if (walked.command.options.some((o) => o.long === '--service') && words.length === 1) {
+      message = `${names.join(' ')} names its service with --service, not a word after it: atmr-dr ${names.join(' ')} --service ${words[0]}`;
+    }
   }
   return `${message} (see atmr-dr ${names.map((n) => `${n} `).join('')}--help)`;
+}
+
+/**
+ * The first value the shell split (`--reason OSRM down`): an option of `command` that takes a value,
+ * its value, and the words right after it that are not options, which the parser took for arguments
+ * the command does not have. Undefined when the extra words follow no such value.
+ */
+function splitValue(command: Command, argv: readonly string[]): { option: string; value: string } | undefined {
+  for (let i = 2; i < argv.length - 2; i += 1) {
+    const option = command.options.find((o) => o.long === argv[i] || o.short === argv[i]);
+    if (!option || !(option.required || option.optional) || argv[i + 1].startsWith('-')) continue;
+    let end = i + 2;
+    while (end < argv.length && !argv[end].startsWith('-')) end += 1;
+    if (end > i + 2) return { option: option.long ?? argv[i], value: argv.slice(i + 1, end).join(' ') };
+    i += 1;
+  }
+  return undefined;
 }
 
 /**

@@ -100,6 +100,24 @@ describe('the atmr-dr commands the project prints parse with the CLI', () => {
     expect(refusals([commandLine('"atmr-dr rollback unlock --service atmr-api --owner cli:arn:aws:sts::111111111111:assumed-role/atmr-oncall/alice:1796222302120 --force"'.slice(1, -1))!])).toEqual([null]);
   });
 
+  it('a value of several words the shell split, and the Slack form of killswitch enable: the refusal says how to write it', () => {
+    // Act
+    const refused = refusals([
+      ['killswitch', 'enable', '--mode', 'maintenance', '--reason', 'OSRM', 'down', '--expires', '2h'],
+      ['recover', '--to-time', '5', 'minutes', 'ago', '--reason', 'x'],
+      ['incident', 'resolve', 'x', '--by', 'Jean', 'Dupont'],
+      ['killswitch', 'enable', 'maintenance', '--reason', 'x'],
+    ]);
+
+    // Assert
+    expect(refused).toEqual([
+      `too many arguments for 'enable'. Expected 0 arguments but got 1: down: a value of several words is quoted: --reason "OSRM down" (see atmr-dr killswitch enable --help)`,
+      `too many arguments for 'recover'. Expected 0 arguments but got 2: minutes, ago: a value of several words is quoted: --to-time "5 minutes ago" (see atmr-dr recover --help)`,
+      `too many arguments for 'resolve'. Expected 1 argument but got 2: x, Dupont: a value of several words is quoted: --by "Jean Dupont" (see atmr-dr incident resolve --help)`,
+      'killswitch enable takes the mode as --mode maintenance, not a word after it (`/killswitch enable maintenance` is the Slack command\'s form): atmr-dr killswitch enable --mode maintenance --reason "..." (see atmr-dr killswitch enable --help)',
+    ]);
+  });
+
   it('the parse refuses the command the backout page once printed, and the forms an operator might type from it', () => {
     expect(refusals([commandLine('npx atmr-dr rollback service atmr-celery-worker')!, ['rollback', 'service', '--service'], ['rollback', 'servce']])).toEqual([
       'rollback service names its service with --service, not a word after it: atmr-dr rollback service --service atmr-celery-worker (see atmr-dr rollback service --help)',
