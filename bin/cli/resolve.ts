@@ -226,7 +226,20 @@ export async function resolveDeployedName(name: DeployedName, options: ResolveOp
   }
   // A refusal, as every other AWS refusal of the CLI: a failure (exit 1), a grant or a login fixes it.
   if (refused) throw new OperatorError(`${refused} (${name.envVar} or ${flag} names the ${name.label} without this lookup)`, 1);
-  throw new OperatorError(`no ${name.label} (${reasons.join('; ')}): pass ${name.flag} or set ${name.envVar}`, 2);
+  const otherEnvironment = reasons.some((r) => r.endsWith('is not deployed')) ? otherEnvironmentHint(options.envName, root) : '';
+  throw new OperatorError(`no ${name.label} (${reasons.join('; ')}): pass ${name.flag} or set ${name.envVar}${otherEnvironment}`, 2);
+}
+
+/**
+ * What a name not found may mean when no --env was given: the command looked in cdk.json's default
+ * environment, while the one deployed (prod, deployed with -c env=prod) is another. Empty when --env
+ * was given, or cdk.json has one environment only.
+ */
+export function otherEnvironmentHint(envName: string | undefined, root: string = packageRoot()): string {
+  if (envName !== undefined) return '';
+  const names = Object.keys(readCdkJson(root).context?.environments ?? {});
+  if (names.length < 2) return '';
+  return `; without --env this is cdk.json's default environment "${defaultEnvironmentName(root)}": for another, --env NAME (${names.join(', ')})`;
 }
 
 /**
