@@ -128,8 +128,8 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
     const where =
       before.defaultSource === 'configuration file'
         ? 'the server configuration (RDS parameter group): set default_transaction_read_only to off there'
-        : before.defaultSource === 'user'
-          ? 'a role-level setting (ALTER ROLE ... SET default_transaction_read_only): reset it for that role'
+        : before.defaultSource === 'user' || before.defaultSource === 'database user'
+          ? roleSettingFix(before)
           : `"${before.defaultSource}"`;
     return {
       before,
@@ -160,6 +160,16 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
       ? 'the database-level setting was the cause; it is off and a write went through (rolled back): test a POST/PUT on the API'
       : `the setting is off but new sessions are still read-only or a write fails (${writeProof}): check the parameter group and the RDS events`,
   };
+}
+
+/**
+ * A read-only default of the role that connected (`ALTER ROLE ... SET`, or `... IN DATABASE ...`),
+ * with the statement that lifts it, as it must be run: in a transaction declared READ WRITE, since
+ * a session of a role that is read-only by default refuses even the ALTER ROLE that would undo it.
+ */
+function roleSettingFix(state: ReadOnlyState): string {
+  const inDatabase = state.defaultSource === 'database user' ? ` IN DATABASE ${quoteIdent(state.database)}` : '';
+  return `a setting of role "${state.role}"${inDatabase ? ` in database "${state.database}"` : ''} (ALTER ROLE ...${inDatabase ? ' IN DATABASE ...' : ''} SET default_transaction_read_only): as a superuser or a role with CREATEROLE, run BEGIN READ WRITE; ALTER ROLE ${quoteIdent(state.role)}${inDatabase} RESET default_transaction_read_only; COMMIT;`;
 }
 
 /** RDS allocated storage and the last 10 minutes' minimum FreeStorageSpace. */

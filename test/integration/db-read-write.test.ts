@@ -59,16 +59,28 @@ describe('dbReadWrite', () => {
     expect(databaseSetting()).toBe('default_transaction_read_only=on');
   });
 
-  it('reports a role-level setting as the cause and changes nothing', async () => {
-    psql(cluster, 'postgres', `DROP ROLE IF EXISTS ${role}; CREATE ROLE ${role} LOGIN; ALTER ROLE ${role} SET default_transaction_read_only = on; GRANT ALL ON DATABASE ${database} TO ${role}`);
+  it.each([
+    ['in every database (ALTER ROLE ... SET)', '', ''],
+    ['in this database (ALTER ROLE ... IN DATABASE ... SET)', ' IN DATABASE', ' in database'],
+  ])('reports a setting of the role %s as the cause, changes nothing, and names the statement that lifts it as it must be run', async (_case, inDatabase, inDatabaseWords) => {
+    // Arrange
+    const where = inDatabase ? ` IN DATABASE ${database}` : '';
+    psql(cluster, 'postgres', `DROP ROLE IF EXISTS ${role}; CREATE ROLE ${role} LOGIN; ALTER ROLE ${role}${where} SET default_transaction_read_only = on; GRANT ALL ON DATABASE ${database} TO ${role}`);
     const confirm = jest.fn(confirmYes);
 
+    // Act
     const outcome = await dbReadWrite({ connection: connection(role), confirm });
 
+    // Assert: nothing changed; the statement named, run as printed (psql -c, one string), makes the role's sessions read-write
     expect(outcome.result).toBe('not-a-database-setting');
-    expect(outcome.finding).toMatch(/role-level setting \(ALTER ROLE/);
     expect(confirm).not.toHaveBeenCalled();
     expect(databaseSetting()).toBe('none');
+    const statement = `BEGIN READ WRITE; ALTER ROLE "${role}"${inDatabase ? ` IN DATABASE "${database}"` : ''} RESET default_transaction_read_only; COMMIT;`;
+    expect(outcome.finding).toBe(
+      `new sessions are read-only because of a setting of role "${role}"${inDatabaseWords ? `${inDatabaseWords} "${database}"` : ''} (ALTER ROLE ...${inDatabase ? ' IN DATABASE ...' : ''} SET default_transaction_read_only): as a superuser or a role with CREATEROLE, run ${statement}`,
+    );
+    psql(cluster, 'postgres', statement);
+    expect((await readOnlyState(connection(role))).transactionReadOnly).toBe(false);
   });
 
   it('says a full disk forces read-only too when free storage is below 10 %', async () => {
