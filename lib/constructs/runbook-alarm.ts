@@ -98,7 +98,9 @@ export class RunbookAlarm extends cloudwatch.Alarm {
 
   constructor(scope: Construct, id: string, props: RunbookAlarmProps) {
     const { environmentName, concern, what, runbookSection, summary, firstActions, link, topic, notifyOnOk, signalsEvent = false, ...alarmProps } = props;
-    const parts = [`[${runbookSection}]${signalsEvent ? ` ${EVENT_ALARM_MARK}` : ''} ${summary}`];
+    // A summary that ends without a full stop ran into "Premières actions" as one sentence.
+    const sentence = firstActions && !/[.!?]$/.test(summary) ? `${summary}.` : summary;
+    const parts = [`[${runbookSection}]${signalsEvent ? ` ${EVENT_ALARM_MARK}` : ''} ${sentence}`];
     if (firstActions) parts.push(`Premières actions : ${firstActions}`);
     if (link) parts.push(link);
     const description = parts.join(' ');

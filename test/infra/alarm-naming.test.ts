@@ -1,4 +1,5 @@
-import { App, Stack } from 'aws-cdk-lib';
+import { App, CfnElement, Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
@@ -74,6 +75,21 @@ describe('alarm naming', () => {
     );
   });
 
+  it('ends the summary with a full stop before "Premières actions" when it has none, and keeps one it has', () => {
+    // Arrange
+    const stack = new Stack(new App(), 'S', { env: { account: '111111111111', region: 'eu-west-3' } });
+    const props = { environmentName: 'prod', concern: 'Backups', what: 'FailedRun', runbookSection: 'Sauvegarde', firstActions: 'atmr-dr backups list', metric: new cloudwatch.Metric({ namespace: 'AtmrDr/example', metricName: 'F' }), threshold: 1, evaluationPeriods: 1 };
+
+    // Act
+    const bare = new RunbookAlarm(stack, 'Bare', { ...props, summary: 'a run failed: someone may not have been paged' });
+    const ended = new RunbookAlarm(stack, 'Ended', { ...props, what: 'Ended', summary: 'A run failed.' });
+
+    // Assert
+    const template = Template.fromStack(stack).toJSON() as { Resources: Record<string, { Properties: { AlarmDescription: string } }> };
+    const descriptions = [bare, ended].map((alarm) => template.Resources[stack.getLogicalId(alarm.node.defaultChild as CfnElement)].Properties.AlarmDescription);
+    expect(descriptions).toEqual(['[Sauvegarde] a run failed: someone may not have been paged. Premières actions : atmr-dr backups list', '[Sauvegarde] A run failed. Premières actions : atmr-dr backups list']);
+  });
+
   it('refuses at synth a description that fits with a queue URL unresolved but not once deployed, naming the alarm and both lengths', () => {
     // Arrange: 1000 characters at synth, where the queue URL is a ~20-character token; deployed, the
     // URL is up to 137 (https://sqs.<region>.amazonaws.com[.cn]/<account>/<80-character name>).
@@ -82,7 +98,7 @@ describe('alarm naming', () => {
     const firstActions = `aws sqs receive-message --queue-url ${queue.queueUrl}`;
     const head = '[Sauvegarde] ';
     const tail = ` Premières actions : ${firstActions}`;
-    const summary = 'x'.repeat(1000 - head.length - tail.length);
+    const summary = `${'x'.repeat(1000 - head.length - tail.length - 1)}.`;
     const props = { environmentName: 'prod', concern: 'Backups', what: 'RunnerStopped', runbookSection: 'Sauvegarde', firstActions, metric: new cloudwatch.Metric({ namespace: 'AtmrDr/example', metricName: 'S' }), threshold: 1, evaluationPeriods: 1 };
     const longestQueueUrl = `https://sqs.ap-southeast-5.amazonaws.com.cn/111111111111/${'q'.repeat(80)}`;
     expect(`${head}${summary}${tail}`).toHaveLength(1000);
