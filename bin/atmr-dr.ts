@@ -65,7 +65,7 @@ export const CONCERNS: readonly { readonly commands: readonly string[]; readonly
  */
 export async function buildProgram(argv?: readonly string[]): Promise<Command> {
   const program = new Command('atmr-dr')
-    .description("ATMR's disaster-recovery runbook, automated: backups, verified restores, restore tests, killswitch")
+    .description("ATMR's disaster-recovery runbook, automated: backups, verified restores, restore tests, killswitch, rollback, point-in-time recovery, incidents")
     .version(version, '-V, --version', 'print the version')
     .addHelpText('after', ENVIRONMENT_HELP)
     .exitOverride()

@@ -133,5 +133,5 @@ function line(entry: CatalogEntry, latest: ReadonlySet<string>): string {
   if (!entry.manifest) return `INVALID: ${entry.invalid}`;
   // The mark comes last: the columns before it stay where scripts read them.
   const s = summary(entry, latest) as { tier: string; startedAt: string; bytes: number; formats: string[]; tables: number; rows: number; latest: boolean };
-  return `${entry.manifestKey}  ${s.tier}  ${s.startedAt}  ${formatBytes(s.bytes)}  ${s.formats.join('+')}  ${s.tables} tables  ${s.rows} rows${s.latest ? '  latest' : ''}`;
+  return `${entry.manifestKey}  ${s.tier}  ${s.startedAt}  ${formatBytes(s.bytes)}  ${s.formats.join('+')}  ${countOf(s.tables, 'table')}  ${countOf(s.rows, 'row')}${s.latest ? '  latest' : ''}`;
 }

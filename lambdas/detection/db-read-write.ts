@@ -139,7 +139,7 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
     };
   }
 
-  const ok = await deps.confirm(`ALTER DATABASE ${before.database} SET default_transaction_read_only = off ?`);
+  const ok = await deps.confirm(`ALTER DATABASE ${before.database} SET default_transaction_read_only = off`);
   if (!ok) return { before, storage, result: 'declined', finding: 'nothing changed (not confirmed)' };
   await withSession(deps.connection, async (client) => {
     // This session itself starts read-only: it must be made read-write before ALTER DATABASE.

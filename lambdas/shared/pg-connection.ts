@@ -135,7 +135,7 @@ export async function resolveConnection(options: ResolveConnectionOptions = {}):
   if (!merged.database) {
     // "set PGDATABASE" to someone who did (to an empty string) would not say what is wrong.
     const problem = env.PGDATABASE === '' ? "PGDATABASE is set but empty (libpq reads that as unset): set it to the database's name" : 'set PGDATABASE';
-    throw new OperatorError(`no database name: ${problem} (or use a secret with dbname)`, 2);
+    throw new OperatorError(`no database name: ${problem} (or pass --database-secret <arn> whose secret has a dbname)`, 2);
   }
   if (merged.port !== undefined && !(Number.isInteger(merged.port) && merged.port > 0 && merged.port < 65536)) {
     throw new OperatorError(`invalid database port "${env.PGPORT}": set PGPORT to a number such as 5432`, 2);

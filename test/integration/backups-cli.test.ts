@@ -60,7 +60,7 @@ describe('atmr-dr backups', () => {
     expect(run.status).toBe(0);
     const lines = run.stdout.trim().split('\n');
     expect(lines).toHaveLength(2);
-    expect(lines[0]).toMatch(new RegExp(`^${newerKey} +hourly +2026-11-21T10:00:00.000Z .*custom\\+plain +1 tables +300 rows +latest$`));
+    expect(lines[0]).toMatch(new RegExp(`^${newerKey} +hourly +2026-11-21T10:00:00.000Z .*custom\\+plain +1 table +300 rows +latest$`));
     expect(lines[1]).toMatch(new RegExp(`^${olderKey} +daily`));
   });
 

@@ -96,7 +96,7 @@ describe('resolveConnection', () => {
 
     await expect(resolveConnection({ env, fallbacks: { database: 'postgres' } })).resolves.toMatchObject({ database: 'postgres' });
     await expect(resolveConnection({ env })).rejects.toThrow(
-      /^no database name: PGDATABASE is set but empty \(libpq reads that as unset\): set it to the database's name \(or use a secret with dbname\)$/,
+      /^no database name: PGDATABASE is set but empty \(libpq reads that as unset\): set it to the database's name \(or pass --database-secret <arn> whose secret has a dbname\)$/,
     );
   });
 
