@@ -237,16 +237,19 @@ export function usageLine(error: CommanderError, argv: readonly string[], progra
 
 /**
  * The first value the shell split (`--reason OSRM down`): an option of `command` that takes a value,
- * its value, and the words right after it that are not options, which the parser took for arguments
- * the command does not have. Undefined when the extra words follow no such value.
+ * its value, and the words right after it that are not options, when every one of them is an
+ * argument too many (not the command's own argument: `restore --target-db x latest extra` is no
+ * split value). Undefined otherwise.
  */
 function splitValue(command: Command, argv: readonly string[]): { option: string; value: string } | undefined {
+  const extra = command.args.slice(command.registeredArguments.length);
   for (let i = 2; i < argv.length - 2; i += 1) {
     const option = command.options.find((o) => o.long === argv[i] || o.short === argv[i]);
     if (!option || !(option.required || option.optional) || argv[i + 1].startsWith('-')) continue;
     let end = i + 2;
     while (end < argv.length && !argv[end].startsWith('-')) end += 1;
-    if (end > i + 2) return { option: option.long ?? argv[i], value: argv.slice(i + 1, end).join(' ') };
+    const after = argv.slice(i + 2, end);
+    if (after.length > 0 && after.every((word) => extra.includes(word))) return { option: option.long ?? argv[i], value: argv.slice(i + 1, end).join(' ') };
     i += 1;
   }
   return undefined;

@@ -107,6 +107,8 @@ describe('the atmr-dr commands the project prints parse with the CLI', () => {
       ['recover', '--to-time', '5', 'minutes', 'ago', '--reason', 'x'],
       ['incident', 'resolve', 'x', '--by', 'Jean', 'Dupont'],
       ['killswitch', 'enable', 'maintenance', '--reason', 'x'],
+      // The word after the value is the command's own argument: no split value to quote.
+      ['restore', '--target-db', 'atmr_restored', 'latest', 'extra'],
     ]);
 
     // Assert
@@ -115,6 +117,7 @@ describe('the atmr-dr commands the project prints parse with the CLI', () => {
       `too many arguments for 'recover'. Expected 0 arguments but got 2: minutes, ago: a value of several words is quoted: --to-time "5 minutes ago" (see atmr-dr recover --help)`,
       `too many arguments for 'resolve'. Expected 1 argument but got 2: x, Dupont: a value of several words is quoted: --by "Jean Dupont" (see atmr-dr incident resolve --help)`,
       'killswitch enable takes the mode as --mode maintenance, not a word after it (`/killswitch enable maintenance` is the Slack command\'s form): atmr-dr killswitch enable --mode maintenance --reason "..." (see atmr-dr killswitch enable --help)',
+      "too many arguments for 'restore'. Expected 1 argument but got 2: latest, extra. (see atmr-dr restore --help)",
     ]);
   });
 
