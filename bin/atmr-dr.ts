@@ -225,15 +225,19 @@ export function usageLine(error: CommanderError, argv: readonly string[], progra
     // `killswitch enable maintenance`: the Slack command's form (docs/killswitch.md), typed here.
     if (walked.command.options.some((o) => o.long === '--mode') && words.length === 1 && (ENABLE_MODES as readonly string[]).includes(words[0])) {
       message = `${names.join(' ')} takes the mode as --mode ${words[0]}, not a word after it (\`/killswitch enable ${words[0]}\` is the Slack command's form): atmr-dr ${names.join(' ')} --mode ${words[0]} --reason "..."`;
+    } else if (walked.command.options.some((o) => o.long === '--service') && words.length === 1) {
+      // First: a service named as a word would otherwise be dropped, and the default service (the API) acted on.
+      message = `${names.join(' ')} names its service with --service, not a word after it: atmr-dr ${names.join(' ')} --service ${words[0]}`;
     } else if (split) {
       // `--reason OSRM down`: the shell split a value of several words, and the parser took the rest for arguments.
       message = `${message.replace(/\.$/, '')}: a value of several words is quoted: ${split.option} "${split.value}"`;
-    } else if (walked.command.options.some((o) => o.long === '--service') && words.length === 1) {
-      message = `${names.join(' ')} names its service with --service, not a word after it: atmr-dr ${names.join(' ')} --service ${words[0]}`;
     }
   }
   return `${message} (see atmr-dr ${names.map((n) => `${n} `).join('')}--help)`;
 }
+
+/** Options whose value is free text, which the shell splits when it is not quoted. */
+const PROSE_OPTIONS: readonly string[] = ['--reason', '--by', '--to-time', '--expires'];
 
 /**
  * The first value the shell split (`--reason OSRM down`): an option of `command` that takes a value,
@@ -245,7 +249,8 @@ function splitValue(command: Command, argv: readonly string[]): { option: string
   const extra = command.args.slice(command.registeredArguments.length);
   for (let i = 2; i < argv.length - 2; i += 1) {
     const option = command.options.find((o) => o.long === argv[i] || o.short === argv[i]);
-    if (!option || !(option.required || option.optional) || argv[i + 1].startsWith('-')) continue;
+    // Only the options whose value is prose: a name, an ARN or a list is never several words.
+    if (!option || !PROSE_OPTIONS.includes(option.long ?? '') || argv[i + 1].startsWith('-')) continue;
     let end = i + 2;
     while (end < argv.length && !argv[end].startsWith('-')) end += 1;
     const after = argv.slice(i + 2, end);

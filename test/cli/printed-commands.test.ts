@@ -107,8 +107,11 @@ describe('the atmr-dr commands the project prints parse with the CLI', () => {
       ['recover', '--to-time', '5', 'minutes', 'ago', '--reason', 'x'],
       ['incident', 'resolve', 'x', '--by', 'Jean', 'Dupont'],
       ['killswitch', 'enable', 'maintenance', '--reason', 'x'],
-      // The word after the value is the command's own argument: no split value to quote.
+      // The word after the value is the command's own argument, or the value is no prose: no split value to quote.
       ['restore', '--target-db', 'atmr_restored', 'latest', 'extra'],
+      ['backups', 'list', '--env', 'example', 'extra'],
+      // A service named as a word after another option's value: the --service line, never a value to quote.
+      ['rollback', 'service', '--to', 'arn:aws:ecs:eu-west-3:111111111111:task-definition/atmr-api:41', 'atmr-celery-worker'],
     ]);
 
     // Assert
@@ -118,6 +121,8 @@ describe('the atmr-dr commands the project prints parse with the CLI', () => {
       `too many arguments for 'resolve'. Expected 1 argument but got 2: x, Dupont: a value of several words is quoted: --by "Jean Dupont" (see atmr-dr incident resolve --help)`,
       'killswitch enable takes the mode as --mode maintenance, not a word after it (`/killswitch enable maintenance` is the Slack command\'s form): atmr-dr killswitch enable --mode maintenance --reason "..." (see atmr-dr killswitch enable --help)',
       "too many arguments for 'restore'. Expected 1 argument but got 2: latest, extra. (see atmr-dr restore --help)",
+      "too many arguments for 'list'. Expected 0 arguments but got 1: extra. (see atmr-dr backups list --help)",
+      'rollback service names its service with --service, not a word after it: atmr-dr rollback service --service atmr-celery-worker (see atmr-dr rollback service --help)',
     ]);
   });
 
