@@ -166,10 +166,11 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
  * A read-only default of the role that connected (`ALTER ROLE ... SET`, or `... IN DATABASE ...`),
  * with the statement that lifts it, as it must be run: in a transaction declared READ WRITE, since
  * a session of a role that is read-only by default refuses even the ALTER ROLE that would undo it.
+ * The role itself may run it (a role may reset its own defaults), so may a superuser.
  */
 function roleSettingFix(state: ReadOnlyState): string {
   const inDatabase = state.defaultSource === 'database user' ? ` IN DATABASE ${quoteIdent(state.database)}` : '';
-  return `a setting of role "${state.role}"${inDatabase ? ` in database "${state.database}"` : ''} (ALTER ROLE ...${inDatabase ? ' IN DATABASE ...' : ''} SET default_transaction_read_only): as a superuser or a role with CREATEROLE, run BEGIN READ WRITE; ALTER ROLE ${quoteIdent(state.role)}${inDatabase} RESET default_transaction_read_only; COMMIT;`;
+  return `a setting of role "${state.role}"${inDatabase ? ` in database "${state.database}"` : ''} (ALTER ROLE ...${inDatabase ? ' IN DATABASE ...' : ''} SET default_transaction_read_only): as that role (or a superuser), run BEGIN READ WRITE; ALTER ROLE ${quoteIdent(state.role)}${inDatabase} RESET default_transaction_read_only; COMMIT;`;
 }
 
 /** RDS allocated storage and the last 10 minutes' minimum FreeStorageSpace. */

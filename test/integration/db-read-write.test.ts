@@ -71,15 +71,17 @@ describe('dbReadWrite', () => {
     // Act
     const outcome = await dbReadWrite({ connection: connection(role), confirm });
 
-    // Assert: nothing changed; the statement named, run as printed (psql -c, one string), makes the role's sessions read-write
+    // Assert: nothing changed; the statement named, run as printed by the role itself (whose sessions refuse a plain ALTER ROLE), makes them read-write
     expect(outcome.result).toBe('not-a-database-setting');
     expect(confirm).not.toHaveBeenCalled();
     expect(databaseSetting()).toBe('none');
     const statement = `BEGIN READ WRITE; ALTER ROLE "${role}"${inDatabase ? ` IN DATABASE "${database}"` : ''} RESET default_transaction_read_only; COMMIT;`;
     expect(outcome.finding).toBe(
-      `new sessions are read-only because of a setting of role "${role}"${inDatabaseWords ? `${inDatabaseWords} "${database}"` : ''} (ALTER ROLE ...${inDatabase ? ' IN DATABASE ...' : ''} SET default_transaction_read_only): as a superuser or a role with CREATEROLE, run ${statement}`,
+      `new sessions are read-only because of a setting of role "${role}"${inDatabaseWords ? `${inDatabaseWords} "${database}"` : ''} (ALTER ROLE ...${inDatabase ? ' IN DATABASE ...' : ''} SET default_transaction_read_only): as that role (or a superuser), run ${statement}`,
     );
-    psql(cluster, 'postgres', statement);
+    const asRole = { env: { ...cluster.env, PGUSER: role } };
+    expect(() => psql(asRole, database, statement.replace('BEGIN READ WRITE; ', '').replace(' COMMIT;', ''))).toThrow(/cannot execute ALTER ROLE in a read-only transaction/);
+    psql(asRole, database, statement);
     expect((await readOnlyState(connection(role))).transactionReadOnly).toBe(false);
   });
 
