@@ -405,7 +405,7 @@ export class Killswitch extends Construct {
       // The expiry's reverter has no retry (a retry cannot tell its own write from a newer one): its
       // failures, a conflict with another write above all, come here at once.
       summary:
-        "a killswitch change, reconcile tick or expiry was never delivered or failed (dead-letter queue not empty); an expiry that failed may have overwritten an on-call's newer change, or left an expired maintenance: atmr-dr killswitch status",
+        "a killswitch change, reconcile tick or expiry was never delivered or failed (dead-letter queue not empty); an expiry that failed may have overwritten an on-call's newer change, or left an expired maintenance (atmr-dr killswitch status shows which)",
     });
     const invalidValue = new RunbookAlarm(this, 'InvalidValueAlarm', {
       ...common,
