@@ -4,7 +4,7 @@ import { version } from '../package.json';
 import { asOperatorError } from '../lambdas/shared/aws-errors';
 import { OperatorError, oneLine } from '../lambdas/shared/errors';
 import { exitOnceWritten, exitWhenFailed, failIfStranded, reportStdoutFailure } from '../lambdas/shared/exit';
-import { ENABLE_MODES } from '../lambdas/killswitch/value';
+import { ENABLE_MODES } from '../lambdas/killswitch/modes';
 import { useOperatorSdkSettings } from '../lambdas/shared/sdk-retry';
 import { commandEnded, stopWhileRunning, stopWhileStarting, takesStopSignals } from './cli/interrupt';
 

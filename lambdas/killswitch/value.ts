@@ -1,13 +1,10 @@
 import { z } from 'zod';
 import { OperatorError } from '../shared/errors';
 
-/** Killswitch modes, in increasing severity (docs/contracts.md, "Killswitch"). */
-export const KILLSWITCH_MODES = ['normal', 'degraded', 'maintenance'] as const;
-export type KillswitchMode = (typeof KILLSWITCH_MODES)[number];
+import { ENABLE_MODES, type EnableMode, KILLSWITCH_MODES, type KillswitchMode } from './modes';
 
-/** Modes an operator can enable (`normal` is reached with `disable`). */
-export const ENABLE_MODES = ['maintenance', 'degraded'] as const;
-export type EnableMode = (typeof ENABLE_MODES)[number];
+export { ENABLE_MODES, KILLSWITCH_MODES };
+export type { EnableMode, KillswitchMode };
 
 /** Value of the `KillswitchMode` metric: 0 normal, 1 degraded, 2 maintenance. */
 export const MODE_METRIC_VALUE: Readonly<Record<KillswitchMode, number>> = { normal: 0, degraded: 1, maintenance: 2 };
