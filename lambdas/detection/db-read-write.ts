@@ -5,7 +5,7 @@ import { oneLine } from '../shared/errors';
 import { formatBytes } from '../shared/format';
 import { connectionFailure, describeConnection, openClient, pgClientConfig, type PgConnection } from '../shared/pg-connection';
 import { proveWriteRolledBack, quoteIdent } from '../shared/postgres';
-import { isOn, READ_ONLY_STATE_SQL, readOnlyStateFromRow, type ReadOnlyState } from './read-only';
+import { isOn, READ_ONLY_STATE_SQL, readOnlyStateFromRow, type ReadOnlyState, roleReadOnlyReset } from './read-only';
 
 export type { ReadOnlyState } from './read-only';
 
@@ -169,8 +169,8 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
  * The role itself may run it (a role may reset its own defaults), so may a superuser.
  */
 function roleSettingFix(state: ReadOnlyState): string {
-  const inDatabase = state.defaultSource === 'database user' ? ` IN DATABASE ${quoteIdent(state.database)}` : '';
-  return `a setting of role "${state.role}"${inDatabase ? ` in database "${state.database}"` : ''} (ALTER ROLE ...${inDatabase ? ' IN DATABASE ...' : ''} SET default_transaction_read_only): as that role (or a superuser), run BEGIN READ WRITE; ALTER ROLE ${quoteIdent(state.role)}${inDatabase} RESET default_transaction_read_only; COMMIT;`;
+  const inDatabase = state.defaultSource === 'database user';
+  return `a setting of role "${state.role}"${inDatabase ? ` in database "${state.database}"` : ''} (ALTER ROLE ...${inDatabase ? ' IN DATABASE ...' : ''} SET default_transaction_read_only): as that role (or a superuser), run BEGIN READ WRITE; ${roleReadOnlyReset(state)}; COMMIT;`;
 }
 
 /** RDS allocated storage and the last 10 minutes' minimum FreeStorageSpace. */

@@ -68,6 +68,14 @@ const ROLE_SOURCES: readonly string[] = ['user', 'database user'];
  */
 export function roleReadOnlyDefaultReset(state: ReadOnlyState): string | undefined {
   if (!ROLE_SOURCES.includes(state.defaultSource) || !isOn(state.defaultValue)) return undefined;
+  return roleReadOnlyReset(state);
+}
+
+/**
+ * `ALTER ROLE <role> [IN DATABASE <database>] RESET default_transaction_read_only`: the statement
+ * that lifts a role's read-only default, per database when it comes from there (`database user`).
+ */
+export function roleReadOnlyReset(state: Pick<ReadOnlyState, 'role' | 'database' | 'defaultSource'>): string {
   const inDatabase = state.defaultSource === 'database user' ? ` IN DATABASE ${quoteIdent(state.database)}` : '';
   return `ALTER ROLE ${quoteIdent(state.role)}${inDatabase} RESET default_transaction_read_only`;
 }

@@ -10,6 +10,7 @@ import { connectTo, type PgConnection } from '../shared/pg-connection';
 import { sqlState } from '../shared/pg-errors';
 import { RESTORE_TEST_BACKUP_PREFIX, type BackupTier } from '../shared/s3-layout';
 import { pgToolPath, queryOneStatementReadOnly, quoteIdent } from '../shared/postgres';
+import { roleReadOnlyReset } from '../detection/read-only';
 import { CatalogDeps, resolveBackup } from './catalog';
 import { RESTORE_TEST_DEFAULTS } from './contract';
 import { checkFreeSpace, type SpaceCheck } from './download';
@@ -347,7 +348,7 @@ async function lastDump(deps: RestoreTestDeps, database: string): Promise<Backup
 function readOnlyFix(source: string, role: string, database: string): string {
   if (source === 'configuration file') return 'set default_transaction_read_only off in the server configuration (on RDS, its DB parameter group)';
   if (source === 'database') return `have an admin run ALTER DATABASE ${quoteIdent(database)} RESET default_transaction_read_only`;
-  if (source === 'user' || source === 'database user') return `have an admin run ALTER ROLE ${quoteIdent(role)} RESET default_transaction_read_only${source === 'database user' ? ` IN DATABASE ${quoteIdent(database)}` : ''}`;
+  if (source === 'user' || source === 'database user') return `have an admin run ${roleReadOnlyReset({ role, database, defaultSource: source })}`;
   return 'find where it is set (SELECT source FROM pg_settings WHERE name = \'default_transaction_read_only\') and set it off there';
 }
 
