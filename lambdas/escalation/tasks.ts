@@ -317,6 +317,10 @@ async function tellLevelsOfAcknowledgement(deps: TaskDeps, incident: Incident, s
   const told = new Set(await timelineKeys(deps.store, incident.id, ACK_NOTICE));
   const levels = levelsPaged(incident, state).filter((level) => level !== ack.level && deps.levels[level - 1] && !told.has(`${ACK_NOTICE}L${level}`));
   if (levels.length === 0) return;
+  // Resolved since this step read the incident (its token write): the Resolve step, run as soon as
+  // the resolution woke that token, may have sent "Résolu" already, and an "Acquitté" after it
+  // would tell a level to stand by for an incident that is over.
+  if ((await getIncident(deps.store, incident.id))?.status === 'RESOLVED') return;
   const by = ack.level === undefined ? ack.by : `${ack.by}, niveau ${ack.level} (${deps.levels[ack.level - 1]?.name ?? '?'})`;
   const text = [
     `[atmr-dr] Incident ${incident.id} acquitté : ${incident.alarmName} en ALARM depuis ${incident.openedAt}`,

@@ -490,6 +490,35 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       expect(failed.map((e) => e.text)).toEqual(['Acknowledgement notice to level 2 (Lead DevOps) failed: KMS key is disabled']);
     });
 
+    it('sends no "Acquitté" once the incident is resolved: a resolution while the acknowledged step runs, whose "Résolu" went out first', async () => {
+      // Arrange: levels 1 and 2 paged, acknowledged from the CLI. While the acknowledged wait's step
+      // reads which levels it told, a human resolves the incident, and the Resolve step that the
+      // resolution's wake starts tells both levels before that step goes on.
+      h.alarmStates = ['ALARM'];
+      let resolvedMeanwhile = false;
+      const ddb = intercepting(h.store.ddb, async (command, send) => {
+        const values = (command as { input?: { ExpressionAttributeValues?: Record<string, unknown> } }).input?.ExpressionAttributeValues;
+        if (values?.[':e'] === 'EVENT#ack-notice#' && !resolvedMeanwhile) {
+          resolvedMeanwhile = true;
+          await resolveIncident(h.store, incidentId, { by: 'bob', via: 'cli', how: 'resolved by hand' });
+          await runTask(h.taskDeps, { action: 'resolve', incidentId });
+        }
+        return send(command);
+      });
+      const store = { ...h.store, ddb };
+      const harness = { ...h, taskDeps: { ...h.taskDeps, store } } as EscalationHarness;
+
+      // Act
+      const { path } = await runLocally(definition, harness, { incidentId, alarmName: ALARM }, async (state) => {
+        if (state === 'PageLevel2') await acknowledgeIncident(h.store, incidentId, { by: 'bob', via: 'cli' });
+      });
+
+      // Assert: "Résolu" to both levels, and no "Acquitté" after it
+      expect(resolvedMeanwhile).toBe(true);
+      expect(path).toEqual(['PageLevel1', 'CheckAfterLevel1', 'PageLevel2', 'AwaitWhileAcked', 'Resolve']);
+      expect(h.published.map((p) => `${p.subject?.split(' ')[1]} L${LEVEL_TOPICS.indexOf(p.topicArn) + 1}`)).toEqual(['N1 L1', 'N2 L2', 'Résolu L1', 'Résolu L2']);
+    });
+
     it("a table that refuses a notice's claim (throttled) fails no step: no reminder before its interval, and the level is told at the next acknowledged step", async () => {
       // Arrange: levels 1 and 2 paged, acknowledged from the CLI; the first claim of a notice refused past the SDK's retries
       h.alarmStates = ['ALARM', 'ALARM', 'OK'];
