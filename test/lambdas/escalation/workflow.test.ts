@@ -1072,6 +1072,21 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       expect(kinds('N')).toEqual([1, 2]);
     });
 
+    it('tells the level the carried-over climb reached of the resolution, beside the level it paged itself', async () => {
+      // Arrange: level 1 paged at +0, the OK at +5 resolves; the ALARM at +8 carries level 1 over
+      // (until +15), whose re-read then finds ALARM (level 2 paged), the next one OK.
+      await incident(0, 5, ['ALARM']);
+      const published = h.published.length;
+
+      // Act
+      const second = await incident(8, undefined, ['ALARM', 'OK']);
+
+      // Assert: level 1 heard of this climb (its page, and this ALARM from the alarm's own action): it hears of its end
+      const told = h.published.slice(published).map((p) => `${p.subject?.split(' ')[1]} L${LEVEL_TOPICS.indexOf(p.topicArn) + 1}`);
+      expect(told).toEqual(['N2 L2', 'Résolu L1', 'Résolu L2']);
+      expect((await timeline(h.store, second.id)).map((e) => e.text)).toContain('Resolution notice sent to level 1 (On-call engineer)');
+    });
+
     it('reminds the level the carried-over climb reached (not level 1) when acknowledged without a level (CLI, Slack), and tells it of the resolution', async () => {
       // Arrange: level 1 at +0, level 2 at +15, the OK at +20 resolves; the ALARM at +22 carries
       // level 2 over (until +30) and is acknowledged from the CLI before the execution goes on.
@@ -1094,7 +1109,8 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       // Assert
       expect(input.carriedOver).toEqual({ from: first.id, level: 2, until: minute(30).toISOString() });
       const second = h.published.slice(published).map((p) => `${p.subject?.split(' ')[1]} L${LEVEL_TOPICS.indexOf(p.topicArn) + 1}`);
-      expect(second).toEqual(['Rappel L2', 'Résolu L2']);
+      // Level 1 heard of this climb too (paged for the first incident, this ALARM by the alarm's own action).
+      expect(second).toEqual(['Rappel L2', 'Résolu L1', 'Résolu L2']);
     });
 
     it('pages the level after the one the carried-over climb reached (not level 1) when an ALARM joins after the re-read found OK, before Resolve', async () => {
@@ -1125,7 +1141,8 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       expect(input.carriedOver).toEqual({ from: first.id, level: 2, until: minute(30).toISOString() });
       expect(path.filter((s) => s.startsWith('PageLevel') || s === 'Resolve')).toEqual(['Resolve', 'PageLevel3', 'Resolve']);
       const second = h.published.slice(published).map((p) => `${p.subject?.split(' ')[1]} L${LEVEL_TOPICS.indexOf(p.topicArn) + 1}`);
-      expect(second).toEqual(['N3 L3', 'Résolu L3']);
+      // Levels 1 and 2 heard of this climb (paged for the first incident): they hear of its end too.
+      expect(second).toEqual(['N3 L3', 'Résolu L1', 'Résolu L2', 'Résolu L3']);
     });
 
     it('starts again at level 1 after an acknowledged incident, or an OK older than level 1\'s timeout', async () => {
