@@ -5,7 +5,7 @@ import { refusedWithoutEffect } from '../shared/aws-errors';
 import { namedLine, oneLine } from '../shared/errors';
 import { ackLinkUrl } from './ack-link';
 import type { ExecutionInput } from './ingest';
-import { ExecutionState, Incident, joinAwaitsReminder, levelReached, levelsPaged, pagedNotRecordedKeys, pageIntent, runbookOf, shortHash, signalsEvent } from './model';
+import { ExecutionState, Incident, joinAwaitsReminder, levelReached, levelsPaged, pagedNotRecordedKeys, pageIntent, runbookOf, shortHash, signalsEvent, TimelineEntry } from './model';
 import {
   claimResolutionNotice,
   getIncident,
@@ -298,9 +298,10 @@ const ACK_NOTICE = 'ack-notice#';
  * `acknowledgeIncident` writes it and wakes the waiting step): the workflow's first step after it
  * (the acknowledged wait, or a reminder when the alarm went to ALARM again before Resolve), which
  * holds the level topics. Each level's timeline entry (`ack-notice#L<n>`, a conditional write) is
- * claimed before its publish, as a reminder's is: the later steps, and a retried one, tell nobody
- * again. It fails nothing, whatever goes wrong: a publish that fails is recorded and logged, and a
- * table that refuses (throttled) is logged, and the levels not claimed are told by the next
+ * written once its publish is over, as a resolution notice's is: the later steps, and a retried
+ * one, tell nobody again, and a step stopped before it leaves the level to the next one. It fails
+ * nothing, whatever goes wrong: a publish that fails is recorded and logged, and a table that
+ * refuses (throttled) is logged, and the levels without an entry are told (again) by the next
  * acknowledged step. A notice is a courtesy; failing the step for it would remind the on-call at
  * once, and a table that kept refusing would loop the wait into reminders with no pause.
  */
@@ -336,13 +337,18 @@ async function tellLevelsOfAcknowledgement(deps: TaskDeps, incident: Incident, s
     levels.map(async (level) => {
       const target = deps.levels[level - 1];
       const what = `level ${level} (${target.name})`;
-      if (!(await recordTimeline(deps.store, incident.id, `${ACK_NOTICE}L${level}`, { at, kind: 'note', text: `Acknowledgement notice sent to ${what}`, level }))) return;
+      // The level's entry records the one attempt, written once it is over: a step stopped before
+      // (the function's timeout, during or before the publish) leaves none, and the next
+      // acknowledged step tells the level, twice rather than never. A notice SNS refused is
+      // recorded there too, and not tried again: the level hears of the incident at its resolution.
+      let entry: TimelineEntry = { at, kind: 'note', text: `Acknowledgement notice sent to ${what}`, level };
       try {
         await publish(deps, target.topicArn, message);
       } catch (error) {
         deps.warn?.('acknowledgement notice failed: the level hears of the incident at its resolution', { incidentId: incident.id, level, error: namedLine(error) });
-        await recordTimeline(deps.store, incident.id, `${ACK_NOTICE}L${level}#failed`, { at, kind: 'page-failed', text: `Acknowledgement notice to ${what} failed: ${oneLine(error)}`, level });
+        entry = { at, kind: 'page-failed', text: `Acknowledgement notice to ${what} failed: ${oneLine(error)}`, level };
       }
+      await recordTimeline(deps.store, incident.id, `${ACK_NOTICE}L${level}`, entry);
     }),
   );
   const refused = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
