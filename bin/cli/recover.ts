@@ -95,6 +95,11 @@ function printJournal(record: RecoveryRecord, out: (line: string) => void, nowMs
     const resume = `continue it with "atmr-dr recover cutover ${record.recoveryId} --resume --yes"`;
     // Past the reopening, production may take writes on the copy: --undo is refused (cutover.ts).
     const reopened = reopeningStarted(record.journal);
+    // A killswitch someone set during the cutover (a hold) stopped it before the rename (cutover.ts held).
+    if (reopened?.state === 'by-hand') {
+      out(`next: the cutover stopped at the killswitch someone set during it (NOT reopened, above): ${record.sourceInstance} is NOT renamed, in case they go back to it; once they lift it, ${resume} (--undo is refused from here)`);
+      return;
+    }
     out(`next: the cutover stopped or is running: ${reopened ? `${resume} (the killswitch was reopened: --undo is refused from here)` : `${resume}, or put back what it changed with "atmr-dr recover cutover ${record.recoveryId} --undo --yes"`}`);
   }
 }
@@ -594,9 +599,8 @@ export function registerRecoverCommands(program: Command): void {
       }
       if (!ctx.g.json) {
         for (const line of afterCutoverSteps(await getRecovery(ctx.store, id).catch(() => record), ctx.config.database, undefined, ctx.config.recovery.newInstancePrefix, deletionProtectionOf(result))) say(line);
-        // Last: users still get what someone set during the cutover (a hold), not production; or,
-        // when the cutover put back the on-call's own maintenance from before it, that they are still shut out.
-        const shutOut = result.notReopened ? `production runs on ${record.newInstance} but was ${result.notReopened}` : stillShutOut(result);
+        // Last: when the cutover put back the on-call's own maintenance from before it, that users are still shut out.
+        const shutOut = stillShutOut(result);
         if (shutOut) say(shutOut);
       }
     }),

@@ -202,7 +202,8 @@ export interface JournalEntry {
   /**
    * started: written before acting (the change may or may not have happened); done / failed: after;
    * by-hand: after, left to someone the cutover's role may not act for (the commands in `detail`),
-   * never retried by a resume; undone / undo-failed: by an undo.
+   * never retried by a resume, but for the killswitch's reopening left to whoever holds it (a resume
+   * reads it again); undone / undo-failed: by an undo.
    */
   readonly state: 'started' | 'done' | 'failed' | 'by-hand' | 'undone' | 'undo-failed';
   readonly startedAt: string;

@@ -99,7 +99,8 @@ export interface CutoverResult {
   /**
    * The reopen step's detail when it found the killswitch changed by someone else since the
    * cutover's maintenance and left it as is (NOT_REOPENED...): production runs on the copy but users
-   * get what that person set.
+   * get what that person set. The cutover stops there, `cutting-over` (`interrupted`), the old
+   * instance not renamed: `--resume` reads the killswitch again and finishes once the hold is lifted.
    */
   readonly notReopened?: string;
   readonly journal?: readonly JournalEntry[];
@@ -147,7 +148,8 @@ class KeptClosed extends Error {}
 /**
  * A change the on-call's role is never granted (the old instance's rename): not a failure, the
  * step's message hands its commands to someone allowed. The cutover goes on, and a resume does not
- * try it again (it would be refused the same way).
+ * try it again (it would be refused the same way). Also the reopening of a killswitch someone else
+ * holds: left to them, the cutover stops there, and a resume reads it again.
  */
 class ByHand extends Error {}
 
@@ -383,14 +385,17 @@ class Session {
     };
   }
 
-  /** Journal "started" (with the undo data, computed once), act, journal "done" or "failed". */
-  private async step(name: string, prepare: () => Promise<JournalUndo | undefined>, act: (undo: JournalUndo | undefined) => Promise<string>): Promise<void> {
+  /**
+   * Journal "started" (with the undo data, computed once), act, journal "done" or "failed".
+   * `retryByHand`: a step left to a human before is run again (its act reads before it acts).
+   */
+  private async step(name: string, prepare: () => Promise<JournalUndo | undefined>, act: (undo: JournalUndo | undefined) => Promise<string>, retryByHand = false): Promise<void> {
     const previous = this.entry(name);
     if (previous?.state === 'done') {
       this.report(name, new Date(previous.startedAt), 'skipped', `done before (${previous.finishedAt ?? previous.startedAt}): ${previous.detail ?? ''}`.trim());
       return;
     }
-    if (previous?.state === 'by-hand') {
+    if (previous?.state === 'by-hand' && !retryByHand) {
       this.report(name, new Date(previous.startedAt), 'by-hand', `left to a human before (${previous.finishedAt ?? previous.startedAt}): ${previous.detail ?? ''}`);
       return;
     }
@@ -510,12 +515,18 @@ class Session {
           // Normal set by someone since (a `killswitch disable` during the cutover) holds nobody out:
           // production is open on the copy already, nothing for anyone to lift.
           if (current?.mode === 'normal') return `${ALREADY_REOPENED}${current.actor} (normal: ${current.reason}) since the cutover's maintenance: left as is`;
+          // Someone else's value (a hold because the copy misses rows) is left to them, and so is the
+          // rest: whoever holds users out may be about to go back to the old instance, which the
+          // rename would take from under them. A resume runs this step again and goes on once it is lifted.
           if (!isCutoverMaintenance(current, setReason)) {
-            return `${NOT_REOPENED}the killswitch is ${current?.mode ?? 'malformed'} (set by ${current?.actor ?? '?'}: ${current?.reason ?? '?'}) since the cutover's maintenance: left as is; see "atmr-dr killswitch status", and lift it with "atmr-dr killswitch disable" once whoever set it agrees`;
+            throw new ByHand(
+              `${NOT_REOPENED}the killswitch is ${current?.mode ?? 'malformed'} (set by ${current?.actor ?? '?'}: ${current?.reason ?? '?'}) since the cutover's maintenance: left as is; see "atmr-dr killswitch status", and lift it with "atmr-dr killswitch disable" once whoever set it agrees`,
+            );
           }
           const conflict = await restoreKillswitch(deps, settings.killswitchParameter, previous, this.actor, reason, reading);
           return `back to ${previous?.mode ?? 'normal'}${conflict ? `; ${conflict}` : ''}`;
         },
+        true,
       );
     } catch (error) {
       if (error instanceof LeaseLostError) return this.result(false, 'cutting-over', { interrupted: true, error: error.message }, settings);
@@ -536,6 +547,8 @@ class Session {
       }
       return this.undoAll(settings, oneLine(error));
     }
+    const reopened = this.entry(CUTOVER_STEPS.reopen);
+    if (reopened?.state === 'by-hand') return this.held(settings, reopened.detail ?? NOT_REOPENED);
 
     // Production now runs on the copy: the old instance is only renamed and tagged, whatever happens next.
     // The old instance is the one this recovery restored from (its record), not the config's, which
@@ -630,8 +643,6 @@ class Session {
     }
     // The old instance keeps the production name until renamed: the team hears who must do it.
     const notRenamed = replacedInstance ? '' : `; ${old} NOT renamed yet (it keeps the production name): to be renamed by someone allowed to change ${old}: see "atmr-dr recover status ${id}"`;
-    const reopen = this.entry(CUTOVER_STEPS.reopen)?.detail;
-    const notReopened = reopen?.startsWith(NOT_REOPENED) ? reopen : undefined;
     const finished = this.now();
     const recoverySeconds = secondsBetween(record.requestedAt, finished);
     await this.put(undefined, { status: 'cut-over', cutover: this.steps, recoverySeconds, ...(replacedInstance && { replacedInstance }) }, true);
@@ -641,7 +652,7 @@ class Session {
     try {
       await publishRecoverySeconds(deps.cloudwatch, settings.metricsNamespace, 'cutover', recoverySeconds, finished);
       await announce(deps.events, RECOVERY_EVENTS.cutOver, {
-        summary: `Recovery ${id}: production runs on ${record.newInstance} (as of ${record.toTime}); cutover ${totalSeconds} s, recovery ${recoverySeconds} s (RTO objective ${settings.rtoObjectiveSeconds} s)${notReopened ? `; killswitch ${notReopened}` : ''}${notRenamed}`,
+        summary: `Recovery ${id}: production runs on ${record.newInstance} (as of ${record.toTime}); cutover ${totalSeconds} s, recovery ${recoverySeconds} s (RTO objective ${settings.rtoObjectiveSeconds} s)${notRenamed}`,
         at: finished.toISOString(),
         recoveryId: id,
         newInstance: record.newInstance,
@@ -652,7 +663,24 @@ class Session {
     } catch (error) {
       this.report('announce', finished, 'failed', `production runs on the copy; the "${RECOVERY_EVENTS.cutOver}" event or the RecoverySeconds metric failed: ${oneLine(error)}`);
     }
-    return this.result(true, 'cut-over', { recoverySeconds, ...(replacedInstance && { replacedInstance }), ...(notReopened && { notReopened }) }, settings);
+    return this.result(true, 'cut-over', { recoverySeconds, ...(replacedInstance && { replacedInstance }) }, settings);
+  }
+
+  /**
+   * The killswitch holds someone else's value (`notReopened`, the reopen step's detail): production
+   * runs on the copy, users held out, and the old instance is neither renamed nor the copy untagged.
+   * The lease is released, the record stays `cutting-over`: a resume reads the killswitch again.
+   */
+  private async held(settings: CutoverSettings, notReopened: string): Promise<CutoverResult> {
+    const old = this.record.sourceInstance;
+    const error = `production runs on ${this.record.newInstance} but was ${notReopened}; the cutover stops there: ${old} is NOT renamed and ${this.record.newInstance} keeps its recovery tag (whoever holds users out may go back to ${old}); once the hold is lifted, --resume renames ${old} and finishes`;
+    await this.put(undefined, { cutover: this.steps }, true);
+    await announce(this.deps.events, RECOVERY_EVENTS.cutoverInterrupted, {
+      summary: `Recovery ${this.id}: ${error} (atmr-dr recover cutover ${this.id} --resume)`,
+      at: this.now().toISOString(),
+      recoveryId: this.id,
+    }).catch(() => undefined);
+    return this.result(false, 'cutting-over', { interrupted: true, notReopened, error }, settings);
   }
 
   /** Stopped at an operator's request: the lease is released at once (no need to wait for it to go stale), the status stays `cutting-over`. */

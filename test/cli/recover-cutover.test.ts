@@ -537,20 +537,49 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(result.stdout).not.toMatch(/shut out|NOT reopened|killswitch disable/);
   });
 
-  it('a hold someone set during the redeploy is left on: exit 0, and the last line says production is not reopened, with the killswitch commands', async () => {
+  it('a hold someone set during the redeploy is left on and stops the cutover before the rename (exit 1, the last line says so, status and --json too); --resume once it is lifted renames the old instance and finishes', async () => {
     const id = 'r20261130143000-e2e7';
     await verifiedRecovery(id);
+    aws.adminRole = true;
     const hold = { mode: 'maintenance', reason: 'HOLD: copy is missing bookings', actor: 'bob', updatedAt: '2026-11-30T14:40:00.000Z', expiresAt: null };
     aws.onRedeploy = () => aws.parameters.set(KILLSWITCH, { value: JSON.stringify(hold), version: aws.parameters.get(KILLSWITCH)!.version + 1 });
 
     const result = await run(install.launcher, ['recover', 'cutover', id, '--yes', '--parameter', KILLSWITCH], operatorEnv());
 
-    expect([result.status, result.stderr]).toEqual([0, '']);
+    expect(result.status).toBe(1);
     expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toEqual(hold);
-    expect(result.stdout.trimEnd().split('\n').at(-1)).toBe(
-      `production runs on atmr-prod-pitr-202611301402 but was NOT reopened: the killswitch is maintenance (set by bob: HOLD: copy is missing bookings) since the cutover's maintenance: left as is; see "atmr-dr killswitch --parameter ${KILLSWITCH} status", and lift it with "atmr-dr killswitch --parameter ${KILLSWITCH} disable" once whoever set it agrees`,
+    const notReopened = `NOT reopened: the killswitch is maintenance (set by bob: HOLD: copy is missing bookings) since the cutover's maintenance: left as is; see "atmr-dr killswitch --parameter ${KILLSWITCH} status", and lift it with "atmr-dr killswitch --parameter ${KILLSWITCH} disable" once whoever set it agrees`;
+    expect(result.stdout).toMatch(/^ {2}\S+Z\s+\d+ s {2}by-hand\s+killswitch back: NOT reopened: /m);
+    expect(result.stderr.trimEnd().split('\n').at(-1)).toBe(
+      `atmr-dr: recover cutover: production runs on atmr-prod-pitr-202611301402 but was ${notReopened}; the cutover stops there: atmr-prod is NOT renamed and atmr-prod-pitr-202611301402 keeps its recovery tag (whoever holds users out may go back to atmr-prod); once the hold is lifted, --resume renames atmr-prod and finishes; the journal is in the record ("atmr-dr recover --parameter ${KILLSWITCH} status ${id}"): continue with "atmr-dr recover --parameter ${KILLSWITCH} cutover ${id} --resume --yes"`,
     );
     expect(refusals([['killswitch', '--parameter', KILLSWITCH, 'status']])).toEqual([null]);
+    expect(aws.calls.filter((c) => c.service === 'rds' && ['ModifyDBInstance', 'AddTagsToResource', 'RemoveTagsFromResource'].includes(c.action))).toEqual([]);
+    expect([...aws.instances.keys()]).toEqual(['atmr-prod', 'atmr-prod-pitr-202611301402']);
+
+    const status = await run(install.launcher, ['recover', 'status', id], operatorEnv());
+
+    expect(status.status).toBe(0);
+    expect(status.stdout).toMatch(new RegExp(`recovery ${id}: cutting-over`));
+    expect(status.stdout).toMatch(/^ {2}\S+Z {2}by-hand {5}killswitch back: NOT reopened: /m);
+    expect(status.stdout.trimEnd().split('\n').at(-1)).toBe(
+      `next: the cutover stopped at the killswitch someone set during it (NOT reopened, above): atmr-prod is NOT renamed, in case they go back to it; once they lift it, continue it with "atmr-dr recover cutover ${id} --resume --yes" (--undo is refused from here)`,
+    );
+    const json = await run(install.launcher, ['recover', 'status', id, '--json'], operatorEnv());
+    const record = JSON.parse(json.stdout) as { status: string; journal: { step: string; state: string; detail: string }[] };
+    expect(record.status).toBe('cutting-over');
+    expect(record.journal.find((e) => e.step === 'killswitch back')).toMatchObject({ state: 'by-hand', detail: expect.stringMatching(/^NOT reopened: /) });
+
+    const lifted = { mode: 'normal', reason: 'copy checked, let them in', actor: 'bob', updatedAt: '2026-11-30T14:50:00.000Z', expiresAt: null };
+    aws.parameters.set(KILLSWITCH, { value: JSON.stringify(lifted), version: aws.parameters.get(KILLSWITCH)!.version + 1 });
+
+    const resumed = await run(install.launcher, ['recover', 'cutover', id, '--resume', '--yes'], operatorEnv());
+
+    expect([resumed.status, resumed.stderr]).toEqual([0, '']);
+    expect(resumed.stdout).toMatch(/^ {2}\S+Z\s+\d+ s {2}done\s+killswitch back: already reopened by bob \(normal: copy checked, let them in\)/m);
+    expect(resumed.stdout).toMatch(/^ {2}\S+Z\s+\d+ s {2}done\s+rename and tag old instance: atmr-prod -> atmr-prod-replaced-/m);
+    expect(aws.instances.has('atmr-prod')).toBe(false);
+    expect((await getRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, id)).status).toBe('cut-over');
   });
 
   /**

@@ -671,7 +671,9 @@ describe('cutover', () => {
     /** bob's write, landing as a version of its own. */
     const bobWrites = () => parameters.set(KILLSWITCH, { value: JSON.stringify(HOLD), version: parameters.get(KILLSWITCH)!.version + 1 });
 
-    it('a hold set during the redeploy is left as it is by the reopen step, which says so; production runs on the copy, still in maintenance', async () => {
+    const said = `NOT reopened: the killswitch is maintenance (set by bob: ${HOLD.reason}) since the cutover's maintenance: left as is; see "atmr-dr killswitch status", and lift it with "atmr-dr killswitch disable" once whoever set it agrees`;
+
+    it('a hold set during the redeploy is left as it is, and the cutover stops there: the old instance is not renamed (bob may go back to it), the copy keeps its recovery tag, the record stays cutting-over with the lease released', async () => {
       const id = await verifiedRecovery();
       fakeEcs({ onUpdate: (service) => service === 'atmr-api' && bobWrites() });
 
@@ -679,12 +681,46 @@ describe('cutover', () => {
 
       expect(JSON.parse(parameters.get(KILLSWITCH)!.value)).toEqual(HOLD);
       expect(killswitchModes()).toEqual(['maintenance']);
-      const reopen = result.steps.find((s) => s.step === CUTOVER_STEPS.reopen)!;
-      const said = `NOT reopened: the killswitch is maintenance (set by bob: ${HOLD.reason}) since the cutover's maintenance: left as is; see "atmr-dr killswitch status", and lift it with "atmr-dr killswitch disable" once whoever set it agrees`;
-      expect(reopen).toMatchObject({ outcome: 'done', detail: said });
-      expect(result).toMatchObject({ ok: true, status: 'cut-over', notReopened: said });
-      const summary = (JSON.parse(events.commandCalls(PutEventsCommand).at(-1)!.args[0].input.Entries![0].Detail!) as { summary: string }).summary;
-      expect(summary).toContain(`; killswitch ${said}`);
+      expect(result.steps.find((s) => s.step === CUTOVER_STEPS.reopen)).toMatchObject({ outcome: 'by-hand', detail: said });
+      expect(result.steps.map((s) => s.step)).not.toContain(CUTOVER_STEPS.rename);
+      expect(result).toMatchObject({ ok: false, interrupted: true, status: 'cutting-over', notReopened: said });
+      expect(result.error).toBe(
+        `production runs on atmr-prod-pitr-202611301402 but was ${said}; the cutover stops there: atmr-prod is NOT renamed and atmr-prod-pitr-202611301402 keeps its recovery tag (whoever holds users out may go back to atmr-prod); once the hold is lifted, --resume renames atmr-prod and finishes`,
+      );
+      expect(renames()).toHaveLength(0);
+      expect(rds.commandCalls(AddTagsToResourceCommand)).toHaveLength(0);
+      expect(rds.commandCalls(RemoveTagsFromResourceCommand)).toHaveLength(0);
+      expect(protections()).toHaveLength(0);
+      const record = await getRecovery(deps().store, id);
+      expect(record.status).toBe('cutting-over');
+      expect(record.leaseOwner).toBeUndefined();
+      expect(record.journal!.find((e) => e.step === CUTOVER_STEPS.reopen)).toMatchObject({ state: 'by-hand', detail: said });
+      const last = events.commandCalls(PutEventsCommand).at(-1)!.args[0].input.Entries![0];
+      expect(last.DetailType).toBe('Recovery Cutover Interrupted');
+      expect((JSON.parse(last.Detail!) as { summary: string }).summary).toContain(said);
+    });
+
+    it('--resume while the hold is still there stops again, nothing renamed; once bob lifts it, --resume renames the old instance and finishes', async () => {
+      const id = await verifiedRecovery();
+      fakeEcs({ onUpdate: (service) => service === 'atmr-api' && bobWrites() });
+      await cutover(deps(), id, settings(), 'alice');
+
+      const again = await cutover(deps(), id, settings(), 'alice', 'resume');
+
+      expect(again).toMatchObject({ ok: false, status: 'cutting-over', notReopened: said });
+      expect(renames()).toHaveLength(0);
+      const lifted = { mode: 'normal', reason: 'copy checked, let them in', actor: 'bob', updatedAt: '2026-11-30T14:40:00.000Z', expiresAt: null };
+      parameters.set(KILLSWITCH, { value: JSON.stringify(lifted), version: parameters.get(KILLSWITCH)!.version + 1 });
+
+      const resumed = await cutover(deps(), id, settings(), 'alice', 'resume');
+
+      expect(resumed).toMatchObject({ ok: true, status: 'cut-over' });
+      expect(resumed.notReopened).toBeUndefined();
+      expect(resumed.steps.find((s) => s.step === CUTOVER_STEPS.reopen)).toMatchObject({ outcome: 'done', detail: expect.stringMatching(/^already reopened by bob/) });
+      expect(renames()).toHaveLength(1);
+      expect(resumed.steps.map((s) => s.step).slice(-3)).toEqual([CUTOVER_STEPS.rename, CUTOVER_STEPS.protect, CUTOVER_STEPS.untag]);
+      expect(JSON.parse(parameters.get(KILLSWITCH)!.value)).toEqual(lifted);
+      expect((await getRecovery(deps().store, id)).status).toBe('cut-over');
     });
 
     it('normal set by bob during the redeploy (a killswitch disable) is no hold: the reopen step says production was already reopened by him, with no advice to disable', async () => {
