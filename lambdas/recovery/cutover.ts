@@ -6,7 +6,7 @@ import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } fr
 import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { randomUUID } from 'node:crypto';
 import { type KillswitchReading, readKillswitch, writeKillswitch } from '../killswitch/core';
-import type { KillswitchValue } from '../killswitch/value';
+import { type KillswitchValue, effectiveMode } from '../killswitch/value';
 import { checkHttp } from '../detection/targets';
 import { forceNewDeploymentOnce } from '../shared/ecs-deployments';
 import { isAccessDenied } from '../shared/aws-errors';
@@ -512,9 +512,13 @@ class Session {
           const current = reading.value;
           const back = restoredValue(previous, reason);
           if (current?.mode === back.mode && current.reason === back.reason) return `back to ${back.mode}`;
-          // Normal set by someone since (a `killswitch disable` during the cutover) holds nobody out:
+          // Normal set by someone since (a `killswitch disable` during the cutover) holds nobody out,
+          // nor a value whose expiry has passed (every reader takes it for normal, as here):
           // production is open on the copy already, nothing for anyone to lift.
-          if (current?.mode === 'normal') return `${ALREADY_REOPENED}${current.actor} (normal: ${current.reason}) since the cutover's maintenance: left as is`;
+          if (current && effectiveMode(current, this.now().getTime()) === 'normal') {
+            const by = current.mode === 'normal' ? `${current.actor} (normal: ${current.reason})` : `the expiry of ${current.actor}'s ${current.mode} (${current.reason}; expired at ${current.expiresAt}: normal to every reader)`;
+            return `${ALREADY_REOPENED}${by} since the cutover's maintenance: left as is`;
+          }
           // Someone else's value (a hold because the copy misses rows) is left to them, and so is the
           // rest: whoever holds users out may be about to go back to the old instance, which the
           // rename would take from under them. A resume runs this step again and goes on once it is lifted.

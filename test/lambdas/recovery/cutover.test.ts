@@ -741,6 +741,23 @@ describe('cutover', () => {
       expect(summary).not.toMatch(/NOT reopened|killswitch disable/);
     });
 
+    it('a maintenance bob set during the redeploy whose expiry has passed is no hold (every reader takes it for normal): the reopen step says users are served by its expiry, and the cutover finishes', async () => {
+      const id = await verifiedRecovery();
+      const expired = { ...HOLD, expiresAt: new Date(Date.now() - 60_000).toISOString() };
+      fakeEcs({ onUpdate: (service) => service === 'atmr-api' && parameters.set(KILLSWITCH, { value: JSON.stringify(expired), version: parameters.get(KILLSWITCH)!.version + 1 }) });
+
+      const result = await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice');
+
+      expect(result.steps.find((s) => s.step === CUTOVER_STEPS.reopen)).toMatchObject({
+        outcome: 'done',
+        detail: `already reopened by the expiry of bob's maintenance (${HOLD.reason}; expired at ${expired.expiresAt}: normal to every reader) since the cutover's maintenance: left as is`,
+      });
+      expect(result).toMatchObject({ ok: true, status: 'cut-over' });
+      expect(result.notReopened).toBeUndefined();
+      expect(renames()).toHaveLength(1);
+      expect(JSON.parse(parameters.get(KILLSWITCH)!.value)).toEqual(expired);
+    });
+
     it("a write landing right after the cutover's maintenance (writeKillswitch's conflict): maintenance is not in effect, so nothing is switched; the undo leaves that write as it is", async () => {
       const id = await verifiedRecovery();
       const history: string[] = [];
