@@ -9,7 +9,7 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Command } from 'commander';
 import * as os from 'node:os';
 import { EnvironmentConfig, defaultNewInstancePrefix, prefixNotCovering, resolveRecoveryConfig } from '../../lib/config';
-import { FINAL_STATUSES, RECOVERY_ID_PATTERN, RecoveryRecord } from '../../lambdas/recovery/contract';
+import { FINAL_STATUSES, JournalEntry, RECOVERY_ID_PATTERN, RecoveryRecord } from '../../lambdas/recovery/contract';
 import { ALREADY_REOPENED, CUTOVER_STEPS, CutoverResult, CutoverSettings, EndpointSwitch, LEASE_SECONDS, cutover, reopeningStarted, undoCutover } from '../../lambdas/recovery/cutover';
 import { abandonRecovery, describeExecution, parseRecoveryReason, recoveryExecutionArn, startRecovery } from '../../lambdas/recovery/operations';
 import { dataAlsoIn, renameCommands } from '../../lambdas/recovery/rds';
@@ -17,7 +17,8 @@ import { describeInstance } from '../../lambdas/shared/rds-instances';
 import { StoreDeps, activeRecoveryId, getRecovery, listRecoveryIds } from '../../lambdas/recovery/store';
 import { checkPitrReach, parseToTime } from '../../lambdas/recovery/time';
 import { formatVerification, unreadCause, unverifiedFlagRefusal, unverifiedNextStep, unverifiedRefusal } from '../../lambdas/recovery/verify';
-import { effectiveMode } from '../../lambdas/killswitch/value';
+import { type KillswitchValue, effectiveMode } from '../../lambdas/killswitch/value';
+import { readKillswitch } from '../../lambdas/killswitch/core';
 import { opsStateDynamoDB } from '../../lambdas/shared/ops-state-client';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
@@ -189,6 +190,21 @@ async function oldUnrenamed(rds: RDSClient, record: RecoveryRecord): Promise<boo
   return old !== undefined && (!record.sourceResourceId || old.DbiResourceId === record.sourceResourceId);
 }
 
+/**
+ * The killswitch now, for `recover status` of a cut-over recovery whose cutover put back a
+ * maintenance or degraded set before it (stillShutOut); undefined when not asked or not known (the
+ * parameter's name or value could not be read: the closing line is said, better once too often).
+ */
+async function killswitchLeft(g: Pick<RecoverGlobals, 'parameter'>, envName: string, record: RecoveryRecord): Promise<KillswitchValue | undefined> {
+  if (record.status !== 'cut-over' || !stillShutOut(record)) return undefined;
+  try {
+    const parameterName = await resolveDeployedName(DEPLOYED_NAMES.killswitchParameter, { flagValue: g.parameter, envName });
+    return (await readKillswitch(namedClient(new SSMClient(SDK_RETRY), 'SSM'), parameterName)).value ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Deletion protection of the copy as the cutover's step left it: on (done now or before), refused (with why), or not known. */
 function deletionProtectionOf(result: CutoverResult): boolean | { refused: string } | undefined {
   const step = result.steps.find((s) => s.step === CUTOVER_STEPS.protect);
@@ -200,18 +216,21 @@ function deletionProtectionOf(result: CutoverResult): boolean | { refused: strin
  * A killswitch in maintenance before the cutover (the runbook's first step: the on-call closes
  * production before anything else), or degraded, is put back so by the cutover's last killswitch
  * step, as the operator left it: the cutover ends well, exit 0, with users still shut out (or
- * served a degraded API). Said in the last line, with the command that serves them in full;
- * undefined when the killswitch was normal before.
+ * served a degraded API). Said in the last line, with the command that serves them in full, and
+ * again by `recover status`; undefined when the killswitch was normal before. `now`: the killswitch
+ * as read later (`recover status`): a value other than the one put back, or no longer in effect,
+ * says nothing (someone let users in since); undefined: not known, the line is said.
  */
-function stillShutOut(result: CutoverResult): string | undefined {
-  const before = result.journal?.find((e) => e.step === CUTOVER_STEPS.maintenance)?.undo?.killswitch?.previous;
+function stillShutOut(cutover: { readonly recoveryId: string; readonly journal?: readonly JournalEntry[] }, now?: KillswitchValue): string | undefined {
+  const before = cutover.journal?.find((e) => e.step === CUTOVER_STEPS.maintenance)?.undo?.killswitch?.previous;
   const mode = before && effectiveMode(before);
   if (!before || (mode !== 'maintenance' && mode !== 'degraded')) return undefined;
   // Someone set normal during the cutover: that value was not put back, users are served.
-  if (result.journal?.find((e) => e.step === CUTOVER_STEPS.reopen)?.detail?.startsWith(ALREADY_REOPENED)) return undefined;
+  if (cutover.journal?.find((e) => e.step === CUTOVER_STEPS.reopen)?.detail?.startsWith(ALREADY_REOPENED)) return undefined;
+  if (now && (now.mode !== before.mode || now.reason !== before.reason || now.actor !== before.actor || effectiveMode(now) !== mode)) return undefined;
   const until = before.expiresAt ? ` (until ${before.expiresAt}, its expiry)` : '';
   const setBy = `as it was before the cutover (set by ${before.actor}: ${before.reason})`;
-  const disable = `atmr-dr killswitch disable --reason "recovery ${result.recoveryId} cut over"`;
+  const disable = `atmr-dr killswitch disable --reason "recovery ${cutover.recoveryId} cut over"`;
   return mode === 'maintenance'
     ? `users are still shut out: the killswitch is in maintenance${until}, ${setBy}; to let them in: ${disable}`
     : `users still get a degraded API: the killswitch is degraded${until}, ${setBy}; to serve them in full: ${disable}`;
@@ -346,7 +365,7 @@ export function registerRecoverCommands(program: Command): void {
     }
   };
 
-  const report = (record: RecoveryRecord, json: boolean, config: EnvironmentConfig, execution?: { status: string; error?: string }, copy?: DBInstance, oldUnrenamed?: boolean) => {
+  const report = (record: RecoveryRecord, json: boolean, config: EnvironmentConfig, execution?: { status: string; error?: string }, copy?: DBInstance, oldUnrenamed?: boolean, killswitch?: KillswitchValue) => {
     if (json) {
       print(JSON.stringify({ ...record, ...(execution && { workflow: execution }) }));
       return;
@@ -389,7 +408,12 @@ export function registerRecoverCommands(program: Command): void {
         `next: ${record.newInstance} is kept (it became available) but is not verified, so it cannot be cut over: read the error above, then "atmr-dr recover abandon ${record.recoveryId}" (deleted after a final snapshot) and start a new recovery`,
       );
     }
-    if (record.status === 'cut-over') for (const line of afterCutoverSteps(record, config.database, copy?.MasterUserSecret?.SecretArn, config.recovery.newInstancePrefix, copy?.DeletionProtection, oldUnrenamed)) say(line);
+    if (record.status === 'cut-over') {
+      for (const line of afterCutoverSteps(record, config.database, copy?.MasterUserSecret?.SecretArn, config.recovery.newInstancePrefix, copy?.DeletionProtection, oldUnrenamed)) say(line);
+      // The cutover's closing line, as long as the killswitch it put back still holds users out.
+      const shutOut = stillShutOut(record, killswitch);
+      if (shutOut) say(shutOut);
+    }
     // Claimed by an abandon that stopped before the end (a refused deletion, a workflow it could not read).
     if (record.status === 'abandoning') say(`next: the abandon stopped before the end: run "atmr-dr recover abandon ${record.recoveryId}" again to finish it`);
   };
@@ -462,7 +486,15 @@ export function registerRecoverCommands(program: Command): void {
         ({ record } = await follow(ctx.sfn, ctx.store, target, Boolean(ctx.g.json), byName));
         execution = await executionOf(ctx.sfn, record, byName);
       }
-      report(record, Boolean(ctx.g.json), ctx.config, execution, ctx.g.json ? undefined : await cutOverCopy(ctx.rds, record), ctx.g.json ? undefined : await oldUnrenamed(ctx.rds, record));
+      report(
+        record,
+        Boolean(ctx.g.json),
+        ctx.config,
+        execution,
+        ctx.g.json ? undefined : await cutOverCopy(ctx.rds, record),
+        ctx.g.json ? undefined : await oldUnrenamed(ctx.rds, record),
+        ctx.g.json ? undefined : await killswitchLeft(ctx.g, ctx.envName, record),
+      );
     }),
     );
 

@@ -498,6 +498,18 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(refusals([words(command).slice(1)])).toEqual([null]);
     expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'maintenance', reason: 'bookings deleted: recovering', actor: 'bob' });
     expect((await getRecovery(store, id)).status).toBe('cut-over');
+
+    // Later, `recover status` repeats it while the killswitch still holds that maintenance, and not once someone let users in.
+    const status = await run(install.launcher, ['recover', '--env', 'example', '--parameter', KILLSWITCH, 'status', id], operatorEnv());
+
+    expect([status.status, status.stderr]).toEqual([0, '']);
+    expect(status.stdout.trimEnd().split('\n').at(-1)).toBe(result.stdout.trimEnd().split('\n').at(-1));
+    aws.parameters.set(KILLSWITCH, { value: JSON.stringify({ mode: 'normal', reason: `recovery ${id} cut over`, actor: 'bob', updatedAt: '2026-11-30T15:00:00.000Z', expiresAt: null }), version: 9 });
+
+    const lifted = await run(install.launcher, ['recover', '--env', 'example', '--parameter', KILLSWITCH, 'status', id], operatorEnv());
+
+    expect([lifted.status, lifted.stderr]).toEqual([0, '']);
+    expect(lifted.stdout).not.toMatch(/shut out/);
   });
 
   it('a cutover started with the killswitch degraded puts it back there, exit 0, and its last line says users still get a degraded API and how to serve them in full', async () => {
@@ -519,6 +531,12 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     );
     expect(refusals([words(command).slice(1)])).toEqual([null]);
     expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'degraded', actor: 'bob' });
+
+    // `recover status` later repeats it, the killswitch still degraded.
+    const status = await run(install.launcher, ['recover', '--env', 'example', '--parameter', KILLSWITCH, 'status', id], operatorEnv());
+
+    expect([status.status, status.stderr]).toEqual([0, '']);
+    expect(status.stdout.trimEnd().split('\n').at(-1)).toBe(`users still get a degraded API: the killswitch is degraded, as it was before the cutover (set by bob: bookings read-only while we recover); to serve them in full: ${command}`);
   });
 
   it('a cutover started in maintenance, which someone lifts (normal) during the redeploy: not put back in maintenance, and no line says users are shut out or not reopened', async () => {
