@@ -225,6 +225,8 @@ export interface ServiceRollbackOptions {
 export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRollbackOptions): Promise<void> {
   const plan = await planRollback(ctx.deps, ctx.settings, options.service, options.to);
   ctx.print(`rollback ${plan.service}: ${plan.current.taskDefinitionArn} -> ${plan.target.taskDefinitionArn}${plan.fromLastKnownGood ? ' (last known good)' : ' (--to)'}`);
+  for (const why of plan.skipped) ctx.print(`  skipped a newer last known good: ${why}`);
+  if (plan.pinned) ctx.print(`  warning: ${plan.pinned}`);
   if (plan.underway) {
     const others = plan.underway.replacing.join(', ') || 'the release it replaced';
     ctx.print(`  a deployment of ${plan.underway.taskDefinitionArn} is in progress (started ${plan.underway.createdAt ?? 'unknown time'}) beside ${others}: this rollback replaces both, and its pin names ${plan.underway.taskDefinitionArn} as the release not to deploy again`);

@@ -43,6 +43,7 @@ import {
   cooldownUntil,
   LastKnownGood,
   lastKnownGoodBefore,
+  lastKnownGoodHistory,
   lastKnownGoodOf,
   latestLastKnownGood,
   LockHolder,
@@ -343,8 +344,8 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
   // then failed): rolling "back" to it would bring the failure back, and its downgrade would run in
   // the older image. The pin of the last rollback names that release and its images.
   if (automatic) {
-    const refused = await pinnedAway(deps, settings, serviceName, to, newest?.recordedAt);
-    if (refused) return notify(`${refused}: not rolled back; choose another target: "npx atmr-dr rollback service --service ${serviceName} --to TASK_DEF_ARN"`, true);
+    const refused = pinRefusal(await readPin(deps, settings, serviceName), serviceName, to, newest?.recordedAt);
+    if (refused) return notify(`the rollback target ${refused}: not rolled back; choose another target: "npx atmr-dr rollback service --service ${serviceName} --to TASK_DEF_ARN"`, true);
   }
 
   const needed = Boolean(isApi && to.alembicHead && from.alembicHead && to.alembicHead !== from.alembicHead);
@@ -691,14 +692,17 @@ async function pinImages(
   }
 }
 
-/**
- * Why the pin of the last rollback forbids `to` (it was rolled back from, or runs an image rolled
- * back from), or null. Not an image that rollback kept (a sidecar both releases run: pinnedImages),
- * and nothing once `to` baked after that rollback (`recordedAt`, its last-known-good record: a human
- * redeployed it, fixed, and it passed its bake since): a pin is never expired, and without these
- * an old one would refuse every later automatic rollback.
- */
-async function pinnedAway(deps: BackoutDeps, settings: BackoutSettings, serviceName: string, to: NonNullable<RollbackState['to']>, recordedAt: string | undefined): Promise<string | null> {
+/** The pin of a service's last rollback, as writePin writes it, and its parameter's name. */
+export interface RollbackPin {
+  readonly name: string;
+  readonly rolledBackFrom?: string | null;
+  readonly badImages?: string[];
+  readonly pinnedImages?: string[];
+  readonly at?: string;
+}
+
+/** The service's pin, or null when no rollback wrote one. Any other SSM error propagates. */
+export async function readPin(deps: Pick<BackoutDeps, 'ssm'>, settings: BackoutSettings, serviceName: string): Promise<RollbackPin | null> {
   const name = pinParameterName(settings, serviceName);
   let value: string | undefined;
   try {
@@ -707,12 +711,24 @@ async function pinnedAway(deps: BackoutDeps, settings: BackoutSettings, serviceN
     if (error instanceof ParameterNotFound || (error as { name?: string }).name === 'ParameterNotFound') return null;
     throw error;
   }
-  const pin = JSON.parse(value ?? '{}') as { rolledBackFrom?: string | null; badImages?: string[]; pinnedImages?: string[]; at?: string };
+  return { ...(JSON.parse(value ?? '{}') as Omit<RollbackPin, 'name'>), name };
+}
+
+/**
+ * Why the pin of the last rollback forbids `to` (it was rolled back from, or runs an image rolled
+ * back from), or null: "<arn> is the release ...". Not an image that rollback kept (a sidecar both
+ * releases run: pinnedImages), and nothing once `to` baked after that rollback (`recordedAt`, its
+ * last-known-good record: a human redeployed it, fixed, and it passed its bake since): a pin is
+ * never expired, and without these an old one would refuse every later rollback. The automatic
+ * target and the default target of `rollback service` both go through it.
+ */
+export function pinRefusal(pin: RollbackPin | null, serviceName: string, to: { readonly taskDefinitionArn: string; readonly images: readonly string[] }, recordedAt: string | undefined): string | null {
+  if (!pin) return null;
   if (recordedAt !== undefined && pin.at !== undefined && Date.parse(recordedAt) > Date.parse(pin.at)) return null;
-  const since = `(pin ${name}, written ${pin.at ?? 'at an unknown time'})`;
-  if (pin.rolledBackFrom === to.taskDefinitionArn) return `the rollback target ${to.taskDefinitionArn} is the release the last rollback of ${serviceName} rolled away from ${since}`;
+  const since = `(pin ${pin.name}, written ${pin.at ?? 'at an unknown time'})`;
+  if (pin.rolledBackFrom === to.taskDefinitionArn) return `${to.taskDefinitionArn} is the release the last rollback of ${serviceName} rolled away from ${since}`;
   const bad = to.images.filter((image) => pin.badImages?.includes(image) && !pin.pinnedImages?.includes(image));
-  if (bad.length) return `the rollback target ${to.taskDefinitionArn} runs ${bad.join(', ')}, an image the last rollback of ${serviceName} rolled away from ${since}`;
+  if (bad.length) return `${to.taskDefinitionArn} runs ${bad.join(', ')}, an image the last rollback of ${serviceName} rolled away from ${since}`;
   return null;
 }
 
@@ -1142,6 +1158,10 @@ export interface RollbackPlan {
   readonly underway: UnderwayDeployment | null;
   /** The target's own revision runs other images than its bake recorded (retaggedRelease): why a rollback to it helps. */
   readonly retagged: string | null;
+  /** Why each newer last known good is not the default target (pinRefusal: the last rollback rolled away from it). */
+  readonly skipped: readonly string[];
+  /** Why the automatic path would refuse the --to target (pinRefusal), which the rollback still goes to, or that the pin could not be read. */
+  readonly pinned: string | null;
 }
 
 /**
@@ -1149,7 +1169,7 @@ export interface RollbackPlan {
  * refuses (one line, nothing written) an unknown service, a target of another family, no last
  * known good, or a target that is already running.
  */
-export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc'>, settings: BackoutSettings, serviceName: string, targetOverride?: string): Promise<RollbackPlan> {
+export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm'>, settings: BackoutSettings, serviceName: string, targetOverride?: string): Promise<RollbackPlan> {
   const service = findService(settings, serviceName);
   if (targetOverride) assertFamily(service, targetOverride);
   const containerName = serviceName === settings.api.serviceName ? settings.api.containerName : '';
@@ -1157,16 +1177,38 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc'>, setti
   const current = await describeRelease(deps.ecs, settings, currentTaskDefinition(ecsService), containerName);
   let target: RollbackPlan['target'];
   let newest: LastKnownGood | undefined;
+  const skipped = new Map<string, string>();
+  let pinned: string | null = null;
   if (targetOverride) {
     const release = await describeRelease(deps.ecs, settings, targetOverride, containerName);
     target = { taskDefinitionArn: release.taskDefinitionArn, alembicHead: release.alembicHead, images: release.images };
+    // A warning only: --to goes where it is told, so a pin that cannot be read does not stop it.
+    pinned = await readPin(deps, settings, serviceName).then(
+      (pin) => {
+        const refused = pinRefusal(pin, serviceName, target, undefined);
+        return refused && `${refused}; the automatic rollback would refuse this target, --to goes there as told`;
+      },
+      (error: unknown) => `the pin ${pinParameterName(settings, serviceName)} could not be read (${namedLine(error)}): whether ${target.taskDefinitionArn} is what the last rollback rolled away from is unknown`,
+    );
   } else {
-    const lkg = await latestLastKnownGood(deps.doc, settings.tableName, serviceName);
-    if (!lkg) {
+    const history = await lastKnownGoodHistory(deps.doc, settings.tableName, serviceName);
+    if (!history.length) {
       throw new OperatorError(
         `backout: no last known good is recorded for ${serviceName} (a release becomes one after a clean bake): pass --to TASK_DEF_ARN (a revision of ${service.taskFamily}) to choose the target yourself`,
         2,
       );
+    }
+    // The newest record can be the release the last rollback rolled away from (it passed its bake,
+    // then failed): the on-call confirms what the plan proposes, so the default skips what the
+    // automatic path refuses, and the plan says why.
+    const pin = await readPin(deps, settings, serviceName);
+    const lkg = history.find((record) => {
+      const refused = pinRefusal(pin, serviceName, record, record.recordedAt);
+      if (refused) skipped.set(record.taskDefinitionArn, refused);
+      return !refused;
+    });
+    if (!lkg) {
+      throw new OperatorError(`backout: no last known good of ${serviceName} is left once the pin of its last rollback is applied (${[...skipped.values()].join('; ')}): pass --to TASK_DEF_ARN (a revision of ${service.taskFamily})`, 2);
     }
     assertFamily(service, lkg.taskDefinitionArn);
     target = { taskDefinitionArn: lkg.taskDefinitionArn, alembicHead: lkg.alembicHead, images: lkg.images };
@@ -1181,9 +1223,11 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc'>, setti
   const retagged = target.taskDefinitionArn === current.taskDefinitionArn ? await retaggedRelease(deps, settings, serviceName, current.taskDefinitionArn, newest) : null;
   if (!retagged && (target.taskDefinitionArn === current.taskDefinitionArn || current.pinnedFrom === target.taskDefinitionArn)) {
     const copy = current.pinnedFrom === target.taskDefinitionArn ? ` (a copy of ${target.taskDefinitionArn} pinned to its digests)` : '';
-    const before = targetOverride ? null : await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, target.taskDefinitionArn, [current.taskDefinitionArn, current.pinnedFrom]);
-    if (before) throw new OperatorError(`backout: ${wentBadAfterBake(serviceName, current.taskDefinitionArn, before)}: pass --to ${before.taskDefinitionArn}`, 2);
-    throw new OperatorError(`backout: ${serviceName} already runs ${current.taskDefinitionArn}${copy}: nothing to roll back (investigate by hand, or pass --to another revision)`, 2);
+    // Not a release skipped above either: "the one before" is older, and the skipped ones are newer.
+    const before = targetOverride ? null : await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, target.taskDefinitionArn, [current.taskDefinitionArn, current.pinnedFrom, ...skipped.keys()]);
+    const skippedNote = [...skipped.values()].map((why) => `skipped ${why}; `).join('');
+    if (before) throw new OperatorError(`backout: ${skippedNote}${wentBadAfterBake(serviceName, current.taskDefinitionArn, before)}: pass --to ${before.taskDefinitionArn}`, 2);
+    throw new OperatorError(`backout: ${skippedNote}${serviceName} already runs ${current.taskDefinitionArn}${copy}: nothing to roll back (investigate by hand, or pass --to another revision)`, 2);
   }
   const needsDowngrade = Boolean(target.alembicHead && current.alembicHead && target.alembicHead !== current.alembicHead);
   return {
@@ -1194,6 +1238,8 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc'>, setti
     downgradeCommand: needsDowngrade ? downgradeCommandLine(target.alembicHead as string, current.taskDefinitionArn) : null,
     underway,
     retagged: retagged?.line ?? null,
+    skipped: [...skipped.values()],
+    pinned,
   };
 }
 

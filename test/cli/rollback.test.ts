@@ -18,7 +18,7 @@ import { guards } from '../../lambdas/backout/workflow';
 import { acquireLock, readLock, recordLockTask, rollbackHistory } from '../../lambdas/backout/state';
 import { loseFirstAnswer } from '../support/dynamodb';
 import { operatorEnv } from '../support/operator-env';
-import { alarmEvent, backoutSuite, lkg, metricData, BAD, backoutDeps, GOOD, MIGRATION_TASK_ARN, seedLkg, service, settings, snapshotStore, TD } from '../lambdas/backout/fixtures';
+import { alarmEvent, BACKEND_REPOSITORY, backoutSuite, lkg, metricData, BAD, backoutDeps, GOOD, MIGRATION_TASK_ARN, seedLkg, service, settings, snapshotStore, TD } from '../lambdas/backout/fixtures';
 
 const ROOT = path.join(__dirname, '..', '..');
 const NAMES = {
@@ -368,6 +368,57 @@ describe('rollback service (same core as the workflow)', () => {
       message: `backout: atmr-api already runs ${BAD}, its newest last known good, so no automatic rollback; if it went bad after its bake, the last known good before it is ${GOOD} (recorded 2026-05-31T09:10:00.000Z): pass --to ${GOOD}`,
     });
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+  });
+
+  describe('after a rollback by hand away from a release that had passed its bake (the newest last known good)', () => {
+    const OLD = TD('atmr-api', 40);
+    const NEW = TD('atmr-api', 43);
+    const PIN = '/atmr-dr/test/backout/pinned/atmr-api';
+
+    /** OLD, GOOD then BAD baked; BAD failed later and the on-call ran "rollback service --to GOOD", which wrote the pin. */
+    async function rolledAwayFromBad(): Promise<RollbackCliContext> {
+      const ctx = await context();
+      await seedLkg(suite.dynamo.doc, lkg({ taskDefinitionArn: OLD, recordedAt: '2026-05-20T09:10:00.000Z' }), ctx.settings.tableName);
+      await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+      await seedLkg(suite.dynamo.doc, lkg({ taskDefinitionArn: BAD, images: [`${BACKEND_REPOSITORY}@sha256:bbbb`], alembicHead: 'bbb222', recordedAt: '2026-05-31T12:00:00.000Z' }), ctx.settings.tableName);
+      const pins = new Map<string, string>();
+      mocks.ssm.on(PutParameterCommand).callsFake((input: { Name: string; Value: string }) => (pins.set(input.Name, input.Value), { Version: 1 }));
+      mocks.ssm.on(GetParameterCommand, { Name: PIN }).callsFake(() => ({ Parameter: { Value: pins.get(PIN), Version: 1 } }));
+      await serviceCommand(ctx, { service: 'atmr-api', to: GOOD, yes: true });
+      expect(JSON.parse(pins.get(PIN) ?? '{}')).toMatchObject({ rolledBackFrom: BAD });
+      printed.length = 0;
+      return ctx;
+    }
+
+    it('without --to, the default target skips that release, and the plan says why', async () => {
+      const ctx = await rolledAwayFromBad();
+      // A new release NEW went out since, and fails before its bake ended.
+      mocks.ecs.on(DescribeServicesCommand).resolves(service(NEW));
+
+      await serviceCommand(ctx, { service: 'atmr-api', dryRun: true });
+
+      expect(printed[0]).toBe(`rollback atmr-api: ${NEW} -> ${GOOD} (last known good)`);
+      expect(printed[1]).toMatch(new RegExp(`^ {2}skipped a newer last known good: ${BAD} is the release the last rollback of atmr-api rolled away from \\(pin ${PIN}, written \\S+\\)$`));
+      expect(printed.at(-1)).toBe('dry run: nothing changed');
+    });
+
+    it('without --to, on the release rolled back to: refuses, naming the release before it, not the one rolled away from', async () => {
+      const ctx = await rolledAwayFromBad();
+      mocks.ecs.on(DescribeServicesCommand).resolves(service(GOOD));
+
+      await expect(serviceCommand(ctx, { service: 'atmr-api', yes: true })).rejects.toMatchObject({ exitCode: 2, message: expect.stringMatching(new RegExp(`^backout: skipped ${BAD} is the release .*: pass --to ${OLD}$`)) });
+      expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(1);
+    });
+
+    it('--to that release still goes there, with a warning line', async () => {
+      const ctx = await rolledAwayFromBad();
+      mocks.ecs.on(DescribeServicesCommand).resolves(service(NEW));
+
+      await serviceCommand(ctx, { service: 'atmr-api', to: BAD, dryRun: true });
+
+      expect(printed[0]).toBe(`rollback atmr-api: ${NEW} -> ${BAD} (--to)`);
+      expect(printed[1]).toMatch(new RegExp(`^ {2}warning: ${BAD} is the release the last rollback of atmr-api rolled away from \\(pin ${PIN}, written \\S+\\); the automatic rollback would refuse this target, --to goes there as told$`));
+    });
   });
 
   it('takes the same lock: refuses while another rollback holds it, changing nothing', async () => {
