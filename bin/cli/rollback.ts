@@ -69,6 +69,8 @@ export interface RollbackCliContext {
   readonly actor: () => Promise<string>;
   readonly confirm: (question: string) => Promise<boolean>;
   readonly print: (line: string) => void;
+  /** A line on stderr: why the command is silent for a while (stdout keeps what was done). */
+  readonly note: (line: string) => void;
   readonly sleep: (ms: number) => Promise<void>;
   /** Aborted by the first Ctrl-C / SIGTERM / SIGHUP once the command may change something (interruptibly()). */
   readonly signal?: AbortSignal;
@@ -163,6 +165,7 @@ async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string, r
     actor: () => resolveCliActor(),
     confirm: confirmer(undefined),
     print: (line) => process.stdout.write(`${line}\n`),
+    note: (line) => process.stderr.write(`${line}\n`),
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
   };
 }
@@ -278,7 +281,11 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
         if (state.steady?.status !== 'in-progress') break;
       }
       // As the workflow does: let the ALB metrics of the last known good's first minute come in.
-      if (state.steady?.status === 'steady' && !(await pause(ctx, METRICS_SETTLE_SECONDS * 1000))) state = await postChecks(ctx.deps, ctx.settings, state);
+      // Said first: two minutes without a line after "steady" look like a hung command.
+      if (state.steady?.status === 'steady') {
+        ctx.note(`waiting ${METRICS_SETTLE_SECONDS} s before the post-rollback checks: they read the load balancer's metrics of the first minute of steady state, which land about a minute after that minute ends`);
+        if (!(await pause(ctx, METRICS_SETTLE_SECONDS * 1000))) state = await postChecks(ctx.deps, ctx.settings, state);
+      }
     }
   } catch (error) {
     caught = error;

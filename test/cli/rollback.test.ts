@@ -253,6 +253,8 @@ function runTaskFailsOnTheWire(error: Error): void {
 }
 
 let printed: string[];
+/** What the command said on stderr (`note`), and when it slept: `sleep <ms>` in the same list. */
+let noted: string[];
 
 /**
  * A CLI context on a fresh table. `clock`: a fake clock from that time that only `sleep` moves,
@@ -261,6 +263,7 @@ let printed: string[];
 async function context(options: { confirm?: boolean | 'terminal'; now?: () => Date; clock?: string } = {}): Promise<RollbackCliContext> {
   const tableName = await suite.dynamo.freshTable('cli-ops');
   printed = [];
+  noted = [];
   let fakeNow = options.clock ? Date.parse(options.clock) : 0;
   const now = options.clock ? () => new Date(fakeNow) : (options.now ?? (() => new Date()));
   return {
@@ -269,7 +272,9 @@ async function context(options: { confirm?: boolean | 'terminal'; now?: () => Da
     actor: async () => 'alice',
     confirm: options.confirm === 'terminal' ? confirmer(undefined) : async () => options.confirm === true,
     print: (line) => printed.push(line),
+    note: (line) => noted.push(line),
     sleep: async (ms) => {
+      noted.push(`sleep ${ms}`);
       fakeNow += ms;
     },
   };
@@ -337,6 +342,25 @@ describe('rollback service (same core as the workflow)', () => {
     expect(printed.at(-1)).toMatch(/^rolled-back: atmr-api rolled back and healthy/);
     expect(probe).toHaveBeenCalledTimes(2);
     expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+  });
+
+  it('--wait says on stderr, once steady, that it waits 120 s for the load balancer\'s metrics to land, and why, before waiting', async () => {
+    const ctx = await context();
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    arrangeRollout();
+    (ctx.deps as { fetch?: typeof fetch }).fetch = healthyProbe();
+
+    await serviceCommand(ctx, { service: 'atmr-api', yes: true, wait: true });
+
+    // The polls every 10 s until steady, then the line, then the wait it announces.
+    expect(noted).toEqual([
+      'sleep 10000',
+      'sleep 10000',
+      "waiting 120 s before the post-rollback checks: they read the load balancer's metrics of the first minute of steady state, which land about a minute after that minute ends",
+      'sleep 120000',
+    ]);
+    expect(printed.some((line) => line.includes('waiting'))).toBe(false);
+    expect(printed.at(-1)).toMatch(/^rolled-back: /);
   });
 
   it('refuses without --to while a fix rolls out over the failing release (the same line as the page), and with --to says what it replaces and pins', async () => {
