@@ -16,6 +16,10 @@ export interface ApiSignals {
   readonly minHealthyHosts: number | null;
   /** One-minute datapoints CloudWatch has published in the window, of any of the three metrics. */
   readonly landedMinutes: number;
+  /** Minutes with a RequestCount datapoint (the ErrorRate alarm's metric) in the window. */
+  readonly requestMinutes: number;
+  /** Minutes with a HealthyHostCount datapoint (the NoHealthyHosts alarm's metric) in the window. */
+  readonly healthyMinutes: number;
 }
 
 /**
@@ -59,20 +63,29 @@ export async function readApiSignals(cloudwatch: CloudWatchClient, settings: Bac
     errorRatePercent: judged.length ? (100 * judgedErrors) / judgedRequests : null,
     minHealthyHosts: healthy.length ? Math.min(...healthy) : null,
     landedMinutes: new Set([...requests.keys(), ...errors.keys(), ...healthyByMinute.keys()]).size,
+    requestMinutes: requests.size,
+    healthyMinutes: healthyByMinute.size,
   };
 }
 
+export type BackoutCause = 'no-healthy-hosts' | 'error-rate';
+
 /**
  * Does a backout condition still hold (the runbook: no backout below the threshold, nor for a few
- * users)? No datapoint landed yet: the alarm's own evaluation stands, a guard never silences a fresh
- * ALARM for want of data (the alarm stays in ALARM and would not fire again).
+ * users)? `fired`: the condition of the alarm that fired. No datapoint of that alarm's own metric
+ * landed yet: its evaluation stands, a guard never silences a fresh ALARM for want of data.
+ * CloudWatch evaluates an alarm on its latest real datapoints, skipping the minutes not landed yet,
+ * so it stays in ALARM, and fires no more, while they land breaching: a minute of the other
+ * metrics only (HealthyHostCount landed before RequestCount) must not read as "cleared", which
+ * sends no page. A landed minute of its own metric under the threshold turns the alarm OK too,
+ * so it fires again if the failure goes on.
  */
-export function conditionHolds(settings: BackoutSettings, signals: ApiSignals): { holds: boolean; why: string; cause?: 'no-healthy-hosts' | 'error-rate' } {
+export function conditionHolds(settings: BackoutSettings, signals: ApiSignals, fired: BackoutCause): { holds: boolean; why: string; cause?: BackoutCause } {
   if (signals.minHealthyHosts === 0) return { holds: true, why: 'no healthy API target', cause: 'no-healthy-hosts' };
   if (signals.errorRatePercent !== null && signals.errorRatePercent > settings.errorRatePercent) {
     return { holds: true, cause: 'error-rate', why: `5xx at ${signals.errorRatePercent.toFixed(1)}% of ${signals.requests} requests (threshold ${settings.errorRatePercent}%)` };
   }
-  if (signals.landedMinutes === 0) return { holds: true, why: 'no datapoint landed yet in the window re-read (ALB metrics land about a minute late): the alarm\'s own evaluation stands' };
+  if ((fired === 'error-rate' ? signals.requestMinutes : signals.healthyMinutes) === 0) return { holds: true, why: 'no datapoint landed yet in the window re-read (ALB metrics land about a minute late): the alarm\'s own evaluation stands' };
   const ratio = signals.errorRatePercent === null ? `too few requests (${signals.requests})` : `5xx at ${signals.errorRatePercent.toFixed(1)}%`;
   return { holds: false, why: `${ratio}, healthy hosts ${signals.minHealthyHosts ?? 'unknown'}: under the threshold of ${settings.errorRatePercent}%` };
 }

@@ -292,13 +292,14 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
   // back to the last known good), which the "it went bad after its bake" page would otherwise hide.
   if (automatic) {
     const signals = await readApiSignals(deps.cloudwatch, settings, new Date(now.getTime() - settings.evaluationMinutes * 60_000), now);
-    const condition = conditionHolds(settings, signals);
+    const fired = trigger.name === settings.alarmNames.errorRate ? 'error-rate' : 'no-healthy-hosts';
+    const condition = conditionHolds(settings, signals, fired);
     if (!condition.holds) return notify(`condition cleared (${condition.why}): no rollback`, false);
     state = { ...state, reason: condition.why };
     // Maintenance and degraded answer 5xx but keep /health and /ready served (MAINTENANCE_EXEMPT_PATHS):
     // they explain the 5xx ratio, never zero healthy hosts, which proceeds as without them.
     // No datapoint landed yet: the alarm that fired names the condition.
-    const errorRate = (condition.cause ?? (trigger.name === settings.alarmNames.errorRate ? 'error-rate' : 'no-healthy-hosts')) === 'error-rate';
+    const errorRate = (condition.cause ?? fired) === 'error-rate';
     const killswitch = errorRate ? await killswitchHold(deps, settings, serviceName, now) : null;
     if (killswitch) return notify(killswitch.reason, killswitch.page);
     // The runbook: no backout without a confirmed root cause. The probe checks OSRM, Redis and the
