@@ -164,6 +164,8 @@ export class Detection extends Construct {
       redis: settings?.redis && dependencyDown(1, BINARY_DOWN_MINUTES),
       database: settings?.database && dependencyDown(1, BINARY_DOWN_MINUTES),
     };
+    const pm = (name: string, statistic: string, period: Duration, dimensions?: Record<string, string>, label?: string) =>
+      probeMetric(props.environmentName, name, { statistic, period, dimensions, label });
     if (props.probe) {
       this.probe = new HealthProbe(this, 'Probe', { ...props.probe, environmentName: props.environmentName });
       alarms.probeDeadLetters = deadLettersAlarm(this.probe, this.probe.deadLetterQueue, {
@@ -212,12 +214,33 @@ export class Detection extends Construct {
         comparisonOperator: GTE,
         evaluationPeriods: silence.evaluationPeriods,
         datapointsToAlarm: silence.datapointsToAlarm,
-        // No invocation, no datapoint: Probe-DeadLetters pages a run the scheduler could not deliver.
+        // No invocation, no datapoint: Probe-DeadLetters pages a run the scheduler could not deliver,
+        // and Probe-Silent a probe that is not run at all.
         treatMissingData: NOT_BREACHING,
       });
+      // A probe that is not run at all (its schedule disabled or deleted) has no Errors, no Throttles
+      // and no dead letter: only the target alarms paged, each reading the silence as its target
+      // down. Every run publishes ProbeChecksMade (even 0 checks), so its absence is the silence
+      // those alarms read, whatever the cause, counted with their rule: it pages with them.
+      alarms.probeSilent = new RunbookAlarm(this, 'ProbeSilentAlarm', {
+        environmentName: props.environmentName,
+        concern: 'Probe',
+        what: 'Silent',
+        runbookSection: 'Healthchecks Kubernetes',
+        summary:
+          `la sonde de santé ne publie plus de métriques (aucun ProbeChecksMade pendant ${silence.datapointsToAlarm} des ${silence.evaluationPeriods} dernières minutes) : planification désactivée ou supprimée, ou fonction en échec (Probe-Errors) ou non lancée (Probe-DeadLetters). Osrm-Down, Health-ApiNotReady, Health-RedisDown, Database-ReadOnly et Network-ProbeFailures lisent ce silence comme une panne : ne pas s'y fier, vérifier les cibles à la main.`,
+        firstActions: `aws scheduler get-schedule --name ${this.probe.schedule.scheduleName} (State doit être ENABLED) ; si Probe-Errors est en ALARM, suivre ses premières actions (groupe de logs de la sonde).`,
+        link: `${readme}#${DETECTION_ANCHORS.health}`,
+        topic: props.topic,
+        notifyOnOk: true,
+        metric: pm(PROBE_METRICS.checksMade, 'SampleCount', MINUTE),
+        threshold: 1,
+        comparisonOperator: LT,
+        evaluationPeriods: silence.evaluationPeriods,
+        datapointsToAlarm: silence.datapointsToAlarm,
+        treatMissingData: BREACHING,
+      });
     }
-    const pm = (name: string, statistic: string, period: Duration, dimensions?: Record<string, string>, label?: string) =>
-      probeMetric(props.environmentName, name, { statistic, period, dimensions, label });
 
     if (settings?.osrm) {
       const metric = pm(PROBE_METRICS.osrmAvailability, 'Maximum', MINUTE);
