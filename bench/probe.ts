@@ -47,7 +47,8 @@ async function main(): Promise<void> {
   const logger = new Logger({ serviceName: 'detection-probe', logLevel: 'SILENT' });
 
   // healthy targets
-  const healthyHttp = http.createServer((_req, res) => res.end('{"status":"ok"}'));
+  // /ready answers the runbook's ready body, which the probe checks; the other paths {"status":"ok"}.
+  const healthyHttp = http.createServer((req, res) => res.end(req.url === '/ready' ? '{"status": "ready", "checks": {"database": "ok", "redis": "ok"}}' : '{"status":"ok"}'));
   const httpPort = await listen(healthyHttp);
   const redis = await startRedis();
   redis.cli('RPUSH', 'celery', 'a', 'b');

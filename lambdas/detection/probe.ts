@@ -191,6 +191,24 @@ export function probeRunWorstCaseMs(settings: ProbeSettings): number {
   );
 }
 const KILLSWITCH_TIMEOUT_MS = 5000;
+
+/**
+ * The runbook's /ready ("Healthchecks Kubernetes") answers `{"status": "ready", "checks":
+ * {"database": "ok", "redis": "ok"}}` when ready. A 2xx whose body says otherwise (another status, a
+ * check not "ok", an error object or page that is not that JSON: a framework's or a proxy's error
+ * served with 200) is not ready, an answer and not asked again: reason `not-ready`.
+ */
+export function readyBodyDown(body: string): 'not-ready' | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return 'not-ready';
+  }
+  const { status, checks } = (parsed ?? {}) as { status?: unknown; checks?: unknown };
+  const checksOk = checks === undefined || (typeof checks === 'object' && checks !== null && Object.values(checks).every((v) => v === 'ok'));
+  return status === 'ready' && checksOk ? undefined : 'not-ready';
+}
 const OSRM_ATTEMPT_SPACING_MS = 1000;
 
 /**
@@ -238,7 +256,7 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
         report('api-health', result);
         record(PROBE_METRICS.apiLive, result.up ? 1 : 0);
       }),
-      secondAttemptOnNoAnswer(started, api.timeoutMs, async () => ({ result: await checkHttp(`${base}/ready`, api.timeoutMs, deps.fetch) })).then((attempts) => {
+      secondAttemptOnNoAnswer(started, api.timeoutMs, async () => ({ result: await checkHttp(`${base}/ready`, api.timeoutMs, deps.fetch, readyBodyDown) })).then((attempts) => {
         const { result } = reportAttempts('api-ready', attempts);
         record(PROBE_METRICS.apiReady, result.up ? 1 : 0);
       }),

@@ -123,8 +123,12 @@ export function answeredHttp(result: CheckResult): boolean {
   return result.up || (result.reason?.startsWith('http-') ?? false);
 }
 
-/** GET `url` with a deadline; up when the status is 2xx. The body is drained (the socket is reused), up to MAX_BODY_BYTES. */
-export async function checkHttp(url: string, timeoutMs: number, fetchImpl: typeof fetch = fetch): Promise<CheckResult> {
+/**
+ * GET `url` with a deadline; up when the status is 2xx and `bodyDown`, when given, finds nothing
+ * wrong in the body (it returns the reason word of a body that says down). The body is drained
+ * (the socket is reused), up to MAX_BODY_BYTES.
+ */
+export async function checkHttp(url: string, timeoutMs: number, fetchImpl: typeof fetch = fetch, bodyDown?: (body: string) => string | undefined): Promise<CheckResult> {
   const started = performance.now();
   const controller = new AbortController();
   try {
@@ -139,8 +143,10 @@ export async function checkHttp(url: string, timeoutMs: number, fetchImpl: typeo
       () => controller.abort(),
     );
     const latencyMs = Math.round(performance.now() - started);
-    if (response.status >= 200 && response.status < 300) return { up: true, latencyMs };
-    return { up: false, latencyMs, reason: `http-${response.status}`, detail: response.body.replace(/\s+/g, ' ').slice(0, 200) };
+    const detail = response.body.replace(/\s+/g, ' ').slice(0, 200);
+    if (response.status < 200 || response.status >= 300) return { up: false, latencyMs, reason: `http-${response.status}`, detail };
+    const reason = bodyDown?.(response.body);
+    return reason ? { up: false, latencyMs, reason, detail: `HTTP ${response.status}: ${detail}` } : { up: true, latencyMs };
   } catch (error) {
     return { up: false, latencyMs: Math.round(performance.now() - started), ...classifyError(error) };
   }

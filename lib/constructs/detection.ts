@@ -265,7 +265,7 @@ export class Detection extends Construct {
       alarm('apiNotReady', 'health', 'Healthchecks Kubernetes', {
         concern: 'Health',
         what: 'ApiNotReady',
-        summary: `/ready de l'API ne répond pas 200 ${during} (base de données ou Redis inaccessible, ou sonde muette).`,
+        summary: `/ready de l'API ne répond pas 200 avec {"status": "ready"} et des checks à "ok" ${during} (base de données ou Redis inaccessible, ou sonde muette).`,
         firstActions: 'curl /ready puis /health/detailed ; si database: error -> connexion DB ; si redis: error -> Redis (REDIS_URL, accessibilité).',
         metric: ready,
         threshold: 1,

@@ -20,6 +20,8 @@ import { LocalRedis, startRedis } from '../support/redis';
 const M = PROBE_METRICS;
 // Below the production 3 s to keep the suite fast, but with room for a loaded CI machine.
 const TIMEOUT_MS = 2000;
+/** What the runbook's /ready answers when the API is ready ("Healthchecks Kubernetes"). */
+const READY_BODY = '{"status": "ready", "checks": {"database": "ok", "redis": "ok"}}';
 let redis: LocalRedis;
 let database: string;
 let closedPort: number;
@@ -71,7 +73,7 @@ async function probeWith(settings: Partial<ProbeSettings> & { redisPort?: number
 
 describe('health probe against real servers', () => {
   it('reports every target up with its metrics when all answer', async () => {
-    const api = await server({ '/health': { status: 200 }, '/ready': { status: 200 } });
+    const api = await server({ '/health': { status: 200 }, '/ready': { status: 200, body: READY_BODY } });
     const osrm = await server({ '/health': { status: 200 } });
     redis.cli('RPUSH', 'celery', 'a', 'b', 'c');
 
@@ -720,7 +722,7 @@ describe('health probe: a second attempt when Redis, the database or /ready gets
           req.socket.destroy();
           return;
         }
-        res.writeHead(status).end();
+        res.writeHead(status).end(status === 200 ? READY_BODY : '');
       });
       await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', resolve));
       servers.push({ close: () => new Promise<void>((resolve) => (api.closeAllConnections(), api.close(() => resolve()))) });
@@ -754,6 +756,40 @@ describe('health probe: a second attempt when Redis, the database or /ready gets
       expect(metricValue(metrics, M.apiReady)).toBe(0);
       expect(counts(metrics)).toEqual([2, 1]);
       expect(runLine(logs)).toMatchObject({ down: ['api-ready:reset'], retried: ['api-ready:reset'] });
+    });
+
+    it.each([
+      ['a status other than ready', '{"status": "not ready", "checks": {"database": "error", "redis": "ok"}}'],
+      ['a check not ok', '{"status": "ready", "checks": {"database": "ok", "redis": "not_configured"}}'],
+      ['an error object', '{"error": "Internal Server Error"}'],
+      ['an HTML page', '<html><body>Service unavailable</body></html>'],
+      ['no body', ''],
+    ])('is not ready (ApiReady 0, reason not-ready, asked once) when /ready answers 200 with %s, not the runbook\'s {"status": "ready", ...}', async (_what, body) => {
+      // Arrange
+      const api = await server({ '/health': { status: 200 }, '/ready': { status: 200, body } });
+
+      // Act
+      const { metrics, logs } = await probeReady(api.url);
+
+      // Assert: an answer, the API's state: not tried again.
+      expect([metricValue(metrics, M.apiLive), metricValue(metrics, M.apiReady)]).toEqual([1, 0]);
+      expect(counts(metrics)).toEqual([2, 1]);
+      expect(runLine(logs)).toMatchObject({ down: ['api-ready:not-ready'], retried: [] });
+      expect(logs).toContainEqual(expect.objectContaining({ message: 'probe target down', target: 'api-ready', reason: 'not-ready', detail: `HTTP 200: ${body}` }));
+      expect(api.hits['/ready']).toBe(1);
+    });
+
+    it('is ready (ApiReady 1) when /ready answers 200 with the runbook\'s body, and with its status alone', async () => {
+      for (const body of [READY_BODY, '{"status":"ready"}']) {
+        // Arrange
+        const api = await server({ '/health': { status: 200 }, '/ready': { status: 200, body } });
+
+        // Act
+        const { metrics } = await probeReady(api.url);
+
+        // Assert
+        expect([body, metricValue(metrics, M.apiReady)]).toEqual([body, 1]);
+      }
     });
 
     it('asks /ready once when it answers 503 (the API says it is not ready)', async () => {
