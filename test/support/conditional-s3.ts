@@ -15,6 +15,10 @@ import type { LocalS3 } from './s3';
  * `beforeWrite(key, headers)`, when given, runs before each such write is looked at: a test makes
  * another run's write land there, between what the client read and what it writes, or reads the
  * headers a CLI in another process sent.
+ *
+ * Writes of one key are taken one at a time, from the check to s3rver's answer, as S3 decides
+ * them: without that, two writes arriving together both find the key free and both land, the
+ * second overwriting the first, where S3 keeps the first and refuses the second.
  */
 export interface ConditionalS3 {
   readonly endpoint: string;
@@ -30,12 +34,27 @@ const errorXml = (code: string, message: string): string => `<?xml version="1.0"
 export async function startConditionalS3(s3: LocalS3, beforeWrite?: (key: string, headers: http.IncomingHttpHeaders) => Promise<void>): Promise<ConditionalS3> {
   const target = new URL(s3.endpoint);
   const refused: string[] = [];
+  /** Per key, the end of the last write queued on it. */
+  const writing = new Map<string, Promise<void>>();
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', s3.endpoint);
     // PutObject, or CompleteMultipartUpload; S3 checks the condition there, not on UploadPart.
     const isWrite = url.searchParams.has('uploadId') ? req.method === 'POST' : req.method === 'PUT';
     const key = decodeURIComponent(url.pathname).slice(`/${s3.bucket}/`.length);
     const objectFile = path.join(s3.directory, decodeURIComponent(url.pathname).slice(1) + '._S3rver_object');
+    // This write's turn comes when the one queued before it on the key has been answered.
+    let turn = Promise.resolve();
+    if (isWrite) {
+      let answered = (): void => undefined;
+      const mine = new Promise<void>((resolve) => (answered = resolve));
+      turn = writing.get(key) ?? turn;
+      const last = turn.then(() => mine);
+      writing.set(key, last);
+      res.on('close', () => {
+        answered();
+        if (writing.get(key) === last) writing.delete(key);
+      });
+    }
     const refuse = (status: number, code: string, message: string): void => {
       refused.push(key);
       req.resume();
@@ -53,6 +72,7 @@ export async function startConditionalS3(s3: LocalS3, beforeWrite?: (key: string
       req.pipe(upstream);
     };
     void (async () => {
+      await turn;
       if (isWrite && beforeWrite) await beforeWrite(key, req.headers);
       const ifMatch = req.headers['if-match'];
       if (isWrite && req.headers['if-none-match'] === '*' && fs.existsSync(objectFile)) {
