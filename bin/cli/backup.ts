@@ -75,6 +75,9 @@ export function registerBackupCommands(program: Command): void {
           { tier, formats, compressionLevel, complianceRetentionDays },
         );
         progress.end();
+        // Another run took this second and published it: said even without --progress, as the
+        // reason this run's backup is that one (the key printed below).
+        if (result.skipped) process.stderr.write(`${result.skipped}\n`);
         process.stdout.write(options.json ? `${JSON.stringify(result, null, 2)}\n` : `${result.manifestKey}\n`);
       } catch (error) {
         progress.end();

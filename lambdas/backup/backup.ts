@@ -10,7 +10,7 @@ import type { Client } from 'pg';
 import { OperatorError, oneLine } from '../shared/errors';
 import { formatBytes } from '../shared/format';
 import { isRefusedStatement } from '../shared/pg-errors';
-import { BackupManifestSchema, LatestPointerSchema, type BackupManifest, type BackupObject, type LatestPointer } from '../shared/manifest';
+import { BackupManifestSchema, LatestPointerSchema, parseManifest, type BackupManifest, type BackupObject, type LatestPointer } from '../shared/manifest';
 import { safeJson } from '../shared/json';
 import { systemClockOffsetMs } from '../shared/clock-offset';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
@@ -75,6 +75,8 @@ export interface RunBackupDeps {
   readonly plainCompressor?: PlainCompressorPreference;
   /** Path of igzip; default: found on PATH. */
   readonly igzipPath?: string;
+  /** How long a run that lost its second to another run waits for that run's manifest; default OTHER_RUN_WAIT_MS. */
+  readonly otherRunWaitMs?: number;
 }
 export interface RunBackupOptions {
   readonly tier: BackupTier;
@@ -104,6 +106,11 @@ export interface RunBackupOptions {
 export interface BackupResult {
   readonly manifestKey: string;
   readonly manifest: BackupManifest;
+  /**
+   * Set when another run of the same tier and database took this run's second and published it:
+   * the one line saying so. manifestKey and manifest are that run's; this run published nothing.
+   */
+  readonly skipped?: string;
 }
 
 export const BACKUP_FORMATS: readonly BackupFormat[] = ['custom', 'plain'];
@@ -152,6 +159,14 @@ const KILL_GRACE_MS = 5000;
  */
 export const DEFAULT_LOCK_WAIT_TIMEOUT_MS = 5 * 60_000;
 const KEY_CLAIM_ATTEMPTS = 3;
+/**
+ * How long a run that lost a write-once key to another run of its second waits for that run's
+ * manifest. The other run stored its first object: what it has left is the tail of its other
+ * upload (a few parts) and the manifest, seconds at most; two minutes cover a slow S3 and still end
+ * a run whose rival died well before the next schedule.
+ */
+export const OTHER_RUN_WAIT_MS = 120_000;
+const OTHER_RUN_LOOK_MS = 1000;
 /**
  * Snapshots a run takes when the application's statement is caught between the run's locks and
  * pg_dump's (lock-wait.ts): each attempt is ended within seconds to let it run, and the next one is
@@ -210,6 +225,8 @@ export async function runBackup(deps: RunBackupDeps, options: RunBackupOptions):
   deps.metrics?.addDimension('Tier', options.tier);
   try {
     const result = await backupOnce(deps, options, startedAt, now);
+    // The other run that published this second counts its own backup: counting it here too would double it.
+    if (result.skipped) return result;
     const bytes = result.manifest.objects.reduce((sum, o) => sum + o.bytes, 0);
     deps.metrics?.addMetric('BackupSuccess', MetricUnit.Count, 1);
     deps.metrics?.addMetric('BackupDurationSeconds', MetricUnit.Seconds, result.manifest.durationMs / 1000);
@@ -253,6 +270,18 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
   ]);
 
   const attempt = { deps, env, keys, formats, level, compressor, partSize, queueSize, pgDumpPath, pgRestorePath, pgDumpVersion, writeOnce, lockWaitMs };
+  try {
+    return await dumpAndPublish(attempt, tier, startedAt, now, options.unpublishedPrefix ?? '');
+  } catch (error) {
+    if (!(error instanceof LostWriteError)) throw error;
+    return await awaitOtherRun(deps, tier, keys, startedAt, error);
+  }
+}
+
+/** The dump (and its attempts), then the manifest, then the latest pointers. */
+async function dumpAndPublish(attempt: AttemptInput, tier: BackupTier, startedAt: Date, now: () => Date, unpublishedPrefix: string): Promise<BackupResult> {
+  const { deps, keys, pgDumpVersion, writeOnce } = attempt;
+  const { connection, s3, bucket } = deps;
   let dumped: DumpedAttempt | undefined;
   for (let n = 1; !dumped; n += 1) {
     try {
@@ -292,14 +321,15 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
     snapshot: txids,
   } satisfies BackupManifest);
   throwIfAborted(deps.signal);
-  deps.log?.(`upload: publishing the manifest${options.unpublishedPrefix ? '' : ' and the latest pointers'}`);
+  deps.log?.(`upload: publishing the manifest${unpublishedPrefix ? '' : ' and the latest pointers'}`);
   await putJson(s3, bucket, keys.manifest, manifest, 'writing the manifest', writeOnce).catch((error: unknown) => {
+    if (error instanceof LostWriteError) throw error;
     // The dump objects are stored, but without their manifest no reader lists or restores them
     // (the tier's lifecycle rule expires them): the run published nothing, as any earlier failure.
     const exitCode = error instanceof OperatorError ? error.exitCode : 1;
     throw new OperatorError(`${NOTHING_PUBLISHED}: ${oneLine(error)}`, exitCode);
   });
-  if (!options.unpublishedPrefix) await publishPointers(s3, bucket, tier, connection.database, keys.manifest, deps.log ?? (() => undefined));
+  if (!unpublishedPrefix) await publishPointers(s3, bucket, tier, connection.database, keys.manifest, deps.log ?? (() => undefined));
   return { manifestKey: keys.manifest, manifest };
 }
 
@@ -674,9 +704,17 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
     ),
   );
   for (const producer of producers) producer.catch((error: unknown) => void onProducerFailure(error));
-  const produced = Promise.allSettled(producers).then(() => {
-    // Ended only now: every producer exited cleanly, so the bodies are complete.
-    if (!failure) for (const sink of sinks) sink.hasher.end();
+  const produced = Promise.allSettled(producers).then(async () => {
+    // Ended only now: every producer exited cleanly, so the bodies are complete. One after the
+    // other, in the sinks' fixed order (custom first), each once the one before is stored: of two
+    // runs of one second, the one that loses the first key to the other then writes nothing else
+    // (fail() aborts the rest), and never wins a later key that the other still has to write, which
+    // would leave both runs failed and the second with no backup.
+    for (const [i, sink] of sinks.entries()) {
+      if (i > 0) await uploads[i - 1];
+      if (failure) return;
+      sink.hasher.end();
+    }
   });
 
   try {
@@ -690,7 +728,7 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
 
   if (failure) {
     await Promise.all(sinks.filter((s) => !s.completed).map((s) => abortMultipartUpload(deps.s3, deps.bucket, s)));
-    if (failure instanceof LockCycleError) throw failure;
+    if (failure instanceof LockCycleError || failure instanceof LostWriteError) throw failure;
     throw new OperatorError(`${NOTHING_PUBLISHED}: ${oneLine(failure)}`);
   }
   const tables = await counting;
@@ -941,24 +979,58 @@ async function putPointer(s3: S3Client, bucket: string, key: string, pointer: La
   }
 }
 
+/** A write-once key of this run taken by another run of the same second (tierWriteFailure). */
+class LostWriteError extends OperatorError {}
+
 /**
  * A write-once key (If-None-Match: *) that exists makes S3 answer 412; one that another write is
  * creating at the same moment, 409. The key check before the dump found it free, so another run of
- * the same tier and database took the same start second meanwhile (a scheduled run and a manual
- * one): say so, rather than blame the bucket, the network or the role.
+ * the same tier and database took the same start second meanwhile (EventBridge Scheduler delivering
+ * twice, a scheduled run and a manual one): say so, rather than blame the bucket, the network or
+ * the role. The run then waits for that run's manifest (awaitOtherRun).
  */
 function tierWriteFailure(what: string, key: string, bucket: string, error: unknown): OperatorError {
   switch (lostConditionalWrite(error)) {
     case 'precondition':
-      return new OperatorError(
-        `S3 refused to overwrite ${key} in bucket ${bucket}: another backup of this tier and database started in the same second and wrote it first; run the backup again`,
-      );
+      return new LostWriteError(`S3 refused to overwrite ${key} in bucket ${bucket}: another backup of this tier and database started in the same second and wrote it first`);
     case 'conflict':
-      return new OperatorError(
-        `S3 refused to write ${key} in bucket ${bucket}: another write to this key at the same moment (a backup of this tier and database started in the same second); run the backup again`,
+      return new LostWriteError(
+        `S3 refused to write ${key} in bucket ${bucket}: another write to this key at the same moment (a backup of this tier and database started in the same second)`,
       );
     default:
       return s3Failure(what, bucket, error);
+  }
+}
+
+/**
+ * This run lost one of its write-once keys to another run of its second, and wrote nothing after
+ * it (the objects are written one after the other, the manifest last): that run is the one to
+ * publish the second's backup. Its manifest at this run's manifest key, within OTHER_RUN_WAIT_MS,
+ * ends this run with nothing to do (no failure, no page: the tier has its backup); none means that
+ * run failed or hangs, and this one fails too (the tier has no backup of that second).
+ */
+async function awaitOtherRun(deps: RunBackupDeps, tier: BackupTier, keys: BackupObjectKeys, startedAt: Date, lost: LostWriteError): Promise<BackupResult> {
+  const waitMs = deps.otherRunWaitMs ?? OTHER_RUN_WAIT_MS;
+  const giveUpAt = Date.now() + waitMs;
+  for (;;) {
+    let text: string | undefined;
+    try {
+      text = await getTextIfExists(deps.s3, deps.bucket, keys.manifest, deps.signal);
+    } catch (error) {
+      if (deps.signal?.aborted) throw abortedRun(deps.signal);
+      throw new OperatorError(`${NOTHING_PUBLISHED}: ${lost.message}, and reading its manifest failed: ${oneLine(error)}`);
+    }
+    if (text !== undefined) {
+      const second = startedAt.toISOString().replace(/\.\d{3}Z$/, 'Z');
+      return { manifestKey: keys.manifest, manifest: parseManifest(keys.manifest, text), skipped: `another run of the ${tier} backup took ${second} (${keys.manifest}); nothing to do` };
+    }
+    if (Date.now() >= giveUpAt) {
+      throw new OperatorError(
+        `${NOTHING_PUBLISHED}: ${lost.message}, and published no manifest within ${Math.round(waitMs / 1000)} s (it failed, or hangs); run the backup again`,
+      );
+    }
+    await delay(OTHER_RUN_LOOK_MS);
+    if (deps.signal?.aborted) throw abortedRun(deps.signal);
   }
 }
 

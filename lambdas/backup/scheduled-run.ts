@@ -160,7 +160,10 @@ export async function runScheduledBackup(deps: ScheduledRunDeps, tier: BackupTie
       },
     );
     manifestKey = result.manifestKey;
-    logger?.info('backup written', { tier, manifestKey });
+    // A run delivered twice (EventBridge Scheduler delivers at least once): the tier has its backup,
+    // from the other run, and this one has nothing to report as a failure.
+    if (result.skipped) logger?.info(result.skipped, { tier, manifestKey });
+    else logger?.info('backup written', { tier, manifestKey });
   } catch (error) {
     errors.push(`backup: ${oneLine(error)}`);
   }

@@ -720,26 +720,42 @@ describe('atmr-dr backup faults (integration)', () => {
   });
 
   it.each([
-    ['the manifest', (url: URL) => url.pathname.endsWith('.manifest.json'), 'manifest\\.json'],
-    ['the dump', (url: URL) => url.pathname.endsWith('.dump'), 'dump'],
-  ])('%s written at the same moment as another write of its key (409 ConditionalRequestConflict): one line naming that write, not the bucket or the role, exit 1, nothing published', async (_case, key, suffix) => {
-    // Arrange: the small database's dump fits one PutObject, as the manifest does
-    const proxy = await startRefusingS3(s3, (method, url) => method === 'PUT' && key(url), 409, 'ConditionalRequestConflict');
+    ['the manifest', (url: URL) => url.pathname.endsWith('.manifest.json')],
+    ['the dump', (url: URL) => url.pathname.endsWith('.dump')],
+  ])('%s written at the same moment as the write of another run of its second (409 ConditionalRequestConflict), which publishes it: one line saying so, exit 0, that run\'s manifest key printed, no pointer moved', async (_case, key) => {
+    // Arrange: the small database's dump fits one PutObject, as the manifest does. The other run's
+    // manifest (a copy of a seeded one) lands as its write of the key is refused.
+    const direct = createS3Client(s3.env);
+    const otherManifest = JSON.stringify(await getJson(direct, s3.bucket, seededManifests[0]));
+    let published: Promise<unknown> | undefined;
+    let manifestKey = '';
+    const proxy = await startRefusingS3(
+      s3,
+      (method, url) => {
+        if (method !== 'PUT' || !key(url)) return false;
+        manifestKey = decodeURIComponent(url.pathname).slice(`/${s3.bucket}/`.length).replace(/\.dump$/, '.manifest.json');
+        published ??= direct.send(new PutObjectCommand({ Bucket: s3.bucket, Key: manifestKey, Body: otherManifest }));
+        return true;
+      },
+      409,
+      'ConditionalRequestConflict',
+    );
     try {
       // Act
       const result = await runCli(['backup', '--tier', 'hourly', '--formats', 'custom'], cliEnv(small, s3.env, { AWS_ENDPOINT_URL_S3: proxy.endpoint, NODE_NO_WARNINGS: '1' }));
 
       // Assert
-      expect(result.status).toBe(1);
-      expectOneLineError(
-        result.stderr,
-        new RegExp(
-          `^atmr-dr: backup failed, nothing published \\(no manifest, latest pointers unchanged\\): S3 refused to write hourly/${small}_backup_\\d{8}_\\d{6}\\.${suffix} in bucket ${s3.bucket}: another write to this key at the same moment \\(a backup of this tier and database started in the same second\\); run the backup again$`,
-        ),
-      );
-      await expectNothingPublished();
+      expect(manifestKey).toMatch(new RegExp(`^hourly/${small}_backup_\\d{8}_\\d{6}\\.manifest\\.json$`));
+      const [, day, time] = /_(\d{8})_(\d{6})\./.exec(manifestKey)!;
+      const second = `${day.slice(0, 4)}-${day.slice(4, 6)}-${day.slice(6)}T${time.slice(0, 2)}:${time.slice(2, 4)}:${time.slice(4)}Z`;
+      expect(result.stderr.trim().split('\n')).toEqual([`another run of the hourly backup took ${second} (${manifestKey}); nothing to do`]);
+      expect(result.status).toBe(0);
+      expect(result.stdout).toBe(`${manifestKey}\n`);
+      expect(await pointers(direct, s3.bucket)).toEqual(seededPointers);
     } finally {
       await proxy.stop();
+      await published;
+      await direct.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: manifestKey }));
     }
   });
 

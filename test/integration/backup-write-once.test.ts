@@ -1,13 +1,15 @@
+import { Metrics } from '@aws-lambda-powertools/metrics';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { runBackup } from '../../lambdas/backup/backup';
 import { createS3Client } from '../../lambdas/shared/aws';
+import { backupObjectKeys } from '../../lambdas/shared/s3-layout';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { startConditionalS3 } from '../support/conditional-s3';
-import { createDatabase, dropDatabase, listKeys } from './backup-support';
+import { createDatabase, dropDatabase, getJson, listKeys, sha256 } from './backup-support';
 
 jest.setTimeout(180_000);
 
@@ -145,7 +147,57 @@ describe('backup objects are written once (integration, real pg_dump + s3rver)',
     }
   });
 
-  it('loses a same-second race without overwriting: names the other run and says to run again, publishes nothing', async () => {
+  it('two runs of one tier started in the same second (a schedule delivered twice): one publishes, the other writes nothing after the key it lost and ends with one line, no failure', async () => {
+    // Arrange: S3 with real conditional writes; the first .dump write is held a moment, long enough
+    // for the other run's .sql.gz to land first if the objects were not written in a fixed order.
+    const cluster = testCluster();
+    let held = false;
+    const conditional = await startConditionalS3(s3, async (key) => {
+      if (held || !key.endsWith('.dump')) return;
+      held = true;
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+    });
+    const client = createS3Client(conditional.env);
+    // This second, the same for both: later than the backups of the tests before, so that it becomes `latest`.
+    const start = new Date(Math.floor(Date.now() / 1000) * 1000);
+    const keys = backupObjectKeys('daily', database, start);
+    const metrics = [new Metrics({ namespace: 'AtmrDr/example', serviceName: 'backup' }), new Metrics({ namespace: 'AtmrDr/example', serviceName: 'backup' })];
+    const run = (i: number) =>
+      runBackup(
+        { s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database }, now: () => start, metrics: metrics[i] },
+        { tier: 'daily' },
+      );
+
+    try {
+      // Act
+      const outcomes = await Promise.allSettled([run(0), run(1)]);
+
+      // Assert: both ended well, on one backup; the other run said so in one line
+      expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled']);
+      const results = outcomes.map((o) => (o as PromiseFulfilledResult<Awaited<ReturnType<typeof runBackup>>>).value);
+      const manifestKey = keys.manifest;
+      expect(results.map((r) => r.manifestKey)).toEqual([manifestKey, manifestKey]);
+      const second = start.toISOString().replace('.000Z', 'Z');
+      expect(results.map((r) => r.skipped).sort()).toEqual([`another run of the daily backup took ${second} (${manifestKey}); nothing to do`, undefined]);
+      // The loser lost the .dump and then wrote nothing: the stored objects are the winner's, as its manifest says
+      expect(conditional.refused).toEqual([keys.custom]);
+      const stored = (await getJson(client, s3.bucket, manifestKey)) as { objects: { key: string; sha256: string }[] };
+      expect(stored.objects.map((o) => o.key)).toEqual([keys.custom, keys.plain]);
+      for (const object of stored.objects) {
+        const body = (await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: object.key }))).Body!;
+        expect(sha256(Buffer.from(await body.transformToByteArray()))).toBe(object.sha256);
+      }
+      expect(await getJson(client, s3.bucket, `latest/${database}/daily.json`)).toEqual({ manifest: manifestKey });
+      // One success counted, no failure (no page)
+      const counted = metrics.map((m) => m.serializeMetrics() as unknown as Record<string, unknown>);
+      expect(counted.map((c) => c.BackupSuccess ?? 0).sort()).toEqual([0, 1]);
+      expect(counted.map((c) => c.BackupFailure)).toEqual([undefined, undefined]);
+    } finally {
+      await conditional.stop();
+    }
+  });
+
+  it('loses a same-second race without overwriting, and the other run publishes nothing within the wait: names the other run and says to run again, publishes nothing', async () => {
     // Arrange: S3 with real conditional writes; another run of the same tier and second has already
     // completed its .dump (its manifest not written yet), so this run's key check finds the key free.
     const cluster = testCluster();
@@ -166,14 +218,14 @@ describe('backup objects are written once (integration, real pg_dump + s3rver)',
     try {
       // Act
       const run = runBackup(
-        { s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database }, now: () => start },
+        { s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database }, now: () => start, otherRunWaitMs: 2000 },
         { tier: 'weekly', formats: ['custom'] },
       );
 
       // Assert
       await expect(run).rejects.toThrow(
         new RegExp(
-          `^backup failed, nothing published \\(no manifest, latest pointers unchanged\\): S3 refused to overwrite ${otherDump} in bucket ${s3.bucket}: another backup of this tier and database started in the same second and wrote it first; run the backup again$`,
+          `^backup failed, nothing published \\(no manifest, latest pointers unchanged\\): S3 refused to overwrite ${otherDump} in bucket ${s3.bucket}: another backup of this tier and database started in the same second and wrote it first, and published no manifest within 2 s \\(it failed, or hangs\\); run the backup again$`,
         ),
       );
       expect(conditional.refused).toEqual([otherDump]);
