@@ -136,6 +136,11 @@ export interface RdsSideOptions {
   readonly minPitrRetentionDays: number;
   /** Manual snapshots kept per snapshot tier. */
   readonly snapshotRetention: Readonly<Record<SnapshotTier, number>>;
+  /**
+   * No tier snapshot: another run of the same second (one run delivered twice) published the
+   * backup, and takes the snapshot with it. A second would be refused (same name) or doubled.
+   */
+  readonly skipSnapshot?: boolean;
 }
 
 export interface RdsSideDeps {
@@ -175,7 +180,7 @@ export async function runRdsSide(deps: RdsSideDeps, options: RdsSideOptions): Pr
 
   let snapshot: TierSnapshotResult | undefined;
   const tier = options.tier;
-  if (isSnapshotTier(tier)) {
+  if (isSnapshotTier(tier) && !options.skipSnapshot) {
     try {
       const created = await createTierSnapshot(deps.rds, options.instanceIdentifier, tier, now());
       const deleted = await pruneTierSnapshots(deps.rds, options.instanceIdentifier, tier, options.snapshotRetention[tier]);

@@ -128,6 +128,7 @@ export async function runScheduledBackup(deps: ScheduledRunDeps, tier: BackupTie
   const errors: string[] = [];
 
   let manifestKey: string | undefined;
+  let skipped = false;
   try {
     const connection = await resolveConnection({
       env: deps.env ?? {},
@@ -162,6 +163,7 @@ export async function runScheduledBackup(deps: ScheduledRunDeps, tier: BackupTie
     manifestKey = result.manifestKey;
     // A run delivered twice (EventBridge Scheduler delivers at least once): the tier has its backup,
     // from the other run, and this one has nothing to report as a failure.
+    skipped = result.skipped !== undefined;
     if (result.skipped) logger?.info(result.skipped, { tier, manifestKey });
     else logger?.info('backup written', { tier, manifestKey });
   } catch (error) {
@@ -176,6 +178,7 @@ export async function runScheduledBackup(deps: ScheduledRunDeps, tier: BackupTie
       tier,
       minPitrRetentionDays: settings.minPitrRetentionDays,
       snapshotRetention: settings.snapshotRetention,
+      skipSnapshot: skipped,
     },
   );
   errors.push(...rdsSide.errors.map((e) => `rds: ${e}`));

@@ -2,12 +2,14 @@ import { CreateDBSnapshotCommand, DescribeDBInstancesCommand, DescribeDBSnapshot
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { Context } from 'aws-lambda';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { loadRunnerSettings } from '../../lambdas/backup/scheduled-run';
+import { loadRunnerSettings, runScheduledBackup } from '../../lambdas/backup/scheduled-run';
 import { REPORTED_FAILURE_EXIT_CODE } from '../../lambdas/backup/runner-contract';
 import { main, tierFromCommandLine } from '../../lambdas/backup/task';
 import { createS3Client } from '../../lambdas/shared/aws';
@@ -17,6 +19,7 @@ import { testClient, testCluster, uniqueDatabaseName } from '../support/cluster'
 import { heldPgDump, truncateBeforePgDump } from '../support/held-pg-dump';
 import { psql } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
+import { startConditionalS3 } from '../support/conditional-s3';
 
 // The Lambda adapter and the ECS task entry around the real backup core: real PostgreSQL (the
 // test cluster) and the real S3 protocol (s3rver); Secrets Manager and RDS mocked at the SDK.
@@ -306,6 +309,66 @@ describe('backup runner handler: scheduled runs', () => {
     expect(dimensionsOf(docs, 'ScheduledRunFailure')).toEqual({ service: 'backup-runner' });
     expect(dimensionsOf(docs, 'PitrEnabled')).toBeDefined();
     expect(rdsMock).toHaveReceivedCommand(DescribeDBInstancesCommand);
+  });
+
+  it('the weekly run delivered twice, both started in the same second: one publishes and takes the snapshot, the other ends well with one line and takes none; no failure reported', async () => {
+    // Arrange: S3 with real first-writer-wins writes; RDS refuses a second snapshot of one name, as it does
+    const conditional = await startConditionalS3(s3);
+    let snapshots = 0;
+    rdsMock.on(CreateDBSnapshotCommand).callsFake(() => {
+      if (++snapshots > 1) throw Object.assign(new Error('DBSnapshot already exists'), { name: 'DBSnapshotAlreadyExistsFault' });
+      return {};
+    });
+    rdsMock.on(DescribeDBSnapshotsCommand).resolves({ DBSnapshots: [] });
+    // The next second: the weekly test above may have published a backup in this one.
+    const start = new Date(Math.floor(Date.now() / 1000) * 1000 + 1000);
+    // Both runs check the manifest key before either writes (the dump of this small database is
+    // over in a moment): each tier write waits for the second run's key check.
+    const client = createS3Client(conditional.env);
+    let checked = 0;
+    let bothChecked = (): void => undefined;
+    const checks = new Promise<void>((resolve) => (bothChecked = resolve));
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const key = (args.input as { Key?: string }).Key ?? '';
+        if (context.commandName === 'GetObjectCommand' && key.endsWith('.manifest.json') && ++checked === 2) bothChecked();
+        if (['PutObjectCommand', 'CompleteMultipartUploadCommand'].includes(String(context.commandName)) && key.startsWith('weekly/')) await checks;
+        return next(args);
+      },
+      { step: 'initialize', name: 'bothRunsCheckFirst' },
+    );
+    const run = () =>
+      runScheduledBackup(
+        {
+          settings: loadRunnerSettings(runnerEnv()),
+          s3: client,
+          rds: new RDSClient({ region: 'eu-west-3' }),
+          secretsManager: new SecretsManagerClient({ region: 'eu-west-3' }),
+          metrics: new Metrics({ namespace: 'AtmrDr/example', serviceName: 'backup-runner' }),
+          logger: new Logger({ serviceName: 'backup-runner' }),
+          now: () => start,
+        },
+        'weekly',
+      );
+
+    try {
+      // Act
+      const { result, error, out } = await captureStdout(() => Promise.all([run(), run()]));
+
+      // Assert
+      expect(error).toBeUndefined();
+      const manifestKey = backupObjectKeys('weekly', database, start).manifest;
+      expect(result?.map((r) => r.manifestKey)).toEqual([manifestKey, manifestKey]);
+      expect(result?.filter((r) => r.snapshot).map((r) => r.snapshot?.created)).toEqual([expect.stringMatching(/^atmr-dr-weekly-atmr-test-\d{8}-\d{6}$/)]);
+      expect(rdsMock).toHaveReceivedCommandTimes(CreateDBSnapshotCommand, 1);
+      const said = out.split('\n').filter((l) => l.includes('another run of'));
+      expect(said).toHaveLength(1);
+      expect((JSON.parse(said[0]) as { message: string }).message).toBe(`another run of the weekly backup took ${start.toISOString().replace('.000Z', 'Z')} (${manifestKey}); nothing to do`);
+      expect(dimensionsOf(emfDocs(out), 'ScheduledRunFailure')).toBeUndefined();
+      expect(dimensionsOf(emfDocs(out), 'BackupFailure')).toBeUndefined();
+    } finally {
+      await conditional.stop();
+    }
   });
 
   it('fails the invocation when the RDS side fails even though the dump succeeded', async () => {
