@@ -10,7 +10,7 @@ import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { confirmer } from './confirm';
-import { DEPLOYED_NAMES, resolveDeployedName } from './resolve';
+import { DEPLOYED_NAMES, notFoundHint, resolveDeployedName } from './resolve';
 
 /**
  * Every argument checked before anything is resolved or read: a bad `--mode`, a missing `--reason`
@@ -96,7 +96,9 @@ export function registerKillswitchCommands(program: Command): void {
       action,
       () => runKillswitchCommand({ ssm, parameterName, resolveActor: () => resolveCliActor() }, command),
       'the parameter name (--parameter, KILLSWITCH_PARAMETER, --env)',
-    );
+    ).catch((error: unknown) => {
+      throw notFoundHint(error, DEPLOYED_NAMES.killswitchParameter, { flagValue: globals.parameter, envName: globals.env });
+    });
     report(parameterName, result, json, serviceNow(ssm).getTime());
   };
 

@@ -315,7 +315,9 @@ export function registerRecoverCommands(program: Command): void {
     const g = globals();
     const envName = g.env ?? defaultEnvironmentName();
     const config = loadCliConfig(envName);
-    const tableName = await resolveDeployedName(DEPLOYED_NAMES.opsTable, { flagValue: g.table, envName });
+    // --env as given, not envName, in every lookup: a name not found without --env then says it was
+    // looked for in the default environment, and which others there are (otherEnvironmentHint).
+    const tableName = await resolveDeployedName(DEPLOYED_NAMES.opsTable, { flagValue: g.table, envName: g.env });
     const store: StoreDeps = {
       ddb: DynamoDBDocumentClient.from(opsStateDynamoDB(), { marshallOptions: { removeUndefinedValues: true } }),
       tableName,
@@ -332,9 +334,9 @@ export function registerRecoverCommands(program: Command): void {
    * `required` (abandon: deleting the copy under a workflow one could not look for is refused with
    * the reason the name could not be read).
    */
-  const unrecordedWorkflow = async (g: RecoverGlobals, envName: string, record: RecoveryRecord, required = false): Promise<string | undefined> => {
+  const unrecordedWorkflow = async (g: RecoverGlobals, record: RecoveryRecord, required = false): Promise<string | undefined> => {
     if (record.executionArn) return undefined;
-    const named = resolveDeployedName(DEPLOYED_NAMES.recoveryStateMachine, { flagValue: g.stateMachine, envName });
+    const named = resolveDeployedName(DEPLOYED_NAMES.recoveryStateMachine, { flagValue: g.stateMachine, envName: g.env });
     return required ? named : named.catch(() => undefined);
   };
 
@@ -426,7 +428,7 @@ export function registerRecoverCommands(program: Command): void {
     checkPitrReach(toTime);
     const ctx = await context();
     const recovery = resolveRecoveryConfig(ctx.config);
-    const stateMachineArn = g.dryRun ? undefined : await resolveDeployedName(DEPLOYED_NAMES.recoveryStateMachine, { flagValue: g.stateMachine, envName: ctx.envName });
+    const stateMachineArn = g.dryRun ? undefined : await resolveDeployedName(DEPLOYED_NAMES.recoveryStateMachine, { flagValue: g.stateMachine, envName: ctx.g.env });
     const result = await startRecovery(
       { rds: ctx.rds, sfn: ctx.sfn, store: ctx.store },
       {
@@ -479,7 +481,7 @@ export function registerRecoverCommands(program: Command): void {
       // follow, and looking for one by name only cost a CloudFormation read (refused to an operator
       // without cloudformation:Describe*) and a Step Functions one. Any other status may have its
       // workflow running and is looked for (abandon needs it so as not to delete a copy under it).
-      const stateMachine = FINAL_STATUSES.includes(record.status) ? undefined : await unrecordedWorkflow(ctx.g, ctx.envName, record);
+      const stateMachine = FINAL_STATUSES.includes(record.status) ? undefined : await unrecordedWorkflow(ctx.g, record);
       const byName = stateMachine && recoveryExecutionArn(stateMachine, target);
       let execution = await executionOf(ctx.sfn, record, byName);
       if (execution?.status === 'RUNNING' && ctx.g.follow) {
@@ -532,7 +534,7 @@ export function registerRecoverCommands(program: Command): void {
           : `${mode === 'resume' ? 'resume putting' : 'put'} production (${ctx.config.name}) on ${record.newInstance} (as of ${record.toTime})${unread ? ', whose data the verification could NOT read in time (unverified)' : ''}`;
       await confirmOrRefuse(question, opts.yes, `recover cutover${mode === 'start' ? '' : ` --${mode}`}`);
       const recovery = resolveRecoveryConfig(ctx.config);
-      const killswitchParameter = await resolveDeployedName(DEPLOYED_NAMES.killswitchParameter, { flagValue: ctx.g.parameter, envName: ctx.envName });
+      const killswitchParameter = await resolveDeployedName(DEPLOYED_NAMES.killswitchParameter, { flagValue: ctx.g.parameter, envName: ctx.g.env });
       const secretsManager = namedClient(new SecretsManagerClient(SDK_RETRY), 'SecretsManager');
       const actor = await resolveCliActor();
       // Ctrl-C / SIGTERM / SIGHUP (a dropped SSH session): stop at the next step boundary (or poll of
@@ -657,7 +659,7 @@ export function registerRecoverCommands(program: Command): void {
         ? `delete ${record.newInstance} WITHOUT a final snapshot (RDS refuses one while it cannot use its KMS key; ${dataAlsoIn(ctx.config.database.instanceIdentifier, { toTime: record.toTime })})`
         : `delete ${record.newInstance} (a final snapshot is kept unless it holds no data yet)`;
       await confirmOrRefuse(question, opts.yes, 'recover abandon');
-      const stateMachine = await unrecordedWorkflow(ctx.g, ctx.envName, record, true);
+      const stateMachine = await unrecordedWorkflow(ctx.g, record, true);
       const deps = {
         rds: ctx.rds,
         sfn: ctx.sfn,

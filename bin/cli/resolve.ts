@@ -243,6 +243,19 @@ export function otherEnvironmentHint(envName: string | undefined, root: string =
 }
 
 /**
+ * A resource AWS answered does not exist (readKillswitch's line for SSM's ParameterNotFound), whose
+ * name neither its flag nor its variable gave: it came from the default environment's stacks or
+ * config, and otherEnvironmentHint is appended. Any other error is returned as it is.
+ */
+export function notFoundHint(error: unknown, name: DeployedName, options: Pick<ResolveOptions, 'flagValue' | 'envName' | 'env' | 'root'>): unknown {
+  const cause = error instanceof OperatorError ? (error.cause as { name?: unknown } | undefined)?.name : undefined;
+  if (!(error instanceof OperatorError) || cause !== 'ParameterNotFound') return error;
+  if (options.flagValue || (options.env ?? process.env)[name.envVar]) return error;
+  const hint = otherEnvironmentHint(options.envName, options.root);
+  return hint ? new OperatorError(`${error.message}${hint}`, error.exitCode, { cause: error.cause }) : error;
+}
+
+/**
  * CloudFormation could not be reached, did not answer in time or throttled: a failure to retry (exit
  * 1), unlike a stack that does not exist or no credentials (a setting, exit 2). A name the config
  * fixes falls back to the config instead, so that the killswitch and the rollbacks work while

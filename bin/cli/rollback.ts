@@ -145,7 +145,8 @@ async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string, r
   const root = packageRoot();
   const envName = globals.env ?? defaultEnvironmentName(root);
   const config = loadCliConfig(envName, root);
-  const resolve = (name: (typeof DEPLOYED_NAMES)[keyof typeof DEPLOYED_NAMES], flagValue?: string) => resolveDeployedName(name, { flagValue, envName, root });
+  // --env as given, not envName: a name not found without --env then says it was looked for in the default environment (otherEnvironmentHint).
+  const resolve = (name: (typeof DEPLOYED_NAMES)[keyof typeof DEPLOYED_NAMES], flagValue?: string) => resolveDeployedName(name, { flagValue, envName: globals.env, root });
   // The table first: its lookup, which has no fallback, gets CloudFormation's full attempts, and a
   // CloudFormation that did not answer them is not asked again for the cluster and the service
   // (names the config fixes, whose lookups get one attempt: readStackOutputs).

@@ -26,6 +26,8 @@ export async function readKillswitch(ssm: SSMClient, parameterName: string): Pro
       throw new OperatorError(
         `killswitch: parameter ${parameterName} does not exist: deploy the data stack, or pass --parameter / KILLSWITCH_PARAMETER with the right name`,
         2,
+        // The CLI tells a name not found from other refusals by it (notFoundHint).
+        { cause: error },
       );
     }
     throw error;

@@ -131,8 +131,9 @@ export interface SsmRequest {
 /**
  * An SSM endpoint holding one killswitch value (version 3, normal) under any name: GetParameter
  * answers the last value written, PutParameter writes a new version; every request is recorded.
+ * `missing`: the names it answers ParameterNotFound for, as SSM does for a parameter never created.
  */
-export async function startFakeSsm(): Promise<{ url: string; requests: SsmRequest[]; stop(): Promise<void> }> {
+export async function startFakeSsm(missing: readonly string[] = []): Promise<{ url: string; requests: SsmRequest[]; stop(): Promise<void> }> {
   const requests: SsmRequest[] = [];
   let current = { value: JSON.stringify({ mode: 'normal', reason: 'all clear', actor: 'alice', updatedAt: '2026-11-30T08:00:00.000Z', expiresAt: null }), version: 3 };
   const server = http.createServer((req, res) => {
@@ -143,7 +144,10 @@ export async function startFakeSsm(): Promise<{ url: string; requests: SsmReques
       const body = JSON.parse(text || '{}') as { Name?: string; Value?: string };
       requests.push({ target, body });
       res.setHeader('content-type', 'application/x-amz-json-1.1');
-      if (target === 'AmazonSSM.GetParameter') {
+      if (body.Name !== undefined && missing.includes(body.Name)) {
+        res.statusCode = 400;
+        res.end(JSON.stringify({ __type: 'ParameterNotFound', message: '' }));
+      } else if (target === 'AmazonSSM.GetParameter') {
         res.end(JSON.stringify({ Parameter: { Name: body.Name, Type: 'String', Value: current.value, Version: current.version } }));
       } else if (target === 'AmazonSSM.PutParameter') {
         current = { value: body.Value ?? '', version: current.version + 1 };
