@@ -14,8 +14,9 @@ import { ALREADY_REOPENED, CUTOVER_STEPS, CutoverResult, CutoverSettings, Endpoi
 import { abandonRecovery, describeExecution, parseRecoveryReason, recoveryExecutionArn, startRecovery } from '../../lambdas/recovery/operations';
 import { dataAlsoIn, renameCommands } from '../../lambdas/recovery/rds';
 import { describeInstance } from '../../lambdas/shared/rds-instances';
+import { serviceNow } from '../../lambdas/shared/clock-offset';
 import { StoreDeps, activeRecoveryId, getRecovery, listRecoveryIds } from '../../lambdas/recovery/store';
-import { checkPitrReach, parseToTime } from '../../lambdas/recovery/time';
+import { checkPitrReach, parseToTime, relativeToTimeSeconds } from '../../lambdas/recovery/time';
 import { formatVerification, unreadCause, unverifiedFlagRefusal, unverifiedNextStep, unverifiedRefusal } from '../../lambdas/recovery/verify';
 import { type KillswitchValue, effectiveMode } from '../../lambdas/killswitch/value';
 import { readKillswitch } from '../../lambdas/killswitch/core';
@@ -424,9 +425,20 @@ export function registerRecoverCommands(program: Command): void {
     carrying(async () => {
     const g = globals();
     const reason = parseRecoveryReason(g.reason);
-    const toTime = parseToTime(g.toTime);
+    // Refused before any AWS call by this machine's clock; a time ago is counted again below by RDS's.
+    let toTime = parseToTime(g.toTime);
     checkPitrReach(toTime);
     const ctx = await context();
+    if (relativeToTimeSeconds(g.toTime ?? '') !== undefined) {
+      // "5 min ago" from RDS's clock, as the killswitch's --expires counts from SSM's: a laptop minutes
+      // off would restore minutes more or less of the data. The SDK learns the offset from RDS's
+      // answer to this read (clock-offset.ts); planning the recovery reads the source again.
+      await describeInstance(ctx.rds, ctx.config.database.instanceIdentifier);
+      const rdsNow = serviceNow(ctx.rds);
+      toTime = parseToTime(g.toTime, rdsNow);
+      checkPitrReach(toTime, rdsNow);
+      if (!g.json) say(`--to-time "${g.toTime?.trim()}" is ${toTime.toISOString()} (UTC, by RDS's clock)`);
+    }
     const recovery = resolveRecoveryConfig(ctx.config);
     const stateMachineArn = g.dryRun ? undefined : await resolveDeployedName(DEPLOYED_NAMES.recoveryStateMachine, { flagValue: g.stateMachine, envName: ctx.g.env });
     const result = await startRecovery(

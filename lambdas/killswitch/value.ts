@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { durationSeconds } from '../shared/duration';
 import { OperatorError } from '../shared/errors';
 
 import { ENABLE_MODES, type EnableMode, KILLSWITCH_MODES, type KillswitchMode } from './modes';
@@ -96,22 +97,14 @@ export function parseReason(reason: string | undefined, required: boolean): stri
   return text;
 }
 
-const DURATION_UNITS: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3600, d: 86400 };
 /** Bounds of `--expires`: a schedule needs a future time, and a killswitch is not a permanent setting. */
 export const MIN_EXPIRY_SECONDS = 60;
 export const MAX_EXPIRY_SECONDS = 7 * 86400;
 
 /** Parses a duration such as `90s`, `30m`, `2h`, `1d` or `1h30m` into seconds. */
 export function parseDuration(text: string): number {
-  const trimmed = text.trim();
-  const pattern = /(\d+)([smhd])/gy;
-  let seconds = 0;
-  let consumed = 0;
-  for (let match = pattern.exec(trimmed); match; match = pattern.exec(trimmed)) {
-    seconds += Number(match[1]) * DURATION_UNITS[match[2]];
-    consumed = pattern.lastIndex;
-  }
-  if (trimmed === '' || consumed !== trimmed.length) {
+  const seconds = durationSeconds(text);
+  if (seconds === undefined) {
     throw new OperatorError(`killswitch: malformed duration "${text}": use a number with a unit s, m, h or d (e.g. 30m, 2h, 1h30m)`, 2);
   }
   if (seconds < MIN_EXPIRY_SECONDS || seconds > MAX_EXPIRY_SECONDS) {

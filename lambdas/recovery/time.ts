@@ -1,6 +1,6 @@
+import { DURATION_UNIT_SECONDS, durationSeconds } from '../shared/duration';
 import { OperatorError } from '../shared/errors';
 
-const UNIT_SECONDS: Readonly<Record<string, number>> = { second: 1, minute: 60, hour: 3600, day: 86400 };
 const ISO_WITH_ZONE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(:(\d{2})(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/;
 
 /**
@@ -14,16 +14,30 @@ function isRealDateTime(match: RegExpExecArray): boolean {
 }
 
 /**
- * `--to-time`: an ISO 8601 time with its zone (`2026-11-30T14:02:00Z`, `...+01:00`) or a relative
- * time (`5 minutes ago`, `2 hours ago`). A time without a zone is refused: on the worst day nobody
- * should have to guess whether 14:02 was UTC or Paris time.
+ * How far back a relative --to-time goes, in seconds, or undefined for any other text: the
+ * killswitch's --expires durations (`5m`, `1h30m`) or a number and a unit word (`5 min`, `5 minutes`,
+ * `2 hours`, `1 day`), followed by "ago" or after a minus (`-5m`).
+ */
+export function relativeToTimeSeconds(text: string): number | undefined {
+  const ago = /^(?:-\s*(.+)|(.+?)\s+ago)$/i.exec(text.trim());
+  const span = ago?.[1] ?? ago?.[2];
+  if (span === undefined) return undefined;
+  // A unit word's first letter is its unit: sec(ond), min(ute), h(ou)r, day.
+  const worded = /^(\d+)\s*(s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?)$/i.exec(span.trim());
+  return worded ? Number(worded[1]) * DURATION_UNIT_SECONDS[worded[2][0].toLowerCase()] : durationSeconds(span);
+}
+
+/**
+ * `--to-time`: an ISO 8601 time with its zone (`2026-11-30T14:02:00Z`, `...+01:00`) or a time
+ * relative to `now` (relativeToTimeSeconds: `5 minutes ago`, `5m ago`, `-5m`). A time without a zone
+ * is refused: on the worst day nobody should have to guess whether 14:02 was UTC or Paris time.
  */
 export function parseToTime(text: string | undefined, now: Date = new Date()): Date {
   const trimmed = text?.trim() ?? '';
   if (!trimmed) throw new OperatorError('recover: --to-time is required: an ISO time with its zone (2026-11-30T14:02:00Z) or "5 minutes ago"', 2);
-  const relative = /^(\d+)\s*(second|minute|hour|day)s?\s+ago$/i.exec(trimmed);
-  if (relative) {
-    const date = new Date(now.getTime() - Number(relative[1]) * UNIT_SECONDS[relative[2].toLowerCase()] * 1000);
+  const secondsAgo = relativeToTimeSeconds(trimmed);
+  if (secondsAgo !== undefined) {
+    const date = new Date(now.getTime() - secondsAgo * 1000);
     if (!Number.isNaN(date.getTime())) return date;
   }
   const iso = ISO_WITH_ZONE.exec(trimmed);
@@ -32,7 +46,7 @@ export function parseToTime(text: string | undefined, now: Date = new Date()): D
     if (!Number.isNaN(date.getTime())) return date;
   }
   throw new OperatorError(
-    `recover: --to-time "${trimmed}" is not a time: use ISO 8601 with a zone (2026-11-30T14:02:00Z, 2026-11-30T15:02:00+01:00) or "N minutes|hours|days ago"`,
+    `recover: --to-time "${trimmed}" is not a time: use ISO 8601 with a zone (2026-11-30T14:02:00Z, 2026-11-30T15:02:00+01:00) or a time ago ("5 minutes ago", "5m ago", "-1h30m")`,
     2,
   );
 }

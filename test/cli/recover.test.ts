@@ -1,6 +1,8 @@
 import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { RecoveryRequest } from '../../lambdas/recovery/contract';
 import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
@@ -9,6 +11,7 @@ import { afterCutoverSteps } from '../../bin/cli/recover';
 import { parseEnvironmentConfig } from '../../lib/config';
 import { exampleEnvironment } from '../support/app';
 import { startCloudFormationWithoutStacks } from '../support/aws-endpoints';
+import { clockShiftEnv } from '../support/clock-shift';
 import { startLocalTable } from '../support/dynalite';
 import { LocalDynamo, startLocalDynamo } from '../support/dynamodb';
 
@@ -115,6 +118,51 @@ describe('atmr-dr recover', () => {
     const run = await atmrDr(['recover', '--to-time', '5 minutes ago']);
     expect(run.status).toBe(2);
     expect(run.stderr).toBe('atmr-dr: recover: required option not given: --reason <text> (why, e.g. "bookings deleted by migration 4f2a at 14:05": recorded with who asked) (see atmr-dr recover --help)\n');
+  });
+
+  it('a time ago ("5 min ago", as --expires takes "5m") counts back from RDS\'s clock, not a laptop\'s an hour ahead, and says the UTC time it is', async () => {
+    // Arrange: RDS (on this process's clock, as AWS is) with atmr-prod restorable up to a minute
+    // ago, its copy's name free; the CLI on a laptop whose clock is an hour ahead.
+    const iso = (msAgo: number) => new Date(Date.now() - msAgo).toISOString();
+    const responder = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      req.on('end', () => {
+        const xml = (action: string, result: string) =>
+          `<${action}Response xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><${action}Result>${result}</${action}Result><ResponseMetadata><RequestId>r1</RequestId></ResponseMetadata></${action}Response>`;
+        if (body.includes('Action=DescribeDBInstanceAutomatedBackups')) {
+          res.writeHead(200, { 'content-type': 'text/xml' });
+          res.end(xml('DescribeDBInstanceAutomatedBackups', `<DBInstanceAutomatedBackups><DBInstanceAutomatedBackup><Status>active</Status><RestoreWindow><EarliestTime>${iso(86_400_000)}</EarliestTime><LatestTime>${iso(60_000)}</LatestTime></RestoreWindow></DBInstanceAutomatedBackup></DBInstanceAutomatedBackups>`));
+        } else if (body.includes('DBInstanceIdentifier=atmr-prod&') || body.endsWith('DBInstanceIdentifier=atmr-prod')) {
+          res.writeHead(200, { 'content-type': 'text/xml' });
+          res.end(xml('DescribeDBInstances', `<DBInstances><DBInstance><DBInstanceIdentifier>atmr-prod</DBInstanceIdentifier><DBInstanceClass>db.t4g.medium</DBInstanceClass><MultiAZ>false</MultiAZ><BackupRetentionPeriod>7</BackupRetentionPeriod><LatestRestorableTime>${iso(60_000)}</LatestRestorableTime></DBInstance></DBInstances>`));
+        } else {
+          res.writeHead(404, { 'content-type': 'text/xml' });
+          res.end('<ErrorResponse><Error><Type>Sender</Type><Code>DBInstanceNotFound</Code><Message>not found</Message></Error><RequestId>r2</RequestId></ErrorResponse>');
+        }
+      });
+    });
+    await new Promise<void>((resolve) => responder.listen(0, '127.0.0.1', resolve));
+    const saved = env;
+    env = { ...env, AWS_ENDPOINT_URL_RDS: `http://127.0.0.1:${(responder.address() as AddressInfo).port}`, ...clockShiftEnv(fs.mkdtempSync(path.join(os.tmpdir(), 'recover-clock-')), 3_600_000) };
+    try {
+      // Act
+      const before = Date.now();
+      const run = await atmrDr(['recover', '--to-time', '5 min ago', '--reason', 'bookings deleted', '--dry-run']);
+      const after = Date.now();
+
+      // Assert: 5 min before RDS's now (its Date header is to the second), and said as such
+      expect(run.stderr).toBe('');
+      expect(run.status).toBe(0);
+      const [said, plan] = run.stdout.split('\n');
+      const toTime = /^--to-time "5 min ago" is (\S+) \(UTC, by RDS's clock\)$/.exec(said)?.[1];
+      expect(Date.parse(toTime ?? '')).toBeGreaterThanOrEqual(before - 300_000 - 1_000);
+      expect(Date.parse(toTime ?? '')).toBeLessThanOrEqual(after - 300_000);
+      expect(plan).toContain(`as of ${toTime} -> new instance atmr-prod-pitr-`);
+    } finally {
+      env = saved;
+      await new Promise((resolve) => responder.close(resolve));
+    }
   });
 
   it('refuses a time without a zone in one line', async () => {

@@ -71,9 +71,27 @@ describe('--to-time and --reason', () => {
     expect(parseToTime('1 hour ago', NOW).toISOString()).toBe('2026-11-30T13:30:00.000Z');
   });
 
+  it.each([
+    ['5 min ago', '2026-11-30T14:25:00.000Z'],
+    ['5m ago', '2026-11-30T14:25:00.000Z'],
+    ['-5m', '2026-11-30T14:25:00.000Z'],
+    ['- 1h30m', '2026-11-30T13:00:00.000Z'],
+    ['1h30m ago', '2026-11-30T13:00:00.000Z'],
+    ['90s ago', '2026-11-30T14:28:30.000Z'],
+    ['2 hrs ago', '2026-11-30T12:30:00.000Z'],
+    ['1 day ago', '2026-11-29T14:30:00.000Z'],
+    ['10 Mins Ago', '2026-11-30T14:20:00.000Z'],
+  ])('reads "%s" as --expires reads its duration, back from now', (text, expected) => {
+    expect(parseToTime(text, NOW).toISOString()).toBe(expected);
+  });
+
+  it.each(['5 ago', '5x ago', 'ago', '-', '5m', '1.5h ago', '-5 minutes ago', '5 minutes ago ago'])('refuses "%s", saying the forms it takes', (text) => {
+    expect(() => parseToTime(text, NOW)).toThrow(`recover: --to-time "${text}" is not a time: use ISO 8601 with a zone (2026-11-30T14:02:00Z, 2026-11-30T15:02:00+01:00) or a time ago ("5 minutes ago", "5m ago", "-1h30m")`);
+  });
+
   it('refuses a time without a zone, a date alone, and nonsense, saying what works', () => {
     for (const text of ['2026-11-30T14:02:00', '2026-11-30', 'yesterday']) {
-      expect(() => parseToTime(text, NOW)).toThrow(/is not a time: use ISO 8601 with a zone .* or "N minutes\|hours\|days ago"/);
+      expect(() => parseToTime(text, NOW)).toThrow(/is not a time: use ISO 8601 with a zone .* or a time ago \("5 minutes ago", "5m ago", "-1h30m"\)$/);
     }
     expect(() => parseToTime(undefined, NOW)).toThrow(/--to-time is required/);
   });
