@@ -54,3 +54,8 @@ export function textStart(text: string, max = 40): string {
 export function shellWord(text: string): string {
   return `'${text.replaceAll("'", `'\\''`)}'`;
 }
+
+/** `a`, `a and b`, `a, b and c`: the items of a line that names several. */
+export function andList(items: readonly string[]): string {
+  return items.length < 2 ? items.join('') : `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}`;
+}

@@ -4,6 +4,7 @@ import type { Client, ClientConfig } from 'pg';
 import { z } from 'zod';
 import { describeAwsError, MISSING_SETTING_EXIT_CODE, missingAwsSetting } from './aws-errors';
 import { OperatorError, oneLine } from './errors';
+import { andList } from './format';
 import { safeJson } from './json';
 import { SDK_RETRY } from './sdk-retry';
 import { sqlState } from './pg-errors';
@@ -130,17 +131,33 @@ export async function resolveConnection(options: ResolveConnectionOptions = {}):
     merged = { ...merged, user: options.iamAuthUser, password: await signer.getAuthToken(), sslMode: merged.sslMode ?? 'require' };
   }
 
-  if (!merged.host) throw new OperatorError('no database host: set PGHOST (or pass --database-secret <arn> whose secret has a host)', 2);
-  if (!merged.user) throw new OperatorError('no database user: set PGUSER (or pass --database-secret <arn>)', 2);
-  if (!merged.database) {
-    // "set PGDATABASE" to someone who did (to an empty string) would not say what is wrong.
-    const problem = env.PGDATABASE === '' ? "PGDATABASE is set but empty (libpq reads that as unset): set it to the database's name" : 'set PGDATABASE';
-    throw new OperatorError(`no database name: ${problem} (or pass --database-secret <arn> whose secret has a dbname)`, 2);
-  }
+  missingConnectionSettings(merged, env);
   if (merged.port !== undefined && !(Number.isInteger(merged.port) && merged.port > 0 && merged.port < 65536)) {
     throw new OperatorError(`invalid database port "${env.PGPORT}": set PGPORT to a number such as 5432`, 2);
   }
   return { ...merged, host: merged.host, user: merged.user, database: merged.database, port: merged.port ?? 5432 };
+}
+
+/**
+ * Refuses a connection without its host, user or database name (exit 2), naming every one missing
+ * in one line: one at a time, the operator fixed PGHOST, ran again, and only then heard of PGUSER.
+ */
+function missingConnectionSettings(merged: Partial<PgConnection>, env: NodeJS.ProcessEnv): asserts merged is Partial<PgConnection> & Pick<PgConnection, 'host' | 'user' | 'database'> {
+  // "set PGDATABASE" to someone who did (to an empty string) would not say what is wrong.
+  const emptyDatabase = env.PGDATABASE === '';
+  const missing = [
+    !merged.host && { what: 'host', variable: 'PGHOST', inSecret: 'a host' },
+    !merged.user && { what: 'user', variable: 'PGUSER' },
+    !merged.database && { what: 'name', variable: 'PGDATABASE', inSecret: 'a dbname' },
+  ].filter((m): m is { what: string; variable: string; inSecret?: string } => Boolean(m));
+  if (missing.length === 0) return;
+  const inSecret = missing.flatMap((m) => (m.inSecret ? [m.inSecret] : []));
+  const secret = `(or pass --database-secret <arn>${inSecret.length ? ` whose secret has ${andList(inSecret)}` : ''})`;
+  if (missing.length === 1 && !merged.database && emptyDatabase) {
+    throw new OperatorError(`no database name: PGDATABASE is set but empty (libpq reads that as unset): set it to the database's name ${secret}`, 2);
+  }
+  const empty = !merged.database && emptyDatabase ? ' (PGDATABASE is set but empty: libpq reads that as unset)' : '';
+  throw new OperatorError(`no database ${andList(missing.map((m) => m.what))}: set ${andList(missing.map((m) => m.variable))}${empty} ${secret}`, 2);
 }
 
 /**

@@ -254,6 +254,15 @@ describe("the parser's errors take the same path as every other error", () => {
     expect(run.status).toBe(2);
     expect(run.stderr).toBe('atmr-dr: invalid backup tier "yearly": use one of hourly, daily, weekly, monthly\n');
   });
+
+  it.each([
+    [['db', 'read-write'], {}, 'no database host, user and name: set PGHOST, PGUSER and PGDATABASE (or pass --database-secret <arn> whose secret has a host and a dbname)'],
+    [['restore-test'], { BACKUP_BUCKET: 'atmr-dr-test-backups', PGUSER: 'alice' }, 'no database host and name: set PGHOST and PGDATABASE (or pass --database-secret <arn> whose secret has a host and a dbname)'],
+  ])('%j without the PG* variables names every one missing in one line, not one per run', async (args, extra, line) => {
+    const run = await entry(args, operatorEnv(extra));
+
+    expect([run.status, run.stdout, run.stderr]).toEqual([2, '', `atmr-dr: ${line}\n`]);
+  });
 });
 
 describe('every required option a command line left out is named in one line, exit 2, before anything is done', () => {

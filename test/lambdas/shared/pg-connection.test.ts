@@ -91,6 +91,18 @@ describe('resolveConnection', () => {
     await expect(resolveConnection({ env })).rejects.toThrow(message);
   });
 
+  it.each([
+    [{}, 'no database host, user and name: set PGHOST, PGUSER and PGDATABASE (or pass --database-secret <arn> whose secret has a host and a dbname)'],
+    [{ PGDATABASE: 'd' }, 'no database host and user: set PGHOST and PGUSER (or pass --database-secret <arn> whose secret has a host)'],
+    [{ PGHOST: 'h' }, 'no database user and name: set PGUSER and PGDATABASE (or pass --database-secret <arn> whose secret has a dbname)'],
+    [
+      { PGUSER: 'u', PGDATABASE: '' },
+      "no database host and name: set PGHOST and PGDATABASE (PGDATABASE is set but empty: libpq reads that as unset) (or pass --database-secret <arn> whose secret has a host and a dbname)",
+    ],
+  ])('names every missing setting in one line, not one per run %#', async (env, line) => {
+    await expect(resolveConnection({ env })).rejects.toMatchObject({ message: line, exitCode: 2 });
+  });
+
   it('reads an empty PGDATABASE as unset, as libpq does: the fallback applies, and without one the line says it is empty', async () => {
     const env = { PGHOST: 'h', PGUSER: 'u', PGDATABASE: '' };
 
