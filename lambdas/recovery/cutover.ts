@@ -532,7 +532,7 @@ class Session {
           // nor a value whose expiry has passed (every reader takes it for normal, as here):
           // production is open on the copy already, nothing for anyone to lift.
           if (current && effectiveMode(current, this.now().getTime()) === 'normal') {
-            const by = current.mode === 'normal' ? `${current.actor} (normal: ${current.reason})` : `the expiry of ${current.actor}'s ${current.mode} (${current.reason}; expired at ${current.expiresAt}: normal to every reader)`;
+            const by = current.mode === 'normal' ? `${current.actor} (normal: ${current.reason})` : expiryOf(current);
             return `${ALREADY_REOPENED}${by} since the cutover's maintenance: left as is`;
           }
           // Someone else's value (a hold because the copy misses rows) is left to them, and so is the
@@ -815,6 +815,9 @@ class Session {
           if (maintenance.state === 'started' && current.value?.reason !== setReason) {
             return { outcome: 'undone', detail: `never set by this cutover: still ${current.value?.mode ?? 'malformed'}` };
           }
+          // Judged as every reader judges it: a value whose expiry has passed is normal.
+          const expired = current.value && effectiveMode(current.value, this.now().getTime()) !== current.value.mode ? current.value : undefined;
+          if (expired) return { outcome: 'skipped', detail: `now normal, by ${expiryOf(expired)}, set since the cutover: left as is` };
           return { outcome: 'skipped', detail: `now ${current.value?.mode ?? 'malformed'} (set by ${current.value?.actor ?? '?'}: ${current.value?.reason ?? '?'}) since the cutover: left as is` };
         }, (error) => (error instanceof KeptClosed ? error.message : `${oneLine(error)}: do it by hand`));
       }
@@ -890,6 +893,9 @@ async function restoreKillswitch(deps: CutoverDeps, parameterName: string, value
   const { conflict } = await writeKillswitch({ ssm: deps.ssm, now: deps.now }, { parameterName, ...restoredValue(value, reason, actor) }, read);
   return conflict?.message;
 }
+
+/** A value whose expiry has passed, as the reopen step and the undo say it. */
+const expiryOf = (value: KillswitchValue) => `the expiry of ${value.actor}'s ${value.mode} (${value.reason}; expired at ${value.expiresAt}: normal to every reader)`;
 
 /** What the cutover gives back: the value before its maintenance, unless that was normal (then normal, with `reason`, by `actor`). */
 function restoredValue(value: KillswitchValue | null, reason: string, actor = '') {

@@ -1504,6 +1504,21 @@ describe('an interrupted cutover', () => {
     expect(secretValue.host).toBe(OLD_HOST);
   });
 
+  it('undo judges a maintenance someone set since with its expiry, as every reader does: one whose expiry has passed is said normal by its expiry, and left as is', async () => {
+    const { id } = await killedCutover(6);
+    const expired = { mode: 'maintenance', reason: 'HOLD: copy is missing bookings', actor: 'carol', updatedAt: '2026-11-30T14:40:00.000Z', expiresAt: new Date(Date.now() - 60_000).toISOString() };
+    parameters.set(KILLSWITCH, { value: JSON.stringify(expired), version: 9 });
+
+    const undone = await undoCutover(deps(stale), id, settings(), 'bob');
+
+    expect(undone.steps.find((s) => s.step === 'killswitch maintenance')).toMatchObject({
+      outcome: 'skipped',
+      detail: `now normal, by the expiry of carol's maintenance (HOLD: copy is missing bookings; expired at ${expired.expiresAt}: normal to every reader), set since the cutover: left as is`,
+    });
+    expect(JSON.parse(parameters.get(KILLSWITCH)!.value)).toEqual(expired);
+    expect(secretValue.host).toBe(OLD_HOST);
+  });
+
   it('resume and undo are refused on a recovery with no interrupted cutover', async () => {
     const id = await verifiedRecovery();
 
