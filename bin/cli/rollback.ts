@@ -138,8 +138,8 @@ export function settingsFromConfig(
 
 /**
  * `readOnly` (rollback status, unlock): the incidents topic and the killswitch parameter are not resolved,
- * only the commands that publish a report or set the killswitch need them; status reads ECS and the
- * ops-state table only, unlock the table only, and must answer where they are not deployed or named (a laptop with --table).
+ * only the commands that publish a report or set the killswitch need them; status reads ECS, the
+ * ops-state table and the pins (named from the environment), unlock the table only, and must answer where they are not deployed or named (a laptop with --table).
  */
 async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string, readOnly = false): Promise<RollbackCliContext & { serviceName: string }> {
   const root = packageRoot();
@@ -153,7 +153,7 @@ async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string, r
   const tableName = await resolve(DEPLOYED_NAMES.opsTable, globals.table);
   const clusterName = await resolve(DEPLOYED_NAMES.ecsCluster, globals.cluster);
   const apiServiceName = await resolve(DEPLOYED_NAMES.apiService);
-  // Read-only: an empty name, which no AWS call of status sends (backoutStatus reads ECS and the table).
+  // Read-only: an empty name, which no AWS call of status sends (backoutStatus reads ECS, the table and the pin).
   const topicArn = readOnly ? '' : await resolve(DEPLOYED_NAMES.incidentsTopic, globals.topic);
   const killswitchParameterName = readOnly ? '' : await resolve(DEPLOYED_NAMES.killswitchParameter, globals.parameter);
   const settings = settingsFromConfig(config, { clusterName, apiServiceName, tableName, topicArn, killswitchParameterName });
@@ -209,6 +209,7 @@ export async function statusCommand(ctx: RollbackCliContext, services: string[],
       const before = s.lastKnownGoodBefore;
       ctx.print(`  last known good before it: ${before.taskDefinitionArn} (recorded ${formatAge(before.ageSeconds)} ago, alembic ${before.alembicHead ?? 'n/a'}); ${s.service} runs its newest last known good: if it went bad after its bake, npx atmr-dr rollback service --service ${s.service} --to ${before.taskDefinitionArn}`);
     }
+    if (s.lastKnownGoodBeforeUnknown) ctx.print(`  last known good before it: not named, ${s.lastKnownGoodBeforeUnknown}: it could be the release the last rollback rolled away from; read the pin before any --to`);
     // The owner is what `rollback unlock --owner` takes; the expiry, how long the lock blocks if nobody releases it.
     ctx.print(s.lock ? `  lock: held by ${s.lock.owner} since ${s.lock.acquiredAt}, expires ${lockExpiry(s.lock)} (${s.lock.reason})${heldFor(s.lock)}` : '  lock: free');
     if (s.cooldownUntil) ctx.print(`  cooldown until ${s.cooldownUntil}`);

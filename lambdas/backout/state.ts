@@ -122,7 +122,8 @@ export async function lastKnownGoodOf(doc: DynamoDBDocumentClient, table: string
  * A copy pinned to its original's digests (pinnedFrom) is the same release under another ARN: the
  * original of a copy that runs, or a copy of the revision that runs, would be refused as "already
  * runs" if offered. `sameRelease`: more ARNs of it the caller knows (what runs, its pinned-from tag).
- * Of the newest LKG_HISTORY_LIMIT records, as lastKnownGoodOf.
+ * Of the newest LKG_HISTORY_LIMIT records, as lastKnownGoodOf; `offered`: false for a record the
+ * caller never offers (the pin of the last rollback refuses it: unpinned in workflow.ts).
  */
 export async function lastKnownGoodBefore(
   doc: DynamoDBDocumentClient,
@@ -130,11 +131,12 @@ export async function lastKnownGoodBefore(
   service: string,
   taskDefinitionArn: string,
   sameRelease: readonly (string | undefined)[] = [],
+  offered: (record: LastKnownGood) => boolean = () => true,
 ): Promise<LastKnownGood | null> {
   const history = await lastKnownGoodHistory(doc, table, service);
   const ownRecords = history.filter((record) => record.taskDefinitionArn === taskDefinitionArn);
   const same = new Set([taskDefinitionArn, ...sameRelease, ...ownRecords.map((record) => record.pinnedFrom)].filter((arn): arn is string => Boolean(arn)));
-  return history.find((record) => !same.has(record.taskDefinitionArn) && !(record.pinnedFrom && same.has(record.pinnedFrom))) ?? null;
+  return history.find((record) => !same.has(record.taskDefinitionArn) && !(record.pinnedFrom && same.has(record.pinnedFrom)) && offered(record)) ?? null;
 }
 
 function stripKeys(item: Record<string, unknown>): Record<string, unknown> {

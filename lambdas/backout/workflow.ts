@@ -332,7 +332,7 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     // it cannot help, and the page names the one before it for the human who decides whether it went
     // bad after its bake; a lock held by a rollback by hand is named too.
     const held = lock ? `; ${lockHeldLine(settings, serviceName, lock)}` : '';
-    const before = targetOverride ? null : await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, to.taskDefinitionArn, [currentArn, from.pinnedFrom]);
+    const before = targetOverride ? null : await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, to.taskDefinitionArn, [currentArn, from.pinnedFrom], unpinned(await readPin(deps, settings, serviceName), serviceName));
     return notify(
       before
         ? `${wentBadAfterBake(serviceName, currentArn, before)}: decide by hand: npx atmr-dr rollback service --service ${serviceName} --to ${before.taskDefinitionArn}${held}`
@@ -732,6 +732,13 @@ export function pinRefusal(pin: RollbackPin | null, serviceName: string, to: { r
   if (bad.length) return `${to.taskDefinitionArn} runs ${bad.join(', ')}, an image the last rollback of ${serviceName} rolled away from ${since}`;
   return null;
 }
+
+/**
+ * The records "the last known good before it" may name (lastKnownGoodBefore's `offered`): the page,
+ * the plan and `rollback status` hand it out as a target, so never one the pin refuses. Per record:
+ * one of the refused release baked again after the pin counts.
+ */
+const unpinned = (pin: RollbackPin | null, serviceName: string) => (record: LastKnownGood) => !pinRefusal(pin, serviceName, record, record.recordedAt);
 
 async function writePin(deps: BackoutDeps, pin: string, state: RollbackState, to: NonNullable<RollbackState['to']>, now: Date): Promise<void> {
   await deps.ssm.send(
@@ -1180,6 +1187,7 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm'
   let newest: LastKnownGood | undefined;
   const skipped = new Map<string, string>();
   let pinned: string | null = null;
+  let pin: RollbackPin | null = null;
   if (targetOverride) {
     const release = await describeRelease(deps.ecs, settings, targetOverride, containerName);
     target = { taskDefinitionArn: release.taskDefinitionArn, alembicHead: release.alembicHead, images: release.images };
@@ -1202,7 +1210,7 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm'
     // The newest record can be the release the last rollback rolled away from (it passed its bake,
     // then failed): the on-call confirms what the plan proposes, so the default skips what the
     // automatic path refuses, and the plan says why.
-    const pin = await readPin(deps, settings, serviceName);
+    pin = await readPin(deps, settings, serviceName);
     const lkg = history.find((record) => {
       const refused = pinRefusal(pin, serviceName, record, record.recordedAt);
       if (refused) skipped.set(record.taskDefinitionArn, refused);
@@ -1224,8 +1232,8 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm'
   const retagged = target.taskDefinitionArn === current.taskDefinitionArn ? await retaggedRelease(deps, settings, serviceName, current.taskDefinitionArn, newest) : null;
   if (!retagged && (target.taskDefinitionArn === current.taskDefinitionArn || current.pinnedFrom === target.taskDefinitionArn)) {
     const copy = current.pinnedFrom === target.taskDefinitionArn ? ` (a copy of ${target.taskDefinitionArn} pinned to its digests)` : '';
-    // Not a release skipped above either: "the one before" is older, and the skipped ones are newer.
-    const before = targetOverride ? null : await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, target.taskDefinitionArn, [current.taskDefinitionArn, current.pinnedFrom, ...skipped.keys()]);
+    // Nor one the pin refuses: the skipped ones, newer, and an older record of the release rolled away from.
+    const before = targetOverride ? null : await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, target.taskDefinitionArn, [current.taskDefinitionArn, current.pinnedFrom], unpinned(pin, serviceName));
     const skippedNote = [...skipped.values()].map((why) => `skipped ${why}; `).join('');
     if (before) throw new OperatorError(`backout: ${skippedNote}${wentBadAfterBake(serviceName, current.taskDefinitionArn, before)}: pass --to ${before.taskDefinitionArn}`, 2);
     throw new OperatorError(`backout: ${skippedNote}${serviceName} already runs ${current.taskDefinitionArn}${copy}: nothing to roll back (investigate by hand, or pass --to another revision)`, 2);
@@ -1250,24 +1258,36 @@ export interface ServiceBackoutStatus {
   readonly lastKnownGood: (LastKnownGood & { readonly ageSeconds: number }) | null;
   /** When the service runs its newest last known good: the one before it (the target if that release went bad after its bake). */
   readonly lastKnownGoodBefore: (LastKnownGood & { readonly ageSeconds: number }) | null;
+  /** Why no release before it is named: the pin, which says which one not to offer, could not be read. */
+  readonly lastKnownGoodBeforeUnknown: string | null;
   readonly lock: LockRecord | null;
   readonly cooldownUntil: string | null;
   readonly rollbacks: RollbackHistoryEntry[];
 }
 
-export async function backoutStatus(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'now'>, settings: BackoutSettings, serviceName: string): Promise<ServiceBackoutStatus> {
+export async function backoutStatus(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm' | 'now'>, settings: BackoutSettings, serviceName: string): Promise<ServiceBackoutStatus> {
   const now = nowOf(deps);
   findService(settings, serviceName);
   const ecsService = await describeService(deps.ecs, settings, serviceName);
   const current = currentTaskDefinition(ecsService);
   const lkg = await latestLastKnownGood(deps.doc, settings.tableName, serviceName);
-  const before = lkg?.taskDefinitionArn === current ? await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, current) : null;
+  let before: LastKnownGood | null = null;
+  let beforeUnknown: string | null = null;
+  if (lkg?.taskDefinitionArn === current) {
+    // Status is read in an outage: a pin it cannot read costs the "before" line, not the lock and history.
+    const pin = await readPin(deps, settings, serviceName).catch((error: unknown) => {
+      beforeUnknown = `the pin ${pinParameterName(settings, serviceName)} could not be read (${namedLine(error)})`;
+      return undefined;
+    });
+    if (pin !== undefined) before = await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, current, [], unpinned(pin, serviceName));
+  }
   const aged = (record: LastKnownGood) => ({ ...record, ageSeconds: Math.round((now.getTime() - Date.parse(record.recordedAt)) / 1000) });
   return {
     service: serviceName,
     currentTaskDefinition: current,
     lastKnownGood: lkg ? aged(lkg) : null,
     lastKnownGoodBefore: before ? aged(before) : null,
+    lastKnownGoodBeforeUnknown: beforeUnknown,
     lock: await readLock(deps.doc, settings.tableName, serviceName, now),
     cooldownUntil: await cooldownUntil(deps.doc, settings.tableName, serviceName, now),
     rollbacks: await rollbackHistory(deps.doc, settings.tableName, serviceName, 5),

@@ -398,6 +398,8 @@ describe('rollback service (same core as the workflow)', () => {
     const OLD = TD('atmr-api', 40);
     const NEW = TD('atmr-api', 43);
     const PIN = '/atmr-dr/test/backout/pinned/atmr-api';
+    /** The pin as the rollback by hand wrote it. */
+    let pinValue: (name: string) => Promise<string>;
 
     /** OLD, GOOD then BAD baked; BAD failed later and the on-call ran "rollback service --to GOOD", which wrote the pin. */
     async function rolledAwayFromBad(): Promise<RollbackCliContext> {
@@ -408,6 +410,7 @@ describe('rollback service (same core as the workflow)', () => {
       const pins = new Map<string, string>();
       mocks.ssm.on(PutParameterCommand).callsFake((input: { Name: string; Value: string }) => (pins.set(input.Name, input.Value), { Version: 1 }));
       mocks.ssm.on(GetParameterCommand, { Name: PIN }).callsFake(() => ({ Parameter: { Value: pins.get(PIN), Version: 1 } }));
+      pinValue = async (name) => pins.get(name) ?? '{}';
       await serviceCommand(ctx, { service: 'atmr-api', to: GOOD, yes: true });
       expect(JSON.parse(pins.get(PIN) ?? '{}')).toMatchObject({ rolledBackFrom: BAD });
       printed.length = 0;
@@ -442,6 +445,33 @@ describe('rollback service (same core as the workflow)', () => {
 
       expect(printed[0]).toBe(`rollback atmr-api: ${NEW} -> ${BAD} (--to)`);
       expect(printed[1]).toMatch(new RegExp(`^ {2}warning: ${BAD} is the release the last rollback of atmr-api rolled away from \\(pin ${PIN}, written \\S+\\); the automatic rollback would refuse this target, --to goes there as told$`));
+    });
+
+    /** Then NEW went out, passed its bake after the pin (the newest last known good), and went bad: it runs. */
+    async function newBakedAfterThePin(ctx: RollbackCliContext): Promise<void> {
+      const pinAt = Date.parse((JSON.parse(await pinValue(PIN)) as { at: string }).at);
+      await seedLkg(suite.dynamo.doc, lkg({ taskDefinitionArn: NEW, images: [`${BACKEND_REPOSITORY}@sha256:cccc`], recordedAt: new Date(pinAt + 60_000).toISOString() }), ctx.settings.tableName);
+      mocks.ecs.on(DescribeServicesCommand).resolves(service(NEW));
+    }
+
+    it('without --to, on a release baked after the pin: "the one before it" is not the release rolled away from', async () => {
+      const ctx = await rolledAwayFromBad();
+      await newBakedAfterThePin(ctx);
+
+      await expect(serviceCommand(ctx, { service: 'atmr-api', yes: true })).rejects.toMatchObject({ exitCode: 2, message: expect.stringMatching(new RegExp(`the last known good before it is ${GOOD} \\(recorded [^)]+\\): pass --to ${GOOD}$`)) });
+    });
+
+    it('the automatic page and rollback status name the same release before it, not the one rolled away from', async () => {
+      const ctx = await rolledAwayFromBad();
+      await newBakedAfterThePin(ctx);
+      mocks.cloudwatch.on(GetMetricDataCommand).resolves(metricData({ errorPercent: 50 }));
+
+      const state = await guards(ctx.deps, ctx.settings, { service: 'atmr-api', event: alarmEvent() });
+      await statusCommand(ctx, ['atmr-api'], false);
+
+      expect(state).toMatchObject({ decision: 'notify', page: true, reason: expect.stringContaining(`the last known good before it is ${GOOD} `) });
+      expect(state.reason).toContain(`decide by hand: npx atmr-dr rollback service --service atmr-api --to ${GOOD}`);
+      expect(printed[2]).toMatch(new RegExp(`^ {2}last known good before it: ${GOOD} .* --to ${GOOD}$`));
     });
   });
 
@@ -661,6 +691,21 @@ describe('rollback status and migration', () => {
       `  last known good before it: ${GOOD} (recorded 25.2 h ago, alembic aaa111); atmr-api runs its newest last known good: if it went bad after its bake, npx atmr-dr rollback service --service atmr-api --to ${GOOD}`,
     ]);
     expect(JSON.parse(printed.at(-1)!)).toEqual([expect.objectContaining({ lastKnownGood: expect.objectContaining({ taskDefinitionArn: BAD }), lastKnownGoodBefore: expect.objectContaining({ taskDefinitionArn: GOOD, ageSeconds: 90600 }) })]);
+  });
+
+  it('a pin it cannot read costs only the line before it: no release named, the lock and the history still shown', async () => {
+    const ctx = await context({ now: () => new Date('2026-06-01T10:20:00.000Z') });
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    await seedLkg(suite.dynamo.doc, { ...lkg(), taskDefinitionArn: BAD, alembicHead: 'bbb222', recordedAt: '2026-06-01T09:20:00.000Z' }, ctx.settings.tableName);
+    mocks.ssm.on(GetParameterCommand).rejects(Object.assign(new Error('User is not authorized to perform: ssm:GetParameter'), { name: 'AccessDeniedException' }));
+
+    await statusCommand(ctx, ['atmr-api'], false);
+
+    expect(printed.slice(2)).toEqual([
+      '  last known good before it: not named, the pin /atmr-dr/test/backout/pinned/atmr-api could not be read (AccessDeniedException: User is not authorized to perform: ssm:GetParameter): it could be the release the last rollback rolled away from; read the pin before any --to',
+      '  lock: free',
+      '  no rollback recorded',
+    ]);
   });
 
   it('runs the downgrade when the SDK sent the lock put again after the answer to its applied first attempt was lost (the lock is its own)', async () => {
