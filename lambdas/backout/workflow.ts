@@ -1192,9 +1192,11 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm'
     const release = await describeRelease(deps.ecs, settings, targetOverride, containerName);
     target = { taskDefinitionArn: release.taskDefinitionArn, alembicHead: release.alembicHead, images: release.images };
     // A warning only: --to goes where it is told, so a pin that cannot be read does not stop it.
+    // Its own last-known-good record, as the automatic path passes: baked after the pin, not refused.
+    const record = await lastKnownGoodOf(deps.doc, settings.tableName, serviceName, target.taskDefinitionArn);
     pinned = await readPin(deps, settings, serviceName).then(
       (pin) => {
-        const refused = pinRefusal(pin, serviceName, target, undefined);
+        const refused = pinRefusal(pin, serviceName, target, record?.recordedAt);
         return refused && `${refused}; the automatic rollback would refuse this target, --to goes there as told`;
       },
       (error: unknown) => `the pin ${pinParameterName(settings, serviceName)} could not be read (${namedLine(error)}): whether ${target.taskDefinitionArn} is what the last rollback rolled away from is unknown`,

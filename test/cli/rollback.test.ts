@@ -447,6 +447,19 @@ describe('rollback service (same core as the workflow)', () => {
       expect(printed[1]).toMatch(new RegExp(`^ {2}warning: ${BAD} is the release the last rollback of atmr-api rolled away from \\(pin ${PIN}, written \\S+\\); the automatic rollback would refuse this target, --to goes there as told$`));
     });
 
+    it('--to a release rolled away from that was baked again after the pin: no warning, the automatic path would take it too', async () => {
+      const ctx = await rolledAwayFromBad();
+      const pinAt = Date.parse((JSON.parse(await pinValue(PIN)) as { at: string }).at);
+      // BAD fixed by hand, redeployed and baked again since the pin; then NEW went out and fails.
+      await seedLkg(suite.dynamo.doc, lkg({ taskDefinitionArn: BAD, images: [`${BACKEND_REPOSITORY}@sha256:bbbb`], alembicHead: 'bbb222', recordedAt: new Date(pinAt + 60_000).toISOString() }), ctx.settings.tableName);
+      mocks.ecs.on(DescribeServicesCommand).resolves(service(NEW));
+
+      await serviceCommand(ctx, { service: 'atmr-api', to: BAD, dryRun: true });
+
+      expect(printed[0]).toBe(`rollback atmr-api: ${NEW} -> ${BAD} (--to)`);
+      expect(printed.filter((line) => line.includes('warning'))).toEqual([]);
+    });
+
     /** Then NEW went out, passed its bake after the pin (the newest last known good), and went bad: it runs. */
     async function newBakedAfterThePin(ctx: RollbackCliContext): Promise<void> {
       const pinAt = Date.parse((JSON.parse(await pinValue(PIN)) as { at: string }).at);
