@@ -1212,7 +1212,14 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm'
     // The newest record can be the release the last rollback rolled away from (it passed its bake,
     // then failed): the on-call confirms what the plan proposes, so the default skips what the
     // automatic path refuses, and the plan says why.
-    pin = await readPin(deps, settings, serviceName);
+    // Unread, the default could be the very release rolled away from: refused, --to still goes as told.
+    pin = await readPin(deps, settings, serviceName).catch((error: unknown) => {
+      throw new OperatorError(
+        `backout: the pin of the last rollback of ${serviceName} (${pinParameterName(settings, serviceName)}) could not be read (${namedLine(error)}), and without it the default target could be the release that rollback rolled away from: let the role read it (ssm:GetParameter), or pass --to TASK_DEF_ARN (a revision of ${service.taskFamily}), which goes without it`,
+        2,
+        { cause: error },
+      );
+    });
     const lkg = history.find((record) => {
       const refused = pinRefusal(pin, serviceName, record, record.recordedAt);
       if (refused) skipped.set(record.taskDefinitionArn, refused);

@@ -447,6 +447,20 @@ describe('rollback service (same core as the workflow)', () => {
       expect(printed[1]).toMatch(new RegExp(`^ {2}warning: ${BAD} is the release the last rollback of atmr-api rolled away from \\(pin ${PIN}, written \\S+\\); the automatic rollback would refuse this target, --to goes there as told$`));
     });
 
+    it('without --to, a pin it cannot read: refused in one line naming the pin, the cause and --to; nothing changed', async () => {
+      const ctx = await rolledAwayFromBad();
+      mocks.ecs.on(DescribeServicesCommand).resolves(service(NEW));
+      mocks.ssm.on(GetParameterCommand, { Name: PIN }).rejects(Object.assign(new Error('User is not authorized to perform: ssm:GetParameter'), { name: 'AccessDeniedException' }));
+      const updates = mocks.ecs.commandCalls(UpdateServiceCommand).length;
+
+      await expect(serviceCommand(ctx, { service: 'atmr-api', yes: true })).rejects.toMatchObject({
+        exitCode: 2,
+        message: `backout: the pin of the last rollback of atmr-api (${PIN}) could not be read (AccessDeniedException: User is not authorized to perform: ssm:GetParameter), and without it the default target could be the release that rollback rolled away from: let the role read it (ssm:GetParameter), or pass --to TASK_DEF_ARN (a revision of atmr-api), which goes without it`,
+      });
+      expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(updates);
+      expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+    });
+
     it('--to a release rolled away from that was baked again after the pin: no warning, the automatic path would take it too', async () => {
       const ctx = await rolledAwayFromBad();
       const pinAt = Date.parse((JSON.parse(await pinValue(PIN)) as { at: string }).at);
