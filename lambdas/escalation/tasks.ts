@@ -450,8 +450,8 @@ const NOTICE = 'resolution-notice#';
 
 /**
  * Tells every level that was paged (`levelsPaged`: the incident's record and, for a level whose record
- * the table refused, the execution's state), the levels a carried-over climb reached, and Slack of
- * the resolution, each once. The timeline entry of a
+ * the table refused, the execution's state), the levels a carried-over climb reached that heard of
+ * this incident (below), and Slack of the resolution, each once. The timeline entry of a
  * level (`resolution-notice#L<n>`, a conditional write) is written once its notice is out, and the
  * step reads them first: a retried step (a level's publish failed) tells only the levels not told
  * yet. A step stopped between a publish and its entry tells that level again on its retry: twice
@@ -476,12 +476,15 @@ async function announceResolution(deps: TaskDeps, incident: Incident, state: Exe
     readonly required: boolean;
   }
   const channels: Channel[] = [];
-  // Every level that heard of this climb: paged for this incident, reminded, or paged for the alarm's
-  // previous incidents whose climb this one carried over (model.ts `climbToCarryOver`). Those levels
-  // were told "Résolu" for those incidents, and level 1 heard of this one's ALARM from the alarm's
-  // own action: without the notice, that ALARM would be the last they heard.
-  const carried = Array.from({ length: incident.carriedOver?.level ?? 0 }, (_, i) => i + 1);
-  const paged = [...new Set([...levelsPaged(incident, state), ...carried, ...(incident.ack ? [acknowledgingLevel(incident, state)] : [])])].sort((a, b) => a - b);
+  // Every level that heard of this incident: paged or reminded for it, and, when it carried over the
+  // climb of the alarm's previous incidents (model.ts `climbToCarryOver`), level 1, which heard of its
+  // ALARM from the alarm's own action. The levels that climb paged above level 1 heard of nothing
+  // since their "Résolu" unless this incident paged a level (the climb went on past them): only then
+  // are they told, else each flap would send them one more "Résolu" (an SMS to the CTO at level 3).
+  const pagedHere = levelsPaged(incident, state);
+  const carriedLevel = incident.carriedOver?.level ?? 0;
+  const carried = Array.from({ length: pagedHere.length > 0 ? carriedLevel : Math.min(carriedLevel, 1) }, (_, i) => i + 1);
+  const paged = [...new Set([...pagedHere, ...carried, ...(incident.ack ? [acknowledgingLevel(incident, state)] : [])])].sort((a, b) => a - b);
   for (const level of paged) {
     const target = deps.levels[level - 1];
     if (target) channels.push({ key: `L${level}`, what: `level ${level} (${target.name})`, level, send: () => publish(deps, target.topicArn, message), required: true });

@@ -1122,6 +1122,26 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       expect((await timeline(h.store, second.id)).map((e) => e.text)).toContain('Resolution notice sent to level 1 (On-call engineer)');
     });
 
+    it('tells only level 1 of the resolution of a flap that paged nobody: level 2 did not hear of its ALARM', async () => {
+      // Arrange: level 1 at +0, level 2 at +15, the OK at +20 resolves ("Résolu" to levels 1 and 2).
+      await incident(0, undefined, ['ALARM'], async (state) => {
+        if (state === 'PageLevel2') await change(20, 'OK');
+      });
+      expect(h.published.filter((p) => p.topicArn === LEVEL_TOPICS[1]).map((p) => p.subject?.split(' ')[1])).toEqual(['N2', 'Résolu']);
+      const published = h.published.length;
+
+      // Act: the alarm flaps 4 times within level 2's time (until +30); each new incident carries
+      // level 2 over, and its OK resolves it before that time runs out: it pages nobody.
+      const flaps = [];
+      for (const at of [22, 24, 26, 28]) flaps.push(await incident(at, at + 1, ['OK']));
+
+      // Assert: each flap's "Résolu" goes to level 1 (which got its ALARM from the alarm's own action) alone.
+      for (const flap of flaps) expect(flap.input.carriedOver).toMatchObject({ level: 2 });
+      const told = h.published.slice(published).map((p) => `${p.subject?.split(' ')[1]} L${LEVEL_TOPICS.indexOf(p.topicArn) + 1}`);
+      expect(told).toEqual(['Résolu L1', 'Résolu L1', 'Résolu L1', 'Résolu L1']);
+      expect(h.published.filter((p) => p.topicArn === LEVEL_TOPICS[1]).map((p) => p.subject?.split(' ')[1])).toEqual(['N2', 'Résolu']);
+    });
+
     it('reminds the level the carried-over climb reached (not level 1) when acknowledged without a level (CLI, Slack), and tells it of the resolution', async () => {
       // Arrange: level 1 at +0, level 2 at +15, the OK at +20 resolves; the ALARM at +22 carries
       // level 2 over (until +30) and is acknowledged from the CLI before the execution goes on.
