@@ -601,7 +601,7 @@ export const DetectionConfigSchema = z.strictObject({
     .strictObject({
       /** OsrmAvailability <= 50 % in this many of the last probeFailureWindowMinutes minutes (at most as many as keep Osrm-Down paging every window Network-ProbeFailures leaves out as OSRM down: docs/detection.md). @default 2 */
       osrmDownMinutes: z.number().int().min(1).max(60).default(2),
-      /** ApiReady = 0 (readiness 503 or unreachable) in this many of the last probeFailureWindowMinutes minutes, not necessarily in a row (at most half the window, rounded up, so that Health-ApiNotReady pages every window Network-ProbeFailures leaves out as the API not ready: docs/detection.md). @default 2 */
+      /** ApiReady = 0 (/ready unreachable, not 2xx, or a 2xx without the runbook's {"status": "ready", ...} body) in this many of the last probeFailureWindowMinutes minutes, not necessarily in a row (at most half the window, rounded up, so that Health-ApiNotReady pages every window Network-ProbeFailures leaves out as the API not ready: docs/detection.md). @default 2 */
       apiNotReadyMinutes: z.number().int().min(1).max(60).default(2),
       /** ALB unhealthy hosts > 0 for this many minutes. @default 3 */
       unhealthyHostsMinutes: z.number().int().min(1).max(60).default(3),
