@@ -60,7 +60,7 @@ export function registerBackupCommands(program: Command): void {
       const interrupt = interruptible();
       const showProgress = options.progress === true || process.stderr.isTTY === true;
       const progress = stderrProgress(showProgress);
-      const estimate = showProgress ? await databaseSize(connection) : undefined;
+      const estimate = showProgress ? await databaseSize(connection, (line) => progress.line(line)) : undefined;
       try {
         const result = await runBackup(
           {
@@ -144,19 +144,20 @@ export function formatProgress(progress: BackupProgress, databaseBytes?: number)
   return `backup: ${formatBytes(progress.bytes)} dumped${scale}, ${formatBytes(progress.bytesPerSecond)}/s${waiting}`;
 }
 
-/** pg_database_size of the backed-up database, for the progress line; undefined when it cannot be read. */
-async function databaseSize(connection: PgConnection): Promise<number | undefined> {
+/**
+ * pg_database_size of the backed-up database, for the progress line; undefined when it cannot be
+ * read. A short session's read (shortRead): one given up at its bound is one line (`say`), and the
+ * backup goes on without the size.
+ */
+async function databaseSize(connection: PgConnection, say: (line: string) => void): Promise<number | undefined> {
+  // Already loaded by the command (resolveConnection): this import costs nothing more.
+  const { ReadGivenUp, shortRead } = await import('../../lambdas/shared/pg-connection');
   try {
-    // Already loaded by the command (resolveConnection): this import costs nothing more.
-    const { connectTo } = await import('../../lambdas/shared/pg-connection');
-    const client = await connectTo(connection, connection.database);
-    try {
-      return Number((await client.query<{ bytes: string }>('SELECT pg_database_size(current_database()) AS bytes')).rows[0].bytes);
-    } finally {
-      await client.end().catch(() => undefined);
-    }
-  } catch {
-    // The backup reports the connection problem itself, in its own words.
+    const rows = await shortRead<{ bytes: string }>(connection, connection.database, `the read of "${connection.database}"'s size (pg_database_size)`, 'SELECT pg_database_size(current_database()) AS bytes');
+    return Number(rows[0].bytes);
+  } catch (error) {
+    if (error instanceof ReadGivenUp) say(`backup: ${error.message}; the backup goes on without the database's size`);
+    // Any other failure: the backup reports the connection problem itself, in its own words.
     return undefined;
   }
 }

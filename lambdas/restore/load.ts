@@ -8,7 +8,7 @@ import { createGunzip } from 'node:zlib';
 import { isErrorLine, pgToolPath, quoteIdent } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupObject } from '../shared/manifest';
-import { PgConnection, libpqEnv } from '../shared/pg-connection';
+import { connectShort, libpqEnv, PgConnection, ReadGivenUp, shortQuery } from '../shared/pg-connection';
 import { LocalSpaceError, badBackupFix, isOutOfSpace } from './download';
 
 /**
@@ -408,22 +408,44 @@ export async function checkRoles(admin: Client, roles: ReadonlyMap<string, RoleU
 }
 
 /**
- * Reports `database`'s size on disk through `admin` now, every `intervalMs` and once more on `stop()`
- * (which waits for a query in flight, so that `admin` is free again when it resolves). A failed
- * query only skips a report: this is progress, and what broke the connection breaks the next step.
+ * Reports `database`'s size on disk now, every `intervalMs` and once more on `stop()` (which waits
+ * for a read in flight and ends the watch's session), read on a short session of its own
+ * (connectShort) to `maintenance`: never on the restore's locked session, which a read given up
+ * would have to end, its lock with it (9d7e91d did, and a second restore took the first's staging
+ * database for a killed one's). A read a bound ended (a lock held on pg_database, a server that
+ * stopped answering) is one warning, and the load goes on without its progress; any other failure
+ * only skips a report: this is progress, and what broke the connection breaks the next step.
  */
-export function watchDatabaseSize(admin: Client, database: string, onSize: (bytes: number) => void, intervalMs = 1000): { stop(): Promise<void> } {
+export function watchDatabaseSize(
+  connection: PgConnection,
+  maintenance: string,
+  database: string,
+  onSize: (bytes: number) => void,
+  warn: (line: string) => void,
+  intervalMs = 1000,
+): { stop(): Promise<void> } {
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
+  let givenUp = false;
+  let unanswered = false;
+  let session: Promise<Client> | undefined;
   let inFlight: Promise<void> = Promise.resolve();
-  const sample = (): Promise<void> =>
-    admin.query<{ bytes: string }>('SELECT pg_database_size($1) AS bytes', [database]).then(
-      (r) => onSize(Number(r.rows[0].bytes)),
-      () => undefined,
-    );
+  const sample = async (): Promise<void> => {
+    if (givenUp) return;
+    try {
+      session ??= connectShort(connection, maintenance, { answeredBefore: true });
+      const rows = await shortQuery<{ bytes: string }>(await session, connection, maintenance, `the read of "${database}"'s size (pg_database_size)`, 'SELECT pg_database_size($1) AS bytes', [database]);
+      onSize(Number(rows[0].bytes));
+    } catch (error) {
+      if (!(error instanceof ReadGivenUp)) return;
+      givenUp = true;
+      unanswered = error.unanswered;
+      warn(`${error.message}; the load goes on without its progress`);
+    }
+  };
   const tick = (): void => {
     inFlight = sample().then(() => {
-      if (!stopped) timer = setTimeout(tick, intervalMs);
+      if (!stopped && !givenUp) timer = setTimeout(tick, intervalMs);
     });
   };
   tick();
@@ -433,6 +455,9 @@ export function watchDatabaseSize(admin: Client, database: string, onSize: (byte
       clearTimeout(timer);
       await inFlight;
       await sample();
+      // A session whose read got no answer may not answer its end either: not waited for.
+      const ending = session?.then((client) => client.end()).catch(() => undefined);
+      if (!unanswered) await ending;
     },
   };
 }

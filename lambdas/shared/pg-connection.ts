@@ -1,13 +1,13 @@
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { readFileSync } from 'node:fs';
-import type { Client, ClientConfig } from 'pg';
+import type { Client, ClientConfig, QueryResultRow } from 'pg';
 import { z } from 'zod';
 import { describeAwsError, MISSING_SETTING_EXIT_CODE, missingAwsSetting } from './aws-errors';
 import { OperatorError, oneLine } from './errors';
 import { andList } from './format';
 import { safeJson } from './json';
 import { SDK_RETRY } from './sdk-retry';
-import { sqlState } from './pg-errors';
+import { isQueryReadTimeout, LOCK_NOT_AVAILABLE, QUERY_CANCELED, sqlState } from './pg-errors';
 import { quoteIdent, reopenDatabaseStatement } from './postgres';
 
 /**
@@ -435,6 +435,75 @@ export async function connectTo(
     return await openClient({ ...pgClientConfig(connection, database), ...(ownTimeouts ? { query_timeout: bounds.query_timeout, options: own } : bounds) });
   } catch (error) {
     throw connectionFailure({ ...connection, database }, error, answeredBefore);
+  }
+}
+
+/**
+ * The bounds of atmr-dr's own short sessions on a server it works on (a database's size for a
+ * progress line, a catalog read): the server cancels a wait for another session's lock after 10 s
+ * (lock_timeout) and a statement after 15 s (statement_timeout), and node-postgres gives the answer
+ * up 5 s after that (query_timeout), for a server that sends not even the cancel (a hung backend, a
+ * network that drops the packets). Without them such a read took the server's own timeouts (none by
+ * default), and one that waited for ever held the command with no line. Sent as node-postgres'
+ * startup settings, as the restore's session sends its lock_timeout. Never for pg_dump's and
+ * pg_restore's sessions nor the restore's locked session, whose statements are long by design.
+ */
+export const SHORT_SESSION_BOUNDS = { lock_timeout: 10_000, statement_timeout: 15_000, query_timeout: 20_000 } as const;
+
+/** A short session (SHORT_SESSION_BOUNDS) to `database`; its reads go through shortQuery. */
+export function connectShort(connection: PgConnection, database = connection.database, options: { readonly answeredBefore?: boolean } = {}): Promise<Client> {
+  return connectTo(connection, database, SHORT_SESSION_BOUNDS, options);
+}
+
+/** A short session's read that one of SHORT_SESSION_BOUNDS ended: its line names the server and what to check. */
+export class ReadGivenUp extends OperatorError {
+  /** The server sent nothing (query_timeout): the session may still be busy, and is not to be waited for. */
+  readonly unanswered: boolean;
+  constructor(message: string, unanswered: boolean) {
+    super(message);
+    this.unanswered = unanswered;
+  }
+}
+
+/**
+ * `text` on `client`, a short session (connectShort) to `database` of `connection`; a bound that
+ * ends it is one ReadGivenUp line naming `what`, the server, and what to check there.
+ */
+export async function shortQuery<R extends QueryResultRow>(client: Client, connection: PgConnection, database: string, what: string, text: string, values?: unknown[]): Promise<R[]> {
+  try {
+    return (await client.query<R>(text, values)).rows;
+  } catch (error) {
+    const s = (ms: number): string => `${ms / 1000} s`;
+    const code = sqlState(error);
+    const why =
+      code === LOCK_NOT_AVAILABLE
+        ? `waited ${s(SHORT_SESSION_BOUNDS.lock_timeout)} for a lock another session holds (lock_timeout)`
+        : code === QUERY_CANCELED
+          ? `did not end within ${s(SHORT_SESSION_BOUNDS.statement_timeout)} (statement_timeout)`
+          : isQueryReadTimeout(error)
+            ? `got no answer within ${s(SHORT_SESSION_BOUNDS.query_timeout)} (the server accepts connections but does not answer)`
+            : undefined;
+    if (why === undefined) throw error;
+    throw new ReadGivenUp(
+      `${what} on ${describeConnection({ ...connection, database })} ${why}: check that the server answers (psql -c 'SELECT 1') and which session holds a lock or runs long there (SELECT pid, state, wait_event_type, query FROM pg_stat_activity WHERE state <> 'idle')`,
+      isQueryReadTimeout(error),
+    );
+  }
+}
+
+/** One read on its own short session (connectShort, shortQuery), ended after it. */
+export async function shortRead<R extends QueryResultRow>(connection: PgConnection, database: string, what: string, text: string, values?: unknown[]): Promise<R[]> {
+  const client = await connectShort(connection, database);
+  let unanswered = false;
+  try {
+    return await shortQuery<R>(client, connection, database, what, text, values);
+  } catch (error) {
+    unanswered = error instanceof ReadGivenUp && error.unanswered;
+    throw error;
+  } finally {
+    // A server that sends nothing may not answer the end either: not waited for.
+    const ending = client.end().catch(() => undefined);
+    if (!unanswered) await ending;
   }
 }
 

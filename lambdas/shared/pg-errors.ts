@@ -1,6 +1,9 @@
 /** SQLSTATE query_canceled: a statement_timeout, or a cancel request (pg_cancel_backend, Ctrl-C in psql). */
 export const QUERY_CANCELED = '57014';
 
+/** SQLSTATE lock_not_available: a wait for another session's lock that lock_timeout ended (or a NOWAIT refused). */
+export const LOCK_NOT_AVAILABLE = '55P03';
+
 /** SQLSTATE read_only_sql_transaction: a write refused by a read-only transaction (a standby, default_transaction_read_only). */
 export const READ_ONLY_SQL_TRANSACTION = '25006';
 

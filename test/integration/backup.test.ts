@@ -12,6 +12,7 @@ import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';
 import { clockShiftEnv } from '../support/clock-shift';
 import { startConditionalS3 } from '../support/conditional-s3';
+import { startCuttingProxy } from '../support/cutting-proxy';
 import { installedCopy, type InstalledCopy } from '../support/installed-copy';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { TEST_HOLD_AFTER_RESULT } from '../../bin/cli/interrupt';
@@ -423,6 +424,30 @@ describe('atmr-dr backup (integration)', () => {
       expect.stringMatching(/^upload: pg_dump finished \(.* dumped\); finishing the uploads: .* stored so far$/),
       'upload: publishing the manifest and the latest pointers',
     ]);
+  });
+
+  it("--progress on a server that never answers the read of the database's size: that read is given up at its bound with one line naming the server, and the backup goes on and succeeds without the size", async () => {
+    // Arrange: the size read's statement, and everything after it on its connection, never reaches
+    // the server, whose connection stays open (a hung backend); the backup's own connections go through
+    const cluster = testCluster();
+    const proxy = await startCuttingProxy({ host: cluster.host, port: cluster.port }, /pg_database_size/, { silence: true });
+    try {
+      const started = Date.now();
+
+      // Act
+      const run = await runCli(['backup', '--tier', 'daily', '--formats', 'custom', '--progress'], cliEnv(source, s3.env, { PGPORT: String(proxy.port) }));
+
+      // Assert
+      expect(run.status).toBe(0);
+      expect(proxy.cut).toBe('SELECT pg_database_size(current_database()) AS bytes');
+      expect(run.stderr.split('\n')).toContain(
+        `backup: the read of "${source}"'s size (pg_database_size) on ${cluster.user}@${cluster.host}:${proxy.port}/${source} got no answer within 20 s (the server accepts connections but does not answer): check that the server answers (psql -c 'SELECT 1') and which session holds a lock or runs long there (SELECT pid, state, wait_event_type, query FROM pg_stat_activity WHERE state <> 'idle'); the backup goes on without the database's size`,
+      );
+      expect(run.stderr).toMatch(/^backup: \d+(\.\d)? (B|KiB|MiB) dumped, /m);
+      expect((Date.now() - started) / 1000).toBeLessThan(90);
+    } finally {
+      await proxy.stop();
+    }
   });
 
   it('SIGTERM once the manifest key is printed (the backup done, the process ending): exit 0, not 143, the key on stdout and one line saying there was nothing left to stop', async () => {
