@@ -13,7 +13,7 @@ import { PgConnection } from '../../lambdas/shared/pg-connection';
 import { listBackups, resolveBackup } from '../../lambdas/restore/catalog';
 import { RestoreDeps, restoreBackup, stagingName } from '../../lambdas/restore/restore';
 import { GoodObject, verifyBackup } from '../../lambdas/restore/verify';
-import { testCluster, uniqueDatabaseName, testClient } from '../support/cluster';
+import { testCluster, uniqueDatabaseName, testClient, withSize } from '../support/cluster';
 import { startCuttingProxy } from '../support/cutting-proxy';
 import { writeFakePgRestore } from '../support/fake-pg-restore';
 import { psql, startAgain, startPostgres, stopFast, stopPostgres } from '../support/postgres';
@@ -186,7 +186,7 @@ describe('restore round trip', () => {
     const second = await restoreBackup(deps({ warn: (l) => warnings.push(l) }), { ref: manifestKey, targetDb: target, force: true });
 
     // Assert
-    expect(warnings).toEqual([`"${first.replacedKeptAs}" holds what "${target}" was before an earlier restore replaced it; left in place: when it is not needed, DROP DATABASE "${first.replacedKeptAs}"`]);
+    expect(warnings).toEqual([withSize(`"${first.replacedKeptAs}" (<size>) holds what "${target}" was before an earlier restore replaced it; left in place: when it is not needed, DROP DATABASE "${first.replacedKeptAs}"`)]);
     expect(databasesLike(cluster, `${target}_`)).toStrictEqual([first.replacedKeptAs, second.replacedKeptAs]);
     expect(psql(cluster, first.replacedKeptAs!, 'SELECT count(*) FROM keep_me')).toBe('50');
   });
@@ -791,6 +791,8 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
     const target = makeTarget();
     const staging = leftover(target, 'restore');
     const old = leftover(target, 'old');
+    // The kept copy holds ~10 MB more than the empty staging database: the sizes tell them apart.
+    psql(cluster, old, "CREATE TABLE t AS SELECT i, repeat('x', 500) AS pad FROM generate_series(1, 20000) i");
     const lines: string[] = [];
     const warnings: string[] = [];
 
@@ -801,9 +803,11 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
     expect(result.replaced).toBe(true);
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
     expect(warnings).toEqual([
-      `"${old}" holds what "${target}" was before an earlier restore replaced it; left in place: when it is not needed, DROP DATABASE "${old}"`,
-      `"${staging}" is the staging database of an earlier restore into "${target}" (no session is connected to it); left in place: when it is not needed, DROP DATABASE "${staging}"`,
+      withSize(`"${old}" (<size>) holds what "${target}" was before an earlier restore replaced it; left in place: when it is not needed, DROP DATABASE "${old}"`),
+      withSize(`"${staging}" (<size>) is the staging database of an earlier restore into "${target}" (no session is connected to it); left in place: when it is not needed, DROP DATABASE "${staging}"`),
     ]);
+    const [oldMiB, stagingMiB] = warnings.map((w) => Number(/^"[^"]+" \((\d+\.\d) MiB\)/.exec(w)?.[1]));
+    expect(oldMiB - stagingMiB).toBeGreaterThan(8);
     expect(lines[0]).toMatch(/^download: /);
     expect(databasesLike(cluster, `${target}_`)).toStrictEqual([old, result.replacedKeptAs, staging]);
   });
@@ -820,7 +824,7 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
 
     // Assert
     expect(staging).toMatch(/_restore_[0-9a-z]{9}$/);
-    expect(warnings).toEqual([expect.stringMatching(new RegExp(`^"${staging}" is the staging database of an earlier restore into "${target}" .*DROP DATABASE "${staging}"$`))]);
+    expect(warnings).toEqual([expect.stringMatching(new RegExp(`^"${staging}" \\(\\d+\\.\\d MiB\\) is the staging database of an earlier restore into "${target}" .*DROP DATABASE "${staging}"$`))]);
   });
 
   it('drops a stale staging database still loaded by atmr-dr sessions only (a killed CLI\'s pg_restore), which ends those sessions and no other, and says so', async () => {
@@ -880,7 +884,7 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
 
       // Assert
       expect(warnings).toEqual([
-        `"${staging}" is the staging database of an earlier restore into "${target}" and 2 session(s) are connected to it (psql, atmr-dr: not only a killed restore's); left in place: to stop them and drop it, DROP DATABASE "${staging}" WITH (FORCE)`,
+        withSize(`"${staging}" (<size>) is the staging database of an earlier restore into "${target}" and 2 session(s) are connected to it (psql, atmr-dr: not only a killed restore's); left in place: to stop them and drop it, DROP DATABASE "${staging}" WITH (FORCE)`),
       ]);
       expect(databaseExists(cluster, staging)).toBe(true);
       // The statement it gives ends the sessions and drops the database.
@@ -943,7 +947,7 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
         // Assert
         expect(result.replaced).toBe(false);
         expect(warnings).toEqual([
-          `"${staging}" is the staging database of an earlier restore into "${target}" or into another database whose name begins with the same 44 characters (an earlier version of atmr-dr kept only those) and 1 session(s) are connected to it (atmr-dr); left in place: look inside it, and when it is not needed, DROP DATABASE "${staging}" WITH (FORCE)`,
+          withSize(`"${staging}" (<size>) is the staging database of an earlier restore into "${target}" or into another database whose name begins with the same 44 characters (an earlier version of atmr-dr kept only those) and 1 session(s) are connected to it (atmr-dr); left in place: look inside it, and when it is not needed, DROP DATABASE "${staging}" WITH (FORCE)`),
         ]);
         expect(databaseExists(cluster, staging)).toBe(true);
         expect((await loader.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
@@ -967,7 +971,7 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
       expect(result.replaced).toBe(false);
       expect(databaseDigest(cluster, target)).toBe(sourceDigest);
       expect(warnings).toEqual([
-        `"${old}" holds what "${target}" was before an earlier restore replaced it, or what another database was whose name begins with the same 48 characters (an earlier version of atmr-dr kept only those); left in place: look inside it, and when it is not needed, DROP DATABASE "${old}"`,
+        withSize(`"${old}" (<size>) holds what "${target}" was before an earlier restore replaced it, or what another database was whose name begins with the same 48 characters (an earlier version of atmr-dr kept only those); left in place: look inside it, and when it is not needed, DROP DATABASE "${old}"`),
       ]);
       expect(databaseExists(cluster, old)).toBe(true);
     });
