@@ -5,9 +5,9 @@ import { oneLine } from '../shared/errors';
 import { formatBytes } from '../shared/format';
 import { connectionFailure, describeConnection, openClient, pgClientConfig, type PgConnection } from '../shared/pg-connection';
 import { proveWriteRolledBack, quoteIdent } from '../shared/postgres';
-import { isOn, READ_ONLY_STATE_SQL, readOnlyStateFromRow, type ReadOnlyState, roleReadOnlyReset } from './read-only';
+import { isOn, READ_ONLY_STATE_SQL, readOnlyStateFromRow, type ReadOnlyState, roleReadOnlyReset } from '../shared/read-only';
 
-export type { ReadOnlyState } from './read-only';
+export type { ReadOnlyState } from '../shared/read-only';
 
 export interface StorageState {
   readonly freeBytes?: number;

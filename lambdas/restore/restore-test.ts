@@ -10,7 +10,7 @@ import { connectTo, type PgConnection } from '../shared/pg-connection';
 import { sqlState } from '../shared/pg-errors';
 import { RESTORE_TEST_BACKUP_PREFIX, type BackupTier } from '../shared/s3-layout';
 import { pgToolPath, queryOneStatementReadOnly, quoteIdent } from '../shared/postgres';
-import { roleReadOnlyReset } from '../detection/read-only';
+import { roleReadOnlyReset } from '../shared/read-only';
 import { CatalogDeps, resolveBackup } from './catalog';
 import { RESTORE_TEST_DEFAULTS } from './contract';
 import { checkFreeSpace, type SpaceCheck } from './download';

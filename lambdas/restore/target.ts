@@ -5,6 +5,7 @@ import { OperatorError, oneLine } from '../shared/errors';
 import { countOf, formatBytes } from '../shared/format';
 import { APPLICATION_NAME, PG_CONNECT_TIMEOUT_MS, PgConnection, connectTo, shortRead } from '../shared/pg-connection';
 import { isQueryReadTimeout, isRefusedStatement, sqlState, UNDEFINED_OBJECT } from '../shared/pg-errors';
+import { isOn, roleReadOnlyReset } from '../shared/read-only';
 import type { DatabasePropertiesOfBackup } from './load';
 
 // The connection helper lives with the connection settings (the backup uses it too); restore imports it from here.
@@ -948,9 +949,6 @@ async function giveProperties(admin: Client, required: readonly PropertyStatemen
   return refused;
 }
 
-/** A boolean setting's value that PostgreSQL reads as true (parse_bool: on, true, yes, 1, and the prefixes it takes). */
-const TRUE_SETTING = /^(?:on|t|tr|tru|true|y|ye|yes|1)$/i;
-
 /**
  * One warning when the copy is read-only for the application: `default_transaction_read_only = on`
  * set on the database itself (the runbook's "DB Read-Only" mode, as the backed-up or replaced
@@ -983,12 +981,14 @@ export async function warnIfReadOnly(admin: Client, staging: string, target: str
       return [];
     },
   );
-  const on = rows.filter((r) => TRUE_SETTING.test(r.entry.slice(r.entry.indexOf('=') + 1).trim()));
+  const on = rows.filter((r) => isOn(r.entry.slice(r.entry.indexOf('=') + 1)));
   if (on.length === 0) return;
   const setting = 'default_transaction_read_only = on';
   const given = 'as the database it was given its settings from had it';
   const where = on.map(({ role }) => (role === null ? `it carries ${setting} at database level, ${given}` : `role "${role}" carries ${setting} in it (ALTER ROLE ... IN DATABASE), ${given}`));
-  const resets = on.map(({ role }) => `${role === null ? `ALTER DATABASE ${quoteIdent(target)}` : `ALTER ROLE ${quoteIdent(role)} IN DATABASE ${quoteIdent(target)}`} RESET default_transaction_read_only`);
+  const resets = on.map(({ role }) =>
+    role === null ? `ALTER DATABASE ${quoteIdent(target)} RESET default_transaction_read_only` : roleReadOnlyReset({ role, database: target, defaultSource: 'database user' }),
+  );
   const roles = on.flatMap(({ role }) => (role === null ? [] : [`"${role}"`]));
   const everyone = on.some(({ role }) => role === null);
   warn(

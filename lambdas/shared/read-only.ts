@@ -1,9 +1,10 @@
-import { quoteIdent } from '../shared/postgres';
+import { quoteIdent } from './postgres';
 
 /**
  * The runbook's "DB Read-Only" state, as one query in a fresh session (a database-level setting only
  * shows in sessions opened after it was set): what the probe publishes as DbReadOnly every minute
- * and what `atmr-dr db read-write` shows and repairs. No client library here: both pass their own.
+ * and what `atmr-dr db read-write` shows and repairs; the restore and the restore test read the same
+ * setting. No client library here: each passes its own.
  */
 export const READ_ONLY_STATE_SQL = `SELECT current_setting('transaction_read_only') AS tro,
         s.setting, s.source,
@@ -43,8 +44,15 @@ export function readOnlyStateFromRow(row: Record<string, unknown>): ReadOnlyStat
   };
 }
 
+/** A boolean setting's value that PostgreSQL reads as true (parse_bool: on, true, yes, 1, and the prefixes it takes). */
+const TRUE_SETTING = /^(?:on|t|tr|tru|true|y|ye|yes|1)$/i;
+
+/**
+ * Whether a boolean setting's value, as pg_settings shows it (`on`) or as pg_db_role_setting stores
+ * what ALTER ... SET was given (`yes`, `TRUE`, `t`), is true: the one reader of such a value.
+ */
 export function isOn(value: string | undefined): boolean {
-  return value !== undefined && ['on', 'true', 'yes', '1'].includes(value.toLowerCase());
+  return value !== undefined && TRUE_SETTING.test(value.trim());
 }
 
 /**
