@@ -98,12 +98,9 @@ export async function listBackups(deps: CatalogDeps, filter: CatalogFilter = {})
 export function checkBackupRef(ref: string, tierText?: string): BackupTier | undefined {
   const tier = tierText === undefined ? undefined : parseBackupTier(tierText);
   if (ref === 'latest') return tier;
-  // Its bucket is checked once the backup bucket is known (manifestKeyIn); a key without its
-  // .manifest.json, under a tier, once the bucket can be listed (manifestKeyFor). A backup's
-  // object (.dump, .sql.gz) is not a manifest key, nor the start of one.
+  // Its bucket is checked once the backup bucket is known (manifestKeyIn).
   const key = splitS3Url(ref)?.key ?? ref;
-  const keyStart = BACKUP_TIERS.some((t) => key.startsWith(`${t}/`)) && !key.slice(key.lastIndexOf('/') + 1).includes('.');
-  if (!isManifestKey(key) && !keyStart) {
+  if (!isManifestKey(key)) {
     throw new OperatorError(`"${ref}" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list`, 2);
   }
   if (tier !== undefined && !key.startsWith(`${tier}/`)) {
@@ -141,10 +138,7 @@ export function manifestKeyIn(ref: string, bucket: string): string {
  */
 export async function resolveBackup(deps: CatalogDeps, ref: string, filter: CatalogFilter = {}): Promise<ResolvedBackup> {
   const tier = checkBackupRef(ref, filter.tier);
-  if (ref !== 'latest') {
-    const manifestKey = await manifestKeyFor(deps, ref);
-    return { manifestKey, manifest: await readManifest(deps, manifestKey) };
-  }
+  if (ref !== 'latest') return { manifestKey: ref, manifest: await readManifest(deps, ref) };
   const database = filter.database;
   if (database === undefined || database === '') {
     throw new OperatorError('"latest" is per database and none was named: set PGDATABASE or pass --database NAME', 2);
@@ -177,31 +171,6 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
     `no backup of ${what} in s3://${deps.bucket} (no ${own}): check PGDATABASE/--database, run "atmr-dr backup --tier ${tier ?? 'daily'}" for it, or name a manifest key (atmr-dr backups list)`,
     2,
   );
-}
-
-/** How many of the keys a prefix matches a refusal names. */
-const MATCHES_NAMED = 10;
-
-/**
- * The manifest key `ref` names: itself when it is one; else (a key without its .manifest.json, as
- * `daily/atmr_backup_20261130_020000`, or the start of one) the one manifest whose key starts with
- * it. None, or several (named), is refused (exit 2): a restore must not pick among backups.
- */
-export async function manifestKeyFor(deps: CatalogDeps, ref: string): Promise<string> {
-  if (isManifestKey(ref)) return ref;
-  const keys: string[] = [];
-  let continuationToken: string | undefined;
-  do {
-    const page = await s3Call(deps.bucket, `listing of ${ref}`, () =>
-      deps.s3.send(new ListObjectsV2Command({ Bucket: deps.bucket, Prefix: ref, ContinuationToken: continuationToken }), { abortSignal: deps.signal }),
-    );
-    for (const object of page.Contents ?? []) if (object.Key && isManifestKey(object.Key)) keys.push(object.Key);
-    continuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (continuationToken);
-  if (keys.length === 1) return keys[0];
-  if (keys.length === 0) throw new OperatorError(`no manifest key in s3://${deps.bucket} starts with "${ref}"; list backups with: atmr-dr backups list`, 2);
-  const named = keys.slice(0, MATCHES_NAMED).join(', ') + (keys.length > MATCHES_NAMED ? `, and ${keys.length - MATCHES_NAMED} more` : '');
-  throw new OperatorError(`"${ref}" starts ${keys.length} manifest keys (${named}): give the one to use in full (atmr-dr backups list)`, 2);
 }
 
 /**

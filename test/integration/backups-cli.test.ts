@@ -466,33 +466,6 @@ describe('atmr-dr backups', () => {
     expect([otherRestore.status, otherRestore.stdout, otherRestore.stderr]).toEqual([2, '', refusal]);
   });
 
-  it('a manifest key without its .manifest.json is the one manifest it starts; several or none are refused, named, exit 2', async () => {
-    // Arrange: two daily manifests of one database whose keys start the same (never read: refused first)
-    const db = uniqueDatabaseName('bcli_prefix');
-    const twins = [`daily/${db}_backup_20261101_020000.manifest.json`, `daily/${db}_backup_20261102_020000.manifest.json`];
-    for (const key of twins) await s3.send(new PutObjectCommand({ Bucket: localS3.bucket, Key: key, Body: '{}' }));
-    const stem = olderKey.replace(/\.manifest\.json$/, '');
-    const pg = { PGHOST: cluster.host, PGPORT: String(cluster.port), PGUSER: cluster.user };
-    try {
-      // Act
-      const verified = await atmrDr(['backups', 'verify', stem, '--json'], localS3.env);
-      const verifiedUrl = await atmrDr(['backups', 'verify', `s3://${localS3.bucket}/${stem}`, '--json'], localS3.env);
-      const several = await atmrDr(['backups', 'verify', `daily/${db}_backup_202611`], localS3.env);
-      const restoreSeveral = await atmrDr(['restore', `daily/${db}`, '--target-db', 'atmr_never_made'], { ...localS3.env, ...pg });
-      const none = await atmrDr(['backups', 'verify', `daily/${db}_backup_1999`], localS3.env);
-
-      // Assert
-      expect([verified.status, verified.stderr]).toEqual([0, '']);
-      expect(JSON.parse(verified.stdout)).toMatchObject({ ok: true, manifestKey: olderKey });
-      expect(JSON.parse(verifiedUrl.stdout)).toMatchObject({ ok: true, manifestKey: olderKey });
-      expect([several.status, several.stdout, several.stderr]).toEqual([2, '', `atmr-dr: "daily/${db}_backup_202611" starts 2 manifest keys (${twins.join(', ')}): give the one to use in full (atmr-dr backups list)\n`]);
-      expect([restoreSeveral.status, restoreSeveral.stdout, restoreSeveral.stderr]).toEqual([2, '', `atmr-dr: "daily/${db}" starts 2 manifest keys (${twins.join(', ')}): give the one to use in full (atmr-dr backups list)\n`]);
-      expect([none.status, none.stderr]).toEqual([2, `atmr-dr: no manifest key in s3://${localS3.bucket} starts with "daily/${db}_backup_1999"; list backups with: atmr-dr backups list\n`]);
-    } finally {
-      for (const key of twins) await s3.send(new DeleteObjectCommand({ Bucket: localS3.bucket, Key: key }));
-    }
-  });
-
   it('verify without a backup named points at "backups list" and latest, exit 2', async () => {
     const run = await atmrDr(['backups', 'verify'], localS3.env);
 
