@@ -101,7 +101,12 @@ export function checkBackupRef(ref: string, tierText?: string): BackupTier | und
   // Its bucket is checked once the backup bucket is known (manifestKeyIn).
   const key = splitS3Url(ref)?.key ?? ref;
   if (!isManifestKey(key)) {
-    throw new OperatorError(`"${ref}" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list`, 2);
+    // A dump's key, or a manifest's without its suffix, names one manifest exactly: say which,
+    // rather than take it (an exact key to type again, never a prefix that could match another
+    // database's backups, db1 for db10).
+    const manifest = `${ref.replace(/\.(dump|sql\.gz)$/, '')}.manifest.json`;
+    const meant = keyDatabase(splitS3Url(manifest)?.key ?? manifest) === undefined ? '' : `did you mean "${manifest}"? `;
+    throw new OperatorError(`"${ref}" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); ${meant}list them with: atmr-dr backups list`, 2);
   }
   if (tier !== undefined && !key.startsWith(`${tier}/`)) {
     throw new OperatorError(`manifest ${ref} is not in tier ${tier}; drop --tier or name a ${tier}/ manifest`, 2);
