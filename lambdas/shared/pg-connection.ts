@@ -131,7 +131,7 @@ export async function resolveConnection(options: ResolveConnectionOptions = {}):
     merged = { ...merged, user: options.iamAuthUser, password: await signer.getAuthToken(), sslMode: merged.sslMode ?? 'require' };
   }
 
-  missingConnectionSettings(merged, env);
+  missingConnectionSettings(merged, env, options.secretArn);
   if (merged.port !== undefined && !(Number.isInteger(merged.port) && merged.port > 0 && merged.port < 65536)) {
     throw new OperatorError(`invalid database port "${env.PGPORT}": set PGPORT to a number such as 5432`, 2);
   }
@@ -142,7 +142,7 @@ export async function resolveConnection(options: ResolveConnectionOptions = {}):
  * Refuses a connection without its host, user or database name (exit 2), naming every one missing
  * in one line: one at a time, the operator fixed PGHOST, ran again, and only then heard of PGUSER.
  */
-function missingConnectionSettings(merged: Partial<PgConnection>, env: NodeJS.ProcessEnv): asserts merged is Partial<PgConnection> & Pick<PgConnection, 'host' | 'user' | 'database'> {
+function missingConnectionSettings(merged: Partial<PgConnection>, env: NodeJS.ProcessEnv, secretArn?: string): asserts merged is Partial<PgConnection> & Pick<PgConnection, 'host' | 'user' | 'database'> {
   // "set PGDATABASE" to someone who did (to an empty string) would not say what is wrong.
   const emptyDatabase = env.PGDATABASE === '';
   const missing = [
@@ -152,7 +152,10 @@ function missingConnectionSettings(merged: Partial<PgConnection>, env: NodeJS.Pr
   ].filter((m): m is { what: string; variable: string; inSecret?: string } => Boolean(m));
   if (missing.length === 0) return;
   const inSecret = missing.flatMap((m) => (m.inSecret ? [m.inSecret] : []));
-  const secret = `(or pass --database-secret <arn>${inSecret.length ? ` whose secret has ${andList(inSecret)}` : ''})`;
+  // Given a secret already: what it lacks, not the flag the operator passed.
+  const secret = secretArn
+    ? `(or add ${andList(inSecret.length ? inSecret : ['them'])} to secret ${secretArn})`
+    : `(or pass --database-secret <arn>${inSecret.length ? ` whose secret has ${andList(inSecret)}` : ''})`;
   if (missing.length === 1 && !merged.database && emptyDatabase) {
     throw new OperatorError(`no database name: PGDATABASE is set but empty (libpq reads that as unset): set it to the database's name ${secret}`, 2);
   }

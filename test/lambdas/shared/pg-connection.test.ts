@@ -103,6 +103,17 @@ describe('resolveConnection', () => {
     await expect(resolveConnection({ env })).rejects.toMatchObject({ message: line, exitCode: 2 });
   });
 
+  it('names what a secret given with --database-secret lacks, not the flag already passed', async () => {
+    // Arrange: an RDS secret with no host nor dbname, and no PG* variable to fill them in
+    const readSecret = async () => JSON.stringify({ username: 'u', password: 'p' });
+
+    // Act / Assert
+    await expect(resolveConnection({ env: {}, secretArn: SECRET_ARN, readSecret })).rejects.toMatchObject({
+      message: `no database host and name: set PGHOST and PGDATABASE (or add a host and a dbname to secret ${SECRET_ARN})`,
+      exitCode: 2,
+    });
+  });
+
   it('reads an empty PGDATABASE as unset, as libpq does: the fallback applies, and without one the line says it is empty', async () => {
     const env = { PGHOST: 'h', PGUSER: 'u', PGDATABASE: '' };
 
