@@ -10,7 +10,7 @@ import { Command } from 'commander';
 import * as os from 'node:os';
 import { EnvironmentConfig, defaultNewInstancePrefix, prefixNotCovering, resolveRecoveryConfig } from '../../lib/config';
 import { FINAL_STATUSES, JournalEntry, RECOVERY_ID_PATTERN, RecoveryRecord } from '../../lambdas/recovery/contract';
-import { ALREADY_REOPENED, CUTOVER_STEPS, CutoverResult, CutoverSettings, EndpointSwitch, LEASE_SECONDS, cutover, heldAtReopen, reopeningStarted, undoCutover } from '../../lambdas/recovery/cutover';
+import { ALREADY_REOPENED, CUTOVER_STEPS, CutoverResult, CutoverSettings, EndpointSwitch, LEASE_SECONDS, cutover, reopeningStarted, undoCutover } from '../../lambdas/recovery/cutover';
 import { abandonRecovery, describeExecution, parseRecoveryReason, recoveryExecutionArn, startRecovery } from '../../lambdas/recovery/operations';
 import { dataAlsoIn, renameCommands } from '../../lambdas/recovery/rds';
 import { describeInstance } from '../../lambdas/shared/rds-instances';
@@ -97,12 +97,9 @@ function printJournal(record: RecoveryRecord, out: (line: string) => void, nowMs
     const resume = `continue it with "atmr-dr recover cutover ${record.recoveryId} --resume --yes"`;
     // Past the reopening, production may take writes on the copy: --undo is refused (cutover.ts).
     const reopened = reopeningStarted(record.journal);
-    // A killswitch someone set during the cutover (a hold) stopped it before the rename (cutover.ts
-    // held): users held out all along, so going back is offered as well as going on.
-    if (heldAtReopen(record.journal)?.state === 'by-hand') {
-      out(
-        `next: the cutover stopped at the killswitch someone set during it (NOT reopened, above): ${record.sourceInstance} is NOT renamed, in case they go back to it; once they lift it, ${resume}; or, while they still hold users out, go back to ${record.sourceInstance} with "atmr-dr recover cutover ${record.recoveryId} --undo --yes" (the killswitch is left as they set it)`,
-      );
+    // A killswitch someone set during the cutover (a hold) stopped it before the rename (cutover.ts held).
+    if (reopened?.state === 'by-hand') {
+      out(`next: the cutover stopped at the killswitch someone set during it (NOT reopened, above): ${record.sourceInstance} is NOT renamed, in case they go back to it; once they lift it, ${resume} (--undo is refused from here)`);
       return;
     }
     out(`next: the cutover stopped or is running: ${reopened ? `${resume} (the killswitch was reopened: --undo is refused from here)` : `${resume}, or put back what it changed with "atmr-dr recover cutover ${record.recoveryId} --undo --yes"`}`);
@@ -559,8 +556,7 @@ export function registerRecoverCommands(program: Command): void {
       // production in maintenance, until --resume or --undo; past the killswitch's reopening, only
       // --resume (--undo refuses it: production may have taken writes on the copy). A live lease
       // refuses both. Exit codes as the shell and the other commands give them: 130, 143, 129.
-      // A reopening stopped at a hold wrote nothing: not reached until this run reaches it again.
-      const reached = new Set<string>((record.journal ?? []).filter((e) => e.step !== CUTOVER_STEPS.reopen || reopeningStarted(record.journal)).map((e) => e.step));
+      const reached = new Set<string>((record.journal ?? []).map((e) => e.step));
       const phase = () => (mode !== 'undo' && reached.has(CUTOVER_STEPS.reopen) ? 'reopened' : reached.size ? 'changed' : 'unchanged');
       const resume = `"atmr-dr recover cutover ${id} --resume --yes"`;
       const ways = (p: string) => (p === 'reopened' ? resume : `${resume} or "atmr-dr recover cutover ${id} --undo --yes"`);
@@ -629,8 +625,7 @@ export function registerRecoverCommands(program: Command): void {
         // Past the point of no return (the killswitch reopening started), only --resume is offered: --undo would be refused.
         const reopened = reopeningStarted(result.journal);
         // Say what users get meanwhile: the maintenance page, until someone resumes or undoes.
-        // Stopped at a hold: the error says who holds users out, not the cutover's maintenance.
-        const maintenance = reopened || result.notReopened ? undefined : result.journal?.find((e) => e.step === CUTOVER_STEPS.maintenance && e.state !== 'undone');
+        const maintenance = reopened ? undefined : result.journal?.find((e) => e.step === CUTOVER_STEPS.maintenance && e.state !== 'undone');
         const state = maintenance ? `production ${maintenance.state === 'done' ? 'stays' : 'may be'} in maintenance (the killswitch) until the cutover is resumed or undone; ` : '';
         throw new OperatorError(
           `recover cutover: ${why}; ${state}the journal is in the record ("atmr-dr recover status ${id}"): continue with "atmr-dr recover cutover ${id} --resume --yes"${reopened ? '' : ` or put back what changed with "atmr-dr recover cutover ${id} --undo --yes"`}`,
@@ -639,10 +634,7 @@ export function registerRecoverCommands(program: Command): void {
       }
       if (mode === 'undo') {
         if (notUndone.length) throw new OperatorError(`recover cutover --undo: ${notUndoneLine()}`, stopped ? exitCodeOf(stopped) : 1);
-        // Undone after a stop at someone's hold: their value stays, users held out until they lift it.
-        const held = heldAtReopen(result.journal) && result.steps.find((s) => s.step === CUTOVER_STEPS.maintenance && s.outcome === 'skipped');
-        const killswitch = held ? `; the killswitch is left as its holder set it: ${held.detail}` : '';
-        if (!ctx.g.json) say(`cutover of recovery ${id} undone: production is back as before the cutover (steps "skipped" were changed by someone else since and left as they are)${killswitch}`);
+        if (!ctx.g.json) say(`cutover of recovery ${id} undone: production is back as before the cutover (steps "skipped" were changed by someone else since and left as they are)`);
         return;
       }
       if (!result.ok) {

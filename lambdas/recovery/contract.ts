@@ -212,11 +212,6 @@ export interface JournalEntry {
   readonly undo?: JournalUndo;
   /** Who ran the step (the lease owner at the time). */
   readonly by: string;
-  /**
-   * An earlier attempt of this step was left started or failed (then run again by a resume): it may
-   * have acted, whatever the later attempts did. Kept by every later attempt.
-   */
-  readonly mayHaveActedBefore?: true;
 }
 
 export interface CutoverStepReport {

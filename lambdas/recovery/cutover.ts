@@ -135,24 +135,9 @@ export const CUTOVER_STEPS = {
  * The cutover's point of no return: its journal entry of the killswitch reopening, once that step
  * started. From there production may have taken writes on the copy: the undo is refused, an abandon
  * too, and only --resume is offered (the CLI's lines, status, the abandon's refusal say so).
- * Not a reopening: the step stopped at someone else's hold (`heldAtReopen`) without writing the
- * killswitch, in every attempt. Users were held out all along, by the cutover's maintenance then by
- * the hold, so the copy took no user writes, and whoever holds them out may want the old instance
- * back: the undo is offered (it leaves the hold as it is).
  */
 export function reopeningStarted(journal: readonly JournalEntry[] | undefined): JournalEntry | undefined {
-  const entry = journal?.find((e) => e.step === CUTOVER_STEPS.reopen);
-  return entry && heldAtReopen(journal) ? undefined : entry;
-}
-
-/**
- * The reopen step's entry when it stopped at someone else's hold without ever writing the killswitch
- * (`by-hand`, or marked `undone` by the undo that followed, and no earlier attempt that may have
- * written it); undefined otherwise.
- */
-export function heldAtReopen(journal: readonly JournalEntry[] | undefined): JournalEntry | undefined {
-  const entry = journal?.find((e) => e.step === CUTOVER_STEPS.reopen);
-  return entry && (entry.state === 'by-hand' || entry.state === 'undone') && !entry.mayHaveActedBefore && entry.detail?.startsWith(NOT_REOPENED) ? entry : undefined;
+  return journal?.find((entry) => entry.step === CUTOVER_STEPS.reopen);
 }
 
 class Interrupted extends Error {}
@@ -419,8 +404,7 @@ class Session {
     const at = this.now();
     // Resumed: the values recorded before the first attempt acted are the ones to undo to, never re-read.
     const undo = previous?.undo ?? (await prepare());
-    const actedBefore = previous !== undefined && (previous.mayHaveActedBefore === true || previous.state === 'started' || previous.state === 'failed');
-    const started: JournalEntry = { step: name, state: 'started', startedAt: at.toISOString(), by: this.leaseOwner, ...(undo && { undo }), ...(actedBefore && { mayHaveActedBefore: true }) };
+    const started: JournalEntry = { step: name, state: 'started', startedAt: at.toISOString(), by: this.leaseOwner, ...(undo && { undo }) };
     await this.put(started);
     let detail: string;
     try {
@@ -735,18 +719,6 @@ class Session {
         `recover cutover --undo: recovery ${id}: the killswitch was reopened on ${this.record.newInstance} at ${reopen.startedAt}: production may have taken writes there and going back would lose them; finish with "atmr-dr recover cutover ${id} --resume --yes"`,
         3,
       );
-    }
-    // Stopped at someone's hold: the copy took no user writes only as long as the hold keeps users
-    // out. Lifted since (or expired: normal to every reader), they may have written there.
-    if (heldAtReopen(this.journal)?.state === 'by-hand') {
-      const now = (await readKillswitch(deps.ssm, settings.killswitchParameter)).value;
-      if (!now || effectiveMode(now, this.now().getTime()) === 'normal') {
-        await this.put(undefined, {}, true);
-        throw new OperatorError(
-          `recover cutover --undo: recovery ${id}: the hold its cutover stopped at is lifted (the killswitch is now ${now ? `normal to every reader, set by ${now.actor}: ${now.reason}` : 'malformed, read as normal'}): users may have written on ${this.record.newInstance} since, and going back would lose that; finish with "atmr-dr recover cutover ${id} --resume --yes"`,
-          3,
-        );
-      }
     }
     const undoCommand = `"atmr-dr recover cutover ${id} --undo --yes"`;
     /** `failed`: what the report says of an undo that threw. @default the error, to be put back by hand */
