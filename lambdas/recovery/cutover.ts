@@ -716,7 +716,12 @@ class Session {
     if (reopen) {
       await this.put(undefined, {}, true);
       throw new OperatorError(
-        `recover cutover --undo: recovery ${id}: the killswitch was reopened on ${this.record.newInstance} at ${reopen.startedAt}: production may have taken writes there and going back would lose them; finish with "atmr-dr recover cutover ${id} --resume --yes"`,
+        // Stopped at someone's hold, nothing was reopened; but the hold is all that keeps users off
+        // the copy, its holder may lift it (or it may expire) during an undo's redeploy, and their
+        // writes there would then be lost: refused too, in words that say what happened.
+        reopen.state === 'by-hand' && reopen.detail?.startsWith(NOT_REOPENED)
+          ? `recover cutover --undo: recovery ${id}: its cutover stopped at ${reopen.startedAt} at someone's hold on the killswitch (${reopen.detail.slice(NOT_REOPENED.length)}); only that hold keeps users off ${this.record.newInstance}, and writes they make there once it is lifted would be lost by going back: the undo is refused from here; finish with "atmr-dr recover cutover ${id} --resume --yes" once the hold is lifted`
+          : `recover cutover --undo: recovery ${id}: the killswitch was reopened on ${this.record.newInstance} at ${reopen.startedAt}: production may have taken writes there and going back would lose them; finish with "atmr-dr recover cutover ${id} --resume --yes"`,
         3,
       );
     }

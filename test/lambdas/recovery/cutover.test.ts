@@ -700,6 +700,29 @@ describe('cutover', () => {
       expect((JSON.parse(last.Detail!) as { summary: string }).summary).toContain(said);
     });
 
+    it('--undo after the stop at a hold is refused, saying it stopped at a hold (not that the killswitch was reopened): nothing is changed', async () => {
+      // Arrange: the cutover stopped at bob's hold
+      const id = await verifiedRecovery();
+      fakeEcs({ onUpdate: (service) => service === 'atmr-api' && bobWrites() });
+      await cutover(deps(), id, settings(), 'alice');
+      const updates = ecs.commandCalls(UpdateServiceCommand).length;
+
+      // Act
+      const undo = undoCutover(deps(), id, settings(), 'alice');
+
+      // Assert: only the hold keeps users off the copy; an undo would lose what they write once it is lifted
+      await expect(undo).rejects.toMatchObject({
+        exitCode: 3,
+        message: expect.stringMatching(
+          /^recover cutover --undo: recovery .*: its cutover stopped at .* at someone's hold on the killswitch \(the killswitch is maintenance \(set by bob: HOLD: .*\); only that hold keeps users off atmr-prod-pitr-202611301402, .* the undo is refused from here; finish with "atmr-dr recover cutover .* --resume --yes" once the hold is lifted$/,
+        ),
+      });
+      expect(secretValue.host).toBe(NEW_HOST);
+      expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(updates);
+      expect(JSON.parse(parameters.get(KILLSWITCH)!.value)).toEqual(HOLD);
+      expect((await getRecovery(deps().store, id)).status).toBe('cutting-over');
+    });
+
     it('--resume while the hold is still there stops again, nothing renamed; once bob lifts it, --resume renames the old instance and finishes', async () => {
       const id = await verifiedRecovery();
       fakeEcs({ onUpdate: (service) => service === 'atmr-api' && bobWrites() });
