@@ -332,11 +332,17 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     // it cannot help, and the page names the one before it for the human who decides whether it went
     // bad after its bake; a lock held by a rollback by hand is named too.
     const held = lock ? `; ${lockHeldLine(settings, serviceName, lock)}` : '';
-    const before = targetOverride ? null : await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, to.taskDefinitionArn, [currentArn, from.pinnedFrom], unpinned(await readPin(deps, settings, serviceName), serviceName));
+    // The pin says which release not to name; unread (throttled, malformed), the page still goes
+    // out, naming no release and saying why, rather than the guards failing on the read.
+    const read: { pin: RollbackPin | null; unread?: string } = targetOverride
+      ? { pin: null }
+      : await readPin(deps, settings, serviceName).then((pin) => ({ pin }), (error: unknown) => ({ pin: null, unread: namedLine(error) }));
+    const pinUnread = read.unread ? `; the pin ${pinParameterName(settings, serviceName)} could not be read (${read.unread}), so no release before it is named: "npx atmr-dr rollback status --service ${serviceName}" lists them` : '';
+    const before = targetOverride || read.unread ? null : await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, to.taskDefinitionArn, [currentArn, from.pinnedFrom], unpinned(read.pin, serviceName));
     return notify(
       before
         ? `${wentBadAfterBake(serviceName, currentArn, before)}: decide by hand: npx atmr-dr rollback service --service ${serviceName} --to ${before.taskDefinitionArn}${held}`
-        : `${serviceName} already runs ${currentArn}${copy}, the rollback target: a rollback cannot help, investigate by hand${held}`,
+        : `${serviceName} already runs ${currentArn}${copy}, the rollback target: a rollback cannot help, investigate by hand${pinUnread}${held}`,
       true,
     );
   }

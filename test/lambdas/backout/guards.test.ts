@@ -649,6 +649,23 @@ describe('rollback lock, cooldown and once-per-release (DynamoDB protocol, dynal
     );
   });
 
+  it('still pages, naming no release before it and why, when the API runs its newest last known good and the pin cannot be read', async () => {
+    // Arrange: BAD passed its bake and is running; the pin read is throttled
+    const tableName = await suite.dynamo.freshTable();
+    await seedLkg(suite.dynamo.doc, undefined, tableName);
+    await seedLkg(suite.dynamo.doc, lkg({ taskDefinitionArn: BAD, alembicHead: 'bbb222', recordedAt: '2026-06-01T09:20:00.000Z' }), tableName);
+    mocks.ssm.on(GetParameterCommand, { Name: '/atmr-dr/test/backout/pinned/atmr-api' }).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+
+    // Act
+    const state = await guards(backoutDeps(suite.dynamo.doc), settings({ tableName }), alarmInput());
+
+    // Assert: a page, not a failure of the guards
+    expect(state).toMatchObject({ decision: 'notify', page: true, to: { taskDefinitionArn: BAD } });
+    expect(state.reason).toMatch(
+      /^atmr-api already runs .*, the rollback target: a rollback cannot help, investigate by hand; the pin \/atmr-dr\/test\/backout\/pinned\/atmr-api could not be read \(ThrottlingException: Rate exceeded\), so no release before it is named: "npx atmr-dr rollback status --service atmr-api" lists them$/,
+    );
+  });
+
   it('skips, without paging, a second backout alarm that finds the last known good primary because a rollback in progress holds the lock', async () => {
     // Arrange: rollback #1 (ErrorRate) holds the lock and has sent UpdateService: the last known good
     // is primary and the bad release drains when NoHealthyHosts fires.
