@@ -8,7 +8,7 @@ import { createGunzip } from 'node:zlib';
 import { isErrorLine, pgToolPath, quoteIdent } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupObject } from '../shared/manifest';
-import { connectShort, libpqEnv, PgConnection, ReadGivenUp, shortQuery } from '../shared/pg-connection';
+import { libpqEnv, PgConnection, ReadGivenUp, SHORT_SESSION_BOUNDS, shortQuery } from '../shared/pg-connection';
 import { LocalSpaceError, badBackupFix, isOutOfSpace } from './download';
 
 /**
@@ -408,15 +408,19 @@ export async function checkRoles(admin: Client, roles: ReadonlyMap<string, RoleU
 }
 
 /**
- * Reports `database`'s size on disk now, every `intervalMs` and once more on `stop()` (which waits
- * for a read in flight and ends the watch's session), read on a short session of its own
- * (connectShort) to `maintenance`: never on the restore's locked session, which a read given up
- * would have to end, its lock with it (9d7e91d did, and a second restore took the first's staging
- * database for a killed one's). A read a bound ended (a lock held on pg_database, a server that
- * stopped answering) is one warning, and the load goes on without its progress; any other failure
- * only skips a report: this is progress, and what broke the connection breaks the next step.
+ * Reports `database`'s size on disk through `admin` (the restore's session) now, every `intervalMs`
+ * and once more on `stop()` (which waits for a read in flight, so that `admin` is free again when it
+ * resolves). On that session, not one of its own: a second session takes a connection slot that
+ * pg_restore needs when the role's CONNECTION LIMIT or max_connections is nearly reached. Each read is
+ * bounded on the server (SET LOCAL lock_timeout and statement_timeout of SHORT_SESSION_BOUNDS, in a
+ * transaction of its own): a lock held on pg_database is one warning and the load goes on without
+ * its progress; the cancel ends the read's transaction, never the session, so the restore's
+ * session-level advisory lock stays (9d7e91d ended the session on a read given up, and a second
+ * restore took the first's staging database for a killed one's). Any other failure only skips a
+ * report: this is progress, and what broke the connection breaks the next step.
  */
 export function watchDatabaseSize(
+  admin: Client,
   connection: PgConnection,
   maintenance: string,
   database: string,
@@ -427,19 +431,22 @@ export function watchDatabaseSize(
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
   let givenUp = false;
-  let unanswered = false;
-  let session: Promise<Client> | undefined;
   let inFlight: Promise<void> = Promise.resolve();
   const sample = async (): Promise<void> => {
     if (givenUp) return;
     try {
-      session ??= connectShort(connection, maintenance, { answeredBefore: true });
-      const rows = await shortQuery<{ bytes: string }>(await session, connection, maintenance, `the read of "${database}"'s size (pg_database_size)`, 'SELECT pg_database_size($1) AS bytes', [database]);
-      onSize(Number(rows[0].bytes));
+      await admin.query('BEGIN');
+      try {
+        await admin.query(`SET LOCAL lock_timeout = ${SHORT_SESSION_BOUNDS.lock_timeout}`);
+        await admin.query(`SET LOCAL statement_timeout = ${SHORT_SESSION_BOUNDS.statement_timeout}`);
+        const rows = await shortQuery<{ bytes: string }>(admin, connection, maintenance, `the read of "${database}"'s size (pg_database_size)`, 'SELECT pg_database_size($1) AS bytes', [database]);
+        onSize(Number(rows[0].bytes));
+      } finally {
+        await admin.query('ROLLBACK');
+      }
     } catch (error) {
       if (!(error instanceof ReadGivenUp)) return;
       givenUp = true;
-      unanswered = error.unanswered;
       warn(`${error.message}; the load goes on without its progress`);
     }
   };
@@ -455,9 +462,6 @@ export function watchDatabaseSize(
       clearTimeout(timer);
       await inFlight;
       await sample();
-      // A session whose read got no answer may not answer its end either: not waited for.
-      const ending = session?.then((client) => client.end()).catch(() => undefined);
-      if (!unanswered) await ending;
     },
   };
 }

@@ -264,7 +264,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     log(`load: ${object.format === 'custom' ? 'pg_restore' : 'psql'} into staging database ${staging}`);
     // pg_restore says nothing until it ends, which on a large database is minutes: the staging
     // database's growth shows the operator that the load is moving.
-    const watching = deps.onLoadProgress ? watchDatabaseSize(deps.connection, maintenance, staging, deps.onLoadProgress, warn) : undefined;
+    const watching = deps.onLoadProgress ? watchDatabaseSize(await admin.client(), deps.connection, maintenance, staging, deps.onLoadProgress, warn) : undefined;
     try {
       await loadBackup({ connection: deps.connection, database: staging, file: download.file, format: object.format, jobs: deps.jobs, pgBinDir: deps.pgBinDir, noOwner: options.noOwner, signal, otherCopy, newTarget: owner === undefined ? target : undefined, noOwnerAdvice });
     } finally {
