@@ -270,16 +270,22 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
   ]);
 
   const attempt = { deps, env, keys, formats, level, compressor, partSize, queueSize, pgDumpPath, pgRestorePath, pgDumpVersion, writeOnce, lockWaitMs };
+  const unpublishedPrefix = options.unpublishedPrefix ?? '';
+  let manifest: BackupManifest;
   try {
-    return await dumpAndPublish(attempt, tier, startedAt, now, options.unpublishedPrefix ?? '');
+    manifest = await dumpAndWriteManifest(attempt, tier, startedAt, now, unpublishedPrefix);
   } catch (error) {
     if (!(error instanceof LostWriteError)) throw error;
-    return await awaitOtherRun(deps, tier, keys, startedAt, error);
+    const other = await awaitOtherRun(deps, tier, keys, startedAt, error);
+    if (other.skipped) return other;
+    manifest = other.manifest;
   }
+  if (!unpublishedPrefix) await publishPointers(s3, bucket, tier, connection.database, keys.manifest, deps.log ?? (() => undefined));
+  return { manifestKey: keys.manifest, manifest };
 }
 
-/** The dump (and its attempts), then the manifest, then the latest pointers. */
-async function dumpAndPublish(attempt: AttemptInput, tier: BackupTier, startedAt: Date, now: () => Date, unpublishedPrefix: string): Promise<BackupResult> {
+/** The dump (and its attempts), then the manifest; the latest pointers are the caller's. */
+async function dumpAndWriteManifest(attempt: AttemptInput, tier: BackupTier, startedAt: Date, now: () => Date, unpublishedPrefix: string): Promise<BackupManifest> {
   const { deps, keys, pgDumpVersion, writeOnce } = attempt;
   const { connection, s3, bucket } = deps;
   let dumped: DumpedAttempt | undefined;
@@ -329,8 +335,7 @@ async function dumpAndPublish(attempt: AttemptInput, tier: BackupTier, startedAt
     const exitCode = error instanceof OperatorError ? error.exitCode : 1;
     throw new OperatorError(`${NOTHING_PUBLISHED}: ${oneLine(error)}`, exitCode);
   });
-  if (!unpublishedPrefix) await publishPointers(s3, bucket, tier, connection.database, keys.manifest, deps.log ?? (() => undefined));
-  return { manifestKey: keys.manifest, manifest };
+  return manifest;
 }
 
 interface AttemptInput {
@@ -889,7 +894,7 @@ async function putJson(s3: S3Client, bucket: string, key: string, value: unknown
     // object holding exactly our body is that first write, not another run's (which would differ:
     // its own start, sizes and hashes).
     if (lostConditionalWrite(error) !== undefined && (await getTextIfExists(s3, bucket, key).catch(() => undefined)) === body) return;
-    throw tierWriteFailure(what, key, bucket, error);
+    throw tierWriteFailure(what, key, bucket, error, body);
   }
 }
 
@@ -979,8 +984,19 @@ async function putPointer(s3: S3Client, bucket: string, key: string, pointer: La
   }
 }
 
-/** A write-once key of this run taken by another run of the same second (tierWriteFailure). */
-class LostWriteError extends OperatorError {}
+/**
+ * A write-once key of this run taken by another run of the same second (tierWriteFailure). `body`:
+ * what this run wrote there (the manifest), so that finding it there later tells our own write,
+ * landed with its answer lost, from another run's.
+ */
+class LostWriteError extends OperatorError {
+  constructor(
+    message: string,
+    readonly body: string | undefined,
+  ) {
+    super(message);
+  }
+}
 
 /**
  * A write-once key (If-None-Match: *) that exists makes S3 answer 412; one that another write is
@@ -989,13 +1005,14 @@ class LostWriteError extends OperatorError {}
  * twice, a scheduled run and a manual one): say so, rather than blame the bucket, the network or
  * the role. The run then waits for that run's manifest (awaitOtherRun).
  */
-function tierWriteFailure(what: string, key: string, bucket: string, error: unknown): OperatorError {
+function tierWriteFailure(what: string, key: string, bucket: string, error: unknown, body?: string): OperatorError {
   switch (lostConditionalWrite(error)) {
     case 'precondition':
-      return new LostWriteError(`S3 refused to overwrite ${key} in bucket ${bucket}: another backup of this tier and database started in the same second and wrote it first`);
+      return new LostWriteError(`S3 refused to overwrite ${key} in bucket ${bucket}: another backup of this tier and database started in the same second and wrote it first`, body);
     case 'conflict':
       return new LostWriteError(
         `S3 refused to write ${key} in bucket ${bucket}: another write to this key at the same moment (a backup of this tier and database started in the same second)`,
+        body,
       );
     default:
       return s3Failure(what, bucket, error);
@@ -1007,7 +1024,9 @@ function tierWriteFailure(what: string, key: string, bucket: string, error: unkn
  * it (the objects are written one after the other, the manifest last): that run is the one to
  * publish the second's backup. Its manifest at this run's manifest key, within OTHER_RUN_WAIT_MS,
  * ends this run with nothing to do (no failure, no page: the tier has its backup); none means that
- * run failed or hangs, and this one fails too (the tier has no backup of that second).
+ * run failed or hangs, and this one fails too (the tier has no backup of that second). A manifest
+ * holding this run's own body is this run's (`lost.body`): returned without `skipped`, the caller
+ * publishes it as any other.
  */
 async function awaitOtherRun(deps: RunBackupDeps, tier: BackupTier, keys: BackupObjectKeys, startedAt: Date, lost: LostWriteError): Promise<BackupResult> {
   const waitMs = deps.otherRunWaitMs ?? OTHER_RUN_WAIT_MS;
@@ -1020,6 +1039,9 @@ async function awaitOtherRun(deps: RunBackupDeps, tier: BackupTier, keys: Backup
       if (deps.signal?.aborted) throw abortedRun(deps.signal);
       throw new OperatorError(`${NOTHING_PUBLISHED}: ${lost.message}, and reading its manifest failed: ${oneLine(error)}`);
     }
+    // Our own manifest: its write landed, its answer was lost, and the read-back that should have
+    // told so failed (putJson). The backup is this run's: it goes on to publish it.
+    if (text !== undefined && text === lost.body) return { manifestKey: keys.manifest, manifest: parseManifest(keys.manifest, text) };
     if (text !== undefined) {
       const second = startedAt.toISOString().replace(/\.\d{3}Z$/, 'Z');
       return { manifestKey: keys.manifest, manifest: parseManifest(keys.manifest, text), skipped: `another run of the ${tier} backup took ${second} (${keys.manifest}); nothing to do` };

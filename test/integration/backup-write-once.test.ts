@@ -147,6 +147,50 @@ describe('backup objects are written once (integration, real pg_dump + s3rver)',
     }
   });
 
+  it('a manifest write that landed, whose answer was lost and whose read-back then failed once: the run finds its own manifest, publishes it and counts it, not "another run took it"', async () => {
+    // Arrange: as above, and the first read of the manifest after its lost answer fails (a reset
+    // connection again), so that the run cannot tell at once that the object S3 holds is its own.
+    const cluster = testCluster();
+    const conditional = await startConditionalS3(s3);
+    const client = createS3Client(conditional.env);
+    let lost = 0;
+    let readFailed = false;
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const key = (args.input as { Key?: string }).Key ?? '';
+        if (context.commandName === 'GetObjectCommand' && key.endsWith('.manifest.json') && lost > 0 && !readFailed) {
+          readFailed = true;
+          throw new Error('read refused once');
+        }
+        const result = await next(args);
+        if (context.commandName === 'PutObjectCommand' && key.endsWith('.manifest.json') && lost++ === 0) {
+          throw Object.assign(new Error('socket hang up'), { name: 'Error', code: 'ECONNRESET' });
+        }
+        return result;
+      },
+      { step: 'deserialize', name: 'loseFirstManifestAnswerThenARead' },
+    );
+    const metrics = new Metrics({ namespace: 'AtmrDr/example', serviceName: 'backup' });
+
+    try {
+      // Act
+      const result = await runBackup(
+        { s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database }, metrics },
+        { tier: 'hourly', formats: ['custom'] },
+      );
+
+      // Assert: the read did fail; the run published its backup as its own and counted it
+      expect(readFailed).toBe(true);
+      expect(conditional.refused).toEqual([result.manifestKey]);
+      expect(result.skipped).toBeUndefined();
+      expect(await getJson(client, s3.bucket, `latest/${database}/hourly.json`)).toEqual({ manifest: result.manifestKey });
+      const counted = metrics.serializeMetrics() as unknown as Record<string, unknown>;
+      expect([counted.BackupSuccess, counted.BackupFailure]).toEqual([1, undefined]);
+    } finally {
+      await conditional.stop();
+    }
+  });
+
   it('two runs of one tier started in the same second (a schedule delivered twice): one publishes, the other writes nothing after the key it lost and ends with one line, no failure', async () => {
     // Arrange: S3 with real conditional writes; the first .dump write is held a moment, long enough
     // for the other run's .sql.gz to land first if the objects were not written in a fixed order.
