@@ -276,7 +276,7 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
     manifest = await dumpAndWriteManifest(attempt, tier, startedAt, now, unpublishedPrefix);
   } catch (error) {
     if (!(error instanceof LostWriteError)) throw error;
-    const other = await awaitOtherRun(deps, tier, keys, startedAt, error);
+    const other = await awaitOtherRun(deps, tier, keys, formats, startedAt, error);
     if (other.skipped) return other;
     manifest = other.manifest;
   }
@@ -1024,11 +1024,19 @@ function tierWriteFailure(what: string, key: string, bucket: string, error: unkn
  * it (the objects are written one after the other, the manifest last): that run is the one to
  * publish the second's backup. Its manifest at this run's manifest key, within OTHER_RUN_WAIT_MS,
  * ends this run with nothing to do (no failure, no page: the tier has its backup); none means that
- * run failed or hangs, and this one fails too (the tier has no backup of that second). A manifest
+ * run failed or hangs, and this one fails too (the tier has no backup of that second), as it does
+ * when that run's manifest lacks one of this run's formats. A manifest
  * holding this run's own body is this run's (`lost.body`): returned without `skipped`, the caller
  * publishes it as any other.
  */
-async function awaitOtherRun(deps: RunBackupDeps, tier: BackupTier, keys: BackupObjectKeys, startedAt: Date, lost: LostWriteError): Promise<BackupResult> {
+async function awaitOtherRun(
+  deps: RunBackupDeps,
+  tier: BackupTier,
+  keys: BackupObjectKeys,
+  formats: readonly BackupFormat[],
+  startedAt: Date,
+  lost: LostWriteError,
+): Promise<BackupResult> {
   const waitMs = deps.otherRunWaitMs ?? OTHER_RUN_WAIT_MS;
   const giveUpAt = Date.now() + waitMs;
   for (;;) {
@@ -1043,8 +1051,17 @@ async function awaitOtherRun(deps: RunBackupDeps, tier: BackupTier, keys: Backup
     // told so failed (putJson). The backup is this run's: it goes on to publish it.
     if (text !== undefined && text === lost.body) return { manifestKey: keys.manifest, manifest: parseManifest(keys.manifest, text) };
     if (text !== undefined) {
+      const manifest = parseManifest(keys.manifest, text);
+      // That run may have been asked for fewer formats (`--formats custom`): its backup then lacks
+      // one this run was to take, and the tier has none of that format for the second.
+      const missing = formats.filter((f) => !manifest.objects.some((o) => o.format === f));
+      if (missing.length > 0) {
+        throw new OperatorError(
+          `${NOTHING_PUBLISHED}: ${lost.message}, and published ${keys.manifest} without the ${missing.map((f) => `${f} (${keys[f]})`).join(' and ')} this run was asked for: the tier has no ${missing.join(' or ')} backup of that second; run the backup again`,
+        );
+      }
       const second = startedAt.toISOString().replace(/\.\d{3}Z$/, 'Z');
-      return { manifestKey: keys.manifest, manifest: parseManifest(keys.manifest, text), skipped: `another run of the ${tier} backup took ${second} (${keys.manifest}); nothing to do` };
+      return { manifestKey: keys.manifest, manifest, skipped: `another run of the ${tier} backup took ${second} (${keys.manifest}); nothing to do` };
     }
     if (Date.now() >= giveUpAt) {
       throw new OperatorError(

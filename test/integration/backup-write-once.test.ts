@@ -282,6 +282,52 @@ describe('backup objects are written once (integration, real pg_dump + s3rver)',
     }
   });
 
+  it('loses its .dump to a `--formats custom` run of the same second: that run\'s backup has no .sql.gz, so this both-formats run fails naming the missing format and that run, instead of "nothing to do"', async () => {
+    // Arrange: S3 with real conditional writes. The custom-only run starts first; its manifest write
+    // is held until the both-formats run, started at the same second once that write arrived (so its
+    // key check found the manifest free), writes its .dump, which the custom-only run stored first.
+    const cluster = testCluster();
+    const start = new Date('2026-08-08T10:00:00.000Z');
+    const keys = backupObjectKeys('weekly', database, start);
+    let manifestArrived = (): void => undefined;
+    const customManifestArrived = new Promise<void>((resolve) => (manifestArrived = resolve));
+    let release = (): void => undefined;
+    const secondDumpArrived = new Promise<void>((resolve) => (release = resolve));
+    let dumpWrites = 0;
+    const conditional = await startConditionalS3(s3, async (key) => {
+      if (key === keys.custom && ++dumpWrites === 2) release();
+      if (key === keys.manifest) {
+        manifestArrived();
+        await secondDumpArrived;
+      }
+    });
+    const client = createS3Client(conditional.env);
+    const run = (formats: ('custom' | 'plain')[]) =>
+      runBackup(
+        { s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database }, now: () => start, otherRunWaitMs: 10_000 },
+        { tier: 'weekly', formats },
+      );
+
+    try {
+      // Act
+      const customOnly = run(['custom']);
+      await customManifestArrived;
+      const both = run(['custom', 'plain']);
+
+      // Assert: the custom-only run published; the other failed, naming the format and that run's manifest
+      expect((await customOnly).skipped).toBeUndefined();
+      await expect(both).rejects.toThrow(
+        new Error(
+          `backup failed, nothing published (no manifest, latest pointers unchanged): S3 refused to overwrite ${keys.custom} in bucket ${s3.bucket}: another backup of this tier and database started in the same second and wrote it first, and published ${keys.manifest} without the plain (${keys.plain}) this run was asked for: the tier has no plain backup of that second; run the backup again`,
+        ),
+      );
+      expect(conditional.refused).toEqual([keys.custom]);
+      expect((await listKeys(client, s3.bucket, keys.stem)).sort()).toEqual([keys.custom, keys.manifest].sort());
+    } finally {
+      await conditional.stop();
+    }
+  });
+
   it('runs pg_restore (the plain SQL conversion) without the database password or AWS credentials in its environment', async () => {
     const cluster = testCluster();
     const binDir = fs.mkdtempSync(path.join(workDir, 'bin-'));
