@@ -64,13 +64,20 @@ export async function checkPitr(rds: RDSClient, instanceIdentifier: string, minR
 
 export interface TierSnapshotResult {
   readonly created: string;
+  /** True when RDS already had a snapshot of that name: another run of the same second took it. */
+  readonly alreadyTaken?: boolean;
   /** Identifiers deleted by the prune, oldest first. */
   readonly deleted: readonly string[];
 }
 
-/** Takes a manual snapshot of the instance, tagged with the tier and as managed by atmr-dr. */
-export async function createTierSnapshot(rds: RDSClient, instanceIdentifier: string, tier: SnapshotTier, now: Date): Promise<string> {
-  const identifier = snapshotIdentifier(tier, instanceIdentifier, now);
+/**
+ * Takes a manual snapshot of the instance, tagged with the tier and as managed by atmr-dr, named
+ * after `at`. Its name already taken (DBSnapshotAlreadyExistsFault) is that snapshot taken: named
+ * after the backup's start second, it is the one of another run of that second (one run delivered
+ * twice) or of this request sent again by the SDK. `alreadyTaken` says so.
+ */
+export async function createTierSnapshot(rds: RDSClient, instanceIdentifier: string, tier: SnapshotTier, at: Date): Promise<{ identifier: string; alreadyTaken: boolean }> {
+  const identifier = snapshotIdentifier(tier, instanceIdentifier, at);
   try {
     await rds.send(
       new CreateDBSnapshotCommand({
@@ -83,9 +90,10 @@ export async function createTierSnapshot(rds: RDSClient, instanceIdentifier: str
       }),
     );
   } catch (error) {
+    if ((error as Error).name === 'DBSnapshotAlreadyExistsFault') return { identifier, alreadyTaken: true };
     throw rdsError(error, `cannot create ${tier} snapshot ${identifier} of ${instanceIdentifier}`, instanceIdentifier);
   }
-  return identifier;
+  return { identifier, alreadyTaken: false };
 }
 
 /**
@@ -137,10 +145,11 @@ export interface RdsSideOptions {
   /** Manual snapshots kept per snapshot tier. */
   readonly snapshotRetention: Readonly<Record<SnapshotTier, number>>;
   /**
-   * No tier snapshot: another run of the same second (one run delivered twice) published the
-   * backup, and takes the snapshot with it. A second would be refused (same name) or doubled.
+   * The second the tier snapshot is named after: the backup's start (its keys), so that two runs
+   * of one second (one run delivered twice) ask for one snapshot, and the one that lost its second
+   * to a manual backup, which takes none, still takes it. @default now (a backup that failed)
    */
-  readonly skipSnapshot?: boolean;
+  readonly snapshotAt?: Date;
 }
 
 export interface RdsSideDeps {
@@ -180,11 +189,11 @@ export async function runRdsSide(deps: RdsSideDeps, options: RdsSideOptions): Pr
 
   let snapshot: TierSnapshotResult | undefined;
   const tier = options.tier;
-  if (isSnapshotTier(tier) && !options.skipSnapshot) {
+  if (isSnapshotTier(tier)) {
     try {
-      const created = await createTierSnapshot(deps.rds, options.instanceIdentifier, tier, now());
+      const { identifier, alreadyTaken } = await createTierSnapshot(deps.rds, options.instanceIdentifier, tier, options.snapshotAt ?? now());
       const deleted = await pruneTierSnapshots(deps.rds, options.instanceIdentifier, tier, options.snapshotRetention[tier]);
-      snapshot = { created, deleted };
+      snapshot = { created: identifier, ...(alreadyTaken && { alreadyTaken }), deleted };
     } catch (error) {
       errors.push(oneLine(error));
     }
@@ -198,7 +207,6 @@ function rdsError(error: unknown, what: string, instanceIdentifier: string): Ope
     DBInstanceNotFoundFault: `check database.instanceIdentifier (${instanceIdentifier}) in cdk.json`,
     InvalidDBInstanceStateFault: 'the instance is not available (backing up, modifying, stopped); the next run retries',
     SnapshotQuotaExceededFault: 'the account reached its manual snapshot quota; lower backups.snapshotRetention or raise the quota',
-    DBSnapshotAlreadyExistsFault: 'a snapshot with this name exists already (two runs in the same second?)',
     AccessDeniedException: 'the runner role lacks this RDS permission: redeploy the stack',
   };
   return new OperatorError(`${what}: ${name}: ${oneLine(error)}; ${hint[name] ?? 'see the runner logs'}`);

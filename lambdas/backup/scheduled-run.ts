@@ -128,7 +128,6 @@ export async function runScheduledBackup(deps: ScheduledRunDeps, tier: BackupTie
   const errors: string[] = [];
 
   let manifestKey: string | undefined;
-  let skipped = false;
   try {
     const connection = await resolveConnection({
       env: deps.env ?? {},
@@ -163,7 +162,6 @@ export async function runScheduledBackup(deps: ScheduledRunDeps, tier: BackupTie
     manifestKey = result.manifestKey;
     // A run delivered twice (EventBridge Scheduler delivers at least once): the tier has its backup,
     // from the other run, and this one has nothing to report as a failure.
-    skipped = result.skipped !== undefined;
     if (result.skipped) logger?.info(result.skipped, { tier, manifestKey });
     else logger?.info('backup written', { tier, manifestKey });
   } catch (error) {
@@ -178,14 +176,15 @@ export async function runScheduledBackup(deps: ScheduledRunDeps, tier: BackupTie
       tier,
       minPitrRetentionDays: settings.minPitrRetentionDays,
       snapshotRetention: settings.snapshotRetention,
-      skipSnapshot: skipped,
+      snapshotAt: manifestKey === undefined ? undefined : manifestKeyStartedAt(manifestKey),
     },
   );
   errors.push(...rdsSide.errors.map((e) => `rds: ${e}`));
   if (rdsSide.pitr && !rdsSide.pitr.enabled) {
     logger?.warn('PITR is off or below the minimum retention: the 15-minute RPO is not reachable', { ...rdsSide.pitr });
   }
-  if (rdsSide.snapshot) logger?.info('snapshot taken', { tier, ...rdsSide.snapshot });
+  if (rdsSide.snapshot?.alreadyTaken) logger?.info(`snapshot ${rdsSide.snapshot.created} already taken (another run of this second took it)`, { tier, ...rdsSide.snapshot });
+  else if (rdsSide.snapshot) logger?.info('snapshot taken', { tier, ...rdsSide.snapshot });
 
   await emitLatestBackupAge(deps, now());
   await emitRestoreTestReportAge(deps, now());

@@ -9,6 +9,8 @@ import 'aws-sdk-client-mock-jest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { runBackup } from '../../lambdas/backup/backup';
+import { snapshotIdentifier } from '../../lambdas/backup/rds';
 import { loadRunnerSettings, runScheduledBackup } from '../../lambdas/backup/scheduled-run';
 import { REPORTED_FAILURE_EXIT_CODE } from '../../lambdas/backup/runner-contract';
 import { main, tierFromCommandLine } from '../../lambdas/backup/task';
@@ -89,6 +91,17 @@ async function captureStdout<T>(fn: () => Promise<T>): Promise<{ result?: T; err
   } finally {
     for (const spy of spies) spy.mockRestore();
   }
+}
+
+/** RDS as it answers CreateDBSnapshot: a second snapshot of one name is refused (DBSnapshotAlreadyExistsFault). */
+function refuseSecondSnapshotOfAName(): void {
+  const taken = new Set<string>();
+  rdsMock.on(CreateDBSnapshotCommand).callsFake((input: { DBSnapshotIdentifier: string }) => {
+    if (taken.has(input.DBSnapshotIdentifier)) throw Object.assign(new Error('DBSnapshot already exists'), { name: 'DBSnapshotAlreadyExistsFault' });
+    taken.add(input.DBSnapshotIdentifier);
+    return {};
+  });
+  rdsMock.on(DescribeDBSnapshotsCommand).resolves({ DBSnapshots: [] });
 }
 
 function emfDocs(out: string): Record<string, unknown>[] {
@@ -311,15 +324,10 @@ describe('backup runner handler: scheduled runs', () => {
     expect(rdsMock).toHaveReceivedCommand(DescribeDBInstancesCommand);
   });
 
-  it('the weekly run delivered twice, both started in the same second: one publishes and takes the snapshot, the other ends well with one line and takes none; no failure reported', async () => {
+  it('the weekly run delivered twice, both started in the same second: one publishes, the other ends well with one line; both ask for the snapshot named after that second, and the one told it exists says it is taken; no failure reported', async () => {
     // Arrange: S3 with real first-writer-wins writes; RDS refuses a second snapshot of one name, as it does
     const conditional = await startConditionalS3(s3);
-    let snapshots = 0;
-    rdsMock.on(CreateDBSnapshotCommand).callsFake(() => {
-      if (++snapshots > 1) throw Object.assign(new Error('DBSnapshot already exists'), { name: 'DBSnapshotAlreadyExistsFault' });
-      return {};
-    });
-    rdsMock.on(DescribeDBSnapshotsCommand).resolves({ DBSnapshots: [] });
+    refuseSecondSnapshotOfAName();
     // The next second: the weekly test above may have published a backup in this one.
     const start = new Date(Math.floor(Date.now() / 1000) * 1000 + 1000);
     // Both runs check the manifest key before either writes (the dump of this small database is
@@ -359,13 +367,85 @@ describe('backup runner handler: scheduled runs', () => {
       expect(error).toBeUndefined();
       const manifestKey = backupObjectKeys('weekly', database, start).manifest;
       expect(result?.map((r) => r.manifestKey)).toEqual([manifestKey, manifestKey]);
-      expect(result?.filter((r) => r.snapshot).map((r) => r.snapshot?.created)).toEqual([expect.stringMatching(/^atmr-dr-weekly-atmr-test-\d{8}-\d{6}$/)]);
-      expect(rdsMock).toHaveReceivedCommandTimes(CreateDBSnapshotCommand, 1);
-      const said = out.split('\n').filter((l) => l.includes('another run of'));
+      const snapshot = snapshotIdentifier('weekly', 'atmr-test', start);
+      expect(result?.map((r) => r.snapshot?.created)).toEqual([snapshot, snapshot]);
+      expect(result?.map((r) => r.snapshot?.alreadyTaken).sort()).toEqual([true, undefined]);
+      expect(out.split('\n').filter((l) => l.includes(`snapshot ${snapshot} already taken (another run of this second took it)`))).toHaveLength(1);
+      const said = out.split('\n').filter((l) => l.includes('another run of the'));
       expect(said).toHaveLength(1);
       expect((JSON.parse(said[0]) as { message: string }).message).toBe(`another run of the weekly backup took ${start.toISOString().replace('.000Z', 'Z')} (${manifestKey}); nothing to do`);
       expect(dimensionsOf(emfDocs(out), 'ScheduledRunFailure')).toBeUndefined();
       expect(dimensionsOf(emfDocs(out), 'BackupFailure')).toBeUndefined();
+    } finally {
+      await conditional.stop();
+    }
+  });
+
+  it('a scheduled weekly run that loses its second to a manual weekly backup (which takes no snapshot) still takes the snapshot of that second', async () => {
+    // Arrange: S3 with real first-writer-wins writes. The scheduled run checks its key first, then
+    // its writes wait for the manual run's manifest; the manual run's writes wait for that check.
+    const conditional = await startConditionalS3(s3);
+    refuseSecondSnapshotOfAName();
+    // A second of its own (the tests above take seconds around now).
+    const start = new Date('2026-09-06T02:00:00.000Z');
+    const keys = backupObjectKeys('weekly', database, start);
+    let checked = (): void => undefined;
+    const scheduledChecked = new Promise<void>((resolve) => (checked = resolve));
+    let published = (): void => undefined;
+    const manualPublished = new Promise<void>((resolve) => (published = resolve));
+    const isTierWrite = (command: string, key: string): boolean => ['PutObjectCommand', 'CompleteMultipartUploadCommand'].includes(command) && key.startsWith('weekly/');
+    const scheduledClient = createS3Client(conditional.env);
+    scheduledClient.middlewareStack.add(
+      (next, context) => async (args) => {
+        const key = (args.input as { Key?: string }).Key ?? '';
+        if (isTierWrite(String(context.commandName), key)) await manualPublished;
+        try {
+          return await next(args);
+        } finally {
+          // Answered, found or not (NoSuchKey is thrown): the key check is over.
+          if (context.commandName === 'GetObjectCommand' && key === keys.manifest) checked();
+        }
+      },
+      { step: 'initialize', name: 'afterTheManualRun' },
+    );
+    const manualClient = createS3Client(conditional.env);
+    manualClient.middlewareStack.add(
+      (next, context) => async (args) => {
+        const key = (args.input as { Key?: string }).Key ?? '';
+        if (isTierWrite(String(context.commandName), key)) await scheduledChecked;
+        const answer = await next(args);
+        if (context.commandName === 'PutObjectCommand' && key === keys.manifest) published();
+        return answer;
+      },
+      { step: 'initialize', name: 'afterTheScheduledCheck' },
+    );
+    const cluster = testCluster();
+
+    try {
+      // Act
+      const { result, error, out } = await captureStdout(() =>
+        Promise.all([
+          runScheduledBackup(
+            {
+              settings: loadRunnerSettings(runnerEnv()),
+              s3: scheduledClient,
+              rds: new RDSClient({ region: 'eu-west-3' }),
+              secretsManager: new SecretsManagerClient({ region: 'eu-west-3' }),
+              logger: new Logger({ serviceName: 'backup-runner' }),
+              now: () => start,
+            },
+            'weekly',
+          ),
+          runBackup({ s3: manualClient, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database }, now: () => start }, { tier: 'weekly' }),
+        ]),
+      );
+
+      // Assert: the scheduled run lost the second, and took the week's snapshot, named after it
+      expect(error).toBeUndefined();
+      expect(result?.[1].skipped).toBeUndefined();
+      expect(out).toContain(`another run of the weekly backup took ${start.toISOString().replace('.000Z', 'Z')} (${keys.manifest}); nothing to do`);
+      expect(result?.[0].snapshot).toEqual({ created: snapshotIdentifier('weekly', 'atmr-test', start), deleted: [] });
+      expect(rdsMock).toHaveReceivedCommandWith(CreateDBSnapshotCommand, { DBInstanceIdentifier: 'atmr-test', DBSnapshotIdentifier: snapshotIdentifier('weekly', 'atmr-test', start) });
     } finally {
       await conditional.stop();
     }

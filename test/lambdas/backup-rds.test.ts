@@ -88,9 +88,9 @@ describe('createTierSnapshot', () => {
   it('takes a manual snapshot of the instance tagged with the tier and as managed by atmr-dr', async () => {
     rdsMock.on(CreateDBSnapshotCommand).resolves({});
 
-    const id = await createTierSnapshot(rds, INSTANCE, 'monthly', NOW);
+    const { identifier: id, alreadyTaken } = await createTierSnapshot(rds, INSTANCE, 'monthly', NOW);
 
-    expect(id).toBe('atmr-dr-monthly-atmr-prod-20261122-023000');
+    expect([id, alreadyTaken]).toEqual(['atmr-dr-monthly-atmr-prod-20261122-023000', false]);
     expect(rdsMock).toHaveReceivedCommandWith(CreateDBSnapshotCommand, {
       DBInstanceIdentifier: INSTANCE,
       DBSnapshotIdentifier: id,
@@ -251,6 +251,20 @@ describe('runRdsSide', () => {
     expect(result.errors).toEqual([]);
     expect(result.snapshot).toEqual({ created: 'atmr-dr-weekly-atmr-prod-20261122-023000', deleted: ['atmr-dr-weekly-atmr-prod-20261108023000'] });
     expect(rdsMock).toHaveReceivedCommandWith(DeleteDBSnapshotCommand, { DBSnapshotIdentifier: 'atmr-dr-weekly-atmr-prod-20261108023000' });
+  });
+
+  it('names the snapshot after the backup\'s start second, not now; one of that name already there is taken (another run of that second), not a failure, and the prune still runs', async () => {
+    rdsMock.on(DescribeDBInstancesCommand).resolves(pitrOn);
+    rdsMock.on(CreateDBSnapshotCommand).rejects(Object.assign(new Error('Cannot create the snapshot because a snapshot with the identifier already exists.'), { name: 'DBSnapshotAlreadyExistsFault' }));
+    rdsMock.on(DescribeDBSnapshotsCommand).resolves({ DBSnapshots: [] });
+    const backupStart = new Date('2026-11-22T02:00:07.412Z');
+
+    const result = await runRdsSide({ rds, now: () => NOW }, { ...baseOptions, tier: 'weekly', snapshotAt: backupStart });
+
+    expect(result.errors).toEqual([]);
+    expect(result.snapshot).toEqual({ created: 'atmr-dr-weekly-atmr-prod-20261122-020007', alreadyTaken: true, deleted: [] });
+    expect(rdsMock).toHaveReceivedCommandWith(CreateDBSnapshotCommand, { DBSnapshotIdentifier: 'atmr-dr-weekly-atmr-prod-20261122-020007' });
+    expect(rdsMock).toHaveReceivedCommand(DescribeDBSnapshotsCommand);
   });
 
   it('reports a failed snapshot without pruning, and still checks PITR', async () => {
