@@ -151,6 +151,24 @@ describe('pruneTierSnapshots', () => {
     expect(rdsMock).not.toHaveReceivedCommand(DeleteDBSnapshotCommand);
   });
 
+  it('takes a snapshot another run is deleting, or has deleted, as pruned: two runs delivered together do not page', async () => {
+    // Arrange: two expired snapshots; the twin run deletes the first (now "deleting"), the second is gone
+    rdsMock.on(DescribeDBSnapshotsCommand).resolves({
+      DBSnapshots: [ours('weekly', '2026-11-15T02:30:00Z'), ours('weekly', '2026-10-01T02:30:00Z'), ours('weekly', '2026-09-01T02:30:00Z')],
+    });
+    rdsMock
+      .on(DeleteDBSnapshotCommand)
+      .rejectsOnce(Object.assign(new Error('Cannot delete the snapshot because it is not in available state.'), { name: 'InvalidDBSnapshotStateFault' }))
+      .rejectsOnce(Object.assign(new Error('DBSnapshot not found.'), { name: 'DBSnapshotNotFoundFault' }));
+
+    // Act
+    const deleted = await pruneTierSnapshots(rds, INSTANCE, 'weekly', 1);
+
+    // Assert: no failure; neither is reported as deleted by this run
+    expect(deleted).toEqual([]);
+    expect(rdsMock).toHaveReceivedCommandTimes(DeleteDBSnapshotCommand, 2);
+  });
+
   it('reads every page of the listing before choosing', async () => {
     rdsMock
       .on(DescribeDBSnapshotsCommand)
