@@ -196,10 +196,10 @@ async function oldUnrenamed(rds: RDSClient, record: RecoveryRecord): Promise<boo
  * maintenance or degraded set before it (stillShutOut); undefined when not asked or not known (the
  * parameter's name or value could not be read: the closing line is said, better once too often).
  */
-async function killswitchLeft(g: Pick<RecoverGlobals, 'parameter'>, envName: string, record: RecoveryRecord): Promise<KillswitchValue | undefined> {
+async function killswitchLeft(g: Pick<RecoverGlobals, 'parameter' | 'env'>, record: RecoveryRecord): Promise<KillswitchValue | undefined> {
   if (record.status !== 'cut-over' || !stillShutOut(record)) return undefined;
   try {
-    const parameterName = await resolveDeployedName(DEPLOYED_NAMES.killswitchParameter, { flagValue: g.parameter, envName });
+    const parameterName = await resolveDeployedName(DEPLOYED_NAMES.killswitchParameter, { flagValue: g.parameter, envName: g.env });
     return (await readKillswitch(namedClient(new SSMClient(SDK_RETRY), 'SSM'), parameterName)).value ?? undefined;
   } catch {
     return undefined;
@@ -507,7 +507,7 @@ export function registerRecoverCommands(program: Command): void {
         execution,
         ctx.g.json ? undefined : await cutOverCopy(ctx.rds, record),
         ctx.g.json ? undefined : await oldUnrenamed(ctx.rds, record),
-        ctx.g.json ? undefined : await killswitchLeft(ctx.g, ctx.envName, record),
+        ctx.g.json ? undefined : await killswitchLeft(ctx.g, record),
       );
     }),
     );

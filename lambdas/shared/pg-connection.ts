@@ -449,14 +449,10 @@ export async function connectTo(
  * network that drops the packets). Without them such a read took the server's own timeouts (none by
  * default), and one that waited for ever held the command with no line. Sent as node-postgres'
  * startup settings, as the restore's session sends its lock_timeout. Never for pg_dump's and
- * pg_restore's sessions nor the restore's locked session, whose statements are long by design.
+ * pg_restore's sessions, nor as the restore's own session's settings, whose statements are long by
+ * design (its size watch sets the first two with SET LOCAL, for one read's transaction).
  */
 export const SHORT_SESSION_BOUNDS = { lock_timeout: 10_000, statement_timeout: 15_000, query_timeout: 20_000 } as const;
-
-/** A short session (SHORT_SESSION_BOUNDS) to `database`; its reads go through shortQuery. */
-export function connectShort(connection: PgConnection, database = connection.database, options: { readonly answeredBefore?: boolean } = {}): Promise<Client> {
-  return connectTo(connection, database, SHORT_SESSION_BOUNDS, options);
-}
 
 /** A short session's read that one of SHORT_SESSION_BOUNDS ended: its line names the server and what to check. */
 export class ReadGivenUp extends OperatorError {
@@ -469,8 +465,9 @@ export class ReadGivenUp extends OperatorError {
 }
 
 /**
- * `text` on `client`, a short session (connectShort) to `database` of `connection`; a bound that
- * ends it is one ReadGivenUp line naming `what`, the server, and what to check there.
+ * `text` on `client`, a session to `database` of `connection` bounded by SHORT_SESSION_BOUNDS (its
+ * own, shortRead's, or a transaction's SET LOCAL, the restore's size watch); a bound that ends it is
+ * one ReadGivenUp line naming `what`, the server, and what to check there.
  */
 export async function shortQuery<R extends QueryResultRow>(client: Client, connection: PgConnection, database: string, what: string, text: string, values?: unknown[]): Promise<R[]> {
   try {
@@ -494,9 +491,9 @@ export async function shortQuery<R extends QueryResultRow>(client: Client, conne
   }
 }
 
-/** One read on its own short session (connectShort, shortQuery), ended after it. */
+/** One read on a short session of its own (SHORT_SESSION_BOUNDS, shortQuery), ended after it. */
 export async function shortRead<R extends QueryResultRow>(connection: PgConnection, database: string, what: string, text: string, values?: unknown[]): Promise<R[]> {
-  const client = await connectShort(connection, database);
+  const client = await connectTo(connection, database, SHORT_SESSION_BOUNDS);
   let unanswered = false;
   try {
     return await shortQuery<R>(client, connection, database, what, text, values);
