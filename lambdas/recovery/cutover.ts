@@ -789,11 +789,11 @@ class Session {
             const conflict = await restoreKillswitch(deps, settings.killswitchParameter, previous, this.actor, `recovery ${id}: cutover undone`, current);
             return { outcome: 'undone', detail: `back to ${previous?.mode ?? 'normal'}${conflict ? `; ${conflict}` : ''}` };
           }
-          if (maintenance.state === 'started' && current.value?.reason !== setReason) {
-            return { outcome: 'undone', detail: `never set by this cutover: still ${current.value?.mode ?? 'malformed'}` };
-          }
           // Judged as every reader judges it: a value whose expiry has passed is normal.
           const expired = current.value && effectiveMode(current.value, this.now().getTime()) !== current.value.mode ? current.value : undefined;
+          if (maintenance.state === 'started' && current.value?.reason !== setReason) {
+            return { outcome: 'undone', detail: `never set by this cutover: ${expired ? `now normal, by ${expiryOf(expired)}` : `still ${current.value?.mode ?? 'malformed'}`}` };
+          }
           if (expired) return { outcome: 'skipped', detail: `now normal, by ${expiryOf(expired)}, set since the cutover: left as is` };
           return { outcome: 'skipped', detail: `now ${current.value?.mode ?? 'malformed'} (set by ${current.value?.actor ?? '?'}: ${current.value?.reason ?? '?'}) since the cutover: left as is` };
         }, (error) => (error instanceof KeptClosed ? error.message : `${oneLine(error)}: do it by hand`));

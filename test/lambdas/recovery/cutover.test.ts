@@ -1490,6 +1490,26 @@ describe('an interrupted cutover', () => {
     expect(secretValue.host).toBe(OLD_HOST);
   });
 
+  it("undo of a maintenance step journaled started whose write never landed judges the value found with its expiry: the on-call's maintenance from before, expired since, is said normal, not still maintenance", async () => {
+    // Arrange: alice's own maintenance from before the cutover, expired since; the cutover died
+    // with its maintenance step "started" and the killswitch still holding her value.
+    const before = { mode: 'maintenance', reason: 'runbook step 1', actor: 'alice', updatedAt: '2026-11-30T14:00:00.000Z', expiresAt: new Date(Date.now() - 60_000).toISOString() };
+    parameters.set(KILLSWITCH, { value: JSON.stringify(before), version: 3 });
+    const { id } = await killedCutover(3);
+    expect((await getRecovery(deps().store, id)).journal).toEqual([expect.objectContaining({ step: CUTOVER_STEPS.maintenance, state: 'started' })]);
+    parameters.set(KILLSWITCH, { value: JSON.stringify(before), version: 5 });
+
+    // Act
+    const undone = await undoCutover(deps(stale), id, settings(), 'bob');
+
+    // Assert: what the API does (normal), said by the expiry that makes it so
+    expect(undone.steps.find((s) => s.step === CUTOVER_STEPS.maintenance)).toMatchObject({
+      outcome: 'undone',
+      detail: `never set by this cutover: now normal, by the expiry of alice's maintenance (runbook step 1; expired at ${before.expiresAt}: normal to every reader)`,
+    });
+    expect(JSON.parse(parameters.get(KILLSWITCH)!.value)).toEqual(before);
+  });
+
   it('resume and undo are refused on a recovery with no interrupted cutover', async () => {
     const id = await verifiedRecovery();
 
