@@ -163,6 +163,13 @@ const isCutoverMaintenance = (value: KillswitchValue | null | undefined, setReas
 /** How the reopen step's detail begins when it left someone else's killswitch value as it is. */
 export const NOT_REOPENED = 'NOT reopened: ';
 
+/**
+ * Joins the reopen step's detail after NOT_REOPENED... when an earlier attempt of that step was left
+ * `started` or `failed` (it may have written the killswitch and let users in) and a resume then found
+ * a hold: the undo's refusal tells that case from a hold users were kept out by all along.
+ */
+export const EARLIER_REOPENING = `; an earlier attempt of "${CUTOVER_STEPS.reopen}" may have reopened the killswitch`;
+
 /** How the reopen step's detail begins when someone set normal since the cutover's maintenance: users are served, nothing held. */
 export const ALREADY_REOPENED = 'already reopened by ';
 
@@ -499,6 +506,16 @@ class Session {
           return `${host} accepted a write (rolled back)`;
         },
       );
+      // An attempt before this one left "started" or "failed" may have reopened the killswitch (users
+      // let in on the copy), and a hold that stopped a later one does not undo that: kept in the
+      // step's detail, from attempt to attempt, for the undo's refusal to say.
+      const before = this.entry(CUTOVER_STEPS.reopen);
+      const earlier =
+        before?.state === 'started' || before?.state === 'failed'
+          ? `${EARLIER_REOPENING} (left ${before.state} at ${before.startedAt}): users may have written on ${record.newInstance} since`
+          : before?.detail?.includes(EARLIER_REOPENING)
+            ? before.detail.slice(before.detail.indexOf(EARLIER_REOPENING))
+            : '';
       await this.step(
         CUTOVER_STEPS.reopen,
         async () => undefined,
@@ -524,7 +541,7 @@ class Session {
           // rename would take from under them. A resume runs this step again and goes on once it is lifted.
           if (!isCutoverMaintenance(current, setReason)) {
             throw new ByHand(
-              `${NOT_REOPENED}the killswitch is ${current?.mode ?? 'malformed'} (set by ${current?.actor ?? '?'}: ${current?.reason ?? '?'}) since the cutover's maintenance: left as is; see "atmr-dr killswitch status", and lift it with "atmr-dr killswitch disable" once whoever set it agrees`,
+              `${NOT_REOPENED}the killswitch is ${current?.mode ?? 'malformed'} (set by ${current?.actor ?? '?'}: ${current?.reason ?? '?'}) since the cutover's maintenance: left as is; see "atmr-dr killswitch status", and lift it with "atmr-dr killswitch disable" once whoever set it agrees${earlier}`,
             );
           }
           const conflict = await restoreKillswitch(deps, settings.killswitchParameter, previous, this.actor, reason, reading);
@@ -687,6 +704,35 @@ class Session {
     return this.result(false, 'cutting-over', { interrupted: true, notReopened, error }, settings);
   }
 
+  /**
+   * The undo's refusal after a stop at someone's hold (the reopen step `by-hand`): finishing with
+   * --resume, or going back to the old instance by hand, each step named, in the order that keeps
+   * users off the copy until the tasks run on the old instance again. An earlier attempt of the
+   * reopening that may have let users in (EARLIER_REOPENING) is said first: going back loses their writes.
+   */
+  private heldUndoRefusal(reopen: JournalEntry, settings: CutoverSettings): string {
+    const { id } = this;
+    const { sourceInstance: old, newInstance: copy } = this.record;
+    const detail = (reopen.detail ?? '').slice(NOT_REOPENED.length);
+    const cut = detail.indexOf(EARLIER_REOPENING);
+    const hold = cut < 0 ? detail : detail.slice(0, cut);
+    const resume = `finish with "atmr-dr recover cutover ${id} --resume --yes" once the hold is lifted`;
+    const previous = this.entry(CUTOVER_STEPS.endpoint)?.undo?.endpoint?.previous ?? `<${old}'s address>:<port>`;
+    const ecs = settings.ecs;
+    const redeploy = ecs
+      ? `redeploy ${ecs.serviceNames.join(', ')} and wait until they are stable: ${ecs.serviceNames.map((service) => `"aws ecs update-service --cluster ${ecs.clusterArn} --service ${service} --force-new-deployment"`).join(', ')}, then "aws ecs wait services-stable --cluster ${ecs.clusterArn} --services ${ecs.serviceNames.join(' ')}"`
+      : "redeploy the API's services and wait until they are stable";
+    const byHand =
+      `(1) keep users out all along: "atmr-dr killswitch status" shows the hold and its expiry; one that may expire before (3) is replaced by "atmr-dr killswitch enable --mode maintenance --reason ..." with no --expires; ` +
+      `(2) point the API back at ${old}: ${endpointCommand(settings.endpoint, previous)}; (3) ${redeploy}; (4) only then let users in ("atmr-dr killswitch disable --reason ..."); ` +
+      `${copy} is left as it is, and the recovery stays "cutting-over": never --resume it then (it would rename ${old}, production again)`;
+    const head = `recover cutover --undo: recovery ${id}: its cutover stopped at ${reopen.startedAt} at someone's hold on the killswitch (${hold})`;
+    if (cut >= 0) {
+      return `${head}, but${detail.slice(cut + 1)}: going back to ${old} would lose those writes, so the undo is refused from here; ${resume}; to go back all the same, losing them, by hand: ${byHand}`;
+    }
+    return `${head}; only that hold keeps users off ${copy}, and writes they make there once it is lifted would be lost by going back: the undo is refused from here; ${resume}; or go back to ${old} by hand while the hold keeps users out: ${byHand}`;
+  }
+
   /** Stopped at an operator's request: the lease is released at once (no need to wait for it to go stale), the status stays `cutting-over`. */
   private async interrupted(settings: CutoverSettings): Promise<CutoverResult> {
     const last = [...this.journal].reverse().find((e) => e.state === 'done');
@@ -720,7 +766,7 @@ class Session {
         // the copy, its holder may lift it (or it may expire) during an undo's redeploy, and their
         // writes there would then be lost: refused too, in words that say what happened.
         reopen.state === 'by-hand' && reopen.detail?.startsWith(NOT_REOPENED)
-          ? `recover cutover --undo: recovery ${id}: its cutover stopped at ${reopen.startedAt} at someone's hold on the killswitch (${reopen.detail.slice(NOT_REOPENED.length)}); only that hold keeps users off ${this.record.newInstance}, and writes they make there once it is lifted would be lost by going back: the undo is refused from here; finish with "atmr-dr recover cutover ${id} --resume --yes" once the hold is lifted`
+          ? this.heldUndoRefusal(reopen, settings)
           : `recover cutover --undo: recovery ${id}: the killswitch was reopened on ${this.record.newInstance} at ${reopen.startedAt}: production may have taken writes there and going back would lose them; finish with "atmr-dr recover cutover ${id} --resume --yes"`,
         3,
       );
@@ -825,6 +871,13 @@ const HOST_PORT = /^[A-Za-z0-9.-]+:\d{1,5}$/;
 
 export function describeEndpoint(endpoint: EndpointSwitch): string {
   return endpoint.kind === 'secretHost' ? `secret ${endpoint.secretArn} host` : `parameter ${endpoint.parameterName}`;
+}
+
+/** How to point the API's endpoint at `value` (`host:port`) by hand: the command, or the secret's keys to set. */
+export function endpointCommand(endpoint: EndpointSwitch, value: string): string {
+  return endpoint.kind === 'ssmParameter'
+    ? `"aws ssm put-parameter --name ${endpoint.parameterName} --type String --overwrite --value ${value}"`
+    : `"host" and "port" of secret ${endpoint.secretArn} set to ${value}`;
 }
 
 /** Where the API's endpoint points now (`host:port`, or the parameter's value). */

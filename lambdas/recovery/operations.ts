@@ -5,7 +5,7 @@ import { DescribeExecutionCommand, SFNClient, StartExecutionCommand, StopExecuti
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { announce } from './announce';
-import { CUTOVER_STEPS, ENDPOINT_LEFT_AS_IS, EndpointSwitch, describeEndpoint, readEndpoint, reopeningStarted } from './cutover';
+import { CUTOVER_STEPS, ENDPOINT_LEFT_AS_IS, EndpointSwitch, describeEndpoint, endpointCommand, readEndpoint, reopeningStarted } from './cutover';
 import { RECOVERY_EVENTS, RecoveryRecord, RecoveryRequest, newRecoveryId } from './contract';
 import { RestoreWindow, dataAlsoIn, defaultInstanceName, validateRecovery, deleteRecoveredInstance, finalSnapshotRefusal, instanceState } from './rds';
 import { StoreDeps, beginRecovery, getRecovery, updateRecovery } from './store';
@@ -263,10 +263,7 @@ export async function abandonRecovery(
   });
   if (copyHosts.some((host) => namesHost(endpoint, host))) {
     const back = `<${protectedInstance}'s address>:<port>`;
-    const how =
-      deps.endpoint.kind === 'ssmParameter'
-        ? `"aws ssm put-parameter --name ${deps.endpoint.parameterName} --type String --overwrite --value ${back}"`
-        : `"host" and "port" of secret ${deps.endpoint.secretArn} set to ${back}`;
+    const how = endpointCommand(deps.endpoint, back);
     throw new OperatorError(
       `recover abandon: recovery ${recoveryId}: ${describeEndpoint(deps.endpoint)} holds "${endpoint}", the address of ${record.newInstance}: the API may be using it, and abandoning would delete its database; point the API back at production with ${how} and redeploy its services, then run "atmr-dr recover abandon ${recoveryId}" again; nothing changed`,
       3,

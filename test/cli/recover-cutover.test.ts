@@ -588,6 +588,20 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(record.status).toBe('cutting-over');
     expect(record.journal.find((e) => e.step === 'killswitch back')).toMatchObject({ state: 'by-hand', detail: expect.stringMatching(/^NOT reopened: /) });
 
+    // --undo is refused (exit 3, nothing changed), with the way back to atmr-prod by hand, its
+    // killswitch commands carrying the --parameter given, as the parser accepts them.
+    const undo = await run(install.launcher, ['recover', '--parameter', KILLSWITCH, 'cutover', id, '--undo', '--yes'], operatorEnv());
+
+    expect(undo.status).toBe(3);
+    const refusal = undo.stderr.trimEnd().split('\n').at(-1)!;
+    expect(refusal).toMatch(/^atmr-dr: recover cutover --undo: recovery \S+: its cutover stopped at \S+ at someone's hold on the killswitch \(.*\); only that hold keeps users off atmr-prod-pitr-202611301402, .*; or go back to atmr-prod by hand while the hold keeps users out: \(1\) /);
+    const enable = `atmr-dr killswitch --parameter ${KILLSWITCH} enable --mode maintenance --reason ...`;
+    expect(refusal).toContain(`(1) keep users out all along: "atmr-dr killswitch --parameter ${KILLSWITCH} status" shows the hold and its expiry; one that may expire before (3) is replaced by "${enable}" with no --expires`);
+    expect(refusal).toContain(`(4) only then let users in ("atmr-dr killswitch --parameter ${KILLSWITCH} disable --reason ..."); atmr-prod-pitr-202611301402 is left as it is`);
+    expect(refusals([words(enable).slice(1)])).toEqual([null]);
+    expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toEqual(hold);
+    expect((await getRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, id)).status).toBe('cutting-over');
+
     const lifted = { mode: 'normal', reason: 'copy checked, let them in', actor: 'bob', updatedAt: '2026-11-30T14:50:00.000Z', expiresAt: null };
     aws.parameters.set(KILLSWITCH, { value: JSON.stringify(lifted), version: aws.parameters.get(KILLSWITCH)!.version + 1 });
 

@@ -700,22 +700,30 @@ describe('cutover', () => {
       expect((JSON.parse(last.Detail!) as { summary: string }).summary).toContain(said);
     });
 
-    it('--undo after the stop at a hold is refused, saying it stopped at a hold (not that the killswitch was reopened): nothing is changed', async () => {
+    it('--undo after the stop at a hold is refused, saying it stopped at a hold (not that the killswitch was reopened) and how to go back to the old instance by hand: nothing is changed', async () => {
       // Arrange: the cutover stopped at bob's hold
       const id = await verifiedRecovery();
       fakeEcs({ onUpdate: (service) => service === 'atmr-api' && bobWrites() });
       await cutover(deps(), id, settings(), 'alice');
       const updates = ecs.commandCalls(UpdateServiceCommand).length;
+      const stoppedAt = (await getRecovery(deps().store, id)).journal!.find((e) => e.step === CUTOVER_STEPS.reopen)!.startedAt;
 
       // Act
       const undo = undoCutover(deps(), id, settings(), 'alice');
 
-      // Assert: only the hold keeps users off the copy; an undo would lose what they write once it is lifted
+      // Assert: only the hold keeps users off the copy; an undo would lose what they write once it is
+      // lifted. Going back by hand: the endpoint to the value journaled before the switch, the
+      // services redeployed and stable, the killswitch lifted only then.
+      const cluster = 'arn:aws:ecs:eu-west-3:111111111111:cluster/atmr';
       await expect(undo).rejects.toMatchObject({
         exitCode: 3,
-        message: expect.stringMatching(
-          /^recover cutover --undo: recovery .*: its cutover stopped at .* at someone's hold on the killswitch \(the killswitch is maintenance \(set by bob: HOLD: .*\); only that hold keeps users off atmr-prod-pitr-202611301402, .* the undo is refused from here; finish with "atmr-dr recover cutover .* --resume --yes" once the hold is lifted$/,
-        ),
+        message:
+          `recover cutover --undo: recovery ${id}: its cutover stopped at ${stoppedAt} at someone's hold on the killswitch (${said.slice('NOT reopened: '.length)}); only that hold keeps users off atmr-prod-pitr-202611301402, and writes they make there once it is lifted would be lost by going back: the undo is refused from here; ` +
+          `finish with "atmr-dr recover cutover ${id} --resume --yes" once the hold is lifted; or go back to atmr-prod by hand while the hold keeps users out: ` +
+          `(1) keep users out all along: "atmr-dr killswitch status" shows the hold and its expiry; one that may expire before (3) is replaced by "atmr-dr killswitch enable --mode maintenance --reason ..." with no --expires; ` +
+          `(2) point the API back at atmr-prod: "host" and "port" of secret ${SECRET} set to ${OLD_HOST}:5432; ` +
+          `(3) redeploy atmr-api, atmr-celery-worker and wait until they are stable: "aws ecs update-service --cluster ${cluster} --service atmr-api --force-new-deployment", "aws ecs update-service --cluster ${cluster} --service atmr-celery-worker --force-new-deployment", then "aws ecs wait services-stable --cluster ${cluster} --services atmr-api atmr-celery-worker"; ` +
+          `(4) only then let users in ("atmr-dr killswitch disable --reason ..."); atmr-prod-pitr-202611301402 is left as it is, and the recovery stays "cutting-over": never --resume it then (it would rename atmr-prod, production again)`,
       });
       expect(secretValue.host).toBe(NEW_HOST);
       expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(updates);
@@ -1269,6 +1277,39 @@ describe('an interrupted cutover', () => {
     expect(events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0].DetailType)).toContain('Recovery Cutover Undone');
     // Undone: a new cutover may start again from the first step.
     expect((await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'bob')).ok).toBe(true);
+  });
+
+  it('killed once the killswitch was reopened, then held by someone and resumed: the stop at the hold keeps that users may have written on the copy, and --undo is refused saying going back would lose their writes', async () => {
+    // Arrange: the reopening wrote the killswitch (users in) and died before journaling it; bob then
+    // holds users out, and a resume stops at his hold.
+    const { id } = await killedCutover(REOPEN_STARTED + 1);
+    const reopenedAt = (await getRecovery(deps().store, id)).journal!.find((e) => e.step === CUTOVER_STEPS.reopen)!.startedAt;
+    const hold = { mode: 'maintenance', reason: 'HOLD: copy is missing bookings', actor: 'bob', updatedAt: '2026-11-30T14:40:00.000Z', expiresAt: null };
+    parameters.set(KILLSWITCH, { value: JSON.stringify(hold), version: 20 });
+    const earlier = `; an earlier attempt of "killswitch back" may have reopened the killswitch (left started at ${reopenedAt}): users may have written on atmr-prod-pitr-202611301402 since`;
+    const stopped = await cutover(deps(stale), id, settings(), 'bob', 'resume');
+    expect(stopped).toMatchObject({ ok: false, status: 'cutting-over', notReopened: expect.stringMatching(/^NOT reopened: the killswitch is maintenance \(set by bob/) });
+    expect(stopped.notReopened!.endsWith(earlier)).toBe(true);
+    // A second resume still held keeps it: the attempt that may have let users in is not forgotten.
+    const again = await cutover(deps({ now: later((LEASE_SECONDS + 120) * 1000) }), id, settings(), 'bob', 'resume');
+    expect(again.notReopened!.endsWith(earlier)).toBe(true);
+    const stoppedAt = (await getRecovery(deps().store, id)).journal!.find((e) => e.step === CUTOVER_STEPS.reopen)!.startedAt;
+
+    // Act
+    const undo = undoCutover(deps(stale), id, settings(), 'bob');
+
+    // Assert
+    await expect(undo).rejects.toMatchObject({
+      exitCode: 3,
+      message: expect.stringContaining(
+        `recover cutover --undo: recovery ${id}: its cutover stopped at ${stoppedAt} at someone's hold on the killswitch (the killswitch is maintenance (set by bob: HOLD: copy is missing bookings) since the cutover's maintenance: left as is; see "atmr-dr killswitch status", and lift it with "atmr-dr killswitch disable" once whoever set it agrees), ` +
+          `but an earlier attempt of "killswitch back" may have reopened the killswitch (left started at ${reopenedAt}): users may have written on atmr-prod-pitr-202611301402 since: going back to atmr-prod would lose those writes, so the undo is refused from here; ` +
+          `finish with "atmr-dr recover cutover ${id} --resume --yes" once the hold is lifted; to go back all the same, losing them, by hand: (1) keep users out all along`,
+      ),
+    });
+    expect(secretValue.host).toBe(NEW_HOST);
+    expect(JSON.parse(parameters.get(KILLSWITCH)!.value)).toEqual(hold);
+    expect(renames()).toHaveLength(0);
   });
 
   it.each([REOPEN_STARTED + 1, REOPEN_STARTED + 2, WRITES])('killed at write %i (the killswitch reopened on the copy): --undo is refused, --resume is the way', async (killAt) => {
