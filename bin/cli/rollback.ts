@@ -203,11 +203,26 @@ export async function statusCommand(ctx: RollbackCliContext, services: string[],
   }
   for (const s of statuses) {
     ctx.print(`${s.service}: running ${s.currentTaskDefinition}`);
-    ctx.print(s.lastKnownGood ? `  last known good: ${s.lastKnownGood.taskDefinitionArn} (recorded ${formatAge(s.lastKnownGood.ageSeconds)} ago, alembic ${s.lastKnownGood.alembicHead ?? 'n/a'})` : '  last known good: none recorded');
-    // Running its newest last known good, the service has no default target: the one before it, ready to paste.
+    const recorded = (record: { ageSeconds: number; alembicHead: string | null }) => `(recorded ${formatAge(record.ageSeconds)} ago, alembic ${record.alembicHead ?? 'n/a'})`;
+    // Refused by the pin, the newest record is no target of either path: said on its line, and the one "rollback service" takes named.
+    const flag = s.lastKnownGoodRefused
+      ? `, refused by the last rollback's pin: ${s.lastKnownGoodRefused}`
+      : s.pinUnread && s.lastKnownGood?.taskDefinitionArn !== s.currentTaskDefinition
+        ? `; whether the last rollback's pin refuses it is unknown: ${s.pinUnread}`
+        : '';
+    ctx.print(s.lastKnownGood ? `  last known good: ${s.lastKnownGood.taskDefinitionArn} ${recorded(s.lastKnownGood)}${flag}` : '  last known good: none recorded');
+    if (s.lastKnownGoodRefused) {
+      ctx.print(
+        s.rollbackTarget
+          ? `  rollback target: ${s.rollbackTarget.taskDefinitionArn} ${recorded(s.rollbackTarget)}, the newest last known good the pin does not refuse: "rollback service --service ${s.service}" goes there without --to; an alarm pages instead of rolling back`
+          : `  rollback target: none, the pin refuses every recorded last known good: an alarm pages instead of rolling back; pass --to TASK_DEF_ARN to "rollback service --service ${s.service}"`,
+      );
+    }
+    // Running its rollback target, the service has no default target: the one before it, ready to paste.
     if (s.lastKnownGoodBefore) {
       const before = s.lastKnownGoodBefore;
-      ctx.print(`  last known good before it: ${before.taskDefinitionArn} (recorded ${formatAge(before.ageSeconds)} ago, alembic ${before.alembicHead ?? 'n/a'}); ${s.service} runs its newest last known good: if it went bad after its bake, npx atmr-dr rollback service --service ${s.service} --to ${before.taskDefinitionArn}`);
+      const runs = s.lastKnownGoodRefused ? 'its rollback target' : 'its newest last known good';
+      ctx.print(`  last known good before it: ${before.taskDefinitionArn} ${recorded(before)}; ${s.service} runs ${runs}: if it went bad after its bake, npx atmr-dr rollback service --service ${s.service} --to ${before.taskDefinitionArn}`);
     }
     if (s.lastKnownGoodBeforeUnknown) ctx.print(`  last known good before it: not named, ${s.lastKnownGoodBeforeUnknown}: it could be the release the last rollback rolled away from; read the pin before any --to`);
     // The owner is what `rollback unlock --owner` takes; the expiry, how long the lock blocks if nobody releases it.

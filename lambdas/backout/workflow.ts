@@ -746,6 +746,20 @@ export function pinRefusal(pin: RollbackPin | null, serviceName: string, to: { r
  */
 const unpinned = (pin: RollbackPin | null, serviceName: string) => (record: LastKnownGood) => !pinRefusal(pin, serviceName, record, record.recordedAt);
 
+/**
+ * The default target of `rollback service` (the newest record the pin does not refuse) and why
+ * each newer record is refused, newest first: the plan and `rollback status` read the same one.
+ */
+function unrefusedTarget(history: readonly LastKnownGood[], pin: RollbackPin | null, serviceName: string): { target: LastKnownGood | undefined; refused: Map<string, string> } {
+  const refused = new Map<string, string>();
+  const target = history.find((record) => {
+    const why = pinRefusal(pin, serviceName, record, record.recordedAt);
+    if (why) refused.set(record.taskDefinitionArn, why);
+    return !why;
+  });
+  return { target, refused };
+}
+
 async function writePin(deps: BackoutDeps, pin: string, state: RollbackState, to: NonNullable<RollbackState['to']>, now: Date): Promise<void> {
   await deps.ssm.send(
     new PutParameterCommand({
@@ -1191,7 +1205,7 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm'
   const current = await describeRelease(deps.ecs, settings, currentTaskDefinition(ecsService), containerName);
   let target: RollbackPlan['target'];
   let newest: LastKnownGood | undefined;
-  const skipped = new Map<string, string>();
+  let skipped = new Map<string, string>();
   let pinned: string | null = null;
   let pin: RollbackPin | null = null;
   if (targetOverride) {
@@ -1226,11 +1240,8 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm'
         { cause: error },
       );
     });
-    const lkg = history.find((record) => {
-      const refused = pinRefusal(pin, serviceName, record, record.recordedAt);
-      if (refused) skipped.set(record.taskDefinitionArn, refused);
-      return !refused;
-    });
+    const { target: lkg, refused } = unrefusedTarget(history, pin, serviceName);
+    skipped = refused;
     if (!lkg) {
       throw new OperatorError(`backout: no last known good of ${serviceName} is left once the pin of its last rollback is applied (${[...skipped.values()].join('; ')}): pass --to TASK_DEF_ARN (a revision of ${service.taskFamily})`, 2);
     }
@@ -1271,7 +1282,13 @@ export interface ServiceBackoutStatus {
   readonly service: string;
   readonly currentTaskDefinition: string;
   readonly lastKnownGood: (LastKnownGood & { readonly ageSeconds: number }) | null;
-  /** When the service runs its newest last known good: the one before it (the target if that release went bad after its bake). */
+  /** Why the pin of the last rollback refuses the newest last known good (pinRefusal), or null: the automatic path then pages instead of rolling back. */
+  readonly lastKnownGoodRefused: string | null;
+  /** When it is refused: the newest record the pin does not refuse, the default target of `rollback service` (null: none left, --to only). */
+  readonly rollbackTarget: (LastKnownGood & { readonly ageSeconds: number }) | null;
+  /** Why whether the pin refuses the newest last known good is unknown: the pin could not be read. */
+  readonly pinUnread: string | null;
+  /** When the service runs its rollback target (the newest last known good the pin does not refuse): the one before it (the target if that release went bad after its bake). */
   readonly lastKnownGoodBefore: (LastKnownGood & { readonly ageSeconds: number }) | null;
   /** Why no release before it is named: the pin, which says which one not to offer, could not be read. */
   readonly lastKnownGoodBeforeUnknown: string | null;
@@ -1285,24 +1302,33 @@ export async function backoutStatus(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm
   findService(settings, serviceName);
   const ecsService = await describeService(deps.ecs, settings, serviceName);
   const current = currentTaskDefinition(ecsService);
-  const lkg = await latestLastKnownGood(deps.doc, settings.tableName, serviceName);
+  const history = await lastKnownGoodHistory(deps.doc, settings.tableName, serviceName);
+  const lkg = history[0] ?? null;
+  // Status is read in an outage: a pin it cannot read costs the lines that need it, not the lock and history.
+  let pinUnread: string | null = null;
+  const pin = lkg
+    ? await readPin(deps, settings, serviceName).catch((error: unknown) => {
+        pinUnread = `the pin ${pinParameterName(settings, serviceName)} could not be read (${namedLine(error)})`;
+        return undefined;
+      })
+    : null;
+  // The newest record can be the release the last rollback rolled away from: both paths refuse it
+  // (the automatic one pages, `rollback service` goes to the newest one the pin does not refuse),
+  // so status must not hand it out as the one to go back to.
+  const { target, refused } = pin === undefined ? { target: lkg, refused: new Map<string, string>() } : unrefusedTarget(history, pin, serviceName);
+  const lkgRefused = lkg ? (refused.get(lkg.taskDefinitionArn) ?? null) : null;
   let before: LastKnownGood | null = null;
-  let beforeUnknown: string | null = null;
-  if (lkg?.taskDefinitionArn === current) {
-    // Status is read in an outage: a pin it cannot read costs the "before" line, not the lock and history.
-    const pin = await readPin(deps, settings, serviceName).catch((error: unknown) => {
-      beforeUnknown = `the pin ${pinParameterName(settings, serviceName)} could not be read (${namedLine(error)})`;
-      return undefined;
-    });
-    if (pin !== undefined) before = await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, current, [], unpinned(pin, serviceName));
-  }
+  if (target?.taskDefinitionArn === current && pin !== undefined) before = await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, current, [], unpinned(pin, serviceName));
   const aged = (record: LastKnownGood) => ({ ...record, ageSeconds: Math.round((now.getTime() - Date.parse(record.recordedAt)) / 1000) });
   return {
     service: serviceName,
     currentTaskDefinition: current,
     lastKnownGood: lkg ? aged(lkg) : null,
+    lastKnownGoodRefused: lkgRefused,
+    rollbackTarget: lkgRefused && target ? aged(target) : null,
+    pinUnread,
     lastKnownGoodBefore: before ? aged(before) : null,
-    lastKnownGoodBeforeUnknown: beforeUnknown,
+    lastKnownGoodBeforeUnknown: lkg?.taskDefinitionArn === current ? pinUnread : null,
     lock: await readLock(deps.doc, settings.tableName, serviceName, now),
     cooldownUntil: await cooldownUntil(deps.doc, settings.tableName, serviceName, now),
     rollbacks: await rollbackHistory(deps.doc, settings.tableName, serviceName, 5),

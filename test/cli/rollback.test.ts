@@ -474,6 +474,35 @@ describe('rollback service (same core as the workflow)', () => {
       expect(printed.filter((line) => line.includes('warning'))).toEqual([]);
     });
 
+    it('rollback status flags the newest last known good the pin refuses, and names the target rollback service takes and the one before it', async () => {
+      const ctx = await rolledAwayFromBad();
+      mocks.ecs.on(DescribeServicesCommand).resolves(service(GOOD));
+
+      await statusCommand(ctx, ['atmr-api'], false);
+      await statusCommand(ctx, ['atmr-api'], true);
+
+      expect(printed[1]).toMatch(new RegExp(`^ {2}last known good: ${BAD} \\(recorded [^)]+, alembic bbb222\\), refused by the last rollback's pin: ${BAD} is the release the last rollback of atmr-api rolled away from \\(pin ${PIN}, written \\S+\\)$`));
+      expect(printed[2]).toMatch(new RegExp(`^ {2}rollback target: ${GOOD} \\(recorded [^)]+\\), the newest last known good the pin does not refuse: "rollback service --service atmr-api" goes there without --to; an alarm pages instead of rolling back$`));
+      // What "rollback service" without --to says on GOOD: pass --to OLD.
+      expect(printed[3]).toMatch(new RegExp(`^ {2}last known good before it: ${OLD} .*atmr-api runs its rollback target: .* --to ${OLD}$`));
+      expect(JSON.parse(printed.at(-1)!)).toEqual([
+        expect.objectContaining({ lastKnownGood: expect.objectContaining({ taskDefinitionArn: BAD }), lastKnownGoodRefused: expect.stringContaining(`${BAD} is the release`), rollbackTarget: expect.objectContaining({ taskDefinitionArn: GOOD }), lastKnownGoodBefore: expect.objectContaining({ taskDefinitionArn: OLD }) }),
+      ]);
+    });
+
+    it('rollback status on a newer release that has not baked: the target it names is the one rollback service goes to', async () => {
+      const ctx = await rolledAwayFromBad();
+      mocks.ecs.on(DescribeServicesCommand).resolves(service(NEW));
+
+      await statusCommand(ctx, ['atmr-api'], false);
+      await serviceCommand(ctx, { service: 'atmr-api', dryRun: true });
+
+      expect(printed[1]).toContain(`, refused by the last rollback's pin: ${BAD} is the release`);
+      expect(printed[2]).toMatch(new RegExp(`^ {2}rollback target: ${GOOD} `));
+      expect(printed[3]).toBe('  lock: free');
+      expect(printed).toContain(`rollback atmr-api: ${NEW} -> ${GOOD} (last known good)`);
+    });
+
     /** Then NEW went out, passed its bake after the pin (the newest last known good), and went bad: it runs. */
     async function newBakedAfterThePin(ctx: RollbackCliContext): Promise<void> {
       const pinAt = Date.parse((JSON.parse(await pinValue(PIN)) as { at: string }).at);
