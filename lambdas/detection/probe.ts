@@ -199,15 +199,28 @@ const KILLSWITCH_TIMEOUT_MS = 5000;
  * served with 200) is not ready, an answer and not asked again: reason `not-ready`.
  */
 export function readyBodyDown(body: string): 'not-ready' | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body);
-  } catch {
-    return 'not-ready';
-  }
-  const { status, checks } = (parsed ?? {}) as { status?: unknown; checks?: unknown };
+  const { status, checks } = jsonFields(body);
   const checksOk = checks === undefined || (typeof checks === 'object' && checks !== null && Object.values(checks).every((v) => v === 'ok'));
   return status === 'ready' && checksOk ? undefined : 'not-ready';
+}
+
+/**
+ * The runbook's /health (liveness) answers 200 with `{"status": "ok"}`. A 2xx without that body is
+ * not the API answering: a load balancer's or proxy's default page (an nginx welcome page), a
+ * framework's error served with 200. Not live, reason `not-live`, the body's start in the detail.
+ */
+export function liveBodyDown(body: string): 'not-live' | undefined {
+  return jsonFields(body).status === 'ok' ? undefined : 'not-live';
+}
+
+/** The fields of a JSON object body; none for a body that is not one (HTML, empty, an array). */
+function jsonFields(body: string): { status?: unknown; checks?: unknown } {
+  try {
+    const parsed: unknown = JSON.parse(body);
+    return typeof parsed === 'object' && parsed !== null ? parsed : {};
+  } catch {
+    return {};
+  }
 }
 const OSRM_ATTEMPT_SPACING_MS = 1000;
 
@@ -252,7 +265,7 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
   if (api) {
     const base = api.baseUrl.replace(/\/+$/, '');
     checks.push(
-      checkHttp(`${base}/health`, api.timeoutMs, deps.fetch).then((result) => {
+      checkHttp(`${base}/health`, api.timeoutMs, deps.fetch, liveBodyDown).then((result) => {
         report('api-health', result);
         record(PROBE_METRICS.apiLive, result.up ? 1 : 0);
       }),

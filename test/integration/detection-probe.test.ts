@@ -722,7 +722,7 @@ describe('health probe: a second attempt when Redis, the database or /ready gets
           req.socket.destroy();
           return;
         }
-        res.writeHead(status).end(status === 200 ? READY_BODY : '');
+        res.writeHead(status).end(status !== 200 ? '' : req.url === '/ready' ? READY_BODY : '{"status": "ok"}');
       });
       await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', resolve));
       servers.push({ close: () => new Promise<void>((resolve) => (api.closeAllConnections(), api.close(() => resolve()))) });
@@ -805,5 +805,39 @@ describe('health probe: a second attempt when Redis, the database or /ready gets
       expect(runLine(logs)).toMatchObject({ retried: [] });
       expect(api.requests()).toBe(1);
     });
+  });
+});
+
+describe('health probe: /health answers 200 with a body that is not the runbook\'s {"status": "ok"}', () => {
+  const probeApi = (url: string) => captureProbeOutput(({ metrics, logger }) => runProbe({ api: { baseUrl: url, timeoutMs: TIMEOUT_MS } }, { metrics, logger }));
+  const NGINX_WELCOME = '<!DOCTYPE html><html><head><title>Welcome to nginx!</title></head><body><h1>Welcome to nginx!</h1></body></html>';
+
+  it.each([
+    ['a proxy\'s default page (nginx welcome)', NGINX_WELCOME],
+    ['another status', '{"status": "error"}'],
+    ['an error object', '{"error": "Internal Server Error"}'],
+    ['no body', ''],
+  ])('is not live (ApiLive 0, reason not-live, the body in the detail) with %s', async (_what, body) => {
+    // Arrange
+    const api = await server({ '/health': { status: 200, body }, '/ready': { status: 200, body: READY_BODY } });
+
+    // Act
+    const { result, metrics, logs } = await probeApi(api.url);
+
+    // Assert
+    expect([metricValue(metrics, M.apiLive), metricValue(metrics, M.apiReady)]).toEqual([0, 1]);
+    expect(result.targets.find((t) => t.target === 'api-health')).toMatchObject({ up: false, reason: 'not-live', detail: `HTTP 200: ${body}` });
+    expect(logs).toContainEqual(expect.objectContaining({ message: 'probe target down', target: 'api-health', reason: 'not-live' }));
+  });
+
+  it('is live (ApiLive 1) with the runbook\'s body', async () => {
+    // Arrange
+    const api = await server({ '/health': { status: 200, body: '{"status": "ok"}' }, '/ready': { status: 200, body: READY_BODY } });
+
+    // Act
+    const { metrics } = await probeApi(api.url);
+
+    // Assert
+    expect(metricValue(metrics, M.apiLive)).toBe(1);
   });
 });
