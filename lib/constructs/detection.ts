@@ -198,7 +198,7 @@ export class Detection extends Construct {
         runbookSection: 'Healthchecks Kubernetes',
         summary:
           `la sonde de santé échoue (erreurs ou throttles de sa fonction pendant ${silence.datapointsToAlarm} des ${silence.evaluationPeriods} dernières minutes) : ses métriques manquent, et Osrm-Down, Health-ApiNotReady, Health-RedisDown, Database-ReadOnly lisent ce silence comme une panne de leur cible. Tant que cette alarme est en ALARM, ne pas s'y fier : vérifier les cibles à la main.`,
-        firstActions: `lire le groupe de logs ${probeFunction.logGroup.logGroupName} (erreur, timeout de 30 s ou « Task timed out ») ; throttles : concurrence réservée de la fonction Detection/Probe.`,
+        firstActions: `lire le groupe de logs ${probeFunction.logGroup.logGroupName} (« health probe misconfigured » : la ligne dit quel réglage de la sonde corriger, ex. Redis refuse son login ; autre erreur, timeout de 30 s ou « Task timed out ») ; throttles : concurrence réservée de la fonction Detection/Probe.`,
         link: `${readme}#${DETECTION_ANCHORS.health}`,
         topic: props.topic,
         notifyOnOk: true,

@@ -142,7 +142,9 @@ describe('health probe: the Redis AUTH token rotated', () => {
     // Assert
     expect(target(result, 'redis')).toEqual([expect.objectContaining({ up: false, reason: 'auth', detail: expect.stringMatching(/WRONGPASS/) })]);
     expect(result.down).toEqual(['redis:auth']);
-    expect(metricValue(metrics, M.redisUp)).toBe(0);
+    // Redis answered: a probe error (the handler fails the run: Probe-Errors), not Health-RedisDown.
+    expect(metricValue(metrics, M.redisUp)).toBe(1);
+    expect(result.probeErrors).toEqual([expect.stringMatching(/^redis refused the probe's login \(.*WRONGPASS/)]);
     expect(reads(arn)).toBe(2);
   });
 });

@@ -58,6 +58,20 @@ function parseEmf(out: string): EmittedMetric[] {
   return metrics;
 }
 
+/** The Lambda's environment (as the construct sets it) with these probe settings. */
+function setProbeEnvironment(probeSettings: unknown): void {
+  process.env = {
+    ...saved,
+    AWS_REGION: 'eu-west-3',
+    POWERTOOLS_SERVICE_NAME: 'detection-probe',
+    POWERTOOLS_METRICS_NAMESPACE: 'AtmrDr/example',
+    POWERTOOLS_METRICS_DISABLED: 'false',
+    POWERTOOLS_TRACE_ENABLED: 'false',
+    PROBE_SETTINGS: JSON.stringify(probeSettings),
+  };
+  delete process.env.POWERTOOLS_DEV;
+}
+
 describe('health probe Lambda handler', () => {
   it('probes the configured targets and flushes their metrics as EMF, the password never in the output', async () => {
     const api = await startHttpServer({ '/health': { status: 200 }, '/ready': { status: 503 } });
@@ -66,21 +80,12 @@ describe('health probe Lambda handler', () => {
     ssm.on(GetParameterCommand).resolves({
       Parameter: { Value: JSON.stringify({ mode: 'maintenance', reason: 'osrm', actor: 'alice', updatedAt: '2026-11-30T10:00:00Z', expiresAt: null }) },
     });
-    process.env = {
-      ...saved,
-      AWS_REGION: 'eu-west-3',
-      POWERTOOLS_SERVICE_NAME: 'detection-probe',
-      POWERTOOLS_METRICS_NAMESPACE: 'AtmrDr/example',
-      POWERTOOLS_METRICS_DISABLED: 'false',
-      POWERTOOLS_TRACE_ENABLED: 'false',
-      PROBE_SETTINGS: JSON.stringify({
-        api: { baseUrl: api.url, timeoutMs: 1000 },
-        redis: { host: '127.0.0.1', port: redis.port, tls: false, timeoutMs: 1000, queues: ['celery'] },
-        database: { host: cluster.host, port: cluster.port, name: database, secretArn: SECRET_ARN, sslMode: 'disable', timeoutMs: 2000 },
-        killswitchParameter: '/atmr/test/killswitch',
-      }),
-    };
-    delete process.env.POWERTOOLS_DEV;
+    setProbeEnvironment({
+      api: { baseUrl: api.url, timeoutMs: 1000 },
+      redis: { host: '127.0.0.1', port: redis.port, tls: false, timeoutMs: 1000, queues: ['celery'] },
+      database: { host: cluster.host, port: cluster.port, name: database, secretArn: SECRET_ARN, sslMode: 'disable', timeoutMs: 2000 },
+      killswitchParameter: '/atmr/test/killswitch',
+    });
     const chunks: string[] = [];
     const capture = (chunk: string | Uint8Array) => (chunks.push(String(chunk)), true);
     const spies = [jest.spyOn(process.stdout, 'write').mockImplementation(capture), jest.spyOn(process.stderr, 'write').mockImplementation(capture)];
@@ -103,6 +108,29 @@ describe('health probe Lambda handler', () => {
     expect(metrics.find((m) => m.name === 'ApiReady')?.dimensions).toEqual({ service: 'detection-probe' });
     expect(out).not.toContain(PASSWORD);
     expect(ssm.commandCalls(GetParameterCommand)[0].args[0].input).toEqual({ Name: '/atmr/test/killswitch' });
+  });
+
+  it('fails the run (Probe-Errors) naming the refusal when Redis refuses the probe\'s login, its metrics still flushed and Redis not down', async () => {
+    // Arrange: a redis-server with requirepass, and no authSecretArn in the probe's settings (NOAUTH)
+    const locked = await startRedis(['--requirepass', 'handler-token-5b1e']);
+    setProbeEnvironment({ redis: { host: '127.0.0.1', port: locked.port, tls: false, timeoutMs: 1000, queues: ['celery'] } });
+    const chunks: string[] = [];
+    const capture = (chunk: string | Uint8Array) => (chunks.push(String(chunk)), true);
+    const spies = [jest.spyOn(process.stdout, 'write').mockImplementation(capture), jest.spyOn(process.stderr, 'write').mockImplementation(capture)];
+    let outcome: Promise<unknown>;
+    try {
+      const { handler } = (await import('../../lambdas/detection/handler')) as { handler: (event: unknown, context: Context) => Promise<unknown> };
+      outcome = handler({}, context);
+      await outcome.catch(() => undefined);
+    } finally {
+      spies.forEach((s) => s.mockRestore());
+      await locked.stop();
+    }
+
+    // Assert: a Lambda error (what Probe-Errors counts) that says what to fix; RedisUp 1, not Health-RedisDown's 0
+    await expect(outcome).rejects.toThrow(/^health probe misconfigured: redis refused the probe's login \(.*NOAUTH.*\): give detection\.probe\.redis\.authSecretArn/);
+    const metrics = parseEmf(chunks.join(''));
+    expect([metrics.find((m) => m.name === 'RedisUp')?.value, metrics.find((m) => m.name === 'ProbeChecksMade')?.value]).toEqual([1, 1]);
   });
 
   it('publishes the mode in effect: an expired maintenance is normal, as the API and the responder apply it', async () => {

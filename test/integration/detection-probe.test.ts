@@ -400,13 +400,31 @@ describe('health probe: a Redis that requires AUTH', () => {
       ),
     );
 
-  it('says "auth" when the probe has no token, so the page reads as a setting to fix, not a dead broker', async () => {
+  it.each([
+    ['no token (NOAUTH)', undefined, /NOAUTH/],
+    ['a token the server does not hold (WRONGPASS)', 'not-the-token', /WRONGPASS/],
+  ])('with %s, is a probe error naming the refusal, not Redis down (RedisUp 1: Redis answered)', async (_what, password, refusal) => {
     // Act
-    const { result, metrics } = await probeLocked();
+    const { result, metrics } = await probeLocked(password);
+
+    // Assert: the check failed for "auth"; Health-RedisDown ("Redis en panne") is not fed a 0.
+    expect(result.targets.find((t) => t.target === 'redis')).toMatchObject({ up: false, reason: 'auth', detail: expect.stringMatching(refusal) });
+    expect(metricValue(metrics, M.redisUp)).toBe(1);
+    expect(result.probeErrors).toEqual([expect.stringMatching(/^redis refused the probe's login \(.*(NOAUTH|WRONGPASS).*\): give detection\.probe\.redis\.authSecretArn the server's AUTH token/)]);
+  });
+
+  it('is no probe error when Redis is down (refused connection): RedisUp 0, as before', async () => {
+    // Act
+    const { result, metrics } = await captureProbeOutput(({ metrics, logger }) =>
+      runProbe(
+        { redis: { timeoutMs: TIMEOUT_MS, queues: ['celery'] } },
+        { metrics, logger, openRedis: () => openRedisSession({ host: '127.0.0.1', port: closedPort, tls: false, timeoutMs: TIMEOUT_MS, password: 'probe-token-7f3a' }) },
+      ),
+    );
 
     // Assert
-    expect(result.targets.find((t) => t.target === 'redis')).toMatchObject({ up: false, reason: 'auth' });
     expect(metricValue(metrics, M.redisUp)).toBe(0);
+    expect(result.probeErrors).toEqual([]);
   });
 
   it('is up, with its queue depth, once the probe sends the AUTH token', async () => {
@@ -417,6 +435,7 @@ describe('health probe: a Redis that requires AUTH', () => {
     expect(result.targets.find((t) => t.target === 'redis')).toMatchObject({ up: true });
     expect(metricValue(metrics, M.redisUp)).toBe(1);
     expect(metricValue(metrics, M.celeryQueueDepthTotal)).toBe(0);
+    expect(result.probeErrors).toEqual([]);
   });
 });
 
