@@ -1,13 +1,14 @@
 import { dbReadWrite, readOnlyState } from '../../lambdas/detection/db-read-write';
 import { atmrDr, atmrDrAtTerminal } from '../lambdas/detection/cli-run';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
-import { psql } from '../support/postgres';
+import { freePort, psql } from '../support/postgres';
 
 // `atmr-dr db read-write` against the suite's real PostgreSQL, with a scratch database put in
 // read-only mode the way the runbook's scenario does (ALTER DATABASE ... SET default_transaction_read_only = on).
 
 const cluster = testCluster();
 let database: string;
+let closedPort: number;
 const role = `atmr_ro_${process.pid}`;
 
 function connection(user = cluster.user) {
@@ -18,6 +19,9 @@ function databaseSetting(): string {
 }
 const confirmYes = async () => true;
 
+beforeAll(async () => {
+  closedPort = await freePort();
+});
 beforeEach(() => {
   database = uniqueDatabaseName('readonly');
   psql(cluster, 'postgres', `CREATE DATABASE ${database}`);
@@ -146,6 +150,22 @@ describe('atmr-dr db read-write (CLI)', () => {
       `atmr-dr: cannot connect to ${cluster.user}@${cluster.host}:${cluster.port}/${database}_nope: database "${database}_nope" does not exist; check PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE (or --database-secret)\n`,
     );
     expect(run.status).toBe(2);
+    expect(run.stdout).toBe('');
+  });
+
+  // A failure that is not read-only is never reported as read-only: only the read-only check (a new
+  // session's transaction_read_only, pg_is_in_recovery()) says so. A server that refuses the
+  // connection is a failure to retry (exit 1), a refused role a setting to fix (exit 2); no state line.
+  it.each([
+    ['a server that refuses the connection', () => ({ PGPORT: String(closedPort) }), 1, /: connect ECONNREFUSED .*; check PGHOST/],
+    ['a role the server refuses (auth)', () => ({ PGUSER: `${role}_nope` }), 2, new RegExp(`: role "${role}_nope" does not exist; check PGHOST`)],
+  ])('%s: one line "cannot connect", never read-only', (_what, env, status, reason) => {
+    const run = atmrDr(['db', 'read-write', '--yes'], {}, { ...pgEnv(), ...env() });
+
+    expect(run.stderr).toMatch(/^atmr-dr: cannot connect to \S+: .*\n$/);
+    expect(run.stderr).toMatch(reason);
+    expect(run.stderr).not.toMatch(/read-only|read_only/i);
+    expect(run.status).toBe(status);
     expect(run.stdout).toBe('');
   });
 

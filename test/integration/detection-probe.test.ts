@@ -218,6 +218,14 @@ describe('health probe against real servers', () => {
     expect(result.targets.find((t) => t.target === 'database')).toMatchObject({ up: false, reason: 'refused' });
   });
 
+  it('publishes no DbReadOnly when the server refuses the probe\'s role (auth): only the read-only check says read-only', async () => {
+    const { result, metrics } = await probeWith({ databaseUser: 'atmr_probe_no_such_role' });
+
+    expect(metricValue(metrics, M.databaseUp)).toBe(0);
+    expect(metrics.filter((m) => m.name === M.dbReadOnly)).toEqual([]);
+    expect(result.targets.find((t) => t.target === 'database')).toMatchObject({ up: false, reason: 'auth', detail: expect.stringMatching(/role "atmr_probe_no_such_role" does not exist/) });
+  });
+
   it('publishes the killswitch mode, and an unreadable killswitch hides no target metric', async () => {
     const maintenance = await probeWith({ killswitch: async () => 'maintenance' });
     expect(metricValue(maintenance.metrics, M.killswitchMode)).toBe(2);
