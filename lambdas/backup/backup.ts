@@ -1,4 +1,4 @@
-import { AbortMultipartUploadCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { AbortMultipartUploadCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
@@ -102,6 +102,12 @@ export interface RunBackupOptions {
    * VACUUM FULL, LOCK TABLE) before the run fails naming it. @default DEFAULT_LOCK_WAIT_TIMEOUT_MS
    */
   readonly lockWaitTimeoutMs?: number;
+  /**
+   * A scheduled run's scheduled time (EventBridge Scheduler's, the same on every delivery of one
+   * run): a backup of this tier and database published since then ends the run with nothing to do
+   * (backupTakenSince). @default - a manual run, which always backs up
+   */
+  readonly scheduledTime?: Date;
 }
 export interface BackupResult {
   readonly manifestKey: string;
@@ -252,6 +258,10 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
   const lockWaitMs = options.lockWaitTimeoutMs ?? DEFAULT_LOCK_WAIT_TIMEOUT_MS;
   if (!Number.isInteger(lockWaitMs) || lockWaitMs < 1) throw new OperatorError(`invalid lock wait timeout ${lockWaitMs}: use a positive number of milliseconds`, 2);
   throwIfAborted(deps.signal);
+  if (options.scheduledTime) {
+    const taken = await backupTakenSince(deps, tier, formats, options.scheduledTime, firstStart, options.unpublishedPrefix ?? '');
+    if (taken) return taken;
+  }
 
   const { connection, s3, bucket } = deps;
   const env = childEnv(connection);
@@ -1054,14 +1064,13 @@ async function awaitOtherRun(
       const manifest = parseManifest(keys.manifest, text);
       // That run may have been asked for fewer formats (`--formats custom`): its backup then lacks
       // one this run was to take, and the tier has none of that format for the second.
-      const missing = formats.filter((f) => !manifest.objects.some((o) => o.format === f));
+      const missing = missingFormats(manifest, formats);
       if (missing.length > 0) {
         throw new OperatorError(
           `${NOTHING_PUBLISHED}: ${lost.message}, and published ${keys.manifest} without the ${missing.map((f) => `${f} (${keys[f]})`).join(' and ')} this run was asked for: the tier has no ${missing.join(' or ')} backup of that second; run the backup again`,
         );
       }
-      const second = startedAt.toISOString().replace(/\.\d{3}Z$/, 'Z');
-      return { manifestKey: keys.manifest, manifest, skipped: `another run of the ${tier} backup took ${second} (${keys.manifest}); nothing to do` };
+      return { manifestKey: keys.manifest, manifest, skipped: `another run of the ${tier} backup took ${isoSecond(startedAt)} (${keys.manifest}); nothing to do` };
     }
     if (Date.now() >= giveUpAt) {
       throw new OperatorError(
@@ -1071,6 +1080,65 @@ async function awaitOtherRun(
     await delay(OTHER_RUN_LOOK_MS);
     if (deps.signal?.aborted) throw abortedRun(deps.signal);
   }
+}
+
+/**
+ * A scheduled run delivered twice (EventBridge Scheduler delivers at least once) whose other
+ * delivery started in an earlier second and has published: claimKeys guards one second only, so
+ * this run would take the next second and back the tier up a second time, unnoticed. Every delivery
+ * of one run carries the same scheduled time: a published manifest of this tier and database
+ * stamped at or after it is a backup the tier already has for this run (the other delivery's, or a
+ * manual backup taken since), and this run ends as the loser of a shared second does (the same
+ * `skipped`: no success, no failure counted). Not a manifest lacking a format this run is to take,
+ * nor one stamped ahead of this run's clock beyond CLOCK_SKEW_TOLERANCE_MS (a fast clock's: it
+ * would stop every run of the tier until its date), nor one that does not parse: the run backs up.
+ * One listing: keys sort by their stamp, so listing the tier's keys of this database after the
+ * scheduled second's stem finds that run across midnight (scheduled at 23:59:59, started at
+ * 00:00:01 the next day), where a prefix of the scheduled date would not.
+ */
+async function backupTakenSince(
+  deps: RunBackupDeps,
+  tier: BackupTier,
+  formats: readonly BackupFormat[],
+  scheduledTime: Date,
+  startedAt: Date,
+  prefix: string,
+): Promise<BackupResult | undefined> {
+  const { s3, bucket, signal } = deps;
+  const database = deps.connection.database;
+  const from = backupObjectKeys(tier, database, scheduledTime, prefix).stem;
+  let listed;
+  try {
+    listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: from.replace(/\d{8}_\d{6}$/, ''), StartAfter: from }), { abortSignal: signal });
+  } catch (error) {
+    throwIfAborted(signal);
+    if (isNoSuchBucket(error)) throw missingBucketError(bucket, ', nothing was dumped');
+    throw s3Failure(`listing the ${tier} backups since the run's scheduled time`, bucket, error);
+  }
+  for (const { Key: key = '' } of listed.Contents ?? []) {
+    const second = manifestKeyStartedAt(key);
+    // A .dump or .sql.gz, or another database whose name starts with this one's and `_backup_`.
+    if (!second || key !== backupObjectKeys(tier, database, second, prefix).manifest) continue;
+    if (second.getTime() - startedAt.getTime() > CLOCK_SKEW_TOLERANCE_MS) break;
+    const parsed = BackupManifestSchema.safeParse(safeJson((await getTextIfExists(s3, bucket, key, signal)) ?? ''));
+    if (!parsed.success || missingFormats(parsed.data, formats).length > 0) continue;
+    return {
+      manifestKey: key,
+      manifest: parsed.data,
+      skipped: `another run of the ${tier} backup scheduled at ${isoSecond(scheduledTime)} already took ${isoSecond(second)} (${key}); nothing to do`,
+    };
+  }
+  return undefined;
+}
+
+/** The formats a run is to take that a published backup lacks (one asked for fewer, `--formats custom`). */
+function missingFormats(manifest: BackupManifest, formats: readonly BackupFormat[]): BackupFormat[] {
+  return formats.filter((f) => !manifest.objects.some((o) => o.format === f));
+}
+
+/** 2026-12-01T02:00:05Z: a backup's second, as its keys carry it. */
+function isoSecond(time: Date): string {
+  return time.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {

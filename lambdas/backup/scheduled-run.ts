@@ -113,6 +113,11 @@ export interface ScheduledRunDeps {
   readonly pgBinDir?: string;
   /** Aborts the dump (the Lambda deadline, SIGTERM of the ECS task). */
   readonly signal?: AbortSignal;
+  /**
+   * The run's scheduled time (the ECS task's `--scheduled-time`): a backup of the tier published
+   * since then, by another delivery of this run, leaves it nothing to do (backup.ts backupTakenSince).
+   */
+  readonly scheduledTime?: Date;
 }
 
 export interface ScheduledRunResult {
@@ -157,11 +162,13 @@ export async function runScheduledBackup(deps: ScheduledRunDeps, tier: BackupTie
         compressionLevel: settings.compressionLevel,
         partSizeBytes: settings.partSizeMiB * 1024 * 1024,
         ...(tier === 'monthly' && settings.monthlyComplianceLockDays !== undefined && { complianceRetentionDays: settings.monthlyComplianceLockDays }),
+        scheduledTime: deps.scheduledTime,
       },
     );
     manifestKey = result.manifestKey;
     // A run delivered twice (EventBridge Scheduler delivers at least once): the tier has its backup,
-    // from the other run, and this one has nothing to report as a failure.
+    // from the other delivery (of the same second, or published since the scheduled time), and this
+    // one has nothing to report as a failure.
     if (result.skipped) logger?.info(result.skipped, { tier, manifestKey });
     else logger?.info('backup written', { tier, manifestKey });
   } catch (error) {

@@ -160,7 +160,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
       else signal.addEventListener('abort', giveUp, { once: true });
     });
     const result = await Promise.race([
-      runScheduledBackup({ settings, ...clients, metrics, logger, env, region: env.AWS_REGION, signal, pgBinDir: io.pgBinDir }, tier),
+      runScheduledBackup({ settings, ...clients, metrics, logger, env, region: env.AWS_REGION, signal, pgBinDir: io.pgBinDir, scheduledTime }, tier),
       abandoned,
     ]);
     logger.info('scheduled backup done', { ...result });

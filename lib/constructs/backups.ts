@@ -627,7 +627,8 @@ export function backupWriteStatements(bucketArn: string, backupKeyArn: string): 
     new iam.PolicyStatement({ sid: 'WriteBackups', actions: ['s3:PutObject', 's3:AbortMultipartUpload'], resources: BACKUP_TIERS.map((tier) => objects(`${tier}/*`)) }),
     new iam.PolicyStatement({ sid: 'RewritePointers', actions: ['s3:PutObject'], resources: pointers }),
     // Without ListBucket, S3 answers 403 instead of 404 for a missing key: the core's "key is free"
-    // check (GetObject on the new manifest key) needs the 404. Listing reveals names only.
+    // check (GetObject on the new manifest key) needs the 404. A scheduled run also lists its tier's
+    // keys from its scheduled time (a backup another delivery of it took). Listing reveals names only.
     new iam.PolicyStatement({ sid: 'TellMissingKeysApart', actions: ['s3:ListBucket'], resources: [bucketArn] }),
     new iam.PolicyStatement({
       sid: 'ReadPointersAndManifests',

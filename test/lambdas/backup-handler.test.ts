@@ -460,6 +460,105 @@ describe('backup runner handler: scheduled runs', () => {
   });
 });
 
+describe('backup runner: a scheduled run delivered again after its other delivery published (Scheduler delivers at least once)', () => {
+  // A database of its own: the tests above publish backups of every tier, at seconds around now.
+  let own: string;
+  beforeAll(() => {
+    own = uniqueDatabaseName('runner_again');
+    psql(testCluster(), 'postgres', `CREATE DATABASE ${own};`);
+    psql(testCluster(), own, 'CREATE TABLE t (id int); INSERT INTO t VALUES (1);');
+  });
+  afterAll(() => psql(testCluster(), 'postgres', `DROP DATABASE IF EXISTS ${own} WITH (FORCE);`));
+
+  const ownEnv = () => ({ ...runnerEnv(), DATABASE_NAME: own });
+  const clients = () => ({ s3: createS3Client(s3.env), rds: new RDSClient({ region: 'eu-west-3' }), secretsManager: new SecretsManagerClient({ region: 'eu-west-3' }) });
+  const ownManifests = async (tier: string) => {
+    const out = await createS3Client(s3.env).send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: `${tier}/${own}_backup_` }));
+    return (out.Contents ?? []).map((o) => o.Key as string).filter((k) => k.endsWith('.manifest.json')).sort();
+  };
+  /** One delivery of a daily run, on a clock stopped at `now`; its stored metrics flushed, as the entries do. */
+  const delivery = (now: string, scheduledTime?: string) => {
+    const metrics = new Metrics({ namespace: 'AtmrDr/example', serviceName: 'backup-runner' });
+    return runScheduledBackup(
+      {
+        settings: loadRunnerSettings(ownEnv()),
+        ...clients(),
+        metrics,
+        logger: new Logger({ serviceName: 'backup-runner' }),
+        now: () => new Date(now),
+        ...(scheduledTime !== undefined && { scheduledTime: new Date(scheduledTime) }),
+      },
+      'daily',
+    ).finally(() => metrics.publishStoredMetrics());
+  };
+  const said = (out: string) => out.split('\n').filter((l) => l.includes('another run of the'));
+
+  it('the ECS task delivered again one second after the first delivery published: ends 0 with one line naming the backup, takes no second backup, counts neither success nor failure', async () => {
+    const scheduled = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+    const task = (lines: string[]) => main(['--tier', 'daily', '--scheduled-time', scheduled], ownEnv(), { stderr: { write: (l: string) => lines.push(l) }, clients: clients() });
+    const first = await captureStdout(() => task([]));
+    expect(first.result).toBe(0);
+    const published = await ownManifests('daily');
+    expect(published).toHaveLength(1);
+    const lines: string[] = [];
+
+    const { result, out } = await captureStdout(() => task(lines));
+
+    expect(result).toBe(0);
+    expect(lines).toEqual([]);
+    expect(await ownManifests('daily')).toEqual(published);
+    const [, day, time] = /_(\d{8})_(\d{6})\./.exec(published[0])!;
+    const second = `${day.slice(0, 4)}-${day.slice(4, 6)}-${day.slice(6)}T${time.slice(0, 2)}:${time.slice(2, 4)}:${time.slice(4)}Z`;
+    expect(said(out).map((l) => (JSON.parse(l) as { message: string }).message)).toEqual([
+      `another run of the daily backup scheduled at ${scheduled} already took ${second} (${published[0]}); nothing to do`,
+    ]);
+    for (const metric of ['BackupSuccess', 'BackupFailure', 'ScheduledRunFailure']) expect(dimensionsOf(emfDocs(out), metric)).toBeUndefined();
+  });
+
+  it('a run scheduled just before midnight UTC whose first delivery took a second after it: the next delivery finds that backup on the next day and has nothing to do', async () => {
+    const first = await captureStdout(() => delivery('2026-09-08T00:00:01.000Z', '2026-09-07T23:59:59Z'));
+    expect(first.error).toBeUndefined();
+    const published = backupObjectKeys('daily', own, new Date('2026-09-08T00:00:01Z')).manifest;
+
+    const { result, error, out } = await captureStdout(() => delivery('2026-09-08T00:00:40.000Z', '2026-09-07T23:59:59Z'));
+
+    expect(error).toBeUndefined();
+    expect(result?.manifestKey).toBe(published);
+    expect(said(out).map((l) => (JSON.parse(l) as { message: string }).message)).toEqual([
+      `another run of the daily backup scheduled at 2026-09-07T23:59:59Z already took 2026-09-08T00:00:01Z (${published}); nothing to do`,
+    ]);
+    expect((await ownManifests('daily')).filter((k) => k.includes('_20260908_'))).toEqual([published]);
+    for (const metric of ['BackupSuccess', 'BackupFailure', 'ScheduledRunFailure']) expect(dimensionsOf(emfDocs(out), metric)).toBeUndefined();
+  });
+
+  it("neither yesterday's backup (older than the scheduled time) nor one stamped a year ahead (a fast clock's) stops a scheduled run", async () => {
+    const yesterday = await captureStdout(() => delivery('2026-10-11T23:59:59.000Z', '2026-10-11T23:59:58Z'));
+    expect(yesterday.error).toBeUndefined();
+    const text = await (await createS3Client(s3.env).send(new GetObjectCommand({ Bucket: s3.bucket, Key: yesterday.result!.manifestKey }))).Body!.transformToString();
+    const ahead = backupObjectKeys('daily', own, new Date('2027-10-12T00:00:05Z')).manifest;
+    await createS3Client(s3.env).send(new PutObjectCommand({ Bucket: s3.bucket, Key: ahead, Body: text }));
+
+    const { result, error, out } = await captureStdout(() => delivery('2026-10-12T00:00:02.000Z', '2026-10-12T00:00:00Z'));
+
+    expect(error).toBeUndefined();
+    expect(result?.manifestKey).toBe(backupObjectKeys('daily', own, new Date('2026-10-12T00:00:02Z')).manifest);
+    expect(said(out)).toEqual([]);
+    expect(dimensionsOf(emfDocs(out), 'BackupSuccess')).toEqual({ service: 'backup-runner', Tier: 'daily' });
+  });
+
+  it('a manual run (no scheduled time) still backs up after a scheduled one published', async () => {
+    const scheduledRun = await captureStdout(() => delivery('2026-11-02T02:00:03.000Z', '2026-11-02T02:00:00Z'));
+    expect(scheduledRun.error).toBeUndefined();
+
+    const { result, error, out } = await captureStdout(() => delivery('2026-11-02T02:00:30.000Z'));
+
+    expect(error).toBeUndefined();
+    expect(result?.manifestKey).toBe(backupObjectKeys('daily', own, new Date('2026-11-02T02:00:30Z')).manifest);
+    expect(said(out)).toEqual([]);
+    expect((await ownManifests('daily')).filter((k) => k.includes('_20261102_'))).toHaveLength(2);
+  });
+});
+
 describe('runner settings', () => {
   it('requires a secret or an IAM auth user', () => {
     const env = { ...runnerEnv(), DATABASE_SECRET_ARN: '' };
