@@ -3,6 +3,7 @@ import {
   DBSnapshot,
   DeleteDBSnapshotCommand,
   DescribeDBInstancesCommand,
+  DescribeDBSnapshotsCommand,
   RDSClient,
   paginateDescribeDBSnapshots,
 } from '@aws-sdk/client-rds';
@@ -72,9 +73,11 @@ export interface TierSnapshotResult {
 
 /**
  * Takes a manual snapshot of the instance, tagged with the tier and as managed by atmr-dr, named
- * after `at`. Its name already taken (DBSnapshotAlreadyExistsFault) is that snapshot taken: named
- * after the backup's start second, it is the one of another run of that second (one run delivered
- * twice) or of this request sent again by the SDK. `alreadyTaken` says so.
+ * after `at`. Its name already taken (DBSnapshotAlreadyExistsFault) is that snapshot taken when it
+ * is this tool's snapshot of this tier of this instance: named after the backup's start second, it
+ * is the one of another run of that second (one run delivered twice) or of this request sent again
+ * by the SDK. `alreadyTaken` says so. A snapshot of that name of another instance, or without this
+ * tool's tags of the tier (an operator's, another tool's), is not this run's snapshot: the run fails.
  */
 export async function createTierSnapshot(rds: RDSClient, instanceIdentifier: string, tier: SnapshotTier, at: Date): Promise<{ identifier: string; alreadyTaken: boolean }> {
   const identifier = snapshotIdentifier(tier, instanceIdentifier, at);
@@ -90,10 +93,33 @@ export async function createTierSnapshot(rds: RDSClient, instanceIdentifier: str
       }),
     );
   } catch (error) {
-    if ((error as Error).name === 'DBSnapshotAlreadyExistsFault') return { identifier, alreadyTaken: true };
-    throw rdsError(error, `cannot create ${tier} snapshot ${identifier} of ${instanceIdentifier}`, instanceIdentifier);
+    if ((error as Error).name !== 'DBSnapshotAlreadyExistsFault') throw rdsError(error, `cannot create ${tier} snapshot ${identifier} of ${instanceIdentifier}`, instanceIdentifier);
+    await assertOwnSnapshot(rds, instanceIdentifier, tier, identifier);
+    return { identifier, alreadyTaken: true };
   }
   return { identifier, alreadyTaken: false };
+}
+
+/**
+ * The snapshot RDS says exists under this run's name is this tool's snapshot of this tier of this
+ * instance, or the run fails naming the instance it belongs to: counted as taken on its name alone,
+ * the tier would have no snapshot of the instance while every log said it had.
+ */
+async function assertOwnSnapshot(rds: RDSClient, instanceIdentifier: string, tier: SnapshotTier, identifier: string): Promise<void> {
+  let snapshot: DBSnapshot | undefined;
+  try {
+    snapshot = (await rds.send(new DescribeDBSnapshotsCommand({ DBSnapshotIdentifier: identifier }))).DBSnapshots?.[0];
+  } catch (error) {
+    if ((error as Error).name !== 'DBSnapshotNotFoundFault') throw rdsError(error, `cannot describe ${tier} snapshot ${identifier}, which RDS says exists`, instanceIdentifier);
+  }
+  // RDS keeps identifiers in lower case, as snapshotIdentifier writes the instance's.
+  const owner = snapshot?.DBInstanceIdentifier;
+  if (snapshot && owner?.toLowerCase() === instanceIdentifier.toLowerCase() && isManagedSnapshotOfTier(snapshot, tier)) return;
+  const byHand = `take this ${tier} snapshot by hand under a new name (aws rds create-db-snapshot --db-instance-identifier ${instanceIdentifier} --db-snapshot-identifier <name>)`;
+  const reason = !snapshot
+    ? `RDS said a snapshot of that name exists, then listed none (deleted meanwhile); ${byHand}`
+    : `a snapshot of that name already exists, ${owner?.toLowerCase() !== instanceIdentifier.toLowerCase() ? `of instance ${owner ?? '(none)'}` : `without this tool's tags (${MANAGED_TAG_KEY}=true, ${TIER_TAG_KEY}=${tier})`}, so not this run's: find who created it (names starting ${snapshotTierPrefix(tier)} are this tool's), rename or delete it, and ${byHand}`;
+  throw new OperatorError(`cannot create ${tier} snapshot ${identifier} of ${instanceIdentifier}: this run took none: ${reason}`);
 }
 
 /**

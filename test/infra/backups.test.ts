@@ -414,6 +414,8 @@ describe('backups construct (example environment, lambda runner)', () => {
     expect(sorted(deletes.Resource)).toEqual(sorted(ours));
     expect(deletes.Condition).toEqual({ StringEquals: { 'rds:snapshot-tag/atmr-dr:managed': 'true' } });
     expect(statementsWith('rds:DescribeDBInstances').map((s) => s.Resource)).toEqual([arn('db:atmr-prod')]);
+    // The prune lists the instance's snapshots; a name already taken is described by name (any snapshot: it may be another instance's).
+    expect(statementsWith('rds:DescribeDBSnapshots').map((s) => sorted(s.Resource))).toEqual([sorted([arn('db:atmr-prod'), arn('snapshot:*')])]);
   });
 
   // RDS checks the tags of a CreateDBSnapshot as AddTagsToResource on the new snapshot: a condition

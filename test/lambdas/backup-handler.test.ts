@@ -1,4 +1,4 @@
-import { CreateDBSnapshotCommand, DescribeDBInstancesCommand, DescribeDBSnapshotsCommand, RDSClient } from '@aws-sdk/client-rds';
+import { CreateDBSnapshotCommand, type DBSnapshot, DescribeDBInstancesCommand, DescribeDBSnapshotsCommand, RDSClient, type Tag } from '@aws-sdk/client-rds';
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { Context } from 'aws-lambda';
@@ -93,15 +93,23 @@ async function captureStdout<T>(fn: () => Promise<T>): Promise<{ result?: T; err
   }
 }
 
-/** RDS as it answers CreateDBSnapshot: a second snapshot of one name is refused (DBSnapshotAlreadyExistsFault). */
+/**
+ * RDS as it answers CreateDBSnapshot: a second snapshot of one name is refused
+ * (DBSnapshotAlreadyExistsFault), and DescribeDBSnapshots of that name shows the one taken.
+ */
 function refuseSecondSnapshotOfAName(): void {
-  const taken = new Set<string>();
-  rdsMock.on(CreateDBSnapshotCommand).callsFake((input: { DBSnapshotIdentifier: string }) => {
+  const taken = new Map<string, DBSnapshot>();
+  rdsMock.on(CreateDBSnapshotCommand).callsFake((input: { DBSnapshotIdentifier: string; DBInstanceIdentifier: string; Tags: Tag[] }) => {
     if (taken.has(input.DBSnapshotIdentifier)) throw Object.assign(new Error('DBSnapshot already exists'), { name: 'DBSnapshotAlreadyExistsFault' });
-    taken.add(input.DBSnapshotIdentifier);
+    taken.set(input.DBSnapshotIdentifier, { DBSnapshotIdentifier: input.DBSnapshotIdentifier, DBInstanceIdentifier: input.DBInstanceIdentifier, TagList: input.Tags, SnapshotType: 'manual', Status: 'creating' });
     return {};
   });
-  rdsMock.on(DescribeDBSnapshotsCommand).resolves({ DBSnapshots: [] });
+  rdsMock.on(DescribeDBSnapshotsCommand).callsFake((input: { DBSnapshotIdentifier?: string }) => {
+    if (input.DBSnapshotIdentifier === undefined) return { DBSnapshots: [] };
+    const snapshot = taken.get(input.DBSnapshotIdentifier);
+    if (!snapshot) throw Object.assign(new Error('DBSnapshot not found'), { name: 'DBSnapshotNotFoundFault' });
+    return { DBSnapshots: [snapshot] };
+  });
 }
 
 function emfDocs(out: string): Record<string, unknown>[] {

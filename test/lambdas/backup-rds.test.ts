@@ -112,6 +112,46 @@ describe('createTierSnapshot', () => {
   });
 });
 
+describe('createTierSnapshot: a snapshot of its name already there', () => {
+  const ID = 'atmr-dr-weekly-atmr-prod-20261122-023000';
+  const alreadyExists = () => rdsMock.on(CreateDBSnapshotCommand).rejects(Object.assign(new Error('Cannot create the snapshot because a snapshot with the identifier already exists.'), { name: 'DBSnapshotAlreadyExistsFault' }));
+
+  it("counts it as taken when RDS shows it is this tool's weekly snapshot of this instance (another run of that second took it)", async () => {
+    alreadyExists();
+    rdsMock.on(DescribeDBSnapshotsCommand, { DBSnapshotIdentifier: ID }).resolves({ DBSnapshots: [{ ...ours('weekly', undefined, 'creating', ID), DBInstanceIdentifier: INSTANCE }] });
+
+    const result = await createTierSnapshot(rds, INSTANCE, 'weekly', NOW);
+
+    expect(result).toEqual({ identifier: ID, alreadyTaken: true });
+    expect(rdsMock).toHaveReceivedCommandWith(DescribeDBSnapshotsCommand, { DBSnapshotIdentifier: ID });
+  });
+
+  it.each([
+    ['of another instance', { ...ours('weekly', '2026-11-22T02:30:05Z', 'available', ID), DBInstanceIdentifier: 'atmr-staging' }, 'of instance atmr-staging'],
+    ["of this instance without this tool's tags (an operator's)", { DBSnapshotIdentifier: ID, DBInstanceIdentifier: INSTANCE, SnapshotType: 'manual', TagList: [] }, "without this tool's tags (atmr-dr:managed=true, atmr-dr:tier=weekly)"],
+    ["of this instance tagged for the other tier", { ...ours('monthly', '2026-11-22T02:30:05Z', 'available', ID), DBInstanceIdentifier: INSTANCE }, "without this tool's tags (atmr-dr:managed=true, atmr-dr:tier=weekly)"],
+  ])('fails with one line naming the snapshot, whose it is and what to do, when it is %s', async (_case, snapshot, whose) => {
+    alreadyExists();
+    rdsMock.on(DescribeDBSnapshotsCommand, { DBSnapshotIdentifier: ID }).resolves({ DBSnapshots: [snapshot] });
+
+    const error = await createTierSnapshot(rds, INSTANCE, 'weekly', NOW).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(OperatorError);
+    expect((error as Error).message).toBe(
+      `cannot create weekly snapshot ${ID} of ${INSTANCE}: this run took none: a snapshot of that name already exists, ${whose}, so not this run's: find who created it (names starting atmr-dr-weekly- are this tool's), rename or delete it, and take this weekly snapshot by hand under a new name (aws rds create-db-snapshot --db-instance-identifier ${INSTANCE} --db-snapshot-identifier <name>)`,
+    );
+  });
+
+  it('fails with one line when RDS then lists no snapshot of that name (deleted meanwhile)', async () => {
+    alreadyExists();
+    rdsMock.on(DescribeDBSnapshotsCommand).rejects(Object.assign(new Error('DBSnapshot not found'), { name: 'DBSnapshotNotFoundFault' }));
+
+    const error = await createTierSnapshot(rds, INSTANCE, 'weekly', NOW).catch((e: unknown) => e);
+
+    expect((error as Error).message).toMatch(new RegExp(`^cannot create weekly snapshot ${ID} of ${INSTANCE}: this run took none: RDS said a snapshot of that name exists, then listed none \\(deleted meanwhile\\); take this weekly snapshot by hand`));
+  });
+});
+
 describe('pruneTierSnapshots', () => {
   it('keeps the newest N of this tool\'s snapshots of the tier (the one being created counts) and deletes the older ones, oldest first', async () => {
     rdsMock.on(DescribeDBSnapshotsCommand).resolves({
@@ -275,6 +315,8 @@ describe('runRdsSide', () => {
     rdsMock.on(DescribeDBInstancesCommand).resolves(pitrOn);
     rdsMock.on(CreateDBSnapshotCommand).rejects(Object.assign(new Error('Cannot create the snapshot because a snapshot with the identifier already exists.'), { name: 'DBSnapshotAlreadyExistsFault' }));
     rdsMock.on(DescribeDBSnapshotsCommand).resolves({ DBSnapshots: [] });
+    const taken = 'atmr-dr-weekly-atmr-prod-20261122-020007';
+    rdsMock.on(DescribeDBSnapshotsCommand, { DBSnapshotIdentifier: taken }).resolves({ DBSnapshots: [{ ...ours('weekly', undefined, 'creating', taken), DBInstanceIdentifier: INSTANCE }] });
     const backupStart = new Date('2026-11-22T02:00:07.412Z');
 
     const result = await runRdsSide({ rds, now: () => NOW }, { ...baseOptions, tier: 'weekly', snapshotAt: backupStart });
