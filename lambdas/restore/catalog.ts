@@ -5,6 +5,7 @@ import {
   BACKUP_TIERS,
   BackupTier,
   LATEST_POINTER_KEY,
+  isBackupTier,
   isManifestKey,
   latestDatabasePointerKey,
   latestDatabaseTierPointerKey,
@@ -210,9 +211,14 @@ export function backedUpDatabase(ref: string, latestDatabase?: string): string |
   return ref === 'latest' ? latestDatabase : keyDatabase(splitS3Url(ref)?.key ?? ref);
 }
 
-/** `<tier>/<db>_backup_<stamp>.manifest.json` to `<db>`: to filter a manifest that cannot be read. */
+/**
+ * `<tier>/<db>_backup_<stamp>.manifest.json` to `<db>`: to filter a manifest that cannot be read.
+ * Undefined for a key of any other shape, a prefix that is not a tier among them (yearly/, a
+ * folder above the tier): checkBackupRef suggests a key only when this names its database.
+ */
 function keyDatabase(manifestKey: string): string | undefined {
-  return /^[^/]+\/(.+)_backup_\d{8}_\d{6}\.manifest\.json$/.exec(manifestKey)?.[1];
+  const match = /^([^/]+)\/([^/]+)_backup_\d{8}_\d{6}\.manifest\.json$/.exec(manifestKey);
+  return match && isBackupTier(match[1]) ? match[2] : undefined;
 }
 
 async function s3Call<T>(bucket: string, what: string, call: () => Promise<T>): Promise<T> {

@@ -205,6 +205,12 @@ describe('arguments are checked before any name is resolved or any AWS call', ()
       'atmr-dr: "s3://b/weekly/db1_backup_20261124_010000.dump" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); did you mean "s3://b/weekly/db1_backup_20261124_010000.manifest.json"? list them with: atmr-dr backups list',
     ],
     [['backups', 'verify', 'daily/db1'], 'atmr-dr: "daily/db1" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list'],
+    // With the suffix still no manifest key of the layout (no tier prefix, or a folder above it): no key suggested.
+    [['backups', 'verify', 'yearly/db1_backup_20261124_010000'], 'atmr-dr: "yearly/db1_backup_20261124_010000" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list'],
+    [
+      ['restore', 'backups/daily/db1_backup_20261124_010000.dump', '--target-db', 'x'],
+      'atmr-dr: "backups/daily/db1_backup_20261124_010000.dump" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); list them with: atmr-dr backups list',
+    ],
     [['recover', '--to-time', '2099-01-01T00:00:00Z', '--reason', 'x', '--dry-run'], /^atmr-dr: recover: --to-time 2099-01-01T00:00:00.000Z is in the future \(now is .*\): give a past time, e\.g\. "5 minutes ago"$/],
     [['recover', '--to-time', '99999 days ago', '--reason', 'x', '--dry-run'], /^atmr-dr: recover: --to-time .* is more than 35 days ago, beyond any point-in-time recovery RDS keeps: give a time within the source's backup retention, or restore a dump \(atmr-dr backups list\)$/],
     [['restore-test', '--rpo-objective', 'x'], 'atmr-dr: --rpo-objective "x" is not a whole number of seconds; pass e.g. --rpo-objective 900 (the default)'],
