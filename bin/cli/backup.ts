@@ -146,8 +146,9 @@ export function formatProgress(progress: BackupProgress, databaseBytes?: number)
 
 /**
  * pg_database_size of the backed-up database, for the progress line; undefined when it cannot be
- * read. A short session's read (shortRead): one given up at its bound is one line (`say`), and the
- * backup goes on without the size.
+ * read. A short session's read (shortRead): one given up at its bound, or failed (refused, cut), is
+ * one line (`say`) saying why, and the backup goes on without the size; the size is only a scale,
+ * and a progress line without it said nothing of why (a pooler that refused the session's settings).
  */
 async function databaseSize(connection: PgConnection, say: (line: string) => void): Promise<number | undefined> {
   // Already loaded by the command (resolveConnection): this import costs nothing more.
@@ -156,8 +157,8 @@ async function databaseSize(connection: PgConnection, say: (line: string) => voi
     const rows = await shortRead<{ bytes: string }>(connection, connection.database, `the read of "${connection.database}"'s size (pg_database_size)`, 'SELECT pg_database_size(current_database()) AS bytes');
     return Number(rows[0].bytes);
   } catch (error) {
-    if (error instanceof ReadGivenUp) say(`backup: ${error.message}; the backup goes on without the database's size`);
-    // Any other failure: the backup reports the connection problem itself, in its own words.
+    const why = error instanceof ReadGivenUp ? error.message : `cannot read "${connection.database}"'s size (pg_database_size): ${oneLine(error)}`;
+    say(`backup: ${why}; the backup goes on without the database's size`);
     return undefined;
   }
 }

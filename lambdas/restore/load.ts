@@ -8,7 +8,7 @@ import { createGunzip } from 'node:zlib';
 import { isErrorLine, pgToolPath, quoteIdent } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupObject } from '../shared/manifest';
-import { libpqEnv, PgConnection, ReadGivenUp, SHORT_SESSION_BOUNDS, shortQuery } from '../shared/pg-connection';
+import { libpqEnv, PgConnection, ReadGivenUp, setShortBounds, shortQuery } from '../shared/pg-connection';
 import { LocalSpaceError, badBackupFix, isOutOfSpace } from './download';
 
 /**
@@ -437,8 +437,7 @@ export function watchDatabaseSize(
     try {
       await admin.query('BEGIN');
       try {
-        await admin.query(`SET LOCAL lock_timeout = ${SHORT_SESSION_BOUNDS.lock_timeout}`);
-        await admin.query(`SET LOCAL statement_timeout = ${SHORT_SESSION_BOUNDS.statement_timeout}`);
+        await setShortBounds(admin);
         const rows = await shortQuery<{ bytes: string }>(admin, connection, maintenance, `the read of "${database}"'s size (pg_database_size)`, 'SELECT pg_database_size($1) AS bytes', [database]);
         onSize(Number(rows[0].bytes));
       } finally {

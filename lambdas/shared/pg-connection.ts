@@ -447,10 +447,11 @@ export async function connectTo(
  * (lock_timeout) and a statement after 15 s (statement_timeout), and node-postgres gives the answer
  * up 5 s after that (query_timeout), for a server that sends not even the cancel (a hung backend, a
  * network that drops the packets). Without them such a read took the server's own timeouts (none by
- * default), and one that waited for ever held the command with no line. Sent as node-postgres'
- * startup settings, as the restore's session sends its lock_timeout. Never for pg_dump's and
- * pg_restore's sessions, nor as the restore's own session's settings, whose statements are long by
- * design (its size watch sets the first two with SET LOCAL, for one read's transaction).
+ * default), and one that waited for ever held the command with no line. The server's two are set
+ * with SET LOCAL in the read's transaction (setShortBounds), never as startup parameters: PgBouncer
+ * (by default) and RDS Proxy refuse a connection that sends them, and the backup's size read failed
+ * behind one. Never for pg_dump's and pg_restore's sessions, nor as the restore's own session's
+ * settings, whose statements are long by design (its size watch bounds one read's transaction).
  */
 export const SHORT_SESSION_BOUNDS = { lock_timeout: 10_000, statement_timeout: 15_000, query_timeout: 20_000 } as const;
 
@@ -491,14 +492,26 @@ export async function shortQuery<R extends QueryResultRow>(client: Client, conne
   }
 }
 
-/** One read on a short session of its own (SHORT_SESSION_BOUNDS, shortQuery), ended after it. */
+/** SHORT_SESSION_BOUNDS' server-side bounds for the rest of the transaction `client` is in (after its BEGIN). */
+export async function setShortBounds(client: Client): Promise<void> {
+  await client.query(`SET LOCAL lock_timeout = ${SHORT_SESSION_BOUNDS.lock_timeout}`);
+  await client.query(`SET LOCAL statement_timeout = ${SHORT_SESSION_BOUNDS.statement_timeout}`);
+}
+
+/**
+ * One read on a short session of its own (SHORT_SESSION_BOUNDS, shortQuery), in a transaction that
+ * sets the server's bounds (setShortBounds); the session is ended after it, the transaction with it.
+ */
 export async function shortRead<R extends QueryResultRow>(connection: PgConnection, database: string, what: string, text: string, values?: unknown[]): Promise<R[]> {
-  const client = await connectTo(connection, database, SHORT_SESSION_BOUNDS);
+  const client = await connectTo(connection, database, { query_timeout: SHORT_SESSION_BOUNDS.query_timeout });
   let unanswered = false;
   try {
+    await client.query('BEGIN');
+    await setShortBounds(client);
     return await shortQuery<R>(client, connection, database, what, text, values);
   } catch (error) {
-    unanswered = error instanceof ReadGivenUp && error.unanswered;
+    // The BEGIN or a SET LOCAL unanswered as well (shortQuery words only the read's own bound).
+    unanswered = (error instanceof ReadGivenUp && error.unanswered) || isQueryReadTimeout(error);
     throw error;
   } finally {
     // A server that sends nothing may not answer the end either: not waited for.

@@ -450,6 +450,43 @@ describe('atmr-dr backup (integration)', () => {
     }
   });
 
+  it("--progress behind a pooler that refuses the startup parameters statement_timeout and lock_timeout (a default PgBouncer): the size read sets its bounds in its transaction, and the progress has the database's size", async () => {
+    // Arrange: every connection that sends either as a startup parameter is refused, as PgBouncer does
+    const cluster = testCluster();
+    const proxy = await startCuttingProxy({ host: cluster.host, port: cluster.port }, /^$/, { refuseStartupParameters: ['statement_timeout', 'lock_timeout'] });
+    try {
+      // Act
+      const run = await runCli(['backup', '--tier', 'daily', '--formats', 'custom', '--progress'], cliEnv(source, s3.env, { PGPORT: String(proxy.port) }));
+
+      // Assert
+      expect(run.stderr).not.toMatch(/size/);
+      expect(run.status).toBe(0);
+      expect(run.stderr).toMatch(/^backup: \d+(\.\d)? (B|KiB|MiB) dumped \(compressed\) from a \d+(\.\d)? MiB database, /m);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it("--progress when the read of the database's size fails (its connection cut): one line saying why, and the backup goes on and succeeds without the size", async () => {
+    // Arrange: the size read's statement never reaches the server, its connection cut; the backup's own connections go through
+    const cluster = testCluster();
+    const proxy = await startCuttingProxy({ host: cluster.host, port: cluster.port }, /pg_database_size/, { deliver: false });
+    try {
+      // Act
+      const run = await runCli(['backup', '--tier', 'daily', '--formats', 'custom', '--progress'], cliEnv(source, s3.env, { PGPORT: String(proxy.port) }));
+
+      // Assert
+      expect(run.status).toBe(0);
+      expect(proxy.cut).toBe('SELECT pg_database_size(current_database()) AS bytes');
+      expect(run.stderr.split('\n').filter((l) => /size/.test(l))).toEqual([
+        expect.stringMatching(new RegExp(`^backup: cannot read "${source}"'s size \\(pg_database_size\\): .*Connection terminated.*; the backup goes on without the database's size$`)),
+      ]);
+      expect(run.stderr).toMatch(/^backup: \d+(\.\d)? (B|KiB|MiB) dumped, /m);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   it('SIGTERM once the manifest key is printed (the backup done, the process ending): exit 0, not 143, the key on stdout and one line saying there was nothing left to stop', async () => {
     // Arrange: the process held after its result (a test-only setting), so that the signal, sent
     // once the key is read, surely reaches it alive: a process that ended first proves nothing.

@@ -22,12 +22,14 @@ export interface CuttingProxy {
  * everything after it on that connection never reach the server, and the connection stays open (a
  * server that accepted the connection and stopped answering it); other connections go through.
  * With `pass`, the first `pass` statements that match go through before the one silenced (a
- * statement every connection sends, the second time: a session that connects again).
+ * statement every connection sends, the second time: a session that connects again). With
+ * `refuseStartupParameters`, a startup packet that sets any of them is answered as a default
+ * PgBouncer answers it (FATAL "unsupported startup parameter: <name>") and closed.
  */
 export async function startCuttingProxy(
   upstream: { host: string; port: number },
   statement: RegExp,
-  options: { refuseAfterCut?: boolean; silentAfterCut?: boolean; deliver?: boolean; silence?: boolean; pass?: number } = {},
+  options: { refuseAfterCut?: boolean; silentAfterCut?: boolean; deliver?: boolean; silence?: boolean; pass?: number; refuseStartupParameters?: readonly string[] } = {},
 ): Promise<CuttingProxy> {
   let cut: string | undefined;
   let toPass = options.pass ?? 0;
@@ -54,6 +56,18 @@ export async function startCuttingProxy(
       }
       // A simple-protocol Query message: 'Q', its length, the statement's text.
       const text = chunk.toString('latin1');
+      // A startup packet (its length, then protocol 3.0) names its parameters as name\0value\0 pairs.
+      const refused = chunk.length > 8 && chunk.readInt32BE(4) === 196608 ? options.refuseStartupParameters?.find((name) => text.slice(8).split('\0').includes(name)) : undefined;
+      if (refused) {
+        const fields = `SFATAL\0C08P01\0Munsupported startup parameter: ${refused}\0\0`;
+        const answer = Buffer.alloc(5 + Buffer.byteLength(fields, 'latin1'));
+        answer.write('E', 0, 'latin1');
+        answer.writeInt32BE(answer.length - 1, 1);
+        answer.write(fields, 5, 'latin1');
+        client.end(answer);
+        server.destroy();
+        return;
+      }
       if (options.silence && cut === undefined && (text.startsWith('Q') || text.startsWith('P')) && statement.test(text) && toPass-- <= 0) {
         // An extended-protocol Parse message: 'P', its length, the statement's name, its text.
         cut = text.slice(5).split('\0')[text.startsWith('P') ? 1 : 0];
