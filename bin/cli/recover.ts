@@ -27,7 +27,7 @@ import { metricsNamespace } from '../../lambdas/shared/constants';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { pgClientConfig, resolveConnection } from '../../lambdas/shared/pg-connection';
 import { resolveCliActor } from './killswitch';
-import { DEPLOYED_NAMES, defaultEnvironmentName, resolveDeployedName } from './resolve';
+import { DEPLOYED_NAMES, defaultEnvironmentName, notFoundHint, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
 import { confirmer } from './confirm';
 import { exitCodeOf, interruptible } from './interrupt';
@@ -604,7 +604,13 @@ export function registerRecoverCommands(program: Command): void {
       };
       let result: CutoverResult;
       try {
-        result = mode === 'undo' ? await undoCutover(deps, id, settings, actor) : await cutover(deps, id, settings, actor, mode, { unverified: Boolean(opts.unverified) });
+        result =
+          mode === 'undo'
+            ? await undoCutover(deps, id, settings, actor)
+            : await cutover(deps, id, settings, actor, mode, { unverified: Boolean(opts.unverified) }).catch((error: unknown) => {
+                // A killswitch parameter not found, named by the default environment: the line says so.
+                throw notFoundHint(error, DEPLOYED_NAMES.killswitchParameter, { flagValue: ctx.g.parameter, envName: ctx.g.env });
+              });
       } finally {
         interrupt.done();
       }

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { EnvironmentConfig } from '../../lib/config';
 import { OPERATOR_ANSWER_TIMEOUT_MS, SDK_RETRY } from '../../lambdas/shared/sdk-retry';
-import { describeAwsError, isAccessDenied, isThrottled, isUnreachable, MISSING_SETTING_EXIT_CODE, missingAwsSetting } from '../../lambdas/shared/aws-errors';
+import { asOperatorError, describeAwsError, isAccessDenied, isThrottled, isUnreachable, MISSING_SETTING_EXIT_CODE, missingAwsSetting } from '../../lambdas/shared/aws-errors';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
 
 /**
@@ -242,17 +242,23 @@ export function otherEnvironmentHint(envName: string | undefined, root: string =
   return `; without --env this is cdk.json's default environment "${defaultEnvironmentName(root)}": for another, --env NAME (${names.join(', ')})`;
 }
 
+/** AWS's answers that a named resource does not exist: SSM's parameter, ECS's cluster and service. */
+const NOT_FOUND = new Set(['ParameterNotFound', 'ClusterNotFoundException', 'ServiceNotFoundException']);
+
 /**
- * A resource AWS answered does not exist (readKillswitch's line for SSM's ParameterNotFound), whose
- * name neither its flag nor its variable gave: it came from the default environment's stacks or
- * config, and otherEnvironmentHint is appended. Any other error is returned as it is.
+ * A resource AWS answered does not exist (readKillswitch's line for SSM's ParameterNotFound, ECS's
+ * error itself), whose name neither its flag nor its variable gave: it came from the default
+ * environment's stacks or config, and otherEnvironmentHint is appended to the error's line
+ * (asOperatorError's). Any other error is returned as it is.
  */
 export function notFoundHint(error: unknown, name: DeployedName, options: Pick<ResolveOptions, 'flagValue' | 'envName' | 'env' | 'root'>): unknown {
-  const cause = error instanceof OperatorError ? (error.cause as { name?: unknown } | undefined)?.name : undefined;
-  if (!(error instanceof OperatorError) || cause !== 'ParameterNotFound') return error;
+  const cause = error instanceof OperatorError ? error.cause : error;
+  if (!NOT_FOUND.has(String((cause as { name?: unknown } | undefined)?.name))) return error;
   if (options.flagValue || (options.env ?? process.env)[name.envVar]) return error;
   const hint = otherEnvironmentHint(options.envName, options.root);
-  return hint ? new OperatorError(`${error.message}${hint}`, error.exitCode, { cause: error.cause }) : error;
+  if (!hint) return error;
+  const failure = asOperatorError(error);
+  return new OperatorError(`${failure.message}${hint}`, failure.exitCode, { cause });
 }
 
 /**

@@ -51,7 +51,7 @@ import { formatAge } from '../../lambdas/shared/format';
 import { confirmer } from './confirm';
 import { interruptibly } from './interrupt';
 import { resolveCliActor } from './killswitch';
-import { DEPLOYED_NAMES, defaultEnvironmentName, nonEmpty, packageRoot, resolveDeployedName } from './resolve';
+import { DEPLOYED_NAMES, defaultEnvironmentName, nonEmpty, notFoundHint, packageRoot, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
 
 interface GlobalOptions {
@@ -694,6 +694,17 @@ export async function unlockCommand(ctx: RollbackCliContext, options: UnlockOpti
   }).catch((error: unknown) => ctx.print(`warning: the release was not recorded in the rollback history: ${namedLine(error)}`));
 }
 
+/**
+ * ECS's answer that the cluster or the service does not exist, for a name no flag nor variable gave
+ * (--cluster / ATMR_ECS_CLUSTER, --service / ATMR_API_SERVICE): without --env, the line says it was
+ * looked for in cdk.json's default environment, and which others there are (notFoundHint).
+ */
+function ecsNotFoundHint(error: unknown, globals: GlobalOptions, serviceFlag?: string): unknown {
+  const cause = error instanceof OperatorError ? error.cause : error;
+  const service = (cause as { name?: unknown } | undefined)?.name === 'ServiceNotFoundException';
+  return notFoundHint(error, service ? DEPLOYED_NAMES.apiService : DEPLOYED_NAMES.ecsCluster, { flagValue: service ? serviceFlag : globals.cluster, envName: globals.env });
+}
+
 /** `atmr-dr rollback status|service|migration|unlock`. */
 export function registerRollbackCommands(program: Command, makeContext: typeof defaultContext = defaultContext): void {
   const rollback = program
@@ -714,7 +725,9 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
     .action(async (opts: { service?: string; json?: boolean }) => {
       const ctx = await makeContext(globals(), opts.service, true);
       const services = opts.service ? [findService(ctx.settings, opts.service).serviceName] : [ctx.settings.api.serviceName, ...ctx.settings.workers.map((w) => w.serviceName)];
-      await statusCommand(ctx, services, Boolean(opts.json));
+      await statusCommand(ctx, services, Boolean(opts.json)).catch((error: unknown) => {
+        throw ecsNotFoundHint(error, globals(), opts.service);
+      });
     });
 
   rollback
@@ -733,7 +746,9 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
         throw new OperatorError(`rollback service: --dry-run changes nothing, so ${withDryRun.join(' and ')} cannot apply: drop --dry-run to roll back, or drop ${withDryRun.join(' and ')} to see the plan`, 2);
       }
       const ctx = await makeContext(globals(), opts.service);
-      await interruptibly((signal) => serviceCommand({ ...ctx, signal }, { service: ctx.serviceName, to: opts.to, dryRun: opts.dryRun, yes: opts.yes, wait: opts.wait }));
+      await interruptibly((signal) => serviceCommand({ ...ctx, signal }, { service: ctx.serviceName, to: opts.to, dryRun: opts.dryRun, yes: opts.yes, wait: opts.wait })).catch((error: unknown) => {
+        throw ecsNotFoundHint(error, globals(), opts.service);
+      });
     });
 
   rollback
@@ -750,7 +765,9 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
       await interruptibly(
         (signal) => migrationCommand({ ...ctx, signal }, opts, progress),
         () => migrationLeft(progress, ctx.settings),
-      );
+      ).catch((error: unknown) => {
+        throw ecsNotFoundHint(error, globals());
+      });
     });
 
   rollback

@@ -10,7 +10,7 @@ import { incidentStore } from '../../lambdas/escalation/clients';
 import { createIncident, getIncident, type IncidentStore } from '../../lambdas/escalation/store';
 import { version } from '../../package.json';
 import { disagreeingExampleEnvironment } from '../support/app';
-import { startCloudFormationWithoutStacks, startFakeSsm, startSilentEndpoint, type LocalEndpoint } from '../support/aws-endpoints';
+import { startCloudFormationWithoutStacks, startEcsEndpoint, startFakeSsm, startSilentEndpoint, type LocalEndpoint } from '../support/aws-endpoints';
 import { startLocalTable, type LocalTable } from '../support/dynalite';
 import { installedCopy } from '../support/installed-copy';
 import { startLocalS3, type LocalS3 } from '../support/s3';
@@ -769,6 +769,28 @@ describe('a name looked up in the default environment, with another environment 
     expect(withEnv.stderr).not.toContain('without --env');
     expect(withParameter.stderr).not.toContain('without --env');
     expect([withEnv.status, withParameter.status]).toEqual([2, 2]);
+  });
+
+  it.each([
+    ['ClusterNotFoundException', 'Cluster not found.', ['rollback', 'status']],
+    ['ClusterNotFoundException', 'Cluster not found.', ['rollback', 'service', '--dry-run']],
+    ['ClusterNotFoundException', 'Cluster not found.', ['rollback', 'migration', '--to', 'aaa111', '--yes']],
+    ['ServiceNotFoundException', 'Service not found.', ['rollback', 'status']],
+  ])('ECS answers %s to %j for the cluster or service the config names: the line says which environment it was looked in, and the others; not with --env', async (code, message, args) => {
+    const ecs = await startEcsEndpoint(() => ({ status: 400, body: { __type: code, message } }));
+    try {
+      // The table and the topic named: only the cluster and the services come from the default environment.
+      const table = { ATMR_OPS_TABLE: 'ops-state', ATMR_INCIDENTS_TOPIC: 'arn:aws:sns:eu-west-3:111111111111:incidents', AWS_ENDPOINT_URL_ECS: ecs.url };
+      const result = await run(args, table);
+      const withEnv = await run(['rollback', '--env', 'example', ...args.slice(1)], table);
+
+      expect(result.stderr).toMatch(new RegExp(`^atmr-dr: .*${message.replace('.', '\\.')}.*${HINT.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\n$`));
+      expect(result.status).not.toBe(0);
+      expect(withEnv.stderr).toContain(message);
+      expect(withEnv.stderr).not.toContain('without --env');
+    } finally {
+      await ecs.stop();
+    }
   });
 
   it.each([

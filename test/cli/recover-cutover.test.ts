@@ -227,13 +227,15 @@ function startFakeAws(): Promise<FakeAws> {
 }
 
 /** The operator's install (installedCopy): the launcher, the bundle, and a cdk.json whose example environment switches SECRET and points /ready at a local server. */
-function installWithConfig(readinessUrl: string, databaseName: string, instanceIdentifier?: string, options: { withoutEcs?: boolean } = {}): InstalledCopy {
+function installWithConfig(readinessUrl: string, databaseName: string, instanceIdentifier?: string, options: { withoutEcs?: boolean; withProd?: boolean } = {}): InstalledCopy {
   return installedCopy('atmr-dr-cutover-', (environments) => {
     const environment = environments.example as { database: { name: string; instanceIdentifier: string }; recovery: Record<string, unknown> };
     environment.database.name = databaseName;
     environment.recovery = { ...environment.recovery, endpoint: { kind: 'secretHost', secretArn: SECRET }, readinessUrl, ecs: { clusterArn: CLUSTER_ARN, serviceNames: SERVICES } };
     // A cdk.json of an older version, which let recovery be enabled without services to redeploy.
     if (options.withoutEcs) delete environment.recovery.ecs;
+    // A second environment (prod, deployed with -c env=prod) beside the default one.
+    if (options.withProd) environments.prod = JSON.parse(JSON.stringify(environment)) as Record<string, unknown>;
     if (instanceIdentifier) {
       // Step 10 as docs/recovery.md says it: the config names the copy, and the example's explicit
       // prefix, which the copy is named under, gives way to one production's name does not start with.
@@ -361,6 +363,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     const sequence = aws.calls.map((c) => `${c.service}:${c.action}`);
     expect(sequence).toEqual([
       'secretsmanager:GetSecretValue', // the secret holds the host the API reads: nothing changes otherwise
+      'ssm:GetParameter', // the killswitch parameter exists: nothing changes otherwise
       'rds:DescribeDBInstances', // the copy is available: nothing changes otherwise
       'events:PutEvents',
       'ssm:GetParameter', // the killswitch's previous value, journaled before anything changes
@@ -730,6 +733,37 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
       expect(await getRecovery(store, id)).toEqual(before);
     } finally {
       fs.rmSync(older.root, { recursive: true, force: true });
+    }
+  });
+
+  it("a killswitch parameter cdk.json's default environment names and SSM does not have: the cutover changes nothing, and its line says which environment it was looked in, and the others; not with --env", async () => {
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const active = await activeRecoveryId(store);
+    if (active) await releaseLock(store, active);
+    const id = 'r20261130160000-e2ed';
+    await verifiedRecovery(id);
+    aws.parameters.delete(KILLSWITCH);
+    const twoEnvironments = installWithConfig(`http://127.0.0.1:${(ready.address() as AddressInfo).port}/ready`, recoveredDb, undefined, { withProd: true });
+    // The parameter's name from the default environment's config (CloudFormation is closed), as an operator without --env gets it.
+    const { KILLSWITCH_PARAMETER: _given, ...env } = operatorEnv();
+    try {
+      const failed = await run(twoEnvironments.launcher, ['recover', 'cutover', id, '--yes'], env);
+
+      expect(failed.stderr).toBe(
+        `atmr-dr: recover cutover: killswitch: parameter ${KILLSWITCH} does not exist: deploy the data stack, or pass --parameter / KILLSWITCH_PARAMETER with the right name; nothing was changed; without --env this is cdk.json's default environment "example": for another, --env NAME (example, prod)\n`,
+      );
+      expect(failed.status).toBe(2);
+      // Nothing written, not even the team's "cutover started" event; the recovery still ready to cut over.
+      expect(aws.calls.filter((c) => /^(Put|Update|Modify|AddTags|RemoveTags)/.test(c.action))).toEqual([]);
+      expect(aws.secret()).toMatchObject({ host: OLD_HOST });
+      expect((await getRecovery(store, id)).status).toBe('verified');
+
+      const withEnv = await run(twoEnvironments.launcher, ['recover', '--env', 'example', 'cutover', id, '--yes'], env);
+
+      expect(withEnv.stderr).toContain(`parameter ${KILLSWITCH} does not exist`);
+      expect(withEnv.stderr).not.toContain('without --env');
+    } finally {
+      fs.rmSync(twoEnvironments.root, { recursive: true, force: true });
     }
   });
 
