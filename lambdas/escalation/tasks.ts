@@ -214,7 +214,8 @@ async function publishSlack(deps: TaskDeps, title: string, description: string):
  * wakes this step), publishes once per token (a retried step does not page twice), records it.
  * An incident already acknowledged or resolved wakes its own step instead of paging.
  */
-async function page(deps: TaskDeps, incidentId: string, level: number, taskToken: string): Promise<string> {
+async function page(deps: TaskDeps, incidentId: string, asked: number, taskToken: string): Promise<string> {
+  const level = existingLevel(deps, asked);
   // The link key (a Secrets Manager read on a cold start) is fetched while the token is stored,
   // not after: it is on the path to the page. Observed here so that an early return leaves no
   // unhandled rejection; a failure costs the page its link below, not the page.
@@ -267,7 +268,7 @@ async function page(deps: TaskDeps, incidentId: string, level: number, taskToken
     Promise.allSettled([
       recordPagedLevel(deps.store, incidentId, level, pageKey),
       recordLinkMissing(deps, incidentId, `page#${pageKey}`, `Page of level ${level} (${target.name})`, message.linkMissing, at, level),
-      recordTimeline(deps.store, incidentId, `page#${pageKey}`, { at, kind: 'page', text: `Paged level ${level} (${target.name})`, level }),
+      recordTimeline(deps.store, incidentId, `page#${pageKey}`, { at, kind: 'page', text: `Paged level ${level} (${target.name})${asked > level ? `, the highest level configured (level ${asked} no longer exists)` : ''}`, level }),
     ]),
     publishSlack(deps, `:rotating_light: ${incident.alarmName} : niveau ${level} (${target.name})`, message.slack).catch((error: unknown) =>
       slackCopyFailed(deps, incidentId, pageKey, `Slack copy of the page of level ${level} (${target.name})`, error, at),
@@ -278,6 +279,15 @@ async function page(deps: TaskDeps, incidentId: string, level: number, taskToken
   // this level had its time to acknowledge. The workflow holds the level instead (PagedNotRecorded).
   if (refused) throw new PagedNotRecorded(`level ${level} (${target.name}) was paged but the ops-state table refused its record: ${namedLine(refused.reason)}; the level keeps its timeout`);
   return `paged level ${level}`;
+}
+
+/**
+ * `level`, or the highest level the config has when it has fewer: a deploy that drops levels leaves
+ * an open incident (and an execution started before it, which keeps its definition) at a level that
+ * no longer has a topic, and paging or reminding nobody would leave the incident unheard.
+ */
+function existingLevel(deps: TaskDeps, level: number): number {
+  return Math.min(level, deps.levels.length);
 }
 
 /** The level that acknowledged (links say which), else the highest level the climb reached (`levelReached`), at least level 1. */
@@ -362,7 +372,7 @@ async function remind(deps: TaskDeps, incidentId: string, taskToken: string, sta
     return 'woken: RESOLVED';
   }
   await announceAcknowledgement(deps, incident, state);
-  const level = acknowledgingLevel(incident, state);
+  const level = existingLevel(deps, acknowledgingLevel(incident, state));
   const target = deps.levels[level - 1];
   const at = nowIso(deps);
   const key = `reminder#${shortHash(taskToken)}`;
@@ -432,7 +442,7 @@ async function resolve(deps: TaskDeps, incidentId: string, state: ExecutionState
       // The level the workflow climbs from: the highest reached, counting one whose record the table
       // refused (the record's `level` is then the one before it, which would be paged again) and one
       // carried over from a flapping alarm's previous incident (else the climb restarts at level 1).
-      const level = levelReached(outcome.incident, state);
+      const level = existingLevel(deps, levelReached(outcome.incident, state));
       return { result: `not resolved: ALARM again at ${joined}`, alarmAgain: { status: outcome.incident.status, level } };
     }
   }

@@ -598,12 +598,14 @@ export class Escalation extends Construct {
     const checks = levelTimeouts.map((_, i) => checkAlarm(`CheckAfterLevel${i + 1}`));
     // A page that cannot be published on the last level is tried again a minute later, not in a tight loop.
     const retryLastLater = new sfn.Wait(this, 'RetryLastLevelLater', { time: sfn.WaitTime.duration(Duration.minutes(1)) }).next(checks[last]);
+    const holds: sfn.Wait[] = [];
     levelTimeouts.forEach((timeout, i) => {
       // SNS failures are retried by the SDK, then twice here; after that the next level is paged
       // at once rather than waiting out a timeout for a page nobody received.
       pages[i].addRetry({ errors: ['PagePublishFailed'], maxAttempts: 2, interval: Duration.seconds(2), backoffRate: 2 });
       pages[i].addCatch(checks[i], { errors: ['States.Timeout'], resultPath: '$.timeout' });
       const hold = new sfn.Wait(this, `HoldLevel${i + 1}`, { time: sfn.WaitTime.duration(timeout) });
+      holds.push(hold);
       hold.next(checks[i]);
       // The page went out but the table refused its record (tasks.ts PagedNotRecorded): the level
       // keeps its whole timeout, as if the step had waited for it, before the alarm is re-read (an
@@ -641,10 +643,14 @@ export class Escalation extends Construct {
 
     // Every execution counts its own rounds. A handed-over one (`resumeAt`) goes straight to the step
     // its predecessor was about to run; any other starts the climb at level 1 (also a `resumeAt` this
-    // definition no longer has, after a deploy renamed its state: paging level 1 again beats paging nobody).
+    // definition no longer has, after a deploy renamed its state: paging level 1 again beats paging
+    // nobody), but a level's step a deploy dropped (below).
     // (Two Choices: a comparison of an absent field fails the execution, so presence is tested first.)
     const resumeAt = new sfn.Choice(this, 'ResumeAt');
     for (const [key, target] of resumable) resumeAt.when(sfn.Condition.stringEquals('$.resumeAt', key), target);
+    // A level a deploy dropped (the config has fewer levels) resumes at the last level: the incident
+    // climbed past the levels left, and paging level 1 again would restart the climb from the bottom.
+    resumeAt.when(sfn.Condition.stringMatches('$.resumeAt', 'PageLevel*'), pages[last]).when(sfn.Condition.stringMatches('$.resumeAt', 'HoldLevel*'), holds[last]);
     resumeAt.otherwise(pages[0]);
     // A handed-over execution first points the incident at itself: the hand-over step that started it
     // ends cleanly even when the table refused that write (tasks.ts handOver). Should the table refuse

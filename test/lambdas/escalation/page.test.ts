@@ -5,7 +5,8 @@ import { readAckLinkKey } from '../../../lambdas/escalation/key';
 import { highestLevelPaged, Incident, levelsPaged, pageIntent, shortHash } from '../../../lambdas/escalation/model';
 import { acknowledgeIncident, getIncident, timeline } from '../../../lambdas/escalation/store';
 import { runTask, TaskDeps } from '../../../lambdas/escalation/tasks';
-import { EscalationHarness, LEVEL_TOPICS, openIncident, refusingWrites, startHarness } from './harness';
+import { ingestAlarmChange } from '../../../lambdas/escalation/ingest';
+import { alarmEvent, EscalationHarness, LEVEL_TOPICS, openIncident, refusingWrites, startHarness } from './harness';
 
 const STATE_TIME = '2026-11-30T10:15:00.123+0000';
 
@@ -122,6 +123,46 @@ describe('escalation page step', () => {
     await page('token-2', 3);
 
     expect(h.published.filter((p) => p.topicArn === LEVEL_TOPICS[2])).toHaveLength(2);
+  });
+
+  describe('after a deploy that dropped level 3 while the incident was open at it', () => {
+    /** The task code as deployed after it: levels 1 and 2 only. */
+    const twoLevels = (): TaskDeps => ({ ...h.taskDeps, levels: h.taskDeps.levels.slice(0, 2) });
+
+    it('pages level 2, the highest level configured, when the execution started before the deploy pages level 3 again', async () => {
+      await page('token-1', 3);
+
+      const result = await runTask(twoLevels(), { action: 'page', incidentId, level: 3, taskToken: 'token-2' });
+
+      expect(result).toEqual({ result: 'paged level 2' });
+      expect(h.published.map((p) => p.topicArn)).toEqual([LEVEL_TOPICS[2], LEVEL_TOPICS[1]]);
+      expect(h.published[1].text).toContain('Niveau 2 (Lead DevOps)');
+      expect((await timeline(h.store, incidentId)).filter((e) => e.kind === 'page').map((e) => e.text)).toEqual([
+        'Paged level 3 (CTO)',
+        'Paged level 2 (Lead DevOps), the highest level configured (level 3 no longer exists)',
+      ]);
+      expect(await getIncident(h.store, incidentId)).toMatchObject({ pagedLevels: [2, 3], pageIntents: [] });
+    });
+
+    it('reminds level 2 when level 3 acknowledged with its link', async () => {
+      await page('token-1', 3);
+      await acknowledgeIncident(h.store, incidentId, { by: 'carol', via: 'link', level: 3 });
+
+      const result = await runTask(twoLevels(), { action: 'remind', incidentId, taskToken: 'token-r1' });
+
+      expect(result).toEqual({ result: 'reminded level 2' });
+      expect(h.published.filter((p) => p.subject?.startsWith('[atmr-dr] Rappel')).map((p) => p.topicArn)).toEqual([LEVEL_TOPICS[1]]);
+    });
+
+    it('climbs on from level 2 when an ALARM joined after the check read the alarm OK', async () => {
+      await page('token-1', 3);
+      await ingestAlarmChange(h.ingestDeps, alarmEvent('ALARM', '2026-11-30T10:40:00.000+0000'));
+
+      const result = await runTask(twoLevels(), { action: 'resolve', incidentId, state: { check: { alarmState: 'OK', lastJoinedAlarmAt: '' } } });
+
+      // The workflow pages the level after the one given, the last one again (AlarmAgainAfterResolve).
+      expect(result).toEqual(expect.objectContaining({ alarmAgain: { status: 'OPEN', level: 2 } }));
+    });
   });
 
   describe('with Slack #incidents', () => {

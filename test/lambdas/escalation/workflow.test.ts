@@ -1213,4 +1213,29 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       expect(kinds('N')).toEqual([1, 1, 1]);
     });
   });
+
+  describe('a hand-over to a definition a deploy took a level from (the config has fewer levels)', () => {
+    /** The execution `-h1` that the execution of a four-level definition started, resuming at `resumeAt`. */
+    const handedOver = (resumeAt: string, duringWait?: Parameters<typeof runLocally>[3]) =>
+      runLocally(definition, h, { incidentId, alarmName: ALARM, resumeAt, handedOverFrom: incidentId }, duringWait, 60, `${incidentId}-h1`);
+
+    it('pages level 3, the last level left, when it resumes at level 4\'s page', async () => {
+      const { path } = await handedOver('PageLevel4', async (state) => {
+        if (state === 'PageLevel3') await resolveIncident(h.store, incidentId, { by: 'carol', via: 'cli', how: 'resolved by hand' });
+      });
+
+      expect(path).toEqual(['TakeOver', 'PageLevel3', 'Resolve']);
+      expect(kinds('N')).toEqual([3]);
+    });
+
+    it("holds level 3, the last level left, when it resumes at level 4's hold, then re-reads the alarm and pages level 3 again while ALARM", async () => {
+      h.alarmStates = ['ALARM', 'OK'];
+
+      const { path, entered } = await handedOver('HoldLevel4');
+
+      expect(entered.map((e) => e.name)).toContain('HoldLevel3');
+      expect(path).toEqual(['TakeOver', 'CheckAfterLevel3', 'PageLevel3', 'CheckAfterLevel3', 'Resolve']);
+      expect(kinds('N')).toEqual([3]);
+    });
+  });
 });
