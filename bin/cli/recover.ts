@@ -237,6 +237,12 @@ function stillShutOut(cutover: { readonly recoveryId: string; readonly journal?:
     : `users still get a degraded API: the killswitch is degraded${until}, ${setBy}; to serve them in full: ${disable}`;
 }
 
+/** Where a failed cutover stopped: its failed step, or its start when it failed before any step was journaled. */
+function failedAt(result: CutoverResult): string {
+  const step = result.steps.find((s) => s.outcome === 'failed')?.step;
+  return step ? `at "${step}"` : 'before its first step';
+}
+
 function printCutover(result: CutoverResult, out: (line: string) => void): void {
   out(`cutover of recovery ${result.recoveryId}:`);
   for (const step of result.steps) out(`  ${step.startedAt}  ${String(step.seconds).padStart(5)} s  ${step.outcome.padEnd(11)} ${step.step}: ${step.detail}`);
@@ -645,7 +651,7 @@ export function registerRecoverCommands(program: Command): void {
       }
       if (!result.ok) {
         throw new OperatorError(
-          `recover cutover: FAILED at "${result.steps.find((s) => s.outcome === 'failed')?.step}" (${result.error}); ${notUndone.length ? notUndoneLine() : 'every change was undone, production is as before'}`,
+          `recover cutover: FAILED ${failedAt(result)} (${result.error}); ${notUndone.length ? notUndoneLine() : 'every change was undone, production is as before'}`,
           stopped ? exitCodeOf(stopped) : 1,
         );
       }

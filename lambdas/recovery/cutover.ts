@@ -230,15 +230,15 @@ export async function cutover(
       );
     }
   }
-  // The killswitch is the first thing the cutover changes: a parameter that does not exist (the name
-  // of an environment not deployed here) is refused now, as readKillswitch words it (exit 2, SSM's
-  // error its cause: the CLI says which environment named it), before the lease, the team's "cutover
-  // started" event and a record left cutover-failed with nothing changed.
+  // The killswitch is the first thing the cutover changes: one it cannot read is refused now, before
+  // the lease, the team's "cutover started" event and a record left cutover-failed with nothing
+  // changed. A parameter that does not exist (the name of an environment not deployed here) keeps
+  // readKillswitch's words and exit 2, SSM's error its cause (the CLI says which environment named
+  // it); any other refusal (AccessDenied, SSM still failing after the SDK's retries) is named, exit 1.
+  const command = `recover cutover${mode === 'resume' ? ' --resume' : ''}`;
   await readKillswitch(deps.ssm, settings.killswitchParameter).catch((error: unknown) => {
-    if (error instanceof OperatorError && (error.cause as { name?: unknown } | undefined)?.name === 'ParameterNotFound') {
-      throw new OperatorError(`recover cutover${mode === 'resume' ? ' --resume' : ''}: ${error.message}; nothing was changed`, error.exitCode, { cause: error.cause });
-    }
-    // Any other failure is the first step's, as before (journaled, with the cutover's own line).
+    if (error instanceof OperatorError) throw new OperatorError(`${command}: ${error.message}; nothing was changed`, error.exitCode, { cause: error.cause });
+    throw new OperatorError(`${command}: cannot read the killswitch ${settings.killswitchParameter}: ${namedLine(error)}; nothing was changed`, 1, { cause: error });
   });
   const session = await Session.open(deps, recoveryId, actor, mode, options);
   return session.forward(settings);

@@ -485,6 +485,27 @@ describe('cutover', () => {
     },
   );
 
+  it.each(['start', 'resume'] as const)(
+    'refuses to %s a cutover whose killswitch SSM will not let it read (AccessDenied): exit 1, one line naming the parameter and the refusal, nothing changed, no "cutover started" event',
+    async (mode) => {
+      const id = await verifiedRecovery();
+      if (mode === 'resume') await updateRecovery(deps().store, id, { status: 'cutting-over', journal: [] });
+      const before = await getRecovery(deps().store, id);
+      ssm.on(GetParameterCommand).rejects(Object.assign(new Error('User: alice is not authorized to perform: ssm:GetParameter'), { name: 'AccessDeniedException' }));
+
+      const error = await operatorErrorOf(cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice', mode));
+
+      expect(error.message).toBe(
+        `recover cutover${mode === 'resume' ? ' --resume' : ''}: cannot read the killswitch ${KILLSWITCH}: AccessDeniedException: User: alice is not authorized to perform: ssm:GetParameter; nothing was changed`,
+      );
+      expect(error.exitCode).toBe(1);
+      expect(ssm.commandCalls(PutParameterCommand)).toHaveLength(0);
+      expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(0);
+      expect(events.commandCalls(PutEventsCommand)).toHaveLength(0);
+      expect(await getRecovery(deps().store, id)).toEqual(before);
+    },
+  );
+
   it('refuses, before touching production, a secret that holds no host (an RDS-managed rds! secret: username and password only)', async () => {
     const id = await verifiedRecovery();
     secretValue = { username: 'atmr', password: 's3cret' };
