@@ -1,5 +1,5 @@
 import { CloudWatchClient, DescribeAlarmHistoryCommand, DescribeAlarmsCommand, GetMetricDataCommand, MetricDataQuery } from '@aws-sdk/client-cloudwatch';
-import { backoutAlarmRule, BackoutSettings } from './settings';
+import { BackoutSettings } from './settings';
 
 const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
 
@@ -18,8 +18,6 @@ export interface ApiSignals {
   readonly landedMinutes: number;
   /** Minutes with a RequestCount datapoint (the ErrorRate alarm's metric) in the window. */
   readonly requestMinutes: number;
-  /** Those minutes, oldest first, with their 5xx count (0 when the ALB published none): what the ErrorRate alarm judges one by one. */
-  readonly requestsByMinute: readonly { readonly requests: number; readonly errors: number }[];
   /** Minutes with a HealthyHostCount datapoint (the NoHealthyHosts alarm's metric) in the window. */
   readonly healthyMinutes: number;
 }
@@ -66,10 +64,6 @@ export async function readApiSignals(cloudwatch: CloudWatchClient, settings: Bac
     minHealthyHosts: healthy.length ? Math.min(...healthy) : null,
     landedMinutes: new Set([...requests.keys(), ...errors.keys(), ...healthyByMinute.keys()]).size,
     requestMinutes: requests.size,
-    // Keys are timestamps in ms (or the datapoint's index without one): numeric order is time order.
-    requestsByMinute: [...requests]
-      .sort(([a], [b]) => Number(a) - Number(b))
-      .map(([minute, count]) => ({ requests: count, errors: errors.get(minute) ?? 0 })),
     healthyMinutes: healthyByMinute.size,
   };
 }
@@ -78,38 +72,22 @@ export type BackoutCause = 'no-healthy-hosts' | 'error-rate';
 
 /**
  * Does a backout condition still hold (the runbook: no backout below the threshold, nor for a few
- * users)? `fired`: the condition of the alarm that fired. The 5xx ratio is judged minute by minute
- * with the ErrorRate alarm's own rule (backoutAlarmRule, its threshold, IF(requests >=
- * minRequestsPerMinute, ratio, 0)), never pooled over the window: a pooled ratio holds after one
- * minute of errors followed by clean ones, which the alarm reads as OK.
- * No datapoint of that alarm's own metric landed yet: its evaluation stands, a guard never silences a
- * fresh ALARM for want of data. CloudWatch evaluates an alarm on its latest real datapoints, skipping
- * the minutes not landed yet, so it stays in ALARM, and fires no more, while they land breaching: a
- * minute of the other metrics only (HealthyHostCount landed before RequestCount) must not read as
- * "cleared", which sends no page, and the minutes of the ErrorRate alarm's window not landed yet
- * count as the breaching minutes that made it fire. A landed minute of its own metric under the
- * threshold turns the alarm OK too, so it fires again if the failure goes on.
+ * users)? `fired`: the condition of the alarm that fired. No datapoint of that alarm's own metric
+ * landed yet: its evaluation stands, a guard never silences a fresh ALARM for want of data.
+ * CloudWatch evaluates an alarm on its latest real datapoints, skipping the minutes not landed yet,
+ * so it stays in ALARM, and fires no more, while they land breaching: a minute of the other
+ * metrics only (HealthyHostCount landed before RequestCount) must not read as "cleared", which
+ * sends no page. A landed minute of its own metric under the threshold turns the alarm OK too,
+ * so it fires again if the failure goes on.
  */
 export function conditionHolds(settings: BackoutSettings, signals: ApiSignals, fired: BackoutCause): { holds: boolean; why: string; cause?: BackoutCause } {
   if (signals.minHealthyHosts === 0) return { holds: true, why: 'no healthy API target', cause: 'no-healthy-hosts' };
-  const rule = backoutAlarmRule(settings);
-  const landed = signals.requestsByMinute;
-  // The newest minute under the minimum may be the first seconds of a minute still landing, not a
-  // quiet minute: left out rather than read as one the alarm judges clean.
-  const partial = landed.length > 0 && landed[landed.length - 1].requests < settings.minRequestsPerMinute;
-  const judged = (partial ? landed.slice(0, -1) : landed).slice(-rule.evaluationPeriods);
-  const percent = ({ requests, errors }: { requests: number; errors: number }) => (requests >= settings.minRequestsPerMinute ? (100 * errors) / requests : null);
-  const breaching = judged.filter((minute) => (percent(minute) ?? 0) > settings.errorRatePercent).length;
-  const notLanded = fired === 'error-rate' ? rule.evaluationPeriods - judged.length : 0;
-  const perMinute = judged.map((minute) => percent(minute)?.toFixed(1).concat('%') ?? `${minute.requests} requests`).join(', ');
-  const ruleLine = `threshold ${settings.errorRatePercent}% in ${rule.datapointsToAlarm} of ${rule.evaluationPeriods} minutes, at least ${settings.minRequestsPerMinute} requests each`;
-  if (judged.length > 0 && breaching + notLanded >= rule.datapointsToAlarm) {
-    const pending = notLanded ? `, ${notLanded} not landed yet` : '';
-    return { holds: true, cause: 'error-rate', why: `5xx per minute ${perMinute} (${breaching} over the threshold${pending}; ${ruleLine})` };
+  if (signals.errorRatePercent !== null && signals.errorRatePercent > settings.errorRatePercent) {
+    return { holds: true, cause: 'error-rate', why: `5xx at ${signals.errorRatePercent.toFixed(1)}% of ${signals.requests} requests (threshold ${settings.errorRatePercent}%)` };
   }
-  if ((fired === 'error-rate' ? judged.length : signals.healthyMinutes) === 0) return { holds: true, why: 'no datapoint landed yet in the window re-read (ALB metrics land about a minute late): the alarm\'s own evaluation stands' };
-  const ratio = judged.some((minute) => percent(minute) !== null) ? `5xx per minute ${perMinute}` : `too few requests (${signals.requests})`;
-  return { holds: false, why: `${ratio}, healthy hosts ${signals.minHealthyHosts ?? 'unknown'}: under the alarm's rule (${ruleLine})` };
+  if ((fired === 'error-rate' ? signals.requestMinutes : signals.healthyMinutes) === 0) return { holds: true, why: 'no datapoint landed yet in the window re-read (ALB metrics land about a minute late): the alarm\'s own evaluation stands' };
+  const ratio = signals.errorRatePercent === null ? `too few requests (${signals.requests})` : `5xx at ${signals.errorRatePercent.toFixed(1)}%`;
+  return { holds: false, why: `${ratio}, healthy hosts ${signals.minHealthyHosts ?? 'unknown'}: under the threshold of ${settings.errorRatePercent}%` };
 }
 
 /**
