@@ -260,7 +260,7 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
   throwIfAborted(deps.signal);
   if (options.scheduledTime) {
     const taken = await backupTakenSince(deps, tier, formats, options.scheduledTime, firstStart, options.unpublishedPrefix ?? '');
-    if (taken) return taken;
+    if (taken) return await skippedFor(deps, tier, taken, options.unpublishedPrefix ?? '');
   }
 
   const { connection, s3, bucket } = deps;
@@ -287,11 +287,22 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
   } catch (error) {
     if (!(error instanceof LostWriteError)) throw error;
     const other = await awaitOtherRun(deps, tier, keys, formats, startedAt, error);
-    if (other.skipped) return other;
+    if (other.skipped) return await skippedFor(deps, tier, other, unpublishedPrefix);
     manifest = other.manifest;
   }
   if (!unpublishedPrefix) await publishPointers(s3, bucket, tier, connection.database, keys.manifest, deps.log ?? (() => undefined));
   return { manifestKey: keys.manifest, manifest };
+}
+
+/**
+ * A run that ends with nothing to do, the tier's backup taken by another run, still points `latest`
+ * at that backup: the other run may have published its manifest and then failed on the pointers
+ * (paged once, for that), and without this the age metric and the restore's `latest` stay on the
+ * backup before it. publishPointers never moves a pointer back to an older backup.
+ */
+async function skippedFor(deps: RunBackupDeps, tier: BackupTier, other: BackupResult, unpublishedPrefix: string): Promise<BackupResult> {
+  if (!unpublishedPrefix) await publishPointers(deps.s3, deps.bucket, tier, deps.connection.database, other.manifestKey, deps.log ?? (() => undefined));
+  return other;
 }
 
 /** The dump (and its attempts), then the manifest; the latest pointers are the caller's. */

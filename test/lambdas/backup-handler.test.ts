@@ -565,6 +565,42 @@ describe('backup runner: a scheduled run delivered again after its other deliver
     expect(said(out)).toEqual([]);
     expect((await ownManifests('daily')).filter((k) => k.includes('_20261102_'))).toHaveLength(2);
   });
+
+  /** A published daily manifest's text, stored again under the daily key of `second` (no .dump, no pointer), as another delivery left it. */
+  const publishedAt = async (second: string, edit: (manifest: Record<string, unknown>) => unknown = (m) => m) => {
+    const source = (await ownManifests('daily'))[0];
+    const text = await (await createS3Client(s3.env).send(new GetObjectCommand({ Bucket: s3.bucket, Key: source }))).Body!.transformToString();
+    const key = backupObjectKeys('daily', own, new Date(second)).manifest;
+    await createS3Client(s3.env).send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: JSON.stringify(edit(JSON.parse(text) as Record<string, unknown>)) }));
+    return key;
+  };
+  const pointerOf = async () =>
+    JSON.parse(await (await createS3Client(s3.env).send(new GetObjectCommand({ Bucket: s3.bucket, Key: latestDatabaseTierPointerKey(own, 'daily') }))).Body!.transformToString()) as { manifest: string };
+
+  it("a delivery that finds the other delivery's backup, published but its latest pointers never written (that run failed after its manifest), points latest at it", async () => {
+    const other = await publishedAt('2027-01-05T01:00:40Z');
+    expect((await pointerOf()).manifest).not.toBe(other);
+
+    const { result, error, out } = await captureStdout(() => delivery('2027-01-05T01:01:30.000Z', '2027-01-05T01:00:00Z'));
+
+    expect(error).toBeUndefined();
+    expect(result?.manifestKey).toBe(other);
+    expect(said(out)).toHaveLength(1);
+    expect((await pointerOf()).manifest).toBe(other);
+  });
+
+  it.each([
+    ['a manifest without the .sql.gz this run takes (a manual --formats custom run)', '2027-02-03', (m: Record<string, unknown>) => ({ ...m, objects: (m.objects as { format: string }[]).filter((o) => o.format === 'custom') })],
+    ['a manifest that does not parse as one', '2027-02-04', () => ({ schema: 1 })],
+  ])('%s stamped after the scheduled time does not stop the scheduled run', async (_what, day, edit) => {
+    await publishedAt(`${day}T01:00:10Z`, edit);
+
+    const { result, error, out } = await captureStdout(() => delivery(`${day}T01:00:20.000Z`, `${day}T01:00:00Z`));
+
+    expect(error).toBeUndefined();
+    expect(result?.manifestKey).toBe(backupObjectKeys('daily', own, new Date(`${day}T01:00:20Z`)).manifest);
+    expect(said(out)).toEqual([]);
+  });
 });
 
 describe('runner settings', () => {
