@@ -1,8 +1,21 @@
 import * as os from 'node:os';
-import type { Client } from 'pg';
+import type { Client, QueryResultRow } from 'pg';
 import { LIST_COUNTED_TABLES_SQL, buildRowCountQueries, type TableRef } from '../backup/pg-tools';
 import { OperatorError } from '../shared/errors';
 import type { BackupManifest } from '../shared/manifest';
+import { connectTo, type PgConnection, type ReadBounds, ReadGivenUp, shortQuery } from '../shared/pg-connection';
+
+/**
+ * The bounds of each statement of the row counts, whatever the server's, the role's or the
+ * database's settings say. A count is a full scan of a freshly loaded table, which also writes its
+ * hint bits: an hour reads and writes some 200 GB at gp3's baseline 125 MB/s, more than one table
+ * of a database backed up by pg_dump every hour holds. Nothing legitimate locks a table of the
+ * staging copy against a read once pg_restore has ended (autovacuum's locks do not conflict with
+ * it): a minute's wait is someone's LOCK TABLE or ALTER TABLE in an open transaction, which does not
+ * end by itself. Without them, such a lock, or a server that stopped answering, held the restore
+ * with no line, its staging database never dropped.
+ */
+export const ROW_COUNT_BOUNDS: ReadBounds = { lock_timeout: 60_000, statement_timeout: 60 * 60_000, query_timeout: 60 * 60_000 + 20_000 };
 
 /**
  * The restored copy against its manifest: every table the manifest lists exists and has exactly
@@ -11,20 +24,31 @@ import type { BackupManifest } from '../shared/manifest';
  *
  * Each count is a full scan of a freshly loaded table (which also sets its hint bits), so the
  * tables are counted one statement each over `connections` sessions (default: one per core),
- * each session taking the next table when it is done.
+ * each session taking the next table when it is done. Each session is bounded by `bounds`
+ * (ROW_COUNT_BOUNDS): a bound that ends a count is one line naming the table, the bound and the
+ * server, and the caller drops the staging copy as after any failure.
  *
  * An abort (Ctrl-C, SIGTERM, a deadline) ends the sessions at once: a count of a large table, or
  * one waiting on a lock, would otherwise outlast ECS's stop timeout or the Lambda's deadline, and
  * the process would be killed before it drops the staging database. The server may go on with a
  * count whose client is gone; the caller's DROP DATABASE ... WITH (FORCE) ends it.
+ *
+ * `staging`: the connection to the copy (its `database` the staging database's name). `connect`
+ * opens one session to it (tests count or refuse them).
  */
 export async function checkRowCounts(
-  connect: () => Promise<Client>,
+  staging: PgConnection,
   manifest: BackupManifest,
   manifestKey: string,
   connections = os.availableParallelism(),
   signal?: AbortSignal,
+  {
+    bounds = ROW_COUNT_BOUNDS,
+    connect = () => connectTo(staging, staging.database, bounds, { answeredBefore: true }),
+  }: { readonly bounds?: ReadBounds; readonly connect?: () => Promise<Client> } = {},
 ): Promise<number> {
+  const read = <R extends QueryResultRow>(client: Client, what: string, text: string): Promise<R[]> => shortQuery<R>(client, staging, staging.database, what, text, undefined, bounds);
+  let unanswered = false;
   const clients: Client[] = [];
   const endAll = (): void => {
     for (const client of clients) client.end().catch(() => undefined);
@@ -45,7 +69,7 @@ export async function checkRowCounts(
     const opened = await Promise.allSettled(Array.from({ length: Math.min(Math.max(1, connections), Math.max(1, manifest.tables.length)) }, connectUnlessAborted));
     const failed = opened.find((result) => result.status === 'rejected');
     if (failed) throw failed.reason as Error;
-    const present = new Set((await clients[0].query<TableRef>(LIST_COUNTED_TABLES_SQL)).rows.map((t) => `${t.schema}.${t.name}`));
+    const present = new Set((await read<TableRef>(clients[0], 'the list of the tables', LIST_COUNTED_TABLES_SQL)).map((t) => `${t.schema}.${t.name}`));
     const differences: string[] = [];
     const counted = manifest.tables.filter((t) => {
       if (present.has(`${t.schema}.${t.name}`)) return true;
@@ -58,7 +82,8 @@ export async function checkRowCounts(
     await Promise.all(
       clients.map(async (client) => {
         while (next < queries.length) {
-          for (const row of (await client.query<{ idx: number; rows: string }>(queries[next++])).rows) {
+          const i = next++;
+          for (const row of await read<{ idx: number; rows: string }>(client, `the row count of ${counted[i].schema}.${counted[i].name} (count(*))`, queries[i])) {
             const table = counted[row.idx];
             const actual = Number(row.rows);
             rows += actual;
@@ -77,8 +102,14 @@ export async function checkRowCounts(
       throw new OperatorError(`restored data differs from manifest ${manifestKey}: ${differences.slice(0, 3).join('; ')}${more}; the target was not touched`);
     }
     return rows;
+  } catch (error) {
+    if (!(error instanceof ReadGivenUp)) throw error;
+    unanswered = error.unanswered;
+    throw new OperatorError(`${error.message}; the target was not touched`);
   } finally {
     signal?.removeEventListener('abort', endAll);
-    await Promise.all(clients.map((client) => client.end().catch(() => undefined)));
+    // A server that sends nothing may not answer the end either: not waited for.
+    const ending = Promise.all(clients.map((client) => client.end().catch(() => undefined)));
+    if (!unanswered) await ending;
   }
 }

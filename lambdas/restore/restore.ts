@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupManifest } from '../shared/manifest';
-import type { PgConnection } from '../shared/pg-connection';
+import type { PgConnection, ReadBounds } from '../shared/pg-connection';
 import { isRefusedStatement, READ_ONLY_SQL_TRANSACTION, sqlState } from '../shared/pg-errors';
 import { dropDatabaseStatement, quoteIdent } from '../shared/postgres';
 import { makeDownloadDir } from '../shared/temp-dir';
@@ -10,7 +10,6 @@ import { backedUpDatabase, CatalogDeps, chooseObject, resolveBackup } from './ca
 import { checkRowCounts } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
 import { archiveNeeds, checkRoles, DatabasePropertiesOfBackup, loadBackup, watchDatabaseSize } from './load';
-import { connectTo } from '../shared/pg-connection';
 import { Unsettled, backupOwnerToGive, checkLeftovers, checkTarget, checkTargetName, createDatabase, databaseOwner, dropDatabase, giveBackupProperties, guardProduction, guardSystemDatabase, keepDatabaseProperties, NoAnswer, openAdminSession, runLooking, SessionNotBack, stagingName, swapIn, warnIfReadOnly } from './target';
 
 export { PRODUCTION_GUARD_FLAG, stagingName } from './target';
@@ -81,6 +80,8 @@ export interface RestoreDeps extends CatalogDeps, SpaceCheck {
   readonly onDownloadProgress?: (bytes: number, total: number) => void;
   /** Load progress: the staging database's size on disk, when the load starts, every second, and when it ends. */
   readonly onLoadProgress?: (bytes: number) => void;
+  /** The bounds of each row count's statement. @default check.ts ROW_COUNT_BOUNDS (the tests' are shorter) */
+  readonly rowCountBounds?: ReadBounds;
 }
 
 export interface RestoreOptions {
@@ -277,7 +278,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     signal?.throwIfAborted();
     log('check: row counts against the manifest');
     const checkStarted = performance.now();
-    const rowsRestored = await checkRowCounts(() => connectTo(deps.connection, staging, {}, { answeredBefore: true }), manifest, manifestKey, deps.jobs, signal);
+    const rowsRestored = await checkRowCounts({ ...deps.connection, database: staging }, manifest, manifestKey, deps.jobs, signal, { bounds: deps.rowCountBounds });
     const verifySeconds = (performance.now() - checkStarted) / 1000;
 
     // 7. What the replaced database has set on itself (settings, grants, connection limit,

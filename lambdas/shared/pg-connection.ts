@@ -455,6 +455,13 @@ export async function connectTo(
  */
 export const SHORT_SESSION_BOUNDS = { lock_timeout: 10_000, statement_timeout: 15_000, query_timeout: 20_000 } as const;
 
+/** A read's bounds, in ms: the server's lock_timeout and statement_timeout, node-postgres' wait for the answer (query_timeout). */
+export interface ReadBounds {
+  readonly lock_timeout: number;
+  readonly statement_timeout: number;
+  readonly query_timeout: number;
+}
+
 /** A short session's read that one of SHORT_SESSION_BOUNDS ended: its line names the server and what to check. */
 export class ReadGivenUp extends OperatorError {
   /** The server sent nothing (query_timeout): the session may still be busy, and is not to be waited for. */
@@ -466,23 +473,31 @@ export class ReadGivenUp extends OperatorError {
 }
 
 /**
- * `text` on `client`, a session to `database` of `connection` bounded by SHORT_SESSION_BOUNDS (its
- * own, shortRead's, or a transaction's SET LOCAL, the restore's size watch); a bound that ends it is
- * one ReadGivenUp line naming `what`, the server, and what to check there.
+ * `text` on `client`, a session to `database` of `connection` bounded by `bounds` (its own,
+ * shortRead's and the row counts', or a transaction's SET LOCAL, the restore's size watch); a bound
+ * that ends it is one ReadGivenUp line naming `what`, the server, the bound, and what to check there.
  */
-export async function shortQuery<R extends QueryResultRow>(client: Client, connection: PgConnection, database: string, what: string, text: string, values?: unknown[]): Promise<R[]> {
+export async function shortQuery<R extends QueryResultRow>(
+  client: Client,
+  connection: PgConnection,
+  database: string,
+  what: string,
+  text: string,
+  values?: unknown[],
+  bounds: ReadBounds = SHORT_SESSION_BOUNDS,
+): Promise<R[]> {
   try {
     return (await client.query<R>(text, values)).rows;
   } catch (error) {
-    const s = (ms: number): string => `${ms / 1000} s`;
+    const s = (ms: number): string => (ms % 60_000 === 0 ? `${ms / 60_000} min` : `${ms / 1000} s`);
     const code = sqlState(error);
     const why =
       code === LOCK_NOT_AVAILABLE
-        ? `waited ${s(SHORT_SESSION_BOUNDS.lock_timeout)} for a lock another session holds (lock_timeout)`
+        ? `waited ${s(bounds.lock_timeout)} for a lock another session holds (lock_timeout)`
         : code === QUERY_CANCELED
-          ? `did not end within ${s(SHORT_SESSION_BOUNDS.statement_timeout)} (statement_timeout)`
+          ? `did not end within ${s(bounds.statement_timeout)} (statement_timeout)`
           : isQueryReadTimeout(error)
-            ? `got no answer within ${s(SHORT_SESSION_BOUNDS.query_timeout)} (the server accepts connections but does not answer)`
+            ? `got no answer within ${s(bounds.query_timeout)} (the server accepts connections but does not answer)`
             : undefined;
     if (why === undefined) throw error;
     throw new ReadGivenUp(

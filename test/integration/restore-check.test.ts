@@ -4,12 +4,13 @@ import { Client } from 'pg';
 import { createS3Client } from '../../lambdas/shared/aws';
 import type { OperatorError } from '../../lambdas/shared/errors';
 import type { BackupManifest } from '../../lambdas/shared/manifest';
-import type { PgConnection } from '../../lambdas/shared/pg-connection';
+import type { PgConnection, ReadBounds } from '../../lambdas/shared/pg-connection';
 import { checkRowCounts } from '../../lambdas/restore/check';
 import { restoreBackup } from '../../lambdas/restore/restore';
 import { holdTableLock, testCluster, uniqueDatabaseName, type HeldLock, testClient } from '../support/cluster';
 import { psql } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
+import { startCuttingProxy } from '../support/cutting-proxy';
 import { FIXTURE_SQL } from './backup-fixture';
 import { databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
 
@@ -41,6 +42,39 @@ afterAll(async () => {
   await localS3?.stop();
 });
 
+/**
+ * A restore's log that, as the check starts, has another session take the staging copy's rides
+ * table for LOCK_HELD_MS, then calls `onLocked`. The log line is written synchronously just before
+ * the counts connect, and the wait below blocks the event loop, so the lock is held before the
+ * first count is sent. Kill `locker` after the test (the staging database's DROP ... WITH (FORCE) ends it first).
+ */
+function lockRidesAtCheck(onLocked: () => void = () => undefined): { log: (line: string) => void; readonly lines: string[]; readonly staging?: string; readonly locker?: ChildProcess } {
+  const seen: { lines: string[]; staging?: string; locker?: ChildProcess } = { lines: [] };
+  const log = (line: string): void => {
+    seen.lines.push(line);
+    seen.staging = /^load: \S+ into staging database (\S+)$/.exec(line)?.[1] ?? seen.staging;
+    if (line.startsWith('check: ') && seen.staging) {
+      seen.locker = spawn('psql', ['-X', '-q', '-d', seen.staging, '-c', `BEGIN; LOCK TABLE public.rides IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(${LOCK_HELD_MS / 1000}); COMMIT;`], {
+        env: { ...process.env, ...cluster.env, PGAPPNAME: 'test-locker' },
+        stdio: 'ignore',
+      });
+      psql(
+        cluster,
+        'postgres',
+        `DO $$ BEGIN
+           WHILE NOT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                              WHERE a.application_name = 'test-locker' AND l.locktype = 'relation'
+                                AND l.mode = 'AccessExclusiveLock' AND l.granted) LOOP
+             PERFORM pg_sleep(0.02);
+           END LOOP;
+         END $$;`,
+      );
+      onLocked();
+    }
+  };
+  return Object.assign(seen, { log });
+}
+
 describe('row count sessions', () => {
   it('opens its sessions together, not one after the other behind the list of tables', async () => {
     // Arrange: a connect that counts the connections in flight at the same time
@@ -59,7 +93,7 @@ describe('row count sessions', () => {
     };
 
     // Act
-    const rows = await checkRowCounts(connect, manifest, manifestKey, 2);
+    const rows = await checkRowCounts({ ...connection, database: source }, manifest, manifestKey, 2, undefined, { connect });
 
     // Assert: both sessions were being opened at once, and the counts are the manifest's
     expect(mostInFlight).toBe(2);
@@ -82,7 +116,7 @@ describe('row count sessions', () => {
     };
 
     // Act
-    const error = await checkRowCounts(connect, manifest, manifestKey, 2).then(
+    const error = await checkRowCounts({ ...connection, database: source }, manifest, manifestKey, 2, undefined, { connect }).then(
       () => undefined,
       (e: unknown) => e as Error,
     );
@@ -114,7 +148,7 @@ describe('row counts interrupted', () => {
 
       // Act
       const started = performance.now();
-      const error = await checkRowCounts(connect, manifest, manifestKey, 2, interrupt.signal).then(
+      const error = await checkRowCounts({ ...connection, database: source }, manifest, manifestKey, 2, interrupt.signal, { connect }).then(
         () => undefined,
         (e: unknown) => e as Error,
       );
@@ -131,39 +165,15 @@ describe('row counts interrupted', () => {
   }, LOCK_HELD_MS + 20_000);
 
   it('an interrupted restore whose counts wait on a lock drops its staging database and says so promptly (exit 130), the target never created', async () => {
-    // Arrange: as the check starts, another session takes the staging copy's rides table. The
-    // log line is written synchronously just before the counts connect, and the wait below blocks
-    // the event loop, so the lock is held before the first count is sent.
+    // Arrange: as the check starts, another session takes the staging copy's rides table, and the restore is interrupted
     const target = uniqueDatabaseName('check_target');
     const interrupt = new AbortController();
-    let locker: ChildProcess | undefined;
-    let staging: string | undefined;
-    const log = (line: string): void => {
-      staging = /^load: \S+ into staging database (\S+)$/.exec(line)?.[1] ?? staging;
-      if (line.startsWith('check: ') && staging) {
-        locker = spawn('psql', ['-X', '-q', '-d', staging, '-c', `BEGIN; LOCK TABLE public.rides IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(${LOCK_HELD_MS / 1000}); COMMIT;`], {
-          env: { ...process.env, ...cluster.env, PGAPPNAME: 'test-locker' },
-          stdio: 'ignore',
-        });
-        psql(
-          cluster,
-          'postgres',
-          `DO $$ BEGIN
-             WHILE NOT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-                                WHERE a.application_name = 'test-locker' AND l.locktype = 'relation'
-                                  AND l.mode = 'AccessExclusiveLock' AND l.granted) LOOP
-               PERFORM pg_sleep(0.02);
-             END LOOP;
-           END $$;`,
-        );
-        setTimeout(() => interrupt.abort(new Error('SIGINT')), 300);
-      }
-    };
+    const checking = lockRidesAtCheck(() => setTimeout(() => interrupt.abort(new Error('SIGINT')), 300));
 
     try {
       // Act
       const started = performance.now();
-      const error = await restoreBackup({ s3, bucket: localS3.bucket, connection, jobs: 2, log }, { ref: manifestKey, targetDb: target, signal: interrupt.signal }).then(
+      const error = await restoreBackup({ s3, bucket: localS3.bucket, connection, jobs: 2, log: checking.log }, { ref: manifestKey, targetDb: target, signal: interrupt.signal }).then(
         () => undefined,
         (e: unknown) => e as OperatorError,
       );
@@ -171,13 +181,101 @@ describe('row counts interrupted', () => {
 
       // Assert: interrupted, the staging database dropped (its DROP ... WITH (FORCE) ends the
       // locker too), nothing under the target's name
-      expect(locker).toBeDefined();
+      expect(checking.locker).toBeDefined();
       expect(error?.exitCode).toBe(130);
-      expect(error?.message).toBe(`restore interrupted (SIGINT): staging database ${staging} dropped; target "${target}" untouched`);
+      expect(error?.message).toBe(`restore interrupted (SIGINT): staging database ${checking.staging} dropped; target "${target}" untouched`);
       expect(seconds).toBeLessThan(LOCK_HELD_MS / 1000);
       expect(databasesLike(cluster, target)).toEqual([]);
     } finally {
-      locker?.kill();
+      checking.locker?.kill();
+    }
+  }, LOCK_HELD_MS + 60_000);
+});
+
+describe('row counts bounded', () => {
+  /** What every bound's line says after its own words. */
+  const CHECK_THERE = `check that the server answers (psql -c 'SELECT 1') and which session holds a lock or runs long there (SELECT pid, state, wait_event_type, query FROM pg_stat_activity WHERE state <> 'idle'); the target was not touched`;
+  /** The counts' sessions still open on `database` (a count given up must not leave its session). */
+  const countSessions = (database: string): string =>
+    psql(cluster, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE datname = '${database}' AND application_name = 'atmr-dr'`);
+
+  it.each([
+    ['lock_timeout', { lock_timeout: 500, statement_timeout: 10_000, query_timeout: 12_000 }, 'waited 0.5 s for a lock another session holds (lock_timeout)'],
+    ['statement_timeout', { lock_timeout: 10_000, statement_timeout: 500, query_timeout: 12_000 }, 'did not end within 0.5 s (statement_timeout)'],
+  ])(
+    "a count held by another session's lock on its table ends at the session's %s, in one line naming the table, the bound and the server, its sessions closed",
+    async (_bound, bounds: ReadBounds, why) => {
+      // Arrange: another session holds the copy's rides table (ACCESS EXCLUSIVE), as a LOCK TABLE left in an open transaction
+      const lock = await holdTableLock(source, 'public.rides');
+      try {
+        // Act
+        const started = performance.now();
+        const error = await checkRowCounts({ ...connection, database: source }, manifest, manifestKey, 2, undefined, { bounds }).then(
+          () => undefined,
+          (e: unknown) => e as OperatorError,
+        );
+        const seconds = (performance.now() - started) / 1000;
+
+        // Assert
+        expect(error?.message).toBe(`the row count of public.rides (count(*)) on ${cluster.user}@${cluster.host}:${cluster.port}/${source} ${why}: ${CHECK_THERE}`);
+        expect(seconds).toBeLessThan(5);
+        expect(countSessions(source)).toBe('0');
+      } finally {
+        await lock.release();
+      }
+    },
+    15_000,
+  );
+
+  it('a count the server never answers ends at the answer wait (query_timeout), in one line naming the table and the server', async () => {
+    // Arrange: a proxy that lets the sessions log in and read the list of tables, and never passes on a count (a server that stopped answering)
+    const proxy = await startCuttingProxy({ host: cluster.host, port: cluster.port }, /count\(\*\)/, { silence: true });
+    try {
+      const bounds: ReadBounds = { lock_timeout: 10_000, statement_timeout: 10_000, query_timeout: 1_000 };
+
+      // Act
+      const started = performance.now();
+      const error = await checkRowCounts({ ...connection, port: proxy.port, database: source }, manifest, manifestKey, 1, undefined, { bounds }).then(
+        () => undefined,
+        (e: unknown) => e as OperatorError,
+      );
+      const seconds = (performance.now() - started) / 1000;
+
+      // Assert: the first table in the manifest's order is the one silenced
+      const first = manifest.tables[0];
+      expect(error?.message).toBe(
+        `the row count of ${first.schema}.${first.name} (count(*)) on ${cluster.user}@${cluster.host}:${proxy.port}/${source} got no answer within 1 s (the server accepts connections but does not answer): ${CHECK_THERE}`,
+      );
+      expect(seconds).toBeLessThan(5);
+    } finally {
+      await proxy.stop();
+    }
+  }, 15_000);
+
+  it("a restore whose counts wait on another session's lock fails at the bound with that line, drops its staging database, the target never created", async () => {
+    // Arrange: as the check starts, another session takes the staging copy's rides table
+    const target = uniqueDatabaseName('check_bounded');
+    const checking = lockRidesAtCheck();
+    const rowCountBounds: ReadBounds = { lock_timeout: 1_000, statement_timeout: 10_000, query_timeout: 12_000 };
+
+    try {
+      // Act
+      const started = performance.now();
+      const error = await restoreBackup({ s3, bucket: localS3.bucket, connection, jobs: 2, log: checking.log, rowCountBounds }, { ref: manifestKey, targetDb: target }).then(
+        () => undefined,
+        (e: unknown) => e as OperatorError,
+      );
+      const seconds = (performance.now() - started) / 1000;
+
+      // Assert: the bound's line, the staging database dropped (its DROP ... WITH (FORCE) ends the locker too), nothing under the target's name
+      expect(checking.locker).toBeDefined();
+      expect(error?.message).toBe(`the row count of public.rides (count(*)) on ${cluster.user}@${cluster.host}:${cluster.port}/${checking.staging} waited 1 s for a lock another session holds (lock_timeout): ${CHECK_THERE}`);
+      expect(error?.exitCode).toBe(1);
+      expect(checking.lines).toContain(`staging database ${checking.staging} dropped`);
+      expect(seconds).toBeLessThan(LOCK_HELD_MS / 1000);
+      expect(databasesLike(cluster, target)).toEqual([]);
+    } finally {
+      checking.locker?.kill();
     }
   }, LOCK_HELD_MS + 60_000);
 });
