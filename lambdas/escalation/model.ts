@@ -60,8 +60,6 @@ export interface Incident {
    * its token (it tells of every failure joined before). `''`: none joined then.
    */
   readonly joinRemindedAt?: string;
-  /** `joinRemindedAt` before the latest reminder step's token write, given back if its reminder fails (store.ts `giveBackJoinReminder`). */
-  readonly joinRemindedBefore?: string;
   /** When `level` was last paged (store.ts recordPagedLevel); absent on records older than the field. */
   readonly levelPagedAt?: string;
   /** The climb this incident took over from the alarm's previous one (`climbToCarryOver`). */

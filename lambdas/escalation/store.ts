@@ -49,7 +49,6 @@ function toIncident(item: Record<string, unknown>): Incident {
     resolutionNotifiedAt: item.resolutionNotifiedAt as string | undefined,
     lastJoinedAlarmAt: item.lastJoinedAlarmAt as string | undefined,
     joinRemindedAt: item.joinRemindedAt as string | undefined,
-    joinRemindedBefore: item.joinRemindedBefore as string | undefined,
     levelPagedAt: item.levelPagedAt as string | undefined,
     carriedOver: item.carriedOver as CarriedOver | undefined,
   };
@@ -201,8 +200,6 @@ async function* queryPages(store: IncidentStore, query: Omit<QueryCommandInput, 
  * claimed after that write is the one found unreminded, never one claimed before.
  */
 const COVER_JOINS = 'joinRemindedAt = if_not_exists(lastJoinedAlarmAt, :noJoin)';
-/** A reminder step's token write also keeps what the level had been told before it, to give back if its reminder fails (`giveBackJoinReminder`). */
-const KEEP_JOINS_TOLD = 'joinRemindedBefore = if_not_exists(joinRemindedAt, :noJoin)';
 
 /**
  * Stores the token of the step now waiting, and returns the incident as it is after that write.
@@ -224,7 +221,7 @@ export async function storeTaskToken(
       new UpdateCommand({
         TableName: store.tableName,
         Key: { pk: incidentPk(id), sk: META_SK },
-        UpdateExpression: `SET taskToken = :t${levelUpdate}${options.remindsJoins ? `, ${COVER_JOINS}, ${KEEP_JOINS_TOLD}` : ''}${intent ? ' ADD pageIntents :intent' : ''}`,
+        UpdateExpression: `SET taskToken = :t${levelUpdate}${options.remindsJoins ? `, ${COVER_JOINS}` : ''}${intent ? ' ADD pageIntents :intent' : ''}`,
         ConditionExpression: `attribute_exists(pk)${intent ? ' AND #status = :open' : ''}`,
         ExpressionAttributeValues: {
           ':t': taskToken,
@@ -242,30 +239,6 @@ export async function storeTaskToken(
     if (!intent || !isConditionFailure(error)) throw error;
     return storeTaskToken(store, id, taskToken, level, { ...options, pageIntent: undefined });
   }
-}
-
-/**
- * Gives back the joined failures a reminder step covered (`storeTaskToken` with `remindsJoins`) once
- * its reminder could not be published: the level was not told of them, and the next acknowledged
- * wait finds them unreminded and reminds at once (model.ts `joinAwaitsReminder`). An event alarm is
- * OK again at the next re-read: without this, its failure would be reminded at the next failure
- * only. Only while no later reminder step has covered them since (`joinRemindedAt` as this step
- * wrote it); a failure joined meanwhile stays unreminded either way.
- */
-export async function giveBackJoinReminder(store: IncidentStore, incident: Incident): Promise<void> {
-  const { joinRemindedAt: covered, joinRemindedBefore: before } = incident;
-  if (covered === undefined || before === undefined || before === covered) return;
-  await conditionalWrite(() =>
-    store.ddb.send(
-      new UpdateCommand({
-        TableName: store.tableName,
-        Key: { pk: incidentPk(incident.id), sk: META_SK },
-        UpdateExpression: 'SET joinRemindedAt = :before',
-        ConditionExpression: 'joinRemindedAt = :covered',
-        ExpressionAttributeValues: { ':before': before, ':covered': covered },
-      }),
-    ),
-  );
 }
 
 /**

@@ -9,7 +9,6 @@ import { ExecutionState, Incident, joinAwaitsReminder, levelReached, levelsPaged
 import {
   claimResolutionNotice,
   getIncident,
-  giveBackJoinReminder,
   IncidentStore,
   recordPagedLevel,
   recordTimeline,
@@ -73,11 +72,9 @@ export class PagedNotRecorded extends Error {
 }
 
 /**
- * Thrown when a reminder could not be published (recorded on the timeline first, and the joined
- * failures it was for given back: store.ts `giveBackJoinReminder`): the step fails, which counts in
- * PagerErrors, the workflow tries it again twice, then goes back to the acknowledged wait a minute
- * later, which reminds at once of a joined failure given back, else re-reads the alarm at its end
- * and reminds while ALARM.
+ * Thrown when a reminder could not be published (recorded on the timeline first): the step fails,
+ * which counts in PagerErrors, and the workflow goes back to the acknowledged wait, whose end
+ * re-reads the alarm and reminds again after the interval.
  */
 export class ReminderPublishFailed extends Error {
   override readonly name = 'ReminderPublishFailed';
@@ -387,8 +384,6 @@ async function remind(deps: TaskDeps, incidentId: string, taskToken: string, sta
     // Recorded, then the step fails: a reminder that returned normally counted nowhere, and an owner
     // no longer reminded paged nobody. The workflow waits the interval and reminds again.
     await recordTimeline(deps.store, incidentId, `${key}#failed`, { at, kind: 'page-failed', text: `Reminder of level ${level} failed: ${oneLine(error)}`, level });
-    // A give-back the table refuses leaves the failures told as before: the step fails all the same.
-    await giveBackJoinReminder(deps.store, incident).catch(() => undefined);
     throw new ReminderPublishFailed(`publishing the reminder to level ${level} failed: ${namedLine(error)}`);
   }
   if (target && message) await recordLinkMissing(deps, incidentId, key, `Reminder of level ${level} (${target.name})`, message.linkMissing, at, level);

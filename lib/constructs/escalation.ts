@@ -93,9 +93,9 @@ export interface EscalationProps {
  * Standard execution at 25,000 history events, and an incident nobody resolves (an acknowledged
  * event alarm, an alarm stuck in INSUFFICIENT_DATA) loops for as long as it stays open. One round
  * costs about 15 events; the worst round, every retry of its steps used up (a reminder throttled 6
- * times and refused 3, the re-read retried 5 times, the page retried twice then re-tried a minute
- * later), under 100. So 100 rounds stay under 10,000 events, with the climb and the hand-over
- * itself, well under half the cap: an execution lasts 2 days at the 30-minute reminder interval.
+ * times, the re-read retried 5 times, the page retried twice then re-tried a minute later), under
+ * 100. So 100 rounds stay under 10,000 events, with the climb and the hand-over itself, well under
+ * half the cap: an execution lasts 2 days at the 30-minute reminder interval.
  */
 export const HAND_OVER_AFTER_ROUNDS = 100;
 
@@ -582,13 +582,8 @@ export class Escalation extends Construct {
     awaitAcked.next(ackedWoken);
     remind.addCatch(checkAcked, { errors: ['States.Timeout'], resultPath: '$.timeout' });
     // A reminder SNS refused fails its step (tasks.ts ReminderPublishFailed, counted by PagerErrors):
-    // tried again twice, as a page is, then back to the acknowledged wait a minute later (not in a
-    // tight loop while SNS refuses). That wait reminds at once of a joined failure the reminder was
-    // for (the step gave it back: an event alarm reads OK again at the wait's end), and otherwise
-    // re-reads the alarm at its end and reminds while ALARM.
-    remind.addRetry({ errors: ['ReminderPublishFailed'], maxAttempts: 2, interval: Duration.seconds(2), backoffRate: 2 });
-    const remindAgainLater = new sfn.Wait(this, 'RemindAgainLater', { time: sfn.WaitTime.duration(Duration.minutes(1)) }).next(round(awaitAcked));
-    remind.addCatch(remindAgainLater, { errors: ['States.ALL'], resultPath: '$.error' });
+    // back to the acknowledged wait, whose end re-reads the alarm and reminds again.
+    remind.addCatch(round(awaitAcked), { errors: ['States.ALL'], resultPath: '$.error' });
     remind.next(new sfn.Choice(this, 'RemindWoken').when(resolvedWake, resolve).when(newAlarmWake, round(remind)).otherwise(round(awaitAcked)));
     checkAcked.next(
       new sfn.Choice(this, 'StillAlarmWhileAcked')
