@@ -685,7 +685,8 @@ export class Escalation extends Construct {
         new sfn.Wait(this, `CarriedOverLevel${i + 1}`, { time: sfn.WaitTime.timestampPath('$.carriedOver.until') }).next(checks[i]),
       ),
     );
-    // A level this definition no longer has (fewer levels since): the climb starts at level 1.
+    // A level this definition no longer has: ingest caps a carried-over level at the levels configured,
+    // so only an input built before a deploy that dropped levels gets here; that climb starts at level 1.
     carriedOver.otherwise(pages[0]);
     const handedOver = new sfn.Choice(this, 'HandedOverExecution')
       .when(sfn.Condition.isPresent('$.resumeAt'), takeOver)
