@@ -783,7 +783,7 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
           throw new OperatorError(`rollback unlock: ${flag} is missing: pass --service NAME --owner ID, the owner as "atmr-dr rollback status --service NAME" shows it (lock: held by ID)`, 2);
         }
       }
-      // Reads and deletes in the ops-state table only, like status: no topic nor killswitch needed.
+      // Reads and deletes in the ops-state table only; like status, it needs no topic nor killswitch.
       const ctx = await makeContext(globals(), opts.service, true);
       await unlockCommand(ctx, { service: ctx.serviceName, owner: String(opts.owner).trim(), force: opts.force });
     });

@@ -503,6 +503,29 @@ describe('rollback service (same core as the workflow)', () => {
       expect(printed).toContain(`rollback atmr-api: ${NEW} -> ${GOOD} (last known good)`);
     });
 
+    it('rollback status on a newer release with the pin unread (SSM throttling): the last known good says its refusal is unknown, no target is named', async () => {
+      const ctx = await rolledAwayFromBad();
+      mocks.ecs.on(DescribeServicesCommand).resolves(service(NEW));
+      mocks.ssm.on(GetParameterCommand, { Name: PIN }).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+
+      await statusCommand(ctx, ['atmr-api'], false);
+      await statusCommand(ctx, ['atmr-api'], true);
+
+      // BAD, the one the pin refuses, must not read as the release to go back to.
+      expect(printed[1]).toMatch(new RegExp(`^ {2}last known good: ${BAD} \\(recorded [^)]+, alembic bbb222\\); whether the last rollback's pin refuses it is unknown: the pin ${PIN} could not be read \\(ThrottlingException: Rate exceeded\\)$`));
+      expect(printed[2]).toBe('  lock: free');
+      expect(JSON.parse(printed.at(-1)!)).toEqual([
+        expect.objectContaining({
+          lastKnownGood: expect.objectContaining({ taskDefinitionArn: BAD }),
+          pinUnread: `the pin ${PIN} could not be read (ThrottlingException: Rate exceeded)`,
+          lastKnownGoodRefused: null,
+          rollbackTarget: null,
+          lastKnownGoodBefore: null,
+          lastKnownGoodBeforeUnknown: null,
+        }),
+      ]);
+    });
+
     /** Then NEW went out, passed its bake after the pin (the newest last known good), and went bad: it runs. */
     async function newBakedAfterThePin(ctx: RollbackCliContext): Promise<void> {
       const pinAt = Date.parse((JSON.parse(await pinValue(PIN)) as { at: string }).at);
