@@ -134,13 +134,18 @@ export const CUTOVER_STEPS = {
 /**
  * The cutover's point of no return: its journal entry of the killswitch reopening, once that step
  * started. From there production may have taken writes on the copy: the undo is refused, an abandon
- * too, and only --resume is offered (the CLI's lines, status, the abandon's refusal say so).
+ * too, and only --resume is offered (the CLI's lines, status, the abandon's refusal say so). An
+ * entry `undone` is past: an undo got through only because production was back on the old instance
+ * (taken back by hand after a stop at a hold), and closed the cutover.
  */
 export function reopeningStarted(journal: readonly JournalEntry[] | undefined): JournalEntry | undefined {
-  return journal?.find((entry) => entry.step === CUTOVER_STEPS.reopen);
+  return journal?.find((entry) => entry.step === CUTOVER_STEPS.reopen && entry.state !== 'undone');
 }
 
 class Interrupted extends Error {}
+
+/** A stop of the cutover's own, its lease already released: thrown to the operator as it is, never undone. */
+class Stopped extends OperatorError {}
 
 /** The undo keeps the killswitch in maintenance: the services are not known to be back on the previous endpoint. */
 class KeptClosed extends Error {}
@@ -516,6 +521,7 @@ class Session {
           return `${host} accepted a write (rolled back)`;
         },
       );
+      await this.stillOnCopy(settings, `${host}:${port}`);
       // An attempt before this one left "started" or "failed" may have reopened the killswitch (users
       // let in on the copy), and a hold that stopped a later one does not undo that: kept in the
       // step's detail, from attempt to attempt, for the undo's refusal to say.
@@ -560,6 +566,7 @@ class Session {
         true,
       );
     } catch (error) {
+      if (error instanceof Stopped) throw error;
       if (error instanceof LeaseLostError) return this.result(false, 'cutting-over', { interrupted: true, error: error.message }, settings);
       if (error instanceof Interrupted) return this.interrupted(settings);
       // Once the killswitch reopening was attempted, production may be taking writes on the copy: no automatic undo.
@@ -698,16 +705,53 @@ class Session {
   }
 
   /**
+   * Before the reopening, and so before the rename whatever the path: the API's endpoint must still
+   * read the copy's address the cutover set (`target` when the journal has none). Taken back to the
+   * old instance by hand (the steps the undo's refusal after a hold gives), the reopening would take
+   * its holder's `killswitch disable` for "already reopened" and the rename would take the old
+   * instance, production again, from under the API. Stops here, nothing renamed, the lease released,
+   * the record `cutting-over` for --undo to close; an endpoint that cannot be read stops too.
+   */
+  private async stillOnCopy(settings: CutoverSettings, target: string): Promise<void> {
+    const { id } = this;
+    const { sourceInstance: old, newInstance: copy } = this.record;
+    const command = `recover cutover${this.mode === 'resume' ? ' --resume' : ''}: recovery ${id}`;
+    const journaled = this.entry(CUTOVER_STEPS.endpoint)?.undo?.endpoint;
+    const set = journaled?.target ?? target;
+    let current: string;
+    try {
+      current = await readEndpoint(this.deps, settings.endpoint);
+    } catch (error) {
+      await this.put(undefined, { cutover: this.steps }, true);
+      throw new Stopped(
+        `${command}: cannot read where the API's database endpoint points (${describeEndpoint(settings.endpoint)}: ${namedLine(error)}), so cannot tell whether production was taken back to ${old} by hand: nothing renamed, the cutover stops here; fix the cause, then run "atmr-dr recover cutover ${id} --resume --yes"`,
+        1,
+        { cause: error },
+      );
+    }
+    if (current === set) return;
+    await this.put(undefined, { cutover: this.steps }, true);
+    const found = current === journaled?.previous ? `reads ${current} again, as before the cutover, not ${set} (${copy}): production was taken back to ${old} by hand` : `reads "${current}", not ${set} (${copy}) that the cutover set: someone changed it by hand`;
+    // Past a reopening that may have let users in on the copy, the undo is refused (undoAll): not offered.
+    const reopen = reopeningStarted(this.journal);
+    const next =
+      reopen && !(reopen.state === 'by-hand' && reopen.detail?.startsWith(NOT_REOPENED))
+        ? `the killswitch was reopened on ${copy} at ${reopen.startedAt} (users may have written there), so --undo is refused too: ${old} and ${copy} are left as they are for a human to decide`
+        : `close it with "atmr-dr recover cutover ${id} --undo --yes"`;
+    throw new Stopped(`${command}: ${describeEndpoint(settings.endpoint)} ${found}; nothing renamed, the cutover stops here: ${next}`, 3);
+  }
+
+  /**
    * The killswitch holds someone else's value (`notReopened`, the reopen step's detail): production
    * runs on the copy, users held out, and the old instance is neither renamed nor the copy untagged.
    * The lease is released, the record stays `cutting-over`: a resume reads the killswitch again.
    */
   private async held(settings: CutoverSettings, notReopened: string): Promise<CutoverResult> {
     const old = this.record.sourceInstance;
-    const error = `production runs on ${this.record.newInstance} but was ${notReopened}; the cutover stops there: ${old} is NOT renamed and ${this.record.newInstance} keeps its recovery tag (whoever holds users out may go back to ${old}); once the hold is lifted, --resume renames ${old} and finishes`;
+    const error = `production runs on ${this.record.newInstance} but was ${notReopened}; the cutover stops there: ${old} is NOT renamed and ${this.record.newInstance} keeps its recovery tag (whoever holds users out may go back to ${old}); once the hold is lifted, --resume renames ${old} and finishes; if they take production back to ${old} instead, --undo gives the steps by hand and, once they are done, closes the cutover`;
     await this.put(undefined, { cutover: this.steps }, true);
     await announce(this.deps.events, RECOVERY_EVENTS.cutoverInterrupted, {
-      summary: `Recovery ${this.id}: ${error} (atmr-dr recover cutover ${this.id} --resume)`,
+      summary: `Recovery ${this.id}: ${error} (atmr-dr recover cutover ${this.id} --resume | --undo)`,
       at: this.now().toISOString(),
       recoveryId: this.id,
     }).catch(() => undefined);
@@ -735,12 +779,12 @@ class Session {
     const byHand =
       `(1) keep users out all along: "atmr-dr killswitch status" shows the hold and its expiry; one that may expire before (3) is replaced by "atmr-dr killswitch enable --mode maintenance --reason ..." with no --expires; ` +
       `(2) point the API back at ${old}: ${endpointCommand(settings.endpoint, previous)}; (3) ${redeploy}; (4) only then let users in ("atmr-dr killswitch disable --reason ..."); ` +
-      `${copy} is left as it is, and the recovery stays "cutting-over": never --resume it then (it would rename ${old}, production again)`;
+      `${copy} is left as it is; then close the cutover with "atmr-dr recover cutover ${id} --undo --yes" (it finds production back on ${old}: nothing to set back, the killswitch left as it is)`;
     const head = `recover cutover --undo: recovery ${id}: its cutover stopped at ${reopen.startedAt} at someone's hold on the killswitch (${hold})`;
     if (cut >= 0) {
-      return `${head}, but${detail.slice(cut + 1)}: going back to ${old} would lose those writes, so the undo is refused from here; ${resume}; to go back all the same, losing them, by hand: ${byHand}`;
+      return `${head}, but${detail.slice(cut + 1)}: going back to ${old} would lose those writes, so the undo is refused while the API's endpoint names ${copy}; ${resume}; to go back all the same, losing them, by hand: ${byHand}`;
     }
-    return `${head}; only that hold keeps users off ${copy}, and writes they make there once it is lifted would be lost by going back: the undo is refused from here; ${resume}; or go back to ${old} by hand while the hold keeps users out: ${byHand}`;
+    return `${head}; only that hold keeps users off ${copy}, and writes they make there once it is lifted would be lost by going back: the undo is refused while the API's endpoint names ${copy}; ${resume}; or go back to ${old} by hand while the hold keeps users out: ${byHand}`;
   }
 
   /** Stopped at an operator's request: the lease is released at once (no need to wait for it to go stale), the status stays `cutting-over`. */
@@ -769,13 +813,20 @@ class Session {
   async undoAll(settings: CutoverSettings, cause: string | undefined): Promise<CutoverResult> {
     const { deps, id } = this;
     const reopen = reopeningStarted(this.journal);
-    if (reopen) {
+    const held = reopen?.state === 'by-hand' && reopen.detail?.startsWith(NOT_REOPENED);
+    // Taken back to the old instance by hand after a stop at a hold (the steps the refusal below
+    // gives): the endpoint reads its value from before the switch again, users have nothing left on
+    // the copy for the undo to lose, and the undo only closes the cutover (endpoint found as it was,
+    // killswitch left as it is) so that the recovery can be abandoned.
+    const previous = this.entry(CUTOVER_STEPS.endpoint)?.undo?.endpoint?.previous;
+    const takenBack = held && previous !== undefined && (await readEndpoint(deps, settings.endpoint).catch(() => undefined)) === previous;
+    if (reopen && !takenBack) {
       await this.put(undefined, {}, true);
       throw new OperatorError(
         // Stopped at someone's hold, nothing was reopened; but the hold is all that keeps users off
         // the copy, its holder may lift it (or it may expire) during an undo's redeploy, and their
         // writes there would then be lost: refused too, in words that say what happened.
-        reopen.state === 'by-hand' && reopen.detail?.startsWith(NOT_REOPENED)
+        held
           ? this.heldUndoRefusal(reopen, settings)
           : `recover cutover --undo: recovery ${id}: the killswitch was reopened on ${this.record.newInstance} at ${reopen.startedAt}: production may have taken writes there and going back would lose them; finish with "atmr-dr recover cutover ${id} --resume --yes"`,
         3,

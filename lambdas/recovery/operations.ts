@@ -158,8 +158,8 @@ export async function describeExecution(sfn: SFNClient, executionArn: string | u
  * What a cutover left, from the journal's steps not undone, for an abandon that must not delete the
  * copy under production: undefined when nothing is left. The endpoint switched and not put back, or
  * the services not redeployed since it was, production may use the copy; otherwise it runs on the
- * old instance (maybe in maintenance); once the killswitch reopening started, production may have
- * taken writes on the copy and only --resume is left.
+ * old instance (maybe in maintenance); once the killswitch reopening started (and no undo closed it,
+ * reopeningStarted), production may have taken writes on the copy and only --resume is left.
  */
 function cutoverLeft(record: RecoveryRecord): string | undefined {
   const left = (record.journal ?? []).filter((entry) => entry.state !== 'undone').map((entry) => entry.step);

@@ -382,6 +382,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
       'ecs:UpdateService',
       'ecs:DescribeServices',
       'secretsmanager:GetSecretValue', // credentials of the write check
+      'secretsmanager:GetSecretValue', // the endpoint still names the copy (not taken back by hand): the reopening and the rename may go on
       'ssm:GetParameter',
       'ssm:PutParameter',
       'ssm:GetParameter',
@@ -572,7 +573,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     const notReopened = `NOT reopened: the killswitch is maintenance (set by bob: HOLD: copy is missing bookings) since the cutover's maintenance: left as is; see "atmr-dr killswitch --parameter ${KILLSWITCH} status", and lift it with "atmr-dr killswitch --parameter ${KILLSWITCH} disable" once whoever set it agrees`;
     expect(result.stdout).toMatch(/^ {2}\S+Z\s+\d+ s {2}by-hand\s+killswitch back: NOT reopened: /m);
     expect(result.stderr.trimEnd().split('\n').at(-1)).toBe(
-      `atmr-dr: recover cutover: production runs on atmr-prod-pitr-202611301402 but was ${notReopened}; the cutover stops there: atmr-prod is NOT renamed and atmr-prod-pitr-202611301402 keeps its recovery tag (whoever holds users out may go back to atmr-prod); once the hold is lifted, --resume renames atmr-prod and finishes; the journal is in the record ("atmr-dr recover --parameter ${KILLSWITCH} status ${id}"): continue with "atmr-dr recover --parameter ${KILLSWITCH} cutover ${id} --resume --yes"`,
+      `atmr-dr: recover cutover: production runs on atmr-prod-pitr-202611301402 but was ${notReopened}; the cutover stops there: atmr-prod is NOT renamed and atmr-prod-pitr-202611301402 keeps its recovery tag (whoever holds users out may go back to atmr-prod); once the hold is lifted, --resume renames atmr-prod and finishes; if they take production back to atmr-prod instead, --undo gives the steps by hand and, once they are done, closes the cutover; the journal is in the record ("atmr-dr recover --parameter ${KILLSWITCH} status ${id}"): continue with "atmr-dr recover --parameter ${KILLSWITCH} cutover ${id} --resume --yes"`,
     );
     expect(refusals([['killswitch', '--parameter', KILLSWITCH, 'status']])).toEqual([null]);
     expect(aws.calls.filter((c) => c.service === 'rds' && ['ModifyDBInstance', 'AddTagsToResource', 'RemoveTagsFromResource'].includes(c.action))).toEqual([]);
@@ -584,7 +585,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(status.stdout).toMatch(new RegExp(`recovery ${id}: cutting-over`));
     expect(status.stdout).toMatch(/^ {2}\S+Z {2}by-hand {5}killswitch back: NOT reopened: /m);
     expect(status.stdout.trimEnd().split('\n').at(-1)).toBe(
-      `next: the cutover stopped at the killswitch someone set during it (NOT reopened, above): atmr-prod is NOT renamed, in case they go back to it; once they lift it, continue it with "atmr-dr recover cutover ${id} --resume --yes" (--undo is refused from here)`,
+      `next: the cutover stopped at the killswitch someone set during it (NOT reopened, above): atmr-prod is NOT renamed, in case they go back to it; once they lift it, continue it with "atmr-dr recover cutover ${id} --resume --yes"; if they go back to atmr-prod instead, "atmr-dr recover cutover ${id} --undo --yes" gives the steps by hand while the API's endpoint names atmr-prod-pitr-202611301402, then closes the cutover`,
     );
     const json = await run(install.launcher, ['recover', 'status', id, '--json'], operatorEnv());
     const record = JSON.parse(json.stdout) as { status: string; journal: { step: string; state: string; detail: string }[] };

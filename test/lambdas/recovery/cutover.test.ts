@@ -8,7 +8,7 @@ import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { CUTOVER_STEPS, CutoverDeps, CutoverSettings, LEASE_SECONDS, cutover, undoCutover } from '../../../lambdas/recovery/cutover';
+import { CUTOVER_STEPS, CutoverDeps, CutoverSettings, LEASE_SECONDS, cutover, reopeningStarted, undoCutover } from '../../../lambdas/recovery/cutover';
 import { RecoveryRequest } from '../../../lambdas/recovery/contract';
 import { OperatorError } from '../../../lambdas/shared/errors';
 import { activeRecoveryId, beginRecovery, getRecovery, updateRecovery } from '../../../lambdas/recovery/store';
@@ -706,7 +706,7 @@ describe('cutover', () => {
       expect(result.steps.map((s) => s.step)).not.toContain(CUTOVER_STEPS.rename);
       expect(result).toMatchObject({ ok: false, interrupted: true, status: 'cutting-over', notReopened: said });
       expect(result.error).toBe(
-        `production runs on atmr-prod-pitr-202611301402 but was ${said}; the cutover stops there: atmr-prod is NOT renamed and atmr-prod-pitr-202611301402 keeps its recovery tag (whoever holds users out may go back to atmr-prod); once the hold is lifted, --resume renames atmr-prod and finishes`,
+        `production runs on atmr-prod-pitr-202611301402 but was ${said}; the cutover stops there: atmr-prod is NOT renamed and atmr-prod-pitr-202611301402 keeps its recovery tag (whoever holds users out may go back to atmr-prod); once the hold is lifted, --resume renames atmr-prod and finishes; if they take production back to atmr-prod instead, --undo gives the steps by hand and, once they are done, closes the cutover`,
       );
       expect(renames()).toHaveLength(0);
       expect(rds.commandCalls(AddTagsToResourceCommand)).toHaveLength(0);
@@ -739,12 +739,12 @@ describe('cutover', () => {
       await expect(undo).rejects.toMatchObject({
         exitCode: 3,
         message:
-          `recover cutover --undo: recovery ${id}: its cutover stopped at ${stoppedAt} at someone's hold on the killswitch (${said.slice('NOT reopened: '.length)}); only that hold keeps users off atmr-prod-pitr-202611301402, and writes they make there once it is lifted would be lost by going back: the undo is refused from here; ` +
+          `recover cutover --undo: recovery ${id}: its cutover stopped at ${stoppedAt} at someone's hold on the killswitch (${said.slice('NOT reopened: '.length)}); only that hold keeps users off atmr-prod-pitr-202611301402, and writes they make there once it is lifted would be lost by going back: the undo is refused while the API's endpoint names atmr-prod-pitr-202611301402; ` +
           `finish with "atmr-dr recover cutover ${id} --resume --yes" once the hold is lifted; or go back to atmr-prod by hand while the hold keeps users out: ` +
           `(1) keep users out all along: "atmr-dr killswitch status" shows the hold and its expiry; one that may expire before (3) is replaced by "atmr-dr killswitch enable --mode maintenance --reason ..." with no --expires; ` +
           `(2) point the API back at atmr-prod: "host" and "port" of secret ${SECRET} set to ${OLD_HOST}:5432; ` +
           `(3) redeploy atmr-api, atmr-celery-worker and wait until they are stable: "aws ecs update-service --cluster ${cluster} --service atmr-api --force-new-deployment", "aws ecs update-service --cluster ${cluster} --service atmr-celery-worker --force-new-deployment", then "aws ecs wait services-stable --cluster ${cluster} --services atmr-api atmr-celery-worker"; ` +
-          `(4) only then let users in ("atmr-dr killswitch disable --reason ..."); atmr-prod-pitr-202611301402 is left as it is, and the recovery stays "cutting-over": never --resume it then (it would rename atmr-prod, production again)`,
+          `(4) only then let users in ("atmr-dr killswitch disable --reason ..."); atmr-prod-pitr-202611301402 is left as it is; then close the cutover with "atmr-dr recover cutover ${id} --undo --yes" (it finds production back on atmr-prod: nothing to set back, the killswitch left as it is)`,
       });
       expect(secretValue.host).toBe(NEW_HOST);
       expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(updates);
@@ -773,6 +773,59 @@ describe('cutover', () => {
       expect(resumed.steps.map((s) => s.step).slice(-3)).toEqual([CUTOVER_STEPS.rename, CUTOVER_STEPS.protect, CUTOVER_STEPS.untag]);
       expect(JSON.parse(parameters.get(KILLSWITCH)!.value)).toEqual(lifted);
       expect((await getRecovery(deps().store, id)).status).toBe('cut-over');
+    });
+
+    describe('production taken back to the old instance by hand after the stop at the hold, as the undo\'s refusal says', () => {
+      const backOnOld = { mode: 'normal', reason: 'back on atmr-prod', actor: 'bob', updatedAt: '2026-11-30T15:00:00.000Z', expiresAt: null };
+      /** The cutover stopped at bob's hold, then (2) the endpoint set back, (3) the services redeployed, (4) bob let users in. */
+      async function takenBackByHand(): Promise<string> {
+        const id = await verifiedRecovery();
+        fakeEcs({ onUpdate: (service) => service === 'atmr-api' && secretValue.host === NEW_HOST && bobWrites() });
+        await cutover(deps(), id, settings(), 'alice');
+        secretValue = { ...secretValue, host: OLD_HOST, port: 5432 };
+        parameters.set(KILLSWITCH, { value: JSON.stringify(backOnOld), version: parameters.get(KILLSWITCH)!.version + 1 });
+        return id;
+      }
+
+      it('--resume stops before the reopening (exit 3, one line): atmr-prod, production again, is not renamed; the killswitch is left as bob set it', async () => {
+        const id = await takenBackByHand();
+        const writes = ssm.commandCalls(PutParameterCommand).length;
+
+        const error = await operatorErrorOf(cutover(deps(), id, settings(), 'carol', 'resume'));
+
+        expect([error.exitCode, error.message]).toEqual([
+          3,
+          `recover cutover --resume: recovery ${id}: secret ${SECRET} host reads ${OLD_HOST}:5432 again, as before the cutover, not ${NEW_HOST}:5432 (atmr-prod-pitr-202611301402): production was taken back to atmr-prod by hand; nothing renamed, the cutover stops here: close it with "atmr-dr recover cutover ${id} --undo --yes"`,
+        ]);
+        expect(renames()).toHaveLength(0);
+        expect(rds.commandCalls(AddTagsToResourceCommand)).toHaveLength(0);
+        expect(rds.commandCalls(RemoveTagsFromResourceCommand)).toHaveLength(0);
+        expect(protections()).toHaveLength(0);
+        expect(ssm.commandCalls(PutParameterCommand)).toHaveLength(writes);
+        expect(JSON.parse(parameters.get(KILLSWITCH)!.value)).toEqual(backOnOld);
+        const record = await getRecovery(deps().store, id);
+        expect([record.status, record.leaseOwner]).toEqual(['cutting-over', undefined]);
+        expect(record.journal!.find((e) => e.step === CUTOVER_STEPS.reopen)).toMatchObject({ state: 'by-hand', detail: said });
+      });
+
+      it('--undo closes the cutover: nothing to set back, the killswitch left as bob set it, every step undone, cutover-failed (no point of no return left for abandon)', async () => {
+        const id = await takenBackByHand();
+        const writes = ssm.commandCalls(PutParameterCommand).length;
+
+        const undone = await undoCutover(deps(), id, settings(), 'alice');
+
+        expect(undone).toMatchObject({ ok: false, status: 'cutover-failed', error: 'cutover interrupted and undone by alice' });
+        expect(undone.steps.find((s) => s.step === CUTOVER_STEPS.endpoint)).toMatchObject({ outcome: 'undone', detail: `secret ${SECRET} host still ${OLD_HOST}:5432: nothing to set back` });
+        expect(undone.steps.find((s) => s.step === CUTOVER_STEPS.maintenance)).toMatchObject({ outcome: 'skipped', detail: 'now normal (set by bob: back on atmr-prod) since the cutover: left as is' });
+        expect(ssm.commandCalls(PutParameterCommand)).toHaveLength(writes);
+        expect(JSON.parse(parameters.get(KILLSWITCH)!.value)).toEqual(backOnOld);
+        expect(secretValue.host).toBe(OLD_HOST);
+        expect(renames()).toHaveLength(0);
+        const record = await getRecovery(deps().store, id);
+        expect([record.status, record.leaseOwner]).toEqual(['cutover-failed', undefined]);
+        expect(record.journal!.every((e) => e.state === 'undone')).toBe(true);
+        expect(reopeningStarted(record.journal)).toBeUndefined();
+      });
     });
 
     it('normal set by bob during the redeploy (a killswitch disable) is no hold: the reopen step says production was already reopened by him, with no advice to disable', async () => {
@@ -1324,7 +1377,7 @@ describe('an interrupted cutover', () => {
       exitCode: 3,
       message: expect.stringContaining(
         `recover cutover --undo: recovery ${id}: its cutover stopped at ${stoppedAt} at someone's hold on the killswitch (the killswitch is maintenance (set by bob: HOLD: copy is missing bookings) since the cutover's maintenance: left as is; see "atmr-dr killswitch status", and lift it with "atmr-dr killswitch disable" once whoever set it agrees), ` +
-          `but an earlier attempt of "killswitch back" may have reopened the killswitch (left started at ${reopenedAt}): users may have written on atmr-prod-pitr-202611301402 since: going back to atmr-prod would lose those writes, so the undo is refused from here; ` +
+          `but an earlier attempt of "killswitch back" may have reopened the killswitch (left started at ${reopenedAt}): users may have written on atmr-prod-pitr-202611301402 since: going back to atmr-prod would lose those writes, so the undo is refused while the API's endpoint names atmr-prod-pitr-202611301402; ` +
           `finish with "atmr-dr recover cutover ${id} --resume --yes" once the hold is lifted; to go back all the same, losing them, by hand: (1) keep users out all along`,
       ),
     });
@@ -1341,6 +1394,23 @@ describe('an interrupted cutover', () => {
     );
     expect(secretValue.host).toBe(NEW_HOST);
     expect((await cutover(deps(stale), id, settings({ readinessUrl: readyUrl }), 'bob', 'resume')).ok).toBe(true);
+  });
+
+  it('killed once the killswitch was reopened, production then taken back to the old instance by hand: --resume stops before the rename (exit 3), not offering --undo, which is refused there', async () => {
+    const { id } = await killedCutover(REOPEN_STARTED + 2);
+    secretValue = { ...secretValue, host: OLD_HOST, port: 5432 };
+    const reopenedAt = (await getRecovery(deps().store, id)).journal!.find((e) => e.step === CUTOVER_STEPS.reopen)!.startedAt;
+
+    const error = await operatorErrorOf(cutover(deps(stale), id, settings({ readinessUrl: readyUrl }), 'bob', 'resume'));
+
+    expect([error.exitCode, error.message]).toEqual([
+      3,
+      `recover cutover --resume: recovery ${id}: secret ${SECRET} host reads ${OLD_HOST}:5432 again, as before the cutover, not ${NEW_HOST}:5432 (atmr-prod-pitr-202611301402): production was taken back to atmr-prod by hand; nothing renamed, the cutover stops here: the killswitch was reopened on atmr-prod-pitr-202611301402 at ${reopenedAt} (users may have written there), so --undo is refused too: atmr-prod and atmr-prod-pitr-202611301402 are left as they are for a human to decide`,
+    ]);
+    expect(renames()).toHaveLength(0);
+    expect([...instances.keys()]).toContain('atmr-prod');
+    const record = await getRecovery(deps().store, id);
+    expect([record.status, record.leaseOwner]).toEqual(['cutting-over', undefined]);
   });
 
   it('a live lease refuses a second operator (resume, undo or a new cutover) naming who holds it; it goes stale after LEASE_SECONDS', async () => {

@@ -558,6 +558,26 @@ describe('abandoning a recovery whose cutover is under way or stopped (cutting-o
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
   });
 
+  it('after an --undo that closed a cutover stopped at a hold and taken back to the old instance by hand (its "killswitch back" undone): no point of no return left, the copy is deleted', async () => {
+    id = (await start()).request.recoveryId;
+    const at = NOW.toISOString();
+    const record = await getRecovery(deps().store, id);
+    const journal = [
+      ...['killswitch maintenance', 'switch database endpoint', 'redeploy ECS services', 'check writes accepted'].map((step) => ({ step, state: 'undone' as const, startedAt: at, by: 'alice' })),
+      { step: 'killswitch back', state: 'undone' as const, startedAt: at, by: 'alice', detail: 'NOT reopened: the killswitch is maintenance (set by bob: HOLD: copy is missing bookings) since the cutover\'s maintenance: left as is' },
+    ];
+    await updateRecovery(deps().store, id, { status: 'cutover-failed', journal });
+    sfn.on(DescribeExecutionCommand).resolves({ status: 'SUCCEEDED' });
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: record.newInstance }).resolves({
+      DBInstances: [{ DBInstanceIdentifier: record.newInstance, DBInstanceStatus: 'available', TagList: [{ Key: 'atmr-dr:purpose', Value: 'recovery' }, { Key: 'atmr-dr:recovery-id', Value: id }] }],
+    });
+
+    const result = await abandonRecovery(deps(), id, 'alice', SOURCE);
+
+    expect(result.record.status).toBe('abandoned');
+    expect(rds.commandCalls(DeleteDBInstanceCommand)[0].args[0].input).toMatchObject({ DBInstanceIdentifier: record.newInstance, SkipFinalSnapshot: false });
+  });
+
   it('after a cutover stopped once its endpoint was switched: production may use the copy; the line gives --undo, deleting nothing', async () => {
     id = (await start()).request.recoveryId;
     const at = NOW.toISOString();
