@@ -762,7 +762,8 @@ class Session {
    * The undo's refusal after a stop at someone's hold (the reopen step `by-hand`): finishing with
    * --resume, or going back to the old instance by hand, each step named, in the order that keeps
    * users off the copy until the tasks run on the old instance again. An earlier attempt of the
-   * reopening that may have let users in (EARLIER_REOPENING) is said first: going back loses their writes.
+   * reopening that may have let users in (EARLIER_REOPENING), or a degraded hold (it serves users, on
+   * the copy), is said first: going back loses their writes.
    */
   private heldUndoRefusal(reopen: JournalEntry, settings: CutoverSettings): string {
     const { id } = this;
@@ -770,6 +771,8 @@ class Session {
     const detail = (reopen.detail ?? '').slice(NOT_REOPENED.length);
     const cut = detail.indexOf(EARLIER_REOPENING);
     const hold = cut < 0 ? detail : detail.slice(0, cut);
+    // The reopen step's detail names the value it found: "the killswitch is <mode> (set by ...".
+    const degraded = hold.startsWith('the killswitch is degraded ');
     const resume = `finish with "atmr-dr recover cutover ${id} --resume --yes" once the hold is lifted`;
     const previous = this.entry(CUTOVER_STEPS.endpoint)?.undo?.endpoint?.previous ?? `<${old}'s address>:<port>`;
     const ecs = settings.ecs;
@@ -777,12 +780,13 @@ class Session {
       ? `redeploy ${ecs.serviceNames.join(', ')} and wait until they are stable: ${ecs.serviceNames.map((service) => `"aws ecs update-service --cluster ${ecs.clusterArn} --service ${service} --force-new-deployment"`).join(', ')}, then "aws ecs wait services-stable --cluster ${ecs.clusterArn} --services ${ecs.serviceNames.join(' ')}"`
       : "redeploy the API's services and wait until they are stable";
     const byHand =
-      `(1) keep users out all along: "atmr-dr killswitch status" shows the hold and its expiry; one that may expire before (3) is replaced by "atmr-dr killswitch enable --mode maintenance --reason ..." with no --expires; ` +
+      `(1) keep users out all along: "atmr-dr killswitch status" shows the hold and its expiry; unless it is a maintenance with no expiry, set one: "atmr-dr killswitch enable --mode maintenance --reason ..." with no --expires; ` +
       `(2) point the API back at ${old}: ${endpointCommand(settings.endpoint, previous)}; (3) ${redeploy}; (4) only then let users in ("atmr-dr killswitch disable --reason ..."); ` +
       `${copy} is left as it is; then close the cutover with "atmr-dr recover cutover ${id} --undo --yes" (it finds production back on ${old}: nothing to set back, the killswitch left as it is)`;
     const head = `recover cutover --undo: recovery ${id}: its cutover stopped at ${reopen.startedAt} at someone's hold on the killswitch (${hold})`;
-    if (cut >= 0) {
-      return `${head}, but${detail.slice(cut + 1)}: going back to ${old} would lose those writes, so the undo is refused while the API's endpoint names ${copy}; ${resume}; to go back all the same, losing them, by hand: ${byHand}`;
+    const wrote = cut >= 0 ? detail.slice(cut + 1) : degraded ? ` a degraded killswitch serves users: they may have written on ${copy} since it was set` : undefined;
+    if (wrote) {
+      return `${head}, but${wrote}: going back to ${old} would lose those writes, so the undo is refused while the API's endpoint names ${copy}; ${resume}; to go back all the same, losing them, by hand: ${byHand}`;
     }
     return `${head}; only that hold keeps users off ${copy}, and writes they make there once it is lifted would be lost by going back: the undo is refused while the API's endpoint names ${copy}; ${resume}; or go back to ${old} by hand while the hold keeps users out: ${byHand}`;
   }
