@@ -60,9 +60,21 @@ export function redisErrorCode(error: unknown): string | undefined {
   return /^([A-Z][A-Z_]+) /.exec(error instanceof Error ? error.message : '')?.[1];
 }
 
-/** classifyError, with a refusal by the Redis server itself named by its code in lower case (`readonly`, `oom`, `misconf` ...). */
+/**
+ * classifyError, with a refusal by the Redis server itself named by its code in lower case (`readonly`,
+ * `oom`, `misconf` ...). A refused login (NOAUTH, WRONGPASS) stays Redis down (Health-RedisDown,
+ * which holds automatic rollbacks): it is also what the application meets when Redis lost its
+ * AUTH token or ACL user (a restart, a failover), and the probe cannot tell that from its own wrong
+ * token. Its detail says both causes and how to tell them apart.
+ */
 function classifyRedisError(error: unknown): { reason: string; detail: string } {
   const classified = classifyError(error);
+  if (classified.reason === 'auth') {
+    return {
+      reason: 'auth',
+      detail: `redis refused the probe's login (${classified.detail}): either the probe's token (detection.probe.redis.authSecretArn) is wrong or Redis lost its AUTH/ACL; if the API's /ready says redis ok, fix the probe's token`,
+    };
+  }
   const code = classified.reason === 'error' ? redisErrorCode(error) : undefined;
   return code ? { reason: code.toLowerCase(), detail: classified.detail } : classified;
 }
@@ -141,11 +153,6 @@ export interface ProbeReport {
   /** `readOnly`: the application's writes are refused (DbReadOnly); the rest says why (see refusesApplicationWrites). */
   readonly database?: { readonly readOnly: boolean; readonly transactionReadOnly: boolean; readonly inRecovery: boolean; readonly defaultSource: string; readonly databaseSetting?: string };
   readonly killswitchMode?: KillswitchMode;
-  /**
-   * What is wrong with the probe itself this run, one line each with the reason and the fix: a Redis
-   * refusing its login. The handler fails the run with them (Probe-Errors pages, not a target's alarm).
-   */
-  readonly probeErrors: readonly string[];
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -264,7 +271,6 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
   let redisMemory: RedisMemory | undefined;
   let database: ProbeReport['database'];
   let killswitchMode: KillswitchMode | undefined;
-  const probeErrors: string[] = [];
 
   const checks: Promise<void>[] = [];
   const { api, osrm, redis, database: db } = settings;
@@ -338,15 +344,7 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
     checks.push(
       secondAttemptOnNoAnswer(started, redis.timeoutMs, attempt).then((attempts) => {
         const { result, value } = reportAttempts('redis', attempts);
-        // Redis refusing the probe's login (NOAUTH: no token; WRONGPASS: one the server does not hold,
-        // after the handler read the secret again) answered: it runs, and the probe's setting is what
-        // is wrong. Not Health-RedisDown ("Redis en panne", which also holds automatic rollbacks): a
-        // probe error naming the refusal. The write check and the depths are unknown meanwhile.
-        const loginRefused = result.reason === 'auth';
-        if (loginRefused) {
-          probeErrors.push(`redis refused the probe's login (${result.detail ?? 'auth'}): give detection.probe.redis.authSecretArn the server's AUTH token (and ACL user)`);
-        }
-        record(PROBE_METRICS.redisUp, result.up || loginRefused ? 1 : 0);
+        record(PROBE_METRICS.redisUp, result.up ? 1 : 0);
         if (value) {
           celeryQueueDepth = value.depths;
           for (const [queue, depth] of Object.entries(value.depths)) record(PROBE_METRICS.celeryQueueDepth, depth, MetricUnit.Count, { Queue: queue });
@@ -438,7 +436,7 @@ export async function runProbe(settings: ProbeSettings, deps: ProbeDeps): Promis
     // The eviction policy says whether a full Redis refuses writes (noeviction) or drops keys.
     ...(redisMemory && { redisMemory }),
   });
-  return { targets, metrics, checksMade, checksFailed, down, retried, durationMs, celeryQueueDepth, redisMemory, database, killswitchMode, probeErrors };
+  return { targets, metrics, checksMade, checksFailed, down, retried, durationMs, celeryQueueDepth, redisMemory, database, killswitchMode };
 }
 
 /** Opens a session, runs `use` and closes it, all within `timeoutMs`; never throws. */

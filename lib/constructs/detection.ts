@@ -198,7 +198,7 @@ export class Detection extends Construct {
         runbookSection: 'Healthchecks Kubernetes',
         summary:
           `la sonde de santé échoue (erreurs ou throttles de sa fonction pendant ${silence.datapointsToAlarm} des ${silence.evaluationPeriods} dernières minutes) : ses métriques manquent, et Osrm-Down, Health-ApiNotReady, Health-RedisDown, Database-ReadOnly lisent ce silence comme une panne de leur cible. Tant que cette alarme est en ALARM, ne pas s'y fier : vérifier les cibles à la main.`,
-        firstActions: `lire le groupe de logs ${probeFunction.logGroup.logGroupName} (« health probe misconfigured » : la ligne dit quel réglage de la sonde corriger, ex. Redis refuse son login ; autre erreur, timeout de 30 s ou « Task timed out ») ; throttles : concurrence réservée de la fonction Detection/Probe.`,
+        firstActions: `lire le groupe de logs ${probeFunction.logGroup.logGroupName} (erreur, timeout de 30 s ou « Task timed out ») ; throttles : concurrence réservée de la fonction Detection/Probe.`,
         link: `${readme}#${DETECTION_ANCHORS.health}`,
         topic: props.topic,
         notifyOnOk: true,
@@ -280,8 +280,11 @@ export class Detection extends Construct {
       alarm('redisDown', 'health', 'Healthchecks Kubernetes', {
         concern: 'Health',
         what: 'RedisDown',
-        summary: `Redis (broker Celery) ne répond pas au PING, ou refuse l'écriture de la sonde (raison readonly : réplique après bascule ou endpoint périmé ; oom : plein ; misconf : sauvegarde en échec), ${during} (ou sonde muette) : Celery ne peut plus mettre de tâche en file.`,
-        firstActions: 'vérifier le cluster Redis (ElastiCache : état, connexions, mémoire) et REDIS_URL de l\'API et des workers.',
+        summary: `Redis (broker Celery) ne répond pas au PING, refuse le login de la sonde (raison auth) ou son écriture (raison readonly : réplique après bascule ou endpoint périmé ; oom : plein ; misconf : sauvegarde en échec), ${during} (ou sonde muette) : Celery ne peut plus mettre de tâche en file.`,
+        // A refused login is either Redis having lost its AUTH/ACL (the application is refused too) or
+        // the probe's own token: the API's /ready tells them apart, so the page says to read it first.
+        firstActions:
+          "vérifier le cluster Redis (ElastiCache : état, connexions, mémoire) et REDIS_URL de l'API et des workers. Raison auth (login refusé) : si /ready de l'API dit redis ok, c'est le jeton de la sonde (detection.probe.redis.authSecretArn) à corriger ; sinon Redis a perdu son AUTH/ACL (redémarrage, bascule).",
         metric: up,
         threshold: 1,
         comparisonOperator: LT,

@@ -217,6 +217,15 @@ describe('detection alarms (example config)', () => {
     expect(description).toContain(`Premières actions : lire le groupe de logs <${logGroupId}> (cible, raison)`);
   });
 
+  it("names a refused login among Health-RedisDown's causes, and how to tell the probe's token from a Redis that lost its AUTH/ACL", () => {
+    const description = synthesizedText(alarm('Health-RedisDown').AlarmDescription);
+
+    expect(description).toContain('refuse le login de la sonde (raison auth)');
+    expect(description).toContain(
+      "Raison auth (login refusé) : si /ready de l'API dit redis ok, c'est le jeton de la sonde (detection.probe.redis.authSecretArn) à corriger ; sinon Redis a perdu son AUTH/ACL",
+    );
+  });
+
   describe('OSRM partly down: Osrm-Down and Network-ProbeFailures agree (exactly one pages)', () => {
     // Both alarms as synthesized, evaluated over one window of per-minute probe runs (one run a minute,
     // 3 OSRM attempts, the API, Redis and the database up): Osrm-Down the CloudWatch way (datapoints

@@ -142,9 +142,10 @@ describe('health probe: the Redis AUTH token rotated', () => {
     // Assert
     expect(target(result, 'redis')).toEqual([expect.objectContaining({ up: false, reason: 'auth', detail: expect.stringMatching(/WRONGPASS/) })]);
     expect(result.down).toEqual(['redis:auth']);
-    // Redis answered: a probe error (the handler fails the run: Probe-Errors), not Health-RedisDown.
-    expect(metricValue(metrics, M.redisUp)).toBe(1);
-    expect(result.probeErrors).toEqual([expect.stringMatching(/^redis refused the probe's login \(.*WRONGPASS/)]);
+    // Redis down (Health-RedisDown holds the rollbacks: a Redis that lost its AUTH refuses the app
+    // too), the detail saying how to tell that from the probe's own token.
+    expect(metricValue(metrics, M.redisUp)).toBe(0);
+    expect(target(result, 'redis')[0].detail).toMatch(/^redis refused the probe's login \(.*WRONGPASS.*\): either the probe's token \(detection\.probe\.redis\.authSecretArn\) is wrong or Redis lost its AUTH\/ACL; if the API's \/ready says redis ok, fix the probe's token$/);
     expect(reads(arn)).toBe(2);
   });
 });

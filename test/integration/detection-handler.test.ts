@@ -110,27 +110,37 @@ describe('health probe Lambda handler', () => {
     expect(ssm.commandCalls(GetParameterCommand)[0].args[0].input).toEqual({ Name: '/atmr/test/killswitch' });
   });
 
-  it('fails the run (Probe-Errors) naming the refusal when Redis refuses the probe\'s login, its metrics still flushed and Redis not down', async () => {
+  it('reports Redis refusing the probe\'s login as Redis down (RedisUp 0), not a failed run, its log line saying both causes', async () => {
     // Arrange: a redis-server with requirepass, and no authSecretArn in the probe's settings (NOAUTH)
     const locked = await startRedis(['--requirepass', 'handler-token-5b1e']);
     setProbeEnvironment({ redis: { host: '127.0.0.1', port: locked.port, tls: false, timeoutMs: 1000, queues: ['celery'] } });
     const chunks: string[] = [];
     const capture = (chunk: string | Uint8Array) => (chunks.push(String(chunk)), true);
     const spies = [jest.spyOn(process.stdout, 'write').mockImplementation(capture), jest.spyOn(process.stderr, 'write').mockImplementation(capture)];
-    let outcome: Promise<unknown>;
+    let result: unknown;
     try {
       const { handler } = (await import('../../lambdas/detection/handler')) as { handler: (event: unknown, context: Context) => Promise<unknown> };
-      outcome = handler({}, context);
-      await outcome.catch(() => undefined);
+      result = await handler({}, context);
     } finally {
       spies.forEach((s) => s.mockRestore());
       await locked.stop();
     }
 
-    // Assert: a Lambda error (what Probe-Errors counts) that says what to fix; RedisUp 1, not Health-RedisDown's 0
-    await expect(outcome).rejects.toThrow(/^health probe misconfigured: redis refused the probe's login \(.*NOAUTH.*\): give detection\.probe\.redis\.authSecretArn/);
-    const metrics = parseEmf(chunks.join(''));
-    expect([metrics.find((m) => m.name === 'RedisUp')?.value, metrics.find((m) => m.name === 'ProbeChecksMade')?.value]).toEqual([1, 1]);
+    // Assert: no Lambda error (Probe-Errors' "its metrics are missing" would be wrong); RedisUp 0
+    // (Health-RedisDown, which holds rollbacks), and the check counted failed as before.
+    expect(result).toMatchObject({ checksMade: 1, checksFailed: 1, down: ['redis:auth'] });
+    const out = chunks.join('');
+    const metrics = parseEmf(out);
+    expect(['RedisUp', 'ProbeChecksMade', 'ProbeChecksFailed'].map((name) => metrics.find((m) => m.name === name)?.value)).toEqual([0, 1, 1]);
+    const lines = out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toContainEqual(
+      expect.objectContaining({
+        message: 'probe target down',
+        target: 'redis',
+        reason: 'auth',
+        detail: expect.stringMatching(/^redis refused the probe's login \(.*NOAUTH.*\): either the probe's token \(detection\.probe\.redis\.authSecretArn\) is wrong or Redis lost its AUTH\/ACL; if the API's \/ready says redis ok, fix the probe's token$/),
+      }),
+    );
   });
 
   it('publishes the mode in effect: an expired maintenance is normal, as the API and the responder apply it', async () => {

@@ -411,28 +411,18 @@ describe('health probe: a Redis that requires AUTH', () => {
   it.each([
     ['no token (NOAUTH)', undefined, /NOAUTH/],
     ['a token the server does not hold (WRONGPASS)', 'not-the-token', /WRONGPASS/],
-  ])('with %s, is a probe error naming the refusal, not Redis down (RedisUp 1: Redis answered)', async (_what, password, refusal) => {
+  ])('with %s, is Redis down (RedisUp 0: a Redis that lost its AUTH/ACL refuses the app too), its detail naming both causes', async (_what, password, refusal) => {
     // Act
-    const { result, metrics } = await probeLocked(password);
+    const { result, metrics, logs } = await probeLocked(password);
 
-    // Assert: the check failed for "auth"; Health-RedisDown ("Redis en panne") is not fed a 0.
-    expect(result.targets.find((t) => t.target === 'redis')).toMatchObject({ up: false, reason: 'auth', detail: expect.stringMatching(refusal) });
-    expect(metricValue(metrics, M.redisUp)).toBe(1);
-    expect(result.probeErrors).toEqual([expect.stringMatching(/^redis refused the probe's login \(.*(NOAUTH|WRONGPASS).*\): give detection\.probe\.redis\.authSecretArn the server's AUTH token/)]);
-  });
-
-  it('is no probe error when Redis is down (refused connection): RedisUp 0, as before', async () => {
-    // Act
-    const { result, metrics } = await captureProbeOutput(({ metrics, logger }) =>
-      runProbe(
-        { redis: { timeoutMs: TIMEOUT_MS, queues: ['celery'] } },
-        { metrics, logger, openRedis: () => openRedisSession({ host: '127.0.0.1', port: closedPort, tls: false, timeoutMs: TIMEOUT_MS, password: 'probe-token-7f3a' }) },
-      ),
+    // Assert: Health-RedisDown is fed a 0 (it holds the automatic rollbacks), and Network-ProbeFailures
+    // its usual inputs (one check made, one failed, RedisUp 0: the window left out, Redis's own alarm pages).
+    const detail = new RegExp(
+      `^redis refused the probe's login \\(.*${refusal.source}.*\\): either the probe's token \\(detection\\.probe\\.redis\\.authSecretArn\\) is wrong or Redis lost its AUTH/ACL; if the API's /ready says redis ok, fix the probe's token$`,
     );
-
-    // Assert
-    expect(metricValue(metrics, M.redisUp)).toBe(0);
-    expect(result.probeErrors).toEqual([]);
+    expect(result.targets.find((t) => t.target === 'redis')).toMatchObject({ up: false, reason: 'auth', detail: expect.stringMatching(detail) });
+    expect([metricValue(metrics, M.redisUp), metricValue(metrics, M.checksMade), metricValue(metrics, M.checksFailed)]).toEqual([0, 1, 1]);
+    expect(logs).toContainEqual(expect.objectContaining({ message: 'probe target down', target: 'redis', reason: 'auth', detail: expect.stringMatching(detail) }));
   });
 
   it('is up, with its queue depth, once the probe sends the AUTH token', async () => {
@@ -443,7 +433,6 @@ describe('health probe: a Redis that requires AUTH', () => {
     expect(result.targets.find((t) => t.target === 'redis')).toMatchObject({ up: true });
     expect(metricValue(metrics, M.redisUp)).toBe(1);
     expect(metricValue(metrics, M.celeryQueueDepthTotal)).toBe(0);
-    expect(result.probeErrors).toEqual([]);
   });
 });
 
