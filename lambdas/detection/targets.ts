@@ -94,7 +94,7 @@ export function classifyError(error: unknown): { reason: string; detail: string 
  */
 export const MAX_BODY_BYTES = 64 * 1024;
 
-/** The first `MAX_BODY_BYTES` of a body as text; the rest is cancelled, not downloaded. */
+/** The first `MAX_BODY_BYTES` of a body as UTF-8 text, without a byte order mark; the rest is cancelled, not downloaded. */
 async function readBodyStart(res: Response): Promise<string> {
   if (!res.body) return '';
   const reader = res.body.getReader();
@@ -111,7 +111,9 @@ async function readBodyStart(res: Response): Promise<string> {
     if (size >= MAX_BODY_BYTES) await reader.cancel().catch(() => undefined);
     else reader.releaseLock();
   }
-  return Buffer.concat(chunks).subarray(0, MAX_BODY_BYTES).toString('utf8');
+  // TextDecoder drops a leading UTF-8 byte order mark (Buffer's toString keeps it as U+FEFF), which
+  // JSON.parse refuses: a /health or /ready answer a framework writes with one would read as down.
+  return new TextDecoder().decode(Buffer.concat(chunks).subarray(0, MAX_BODY_BYTES));
 }
 
 /**

@@ -857,3 +857,18 @@ describe('health probe: /health answers 200 with a body that is not the runbook\
     expect(metricValue(metrics, M.apiLive)).toBe(1);
   });
 });
+
+describe('health probe: /health and /ready bodies that start with a UTF-8 byte order mark', () => {
+  it('reads them as the runbook\'s JSON (ApiLive 1, ApiReady 1): a BOM some frameworks and proxies write is not a body that says down', async () => {
+    // Arrange: the bytes EF BB BF, then the runbook's answers
+    const BOM = '\uFEFF';
+    const api = await server({ '/health': { status: 200, body: `${BOM}{"status": "ok"}` }, '/ready': { status: 200, body: `${BOM}${READY_BODY}` } });
+
+    // Act
+    const { result, metrics } = await captureProbeOutput(({ metrics, logger }) => runProbe({ api: { baseUrl: api.url, timeoutMs: TIMEOUT_MS } }, { metrics, logger }));
+
+    // Assert
+    expect([metricValue(metrics, M.apiLive), metricValue(metrics, M.apiReady)]).toEqual([1, 1]);
+    expect(result.down).toEqual([]);
+  });
+});
