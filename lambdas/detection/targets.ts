@@ -54,6 +54,9 @@ export function classifyError(error: unknown): { reason: string; detail: string 
   for (let e: unknown = error; e && chain.length < 5; e = (e as { cause?: unknown }).cause) chain.push(e);
   const detail = chain
     .map((e) => (e instanceof Error ? `${e.name}: ${e.message}` : String(e)))
+    // A cause that says the same as the error it is under adds nothing: ioredis' ReplyError is its
+    // own cause, which repeated the server's words (WRONGPASS ...) five times in the detail.
+    .filter((text, i, texts) => i === 0 || text !== texts[i - 1])
     .join(' <- ')
     .replace(/\s+/g, ' ')
     .slice(0, 500);

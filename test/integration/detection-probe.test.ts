@@ -425,6 +425,16 @@ describe('health probe: a Redis that requires AUTH', () => {
     expect(logs).toContainEqual(expect.objectContaining({ message: 'probe target down', target: 'redis', reason: 'auth', detail: expect.stringMatching(detail) }));
   });
 
+  it("gives the server's words once in the detail, though ioredis' error is its own cause", async () => {
+    // Act
+    const { result } = await probeLocked('not-the-token');
+
+    // Assert
+    const detail = result.targets.find((t) => t.target === 'redis')?.detail ?? '';
+    expect(detail.match(/WRONGPASS/g)).toEqual(['WRONGPASS']);
+    expect(detail).toMatch(/^redis refused the probe's login \(ReplyError: WRONGPASS invalid username-password pair or user is disabled\.\): either/);
+  });
+
   it('is up, with its queue depth, once the probe sends the AUTH token', async () => {
     // Act
     const { result, metrics } = await probeLocked('probe-token-7f3a');
