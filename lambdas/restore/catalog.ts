@@ -10,6 +10,7 @@ import {
   latestDatabasePointerKey,
   latestDatabaseTierPointerKey,
   latestTierPointerKey,
+  RESTORE_TEST_BACKUP_PREFIX,
 } from '../shared/s3-layout';
 import { getTextIfExists, isNoSuchBucket, missingBucketError, s3Failure } from '../shared/s3-objects';
 import { safeJson } from '../shared/json';
@@ -213,11 +214,14 @@ export function backedUpDatabase(ref: string, latestDatabase?: string): string |
 
 /**
  * `<tier>/<db>_backup_<stamp>.manifest.json` to `<db>`: to filter a manifest that cannot be read.
- * Undefined for a key of any other shape, a prefix that is not a tier among them (yearly/, a
- * folder above the tier): checkBackupRef suggests a key only when this names its database.
+ * The restore test's own backups are the same keys under RESTORE_TEST_BACKUP_PREFIX, real backups a
+ * restore may be given. Undefined for a key of any other shape, a prefix that is not a tier among
+ * them (yearly/, another folder above the tier): checkBackupRef suggests a key only when this names
+ * its database.
  */
 function keyDatabase(manifestKey: string): string | undefined {
-  const match = /^([^/]+)\/([^/]+)_backup_\d{8}_\d{6}\.manifest\.json$/.exec(manifestKey);
+  const key = manifestKey.startsWith(RESTORE_TEST_BACKUP_PREFIX) ? manifestKey.slice(RESTORE_TEST_BACKUP_PREFIX.length) : manifestKey;
+  const match = /^([^/]+)\/([^/]+)_backup_\d{8}_\d{6}\.manifest\.json$/.exec(key);
   return match && isBackupTier(match[1]) ? match[2] : undefined;
 }
 
