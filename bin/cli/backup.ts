@@ -157,6 +157,9 @@ async function databaseSize(connection: PgConnection, say: (line: string) => voi
     const rows = await shortRead<{ bytes: string }>(connection, connection.database, `the read of "${connection.database}"'s size (pg_database_size)`, 'SELECT pg_database_size(current_database()) AS bytes');
     return Number(rows[0].bytes);
   } catch (error) {
+    // The size read's own connection refused (connectTo's line, an OperatorError): the backup's
+    // connection meets the same refusal and says it once, as the command's failure.
+    if (error instanceof OperatorError && !(error instanceof ReadGivenUp)) return undefined;
     const why = error instanceof ReadGivenUp ? error.message : `cannot read "${connection.database}"'s size (pg_database_size): ${oneLine(error)}`;
     say(`backup: ${why}; the backup goes on without the database's size`);
     return undefined;

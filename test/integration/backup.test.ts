@@ -487,6 +487,20 @@ describe('atmr-dr backup (integration)', () => {
     }
   });
 
+  it("--progress on a database that does not exist: the connection's refusal is said once, as the command's failure, with no line about the size", async () => {
+    // Arrange: a database name the server does not have
+    const missing = `${source}_missing`;
+
+    // Act
+    const run = await runCli(['backup', '--tier', 'daily', '--formats', 'custom', '--progress'], cliEnv(missing, s3.env));
+
+    // Assert
+    expect(run.status).not.toBe(0);
+    const lines = run.stderr.trimEnd().split('\n');
+    expect(lines.filter((l) => l.includes(`database "${missing}" does not exist`))).toHaveLength(1);
+    expect(lines.filter((l) => /size/.test(l))).toEqual([]);
+  });
+
   it('SIGTERM once the manifest key is printed (the backup done, the process ending): exit 0, not 143, the key on stdout and one line saying there was nothing left to stop', async () => {
     // Arrange: the process held after its result (a test-only setting), so that the signal, sent
     // once the key is read, surely reaches it alive: a process that ended first proves nothing.
