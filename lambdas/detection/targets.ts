@@ -79,7 +79,9 @@ export function classifyError(error: unknown): { reason: string; detail: string 
     if (sqlState(e) === TOO_MANY_CONNECTIONS) return { reason: 'connections-full', detail };
   }
   const text = detail.toLowerCase();
-  // Redis refusing the probe's credentials (none given, or a rotated AUTH token): a setting, not an outage.
+  // Redis refusing the probe's credentials (none given, a rotated AUTH token, or a Redis that lost its
+  // AUTH/ACL): reason auth, which the probe still counts as Redis down, its detail naming both causes
+  // (classifyRedisError in probe.ts): the app may be refused too.
   if (/\b(noauth|wrongpass)\b|invalid password|authentication required/.test(text)) return { reason: 'auth', detail };
   if (/timed? ?out/.test(text)) return { reason: 'timeout', detail };
   if (/certificate|ssl|tls/.test(text)) return { reason: 'tls', detail };
