@@ -242,18 +242,27 @@ export function otherEnvironmentHint(envName: string | undefined, root: string =
   return `; without --env this is cdk.json's default environment "${defaultEnvironmentName(root)}": for another, --env NAME (${names.join(', ')})`;
 }
 
-/** AWS's answers that a named resource does not exist: SSM's parameter, ECS's cluster and service. */
+/** AWS's errors that a named resource does not exist: SSM's parameter, ECS's cluster and service. */
 const NOT_FOUND = new Set(['ParameterNotFound', 'ClusterNotFoundException', 'ServiceNotFoundException']);
 
 /**
+ * AWS's answer that a named resource does not exist: one of its errors, or the failure ECS's
+ * DescribeServices answers, without an error, for a service its cluster does not have (MISSING).
+ */
+function isNotFound(cause: unknown): boolean {
+  const { name, reason } = (cause ?? {}) as { name?: unknown; reason?: unknown };
+  return NOT_FOUND.has(String(name)) || reason === 'MISSING';
+}
+
+/**
  * A resource AWS answered does not exist (readKillswitch's line for SSM's ParameterNotFound, ECS's
- * error itself), whose name neither its flag nor its variable gave: it came from the default
- * environment's stacks or config, and otherEnvironmentHint is appended to the error's line
- * (asOperatorError's). Any other error is returned as it is.
+ * error itself, describeService's line for ECS's MISSING), whose name neither its flag nor its
+ * variable gave: it came from the default environment's stacks or config, and otherEnvironmentHint
+ * is appended to the error's line (asOperatorError's). Any other error is returned as it is.
  */
 export function notFoundHint(error: unknown, name: DeployedName, options: Pick<ResolveOptions, 'flagValue' | 'envName' | 'env' | 'root'>): unknown {
   const cause = error instanceof OperatorError ? error.cause : error;
-  if (!NOT_FOUND.has(String((cause as { name?: unknown } | undefined)?.name))) return error;
+  if (!isNotFound(cause)) return error;
   if (options.flagValue || (options.env ?? process.env)[name.envVar]) return error;
   const hint = otherEnvironmentHint(options.envName, options.root);
   if (!hint) return error;

@@ -701,7 +701,9 @@ export async function unlockCommand(ctx: RollbackCliContext, options: UnlockOpti
  */
 function ecsNotFoundHint(error: unknown, globals: GlobalOptions, serviceFlag?: string): unknown {
   const cause = error instanceof OperatorError ? error.cause : error;
-  const service = (cause as { name?: unknown } | undefined)?.name === 'ServiceNotFoundException';
+  // A service not found: ECS's error, or the MISSING failure DescribeServices answers instead (describeService's cause).
+  const { name, reason } = (cause ?? {}) as { name?: unknown; reason?: unknown };
+  const service = name === 'ServiceNotFoundException' || reason === 'MISSING';
   return notFoundHint(error, service ? DEPLOYED_NAMES.apiService : DEPLOYED_NAMES.ecsCluster, { flagValue: service ? serviceFlag : globals.cluster, envName: globals.env });
 }
 
