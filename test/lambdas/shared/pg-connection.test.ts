@@ -87,6 +87,10 @@ describe('resolveConnection', () => {
     [{ PGHOST: 'h', PGDATABASE: 'd' }, /no database user: set PGUSER/],
     [{ PGHOST: 'h', PGUSER: 'u' }, /no database name: set PGDATABASE/],
     [{ PGHOST: 'h', PGUSER: 'u', PGDATABASE: 'd', PGPORT: 'abc' }, /invalid database port "abc": set PGPORT/],
+    // A typo of verify-full must not connect without checking the certificate, nor disable (disabled) ask for TLS.
+    [{ PGHOST: 'h', PGUSER: 'u', PGDATABASE: 'd', PGSSLMODE: 'verify-ful' }, /^invalid PGSSLMODE "verify-ful": use one of disable, allow, prefer, require, verify-ca, verify-full \(libpq's sslmode\), or unset it/],
+    [{ PGHOST: 'h', PGUSER: 'u', PGDATABASE: 'd', PGSSLMODE: 'disabled' }, /^invalid PGSSLMODE "disabled"/],
+    [{ PGHOST: 'h', PGUSER: 'u', PGDATABASE: 'd', PGSSLMODE: '' }, /^invalid PGSSLMODE ""/],
   ])('names the missing setting %#', async (env, message) => {
     await expect(resolveConnection({ env })).rejects.toThrow(message);
   });
