@@ -9,13 +9,15 @@ import type { Context } from 'aws-lambda';
 import { createS3Client, DEFAULT_MAX_ATTEMPTS } from '../shared/aws';
 import { msUntilDeadline } from '../shared/deadline';
 import { observability } from '../shared/observability';
-import { BACKUP_RUNNER_SERVICE } from './runner-contract';
+import { BACKUP_RUNNER_SERVICE, type BackupRunnerEvent } from './runner-contract';
 import { parseBackupTier } from '../shared/tiers';
-import { loadRunnerSettings, runScheduledBackup } from './scheduled-run';
+import { loadRunnerSettings, parseScheduledTime, runScheduledBackup } from './scheduled-run';
 
 /**
  * Lambda entry of the backup runner (container image, CMD `backup.handler`). EventBridge Scheduler
- * invokes it asynchronously with `{"tier": "hourly" | "daily" | "weekly" | "monthly"}`.
+ * invokes it asynchronously with `{"tier": "hourly" | "daily" | "weekly" | "monthly", "scheduledTime":
+ * "<ISO 8601 UTC>"}` (BackupRunnerEvent): a delivery that finds its tier backed up since its
+ * scheduled time, by another delivery of the run, has nothing to do.
  * A failed run throws: Lambda's async retry, the on-failure queue and the Errors alarm see it.
  */
 
@@ -42,14 +44,17 @@ export interface BackupRunOutput {
 }
 
 async function runScheduledBackupHandler(event: unknown, context?: Context): Promise<BackupRunOutput> {
-  const tier = parseBackupTier((event as { tier?: unknown } | null)?.tier, 'backup event');
+  const { tier: givenTier, scheduledTime: givenTime } = (event ?? {}) as { [K in keyof BackupRunnerEvent]?: unknown };
+  const tier = parseBackupTier(givenTier, 'backup event');
+  // Absent in a manual invoke: that run backs up whatever the tier holds, as a manual task does.
+  const scheduledTime = givenTime === undefined ? undefined : parseScheduledTime(givenTime, 'backup event: scheduledTime');
   const settings = loadRunnerSettings(process.env);
   // The dump stops before Lambda's deadline, so that its uploads are aborted cleanly.
   const stopInMs = msUntilDeadline(context);
   const signal = stopInMs !== undefined ? AbortSignal.timeout(stopInMs) : undefined;
   try {
     const result = await runScheduledBackup(
-      { settings, ...sdkClients(), metrics, logger, env: process.env, region: process.env.AWS_REGION, signal },
+      { settings, ...sdkClients(), metrics, logger, env: process.env, region: process.env.AWS_REGION, signal, scheduledTime },
       tier,
     );
     return {

@@ -53,6 +53,16 @@ export const DEFAULT_TASK_TIMEOUT_MINUTES = MAX_TASK_TIMEOUT_MINUTES;
 export const SCHEDULED_TIME_ARG = '--scheduled-time';
 
 /**
+ * The Lambda runner's event. Its schedules give both: `scheduledTime` is Scheduler's
+ * `<aws.scheduler.scheduled-time>`, the same on every delivery, as the task's SCHEDULED_TIME_ARG.
+ * A manual invoke gives the tier only, and is a manual run.
+ */
+export interface BackupRunnerEvent {
+  readonly tier: string;
+  readonly scheduledTime?: string;
+}
+
+/**
  * Exit code of the Fargate task whose run failed and has reported it (`ScheduledRunFailure`, so
  * `Backups-FailedRun` pages). Any other non-zero exit, or a task that never started, is a run that
  * could not report itself (killed out of memory, a bad image, a configuration error): the

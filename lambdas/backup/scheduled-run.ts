@@ -98,6 +98,34 @@ export function loadRunnerSettings(env: NodeJS.ProcessEnv = process.env): Runner
   };
 }
 
+/**
+ * A run's scheduled time, as EventBridge Scheduler's `<aws.scheduler.scheduled-time>` gives it
+ * (2026-12-01T02:00:00Z). Date.parse alone would take local times and roll 2026-13-01 over: only a
+ * valid UTC instant.
+ */
+const ScheduledTimeSchema = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z$/)
+  .refine((value) => {
+    const time = new Date(value);
+    return !Number.isNaN(time.getTime()) && time.toISOString().slice(0, 19) === value.slice(0, 19);
+  })
+  .transform((value) => new Date(value));
+
+/**
+ * The scheduled time the ECS task's `--scheduled-time` or the Lambda event's `scheduledTime`
+ * carries, or one line naming `source` (where it came from) and the format (exit code 2).
+ */
+export function parseScheduledTime(value: unknown, source: string): Date {
+  const parsed = ScheduledTimeSchema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const shown = typeof value === 'string' ? `"${value}"` : String(JSON.stringify(value));
+  throw new OperatorError(
+    `${source}: invalid time ${shown}: give an ISO 8601 UTC time such as 2026-12-01T02:00:00Z (the schedules pass <aws.scheduler.scheduled-time>)`,
+    2,
+  );
+}
+
 export interface ScheduledRunDeps {
   readonly settings: RunnerSettings;
   readonly s3: S3Client;
@@ -114,8 +142,9 @@ export interface ScheduledRunDeps {
   /** Aborts the dump (the Lambda deadline, SIGTERM of the ECS task). */
   readonly signal?: AbortSignal;
   /**
-   * The run's scheduled time (the ECS task's `--scheduled-time`): a backup of the tier published
-   * since then, by another delivery of this run, leaves it nothing to do (backup.ts backupTakenSince).
+   * The run's scheduled time (the ECS task's `--scheduled-time`, the Lambda event's `scheduledTime`):
+   * a backup of the tier published since then, by another delivery of this run, leaves it nothing
+   * to do (backup.ts backupTakenSince).
    */
   readonly scheduledTime?: Date;
 }

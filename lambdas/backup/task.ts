@@ -20,7 +20,7 @@ import {
   SCHEDULED_TIME_ARG,
 } from './runner-contract';
 import { parseBackupTier } from '../shared/tiers';
-import { loadRunnerSettings, runScheduledBackup, type ScheduledRunDeps } from './scheduled-run';
+import { loadRunnerSettings, parseScheduledTime, runScheduledBackup, type ScheduledRunDeps } from './scheduled-run';
 
 /**
  * ECS Fargate entry of the backup runner (same image as the Lambda; `node /var/task/task.js
@@ -54,15 +54,7 @@ export function scheduledTimeFromCommandLine(argv: readonly string[]): Date | un
   if (index < 0) return undefined;
   const arg = argv[index];
   const value = arg === SCHEDULED_TIME_ARG ? (argv[index + 1] ?? '') : arg.slice(SCHEDULED_TIME_ARG.length + 1);
-  // Date.parse alone would take local times and roll 2026-13-01 over: only a valid UTC instant.
-  const time = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z$/.test(value) ? new Date(value) : undefined;
-  if (!time || Number.isNaN(time.getTime()) || time.toISOString().slice(0, 19) !== value.slice(0, 19)) {
-    throw new OperatorError(
-      `${SCHEDULED_TIME_ARG}: invalid time "${value}": give an ISO 8601 UTC time such as 2026-12-01T02:00:00Z (the schedules pass <aws.scheduler.scheduled-time>)`,
-      2,
-    );
-  }
-  return time;
+  return parseScheduledTime(value, SCHEDULED_TIME_ARG);
 }
 
 export interface TaskIo {

@@ -20,6 +20,7 @@ import { ruleInbox } from './key-guard';
 import { RunbookAlarm, sumOfCounts } from './runbook-alarm';
 import {
   BACKUP_RUNNER_SERVICE,
+  type BackupRunnerEvent,
   CORE_METRICS,
   MANAGED_TAG_KEY,
   REPORTED_FAILURE_EXIT_CODE,
@@ -262,8 +263,14 @@ export class Backups extends Construct {
     return {
       function: fn,
       role: fn.role as iam.IRole,
+      // The scheduled time, the same on every delivery, lets a delivery that finds the run's backup
+      // already taken (Scheduler delivers at least once) end with nothing to do.
       targetFor: (tier) =>
-        new targets.LambdaInvoke(fn, { input: scheduler.ScheduleTargetInput.fromObject({ tier }), role: runner.schedulerRole, ...runner.scheduleRetry }),
+        new targets.LambdaInvoke(fn, {
+          input: scheduler.ScheduleTargetInput.fromObject({ tier, scheduledTime: scheduler.ContextAttribute.scheduledTime } satisfies BackupRunnerEvent),
+          role: runner.schedulerRole,
+          ...runner.scheduleRetry,
+        }),
     };
   }
 

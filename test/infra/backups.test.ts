@@ -212,15 +212,18 @@ describe('backups construct (example environment, lambda runner)', () => {
   const topicId = logicalIdByPrefix(ops, 'AWS::SNS::Topic', 'Incidents');
   const statementsWith = (action: string) => runnerStatements.filter((s) => actionsOf(s).includes(action));
 
-  it.each(Object.entries(BACKUP_SCHEDULE_EXPRESSIONS))('schedules the %s tier with %s in Europe/Paris, exactly on time', (tier, expression) => {
-    ops.hasResourceProperties('AWS::Scheduler::Schedule', {
-      ScheduleExpression: expression,
-      ScheduleExpressionTimezone: 'Europe/Paris',
-      FlexibleTimeWindow: { Mode: 'OFF' },
-      State: 'ENABLED',
-      Target: Match.objectLike({ Input: JSON.stringify({ tier }) }),
-    });
-  });
+  it.each(Object.entries(BACKUP_SCHEDULE_EXPRESSIONS))(
+    'schedules the %s tier with %s in Europe/Paris, exactly on time, giving the runner its tier and scheduled time (the same on every delivery, so that a delivery again finds the backup taken)',
+    (tier, expression) => {
+      ops.hasResourceProperties('AWS::Scheduler::Schedule', {
+        ScheduleExpression: expression,
+        ScheduleExpressionTimezone: 'Europe/Paris',
+        FlexibleTimeWindow: { Mode: 'OFF' },
+        State: 'ENABLED',
+        Target: Match.objectLike({ Input: JSON.stringify({ tier, scheduledTime: '<aws.scheduler.scheduled-time>' }) }),
+      });
+    },
+  );
 
   it('fixes the four expressions: hourly at :00, daily 02:00, weekly on Sunday, monthly on the 1st', () => {
     expect(BACKUP_SCHEDULE_EXPRESSIONS).toEqual({

@@ -174,6 +174,23 @@ describe('backup runner handler: event validation', () => {
     expect(rdsMock.calls()).toHaveLength(0);
   });
 
+  it.each([['yesterday', '"yesterday"'], ['2026-13-01T02:00:00Z', '"2026-13-01T02:00:00Z"'], ['2026-12-01T02:00:00+01:00', '"2026-12-01T02:00:00+01:00"'], [1764554400000, '1764554400000'], [null, 'null']])(
+    'refuses the scheduled time %j with one line naming the format, touching nothing',
+    async (scheduledTime, shown) => {
+      const before = await listKeys();
+
+      const { error } = await captureStdout(() => handler({ tier: 'daily', scheduledTime }, lambdaContext()));
+
+      expect(error).toBeInstanceOf(OperatorError);
+      expect((error as Error).message).toBe(
+        `backup event: scheduledTime: invalid time ${shown}: give an ISO 8601 UTC time such as 2026-12-01T02:00:00Z (the schedules pass <aws.scheduler.scheduled-time>)`,
+      );
+      expect(await listKeys()).toEqual(before);
+      expect(secretsMock).not.toHaveReceivedCommand(GetSecretValueCommand);
+      expect(rdsMock.calls()).toHaveLength(0);
+    },
+  );
+
   it('fails with one line naming a missing setting (a deployment defect), touching nothing', async () => {
     delete process.env.DATABASE_HOST;
     const before = await listKeys();
@@ -521,6 +538,38 @@ describe('backup runner: a scheduled run delivered again after its other deliver
       `another run of the daily backup scheduled at ${scheduled} already took ${second} (${published[0]}); nothing to do`,
     ]);
     for (const metric of ['BackupSuccess', 'BackupFailure', 'ScheduledRunFailure']) expect(dimensionsOf(emfDocs(out), metric)).toBeUndefined();
+  });
+
+  it('the Lambda runner delivered again after the first delivery published (its event carries the scheduled time): ends well with one line naming the backup, takes no second backup, counts neither success nor failure', async () => {
+    process.env.DATABASE_NAME = own;
+    // The ECS task's test above published a daily backup of this second or the one before: this
+    // run is scheduled at the next second, after it.
+    await new Promise((resolve) => setTimeout(resolve, 1000 - (Date.now() % 1000)));
+    const scheduledTime = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+    const earlier = await ownManifests('daily');
+    const first = await captureStdout(() => handler({ tier: 'daily', scheduledTime }, lambdaContext()));
+    expect(first.error).toBeUndefined();
+    const published = (await ownManifests('daily')).filter((k) => !earlier.includes(k));
+    expect(published).toEqual([first.result?.manifestKey]);
+
+    const { result, error, out } = await captureStdout(() => handler({ tier: 'daily', scheduledTime }, lambdaContext()));
+
+    expect(error).toBeUndefined();
+    expect(result?.manifestKey).toBe(published[0]);
+    expect(await ownManifests('daily')).toEqual([...earlier, ...published].sort());
+    const [, day, time] = /_(\d{8})_(\d{6})\./.exec(published[0])!;
+    const second = `${day.slice(0, 4)}-${day.slice(4, 6)}-${day.slice(6)}T${time.slice(0, 2)}:${time.slice(2, 4)}:${time.slice(4)}Z`;
+    expect(said(out).map((l) => (JSON.parse(l) as { message: string }).message)).toEqual([
+      `another run of the daily backup scheduled at ${scheduledTime} already took ${second} (${published[0]}); nothing to do`,
+    ]);
+    for (const metric of ['BackupSuccess', 'BackupFailure', 'ScheduledRunFailure']) expect(dimensionsOf(emfDocs(out), metric)).toBeUndefined();
+
+    // A manual invoke (the tier only) is a manual run: it backs up.
+    const manual = await captureStdout(() => handler({ tier: 'daily' }, lambdaContext()));
+
+    expect(manual.error).toBeUndefined();
+    expect(said(manual.out)).toEqual([]);
+    expect((await ownManifests('daily')).filter((k) => !earlier.includes(k))).toEqual([...published, manual.result?.manifestKey].sort());
   });
 
   it('a run scheduled just before midnight UTC whose first delivery took a second after it: the next delivery finds that backup on the next day and has nothing to do', async () => {
