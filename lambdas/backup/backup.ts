@@ -947,6 +947,9 @@ async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, d
     // the key check compared with S3's; the run's `now` only stamps its keys.
     for (const [i, key] of keys.entries()) {
       for (let seen = current[i], attempt = 1; ; seen = await readPointer(s3, bucket, key), attempt += 1) {
+        // Already this backup's (a run with nothing to do, its other delivery's pointers written):
+        // not written again, where a failed rewrite would page for pointers that are right.
+        if (seen.manifest === manifestKey) break;
         const theirs = manifestKeyStamp(seen.manifest ?? '');
         const aheadMs = (manifestKeyStartedAt(seen.manifest ?? '')?.getTime() ?? 0) - Date.now();
         if (theirs !== undefined && theirs > ours && aheadMs > CLOCK_SKEW_TOLERANCE_MS) {

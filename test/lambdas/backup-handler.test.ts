@@ -22,6 +22,7 @@ import { heldPgDump, truncateBeforePgDump } from '../support/held-pg-dump';
 import { psql } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { startConditionalS3 } from '../support/conditional-s3';
+import { startRefusingS3 } from '../support/refusing-s3';
 
 // The Lambda adapter and the ECS task entry around the real backup core: real PostgreSQL (the
 // test cluster) and the real S3 protocol (s3rver); Secrets Manager and RDS mocked at the SDK.
@@ -570,6 +571,28 @@ describe('backup runner: a scheduled run delivered again after its other deliver
     expect(manual.error).toBeUndefined();
     expect(said(manual.out)).toEqual([]);
     expect((await ownManifests('daily')).filter((k) => !earlier.includes(k))).toEqual([...published, manual.result?.manifestKey].sort());
+  });
+
+  it('the delivery again after a first one that published everything writes no pointer again: S3 refusing those writes (500) pages for nothing', async () => {
+    // A second of its own: the test before published a daily backup of this database in an earlier one.
+    await new Promise((resolve) => setTimeout(resolve, 1000 - (Date.now() % 1000)));
+    const scheduled = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+    const first = await captureStdout(() => main(['--tier', 'daily', '--scheduled-time', scheduled], ownEnv(), { stderr: { write: () => undefined }, clients: clients() }));
+    expect(first.result).toBe(0);
+    const refusing = await startRefusingS3(s3, (method, url) => method === 'PUT' && url.pathname.includes('/latest'), 500, 'InternalError');
+    try {
+      const lines: string[] = [];
+      const viaRefusing = { ...clients(), s3: createS3Client({ ...s3.env, AWS_ENDPOINT_URL_S3: refusing.endpoint }) };
+
+      const { result, out } = await captureStdout(() => main(['--tier', 'daily', '--scheduled-time', scheduled], ownEnv(), { stderr: { write: (l: string) => lines.push(l) }, clients: viaRefusing }));
+
+      expect(result).toBe(0);
+      expect(lines).toEqual([]);
+      expect(said(out)).toHaveLength(1);
+      for (const metric of ['BackupSuccess', 'BackupFailure', 'ScheduledRunFailure']) expect(dimensionsOf(emfDocs(out), metric)).toBeUndefined();
+    } finally {
+      await refusing.stop();
+    }
   });
 
   it('a run scheduled just before midnight UTC whose first delivery took a second after it: the next delivery finds that backup on the next day and has nothing to do', async () => {
