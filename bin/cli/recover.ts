@@ -25,7 +25,7 @@ import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { metricsNamespace } from '../../lambdas/shared/constants';
 import { OperatorError } from '../../lambdas/shared/errors';
-import { pgClientConfig, resolveConnection } from '../../lambdas/shared/pg-connection';
+import { checkPgSslMode, pgClientConfig, resolveConnection } from '../../lambdas/shared/pg-connection';
 import { resolveCliActor } from './killswitch';
 import { DEPLOYED_NAMES, defaultEnvironmentName, notFoundHint, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
@@ -534,6 +534,8 @@ export function registerRecoverCommands(program: Command): void {
       refuseStartOptions('recover cutover', globals());
       refuseNoFollow('recover cutover', globals());
       checkRecoveryId('recover cutover', id);
+      // Read only at the write check on the copy, after the switch: a PGSSLMODE typo is refused now.
+      checkPgSslMode(process.env);
       const ctx = await context();
       const record = await getRecovery(ctx.store, id);
       const mode = opts.undo ? 'undo' : opts.resume ? 'resume' : 'start';

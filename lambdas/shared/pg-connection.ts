@@ -66,14 +66,22 @@ export interface ResolveConnectionOptions {
 /** libpq's sslmode values: any other PGSSLMODE is refused, as libpq refuses it. */
 const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
 
-export async function resolveConnection(options: ResolveConnectionOptions = {}): Promise<PgConnection> {
-  const env = options.env ?? process.env;
-  // libpq refuses an sslmode it does not know; pgClientConfig would read one as TLS without a
-  // certificate check: a typo of verify-full (verify-ful) connecting unverified, the operator
-  // believing the certificate checked. Refused first, before a secret is read.
+/**
+ * libpq refuses an sslmode it does not know; pgClientConfig would read one as TLS without a
+ * certificate check: a typo of verify-full (verify-ful) connecting unverified, the operator
+ * believing the certificate checked. Refused (exit 2) before anything is read or changed: by
+ * resolveConnection, and by a command that reads PGSSLMODE itself (recover cutover's write check
+ * on the copy, late in the cutover) at its start.
+ */
+export function checkPgSslMode(env: NodeJS.ProcessEnv): void {
   if (env.PGSSLMODE !== undefined && !(SSL_MODES as readonly string[]).includes(env.PGSSLMODE)) {
     throw new OperatorError(`invalid PGSSLMODE "${env.PGSSLMODE}": use one of ${SSL_MODES.join(', ')} (libpq's sslmode), or unset it for TLS where the server has it`, 2);
   }
+}
+
+export async function resolveConnection(options: ResolveConnectionOptions = {}): Promise<PgConnection> {
+  const env = options.env ?? process.env;
+  checkPgSslMode(env);
   const fromEnv: Partial<PgConnection> = {
     host: env.PGHOST,
     port: env.PGPORT ? Number(env.PGPORT) : undefined,

@@ -737,6 +737,24 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     }
   });
 
+  it('PGSSLMODE=verify-ful (a typo of verify-full), which only the write check on the copy reads, late in the cutover: refused at the start, exit 2, one line, nothing written', async () => {
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const active = await activeRecoveryId(store);
+    if (active) await releaseLock(store, active);
+    const id = 'r20261130154600-e2e6';
+    await verifiedRecovery(id);
+    const before = await getRecovery(store, id);
+
+    const refused = await run(install.launcher, ['recover', 'cutover', id, '--yes'], { ...operatorEnv(), PGSSLMODE: 'verify-ful' });
+
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toBe(
+      'atmr-dr: invalid PGSSLMODE "verify-ful": use one of disable, allow, prefer, require, verify-ca, verify-full (libpq\'s sslmode), or unset it for TLS where the server has it\n',
+    );
+    expect(aws.calls.filter((c) => /^(Put|Update|Modify|AddTags|RemoveTags)/.test(c.action))).toEqual([]);
+    expect(await getRecovery(store, id)).toEqual(before);
+  });
+
   it("a killswitch parameter cdk.json's default environment names and SSM does not have: the cutover changes nothing, and its line says which environment it was looked in, and the others; not with --env", async () => {
     const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
     const active = await activeRecoveryId(store);
