@@ -113,8 +113,9 @@ async function main(): Promise<void> {
       { tier: 'daily', formats: ['custom'] },
     );
 
-    // No bucket, no database, no region: each offline case stops at its first missing piece.
-    const offline = operatorEnv({ AWS_REGION: undefined });
+    // No bucket, no database, no credentials: each offline case stops at its first missing piece.
+    // (Not "no region": the CLI then takes cdk.json's, and would look the bucket up in AWS.)
+    const offline = operatorEnv({ AWS_ACCESS_KEY_ID: undefined, AWS_SECRET_ACCESS_KEY: undefined, AWS_CONFIG_FILE: '/nonexistent', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent' });
     const withBucket = operatorEnv({ BACKUP_BUCKET: 'atmr-dr-backups' });
     const online = operatorEnv({ ...s3Server.env, ...cluster.env });
     const allCases: Case[] = [
@@ -124,7 +125,7 @@ async function main(): Promise<void> {
       { name: 'restore-test (no PGHOST)', args: ['restore-test'], env: withBucket, expect: { code: 2, output: /^atmr-dr: no database host/ } },
       { name: 'backup --help', args: ['backup', '--help'], env: offline, expect: { code: 0, output: /^Usage: atmr-dr backup/ } },
       { name: 'backup (no --tier)', args: ['backup'], env: offline, expect: { code: 2, output: /^atmr-dr: backup: required option not given: --tier/ } },
-      { name: 'backups list (no bucket, no region)', args: ['backups', 'list'], env: offline, expect: { code: 2, output: /^atmr-dr: no AWS region is set; .*--bucket NAME or BACKUP_BUCKET/ } },
+      { name: 'backups list (no bucket, no credentials)', args: ['backups', 'list'], env: offline, expect: { code: 2, output: /^atmr-dr: no AWS credentials found; .*--bucket NAME or BACKUP_BUCKET/ } },
       { name: 'backups list (local bucket)', args: ['backups', 'list'], env: online, expect: { code: 0, output: /^backups\/|^daily\// } },
       { name: '--version', args: ['--version'], env: offline, expect: { code: 0, output: /^\d+\.\d+\.\d+/ } },
       {

@@ -26,7 +26,8 @@ Environment:
   BACKUP_BUCKET                                the backup bucket (else the Data stack output, see below)
   KILLSWITCH_PARAMETER                         the killswitch SSM parameter (else the Data stack output, else the config)
   ATMR_OPS_TABLE                               the ops-state DynamoDB table (else the Data stack output)
-  AWS_REGION, AWS_PROFILE                      the AWS account and region (the SDK's own variables)
+  AWS_REGION, AWS_PROFILE                      the AWS account and region (the SDK's own variables;
+                                               no region set: that of the --env environment in cdk.json)
   AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3, ...   another endpoint per service (local servers, VPC endpoints)
 
 A deployed name comes from its flag, then its variable, then the outputs of the stacks
@@ -300,6 +301,13 @@ async function runCommand(argv: string[]): Promise<number> {
     // runs, with one line saying what that means (not dropped: see stopWhileRunning).
     program.hook('preAction', (_program, command) => {
       if (!takesStopSignals(command)) stopWhileRunning(commandPath(command));
+    });
+    // No region set: the region of the --env environment in cdk.json, before the action builds a
+    // client (see useEnvironmentRegion). Loaded only then: with AWS_REGION set it costs nothing.
+    program.hook('preAction', async (_program, command) => {
+      if (process.env.AWS_REGION !== undefined || process.env.AWS_DEFAULT_REGION !== undefined) return;
+      const { useEnvironmentRegion } = await import('./cli/region');
+      await useEnvironmentRegion((command.optsWithGlobals() as { env?: string }).env);
     });
     const unknownHelp = unknownHelpTopic(program, argv);
     if (unknownHelp) {

@@ -306,6 +306,11 @@ function endpointDetails(request: SdkHttpRequest): AwsEndpointDetails {
  */
 const REGION_SHAPE = /^[a-z]{2,4}(-[a-z]+)+-\d+$/;
 
+/** True for a string shaped as an AWS region name (REGION_SHAPE). */
+export function isAwsRegionName(value: string): boolean {
+  return REGION_SHAPE.test(value);
+}
+
 /**
  * The AWS variables an operator sets by hand, checked before any request: a malformed one is a bad
  * setting (exit 2) named with its fix, instead of the SDK's "TypeError: Invalid URL" or a DNS
@@ -314,7 +319,7 @@ const REGION_SHAPE = /^[a-z]{2,4}(-[a-z]+)+-\d+$/;
  */
 export function assertAwsVariables(env: NodeJS.ProcessEnv): void {
   const region = env.AWS_REGION;
-  if (region !== undefined && !REGION_SHAPE.test(region)) {
+  if (region !== undefined && !isAwsRegionName(region)) {
     const what = region.trim() === '' ? 'AWS_REGION is set but empty' : `AWS_REGION "${region}" is not an AWS region name`;
     throw new OperatorError(`${what}: export AWS_REGION=<region> (e.g. AWS_REGION=eu-west-3), or unset it to use the profile's region`, 2);
   }

@@ -566,12 +566,17 @@ describe('AWS failures say what to check', () => {
     [['incident', 'list', '--table', 'atmr-ops'], 'atmr-dr: no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)'],
     [['backup', '--tier', 'daily', '--database-secret', 'x', '--bucket', 'atmr-b'], 'atmr-dr: cannot read database secret x: no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)'],
     [['db', 'read-write', '--database-secret', 'foo'], 'atmr-dr: cannot read database secret foo: no AWS region is set; export AWS_REGION (e.g. AWS_REGION=eu-west-3)'],
-  ])('%j with no region set names AWS_REGION, exit 2 as every missing setting', async (args, line) => {
+  ])('%j with no region set, and none in cdk.json, names AWS_REGION, exit 2 as every missing setting', async (args, line) => {
+    // An install whose environment names no region: the CLI has none to fall back on (see the next describe).
+    const copy = installedCopy('atmr-dr-noregion-', (environments) => {
+      delete environments.example.region;
+    });
     const env = operatorEnv({ KILLSWITCH_PARAMETER: '/atmr/x/killswitch', AWS_CONFIG_FILE: '/nonexistent', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent' });
     delete env.AWS_REGION;
     delete env.AWS_DEFAULT_REGION;
 
-    const run = await entry(args, env);
+    const run = await runChild(process.execPath, [copy.launcher, ...args], copy.root, env);
+    fs.rmSync(copy.root, { recursive: true, force: true });
 
     expect(run.stderr).toBe(`${line}\n`);
     expect(run.status).toBe(2);
@@ -590,6 +595,69 @@ describe('AWS failures say what to check', () => {
       `atmr-dr: cannot read parameter /atmr/x/killswitch: AWS_PROFILE "nope" is not a profile of ${config} or /nonexistent: set AWS_PROFILE to one of "aws configure list-profiles", or unset it\n`,
     );
     expect(run.status).toBe(2);
+  });
+});
+
+describe("no region set: the CLI uses the region of the command's environment in cdk.json, where its stacks are", () => {
+  let ssm: Awaited<ReturnType<typeof startFakeSsm>>;
+  let copy: ReturnType<typeof installedCopy>;
+  beforeAll(async () => {
+    ssm = await startFakeSsm();
+    // A second environment in another region (every region of its config moved with it).
+    copy = installedCopy('atmr-dr-region-', (environments) => {
+      environments.staging = JSON.parse(JSON.stringify(environments.example).replaceAll('eu-west-3', 'eu-central-1')) as Record<string, unknown>;
+    });
+  });
+  afterAll(async () => {
+    await ssm.stop();
+    fs.rmSync(copy.root, { recursive: true, force: true });
+  });
+  beforeEach(() => ssm.requests.splice(0));
+
+  /** An on-call's shell: credentials, no AWS_REGION or AWS_DEFAULT_REGION, no config file region (unless `extra` gives one). */
+  function noRegion(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+    const env = operatorEnv({ AWS_ENDPOINT_URL_SSM: ssm.url, AWS_CONFIG_FILE: '/nonexistent', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent' });
+    delete env.AWS_REGION;
+    delete env.AWS_DEFAULT_REGION;
+    return { ...env, ...extra };
+  }
+
+  it("killswitch status signs its request for the default environment's region and says so once on stderr", async () => {
+    const run = await entry(['killswitch', 'status'], noRegion());
+
+    expect(run.stderr).toBe('atmr-dr: no AWS region set: using eu-west-3, the region of environment example in cdk.json\n');
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(new RegExp(`^killswitch ${CONFIG_PARAMETER} v3: `));
+    expect(ssm.requests.map((r) => [r.body.Name, r.region])).toEqual([[CONFIG_PARAMETER, 'eu-west-3']]);
+  });
+
+  it('--env chooses the environment, and so the region', async () => {
+    const run = await runChild(process.execPath, [copy.launcher, 'killswitch', '--env', 'staging', 'status'], copy.root, noRegion());
+
+    expect(run.stderr).toBe('atmr-dr: no AWS region set: using eu-central-1, the region of environment staging in cdk.json\n');
+    expect(run.status).toBe(0);
+    expect(ssm.requests.map((r) => r.region)).toEqual(['eu-central-1']);
+  });
+
+  it("an explicit AWS_REGION wins, without a word", async () => {
+    const run = await runChild(process.execPath, [copy.launcher, 'killswitch', '--env', 'staging', 'status'], copy.root, noRegion({ AWS_REGION: 'eu-north-1' }));
+
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(ssm.requests.map((r) => r.region)).toEqual(['eu-north-1']);
+  });
+
+  it("the profile's region in the shared config file wins too (the SDK's own choice), without a word", async () => {
+    const config = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-region-profile-')), 'config');
+    // With AWS_PROFILE the SDK takes the profile's credentials, not the variables': the profile has its own.
+    fs.writeFileSync(config, '[profile oncall]\nregion = eu-south-1\naws_access_key_id = AKIDEXAMPLE\naws_secret_access_key = secret\n');
+
+    const run = await runChild(process.execPath, [copy.launcher, 'killswitch', '--env', 'staging', 'status'], copy.root, noRegion({ AWS_CONFIG_FILE: config, AWS_PROFILE: 'oncall' }));
+    fs.rmSync(path.dirname(config), { recursive: true, force: true });
+
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(ssm.requests.map((r) => r.region)).toEqual(['eu-south-1']);
   });
 });
 

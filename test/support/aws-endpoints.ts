@@ -126,6 +126,8 @@ export const startJsonEndpoint = startEcsEndpoint;
 export interface SsmRequest {
   readonly target: string;
   readonly body: { Name?: string };
+  /** The region the request was signed for: its Authorization header's credential scope (<key>/<date>/<region>/ssm/aws4_request). */
+  readonly region?: string;
 }
 
 /**
@@ -142,7 +144,8 @@ export async function startFakeSsm(missing: readonly string[] = []): Promise<{ u
     req.on('end', () => {
       const target = String(req.headers['x-amz-target'] ?? '');
       const body = JSON.parse(text || '{}') as { Name?: string; Value?: string };
-      requests.push({ target, body });
+      const region = /Credential=[^/]+\/\d{8}\/([^/]+)\/ssm\/aws4_request/.exec(String(req.headers.authorization ?? ''))?.[1];
+      requests.push({ target, body, region });
       res.setHeader('content-type', 'application/x-amz-json-1.1');
       if (body.Name !== undefined && missing.includes(body.Name)) {
         res.statusCode = 400;

@@ -1,0 +1,46 @@
+import { isAwsRegionName } from '../../lambdas/shared/sdk-retry';
+import { defaultEnvironmentName, packageRoot, readCdkJson } from './resolve';
+
+/**
+ * When the operator set no region, the region of the cdk.json environment the command works on
+ * (`envName`, else cdk.json's `env`), which is where its stacks are deployed: set as AWS_REGION
+ * for every client the command builds, and said once on stderr. Without it, the night's first
+ * command (`killswitch status` with credentials and no AWS_REGION) failed on "no AWS region is set".
+ *
+ * The operator's own choice is kept: AWS_REGION or AWS_DEFAULT_REGION set (even empty or malformed,
+ * which the checks of useOperatorSdkSettings then refuse), or a region the SDK's own chain finds
+ * (the profile's `region` in the shared config files, the EC2 instance's). The SDK's chain is asked
+ * only when cdk.json has a region to offer, so that a command without one pays nothing for it.
+ * Called once by bin/atmr-dr.ts, before the command's action builds any client.
+ */
+export async function useEnvironmentRegion(envName: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  if (env.AWS_REGION !== undefined || env.AWS_DEFAULT_REGION !== undefined) return;
+  const environment = environmentRegion(envName);
+  if (!environment || (await sdkRegion()) !== undefined) return;
+  env.AWS_REGION = environment.region;
+  process.stderr.write(`atmr-dr: no AWS region set: using ${environment.region}, the region of environment ${environment.name} in cdk.json\n`);
+}
+
+/** The environment's name and region in cdk.json, or undefined when cdk.json names none. */
+function environmentRegion(envName: string | undefined): { name: string; region: string } | undefined {
+  try {
+    const root = packageRoot();
+    const name = envName ?? defaultEnvironmentName(root);
+    const region = (readCdkJson(root).context?.environments?.[name] as { region?: unknown } | undefined)?.region;
+    return typeof region === 'string' && isAwsRegionName(region) ? { name, region } : undefined;
+  } catch {
+    // No cdk.json, or one that cannot be read: the command says so itself if it needs it; else
+    // the missing region keeps its own line.
+    return undefined;
+  }
+}
+
+/** The region the SDK's clients would resolve with no AWS_REGION: its own loader, so that they agree. */
+async function sdkRegion(): Promise<string | undefined> {
+  const { loadConfig, NODE_REGION_CONFIG_OPTIONS, NODE_REGION_CONFIG_FILE_OPTIONS } = await import('@smithy/core/config');
+  try {
+    return await loadConfig(NODE_REGION_CONFIG_OPTIONS, NODE_REGION_CONFIG_FILE_OPTIONS)();
+  } catch {
+    return undefined;
+  }
+}
