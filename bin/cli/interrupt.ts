@@ -89,9 +89,15 @@ export const CHECK_WITH: Readonly<Record<string, string>> = {
 export function stopWhileRunning(command: string): void {
   sayWhileStarting((signal) => {
     if (READ_ONLY_COMMANDS.includes(command)) return `${command} interrupted (received ${signal}): it only reads, nothing changed`;
-    const check = CHECK_WITH[command.split(' ')[0]];
-    return `${command} interrupted (received ${signal}) while it ran: what it had sent may have taken effect${check ? `; check with ${check} before running it again` : ''}`;
+    const check = checkBeforeRetry(command);
+    return `${command} interrupted (received ${signal}) while it ran: what it had sent may have taken effect${check ? `; ${check}` : ''}`;
   });
+}
+
+/** What to do before running `command` again once what it sent may have taken effect (stopped, or not answered), else undefined. */
+export function checkBeforeRetry(command: string): string | undefined {
+  const check = CHECK_WITH[command.split(' ')[0]];
+  return check && `check with ${check} before running it again`;
 }
 
 /** Removes the start's handler (node's default again, unless a command installed its own). */

@@ -2,14 +2,15 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { Command } from 'commander';
 import { KillswitchCommand, KillswitchCommandResult, runKillswitchCommand } from '../../lambdas/killswitch/commands';
-import { describeValue } from '../../lambdas/killswitch/core';
+import { describeValue, writeOutcomeUnknown } from '../../lambdas/killswitch/core';
 import { parseDuration, parseEnableMode, parseReason } from '../../lambdas/killswitch/value';
-import { awsCall } from '../../lambdas/shared/aws-errors';
+import { awsCall, describeAwsError, failedCall, refusedWithoutEffect } from '../../lambdas/shared/aws-errors';
 import { serviceNow } from '../../lambdas/shared/clock-offset';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { confirmer } from './confirm';
+import { checkBeforeRetry } from './interrupt';
 import { DEPLOYED_NAMES, notFoundHint, resolveDeployedName } from './resolve';
 
 /**
@@ -72,6 +73,17 @@ function changeOf(command: Exclude<KillswitchCommand, { action: 'status' }>): st
   return `${what}${command.expires === undefined ? '' : ` for ${command.expires}`}`;
 }
 
+/**
+ * A write sent and not confirmed (no answer in time, throttled, a 5xx, or its re-read failed): SSM
+ * may have applied it. Only a PutParameter that SSM refused outright (denied, invalid) surely was not.
+ */
+function sentUnconfirmed(error: unknown): boolean {
+  return writeOutcomeUnknown(error) && !(failedCall(error)?.operation === 'PutParameter' && refusedWithoutEffect(error));
+}
+
+/** The end of a failure's line that says to retry at once: a write that may have landed is checked first. */
+const RUN_AGAIN = /(, then run the command again|; run the command again in a minute)$/;
+
 /** `atmr-dr killswitch status|enable|disable`: the same core as the Slack slash command. */
 export function registerKillswitchCommands(program: Command): void {
   const killswitch = program
@@ -91,11 +103,15 @@ export function registerKillswitchCommands(program: Command): void {
     }
     const action = command.action === 'status' ? `read parameter ${parameterName}` : `${command.action} the killswitch (parameter ${parameterName})`;
     const ssm = namedClient(new SSMClient(SDK_RETRY), 'SSM');
+    const check = 'the parameter name (--parameter, KILLSWITCH_PARAMETER, --env)';
     const result = await awsCall(
       'SSM',
       action,
-      () => runKillswitchCommand({ ssm, parameterName, resolveActor: () => resolveCliActor() }, command),
-      'the parameter name (--parameter, KILLSWITCH_PARAMETER, --env)',
+      () =>
+        runKillswitchCommand({ ssm, parameterName, resolveActor: () => resolveCliActor() }, command).catch((error: unknown) => {
+          throw sentUnconfirmed(error) ? new OperatorError(`${describeAwsError('SSM', action, error, check).replace(RUN_AGAIN, '')}; it may have been written: ${checkBeforeRetry('killswitch')}`, 1) : error;
+        }),
+      check,
     ).catch((error: unknown) => {
       throw notFoundHint(error, DEPLOYED_NAMES.killswitchParameter, { flagValue: globals.parameter, envName: globals.env });
     });

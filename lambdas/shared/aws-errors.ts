@@ -335,6 +335,6 @@ export function nameFailedCalls<C extends { readonly middlewareStack: unknown }>
   return client;
 }
 
-function failedCall(error: unknown): FailedCall | undefined {
+export function failedCall(error: unknown): FailedCall | undefined {
   return (error as { readonly awsFailedCall?: FailedCall } | null | undefined)?.awsFailedCall;
 }

@@ -808,6 +808,37 @@ describe('the CloudFormation lookup of a deployed name', () => {
   });
 });
 
+describe('killswitch enable --yes whose PutParameter fails', () => {
+  const enable = ['killswitch', 'enable', '--mode', 'maintenance', '--reason', 'test', '--yes', '--parameter', '/atmr/x/killswitch'];
+
+  it('unanswered: the line says the change may have been written and to check the status before running it again, exit 1', async () => {
+    const ssm = await startFakeSsm([], { 'AmazonSSM.PutParameter': 'silent' });
+    try {
+      const run = await entry(enable, operatorEnv({ AWS_ENDPOINT_URL_SSM: ssm.url }));
+
+      expect(run.stderr).toMatch(
+        /^atmr-dr: cannot enable the killswitch \(parameter \/atmr\/x\/killswitch\): SSM did not answer in time \(.*\): AWS or the network path to it is not answering; check the network, and AWS_ENDPOINT_URL_SSM or AWS_ENDPOINT_URL if set; it may have been written: check with `atmr-dr killswitch status` before running it again\n$/,
+      );
+      expect(run.status).toBe(1);
+    } finally {
+      await ssm.stop();
+    }
+  }, 90_000);
+
+  it('refused (AccessDenied): surely not written, the refusal keeps its line', async () => {
+    const ssm = await startFakeSsm([], { 'AmazonSSM.PutParameter': 'AccessDeniedException' });
+    try {
+      const run = await entry(enable, operatorEnv({ AWS_ENDPOINT_URL_SSM: ssm.url }));
+
+      expect(run.stderr).toMatch(/^atmr-dr: cannot call PutParameter on parameter \/atmr\/x\/killswitch \(ssm:PutParameter\): SSM refused it \(AccessDeniedException: refused AmazonSSM.PutParameter\); check the credentials \(AWS_PROFILE\) and that the role may do it, and the parameter name [^\n]*\n$/);
+      expect(run.stderr).not.toMatch(/may have/);
+      expect(run.status).toBe(1);
+    } finally {
+      await ssm.stop();
+    }
+  });
+});
+
 describe('a name looked up in the default environment, with another environment in cdk.json (prod deployed with -c env=prod)', () => {
   const HINT = '; without --env this is cdk.json\'s default environment "example": for another, --env NAME (example, prod)';
   let cloudFormation: LocalEndpoint;

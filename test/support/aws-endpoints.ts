@@ -134,8 +134,13 @@ export interface SsmRequest {
  * An SSM endpoint holding one killswitch value (version 3, normal) under any name: GetParameter
  * answers the last value written, PutParameter writes a new version; every request is recorded.
  * `missing`: the names it answers ParameterNotFound for, as SSM does for a parameter never created.
+ * `failing`: operations (X-Amz-Target, e.g. AmazonSSM.PutParameter) it never answers ('silent', a
+ * hung endpoint) or refuses with a 400 of that error type (AccessDeniedException), writing nothing.
  */
-export async function startFakeSsm(missing: readonly string[] = []): Promise<{ url: string; requests: SsmRequest[]; stop(): Promise<void> }> {
+export async function startFakeSsm(
+  missing: readonly string[] = [],
+  failing: Readonly<Record<string, string>> = {},
+): Promise<{ url: string; requests: SsmRequest[]; stop(): Promise<void> }> {
   const requests: SsmRequest[] = [];
   let current = { value: JSON.stringify({ mode: 'normal', reason: 'all clear', actor: 'alice', updatedAt: '2026-11-30T08:00:00.000Z', expiresAt: null }), version: 3 };
   const server = http.createServer((req, res) => {
@@ -147,7 +152,11 @@ export async function startFakeSsm(missing: readonly string[] = []): Promise<{ u
       const region = /Credential=[^/]+\/\d{8}\/([^/]+)\/ssm\/aws4_request/.exec(String(req.headers.authorization ?? ''))?.[1];
       requests.push({ target, body, region });
       res.setHeader('content-type', 'application/x-amz-json-1.1');
-      if (body.Name !== undefined && missing.includes(body.Name)) {
+      if (failing[target] === 'silent') return;
+      if (failing[target] !== undefined) {
+        res.statusCode = 400;
+        res.end(JSON.stringify({ __type: failing[target], message: `refused ${target}` }));
+      } else if (body.Name !== undefined && missing.includes(body.Name)) {
         res.statusCode = 400;
         res.end(JSON.stringify({ __type: 'ParameterNotFound', message: '' }));
       } else if (target === 'AmazonSSM.GetParameter') {
@@ -163,5 +172,14 @@ export async function startFakeSsm(missing: readonly string[] = []): Promise<{ u
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as net.AddressInfo;
-  return { url: `http://127.0.0.1:${port}`, requests, stop: () => new Promise((resolve) => server.close(() => resolve())) };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    stop: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        // A request left unanswered ('silent') would hold close() open.
+        server.closeAllConnections();
+      }),
+  };
 }
