@@ -211,6 +211,12 @@ export function requiredLooking(command: Command): string {
   return term;
 }
 
+/**
+ * The subcommands of `backups` (bin/cli/backups.ts), named here because the command line of
+ * `backup` loads only its own concern: `backup list` is pointed at `backups list`.
+ */
+const BACKUPS_SUBCOMMANDS: readonly string[] = ['list', 'verify'];
+
 /** Commander's message as one line, with the help page of the command it is about. */
 export function usageLine(error: CommanderError, argv: readonly string[], program?: Command): string {
   let message = oneLine(error.message).replace(/^error:\s*/i, '');
@@ -222,6 +228,11 @@ export function usageLine(error: CommanderError, argv: readonly string[], progra
   // word commander calls too many would act on the default service (the API) instead of that one.
   const words = walked?.command.args ?? [];
   if (error.code === 'commander.excessArguments' && walked) {
+    // `backup list`: the catalog's commands are under `backups`; `backup` takes a new backup.
+    const word = argv[walked.next];
+    if (names.join(' ') === 'backup' && BACKUPS_SUBCOMMANDS.includes(word)) {
+      return `backup takes a new backup and has no subcommand "${word}": atmr-dr backups ${word} (see atmr-dr backups --help)`;
+    }
     const split = splitValue(walked.command, argv);
     // `killswitch enable maintenance`: the Slack command's form (docs/killswitch.md), typed here.
     if (walked.command.options.some((o) => o.long === '--mode') && words.length === 1 && (ENABLE_MODES as readonly string[]).includes(words[0])) {

@@ -239,6 +239,9 @@ describe("the parser's errors take the same path as every other error", () => {
     [['restore', 'latest', '--target-db', 'x', '--format', 'tar'], /^atmr-dr: option '--format <format>' argument 'tar' is invalid\. .*\(see atmr-dr restore --help\)$/],
     [['killswitch', 'enable', '--mode', 'degraded', '--reason', 'peak', '--expires', '2', 'hours'], /^atmr-dr: too many arguments for 'enable'\. .*\(see atmr-dr killswitch enable --help\)$/],
     [['make-coffee'], "atmr-dr: unknown command 'make-coffee' (see atmr-dr --help)"],
+    // The catalog's commands are under `backups`: `backup list` is a natural guess.
+    [['backup', 'list'], 'atmr-dr: backup takes a new backup and has no subcommand "list": atmr-dr backups list (see atmr-dr backups --help)'],
+    [['backup', 'verify', 'latest', '--tier', 'daily'], 'atmr-dr: backup takes a new backup and has no subcommand "verify": atmr-dr backups verify (see atmr-dr backups --help)'],
     // The help page pointed to is the one of the (sub)command the error is about, which lists the flag.
     [['backups', 'list', '--colour'], "atmr-dr: unknown option '--colour' (see atmr-dr backups list --help)"],
     [['backups', 'frob'], "atmr-dr: unknown command 'frob' (see atmr-dr backups --help)"],
