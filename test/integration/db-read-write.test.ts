@@ -185,6 +185,8 @@ describe('atmr-dr db read-write (CLI)', () => {
     const run = await atmrDrAtTerminal(['db', 'read-write'], '[y/N] ', 'n', pgEnv());
 
     expect(run.output).toContain('atmr-dr: db read-write: not confirmed, nothing changed');
+    // One line says so, as at every other confirmation (not a second "declined: nothing changed" on stdout).
+    expect(run.output.match(/nothing changed/g)).toHaveLength(1);
     expect(run.status).toBe(1);
     expect(databaseSetting()).toBe('default_transaction_read_only=on');
   });
