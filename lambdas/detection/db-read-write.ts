@@ -1,6 +1,7 @@
 import { CloudWatchClient, GetMetricStatisticsCommand } from '@aws-sdk/client-cloudwatch';
 import { DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
 import type { Client } from 'pg';
+import { asOperatorError } from '../shared/aws-errors';
 import { oneLine } from '../shared/errors';
 import { formatBytes } from '../shared/format';
 import { connectionFailure, describeConnection, openClient, pgClientConfig, type PgConnection } from '../shared/pg-connection';
@@ -98,7 +99,8 @@ export async function dbReadWrite(deps: DbReadWriteDeps): Promise<ReadWriteOutco
   describeState(before).forEach((line) => print(`  ${line}`));
   let storage: StorageState | undefined;
   if (deps.storage) {
-    storage = await deps.storage().catch((error: unknown) => ({ unknown: oneLine(error) }));
+    // The CLI's own line for an AWS failure (no credentials: log in), not the SDK's words.
+    storage = await deps.storage().catch((error: unknown) => ({ unknown: asOperatorError(error).message }));
     print(`  ${describeStorage(storage)}`);
   }
   const lowStorage = storage?.freeBytes !== undefined && storage.allocatedBytes ? storage.freeBytes / storage.allocatedBytes < 0.1 : false;

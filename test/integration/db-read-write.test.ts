@@ -1,5 +1,6 @@
 import { dbReadWrite, readOnlyState } from '../../lambdas/detection/db-read-write';
 import { atmrDr, atmrDrAtTerminal } from '../lambdas/detection/cli-run';
+import { atmrDr as realAtmrDr } from '../lambdas/restore/fixtures';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { freePort, psql } from '../support/postgres';
 
@@ -141,6 +142,17 @@ describe('atmr-dr db read-write (CLI)', () => {
     expect(run.stdout).toMatch(/^fixed: the database-level setting was the cause/m);
     expect(run.calls).toContainEqual({ command: 'DescribeDBInstancesCommand', input: { DBInstanceIdentifier: 'atmr-test' } });
     expect(databaseSetting()).toBe('default_transaction_read_only=off');
+  });
+
+  it('without AWS credentials, the free storage is unknown with the CLI\'s line (log in), not the SDK\'s words', async () => {
+    // The real CLI (no SDK mock): no credentials anywhere the SDK looks.
+    const noCredentials = { AWS_REGION: 'eu-west-3', AWS_CONFIG_FILE: '/nonexistent', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent', AWS_EC2_METADATA_DISABLED: 'true' };
+    const run = await realAtmrDr(['db', 'read-write', '--yes'], { ...pgEnv(), ...noCredentials });
+
+    expect(run.stdout).toContain(
+      '  RDS free storage: unknown (no AWS credentials found; log in (aws sso login, AWS_PROFILE) or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)\n',
+    );
+    expect(run.status).toBe(0);
   });
 
   it('a database the server does not have is a bad setting: one line naming the settings to check, exit 2', () => {
