@@ -45,6 +45,14 @@ export function parseToTime(text: string | undefined, now: Date = new Date()): D
     const date = new Date(trimmed);
     if (!Number.isNaN(date.getTime())) return date;
   }
+  // A real date and time that only lacks its zone: the fix is the zone, written out for this time.
+  const zoneless = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)$/.exec(trimmed);
+  const asUtc = zoneless && `${zoneless[1]}T${zoneless[2]}Z`;
+  const real = asUtc ? ISO_WITH_ZONE.exec(asUtc) : null;
+  if (zoneless && real && isRealDateTime(real)) {
+    const local = `${zoneless[1]}T${zoneless[2]}`;
+    throw new OperatorError(`recover: --to-time "${trimmed}" has no time zone: add Z for UTC (${local}Z) or an offset (${local}+01:00)`, 2);
+  }
   throw new OperatorError(
     `recover: --to-time "${trimmed}" is not a time: use ISO 8601 with a zone (2026-11-30T14:02:00Z, 2026-11-30T15:02:00+01:00) or a time ago ("5 minutes ago", "5m ago", "-1h30m")`,
     2,

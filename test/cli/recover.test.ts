@@ -168,7 +168,7 @@ describe('atmr-dr recover', () => {
   it('refuses a time without a zone in one line', async () => {
     const run = await atmrDr(['recover', '--to-time', '2026-11-30 14:02', '--reason', 'x']);
     expect(run.status).toBe(2);
-    expect(run.stderr).toMatch(/^atmr-dr: recover: --to-time "2026-11-30 14:02" is not a time: use ISO 8601 with a zone/);
+    expect(run.stderr).toBe('atmr-dr: recover: --to-time "2026-11-30 14:02" has no time zone: add Z for UTC (2026-11-30T14:02Z) or an offset (2026-11-30T14:02+01:00)\n');
     expect(run.stderr.trim().split('\n')).toHaveLength(1);
   });
 

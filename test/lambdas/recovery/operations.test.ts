@@ -89,8 +89,16 @@ describe('--to-time and --reason', () => {
     expect(() => parseToTime(text, NOW)).toThrow(`recover: --to-time "${text}" is not a time: use ISO 8601 with a zone (2026-11-30T14:02:00Z, 2026-11-30T15:02:00+01:00) or a time ago ("5 minutes ago", "5m ago", "-1h30m")`);
   });
 
-  it('refuses a time without a zone, a date alone, and nonsense, saying what works', () => {
-    for (const text of ['2026-11-30T14:02:00', '2026-11-30', 'yesterday']) {
+  it.each([
+    ['2026-12-05T03:00:00', '2026-12-05T03:00:00'],
+    ['2026-12-05T03:00', '2026-12-05T03:00'],
+    ['2026-12-05 03:00:00.5', '2026-12-05T03:00:00.5'],
+  ])('refuses "%s" (a time without a zone) saying to add one, written out for this time', (text, local) => {
+    expect(() => parseToTime(text, NOW)).toThrow(`recover: --to-time "${text}" has no time zone: add Z for UTC (${local}Z) or an offset (${local}+01:00)`);
+  });
+
+  it('refuses a date alone and nonsense, saying what works', () => {
+    for (const text of ['2026-11-30', 'yesterday', '2026-11-31T14:02:00']) {
       expect(() => parseToTime(text, NOW)).toThrow(/is not a time: use ISO 8601 with a zone .* or a time ago \("5 minutes ago", "5m ago", "-1h30m"\)$/);
     }
     expect(() => parseToTime(undefined, NOW)).toThrow(/--to-time is required/);
