@@ -731,13 +731,24 @@ class Session {
     }
     if (current === set) return;
     await this.put(undefined, { cutover: this.steps }, true);
-    const found = current === journaled?.previous ? `reads ${current} again, as before the cutover, not ${set} (${copy}): production was taken back to ${old} by hand` : `reads "${current}", not ${set} (${copy}) that the cutover set: someone changed it by hand`;
+    const previous = journaled?.previous;
+    const back = backOnOld(current, previous);
+    const before = previous ?? `<${old}'s address>:<port>`;
+    const found = back
+      ? `reads ${current} again, as before the cutover, not ${set} (${copy}): production was taken back to ${old} by hand`
+      : `reads "${current}", neither ${set} (${copy}) that the cutover set nor ${before} (${old}) from before it: someone changed it by hand`;
     // Past a reopening that may have let users in on the copy, the undo is refused (undoAll): not offered.
     const reopen = reopeningStarted(this.journal);
-    const next =
-      reopen && !(reopen.state === 'by-hand' && reopen.detail?.startsWith(NOT_REOPENED))
-        ? `the killswitch was reopened on ${copy} at ${reopen.startedAt} (users may have written there), so --undo is refused too: ${old} and ${copy} are left as they are for a human to decide`
-        : `close it with "atmr-dr recover cutover ${id} --undo --yes"`;
+    const refused = reopen && !(reopen.state === 'by-hand' && reopen.detail?.startsWith(NOT_REOPENED));
+    const resume = `to finish on ${copy}, point it back at ${copy}: ${endpointCommand(settings.endpoint, set)}, then "atmr-dr recover cutover ${id} --resume --yes"`;
+    // Only a value naming the old instance is production taken back (backOnOld): any other (a proxy
+    // in front of the copy) may still reach the copy, which an undo closing the cutover would let
+    // abandon delete. Both ways out are named instead, each to a value its command accepts.
+    const next = refused
+      ? `the killswitch was reopened on ${copy} at ${reopen.startedAt} (users may have written there), so --undo is refused too: ${back ? `${old} and ${copy} are left as they are for a human to decide` : resume}`
+      : back
+        ? `close it with "atmr-dr recover cutover ${id} --undo --yes"`
+        : `${resume}; or, to go back to ${old}, point it at ${old}: ${endpointCommand(settings.endpoint, before)}, then "atmr-dr recover cutover ${id} --undo --yes"`;
     throw new Stopped(`${command}: ${describeEndpoint(settings.endpoint)} ${found}; nothing renamed, the cutover stops here: ${next}`, 3);
   }
 
@@ -823,7 +834,7 @@ class Session {
     // the copy for the undo to lose, and the undo only closes the cutover (endpoint found as it was,
     // killswitch left as it is) so that the recovery can be abandoned.
     const previous = this.entry(CUTOVER_STEPS.endpoint)?.undo?.endpoint?.previous;
-    const takenBack = held && previous !== undefined && (await readEndpoint(deps, settings.endpoint).catch(() => undefined)) === previous;
+    const takenBack = held && backOnOld(await readEndpoint(deps, settings.endpoint).catch(() => ''), previous);
     if (reopen && !takenBack) {
       await this.put(undefined, {}, true);
       throw new OperatorError(
@@ -863,7 +874,7 @@ class Session {
             endpointSetBack = true;
             return { outcome: 'undone', detail: `${describeEndpoint(settings.endpoint)} set back to ${previous}` };
           }
-          if (current === previous) return { outcome: 'undone', detail: `${describeEndpoint(settings.endpoint)} still ${previous}: nothing to set back` };
+          if (backOnOld(current, previous)) return { outcome: 'undone', detail: `${describeEndpoint(settings.endpoint)} still ${current}: nothing to set back` };
           return { outcome: 'skipped', detail: `${describeEndpoint(settings.endpoint)} is now ${current}, ${ENDPOINT_LEFT_AS_IS}` };
         });
       }
@@ -942,7 +953,30 @@ export function describeEndpoint(endpoint: EndpointSwitch): string {
 export function endpointCommand(endpoint: EndpointSwitch, value: string): string {
   return endpoint.kind === 'ssmParameter'
     ? `"aws ssm put-parameter --name ${endpoint.parameterName} --type String --overwrite --value ${value}"`
-    : `"host" and "port" of secret ${endpoint.secretArn} set to ${value}`;
+    : splitEndpoint(value).port === ''
+      ? // The secret had no "port" key before the cutover: its host names the instance.
+        `"host" of secret ${endpoint.secretArn} set to ${splitEndpoint(value).host}`
+      : `"host" and "port" of secret ${endpoint.secretArn} set to ${value}`;
+}
+
+/** `host:port` split at its last colon; a value with none is a host alone. */
+function splitEndpoint(value: string): { host: string; port: string } {
+  const separator = value.lastIndexOf(':');
+  return separator < 0 ? { host: value, port: '' } : { host: value.slice(0, separator), port: value.slice(separator + 1) };
+}
+
+/**
+ * Production is back on the old instance: the endpoint (`current`) names the host it named before
+ * the cutover (`previous`, journaled), case aside as DNS has it, on the same port, or on any port
+ * when none was journaled (the secret had no "port" key: setting its host back is all it takes).
+ * The one test of "taken back by hand", for the resume's stop and the undo alike: a value that only
+ * no longer names the copy (a proxy in front of it) is not.
+ */
+function backOnOld(current: string, previous: string | undefined): boolean {
+  if (!previous) return false;
+  const before = splitEndpoint(previous);
+  const now = splitEndpoint(current);
+  return before.host !== '' && now.host.toLowerCase() === before.host.toLowerCase() && (before.port === '' || now.port === before.port);
 }
 
 /** Where the API's endpoint points now (`host:port`, or the parameter's value). */
@@ -960,9 +994,7 @@ async function writeEndpoint(deps: CutoverDeps, endpoint: EndpointSwitch, value:
   }
   // Only host and port change (re-read first): a password rotated meanwhile is kept.
   const secret = await readSecretJson(deps.secretsManager, endpoint.secretArn);
-  const separator = value.lastIndexOf(':');
-  const host = value.slice(0, separator);
-  const port = value.slice(separator + 1);
+  const { host, port } = splitEndpoint(value);
   await deps.secretsManager.send(
     new PutSecretValueCommand({ SecretId: endpoint.secretArn, SecretString: JSON.stringify({ ...secret, host, ...(port && { port: Number(port) }) }) }),
   );

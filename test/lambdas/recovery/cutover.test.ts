@@ -852,6 +852,55 @@ describe('cutover', () => {
         expect(record.journal!.every((e) => e.state === 'undone')).toBe(true);
         expect(reopeningStarted(record.journal)).toBeUndefined();
       });
+
+      it('set to another value (an RDS Proxy in front of the copy, maybe): --resume stops naming both ways out, not --undo alone, which stays refused; following either way then works', async () => {
+        const id = await takenBackByHand();
+        const PROXY = 'atmr-proxy.proxy-abcdefghijkl.eu-west-3.rds.amazonaws.com';
+        secretValue = { ...secretValue, host: PROXY, port: 5432 };
+
+        const error = await operatorErrorOf(cutover(deps(), id, settings(), 'carol', 'resume'));
+
+        expect([error.exitCode, error.message]).toEqual([
+          3,
+          `recover cutover --resume: recovery ${id}: secret ${SECRET} host reads "${PROXY}:5432", neither ${NEW_HOST}:5432 (atmr-prod-pitr-202611301402) that the cutover set nor ${OLD_HOST}:5432 (atmr-prod) from before it: someone changed it by hand; nothing renamed, the cutover stops here: ` +
+            `to finish on atmr-prod-pitr-202611301402, point it back at atmr-prod-pitr-202611301402: "host" and "port" of secret ${SECRET} set to ${NEW_HOST}:5432, then "atmr-dr recover cutover ${id} --resume --yes"; ` +
+            `or, to go back to atmr-prod, point it at atmr-prod: "host" and "port" of secret ${SECRET} set to ${OLD_HOST}:5432, then "atmr-dr recover cutover ${id} --undo --yes"`,
+        ]);
+        expect(renames()).toHaveLength(0);
+        // Not taken back: the proxy may reach the copy, and an undo closing the cutover would let abandon delete it.
+        expect((await operatorErrorOf(undoCutover(deps(), id, settings(), 'alice'))).exitCode).toBe(3);
+        expect((await getRecovery(deps().store, id)).status).toBe('cutting-over');
+
+        secretValue = { ...secretValue, host: OLD_HOST };
+        expect(await undoCutover(deps(), id, settings(), 'alice')).toMatchObject({ status: 'cutover-failed' });
+        expect(secretValue.host).toBe(OLD_HOST);
+      });
+
+      it('a secret with no "port" before the cutover: the refusal says to set its host back only, and the host set back (any case, the port the cutover wrote left) is taken back: --resume offers --undo, which closes the cutover', async () => {
+        secretValue = { username: 'atmr', password: 's3cret', host: OLD_HOST, dbname: 'atmr' };
+        const id = await verifiedRecovery();
+        fakeEcs({ onUpdate: (service) => service === 'atmr-api' && secretValue.host === NEW_HOST && bobWrites() });
+        await cutover(deps(), id, settings(), 'alice');
+        expect(secretValue).toMatchObject({ host: NEW_HOST, port: 5432 });
+        const refusal = await operatorErrorOf(undoCutover(deps(), id, settings(), 'alice'));
+        expect(refusal.message).toContain(`(2) point the API back at atmr-prod: "host" of secret ${SECRET} set to ${OLD_HOST}; (3)`);
+        secretValue = { ...secretValue, host: OLD_HOST.toUpperCase() };
+        parameters.set(KILLSWITCH, { value: JSON.stringify(backOnOld), version: parameters.get(KILLSWITCH)!.version + 1 });
+
+        const stop = await operatorErrorOf(cutover(deps(), id, settings(), 'carol', 'resume'));
+        expect([stop.exitCode, stop.message]).toEqual([
+          3,
+          `recover cutover --resume: recovery ${id}: secret ${SECRET} host reads ${OLD_HOST.toUpperCase()}:5432 again, as before the cutover, not ${NEW_HOST}:5432 (atmr-prod-pitr-202611301402): production was taken back to atmr-prod by hand; nothing renamed, the cutover stops here: close it with "atmr-dr recover cutover ${id} --undo --yes"`,
+        ]);
+
+        const undone = await undoCutover(deps(), id, settings(), 'alice');
+
+        expect(undone).toMatchObject({ status: 'cutover-failed', error: 'cutover interrupted and undone by alice' });
+        expect(undone.steps.find((s) => s.step === CUTOVER_STEPS.endpoint)).toMatchObject({ outcome: 'undone', detail: `secret ${SECRET} host still ${OLD_HOST.toUpperCase()}:5432: nothing to set back` });
+        expect(secretValue).toMatchObject({ host: OLD_HOST.toUpperCase(), port: 5432 });
+        expect(renames()).toHaveLength(0);
+        expect(reopeningStarted((await getRecovery(deps().store, id)).journal)).toBeUndefined();
+      });
     });
 
     it('normal set by bob during the redeploy (a killswitch disable) is no hold: the reopen step says production was already reopened by him, with no advice to disable', async () => {
