@@ -722,15 +722,13 @@ class Session {
     try {
       current = await readEndpoint(this.deps, settings.endpoint);
     } catch (error) {
-      await this.put(undefined, { cutover: this.steps }, true);
-      throw new Stopped(
+      throw await this.stop(
         `${command}: cannot read where the API's database endpoint points (${describeEndpoint(settings.endpoint)}: ${namedLine(error)}), so cannot tell whether production was taken back to ${old} by hand: nothing renamed, the cutover stops here; fix the cause, then run "atmr-dr recover cutover ${id} --resume --yes"`,
         1,
-        { cause: error },
+        error,
       );
     }
     if (current === set) return;
-    await this.put(undefined, { cutover: this.steps }, true);
     const previous = journaled?.previous;
     const back = backOnOld(current, previous);
     const before = previous ?? `<${old}'s address>:<port>`;
@@ -749,7 +747,17 @@ class Session {
       : back
         ? `close it with "atmr-dr recover cutover ${id} --undo --yes"`
         : `${resume}; or, to go back to ${old}, point it at ${old}: ${endpointCommand(settings.endpoint, before)}, then "atmr-dr recover cutover ${id} --undo --yes"`;
-    throw new Stopped(`${command}: ${describeEndpoint(settings.endpoint)} ${found}; nothing renamed, the cutover stops here: ${next}`, 3);
+    throw await this.stop(`${command}: ${describeEndpoint(settings.endpoint)} ${found}; nothing renamed, the cutover stops here: ${next}`, 3);
+  }
+
+  /**
+   * A stop of the cutover's own (stillOnCopy): the lease released, and the team told with the stop's
+   * line, as at a hold (held), since the cutover they were told of is left `cutting-over`.
+   */
+  private async stop(message: string, exitCode: number, cause?: unknown): Promise<Stopped> {
+    await this.put(undefined, { cutover: this.steps }, true);
+    await announce(this.deps.events, RECOVERY_EVENTS.cutoverInterrupted, { summary: message, at: this.now().toISOString(), recoveryId: this.id }).catch(() => undefined);
+    return new Stopped(message, exitCode, cause === undefined ? undefined : { cause });
   }
 
   /**

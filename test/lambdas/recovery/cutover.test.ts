@@ -832,6 +832,9 @@ describe('cutover', () => {
         const record = await getRecovery(deps().store, id);
         expect([record.status, record.leaseOwner]).toEqual(['cutting-over', undefined]);
         expect(record.journal!.find((e) => e.step === CUTOVER_STEPS.reopen)).toMatchObject({ state: 'by-hand', detail: said });
+        // The team, told the cutover resumed, is told it stopped, with the same line.
+        const last = events.commandCalls(PutEventsCommand).at(-1)!.args[0].input.Entries![0];
+        expect([last.DetailType, (JSON.parse(last.Detail!) as { summary: string }).summary]).toEqual(['Recovery Cutover Interrupted', error.message]);
       });
 
       it('--undo closes the cutover: nothing to set back, the killswitch left as bob set it, every step undone, cutover-failed (no point of no return left for abandon)', async () => {
@@ -867,6 +870,8 @@ describe('cutover', () => {
             `or, to go back to atmr-prod, point it at atmr-prod: "host" and "port" of secret ${SECRET} set to ${OLD_HOST}:5432, then "atmr-dr recover cutover ${id} --undo --yes"`,
         ]);
         expect(renames()).toHaveLength(0);
+        const last = events.commandCalls(PutEventsCommand).at(-1)!.args[0].input.Entries![0];
+        expect([last.DetailType, (JSON.parse(last.Detail!) as { summary: string }).summary]).toEqual(['Recovery Cutover Interrupted', error.message]);
         // Not taken back: the proxy may reach the copy, and an undo closing the cutover would let abandon delete it.
         expect((await operatorErrorOf(undoCutover(deps(), id, settings(), 'alice'))).exitCode).toBe(3);
         expect((await getRecovery(deps().store, id)).status).toBe('cutting-over');
