@@ -10,7 +10,7 @@ import { Command } from 'commander';
 import * as os from 'node:os';
 import { EnvironmentConfig, defaultNewInstancePrefix, prefixNotCovering, resolveRecoveryConfig } from '../../lib/config';
 import { FINAL_STATUSES, JournalEntry, RECOVERY_ID_PATTERN, RecoveryRecord } from '../../lambdas/recovery/contract';
-import { ALREADY_REOPENED, CUTOVER_STEPS, CutoverResult, CutoverSettings, EndpointSwitch, LEASE_SECONDS, cutover, reopeningStarted, undoCutover } from '../../lambdas/recovery/cutover';
+import { ALREADY_REOPENED, CUTOVER_STEPS, CutoverResult, DONE_BEFORE, CutoverSettings, EndpointSwitch, LEASE_SECONDS, cutover, reopeningStarted, undoCutover } from '../../lambdas/recovery/cutover';
 import { abandonRecovery, describeExecution, parseRecoveryReason, recoveryExecutionArn, startRecovery } from '../../lambdas/recovery/operations';
 import { dataAlsoIn, renameCommands } from '../../lambdas/recovery/rds';
 import { describeInstance } from '../../lambdas/shared/rds-instances';
@@ -237,10 +237,16 @@ function stillShutOut(cutover: { readonly recoveryId: string; readonly journal?:
     : `users still get a degraded API: the killswitch is degraded${until}, ${setBy}; to serve them in full: ${disable}`;
 }
 
-/** Where a failed cutover stopped: its failed step, or its start when it failed before any step was journaled. */
+/**
+ * Where a failed cutover stopped: its failed step; when none was journaled as failed (a step's
+ * preparation failed before it was), after the last step done, by this run or an earlier one (a
+ * resume's `skipped` ones), or before its first step when none was.
+ */
 function failedAt(result: CutoverResult): string {
   const step = result.steps.find((s) => s.outcome === 'failed')?.step;
-  return step ? `at "${step}"` : 'before its first step';
+  if (step) return `at "${step}"`;
+  const done = result.steps.findLast((s) => s.outcome === 'done' || (s.outcome === 'skipped' && s.detail.startsWith(DONE_BEFORE)))?.step;
+  return done ? `after "${done}"` : 'before its first step';
 }
 
 function printCutover(result: CutoverResult, out: (line: string) => void): void {

@@ -175,6 +175,9 @@ export const NOT_REOPENED = 'NOT reopened: ';
  */
 export const EARLIER_REOPENING = `; an earlier attempt of "${CUTOVER_STEPS.reopen}" may have reopened the killswitch`;
 
+/** How a resume reports a step an earlier attempt did (`skipped`): the undo's own `skipped` never begins so. */
+export const DONE_BEFORE = 'done before ';
+
 /** How the reopen step's detail begins when someone set normal since the cutover's maintenance: users are served, nothing held. */
 export const ALREADY_REOPENED = 'already reopened by ';
 
@@ -414,7 +417,7 @@ class Session {
   private async step(name: string, prepare: () => Promise<JournalUndo | undefined>, act: (undo: JournalUndo | undefined) => Promise<string>, retryByHand = false): Promise<void> {
     const previous = this.entry(name);
     if (previous?.state === 'done') {
-      this.report(name, new Date(previous.startedAt), 'skipped', `done before (${previous.finishedAt ?? previous.startedAt}): ${previous.detail ?? ''}`.trim());
+      this.report(name, new Date(previous.startedAt), 'skipped', `${DONE_BEFORE}(${previous.finishedAt ?? previous.startedAt}): ${previous.detail ?? ''}`.trim());
       return;
     }
     if (previous?.state === 'by-hand' && !retryByHand) {

@@ -67,6 +67,8 @@ interface FakeAws {
   renameDelayMs: number;
   /** Runs at each UpdateService (someone acting while the services redeploy). */
   onRedeploy?: () => void;
+  /** How many GetSecretValue are answered before the others are refused (AccessDenied): Infinity, all. */
+  secretReads: number;
   reset(): void;
   stop(): Promise<void>;
 }
@@ -77,7 +79,7 @@ function startFakeAws(): Promise<FakeAws> {
   const cluster = testCluster();
   let secret: Record<string, unknown> = {};
   const instances = new Map<string, { arn: string; resourceId: string; tags: Map<string, string>; deletionProtection?: boolean }>();
-  const state: { ecsStable: boolean; ecsFailed: boolean; protectionRefused: boolean; adminRole: boolean; ecsDescribeDelayMs: number; renameDelayMs: number; onRedeploy?: () => void } = { ecsStable: true, ecsFailed: false, protectionRefused: false, adminRole: false, ecsDescribeDelayMs: 0, renameDelayMs: 0 };
+  const state: { ecsStable: boolean; ecsFailed: boolean; protectionRefused: boolean; adminRole: boolean; ecsDescribeDelayMs: number; renameDelayMs: number; onRedeploy?: () => void; secretReads: number } = { ecsStable: true, ecsFailed: false, protectionRefused: false, adminRole: false, ecsDescribeDelayMs: 0, renameDelayMs: 0, secretReads: Infinity };
   /** Deployments forced per service since the reset. */
   const forced = new Map<string, number>();
   const reset = () => {
@@ -97,6 +99,7 @@ function startFakeAws(): Promise<FakeAws> {
     state.renameDelayMs = 0;
     state.adminRole = false;
     state.onRedeploy = undefined;
+    state.secretReads = Infinity;
   };
   reset();
 
@@ -181,6 +184,9 @@ function startFakeAws(): Promise<FakeAws> {
         const version = (parameters.get(input.Name as string)?.version ?? 0) + 1;
         parameters.set(input.Name as string, { value: input.Value as string, version });
         return json(res, { Version: version, Tier: 'Standard' });
+      }
+      if (service === 'secretsmanager' && action === 'GetSecretValue' && calls.filter((c) => c.action === 'GetSecretValue').length > state.secretReads) {
+        return json(res, { __type: 'AccessDeniedException', message: `User is not authorized to perform: secretsmanager:GetSecretValue on resource: ${SECRET}` }, 400);
       }
       if (service === 'secretsmanager' && action === 'GetSecretValue') return json(res, { ARN: SECRET, Name: 'db', SecretString: JSON.stringify(secret), VersionId: 'v1' });
       if (service === 'secretsmanager' && action === 'PutSecretValue') {
@@ -715,6 +721,27 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(finished.stdout).toMatch(/undone\s+redeploy ECS services: atmr-api, atmr-celery-worker, atmr-celery-beat redeployed and stable on the previous endpoint/);
     expect(finished.stdout).toMatch(/undone\s+killswitch maintenance: back to normal/);
     expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'normal' });
+  });
+
+  it('a step whose preparation fails after an earlier step was done (the secret refused between the start\'s read and the endpoint switch\'s): FAILED after the step done, not "before its first step"; exit 1, the killswitch put back', async () => {
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const active = await activeRecoveryId(store);
+    if (active) await releaseLock(store, active);
+    const id = 'r20261130153000-e2e7';
+    await verifiedRecovery(id);
+    // The start's read of the endpoint answered; the endpoint switch's own read, after the maintenance, refused.
+    aws.secretReads = 1;
+
+    const result = await run(install.launcher, ['recover', 'cutover', id, '--yes'], operatorEnv());
+
+    expect(result.status).toBe(1);
+    expect(result.stdout).toMatch(/done\s+killswitch maintenance: was normal/);
+    expect(result.stderr.trimEnd().split('\n').at(-1)).toBe(
+      `atmr-dr: recover cutover: FAILED after "killswitch maintenance" (User is not authorized to perform: secretsmanager:GetSecretValue on resource: ${SECRET}); every change was undone, production is as before`,
+    );
+    expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'normal' });
+    expect(aws.secret()).toMatchObject({ host: OLD_HOST, port: 5432 });
+    expect((await getRecovery(store, id)).status).toBe('cutover-failed');
   });
 
   it('a cdk.json with recovery enabled but no recovery.ecs: the CLI still reads it, the cutover refuses to start (exit 2, one line), nothing written', async () => {
