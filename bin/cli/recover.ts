@@ -99,7 +99,7 @@ function printJournal(record: RecoveryRecord, out: (line: string) => void, nowMs
     const reopened = reopeningStarted(record.journal);
     // A killswitch someone set during the cutover (a hold) stopped it before the rename (cutover.ts held).
     if (reopened?.state === 'by-hand') {
-      out(`next: the cutover stopped at the killswitch someone set during it (NOT reopened, above): ${record.sourceInstance} is NOT renamed, in case they go back to it; once they lift it, ${resume}; if they go back to ${record.sourceInstance} instead, "atmr-dr recover cutover ${record.recoveryId} --undo --yes" gives the steps by hand while the API's endpoint names ${record.newInstance}, then closes the cutover`);
+      out(`next: the cutover stopped at the killswitch someone set during it (NOT reopened, above): ${record.sourceInstance} is NOT renamed, in case they go back to it; once they lift it, ${resume}; if they go back to ${record.sourceInstance} instead, "atmr-dr recover cutover ${record.recoveryId} --undo --yes" gives the steps by hand until the API's endpoint names ${record.sourceInstance} again, then closes the cutover`);
       return;
     }
     out(`next: the cutover stopped or is running: ${reopened ? `${resume} (the killswitch was reopened: --undo is refused from here)` : `${resume}, or put back what it changed with "atmr-dr recover cutover ${record.recoveryId} --undo --yes"`}`);

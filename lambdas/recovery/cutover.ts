@@ -808,9 +808,9 @@ class Session {
     const head = `recover cutover --undo: recovery ${id}: its cutover stopped at ${reopen.startedAt} at someone's hold on the killswitch (${hold})`;
     const wrote = cut >= 0 ? detail.slice(cut + 1) : degraded ? ` a degraded killswitch serves users: they may have written on ${copy} since it was set` : undefined;
     if (wrote) {
-      return `${head}, but${wrote}: going back to ${old} would lose those writes, so the undo is refused while the API's endpoint names ${copy}; ${resume}; to go back all the same, losing them, by hand: ${byHand}`;
+      return `${head}, but${wrote}: going back to ${old} would lose those writes, so the undo is refused until the API's endpoint names ${old} again; ${resume}; to go back all the same, losing them, by hand: ${byHand}`;
     }
-    return `${head}; only that hold keeps users off ${copy}, and writes they make there once it is lifted would be lost by going back: the undo is refused while the API's endpoint names ${copy}; ${resume}; or go back to ${old} by hand while the hold keeps users out: ${byHand}`;
+    return `${head}; only that hold keeps users off ${copy}, and writes they make there once it is lifted would be lost by going back: the undo is refused until the API's endpoint names ${old} again; ${resume}; or go back to ${old} by hand while the hold keeps users out: ${byHand}`;
   }
 
   /** Stopped at an operator's request: the lease is released at once (no need to wait for it to go stale), the status stays `cutting-over`. */

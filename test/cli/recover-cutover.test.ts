@@ -591,7 +591,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(status.stdout).toMatch(new RegExp(`recovery ${id}: cutting-over`));
     expect(status.stdout).toMatch(/^ {2}\S+Z {2}by-hand {5}killswitch back: NOT reopened: /m);
     expect(status.stdout.trimEnd().split('\n').at(-1)).toBe(
-      `next: the cutover stopped at the killswitch someone set during it (NOT reopened, above): atmr-prod is NOT renamed, in case they go back to it; once they lift it, continue it with "atmr-dr recover cutover ${id} --resume --yes"; if they go back to atmr-prod instead, "atmr-dr recover cutover ${id} --undo --yes" gives the steps by hand while the API's endpoint names atmr-prod-pitr-202611301402, then closes the cutover`,
+      `next: the cutover stopped at the killswitch someone set during it (NOT reopened, above): atmr-prod is NOT renamed, in case they go back to it; once they lift it, continue it with "atmr-dr recover cutover ${id} --resume --yes"; if they go back to atmr-prod instead, "atmr-dr recover cutover ${id} --undo --yes" gives the steps by hand until the API's endpoint names atmr-prod again, then closes the cutover`,
     );
     const json = await run(install.launcher, ['recover', 'status', id, '--json'], operatorEnv());
     const record = JSON.parse(json.stdout) as { status: string; journal: { step: string; state: string; detail: string }[] };

@@ -739,7 +739,7 @@ describe('cutover', () => {
       await expect(undo).rejects.toMatchObject({
         exitCode: 3,
         message:
-          `recover cutover --undo: recovery ${id}: its cutover stopped at ${stoppedAt} at someone's hold on the killswitch (${said.slice('NOT reopened: '.length)}); only that hold keeps users off atmr-prod-pitr-202611301402, and writes they make there once it is lifted would be lost by going back: the undo is refused while the API's endpoint names atmr-prod-pitr-202611301402; ` +
+          `recover cutover --undo: recovery ${id}: its cutover stopped at ${stoppedAt} at someone's hold on the killswitch (${said.slice('NOT reopened: '.length)}); only that hold keeps users off atmr-prod-pitr-202611301402, and writes they make there once it is lifted would be lost by going back: the undo is refused until the API's endpoint names atmr-prod again; ` +
           `finish with "atmr-dr recover cutover ${id} --resume --yes" once the hold is lifted; or go back to atmr-prod by hand while the hold keeps users out: ` +
           `(1) keep users out all along: "atmr-dr killswitch status" shows the hold and its expiry; unless it is a maintenance with no expiry, set one: "atmr-dr killswitch enable --mode maintenance --reason ..." with no --expires; ` +
           `(2) point the API back at atmr-prod: "host" and "port" of secret ${SECRET} set to ${OLD_HOST}:5432; ` +
@@ -768,7 +768,7 @@ describe('cutover', () => {
       expect(error.message).toMatch(
         new RegExp(
           `^recover cutover --undo: recovery ${id}: its cutover stopped at ${stoppedAt} at someone's hold on the killswitch \\(the killswitch is degraded \\(set by bob: pic de charge\\) since the cutover's maintenance: [^;]*; [^)]*\\), ` +
-            `but a degraded killswitch serves users: they may have written on atmr-prod-pitr-202611301402 since it was set: going back to atmr-prod would lose those writes, so the undo is refused while the API's endpoint names atmr-prod-pitr-202611301402; ` +
+            `but a degraded killswitch serves users: they may have written on atmr-prod-pitr-202611301402 since it was set: going back to atmr-prod would lose those writes, so the undo is refused until the API's endpoint names atmr-prod again; ` +
             `finish with "atmr-dr recover cutover ${id} --resume --yes" once the hold is lifted; to go back all the same, losing them, by hand: ` +
             `\\(1\\) keep users out all along: "atmr-dr killswitch status" shows the hold and its expiry; unless it is a maintenance with no expiry, set one: "atmr-dr killswitch enable --mode maintenance --reason \\.\\.\\." with no --expires; \\(2\\) `,
         ),
@@ -1457,7 +1457,7 @@ describe('an interrupted cutover', () => {
       exitCode: 3,
       message: expect.stringContaining(
         `recover cutover --undo: recovery ${id}: its cutover stopped at ${stoppedAt} at someone's hold on the killswitch (the killswitch is maintenance (set by bob: HOLD: copy is missing bookings) since the cutover's maintenance: left as is; see "atmr-dr killswitch status", and lift it with "atmr-dr killswitch disable" once whoever set it agrees), ` +
-          `but an earlier attempt of "killswitch back" may have reopened the killswitch (left started at ${reopenedAt}): users may have written on atmr-prod-pitr-202611301402 since: going back to atmr-prod would lose those writes, so the undo is refused while the API's endpoint names atmr-prod-pitr-202611301402; ` +
+          `but an earlier attempt of "killswitch back" may have reopened the killswitch (left started at ${reopenedAt}): users may have written on atmr-prod-pitr-202611301402 since: going back to atmr-prod would lose those writes, so the undo is refused until the API's endpoint names atmr-prod again; ` +
           `finish with "atmr-dr recover cutover ${id} --resume --yes" once the hold is lifted; to go back all the same, losing them, by hand: (1) keep users out all along`,
       ),
     });
