@@ -10,7 +10,7 @@ import { Command } from 'commander';
 import * as os from 'node:os';
 import { EnvironmentConfig, defaultNewInstancePrefix, prefixNotCovering, resolveRecoveryConfig } from '../../lib/config';
 import { FINAL_STATUSES, JournalEntry, RECOVERY_ID_PATTERN, RecoveryRecord } from '../../lambdas/recovery/contract';
-import { ALREADY_REOPENED, CUTOVER_STEPS, CutoverResult, DONE_BEFORE, CutoverSettings, EndpointSwitch, LEASE_SECONDS, cutover, reopeningStarted, undoCutover } from '../../lambdas/recovery/cutover';
+import { ALREADY_REOPENED, ANNOUNCE, CUTOVER_STEPS, CutoverResult, DONE_BEFORE, CutoverSettings, EndpointSwitch, LEASE_SECONDS, cutover, reopeningStarted, undoCutover } from '../../lambdas/recovery/cutover';
 import { abandonRecovery, describeExecution, parseRecoveryReason, recoveryExecutionArn, startRecovery } from '../../lambdas/recovery/operations';
 import { dataAlsoIn, renameCommands } from '../../lambdas/recovery/rds';
 import { describeInstance } from '../../lambdas/shared/rds-instances';
@@ -243,7 +243,7 @@ function stillShutOut(cutover: { readonly recoveryId: string; readonly journal?:
  * resume's `skipped` ones), or before its first step when none was.
  */
 function failedAt(result: CutoverResult): string {
-  const step = result.steps.find((s) => s.outcome === 'failed')?.step;
+  const step = result.steps.find((s) => s.outcome === 'failed' && s.step !== ANNOUNCE)?.step;
   if (step) return `at "${step}"`;
   const done = result.steps.findLast((s) => s.outcome === 'done' || (s.outcome === 'skipped' && s.detail.startsWith(DONE_BEFORE)))?.step;
   return done ? `after "${done}"` : 'before its first step';

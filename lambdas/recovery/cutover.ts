@@ -178,6 +178,9 @@ export const EARLIER_REOPENING = `; an earlier attempt of "${CUTOVER_STEPS.reope
 /** How a resume reports a step an earlier attempt did (`skipped`): the undo's own `skipped` never begins so. */
 export const DONE_BEFORE = 'done before ';
 
+/** The team's events and the RTO metric, reported as a step of their own: a failure there is said, never the cutover's failed step. */
+export const ANNOUNCE = 'announce';
+
 /** How the reopen step's detail begins when someone set normal since the cutover's maintenance: users are served, nothing held. */
 export const ALREADY_REOPENED = 'already reopened by ';
 
@@ -466,7 +469,7 @@ class Session {
       recoveryId: id,
       actor: this.actor,
       resumed: this.mode === 'resume',
-    }).catch((error: unknown) => this.report('announce', this.started, 'failed', `the "${RECOVERY_EVENTS.cutoverStarted}" event failed: ${oneLine(error)}`));
+    }).catch((error: unknown) => this.report(ANNOUNCE, this.started, 'failed', `the "${RECOVERY_EVENTS.cutoverStarted}" event failed: ${oneLine(error)}`));
     const setReason = `recovery ${id}: cutover to ${record.newInstance}`;
     try {
       await this.step(
@@ -702,7 +705,7 @@ class Session {
         recoverySeconds,
       });
     } catch (error) {
-      this.report('announce', finished, 'failed', `production runs on the copy; the "${RECOVERY_EVENTS.cutOver}" event or the RecoverySeconds metric failed: ${oneLine(error)}`);
+      this.report(ANNOUNCE, finished, 'failed', `production runs on the copy; the "${RECOVERY_EVENTS.cutOver}" event or the RecoverySeconds metric failed: ${oneLine(error)}`);
     }
     return this.result(true, 'cut-over', { recoverySeconds, ...(replacedInstance && { replacedInstance }) }, settings);
   }

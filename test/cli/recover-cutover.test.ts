@@ -69,6 +69,8 @@ interface FakeAws {
   onRedeploy?: () => void;
   /** How many GetSecretValue are answered before the others are refused (AccessDenied): Infinity, all. */
   secretReads: number;
+  /** When true, EventBridge refuses PutEvents (the team's events: reported, never a step's failure). */
+  eventsRefused: boolean;
   reset(): void;
   stop(): Promise<void>;
 }
@@ -79,7 +81,7 @@ function startFakeAws(): Promise<FakeAws> {
   const cluster = testCluster();
   let secret: Record<string, unknown> = {};
   const instances = new Map<string, { arn: string; resourceId: string; tags: Map<string, string>; deletionProtection?: boolean }>();
-  const state: { ecsStable: boolean; ecsFailed: boolean; protectionRefused: boolean; adminRole: boolean; ecsDescribeDelayMs: number; renameDelayMs: number; onRedeploy?: () => void; secretReads: number } = { ecsStable: true, ecsFailed: false, protectionRefused: false, adminRole: false, ecsDescribeDelayMs: 0, renameDelayMs: 0, secretReads: Infinity };
+  const state: { ecsStable: boolean; ecsFailed: boolean; protectionRefused: boolean; adminRole: boolean; ecsDescribeDelayMs: number; renameDelayMs: number; onRedeploy?: () => void; secretReads: number; eventsRefused: boolean } = { ecsStable: true, ecsFailed: false, protectionRefused: false, adminRole: false, ecsDescribeDelayMs: 0, renameDelayMs: 0, secretReads: Infinity, eventsRefused: false };
   /** Deployments forced per service since the reset. */
   const forced = new Map<string, number>();
   const reset = () => {
@@ -100,6 +102,7 @@ function startFakeAws(): Promise<FakeAws> {
     state.adminRole = false;
     state.onRedeploy = undefined;
     state.secretReads = Infinity;
+    state.eventsRefused = false;
   };
   reset();
 
@@ -206,6 +209,7 @@ function startFakeAws(): Promise<FakeAws> {
         if (state.ecsDescribeDelayMs) return void setTimeout(answer, state.ecsDescribeDelayMs);
         return answer();
       }
+      if (service === 'events' && action === 'PutEvents' && state.eventsRefused) return json(res, { __type: 'AccessDeniedException', message: 'User is not authorized to perform: events:PutEvents' }, 400);
       if (service === 'events' && action === 'PutEvents') return json(res, { FailedEntryCount: 0, Entries: [{ EventId: String(calls.length) }] });
       if (service === 'cloudwatch' && action === 'PutMetricData') {
         res.setHeader('content-type', 'application/x-amz-json-1.0');
@@ -731,6 +735,8 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     await verifiedRecovery(id);
     // The start's read of the endpoint answered; the endpoint switch's own read, after the maintenance, refused.
     aws.secretReads = 1;
+    // And the team's "cutover started" event refused, reported as a failed "announce": not the step that failed.
+    aws.eventsRefused = true;
 
     const result = await run(install.launcher, ['recover', 'cutover', id, '--yes'], operatorEnv());
 
