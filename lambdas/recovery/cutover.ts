@@ -150,6 +150,9 @@ class Stopped extends OperatorError {}
 /** The undo keeps the killswitch in maintenance: the services are not known to be back on the previous endpoint. */
 class KeptClosed extends Error {}
 
+/** The undo found the API's endpoint on a value the cutover did not set and that is not the old instance's. */
+class EndpointElsewhere extends Error {}
+
 /**
  * A change the on-call's role is never granted (the old instance's rename): not a failure, the
  * step's message hands its commands to someone allowed. The cutover goes on, and a resume does not
@@ -881,16 +884,26 @@ class Session {
       const endpoint = this.entry(CUTOVER_STEPS.endpoint);
       if (endpoint && outstanding(endpoint) && endpoint.undo?.endpoint) {
         const { previous, target } = endpoint.undo.endpoint;
-        await undo(endpoint, async () => {
-          const current = await readEndpoint(deps, settings.endpoint);
-          if (current === target) {
-            await writeEndpoint(deps, settings.endpoint, previous);
-            endpointSetBack = true;
-            return { outcome: 'undone', detail: `${describeEndpoint(settings.endpoint)} set back to ${previous}` };
-          }
-          if (backOnOld(current, previous)) return { outcome: 'undone', detail: `${describeEndpoint(settings.endpoint)} still ${current}: nothing to set back` };
-          return { outcome: 'skipped', detail: `${describeEndpoint(settings.endpoint)} is now ${current}, ${ENDPOINT_LEFT_AS_IS}` };
-        });
+        const old = this.record.sourceInstance;
+        await undo(
+          endpoint,
+          async () => {
+            const current = await readEndpoint(deps, settings.endpoint);
+            if (current === target) {
+              await writeEndpoint(deps, settings.endpoint, previous);
+              endpointSetBack = true;
+              return { outcome: 'undone', detail: `${describeEndpoint(settings.endpoint)} set back to ${previous}` };
+            }
+            if (backOnOld(current, previous)) return { outcome: 'undone', detail: `${describeEndpoint(settings.endpoint)} still ${current}: nothing to set back` };
+            // Another value (an RDS Proxy or a CNAME that may reach the copy): never taken for production
+            // back on the old instance. Left outstanding, so the killswitch stays in maintenance (users
+            // kept off whatever it reaches) and abandon is refused, until someone points it back.
+            throw new EndpointElsewhere(
+              `${describeEndpoint(settings.endpoint)} is now "${current}", neither ${target} (${this.record.newInstance}) that the cutover set nor ${previous} (${old}) from before it: left as is, and users kept out; point it back at ${old}: ${endpointCommand(settings.endpoint, previous)}, then ${undoCommand}`,
+            );
+          },
+          (error) => (error instanceof EndpointElsewhere ? error.message : `${oneLine(error)}: do it by hand`),
+        );
       }
       const redeploy = this.entry(CUTOVER_STEPS.redeploy);
       if (settings.ecs && (endpointSetBack || (redeploy && outstanding(redeploy)))) {

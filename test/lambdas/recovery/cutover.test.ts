@@ -881,6 +881,31 @@ describe('cutover', () => {
         expect(secretValue.host).toBe(OLD_HOST);
       });
 
+      it('set to another value during the redeploy, no hold anywhere: the stop (exit 3), then --undo leaves the endpoint as is, keeps users out (maintenance) and abandon refused, until it names atmr-prod again', async () => {
+        const id = await verifiedRecovery();
+        const PROXY = 'atmr-proxy.proxy-abcdefghijkl.eu-west-3.rds.amazonaws.com';
+        const killswitchMode = () => (JSON.parse(parameters.get(KILLSWITCH)!.value) as { mode: string }).mode;
+        fakeEcs({ onUpdate: (service) => service === 'atmr-api' && secretValue.host === NEW_HOST && (secretValue = { ...secretValue, host: PROXY }) });
+        expect((await operatorErrorOf(cutover(deps(), id, settings(), 'alice'))).exitCode).toBe(3);
+        expect(killswitchMode()).toBe('maintenance');
+
+        const undone = await undoCutover(deps(), id, settings(), 'alice');
+
+        expect(undone.steps.find((s) => s.step === CUTOVER_STEPS.endpoint)).toMatchObject({
+          outcome: 'undo-failed',
+          detail: `secret ${SECRET} host is now "${PROXY}:5432", neither ${NEW_HOST}:5432 (atmr-prod-pitr-202611301402) that the cutover set nor ${OLD_HOST}:5432 (atmr-prod) from before it: left as is, and users kept out; point it back at atmr-prod: "host" and "port" of secret ${SECRET} set to ${OLD_HOST}:5432, then "atmr-dr recover cutover ${id} --undo --yes"`,
+        });
+        expect(killswitchMode()).toBe('maintenance');
+        expect(secretValue.host).toBe(PROXY);
+        const record = await getRecovery(deps().store, id);
+        expect(record.journal!.find((e) => e.step === CUTOVER_STEPS.endpoint)?.state).toBe('undo-failed');
+
+        secretValue = { ...secretValue, host: OLD_HOST };
+        expect(await undoCutover(deps(), id, settings(), 'alice')).toMatchObject({ status: 'cutover-failed' });
+        expect(killswitchMode()).toBe('normal');
+        expect((await getRecovery(deps().store, id)).journal!.every((e) => e.state === 'undone')).toBe(true);
+      });
+
       it('a secret with no "port" before the cutover: the refusal says to set its host back only, and the host set back (any case, the port the cutover wrote left) is taken back: --resume offers --undo, which closes the cutover', async () => {
         secretValue = { username: 'atmr', password: 's3cret', host: OLD_HOST, dbname: 'atmr' };
         const id = await verifiedRecovery();
