@@ -927,7 +927,7 @@ async function putJson(s3: S3Client, bucket: string, key: string, value: unknown
 async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, database: string, manifestKey: string, log: NonNullable<RunBackupDeps['log']>): Promise<void> {
   const pointer: LatestPointer = { manifest: manifestKey };
   const keys = [latestDatabaseTierPointerKey(database, tier), latestDatabasePointerKey(database), latestTierPointerKey(tier), LATEST_POINTER_KEY];
-  const written: string[] = [];
+  const naming: string[] = [];
   try {
     // A backup that started later may have finished first (a manual run beside the scheduled one):
     // a pointer never moves back to an older backup. Each is read, then written only if it still is
@@ -948,8 +948,12 @@ async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, d
     for (const [i, key] of keys.entries()) {
       for (let seen = current[i], attempt = 1; ; seen = await readPointer(s3, bucket, key), attempt += 1) {
         // Already this backup's (a run with nothing to do, its other delivery's pointers written):
-        // not written again, where a failed rewrite would page for pointers that are right.
-        if (seen.manifest === manifestKey) break;
+        // not written again, where a failed rewrite would page for pointers that are right; it names
+        // the backup all the same, as a failure's line says.
+        if (seen.manifest === manifestKey) {
+          naming.push(key);
+          break;
+        }
         const theirs = manifestKeyStamp(seen.manifest ?? '');
         const aheadMs = (manifestKeyStartedAt(seen.manifest ?? '')?.getTime() ?? 0) - Date.now();
         if (theirs !== undefined && theirs > ours && aheadMs > CLOCK_SKEW_TOLERANCE_MS) {
@@ -959,7 +963,7 @@ async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, d
           break;
         }
         if (await putPointer(s3, bucket, key, pointer, seen.etag)) {
-          written.push(key);
+          naming.push(key);
           break;
         }
         if (attempt === POINTER_WRITE_ATTEMPTS) throw new Error(`${key} changed under each of ${attempt} conditional writes (other runs are writing it)`);
@@ -969,9 +973,9 @@ async function publishPointers(s3: S3Client, bucket: string, tier: BackupTier, d
     // The pointers are written one by one: a failure after the first leaves some on this backup and
     // the rest on an older one, and "not updated" would hide which `latest` now means which backup.
     const state =
-      written.length === 0
+      naming.length === 0
         ? 'the latest pointers were not updated'
-        : `${written.join(', ')} ${written.length === 1 ? 'names' : 'name'} it now, ${keys.slice(keys.indexOf(written[written.length - 1]) + 1).join(', ')} were not updated`;
+        : `${naming.join(', ')} ${naming.length === 1 ? 'names' : 'name'} it now, ${keys.slice(keys.indexOf(naming[naming.length - 1]) + 1).join(', ')} were not updated`;
     throw new OperatorError(`backup ${manifestKey} is complete but ${state}: ${oneLine(error)}; rerun the backup once S3 is reachable`);
   }
 }

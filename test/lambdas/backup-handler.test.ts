@@ -595,6 +595,30 @@ describe('backup runner: a scheduled run delivered again after its other deliver
     }
   });
 
+  it("a first delivery that wrote the database's tier pointer and then failed on the next: the delivery again, failing on that one too, says the tier pointer names the backup, not that no pointer was updated", async () => {
+    await new Promise((resolve) => setTimeout(resolve, 1000 - (Date.now() % 1000)));
+    const scheduled = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+    const refused = `latest/${own}.json`;
+    const refusing = await startRefusingS3(s3, (method, url) => method === 'PUT' && decodeURIComponent(url.pathname) === `/${s3.bucket}/${refused}`, 403, 'AccessDenied');
+    try {
+      const viaRefusing = () => ({ ...clients(), s3: createS3Client({ ...s3.env, AWS_ENDPOINT_URL_S3: refusing.endpoint }) });
+      const delivered = async () => {
+        const lines: string[] = [];
+        const { result } = await captureStdout(() => main(['--tier', 'daily', '--scheduled-time', scheduled], ownEnv(), { stderr: { write: (l: string) => lines.push(l) }, clients: viaRefusing() }));
+        return { result, lines };
+      };
+      const first = await delivered();
+      expect(first.result).not.toBe(0);
+
+      const again = await delivered();
+
+      expect(again.result).not.toBe(0);
+      expect(again.lines.join('')).toMatch(new RegExp(`is complete but latest/${own}/daily\\.json names it now, latest/${own}\\.json, latest/daily\\.json, latest\\.json were not updated: `));
+    } finally {
+      await refusing.stop();
+    }
+  });
+
   it('a run scheduled just before midnight UTC whose first delivery took a second after it: the next delivery finds that backup on the next day and has nothing to do', async () => {
     const first = await captureStdout(() => delivery('2026-09-08T00:00:01.000Z', '2026-09-07T23:59:59Z'));
     expect(first.error).toBeUndefined();
