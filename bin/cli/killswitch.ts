@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import { KillswitchCommand, KillswitchCommandResult, runKillswitchCommand } from '../../lambdas/killswitch/commands';
 import { describeValue, writeOutcomeUnknown } from '../../lambdas/killswitch/core';
 import { parseDuration, parseEnableMode, parseReason } from '../../lambdas/killswitch/value';
-import { awsCall, describeAwsError, failedCall, refusedWithoutEffect } from '../../lambdas/shared/aws-errors';
+import { awsCall, failedCall, refusedWithoutEffect } from '../../lambdas/shared/aws-errors';
 import { serviceNow } from '../../lambdas/shared/clock-offset';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
@@ -104,16 +104,20 @@ export function registerKillswitchCommands(program: Command): void {
     const action = command.action === 'status' ? `read parameter ${parameterName}` : `${command.action} the killswitch (parameter ${parameterName})`;
     const ssm = namedClient(new SSMClient(SDK_RETRY), 'SSM');
     const check = 'the parameter name (--parameter, KILLSWITCH_PARAMETER, --env)';
+    let unconfirmed = false;
     const result = await awsCall(
       'SSM',
       action,
       () =>
         runKillswitchCommand({ ssm, parameterName, resolveActor: () => resolveCliActor() }, command).catch((error: unknown) => {
-          throw sentUnconfirmed(error) ? new OperatorError(`${describeAwsError('SSM', action, error, check).replace(RUN_AGAIN, '')}; it may have been written: ${checkBeforeRetry('killswitch')}`, 1) : error;
+          unconfirmed = sentUnconfirmed(error);
+          throw error;
         }),
       check,
     ).catch((error: unknown) => {
-      throw notFoundHint(error, DEPLOYED_NAMES.killswitchParameter, { flagValue: globals.parameter, envName: globals.env });
+      const line = notFoundHint(error, DEPLOYED_NAMES.killswitchParameter, { flagValue: globals.parameter, envName: globals.env });
+      if (!unconfirmed || !(line instanceof OperatorError)) throw line;
+      throw new OperatorError(`${line.message.replace(RUN_AGAIN, '')}; it may have been written: ${checkBeforeRetry('killswitch')}`, line.exitCode);
     });
     report(parameterName, result, json, serviceNow(ssm).getTime());
   };

@@ -828,6 +828,18 @@ describe('killswitch enable --yes whose PutParameter fails', () => {
     }
   }, 90_000);
 
+  it("written, its read-back refused for an expired token: the line keeps the shared AWS words and exit 2 of an expired login, and says it may have been written", async () => {
+    const ssm = await startFakeSsm([], { 'AmazonSSM.GetParameter': 'after-put:ExpiredTokenException' });
+    try {
+      const run = await entry(enable, operatorEnv({ AWS_ENDPOINT_URL_SSM: ssm.url }));
+
+      expect(run.stderr).toMatch(/^atmr-dr: [^\n]*expired[^\n]*; it may have been written: check with `atmr-dr killswitch status` before running it again\n$/);
+      expect(run.status).toBe(2);
+    } finally {
+      await ssm.stop();
+    }
+  });
+
   it('refused (AccessDenied): surely not written, the refusal keeps its line', async () => {
     const ssm = await startFakeSsm([], { 'AmazonSSM.PutParameter': 'AccessDeniedException' });
     try {

@@ -135,7 +135,8 @@ export interface SsmRequest {
  * answers the last value written, PutParameter writes a new version; every request is recorded.
  * `missing`: the names it answers ParameterNotFound for, as SSM does for a parameter never created.
  * `failing`: operations (X-Amz-Target, e.g. AmazonSSM.PutParameter) it never answers ('silent', a
- * hung endpoint) or refuses with a 400 of that error type (AccessDeniedException), writing nothing.
+ * hung endpoint) or refuses with a 400 of that error type (AccessDeniedException), writing nothing;
+ * `after-put:<type>` refuses it so only once a PutParameter was written (a read-back that fails).
  */
 export async function startFakeSsm(
   missing: readonly string[] = [],
@@ -143,6 +144,7 @@ export async function startFakeSsm(
 ): Promise<{ url: string; requests: SsmRequest[]; stop(): Promise<void> }> {
   const requests: SsmRequest[] = [];
   let current = { value: JSON.stringify({ mode: 'normal', reason: 'all clear', actor: 'alice', updatedAt: '2026-11-30T08:00:00.000Z', expiresAt: null }), version: 3 };
+  let put = false;
   const server = http.createServer((req, res) => {
     let text = '';
     req.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
@@ -153,15 +155,17 @@ export async function startFakeSsm(
       requests.push({ target, body, region });
       res.setHeader('content-type', 'application/x-amz-json-1.1');
       if (failing[target] === 'silent') return;
-      if (failing[target] !== undefined) {
+      const refusal = failing[target]?.startsWith('after-put:') ? (put ? failing[target].slice('after-put:'.length) : undefined) : failing[target];
+      if (refusal !== undefined) {
         res.statusCode = 400;
-        res.end(JSON.stringify({ __type: failing[target], message: `refused ${target}` }));
+        res.end(JSON.stringify({ __type: refusal, message: `refused ${target}` }));
       } else if (body.Name !== undefined && missing.includes(body.Name)) {
         res.statusCode = 400;
         res.end(JSON.stringify({ __type: 'ParameterNotFound', message: '' }));
       } else if (target === 'AmazonSSM.GetParameter') {
         res.end(JSON.stringify({ Parameter: { Name: body.Name, Type: 'String', Value: current.value, Version: current.version } }));
       } else if (target === 'AmazonSSM.PutParameter') {
+        put = true;
         current = { value: body.Value ?? '', version: current.version + 1 };
         res.end(JSON.stringify({ Version: current.version, Tier: 'Standard' }));
       } else {
