@@ -894,7 +894,11 @@ class Session {
               endpointSetBack = true;
               return { outcome: 'undone', detail: `${describeEndpoint(settings.endpoint)} set back to ${previous}` };
             }
-            if (backOnOld(current, previous)) return { outcome: 'undone', detail: `${describeEndpoint(settings.endpoint)} still ${current}: nothing to set back` };
+            if (backOnOld(current, previous)) {
+              // Set back by hand after an undo found it elsewhere: tasks may have read that value.
+              if (endpoint.state === 'undo-failed') endpointSetBack = true;
+              return { outcome: 'undone', detail: `${describeEndpoint(settings.endpoint)} still ${current}: nothing to set back` };
+            }
             // Another value (an RDS Proxy or a CNAME that may reach the copy): never taken for production
             // back on the old instance. Left outstanding, so the killswitch stays in maintenance (users
             // kept off whatever it reaches) and abandon is refused, until someone points it back.
@@ -906,7 +910,8 @@ class Session {
         );
       }
       const redeploy = this.entry(CUTOVER_STEPS.redeploy);
-      if (settings.ecs && (endpointSetBack || (redeploy && outstanding(redeploy)))) {
+      const endpointLeft = endpoint !== undefined && outstanding(this.entry(CUTOVER_STEPS.endpoint) ?? endpoint);
+      if (settings.ecs && !endpointLeft && (endpointSetBack || (redeploy && outstanding(redeploy)))) {
         const { clusterArn, serviceNames } = settings.ecs;
         const entry = redeploy ?? { step: CUTOVER_STEPS.redeploy, state: 'done', startedAt: this.now().toISOString(), by: this.leaseOwner };
         // Tasks started while the endpoint pointed at the copy read it: they all restart on the

@@ -881,7 +881,7 @@ describe('cutover', () => {
         expect(secretValue.host).toBe(OLD_HOST);
       });
 
-      it('set to another value during the redeploy, no hold anywhere: the stop (exit 3), then --undo leaves the endpoint as is, keeps users out (maintenance) and abandon refused, until it names atmr-prod again', async () => {
+      it('set to another value during the redeploy, no hold anywhere: the stop (exit 3), then --undo leaves the endpoint as is, redeploys nothing onto it and keeps users out (maintenance), until it names atmr-prod again; the undo then redeploys the services on it before it lets users in', async () => {
         const id = await verifiedRecovery();
         const PROXY = 'atmr-proxy.proxy-abcdefghijkl.eu-west-3.rds.amazonaws.com';
         const killswitchMode = () => (JSON.parse(parameters.get(KILLSWITCH)!.value) as { mode: string }).mode;
@@ -889,8 +889,13 @@ describe('cutover', () => {
         expect((await operatorErrorOf(cutover(deps(), id, settings(), 'alice'))).exitCode).toBe(3);
         expect(killswitchMode()).toBe('maintenance');
 
+        const redeploysBefore = ecs.commandCalls(UpdateServiceCommand).length;
+
         const undone = await undoCutover(deps(), id, settings(), 'alice');
 
+        // No task restarted onto the proxy, nor the redeploy journaled undone "on the previous endpoint".
+        expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(redeploysBefore);
+        expect(undone.steps.find((s) => s.step === CUTOVER_STEPS.redeploy)).toBeUndefined();
         expect(undone.steps.find((s) => s.step === CUTOVER_STEPS.endpoint)).toMatchObject({
           outcome: 'undo-failed',
           detail: `secret ${SECRET} host is now "${PROXY}:5432", neither ${NEW_HOST}:5432 (atmr-prod-pitr-202611301402) that the cutover set nor ${OLD_HOST}:5432 (atmr-prod) from before it: left as is, and users kept out; point it back at atmr-prod: "host" and "port" of secret ${SECRET} set to ${OLD_HOST}:5432, then "atmr-dr recover cutover ${id} --undo --yes"`,
@@ -901,7 +906,11 @@ describe('cutover', () => {
         expect(record.journal!.find((e) => e.step === CUTOVER_STEPS.endpoint)?.state).toBe('undo-failed');
 
         secretValue = { ...secretValue, host: OLD_HOST };
+        const hostsAtRedeploy: string[] = [];
+        fakeEcs({ onUpdate: () => void hostsAtRedeploy.push(String(secretValue.host)) });
         expect(await undoCutover(deps(), id, settings(), 'alice')).toMatchObject({ status: 'cutover-failed' });
+        // Every service restarted on atmr-prod (its tasks had read the proxy) before users are let in.
+        expect(hostsAtRedeploy).toEqual([OLD_HOST, OLD_HOST]);
         expect(killswitchMode()).toBe('normal');
         expect((await getRecovery(deps().store, id)).journal!.every((e) => e.state === 'undone')).toBe(true);
       });
@@ -1063,8 +1072,9 @@ describe('cutover', () => {
     expect(failed.steps.at(-1)).toMatchObject({ step: 'killswitch maintenance', outcome: 'undo-failed' });
     expect(killswitchModes()).toEqual(['maintenance']);
     // A new attempt would journal the copy's host as "previous": refused until the undo is finished.
+    // The redeploy too is left to undo: tasks restarted while the endpoint still names the copy would read it again.
     await expect(cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice')).rejects.toThrow(
-      `recover cutover: recovery ${id} has changes of a failed cutover not undone (killswitch maintenance, switch database endpoint): run "atmr-dr recover cutover ${id} --undo --yes" first`,
+      `recover cutover: recovery ${id} has changes of a failed cutover not undone (killswitch maintenance, switch database endpoint, redeploy ECS services): run "atmr-dr recover cutover ${id} --undo --yes" first`,
     );
     secrets.on(PutSecretValueCommand).callsFake((input: { SecretString: string }) => {
       secretValue = JSON.parse(input.SecretString) as Record<string, unknown>;
