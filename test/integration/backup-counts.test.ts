@@ -161,10 +161,15 @@ describe('backup row counts and the dump agree (integration)', () => {
   });
 
   /** A database made by `schema`, a held pg_dump (heldPgDump), and the application's and a watcher's sessions, for `body`. */
-  const withHeldPgDump = async (prefix: string, schema: string, body: (f: { database: string; dir: string; app: Client; watcher: Client }) => Promise<void>): Promise<void> => {
+  const withHeldPgDump = async (
+    prefix: string,
+    schema: string,
+    body: (f: { database: string; dir: string; app: Client; watcher: Client }) => Promise<void>,
+    held: { holdEnd?: boolean } = {},
+  ): Promise<void> => {
     const database = uniqueDatabaseName(prefix);
     createDatabase(database, schema);
-    const dir = heldPgDump(fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-cycle-')));
+    const dir = heldPgDump(fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-cycle-')), held);
     const app = await connect(database, 'app');
     const watcher = await connect(database, 'watcher');
     try {
@@ -327,20 +332,27 @@ describe('backup row counts and the dump agree (integration)', () => {
       const run = backup(database, { log: (line) => lines.push(line), pgBinDir: dir, signal: aborter.signal }, 60_000);
       run.catch(() => undefined);
 
-      // Act: the signal aborts once the TRUNCATE has run, that is once the attempt's snapshot ended,
-      // while the attempt still tears down its pg_dump and connections
+      // Act: the signal aborts once the TRUNCATE has run (the attempt's snapshot ended) and while
+      // pg_dump, told to stop, has not exited (heldPgDump's holdEnd): the attempt is still ending,
+      // whatever the load; then pg_dump exits
       const { truncated } = await truncateBeforePgDump(dir, 1, app, watcher);
-      void truncated.then(() => aborter.abort(new Error('Lambda deadline reached')));
+      await withinBound(truncated);
+      await waitFor('pg_dump to be told to stop', () => fs.existsSync(path.join(dir, 'stopping-1')));
+      const linesBeforeAbort = [...lines];
+      aborter.abort(new Error('Lambda deadline reached'));
+      fs.writeFileSync(path.join(dir, 'end-1'), '');
       const outcome = await run.then(
         () => 'published',
         (error: Error) => error.message,
       );
 
-      // Assert
+      // Assert: the abort came inside the window (no line yet said the run starts again), and the
+      // run ended as aborted without saying it either
+      expect(linesBeforeAbort.filter((line) => line.includes('starting again'))).toEqual([]);
       expect(outcome).toBe('backup failed, nothing published (no manifest, latest pointers unchanged): backup aborted (Lambda deadline reached)');
       expect(lines.filter((line) => line.includes('starting again'))).toEqual([]);
       expect(fs.existsSync(path.join(dir, 'started-2'))).toBe(false);
-    });
+    }, { holdEnd: true });
   });
 
   it('a stalled backup watched by a person: the progress line and the standoff look share one side connection', async () => {

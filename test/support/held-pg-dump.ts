@@ -28,13 +28,20 @@ export async function waitOf(watcher: Client, pid: number): Promise<string | nul
  * A pg_dump that, on each start, creates `<dir>/started-<n>` and waits for `<dir>/go-<n>` before
  * it runs the real one: the test decides what other sessions do between the run's locks and
  * pg_dump's. With the real pg_restore beside it (the plain format). Returns `dir`, a pgBinDir.
+ * `holdEnd`: once told to stop (SIGTERM, the run ending the attempt), it stops the real pg_dump,
+ * creates `<dir>/stopping-<n>` and exits only once `<dir>/end-<n>` exists, so that the test acts
+ * while the attempt is still ending (the run waits for pg_dump's exit; it kills it after 5 s).
  */
-export function heldPgDump(dir: string): string {
+export function heldPgDump(dir: string, { holdEnd = false } = {}): string {
   const real = (tool: string): string => execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim();
+  const run = holdEnd
+    ? `trap 'kill $c 2>/dev/null; touch "${dir}/stopping-$n"; while [ ! -e "${dir}/end-$n" ]; do sleep 0.05; done; exit 143' TERM\n` +
+      `"${real('pg_dump')}" "$@" & c=$!\nwait $c\n`
+    : `exec "${real('pg_dump')}" "$@"\n`;
   fs.writeFileSync(
     path.join(dir, 'pg_dump'),
     `#!/bin/sh\n[ "$1" = --version ] && exec "${real('pg_dump')}" --version\nn=1; while [ -e "${dir}/started-$n" ]; do n=$((n + 1)); done\n` +
-      `touch "${dir}/started-$n"\nwhile [ ! -e "${dir}/go-$n" ]; do sleep 0.05; done\nexec "${real('pg_dump')}" "$@"\n`,
+      `touch "${dir}/started-$n"\nwhile [ ! -e "${dir}/go-$n" ]; do sleep 0.05; done\n${run}`,
     { mode: 0o755 },
   );
   fs.symlinkSync(real('pg_restore'), path.join(dir, 'pg_restore'));
