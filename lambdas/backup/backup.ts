@@ -3,6 +3,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
@@ -726,7 +727,14 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
         phase(`upload ${sink.format}`)();
         sink.completed = true;
       },
-      (error: unknown) => fail(failure ?? tierWriteFailure(`upload of ${sink.key}`, sink.key, deps.bucket, error)),
+      async (error: unknown) => {
+        if (!failure && lostConditionalWrite(error) !== undefined && (await ownSinglePartWrite(deps.s3, deps.bucket, sink))) {
+          phase(`upload ${sink.format}`)();
+          sink.completed = true;
+          return;
+        }
+        fail(failure ?? tierWriteFailure(`upload of ${sink.key}`, sink.key, deps.bucket, error));
+      },
     ),
   );
   for (const producer of producers) producer.catch((error: unknown) => void onProducerFailure(error));
@@ -901,6 +909,27 @@ async function abortMultipartUpload(s3: S3Client, bucket: string, sink: Sink): P
       uploadId,
       error: oneLine(error),
     });
+  }
+}
+
+/**
+ * A dump object sent as one PutObject (a body smaller than one part: lib-storage does not go
+ * multipart) whose write landed but whose answer was lost: the SDK's retry meets that very object,
+ * 412 (409 while it was still landing), as the manifest's does (putJson). Without this the run took
+ * it for another run's, waited OTHER_RUN_WAIT_MS for a manifest nobody writes, then failed blaming
+ * a backup of the same second. The object holding exactly the bytes this run hashed (its size and
+ * SHA-256, the manifest's) is that write; another run's differs, and if it did not it would be the
+ * same backup. Read back whole: it is smaller than one part.
+ */
+async function ownSinglePartWrite(s3: S3Client, bucket: string, sink: Sink): Promise<boolean> {
+  if (sink.upload.uploadId !== undefined || !sink.hasher.readableEnded) return false;
+  try {
+    const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: sink.key }));
+    const stored = Buffer.from((await response.Body?.transformToByteArray()) ?? []);
+    return stored.length === sink.hasher.bytes && createHash('sha256').update(stored).digest('hex') === sink.hasher.sha256;
+  } catch {
+    // Unreadable: not known to be ours, the failure stands as S3 gave it.
+    return false;
   }
 }
 

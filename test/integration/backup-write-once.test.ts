@@ -191,6 +191,43 @@ describe('backup objects are written once (integration, real pg_dump + s3rver)',
     }
   });
 
+  it('a .dump sent as one PutObject (smaller than a part) that landed but whose answer was lost: the retry meets its own object (412) and the run publishes at once, no wait for another run, no blame', async () => {
+    // Arrange: a database whose dump is one small PutObject; S3 with real conditional writes, whose
+    // first answer to the .dump's write is lost once s3rver has stored it (the proxy drops the connection)
+    const cluster = testCluster();
+    const small = uniqueDatabaseName('bk_once_small');
+    createDatabase(small, 'CREATE TABLE t AS SELECT generate_series(1, 10) AS id;');
+    let lost = 0;
+    const conditional = await startConditionalS3(s3, undefined, (key) => key.endsWith('.dump') && lost++ === 0);
+    const client = createS3Client(conditional.env);
+    const metrics = new Metrics({ namespace: 'AtmrDr/example', serviceName: 'backup' });
+
+    try {
+      // Act
+      const started = Date.now();
+      const result = await runBackup(
+        { s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database: small }, metrics, otherRunWaitMs: 10_000 },
+        { tier: 'hourly', formats: ['custom'] },
+      );
+
+      // Assert: the answer was lost and the retry refused (412); the run published its own .dump,
+      // without waiting for another run's manifest, and counted it
+      const [custom] = result.manifest.objects;
+      expect(lost).toBeGreaterThanOrEqual(1);
+      expect(conditional.refused).toEqual([custom.key]);
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(result.skipped).toBeUndefined();
+      const body = (await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: custom.key }))).Body!;
+      expect(sha256(Buffer.from(await body.transformToByteArray()))).toBe(custom.sha256);
+      expect(await getJson(client, s3.bucket, `latest/${small}/hourly.json`)).toEqual({ manifest: result.manifestKey });
+      const counted = metrics.serializeMetrics() as unknown as Record<string, unknown>;
+      expect([counted.BackupSuccess, counted.BackupFailure]).toEqual([1, undefined]);
+    } finally {
+      await conditional.stop();
+      dropDatabase(small);
+    }
+  });
+
   it('two runs of one tier started in the same second (a schedule delivered twice): one publishes, the other writes nothing after the key it lost and ends with one line, no failure', async () => {
     // Arrange: S3 with real conditional writes; the first .dump write is held a moment, long enough
     // for the other run's .sql.gz to land first if the objects were not written in a fixed order.

@@ -14,7 +14,9 @@ import type { LocalS3 } from './s3';
  *
  * `beforeWrite(key, headers)`, when given, runs before each such write is looked at: a test makes
  * another run's write land there, between what the client read and what it writes, or reads the
- * headers a CLI in another process sent.
+ * headers a CLI in another process sent. `loseAnswer(key)`, when given, picks writes whose answer
+ * is lost: s3rver stores the write and answers, and the proxy closes the client's connection
+ * instead of passing the answer on (a reset after the write landed; the SDK retries).
  *
  * Writes of one key are taken one at a time, from the check to s3rver's answer, as S3 decides
  * them: without that, two writes arriving together both find the key free and both land, the
@@ -31,7 +33,11 @@ export interface ConditionalS3 {
 
 const errorXml = (code: string, message: string): string => `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message></Error>`;
 
-export async function startConditionalS3(s3: LocalS3, beforeWrite?: (key: string, headers: http.IncomingHttpHeaders) => Promise<void>): Promise<ConditionalS3> {
+export async function startConditionalS3(
+  s3: LocalS3,
+  beforeWrite?: (key: string, headers: http.IncomingHttpHeaders) => Promise<void>,
+  loseAnswer?: (key: string) => boolean,
+): Promise<ConditionalS3> {
   const target = new URL(s3.endpoint);
   const refused: string[] = [];
   /** Per key, the end of the last write queued on it. */
@@ -64,6 +70,11 @@ export async function startConditionalS3(s3: LocalS3, beforeWrite?: (key: string
       const upstream = http.request(
         { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
         (answer) => {
+          if (isWrite && loseAnswer?.(key)) {
+            answer.resume();
+            answer.on('end', () => req.socket.destroy());
+            return;
+          }
           res.writeHead(answer.statusCode ?? 502, answer.headers);
           answer.pipe(res);
         },
