@@ -125,9 +125,10 @@ export class Backups extends Construct {
   readonly cluster?: ecs.ICluster;
   /**
    * Fargate runner only: ECS's events of its tasks that stopped without reporting their failure
-   * (never started, killed, crashed), kept 14 days for the investigation, and the rule that sends them.
+   * (never started, killed, crashed), and the schedules' RunTask calls that started no task, kept 14
+   * days for the investigation, and the rules that send them.
    */
-  readonly stoppedRuns?: { readonly rule: events.Rule; readonly events: sqs.Queue; readonly undelivered: sqs.Queue };
+  readonly stoppedRuns?: { readonly rule: events.Rule; readonly unplacedRule: events.Rule; readonly events: sqs.Queue; readonly undelivered: sqs.Queue };
   readonly alarms: {
     readonly failedRun: cloudwatch.Alarm;
     readonly noRecentHourlyBackup: cloudwatch.Alarm;
@@ -392,12 +393,13 @@ export class Backups extends Construct {
    * the tier's age alarm would page, 2 hours (hourly) to a month (monthly) later, and for one missed
    * daily run never (its age, 48 hours, stays under the alarm's 51). ECS's own stop event says it at once. A run that failed and reported it exits
    * REPORTED_FAILURE_EXIT_CODE (FailedRun pages for it) and is left out here: one failure, one page.
+   * A run ECS never placed has no stop event: CloudTrail's record of its RunTask goes to the same queue.
    */
   private watchStoppedRuns(cluster: ecs.ICluster, taskDefinition: ecs.FargateTaskDefinition): NonNullable<Backups['stoppedRuns']> {
     const scope = new Construct(this, 'StoppedRuns');
     const [inbox, undelivered] = ruleInbox(
       scope,
-      'This queue keeps the stop events of backup tasks that did not report their failure (or those EventBridge could not deliver) for the investigation: nothing consumes it, the RunnerStopped alarm counts what arrives, messages expire after 14 days.',
+      'This queue keeps the stop events of backup tasks that did not report their failure, and the scheduled RunTask calls that started no task (or those EventBridge could not deliver), for the investigation: nothing consumes it, the RunnerStopped alarm counts what arrives, messages expire after 14 days.',
     );
     // Every revision of the runner's task definition (a deploy registers a new one), on its cluster.
     const family = Stack.of(this).formatArn({ service: 'ecs', resource: 'task-definition', resourceName: `${taskDefinition.family}:`, arnFormat: ArnFormat.SLASH_RESOURCE_NAME });
@@ -423,7 +425,27 @@ export class Backups extends Construct {
       },
       targets: [new eventTargets.SqsQueue(inbox, { deadLetterQueue: undelivered, retryAttempts: 185, maxEventAge: Duration.hours(24) })],
     });
-    return { rule, events: inbox, undelivered };
+    // A RunTask answered 200 with `failures` (no Fargate capacity, an inactive task definition, a
+    // cluster gone) started no task: Scheduler counts the call a success (no retry, no dead-letter
+    // queue), ECS sends no task event, and only the tier's age alarm would say so, hours later or,
+    // for one missed daily run, never. CloudTrail records the call with its answer (this needs a
+    // trail logging management events, as KeyGuard). The schedules send the task definition's and
+    // the cluster's ARNs (targetFor); a manual run-task's refusal is seen by whoever ran it.
+    const unplacedRule = new events.Rule(scope, 'UnplacedRule', {
+      description: 'atmr-dr: a scheduled backup RunTask started no task (answered with failures)',
+      eventPattern: {
+        source: ['aws.ecs'],
+        detailType: ['AWS API Call via CloudTrail'],
+        detail: {
+          eventSource: ['ecs.amazonaws.com'],
+          eventName: ['RunTask'],
+          requestParameters: { cluster: [cluster.clusterArn], taskDefinition: [{ prefix: family }] },
+          responseElements: { failures: { reason: [{ exists: true }] } },
+        },
+      },
+      targets: [new eventTargets.SqsQueue(inbox, { deadLetterQueue: undelivered, retryAttempts: 185, maxEventAge: Duration.hours(24) })],
+    });
+    return { rule, unplacedRule, events: inbox, undelivered };
   }
 
   private createAlarms(props: BackupsProps): Backups['alarms'] {
@@ -544,7 +566,7 @@ export class Backups extends Construct {
       ? new RunbookAlarm(this, 'RunnerStoppedAlarm', {
           ...common,
           what: 'RunnerStopped',
-          summary: `a backup runner task never started or stopped unreported: no backup made, and only the tier's age alarm says so, hours later`,
+          summary: `a backup task not placed, not started or stopped unreported: no backup made, only the tier's age alarm says so, hours later`,
           signalsEvent: true,
           // Terse: the queue URL is a token here, which RunbookAlarm counts at its longest deployed
           // value against CloudWatch's 1024 characters; the causes (stop code, exit code) and what

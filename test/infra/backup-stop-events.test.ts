@@ -28,21 +28,29 @@ function deployedValue(value: unknown, deployed: Record<string, string>): unknow
   return Object.fromEntries(Object.entries(v).map(([k, inner]) => [k, deployedValue(inner, deployed)]));
 }
 
-describe('the backup runner\'s stopped-run rule, against the ECS task state change events of the AWS documentation', () => {
+/**
+ * The Backups construct with the Fargate runner, synthesized alone; the cluster's ARN as deployed
+ * (its physical name is CloudFormation's: stack, logical id, suffix).
+ */
+function fargateRunner() {
   const raw = structuredClone(exampleEnvironment()) as Json & { backups: Json };
   raw.backups.runner = 'fargate';
   const { config, stack, workload } = constructHarness(raw, 'BackupsOnly');
   new Backups(stack, 'Backups', backupsPropsFromConfig(config, workload));
   const template = Template.fromStack(stack);
-
   const [clusterId] = Object.keys(template.findResources('AWS::ECS::Cluster'));
+  return { config, template, clusterId, clusterArn: `arn:aws:ecs:${config.region}:${config.account}:cluster/BackupsOnly-${clusterId}-x2EhFFoU0LqM` };
+}
+
+describe('the backup runner\'s stopped-run rule, against the ECS task state change events of the AWS documentation', () => {
+  const { config, template, clusterId, clusterArn } = fargateRunner();
   const [taskDefinition] = Object.values(template.findResources('AWS::ECS::TaskDefinition')) as { Properties: { Family: string; ContainerDefinitions: { Name: string }[] } }[];
   const { Family: family, ContainerDefinitions: [container] } = taskDefinition.Properties;
-  // The cluster's physical name is CloudFormation's (stack, logical id, suffix); the revision a deploy's.
+  // The revision is a deploy's.
   const runner: TaskPlace = {
     region: config.region,
     account: config.account,
-    clusterArn: `arn:aws:ecs:${config.region}:${config.account}:cluster/BackupsOnly-${clusterId}-x2EhFFoU0LqM`,
+    clusterArn,
     taskDefinitionArn: `arn:aws:ecs:${config.region}:${config.account}:task-definition/${family}:12`,
     containerName: container.Name,
   };
@@ -120,5 +128,72 @@ describe('the backup runner\'s stopped-run rule, against the ECS task state chan
     }
     // Any revision of the runner's family is the runner: a deploy registers a new one.
     expect(matches(elsewhere({ taskDefinitionArn: `arn:aws:ecs:${config.region}:${config.account}:task-definition/${family}:1` }).exited(1)[2])).toBe(true);
+  });
+});
+
+describe("the backup runner's unplaced-run rule: a scheduled RunTask answered with failures (no task started)", () => {
+  const { config, template, clusterId, clusterArn } = fargateRunner();
+  const [[taskDefinitionId, taskDefinition]] = Object.entries(template.findResources('AWS::ECS::TaskDefinition')) as [string, { Properties: { Family: string } }][];
+  const [securityGroupId] = Object.keys(template.findResources('AWS::EC2::SecurityGroup')).filter((id) => id.startsWith('BackupsRunner'));
+  const taskDefinitionArn = `arn:aws:ecs:${config.region}:${config.account}:task-definition/${taskDefinition.Properties.Family}:12`;
+  const deployed = { 'AWS::Partition': 'aws', [`${clusterId}.Arn`]: clusterArn, [taskDefinitionId]: taskDefinitionArn, [`${securityGroupId}.GroupId`]: 'sg-0123456789abcdef0' };
+  type Rule = { Properties: { EventPattern: Json; Targets: { Arn: Json }[] } };
+  const rules = Object.entries(template.findResources('AWS::Events::Rule')) as [string, Rule][];
+  const rule = rules.find(([id]) => id.startsWith('BackupsStoppedRunsUnplaced'))?.[1];
+  const matches = (event: unknown) => {
+    if (!rule) throw new Error('no unplaced-run rule in the template');
+    return matchesEventPattern(deployedValue(rule.Properties.EventPattern, deployed), event);
+  };
+
+  /** The RunTask request each schedule sends (its target's input), as ECS receives it: field names in camelCase. */
+  const camel = (value: unknown): unknown =>
+    Array.isArray(value) ? value.map(camel) : typeof value === 'object' && value !== null ? Object.fromEntries(Object.entries(value).map(([k, v]) => [k[0].toLowerCase() + k.slice(1), camel(v)])) : value;
+  const [schedule] = Object.values(template.findResources('AWS::Scheduler::Schedule')) as { Properties: { Target: { Input: unknown } } }[];
+  const scheduledRequest = camel(JSON.parse(deployedValue(schedule.Properties.Target.Input, deployed) as string)) as Json;
+
+  /**
+   * The "AWS API Call via CloudTrail" event of a RunTask (CloudTrail's record: requestParameters as
+   * sent, responseElements as answered), as EventBridge delivers it from a trail.
+   */
+  const runTaskCall = (requestParameters: Json, responseElements: Json) => ({
+    version: '0',
+    id: '6f5e1c0e-1f0b-4f7c-9a54-3c2b0e8d1a77',
+    'detail-type': 'AWS API Call via CloudTrail',
+    source: 'aws.ecs',
+    account: config.account,
+    time: '2026-12-01T02:00:03Z',
+    region: config.region,
+    resources: [],
+    detail: {
+      eventVersion: '1.08',
+      userIdentity: { type: 'AssumedRole', invokedBy: 'scheduler.amazonaws.com' },
+      eventTime: '2026-12-01T02:00:03Z',
+      eventSource: 'ecs.amazonaws.com',
+      eventName: 'RunTask',
+      awsRegion: config.region,
+      sourceIPAddress: 'scheduler.amazonaws.com',
+      userAgent: 'scheduler.amazonaws.com',
+      requestParameters,
+      responseElements,
+      eventType: 'AwsApiCall',
+      managementEvent: true,
+      readOnly: false,
+    },
+  });
+  const noCapacity = { tasks: [], failures: [{ arn: clusterArn, reason: 'Capacity is unavailable at this time. Please try again later or in a different availability zone' }] };
+
+  it("sends a schedule's RunTask answered with failures (no Fargate capacity: no task, no task event) to the stopped runs' queue", () => {
+    expect(scheduledRequest).toMatchObject({ cluster: clusterArn, taskDefinition: taskDefinitionArn, launchType: 'FARGATE' });
+    expect(matches(runTaskCall(scheduledRequest, noCapacity))).toBe(true);
+    // The queue the RunnerStopped alarm counts, as the stop events
+    const stopRule = rules.find(([id]) => id.startsWith('BackupsStoppedRunsRule'))?.[1];
+    expect(rule?.Properties.Targets[0].Arn).toEqual(stopRule?.Properties.Targets[0].Arn);
+  });
+
+  it('leaves out a RunTask that started its task (failures empty), and failed calls of another task definition or cluster', () => {
+    expect(matches(runTaskCall(scheduledRequest, { tasks: [{ taskArn: `${clusterArn.replace(':cluster/', ':task/')}/c13b4cb40f1f4fe4a2971f76ae5a47ad` }], failures: [] }))).toBe(false);
+    const other = (field: string, value: string) => runTaskCall({ ...scheduledRequest, [field]: value }, noCapacity);
+    expect(matches(other('taskDefinition', `arn:aws:ecs:${config.region}:${config.account}:task-definition/atmr-celery:3`))).toBe(false);
+    expect(matches(other('cluster', `arn:aws:ecs:${config.region}:${config.account}:cluster/atmr`))).toBe(false);
   });
 });
