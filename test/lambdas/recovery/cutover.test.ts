@@ -1021,6 +1021,41 @@ describe('cutover', () => {
     });
   });
 
+  it("stops before the reopening when the API's endpoint cannot be read after the switch (exit 1, one line): nothing renamed, users kept out, the cutover left cutting-over for --resume, which finishes once the read works", async () => {
+    // Arrange: Secrets Manager refuses reads once the secret names the copy (the check before the reopening)
+    const id = await verifiedRecovery();
+    let refuse = true;
+    secrets.on(GetSecretValueCommand).callsFake(() => {
+      if (refuse && secretValue.host === NEW_HOST) throw Object.assign(new Error('User: alice is not authorized to perform: secretsmanager:GetSecretValue'), { name: 'AccessDeniedException' });
+      return { SecretString: JSON.stringify(secretValue) };
+    });
+
+    // Act
+    const error = await operatorErrorOf(cutover(deps(), id, settings(), 'alice'));
+
+    // Assert
+    expect([error.exitCode, error.message]).toEqual([
+      1,
+      `recover cutover: recovery ${id}: cannot read where the API's database endpoint points (secret ${SECRET} host: AccessDeniedException: User: alice is not authorized to perform: secretsmanager:GetSecretValue), so cannot tell whether production was taken back to atmr-prod by hand: nothing renamed, the cutover stops here; fix the cause, then run "atmr-dr recover cutover ${id} --resume --yes"`,
+    ]);
+    expect(renames()).toHaveLength(0);
+    expect(rds.commandCalls(RemoveTagsFromResourceCommand)).toHaveLength(0);
+    expect(protections()).toHaveLength(0);
+    expect(killswitchModes()).toEqual(['maintenance']);
+    const record = await getRecovery(deps().store, id);
+    expect([record.status, record.leaseOwner]).toEqual(['cutting-over', undefined]);
+    expect(record.journal!.find((e) => e.step === CUTOVER_STEPS.reopen)).toBeUndefined();
+    const last = events.commandCalls(PutEventsCommand).at(-1)!.args[0].input.Entries![0];
+    expect([last.DetailType, (JSON.parse(last.Detail!) as { summary: string }).summary]).toEqual(['Recovery Cutover Interrupted', error.message]);
+
+    refuse = false;
+    const resumed = await cutover(deps(), id, settings(), 'alice', 'resume');
+
+    expect(resumed).toMatchObject({ ok: true, status: 'cut-over' });
+    expect(renames()).toHaveLength(1);
+    expect(killswitchModes()).toEqual(['maintenance', 'normal']);
+  });
+
   it('fails at once when ECS\'s circuit breaker rolled the forced deployment back (it is FAILED, no longer PRIMARY), naming its reason, instead of waiting out the timeout', async () => {
     // Arrange: on the copy the forced deployment fails; ECS makes a rollback deployment PRIMARY and
     // keeps the failed one listed, FAILED. On the previous endpoint (the undo) it completes.
