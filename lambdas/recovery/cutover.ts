@@ -936,10 +936,16 @@ class Session {
       const maintenance = this.entry(CUTOVER_STEPS.maintenance);
       if (maintenance && outstanding(maintenance) && maintenance.undo?.killswitch) {
         const { previous, setReason } = maintenance.undo.killswitch;
+        const keptClosed = `traffic reopens only once the services run on the previous endpoint (${notBack.join(', ')} not undone); ${undoCommand} reopens it after the redeploy`;
         await undo(maintenance, async () => {
-          if (notBack.length) throw new KeptClosed(`kept in maintenance: traffic reopens only once the services run on the previous endpoint (${notBack.join(', ')} not undone); ${undoCommand} reopens it after the redeploy`);
-          const current = await readKillswitch(deps.ssm, settings.killswitchParameter);
+          // Read first, even while the services are not back: only the cutover's own maintenance is
+          // kept; a value someone set since (users let in after a way back by hand) is said as it is.
+          const current = await readKillswitch(deps.ssm, settings.killswitchParameter).catch((error: unknown) => {
+            if (notBack.length) throw new KeptClosed(`not reopened (the killswitch could not be read: ${namedLine(error)}): ${keptClosed}`);
+            throw error;
+          });
           if (isCutoverMaintenance(current.value, setReason)) {
+            if (notBack.length) throw new KeptClosed(`kept in maintenance: ${keptClosed}`);
             const conflict = await restoreKillswitch(deps, settings.killswitchParameter, previous, this.actor, `recovery ${id}: cutover undone`, current);
             return { outcome: 'undone', detail: `back to ${previous?.mode ?? 'normal'}${conflict ? `; ${conflict}` : ''}` };
           }

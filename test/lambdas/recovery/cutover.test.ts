@@ -856,6 +856,24 @@ describe('cutover', () => {
         expect(reopeningStarted(record.journal)).toBeUndefined();
       });
 
+      it("--undo whose redeploy fails after users were let in on atmr-prod does not say they are kept in maintenance: the killswitch step says what it found (bob's normal, left as is), only the redeploy is left for --undo", async () => {
+        // Arrange: production taken back by hand, bob let users in; the undo's redeploy then fails
+        const id = await takenBackByHand();
+        fakeEcs({ rollout: () => ({ rolloutState: 'FAILED', rolloutStateReason: 'tasks failed to start' }) });
+
+        // Act
+        const undone = await undoCutover(deps(), id, settings(), 'alice');
+
+        // Assert
+        expect(undone.steps.find((s) => s.step === CUTOVER_STEPS.redeploy)).toMatchObject({ outcome: 'undo-failed' });
+        expect(undone.steps.find((s) => s.step === CUTOVER_STEPS.maintenance)).toMatchObject({ outcome: 'skipped', detail: 'now normal (set by bob: back on atmr-prod) since the cutover: left as is' });
+        expect(JSON.parse(parameters.get(KILLSWITCH)!.value)).toEqual(backOnOld);
+        const summary = (JSON.parse(events.commandCalls(PutEventsCommand).at(-1)!.args[0].input.Entries![0].Detail!) as { summary: string }).summary;
+        expect(summary).not.toContain('stays in maintenance');
+        const record = await getRecovery(deps().store, id);
+        expect(record.journal!.filter((e) => e.state !== 'undone').map((e) => [e.step, e.state])).toEqual([[CUTOVER_STEPS.redeploy, 'undo-failed']]);
+      });
+
       it('set to another value (an RDS Proxy in front of the copy, maybe): --resume stops naming both ways out, not --undo alone, which stays refused; following either way then works', async () => {
         const id = await takenBackByHand();
         const PROXY = 'atmr-proxy.proxy-abcdefghijkl.eu-west-3.rds.amazonaws.com';
