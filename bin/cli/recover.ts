@@ -631,6 +631,7 @@ export function registerRecoverCommands(program: Command): void {
       const stopped = interrupt.received;
       if (ctx.g.json) print(JSON.stringify(result));
       else printCutover(result, say);
+      if (result.warning) process.stderr.write(`atmr-dr: warning: ${result.warning}\n`);
       const notUndone = result.steps.filter((s) => s.outcome === 'undo-failed').map((s) => s.step);
       const undoCommand = `"atmr-dr recover cutover ${id} --undo --yes"`;
       // What is left, whether users are still kept out, the first failure (the others follow from

@@ -103,6 +103,12 @@ export interface CutoverResult {
    * instance not renamed: `--resume` reads the killswitch again and finishes once the hold is lifted.
    */
   readonly notReopened?: string;
+  /**
+   * An undo that closed a cutover taken back to the old instance by hand: users may have written on
+   * the copy before the way back, and those writes are not on the old instance. The CLI prints it on
+   * stderr; the team's event carries it.
+   */
+  readonly warning?: string;
   readonly journal?: readonly JournalEntry[];
 }
 
@@ -852,6 +858,7 @@ class Session {
     // killswitch left as it is) so that the recovery can be abandoned.
     const previous = this.entry(CUTOVER_STEPS.endpoint)?.undo?.endpoint?.previous;
     const takenBack = held && backOnOld(await readEndpoint(deps, settings.endpoint).catch(() => ''), previous);
+    const warning = takenBack && reopen ? this.writesLeftOnCopy(reopen) : undefined;
     if (reopen && !takenBack) {
       await this.put(undefined, {}, true);
       throw new OperatorError(
@@ -971,12 +978,28 @@ class Session {
     const closed = this.entry(CUTOVER_STEPS.maintenance)?.state === 'undo-failed' ? `; production stays in maintenance until ${undoCommand} finishes` : '';
     await this.put(undefined, { status: 'cutover-failed', cutover: this.steps, error }, true).catch(() => undefined);
     await announce(deps.events, cause ? RECOVERY_EVENTS.cutoverFailed : RECOVERY_EVENTS.cutoverUndone, {
-      summary: `Recovery ${id}: cutover ${cause ? `FAILED (${cause})` : `undone by ${this.actor}`}; ${this.steps.filter((s) => s.outcome === 'undone').length} change(s) undone, ${failedUndos} undo(s) failed${closed}`,
+      summary: `Recovery ${id}: cutover ${cause ? `FAILED (${cause})` : `undone by ${this.actor}`}; ${this.steps.filter((s) => s.outcome === 'undone').length} change(s) undone, ${failedUndos} undo(s) failed${closed}${warning ? `; WARNING: ${warning}` : ''}`,
       at: this.now().toISOString(),
       recoveryId: id,
       steps: this.steps,
     }).catch(() => undefined);
-    return this.result(false, 'cutover-failed', { error }, settings);
+    return this.result(false, 'cutover-failed', { error, ...(warning && { warning }) }, settings);
+  }
+
+  /**
+   * What an undo closing a cutover taken back by hand warns of: the hold alone kept users off the
+   * copy, and it may have let them in before the way back (expired, lifted, a degraded one, or an
+   * earlier reopening): their writes there are not on the old instance.
+   */
+  private writesLeftOnCopy(reopen: JournalEntry): string {
+    const { sourceInstance: old, newInstance: copy } = this.record;
+    const detail = reopen.detail ?? '';
+    const how = detail.includes(EARLIER_REOPENING)
+      ? 'an earlier attempt of the reopening may have let them in'
+      : detail.startsWith(`${NOT_REOPENED}the killswitch is degraded `)
+        ? 'the degraded killswitch served them'
+        : 'if the hold expired or was lifted before then';
+    return `users may have written on ${copy} before production was taken back to ${old} (${how}): those writes are not on ${old}; ${copy} is left as it is, and "atmr-dr recover abandon ${this.id}" deletes it (after a final snapshot): look for them there first`;
   }
 }
 

@@ -854,6 +854,11 @@ describe('cutover', () => {
         expect([record.status, record.leaseOwner]).toEqual(['cutover-failed', undefined]);
         expect(record.journal!.every((e) => e.state === 'undone')).toBe(true);
         expect(reopeningStarted(record.journal)).toBeUndefined();
+        // bob's hold alone kept users off the copy: had it expired first, they wrote there.
+        const warning = `users may have written on atmr-prod-pitr-202611301402 before production was taken back to atmr-prod (if the hold expired or was lifted before then): those writes are not on atmr-prod; atmr-prod-pitr-202611301402 is left as it is, and "atmr-dr recover abandon ${id}" deletes it (after a final snapshot): look for them there first`;
+        expect(undone.warning).toBe(warning);
+        const last = events.commandCalls(PutEventsCommand).at(-1)!.args[0].input.Entries![0];
+        expect([last.DetailType, (JSON.parse(last.Detail!) as { summary: string }).summary]).toEqual(['Recovery Cutover Undone', `Recovery ${id}: cutover undone by alice; 2 change(s) undone, 0 undo(s) failed; WARNING: ${warning}`]);
       });
 
       it("--undo whose redeploy fails after users were let in on atmr-prod does not say they are kept in maintenance: the killswitch step says what it found (bob's normal, left as is), only the redeploy is left for --undo", async () => {
