@@ -142,7 +142,8 @@ export const CUTOVER_STEPS = {
  * started. From there production may have taken writes on the copy: the undo is refused, an abandon
  * too, and only --resume is offered (the CLI's lines, status, the abandon's refusal say so). An
  * entry `undone` is past: an undo got through only because production was back on the old instance
- * (taken back by hand after a stop at a hold), and closed the cutover.
+ * (taken back by hand, after a stop at a hold or a reopening, both instances under their names),
+ * and closed the cutover.
  */
 export function reopeningStarted(journal: readonly JournalEntry[] | undefined): JournalEntry | undefined {
   return journal?.find((entry) => entry.step === CUTOVER_STEPS.reopen && entry.state !== 'undone');
@@ -750,15 +751,16 @@ class Session {
     const found = back
       ? `reads ${current} again, as before the cutover, not ${set} (${copy}): production was taken back to ${old} by hand`
       : `reads "${current}", neither ${set} (${copy}) that the cutover set nor ${before} (${old}) from before it: someone changed it by hand`;
-    // Past a reopening that may have let users in on the copy, the undo is refused (undoAll): not offered.
+    // Past a reopening that may have let users in on the copy, the undo closes the cutover only once
+    // production is back on the old instance, both instances under their names (undoAll).
     const reopen = reopeningStarted(this.journal);
-    const refused = reopen && !(reopen.state === 'by-hand' && reopen.detail?.startsWith(NOT_REOPENED));
+    const reopened = reopen && !(reopen.state === 'by-hand' && reopen.detail?.startsWith(NOT_REOPENED));
     const resume = `to finish on ${copy}, point it back at ${copy}: ${endpointCommand(settings.endpoint, set)}, then "atmr-dr recover cutover ${id} --resume --yes"`;
     // Only a value naming the old instance is production taken back (backOnOld): any other (a proxy
     // in front of the copy) may still reach the copy, which an undo closing the cutover would let
     // abandon delete. Both ways out are named instead, each to a value its command accepts.
-    const next = refused
-      ? `the killswitch was reopened on ${copy} at ${reopen.startedAt} (users may have written there), so --undo is refused too: ${back ? `${old} and ${copy} are left as they are for a human to decide` : resume}`
+    const next = reopened
+      ? `the killswitch was reopened on ${copy} at ${reopen.startedAt} (users may have written there, and those writes are not on ${old}): ${back ? `close it with "atmr-dr recover cutover ${id} --undo --yes" (it checks that ${old} and ${copy} still have their names, and renames nothing)` : `--undo is refused while it does not name ${old}; ${resume}`}`
       : back
         ? `close it with "atmr-dr recover cutover ${id} --undo --yes"`
         : `${resume}; or, to go back to ${old}, point it at ${old}: ${endpointCommand(settings.endpoint, before)}, then "atmr-dr recover cutover ${id} --undo --yes"`;
@@ -852,14 +854,22 @@ class Session {
     const { deps, id } = this;
     const reopen = reopeningStarted(this.journal);
     const held = reopen?.state === 'by-hand' && reopen.detail?.startsWith(NOT_REOPENED);
-    // Taken back to the old instance by hand after a stop at a hold (the steps the refusal below
-    // gives): the endpoint reads its value from before the switch again, users have nothing left on
-    // the copy for the undo to lose, and the undo only closes the cutover (endpoint found as it was,
-    // killswitch left as it is) so that the recovery can be abandoned.
+    // Taken back to the old instance by hand (after a stop at a hold, the steps the refusal below
+    // gives; or after a reopening): the endpoint reads its value from before the switch again, and
+    // the undo only closes the cutover (endpoint found as it was, killswitch left as it is) so that
+    // the recovery can be abandoned, warning of what users may have written on the copy meanwhile.
     const previous = this.entry(CUTOVER_STEPS.endpoint)?.undo?.endpoint?.previous;
-    const takenBack = held && backOnOld(await readEndpoint(deps, settings.endpoint).catch(() => ''), previous);
-    const warning = takenBack && reopen ? this.writesLeftOnCopy(reopen) : undefined;
-    if (reopen && !takenBack) {
+    const current = reopen ? await readEndpoint(deps, settings.endpoint).catch(() => '') : '';
+    const back = reopen !== undefined && backOnOld(current, previous);
+    // Past a reopening, the journal says what was started (the rename among it), the world what
+    // happened: closed only while both instances keep their names from before the rename.
+    const moved = reopen && !held && back ? await this.instancesMoved() : undefined;
+    if (reopen && moved) {
+      await this.put(undefined, {}, true);
+      throw new OperatorError(this.movedRefusal(reopen, current, moved, settings), moved.unread ? 1 : 3);
+    }
+    const warning = back && reopen ? this.writesLeftOnCopy(reopen) : undefined;
+    if (reopen && !back) {
       await this.put(undefined, {}, true);
       throw new OperatorError(
         // Stopped at someone's hold, nothing was reopened; but the hold is all that keeps users off
@@ -887,6 +897,13 @@ class Session {
       }
     };
     try {
+      if (reopen && !held) {
+        const { sourceInstance: old, newInstance: copy } = this.record;
+        const found = `production found back on ${old} (${describeEndpoint(settings.endpoint)} reads ${current}), ${old} and ${copy} under their names`;
+        await undo(reopen, async () => ({ outcome: 'skipped', detail: `${found}: left as is` }));
+        const rename = this.entry(CUTOVER_STEPS.rename);
+        if (rename && outstanding(rename)) await undo(rename, async () => ({ outcome: 'undone', detail: `${found}: the rename never took effect (or was undone by hand), nothing renamed` }));
+      }
       let endpointSetBack = false;
       const endpoint = this.entry(CUTOVER_STEPS.endpoint);
       if (endpoint && outstanding(endpoint) && endpoint.undo?.endpoint) {
@@ -994,12 +1011,56 @@ class Session {
   private writesLeftOnCopy(reopen: JournalEntry): string {
     const { sourceInstance: old, newInstance: copy } = this.record;
     const detail = reopen.detail ?? '';
-    const how = detail.includes(EARLIER_REOPENING)
-      ? 'an earlier attempt of the reopening may have let them in'
-      : detail.startsWith(`${NOT_REOPENED}the killswitch is degraded `)
-        ? 'the degraded killswitch served them'
-        : 'if the hold expired or was lifted before then';
+    const how =
+      reopen.state !== 'by-hand'
+        ? `the killswitch was reopened on it at ${reopen.startedAt}`
+        : detail.includes(EARLIER_REOPENING)
+          ? 'an earlier attempt of the reopening may have let them in'
+          : detail.startsWith(`${NOT_REOPENED}the killswitch is degraded `)
+            ? 'the degraded killswitch served them'
+            : 'if the hold expired or was lifted before then';
     return `users may have written on ${copy} before production was taken back to ${old} (${how}): those writes are not on ${old}; ${copy} is left as it is, and "atmr-dr recover abandon ${this.id}" deletes it (after a final snapshot): look for them there first`;
+  }
+
+  /**
+   * Past a reopening, with the endpoint back on the old instance: what keeps the undo from closing
+   * the cutover, or undefined when both instances keep their names from before the rename (the old
+   * one under its name with the resource id the recovery recorded, the copy under its own).
+   */
+  private async instancesMoved(): Promise<{ found: string; unread?: boolean } | undefined> {
+    const { sourceInstance: old, newInstance: copy } = this.record;
+    const recorded = this.entry(CUTOVER_STEPS.rename)?.undo?.oldResourceId ?? this.record.sourceResourceId;
+    let oldId: string | undefined;
+    let copyStatus: string;
+    try {
+      oldId = await instanceResourceId(this.deps.rds, old);
+      copyStatus = (await instanceState(this.deps.rds, copy)).status;
+    } catch (error) {
+      return { found: `the instances cannot be read (${namedLine(error)})`, unread: true };
+    }
+    const found = [
+      !recorded
+        ? `no resource id was recorded to tell ${old} by`
+        : oldId === undefined
+          ? `no instance is named ${old}`
+          : oldId !== recorded && `${old} is another instance (DbiResourceId ${oldId}, the recovery recorded ${recorded})`,
+      copyStatus === 'not-found' && `no instance is named ${copy}`,
+    ].filter(Boolean);
+    return found.length ? { found: found.join(' and ') } : undefined;
+  }
+
+  /** The undo's refusal past a reopening when the endpoint is back on the old instance but the instances are not as before the rename. */
+  private movedRefusal(reopen: JournalEntry, current: string, moved: { found: string; unread?: boolean }, settings: CutoverSettings): string {
+    const { id } = this;
+    const { sourceInstance: old, newInstance: copy } = this.record;
+    const rename = this.entry(CUTOVER_STEPS.rename);
+    const renamedTo = rename?.undo?.renamedTo;
+    const target = this.entry(CUTOVER_STEPS.endpoint)?.undo?.endpoint?.target ?? `<${copy}'s address>:<port>`;
+    const again = `"atmr-dr recover cutover ${id} --undo --yes"`;
+    const byHand = moved.unread
+      ? `fix the cause (your right to rds:DescribeDBInstances), then run ${again} again`
+      : `by hand, either put ${old} back under its name (it may be ${renamedTo ?? '<old>-replaced-<time>'} now: "aws rds modify-db-instance --db-instance-identifier ${renamedTo ?? '<its name now>'} --new-db-instance-identifier ${old} --apply-immediately", then remove its atmr-dr:replaced-* tags), with ${copy} still under its name, then run ${again} again; or finish on ${copy}: point the API at it (${endpointCommand(settings.endpoint, target)}), then "atmr-dr recover cutover ${id} --resume --yes"`;
+    return `recover cutover --undo: recovery ${id}: the killswitch was reopened on ${copy} at ${reopen.startedAt}${rename ? ` and the rename of ${old} was left ${rename.state} at ${rename.startedAt}` : ''}; ${describeEndpoint(settings.endpoint)} reads ${current} again (${old}), but ${moved.found}: nothing changed, nothing renamed; ${byHand}`;
   }
 }
 

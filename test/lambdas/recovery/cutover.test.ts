@@ -1569,21 +1569,108 @@ describe('an interrupted cutover', () => {
     expect((await cutover(deps(stale), id, settings({ readinessUrl: readyUrl }), 'bob', 'resume')).ok).toBe(true);
   });
 
-  it('killed once the killswitch was reopened, production then taken back to the old instance by hand: --resume stops before the rename (exit 3), not offering --undo, which is refused there', async () => {
-    const { id } = await killedCutover(REOPEN_STARTED + 2);
-    secretValue = { ...secretValue, host: OLD_HOST, port: 5432 };
-    const reopenedAt = (await getRecovery(deps().store, id)).journal!.find((e) => e.step === CUTOVER_STEPS.reopen)!.startedAt;
+  describe('killed once the killswitch was reopened, production then taken back to the old instance by hand', () => {
+    /** What the closing undo warns of: users let in on the copy by the reopening, before the way back. */
+    const wroteOnCopy = (id: string, reopenedAt: string) =>
+      `users may have written on atmr-prod-pitr-202611301402 before production was taken back to atmr-prod (the killswitch was reopened on it at ${reopenedAt}): those writes are not on atmr-prod; atmr-prod-pitr-202611301402 is left as it is, and "atmr-dr recover abandon ${id}" deletes it (after a final snapshot): look for them there first`;
 
-    const error = await operatorErrorOf(cutover(deps(stale), id, settings({ readinessUrl: readyUrl }), 'bob', 'resume'));
+    it('--resume stops before the rename (exit 3), offering --undo; --undo finds both instances under their names and closes the cutover (lock released, abandon allowed), renaming nothing and warning of the writes on the copy', async () => {
+      // Arrange: killed before the rename was journaled; the endpoint set back to atmr-prod by hand
+      const { id } = await killedCutover(RENAME_STARTED);
+      secretValue = { ...secretValue, host: OLD_HOST, port: 5432 };
+      const reopenedAt = (await getRecovery(deps().store, id)).journal!.find((e) => e.step === CUTOVER_STEPS.reopen)!.startedAt;
+      const error = await operatorErrorOf(cutover(deps(stale), id, settings({ readinessUrl: readyUrl }), 'bob', 'resume'));
+      expect([error.exitCode, error.message]).toEqual([
+        3,
+        `recover cutover --resume: recovery ${id}: secret ${SECRET} host reads ${OLD_HOST}:5432 again, as before the cutover, not ${NEW_HOST}:5432 (atmr-prod-pitr-202611301402): production was taken back to atmr-prod by hand; nothing renamed, the cutover stops here: the killswitch was reopened on atmr-prod-pitr-202611301402 at ${reopenedAt} (users may have written there, and those writes are not on atmr-prod): close it with "atmr-dr recover cutover ${id} --undo --yes" (it checks that atmr-prod and atmr-prod-pitr-202611301402 still have their names, and renames nothing)`,
+      ]);
+      const killswitchBefore = parameters.get(KILLSWITCH)!.value;
 
-    expect([error.exitCode, error.message]).toEqual([
-      3,
-      `recover cutover --resume: recovery ${id}: secret ${SECRET} host reads ${OLD_HOST}:5432 again, as before the cutover, not ${NEW_HOST}:5432 (atmr-prod-pitr-202611301402): production was taken back to atmr-prod by hand; nothing renamed, the cutover stops here: the killswitch was reopened on atmr-prod-pitr-202611301402 at ${reopenedAt} (users may have written there), so --undo is refused too: atmr-prod and atmr-prod-pitr-202611301402 are left as they are for a human to decide`,
-    ]);
-    expect(renames()).toHaveLength(0);
-    expect([...instances.keys()]).toContain('atmr-prod');
-    const record = await getRecovery(deps().store, id);
-    expect([record.status, record.leaseOwner]).toEqual(['cutting-over', undefined]);
+      // Act
+      const undone = await undoCutover(deps(stale), id, settings(), 'bob');
+
+      // Assert
+      expect(undone).toMatchObject({ ok: false, status: 'cutover-failed', error: 'cutover interrupted and undone by bob', warning: wroteOnCopy(id, reopenedAt) });
+      expect(undone.steps.find((s) => s.step === CUTOVER_STEPS.reopen)).toMatchObject({
+        outcome: 'skipped',
+        detail: `production found back on atmr-prod (secret ${SECRET} host reads ${OLD_HOST}:5432), atmr-prod and atmr-prod-pitr-202611301402 under their names: left as is`,
+      });
+      expect(rds.commandCalls(DescribeDBInstancesCommand).map((c) => c.args[0].input.DBInstanceIdentifier)).toEqual(expect.arrayContaining(['atmr-prod', 'atmr-prod-pitr-202611301402']));
+      expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(0);
+      expect([...instances.keys()].sort()).toEqual(['atmr-prod', 'atmr-prod-pitr-202611301402']);
+      expect(parameters.get(KILLSWITCH)!.value).toBe(killswitchBefore);
+      expect(secretValue.host).toBe(OLD_HOST);
+      const record = await getRecovery(deps().store, id);
+      expect([record.status, record.leaseOwner]).toEqual(['cutover-failed', undefined]);
+      expect(record.journal!.every((e) => e.state === 'undone')).toBe(true);
+      expect(reopeningStarted(record.journal)).toBeUndefined();
+      const last = events.commandCalls(PutEventsCommand).at(-1)!.args[0].input.Entries![0];
+      expect(last.DetailType).toBe('Recovery Cutover Undone');
+      expect((JSON.parse(last.Detail!) as { summary: string }).summary).toContain(`; WARNING: ${wroteOnCopy(id, reopenedAt)}`);
+    });
+
+    it('--undo after a rename that took effect is refused in one line naming what it found and the steps by hand, nothing changed; once atmr-prod is back under its name, --undo closes the cutover, the rename journaled as never in effect', async () => {
+      // Arrange: killed once atmr-prod was renamed (the rename started, not journaled done); the endpoint set back by hand
+      const { id } = await killedCutover(RENAME_DONE);
+      secretValue = { ...secretValue, host: OLD_HOST, port: 5432 };
+      const journal = (await getRecovery(deps().store, id)).journal!;
+      const reopenedAt = journal.find((e) => e.step === CUTOVER_STEPS.reopen)!.startedAt;
+      const rename = journal.find((e) => e.step === CUTOVER_STEPS.rename)!;
+      const renamedTo = rename.undo!.renamedTo!;
+      expect([rename.state, [...instances.keys()].sort()]).toEqual(['started', ['atmr-prod-pitr-202611301402', renamedTo]]);
+      const modifies = rds.commandCalls(ModifyDBInstanceCommand).length;
+
+      // Act
+      const error = await operatorErrorOf(undoCutover(deps(stale), id, settings(), 'bob'));
+
+      // Assert
+      expect([error.exitCode, error.message]).toEqual([
+        3,
+        `recover cutover --undo: recovery ${id}: the killswitch was reopened on atmr-prod-pitr-202611301402 at ${reopenedAt} and the rename of atmr-prod was left started at ${rename.startedAt}; secret ${SECRET} host reads ${OLD_HOST}:5432 again (atmr-prod), but no instance is named atmr-prod: nothing changed, nothing renamed; ` +
+          `by hand, either put atmr-prod back under its name (it may be ${renamedTo} now: "aws rds modify-db-instance --db-instance-identifier ${renamedTo} --new-db-instance-identifier atmr-prod --apply-immediately", then remove its atmr-dr:replaced-* tags), with atmr-prod-pitr-202611301402 still under its name, then run "atmr-dr recover cutover ${id} --undo --yes" again; ` +
+          `or finish on atmr-prod-pitr-202611301402: point the API at it ("host" and "port" of secret ${SECRET} set to ${NEW_HOST}:5432), then "atmr-dr recover cutover ${id} --resume --yes"`,
+      ]);
+      expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(modifies);
+      expect(ecs.commandCalls(UpdateServiceCommand).length).toBe(2);
+      expect(secretValue.host).toBe(OLD_HOST);
+      const record = await getRecovery(deps().store, id);
+      expect([record.status, record.leaseOwner, record.journal]).toEqual(['cutting-over', undefined, journal]);
+
+      // The admin renames it back by hand.
+      instances.set('atmr-prod', { ...instances.get(renamedTo)!, DBInstanceIdentifier: 'atmr-prod' });
+      instances.delete(renamedTo);
+
+      const undone = await undoCutover(deps(stale), id, settings(), 'bob');
+
+      expect(undone).toMatchObject({ status: 'cutover-failed', warning: wroteOnCopy(id, reopenedAt) });
+      expect(undone.steps.find((s) => s.step === CUTOVER_STEPS.rename)).toMatchObject({
+        outcome: 'undone',
+        detail: `production found back on atmr-prod (secret ${SECRET} host reads ${OLD_HOST}:5432), atmr-prod and atmr-prod-pitr-202611301402 under their names: the rename never took effect (or was undone by hand), nothing renamed`,
+      });
+      expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(modifies);
+      const closed = await getRecovery(deps().store, id);
+      expect([closed.status, closed.journal!.every((e) => e.state === 'undone')]).toEqual(['cutover-failed', true]);
+    });
+
+    it.each([
+      ['another instance under atmr-prod (created since)', 3, 'atmr-prod is another instance (DbiResourceId db-OTHER, the recovery recorded db-ABCDEFGHIJKLMNOPQRSTUVWXY0)'],
+      ['RDS refusing the read', 1, 'the instances cannot be read (AccessDenied: User: bob is not authorized to perform: rds:DescribeDBInstances)'],
+    ])('--undo with %s is refused in one line naming it, nothing changed', async (_, exitCode, found) => {
+      const { id } = await killedCutover(RENAME_STARTED);
+      secretValue = { ...secretValue, host: OLD_HOST, port: 5432 };
+      if (exitCode === 3) instances.set('atmr-prod', { ...instances.get('atmr-prod')!, DbiResourceId: 'db-OTHER' });
+      else rds.on(DescribeDBInstancesCommand).rejects(Object.assign(new Error('User: bob is not authorized to perform: rds:DescribeDBInstances'), { name: 'AccessDenied' }));
+      const journal = (await getRecovery(deps().store, id)).journal;
+
+      const error = await operatorErrorOf(undoCutover(deps(stale), id, settings(), 'bob'));
+
+      expect(error.exitCode).toBe(exitCode);
+      expect(error.message).toMatch(new RegExp(`^recover cutover --undo: recovery ${id}: the killswitch was reopened on atmr-prod-pitr-202611301402 at [^;]*; secret ${SECRET} host reads ${OLD_HOST}:5432 again \\(atmr-prod\\), but `));
+      expect(error.message).toContain(`, but ${found}: nothing changed, nothing renamed; `);
+      expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(0);
+      const record = await getRecovery(deps().store, id);
+      expect([record.status, record.leaseOwner, record.journal]).toEqual(['cutting-over', undefined, journal]);
+    });
   });
 
   it('a live lease refuses a second operator (resume, undo or a new cutover) naming who holds it; it goes stale after LEASE_SECONDS', async () => {
