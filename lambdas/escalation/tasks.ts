@@ -492,13 +492,6 @@ const NOTICE = 'resolution-notice#';
 async function announceResolution(deps: TaskDeps, incident: Incident, state: ExecutionState | undefined): Promise<ResolveOutput> {
   await releaseOpenPointer(deps.store, incident.alarmName, incident.id);
   if (incident.resolutionNotifiedAt) return { result: 'already announced' };
-  const r = incident.resolution;
-  const text = [
-    `[atmr-dr] Incident ${incident.id} résolu : ${incident.alarmName}`,
-    `Résolution : ${r?.how ?? 'resolved'} (${r?.at ?? nowIso(deps)}, par ${r?.by ?? 'atmr-dr'})`,
-    `Chronologie pour le post-mortem (sous 24 h) : npx atmr-dr incident timeline ${incident.id}`,
-  ].join('\n');
-  const message: PageMessage = { subject: `[atmr-dr] Résolu ${incident.alarmName}`.slice(0, 99), text, slack: text, sms: `atmr-dr résolu : ${incident.alarmName} (${incident.id})` };
   interface Channel {
     readonly key: string;
     readonly what: string;
@@ -517,6 +510,19 @@ async function announceResolution(deps: TaskDeps, incident: Incident, state: Exe
   const carriedLevel = incident.carriedOver?.level ?? 0;
   const carried = Array.from({ length: pagedHere.length > 0 ? carriedLevel : Math.min(carriedLevel, 1) }, (_, i) => i + 1);
   const paged = [...new Set([...pagedHere, ...carried, ...(incident.ack ? [acknowledgingLevel(incident, state)] : [])])].sort((a, b) => a - b);
+  // A level a deploy removed since it heard of the incident has no topic left: atmr-dr cannot reach
+  // its people. The levels told and Slack are asked to tell them, and the timeline says so.
+  const removed = paged.filter((level) => !deps.levels[level - 1]);
+  const r = incident.resolution;
+  const text = [
+    `[atmr-dr] Incident ${incident.id} résolu : ${incident.alarmName}`,
+    `Résolution : ${r?.how ?? 'resolved'} (${r?.at ?? nowIso(deps)}, par ${r?.by ?? 'atmr-dr'})`,
+    ...(removed.length > 0
+      ? [`${removed.length > 1 ? 'Niveaux' : 'Niveau'} ${removed.join(', ')} alerté${removed.length > 1 ? 's' : ''} pour cet incident puis retiré${removed.length > 1 ? 's' : ''} de la configuration : atmr-dr ne peut plus ${removed.length > 1 ? 'les' : 'le'} prévenir, faites-le vous-même.`]
+      : []),
+    `Chronologie pour le post-mortem (sous 24 h) : npx atmr-dr incident timeline ${incident.id}`,
+  ].join('\n');
+  const message: PageMessage = { subject: `[atmr-dr] Résolu ${incident.alarmName}`.slice(0, 99), text, slack: text, sms: `atmr-dr résolu : ${incident.alarmName} (${incident.id})` };
   for (const level of paged) {
     const target = deps.levels[level - 1];
     if (target) channels.push({ key: `L${level}`, what: `level ${level} (${target.name})`, level, send: () => publish(deps, target.topicArn, message), required: true });
@@ -525,6 +531,10 @@ async function announceResolution(deps: TaskDeps, incident: Incident, state: Exe
 
   const told = new Set(await timelineKeys(deps.store, incident.id, NOTICE));
   const at = nowIso(deps);
+  const untold = `not sent: the level was removed from the configuration after it heard of the incident (no topic reaches it); the levels told${deps.slackTopicArn ? ' and Slack' : ''} are asked to tell it`;
+  for (const level of removed) {
+    if (!told.has(`${NOTICE}L${level}`)) await recordTimeline(deps.store, incident.id, `${NOTICE}L${level}`, { at, kind: 'page-failed', text: `Resolution notice to level ${level} ${untold}`, level });
+  }
   const failures = await Promise.all(
     channels
       .filter((channel) => !told.has(`${NOTICE}${channel.key}`))
@@ -543,7 +553,8 @@ async function announceResolution(deps: TaskDeps, incident: Incident, state: Exe
   const failed = failures.filter((failure): failure is string => failure !== undefined);
   if (failed.length > 0) throw new ResolutionNoticeFailed(`incident ${incident.id} is resolved; its notice could not be sent to ${failed.join('; ')}`);
   await claimResolutionNotice(deps.store, incident.id);
-  return { result: `announced to levels ${paged.join(', ') || 'none'}` };
+  const reached = paged.filter((level) => !removed.includes(level));
+  return { result: `announced to levels ${reached.join(', ') || 'none'}${removed.length > 0 ? `; levels removed since, not told: ${removed.join(', ')}` : ''}` };
 }
 
 /**

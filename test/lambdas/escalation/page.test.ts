@@ -3,7 +3,7 @@ import { AuthorizationErrorException, InternalErrorException, NotFoundException,
 import { mockClient } from 'aws-sdk-client-mock';
 import { readAckLinkKey } from '../../../lambdas/escalation/key';
 import { highestLevelPaged, Incident, levelsPaged, pageIntent, shortHash } from '../../../lambdas/escalation/model';
-import { acknowledgeIncident, getIncident, timeline } from '../../../lambdas/escalation/store';
+import { acknowledgeIncident, getIncident, resolveIncident, timeline } from '../../../lambdas/escalation/store';
 import { runTask, TaskDeps } from '../../../lambdas/escalation/tasks';
 import { ingestAlarmChange } from '../../../lambdas/escalation/ingest';
 import { alarmEvent, EscalationHarness, LEVEL_TOPICS, openIncident, refusingWrites, startHarness } from './harness';
@@ -152,6 +152,26 @@ describe('escalation page step', () => {
 
       expect(result).toEqual({ result: 'reminded level 2' });
       expect(h.published.filter((p) => p.subject?.startsWith('[atmr-dr] Rappel')).map((p) => p.topicArn)).toEqual([LEVEL_TOPICS[1]]);
+    });
+
+    it('tells levels 1 and 2 of the resolution and asks them to tell level 3, which no topic reaches any more; the timeline says level 3 was not told', async () => {
+      // Arrange: levels 1, 2 and 3 paged before the deploy; resolved by hand after it.
+      await page('token-1', 1);
+      await page('token-2', 2);
+      await page('token-3', 3);
+      await resolveIncident(h.store, incidentId, { by: 'carol', via: 'cli', how: 'resolved by hand' });
+
+      // Act
+      const result = await runTask(twoLevels(), { action: 'resolve', incidentId });
+
+      // Assert
+      expect(result).toEqual({ result: 'announced to levels 1, 2; levels removed since, not told: 3' });
+      const notices = h.published.filter((p) => p.subject?.startsWith('[atmr-dr] Résolu'));
+      expect(notices.map((p) => p.topicArn)).toEqual([LEVEL_TOPICS[0], LEVEL_TOPICS[1]]);
+      expect(notices[1].text).toContain('Niveau 3 alerté pour cet incident puis retiré de la configuration : atmr-dr ne peut plus le prévenir, faites-le vous-même.');
+      expect((await timeline(h.store, incidentId)).filter((e) => e.kind === 'page-failed').map((e) => e.text)).toEqual([
+        'Resolution notice to level 3 not sent: the level was removed from the configuration after it heard of the incident (no topic reaches it); the levels told are asked to tell it',
+      ]);
     });
 
     it('climbs on from level 2 when an ALARM joined after the check read the alarm OK', async () => {
