@@ -80,9 +80,10 @@ export class PagedNotRecorded extends Error {
 }
 
 /**
- * Thrown when a reminder could not be published (recorded on the timeline first): the step fails,
- * which counts in PagerErrors, and the workflow goes back to the acknowledged wait, whose end
- * re-reads the alarm and reminds again after the interval.
+ * Thrown when a reminder could not be published (recorded on the timeline first, once for its
+ * tries): the step fails, which counts in PagerErrors, the workflow tries it twice more, seconds
+ * apart, then goes back to the acknowledged wait, whose end re-reads the alarm and reminds again
+ * after the interval.
  */
 export class ReminderPublishFailed extends Error {
   override readonly name = 'ReminderPublishFailed';
@@ -387,6 +388,16 @@ async function tellLevelsOfAcknowledgement(deps: TaskDeps, incident: Incident, s
   if (refused) throw refused.reason;
 }
 
+/**
+ * The reminder a step sends, the same for each try of it (Step Functions retries a state with its
+ * input, with a new token): the execution's round (`$.loop.rounds`, counted from 0 again by a
+ * handed-over execution, hence its predecessor's name). The token's hash for a state without it.
+ */
+function reminderRound(state: ExecutionState | undefined, taskToken: string): string {
+  const rounds = (state?.loop as { rounds?: unknown } | undefined)?.rounds;
+  return typeof rounds === 'number' ? `${String(state?.handedOverFrom ?? '')}#${rounds}` : shortHash(taskToken);
+}
+
 async function remind(deps: TaskDeps, incidentId: string, taskToken: string, state: ExecutionState | undefined): Promise<string> {
   const incident = await storeTaskToken(deps.store, incidentId, taskToken, undefined, { remindsJoins: true });
   if (incident.status === 'RESOLVED') {
@@ -398,16 +409,29 @@ async function remind(deps: TaskDeps, incidentId: string, taskToken: string, sta
   const target = deps.levels[level - 1];
   const at = nowIso(deps);
   const key = `reminder#${shortHash(taskToken)}`;
-  if (!(await recordTimeline(deps.store, incidentId, key, { at, kind: 'reminder', text: `Reminded level ${level} (${target?.name ?? '?'})`, level }))) return 'already reminded';
+  // Its entry is written once the reminder is out: "Reminded" is never said of one SNS refused. A
+  // re-run of this step (the same token) whose reminder went out sends nothing more.
+  if ((await timelineKeys(deps.store, incidentId, key)).length > 0) return 'already reminded';
   const message = target && (await pageMessage(deps, incident, level, 'reminder'));
   try {
     if (target && message) await publish(deps, target.topicArn, message);
   } catch (error) {
     // Recorded, then the step fails: a reminder that returned normally counted nowhere, and an owner
-    // no longer reminded paged nobody. The workflow waits the interval and reminds again.
-    await recordTimeline(deps.store, incidentId, `${key}#failed`, { at, kind: 'page-failed', text: `Reminder of level ${level} failed: ${oneLine(error)}`, level });
+    // no longer reminded paged nobody. The workflow tries the step twice more, seconds apart (each
+    // try a new token), then waits the interval. One entry for the tries of one reminder: they share
+    // the execution's round (`reminderRound`).
+    await recordTimeline(deps.store, incidentId, `reminder-failed#${reminderRound(state, taskToken)}`, {
+      at,
+      kind: 'page-failed',
+      text: `Reminder of level ${level} failed: ${oneLine(error)}${refusedWithoutEffect(error) ? '' : '; SNS may have delivered it'}`,
+      level,
+    });
     throw new ReminderPublishFailed(`publishing the reminder to level ${level} failed: ${namedLine(error)}`);
   }
+  // The reminder is out: a table that refuses its entry now must not fail the step (its retry would remind again).
+  await recordTimeline(deps.store, incidentId, key, { at, kind: 'reminder', text: `Reminded level ${level} (${target?.name ?? '?'})`, level }).catch((error: unknown) =>
+    deps.warn?.('reminder sent, its timeline entry refused', { incidentId, level, error: namedLine(error) }),
+  );
   if (target && message) await recordLinkMissing(deps, incidentId, key, `Reminder of level ${level} (${target.name})`, message.linkMissing, at, level);
   return `reminded level ${level}`;
 }
