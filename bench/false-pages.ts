@@ -1,5 +1,5 @@
 /**
- * npm run bench:false-pages — how often a dependency alarm of the probe (Health-RedisDown,
+ * npm run bench:false-pages — how often a dependency alarm of the probe (Health-RedisDown, Database-Down,
  * Health-ApiNotReady, Database-ReadOnly, with a 1/0 per-minute signal) pages with no outage, when
  * each attempt of its check fails at random with probability q, independently of every other.
  *

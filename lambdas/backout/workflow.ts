@@ -310,13 +310,13 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     const down = await alarmsInAlarm(deps.cloudwatch, settings.holdAlarmNames);
     if (down.length > 0) {
       const held = `held: ${down.join(', ')} in ALARM, a dependency of the API is down and a rollback cannot fix it, or the probe that checks it is silent and the cause is unknown (runbook: no backout without a confirmed root cause): follow that alarm; if the API still fails once it is OK, run "npx atmr-dr rollback service --service ${serviceName}"`;
-      // The database alarm also breaches when the probe cannot connect, and the release itself can
-      // cause that: a connection leak or a larger pool exhausts max_connections. It then turns OK
-      // only after a rollback, so "wait for it" would keep the outage going: the human who confirms
-      // the cause is told where to look and to roll back at once if the release holds the connections.
-      const database = runbookAlarmName(settings.environmentName, 'Database', 'ReadOnly');
+      // Database-Down fires when the probe cannot connect, and the release itself can cause that: a
+      // connection leak or a larger pool exhausts max_connections. It then turns OK only after a
+      // rollback, so "wait for it" would keep the outage going: the human who confirms the cause is
+      // told where to look and to roll back at once if the release holds the connections.
+      const database = runbookAlarmName(settings.environmentName, 'Database', 'Down');
       const suspectRelease = down.includes(database)
-        ? `; but ${database} also fires when the probe cannot connect to the database, which the running release ${currentArn} can cause itself (a connection leak, or a larger pool, exhausting max_connections), and the alarm then clears only after a rollback to ${to.taskDefinitionArn}: check pg_stat_activity (connections by application_name and state, against max_connections) and the release's pool size; if the release holds the connections, run "npx atmr-dr rollback service --service ${serviceName}" now, not after the alarm clears`
+        ? `; but ${database} fires whenever the probe cannot connect to the database, which the running release ${currentArn} can cause itself (a connection leak, or a larger pool, exhausting max_connections), and the alarm then clears only after a rollback to ${to.taskDefinitionArn}: check pg_stat_activity (connections by application_name and state, against max_connections) and the release's pool size; if the release holds the connections, run "npx atmr-dr rollback service --service ${serviceName}" now, not after the alarm clears`
         : '';
       return notify(`${held}${suspectRelease}`, true);
     }

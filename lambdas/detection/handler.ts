@@ -46,8 +46,8 @@ type Log = ProbeDeps['logger'];
  * (reason `auth`: PostgreSQL SQLSTATE class 28, Redis WRONGPASS or NOAUTH) reads the secret again at
  * once (`forceFetch`, which keeps what it reads) and connects once more, no further. A rotation
  * changes the password on the server and in the secret within seconds: kept credentials would
- * otherwise be refused until they aged out (15 minutes of DatabaseUp 0 and no DbReadOnly, which
- * Database-ReadOnly counts as breaching, after every rotation of an RDS-managed secret, weekly).
+ * otherwise be refused until they aged out (15 minutes of DatabaseUp 0, which Database-Down counts,
+ * after every rotation of an RDS-managed secret, weekly).
  * Credentials the secret itself does not match cost one read of it a run (two in a container's first
  * run, whose first read is already fresh: Powertools does not say whether a value came from its
  * cache), so a fix of the secret is seen within a minute.

@@ -73,12 +73,12 @@ const { BREACHING, NOT_BREACHING } = cloudwatch.TreatMissingData;
 
 /** OSRM is down in a minute (Osrm-Down) and over a window (left out of Network-ProbeFailures) at or below this OsrmAvailability. */
 export const OSRM_DOWN_PERCENT = 50;
-/** Bad minutes that page Health-RedisDown and Database-ReadOnly (no setting of their own), bounded by dependencyDownRule. */
+/** Bad minutes that page Health-RedisDown, Database-Down and Database-ReadOnly (no setting of their own), bounded by dependencyDownRule. */
 const BINARY_DOWN_MINUTES = 2;
 
 /**
  * The rule of a dependency's own alarm (Osrm-Down, Health-ApiNotReady, Health-RedisDown,
- * Database-ReadOnly): the run is bad in `minutes` of the last `ofMinutes` (one probe run a minute),
+ * Database-Down, Database-ReadOnly): the run is bad in `minutes` of the last `ofMinutes` (one probe run a minute),
  * `ofMinutes` being Network-ProbeFailures' window. Network-ProbeFailures leaves out a window in which
  * the dependency was bad at least half the time (its window average), so the dependency's alarm must
  * page for every such window, or a dependency down every other minute (or OSRM answering 1 attempt
@@ -116,7 +116,7 @@ export class Detection extends Construct {
   readonly alarms: Readonly<Record<string, RunbookAlarm>>;
   /**
    * The probe's alarms that see a dependency of the API down by checking it directly, not through
-   * the API (Osrm-Down, Health-RedisDown, Database-ReadOnly; those configured): the last known good
+   * the API (Osrm-Down, Health-RedisDown, Database-Down, Database-ReadOnly; those configured): the last known good
    * release would fail the same way while one is in ALARM, so the backout holds its automatic
    * rollbacks on them. Health-ApiNotReady is not one: a bad release fails /ready by itself.
    */
@@ -197,7 +197,7 @@ export class Detection extends Construct {
         what: 'Errors',
         runbookSection: 'Healthchecks Kubernetes',
         summary:
-          `la sonde de santé échoue (erreurs ou throttles de sa fonction pendant ${silence.datapointsToAlarm} des ${silence.evaluationPeriods} dernières minutes) : ses métriques manquent, et Osrm-Down, Health-ApiNotReady, Health-RedisDown, Database-ReadOnly lisent ce silence comme une panne de leur cible. Tant que cette alarme est en ALARM, ne pas s'y fier : vérifier les cibles à la main.`,
+          `la sonde de santé échoue (erreurs ou throttles de sa fonction pendant ${silence.datapointsToAlarm} des ${silence.evaluationPeriods} dernières minutes) : ses métriques manquent, et Osrm-Down, Health-ApiNotReady, Health-RedisDown, Database-Down lisent ce silence comme une panne de leur cible. Tant que cette alarme est en ALARM, ne pas s'y fier : vérifier les cibles à la main.`,
         firstActions: `lire le groupe de logs ${probeFunction.logGroup.logGroupName} (erreur, timeout de 30 s ou « Task timed out ») ; throttles : concurrence réservée de la fonction Detection/Probe.`,
         link: `${readme}#${DETECTION_ANCHORS.health}`,
         topic: props.topic,
@@ -228,7 +228,7 @@ export class Detection extends Construct {
         what: 'Silent',
         runbookSection: 'Healthchecks Kubernetes',
         summary:
-          `la sonde de santé ne publie plus de métriques (aucun ProbeChecksMade pendant ${silence.datapointsToAlarm} des ${silence.evaluationPeriods} dernières minutes) : planification désactivée ou supprimée, ou fonction en échec (Probe-Errors) ou non lancée (Probe-DeadLetters). Osrm-Down, Health-ApiNotReady, Health-RedisDown, Database-ReadOnly et Network-ProbeFailures lisent ce silence comme une panne : ne pas s'y fier, vérifier les cibles à la main.`,
+          `la sonde de santé ne publie plus de métriques (aucun ProbeChecksMade pendant ${silence.datapointsToAlarm} des ${silence.evaluationPeriods} dernières minutes) : planification désactivée ou supprimée, ou fonction en échec (Probe-Errors) ou non lancée (Probe-DeadLetters). Osrm-Down, Health-ApiNotReady, Health-RedisDown, Database-Down et Network-ProbeFailures lisent ce silence comme une panne : ne pas s'y fier, vérifier les cibles à la main.`,
         firstActions: `aws scheduler get-schedule --name ${this.probe.schedule.scheduleName} (State doit être ENABLED) ; si Probe-Errors est en ALARM, suivre ses premières actions (groupe de logs de la sonde).`,
         link: `${readme}#${DETECTION_ANCHORS.health}`,
         topic: props.topic,
@@ -336,23 +336,39 @@ export class Detection extends Construct {
       );
     }
     if (settings?.database) {
+      const up = pm(PROBE_METRICS.databaseUp, 'Maximum', MINUTE);
       const readOnly = pm(PROBE_METRICS.dbReadOnly, 'Maximum', MINUTE);
-      // The probe publishes DbReadOnly only when it reached the database: a minute without a session
-      // (DatabaseUp 0) is missing here, breaching, so this alarm also pages a database down (every
-      // other minute included), which Network-ProbeFailures leaves out on DatabaseUp's average.
       const { during, evaluation } = rules.database!;
+      // DatabaseUp is 0 for every run without a session: unreachable, a refused login (reason auth,
+      // after the handler read the secret again), or the state read failing. The runbook's
+      // Healthchecks section is where "la base de données n'est pas accessible" is handled.
+      alarm('databaseDown', 'health', 'Healthchecks Kubernetes', {
+        concern: 'Database',
+        what: 'Down',
+        summary: `PostgreSQL ne répond pas à la sonde, refuse son login (raison auth) ou sa lecture de l'état (DatabaseUp), ${during} (ou sonde muette) : l'API ne peut plus lire ni écrire.`,
+        firstActions:
+          "lire la raison dans le log « probe target down » de la sonde (cible database) ; RDS : état de l'instance, événements, connexions (max_connections, pg_stat_activity par application_name). Raison auth (login refusé) : si /ready de l'API dit database ok, c'est le secret de la sonde (detection.probe.database.secretArn) à corriger ; sinon le login de l'application est refusé aussi.",
+        metric: up,
+        threshold: 1,
+        comparisonOperator: LT,
+        ...evaluation,
+      });
+      // The probe publishes DbReadOnly only when it reached the database: a minute without a session
+      // is missing here, not breaching (Database-Down pages it), so this alarm fires only for a
+      // database that answers and refuses writes.
       alarm('dbReadOnly', 'dbReadOnly', 'DB Read-Only', {
         concern: 'Database',
         what: 'ReadOnly',
-        summary: `PostgreSQL refuse les écritures (transaction_read_only = on ou pg_is_in_recovery()), ou la sonde ne lit plus l'état (DatabaseUp), ${during}.`,
+        summary: `PostgreSQL répond mais refuse les écritures (transaction_read_only = on ou pg_is_in_recovery()), ${during}. Base injoignable ou login refusé : Database-Down.`,
         firstActions:
           '`atmr-dr db read-write` (montre l\'état, remet la base en lecture-écriture si c\'est le réglage de la base, prouve une écriture) ; killswitch maintenance si nécessaire.',
         metric: readOnly,
         threshold: 1,
         comparisonOperator: GTE,
         ...evaluation,
+        treatMissingData: NOT_BREACHING,
       });
-      graphs.push({ title: 'Read-only signals', metrics: [readOnly.with({ label: 'DbReadOnly' }), pm(PROBE_METRICS.databaseUp, 'Minimum', MINUTE, undefined, 'DatabaseUp')] });
+      graphs.push({ title: 'Database signals (probe)', metrics: [readOnly.with({ label: 'DbReadOnly' }), up.with({ label: 'DatabaseUp' })] });
     }
     if (settings) {
       const window = Duration.minutes(t.probeFailureWindowMinutes);
@@ -382,7 +398,7 @@ export class Detection extends Construct {
       };
       // Each term's own alarm pages for every window the term leaves out here (dependencyDownRule):
       // OsrmAvailability is a percentage of the run's attempts, the others 1/0 a run (a database
-      // without a session is DatabaseUp 0 and no DbReadOnly, which Database-ReadOnly reads as breaching).
+      // without a session is DatabaseUp 0, which Database-Down counts, and no DbReadOnly).
       if (settings.osrm) {
         usingMetrics.osrm = pm(PROBE_METRICS.osrmAvailability, 'Average', window);
         down.push(`osrm <= ${OSRM_DOWN_PERCENT}`);
@@ -405,6 +421,7 @@ export class Detection extends Construct {
         settings.osrm && 'Osrm-Down',
         settings.api && 'Health-ApiNotReady',
         settings.redis && 'Health-RedisDown',
+        settings.database && 'Database-Down',
         settings.database && 'Database-ReadOnly',
       ].filter((name): name is string => Boolean(name));
       alarm('probeFailures', 'network', 'Réseau flaky', {
@@ -685,7 +702,7 @@ export class Detection extends Construct {
     }
 
     this.alarms = alarms;
-    this.dependencyDownAlarms = (['osrmDown', 'redisDown', 'dbReadOnly'] as const).flatMap((key) => alarms[key] ?? []);
+    this.dependencyDownAlarms = (['osrmDown', 'redisDown', 'databaseDown', 'dbReadOnly'] as const).flatMap((key) => alarms[key] ?? []);
     this.apiNotReadyAlarm = alarms.apiNotReady;
     this.dashboardGraphs = graphs;
     this.props = props;

@@ -120,7 +120,7 @@ describe('Rollback construct (backout)', () => {
   });
 
   it('holds automatic rollbacks on the probe\'s dependency alarms: their names in the settings, DescribeAlarms on them only', () => {
-    const dependencyAlarms = ['DetectionOsrmDownAlarm', 'DetectionRedisDownAlarm', 'DetectionDbReadOnlyAlarm'];
+    const dependencyAlarms = ['DetectionOsrmDownAlarm', 'DetectionRedisDownAlarm', 'DetectionDatabaseDownAlarm', 'DetectionDbReadOnlyAlarm'];
     const functions = template.findResources('AWS::Lambda::Function', { Properties: { Environment: { Variables: { BACKOUT_SETTINGS: Match.anyValue() } } } });
     const settings = json(Object.values(functions)[0].Properties.Environment.Variables.BACKOUT_SETTINGS);
     const held = /holdAlarmNames.*?\]/.exec(settings)?.[0] ?? '';

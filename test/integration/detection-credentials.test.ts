@@ -60,7 +60,7 @@ describe('health probe: the database password rotated', () => {
     if (inSecretToo) secretValues.set(arn, JSON.stringify({ username: role, password }));
   };
 
-  it('reads the secret again when the kept password is refused, and stays up (no DbReadOnly gap for Database-ReadOnly)', async () => {
+  it('reads the secret again when the kept password is refused, and stays up (no DatabaseUp 0 for Database-Down)', async () => {
     // Arrange: a first run reads and keeps the password; then a rotation changes it on both sides
     expect(metricValue((await run(settings)).metrics, M.databaseUp)).toBe(1);
     rotate('after-rotation', true);
