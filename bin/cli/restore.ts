@@ -3,6 +3,7 @@ import { RESTORE_TEST_DEFAULTS } from '../../lambdas/restore/contract';
 import type { RestoreResult } from '../../lambdas/restore/restore';
 import type { RestoreTestReport } from '../../lambdas/restore/restore-test';
 import { OperatorError } from '../../lambdas/shared/errors';
+import { durationSeconds } from '../../lambdas/shared/duration';
 import { countOf, formatAge } from '../../lambdas/shared/format';
 import { quoteIdent, reopenDatabaseStatement } from '../../lambdas/shared/postgres';
 import { loadStatus, stderrProgress } from './progress';
@@ -31,6 +32,7 @@ export function registerRestoreCommands(program: Command): void {
     .option('--i-understand-this-overwrites-production', 'allow --target-db to be the production/source database (PGDATABASE or the backup\'s own database); asks to type the database name unless --yes')
     .option('--yes', 'confirm the overwrite of production without asking (required with the flag above when standard input is not a terminal)')
     .option('--database-secret <arn>', 'read the connection from this Secrets Manager secret instead of PG* variables')
+    .option('--count-timeout <duration>', "longest one table's row count may take, e.g. 90m, 3h (default 1h; counts run one per core at a time and share the disk's throughput)")
     .option('--progress', 'progress on stderr even when it is not a terminal (at a terminal it is always shown)')
     .option('--json', 'print the result as JSON')
     .action(
@@ -48,6 +50,7 @@ export function registerRestoreCommands(program: Command): void {
           iUnderstandThisOverwritesProduction?: boolean;
           yes?: boolean;
           databaseSecret?: string;
+          countTimeout?: string;
           progress?: boolean;
           json?: boolean;
           bucket?: string;
@@ -67,6 +70,12 @@ export function registerRestoreCommands(program: Command): void {
           );
         }
         if (opts.targetDb === undefined) throw new OperatorError('--target-db is required: name the database to restore into, e.g. --target-db atmr_restored', 2);
+        // A week at most: PostgreSQL's statement_timeout stops at about 24 days, and a count longer
+        // than a week is a disk to fix, not a bound to raise.
+        const countSeconds = opts.countTimeout === undefined ? undefined : (durationSeconds(opts.countTimeout) ?? 0);
+        if (countSeconds !== undefined && !(countSeconds > 0 && countSeconds <= 7 * 86400)) {
+          throw new OperatorError(`restore: --count-timeout "${opts.countTimeout}" must be a duration from 1s to 7d, such as 90m or 3h`, 2);
+        }
         // Until restoreBackup takes the signals over (interruptible below), an interrupt ends the
         // command at once: nothing is created before it, and the line says where it was.
         let phase = 'checking the arguments';
@@ -96,7 +105,11 @@ export function registerRestoreCommands(program: Command): void {
         const database = latestDatabase(ref, opts.database, productionNames[0]);
         const target = opts.targetDb;
         phase = 'loading the restore';
-        const [{ restoreBackup }, { createS3Client }] = await Promise.all([import('../../lambdas/restore/restore'), import('../../lambdas/shared/aws')]);
+        const [{ restoreBackup }, { rowCountBounds }, { createS3Client }] = await Promise.all([
+          import('../../lambdas/restore/restore'),
+          import('../../lambdas/restore/check'),
+          import('../../lambdas/shared/aws'),
+        ]);
         const showProgress = opts.progress === true || process.stderr.isTTY === true;
         const progress = stderrProgress(showProgress);
         // A second Ctrl-C quits before the restore's own cleanup: the download's directory goes then,
@@ -169,6 +182,7 @@ export function registerRestoreCommands(program: Command): void {
             onDownloadProgress: (bytes, total) => progress.meter('download', bytes, total),
             // Only when shown: each report is a query to the server.
             onLoadProgress: showProgress ? loadStatus(progress) : undefined,
+            ...(countSeconds !== undefined && { rowCountBounds: rowCountBounds(countSeconds) }),
           },
           {
             ref,

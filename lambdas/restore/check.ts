@@ -7,15 +7,24 @@ import { connectTo, type PgConnection, type ReadBounds, ReadGivenUp, shortQuery 
 
 /**
  * The bounds of each statement of the row counts, whatever the server's, the role's or the
- * database's settings say. A count is a full scan of a freshly loaded table, which also writes its
- * hint bits: an hour reads and writes some 200 GB at gp3's baseline 125 MB/s, more than one table
- * of a database backed up by pg_dump every hour holds. Nothing legitimate locks a table of the
- * staging copy against a read once pg_restore has ended (autovacuum's locks do not conflict with
- * it): a minute's wait is someone's LOCK TABLE or ALTER TABLE in an open transaction, which does not
- * end by itself. Without them, such a lock, or a server that stopped answering, held the restore
- * with no line, its staging database never dropped.
+ * database's settings say: `countSeconds` for one table's count (its statement_timeout; node-postgres
+ * waits 20 s more for the server's own answer), a minute for a lock. Nothing legitimate locks a table
+ * of the staging copy against a read once pg_restore has ended (autovacuum's locks do not conflict
+ * with it): a minute's wait is someone's LOCK TABLE or ALTER TABLE in an open transaction, which
+ * does not end by itself. Without them, such a lock, or a server that stopped answering, held the
+ * restore with no line, its staging database never dropped.
  */
-export const ROW_COUNT_BOUNDS: ReadBounds = { lock_timeout: 60_000, statement_timeout: 60 * 60_000, query_timeout: 60 * 60_000 + 20_000 };
+export function rowCountBounds(countSeconds: number): ReadBounds {
+  return { lock_timeout: 60_000, statement_timeout: countSeconds * 1000, query_timeout: countSeconds * 1000 + 20_000 };
+}
+
+/**
+ * The default: an hour per table. A count is a full scan of a freshly loaded table, which also
+ * writes its hint bits: an hour reads and writes some 200 GB at gp3's baseline 125 MB/s, with the
+ * whole throughput for one table; counts run `jobs` at a time and share it, so a database with
+ * several large tables needs more (`restore --count-timeout`, docs/restore.md).
+ */
+export const ROW_COUNT_BOUNDS: ReadBounds = rowCountBounds(3600);
 
 /**
  * The restored copy against its manifest: every table the manifest lists exists and has exactly

@@ -2,12 +2,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupManifest } from '../shared/manifest';
-import type { PgConnection, ReadBounds } from '../shared/pg-connection';
+import { boundText, type PgConnection, type ReadBounds } from '../shared/pg-connection';
 import { isRefusedStatement, READ_ONLY_SQL_TRANSACTION, sqlState } from '../shared/pg-errors';
 import { dropDatabaseStatement, quoteIdent } from '../shared/postgres';
 import { makeDownloadDir } from '../shared/temp-dir';
 import { backedUpDatabase, CatalogDeps, chooseObject, resolveBackup } from './catalog';
-import { checkRowCounts } from './check';
+import { checkRowCounts, ROW_COUNT_BOUNDS } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
 import { archiveNeeds, checkRoles, DatabasePropertiesOfBackup, loadBackup, watchDatabaseSize } from './load';
 import { Unsettled, backupOwnerToGive, checkLeftovers, checkTarget, checkTargetName, createDatabase, databaseOwner, dropDatabase, giveBackupProperties, guardProduction, guardSystemDatabase, keepDatabaseProperties, NoAnswer, openAdminSession, runLooking, SessionNotBack, stagingName, swapIn, warnIfReadOnly } from './target';
@@ -80,7 +80,7 @@ export interface RestoreDeps extends CatalogDeps, SpaceCheck {
   readonly onDownloadProgress?: (bytes: number, total: number) => void;
   /** Load progress: the staging database's size on disk, when the load starts, every second, and when it ends. */
   readonly onLoadProgress?: (bytes: number) => void;
-  /** The bounds of each row count's statement. @default check.ts ROW_COUNT_BOUNDS (the tests' are shorter) */
+  /** The bounds of each row count's statement (the CLI's --count-timeout: rowCountBounds). @default check.ts ROW_COUNT_BOUNDS */
   readonly rowCountBounds?: ReadBounds;
 }
 
@@ -276,9 +276,10 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
 
     // 6. Row counts against the manifest.
     signal?.throwIfAborted();
-    log('check: row counts against the manifest');
+    const countBounds = deps.rowCountBounds ?? ROW_COUNT_BOUNDS;
+    log(`check: row counts against the manifest (each table's count bounded to ${boundText(countBounds.statement_timeout)})`);
     const checkStarted = performance.now();
-    const rowsRestored = await checkRowCounts({ ...deps.connection, database: staging }, manifest, manifestKey, deps.jobs, signal, { bounds: deps.rowCountBounds });
+    const rowsRestored = await checkRowCounts({ ...deps.connection, database: staging }, manifest, manifestKey, deps.jobs, signal, { bounds: countBounds });
     const verifySeconds = (performance.now() - checkStarted) / 1000;
 
     // 7. What the replaced database has set on itself (settings, grants, connection limit,

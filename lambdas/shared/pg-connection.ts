@@ -472,6 +472,11 @@ export async function connectTo(
  */
 export const SHORT_SESSION_BOUNDS = { lock_timeout: 10_000, statement_timeout: 15_000, query_timeout: 20_000 } as const;
 
+/** A bound in ms as an operator reads it: "60 min", "15 s". */
+export function boundText(ms: number): string {
+  return ms % 60_000 === 0 ? `${ms / 60_000} min` : `${ms / 1000} s`;
+}
+
 /** A read's bounds, in ms: the server's lock_timeout and statement_timeout, node-postgres' wait for the answer (query_timeout). */
 export interface ReadBounds {
   readonly lock_timeout: number;
@@ -506,15 +511,14 @@ export async function shortQuery<R extends QueryResultRow>(
   try {
     return (await client.query<R>(text, values)).rows;
   } catch (error) {
-    const s = (ms: number): string => (ms % 60_000 === 0 ? `${ms / 60_000} min` : `${ms / 1000} s`);
     const code = sqlState(error);
     const why =
       code === LOCK_NOT_AVAILABLE
-        ? `waited ${s(bounds.lock_timeout)} for a lock another session holds (lock_timeout)`
+        ? `waited ${boundText(bounds.lock_timeout)} for a lock another session holds (lock_timeout)`
         : code === QUERY_CANCELED
-          ? `did not end within ${s(bounds.statement_timeout)} (statement_timeout)`
+          ? `did not end within ${boundText(bounds.statement_timeout)} (statement_timeout)`
           : isQueryReadTimeout(error)
-            ? `got no answer within ${s(bounds.query_timeout)} (the server accepts connections but does not answer)`
+            ? `got no answer within ${boundText(bounds.query_timeout)} (the server accepts connections but does not answer)`
             : undefined;
     if (why === undefined) throw error;
     throw new ReadGivenUp(

@@ -763,6 +763,32 @@ describe('atmr-dr restore', () => {
     expect(run.stderr).toBe('atmr-dr: restore needs the backup to restore: latest (with --database NAME or PGDATABASE) or a manifest key from "atmr-dr backups list", and --target-db NAME\n');
   });
 
+  it('--count-timeout bounds each table\'s row count as given (the check line names the bound); without it, an hour', async () => {
+    // Arrange
+    const [given, byDefault] = [uniqueDatabaseName('rcli_count_given'), uniqueDatabaseName('rcli_count_default')];
+
+    // Act
+    const runGiven = await atmrDr(['restore', manifestKey, '--target-db', given, '--count-timeout', '3h', '--progress'], env());
+    const runDefault = await atmrDr(['restore', manifestKey, '--target-db', byDefault, '--progress'], env());
+
+    // Assert
+    expect([runGiven.status, runDefault.status]).toEqual([0, 0]);
+    expect(runGiven.stderr.split('\n')).toContain("check: row counts against the manifest (each table's count bounded to 180 min)");
+    expect(runDefault.stderr.split('\n')).toContain("check: row counts against the manifest (each table's count bounded to 60 min)");
+    expect(databaseDigest(cluster, given)).toBe(sourceDigest);
+  });
+
+  it.each(['90', '0m', '8d', 'soon', ''])('refuses --count-timeout "%s" in one line naming the accepted durations, exit 2, before anything is created', async (value) => {
+    const target = uniqueDatabaseName('rcli_count_bad');
+
+    const run = await atmrDr(['restore', manifestKey, '--target-db', target, '--count-timeout', value], env());
+
+    expect(run.status).toBe(2);
+    expect(run.stderr).toBe(`atmr-dr: restore: --count-timeout "${value}" must be a duration from 1s to 7d, such as 90m or 3h\n`);
+    expect(databaseExists(cluster, target)).toBe(false);
+    expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+  });
+
   it('requires --target-db', async () => {
     const run = await atmrDr(['restore', 'latest'], env());
 
