@@ -242,16 +242,22 @@ export function otherEnvironmentHint(envName: string | undefined, root: string =
   return `; without --env this is cdk.json's default environment "${defaultEnvironmentName(root)}": for another, --env NAME (${names.join(', ')})`;
 }
 
-/** AWS's errors that a named resource does not exist: SSM's parameter, ECS's cluster and service. */
-const NOT_FOUND = new Set(['ParameterNotFound', 'ClusterNotFoundException', 'ServiceNotFoundException']);
+/** AWS's errors that a named resource does not exist: SSM's parameter, ECS's cluster. */
+const NOT_FOUND = new Set(['ParameterNotFound', 'ClusterNotFoundException']);
 
 /**
- * AWS's answer that a named resource does not exist: one of its errors, or the failure ECS's
- * DescribeServices answers, without an error, for a service its cluster does not have (MISSING).
+ * ECS's answer that a service does not exist: its error, the failure DescribeServices answers
+ * instead, without an error, for a service its cluster does not have (MISSING), or a deleted
+ * service it still describes for a while (INACTIVE; describeService's cause for both).
  */
-function isNotFound(cause: unknown): boolean {
+export function isServiceNotFound(cause: unknown): boolean {
   const { name, reason } = (cause ?? {}) as { name?: unknown; reason?: unknown };
-  return NOT_FOUND.has(String(name)) || reason === 'MISSING';
+  return name === 'ServiceNotFoundException' || reason === 'MISSING' || reason === 'INACTIVE';
+}
+
+/** AWS's answer that a named resource does not exist. */
+function isNotFound(cause: unknown): boolean {
+  return NOT_FOUND.has(String((cause as { name?: unknown } | undefined)?.name)) || isServiceNotFound(cause);
 }
 
 /**

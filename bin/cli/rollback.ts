@@ -51,7 +51,7 @@ import { formatAge } from '../../lambdas/shared/format';
 import { confirmer } from './confirm';
 import { interruptibly } from './interrupt';
 import { resolveCliActor } from './killswitch';
-import { DEPLOYED_NAMES, defaultEnvironmentName, nonEmpty, notFoundHint, packageRoot, resolveDeployedName } from './resolve';
+import { DEPLOYED_NAMES, defaultEnvironmentName, isServiceNotFound, nonEmpty, notFoundHint, packageRoot, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
 
 interface GlobalOptions {
@@ -695,16 +695,22 @@ export async function unlockCommand(ctx: RollbackCliContext, options: UnlockOpti
 }
 
 /**
- * ECS's answer that the cluster or the service does not exist, for a name no flag nor variable gave
- * (--cluster / ATMR_ECS_CLUSTER, --service / ATMR_API_SERVICE): without --env, the line says it was
- * looked for in cdk.json's default environment, and which others there are (notFoundHint).
+ * ECS's answer that the cluster or the service does not exist: without --env, the line says it was
+ * looked for in cdk.json's default environment, and which others there are (notFoundHint), unless
+ * the operator named what was not found. A service is looked for in a cluster, and either name may be
+ * the default environment's: no hint only when both were named, the cluster by --cluster or
+ * ATMR_ECS_CLUSTER, the service by --service, or by ATMR_API_SERVICE when it is the API (a worker's
+ * name always comes from cdk.json; ECS's failure names the service in its ARN).
  */
 function ecsNotFoundHint(error: unknown, globals: GlobalOptions, serviceFlag?: string): unknown {
   const cause = error instanceof OperatorError ? error.cause : error;
-  // A service not found: ECS's error, or the MISSING failure DescribeServices answers instead (describeService's cause).
-  const { name, reason } = (cause ?? {}) as { name?: unknown; reason?: unknown };
-  const service = name === 'ServiceNotFoundException' || reason === 'MISSING';
-  return notFoundHint(error, service ? DEPLOYED_NAMES.apiService : DEPLOYED_NAMES.ecsCluster, { flagValue: service ? serviceFlag : globals.cluster, envName: globals.env });
+  const apiVariable = process.env.ATMR_API_SERVICE;
+  const missing = (cause as { arn?: unknown } | undefined)?.arn;
+  // No ARN (ServiceNotFoundException): the command's own service, the API without --service.
+  const serviceNamed = Boolean(serviceFlag) || (Boolean(apiVariable) && (typeof missing !== 'string' || missing.split('/').pop() === apiVariable));
+  // A service no flag nor variable named: the hint whatever named the cluster (no variable read).
+  const options = isServiceNotFound(cause) && !serviceNamed ? { env: {} } : { flagValue: globals.cluster };
+  return notFoundHint(error, DEPLOYED_NAMES.ecsCluster, { ...options, envName: globals.env });
 }
 
 /** `atmr-dr rollback status|service|migration|unlock`. */

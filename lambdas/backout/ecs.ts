@@ -39,10 +39,10 @@ export async function describeService(ecs: ECSClient, settings: BackoutSettings,
   const output = await ecs.send(new DescribeServicesCommand({ cluster: settings.clusterName, services: [serviceName] }));
   const service = output.services?.[0];
   if (!service || service.status === 'INACTIVE') {
-    const failure = output.failures?.[0];
-    const reason = failure?.reason ?? service?.status ?? 'not found';
-    // ECS's failure (MISSING: no such service in the cluster) is the cause, as an error would be: the
-    // CLI says which environment named the service (notFoundHint).
+    // ECS's failure (MISSING: no such service in the cluster), or the deleted service it describes
+    // (INACTIVE), is the cause, as an error would be: the CLI says which environment named it (notFoundHint).
+    const failure = output.failures?.[0] ?? (service && { arn: service.serviceArn, reason: service.status });
+    const reason = failure?.reason ?? 'not found';
     throw new OperatorError(`backout: ECS service ${serviceName} in cluster ${settings.clusterName}: ${reason}; check backout.clusterName and the service name`, 2, { cause: failure });
   }
   return service;
