@@ -293,7 +293,7 @@ export function registerRestoreCommands(program: Command): void {
           ].join('\n') + '\n',
         );
       }
-      if (!report.ok) throw interrupt.interrupted(new OperatorError(`restore test failed: ${report.error}`));
+      if (!report.ok) throw interrupt.interrupted(new OperatorError(`restore test failed: ${report.error}`, report.errorExitCode));
       // Passed, but not as asked: whoever sent the stop hears that it came too late to stop the test.
       if (stoppedDuringCleanup) {
         throw new OperatorError(`restore test done, then stopped: ${stoppedDuringCleanup} came while it dropped its scratch database, which finished first (report above)`, exitCodeOf(stoppedDuringCleanup));
@@ -324,7 +324,9 @@ function positiveSeconds(flag: string, value: string, example: number): number {
  * failed backup) has them as null, not absent: a script reading `.rtoSeconds` gets a value it can test.
  */
 function restoreTestJson(report: RestoreTestReport) {
-  return { ...report, rtoSeconds: report.rtoSeconds ?? null, rpoSeconds: report.rpoSeconds ?? null, tablesRestored: report.tablesRestored ?? null };
+  // The exit code says it already.
+  const { errorExitCode: _exitCode, ...printed } = report;
+  return { ...printed, rtoSeconds: report.rtoSeconds ?? null, rpoSeconds: report.rpoSeconds ?? null, tablesRestored: report.tablesRestored ?? null };
 }
 
 function restoreJson(result: RestoreResult) {

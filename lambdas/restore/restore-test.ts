@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import type { Client } from 'pg';
 import { BackupResult, RunBackupDeps, RunBackupOptions, runBackup } from '../backup/backup';
 import { baseChildEnv, toolVersion } from '../backup/pg-tools';
+import { asOperatorError } from '../shared/aws-errors';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupObject } from '../shared/manifest';
 import { roundSeconds } from '../shared/format';
@@ -85,6 +86,12 @@ export interface CriticalQueryResult {
 export interface RestoreTestReport {
   readonly ok: boolean;
   readonly error?: string;
+  /**
+   * The exit code the operator CLI ends a failed run with: that of the failure itself, as every
+   * other command reports it (asOperatorError: 2 for a missing setting such as the credentials, 1
+   * otherwise), not 1 for any failure.
+   */
+  readonly errorExitCode?: number;
   readonly startedAt: string;
   readonly finishedAt: string;
   readonly manifestKey?: string;
@@ -128,6 +135,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
   const criticalQueries: CriticalQueryResult[] = [];
   let partial: Partial<RestoreTestReport> = {};
   let error: string | undefined;
+  let errorExitCode: number | undefined;
   let restoreStarted = false;
   // The restore step loads into a staging database and creates the scratch one only by its last
   // act, the swap (a rename): until it has returned, the scratch database cannot exist.
@@ -229,7 +237,9 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
       }, true),
     );
   } catch (e) {
-    error = oneLine(e);
+    const failure = asOperatorError(e);
+    error = oneLine(failure);
+    errorExitCode = failure.exitCode;
     // Stopped by the function's deadline while the restore step ran: no RTO was measured, but the
     // restore took at least this long. Said, and kept as a lower bound, so that a restore slower than
     // the objective is reported as such and not only as a failed run. An operator's interrupt is not
@@ -269,7 +279,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
 
   return {
     ok: error === undefined,
-    ...(error !== undefined && { error }),
+    ...(error !== undefined && { error, errorExitCode: errorExitCode ?? 1 }),
     startedAt: startedAt.toISOString(),
     finishedAt: now().toISOString(),
     scratchDatabase: scratch,

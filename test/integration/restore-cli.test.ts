@@ -836,6 +836,21 @@ describe('atmr-dr restore-test', () => {
     expect(databasesLike(cluster, report.scratchDatabase)).toEqual([]);
   });
 
+  it('without AWS credentials, exits 2 with the credentials line, as every other command does, and the scratch database never made', async () => {
+    // Arrange: no credentials anywhere the SDK looks (variables, files, the EC2 metadata service)
+    const noCredentials = { ...env({ PGDATABASE: source }), AWS_CONFIG_FILE: '/nonexistent', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent', AWS_EC2_METADATA_DISABLED: 'true' };
+    delete (noCredentials as Record<string, string | undefined>).AWS_ACCESS_KEY_ID;
+    delete (noCredentials as Record<string, string | undefined>).AWS_SECRET_ACCESS_KEY;
+
+    // Act
+    const run = await atmrDr(['restore-test'], noCredentials);
+
+    // Assert
+    expect(run.stderr).toMatch(/^atmr-dr: restore test failed: .*no AWS credentials found; log in \(aws sso login, AWS_PROFILE\) or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY\n$/);
+    expect(run.status).toBe(2);
+    expect(run.stdout).toMatch(/^ {2}scratch database atmr_dr_restore_test_\w+ not created$/m);
+  });
+
   it('--json of a run stopped before it measured anything still holds ok, rtoSeconds, rpoSeconds and tablesRestored (null), as the design promises', async () => {
     // Arrange: no pg_restore on PATH, so the test stops before its backup
     const binDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-path-'));
@@ -846,8 +861,8 @@ describe('atmr-dr restore-test', () => {
       const run = startCli(['restore-test', '--json'], { PGDATABASE: source, PATH: binDir });
       const status = await run.exited;
 
-      // Assert
-      expect(status).toBe(1);
+      // Assert: a missing tool is a setting, exit 2, as restore reports it
+      expect(status).toBe(2);
       expect(JSON.parse(run.stdout())).toEqual(expect.objectContaining({ ok: false, rtoSeconds: null, rpoSeconds: null, tablesRestored: null, scratchCreated: false }));
     } finally {
       fs.rmSync(binDir, { recursive: true, force: true });
@@ -866,8 +881,8 @@ describe('atmr-dr restore-test', () => {
       const run = startCli(['restore-test'], { PGDATABASE: source, PATH: binDir });
       const status = await run.exited;
 
-      // Assert
-      expect(status).toBe(1);
+      // Assert: a missing tool is a setting, exit 2, as restore reports it
+      expect(status).toBe(2);
       expect(run.stderr()).toBe('atmr-dr: restore test failed: pg_restore not found (pg_restore): install the PostgreSQL client tools or put them on PATH\n');
       expect(run.stdout()).toMatch(/^ {2}scratch database atmr_dr_restore_test_\w+ not created$/m);
       expect(await keys()).toEqual(keysBefore);
@@ -1645,9 +1660,9 @@ describe('a server that asks for a password when none is set', () => {
       await timed(['restore-test']),
     ];
 
-    // A missing password is a bad setting (exit 2) for backup and restore; restore-test reports
-    // every failure of its run, this one included, as a failed test (exit 1) with its report.
-    expect(runs.map((run) => run.status)).toEqual([2, 2, 1, 1]);
+    // A missing password is a bad setting (exit 2) for every command: restore-test prints its
+    // failed report too, and exits with its failure's own code, as backup and restore do.
+    expect(runs.map((run) => run.status)).toEqual([2, 2, 2, 2]);
     for (const run of runs) {
       // Exits at once, not after the server's authentication_timeout (60 s) closes the socket.
       expect(run.seconds).toBeLessThan(20);
