@@ -1,11 +1,12 @@
-import { isAwsRegionName } from '../../lambdas/shared/sdk-retry';
+import { beforeFirstAwsRequest, isAwsRegionName } from '../../lambdas/shared/sdk-retry';
 import { defaultEnvironmentName, packageRoot, readCdkJson } from './resolve';
 
 /**
  * When the operator set no region, the region of the cdk.json environment the command works on
  * (`envName`, else cdk.json's `env`), which is where its stacks are deployed: set as AWS_REGION
- * for every client the command builds, and said once on stderr. Without it, the night's first
- * command (`killswitch status` with credentials and no AWS_REGION) failed on "no AWS region is set".
+ * for every client the command builds, and said once on stderr just before the command's first
+ * AWS request (a command that sends none does not say it). Without it, the night's first command
+ * (`killswitch status` with credentials and no AWS_REGION) failed on "no AWS region is set".
  *
  * The operator's own choice is kept: AWS_REGION or AWS_DEFAULT_REGION set (even empty or malformed,
  * which the checks of useOperatorSdkSettings then refuse), or a region the SDK's own chain finds
@@ -18,7 +19,9 @@ export async function useEnvironmentRegion(envName: string | undefined, env: Nod
   const environment = environmentRegion(envName);
   if (!environment || (await sdkRegion()) !== undefined) return;
   env.AWS_REGION = environment.region;
-  process.stderr.write(`atmr-dr: no AWS region set: using ${environment.region}, the region of environment ${environment.name} in cdk.json\n`);
+  // Said when the region is first used: a command line its own checks refuse (a bad --to-time)
+  // gets its one line, not a notice about a region it never reached.
+  beforeFirstAwsRequest(() => process.stderr.write(`atmr-dr: no AWS region set: using ${environment.region}, the region of environment ${environment.name} in cdk.json\n`));
 }
 
 /** The environment's name and region in cdk.json, or undefined when cdk.json names none. */

@@ -68,6 +68,18 @@ export function useOperatorSdkSettings(): void {
   operatorSettings = true;
 }
 
+let beforeFirstRequest: (() => void) | undefined;
+
+/**
+ * Runs `call` once, just before the operator CLI sends its first AWS request (through any client
+ * built with the operator settings), and not at all if it sends none: a notice about the AWS
+ * settings (the region the CLI chose, bin/cli/region.ts) is then said only by a command that uses
+ * them, and never before a command line refused by its own checks, whose one line stays one line.
+ */
+export function beforeFirstAwsRequest(call: () => void): void {
+  beforeFirstRequest = call;
+}
+
 /** True once the operator CLI has called useOperatorSdkSettings. */
 export function operatorSdkSettingsInUse(): boolean {
   return operatorSettings;
@@ -235,6 +247,9 @@ function configureOperatorClient(config: SdkExtensionConfiguration, capRetries: 
     httpHandlerConfigs: () => inner.httpHandlerConfigs(),
     destroy: () => inner.destroy?.(),
     handle: async (request, options = {}) => {
+      const first = beforeFirstRequest;
+      beforeFirstRequest = undefined;
+      first?.();
       const answerBound = options.requestTimeout === undefined && isRead(request) && bodyBytes(request) <= OPERATOR_BOUNDED_BODY_BYTES;
       try {
         return await inner.handle(request, answerBound ? { ...options, requestTimeout: OPERATOR_ANSWER_TIMEOUT_MS } : options);

@@ -642,6 +642,27 @@ describe("no region set: the CLI uses the region of the command's environment in
     expect(ssm.requests.map((r) => r.region)).toEqual(['eu-central-1']);
   });
 
+  it('backups list says it once too, before its first S3 request (the S3 client is built apart from the others)', async () => {
+    const run = await entry(['backups', 'list', '--bucket', 'atmr-b'], noRegion({ AWS_ENDPOINT_URL_S3: 'http://127.0.0.1:9' }));
+
+    expect(run.stderr).toMatch(/^atmr-dr: no AWS region set: using eu-west-3, the region of environment example in cdk\.json\natmr-dr: S3 listing of hourly\/ in bucket atmr-b failed: connect ECONNREFUSED 127\.0\.0\.1:9; /);
+    expect(run.stderr.trimEnd().split('\n')).toHaveLength(2);
+    expect(run.status).toBe(1);
+  });
+
+  it.each([
+    [['recover', '--to-time', 'garbage', '--reason', 'x'], /^atmr-dr: recover: --to-time "garbage" is not a time: /],
+    [['killswitch', 'enable', '--mode', 'maintenance', '--reason', '', '--yes'], /^atmr-dr: killswitch: --reason is required to enable: /],
+    [['restore', 'nope', '--target-db', 'x'], /^atmr-dr: "nope" is neither "latest" nor a manifest key /],
+  ])('%j, refused by its own checks before any AWS call, gets its one line alone, exit 2: no region notice', async (args, line) => {
+    const run = await entry(args, noRegion());
+
+    expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(run.stderr).toMatch(line);
+    expect(run.status).toBe(2);
+    expect(ssm.requests).toEqual([]);
+  });
+
   it("an explicit AWS_REGION wins, without a word", async () => {
     const run = await runChild(process.execPath, [copy.launcher, 'killswitch', '--env', 'staging', 'status'], copy.root, noRegion({ AWS_REGION: 'eu-north-1' }));
 
