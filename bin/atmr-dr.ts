@@ -212,13 +212,22 @@ export function requiredLooking(command: Command): string {
 }
 
 /**
- * The subcommands of `backups` (bin/cli/backups.ts), named here because the command line of
- * `backup` loads only its own concern: `backup list` is pointed at `backups list`.
+ * The names (aliases too) of the subcommands of the top-level command `name`, as the concern that
+ * registers it declares them, read from a program of its own: the command line of `backup` loads
+ * only its own concern, and `backup list` is pointed at `backups list` by this list, which a new
+ * subcommand of `backups` joins by being declared.
  */
-const BACKUPS_SUBCOMMANDS: readonly string[] = ['list', 'verify'];
+async function subcommandsOf(name: string, concerns: typeof CONCERNS): Promise<string[]> {
+  const alone = new Command('atmr-dr');
+  for (const concern of concerns.filter((c) => c.commands.includes(name))) (await concern.load())(alone);
+  return alone.commands.find((c) => c.name() === name)?.commands.flatMap((c) => [c.name(), ...c.aliases()]) ?? [];
+}
 
-/** Commander's message as one line, with the help page of the command it is about. */
-export function usageLine(error: CommanderError, argv: readonly string[], program?: Command): string {
+/**
+ * Commander's message as one line, with the help page of the command it is about. `concerns`:
+ * where the subcommands of `backups` are read from (subcommandsOf), CONCERNS but in a test.
+ */
+export async function usageLine(error: CommanderError, argv: readonly string[], program?: Command, concerns: typeof CONCERNS = CONCERNS): Promise<string> {
   let message = oneLine(error.message).replace(/^error:\s*/i, '');
   // cdk's `-c env=NAME` typed out of habit: the CLI's flag is --env, listed by the command's help.
   if (error.code === 'commander.unknownOption' && message.startsWith("unknown option '-c'")) message += ': this CLI takes --env NAME (-c env=NAME is cdk\'s)';
@@ -230,7 +239,7 @@ export function usageLine(error: CommanderError, argv: readonly string[], progra
   if (error.code === 'commander.excessArguments' && walked) {
     // `backup list`: the catalog's commands are under `backups`; `backup` takes a new backup.
     const word = argv[walked.next];
-    if (names.join(' ') === 'backup' && BACKUPS_SUBCOMMANDS.includes(word)) {
+    if (names.join(' ') === 'backup' && (await subcommandsOf('backups', concerns)).includes(word)) {
       return `backup takes a new backup and has no subcommand "${word}": atmr-dr backups ${word} (see atmr-dr backups --help)`;
     }
     const split = splitValue(walked.command, argv);
@@ -334,7 +343,7 @@ async function runCommand(argv: string[]): Promise<number> {
       // nothing, exit 2 as for any other bad command line, so that a script tells it from a failure.
       if (error.exitCode === 0) return 0;
       if (error.code === 'commander.help') return USAGE_EXIT_CODE;
-      process.stderr.write(`atmr-dr: ${usageLine(error, argv, program)}\n`);
+      process.stderr.write(`atmr-dr: ${await usageLine(error, argv, program)}\n`);
       return USAGE_EXIT_CODE;
     }
     const failure = asOperatorError(error);

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
+import { refusals } from './parse-refusals';
 
 const ROOT = path.join(__dirname, '..', '..');
 
@@ -94,5 +95,17 @@ describe('the CLI loads only the concern of the command it runs', () => {
 
     expect(result.registered).toEqual(result.all);
     expect(result.all).toEqual(expect.arrayContaining(['backup', 'backups', 'restore', 'restore-test', 'killswitch', 'rollback', 'db', 'scale', 'osrm', 'recover', 'incident']));
+  });
+
+  it('points `backup <word>` at `backups <word>` for every subcommand backups declares, one added to it too', () => {
+    // A new subcommand of backups, declared the way bin/cli/backups.ts declares list and verify.
+    const lines = refusals([['backup', 'list'], ['backup', 'verify'], ['backup', 'prune'], ['backup', 'frob']], { HARNESS_NEW_BACKUPS_SUBCOMMAND: 'prune' });
+
+    expect(lines).toEqual([
+      'backup takes a new backup and has no subcommand "list": atmr-dr backups list (see atmr-dr backups --help)',
+      'backup takes a new backup and has no subcommand "verify": atmr-dr backups verify (see atmr-dr backups --help)',
+      'backup takes a new backup and has no subcommand "prune": atmr-dr backups prune (see atmr-dr backups --help)',
+      "too many arguments for 'backup'. Expected 0 arguments but got 1: frob. (see atmr-dr backup --help)",
+    ]);
   });
 });

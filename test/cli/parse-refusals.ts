@@ -9,8 +9,8 @@ export function words(line: string): string[] {
 }
 
 /** The parser's refusal of each command line (null: accepted), from test/cli/parse-harness.ts in a child process. */
-export function refusals(lines: string[][]): (string | null)[] {
-  const child = spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['test/cli/parse-harness.ts'], { cwd: ROOT, encoding: 'utf8', input: JSON.stringify(lines) });
+export function refusals(lines: string[][], env: NodeJS.ProcessEnv = {}): (string | null)[] {
+  const child = spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['test/cli/parse-harness.ts'], { cwd: ROOT, encoding: 'utf8', input: JSON.stringify(lines), env: { ...process.env, ...env } });
   if (child.status !== 0) throw new Error(`parse harness failed: ${child.stderr}`);
   return JSON.parse(child.stdout) as (string | null)[];
 }
