@@ -72,16 +72,6 @@ export function parseBackoutSettings(json: string | undefined): BackoutSettings 
   return result.data;
 }
 
-/**
- * The backout alarms' rule: one-minute datapoints, `datapointsToAlarm` of the last
- * `evaluationPeriods` over the threshold (all of them: one bad minute alone never rolls back). The
- * alarms (lib/constructs/rollback.ts) and the guard that confirms them (conditionHolds) both take it
- * from here, so the guard never starts a rollback the alarm's own rule would not.
- */
-export function backoutAlarmRule(settings: Pick<BackoutSettings, 'evaluationMinutes'>): { readonly evaluationPeriods: number; readonly datapointsToAlarm: number } {
-  return { evaluationPeriods: settings.evaluationMinutes, datapointsToAlarm: settings.evaluationMinutes };
-}
-
 /** The API first, then the workers. */
 export function configuredServices(settings: BackoutSettings): BackoutServiceSettings[] {
   return [{ serviceName: settings.api.serviceName, taskFamily: settings.api.taskFamily }, ...settings.workers];

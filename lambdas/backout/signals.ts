@@ -1,5 +1,5 @@
 import { CloudWatchClient, DescribeAlarmHistoryCommand, DescribeAlarmsCommand, GetMetricDataCommand, MetricDataQuery } from '@aws-sdk/client-cloudwatch';
-import { backoutAlarmRule, BackoutSettings, METRICS_SETTLE_SECONDS } from './settings';
+import { BackoutSettings } from './settings';
 
 const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
 
@@ -12,15 +12,14 @@ export interface ApiSignals {
    * null when none had (too few requests to judge, or no minute landed).
    */
   readonly errorRatePercent: number | null;
+  /** Lowest healthy host count seen, or null when CloudWatch has no data point. */
+  readonly minHealthyHosts: number | null;
   /** One-minute datapoints CloudWatch has published in the window, of any of the three metrics. */
   readonly landedMinutes: number;
   /** Minutes with a RequestCount datapoint (the ErrorRate alarm's metric) in the window. */
   readonly requestMinutes: number;
-  /**
-   * HealthyHostCount (the NoHealthyHosts alarm's metric) of each minute of the window that has fully
-   * landed, oldest first: a minute still landing is left out, its count not final.
-   */
-  readonly healthyHostsByCompleteMinute: readonly number[];
+  /** Minutes with a HealthyHostCount datapoint (the NoHealthyHosts alarm's metric) in the window. */
+  readonly healthyMinutes: number;
 }
 
 /**
@@ -54,14 +53,7 @@ export async function readApiSignals(cloudwatch: CloudWatchClient, settings: Bac
   const requests = byMinute('requests');
   const errors = byMinute('errors');
   const healthyByMinute = byMinute('healthy');
-  // A minute's datapoint is final once it has landed, METRICS_SETTLE_SECONDS after the minute began;
-  // the newest minutes are still landing then (a datapoint without a timestamp cannot be told final).
-  const healthyResult = output.MetricDataResults?.find((r) => r.Id === 'healthy');
-  const landedBy = end.getTime() - METRICS_SETTLE_SECONDS * 1000;
-  const completeHealthy = (healthyResult?.Values ?? [])
-    .map((hosts, i) => ({ hosts, at: healthyResult?.Timestamps?.[i]?.getTime() }))
-    .filter((minute): minute is { hosts: number; at: number } => minute.at !== undefined && minute.at <= landedBy)
-    .sort((a, b) => a.at - b.at);
+  const healthy = [...healthyByMinute.values()];
   const judged = [...requests].filter(([, count]) => count >= settings.minRequestsPerMinute);
   const judgedRequests = sum(judged.map(([, count]) => count));
   const judgedErrors = sum(judged.map(([minute]) => errors.get(minute) ?? 0));
@@ -69,9 +61,10 @@ export async function readApiSignals(cloudwatch: CloudWatchClient, settings: Bac
     requests: sum([...requests.values()]),
     errors5xx: sum([...errors.values()]),
     errorRatePercent: judged.length ? (100 * judgedErrors) / judgedRequests : null,
+    minHealthyHosts: healthy.length ? Math.min(...healthy) : null,
     landedMinutes: new Set([...requests.keys(), ...errors.keys(), ...healthyByMinute.keys()]).size,
     requestMinutes: requests.size,
-    healthyHostsByCompleteMinute: completeHealthy.map((minute) => minute.hosts),
+    healthyMinutes: healthyByMinute.size,
   };
 }
 
@@ -86,27 +79,15 @@ export type BackoutCause = 'no-healthy-hosts' | 'error-rate';
  * metrics only (HealthyHostCount landed before RequestCount) must not read as "cleared", which
  * sends no page. A landed minute of its own metric under the threshold turns the alarm OK too,
  * so it fires again if the failure goes on.
- * Zero healthy hosts is judged with the NoHealthyHosts alarm's own rule (backoutAlarmRule, M of
- * the last N minutes), on complete minutes only: one minute without a healthy host among healthy
- * ones is a blip that alarm would not fire on, and a minute still landing is never read as
- * recovered (its minimum can still fall to 0). When that alarm fired, the minutes of its window not
- * complete yet count as the breaching ones it fired on.
  */
 export function conditionHolds(settings: BackoutSettings, signals: ApiSignals, fired: BackoutCause): { holds: boolean; why: string; cause?: BackoutCause } {
-  const rule = backoutAlarmRule(settings);
-  const complete = signals.healthyHostsByCompleteMinute.slice(-rule.evaluationPeriods);
-  const noHost = complete.filter((hosts) => hosts < 1).length;
-  const notLanded = fired === 'no-healthy-hosts' ? rule.evaluationPeriods - complete.length : 0;
-  if (complete.length > 0 && noHost + notLanded >= rule.datapointsToAlarm) {
-    const pending = notLanded ? `, ${notLanded} not landed yet` : '';
-    return { holds: true, why: `no healthy API target (${noHost} of ${rule.evaluationPeriods} minutes${pending})`, cause: 'no-healthy-hosts' };
-  }
+  if (signals.minHealthyHosts === 0) return { holds: true, why: 'no healthy API target', cause: 'no-healthy-hosts' };
   if (signals.errorRatePercent !== null && signals.errorRatePercent > settings.errorRatePercent) {
     return { holds: true, cause: 'error-rate', why: `5xx at ${signals.errorRatePercent.toFixed(1)}% of ${signals.requests} requests (threshold ${settings.errorRatePercent}%)` };
   }
-  if ((fired === 'error-rate' ? signals.requestMinutes : complete.length) === 0) return { holds: true, why: 'no datapoint landed yet in the window re-read (ALB metrics land about a minute late): the alarm\'s own evaluation stands' };
+  if ((fired === 'error-rate' ? signals.requestMinutes : signals.healthyMinutes) === 0) return { holds: true, why: 'no datapoint landed yet in the window re-read (ALB metrics land about a minute late): the alarm\'s own evaluation stands' };
   const ratio = signals.errorRatePercent === null ? `too few requests (${signals.requests})` : `5xx at ${signals.errorRatePercent.toFixed(1)}%`;
-  return { holds: false, why: `${ratio}, healthy hosts ${complete.length ? complete.join(', ') : 'unknown'}: under the threshold of ${settings.errorRatePercent}%` };
+  return { holds: false, why: `${ratio}, healthy hosts ${signals.minHealthyHosts ?? 'unknown'}: under the threshold of ${settings.errorRatePercent}%` };
 }
 
 /**

@@ -14,7 +14,7 @@ import { Construct } from 'constructs';
 import { BACKOUT_METRICS_SERVICE } from '../../lambdas/backout/metrics';
 import { metricsNamespace } from '../../lambdas/shared/constants';
 import { RUN_TASK_NOT_STARTED_ERRORS } from '../../lambdas/backout/migration';
-import { backoutAlarmRule, BACKOUT_SETTINGS_ENV, BackoutSettings, METRICS_SETTLE_SECONDS, pinParameterPrefix } from '../../lambdas/backout/settings';
+import { BACKOUT_SETTINGS_ENV, BackoutSettings, METRICS_SETTLE_SECONDS, pinParameterPrefix } from '../../lambdas/backout/settings';
 import { lkgKey, rollbackKey } from '../../lambdas/backout/state';
 import { deadLetterQueue, deadLettersAlarm } from './dead-letters';
 import { putEventsOnDefaultBus } from './event-bus-statements';
@@ -135,7 +135,6 @@ export class Rollback extends Construct {
     const errorRatePercent = props.errorRatePercent ?? 10;
     const minRequestsPerMinute = props.minRequestsPerMinute ?? 50;
     const evaluationMinutes = props.evaluationMinutes ?? 2;
-    const alarmRule = backoutAlarmRule({ evaluationMinutes });
     const steadyTimeout = props.steadyTimeout ?? Duration.minutes(10);
     const clusterArn = stack.formatArn({ service: 'ecs', resource: 'cluster', resourceName: props.clusterName });
     const serviceArn = (name: string) => stack.formatArn({ service: 'ecs', resource: 'service', resourceName: `${props.clusterName}/${name}` });
@@ -160,8 +159,9 @@ export class Rollback extends Construct {
       }),
       threshold: errorRatePercent,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      // The guard re-reads the minutes with the same rule (backoutAlarmRule).
-      ...alarmRule,
+      // Every datapoint of the window must breach (N of N): one bad minute alone never rolls back.
+      evaluationPeriods: evaluationMinutes,
+      datapointsToAlarm: evaluationMinutes,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
     this.noHealthyHostsAlarm = new RunbookAlarm(this, 'NoHealthyHostsAlarm', {
@@ -172,7 +172,8 @@ export class Rollback extends Construct {
       metric: albMetric('HealthyHostCount', 'Minimum'),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-      ...alarmRule,
+      evaluationPeriods: evaluationMinutes,
+      datapointsToAlarm: evaluationMinutes,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
 

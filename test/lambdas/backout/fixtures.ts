@@ -152,19 +152,15 @@ export function arrangeHappyAws(mocks: Mocks, options: { errorPercent?: number; 
   mocks.events.on(PutEventsCommand).resolves({ FailedEntryCount: 0, Entries: [{ EventId: 'x' }] });
 }
 
-/**
- * GetMetricData answer: `requests` over 3 one-minute points, `errorPercent` of them 5xx, and
- * `healthy` hosts in the last two; every minute has landed by backoutDeps' clock (10:01).
- */
+/** GetMetricData answer: `requests` over 3 one-minute points, `errorPercent` of them 5xx. */
 export function metricData(options: { errorPercent?: number; requests?: number; healthy?: number } = {}) {
   const requests = options.requests ?? 1000;
   const errors = (requests * (options.errorPercent ?? 50)) / 100;
-  const at = [new Date('2026-06-01T09:57:00Z'), new Date('2026-06-01T09:58:00Z'), new Date('2026-06-01T09:59:00Z')];
   return {
     MetricDataResults: [
-      { Id: 'requests', Timestamps: at, Values: [requests / 3, requests / 3, requests / 3] },
-      { Id: 'errors', Timestamps: at, Values: [errors / 3, errors / 3, errors / 3] },
-      { Id: 'healthy', Timestamps: at.slice(1), Values: [options.healthy ?? 2, options.healthy ?? 2] },
+      { Id: 'requests', Values: [requests / 3, requests / 3, requests / 3] },
+      { Id: 'errors', Values: [errors / 3, errors / 3, errors / 3] },
+      { Id: 'healthy', Values: [options.healthy ?? 2, options.healthy ?? 2] },
     ],
   };
 }
