@@ -700,14 +700,15 @@ export async function unlockCommand(ctx: RollbackCliContext, options: UnlockOpti
  * the operator named what was not found. A service is looked for in a cluster, and either name may be
  * the default environment's: no hint only when both were named, the cluster by --cluster or
  * ATMR_ECS_CLUSTER, the service by --service, or by ATMR_API_SERVICE when it is the API (a worker's
- * name always comes from cdk.json; ECS's failure names the service in its ARN).
+ * name always comes from cdk.json; ECS's failure names the service in its ARN, and the variable may
+ * hold a name or an ARN).
  */
 function ecsNotFoundHint(error: unknown, globals: GlobalOptions, serviceFlag?: string): unknown {
   const cause = error instanceof OperatorError ? error.cause : error;
   const apiVariable = process.env.ATMR_API_SERVICE;
   const missing = (cause as { arn?: unknown } | undefined)?.arn;
   // No ARN (ServiceNotFoundException): the command's own service, the API without --service.
-  const serviceNamed = Boolean(serviceFlag) || (Boolean(apiVariable) && (typeof missing !== 'string' || missing.split('/').pop() === apiVariable));
+  const serviceNamed = Boolean(serviceFlag) || (Boolean(apiVariable) && (typeof missing !== 'string' || missing.split('/').pop() === apiVariable?.split('/').pop()));
   // A service no flag nor variable named: the hint whatever named the cluster (no variable read).
   const options = isServiceNotFound(cause) && !serviceNamed ? { env: {} } : { flagValue: globals.cluster };
   return notFoundHint(error, DEPLOYED_NAMES.ecsCluster, { ...options, envName: globals.env });

@@ -1034,6 +1034,15 @@ describe('a name looked up in the default environment, with another environment 
       expect(runs.map((r) => r.status)).toEqual([2, 2, 2]);
     });
 
+    it('the API service MISSING while ATMR_API_SERVICE holds its ARN and ATMR_ECS_CLUSTER the cluster: both named, so no --env hint', async () => {
+      const runs = await runAll(() => ({ services: [], failures: [{ arn: API_ARN, reason: 'MISSING' }] }), ['rollback', 'status'], { env: { ATMR_API_SERVICE: API_ARN, ATMR_ECS_CLUSTER: 'atmr-prod' } });
+
+      expect(runs[0].stderr).toContain(HINT);
+      expect(runs[2].stderr).toMatch(/MISSING/);
+      expect(runs[2].stderr).not.toContain(HINT);
+      expect(runs[2].status).toBe(2);
+    });
+
     it.each([[['rollback', 'status', '--service', 'atmr-api']], [['rollback', 'service', '--service', 'atmr-api', '--dry-run']]])(
       '%j MISSING in the cluster cdk.json names: the service given, its cluster from the default environment, so the hint; not with --env, nor with --cluster',
       async (args) => {
