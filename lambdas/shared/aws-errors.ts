@@ -110,10 +110,8 @@ export function unansweredCall(error: unknown): string | undefined {
   if (e.name !== 'TimeoutError' || !e.awsService || !e.awsEndpoint) return undefined;
   const attempts = e.$metadata?.attempts ?? 1;
   // A read waits OPERATOR_ANSWER_TIMEOUT_MS for its answer; a write, SDK_IDLE_TIMEOUT_MS of silence.
-  // A connection not made waits OPERATOR_CONNECTION_TIMEOUT_MS.
   const bound = e.awsAttemptBoundMs ?? OPERATOR_ANSWER_TIMEOUT_MS;
-  const what = e.awsNotConnected ? ' to connect' : bound === OPERATOR_ANSWER_TIMEOUT_MS ? '' : ' of silence';
-  const tries = `${attempts} attempt${attempts === 1 ? '' : 's'} of ${bound / 1000} s${what}`;
+  const tries = `${attempts} attempt${attempts === 1 ? '' : 's'} of ${bound / 1000} s${bound === OPERATOR_ANSWER_TIMEOUT_MS ? '' : ' of silence'}`;
   return `${e.awsService} did not answer in time (${e.awsEndpoint}, ${tries}): AWS or the network path to it is not answering; check the network, and ${e.awsEndpointVariable} or AWS_ENDPOINT_URL if set, then run the command again`;
 }
 

@@ -1,5 +1,5 @@
 import { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
-import { DEFAULT_MAX_ATTEMPTS, OPERATOR_CONNECTION_TIMEOUT_MS, operatorSdkSettingsInUse, s3OperatorExtensions, SDK_CONNECTION_TIMEOUT_MS } from './sdk-retry';
+import { DEFAULT_MAX_ATTEMPTS, operatorSdkSettingsInUse, s3OperatorExtensions, SDK_CONNECTION_TIMEOUT_MS } from './sdk-retry';
 
 /**
  * SDK clients with the SDK's own retry strategy (standard mode: exponential backoff with jitter,
@@ -18,8 +18,7 @@ export { DEFAULT_MAX_ATTEMPTS, SDK_RETRY } from './sdk-retry';
  * timed-out attempt is retried by the standard strategy, so a silent S3 fails a Lambda function or
  * the backup task after about DEFAULT_MAX_ATTEMPTS x 30 s with the SDK's TimeoutError. The operator
  * CLI also bounds the wait for S3's answer to a request without a large body (see
- * useOperatorSdkSettings) and for its connection (OPERATOR_CONNECTION_TIMEOUT_MS): a silent S3
- * fails a small read in about 9 s, one that takes no connection in about 3 s.
+ * useOperatorSdkSettings): a silent S3 fails its commands in about 15 s.
  */
 export const S3_CONNECTION_TIMEOUT_MS = SDK_CONNECTION_TIMEOUT_MS;
 export const S3_IDLE_TIMEOUT_MS = 30_000;
@@ -44,11 +43,7 @@ export function s3ClientConfig(env: NodeJS.ProcessEnv = process.env, overrides: 
     retryMode: 'standard',
     // A custom endpoint (s3rver, MinIO, a VPC endpoint URL) cannot take virtual-hosted buckets.
     forcePathStyle: Boolean(endpoint),
-    requestHandler: {
-      connectionTimeout: S3_CONNECTION_TIMEOUT_MS,
-      socketTimeout: S3_IDLE_TIMEOUT_MS,
-      ...(operatorSdkSettingsInUse() && { connectionTimeout: OPERATOR_CONNECTION_TIMEOUT_MS, throwOnRequestTimeout: true }),
-    },
+    requestHandler: { connectionTimeout: S3_CONNECTION_TIMEOUT_MS, socketTimeout: S3_IDLE_TIMEOUT_MS, ...(operatorSdkSettingsInUse() && { throwOnRequestTimeout: true }) },
     // The operator CLI's checks and answer bound (none for the Lambda functions and the backup task).
     extensions: s3OperatorExtensions(),
     ...explicit,

@@ -30,18 +30,8 @@ export const SDK_IDLE_TIMEOUT_MS = 10_000;
 export const OPERATOR_ANSWER_TIMEOUT_MS = 3_000;
 
 /**
- * How long the operator CLI waits for the TCP connection of one attempt (S3 included), shorter
- * than OPERATOR_ANSWER_TIMEOUT_MS: an AWS endpoint accepts a connection within one round trip (well
- * under 1 s from anywhere), and one that does not (a dropped SYN: a firewall, a black-holed VPC
- * endpoint or route) is not there; each attempt then ends after 1 s instead of 3 s. It bounds the
- * connection only: a slow transfer, once connected, is never cut by it.
- */
-export const OPERATOR_CONNECTION_TIMEOUT_MS = 1_000;
-
-/**
- * How many attempts of one operator CLI call a silent endpoint gets (S3 too, but for a write
- * that got its connection: s3OperatorExtensions): an attempt that timed out is retried twice, not
- * DEFAULT_MAX_ATTEMPTS - 1 times. An endpoint silent for three
+ * How many attempts of one operator CLI call (S3 apart) a silent endpoint gets: an attempt that
+ * timed out is retried twice, not DEFAULT_MAX_ATTEMPTS - 1 times. An endpoint silent for three
  * attempts is down, not slow, and each retry added 3 s: a command that reads a name from
  * CloudFormation, falls back to the config and then reads SSM (killswitch status) waited about
  * 33 s on the worst day, and now about 19 s. Throttling and server errors keep the SDK's
@@ -68,10 +58,9 @@ let operatorSettings = false;
  * which keep their settings: they never call this):
  *  - refuses a malformed AWS_REGION or AWS_ENDPOINT_URL[_<SERVICE>] when it is built, before any
  *    request, with one line naming the variable (exit 2, a bad setting);
- *  - gives each attempt OPERATOR_CONNECTION_TIMEOUT_MS to connect and, for a read,
- *    OPERATOR_ANSWER_TIMEOUT_MS to be answered, and keeps the SDK's own retry strategy (standard
- *    mode, DEFAULT_MAX_ATTEMPTS), but for a silent endpoint, which gets OPERATOR_UNANSWERED_ATTEMPTS
- *    (an S3 write apart, once connected): an operator waiting on a silent endpoint gets a line
+ *  - gives each attempt of a read OPERATOR_ANSWER_TIMEOUT_MS to be answered, and keeps the SDK's own retry
+ *    strategy (standard mode, DEFAULT_MAX_ATTEMPTS), but for a silent endpoint, which gets
+ *    OPERATOR_UNANSWERED_ATTEMPTS (S3 apart): an operator waiting on a silent endpoint gets a line
  *    within seconds, not minutes;
  *  - names the service and the endpoint in a timed-out attempt's error (see AwsTimeoutDetails).
  */
@@ -107,7 +96,7 @@ export const SDK_RETRY = {
   maxAttempts: DEFAULT_MAX_ATTEMPTS,
   retryMode: 'standard',
   get requestHandler() {
-    return operatorSettings ? { ...SERVICE_CONTROL_PLANE_HANDLER, connectionTimeout: OPERATOR_CONNECTION_TIMEOUT_MS, throwOnRequestTimeout: true } : SERVICE_CONTROL_PLANE_HANDLER;
+    return operatorSettings ? { ...SERVICE_CONTROL_PLANE_HANDLER, throwOnRequestTimeout: true } : SERVICE_CONTROL_PLANE_HANDLER;
   },
   get extensions() {
     return operatorSettings ? [OPERATOR_EXTENSION] : [];
@@ -129,10 +118,9 @@ export const REQUEST_PATH_SDK = {
 } as const;
 
 /**
- * The operator CLI's extensions for the S3 client (lambdas/shared/aws.ts): the same checks,
- * answer bound and cap on the attempts of a silent endpoint, except for a write (a part upload, a
- * manifest), bounded by its socket's idle time only, which keeps the SDK's own
- * DEFAULT_MAX_ATTEMPTS: such an attempt may have been cut by a slow link, not a missing endpoint.
+ * The operator CLI's extensions for the S3 client (lambdas/shared/aws.ts): the same checks and
+ * answer bound, and the SDK's own DEFAULT_MAX_ATTEMPTS for a silent endpoint (a download is one
+ * call, and its command makes few others).
  */
 export function s3OperatorExtensions(): (typeof OPERATOR_S3_EXTENSION)[] {
   return operatorSettings ? [OPERATOR_S3_EXTENSION] : [];
@@ -150,10 +138,8 @@ export interface AwsEndpointDetails {
 
 /** What the operator CLI adds to a timed-out attempt's error. */
 export interface AwsTimeoutDetails extends AwsEndpointDetails {
-  /** How long the attempt waited: OPERATOR_ANSWER_TIMEOUT_MS for a read, SDK_IDLE_TIMEOUT_MS of silence for a write, OPERATOR_CONNECTION_TIMEOUT_MS for the connection. */
+  /** How long the attempt waited: OPERATOR_ANSWER_TIMEOUT_MS for a read, SDK_IDLE_TIMEOUT_MS of silence for a write. */
   readonly awsAttemptBoundMs: number;
-  /** True when the attempt got no connection at all within OPERATOR_CONNECTION_TIMEOUT_MS. */
-  readonly awsNotConnected?: boolean;
 }
 
 /** The service's name in the SDK's user agent (`api/<id>#<version>`), as an operator knows it. */
@@ -208,20 +194,16 @@ type SdkRetryStrategyProvider = () => Promise<SdkRetryStrategy>;
 /**
  * The client's own retry strategy (its maxAttempts, backoff and retry quota), except that an
  * attempt that timed out is not retried once OPERATOR_UNANSWERED_ATTEMPTS attempts have been made:
- * the SDK then throws that attempt's TimeoutError, with $metadata.attempts counting them. With
- * `boundedOnly` (S3), only an attempt that got no connection, or no answer to a request bounded by
- * OPERATOR_ANSWER_TIMEOUT_MS, counts.
+ * the SDK then throws that attempt's TimeoutError, with $metadata.attempts counting them.
  */
-function capUnanswered(strategy: SdkRetryStrategy, boundedOnly: boolean): SdkRetryStrategy {
+function capUnanswered(strategy: SdkRetryStrategy): SdkRetryStrategy {
   const { acquireInitialRetryToken, refreshRetryTokenForRetry, recordSuccess } = strategy;
   if (acquireInitialRetryToken === undefined || refreshRetryTokenForRetry === undefined || recordSuccess === undefined) return strategy;
   return {
     mode: strategy.mode,
     acquireInitialRetryToken: (scope) => acquireInitialRetryToken.call(strategy, scope),
     refreshRetryTokenForRetry: async (token, errorInfo) => {
-      const error = errorInfo.error as (Partial<AwsTimeoutDetails> & { name?: unknown }) | null | undefined;
-      const bounded = error?.awsNotConnected === true || error?.awsAttemptBoundMs === OPERATOR_ANSWER_TIMEOUT_MS;
-      const timedOut = error?.name === 'TimeoutError' && (bounded || !boundedOnly);
+      const timedOut = (errorInfo.error as { name?: unknown } | null | undefined)?.name === 'TimeoutError';
       if (timedOut && token.getRetryCount() + 1 >= OPERATOR_UNANSWERED_ATTEMPTS) throw new Error('no retry: the endpoint did not answer');
       return refreshRetryTokenForRetry.call(strategy, token, errorInfo);
     },
@@ -241,21 +223,23 @@ interface SdkExtensionConfiguration {
  * A runtime extension (the SDK's hook into a client being built): it checks the AWS variables, then
  * wraps the client's HTTP handler so that each small request gets OPERATOR_ANSWER_TIMEOUT_MS to be
  * answered (the handler's own requestTimeout, which throws the SDK's retryable TimeoutError) and a
- * timed-out attempt's error names the service and the endpoint; a silent endpoint gets
- * OPERATOR_UNANSWERED_ATTEMPTS attempts (capUnanswered; `boundedOnly` for S3).
+ * timed-out attempt's error names the service and the endpoint; with `capRetries`, a silent
+ * endpoint gets OPERATOR_UNANSWERED_ATTEMPTS attempts (capUnanswered).
  */
-function operatorExtension(boundedOnly: boolean) {
-  return { configure: (config: SdkExtensionConfiguration) => configureOperatorClient(config, boundedOnly) };
+function operatorExtension(capRetries: boolean) {
+  return { configure: (config: SdkExtensionConfiguration) => configureOperatorClient(config, capRetries) };
 }
-const OPERATOR_EXTENSION = operatorExtension(false);
-const OPERATOR_S3_EXTENSION = operatorExtension(true);
+const OPERATOR_EXTENSION = operatorExtension(true);
+const OPERATOR_S3_EXTENSION = operatorExtension(false);
 
-function configureOperatorClient(config: SdkExtensionConfiguration, boundedOnly: boolean): void {
+function configureOperatorClient(config: SdkExtensionConfiguration, capRetries: boolean): void {
   assertAwsVariables(process.env);
-  // The client's strategy is made once and shared by its calls (its retry quota): so is the cap.
-  const provider = config.retryStrategy();
-  let capped: Promise<SdkRetryStrategy> | undefined;
-  config.setRetryStrategy(() => (capped ??= provider().then((strategy) => capUnanswered(strategy, boundedOnly))));
+  if (capRetries) {
+    // The client's strategy is made once and shared by its calls (its retry quota): so is the cap.
+    const provider = config.retryStrategy();
+    let capped: Promise<SdkRetryStrategy> | undefined;
+    config.setRetryStrategy(() => (capped ??= provider().then(capUnanswered)));
+  }
   const inner = config.httpHandler();
   const bounded: SdkHttpHandler = {
     metadata: inner.metadata,
@@ -274,7 +258,7 @@ function configureOperatorClient(config: SdkExtensionConfiguration, boundedOnly:
         // timeout): the service and its endpoint variable are added for the one line that says
         // which service could not be reached (asOperatorError), whatever client made the call.
         if (typeof error === 'object' && error !== null) {
-          Object.assign(error, (error as { name?: unknown }).name === 'TimeoutError' ? timeoutDetails(request, error, answerBound) : endpointDetails(request));
+          Object.assign(error, (error as { name?: unknown }).name === 'TimeoutError' ? timeoutDetails(request, answerBound ? OPERATOR_ANSWER_TIMEOUT_MS : SDK_IDLE_TIMEOUT_MS) : endpointDetails(request));
         }
         throw error;
       }
@@ -316,14 +300,8 @@ function bodyBytes(request: SdkHttpRequest): number {
   return Number.POSITIVE_INFINITY;
 }
 
-/** The handler's connection timeout, told from a request timeout by its message (the SDK gives both the same name). */
-const NOT_CONNECTED = /did not establish a connection/i;
-
-function timeoutDetails(request: SdkHttpRequest, error: object, answerBound: boolean): AwsTimeoutDetails {
-  if (NOT_CONNECTED.test(String((error as { message?: unknown }).message))) {
-    return { awsAttemptBoundMs: OPERATOR_CONNECTION_TIMEOUT_MS, awsNotConnected: true, ...endpointDetails(request) };
-  }
-  return { awsAttemptBoundMs: answerBound ? OPERATOR_ANSWER_TIMEOUT_MS : SDK_IDLE_TIMEOUT_MS, ...endpointDetails(request) };
+function timeoutDetails(request: SdkHttpRequest, attemptBoundMs: number): AwsTimeoutDetails {
+  return { awsAttemptBoundMs: attemptBoundMs, ...endpointDetails(request) };
 }
 
 function endpointDetails(request: SdkHttpRequest): AwsEndpointDetails {

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import * as http from 'node:http';
 import * as net from 'node:net';
 
@@ -25,36 +24,6 @@ export async function startSilentEndpoint(): Promise<LocalEndpoint> {
     stop: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
-
-/**
- * An endpoint that never accepts a connection: the SYN goes unanswered, as behind a firewall or a
- * black-holed route, and the client's connect hangs (not refused). A listener with the smallest
- * backlog, in a child process stopped by SIGSTOP so that it accepts nothing, whose queue the
- * connections made here fill: the kernel then drops every new SYN. `received` is always 0.
- */
-export async function startBlackholedEndpoint(): Promise<LocalEndpoint> {
-  const listener = spawn(process.execPath, ['-e', "const s = require('node:net').createServer(); s.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => process.stdout.write(String(s.address().port)));"], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const port = await new Promise<number>((resolve, reject) => {
-    listener.stdout.once('data', (chunk: Buffer) => resolve(Number(chunk.toString())));
-    listener.once('error', reject);
-  });
-  listener.kill('SIGSTOP');
-  const fillers: net.Socket[] = [];
-  for (let i = 0; i < 4; i += 1) fillers.push(net.connect(port, '127.0.0.1').on('error', () => undefined));
-  await new Promise((resolve) => setTimeout(resolve, 300));
-  return {
-    url: `http://127.0.0.1:${port}`,
-    received: () => 0,
-    stop: async () => {
-      for (const socket of fillers) socket.destroy();
-      const exited = new Promise((resolve) => listener.once('exit', resolve));
-      listener.kill('SIGKILL');
-      await exited;
     },
   };
 }
