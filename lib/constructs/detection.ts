@@ -69,7 +69,7 @@ const FIVE_MINUTES = Duration.minutes(5);
 const MAX_EVALUATION_SECONDS_UNDER_AN_HOUR = 86_400;
 const { GREATER_THAN_THRESHOLD: GT, GREATER_THAN_OR_EQUAL_TO_THRESHOLD: GTE, LESS_THAN_THRESHOLD: LT, LESS_THAN_OR_EQUAL_TO_THRESHOLD: LTE } =
   cloudwatch.ComparisonOperator;
-const { BREACHING, NOT_BREACHING } = cloudwatch.TreatMissingData;
+const { BREACHING, NOT_BREACHING, IGNORE } = cloudwatch.TreatMissingData;
 
 /** OSRM is down in a minute (Osrm-Down) and over a window (left out of Network-ProbeFailures) at or below this OsrmAvailability. */
 export const OSRM_DOWN_PERCENT = 50;
@@ -354,8 +354,10 @@ export class Detection extends Construct {
         ...evaluation,
       });
       // The probe publishes DbReadOnly only when it reached the database: a minute without a session
-      // is missing here, not breaching (Database-Down pages it), so this alarm fires only for a
-      // database that answers and refuses writes.
+      // is missing here and leaves the alarm as it is (Database-Down pages it), so this alarm fires
+      // only for a database that answers and refuses writes, and its OK, which resolves the incident,
+      // only for one read read-write again. Not breaching would turn a read-only outage OK as soon as
+      // the probe lost its session, the database still read-only.
       alarm('dbReadOnly', 'dbReadOnly', 'DB Read-Only', {
         concern: 'Database',
         what: 'ReadOnly',
@@ -366,7 +368,7 @@ export class Detection extends Construct {
         threshold: 1,
         comparisonOperator: GTE,
         ...evaluation,
-        treatMissingData: NOT_BREACHING,
+        treatMissingData: IGNORE,
       });
       graphs.push({ title: 'Database signals (probe)', metrics: [readOnly.with({ label: 'DbReadOnly' }), up.with({ label: 'DatabaseUp' })] });
     }

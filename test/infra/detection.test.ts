@@ -46,13 +46,26 @@ const breaches = (a: AlarmProps, v: Minute) => {
   if (a.ComparisonOperator === 'GreaterThanOrEqualToThreshold') return v >= threshold;
   throw new Error(`${a.AlarmName}: operator ${String(a.ComparisonOperator)} not evaluated here`);
 };
-/** The alarm as synthesized, the CloudWatch way, at each period whose last EvaluationPeriods are in `periods`: true once DatapointsToAlarm of them breach. */
-const pages = (a: AlarmProps, periods: Minute[]) => {
+/**
+ * The alarm's state as synthesized, the CloudWatch way, from OK, after each period whose last
+ * EvaluationPeriods are in `periods`: ALARM when DatapointsToAlarm of them breach, else OK. With
+ * TreatMissingData "ignore" the missing ones are left out and, with fewer than DatapointsToAlarm
+ * present (silence), the state is kept ("the current alarm state is maintained").
+ */
+const states = (a: AlarmProps, periods: Minute[]) => {
   const n = a.EvaluationPeriods as number;
   const m = (a.DatapointsToAlarm as number | undefined) ?? n;
-  for (let end = n; end <= periods.length; end++) if (periods.slice(end - n, end).filter((v) => breaches(a, v)).length >= m) return true;
-  return false;
+  const seen: ('OK' | 'ALARM')[] = [];
+  let state: 'OK' | 'ALARM' = 'OK';
+  for (let end = n; end <= periods.length; end++) {
+    const evaluated = periods.slice(end - n, end).filter((v) => v !== undefined || a.TreatMissingData !== 'ignore');
+    if (evaluated.length >= m) state = evaluated.filter((v) => breaches(a, v)).length >= m ? 'ALARM' : 'OK';
+    seen.push(state);
+  }
+  return seen;
 };
+/** True once the alarm goes to ALARM in `periods`. */
+const pages = (a: AlarmProps, periods: Minute[]) => states(a, periods).includes('ALARM');
 
 describe('health probe rights (example config)', () => {
   it("reads its read-only role's secret with GetSecretValue only (the probe never describes it, and never reads the master secret)", () => {
@@ -77,7 +90,7 @@ describe('detection alarms (example config)', () => {
     ['Health-ApiNotReady', 'AtmrDr/example', 'ApiReady', 'Maximum', 60, 1, 'LessThanThreshold', 10, 2, 'breaching'],
     ['Health-RedisDown', 'AtmrDr/example', 'RedisUp', 'Maximum', 60, 1, 'LessThanThreshold', 10, 2, 'breaching'],
     ['Database-Down', 'AtmrDr/example', 'DatabaseUp', 'Maximum', 60, 1, 'LessThanThreshold', 10, 2, 'breaching'],
-    ['Database-ReadOnly', 'AtmrDr/example', 'DbReadOnly', 'Maximum', 60, 1, 'GreaterThanOrEqualToThreshold', 10, 2, 'notBreaching'],
+    ['Database-ReadOnly', 'AtmrDr/example', 'DbReadOnly', 'Maximum', 60, 1, 'GreaterThanOrEqualToThreshold', 10, 2, 'ignore'],
     ['Probe-Silent', 'AtmrDr/example', 'ProbeChecksMade', 'SampleCount', 60, 1, 'LessThanThreshold', 10, 2, 'breaching'],
     ['Killswitch-MaintenanceTooLong', 'AtmrDr/example', 'KillswitchMode', 'Minimum', 300, 2, 'GreaterThanOrEqualToThreshold', 13, 12, 'notBreaching'],
     ['Osrm-ApiErrors', 'AtmrDr/example', 'ApiOsrmErrors', 'Sum', 300, 5, 'GreaterThanOrEqualToThreshold', 1, undefined, 'notBreaching'],
@@ -364,6 +377,22 @@ describe('detection alarms (example config)', () => {
       // Act + Assert
       expect([pages(down, noSession.up), pages(readOnly, noSession.readOnly)]).toEqual([true, false]);
       expect([pages(down, readOnlyAnswers.up), pages(readOnly, readOnlyAnswers.readOnly)]).toEqual([false, true]);
+    });
+
+    it('keeps Database-ReadOnly in ALARM while the probe goes silent on a read-only database (its OK resolves the incident), and turns it OK on read-write readings', () => {
+      // Arrange: 5 read-only minutes, then 15 without DbReadOnly (the probe lost its session, or did
+      // not run), then 2 read-write minutes.
+      const readOnly = alarm('Database-ReadOnly');
+      const outage = [...Array<Minute>(5).fill(1), ...Array<Minute>(15).fill(undefined)];
+
+      // Act
+      const silent = states(readOnly, outage);
+      const readWrite = states(readOnly, [...outage, 0, 0]);
+
+      // Assert
+      expect(silent.at(-1)).toBe('ALARM');
+      expect(silent.includes('OK', silent.indexOf('ALARM'))).toBe(false);
+      expect(readWrite.at(-1)).toBe('OK');
     });
 
     it('pages Probe-Errors whenever the probe failing (no metric in those minutes) opens a target alarm (each of the 1024 sequences of 10 runs failed or not)', () => {
