@@ -32,7 +32,7 @@ export function registerRestoreCommands(program: Command): void {
     .option('--i-understand-this-overwrites-production', 'allow --target-db to be the production/source database (PGDATABASE or the backup\'s own database); asks to type the database name unless --yes')
     .option('--yes', 'confirm the overwrite of production without asking (required with the flag above when standard input is not a terminal)')
     .option('--database-secret <arn>', 'read the connection from this Secrets Manager secret instead of PG* variables')
-    .option('--count-timeout <duration>', "longest one table's row count may take, e.g. 90m, 3h (default 1h; counts run one per core at a time and share the disk's throughput)")
+    .option('--count-timeout <duration>', "longest one table's row count may take, e.g. 90m, 3h, from 2m to 7d (default 1h; counts run one per core at a time and share the disk's throughput)")
     .option('--progress', 'progress on stderr even when it is not a terminal (at a terminal it is always shown)')
     .option('--json', 'print the result as JSON')
     .action(
@@ -71,10 +71,12 @@ export function registerRestoreCommands(program: Command): void {
         }
         if (opts.targetDb === undefined) throw new OperatorError('--target-db is required: name the database to restore into, e.g. --target-db atmr_restored', 2);
         // A week at most: PostgreSQL's statement_timeout stops at about 24 days, and a count longer
-        // than a week is a disk to fix, not a bound to raise.
+        // than a week is a disk to fix, not a bound to raise. Over the counts' minute of lock_timeout:
+        // a count waiting on a lock ends on the first of the two, statement_timeout when they are
+        // equal, and its line would then ask for a longer count instead of naming the lock.
         const countSeconds = opts.countTimeout === undefined ? undefined : (durationSeconds(opts.countTimeout) ?? 0);
-        if (countSeconds !== undefined && !(countSeconds > 0 && countSeconds <= 7 * 86400)) {
-          throw new OperatorError(`restore: --count-timeout "${opts.countTimeout}" must be a duration from 1s to 7d, such as 90m or 3h`, 2);
+        if (countSeconds !== undefined && !(countSeconds >= 120 && countSeconds <= 7 * 86400)) {
+          throw new OperatorError(`restore: --count-timeout "${opts.countTimeout}" must be a duration from 2m to 7d, such as 90m or 3h`, 2);
         }
         // Until restoreBackup takes the signals over (interruptible below), an interrupt ends the
         // command at once: nothing is created before it, and the line says where it was.
@@ -183,6 +185,7 @@ export function registerRestoreCommands(program: Command): void {
             // Only when shown: each report is a query to the server.
             onLoadProgress: showProgress ? loadStatus(progress) : undefined,
             ...(countSeconds !== undefined && { rowCountBounds: rowCountBounds(countSeconds) }),
+            countTimeoutOption: '--count-timeout',
           },
           {
             ref,

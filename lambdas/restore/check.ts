@@ -35,7 +35,8 @@ export const ROW_COUNT_BOUNDS: ReadBounds = rowCountBounds(3600);
  * tables are counted one statement each over `connections` sessions (default: one per core),
  * each session taking the next table when it is done. Each session is bounded by `bounds`
  * (ROW_COUNT_BOUNDS): a bound that ends a count is one line naming the table, the bound and the
- * server, and the caller drops the staging copy as after any failure.
+ * server (and `longerAdvice`, how to give the counts longer, when it is statement_timeout), and the
+ * caller drops the staging copy as after any failure.
  *
  * An abort (Ctrl-C, SIGTERM, a deadline) ends the sessions at once: a count of a large table, or
  * one waiting on a lock, would otherwise outlast ECS's stop timeout or the Lambda's deadline, and
@@ -54,7 +55,8 @@ export async function checkRowCounts(
   {
     bounds = ROW_COUNT_BOUNDS,
     connect = () => connectTo(staging, staging.database, bounds, { answeredBefore: true }),
-  }: { readonly bounds?: ReadBounds; readonly connect?: () => Promise<Client> } = {},
+    longerAdvice,
+  }: { readonly bounds?: ReadBounds; readonly connect?: () => Promise<Client>; readonly longerAdvice?: string } = {},
 ): Promise<number> {
   const read = <R extends QueryResultRow>(client: Client, what: string, text: string): Promise<R[]> => shortQuery<R>(client, staging, staging.database, what, text, undefined, bounds);
   let unanswered = false;
@@ -114,7 +116,9 @@ export async function checkRowCounts(
   } catch (error) {
     if (!(error instanceof ReadGivenUp)) throw error;
     unanswered = error.unanswered;
-    throw new OperatorError(`${error.message}; the target was not touched`);
+    // Only a count its statement_timeout ended wants a longer bound: a lock or a silent server does not.
+    const advice = error.bound === 'statement_timeout' && longerAdvice !== undefined ? `; ${longerAdvice}` : '';
+    throw new OperatorError(`${error.message}${advice}; the target was not touched`);
   } finally {
     signal?.removeEventListener('abort', endAll);
     // A server that sends nothing may not answer the end either: not waited for.

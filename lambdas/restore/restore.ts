@@ -82,6 +82,8 @@ export interface RestoreDeps extends CatalogDeps, SpaceCheck {
   readonly onLoadProgress?: (bytes: number) => void;
   /** The bounds of each row count's statement (the CLI's --count-timeout: rowCountBounds). @default check.ts ROW_COUNT_BOUNDS */
   readonly rowCountBounds?: ReadBounds;
+  /** The option that gives each row count longer (the CLI's --count-timeout), named on the line of a count its statement_timeout ended. @default none (restore-test and the Lambda have no such option) */
+  readonly countTimeoutOption?: string;
 }
 
 export interface RestoreOptions {
@@ -279,7 +281,10 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     const countBounds = deps.rowCountBounds ?? ROW_COUNT_BOUNDS;
     log(`check: row counts against the manifest (each table's count bounded to ${boundText(countBounds.statement_timeout)})`);
     const checkStarted = performance.now();
-    const rowsRestored = await checkRowCounts({ ...deps.connection, database: staging }, manifest, manifestKey, deps.jobs, signal, { bounds: countBounds });
+    const rowsRestored = await checkRowCounts({ ...deps.connection, database: staging }, manifest, manifestKey, deps.jobs, signal, {
+      bounds: countBounds,
+      longerAdvice: deps.countTimeoutOption && `give each count longer: ${deps.countTimeoutOption} <more than ${boundText(countBounds.statement_timeout)}>`,
+    });
     const verifySeconds = (performance.now() - checkStarted) / 1000;
 
     // 7. What the replaced database has set on itself (settings, grants, connection limit,

@@ -488,9 +488,12 @@ export interface ReadBounds {
 export class ReadGivenUp extends OperatorError {
   /** The server sent nothing (query_timeout): the session may still be busy, and is not to be waited for. */
   readonly unanswered: boolean;
-  constructor(message: string, unanswered: boolean) {
+  /** The bound that ended the read: only a statement_timeout is the read being too long for its bound. */
+  readonly bound: keyof ReadBounds;
+  constructor(message: string, bound: keyof ReadBounds) {
     super(message);
-    this.unanswered = unanswered;
+    this.bound = bound;
+    this.unanswered = bound === 'query_timeout';
   }
 }
 
@@ -512,18 +515,17 @@ export async function shortQuery<R extends QueryResultRow>(
     return (await client.query<R>(text, values)).rows;
   } catch (error) {
     const code = sqlState(error);
-    const why =
-      code === LOCK_NOT_AVAILABLE
-        ? `waited ${boundText(bounds.lock_timeout)} for a lock another session holds (lock_timeout)`
-        : code === QUERY_CANCELED
-          ? `did not end within ${boundText(bounds.statement_timeout)} (statement_timeout)`
-          : isQueryReadTimeout(error)
-            ? `got no answer within ${boundText(bounds.query_timeout)} (the server accepts connections but does not answer)`
-            : undefined;
-    if (why === undefined) throw error;
+    const bound: keyof ReadBounds | undefined =
+      code === LOCK_NOT_AVAILABLE ? 'lock_timeout' : code === QUERY_CANCELED ? 'statement_timeout' : isQueryReadTimeout(error) ? 'query_timeout' : undefined;
+    if (bound === undefined) throw error;
+    const why = {
+      lock_timeout: `waited ${boundText(bounds.lock_timeout)} for a lock another session holds (lock_timeout)`,
+      statement_timeout: `did not end within ${boundText(bounds.statement_timeout)} (statement_timeout)`,
+      query_timeout: `got no answer within ${boundText(bounds.query_timeout)} (the server accepts connections but does not answer)`,
+    }[bound];
     throw new ReadGivenUp(
       `${what} on ${describeConnection({ ...connection, database })} ${why}: check that the server answers (psql -c 'SELECT 1') and which session holds a lock or runs long there (SELECT pid, state, wait_event_type, query FROM pg_stat_activity WHERE state <> 'idle')`,
-      isQueryReadTimeout(error),
+      bound,
     );
   }
 }

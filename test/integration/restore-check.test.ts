@@ -5,7 +5,7 @@ import { createS3Client } from '../../lambdas/shared/aws';
 import type { OperatorError } from '../../lambdas/shared/errors';
 import type { BackupManifest } from '../../lambdas/shared/manifest';
 import type { PgConnection, ReadBounds } from '../../lambdas/shared/pg-connection';
-import { checkRowCounts } from '../../lambdas/restore/check';
+import { checkRowCounts, rowCountBounds } from '../../lambdas/restore/check';
 import { restoreBackup } from '../../lambdas/restore/restore';
 import { holdTableLock, testCluster, uniqueDatabaseName, type HeldLock, testClient } from '../support/cluster';
 import { psql } from '../support/postgres';
@@ -256,12 +256,13 @@ describe('row counts bounded', () => {
     // Arrange: as the check starts, another session takes the staging copy's rides table
     const target = uniqueDatabaseName('check_bounded');
     const checking = lockRidesAtCheck();
-    const rowCountBounds: ReadBounds = { lock_timeout: 1_000, statement_timeout: 10_000, query_timeout: 12_000 };
+    const bounds: ReadBounds = { lock_timeout: 1_000, statement_timeout: 10_000, query_timeout: 12_000 };
 
     try {
       // Act
       const started = performance.now();
-      const error = await restoreBackup({ s3, bucket: localS3.bucket, connection, jobs: 2, log: checking.log, rowCountBounds }, { ref: manifestKey, targetDb: target }).then(
+      // With the CLI's option: a lock is not a count too long, and its line asks for no longer bound.
+      const error = await restoreBackup({ s3, bucket: localS3.bucket, connection, jobs: 2, log: checking.log, rowCountBounds: bounds, countTimeoutOption: '--count-timeout' }, { ref: manifestKey, targetDb: target }).then(
         () => undefined,
         (e: unknown) => e as OperatorError,
       );
@@ -273,6 +274,36 @@ describe('row counts bounded', () => {
       expect(error?.exitCode).toBe(1);
       expect(checking.lines).toContain(`staging database ${checking.staging} dropped`);
       expect(seconds).toBeLessThan(LOCK_HELD_MS / 1000);
+      expect(databasesLike(cluster, target)).toEqual([]);
+    } finally {
+      checking.locker?.kill();
+    }
+  }, LOCK_HELD_MS + 60_000);
+
+  it.each([
+    ["with the CLI's option, its line says how to give each count longer", '--count-timeout', '; give each count longer: --count-timeout <more than 2 s>'],
+    ['without an option (restore-test, the Lambda), its line names none', undefined, ''],
+  ])('a restore whose count its statement_timeout ends fails at the bound: %s', async (_case, countTimeoutOption, advice) => {
+    // Arrange: each count bounded to 2 s, under the minute of lock_timeout, so a count queued behind
+    // another session's lock on rides ends at its statement_timeout (57014), as a count too long would.
+    const target = uniqueDatabaseName('check_too_long');
+    const checking = lockRidesAtCheck();
+
+    try {
+      // Act
+      const error = await restoreBackup(
+        { s3, bucket: localS3.bucket, connection, jobs: 2, log: checking.log, rowCountBounds: rowCountBounds(2), countTimeoutOption },
+        { ref: manifestKey, targetDb: target },
+      ).then(
+        () => undefined,
+        (e: unknown) => e as OperatorError,
+      );
+
+      // Assert
+      expect(error?.message).toBe(
+        `the row count of public.rides (count(*)) on ${cluster.user}@${cluster.host}:${cluster.port}/${checking.staging} did not end within 2 s (statement_timeout): check that the server answers (psql -c 'SELECT 1') and which session holds a lock or runs long there (SELECT pid, state, wait_event_type, query FROM pg_stat_activity WHERE state <> 'idle')${advice}; the target was not touched`,
+      );
+      expect(checking.lines).toContain(`staging database ${checking.staging} dropped`);
       expect(databasesLike(cluster, target)).toEqual([]);
     } finally {
       checking.locker?.kill();
