@@ -202,15 +202,27 @@ export async function releaseClaim(store: IncidentStore, id: string, key: string
 
 /** The keys of the incident's timeline entries that start with `prefix` (facts already recorded, e.g. the levels told of the resolution). */
 export async function timelineKeys(store: IncidentStore, id: string, prefix: string): Promise<string[]> {
-  const keys: string[] = [];
+  return (await timelineItems(store, id, prefix)).map((item) => String(item.sk).slice('EVENT#'.length));
+}
+
+/** The levels of the incident's timeline entries that start with `prefix` (e.g. the levels reminded), each once, ascending. */
+export async function timelineLevels(store: IncidentStore, id: string, prefix: string): Promise<number[]> {
+  const levels = (await timelineItems(store, id, prefix)).map((item) => item.level).filter((level): level is number => typeof level === 'number');
+  return [...new Set(levels)].sort((a, b) => a - b);
+}
+
+/** The key and level of the incident's timeline entries that start with `prefix`. */
+async function timelineItems(store: IncidentStore, id: string, prefix: string): Promise<Record<string, unknown>[]> {
+  const items: Record<string, unknown>[] = [];
   const query = {
     KeyConditionExpression: 'pk = :pk AND begins_with(sk, :e)',
     ExpressionAttributeValues: { ':pk': incidentPk(id), ':e': `EVENT#${prefix}` },
-    ProjectionExpression: 'sk',
+    ExpressionAttributeNames: { '#level': 'level' },
+    ProjectionExpression: 'sk, #level',
     ConsistentRead: true,
   };
-  for await (const items of queryPages(store, query)) keys.push(...items.map((item) => String(item.sk).slice('EVENT#'.length)));
-  return keys;
+  for await (const page of queryPages(store, query)) items.push(...page);
+  return items;
 }
 
 export async function timeline(store: IncidentStore, id: string): Promise<TimelineEntry[]> {

@@ -20,6 +20,7 @@ import {
   resolveUnlessAlarmAgain,
   storeTaskToken,
   timelineKeys,
+  timelineLevels,
   wake,
   withdrawPageIntent,
 } from './store';
@@ -398,6 +399,9 @@ function reminderRound(state: ExecutionState | undefined, taskToken: string): st
   return typeof rounds === 'number' ? `${String(state?.handedOverFrom ?? '')}#${rounds}` : shortHash(taskToken);
 }
 
+/** Timeline keys of the reminders, one per step (`<token hash>`), each with the level it went to. */
+const REMINDER = 'reminder#';
+
 async function remind(deps: TaskDeps, incidentId: string, taskToken: string, state: ExecutionState | undefined): Promise<string> {
   const incident = await storeTaskToken(deps.store, incidentId, taskToken, undefined, { remindsJoins: true });
   if (incident.status === 'RESOLVED') {
@@ -408,7 +412,7 @@ async function remind(deps: TaskDeps, incidentId: string, taskToken: string, sta
   const level = existingLevel(deps, acknowledgingLevel(incident, state));
   const target = deps.levels[level - 1];
   const at = nowIso(deps);
-  const key = `reminder#${shortHash(taskToken)}`;
+  const key = `${REMINDER}${shortHash(taskToken)}`;
   // Its entry is written once the reminder is out: "Reminded" is never said of one SNS refused. A
   // re-run of this step (the same token) whose reminder went out sends nothing more.
   if ((await timelineKeys(deps.store, incidentId, key)).length > 0) return 'already reminded';
@@ -525,15 +529,20 @@ async function announceResolution(deps: TaskDeps, incident: Incident, state: Exe
     readonly required: boolean;
   }
   const channels: Channel[] = [];
-  // Every level that heard of this incident: paged or reminded for it, and, when it carried over the
-  // climb of the alarm's previous incidents (model.ts `climbToCarryOver`), level 1, which heard of its
-  // ALARM from the alarm's own action. The levels that climb paged above level 1 heard of nothing
-  // since their "Résolu" unless this incident paged a level (the climb went on past them): only then
-  // are they told, else each flap would send them one more "Résolu" (an SMS to the CTO at level 3).
+  // Every level that heard of this incident: paged for it, reminded (the level its `reminder#`
+  // entries name: the one the reminder went to, not the acknowledging level it stood for when a
+  // deploy had dropped that one), the level whose link acknowledged it (in its page), and, when it
+  // carried over the climb of the alarm's previous incidents (model.ts `climbToCarryOver`), level 1,
+  // which heard of its ALARM from the alarm's own action. The levels that climb paged above level 1
+  // heard of nothing since their "Résolu" unless this incident paged a level (the climb went on past
+  // them): only then are they told, else each flap would send them one more "Résolu" (an SMS to the
+  // CTO at level 3).
   const pagedHere = levelsPaged(incident, state);
   const carriedLevel = incident.carriedOver?.level ?? 0;
   const carried = Array.from({ length: pagedHere.length > 0 ? carriedLevel : Math.min(carriedLevel, 1) }, (_, i) => i + 1);
-  const paged = [...new Set([...pagedHere, ...carried, ...(incident.ack ? [acknowledgingLevel(incident, state)] : [])])].sort((a, b) => a - b);
+  const reminded = await timelineLevels(deps.store, incident.id, REMINDER);
+  const linkLevel = incident.ack?.level === undefined ? [] : [incident.ack.level];
+  const paged = [...new Set([...pagedHere, ...carried, ...reminded, ...linkLevel])].sort((a, b) => a - b);
   // A level a deploy removed since it heard of the incident has no topic left: atmr-dr cannot reach
   // its people. The levels told and Slack are asked to tell them, and the timeline says so.
   const removed = paged.filter((level) => !deps.levels[level - 1]);

@@ -3,10 +3,10 @@ import { AuthorizationErrorException, InternalErrorException, NotFoundException,
 import { mockClient } from 'aws-sdk-client-mock';
 import { readAckLinkKey } from '../../../lambdas/escalation/key';
 import { highestLevelPaged, Incident, levelsPaged, pageIntent, shortHash } from '../../../lambdas/escalation/model';
-import { acknowledgeIncident, getIncident, resolveIncident, timeline } from '../../../lambdas/escalation/store';
+import { acknowledgeIncident, createIncident, getIncident, resolveIncident, timeline } from '../../../lambdas/escalation/store';
 import { runTask, TaskDeps } from '../../../lambdas/escalation/tasks';
 import { ingestAlarmChange } from '../../../lambdas/escalation/ingest';
-import { alarmEvent, EscalationHarness, LEVEL_TOPICS, openIncident, refusingWrites, startHarness } from './harness';
+import { ALARM, alarmEvent, EscalationHarness, LEVEL_TOPICS, openIncident, refusingWrites, startHarness } from './harness';
 
 const STATE_TIME = '2026-11-30T10:15:00.123+0000';
 
@@ -175,6 +175,27 @@ describe('escalation page step', () => {
       expect((await timeline(h.store, incidentId)).filter((e) => e.kind === 'page-failed').map((e) => e.text)).toEqual([
         'Resolution notice to level 3 not sent: the level was removed from the configuration after it heard of the incident (no topic reaches it); the levels told are asked to tell it',
       ]);
+    });
+
+    it('tells the level it reminded of the resolution, and asks nobody to tell a level that never heard of the incident', async () => {
+      // Arrange: the reviewer's scenario. A flapping alarm's incident carries over its previous one's
+      // climb at level 3 (which heard of that one, and of its "Résolu"); acknowledged by the CLI (no
+      // level), so its acknowledging level is 3; the deploy dropped level 3, so level 2 is reminded.
+      const id = 'inc-carried-3';
+      await createIncident(h.store, { id, alarmName: ALARM, openedAt: '2026-11-30T10:15:00.000Z', carriedOver: { from: 'inc-prev', level: 3, until: '2026-11-30T10:30:00.000Z' } });
+      await acknowledgeIncident(h.store, id, { by: 'alice', via: 'cli' });
+      expect(await runTask(twoLevels(), { action: 'remind', incidentId: id, taskToken: 'token-r1' })).toEqual({ result: 'reminded level 2' });
+      await resolveIncident(h.store, id, { by: 'carol', via: 'cli', how: 'resolved by hand' });
+
+      // Act
+      const result = await runTask(twoLevels(), { action: 'resolve', incidentId: id });
+
+      // Assert: level 1 (the alarm's own action) and level 2 (reminded) hear "Résolu"; level 3 is not named.
+      expect(result).toEqual({ result: 'announced to levels 1, 2' });
+      const notices = h.published.filter((p) => p.subject?.startsWith('[atmr-dr] Résolu'));
+      expect(notices.map((p) => p.topicArn)).toEqual([LEVEL_TOPICS[0], LEVEL_TOPICS[1]]);
+      expect(notices[0].text).not.toContain('retiré');
+      expect((await timeline(h.store, id)).filter((e) => e.kind === 'page-failed')).toEqual([]);
     });
 
     it('climbs on from level 2 when an ALARM joined after the check read the alarm OK', async () => {
