@@ -507,6 +507,8 @@ async function resolve(deps: TaskDeps, incidentId: string, state: ExecutionState
 
 /** Timeline keys of the resolution notice, one per level told (`L<n>`) and one for Slack. */
 const NOTICE = 'resolution-notice#';
+/** Timeline keys of the levels removed from the configuration that the resolution notice could not reach (`L<n>`). */
+const NOT_TOLD = 'resolution-notice-untold#';
 
 /**
  * Tells every level that was paged (`levelsPaged`: the incident's record and, for a level whose record
@@ -565,9 +567,9 @@ async function announceResolution(deps: TaskDeps, incident: Incident, state: Exe
   const told = new Set(await timelineKeys(deps.store, incident.id, NOTICE));
   const at = nowIso(deps);
   const untold = `not sent: the level was removed from the configuration after it heard of the incident (no topic reaches it); the levels told${deps.slackTopicArn ? ' and Slack' : ''} are asked to tell it`;
-  for (const level of removed) {
-    if (!told.has(`${NOTICE}L${level}`)) await recordTimeline(deps.store, incident.id, `${NOTICE}L${level}`, { at, kind: 'page-failed', text: `Resolution notice to level ${level} ${untold}`, level });
-  }
+  // Outside the `resolution-notice#` keys read above as "told": a retry run after a deploy that
+  // added the level back must find it untold, and send it its notice. Written once (a conditional write).
+  for (const level of removed) await recordTimeline(deps.store, incident.id, `${NOT_TOLD}L${level}`, { at, kind: 'page-failed', text: `Resolution notice to level ${level} ${untold}`, level });
   const failures = await Promise.all(
     channels
       .filter((channel) => !told.has(`${NOTICE}${channel.key}`))

@@ -198,6 +198,29 @@ describe('escalation page step', () => {
       expect((await timeline(h.store, id)).filter((e) => e.kind === 'page-failed')).toEqual([]);
     });
 
+    it('tells level 3 on the retry of a Resolve whose first try found it removed, when a deploy added it back in between', async () => {
+      // Arrange: levels 1-3 paged; the first try runs on the two-level config and SNS refuses level 2's notice.
+      await page('token-1', 1);
+      await page('token-2', 2);
+      await page('token-3', 3);
+      await resolveIncident(h.store, incidentId, { by: 'carol', via: 'cli', how: 'resolved by hand' });
+      h.failingTopics.add(LEVEL_TOPICS[1]);
+      await expect(runTask(twoLevels(), { action: 'resolve', incidentId })).rejects.toMatchObject({ name: 'ResolutionNoticeFailed' });
+      h.failingTopics.clear();
+
+      // Act: the retry, on the three-level config again.
+      const result = await runTask(h.taskDeps, { action: 'resolve', incidentId });
+
+      // Assert: level 3 has its "Résolu" now; level 1 is not told twice.
+      expect(result).toEqual({ result: 'announced to levels 1, 2, 3' });
+      const notices = h.published.filter((p) => p.subject?.startsWith('[atmr-dr] Résolu'));
+      expect(notices.map((p) => p.topicArn)).toEqual([LEVEL_TOPICS[0], LEVEL_TOPICS[1], LEVEL_TOPICS[2]]);
+      expect((await timeline(h.store, incidentId)).filter((e) => e.level === 3 && e.text.startsWith('Resolution notice')).map((e) => e.text)).toEqual([
+        'Resolution notice to level 3 not sent: the level was removed from the configuration after it heard of the incident (no topic reaches it); the levels told are asked to tell it',
+        'Resolution notice sent to level 3 (CTO)',
+      ]);
+    });
+
     it('climbs on from level 2 when an ALARM joined after the check read the alarm OK', async () => {
       await page('token-1', 3);
       await ingestAlarmChange(h.ingestDeps, alarmEvent('ALARM', '2026-11-30T10:40:00.000+0000'));
