@@ -81,13 +81,24 @@ export class PagedNotRecorded extends Error {
 }
 
 /**
- * Thrown when a reminder could not be published (recorded on the timeline first, once for its
- * tries): the step fails, which counts in PagerErrors, the workflow tries it twice more, seconds
+ * Thrown when SNS refused a reminder (`refusedWithoutEffect`: it was not delivered; recorded on the
+ * timeline first, once for its tries): the step fails, which counts in PagerErrors, the workflow tries it twice more, seconds
  * apart, then goes back to the acknowledged wait, whose end re-reads the alarm and reminds again
  * after the interval.
  */
 export class ReminderPublishFailed extends Error {
   override readonly name = 'ReminderPublishFailed';
+}
+
+/**
+ * Thrown when a reminder's publish failed without SNS refusing it (a timeout, a reset socket, a 5xx
+ * after the SDK's retries, a throttle after an earlier attempt: `refusedWithoutEffect`): SNS may
+ * have delivered it. Recorded on the timeline as such, and the level counts as reminded (told of the
+ * resolution). Not retried by the workflow, which would remind the level twice within seconds: it
+ * goes back to the acknowledged wait, and the step counts in PagerErrors.
+ */
+export class ReminderMayBeDelivered extends Error {
+  override readonly name = 'ReminderMayBeDelivered';
 }
 
 /**
@@ -399,7 +410,7 @@ function reminderRound(state: ExecutionState | undefined, taskToken: string): st
   return typeof rounds === 'number' ? `${String(state?.handedOverFrom ?? '')}#${rounds}` : shortHash(taskToken);
 }
 
-/** Timeline keys of the reminders, one per step (`<token hash>`), each with the level it went to. */
+/** Timeline keys of the reminders, one per step (`<token hash>`), each with the level it went to (or may have: ReminderMayBeDelivered). */
 const REMINDER = 'reminder#';
 
 async function remind(deps: TaskDeps, incidentId: string, taskToken: string, state: ExecutionState | undefined): Promise<string> {
@@ -413,23 +424,26 @@ async function remind(deps: TaskDeps, incidentId: string, taskToken: string, sta
   const target = deps.levels[level - 1];
   const at = nowIso(deps);
   const key = `${REMINDER}${shortHash(taskToken)}`;
-  // Its entry is written once the reminder is out: "Reminded" is never said of one SNS refused. A
-  // re-run of this step (the same token) whose reminder went out sends nothing more.
+  // Its entry is written once the reminder is out (or may be): "Reminded" is never said of one SNS
+  // refused. A re-run of this step (the same token) whose reminder went out sends nothing more.
   if ((await timelineKeys(deps.store, incidentId, key)).length > 0) return 'already reminded';
   const message = target && (await pageMessage(deps, incident, level, 'reminder'));
   try {
     if (target && message) await publish(deps, target.topicArn, message);
   } catch (error) {
     // Recorded, then the step fails: a reminder that returned normally counted nowhere, and an owner
-    // no longer reminded paged nobody. The workflow tries the step twice more, seconds apart (each
-    // try a new token), then waits the interval. One entry for the tries of one reminder: they share
-    // the execution's round (`reminderRound`).
-    await recordTimeline(deps.store, incidentId, `reminder-failed#${reminderRound(state, taskToken)}`, {
-      at,
-      kind: 'page-failed',
-      text: `Reminder of level ${level} failed: ${oneLine(error)}${refusedWithoutEffect(error) ? '' : '; SNS may have delivered it'}`,
-      level,
-    });
+    // no longer reminded paged nobody.
+    if (!refusedWithoutEffect(error)) {
+      // SNS may have delivered it: under the step's own reminder key, so that the level counts as
+      // reminded (told of the resolution) and a re-run of this step sends nothing more; and the
+      // workflow does not retry it (ReminderMayBeDelivered), which would remind twice.
+      await recordTimeline(deps.store, incidentId, key, { at, kind: 'page-failed', text: `Reminder of level ${level} failed: ${oneLine(error)}; SNS may have delivered it`, level });
+      throw new ReminderMayBeDelivered(`the reminder to level ${level} may have been delivered, not sent again: ${namedLine(error)}`);
+    }
+    // Refused: the workflow tries the step twice more, seconds apart (each try a new token), then
+    // waits the interval. One entry for the refused tries of one reminder: they share the
+    // execution's round (`reminderRound`).
+    await recordTimeline(deps.store, incidentId, `reminder-failed#${reminderRound(state, taskToken)}`, { at, kind: 'page-failed', text: `Reminder of level ${level} failed: ${oneLine(error)}`, level });
     throw new ReminderPublishFailed(`publishing the reminder to level ${level} failed: ${namedLine(error)}`);
   }
   // The reminder is out: a table that refuses its entry now must not fail the step (its retry would remind again).

@@ -583,7 +583,9 @@ export class Escalation extends Construct {
     remind.addCatch(checkAcked, { errors: ['States.Timeout'], resultPath: '$.timeout' });
     // A reminder SNS refused fails its step (tasks.ts ReminderPublishFailed, counted by PagerErrors):
     // tried twice more, seconds apart, as a page is (a throttled SNS clears), then back to the
-    // acknowledged wait, whose end re-reads the alarm and reminds again: bounded, never a loop.
+    // acknowledged wait, whose end re-reads the alarm and reminds again: bounded, never a loop. A
+    // reminder SNS may have delivered (ReminderMayBeDelivered: a timeout) is not retried: it would
+    // remind the level twice within seconds.
     remind.addRetry({ errors: ['ReminderPublishFailed'], maxAttempts: 2, interval: Duration.seconds(2), backoffRate: 2 });
     remind.addCatch(round(awaitAcked), { errors: ['States.ALL'], resultPath: '$.error' });
     remind.next(new sfn.Choice(this, 'RemindWoken').when(resolvedWake, resolve).when(newAlarmWake, round(remind)).otherwise(round(awaitAcked)));

@@ -198,6 +198,24 @@ describe('escalation page step', () => {
       expect((await timeline(h.store, id)).filter((e) => e.kind === 'page-failed')).toEqual([]);
     });
 
+    it('counts the level whose reminder timed out (SNS may have delivered it) as reminded: it is told of the resolution', async () => {
+      // Arrange: as above, but the reminder to level 2 times out once the SDK's attempts are spent.
+      const id = 'inc-carried-3';
+      await createIncident(h.store, { id, alarmName: ALARM, openedAt: '2026-11-30T10:15:00.000Z', carriedOver: { from: 'inc-prev', level: 3, until: '2026-11-30T10:30:00.000Z' } });
+      await acknowledgeIncident(h.store, id, { by: 'alice', via: 'cli' });
+      h.publishErrors.set(LEVEL_TOPICS[1], Object.assign(new Error('socket timed out'), { name: 'TimeoutError', $metadata: { attempts: 5 } }));
+      await expect(runTask(twoLevels(), { action: 'remind', incidentId: id, taskToken: 'token-r1' })).rejects.toMatchObject({ name: 'ReminderMayBeDelivered' });
+      h.publishErrors.clear();
+      await resolveIncident(h.store, id, { by: 'carol', via: 'cli', how: 'resolved by hand' });
+
+      // Act
+      const result = await runTask(twoLevels(), { action: 'resolve', incidentId: id });
+
+      // Assert
+      expect(result).toEqual({ result: 'announced to levels 1, 2' });
+      expect((await timeline(h.store, id)).filter((e) => e.kind === 'page-failed').map((e) => e.text)).toEqual(['Reminder of level 2 failed: socket timed out; SNS may have delivered it']);
+    });
+
     it('tells level 3 on the retry of a Resolve whose first try found it removed, when a deploy added it back in between', async () => {
       // Arrange: levels 1-3 paged; the first try runs on the two-level config and SNS refuses level 2's notice.
       await page('token-1', 1);

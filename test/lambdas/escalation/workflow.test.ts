@@ -416,6 +416,37 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
     expect(entries.filter((e) => e.kind === 'reminder')).toHaveLength(1);
   });
 
+  it('does not send again a reminder whose publish timed out after SNS delivered it: recorded as possibly delivered, back to the wait', async () => {
+    // Try 1 refused (a disabled key); try 2 reaches SNS, whose answer never comes back (a timeout
+    // after the SDK's attempts); re-reads while acknowledged: ALARM, then OK.
+    h.alarmStates = ['ALARM', 'OK'];
+    let tries = 0;
+    const sns = intercepting(h.taskDeps.sns, async (command, send) => {
+      const subject = (command as { input?: { Subject?: string } }).input?.Subject ?? '';
+      if (!subject.startsWith('[atmr-dr] Rappel')) return send(command);
+      tries += 1;
+      if (tries === 1) throw Object.assign(new Error('KMS key is disabled'), { name: 'KMSDisabledException', $metadata: { httpStatusCode: 400, attempts: 1 } });
+      await send(command);
+      throw Object.assign(new Error('socket timed out'), { name: 'TimeoutError', $metadata: { attempts: 3 } });
+    });
+    const harness = { ...h, taskDeps: { ...h.taskDeps, sns } } as EscalationHarness;
+
+    const { path, output } = await runLocally(definition, harness, { incidentId, alarmName: ALARM }, async (state) => {
+      if (state === 'PageLevel1') await acknowledgeIncident(h.store, incidentId, { by: 'alice', via: 'cli', level: 1 });
+    });
+
+    // Assert: no third try; the reminder SNS delivered is the only one; the timeline says what each try did.
+    expect(path).toEqual(['PageLevel1', 'AwaitWhileAcked', 'CheckWhileAcked', 'Remind', 'Remind', 'AwaitWhileAcked', 'CheckWhileAcked', 'Resolve']);
+    expect(output.error).toEqual(expect.objectContaining({ Error: 'ReminderMayBeDelivered' }));
+    expect(kinds('Rappel')).toEqual([1]);
+    const entries = await timeline(h.store, incidentId);
+    expect(entries.filter((e) => e.kind === 'page-failed').map((e) => e.text)).toEqual([
+      'Reminder of level 1 failed: KMS key is disabled',
+      'Reminder of level 1 failed: socket timed out; SNS may have delivered it',
+    ]);
+    expect(entries.filter((e) => e.kind === 'reminder')).toEqual([]);
+  });
+
   it('resolves with a note when the alarm is deleted while its incident is open', async () => {
     h.alarmStates = [null];
 
