@@ -900,9 +900,12 @@ class Session {
       if (reopen && !held) {
         const { sourceInstance: old, newInstance: copy } = this.record;
         const found = `production found back on ${old} (${describeEndpoint(settings.endpoint)} reads ${current}), ${old} and ${copy} under their names`;
-        await undo(reopen, async () => ({ outcome: 'skipped', detail: `${found}: left as is` }));
         const rename = this.entry(CUTOVER_STEPS.rename);
         if (rename && outstanding(rename)) await undo(rename, async () => ({ outcome: 'undone', detail: `${found}: the rename never took effect (or was undone by hand), nothing renamed` }));
+        // Last of the close's writes: while the reopening stays journaled, an undo killed between two
+        // of them runs again down this path and closes what is left (a rename left `started` behind
+        // an undone reopening would hold the recovery for good).
+        await undo(reopen, async () => ({ outcome: 'skipped', detail: `${found}: left as is` }));
       }
       let endpointSetBack = false;
       const endpoint = this.entry(CUTOVER_STEPS.endpoint);

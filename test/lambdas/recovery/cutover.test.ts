@@ -3,6 +3,7 @@ import { DescribeServicesCommand, type Deployment, ECSClient, UpdateServiceComma
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { AddTagsToResourceCommand, DBInstance, DeleteDBInstanceCommand, DescribeDBInstancesCommand, ModifyDBInstanceCommand, RDSClient, RemoveTagsFromResourceCommand, Tag } from '@aws-sdk/client-rds';
 import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -10,6 +11,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CUTOVER_STEPS, CutoverDeps, CutoverSettings, LEASE_SECONDS, cutover, reopeningStarted, undoCutover } from '../../../lambdas/recovery/cutover';
 import { RecoveryRequest } from '../../../lambdas/recovery/contract';
+import { abandonRecovery } from '../../../lambdas/recovery/operations';
 import { OperatorError } from '../../../lambdas/shared/errors';
 import { activeRecoveryId, beginRecovery, getRecovery, updateRecovery } from '../../../lambdas/recovery/store';
 import { testCluster, uniqueDatabaseName } from '../../support/cluster';
@@ -29,6 +31,8 @@ const ecs = mockClient(ECSClient);
 const rds = mockClient(RDSClient);
 const events = mockClient(EventBridgeClient);
 const cloudwatch = mockClient(CloudWatchClient);
+/** Only for the abandon a closed cutover allows: its workflow found ended. */
+const sfn = mockClient(SFNClient);
 
 const KILLSWITCH = '/atmr/example/killswitch';
 const SECRET = 'arn:aws:secretsmanager:eu-west-3:111111111111:secret:rds!db-atmr-prod-AbCdEf';
@@ -1442,6 +1446,13 @@ describe('an interrupted cutover', () => {
       instances.set(input.NewDBInstanceIdentifier, { ...instance, DBInstanceIdentifier: input.NewDBInstanceIdentifier });
       return {};
     });
+    // As RDS does: a deletion-protected instance is not deleted.
+    rds.on(DeleteDBInstanceCommand).callsFake((input: { DBInstanceIdentifier: string }) => {
+      const instance = instances.get(input.DBInstanceIdentifier)!;
+      if (instance.DeletionProtection) throw Object.assign(new Error('Cannot delete protected DB Instance, please disable deletion protection and try again.'), { name: 'InvalidParameterCombination' });
+      instances.set(input.DBInstanceIdentifier, { ...instance, DBInstanceStatus: 'deleting' });
+      return {};
+    });
   });
 
   /** The ops-state table as a process that dies at its `killAt`th update sees it; `gate` resolves when that write may leave after all (the process woke up). */
@@ -1570,6 +1581,16 @@ describe('an interrupted cutover', () => {
   });
 
   describe('killed once the killswitch was reopened, production then taken back to the old instance by hand', () => {
+    /** `atmr-dr recover abandon` of the recovery (no workflow ARN recorded: found ended by its name). */
+    const abandon = (id: string) => {
+      sfn.reset();
+      sfn.on(DescribeExecutionCommand).resolves({ status: 'SUCCEEDED' });
+      const { rds: rdsClient, events: eventsClient, store, ssm: ssmClient, secretsManager } = deps();
+      return abandonRecovery({ rds: rdsClient, sfn: new SFNClient({}), events: eventsClient, store, ssm: ssmClient, secretsManager, endpoint: settings().endpoint }, id, 'carol', 'atmr-prod', {
+        stateMachineArn: 'arn:aws:states:eu-west-3:111111111111:stateMachine:atmr-dr-recovery',
+      });
+    };
+
     /** What the closing undo warns of: users let in on the copy by the reopening, before the way back. */
     const wroteOnCopy = (id: string, reopenedAt: string) =>
       `users may have written on atmr-prod-pitr-202611301402 before production was taken back to atmr-prod (the killswitch was reopened on it at ${reopenedAt}): those writes are not on atmr-prod; atmr-prod-pitr-202611301402 is left as it is, and "atmr-dr recover abandon ${id}" deletes it (after a final snapshot): look for them there first`;
@@ -1650,6 +1671,31 @@ describe('an interrupted cutover', () => {
       expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(modifies);
       const closed = await getRecovery(deps().store, id);
       expect([closed.status, closed.journal!.every((e) => e.state === 'undone')]).toEqual(['cutover-failed', true]);
+    });
+
+    it('--undo killed between the close\'s two writes (the rename marked undone, not the reopening) is run again: it still finds the reopening, closes the cutover, and abandon deletes the copy', async () => {
+      // Arrange: the rename took effect, then was put back by hand with the endpoint
+      const { id } = await killedCutover(RENAME_DONE);
+      secretValue = { ...secretValue, host: OLD_HOST, port: 5432 };
+      const renamedTo = [...instances.keys()].find((name) => name.startsWith('atmr-prod-replaced-'))!;
+      instances.set('atmr-prod', { ...instances.get(renamedTo)!, DBInstanceIdentifier: 'atmr-prod' });
+      instances.delete(renamedTo);
+      // The undo's lease is its first write, the close's marks the next two: it dies at the second of them.
+      const dying = dyingStore(3);
+      void undoCutover(deps({ ...stale, store: dying.store }), id, settings(), 'bob');
+      for (let i = 0; i < 300 && dying.writes() < 3; i += 1) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(dying.writes()).toBe(3);
+
+      // Act
+      const undone = await undoCutover(deps({ now: later((LEASE_SECONDS * 3 + 60) * 1000) }), id, settings(), 'carol');
+
+      // Assert
+      expect(undone.status).toBe('cutover-failed');
+      const closed = await getRecovery(deps().store, id);
+      expect([closed.status, closed.journal!.filter((e) => e.state !== 'undone').map((e) => e.step)]).toEqual(['cutover-failed', []]);
+      await abandon(id);
+      expect(rds.commandCalls(DeleteDBInstanceCommand).map((c) => c.args[0].input.DBInstanceIdentifier)).toEqual(['atmr-prod-pitr-202611301402']);
+      expect((await getRecovery(deps().store, id)).status).toBe('abandoned');
     });
 
     it.each([
