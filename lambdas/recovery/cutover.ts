@@ -14,8 +14,8 @@ import { OperatorError, namedLine, oneLine } from '../shared/errors';
 import { openClient, type SessionConfig } from '../shared/pg-connection';
 import { proveWriteRolledBack } from '../shared/postgres';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
-import { CutoverStepReport, JournalEntry, JournalUndo, RECOVERY_EVENTS, RecoveryRecord, RecoveryStatus } from './contract';
-import { CONNECTABLE_STATES, InstanceBusyError, PASSING_STATES, instanceResourceId, instanceState, markReplacedInstance, protectNewProduction, removeRecoveryPurposeTag, renameCommands, replacedInstanceName } from './rds';
+import { CutoverStepReport, JournalEntry, JournalUndo, RECOVERY_EVENTS, RECOVERY_PURPOSE_TAG, RecoveryRecord, RecoveryStatus } from './contract';
+import { CONNECTABLE_STATES, InstanceBusyError, PASSING_STATES, copyKeptFromAbandon, instanceResourceId, instanceState, markReplacedInstance, protectNewProduction, removeRecoveryPurposeTag, renameCommands, replacedInstanceName } from './rds';
 import { unverifiedFlagRefusal, unverifiedRefusal } from './verify';
 import { LeaseLostError, StoreDeps, getRecovery, takeCutoverLease, updateRecovery } from './store';
 
@@ -902,6 +902,9 @@ class Session {
         const found = `production found back on ${old} (${describeEndpoint(settings.endpoint)} reads ${current}), ${old} and ${copy} under their names`;
         const rename = this.entry(CUTOVER_STEPS.rename);
         if (rename && outstanding(rename)) await undo(rename, async () => ({ outcome: 'undone', detail: `${found}: the rename never took effect (or was undone by hand), nothing renamed` }));
+        // instancesMoved found the copy unprotected and tagged again: as abandon needs it.
+        const kept = [CUTOVER_STEPS.protect, CUTOVER_STEPS.untag].map((step) => this.entry(step)).filter((entry): entry is JournalEntry => entry !== undefined && outstanding(entry));
+        for (const entry of kept) await undo(entry, async () => ({ outcome: 'undone', detail: `${found}, ${copy} without deletion protection and tagged ${RECOVERY_PURPOSE_TAG.Key}=${RECOVERY_PURPOSE_TAG.Value}: nothing to put back` }));
         // Last of the close's writes: while the reopening stays journaled, an undo killed between two
         // of them runs again down this path and closes what is left (a rename left `started` behind
         // an undone reopening would hold the recovery for good).
@@ -1030,41 +1033,68 @@ class Session {
    * the cutover, or undefined when both instances keep their names from before the rename (the old
    * one under its name with the resource id the recovery recorded, the copy under its own).
    */
-  private async instancesMoved(): Promise<{ found: string; unread?: boolean } | undefined> {
+  private async instancesMoved(): Promise<Moved | undefined> {
     const { sourceInstance: old, newInstance: copy } = this.record;
     const recorded = this.entry(CUTOVER_STEPS.rename)?.undo?.oldResourceId ?? this.record.sourceResourceId;
     let oldId: string | undefined;
     let copyStatus: string;
+    let kept: { found: string; command: string }[] = [];
     try {
       oldId = await instanceResourceId(this.deps.rds, old);
       copyStatus = (await instanceState(this.deps.rds, copy)).status;
+      // Journaled, the steps past the rename may have protected the copy and taken its purpose tag:
+      // closed so, the cutover would leave abandon refused for good and the recovery held.
+      const protectedOrUntagged = [CUTOVER_STEPS.protect, CUTOVER_STEPS.untag].some((step) => {
+        const entry = this.entry(step);
+        return entry !== undefined && outstanding(entry);
+      });
+      if (protectedOrUntagged) kept = await copyKeptFromAbandon(this.deps.rds, copy);
     } catch (error) {
       return { found: `the instances cannot be read (${namedLine(error)})`, unread: true };
     }
-    const found = [
+    const names = [
       !recorded
         ? `no resource id was recorded to tell ${old} by`
         : oldId === undefined
           ? `no instance is named ${old}`
           : oldId !== recorded && `${old} is another instance (DbiResourceId ${oldId}, the recovery recorded ${recorded})`,
       copyStatus === 'not-found' && `no instance is named ${copy}`,
-    ].filter(Boolean);
-    return found.length ? { found: found.join(' and ') } : undefined;
+    ].filter((found): found is string => Boolean(found));
+    const found = [...names, ...kept.map((k) => k.found)];
+    if (!found.length) return undefined;
+    return { found: found.join(' and '), ...(names.length && { names: true }), ...(kept.length && { copyCommands: kept.map((k) => `"${k.command}"`).join(', then ') }) };
   }
 
   /** The undo's refusal past a reopening when the endpoint is back on the old instance but the instances are not as before the rename. */
-  private movedRefusal(reopen: JournalEntry, current: string, moved: { found: string; unread?: boolean }, settings: CutoverSettings): string {
+  private movedRefusal(reopen: JournalEntry, current: string, moved: Moved, settings: CutoverSettings): string {
     const { id } = this;
     const { sourceInstance: old, newInstance: copy } = this.record;
     const rename = this.entry(CUTOVER_STEPS.rename);
     const renamedTo = rename?.undo?.renamedTo;
     const target = this.entry(CUTOVER_STEPS.endpoint)?.undo?.endpoint?.target ?? `<${copy}'s address>:<port>`;
     const again = `"atmr-dr recover cutover ${id} --undo --yes"`;
+    const back = [
+      moved.names &&
+        `put ${old} back under its name (it may be ${renamedTo ?? '<old>-replaced-<time>'} now: "aws rds modify-db-instance --db-instance-identifier ${renamedTo ?? '<its name now>'} --new-db-instance-identifier ${old} --apply-immediately", then remove its atmr-dr:replaced-* tags), with ${copy} still under its name`,
+      moved.copyCommands && `give ${copy} back to abandon (someone allowed to change it runs: ${moved.copyCommands})`,
+    ].filter(Boolean);
     const byHand = moved.unread
       ? `fix the cause (your right to rds:DescribeDBInstances), then run ${again} again`
-      : `by hand, either put ${old} back under its name (it may be ${renamedTo ?? '<old>-replaced-<time>'} now: "aws rds modify-db-instance --db-instance-identifier ${renamedTo ?? '<its name now>'} --new-db-instance-identifier ${old} --apply-immediately", then remove its atmr-dr:replaced-* tags), with ${copy} still under its name, then run ${again} again; or finish on ${copy}: point the API at it (${endpointCommand(settings.endpoint, target)}), then "atmr-dr recover cutover ${id} --resume --yes"`;
+      : `by hand, either ${back.join(' and ')}, then run ${again} again; or finish on ${copy}: point the API at it (${endpointCommand(settings.endpoint, target)}), then "atmr-dr recover cutover ${id} --resume --yes"`;
     return `recover cutover --undo: recovery ${id}: the killswitch was reopened on ${copy} at ${reopen.startedAt}${rename ? ` and the rename of ${old} was left ${rename.state} at ${rename.startedAt}` : ''}; ${describeEndpoint(settings.endpoint)} reads ${current} again (${old}), but ${moved.found}: nothing changed, nothing renamed; ${byHand}`;
   }
+}
+
+/**
+ * What keeps the undo from closing a cutover taken back by hand past a reopening: `names`, an
+ * instance not under its name from before the rename; `copyCommands`, the copy left protected or
+ * untagged, with the commands that give it back to abandon; `unread`, RDS could not be read.
+ */
+interface Moved {
+  readonly found: string;
+  readonly unread?: boolean;
+  readonly names?: boolean;
+  readonly copyCommands?: string;
 }
 
 /** The endpoint's form as the cutover writes it (`host:port`), and the undo writes back what it found. */

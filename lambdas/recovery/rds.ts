@@ -538,6 +538,26 @@ export async function removeRecoveryPurposeTag(rds: RDSClient, identifier: strin
 }
 
 /**
+ * What the cutover's last steps (deletion protection on, the purpose tag removed) left on a copy
+ * that production no longer runs on, which abandon could then never delete (its check of the tag,
+ * RDS's refusal of a protected instance): each found with the command that puts it back, tag first
+ * (the on-call's role may modify only a copy that carries it). None for a copy as abandon needs it,
+ * or gone.
+ */
+export async function copyKeptFromAbandon(rds: RDSClient, identifier: string): Promise<{ found: string; command: string }[]> {
+  const instance = await describeInstance(rds, identifier);
+  if (!instance) return [];
+  const { Key, Value } = RECOVERY_PURPOSE_TAG;
+  const tagged = (await instanceTags(rds, instance)).some((t) => t.Key === Key && t.Value === Value);
+  return [
+    ...(tagged ? [] : [{ found: `${identifier} is not tagged ${Key}=${Value}`, command: `aws rds add-tags-to-resource --resource-name ${instance.DBInstanceArn} --tags Key=${Key},Value=${Value}` }]),
+    ...(instance.DeletionProtection
+      ? [{ found: `${identifier} is deletion-protected`, command: `aws rds modify-db-instance --db-instance-identifier ${identifier} --no-deletion-protection --apply-immediately` }]
+      : []),
+  ];
+}
+
+/**
  * Turns deletion protection on for the copy production now runs on: it was restored without it (so
  * that abandon could delete it), and left so it is one delete-db-instance away from losing
  * production again. Without ApplyImmediately: RDS applies DeletionProtection at once either way

@@ -1673,6 +1673,48 @@ describe('an interrupted cutover', () => {
       expect([closed.status, closed.journal!.every((e) => e.state === 'undone')]).toEqual(['cutover-failed', true]);
     });
 
+    it('--undo after the copy was protected and untagged is refused (exit 3) with the commands that give it back to abandon, nothing changed; once run by hand, --undo closes the cutover and abandon deletes the copy', async () => {
+      // Arrange: the rename left by hand (the on-call's role refused), the copy protected and untagged, killed before the untag was journaled done; the endpoint set back by hand
+      rds.on(AddTagsToResourceCommand).callsFake(() => Promise.reject(Object.assign(new Error('User: alice is not authorized to perform: rds:AddTagsToResource'), { name: 'AccessDenied' })));
+      const { id } = await killedCutover(UNTAG_DONE);
+      secretValue = { ...secretValue, host: OLD_HOST, port: 5432 };
+      const journal = (await getRecovery(deps().store, id)).journal!;
+      const reopenedAt = journal.find((e) => e.step === CUTOVER_STEPS.reopen)!.startedAt;
+      const rename = journal.find((e) => e.step === CUTOVER_STEPS.rename)!;
+      const copy = () => instances.get('atmr-prod-pitr-202611301402')!;
+      expect([copy().DeletionProtection, copy().TagList]).toEqual([true, [{ Key: 'atmr-dr:recovery-id', Value: id }]]);
+      const modifies = rds.commandCalls(ModifyDBInstanceCommand).length;
+
+      // Act
+      const error = await operatorErrorOf(undoCutover(deps(stale), id, settings(), 'bob'));
+
+      // Assert
+      expect([error.exitCode, error.message]).toEqual([
+        3,
+        `recover cutover --undo: recovery ${id}: the killswitch was reopened on atmr-prod-pitr-202611301402 at ${reopenedAt} and the rename of atmr-prod was left ${rename.state} at ${rename.startedAt}; secret ${SECRET} host reads ${OLD_HOST}:5432 again (atmr-prod), but atmr-prod-pitr-202611301402 is not tagged atmr-dr:purpose=recovery and atmr-prod-pitr-202611301402 is deletion-protected: nothing changed, nothing renamed; ` +
+          `by hand, either give atmr-prod-pitr-202611301402 back to abandon (someone allowed to change it runs: "aws rds add-tags-to-resource --resource-name ${copy().DBInstanceArn} --tags Key=atmr-dr:purpose,Value=recovery", then "aws rds modify-db-instance --db-instance-identifier atmr-prod-pitr-202611301402 --no-deletion-protection --apply-immediately"), then run "atmr-dr recover cutover ${id} --undo --yes" again; ` +
+          `or finish on atmr-prod-pitr-202611301402: point the API at it ("host" and "port" of secret ${SECRET} set to ${NEW_HOST}:5432), then "atmr-dr recover cutover ${id} --resume --yes"`,
+      ]);
+      expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(modifies);
+      expect(await getRecovery(deps().store, id)).toMatchObject({ status: 'cutting-over', journal });
+
+      // Someone allowed runs the two commands.
+      instances.set('atmr-prod-pitr-202611301402', { ...copy(), DeletionProtection: false, TagList: [{ Key: 'atmr-dr:recovery-id', Value: id }, { Key: 'atmr-dr:purpose', Value: 'recovery' }] });
+
+      const undone = await undoCutover(deps(stale), id, settings(), 'bob');
+
+      expect(undone.status).toBe('cutover-failed');
+      expect(undone.steps.filter((s) => s.step === CUTOVER_STEPS.protect || s.step === CUTOVER_STEPS.untag).map((s) => [s.step, s.outcome])).toEqual([
+        [CUTOVER_STEPS.protect, 'undone'],
+        [CUTOVER_STEPS.untag, 'undone'],
+      ]);
+      expect(undone.steps.find((s) => s.step === CUTOVER_STEPS.untag)!.detail).toContain('atmr-prod-pitr-202611301402 without deletion protection and tagged atmr-dr:purpose=recovery: nothing to put back');
+      expect((await getRecovery(deps().store, id)).journal!.every((e) => e.state === 'undone')).toBe(true);
+      await abandon(id);
+      expect(rds.commandCalls(DeleteDBInstanceCommand).map((c) => c.args[0].input.DBInstanceIdentifier)).toEqual(['atmr-prod-pitr-202611301402']);
+      expect([(await getRecovery(deps().store, id)).status, copy().DBInstanceStatus]).toEqual(['abandoned', 'deleting']);
+    });
+
     it('--undo killed between the close\'s two writes (the rename marked undone, not the reopening) is run again: it still finds the reopening, closes the cutover, and abandon deletes the copy', async () => {
       // Arrange: the rename took effect, then was put back by hand with the endpoint
       const { id } = await killedCutover(RENAME_DONE);
