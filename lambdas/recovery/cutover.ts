@@ -175,6 +175,20 @@ class ByHand extends Error {}
  */
 const isCutoverMaintenance = (value: KillswitchValue | null | undefined, setReason: string): boolean => value?.mode === 'maintenance' && value.reason === setReason;
 
+/**
+ * How the undo's killswitch step begins when it found the cutover's own maintenance and could not
+ * give it back: the one case said as production staying in maintenance (keptInMaintenance).
+ */
+const KEPT_IN_MAINTENANCE = 'kept in maintenance: ';
+
+/** Whether an undo's killswitch step, not undone, found the cutover's maintenance: else the killswitch could not be read. */
+export function keptInMaintenance(steps: readonly CutoverStepReport[]): boolean {
+  return steps.some((s) => s.step === CUTOVER_STEPS.maintenance && s.outcome === 'undo-failed' && s.detail.startsWith(KEPT_IN_MAINTENANCE));
+}
+
+/** What an undo says of the killswitch when its step could not read it: neither maintenance nor open is known. */
+export const KILLSWITCH_UNKNOWN = `the killswitch's state is unknown (could not be read): check it with "atmr-dr killswitch status"`;
+
 /** How the reopen step's detail begins when it left someone else's killswitch value as it is. */
 export const NOT_REOPENED = 'NOT reopened: ';
 
@@ -967,6 +981,7 @@ class Session {
       if (maintenance && outstanding(maintenance) && maintenance.undo?.killswitch) {
         const { previous, setReason } = maintenance.undo.killswitch;
         const keptClosed = `traffic reopens only once the services run on the previous endpoint (${notBack.join(', ')} not undone); ${undoCommand} reopens it after the redeploy`;
+        let found = false;
         await undo(maintenance, async () => {
           // Read first, even while the services are not back: only the cutover's own maintenance is
           // kept; a value someone set since (users let in after a way back by hand) is said as it is.
@@ -975,7 +990,8 @@ class Session {
             throw error;
           });
           if (isCutoverMaintenance(current.value, setReason)) {
-            if (notBack.length) throw new KeptClosed(`kept in maintenance: ${keptClosed}`);
+            found = true;
+            if (notBack.length) throw new KeptClosed(`${KEPT_IN_MAINTENANCE}${keptClosed}`);
             const conflict = await restoreKillswitch(deps, settings.killswitchParameter, previous, this.actor, `recovery ${id}: cutover undone`, current);
             return { outcome: 'undone', detail: `back to ${previous?.mode ?? 'normal'}${conflict ? `; ${conflict}` : ''}` };
           }
@@ -986,7 +1002,7 @@ class Session {
           }
           if (expired) return { outcome: 'skipped', detail: `now normal, by ${expiryOf(expired)}, set since the cutover: left as is` };
           return { outcome: 'skipped', detail: `now ${current.value?.mode ?? 'malformed'} (set by ${current.value?.actor ?? '?'}: ${current.value?.reason ?? '?'}) since the cutover: left as is` };
-        }, (error) => (error instanceof KeptClosed ? error.message : `${oneLine(error)}: do it by hand`));
+        }, (error) => (error instanceof KeptClosed ? error.message : `${found ? KEPT_IN_MAINTENANCE : ''}${oneLine(error)}: do it by hand`));
       }
       // Checks changed nothing: nothing to undo.
       for (const entry of this.journal.filter((e) => outstanding(e) && !e.undo && e.step !== CUTOVER_STEPS.redeploy)) {
@@ -998,7 +1014,11 @@ class Session {
     }
     const failedUndos = this.steps.filter((s) => s.outcome === 'undo-failed').length;
     const error = cause ?? (failedUndos ? `cutover undo by ${this.actor} not finished (${failedUndos} undo(s) failed)` : `cutover interrupted and undone by ${this.actor}`);
-    const closed = this.entry(CUTOVER_STEPS.maintenance)?.state === 'undo-failed' ? `; production stays in maintenance until ${undoCommand} finishes` : '';
+    const closed = keptInMaintenance(this.steps)
+      ? `; production stays in maintenance until ${undoCommand} finishes`
+      : this.entry(CUTOVER_STEPS.maintenance)?.state === 'undo-failed'
+        ? `; ${KILLSWITCH_UNKNOWN}`
+        : '';
     await this.put(undefined, { status: 'cutover-failed', cutover: this.steps, error }, true).catch(() => undefined);
     await announce(deps.events, cause ? RECOVERY_EVENTS.cutoverFailed : RECOVERY_EVENTS.cutoverUndone, {
       summary: `Recovery ${id}: cutover ${cause ? `FAILED (${cause})` : `undone by ${this.actor}`}; ${this.steps.filter((s) => s.outcome === 'undone').length} change(s) undone, ${failedUndos} undo(s) failed${closed}${warning ? `; WARNING: ${warning}` : ''}`,

@@ -71,6 +71,8 @@ interface FakeAws {
   secretReads: number;
   /** When true, EventBridge refuses PutEvents (the team's events: reported, never a step's failure). */
   eventsRefused: boolean;
+  /** When true, SSM refuses every read of the killswitch (GetParameter: AccessDenied). */
+  killswitchUnread: boolean;
   reset(): void;
   stop(): Promise<void>;
 }
@@ -81,7 +83,7 @@ function startFakeAws(): Promise<FakeAws> {
   const cluster = testCluster();
   let secret: Record<string, unknown> = {};
   const instances = new Map<string, { arn: string; resourceId: string; tags: Map<string, string>; deletionProtection?: boolean }>();
-  const state: { ecsStable: boolean; ecsFailed: boolean; protectionRefused: boolean; adminRole: boolean; ecsDescribeDelayMs: number; renameDelayMs: number; onRedeploy?: () => void; secretReads: number; eventsRefused: boolean } = { ecsStable: true, ecsFailed: false, protectionRefused: false, adminRole: false, ecsDescribeDelayMs: 0, renameDelayMs: 0, secretReads: Infinity, eventsRefused: false };
+  const state: { ecsStable: boolean; ecsFailed: boolean; protectionRefused: boolean; adminRole: boolean; ecsDescribeDelayMs: number; renameDelayMs: number; onRedeploy?: () => void; secretReads: number; eventsRefused: boolean; killswitchUnread: boolean } = { ecsStable: true, ecsFailed: false, protectionRefused: false, adminRole: false, ecsDescribeDelayMs: 0, renameDelayMs: 0, secretReads: Infinity, eventsRefused: false, killswitchUnread: false };
   /** Deployments forced per service since the reset. */
   const forced = new Map<string, number>();
   const reset = () => {
@@ -103,6 +105,7 @@ function startFakeAws(): Promise<FakeAws> {
     state.onRedeploy = undefined;
     state.secretReads = Infinity;
     state.eventsRefused = false;
+    state.killswitchUnread = false;
   };
   reset();
 
@@ -178,6 +181,7 @@ function startFakeAws(): Promise<FakeAws> {
       const input = JSON.parse(text || '{}') as Record<string, unknown>;
       const service = { AmazonSSM: 'ssm', secretsmanager: 'secretsmanager', AmazonEC2ContainerServiceV20141113: 'ecs', AWSEvents: 'events', GraniteServiceVersion20100801: 'cloudwatch' }[prefix] ?? prefix;
       calls.push({ service, action, input });
+      if (service === 'ssm' && action === 'GetParameter' && state.killswitchUnread && input.Name === KILLSWITCH) return json(res, { __type: 'AccessDeniedException', message: `User is not authorized to perform: ssm:GetParameter on resource: ${KILLSWITCH}` }, 400);
       if (service === 'ssm' && action === 'GetParameter') {
         const p = parameters.get(input.Name as string);
         if (!p) return json(res, { __type: 'ParameterNotFound', message: 'not found' }, 400);
@@ -725,6 +729,23 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(finished.stdout).toMatch(/undone\s+redeploy ECS services: atmr-api, atmr-celery-worker, atmr-celery-beat redeployed and stable on the previous endpoint/);
     expect(finished.stdout).toMatch(/undone\s+killswitch maintenance: back to normal/);
     expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'normal' });
+  });
+
+  it('an undo whose redeploy fails while SSM refuses the killswitch reads says its state is unknown, not that production stays in maintenance: exit 1', async () => {
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const active = await activeRecoveryId(store);
+    if (active) await releaseLock(store, active);
+    const id = 'r20261130153000-e2e9';
+    expect((await interruptedCutover(id, 'SIGINT')).status).toBe(130);
+    aws.ecsFailed = true;
+    aws.killswitchUnread = true;
+
+    const failed = await run(install.launcher, ['recover', 'cutover', id, '--undo', '--yes'], operatorEnv());
+
+    expect(failed.status).toBe(1);
+    expect(failed.stderr).toBe(
+      `atmr-dr: recover cutover --undo: NOT undone: redeploy ECS services, killswitch maintenance; the killswitch's state is unknown (could not be read): check it with "atmr-dr killswitch status"; redeploy ECS services: ECS service atmr-api: deployment failed (tasks failed to start): the services may still run tasks on the copy; once the cause is fixed, "atmr-dr recover cutover ${id} --undo --yes" redeploys them and waits again\n`,
+    );
   });
 
   it('a step whose preparation fails after an earlier step was done (the secret refused between the start\'s read and the endpoint switch\'s): FAILED after the step done, not "before its first step"; exit 1, the killswitch put back', async () => {

@@ -883,6 +883,23 @@ describe('cutover', () => {
         expect(record.journal!.filter((e) => e.state !== 'undone').map((e) => [e.step, e.state])).toEqual([[CUTOVER_STEPS.redeploy, 'undo-failed']]);
       });
 
+      it('--undo whose redeploy fails while the killswitch cannot be read says its state is unknown, never that production stays in maintenance', async () => {
+        // Arrange: production taken back by hand, bob let users in; the undo's redeploy fails, SSM throttles the killswitch read
+        const id = await takenBackByHand();
+        fakeEcs({ rollout: () => ({ rolloutState: 'FAILED', rolloutStateReason: 'tasks failed to start' }) });
+        ssm.on(GetParameterCommand, { Name: KILLSWITCH }).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+
+        // Act
+        const undone = await undoCutover(deps(), id, settings(), 'alice');
+
+        // Assert
+        expect(undone.steps.find((s) => s.step === CUTOVER_STEPS.maintenance)).toMatchObject({ outcome: 'undo-failed', detail: expect.stringMatching(/^not reopened \(the killswitch could not be read: ThrottlingException: Rate exceeded\)/) });
+        expect(JSON.parse(parameters.get(KILLSWITCH)!.value)).toEqual(backOnOld);
+        const summary = (JSON.parse(events.commandCalls(PutEventsCommand).at(-1)!.args[0].input.Entries![0].Detail!) as { summary: string }).summary;
+        expect(summary).not.toContain('maintenance until');
+        expect(summary).toMatch(/; 1 change\(s\) undone, 2 undo\(s\) failed; the killswitch's state is unknown \(could not be read\): check it with "atmr-dr killswitch status"/);
+      });
+
       it('set to another value (an RDS Proxy in front of the copy, maybe): --resume stops naming both ways out, not --undo alone, which stays refused; following either way then works', async () => {
         const id = await takenBackByHand();
         const PROXY = 'atmr-proxy.proxy-abcdefghijkl.eu-west-3.rds.amazonaws.com';
