@@ -1039,7 +1039,8 @@ class Session {
     const detail = reopen.detail ?? '';
     const how =
       reopen.state !== 'by-hand'
-        ? `the killswitch was reopened on it at ${reopen.startedAt}`
+        ? // Left started or failed, the journal cannot tell whether the write reached the killswitch.
+          `the killswitch ${reopen.state === 'done' ? 'was' : 'may have been'} reopened on it at ${reopen.startedAt}`
         : detail.includes(EARLIER_REOPENING)
           ? 'an earlier attempt of the reopening may have let them in'
           : detail.startsWith(`${NOT_REOPENED}the killswitch is degraded `)

@@ -1420,6 +1420,7 @@ describe('undoing a cutover whose tasks ran on the copy', () => {
 describe('an interrupted cutover', () => {
   const WRITES = 20;
   const REOPEN_STARTED = 12;
+  const REOPEN_DONE = 13;
   const RENAME_STARTED = 14;
   const RENAME_DONE = 15;
   // Deletion protection (writes 16, 17) comes before the untag: the on-call may modify only a tagged copy.
@@ -1688,6 +1689,17 @@ describe('an interrupted cutover', () => {
       expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(modifies);
       const closed = await getRecovery(deps().store, id);
       expect([closed.status, closed.journal!.every((e) => e.state === 'undone')]).toEqual(['cutover-failed', true]);
+    });
+
+    it('--undo of a reopening left started (killed before it was journaled done) warns that the killswitch may have been reopened on the copy, not that it was', async () => {
+      const { id } = await killedCutover(REOPEN_DONE);
+      secretValue = { ...secretValue, host: OLD_HOST, port: 5432 };
+      const reopen = (await getRecovery(deps().store, id)).journal!.find((e) => e.step === CUTOVER_STEPS.reopen)!;
+      expect(reopen.state).toBe('started');
+
+      const undone = await undoCutover(deps(stale), id, settings(), 'bob');
+
+      expect(undone.warning).toBe(wroteOnCopy(id, reopen.startedAt).replace('the killswitch was reopened', 'the killswitch may have been reopened'));
     });
 
     it('--undo after the copy was protected and untagged is refused (exit 3) with the commands that give it back to abandon, nothing changed; once run by hand, --undo closes the cutover and abandon deletes the copy', async () => {
