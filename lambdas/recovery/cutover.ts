@@ -873,7 +873,15 @@ class Session {
     // the undo only closes the cutover (endpoint found as it was, killswitch left as it is) so that
     // the recovery can be abandoned, warning of what users may have written on the copy meanwhile.
     const previous = this.entry(CUTOVER_STEPS.endpoint)?.undo?.endpoint?.previous;
-    const current = reopen ? await readEndpoint(deps, settings.endpoint).catch(() => '') : '';
+    // Unread, the endpoint would pass for one not taken back, and the refusal offer --resume alone.
+    const current = reopen
+      ? await readEndpoint(deps, settings.endpoint).catch(async (error: unknown) => {
+          await this.put(undefined, {}, true);
+          throw new OperatorError(
+            `recover cutover --undo: recovery ${id}: cannot read where the API's database endpoint points (${describeEndpoint(settings.endpoint)}: ${namedLine(error)}), so cannot tell whether production was taken back to ${this.record.sourceInstance}: nothing changed; fix the cause (your right to read it, recovery.endpoint), then run "atmr-dr recover cutover ${id} --undo --yes" again`,
+          );
+        })
+      : '';
     const back = reopen !== undefined && backOnOld(current, previous);
     // Past a reopening, the journal says what was started (the rename among it), the world what
     // happened: closed only while both instances keep their names from before the rename.

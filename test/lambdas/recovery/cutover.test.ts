@@ -1691,6 +1691,21 @@ describe('an interrupted cutover', () => {
       expect([closed.status, closed.journal!.every((e) => e.state === 'undone')]).toEqual(['cutover-failed', true]);
     });
 
+    it('--undo whose read of the endpoint fails is refused with exit 1 naming the read error (not the exit-3 "finish with --resume"), nothing changed, the lease released', async () => {
+      const { id } = await killedCutover(RENAME_STARTED);
+      const journal = (await getRecovery(deps().store, id)).journal;
+      secrets.on(GetSecretValueCommand).rejects(Object.assign(new Error(`User: bob is not authorized to perform: secretsmanager:GetSecretValue on resource: ${SECRET}`), { name: 'AccessDeniedException' }));
+
+      const error = await operatorErrorOf(undoCutover(deps(stale), id, settings(), 'bob'));
+
+      expect([error.exitCode, error.message]).toEqual([
+        1,
+        `recover cutover --undo: recovery ${id}: cannot read where the API's database endpoint points (secret ${SECRET} host: AccessDeniedException: User: bob is not authorized to perform: secretsmanager:GetSecretValue on resource: ${SECRET}), so cannot tell whether production was taken back to atmr-prod: nothing changed; fix the cause (your right to read it, recovery.endpoint), then run "atmr-dr recover cutover ${id} --undo --yes" again`,
+      ]);
+      const record = await getRecovery(deps().store, id);
+      expect([record.status, record.leaseOwner, record.journal]).toEqual(['cutting-over', undefined, journal]);
+    });
+
     it('--undo of a reopening left started (killed before it was journaled done) warns that the killswitch may have been reopened on the copy, not that it was', async () => {
       const { id } = await killedCutover(REOPEN_DONE);
       secretValue = { ...secretValue, host: OLD_HOST, port: 5432 };
