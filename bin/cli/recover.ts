@@ -10,7 +10,7 @@ import { Command } from 'commander';
 import * as os from 'node:os';
 import { EnvironmentConfig, defaultNewInstancePrefix, prefixNotCovering, resolveRecoveryConfig } from '../../lib/config';
 import { FINAL_STATUSES, JournalEntry, RECOVERY_ID_PATTERN, RecoveryRecord } from '../../lambdas/recovery/contract';
-import { ALREADY_REOPENED, ANNOUNCE, CUTOVER_STEPS, CutoverResult, DONE_BEFORE, CutoverSettings, EndpointSwitch, KILLSWITCH_UNKNOWN, LEASE_SECONDS, cutover, keptInMaintenance, reopeningStarted, undoCutover } from '../../lambdas/recovery/cutover';
+import { ALREADY_REOPENED, ANNOUNCE, CUTOVER_STEPS, CutoverResult, DONE_BEFORE, CutoverSettings, EndpointSwitch, KILLSWITCH_UNKNOWN, LEASE_SECONDS, cutover, keptInMaintenance, reopeningStarted, undoCutover, undoPastReopening } from '../../lambdas/recovery/cutover';
 import { abandonRecovery, describeExecution, parseRecoveryReason, recoveryExecutionArn, startRecovery } from '../../lambdas/recovery/operations';
 import { dataAlsoIn, renameCommands } from '../../lambdas/recovery/rds';
 import { describeInstance } from '../../lambdas/shared/rds-instances';
@@ -95,14 +95,14 @@ function printJournal(record: RecoveryRecord, out: (line: string) => void, nowMs
   }
   if (record.status === 'cutting-over') {
     const resume = `continue it with "atmr-dr recover cutover ${record.recoveryId} --resume --yes"`;
-    // Past the reopening, production may take writes on the copy: --undo is refused (cutover.ts).
+    // Past the reopening, production may take writes on the copy: --undo only once it is back on the old instance by hand (cutover.ts).
     const reopened = reopeningStarted(record.journal);
     // A killswitch someone set during the cutover (a hold) stopped it before the rename (cutover.ts held).
     if (reopened?.state === 'by-hand') {
       out(`next: the cutover stopped at the killswitch someone set during it (NOT reopened, above): ${record.sourceInstance} is NOT renamed, in case they go back to it; once they lift it, ${resume}; if they go back to ${record.sourceInstance} instead, "atmr-dr recover cutover ${record.recoveryId} --undo --yes" gives the steps by hand until the API's endpoint names ${record.sourceInstance} again, then closes the cutover`);
       return;
     }
-    out(`next: the cutover stopped or is running: ${reopened ? `${resume} (the killswitch was reopened: --undo is refused from here)` : `${resume}, or put back what it changed with "atmr-dr recover cutover ${record.recoveryId} --undo --yes"`}`);
+    out(`next: the cutover stopped or is running: ${reopened ? `${resume} (the killswitch was reopened: users may have written on ${record.newInstance}), ${undoPastReopening(record)}` : `${resume}, or put back what it changed with "atmr-dr recover cutover ${record.recoveryId} --undo --yes"`}`);
   }
 }
 

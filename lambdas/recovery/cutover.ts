@@ -139,14 +139,24 @@ export const CUTOVER_STEPS = {
 
 /**
  * The cutover's point of no return: its journal entry of the killswitch reopening, once that step
- * started. From there production may have taken writes on the copy: the undo is refused, an abandon
- * too, and only --resume is offered (the CLI's lines, status, the abandon's refusal say so). An
+ * started. From there production may have taken writes on the copy: abandon is refused, and the
+ * undo too until production is back on the old instance by hand (undoPastReopening says so). An
  * entry `undone` is past: an undo got through only because production was back on the old instance
  * (taken back by hand, after a stop at a hold or a reopening, both instances under their names),
  * and closed the cutover.
  */
 export function reopeningStarted(journal: readonly JournalEntry[] | undefined): JournalEntry | undefined {
   return journal?.find((entry) => entry.step === CUTOVER_STEPS.reopen && entry.state !== 'undone');
+}
+
+/**
+ * The way back a cutover past its reopening still has, for the lines that offer --resume there
+ * (recover status, abandon's refusal): --undo closes it only once production is back on the old
+ * instance by hand, both instances under their names (undoAll).
+ */
+export function undoPastReopening(record: Pick<RecoveryRecord, 'recoveryId' | 'sourceInstance' | 'newInstance'>): string {
+  const { recoveryId: id, sourceInstance: old, newInstance: copy } = record;
+  return `or, once production is back on ${old} by hand (the API's endpoint set back to it, ${old} and ${copy} under their names), close it with "atmr-dr recover cutover ${id} --undo --yes"`;
 }
 
 class Interrupted extends Error {}

@@ -5,7 +5,7 @@ import { DescribeExecutionCommand, SFNClient, StartExecutionCommand, StopExecuti
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { announce } from './announce';
-import { CUTOVER_STEPS, ENDPOINT_LEFT_AS_IS, EndpointSwitch, describeEndpoint, endpointCommand, readEndpoint, reopeningStarted } from './cutover';
+import { CUTOVER_STEPS, ENDPOINT_LEFT_AS_IS, EndpointSwitch, describeEndpoint, endpointCommand, readEndpoint, reopeningStarted, undoPastReopening } from './cutover';
 import { RECOVERY_EVENTS, RecoveryRecord, RecoveryRequest, newRecoveryId } from './contract';
 import { RestoreWindow, dataAlsoIn, defaultInstanceName, validateRecovery, deleteRecoveredInstance, finalSnapshotRefusal, instanceState } from './rds';
 import { StoreDeps, beginRecovery, getRecovery, updateRecovery } from './store';
@@ -165,7 +165,7 @@ function cutoverLeft(record: RecoveryRecord): string | undefined {
   const left = (record.journal ?? []).filter((entry) => entry.state !== 'undone').map((entry) => entry.step);
   const id = record.recoveryId;
   if (reopeningStarted(record.journal)) {
-    return `its cutover reached "${CUTOVER_STEPS.reopen}": production may run on ${record.newInstance} and have taken writes there, so it is never deleted by this tool and the cutover can no longer be undone; finish it with "atmr-dr recover cutover ${id} --resume --yes"`;
+    return `its cutover reached "${CUTOVER_STEPS.reopen}": production may run on ${record.newInstance} and have taken writes there, so it is never deleted by this tool; finish it with "atmr-dr recover cutover ${id} --resume --yes", ${undoPastReopening(record)} first`;
   }
   if (!left.length) return undefined;
   const switched = record.journal?.find((entry) => entry.step === CUTOVER_STEPS.endpoint);

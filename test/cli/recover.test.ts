@@ -238,7 +238,7 @@ describe('atmr-dr recover', () => {
     );
   });
 
-  it('status of a cutover stopped after the killswitch was reopened offers --resume only (--undo is refused from there)', async () => {
+  it('status of a cutover stopped after the killswitch was reopened offers --resume, and --undo only once production is back on the old instance by hand', async () => {
     // Arrange: a cutover whose journal reached "killswitch back"
     const journal = ['killswitch maintenance', 'switch database endpoint', 'redeploy ECS services', 'check /ready', 'check writes accepted', 'killswitch back'].map((step) => ({
       step,
@@ -254,9 +254,9 @@ describe('atmr-dr recover', () => {
     // Assert
     expect(run.status).toBe(0);
     expect(run.stdout).toContain(
-      'next: the cutover stopped or is running: continue it with "atmr-dr recover cutover r20261130143000-aaaa --resume --yes" (the killswitch was reopened: --undo is refused from here)',
+      'next: the cutover stopped or is running: continue it with "atmr-dr recover cutover r20261130143000-aaaa --resume --yes" (the killswitch was reopened: users may have written on atmr-prod-pitr-202611301402), ' +
+        'or, once production is back on atmr-prod by hand (the API\'s endpoint set back to it, atmr-prod and atmr-prod-pitr-202611301402 under their names), close it with "atmr-dr recover cutover r20261130143000-aaaa --undo --yes"',
     );
-    expect(run.stdout).not.toContain('--undo --yes');
   });
 
   it('status of a recovery whose abandon stopped before the end says to run abandon again', async () => {

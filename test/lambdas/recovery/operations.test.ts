@@ -551,7 +551,7 @@ describe('abandoning a recovery whose cutover is under way or stopped (cutting-o
     expect((await getRecovery(deps().store, id)).status).toBe('cutting-over');
   });
 
-  it('once the killswitch reopening started: production may have taken writes on the copy; the line gives --resume, not --undo', async () => {
+  it('once the killswitch reopening started: production may have taken writes on the copy; the line gives --resume, and --undo only once production is back on the old instance by hand', async () => {
     id = (await start()).request.recoveryId;
     const at = NOW.toISOString();
     const journal = [
@@ -561,7 +561,8 @@ describe('abandoning a recovery whose cutover is under way or stopped (cutting-o
     await updateRecovery(deps().store, id, { status: 'cutting-over', journal });
 
     await expect(abandonRecovery(deps(), id, 'alice', SOURCE)).rejects.toThrow(
-      `recover abandon: recovery ${id} is "cutting-over": its cutover reached "killswitch back": production may run on atmr-prod-pitr-202611301402 and have taken writes there, so it is never deleted by this tool and the cutover can no longer be undone; finish it with "atmr-dr recover cutover ${id} --resume --yes"`,
+      `recover abandon: recovery ${id} is "cutting-over": its cutover reached "killswitch back": production may run on atmr-prod-pitr-202611301402 and have taken writes there, so it is never deleted by this tool; finish it with "atmr-dr recover cutover ${id} --resume --yes", ` +
+        `or, once production is back on ${SOURCE} by hand (the API's endpoint set back to it, ${SOURCE} and atmr-prod-pitr-202611301402 under their names), close it with "atmr-dr recover cutover ${id} --undo --yes" first`,
     );
     expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
   });
