@@ -175,9 +175,9 @@ export class DataStack extends Stack {
     const bucketArn = this.backupBucket.bucketArn;
     const keyArn = this.backupKey.keyArn;
     // Each shared statement once (chosen by Sid): ListBucket and the key's use are in both sets,
-    // the runner's manifest and pointer reads within the restore's reads.
+    // the runner's manifest, pointer and dump reads within the restore's reads.
     const statements = [
-      ...backupWriteStatements(bucketArn, keyArn).filter((statement) => statement.sid !== 'ReadPointersAndManifests'),
+      ...backupWriteStatements(bucketArn, keyArn).filter((statement) => statement.sid !== 'ReadPointersAndManifests' && statement.sid !== 'ReadBackDumps'),
       ...restoreTestBucketStatements(bucketArn, keyArn).filter((statement) => statement.sid === 'ReadBackups' || statement.sid === 'WriteReports'),
       // A monthly backup by hand is locked as the scheduled ones are (bin/cli/backup.ts), and no longer.
       ...monthlyLockStatements(bucketArn, monthlyComplianceLockDays, true),

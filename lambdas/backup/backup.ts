@@ -728,12 +728,16 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
         sink.completed = true;
       },
       async (error: unknown) => {
-        if (!failure && lostConditionalWrite(error) !== undefined && (await ownSinglePartWrite(deps.s3, deps.bucket, sink))) {
+        if (failure) return;
+        const lost = lostConditionalWrite(error) !== undefined ? await ownSinglePartWrite(deps.s3, deps.bucket, sink) : undefined;
+        if (lost?.own) {
           phase(`upload ${sink.format}`)();
           sink.completed = true;
           return;
         }
-        fail(failure ?? tierWriteFailure(`upload of ${sink.key}`, sink.key, deps.bucket, error));
+        const refused = tierWriteFailure(`upload of ${sink.key}`, sink.key, deps.bucket, error);
+        // The refusal may still be this run's own write: say why that could not be told, beside the blame.
+        fail(lost?.unread ? new LostWriteError(`${refused.message}, unless it is this run's own write whose answer was lost: ${lost.unread}`, undefined) : refused);
       },
     ),
   );
@@ -919,17 +923,17 @@ async function abortMultipartUpload(s3: S3Client, bucket: string, sink: Sink): P
  * it for another run's, waited OTHER_RUN_WAIT_MS for a manifest nobody writes, then failed blaming
  * a backup of the same second. The object holding exactly the bytes this run hashed (its size and
  * SHA-256, the manifest's) is that write; another run's differs, and if it did not it would be the
- * same backup. Read back whole: it is smaller than one part.
+ * same backup. Read back whole: it is smaller than one part. `unread` says why the object could not be read (AccessDenied, a
+ * network failure): not known to be ours, the refusal stands, and the run's failure says why.
  */
-async function ownSinglePartWrite(s3: S3Client, bucket: string, sink: Sink): Promise<boolean> {
-  if (sink.upload.uploadId !== undefined || !sink.hasher.readableEnded) return false;
+async function ownSinglePartWrite(s3: S3Client, bucket: string, sink: Sink): Promise<{ own: boolean; unread?: string }> {
+  if (sink.upload.uploadId !== undefined || !sink.hasher.readableEnded) return { own: false };
   try {
     const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: sink.key }));
     const stored = Buffer.from((await response.Body?.transformToByteArray()) ?? []);
-    return stored.length === sink.hasher.bytes && createHash('sha256').update(stored).digest('hex') === sink.hasher.sha256;
-  } catch {
-    // Unreadable: not known to be ours, the failure stands as S3 gave it.
-    return false;
+    return { own: stored.length === sink.hasher.bytes && createHash('sha256').update(stored).digest('hex') === sink.hasher.sha256 };
+  } catch (error) {
+    return { own: false, unread: s3Failure(`read-back of ${sink.key}`, bucket, error).message };
   }
 }
 

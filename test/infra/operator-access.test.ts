@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { exampleEnvironment, renderCfn, synthesizeApp, type Statement } from '../support/app';
+import { exampleEnvironment, iamWildcardMatches, renderCfn, synthesizeApp, type Statement } from '../support/app';
 
 /**
  * What the stacks grant the on-call role of `killswitch.operatorRoleArns` (`atmr-oncall` in the
@@ -145,7 +145,7 @@ function documentedRows(): { command: string; needs: string[]; granted: string }
 
 /** Whether some Allow statement of the operator's names `action` (IAM's `*` wildcard in an action understood). */
 const isGranted = (action: string) =>
-  operator.some((s) => s.Effect === 'Allow' && asArray(s.Action).some((a) => new RegExp(`^${a.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`).test(action)));
+  operator.some((s) => s.Effect === 'Allow' && asArray(s.Action).some((a) => iamWildcardMatches(a, action)));
 
 // sts:GetCallerIdentity needs no grant (docs/operator-permissions.md).
 const NEEDS_NO_GRANT = new Set(['sts:GetCallerIdentity']);

@@ -9,6 +9,7 @@ import { backupObjectKeys } from '../../lambdas/shared/s3-layout';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { startConditionalS3 } from '../support/conditional-s3';
+import { startRefusingS3 } from '../support/refusing-s3';
 import { createDatabase, dropDatabase, getJson, listKeys, sha256 } from './backup-support';
 
 jest.setTimeout(180_000);
@@ -224,6 +225,36 @@ describe('backup objects are written once (integration, real pg_dump + s3rver)',
       expect([counted.BackupSuccess, counted.BackupFailure]).toEqual([1, undefined]);
     } finally {
       await conditional.stop();
+      dropDatabase(small);
+    }
+  });
+
+  it('a lost answer whose read-back S3 refuses (AccessDenied: a role without GetObject on the dump keys) fails saying why it could not be told from another run\'s write, not only the blame', async () => {
+    // Arrange: as above, and S3 refuses every GetObject of a .dump (behind the conditional proxy)
+    const cluster = testCluster();
+    const small = uniqueDatabaseName('bk_once_unread');
+    createDatabase(small, 'CREATE TABLE t AS SELECT generate_series(1, 10) AS id;');
+    const refusing = await startRefusingS3(s3, (method, url) => method === 'GET' && url.pathname.endsWith('.dump'), 403, 'AccessDenied');
+    let lost = 0;
+    const conditional = await startConditionalS3({ ...s3, endpoint: refusing.endpoint }, undefined, (key) => key.endsWith('.dump') && lost++ === 0);
+    const client = createS3Client(conditional.env);
+
+    try {
+      // Act
+      const run = runBackup(
+        { s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database: small }, otherRunWaitMs: 1000 },
+        { tier: 'hourly', formats: ['custom'] },
+      );
+
+      // Assert: the refusal stands (nothing published), and the failure names the read-back S3 refused and the right to grant
+      await expect(run).rejects.toThrow(
+        /wrote it first, unless it is this run's own write whose answer was lost: S3 read-back of hourly\/\S+\.dump in bucket \S+ failed: AccessDenied.*the role may not do this/,
+      );
+      expect(conditional.refused).toHaveLength(1);
+      expect(await listKeys(client, s3.bucket, `latest/${small}/`)).toEqual([]);
+    } finally {
+      await conditional.stop();
+      await refusing.stop();
       dropDatabase(small);
     }
   });

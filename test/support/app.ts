@@ -130,6 +130,11 @@ export function constructHarness(raw: Record<string, unknown>, stackId: string):
  * Renders a CloudFormation string value (Fn::Join of strings, Ref, Fn::GetAtt) as text, references
  * as `<LogicalId>` / `<LogicalId.Attribute>`: to read a state machine definition or match an ARN.
  */
+/** Whether `value` (an action, an ARN) matches an IAM `pattern` as IAM matches it: `*` any run of characters, `?` one. */
+export function iamWildcardMatches(pattern: string, value: string): boolean {
+  return new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`).test(value);
+}
+
 /** An IAM policy statement as a synthesized template holds it. */
 export interface Statement {
   Sid?: string;
