@@ -923,13 +923,20 @@ async function abortMultipartUpload(s3: S3Client, bucket: string, sink: Sink): P
  * it for another run's, waited OTHER_RUN_WAIT_MS for a manifest nobody writes, then failed blaming
  * a backup of the same second. The object holding exactly the bytes this run hashed (its size and
  * SHA-256, the manifest's) is that write; another run's differs, and if it did not it would be the
- * same backup. Read back whole: it is smaller than one part. `unread` says why the object could not be read (AccessDenied, a
+ * same backup. Its size is compared first, from the answer's headers: another run's object, which
+ * may be far larger than a part (a multipart one), is then not read at all; an equal size is read
+ * back whole, at most one part. `unread` says why the object could not be read (AccessDenied, a
  * network failure): not known to be ours, the refusal stands, and the run's failure says why.
  */
 async function ownSinglePartWrite(s3: S3Client, bucket: string, sink: Sink): Promise<{ own: boolean; unread?: string }> {
   if (sink.upload.uploadId !== undefined || !sink.hasher.readableEnded) return { own: false };
   try {
     const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: sink.key }));
+    if (response.ContentLength !== sink.hasher.bytes) {
+      // Not read: closing the body ends the transfer and frees the connection.
+      (response.Body as Readable | undefined)?.destroy();
+      return { own: false };
+    }
     const stored = Buffer.from((await response.Body?.transformToByteArray()) ?? []);
     return { own: stored.length === sink.hasher.bytes && createHash('sha256').update(stored).digest('hex') === sink.hasher.sha256 };
   } catch (error) {

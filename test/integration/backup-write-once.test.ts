@@ -259,6 +259,40 @@ describe('backup objects are written once (integration, real pg_dump + s3rver)',
     }
   });
 
+  it('a refused single-part .dump whose key holds a larger object (another run\'s) is not read back: its size is compared first, from the answer\'s headers', async () => {
+    // Arrange: a small dump; another run's 24 MiB object lands at its key between the key check and
+    // the write (the conditional proxy's hook), so the write is refused (412)
+    const cluster = testCluster();
+    const small = uniqueDatabaseName('bk_once_big');
+    createDatabase(small, 'CREATE TABLE t AS SELECT generate_series(1, 10) AS id;');
+    const direct = createS3Client(s3.env);
+    const planted = 24 * 1024 * 1024;
+    let plantedKey: string | undefined;
+    const conditional = await startConditionalS3(s3, async (key) => {
+      if (plantedKey !== undefined || !key.endsWith('.dump')) return;
+      plantedKey = key;
+      await direct.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: Buffer.alloc(planted, 7) }));
+    });
+    const client = createS3Client(conditional.env);
+
+    try {
+      // Act
+      const run = runBackup(
+        { s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database: small }, otherRunWaitMs: 1000 },
+        { tier: 'hourly', formats: ['custom'] },
+      );
+
+      // Assert: the other run is blamed as before (no manifest came), and the run took from the
+      // planted object no more than what was in flight when it closed the answer (a read takes all 24 MiB)
+      await expect(run).rejects.toThrow(/another backup of this tier and database started in the same second and wrote it first, and published no manifest/);
+      expect(conditional.refused).toEqual([plantedKey]);
+      expect(conditional.served.get(plantedKey!) ?? 0).toBeLessThan(planted / 3);
+    } finally {
+      await conditional.stop();
+      dropDatabase(small);
+    }
+  });
+
   it('two runs of one tier started in the same second (a schedule delivered twice): one publishes, the other writes nothing after the key it lost and ends with one line, no failure', async () => {
     // Arrange: S3 with real conditional writes; the first .dump write is held a moment, long enough
     // for the other run's .sql.gz to land first if the objects were not written in a fixed order.

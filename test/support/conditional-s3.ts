@@ -16,7 +16,8 @@ import type { LocalS3 } from './s3';
  * another run's write land there, between what the client read and what it writes, or reads the
  * headers a CLI in another process sent. `loseAnswer(key)`, when given, picks writes whose answer
  * is lost: s3rver stores the write and answers, and the proxy closes the client's connection
- * instead of passing the answer on (a reset after the write landed; the SDK retries).
+ * instead of passing the answer on (a reset after the write landed; the SDK retries). `served` counts
+ * the body bytes of each key's GetObject answers that went to the client.
  *
  * Writes of one key are taken one at a time, from the check to s3rver's answer, as S3 decides
  * them: without that, two writes arriving together both find the key free and both land, the
@@ -28,6 +29,8 @@ export interface ConditionalS3 {
   readonly env: Record<string, string>;
   /** Conditional writes refused so far, by key. */
   readonly refused: string[];
+  /** Bytes of object bodies passed on to the client so far (GetObject answers), by key. */
+  readonly served: Map<string, number>;
   stop(): Promise<void>;
 }
 
@@ -40,6 +43,7 @@ export async function startConditionalS3(
 ): Promise<ConditionalS3> {
   const target = new URL(s3.endpoint);
   const refused: string[] = [];
+  const served = new Map<string, number>();
   /** Per key, the end of the last write queued on it. */
   const writing = new Map<string, Promise<void>>();
   const server = http.createServer((req, res) => {
@@ -76,6 +80,10 @@ export async function startConditionalS3(
             return;
           }
           res.writeHead(answer.statusCode ?? 502, answer.headers);
+          // Counted as the client takes them: the pipe stops pulling when the client stops reading,
+          // and the answer is dropped when the client closes the connection (its body unread).
+          if (req.method === 'GET') answer.on('data', (chunk: Buffer) => served.set(key, (served.get(key) ?? 0) + chunk.length));
+          res.on('close', () => answer.destroy());
           answer.pipe(res);
         },
       );
@@ -104,6 +112,7 @@ export async function startConditionalS3(
     endpoint,
     env: { ...s3.env, AWS_ENDPOINT_URL_S3: endpoint },
     refused,
+    served,
     async stop() {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
