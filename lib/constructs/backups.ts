@@ -425,12 +425,14 @@ export class Backups extends Construct {
       },
       targets: [new eventTargets.SqsQueue(inbox, { deadLetterQueue: undelivered, retryAttempts: 185, maxEventAge: Duration.hours(24) })],
     });
-    // A RunTask answered 200 with `failures` (no Fargate capacity, an inactive task definition, a
-    // cluster gone) started no task: Scheduler counts the call a success (no retry, no dead-letter
-    // queue), ECS sends no task event, and only the tier's age alarm would say so, hours later or,
-    // for one missed daily run, never. CloudTrail records the call with its answer (this needs a
-    // trail logging management events, as KeyGuard). The schedules send the task definition's and
-    // the cluster's ARNs (targetFor); a manual run-task's refusal is seen by whoever ran it.
+    // A RunTask answered 200 with `failures` (no Fargate capacity) started no task: Scheduler counts
+    // the call a success (no retry, no dead-letter queue), ECS sends no task event, and only the
+    // tier's age alarm would say so, hours or days later or, for one missed daily run, never. (An
+    // inactive task definition or a cluster gone is an error answer instead: Scheduler retries it,
+    // then its dead-letter queue pages.) CloudTrail records the call with its answer (this needs a
+    // trail logging management events, as KeyGuard). The pattern is the call's, not its caller's
+    // (CloudTrail's caller fields are not verified here): a manual run-task naming the cluster and
+    // task definition by ARN, as the schedules do (targetFor), is sent and pages too.
     const unplacedRule = new events.Rule(scope, 'UnplacedRule', {
       description: 'atmr-dr: a scheduled backup RunTask started no task (answered with failures)',
       eventPattern: {
@@ -566,7 +568,7 @@ export class Backups extends Construct {
       ? new RunbookAlarm(this, 'RunnerStoppedAlarm', {
           ...common,
           what: 'RunnerStopped',
-          summary: `a backup task not placed, not started or stopped unreported: no backup made, only the tier's age alarm says so, hours later`,
+          summary: `a backup task not placed, not started or stopped unreported: no backup made; the age alarm pages hours or days late, or never`,
           signalsEvent: true,
           // Terse: the queue URL is a token here, which RunbookAlarm counts at its longest deployed
           // value against CloudWatch's 1024 characters; the causes (stop code, exit code) and what
@@ -578,7 +580,7 @@ export class Backups extends Construct {
               undelivered: stopped.undelivered.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: fiveMinutes }),
             },
             fiveMinutes,
-            'Backup tasks stopped unreported',
+            'Backup tasks not placed, not started or stopped unreported',
           ),
           threshold: 1,
           comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,

@@ -190,6 +190,12 @@ describe("the backup runner's unplaced-run rule: a scheduled RunTask answered wi
     expect(rule?.Properties.Targets[0].Arn).toEqual(stopRule?.Properties.Targets[0].Arn);
   });
 
+  it("sends a person's manual RunTask answered so too, when it names the cluster and task definition by ARN: the rule matches the call, not its caller (docs/backup-runner.md says so)", () => {
+    const manual = runTaskCall(scheduledRequest, noCapacity);
+    const byHand = { ...manual, detail: { ...manual.detail, userIdentity: { type: 'AssumedRole', arn: `arn:aws:sts::${config.account}:assumed-role/atmr-oncall/alice` }, sourceIPAddress: '203.0.113.7', userAgent: 'aws-cli/2.22.0' } };
+    expect(matches(byHand)).toBe(true);
+  });
+
   it('leaves out a RunTask that started its task (failures empty), and failed calls of another task definition or cluster', () => {
     expect(matches(runTaskCall(scheduledRequest, { tasks: [{ taskArn: `${clusterArn.replace(':cluster/', ':task/')}/c13b4cb40f1f4fe4a2971f76ae5a47ad` }], failures: [] }))).toBe(false);
     const other = (field: string, value: string) => runTaskCall({ ...scheduledRequest, [field]: value }, noCapacity);
