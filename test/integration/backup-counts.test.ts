@@ -333,8 +333,9 @@ describe('backup row counts and the dump agree (integration)', () => {
       run.catch(() => undefined);
 
       // Act: the signal aborts once the TRUNCATE has run (the attempt's snapshot ended) and while
-      // pg_dump, told to stop, has not exited (heldPgDump's holdEnd): the attempt is still ending,
-      // whatever the load; then pg_dump exits
+      // pg_dump, told to stop, has not ended (heldPgDump's holdEnd): the attempt is still ending,
+      // whatever the load, even past the SIGKILL the run sends KILL_GRACE_MS (5 s) after its SIGTERM
+      // (the hold keeps pg_dump's output open); then pg_dump ends
       const { truncated } = await truncateBeforePgDump(dir, 1, app, watcher);
       await withinBound(truncated);
       await waitFor('pg_dump to be told to stop', () => fs.existsSync(path.join(dir, 'stopping-1')));

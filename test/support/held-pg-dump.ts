@@ -29,13 +29,16 @@ export async function waitOf(watcher: Client, pid: number): Promise<string | nul
  * it runs the real one: the test decides what other sessions do between the run's locks and
  * pg_dump's. With the real pg_restore beside it (the plain format). Returns `dir`, a pgBinDir.
  * `holdEnd`: once told to stop (SIGTERM, the run ending the attempt), it stops the real pg_dump,
- * creates `<dir>/stopping-<n>` and exits only once `<dir>/end-<n>` exists, so that the test acts
- * while the attempt is still ending (the run waits for pg_dump's exit; it kills it after 5 s).
+ * creates `<dir>/stopping-<n>` and ends only once `<dir>/end-<n>` exists, so that the test acts
+ * while the attempt is still ending: the run waits for pg_dump's 'close' (its exit and its output
+ * closed). The wait is a background subshell holding that output open, so the hold also outlasts
+ * the SIGKILL the run sends KILL_GRACE_MS (5 s) after the SIGTERM, however slow the machine; it
+ * also ends once `dir` is removed (a test that failed before writing `end-<n>`), never left behind.
  */
 export function heldPgDump(dir: string, { holdEnd = false } = {}): string {
   const real = (tool: string): string => execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim();
   const run = holdEnd
-    ? `trap 'kill $c 2>/dev/null; touch "${dir}/stopping-$n"; while [ ! -e "${dir}/end-$n" ]; do sleep 0.05; done; exit 143' TERM\n` +
+    ? `trap 'kill $c 2>/dev/null; touch "${dir}/stopping-$n"; (while [ -d "${dir}" ] && [ ! -e "${dir}/end-$n" ]; do sleep 0.05; done) & wait $!; exit 143' TERM\n` +
       `"${real('pg_dump')}" "$@" & c=$!\nwait $c\n`
     : `exec "${real('pg_dump')}" "$@"\n`;
   fs.writeFileSync(
