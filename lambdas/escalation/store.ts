@@ -162,44 +162,6 @@ export async function recordTimeline(store: IncidentStore, id: string, key: stri
   return result.outcome !== 'refused';
 }
 
-/**
- * Claims the sending of one notice (`key`, e.g. `ack-notice#L2`) until `until`, the end of the
- * claiming step (its function's timeout): `false` while another step holds it. Two steps of one
- * incident can run at once (a joined ALARM wakes a reminder while the acknowledged wait's step still
- * publishes), and each would otherwise find the notice unsent and send it. The claim lapses with its
- * step: a step stopped mid-publish leaves the notice to the next step, never to nobody. `holder`
- * (random, the caller's) lets `releaseClaim` give back this claim only.
- */
-export async function claimUntil(store: IncidentStore, id: string, key: string, until: Date, holder: string): Promise<boolean> {
-  const result = await conditionalWriteOnce(store.ddb, {
-    TableName: store.tableName,
-    Item: { pk: incidentPk(id), sk: `CLAIM#${key}`, holder, until: until.toISOString(), expiresAt: expiresAt(nowOf(store)) },
-    ConditionExpression: 'attribute_not_exists(pk) OR #until < :now',
-    ExpressionAttributeNames: { '#until': 'until' },
-    ExpressionAttributeValues: { ':now': nowOf(store).toISOString() },
-  });
-  return result.outcome !== 'refused';
-}
-
-/**
- * Gives back a claim of `claimUntil` before it lapses (its notice is to be sent again), unless another
- * holder has it. An update, not a delete (the functions may not delete incident items): `''` has lapsed.
- */
-export async function releaseClaim(store: IncidentStore, id: string, key: string, holder: string): Promise<void> {
-  await conditionalWrite(() =>
-    store.ddb.send(
-      new UpdateCommand({
-        TableName: store.tableName,
-        Key: { pk: incidentPk(id), sk: `CLAIM#${key}` },
-        UpdateExpression: 'SET #until = :lapsed',
-        ConditionExpression: 'holder = :holder',
-        ExpressionAttributeNames: { '#until': 'until' },
-        ExpressionAttributeValues: { ':holder': holder, ':lapsed': '' },
-      }),
-    ),
-  );
-}
-
 /** The keys of the incident's timeline entries that start with `prefix` (facts already recorded, e.g. the levels told of the resolution). */
 export async function timelineKeys(store: IncidentStore, id: string, prefix: string): Promise<string[]> {
   return (await timelineItems(store, id, prefix)).map((item) => String(item.sk).slice('EVENT#'.length));

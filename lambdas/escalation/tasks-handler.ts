@@ -5,7 +5,6 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SNSClient } from '@aws-sdk/client-sns';
 import middy from '@middy/core';
-import type { Context } from 'aws-lambda';
 import { z } from 'zod';
 import { SDK_RETRY } from '../shared/aws';
 import { observability } from '../shared/observability';
@@ -44,10 +43,8 @@ const deps = {
 };
 
 /** One step of the escalation workflow (page, await, remind, check, resolve). */
-export async function task(event: TaskInput, context?: Pick<Context, 'getRemainingTimeInMillis'>): Promise<unknown> {
-  // When Lambda stops this invocation: the claims the step takes on its notices lapse then.
-  const stopsAt = context ? Date.now() + context.getRemainingTimeInMillis() : undefined;
-  const result = await runTask({ ...deps, ...(stopsAt !== undefined && { stopsAt }) }, event);
+export async function task(event: TaskInput): Promise<unknown> {
+  const result = await runTask(deps, event);
   logger.info('escalation step', { action: event.action, incidentId: event.incidentId, result });
   return result;
 }

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { CloudWatchClient, DescribeAlarmsCommand } from '@aws-sdk/client-cloudwatch';
 import { StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
@@ -9,12 +8,10 @@ import type { ExecutionInput } from './ingest';
 import { ExecutionState, Incident, joinAwaitsReminder, levelReached, levelsPaged, pagedNotRecordedKeys, pageIntent, runbookOf, shortHash, signalsEvent, TimelineEntry } from './model';
 import {
   claimResolutionNotice,
-  claimUntil,
   getIncident,
   IncidentStore,
   recordPagedLevel,
   recordTimeline,
-  releaseClaim,
   releaseOpenPointer,
   replaceExecutionArn,
   resolveUnlessAlarmAgain,
@@ -43,11 +40,6 @@ export interface TaskDeps {
   readonly ackLink?: { readonly baseUrl: string; readonly key: () => Promise<string>; readonly validitySeconds: number };
   /** Something wrong that did not stop the step (a page sent without its link). @default - not logged (the timeline has it) */
   readonly warn?: (message: string, details: Record<string, unknown>) => void;
-  /**
-   * When the step's function is stopped (epoch ms: its timeout), the end of the claims it takes on
-   * the notices it sends (store.ts `claimUntil`). @default - now plus the function's 60-second timeout
-   */
-  readonly stopsAt?: number;
 }
 
 /** What each workflow step sends the task function. */
@@ -112,9 +104,6 @@ export class ResolutionNoticeFailed extends Error {
 }
 
 const nowIso = (deps: TaskDeps): string => (deps.store.now ?? (() => new Date()))().toISOString();
-/** The task function's timeout (lib/constructs/escalation.ts), for a caller that does not say when its step stops. */
-const STEP_TIMEOUT_MS = 60_000;
-const stepEnd = (deps: TaskDeps): Date => new Date(deps.stopsAt ?? Date.parse(nowIso(deps)) + STEP_TIMEOUT_MS);
 
 async function requireIncident(deps: TaskDeps, id: string): Promise<Incident> {
   const incident = await getIncident(deps.store, id);
@@ -371,11 +360,6 @@ async function tellLevelsOfAcknowledgement(deps: TaskDeps, incident: Incident, s
     levels.map(async (level) => {
       const target = deps.levels[level - 1];
       const what = `level ${level} (${target.name})`;
-      // One step sends it: another acknowledged step running meanwhile (a joined ALARM's reminder)
-      // found the level untold too, and leaves it to this one while this step lives.
-      const key = `${ACK_NOTICE}L${level}`;
-      const holder = randomUUID();
-      if (!(await claimUntil(deps.store, incident.id, key, stepEnd(deps), holder))) return;
       // The level's entry records the one attempt, written once it is over: a step stopped before
       // (the function's timeout, during or before the publish) leaves none, and the next
       // acknowledged step tells the level, twice rather than never. A notice SNS refused is
@@ -387,13 +371,7 @@ async function tellLevelsOfAcknowledgement(deps: TaskDeps, incident: Incident, s
         deps.warn?.('acknowledgement notice failed: the level hears of the incident at its resolution', { incidentId: incident.id, level, error: namedLine(error) });
         entry = { at, kind: 'page-failed', text: `Acknowledgement notice to ${what} failed: ${oneLine(error)}`, level };
       }
-      try {
-        await recordTimeline(deps.store, incident.id, key, entry);
-      } catch (error) {
-        // No entry: the next acknowledged step tells the level (again), so it must not find it claimed.
-        await releaseClaim(deps.store, incident.id, key, holder).catch(() => undefined);
-        throw error;
-      }
+      await recordTimeline(deps.store, incident.id, `${ACK_NOTICE}L${level}`, entry);
     }),
   );
   const refused = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');

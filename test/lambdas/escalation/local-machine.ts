@@ -124,9 +124,7 @@ export async function runLocally(
       const task = (waits ? { ...payload, taskToken: `${String(payload.taskToken)}#${executionName}#${++tokens}` } : payload) as TaskInput & { taskToken: string };
       let result: Json;
       try {
-        // The step's end, as Lambda's context gives it: the claims it takes on its notices lapse then.
-        const deps = harness.functionTimeoutMs === undefined ? harness.taskDeps : { ...harness.taskDeps, stopsAt: Date.now() + harness.functionTimeoutMs };
-        result = (await withinFunctionTimeout(runTask(deps, task), harness.functionTimeoutMs)) as Json;
+        result = (await withinFunctionTimeout(runTask(harness.taskDeps, task), harness.functionTimeoutMs)) as Json;
       } catch (error) {
         // A failed step's token no longer waits: waking it fails, as in Step Functions.
         if (waits) harness.timedOut.add(task.taskToken);
