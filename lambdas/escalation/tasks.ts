@@ -73,24 +73,12 @@ export class PagedNotRecorded extends Error {
 }
 
 /**
- * Thrown when SNS refused a reminder (`refusedWithoutEffect`: it was not delivered; recorded on the
- * timeline first, once for its tries): the step fails, which counts in PagerErrors, the workflow tries it twice more, seconds
- * apart, then goes back to the acknowledged wait, whose end re-reads the alarm and reminds again
- * after the interval.
+ * Thrown when a reminder could not be published (recorded on the timeline first): the step fails,
+ * which counts in PagerErrors, and the workflow goes back to the acknowledged wait, whose end
+ * re-reads the alarm and reminds again after the interval.
  */
 export class ReminderPublishFailed extends Error {
   override readonly name = 'ReminderPublishFailed';
-}
-
-/**
- * Thrown when a reminder's publish failed without SNS refusing it (a timeout, a reset socket, a 5xx
- * after the SDK's retries, a throttle after an earlier attempt: `refusedWithoutEffect`): SNS may
- * have delivered it. Recorded on the timeline as such, and the level counts as reminded (told of the
- * resolution). Not retried by the workflow, which would remind the level twice within seconds: it
- * goes back to the acknowledged wait, and the step counts in PagerErrors.
- */
-export class ReminderMayBeDelivered extends Error {
-  override readonly name = 'ReminderMayBeDelivered';
 }
 
 /**
@@ -378,17 +366,7 @@ async function tellLevelsOfAcknowledgement(deps: TaskDeps, incident: Incident, s
   if (refused) throw refused.reason;
 }
 
-/**
- * The reminder a step sends, the same for each try of it (Step Functions retries a state with its
- * input, with a new token): the execution's round (`$.loop.rounds`, counted from 0 again by a
- * handed-over execution, hence its predecessor's name). The token's hash for a state without it.
- */
-function reminderRound(state: ExecutionState | undefined, taskToken: string): string {
-  const rounds = (state?.loop as { rounds?: unknown } | undefined)?.rounds;
-  return typeof rounds === 'number' ? `${String(state?.handedOverFrom ?? '')}#${rounds}` : shortHash(taskToken);
-}
-
-/** Timeline keys of the reminders, one per step (`<token hash>`), each with the level it went to (or may have: ReminderMayBeDelivered). */
+/** Timeline keys of the reminders, one per step (`<token hash>`), each with the level it went to (or may have: a publish whose outcome is unknown). */
 const REMINDER = 'reminder#';
 
 async function remind(deps: TaskDeps, incidentId: string, taskToken: string, state: ExecutionState | undefined): Promise<string> {
@@ -410,18 +388,17 @@ async function remind(deps: TaskDeps, incidentId: string, taskToken: string, sta
     if (target && message) await publish(deps, target.topicArn, message);
   } catch (error) {
     // Recorded, then the step fails: a reminder that returned normally counted nowhere, and an owner
-    // no longer reminded paged nobody.
-    if (!refusedWithoutEffect(error)) {
-      // SNS may have delivered it: under the step's own reminder key, so that the level counts as
-      // reminded (told of the resolution) and a re-run of this step sends nothing more; and the
-      // workflow does not retry it (ReminderMayBeDelivered), which would remind twice.
-      await recordTimeline(deps.store, incidentId, key, { at, kind: 'page-failed', text: `Reminder of level ${level} failed: ${oneLine(error)}; SNS may have delivered it`, level });
-      throw new ReminderMayBeDelivered(`the reminder to level ${level} may have been delivered, not sent again: ${namedLine(error)}`);
-    }
-    // Refused: the workflow tries the step twice more, seconds apart (each try a new token), then
-    // waits the interval. One entry for the refused tries of one reminder: they share the
-    // execution's round (`reminderRound`).
-    await recordTimeline(deps.store, incidentId, `reminder-failed#${reminderRound(state, taskToken)}`, { at, kind: 'page-failed', text: `Reminder of level ${level} failed: ${oneLine(error)}`, level });
+    // no longer reminded paged nobody. The workflow waits the interval and reminds again.
+    const mayBeOut = !refusedWithoutEffect(error);
+    // A publish whose outcome is unknown (a timeout, a reset socket, a 5xx after the SDK's retries)
+    // may have reached the level: recorded under the step's own reminder key, so that the level
+    // counts as reminded (told of the resolution) and a re-run of this step sends nothing more.
+    await recordTimeline(deps.store, incidentId, mayBeOut ? key : `reminder-failed#${shortHash(taskToken)}`, {
+      at,
+      kind: 'page-failed',
+      text: `Reminder of level ${level} failed: ${oneLine(error)}${mayBeOut ? '; SNS may have delivered it' : ''}`,
+      level,
+    });
     throw new ReminderPublishFailed(`publishing the reminder to level ${level} failed: ${namedLine(error)}`);
   }
   // The reminder is out: a table that refuses its entry now must not fail the step (its retry would remind again).

@@ -93,7 +93,7 @@ export interface EscalationProps {
  * Standard execution at 25,000 history events, and an incident nobody resolves (an acknowledged
  * event alarm, an alarm stuck in INSUFFICIENT_DATA) loops for as long as it stays open. One round
  * costs about 15 events; the worst round, every retry of its steps used up (a reminder throttled 6
- * times and refused 3, the re-read retried 5 times, the page retried twice then re-tried a minute later), under
+ * times, the re-read retried 5 times, the page retried twice then re-tried a minute later), under
  * 100. So 100 rounds stay under 10,000 events, with the climb and the hand-over itself, well under
  * half the cap: an execution lasts 2 days at the 30-minute reminder interval.
  */
@@ -581,12 +581,8 @@ export class Escalation extends Construct {
     awaitAcked.addCatch(checkAcked, { errors: ['States.ALL'], resultPath: '$.error' });
     awaitAcked.next(ackedWoken);
     remind.addCatch(checkAcked, { errors: ['States.Timeout'], resultPath: '$.timeout' });
-    // A reminder SNS refused fails its step (tasks.ts ReminderPublishFailed, counted by PagerErrors):
-    // tried twice more, seconds apart, as a page is (a throttled SNS clears), then back to the
-    // acknowledged wait, whose end re-reads the alarm and reminds again: bounded, never a loop. A
-    // reminder SNS may have delivered (ReminderMayBeDelivered: a timeout) is not retried: it would
-    // remind the level twice within seconds.
-    remind.addRetry({ errors: ['ReminderPublishFailed'], maxAttempts: 2, interval: Duration.seconds(2), backoffRate: 2 });
+    // A reminder that failed fails its step (tasks.ts ReminderPublishFailed, counted by PagerErrors):
+    // back to the acknowledged wait, whose end re-reads the alarm and reminds again.
     remind.addCatch(round(awaitAcked), { errors: ['States.ALL'], resultPath: '$.error' });
     remind.next(new sfn.Choice(this, 'RemindWoken').when(resolvedWake, resolve).when(newAlarmWake, round(remind)).otherwise(round(awaitAcked)));
     checkAcked.next(

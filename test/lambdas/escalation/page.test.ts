@@ -204,7 +204,7 @@ describe('escalation page step', () => {
       await createIncident(h.store, { id, alarmName: ALARM, openedAt: '2026-11-30T10:15:00.000Z', carriedOver: { from: 'inc-prev', level: 3, until: '2026-11-30T10:30:00.000Z' } });
       await acknowledgeIncident(h.store, id, { by: 'alice', via: 'cli' });
       h.publishErrors.set(LEVEL_TOPICS[1], Object.assign(new Error('socket timed out'), { name: 'TimeoutError', $metadata: { attempts: 5 } }));
-      await expect(runTask(twoLevels(), { action: 'remind', incidentId: id, taskToken: 'token-r1' })).rejects.toMatchObject({ name: 'ReminderMayBeDelivered' });
+      await expect(runTask(twoLevels(), { action: 'remind', incidentId: id, taskToken: 'token-r1' })).rejects.toMatchObject({ name: 'ReminderPublishFailed' });
       h.publishErrors.clear();
       await resolveIncident(h.store, id, { by: 'carol', via: 'cli', how: 'resolved by hand' });
 
