@@ -46,6 +46,12 @@ export interface Incident {
    * paged (`levelsPaged`).
    */
   readonly pageIntents: string[];
+  /**
+   * Reminders that may have gone out (`pageIntent` of the level reminded and the step's token hash):
+   * written before the publish, removed only when SNS refused it (a 4xx). The levels they name are
+   * told of the resolution: a reminder out whose timeline entry the table refused still counts.
+   */
+  readonly reminderIntents: string[];
   readonly ack?: Acknowledgement;
   readonly resolution?: Resolution;
   /** Task token of the workflow step waiting for news (ack or resolution). */
@@ -131,6 +137,8 @@ export function pagedNotRecordedKeys(state: ExecutionState | undefined): string[
 /** The entry of `Incident.pageIntents` for the page of `level` by the step of `pageKey` (the short hash of its task token). */
 export const pageIntent = (level: number, pageKey: string): string => `L${level}#${pageKey}`;
 const PAGE_INTENT = /^L(\d+)#/;
+/** The levels named by intents (`pageIntent`). */
+export const intentLevels = (intents: string[]): number[] => intents.map((intent) => Number(PAGE_INTENT.exec(intent)?.[1])).filter((level) => level > 0);
 
 /**
  * Every level paged: those the incident record lists, those whose page may have gone out unrecorded
@@ -140,7 +148,7 @@ const PAGE_INTENT = /^L(\d+)#/;
  */
 export function levelsPaged(incident: Incident, state: ExecutionState | undefined): number[] {
   const unrecorded = pagedNotRecordedKeys(state).map((key) => Number(PAGED_NOT_RECORDED_KEY.exec(key)?.[1]));
-  const mayBeOut = incident.pageIntents.map((intent) => Number(PAGE_INTENT.exec(intent)?.[1])).filter((level) => level > 0);
+  const mayBeOut = intentLevels(incident.pageIntents);
   return [...new Set([...incident.pagedLevels, ...mayBeOut, ...unrecorded])].sort((a, b) => a - b);
 }
 

@@ -42,6 +42,7 @@ function toIncident(item: Record<string, unknown>): Incident {
     pagedLevels: paged ? [...paged].map(Number).sort((a, b) => a - b) : [],
     publishedPages: item.publishedPages ? [...(item.publishedPages as Set<string> | string[])] : [],
     pageIntents: item.pageIntents ? [...(item.pageIntents as Set<string> | string[])] : [],
+    reminderIntents: item.reminderIntents ? [...(item.reminderIntents as Set<string> | string[])] : [],
     ack: item.ack as Acknowledgement | undefined,
     resolution: item.resolution as Resolution | undefined,
     taskToken: item.taskToken as string | undefined,
@@ -254,16 +255,17 @@ export async function storeTaskToken(
 }
 
 /**
- * Withdraws a page's intent (`storeTaskToken`) once SNS has refused that page (a 4xx, not a publish
- * whose outcome is unknown: tasks.ts `page`): the level was not paged by it, and is not told of the
- * resolution for it.
+ * Adds or withdraws an intent (model.ts `pageIntent`): a reminder's, written before its publish; a
+ * page's (written with its step's token, `storeTaskToken`), withdrawn once SNS has refused that page
+ * (a 4xx, not a publish whose outcome is unknown: tasks.ts `page`). A withdrawn intent's level was
+ * not reached by it, and is not told of the resolution for it.
  */
-export async function withdrawPageIntent(store: IncidentStore, id: string, intent: string): Promise<void> {
+export async function changeIntent(store: IncidentStore, id: string, set: 'pageIntents' | 'reminderIntents', change: 'ADD' | 'DELETE', intent: string): Promise<void> {
   await store.ddb.send(
     new UpdateCommand({
       TableName: store.tableName,
       Key: { pk: incidentPk(id), sk: META_SK },
-      UpdateExpression: 'DELETE pageIntents :intent',
+      UpdateExpression: `${change} ${set} :intent`,
       ConditionExpression: 'attribute_exists(pk)',
       ExpressionAttributeValues: { ':intent': new Set([intent]) },
     }),

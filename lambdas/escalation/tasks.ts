@@ -5,8 +5,9 @@ import { refusedWithoutEffect } from '../shared/aws-errors';
 import { namedLine, oneLine } from '../shared/errors';
 import { ackLinkUrl } from './ack-link';
 import type { ExecutionInput } from './ingest';
-import { ExecutionState, Incident, joinAwaitsReminder, levelReached, levelsPaged, pagedNotRecordedKeys, pageIntent, runbookOf, shortHash, signalsEvent, TimelineEntry } from './model';
+import { ExecutionState, Incident, intentLevels, joinAwaitsReminder, levelReached, levelsPaged, pagedNotRecordedKeys, pageIntent, runbookOf, shortHash, signalsEvent, TimelineEntry } from './model';
 import {
+  changeIntent,
   claimResolutionNotice,
   getIncident,
   IncidentStore,
@@ -19,7 +20,6 @@ import {
   timelineKeys,
   timelineLevels,
   wake,
-  withdrawPageIntent,
 } from './store';
 
 /** One escalation level as the workflow sees it: who, and the topic that reaches them. */
@@ -259,7 +259,7 @@ async function page(deps: TaskDeps, incidentId: string, asked: number, taskToken
     // of the resolution (and reminded when it is the highest paged), even when every retry of the
     // step fails. A withdrawal the table refuses leaves the level told for nothing, never untold:
     // it does not fail the step.
-    if (refused) await withdrawPageIntent(deps.store, incidentId, intent).catch(() => undefined);
+    if (refused) await changeIntent(deps.store, incidentId, 'pageIntents', 'DELETE', intent).catch(() => undefined);
     throw new PagePublishFailed(`publishing to level ${level} failed: ${oneLine(error)}`);
   }
   // The level has its page: the bookkeeping and Slack (a second channel, whose failure must not
@@ -384,12 +384,19 @@ async function remind(deps: TaskDeps, incidentId: string, taskToken: string, sta
   // refused. A re-run of this step (the same token) whose reminder went out sends nothing more.
   if ((await timelineKeys(deps.store, incidentId, key)).length > 0) return 'already reminded';
   const message = target && (await pageMessage(deps, incident, level, 'reminder'));
+  // Recorded as possibly out before it goes out, as a page is: a reminder out whose timeline entry
+  // the table then refuses (or whose step is stopped before it) still has its level told "Résolu".
+  const intent = pageIntent(level, shortHash(taskToken));
+  if (target && message) await changeIntent(deps.store, incidentId, 'reminderIntents', 'ADD', intent);
   try {
     if (target && message) await publish(deps, target.topicArn, message);
   } catch (error) {
     // Recorded, then the step fails: a reminder that returned normally counted nowhere, and an owner
     // no longer reminded paged nobody. The workflow waits the interval and reminds again.
     const mayBeOut = !refusedWithoutEffect(error);
+    // Only a reminder SNS refused is withdrawn; a withdrawal the table refuses leaves the level told
+    // "Résolu" for nothing, never untold.
+    if (!mayBeOut) await changeIntent(deps.store, incidentId, 'reminderIntents', 'DELETE', intent).catch(() => undefined);
     // A publish whose outcome is unknown (a timeout, a reset socket, a 5xx after the SDK's retries)
     // may have reached the level: recorded under the step's own reminder key, so that the level
     // counts as reminded (told of the resolution) and a re-run of this step sends nothing more.
@@ -500,8 +507,8 @@ async function announceResolution(deps: TaskDeps, incident: Incident, state: Exe
     readonly required: boolean;
   }
   const channels: Channel[] = [];
-  // Every level that heard of this incident: paged for it, reminded (the level its `reminder#`
-  // entries name: the one the reminder went to, not the acknowledging level it stood for when a
+  // Every level that heard of this incident: paged for it, reminded (the level its reminders'
+  // intents and `reminder#` entries name: the one the reminder went to, not the acknowledging level it stood for when a
   // deploy had dropped that one), the level whose link acknowledged it (in its page), and, when it
   // carried over the climb of the alarm's previous incidents (model.ts `climbToCarryOver`), level 1,
   // which heard of its ALARM from the alarm's own action. The levels that climb paged above level 1
@@ -511,7 +518,9 @@ async function announceResolution(deps: TaskDeps, incident: Incident, state: Exe
   const pagedHere = levelsPaged(incident, state);
   const carriedLevel = incident.carriedOver?.level ?? 0;
   const carried = Array.from({ length: pagedHere.length > 0 ? carriedLevel : Math.min(carriedLevel, 1) }, (_, i) => i + 1);
-  const reminded = await timelineLevels(deps.store, incident.id, REMINDER);
+  // Reminded: the levels of its reminders possibly out (`reminderIntents`), and of its `reminder#`
+  // entries (an incident reminded before the intents were recorded).
+  const reminded = [...intentLevels(incident.reminderIntents), ...(await timelineLevels(deps.store, incident.id, REMINDER))];
   const linkLevel = incident.ack?.level === undefined ? [] : [incident.ack.level];
   const paged = [...new Set([...pagedHere, ...carried, ...reminded, ...linkLevel])].sort((a, b) => a - b);
   // A level a deploy removed since it heard of the incident has no topic left: atmr-dr cannot reach

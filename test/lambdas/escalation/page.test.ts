@@ -216,6 +216,30 @@ describe('escalation page step', () => {
       expect((await timeline(h.store, id)).filter((e) => e.kind === 'page-failed').map((e) => e.text)).toEqual(['Reminder of level 2 failed: socket timed out; SNS may have delivered it']);
     });
 
+    it('tells the level it reminded of the resolution when the table refused the reminder\'s timeline entry, and not a level whose reminder SNS refused', async () => {
+      // Arrange: the reviewer's probe A. A carried-over climb at level 2, acknowledged by the CLI
+      // (no level): level 2 is reminded, SNS takes it, the table refuses its "Reminded" entry.
+      const id = 'inc-carried-2';
+      await createIncident(h.store, { id, alarmName: ALARM, openedAt: '2026-11-30T10:15:00.000Z', carriedOver: { from: 'inc-prev', level: 2, until: '2026-11-30T10:30:00.000Z' } });
+      await acknowledgeIncident(h.store, id, { by: 'alice', via: 'cli' });
+      const { harness } = refusingWrites(h, (w) => String(w.Item?.sk ?? '').startsWith('EVENT#reminder#'));
+      expect(await runTask(harness.taskDeps, { action: 'remind', incidentId: id, taskToken: 'token-r1' })).toEqual({ result: 'reminded level 2' });
+      // And a second incident alike whose reminder SNS refused: level 2 heard nothing from it.
+      const refusedId = 'inc-carried-2-refused';
+      await createIncident(h.store, { id: refusedId, alarmName: ALARM, openedAt: '2026-11-30T10:15:00.000Z', carriedOver: { from: 'inc-prev', level: 2, until: '2026-11-30T10:30:00.000Z' } });
+      await acknowledgeIncident(h.store, refusedId, { by: 'alice', via: 'cli' });
+      h.failingTopics.add(LEVEL_TOPICS[1]);
+      await expect(runTask(h.taskDeps, { action: 'remind', incidentId: refusedId, taskToken: 'token-r2' })).rejects.toMatchObject({ name: 'ReminderPublishFailed' });
+      h.failingTopics.clear();
+      for (const incident of [id, refusedId]) await resolveIncident(h.store, incident, { by: 'carol', via: 'cli', how: 'resolved by hand' });
+
+      // Act
+      const results = [await runTask(h.taskDeps, { action: 'resolve', incidentId: id }), await runTask(h.taskDeps, { action: 'resolve', incidentId: refusedId })];
+
+      // Assert: level 2 hears "Résolu" for the reminder it got, not for the one SNS refused.
+      expect(results).toEqual([{ result: 'announced to levels 1, 2' }, { result: 'announced to levels 1' }]);
+    });
+
     it('tells level 3 on the retry of a Resolve whose first try found it removed, when a deploy added it back in between', async () => {
       // Arrange: levels 1-3 paged; the first try runs on the two-level config and SNS refuses level 2's notice.
       await page('token-1', 1);
