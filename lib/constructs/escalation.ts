@@ -578,7 +578,11 @@ export class Escalation extends Construct {
     const checkAcked = checkAlarm('CheckWhileAcked');
     const ackedWoken = new sfn.Choice(this, 'AckedWoken').when(resolvedWake, resolve).when(newAlarmWake, round(remind)).otherwise(round(awaitAcked));
     awaitAcked.addCatch(checkAcked, { errors: ['States.Timeout'], resultPath: '$.timeout' });
-    awaitAcked.addCatch(checkAcked, { errors: ['States.ALL'], resultPath: '$.error' });
+    // A failed wait (the table refusing its token's write, a throttled Lambda) re-reads the alarm a
+    // minute later, as RetryLastLevelLater does: at once, a table refusing every write would also
+    // fail the reminder, and the wait, the re-read and the reminder would loop at Lambda speed.
+    const recheckAckedLater = new sfn.Wait(this, 'RecheckWhileAckedLater', { time: sfn.WaitTime.duration(Duration.minutes(1)) }).next(checkAcked);
+    awaitAcked.addCatch(recheckAckedLater, { errors: ['States.ALL'], resultPath: '$.error' });
     awaitAcked.next(ackedWoken);
     remind.addCatch(checkAcked, { errors: ['States.Timeout'], resultPath: '$.timeout' });
     // A reminder that failed fails its step (tasks.ts ReminderPublishFailed, counted by PagerErrors):

@@ -395,6 +395,28 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
     expect(entries.filter((e) => e.kind === 'reminder').map((e) => e.text)).toEqual(['Reminded level 1 (On-call engineer)']);
   });
 
+  it('waits a minute before each re-read while the acknowledged wait fails (the table refusing every write), not a loop at Lambda speed', async () => {
+    // Arrange: the reviewer's loop probe. Acknowledged during level 1's page, then the table refuses
+    // every write: each AwaitWhileAcked and each Remind fails at its token's store; the alarm stays in ALARM.
+    h.alarmStates = ['ALARM'];
+    let broken = false;
+    const { harness } = refusingWrites(h, (w) => broken && (w.Item !== undefined || w.UpdateExpression !== undefined));
+
+    // Act: until the hand-over (4 rounds), which the broken table fails too.
+    const { entered } = await runLocally(handingOverAfter(definition, 4), harness, { incidentId, alarmName: ALARM }, async (state) => {
+      if (state === 'PageLevel1' && !broken) {
+        await acknowledgeIncident(h.store, incidentId, { by: 'alice', via: 'cli', level: 1 });
+        broken = true;
+      }
+    });
+
+    // Assert: every re-read after a failed acknowledged wait comes a minute later, never at once.
+    const names = entered.map((e) => e.name);
+    const reReads = names.flatMap((name, i) => (name === 'CheckWhileAcked' ? [names[i - 1]] : []));
+    expect(reReads.length).toBeGreaterThan(1);
+    expect(reReads.every((before) => before === 'RecheckWhileAckedLater')).toBe(true);
+  });
+
   it('resolves with a note when the alarm is deleted while its incident is open', async () => {
     h.alarmStates = [null];
 
