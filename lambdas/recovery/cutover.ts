@@ -394,6 +394,12 @@ class Session {
     return this.journal.find((e) => e.step === step);
   }
 
+  /** Whether `step` is journaled and not undone. */
+  private left(step: string): boolean {
+    const entry = this.entry(step);
+    return entry !== undefined && outstanding(entry);
+  }
+
   /** Writes the journal (and renews the lease) while this session holds the lease; throws LeaseLostError otherwise. */
   private async put(entry: JournalEntry | undefined, extra: Partial<Omit<RecoveryRecord, 'recoveryId'>> = {}, release = false): Promise<void> {
     if (entry) {
@@ -919,8 +925,9 @@ class Session {
       const at = this.now();
       try {
         const { outcome, detail } = await action();
-        this.report(entry.step, at, outcome, detail);
+        // Reported once journaled: a refused write is the step's one report, `undo-failed`.
         await this.put({ ...entry, state: 'undone', detail: `${entry.detail ?? ''}${entry.detail ? '; ' : ''}undo: ${detail}` });
+        this.report(entry.step, at, outcome, detail);
       } catch (error) {
         if (error instanceof LeaseLostError) throw error;
         const detail = failed(error);
@@ -928,19 +935,25 @@ class Session {
         await this.put({ ...entry, state: 'undo-failed', detail: `undo failed: ${detail}` }).catch(() => undefined);
       }
     };
+    // Set when a mark of the close was refused: the reopening then stays journaled, so that the next
+    // --undo runs down the close path again (marked undone, it would leave that mark outstanding for good).
+    let closeLeft = false;
     try {
       if (reopen && !held) {
         const { sourceInstance: old, newInstance: copy } = this.record;
         const found = `production found back on ${old} (${describeEndpoint(settings.endpoint)} reads ${current}), ${old} and ${copy} under their names`;
+        const markRefused = (error: unknown) => `${oneLine(error)}: ${undoCommand} marks it again`;
         const rename = this.entry(CUTOVER_STEPS.rename);
-        if (rename && outstanding(rename)) await undo(rename, async () => ({ outcome: 'undone', detail: `${found}: the rename never took effect (or was undone by hand), nothing renamed` }));
+        if (rename && outstanding(rename)) await undo(rename, async () => ({ outcome: 'undone', detail: `${found}: the rename never took effect (or was undone by hand), nothing renamed` }), markRefused);
         // instancesMoved found the copy unprotected and tagged again: as abandon needs it.
         const kept = [CUTOVER_STEPS.protect, CUTOVER_STEPS.untag].map((step) => this.entry(step)).filter((entry): entry is JournalEntry => entry !== undefined && outstanding(entry));
-        for (const entry of kept) await undo(entry, async () => ({ outcome: 'undone', detail: `${found}, ${copy} without deletion protection and tagged ${RECOVERY_PURPOSE_TAG.Key}=${RECOVERY_PURPOSE_TAG.Value}: nothing to put back` }));
-        // Last of the close's writes: while the reopening stays journaled, an undo killed between two
-        // of them runs again down this path and closes what is left (a rename left `started` behind
-        // an undone reopening would hold the recovery for good).
-        await undo(reopen, async () => ({ outcome: 'skipped', detail: `${found}: left as is` }));
+        for (const entry of kept) await undo(entry, async () => ({ outcome: 'undone', detail: `${found}, ${copy} without deletion protection and tagged ${RECOVERY_PURPOSE_TAG.Key}=${RECOVERY_PURPOSE_TAG.Value}: nothing to put back` }), markRefused);
+        // Last of the close's writes, and only once the others are journaled: while the reopening
+        // stays journaled, an undo killed or refused between two of them runs again down this path
+        // and closes what is left (a rename left outstanding behind an undone reopening would hold
+        // the recovery for good).
+        closeLeft = [CUTOVER_STEPS.rename, CUTOVER_STEPS.protect, CUTOVER_STEPS.untag].some((step) => this.left(step));
+        if (!closeLeft) await undo(reopen, async () => ({ outcome: 'skipped', detail: `${found}: left as is` }));
       }
       let endpointSetBack = false;
       const endpoint = this.entry(CUTOVER_STEPS.endpoint);
@@ -991,10 +1004,7 @@ class Session {
         );
       }
       // Not back on the previous endpoint yet (endpoint or redeploy not undone): users let in now would write to the copy.
-      const notBack = [CUTOVER_STEPS.endpoint, CUTOVER_STEPS.redeploy].filter((step) => {
-        const entry = this.entry(step);
-        return entry !== undefined && outstanding(entry);
-      });
+      const notBack = [CUTOVER_STEPS.endpoint, CUTOVER_STEPS.redeploy].filter((step) => this.left(step));
       const maintenance = this.entry(CUTOVER_STEPS.maintenance);
       if (maintenance && outstanding(maintenance) && maintenance.undo?.killswitch) {
         const { previous, setReason } = maintenance.undo.killswitch;
@@ -1023,7 +1033,7 @@ class Session {
         }, (error) => (error instanceof KeptClosed ? error.message : `${found ? KEPT_IN_MAINTENANCE : ''}${oneLine(error)}: do it by hand`));
       }
       // Checks changed nothing: nothing to undo.
-      for (const entry of this.journal.filter((e) => outstanding(e) && !e.undo && e.step !== CUTOVER_STEPS.redeploy)) {
+      for (const entry of this.journal.filter((e) => outstanding(e) && !e.undo && e.step !== CUTOVER_STEPS.redeploy && !(closeLeft && e.step === CUTOVER_STEPS.reopen))) {
         await this.put({ ...entry, state: 'undone' });
       }
     } catch (error) {
@@ -1083,10 +1093,7 @@ class Session {
       copyStatus = (await instanceState(this.deps.rds, copy)).status;
       // Journaled, the steps past the rename may have protected the copy and taken its purpose tag:
       // closed so, the cutover would leave abandon refused for good and the recovery held.
-      const protectedOrUntagged = [CUTOVER_STEPS.protect, CUTOVER_STEPS.untag].some((step) => {
-        const entry = this.entry(step);
-        return entry !== undefined && outstanding(entry);
-      });
+      const protectedOrUntagged = [CUTOVER_STEPS.protect, CUTOVER_STEPS.untag].some((step) => this.left(step));
       if (protectedOrUntagged) kept = await copyKeptFromAbandon(this.deps.rds, copy);
     } catch (error) {
       return { found: `the instances cannot be read (${namedLine(error)})`, unread: true };

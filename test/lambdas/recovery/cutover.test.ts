@@ -1473,7 +1473,7 @@ describe('an interrupted cutover', () => {
     });
   });
 
-  /** The ops-state table as a process that dies at its `killAt`th update sees it; `gate` resolves when that write may leave after all (the process woke up). */
+  /** The ops-state table as a process that dies at its `killAt`th update sees it; `gate` resolves when that write may leave after all (the process woke up), or rejects: the write refused, the process lives on. */
   function dyingStore(killAt: number, gate?: Promise<void>): { store: CutoverDeps['store']; writes: () => number } {
     let writes = 0;
     const ddb = {
@@ -1612,6 +1612,16 @@ describe('an interrupted cutover', () => {
     /** What the closing undo warns of: users let in on the copy by the reopening, before the way back. */
     const wroteOnCopy = (id: string, reopenedAt: string) =>
       `users may have written on atmr-prod-pitr-202611301402 before production was taken back to atmr-prod (the killswitch was reopened on it at ${reopenedAt}): those writes are not on atmr-prod; atmr-prod-pitr-202611301402 is left as it is, and "atmr-dr recover abandon ${id}" deletes it (after a final snapshot): look for them there first`;
+
+    /** Killed once atmr-prod was renamed; the rename then put back by hand, and the endpoint: the recovery's id. */
+    async function renamedAndPutBack(): Promise<string> {
+      const { id } = await killedCutover(RENAME_DONE);
+      secretValue = { ...secretValue, host: OLD_HOST, port: 5432 };
+      const renamedTo = [...instances.keys()].find((name) => name.startsWith('atmr-prod-replaced-'))!;
+      instances.set('atmr-prod', { ...instances.get(renamedTo)!, DBInstanceIdentifier: 'atmr-prod' });
+      instances.delete(renamedTo);
+      return id;
+    }
 
     it('--resume stops before the rename (exit 3), offering --undo; --undo finds both instances under their names and closes the cutover (lock released, abandon allowed), renaming nothing and warning of the writes on the copy', async () => {
       // Arrange: killed before the rename was journaled; the endpoint set back to atmr-prod by hand
@@ -1760,12 +1770,7 @@ describe('an interrupted cutover', () => {
     });
 
     it('--undo killed between the close\'s two writes (the rename marked undone, not the reopening) is run again: it still finds the reopening, closes the cutover, and abandon deletes the copy', async () => {
-      // Arrange: the rename took effect, then was put back by hand with the endpoint
-      const { id } = await killedCutover(RENAME_DONE);
-      secretValue = { ...secretValue, host: OLD_HOST, port: 5432 };
-      const renamedTo = [...instances.keys()].find((name) => name.startsWith('atmr-prod-replaced-'))!;
-      instances.set('atmr-prod', { ...instances.get(renamedTo)!, DBInstanceIdentifier: 'atmr-prod' });
-      instances.delete(renamedTo);
+      const id = await renamedAndPutBack();
       // The undo's lease is its first write, the close's marks the next two: it dies at the second of them.
       const dying = dyingStore(3);
       void undoCutover(deps({ ...stale, store: dying.store }), id, settings(), 'bob');
@@ -1779,6 +1784,34 @@ describe('an interrupted cutover', () => {
       expect(undone.status).toBe('cutover-failed');
       const closed = await getRecovery(deps().store, id);
       expect([closed.status, closed.journal!.filter((e) => e.state !== 'undone').map((e) => e.step)]).toEqual(['cutover-failed', []]);
+      await abandon(id);
+      expect(rds.commandCalls(DeleteDBInstanceCommand).map((c) => c.args[0].input.DBInstanceIdentifier)).toEqual(['atmr-prod-pitr-202611301402']);
+      expect((await getRecovery(deps().store, id)).status).toBe('abandoned');
+    });
+
+    it('--undo whose mark of the rename is refused (DynamoDB throttling, the process lives on) leaves the reopening journaled and says to run --undo again, which closes the cutover; abandon then deletes the copy', async () => {
+      const id = await renamedAndPutBack();
+      const throttled = Promise.reject(Object.assign(new Error('Throughput exceeds the current capacity of your table'), { name: 'ProvisionedThroughputExceededException' }));
+      throttled.catch(() => undefined);
+      // The undo's lease is its first write, the rename's mark the second: refused.
+      const refusing = dyingStore(2, throttled);
+
+      // Act
+      const first = await undoCutover(deps({ ...stale, store: refusing.store }), id, settings(), 'bob');
+
+      // Assert
+      expect([first.status, first.error]).toEqual(['cutover-failed', 'cutover undo by bob not finished (1 undo(s) failed)']);
+      expect(first.steps.filter((s) => s.outcome === 'undo-failed' || s.step === CUTOVER_STEPS.rename)).toEqual([
+        expect.objectContaining({ step: CUTOVER_STEPS.rename, outcome: 'undo-failed', detail: `Throughput exceeds the current capacity of your table: "atmr-dr recover cutover ${id} --undo --yes" marks it again` }),
+      ]);
+      const left = await getRecovery(deps().store, id);
+      expect(left.journal!.filter((e) => e.state !== 'undone').map((e) => e.step).sort()).toEqual([CUTOVER_STEPS.reopen, CUTOVER_STEPS.rename].sort());
+
+      const second = await undoCutover(deps({ now: later((LEASE_SECONDS * 3 + 60) * 1000) }), id, settings(), 'carol');
+
+      expect([second.status, second.error]).toEqual(['cutover-failed', 'cutover interrupted and undone by carol']);
+      expect(second.steps.map((s) => [s.step, s.outcome])).toEqual(expect.arrayContaining([[CUTOVER_STEPS.rename, 'undone'], [CUTOVER_STEPS.reopen, 'skipped']]));
+      expect((await getRecovery(deps().store, id)).journal!.every((e) => e.state === 'undone')).toBe(true);
       await abandon(id);
       expect(rds.commandCalls(DeleteDBInstanceCommand).map((c) => c.args[0].input.DBInstanceIdentifier)).toEqual(['atmr-prod-pitr-202611301402']);
       expect((await getRecovery(deps().store, id)).status).toBe('abandoned');
