@@ -901,12 +901,14 @@ class Session {
     const back = reopen !== undefined && backOnOld(current, previous);
     // Past a reopening, the journal says what was started (the rename among it), the world what
     // happened: closed only while both instances keep their names from before the rename.
-    const moved = reopen && !held && back ? await this.instancesMoved() : undefined;
+    const instances = reopen && !held && back ? await this.instancesFound() : undefined;
+    const moved = instances?.moved;
     if (reopen && moved) {
       await this.put(undefined, {}, true);
       throw new OperatorError(this.movedRefusal(reopen, current, moved, settings), moved.unread ? 1 : 3);
     }
-    const warning = back && reopen ? this.writesLeftOnCopy(reopen) : undefined;
+    const copyGone = instances?.copyGone === true;
+    const warning = back && reopen ? this.writesLeftOnCopy(reopen, copyGone) : undefined;
     if (reopen && !back) {
       await this.put(undefined, {}, true);
       throw new OperatorError(
@@ -941,13 +943,14 @@ class Session {
     try {
       if (reopen && !held) {
         const { sourceInstance: old, newInstance: copy } = this.record;
-        const found = `production found back on ${old} (${describeEndpoint(settings.endpoint)} reads ${current}), ${old} and ${copy} under their names`;
+        const found = `production found back on ${old} (${describeEndpoint(settings.endpoint)} reads ${current}), ${copyGone ? `${old} under its name, no instance named ${copy}` : `${old} and ${copy} under their names`}`;
         const markRefused = (error: unknown) => `${oneLine(error)}: ${undoCommand} marks it again`;
         const rename = this.entry(CUTOVER_STEPS.rename);
         if (rename && outstanding(rename)) await undo(rename, async () => ({ outcome: 'undone', detail: `${found}: the rename never took effect (or was undone by hand), nothing renamed` }), markRefused);
-        // instancesMoved found the copy unprotected and tagged again: as abandon needs it.
+        // instancesFound found the copy unprotected and tagged again (as abandon needs it), or gone.
         const kept = [CUTOVER_STEPS.protect, CUTOVER_STEPS.untag].map((step) => this.entry(step)).filter((entry): entry is JournalEntry => entry !== undefined && outstanding(entry));
-        for (const entry of kept) await undo(entry, async () => ({ outcome: 'undone', detail: `${found}, ${copy} without deletion protection and tagged ${RECOVERY_PURPOSE_TAG.Key}=${RECOVERY_PURPOSE_TAG.Value}: nothing to put back` }), markRefused);
+        const unkept = copyGone ? '' : `, ${copy} without deletion protection and tagged ${RECOVERY_PURPOSE_TAG.Key}=${RECOVERY_PURPOSE_TAG.Value}`;
+        for (const entry of kept) await undo(entry, async () => ({ outcome: 'undone', detail: `${found}${unkept}: nothing to put back` }), markRefused);
         // Last of the close's writes, and only once the others are journaled: while the reopening
         // stays journaled, an undo killed or refused between two of them runs again down this path
         // and closes what is left (a rename left outstanding behind an undone reopening would hold
@@ -1062,7 +1065,7 @@ class Session {
    * copy, and it may have let them in before the way back (expired, lifted, a degraded one, or an
    * earlier reopening): their writes there are not on the old instance.
    */
-  private writesLeftOnCopy(reopen: JournalEntry): string {
+  private writesLeftOnCopy(reopen: JournalEntry, copyGone: boolean): string {
     const { sourceInstance: old, newInstance: copy } = this.record;
     const detail = reopen.detail ?? '';
     const how =
@@ -1074,41 +1077,41 @@ class Session {
           : detail.startsWith(`${NOT_REOPENED}the killswitch is degraded `)
             ? 'the degraded killswitch served them'
             : 'if the hold expired or was lifted before then';
-    return `users may have written on ${copy} before production was taken back to ${old} (${how}): those writes are not on ${old}; ${copy} is left as it is, and "atmr-dr recover abandon ${this.id}" deletes it (after a final snapshot): look for them there first`;
+    const where = copyGone
+      ? `, and no instance is named ${copy} any more (deleted by hand)`
+      : `; ${copy} is left as it is, and "atmr-dr recover abandon ${this.id}" deletes it (after a final snapshot): look for them there first`;
+    return `users may have written on ${copy} before production was taken back to ${old} (${how}): those writes are not on ${old}${where}`;
   }
 
   /**
-   * Past a reopening, with the endpoint back on the old instance: what keeps the undo from closing
-   * the cutover, or undefined when both instances keep their names from before the rename (the old
-   * one under its name with the resource id the recovery recorded, the copy under its own).
+   * Past a reopening, with the endpoint back on the old instance: `moved`, what keeps the undo from
+   * closing the cutover, none when the old instance keeps its name from before the rename (with the
+   * resource id the recovery recorded) and the copy its own; `copyGone`, no instance under the copy's
+   * name (deleted by hand since: nothing of it for abandon to keep or delete, no reason to refuse).
    */
-  private async instancesMoved(): Promise<Moved | undefined> {
+  private async instancesFound(): Promise<{ moved?: Moved; copyGone?: boolean }> {
     const { sourceInstance: old, newInstance: copy } = this.record;
     const recorded = this.entry(CUTOVER_STEPS.rename)?.undo?.oldResourceId ?? this.record.sourceResourceId;
     let oldId: string | undefined;
-    let copyStatus: string;
+    let copyGone: boolean;
     let kept: { found: string; command: string }[] = [];
     try {
       oldId = await instanceResourceId(this.deps.rds, old);
-      copyStatus = (await instanceState(this.deps.rds, copy)).status;
+      copyGone = (await instanceState(this.deps.rds, copy)).status === 'not-found';
       // Journaled, the steps past the rename may have protected the copy and taken its purpose tag:
       // closed so, the cutover would leave abandon refused for good and the recovery held.
-      const protectedOrUntagged = [CUTOVER_STEPS.protect, CUTOVER_STEPS.untag].some((step) => this.left(step));
-      if (protectedOrUntagged) kept = await copyKeptFromAbandon(this.deps.rds, copy);
+      if (!copyGone && [CUTOVER_STEPS.protect, CUTOVER_STEPS.untag].some((step) => this.left(step))) kept = await copyKeptFromAbandon(this.deps.rds, copy);
     } catch (error) {
-      return { found: `the instances cannot be read (${namedLine(error)})`, unread: true };
+      return { moved: { found: `the instances cannot be read (${namedLine(error)})`, unread: true } };
     }
-    const names = [
-      !recorded
-        ? `no resource id was recorded to tell ${old} by`
-        : oldId === undefined
-          ? `no instance is named ${old}`
-          : oldId !== recorded && `${old} is another instance (DbiResourceId ${oldId}, the recovery recorded ${recorded})`,
-      copyStatus === 'not-found' && `no instance is named ${copy}`,
-    ].filter((found): found is string => Boolean(found));
-    const found = [...names, ...kept.map((k) => k.found)];
-    if (!found.length) return undefined;
-    return { found: found.join(' and '), ...(names.length && { names: true }), ...(kept.length && { copyCommands: kept.map((k) => `"${k.command}"`).join(', then ') }) };
+    const renamed = !recorded
+      ? `no resource id was recorded to tell ${old} by`
+      : oldId === undefined
+        ? `no instance is named ${old}`
+        : oldId !== recorded && `${old} is another instance (DbiResourceId ${oldId}, the recovery recorded ${recorded})`;
+    const found = [...(renamed ? [renamed] : []), ...kept.map((k) => k.found)];
+    if (!found.length) return { copyGone };
+    return { copyGone, moved: { found: found.join(' and '), ...(renamed && { names: true }), ...(kept.length && { copyCommands: kept.map((k) => `"${k.command}"`).join(', then ') }) } };
   }
 
   /** The undo's refusal past a reopening when the endpoint is back on the old instance but the instances are not as before the rename. */
@@ -1132,7 +1135,7 @@ class Session {
 }
 
 /**
- * What keeps the undo from closing a cutover taken back by hand past a reopening: `names`, an
+ * What keeps the undo from closing a cutover taken back by hand past a reopening: `names`, the old
  * instance not under its name from before the rename; `copyCommands`, the copy left protected or
  * untagged, with the commands that give it back to abandon; `unread`, RDS could not be read.
  */

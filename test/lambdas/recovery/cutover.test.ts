@@ -1817,6 +1817,34 @@ describe('an interrupted cutover', () => {
       expect((await getRecovery(deps().store, id)).status).toBe('abandoned');
     });
 
+    it('--undo after the copy was deleted by hand (production taken back) closes the cutover, warning that the writes on it are gone with it; abandon then finishes, nothing left to delete', async () => {
+      // Arrange: killed before the rename; the endpoint set back to atmr-prod, then the copy deleted by hand
+      const { id } = await killedCutover(RENAME_STARTED);
+      secretValue = { ...secretValue, host: OLD_HOST, port: 5432 };
+      const reopenedAt = (await getRecovery(deps().store, id)).journal!.find((e) => e.step === CUTOVER_STEPS.reopen)!.startedAt;
+      instances.delete('atmr-prod-pitr-202611301402');
+
+      // Act
+      const undone = await undoCutover(deps(stale), id, settings(), 'bob');
+
+      // Assert
+      expect(undone).toMatchObject({
+        status: 'cutover-failed',
+        error: 'cutover interrupted and undone by bob',
+        warning: wroteOnCopy(id, reopenedAt).replace(
+          '; atmr-prod-pitr-202611301402 is left as it is, and "atmr-dr recover abandon ' + id + '" deletes it (after a final snapshot): look for them there first',
+          ', and no instance is named atmr-prod-pitr-202611301402 any more (deleted by hand)',
+        ),
+      });
+      expect(undone.steps.find((s) => s.step === CUTOVER_STEPS.reopen)!.detail).toBe(
+        `production found back on atmr-prod (secret ${SECRET} host reads ${OLD_HOST}:5432), atmr-prod under its name, no instance named atmr-prod-pitr-202611301402: left as is`,
+      );
+      expect((await getRecovery(deps().store, id)).journal!.every((e) => e.state === 'undone')).toBe(true);
+      await abandon(id);
+      expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(0);
+      expect([(await getRecovery(deps().store, id)).status, [...instances.keys()]]).toEqual(['abandoned', ['atmr-prod']]);
+    });
+
     it.each([
       ['another instance under atmr-prod (created since)', 3, 'atmr-prod is another instance (DbiResourceId db-OTHER, the recovery recorded db-ABCDEFGHIJKLMNOPQRSTUVWXY0)'],
       ['RDS refusing the read', 1, 'the instances cannot be read (AccessDenied: User: bob is not authorized to perform: rds:DescribeDBInstances)'],
