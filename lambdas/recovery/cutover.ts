@@ -908,7 +908,7 @@ class Session {
       throw new OperatorError(this.movedRefusal(reopen, current, moved, settings), moved.unread ? 1 : 3);
     }
     const copyGone = instances?.copyGone === true;
-    const warning = back && reopen ? this.writesLeftOnCopy(reopen, copyGone) : undefined;
+    const warning = back && reopen ? this.writesLeftOnCopy(copyGone) : undefined;
     if (reopen && !back) {
       await this.put(undefined, {}, true);
       throw new OperatorError(
@@ -1061,26 +1061,16 @@ class Session {
   }
 
   /**
-   * What an undo closing a cutover taken back by hand warns of: the hold alone kept users off the
-   * copy, and it may have let them in before the way back (expired, lifted, a degraded one, or an
-   * earlier reopening): their writes there are not on the old instance.
+   * What an undo closing a cutover taken back by hand warns of: whatever let users in on the copy
+   * before the way back (a reopening, a hold that expired, was lifted or was degraded), their writes
+   * there are not on the old instance.
    */
-  private writesLeftOnCopy(reopen: JournalEntry, copyGone: boolean): string {
+  private writesLeftOnCopy(copyGone: boolean): string {
     const { sourceInstance: old, newInstance: copy } = this.record;
-    const detail = reopen.detail ?? '';
-    const how =
-      reopen.state !== 'by-hand'
-        ? // Left started or failed, the journal cannot tell whether the write reached the killswitch.
-          `the killswitch ${reopen.state === 'done' ? 'was' : 'may have been'} reopened on it at ${reopen.startedAt}`
-        : detail.includes(EARLIER_REOPENING)
-          ? 'an earlier attempt of the reopening may have let them in'
-          : detail.startsWith(`${NOT_REOPENED}the killswitch is degraded `)
-            ? 'the degraded killswitch served them'
-            : 'if the hold expired or was lifted before then';
     const where = copyGone
       ? `, and no instance is named ${copy} any more (deleted by hand)`
       : `; ${copy} is left as it is, and "atmr-dr recover abandon ${this.id}" deletes it (after a final snapshot): look for them there first`;
-    return `users may have written on ${copy} before production was taken back to ${old} (${how}): those writes are not on ${old}${where}`;
+    return `users may have written on ${copy} before production was taken back to ${old}: those writes are not on ${old}${where}`;
   }
 
   /**
