@@ -177,7 +177,7 @@ export class DataStack extends Stack {
     // Each shared statement once (chosen by Sid): ListBucket and the key's use are in both sets,
     // the runner's manifest, pointer and dump reads within the restore's reads.
     const statements = [
-      ...backupWriteStatements(bucketArn, keyArn).filter((statement) => statement.sid !== 'ReadPointersAndManifests' && statement.sid !== 'ReadBackDumps'),
+      ...backupWriteStatements(bucketArn, keyArn).filter((statement) => statement.sid !== 'ReadPointersAndManifests'),
       ...restoreTestBucketStatements(bucketArn, keyArn).filter((statement) => statement.sid === 'ReadBackups' || statement.sid === 'WriteReports'),
       // A monthly backup by hand is locked as the scheduled ones are (bin/cli/backup.ts), and no longer.
       ...monthlyLockStatements(bucketArn, monthlyComplianceLockDays, true),

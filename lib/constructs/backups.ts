@@ -648,8 +648,7 @@ function runnerEnvironment(props: BackupsProps, bucketName: string): Record<stri
 /**
  * What the backup core (lambdas/backup) needs of the bucket and its key to write one backup: its
  * tier objects (write-once: the bucket policy refuses a write there without If-None-Match), the
- * latest pointers, the manifests, pointers and dump objects read back, ListBucket, and the backup
- * key; no delete.
+ * latest pointers, the manifests and pointers read back, ListBucket, and the backup key; no delete.
  * The runner and the on-call's `backup` (DataStack) share them.
  */
 export function backupWriteStatements(bucketArn: string, backupKeyArn: string): iam.PolicyStatement[] {
@@ -666,14 +665,6 @@ export function backupWriteStatements(bucketArn: string, backupKeyArn: string): 
       sid: 'ReadPointersAndManifests',
       actions: ['s3:GetObject'],
       resources: [...pointers, ...BACKUP_TIERS.map((tier) => objects(`${tier}/*.manifest.json`))],
-    }),
-    // A dump object sent as one PutObject whose answer was lost meets its own object on the SDK's
-    // retry (412): the core reads it back to tell it from another run's (lambdas/backup/backup.ts,
-    // ownSinglePartWrite). Without this right that read is refused and the run blames another run.
-    new iam.PolicyStatement({
-      sid: 'ReadBackDumps',
-      actions: ['s3:GetObject'],
-      resources: BACKUP_TIERS.flatMap((tier) => [objects(`${tier}/*.dump`), objects(`${tier}/*.sql.gz`)]),
     }),
     new iam.PolicyStatement({ sid: 'UseTheBackupKey', actions: ['kms:GenerateDataKey', 'kms:Decrypt'], resources: [backupKeyArn] }),
   ];
@@ -720,6 +711,15 @@ function runnerPolicyStatements(stack: Stack, props: BackupsProps, bucketArn: st
 
   const statements = [
     ...backupWriteStatements(bucketArn, key.keyArn),
+    // A dump object sent as one PutObject whose answer was lost meets its own object on the SDK's
+    // retry (412): the core reads it back to tell it from another run's (lambdas/backup/backup.ts,
+    // ownSinglePartWrite). Without this right that read is refused and the run blames another run.
+    // Only this database's dump keys: the runner never writes another database's.
+    new iam.PolicyStatement({
+      sid: 'ReadBackDumps',
+      actions: ['s3:GetObject'],
+      resources: BACKUP_TIERS.flatMap((tier) => ['dump', 'sql.gz'].map((extension) => objects(`${tier}/${database.name}_backup_*.${extension}`))),
+    }),
     ...monthlyLockStatements(bucketArn, props.settings.monthlyComplianceLockDays),
     // Read, and written once (If-None-Match) the first time a run finds nothing to measure an age from.
     new iam.PolicyStatement({
@@ -807,7 +807,7 @@ const WILDCARD_REASONS: Record<string, string> = {
   ReadPointersAndManifests:
     'GetObject on the latest pointers and the manifests only (the core checks the new manifest key is free; the backup-age metric reads the newest).',
   ReadBackDumps:
-    "GetObject on the tier prefixes' .dump and .sql.gz objects: a dump sent as one PutObject whose answer was lost is read back (size first, then SHA-256) to tell the run's own write from another run's.",
+    "GetObject on the runner's own database's dump keys per tier (<tier>/<db>_backup_*.dump and <tier>/<db>_backup_*.sql.gz), nothing of another database: a dump sent as one PutObject whose answer was lost is read back (size first, then SHA-256) to tell the run's own write from another run's.",
   TakeTierSnapshots: "Snapshot names carry their timestamp: CreateDBSnapshot scoped to this tool's weekly/monthly snapshot name prefixes.",
   TagTierSnapshots:
     "AddTagsToResource on this tool's weekly/monthly snapshot name prefixes, with exactly the two tags the runner sets at CreateDBSnapshot (atmr-dr:managed=true, atmr-dr:tier=weekly|monthly). RDS defines no condition key for 'within the create', so IAM does not stop the same tags on an existing snapshot under these prefixes: the runner never tags one.",

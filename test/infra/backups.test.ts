@@ -395,10 +395,12 @@ describe('backups construct (example environment, lambda runner)', () => {
     expect(resourcesList(read)).toHaveLength(6);
   });
 
-  it('may read back its own .dump and .sql.gz objects of every tier (a single-part write whose answer was lost is told from another run\'s by reading it), and no .dump outside the tier prefixes', () => {
+  it('may read back its own database\'s .dump and .sql.gz objects of every tier (a single-part write whose answer was lost is told from another run\'s by reading it), not another database\'s, and no .dump outside the tier prefixes', () => {
     for (const tier of ['hourly', 'daily', 'weekly', 'monthly'] as const) {
       const keys = backupObjectKeys(tier, 'atmr', new Date('2026-12-05T06:00:00Z'));
       expect([keys.custom, keys.plain, keys.manifest].map((key) => allowsOnBucketKey(runnerStatements, 's3:GetObject', key))).toEqual([true, true, true]);
+      const other = backupObjectKeys(tier, 'billing', new Date('2026-12-05T06:00:00Z'));
+      expect([other.custom, other.plain].map((key) => allowsOnBucketKey(runnerStatements, 's3:GetObject', key))).toEqual([false, false]);
     }
     expect(allowsOnBucketKey(runnerStatements, 's3:GetObject', 'state/other.dump')).toBe(false);
   });
@@ -807,6 +809,8 @@ describe('backups construct variants', () => {
       // The read-back of a single-part dump whose answer was lost, as the Lambda runner's
       const keys = backupObjectKeys('hourly', 'atmr', new Date('2026-12-05T06:00:00Z'));
       expect([keys.custom, keys.plain].map((key) => allowsOnBucketKey(statements, 's3:GetObject', key))).toEqual([true, true]);
+      const other = backupObjectKeys('hourly', 'billing', new Date('2026-12-05T06:00:00Z'));
+      expect([other.custom, other.plain].map((key) => allowsOnBucketKey(statements, 's3:GetObject', key))).toEqual([false, false]);
     });
 
     it('has no Lambda errors alarm but keeps the failed-run, tier age, PITR, PITR lag and dead-letter alarms, and adds RunnerStopped', () => {
