@@ -29,7 +29,8 @@ import {
   manifestKeyStartedAt,
   type BackupTier,
 } from '../shared/s3-layout';
-import { getTextIfExists, getVersionedTextIfExists, isNoSuchBucket, isNotFound, lostConditionalWrite, missingBucketError, s3Failure } from '../shared/s3-objects';
+import { getTextIfExists, getVersionedTextIfExists, isNoSuchBucket, isNotFound, lostConditionalWrite, missingBucketError, s3ErrorCause, s3Failure } from '../shared/s3-objects';
+import { isAccessDenied } from '../shared/aws-errors';
 import { parseBackupTier } from '../shared/tiers';
 import { isErrorLine, pgToolPath } from '../shared/postgres';
 import { igzipArgs, resolvePlainCompressor, type PlainCompressor, type PlainCompressorPreference } from './compressor';
@@ -736,8 +737,9 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
           return;
         }
         const refused = tierWriteFailure(`upload of ${sink.key}`, sink.key, deps.bucket, error);
-        // The refusal may still be this run's own write: say why that could not be told, beside the blame.
-        fail(lost?.unread ? new LostWriteError(`${refused.message}, unless it is this run's own write whose answer was lost: ${lost.unread}`, undefined) : refused);
+        // The refusal may still be this run's own write: the run's failure says why that could not
+        // be told, after the blame and its advice (awaitOtherRun).
+        fail(lost?.unread !== undefined ? new LostWriteError(refused.message, undefined, unreadOwnWrite(sink.key, lost.unread)) : refused);
       },
     ),
   );
@@ -928,7 +930,7 @@ async function abortMultipartUpload(s3: S3Client, bucket: string, sink: Sink): P
  * back whole, at most one part. `unread` says why the object could not be read (AccessDenied, a
  * network failure): not known to be ours, the refusal stands, and the run's failure says why.
  */
-async function ownSinglePartWrite(s3: S3Client, bucket: string, sink: Sink): Promise<{ own: boolean; unread?: string }> {
+async function ownSinglePartWrite(s3: S3Client, bucket: string, sink: Sink): Promise<{ own: boolean; unread?: unknown }> {
   if (sink.upload.uploadId !== undefined || !sink.hasher.readableEnded) return { own: false };
   try {
     const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: sink.key }));
@@ -940,8 +942,17 @@ async function ownSinglePartWrite(s3: S3Client, bucket: string, sink: Sink): Pro
     const stored = Buffer.from((await response.Body?.transformToByteArray()) ?? []);
     return { own: stored.length === sink.hasher.bytes && createHash('sha256').update(stored).digest('hex') === sink.hasher.sha256 };
   } catch (error) {
-    return { own: false, unread: s3Failure(`read-back of ${sink.key}`, bucket, error).message };
+    return { own: false, unread: error };
   }
+}
+
+/**
+ * Why a refused dump object could not be told from another run's: the read-back's error and, when
+ * S3 refused the read, the right it takes (that key shape, any stamp: `<tier>/<db>_backup_*.dump`).
+ */
+function unreadOwnWrite(key: string, error: unknown): string {
+  const grant = isAccessDenied(error) ? `: grant s3:GetObject on ${key.replace(/\d{8}_\d{6}(?=\.)/, '*')}` : '';
+  return `it may instead be this run's own write: reading it back failed (${s3ErrorCause(error)})${grant}`;
 }
 
 /** A key under a tier prefix (the manifest), written once (`writeOnce`); pointers are rewritten (putPointer). */
@@ -1055,12 +1066,14 @@ async function putPointer(s3: S3Client, bucket: string, key: string, pointer: La
 /**
  * A write-once key of this run taken by another run of the same second (tierWriteFailure). `body`:
  * what this run wrote there (the manifest), so that finding it there later tells our own write,
- * landed with its answer lost, from another run's.
+ * landed with its answer lost, from another run's. `unread`: why this run's own write could not be
+ * ruled out (unreadOwnWrite), said after the blame and its advice.
  */
 class LostWriteError extends OperatorError {
   constructor(
     message: string,
     readonly body: string | undefined,
+    readonly unread?: string,
   ) {
     super(message);
   }
@@ -1107,13 +1120,14 @@ async function awaitOtherRun(
 ): Promise<BackupResult> {
   const waitMs = deps.otherRunWaitMs ?? OTHER_RUN_WAIT_MS;
   const giveUpAt = Date.now() + waitMs;
+  const aside = lost.unread === undefined ? '' : `; ${lost.unread}`;
   for (;;) {
     let text: string | undefined;
     try {
       text = await getTextIfExists(deps.s3, deps.bucket, keys.manifest, deps.signal);
     } catch (error) {
       if (deps.signal?.aborted) throw abortedRun(deps.signal);
-      throw new OperatorError(`${NOTHING_PUBLISHED}: ${lost.message}, and reading its manifest failed: ${oneLine(error)}`);
+      throw new OperatorError(`${NOTHING_PUBLISHED}: ${lost.message}, and reading its manifest failed: ${oneLine(error)}${aside}`);
     }
     // Our own manifest: its write landed, its answer was lost, and the read-back that should have
     // told so failed (putJson). The backup is this run's: it goes on to publish it.
@@ -1125,14 +1139,14 @@ async function awaitOtherRun(
       const missing = missingFormats(manifest, formats);
       if (missing.length > 0) {
         throw new OperatorError(
-          `${NOTHING_PUBLISHED}: ${lost.message}, and published ${keys.manifest} without the ${missing.map((f) => `${f} (${keys[f]})`).join(' and ')} this run was asked for: the tier has no ${missing.join(' or ')} backup of that second; run the backup again`,
+          `${NOTHING_PUBLISHED}: ${lost.message}, and published ${keys.manifest} without the ${missing.map((f) => `${f} (${keys[f]})`).join(' and ')} this run was asked for: the tier has no ${missing.join(' or ')} backup of that second; run the backup again${aside}`,
         );
       }
       return { manifestKey: keys.manifest, manifest, skipped: `another run of the ${tier} backup took ${isoSecond(startedAt)} (${keys.manifest}); nothing to do` };
     }
     if (Date.now() >= giveUpAt) {
       throw new OperatorError(
-        `${NOTHING_PUBLISHED}: ${lost.message}, and published no manifest within ${Math.round(waitMs / 1000)} s (it failed, or hangs); run the backup again`,
+        `${NOTHING_PUBLISHED}: ${lost.message}, and published no manifest within ${Math.round(waitMs / 1000)} s (it failed, or hangs); run the backup again${aside}`,
       );
     }
     await delay(OTHER_RUN_LOOK_MS);

@@ -93,11 +93,16 @@ export function s3Failure(what: string, bucket: string, error: unknown): Operato
   if (missing) return new OperatorError(`S3 ${what} in bucket ${bucket} failed: ${missing}`, MISSING_SETTING_EXIT_CODE);
   const unanswered = unansweredCall(error);
   if (unanswered) return new OperatorError(`S3 ${what} in bucket ${bucket} failed: ${unanswered}`);
+  return new OperatorError(`S3 ${what} in bucket ${bucket} failed: ${s3ErrorCause(error)}; ${s3FailureFix(error)}`);
+}
+
+/** A failed S3 call's error in one line, led by the service's error code (AccessDenied, SlowDown). */
+export function s3ErrorCause(error: unknown): string {
   const name = (error as Error | undefined)?.name;
   const detail = oneLine(error);
-  // The service's error code (AccessDenied, SlowDown) helps; the generic "Error" of a network failure does not.
+  // The service's error code helps; the generic "Error" of a network failure does not.
   const label = name && name !== 'Error' && !detail.startsWith(name) ? `${name}: ` : '';
-  return new OperatorError(`S3 ${what} in bucket ${bucket} failed: ${label}${detail}; ${s3FailureFix(error)}`);
+  return `${label}${detail}`;
 }
 
 /** What fixes a failed S3 call: S3 throttling or down is waited out, a refusal is a right to grant; else the usual suspects. */

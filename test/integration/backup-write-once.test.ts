@@ -246,10 +246,18 @@ describe('backup objects are written once (integration, real pg_dump + s3rver)',
         { tier: 'hourly', formats: ['custom'] },
       );
 
-      // Assert: the refusal stands (nothing published), and the failure names the read-back S3 refused and the right to grant
-      await expect(run).rejects.toThrow(
-        /wrote it first, unless it is this run's own write whose answer was lost: S3 read-back of hourly\/\S+\.dump in bucket \S+ failed: AccessDenied.*the role may not do this/,
+      // Assert: the refusal stands (nothing published); the failure blames the other run and advises first, then says
+      // the read-back S3 refused and the right to grant, in one line
+      const failure = await run.then(
+        () => undefined,
+        (error: unknown) => error as Error,
       );
+      expect(failure?.message).toMatch(
+        new RegExp(
+          `wrote it first, and published no manifest within 1 s \\(it failed, or hangs\\); run the backup again; it may instead be this run's own write: reading it back failed \\(AccessDenied[^)]*\\): grant s3:GetObject on hourly/${small}_backup_\\*\\.dump$`,
+        ),
+      );
+      expect(failure?.message).not.toContain('\n');
       expect(conditional.refused).toHaveLength(1);
       expect(await listKeys(client, s3.bucket, `latest/${small}/`)).toEqual([]);
     } finally {
