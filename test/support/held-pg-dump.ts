@@ -32,19 +32,24 @@ export async function waitOf(watcher: Client, pid: number): Promise<string | nul
  * creates `<dir>/stopping-<n>` and ends only once `<dir>/end-<n>` exists, so that the test acts
  * while the attempt is still ending: the run waits for pg_dump's 'close' (its exit and its output
  * closed). The wait is a background subshell holding that output open, so the hold also outlasts
- * the SIGKILL the run sends KILL_GRACE_MS (5 s) after the SIGTERM, however slow the machine; it
- * also ends once `dir` is removed (a test that failed before writing `end-<n>`), never left behind.
+ * the SIGKILL the run sends KILL_GRACE_MS (5 s) after the SIGTERM, however slow the machine. Both
+ * waits also end once `dir` is removed (a test that failed before writing `go-<n>` or `end-<n>`) or
+ * the process that started pg_dump is gone (jest killed mid-hold): never left behind.
  */
 export function heldPgDump(dir: string, { holdEnd = false } = {}): string {
+  // Each wait also ends once `dir` is removed or the process that started pg_dump (the run, the
+  // jest worker) is gone: a jest killed mid-hold leaves no loop behind. $PPID stays that process's
+  // id in the background subshell too (sh does not reset it there).
+  const alive = `[ -d "${dir}" ] && kill -0 $PPID 2>/dev/null`;
   const real = (tool: string): string => execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim();
   const run = holdEnd
-    ? `trap 'kill $c 2>/dev/null; touch "${dir}/stopping-$n"; (while [ -d "${dir}" ] && [ ! -e "${dir}/end-$n" ]; do sleep 0.05; done) & wait $!; exit 143' TERM\n` +
+    ? `trap 'kill $c 2>/dev/null; touch "${dir}/stopping-$n"; (while ${alive} && [ ! -e "${dir}/end-$n" ]; do sleep 0.05; done) & wait $!; exit 143' TERM\n` +
       `"${real('pg_dump')}" "$@" & c=$!\nwait $c\n`
     : `exec "${real('pg_dump')}" "$@"\n`;
   fs.writeFileSync(
     path.join(dir, 'pg_dump'),
     `#!/bin/sh\n[ "$1" = --version ] && exec "${real('pg_dump')}" --version\nn=1; while [ -e "${dir}/started-$n" ]; do n=$((n + 1)); done\n` +
-      `touch "${dir}/started-$n"\nwhile [ ! -e "${dir}/go-$n" ]; do sleep 0.05; done\n${run}`,
+      `touch "${dir}/started-$n"\nwhile ${alive} && [ ! -e "${dir}/go-$n" ]; do sleep 0.05; done\n[ -e "${dir}/go-$n" ] || exit 143\n${run}`,
     { mode: 0o755 },
   );
   fs.symlinkSync(real('pg_restore'), path.join(dir, 'pg_restore'));
