@@ -5,7 +5,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { EnvironmentConfig } from './config';
-import { TIER_RETENTION_DAYS, BACKUP_TIERS } from '../lambdas/shared/s3-layout';
+import { TIER_RETENTION_DAYS, BACKUP_TIERS, RESTORE_TEST_BACKUP_PREFIX } from '../lambdas/shared/s3-layout';
 import { KillswitchParameter } from './constructs/killswitch-parameter';
 import { backupWriteStatements, monthlyLockStatements } from './constructs/backups';
 import { restoreTestBucketStatements } from './constructs/restore-test';
@@ -179,6 +179,14 @@ export class DataStack extends Stack {
     const statements = [
       ...backupWriteStatements(bucketArn, keyArn).filter((statement) => statement.sid !== 'ReadPointersAndManifests'),
       ...restoreTestBucketStatements(bucketArn, keyArn).filter((statement) => statement.sid === 'ReadBackups' || statement.sid === 'WriteReports'),
+      // `restore-test` from the CLI takes its own backup under RESTORE_TEST_BACKUP_PREFIX (written
+      // through WriteReports): the backup core's key check reads its manifest key there (a 404
+      // needs GetObject), a failed upload is aborted, and the restore reads the manifest and .dump.
+      new iam.PolicyStatement({
+        sid: 'RestoreTestOwnBackups',
+        actions: ['s3:GetObject', 's3:AbortMultipartUpload'],
+        resources: [`${bucketArn}/${RESTORE_TEST_BACKUP_PREFIX}*`],
+      }),
       // A monthly backup by hand is locked as the scheduled ones are (bin/cli/backup.ts), and no longer.
       ...monthlyLockStatements(bucketArn, monthlyComplianceLockDays, true),
     ];
@@ -190,7 +198,7 @@ export class DataStack extends Stack {
       ...wildcards.map((arn) => ({
         id: `AwsSolutions-IAM5[Resource::${arn}]`,
         reason:
-          'Backup and report keys carry their timestamp: GetObject on the tier and latest prefixes of the backup bucket, PutObject/AbortMultipartUpload on the tier prefixes (write-once under the backup key, enforced by the bucket policy), PutObject on the latest pointers and under restore-tests/ only; with backups.monthlyComplianceLockDays, PutObjectRetention on the monthly prefix (the compliance lock of a monthly backup by hand, as the runner sets it); no delete.',
+          'Backup and report keys carry their timestamp: GetObject on the tier and latest prefixes of the backup bucket, PutObject/AbortMultipartUpload on the tier prefixes (write-once under the backup key, enforced by the bucket policy), PutObject on the latest pointers and under restore-tests/ only, GetObject/AbortMultipartUpload under restore-tests/backups/ (the backup the CLI restore-test takes and restores); with backups.monthlyComplianceLockDays, PutObjectRetention on the monthly prefix (the compliance lock of a monthly backup by hand, as the runner sets it); no delete.',
       })),
     );
   }

@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { backupObjectKeys, RESTORE_TEST_BACKUP_PREFIX } from '../../lambdas/shared/s3-layout';
 import { exampleEnvironment, iamWildcardMatches, renderCfn, synthesizeApp, type Statement } from '../support/app';
 
 /**
@@ -277,13 +278,35 @@ describe('backup, backups list|verify, restore, restore-test (the backup bucket 
   const tiers = ['daily/*', 'hourly/*', 'monthly/*', 'weekly/*'];
 
   it('lets the on-call read the backups and pointers, and list the bucket (a missing key answers 404, not 403)', () => {
-    expect(resourcesOf('s3:GetObject', backupOperator)).toEqual(objects(...tiers, 'latest.json', 'latest/*'));
+    expect(resourcesOf('s3:GetObject', backupOperator)).toEqual(objects(...tiers, 'latest.json', 'latest/*', 'restore-tests/backups/*'));
     expect(resourcesOf('s3:ListBucket', backupOperator)).toEqual(['<BackupBucket.Arn>']);
   });
 
   it('lets it write backups under the tier prefixes, the latest pointers, and restore-test reports under restore-tests/ only', () => {
     expect(resourcesOf('s3:PutObject', backupOperator)).toEqual(objects(...tiers, 'latest.json', 'latest/*', 'restore-tests/*'));
-    expect(resourcesOf('s3:AbortMultipartUpload', backupOperator)).toEqual(objects(...tiers));
+    expect(resourcesOf('s3:AbortMultipartUpload', backupOperator)).toEqual(objects(...tiers, 'restore-tests/backups/*'));
+  });
+
+  it('lets `restore-test` from the CLI take, check and restore its own backup under restore-tests/backups/ (any tier), and nothing more there', () => {
+    // What the CLI's restore-test sends (lambdas/restore/restore-test.ts, takeBackup): the backup core
+    // under RESTORE_TEST_BACKUP_PREFIX (the key check's GetObject on the manifest, the .dump and the
+    // manifest written, an upload aborted on failure, a lost answer's read-back), then the restore's
+    // reads of that manifest and .dump.
+    const allows = (action: string, key: string) => grantsOf(backupOperator, action).some((g) => iamWildcardMatches(g.resource, `<BackupBucket.Arn>/${key}`));
+    for (const tier of ['hourly', 'daily', 'weekly', 'monthly'] as const) {
+      const keys = backupObjectKeys(tier, 'atmr', new Date('2026-12-05T06:00:00Z'), RESTORE_TEST_BACKUP_PREFIX);
+      const sent = [
+        ['s3:GetObject', keys.manifest],
+        ['s3:GetObject', keys.custom],
+        ['s3:PutObject', keys.custom],
+        ['s3:PutObject', keys.manifest],
+        ['s3:AbortMultipartUpload', keys.custom],
+      ];
+      expect(sent.filter(([action, key]) => !allows(action, key))).toEqual([]);
+    }
+    // Its reads and aborts stop at that prefix: not the reports beside it.
+    expect(allows('s3:GetObject', 'restore-tests/2026-12-05T060000Z.json')).toBe(false);
+    expect(allows('s3:AbortMultipartUpload', 'restore-tests/2026-12-05T060000Z.json')).toBe(false);
   });
 
   it('lets it encrypt and decrypt with the backup key, and no other key', () => {
