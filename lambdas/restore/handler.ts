@@ -131,7 +131,15 @@ export async function restoreTestHandler(event: unknown, context?: Context) {
           () => deadline.abort(new FunctionDeadlineStop(`stopped ${RESTORE_DEADLINE_MARGIN_MS / 1000} s before the function's time limit (${RESTORE_FUNCTION_TIMEOUT_SECONDS / 60} minutes): the restore takes longer than one run allows`)),
           stopInMs,
         );
-  const deps = { ...clients, env: process.env, region: process.env.AWS_REGION, log: (line: string) => logger.info(line), warn: (line: string) => logger.warn(line), signal: deadline.signal };
+  const deps = {
+    ...clients,
+    env: process.env,
+    region: process.env.AWS_REGION,
+    log: (line: string) => logger.info(line),
+    warn: (line: string) => logger.warn(line),
+    signal: deadline.signal,
+    deadlineAt: stopInMs === undefined ? undefined : Date.now() + stopInMs,
+  };
   try {
     if ('restore' in parsed.data) {
       const result = await runLambdaRestore(deps, settings, parsed.data.restore);

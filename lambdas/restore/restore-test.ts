@@ -53,6 +53,8 @@ export interface RestoreTestDeps extends CatalogDeps, SpaceCheck, Pick<RestoreDe
    * database is dropped, the scratch one by the cleanup, which the signal does not stop.
    */
   readonly signal?: AbortSignal;
+  /** When (Date.now() ms) `signal` stops the test for the function's deadline: the restore's check line says so. @default none (the CLI) */
+  readonly deadlineAt?: number;
   /** The scratch database's name, once chosen: a run quit at once (a second Ctrl-C) names it as maybe left. */
   readonly onScratch?: (name: string) => void;
   /**
@@ -195,6 +197,7 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
         targetDb: scratch,
         format: 'custom',
         signal: deps.signal,
+        deadlineAt: deps.deadlineAt,
         protectedDatabases: [manifest.database, ...(deps.source ? [deps.source.database] : [])],
         // The test never touches a target: its lines name the scratch database.
         targetLabel: 'scratch database',

@@ -113,6 +113,12 @@ export interface RestoreOptions {
   readonly noOwner?: boolean;
   /** Stops the restore: the child is killed, the staging database dropped, the reason rethrown. */
   readonly signal?: AbortSignal;
+  /**
+   * When (Date.now() ms) `signal` stops the restore for the function's deadline (the Lambda's): the
+   * check line then says that the deadline, minutes away, ends the counts long before their own hour.
+   * @default none (the CLI: only an operator's Ctrl-C or SIGTERM stops it)
+   */
+  readonly deadlineAt?: number;
   /** What the lines call the target database: the restore test's is its scratch database. @default 'target' */
   readonly targetLabel?: string;
   /**
@@ -279,7 +285,8 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // 6. Row counts against the manifest.
     signal?.throwIfAborted();
     const countBounds = deps.rowCountBounds ?? ROW_COUNT_BOUNDS;
-    log(`check: row counts against the manifest (each table's count bounded to ${boundText(countBounds.statement_timeout)})`);
+    const byDeadline = options.deadlineAt === undefined ? '' : `, and by the function's deadline in ${inTime(options.deadlineAt - Date.now())}`;
+    log(`check: row counts against the manifest (each table's count bounded to ${boundText(countBounds.statement_timeout)}${byDeadline})`);
     const checkStarted = performance.now();
     const rowsRestored = await checkRowCounts({ ...deps.connection, database: staging }, manifest, manifestKey, deps.jobs, signal, {
       bounds: countBounds,
@@ -403,6 +410,11 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true });
     await admin.end();
   }
+}
+
+/** "8 min", "45 s": how long until a moment, to the minute once it is minutes away. */
+function inTime(ms: number): string {
+  return ms >= 120_000 ? `${Math.round(ms / 60_000)} min` : `${Math.max(0, Math.ceil(ms / 1000))} s`;
 }
 
 function abortReason(signal: AbortSignal): string {

@@ -112,6 +112,8 @@ export interface ScheduledRestoreTestDeps extends Pick<CatalogDeps, 's3'> {
   readonly warn?: (line: string) => void;
   /** Stops the test or the restore (the Lambda deadline): the staging (and the test's scratch) database dropped, the target untouched. */
   readonly signal?: AbortSignal;
+  /** When (Date.now() ms) `signal` stops it for the function's deadline: the restore's check line says so. */
+  readonly deadlineAt?: number;
 }
 
 export interface ScheduledRestoreTestResult {
@@ -148,7 +150,7 @@ export async function runLambdaRestore(
   const { manifest: _manifest, ...result } = await restoreBackup(
     { s3: deps.s3, bucket: settings[RESTORE_TEST_ENV.bucket], connection: target, tempDir: deps.tempDir, statfs: deps.statfs, log: deps.log, warn: deps.warn },
     // The event's field, not the CLI's flag, is what an operator invoking the function can set.
-    { ...request, database: testedDatabase(settings), protectedDatabases: settings[RESTORE_TEST_ENV.protectedDatabases], allowProductionOverwrite: false, signal: deps.signal, noOwnerOption: '"noOwner": true in the event' },
+    { ...request, database: testedDatabase(settings), protectedDatabases: settings[RESTORE_TEST_ENV.protectedDatabases], allowProductionOverwrite: false, signal: deps.signal, deadlineAt: deps.deadlineAt, noOwnerOption: '"noOwner": true in the event' },
   );
   return result;
 }
@@ -179,7 +181,7 @@ export async function runScheduledRestoreTest(deps: ScheduledRestoreTestDeps, se
   const bucket = settings[RESTORE_TEST_ENV.bucket];
   const target = await targetConnection(deps, settings);
   const report = await runRestoreTest(
-    { s3: deps.s3, bucket, target, now, tempDir: deps.tempDir, statfs: deps.statfs, log: deps.log, warn: deps.warn, signal: deps.signal },
+    { s3: deps.s3, bucket, target, now, tempDir: deps.tempDir, statfs: deps.statfs, log: deps.log, warn: deps.warn, signal: deps.signal, deadlineAt: deps.deadlineAt },
     {
       takeBackup: false,
       tier: settings[RESTORE_TEST_ENV.tier],

@@ -336,6 +336,36 @@ describe('restore-test Lambda handler', () => {
     expect(aboutStaging).toEqual([expect.objectContaining({ level: 'WARN', message: expect.stringMatching(/^"[^"]*" \(\d+\.\d MiB\) is the staging database of an earlier restore/) })]);
   });
 
+  // The counts' statement_timeout is an hour; in the function, its deadline ends them much sooner,
+  // and the operator reading the log of a run stopped during the counts must be told that.
+  it('says on the check line that the function\'s deadline, 8 min away, bounds the counts, not only the hour each table has; without a deadline, the hour alone', async () => {
+    // Arrange: 8 min (and a few seconds of setup) left before the restore's stop
+    await writeFixtureBackup(s3, localS3.bucket, cluster, database, { tier: 'daily' });
+    const eightMinutesLeft = { ...context, getRemainingTimeInMillis: () => 8 * 60_000 + 20_000 + RESTORE_DEADLINE_MARGIN_MS } as unknown as Context;
+    const targetDb = uniqueDatabaseName('lambda_bound');
+    const written: string[] = [];
+    const jsonLines = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      written.push(String(chunk));
+      return true;
+    });
+    const untimed: string[] = [];
+    try {
+      // Act: a restore and a restore test in the function, and a restore test with no deadline
+      await handler({ restore: { ref: 'latest', tier: 'daily', targetDb } }, eightMinutesLeft);
+      await handler({ tier: 'daily' }, eightMinutesLeft);
+      await runScheduledRestoreTest({ s3, secretsManager: new SecretsManagerClient({ region: 'eu-west-3' }), log: (line) => untimed.push(line) }, loadRestoreTestSettings(settingsEnv()));
+    } finally {
+      jsonLines.mockRestore();
+    }
+
+    // Assert
+    const checkLines = (messages: string[]) => messages.filter((message) => message.startsWith('check: '));
+    // The metrics' EMF records on stdout have no message.
+    const messages = written.flatMap((chunk) => chunk.split('\n')).filter((line) => line.startsWith('{')).flatMap((line) => (JSON.parse(line) as { message?: string }).message ?? []);
+    expect(checkLines(messages)).toEqual(Array(2).fill("check: row counts against the manifest (each table's count bounded to 60 min, and by the function's deadline in 8 min)"));
+    expect(checkLines(untimed)).toEqual(["check: row counts against the manifest (each table's count bounded to 60 min)"]);
+  });
+
   let slowBin: string | undefined;
   afterEach(() => {
     if (slowBin) fs.rmSync(slowBin, { recursive: true, force: true });
