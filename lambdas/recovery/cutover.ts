@@ -191,9 +191,22 @@ const isCutoverMaintenance = (value: KillswitchValue | null | undefined, setReas
  */
 const KEPT_IN_MAINTENANCE = 'kept in maintenance: ';
 
-/** Whether an undo's killswitch step, not undone, found the cutover's maintenance: else the killswitch could not be read. */
+/** Whether an undo's killswitch step, not undone, found the cutover's maintenance. */
 export function keptInMaintenance(steps: readonly CutoverStepReport[]): boolean {
   return steps.some((s) => s.step === CUTOVER_STEPS.maintenance && s.outcome === 'undo-failed' && s.detail.startsWith(KEPT_IN_MAINTENANCE));
+}
+
+/**
+ * How the undo's killswitch step begins when it read the killswitch (and gave it back, or left it)
+ * but its journal mark was refused: the killswitch is known, only the mark is left to write.
+ */
+const KILLSWITCH_READ = 'the killswitch was read: ';
+
+/** Whether an undo's killswitch step, not undone, could not read the killswitch (neither kept in maintenance nor read): its state is unknown. */
+export function killswitchUnread(steps: readonly CutoverStepReport[]): boolean {
+  return steps.some(
+    (s) => s.step === CUTOVER_STEPS.maintenance && s.outcome === 'undo-failed' && !s.detail.startsWith(KEPT_IN_MAINTENANCE) && !s.detail.startsWith(KILLSWITCH_READ),
+  );
 }
 
 /** What an undo says of the killswitch when its step could not read it: neither maintenance nor open is known. */
@@ -922,17 +935,23 @@ class Session {
       );
     }
     const undoCommand = `"atmr-dr recover cutover ${id} --undo --yes"`;
-    /** `failed`: what the report says of an undo that threw. @default the error, to be put back by hand */
-    const undo = async (entry: JournalEntry, action: () => Promise<{ outcome: 'undone' | 'skipped'; detail: string }>, failed = (error: unknown) => `${oneLine(error)}: do it by hand`) => {
+    /**
+     * `failed`: what the report says of an undo that threw, given what the action did when only its
+     * journal mark was refused. @default the error, to be put back by hand
+     */
+    type Failed = (error: unknown, done?: string) => string;
+    const undo = async (entry: JournalEntry, action: () => Promise<{ outcome: 'undone' | 'skipped'; detail: string }>, failed: Failed = (error) => `${oneLine(error)}: do it by hand`) => {
       const at = this.now();
+      let done: string | undefined;
       try {
         const { outcome, detail } = await action();
+        done = detail;
         // Reported once journaled: a refused write is the step's one report, `undo-failed`.
         await this.put({ ...entry, state: 'undone', detail: `${entry.detail ?? ''}${entry.detail ? '; ' : ''}undo: ${detail}` });
         this.report(entry.step, at, outcome, detail);
       } catch (error) {
         if (error instanceof LeaseLostError) throw error;
-        const detail = failed(error);
+        const detail = failed(error, done);
         this.report(entry.step, at, 'undo-failed', detail);
         await this.put({ ...entry, state: 'undo-failed', detail: `undo failed: ${detail}` }).catch(() => undefined);
       }
@@ -1033,7 +1052,13 @@ class Session {
           }
           if (expired) return { outcome: 'skipped', detail: `now normal, by ${expiryOf(expired)}, set since the cutover: left as is` };
           return { outcome: 'skipped', detail: `now ${current.value?.mode ?? 'malformed'} (set by ${current.value?.actor ?? '?'}: ${current.value?.reason ?? '?'}) since the cutover: left as is` };
-        }, (error) => (error instanceof KeptClosed ? error.message : `${found ? KEPT_IN_MAINTENANCE : ''}${oneLine(error)}: do it by hand`));
+        }, (error, done) =>
+          // Read and acted on, only the mark refused: the next --undo reads it again and marks it.
+          done !== undefined
+            ? `${KILLSWITCH_READ}${done}; its journal mark was not saved (${oneLine(error)}): ${undoCommand} writes it`
+            : error instanceof KeptClosed
+              ? error.message
+              : `${found ? KEPT_IN_MAINTENANCE : ''}${oneLine(error)}: do it by hand`);
       }
       // Checks changed nothing: nothing to undo.
       for (const entry of this.journal.filter((e) => outstanding(e) && !e.undo && e.step !== CUTOVER_STEPS.redeploy && !(closeLeft && e.step === CUTOVER_STEPS.reopen))) {
@@ -1047,7 +1072,7 @@ class Session {
     const error = cause ?? (failedUndos ? `cutover undo by ${this.actor} not finished (${failedUndos} undo(s) failed)` : `cutover interrupted and undone by ${this.actor}`);
     const closed = keptInMaintenance(this.steps)
       ? `; production stays in maintenance until ${undoCommand} finishes`
-      : this.entry(CUTOVER_STEPS.maintenance)?.state === 'undo-failed'
+      : killswitchUnread(this.steps)
         ? `; ${KILLSWITCH_UNKNOWN}`
         : '';
     await this.put(undefined, { status: 'cutover-failed', cutover: this.steps, error }, true).catch(() => undefined);

@@ -1805,6 +1805,43 @@ describe('an interrupted cutover', () => {
       expect((await getRecovery(deps().store, id)).status).toBe('abandoned');
     });
 
+    it('--undo whose mark of the killswitch step is refused (DynamoDB throttling) says what the killswitch was found to be and that its mark was not saved, not that it could not be read; the next --undo closes the cutover', async () => {
+      // Arrange: killed before the rename; the endpoint set back to atmr-prod by hand
+      const { id } = await killedCutover(RENAME_STARTED);
+      secretValue = { ...secretValue, host: OLD_HOST, port: 5432 };
+      const killswitchBefore = parameters.get(KILLSWITCH)!.value;
+      const throttled = Promise.reject(Object.assign(new Error('Throughput exceeds the current capacity of your table'), { name: 'ProvisionedThroughputExceededException' }));
+      throttled.catch(() => undefined);
+      // The undo's lease, then the marks of the reopening, the endpoint and the redeploy; the killswitch step's mark refused.
+      const refusing = dyingStore(5, throttled);
+
+      // Act
+      const first = await undoCutover(deps({ ...stale, store: refusing.store }), id, settings(), 'bob');
+
+      // Assert
+      expect([first.status, first.error]).toEqual(['cutover-failed', 'cutover undo by bob not finished (1 undo(s) failed)']);
+      expect(first.steps.filter((s) => s.outcome === 'undo-failed')).toEqual([
+        expect.objectContaining({
+          step: CUTOVER_STEPS.maintenance,
+          detail: expect.stringMatching(
+            new RegExp(`^the killswitch was read: now normal \\(set by alice: .*\\) since the cutover: left as is; its journal mark was not saved \\(Throughput exceeds the current capacity of your table\\): "atmr-dr recover cutover ${id} --undo --yes" writes it$`),
+          ),
+        }),
+      ]);
+      const summary = (JSON.parse(events.commandCalls(PutEventsCommand).at(-1)!.args[0].input.Entries![0].Detail!) as { summary: string }).summary;
+      expect(summary).toContain('1 undo(s) failed');
+      expect(summary).not.toContain('could not be read');
+      expect(parameters.get(KILLSWITCH)!.value).toBe(killswitchBefore);
+      expect((await getRecovery(deps().store, id)).journal!.filter((e) => e.state !== 'undone').map((e) => e.step)).toEqual([CUTOVER_STEPS.maintenance]);
+
+      const second = await undoCutover(deps({ now: later((LEASE_SECONDS * 3 + 60) * 1000) }), id, settings(), 'carol');
+
+      expect([second.status, second.error]).toEqual(['cutover-failed', 'cutover interrupted and undone by carol']);
+      expect(second.steps.find((s) => s.step === CUTOVER_STEPS.maintenance)).toMatchObject({ outcome: 'skipped', detail: expect.stringMatching(/^now normal \(set by alice: .*\) since the cutover: left as is$/) });
+      expect(parameters.get(KILLSWITCH)!.value).toBe(killswitchBefore);
+      expect((await getRecovery(deps().store, id)).journal!.every((e) => e.state === 'undone')).toBe(true);
+    });
+
     it('--undo after the copy was deleted by hand (production taken back) closes the cutover, warning that the writes on it are gone with it; abandon then finishes, nothing left to delete', async () => {
       // Arrange: killed before the rename; the endpoint set back to atmr-prod, then the copy deleted by hand
       const { id } = await killedCutover(RENAME_STARTED);
