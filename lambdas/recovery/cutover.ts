@@ -916,11 +916,11 @@ class Session {
     // happened: closed only while both instances keep their names from before the rename.
     const instances = reopen && !held && back ? await this.instancesFound() : undefined;
     const moved = instances?.moved;
+    const copyGone = instances?.copyGone === true;
     if (reopen && moved) {
       await this.put(undefined, {}, true);
-      throw new OperatorError(this.movedRefusal(reopen, current, moved, settings), moved.unread ? 1 : 3);
+      throw new OperatorError(this.movedRefusal(reopen, current, moved, copyGone, settings), moved.unread ? 1 : 3);
     }
-    const copyGone = instances?.copyGone === true;
     const warning = back && reopen ? this.writesLeftOnCopy(copyGone) : undefined;
     if (reopen && !back) {
       await this.put(undefined, {}, true);
@@ -1129,8 +1129,12 @@ class Session {
     return { copyGone, moved: { found: found.join(' and '), ...(renamed && { names: true }), ...(kept.length && { copyCommands: kept.map((k) => `"${k.command}"`).join(', then ') }) } };
   }
 
-  /** The undo's refusal past a reopening when the endpoint is back on the old instance but the instances are not as before the rename. */
-  private movedRefusal(reopen: JournalEntry, current: string, moved: Moved, settings: CutoverSettings): string {
+  /**
+   * The undo's refusal past a reopening when the endpoint is back on the old instance but the
+   * instances are not as before the rename. `copyGone`: no instance under the copy's name (deleted by
+   * hand): finishing on it is no way out, only putting the old instance back under its name is.
+   */
+  private movedRefusal(reopen: JournalEntry, current: string, moved: Moved, copyGone: boolean, settings: CutoverSettings): string {
     const { id } = this;
     const { sourceInstance: old, newInstance: copy } = this.record;
     const rename = this.entry(CUTOVER_STEPS.rename);
@@ -1139,13 +1143,16 @@ class Session {
     const again = `"atmr-dr recover cutover ${id} --undo --yes"`;
     const back = [
       moved.names &&
-        `put ${old} back under its name (it may be ${renamedTo ?? '<old>-replaced-<time>'} now: "aws rds modify-db-instance --db-instance-identifier ${renamedTo ?? '<its name now>'} --new-db-instance-identifier ${old} --apply-immediately", then remove its atmr-dr:replaced-* tags), with ${copy} still under its name`,
+        `put ${old} back under its name (it may be ${renamedTo ?? '<old>-replaced-<time>'} now: "aws rds modify-db-instance --db-instance-identifier ${renamedTo ?? '<its name now>'} --new-db-instance-identifier ${old} --apply-immediately", then remove its atmr-dr:replaced-* tags)${copyGone ? '' : `, with ${copy} still under its name`}`,
       moved.copyCommands && `give ${copy} back to abandon (someone allowed to change it runs: ${moved.copyCommands})`,
     ].filter(Boolean);
     const byHand = moved.unread
       ? `fix the cause (your right to rds:DescribeDBInstances), then run ${again} again`
-      : `by hand, either ${back.join(' and ')}, then run ${again} again; or finish on ${copy}: point the API at it (${endpointCommand(settings.endpoint, target)}), then "atmr-dr recover cutover ${id} --resume --yes"`;
-    return `recover cutover --undo: recovery ${id}: the killswitch was reopened on ${copy} at ${reopen.startedAt}${rename ? ` and the rename of ${old} was left ${rename.state} at ${rename.startedAt}` : ''}; ${describeEndpoint(settings.endpoint)} reads ${current} again (${old}), but ${moved.found}: nothing changed, nothing renamed; ${byHand}`;
+      : copyGone
+        ? `by hand, ${back.join(' and ')}, then run ${again} again`
+        : `by hand, either ${back.join(' and ')}, then run ${again} again; or finish on ${copy}: point the API at it (${endpointCommand(settings.endpoint, target)}), then "atmr-dr recover cutover ${id} --resume --yes"`;
+    const found = copyGone ? `${moved.found}, and no instance is named ${copy} (deleted by hand)` : moved.found;
+    return `recover cutover --undo: recovery ${id}: the killswitch was reopened on ${copy} at ${reopen.startedAt}${rename ? ` and the rename of ${old} was left ${rename.state} at ${rename.startedAt}` : ''}; ${describeEndpoint(settings.endpoint)} reads ${current} again (${old}), but ${found}: nothing changed, nothing renamed; ${byHand}`;
   }
 }
 

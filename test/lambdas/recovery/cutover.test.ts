@@ -1700,6 +1700,40 @@ describe('an interrupted cutover', () => {
       expect([closed.status, closed.journal!.every((e) => e.state === 'undone')]).toEqual(['cutover-failed', true]);
     });
 
+    it('--undo after a rename that took effect and the copy deleted by hand is refused naming both, with the one way left by hand and no "finish on" the deleted copy; once atmr-prod is back under its name, --undo closes the cutover', async () => {
+      // Arrange: killed once atmr-prod was renamed; the endpoint set back by hand, then the copy deleted by hand
+      const { id } = await killedCutover(RENAME_DONE);
+      secretValue = { ...secretValue, host: OLD_HOST, port: 5432 };
+      instances.delete('atmr-prod-pitr-202611301402');
+      const journal = (await getRecovery(deps().store, id)).journal!;
+      const reopenedAt = journal.find((e) => e.step === CUTOVER_STEPS.reopen)!.startedAt;
+      const rename = journal.find((e) => e.step === CUTOVER_STEPS.rename)!;
+      const renamedTo = rename.undo!.renamedTo!;
+      expect([...instances.keys()]).toEqual([renamedTo]);
+
+      // Act
+      const error = await operatorErrorOf(undoCutover(deps(stale), id, settings(), 'bob'));
+
+      // Assert
+      expect([error.exitCode, error.message]).toEqual([
+        3,
+        `recover cutover --undo: recovery ${id}: the killswitch was reopened on atmr-prod-pitr-202611301402 at ${reopenedAt} and the rename of atmr-prod was left started at ${rename.startedAt}; secret ${SECRET} host reads ${OLD_HOST}:5432 again (atmr-prod), but no instance is named atmr-prod, and no instance is named atmr-prod-pitr-202611301402 (deleted by hand): nothing changed, nothing renamed; ` +
+          `by hand, put atmr-prod back under its name (it may be ${renamedTo} now: "aws rds modify-db-instance --db-instance-identifier ${renamedTo} --new-db-instance-identifier atmr-prod --apply-immediately", then remove its atmr-dr:replaced-* tags), then run "atmr-dr recover cutover ${id} --undo --yes" again`,
+      ]);
+      expect(error.message).not.toContain('finish on');
+      expect(rds.commandCalls(ModifyDBInstanceCommand).filter((c) => c.args[0].input.NewDBInstanceIdentifier === 'atmr-prod')).toHaveLength(0);
+      expect(await getRecovery(deps().store, id)).toMatchObject({ status: 'cutting-over', journal });
+
+      // The admin renames it back by hand.
+      instances.set('atmr-prod', { ...instances.get(renamedTo)!, DBInstanceIdentifier: 'atmr-prod' });
+      instances.delete(renamedTo);
+
+      const undone = await undoCutover(deps(stale), id, settings(), 'bob');
+
+      expect(undone).toMatchObject({ status: 'cutover-failed', error: 'cutover interrupted and undone by bob', warning: expect.stringContaining('no instance is named atmr-prod-pitr-202611301402 any more (deleted by hand)') });
+      expect((await getRecovery(deps().store, id)).journal!.every((e) => e.state === 'undone')).toBe(true);
+    });
+
     it('--undo whose read of the endpoint fails is refused with exit 1 naming the read error (not the exit-3 "finish with --resume"), nothing changed, the lease released', async () => {
       const { id } = await killedCutover(RENAME_STARTED);
       const journal = (await getRecovery(deps().store, id)).journal;
