@@ -1,9 +1,9 @@
-import { AbortMultipartUploadCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { AbortMultipartUploadCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
@@ -18,6 +18,7 @@ import { connectTo, type PgConnection } from '../shared/pg-connection';
 import { countFailureFix, LOCKED_TABLE_FIX, openCountedSnapshot } from './counted-snapshot';
 import { LockCycleError, LockCycleWatch, LockWaitWatch, SideLooks } from './lock-wait';
 import {
+  anyStampKey,
   backupObjectKeys,
   type BackupObjectKeys,
   CLOCK_SKEW_TOLERANCE_MS,
@@ -281,7 +282,9 @@ async function backupOnce(deps: RunBackupDeps, options: RunBackupOptions, firstS
     claimKeys(s3, bucket, tier, connection.database, firstStart, now, options.unpublishedPrefix ?? '', deps.signal),
   ]);
 
-  const attempt = { deps, env, keys, formats, level, compressor, partSize, queueSize, pgDumpPath, pgRestorePath, pgDumpVersion, writeOnce, lockWaitMs };
+  // This run's mark on each dump object it writes (ownDumpWrite): one per run, whatever its attempts.
+  const runToken = randomUUID();
+  const attempt = { deps, env, keys, formats, level, compressor, partSize, queueSize, pgDumpPath, pgRestorePath, pgDumpVersion, writeOnce, lockWaitMs, runToken };
   const unpublishedPrefix = options.unpublishedPrefix ?? '';
   let manifest: BackupManifest;
   try {
@@ -375,6 +378,8 @@ interface AttemptInput {
   readonly pgDumpVersion: PgVersion;
   readonly writeOnce: WriteOnceParams;
   readonly lockWaitMs: number;
+  /** Written as user metadata (RUN_TOKEN_METADATA) on each dump object: tells this run's own write from another run's. */
+  readonly runToken: string;
 }
 
 interface DumpedAttempt {
@@ -574,8 +579,9 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
     const hasher = new HashingStream({ highWaterMark: STAGE_BUFFER_BYTES });
     const upload = new Upload({
       client: deps.s3,
-      // lib-storage passes these to PutObject (small objects) and CompleteMultipartUpload alike.
-      params: { Bucket: deps.bucket, Key: key, Body: hasher, ContentType: contentType, ...input.writeOnce },
+      // lib-storage passes these to PutObject (small objects) and CreateMultipartUpload, whose
+      // object then carries the metadata, and the conditions to PutObject and CompleteMultipartUpload.
+      params: { Bucket: deps.bucket, Key: key, Body: hasher, ContentType: contentType, Metadata: { [RUN_TOKEN_METADATA]: input.runToken }, ...input.writeOnce },
       partSize,
       queueSize,
       // We abort ourselves, so that a failed abort (s3rver answers 405) is logged, not fatal.
@@ -730,7 +736,7 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
       },
       async (error: unknown) => {
         if (failure) return;
-        const lost = lostConditionalWrite(error) !== undefined ? await ownSinglePartWrite(deps.s3, deps.bucket, sink) : undefined;
+        const lost = mayBeLostAnswer(error, sink) ? await ownDumpWrite(deps.s3, deps.bucket, sink, input.runToken) : undefined;
         if (lost?.own) {
           phase(`upload ${sink.format}`)();
           sink.completed = true;
@@ -738,8 +744,10 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
         }
         const refused = tierWriteFailure(`upload of ${sink.key}`, sink.key, deps.bucket, error);
         // The refusal may still be this run's own write: the run's failure says why that could not
-        // be told, after the blame and its advice (awaitOtherRun).
-        fail(lost?.unread !== undefined ? new LostWriteError(refused.message, undefined, unreadOwnWrite(sink.key, lost.unread)) : refused);
+        // be told, after the blame and its advice (awaitOtherRun), or after S3's NoSuchUpload.
+        if (lost?.unread === undefined) fail(refused);
+        else if (refused instanceof LostWriteError) fail(new LostWriteError(refused.message, undefined, unreadOwnWrite(sink.key, lost.unread)));
+        else fail(new OperatorError(`${refused.message}; ${unreadOwnWrite(sink.key, lost.unread)}`, refused.exitCode));
       },
     ),
   );
@@ -918,41 +926,55 @@ async function abortMultipartUpload(s3: S3Client, bucket: string, sink: Sink): P
   }
 }
 
+/** The user metadata key of the run token on each dump object (S3 sends it back as x-amz-meta-atmr-dr-run). */
+const RUN_TOKEN_METADATA = 'atmr-dr-run';
+
 /**
- * A dump object sent as one PutObject (a body smaller than one part: lib-storage does not go
- * multipart) whose write landed but whose answer was lost: the SDK's retry meets that very object,
- * 412 (409 while it was still landing), as the manifest's does (putJson). Without this the run took
- * it for another run's, waited OTHER_RUN_WAIT_MS for a manifest nobody writes, then failed blaming
- * a backup of the same second. The object holding exactly the bytes this run hashed (its size and
- * SHA-256, the manifest's) is that write; another run's differs, and if it did not it would be the
- * same backup. Its size is compared first, from the answer's headers: another run's object, which
- * may be far larger than a part (a multipart one), is then not read at all; an equal size is read
- * back whole, at most one part. `unread` says why the object could not be read (AccessDenied, a
- * network failure): not known to be ours, the refusal stands, and the run's failure says why.
+ * A refused dump write that may be this run's own, landed with its answer lost and retried by the
+ * SDK. A PutObject's or CompleteMultipartUpload's retry meets the object the first attempt wrote:
+ * S3 documents 412 PreconditionFailed for an `If-None-Match: *` write on a key that exists, and 409
+ * ConditionalRequestConflict for one that meets another write of the key at that moment. A retried
+ * CompleteMultipartUpload may instead get 404 NoSuchUpload: S3 documents that error as "the upload
+ * ID may be invalid, or the upload may have been aborted or completed", and a completed upload's id
+ * is gone. The body must have ended: a write refused before that cannot be a completed one.
  */
-async function ownSinglePartWrite(s3: S3Client, bucket: string, sink: Sink): Promise<{ own: boolean; unread?: unknown }> {
-  if (sink.upload.uploadId !== undefined || !sink.hasher.readableEnded) return { own: false };
+function mayBeLostAnswer(error: unknown, sink: Sink): boolean {
+  if (!sink.hasher.readableEnded) return false;
+  if (lostConditionalWrite(error) !== undefined) return true;
+  return sink.upload.uploadId !== undefined && (error as { name?: string } | undefined)?.name === 'NoSuchUpload';
+}
+
+/**
+ * Whether the object at a refused dump key is this run's own write (mayBeLostAnswer). Without this
+ * the run took it for another run's, waited OTHER_RUN_WAIT_MS for a manifest nobody writes, then
+ * failed blaming a backup of the same second. One HeadObject, whatever the object's size: it is
+ * ours when it carries this run's token (RUN_TOKEN_METADATA, a random UUID no other run has) and
+ * the byte count this run hashed, which the manifest records. Another run's object has another
+ * token, or none (an older version). No object at the key (a NoSuchUpload whose upload was aborted)
+ * is not ours. `unread` says why the object could not be looked at (AccessDenied, a network
+ * failure): not known to be ours, the refusal stands, and the run's failure says why.
+ */
+async function ownDumpWrite(s3: S3Client, bucket: string, sink: Sink, runToken: string): Promise<{ own: boolean; unread?: unknown }> {
   try {
-    const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: sink.key }));
-    if (response.ContentLength !== sink.hasher.bytes) {
-      // Not read: closing the body ends the transfer and frees the connection.
-      (response.Body as Readable | undefined)?.destroy();
-      return { own: false };
-    }
-    const stored = Buffer.from((await response.Body?.transformToByteArray()) ?? []);
-    return { own: stored.length === sink.hasher.bytes && createHash('sha256').update(stored).digest('hex') === sink.hasher.sha256 };
+    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: sink.key }));
+    return { own: head.Metadata?.[RUN_TOKEN_METADATA] === runToken && head.ContentLength === sink.hasher.bytes };
   } catch (error) {
+    if (isNotFound(error)) return { own: false };
     return { own: false, unread: error };
   }
 }
 
 /**
- * Why a refused dump object could not be told from another run's: the read-back's error and, when
- * S3 refused the read, the right it takes (that key shape, any stamp: `<tier>/<db>_backup_*.dump`).
+ * Why a refused dump object could not be told from another run's: the HeadObject's error and, when
+ * S3 refused it, the right it takes (s3:GetObject on that key shape, any stamp: anyStampKey). A HEAD
+ * answer has no body, so S3's refusal arrives as a bare 403 with no error code (the SDK's
+ * UnknownError): said as the status, and taken for the refusal it nearly always is.
  */
 function unreadOwnWrite(key: string, error: unknown): string {
-  const grant = isAccessDenied(error) ? `: grant s3:GetObject on ${key.replace(/\d{8}_\d{6}(?=\.)/, '*')}` : '';
-  return `it may instead be this run's own write: reading it back failed (${s3ErrorCause(error)})${grant}`;
+  const bare403 = !isAccessDenied(error) && (error as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode === 403;
+  const cause = bare403 ? 'HTTP 403 Forbidden, most likely AccessDenied' : s3ErrorCause(error);
+  const grant = bare403 || isAccessDenied(error) ? `: grant s3:GetObject on ${anyStampKey(key)}` : '';
+  return `it may instead be this run's own write: reading it back failed (${cause})${grant}`;
 }
 
 /** A key under a tier prefix (the manifest), written once (`writeOnce`); pointers are rewritten (putPointer). */

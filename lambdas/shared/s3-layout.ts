@@ -36,6 +36,14 @@ export function backupObjectKeys(tier: BackupTier, database: string, startedAt: 
   return { stem, custom: `${stem}.dump`, plain: `${stem}.sql.gz`, manifest: `${stem}.manifest.json` };
 }
 
+/**
+ * A backup object's key with its stamp as `*`: the shape of every such key of its tier and database
+ * (`<tier>/<db>_backup_*.dump`), as an IAM resource grants it and as a refusal names the right.
+ */
+export function anyStampKey(key: string): string {
+  return key.replace(/_backup_\d{8}_\d{6}(?=\.)/, '_backup_*');
+}
+
 /** The newest backup of one database, whatever its tier. */
 export function latestDatabasePointerKey(database: string): string {
   return `latest/${database}.json`;

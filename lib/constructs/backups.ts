@@ -37,7 +37,9 @@ import {
   LATEST_POINTER_KEY,
   RESTORE_TEST_AGE_BASELINE_KEY,
   RESTORE_TEST_REPORT_PREFIX,
+  anyStampKey,
   backupAgeBaselineKey,
+  backupObjectKeys,
   type BackupTier,
 } from '../../lambdas/shared/s3-layout';
 import { SNAPSHOT_TIERS } from '../../lambdas/shared/tiers';
@@ -711,14 +713,18 @@ function runnerPolicyStatements(stack: Stack, props: BackupsProps, bucketArn: st
 
   const statements = [
     ...backupWriteStatements(bucketArn, key.keyArn),
-    // A dump object sent as one PutObject whose answer was lost meets its own object on the SDK's
-    // retry (412): the core reads it back to tell it from another run's (lambdas/backup/backup.ts,
-    // ownSinglePartWrite). Without this right that read is refused and the run blames another run.
-    // Only this database's dump keys: the runner never writes another database's.
+    // A dump object whose write (PutObject, or CompleteMultipartUpload) landed but whose answer was
+    // lost meets its own object on the SDK's retry (412, or NoSuchUpload): the core looks at it
+    // (HeadObject, which takes s3:GetObject) to tell it from another run's by its run token and size
+    // (lambdas/backup/backup.ts, ownDumpWrite). Without this right that look is refused and the run
+    // blames another run. Only this database's dump keys: the runner never writes another database's.
     new iam.PolicyStatement({
       sid: 'ReadBackDumps',
       actions: ['s3:GetObject'],
-      resources: BACKUP_TIERS.flatMap((tier) => ['dump', 'sql.gz'].map((extension) => objects(`${tier}/${database.name}_backup_*.${extension}`))),
+      resources: BACKUP_TIERS.flatMap((tier) => {
+        const keys = backupObjectKeys(tier, database.name, new Date(0));
+        return [keys.custom, keys.plain].map((key) => objects(anyStampKey(key)));
+      }),
     }),
     ...monthlyLockStatements(bucketArn, props.settings.monthlyComplianceLockDays),
     // Read, and written once (If-None-Match) the first time a run finds nothing to measure an age from.
@@ -807,7 +813,7 @@ const WILDCARD_REASONS: Record<string, string> = {
   ReadPointersAndManifests:
     'GetObject on the latest pointers and the manifests only (the core checks the new manifest key is free; the backup-age metric reads the newest).',
   ReadBackDumps:
-    "GetObject on the runner's own database's dump keys per tier (<tier>/<db>_backup_*.dump and <tier>/<db>_backup_*.sql.gz), nothing of another database: a dump sent as one PutObject whose answer was lost is read back (size first, then SHA-256) to tell the run's own write from another run's.",
+    "GetObject on the runner's own database's dump keys per tier (<tier>/<db>_backup_*.dump and <tier>/<db>_backup_*.sql.gz), nothing of another database: a dump write (PutObject or CompleteMultipartUpload) whose answer was lost is looked at with HeadObject (its run token and size) to tell the run's own write from another run's.",
   TakeTierSnapshots: "Snapshot names carry their timestamp: CreateDBSnapshot scoped to this tool's weekly/monthly snapshot name prefixes.",
   TagTierSnapshots:
     "AddTagsToResource on this tool's weekly/monthly snapshot name prefixes, with exactly the two tags the runner sets at CreateDBSnapshot (atmr-dr:managed=true, atmr-dr:tier=weekly|monthly). RDS defines no condition key for 'within the create', so IAM does not stop the same tags on an existing snapshot under these prefixes: the runner never tags one.",

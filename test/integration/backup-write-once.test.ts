@@ -1,5 +1,5 @@
 import { Metrics } from '@aws-lambda-powertools/metrics';
-import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -229,12 +229,17 @@ describe('backup objects are written once (integration, real pg_dump + s3rver)',
     }
   });
 
-  it('a lost answer whose read-back S3 refuses (AccessDenied: a role without GetObject on the dump keys) fails saying why it could not be told from another run\'s write, not only the blame', async () => {
-    // Arrange: as above, and S3 refuses every GetObject of a .dump (behind the conditional proxy)
+  it.each([
+    ['sent as one PutObject (smaller than a part)', 'CREATE TABLE t AS SELECT generate_series(1, 10) AS id;'],
+    ['sent in parts (its CompleteMultipartUpload\'s answer lost)', MULTIPART_SQL],
+  ])('a lost answer on a .dump %s whose HeadObject S3 refuses (AccessDenied: a role without GetObject on the dump keys) fails saying why it could not be told from another run\'s write and the right to grant, after the blame', async (_how, sql) => {
+    // Arrange: a database whose .dump is one PutObject or several parts; S3 with real conditional
+    // writes, whose first answer to the .dump's write (PutObject or CompleteMultipartUpload) is lost,
+    // and which refuses every HEAD of a .dump (behind the conditional proxy)
     const cluster = testCluster();
-    const small = uniqueDatabaseName('bk_once_unread');
-    createDatabase(small, 'CREATE TABLE t AS SELECT generate_series(1, 10) AS id;');
-    const refusing = await startRefusingS3(s3, (method, url) => method === 'GET' && url.pathname.endsWith('.dump'), 403, 'AccessDenied');
+    const db = uniqueDatabaseName('bk_once_unread');
+    createDatabase(db, sql);
+    const refusing = await startRefusingS3(s3, (method, url) => method === 'HEAD' && url.pathname.endsWith('.dump'), 403, 'AccessDenied');
     let lost = 0;
     const conditional = await startConditionalS3({ ...s3, endpoint: refusing.endpoint }, undefined, (key) => key.endsWith('.dump') && lost++ === 0);
     const client = createS3Client(conditional.env);
@@ -242,32 +247,32 @@ describe('backup objects are written once (integration, real pg_dump + s3rver)',
     try {
       // Act
       const run = runBackup(
-        { s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database: small }, otherRunWaitMs: 1000 },
+        { s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database: db }, otherRunWaitMs: 1000 },
         { tier: 'hourly', formats: ['custom'] },
       );
 
       // Assert: the refusal stands (nothing published); the failure blames the other run and advises first, then says
-      // the read-back S3 refused and the right to grant, in one line
+      // the look S3 refused (a HEAD's bare 403) and the right to grant, in one line
       const failure = await run.then(
         () => undefined,
         (error: unknown) => error as Error,
       );
       expect(failure?.message).toMatch(
         new RegExp(
-          `wrote it first, and published no manifest within 1 s \\(it failed, or hangs\\); run the backup again; it may instead be this run's own write: reading it back failed \\(AccessDenied[^)]*\\): grant s3:GetObject on hourly/${small}_backup_\\*\\.dump$`,
+          `wrote it first, and published no manifest within 1 s \\(it failed, or hangs\\); run the backup again; it may instead be this run's own write: reading it back failed \\(HTTP 403 Forbidden, most likely AccessDenied\\): grant s3:GetObject on hourly/${db}_backup_\\*\\.dump$`,
         ),
       );
       expect(failure?.message).not.toContain('\n');
       expect(conditional.refused).toHaveLength(1);
-      expect(await listKeys(client, s3.bucket, `latest/${small}/`)).toEqual([]);
+      expect(await listKeys(client, s3.bucket, `latest/${db}/`)).toEqual([]);
     } finally {
       await conditional.stop();
       await refusing.stop();
-      dropDatabase(small);
+      dropDatabase(db);
     }
   });
 
-  it('a refused single-part .dump whose key holds a larger object (another run\'s) is not read back: its size is compared first, from the answer\'s headers', async () => {
+  it('a refused single-part .dump whose key holds a larger object (another run\'s) is not read: the run looks at it with one HeadObject (its run token and size)', async () => {
     // Arrange: a small dump; another run's 24 MiB object lands at its key between the key check and
     // the write (the conditional proxy's hook), so the write is refused (412)
     const cluster = testCluster();
@@ -298,6 +303,115 @@ describe('backup objects are written once (integration, real pg_dump + s3rver)',
     } finally {
       await conditional.stop();
       dropDatabase(small);
+    }
+  });
+
+  it('a multipart .dump whose CompleteMultipartUpload landed but whose answer was lost: the retry meets its own object (412) and the run publishes at once, no wait for another run, no blame', async () => {
+    // Arrange: the describe's database, whose .dump is several parts; S3 with real conditional
+    // writes, whose first answer to the .dump's CompleteMultipartUpload is lost once s3rver has
+    // completed it (the proxy drops the connection), so that the SDK retries it
+    const cluster = testCluster();
+    let lost = 0;
+    const conditional = await startConditionalS3(s3, undefined, (key) => key.endsWith('.dump') && lost++ === 0);
+    const client = createS3Client(conditional.env);
+    const sent = recordRequests(client);
+    const metrics = new Metrics({ namespace: 'AtmrDr/example', serviceName: 'backup' });
+
+    try {
+      // Act
+      const started = Date.now();
+      const result = await runBackup(
+        { s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database }, metrics, otherRunWaitMs: 30_000 },
+        { tier: 'hourly', formats: ['custom'] },
+      );
+
+      // Assert: the .dump went multipart, its completion's answer was lost and the retry refused
+      // (412); the run published its own .dump without waiting for another run's manifest
+      const [custom] = result.manifest.objects;
+      expect(sent.filter((r) => r.command === 'CompleteMultipartUploadCommand' && r.key === custom.key).length).toBeGreaterThanOrEqual(2);
+      expect(conditional.refused).toEqual([custom.key]);
+      expect(Date.now() - started).toBeLessThan(30_000);
+      expect(result.skipped).toBeUndefined();
+      const head = await client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: custom.key }));
+      expect([head.ContentLength, head.Metadata?.['atmr-dr-run']]).toEqual([custom.bytes, expect.stringMatching(/^[0-9a-f-]{36}$/)]);
+      expect(await getJson(client, s3.bucket, `latest/${database}/hourly.json`)).toEqual({ manifest: result.manifestKey });
+      const counted = metrics.serializeMetrics() as unknown as Record<string, unknown>;
+      expect([counted.BackupSuccess, counted.BackupFailure]).toEqual([1, undefined]);
+    } finally {
+      await conditional.stop();
+    }
+  });
+
+  it('a multipart .dump whose CompleteMultipartUpload landed, answer lost, and whose retry S3 answers NoSuchUpload (the completed upload\'s id is gone): the run publishes at once, no failure', async () => {
+    // Arrange: as above, and a proxy in front answers the retried completion 404 NoSuchUpload
+    const cluster = testCluster();
+    let lost = 0;
+    const conditional = await startConditionalS3(s3, undefined, (key) => key.endsWith('.dump') && lost++ === 0);
+    let completions = 0;
+    const refusing = await startRefusingS3(
+      { ...s3, endpoint: conditional.endpoint },
+      (method, url) => method === 'POST' && url.searchParams.has('uploadId') && url.pathname.endsWith('.dump') && completions++ > 0,
+      404,
+      'NoSuchUpload',
+    );
+    const client = createS3Client({ ...s3.env, AWS_ENDPOINT_URL_S3: refusing.endpoint });
+
+    try {
+      // Act
+      const started = Date.now();
+      const result = await runBackup(
+        { s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database }, otherRunWaitMs: 30_000 },
+        { tier: 'hourly', formats: ['custom'] },
+      );
+
+      // Assert: the first completion landed (its answer lost), the retry met NoSuchUpload, and the run published its .dump
+      const [custom] = result.manifest.objects;
+      expect([lost, completions]).toEqual([1, 2]);
+      expect(Date.now() - started).toBeLessThan(30_000);
+      expect(result.skipped).toBeUndefined();
+      const body = (await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: custom.key }))).Body!;
+      expect(sha256(Buffer.from(await body.transformToByteArray()))).toBe(custom.sha256);
+      expect(await getJson(client, s3.bucket, `latest/${database}/hourly.json`)).toEqual({ manifest: result.manifestKey });
+    } finally {
+      await refusing.stop();
+      await conditional.stop();
+    }
+  });
+
+  it('a refused multipart .dump whose key holds another run\'s object of the same size (another run token) is not taken for its own: the run blames the other run, and reads no body', async () => {
+    // Arrange: the first completion's answer is lost; before the retry reaches S3, the object at the
+    // key becomes another run's: the same bytes, so the same size, under another run token
+    const cluster = testCluster();
+    const direct = createS3Client(s3.env);
+    let lost = 0;
+    let writes = 0;
+    let replacedKey: string | undefined;
+    const conditional = await startConditionalS3(
+      s3,
+      async (key) => {
+        if (!key.endsWith('.dump') || writes++ !== 1) return;
+        replacedKey = key;
+        const stored = (await direct.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }))).Body!;
+        await direct.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: Buffer.from(await stored.transformToByteArray()), Metadata: { 'atmr-dr-run': 'another-run' } }));
+      },
+      (key) => key.endsWith('.dump') && lost++ === 0,
+    );
+    const client = createS3Client(conditional.env);
+
+    try {
+      // Act
+      const run = runBackup(
+        { s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database }, otherRunWaitMs: 1000 },
+        { tier: 'hourly', formats: ['custom'] },
+      );
+
+      // Assert: the other run is blamed (no manifest came); its object's body was not read
+      await expect(run).rejects.toThrow(/another backup of this tier and database started in the same second and wrote it first, and published no manifest within 1 s/);
+      expect(replacedKey).toBeDefined();
+      expect(conditional.refused).toEqual([replacedKey]);
+      expect(conditional.served.get(replacedKey!) ?? 0).toBe(0);
+    } finally {
+      await conditional.stop();
     }
   });
 
