@@ -412,9 +412,12 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   }
 }
 
-/** "8 min", "45 s": how long until a moment, to the minute once it is minutes away. */
+/**
+ * "8 min", "45 s": how long until a moment, in whole minutes once it is minutes away, rounded down:
+ * a bound said is never later than the real one.
+ */
 function inTime(ms: number): string {
-  return ms >= 120_000 ? `${Math.round(ms / 60_000)} min` : `${Math.max(0, Math.ceil(ms / 1000))} s`;
+  return ms >= 120_000 ? `${Math.floor(ms / 60_000)} min` : `${Math.max(0, Math.floor(ms / 1000))} s`;
 }
 
 function abortReason(signal: AbortSignal): string {
