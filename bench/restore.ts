@@ -67,7 +67,7 @@ function largestConfiguredDumpMiB(): { mib: number; from: string } {
 
 /**
  * The largest database the config names for the worst day: the RDS instance's allocated storage
- * (detection.rdsAllocatedStorageGiB, the largest of any environment), which no database outgrows.
+ * (detection.rdsAllocatedStorageGiB, the largest of any environment), the disk the config gives it.
  * The restore-test function's disk bounds only what the monthly test can restore; the CLI's restore
  * on the worst day takes the production database whole.
  */
@@ -182,7 +182,7 @@ async function main(): Promise<void> {
               ? []
               : [
                   [
-                    `RTO extrapolated to a ${largestDatabase.gib} GiB database (${largestDatabase.from}, a database that fills its disk)`,
+                    `RTO extrapolated to a ${largestDatabase.gib} GiB database (${largestDatabase.from}, a database filling its configured disk)`,
                     rtoAtStorage.toFixed(0),
                     `${((100 * rtoAtStorage) / RTO_OBJECTIVE_SECONDS).toFixed(0)}% of the ${RTO_OBJECTIVE_SECONDS} s objective (${rtoAtStorage <= RTO_OBJECTIVE_SECONDS ? 'OK' : 'OVER'})`,
                   ],
