@@ -736,7 +736,7 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
       },
       async (error: unknown) => {
         if (failure) return;
-        const lost = mayBeLostAnswer(error, sink) ? await ownDumpWrite(deps.s3, deps.bucket, sink, input.runToken) : undefined;
+        const lost = mayBeLostAnswer(error, sink) ? await ownDumpWrite(deps.s3, deps.bucket, sink, input.runToken, deps.signal) : undefined;
         if (lost?.own) {
           phase(`upload ${sink.format}`)();
           sink.completed = true;
@@ -954,9 +954,10 @@ function mayBeLostAnswer(error: unknown, sink: Sink): boolean {
  * is not ours. `unread` says why the object could not be looked at (AccessDenied, a network
  * failure): not known to be ours, the refusal stands, and the run's failure says why.
  */
-async function ownDumpWrite(s3: S3Client, bucket: string, sink: Sink, runToken: string): Promise<{ own: boolean; unread?: unknown }> {
+async function ownDumpWrite(s3: S3Client, bucket: string, sink: Sink, runToken: string, signal?: AbortSignal): Promise<{ own: boolean; unread?: unknown }> {
   try {
-    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: sink.key }));
+    // With the run's signal: an S3 that hangs after a lost answer must not hold a Ctrl-C or the deadline.
+    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: sink.key }), { abortSignal: signal });
     return { own: head.Metadata?.[RUN_TOKEN_METADATA] === runToken && head.ContentLength === sink.hasher.bytes };
   } catch (error) {
     if (isNotFound(error)) return { own: false };
@@ -974,7 +975,7 @@ function unreadOwnWrite(key: string, error: unknown): string {
   const bare403 = !isAccessDenied(error) && (error as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode === 403;
   const cause = bare403 ? 'HTTP 403 Forbidden, most likely AccessDenied' : s3ErrorCause(error);
   const grant = bare403 || isAccessDenied(error) ? `: grant s3:GetObject on ${anyStampKey(key)}` : '';
-  return `it may instead be this run's own write: reading it back failed (${cause})${grant}`;
+  return `it may instead be this run's own write: looking at it (HeadObject) failed (${cause})${grant}`;
 }
 
 /** A key under a tier prefix (the manifest), written once (`writeOnce`); pointers are rewritten (putPointer). */
@@ -1118,6 +1119,12 @@ function tierWriteFailure(what: string, key: string, bucket: string, error: unkn
         body,
       );
     default:
+      // A retried CompleteMultipartUpload whose key holds no object of this run (ownDumpWrite): the
+      // upload this run started is gone, so the bucket and the rights work; something else aborted it
+      // (an operator, a lifecycle rule on incomplete uploads, a script).
+      if ((error as { name?: string } | undefined)?.name === 'NoSuchUpload') {
+        return new OperatorError(`S3 no longer knows the multipart upload of ${key} in bucket ${bucket} (NoSuchUpload): something other than this run aborted it (a person, a script, a lifecycle rule on incomplete uploads); run the backup again`);
+      }
       return s3Failure(what, bucket, error);
   }
 }

@@ -1,5 +1,5 @@
 import { Metrics } from '@aws-lambda-powertools/metrics';
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -259,7 +259,7 @@ describe('backup objects are written once (integration, real pg_dump + s3rver)',
       );
       expect(failure?.message).toMatch(
         new RegExp(
-          `wrote it first, and published no manifest within 1 s \\(it failed, or hangs\\); run the backup again; it may instead be this run's own write: reading it back failed \\(HTTP 403 Forbidden, most likely AccessDenied\\): grant s3:GetObject on hourly/${db}_backup_\\*\\.dump$`,
+          `wrote it first, and published no manifest within 1 s \\(it failed, or hangs\\); run the backup again; it may instead be this run's own write: looking at it \\(HeadObject\\) failed \\(HTTP 403 Forbidden, most likely AccessDenied\\): grant s3:GetObject on hourly/${db}_backup_\\*\\.dump$`,
         ),
       );
       expect(failure?.message).not.toContain('\n');
@@ -375,6 +375,32 @@ describe('backup objects are written once (integration, real pg_dump + s3rver)',
     } finally {
       await refusing.stop();
       await conditional.stop();
+    }
+  });
+
+  it('a multipart .dump whose upload something else aborted (CompleteMultipartUpload answers NoSuchUpload, no object at the key): one line that says so and to run the backup again, nothing published', async () => {
+    // Arrange: every completion of the .dump is answered 404 NoSuchUpload, and nothing lands
+    const cluster = testCluster();
+    const refusing = await startRefusingS3(s3, (method, url) => method === 'POST' && url.searchParams.has('uploadId') && url.pathname.endsWith('.dump'), 404, 'NoSuchUpload');
+    const client = createS3Client({ ...s3.env, AWS_ENDPOINT_URL_S3: refusing.endpoint });
+    const manifests = async (): Promise<string[]> =>
+      ((await client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: 'hourly/' }))).Contents ?? []).map((o) => o.Key!).filter((key) => key.endsWith('.json'));
+    const before = await manifests();
+
+    try {
+      // Act
+      const run = runBackup(
+        { s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database }, otherRunWaitMs: 1000 },
+        { tier: 'hourly', formats: ['custom'] },
+      );
+
+      // Assert: the cause named (not the bucket, the endpoint or the rights, which worked), no manifest
+      await expect(run).rejects.toThrow(
+        new RegExp(`^backup failed, nothing published .*S3 no longer knows the multipart upload of hourly/${database}_backup_\\d{8}_\\d{6}\\.dump in bucket ${s3.bucket} \\(NoSuchUpload\\): something other than this run aborted it \\(a person, a script, a lifecycle rule on incomplete uploads\\); run the backup again$`),
+      );
+      expect(await manifests()).toEqual(before);
+    } finally {
+      await refusing.stop();
     }
   });
 
