@@ -2,9 +2,9 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { Command } from 'commander';
 import { KillswitchCommand, KillswitchCommandResult, runKillswitchCommand } from '../../lambdas/killswitch/commands';
-import { describeValue, writeOutcomeUnknown } from '../../lambdas/killswitch/core';
+import { describeValue, sentUnconfirmed } from '../../lambdas/killswitch/core';
 import { parseDuration, parseEnableMode, parseReason } from '../../lambdas/killswitch/value';
-import { awsCall, failedCall, refusedWithoutEffect } from '../../lambdas/shared/aws-errors';
+import { awsCall } from '../../lambdas/shared/aws-errors';
 import { serviceNow } from '../../lambdas/shared/clock-offset';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
@@ -71,14 +71,6 @@ function changeOf(command: Exclude<KillswitchCommand, { action: 'status' }>): st
   if (command.action === 'disable') return 'return the API to normal';
   const what = command.mode === 'maintenance' ? 'put the API in maintenance (every request but /health and /ready answered 503)' : 'put the API in degraded mode';
   return `${what}${command.expires === undefined ? '' : ` for ${command.expires}`}`;
-}
-
-/**
- * A write sent and not confirmed (no answer in time, throttled, a 5xx, or its re-read failed): SSM
- * may have applied it. Only a PutParameter that SSM refused outright (denied, invalid) surely was not.
- */
-function sentUnconfirmed(error: unknown): boolean {
-  return writeOutcomeUnknown(error) && !(failedCall(error)?.operation === 'PutParameter' && refusedWithoutEffect(error));
 }
 
 /** The end of a failure's line that says to retry at once: a write that may have landed is checked first. */

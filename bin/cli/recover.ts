@@ -10,7 +10,7 @@ import { Command } from 'commander';
 import * as os from 'node:os';
 import { EnvironmentConfig, defaultNewInstancePrefix, prefixNotCovering, resolveRecoveryConfig } from '../../lib/config';
 import { FINAL_STATUSES, JournalEntry, RECOVERY_ID_PATTERN, RecoveryRecord } from '../../lambdas/recovery/contract';
-import { ALREADY_REOPENED, ANNOUNCE, CUTOVER_STEPS, CutoverResult, DONE_BEFORE, CutoverSettings, EndpointSwitch, KILLSWITCH_UNKNOWN, LEASE_SECONDS, cutover, keptInMaintenance, killswitchUnread, reopeningStarted, undoCutover, undoPastReopening } from '../../lambdas/recovery/cutover';
+import { ALREADY_REOPENED, ANNOUNCE, CUTOVER_STEPS, CutoverResult, DONE_BEFORE, CutoverSettings, EndpointSwitch, LEASE_SECONDS, cutover, keptInMaintenance, killswitchUnknown, reopeningStarted, undoCutover, undoPastReopening } from '../../lambdas/recovery/cutover';
 import { abandonRecovery, describeExecution, parseRecoveryReason, recoveryExecutionArn, startRecovery } from '../../lambdas/recovery/operations';
 import { dataAlsoIn, renameCommands } from '../../lambdas/recovery/rds';
 import { describeInstance } from '../../lambdas/shared/rds-instances';
@@ -638,11 +638,8 @@ export function registerRecoverCommands(program: Command): void {
       // it: a killswitch kept closed because the services are not back) and how to finish.
       const notUndoneLine = () => {
         const first = result.steps.find((s) => s.outcome === 'undo-failed')!;
-        const closed = keptInMaintenance(result.steps)
-          ? 'production stays in maintenance (the killswitch) until the undo is finished; '
-          : killswitchUnread(result.steps)
-            ? `${KILLSWITCH_UNKNOWN}; `
-            : '';
+        const unknown = killswitchUnknown(result.steps);
+        const closed = keptInMaintenance(result.steps) ? 'production stays in maintenance (the killswitch) until the undo is finished; ' : unknown ? `${unknown}; ` : '';
         return `NOT undone: ${notUndone.join(', ')}; ${closed}${first.step}: ${first.detail}${first.detail.includes(undoCommand) ? '' : `; then run ${undoCommand}`}`;
       };
       if (result.interrupted) {

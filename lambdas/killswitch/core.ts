@@ -1,4 +1,5 @@
 import { GetParameterCommand, ParameterNotFound, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { failedCall, refusedWithoutEffect } from '../shared/aws-errors';
 import { OperatorError } from '../shared/errors';
 import { isExpired, KillswitchMode, KillswitchValue, parseKillswitchValue } from './value';
 
@@ -103,6 +104,15 @@ const WRITE_SENT = new WeakSet<object>();
  */
 export function writeOutcomeUnknown(error: unknown): boolean {
   return typeof error === 'object' && error !== null && WRITE_SENT.has(error);
+}
+
+/**
+ * A write sent and not confirmed (no answer in time, throttled, a 5xx, or its re-read failed): SSM
+ * may have applied it. Only a PutParameter that SSM refused outright (denied, invalid) surely was not
+ * (told by the client's named calls: a client without them takes every failed write as unconfirmed).
+ */
+export function sentUnconfirmed(error: unknown): boolean {
+  return writeOutcomeUnknown(error) && !(failedCall(error)?.operation === 'PutParameter' && refusedWithoutEffect(error));
 }
 
 /** The write and the re-read of writeKillswitch, with the conflict they reveal. */

@@ -5,7 +5,7 @@ import { RDSClient } from '@aws-sdk/client-rds';
 import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { randomUUID } from 'node:crypto';
-import { type KillswitchReading, readKillswitch, writeKillswitch } from '../killswitch/core';
+import { type KillswitchReading, readKillswitch, sentUnconfirmed, writeKillswitch } from '../killswitch/core';
 import { type KillswitchValue, effectiveMode } from '../killswitch/value';
 import { checkHttp } from '../detection/targets';
 import { forceNewDeploymentOnce } from '../shared/ecs-deployments';
@@ -186,8 +186,9 @@ class ByHand extends Error {}
 const isCutoverMaintenance = (value: KillswitchValue | null | undefined, setReason: string): boolean => value?.mode === 'maintenance' && value.reason === setReason;
 
 /**
- * How the undo's killswitch step begins when it found the cutover's own maintenance and could not
- * give it back: the one case said as production staying in maintenance (keptInMaintenance).
+ * How the undo's killswitch step begins when it found the cutover's own maintenance and did not give
+ * it back (kept for the services, or the give-back refused before SSM applied it): the one case said
+ * as production staying in maintenance (keptInMaintenance).
  */
 const KEPT_IN_MAINTENANCE = 'kept in maintenance: ';
 
@@ -202,15 +203,24 @@ export function keptInMaintenance(steps: readonly CutoverStepReport[]): boolean 
  */
 const KILLSWITCH_READ = 'the killswitch was read: ';
 
-/** Whether an undo's killswitch step, not undone, could not read the killswitch (neither kept in maintenance nor read): its state is unknown. */
-export function killswitchUnread(steps: readonly CutoverStepReport[]): boolean {
-  return steps.some(
-    (s) => s.step === CUTOVER_STEPS.maintenance && s.outcome === 'undo-failed' && !s.detail.startsWith(KEPT_IN_MAINTENANCE) && !s.detail.startsWith(KILLSWITCH_READ),
-  );
-}
+/**
+ * How the undo's killswitch step begins when it found the cutover's maintenance and sent its give-back,
+ * unconfirmed (the answer lost, or the read after it failed): SSM may have applied it.
+ */
+const GIVE_BACK_UNCONFIRMED = 'the give-back was sent but not confirmed';
 
-/** What an undo says of the killswitch when its step could not read it: neither maintenance nor open is known. */
-export const KILLSWITCH_UNKNOWN = `the killswitch's state is unknown (could not be read): check it with "atmr-dr killswitch status"`;
+/**
+ * What an undo says of the killswitch when its step, not undone, leaves its state unknown: it could
+ * not be read, or its give-back was sent unconfirmed (users may be let in: never said as maintenance).
+ * None when it was kept in maintenance (keptInMaintenance) or read, only its mark refused. The CLI's
+ * closing line and the team's event both say it.
+ */
+export function killswitchUnknown(steps: readonly CutoverStepReport[]): string | undefined {
+  const step = steps.find((s) => s.step === CUTOVER_STEPS.maintenance && s.outcome === 'undo-failed');
+  if (!step || step.detail.startsWith(KEPT_IN_MAINTENANCE) || step.detail.startsWith(KILLSWITCH_READ)) return undefined;
+  const why = step.detail.startsWith(GIVE_BACK_UNCONFIRMED) ? 'its give-back was sent but not confirmed' : 'could not be read';
+  return `the killswitch's state is unknown (${why}): check it with "atmr-dr killswitch status"`;
+}
 
 /** How the reopen step's detail begins when it left someone else's killswitch value as it is. */
 export const NOT_REOPENED = 'NOT reopened: ';
@@ -1058,7 +1068,9 @@ class Session {
             ? `${KILLSWITCH_READ}${done}; its journal mark was not saved (${oneLine(error)}): ${undoCommand} writes it`
             : error instanceof KeptClosed
               ? error.message
-              : `${found ? KEPT_IN_MAINTENANCE : ''}${oneLine(error)}: do it by hand`);
+              : found && sentUnconfirmed(error)
+                ? `${GIVE_BACK_UNCONFIRMED} (${oneLine(error)}): the killswitch may be back to ${previous?.mode ?? 'normal'} or still in maintenance; check it with "atmr-dr killswitch status"; ${undoCommand} reads it again`
+                : `${found ? KEPT_IN_MAINTENANCE : ''}${oneLine(error)}: do it by hand`);
       }
       // Checks changed nothing: nothing to undo.
       for (const entry of this.journal.filter((e) => outstanding(e) && !e.undo && e.step !== CUTOVER_STEPS.redeploy && !(closeLeft && e.step === CUTOVER_STEPS.reopen))) {
@@ -1070,11 +1082,8 @@ class Session {
     }
     const failedUndos = this.steps.filter((s) => s.outcome === 'undo-failed').length;
     const error = cause ?? (failedUndos ? `cutover undo by ${this.actor} not finished (${failedUndos} undo(s) failed)` : `cutover interrupted and undone by ${this.actor}`);
-    const closed = keptInMaintenance(this.steps)
-      ? `; production stays in maintenance until ${undoCommand} finishes`
-      : killswitchUnread(this.steps)
-        ? `; ${KILLSWITCH_UNKNOWN}`
-        : '';
+    const unknown = killswitchUnknown(this.steps);
+    const closed = keptInMaintenance(this.steps) ? `; production stays in maintenance until ${undoCommand} finishes` : unknown ? `; ${unknown}` : '';
     await this.put(undefined, { status: 'cutover-failed', cutover: this.steps, error }, true).catch(() => undefined);
     await announce(deps.events, cause ? RECOVERY_EVENTS.cutoverFailed : RECOVERY_EVENTS.cutoverUndone, {
       summary: `Recovery ${id}: cutover ${cause ? `FAILED (${cause})` : `undone by ${this.actor}`}; ${this.steps.filter((s) => s.outcome === 'undone').length} change(s) undone, ${failedUndos} undo(s) failed${closed}${warning ? `; WARNING: ${warning}` : ''}`,

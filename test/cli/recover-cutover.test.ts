@@ -73,6 +73,10 @@ interface FakeAws {
   eventsRefused: boolean;
   /** When true, SSM refuses every read of the killswitch (GetParameter: AccessDenied). */
   killswitchUnread: boolean;
+  /** When true, SSM refuses the killswitch's PutParameter (AccessDenied: nothing written). */
+  killswitchPutRefused: boolean;
+  /** When true, every read of the killswitch after a PutParameter of it (one in `calls`) is throttled: the write applied, its re-read refused. */
+  killswitchRereadThrottled: boolean;
   reset(): void;
   stop(): Promise<void>;
 }
@@ -83,7 +87,7 @@ function startFakeAws(): Promise<FakeAws> {
   const cluster = testCluster();
   let secret: Record<string, unknown> = {};
   const instances = new Map<string, { arn: string; resourceId: string; tags: Map<string, string>; deletionProtection?: boolean }>();
-  const state: { ecsStable: boolean; ecsFailed: boolean; protectionRefused: boolean; adminRole: boolean; ecsDescribeDelayMs: number; renameDelayMs: number; onRedeploy?: () => void; secretReads: number; eventsRefused: boolean; killswitchUnread: boolean } = { ecsStable: true, ecsFailed: false, protectionRefused: false, adminRole: false, ecsDescribeDelayMs: 0, renameDelayMs: 0, secretReads: Infinity, eventsRefused: false, killswitchUnread: false };
+  const state: { ecsStable: boolean; ecsFailed: boolean; protectionRefused: boolean; adminRole: boolean; ecsDescribeDelayMs: number; renameDelayMs: number; onRedeploy?: () => void; secretReads: number; eventsRefused: boolean; killswitchUnread: boolean; killswitchPutRefused: boolean; killswitchRereadThrottled: boolean } = { ecsStable: true, ecsFailed: false, protectionRefused: false, adminRole: false, ecsDescribeDelayMs: 0, renameDelayMs: 0, secretReads: Infinity, eventsRefused: false, killswitchUnread: false, killswitchPutRefused: false, killswitchRereadThrottled: false };
   /** Deployments forced per service since the reset. */
   const forced = new Map<string, number>();
   const reset = () => {
@@ -106,6 +110,8 @@ function startFakeAws(): Promise<FakeAws> {
     state.secretReads = Infinity;
     state.eventsRefused = false;
     state.killswitchUnread = false;
+    state.killswitchPutRefused = false;
+    state.killswitchRereadThrottled = false;
   };
   reset();
 
@@ -182,6 +188,12 @@ function startFakeAws(): Promise<FakeAws> {
       const service = { AmazonSSM: 'ssm', secretsmanager: 'secretsmanager', AmazonEC2ContainerServiceV20141113: 'ecs', AWSEvents: 'events', GraniteServiceVersion20100801: 'cloudwatch' }[prefix] ?? prefix;
       calls.push({ service, action, input });
       if (service === 'ssm' && action === 'GetParameter' && state.killswitchUnread && input.Name === KILLSWITCH) return json(res, { __type: 'AccessDeniedException', message: `User is not authorized to perform: ssm:GetParameter on resource: ${KILLSWITCH}` }, 400);
+      if (service === 'ssm' && action === 'GetParameter' && state.killswitchRereadThrottled && input.Name === KILLSWITCH && calls.some((c) => c.action === 'PutParameter' && c.input.Name === KILLSWITCH)) {
+        return json(res, { __type: 'ThrottlingException', message: 'Rate exceeded' }, 400);
+      }
+      if (service === 'ssm' && action === 'PutParameter' && state.killswitchPutRefused && input.Name === KILLSWITCH) {
+        return json(res, { __type: 'AccessDeniedException', message: `User is not authorized to perform: ssm:PutParameter on resource: ${KILLSWITCH}` }, 400);
+      }
       if (service === 'ssm' && action === 'GetParameter') {
         const p = parameters.get(input.Name as string);
         if (!p) return json(res, { __type: 'ParameterNotFound', message: 'not found' }, 400);
@@ -746,6 +758,56 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(failed.stderr).toBe(
       `atmr-dr: recover cutover --undo: NOT undone: redeploy ECS services, killswitch maintenance; the killswitch's state is unknown (could not be read): check it with "atmr-dr killswitch status"; redeploy ECS services: ECS service atmr-api: deployment failed (tasks failed to start): the services may still run tasks on the copy; once the cause is fixed, "atmr-dr recover cutover ${id} --undo --yes" redeploys them and waits again\n`,
     );
+  });
+
+  it('an undo whose killswitch give-back is applied but its re-read throttled says the state is unknown, never that production stays in maintenance (users are let in): exit 1; the next --undo closes', async () => {
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const active = await activeRecoveryId(store);
+    if (active) await releaseLock(store, active);
+    const id = 'r20261130153000-e2f1';
+    expect((await interruptedCutover(id, 'SIGINT')).status).toBe(130);
+    aws.ecsStable = true;
+    aws.calls.splice(0);
+    aws.killswitchRereadThrottled = true;
+
+    const failed = await run(install.launcher, ['recover', 'cutover', id, '--undo', '--yes'], operatorEnv());
+
+    expect(failed.status).toBe(1);
+    expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'normal' });
+    expect(failed.stdout).toMatch(/undo-failed\s+killswitch maintenance: the give-back was sent but not confirmed \(.*Rate exceeded\): the killswitch may be back to normal or still in maintenance; check it with "atmr-dr killswitch status"/);
+    expect(failed.stderr).toMatch(
+      new RegExp(`^atmr-dr: recover cutover --undo: NOT undone: killswitch maintenance; the killswitch's state is unknown \\(its give-back was sent but not confirmed\\): check it with "atmr-dr killswitch status"; killswitch maintenance: the give-back was sent but not confirmed \\(.*Rate exceeded\\): .*"atmr-dr recover cutover ${id} --undo --yes" reads it again\n$`),
+    );
+    const summary = (JSON.parse((aws.calls.filter((c) => c.action === 'PutEvents').at(-1)!.input.Entries as { Detail: string }[])[0].Detail) as { summary: string }).summary;
+    expect(summary).toContain(`the killswitch's state is unknown (its give-back was sent but not confirmed): check it with "atmr-dr killswitch status"`);
+    for (const said of [failed.stdout, failed.stderr, summary]) expect(said).not.toMatch(/stays in maintenance|kept in maintenance|could not be read/);
+
+    aws.killswitchRereadThrottled = false;
+    const finished = await run(install.launcher, ['recover', 'cutover', id, '--undo', '--yes'], operatorEnv());
+
+    expect([finished.status, finished.stderr]).toEqual([0, '']);
+    expect(finished.stdout).toMatch(/skipped\s+killswitch maintenance: now normal \(set by .*: recovery .*: cutover undone\) since the cutover: left as is/);
+    expect((await getRecovery(store, id)).journal!.every((e) => e.state === 'undone')).toBe(true);
+  });
+
+  it('an undo whose killswitch give-back SSM refuses outright (AccessDenied: nothing written) still says production stays in maintenance: exit 1', async () => {
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const active = await activeRecoveryId(store);
+    if (active) await releaseLock(store, active);
+    const id = 'r20261130153000-e2f2';
+    expect((await interruptedCutover(id, 'SIGINT')).status).toBe(130);
+    aws.ecsStable = true;
+    aws.killswitchPutRefused = true;
+
+    const failed = await run(install.launcher, ['recover', 'cutover', id, '--undo', '--yes'], operatorEnv());
+
+    expect(failed.status).toBe(1);
+    expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'maintenance' });
+    expect(failed.stderr).toMatch(
+      /^atmr-dr: recover cutover --undo: NOT undone: killswitch maintenance; production stays in maintenance \(the killswitch\) until the undo is finished; killswitch maintenance: kept in maintenance: .*not authorized to perform: ssm:PutParameter.*: do it by hand; then run /,
+    );
+    const summary = (JSON.parse((aws.calls.filter((c) => c.action === 'PutEvents').at(-1)!.input.Entries as { Detail: string }[])[0].Detail) as { summary: string }).summary;
+    expect(summary).toContain(`production stays in maintenance until "atmr-dr recover cutover ${id} --undo --yes" finishes`);
   });
 
   it('a step whose preparation fails after an earlier step was done (the secret refused between the start\'s read and the endpoint switch\'s): FAILED after the step done, not "before its first step"; exit 1, the killswitch put back', async () => {

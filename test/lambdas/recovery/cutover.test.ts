@@ -9,7 +9,7 @@ import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { CUTOVER_STEPS, CutoverDeps, CutoverSettings, LEASE_SECONDS, cutover, reopeningStarted, undoCutover } from '../../../lambdas/recovery/cutover';
+import { CUTOVER_STEPS, CutoverDeps, CutoverSettings, LEASE_SECONDS, cutover, keptInMaintenance, killswitchUnknown, reopeningStarted, undoCutover } from '../../../lambdas/recovery/cutover';
 import { RecoveryRequest } from '../../../lambdas/recovery/contract';
 import { abandonRecovery } from '../../../lambdas/recovery/operations';
 import { OperatorError } from '../../../lambdas/shared/errors';
@@ -1922,6 +1922,45 @@ describe('an interrupted cutover', () => {
       const record = await getRecovery(deps().store, id);
       expect([record.status, record.leaseOwner, record.journal]).toEqual(['cutting-over', undefined, journal]);
     });
+  });
+
+  it('--undo whose killswitch give-back SSM applies but whose re-read is throttled says the state is unknown, not kept in maintenance (users are let in); the next --undo closes the cutover', async () => {
+    // Arrange: killed at the redeploy's mark, before the reopening: the undo gives the killswitch back
+    const { id } = await killedCutover(8);
+    const applied = () => ssm.commandCalls(PutParameterCommand).length;
+    const puts = applied();
+    ssm.on(GetParameterCommand).callsFake((input: { Name: string }) => {
+      if (applied() > puts) throw Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+      const p = parameters.get(input.Name)!;
+      return { Parameter: { Name: input.Name, Value: p.value, Version: p.version } };
+    });
+
+    // Act
+    const first = await undoCutover(deps(stale), id, settings(), 'bob');
+
+    // Assert
+    expect(killswitchNow().mode).toBe('normal');
+    expect(first.steps.filter((s) => s.outcome === 'undo-failed')).toEqual([
+      expect.objectContaining({
+        step: CUTOVER_STEPS.maintenance,
+        detail: `the give-back was sent but not confirmed (Rate exceeded): the killswitch may be back to normal or still in maintenance; check it with "atmr-dr killswitch status"; "atmr-dr recover cutover ${id} --undo --yes" reads it again`,
+      }),
+    ]);
+    expect(keptInMaintenance(first.steps)).toBe(false);
+    expect(killswitchUnknown(first.steps)).toBe(`the killswitch's state is unknown (its give-back was sent but not confirmed): check it with "atmr-dr killswitch status"`);
+    const summary = (JSON.parse(events.commandCalls(PutEventsCommand).at(-1)!.args[0].input.Entries![0].Detail!) as { summary: string }).summary;
+    expect(summary).toContain(`; the killswitch's state is unknown (its give-back was sent but not confirmed): check it with "atmr-dr killswitch status"`);
+    expect(summary).not.toMatch(/stays in maintenance|could not be read/);
+
+    ssm.on(GetParameterCommand).callsFake((input: { Name: string }) => {
+      const p = parameters.get(input.Name)!;
+      return { Parameter: { Name: input.Name, Value: p.value, Version: p.version } };
+    });
+    const second = await undoCutover(deps({ now: later((LEASE_SECONDS * 3 + 60) * 1000) }), id, settings(), 'carol');
+
+    expect([second.status, second.error]).toEqual(['cutover-failed', 'cutover interrupted and undone by carol']);
+    expect(killswitchNow().mode).toBe('normal');
+    expect((await getRecovery(deps().store, id)).journal!.every((e) => e.state === 'undone')).toBe(true);
   });
 
   it('a live lease refuses a second operator (resume, undo or a new cutover) naming who holds it; it goes stale after LEASE_SECONDS', async () => {
