@@ -945,12 +945,16 @@ class Session {
       );
     }
     const undoCommand = `"atmr-dr recover cutover ${id} --undo --yes"`;
+    /** An undo done whose journal mark alone was refused: nothing is left by hand, `next` is what the next --undo does. */
+    const markNotSaved = (done: string, error: unknown, next = 'writes it') => `${done}; its journal mark was not saved (${oneLine(error)}): ${undoCommand} ${next}`;
+    /** What an undo that threw leaves: its mark alone when it was done, else the change, to be put back by hand. */
+    const byHand = (error: unknown, done?: string) => (done !== undefined ? markNotSaved(done, error) : `${oneLine(error)}: do it by hand`);
     /**
      * `failed`: what the report says of an undo that threw, given what the action did when only its
-     * journal mark was refused. @default the error, to be put back by hand
+     * journal mark was refused. @default byHand
      */
     type Failed = (error: unknown, done?: string) => string;
-    const undo = async (entry: JournalEntry, action: () => Promise<{ outcome: 'undone' | 'skipped'; detail: string }>, failed: Failed = (error) => `${oneLine(error)}: do it by hand`) => {
+    const undo = async (entry: JournalEntry, action: () => Promise<{ outcome: 'undone' | 'skipped'; detail: string }>, failed: Failed = byHand) => {
       const at = this.now();
       let done: string | undefined;
       try {
@@ -1013,7 +1017,7 @@ class Session {
               `${describeEndpoint(settings.endpoint)} is now "${current}", neither ${target} (${this.record.newInstance}) that the cutover set nor ${previous} (${old}) from before it: left as is, and users kept out; point it back at ${old}: ${endpointCommand(settings.endpoint, previous)}, then ${undoCommand}`,
             );
           },
-          (error) => (error instanceof EndpointElsewhere ? error.message : `${oneLine(error)}: do it by hand`),
+          (error, done) => (error instanceof EndpointElsewhere ? error.message : byHand(error, done)),
         );
       }
       const redeploy = this.entry(CUTOVER_STEPS.redeploy);
@@ -1031,8 +1035,11 @@ class Session {
             await waitStable(deps.ecs, clusterArn, forced, settings.serviceStableTimeoutSeconds ?? 900, this.polling(settings));
             return { outcome: 'undone', detail: `${serviceNames.join(', ')} redeployed and stable on the previous endpoint` };
           },
-          (error) =>
-            `${error instanceof Interrupted ? "stopped at the operator's request before the services were stable" : oneLine(error)}: the services may still run tasks on the copy; once the cause is fixed, ${undoCommand} redeploys them and waits again`,
+          (error, done) =>
+            // Stable, only the mark refused: the redeploy stays journaled, so the next --undo runs it again.
+            done !== undefined
+              ? markNotSaved(done, error, 'redeploys them again and writes it')
+              : `${error instanceof Interrupted ? "stopped at the operator's request before the services were stable" : oneLine(error)}: the services may still run tasks on the copy; once the cause is fixed, ${undoCommand} redeploys them and waits again`,
         );
       }
       // Not back on the previous endpoint yet (endpoint or redeploy not undone): users let in now would write to the copy.
@@ -1065,7 +1072,7 @@ class Session {
         }, (error, done) =>
           // Read and acted on, only the mark refused: the next --undo reads it again and marks it.
           done !== undefined
-            ? `${KILLSWITCH_READ}${done}; its journal mark was not saved (${oneLine(error)}): ${undoCommand} writes it`
+            ? `${KILLSWITCH_READ}${markNotSaved(done, error)}`
             : error instanceof KeptClosed
               ? error.message
               : found && sentUnconfirmed(error)

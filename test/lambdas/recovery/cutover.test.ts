@@ -1963,6 +1963,59 @@ describe('an interrupted cutover', () => {
     expect((await getRecovery(deps().store, id)).journal!.every((e) => e.state === 'undone')).toBe(true);
   });
 
+  it('--undo whose mark of the endpoint step is refused (DynamoDB throttling) after setting it back says its mark was not saved, not "do it by hand"; the next --undo closes the cutover', async () => {
+    // Arrange: killed at the redeploy's mark, before the reopening: the endpoint points at the copy
+    const { id } = await killedCutover(8);
+    expect(secretValue.host).toBe(NEW_HOST);
+    const throttled = Promise.reject(Object.assign(new Error('Throughput exceeds the current capacity of your table'), { name: 'ProvisionedThroughputExceededException' }));
+    throttled.catch(() => undefined);
+    // The undo's lease, then the endpoint step's mark: refused.
+    const refusing = dyingStore(2, throttled);
+
+    // Act
+    const first = await undoCutover(deps({ ...stale, store: refusing.store }), id, settings(), 'bob');
+
+    // Assert
+    expect(secretValue.host).toBe(OLD_HOST);
+    const endpoint = first.steps.find((s) => s.step === CUTOVER_STEPS.endpoint)!;
+    expect(endpoint).toMatchObject({
+      outcome: 'undo-failed',
+      detail: expect.stringMatching(
+        new RegExp(`^.* set back to .*; its journal mark was not saved \\(Throughput exceeds the current capacity of your table\\): "atmr-dr recover cutover ${id} --undo --yes" writes it$`),
+      ),
+    });
+    expect(first.steps.map((s) => s.detail).join('\n')).not.toContain('do it by hand');
+
+    const second = await undoCutover(deps({ now: later((LEASE_SECONDS * 3 + 60) * 1000) }), id, settings(), 'carol');
+
+    expect([second.status, second.error]).toEqual(['cutover-failed', 'cutover interrupted and undone by carol']);
+    expect(secretValue.host).toBe(OLD_HOST);
+    expect(killswitchNow().mode).toBe('normal');
+    expect((await getRecovery(deps().store, id)).journal!.every((e) => e.state === 'undone')).toBe(true);
+  });
+
+  it('--undo whose mark of the redeploy is refused (DynamoDB throttling) once the services are stable says its mark was not saved, not that tasks may still run on the copy; the next --undo redeploys again and closes the cutover', async () => {
+    const { id } = await killedCutover(8);
+    const throttled = Promise.reject(Object.assign(new Error('Throughput exceeds the current capacity of your table'), { name: 'ProvisionedThroughputExceededException' }));
+    throttled.catch(() => undefined);
+    // The undo's lease, the endpoint step's mark, then the redeploy's: refused.
+    const refusing = dyingStore(3, throttled);
+
+    const first = await undoCutover(deps({ ...stale, store: refusing.store }), id, settings(), 'bob');
+
+    expect(first.steps.find((s) => s.step === CUTOVER_STEPS.redeploy)).toMatchObject({
+      outcome: 'undo-failed',
+      detail: `atmr-api, atmr-celery-worker redeployed and stable on the previous endpoint; its journal mark was not saved (Throughput exceeds the current capacity of your table): "atmr-dr recover cutover ${id} --undo --yes" redeploys them again and writes it`,
+    });
+
+    const second = await undoCutover(deps({ now: later((LEASE_SECONDS * 3 + 60) * 1000) }), id, settings(), 'carol');
+
+    expect([second.status, second.error]).toEqual(['cutover-failed', 'cutover interrupted and undone by carol']);
+    expect(second.steps.find((s) => s.step === CUTOVER_STEPS.redeploy)).toMatchObject({ outcome: 'undone' });
+    expect(killswitchNow().mode).toBe('normal');
+    expect((await getRecovery(deps().store, id)).journal!.every((e) => e.state === 'undone')).toBe(true);
+  });
+
   it('a live lease refuses a second operator (resume, undo or a new cutover) naming who holds it; it goes stale after LEASE_SECONDS', async () => {
     const { id } = await killedCutover(6);
     const held = /is being cut over by alice \(pid 4242 on laptop\) \(lease live until .*\): wait for them; if that process is dead, its lease goes stale at/;
