@@ -2,7 +2,7 @@
 import { Command, CommanderError, Help } from 'commander';
 import { version } from '../package.json';
 import { asOperatorError } from '../lambdas/shared/aws-errors';
-import { OperatorError, oneLine } from '../lambdas/shared/errors';
+import { NotFoundError, OperatorError, oneLine } from '../lambdas/shared/errors';
 import { exitOnceWritten, exitWhenFailed, failIfStranded, reportStdoutFailure } from '../lambdas/shared/exit';
 import { ENABLE_MODES } from '../lambdas/killswitch/modes';
 import { useOperatorSdkSettings } from '../lambdas/shared/sdk-retry';
@@ -313,6 +313,8 @@ async function runCommand(argv: string[]): Promise<number> {
   // Before any command builds a client: the AWS variables are checked and every call is bounded.
   useOperatorSdkSettings();
   let program: Command | undefined;
+  // The command's --env, for the line of a name not found (notFoundLine): the region cdk.json gives it.
+  let envName: string | undefined;
   try {
     program = await buildProgram(argv);
     const { names } = walkCommands(program, argv);
@@ -325,9 +327,10 @@ async function runCommand(argv: string[]): Promise<number> {
     // No region set: the region of the --env environment in cdk.json, before the action builds a
     // client (see useEnvironmentRegion). Loaded only then: with AWS_REGION set it costs nothing.
     program.hook('preAction', async (_program, command) => {
+      envName = (command.optsWithGlobals() as { env?: string }).env;
       if (process.env.AWS_REGION !== undefined || process.env.AWS_DEFAULT_REGION !== undefined) return;
       const { useEnvironmentRegion } = await import('./cli/region');
-      await useEnvironmentRegion((command.optsWithGlobals() as { env?: string }).env);
+      await useEnvironmentRegion(envName);
     });
     const unknownHelp = unknownHelpTopic(program, argv);
     if (unknownHelp) {
@@ -347,7 +350,8 @@ async function runCommand(argv: string[]): Promise<number> {
       return USAGE_EXIT_CODE;
     }
     const failure = asOperatorError(error);
-    process.stderr.write(`atmr-dr: ${failure.message}\n`);
+    const line = failure instanceof NotFoundError ? await (await import('./cli/region')).notFoundLine(failure, envName) : failure.message;
+    process.stderr.write(`atmr-dr: ${line}\n`);
     return failure.exitCode;
   }
 }

@@ -24,7 +24,7 @@ import { opsStateDynamoDB } from '../../lambdas/shared/ops-state-client';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { metricsNamespace } from '../../lambdas/shared/constants';
-import { OperatorError } from '../../lambdas/shared/errors';
+import { NotFoundError, OperatorError } from '../../lambdas/shared/errors';
 import { checkPgSslMode, pgClientConfig, resolveConnection } from '../../lambdas/shared/pg-connection';
 import { resolveCliActor } from './killswitch';
 import { DEPLOYED_NAMES, defaultEnvironmentName, notFoundHint, resolveDeployedName } from './resolve';
@@ -320,6 +320,8 @@ export function registerRecoverCommands(program: Command): void {
       try {
         await action(...args);
       } catch (error) {
+        // A name not found keeps its parts: the CLI puts the region it was looked for in between them.
+        if (error instanceof NotFoundError) throw new NotFoundError(withRecoverOptions(error.subject, globals()), withRecoverOptions(error.fix, globals()), { cause: error });
         if (error instanceof OperatorError) throw new OperatorError(withRecoverOptions(error.message, globals()), error.exitCode, { cause: error });
         throw error;
       }

@@ -1,3 +1,4 @@
+import type { NotFoundError } from '../../lambdas/shared/errors';
 import { beforeFirstAwsRequest, isAwsRegionName } from '../../lambdas/shared/sdk-retry';
 import { defaultEnvironmentName, packageRoot, readCdkJson } from './resolve';
 
@@ -22,6 +23,24 @@ export async function useEnvironmentRegion(envName: string | undefined, env: Nod
   // Said when the region is first used: a command line its own checks refuse (a bad --to-time)
   // gets its one line, not a notice about a region it never reached.
   beforeFirstAwsRequest(() => process.stderr.write(`atmr-dr: no AWS region set: using ${environment.region}, the region of environment ${environment.name} in cdk.json\n`));
+}
+
+/**
+ * The line of a name not found (a stack not deployed, a table, a parameter, a cluster that does not
+ * exist): it names the region it was looked for in, and when cdk.json puts the environment
+ * (`envName`, else cdk.json's `env`) in another region, says that first, with the setting that fixes
+ * it: on the worst day, an AWS_REGION left at us-east-1 sent the on-call to --table, which looked in
+ * the same wrong region. The region is the one the command's clients used (AWS_REGION, else the
+ * SDK's own chain), the same loader as theirs.
+ */
+export async function notFoundLine(error: NotFoundError, envName: string | undefined): Promise<string> {
+  const region = await sdkRegion();
+  if (region === undefined) return error.message;
+  const environment = environmentRegion(envName);
+  if (environment && environment.region !== region) {
+    return `${error.subject} in ${region}, but cdk.json puts environment "${environment.name}" in ${environment.region}: set AWS_REGION=${environment.region}; else ${error.fix}`;
+  }
+  return `${error.subject} in ${region}: ${error.fix}`;
 }
 
 /** The environment's name and region in cdk.json, or undefined when cdk.json names none. */

@@ -1,6 +1,6 @@
 import { GetParameterCommand, ParameterNotFound, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { failedCall, refusedWithoutEffect } from '../shared/aws-errors';
-import { OperatorError } from '../shared/errors';
+import { NotFoundError } from '../shared/errors';
 import { isExpired, KillswitchMode, KillswitchValue, parseKillswitchValue } from './value';
 
 /** What is in the parameter now, as read with its version (the basis of conflict detection). */
@@ -24,12 +24,9 @@ export async function readKillswitch(ssm: SSMClient, parameterName: string): Pro
     output = await ssm.send(new GetParameterCommand({ Name: parameterName }));
   } catch (error) {
     if (error instanceof ParameterNotFound || (error as { name?: string }).name === 'ParameterNotFound') {
-      throw new OperatorError(
-        `killswitch: parameter ${parameterName} does not exist: deploy the data stack, or pass --parameter / KILLSWITCH_PARAMETER with the right name`,
-        2,
-        // The CLI tells a name not found from other refusals by it (notFoundHint).
-        { cause: error },
-      );
+      // Not "deploy the data stack": on the worst day the stack is deployed, and the name or the
+      // region is what is wrong. The CLI tells a name not found from other refusals by the cause (notFoundHint).
+      throw new NotFoundError(`killswitch: parameter ${parameterName} does not exist`, 'pass --parameter / KILLSWITCH_PARAMETER with the right name', { cause: error });
     }
     throw error;
   }

@@ -10,7 +10,7 @@ import { type KillswitchValue, effectiveMode } from '../killswitch/value';
 import { checkHttp } from '../detection/targets';
 import { forceNewDeploymentOnce } from '../shared/ecs-deployments';
 import { isAccessDenied } from '../shared/aws-errors';
-import { OperatorError, namedLine, oneLine } from '../shared/errors';
+import { NotFoundError, OperatorError, namedLine, oneLine } from '../shared/errors';
 import { openClient, type SessionConfig } from '../shared/pg-connection';
 import { proveWriteRolledBack } from '../shared/postgres';
 import { announce, publishRecoverySeconds, secondsBetween } from './announce';
@@ -305,6 +305,8 @@ export async function cutover(
   // it); any other refusal (AccessDenied, SSM still failing after the SDK's retries) is named, exit 1.
   const command = `recover cutover${mode === 'resume' ? ' --resume' : ''}`;
   await readKillswitch(deps.ssm, settings.killswitchParameter).catch((error: unknown) => {
+    // A parameter not found keeps its parts: the CLI says between them in which region it looked.
+    if (error instanceof NotFoundError) throw new NotFoundError(`${command}: ${error.subject}`, `${error.fix}; nothing was changed`, { cause: error.cause });
     if (error instanceof OperatorError) throw new OperatorError(`${command}: ${error.message}; nothing was changed`, error.exitCode, { cause: error.cause });
     throw new OperatorError(`${command}: cannot read the killswitch ${settings.killswitchParameter}: ${namedLine(error)}; nothing was changed`, 1, { cause: error });
   });

@@ -14,6 +14,22 @@ export class OperatorError extends Error {
   }
 }
 
+/**
+ * A resource AWS answered does not exist, or a stack not deployed: `subject` says which ("parameter X
+ * does not exist"), `fix` the setting that names it. A setting (exit 2). The CLI says in which region
+ * it was looked for between the two, and first of all when cdk.json puts the environment in another
+ * region (bin/cli/region.ts, notFoundLine): the flag alone would look in the wrong region too.
+ */
+export class NotFoundError extends OperatorError {
+  constructor(
+    readonly subject: string,
+    readonly fix: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${subject}: ${fix}`, 2, options);
+  }
+}
+
 /** One line, whatever was thrown: for stderr and logs. */
 export function oneLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);

@@ -885,7 +885,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
       const failed = await run(twoEnvironments.launcher, ['recover', 'cutover', id, '--yes'], env);
 
       expect(failed.stderr).toBe(
-        `atmr-dr: recover cutover: killswitch: parameter ${KILLSWITCH} does not exist: deploy the data stack, or pass --parameter / KILLSWITCH_PARAMETER with the right name; nothing was changed; without --env this is cdk.json's default environment "example": for another, --env NAME (example, prod)\n`,
+        `atmr-dr: recover cutover: killswitch: parameter ${KILLSWITCH} does not exist in eu-west-3: pass --parameter / KILLSWITCH_PARAMETER with the right name; nothing was changed; without --env this is cdk.json's default environment "example": for another, --env NAME (example, prod)\n`,
       );
       expect(failed.status).toBe(2);
       // Nothing written, not even the team's "cutover started" event; the recovery still ready to cut over.

@@ -136,7 +136,7 @@ describe('writeKillswitch', () => {
     const write = writeKillswitch({ ssm, now }, { parameterName: PARAMETER, mode: 'maintenance', reason: 'x', actor: 'a', expiresAt: null });
 
     await expect(write).rejects.toThrow(OperatorError);
-    await expect(write).rejects.toThrow(/does not exist: deploy the data stack, or pass --parameter/);
+    await expect(write).rejects.toThrow(/does not exist: pass --parameter/);
     expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
   });
 });
