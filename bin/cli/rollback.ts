@@ -51,7 +51,7 @@ import { formatAge } from '../../lambdas/shared/format';
 import { confirmer } from './confirm';
 import { interruptibly } from './interrupt';
 import { resolveCliActor } from './killswitch';
-import { DEPLOYED_NAMES, defaultEnvironmentName, isServiceNotFound, nonEmpty, notFoundHint, packageRoot, resolveDeployedName } from './resolve';
+import { DEPLOYED_NAMES, defaultEnvironmentName, isServiceNotFound, nonEmpty, notFoundHint, packageRoot, resolveDeployedName, resolveDeployedNameFrom } from './resolve';
 import { loadCliConfig } from './cli-config';
 
 interface GlobalOptions {
@@ -141,7 +141,7 @@ export function settingsFromConfig(
  * only the commands that publish a report or set the killswitch need them; status reads ECS, the
  * ops-state table and the pins (named from the environment), unlock the table only, and must answer where they are not deployed or named (a laptop with --table).
  */
-async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string, readOnly = false): Promise<RollbackCliContext & { serviceName: string }> {
+async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string, readOnly = false): Promise<RollbackCliContext & { serviceName: string; cluster?: { value: string; from: string } }> {
   const root = packageRoot();
   const envName = globals.env ?? defaultEnvironmentName(root);
   const config = loadCliConfig(envName, root);
@@ -151,7 +151,8 @@ async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string, r
   // CloudFormation that did not answer them is not asked again for the cluster and the service
   // (names the config fixes, whose lookups get one attempt: readStackOutputs).
   const tableName = await resolve(DEPLOYED_NAMES.opsTable, globals.table);
-  const clusterName = await resolve(DEPLOYED_NAMES.ecsCluster, globals.cluster);
+  const cluster = await resolveDeployedNameFrom(DEPLOYED_NAMES.ecsCluster, { flagValue: globals.cluster, envName: globals.env, root });
+  const clusterName = cluster.value;
   const apiServiceName = await resolve(DEPLOYED_NAMES.apiService);
   // Read-only: an empty name, which no AWS call of status sends (backoutStatus reads ECS, the table and the pin).
   const topicArn = readOnly ? '' : await resolve(DEPLOYED_NAMES.incidentsTopic, globals.topic);
@@ -162,6 +163,8 @@ async function defaultContext(globals: GlobalOptions, apiServiceFlag?: string, r
   return {
     settings,
     serviceName: nonEmpty(apiServiceFlag, '--service', 'give the ECS service name, or leave --service out to roll back the API') ?? apiServiceName,
+    // Where the cluster's name came from, for ECS's "Cluster not found." (ecsNotFoundHint).
+    cluster,
     deps: { ...backoutClients(), logger, metrics },
     actor: () => resolveCliActor(),
     confirm: confirmer(undefined),
@@ -701,9 +704,10 @@ export async function unlockCommand(ctx: RollbackCliContext, options: UnlockOpti
  * the default environment's: no hint only when both were named, the cluster by --cluster or
  * ATMR_ECS_CLUSTER, the service by --service, or by ATMR_API_SERVICE when it is the API (a worker's
  * name always comes from cdk.json; ECS's failure names the service in its ARN, and the variable may
- * hold a name or an ARN).
+ * hold a name or an ARN). ECS's "Cluster not found." names no cluster: `cluster`, the name used and
+ * where it came from (defaultContext), makes it a line naming both and the flag that fixes it.
  */
-function ecsNotFoundHint(error: unknown, globals: GlobalOptions, serviceFlag?: string): unknown {
+function ecsNotFoundHint(error: unknown, globals: GlobalOptions, cluster: { value: string; from: string } | undefined, serviceFlag?: string): unknown {
   const cause = error instanceof OperatorError ? error.cause : error;
   const apiVariable = process.env.ATMR_API_SERVICE;
   const missing = (cause as { arn?: unknown } | undefined)?.arn;
@@ -711,7 +715,8 @@ function ecsNotFoundHint(error: unknown, globals: GlobalOptions, serviceFlag?: s
   const serviceNamed = Boolean(serviceFlag) || (Boolean(apiVariable) && (typeof missing !== 'string' || missing.split('/').pop() === apiVariable?.split('/').pop()));
   // A service no flag nor variable named: the hint whatever named the cluster (no variable read).
   const options = isServiceNotFound(cause) && !serviceNamed ? { env: {} } : { flagValue: globals.cluster };
-  return notFoundHint(error, DEPLOYED_NAMES.ecsCluster, { ...options, envName: globals.env });
+  const resolved = (cause as { name?: unknown } | undefined)?.name === 'ClusterNotFoundException' ? cluster : undefined;
+  return notFoundHint(error, DEPLOYED_NAMES.ecsCluster, { ...options, envName: globals.env, resolved });
 }
 
 /** `atmr-dr rollback status|service|migration|unlock`. */
@@ -735,7 +740,7 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
       const ctx = await makeContext(globals(), opts.service, true);
       const services = opts.service ? [findService(ctx.settings, opts.service).serviceName] : [ctx.settings.api.serviceName, ...ctx.settings.workers.map((w) => w.serviceName)];
       await statusCommand(ctx, services, Boolean(opts.json)).catch((error: unknown) => {
-        throw ecsNotFoundHint(error, globals(), opts.service);
+        throw ecsNotFoundHint(error, globals(), ctx.cluster, opts.service);
       });
     });
 
@@ -756,7 +761,7 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
       }
       const ctx = await makeContext(globals(), opts.service);
       await interruptibly((signal) => serviceCommand({ ...ctx, signal }, { service: ctx.serviceName, to: opts.to, dryRun: opts.dryRun, yes: opts.yes, wait: opts.wait })).catch((error: unknown) => {
-        throw ecsNotFoundHint(error, globals(), opts.service);
+        throw ecsNotFoundHint(error, globals(), ctx.cluster, opts.service);
       });
     });
 
@@ -775,7 +780,7 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
         (signal) => migrationCommand({ ...ctx, signal }, opts, progress),
         () => migrationLeft(progress, ctx.settings),
       ).catch((error: unknown) => {
-        throw ecsNotFoundHint(error, globals());
+        throw ecsNotFoundHint(error, globals(), ctx.cluster);
       });
     });
 

@@ -911,12 +911,14 @@ describe('a name looked up in the default environment, with another environment 
     expect([withEnv.status, withParameter.status]).toEqual([2, 2]);
   });
 
+  // ECS's "Cluster not found." names no cluster: the line names it, and where its name came from.
+  const CLUSTER = 'ECS cluster "atmr-prod" (from backout.clusterName of environment example in cdk.json) does not exist in eu-west-3: pass --cluster NAME or set ATMR_ECS_CLUSTER';
   it.each([
-    ['ClusterNotFoundException', 'Cluster not found.', ['rollback', 'status']],
-    ['ClusterNotFoundException', 'Cluster not found.', ['rollback', 'service', '--dry-run']],
-    ['ClusterNotFoundException', 'Cluster not found.', ['rollback', 'migration', '--to', 'aaa111', '--yes']],
-    ['ServiceNotFoundException', 'Service not found.', ['rollback', 'status']],
-  ])('ECS answers %s to %j for the cluster or service the config names: the line says which environment it was looked in, and the others; not with --env', async (code, message, args) => {
+    ['ClusterNotFoundException', 'Cluster not found.', ['rollback', 'status'], CLUSTER],
+    ['ClusterNotFoundException', 'Cluster not found.', ['rollback', 'service', '--dry-run'], CLUSTER],
+    ['ClusterNotFoundException', 'Cluster not found.', ['rollback', 'migration', '--to', 'aaa111', '--yes'], CLUSTER],
+    ['ServiceNotFoundException', 'Service not found.', ['rollback', 'status'], 'Service not found.'],
+  ])('ECS answers %s (%s) to %j for the cluster or service the config names: the line says which environment it was looked in, and the others; not with --env', async (code, message, args, said) => {
     const ecs = await startEcsEndpoint(() => ({ status: 400, body: { __type: code, message } }));
     try {
       // The table and the topic named: only the cluster and the services come from the default environment.
@@ -924,9 +926,10 @@ describe('a name looked up in the default environment, with another environment 
       const result = await run(args, table);
       const withEnv = await run(['rollback', '--env', 'example', ...args.slice(1)], table);
 
-      expect(result.stderr).toMatch(new RegExp(`^atmr-dr: .*${message.replace('.', '\\.')}.*${HINT.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\n$`));
+      const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      expect(result.stderr).toMatch(new RegExp(`^atmr-dr: .*${escape(said)}.*${escape(HINT)}\n$`));
       expect(result.status).not.toBe(0);
-      expect(withEnv.stderr).toContain(message);
+      expect(withEnv.stderr).toContain(said);
       expect(withEnv.stderr).not.toContain('without --env');
     } finally {
       await ecs.stop();
@@ -1085,6 +1088,25 @@ describe('a name not found names the region it was looked for in, and first the 
 
     expect(wrong.stderr).toMatch(/^atmr-dr: ops-state table "ops-statee" does not exist in us-east-1, but cdk\.json puts environment "example" in eu-west-3: set AWS_REGION=eu-west-3; else fix ATMR_OPS_TABLE or --table [^\n]*\n$/);
     expect(wrong.status).toBe(2);
+  });
+
+  describe('ECS answers ClusterNotFoundException', () => {
+    let ecs: Awaited<ReturnType<typeof startEcsEndpoint>>;
+    beforeAll(async () => {
+      ecs = await startEcsEndpoint(() => ({ status: 400, body: { __type: 'ClusterNotFoundException', message: 'Cluster not found.' } }));
+    });
+    afterAll(async () => ecs.stop());
+
+    it.each([
+      [['rollback', 'status', '--cluster', 'prod-cluster'], {}, 'ECS cluster "prod-cluster" (from --cluster)'],
+      [['rollback', 'status'], { ATMR_ECS_CLUSTER: 'prod-cluster' }, 'ECS cluster "prod-cluster" (from ATMR_ECS_CLUSTER)'],
+      [['rollback', 'status'], {}, 'ECS cluster "atmr-prod" (from backout.clusterName of environment example in cdk.json)'],
+    ])('%j %j: the line names the cluster, where its name came from, the region and the fix (exit 2, a setting)', async (args, extra, cluster) => {
+      const result = await run(args, 'eu-west-3', { ATMR_OPS_TABLE: 'ops-state', AWS_ENDPOINT_URL_ECS: ecs.url, ...extra });
+
+      expect(result.stderr).toBe(`atmr-dr: ${cluster} does not exist in eu-west-3: pass --cluster NAME or set ATMR_ECS_CLUSTER\n`);
+      expect(result.status).toBe(2);
+    });
   });
 });
 
