@@ -45,7 +45,7 @@ import {
   rollOut,
 } from '../../lambdas/backout/workflow';
 import { asOperatorError } from '../../lambdas/shared/aws-errors';
-import { EVENT_SOURCE, metricsNamespace } from '../../lambdas/shared/constants';
+import { EVENT_SOURCE, metricsNamespace, OPERATOR_CLI } from '../../lambdas/shared/constants';
 import { namedLine, OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { formatAge } from '../../lambdas/shared/format';
 import { confirmer } from './confirm';
@@ -225,7 +225,7 @@ export async function statusCommand(ctx: RollbackCliContext, services: string[],
     if (s.lastKnownGoodBefore) {
       const before = s.lastKnownGoodBefore;
       const runs = s.lastKnownGoodRefused ? 'its rollback target' : 'its newest last known good';
-      ctx.print(`  last known good before it: ${before.taskDefinitionArn} ${recorded(before)}; ${s.service} runs ${runs}: if it went bad after its bake, npx atmr-dr rollback service --service ${s.service} --to ${before.taskDefinitionArn}`);
+      ctx.print(`  last known good before it: ${before.taskDefinitionArn} ${recorded(before)}; ${s.service} runs ${runs}: if it went bad after its bake, ${OPERATOR_CLI} rollback service --service ${s.service} --to ${before.taskDefinitionArn}`);
     }
     if (s.lastKnownGoodBeforeUnknown) ctx.print(`  last known good before it: not named, ${s.lastKnownGoodBeforeUnknown}: it could be the release the last rollback rolled away from; read the pin before any --to`);
     // The owner is what `rollback unlock --owner` takes; the expiry, how long the lock blocks if nobody releases it.
@@ -474,7 +474,7 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
   // was downgraded from: maintenance then stays until the service is rolled back (nothing here
   // follows that rollback, so the operator lifts it).
   const stillServed = taskDefinition === current;
-  const rollbackFirst = `npx atmr-dr rollback service --service ${service.serviceName}`;
+  const rollbackFirst = `${OPERATOR_CLI} rollback service --service ${service.serviceName}`;
   const maintenance = stillServed
     ? `the killswitch is in maintenance while it runs, and stays so after it: ${service.serviceName} runs this release, which must not serve on the downgraded schema; lift it once "${rollbackFirst}" is done`
     : 'the killswitch is in maintenance while it runs';

@@ -12,6 +12,7 @@ import {
   UpdateServiceCommand,
 } from '@aws-sdk/client-ecs';
 import { MISSING_SETTING_EXIT_CODE, missingAwsSetting, refusedWithoutEffect } from '../shared/aws-errors';
+import { OPERATOR_CLI } from '../shared/constants';
 import { OperatorError } from '../shared/errors';
 import { BackoutServiceSettings, BackoutSettings } from './settings';
 
@@ -91,9 +92,9 @@ export function underwayLine(serviceName: string, underway: UnderwayDeployment, 
   // The deployment under way IS the rollback target (ECS's circuit breaker rolling back to it, or a
   // redeploy of it): "--to" it would be refused as already running; waiting for ECS is the advice.
   if (underway.inProgress && underway.taskDefinitionArn === target) {
-    return `${what}, replacing ${before}: ECS is already rolling ${serviceName} back to its rollback target (its circuit breaker, or a deploy of it): wait for that deployment to finish ("npx atmr-dr rollback status --service ${serviceName}" shows it running ${target}); if ECS marks it FAILED, it stays in progress, or the API still fails once it is done, ${target} fails too: decide by hand, with the last known good before it that rollback status then names, or "npx atmr-dr rollback service --service ${serviceName} --to TASK_DEF_ARN"`;
+    return `${what}, replacing ${before}: ECS is already rolling ${serviceName} back to its rollback target (its circuit breaker, or a deploy of it): wait for that deployment to finish ("${OPERATOR_CLI} rollback status --service ${serviceName}" shows it running ${target}); if ECS marks it FAILED, it stays in progress, or the API still fails once it is done, ${target} fails too: decide by hand, with the last known good before it that rollback status then names, or "${OPERATOR_CLI} rollback service --service ${serviceName} --to TASK_DEF_ARN"`;
   }
-  return `${what}; the alarm may be about ${before} or ${underway.taskDefinitionArn}: decide by hand: npx atmr-dr rollback service --service ${serviceName} --to ${target ?? 'TASK_DEF_ARN'}`;
+  return `${what}; the alarm may be about ${before} or ${underway.taskDefinitionArn}: decide by hand: ${OPERATOR_CLI} rollback service --service ${serviceName} --to ${target ?? 'TASK_DEF_ARN'}`;
 }
 
 export async function describeRelease(ecs: ECSClient, settings: BackoutSettings, taskDefinitionArn: string, containerName: string): Promise<ReleaseInfo> {

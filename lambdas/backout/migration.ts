@@ -5,6 +5,7 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import { KillswitchReading, rawAtVersion, readKillswitch, writeKillswitch } from '../killswitch/core';
 import { KillswitchValue, parseKillswitchValue } from '../killswitch/value';
 import { MISSING_SETTING_EXIT_CODE, missingAwsSetting, refusedWithoutEffect } from '../shared/aws-errors';
+import { OPERATOR_CLI } from '../shared/constants';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { shellWord } from '../shared/format';
 import { BackoutSettings, clusterArn } from './settings';
@@ -66,7 +67,7 @@ export function downgradeArgs(revision: string): string[] {
  * the wrong one.
  */
 export function downgradeCommandLine(revision: string, failingTaskDefinition: string): string {
-  return `npx atmr-dr rollback migration --to ${parseRevision(revision)} --task-definition ${failingTaskDefinition}`;
+  return `${OPERATOR_CLI} rollback migration --to ${parseRevision(revision)} --task-definition ${failingTaskDefinition}`;
 }
 
 /**
@@ -285,7 +286,7 @@ async function settleUnansweredWrite(deps: Pick<MigrationDeps, 'ssm' | 'now'>, s
 
 /** The report's words for maintenance atmr-dr may have left on with no downgrade to follow, and `putBack`: how to give the value before back. */
 export function mayBeInMaintenance(settings: BackoutSettings, putBack: string): string {
-  return `${settings.killswitchParameterName} may be in maintenance set by ${BACKOUT_ACTOR}, the API answering 503 to every user and the next alarm of this release held by it (a notice, no page); check "npx atmr-dr killswitch status" and, if it shows maintenance by ${BACKOUT_ACTOR}, put it back: ${putBack}`;
+  return `${settings.killswitchParameterName} may be in maintenance set by ${BACKOUT_ACTOR}, the API answering 503 to every user and the next alarm of this release held by it (a notice, no page); check "${OPERATOR_CLI} killswitch status" and, if it shows maintenance by ${BACKOUT_ACTOR}, put it back: ${putBack}`;
 }
 
 /** The stopped migration task, as ECS (or the Step Functions .sync integration) describes it. */
@@ -404,9 +405,9 @@ function restoredValue(previous: KillswitchValue | null, now: Date): { mode: Kil
 /** The command a human runs to put the killswitch back as restoreKillswitch would (maintenance kept by atmr-dr). */
 export function restoreKillswitchCommand(previous: KillswitchValue | null, now: Date): string {
   const restored = restoredValue(previous, now);
-  if (restored.mode === 'normal') return 'npx atmr-dr killswitch disable --reason "migration downgrade finished"';
+  if (restored.mode === 'normal') return `${OPERATOR_CLI} killswitch disable --reason "migration downgrade finished"`;
   const expires = restored.expiresAt ? ` --expires ${Math.max(1, Math.ceil((restored.expiresAt.getTime() - now.getTime()) / 60_000))}m` : '';
-  return `npx atmr-dr killswitch enable --mode ${restored.mode} --reason ${shellWord(restored.reason)}${expires}`;
+  return `${OPERATOR_CLI} killswitch enable --mode ${restored.mode} --reason ${shellWord(restored.reason)}${expires}`;
 }
 
 /** The RunTask `startedBy` of a downgrade task: what finds one whose ARN was never read (aws ecs list-tasks --started-by). */

@@ -12,7 +12,7 @@ import { z } from 'zod';
 import { runbookAlarmName } from '../../lib/alarm-names';
 import { readKillswitch } from '../killswitch/core';
 import { effectiveMode } from '../killswitch/value';
-import { EVENT_SOURCE } from '../shared/constants';
+import { EVENT_SOURCE, OPERATOR_CLI } from '../shared/constants';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { assertFamily, currentTaskDefinition, ROLLBACK_NOT_STARTED, RollbackNotStarted, deploymentStatus, deploymentUnderway, describeRelease, describeService, imageRepository, isDigestReference, pinToRecordedDigests, ReleaseInfo, runningImageDigests, stoppedTasksSince, taskDefinitionFamily, UnderwayDeployment, underwayLine, updateServiceTo } from './ecs';
 import { addRollbackMetrics, RollbackMetric, rollbackMetrics } from './metrics';
@@ -256,7 +256,7 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
       // day. A line in the report then, and a page only when the API has none either.
       const apiHasOne = automatic && serviceName !== settings.api.serviceName && (await latestLastKnownGood(deps.doc, settings.tableName, settings.api.serviceName)) !== null;
       if (apiHasOne) {
-        return notify(`no last known good is recorded for ${serviceName} (none of its releases has passed a bake): not rolled back, the API's alarm does not say this worker fails; if it does, run "npx atmr-dr rollback service --service ${serviceName} --to TASK_DEF_ARN"`, false);
+        return notify(`no last known good is recorded for ${serviceName} (none of its releases has passed a bake): not rolled back, the API's alarm does not say this worker fails; if it does, run "${OPERATOR_CLI} rollback service --service ${serviceName} --to TASK_DEF_ARN"`, false);
       }
       return notify(`no last known good is recorded for ${serviceName}: nothing rolled back, decide by hand`, true);
     }
@@ -309,14 +309,14 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     // unknown, and holding for a human is still the runbook's answer; the notice says both.
     const down = await alarmsInAlarm(deps.cloudwatch, settings.holdAlarmNames);
     if (down.length > 0) {
-      const held = `held: ${down.join(', ')} in ALARM, a dependency of the API is down and a rollback cannot fix it, or the probe that checks it is silent and the cause is unknown (runbook: no backout without a confirmed root cause): follow that alarm; if the API still fails once it is OK, run "npx atmr-dr rollback service --service ${serviceName}"`;
+      const held = `held: ${down.join(', ')} in ALARM, a dependency of the API is down and a rollback cannot fix it, or the probe that checks it is silent and the cause is unknown (runbook: no backout without a confirmed root cause): follow that alarm; if the API still fails once it is OK, run "${OPERATOR_CLI} rollback service --service ${serviceName}"`;
       // Database-Down fires when the probe cannot connect, and the release itself can cause that: a
       // connection leak or a larger pool exhausts max_connections. It then turns OK only after a
       // rollback, so "wait for it" would keep the outage going: the human who confirms the cause is
       // told where to look and to roll back at once if the release holds the connections.
       const database = runbookAlarmName(settings.environmentName, 'Database', 'Down');
       const suspectRelease = down.includes(database)
-        ? `; but ${database} fires whenever the probe cannot connect to the database, which the running release ${currentArn} can cause itself (a connection leak, or a larger pool, exhausting max_connections), and the alarm then clears only after a rollback to ${to.taskDefinitionArn}: check pg_stat_activity (connections by application_name and state, against max_connections) and the release's pool size; if the release holds the connections, run "npx atmr-dr rollback service --service ${serviceName}" now, not after the alarm clears`
+        ? `; but ${database} fires whenever the probe cannot connect to the database, which the running release ${currentArn} can cause itself (a connection leak, or a larger pool, exhausting max_connections), and the alarm then clears only after a rollback to ${to.taskDefinitionArn}: check pg_stat_activity (connections by application_name and state, against max_connections) and the release's pool size; if the release holds the connections, run "${OPERATOR_CLI} rollback service --service ${serviceName}" now, not after the alarm clears`
         : '';
       return notify(`${held}${suspectRelease}`, true);
     }
@@ -337,11 +337,11 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     const read: { pin: RollbackPin | null; unread?: string } = targetOverride
       ? { pin: null }
       : await readPin(deps, settings, serviceName).then((pin) => ({ pin }), (error: unknown) => ({ pin: null, unread: namedLine(error) }));
-    const pinUnread = read.unread ? `; the pin ${pinParameterName(settings, serviceName)} could not be read (${read.unread}), so no release before it is named: "npx atmr-dr rollback status --service ${serviceName}" lists them` : '';
+    const pinUnread = read.unread ? `; the pin ${pinParameterName(settings, serviceName)} could not be read (${read.unread}), so no release before it is named: "${OPERATOR_CLI} rollback status --service ${serviceName}" lists them` : '';
     const before = targetOverride || read.unread ? null : await lastKnownGoodBefore(deps.doc, settings.tableName, serviceName, to.taskDefinitionArn, [currentArn, from.pinnedFrom], unpinned(read.pin, serviceName));
     return notify(
       before
-        ? `${wentBadAfterBake(serviceName, currentArn, before)}: decide by hand: npx atmr-dr rollback service --service ${serviceName} --to ${before.taskDefinitionArn}${held}`
+        ? `${wentBadAfterBake(serviceName, currentArn, before)}: decide by hand: ${OPERATOR_CLI} rollback service --service ${serviceName} --to ${before.taskDefinitionArn}${held}`
         : `${serviceName} already runs ${currentArn}${copy}, the rollback target: a rollback cannot help, investigate by hand${pinUnread}${held}`,
       true,
     );
@@ -352,7 +352,7 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
   // the older image. The pin of the last rollback names that release and its images.
   if (automatic) {
     const refused = pinRefusal(await readPin(deps, settings, serviceName), serviceName, to, newest?.recordedAt);
-    if (refused) return notify(`the rollback target ${refused}: not rolled back; choose another target: "npx atmr-dr rollback service --service ${serviceName} --to TASK_DEF_ARN"`, true);
+    if (refused) return notify(`the rollback target ${refused}: not rolled back; choose another target: "${OPERATOR_CLI} rollback service --service ${serviceName} --to TASK_DEF_ARN"`, true);
   }
 
   const needed = Boolean(isApi && to.alembicHead && from.alembicHead && to.alembicHead !== from.alembicHead);
@@ -394,7 +394,7 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
     }
     const headless = [!from.alembicHead && `the failing release ${from.taskDefinitionArn}`, !to.alembicHead && `the last known good ${to.taskDefinitionArn}`].filter((x): x is string => Boolean(x));
     if (isApi && downgradesOn && headless.length) {
-      const unknownHead = `schema state unknown: ${headless.join(' and ')} ${headless.length > 1 ? 'declare' : 'declares'} no ${settings.alembicHead.name}, so atmr-dr cannot tell whether the schema is ahead of the code it rolls back to and downgrades nothing; check alembic current by hand (${alembicCurrentCommandLine(settings, from.taskDefinitionArn)}, the revision in the task's logs) and, if it is ahead of the last known good's, downgrade with "npx atmr-dr rollback migration --to <revision> --task-definition ${from.taskDefinitionArn}"`;
+      const unknownHead = `schema state unknown: ${headless.join(' and ')} ${headless.length > 1 ? 'declare' : 'declares'} no ${settings.alembicHead.name}, so atmr-dr cannot tell whether the schema is ahead of the code it rolls back to and downgrades nothing; check alembic current by hand (${alembicCurrentCommandLine(settings, from.taskDefinitionArn)}, the revision in the task's logs) and, if it is ahead of the last known good's, downgrade with "${OPERATOR_CLI} rollback migration --to <revision> --task-definition ${from.taskDefinitionArn}"`;
       downgrade = { ...downgrade, unknownHead };
     }
 
@@ -419,7 +419,7 @@ export async function guards(deps: BackoutDeps, settings: BackoutSettings, input
   } catch (error) {
     deps.logger.error('guards: stopped on an error after taking the lock, the report releases it', { service: serviceName, error: namedLine(error) });
     return {
-      ...notify(`stopped on an error after taking the lock, nothing rolled back${automatic ? `; the alarm does not fire again while it stays in ALARM: if the API still fails, run "npx atmr-dr rollback service --service ${serviceName}"` : ''}`, true),
+      ...notify(`stopped on an error after taking the lock, nothing rolled back${automatic ? `; the alarm does not fire again while it stays in ALARM: if the API still fails, run "${OPERATOR_CLI} rollback service --service ${serviceName}"` : ''}`, true),
       error: { Error: (error as { name?: string } | null)?.name ?? 'Error', Cause: oneLine(error) },
     };
   }
@@ -445,7 +445,7 @@ function concurrentAlarmRun(settings: BackoutSettings, lock: LockRecord, now: Da
 
 /** An alarm's rollback not done because another holder has the lock: who, since when, and what releases it. */
 function lockHeldLine(settings: BackoutSettings, service: string, lock: LockRecord): string {
-  return `held: the rollback lock of ${service} is held by ${lock.owner} (${lock.reason}) since ${lock.acquiredAt}, no automatic rollback: ${waitOrUnlock(settings, service, lock)}; the alarm does not fire again while it stays in ALARM: once the lock is free, if the API still fails, run "npx atmr-dr rollback service --service ${service}"`;
+  return `held: the rollback lock of ${service} is held by ${lock.owner} (${lock.reason}) since ${lock.acquiredAt}, no automatic rollback: ${waitOrUnlock(settings, service, lock)}; the alarm does not fire again while it stays in ALARM: once the lock is free, if the API still fails, run "${OPERATOR_CLI} rollback service --service ${service}"`;
 }
 
 /**
@@ -457,13 +457,13 @@ function lockHeldLine(settings: BackoutSettings, service: string, lock: LockReco
  * a human decides (page). A malformed value counts as normal, as for every reader of the killswitch.
  */
 async function killswitchHold(deps: BackoutDeps, settings: BackoutSettings, serviceName: string, now: Date): Promise<{ reason: string; page: boolean } | null> {
-  const byHand = `"npx atmr-dr rollback service --service ${serviceName}"`;
+  const byHand = `"${OPERATOR_CLI} rollback service --service ${serviceName}"`;
   let reading;
   try {
     reading = await readKillswitch(deps.ssm, settings.killswitchParameterName);
   } catch (error) {
     return {
-      reason: `held: the killswitch ${settings.killswitchParameterName} could not be read (${namedLine(error)}): whether maintenance mode explains the 5xx is unknown, no rollback; check "npx atmr-dr killswitch status" and, if the mode is normal and the API still fails, run ${byHand}`,
+      reason: `held: the killswitch ${settings.killswitchParameterName} could not be read (${namedLine(error)}): whether maintenance mode explains the 5xx is unknown, no rollback; check "${OPERATOR_CLI} killswitch status" and, if the mode is normal and the API still fails, run ${byHand}`,
       page: true,
     };
   }
@@ -659,7 +659,7 @@ async function retaggedRelease(
 function notPinnedLine(state: RollbackState, why: string): string {
   // Short: the report keeps 500 characters of an error, and the To line already lists the digests.
   const to = state.to?.taskDefinitionArn as string;
-  return `the tag moved (the running tasks of ${to} pulled other digests than its last known good), the pinned copy could not be registered (${why}): nothing rolled back; by hand: register a revision of ${taskDefinitionFamily(to)} naming the digests of the To line and run "npx atmr-dr rollback service --service ${state.service} --to <that revision>"`;
+  return `the tag moved (the running tasks of ${to} pulled other digests than its last known good), the pinned copy could not be registered (${why}): nothing rolled back; by hand: register a revision of ${taskDefinitionFamily(to)} naming the digests of the To line and run "${OPERATOR_CLI} rollback service --service ${state.service} --to <that revision>"`;
 }
 
 /** `unpinned`: why no pinned copy was registered, when the target names some image by tag (or, retagged, at all). */
@@ -824,7 +824,7 @@ function killswitchAfterDowngrade(state: RollbackState, now: Date): { line: stri
   // Any end before steady state (UpdateService refused, a timeout, ECS's circuit breaker, an
   // error): the failing release may still serve, and not on the schema it was downgraded from.
   return {
-    line: `still in maintenance (set by atmr-dr for the downgrade): ${state.service} is not steady on ${state.to?.taskDefinitionArn}, and ${state.from?.taskDefinitionArn} must not serve on the schema at ${d.revision}; once "npx atmr-dr rollback status --service ${state.service}" shows it runs ${state.to?.taskDefinitionArn}, restore it: ${restoreKillswitchCommand(d.preparation?.killswitchSet?.previous ?? null, now)}`,
+    line: `still in maintenance (set by atmr-dr for the downgrade): ${state.service} is not steady on ${state.to?.taskDefinitionArn}, and ${state.from?.taskDefinitionArn} must not serve on the schema at ${d.revision}; once "${OPERATOR_CLI} rollback status --service ${state.service}" shows it runs ${state.to?.taskDefinitionArn}, restore it: ${restoreKillswitchCommand(d.preparation?.killswitchSet?.previous ?? null, now)}`,
     page: true,
   };
 }
@@ -925,7 +925,7 @@ function normaliseState(input: RollbackState, now: Date, execution?: string): Ro
     ...base(service, { kind: 'alarm', name: 'unknown (stopped before the guards finished)', at: now.toISOString() }, false),
     owner: execution ?? '',
     decision: 'notify',
-    reason: `stopped before the guards finished, nothing rolled back; the alarm does not fire again while it stays in ALARM: if the API still fails, run "npx atmr-dr rollback service --service ${service}"`,
+    reason: `stopped before the guards finished, nothing rolled back; the alarm does not fire again while it stays in ALARM: if the API still fails, run "${OPERATOR_CLI} rollback service --service ${service}"`,
     page: true,
     error: raw.error,
   };
@@ -980,7 +980,7 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
     'migration-failed': `${state.service}: migration downgrade FAILED, service NOT rolled back`,
     // "Nothing was done" only when it is true: an error while following a rollout that ECS goes on
     // with, or after the downgrade's preparation, leaves the service or the killswitch changed.
-    error: `${state.service}: backout stopped on an error ${acted ? 'after acting: what it did is below' : rollOutUnknown(state) ? `without knowing whether ECS accepted the rollback to ${state.to?.taskDefinitionArn}: "npx atmr-dr rollback status --service ${state.service}" shows what it runs` : 'before changing the service'}`,
+    error: `${state.service}: backout stopped on an error ${acted ? 'after acting: what it did is below' : rollOutUnknown(state) ? `without knowing whether ECS accepted the rollback to ${state.to?.taskDefinitionArn}: "${OPERATOR_CLI} rollback status --service ${state.service}" shows what it runs` : 'before changing the service'}`,
     'dry-run': `${state.service}: backout dry run`,
     'not-needed': `${state.service}: no backout needed`,
     refused: `${state.service}: backout did not act, a human must decide`,
@@ -1061,6 +1061,8 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
       `A migration task may have been started (RunTask got no answer): ${lookForTask(settings.clusterName)}. The lock of ${state.service} stays held until it expires so that no second downgrade starts; once no migration task runs, release it with ${unlockCommandLine(state.service, state.owner, true)}`,
     );
   }
+  // The commands above run from the checkout only (OPERATOR_CLI's `--no`): say where, once.
+  if (lines.some((line) => line.includes(OPERATOR_CLI))) lines.push("Run the atmr-dr commands above from the atmr-dr checkout.");
   const told = { outcome, summary, page, seconds, ...(lockNotReleased && { lockNotReleased }) };
 
   const subject = `[atmr-dr] ${page ? 'ACTION NEEDED: ' : ''}backout ${settings.environmentName} ${state.service}: ${outcome}`.slice(0, 100);
@@ -1168,7 +1170,7 @@ async function settleClaim(
     deleted = await releaseClaim(deps.doc, settings.tableName, { service: state.service, taskDefinitionArn: release, owner: state.owner });
   });
   if (failed) {
-    return `${head} NOT released (${failed}) although this run changed nothing on ECS: the next alarm of this release pages "already rolled back automatically once" instead of rolling back; roll back by hand: "npx atmr-dr rollback service --service ${state.service}"`;
+    return `${head} NOT released (${failed}) although this run changed nothing on ECS: the next alarm of this release pages "already rolled back automatically once" instead of rolling back; roll back by hand: "${OPERATOR_CLI} rollback service --service ${state.service}"`;
   }
   const gone = deleted ? 'released' : 'not held by this run (never written, or released already)';
   return `${head} ${gone}: this run changed nothing on ECS (no UpdateService accepted, no migration task started), so the next alarm of this release may roll it back automatically again`;

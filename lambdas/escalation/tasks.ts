@@ -2,6 +2,7 @@ import { CloudWatchClient, DescribeAlarmsCommand } from '@aws-sdk/client-cloudwa
 import { StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { refusedWithoutEffect } from '../shared/aws-errors';
+import { OPERATOR_CLI } from '../shared/constants';
 import { namedLine, oneLine } from '../shared/errors';
 import { ackLinkUrl } from './ack-link';
 import type { ExecutionInput } from './ingest';
@@ -122,7 +123,7 @@ async function howToAck(deps: TaskDeps, incident: Incident, level: number, ackKe
     }
   }
   lines.push(`Slack : /incident ack ${incident.id}`);
-  lines.push(`CLI : npx atmr-dr incident ack ${incident.id} --by "<nom>"`);
+  lines.push(`CLI (depuis le checkout atmr-dr) : ${OPERATOR_CLI} incident ack ${incident.id} --by "<nom>"`);
   return { ...(link !== undefined && { link }), lines, ...(linkMissing !== undefined && { linkMissing }) };
 }
 
@@ -156,7 +157,7 @@ export async function pageMessage(deps: TaskDeps, incident: Incident, level: num
     ...(incident.alarmReason ? [`Raison : ${incident.alarmReason}`] : []),
     // The alarm's own OK will say "all clear" within minutes: the page says it is not.
     ...(signalsEvent(incident.alarmDescription)
-      ? [`Alarme d'événement : son retour à OK ne résout rien. L'escalade continue jusqu'à l'acquittement ; une fois traité : npx atmr-dr incident resolve ${incident.id}`]
+      ? [`Alarme d'événement : son retour à OK ne résout rien. L'escalade continue jusqu'à l'acquittement ; une fois traité : ${OPERATOR_CLI} incident resolve ${incident.id}`]
       : []),
     `Runbook : ${section ?? 'Escalade'} ${link ?? deps.runbookUrl}`,
   ];
@@ -339,7 +340,7 @@ async function tellLevelsOfAcknowledgement(deps: TaskDeps, incident: Incident, s
     `Acquitté par ${by} le ${ack.at} (${ack.via})`,
     ...(incident.alarmDescription ? [`Alarme : ${incident.alarmDescription}`] : []),
     'Rien à faire de votre côté : quelqu\'un a l\'incident en charge. La résolution vous sera annoncée.',
-    `Chronologie : npx atmr-dr incident timeline ${incident.id}`,
+    `Chronologie : ${OPERATOR_CLI} incident timeline ${incident.id}`,
   ].join('\n');
   const message: PageMessage = { subject: `[atmr-dr] Acquitté ${incident.alarmName}`.slice(0, 99), text, slack: text, sms: `atmr-dr acquitté par ${ack.by} : ${incident.alarmName} (${incident.id}), rien à faire` };
   const at = nowIso(deps);
@@ -533,7 +534,7 @@ async function announceResolution(deps: TaskDeps, incident: Incident, state: Exe
     ...(removed.length > 0
       ? [`${removed.length > 1 ? 'Niveaux' : 'Niveau'} ${removed.join(', ')} alerté${removed.length > 1 ? 's' : ''} pour cet incident puis retiré${removed.length > 1 ? 's' : ''} de la configuration : atmr-dr ne peut plus ${removed.length > 1 ? 'les' : 'le'} prévenir, faites-le vous-même.`]
       : []),
-    `Chronologie pour le post-mortem (sous 24 h) : npx atmr-dr incident timeline ${incident.id}`,
+    `Chronologie pour le post-mortem (sous 24 h) : ${OPERATOR_CLI} incident timeline ${incident.id}`,
   ].join('\n');
   const message: PageMessage = { subject: `[atmr-dr] Résolu ${incident.alarmName}`.slice(0, 99), text, slack: text, sms: `atmr-dr résolu : ${incident.alarmName} (${incident.id})` };
   for (const level of paged) {

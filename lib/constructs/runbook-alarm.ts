@@ -5,6 +5,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 
 import { EVENT_ALARM_MARK } from '../../lambdas/escalation/model';
+import { OPERATOR_CLI } from '../../lambdas/shared/constants';
 import { alarmNamePrefix, runbookAlarmName } from '../alarm-names';
 
 // The naming rule lives in lib/alarm-names.ts (no CDK import, the CLI uses it too).
@@ -101,7 +102,8 @@ export class RunbookAlarm extends cloudwatch.Alarm {
     // A summary that ends without a full stop ran into "Premières actions" as one sentence.
     const sentence = firstActions && !/[.!?]$/.test(summary) ? `${summary}.` : summary;
     const parts = [`[${runbookSection}]${signalsEvent ? ` ${EVENT_ALARM_MARK}` : ''} ${sentence}`];
-    if (firstActions) parts.push(`Premières actions : ${firstActions}`);
+    // The commands run from the checkout only (OPERATOR_CLI's `--no`): the description says where.
+    if (firstActions) parts.push(`Premières actions${firstActions.includes(OPERATOR_CLI) ? ' (CLI depuis le checkout atmr-dr)' : ''} : ${firstActions}`);
     if (link) parts.push(link);
     const description = parts.join(' ');
     // Its OK comes by itself once the period passes, nothing fixed: no "all clear" for it.

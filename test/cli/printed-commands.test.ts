@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { OPERATOR_CLI } from '../../lambdas/shared/constants';
 import { refusals, words } from './parse-refusals';
 
 /**
@@ -40,7 +41,7 @@ function commandLine(written: string): string[] | undefined {
     // A pipe into another program, or a parenthesis of the prose after the command.
     .replace(/ (\||\().*$/, '')
     .replace(/\s+$|(?<!\.)\.$/g, '')
-    .replace(/^(npx )?atmr-dr ?/, '');
+    .replace(/^(npx (--no )?)?atmr-dr ?/, '');
   if (line.includes(': ') || line.includes('|') || line.startsWith('<')) return undefined;
   return words(line.replace(/\$\{[^}]*\}|<[^>]*>/g, 'x').replace(/[[\]]/g, ''));
 }
@@ -55,10 +56,10 @@ function printedCommands(): Printed[] {
   for (const file of [...filesUnder('lambdas', '.ts'), ...filesUnder('lib', '.ts')]) {
     // Comments name commands in passing (`atmr-dr scale`); only what the code prints is read.
     const code = fs.readFileSync(path.join(ROOT, file), 'utf8').split('\n').filter((line) => !/^\s*(\*|\/\/|\/\*)/.test(line)).join('\n');
-    // A placeholder first: its expression may hold quotes or parentheses.
-    const filled = code.replace(/\$\{[^}]*\}/g, '<x>');
+    // The command prefix as a page prints it, then a placeholder: its expression may hold quotes or parentheses.
+    const filled = code.replaceAll('${OPERATOR_CLI}', OPERATOR_CLI).replace(/\$\{[^}]*\}/g, '<x>');
     // A quoted command, or one introduced by npx up to the end of its clause.
-    for (const m of filled.matchAll(/"((?:npx )?atmr-dr [^"\n]*)"|(npx atmr-dr (?:[^;,'`)\n"]|"[^"\n]*")*)/g)) add(file, m[1] ?? m[2]);
+    for (const m of filled.matchAll(/"((?:npx (?:--no )?)?atmr-dr [^"\n]*)"|(npx (?:--no )?atmr-dr (?:[^;,'`)\n"]|"[^"\n]*")*)/g)) add(file, m[1] ?? m[2]);
   }
   for (const file of [...filesUnder('docs', '.md'), 'README.md']) {
     for (const m of fs.readFileSync(path.join(ROOT, file), 'utf8').matchAll(/`((?:npx )?atmr-dr [^`]*)`/g)) add(file, m[1]);
@@ -83,6 +84,21 @@ describe('the atmr-dr commands the project prints parse with the CLI', () => {
     expect(found(path.join('docs', 'backout.md'), /rollback unlock --service NAME --owner ID \[--force\]/)).toBe(true);
     expect(found('README.md', /rollback unlock --service NAME --owner ID \[--force\]/)).toBe(true);
     expect(found('README.md', /recover --to-time "5 minutes ago"/)).toBe(true);
+  });
+
+  it('every page, alarm and hint names the CLI as OPERATOR_CLI: none can fetch a package atmr-dr from the npm registry', () => {
+    // A bare `npx atmr-dr` outside the checkout offers to install whatever someone publishes under
+    // the name; `npx --no atmr-dr` never installs. Written as the constant, no text can forget it.
+    const bare = [...filesUnder('lambdas', '.ts'), ...filesUnder('lib', '.ts'), ...filesUnder(path.join('bin', 'cli'), '.ts')].flatMap((file) =>
+      fs
+        .readFileSync(path.join(ROOT, file), 'utf8')
+        .split('\n')
+        .flatMap((line, i) => (/npx (--no )?atmr-dr/.test(line) && !/^\s*(\*|\/\/|\/\*)|^export const OPERATOR_CLI = /.test(line) ? [`${file}:${i + 1}: ${line.trim()}`] : [])),
+    );
+
+    expect(OPERATOR_CLI).toBe('npx --no atmr-dr');
+    expect(bare).toEqual([]);
+    expect(printed.filter((p) => p.file.endsWith('.ts') && p.text.startsWith('npx ') && !p.text.startsWith(`${OPERATOR_CLI} `))).toEqual([]);
   });
 
   it('every one parses', () => {

@@ -322,7 +322,7 @@ describe('rollback service (same core as the workflow)', () => {
     await serviceCommand(ctx, { service: 'atmr-api', dryRun: true });
 
     expect(printed[0]).toBe(`rollback atmr-api: ${BAD} -> ${GOOD} (last known good)`);
-    expect(printed[1]).toBe(`  the schema stays at bbb222 (the target expects Alembic aaa111): this command does not touch it; downgrade it with: npx atmr-dr rollback migration --to aaa111 --task-definition ${BAD}`);
+    expect(printed[1]).toBe(`  the schema stays at bbb222 (the target expects Alembic aaa111): this command does not touch it; downgrade it with: npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD}`);
     expect(printed.at(-1)).toBe('dry run: nothing changed');
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
     expect(mocks.sns.calls()).toHaveLength(0);
@@ -373,7 +373,7 @@ describe('rollback service (same core as the workflow)', () => {
 
     await expect(serviceCommand(ctx, { service: 'atmr-api', yes: true })).rejects.toMatchObject({
       exitCode: 2,
-      message: `backout: a deployment of ${D} is in progress (started 2026-06-01T10:00:30.000Z); the alarm may be about ${BAD} or ${D}: decide by hand: npx atmr-dr rollback service --service atmr-api --to ${GOOD} (a rollback replaces ${D} and pins it as the bad release: --to says you chose it)`,
+      message: `backout: a deployment of ${D} is in progress (started 2026-06-01T10:00:30.000Z); the alarm may be about ${BAD} or ${D}: decide by hand: npx --no atmr-dr rollback service --service atmr-api --to ${GOOD} (a rollback replaces ${D} and pins it as the bad release: --to says you chose it)`,
     });
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
 
@@ -549,7 +549,7 @@ describe('rollback service (same core as the workflow)', () => {
       await statusCommand(ctx, ['atmr-api'], false);
 
       expect(state).toMatchObject({ decision: 'notify', page: true, reason: expect.stringContaining(`the last known good before it is ${GOOD} `) });
-      expect(state.reason).toContain(`decide by hand: npx atmr-dr rollback service --service atmr-api --to ${GOOD}`);
+      expect(state.reason).toContain(`decide by hand: npx --no atmr-dr rollback service --service atmr-api --to ${GOOD}`);
       expect(printed[2]).toMatch(new RegExp(`^ {2}last known good before it: ${GOOD} .* --to ${GOOD}$`));
     });
   });
@@ -767,7 +767,7 @@ describe('rollback status and migration', () => {
     expect(printed.slice(0, 3)).toEqual([
       `atmr-api: running ${BAD}`,
       `  last known good: ${BAD} (recorded 1.0 h ago, alembic bbb222)`,
-      `  last known good before it: ${GOOD} (recorded 25.2 h ago, alembic aaa111); atmr-api runs its newest last known good: if it went bad after its bake, npx atmr-dr rollback service --service atmr-api --to ${GOOD}`,
+      `  last known good before it: ${GOOD} (recorded 25.2 h ago, alembic aaa111); atmr-api runs its newest last known good: if it went bad after its bake, npx --no atmr-dr rollback service --service atmr-api --to ${GOOD}`,
     ]);
     expect(JSON.parse(printed.at(-1)!)).toEqual([expect.objectContaining({ lastKnownGood: expect.objectContaining({ taskDefinitionArn: BAD }), lastKnownGoodBefore: expect.objectContaining({ taskDefinitionArn: GOOD, ageSeconds: 90600 }) })]);
   });
@@ -966,7 +966,7 @@ describe('rollback migration after rollback service: the downgrade runs in the f
     killswitchInSsm();
     mocks.ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn: 'arn:aws:ecs:eu-west-3:111111111111:task/atmr-prod/t5' }] });
     mocks.ecs.on(DescribeTasksCommand).resolves({ tasks: [{ lastStatus: 'STOPPED', containers: [{ name: 'api', exitCode: 0 }] }] });
-    const advised = printed.map((line) => /npx atmr-dr rollback migration --to (\S+) --task-definition (\S+)$/.exec(line)).find(Boolean);
+    const advised = printed.map((line) => /npx --no atmr-dr rollback migration --to (\S+) --task-definition (\S+)$/.exec(line)).find(Boolean);
     expect(advised?.slice(1)).toEqual(['aaa111', BAD]);
 
     await migrationCommand(ctx, { to: advised![1], taskDefinition: advised![2], yes: true });
@@ -1006,10 +1006,10 @@ describe('rollback migration run before rollback service: the failing release st
     // Assert: BAD never serves out of maintenance on the schema it was downgraded from
     expect(JSON.parse(killswitch.value)).toMatchObject({ mode: 'maintenance', actor: 'atmr-dr backout' });
     expect(printed).toContainEqual(
-      '  before it: a snapshot of atmr-prod; the killswitch is in maintenance while it runs, and stays so after it: atmr-api runs this release, which must not serve on the downgraded schema; lift it once "npx atmr-dr rollback service --service atmr-api" is done',
+      '  before it: a snapshot of atmr-prod; the killswitch is in maintenance while it runs, and stays so after it: atmr-api runs this release, which must not serve on the downgraded schema; lift it once "npx --no atmr-dr rollback service --service atmr-api" is done',
     );
     expect(printed).toContainEqual(
-      `Killswitch: kept in maintenance: atmr-api still runs ${BAD}, which must not serve on the schema at aaa111; once "npx atmr-dr rollback service --service atmr-api" has rolled it back, restore it: npx atmr-dr killswitch disable --reason "migration downgrade finished"`,
+      `Killswitch: kept in maintenance: atmr-api still runs ${BAD}, which must not serve on the schema at aaa111; once "npx --no atmr-dr rollback service --service atmr-api" has rolled it back, restore it: npx --no atmr-dr killswitch disable --reason "migration downgrade finished"`,
     );
     const told = mocks.sns.commandCalls(PublishCommand).at(-1)?.args[0].input.Message;
     expect(told).toContain('Killswitch: kept in maintenance: atmr-api still runs');

@@ -5,6 +5,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { synthesizeApp } from '../support/app';
 import { alarmNamePrefix, MAX_DESCRIPTION, RunbookAlarm, runbookAlarmName, TOKEN_WORST_CASE_LENGTH, worstCaseDeployedLength } from '../../lib/constructs/runbook-alarm';
+import { OPERATOR_CLI } from '../../lambdas/shared/constants';
 
 /** A description as text; one that names a resource (Fn::Join) shows it as <token>. */
 function descriptionText(value: unknown): string {
@@ -88,6 +89,24 @@ describe('alarm naming', () => {
     const template = Template.fromStack(stack).toJSON() as { Resources: Record<string, { Properties: { AlarmDescription: string } }> };
     const descriptions = [bare, ended].map((alarm) => template.Resources[stack.getLogicalId(alarm.node.defaultChild as CfnElement)].Properties.AlarmDescription);
     expect(descriptions).toEqual(['[Sauvegarde] a run failed: someone may not have been paged. Premières actions : atmr-dr backups list', '[Sauvegarde] A run failed. Premières actions : atmr-dr backups list']);
+  });
+
+  it('says where the CLI commands of its first actions run (the checkout: OPERATOR_CLI never installs), and only when it has one', () => {
+    // Arrange
+    const stack = new Stack(new App(), 'S', { env: { account: '111111111111', region: 'eu-west-3' } });
+    const props = { environmentName: 'prod', concern: 'Rollback', what: 'Failed', runbookSection: 'Backout', summary: 'A backout failed.', metric: new cloudwatch.Metric({ namespace: 'AtmrDr/example', metricName: 'F' }), threshold: 1, evaluationPeriods: 1 };
+
+    // Act
+    const cli = new RunbookAlarm(stack, 'Cli', { ...props, firstActions: `${OPERATOR_CLI} rollback status.` });
+    const prose = new RunbookAlarm(stack, 'Console', { ...props, what: 'Console', firstActions: 'ouvrir la console Step Functions.' });
+
+    // Assert
+    const template = Template.fromStack(stack).toJSON() as { Resources: Record<string, { Properties: { AlarmDescription: string } }> };
+    const descriptions = [cli, prose].map((alarm) => template.Resources[stack.getLogicalId(alarm.node.defaultChild as CfnElement)].Properties.AlarmDescription);
+    expect(descriptions).toEqual([
+      '[Backout] A backout failed. Premières actions (CLI depuis le checkout atmr-dr) : npx --no atmr-dr rollback status.',
+      '[Backout] A backout failed. Premières actions : ouvrir la console Step Functions.',
+    ]);
   });
 
   it('refuses at synth a description that fits with a queue URL unresolved but not once deployed, naming the alarm and both lengths', () => {

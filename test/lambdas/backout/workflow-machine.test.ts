@@ -283,7 +283,7 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(output).toMatchObject({ outcome: 'rolled-back', page: true });
     expect(lastMessage()?.Subject).toBe('[atmr-dr] ACTION NEEDED: backout test atmr-api: rolled-back');
     // The headline (SNS, the Rollback Finished event, the timeline) says what happened to the schema.
-    const command = `npx atmr-dr rollback migration --to aaa111 --task-definition ${BAD}`;
+    const command = `npx --no atmr-dr rollback migration --to aaa111 --task-definition ${BAD}`;
     const headline = `atmr-api rolled back and healthy: roll atmr-api back from ${BAD} to ${GOOD}; the schema stays at bbb222: downgrade by hand: ${command} (`;
     expect(lastMessage()?.Message?.slice(0, headline.length)).toBe(headline);
     expect(lastMessage()?.Message).not.toMatch(/after downgrading/);
@@ -432,7 +432,7 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     // Assert: the page does not say that nothing changed
     expect(paged(result)).toBe(true);
     expect(lastMessage()?.Message).toMatch(
-      new RegExp(`^atmr-api: backout stopped on an error without knowing whether ECS accepted the rollback to ${GOOD}: "npx atmr-dr rollback status --service atmr-api" shows what it runs: `),
+      new RegExp(`^atmr-api: backout stopped on an error without knowing whether ECS accepted the rollback to ${GOOD}: "npx --no atmr-dr rollback status --service atmr-api" shows what it runs: `),
     );
     expect(lastMessage()?.Message).toContain(`Error: OperatorError: backout: no answer says whether ECS accepted UpdateService of atmr-api to ${GOOD} (ServerException: Service Unavailable): atmr-api may be rolling back to ${GOOD}`);
     expect(lastMessage()?.Message).not.toMatch(/nothing was rolled back|before changing the service/);
@@ -607,7 +607,7 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(JSON.parse(parameters.get('/atmr/test/killswitch')!.value)).toMatchObject({ mode: 'maintenance', actor: 'atmr-dr backout' });
     expect(lastMessage()?.Subject).toBe('[atmr-dr] ACTION NEEDED: backout test atmr-api: error');
     expect(lastMessage()?.Message).toContain(
-      `Killswitch: still in maintenance (set by atmr-dr for the downgrade): atmr-api is not steady on ${GOOD}, and ${BAD} must not serve on the schema at aaa111; once "npx atmr-dr rollback status --service atmr-api" shows it runs ${GOOD}, restore it: npx atmr-dr killswitch disable --reason "migration downgrade finished"`,
+      `Killswitch: still in maintenance (set by atmr-dr for the downgrade): atmr-api is not steady on ${GOOD}, and ${BAD} must not serve on the schema at aaa111; once "npx --no atmr-dr rollback status --service atmr-api" shows it runs ${GOOD}, restore it: npx --no atmr-dr killswitch disable --reason "migration downgrade finished"`,
     );
   });
 
@@ -812,7 +812,7 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
       expect(result.output).toMatchObject({ outcome: 'error' });
       expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
       expect(lastMessage()?.Subject).toBe('[atmr-dr] ACTION NEEDED: backout test atmr-api: error');
-      expect(lastMessage()?.Message).toMatch(/^atmr-api: backout stopped on an error before changing the service: stopped on an error after taking the lock, nothing rolled back; .*"npx atmr-dr rollback service --service atmr-api"/);
+      expect(lastMessage()?.Message).toMatch(/^atmr-api: backout stopped on an error before changing the service: stopped on an error after taking the lock, nothing rolled back; .*"npx --no atmr-dr rollback service --service atmr-api"/);
       expect(lastMessage()?.Message).toContain(`Error: ${failure.name}: ${failure.message}`);
       expect(lastMessage()?.Message).not.toMatch(/stays held/);
       expect(await readLock(dynamo.doc, tableName, 'atmr-api', new Date())).toBeNull();
@@ -848,7 +848,7 @@ describe('rollback workflow (aws-local-stepfunctions)', () => {
     expect(result.output).toMatchObject({ outcome: 'error' });
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
     expect(lastMessage()?.Subject).toBe('[atmr-dr] ACTION NEEDED: backout test atmr-api: error');
-    expect(lastMessage()?.Message).toMatch(/^atmr-api: backout stopped on an error before changing the service: stopped before the guards finished, nothing rolled back; .*"npx atmr-dr rollback service --service atmr-api"/);
+    expect(lastMessage()?.Message).toMatch(/^atmr-api: backout stopped on an error before changing the service: stopped before the guards finished, nothing rolled back; .*"npx --no atmr-dr rollback service --service atmr-api"/);
     expect(lastMessage()?.Message).toContain('Error: States.Timeout: Task timed out after 60.00 seconds');
     expect(lastMessage()?.Message).toContain(`Released what the guards of this run took before they stopped: the lock of atmr-api and the once-per-release claim of ${BAD}`);
     expect(lastMessage()?.Message).not.toMatch(/stays held/);

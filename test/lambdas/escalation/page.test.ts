@@ -293,7 +293,7 @@ describe('escalation page step', () => {
       expect(slackCopy).not.toContain('&s=');
       expect(slackCopy).not.toContain('lien signé');
       expect(slackCopy).toContain(`Slack : /incident ack ${incidentId}`);
-      expect(slackCopy).toContain(`CLI : npx atmr-dr incident ack ${incidentId}`);
+      expect(slackCopy).toContain(`CLI (depuis le checkout atmr-dr) : npx --no atmr-dr incident ack ${incidentId}`);
     });
 
     it('records a Slack copy that could not be posted (timeline and log), and the level still has its page', async () => {
@@ -349,7 +349,7 @@ describe('escalation page step when the acknowledgement link key cannot be read'
     const text = h.published[0].text;
     expect(text).not.toContain('Acquitter (lien signé');
     expect(text).toContain(`Slack : /incident ack ${incidentId}`);
-    expect(text).toContain(`CLI : npx atmr-dr incident ack ${incidentId}`);
+    expect(text).toContain(`CLI (depuis le checkout atmr-dr) : npx --no atmr-dr incident ack ${incidentId}`);
     expect(await getIncident(h.store, incidentId)).toMatchObject({ status: 'OPEN', level: 1, pagedLevels: [1] });
     const notes = (await timeline(h.store, incidentId)).filter((e) => e.kind === 'note');
     expect(notes).toEqual([expect.objectContaining({ level: 1, text: expect.stringMatching(/^Page of level 1 \(On-call engineer\) sent without its acknowledgement link: the link key could not be read/) })]);

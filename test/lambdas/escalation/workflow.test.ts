@@ -66,7 +66,7 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
     expect(page.text).toContain('Runbook : Sauvegarde - 4. Backup automatisé https://runbook.example/backups');
     expect(page.text).toMatch(/Acquitter \(lien signé, usage unique\) : https:\/\/ack\.example\/\?i=\S+&l=1&e=\d+&n=[0-9a-f]+&s=[0-9a-f]{64}/);
     expect(page.text).toContain(`/incident ack ${incidentId}`);
-    expect(page.text).toContain(`npx atmr-dr incident ack ${incidentId}`);
+    expect(page.text).toContain(`npx --no atmr-dr incident ack ${incidentId}`);
     expect(page.text).not.toContain("Alarme d'événement");
   });
 
@@ -1044,7 +1044,7 @@ describe('escalation workflow (aws-local-stepfunctions)', () => {
       // Assert
       const page = h.published.find((p) => p.subject === `[atmr-dr] N1 ${EVENT_ALARM}`);
       expect(page?.text).toContain("Alarme d'événement : son retour à OK ne résout rien. L'escalade continue jusqu'à l'acquittement");
-      expect(page?.text).toContain(`npx atmr-dr incident resolve ${eventId}`);
+      expect(page?.text).toContain(`npx --no atmr-dr incident resolve ${eventId}`);
     });
 
   });
