@@ -8,7 +8,7 @@ import { awsCall } from '../../lambdas/shared/aws-errors';
 import { serviceNow } from '../../lambdas/shared/clock-offset';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
-import { OperatorError } from '../../lambdas/shared/errors';
+import { namedLine, OperatorError } from '../../lambdas/shared/errors';
 import { confirmer } from './confirm';
 import { checkBeforeRetry } from './interrupt';
 import { DEPLOYED_NAMES, notFoundHint, resolveDeployedName } from './resolve';
@@ -27,15 +27,31 @@ export function validateKillswitchCommand(command: KillswitchCommand): void {
   }
 }
 
-/** The caller's identity: the STS caller ARN in AWS, `$USER` when there are no usable credentials. */
+/** The variable naming the operator when STS cannot (killswitch and incident also take --by). */
+export const OPERATOR_VARIABLE = 'ATMR_OPERATOR';
+
+/**
+ * The caller's identity, as the audit trail records it: the STS caller ARN in AWS, else
+ * $ATMR_OPERATOR, else the login ($USER, $LOGNAME). With none of them the change is recorded as
+ * unknown-operator, and one stderr line says so, why, and how to give a name: a trail that only
+ * says "by unknown-operator" cannot tell who put the site in maintenance.
+ */
 export async function resolveCliActor(env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  let why: string;
   try {
     const identity = await new STSClient({ ...SDK_RETRY, maxAttempts: 2 }).send(new GetCallerIdentityCommand({}));
     if (identity.Arn) return identity.Arn;
-  } catch {
-    // no credentials or no network: fall back to the local user name
+    why = 'STS answered no caller ARN';
+  } catch (error) {
+    // No credentials or no network: the name the operator set, or the login's.
+    why = `STS: ${namedLine(error)}`;
   }
-  return env.USER?.trim() || env.LOGNAME?.trim() || 'unknown-operator';
+  const named = env[OPERATOR_VARIABLE]?.trim() || env.USER?.trim() || env.LOGNAME?.trim();
+  if (named) return named;
+  process.stderr.write(
+    `atmr-dr: your identity could not be read (${why}; ${OPERATOR_VARIABLE}, USER and LOGNAME unset): this change is recorded as by unknown-operator; name yourself with ${OPERATOR_VARIABLE}=NAME (killswitch and incident also take --by NAME)\n`,
+  );
+  return 'unknown-operator';
 }
 
 function print(line: string): void {
@@ -84,7 +100,7 @@ export function registerKillswitchCommands(program: Command): void {
     .option('--parameter <name>', 'SSM parameter name (default: $KILLSWITCH_PARAMETER, else the Data stack output of --env, else its config)')
     .option('--env <name>', "environment whose deployed stacks and config name the parameter (default: cdk.json's env)");
 
-  const run = async (command: KillswitchCommand, json: boolean, yes?: boolean): Promise<void> => {
+  const run = async (command: KillswitchCommand, json: boolean, yes?: boolean, by?: string): Promise<void> => {
     validateKillswitchCommand(command);
     const globals = killswitch.opts<{ parameter?: string; env?: string }>();
     const parameterName = await resolveDeployedName(DEPLOYED_NAMES.killswitchParameter, { flagValue: globals.parameter, envName: globals.env });
@@ -101,7 +117,7 @@ export function registerKillswitchCommands(program: Command): void {
       'SSM',
       action,
       () =>
-        runKillswitchCommand({ ssm, parameterName, resolveActor: () => resolveCliActor() }, command).catch((error: unknown) => {
+        runKillswitchCommand({ ssm, parameterName, resolveActor: async () => by?.trim() || resolveCliActor() }, command).catch((error: unknown) => {
           unconfirmed = sentUnconfirmed(error);
           throw error;
         }),
@@ -127,9 +143,10 @@ export function registerKillswitchCommands(program: Command): void {
     .requiredOption('--reason <text>', 'why, e.g. "OSRM down": shown to operators and in notifications')
     .option('--expires <duration>', 'revert to normal after this long (e.g. 30m, 2h, 1d)')
     .option('--yes', 'confirm without asking (required when standard input is not a terminal)')
+    .option('--by <name>', `who changes it (default: your AWS identity, else $${OPERATOR_VARIABLE}, else $USER)`)
     .option('--json', 'print the result as JSON')
-    .action(async (opts: { mode?: string; reason?: string; expires?: string; yes?: boolean; json?: boolean }) =>
-      run({ action: 'enable', mode: opts.mode, reason: opts.reason, expires: opts.expires }, Boolean(opts.json), opts.yes),
+    .action(async (opts: { mode?: string; reason?: string; expires?: string; yes?: boolean; by?: string; json?: boolean }) =>
+      run({ action: 'enable', mode: opts.mode, reason: opts.reason, expires: opts.expires }, Boolean(opts.json), opts.yes, opts.by),
     );
 
   killswitch
@@ -137,6 +154,7 @@ export function registerKillswitchCommands(program: Command): void {
     .description('return to normal')
     .option('--reason <text>', 'why')
     .option('--yes', 'confirm without asking (required when standard input is not a terminal)')
+    .option('--by <name>', `who changes it (default: your AWS identity, else $${OPERATOR_VARIABLE}, else $USER)`)
     .option('--json', 'print the result as JSON')
-    .action(async (opts: { reason?: string; yes?: boolean; json?: boolean }) => run({ action: 'disable', reason: opts.reason }, Boolean(opts.json), opts.yes));
+    .action(async (opts: { reason?: string; yes?: boolean; by?: string; json?: boolean }) => run({ action: 'disable', reason: opts.reason }, Boolean(opts.json), opts.yes, opts.by));
 }

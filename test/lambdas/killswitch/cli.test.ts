@@ -140,6 +140,31 @@ describe('atmr-dr killswitch enable / disable / status', () => {
     expect(JSON.parse(run.puts[0].input.Value as string)).toMatchObject({ mode: 'normal', reason: 'OSRM back', actor: 'alice-local', expiresAt: null });
   });
 
+  it('with STS unreachable and USER unset, records unknown-operator and says so in one stderr line, naming why and how to give a name', () => {
+    // Act
+    const run = atmrDr(['disable', '--reason', 'OSRM back', '--yes'], { raw: JSON.stringify(value({ mode: 'maintenance' })), stsFails: true }, { KILLSWITCH_PARAMETER: PARAMETER, USER: '' });
+
+    // Assert
+    expect(run.status).toBe(0);
+    expect(JSON.parse(run.puts[0].input.Value as string)).toMatchObject({ mode: 'normal', actor: 'unknown-operator' });
+    expect(run.stderr).toBe(
+      'atmr-dr: your identity could not be read (STS: Error: Could not load credentials from any providers; ATMR_OPERATOR, USER and LOGNAME unset): this change is recorded as by unknown-operator; name yourself with ATMR_OPERATOR=NAME (killswitch and incident also take --by NAME)\n',
+    );
+  });
+
+  it('with STS unreachable, records the operator ATMR_OPERATOR or --by names, without a warning', () => {
+    // Act
+    const maintenance = { raw: JSON.stringify(value({ mode: 'maintenance' })), stsFails: true };
+    const named = atmrDr(['disable', '--reason', 'OSRM back', '--yes'], maintenance, { KILLSWITCH_PARAMETER: PARAMETER, USER: '', ATMR_OPERATOR: 'Jean Dupont' });
+    const by = atmrDr(['enable', '--mode', 'maintenance', '--reason', 'OSRM down', '--by', 'Marie', '--yes'], { stsFails: true }, { KILLSWITCH_PARAMETER: PARAMETER, USER: '' });
+
+    // Assert
+    expect([named, by].map((run) => [run.status, JSON.parse(run.puts[0].input.Value as string).actor, run.stderr])).toEqual([
+      [0, 'Jean Dupont', ''],
+      [0, 'Marie', ''],
+    ]);
+  });
+
   it('takes --parameter first, then KILLSWITCH_PARAMETER, then the config (cdk.json)', () => {
     const names = [
       atmrDr(['--parameter', '/other/killswitch', 'status']),
