@@ -222,7 +222,7 @@ export function registerRestoreCommands(program: Command): void {
   withBucketOptions(ownsStopSignals(program.command('restore-test')))
     .description('the runbook\'s test_backup_restore: back up PGDATABASE (under restore-tests/, never anybody\'s latest), restore into a scratch database, verify row counts and point in time, drop it; reports RTO and RPO. Writes nothing to PGDATABASE')
     .option('--tier <tier>', 'tier of the backup the test takes', 'hourly')
-    .option('--critical-query <sql...>', 'queries that must succeed on the restored copy (the defaults are skipped when their table is absent, a query given here is not)', [...defaults.criticalQueries])
+    .option('--critical-query <sql...>', 'queries that must succeed on the restored copy (the defaults are skipped when their table is absent, a query given here is not; a test where none ran fails)', [...defaults.criticalQueries])
     .option('--rto-objective <seconds>', 'recovery time objective', String(defaults.rtoObjectiveSeconds))
     .option('--rpo-objective <seconds>', 'recovery point objective', String(defaults.rpoObjectiveSeconds))
     .option('--database-secret <arn>', 'read the connection from this Secrets Manager secret instead of PG* variables')

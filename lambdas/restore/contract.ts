@@ -16,7 +16,7 @@ export const RESTORE_TEST_DEFAULTS = {
   rpoObjectiveSeconds: 900,
   /** Recovery time objective in seconds (runbook: 30 minutes). */
   rtoObjectiveSeconds: 1800,
-  /** Queries that must succeed on the restored database (these defaults alone are skipped when their table is absent). */
+  /** Queries that must succeed on the restored database (these defaults alone are skipped when their table is absent; a test where all were skipped fails). */
   criticalQueries: ['SELECT COUNT(*) FROM company', 'SELECT COUNT(*) FROM booking'] as readonly string[],
 } as const;
 

@@ -71,7 +71,7 @@ export interface RestoreTestOptions {
   readonly tier: BackupTier;
   /** Without takeBackup: the database whose latest backup is restored. */
   readonly database?: string;
-  /** Must succeed on the restored copy; only a default query (RESTORE_TEST_DEFAULTS) whose table does not exist is skipped. */
+  /** Must succeed on the restored copy; only a default query (RESTORE_TEST_DEFAULTS) whose table does not exist is skipped, and not all of them: a test none of whose queries ran fails. */
   readonly criticalQueries: readonly string[];
   readonly rtoObjectiveSeconds: number;
   readonly rpoObjectiveSeconds: number;
@@ -212,6 +212,11 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
     steps.verifySeconds = roundSeconds(restored.timings.verifySeconds);
     const rtoSeconds = roundSeconds(restored.rtoSeconds);
     partial = { ...partial, rtoSeconds, rtoMet: rtoSeconds <= options.rtoObjectiveSeconds, tablesRestored: restored.tablesRestored, rowsRestored: restored.rowsRestored };
+    // A restore of no table succeeds and proves nothing: a test pointed at the wrong database (or
+    // an empty one) would report green every night.
+    if (restored.tablesRestored === 0) {
+      throw new OperatorError(`the backup of ${manifest.database} holds no table: the test is pointed at an empty or wrong database; check PGDATABASE / the configured database`);
+    }
 
     await timed('checks', () =>
       withClient(deps.target, scratch, async (client) => {
@@ -239,6 +244,14 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
         }
       }, true),
     );
+    // The defaults are skipped where their table is absent; when none of the queries ran, the test
+    // proved no critical data, as a test of the wrong database would.
+    const skipped = criticalQueries.filter((q) => q.status === 'skipped');
+    if (skipped.length > 0 && skipped.length === criticalQueries.length) {
+      throw new OperatorError(
+        `no critical query ran on the restored copy of ${manifest.database} (skipped, no such table: ${skipped.map((q) => q.sql).join('; ')}): the test proved no critical data; point it at the right database, or set restoreTest.criticalQueries in cdk.json / --critical-query`,
+      );
+    }
   } catch (e) {
     const failure = asOperatorError(e);
     error = oneLine(failure);

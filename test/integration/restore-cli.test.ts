@@ -837,6 +837,20 @@ describe('atmr-dr restore-test', () => {
     expect(databasesLike(cluster, report.scratchDatabase)).toEqual([]);
   });
 
+  it('FAILS, exit 1, on a database with no table (pointed at the wrong one): one line naming it and the fix; no scratch database left', async () => {
+    const empty = uniqueDatabaseName('rcli_empty');
+    psql(cluster, 'postgres', `CREATE DATABASE ${empty}`);
+
+    const run = await atmrDr(['restore-test'], env({ PGDATABASE: empty }));
+
+    const problem = `the backup of ${empty} holds no table: the test is pointed at an empty or wrong database; check PGDATABASE / the configured database`;
+    expect(run.status).toBe(1);
+    expect(run.stdout).toMatch(new RegExp(`^restore test FAILED: ${problem}\n  backup: restore-tests/`));
+    expect(run.stderr).toBe(`atmr-dr: restore test failed: ${problem}\n`);
+    const scratch = /^ {2}scratch database (\S+) dropped: true$/m.exec(run.stdout)![1];
+    expect(databasesLike(cluster, scratch)).toEqual([]);
+  });
+
   it('without AWS credentials, exits 2 with the credentials line, as every other command does, and the scratch database never made', async () => {
     // Arrange: no credentials anywhere the SDK looks (variables, files, the EC2 metadata service)
     const noCredentials = { ...env({ PGDATABASE: source }), AWS_CONFIG_FILE: '/nonexistent', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent', AWS_EC2_METADATA_DISABLED: 'true' };

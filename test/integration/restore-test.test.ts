@@ -236,6 +236,35 @@ describe('restore test (test_backup_restore, automated)', () => {
     expect(report.steps.cleanupSeconds).toBeUndefined();
   });
 
+  it('fails a test that restored no table (an empty or wrong database): one line naming the database and the fix, no scratch database left', async () => {
+    const empty = uniqueDatabaseName('rtest_empty');
+    psql(cluster, 'postgres', `CREATE DATABASE ${empty}`);
+
+    const report = await runRestoreTest(deps({ source: { ...source, database: empty } }), OPTIONS);
+
+    expect(report.ok).toBe(false);
+    expect(report.error).toBe(`the backup of ${empty} holds no table: the test is pointed at an empty or wrong database; check PGDATABASE / the configured database`);
+    expect(report.tablesRestored).toBe(0);
+    expectNoScratchLeft(report.scratchDatabase);
+  });
+
+  it('fails a test whose critical queries were all skipped (their tables absent): it proved no critical data', async () => {
+    // Tables, but none the default queries read: the fixture's leaf tables without company.
+    const other = uniqueDatabaseName('rtest_other');
+    psql(cluster, 'postgres', `CREATE DATABASE ${other}`);
+    psql(cluster, other, FIXTURE_SQL);
+
+    const report = await runRestoreTest(deps({ source: { ...source, database: other } }), OPTIONS);
+
+    expect(report.ok).toBe(false);
+    expect(report.error).toBe(
+      `no critical query ran on the restored copy of ${other} (skipped, no such table: SELECT COUNT(*) FROM company; SELECT COUNT(*) FROM booking): the test proved no critical data; point it at the right database, or set restoreTest.criticalQueries in cdk.json / --critical-query`,
+    );
+    expect(report.criticalQueries.map((q) => q.status)).toEqual(['skipped', 'skipped']);
+    expect(report.tablesRestored).toBeGreaterThan(0);
+    expectNoScratchLeft(report.scratchDatabase);
+  });
+
   it('reports the scratch database as created and dropped after a restore', async () => {
     const report = await runRestoreTest(deps(), { ...OPTIONS, criticalQueries: [] });
 

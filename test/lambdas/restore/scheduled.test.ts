@@ -164,6 +164,24 @@ describe('scheduled restore test', () => {
     expect((await readJson(reportKey)).ok).toBe(false);
   });
 
+  it('reports a failed test (metric 0, so its alarm pages) when the backup of the configured database holds no table', async () => {
+    const empty = uniqueDatabaseName('sched_empty');
+    psql(cluster, 'postgres', `CREATE DATABASE ${empty}`);
+    await writeFixtureBackup(s3, localS3.bucket, cluster, empty, { tier: 'daily' });
+    const metrics = recordingMetrics();
+
+    const { report, reportKey } = await runScheduledRestoreTest(
+      { s3, secretsManager: new SecretsManagerClient({ region: 'eu-west-3' }), metrics },
+      loadRestoreTestSettings(settingsEnv({ [RESTORE_TEST_ENV.database]: empty })),
+    );
+
+    expect(report.ok).toBe(false);
+    expect(report.error).toBe(`the backup of ${empty} holds no table: the test is pointed at an empty or wrong database; check PGDATABASE / the configured database`);
+    expect(metrics.recorded.RestoreTestSuccess).toBe(0);
+    expect((await readJson(reportKey)).ok).toBe(false);
+    expect(databaseExists(cluster, report.scratchDatabase)).toBe(false);
+  });
+
   it('fails clearly when the target secret cannot be read', async () => {
     secretsManager.reset();
     secretsManager.on(GetSecretValueCommand).rejects(Object.assign(new Error('denied'), { name: 'AccessDeniedException' }));
