@@ -4,7 +4,7 @@ import type { RestoreResult } from '../../lambdas/restore/restore';
 import type { RestoreTestReport } from '../../lambdas/restore/restore-test';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { durationSeconds } from '../../lambdas/shared/duration';
-import { countOf, formatAge } from '../../lambdas/shared/format';
+import { backupAgeSeconds, countOf, takenAgo } from '../../lambdas/shared/format';
 import { quoteIdent, reopenDatabaseStatement } from '../../lambdas/shared/postgres';
 import { loadStatus, stderrProgress } from './progress';
 import { ConfirmationInterrupted, confirmer } from './confirm';
@@ -171,8 +171,7 @@ export function registerRestoreCommands(program: Command): void {
             // nothing created yet.
             confirm: opts.iUnderstandThisOverwritesProduction
               ? async ({ manifestKey, manifest }) => {
-                  const age = formatAge((Date.now() - Date.parse(manifest.startedAt)) / 1000);
-                  const question = `restore ${manifestKey} (backup started ${manifest.startedAt}, ${age} ago) over database "${target}" on ${connection.host}:${connection.port}, ${opts.dropReplaced ? 'erasing what it holds' : 'replacing what it holds (kept beside it under another name)'}`;
+                  const question = `restore ${manifestKey} (backup ${takenAgo(manifest.startedAt)}) over database "${target}" on ${connection.host}:${connection.port}, ${opts.dropReplaced ? 'erasing what it holds' : 'replacing what it holds (kept beside it under another name)'}`;
                   const confirmed = await confirmer(opts.yes)(question, target, interrupt.signal).catch((error: unknown) => {
                     // Ctrl-C at the prompt (confirm.ts): the restore's own line, which names the target.
                     if (!(error instanceof ConfirmationInterrupted)) throw error;
@@ -334,13 +333,13 @@ function restoreTestJson(report: RestoreTestReport) {
 
 function restoreJson(result: RestoreResult) {
   const { manifest, ...rest } = result;
-  return { ok: true, ...rest, database: manifest.database, backupStartedAt: manifest.startedAt };
+  return { ok: true, ...rest, database: manifest.database, backupStartedAt: manifest.startedAt, backupAgeSeconds: backupAgeSeconds(manifest.startedAt) };
 }
 
 function restoreText(result: RestoreResult): string {
   const t = result.timings;
   return [
-    `restored ${result.manifestKey} (${result.object.format}) into ${result.targetDb}${result.replaced ? ' (replaced)' : ''}: ${countOf(result.tablesRestored, 'table')}, ${countOf(result.rowsRestored, 'row')}, row counts match the manifest`,
+    `restored ${result.manifestKey} (${result.object.format}, ${takenAgo(result.manifest.startedAt)}) into ${result.targetDb}${result.replaced ? ' (replaced)' : ''}: ${countOf(result.tablesRestored, 'table')}, ${countOf(result.rowsRestored, 'row')}, row counts match the manifest`,
     // What the target held until now (what was written since the backup too) is the operator's way back: named with its DROP.
     ...(result.replacedKeptAs === null
       ? []

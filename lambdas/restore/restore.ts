@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupManifest } from '../shared/manifest';
+import { takenAgo } from '../shared/format';
 import { boundText, type PgConnection, type ReadBounds } from '../shared/pg-connection';
 import { isRefusedStatement, READ_ONLY_SQL_TRANSACTION, sqlState } from '../shared/pg-errors';
 import { dropDatabaseStatement, quoteIdent } from '../shared/postgres';
@@ -204,6 +205,9 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // restore first: a target missing because its data sits under `_old_` must not be recreated.
     await checkLeftovers(await admin.client(), deps.connection, maintenance, target, warn);
     await checkTarget(await admin.client(), deps.connection, target, options);
+    // Which backup, and how old, once the checks passed and before anything is downloaded: `latest`
+    // may be days old, or already after the damage.
+    log(`backup: ${manifestKey}, ${takenAgo(manifest.startedAt)}`);
     await deps.confirm?.({ manifestKey, manifest });
 
     // 3. Download and verify.

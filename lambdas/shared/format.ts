@@ -20,6 +20,20 @@ export function formatAge(seconds: number): string {
   return seconds < 3600 ? `${Math.round(seconds / 60)} min` : seconds < 172800 ? `${(seconds / 3600).toFixed(1)} h` : `${Math.round(seconds / 86400)} d`;
 }
 
+/**
+ * "taken 2026-11-28T08:00:00.000Z, 7 d ago": when a backup was taken (its manifest's startedAt) and
+ * how old it is, on every line that names the backup a restore restores: `latest` may be days old,
+ * or already after the damage.
+ */
+export function takenAgo(startedAt: string, nowMs = Date.now()): string {
+  return `taken ${startedAt}, ${formatAge(backupAgeSeconds(startedAt, nowMs))} ago`;
+}
+
+/** Whole seconds since the backup started (its manifest's startedAt). */
+export function backupAgeSeconds(startedAt: string, nowMs = Date.now()): number {
+  return Math.round((nowMs - Date.parse(startedAt)) / 1000);
+}
+
 /** Seconds to the millisecond, for reports: 0.096 rather than 0.09633967699999997. */
 export function roundSeconds(seconds: number): number {
   return Math.round(seconds * 1000) / 1000;

@@ -102,9 +102,34 @@ describe('atmr-dr restore', () => {
 
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
-    expect(run.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom\\) into ${target}: 1 table, 500 rows, row counts match the manifest$`, 'm'));
+    expect(run.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom, taken \\S+, [^)]+ ago\\) into ${target}: 1 table, 500 rows, row counts match the manifest$`, 'm'));
     expect(run.stdout).toMatch(/^download \d+\.\d s, restore \d+\.\d s, verify \d+\.\d s, swap \d+\.\d s; RTO \d+\.\d s$/m);
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+  });
+
+  it('says which backup it restores and how old it is: on stderr before the download, in the result line, and in --json', async () => {
+    // Arrange: the only backup of a database is a week old
+    const old = uniqueDatabaseName('rcli_weekold');
+    psql(cluster, 'postgres', `CREATE DATABASE ${old}`);
+    psql(cluster, old, 'CREATE TABLE company (id int); INSERT INTO company VALUES (1);');
+    const backup = await writeFixtureBackup(s3, localS3.bucket, cluster, old, { tier: 'daily', startedAt: new Date(Date.now() - 7 * 86400_000) });
+    const taken = `taken ${backup.manifest.startedAt}, 7 d ago`;
+
+    // Act
+    const target = uniqueDatabaseName('rcli_weekold_t');
+    const run = await atmrDr(['restore', 'latest', '--target-db', target, '--progress'], env({ PGDATABASE: old }));
+    const json = await atmrDr(['restore', 'latest', '--target-db', uniqueDatabaseName('rcli_weekold_j'), '--json'], env({ PGDATABASE: old }));
+
+    // Assert: the line naming the backup comes before the download's
+    expect(run.status).toBe(0);
+    const lines = run.stderr.split('\n');
+    const named = lines.indexOf(`backup: ${backup.manifestKey}, ${taken}`);
+    expect(named).toBeGreaterThanOrEqual(0);
+    expect(named).toBeLessThan(lines.findIndex((line) => line.startsWith('download:')));
+    expect(run.stdout.split('\n')[0]).toBe(`restored ${backup.manifestKey} (custom, ${taken}) into ${target}: 1 table, 1 row, row counts match the manifest`);
+    expect(json.status).toBe(0);
+    expect(JSON.parse(json.stdout)).toEqual(expect.objectContaining({ backupStartedAt: backup.manifest.startedAt, backupAgeSeconds: expect.any(Number) }));
+    expect(Math.abs(JSON.parse(json.stdout).backupAgeSeconds - 7 * 86400)).toBeLessThan(120);
   });
 
   it('with PGDATABASE exported but empty, restores a manifest key as with PGDATABASE unset (libpq reads an empty variable as unset)', async () => {
@@ -114,7 +139,7 @@ describe('atmr-dr restore', () => {
 
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
-    expect(run.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom\\) into ${target}: 1 table, 500 rows, row counts match the manifest$`, 'm'));
+    expect(run.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom, taken \\S+, [^)]+ ago\\) into ${target}: 1 table, 500 rows, row counts match the manifest$`, 'm'));
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
   });
 
@@ -133,7 +158,7 @@ describe('atmr-dr restore', () => {
       const status = await run.exited;
 
       // Assert: ended by the signal (well before the hold's end), with the restore's own code
-      expect(run.stdout()).toMatch(new RegExp(`^restored ${manifestKey.replace(/[.]/g, '\\.')} \\(custom\\) into ${target}: 1 table, 500 rows, row counts match the manifest\n`));
+      expect(run.stdout()).toMatch(new RegExp(`^restored ${manifestKey.replace(/[.]/g, '\\.')} \\(custom, taken \\S+, [^)]+ ago\\) into ${target}: 1 table, 500 rows, row counts match the manifest\n`));
       expect(run.stderr()).toBe('atmr-dr: received SIGTERM after the command had finished its work: nothing left to stop\n');
       expect(status).toBe(0);
       expect(Date.now() - signalled).toBeLessThan(10_000);
@@ -215,7 +240,7 @@ describe('atmr-dr restore', () => {
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
     const [kept] = databasesLike(cluster, `${target}_`);
     expect(kept).toMatch(new RegExp(`^${target}_old_[0-9a-f]{8}_[0-9a-z]{10}$`));
-    expect(run.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom\\) into ${target} \\(replaced\\): 1 table, 500 rows, row counts match the manifest$`, 'm'));
+    expect(run.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom, taken \\S+, [^)]+ ago\\) into ${target} \\(replaced\\): 1 table, 500 rows, row counts match the manifest$`, 'm'));
     const line = `what ${target} held before this restore is kept as database ${kept}; once it is no longer needed: DROP DATABASE "${kept}"`;
     expect(run.stdout.split('\n')).toContain(line);
     expect(psql(cluster, kept, 'SELECT count(*) FROM keep_me WHERE id = 4')).toBe('1');
@@ -264,7 +289,7 @@ describe('atmr-dr restore', () => {
       expect(refused.status).toBe(2);
       expect(databaseDigest(cluster, target)).toBe(before);
       expect(restored.stderr).toBe('');
-      expect(restored.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom\\) into ${latest}:`, 'm'));
+      expect(restored.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom, taken \\S+, [^)]+ ago\\) into ${latest}:`, 'm'));
       expect(databaseDigest(cluster, latest)).toBe(sourceDigest);
     } finally {
       await secrets.stop();
@@ -280,7 +305,7 @@ describe('atmr-dr restore', () => {
     expect(run.status).toBe(2);
     expect(run.stderr).toMatch(
       new RegExp(
-        `^atmr-dr: restore ${manifestKey} \\(backup started ${manifest.startedAt.replaceAll('.', '\\.')}, \\d+ min ago\\) over database "${target}" on ${cluster.host}:${cluster.port}, replacing what it holds \\(kept beside it under another name\\) needs confirmation: standard input is not a terminal; pass --yes to confirm\n$`,
+        `^atmr-dr: restore ${manifestKey} \\(backup taken ${manifest.startedAt.replaceAll('.', '\\.')}, \\d+ min ago\\) over database "${target}" on ${cluster.host}:${cluster.port}, replacing what it holds \\(kept beside it under another name\\) needs confirmation: standard input is not a terminal; pass --yes to confirm\n$`,
       ),
     );
     expect(run.stdout).toBe('');
@@ -299,7 +324,7 @@ describe('atmr-dr restore', () => {
     const damaged = databaseDigest(cluster, prod);
     const temp = fs.mkdtempSync(path.join(os.tmpdir(), 'rcli-confirm-'));
     const args = ['restore', 'latest', '--target-db', prod, '--force', '--i-understand-this-overwrites-production'];
-    const prompt = `restore ${backup.manifestKey} (backup started ${backup.manifest.startedAt}, 3.0 h ago) over database "${prod}" on ${cluster.host}:${cluster.port}, replacing what it holds (kept beside it under another name): type ${prod} to confirm: `;
+    const prompt = `restore ${backup.manifestKey} (backup taken ${backup.manifest.startedAt}, 3.0 h ago) over database "${prod}" on ${cluster.host}:${cluster.port}, replacing what it holds (kept beside it under another name): type ${prod} to confirm: `;
     try {
       // Act
       const declined = await atmrDrAtTerminal(args, env({ PGDATABASE: prod, TMPDIR: temp }), 'y');
@@ -616,7 +641,7 @@ describe('atmr-dr restore', () => {
         // Assert: B restored, said nothing of A's staging database, which is still there and loading
         expect(b.status).toBe(0);
         expect(b.stderr).toBe('');
-        expect(b.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom\\) into ${hourly}: 1 table, 500 rows, row counts match the manifest$`, 'm'));
+        expect(b.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom, taken \\S+, [^)]+ ago\\) into ${hourly}: 1 table, 500 rows, row counts match the manifest$`, 'm'));
         expect(databaseExists(cluster, stagingA)).toBe(true);
         expect(psql(cluster, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE datname = '${stagingA}' AND application_name = 'atmr-dr'`)).toBe('1');
 
@@ -624,7 +649,7 @@ describe('atmr-dr restore', () => {
         await holder.end();
         expect(await a.exited).toBe(0);
         expect(a.stderr()).toBe('');
-        expect(a.stdout()).toMatch(new RegExp(`^restored ${manifestKey} \\(custom\\) into ${daily}: 1 table, 500 rows, row counts match the manifest$`, 'm'));
+        expect(a.stdout()).toMatch(new RegExp(`^restored ${manifestKey} \\(custom, taken \\S+, [^)]+ ago\\) into ${daily}: 1 table, 500 rows, row counts match the manifest$`, 'm'));
         expect(databaseDigest(cluster, daily)).toBe(sourceDigest);
         expect(databaseDigest(cluster, hourly)).toBe(sourceDigest);
         expect(databasesLike(cluster, daily.slice(0, 40))).toEqual([daily, hourly]);
@@ -649,7 +674,7 @@ describe('atmr-dr restore', () => {
       // Assert
       expect(run.status).toBe(0);
       expect(run.stderr).toBe('');
-      expect(run.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom\\) into ${hourly}: 1 table, 500 rows, row counts match the manifest$`, 'm'));
+      expect(run.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom, taken \\S+, [^)]+ ago\\) into ${hourly}: 1 table, 500 rows, row counts match the manifest$`, 'm'));
       expect(databaseDigest(cluster, hourly)).toBe(sourceDigest);
       expect(databaseDigest(cluster, old)).toBe(before);
       // daily's own restore still finds it, and refuses with the rename that puts it back.
@@ -673,7 +698,7 @@ describe('atmr-dr restore', () => {
       // Assert
       expect(run.status).toBe(0);
       expect(run.stderr).toBe('');
-      expect(run.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom\\) into ${target}: 1 table, 500 rows, row counts match the manifest$`, 'm'));
+      expect(run.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom, taken \\S+, [^)]+ ago\\) into ${target}: 1 table, 500 rows, row counts match the manifest$`, 'm'));
       expect(databaseDigest(cluster, target)).toBe(sourceDigest);
       expect(databaseDigest(cluster, aside)).toBe(before);
     });
@@ -699,7 +724,7 @@ describe('atmr-dr restore', () => {
     expect(psql(cluster, target, contents)).toBe('1 1 1 kept');
     expect(databasesLike(cluster, target)).toEqual([target]);
     expect(intoEmpty.status).toBe(0);
-    expect(intoEmpty.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom\\) into ${empty} \\(replaced\\): 1 table, 500 rows, row counts match the manifest$`, 'm'));
+    expect(intoEmpty.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom, taken \\S+, [^)]+ ago\\) into ${empty} \\(replaced\\): 1 table, 500 rows, row counts match the manifest$`, 'm'));
   });
 
   itWithSmallDisk('a TMPDIR that fills up during the download: one line saying the local disk is full, with TMPDIR, the sizes and the fix, not S3 rights; exit 1, nothing created', async () => {

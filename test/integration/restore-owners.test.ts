@@ -257,7 +257,7 @@ describe('a role that may not give the objects to their owners', () => {
     // Assert
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
-    expect(run.stdout).toMatch(/^restored daily\/\S+ \(custom\) into app_no_owner: 2 tables, 320 rows, row counts match the manifest$/m);
+    expect(run.stdout).toMatch(/^restored daily\/\S+ \(custom, taken \S+, [^)]+ ago\) into app_no_owner: 2 tables, 320 rows, row counts match the manifest$/m);
     expect(databaseOwner('app_no_owner')).toBe('restorer');
     expect(owners('app_no_owner')).toBe('booking:restorer,rider:restorer');
   }, 60_000);
