@@ -1008,8 +1008,11 @@ class Session {
               return { outcome: 'undone', detail: `${describeEndpoint(settings.endpoint)} set back to ${previous}` };
             }
             if (backOnOld(current, previous)) {
-              // Set back by hand after an undo found it elsewhere: tasks may have read that value.
-              if (endpoint.state === 'undo-failed') endpointSetBack = true;
+              // Back on the old instance while the step is outstanding: set back by hand, or by an
+              // earlier undo whose mark was refused (or, journaled only as started, maybe never
+              // switched). Tasks may have read the copy's value meanwhile: they restart before users
+              // are let in, at the cost of a redeploy that may not have been needed.
+              endpointSetBack = true;
               return { outcome: 'undone', detail: `${describeEndpoint(settings.endpoint)} still ${current}: nothing to set back` };
             }
             // Another value (an RDS Proxy or a CNAME that may reach the copy): never taken for production

@@ -2016,6 +2016,32 @@ describe('an interrupted cutover', () => {
     expect((await getRecovery(deps().store, id)).journal!.every((e) => e.state === 'undone')).toBe(true);
   });
 
+  it('--undo of a cutover killed after its endpoint switch, every write after the lease refused (throttling to the end): the endpoint is set back unmarked, and the next --undo redeploys the services before giving the killswitch back', async () => {
+    // Arrange: killed once the endpoint step is journaled done, before the redeploy
+    const { id } = await killedCutover(6);
+    const throttled = () => Promise.reject(Object.assign(new Error('Throughput exceeds the current capacity of your table'), { name: 'ProvisionedThroughputExceededException' }));
+    let writes = 0;
+    const ddb = {
+      send: (command: unknown) => {
+        if (command instanceof UpdateCommand && ++writes >= 2) return throttled();
+        return dynamo.ddb.send(command as UpdateCommand);
+      },
+    } as unknown as DynamoDBDocumentClient;
+    const first = await undoCutover(deps({ ...stale, store: { ddb, tableName: dynamo.tableName } }), id, settings(), 'bob');
+    expect(first.steps.find((s) => s.step === CUTOVER_STEPS.endpoint)).toMatchObject({ outcome: 'undo-failed', detail: expect.stringMatching(/its journal mark was not saved/) });
+    expect(killswitchNow().mode).toBe('maintenance');
+    const before = ecs.commandCalls(UpdateServiceCommand).length;
+
+    // Act: the endpoint is back on the old instance, its step still journaled done
+    const second = await undoCutover(deps({ now: later((LEASE_SECONDS * 3 + 60) * 1000) }), id, settings(), 'carol');
+
+    // Assert: tasks that read the copy's endpoint are restarted before users are let in
+    expect(ecs.commandCalls(UpdateServiceCommand).length - before).toBeGreaterThan(0);
+    expect(second.steps.find((s) => s.step === CUTOVER_STEPS.redeploy)).toMatchObject({ outcome: 'undone' });
+    expect(killswitchNow().mode).toBe('normal');
+    expect((await getRecovery(deps().store, id)).journal!.every((e) => e.state === 'undone')).toBe(true);
+  });
+
   it('a live lease refuses a second operator (resume, undo or a new cutover) naming who holds it; it goes stale after LEASE_SECONDS', async () => {
     const { id } = await killedCutover(6);
     const held = /is being cut over by alice \(pid 4242 on laptop\) \(lease live until .*\): wait for them; if that process is dead, its lease goes stale at/;
