@@ -747,6 +747,7 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
         // be told, after the blame and its advice (awaitOtherRun), or after S3's NoSuchUpload.
         if (lost?.unread === undefined) fail(refused);
         else if (refused instanceof LostWriteError) fail(new LostWriteError(refused.message, undefined, unreadOwnWrite(sink.key, lost.unread)));
+        else if (isNoSuchUpload(error)) fail(new OperatorError(abortedUpload(sink.key, deps.bucket, lost.unread)));
         else fail(new OperatorError(`${refused.message}; ${unreadOwnWrite(sink.key, lost.unread)}`, refused.exitCode));
       },
     ),
@@ -1122,11 +1123,24 @@ function tierWriteFailure(what: string, key: string, bucket: string, error: unkn
       // A retried CompleteMultipartUpload whose key holds no object of this run (ownDumpWrite): the
       // upload this run started is gone, so the bucket and the rights work; something else aborted it
       // (an operator, a lifecycle rule on incomplete uploads, a script).
-      if ((error as { name?: string } | undefined)?.name === 'NoSuchUpload') {
-        return new OperatorError(`S3 no longer knows the multipart upload of ${key} in bucket ${bucket} (NoSuchUpload): something other than this run aborted it (a person, a script, a lifecycle rule on incomplete uploads); run the backup again`);
-      }
+      if (isNoSuchUpload(error)) return new OperatorError(abortedUpload(key, bucket));
       return s3Failure(what, bucket, error);
   }
+}
+
+const isNoSuchUpload = (error: unknown): boolean => (error as { name?: string } | undefined)?.name === 'NoSuchUpload';
+
+/**
+ * The line of a CompleteMultipartUpload answered NoSuchUpload with no object of this run's at the
+ * key: something else aborted the upload. When the HeadObject that looks for the run's own object
+ * failed (`unread`), the upload may as well have been completed by this run with its answer lost:
+ * both are said, and why it could not be told.
+ */
+function abortedUpload(key: string, bucket: string, unread?: unknown): string {
+  const known = `S3 no longer knows the multipart upload of ${key} in bucket ${bucket} (NoSuchUpload)`;
+  const who = '(a person, a script, a lifecycle rule on incomplete uploads)';
+  if (unread === undefined) return `${known}: something other than this run aborted it ${who}; run the backup again`;
+  return `${known}: something other than this run aborted it ${who}, or this run completed it and lost the answer; run the backup again; ${unreadOwnWrite(key, unread)}`;
 }
 
 /**

@@ -404,6 +404,42 @@ describe('backup objects are written once (integration, real pg_dump + s3rver)',
     }
   });
 
+  it('a multipart .dump whose CompleteMultipartUpload landed (answer lost), whose retry met NoSuchUpload and whose HeadObject S3 refused: the line says both causes (aborted by something else, or completed with the answer lost) and the right to grant', async () => {
+    // Arrange: the first completion lands, its answer lost; the retry is answered NoSuchUpload; HEAD refused
+    const cluster = testCluster();
+    let lost = 0;
+    const conditional = await startConditionalS3(s3, undefined, (key) => key.endsWith('.dump') && lost++ === 0);
+    let completions = 0;
+    const refusing = await startRefusingS3(
+      { ...s3, endpoint: conditional.endpoint },
+      (method, url) => method === 'POST' && url.searchParams.has('uploadId') && url.pathname.endsWith('.dump') && completions++ > 0,
+      404,
+      'NoSuchUpload',
+    );
+    const heads = await startRefusingS3({ ...s3, endpoint: refusing.endpoint }, (method, url) => method === 'HEAD' && url.pathname.endsWith('.dump'), 403, 'AccessDenied');
+    const client = createS3Client({ ...s3.env, AWS_ENDPOINT_URL_S3: heads.endpoint });
+
+    try {
+      // Act
+      const run = runBackup(
+        { s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: cluster.user, database }, otherRunWaitMs: 1000 },
+        { tier: 'hourly', formats: ['custom'] },
+      );
+
+      // Assert: not "something else aborted it" alone, when the object may be this run's own
+      await expect(run).rejects.toThrow(
+        new RegExp(
+          `\\(NoSuchUpload\\): something other than this run aborted it \\(a person, a script, a lifecycle rule on incomplete uploads\\), or this run completed it and lost the answer; run the backup again; it may instead be this run's own write: looking at it \\(HeadObject\\) failed \\(.*\\): grant s3:GetObject on hourly/${database}_backup_\\*\\.dump$`,
+        ),
+      );
+      expect([lost, completions]).toEqual([1, 2]);
+    } finally {
+      await heads.stop();
+      await refusing.stop();
+      await conditional.stop();
+    }
+  });
+
   it('a refused multipart .dump whose key holds another run\'s object of the same size (another run token) is not taken for its own: the run blames the other run, and reads no body', async () => {
     // Arrange: the first completion's answer is lost; before the retry reaches S3, the object at the
     // key becomes another run's: the same bytes, so the same size, under another run token
