@@ -884,9 +884,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     try {
       const failed = await run(twoEnvironments.launcher, ['recover', 'cutover', id, '--yes'], env);
 
-      // First the notice of where the name came from (the stack could not be read), then the one failure line.
       expect(failed.stderr).toBe(
-        `atmr-dr: using the killswitch parameter ${KILLSWITCH} from cdk.json (environment example), not the deployed stack's output: CloudFormation did not answer: Error: connect ECONNREFUSED 127.0.0.1:9\n` +
         `atmr-dr: recover cutover: killswitch: parameter ${KILLSWITCH} does not exist in eu-west-3: pass --parameter / KILLSWITCH_PARAMETER with the right name; nothing was changed; without --env this is cdk.json's default environment "example": for another, --env NAME (example, prod)\n`,
       );
       expect(failed.status).toBe(2);
