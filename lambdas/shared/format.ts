@@ -26,7 +26,10 @@ export function formatAge(seconds: number): string {
  * or already after the damage.
  */
 export function takenAgo(startedAt: string, nowMs = Date.now()): string {
-  return `taken ${startedAt}, ${formatAge(backupAgeSeconds(startedAt, nowMs))} ago`;
+  const age = backupAgeSeconds(startedAt, nowMs);
+  // A backup "taken" after now: one of the two clocks is wrong, which an age of "-5 min" would hide.
+  if (age < -60) return `taken ${startedAt}, ${formatAge(-age)} in the future: this machine's clock or the backup writer's is wrong`;
+  return `taken ${startedAt}, ${formatAge(Math.max(0, age))} ago`;
 }
 
 /** Whole seconds since the backup started (its manifest's startedAt). */

@@ -1,0 +1,21 @@
+import { takenAgo } from '../../../lambdas/shared/format';
+
+describe('takenAgo: when a restored backup was taken, and how old it is', () => {
+  const now = Date.parse('2026-12-05T10:00:00.000Z');
+
+  it('says the age of a backup taken in the past', () => {
+    // Arrange / Act / Assert
+    expect(takenAgo('2026-11-28T10:00:00.000Z', now)).toBe('taken 2026-11-28T10:00:00.000Z, 7 d ago');
+    expect(takenAgo('2026-12-05T09:48:00.000Z', now)).toBe('taken 2026-12-05T09:48:00.000Z, 12 min ago');
+  });
+
+  it('says a backup "taken" more than a minute after now is in the future, and that a clock is wrong, not a negative age', () => {
+    // Arrange / Act / Assert
+    expect(takenAgo('2026-12-05T12:00:00.000Z', now)).toBe("taken 2026-12-05T12:00:00.000Z, 2.0 h in the future: this machine's clock or the backup writer's is wrong");
+  });
+
+  it('takes a few seconds ahead (clocks within a minute) as just taken', () => {
+    // Arrange / Act / Assert
+    expect(takenAgo('2026-12-05T10:00:20.000Z', now)).toBe('taken 2026-12-05T10:00:20.000Z, 0 min ago');
+  });
+});
