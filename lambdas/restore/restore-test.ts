@@ -6,7 +6,7 @@ import { baseChildEnv, toolVersion } from '../backup/pg-tools';
 import { asOperatorError } from '../shared/aws-errors';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupObject } from '../shared/manifest';
-import { roundSeconds } from '../shared/format';
+import { countOf, roundSeconds } from '../shared/format';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
 import { sqlState } from '../shared/pg-errors';
 import { RESTORE_TEST_BACKUP_PREFIX, type BackupTier } from '../shared/s3-layout';
@@ -245,11 +245,13 @@ export async function runRestoreTest(deps: RestoreTestDeps, options: RestoreTest
       }, true),
     );
     // The defaults are skipped where their table is absent; when none of the queries ran, the test
-    // proved no critical data, as a test of the wrong database would.
+    // proved no critical data, as a test of the wrong database would. The tables restored are
+    // counted in the line: with some, the database may be the right one, its tables in a schema
+    // not on the search path.
     const skipped = criticalQueries.filter((q) => q.status === 'skipped');
     if (skipped.length > 0 && skipped.length === criticalQueries.length) {
       throw new OperatorError(
-        `no critical query ran on the restored copy of ${manifest.database} (skipped, no such table: ${skipped.map((q) => q.sql).join('; ')}): the test proved no critical data; point it at the right database, or set restoreTest.criticalQueries in cdk.json / --critical-query`,
+        `no critical query ran on the restored copy of ${manifest.database} (${countOf(restored.tablesRestored, 'table')} restored; skipped, no such table on the search path: ${skipped.map((q) => q.sql).join('; ')}): the test proved no critical data; point it at the right database, or set restoreTest.criticalQueries in cdk.json / --critical-query (with the schema, for tables outside the search path)`,
       );
     }
   } catch (e) {

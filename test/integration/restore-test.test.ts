@@ -258,7 +258,7 @@ describe('restore test (test_backup_restore, automated)', () => {
 
     expect(report.ok).toBe(false);
     expect(report.error).toBe(
-      `no critical query ran on the restored copy of ${other} (skipped, no such table: SELECT COUNT(*) FROM company; SELECT COUNT(*) FROM booking): the test proved no critical data; point it at the right database, or set restoreTest.criticalQueries in cdk.json / --critical-query`,
+      `no critical query ran on the restored copy of ${other} (${report.tablesRestored} tables restored; skipped, no such table on the search path: SELECT COUNT(*) FROM company; SELECT COUNT(*) FROM booking): the test proved no critical data; point it at the right database, or set restoreTest.criticalQueries in cdk.json / --critical-query (with the schema, for tables outside the search path)`,
     );
     expect(report.criticalQueries.map((q) => q.status)).toEqual(['skipped', 'skipped']);
     expect(report.tablesRestored).toBeGreaterThan(0);
