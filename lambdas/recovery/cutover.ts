@@ -1029,13 +1029,16 @@ class Session {
       const endpointLeft = endpoint !== undefined && outstanding(this.entry(CUTOVER_STEPS.endpoint) ?? endpoint);
       if (settings.ecs && !endpointLeft && (endpointSetBack || (redeploy && outstanding(redeploy)))) {
         const { clusterArn, serviceNames } = settings.ecs;
-        const entry = redeploy ?? { step: CUTOVER_STEPS.redeploy, state: 'done', startedAt: this.now().toISOString(), by: this.leaseOwner };
+        const entry: JournalEntry = redeploy ?? { step: CUTOVER_STEPS.redeploy, state: 'started', startedAt: this.now().toISOString(), by: this.leaseOwner };
         // Tasks started while the endpoint pointed at the copy read it: they all restart on the
         // previous one, and are back only once the services are stable on that deployment (the
         // cutover's own wait: its polling renews the lease and hears Ctrl-C).
         await undo(
           entry,
           async () => {
+            // Journaled before the restart: an undo killed while waiting for the services leaves the
+            // step outstanding, so the next one restarts them again before it lets users in.
+            if (!redeploy) await this.put(entry);
             const forced = await forceRedeploy(deps.ecs, clusterArn, serviceNames, deps.sleep);
             await waitStable(deps.ecs, clusterArn, forced, settings.serviceStableTimeoutSeconds ?? 900, this.polling(settings));
             return { outcome: 'undone', detail: `${serviceNames.join(', ')} redeployed and stable on the previous endpoint` };

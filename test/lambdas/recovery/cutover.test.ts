@@ -2042,6 +2042,32 @@ describe('an interrupted cutover', () => {
     expect((await getRecovery(deps().store, id)).journal!.every((e) => e.state === 'undone')).toBe(true);
   });
 
+  it('--undo killed while waiting for the services it redeploys (the endpoint already set back, the cutover killed before its own redeploy): the next --undo redeploys again before giving the killswitch back', async () => {
+    // Arrange: killed after the endpoint switch; the undo sets the endpoint back, redeploys, and dies
+    // waiting for the services to be stable (DescribeServices never answers once both are redeployed)
+    const { id } = await killedCutover(6);
+    const base = ecs.commandCalls(UpdateServiceCommand).length;
+    ecs.on(DescribeServicesCommand).callsFake((input: { services: string[] }) => {
+      if (ecs.commandCalls(UpdateServiceCommand).length >= base + 2) return new Promise(() => undefined);
+      return { services: input.services.map((serviceName) => ({ serviceName, deployments: [{ id: `${serviceName}/x`, status: 'PRIMARY', rolloutState: 'IN_PROGRESS', runningCount: 1, desiredCount: 2 }] })) };
+    });
+    void undoCutover(deps(stale), id, settings({ serviceStableTimeoutSeconds: 900 }), 'bob');
+    for (let i = 0; i < 500 && ecs.commandCalls(UpdateServiceCommand).length < base + 2; i += 1) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(ecs.commandCalls(UpdateServiceCommand).length).toBe(base + 2);
+    expect(killswitchNow().mode).toBe('maintenance');
+    fakeEcs();
+    const before = ecs.commandCalls(UpdateServiceCommand).length;
+
+    // Act: that undo is dead (its lease stale)
+    const second = await undoCutover(deps({ now: later((LEASE_SECONDS * 3 + 60) * 1000) }), id, settings(), 'carol');
+
+    // Assert: the services restarted and stable before users are let in
+    expect(ecs.commandCalls(UpdateServiceCommand).length - before).toBe(2);
+    expect(second.steps.find((s) => s.step === CUTOVER_STEPS.redeploy)).toMatchObject({ outcome: 'undone' });
+    expect(killswitchNow().mode).toBe('normal');
+    expect((await getRecovery(deps().store, id)).journal!.every((e) => e.state === 'undone')).toBe(true);
+  });
+
   it('a live lease refuses a second operator (resume, undo or a new cutover) naming who holds it; it goes stale after LEASE_SECONDS', async () => {
     const { id } = await killedCutover(6);
     const held = /is being cut over by alice \(pid 4242 on laptop\) \(lease live until .*\): wait for them; if that process is dead, its lease goes stale at/;
