@@ -748,7 +748,7 @@ describe('an AWS endpoint that accepts the connection and never answers', () => 
       [
         ['killswitch', 'status'],
         everything,
-        waiting('; without an answer within 3 s, the killswitch parameter comes from cdk.json'),
+        waiting('; without an answer within 3 s, the killswitch parameter /atmr/example/killswitch comes from cdk.json (environment example)'),
         `cannot read parameter ${CONFIG_PARAMETER}: ${unanswered('SSM', 'AWS_ENDPOINT_URL_SSM', 3)}`,
         1 + 3,
       ],

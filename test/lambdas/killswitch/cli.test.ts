@@ -16,6 +16,7 @@ interface Scenario {
   writeAfterOurs?: string;
   retriedPut?: boolean;
   stsFails?: boolean;
+  cloudFormation?: 'denied' | 'silent';
   clockShiftMs?: number;
 }
 interface SdkCall {
@@ -172,6 +173,27 @@ describe('atmr-dr killswitch enable / disable / status', () => {
     ].map((run) => run.calls[0].input.Name);
 
     expect(names).toEqual(['/other/killswitch', PARAMETER, '/atmr/example/killswitch']);
+  });
+
+  it.each([
+    ['refused (AccessDenied)', 'denied', 'CloudFormation refused: AccessDenied: User: arn:aws:sts::111111111111:assumed-role/dev/alice is not authorized to perform: cloudformation:DescribeStacks'],
+    ['silent', 'silent', 'CloudFormation did not answer: TimeoutError: Connection timed out after 3000 ms'],
+  ] as const)('CloudFormation %s: enable writes the parameter cdk.json names and says so in one stderr line, naming it and why', (_, cloudFormation, why) => {
+    // Act: no --parameter nor KILLSWITCH_PARAMETER, so the stack's output is looked up first.
+    const run = atmrDr(['enable', '--mode', 'maintenance', '--reason', 'OSRM down', '--yes'], { cloudFormation }, {});
+
+    // Assert
+    expect(run.status).toBe(0);
+    expect(run.puts.map((put) => put.input.Name)).toEqual(['/atmr/example/killswitch']);
+    expect(run.stderr).toBe(`atmr-dr: the killswitch parameter /atmr/example/killswitch comes from cdk.json (environment example), not from the deployed stack's output: ${why}\n`);
+  });
+
+  it('the stack not deployed: enable writes the parameter cdk.json names without a notice (nothing deployed to differ from)', () => {
+    const run = atmrDr(['enable', '--mode', 'maintenance', '--reason', 'OSRM down', '--yes'], {}, {});
+
+    expect(run.status).toBe(0);
+    expect(run.puts.map((put) => put.input.Name)).toEqual(['/atmr/example/killswitch']);
+    expect(run.stderr).toBe('');
   });
 
   it('prints status as JSON with the version, and writes nothing', () => {
