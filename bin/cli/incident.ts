@@ -96,10 +96,10 @@ export function registerIncidentCommands(program: Command): void {
     // The word docs/escalation.md and this command's help use for it: typed in full, it acknowledges too.
     .alias('acknowledge')
     .description('acknowledge: stops the climb; the acknowledging level is reminded while the alarm stays in ALARM')
-    .option('--by <name>', `who acknowledges (default: your AWS identity, else $${OPERATOR_VARIABLE}, else $USER)`)
+    .option('--by <name>', `who acknowledges, recorded beside your AWS identity (without one: instead of $${OPERATOR_VARIABLE}, $USER)`)
     .action(async (id: string, opts: { by?: string }) => {
       const { store } = await storeOf();
-      const by = opts.by?.trim() || (await resolveCliActor());
+      const by = await resolveCliActor(opts.by);
       // The alarm named: in a storm ids share their time prefix, and a pasted wrong id shows here.
       const { alarmName } = await acknowledgeIncident(store, id, { by, via: 'cli' });
       print(`incident ${id} (${alarmName}) acknowledged by ${by}: escalation stopped`);
@@ -108,7 +108,7 @@ export function registerIncidentCommands(program: Command): void {
   incident
     .command('resolve <id>')
     .description('resolve by hand (the alarm returning to OK resolves by itself); every level paged is told')
-    .option('--by <name>', `who resolves (default: your AWS identity, else $${OPERATOR_VARIABLE}, else $USER)`)
+    .option('--by <name>', `who resolves, recorded beside your AWS identity (without one: instead of $${OPERATOR_VARIABLE}, $USER)`)
     .option('--yes', 'do not ask for confirmation')
     .action(async (id: string, opts: { by?: string; yes?: boolean }) => {
       const { store } = await storeOf();
@@ -117,7 +117,7 @@ export function registerIncidentCommands(program: Command): void {
       if (!(await confirmer(opts.yes)(`resolve incident ${id} (${found.alarmName}, ${found.status}) and stop its escalation`))) {
         throw new OperatorError(`incident resolve: not confirmed, incident ${id} unchanged`, 1);
       }
-      const by = opts.by?.trim() || (await resolveCliActor());
+      const by = await resolveCliActor(opts.by);
       await resolveIncident(store, id, { by, via: 'cli', how: 'resolved by hand' });
       print(`incident ${id} resolved by ${by}`);
     });

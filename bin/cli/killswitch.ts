@@ -31,22 +31,25 @@ export function validateKillswitchCommand(command: KillswitchCommand): void {
 export const OPERATOR_VARIABLE = 'ATMR_OPERATOR';
 
 /**
- * The caller's identity, as the audit trail records it: the STS caller ARN in AWS, else
+ * The caller's identity, as the audit trail records it: the STS caller ARN in AWS, with the name
+ * `by` (a command's --by) beside it when given ("Marie (arn:aws:sts::...)": a name typed on the
+ * command line proves nothing, so it never replaces the identity AWS vouches for); else `by`, else
  * $ATMR_OPERATOR, else the login ($USER, $LOGNAME). With none of them the change is recorded as
  * unknown-operator, and one stderr line says so, why, and how to give a name: a trail that only
  * says "by unknown-operator" cannot tell who put the site in maintenance.
  */
-export async function resolveCliActor(env: NodeJS.ProcessEnv = process.env): Promise<string> {
+export async function resolveCliActor(by?: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  const given = by?.trim();
   let why: string;
   try {
     const identity = await new STSClient({ ...SDK_RETRY, maxAttempts: 2 }).send(new GetCallerIdentityCommand({}));
-    if (identity.Arn) return identity.Arn;
+    if (identity.Arn) return given ? `${given} (${identity.Arn})` : identity.Arn;
     why = 'STS answered no caller ARN';
   } catch (error) {
     // No credentials or no network: the name the operator set, or the login's.
     why = `STS: ${namedLine(error)}`;
   }
-  const named = env[OPERATOR_VARIABLE]?.trim() || env.USER?.trim() || env.LOGNAME?.trim();
+  const named = given || env[OPERATOR_VARIABLE]?.trim() || env.USER?.trim() || env.LOGNAME?.trim();
   if (named) return named;
   process.stderr.write(
     `atmr-dr: your identity could not be read (${why}; ${OPERATOR_VARIABLE}, USER and LOGNAME unset): this change is recorded as by unknown-operator; name yourself with ${OPERATOR_VARIABLE}=NAME (killswitch and incident also take --by NAME)\n`,
@@ -117,7 +120,7 @@ export function registerKillswitchCommands(program: Command): void {
       'SSM',
       action,
       () =>
-        runKillswitchCommand({ ssm, parameterName, resolveActor: async () => by?.trim() || resolveCliActor() }, command).catch((error: unknown) => {
+        runKillswitchCommand({ ssm, parameterName, resolveActor: () => resolveCliActor(by) }, command).catch((error: unknown) => {
           unconfirmed = sentUnconfirmed(error);
           throw error;
         }),
@@ -143,7 +146,7 @@ export function registerKillswitchCommands(program: Command): void {
     .requiredOption('--reason <text>', 'why, e.g. "OSRM down": shown to operators and in notifications')
     .option('--expires <duration>', 'revert to normal after this long (e.g. 30m, 2h, 1d)')
     .option('--yes', 'confirm without asking (required when standard input is not a terminal)')
-    .option('--by <name>', `who changes it (default: your AWS identity, else $${OPERATOR_VARIABLE}, else $USER)`)
+    .option('--by <name>', `who changes it, recorded beside your AWS identity (without one: instead of $${OPERATOR_VARIABLE}, $USER)`)
     .option('--json', 'print the result as JSON')
     .action(async (opts: { mode?: string; reason?: string; expires?: string; yes?: boolean; by?: string; json?: boolean }) =>
       run({ action: 'enable', mode: opts.mode, reason: opts.reason, expires: opts.expires }, Boolean(opts.json), opts.yes, opts.by),
@@ -154,7 +157,7 @@ export function registerKillswitchCommands(program: Command): void {
     .description('return to normal')
     .option('--reason <text>', 'why')
     .option('--yes', 'confirm without asking (required when standard input is not a terminal)')
-    .option('--by <name>', `who changes it (default: your AWS identity, else $${OPERATOR_VARIABLE}, else $USER)`)
+    .option('--by <name>', `who changes it, recorded beside your AWS identity (without one: instead of $${OPERATOR_VARIABLE}, $USER)`)
     .option('--json', 'print the result as JSON')
     .action(async (opts: { reason?: string; yes?: boolean; by?: string; json?: boolean }) => run({ action: 'disable', reason: opts.reason }, Boolean(opts.json), opts.yes, opts.by));
 }

@@ -165,6 +165,18 @@ describe('atmr-dr killswitch enable / disable / status', () => {
     ]);
   });
 
+  it('with STS answering, records the caller ARN whatever --by or ATMR_OPERATOR say, the --by name beside it', () => {
+    // Act: a name typed on the command line must not replace the identity AWS vouches for.
+    const by = atmrDr(['enable', '--mode', 'maintenance', '--reason', 'OSRM down', '--by', 'Marie', '--yes'], {}, { KILLSWITCH_PARAMETER: PARAMETER, ATMR_OPERATOR: 'Jean Dupont' });
+    const named = atmrDr(['enable', '--mode', 'maintenance', '--reason', 'OSRM down', '--yes'], {}, { KILLSWITCH_PARAMETER: PARAMETER, ATMR_OPERATOR: 'Jean Dupont' });
+
+    // Assert
+    expect([by, named].map((run) => [run.status, JSON.parse(run.puts[0].input.Value as string).actor, run.stderr])).toEqual([
+      [0, `Marie (${CALLER})`, ''],
+      [0, CALLER, ''],
+    ]);
+  });
+
   it('takes --parameter first, then KILLSWITCH_PARAMETER, then the config (cdk.json)', () => {
     const names = [
       atmrDr(['--parameter', '/other/killswitch', 'status']),
