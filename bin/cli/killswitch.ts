@@ -2,7 +2,7 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { Command } from 'commander';
 import { KillswitchCommand, KillswitchCommandResult, runKillswitchCommand } from '../../lambdas/killswitch/commands';
-import { describeValue, sentUnconfirmed } from '../../lambdas/killswitch/core';
+import { describeValue, MISSING_PARAMETER_FIX, sentUnconfirmed } from '../../lambdas/killswitch/core';
 import { parseDuration, parseEnableMode, parseReason } from '../../lambdas/killswitch/value';
 import { awsCall } from '../../lambdas/shared/aws-errors';
 import { serviceNow } from '../../lambdas/shared/clock-offset';
@@ -120,7 +120,7 @@ export function registerKillswitchCommands(program: Command): void {
       'SSM',
       action,
       () =>
-        runKillswitchCommand({ ssm, parameterName, resolveActor: () => resolveCliActor(by) }, command).catch((error: unknown) => {
+        runKillswitchCommand({ ssm, parameterName, resolveActor: () => resolveCliActor(by), missingParameterFix: MISSING_PARAMETER_FIX.cli }, command).catch((error: unknown) => {
           unconfirmed = sentUnconfirmed(error);
           throw error;
         }),

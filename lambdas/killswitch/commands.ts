@@ -21,6 +21,8 @@ export interface CommandDeps {
   readonly resolveActor: () => Promise<string>;
   /** Default: SSM's clock as of the read before the write (see runKillswitchCommand). */
   readonly now?: () => Date;
+  /** What fixes a parameter that does not exist, for this caller's user. @default MISSING_PARAMETER_FIX.function (Slack) */
+  readonly missingParameterFix?: string;
 }
 
 /**
@@ -37,7 +39,7 @@ export async function runKillswitchCommand(deps: CommandDeps, command: Killswitc
   const now = deps.now ?? (() => serviceNow(deps.ssm));
   switch (command.action) {
     case 'status':
-      return { action: 'status', reading: await readKillswitch(deps.ssm, deps.parameterName) };
+      return { action: 'status', reading: await readKillswitch(deps.ssm, deps.parameterName, deps.missingParameterFix) };
     case 'enable': {
       const mode = parseEnableMode(command.mode);
       const reason = parseReason(command.reason, true) as string;
@@ -70,5 +72,5 @@ export async function runKillswitchCommand(deps: CommandDeps, command: Killswitc
  * SSM read (about 9 s) one after the other kept the on-call waiting for both before the line.
  */
 function actorAndReading(deps: CommandDeps): Promise<[string, KillswitchReading]> {
-  return Promise.all([deps.resolveActor(), readKillswitch(deps.ssm, deps.parameterName)]);
+  return Promise.all([deps.resolveActor(), readKillswitch(deps.ssm, deps.parameterName, deps.missingParameterFix)]);
 }

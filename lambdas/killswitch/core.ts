@@ -18,15 +18,27 @@ export interface KillswitchReading {
   readonly lastModified: number | null;
 }
 
-export async function readKillswitch(ssm: SSMClient, parameterName: string): Promise<KillswitchReading> {
+/**
+ * What fixes a killswitch parameter SSM says does not exist, by who reads it: the fix is the
+ * reader's setting that named it. A function (Slack's /killswitch, the backout page, the enforcer)
+ * cannot take a flag: its name comes from its KILLSWITCH_PARAMETER setting, set by the deployment.
+ * The CLI's names the flag and variable (on the worst day the stack is deployed, and the name or the
+ * region is what is wrong: the CLI's line adds the region, bin/cli/region.ts).
+ */
+export const MISSING_PARAMETER_FIX = {
+  function: "the Data stack creates it: check that it is deployed in this function's region and the function's KILLSWITCH_PARAMETER setting",
+  cli: 'pass --parameter / KILLSWITCH_PARAMETER with the right name',
+} as const;
+
+/** `missingFix`: what the caller's user does about a parameter that does not exist (MISSING_PARAMETER_FIX). */
+export async function readKillswitch(ssm: SSMClient, parameterName: string, missingFix: string = MISSING_PARAMETER_FIX.function): Promise<KillswitchReading> {
   let output;
   try {
     output = await ssm.send(new GetParameterCommand({ Name: parameterName }));
   } catch (error) {
     if (error instanceof ParameterNotFound || (error as { name?: string }).name === 'ParameterNotFound') {
-      // Not "deploy the data stack": on the worst day the stack is deployed, and the name or the
-      // region is what is wrong. The CLI tells a name not found from other refusals by the cause (notFoundHint).
-      throw new NotFoundError(`killswitch: parameter ${parameterName} does not exist`, 'pass --parameter / KILLSWITCH_PARAMETER with the right name', { cause: error });
+      // The CLI tells a name not found from other refusals by the cause (notFoundHint).
+      throw new NotFoundError(`killswitch: parameter ${parameterName} does not exist`, missingFix, { cause: error });
     }
     throw error;
   }

@@ -5,7 +5,7 @@ import { RDSClient } from '@aws-sdk/client-rds';
 import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { randomUUID } from 'node:crypto';
-import { type KillswitchReading, readKillswitch, sentUnconfirmed, writeKillswitch } from '../killswitch/core';
+import { type KillswitchReading, MISSING_PARAMETER_FIX, readKillswitch, sentUnconfirmed, writeKillswitch } from '../killswitch/core';
 import { type KillswitchValue, effectiveMode } from '../killswitch/value';
 import { checkHttp } from '../detection/targets';
 import { forceNewDeploymentOnce } from '../shared/ecs-deployments';
@@ -304,7 +304,8 @@ export async function cutover(
   // readKillswitch's words and exit 2, SSM's error its cause (the CLI says which environment named
   // it); any other refusal (AccessDenied, SSM still failing after the SDK's retries) is named, exit 1.
   const command = `recover cutover${mode === 'resume' ? ' --resume' : ''}`;
-  await readKillswitch(deps.ssm, settings.killswitchParameter).catch((error: unknown) => {
+  // Run by the CLI only (recover cutover): its fix names the flag and variable.
+  await readKillswitch(deps.ssm, settings.killswitchParameter, MISSING_PARAMETER_FIX.cli).catch((error: unknown) => {
     // A parameter not found keeps its parts: the CLI says between them in which region it looked.
     if (error instanceof NotFoundError) throw new NotFoundError(`${command}: ${error.subject}`, `${error.fix}; nothing was changed`, { cause: error.cause });
     if (error instanceof OperatorError) throw new OperatorError(`${command}: ${error.message}; nothing was changed`, error.exitCode, { cause: error.cause });

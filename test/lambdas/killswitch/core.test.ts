@@ -136,7 +136,7 @@ describe('writeKillswitch', () => {
     const write = writeKillswitch({ ssm, now }, { parameterName: PARAMETER, mode: 'maintenance', reason: 'x', actor: 'a', expiresAt: null });
 
     await expect(write).rejects.toThrow(OperatorError);
-    await expect(write).rejects.toThrow(/does not exist: pass --parameter/);
+    await expect(write).rejects.toThrow(/does not exist: the Data stack creates it: check that it is deployed in this function's region and the function's KILLSWITCH_PARAMETER setting$/);
     expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
   });
 });

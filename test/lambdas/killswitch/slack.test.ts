@@ -236,6 +236,26 @@ describe('handleSlackCommand: cheap checks first, generic answers, details in th
     expect(logger.error).toHaveBeenCalledWith('slack killswitch command failed', expect.objectContaining({ name: 'AccessDeniedException' }));
   });
 
+  it("a parameter that does not exist is answered with the function's fix (the Data stack, its KILLSWITCH_PARAMETER), not the CLI's flags", async () => {
+    // Arrange: SSM's answer for a name that does not exist in this region.
+    const { deps, signed } = setup();
+    ssmMock.onAnyCommand().rejects(Object.assign(new Error('ParameterNotFound'), { name: 'ParameterNotFound' }));
+    const body = new URLSearchParams({ command: '/killswitch', user_id: 'U0123ONCALL', text: 'enable maintenance OSRM down', team_id: 'T1', api_app_id: 'A1' }).toString();
+
+    // Act
+    const reply = await handleSlackCommand(deps, signed(body));
+
+    // Assert
+    expect(reply).toEqual({
+      statusCode: 200,
+      body: {
+        response_type: 'ephemeral',
+        text: `killswitch: parameter ${PARAMETER} does not exist: the Data stack creates it: check that it is deployed in this function's region and the function's KILLSWITCH_PARAMETER setting`,
+      },
+    });
+    expect(ssmMock).not.toHaveReceivedCommand(PutParameterCommand);
+  });
+
   it('answers a generic 503 when the signing secret cannot be read', async () => {
     const { deps, signed, logger } = setup();
     deps.signingSecret.mockRejectedValue(new Error('ResourceNotFoundException: secret arn:aws:secretsmanager:... not found'));
