@@ -41,6 +41,8 @@ const ACTION_OF_CALL: Record<string, string> = {
   's3:ListObjectsV2': 's3:ListBucket',
   // Multipart parts and completion are authorized as s3:PutObject.
   's3:Upload': 's3:PutObject',
+  // IAM has no s3:HeadObject: a HEAD is authorized as s3:GetObject.
+  's3:HeadObject': 's3:GetObject',
 };
 
 /** SDK names that make no call (clients, types, errors, helpers) are ignored; these are calls. */
