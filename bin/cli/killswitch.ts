@@ -38,7 +38,7 @@ export const OPERATOR_VARIABLE = 'ATMR_OPERATOR';
  * unknown-operator, and one stderr line says so, why, and how to give a name: a trail that only
  * says "by unknown-operator" cannot tell who put the site in maintenance.
  */
-export async function resolveCliActor(by?: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+export async function resolveCliActor(by?: string, env: NodeJS.ProcessEnv = process.env, { dryRun = false }: { dryRun?: boolean } = {}): Promise<string> {
   const given = by?.trim();
   let why: string;
   try {
@@ -50,7 +50,8 @@ export async function resolveCliActor(by?: string, env: NodeJS.ProcessEnv = proc
     why = `STS: ${namedLine(error)}`;
   }
   const named = given || env[OPERATOR_VARIABLE]?.trim() || env.USER?.trim() || env.LOGNAME?.trim();
-  if (named) return named;
+  // A dry run records nothing: no change to say unattributed.
+  if (named || dryRun) return named || 'unknown-operator';
   process.stderr.write(
     `atmr-dr: your identity could not be read (${why}; ${OPERATOR_VARIABLE}, USER and LOGNAME unset): this change is recorded as by unknown-operator; name yourself with ${OPERATOR_VARIABLE}=NAME (killswitch and incident also take --by NAME)\n`,
   );

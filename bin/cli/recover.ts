@@ -463,7 +463,7 @@ export function registerRecoverCommands(program: Command): void {
         toTime,
         newInstance: g.newInstance,
         reason,
-        actor: await resolveCliActor(),
+        actor: await resolveCliActor(undefined, process.env, { dryRun: Boolean(g.dryRun) }),
         dryRun: Boolean(g.dryRun),
         stateMachineArn,
       },
