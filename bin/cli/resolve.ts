@@ -199,6 +199,7 @@ export async function resolveDeployedNameFrom(name: DeployedName, options: Resol
   let notDeployed: { reason: string; cause: unknown } | undefined;
   // Why the stack, though deployed, gave no name (refused, no answer): said once if the config gives it.
   let notFromStack: string | undefined;
+  let fallbackSaidByWait = false;
   // The config's name, read before the lookup so that its waiting notice can name it. The config's
   // schemas are loaded only for a name the config fixes, not when a flag or a variable gives it (a
   // restore on the worst day starts without them).
@@ -225,6 +226,9 @@ export async function resolveDeployedNameFrom(name: DeployedName, options: Resol
           );
       if (isAccessDenied(error)) refused = unreadable;
       notFromStack = isAccessDenied(error) ? `CloudFormation refused: ${namedLine(error)}` : isThrottled(error) || isTimeout(error) ? `CloudFormation did not answer: ${namedLine(error)}` : undefined;
+      // The waiting line said the fallback for a lookup that ends without an answer; any other end
+      // (a refusal arriving late) still gets its own line: its cause is not the one that line gave.
+      fallbackSaidByWait = isTimeout(error);
       if (!name.fromConfig && cloudFormationDown(error)) {
         // Not a setting: CloudFormation did not answer (or throttled); the same command works once it does.
         throw new OperatorError(`${unreadable} (${name.envVar} or ${flag} names the ${name.label} without this lookup)`, 1);
@@ -238,7 +242,7 @@ export async function resolveDeployedNameFrom(name: DeployedName, options: Resol
   if (configured) {
     const { value } = configured;
     if (value) {
-      if (notFromStack && stackName) configFallbackNotice(stackName, `the ${name.label} ${value} comes from cdk.json (environment ${envName}), not from the deployed stack's output: ${notFromStack}`);
+      if (notFromStack && stackName) configFallbackNotice(stackName, `the ${name.label} ${value} comes from cdk.json (environment ${envName}), not from the deployed stack's output: ${notFromStack}`, fallbackSaidByWait);
       return { value, from: `${name.configKey ?? 'the config'} of environment ${envName} in cdk.json` };
     }
     reasons.push(configured.reason);
@@ -268,11 +272,13 @@ async function configuredName(fromConfig: (config: EnvironmentConfig) => string 
 }
 
 /**
- * Stacks whose names came from cdk.json in this run and that already said so on stderr, by the
- * waiting notice of a lookup without an answer (readStackOutputs) or by configFallbackNotice: one
- * line per stack, not one per name (rollback takes the cluster and the service from the same stack).
+ * Stacks whose names came from cdk.json in this run and that already said so on stderr by
+ * configFallbackNotice: one line per stack, not one per name (rollback takes the cluster and the
+ * service from the same stack).
  */
 const configFallbackSaid = new Set<string>();
+/** Stacks whose lookup printed the waiting notice, which says the fallback for a lookup that times out. */
+const waitingNoticeSaid = new Set<string>();
 
 /**
  * The stderr line of a name taken from cdk.json because CloudFormation refused the lookup
@@ -280,8 +286,8 @@ const configFallbackSaid = new Set<string>();
  * on that name, a killswitch write included, and the operator learns which one and why. A stack not
  * deployed, or no credentials, says nothing here: the command's own failure line says it.
  */
-function configFallbackNotice(stackName: string, what: string): void {
-  if (configFallbackSaid.has(stackName)) return;
+function configFallbackNotice(stackName: string, what: string, timedOut: boolean): void {
+  if (configFallbackSaid.has(stackName) || (timedOut && waitingNoticeSaid.has(stackName))) return;
   configFallbackSaid.add(stackName);
   process.stderr.write(`atmr-dr: ${what}\n`);
 }
@@ -395,7 +401,7 @@ export async function readStackOutputs(stackName: string, configFallback?: strin
   const notice = setTimeout(() => {
     const then = configFallback ? `; without an answer within ${OPERATOR_ANSWER_TIMEOUT_MS / 1000} s, ${configFallback}` : '';
     // For a name the config gives, this line also says the fallback: no second line once it happens.
-    if (configFallback) configFallbackSaid.add(stackName);
+    if (configFallback) waitingNoticeSaid.add(stackName);
     process.stderr.write(`atmr-dr: reading the outputs of stack ${stackName} (CloudFormation has not answered yet${then})...\n`);
   }, STACK_LOOKUP_NOTICE_MS);
   try {

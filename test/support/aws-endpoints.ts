@@ -40,18 +40,19 @@ export function startCloudFormationWithoutStacks(): Promise<LocalEndpoint> {
  * CloudFormation refusing the caller, as AWS does for a role without cloudformation:DescribeStacks
  * on the stack (or credentials of another role than the one granted): 403 AccessDenied.
  */
-export function startCloudFormationRefusing(): Promise<LocalEndpoint> {
+export function startCloudFormationRefusing(delayMs = 0): Promise<LocalEndpoint> {
   return startCloudFormationAnswering(
     403,
     'AccessDenied',
     (stackName) =>
       `User: arn:aws:sts::111111111111:assumed-role/atmr-readonly/bob is not authorized to perform: cloudformation:DescribeStacks on resource: arn:aws:cloudformation:eu-west-3:111111111111:stack/${stackName}/* because no identity-based policy allows the cloudformation:DescribeStacks action`,
+    delayMs,
   );
 }
 
-/** CloudFormation answering every request with one error of its query protocol, its message naming the stack asked for. */
-function startCloudFormationAnswering(status: number, code: string, message: (stackName: string) => string): Promise<LocalEndpoint> {
-  return startQueryEndpointAnswering(status, code, (params) => message(params.get('StackName') ?? ''));
+/** CloudFormation answering every request with one error of its query protocol, its message naming the stack asked for, after `delayMs`. */
+function startCloudFormationAnswering(status: number, code: string, message: (stackName: string) => string, delayMs = 0): Promise<LocalEndpoint> {
+  return startQueryEndpointAnswering(status, code, (params) => message(params.get('StackName') ?? ''), delayMs);
 }
 
 /**
@@ -64,15 +65,17 @@ export function startQueryEndpointRefusing(code: string): Promise<LocalEndpoint>
 }
 
 /** A query-protocol service answering every request with one error, its message made from the request's parameters. */
-async function startQueryEndpointAnswering(status: number, code: string, message: (params: URLSearchParams) => string): Promise<LocalEndpoint> {
+async function startQueryEndpointAnswering(status: number, code: string, message: (params: URLSearchParams) => string, delayMs = 0): Promise<LocalEndpoint> {
   let requests = 0;
   const server = http.createServer((req, res) => {
     let body = '';
     req.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
     req.on('end', () => {
       requests += 1;
-      res.writeHead(status, { 'content-type': 'text/xml' });
-      res.end(`<ErrorResponse><Error><Type>Sender</Type><Code>${code}</Code><Message>${message(new URLSearchParams(body))}</Message></Error><RequestId>r1</RequestId></ErrorResponse>`);
+      setTimeout(() => {
+        res.writeHead(status, { 'content-type': 'text/xml' });
+        res.end(`<ErrorResponse><Error><Type>Sender</Type><Code>${code}</Code><Message>${message(new URLSearchParams(body))}</Message></Error><RequestId>r1</RequestId></ErrorResponse>`);
+      }, delayMs);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
