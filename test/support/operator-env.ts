@@ -15,8 +15,9 @@ export function operatorEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
     AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
     AWS_SECRET_ACCESS_KEY: 'secret',
     AWS_EC2_METADATA_DISABLED: 'true',
-    // STS too (the caller's identity for the audit trail): a closed port, never the real AWS.
-    AWS_ENDPOINT_URL_STS: 'http://127.0.0.1:9',
+    // STS too (the caller's identity for the audit trail): a closed port, never the real AWS; not
+    // over a test's own AWS_ENDPOINT_URL, whose recording server must see every call, STS's too.
+    ...(extra.AWS_ENDPOINT_URL === undefined && { AWS_ENDPOINT_URL_STS: 'http://127.0.0.1:9' }),
     ...extra,
   };
 }
