@@ -342,19 +342,32 @@ describe('backup objects are written once (integration, real pg_dump + s3rver)',
     }
   });
 
-  it('a multipart .dump whose CompleteMultipartUpload landed, answer lost, and whose retry S3 answers NoSuchUpload (the completed upload\'s id is gone): the run publishes at once, no failure', async () => {
-    // Arrange: as above, and a proxy in front answers the retried completion 404 NoSuchUpload
-    const cluster = testCluster();
+  /** S3 where the first .dump completion lands with its answer lost, and each retry of it is answered 404 NoSuchUpload. */
+  async function lostCompletionThenNoSuchUpload(): Promise<{ endpoint: string; counts: () => [number, number]; stop: () => Promise<void> }> {
     let lost = 0;
-    const conditional = await startConditionalS3(s3, undefined, (key) => key.endsWith('.dump') && lost++ === 0);
     let completions = 0;
+    const conditional = await startConditionalS3(s3, undefined, (key) => key.endsWith('.dump') && lost++ === 0);
     const refusing = await startRefusingS3(
       { ...s3, endpoint: conditional.endpoint },
       (method, url) => method === 'POST' && url.searchParams.has('uploadId') && url.pathname.endsWith('.dump') && completions++ > 0,
       404,
       'NoSuchUpload',
     );
-    const client = createS3Client({ ...s3.env, AWS_ENDPOINT_URL_S3: refusing.endpoint });
+    return {
+      endpoint: refusing.endpoint,
+      counts: () => [lost, completions],
+      stop: async () => {
+        await refusing.stop();
+        await conditional.stop();
+      },
+    };
+  }
+
+  it('a multipart .dump whose CompleteMultipartUpload landed, answer lost, and whose retry S3 answers NoSuchUpload (the completed upload\'s id is gone): the run publishes at once, no failure', async () => {
+    // Arrange: as above, and a proxy in front answers the retried completion 404 NoSuchUpload
+    const cluster = testCluster();
+    const s3Lost = await lostCompletionThenNoSuchUpload();
+    const client = createS3Client({ ...s3.env, AWS_ENDPOINT_URL_S3: s3Lost.endpoint });
 
     try {
       // Act
@@ -366,15 +379,14 @@ describe('backup objects are written once (integration, real pg_dump + s3rver)',
 
       // Assert: the first completion landed (its answer lost), the retry met NoSuchUpload, and the run published its .dump
       const [custom] = result.manifest.objects;
-      expect([lost, completions]).toEqual([1, 2]);
+      expect(s3Lost.counts()).toEqual([1, 2]);
       expect(Date.now() - started).toBeLessThan(30_000);
       expect(result.skipped).toBeUndefined();
       const body = (await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: custom.key }))).Body!;
       expect(sha256(Buffer.from(await body.transformToByteArray()))).toBe(custom.sha256);
       expect(await getJson(client, s3.bucket, `latest/${database}/hourly.json`)).toEqual({ manifest: result.manifestKey });
     } finally {
-      await refusing.stop();
-      await conditional.stop();
+      await s3Lost.stop();
     }
   });
 
@@ -407,16 +419,8 @@ describe('backup objects are written once (integration, real pg_dump + s3rver)',
   it('a multipart .dump whose CompleteMultipartUpload landed (answer lost), whose retry met NoSuchUpload and whose HeadObject S3 refused: the line says both causes (aborted by something else, or completed with the answer lost) and the right to grant', async () => {
     // Arrange: the first completion lands, its answer lost; the retry is answered NoSuchUpload; HEAD refused
     const cluster = testCluster();
-    let lost = 0;
-    const conditional = await startConditionalS3(s3, undefined, (key) => key.endsWith('.dump') && lost++ === 0);
-    let completions = 0;
-    const refusing = await startRefusingS3(
-      { ...s3, endpoint: conditional.endpoint },
-      (method, url) => method === 'POST' && url.searchParams.has('uploadId') && url.pathname.endsWith('.dump') && completions++ > 0,
-      404,
-      'NoSuchUpload',
-    );
-    const heads = await startRefusingS3({ ...s3, endpoint: refusing.endpoint }, (method, url) => method === 'HEAD' && url.pathname.endsWith('.dump'), 403, 'AccessDenied');
+    const s3Lost = await lostCompletionThenNoSuchUpload();
+    const heads = await startRefusingS3({ ...s3, endpoint: s3Lost.endpoint }, (method, url) => method === 'HEAD' && url.pathname.endsWith('.dump'), 403, 'AccessDenied');
     const client = createS3Client({ ...s3.env, AWS_ENDPOINT_URL_S3: heads.endpoint });
 
     try {
@@ -432,11 +436,10 @@ describe('backup objects are written once (integration, real pg_dump + s3rver)',
           `\\(NoSuchUpload\\): something other than this run aborted it \\(a person, a script, a lifecycle rule on incomplete uploads\\), or this run completed it and lost the answer; run the backup again; it may instead be this run's own write: looking at it \\(HeadObject\\) failed \\(.*\\): grant s3:GetObject on hourly/${database}_backup_\\*\\.dump$`,
         ),
       );
-      expect([lost, completions]).toEqual([1, 2]);
+      expect(s3Lost.counts()).toEqual([1, 2]);
     } finally {
       await heads.stop();
-      await refusing.stop();
-      await conditional.stop();
+      await s3Lost.stop();
     }
   });
 
