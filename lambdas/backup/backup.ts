@@ -927,6 +927,11 @@ async function abortMultipartUpload(s3: S3Client, bucket: string, sink: Sink): P
   }
 }
 
+/** S3's answer to a multipart upload it no longer knows (aborted, or completed: its id is gone). */
+function isNoSuchUpload(error: unknown): boolean {
+  return (error as { name?: string } | undefined)?.name === 'NoSuchUpload';
+}
+
 /** The user metadata key of the run token on each dump object (S3 sends it back as x-amz-meta-atmr-dr-run). */
 const RUN_TOKEN_METADATA = 'atmr-dr-run';
 
@@ -942,7 +947,7 @@ const RUN_TOKEN_METADATA = 'atmr-dr-run';
 function mayBeLostAnswer(error: unknown, sink: Sink): boolean {
   if (!sink.hasher.readableEnded) return false;
   if (lostConditionalWrite(error) !== undefined) return true;
-  return sink.upload.uploadId !== undefined && (error as { name?: string } | undefined)?.name === 'NoSuchUpload';
+  return sink.upload.uploadId !== undefined && isNoSuchUpload(error);
 }
 
 /**
@@ -1127,8 +1132,6 @@ function tierWriteFailure(what: string, key: string, bucket: string, error: unkn
       return s3Failure(what, bucket, error);
   }
 }
-
-const isNoSuchUpload = (error: unknown): boolean => (error as { name?: string } | undefined)?.name === 'NoSuchUpload';
 
 /**
  * The line of a CompleteMultipartUpload answered NoSuchUpload with no object of this run's at the
