@@ -999,6 +999,23 @@ class Session {
       if (endpoint && outstanding(endpoint) && endpoint.undo?.endpoint) {
         const { previous, target } = endpoint.undo.endpoint;
         const old = this.record.sourceInstance;
+        if (settings.ecs && !this.entry(CUTOVER_STEPS.redeploy)) {
+          // Journaled before the endpoint is set back: an undo that stops once it is (killed, its
+          // mark refused, killed in the services' wait) leaves the redeploy outstanding, so the next
+          // one restarts the tasks that read the copy's value before it lets users in. Refused, the
+          // undo stops with nothing changed.
+          const services = settings.ecs.serviceNames.join(', ');
+          await this.put({ step: CUTOVER_STEPS.redeploy, state: 'started', startedAt: this.now().toISOString(), by: this.leaseOwner }).catch(async (error: unknown) => {
+            if (error instanceof LeaseLostError) throw error;
+            await this.put(undefined, {}, true).catch(() => undefined);
+            const command = cause ? `recover cutover${this.mode === 'resume' ? ' --resume' : ''}: recovery ${id}: the cutover failed (${cause}), and its undo` : `recover cutover --undo: recovery ${id}:`;
+            throw new OperatorError(
+              `${command} cannot journal the redeploy of ${services} before setting ${describeEndpoint(settings.endpoint)} back (${namedLine(error)}): nothing undone (the endpoint not set back, the killswitch left as it is); fix the cause, then run ${undoCommand}`,
+              1,
+              { cause: error },
+            );
+          });
+        }
         await undo(
           endpoint,
           async () => {
@@ -1028,18 +1045,15 @@ class Session {
       }
       const redeploy = this.entry(CUTOVER_STEPS.redeploy);
       const endpointLeft = endpoint !== undefined && outstanding(this.entry(CUTOVER_STEPS.endpoint) ?? endpoint);
-      if (settings.ecs && !endpointLeft && (endpointSetBack || (redeploy && outstanding(redeploy)))) {
+      // Journaled by the endpoint's undo before it set anything back: an endpoint set back always finds it here.
+      if (settings.ecs && redeploy && !endpointLeft && (endpointSetBack || outstanding(redeploy))) {
         const { clusterArn, serviceNames } = settings.ecs;
-        const entry: JournalEntry = redeploy ?? { step: CUTOVER_STEPS.redeploy, state: 'started', startedAt: this.now().toISOString(), by: this.leaseOwner };
         // Tasks started while the endpoint pointed at the copy read it: they all restart on the
         // previous one, and are back only once the services are stable on that deployment (the
         // cutover's own wait: its polling renews the lease and hears Ctrl-C).
         await undo(
-          entry,
+          redeploy,
           async () => {
-            // Journaled before the restart: an undo killed while waiting for the services leaves the
-            // step outstanding, so the next one restarts them again before it lets users in.
-            if (!redeploy) await this.put(entry);
             const forced = await forceRedeploy(deps.ecs, clusterArn, serviceNames, deps.sleep);
             await waitStable(deps.ecs, clusterArn, forced, settings.serviceStableTimeoutSeconds ?? 900, this.polling(settings));
             return { outcome: 'undone', detail: `${serviceNames.join(', ')} redeployed and stable on the previous endpoint` };

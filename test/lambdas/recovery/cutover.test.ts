@@ -1487,6 +1487,22 @@ describe('an interrupted cutover', () => {
     return { store: { ddb, tableName: dynamo.tableName }, writes: () => writes };
   }
 
+  /**
+   * The ops-state table refusing each update `fails` says fails (asked at every update, in order): as
+   * DynamoDB throttling it, the process living on; or, `killed`, hanging it: the process dead there.
+   */
+  function failingStore(fails: () => boolean, how: 'throttled' | 'killed' = 'throttled'): CutoverDeps['store'] {
+    const ddb = {
+      send: (command: unknown) => {
+        if (command instanceof UpdateCommand && fails()) {
+          return how === 'killed' ? new Promise(() => undefined) : Promise.reject(Object.assign(new Error('Throughput exceeds the current capacity of your table'), { name: 'ProvisionedThroughputExceededException' }));
+        }
+        return dynamo.ddb.send(command as UpdateCommand);
+      },
+    } as unknown as DynamoDBDocumentClient;
+    return { ddb, tableName: dynamo.tableName };
+  }
+
   /** Starts a cutover that dies at its `killAt`th write; resolves once it is dead (the write hangs). */
   async function killedCutover(killAt: number, gate?: Promise<void>): Promise<{ id: string; dead: Promise<unknown> }> {
     const id = await verifiedRecovery();
@@ -2016,18 +2032,12 @@ describe('an interrupted cutover', () => {
     expect((await getRecovery(deps().store, id)).journal!.every((e) => e.state === 'undone')).toBe(true);
   });
 
-  it('--undo of a cutover killed after its endpoint switch, every write after the lease refused (throttling to the end): the endpoint is set back unmarked, and the next --undo redeploys the services before giving the killswitch back', async () => {
+  it('--undo of a cutover killed after its endpoint switch, every write after the redeploy\'s entry refused (throttling to the end): the endpoint is set back unmarked, and the next --undo redeploys the services before giving the killswitch back', async () => {
     // Arrange: killed once the endpoint step is journaled done, before the redeploy
     const { id } = await killedCutover(6);
-    const throttled = () => Promise.reject(Object.assign(new Error('Throughput exceeds the current capacity of your table'), { name: 'ProvisionedThroughputExceededException' }));
+    // The undo's lease, then the redeploy's entry; every write after refused.
     let writes = 0;
-    const ddb = {
-      send: (command: unknown) => {
-        if (command instanceof UpdateCommand && ++writes >= 2) return throttled();
-        return dynamo.ddb.send(command as UpdateCommand);
-      },
-    } as unknown as DynamoDBDocumentClient;
-    const first = await undoCutover(deps({ ...stale, store: { ddb, tableName: dynamo.tableName } }), id, settings(), 'bob');
+    const first = await undoCutover(deps({ ...stale, store: failingStore(() => ++writes >= 3) }), id, settings(), 'bob');
     expect(first.steps.find((s) => s.step === CUTOVER_STEPS.endpoint)).toMatchObject({ outcome: 'undo-failed', detail: expect.stringMatching(/its journal mark was not saved/) });
     expect(killswitchNow().mode).toBe('maintenance');
     const before = ecs.commandCalls(UpdateServiceCommand).length;
@@ -2066,6 +2076,94 @@ describe('an interrupted cutover', () => {
     expect(second.steps.find((s) => s.step === CUTOVER_STEPS.redeploy)).toMatchObject({ outcome: 'undone' });
     expect(killswitchNow().mode).toBe('normal');
     expect((await getRecovery(deps().store, id)).journal!.every((e) => e.state === 'undone')).toBe(true);
+  });
+
+  it.each(['refused (throttling to the end)', 'killed'])(
+    '--undo of a cutover killed before its own redeploy, every write after the endpoint\'s undone mark %s: the next --undo forces a new deployment of each service before giving the killswitch back',
+    async (how) => {
+      // Arrange: killed once the endpoint step is journaled done, before the redeploy
+      const { id } = await killedCutover(6);
+      // Once the endpoint is set back, its undone mark is saved; the writes after it are refused, or the process dies at the first.
+      let sinceSetBack = 0;
+      const store = failingStore(() => secretValue.host === OLD_HOST && ++sinceSetBack >= 2, how === 'killed' ? 'killed' : 'throttled');
+      const first = undoCutover(deps({ ...stale, store }), id, settings(), 'bob');
+      if (how === 'killed') for (let i = 0; i < 500 && sinceSetBack < 2; i += 1) await new Promise((resolve) => setTimeout(resolve, 10));
+      else await first;
+      expect(sinceSetBack).toBeGreaterThanOrEqual(2);
+      expect((await getRecovery(deps().store, id)).journal!.find((e) => e.step === CUTOVER_STEPS.endpoint)).toMatchObject({ state: 'undone' });
+      expect(killswitchNow().mode).toBe('maintenance');
+      const keptOutAtEachUpdate: string[] = [];
+      fakeEcs({ onUpdate: () => keptOutAtEachUpdate.push(killswitchNow().mode) });
+      const before = ecs.commandCalls(UpdateServiceCommand).length;
+
+      // Act: that undo is over (its lease stale)
+      const second = await undoCutover(deps({ now: later((LEASE_SECONDS * 3 + 60) * 1000) }), id, settings(), 'carol');
+
+      // Assert: every service restarted on the old endpoint, and stable, before users are let in
+      expect(ecs.commandCalls(UpdateServiceCommand).slice(before).map((c) => [c.args[0].input.service, c.args[0].input.forceNewDeployment])).toEqual([
+        ['atmr-api', true],
+        ['atmr-celery-worker', true],
+      ]);
+      expect(keptOutAtEachUpdate).toEqual(['maintenance', 'maintenance']);
+      expect(second.steps.find((s) => s.step === CUTOVER_STEPS.redeploy)).toMatchObject({ outcome: 'undone' });
+      expect(killswitchNow().mode).toBe('normal');
+      expect((await getRecovery(deps().store, id)).journal!.every((e) => e.state === 'undone')).toBe(true);
+    },
+  );
+
+  it('--undo whose entry for the redeploy is refused (DynamoDB throttling to the end) stops before setting the endpoint back, in one line saying nothing was undone and to run --undo again; that --undo finishes', async () => {
+    // Arrange: killed once the endpoint step is journaled done, before the redeploy; every write after the undo's lease refused
+    const { id } = await killedCutover(6);
+    let writes = 0;
+    const store = failingStore(() => ++writes >= 2);
+    const journal = (await getRecovery(deps().store, id)).journal;
+    const secretWrites = secrets.commandCalls(PutSecretValueCommand).length;
+
+    // Act
+    const refusal = await operatorErrorOf(undoCutover(deps({ ...stale, store }), id, settings(), 'bob'));
+
+    // Assert: nothing changed, the endpoint still on the copy
+    expect([refusal.exitCode, refusal.message]).toEqual([
+      1,
+      `recover cutover --undo: recovery ${id}: cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): nothing undone (the endpoint not set back, the killswitch left as it is); fix the cause, then run "atmr-dr recover cutover ${id} --undo --yes"`,
+    ]);
+    expect(secretValue.host).toBe(NEW_HOST);
+    expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(secretWrites);
+    expect(killswitchNow().mode).toBe('maintenance');
+    expect((await getRecovery(deps().store, id)).journal).toEqual(journal);
+    const before = ecs.commandCalls(UpdateServiceCommand).length;
+
+    const next = await undoCutover(deps({ now: later((LEASE_SECONDS * 3 + 60) * 1000) }), id, settings(), 'carol');
+
+    expect([next.status, next.error]).toEqual(['cutover-failed', 'cutover interrupted and undone by carol']);
+    expect(secretValue.host).toBe(OLD_HOST);
+    expect(ecs.commandCalls(UpdateServiceCommand).length - before).toBe(2);
+    expect(killswitchNow().mode).toBe('normal');
+  });
+
+  it('a cutover whose endpoint mark is refused (DynamoDB throttling to the end) undoes nothing once its redeploy cannot be journaled: one line saying the cutover failed, nothing undone, and to run --undo, which finishes', async () => {
+    // Arrange: the lease, the maintenance step, the endpoint step started; every write from the endpoint's done mark on refused
+    const id = await verifiedRecovery();
+    let writes = 0;
+
+    // Act
+    const refusal = await operatorErrorOf(cutover(deps({ store: failingStore(() => ++writes >= 5) }), id, settings(), 'alice'));
+
+    // Assert: production left on the copy in maintenance, for --undo
+    expect([refusal.exitCode, refusal.message]).toEqual([
+      1,
+      `recover cutover: recovery ${id}: the cutover failed (Throughput exceeds the current capacity of your table), and its undo cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): nothing undone (the endpoint not set back, the killswitch left as it is); fix the cause, then run "atmr-dr recover cutover ${id} --undo --yes"`,
+    ]);
+    expect(secretValue.host).toBe(NEW_HOST);
+    expect(killswitchNow().mode).toBe('maintenance');
+    expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
+
+    const undone = await undoCutover(deps(stale), id, settings(), 'bob');
+
+    expect([undone.status, undone.error]).toEqual(['cutover-failed', 'cutover interrupted and undone by bob']);
+    expect(secretValue.host).toBe(OLD_HOST);
+    expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(2);
+    expect(killswitchNow().mode).toBe('normal');
   });
 
   it('a live lease refuses a second operator (resume, undo or a new cutover) naming who holds it; it goes stale after LEASE_SECONDS', async () => {
