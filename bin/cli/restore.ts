@@ -85,7 +85,7 @@ export function registerRestoreCommands(program: Command): void {
         sayWhileStarting((signal) => `restore interrupted (received ${signal}) while ${phase}, before the restore began: nothing created; target "${untouchedTarget}" untouched`);
         // The arguments are checked before the bucket and the connection are looked for: a typo in
         // them is what the operator hears first, not a missing PGHOST.
-        const [{ backedUpDatabase, checkBackupRef, manifestKeyIn }, { checkTargetName }] = await Promise.all([import('../../lambdas/restore/catalog'), import('../../lambdas/restore/target')]);
+        const [{ backedUpDatabase, checkBackupRef, manifestKeyIn }, { checkTargetName }] = await Promise.all([import('../../lambdas/restore/catalog'), import('../../lambdas/restore/guards')]);
         checkBackupRef(ref, opts.tier);
         // The database latest stands for, when it is known before the connection settings are read,
         // or the one a manifest key names.

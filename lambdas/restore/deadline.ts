@@ -1,5 +1,5 @@
 import { DEADLINE_MARGIN_MS } from '../shared/deadline';
-import { LOOK_BOUND_MS, SWAP_STATEMENT_BOUND_MS } from './target';
+import { LOOK_BOUND_MS, SWAP_STATEMENT_BOUND_MS } from './session';
 
 /**
  * The restore-test function's time limit (Lambda's maximum). The construct sets it, and warns at

@@ -17,7 +17,8 @@ import { RESTORE_TEST_DEFAULTS } from './contract';
 import { checkFreeSpace, type SpaceCheck } from './download';
 import { FunctionDeadlineStop } from './deadline';
 import { restoreBackup, type RestoreDeps } from './restore';
-import { cannotCreateDatabases, dropDatabase } from './target';
+import { cannotCreateDatabases } from './guards';
+import { dropDatabase } from './session';
 
 /**
  * The runbook's test_backup_restore.sh, automated: (back up,) restore into a scratch database,

@@ -10,21 +10,29 @@ import { makeDownloadDir } from '../shared/temp-dir';
 import { backedUpDatabase, CatalogDeps, chooseObject, resolveBackup } from './catalog';
 import { checkRowCounts, ROW_COUNT_BOUNDS } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
-import { archiveNeeds, checkRoles, DatabasePropertiesOfBackup, loadBackup, watchDatabaseSize } from './load';
-import { Unsettled, backupOwnerToGive, checkLeftovers, checkTarget, checkTargetName, createDatabase, databaseOwner, dropDatabase, giveBackupProperties, guardProduction, guardSystemDatabase, keepDatabaseProperties, NoAnswer, openAdminSession, runLooking, SessionNotBack, stagingName, swapIn, warnIfReadOnly } from './target';
+import { archiveNeeds, checkRoles, DatabasePropertiesOfBackup } from './archive';
+import { checkTarget, checkTargetName, guardProduction, guardSystemDatabase } from './guards';
+import { checkLeftovers, stagingName } from './leftovers';
+import { loadBackup, watchDatabaseSize } from './load';
+import { giveBackupProperties, keepDatabaseProperties, warnIfReadOnly } from './properties';
+import { Unsettled, backupOwnerToGive, createDatabase, databaseOwner, dropDatabase, NoAnswer, openAdminSession, runLooking, SessionNotBack } from './session';
+import { swapIn } from './swap';
 
-export { PRODUCTION_GUARD_FLAG, stagingName } from './target';
+export { stagingName } from './leftovers';
 
 /**
  * Verified restore, one step after the other, data flowing one way:
- *   resolve the manifest (catalog.ts) -> guards on the target and leftovers of a killed restore (target.ts)
+ *   resolve the manifest (catalog.ts) -> guards on the target (guards.ts) and leftovers of a
+ *   killed restore (leftovers.ts)
  *   -> download with parallel ranged GETs while hashing, size + sha256 verified (download.ts)
- *   -> the roles the custom archive names (owners, grantees) must all be on the server (load.ts)
+ *   -> the roles the custom archive names (owners, grantees) must all be on the server (archive.ts)
  *   -> `pg_restore -j <cores>` (or psql) into a staging database beside the target (load.ts)
  *   -> row counts against the manifest (check.ts) -> the replaced database's own settings, grants,
  *   connection limit and comment given to the staging database (into a new name, the backed-up
- *   database's, from the custom archive) -> swap it in (target.ts), the
+ *   database's, from the custom archive) (properties.ts) -> swap it in (swap.ts), the
  *   database it replaced kept beside it unless dropReplaced.
+ * The steps on the server run their statements on the restore's session, which holds the target's
+ * lock (session.ts).
  * Any failure, and an abort (Ctrl-C, SIGTERM, a deadline), drops the staging database and leaves
  * the target exactly as it was; a swap that cannot tell what the server did, or left the target
  * missing (Unsettled), drops nothing and says what is where.

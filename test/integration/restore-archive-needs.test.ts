@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { archiveNeeds } from '../../lambdas/restore/load';
+import { archiveNeeds } from '../../lambdas/restore/archive';
 import { LocalSpaceError } from '../../lambdas/restore/download';
 import { testCluster, uniqueDatabaseName } from '../support/cluster';
 import { psql } from '../support/postgres';

@@ -6,7 +6,7 @@ import { Client } from 'pg';
 import { createS3Client } from '../../lambdas/shared/aws';
 import type { OperatorError } from '../../lambdas/shared/errors';
 import { restoreBackup, stagingName } from '../../lambdas/restore/restore';
-import { dropDatabase } from '../../lambdas/restore/target';
+import { dropDatabase } from '../../lambdas/restore/session';
 import { dropDatabaseStatement } from '../../lambdas/shared/postgres';
 import { writeFakePgRestore } from '../support/fake-pg-restore';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';

@@ -3,7 +3,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { Client } from 'pg';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { restoreBackup } from '../../lambdas/restore/restore';
-import { giveBackupProperties, warnIfReadOnly } from '../../lambdas/restore/target';
+import { giveBackupProperties, warnIfReadOnly } from '../../lambdas/restore/properties';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { atmrDr, databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';

@@ -1,4 +1,4 @@
-import { propertyReader } from '../../../lambdas/restore/load';
+import { propertyReader } from '../../../lambdas/restore/archive';
 
 /**
  * The statements of the backed-up database's own properties, read from what `pg_restore --create -L

@@ -1,4 +1,4 @@
-import { roleReader } from '../../../lambdas/restore/load';
+import { roleReader } from '../../../lambdas/restore/archive';
 
 /**
  * The roles a restore needs, read from the statements pg_dump writes, in the entries it writes them

@@ -9,7 +9,7 @@ import type { Metrics } from '@aws-lambda-powertools/metrics';
 import { emitRestoreTestReportAge, loadRunnerSettings } from '../../../lambdas/backup/scheduled-run';
 import { RESTORE_TEST_ENV } from '../../../lambdas/restore/contract';
 import { handler, RESTORE_DEADLINE_MARGIN_MS } from '../../../lambdas/restore/handler';
-import { LOOK_BOUND_MS, SWAP_STATEMENT_BOUND_MS } from '../../../lambdas/restore/target';
+import { LOOK_BOUND_MS, SWAP_STATEMENT_BOUND_MS } from '../../../lambdas/restore/session';
 import { stagingName } from '../../../lambdas/restore/restore';
 import { MetricsSink, loadRestoreTestSettings, loadTemporaryInstanceSettings, runScheduledRestoreTest } from '../../../lambdas/restore/scheduled';
 import { createS3Client } from '../../../lambdas/shared/aws';

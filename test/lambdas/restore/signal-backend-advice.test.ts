@@ -1,4 +1,4 @@
-import { signalBackendAdvice } from '../../../lambdas/restore/target';
+import { signalBackendAdvice } from '../../../lambdas/restore/guards';
 
 // The 15 lines are checked against a real server in test/integration/restore-target.test.ts; only
 // PostgreSQL 15 is installed here, so the choice for 16 and later is checked by the version alone.

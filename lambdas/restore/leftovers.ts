@@ -1,0 +1,252 @@
+/**
+ * The restore's steps (restore.ts): catalog -> guards and leftovers -> download -> archive -> load
+ * -> check -> properties -> swap. This is the leftovers, beside the guards, before any
+ * download: the names a restore gives the databases beside the target (its staging database, the
+ * target set aside by the swap), and what an earlier restore left under them. It creates nothing,
+ * and drops nothing but a killed load's staging database; the target's own guards are guards.ts'.
+ */
+
+import { createHash } from 'node:crypto';
+import type { Client } from 'pg';
+import { dropDatabaseStatement, quoteIdent, reopenDatabaseStatement } from '../shared/postgres';
+import { OperatorError, oneLine } from '../shared/errors';
+import { formatBytes } from '../shared/format';
+import { APPLICATION_NAME, PgConnection, shortRead } from '../shared/pg-connection';
+import { CLIENT_SESSION } from './guards';
+import { boundedQuery, dropDatabase, GUARD_READ_BOUND_MS, isSuperuser, stopOnNoAnswer } from './session';
+
+/** Length of a sibling's id: the last 8 base-36 digits of the time in milliseconds, and 2 random ones. */
+const SIBLING_ID_LENGTH = 10;
+/**
+ * Length of a sibling's mark: hex digits of the sha256 of the whole target name. The name is cut
+ * to fit 63 bytes, so two targets that begin alike (`..._daily`, `..._hourly`) would otherwise
+ * give siblings that look the same, and a restore into one took the other's staging database (a
+ * live restore's, which it dropped) or `_old_` (whose RENAME it advised) for its own.
+ */
+const SIBLING_MARK_LENGTH = 8;
+/**
+ * Ids that earlier versions gave, without a mark: all the base-36 digits of the time (8 today) and
+ * a random number below 1296 unpadded (1 or 2 digits), the target cut to fit that length: 9 or 10
+ * characters.
+ */
+const LEGACY_ID_LENGTHS = [9, SIBLING_ID_LENGTH] as const;
+/**
+ * An earlier version's id starts with the time it was made: one that decodes to a time before
+ * atmr-dr existed, or in the future, is a name somebody chose (`shop_old_2026120211`, a database
+ * set aside by hand), not a leftover. A day of slack for the clock of another host.
+ */
+const LEGACY_SINCE = Date.UTC(2020, 0, 1);
+const CLOCK_SLACK_MS = 24 * 3600 * 1000;
+
+type SiblingKind = 'restore' | 'old';
+
+/**
+ * A sibling name, unique per run, short enough for PostgreSQL's 63-byte limit:
+ * `<target>_restore_<mark>_<id>` (the staging database) or `<target>_old_<mark>_<id>` (the target
+ * set aside during the swap), the target cut to fit; the mark names the whole target.
+ */
+export function stagingName(target: string, kind: SiblingKind = 'restore'): string {
+  const id = `${Date.now().toString(36).slice(-8)}${Math.floor(Math.random() * 1296).toString(36).padStart(2, '0')}`;
+  return `${siblingPrefix(target, kind)}${id}`;
+}
+
+function siblingPrefix(target: string, kind: SiblingKind): string {
+  const mark = createHash('sha256').update(target).digest('hex').slice(0, SIBLING_MARK_LENGTH);
+  const marker = `_${kind}_${mark}_`;
+  return `${target.slice(0, 63 - marker.length - SIBLING_ID_LENGTH)}${marker}`;
+}
+
+/** An earlier version's prefix: no mark, the target cut to fit an id of this length. */
+function legacyPrefix(target: string, kind: SiblingKind, idLength: number): string {
+  const marker = `_${kind}_`;
+  return `${target.slice(0, 63 - marker.length - idLength)}${marker}`;
+}
+
+interface Sibling {
+  readonly kind: SiblingKind;
+  /** When its id was made (its first 8 base-36 digits): ids sort by it. */
+  readonly time: number;
+  /**
+   * An earlier version's name with the target cut: it fits every target that begins with the same
+   * characters, so it may be another's. Named, never taken for this target's data nor dropped.
+   */
+  readonly cutAt?: number;
+}
+
+const idTime = (id: string): number => parseInt(id.slice(0, 8), 36);
+
+/** Whether `name` is a sibling of `target`, of which kind; an earlier version's names too. */
+function siblingOf(name: string, target: string): Sibling | undefined {
+  for (const kind of ['restore', 'old'] as const) {
+    const prefix = siblingPrefix(target, kind);
+    const id = name.slice(prefix.length);
+    if (name.startsWith(prefix) && new RegExp(`^[0-9a-z]{${SIBLING_ID_LENGTH}}$`).test(id)) return { kind, time: idTime(id) };
+  }
+  for (const kind of ['restore', 'old'] as const) {
+    for (const length of LEGACY_ID_LENGTHS) {
+      const prefix = legacyPrefix(target, kind, length);
+      const id = name.slice(prefix.length);
+      if (!name.startsWith(prefix) || !new RegExp(`^[0-9a-z]{${length}}$`).test(id)) continue;
+      const time = idTime(id);
+      if (time < LEGACY_SINCE || time > Date.now() + CLOCK_SLACK_MS) continue;
+      // A target as long as what was kept, or longer, was cut: longer targets give the same name.
+      const kept = 63 - `_${kind}_`.length - length;
+      return { kind, time, ...(target.length >= kept ? { cutAt: kept } : {}) };
+    }
+  }
+  return undefined;
+}
+
+/**
+ * What an earlier restore into `target` left behind: when it was killed (kill -9, a crashed runner)
+ * before its own cleanup, and the database it replaced, which a restore keeps unless told to drop
+ * it. Runs before any download, and creates or drops nothing but a killed load's staging database:
+ * - the target is missing and `<target>_old_<mark>_<id>` exists: the restore died between the
+ *   swap's two renames and that database holds the data (or a restore kept it and the target was
+ *   dropped since). Refused (a new restore would hide it further), with the statements that put it
+ *   back or drop it.
+ * - the target exists but does not accept connections (the swap with --terminate-connections closes
+ *   it first): refused, with the statement that reopens it.
+ * - a staging database still loaded by atmr-dr sessions only: the pg_restore (or psql) of a killed
+ *   restore, which goes on loading after a kill -9 of its CLI. The caller holds the target's lock,
+ *   so no live restore into this target owns it: it is dropped WITH (FORCE), which ends those
+ *   sessions (and only sessions of that database), as the killed restore's own cleanup would have.
+ * - any other staging database, or `<target>_old_<mark>_<id>` beside the target (a replaced
+ *   database kept on purpose, or one whose drop failed): a warning with the DROP to run, never
+ *   dropped here (a finished load may be wanted, a kept copy is the way back; someone else is
+ *   connected to it). The warning counts the sessions connected to it.
+ * Names of earlier versions (no mark) are found too; one whose target was cut to fit may be
+ * another target's (whose lock this restore does not hold): a warning only, whatever its sessions,
+ * and never the data of a missing target.
+ * Its reads have `boundMs` each for their answer (GUARD_READ_BOUND_MS; the tests' is shorter): a
+ * server that accepts the connection but does not answer them ends it with one line, and `admin` is
+ * ended, as checkTarget does (the session connects again before its next statement). Each
+ * database left in place is named with its size (leftoverSizes, on a short session of its own to
+ * `maintenance` of `connection`), so that the on-call knows what dropping it frees.
+ */
+export async function checkLeftovers(admin: Client, connection: PgConnection, maintenance: string, target: string, warn: (line: string) => void, boundMs = GUARD_READ_BOUND_MS): Promise<void> {
+  await stopOnNoAnswer(
+    admin,
+    () => checkLeftoversReads(admin, connection, maintenance, target, warn, boundMs),
+    (why) => `cannot look for what an earlier restore into "${target}" left behind: ${why}, then rerun the restore; nothing was created: "${target}" untouched`,
+  );
+}
+
+async function checkLeftoversReads(admin: Client, connection: PgConnection, maintenance: string, target: string, warn: (line: string) => void, boundMs: number): Promise<void> {
+  // Only under the lock of openAdminSession: without it, the staging database may be a live restore's.
+  // Candidates by prefix (LIKE, with `_` and `%` escaped: target names contain `_`), then exact
+  // names in code: the id must be base-36 digits, so `atmr_old_2024_11_30` is not taken for one.
+  const prefixes = (['restore', 'old'] as const).flatMap((kind) => [siblingPrefix(target, kind), ...LEGACY_ID_LENGTHS.map((length) => legacyPrefix(target, kind, length))]);
+  const { rows } = await boundedQuery<{ datname: string; datallowconn: boolean; sessions: number }>(
+    admin,
+    `SELECT datname, datallowconn, (SELECT count(*)::int FROM pg_stat_activity a WHERE a.datname = d.datname AND ${CLIENT_SESSION}) AS sessions
+       FROM pg_database d WHERE datname = $1 OR datname LIKE ANY ($2::text[])
+      ORDER BY datname`,
+    boundMs,
+    [target, prefixes.map((prefix) => `${prefix.replace(/[\\%_]/g, '\\$&')}%`)],
+    `the read of the databases named after "${target}" (pg_database, pg_stat_activity)`,
+  );
+  const targetRow = rows.find((r) => r.datname === target);
+  const targetExists = targetRow !== undefined;
+  const leftovers = rows
+    .filter((r) => r.datname !== target)
+    .flatMap((r) => {
+      const sibling = siblingOf(r.datname, target);
+      return sibling ? [{ ...r, ...sibling, old: sibling.kind === 'old' }] : [];
+    });
+  // A restore with --terminate-connections killed during its swap leaves the target closed: the
+  // application cannot connect to it, and the guards below could not look inside it either.
+  if (targetRow && !targetRow.datallowconn) {
+    throw new OperatorError(
+      `target database "${target}" does not accept connections (ALLOW_CONNECTIONS false: a restore with --terminate-connections killed during its swap leaves it so, and its clients cannot connect either): reopen it with ${reopenDatabaseStatement(target)}, then rerun the restore`,
+      2,
+    );
+  }
+  // The newest `_old_` (by the time its id was made) is the last database the target was.
+  const holder = leftovers.filter((r) => r.old && r.cutAt === undefined).sort((a, b) => a.time - b.time).at(-1);
+  if (!targetExists && holder) {
+    const reopen = holder.datallowconn ? '' : ` and ${reopenDatabaseStatement(target)}`;
+    throw new OperatorError(
+      `target database "${target}" is missing and its data is in "${holder.datname}", left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE ${quoteIdent(holder.datname)} RENAME TO ${quoteIdent(target)}${reopen}, or if it is not wanted DROP DATABASE ${quoteIdent(holder.datname)}; then rerun the restore`,
+      2,
+    );
+  }
+  const sizes = leftovers.length === 0 ? new Map<string, number>() : await leftoverSizes(connection, maintenance, leftovers.map((r) => r.datname), warn);
+  for (const { datname, old, sessions, cutAt } of leftovers) {
+    // How a line names a database it leaves in place: with its size when it was read.
+    const size = sizes.get(datname);
+    const named = `"${datname}"${size === undefined ? '' : ` (${formatBytes(size)})`}`;
+    const what = old ? `holds what "${target}" was before an earlier restore replaced it` : `is the staging database of an earlier restore into "${target}"`;
+    const clients =
+      sessions === 0
+        ? []
+        : (
+            await boundedQuery<{ pid: number; application: string }>(
+              admin,
+              `SELECT pid, application_name AS application FROM pg_stat_activity WHERE datname = $1 AND ${CLIENT_SESSION} ORDER BY pid`,
+              boundMs,
+              [datname],
+              `the read of the sessions in "${datname}" (pg_stat_activity)`,
+            )
+          ).rows;
+    // Read only when a line below gives a DROP for a database sessions are in (dropDatabaseStatement).
+    const drop = async (): Promise<string> => dropDatabaseStatement(datname, await isSuperuser(admin, boundMs));
+    if (cutAt !== undefined) {
+      const whose = old ? `holds what "${target}" was before an earlier restore replaced it, or what another database was` : `is the staging database of an earlier restore into "${target}" or into another database`;
+      const connected = clients.length === 0 ? '' : ` and ${clients.length} session(s) are connected to it (${[...new Set(clients.map((c) => c.application || '?'))].slice(0, 3).join(', ')})`;
+      warn(
+        `${named} ${whose} whose name begins with the same ${cutAt} characters (an earlier version of atmr-dr kept only those)${connected}; left in place: look inside it, and when it is not needed, ${clients.length === 0 ? `DROP DATABASE ${quoteIdent(datname)}` : await drop()}`,
+      );
+      continue;
+    }
+    if (clients.length === 0) {
+      warn(`${named} ${what}${old ? '' : ' (no session is connected to it)'}; left in place: when it is not needed, DROP DATABASE ${quoteIdent(datname)}`);
+      continue;
+    }
+    if (!old && clients.every((c) => c.application === APPLICATION_NAME)) {
+      const pids = clients.map((c) => c.pid).join(', ');
+      const dropped = await dropDatabase(admin, datname).then(
+        (way) => ({ way }),
+        (error: unknown) => ({ error: oneLine(error) }),
+      );
+      // The line names the statement that ran: WITH (FORCE) is refused to a role that is not a
+      // superuser while an autovacuum worker is inside, and then its sessions were ended first.
+      const how =
+        'way' in dropped && dropped.way === 'plain'
+          ? 'ended its sessions (pg_terminate_backend) and dropped it with a plain DROP DATABASE (WITH (FORCE) is refused to this role while an autovacuum worker is inside)'
+          : 'dropped it WITH (FORCE)';
+      warn(
+        'way' in dropped
+          ? `"${datname}" ${what} that was killed, and its load was still running (session(s) ${pids}): ${how}, which ended that load`
+          : `${named} ${what} that was killed, and its load is still running (session(s) ${pids}); could not drop it (${dropped.error}): to stop that load and drop it, ${await drop()}`,
+      );
+      continue;
+    }
+    const who = old ? 'something still uses it' : `${[...new Set(clients.map((c) => c.application || '?'))].slice(0, 3).join(', ')}: not only a killed restore's`;
+    warn(`${named} ${what} and ${clients.length} session(s) are connected to it (${who}); left in place: to stop them and drop it, ${await drop()}`);
+  }
+}
+
+/**
+ * The size on disk of each of `names` (pg_database_size), on a short session of its own
+ * (shortRead): not on the restore's locked session, whose read given up would stop the restore,
+ * for a walk of a large database's files that is only information. A database this role may not
+ * size (no CONNECT on it, not a member of pg_read_all_stats) has none. Given up or failed: one
+ * warning, and the lines name the databases without their sizes.
+ */
+async function leftoverSizes(connection: PgConnection, maintenance: string, names: readonly string[], warn: (line: string) => void): Promise<ReadonlyMap<string, number>> {
+  try {
+    const rows = await shortRead<{ datname: string; bytes: string | null }>(
+      connection,
+      maintenance,
+      `the read of the size of ${names.map((n) => `"${n}"`).join(', ')} (pg_database_size)`,
+      `SELECT datname, CASE WHEN has_database_privilege(oid, 'CONNECT') OR pg_has_role('pg_read_all_stats', 'USAGE') THEN pg_database_size(oid) END AS bytes
+         FROM pg_database WHERE datname = ANY ($1::text[])`,
+      [names],
+    );
+    return new Map(rows.flatMap((r): [string, number][] => (r.bytes === null ? [] : [[r.datname, Number(r.bytes)]])));
+  } catch (error) {
+    warn(`${oneLine(error)}; the databases an earlier restore left are named below without their sizes`);
+    return new Map();
+  }
+}

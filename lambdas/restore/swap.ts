@@ -1,0 +1,179 @@
+/**
+ * The restore's steps (restore.ts): catalog -> guards and leftovers -> download -> archive -> load
+ * -> check -> properties -> swap. This is the swap, the last: the verified staging
+ * database put under the target's name, the target's guards checked again first. It does not
+ * create, load or check the staging database, nor drop it after a failure: those are restore.ts'.
+ */
+
+import type { Client } from 'pg';
+import { dropDatabaseStatement, quoteIdent, reopenDatabaseStatement } from '../shared/postgres';
+import { OperatorError, oneLine } from '../shared/errors';
+import type { PgConnection } from '../shared/pg-connection';
+import { checkTarget, CLIENT_SESSION, TargetGuards } from './guards';
+import { stagingName } from './leftovers';
+import { AdminSession, boundedQuery, dropDatabase, NoAnswer, runLooking, Seen, SWAP_STATEMENT_BOUND_MS, Unsettled } from './session';
+
+/**
+ * What a caller that may quit in the middle of the swap (a second Ctrl-C) needs to say what it left.
+ * Each is called before the statement it announces is sent: a statement on its way when the caller
+ * quits may still be carried out by the server.
+ */
+export interface SwapHooks {
+  /** The name the target's data takes while it is out of the way. */
+  readonly onAside?: (previous: string) => void;
+  /**
+   * true just before the target is closed to connections (--terminate-connections), false once a
+   * database that accepts connections is under the target name again. The flag travels with the
+   * database through its renames: the target put back by hand is still closed.
+   */
+  readonly onClosed?: (closed: boolean) => void;
+}
+
+/** Whether `from` was renamed `to`, read from what exists: undefined when both or neither do. */
+function renamed(seen: Seen, from: string, to: string): boolean | undefined {
+  if (seen.has(to) && !seen.has(from)) return true;
+  if (seen.has(from) && !seen.has(to)) return false;
+  return undefined;
+}
+
+/** What the swap does beyond the guards. */
+export interface SwapOptions extends TargetGuards {
+  /** Drop the database it replaced. By default it is kept under its `_old_` name (swapIn). */
+  readonly dropReplaced?: boolean;
+}
+
+/** What the swap did: `kept`, the database that holds what the target was before it (undefined when none is left). */
+export interface Swapped {
+  readonly replaced: boolean;
+  readonly kept?: string;
+}
+
+/**
+ * Puts `staging` under the target name: a rename when the target does not exist; otherwise the
+ * target is renamed aside and the staging database takes its name. The database replaced is kept
+ * under its `_old_` name unless `dropReplaced`: on the worst day it is the only copy of what was
+ * written since the backup (a restore over a corrupted production), and dropping it at once left
+ * no way back; keeping it costs no more room than the swap already needed (the staging copy and the
+ * target coexist during the load). A copy kept with --terminate-connections is reopened, so that it
+ * can be read (the flag went with it when the target was closed). The guards run again first (a
+ * session may have connected during the restore). A failure says in which state it left the
+ * target; the staging database is the caller's to drop, unless the failure is Unsettled.
+ * A statement whose answer is lost is looked at (runLooking): carried out, the swap goes on.
+ */
+export async function swapIn(
+  session: AdminSession,
+  connection: PgConnection,
+  staging: string,
+  target: string,
+  guards: SwapOptions,
+  warn: (line: string) => void,
+  hooks: SwapHooks = {},
+): Promise<Swapped> {
+  const state = await checkTarget(await session.client(), connection, target, guards);
+  const previous = state.exists ? stagingName(target, 'old') : undefined;
+  const reopenToo = guards.terminateConnections ? ` and ${reopenDatabaseStatement(target)}` : '';
+  // What an operator is told when a lost answer leaves the state unread: where each copy may be.
+  const unknown = (lost: string): string =>
+    previous === undefined
+      ? `${lost}: look with SELECT datname FROM pg_database WHERE datname IN ('${target}', '${staging}'): if "${target}" exists and "${staging}" does not, the restored copy is in place; if "${staging}" still exists, it was not swapped in: ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)} puts it in; nothing was dropped`
+      : `${lost}: look with SELECT datname FROM pg_database WHERE datname IN ('${target}', '${previous}', '${staging}'): if "${target}" is missing, its data is in "${previous}": put it back with ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}${reopenToo}, or put the restored copy "${staging}" in its place with ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)}; if "${target}" exists and "${staging}" does not, the restored copy is in place and "${previous}" is what "${target}" was; if "${target}" and "${staging}" both exist, nothing was swapped: ${guards.terminateConnections ? `${reopenDatabaseStatement(target)} reopens "${target}" to its clients, and ` : ''}${dropDatabaseStatement(staging, session.superuser)} removes the restored copy; nothing was dropped`;
+  const rename = (from: string, to: string): Promise<void> => {
+    const sql = `ALTER DATABASE ${quoteIdent(from)} RENAME TO ${quoteIdent(to)}`;
+    const names = [target, staging, ...(previous === undefined ? [] : [previous])];
+    return runLooking(session, { sql, names, done: (seen) => renamed(seen, from, to), unknown }, (client) => boundedQuery(client, sql, SWAP_STATEMENT_BOUND_MS), warn);
+  };
+  const query = async (sql: string, values?: unknown[]): Promise<unknown> => boundedQuery(await session.client(), sql, SWAP_STATEMENT_BOUND_MS, values);
+
+  if (previous === undefined) {
+    try {
+      await rename(staging, target);
+    } catch (error) {
+      if (error instanceof Unsettled) throw error;
+      throw new OperatorError(`cannot rename the restored database to "${target}" (${oneLine(error)}); target "${target}" untouched`);
+    }
+    return { replaced: false };
+  }
+  // With --terminate-connections the target is closed to connections first: whatever happens
+  // next, it must be reopened under the target name, or the application cannot connect.
+  const reopen = async (): Promise<string> =>
+    !guards.terminateConnections
+      ? ''
+      : query(reopenDatabaseStatement(target)).then(
+          () => {
+            hooks.onClosed?.(false);
+            return '';
+          },
+          (error: unknown) => `; it could not be reopened (${oneLine(error)}): run ${reopenDatabaseStatement(target)}`,
+        );
+  try {
+    if (guards.terminateConnections) {
+      // Block reconnects, then end the sessions: the rename needs a database nobody is in.
+      hooks.onClosed?.(true);
+      await query(`ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS false`);
+      // Not autovacuum workers: the rename ends those, and terminating one is refused to a role that is not a superuser.
+      await query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND ${CLIENT_SESSION}`, [target]);
+      await waitForNoSessions(await session.client(), target);
+    }
+    hooks.onAside?.(previous);
+    await rename(target, previous);
+  } catch (error) {
+    if (error instanceof Unsettled) throw error;
+    // Closing the target or ending its sessions unanswered (the rename aside is looked at): no
+    // rename was sent, but the target may be closed, and the session cannot reopen it.
+    if (error instanceof NoAnswer) {
+      throw new Unsettled(
+        `cannot take "${target}" out of the way: ${oneLine(error)} (the server may still be running it); "${target}" was not renamed: look with SELECT datname, datallowconn FROM pg_database WHERE datname IN ('${target}', '${staging}'): if "${target}" does not accept connections, ${reopenDatabaseStatement(target)} reopens it; the restored copy "${staging}" was kept: ${dropDatabaseStatement(staging, session.superuser)} removes it; nothing was dropped`,
+      );
+    }
+    throw new OperatorError(`cannot take "${target}" out of the way (${oneLine(error)}); target "${target}" untouched${await reopen()}: stop its clients and retry`);
+  }
+  try {
+    await rename(staging, target);
+  } catch (error) {
+    if (error instanceof Unsettled) throw error;
+    const why = oneLine(error);
+    const back = await rename(previous, target).then(
+      () => undefined,
+      (backError: unknown) => backError,
+    );
+    if (back instanceof Unsettled) throw back;
+    if (back !== undefined) {
+      throw new Unsettled(
+        `cannot rename the restored database to "${target}" (${why}), nor put the previous one back (${oneLine(back)}): "${target}" is missing and its data is in "${previous}": ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}${reopenToo}; the restored copy "${staging}" was kept: ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)} puts it in instead`,
+      );
+    }
+    throw new OperatorError(`cannot rename the restored database to "${target}" (${why}); the previous database was put back, target "${target}" untouched${await reopen()}`);
+  }
+  // The restored copy, created open, has the target name now.
+  hooks.onClosed?.(false);
+  // The restored copy is in place: a failure now is not the restore's, only a kept copy closed or
+  // space left behind. The session may need a new connection here (after a lost answer, or a server
+  // that restarted), and taking the lock again may fail: that too is not a failed swap.
+  if (!guards.dropReplaced) {
+    if (guards.terminateConnections) {
+      await query(reopenDatabaseStatement(previous)).catch((error: unknown) =>
+        warn(`could not reopen "${previous}", what "${target}" was before this restore, to connections (${oneLine(error)}): to read it, ${reopenDatabaseStatement(previous)}`),
+      );
+    }
+    return { replaced: true, kept: previous };
+  }
+  const dropped = await session
+    .client()
+    .then((client) => dropDatabase(client, previous))
+    .then(
+      () => true,
+      (error: unknown) => {
+        warn(`could not drop "${previous}", what "${target}" was before this restore (${oneLine(error)}): when it is not needed, ${dropDatabaseStatement(previous, session.superuser)}`);
+        return false;
+      },
+    );
+  return { replaced: true, kept: dropped ? undefined : previous };
+}
+
+async function waitForNoSessions(admin: Client, database: string): Promise<void> {
+  for (let i = 0; i < 50; i += 1) {
+    const r = await boundedQuery(admin, `SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND ${CLIENT_SESSION}`, SWAP_STATEMENT_BOUND_MS, [database]);
+    if (r.rowCount === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
