@@ -119,6 +119,19 @@ export function startAgain(cluster: Pick<PostgresCluster, 'dataDir'>): void {
   runAsPostgres(path.join(postgresBinDir(), 'pg_ctl'), ['-D', cluster.dataDir, '-l', path.join(path.dirname(cluster.dataDir), 'server.log'), '-w', '-t', '60', 'restart']);
 }
 
+/**
+ * Waits until no session is connected to `database`. A psql that has exited has only asked its
+ * backend to end: on a loaded machine the backend can still be listed in pg_stat_activity for a
+ * moment, and a restore's guard then counts it as a client of the target.
+ */
+export function waitForNoSessions(cluster: Pick<PostgresCluster, 'env'>, database: string, ms = 10_000): void {
+  const until = Date.now() + ms;
+  while (psql(cluster, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE datname = '${database}' AND pid <> pg_backend_pid()`) !== '0') {
+    if (Date.now() > until) throw new Error(`sessions still connected to ${database} after ${ms / 1000} s`);
+    execFileSync('sleep', ['0.05']);
+  }
+}
+
 /** Runs SQL with psql against the cluster (ON_ERROR_STOP), returning unaligned tuples-only output. */
 export function psql(cluster: Pick<PostgresCluster, 'env'>, database: string, sql: string): string {
   return execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-At', '-d', database], {

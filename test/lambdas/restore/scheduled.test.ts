@@ -17,7 +17,7 @@ import { DEADLINE_MARGIN_MS } from '../../../lambdas/shared/deadline';
 import { RESTORE_TEST_AGE_BASELINE_KEY } from '../../../lambdas/shared/s3-layout';
 import { testCluster, uniqueDatabaseName } from '../../support/cluster';
 import { writeFakePgRestore } from '../../support/fake-pg-restore';
-import { psql } from '../../support/postgres';
+import { psql, waitForNoSessions } from '../../support/postgres';
 import { LocalS3, startLocalS3 } from '../../support/s3';
 import { databaseExists, databasesLike, writeFixtureBackup } from './fixtures';
 
@@ -406,6 +406,7 @@ describe('restore-test Lambda handler', () => {
     const targetDb = uniqueDatabaseName('lambda_deadline');
     psql(cluster, 'postgres', `CREATE DATABASE ${targetDb}`);
     psql(cluster, targetDb, 'CREATE TABLE precious (id int); INSERT INTO precious VALUES (7);');
+    waitForNoSessions(cluster, targetDb);
     const { deadlineAt, context: nearTheLimit } = restoreThatDoesNotFit();
 
     await expect(handler({ restore: { ref: 'latest', tier: 'daily', targetDb, force: true } }, nearTheLimit)).rejects.toThrow(
