@@ -249,6 +249,9 @@ const outstanding = (entry: JournalEntry) => entry.state !== 'undone';
 
 export type CutoverMode = 'start' | 'resume';
 
+/** The fix of a cutover or undo refused for want of recovery.ecs. */
+const SET_RECOVERY_ECS = 'set recovery.ecs to {"clusterArn": ..., "serviceNames": [the API and every Celery service]} in cdk.json, then run the command again; nothing was changed';
+
 /**
  * `start`: a verified recovery (or one whose failed cutover was fully undone) from its first step.
  * `resume`: an interrupted cutover (`cutting-over`, lease free or stale) from its first step not done.
@@ -267,7 +270,7 @@ export async function cutover(
   // cutover would go on the same way).
   if (!settings.ecs?.serviceNames.length) {
     throw new OperatorError(
-      `recover cutover${mode === 'resume' ? ' --resume' : ''}: recovery.ecs is not set: no ECS service would be redeployed, so no task would read the recovered instance's endpoint (they read it at start), /ready and the write check would pass on the old instance, and the old instance would be renamed under the API still using it; set recovery.ecs to {"clusterArn": ..., "serviceNames": [the API and every Celery service]} in cdk.json, then run the command again; nothing was changed`,
+      `recover cutover${mode === 'resume' ? ' --resume' : ''}: recovery.ecs is not set: no ECS service would be redeployed, so no task would read the recovered instance's endpoint (they read it at start), /ready and the write check would pass on the old instance, and the old instance would be renamed under the API still using it; ${SET_RECOVERY_ECS}`,
       2,
     );
   }
@@ -321,6 +324,20 @@ export async function cutover(
  * (production has taken writes there: going back would lose them).
  */
 export async function undoCutover(deps: CutoverDeps, recoveryId: string, settings: CutoverSettings, actor: string): Promise<CutoverResult> {
+  // recovery.ecs taken out of cdk.json since the cutover: tasks started after the endpoint switch
+  // read the copy's value, and with no service to redeploy the undo would set the endpoint back and
+  // let users in on them (their writes on the copy lost), or keep production in maintenance for a
+  // redeploy no undo can run. Refused, as the forward is, before the lease or any change.
+  if (!settings.ecs?.serviceNames.length) {
+    const { journal } = await getRecovery(deps.store, recoveryId);
+    const left = [CUTOVER_STEPS.endpoint, CUTOVER_STEPS.redeploy].filter((step) => journal?.some((entry) => entry.step === step && outstanding(entry)));
+    if (left.length) {
+      throw new OperatorError(
+        `recover cutover --undo: recovery ${recoveryId}: recovery.ecs is not set, and its cutover's "${left.join('" and "')}" ${left.length > 1 ? 'are' : 'is'} not undone: tasks started since the endpoint switch read the copy's endpoint (they read it at start), and with no ECS service to redeploy they would stay on the copy once users are let in (their writes there lost); ${SET_RECOVERY_ECS}`,
+        2,
+      );
+    }
+  }
   const session = await Session.open(deps, recoveryId, actor, 'undo');
   return session.undoAll(settings, undefined);
 }

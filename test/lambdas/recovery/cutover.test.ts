@@ -2166,6 +2166,50 @@ describe('an interrupted cutover', () => {
     expect(killswitchNow().mode).toBe('normal');
   });
 
+  it.each([
+    [6, '"switch database endpoint" is'],
+    [7, '"switch database endpoint" and "redeploy ECS services" are'],
+  ])(
+    '--undo of a cutover killed at write %i, recovery.ecs since taken out of cdk.json: refused before anything changes (exit 2, one line naming recovery.ecs and the fix); with it set again, --undo redeploys before letting users in',
+    async (killAt, left) => {
+      // Arrange: killed once the endpoint is switched (6), or once its own redeploy is journaled started (7)
+      const { id } = await killedCutover(killAt);
+      const before = await getRecovery(deps().store, id);
+      const killswitchWrites = ssm.commandCalls(PutParameterCommand).length;
+      const updates = ecs.commandCalls(UpdateServiceCommand).length;
+
+      // Act
+      const refusal = await operatorErrorOf(undoCutover(deps(stale), id, settings({ ecs: undefined }), 'bob'));
+
+      // Assert: nothing changed, users kept out on the copy
+      expect([refusal.exitCode, refusal.message]).toEqual([
+        2,
+        `recover cutover --undo: recovery ${id}: recovery.ecs is not set, and its cutover's ${left} not undone: tasks started since the endpoint switch read the copy's endpoint (they read it at start), and with no ECS service to redeploy they would stay on the copy once users are let in (their writes there lost); set recovery.ecs to {"clusterArn": ..., "serviceNames": [the API and every Celery service]} in cdk.json, then run the command again; nothing was changed`,
+      ]);
+      expect(await getRecovery(deps().store, id)).toEqual(before);
+      expect(secretValue.host).toBe(NEW_HOST);
+      expect(ssm.commandCalls(PutParameterCommand)).toHaveLength(killswitchWrites);
+      expect(killswitchNow().mode).toBe('maintenance');
+      expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(updates);
+
+      const undone = await undoCutover(deps(stale), id, settings(), 'bob');
+
+      expect([undone.status, undone.error]).toEqual(['cutover-failed', 'cutover interrupted and undone by bob']);
+      expect(secretValue.host).toBe(OLD_HOST);
+      expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(updates + 2);
+      expect(killswitchNow().mode).toBe('normal');
+    },
+  );
+
+  it('--undo of a cutover killed before its endpoint switch needs no recovery.ecs: the killswitch is given back', async () => {
+    const { id } = await killedCutover(4);
+
+    const undone = await undoCutover(deps(stale), id, settings({ ecs: undefined }), 'bob');
+
+    expect([undone.status, undone.error]).toEqual(['cutover-failed', 'cutover interrupted and undone by bob']);
+    expect(killswitchNow().mode).toBe('normal');
+  });
+
   it('a live lease refuses a second operator (resume, undo or a new cutover) naming who holds it; it goes stale after LEASE_SECONDS', async () => {
     const { id } = await killedCutover(6);
     const held = /is being cut over by alice \(pid 4242 on laptop\) \(lease live until .*\): wait for them; if that process is dead, its lease goes stale at/;
