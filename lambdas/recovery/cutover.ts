@@ -1024,13 +1024,18 @@ class Session {
           const services = settings.ecs.serviceNames.join(', ');
           await this.put({ step: CUTOVER_STEPS.redeploy, state: 'started', startedAt: this.now().toISOString(), by: this.leaseOwner }).catch(async (error: unknown) => {
             if (error instanceof LeaseLostError) throw error;
-            await this.put(undefined, {}, true).catch(() => undefined);
-            const command = cause ? `recover cutover${this.mode === 'resume' ? ' --resume' : ''}: recovery ${id}: the cutover failed (${cause}), and its undo` : `recover cutover --undo: recovery ${id}:`;
-            throw new OperatorError(
-              `${command} cannot journal the redeploy of ${services} before setting ${describeEndpoint(settings.endpoint)} back (${namedLine(error)}): nothing undone (the endpoint not set back, the killswitch left as it is); fix the cause, then run ${undoCommand}`,
-              1,
-              { cause: error },
-            );
+            // Not journaled: the release below must not write it either (the line says it was not).
+            this.journal = this.journal.filter((e) => e.step !== CUTOVER_STEPS.redeploy);
+            const stopped = `cannot journal the redeploy of ${services} before setting ${describeEndpoint(settings.endpoint)} back (${namedLine(error)}): nothing undone (the endpoint not set back, the killswitch left as it is); fix the cause, then run ${undoCommand}`;
+            if (!cause) {
+              await this.put(undefined, {}, true).catch(() => undefined);
+              throw new OperatorError(`recover cutover --undo: recovery ${id}: ${stopped}`, 1, { cause: error });
+            }
+            // A failed cutover left `cutting-over`: as a stop of its own, the record keeps why and its
+            // steps, and the team hears it failed. Both best-effort: DynamoDB may be what refused.
+            await this.put(undefined, { error: cause, cutover: this.steps }, true).catch(() => undefined);
+            await announce(deps.events, RECOVERY_EVENTS.cutoverFailed, { summary: `Recovery ${id}: cutover FAILED (${cause}), and its undo ${stopped}`, at: this.now().toISOString(), recoveryId: id, steps: this.steps }).catch(() => undefined);
+            throw new OperatorError(`recover cutover${this.mode === 'resume' ? ' --resume' : ''}: recovery ${id}: the cutover failed (${cause}), and its undo ${stopped}`, 1, { cause: error });
           });
         }
         await undo(

@@ -2166,6 +2166,40 @@ describe('an interrupted cutover', () => {
     expect(killswitchNow().mode).toBe('normal');
   });
 
+  it.each(['taken', 'refused too'])(
+    'a failed cutover whose undo cannot journal the redeploy (the write after it %s): the record keeps the cause and the steps, its lease released when DynamoDB takes it, and the team hears it FAILED; the line is said all the same',
+    async (after) => {
+      // Arrange: the endpoint's done mark (write 5) and the undo's redeploy entry (write 6) refused; the release (write 7) taken, or refused too
+      const id = await verifiedRecovery();
+      let writes = 0;
+      const store = failingStore(() => (++writes >= 5 && writes <= 6) || (after === 'refused too' && writes >= 7));
+      if (after === 'refused too') events.on(PutEventsCommand).callsFake((input: { Entries: { DetailType: string }[] }) => (input.Entries[0].DetailType === 'Recovery Cutover Failed' ? Promise.reject(new Error('EventBridge down')) : { FailedEntryCount: 0, Entries: [{ EventId: '1' }] }));
+
+      // Act
+      const refusal = await operatorErrorOf(cutover(deps({ store }), id, settings(), 'alice'));
+
+      // Assert
+      const cause = 'Throughput exceeds the current capacity of your table';
+      expect(refusal.exitCode).toBe(1);
+      expect(refusal.message).toMatch(new RegExp(`^recover cutover: recovery ${id}: the cutover failed \\(${cause}\\), and its undo cannot journal the redeploy of atmr-api, atmr-celery-worker before setting`));
+      const record = await getRecovery(deps().store, id);
+      expect(record.status).toBe('cutting-over');
+      expect(secretValue.host).toBe(NEW_HOST);
+      expect(killswitchNow().mode).toBe('maintenance');
+      if (after === 'refused too') return;
+      expect([record.error, record.leaseToken, record.cutover?.map((s) => [s.step, s.outcome])]).toEqual([cause, undefined, [[CUTOVER_STEPS.maintenance, 'done']]]);
+      // The journal says what the line says: the endpoint switched (its mark saved by the release), the redeploy not journaled.
+      expect(record.journal!.map((e) => [e.step, e.state])).toEqual([
+        [CUTOVER_STEPS.maintenance, 'done'],
+        [CUTOVER_STEPS.endpoint, 'done'],
+      ]);
+      const failed = events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0]).filter((e) => e.DetailType === 'Recovery Cutover Failed');
+      expect(failed.map((e) => (JSON.parse(e.Detail!) as { summary: string }).summary)).toEqual([
+        `Recovery ${id}: cutover FAILED (${cause}), and its undo ${refusal.message.slice(refusal.message.indexOf('cannot journal'))}`,
+      ]);
+    },
+  );
+
   it.each([
     [6, '"switch database endpoint" is'],
     [7, '"switch database endpoint" and "redeploy ECS services" are'],
