@@ -244,6 +244,13 @@ export const ALREADY_REOPENED = 'already reopened by ';
 /** Ends the endpoint step's undo detail when the undo found a value someone else set since and left it. */
 export const ENDPOINT_LEFT_AS_IS = 'set by someone else since: left as is';
 
+/**
+ * The detail of the redeploy entry the undo journals before it sets the endpoint back (a cutover
+ * stopped before its own redeploy): `recover status` and abandon's refusal must not read it as a
+ * redeploy that ran.
+ */
+export const UNDO_REDEPLOY_NOT_RUN = 'journaled by the undo before setting the endpoint back: not run yet';
+
 /** An entry still holding a change to undo (or a change that may have happened). */
 const outstanding = (entry: JournalEntry) => entry.state !== 'undone';
 
@@ -1022,20 +1029,25 @@ class Session {
           // one restarts the tasks that read the copy's value before it lets users in. Refused, the
           // undo stops with nothing changed.
           const services = settings.ecs.serviceNames.join(', ');
-          await this.put({ step: CUTOVER_STEPS.redeploy, state: 'started', startedAt: this.now().toISOString(), by: this.leaseOwner }).catch(async (error: unknown) => {
+          await this.put({ step: CUTOVER_STEPS.redeploy, state: 'started', startedAt: this.now().toISOString(), by: this.leaseOwner, detail: UNDO_REDEPLOY_NOT_RUN }).catch(async (error: unknown) => {
             if (error instanceof LeaseLostError) throw error;
             // Not journaled: the release below must not write it either (the line says it was not).
             this.journal = this.journal.filter((e) => e.step !== CUTOVER_STEPS.redeploy);
-            const stopped = `cannot journal the redeploy of ${services} before setting ${describeEndpoint(settings.endpoint)} back (${namedLine(error)}): nothing undone (the endpoint not set back, the killswitch left as it is); fix the cause, then run ${undoCommand}`;
+            const refused = namedLine(error);
+            // A cutover failed by the same refusal (DynamoDB throttling its marks) names it once.
+            const same = cause !== undefined && refused.endsWith(cause);
+            const where = endpoint.state === 'done' ? `still on ${this.record.newInstance}` : 'not set back';
+            const stopped = `cannot journal the redeploy of ${services} before setting ${describeEndpoint(settings.endpoint)} back (${same ? 'the same error' : refused}): nothing undone, users are kept out (production stays in maintenance, the endpoint ${where}); fix the cause, then run ${undoCommand}`;
             if (!cause) {
               await this.put(undefined, {}, true).catch(() => undefined);
               throw new OperatorError(`recover cutover --undo: recovery ${id}: ${stopped}`, 1, { cause: error });
             }
+            const failed = `(${same ? refused : cause}), and its undo ${stopped}`;
             // A failed cutover left `cutting-over`: as a stop of its own, the record keeps why and its
             // steps, and the team hears it failed. Both best-effort: DynamoDB may be what refused.
             await this.put(undefined, { error: cause, cutover: this.steps }, true).catch(() => undefined);
-            await announce(deps.events, RECOVERY_EVENTS.cutoverFailed, { summary: `Recovery ${id}: cutover FAILED (${cause}), and its undo ${stopped}`, at: this.now().toISOString(), recoveryId: id, steps: this.steps }).catch(() => undefined);
-            throw new OperatorError(`recover cutover${this.mode === 'resume' ? ' --resume' : ''}: recovery ${id}: the cutover failed (${cause}), and its undo ${stopped}`, 1, { cause: error });
+            await announce(deps.events, RECOVERY_EVENTS.cutoverFailed, { summary: `Recovery ${id}: cutover FAILED ${failed}`, at: this.now().toISOString(), recoveryId: id, steps: this.steps }).catch(() => undefined);
+            throw new OperatorError(`recover cutover${this.mode === 'resume' ? ' --resume' : ''}: recovery ${id}: the cutover failed ${failed}`, 1, { cause: error });
           });
         }
         await undo(

@@ -5,7 +5,7 @@ import { DescribeExecutionCommand, SFNClient, StartExecutionCommand, StopExecuti
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
 import { announce } from './announce';
-import { CUTOVER_STEPS, ENDPOINT_LEFT_AS_IS, EndpointSwitch, describeEndpoint, endpointCommand, readEndpoint, reopeningStarted, undoPastReopening } from './cutover';
+import { CUTOVER_STEPS, ENDPOINT_LEFT_AS_IS, EndpointSwitch, describeEndpoint, endpointCommand, readEndpoint, reopeningStarted, UNDO_REDEPLOY_NOT_RUN, undoPastReopening } from './cutover';
 import { RECOVERY_EVENTS, RecoveryRecord, RecoveryRequest, newRecoveryId } from './contract';
 import { RestoreWindow, dataAlsoIn, defaultInstanceName, validateRecovery, deleteRecoveredInstance, finalSnapshotRefusal, instanceState } from './rds';
 import { StoreDeps, beginRecovery, getRecovery, updateRecovery } from './store';
@@ -162,7 +162,10 @@ export async function describeExecution(sfn: SFNClient, executionArn: string | u
  * reopeningStarted), production may have taken writes on the copy and only --resume is left.
  */
 function cutoverLeft(record: RecoveryRecord): string | undefined {
-  const left = (record.journal ?? []).filter((entry) => entry.state !== 'undone').map((entry) => entry.step);
+  const entries = (record.journal ?? []).filter((entry) => entry.state !== 'undone');
+  const left = entries.map((entry) => entry.step);
+  // A redeploy the undo journaled and has not run yet is said so: not read as one that ran.
+  const listed = entries.map((entry) => (entry.detail === UNDO_REDEPLOY_NOT_RUN ? `${entry.step} (${entry.detail})` : entry.step));
   const id = record.recoveryId;
   if (reopeningStarted(record.journal)) {
     return `its cutover reached "${CUTOVER_STEPS.reopen}": production may run on ${record.newInstance} and have taken writes there, so it is never deleted by this tool; finish it with "atmr-dr recover cutover ${id} --resume --yes", ${undoPastReopening(record)} first`;
@@ -178,7 +181,7 @@ function cutoverLeft(record: RecoveryRecord): string | undefined {
         ? `its database endpoint was switched to ${record.newInstance}, then set to another value by someone else, which the undo left as is (not put back: see "atmr-dr recover status ${id}")`
         : `production still runs on ${record.sourceInstance} (its database endpoint was ${switched ? 'switched and put back' : 'not switched'})`;
   const closed = left.includes(CUTOVER_STEPS.maintenance) ? ', maybe in maintenance (the killswitch)' : '';
-  return `its cutover left changes not undone (${left.join(', ')}): ${where}${closed}; run "atmr-dr recover cutover ${id} --undo --yes" first`;
+  return `its cutover left changes not undone (${listed.join(', ')}): ${where}${closed}; run "atmr-dr recover cutover ${id} --undo --yes" first`;
 }
 
 /** Whether `value` (host:port, a bare host, a URL) names `host`: RDS addresses are case-insensitive. */

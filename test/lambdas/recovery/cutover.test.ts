@@ -1515,6 +1515,16 @@ describe('an interrupted cutover', () => {
 
   const killswitchNow = () => JSON.parse(parameters.get(KILLSWITCH)!.value) as { mode: string };
 
+  /** `atmr-dr recover abandon` of the recovery (no workflow ARN recorded: found ended by its name), at `now`. */
+  const abandon = (id: string, now?: () => Date) => {
+    sfn.reset();
+    sfn.on(DescribeExecutionCommand).resolves({ status: 'SUCCEEDED' });
+    const { rds: rdsClient, events: eventsClient, store, ssm: ssmClient, secretsManager } = deps();
+    return abandonRecovery({ rds: rdsClient, sfn: new SFNClient({}), events: eventsClient, store, ssm: ssmClient, secretsManager, endpoint: settings().endpoint, ...(now && { now }) }, id, 'carol', 'atmr-prod', {
+      stateMachineArn: 'arn:aws:states:eu-west-3:111111111111:stateMachine:atmr-dr-recovery',
+    });
+  };
+
   it(`makes ${WRITES} journal and lease writes in a full cutover`, async () => {
     const id = await verifiedRecovery();
     const counting = dyingStore(Number.POSITIVE_INFINITY);
@@ -1614,15 +1624,6 @@ describe('an interrupted cutover', () => {
   });
 
   describe('killed once the killswitch was reopened, production then taken back to the old instance by hand', () => {
-    /** `atmr-dr recover abandon` of the recovery (no workflow ARN recorded: found ended by its name). */
-    const abandon = (id: string) => {
-      sfn.reset();
-      sfn.on(DescribeExecutionCommand).resolves({ status: 'SUCCEEDED' });
-      const { rds: rdsClient, events: eventsClient, store, ssm: ssmClient, secretsManager } = deps();
-      return abandonRecovery({ rds: rdsClient, sfn: new SFNClient({}), events: eventsClient, store, ssm: ssmClient, secretsManager, endpoint: settings().endpoint }, id, 'carol', 'atmr-prod', {
-        stateMachineArn: 'arn:aws:states:eu-west-3:111111111111:stateMachine:atmr-dr-recovery',
-      });
-    };
 
     /** What the closing undo warns of: users let in on the copy by the reopening, before the way back. */
     const wroteOnCopy = (id: string) =>
@@ -2125,7 +2126,7 @@ describe('an interrupted cutover', () => {
     // Assert: nothing changed, the endpoint still on the copy
     expect([refusal.exitCode, refusal.message]).toEqual([
       1,
-      `recover cutover --undo: recovery ${id}: cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): nothing undone (the endpoint not set back, the killswitch left as it is); fix the cause, then run "atmr-dr recover cutover ${id} --undo --yes"`,
+      `recover cutover --undo: recovery ${id}: cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): nothing undone, users are kept out (production stays in maintenance, the endpoint still on atmr-prod-pitr-202611301402); fix the cause, then run "atmr-dr recover cutover ${id} --undo --yes"`,
     ]);
     expect(secretValue.host).toBe(NEW_HOST);
     expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(secretWrites);
@@ -2152,7 +2153,7 @@ describe('an interrupted cutover', () => {
     // Assert: production left on the copy in maintenance, for --undo
     expect([refusal.exitCode, refusal.message]).toEqual([
       1,
-      `recover cutover: recovery ${id}: the cutover failed (Throughput exceeds the current capacity of your table), and its undo cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): nothing undone (the endpoint not set back, the killswitch left as it is); fix the cause, then run "atmr-dr recover cutover ${id} --undo --yes"`,
+      `recover cutover: recovery ${id}: the cutover failed (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table), and its undo cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (the same error): nothing undone, users are kept out (production stays in maintenance, the endpoint still on atmr-prod-pitr-202611301402); fix the cause, then run "atmr-dr recover cutover ${id} --undo --yes"`,
     ]);
     expect(secretValue.host).toBe(NEW_HOST);
     expect(killswitchNow().mode).toBe('maintenance');
@@ -2164,6 +2165,25 @@ describe('an interrupted cutover', () => {
     expect(secretValue.host).toBe(OLD_HOST);
     expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(2);
     expect(killswitchNow().mode).toBe('normal');
+  });
+
+  it('the redeploy the undo journals before setting the endpoint back says it was not run yet, in recover status\'s journal and abandon\'s refusal; the next --undo runs it', async () => {
+    // Arrange: killed before its own redeploy; the undo's lease and redeploy entry taken, every write after refused
+    const { id } = await killedCutover(6);
+    let writes = 0;
+    await undoCutover(deps({ ...stale, store: failingStore(() => ++writes >= 3) }), id, settings(), 'bob');
+
+    // Act
+    const record = await getRecovery(deps().store, id);
+    const refusal = await operatorErrorOf(abandon(id, later((LEASE_SECONDS * 3 + 60) * 1000)));
+
+    // Assert
+    expect(record.journal!.find((e) => e.step === CUTOVER_STEPS.redeploy)).toMatchObject({ state: 'started', detail: 'journaled by the undo before setting the endpoint back: not run yet' });
+    expect(refusal.message).toContain(`(killswitch maintenance, switch database endpoint, redeploy ECS services (journaled by the undo before setting the endpoint back: not run yet)): production may still use atmr-prod-pitr-202611301402`);
+    const before = ecs.commandCalls(UpdateServiceCommand).length;
+    const next = await undoCutover(deps({ now: later((LEASE_SECONDS * 3 + 60) * 1000) }), id, settings(), 'carol');
+    expect(next.steps.find((s) => s.step === CUTOVER_STEPS.redeploy)).toMatchObject({ outcome: 'undone' });
+    expect(ecs.commandCalls(UpdateServiceCommand).length - before).toBe(2);
   });
 
   it.each(['taken', 'refused too'])(
@@ -2181,7 +2201,7 @@ describe('an interrupted cutover', () => {
       // Assert
       const cause = 'Throughput exceeds the current capacity of your table';
       expect(refusal.exitCode).toBe(1);
-      expect(refusal.message).toMatch(new RegExp(`^recover cutover: recovery ${id}: the cutover failed \\(${cause}\\), and its undo cannot journal the redeploy of atmr-api, atmr-celery-worker before setting`));
+      expect(refusal.message).toMatch(new RegExp(`^recover cutover: recovery ${id}: the cutover failed \\(ProvisionedThroughputExceededException: ${cause}\\), and its undo cannot journal the redeploy of atmr-api, atmr-celery-worker before setting`));
       const record = await getRecovery(deps().store, id);
       expect(record.status).toBe('cutting-over');
       expect(secretValue.host).toBe(NEW_HOST);
@@ -2195,7 +2215,7 @@ describe('an interrupted cutover', () => {
       ]);
       const failed = events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0]).filter((e) => e.DetailType === 'Recovery Cutover Failed');
       expect(failed.map((e) => (JSON.parse(e.Detail!) as { summary: string }).summary)).toEqual([
-        `Recovery ${id}: cutover FAILED (${cause}), and its undo ${refusal.message.slice(refusal.message.indexOf('cannot journal'))}`,
+        `Recovery ${id}: cutover FAILED ${refusal.message.slice(refusal.message.indexOf('the cutover failed ') + 'the cutover failed '.length)}`,
       ]);
     },
   );
