@@ -11,6 +11,7 @@ import type { Client } from 'pg';
 import { OperatorError, oneLine } from '../shared/errors';
 import { formatBytes } from '../shared/format';
 import { isRefusedStatement } from '../shared/pg-errors';
+import { type DatabaseProperties, readDatabaseProperties } from '../shared/database-properties';
 import { BackupManifestSchema, LatestPointerSchema, parseManifest, type BackupManifest, type BackupObject, type LatestPointer } from '../shared/manifest';
 import { safeJson } from '../shared/json';
 import { systemClockOffsetMs } from '../shared/clock-offset';
@@ -337,7 +338,7 @@ async function dumpAndWriteManifest(attempt: AttemptInput, tier: BackupTier, sta
       deps.log?.(`backup: ${error.message}: ended this attempt so that it can run; starting again (attempt ${n + 1} of ${LOCK_CYCLE_ATTEMPTS})`, 'warn');
     }
   }
-  const { serverVersion, txids, streamed } = dumped;
+  const { serverVersion, txids, streamed, databaseProperties } = dumped;
   const finishedAt = now();
   const manifest = BackupManifestSchema.parse({
     schema: 1,
@@ -351,6 +352,7 @@ async function dumpAndWriteManifest(attempt: AttemptInput, tier: BackupTier, sta
     objects: streamed.objects,
     tables: streamed.tables,
     snapshot: txids,
+    ...(databaseProperties !== undefined && { databaseProperties }),
   } satisfies BackupManifest);
   throwIfAborted(deps.signal);
   deps.log?.(`upload: publishing the manifest${unpublishedPrefix ? '' : ' and the latest pointers'}`);
@@ -387,6 +389,8 @@ interface DumpedAttempt {
   /** txid_current_snapshot() of the dump's snapshot. */
   readonly txids: string;
   readonly streamed: StreamedDump;
+  /** Read just before the snapshot; undefined when the read failed (a warning said so). */
+  readonly databaseProperties: DatabaseProperties | undefined;
 }
 
 /**
@@ -425,6 +429,14 @@ async function dumpAttempt(input: AttemptInput, answeredBefore: boolean): Promis
     if (serverVersion.major >= 14) await client.query("SET client_connection_check_interval = '1s'");
     // Only for a person watching (the CLI's progress): the scheduled runs fail naming the table.
     lockWatch = deps.onProgress ? new LockWaitWatch(looks, lockWaitMs) : undefined;
+    // What the database has set on itself, for a restore into a new name: read beside the snapshot's
+    // transaction, just before it, so that a refusal cannot abort the transaction pg_dump imports.
+    // Catalogs every role may read: a failure (lost connection aside, which the snapshot meets next)
+    // leaves the field out with a warning, never the backup undone for it.
+    const databaseProperties = await readDatabaseProperties((sql, params) => client.query(sql, params), connection.database).catch((error: unknown) => {
+      deps.log?.(`backup: could not read what "${connection.database}" has set on itself (${oneLine(error)}): the manifest leaves it out, and a restore into a new name will say it cannot give them`, 'warn');
+      return undefined;
+    });
     const { snapshot, txids, tables } = await whileLocking(deps, lockWatch, openCountedSnapshot(client), client).catch((error: unknown) => {
       if (deps.signal?.aborted) throw abortedRun(deps.signal);
       throw error instanceof OperatorError ? new OperatorError(`${NOTHING_PUBLISHED}: ${error.message}`, error.exitCode) : error;
@@ -433,7 +445,7 @@ async function dumpAttempt(input: AttemptInput, answeredBefore: boolean): Promis
 
     const streamed = await streamDump({ ...input, client, snapshot, snapshotPid: session.pid, tables, lockWatch, looks });
     await client.query('COMMIT').catch(() => undefined);
-    return { serverVersion, txids, streamed };
+    return { serverVersion, txids, streamed, databaseProperties };
   } finally {
     await looks.close();
     await client.end().catch(() => undefined);

@@ -3,8 +3,7 @@
  * -> check -> properties -> swap. This is the archive, after the download and before the
  * load: what a load of a custom archive needs from the server, read from the archive before
  * anything is created: the roles it names (checkRoles refuses a load that needs one the server
- * lacks), the backed-up database's owner and its own properties. It loads nothing (load.ts) and
- * gives nothing to the staging database (properties.ts).
+ * lacks). It loads nothing (load.ts).
  */
 
 import * as fs from 'node:fs';
@@ -94,117 +93,6 @@ const LARGE_OBJECT_ENTRY = /^\d+; \d+ \d+ (?:BLOB |ACL - LARGE OBJECTS? )/;
 export interface ArchiveNeeds {
   /** Every role the load names, and what for. */
   readonly roles: Map<string, RoleUse>;
-  /** The owner of the backed-up database (its DATABASE entry); undefined when the entry is missing or not of that name. */
-  readonly databaseOwner: string | undefined;
-  /** The backed-up database's own properties, as the archive gives them (propertyReader). */
-  readonly databaseProperties: DatabasePropertiesOfBackup;
-}
-
-export interface DatabasePropertiesOfBackup {
-  /**
-   * The statements that give the backed-up database its own properties (its settings and its roles'
-   * settings in it, its comment, its grants), naming it as pg_dump does (fmtId), one each.
-   */
-  readonly statements: string[];
-  /**
-   * Whether pg_dump wrote them for standard_conforming_strings on (its `SET standard_conforming_strings
-   * = on` before them, as every server since 9.1 by default: a backslash in a literal is then a
-   * backslash) or off (backslashes are escapes): the session that runs them is set the same way
-   * (giveBackupProperties), or a literal would end elsewhere than pg_dump meant.
-   */
-  readonly conformingStrings: boolean;
-  /**
-   * The first characters of each statement that ends without its final `;` (pg_dump always writes
-   * one: the archive is cut or odd), one line each; absent when every statement ended. Never run:
-   * what it would do, cut, is not known (a cut REVOKE revokes less). One is known to end where the
-   * next entry's header (or psql's next own line) begins, outside quotes: the entries after it are
-   * still read.
-   */
-  readonly unfinished?: readonly string[];
-  /**
-   * The last unfinished statement opens a quote the text never closes: every line after it was
-   * read as part of it, so the property entries after it (a lockdown REVOKE among them) were not
-   * read either, and the warning must say so.
-   */
-  readonly quoteLeftOpen?: true;
-}
-
-/** How much of an unfinished statement a line quotes. */
-const UNFINISHED_SHOWN = 80;
-
-/**
- * The list lines of the backed-up database's own properties, which pg_dump always writes and
- * pg_restore lists, and loads, only with --create (which the load does not use: it loads into the
- * staging database): `3342; 0 0 DATABASE PROPERTIES - atmr app` (its ALTER DATABASE ... SET and
- * ALTER ROLE ... IN DATABASE ... SET), `3340; 0 0 COMMENT - DATABASE atmr app`, `3341; 0 0 ACL -
- * DATABASE atmr app`. Only a database's entries are of these kinds with that tag.
- */
-const DATABASE_PROPERTY_ENTRY = /^\d+; 0 0 (?:DATABASE PROPERTIES|COMMENT - DATABASE|ACL - DATABASE) /;
-/** The types those entries have in the headers pg_restore writes above their statements. */
-const DATABASE_PROPERTY_TYPES = new Set(['DATABASE PROPERTIES', 'COMMENT', 'ACL']);
-/**
- * A whole statement: it ends with a semicolon outside quotes (a comment may hold semicolons and line
- * ends). A doubled quote inside a literal (`'it''s'`) reads as two literals side by side, which splits
- * the same way: each character has one way to match, so the test is linear. (`'(?:[^']|'')*'` had two
- * ways for each `''`, and a comment with some 30 apostrophes before a line end took minutes, the
- * event loop blocked: no Ctrl-C, no deadline.)
- */
-const WHOLE_STATEMENT = /^(?:[^'";]|'[^']*'|"[^"]*")*;$/;
-/** The session setting pg_restore writes before the entries: how pg_dump wrote their literals. */
-const CONFORMING_STRINGS = /^SET standard_conforming_strings = (on|off);$/;
-
-/**
- * The statements of the database-property entries in `pg_restore --create -L <those entries>`'s
- * SQL, which also holds the CREATE DATABASE (an entry of type DATABASE, left out) and psql's own
- * lines (`\connect`, `\restrict`), after which come the session's SETs, which are no entry's.
- */
-export function propertyReader(): { readonly properties: DatabasePropertiesOfBackup; read(lines: Iterable<string>): void } {
-  const statements: string[] = [];
-  let conformingStrings = false;
-  let inEntry = false;
-  let pending = '';
-  const unfinished: string[] = [];
-  // Its text as a line names it: the comment lines pg_restore wrote after it (the next header's `--`) left out.
-  const shown = (text: string): string =>
-    text
-      .replace(/(?:\n(?:--.*)?)+$/, '')
-      .replace(/\s+/g, ' ')
-      .trim()
-      .slice(0, UNFINISHED_SHOWN);
-  /** Outside quotes at its end: a `;` there would have ended it. */
-  const quotesClosed = (text: string): boolean => WHOLE_STATEMENT.test(`${text};`);
-  return {
-    // A statement still pending at the end had no final `;`: named, never run.
-    get properties() {
-      const cut = pending === '' ? unfinished : [...unfinished, shown(pending)];
-      return { statements, conformingStrings, ...(cut.length > 0 && { unfinished: cut }), ...(pending !== '' && !quotesClosed(pending) && { quoteLeftOpen: true as const }) };
-    },
-    read(lines) {
-      for (const line of lines) {
-        // The next entry's header (or psql's own line) outside quotes: the statement before it ended
-        // without its `;`. Named, and the entries after it still read (before, one cut statement
-        // took every later entry, a lockdown REVOKE included, into its text, and none was given).
-        // Inside quotes such a line is a literal's text (a comment written to look like a header),
-        // never a boundary: the literal's text must not be read as statements.
-        if (pending !== '' && (ENTRY_HEADER.test(line) || line.startsWith('\\')) && quotesClosed(pending)) {
-          unfinished.push(shown(pending));
-          pending = '';
-        }
-        if (pending === '') {
-          const header = ENTRY_HEADER.exec(line);
-          if (header || line.startsWith('\\')) inEntry = header !== null && DATABASE_PROPERTY_TYPES.has(header[1]);
-          const conforming = inEntry ? null : CONFORMING_STRINGS.exec(line);
-          if (conforming) conformingStrings = conforming[1] === 'on';
-          if (header || !inEntry || line.trim() === '' || line.startsWith('--') || line.startsWith('\\')) continue;
-        }
-        pending = pending === '' ? line : `${pending}\n${line}`;
-        if (WHOLE_STATEMENT.test(pending)) {
-          statements.push(pending);
-          pending = '';
-        }
-      }
-    },
-  };
 }
 
 /**
@@ -216,32 +104,18 @@ export function propertyReader(): { readonly properties: DatabasePropertiesOfBac
  * table of contents, which `--list` names and `-L` of just the large objects' entries prints (run
  * only when there are large objects). Milliseconds. Read as it streams: a schema of many objects
  * is not held.
- *
- * The same list gives the owner of the backed-up database `database` (the manifest's), from the
- * DATABASE entry that pg_dump always writes and pg_restore lists with --create: `3344; 1262 16386
- * DATABASE - atmr app`. The list's names are not quoted, so the owner is what follows the
- * database's own name. And the entries of that database's own properties, whose statements `-L`
- * of just those lines prints (with --create, which they belong to): a new name is given them.
  */
-export async function archiveNeeds(input: Pick<LoadInput, 'file' | 'pgBinDir' | 'noOwner' | 'signal' | 'otherCopy'>, database: string, untouched: string): Promise<ArchiveNeeds> {
+export async function archiveNeeds(input: Pick<LoadInput, 'file' | 'pgBinDir' | 'noOwner' | 'signal' | 'otherCopy'>, untouched: string): Promise<ArchiveNeeds> {
   const reader = roleReader();
   const pgRestore = pgToolPath('pg_restore', input.pgBinDir);
   const noOwner = input.noOwner ? ['--no-owner'] : [];
   const largeObjects: string[] = [];
-  const propertyEntries: string[] = [];
-  const databaseEntry = `DATABASE - ${database} `;
-  let databaseOwner: string | undefined;
   const readList = (lines: string[]): void => {
-    for (const line of lines) {
-      if (LARGE_OBJECT_ENTRY.test(line)) largeObjects.push(line);
-      if (DATABASE_PROPERTY_ENTRY.test(line)) propertyEntries.push(line);
-      const rest = /^\d+; \d+ \d+ (.*)$/.exec(line)?.[1];
-      if (databaseOwner === undefined && rest?.startsWith(databaseEntry)) databaseOwner = rest.slice(databaseEntry.length) || undefined;
-    }
+    for (const line of lines) if (LARGE_OBJECT_ENTRY.test(line)) largeObjects.push(line);
   };
   const run = (args: string[], onStdoutLines: (lines: string[]) => void): Promise<ToolResult> => runTool(pgRestore, [...args, input.file], { env: toolEnv(undefined), signal: input.signal, onStdoutLines });
   // Both at once, and both waited for: neither outlives a failure of the other.
-  const [schema, list] = await Promise.allSettled([run(['--schema-only', ...noOwner, '--file=-'], (lines) => reader.read(lines)), run(['--create', '--list'], readList)]);
+  const [schema, list] = await Promise.allSettled([run(['--schema-only', ...noOwner, '--file=-'], (lines) => reader.read(lines)), run(['--list'], readList)]);
   for (const result of [schema, list]) {
     if (result.status === 'rejected') throw result.reason as Error;
     checkReadable(result.value, input, untouched);
@@ -261,9 +135,7 @@ export async function archiveNeeds(input: Pick<LoadInput, 'file' | 'pgBinDir' | 
     const largeObjectReader = roleReader(reader.roles);
     await printListed('large-object', largeObjects, noOwner, (lines) => largeObjectReader.read(lines));
   }
-  const properties = propertyReader();
-  if (propertyEntries.length > 0) await printListed('database-property', propertyEntries, ['--create'], (lines) => properties.read(lines));
-  return { roles: reader.roles, databaseOwner, databaseProperties: properties.properties };
+  return { roles: reader.roles };
 }
 
 /** Lines of the list of large objects' entries written at a time: ~0.5 MB, far below V8's longest string. */

@@ -4,61 +4,16 @@
  * swap: what a database has set on itself (settings, grants, connection limit, comment), given to
  * the staging database from the replaced target or, into a new name, from the backup; and the
  * warning of a copy read-only for the application. It does not touch the target, and does not read
- * the archive (the backup's properties come read by archive.ts).
+ * the archive (the backup's properties come from its manifest, which the backup read them into).
  */
 
 import type { Client } from 'pg';
+import { type DatabaseProperties, propertyStatements, readDatabaseProperties } from '../shared/database-properties';
 import { quoteIdent, quoteLiteral } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
 import { isRefusedStatement, sqlState, UNDEFINED_OBJECT } from '../shared/pg-errors';
 import { isOn, roleReadOnlyReset } from '../shared/read-only';
-import type { DatabasePropertiesOfBackup } from './archive';
 import { boundedQuery, stopOnNoAnswer, SWAP_STATEMENT_BOUND_MS } from './session';
-
-/**
- * Settings whose value is a list of names, each quoted as an identifier where needed (GUC_LIST_QUOTE):
- * pg_dump's own list (variable_is_guc_list_quote), as the server does not say which they are.
- */
-const LIST_SETTINGS = new Set(['local_preload_libraries', 'search_path', 'session_preload_libraries', 'shared_preload_libraries', 'temp_tablespaces', 'unix_socket_directories']);
-
-/**
- * `SET <name> TO <value>` of a setting as pg_db_role_setting stores it (`name=value`), written as
- * pg_dump writes it (makeAlterConfigCommand). A list setting is stored as its names
- * (`"$user", public`): given back as one literal, search_path would name one schema called
- * `"$user", public`; so each name is a literal of its own (`'$user', 'public'`).
- */
-export function setClause(entry: string): string {
-  const at = entry.indexOf('=');
-  const name = entry.slice(0, at);
-  const value = entry.slice(at + 1);
-  const names = LIST_SETTINGS.has(name.toLowerCase()) ? splitNameList(value) : undefined;
-  return `SET ${quoteIdent(name)} TO ${names !== undefined && names.length > 0 ? names.map(quoteLiteral).join(', ') : quoteLiteral(value)}`;
-}
-
-/** The names of a stored list setting (the server's SplitGUCList): `"a ""b""", c` is `a "b"` and `c`; undefined when it is not such a list. */
-function splitNameList(value: string): string[] | undefined {
-  const names: string[] = [];
-  const item = /\s*(?:"((?:[^"]|"")*)"|([^\s,"][^\s,]*))\s*(?:,|$)/y;
-  while (value.slice(item.lastIndex).trim() !== '') {
-    const match = item.exec(value);
-    if (match === null) return undefined;
-    names.push(match[1] === undefined ? match[2] : match[1].replaceAll('""', '"'));
-  }
-  return names;
-}
-
-interface DatabaseProperties {
-  /** The statements that give the staging database all of them but the settings. */
-  readonly statements: string[];
-  /** Its settings, as pg_db_role_setting stores them (`name=value`). */
-  readonly settings: string[];
-  /** Settings of a role in that database (ALTER ROLE ... IN DATABASE), as stored. */
-  readonly roleSettings: { role: string; entry: string }[];
-  /** What the database was created with and the staging database was not, one phrase each. */
-  readonly notCarried: string[];
-  /** The statements the server refused, each as it would set it on the target once swapped, with why. */
-  readonly refused?: string[];
-}
 
 /**
  * What a database has set on itself besides its owner, which pg_restore without --create does not
@@ -68,7 +23,7 @@ interface DatabaseProperties {
  * to `staging` before the swap, as it keeps the owner: without it the restored copy had none of
  * them, exit 0 and no word. They are read after the load: the live target's are the current ones.
  * Grants are made as the owner (the restoring role is the owner, a member of it, or a superuser:
- * checkTarget), whoever granted them: the same rights. What cannot be given this way (a role's
+ * checkTarget), whoever granted them: the same rights (propertyStatements). What cannot be given this way (a role's
  * settings in that database, which need rights over that role; what a database is created with)
  * is named in one warning line, with what it was: the old database is dropped after the swap with dropReplaced, and a kept one is renamed away.
  * Returns false, doing nothing, when `target` does not exist (a new name: giveBackupProperties
@@ -78,20 +33,16 @@ interface DatabaseProperties {
  * its whole load for it (giveProperties).
  */
 export async function keepDatabaseProperties(admin: Client, target: string, staging: string, warn: (line: string) => void): Promise<boolean> {
-  const give = async (): Promise<DatabaseProperties | undefined> => {
-    const found = (
-      await boundedQuery<DatabaseProperties>(
+  const give = async (): Promise<{ properties: DatabaseProperties; notCarried: string[]; refused: string[] } | undefined> => {
+    const properties = await readDatabaseProperties(
+      (sql, params) => boundedQuery(admin, sql, SWAP_STATEMENT_BOUND_MS, params, `the read of what "${target}" has set on itself (pg_database, pg_db_role_setting)`),
+      target,
+    );
+    if (properties === undefined) return undefined;
+    const notCarried = (
+      await boundedQuery<{ notCarried: string[] }>(
         admin,
-        `SELECT ARRAY(SELECT format('ALTER DATABASE %I CONNECTION LIMIT %s', $2::text, d.datconnlimit) WHERE d.datconnlimit <> -1)
-                || CASE WHEN d.datacl IS NULL THEN '{}' ELSE format('REVOKE ALL ON DATABASE %I FROM PUBLIC, %I', $2::text, pg_get_userbyid(s.datdba))
-                     || ARRAY(SELECT format('GRANT %s ON DATABASE %I TO %s%s', a.privilege_type, $2::text, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
-                                            CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
-                                FROM aclexplode(d.datacl) a) END
-                || ARRAY(SELECT format('COMMENT ON DATABASE %I IS %L', $2::text, c) FROM shobj_description(d.oid, 'pg_database') c WHERE c IS NOT NULL) AS statements,
-                coalesce((SELECT setconfig FROM pg_db_role_setting WHERE setdatabase = d.oid AND setrole = 0), '{}') AS settings,
-                coalesce((SELECT json_agg(json_build_object('role', pg_get_userbyid(r.setrole), 'entry', e) ORDER BY pg_get_userbyid(r.setrole))
-                            FROM pg_db_role_setting r, unnest(r.setconfig) e WHERE r.setdatabase = d.oid AND r.setrole <> 0), '[]') AS "roleSettings",
-                array_remove(ARRAY[
+        `SELECT array_remove(ARRAY[
                   CASE WHEN d.encoding <> s.encoding THEN format('ENCODING %s', pg_encoding_to_char(d.encoding)) END,
                   CASE WHEN (d.datcollate, d.datctype) <> (s.datcollate, s.datctype) THEN format('LC_COLLATE %s, LC_CTYPE %s', d.datcollate, d.datctype) END,
                   CASE WHEN d.dattablespace <> s.dattablespace THEN format('TABLESPACE %s', (SELECT spcname FROM pg_tablespace WHERE oid = d.dattablespace)) END,
@@ -101,26 +52,23 @@ export async function keepDatabaseProperties(admin: Client, target: string, stag
            FROM pg_database d, pg_database s WHERE d.datname = $1 AND s.datname = $2`,
         SWAP_STATEMENT_BOUND_MS,
         [target, staging],
-        `the read of what "${target}" has set on itself (pg_database, pg_db_role_setting)`,
+        `the read of what "${target}" was created with (pg_database)`,
       )
-    ).rows[0];
-    if (found === undefined) return undefined;
+    ).rows[0]?.notCarried ?? [];
+    const onStaging = propertyStatements(properties, staging);
+    const onTarget = propertyStatements(properties, target);
     const refused = await giveProperties(
       admin,
-      found.statements.map((sql) => ({ sql, named: sql })),
-      found.settings.map((entry) => ({ sql: `ALTER DATABASE ${quoteIdent(staging)} ${setClause(entry)}`, named: `ALTER DATABASE ${quoteIdent(target)} ${setClause(entry)}` })),
+      onStaging.required.map((sql) => ({ sql, named: sql })),
+      onStaging.settings.map((sql, i) => ({ sql, named: onTarget.settings[i] })),
       `what "${target}" has set on itself`,
       `restore as the owner of "${target}", a member of it, or a superuser`,
     );
-    return { ...found, refused };
+    return { properties, notCarried, refused };
   };
   const found = await stopOnNoAnswer(admin, give, (why) => `cannot give the restored copy what "${target}" has set on itself: ${why}`);
   if (found === undefined) return false;
-  warnNotCarried(warn, `the replaced "${target}" to its restored copy`, [
-    ...(found.refused ?? []),
-    ...found.roleSettings.map(({ role, entry }) => `ALTER ROLE ${quoteIdent(role)} IN DATABASE ${quoteIdent(target)} ${setClause(entry)}`),
-    ...found.notCarried,
-  ]);
+  warnNotCarried(warn, `the replaced "${target}" to its restored copy`, [...found.refused, ...propertyStatements(found.properties, target).roleSettings, ...found.notCarried]);
   return true;
 }
 
@@ -212,64 +160,31 @@ function warnNotCarried(warn: (line: string) => void, from: string, lost: readon
 }
 
 /**
- * The forms of pg_dump's statements of a database's own properties (dumpDatabase,
- * dumpDatabaseConfig, buildACLCommands), each as the text before the database's name and after it,
- * and whether a refusal stops the restore (giveProperties).
- */
-const BACKUP_PROPERTY_FORMS: readonly { before: RegExp; after: RegExp; required: boolean }[] = [
-  { before: /^COMMENT ON DATABASE /, after: /^ IS /, required: true },
-  { before: /^ALTER DATABASE /, after: /^ CONNECTION LIMIT = -?\d+;$/, required: true },
-  { before: /^(?:GRANT|REVOKE) [A-Z,]+ ON DATABASE /, after: /^ (?:TO|FROM) /, required: true },
-  { before: /^ALTER DATABASE /, after: /^ SET /, required: false },
-  { before: /^ALTER ROLE (?:"(?:[^"]|"")+"|[^\s";]+) IN DATABASE /, after: /^ SET /, required: false },
-];
-
-/**
  * A restore into a name that does not exist gives the staging database the backed-up database's
- * own properties, from the archive (archiveNeeds): its settings (the application's search_path and
- * time zone), its roles' settings in it, its comment, its grants (a REVOKE CONNECT ... FROM PUBLIC
- * that locks it down). Without it the copy had none of them, exit 0 and no word: another
- * search_path reads another schema's tables, and on the worst day production restored under its
- * own name is a new name. pg_dump names the database `source` as fmtId writes it: bare when a
- * lower-case name needs no quotes, else quoted; each statement is run on `staging` with exactly
- * that name replaced, and named on `target` in the lines. A statement of another form (IS_TEMPLATE)
- * is not run: it is named in the warning. Its SET SESSION AUTHORIZATION around a grant by another
- * grantor, which a role that is not a superuser may not run, is left out: the grant is made as the
- * owner (keepDatabaseProperties' rule), with the same rights. The policy is keepDatabaseProperties'
- * (giveProperties).
+ * own properties, as the backup read them from the catalogs into its manifest (the manifest's
+ * databaseProperties): its settings (the application's search_path and time zone), its roles'
+ * settings in it, its comment, its grants (a REVOKE CONNECT ... FROM PUBLIC that locks it down), its
+ * connection limit. Without it the copy had none of them, exit 0 and no word: another search_path
+ * reads another schema's tables, and on the worst day production restored under its own name is a
+ * new name. Each statement is run on `staging` and named on `target` in the lines. The policy is
+ * keepDatabaseProperties' (giveProperties); a role's setting is given as a setting is, since a
+ * superuser restoring may give it.
  */
-export async function giveBackupProperties(admin: Client, properties: DatabasePropertiesOfBackup, source: string, target: string, staging: string, warn: (line: string) => void): Promise<void> {
-  const { statements } = properties;
-  const names = [quoteIdent(source), ...(/^[a-z_][a-z0-9_$]*$/.test(source) ? [source] : [])];
-  const required: PropertyStatement[] = [];
-  const settings: PropertyStatement[] = [];
-  const notGiven: string[] = [];
-  for (const statement of statements) {
-    if (/^(?:SET|RESET) SESSION AUTHORIZATION\b/.test(statement)) continue;
-    const given = BACKUP_PROPERTY_FORMS.flatMap(({ before, after, required: stop }) => {
-      const head = before.exec(statement)?.[0];
-      const rest = head === undefined ? '' : statement.slice(head.length);
-      const name = names.find((n) => rest.startsWith(n) && after.test(rest.slice(n.length)));
-      if (head === undefined || name === undefined) return [];
-      const on = (database: string): string => `${head}${quoteIdent(database)}${rest.slice(name.length)}`;
-      return [{ statement: { sql: on(staging), named: on(target).replace(/;$/, '') }, stop }];
-    })[0];
-    if (given === undefined) notGiven.push(`${statement.replace(/;$/, '')} (not given: not a form this restore knows)`);
-    else (given.stop ? required : settings).push(given.statement);
-  }
-  for (const [i, cut] of (properties.unfinished ?? []).entries()) {
-    const last = i === (properties.unfinished?.length ?? 0) - 1;
-    const swallowed = last && properties.quoteLeftOpen ? `; it opens a quote the text never closes, so any property entry after it (a grant, a REVOKE ... FROM PUBLIC) was read as its text and not given either` : '';
-    notGiven.push(`${cut}... (not given: it has no final ";", which pg_dump always writes: the archive is cut or odd${swallowed})`);
-  }
-  const give = async (): Promise<string[]> => {
-    // The literals read as pg_dump wrote them: with the standard_conforming_strings its SQL says
-    // (on since 9.1 by default; off on a server configured so, whose backslashes are escapes),
-    // whatever this session was given by the server's, the role's or the database's settings. The
-    // restore's own literals (quoteLiteral) read the same either way.
-    await boundedQuery(admin, `SET standard_conforming_strings = ${properties.conformingStrings ? 'on' : 'off'}`, SWAP_STATEMENT_BOUND_MS, undefined, undefined, { single: true });
-    return giveProperties(admin, required, settings, `what the backed-up "${source}" had set on itself`, 'restore as a superuser');
-  };
-  const refused = await stopOnNoAnswer(admin, give, (why) => `cannot give the restored copy what the backed-up "${source}" had set on itself: ${why}`);
-  warnNotCarried(warn, `the backed-up "${source}" to its restored copy "${target}"`, [...refused, ...notGiven]);
+export async function giveBackupProperties(admin: Client, properties: DatabaseProperties, source: string, target: string, staging: string, warn: (line: string) => void): Promise<void> {
+  const onStaging = propertyStatements(properties, staging);
+  const onTarget = propertyStatements(properties, target);
+  const pair = (sql: readonly string[], named: readonly string[]): PropertyStatement[] => sql.map((s, i) => ({ sql: s, named: named[i] }));
+  const refused = await stopOnNoAnswer(
+    admin,
+    () =>
+      giveProperties(
+        admin,
+        pair(onStaging.required, onTarget.required),
+        [...pair(onStaging.settings, onTarget.settings), ...pair(onStaging.roleSettings, onTarget.roleSettings)],
+        `what the backed-up "${source}" had set on itself`,
+        'restore as a superuser',
+      ),
+    (why) => `cannot give the restored copy what the backed-up "${source}" had set on itself: ${why}`,
+  );
+  warnNotCarried(warn, `the backed-up "${source}" to its restored copy "${target}"`, refused);
 }

@@ -10,7 +10,7 @@ import { makeDownloadDir } from '../shared/temp-dir';
 import { backedUpDatabase, CatalogDeps, chooseObject, resolveBackup } from './catalog';
 import { checkRowCounts, ROW_COUNT_BOUNDS } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
-import { archiveNeeds, checkRoles, DatabasePropertiesOfBackup } from './archive';
+import { archiveNeeds, checkRoles } from './archive';
 import { checkTarget, checkTargetName, guardProduction, guardSystemDatabase } from './guards';
 import { checkLeftovers, stagingName } from './leftovers';
 import { loadBackup, watchDatabaseSize } from './load';
@@ -29,7 +29,7 @@ export { stagingName } from './leftovers';
  *   -> `pg_restore -j <cores>` (or psql) into a staging database beside the target (load.ts)
  *   -> row counts against the manifest (check.ts) -> the replaced database's own settings, grants,
  *   connection limit and comment given to the staging database (into a new name, the backed-up
- *   database's, from the custom archive) (properties.ts) -> swap it in (swap.ts), the
+ *   database's, from the manifest) (properties.ts) -> swap it in (swap.ts), the
  *   database it replaced kept beside it unless dropReplaced.
  * The steps on the server run their statements on the restore's session, which holds the target's
  * lock (session.ts).
@@ -238,18 +238,17 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // 4. The roles the load needs, before anything is created: a GRANT to a role this server lacks
     // fails only when the privileges are restored, at the end of the load. The custom archive
     // gives them in milliseconds; the plain SQL would have to be gunzipped whole once more.
-    let archiveOwner: string | undefined;
-    let databaseProperties: DatabasePropertiesOfBackup | undefined;
     if (object.format === 'custom') {
       signal?.throwIfAborted();
       const rolesStarted = performance.now();
       const untouched = `${options.targetLabel ?? 'target'} "${target}" untouched`;
-      const needs = await archiveNeeds({ file: download.file, pgBinDir: deps.pgBinDir, noOwner: options.noOwner, signal, otherCopy }, manifest.database, untouched);
+      const needs = await archiveNeeds({ file: download.file, pgBinDir: deps.pgBinDir, noOwner: options.noOwner, signal, otherCopy }, untouched);
       await checkRoles(await admin.client(), needs.roles, manifestKey, deps.connection.user, untouched, noOwnerAdvice);
       log(`roles: the ${needs.roles.size} role(s) the backup names are on this server (${Math.round(performance.now() - rolesStarted)} ms)`);
-      archiveOwner = needs.databaseOwner;
-      databaseProperties = needs.databaseProperties;
     }
+    // The backed-up database's own properties, which the backup read from the catalogs (a backup
+    // taken before it did has none); the plain format's restore does not give them.
+    const backupProperties = object.format === 'custom' ? manifest.databaseProperties : undefined;
 
     // 5. Load into the staging database.
     signal?.throwIfAborted();
@@ -260,10 +259,9 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // give it (the owner or a member of it). A new name gets the backed-up database's owner when
     // this role may give it (a superuser, or a member of it): the objects' owners need CREATE on
     // public to be given their objects by a role that is not a superuser, as they had it at the
-    // source. Else, and with --no-owner or the plain SQL (no DATABASE entry), the restoring role's.
-    const owner =
-      (await databaseOwner(await admin.client(), target)) ??
-      (object.format === 'custom' && !options.noOwner ? await backupOwnerToGive(await admin.client(), archiveOwner) : undefined);
+    // source. Else, and with --no-owner, the plain SQL or a manifest without the backed-up
+    // database's properties, the restoring role's.
+    const owner = (await databaseOwner(await admin.client(), target)) ?? (options.noOwner ? undefined : await backupOwnerToGive(await admin.client(), backupProperties?.owner));
     const create = {
       sql: `CREATE DATABASE ${quoteIdent(staging)}`,
       names: [staging],
@@ -308,17 +306,21 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
 
     // 7. What the replaced database has set on itself (settings, grants, connection limit,
     // comment), which the load does not carry: the copy keeps them as it keeps the owner. Into a
-    // new name, the backed-up database's, which only the custom archive holds.
+    // new name, the backed-up database's, from the manifest.
     signal?.throwIfAborted();
     // The session's connection again first, outside the catch: one that cannot come back says what it left (SessionNotBack).
     const propertiesClient = await admin.client();
     const giveProperties = async (): Promise<void> => {
       if (await keepDatabaseProperties(propertiesClient, target, staging, warn)) return warnIfReadOnly(propertiesClient, staging, target, warn);
-      if (databaseProperties !== undefined) {
-        await giveBackupProperties(propertiesClient, databaseProperties, manifest.database, target, staging, warn);
+      if (backupProperties !== undefined) {
+        await giveBackupProperties(propertiesClient, backupProperties, manifest.database, target, staging, warn);
         return warnIfReadOnly(propertiesClient, staging, target, warn);
       }
-      warn(`the plain-format backup does not carry the backed-up "${manifest.database}"'s own settings, role settings, comment and grants: "${target}" has none of them; restore the custom format to get them, or set them by hand`);
+      warn(
+        object.format === 'plain'
+          ? `the plain-format backup does not carry the backed-up "${manifest.database}"'s own settings, role settings, comment and grants: "${target}" has none of them; restore the custom format to get them, or set them by hand`
+          : `backup ${manifestKey} does not record the backed-up "${manifest.database}"'s own settings, role settings, comment and grants (taken before backups recorded them): "${target}" has none of them; restore a newer backup to get them, or set them by hand`,
+      );
     };
     await giveProperties().catch((error: unknown) => {
       throw new OperatorError(`${oneLine(error)}; ${options.targetLabel ?? 'target'} "${target}" untouched`, error instanceof OperatorError ? error.exitCode : 1);

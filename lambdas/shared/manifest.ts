@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DatabasePropertiesSchema } from './database-properties';
 import { OperatorError } from './errors';
 import { textStart } from './format';
 import { safeJson } from './json';
@@ -33,6 +34,12 @@ export const BackupManifestSchema = z.object({
     .string()
     .regex(/^\d+:\d+:[\d,]*$/)
     .optional(),
+  /**
+   * What the backed-up database had set on itself (owner, connection limit, comment, grants, settings,
+   * its roles' settings in it), read from the catalogs by the backup: a restore into a new name gives
+   * them. Optional: backups written before it was recorded.
+   */
+  databaseProperties: DatabasePropertiesSchema.optional(),
 });
 
 export type BackupManifest = z.infer<typeof BackupManifestSchema>;

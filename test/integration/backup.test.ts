@@ -198,6 +198,55 @@ describe('atmr-dr backup (integration)', () => {
     expect(contentDigest(target)).toEqual(contentDigest(source));
   });
 
+  it("records in the manifest what the database has set on itself, read as the runner's role of docs/backup-runner.md (not a superuser), leaving it as it was", async () => {
+    // Arrange: a database with every property a restore into a new name must give back
+    const cluster = testCluster();
+    const client = createS3Client(s3.env);
+    const db = uniqueDatabaseName('bk_props');
+    const runner = `${db}_runner`;
+    const app = `${db}_app`;
+    created.push(db);
+    createDatabase(db, 'CREATE TABLE orders (id int); INSERT INTO orders VALUES (1);');
+    psql(
+      cluster,
+      'postgres',
+      `CREATE ROLE ${runner} LOGIN; GRANT pg_read_all_data TO ${runner}; CREATE ROLE ${app};
+       ALTER DATABASE ${db} SET search_path = "$user", public; ALTER DATABASE ${db} SET timezone = 'Europe/Paris';
+       ALTER ROLE ${app} IN DATABASE ${db} SET work_mem = '64MB'; COMMENT ON DATABASE ${db} IS 'the shop''s production';
+       REVOKE CONNECT, TEMPORARY ON DATABASE ${db} FROM PUBLIC; GRANT CONNECT ON DATABASE ${db} TO ${runner}, ${app}; ALTER DATABASE ${db} CONNECTION LIMIT 40;`,
+    );
+    const catalogs = (): string =>
+      psql(cluster, 'postgres', `SELECT d.datacl::text || ' ' || d.datconnlimit || ' ' || (SELECT string_agg(setrole || ':' || setconfig::text, ';' ORDER BY setrole) FROM pg_db_role_setting WHERE setdatabase = d.oid) FROM pg_database d WHERE datname = '${db}'`);
+    const before = catalogs();
+
+    try {
+      // Act
+      const result = await runBackup({ s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: runner, database: db } }, { tier: 'hourly', formats: ['custom'] });
+
+      // Assert
+      const expected = {
+        owner: cluster.user,
+        connectionLimit: 40,
+        comment: "the shop's production",
+        acl: [
+          { privilege: 'CREATE', grantee: cluster.user, grantable: false },
+          { privilege: 'TEMPORARY', grantee: cluster.user, grantable: false },
+          { privilege: 'CONNECT', grantee: cluster.user, grantable: false },
+          { privilege: 'CONNECT', grantee: runner, grantable: false },
+          { privilege: 'CONNECT', grantee: app, grantable: false },
+        ],
+        settings: ['search_path="$user", public', 'TimeZone=Europe/Paris'],
+        roleSettings: [{ role: app, entry: 'work_mem=64MB' }],
+      };
+      expect(result.manifest.databaseProperties).toEqual(expected);
+      expect(BackupManifestSchema.parse(await getJson(client, s3.bucket, result.manifestKey)).databaseProperties).toEqual(expected);
+      expect(catalogs()).toBe(before);
+    } finally {
+      dropDatabase(db);
+      psql(cluster, 'postgres', `DROP ROLE ${runner}; DROP ROLE ${app}`);
+    }
+  });
+
   it('never moves a latest pointer back: a backup that started earlier but finished later leaves the newer one in place', async () => {
     // Arrange: the per-database pointers already name a backup that started later than this run
     // (a manual run beside the scheduled one, finished first); the tier's own pointer is older

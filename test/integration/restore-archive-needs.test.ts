@@ -53,7 +53,7 @@ describe("archiveNeeds: the list of the archive's large objects (pg_restore -L)"
     archiveWithLargeObjects(file, 25_000, owner, reader);
 
     // Act
-    const needs = await archiveNeeds({ file }, 'app', UNTOUCHED);
+    const needs = await archiveNeeds({ file }, UNTOUCHED);
 
     // Assert: the last entries of the list were written, and nothing was left beside the archive
     expect(needs.roles.get(owner)).toBe('owner');
@@ -70,7 +70,7 @@ describe("archiveNeeds: the list of the archive's large objects (pg_restore -L)"
       disk.fill();
 
       // Act
-      const outcome = archiveNeeds({ file }, 'app', UNTOUCHED);
+      const outcome = archiveNeeds({ file }, UNTOUCHED);
 
       // Assert
       await expect(outcome).rejects.toThrow(LocalSpaceError);

@@ -3,7 +3,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { Client } from 'pg';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { restoreBackup } from '../../lambdas/restore/restore';
-import { giveBackupProperties, warnIfReadOnly } from '../../lambdas/restore/properties';
+import { warnIfReadOnly } from '../../lambdas/restore/properties';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { atmrDr, databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
@@ -338,7 +338,7 @@ describe("a restore into a new name gives it the backed-up database's own settin
     // Assert
     expect(result.replaced).toBe(false);
     expect(warnings).toEqual([
-      `not carried over from the backed-up "shop" to its restored copy "shop_lost": GRANT CONNECT ON DATABASE "shop_lost" TO gone (refused: role "gone" does not exist); ALTER ROLE gone IN DATABASE "shop_lost" SET work_mem TO '8MB' (refused: role "gone" does not exist): set again by hand what is still needed`,
+      `not carried over from the backed-up "shop" to its restored copy "shop_lost": GRANT CONNECT ON DATABASE "shop_lost" TO "gone" (refused: role "gone" does not exist); ALTER ROLE "gone" IN DATABASE "shop_lost" SET "work_mem" TO '8MB' (refused: role "gone" does not exist): set again by hand what is still needed`,
     ]);
     expect(properties('shop_lost')).toBe(properties('shop'));
     expect(sessionOf('outsider', 'shop_lost')).toBe('refused');
@@ -357,7 +357,7 @@ describe("a restore into a new name gives it the backed-up database's own settin
     // Assert
     expect(result.owner).toBe('app');
     expect(warnings).toEqual([
-      `not carried over from the backed-up "shop" to its restored copy "shop_member": ALTER DATABASE "shop_member" SET log_min_duration_statement TO '250' (refused: permission denied to set parameter "log_min_duration_statement"); ALTER ROLE "WRITER" IN DATABASE "shop_member" SET work_mem TO '64MB' (refused: permission denied): set again by hand what is still needed`,
+      `not carried over from the backed-up "shop" to its restored copy "shop_member": ALTER DATABASE "shop_member" SET "log_min_duration_statement" TO '250' (refused: permission denied to set parameter "log_min_duration_statement"); ALTER ROLE "WRITER" IN DATABASE "shop_member" SET "work_mem" TO '64MB' (refused: permission denied): set again by hand what is still needed`,
     ]);
     expect(properties('shop_member')).toBe(properties('shop'));
     expect(sessionOf('outsider', 'shop_member')).toBe('refused');
@@ -476,50 +476,6 @@ describe("a restore into a new name gives it the backed-up database's own settin
     psql(cluster, 'shop_ro_copy', 'INSERT INTO orders VALUES (2)');
   }, 60_000);
 
-  it('names in its warning a statement the archive gives with no final ";" (a cut or odd archive), by its start, and gives the others', async () => {
-    // Arrange: what the archive's reader hands on for such a text (property-reader.test.ts), and a staging database
-    psql(cluster, 'postgres', 'CREATE DATABASE shop_cut_staging OWNER app');
-    const admin = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
-    admin.on('error', () => undefined);
-    await admin.connect();
-    const warnings: string[] = [];
-    const unfinished = 'REVOKE CONNECT,TEMPORARY ON DATABASE shop FROM PUB';
-
-    // Act
-    try {
-      await giveBackupProperties(admin, { statements: ["COMMENT ON DATABASE shop IS 'the shop';"], conformingStrings: true, unfinished: [unfinished] }, 'shop', 'shop_cut', 'shop_cut_staging', (line) => warnings.push(line));
-    } finally {
-      await admin.end();
-    }
-
-    // Assert
-    expect(warnings).toEqual([
-      `not carried over from the backed-up "shop" to its restored copy "shop_cut": ${unfinished}... (not given: it has no final ";", which pg_dump always writes: the archive is cut or odd): set again by hand what is still needed`,
-    ]);
-    expect(properties('shop_cut_staging')).toBe('-1 | default | the shop | no settings');
-  }, 60_000);
-
-  it('says that a statement cut inside a quote took the entries after it with it (none of them given)', async () => {
-    // Arrange
-    psql(cluster, 'postgres', 'CREATE DATABASE shop_quote_staging OWNER app');
-    const admin = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
-    admin.on('error', () => undefined);
-    await admin.connect();
-    const warnings: string[] = [];
-
-    // Act
-    try {
-      await giveBackupProperties(admin, { statements: [], conformingStrings: true, unfinished: ["COMMENT ON DATABASE shop IS 'cut -- -- Name: DATABASE shop; Type: ACL"], quoteLeftOpen: true }, 'shop', 'shop_quote', 'shop_quote_staging', (line) => warnings.push(line));
-    } finally {
-      await admin.end();
-    }
-
-    // Assert
-    expect(warnings).toEqual([
-      `not carried over from the backed-up "shop" to its restored copy "shop_quote": COMMENT ON DATABASE shop IS 'cut -- -- Name: DATABASE shop; Type: ACL... (not given: it has no final ";", which pg_dump always writes: the archive is cut or odd; it opens a quote the text never closes, so any property entry after it (a grant, a REVOKE ... FROM PUBLIC) was read as its text and not given either): set again by hand what is still needed`,
-    ]);
-  }, 60_000);
-
   it("names every setting in the copy that makes it read-only, the database's and each role's in it, each with the statement that lifts it; not a role's that turns it off, nor a role's for every database", async () => {
     // Arrange: the copy under its own name (the statements name the target)
     psql(cluster, 'postgres', 'CREATE DATABASE shop_ro_roles OWNER app');
@@ -569,6 +525,23 @@ describe("a restore into a new name gives it the backed-up database's own settin
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatch(/^could not read whether "shop_ro" will be read-only for the application \(.+\): once the restore is done, look with SELECT setrole::regrole AS role, setconfig FROM pg_db_role_setting WHERE setdatabase = \(SELECT oid FROM pg_database WHERE datname = 'shop_ro'\); default_transaction_read_only=on there means every write is refused in it for that role \(every role when "-"\)$/);
   });
+
+  it('from a backup whose manifest does not record them (taken before backups did): restored, and one warning says they were not given and how to get them', async () => {
+    // Arrange
+    const { manifestKey } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'shop', { tier: 'daily', pointers: 'none', startedAt: new Date(Date.now() + 180_000), databaseProperties: false });
+    const warnings: string[] = [];
+
+    // Act
+    const result = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2, warn: (line) => warnings.push(line) }, { ref: manifestKey, targetDb: 'shop_unrecorded' });
+
+    // Assert
+    expect(result.replaced).toBe(false);
+    expect(psql(cluster, 'shop_unrecorded', 'SELECT count(*) FROM orders')).toBe('50');
+    expect(warnings).toEqual([
+      `backup ${manifestKey} does not record the backed-up "shop"'s own settings, role settings, comment and grants (taken before backups recorded them): "shop_unrecorded" has none of them; restore a newer backup to get them, or set them by hand`,
+    ]);
+    expect(properties('shop_unrecorded')).toBe('-1 | default | no comment | no settings');
+  }, 60_000);
 
   it('from the plain format, which does not carry them: says so in one line', async () => {
     // Arrange

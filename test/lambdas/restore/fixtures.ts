@@ -6,11 +6,23 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { Template } from 'aws-cdk-lib/assertions';
+import { Client } from 'pg';
+import { readDatabaseProperties } from '../../../lambdas/shared/database-properties';
 import { BackupManifest, BackupManifestSchema } from '../../../lambdas/shared/manifest';
 import { BackupTier, LATEST_POINTER_KEY, backupObjectKeys, latestDatabasePointerKey, latestDatabaseTierPointerKey, latestTierPointerKey } from '../../../lambdas/shared/s3-layout';
 import { writeFakePgRestore } from '../../support/fake-pg-restore';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../../support/postgres';
 import { DIGEST_SQL } from '../../integration/backup-fixture';
+
+async function readProperties(cluster: PostgresCluster, database: string): ReturnType<typeof readDatabaseProperties> {
+  const reader = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+  await reader.connect();
+  try {
+    return await readDatabaseProperties((sql, params) => reader.query(sql, params), database);
+  } finally {
+    await reader.end();
+  }
+}
 
 /**
  * A backup written exactly as docs/contracts.md lays it out (objects, schema-1 manifest, then pointers),
@@ -22,8 +34,11 @@ export async function writeFixtureBackup(
   bucket: string,
   cluster: PostgresCluster,
   database: string,
-  /** pointers: which latest pointers to write (default both the per-database and the bucket-wide ones). */
-  options: { tier?: BackupTier; startedAt?: Date; pointers?: 'all' | 'legacy' | 'none' } = {},
+  /**
+   * pointers: which latest pointers to write (default both the per-database and the bucket-wide ones).
+   * databaseProperties: false writes a manifest without them, as backups taken before they were recorded.
+   */
+  options: { tier?: BackupTier; startedAt?: Date; pointers?: 'all' | 'legacy' | 'none'; databaseProperties?: boolean } = {},
 ): Promise<{ manifestKey: string; manifest: BackupManifest }> {
   const tier = options.tier ?? 'daily';
   const startedAt = options.startedAt ?? new Date();
@@ -49,6 +64,8 @@ export async function writeFixtureBackup(
         return { schema, name, rows };
       });
     const dumpBytes = fs.readFileSync(dump);
+    // Read as the backup reads them (backup.ts), from the catalogs.
+    const databaseProperties = options.databaseProperties === false ? undefined : await readProperties(cluster, database);
     const objects = [
       { key: keys.custom, format: 'custom' as const, body: dumpBytes },
       { key: keys.plain, format: 'plain' as const, body: plain },
@@ -65,6 +82,7 @@ export async function writeFixtureBackup(
       pgDumpVersion: execFileSync('pg_dump', ['--version'], { encoding: 'utf8' }).trim(),
       objects: objects.map((o) => ({ key: o.key, format: o.format, bytes: o.body.length, sha256: createHash('sha256').update(o.body).digest('hex') })),
       tables,
+      databaseProperties,
     });
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: keys.manifest, Body: JSON.stringify(manifest) }));
     const pointer = JSON.stringify({ manifest: keys.manifest });
