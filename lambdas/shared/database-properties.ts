@@ -15,7 +15,20 @@ export const DatabasePropertiesSchema = z.object({
   connectionLimit: z.number().int(),
   comment: z.string().nullable(),
   /** null: the default privileges (never granted nor revoked); else every grant, in the catalog's order. */
-  acl: z.array(z.object({ privilege: z.string().min(1), /** null: PUBLIC. */ grantee: z.string().min(1).nullable(), grantable: z.boolean() })).nullable(),
+  acl: z
+    .array(
+      z.object({
+        /**
+         * The privileges a database has (aclexplode's names). Written into the GRANT as a keyword,
+         * unquoted: a manifest edited in the bucket must not put any other word there.
+         */
+        privilege: z.enum(['CREATE', 'CONNECT', 'TEMPORARY']),
+        /** null: PUBLIC. */
+        grantee: z.string().min(1).nullable(),
+        grantable: z.boolean(),
+      }),
+    )
+    .nullable(),
   /** As pg_db_role_setting stores them: `name=value`. */
   settings: z.array(z.string()),
   roleSettings: z.array(z.object({ role: z.string().min(1), entry: z.string() })),
