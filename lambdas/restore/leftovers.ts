@@ -24,19 +24,6 @@ const SIBLING_ID_LENGTH = 10;
  * live restore's, which it dropped) or `_old_` (whose RENAME it advised) for its own.
  */
 const SIBLING_MARK_LENGTH = 8;
-/**
- * Ids that earlier versions gave, without a mark: all the base-36 digits of the time (8 today) and
- * a random number below 1296 unpadded (1 or 2 digits), the target cut to fit that length: 9 or 10
- * characters.
- */
-const LEGACY_ID_LENGTHS = [9, SIBLING_ID_LENGTH] as const;
-/**
- * An earlier version's id starts with the time it was made: one that decodes to a time before
- * atmr-dr existed, or in the future, is a name somebody chose (`shop_old_2026120211`, a database
- * set aside by hand), not a leftover. A day of slack for the clock of another host.
- */
-const LEGACY_SINCE = Date.UTC(2020, 0, 1);
-const CLOCK_SLACK_MS = 24 * 3600 * 1000;
 
 type SiblingKind = 'restore' | 'old';
 
@@ -56,43 +43,20 @@ function siblingPrefix(target: string, kind: SiblingKind): string {
   return `${target.slice(0, 63 - marker.length - SIBLING_ID_LENGTH)}${marker}`;
 }
 
-/** An earlier version's prefix: no mark, the target cut to fit an id of this length. */
-function legacyPrefix(target: string, kind: SiblingKind, idLength: number): string {
-  const marker = `_${kind}_`;
-  return `${target.slice(0, 63 - marker.length - idLength)}${marker}`;
-}
-
 interface Sibling {
   readonly kind: SiblingKind;
   /** When its id was made (its first 8 base-36 digits): ids sort by it. */
   readonly time: number;
-  /**
-   * An earlier version's name with the target cut: it fits every target that begins with the same
-   * characters, so it may be another's. Named, never taken for this target's data nor dropped.
-   */
-  readonly cutAt?: number;
 }
 
 const idTime = (id: string): number => parseInt(id.slice(0, 8), 36);
 
-/** Whether `name` is a sibling of `target`, of which kind; an earlier version's names too. */
+/** Whether `name` is a sibling of `target`, of which kind. */
 function siblingOf(name: string, target: string): Sibling | undefined {
   for (const kind of ['restore', 'old'] as const) {
     const prefix = siblingPrefix(target, kind);
     const id = name.slice(prefix.length);
     if (name.startsWith(prefix) && new RegExp(`^[0-9a-z]{${SIBLING_ID_LENGTH}}$`).test(id)) return { kind, time: idTime(id) };
-  }
-  for (const kind of ['restore', 'old'] as const) {
-    for (const length of LEGACY_ID_LENGTHS) {
-      const prefix = legacyPrefix(target, kind, length);
-      const id = name.slice(prefix.length);
-      if (!name.startsWith(prefix) || !new RegExp(`^[0-9a-z]{${length}}$`).test(id)) continue;
-      const time = idTime(id);
-      if (time < LEGACY_SINCE || time > Date.now() + CLOCK_SLACK_MS) continue;
-      // A target as long as what was kept, or longer, was cut: longer targets give the same name.
-      const kept = 63 - `_${kind}_`.length - length;
-      return { kind, time, ...(target.length >= kept ? { cutAt: kept } : {}) };
-    }
   }
   return undefined;
 }
@@ -115,9 +79,6 @@ function siblingOf(name: string, target: string): Sibling | undefined {
  *   database kept on purpose, or one whose drop failed): a warning with the DROP to run, never
  *   dropped here (a finished load may be wanted, a kept copy is the way back; someone else is
  *   connected to it). The warning counts the sessions connected to it.
- * Names of earlier versions (no mark) are found too; one whose target was cut to fit may be
- * another target's (whose lock this restore does not hold): a warning only, whatever its sessions,
- * and never the data of a missing target.
  * Its reads have `boundMs` each for their answer (GUARD_READ_BOUND_MS; the tests' is shorter): a
  * server that accepts the connection but does not answer them ends it with one line, and `admin` is
  * ended, as checkTarget does (the session connects again before its next statement). Each
@@ -136,7 +97,7 @@ async function checkLeftoversReads(admin: Client, connection: PgConnection, main
   // Only under the lock of openAdminSession: without it, the staging database may be a live restore's.
   // Candidates by prefix (LIKE, with `_` and `%` escaped: target names contain `_`), then exact
   // names in code: the id must be base-36 digits, so `atmr_old_2024_11_30` is not taken for one.
-  const prefixes = (['restore', 'old'] as const).flatMap((kind) => [siblingPrefix(target, kind), ...LEGACY_ID_LENGTHS.map((length) => legacyPrefix(target, kind, length))]);
+  const prefixes = (['restore', 'old'] as const).map((kind) => siblingPrefix(target, kind));
   const { rows } = await boundedQuery<{ datname: string; datallowconn: boolean; sessions: number }>(
     admin,
     `SELECT datname, datallowconn, (SELECT count(*)::int FROM pg_stat_activity a WHERE a.datname = d.datname AND ${CLIENT_SESSION}) AS sessions
@@ -163,7 +124,7 @@ async function checkLeftoversReads(admin: Client, connection: PgConnection, main
     );
   }
   // The newest `_old_` (by the time its id was made) is the last database the target was.
-  const holder = leftovers.filter((r) => r.old && r.cutAt === undefined).sort((a, b) => a.time - b.time).at(-1);
+  const holder = leftovers.filter((r) => r.old).sort((a, b) => a.time - b.time).at(-1);
   if (!targetExists && holder) {
     const reopen = holder.datallowconn ? '' : ` and ${reopenDatabaseStatement(target)}`;
     throw new OperatorError(
@@ -172,7 +133,7 @@ async function checkLeftoversReads(admin: Client, connection: PgConnection, main
     );
   }
   const sizes = leftovers.length === 0 ? new Map<string, number>() : await leftoverSizes(connection, maintenance, leftovers.map((r) => r.datname), warn);
-  for (const { datname, old, sessions, cutAt } of leftovers) {
+  for (const { datname, old, sessions } of leftovers) {
     // How a line names a database it leaves in place: with its size when it was read.
     const size = sizes.get(datname);
     const named = `"${datname}"${size === undefined ? '' : ` (${formatBytes(size)})`}`;
@@ -191,14 +152,6 @@ async function checkLeftoversReads(admin: Client, connection: PgConnection, main
           ).rows;
     // Read only when a line below gives a DROP for a database sessions are in (dropDatabaseStatement).
     const drop = async (): Promise<string> => dropDatabaseStatement(datname, await isSuperuser(admin, boundMs));
-    if (cutAt !== undefined) {
-      const whose = old ? `holds what "${target}" was before an earlier restore replaced it, or what another database was` : `is the staging database of an earlier restore into "${target}" or into another database`;
-      const connected = clients.length === 0 ? '' : ` and ${clients.length} session(s) are connected to it (${[...new Set(clients.map((c) => c.application || '?'))].slice(0, 3).join(', ')})`;
-      warn(
-        `${named} ${whose} whose name begins with the same ${cutAt} characters (an earlier version of atmr-dr kept only those)${connected}; left in place: look inside it, and when it is not needed, ${clients.length === 0 ? `DROP DATABASE ${quoteIdent(datname)}` : await drop()}`,
-      );
-      continue;
-    }
     if (clients.length === 0) {
       warn(`${named} ${what}${old ? '' : ' (no session is connected to it)'}; left in place: when it is not needed, DROP DATABASE ${quoteIdent(datname)}`);
       continue;
