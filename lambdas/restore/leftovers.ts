@@ -10,8 +10,7 @@ import { createHash } from 'node:crypto';
 import type { Client } from 'pg';
 import { dropDatabaseStatement, quoteIdent, reopenDatabaseStatement } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
-import { formatBytes } from '../shared/format';
-import { APPLICATION_NAME, PgConnection, shortRead } from '../shared/pg-connection';
+import { APPLICATION_NAME } from '../shared/pg-connection';
 import { CLIENT_SESSION } from './guards';
 import { boundedQuery, dropDatabase, GUARD_READ_BOUND_MS, isSuperuser, stopOnNoAnswer } from './session';
 
@@ -81,19 +80,17 @@ function siblingOf(name: string, target: string): Sibling | undefined {
  *   connected to it). The warning counts the sessions connected to it.
  * Its reads have `boundMs` each for their answer (GUARD_READ_BOUND_MS; the tests' is shorter): a
  * server that accepts the connection but does not answer them ends it with one line, and `admin` is
- * ended, as checkTarget does (the session connects again before its next statement). Each
- * database left in place is named with its size (leftoverSizes, on a short session of its own to
- * `maintenance` of `connection`), so that the on-call knows what dropping it frees.
+ * ended, as checkTarget does (the session connects again before its next statement).
  */
-export async function checkLeftovers(admin: Client, connection: PgConnection, maintenance: string, target: string, warn: (line: string) => void, boundMs = GUARD_READ_BOUND_MS): Promise<void> {
+export async function checkLeftovers(admin: Client, target: string, warn: (line: string) => void, boundMs = GUARD_READ_BOUND_MS): Promise<void> {
   await stopOnNoAnswer(
     admin,
-    () => checkLeftoversReads(admin, connection, maintenance, target, warn, boundMs),
+    () => checkLeftoversReads(admin, target, warn, boundMs),
     (why) => `cannot look for what an earlier restore into "${target}" left behind: ${why}, then rerun the restore; nothing was created: "${target}" untouched`,
   );
 }
 
-async function checkLeftoversReads(admin: Client, connection: PgConnection, maintenance: string, target: string, warn: (line: string) => void, boundMs: number): Promise<void> {
+async function checkLeftoversReads(admin: Client, target: string, warn: (line: string) => void, boundMs: number): Promise<void> {
   // Only under the lock of openAdminSession: without it, the staging database may be a live restore's.
   // Candidates by prefix (LIKE, with `_` and `%` escaped: target names contain `_`), then exact
   // names in code: the id must be base-36 digits, so `atmr_old_2024_11_30` is not taken for one.
@@ -132,11 +129,8 @@ async function checkLeftoversReads(admin: Client, connection: PgConnection, main
       2,
     );
   }
-  const sizes = leftovers.length === 0 ? new Map<string, number>() : await leftoverSizes(connection, maintenance, leftovers.map((r) => r.datname), warn);
   for (const { datname, old, sessions } of leftovers) {
-    // How a line names a database it leaves in place: with its size when it was read.
-    const size = sizes.get(datname);
-    const named = `"${datname}"${size === undefined ? '' : ` (${formatBytes(size)})`}`;
+    const named = `"${datname}"`;
     const what = old ? `holds what "${target}" was before an earlier restore replaced it` : `is the staging database of an earlier restore into "${target}"`;
     const clients =
       sessions === 0
@@ -177,29 +171,5 @@ async function checkLeftoversReads(admin: Client, connection: PgConnection, main
     }
     const who = old ? 'something still uses it' : `${[...new Set(clients.map((c) => c.application || '?'))].slice(0, 3).join(', ')}: not only a killed restore's`;
     warn(`${named} ${what} and ${clients.length} session(s) are connected to it (${who}); left in place: to stop them and drop it, ${await drop()}`);
-  }
-}
-
-/**
- * The size on disk of each of `names` (pg_database_size), on a short session of its own
- * (shortRead): not on the restore's locked session, whose read given up would stop the restore,
- * for a walk of a large database's files that is only information. A database this role may not
- * size (no CONNECT on it, not a member of pg_read_all_stats) has none. Given up or failed: one
- * warning, and the lines name the databases without their sizes.
- */
-async function leftoverSizes(connection: PgConnection, maintenance: string, names: readonly string[], warn: (line: string) => void): Promise<ReadonlyMap<string, number>> {
-  try {
-    const rows = await shortRead<{ datname: string; bytes: string | null }>(
-      connection,
-      maintenance,
-      `the read of the size of ${names.map((n) => `"${n}"`).join(', ')} (pg_database_size)`,
-      `SELECT datname, CASE WHEN has_database_privilege(oid, 'CONNECT') OR pg_has_role('pg_read_all_stats', 'USAGE') THEN pg_database_size(oid) END AS bytes
-         FROM pg_database WHERE datname = ANY ($1::text[])`,
-      [names],
-    );
-    return new Map(rows.flatMap((r): [string, number][] => (r.bytes === null ? [] : [[r.datname, Number(r.bytes)]])));
-  } catch (error) {
-    warn(`${oneLine(error)}; the databases an earlier restore left are named below without their sizes`);
-    return new Map();
   }
 }

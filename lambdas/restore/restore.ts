@@ -211,7 +211,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     dir = makeDownloadDir(deps.tempDir ?? os.tmpdir(), 'atmr-dr-restore-');
     // 2. The guards, before any download (they run again at swap time). Leftovers of a killed
     // restore first: a target missing because its data sits under `_old_` must not be recreated.
-    await checkLeftovers(await admin.client(), deps.connection, maintenance, target, warn);
+    await checkLeftovers(await admin.client(), target, warn);
     await checkTarget(await admin.client(), deps.connection, target, options);
     // Which backup, and how old, once the checks passed and before anything is downloaded: `latest`
     // may be days old, or already after the damage.

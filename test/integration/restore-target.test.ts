@@ -491,7 +491,7 @@ describe("the session's lock and the leftovers' reads are bounded: a server that
       const started = Date.now();
 
       // Act
-      const error = await operatorErrorOf(checkLeftovers(admin, connection, 'postgres', target, (line) => warnings.push(line), BOUND_MS));
+      const error = await operatorErrorOf(checkLeftovers(admin, target, (line) => warnings.push(line), BOUND_MS));
       const seconds = (Date.now() - started) / 1000;
 
       // Assert

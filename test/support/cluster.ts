@@ -53,12 +53,3 @@ export async function holdTableLock(database: string, tables: string): Promise<H
   }
   return { release: () => holder.end() };
 }
-
-/**
- * A matcher for a line that names a database with its size on disk, written `<size>` in `line`:
- * the size as the lines print it (formatBytes), whose exact value a database's autovacuum may move.
- */
-export function withSize(line: string): unknown {
-  const text = line.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replaceAll('<size>', '\\d+(?:\\.\\d)? (?:B|KiB|MiB|GiB)');
-  return expect.stringMatching(new RegExp(`^${text}$`));
-}
