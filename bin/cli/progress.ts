@@ -1,4 +1,4 @@
-import { formatBytes } from '../../lambdas/shared/format';
+import { formatBytes, formatSeconds } from '../../lambdas/shared/format';
 
 /**
  * Progress on stderr for the long commands: phase lines, and a status such as a download meter
@@ -60,11 +60,20 @@ export function formatMeter(label: string, done: number, total: number | undefin
   return `${label}: ${formatBytes(done)} of ${formatBytes(total)} (${Math.min(100, Math.floor((100 * done) / total))}%), ${rate}`;
 }
 
-/** "load: 1.2 GiB in the staging database, 35 s": the staging database's growth, since the load began. */
-export function loadStatus(progress: Progress, now = (): number => performance.now()): (bytes: number) => void {
-  let started: number | undefined;
-  return (bytes) => {
-    started ??= now();
-    progress.status(`load: ${formatBytes(bytes)} in the staging database, ${Math.round((now() - started) / 1000)} s`);
+/**
+ * "load: pg_restore into <staging>, 1 min 20 s": the load's phase and the time since it began, when
+ * it begins, every `intervalMs` and when it ends (the function returned), from a timer: pg_restore
+ * says nothing until it ends, and a read of the server to show more could itself wait.
+ */
+export function loadStatus(progress: Progress, now = (): number => performance.now(), intervalMs = 1000): (phase: string) => () => void {
+  return (phase) => {
+    const started = now();
+    const show = (): void => progress.status(`load: ${phase}, ${formatSeconds(Math.floor((now() - started) / 1000))}`);
+    show();
+    const timer = setInterval(show, intervalMs);
+    return () => {
+      clearInterval(timer);
+      show();
+    };
   };
 }

@@ -181,8 +181,7 @@ export function registerRestoreCommands(program: Command): void {
                 }
               : undefined,
             onDownloadProgress: (bytes, total) => progress.meter('download', bytes, total),
-            // Only when shown: each report is a query to the server.
-            onLoadProgress: showProgress ? loadStatus(progress) : undefined,
+            onLoad: loadStatus(progress),
             ...(countSeconds !== undefined && { rowCountBounds: rowCountBounds(countSeconds) }),
             countTimeoutOption: '--count-timeout',
           },
@@ -271,8 +270,7 @@ export function registerRestoreCommands(program: Command): void {
             }
           },
           onDownloadProgress: (bytes, total) => progress.meter('download', bytes, total),
-          // Only when shown: each report is a query to the server.
-          onLoadProgress: showProgress ? loadStatus(progress) : undefined,
+          onLoad: loadStatus(progress),
         },
         { takeBackup: true, tier, criticalQueries: opts.criticalQuery, rtoObjectiveSeconds: rto, rpoObjectiveSeconds: rpo },
       ).finally(() => {

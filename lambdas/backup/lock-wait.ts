@@ -1,5 +1,6 @@
 import type { Client } from 'pg';
 import { oneLine } from '../shared/errors';
+import { formatSeconds } from '../shared/format';
 import { APPLICATION_NAME, connectTo, type PgConnection } from '../shared/pg-connection';
 
 /**
@@ -94,12 +95,6 @@ export function describeLockWait(wait: LockWait, lockWaitMs: number): string {
     `waiting ${formatSeconds(wait.waitedSeconds)} for a lock on ${wait.table ?? 'a table'} held by pid ${wait.blockerPid}${about.length ? ` (${about.join(', ')})` : ''}${others}; ` +
     `the backup gives up at ${formatSeconds(Math.round(lockWaitMs / 1000))}: end that session (SELECT pg_terminate_backend(${wait.blockerPid})) or wait for it`
   );
-}
-
-function formatSeconds(seconds: number): string {
-  const s = Math.max(0, seconds);
-  if (s < 60) return `${s} s`;
-  return s % 60 === 0 ? `${s / 60} min` : `${Math.floor(s / 60)} min ${s % 60} s`;
 }
 
 /** The pause after a failed look, doubled by each further failure in a row up to LOOK_RETRY_MAX_MS. */

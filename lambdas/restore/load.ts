@@ -3,12 +3,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { type Readable, pipeline } from 'node:stream';
-import type { Client } from 'pg';
 import { createGunzip } from 'node:zlib';
 import { isErrorLine, pgToolPath, quoteIdent } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupObject } from '../shared/manifest';
-import { libpqEnv, PgConnection, ReadGivenUp, setShortBounds, shortQuery } from '../shared/pg-connection';
+import { libpqEnv, PgConnection } from '../shared/pg-connection';
 import { badBackupFix } from './download';
 
 /**
@@ -95,64 +94,6 @@ function ownerFix(line: string, restorer: string, newTarget?: string, noOwnerAdv
     return ` (the backup names role "${owner}", which this server does not have: roles are not in a pg_dump; create it first as on the source server (CREATE ROLE ${quoteIdent(owner)}, or pg_dumpall --roles-only there)${orNoOwner})`;
   }
   return '';
-}
-
-/**
- * Reports `database`'s size on disk through `admin` (the restore's session) now, every `intervalMs`
- * and once more on `stop()` (which waits for a read in flight, so that `admin` is free again when it
- * resolves). On that session, not one of its own: a second session takes a connection slot that
- * pg_restore needs when the role's CONNECTION LIMIT or max_connections is nearly reached. Each read is
- * bounded on the server (SET LOCAL lock_timeout and statement_timeout of SHORT_SESSION_BOUNDS, in a
- * transaction of its own): a lock held on pg_database is one warning and the load goes on without
- * its progress; the cancel ends the read's transaction, never the session, so the restore's
- * session-level advisory lock stays (9d7e91d ended the session on a read given up, and a second
- * restore took the first's staging database for a killed one's). Any other failure only skips a
- * report: this is progress, and what broke the connection breaks the next step.
- */
-export function watchDatabaseSize(
-  admin: Client,
-  connection: PgConnection,
-  maintenance: string,
-  database: string,
-  onSize: (bytes: number) => void,
-  warn: (line: string) => void,
-  intervalMs = 1000,
-): { stop(): Promise<void> } {
-  let timer: NodeJS.Timeout | undefined;
-  let stopped = false;
-  let givenUp = false;
-  let inFlight: Promise<void> = Promise.resolve();
-  const sample = async (): Promise<void> => {
-    if (givenUp) return;
-    try {
-      await admin.query('BEGIN');
-      try {
-        await setShortBounds(admin);
-        const rows = await shortQuery<{ bytes: string }>(admin, connection, maintenance, `the read of "${database}"'s size (pg_database_size)`, 'SELECT pg_database_size($1) AS bytes', [database]);
-        onSize(Number(rows[0].bytes));
-      } finally {
-        await admin.query('ROLLBACK');
-      }
-    } catch (error) {
-      if (!(error instanceof ReadGivenUp)) return;
-      givenUp = true;
-      warn(`${error.message}; the load goes on without its progress`);
-    }
-  };
-  const tick = (): void => {
-    inFlight = sample().then(() => {
-      if (!stopped && !givenUp) timer = setTimeout(tick, intervalMs);
-    });
-  };
-  tick();
-  return {
-    async stop() {
-      stopped = true;
-      clearTimeout(timer);
-      await inFlight;
-      await sample();
-    },
-  };
 }
 
 /** What a client program needs and nothing more: where programs are, a locale, and libpq's variables. */

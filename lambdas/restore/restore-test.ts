@@ -34,7 +34,7 @@ import { dropDatabase } from './session';
  */
 export type BackupFunction = (deps: RunBackupDeps, options: RunBackupOptions) => Promise<BackupResult>;
 
-export interface RestoreTestDeps extends CatalogDeps, SpaceCheck, Pick<RestoreDeps, 'onDownloadProgress' | 'onLoadProgress'> {
+export interface RestoreTestDeps extends CatalogDeps, SpaceCheck, Pick<RestoreDeps, 'onDownloadProgress' | 'onLoad'> {
   /** Server that receives the scratch database. */
   readonly target: PgConnection;
   /** The backed-up database (read only: the backup and two transaction horizons); needed when `takeBackup`. */

@@ -13,7 +13,7 @@ import { DownloadResult, SpaceCheck, downloadObject } from './download';
 import { archiveNeeds, checkRoles } from './archive';
 import { checkTarget, checkTargetName, guardProduction, guardSystemDatabase } from './guards';
 import { checkLeftovers, stagingName } from './leftovers';
-import { loadBackup, watchDatabaseSize } from './load';
+import { loadBackup } from './load';
 import { giveBackupProperties, keepDatabaseProperties, warnIfReadOnly } from './properties';
 import { Unsettled, backupOwnerToGive, createDatabase, databaseOwner, dropDatabase, NoAnswer, openAdminSession, runLooking, SessionNotBack } from './session';
 import { swapIn } from './swap';
@@ -87,8 +87,12 @@ export interface RestoreDeps extends CatalogDeps, SpaceCheck {
   readonly confirm?: (backup: { readonly manifestKey: string; readonly manifest: BackupManifest }) => Promise<void>;
   /** Download progress: bytes received of the object's size. */
   readonly onDownloadProgress?: (bytes: number, total: number) => void;
-  /** Load progress: the staging database's size on disk, when the load starts, every second, and when it ends. */
-  readonly onLoadProgress?: (bytes: number) => void;
+  /**
+   * The load's start, with its phase (`pg_restore into <staging>`); the function it returns is
+   * called when the load ends. The CLI shows the phase and its elapsed time from a timer: no read
+   * of the server, whose answer the load would otherwise wait on.
+   */
+  readonly onLoad?: (phase: string) => () => void;
   /** The bounds of each row count's statement (the CLI's --count-timeout: rowCountBounds). @default check.ts ROW_COUNT_BOUNDS */
   readonly rowCountBounds?: ReadBounds;
   /** The option that gives each row count longer (the CLI's --count-timeout), named on the line of a count its statement_timeout ended. @default none (restore-test and the Lambda have no such option) */
@@ -280,14 +284,14 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       );
     });
     stagingCreated = true;
-    log(`load: ${object.format === 'custom' ? 'pg_restore' : 'psql'} into staging database ${staging}`);
-    // pg_restore says nothing until it ends, which on a large database is minutes: the staging
-    // database's growth shows the operator that the load is moving.
-    const watching = deps.onLoadProgress ? watchDatabaseSize(await admin.client(), deps.connection, maintenance, staging, deps.onLoadProgress, warn) : undefined;
+    const tool = object.format === 'custom' ? 'pg_restore' : 'psql';
+    log(`load: ${tool} into staging database ${staging}`);
+    // pg_restore says nothing until it ends, which on a large database is minutes.
+    const loadEnded = deps.onLoad?.(`${tool} into ${staging}`);
     try {
       await loadBackup({ connection: deps.connection, database: staging, file: download.file, format: object.format, jobs: deps.jobs, pgBinDir: deps.pgBinDir, noOwner: options.noOwner, signal, otherCopy, newTarget: owner === undefined ? target : undefined, noOwnerAdvice });
     } finally {
-      await watching?.stop();
+      loadEnded?.();
     }
     fs.rmSync(download.file, { force: true });
     const restoreSeconds = (performance.now() - loadStarted) / 1000;

@@ -15,6 +15,13 @@ export function countOf(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
+/** "40 s", "55 min", "54 min 58 s": a duration in whole seconds, for operators. */
+export function formatSeconds(seconds: number): string {
+  const s = Math.max(0, seconds);
+  if (s < 60) return `${s} s`;
+  return s % 60 === 0 ? `${s / 60} min` : `${Math.floor(s / 60)} min ${s % 60} s`;
+}
+
 /** "12 min", "5.0 h", "9 d": how long ago something was recorded or taken, for operators. */
 export function formatAge(seconds: number): string {
   return seconds < 3600 ? `${Math.round(seconds / 60)} min` : seconds < 172800 ? `${(seconds / 3600).toFixed(1)} h` : `${Math.round(seconds / 86400)} d`;

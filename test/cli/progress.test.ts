@@ -61,19 +61,31 @@ describe('stderrProgress', () => {
 });
 
 describe('loadStatus', () => {
-  it('shows the staging database size and the seconds since the first size came in, not since the restore began', () => {
-    // Arrange: a clock that the test moves; the load's first size arrives at t = 50 s
+  afterEach(() => jest.useRealTimers());
+
+  it('shows the load\'s phase and the time since it began, every second from a timer, and once more when it ends; nothing after', () => {
+    // Arrange: a clock and timers the test moves; the load begins at t = 50 s
+    jest.useFakeTimers();
     const statuses: string[] = [];
     const progress = { line: () => undefined, meter: () => undefined, status: (text: string) => statuses.push(text), end: () => undefined };
     let now = 50_000;
-    const onSize = loadStatus(progress, () => now);
+    const onLoad = loadStatus(progress, () => now);
 
     // Act
-    onSize(1024 * 1024);
-    now += 35_400;
-    onSize(1.5 * 1024 * 1024 * 1024);
+    const ended = onLoad('pg_restore into shop_restore_1a2b3c4d_mx3a1b2c3d');
+    for (let second = 0; second < 80; second += 1) {
+      now += 1_000;
+      jest.advanceTimersByTime(1_000);
+    }
+    now += 400;
+    ended();
+    now += 5_000;
+    jest.advanceTimersByTime(5_000);
 
     // Assert
-    expect(statuses).toEqual(['load: 1.0 MiB in the staging database, 0 s', 'load: 1.5 GiB in the staging database, 35 s']);
+    expect(statuses[0]).toBe('load: pg_restore into shop_restore_1a2b3c4d_mx3a1b2c3d, 0 s');
+    expect(statuses.slice(1, 3)).toEqual(['load: pg_restore into shop_restore_1a2b3c4d_mx3a1b2c3d, 1 s', 'load: pg_restore into shop_restore_1a2b3c4d_mx3a1b2c3d, 2 s']);
+    expect(statuses).toHaveLength(1 + 80 + 1);
+    expect(statuses.at(-1)).toBe('load: pg_restore into shop_restore_1a2b3c4d_mx3a1b2c3d, 1 min 20 s');
   });
 });

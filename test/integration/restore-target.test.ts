@@ -1,13 +1,12 @@
 import type { Client } from 'pg';
 import { operatorErrorOf } from '../support/refusal';
 import { type PgConnection, connectTo } from '../../lambdas/shared/pg-connection';
-import { watchDatabaseSize } from '../../lambdas/restore/load';
 import { checkTarget } from '../../lambdas/restore/guards';
 import { checkLeftovers, stagingName } from '../../lambdas/restore/leftovers';
 import { GUARD_READ_BOUND_MS, Unsettled, createDatabase, openAdminSession, runLooking } from '../../lambdas/restore/session';
 import { swapIn } from '../../lambdas/restore/swap';
 import { startCuttingProxy } from '../support/cutting-proxy';
-import { type HeldLock, holdTableLock, testClient, testCluster, uniqueDatabaseName } from '../support/cluster';
+import { testClient, testCluster, uniqueDatabaseName } from '../support/cluster';
 import { type PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 
 
@@ -160,81 +159,6 @@ describe('an autovacuum worker in the target is not a client', () => {
       await admin.end();
     }
   }, 120_000);
-});
-
-describe('watchDatabaseSize: the load progress', () => {
-  const cluster = testCluster();
-  const connection: PgConnection = { host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' };
-
-  it('reports the database growing while data arrives, once more on stop, and nothing after', async () => {
-    // Arrange
-    const database = uniqueDatabaseName('watched');
-    psql(cluster, 'postgres', `CREATE DATABASE ${database}`);
-    const admin = await openAdminSession(connection, 'postgres', database);
-    const sizes: number[] = [];
-    const warnings: string[] = [];
-    try {
-      // Act
-      // The watch reads on the restore's session, never a second one that would take a connection
-      // slot pg_restore needs (a role's CONNECTION LIMIT, max_connections nearly reached): given a
-      // port where no server listens, it still reports (the connection only names the server).
-      const watching = watchDatabaseSize(await admin.client(), { ...connection, port: 1 }, 'postgres', database, (bytes) => sizes.push(bytes), (line) => warnings.push(line), 50);
-      while (sizes.length === 0) await new Promise((resolve) => setTimeout(resolve, 20));
-      psql(cluster, database, "CREATE TABLE t AS SELECT i, repeat('x', 500) AS pad FROM generate_series(1, 20000) i");
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      await watching.stop();
-      const atStop = sizes.length;
-      await new Promise((resolve) => setTimeout(resolve, 200));
-
-      // Assert: the first report is the empty database, the last (on stop) holds the table's ~10 MB
-      expect(atStop).toBeGreaterThanOrEqual(3);
-      expect(sizes.at(-1)! - sizes[0]).toBeGreaterThan(8 * 1024 * 1024);
-      expect(sizes.length).toBe(atStop);
-      expect(warnings).toEqual([]);
-    } finally {
-      await admin.end();
-      psql(cluster, 'postgres', `DROP DATABASE ${database}`);
-    }
-  });
-
-  it("a size read held by another session's lock (ACCESS EXCLUSIVE on pg_database) is given up at the read's lock_timeout: one warning naming the server, no more reads, stop() returns; the restore's session and its lock stay", async () => {
-    // Arrange: the watch's session is open (one size read done) before the lock is taken, as when
-    // a VACUUM FULL or a LOCK TABLE of pg_database starts during a load
-    const database = uniqueDatabaseName('watched_locked');
-    psql(cluster, 'postgres', `CREATE DATABASE ${database}`);
-    const admin = await openAdminSession(connection, 'postgres', database);
-    const sizes: number[] = [];
-    const warnings: string[] = [];
-    let lock: HeldLock | undefined;
-    try {
-      const watching = watchDatabaseSize(await admin.client(), connection, 'postgres', database, (bytes) => sizes.push(bytes), (line) => warnings.push(line), 50);
-      while (sizes.length === 0) await new Promise((resolve) => setTimeout(resolve, 20));
-      lock = await holdTableLock('postgres', 'pg_database');
-      const started = Date.now();
-
-      // Act
-      while (warnings.length === 0 && Date.now() - started < 30_000) await new Promise((resolve) => setTimeout(resolve, 100));
-      const seconds = (Date.now() - started) / 1000;
-      await lock.release();
-      lock = undefined;
-      const readsAtWarning = sizes.length;
-      await watching.stop();
-
-      // Assert
-      expect(warnings).toEqual([
-        `the read of "${database}"'s size (pg_database_size) on ${cluster.user}@${cluster.host}:${cluster.port}/postgres waited 10 s for a lock another session holds (lock_timeout): check that the server answers (psql -c 'SELECT 1') and which session holds a lock or runs long there (SELECT pid, state, wait_event_type, query FROM pg_stat_activity WHERE state <> 'idle'); the load goes on without its progress`,
-      ]);
-      expect(seconds).toBeLessThan(15);
-      expect(sizes.length).toBe(readsAtWarning);
-      // The restore's session and its lock are untouched.
-      expect(psql(cluster, 'postgres', `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = hashtext('${database}')::oid`)).toBe('1');
-      expect(((await (await admin.client()).query('SELECT 1 AS one')).rows[0] as { one: number }).one).toBe(1);
-    } finally {
-      await lock?.release();
-      await admin.end();
-      psql(cluster, 'postgres', `DROP DATABASE ${database}`);
-    }
-  }, 60_000);
 });
 
 describe('the swap and its look are bounded: a lock held elsewhere or a server that stops answering ends them with one line', () => {
