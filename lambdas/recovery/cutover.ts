@@ -1036,8 +1036,10 @@ class Session {
             const refused = namedLine(error);
             // A cutover failed by the same refusal (DynamoDB throttling its marks) names it once.
             const same = cause !== undefined && refused.endsWith(cause);
-            const where = endpoint.state === 'done' ? `still on ${this.record.newInstance}` : 'not set back';
-            const stopped = `cannot journal the redeploy of ${services} before setting ${describeEndpoint(settings.endpoint)} back (${same ? 'the same error' : refused}): nothing undone, users are kept out (production stays in maintenance, the endpoint ${where}); fix the cause, then run ${undoCommand}`;
+            // Says what this undo did (it wrote nothing), not what the journal implies: the
+            // killswitch may have been lifted or set degraded by hand during the cutover (users in,
+            // on the copy), the endpoint set back by hand; neither was read here.
+            const stopped = `cannot journal the redeploy of ${services} before setting ${describeEndpoint(settings.endpoint)} back (${same ? 'the same error' : refused}): nothing undone: the endpoint not set back, the killswitch left as it is (users are kept out only while it holds the cutover's maintenance: check with "atmr-dr killswitch status"); fix the cause, then run ${undoCommand}`;
             if (!cause) {
               await this.put(undefined, {}, true).catch(() => undefined);
               throw new OperatorError(`recover cutover --undo: recovery ${id}: ${stopped}`, 1, { cause: error });

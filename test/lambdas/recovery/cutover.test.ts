@@ -2126,7 +2126,7 @@ describe('an interrupted cutover', () => {
     // Assert: nothing changed, the endpoint still on the copy
     expect([refusal.exitCode, refusal.message]).toEqual([
       1,
-      `recover cutover --undo: recovery ${id}: cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): nothing undone, users are kept out (production stays in maintenance, the endpoint still on atmr-prod-pitr-202611301402); fix the cause, then run "atmr-dr recover cutover ${id} --undo --yes"`,
+      `recover cutover --undo: recovery ${id}: cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): nothing undone: the endpoint not set back, the killswitch left as it is (users are kept out only while it holds the cutover's maintenance: check with "atmr-dr killswitch status"); fix the cause, then run "atmr-dr recover cutover ${id} --undo --yes"`,
     ]);
     expect(secretValue.host).toBe(NEW_HOST);
     expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(secretWrites);
@@ -2142,6 +2142,33 @@ describe('an interrupted cutover', () => {
     expect(killswitchNow().mode).toBe('normal');
   });
 
+  it.each([
+    ['the killswitch lifted by hand during the cutover (users in, on the copy)', 'killswitch'],
+    ['the endpoint set back to the old instance by hand', 'endpoint'],
+  ] as const)(
+    '--undo whose entry for the redeploy is refused, %s: its line says nothing was undone, never that users are kept out or that the endpoint is on the copy',
+    async (_, byHand) => {
+      // Arrange: killed once the endpoint step is journaled done; then changed by hand; every write after the undo's lease refused
+      const { id } = await killedCutover(6);
+      if (byHand === 'killswitch') parameters.set(KILLSWITCH, { value: JSON.stringify({ mode: 'normal', reason: 'let them in', actor: 'carol', updatedAt: '2026-11-30T14:40:00.000Z', expiresAt: null }), version: parameters.get(KILLSWITCH)!.version + 1 });
+      else secretValue = { ...secretValue, host: OLD_HOST };
+      const killswitch = parameters.get(KILLSWITCH);
+      const host = secretValue.host;
+      let writes = 0;
+
+      // Act
+      const refusal = await operatorErrorOf(undoCutover(deps({ ...stale, store: failingStore(() => ++writes >= 2) }), id, settings(), 'bob'));
+
+      // Assert: the line holds in both cases, and nothing was changed
+      expect([refusal.exitCode, refusal.message]).toEqual([
+        1,
+        `recover cutover --undo: recovery ${id}: cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): nothing undone: the endpoint not set back, the killswitch left as it is (users are kept out only while it holds the cutover's maintenance: check with "atmr-dr killswitch status"); fix the cause, then run "atmr-dr recover cutover ${id} --undo --yes"`,
+      ]);
+      expect(parameters.get(KILLSWITCH)).toEqual(killswitch);
+      expect(secretValue.host).toBe(host);
+    },
+  );
+
   it('a cutover whose endpoint mark is refused (DynamoDB throttling to the end) undoes nothing once its redeploy cannot be journaled: one line saying the cutover failed, nothing undone, and to run --undo, which finishes', async () => {
     // Arrange: the lease, the maintenance step, the endpoint step started; every write from the endpoint's done mark on refused
     const id = await verifiedRecovery();
@@ -2153,7 +2180,7 @@ describe('an interrupted cutover', () => {
     // Assert: production left on the copy in maintenance, for --undo
     expect([refusal.exitCode, refusal.message]).toEqual([
       1,
-      `recover cutover: recovery ${id}: the cutover failed (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table), and its undo cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (the same error): nothing undone, users are kept out (production stays in maintenance, the endpoint still on atmr-prod-pitr-202611301402); fix the cause, then run "atmr-dr recover cutover ${id} --undo --yes"`,
+      `recover cutover: recovery ${id}: the cutover failed (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table), and its undo cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (the same error): nothing undone: the endpoint not set back, the killswitch left as it is (users are kept out only while it holds the cutover's maintenance: check with "atmr-dr killswitch status"); fix the cause, then run "atmr-dr recover cutover ${id} --undo --yes"`,
     ]);
     expect(secretValue.host).toBe(NEW_HOST);
     expect(killswitchNow().mode).toBe('maintenance');
