@@ -331,20 +331,6 @@ export async function cutover(
  * (production has taken writes there: going back would lose them).
  */
 export async function undoCutover(deps: CutoverDeps, recoveryId: string, settings: CutoverSettings, actor: string): Promise<CutoverResult> {
-  // recovery.ecs taken out of cdk.json since the cutover: tasks started after the endpoint switch
-  // read the copy's value, and with no service to redeploy the undo would set the endpoint back and
-  // let users in on them (their writes on the copy lost), or keep production in maintenance for a
-  // redeploy no undo can run. Refused, as the forward is, before the lease or any change.
-  if (!settings.ecs?.serviceNames.length) {
-    const { journal } = await getRecovery(deps.store, recoveryId);
-    const left = [CUTOVER_STEPS.endpoint, CUTOVER_STEPS.redeploy].filter((step) => journal?.some((entry) => entry.step === step && outstanding(entry)));
-    if (left.length) {
-      throw new OperatorError(
-        `recover cutover --undo: recovery ${recoveryId}: recovery.ecs is not set, and its cutover's "${left.join('" and "')}" ${left.length > 1 ? 'are' : 'is'} not undone: tasks started since the endpoint switch read the copy's endpoint (they read it at start), and with no ECS service to redeploy they would stay on the copy once users are let in (their writes there lost); ${SET_RECOVERY_ECS}`,
-        2,
-      );
-    }
-  }
   const session = await Session.open(deps, recoveryId, actor, 'undo');
   return session.undoAll(settings, undefined);
 }
@@ -969,6 +955,20 @@ class Session {
           ? this.heldUndoRefusal(reopen, settings)
           : `recover cutover --undo: recovery ${id}: the killswitch was reopened on ${this.record.newInstance} at ${reopen.startedAt}: production may have taken writes there and going back would lose them; finish with "atmr-dr recover cutover ${id} --resume --yes"`,
         3,
+      );
+    }
+    // recovery.ecs taken out of cdk.json since the cutover: tasks started after the endpoint switch
+    // read the copy's value, and with no service to redeploy the undo would set the endpoint back and
+    // let users in on them (their writes on the copy lost), or keep production in maintenance for a
+    // redeploy no undo can run. Refused, as the forward is, before any change; but only here, after
+    // the status, the lease and the refusals above: an undo those refuse is refused whatever
+    // cdk.json says, and editing it would not let that undo run.
+    const left = settings.ecs?.serviceNames.length ? [] : [CUTOVER_STEPS.endpoint, CUTOVER_STEPS.redeploy].filter((step) => this.left(step));
+    if (left.length) {
+      await this.put(undefined, {}, true);
+      throw new OperatorError(
+        `recover cutover --undo: recovery ${id}: recovery.ecs is not set, and its cutover's "${left.join('" and "')}" ${left.length > 1 ? 'are' : 'is'} not undone: tasks started since the endpoint switch read the copy's endpoint (they read it at start), and with no ECS service to redeploy they would stay on the copy once users are let in (their writes there lost); ${SET_RECOVERY_ECS}`,
+        2,
       );
     }
     const undoCommand = `"atmr-dr recover cutover ${id} --undo --yes"`;

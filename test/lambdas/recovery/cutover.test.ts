@@ -2267,7 +2267,8 @@ describe('an interrupted cutover', () => {
         2,
         `recover cutover --undo: recovery ${id}: recovery.ecs is not set, and its cutover's ${left} not undone: tasks started since the endpoint switch read the copy's endpoint (they read it at start), and with no ECS service to redeploy they would stay on the copy once users are let in (their writes there lost); set recovery.ecs to {"clusterArn": ..., "serviceNames": [the API and every Celery service]} in cdk.json, then run the command again; nothing was changed`,
       ]);
-      expect(await getRecovery(deps().store, id)).toEqual(before);
+      // Only alice's stale lease taken and released, as by every refused undo.
+      expect(await getRecovery(deps().store, id)).toEqual({ ...before, leaseOwner: undefined, leaseToken: undefined, leaseExpiresAt: undefined, updatedAt: expect.any(String) });
       expect(secretValue.host).toBe(NEW_HOST);
       expect(ssm.commandCalls(PutParameterCommand)).toHaveLength(killswitchWrites);
       expect(killswitchNow().mode).toBe('maintenance');
@@ -2279,6 +2280,36 @@ describe('an interrupted cutover', () => {
       expect(secretValue.host).toBe(OLD_HOST);
       expect(ecs.commandCalls(UpdateServiceCommand)).toHaveLength(updates + 2);
       expect(killswitchNow().mode).toBe('normal');
+    },
+  );
+
+  it.each([
+    ['a completed cutover (cut-over)', 'cut-over', /^recover cutover --undo: recovery \S+ is "cut-over", expected cutting-over or cutover-failed: only an interrupted or failed cutover can be undone/],
+    ['a cutover killed once the killswitch was reopened', 'reopened', /^recover cutover --undo: recovery \S+: the killswitch was reopened on atmr-prod-pitr-202611301402 at .*; finish with "atmr-dr recover cutover \S+ --resume --yes"$/],
+    ["a cutover another process holds the live lease of", 'leased', /^recover cutover --undo: recovery \S+ is being cut over by alice \(pid 4242 on laptop\) \(lease live until /],
+  ] as const)(
+    '--undo of %s, recovery.ecs unset: the same refusal as with it set, not one saying to set recovery.ecs for an undo that cannot run',
+    async (_, state, refusal) => {
+      // Arrange
+      let id: string;
+      let undoDeps = deps(stale);
+      if (state === 'cut-over') {
+        id = await verifiedRecovery();
+        expect((await cutover(deps(), id, settings({ readinessUrl: readyUrl }), 'alice')).ok).toBe(true);
+      } else {
+        ({ id } = await killedCutover(state === 'reopened' ? REOPEN_STARTED + 1 : 6));
+        if (state === 'leased') undoDeps = deps();
+      }
+      const journal = (await getRecovery(deps().store, id)).journal;
+
+      // Act
+      const unset = await operatorErrorOf(undoCutover(undoDeps, id, settings({ ecs: undefined }), 'bob'));
+      const set = await operatorErrorOf(undoCutover(undoDeps, id, settings(), 'bob'));
+
+      // Assert
+      expect([unset.exitCode, unset.message]).toEqual([set.exitCode, set.message]);
+      expect([unset.exitCode, unset.message]).toEqual([3, expect.stringMatching(refusal)]);
+      expect((await getRecovery(deps().store, id)).journal).toEqual(journal);
     },
   );
 
