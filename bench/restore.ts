@@ -7,7 +7,8 @@
  *              from a local file (an operator's restore by hand)
  *   atmr-dr:   `atmr-dr restore <manifest> --target-db X --json` (bin/atmr-dr.cjs, as `npx atmr-dr`
  *              runs it) from the bucket (s3rver in its own process, sharing this machine's cores):
- *              parallel ranged download + sha256, `pg_restore -j <cores>` into a staging database,
+ *              parallel ranged download + sha256, `pg_restore` pre-data, then data and post-data
+ *              `-j <cores>`, into a staging database,
  *              row counts, swap
  * Target: atmr-dr / reference <= 1.40. The timeline (download, load, check, swap, process start)
  * says how much of the gap is the download. The RTO is extrapolated, from the measured throughput,
@@ -170,7 +171,7 @@ async function main(): Promise<void> {
             ['  timeline: process start and exit (CLI wall time - RTO)', startup.toFixed(2), pct(startup)],
             ['  timeline: resolve the manifest, guards, connections', resolve.toFixed(2), pct(resolve)],
             ['  timeline: download + sha256 (ranged GETs)', t.downloadSeconds.toFixed(2), pct(t.downloadSeconds)],
-            [`  timeline: load, pg_restore -j ${cores} into staging`, t.restoreSeconds.toFixed(2), `${(t.restoreSeconds / ref).toFixed(2)}x the reference`],
+            [`  timeline: load, pg_restore pre-data, then -j ${cores} into staging`, t.restoreSeconds.toFixed(2), `${(t.restoreSeconds / ref).toFixed(2)}x the reference`],
             ['  timeline: row counts vs manifest', t.verifySeconds.toFixed(2), pct(t.verifySeconds)],
             ['  timeline: swap (rename)', t.swapSeconds.toFixed(2), ''],
             [

@@ -11,7 +11,8 @@ import { libpqEnv, PgConnection } from '../shared/pg-connection';
 import { badBackupFix } from './download';
 
 /**
- * Loads a verified local file into a database: `pg_restore -j <cores>` for the custom archive,
+ * Loads a verified local file into a database: `pg_restore` pre-data, then data and post-data
+ * `-j <cores>`, for the custom archive,
  * `psql --single-transaction` for the plain SQL. The children get only PATH, a locale and the
  * libpq variables of the target (never the AWS credentials), and are killed when `signal` aborts.
  */
@@ -42,9 +43,23 @@ export interface LoadInput {
 export async function loadBackup(input: LoadInput): Promise<void> {
   const env = toolEnv(input.connection, input.database);
   if (input.format === 'custom') {
-    const jobs = String(input.jobs ?? os.availableParallelism());
-    const result = await runTool(pgToolPath('pg_restore', input.pgBinDir), [...(input.noOwner ? ['--no-owner'] : []), '--exit-on-error', '-j', jobs, '-d', input.database, input.file], { env, signal: input.signal });
-    if (result.code !== 0) throw new OperatorError(`pg_restore failed (exit ${result.code}): ${errorLine(result.stderr)}${ownerFix(errorLine(result.stderr), input.connection.user, input.newTarget, input.noOwnerAdvice)}; the target was not touched`);
+    const pgRestore = pgToolPath('pg_restore', input.pgBinDir);
+    const noOwner = input.noOwner ? ['--no-owner'] : [];
+    // Pre-data first, on its own: it holds the owners, and the grants of tables and large objects
+    // (pg_restore counts an ACL entry in its object's section), so a role the server lacks fails
+    // it in milliseconds, where a single run fails a grant only in its last pass, after all the
+    // data. Without --exit-on-error, so that one run names the missing roles of every object: the
+    // staging database is dropped on any failure anyway. Two gaps: a DEFAULT ACL entry is
+    // post-data (its missing grantee still fails after the data), and the grants now apply before
+    // the data (an owner that revoked its own INSERT, restored by a role that is not a superuser,
+    // has its COPY refused).
+    const run = async (args: string[], when: string): Promise<void> => {
+      const missing = missingRoles();
+      const result = await runTool(pgRestore, [...noOwner, ...args, '-d', input.database, input.file], { env, signal: input.signal, onStderrLines: missing.read });
+      if (result.code !== 0) throw loadFailure(result, missing.roles, input, when);
+    };
+    await run(['--section=pre-data'], 'before the data');
+    await run(['--section=data', '--section=post-data', '--exit-on-error', '-j', String(input.jobs ?? os.availableParallelism())], 'after the data');
     return;
   }
   // pipeline, not pipe: a read error of the file reaches the gunzip stream, and so runTool.
@@ -68,6 +83,52 @@ export async function loadBackup(input: LoadInput): Promise<void> {
 }
 
 /**
+ * The roles PostgreSQL said are missing on pg_restore's stderr (`ERROR:  role "x" does not exist`,
+ * then `Command was: <statement>`), read as its lines come (stderr is kept only in part), each as
+ * 'owner' when every statement that named it gave it an object (ALTER ... OWNER TO), which
+ * --no-owner leaves out, else 'grants'. An object's grants are one command: PostgreSQL names only
+ * the first missing role of each.
+ */
+function missingRoles(): { readonly roles: Map<string, 'owner' | 'grants'>; read(lines: string[]): void } {
+  const roles = new Map<string, 'owner' | 'grants'>();
+  let named: string | undefined;
+  return {
+    roles,
+    read(lines) {
+      for (const line of lines) {
+        const role = MISSING_ROLE.exec(line)?.[1];
+        if (role !== undefined) named = role;
+        else if (named !== undefined && line.startsWith('Command was: ')) {
+          const use = /^Command was: ALTER .+ OWNER TO /.test(line) ? 'owner' : 'grants';
+          if (roles.get(named) !== 'grants') roles.set(named, use);
+          named = undefined;
+        }
+      }
+    },
+  };
+}
+
+const MISSING_ROLE = /role "(.+?)" does not exist/;
+
+/**
+ * A pg_restore run's failure: the roles it found missing, in one line with what creates them
+ * (exit 2, the server's setup), saying `when` it stopped; else, its first error, as any load's.
+ */
+function loadFailure(result: ToolResult, missing: ReadonlyMap<string, 'owner' | 'grants'>, input: LoadInput, when: string): OperatorError {
+  const first = errorLine(result.stderr);
+  if (missing.size === 0) return new OperatorError(`pg_restore failed (exit ${result.code}): ${first}${ownerFix(first, input.connection.user, input.newTarget, input.noOwnerAdvice)}; the target was not touched`);
+  const names = [...missing.keys()].sort();
+  const named = names.map((r) => `"${r}" (${missing.get(r)})`).join(', ');
+  const create = names.map((r) => `CREATE ROLE ${quoteIdent(r)}`).join('; ');
+  // --no-owner leaves out the owners, never a GRANT: offered only when it would be enough.
+  const noOwner = input.noOwnerAdvice && names.every((r) => missing.get(r) === 'owner') ? `, or ${input.noOwnerAdvice} to have the objects owned by "${input.connection.user}"` : '';
+  return new OperatorError(
+    `pg_restore stopped ${when}: the backup names ${names.length === 1 ? 'a role' : `${names.length} roles`} this server does not have: ${named}; roles are not in a pg_dump: create them first as on the source server (${create}; or pg_dumpall --roles-only there, run here, which also brings the roles of a grant that names several: PostgreSQL names the first missing one only)${noOwner}, then restore again; the target was not touched`,
+    2,
+  );
+}
+
+/**
  * What to do when the load stopped on an object's owner. pg_restore (without --no-owner) and the
  * plain SQL give each object to its owner in the backup right after creating it, so this comes
  * within seconds of the load's start: the restoring role is neither a superuser nor a member of
@@ -88,7 +149,7 @@ function ownerFix(line: string, restorer: string, newTarget?: string, noOwnerAdv
     const owner = notMember[1];
     return ` (the backup's objects are owned by role "${owner}", and role "${restorer}" may not give them to it: restore as "${owner}" or as a member of it (have an admin run GRANT ${quoteIdent(owner)} TO ${you})${orNoOwner})`;
   }
-  const missing = /role "(.+?)" does not exist/.exec(line);
+  const missing = MISSING_ROLE.exec(line);
   if (missing) {
     const owner = missing[1];
     return ` (the backup names role "${owner}", which this server does not have: roles are not in a pg_dump; create it first as on the source server (CREATE ROLE ${quoteIdent(owner)}, or pg_dumpall --roles-only there)${orNoOwner})`;
@@ -121,7 +182,15 @@ export interface ToolResult {
 export function runTool(
   file: string,
   args: string[],
-  options: { env: Record<string, string>; stdin?: Readable; signal?: AbortSignal; /** Whole lines of stdout as they come, instead of keeping it in `stdout`. */ onStdoutLines?: (lines: string[]) => void },
+  options: {
+    env: Record<string, string>;
+    stdin?: Readable;
+    signal?: AbortSignal;
+    /** Whole lines of stdout as they come, instead of keeping it in `stdout`. */
+    onStdoutLines?: (lines: string[]) => void;
+    /** Whole lines of stderr as they come, besides keeping its start in `stderr`. */
+    onStderrLines?: (lines: string[]) => void;
+  },
 ): Promise<ToolResult> {
   return new Promise((resolve, reject) => {
     if (options.signal?.aborted) {
@@ -132,15 +201,14 @@ export function runTool(
     let stdout = '';
     let stderr = '';
     let inputError: unknown;
-    let partial = '';
+    const stdoutLines = options.onStdoutLines && lineSplitter(options.onStdoutLines);
+    const stderrLines = options.onStderrLines && lineSplitter(options.onStderrLines);
     child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-      if (options.onStdoutLines) {
-        const lines = (partial + d).split('\n');
-        partial = lines.pop() ?? '';
-        options.onStdoutLines(lines);
-      } else if (stdout.length < 50_000_000) stdout += d;
+      if (stdoutLines) stdoutLines.write(d);
+      else if (stdout.length < 50_000_000) stdout += d;
     });
     child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      stderrLines?.write(d);
       if (stderr.length < 100_000) stderr += d;
     });
     const onAbort = (): void => {
@@ -176,13 +244,30 @@ export function runTool(
     }
     child.on('close', (code) => {
       options.signal?.removeEventListener('abort', onAbort);
-      if (partial !== '') options.onStdoutLines?.([partial]);
+      stdoutLines?.end();
+      stderrLines?.end();
       options.stdin?.destroy();
       if (options.signal?.aborted) reject(options.signal.reason as Error);
       else if (inputError !== undefined) reject(inputError as Error);
       else resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** Text as it comes, to `onLines` a whole line at a time; end() gives the last line without its line end. */
+function lineSplitter(onLines: (lines: string[]) => void): { write(text: string): void; end(): void } {
+  let partial = '';
+  return {
+    write(text) {
+      const lines = (partial + text).split('\n');
+      partial = lines.pop() ?? '';
+      onLines(lines);
+    },
+    end() {
+      if (partial !== '') onLines([partial]);
+      partial = '';
+    },
+  };
 }
 
 /** The line of a PostgreSQL tool's stderr that says what went wrong, for a one-line error. */

@@ -10,7 +10,6 @@ import { makeDownloadDir } from '../shared/temp-dir';
 import { backedUpDatabase, CatalogDeps, chooseObject, resolveBackup } from './catalog';
 import { checkRowCounts, ROW_COUNT_BOUNDS } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
-import { archiveNeeds, checkRoles } from './archive';
 import { checkTarget, checkTargetName, guardProduction, guardSystemDatabase } from './guards';
 import { checkLeftovers, stagingName } from './leftovers';
 import { loadBackup } from './load';
@@ -25,8 +24,8 @@ export { stagingName } from './leftovers';
  *   resolve the manifest (catalog.ts) -> guards on the target (guards.ts) and leftovers of a
  *   killed restore (leftovers.ts)
  *   -> download with parallel ranged GETs while hashing, size + sha256 verified (download.ts)
- *   -> the roles the custom archive names (owners, grantees) must all be on the server (archive.ts)
- *   -> `pg_restore -j <cores>` (or psql) into a staging database beside the target (load.ts)
+ *   -> `pg_restore` pre-data (where a role the server lacks fails in milliseconds), then data and
+ *   post-data `-j <cores>` (or psql) into a staging database beside the target (load.ts)
  *   -> row counts against the manifest (check.ts) -> the replaced database's own settings, grants,
  *   connection limit and comment given to the staging database (into a new name, the backed-up
  *   database's, from the manifest) (properties.ts) -> swap it in (swap.ts), the
@@ -239,22 +238,11 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     const noOwnerOption = options.noOwnerOption === undefined ? '--no-owner' : options.noOwnerOption;
     const noOwnerAdvice = object.format === 'custom' && noOwnerOption !== null ? `pass ${noOwnerOption}` : undefined;
 
-    // 4. The roles the load needs, before anything is created: a GRANT to a role this server lacks
-    // fails only when the privileges are restored, at the end of the load. The custom archive
-    // gives them in milliseconds; the plain SQL would have to be gunzipped whole once more.
-    if (object.format === 'custom') {
-      signal?.throwIfAborted();
-      const rolesStarted = performance.now();
-      const untouched = `${options.targetLabel ?? 'target'} "${target}" untouched`;
-      const needs = await archiveNeeds({ file: download.file, pgBinDir: deps.pgBinDir, noOwner: options.noOwner, signal, otherCopy }, untouched);
-      await checkRoles(await admin.client(), needs.roles, manifestKey, deps.connection.user, untouched, noOwnerAdvice);
-      log(`roles: the ${needs.roles.size} role(s) the backup names are on this server (${Math.round(performance.now() - rolesStarted)} ms)`);
-    }
     // The backed-up database's own properties, which the backup read from the catalogs (a backup
     // taken before it did has none); the plain format's restore does not give them.
     const backupProperties = object.format === 'custom' ? manifest.databaseProperties : undefined;
 
-    // 5. Load into the staging database.
+    // 4. Load into the staging database.
     signal?.throwIfAborted();
     const loadStarted = performance.now();
     deps.onStaging?.(staging, dropDatabaseStatement(staging, admin.superuser));
@@ -284,10 +272,10 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       );
     });
     stagingCreated = true;
-    const tool = object.format === 'custom' ? 'pg_restore' : 'psql';
+    const tool = object.format === 'custom' ? `pg_restore pre-data, then data and post-data -j ${deps.jobs ?? os.availableParallelism()},` : 'psql';
     log(`load: ${tool} into staging database ${staging}`);
     // pg_restore says nothing until it ends, which on a large database is minutes.
-    const loadEnded = deps.onLoad?.(`${tool} into ${staging}`);
+    const loadEnded = deps.onLoad?.(`${object.format === 'custom' ? 'pg_restore' : 'psql'} into ${staging}`);
     try {
       await loadBackup({ connection: deps.connection, database: staging, file: download.file, format: object.format, jobs: deps.jobs, pgBinDir: deps.pgBinDir, noOwner: options.noOwner, signal, otherCopy, newTarget: owner === undefined ? target : undefined, noOwnerAdvice });
     } finally {
@@ -296,7 +284,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     fs.rmSync(download.file, { force: true });
     const restoreSeconds = (performance.now() - loadStarted) / 1000;
 
-    // 6. Row counts against the manifest.
+    // 5. Row counts against the manifest.
     signal?.throwIfAborted();
     const countBounds = deps.rowCountBounds ?? ROW_COUNT_BOUNDS;
     const byDeadline = options.deadlineAt === undefined ? '' : `, and by the function's deadline in ${inTime(options.deadlineAt - Date.now())}`;
@@ -308,7 +296,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     });
     const verifySeconds = (performance.now() - checkStarted) / 1000;
 
-    // 7. What the replaced database has set on itself (settings, grants, connection limit,
+    // 6. What the replaced database has set on itself (settings, grants, connection limit,
     // comment), which the load does not carry: the copy keeps them as it keeps the owner. Into a
     // new name, the backed-up database's, from the manifest.
     signal?.throwIfAborted();
@@ -330,7 +318,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       throw new OperatorError(`${oneLine(error)}; ${options.targetLabel ?? 'target'} "${target}" untouched`, error instanceof OperatorError ? error.exitCode : 1);
     });
 
-    // 8. Swap.
+    // 7. Swap.
     signal?.throwIfAborted();
     log(`swap: ${staging} -> ${target}`);
     const swapStarted = performance.now();

@@ -52,7 +52,7 @@ function lockRidesAtCheck(onLocked: () => void = () => undefined): { log: (line:
   const seen: { lines: string[]; staging?: string; locker?: ChildProcess } = { lines: [] };
   const log = (line: string): void => {
     seen.lines.push(line);
-    seen.staging = /^load: \S+ into staging database (\S+)$/.exec(line)?.[1] ?? seen.staging;
+    seen.staging = /^load: .+ into staging database (\S+)$/.exec(line)?.[1] ?? seen.staging;
     if (line.startsWith('check: ') && seen.staging) {
       seen.locker = spawn('psql', ['-X', '-q', '-d', seen.staging, '-c', `BEGIN; LOCK TABLE public.rides IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(${LOCK_HELD_MS / 1000}); COMMIT;`], {
         env: { ...process.env, ...cluster.env, PGAPPNAME: 'test-locker' },

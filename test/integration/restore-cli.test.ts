@@ -971,7 +971,7 @@ function startCli(args: string[], extra: Record<string, string | undefined> = {}
 }
 
 /** Polls until the CLI runs pg_restore (its load); returns that child's command line, which names the staging database. */
-async function pgRestoreOf(run: { child: ChildProcess; stderr: () => string; exited: Promise<unknown> }): Promise<string> {
+async function pgRestoreOf(run: { child: ChildProcess; stderr: () => string; exited: Promise<unknown> }, dataRun = false): Promise<string> {
   let ended = false;
   void run.exited.then(() => (ended = true));
   for (const deadline = Date.now() + 120_000; !ended && Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 50))) {
@@ -979,7 +979,8 @@ async function pgRestoreOf(run: { child: ChildProcess; stderr: () => string; exi
       .split('\n')
       .filter((l) => l.trim().startsWith(`${run.child.pid} `));
     // The load's, not the `pg_restore --version` the restore test runs before its backup.
-    const line = children.find((l) => /pg_restore .* -d /.test(l));
+    // `dataRun`: the load's second run, which loads the data (the first, pre-data, ends in milliseconds).
+    const line = children.find((l) => /pg_restore .* -d /.test(l) && (!dataRun || l.includes(' --section=data ')));
     if (line) return line;
   }
   throw new Error(`no pg_restore (the CLI ${ended ? 'exited' : 'still runs'}): ${run.stderr()}`);
@@ -1361,7 +1362,7 @@ describe('atmr-dr restore on the worst day', () => {
     const run = startCli(['restore', bigKey, '--target-db', target], { TMPDIR: tmp });
     let orphans: number[] = [];
     try {
-      const staging = /-d (\S+)/.exec(await pgRestoreOf(run))![1];
+      const staging = /-d (\S+)/.exec(await pgRestoreOf(run, true))![1];
       await waitUntil(run, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'", [staging]);
 
       // Act: kill -9 the CLI; its pg_restore goes on (frozen here, so that it is still loading when

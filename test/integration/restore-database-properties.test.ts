@@ -176,7 +176,7 @@ describe("a restore over an existing database keeps what that database has set o
       const lines: string[] = [];
       const log = (line: string): void => {
         lines.push(line);
-        const loading = /^load: \S+ into staging database (\S+)$/.exec(line);
+        const loading = /^load: .+ into staging database (\S+)$/.exec(line);
         if (loading) {
           staging = loading[1];
           held = holder.query(`BEGIN; ALTER DATABASE "${staging}" CONNECTION LIMIT 7`);

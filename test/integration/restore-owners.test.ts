@@ -1,8 +1,12 @@
 import { S3Client } from '@aws-sdk/client-s3';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { createS3Client } from '../../lambdas/shared/aws';
 import type { OperatorError } from '../../lambdas/shared/errors';
 import { restoreBackup } from '../../lambdas/restore/restore';
 import { runRestoreTest } from '../../lambdas/restore/restore-test';
+import { writeFakePgRestore } from '../support/fake-pg-restore';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { atmrDr, databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
@@ -34,7 +38,18 @@ let bodyBackup: string;
 let largeObjectBackup: string;
 const WEIRD = '"Weird ""Role"""';
 
+/**
+ * A backup of a big table (some 40 MB) granted to `reporter`, a small one granted to `auditor2`,
+ * and a third table owned by `keeper`, the three gone from the server (a new server's case).
+ */
+let missingBackup: string;
+/** A backup whose only mention of `defreader`, gone from the server, is in app's default privileges. */
+let defaultsBackup: string;
+
 /** psql as another role. */
+/** What the roles line says brings every role at once. */
+const ROLES_DUMP = 'or pg_dumpall --roles-only there, run here, which also brings the roles of a grant that names several: PostgreSQL names the first missing one only';
+
 const as = (user: string) => ({ env: { ...cluster.env, PGUSER: user } });
 const connection = (user: string) => ({ host: cluster.host, port: cluster.port, user, database: 'postgres' });
 
@@ -113,7 +128,21 @@ REVOKE ALL ON rider FROM ghost;
   );
   ({ manifestKey: largeObjectBackup } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'lobsrc', { tier: 'daily' }));
   psql(cluster, 'postgres', 'DROP DATABASE lobsrc; DROP ROLE lobowner; DROP ROLE lobreader');
-}, 120_000);
+  psql(cluster, 'postgres', 'CREATE ROLE reporter; CREATE ROLE auditor2; CREATE ROLE keeper; CREATE DATABASE missingsrc OWNER app');
+  psql(
+    cluster,
+    'missingsrc',
+    `SET ROLE app; ${tables} CREATE TABLE big (id int PRIMARY KEY, note text); INSERT INTO big SELECT i, repeat('x', 100) FROM generate_series(1, 300000) i;
+     GRANT SELECT ON big TO reporter; GRANT SELECT ON rider TO auditor2;
+     RESET ROLE; CREATE TABLE kept (id int); ALTER TABLE kept OWNER TO keeper;`,
+  );
+  ({ manifestKey: missingBackup } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'missingsrc', { tier: 'daily' }));
+  psql(cluster, 'postgres', 'DROP DATABASE missingsrc; DROP ROLE reporter; DROP ROLE auditor2; DROP ROLE keeper');
+  psql(cluster, 'postgres', 'CREATE ROLE defreader; CREATE DATABASE defaultssrc OWNER app');
+  psql(cluster, 'defaultssrc', `SET ROLE app; ${tables} ALTER DEFAULT PRIVILEGES FOR ROLE app IN SCHEMA public GRANT SELECT ON TABLES TO defreader;`);
+  ({ manifestKey: defaultsBackup } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'defaultssrc', { tier: 'daily' }));
+  psql(cluster, 'postgres', 'DROP DATABASE defaultssrc; DROP OWNED BY defreader; DROP ROLE defreader');
+}, 180_000);
 
 afterAll(async () => {
   await localS3?.stop();
@@ -276,7 +305,7 @@ describe('a role that may not give the objects to their owners', () => {
 });
 
 describe('a server without the owner role (a new server: roles are not in a pg_dump)', () => {
-  it('refuses before the load (custom), exit 2, naming the role to create and --no-owner; nothing created', async () => {
+  it('fails the load before its data (custom), exit 2, naming the role to create and --no-owner; staging dropped', async () => {
     // Arrange
     const lines: string[] = [];
     const staged: string[] = [];
@@ -293,10 +322,10 @@ describe('a server without the owner role (a new server: roles are not in a pg_d
     // Assert
     expect(error?.exitCode).toBe(2);
     expect(error?.message).toBe(
-      `backup ${ghostBackup} names a role this server does not have: "ghost" (owner); roles are not in a pg_dump: create them first as on the source server (CREATE ROLE "ghost"; or pg_dumpall --roles-only there, run here), or pass --no-owner to have the objects owned by "postgres", then restore again; nothing was created, target "ghost_custom" untouched`,
+      `pg_restore stopped before the data: the backup names a role this server does not have: "ghost" (owner); roles are not in a pg_dump: create them first as on the source server (CREATE ROLE "ghost"; ${ROLES_DUMP}), or pass --no-owner to have the objects owned by "postgres", then restore again; the target was not touched`,
     );
-    expect(staged).toEqual([]);
-    expect(lines.filter((l) => l.startsWith('load'))).toEqual([]);
+    expect(staged).toEqual([expect.stringMatching(/^ghost_custom_restore_/)]);
+    expect(lines).toContainEqual(expect.stringMatching(/^staging database ghost_custom_restore_\w+ dropped$/));
     expect(databasesLike(cluster, 'ghost_custom')).toEqual([]);
   }, 60_000);
 
@@ -330,22 +359,61 @@ describe('a server without the owner role (a new server: roles are not in a pg_d
 });
 
 describe('a server without a role the backup GRANTs to (a new server: roles are not in a pg_dump)', () => {
-  it('refuses before the load, exit 2, one line naming every missing role and its CREATE ROLE; no staging database, the target untouched', async () => {
+  it('fails before any data is loaded, exit 2, one line naming the two grantees and the owner; staging dropped, the target untouched', async () => {
     // Arrange
-    const target = appTarget('grant_target');
+    const target = appTarget('missing_target');
+    const lines: string[] = [];
+    // The real pg_restore, each run's arguments written down: which of the load's runs happened.
+    const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-logged-pg-restore-'));
+    const runs = path.join(bin, 'runs.log');
+    writeFakePgRestore(bin, `echo "$*" >> '${runs}'\nexec "$real" "$@"\n`);
 
     // Act
-    const run = await atmrDr(['restore', grantBackup, '--target-db', target, '--force', '--progress'], env('postgres'));
+    const error = await restoreBackup(
+      { s3, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2, pgBinDir: bin, log: (line) => lines.push(line) },
+      { ref: missingBackup, targetDb: target, force: true },
+    ).then(
+      () => undefined,
+      (e: unknown) => e as OperatorError,
+    );
+    const ran = fs.readFileSync(runs, 'utf8').trim().split('\n');
+    fs.rmSync(bin, { recursive: true, force: true });
 
-    // Assert
-    expect(run.status).toBe(2);
-    expect(run.stderr.split('\n').filter((l) => l.startsWith('atmr-dr:'))).toEqual([
-      `atmr-dr: backup ${grantBackup} names 2 roles this server does not have: "Weird "Role"" (grants), "readonly" (grants); roles are not in a pg_dump: create them first as on the source server (CREATE ROLE ${WEIRD}; CREATE ROLE "readonly"; or pg_dumpall --roles-only there, run here), then restore again; nothing was created, target "grant_target" untouched`,
+    // Assert: the pre-data run only; the data run, which loads big's 300,000 rows, never started
+    expect(ran).toEqual([expect.stringMatching(/^--section=pre-data -d /)]);
+    expect(error?.exitCode).toBe(2);
+    expect(error?.message).toBe(
+      `pg_restore stopped before the data: the backup names 3 roles this server does not have: "auditor2" (grants), "keeper" (owner), "reporter" (grants); roles are not in a pg_dump: create them first as on the source server (CREATE ROLE "auditor2"; CREATE ROLE "keeper"; CREATE ROLE "reporter"; ${ROLES_DUMP}), then restore again; the target was not touched`,
+    );
+    expect(lines).toContainEqual(expect.stringMatching(/^load: pg_restore pre-data, then data and post-data -j 2, into staging database missing_target_restore_\w+$/));
+    expect(lines).toContainEqual(expect.stringMatching(/^staging database missing_target_restore_\w+ dropped$/));
+    expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+    expect(psql(as('app'), target, 'SELECT count(*) FROM old_stuff')).toBe('1');
+    expect(databaseOwner(target)).toBe('app');
+  }, 60_000);
+
+  it("two grantees in one table's grants: PostgreSQL names the first, exit 2, one line with pg_dumpall --roles-only; once it exists, the second; staging dropped, the target untouched", async () => {
+    // Arrange
+    const target = appTarget('grant_target');
+    const restore = () => atmrDr(['restore', grantBackup, '--target-db', target, '--force', '--progress'], env('postgres'));
+
+    // Act
+    const first = await restore();
+    psql(cluster, 'postgres', 'CREATE ROLE readonly');
+    const second = await restore();
+    psql(cluster, 'postgres', 'DROP ROLE readonly');
+
+    // Assert: booking's grants are one command, which stops at its first missing role
+    expect(first.status).toBe(2);
+    expect(first.stderr.split('\n').filter((l) => l.startsWith('atmr-dr:'))).toEqual([
+      `atmr-dr: pg_restore stopped before the data: the backup names a role this server does not have: "readonly" (grants); roles are not in a pg_dump: create them first as on the source server (CREATE ROLE "readonly"; ${ROLES_DUMP}), then restore again; the target was not touched`,
     ]);
-    // Refused after the download and before the load: no data was loaded to find it.
-    const phases = run.stderr.split('\n').map((l) => l.split(':')[0]);
-    expect(phases).toContain('download');
-    expect(phases).not.toContain('load');
+    expect(second.status).toBe(2);
+    expect(second.stderr).toMatch(/^atmr-dr: pg_restore stopped before the data: the backup names a role this server does not have: "Weird "Role"" \(grants\); /m);
+    for (const run of [first, second]) {
+      expect(run.stderr).toMatch(/^staging database grant_target_restore_\w+ dropped$/m);
+      expect(run.stderr).not.toMatch(/^check/m);
+    }
     expect(databasesLike(cluster, `${target}_`)).toEqual([]);
     expect(psql(as('app'), target, 'SELECT count(*) FROM old_stuff')).toBe('1');
     expect(databaseOwner(target)).toBe('app');
@@ -360,7 +428,7 @@ describe('a server without a role the backup GRANTs to (a new server: roles are 
 
     // Assert
     expect(error?.exitCode).toBe(2);
-    expect(error?.message).toMatch(/^backup \S+ names 2 roles this server does not have: "Weird "Role"" \(grants\), "readonly" \(grants\); /);
+    expect(error?.message).toMatch(/^pg_restore stopped before the data: the backup names a role this server does not have: "readonly" \(grants\); /);
     expect(error?.message).not.toContain('--no-owner');
     expect(databasesLike(cluster, 'grant_no_owner')).toEqual([]);
   }, 60_000);
@@ -375,12 +443,28 @@ describe('a server without a role the backup GRANTs to (a new server: roles are 
 
     // Assert
     expect(result.tablesRestored).toBe(50);
-    expect(lines).toContainEqual(expect.stringMatching(/^roles: the 3 role\(s\) the backup names are on this server \(\d+ ms\)$/));
     expect(psql(cluster, 'grant_restored', `SELECT has_table_privilege('readonly', 't47', 'SELECT'), has_table_privilege('Weird "Role"', 'booking', 'UPDATE WITH GRANT OPTION')`)).toBe('t|t');
     // A new name is the backed-up database's owner's (app's): app creates in public, with its default privileges.
     expect(databaseOwner('grant_restored')).toBe('app');
     psql(cluster, 'grant_restored', 'SET ROLE app; CREATE TABLE after_restore (id int)');
     expect(psql(cluster, 'grant_restored', `SELECT has_table_privilege('Weird "Role"', 'after_restore', 'SELECT')`)).toBe('t');
+  }, 60_000);
+});
+
+describe('a server without a role only default privileges name (pg_restore restores them last)', () => {
+  it('fails after the data, exit 2, one line naming it, without --no-owner; staging dropped', async () => {
+    // Act
+    const error = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2 }, { ref: defaultsBackup, targetDb: 'defaults_refused' }).then(
+      () => undefined,
+      (e: unknown) => e as OperatorError,
+    );
+
+    // Assert
+    expect(error?.exitCode).toBe(2);
+    expect(error?.message).toBe(
+      `pg_restore stopped after the data: the backup names a role this server does not have: "defreader" (grants); roles are not in a pg_dump: create them first as on the source server (CREATE ROLE "defreader"; ${ROLES_DUMP}), then restore again; the target was not touched`,
+    );
+    expect(databasesLike(cluster, 'defaults_refused')).toEqual([]);
   }, 60_000);
 });
 
@@ -397,9 +481,8 @@ describe('a backup whose function bodies and comments hold lines shaped like GRA
 
     // Assert
     expect(refused?.exitCode).toBe(2);
-    expect(refused?.message).toMatch(/^backup \S+ names a role this server does not have: "auditor" \(grants\); /);
+    expect(refused?.message).toMatch(/^pg_restore stopped before the data: the backup names a role this server does not have: "auditor" \(grants\); /);
     expect(result.rowsRestored).toBe(320);
-    expect(lines).toContainEqual(expect.stringMatching(/^roles: the 2 role\(s\) the backup names are on this server \(\d+ ms\)$/));
     expect(psql(cluster, 'body_restored', "SELECT has_table_privilege('auditor', 'booking', 'SELECT'), has_table_privilege('auditor', 'rider', 'SELECT')")).toBe('t|f');
     expect(psql(cluster, 'body_restored', "SELECT prosrc LIKE '%OWNER TO ghost;%' FROM pg_proc WHERE proname = 'hand_over'")).toBe('t');
     expect(databasesLike(cluster, 'body_refused')).toEqual([]);
@@ -407,7 +490,7 @@ describe('a backup whose function bodies and comments hold lines shaped like GRA
 });
 
 describe('a backup with large objects whose owner and grantee the server lacks (their owners and privileges are among its data)', () => {
-  it('refuses before the load, exit 2, naming both roles; with --no-owner, the grantee alone; restores once they exist, the large object its owner\'s and readable by the grantee', async () => {
+  it('fails before the data, exit 2, naming both roles; with --no-owner, the grantee alone; restores once they exist, the large object its owner\'s and readable by the grantee', async () => {
     // Arrange
     const lines: string[] = [];
     const staged: string[] = [];
@@ -420,23 +503,22 @@ describe('a backup with large objects whose owner and grantee the server lacks (
     // Act
     const refused = await restore('lob_refused');
     const refusedNoOwner = await restore('lob_refused_no_owner', true);
-    const loaded = lines.filter((l) => l.startsWith('load'));
+    const dropped = lines.filter((l) => l.startsWith('staging database'));
     psql(cluster, 'postgres', 'CREATE ROLE lobowner; CREATE ROLE lobreader');
     const restored = await restore('lob_restored');
 
-    // Assert: without the check, the owner failed the load in its schema, and the grant (with
-    // --no-owner) at its very end, after all the data
+    // Assert: a single pg_restore run failed the owner in its schema, and the grant (with
+    // --no-owner) at its very end, after all the data; the pre-data run fails both
     expect(refused?.exitCode).toBe(2);
     expect(refused?.message).toMatch(
-      /^backup \S+ names 2 roles this server does not have: "lobowner" \(owner\), "lobreader" \(grants\); roles are not in a pg_dump: create them first as on the source server \(CREATE ROLE "lobowner"; CREATE ROLE "lobreader"; /,
+      /^pg_restore stopped before the data: the backup names 2 roles this server does not have: "lobowner" \(owner\), "lobreader" \(grants\); roles are not in a pg_dump: create them first as on the source server \(CREATE ROLE "lobowner"; CREATE ROLE "lobreader"; /,
     );
     expect(refusedNoOwner?.exitCode).toBe(2);
-    expect(refusedNoOwner?.message).toMatch(/^backup \S+ names a role this server does not have: "lobreader" \(grants\); /);
-    expect(loaded).toEqual([]);
-    expect(staged).toEqual([expect.stringMatching(/^lob_restored_restore_/)]);
+    expect(refusedNoOwner?.message).toMatch(/^pg_restore stopped before the data: the backup names a role this server does not have: "lobreader" \(grants\); /);
+    expect(dropped).toEqual([expect.stringMatching(/^staging database lob_refused_restore_\w+ dropped$/), expect.stringMatching(/^staging database lob_refused_no_owner_restore_\w+ dropped$/)]);
+    expect(staged).toHaveLength(3);
     expect(databasesLike(cluster, 'lob_refused')).toEqual([]);
     expect(restored).toBeUndefined();
-    expect(lines).toContainEqual(expect.stringMatching(/^roles: the 3 role\(s\) the backup names are on this server \(\d+ ms\)$/));
     expect(psql(cluster, 'lob_restored', "SELECT pg_get_userbyid(lomowner) || ' ' || lomacl::text FROM pg_largeobject_metadata WHERE oid = 424242")).toBe('lobowner {lobowner=rw/lobowner,lobreader=r/lobowner}');
     expect(psql(cluster, 'lob_restored', "SELECT convert_from(lo_get(body), 'UTF8') FROM document")).toBe("app's");
   }, 90_000);

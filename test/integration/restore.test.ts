@@ -264,10 +264,10 @@ describe('restore refusals leave the target untouched', () => {
   });
 
   it('reports pg_restore failing during the load (object intact), and drops the staging database', async () => {
-    // Arrange: a pg_restore whose load loads part of the archive, then dies with an error
+    // Arrange: a pg_restore whose pre-data run loads the schema, and whose data run dies with an error
     const binDir = writeFakePgRestore(
       fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-failing-pg-restore-')),
-      '"$real" --section=pre-data "$@" || exit 1\necho "pg_restore: error: simulated load failure" >&2\nexit 1\n',
+      'case " $* " in *" --section=pre-data "*) exec "$real" "$@";; esac\necho "pg_restore: error: simulated load failure" >&2\nexit 1\n',
     );
     const target = makeTarget();
 
@@ -435,7 +435,7 @@ describe('restore refusals leave the target untouched', () => {
     const lines: string[] = [];
     const log = (line: string): void => {
       lines.push(line);
-      const staging = /^load: \S+ into staging database (\S+)$/.exec(line)?.[1];
+      const staging = /^load: .+ into staging database (\S+)$/.exec(line)?.[1];
       if (staging) {
         session = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging });
         session.on('error', () => undefined);
@@ -471,7 +471,7 @@ describe('restore refusals leave the target untouched', () => {
     let session: Client | undefined;
     let connecting: Promise<unknown> | undefined;
     const log = (line: string): void => {
-      const staging = /^load: \S+ into staging database (\S+)$/.exec(line)?.[1];
+      const staging = /^load: .+ into staging database (\S+)$/.exec(line)?.[1];
       if (staging) {
         session = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging });
         session.on('error', () => undefined);

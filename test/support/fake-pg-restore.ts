@@ -4,16 +4,16 @@ import * as path from 'node:path';
 
 /**
  * Writes `dir`/pg_restore, a stand-in for the load's pg_restore: the restore's reads of the archive
- * before the load (--schema-only: the roles it names; --list: its database's owner and its large
- * objects' entries; -L of those: their owners and grantees; no server) run the real pg_restore at
- * once, and every other run (the load) runs `body`, shell lines in which "$real" is the real
- * pg_restore. Returns `dir`: the PostgreSQL bin directory to give, or put on PATH.
+ * before the load (--list: its database's owner and its property entries; -L of those: their
+ * statements; no server) run the real pg_restore at once, and every other run (the load's two:
+ * --section=pre-data, then --section=data --section=post-data) runs `body`, shell lines in which
+ * "$real" is the real pg_restore. Returns `dir`: the PostgreSQL bin directory to give, or put on PATH.
  */
 export function writeFakePgRestore(dir: string, body: string): string {
   const real = execFileSync('sh', ['-c', 'command -v pg_restore'], { encoding: 'utf8' }).trim();
   fs.writeFileSync(
     path.join(dir, 'pg_restore'),
-    `#!/bin/sh\nreal='${real.replaceAll("'", "'\\''")}'\ncase " $* " in *" --schema-only "*|*" --list "*|*" -L "*) exec "$real" "$@";; esac\n${body}`,
+    `#!/bin/sh\nreal='${real.replaceAll("'", "'\\''")}'\ncase " $* " in *" --list "*|*" -L "*) exec "$real" "$@";; esac\n${body}`,
     { mode: 0o755 },
   );
   return dir;
