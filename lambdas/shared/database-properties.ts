@@ -77,7 +77,10 @@ export function propertyStatements(properties: DatabaseProperties, database: str
     acl === null
       ? []
       : [
-          `REVOKE ALL ON DATABASE ${name} FROM PUBLIC, ${quoteIdent(properties.owner)}`,
+          // Two statements: one naming a role this server lacks (the owner, on another instance)
+          // is refused whole, and the lockdown from PUBLIC must not be refused with it.
+          `REVOKE ALL ON DATABASE ${name} FROM PUBLIC`,
+          `REVOKE ALL ON DATABASE ${name} FROM ${quoteIdent(properties.owner)}`,
           ...acl.map((a) => `GRANT ${a.privilege} ON DATABASE ${name} TO ${a.grantee === null ? 'PUBLIC' : quoteIdent(a.grantee)}${a.grantable ? ' WITH GRANT OPTION' : ''}`),
         ];
   return {

@@ -344,6 +344,23 @@ describe("a restore into a new name gives it the backed-up database's own settin
     expect(sessionOf('outsider', 'shop_lost')).toBe('refused');
   }, 60_000);
 
+  it("when the backed-up database's owner is not on this server: the copy is still locked down (REVOKE ... FROM PUBLIC given), the owner's own statements named", async () => {
+    // Arrange: a database whose owner this server then lost (a restore on another instance)
+    psql(cluster, 'postgres', 'CREATE ROLE ghost_owner; CREATE DATABASE ghostly OWNER ghost_owner; REVOKE CONNECT, TEMPORARY ON DATABASE ghostly FROM PUBLIC; GRANT CONNECT ON DATABASE ghostly TO reader');
+    psql(cluster, 'ghostly', 'CREATE TABLE kept (id int); INSERT INTO kept VALUES (1)');
+    const { manifestKey } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'ghostly', { tier: 'daily', pointers: 'none' });
+    psql(cluster, 'postgres', 'ALTER DATABASE ghostly OWNER TO postgres; REVOKE ALL ON DATABASE ghostly FROM ghost_owner; DROP ROLE ghost_owner');
+    const warnings: string[] = [];
+
+    // Act
+    await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2, warn: (line) => warnings.push(line) }, { ref: manifestKey, targetDb: 'ghostly_copy' });
+
+    // Assert
+    expect(sessionOf('outsider', 'ghostly_copy')).toBe('refused');
+    expect(sessionOf('reader', 'ghostly_copy')).not.toBe('refused');
+    expect(warnings).toEqual([expect.stringMatching(/^not carried over from the backed-up "ghostly" to its restored copy "ghostly_copy": REVOKE ALL ON DATABASE "ghostly_copy" FROM "ghost_owner" \(refused: role "ghost_owner" does not exist\); /)]);
+  }, 60_000);
+
   it("as a CREATEDB member of the owner: a setting it may not set, and a role's it may not alter, are named in the warning with the statement; the rest is given", async () => {
     // Arrange: a superuser's setting on the backed-up database
     psql(cluster, 'postgres', 'ALTER DATABASE shop SET log_min_duration_statement = 250');

@@ -18,7 +18,7 @@ describe('database properties in a manifest', () => {
     const statements = propertyStatements(parsed, 'atmr_restored');
 
     // Assert
-    expect(statements.required).toEqual(['REVOKE ALL ON DATABASE "atmr_restored" FROM PUBLIC, "app"', 'GRANT CONNECT ON DATABASE "atmr_restored" TO "app"']);
+    expect(statements.required).toEqual(['REVOKE ALL ON DATABASE "atmr_restored" FROM PUBLIC', 'REVOKE ALL ON DATABASE "atmr_restored" FROM "app"', 'GRANT CONNECT ON DATABASE "atmr_restored" TO "app"']);
   });
 
   it('refuses a privilege that is not one of a database\'s, which the GRANT would carry unquoted', () => {
