@@ -40,6 +40,18 @@ export interface LoadInput {
   readonly noOwnerAdvice?: string;
 }
 
+/**
+ * Refuses, before the staging database is created, a custom archive pg_restore cannot read (its
+ * table of contents, at the head of the file: milliseconds). The file passed its sha256, so the
+ * backup wrote it so: the line gives `backups verify`'s advice (the other format, another backup).
+ */
+export async function checkArchiveReadable(input: Pick<LoadInput, 'file' | 'pgBinDir' | 'signal' | 'otherCopy'>, untouched: string): Promise<void> {
+  const result = await runTool(pgToolPath('pg_restore', input.pgBinDir), ['--list', '--file=/dev/null', input.file], { env: toolEnv(undefined), signal: input.signal });
+  if (result.code !== 0) {
+    throw new OperatorError(`pg_restore cannot read ${path.basename(input.file)} (exit ${result.code}): ${errorLine(result.stderr)}; nothing was created, ${untouched}; ${badBackupFix(input.otherCopy)}`);
+  }
+}
+
 export async function loadBackup(input: LoadInput): Promise<void> {
   const env = toolEnv(input.connection, input.database);
   if (input.format === 'custom') {
@@ -186,8 +198,6 @@ export function runTool(
     env: Record<string, string>;
     stdin?: Readable;
     signal?: AbortSignal;
-    /** Whole lines of stdout as they come, instead of keeping it in `stdout`. */
-    onStdoutLines?: (lines: string[]) => void;
     /** Whole lines of stderr as they come, besides keeping its start in `stderr`. */
     onStderrLines?: (lines: string[]) => void;
   },
@@ -201,11 +211,9 @@ export function runTool(
     let stdout = '';
     let stderr = '';
     let inputError: unknown;
-    const stdoutLines = options.onStdoutLines && lineSplitter(options.onStdoutLines);
     const stderrLines = options.onStderrLines && lineSplitter(options.onStderrLines);
     child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-      if (stdoutLines) stdoutLines.write(d);
-      else if (stdout.length < 50_000_000) stdout += d;
+      if (stdout.length < 50_000_000) stdout += d;
     });
     child.stderr?.setEncoding('utf8').on('data', (d: string) => {
       stderrLines?.write(d);
@@ -244,7 +252,6 @@ export function runTool(
     }
     child.on('close', (code) => {
       options.signal?.removeEventListener('abort', onAbort);
-      stdoutLines?.end();
       stderrLines?.end();
       options.stdin?.destroy();
       if (options.signal?.aborted) reject(options.signal.reason as Error);

@@ -12,7 +12,7 @@ import { checkRowCounts, ROW_COUNT_BOUNDS } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
 import { checkTarget, checkTargetName, guardProduction, guardSystemDatabase } from './guards';
 import { checkLeftovers, stagingName } from './leftovers';
-import { loadBackup } from './load';
+import { checkArchiveReadable, loadBackup } from './load';
 import { giveBackupProperties, keepDatabaseProperties, warnIfReadOnly } from './properties';
 import { Unsettled, backupOwnerToGive, createDatabase, databaseOwner, dropDatabase, NoAnswer, openAdminSession, runLooking, SessionNotBack } from './session';
 import { swapIn } from './swap';
@@ -238,6 +238,10 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     const noOwnerOption = options.noOwnerOption === undefined ? '--no-owner' : options.noOwnerOption;
     const noOwnerAdvice = object.format === 'custom' && noOwnerOption !== null ? `pass ${noOwnerOption}` : undefined;
 
+    if (object.format === 'custom') {
+      signal?.throwIfAborted();
+      await checkArchiveReadable({ file: download.file, pgBinDir: deps.pgBinDir, signal, otherCopy }, `${options.targetLabel ?? 'target'} "${target}" untouched`);
+    }
     // The backed-up database's own properties, which the backup read from the catalogs (a backup
     // taken before it did has none); the plain format's restore does not give them.
     const backupProperties = object.format === 'custom' ? manifest.databaseProperties : undefined;
