@@ -312,10 +312,14 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
         await giveBackupProperties(propertiesClient, backupProperties, manifest.database, target, staging, warn);
         return warnIfReadOnly(propertiesClient, staging, target, warn);
       }
+      // A new name without the backed-up database's properties: its owner is not known either, and
+      // the copy is the restoring role's, which the application's migrations may need changed.
+      const ownedBy = `"${target}" has none of them, and is owned by "${owner ?? deps.connection.user}" (the restoring role), not by the backed-up database's owner`;
+      const byHand = `or set them by hand (ALTER DATABASE ${quoteIdent(target)} OWNER TO <its owner>, ...)`;
       warn(
         object.format === 'plain'
-          ? `the plain-format backup does not carry the backed-up "${manifest.database}"'s own settings, role settings, comment and grants: "${target}" has none of them; restore the custom format to get them, or set them by hand`
-          : `backup ${manifestKey} does not record the backed-up "${manifest.database}"'s own settings, role settings, comment and grants (taken before backups recorded them): "${target}" has none of them; restore a newer backup to get them, or set them by hand`,
+          ? `the plain-format backup does not carry the backed-up "${manifest.database}"'s owner, own settings, role settings, comment and grants: ${ownedBy}; restore the custom format to get them, ${byHand}`
+          : `backup ${manifestKey} does not record the backed-up "${manifest.database}"'s owner, own settings, role settings, comment and grants (taken before backups recorded them): ${ownedBy}; restore a newer backup to get them, ${byHand}`,
       );
     };
     await giveProperties().catch((error: unknown) => {

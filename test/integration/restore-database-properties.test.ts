@@ -555,7 +555,7 @@ describe("a restore into a new name gives it the backed-up database's own settin
     expect(result.replaced).toBe(false);
     expect(psql(cluster, 'shop_unrecorded', 'SELECT count(*) FROM orders')).toBe('50');
     expect(warnings).toEqual([
-      `backup ${manifestKey} does not record the backed-up "shop"'s own settings, role settings, comment and grants (taken before backups recorded them): "shop_unrecorded" has none of them; restore a newer backup to get them, or set them by hand`,
+      `backup ${manifestKey} does not record the backed-up "shop"'s owner, own settings, role settings, comment and grants (taken before backups recorded them): "shop_unrecorded" has none of them, and is owned by "${cluster.user}" (the restoring role), not by the backed-up database's owner; restore a newer backup to get them, or set them by hand (ALTER DATABASE "shop_unrecorded" OWNER TO <its owner>, ...)`,
     ]);
     expect(properties('shop_unrecorded')).toBe('-1 | default | no comment | no settings');
   }, 60_000);
@@ -569,7 +569,7 @@ describe("a restore into a new name gives it the backed-up database's own settin
 
     // Assert
     expect(warnings).toEqual([
-      `the plain-format backup does not carry the backed-up "shop"'s own settings, role settings, comment and grants: "shop_plain" has none of them; restore the custom format to get them, or set them by hand`,
+      `the plain-format backup does not carry the backed-up "shop"'s owner, own settings, role settings, comment and grants: "shop_plain" has none of them, and is owned by "${cluster.user}" (the restoring role), not by the backed-up database's owner; restore the custom format to get them, or set them by hand (ALTER DATABASE "shop_plain" OWNER TO <its owner>, ...)`,
     ]);
     expect(properties('shop_plain')).toBe('-1 | default | no comment | no settings');
   }, 60_000);
