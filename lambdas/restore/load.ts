@@ -161,6 +161,14 @@ function ownerFix(line: string, restorer: string, newTarget?: string, noOwnerAdv
     const owner = notMember[1];
     return ` (the backup's objects are owned by role "${owner}", and role "${restorer}" may not give them to it: restore as "${owner}" or as a member of it (have an admin run GRANT ${quoteIdent(owner)} TO ${you})${orNoOwner})`;
   }
+  // The restoring role (not a superuser) writes as a member of the objects' owner: refused one of
+  // those, the owner itself lacks it. pg_restore gives the objects' grants with them, before the
+  // data (the load's pre-data run), so an owner that revoked a privilege from itself (INSERT,
+  // REFERENCES, TRIGGER, a sequence's UPDATE, a large object's) has its own data or constraints
+  // refused. A superuser ignores grants; with --no-owner the restoring role owns the objects.
+  if (/permission denied for (?:table|sequence|large object) |could not open large object .*permission denied/.test(line)) {
+    return ` (the backup's grants revoke a privilege from the objects' owner, which "${restorer}", not a superuser, loads the data as: restore as a superuser${noOwnerAdvice ? `, or ${noOwnerAdvice} to have them owned by "${restorer}"` : ''})`;
+  }
   const missing = MISSING_ROLE.exec(line);
   if (missing) {
     const owner = missing[1];

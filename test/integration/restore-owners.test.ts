@@ -304,6 +304,31 @@ describe('a role that may not give the objects to their owners', () => {
   }, 60_000);
 });
 
+describe('a backup whose owner revoked a privilege from itself (the grants are given before the data)', () => {
+  it('as a CREATEDB member of the owner: fails the load, exit 1, one line saying why and the two ways; with --no-owner, restores', async () => {
+    // Arrange
+    psql(cluster, 'postgres', 'CREATE DATABASE revokesrc OWNER app');
+    psql(cluster, 'revokesrc', 'SET ROLE app; CREATE TABLE ledger (id int PRIMARY KEY); INSERT INTO ledger SELECT generate_series(1, 10); REVOKE INSERT ON ledger FROM app;');
+    const { manifestKey } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'revokesrc', { tier: 'daily', pointers: 'none' });
+    psql(cluster, 'postgres', 'DROP DATABASE revokesrc');
+
+    // Act
+    const error = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('member'), jobs: 2 }, { ref: manifestKey, targetDb: 'revoke_copy' }).then(
+      () => undefined,
+      (e: unknown) => e as OperatorError,
+    );
+    const result = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('member'), jobs: 2 }, { ref: manifestKey, targetDb: 'revoke_no_owner', noOwner: true });
+
+    // Assert
+    expect(error?.exitCode).toBe(1);
+    expect(error?.message).toMatch(
+      /^pg_restore failed \(exit 1\): .*permission denied for table ledger.* \(the backup's grants revoke a privilege from the objects' owner, which "member", not a superuser, loads the data as: restore as a superuser, or pass --no-owner to have them owned by "member"\); the target was not touched$/,
+    );
+    expect(databasesLike(cluster, 'revoke_copy')).toEqual([]);
+    expect(result.rowsRestored).toBe(10);
+  }, 60_000);
+});
+
 describe('a server without the owner role (a new server: roles are not in a pg_dump)', () => {
   it('fails the load before its data (custom), exit 2, naming the role to create and --no-owner; staging dropped', async () => {
     // Arrange
