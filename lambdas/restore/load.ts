@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { type Readable, pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { isErrorLine, pgToolPath, quoteIdent } from '../shared/postgres';
+import { firstError, pgToolPath, quoteIdent } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupObject } from '../shared/manifest';
 import { libpqEnv, PgConnection } from '../shared/pg-connection';
@@ -48,7 +48,7 @@ export interface LoadInput {
 export async function checkArchiveReadable(input: Pick<LoadInput, 'file' | 'pgBinDir' | 'signal' | 'otherCopy'>, untouched: string): Promise<void> {
   const result = await runTool(pgToolPath('pg_restore', input.pgBinDir), ['--list', '--file=/dev/null', input.file], { env: toolEnv(undefined), signal: input.signal });
   if (result.code !== 0) {
-    throw new OperatorError(`pg_restore cannot read ${path.basename(input.file)} (exit ${result.code}): ${errorLine(result.stderr)}; nothing was created, ${untouched}; ${badBackupFix(input.otherCopy)}`);
+    throw new OperatorError(`pg_restore cannot read ${path.basename(input.file)} (exit ${result.code}): ${firstError(result.stderr)}; nothing was created, ${untouched}; ${badBackupFix(input.otherCopy)}`);
   }
 }
 
@@ -91,7 +91,7 @@ export async function loadBackup(input: LoadInput): Promise<void> {
     }
     throw new OperatorError(`cannot read the downloaded ${name} (${reason}): psql was stopped before it committed; the target was not touched; retry, and check the local disk (TMPDIR)`);
   });
-  if (result.code !== 0) throw new OperatorError(`psql failed (exit ${result.code}): ${errorLine(result.stderr)}${ownerFix(errorLine(result.stderr), input.connection.user, input.newTarget, input.noOwnerAdvice)}; the target was not touched`);
+  if (result.code !== 0) throw new OperatorError(`psql failed (exit ${result.code}): ${firstError(result.stderr)}${ownerFix(firstError(result.stderr), input.connection.user, input.newTarget, input.noOwnerAdvice)}; the target was not touched`);
 }
 
 /**
@@ -127,7 +127,7 @@ const MISSING_ROLE = /role "(.+?)" does not exist/;
  * (exit 2, the server's setup), saying `when` it stopped; else, its first error, as any load's.
  */
 function loadFailure(result: ToolResult, missing: ReadonlyMap<string, 'owner' | 'grants'>, input: LoadInput, when: string): OperatorError {
-  const first = errorLine(result.stderr);
+  const first = firstError(result.stderr);
   if (missing.size === 0) return new OperatorError(`pg_restore failed (exit ${result.code}): ${first}${ownerFix(first, input.connection.user, input.newTarget, input.noOwnerAdvice)}; the target was not touched`);
   const names = [...missing.keys()].sort();
   const named = names.map((r) => `"${r}" (${missing.get(r)})`).join(', ');
@@ -283,10 +283,4 @@ function lineSplitter(onLines: (lines: string[]) => void): { write(text: string)
       partial = '';
     },
   };
-}
-
-/** The line of a PostgreSQL tool's stderr that says what went wrong, for a one-line error. */
-export function errorLine(stderr: string): string {
-  const lines = stderr.split('\n').filter((l) => l.trim() !== '');
-  return oneLine(lines.find(isErrorLine) ?? lines[0] ?? 'no message').slice(0, 300);
 }

@@ -2,14 +2,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { pgToolPath } from '../shared/postgres';
+import { firstError, pgToolPath } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
 import { roundSeconds } from '../shared/format';
 import { makeDownloadDir } from '../shared/temp-dir';
 import type { BackupManifest, BackupObject } from '../shared/manifest';
 import { CatalogDeps, CatalogFilter, resolveBackup } from './catalog';
 import { BadObjectError, DownloadResult, LocalSpaceError, SpaceCheck, badBackupFix, downloadObject } from './download';
-import { errorLine, runTool, toolEnv } from './load';
+import { runTool, toolEnv } from './load';
 
 /**
  * `backups verify`: a backup checked without any database: every object's size and sha256 against
@@ -120,14 +120,14 @@ async function verifyObject(deps: VerifyDeps, object: BackupObject, dir: string)
     if (object.format === 'custom') {
       const list = await runTool(pgToolPath('pg_restore', deps.pgBinDir), ['--list', downloaded.file], { env: toolEnv(undefined), signal: deps.signal });
       if (list.code !== 0) {
-        return bad('unreadable', `pg_restore --list cannot read ${object.key}: ${errorLine(list.stderr)}; the archive is unreadable`);
+        return bad('unreadable', `pg_restore --list cannot read ${object.key}: ${firstError(list.stderr)}; the archive is unreadable`);
       }
       // --list reads the table of contents only, at the head of the archive: an archive cut short
       // after it lists every entry and fails only at the restore. Reading every entry's data (to
       // SQL text, thrown away) is what tells; it costs about what the plain file's gunzip does.
       const read = await runTool(pgToolPath('pg_restore', deps.pgBinDir), ['--file=/dev/null', downloaded.file], { env: toolEnv(undefined), signal: deps.signal });
       if (read.code !== 0) {
-        return bad('unreadable', `pg_restore cannot read the data of ${object.key}: ${errorLine(read.stderr)}; the archive is truncated or corrupt`);
+        return bad('unreadable', `pg_restore cannot read the data of ${object.key}: ${firstError(read.stderr)}; the archive is truncated or corrupt`);
       }
       detail = { tocEntries: list.stdout.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(';')).length };
     } else {
