@@ -14,7 +14,7 @@ import { checkTarget, checkTargetName, guardProduction, guardSystemDatabase } fr
 import { checkLeftovers, stagingName } from './leftovers';
 import { checkArchiveReadable, loadBackup } from './load';
 import { giveBackupProperties, keepDatabaseProperties, warnIfReadOnly } from './properties';
-import { Unsettled, backupOwnerToGive, createDatabase, databaseOwner, dropDatabase, NoAnswer, openAdminSession, runLooking, SessionNotBack } from './session';
+import { Unsettled, backupOwnerToGive, createDatabase, databaseOwner, dropDatabase, NoAnswer, openAdminSession, runOrUnsettled, SessionNotBack } from './session';
 import { swapIn } from './swap';
 
 export { stagingName } from './leftovers';
@@ -258,15 +258,10 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // source. Else, and with --no-owner, the plain SQL or a manifest without the backed-up
     // database's properties, the restoring role's.
     const owner = (await databaseOwner(await admin.client(), target)) ?? (options.noOwner ? undefined : await backupOwnerToGive(await admin.client(), backupProperties?.owner));
-    const create = {
-      sql: `CREATE DATABASE ${quoteIdent(staging)}`,
-      names: [staging],
-      done: (seen: ReadonlyMap<string, unknown>) => seen.has(staging),
-      unknown: (lost: string) =>
-        `cannot tell whether the staging database ${staging} was created: ${lost}: look with SELECT datname FROM pg_database WHERE datname = '${staging}', and if it is there ${dropDatabaseStatement(staging, admin.superuser)}; ${options.targetLabel ?? 'target'} "${target}" untouched`,
-    };
-    // Created, even when its answer was lost (the look found it), the load goes on into it.
-    await runLooking(admin, create, (client) => createDatabase(client, staging, owner), warn).catch((error: unknown) => {
+    const unknown = (lost: string): string =>
+      `cannot tell whether the staging database ${staging} was created: ${lost}: once it has ended there, look with SELECT datname FROM pg_database WHERE datname = '${staging}', and if it is there ${dropDatabaseStatement(staging, admin.superuser)}; ${options.targetLabel ?? 'target'} "${target}" untouched`;
+    // Its answer lost: Unsettled, and the restore drops nothing (the server may still be creating it).
+    await runOrUnsettled(admin, `CREATE DATABASE ${quoteIdent(staging)}`, unknown, (client) => createDatabase(client, staging, owner)).catch((error: unknown) => {
       if (error instanceof OperatorError) throw error;
       // A server that refuses writes (a standby, default_transaction_read_only from the server's
       // configuration or the role): the runbook's command that tells which, and what lifts it.
@@ -353,8 +348,8 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       rtoSeconds: (performance.now() - started) / 1000,
     };
   } catch (error) {
-    // A lost answer that a look could not settle, or a target left missing: the staging database
-    // may be the copy the target needs, and the message says what is where. Nothing is dropped.
+    // A lost answer, or a target left missing: the staging database may be the copy the target
+    // needs (or still being created), and the message says what is where. Nothing is dropped.
     if (error instanceof Unsettled) {
       const interrupted = signal?.aborted ? `restore interrupted (${abortReason(signal)}): ` : '';
       throw new Unsettled(`${interrupted}${swapping ? 'swap stopped after the load: ' : ''}${error.message}`, signal?.aborted ? 130 : error.exitCode);

@@ -2,7 +2,7 @@
  * The restore's steps (restore.ts): catalog -> guards and leftovers -> download -> archive -> load
  * -> check -> properties -> swap. This module is none of them but what the steps on the
  * server run on: the restore's session to the maintenance database, with the lock on the target's
- * name, each statement's bound on its answer, the look after an answer lost, and CREATE and DROP
+ * name, each statement's bound on its answer, the stop after an answer lost, and CREATE and DROP
  * DATABASE. It decides nothing about the target: what is refused is guards.ts' and leftovers.ts',
  * what is given properties.ts', what is swapped swap.ts'.
  *
@@ -14,7 +14,7 @@
 import type { Client, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import { quoteIdent } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
-import { APPLICATION_NAME, PG_CONNECT_TIMEOUT_MS, PgConnection, connectTo } from '../shared/pg-connection';
+import { APPLICATION_NAME, PgConnection, connectTo } from '../shared/pg-connection';
 import { isQueryReadTimeout, isRefusedStatement, sqlState } from '../shared/pg-errors';
 
 // The connection helper lives with the connection settings (the backup uses it too); restore imports it from here.
@@ -34,12 +34,6 @@ export const RESTORE_LOCK_KEY = 0x61746d72; // "atmr"
 export interface AdminSession {
   client(): Promise<Client>;
   /**
-   * After a statement whose answer never came: ends the session that sent it (in the server too,
-   * so that the statement has been carried out or not, for good), then reads on a new connection
-   * which of `names` exist. The next `client()` connects again and takes the lock again.
-   */
-  look(names: readonly string[]): Promise<Seen>;
-  /**
    * A new session in place of the current one, which a statement found gone before the driver
    * said so (cut by pg_terminate_backend or a failover: client() would still hand it out). It takes
    * the lock again; one that cannot connect fails as client() does after a lost connection.
@@ -50,33 +44,12 @@ export interface AdminSession {
   readonly superuser: boolean;
 }
 
-/** How long a look waits for the session that lost its answer to end. */
-const LOOK_SESSION_END_MS = 10_000;
-
-/**
- * How long the server works on one of the look's queries (statement_timeout): each reads a few rows
- * of pg_stat_activity or pg_database, milliseconds; only a lock on pg_database (LOCK TABLE, VACUUM
- * FULL pg_database) or a server that no longer works makes one wait. Over it, the look has failed
- * and the line says how to look by hand.
- */
-const LOOK_QUERY_TIMEOUT_MS = 5_000;
-
 /**
  * What node-postgres waits for an answer beyond the server's own bound (query_timeout), so that the
  * server's cancel, which says what happened, comes first: a server that accepted the connection but
  * no longer answers (a failover in progress, a network that drops the packets) never sends one.
  */
 const ANSWER_SLACK_MS = 2_000;
-
-/** The longest wait for the answer to one of the look's queries. */
-const LOOK_QUERY_BOUND_MS = LOOK_QUERY_TIMEOUT_MS + ANSWER_SLACK_MS;
-
-/**
- * How long one look takes at the most: a new connection, the pg_terminate_backend of the lost
- * session, the wait for that session to end (its last poll included), and the read of pg_database.
- * The Lambda restore's deadline margin is derived from it.
- */
-export const LOOK_BOUND_MS = PG_CONNECT_TIMEOUT_MS + LOOK_SESSION_END_MS + 3 * LOOK_QUERY_BOUND_MS;
 
 /**
  * How long a statement of the restore's own session waits for a lock another session holds
@@ -138,7 +111,7 @@ export class NoAnswer extends Error {}
 /**
  * `text` on `client`, waiting for its answer at most `boundMs`: over it, NoAnswer. node-postgres
  * gives up on the answer but not on the connection, whose next statements would wait behind it:
- * the caller ends the session (look, end) before it sends another. `what`: how the line names the
+ * the caller ends the session before it sends another. `what`: how the line names the
  * statement (default its text; a long query's is named by what it reads).
  */
 export async function boundedQuery<R extends QueryResultRow = QueryResultRow>(client: Client, text: string, boundMs: number, values?: unknown[], what = text, { single = false } = {}): Promise<QueryResult<R>> {
@@ -171,9 +144,6 @@ function unanswered(error: NoAnswer): string {
  */
 export class SessionNotBack extends OperatorError {}
 
-/** The databases found under some names, and whether each accepts connections. */
-export type Seen = ReadonlyMap<string, { readonly allowConnections: boolean }>;
-
 /**
  * Opens the session and takes the target's lock. Its reads (the lock, who holds it, the role) have
  * `boundMs` each for their answer (GUARD_READ_BOUND_MS; the tests' is shorter): a server that
@@ -182,16 +152,16 @@ export type Seen = ReadonlyMap<string, { readonly allowConnections: boolean }>;
  * connects again after its connection was lost (the caller says what it leaves).
  */
 export async function openAdminSession(connection: PgConnection, maintenance: string, target: string, boundMs = GUARD_READ_BOUND_MS): Promise<AdminSession> {
-  const open = async (again: boolean): Promise<{ client: Client; pid: number; alive: boolean; superuser: boolean }> => {
+  const open = async (again: boolean): Promise<{ client: Client; alive: boolean; superuser: boolean }> => {
     // Every statement of the session, the swap's included, waits for another session's lock at most SWAP_LOCK_TIMEOUT_MS.
     // Again: the same settings worked when the session opened, so a server not reached went away.
     const client = await connectTo(connection, maintenance, { lock_timeout: SWAP_LOCK_TIMEOUT_MS }, { answeredBefore: again }).catch((error: unknown) => {
       throw again && error instanceof OperatorError ? new SessionNotBack(error.message, error.exitCode) : error;
     });
-    const session = { client, pid: 0, alive: true, superuser: false };
+    const session = { client, alive: true, superuser: false };
     client.on('error', () => (session.alive = false)).on('end', () => (session.alive = false));
     try {
-      session.pid = await lockTarget(client, target, boundMs);
+      await lockTarget(client, target, boundMs);
       session.superuser = await isSuperuser(client, boundMs);
       return session;
     } catch (error) {
@@ -206,30 +176,6 @@ export async function openAdminSession(connection: PgConnection, maintenance: st
     async client() {
       if (!current.alive) current = await open(true);
       return current.client;
-    },
-    async look(names) {
-      current.alive = false;
-      await current.client.end().catch(() => undefined);
-      const lost = current.pid;
-      // Each query bounded by the server (statement_timeout) and by node-postgres (boundedQuery):
-      // a look that waited for ever would hang the restore where it must say what it left.
-      const client = await connectTo(connection, maintenance, { statement_timeout: LOOK_QUERY_TIMEOUT_MS }, { answeredBefore: true });
-      const query = <R extends QueryResultRow>(text: string, values: unknown[]): Promise<QueryResult<R>> => boundedQuery<R>(client, text, LOOK_QUERY_BOUND_MS, values);
-      try {
-        // A server that has not seen the cut yet still runs the statement (a rename waits up to 5 s
-        // for the database's sessions, or for a lock): until that session has ended, what is read
-        // below may still change.
-        await query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND application_name = $2', [lost, APPLICATION_NAME]);
-        const endBy = Date.now() + LOOK_SESSION_END_MS;
-        while ((await query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [lost])).rowCount !== 0) {
-          if (Date.now() >= endBy) throw new Error(`its session ${lost} is still running after ${LOOK_SESSION_END_MS / 1000} s`);
-          await new Promise((resolve) => setTimeout(resolve, 100));
-        }
-        const { rows } = await query<{ datname: string; datallowconn: boolean }>('SELECT datname, datallowconn FROM pg_database WHERE datname = ANY ($1::text[])', [names]);
-        return new Map(rows.map((r) => [r.datname, { allowConnections: r.datallowconn }]));
-      } finally {
-        await client.end().catch(() => undefined);
-      }
     },
     async fresh() {
       current.alive = false;
@@ -253,19 +199,18 @@ export async function isSuperuser(admin: Client, boundMs: number): Promise<boole
 }
 
 /**
- * Takes the target's lock; returns the session's server process id. pg_try_advisory_lock does not
- * wait for a lock another restore holds (it answers false at once, and that restore is named), so
- * its answer is bounded as a guard's read.
+ * Takes the target's lock. pg_try_advisory_lock does not wait for a lock another restore holds (it
+ * answers false at once, and that restore is named), so its answer is bounded as a guard's read.
  */
-async function lockTarget(admin: Client, target: string, boundMs: number): Promise<number> {
-  const { rows } = await boundedQuery<{ locked: boolean; pid: number }>(
+async function lockTarget(admin: Client, target: string, boundMs: number): Promise<void> {
+  const { rows } = await boundedQuery<{ locked: boolean }>(
     admin,
-    'SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked, pg_backend_pid() AS pid',
+    'SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked',
     boundMs,
     [RESTORE_LOCK_KEY, target],
     `the lock on "${target}" that keeps a second restore out (pg_try_advisory_lock)`,
   );
-  if (rows[0].locked) return rows[0].pid;
+  if (rows[0].locked) return;
   const holder = await boundedQuery<{ pid: number; client: string | null; since: string | null }>(
     admin,
     `SELECT a.pid, host(a.client_addr) AS client, to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') AS since
@@ -297,7 +242,7 @@ export async function stopOnNoAnswer<T>(admin: Client, reads: () => Promise<T>, 
 /**
  * `owner`: a role other than this one (which must be a member of it); default this role. An answer
  * that does not come within `boundMs` (CREATE_DATABASE_BOUND_MS; the tests' is shorter) is NoAnswer:
- * run it with runLooking, which looks whether the database was created.
+ * run it with runOrUnsettled, which stops the restore then.
  */
 export async function createDatabase(admin: Client, name: string, owner?: string, boundMs = CREATE_DATABASE_BOUND_MS): Promise<void> {
   await boundedQuery(admin, `CREATE DATABASE ${quoteIdent(name)}${owner === undefined ? '' : ` OWNER ${quoteIdent(owner)}`} TEMPLATE template0`, boundMs);
@@ -346,54 +291,31 @@ export async function dropDatabase(admin: Client, name: string): Promise<'force'
 }
 
 /**
- * A failure that leaves what the caller must not touch: a statement whose answer was lost and whose
- * outcome a look could not read, or a swap that stopped with the target missing and its data aside.
- * The message says what may be where and the statements that fix it. The caller drops nothing: the
- * staging database may be the restored copy the target needs.
+ * A failure that leaves what the caller must not touch: a statement whose answer was lost, or a
+ * swap that stopped with the target missing and its data aside. The message says what may be where
+ * and the statements that fix it. The caller drops nothing: the staging database may be the
+ * restored copy the target needs.
  */
 export class Unsettled extends OperatorError {}
 
-/** A statement for runLooking. */
-export interface LookedAtStatement {
-  /** The statement, as lines name it. */
-  readonly sql: string;
-  /** The databases whose presence tells whether it was carried out. */
-  readonly names: readonly string[];
-  /** From the databases found: whether it was carried out; undefined when they cannot tell. */
-  readonly done: (seen: Seen) => boolean | undefined;
-  /** The line when its outcome stays unknown; `lost` says what happened and what the look found. */
-  readonly unknown: (lost: string) => string;
-}
-
 /**
- * Runs a statement on the admin session, and looks before speaking when its answer is lost. The
- * server's own error is thrown as it is, a cancelled statement's too (statement_timeout,
- * pg_cancel_backend: the server rolled it back and said so). An answer that never came (the
- * connection cut once the statement had left, the server gone, the session terminated) says
- * nothing of what the server did: the session is ended and a new connection reads pg_database. Carried out: returns as if the answer had come (and
- * warns). Not carried out: throws, saying so, as a refusal would. Otherwise: Unsettled.
+ * Runs a statement whose outcome says where the copies are (the staging database's CREATE, the
+ * swap's RENAMEs) on the restore's session. The server's own error is thrown as it is, a cancelled
+ * statement's too (statement_timeout, pg_cancel_backend: the server rolled it back and said so). An
+ * answer that never came (NoAnswer, the connection cut once the statement had left, the server
+ * gone) says nothing of what the server did, and it may still be doing it: Unsettled, with
+ * `unknown`'s line of where each copy may be and what puts it right, to be read once the statement
+ * has ended. The restore does not look by itself: only ending its session on the server and waiting
+ * for it would make what it reads final, for an event this rare (a cut exactly while one of these
+ * statements is in flight), and the replaced database is always kept under its `_old_` name.
  */
-export async function runLooking(session: AdminSession, statement: LookedAtStatement, run: (client: Client) => Promise<unknown>, warn: (line: string) => void): Promise<void> {
+export async function runOrUnsettled(session: AdminSession, sql: string, unknown: (lost: string) => string, run: (client: Client) => Promise<unknown>): Promise<void> {
   const client = await session.client();
   try {
     await run(client);
-    return;
   } catch (error) {
     if (isRefusedStatement(error)) throw error;
-    const lost = error instanceof NoAnswer ? `${oneLine(error)} (the server may still be running it)` : `the connection was lost before the server answered ${statement.sql} (${oneLine(error)})`;
-    let seen: Seen;
-    try {
-      seen = await session.look(statement.names);
-    } catch (lookError) {
-      throw new Unsettled(statement.unknown(`${lost}, and a new connection failed too (${oneLine(lookError)})`));
-    }
-    const done = statement.done(seen);
-    if (done === true) {
-      warn(`${lost}; a new connection shows that it was carried out: going on`);
-      return;
-    }
-    if (done === false) throw new Error(`${lost}; a new connection shows that it was not carried out`);
-    const found = statement.names.map((name) => `"${name}" ${seen.has(name) ? 'exists' : 'missing'}`).join(', ');
-    throw new Unsettled(statement.unknown(`${lost}, and a new connection shows ${found}`));
+    const lost = error instanceof NoAnswer ? oneLine(error) : `the connection was lost before the server answered ${sql} (${oneLine(error)})`;
+    throw new Unsettled(unknown(`${lost}; the server may still be running it, in the restore's session (application_name '${APPLICATION_NAME}' in pg_stat_activity)`));
   }
 }

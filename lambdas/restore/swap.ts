@@ -11,7 +11,7 @@ import { OperatorError, oneLine } from '../shared/errors';
 import type { PgConnection } from '../shared/pg-connection';
 import { checkTarget, CLIENT_SESSION, TargetGuards } from './guards';
 import { stagingName } from './leftovers';
-import { AdminSession, boundedQuery, dropDatabase, NoAnswer, runLooking, Seen, SWAP_STATEMENT_BOUND_MS, Unsettled } from './session';
+import { AdminSession, boundedQuery, dropDatabase, NoAnswer, runOrUnsettled, SWAP_STATEMENT_BOUND_MS, Unsettled } from './session';
 
 /**
  * What a caller that may quit in the middle of the swap (a second Ctrl-C) needs to say what it left.
@@ -27,13 +27,6 @@ export interface SwapHooks {
    * database through its renames: the target put back by hand is still closed.
    */
   readonly onClosed?: (closed: boolean) => void;
-}
-
-/** Whether `from` was renamed `to`, read from what exists: undefined when both or neither do. */
-function renamed(seen: Seen, from: string, to: string): boolean | undefined {
-  if (seen.has(to) && !seen.has(from)) return true;
-  if (seen.has(from) && !seen.has(to)) return false;
-  return undefined;
 }
 
 /** What the swap does beyond the guards. */
@@ -58,7 +51,7 @@ export interface Swapped {
  * can be read (the flag went with it when the target was closed). The guards run again first (a
  * session may have connected during the restore). A failure says in which state it left the
  * target; the staging database is the caller's to drop, unless the failure is Unsettled.
- * A statement whose answer is lost is looked at (runLooking): carried out, the swap goes on.
+ * A rename whose answer is lost stops the swap (Unsettled, runOrUnsettled): nothing is dropped.
  */
 export async function swapIn(
   session: AdminSession,
@@ -72,15 +65,14 @@ export async function swapIn(
   const state = await checkTarget(await session.client(), connection, target, guards);
   const previous = state.exists ? stagingName(target, 'old') : undefined;
   const reopenToo = guards.terminateConnections ? ` and ${reopenDatabaseStatement(target)}` : '';
-  // What an operator is told when a lost answer leaves the state unread: where each copy may be.
+  // What an operator is told when a rename's answer is lost: where each copy may be, once it has ended.
   const unknown = (lost: string): string =>
     previous === undefined
-      ? `${lost}: look with SELECT datname FROM pg_database WHERE datname IN ('${target}', '${staging}'): if "${target}" exists and "${staging}" does not, the restored copy is in place; if "${staging}" still exists, it was not swapped in: ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)} puts it in; nothing was dropped`
-      : `${lost}: look with SELECT datname FROM pg_database WHERE datname IN ('${target}', '${previous}', '${staging}'): if "${target}" is missing, its data is in "${previous}": put it back with ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}${reopenToo}, or put the restored copy "${staging}" in its place with ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)}; if "${target}" exists and "${staging}" does not, the restored copy is in place and "${previous}" is what "${target}" was; if "${target}" and "${staging}" both exist, nothing was swapped: ${guards.terminateConnections ? `${reopenDatabaseStatement(target)} reopens "${target}" to its clients, and ` : ''}${dropDatabaseStatement(staging, session.superuser)} removes the restored copy; nothing was dropped`;
+      ? `${lost}: once it has ended there, look with SELECT datname FROM pg_database WHERE datname IN ('${target}', '${staging}'): if "${target}" exists and "${staging}" does not, the restored copy is in place; if "${staging}" still exists, it was not swapped in: ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)} puts it in; nothing was dropped`
+      : `${lost}: once it has ended there, look with SELECT datname FROM pg_database WHERE datname IN ('${target}', '${previous}', '${staging}'): if "${target}" is missing, its data is in "${previous}": put it back with ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}${reopenToo}, or put the restored copy "${staging}" in its place with ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)}; if "${target}" exists and "${staging}" does not, the restored copy is in place and "${previous}" is what "${target}" was; if "${target}" and "${staging}" both exist, nothing was swapped: ${guards.terminateConnections ? `${reopenDatabaseStatement(target)} reopens "${target}" to its clients, and ` : ''}${dropDatabaseStatement(staging, session.superuser)} removes the restored copy; nothing was dropped`;
   const rename = (from: string, to: string): Promise<void> => {
     const sql = `ALTER DATABASE ${quoteIdent(from)} RENAME TO ${quoteIdent(to)}`;
-    const names = [target, staging, ...(previous === undefined ? [] : [previous])];
-    return runLooking(session, { sql, names, done: (seen) => renamed(seen, from, to), unknown }, (client) => boundedQuery(client, sql, SWAP_STATEMENT_BOUND_MS), warn);
+    return runOrUnsettled(session, sql, unknown, (client) => boundedQuery(client, sql, SWAP_STATEMENT_BOUND_MS));
   };
   const query = async (sql: string, values?: unknown[]): Promise<unknown> => boundedQuery(await session.client(), sql, SWAP_STATEMENT_BOUND_MS, values);
 
@@ -118,8 +110,8 @@ export async function swapIn(
     await rename(target, previous);
   } catch (error) {
     if (error instanceof Unsettled) throw error;
-    // Closing the target or ending its sessions unanswered (the rename aside is looked at): no
-    // rename was sent, but the target may be closed, and the session cannot reopen it.
+    // Closing the target or ending its sessions unanswered (the rename aside's is Unsettled above):
+    // no rename was sent, but the target may be closed, and the session cannot reopen it.
     if (error instanceof NoAnswer) {
       throw new Unsettled(
         `cannot take "${target}" out of the way: ${oneLine(error)} (the server may still be running it); "${target}" was not renamed: look with SELECT datname, datallowconn FROM pg_database WHERE datname IN ('${target}', '${staging}'): if "${target}" does not accept connections, ${reopenDatabaseStatement(target)} reopens it; the restored copy "${staging}" was kept: ${dropDatabaseStatement(staging, session.superuser)} removes it; nothing was dropped`,

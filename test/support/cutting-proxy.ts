@@ -13,8 +13,7 @@ export interface CuttingProxy {
  * that sends the first statement whose text matches `statement`: that statement reaches the server,
  * which carries it out, and the connection is cut as its answer comes back, the answer dropped (a
  * network blip or a failover at the worst moment: the client never hears what the server did).
- * With `refuseAfterCut`, every connection opened after the cut is closed at once (the server stays
- * out of reach). With `silentAfterCut`, every connection opened after the cut logs in, but its
+ * With `silentAfterCut`, every connection opened after the cut logs in, but its
  * statements never reach the server (a server that accepts connections and no longer answers: a
  * failover half done, a network that drops the packets). With `deliver: false`, the connection is
  * cut before the statement reaches the server instead (the client cannot tell that from the other
@@ -29,7 +28,7 @@ export interface CuttingProxy {
 export async function startCuttingProxy(
   upstream: { host: string; port: number },
   statement: RegExp,
-  options: { refuseAfterCut?: boolean; silentAfterCut?: boolean; deliver?: boolean; silence?: boolean; pass?: number; refuseStartupParameters?: readonly string[] } = {},
+  options: { silentAfterCut?: boolean; deliver?: boolean; silence?: boolean; pass?: number; refuseStartupParameters?: readonly string[] } = {},
 ): Promise<CuttingProxy> {
   let cut: string | undefined;
   let toPass = options.pass ?? 0;
@@ -37,10 +36,6 @@ export async function startCuttingProxy(
   const proxy = net.createServer((client) => {
     sockets.add(client);
     client.on('error', () => undefined);
-    if (cut !== undefined && options.refuseAfterCut) {
-      client.destroy();
-      return;
-    }
     const server = net.connect(upstream.port, upstream.host);
     sockets.add(server);
     server.on('error', () => undefined);
