@@ -14,7 +14,7 @@
 import type { Client, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import { quoteIdent } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
-import { APPLICATION_NAME, PgConnection, connectTo } from '../shared/pg-connection';
+import { APPLICATION_NAME, PG_CONNECT_TIMEOUT_MS, PgConnection, connectTo } from '../shared/pg-connection';
 import { isQueryReadTimeout, isRefusedStatement, sqlState } from '../shared/pg-errors';
 
 // The connection helper lives with the connection settings (the backup uses it too); restore imports it from here.
@@ -101,6 +101,12 @@ const CREATE_DATABASE_BOUND_MS = DROP_BOUND_MS;
  * answer, the server accepted the connection but is not answering.
  */
 export const GUARD_READ_BOUND_MS = SWAP_LOCK_TIMEOUT_MS + 8_000 + ANSWER_SLACK_MS;
+
+/**
+ * The longest the session takes to come back after its connection was lost between two
+ * statements (client()): a new connection, then the lock and the role read (openAdminSession).
+ */
+export const RECONNECT_BOUND_MS = PG_CONNECT_TIMEOUT_MS + 2 * GUARD_READ_BOUND_MS;
 
 /**
  * A statement that got no answer within its bound: the server may still be running it, or have
