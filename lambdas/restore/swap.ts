@@ -11,7 +11,8 @@ import { OperatorError, oneLine } from '../shared/errors';
 import type { PgConnection } from '../shared/pg-connection';
 import { checkTarget, CLIENT_SESSION, TargetGuards } from './guards';
 import { stagingName } from './leftovers';
-import { AdminSession, boundedQuery, dropDatabase, NoAnswer, runOrUnsettled, SWAP_STATEMENT_BOUND_MS, Unsettled } from './session';
+import { isRefusedStatement } from '../shared/pg-errors';
+import { AdminSession, boundedQuery, dropDatabase, NoAnswer, runOrUnsettled, SessionNotBack, SWAP_STATEMENT_BOUND_MS, Unsettled } from './session';
 
 /**
  * What a caller that may quit in the middle of the swap (a second Ctrl-C) needs to say what it left.
@@ -74,7 +75,16 @@ export async function swapIn(
     const sql = `ALTER DATABASE ${quoteIdent(from)} RENAME TO ${quoteIdent(to)}`;
     return runOrUnsettled(session, sql, unknown, (client) => boundedQuery(client, sql, SWAP_STATEMENT_BOUND_MS));
   };
-  const query = async (sql: string, values?: unknown[]): Promise<unknown> => boundedQuery(await session.client(), sql, SWAP_STATEMENT_BOUND_MS, values);
+  const query = async (sql: string, values?: unknown[]): Promise<unknown> => {
+    const client = await session.client();
+    return boundedQuery(client, sql, SWAP_STATEMENT_BOUND_MS, values).catch(async (error: unknown) => {
+      // node-postgres gives up on the answer, not on the connection: the caller's next statement
+      // (the staging database's drop) would wait behind the unanswered one. Ended, the session
+      // connects again before it.
+      if (error instanceof NoAnswer) await client.end().catch(() => undefined);
+      throw error;
+    });
+  };
 
   if (previous === undefined) {
     try {
@@ -117,21 +127,28 @@ export async function swapIn(
         `cannot take "${target}" out of the way: ${oneLine(error)} (the server may still be running it); "${target}" was not renamed: look with SELECT datname, datallowconn FROM pg_database WHERE datname IN ('${target}', '${staging}'): if "${target}" does not accept connections, ${reopenDatabaseStatement(target)} reopens it; the restored copy "${staging}" was kept: ${dropDatabaseStatement(staging, session.superuser)} removes it; nothing was dropped`,
       );
     }
-    throw new OperatorError(`cannot take "${target}" out of the way (${oneLine(error)}); target "${target}" untouched${await reopen()}: stop its clients and retry`);
+    // A refusal (a lock held, sessions still in it) is the clients'; a lost connection is not.
+    const retry = isRefusedStatement(error) ? 'stop its clients and retry' : 'retry';
+    throw new OperatorError(`cannot take "${target}" out of the way (${oneLine(error)}); target "${target}" untouched${await reopen()}: ${retry}`);
   }
   try {
     await rename(staging, target);
   } catch (error) {
     if (error instanceof Unsettled) throw error;
     const why = oneLine(error);
-    const back = await rename(previous, target).then(
-      () => undefined,
-      (backError: unknown) => backError,
-    );
+    // A session that could not connect again sent no rename: trying the way back would only wait
+    // for another connection (time the Lambda's stop margin does not hold) to fail the same way.
+    const back =
+      error instanceof SessionNotBack
+        ? error
+        : await rename(previous, target).then(
+            () => undefined,
+            (backError: unknown) => backError,
+          );
     if (back instanceof Unsettled) throw back;
     if (back !== undefined) {
       throw new Unsettled(
-        `cannot rename the restored database to "${target}" (${why}), nor put the previous one back (${oneLine(back)}): "${target}" is missing and its data is in "${previous}": ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}${reopenToo}; the restored copy "${staging}" was kept: ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)} puts it in instead`,
+        `cannot rename the restored database to "${target}" (${why}), nor put the previous one back (${back === error ? 'not tried: the same session' : oneLine(back)}): "${target}" is missing and its data is in "${previous}": ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}${reopenToo}; the restored copy "${staging}" was kept: ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)} puts it in instead`,
       );
     }
     throw new OperatorError(`cannot rename the restored database to "${target}" (${why}); the previous database was put back, target "${target}" untouched${await reopen()}`);

@@ -3,7 +3,7 @@ import { operatorErrorOf } from '../support/refusal';
 import { type PgConnection, connectTo } from '../../lambdas/shared/pg-connection';
 import { checkTarget } from '../../lambdas/restore/guards';
 import { checkLeftovers, stagingName } from '../../lambdas/restore/leftovers';
-import { GUARD_READ_BOUND_MS, Unsettled, createDatabase, openAdminSession, runOrUnsettled } from '../../lambdas/restore/session';
+import { GUARD_READ_BOUND_MS, Unsettled, createDatabase, dropDatabase, openAdminSession, runOrUnsettled } from '../../lambdas/restore/session';
 import { swapIn } from '../../lambdas/restore/swap';
 import { startCuttingProxy } from '../support/cutting-proxy';
 import { testClient, testCluster, uniqueDatabaseName } from '../support/cluster';
@@ -270,6 +270,37 @@ describe('the swap is bounded: a lock held elsewhere or a server that stops answ
       dropAll(target);
     }
   }, 60_000);
+
+  it("a reopening of the target that the server never answers (--terminate-connections, after the rename back) ends the session's connection: the caller's drop of the staging database runs at once, not behind it", async () => {
+    // Arrange: a session in the staging database makes the rename in fail (the target is put back),
+    // and the proxy swallows the target's reopening and keeps its connection open
+    const { target, staging } = targetAndStaging('t_reopen');
+    const proxy = await startCuttingProxy({ host: cluster.host, port: cluster.port }, new RegExp(`"${target}" ALLOW_CONNECTIONS true`), { silence: true });
+    const through: PgConnection = { ...connection, port: proxy.port };
+    const session = await openAdminSession(through, 'postgres', target);
+    const inStaging = testClient({ ...connection, database: staging });
+    inStaging.on('error', () => undefined);
+    await inStaging.connect();
+    try {
+      const error = await operatorErrorOf(swapIn(session, through, staging, target, { force: true, terminateConnections: true }, () => undefined));
+      const started = Date.now();
+
+      // Act: what restore.ts does after a failed swap
+      await dropDatabase(await session.client(), staging);
+      const seconds = (Date.now() - started) / 1000;
+
+      // Assert
+      expect(error.message).toMatch(new RegExp(`; the previous database was put back, target "${target}" untouched; it could not be reopened \\(.+ got no answer within 17 s\\): run ALTER DATABASE "${target}" ALLOW_CONNECTIONS true$`));
+      expect(seconds).toBeLessThan(10);
+      expect(psql(cluster, 'postgres', `SELECT count(*) FROM pg_database WHERE datname = '${staging}'`)).toBe('0');
+    } finally {
+      await inStaging.end().catch(() => undefined);
+      await session.end();
+      await proxy.stop();
+      psql(cluster, 'postgres', `ALTER DATABASE ${target} ALLOW_CONNECTIONS true`);
+      dropAll(target);
+    }
+  }, 120_000);
 
   it('a rename aside whose answer is lost, with a server that then accepts connections but never answers: Unsettled at once (no new connection waited for), naming where each copy may be, nothing dropped', async () => {
     // Arrange: the proxy cuts the rename's answer (the server renamed the target aside), then lets
