@@ -10,16 +10,17 @@ export const RESTORE_FUNCTION_TIMEOUT_SECONDS = 900;
 /**
  * How long before Lambda's limit a restore stops. The swap does not stop when told (stopped
  * halfway, the target would be left aside), so a swap that started just before the stop must end
- * within the margin: at the most three renames (aside, in, and back when the server refuses the
- * one in) each wait SWAP_STATEMENT_BOUND_MS for their answer, the session may have to come back
- * once between two of them (RECONNECT_BOUND_MS: a connection dropped while the target is aside is
- * the window a kill must not cut), and the usual DEADLINE_MARGIN_MS
- * covers the rest (its other statements, which answer in milliseconds unless the server stops
- * answering, the report). A rename whose answer is lost ends the swap there (Unsettled): nothing
- * follows it. The drop of what the target was (dropReplaced), or the reopening of the copy kept
- * after a terminateConnections swap, comes after the swap: killed there, the next restore names it.
+ * within the margin: at the most seven statements that each wait SWAP_STATEMENT_BOUND_MS for their
+ * answer (with terminateConnections: close the target, end its sessions, the wait for them to go;
+ * then the rename aside, the rename in, the rename back when the server refuses the one in, and
+ * the target's reopening), the session coming back once between two of them (RECONNECT_BOUND_MS:
+ * a connection dropped while the target is aside is the window a kill must not cut; one that
+ * cannot come back ends the swap), and the usual DEADLINE_MARGIN_MS for the rest (the report). A
+ * rename whose answer is lost ends the swap there (Unsettled): nothing follows it. The drop of
+ * what the target was (dropReplaced), or the reopening of the copy kept after a
+ * terminateConnections swap, comes after the swap: killed there, the next restore names it.
  */
-export const RESTORE_DEADLINE_MARGIN_MS = DEADLINE_MARGIN_MS + 3 * SWAP_STATEMENT_BOUND_MS + RECONNECT_BOUND_MS;
+export const RESTORE_DEADLINE_MARGIN_MS = DEADLINE_MARGIN_MS + 7 * SWAP_STATEMENT_BOUND_MS + RECONNECT_BOUND_MS;
 
 /**
  * The longest RTO one run of the function can measure: a restore still running then is stopped,

@@ -296,10 +296,10 @@ describe('RestoreTest configuration', () => {
       env.restoreTest = { enabled: true, rtoObjectiveSeconds: 600 };
     });
 
-    // 900 s of Lambda less the 136 s a stop needs to end cleanly (lambdas/restore/deadline.ts).
+    // 900 s of Lambda less the 204 s a stop needs to end cleanly (lambdas/restore/deadline.ts).
     withDefaults.template().hasResourceProperties('AWS::Lambda::Function', { Description: Match.stringLikeRegexp('restore test'), Timeout: 900 });
     const warning = Match.stringLikeRegexp(
-      '^restoreTest.rtoObjectiveSeconds 1800 s is longer than the restore test can measure \\(764 s: .*set restoreTest.rtoObjectiveSeconds to 764 or less',
+      '^restoreTest.rtoObjectiveSeconds 1800 s is longer than the restore test can measure \\(696 s: .*set restoreTest.rtoObjectiveSeconds to 696 or less',
     );
     Annotations.fromStack(withDefaults.stack).hasWarning('*', warning);
     // The temporary instance is restored to by the same function: the same limit.

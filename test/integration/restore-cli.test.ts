@@ -1101,7 +1101,7 @@ describe('atmr-dr restore on the worst day', () => {
     const run = startCli(['restore', bigKey, '--target-db', target, '--progress']);
 
     // Act: once pg_restore is connected to the staging database, SIGTERM the CLI
-    await waitUntil(run, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1 AND backend_type = 'client backend'", [`${target}_restore_%`]);
+    await waitUntil(run, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1 AND backend_type = 'client backend' AND query LIKE 'COPY %'", [`${target}_restore_%`]);
     run.child.kill('SIGTERM');
     const status = await run.exited;
     const stderr = run.stderr();
@@ -1121,7 +1121,7 @@ describe('atmr-dr restore on the worst day', () => {
     const target = uniqueDatabaseName('rcli_hup');
     const run = startCli(['restore', bigKey, '--target-db', target], { TMPDIR: tmp });
     try {
-      await waitUntil(run, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1 AND backend_type = 'client backend'", [`${target}_restore_%`]);
+      await waitUntil(run, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1 AND backend_type = 'client backend' AND query LIKE 'COPY %'", [`${target}_restore_%`]);
 
       // Act: the hangup reaches the CLI alone (a session's other processes may not get it)
       run.child.kill('SIGHUP');
@@ -1150,7 +1150,7 @@ describe('atmr-dr restore on the worst day', () => {
     await locker.connect();
     let staging = '';
     try {
-      await waitUntil(run, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1 AND backend_type = 'client backend'", [`${target}_restore_%`]);
+      await waitUntil(run, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1 AND backend_type = 'client backend' AND query LIKE 'COPY %'", [`${target}_restore_%`]);
       staging = (await locker.query<{ datname: string }>('SELECT datname FROM pg_database WHERE datname LIKE $1', [`${target}_restore_%`])).rows[0].datname;
       // The first Ctrl-C's cleanup (DROP DATABASE of the staging database) waits for a lock this test holds.
       await locker.query('BEGIN');
@@ -1185,7 +1185,7 @@ describe('atmr-dr restore on the worst day', () => {
     const target = uniqueDatabaseName('rcli_dbl');
     const run = startCli(['restore', bigKey, '--target-db', target]);
     try {
-      await waitUntil(run, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1 AND backend_type = 'client backend'", [`${target}_restore_%`]);
+      await waitUntil(run, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1 AND backend_type = 'client backend' AND query LIKE 'COPY %'", [`${target}_restore_%`]);
 
       // Act
       run.child.kill('SIGINT');
@@ -1407,7 +1407,7 @@ describe('atmr-dr restore on the worst day', () => {
     const worker = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
     worker.on('error', () => undefined);
     try {
-      await waitUntil(run, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1 AND backend_type = 'client backend'", [`${target}_restore_%`]);
+      await waitUntil(run, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1 AND backend_type = 'client backend' AND query LIKE 'COPY %'", [`${target}_restore_%`]);
 
       // Act: a worker reconnects to the target while the backup loads
       await worker.connect();

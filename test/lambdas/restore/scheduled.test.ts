@@ -410,11 +410,11 @@ describe('restore-test Lambda handler', () => {
     const { deadlineAt, context: nearTheLimit } = restoreThatDoesNotFit();
 
     await expect(handler({ restore: { ref: 'latest', tier: 'daily', targetDb, force: true } }, nearTheLimit)).rejects.toThrow(
-      new RegExp(`^restore interrupted \\(stopped 136 s before the function's time limit.*\\): staging database \\S+ dropped; target "${targetDb}" untouched$`),
+      new RegExp(`^restore interrupted \\(stopped 204 s before the function's time limit.*\\): staging database \\S+ dropped; target "${targetDb}" untouched$`),
     );
 
-    // Back with the time a swap started at the stop may still take: three renames that wait for their answer, and the session back once between two.
-    expect(RESTORE_DEADLINE_MARGIN_MS).toBe(DEADLINE_MARGIN_MS + 3 * SWAP_STATEMENT_BOUND_MS + RECONNECT_BOUND_MS);
+    // Back with the time a swap started at the stop may still take: seven statements that wait for their answer (with --terminate-connections), and the session back once between two.
+    expect(RESTORE_DEADLINE_MARGIN_MS).toBe(DEADLINE_MARGIN_MS + 7 * SWAP_STATEMENT_BOUND_MS + RECONNECT_BOUND_MS);
     expect(Date.now()).toBeLessThan(deadlineAt - 3 * SWAP_STATEMENT_BOUND_MS);
     expect(psql(cluster, targetDb, 'SELECT id FROM precious')).toBe('7');
     expect(databaseExists(cluster, stagingName(targetDb))).toBe(false);
@@ -444,7 +444,7 @@ describe('restore-test Lambda handler', () => {
     expect(Date.now()).toBeLessThan(deadlineAt - 3 * SWAP_STATEMENT_BOUND_MS);
     expect(result.ok).toBe(false);
     // Stopped during the load: the staging database existed, and was dropped.
-    const stopped = /^stopped after (\d+(?:\.\d+)?) s: RTO > \1 s \(objective 2 s\); restore interrupted \(stopped 136 s before the function's time limit.*\): staging database atmr_dr_restore_test_\S+ dropped/.exec(result.error ?? '');
+    const stopped = /^stopped after (\d+(?:\.\d+)?) s: RTO > \1 s \(objective 2 s\); restore interrupted \(stopped 204 s before the function's time limit.*\): staging database atmr_dr_restore_test_\S+ dropped/.exec(result.error ?? '');
     expect(stopped).not.toBeNull();
     const atLeast = Number(stopped![1]);
     expect(atLeast).toBeGreaterThan(2);
