@@ -167,7 +167,7 @@ function ownerFix(line: string, restorer: string, newTarget?: string, noOwnerAdv
   // REFERENCES, TRIGGER, a sequence's UPDATE, a large object's) has its own data or constraints
   // refused. A superuser ignores grants; with --no-owner the restoring role owns the objects.
   if (/permission denied for (?:table|sequence|large object) |could not open large object .*permission denied/.test(line)) {
-    return ` (the backup's grants revoke a privilege from the objects' owner, which "${restorer}", not a superuser, loads the data as: restore as a superuser${noOwnerAdvice ? `, or ${noOwnerAdvice} to have them owned by "${restorer}"` : ''})`;
+    return ` (the backup's grants revoke a privilege from the objects' owner, which "${restorer}", not a superuser, loads the data as, or "${restorer}" is NOINHERIT and does not use the owner's rights: restore as a superuser${noOwnerAdvice ? `, or ${noOwnerAdvice} to have them owned by "${restorer}"` : ''})`;
   }
   const missing = MISSING_ROLE.exec(line);
   if (missing) {

@@ -70,7 +70,7 @@ export async function swapIn(
   const unknown = (lost: string): string =>
     previous === undefined
       ? `${lost}: once it has ended there, look with SELECT datname FROM pg_database WHERE datname IN ('${target}', '${staging}'): if "${target}" exists and "${staging}" does not, the restored copy is in place; if "${staging}" still exists, it was not swapped in: ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)} puts it in; nothing was dropped`
-      : `${lost}: once it has ended there, look with SELECT datname FROM pg_database WHERE datname IN ('${target}', '${previous}', '${staging}'): if "${target}" is missing, its data is in "${previous}": put it back with ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}${reopenToo}, or put the restored copy "${staging}" in its place with ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)}; if "${target}" exists and "${staging}" does not, the restored copy is in place and "${previous}" is what "${target}" was; if "${target}" and "${staging}" both exist, nothing was swapped: ${guards.terminateConnections ? `${reopenDatabaseStatement(target)} reopens "${target}" to its clients, and ` : ''}${dropDatabaseStatement(staging, session.superuser)} removes the restored copy; nothing was dropped`;
+      : `${lost}: once it has ended there, look with SELECT datname FROM pg_database WHERE datname IN ('${target}', '${previous}', '${staging}'): if "${target}" is missing, its data is in "${previous}": put it back with ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}${reopenToo}, or put the restored copy "${staging}" in its place with ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)}; if "${target}" exists and "${staging}" does not, the restored copy is in place and "${previous}" is what "${target}" was; if "${target}" and "${staging}" both exist, nothing was swapped: ${guards.terminateConnections ? `${reopenDatabaseStatement(target)} reopens "${target}" to its clients, and ` : ''}${dropDatabaseStatement(staging, session.superuser)} removes the restored copy${guards.terminateConnections ? `; "${previous}" keeps the target's closed flag: ${reopenDatabaseStatement(previous)} reopens it to be read` : ''}; nothing was dropped`;
   const rename = (from: string, to: string): Promise<void> => {
     const sql = `ALTER DATABASE ${quoteIdent(from)} RENAME TO ${quoteIdent(to)}`;
     return runOrUnsettled(session, sql, unknown, (client) => boundedQuery(client, sql, SWAP_STATEMENT_BOUND_MS));
@@ -172,7 +172,14 @@ export async function swapIn(
     .then(
       () => true,
       (error: unknown) => {
-        warn(`could not drop "${previous}", what "${target}" was before this restore (${oneLine(error)}): when it is not needed, ${dropDatabaseStatement(previous, session.superuser)}`);
+        // Sent, its answer lost (not a refusal, nor a session that could not connect to send it):
+        // the server may have dropped it, and the way back it was may be gone.
+        const sentUnanswered = error instanceof NoAnswer || (!(error instanceof OperatorError) && !isRefusedStatement(error));
+        warn(
+          sentUnanswered
+            ? `the drop of "${previous}", what "${target}" was before this restore, got no answer (${oneLine(error)}): it may have been dropped; look with SELECT datname FROM pg_database WHERE datname = '${previous}', and if it is there and not needed, ${dropDatabaseStatement(previous, session.superuser)}`
+            : `could not drop "${previous}", what "${target}" was before this restore (${oneLine(error)}): when it is not needed, ${dropDatabaseStatement(previous, session.superuser)}`,
+        );
         return false;
       },
     );

@@ -322,7 +322,7 @@ describe('a backup whose owner revoked a privilege from itself (the grants are g
     // Assert
     expect(error?.exitCode).toBe(1);
     expect(error?.message).toMatch(
-      /^pg_restore failed \(exit 1\): .*permission denied for table ledger.* \(the backup's grants revoke a privilege from the objects' owner, which "member", not a superuser, loads the data as: restore as a superuser, or pass --no-owner to have them owned by "member"\); the target was not touched$/,
+      /^pg_restore failed \(exit 1\): .*permission denied for table ledger.* \(the backup's grants revoke a privilege from the objects' owner, which "member", not a superuser, loads the data as, or "member" is NOINHERIT and does not use the owner's rights: restore as a superuser, or pass --no-owner to have them owned by "member"\); the target was not touched$/,
     );
     expect(databasesLike(cluster, 'revoke_copy')).toEqual([]);
     expect(result.rowsRestored).toBe(10);

@@ -302,6 +302,54 @@ describe('the swap is bounded: a lock held elsewhere or a server that stops answ
     }
   }, 120_000);
 
+  it("a drop of the replaced database (dropReplaced) whose answer is lost: the swap is done, and the warning says it may have been dropped and how to look, not that it could not be", async () => {
+    // Arrange: the proxy lets the server drop what the target was and cuts the answer
+    const { target, staging } = targetAndStaging('t_dropcut');
+    const proxy = await startCuttingProxy({ host: cluster.host, port: cluster.port }, new RegExp(`DROP DATABASE IF EXISTS "${target}_old_`));
+    const through: PgConnection = { ...connection, port: proxy.port };
+    const session = await openAdminSession(through, 'postgres', target);
+    const warnings: string[] = [];
+    try {
+      // Act
+      const swapped = await swapIn(session, through, staging, target, { force: true, dropReplaced: true }, (line) => warnings.push(line));
+
+      // Assert
+      expect(proxy.cut).toMatch(new RegExp(`^DROP DATABASE IF EXISTS "${target}_old_\\w+" WITH \\(FORCE\\)$`));
+      expect(swapped.replaced).toBe(true);
+      expect(warnings).toEqual([
+        expect.stringMatching(new RegExp(`^the drop of "${target}_old_\\w+", what "${target}" was before this restore, got no answer \\(.+\\): it may have been dropped; look with SELECT datname FROM pg_database WHERE datname = '${target}_old_\\w+', and if it is there and not needed, DROP DATABASE "${target}_old_\\w+"`)),
+      ]);
+      expect(psql(cluster, 'postgres', `SELECT count(*) FROM pg_database WHERE datname LIKE '${target}_old_%'`)).toBe('0');
+    } finally {
+      await session.end();
+      await proxy.stop();
+      dropAll(target);
+    }
+  }, 60_000);
+
+  it('a rename aside whose answer is lost with --terminate-connections: the line says that what the target was keeps its closed flag, and how to reopen it', async () => {
+    // Arrange: the proxy cuts the rename's answer (the server renamed the closed target aside)
+    const { target, staging } = targetAndStaging('t_closedaside');
+    const proxy = await startCuttingProxy({ host: cluster.host, port: cluster.port }, new RegExp(`RENAME TO "${target}_old_`));
+    const through: PgConnection = { ...connection, port: proxy.port };
+    const session = await openAdminSession(through, 'postgres', target);
+    try {
+      // Act
+      const error = await operatorErrorOf(swapIn(session, through, staging, target, { force: true, terminateConnections: true }, () => undefined));
+
+      // Assert
+      const aside = psql(cluster, 'postgres', `SELECT datname FROM pg_database WHERE datname LIKE '${target}_old_%'`);
+      expect(error).toBeInstanceOf(Unsettled);
+      expect(psql(cluster, 'postgres', `SELECT datallowconn FROM pg_database WHERE datname = '${aside}'`)).toBe('f');
+      expect(error.message).toContain(`; "${aside}" keeps the target's closed flag: ALTER DATABASE "${aside}" ALLOW_CONNECTIONS true reopens it to be read; nothing was dropped`);
+    } finally {
+      await session.end();
+      await proxy.stop();
+      for (const name of psql(cluster, 'postgres', `SELECT datname FROM pg_database WHERE datname LIKE '${target}%'`).split('\n').filter(Boolean)) psql(cluster, 'postgres', `ALTER DATABASE "${name}" ALLOW_CONNECTIONS true`);
+      dropAll(target);
+    }
+  }, 60_000);
+
   it('a rename aside whose answer is lost, with a server that then accepts connections but never answers: Unsettled at once (no new connection waited for), naming where each copy may be, nothing dropped', async () => {
     // Arrange: the proxy cuts the rename's answer (the server renamed the target aside), then lets
     // new connections log in and swallows their statements
