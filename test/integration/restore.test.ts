@@ -1001,8 +1001,9 @@ describe('an answer lost on the network (the server carried the statement out, o
       expect(error).toBeInstanceOf(Unsettled);
       expect(error?.exitCode).toBe(1);
       expect(error?.message).toContain(
-        `if "${target}" and "${staging}" both exist, nothing was swapped: ALTER DATABASE "${target}" ALLOW_CONNECTIONS true reopens "${target}" to its clients, and DROP DATABASE "${staging}" WITH (FORCE) removes the restored copy; nothing was dropped`,
+        `if "${target}" and "${staging}" both exist, nothing was swapped: ALTER DATABASE "${target}" ALLOW_CONNECTIONS true reopens "${target}" to its clients, and DROP DATABASE "${staging}" WITH (FORCE) removes the restored copy; "${target}_old_`,
       );
+      expect(error?.message).toMatch(new RegExp(`; "${target}_old_\\w+" keeps the target's closed flag: ALTER DATABASE "${target}_old_\\w+" ALLOW_CONNECTIONS true reopens it to be read; nothing was dropped$`));
       expect(psql(cluster, 'postgres', `SELECT datallowconn FROM pg_database WHERE datname = '${target}'`)).toBe('f');
       psql(cluster, 'postgres', `ALTER DATABASE "${target}" ALLOW_CONNECTIONS true`);
       expect(databaseDigest(cluster, target)).toBe(before);
