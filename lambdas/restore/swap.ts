@@ -34,6 +34,13 @@ export interface SwapHooks {
 export interface SwapOptions extends TargetGuards {
   /** Drop the database it replaced. By default it is kept under its `_old_` name (swapIn). */
   readonly dropReplaced?: boolean;
+  /**
+   * The restore's stop (Ctrl-C, the Lambda's deadline): heard once the guards have run again,
+   * before the swap's first change, and not after it (stopped half-way, it would leave the target
+   * aside). The guards' reads may take a while on a server slow to answer: a stop that came
+   * meanwhile must not start a swap the Lambda's stop margin does not hold.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** What the swap did: `kept`, the database that holds what the target was before it (undefined when none is left). */
@@ -64,6 +71,7 @@ export async function swapIn(
   hooks: SwapHooks = {},
 ): Promise<Swapped> {
   const state = await checkTarget(await session.client(), connection, target, guards);
+  guards.signal?.throwIfAborted();
   const previous = state.exists ? stagingName(target, 'old') : undefined;
   const reopenToo = guards.terminateConnections ? ` and ${reopenDatabaseStatement(target)}` : '';
   // What an operator is told when a rename's answer is lost: where each copy may be, once it has ended.
@@ -166,11 +174,13 @@ export async function swapIn(
     }
     return { replaced: true, kept: previous };
   }
+  // 'dropped', 'kept' (refused, or never sent), or 'unknown' (sent, its answer lost): only a database
+  // known to be left is reported as kept, a way back the operator may count on.
   const dropped = await session
     .client()
     .then((client) => dropDatabase(client, previous))
     .then(
-      () => true,
+      () => 'dropped' as const,
       (error: unknown) => {
         // Sent, its answer lost (not a refusal, nor a session that could not connect to send it):
         // the server may have dropped it, and the way back it was may be gone.
@@ -180,15 +190,21 @@ export async function swapIn(
             ? `the drop of "${previous}", what "${target}" was before this restore, got no answer (${oneLine(error)}): it may have been dropped; look with SELECT datname FROM pg_database WHERE datname = '${previous}', and if it is there and not needed, ${dropDatabaseStatement(previous, session.superuser)}`
             : `could not drop "${previous}", what "${target}" was before this restore (${oneLine(error)}): when it is not needed, ${dropDatabaseStatement(previous, session.superuser)}`,
         );
-        return false;
+        return sentUnanswered ? ('unknown' as const) : ('kept' as const);
       },
     );
-  return { replaced: true, kept: dropped ? undefined : previous };
+  return { replaced: true, kept: dropped === 'kept' ? previous : undefined };
 }
 
+/**
+ * Polls until the target's ended sessions are gone (milliseconds), 50 times at most and for one
+ * swap statement's bound in all (what the Lambda's stop margin gives it); the rename then refuses
+ * any still there.
+ */
 async function waitForNoSessions(admin: Client, database: string): Promise<void> {
-  for (let i = 0; i < 50; i += 1) {
-    const r = await boundedQuery(admin, `SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND ${CLIENT_SESSION}`, SWAP_STATEMENT_BOUND_MS, [database]);
+  const until = Date.now() + SWAP_STATEMENT_BOUND_MS;
+  for (let i = 0; i < 50 && Date.now() < until; i += 1) {
+    const r = await boundedQuery(admin, `SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND ${CLIENT_SESSION}`, Math.max(1, until - Date.now()), [database]);
     if (r.rowCount === 0) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }

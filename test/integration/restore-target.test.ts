@@ -302,7 +302,30 @@ describe('the swap is bounded: a lock held elsewhere or a server that stops answ
     }
   }, 120_000);
 
-  it("a drop of the replaced database (dropReplaced) whose answer is lost: the swap is done, and the warning says it may have been dropped and how to look, not that it could not be", async () => {
+  it('a stop (Ctrl-C, the deadline) that came while the guards ran again is heard before the first change: the swap does not start, the target untouched, the restored copy kept for the caller to drop', async () => {
+    // Arrange
+    const { target, staging } = targetAndStaging('t_stopped');
+    const session = await openAdminSession(connection, 'postgres', target);
+    const stop = new AbortController();
+    stop.abort(new Error('received SIGINT'));
+    try {
+      // Act
+      const error = await swapIn(session, connection, staging, target, { force: true, terminateConnections: true, signal: stop.signal }, () => undefined).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+
+      // Assert
+      expect(error?.message).toBe('received SIGINT');
+      expect(psql(cluster, 'postgres', `SELECT datname || ':' || datallowconn FROM pg_database WHERE datname LIKE '${target}%' ORDER BY datname`)).toBe(`${target}:true\n${staging}:true`);
+      expect(psql(cluster, target, 'SELECT id FROM keep_me')).toBe('7');
+    } finally {
+      await session.end();
+      dropAll(target);
+    }
+  }, 60_000);
+
+  it("a drop of the replaced database (dropReplaced) whose answer is lost: the swap is done, the warning says it may have been dropped and how to look, and no copy is reported kept", async () => {
     // Arrange: the proxy lets the server drop what the target was and cuts the answer
     const { target, staging } = targetAndStaging('t_dropcut');
     const proxy = await startCuttingProxy({ host: cluster.host, port: cluster.port }, new RegExp(`DROP DATABASE IF EXISTS "${target}_old_`));
@@ -315,7 +338,7 @@ describe('the swap is bounded: a lock held elsewhere or a server that stops answ
 
       // Assert
       expect(proxy.cut).toMatch(new RegExp(`^DROP DATABASE IF EXISTS "${target}_old_\\w+" WITH \\(FORCE\\)$`));
-      expect(swapped.replaced).toBe(true);
+      expect(swapped).toEqual({ replaced: true });
       expect(warnings).toEqual([
         expect.stringMatching(new RegExp(`^the drop of "${target}_old_\\w+", what "${target}" was before this restore, got no answer \\(.+\\): it may have been dropped; look with SELECT datname FROM pg_database WHERE datname = '${target}_old_\\w+', and if it is there and not needed, DROP DATABASE "${target}_old_\\w+"`)),
       ]);
