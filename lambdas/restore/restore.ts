@@ -166,7 +166,7 @@ export interface RestoreResult {
   /** Every warning the restore gave (also given to RestoreDeps.warn as it came), e.g. a copy read-only for the application. */
   readonly warnings: readonly string[];
   readonly timings: RestoreTimings;
-  /** Wall time of the whole restore (resolve, download, load, check, swap), seconds. */
+  /** Wall time of the whole restore (resolve, download, load, check, swap), seconds, but the time at the confirmation prompt. */
   readonly rtoSeconds: number;
 }
 
@@ -219,7 +219,10 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // Which backup, and how old, once the checks passed and before anything is downloaded: `latest`
     // may be days old, or already after the damage.
     log(`backup: ${manifestKey}, ${takenAgo(manifest.startedAt)}`);
+    // The operator's time at the prompt is not the restore's: the RTO leaves it out.
+    const promptStarted = performance.now();
     await deps.confirm?.({ manifestKey, manifest });
+    const promptSeconds = (performance.now() - promptStarted) / 1000;
 
     // 3. Download and verify.
     log(`download: ${object.key} (${object.bytes} bytes)`);
@@ -345,7 +348,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       rowsRestored,
       warnings,
       timings: { downloadSeconds: download.seconds, restoreSeconds, verifySeconds, swapSeconds },
-      rtoSeconds: (performance.now() - started) / 1000,
+      rtoSeconds: (performance.now() - started) / 1000 - promptSeconds,
     };
   } catch (error) {
     // A lost answer, or a target left missing: the staging database may be the copy the target

@@ -96,6 +96,22 @@ describe('restore round trip', () => {
     expect(result.rtoSeconds).toBeGreaterThanOrEqual(t.downloadSeconds + t.restoreSeconds + t.verifySeconds + t.swapSeconds);
   });
 
+  it("leaves the operator's time at the confirmation prompt out of the RTO", async () => {
+    // Arrange: an operator who takes 3 s to type the database's name
+    const target = uniqueDatabaseName('restore_rt_prompt');
+    const confirm = () => new Promise<void>((resolve) => setTimeout(resolve, 3_000));
+    const started = performance.now();
+
+    // Act
+    const result = await restoreBackup({ ...deps(), confirm }, { ref: manifestKey, targetDb: target });
+    const wallSeconds = (performance.now() - started) / 1000;
+
+    // Assert
+    expect(wallSeconds - result.rtoSeconds).toBeGreaterThanOrEqual(2.9);
+    const t = result.timings;
+    expect(result.rtoSeconds).toBeGreaterThanOrEqual(t.downloadSeconds + t.restoreSeconds + t.verifySeconds + t.swapSeconds);
+  });
+
   it('restores the plain .sql.gz with --format plain, through latest/<tier>.json, with the same digest', async () => {
     const target = uniqueDatabaseName('restore_rt_plain');
 
