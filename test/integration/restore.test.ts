@@ -481,7 +481,8 @@ describe('restore refusals leave the target untouched', () => {
 
   it('an interrupt that arrives while the swap fails reports the state the swap left the target in, not a blanket "untouched" (exit 130)', async () => {
     // Arrange: an existing target (renamed aside by the swap), a session in the staging database
-    // that makes the swap's second rename fail, and Ctrl-C pressed as the swap starts
+    // that makes the swap's second rename fail, and Ctrl-C pressed as the swap renames the target
+    // aside (one pressed before the swap's first change stops it there: the next test)
     const target = makeTarget();
     const interrupt = new AbortController();
     let session: Client | undefined;
@@ -493,11 +494,10 @@ describe('restore refusals leave the target untouched', () => {
         session.on('error', () => undefined);
         connecting = session.connect();
       }
-      if (line.startsWith('swap: ')) interrupt.abort(new Error('SIGINT'));
     };
 
     // Act
-    const error = await restoreBackup(deps({ log }), { ref: manifestKey, targetDb: target, force: true, signal: interrupt.signal }).then(
+    const error = await restoreBackup({ ...deps({ log }), onSwapAside: () => interrupt.abort(new Error('SIGINT')) }, { ref: manifestKey, targetDb: target, force: true, signal: interrupt.signal }).then(
       () => undefined,
       (e: unknown) => e as OperatorError,
     );
@@ -511,6 +511,27 @@ describe('restore refusals leave the target untouched', () => {
         `^restore interrupted \\(SIGINT\\) during the swap, which failed: cannot rename the restored database to "${target}" \\(.*being accessed by other users.*\\); the previous database was put back, target "${target}" untouched; the restored copy was not swapped in, staging database ${target}_restore_\\w+ dropped$`,
       ),
     );
+    expect(psql(cluster, target, 'SELECT count(*) FROM keep_me')).toBe('50');
+    expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+  });
+
+  it('an interrupt that arrives as the swap starts, before its first change, stops it there: staging dropped, the target untouched (exit 130)', async () => {
+    // Arrange: Ctrl-C pressed as the swap starts (its guards run again first)
+    const target = makeTarget();
+    const interrupt = new AbortController();
+    const log = (line: string): void => {
+      if (line.startsWith('swap: ')) interrupt.abort(new Error('SIGINT'));
+    };
+
+    // Act
+    const error = await restoreBackup(deps({ log }), { ref: manifestKey, targetDb: target, force: true, signal: interrupt.signal }).then(
+      () => undefined,
+      (e: unknown) => e as OperatorError,
+    );
+
+    // Assert
+    expect(error?.exitCode).toBe(130);
+    expect(error?.message).toMatch(new RegExp(`^restore interrupted \\(SIGINT\\): staging database ${target}_restore_\\w+ dropped; target "${target}" untouched$`));
     expect(psql(cluster, target, 'SELECT count(*) FROM keep_me')).toBe('50');
     expect(databasesLike(cluster, `${target}_`)).toEqual([]);
   });
