@@ -19,6 +19,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DEFAULT_COMPRESSION_LEVEL, DEFAULT_PART_SIZE_BYTES, DEFAULT_QUEUE_SIZE } from '../lambdas/backup/backup';
+import { resolvePlainCompressor } from '../lambdas/backup/compressor';
 import { psql, startPostgres, stopPostgres, type PostgresCluster } from '../test/support/postgres';
 import { startLocalS3Process, type LocalS3Process } from '../test/support/s3';
 import { BENCH_SIZES_MB, SHAPES, generateShape } from './shapes';
@@ -179,6 +180,15 @@ async function main(): Promise<void> {
   const cluster: PostgresCluster = await startPostgres({ extraSettings: ['-c shared_buffers=256MB', '-c max_wal_size=4GB'] });
   const s3 = await startLocalS3Process('atmr-dr-bench');
   const report: string[] = [];
+  // The backup gzips the plain SQL with igzip when it is installed (the runner image ships it) and
+  // with node's zlib otherwise, at several times the CPU: a machine without igzip measures another
+  // pipeline than production's, so the report names the one it ran.
+  const compressor = await resolvePlainCompressor(level);
+  const compressorLine =
+    compressor.kind === 'igzip'
+      ? `plain SQL gzipped by igzip (${compressor.path}), as in the runner image`
+      : 'plain SQL gzipped by node\'s zlib: igzip NOT FOUND (Debian: apt-get install isal); the runner image ships igzip, so (1) here overstates the backup\'s CPU';
+  if (compressor.kind !== 'igzip') process.stderr.write(`bench:backup: ${compressorLine}\n`);
   const summary: string[][] = [['shape', 'MB', '(1) both formats / raw -Fc', '(1) CPU floor', '(2) custom / uploader', '(2) CPU floor', 'target']];
   try {
     // The bundle of the current sources (what `npx atmr-dr` runs), built once before any timing.
@@ -279,7 +289,7 @@ async function main(): Promise<void> {
       ]);
       psql(cluster, 'postgres', `DROP DATABASE ${database}`);
     }
-    console.log(`bench:backup (${os.cpus()[0]?.model ?? 'cpu'}, ${cores} cores, PostgreSQL ${psql(cluster, 'postgres', 'SHOW server_version')})`);
+    console.log(`bench:backup (${os.cpus()[0]?.model ?? 'cpu'}, ${cores} cores, PostgreSQL ${psql(cluster, 'postgres', 'SHOW server_version')}; ${compressorLine})`);
     console.log(report.join('\n'));
     console.log(`\n### summary (best of ${ROUNDS} rounds each)\n\n${table(summary)}`);
     console.log(
