@@ -20,7 +20,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { DEFAULT_COMPRESSION_LEVEL, DEFAULT_PART_SIZE_BYTES, DEFAULT_QUEUE_SIZE } from '../lambdas/backup/backup';
 import { resolvePlainCompressor } from '../lambdas/backup/compressor';
-import { psql, startPostgres, stopPostgres, type PostgresCluster } from '../test/support/postgres';
+import { pathWithPostgresBinaries, postgresBinDir, psql, startPostgres, stopPostgres, type PostgresCluster } from '../test/support/postgres';
 import { startLocalS3Process, type LocalS3Process } from '../test/support/s3';
 import { BENCH_SIZES_MB, SHAPES, generateShape } from './shapes';
 
@@ -197,7 +197,7 @@ async function main(): Promise<void> {
       const database = shape.name.replace('-', '_');
       process.stderr.write(`[${shape.name}, ${mb} MB] generating...\n`);
       const dbBytes = generateShape(cluster, database, shape, mb);
-      const pgEnv = { ...process.env, ...cluster.env, PGDATABASE: database };
+      const pgEnv = { ...process.env, ...cluster.env, PGDATABASE: database, PATH: pathWithPostgresBinaries() };
       const cliEnv = { ...pgEnv, ...s3.env };
       // Warm the caches so that the first measurement is not penalised.
       await measure(s3, 'pg_dump', ['-Fc', '-f', path.join(workDir, 'warm.dump')], pgEnv);
@@ -289,7 +289,7 @@ async function main(): Promise<void> {
       ]);
       psql(cluster, 'postgres', `DROP DATABASE ${database}`);
     }
-    console.log(`bench:backup (${os.cpus()[0]?.model ?? 'cpu'}, ${cores} cores, PostgreSQL ${psql(cluster, 'postgres', 'SHOW server_version')}; ${compressorLine})`);
+    console.log(`bench:backup (${os.cpus()[0]?.model ?? 'cpu'}, ${cores} cores, PostgreSQL ${psql(cluster, 'postgres', 'SHOW server_version')}; pg_dump and pg_restore from ${postgresBinDir()}, as the runner image's binaries, not Debian's pg_wrapper; ${compressorLine})`);
     console.log(report.join('\n'));
     console.log(`\n### summary (best of ${ROUNDS} rounds each)\n\n${table(summary)}`);
     console.log(

@@ -26,7 +26,7 @@ import { pipeline } from 'node:stream/promises';
 import { runBackup } from '../lambdas/backup/backup';
 import { DEFAULT_SPACE_FACTOR } from '../lambdas/restore/download';
 import { createS3Client } from '../lambdas/shared/aws';
-import { psql, startPostgres, stopPostgres } from '../test/support/postgres';
+import { pathWithPostgresBinaries, postgresBinDir, psql, startPostgres, stopPostgres } from '../test/support/postgres';
 import { startLocalS3Process } from '../test/support/s3';
 import { BENCH_SIZES_MB, SHAPES, generateShape } from './shapes';
 
@@ -94,7 +94,7 @@ async function main(): Promise<void> {
   const s3Server = await startLocalS3Process('atmr-dr-bench-restore');
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-bench-restore-'));
   const s3 = createS3Client(s3Server.env);
-  const pgEnv = { ...cluster.env };
+  const pgEnv = { ...cluster.env, PATH: pathWithPostgresBinaries() };
   const largest = largestConfiguredDumpMiB();
   const largestDatabase = largestConfiguredDatabaseGiB();
   const report: string[] = [];
@@ -121,7 +121,7 @@ async function main(): Promise<void> {
       const reference = (): number => {
         psql(cluster, 'postgres', 'CHECKPOINT');
         const start = performance.now();
-        psql(cluster, 'postgres', 'CREATE DATABASE reference');
+        psql({ env: pgEnv }, 'postgres', 'CREATE DATABASE reference');
         execFileSync('pg_restore', ['--no-owner', '--exit-on-error', '-j', String(cores), '-d', 'reference', localDump], { env: { ...process.env, ...pgEnv }, stdio: 'inherit' });
         const seconds = (performance.now() - start) / 1000;
         psql(cluster, 'postgres', 'DROP DATABASE reference');
@@ -194,7 +194,7 @@ async function main(): Promise<void> {
       psql(cluster, 'postgres', `DROP DATABASE ${source}`);
       fs.rmSync(localDump, { force: true });
     }
-    console.log(`bench:restore (${os.cpus()[0]?.model ?? 'cpu'}, ${cores} cores, PostgreSQL ${psql(cluster, 'postgres', 'SHOW server_version')})`);
+    console.log(`bench:restore (${os.cpus()[0]?.model ?? 'cpu'}, ${cores} cores, PostgreSQL ${psql(cluster, 'postgres', 'SHOW server_version')}; pg_restore from ${postgresBinDir()}, as the runner image's binaries, not Debian's pg_wrapper)`);
     console.log(report.join('\n'));
     console.log(`\n### summary (best of ${ROUNDS} rounds each; download and process start as shares of the gap)\n\n${table(summary)}`);
   } finally {

@@ -29,6 +29,17 @@ export function postgresBinDir(): string {
   throw new Error('initdb not found: install PostgreSQL (apt-get install postgresql) or put its bin/ on PATH');
 }
 
+/**
+ * PATH with the PostgreSQL client binaries themselves first. Debian's /usr/bin/pg_dump, pg_restore
+ * and psql are links to pg_wrapper, a perl script that picks a version at each start (tens of ms
+ * each, more on a loaded machine); the runner image's tools (AL2023's postgresql<major> package)
+ * are the binaries. The benches run their references and atmr-dr with this PATH, so that a command
+ * that starts pg_restore three times is not charged two perl starts production does not have.
+ */
+export function pathWithPostgresBinaries(): string {
+  return `${postgresBinDir()}${path.delimiter}${process.env.PATH ?? ''}`;
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
