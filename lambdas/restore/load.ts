@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { type Readable, pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { firstError, pgToolPath, quoteIdent } from '../shared/postgres';
+import { firstError, isErrorLine, pgToolPath, quoteIdent } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupObject } from '../shared/manifest';
 import { libpqEnv, PgConnection } from '../shared/pg-connection';
@@ -32,6 +32,8 @@ export interface LoadInput {
   readonly otherCopy?: Pick<BackupObject, 'format'>;
   /** The target's name when it is a new database (the staging database is then the restoring role's): what a refusal in public advises. */
   readonly newTarget?: string;
+  /** The backed-up database's owner as its manifest records it (a backup taken before manifests did has none): the owner a refusal in public advises. */
+  readonly backupOwner?: string;
   /**
    * How the caller asks for noOwner, offered by a load that stopped on an owner (e.g. 'pass
    * --no-owner'); undefined: offered nowhere (the plain format, which cannot take it; the restore
@@ -91,7 +93,7 @@ export async function loadBackup(input: LoadInput): Promise<void> {
     }
     throw new OperatorError(`cannot read the downloaded ${name} (${reason}): psql was stopped before it committed; the target was not touched; retry, and check the local disk (TMPDIR)`);
   });
-  if (result.code !== 0) throw new OperatorError(`psql failed (exit ${result.code}): ${firstError(result.stderr)}${ownerFix(firstError(result.stderr), input.connection.user, input.newTarget, input.noOwnerAdvice)}; the target was not touched`);
+  if (result.code !== 0) throw new OperatorError(`psql failed (exit ${result.code}): ${firstError(result.stderr)}${ownerFix(firstError(result.stderr), input, input.backupOwner)}; the target was not touched`);
 }
 
 /**
@@ -128,7 +130,7 @@ const MISSING_ROLE = /role "(.+?)" does not exist/;
  */
 function loadFailure(result: ToolResult, missing: ReadonlyMap<string, 'owner' | 'grants'>, input: LoadInput, when: string): OperatorError {
   const first = firstError(result.stderr);
-  if (missing.size === 0) return new OperatorError(`pg_restore failed (exit ${result.code}): ${first}${ownerFix(first, input.connection.user, input.newTarget, input.noOwnerAdvice)}; the target was not touched`);
+  if (missing.size === 0) return new OperatorError(`pg_restore failed (exit ${result.code}): ${first}${ownerFix(first, input, input.backupOwner ?? failedOwnerTo(result.stderr))}; the target was not touched`);
   const names = [...missing.keys()].sort();
   const named = names.map((r) => `"${r}" (${missing.get(r)})`).join(', ');
   const create = names.map((r) => `CREATE ROLE ${quoteIdent(r)}`).join('; ');
@@ -141,20 +143,36 @@ function loadFailure(result: ToolResult, missing: ReadonlyMap<string, 'owner' | 
 }
 
 /**
+ * The role the statement under pg_restore's first error gave its object to (`Command was: ALTER
+ * TABLE public.t OWNER TO alice;`, the name quoted as pg_dump writes it); undefined when that
+ * statement gives no owner.
+ */
+function failedOwnerTo(stderr: string): string | undefined {
+  const lines = stderr.split('\n');
+  const command = lines[lines.findIndex(isErrorLine) + 1] ?? '';
+  const owner = /^Command was: ALTER .+ OWNER TO (?:"((?:[^"]|"")+)"|([^\s";]+));$/.exec(command);
+  return owner === null ? undefined : (owner[2] ?? owner[1].replaceAll('""', '"'));
+}
+
+/**
  * What to do when the load stopped on an object's owner. pg_restore (without --no-owner) and the
  * plain SQL give each object to its owner in the backup right after creating it, so this comes
  * within seconds of the load's start: the restoring role is neither a superuser nor a member of
  * that role (PostgreSQL 16 says "must be able to SET ROLE"), or the server has no such role (a new
  * server: roles are not in a pg_dump). '' for any other failure.
  */
-function ownerFix(line: string, restorer: string, newTarget?: string, noOwnerAdvice?: string): string {
+function ownerFix(line: string, { connection: { user: restorer }, newTarget, noOwnerAdvice }: LoadInput, knownOwner: string | undefined): string {
   const you = quoteIdent(restorer);
   const orNoOwner = noOwnerAdvice ? `, or ${noOwnerAdvice} to have them owned by "${restorer}"` : '';
   // PostgreSQL 15: only the database's owner may create in public, and giving an object in public
   // to a role needs that role to be allowed to create there. A new name's database is the
   // restoring role's, so a role that is not a superuser cannot give the backup's objects back.
+  // The owner to create it for: the manifest's, else the one pg_restore's failed statement named.
+  // Unknown, and left for the operator to fill in, for a backup taken before manifests recorded
+  // it when the failed statement does not name it: always so with the plain format (psql prints
+  // no failed statement).
   if (newTarget !== undefined && /permission denied for schema public/.test(line)) {
-    return ` (the new database is owned by "${restorer}", and only its owner may create in its schema public, so "${restorer}", not a superuser, cannot give the backup's objects to their owner: create the database empty for that owner first (CREATE DATABASE ${quoteIdent(newTarget)} OWNER <the backup's owner>) and restore into it${noOwnerAdvice ? `, restore as a superuser, or ${noOwnerAdvice}` : ', or restore as a superuser'})`;
+    return ` (the new database is owned by "${restorer}", and only its owner may create in its schema public, so "${restorer}", not a superuser, cannot give the backup's objects to their owner: create the database empty for that owner first (CREATE DATABASE ${quoteIdent(newTarget)} OWNER ${knownOwner === undefined ? "<the backup's owner>" : quoteIdent(knownOwner)}) and restore into it${noOwnerAdvice ? `, restore as a superuser, or ${noOwnerAdvice}` : ', or restore as a superuser'})`;
   }
   const notMember = /must be (?:member of role|able to SET ROLE) "(.+?)"/.exec(line);
   if (notMember) {

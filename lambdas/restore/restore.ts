@@ -279,7 +279,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // pg_restore says nothing until it ends, which on a large database is minutes.
     const loadEnded = deps.onLoad?.(`${object.format === 'custom' ? 'pg_restore' : 'psql'} into ${staging}`);
     try {
-      await loadBackup({ connection: deps.connection, database: staging, file: download.file, format: object.format, jobs: deps.jobs, pgBinDir: deps.pgBinDir, noOwner: options.noOwner, signal, otherCopy, newTarget: owner === undefined ? target : undefined, noOwnerAdvice });
+      await loadBackup({ connection: deps.connection, database: staging, file: download.file, format: object.format, jobs: deps.jobs, pgBinDir: deps.pgBinDir, noOwner: options.noOwner, signal, otherCopy, newTarget: owner === undefined ? target : undefined, backupOwner: manifest.databaseProperties?.owner, noOwnerAdvice });
     } finally {
       loadEnded?.();
     }
