@@ -1623,6 +1623,31 @@ describe('an interrupted cutover', () => {
     expect((await cutover(deps(stale), id, settings({ readinessUrl: readyUrl }), 'bob', 'resume')).ok).toBe(true);
   });
 
+  it('a reopening that failed, an --undo refused, then a --resume that finishes: the record keeps no error of the failed attempt, and recover status prints none', async () => {
+    // Arrange: SSM refuses the reopening (the killswitch back to normal) until the resume
+    const id = await verifiedRecovery();
+    let reopeningRefused = true;
+    ssm.on(PutParameterCommand).callsFake((input: { Name: string; Value: string }) => {
+      if (reopeningRefused && (JSON.parse(input.Value) as { mode: string }).mode === 'normal') throw Object.assign(new Error('User: alice is not authorized to perform: ssm:PutParameter'), { name: 'AccessDeniedException' });
+      const version = parameters.get(input.Name)!.version + 1;
+      parameters.set(input.Name, { value: input.Value, version });
+      return { Version: version };
+    });
+    expect(await cutover(deps(), id, settings(), 'alice')).toMatchObject({ ok: false, interrupted: true, status: 'cutting-over' });
+    expect((await getRecovery(deps().store, id)).error).toBe('User: alice is not authorized to perform: ssm:PutParameter');
+    await expect(undoCutover(deps(), id, settings(), 'bob')).rejects.toThrow(`recover cutover --undo: recovery ${id}: the killswitch was reopened on atmr-prod-pitr-202611301402 at `);
+    reopeningRefused = false;
+
+    // Act
+    const resumed = await cutover(deps(), id, settings(), 'bob', 'resume');
+
+    // Assert: `recover status` prints the record's error whenever it has one
+    expect(resumed.ok).toBe(true);
+    const record = await getRecovery(deps().store, id);
+    expect([record.status, record.error, record.leaseToken]).toEqual(['cut-over', undefined, undefined]);
+    expect(killswitchNow().mode).toBe('normal');
+  });
+
   describe('killed once the killswitch was reopened, production then taken back to the old instance by hand', () => {
 
     /** What the closing undo warns of: users let in on the copy by the reopening, before the way back. */
