@@ -106,7 +106,8 @@ export interface CutoverResult {
   /**
    * An undo that closed a cutover taken back to the old instance by hand: users may have written on
    * the copy before the way back, and those writes are not on the old instance. The CLI prints it on
-   * stderr; the team's event carries it.
+   * stderr; the team's event carries it. Also an undo whose last write (the lease released with
+   * it) was refused: the record keeps its status, the lease live until a time it names.
    */
   readonly warning?: string;
   readonly journal?: readonly JournalEntry[];
@@ -452,6 +453,23 @@ class Session {
     );
   }
 
+  /**
+   * The write that ends a run which goes on when it is refused (DynamoDB throttling: often what
+   * stopped it), the lease released with it. Refused, the lease stays live until its last renewal
+   * runs out, and the next --resume or --undo, this operator's too, is refused until then as held:
+   * the run's last line says so (returned, starting "; "; '' once released, or taken over).
+   */
+  private async release(extra: Partial<Omit<RecoveryRecord, 'recoveryId'>> = {}): Promise<string> {
+    try {
+      await this.put(undefined, extra, true);
+      return '';
+    } catch (error) {
+      if (error instanceof LeaseLostError) return '';
+      const until = new Date(this.record.leaseExpiresAt ?? 0).toISOString();
+      return `; the lease was not released (${namedLine(error)}): it stays ${this.leaseOwner}'s until ${until}, and a --resume or --undo run before then, yours too, is refused as held`;
+    }
+  }
+
   /** Called at each poll of a wait: stop if asked, else renew the lease. */
   private readonly tick = async () => {
     if (this.deps.stopRequested?.()) throw new Interrupted('stop requested');
@@ -654,13 +672,13 @@ class Session {
       // Once the killswitch reopening was attempted, production may be taking writes on the copy: no automatic undo.
       if (this.entry(CUTOVER_STEPS.reopen)) {
         const message = oneLine(error);
-        await this.put(undefined, { error: message }, true).catch(() => undefined);
+        const kept = await this.release({ error: message });
         return this.result(
           false,
           'cutting-over',
           {
             interrupted: true,
-            error: `${message}: production may still be in maintenance (the reopening may not have happened: --resume reopens it, then renames the old instance), or the killswitch may be open on the new instance already (production taking writes there: --resume finishes the rename); "atmr-dr killswitch status" tells which`,
+            error: `${message}: production may still be in maintenance (the reopening may not have happened: --resume reopens it, then renames the old instance), or the killswitch may be open on the new instance already (production taking writes there: --resume finishes the rename); "atmr-dr killswitch status" tells which${kept}`,
           },
           settings,
         );
@@ -944,7 +962,7 @@ class Session {
       await this.put(undefined, {}, true);
       throw new OperatorError(this.movedRefusal(reopen, current, moved, copyGone, settings), moved.unread ? 1 : 3);
     }
-    const warning = back && reopen ? this.writesLeftOnCopy(copyGone) : undefined;
+    let warning = back && reopen ? this.writesLeftOnCopy(copyGone) : undefined;
     if (reopen && !back) {
       await this.put(undefined, {}, true);
       throw new OperatorError(
@@ -1041,13 +1059,12 @@ class Session {
             // on the copy), the endpoint set back by hand; neither was read here.
             const stopped = `cannot journal the redeploy of ${services} before setting ${describeEndpoint(settings.endpoint)} back (${same ? 'the same error' : refused}): nothing undone: the endpoint not set back, the killswitch left as it is (users are kept out only while it holds the cutover's maintenance: check with "atmr-dr killswitch status"); fix the cause, then run ${undoCommand}`;
             if (!cause) {
-              await this.put(undefined, {}, true).catch(() => undefined);
-              throw new OperatorError(`recover cutover --undo: recovery ${id}: ${stopped}`, 1, { cause: error });
+              const kept = await this.release();
+              throw new OperatorError(`recover cutover --undo: recovery ${id}: ${stopped}${kept}`, 1, { cause: error });
             }
-            const failed = `(${same ? refused : cause}), and its undo ${stopped}`;
             // A failed cutover left `cutting-over`: as a stop of its own, the record keeps why and its
             // steps, and the team hears it failed. Both best-effort: DynamoDB may be what refused.
-            await this.put(undefined, { error: cause, cutover: this.steps }, true).catch(() => undefined);
+            const failed = `(${same ? refused : cause}), and its undo ${stopped}${await this.release({ error: cause, cutover: this.steps })}`;
             await announce(deps.events, RECOVERY_EVENTS.cutoverFailed, { summary: `Recovery ${id}: cutover FAILED ${failed}`, at: this.now().toISOString(), recoveryId: id, steps: this.steps }).catch(() => undefined);
             throw new OperatorError(`recover cutover${this.mode === 'resume' ? ' --resume' : ''}: recovery ${id}: the cutover failed ${failed}`, 1, { cause: error });
           });
@@ -1150,14 +1167,15 @@ class Session {
     const error = cause ?? (failedUndos ? `cutover undo by ${this.actor} not finished (${failedUndos} undo(s) failed)` : `cutover interrupted and undone by ${this.actor}`);
     const unknown = killswitchUnknown(this.steps);
     const closed = keptInMaintenance(this.steps) ? `; production stays in maintenance until ${undoCommand} finishes` : unknown ? `; ${unknown}` : '';
-    await this.put(undefined, { status: 'cutover-failed', cutover: this.steps, error }, true).catch(() => undefined);
+    const kept = await this.release({ status: 'cutover-failed', cutover: this.steps, error });
+    if (kept) warning = [warning, `the undo is not recorded, the record still says "${this.record.status}"${kept}: ${undoCommand} run after that records it`].filter(Boolean).join('; ');
     await announce(deps.events, cause ? RECOVERY_EVENTS.cutoverFailed : RECOVERY_EVENTS.cutoverUndone, {
       summary: `Recovery ${id}: cutover ${cause ? `FAILED (${cause})` : `undone by ${this.actor}`}; ${this.steps.filter((s) => s.outcome === 'undone').length} change(s) undone, ${failedUndos} undo(s) failed${closed}${warning ? `; WARNING: ${warning}` : ''}`,
       at: this.now().toISOString(),
       recoveryId: id,
       steps: this.steps,
     }).catch(() => undefined);
-    return this.result(false, 'cutover-failed', { error, ...(warning && { warning }) }, settings);
+    return this.result(false, kept ? this.record.status : 'cutover-failed', { error, ...(warning && { warning }) }, settings);
   }
 
   /**

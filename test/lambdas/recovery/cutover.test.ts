@@ -1491,10 +1491,10 @@ describe('an interrupted cutover', () => {
    * The ops-state table refusing each update `fails` says fails (asked at every update, in order): as
    * DynamoDB throttling it, the process living on; or, `killed`, hanging it: the process dead there.
    */
-  function failingStore(fails: () => boolean, how: 'throttled' | 'killed' = 'throttled'): CutoverDeps['store'] {
+  function failingStore(fails: (command: UpdateCommand) => boolean, how: 'throttled' | 'killed' = 'throttled'): CutoverDeps['store'] {
     const ddb = {
       send: (command: unknown) => {
-        if (command instanceof UpdateCommand && fails()) {
+        if (command instanceof UpdateCommand && fails(command)) {
           return how === 'killed' ? new Promise(() => undefined) : Promise.reject(Object.assign(new Error('Throughput exceeds the current capacity of your table'), { name: 'ProvisionedThroughputExceededException' }));
         }
         return dynamo.ddb.send(command as UpdateCommand);
@@ -2137,6 +2137,49 @@ describe('an interrupted cutover', () => {
     },
   );
 
+  /** How a run whose release of the lease DynamoDB refused (throttling) ends its last line: the lease as the record keeps it. */
+  const leaseKept = async (id: string, owner: string) =>
+    `; the lease was not released (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): it stays ${owner}'s until ${new Date((await getRecovery(deps().store, id)).leaseExpiresAt!).toISOString()}, and a --resume or --undo run before then, yours too, is refused as held`;
+
+  it('a reopening that failed, its release of the lease refused too (DynamoDB throttling): the line says until when the lease stays and that a run before then is refused', async () => {
+    const id = await verifiedRecovery();
+    ssm.on(PutParameterCommand).callsFake((input: { Name: string; Value: string }) => {
+      if ((JSON.parse(input.Value) as { mode: string }).mode === 'normal') throw Object.assign(new Error('User: alice is not authorized to perform: ssm:PutParameter'), { name: 'AccessDeniedException' });
+      const version = parameters.get(input.Name)!.version + 1;
+      parameters.set(input.Name, { value: input.Value, version });
+      return { Version: version };
+    });
+    const releases = failingStore((command) => command.input.UpdateExpression?.includes(' REMOVE ') === true);
+
+    const result = await cutover(deps({ store: releases }), id, settings(), 'alice');
+
+    expect(result).toMatchObject({ ok: false, interrupted: true, status: 'cutting-over' });
+    expect(result.error!.endsWith(`"atmr-dr killswitch status" tells which${await leaseKept(id, 'alice')}`)).toBe(true);
+  });
+
+  it("--undo whose last write (the lease released with it) is refused says the undo is not recorded, until when the lease stays, and that a run before then is refused; the next --undo before then is refused naming that time, one after it closes the cutover", async () => {
+    // Arrange: killed at the redeploy's mark, before the reopening; the undo's writes that release the lease refused
+    const { id } = await killedCutover(8);
+    const releases = failingStore((command) => command.input.UpdateExpression?.includes(' REMOVE ') === true);
+
+    // Act
+    const first = await undoCutover(deps({ ...stale, store: releases }), id, settings(), 'bob');
+
+    // Assert: production is back; the record is not, and the lease is live until a time the warning names
+    expect(secretValue.host).toBe(OLD_HOST);
+    expect(killswitchNow().mode).toBe('normal');
+    const record = await getRecovery(deps().store, id);
+    expect([first.status, record.status, record.leaseOwner]).toEqual(['cutting-over', 'cutting-over', 'bob']);
+    const until = new Date(record.leaseExpiresAt!).toISOString();
+    expect(first.warning).toBe(
+      `the undo is not recorded, the record still says "cutting-over"; the lease was not released (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): it stays bob's until ${until}, and a --resume or --undo run before then, yours too, is refused as held: "atmr-dr recover cutover ${id} --undo --yes" run after that records it`,
+    );
+    await expect(undoCutover(deps(stale), id, settings(), 'bob')).rejects.toThrow(`recover cutover --undo: recovery ${id} is being cut over by bob (lease live until ${until})`);
+    const next = await undoCutover(deps({ now: () => new Date(Date.parse(until) + 1000) }), id, settings(), 'bob');
+    expect([next.status, next.error, next.warning]).toEqual(['cutover-failed', 'cutover interrupted and undone by bob', undefined]);
+    expect((await getRecovery(deps().store, id)).leaseToken).toBeUndefined();
+  });
+
   it('--undo whose entry for the redeploy is refused (DynamoDB throttling to the end) stops before setting the endpoint back, in one line saying nothing was undone and to run --undo again; that --undo finishes', async () => {
     // Arrange: killed once the endpoint step is journaled done, before the redeploy; every write after the undo's lease refused
     const { id } = await killedCutover(6);
@@ -2151,7 +2194,7 @@ describe('an interrupted cutover', () => {
     // Assert: nothing changed, the endpoint still on the copy
     expect([refusal.exitCode, refusal.message]).toEqual([
       1,
-      `recover cutover --undo: recovery ${id}: cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): nothing undone: the endpoint not set back, the killswitch left as it is (users are kept out only while it holds the cutover's maintenance: check with "atmr-dr killswitch status"); fix the cause, then run "atmr-dr recover cutover ${id} --undo --yes"`,
+      `recover cutover --undo: recovery ${id}: cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): nothing undone: the endpoint not set back, the killswitch left as it is (users are kept out only while it holds the cutover's maintenance: check with "atmr-dr killswitch status"); fix the cause, then run "atmr-dr recover cutover ${id} --undo --yes"${await leaseKept(id, 'bob')}`,
     ]);
     expect(secretValue.host).toBe(NEW_HOST);
     expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(secretWrites);
@@ -2187,7 +2230,7 @@ describe('an interrupted cutover', () => {
       // Assert: the line holds in both cases, and nothing was changed
       expect([refusal.exitCode, refusal.message]).toEqual([
         1,
-        `recover cutover --undo: recovery ${id}: cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): nothing undone: the endpoint not set back, the killswitch left as it is (users are kept out only while it holds the cutover's maintenance: check with "atmr-dr killswitch status"); fix the cause, then run "atmr-dr recover cutover ${id} --undo --yes"`,
+        `recover cutover --undo: recovery ${id}: cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): nothing undone: the endpoint not set back, the killswitch left as it is (users are kept out only while it holds the cutover's maintenance: check with "atmr-dr killswitch status"); fix the cause, then run "atmr-dr recover cutover ${id} --undo --yes"${await leaseKept(id, 'bob')}`,
       ]);
       expect(parameters.get(KILLSWITCH)).toEqual(killswitch);
       expect(secretValue.host).toBe(host);
@@ -2205,7 +2248,7 @@ describe('an interrupted cutover', () => {
     // Assert: production left on the copy in maintenance, for --undo
     expect([refusal.exitCode, refusal.message]).toEqual([
       1,
-      `recover cutover: recovery ${id}: the cutover failed (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table), and its undo cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (the same error): nothing undone: the endpoint not set back, the killswitch left as it is (users are kept out only while it holds the cutover's maintenance: check with "atmr-dr killswitch status"); fix the cause, then run "atmr-dr recover cutover ${id} --undo --yes"`,
+      `recover cutover: recovery ${id}: the cutover failed (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table), and its undo cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (the same error): nothing undone: the endpoint not set back, the killswitch left as it is (users are kept out only while it holds the cutover's maintenance: check with "atmr-dr killswitch status"); fix the cause, then run "atmr-dr recover cutover ${id} --undo --yes"${await leaseKept(id, 'alice')}`,
     ]);
     expect(secretValue.host).toBe(NEW_HOST);
     expect(killswitchNow().mode).toBe('maintenance');
