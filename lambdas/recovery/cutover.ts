@@ -1059,8 +1059,11 @@ class Session {
             // on the copy), the endpoint set back by hand; neither was read here.
             const stopped = `cannot journal the redeploy of ${services} before setting ${describeEndpoint(settings.endpoint)} back (${same ? 'the same error' : refused}): nothing undone: the endpoint not set back, the killswitch left as it is (users are kept out only while it holds the cutover's maintenance: check with "atmr-dr killswitch status"); fix the cause, then run ${undoCommand}`;
             if (!cause) {
-              const kept = await this.release();
-              throw new OperatorError(`recover cutover --undo: recovery ${id}: ${stopped}${kept}`, 1, { cause: error });
+              // A stop of the undo's own, the cutover left as it was: the team is told with its line,
+              // as at the cutover's stops (best-effort: EventBridge may refuse too).
+              const line = `recover cutover --undo: recovery ${id}: ${stopped}${await this.release()}`;
+              await announce(deps.events, RECOVERY_EVENTS.cutoverInterrupted, { summary: line, at: this.now().toISOString(), recoveryId: id }).catch(() => undefined);
+              throw new OperatorError(line, 1, { cause: error });
             }
             // A failed cutover left `cutting-over`: as a stop of its own, the record keeps why and its
             // steps, and the team hears it failed. Both best-effort: DynamoDB may be what refused.

@@ -2180,13 +2180,14 @@ describe('an interrupted cutover', () => {
     expect((await getRecovery(deps().store, id)).leaseToken).toBeUndefined();
   });
 
-  it('--undo whose entry for the redeploy is refused (DynamoDB throttling to the end) stops before setting the endpoint back, in one line saying nothing was undone and to run --undo again; that --undo finishes', async () => {
+  it('--undo whose entry for the redeploy is refused (DynamoDB throttling to the end) stops before setting the endpoint back, in one line saying nothing was undone and to run --undo again, the team told in that line; that --undo finishes', async () => {
     // Arrange: killed once the endpoint step is journaled done, before the redeploy; every write after the undo's lease refused
     const { id } = await killedCutover(6);
     let writes = 0;
     const store = failingStore(() => ++writes >= 2);
     const journal = (await getRecovery(deps().store, id)).journal;
     const secretWrites = secrets.commandCalls(PutSecretValueCommand).length;
+    const sent = events.commandCalls(PutEventsCommand).length;
 
     // Act
     const refusal = await operatorErrorOf(undoCutover(deps({ ...stale, store }), id, settings(), 'bob'));
@@ -2196,6 +2197,9 @@ describe('an interrupted cutover', () => {
       1,
       `recover cutover --undo: recovery ${id}: cannot journal the redeploy of atmr-api, atmr-celery-worker before setting secret ${SECRET} host back (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): nothing undone: the endpoint not set back, the killswitch left as it is (users are kept out only while it holds the cutover's maintenance: check with "atmr-dr killswitch status"); fix the cause, then run "atmr-dr recover cutover ${id} --undo --yes"${await leaseKept(id, 'bob')}`,
     ]);
+    // The cutover's stops announce themselves: this one too, in its line
+    const told = events.commandCalls(PutEventsCommand).slice(sent).map((c) => c.args[0].input.Entries![0]);
+    expect(told.map((e) => [e.DetailType, JSON.parse(e.Detail!) as unknown])).toEqual([['Recovery Cutover Interrupted', { summary: refusal.message, at: expect.any(String), recoveryId: id }]]);
     expect(secretValue.host).toBe(NEW_HOST);
     expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(secretWrites);
     expect(killswitchNow().mode).toBe('maintenance');
