@@ -21,6 +21,8 @@ export interface TargetGuards {
   readonly force?: boolean;
   /** End the sessions connected to the target at swap time instead of refusing. */
   readonly terminateConnections?: boolean;
+  /** With terminateConnections, once the guards passed: the target's sessions they saw, which the swap ends (called only when there are some). */
+  readonly onSessionsToEnd?: (sessions: readonly TargetSession[]) => void;
 }
 
 /**
@@ -59,12 +61,35 @@ export function guardSystemDatabase(target: string, maintenance: string): void {
   }
 }
 
+/**
+ * A client session in the target. `address`: its client's, `local socket`, or null when this role
+ * may not see it (another role's session without pg_read_all_stats). `endable`: this role may end
+ * it with pg_terminate_backend (--terminate-connections); `superuser`: its role is one.
+ */
+export interface TargetSession {
+  readonly pid: number;
+  readonly application: string;
+  readonly role: string;
+  readonly address: string | null;
+  readonly endable: boolean;
+  readonly superuser: boolean;
+}
+
 interface TargetState {
   readonly exists: boolean;
   /** What is in it, one `<n> <kind>` each (`3 relations`, `1 large object`): empty when nothing. */
   readonly contents: string[];
-  /** `endable`: this role may end it with pg_terminate_backend (--terminate-connections); `superuser`: its role is one. */
-  readonly sessions: { pid: number; application: string; role: string; endable: boolean; superuser: boolean }[];
+  readonly sessions: TargetSession[];
+}
+
+/**
+ * "pid 4242 celery as app from 10.0.0.7, ...": who the target's sessions are, the first 5 named,
+ * on the line that refuses them and on the one that says the swap ends them: which client, to stop
+ * or to tell, and for the audit after the incident.
+ */
+export function sessionsWho(sessions: readonly TargetSession[]): string {
+  const named = sessions.slice(0, 5).map((s) => `pid ${s.pid} ${s.application} as ${s.role}${s.address === null ? '' : ` from ${s.address}`}`);
+  return sessions.length > named.length ? `${named.join(', ')} and ${sessions.length - named.length} more` : named.join(', ');
 }
 
 /**
@@ -124,9 +149,10 @@ async function inspectTarget(admin: Client, connection: PgConnection, target: st
   const exists = (await boundedQuery(admin, 'SELECT 1 FROM pg_database WHERE datname = $1', GUARD_READ_BOUND_MS, [target])).rowCount === 1;
   if (!exists) return { exists, contents: [], sessions: [] };
   // Sessions first: our own short look inside the target below must not count as one.
-  const sessions = await boundedQuery<{ pid: number; application: string; role: string; endable: boolean; superuser: boolean }>(
+  const sessions = await boundedQuery<TargetSession>(
     admin,
-    `SELECT pid, coalesce(nullif(application_name, ''), usename::text, '?') AS application, coalesce(usename::text, '?') AS role, ${ENDABLE_SESSION} AS endable,
+    `SELECT pid, coalesce(nullif(application_name, ''), usename::text, '?') AS application, coalesce(usename::text, '?') AS role,
+            CASE WHEN client_port = -1 THEN 'local socket' ELSE host(client_addr) END AS address, ${ENDABLE_SESSION} AS endable,
             coalesce((SELECT rolsuper FROM pg_roles r WHERE r.oid = usesysid), false) AS superuser
        FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND ${CLIENT_SESSION}`,
     GUARD_READ_BOUND_MS,
@@ -166,9 +192,8 @@ async function checkTargetReads(admin: Client, connection: PgConnection, target:
     throw new OperatorError(`target database "${target}" exists and is not empty (${state.contents.join(', ')}): pass --force to replace it, or restore into a new name`, 2);
   }
   if (state.sessions.length > 0 && !guards.terminateConnections) {
-    const who = [...new Set(state.sessions.map((s) => s.application))].slice(0, 3).join(', ');
     throw new OperatorError(
-      `target database "${target}" has ${state.sessions.length} open connection(s) (${who}): stop its clients (killswitch maintenance, scale the API/workers to 0), or pass --terminate-connections`,
+      `target database "${target}" has ${state.sessions.length} open connection(s) (${sessionsWho(state.sessions)}): stop its clients (killswitch maintenance, scale the API/workers to 0), or pass --terminate-connections`,
       2,
     );
   }
@@ -204,6 +229,7 @@ async function checkTargetReads(admin: Client, connection: PgConnection, target:
     );
   }
   await checkPrivileges(admin, target, state.exists);
+  if (guards.terminateConnections && state.sessions.length > 0) guards.onSessionsToEnd?.(state.sessions);
   return state;
 }
 

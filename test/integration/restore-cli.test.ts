@@ -1417,7 +1417,7 @@ describe('atmr-dr restore on the worst day', () => {
       expect(status).toBe(3);
       expect(run.stderr()).toMatch(
         new RegExp(
-          `^atmr-dr: target database "${target}" has 1 open connection\\(s\\) \\(celery\\): stop its clients \\(killswitch maintenance, scale the API/workers to 0\\), or pass --terminate-connections ` +
+          `^atmr-dr: target database "${target}" has 1 open connection\\(s\\) \\(pid \\d+ celery as ${cluster.user} from [\\w.:/ ]+\\): stop its clients \\(killswitch maintenance, scale the API/workers to 0\\), or pass --terminate-connections ` +
             `\\(found at swap time, after the load: the restored copy was not swapped in, staging database ${target}_restore_\\w+ dropped; rerun the restore\\)\n$`,
         ),
       );

@@ -301,7 +301,7 @@ describe('restoring over a target as a role that is not a superuser', () => {
 
       // Assert
       expect(error?.exitCode).toBe(2);
-      expect(error?.message).toMatch(/^target database "watched" has 1 open connection\(s\) \(atmr-api\): stop its clients/);
+      expect(error?.message).toMatch(/^target database "watched" has 1 open connection\(s\) \(pid \d+ atmr-api as app\): stop its clients/);
       expect(lines.filter((l) => l.startsWith('download:'))).toEqual([]);
     } finally {
       await app.end();

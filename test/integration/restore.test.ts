@@ -207,14 +207,17 @@ describe('restore round trip', () => {
     expect(psql(cluster, first.replacedKeptAs!, 'SELECT count(*) FROM keep_me')).toBe('50');
   });
 
-  it('terminates open sessions on the target when asked to, and replaces it', async () => {
+  it('terminates open sessions on the target when asked to, names them on one line, and replaces it', async () => {
     const target = makeTarget();
-    const session = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target });
+    const session = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'flask-api' });
     session.on('error', () => undefined);
     await session.connect();
+    const { pid, address } = (await session.query<{ pid: number; address: string }>("SELECT pg_backend_pid() AS pid, CASE WHEN inet_client_port() IS NULL THEN 'local socket' ELSE host(inet_client_addr()) END AS address")).rows[0];
+    const lines: string[] = [];
 
-    const result = await restoreBackup(deps(), { ref: manifestKey, targetDb: target, force: true, terminateConnections: true });
+    const result = await restoreBackup(deps({ log: (l) => lines.push(l) }), { ref: manifestKey, targetDb: target, force: true, terminateConnections: true });
 
+    expect(lines.filter((l) => l.includes('ending'))).toEqual([`swap: ending 1 session in ${target} (--terminate-connections): pid ${pid} flask-api as ${cluster.user} from ${address}`]);
     expect(result.replaced).toBe(true);
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
     await expect(session.query('SELECT 1')).rejects.toThrow();
@@ -412,7 +415,7 @@ describe('restore refusals leave the target untouched', () => {
     const session = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'flask-api' });
     await session.connect();
     try {
-      await expectRefused(target, () => restoreBackup(deps(), { ref: manifestKey, targetDb: target, force: true }), /has 1 open connection\(s\) \(flask-api\)/);
+      await expectRefused(target, () => restoreBackup(deps(), { ref: manifestKey, targetDb: target, force: true }), new RegExp(`has 1 open connection\\(s\\) \\(pid \\d+ flask-api as ${cluster.user} from \\S+( socket)?\\)`));
     } finally {
       await session.end();
     }
@@ -436,7 +439,7 @@ describe('restore refusals leave the target untouched', () => {
             await connecting;
           }
         },
-        /^target database ".*" has 1 open connection\(s\) \(celery\): .* \(found at swap time, after the load: the restored copy was not swapped in, staging database \S+_restore_\S+ dropped; rerun the restore\)$/,
+        /^target database ".*" has 1 open connection\(s\) \(pid \d+ celery as \S+ from \S+( socket)?\): .* \(found at swap time, after the load: the restored copy was not swapped in, staging database \S+_restore_\S+ dropped; rerun the restore\)$/,
       );
     } finally {
       await session.end();
