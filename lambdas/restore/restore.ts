@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupManifest } from '../shared/manifest';
-import { countOf, takenAgo } from '../shared/format';
+import { countOf, formatBytes, takenAgo } from '../shared/format';
 import { boundText, type PgConnection, type ReadBounds } from '../shared/pg-connection';
 import { isRefusedStatement, READ_ONLY_SQL_TRANSACTION, sqlState } from '../shared/pg-errors';
 import { dropDatabaseStatement, quoteIdent } from '../shared/postgres';
@@ -225,7 +225,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     const promptSeconds = (performance.now() - promptStarted) / 1000;
 
     // 3. Download and verify.
-    log(`download: ${object.key} (${object.bytes} bytes)`);
+    log(`download: ${object.key} (${formatBytes(object.bytes)})`);
     const download: DownloadResult = await downloadObject(deps, object, dir, {
       statfs: deps.statfs,
       factor: deps.factor,

@@ -8,6 +8,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { runBackup } from '../../lambdas/backup/backup';
 import { createS3Client } from '../../lambdas/shared/aws';
 import type { OperatorError } from '../../lambdas/shared/errors';
+import { formatBytes } from '../../lambdas/shared/format';
 import { RESTORE_LOCK_KEY, Unsettled } from '../../lambdas/restore/session';
 import { PgConnection } from '../../lambdas/shared/pg-connection';
 import { listBackups, resolveBackup } from '../../lambdas/restore/catalog';
@@ -150,6 +151,8 @@ describe('restore round trip', () => {
     expect(progress.at(-1)).toBe(result.object.bytes);
     expect([...progress].sort((a, b) => a - b)).toEqual(progress);
     expect(lines.map((l) => l.split(':')[0])).toEqual(expect.arrayContaining(['download', 'load', 'check', 'swap']));
+    // Its size as the progress meter shows it, not a raw byte count.
+    expect(lines).toContain(`download: ${result.object.key} (${formatBytes(result.object.bytes)})`);
     expect(result.object.bytes).toBeGreaterThan(10 * 4096);
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
   });
