@@ -243,7 +243,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
 
     if (object.format === 'custom') {
       signal?.throwIfAborted();
-      await checkArchiveReadable({ file: download.file, pgBinDir: deps.pgBinDir, signal, otherCopy }, `${options.targetLabel ?? 'target'} "${target}" untouched`);
+      await checkArchiveReadable({ file: download.file, pgBinDir: deps.pgBinDir, signal, otherCopy, madeBy: manifest.pgDumpVersion }, `${options.targetLabel ?? 'target'} "${target}" untouched`);
     }
     // The backed-up database's own properties, which the backup read from the catalogs (a backup
     // taken before it did has none); the plain format's restore does not give them.

@@ -1,4 +1,5 @@
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -603,6 +604,43 @@ describe('restore refusals leave the target untouched', () => {
         `^pg_restore cannot read \\S+\\.dump \\(exit 1\\): pg_restore: error: .+; nothing was created, target "${target}" untouched; restore this backup only with --format plain, or choose another backup \\(atmr-dr backups list\\)$`,
       ),
     );
+  });
+
+  it('refuses an archive of a newer pg_dump than the local pg_restore before the load, exit 2, naming both versions and the pg_restore to use, not the backup', async () => {
+    // Arrange: the real archive, its header's format version (the bytes after "PGDMP": major,
+    // minor, revision) raised to 1.99, which no pg_restore reads yet (pg_dump 17 writes 1.16,
+    // which pg_restore 16 and older refuse the same way); the manifest names the newer pg_dump
+    // that made it, as the backup writes it
+    const backup = await freshBackup();
+    const manifest = JSON.parse((await objectBytes(backup.manifestKey)).toString('utf8'));
+    const archive = await objectBytes(backup.custom);
+    expect(archive.subarray(0, 6).toString('latin1')).toBe('PGDMP\x01');
+    archive[6] = 99;
+    manifest.pgDumpVersion = '99.1';
+    manifest.objects = manifest.objects.map((o: { format: string }) =>
+      o.format === 'custom' ? { ...o, bytes: archive.length, sha256: createHash('sha256').update(archive).digest('hex') } : o,
+    );
+    await putObject(backup.custom, archive);
+    await putObject(backup.manifestKey, JSON.stringify(manifest));
+    const target = makeTarget();
+    const local = execFileSync('pg_restore', ['--version'], { encoding: 'utf8' }).match(/\(PostgreSQL\) (\d+\.\d+)/)![1];
+    const staged: string[] = [];
+    let exitCode: number | undefined;
+
+    // Act / Assert
+    await expectRefused(
+      target,
+      () =>
+        restoreBackup(deps({ onStaging: (name) => staged.push(name) }), { ref: backup.manifestKey, targetDb: target, force: true }).catch((error: unknown) => {
+          exitCode = (error as OperatorError).exitCode;
+          throw error;
+        }),
+      new RegExp(
+        `^pg_restore ${literal(local)} is too old for ${literal(path.basename(backup.custom))}: its archive format is 1\\.99 \\(made by pg_dump 99\\.1\\), newer than this pg_restore reads; the backup is not at fault; nothing was created, target "${target}" untouched; restore with pg_restore 99 or newer \\(install the PostgreSQL 99 client tools in the runner image, or put them first on PATH\\)$`,
+      ),
+    );
+    expect(exitCode).toBe(2);
+    expect(staged).toEqual([]);
   });
 
   /** Replaces the plain object, and its size and sha256 in the manifest: as a backup that wrote these bytes would have. */
