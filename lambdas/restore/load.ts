@@ -88,10 +88,12 @@ export async function loadBackup(input: LoadInput): Promise<void> {
     // (pg_restore counts an ACL entry in its object's section), so a role the server lacks fails
     // it in milliseconds, where a single run fails a grant only in its last pass, after all the
     // data. Without --exit-on-error, so that one run names the missing roles of every object: the
-    // staging database is dropped on any failure anyway. Two gaps: a DEFAULT ACL entry is
-    // post-data (its missing grantee still fails after the data), and the grants now apply before
-    // the data (an owner that revoked its own INSERT, restored by a role that is not a superuser,
-    // has its COPY refused).
+    // staging database is dropped on any failure anyway. Two gaps. A DEFAULT ACL entry (ALTER
+    // DEFAULT PRIVILEGES) is post-data, restored in the second run's grants pass: a grantee the
+    // server lacks that only default privileges name gets the same roles line, "after the data",
+    // once the whole data and its indexes are loaded, and that time is lost (the staging database
+    // is dropped). And the grants now apply before the data (an owner that revoked its own INSERT,
+    // restored by a role that is not a superuser, has its COPY refused).
     const run = async (args: string[], when: string): Promise<void> => {
       const missing = missingRoles();
       const result = await runTool(pgRestore, [...noOwner, ...args, '-d', input.database, input.file], { env, signal: input.signal, onStderrLines: missing.read });
