@@ -46,28 +46,35 @@ export interface LoadInput {
 /**
  * Refuses, before the staging database is created, a custom archive pg_restore cannot read (its
  * table of contents, at the head of the file: milliseconds). The file passed its sha256, so the
- * backup wrote it so: the line gives `backups verify`'s advice (the other format, another backup).
- * Except an archive made by a newer pg_dump (`madeBy`, the version its manifest records) than this
- * pg_restore, whose format it does not read: the backup is good and the runner's client tools are
- * too old (exit 2, the runner's setup). pg_restore names only the archive's format version, and
- * any bytes after "PGDMP" read as one: a format it refuses is the tools' fault only when the
- * manifest's pg_dump is of a newer major version than this pg_restore.
+ * backup wrote it so: the line gives `backups verify`'s advice (the other format, another backup),
+ * unless this pg_restore is too old for it (pgRestoreTooOld).
  */
 export async function checkArchiveReadable(input: Pick<LoadInput, 'file' | 'pgBinDir' | 'signal' | 'otherCopy'> & { readonly madeBy?: string }, untouched: string): Promise<void> {
   const pgRestore = pgToolPath('pg_restore', input.pgBinDir);
   const result = await runTool(pgRestore, ['--list', '--file=/dev/null', input.file], { env: toolEnv(undefined), signal: input.signal });
   if (result.code === 0) return;
-  const name = path.basename(input.file);
-  const format = /unsupported version \((\d+\.\d+)\) in file header/.exec(result.stderr)?.[1];
-  const madeBy = format === undefined ? undefined : readVersion(input.madeBy);
-  const local = madeBy && (await toolVersion(pgRestore, toolEnv(undefined)).catch(() => undefined));
-  if (madeBy && local && madeBy.major > local.major) {
-    throw new OperatorError(
-      `pg_restore ${local.text} is too old for ${name}: its archive format is ${format} (made by pg_dump ${madeBy.text}), newer than this pg_restore reads; the backup is not at fault; nothing was created, ${untouched}; restore with pg_restore ${madeBy.major} or newer (install the PostgreSQL ${madeBy.major} client tools in the runner image, or put them first on PATH)`,
-      2,
-    );
-  }
-  throw new OperatorError(`pg_restore cannot read ${name} (exit ${result.code}): ${firstError(result.stderr)}; nothing was created, ${untouched}; ${badBackupFix(input.otherCopy)}`);
+  const tooOld = await pgRestoreTooOld(pgRestore, result.stderr, input.file, input.madeBy);
+  if (tooOld) throw new OperatorError(`${tooOld.problem}; nothing was created, ${untouched}; ${tooOld.fix}`, 2);
+  throw new OperatorError(`pg_restore cannot read ${path.basename(input.file)} (exit ${result.code}): ${firstError(result.stderr)}; nothing was created, ${untouched}; ${badBackupFix(input.otherCopy)}`);
+}
+
+/**
+ * When pg_restore refused `file` (its `stderr`) because the archive was made by a newer pg_dump
+ * (`madeBy`, the version its manifest records) whose format this pg_restore does not read: the
+ * backup is good and the client tools are too old (the runner's setup, exit 2), which the restore
+ * and `backups verify` must not call a bad backup. pg_restore names only the archive's format
+ * version, and any bytes after "PGDMP" read as one: a format it refuses is the tools' fault only
+ * when the manifest's pg_dump is of a newer major version than this pg_restore. Else undefined.
+ */
+export async function pgRestoreTooOld(pgRestore: string, stderr: string, file: string, madeBy: string | undefined): Promise<{ problem: string; fix: string } | undefined> {
+  const format = /unsupported version \((\d+\.\d+)\) in file header/.exec(stderr)?.[1];
+  const made = format === undefined ? undefined : readVersion(madeBy);
+  const local = made && (await toolVersion(pgRestore, toolEnv(undefined)).catch(() => undefined));
+  if (!made || !local || made.major <= local.major) return undefined;
+  return {
+    problem: `pg_restore ${local.text} is too old for ${path.basename(file)}: its archive format is ${format} (made by pg_dump ${made.text}), newer than this pg_restore reads; the backup is not at fault`,
+    fix: `restore with pg_restore ${made.major} or newer (install the PostgreSQL ${made.major} client tools in the runner image, or put them first on PATH)`,
+  };
 }
 
 /** A manifest's pg_dump version, or undefined when it reads as none. */

@@ -9,7 +9,7 @@ import { makeDownloadDir } from '../shared/temp-dir';
 import type { BackupManifest, BackupObject } from '../shared/manifest';
 import { CatalogDeps, CatalogFilter, resolveBackup } from './catalog';
 import { BadObjectError, DownloadResult, LocalSpaceError, SpaceCheck, badBackupFix, downloadObject } from './download';
-import { runTool, toolEnv } from './load';
+import { pgRestoreTooOld, runTool, toolEnv } from './load';
 
 /**
  * `backups verify`: a backup checked without any database: every object's size and sha256 against
@@ -77,7 +77,7 @@ export async function verifyBackup(deps: VerifyDeps, ref: string, filter: Catalo
   const dir = makeDownloadDir(deps.tempDir ?? os.tmpdir(), 'atmr-dr-verify-');
   try {
     const objects: VerifiedObject[] = [];
-    for (const object of manifest.objects) objects.push(await verifyObject(deps, object, dir));
+    for (const object of manifest.objects) objects.push(await verifyObject(deps, object, dir, manifest.pgDumpVersion));
     return { manifestKey, manifest, objects, ok: objects.every((o) => o.ok), summary: summarize(manifestKey, objects), seconds: roundSeconds((performance.now() - started) / 1000) };
   } catch (error) {
     if (error instanceof LocalSpaceError) throw new LocalSpaceError(`backup ${manifestKey} not checked: ${error.message}`);
@@ -105,7 +105,7 @@ function summarize(manifestKey: string, objects: readonly VerifiedObject[]): str
   return `backup ${manifestKey}: ${which}; ${badBackupFix(good)}`;
 }
 
-async function verifyObject(deps: VerifyDeps, object: BackupObject, dir: string): Promise<VerifiedObject> {
+async function verifyObject(deps: VerifyDeps, object: BackupObject, dir: string, madeBy: string | undefined): Promise<VerifiedObject> {
   const bad = (reason: BadObject['reason'], problem: string): BadObject => ({ key: object.key, format: object.format, ok: false, reason, problem });
   let downloaded: DownloadResult;
   try {
@@ -118,7 +118,12 @@ async function verifyObject(deps: VerifyDeps, object: BackupObject, dir: string)
   try {
     let detail: GoodObject['detail'];
     if (object.format === 'custom') {
-      const list = await runTool(pgToolPath('pg_restore', deps.pgBinDir), ['--list', downloaded.file], { env: toolEnv(undefined), signal: deps.signal });
+      const pgRestore = pgToolPath('pg_restore', deps.pgBinDir);
+      const list = await runTool(pgRestore, ['--list', downloaded.file], { env: toolEnv(undefined), signal: deps.signal });
+      // Tools too old for the archive check no archive of that pg_dump: the whole check stops,
+      // every backup unjudged, rather than calling good backups bad.
+      const tooOld = list.code === 0 ? undefined : await pgRestoreTooOld(pgRestore, list.stderr, downloaded.file, madeBy);
+      if (tooOld) throw new OperatorError(`${tooOld.problem}, and was not checked further; ${tooOld.fix.replace(/^restore/, 'check it')}`, 2);
       if (list.code !== 0) {
         return bad('unreadable', `pg_restore --list cannot read ${object.key}: ${firstError(list.stderr)}; the archive is unreadable`);
       }

@@ -1322,6 +1322,34 @@ describe('catalog', () => {
     );
   });
 
+  it('verify stops on an archive of a newer pg_dump than the local pg_restore, exit 2, naming the tools, not calling the backup bad', async () => {
+    // Arrange: the real archive, its format version raised to 1.99 as in the restore's refusal
+    // above, the manifest naming the newer pg_dump that made it
+    const backup = await freshBackup();
+    const manifest = JSON.parse((await objectBytes(backup.manifestKey)).toString('utf8'));
+    const archive = await objectBytes(backup.custom);
+    archive[6] = 99;
+    manifest.pgDumpVersion = '99.1';
+    manifest.objects = manifest.objects.map((o: { format: string }) =>
+      o.format === 'custom' ? { ...o, bytes: archive.length, sha256: createHash('sha256').update(archive).digest('hex') } : o,
+    );
+    await putObject(backup.custom, archive);
+    await putObject(backup.manifestKey, JSON.stringify(manifest));
+    const local = execFileSync('pg_restore', ['--version'], { encoding: 'utf8' }).match(/\(PostgreSQL\) (\d+\.\d+)/)![1];
+
+    // Act
+    const error = await verifyBackup({ s3, bucket: localS3.bucket }, backup.manifestKey).then(
+      () => undefined,
+      (e: unknown) => e as OperatorError,
+    );
+
+    // Assert
+    expect(error?.message).toBe(
+      `pg_restore ${local} is too old for ${path.basename(backup.custom)}: its archive format is 1.99 (made by pg_dump 99.1), newer than this pg_restore reads; the backup is not at fault, and was not checked further; check it with pg_restore 99 or newer (install the PostgreSQL 99 client tools in the runner image, or put them first on PATH)`,
+    );
+    expect(error?.exitCode).toBe(2);
+  });
+
   it('restore refuses a manifest that is not JSON with one line naming the key and the fix, before touching the target', async () => {
     const key = 'daily/html_backup_20260101_000000.manifest.json';
     await putObject(key, '<!DOCTYPE html>\n<html><body>Service Unavailable</body></html>');
