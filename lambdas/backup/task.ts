@@ -7,6 +7,7 @@ import { DEADLINE_MARGIN_MS, msUntilDeadline } from '../shared/deadline';
 import { parseEnvSettings } from '../shared/env-settings';
 import { OperatorError, oneLine } from '../shared/errors';
 import { exitWhenFailed } from '../shared/exit';
+import { formatSeconds } from '../shared/format';
 import { observability } from '../shared/observability';
 import type { BackupTier } from '../shared/s3-layout';
 import { emitSingleMetric } from '../shared/single-metric';
@@ -113,7 +114,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
     // to end: with less time left, it would end after its limit, so it does not start.
     if (scheduledTime && remainingMs < DEADLINE_MARGIN_MS + 1_000) {
       throw new RunSkipped(
-        `${tier} backup run skipped: it started ${describeSeconds(Math.floor((startedAt - scheduledTime.getTime()) / 1000))} after its scheduled time ${scheduledTime.toISOString()}, too late to end within its limit of ${describeSeconds(timeoutSeconds)} counted from then (backups.fargateTimeoutMinutes), so it could only run into the next ${tier} run; find why the task started late (RunTask retried by Scheduler, Fargate capacity, the image pull)`,
+        `${tier} backup run skipped: it started ${formatSeconds(Math.floor((startedAt - scheduledTime.getTime()) / 1000))} after its scheduled time ${scheduledTime.toISOString()}, too late to end within its limit of ${formatSeconds(timeoutSeconds)} counted from then (backups.fargateTimeoutMinutes), so it could only run into the next ${tier} run; find why the task started late (RunTask retried by Scheduler, Fargate capacity, the image pull)`,
       );
     }
     const clients = io.clients ?? {
@@ -125,7 +126,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
     // task's, through the signal SIGTERM aborts (pg_dump killed, uploads aborted, the snapshot's
     // transaction closed, nothing published).
     const stopInMs = msUntilDeadline({ getRemainingTimeInMillis: () => remainingMs });
-    const limit = `${describeSeconds(timeoutSeconds)}${scheduledTime ? ` after its scheduled time ${scheduledTime.toISOString()}` : ''}`;
+    const limit = `${formatSeconds(timeoutSeconds)}${scheduledTime ? ` after its scheduled time ${scheduledTime.toISOString()}` : ''}`;
     timers.push(
       setTimeout(
         () =>
@@ -168,14 +169,6 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
     // Outside Lambda there is no middleware to flush: EMF lines go to stdout, hence CloudWatch Logs.
     if (ran) metrics.publishStoredMetrics();
   }
-}
-
-/** 40 s, 55 min, 54 min 58 s. */
-function describeSeconds(seconds: number): string {
-  const minutes = Math.floor(seconds / 60);
-  const rest = seconds % 60;
-  if (minutes === 0) return `${rest} s`;
-  return rest === 0 ? `${minutes} min` : `${minutes} min ${rest} s`;
 }
 
 if (require.main === module) {
