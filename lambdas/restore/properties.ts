@@ -8,7 +8,7 @@
  */
 
 import type { Client } from 'pg';
-import { type DatabaseProperties, propertyStatements, readDatabaseProperties } from '../shared/database-properties';
+import { type DatabaseProperties, type PropertyStatements, propertyStatements, readDatabaseProperties } from '../shared/database-properties';
 import { quoteIdent, quoteLiteral } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
 import { isRefusedStatement, sqlState, UNDEFINED_OBJECT } from '../shared/pg-errors';
@@ -55,12 +55,11 @@ export async function keepDatabaseProperties(admin: Client, target: string, stag
         `the read of what "${target}" was created with (pg_database)`,
       )
     ).rows[0]?.notCarried ?? [];
-    const onStaging = propertyStatements(properties, staging);
-    const onTarget = propertyStatements(properties, target);
+    const statements = stagingStatements(properties, staging, target);
     const refused = await giveProperties(
       admin,
-      onStaging.required.map((sql) => ({ sql, named: sql })),
-      onStaging.settings.map((sql, i) => ({ sql, named: onTarget.settings[i] })),
+      statements.required,
+      statements.settings,
       `what "${target}" has set on itself`,
       `restore as the owner of "${target}", a member of it, or a superuser`,
     );
@@ -76,6 +75,14 @@ export async function keepDatabaseProperties(admin: Client, target: string, stag
 interface PropertyStatement {
   readonly sql: string;
   readonly named: string;
+}
+
+/** The statements that give `staging` the database's properties, each named as it sets that on `target`. */
+function stagingStatements(properties: DatabaseProperties, staging: string, target: string): Record<keyof PropertyStatements, PropertyStatement[]> {
+  const onStaging = propertyStatements(properties, staging);
+  const onTarget = propertyStatements(properties, target);
+  const pair = (kind: keyof PropertyStatements): PropertyStatement[] => onStaging[kind].map((sql, i) => ({ sql, named: onTarget[kind][i] }));
+  return { required: pair('required'), settings: pair('settings'), roleSettings: pair('roleSettings') };
 }
 
 /**
@@ -171,16 +178,14 @@ function warnNotCarried(warn: (line: string) => void, from: string, lost: readon
  * superuser restoring may give it.
  */
 export async function giveBackupProperties(admin: Client, properties: DatabaseProperties, source: string, target: string, staging: string, warn: (line: string) => void): Promise<void> {
-  const onStaging = propertyStatements(properties, staging);
-  const onTarget = propertyStatements(properties, target);
-  const pair = (sql: readonly string[], named: readonly string[]): PropertyStatement[] => sql.map((s, i) => ({ sql: s, named: named[i] }));
+  const statements = stagingStatements(properties, staging, target);
   const refused = await stopOnNoAnswer(
     admin,
     () =>
       giveProperties(
         admin,
-        pair(onStaging.required, onTarget.required),
-        [...pair(onStaging.settings, onTarget.settings), ...pair(onStaging.roleSettings, onTarget.roleSettings)],
+        statements.required,
+        [...statements.settings, ...statements.roleSettings],
         `what the backed-up "${source}" had set on itself`,
         'restore as a superuser',
       ),
