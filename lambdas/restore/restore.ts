@@ -14,7 +14,7 @@ import { checkTarget, checkTargetName, guardProduction, guardSystemDatabase, ses
 import { checkLeftovers, stagingName } from './leftovers';
 import { checkArchiveReadable, loadBackup } from './load';
 import { giveBackupProperties, keepDatabaseProperties, warnIfReadOnly } from './properties';
-import { Unsettled, backupOwnerToGive, createDatabase, databaseOwner, dropDatabase, NoAnswer, openAdminSession, runOrUnsettled, SessionNotBack } from './session';
+import { Unsettled, backupOwnerToGive, createDatabase, databaseOwner, dropDatabase, NoAnswer, openAdminSession, runOrUnsettled, SessionNotBack, stopOnNoAnswer } from './session';
 import { swapIn } from './swap';
 
 export { stagingName } from './leftovers';
@@ -260,7 +260,13 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // public to be given their objects by a role that is not a superuser, as they had it at the
     // source. Else, and with --no-owner, the plain SQL or a manifest without the backed-up
     // database's properties, the restoring role's.
-    const owner = (await databaseOwner(await admin.client(), target)) ?? (options.noOwner ? undefined : await backupOwnerToGive(await admin.client(), backupProperties?.owner));
+    // Before the staging database is created: a read unanswered leaves nothing on the server.
+    const ownerClient = await admin.client();
+    const owner = await stopOnNoAnswer(
+      ownerClient,
+      async () => (await databaseOwner(ownerClient, target)) ?? (options.noOwner ? undefined : await backupOwnerToGive(ownerClient, backupProperties?.owner)),
+      (why) => `cannot read which role is to own the staging database ${staging}: ${why}, then rerun the restore; nothing was created: ${options.targetLabel ?? 'target'} "${target}" untouched`,
+    );
     const unknown = (lost: string): string =>
       `cannot tell whether the staging database ${staging} was created: ${lost}: once it has ended there, look with SELECT datname FROM pg_database WHERE datname = '${staging}', and if it is there ${dropDatabaseStatement(staging, admin.superuser)}; ${options.targetLabel ?? 'target'} "${target}" untouched`;
     // Its answer lost: Unsettled, and the restore drops nothing (the server may still be creating it).

@@ -258,19 +258,29 @@ export async function createDatabase(admin: Client, name: string, owner?: string
  * `owner` when the restoring role may create a database for it and then rename or drop it as the
  * swap and the cleanup do (CREATE DATABASE ... OWNER needs a member of that role, RENAME and DROP
  * its rights: USAGE, which a superuser has), else undefined; also for a role this server lacks.
+ * Its answer bounded as the guards' reads (NoAnswer).
  */
 export async function backupOwnerToGive(admin: Client, owner: string | undefined): Promise<string | undefined> {
   if (owner === undefined) return undefined;
-  const { rows } = await admin.query<{ may: boolean }>(
+  const { rows } = await boundedQuery<{ may: boolean }>(
+    admin,
     "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1) AND pg_has_role(current_user, (SELECT oid FROM pg_roles WHERE rolname = $1), 'USAGE') AS may",
+    GUARD_READ_BOUND_MS,
     [owner],
+    `the read of whether the role may give a database to "${owner}" (pg_roles)`,
   );
   return rows[0]?.may ? owner : undefined;
 }
 
-/** The role that owns `name`; undefined when there is no such database. */
+/** The role that owns `name`; undefined when there is no such database. Its answer bounded as the guards' reads (NoAnswer). */
 export async function databaseOwner(admin: Client, name: string): Promise<string | undefined> {
-  const { rows } = await admin.query<{ owner: string }>('SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = $1', [name]);
+  const { rows } = await boundedQuery<{ owner: string }>(
+    admin,
+    'SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = $1',
+    GUARD_READ_BOUND_MS,
+    [name],
+    `the read of who owns "${name}" (pg_database)`,
+  );
   return rows[0]?.owner;
 }
 

@@ -10,7 +10,7 @@ import { runBackup } from '../../lambdas/backup/backup';
 import { createS3Client } from '../../lambdas/shared/aws';
 import type { OperatorError } from '../../lambdas/shared/errors';
 import { formatBytes } from '../../lambdas/shared/format';
-import { RESTORE_LOCK_KEY, Unsettled } from '../../lambdas/restore/session';
+import { GUARD_READ_BOUND_MS, RESTORE_LOCK_KEY, Unsettled } from '../../lambdas/restore/session';
 import { PgConnection } from '../../lambdas/shared/pg-connection';
 import { listBackups, resolveBackup } from '../../lambdas/restore/catalog';
 import { RestoreDeps, restoreBackup, stagingName } from '../../lambdas/restore/restore';
@@ -413,6 +413,45 @@ describe('restore refusals leave the target untouched', () => {
       psql(cluster, 'postgres', `DROP DATABASE IF EXISTS ${target} WITH (FORCE)`);
     }
   }, 60_000);
+
+  it.each([
+    ['who owns the target, over which the restore goes', true, /AS owner FROM pg_database/, (target: string) => `the read of who owns "${target}" (pg_database)`],
+    ["whether the role may give a new name the backed-up database's owner", false, /AS may/, () => `the read of whether the role may give a database to "${cluster.user}" (pg_roles)`],
+  ])('the read of %s, after the download and before the staging database is created, unanswered: one line naming it, nothing created, exit 1', async (_read, existing, statement, what) => {
+    // Arrange: the proxy lets every statement through until that read, which and everything after
+    // it on that connection never reach the server (a failover half done, a network that drops the packets)
+    const target = existing ? makeTarget() : uniqueDatabaseName('owner_unanswered');
+    const proxy = await startCuttingProxy({ host: cluster.host, port: cluster.port }, statement, { silence: true });
+    try {
+      const started = Date.now();
+
+      // Act
+      const error = await restoreBackup(deps({ connection: { ...connection, port: proxy.port } }), { ref: manifestKey, targetDb: target, force: true }).then(
+        () => undefined,
+        (e: unknown) => e as OperatorError,
+      );
+      const seconds = (Date.now() - started) / 1000;
+
+      // Assert
+      expect(proxy.cut).toMatch(statement);
+      expect(error?.message).toMatch(
+        new RegExp(
+          `^cannot read which role is to own the staging database \\w+_restore_\\w+: ${literal(what(target))} got no answer within ${GUARD_READ_BOUND_MS / 1000} s ` +
+            literal(`(the server accepts connections but does not answer: a failover in progress, a network that drops the packets, a server overloaded): check that it answers (psql -c 'SELECT 1'), then rerun the restore; nothing was created: target "${target}" untouched`) +
+            '$',
+        ),
+      );
+      expect(error?.exitCode).toBe(1);
+      expect(seconds).toBeGreaterThanOrEqual(GUARD_READ_BOUND_MS / 1000 - 1);
+      expect(seconds).toBeLessThan(GUARD_READ_BOUND_MS / 1000 + 30);
+      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+      if (existing) expect(psql(cluster, target, 'SELECT count(*) FROM keep_me')).toBe('50');
+      else expect(databaseExists(cluster, target)).toBe(false);
+    } finally {
+      await proxy.stop();
+      psql(cluster, 'postgres', `DROP DATABASE IF EXISTS ${target} WITH (FORCE)`);
+    }
+  }, 90_000);
 
   it('refuses a target with open connections', async () => {
     const target = makeTarget();
