@@ -174,13 +174,12 @@ async function inspectTarget(admin: Client, connection: PgConnection, target: st
 /**
  * Refuses a non-empty target without force, and a target with sessions without terminateConnections.
  * Each read is bounded (GUARD_READ_BOUND_MS): a server that accepts the connection but does not
- * answer (a failover half done, a network that drops the packets) ends it with one line, and `admin`
- * is ended, so that the session it belongs to connects again before its next statement, which
- * would otherwise wait behind the unanswered one.
+ * answer (a failover half done, a network that drops the packets) ends it with one line; the
+ * connection it went unanswered on is ended (boundedQuery): `admin`'s session connects again before
+ * its next statement.
  */
 export async function checkTarget(admin: Client, connection: PgConnection, target: string, guards: TargetGuards): Promise<{ exists: boolean }> {
   return stopOnNoAnswer(
-    admin,
     () => checkTargetReads(admin, connection, target, guards),
     (why) => `cannot check target database "${target}": ${why}, then rerun the restore; the check creates nothing: "${target}" untouched`,
   );

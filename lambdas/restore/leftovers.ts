@@ -12,7 +12,7 @@ import { dropDatabaseStatement, quoteIdent, reopenDatabaseStatement } from '../s
 import { OperatorError, oneLine } from '../shared/errors';
 import { APPLICATION_NAME } from '../shared/pg-connection';
 import { CLIENT_SESSION } from './guards';
-import { boundedQuery, dropDatabase, GUARD_READ_BOUND_MS, isSuperuser, stopOnNoAnswer } from './session';
+import { boundedQuery, dropDatabase, GUARD_READ_BOUND_MS, isSuperuser, NoAnswer, stopOnNoAnswer } from './session';
 
 /** Length of a sibling's id: the last 8 base-36 digits of the time in milliseconds, and 2 random ones. */
 const SIBLING_ID_LENGTH = 10;
@@ -80,11 +80,11 @@ function siblingOf(name: string, target: string): Sibling | undefined {
  *   connected to it). The warning counts the sessions connected to it.
  * Its reads have `boundMs` each for their answer (GUARD_READ_BOUND_MS; the tests' is shorter): a
  * server that accepts the connection but does not answer them ends it with one line, and `admin` is
- * ended, as checkTarget does (the session connects again before its next statement).
+ * ended (boundedQuery: the session connects again before its next statement). So is a leftover's
+ * DROP that got no answer: nothing more can be sent on `admin`, and the server is not answering.
  */
 export async function checkLeftovers(admin: Client, target: string, warn: (line: string) => void, boundMs = GUARD_READ_BOUND_MS): Promise<void> {
   await stopOnNoAnswer(
-    admin,
     () => checkLeftoversReads(admin, target, warn, boundMs),
     (why) => `cannot look for what an earlier restore into "${target}" left behind: ${why}, then rerun the restore; nothing was created: "${target}" untouched`,
   );
@@ -154,7 +154,11 @@ async function checkLeftoversReads(admin: Client, target: string, warn: (line: s
       const pids = clients.map((c) => c.pid).join(', ');
       const dropped = await dropDatabase(admin, datname).then(
         (way) => ({ way }),
-        (error: unknown) => ({ error: oneLine(error) }),
+        (error: unknown) => {
+          // Unanswered, it ended `admin` (boundedQuery), which the line below would need.
+          if (error instanceof NoAnswer) throw error;
+          return { error: oneLine(error) };
+        },
       );
       // The line names the statement that ran: WITH (FORCE) is refused to a role that is not a
       // superuser while an autovacuum worker is inside, and then its sessions were ended first.

@@ -65,7 +65,7 @@ export async function keepDatabaseProperties(admin: Client, target: string, stag
     );
     return { properties, notCarried, refused };
   };
-  const found = await stopOnNoAnswer(admin, give, (why) => `cannot give the restored copy what "${target}" has set on itself: ${why}`);
+  const found = await stopOnNoAnswer(give, (why) => `cannot give the restored copy what "${target}" has set on itself: ${why}`);
   if (found === undefined) return false;
   warnNotCarried(warn, `the replaced "${target}" to its restored copy`, [...found.refused, ...propertyStatements(found.properties, target).roleSettings, ...found.notCarried]);
   return true;
@@ -180,7 +180,6 @@ function warnNotCarried(warn: (line: string) => void, from: string, lost: readon
 export async function giveBackupProperties(admin: Client, properties: DatabaseProperties, source: string, target: string, staging: string, warn: (line: string) => void): Promise<void> {
   const statements = stagingStatements(properties, staging, target);
   const refused = await stopOnNoAnswer(
-    admin,
     () =>
       giveProperties(
         admin,

@@ -115,10 +115,14 @@ export const RECONNECT_BOUND_MS = PG_CONNECT_TIMEOUT_MS + 2 * GUARD_READ_BOUND_M
 export class NoAnswer extends Error {}
 
 /**
- * `text` on `client`, waiting for its answer at most `boundMs`: over it, NoAnswer. node-postgres
- * gives up on the answer but not on the connection, whose next statements would wait behind it:
- * the caller ends the session before it sends another. `what`: how the line names the
- * statement (default its text; a long query's is named by what it reads).
+ * `text` on `client`, waiting for its answer at most `boundMs`: over it, NoAnswer, and `client` is
+ * ended. node-postgres gives up on the answer but not on the connection, whose next statement would
+ * wait behind the unanswered one: that connection is unusable whoever sent it, so it ends here, and
+ * a statement sent on it afterwards fails at once ("Client was closed"). The restore's session
+ * (openAdminSession) hears the end and connects again before its next statement. Ending does not
+ * wait for the server: node-postgres destroys the socket of a client whose statement is still out.
+ * `what`: how the line names the statement (default its text; a long query's is named by what it
+ * reads).
  */
 export async function boundedQuery<R extends QueryResultRow = QueryResultRow>(client: Client, text: string, boundMs: number, values?: unknown[], what = text, { single = false } = {}): Promise<QueryResult<R>> {
   // query_timeout and queryMode are node-postgres' own per-query settings, which its types do not
@@ -129,8 +133,9 @@ export async function boundedQuery<R extends QueryResultRow = QueryResultRow>(cl
   try {
     return await client.query<R>(config);
   } catch (error) {
-    if (isQueryReadTimeout(error)) throw new NoAnswer(`${what} got no answer within ${boundMs / 1000} s`);
-    throw error;
+    if (!isQueryReadTimeout(error)) throw error;
+    await client.end().catch(() => undefined);
+    throw new NoAnswer(`${what} got no answer within ${boundMs / 1000} s`);
   }
 }
 
@@ -230,17 +235,12 @@ async function lockTarget(admin: Client, target: string, boundMs: number): Promi
   throw new OperatorError(`another restore into "${target}" is running${who}: wait for it to end (or stop it), then check "${target}" before restoring again; nothing was done`, 3);
 }
 
-/**
- * `reads` on `admin`; one that got no answer (NoAnswer) ends `admin` (the session connects again
- * before its next statement, which would otherwise wait behind the unanswered one) and is the
- * one line `line` makes of it.
- */
-export async function stopOnNoAnswer<T>(admin: Client, reads: () => Promise<T>, line: (why: string) => string): Promise<T> {
+/** `reads`; one that got no answer (NoAnswer, which ended its connection) is the one line `line` makes of it. */
+export async function stopOnNoAnswer<T>(reads: () => Promise<T>, line: (why: string) => string): Promise<T> {
   try {
     return await reads();
   } catch (error) {
     if (!(error instanceof NoAnswer)) throw error;
-    await admin.end().catch(() => undefined);
     throw new OperatorError(line(unanswered(error)));
   }
 }

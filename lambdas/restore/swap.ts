@@ -83,16 +83,9 @@ export async function swapIn(
     const sql = `ALTER DATABASE ${quoteIdent(from)} RENAME TO ${quoteIdent(to)}`;
     return runOrUnsettled(session, sql, unknown, (client) => boundedQuery(client, sql, SWAP_STATEMENT_BOUND_MS));
   };
-  const query = async (sql: string, values?: unknown[]): Promise<unknown> => {
-    const client = await session.client();
-    return boundedQuery(client, sql, SWAP_STATEMENT_BOUND_MS, values).catch(async (error: unknown) => {
-      // node-postgres gives up on the answer, not on the connection: the caller's next statement
-      // (the staging database's drop) would wait behind the unanswered one. Ended, the session
-      // connects again before it.
-      if (error instanceof NoAnswer) await client.end().catch(() => undefined);
-      throw error;
-    });
-  };
+  // On the session's current connection: one that went unanswered was ended (boundedQuery), and
+  // the next statement, the caller's drop of the staging database included, runs on a new one.
+  const query = async (sql: string, values?: unknown[]): Promise<unknown> => boundedQuery(await session.client(), sql, SWAP_STATEMENT_BOUND_MS, values);
 
   if (previous === undefined) {
     try {

@@ -3,10 +3,12 @@ import { operatorErrorOf } from '../support/refusal';
 import { type PgConnection, connectTo } from '../../lambdas/shared/pg-connection';
 import { checkTarget } from '../../lambdas/restore/guards';
 import { checkLeftovers, stagingName } from '../../lambdas/restore/leftovers';
-import { GUARD_READ_BOUND_MS, Unsettled, createDatabase, dropDatabase, openAdminSession, runOrUnsettled } from '../../lambdas/restore/session';
+import { GUARD_READ_BOUND_MS, NoAnswer, Unsettled, boundedQuery, createDatabase, dropDatabase, openAdminSession, runOrUnsettled } from '../../lambdas/restore/session';
+import { oneLine } from '../../lambdas/shared/errors';
 import { swapIn } from '../../lambdas/restore/swap';
 import { startCuttingProxy } from '../support/cutting-proxy';
 import { testClient, testCluster, uniqueDatabaseName } from '../support/cluster';
+import { waitFor } from '../support/held-pg-dump';
 import { type PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 
 
@@ -206,9 +208,9 @@ describe('the swap is bounded: a lock held elsewhere or a server that stops answ
   }, 60_000);
 
   it.each([
-    ["its first read, on the restore's session", /FROM pg_database WHERE datname = \$1/, () => 'SELECT 1 FROM pg_database WHERE datname = $1'],
-    ['the read of what it holds, on a connection to it', /WITH ns AS/, (target: string) => `the read of what "${target}" holds (its catalogs, on a connection to it)`],
-  ])("the guards' reads before the download are bounded: a server that accepts the connection but never answers %s ends the check with one line naming it, the target untouched", async (_where, statement, what) => {
+    ["its first read, on the restore's session", /FROM pg_database WHERE datname = \$1/, () => 'SELECT 1 FROM pg_database WHERE datname = $1', true],
+    ['the read of what it holds, on a connection to it', /WITH ns AS/, (target: string) => `the read of what "${target}" holds (its catalogs, on a connection to it)`, false],
+  ])("the guards' reads before the download are bounded: a server that accepts the connection but never answers %s ends the check with one line naming it, the target untouched", async (_where, statement, what, onSession) => {
     // Arrange: a target with a row; the proxy lets the reads through until the statement, which
     // and everything after it on that connection never reach the server
     const target = uniqueDatabaseName('t_unanswered');
@@ -233,8 +235,10 @@ describe('the swap is bounded: a lock held elsewhere or a server that stops answ
       expect(error.exitCode).toBe(1);
       expect(seconds).toBeGreaterThanOrEqual(GUARD_READ_BOUND_MS / 1000 - 1);
       expect(seconds).toBeLessThan(GUARD_READ_BOUND_MS / 1000 + 15);
-      // Ended, so that the restore's session connects again before its next statement.
-      await ended;
+      // The session's connection ended when its read went unanswered, so that it connects again
+      // before its next statement; when the read was on the connection to the target, it answers.
+      if (onSession) await ended;
+      else expect((await admin.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
       expect(psql(cluster, target, 'SELECT id FROM keep_me')).toBe('7');
     } finally {
       await admin.end().catch(() => undefined);
@@ -301,6 +305,34 @@ describe('the swap is bounded: a lock held elsewhere or a server that stops answ
       dropAll(target);
     }
   }, 120_000);
+
+  it("a wait for the target's ended sessions that the server never answers (--terminate-connections) ends the session's connection: Unsettled, and the caller's next statement runs at once, not behind it", async () => {
+    // Arrange: the proxy swallows the wait's poll of pg_stat_activity and keeps its connection open
+    const { target, staging } = targetAndStaging('t_waitsess');
+    const proxy = await startCuttingProxy({ host: cluster.host, port: cluster.port }, /SELECT 1 FROM pg_stat_activity/, { silence: true });
+    const through: PgConnection = { ...connection, port: proxy.port };
+    const session = await openAdminSession(through, 'postgres', target);
+    try {
+      const error = await operatorErrorOf(swapIn(session, through, staging, target, { force: true, terminateConnections: true }, () => undefined));
+      const started = Date.now();
+
+      // Act: the caller's next statement on the session
+      const next = await boundedQuery(await session.client(), 'SELECT 1 AS one', 5_000);
+      const seconds = (Date.now() - started) / 1000;
+
+      // Assert
+      expect(proxy.cut).toMatch(/^SELECT 1 FROM pg_stat_activity/);
+      expect(error).toBeInstanceOf(Unsettled);
+      expect(error.message).toMatch(new RegExp(`^cannot take "${target}" out of the way: SELECT 1 FROM pg_stat_activity .+ got no answer within [\\d.]+ s \\(the server may still be running it\\); "${target}" was not renamed: `));
+      expect(next.rows).toEqual([{ one: 1 }]);
+      expect(seconds).toBeLessThan(3);
+    } finally {
+      await session.end();
+      await proxy.stop();
+      psql(cluster, 'postgres', `ALTER DATABASE ${target} ALLOW_CONNECTIONS true`);
+      dropAll(target);
+    }
+  }, 60_000);
 
   it('a stop (Ctrl-C, the deadline) that came while the guards ran again is heard before the first change: the swap does not start, the target untouched, the restored copy kept for the caller to drop', async () => {
     // Arrange
@@ -454,6 +486,44 @@ describe("the session's lock and the leftovers' reads are bounded: a server that
     } finally {
       await other?.end();
       await proxy.stop();
+      dropAll(target);
+    }
+  }, 60_000);
+
+  it("a statement that got no answer within its bound ends its connection, whoever ran it: the next statement on it fails at once instead of waiting behind it, and the session connects again and takes the lock again", async () => {
+    // Arrange: the session's statement outlasts its bound on a server that answers (pg_sleep)
+    const target = aTarget('t_ended');
+    const session = await openAdminSession(connection, 'postgres', target, BOUND_MS);
+    try {
+      const first = await session.client();
+      const pid = (await first.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+
+      // Act
+      const error = await boundedQuery(first, 'SELECT pg_sleep(2)', 500).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      const started = Date.now();
+      const after = await first.query('SELECT 1').then(
+        () => 'answered',
+        (e: unknown) => oneLine(e),
+      );
+      const seconds = (Date.now() - started) / 1000;
+
+      // Assert
+      expect(error).toBeInstanceOf(NoAnswer);
+      expect(oneLine(error)).toBe('SELECT pg_sleep(2) got no answer within 0.5 s');
+      expect(after).toBe('Client was closed and is not queryable');
+      expect(seconds).toBeLessThan(0.5);
+      // The server ends that session once its statement is over (it holds the lock until then).
+      await waitFor(`session ${pid} to end`, () => psql(cluster, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE pid = ${pid}`) === '0', 10_000);
+      const next = await session.client();
+      const newPid = (await boundedQuery<{ pid: number }>(next, 'SELECT pg_backend_pid() AS pid', BOUND_MS)).rows[0].pid;
+      expect(next).not.toBe(first);
+      expect(newPid).not.toBe(pid);
+      expect(psql(cluster, 'postgres', `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = hashtext('${target}')::oid AND objsubid = 2`)).toBe(String(newPid));
+    } finally {
+      await session.end();
       dropAll(target);
     }
   }, 60_000);
