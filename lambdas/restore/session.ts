@@ -163,16 +163,18 @@ export class SessionNotBack extends OperatorError {}
  * connects again after its connection was lost (the caller says what it leaves).
  */
 export async function openAdminSession(connection: PgConnection, maintenance: string, target: string, boundMs = GUARD_READ_BOUND_MS): Promise<AdminSession> {
-  const open = async (again: boolean): Promise<{ client: Client; alive: boolean; superuser: boolean }> => {
+  // `previous`: the backend of the connection it replaces (connecting again), which may still hold the lock.
+  const open = async (previous?: Backend): Promise<{ client: Client; alive: boolean; superuser: boolean; backend?: Backend }> => {
+    const again = previous !== undefined;
     // Every statement of the session, the swap's included, waits for another session's lock at most SWAP_LOCK_TIMEOUT_MS.
     // Again: the same settings worked when the session opened, so a server not reached went away.
     const client = await connectTo(connection, maintenance, { lock_timeout: SWAP_LOCK_TIMEOUT_MS }, { answeredBefore: again }).catch((error: unknown) => {
       throw again && error instanceof OperatorError ? new SessionNotBack(error.message, error.exitCode) : error;
     });
-    const session = { client, alive: true, superuser: false };
+    const session: { client: Client; alive: boolean; superuser: boolean; backend?: Backend } = { client, alive: true, superuser: false };
     client.on('error', () => (session.alive = false)).on('end', () => (session.alive = false));
     try {
-      await lockTarget(client, target, boundMs);
+      session.backend = await lockTarget(client, target, boundMs, previous);
       session.superuser = await isSuperuser(client, boundMs);
       return session;
     } catch (error) {
@@ -182,16 +184,16 @@ export async function openAdminSession(connection: PgConnection, maintenance: st
       throw new OperatorError(`cannot open the restore's session to "${maintenance}": ${unanswered(error)}, then rerun the restore; nothing was created: "${target}" untouched`);
     }
   };
-  let current = await open(false);
+  let current = await open();
   return {
     async client() {
-      if (!current.alive) current = await open(true);
+      if (!current.alive) current = await open(current.backend);
       return current.client;
     },
     async fresh() {
       current.alive = false;
       await current.client.end().catch(() => undefined);
-      current = await open(true);
+      current = await open(current.backend);
       return current.client;
     },
     end: () => current.client.end().catch(() => undefined),
@@ -209,19 +211,43 @@ export async function isSuperuser(admin: Client, boundMs: number): Promise<boole
   ).rows[0].superuser;
 }
 
+/** A server process of the restore's session, as pg_stat_activity names it: its pid alone may be reused. */
+interface Backend {
+  readonly pid: number;
+  readonly since: string;
+}
+
 /**
  * Takes the target's lock. pg_try_advisory_lock does not wait for a lock another restore holds (it
  * answers false at once, and that restore is named), so its answer is bounded as a guard's read.
+ * `previous`: the session's connection this one replaces. Ended after a statement on it got no
+ * answer (boundedQuery), its server process keeps the lock until that statement is over (it does
+ * not notice the closed connection before): it is ended on the server too, and its lock taken over
+ * (pg_advisory_lock waits for it to go, within lock_timeout), not taken for another restore's.
  */
-async function lockTarget(admin: Client, target: string, boundMs: number): Promise<void> {
-  const { rows } = await boundedQuery<{ locked: boolean }>(
+async function lockTarget(admin: Client, target: string, boundMs: number, previous?: Backend): Promise<Backend> {
+  const { rows } = await boundedQuery<{ locked: boolean; pid: number; since: string }>(
     admin,
-    'SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked',
+    'SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked, pid, backend_start::text AS since FROM pg_stat_activity WHERE pid = pg_backend_pid()',
     boundMs,
     [RESTORE_LOCK_KEY, target],
     `the lock on "${target}" that keeps a second restore out (pg_try_advisory_lock)`,
   );
-  if (rows[0].locked) return;
+  const self = { pid: rows[0].pid, since: rows[0].since };
+  if (rows[0].locked) return self;
+  if (previous !== undefined) {
+    const ended = await boundedQuery(
+      admin,
+      'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_start = $2::timestamptz',
+      boundMs,
+      [previous.pid, previous.since],
+      `the end of the restore's previous session ${previous.pid} (pg_terminate_backend)`,
+    );
+    if (ended.rowCount === 1) {
+      await boundedQuery(admin, 'SELECT pg_advisory_lock($1, hashtext($2))', boundMs, [RESTORE_LOCK_KEY, target], `the lock on "${target}" its previous session held (pg_advisory_lock)`);
+      return self;
+    }
+  }
   const holder = await boundedQuery<{ pid: number; client: string | null; since: string | null }>(
     admin,
     `SELECT a.pid, host(a.client_addr) AS client, to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') AS since

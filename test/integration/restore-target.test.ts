@@ -528,6 +528,32 @@ describe("the session's lock and the leftovers' reads are bounded: a server that
     }
   }, 60_000);
 
+  it("connecting the restore's session again at once after a statement that got no answer, while the server still runs it: the previous connection's server process is ended and its lock taken over, not refused as another restore's", async () => {
+    // Arrange: the session's statement outlasts its bound on a server that answers (pg_sleep)
+    const target = aTarget('t_ghost');
+    const session = await openAdminSession(connection, 'postgres', target, BOUND_MS);
+    try {
+      const first = await session.client();
+      const pid = (await first.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+      await expect(boundedQuery(first, 'SELECT pg_sleep(30)', 500)).rejects.toBeInstanceOf(NoAnswer);
+      const started = Date.now();
+
+      // Act
+      const next = await session.client();
+      const seconds = (Date.now() - started) / 1000;
+
+      // Assert
+      const newPid = (await boundedQuery<{ pid: number }>(next, 'SELECT pg_backend_pid() AS pid', BOUND_MS)).rows[0].pid;
+      expect(newPid).not.toBe(pid);
+      expect(seconds).toBeLessThan(5);
+      expect(psql(cluster, 'postgres', `SELECT count(*) FROM pg_stat_activity WHERE pid = ${pid}`)).toBe('0');
+      expect(psql(cluster, 'postgres', `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = hashtext('${target}')::oid AND objsubid = 2`)).toBe(String(newPid));
+    } finally {
+      await session.end();
+      dropAll(target);
+    }
+  }, 60_000);
+
   it("connecting the restore's session again after its connection was lost: the lock unanswered ends it with one line naming it", async () => {
     // Arrange: the session opens (its lock goes through), then the server ends it; the lock of the
     // new connection never reaches the server
