@@ -263,7 +263,6 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // Before the staging database is created: a read unanswered leaves nothing on the server.
     const ownerClient = await admin.client();
     const owner = await stopOnNoAnswer(
-      ownerClient,
       async () => (await databaseOwner(ownerClient, target)) ?? (options.noOwner ? undefined : await backupOwnerToGive(ownerClient, backupProperties?.owner)),
       (why) => `cannot read which role is to own the staging database ${staging}: ${why}, then rerun the restore; nothing was created: ${options.targetLabel ?? 'target'} "${target}" untouched`,
     );
