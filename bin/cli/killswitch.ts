@@ -36,10 +36,14 @@ export const OPERATOR_VARIABLE = 'ATMR_OPERATOR';
  * command line proves nothing, so it never replaces the identity AWS vouches for); else `by`, else
  * $ATMR_OPERATOR, else the login ($USER, $LOGNAME). With none of them the change is recorded as
  * unknown-operator, and one stderr line says so, why, and how to give a name: a trail that only
- * says "by unknown-operator" cannot tell who put the site in maintenance.
+ * says "by unknown-operator" cannot tell who put the site in maintenance. A dry run records
+ * nothing: STS is not asked (a silent STS held `recover --dry-run` for seconds), nor a change said
+ * unattributed.
  */
 export async function resolveCliActor(by?: string, env: NodeJS.ProcessEnv = process.env, { dryRun = false }: { dryRun?: boolean } = {}): Promise<string> {
   const given = by?.trim();
+  const named = given || env[OPERATOR_VARIABLE]?.trim() || env.USER?.trim() || env.LOGNAME?.trim();
+  if (dryRun) return named || 'unknown-operator';
   let why: string;
   try {
     const identity = await new STSClient({ ...SDK_RETRY, maxAttempts: 2 }).send(new GetCallerIdentityCommand({}));
@@ -49,9 +53,7 @@ export async function resolveCliActor(by?: string, env: NodeJS.ProcessEnv = proc
     // No credentials or no network: the name the operator set, or the login's.
     why = `STS: ${namedLine(error)}`;
   }
-  const named = given || env[OPERATOR_VARIABLE]?.trim() || env.USER?.trim() || env.LOGNAME?.trim();
-  // A dry run records nothing: no change to say unattributed.
-  if (named || dryRun) return named || 'unknown-operator';
+  if (named) return named;
   process.stderr.write(
     `atmr-dr: your identity could not be read (${why}; ${OPERATOR_VARIABLE}, USER and LOGNAME unset): this change is recorded as by unknown-operator; name yourself with ${OPERATOR_VARIABLE}=NAME (killswitch and incident also take --by NAME)\n`,
   );

@@ -10,7 +10,7 @@ import { beginRecovery, recordKey, updateRecovery } from '../../lambdas/recovery
 import { afterCutoverSteps } from '../../bin/cli/recover';
 import { parseEnvironmentConfig } from '../../lib/config';
 import { exampleEnvironment } from '../support/app';
-import { startCloudFormationWithoutStacks } from '../support/aws-endpoints';
+import { startCloudFormationWithoutStacks, startSilentEndpoint } from '../support/aws-endpoints';
 import { clockShiftEnv } from '../support/clock-shift';
 import { startLocalTable } from '../support/dynalite';
 import { LocalDynamo, startLocalDynamo } from '../support/dynamodb';
@@ -143,8 +143,10 @@ describe('atmr-dr recover', () => {
       });
     });
     await new Promise<void>((resolve) => responder.listen(0, '127.0.0.1', resolve));
+    // STS silent: a dry run records no one, so it is not asked (it held the plan 6 s before).
+    const sts = await startSilentEndpoint();
     const saved = env;
-    env = { ...env, AWS_ENDPOINT_URL_RDS: `http://127.0.0.1:${(responder.address() as AddressInfo).port}`, ...clockShiftEnv(fs.mkdtempSync(path.join(os.tmpdir(), 'recover-clock-')), 3_600_000) };
+    env = { ...env, AWS_ENDPOINT_URL_RDS: `http://127.0.0.1:${(responder.address() as AddressInfo).port}`, AWS_ENDPOINT_URL_STS: sts.url, ...clockShiftEnv(fs.mkdtempSync(path.join(os.tmpdir(), 'recover-clock-')), 3_600_000) };
     try {
       // Act
       const before = Date.now();
@@ -154,6 +156,7 @@ describe('atmr-dr recover', () => {
       // Assert: 5 min before RDS's now (its Date header is to the second), and said as such
       expect(run.stderr).toBe('');
       expect(run.status).toBe(0);
+      expect(sts.received()).toBe(0);
       const [said, plan] = run.stdout.split('\n');
       const toTime = /^--to-time "5 min ago" is (\S+) \(UTC, by RDS's clock\)$/.exec(said)?.[1];
       expect(Date.parse(toTime ?? '')).toBeGreaterThanOrEqual(before - 300_000 - 1_000);
@@ -161,6 +164,7 @@ describe('atmr-dr recover', () => {
       expect(plan).toContain(`as of ${toTime} -> new instance atmr-prod-pitr-`);
     } finally {
       env = saved;
+      await sts.stop();
       await new Promise((resolve) => responder.close(resolve));
     }
   });
