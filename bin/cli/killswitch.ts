@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import { KillswitchCommand, KillswitchCommandResult, runKillswitchCommand } from '../../lambdas/killswitch/commands';
 import { describeValue, MISSING_PARAMETER_FIX, sentUnconfirmed } from '../../lambdas/killswitch/core';
 import { parseDuration, parseEnableMode, parseReason } from '../../lambdas/killswitch/value';
-import { awsCall } from '../../lambdas/shared/aws-errors';
+import { awsCall, unansweredService } from '../../lambdas/shared/aws-errors';
 import { serviceNow } from '../../lambdas/shared/clock-offset';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
@@ -36,9 +36,11 @@ export const OPERATOR_VARIABLE = 'ATMR_OPERATOR';
  * command line proves nothing, so it never replaces the identity AWS vouches for); else `by`, else
  * $ATMR_OPERATOR, else the login ($USER, $LOGNAME). With none of them the change is recorded as
  * unknown-operator, and one stderr line says so, why, and how to give a name: a trail that only
- * says "by unknown-operator" cannot tell who put the site in maintenance. A dry run records
- * nothing: STS is not asked (a silent STS held `recover --dry-run` for seconds), nor a change said
- * unattributed.
+ * says "by unknown-operator" cannot tell who put the site in maintenance. An STS that did not
+ * answer (two attempts of OPERATOR_ANSWER_TIMEOUT_MS, as every read of the CLI: useOperatorSdkSettings)
+ * is said in one stderr line too: the operator waited for it, and the change goes without the
+ * identity AWS vouches for. A dry run records nothing: STS is not asked (a silent STS held
+ * `recover --dry-run` for seconds), nor a change said unattributed.
  */
 export async function resolveCliActor(by?: string, env: NodeJS.ProcessEnv = process.env, { dryRun = false }: { dryRun?: boolean } = {}): Promise<string> {
   const given = by?.trim();
@@ -52,6 +54,8 @@ export async function resolveCliActor(by?: string, env: NodeJS.ProcessEnv = proc
   } catch (error) {
     // No credentials or no network: the name the operator set, or the login's.
     why = `STS: ${namedLine(error)}`;
+    const silent = unansweredService(error);
+    if (named && silent) process.stderr.write(`atmr-dr: ${silent}: this change is recorded as by ${named}, without the AWS identity STS vouches for\n`);
   }
   if (named) return named;
   process.stderr.write(

@@ -106,13 +106,19 @@ export function missingAwsSetting(error: unknown, env: NodeJS.ProcessEnv = proce
  * other error, and for the Lambda functions' timeouts (they carry no such names).
  */
 export function unansweredCall(error: unknown): string | undefined {
+  const what = unansweredService(error);
+  return what && `${what}: AWS or the network path to it is not answering; check the network, and ${(error as AwsTimeoutDetails).awsEndpointVariable} or AWS_ENDPOINT_URL if set, then run the command again`;
+}
+
+/** What did not answer and where ("STS did not answer in time (https://..., 2 attempts of 3 s)"), as unansweredCall starts; else undefined. */
+export function unansweredService(error: unknown): string | undefined {
   const e = (error ?? {}) as SdkLikeError & Partial<AwsTimeoutDetails> & { readonly $metadata?: { readonly attempts?: number } };
   if (e.name !== 'TimeoutError' || !e.awsService || !e.awsEndpoint) return undefined;
   const attempts = e.$metadata?.attempts ?? 1;
   // A read waits OPERATOR_ANSWER_TIMEOUT_MS for its answer; a write, SDK_IDLE_TIMEOUT_MS of silence.
   const bound = e.awsAttemptBoundMs ?? OPERATOR_ANSWER_TIMEOUT_MS;
   const tries = `${attempts} attempt${attempts === 1 ? '' : 's'} of ${bound / 1000} s${bound === OPERATOR_ANSWER_TIMEOUT_MS ? '' : ' of silence'}`;
-  return `${e.awsService} did not answer in time (${e.awsEndpoint}, ${tries}): AWS or the network path to it is not answering; check the network, and ${e.awsEndpointVariable} or AWS_ENDPOINT_URL if set, then run the command again`;
+  return `${e.awsService} did not answer in time (${e.awsEndpoint}, ${tries})`;
 }
 
 /** What an unreachable service's line says, the same for every service and command. */
