@@ -46,7 +46,8 @@ import {
 } from '../../lambdas/backout/workflow';
 import { asOperatorError } from '../../lambdas/shared/aws-errors';
 import { EVENT_SOURCE, metricsNamespace, OPERATOR_CLI } from '../../lambdas/shared/constants';
-import { namedLine, OperatorError, oneLine } from '../../lambdas/shared/errors';
+import { namedLine, NotFoundError, OperatorError, oneLine } from '../../lambdas/shared/errors';
+import { MISSING_PARAMETER_FIX, readKillswitch } from '../../lambdas/killswitch/core';
 import { formatAge } from '../../lambdas/shared/format';
 import { confirmer } from './confirm';
 import { interruptibly } from './interrupt';
@@ -479,6 +480,14 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
     ? `the killswitch is in maintenance while it runs, and stays so after it: ${service.serviceName} runs this release, which must not serve on the downgraded schema; lift it once "${rollbackFirst}" is done`
     : 'the killswitch is in maintenance while it runs';
   ctx.print(`  before it: ${ctx.settings.beforeDowngrade === 'snapshot' ? `a snapshot of ${ctx.settings.databaseInstanceIdentifier}` : 'the PITR restore point is recorded'}; ${maintenance}`);
+  // The downgrade's preparation sets maintenance after its snapshot: a killswitch parameter that
+  // does not exist (a wrong --parameter / KILLSWITCH_PARAMETER, another environment's name) is
+  // refused now, before the confirmation, the lock and the snapshot, with the CLI's fix, not the
+  // deployed function's setting that readKillswitch names by default.
+  await readKillswitch(ctx.deps.ssm, ctx.settings.killswitchParameterName, MISSING_PARAMETER_FIX.cli).catch((error: unknown) => {
+    if (error instanceof NotFoundError) throw new NotFoundError(`rollback migration: ${error.subject}`, `${error.fix}; nothing changed`, { cause: error.cause });
+    throw error;
+  });
   if (!options.yes && !(await ctx.confirm(`rollback: downgrade the schema of ${ctx.settings.databaseInstanceIdentifier} to ${revision}`))) {
     throw new OperatorError('rollback: not confirmed, nothing changed', 1);
   }

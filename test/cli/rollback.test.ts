@@ -633,6 +633,27 @@ describe('rollback service when SSM refuses the pin after UpdateService was acce
   });
 });
 
+describe('rollback migration with a killswitch parameter that does not exist', () => {
+  it("refuses in one line naming the CLI's flag and variable (not a function's setting), exit 2, before the confirmation, the lock and the snapshot", async () => {
+    // Arrange: SSM does not know the name (a wrong KILLSWITCH_PARAMETER, another environment's).
+    const ctx = await context({ confirm: true });
+    mocks.ssm.on(GetParameterCommand).rejects(Object.assign(new Error(''), { name: 'ParameterNotFound', $fault: 'client', $metadata: { httpStatusCode: 400 } }));
+
+    // Act
+    const run = migrationCommand(ctx, { to: 'aaa111' });
+
+    // Assert
+    await expect(run).rejects.toMatchObject({
+      exitCode: 2,
+      message: `rollback migration: killswitch: parameter ${ctx.settings.killswitchParameterName} does not exist: pass --parameter / KILLSWITCH_PARAMETER with the right name; nothing changed`,
+    });
+    expect(mocks.rds.commandCalls(CreateDBSnapshotCommand)).toHaveLength(0);
+    expect(mocks.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
+    expect(mocks.ssm.commandCalls(PutParameterCommand)).toHaveLength(0);
+    expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+  });
+});
+
 describe('rollback service and migration when SNS refuses the report', () => {
   const refused = () => mocks.sns.on(PublishCommand).rejects(Object.assign(new Error('User is not authorized to perform SNS:Publish'), { name: 'AuthorizationErrorException' }));
 
