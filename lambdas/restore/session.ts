@@ -15,7 +15,7 @@ import type { Client, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import { quoteIdent } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
 import { APPLICATION_NAME, PG_CONNECT_TIMEOUT_MS, PgConnection, connectTo } from '../shared/pg-connection';
-import { isQueryReadTimeout, isRefusedStatement, sqlState } from '../shared/pg-errors';
+import { isQueryReadTimeout, isRefusedStatement, LOCK_NOT_AVAILABLE, sqlState } from '../shared/pg-errors';
 
 // The connection helper lives with the connection settings (the backup uses it too); restore imports it from here.
 
@@ -235,19 +235,7 @@ async function lockTarget(admin: Client, target: string, boundMs: number, previo
   );
   const self = { pid: rows[0].pid, since: rows[0].since };
   if (rows[0].locked) return self;
-  if (previous !== undefined) {
-    const ended = await boundedQuery(
-      admin,
-      'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_start = $2::timestamptz',
-      boundMs,
-      [previous.pid, previous.since],
-      `the end of the restore's previous session ${previous.pid} (pg_terminate_backend)`,
-    );
-    if (ended.rowCount === 1) {
-      await boundedQuery(admin, 'SELECT pg_advisory_lock($1, hashtext($2))', boundMs, [RESTORE_LOCK_KEY, target], `the lock on "${target}" its previous session held (pg_advisory_lock)`);
-      return self;
-    }
-  }
+  if (previous !== undefined && (await takeOverLock(admin, target, boundMs, previous))) return self;
   const holder = await boundedQuery<{ pid: number; client: string | null; since: string | null }>(
     admin,
     `SELECT a.pid, host(a.client_addr) AS client, to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') AS since
@@ -259,6 +247,40 @@ async function lockTarget(admin: Client, target: string, boundMs: number, previo
   );
   const who = holder.rows[0] ? ` (its session ${holder.rows[0].pid}${holder.rows[0].client ? ` from ${holder.rows[0].client}` : ''}, since ${holder.rows[0].since})` : '';
   throw new OperatorError(`another restore into "${target}" is running${who}: wait for it to end (or stop it), then check "${target}" before restoring again; nothing was done`, 3);
+}
+
+/**
+ * Connecting again: ends the session's previous server process if it still holds the target's lock
+ * (matched on pid, start time and that lock, so that no other session can be ended: a pid may be
+ * reused, a pooler may hand the same server process to another client), then waits for the lock
+ * within lock_timeout. True once the lock is this connection's. Not there any more (its statement
+ * over, it saw its closed connection meanwhile), the lock may be free: tried once more. A process
+ * that does not go within lock_timeout is named, with where to look, rather than reported as the
+ * restore's own lock timeout or as another restore.
+ */
+async function takeOverLock(admin: Client, target: string, boundMs: number, previous: Backend): Promise<boolean> {
+  const ended = await boundedQuery(
+    admin,
+    `SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
+      WHERE a.pid = $1 AND a.backend_start::text = $2
+        AND l.locktype = 'advisory' AND l.granted AND l.classid = $3::int::oid AND l.objid = hashtext($4)::oid AND l.objsubid = 2`,
+    boundMs,
+    [previous.pid, previous.since, RESTORE_LOCK_KEY, target],
+    `the end of the restore's previous session ${previous.pid} (pg_terminate_backend)`,
+  );
+  if (ended.rowCount === 0) {
+    const again = await boundedQuery<{ locked: boolean }>(admin, 'SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked', boundMs, [RESTORE_LOCK_KEY, target]);
+    return again.rows[0].locked;
+  }
+  try {
+    await boundedQuery(admin, 'SELECT pg_advisory_lock($1, hashtext($2))', boundMs, [RESTORE_LOCK_KEY, target], `the lock on "${target}" its previous session held (pg_advisory_lock)`);
+    return true;
+  } catch (error) {
+    if (sqlState(error) !== LOCK_NOT_AVAILABLE) throw error;
+    throw new SessionNotBack(
+      `the restore's previous session ${previous.pid} (started ${previous.since}) still holds the lock on "${target}" ${SWAP_LOCK_TIMEOUT_MS / 1000} s after it was ended (pg_terminate_backend): look with SELECT pid, state, query FROM pg_stat_activity WHERE pid = ${previous.pid}`,
+    );
+  }
 }
 
 /** `reads`; one that got no answer (NoAnswer, which ended its connection) is the one line `line` makes of it. */

@@ -554,6 +554,64 @@ describe("the session's lock and the leftovers' reads are bounded: a server that
     }
   }, 60_000);
 
+  it("connecting the restore's session again while its previous server process does not go when ended (stuck): one line naming that process and where to look, not a lock timeout", async () => {
+    // Arrange: the previous connection's statement outlasts its bound, then its server process is
+    // stopped (SIGSTOP: a process stuck in I/O does not act on pg_terminate_backend either)
+    const target = aTarget('t_stuck');
+    // The production bound of the lock's answer, which outlasts lock_timeout (10 s): the server answers
+    const session = await openAdminSession(connection, 'postgres', target, GUARD_READ_BOUND_MS);
+    let pid = 0;
+    try {
+      const first = await session.client();
+      pid = (await first.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+      await expect(boundedQuery(first, 'SELECT pg_sleep(60)', 500)).rejects.toBeInstanceOf(NoAnswer);
+      process.kill(pid, 'SIGSTOP');
+
+      // Act
+      const error = await session.client().then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+
+      // Assert
+      expect(error?.constructor.name).toBe('SessionNotBack');
+      expect(oneLine(error)).toMatch(new RegExp(`^the restore's previous session ${pid} \\(started .+\\) still holds the lock on "${target}" 10 s after it was ended \\(pg_terminate_backend\\): look with SELECT pid, state, query FROM pg_stat_activity WHERE pid = ${pid}$`));
+    } finally {
+      if (pid) process.kill(pid, 'SIGCONT');
+      await session.end();
+      dropAll(target);
+    }
+  }, 60_000);
+
+  it("connecting the restore's session again as its previous server process leaves on its own (after the first try of the lock, before it is ended): the lock is taken, not refused as another restore's", async () => {
+    // Arrange: the previous process still holds the lock at the first try, and is gone by the time
+    // the session would end it (its statement over, its closed connection seen)
+    const target = aTarget('t_left');
+    const session = await openAdminSession(connection, 'postgres', target, BOUND_MS);
+    const first = await session.client();
+    const pid = (await first.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+    await expect(boundedQuery(first, 'SELECT pg_sleep(30)', 500)).rejects.toBeInstanceOf(NoAnswer);
+    const { Client: PgClient } = await import('pg');
+    const query = PgClient.prototype.query;
+    const spy = jest.spyOn(PgClient.prototype, 'query').mockImplementation(function (this: Client, ...args: unknown[]) {
+      const text = (args[0] as { text?: string })?.text ?? '';
+      if (text.includes('pg_terminate_backend')) psql(cluster, 'postgres', `SELECT pg_terminate_backend(${pid}, 5000)`);
+      return (query as (...a: unknown[]) => unknown).apply(this, args) as never;
+    });
+    try {
+      // Act
+      const next = await session.client().finally(() => spy.mockRestore());
+
+      // Assert
+      const newPid = (await boundedQuery<{ pid: number }>(next, 'SELECT pg_backend_pid() AS pid', BOUND_MS)).rows[0].pid;
+      expect(psql(cluster, 'postgres', `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = hashtext('${target}')::oid AND objsubid = 2`)).toBe(String(newPid));
+    } finally {
+      spy.mockRestore();
+      await session.end();
+      dropAll(target);
+    }
+  }, 60_000);
+
   it("connecting the restore's session again after its connection was lost: the lock unanswered ends it with one line naming it", async () => {
     // Arrange: the session opens (its lock goes through), then the server ends it; the lock of the
     // new connection never reaches the server
