@@ -245,9 +245,6 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       signal?.throwIfAborted();
       await checkArchiveReadable({ file: download.file, pgBinDir: deps.pgBinDir, signal, otherCopy, madeBy: manifest.pgDumpVersion }, `${options.targetLabel ?? 'target'} "${target}" untouched`);
     }
-    // The backed-up database's own properties, which the backup read from the catalogs (a backup
-    // taken before it did has none); the plain format's restore does not give them.
-    const backupProperties = object.format === 'custom' ? manifest.databaseProperties : undefined;
 
     // 4. Load into the staging database.
     signal?.throwIfAborted();
@@ -256,14 +253,14 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // The database keeps its owner: the application's role, whose migrations need CREATE on
     // public, which PostgreSQL 15 gives the database's owner. checkTarget made sure this role may
     // give it (the owner or a member of it). A new name gets the backed-up database's owner when
-    // this role may give it (a superuser, or a member of it): the objects' owners need CREATE on
-    // public to be given their objects by a role that is not a superuser, as they had it at the
-    // source. Else, and with --no-owner, the plain SQL or a manifest without the backed-up
-    // database's properties, the restoring role's.
+    // this role may give it (a superuser, or a member of it), from the manifest, whichever format
+    // is loaded: the objects' owners need CREATE on public to be given their objects by a role that
+    // is not a superuser, as they had it at the source. Else, and with --no-owner or a manifest
+    // taken before backups recorded it, the restoring role's.
     // Before the staging database is created: a read unanswered leaves nothing on the server.
     const ownerClient = await admin.client();
     const owner = await stopOnNoAnswer(
-      async () => (await databaseOwner(ownerClient, target)) ?? (options.noOwner ? undefined : await backupOwnerToGive(ownerClient, backupProperties?.owner)),
+      async () => (await databaseOwner(ownerClient, target)) ?? (options.noOwner ? undefined : await backupOwnerToGive(ownerClient, manifest.databaseProperties?.owner)),
       (why) => `cannot read which role is to own the staging database ${staging}: ${why}, then rerun the restore; nothing was created: ${options.targetLabel ?? 'target'} "${target}" untouched`,
     );
     const unknown = (lost: string): string =>
@@ -311,8 +308,8 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     const propertiesClient = await admin.client();
     const giveProperties = async (): Promise<void> => {
       if (await keepDatabaseProperties(propertiesClient, target, staging, warn)) return warnIfReadOnly(propertiesClient, staging, target, warn);
-      if (backupProperties !== undefined) {
-        await giveBackupProperties(propertiesClient, backupProperties, manifest.database, target, staging, warn);
+      if (manifest.databaseProperties !== undefined) {
+        await giveBackupProperties(propertiesClient, manifest.databaseProperties, manifest.database, target, staging, warn);
         return warnIfReadOnly(propertiesClient, staging, target, warn);
       }
       // A new name without the backed-up database's properties: its owner is not known either, and
@@ -320,9 +317,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       const ownedBy = `"${target}" has none of them, and is owned by "${owner ?? deps.connection.user}" (the restoring role), not by the backed-up database's owner`;
       const byHand = `or set them by hand (ALTER DATABASE ${quoteIdent(target)} OWNER TO <its owner>, ...)`;
       warn(
-        object.format === 'plain'
-          ? `the plain-format backup does not carry the backed-up "${manifest.database}"'s owner, own settings, role settings, comment and grants: ${ownedBy}; restore the custom format to get them, ${byHand}`
-          : `backup ${manifestKey} does not record the backed-up "${manifest.database}"'s owner, own settings, role settings, comment and grants (taken before backups recorded them): ${ownedBy}; restore a newer backup to get them, ${byHand}`,
+        `backup ${manifestKey} does not record the backed-up "${manifest.database}"'s owner, own settings, role settings, comment and grants (taken before backups recorded them): ${ownedBy}; restore a newer backup to get them, ${byHand}`,
       );
     };
     await giveProperties().catch((error: unknown) => {
