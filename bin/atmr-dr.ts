@@ -83,14 +83,10 @@ export async function buildProgram(argv?: readonly string[]): Promise<Command> {
       // Declared once, by requiredOption: the help says it, and a command line without it is refused.
       optionDescription: (option) => `${option.mandatory ? '(required) ' : ''}${DEFAULT_HELP.optionDescription(option)}`,
       // A parent's required options, and those it marks ownActionOnly, are its own action's (recover's
-      // --to-time, --reason, --new-instance, --dry-run, to start a recovery): recover status refuses
-      // them, and its help must not list them. One also read by some subcommands names them in
-      // alsoReadBy (recover's --no-follow: status follows a running workflow too).
+      // --to-time, --reason, --new-instance, --dry-run, --no-follow, to start a recovery): recover
+      // status refuses them (or declares its own), and its help must not list them.
       visibleGlobalOptions(this: Help, command: Command) {
-        return Help.prototype.visibleGlobalOptions.call(this, command).filter((option) => {
-          const marks = option as { ownActionOnly?: boolean; alsoReadBy?: readonly string[] };
-          return !option.mandatory && (!marks.ownActionOnly || (marks.alsoReadBy?.includes(command.name()) ?? false));
-        });
+        return Help.prototype.visibleGlobalOptions.call(this, command).filter((option) => !option.mandatory && !(option as { ownActionOnly?: boolean }).ownActionOnly);
       },
     });
   // Concern modules register here (bin/cli/<concern>.ts); subcommands inherit the settings above.

@@ -302,12 +302,11 @@ export function registerRecoverCommands(program: Command): void {
     .option('--state-machine <arn>', 'recovery workflow (default: $ATMR_RECOVERY_STATE_MACHINE, else the Ops stack output)')
     .option('--parameter <name>', 'killswitch parameter (default: $KILLSWITCH_PARAMETER, else the Data stack output of --env, else its config)')
     .option('--json', 'print results as JSON');
-  // Read by starting a recovery only (status, cutover and abandon refuse them: refuseStartOptions),
-  // or by it and status (cutover and abandon refuse --no-follow: refuseNoFollow): left out of the
-  // other subcommands' help (bin/atmr-dr.ts visibleGlobalOptions).
+  // Read by starting a recovery only (status, cutover and abandon refuse them: refuseStartOptions;
+  // --no-follow, refuseNoFollow, status declaring its own): left out of the subcommands' help
+  // (bin/atmr-dr.ts visibleGlobalOptions).
   for (const option of recover.options) {
-    if (option.long === '--new-instance' || option.long === '--dry-run') Object.assign(option, { ownActionOnly: true });
-    if (option.long === '--no-follow') Object.assign(option, { ownActionOnly: true, alsoReadBy: ['status'] });
+    if (option.long === '--new-instance' || option.long === '--dry-run' || option.long === '--no-follow') Object.assign(option, { ownActionOnly: true });
   }
 
   const globals = () => recover.opts<RecoverGlobals & { toTime?: string; newInstance?: string; reason?: string; dryRun?: boolean }>();
@@ -489,6 +488,10 @@ export function registerRecoverCommands(program: Command): void {
     .command('status')
     .description('a recovery (default: the one in progress, else the latest): its state, verification side by side; follows a running workflow')
     .argument('[id]', 'recovery id (r<yyyymmddhhmmss>-xxxx)')
+    // For its own help, with what it does here (recover's says "return once the workflow
+    // started"): the parser gives `recover status --no-follow` to recover's option, which it reads
+    // anywhere on the line, and the action reads that one (ctx.g.follow).
+    .option('--no-follow', 'print the state once, without following a running workflow')
     .action(
       carrying(async (id: string | undefined) => {
       refuseStartOptions('recover status', globals());
