@@ -291,12 +291,15 @@ export function registerRecoverCommands(program: Command): void {
   const recover = program
     .command('recover')
     .description('RDS point-in-time recovery to a new instance (a Step Functions workflow), verified against production, then a guided cutover')
-    // Required of `recover` itself only (starting a recovery), not of status, cutover or abandon.
+    // Required of `recover` itself only (starting a recovery), not of status, cutover or abandon:
+    // listed under their own heading, so that "(required)" above the subcommands is not read as theirs.
+    .optionsGroup('To start a recovery (recover alone, not status, cutover or abandon):')
     .requiredOption('--to-time <time>', 'time to restore to: ISO 8601 with a zone, e.g. 2026-11-30T14:02:00Z, or "5 minutes ago"')
     .option('--new-instance <name>', 'name of the new instance (default: <prefix><yyyymmddhhmm>; must start with the configured prefix)')
     .requiredOption('--reason <text>', 'why, e.g. "bookings deleted by migration 4f2a at 14:05": recorded with who asked')
     .option('--dry-run', 'check the time, the name and PITR, print the plan, start nothing')
     .option('--no-follow', 'return once the workflow started (follow it later with "recover status ID")')
+    .optionsGroup('Options:')
     .option('--env <name>', 'cdk.json environment (default: cdk.json env)')
     .option('--table <name>', 'ops-state table (default: $ATMR_OPS_TABLE, else the Data stack output)')
     .option('--state-machine <arn>', 'recovery workflow (default: $ATMR_RECOVERY_STATE_MACHINE, else the Ops stack output)')

@@ -443,6 +443,16 @@ describe('help', () => {
     expect(recover.stdout).toMatch(/--new-instance <name>[\s\S]*--dry-run/);
   });
 
+  it('lists the options of starting a recovery, "(required)" ones included, under a heading saying the subcommands do not take them', async () => {
+    const recover = await entry(['recover', '--help'], operatorEnv());
+    const sections = recover.stdout.split(/\n(?=\S)/);
+    const start = sections.find((section) => section.includes('--to-time')) ?? '';
+
+    expect(start).toMatch(/^To start a recovery \(recover alone, not status, cutover or abandon\):\n/);
+    expect(start).toMatch(/--to-time <time> +\(required\)[\s\S]*--reason <text> +\(required\)/);
+    expect(sections.filter((section) => section !== start).join('\n')).not.toMatch(/\(required\)|--to-time|--reason/);
+  });
+
   it('lists --no-follow among the options of recover status, with what it does there, and not under cutover or abandon, which refuse it', async () => {
     const status = await entry(['recover', 'status', '--help'], operatorEnv());
     const cutover = await entry(['recover', 'cutover', '--help'], operatorEnv());
