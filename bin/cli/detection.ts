@@ -11,7 +11,7 @@ import { OperatorError } from '../../lambdas/shared/errors';
 import { resolveConnection } from '../../lambdas/shared/pg-connection';
 import { runbookAlarmName } from '../../lib/alarm-names';
 import type { EnvironmentConfig } from '../../lib/config';
-import { assertEnvironment, DEPLOYED_NAMES, defaultEnvironmentName, nonEmpty, packageRoot, resolveDeployedName } from './resolve';
+import { assertEnvironment, DEPLOYED_NAMES, defaultEnvironmentName, ENV_DEFAULT, nonEmpty, packageRoot, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
 import { confirmer } from './confirm';
 
@@ -54,7 +54,7 @@ export function registerDetectionCommands(program: Command): void {
     )
     .option('--database-secret <arn>', 'Secrets Manager secret with the connection (else PGHOST PGUSER PGPASSWORD PGDATABASE)')
     .option('--instance <id>', 'RDS instance identifier for the free storage (default: $ATMR_RDS_INSTANCE, else the config)')
-    .option('--env <name>', 'cdk.json environment (default: cdk.json env)')
+    .option('--env <name>', `cdk.json environment (default: ${ENV_DEFAULT})`)
     .option('--yes', 'confirm the ALTER DATABASE without asking')
     .option('--json', 'print the outcome as JSON')
     .action(async (opts: { databaseSecret?: string; instance?: string; env?: string; yes?: boolean; json?: boolean }) => {
@@ -87,7 +87,7 @@ export function registerDetectionCommands(program: Command): void {
     .argument('<count>', 'desired task count')
     .option('--cluster <name>', 'ECS cluster (default: $ATMR_ECS_CLUSTER, the Ops stack output, else the config)')
     .option('--service-name <name>', 'ECS service name (default: $ATMR_<SERVICE>_SERVICE, else the config)')
-    .option('--env <name>', 'cdk.json environment (default: cdk.json env)')
+    .option('--env <name>', `cdk.json environment (default: ${ENV_DEFAULT})`)
     .option('--yes', 'confirm without asking')
     .action(async (key: string, countText: string, opts: { cluster?: string; serviceName?: string; env?: string; yes?: boolean }) => {
       if (!/^\d+$/.test(countText)) throw new OperatorError(`scale: count "${countText}" is not a whole number of tasks`, 2);
@@ -115,7 +115,7 @@ export function registerDetectionCommands(program: Command): void {
     .option('--health-url <url>', 'health URL to check once steady (default: $ATMR_OSRM_HEALTH_URL, else the config\'s probe URL)')
     .option('--timeout <seconds>', 'how long to wait for steady state', '600')
     .option('--poll-interval <seconds>', 'seconds between two looks at the deployment', '10')
-    .option('--env <name>', 'cdk.json environment (default: cdk.json env)')
+    .option('--env <name>', `cdk.json environment (default: ${ENV_DEFAULT})`)
     .option('--yes', 'confirm without asking')
     .action(async (opts: { cluster?: string; serviceName?: string; healthUrl?: string; timeout: string; pollInterval: string; env?: string; yes?: boolean }) => {
       const timeoutSeconds = Number(opts.timeout);

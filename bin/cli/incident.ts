@@ -9,7 +9,7 @@ import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { confirmer } from './confirm';
 import { OPERATOR_VARIABLE, resolveCliActor } from './killswitch';
-import { DEPLOYED_NAMES, resolveDeployedName } from './resolve';
+import { DEPLOYED_NAMES, ENV_DEFAULT, resolveDeployedName } from './resolve';
 
 interface Globals {
   readonly table?: string;
@@ -48,7 +48,7 @@ export function registerIncidentCommands(program: Command): void {
     .description('incidents opened by the alarms: list, acknowledge (stops the escalation), resolve, timeline for the post-mortem')
     .option('--table <name>', 'ops-state table (default: $ATMR_OPS_TABLE, else the deployed stack outputs of --env)')
     .option('--state-machine <arn>', 'escalation state machine (default: $ATMR_ESCALATION_STATE_MACHINE, else the deployed stack outputs)')
-    .option('--env <name>', 'environment whose deployed stacks name the table (default: cdk.json env)');
+    .option('--env <name>', `environment whose deployed stacks name the table (default: ${ENV_DEFAULT})`);
 
   const storeOf = async (): Promise<{ store: IncidentStore; globals: Globals }> => {
     const globals = incident.opts<Globals>();

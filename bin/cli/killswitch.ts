@@ -11,7 +11,7 @@ import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { namedLine, OperatorError } from '../../lambdas/shared/errors';
 import { confirmer } from './confirm';
 import { checkBeforeRetry } from './interrupt';
-import { DEPLOYED_NAMES, notFoundHint, resolveDeployedName } from './resolve';
+import { DEPLOYED_NAMES, ENV_DEFAULT, notFoundHint, resolveDeployedName } from './resolve';
 
 /**
  * Every argument checked before anything is resolved or read: a bad `--mode`, a missing `--reason`
@@ -108,7 +108,7 @@ export function registerKillswitchCommands(program: Command): void {
     .command('killswitch')
     .description('the SSM killswitch: maintenance (503 at the load balancer and in the API) or degraded mode')
     .option('--parameter <name>', 'SSM parameter name (default: $KILLSWITCH_PARAMETER, else the Data stack output of --env, else its config)')
-    .option('--env <name>', "environment whose deployed stacks and config name the parameter (default: cdk.json's env)");
+    .option('--env <name>', `environment whose deployed stacks and config name the parameter (default: ${ENV_DEFAULT})`);
 
   const run = async (command: KillswitchCommand, json: boolean, yes?: boolean, by?: string): Promise<void> => {
     validateKillswitchCommand(command);

@@ -27,7 +27,7 @@ import { metricsNamespace } from '../../lambdas/shared/constants';
 import { NotFoundError, OperatorError } from '../../lambdas/shared/errors';
 import { checkPgSslMode, pgClientConfig, resolveConnection } from '../../lambdas/shared/pg-connection';
 import { resolveCliActor } from './killswitch';
-import { DEPLOYED_NAMES, defaultEnvironmentName, notFoundHint, resolveDeployedName } from './resolve';
+import { DEPLOYED_NAMES, defaultEnvironmentName, ENV_DEFAULT, notFoundHint, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
 import { confirmer } from './confirm';
 import { exitCodeOf, interruptible } from './interrupt';
@@ -300,7 +300,7 @@ export function registerRecoverCommands(program: Command): void {
     .option('--dry-run', 'check the time, the name and PITR, print the plan, start nothing')
     .option('--no-follow', 'return once the workflow started (follow it later with "recover status ID")')
     .optionsGroup('Options:')
-    .option('--env <name>', 'cdk.json environment (default: cdk.json env)')
+    .option('--env <name>', `cdk.json environment (default: ${ENV_DEFAULT})`)
     .option('--table <name>', 'ops-state table (default: $ATMR_OPS_TABLE, else the Data stack output)')
     .option('--state-machine <arn>', 'recovery workflow (default: $ATMR_RECOVERY_STATE_MACHINE, else the Ops stack output)')
     .option('--parameter <name>', 'killswitch parameter (default: $KILLSWITCH_PARAMETER, else the Data stack output of --env, else its config)')

@@ -145,6 +145,12 @@ export function latestDatabase(ref: string, option: string | undefined, fallback
   return named;
 }
 
+/**
+ * The --env default, as every help says it. The cdk.json read is the atmr-dr package's own (packageRoot),
+ * wherever the command is run from: an operator in /tmp or in another checkout must not look for it there.
+ */
+export const ENV_DEFAULT = "the env named in the atmr-dr package's own cdk.json, not the current directory's";
+
 /** `--env`, else cdk.json's `env`, else `example`. */
 export function defaultEnvironmentName(root: string = packageRoot()): string {
   return readCdkJson(root).context?.env ?? 'example';
@@ -424,7 +430,7 @@ export async function readStackOutputs(stackName: string, configFallback?: strin
 export function withBucketOptions(command: Command): Command {
   return command
     .option('--bucket <name>', 'backup bucket (default: $BACKUP_BUCKET, else the Data stack output of --env)')
-    .option('--env <name>', "environment whose deployed stacks name the bucket (default: cdk.json's env)");
+    .option('--env <name>', `environment whose deployed stacks name the bucket (default: ${ENV_DEFAULT})`);
 }
 
 /**

@@ -52,7 +52,7 @@ import { formatAge } from '../../lambdas/shared/format';
 import { confirmer } from './confirm';
 import { interruptibly } from './interrupt';
 import { resolveCliActor } from './killswitch';
-import { DEPLOYED_NAMES, defaultEnvironmentName, isServiceNotFound, nonEmpty, notFoundHint, packageRoot, resolveDeployedName, resolveDeployedNameFrom } from './resolve';
+import { DEPLOYED_NAMES, defaultEnvironmentName, ENV_DEFAULT, isServiceNotFound, nonEmpty, notFoundHint, packageRoot, resolveDeployedName, resolveDeployedNameFrom } from './resolve';
 import { loadCliConfig } from './cli-config';
 
 interface GlobalOptions {
@@ -733,7 +733,7 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
   const rollback = program
     .command('rollback')
     .description('the backout: last known good, rollbacks and migration downgrades (same code as the automatic path)')
-    .option('--env <name>', "cdk.json environment (default: cdk.json's env)")
+    .option('--env <name>', `cdk.json environment (default: ${ENV_DEFAULT})`)
     .option('--cluster <name>', 'ECS cluster (default: $ATMR_ECS_CLUSTER, the Ops stack output, the config)')
     .option('--table <name>', 'ops-state table (default: $ATMR_OPS_TABLE, the Data stack output)')
     .option('--topic <arn>', 'incidents topic (default: $ATMR_INCIDENTS_TOPIC, the Ops stack output)')

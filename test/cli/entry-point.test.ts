@@ -403,6 +403,9 @@ describe('atmr-dr incident acknowledge (the word of its help and of docs/escalat
 });
 
 describe('help', () => {
+  /** The --env default as every help words it: from /tmp, the cdk.json meant is not the current directory's. */
+  const ENV_DEFAULT = "the env named in the atmr-dr package's own cdk.json, not the current directory's";
+
   it('lists only commands that answer, names the environment variables and offers --version', async () => {
     const help = await entry(['--help'], operatorEnv());
     const commands = [...help.stdout.split('Commands:')[1].split('Environment:')[0].matchAll(/^ {2}([a-z-]+)/gm)].map((m) => m[1]).filter((c) => c !== 'help');
@@ -414,6 +417,33 @@ describe('help', () => {
       expect(help.stdout).toContain(variable);
     }
     expect(help.stdout).toMatch(/-V, --version/);
+  });
+
+  it.each([
+    [['backup']],
+    [['backups', 'list']],
+    [['backups', 'verify']],
+    [['restore']],
+    [['restore-test']],
+    [['killswitch']],
+    [['rollback']],
+    [['db', 'read-write']],
+    [['scale']],
+    [['osrm', 'restart']],
+    [['recover']],
+    [['incident']],
+  ])('%j --help says, from another directory, which cdk.json the --env default is read from', async (command) => {
+    const help = await entry([...command, '--help'], operatorEnv(), os.tmpdir());
+
+    expect(help.stdout.replace(/\s+/g, ' ')).toContain(`(default: ${ENV_DEFAULT})`);
+    expect(help.stdout).not.toMatch(/cdk\.json('s)? env\b/);
+  });
+
+  it('says the --env default in the top-level help in the same words', async () => {
+    const top = await entry(['--help'], operatorEnv(), os.tmpdir());
+
+    expect(top.stdout.replace(/\s+/g, ' ')).toContain(`--env defaults to ${ENV_DEFAULT}.`);
+    expect(top.stdout).not.toMatch(/cdk\.json('s)? env\b/);
   });
 
   it('lists restore and backups verify with their argument required, as their own usage says, and wraps restore --help at 80 columns', async () => {
