@@ -439,6 +439,26 @@ describe('help', () => {
     expect(help.stdout).not.toMatch(/cdk\.json('s)? env\b/);
   });
 
+  it("names ATMR_OPERATOR, and points at each command's --help for the other ATMR_* variables, which those helps do name", async () => {
+    const top = await entry(['--help'], operatorEnv());
+    const readBy: [string[], string[]][] = [
+      [['rollback'], ['ATMR_ECS_CLUSTER', 'ATMR_INCIDENTS_TOPIC']],
+      [['rollback', 'service'], ['ATMR_API_SERVICE']],
+      [['recover'], ['ATMR_RECOVERY_STATE_MACHINE']],
+      [['incident'], ['ATMR_ESCALATION_STATE_MACHINE']],
+      [['db', 'read-write'], ['ATMR_RDS_INSTANCE']],
+      [['scale'], ['ATMR_ECS_CLUSTER', 'ATMR_<SERVICE>_SERVICE']],
+      [['osrm', 'restart'], ['ATMR_ECS_CLUSTER', 'ATMR_OSRM_SERVICE', 'ATMR_OSRM_HEALTH_URL']],
+    ];
+
+    expect(top.stdout).toMatch(/^ {2}ATMR_OPERATOR +your name, recorded with a change when AWS cannot say who you are\n +and no --by is given \(else \$USER\)$/m);
+    expect(top.stdout.replace(/\s+/g, ' ')).toContain("Each command's --help names the other ATMR_* variables it reads for a name");
+    for (const [command, variables] of readBy) {
+      const help = await entry([...command, '--help'], operatorEnv());
+      for (const variable of variables) expect(`${command.join(' ')}: ${help.stdout}`).toContain(`$${variable}`);
+    }
+  });
+
   it('says the --env default in the top-level help in the same words', async () => {
     const top = await entry(['--help'], operatorEnv(), os.tmpdir());
 
