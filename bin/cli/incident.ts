@@ -8,7 +8,7 @@ import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { OperatorError, oneLine } from '../../lambdas/shared/errors';
 import { confirmer } from './confirm';
-import { OPERATOR_VARIABLE, resolveCliActor } from './killswitch';
+import { byOptionHelp, resolveCliActor } from './killswitch';
 import { DEPLOYED_NAMES, ENV_DEFAULT, resolveDeployedName } from './resolve';
 
 interface Globals {
@@ -96,7 +96,7 @@ export function registerIncidentCommands(program: Command): void {
     // The word docs/escalation.md and this command's help use for it: typed in full, it acknowledges too.
     .alias('acknowledge')
     .description('acknowledge: stops the climb; the acknowledging level is reminded while the alarm stays in ALARM')
-    .option('--by <name>', `who acknowledges, recorded beside your AWS identity (without one: instead of $${OPERATOR_VARIABLE}, $USER)`)
+    .option('--by <name>', byOptionHelp('who acknowledges'))
     .action(async (id: string, opts: { by?: string }) => {
       const { store } = await storeOf();
       const by = await resolveCliActor(opts.by);
@@ -108,7 +108,7 @@ export function registerIncidentCommands(program: Command): void {
   incident
     .command('resolve <id>')
     .description('resolve by hand (the alarm returning to OK resolves by itself); every level paged is told')
-    .option('--by <name>', `who resolves, recorded beside your AWS identity (without one: instead of $${OPERATOR_VARIABLE}, $USER)`)
+    .option('--by <name>', byOptionHelp('who resolves'))
     .option('--yes', 'do not ask for confirmation')
     .action(async (id: string, opts: { by?: string; yes?: boolean }) => {
       const { store } = await storeOf();

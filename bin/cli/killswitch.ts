@@ -30,6 +30,11 @@ export function validateKillswitchCommand(command: KillswitchCommand): void {
 /** The variable naming the operator when STS cannot (killswitch and incident also take --by). */
 export const OPERATOR_VARIABLE = 'ATMR_OPERATOR';
 
+/** A --by option's help: what the audit trail records with it and without it (see resolveCliActor). */
+export function byOptionHelp(who: string): string {
+  return `${who}: recorded as "NAME (your AWS identity)", without --by as the identity alone; when AWS cannot say who you are, as NAME, else $${OPERATOR_VARIABLE}, else $USER`;
+}
+
 /**
  * The caller's identity, as the audit trail records it: the STS caller ARN in AWS, with the name
  * `by` (a command's --by) beside it when given ("Marie (arn:aws:sts::...)": a name typed on the
@@ -153,7 +158,7 @@ export function registerKillswitchCommands(program: Command): void {
     .requiredOption('--reason <text>', 'why, e.g. "OSRM down": shown to operators and in notifications')
     .option('--expires <duration>', 'revert to normal after this long (e.g. 30m, 2h, 1d)')
     .option('--yes', 'confirm without asking (required when standard input is not a terminal)')
-    .option('--by <name>', `who changes it, recorded beside your AWS identity (without one: instead of $${OPERATOR_VARIABLE}, $USER)`)
+    .option('--by <name>', byOptionHelp('who changes it'))
     .option('--json', 'print the result as JSON')
     .action(async (opts: { mode?: string; reason?: string; expires?: string; yes?: boolean; by?: string; json?: boolean }) =>
       run({ action: 'enable', mode: opts.mode, reason: opts.reason, expires: opts.expires }, Boolean(opts.json), opts.yes, opts.by),
@@ -164,7 +169,7 @@ export function registerKillswitchCommands(program: Command): void {
     .description('return to normal')
     .option('--reason <text>', 'why')
     .option('--yes', 'confirm without asking (required when standard input is not a terminal)')
-    .option('--by <name>', `who changes it, recorded beside your AWS identity (without one: instead of $${OPERATOR_VARIABLE}, $USER)`)
+    .option('--by <name>', byOptionHelp('who changes it'))
     .option('--json', 'print the result as JSON')
     .action(async (opts: { reason?: string; yes?: boolean; by?: string; json?: boolean }) => run({ action: 'disable', reason: opts.reason }, Boolean(opts.json), opts.yes, opts.by));
 }

@@ -459,6 +459,19 @@ describe('help', () => {
     }
   });
 
+  it.each([
+    [['killswitch', 'enable'], 'who changes it'],
+    [['killswitch', 'disable'], 'who changes it'],
+    [['incident', 'ack'], 'who acknowledges'],
+    [['incident', 'resolve'], 'who resolves'],
+  ])('%j --help says what is recorded with --by and without it', async (command, who) => {
+    const help = await entry([...command, '--help'], operatorEnv());
+
+    expect(help.stdout.replace(/\s+/g, ' ')).toContain(
+      `--by <name> ${who}: recorded as "NAME (your AWS identity)", without --by as the identity alone; when AWS cannot say who you are, as NAME, else $ATMR_OPERATOR, else $USER`,
+    );
+  });
+
   it('says the --env default in the top-level help in the same words', async () => {
     const top = await entry(['--help'], operatorEnv(), os.tmpdir());
 
