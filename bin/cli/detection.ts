@@ -52,7 +52,7 @@ export function registerDetectionCommands(program: Command): void {
     .description(
       'show transaction_read_only, the database-level default, pg_is_in_recovery() and RDS free storage; when the database-level setting is the cause, set it off (asks unless --yes) and prove a write goes through (rolled back)',
     )
-    .option('--database-secret <arn>', 'Secrets Manager secret with the connection (else PGHOST PGUSER PGPASSWORD PGDATABASE)')
+    .option('--database-secret <arn>', 'Secrets Manager secret with the connection (else PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE; PGPORT unset: 5432)')
     .option('--instance <id>', 'RDS instance identifier for the free storage (default: $ATMR_RDS_INSTANCE, else the config)')
     .option('--env <name>', `cdk.json environment (default: ${ENV_DEFAULT})`)
     .option('--yes', 'confirm the ALTER DATABASE without asking')

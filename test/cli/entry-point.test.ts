@@ -472,6 +472,12 @@ describe('help', () => {
     );
   });
 
+  it('db read-write --help names PGPORT, which the connection reads, and its default', async () => {
+    const help = await entry(['db', 'read-write', '--help'], operatorEnv());
+
+    expect(help.stdout.replace(/\s+/g, ' ')).toContain('--database-secret <arn> Secrets Manager secret with the connection (else PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE; PGPORT unset: 5432)');
+  });
+
   it('says the --env default in the top-level help in the same words', async () => {
     const top = await entry(['--help'], operatorEnv(), os.tmpdir());
 
