@@ -713,6 +713,50 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(await getRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, id)).toMatchObject({ status: 'cutover-failed', error: expect.stringMatching(/^cutover interrupted and undone by /) });
   });
 
+  it('an undo whose last write (the lease released with it) DynamoDB refuses: exit 1, one line saying production is back, the undo not recorded and until when to wait before --undo again', async () => {
+    // Arrange: an interrupted cutover; DynamoDB (behind a proxy) throttles every write that removes the lease
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const active = await activeRecoveryId(store);
+    if (active) await releaseLock(store, active);
+    const id = 'r20261130153000-e2e5';
+    expect((await interruptedCutover(id, 'SIGINT')).status).toBe(130);
+    aws.ecsStable = true;
+    const throttled = JSON.stringify({ __type: 'com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException', message: 'Throughput exceeds the current capacity of your table' });
+    const proxy = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
+      req.on('end', () => {
+        if (String(req.headers['x-amz-target']).endsWith('.UpdateItem') && body.includes(' REMOVE ')) {
+          res.writeHead(400, { 'content-type': 'application/x-amz-json-1.0' }).end(throttled);
+          return;
+        }
+        const forward = http.request(dynamo.endpoint, { method: req.method, path: req.url, headers: req.headers }, (answer) => {
+          res.writeHead(answer.statusCode ?? 500, answer.headers);
+          answer.pipe(res);
+        });
+        forward.end(body);
+      });
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+
+    // Act
+    const undo = await run(install.launcher, ['recover', 'cutover', id, '--undo', '--yes'], { ...operatorEnv(), AWS_ENDPOINT_URL_DYNAMODB: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}` }).finally(
+      () => new Promise((resolve) => proxy.close(resolve)),
+    );
+
+    // Assert: production is back, the record is not: a failure, its warning in its one line
+    expect(aws.secret()).toMatchObject({ host: OLD_HOST });
+    expect(JSON.parse(aws.parameters.get(KILLSWITCH)!.value)).toMatchObject({ mode: 'normal' });
+    const record = await getRecovery(store, id);
+    expect(record.status).toBe('cutting-over');
+    const until = new Date(record.leaseExpiresAt!).toISOString();
+    expect(undo.status).toBe(1);
+    expect(undo.stdout).not.toContain('undone: production is back');
+    expect(undo.stderr).toBe(
+      `atmr-dr: recover cutover --undo: production is back as before the cutover, but the undo is not recorded, the record still says "cutting-over"; the lease was not released (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): it stays ${record.leaseOwner}'s until ${until}, and a --resume or --undo run before then, yours too, is refused as held: "atmr-dr recover cutover ${id} --undo --yes" run after that records it\n`,
+    );
+  });
+
   it("an undo whose redeploy fails keeps production in maintenance: exit 1, one line naming what failed and how to finish; a second --undo reopens once the services are stable", async () => {
     const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
     const active = await activeRecoveryId(store);
