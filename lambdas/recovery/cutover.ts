@@ -457,16 +457,18 @@ class Session {
    * The write that ends a run which goes on when it is refused (DynamoDB throttling: often what
    * stopped it), the lease released with it. Refused, the lease stays live until its last renewal
    * runs out, and the next --resume or --undo, this operator's too, is refused until then as held:
-   * the run's last line says so (returned, starting "; "; '' once released, or taken over).
+   * the run's last line says so (returned, starting "; "; '' once released), `then` after it.
+   * Refused because another operator took the lease over, the record is theirs: the line names them
+   * (this run's end is not recorded, and waiting for a lease they renew does not help).
    */
-  private async release(extra: Partial<Omit<RecoveryRecord, 'recoveryId'>> = {}): Promise<string> {
+  private async release(extra: Partial<Omit<RecoveryRecord, 'recoveryId'>> = {}, then = ''): Promise<string> {
     try {
       await this.put(undefined, extra, true);
       return '';
     } catch (error) {
-      if (error instanceof LeaseLostError) return '';
+      if (error instanceof LeaseLostError) return `; ${error.message.replace(/^recover cutover: /, '')}`;
       const until = new Date(this.record.leaseExpiresAt ?? 0).toISOString();
-      return `; the lease was not released (${namedLine(error)}): it stays ${this.leaseOwner}'s until ${until}, and a --resume or --undo run before then, yours too, is refused as held`;
+      return `; the lease was not released (${namedLine(error)}): it stays ${this.leaseOwner}'s until ${until}, and a --resume or --undo run before then, yours too, is refused as held${then}`;
     }
   }
 
@@ -1170,8 +1172,8 @@ class Session {
     const error = cause ?? (failedUndos ? `cutover undo by ${this.actor} not finished (${failedUndos} undo(s) failed)` : `cutover interrupted and undone by ${this.actor}`);
     const unknown = killswitchUnknown(this.steps);
     const closed = keptInMaintenance(this.steps) ? `; production stays in maintenance until ${undoCommand} finishes` : unknown ? `; ${unknown}` : '';
-    const kept = await this.release({ status: 'cutover-failed', cutover: this.steps, error });
-    if (kept) warning = [warning, `the undo is not recorded, the record still says "${this.record.status}"${kept}: ${undoCommand} run after that records it`].filter(Boolean).join('; ');
+    const kept = await this.release({ status: 'cutover-failed', cutover: this.steps, error }, `: ${undoCommand} run after that records it`);
+    if (kept) warning = [warning, `the undo is not recorded, the record still says "${this.record.status}"${kept}`].filter(Boolean).join('; ');
     await announce(deps.events, cause ? RECOVERY_EVENTS.cutoverFailed : RECOVERY_EVENTS.cutoverUndone, {
       summary: `Recovery ${id}: cutover ${cause ? `FAILED (${cause})` : `undone by ${this.actor}`}; ${this.steps.filter((s) => s.outcome === 'undone').length} change(s) undone, ${failedUndos} undo(s) failed${closed}${warning ? `; WARNING: ${warning}` : ''}`,
       at: this.now().toISOString(),

@@ -2180,6 +2180,34 @@ describe('an interrupted cutover', () => {
     expect((await getRecovery(deps().store, id)).leaseToken).toBeUndefined();
   });
 
+  it("--undo whose last write finds the lease taken over by another operator: the record's status, and a warning naming who took it over; never \"cutover-failed\"", async () => {
+    // Arrange: killed at the redeploy's mark; carol takes the lease over just as the undo's last write (the release) goes out
+    const { id } = await killedCutover(8);
+    const ddb = {
+      send: async (command: unknown) => {
+        if (command instanceof UpdateCommand && command.input.UpdateExpression?.includes(' REMOVE ')) {
+          await dynamo.ddb.send(new UpdateCommand({ TableName: dynamo.tableName, Key: command.input.Key, UpdateExpression: 'SET leaseToken = :t, leaseOwner = :o', ExpressionAttributeValues: { ':t': 'carol-token', ':o': 'carol (pid 7 on desk)' } }));
+        }
+        return dynamo.ddb.send(command as UpdateCommand);
+      },
+    } as unknown as DynamoDBDocumentClient;
+    const sent = events.commandCalls(PutEventsCommand).length;
+
+    // Act
+    const result = await undoCutover(deps({ ...stale, store: { ddb, tableName: dynamo.tableName } }), id, settings(), 'bob');
+
+    // Assert: production is back; the record is carol's, and the result says so
+    expect(secretValue.host).toBe(OLD_HOST);
+    const record = await getRecovery(deps().store, id);
+    expect([record.status, record.leaseOwner]).toEqual(['cutting-over', 'carol (pid 7 on desk)']);
+    expect(result.status).toBe(record.status);
+    expect(result.warning).toBe(
+      `the undo is not recorded, the record still says "cutting-over"; recovery ${id} was taken over by carol (pid 7 on desk): this process stops here and changes nothing more (see "atmr-dr recover status ${id}")`,
+    );
+    const told = events.commandCalls(PutEventsCommand).slice(sent).map((c) => JSON.parse(c.args[0].input.Entries![0].Detail!) as { summary: string });
+    expect(told.map((d) => d.summary)).toEqual([expect.stringContaining(`WARNING: ${result.warning}`)]);
+  });
+
   it('--undo whose entry for the redeploy is refused (DynamoDB throttling to the end) stops before setting the endpoint back, in one line saying nothing was undone and to run --undo again, the team told in that line; that --undo finishes', async () => {
     // Arrange: killed once the endpoint step is journaled done, before the redeploy; every write after the undo's lease refused
     const { id } = await killedCutover(6);
