@@ -486,7 +486,9 @@ export async function migrationCommand(ctx: RollbackCliContext, options: Migrati
   // deployed function's setting that readKillswitch names by default.
   await readKillswitch(ctx.deps.ssm, ctx.settings.killswitchParameterName, MISSING_PARAMETER_FIX.cli).catch((error: unknown) => {
     if (error instanceof NotFoundError) throw new NotFoundError(`rollback migration: ${error.subject}`, `${error.fix}; nothing changed`, { cause: error.cause });
-    throw error;
+    // Refused or throttled: the command and the read it stopped at, and that nothing was changed yet.
+    const said = asOperatorError(error);
+    throw new OperatorError(`rollback migration: reading the killswitch parameter ${ctx.settings.killswitchParameterName}: ${said.message}; nothing changed`, said.exitCode, { cause: error });
   });
   if (!options.yes && !(await ctx.confirm(`rollback: downgrade the schema of ${ctx.settings.databaseInstanceIdentifier} to ${revision}`))) {
     throw new OperatorError('rollback: not confirmed, nothing changed', 1);

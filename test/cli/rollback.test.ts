@@ -18,6 +18,7 @@ import { guards } from '../../lambdas/backout/workflow';
 import { acquireLock, readLock, recordLockTask, rollbackHistory } from '../../lambdas/backout/state';
 import { loseFirstAnswer } from '../support/dynamodb';
 import { operatorEnv } from '../support/operator-env';
+import { operatorErrorOf } from '../support/refusal';
 import { alarmEvent, BACKEND_REPOSITORY, backoutSuite, lkg, metricData, BAD, backoutDeps, GOOD, MIGRATION_TASK_ARN, seedLkg, service, settings, snapshotStore, TD } from '../lambdas/backout/fixtures';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -650,6 +651,35 @@ describe('rollback migration with a killswitch parameter that does not exist', (
     expect(mocks.rds.commandCalls(CreateDBSnapshotCommand)).toHaveLength(0);
     expect(mocks.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
     expect(mocks.ssm.commandCalls(PutParameterCommand)).toHaveLength(0);
+    expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
+  });
+});
+
+describe('rollback migration whose read of the killswitch parameter SSM refuses or throttles', () => {
+  it.each([
+    [
+      'access denied',
+      Object.assign(new Error('User: arn:aws:sts::111111111111:assumed-role/oncall/alice is not authorized to perform: ssm:GetParameter'), { name: 'AccessDeniedException', $fault: 'client', $metadata: { httpStatusCode: 400 } }),
+      /^User: arn:aws:sts::111111111111:assumed-role\/oncall\/alice is not authorized to perform: ssm:GetParameter; check AWS_REGION/,
+    ],
+    ['throttled', Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $fault: 'client', $metadata: { httpStatusCode: 400 } }), /^ThrottlingException: Rate exceeded; AWS is throttling this account's calls/],
+  ])('%s: one line naming the command, the parameter and that nothing changed, exit 1, before the confirmation, the lock and the snapshot', async (_what, error, cause) => {
+    // Arrange
+    const ctx = await context({ confirm: true });
+    const confirm = jest.fn(async () => true);
+    mocks.ssm.on(GetParameterCommand).rejects(error);
+
+    // Act
+    const failure = await operatorErrorOf(migrationCommand({ ...ctx, confirm }, { to: 'aaa111' }));
+
+    // Assert
+    expect(failure.exitCode).toBe(1);
+    const prefix = `rollback migration: reading the killswitch parameter ${ctx.settings.killswitchParameterName}: `;
+    expect(failure.message.startsWith(prefix)).toBe(true);
+    expect(failure.message.endsWith('; nothing changed')).toBe(true);
+    expect(failure.message.slice(prefix.length)).toMatch(cause);
+    expect(confirm).not.toHaveBeenCalled();
+    expect(mocks.rds.commandCalls(CreateDBSnapshotCommand)).toHaveLength(0);
     expect(await readLock(suite.dynamo.doc, ctx.settings.tableName, 'atmr-api', new Date())).toBeNull();
   });
 });
