@@ -60,7 +60,7 @@ export async function resolveCliActor(by?: string, env: NodeJS.ProcessEnv = proc
     // No credentials or no network: the name the operator set, or the login's.
     why = `STS: ${namedLine(error)}`;
     const silent = unansweredService(error);
-    if (named && silent) process.stderr.write(`atmr-dr: ${silent}: this change is recorded as by ${named}, without the AWS identity STS vouches for\n`);
+    if (named && silent) process.stderr.write(`atmr-dr: ${silent}: changes this command makes are recorded as by ${named}, without the AWS identity STS vouches for\n`);
   }
   if (named) return named;
   process.stderr.write(
