@@ -66,6 +66,28 @@ async function freshBackup(): Promise<{ manifestKey: string; custom: string; pla
   return { manifestKey: backup.manifestKey, custom, plain };
 }
 
+/**
+ * A fresh backup whose custom archive a newer pg_dump than any pg_restore made: its header's format
+ * version (the bytes after "PGDMP": major, minor, revision) raised to 1.99, which no pg_restore
+ * reads yet (pg_dump 17 writes 1.16, which pg_restore 16 and older refuse the same way), and its
+ * manifest naming pg_dump 99.1, as the backup writes it. `local`: this machine's pg_restore version.
+ */
+async function newerPgDumpBackup(): Promise<{ backup: { manifestKey: string; custom: string; plain: string }; local: string }> {
+  const backup = await freshBackup();
+  const manifest = JSON.parse((await objectBytes(backup.manifestKey)).toString('utf8'));
+  const archive = await objectBytes(backup.custom);
+  expect(archive.subarray(0, 6).toString('latin1')).toBe('PGDMP\x01');
+  archive[6] = 99;
+  manifest.pgDumpVersion = '99.1';
+  manifest.objects = manifest.objects.map((o: { format: string }) =>
+    o.format === 'custom' ? { ...o, bytes: archive.length, sha256: createHash('sha256').update(archive).digest('hex') } : o,
+  );
+  await putObject(backup.custom, archive);
+  await putObject(backup.manifestKey, JSON.stringify(manifest));
+  const local = execFileSync('pg_restore', ['--version'], { encoding: 'utf8' }).match(/\(PostgreSQL\) (\d+\.\d+)/)![1];
+  return { backup, local };
+}
+
 beforeAll(async () => {
   localS3 = await startLocalS3();
   s3 = createS3Client(localS3.env);
@@ -646,23 +668,9 @@ describe('restore refusals leave the target untouched', () => {
   });
 
   it('refuses an archive of a newer pg_dump than the local pg_restore before the load, exit 2, naming both versions and the pg_restore to use, not the backup', async () => {
-    // Arrange: the real archive, its header's format version (the bytes after "PGDMP": major,
-    // minor, revision) raised to 1.99, which no pg_restore reads yet (pg_dump 17 writes 1.16,
-    // which pg_restore 16 and older refuse the same way); the manifest names the newer pg_dump
-    // that made it, as the backup writes it
-    const backup = await freshBackup();
-    const manifest = JSON.parse((await objectBytes(backup.manifestKey)).toString('utf8'));
-    const archive = await objectBytes(backup.custom);
-    expect(archive.subarray(0, 6).toString('latin1')).toBe('PGDMP\x01');
-    archive[6] = 99;
-    manifest.pgDumpVersion = '99.1';
-    manifest.objects = manifest.objects.map((o: { format: string }) =>
-      o.format === 'custom' ? { ...o, bytes: archive.length, sha256: createHash('sha256').update(archive).digest('hex') } : o,
-    );
-    await putObject(backup.custom, archive);
-    await putObject(backup.manifestKey, JSON.stringify(manifest));
+    // Arrange
+    const { backup, local } = await newerPgDumpBackup();
     const target = makeTarget();
-    const local = execFileSync('pg_restore', ['--version'], { encoding: 'utf8' }).match(/\(PostgreSQL\) (\d+\.\d+)/)![1];
     const staged: string[] = [];
     let exitCode: number | undefined;
 
@@ -1362,19 +1370,8 @@ describe('catalog', () => {
   });
 
   it('verify stops on an archive of a newer pg_dump than the local pg_restore, exit 2, naming the tools, not calling the backup bad', async () => {
-    // Arrange: the real archive, its format version raised to 1.99 as in the restore's refusal
-    // above, the manifest naming the newer pg_dump that made it
-    const backup = await freshBackup();
-    const manifest = JSON.parse((await objectBytes(backup.manifestKey)).toString('utf8'));
-    const archive = await objectBytes(backup.custom);
-    archive[6] = 99;
-    manifest.pgDumpVersion = '99.1';
-    manifest.objects = manifest.objects.map((o: { format: string }) =>
-      o.format === 'custom' ? { ...o, bytes: archive.length, sha256: createHash('sha256').update(archive).digest('hex') } : o,
-    );
-    await putObject(backup.custom, archive);
-    await putObject(backup.manifestKey, JSON.stringify(manifest));
-    const local = execFileSync('pg_restore', ['--version'], { encoding: 'utf8' }).match(/\(PostgreSQL\) (\d+\.\d+)/)![1];
+    // Arrange
+    const { backup, local } = await newerPgDumpBackup();
 
     // Act
     const error = await verifyBackup({ s3, bucket: localS3.bucket }, backup.manifestKey).then(
