@@ -93,6 +93,16 @@ async function verifiedRecovery(): Promise<string> {
   return id;
 }
 
+/** SSM refuses alice's reopening (the killswitch back to normal): every other write goes through. */
+function refuseReopening(): void {
+  ssm.on(PutParameterCommand).callsFake((input: { Name: string; Value: string }) => {
+    if ((JSON.parse(input.Value) as { mode: string }).mode === 'normal') throw Object.assign(new Error('User: alice is not authorized to perform: ssm:PutParameter'), { name: 'AccessDeniedException' });
+    const version = parameters.get(input.Name)!.version + 1;
+    parameters.set(input.Name, { value: input.Value, version });
+    return { Version: version };
+  });
+}
+
 beforeEach(() => {
   for (const mock of [ssm, secrets, ecs, rds, events, cloudwatch]) mock.reset();
   readyStatus = 200;
@@ -1049,12 +1059,7 @@ describe('cutover', () => {
 
     it('a reopening that fails (SSM refuses it): interrupted, naming both states production may be in and the command for each', async () => {
       const id = await verifiedRecovery();
-      ssm.on(PutParameterCommand).callsFake((input: { Name: string; Value: string }) => {
-        if ((JSON.parse(input.Value) as { mode: string }).mode === 'normal') throw Object.assign(new Error('User: alice is not authorized to perform: ssm:PutParameter'), { name: 'AccessDeniedException' });
-        const version = parameters.get(input.Name)!.version + 1;
-        parameters.set(input.Name, { value: input.Value, version });
-        return { Version: version };
-      });
+      refuseReopening();
 
       const result = await cutover(deps(), id, settings(), 'alice');
 
@@ -2143,12 +2148,7 @@ describe('an interrupted cutover', () => {
 
   it('a reopening that failed, its release of the lease refused too (DynamoDB throttling): the line says until when the lease stays and that a run before then is refused', async () => {
     const id = await verifiedRecovery();
-    ssm.on(PutParameterCommand).callsFake((input: { Name: string; Value: string }) => {
-      if ((JSON.parse(input.Value) as { mode: string }).mode === 'normal') throw Object.assign(new Error('User: alice is not authorized to perform: ssm:PutParameter'), { name: 'AccessDeniedException' });
-      const version = parameters.get(input.Name)!.version + 1;
-      parameters.set(input.Name, { value: input.Value, version });
-      return { Version: version };
-    });
+    refuseReopening();
     const releases = failingStore((command) => command.input.UpdateExpression?.includes(' REMOVE ') === true);
 
     const result = await cutover(deps({ store: releases }), id, settings(), 'alice');
