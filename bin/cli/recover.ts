@@ -640,10 +640,10 @@ export function registerRecoverCommands(program: Command): void {
       if (ctx.g.json) print(JSON.stringify(result));
       else printCutover(result, say);
       const notUndone = result.steps.filter((s) => s.outcome === 'undo-failed').map((s) => s.step);
-      // An undo that put everything back but whose last write was refused: production is back, the
-      // record still says cutting-over and the lease keeps the recovery locked. Its warning is then
-      // the failure line below, printed once.
-      const unrecorded = mode === 'undo' && !result.interrupted && !notUndone.length && result.status !== 'cutover-failed';
+      // An undo that put everything back but whose last write did not take (refused: the lease keeps
+      // the recovery locked until it runs out; or the lease taken over by another operator): its
+      // warning is then the failure line below, printed once.
+      const unrecorded = mode === 'undo' && !result.interrupted && !notUndone.length ? result.unrecorded : undefined;
       if (result.warning && !unrecorded) process.stderr.write(`atmr-dr: warning: ${result.warning}\n`);
       const undoCommand = `"atmr-dr recover cutover ${id} --undo --yes"`;
       // What is left, whether users are still kept out, the first failure (the others follow from
@@ -668,7 +668,8 @@ export function registerRecoverCommands(program: Command): void {
       }
       if (mode === 'undo') {
         if (notUndone.length) throw new OperatorError(`recover cutover --undo: ${notUndoneLine()}`, stopped ? exitCodeOf(stopped) : 1);
-        if (unrecorded) throw new OperatorError(`recover cutover --undo: production is back as before the cutover, but ${result.warning}`, stopped ? exitCodeOf(stopped) : 1);
+        // Taken over, production is as the other operator's run left it: not said to be back.
+        if (unrecorded) throw new OperatorError(`recover cutover --undo: ${unrecorded.takenOver ? '' : 'production is back as before the cutover, but '}${result.warning}`, stopped ? exitCodeOf(stopped) : 1);
         if (!ctx.g.json) say(`cutover of recovery ${id} undone: production is back as before the cutover (steps "skipped" were changed by someone else since and left as they are)`);
         return;
       }

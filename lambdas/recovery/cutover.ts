@@ -106,10 +106,15 @@ export interface CutoverResult {
   /**
    * An undo that closed a cutover taken back to the old instance by hand: users may have written on
    * the copy before the way back, and those writes are not on the old instance. The CLI prints it on
-   * stderr; the team's event carries it. Also an undo whose last write (the lease released with
-   * it) was refused: the record keeps its status, the lease live until a time it names.
+   * stderr; the team's event carries it.
    */
   readonly warning?: string;
+  /**
+   * An undo whose last write (the record's outcome, the lease released with it) did not take: what
+   * the record still says and why, which the CLI makes its failure line (exit 1). `takenOver`:
+   * another operator holds the recovery now, and production is as their run left it.
+   */
+  readonly unrecorded?: { readonly line: string; readonly takenOver: boolean };
   readonly journal?: readonly JournalEntry[];
 }
 
@@ -462,13 +467,18 @@ class Session {
    * (this run's end is not recorded, and waiting for a lease they renew does not help).
    */
   private async release(extra: Partial<Omit<RecoveryRecord, 'recoveryId'>> = {}, then = ''): Promise<string> {
+    return (await this.released(extra, then))?.line ?? '';
+  }
+
+  /** release(), and whether the lease was another operator's by then: undefined once released. */
+  private async released(extra: Partial<Omit<RecoveryRecord, 'recoveryId'>>, then: string): Promise<{ line: string; takenOver: boolean } | undefined> {
     try {
       await this.put(undefined, extra, true);
-      return '';
+      return undefined;
     } catch (error) {
-      if (error instanceof LeaseLostError) return `; ${error.message.replace(/^recover cutover: /, '')}`;
+      if (error instanceof LeaseLostError) return { line: `; ${error.message.replace(/^recover cutover: /, '')}`, takenOver: true };
       const until = new Date(this.record.leaseExpiresAt ?? 0).toISOString();
-      return `; the lease was not released (${namedLine(error)}): it stays ${this.leaseOwner}'s until ${until}, and a --resume or --undo run before then, yours too, is refused as held${then}`;
+      return { line: `; the lease was not released (${namedLine(error)}): it stays ${this.leaseOwner}'s until ${until}, and a --resume or --undo run before then, yours too, is refused as held${then}`, takenOver: false };
     }
   }
 
@@ -1172,15 +1182,24 @@ class Session {
     const error = cause ?? (failedUndos ? `cutover undo by ${this.actor} not finished (${failedUndos} undo(s) failed)` : `cutover interrupted and undone by ${this.actor}`);
     const unknown = killswitchUnknown(this.steps);
     const closed = keptInMaintenance(this.steps) ? `; production stays in maintenance until ${undoCommand} finishes` : unknown ? `; ${unknown}` : '';
-    const kept = await this.release({ status: 'cutover-failed', cutover: this.steps, error }, `: ${undoCommand} run after that records it`);
-    if (kept) warning = [warning, `the undo is not recorded, the record still says "${this.record.status}"${kept}`].filter(Boolean).join('; ');
+    // Refused, a record still `cutting-over` is closed by the next --undo; one already
+    // `cutover-failed` keeps its earlier outcome (the next --undo finds nothing left to undo).
+    const wasOpen = this.record.status === 'cutting-over';
+    const kept = await this.released({ status: 'cutover-failed', cutover: this.steps, error }, wasOpen ? `: ${undoCommand} run after that records it` : '');
+    const unrecorded = kept && {
+      takenOver: kept.takenOver,
+      line: kept.takenOver
+        ? `this run put back what it found, but its undo is not recorded${kept.line}`
+        : `the undo is not recorded, the record still says "${this.record.status}"${wasOpen ? '' : ' with its earlier outcome'}${kept.line}`,
+    };
+    if (unrecorded) warning = [warning, unrecorded.line].filter(Boolean).join('; ');
     await announce(deps.events, cause ? RECOVERY_EVENTS.cutoverFailed : RECOVERY_EVENTS.cutoverUndone, {
       summary: `Recovery ${id}: cutover ${cause ? `FAILED (${cause})` : `undone by ${this.actor}`}; ${this.steps.filter((s) => s.outcome === 'undone').length} change(s) undone, ${failedUndos} undo(s) failed${closed}${warning ? `; WARNING: ${warning}` : ''}`,
       at: this.now().toISOString(),
       recoveryId: id,
       steps: this.steps,
     }).catch(() => undefined);
-    return this.result(false, kept ? this.record.status : 'cutover-failed', { error, ...(warning && { warning }) }, settings);
+    return this.result(false, unrecorded ? this.record.status : 'cutover-failed', { error, ...(warning && { warning }), ...(unrecorded && { unrecorded }) }, settings);
   }
 
   /**

@@ -2174,10 +2174,29 @@ describe('an interrupted cutover', () => {
     expect(first.warning).toBe(
       `the undo is not recorded, the record still says "cutting-over"; the lease was not released (ProvisionedThroughputExceededException: Throughput exceeds the current capacity of your table): it stays bob's until ${until}, and a --resume or --undo run before then, yours too, is refused as held: "atmr-dr recover cutover ${id} --undo --yes" run after that records it`,
     );
+    expect(first.unrecorded).toEqual({ takenOver: false, line: first.warning });
     await expect(undoCutover(deps(stale), id, settings(), 'bob')).rejects.toThrow(`recover cutover --undo: recovery ${id} is being cut over by bob (lease live until ${until})`);
     const next = await undoCutover(deps({ now: () => new Date(Date.parse(until) + 1000) }), id, settings(), 'bob');
     expect([next.status, next.error, next.warning]).toEqual(['cutover-failed', 'cutover interrupted and undone by bob', undefined]);
     expect((await getRecovery(deps().store, id)).leaseToken).toBeUndefined();
+  });
+
+  it('a second --undo that finishes what the first left, its last write refused: not recorded, the record keeping the first outcome, with no advice to run --undo again (it would find nothing to undo)', async () => {
+    // Arrange: the first undo leaves the record cutover-failed, its redeploy's mark not saved
+    const { id } = await killedCutover(8);
+    const throttled = Promise.reject(Object.assign(new Error('Throughput exceeds the current capacity of your table'), { name: 'ProvisionedThroughputExceededException' }));
+    throttled.catch(() => undefined);
+    await undoCutover(deps({ ...stale, store: dyingStore(3, throttled).store }), id, settings(), 'bob');
+    expect((await getRecovery(deps().store, id)).status).toBe('cutover-failed');
+    const releases = failingStore((command) => command.input.UpdateExpression?.includes(' REMOVE ') === true);
+
+    // Act
+    const second = await undoCutover(deps({ now: later((LEASE_SECONDS * 3 + 60) * 1000), store: releases }), id, settings(), 'carol');
+
+    // Assert
+    expect(second.steps.filter((s) => s.outcome === 'undo-failed')).toEqual([]);
+    expect(second.unrecorded?.takenOver).toBe(false);
+    expect(second.unrecorded?.line).toMatch(/^the undo is not recorded, the record still says "cutover-failed" with its earlier outcome; the lease was not released \(ProvisionedThroughputExceededException: [^)]+\): it stays carol's until \S+, and a --resume or --undo run before then, yours too, is refused as held$/);
   });
 
   it("--undo whose last write finds the lease taken over by another operator: the record's status, and a warning naming who took it over; never \"cutover-failed\"", async () => {
@@ -2202,8 +2221,9 @@ describe('an interrupted cutover', () => {
     expect([record.status, record.leaseOwner]).toEqual(['cutting-over', 'carol (pid 7 on desk)']);
     expect(result.status).toBe(record.status);
     expect(result.warning).toBe(
-      `the undo is not recorded, the record still says "cutting-over"; recovery ${id} was taken over by carol (pid 7 on desk): this process stops here and changes nothing more (see "atmr-dr recover status ${id}")`,
+      `this run put back what it found, but its undo is not recorded; recovery ${id} was taken over by carol (pid 7 on desk): this process stops here and changes nothing more (see "atmr-dr recover status ${id}")`,
     );
+    expect(result.unrecorded).toEqual({ takenOver: true, line: result.warning });
     const told = events.commandCalls(PutEventsCommand).slice(sent).map((c) => JSON.parse(c.args[0].input.Entries![0].Detail!) as { summary: string });
     expect(told.map((d) => d.summary)).toEqual([expect.stringContaining(`WARNING: ${result.warning}`)]);
   });
