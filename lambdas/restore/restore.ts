@@ -337,7 +337,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       if (closed && toEnd.length > 0) log(`swap: ending ${countOf(toEnd.length, 'session')} in ${target} (--terminate-connections): ${sessionsWho(toEnd)}`);
       deps.onTargetClosed?.(closed);
     };
-    const swapped = await swapIn(admin, deps.connection, staging, target, { ...options, onSessionsToEnd: (sessions) => (toEnd = sessions) }, warn, { onAside: deps.onSwapAside, onClosed });
+    const swapped = await swapIn(admin, deps.connection, staging, target, { ...options, onSessionsToEnd: (sessions) => (toEnd = sessions) }, warn, { onAside: deps.onSwapAside, onClosed, log });
     deps.onSwap?.(false);
     stagingCreated = false;
     const swapSeconds = (performance.now() - swapStarted) / 1000;

@@ -28,6 +28,12 @@ export interface SwapHooks {
    * database through its renames: the target put back by hand is still closed.
    */
   readonly onClosed?: (closed: boolean) => void;
+  /**
+   * The operator's lines once the restored copy has the target name: that it is in place, then the
+   * drop of the database it replaced (dropReplaced, which may take minutes) and its end. A run
+   * killed during that drop has then said that the restored copy is in place.
+   */
+  readonly log?: (line: string) => void;
 }
 
 /** What the swap does beyond the guards. */
@@ -156,6 +162,7 @@ export async function swapIn(
   }
   // The restored copy, created open, has the target name now.
   hooks.onClosed?.(false);
+  hooks.log?.(`swap: the restored copy is in place as ${target}`);
   // The restored copy is in place: a failure now is not the restore's, only a kept copy closed or
   // space left behind. The session may need a new connection here (after a lost answer, or a server
   // that restarted), and taking the lock again may fail: that too is not a failed swap.
@@ -167,13 +174,19 @@ export async function swapIn(
     }
     return { replaced: true, kept: previous };
   }
+  hooks.log?.(
+    `swap: dropping ${previous}, what ${target} was before this restore (if no "swap: dropped" line follows, it may have been dropped: look with SELECT datname FROM pg_database WHERE datname = '${previous}')`,
+  );
   // 'dropped', 'kept' (refused, or never sent), or 'unknown' (sent, its answer lost): only a database
   // known to be left is reported as kept, a way back the operator may count on.
   const dropped = await session
     .client()
     .then((client) => dropDatabase(client, previous))
     .then(
-      () => 'dropped' as const,
+      () => {
+        hooks.log?.(`swap: dropped ${previous}`);
+        return 'dropped' as const;
+      },
       (error: unknown) => {
         // Sent, its answer lost (not a refusal, nor a session that could not connect to send it):
         // the server may have dropped it, and the way back it was may be gone.

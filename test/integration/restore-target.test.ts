@@ -364,9 +364,10 @@ describe('the swap is bounded: a lock held elsewhere or a server that stops answ
     const through: PgConnection = { ...connection, port: proxy.port };
     const session = await openAdminSession(through, 'postgres', target);
     const warnings: string[] = [];
+    const lines: string[] = [];
     try {
       // Act
-      const swapped = await swapIn(session, through, staging, target, { force: true, dropReplaced: true }, (line) => warnings.push(line));
+      const swapped = await swapIn(session, through, staging, target, { force: true, dropReplaced: true }, (line) => warnings.push(line), { log: (line) => lines.push(line) });
 
       // Assert
       expect(proxy.cut).toMatch(new RegExp(`^DROP DATABASE IF EXISTS "${target}_old_\\w+" WITH \\(FORCE\\)$`));
@@ -374,6 +375,8 @@ describe('the swap is bounded: a lock held elsewhere or a server that stops answ
       expect(warnings).toEqual([
         expect.stringMatching(new RegExp(`^the drop of "${target}_old_\\w+", what "${target}" was before this restore, got no answer \\(.+\\): it may have been dropped; look with SELECT datname FROM pg_database WHERE datname = '${target}_old_\\w+', and if it is there and not needed, DROP DATABASE "${target}_old_\\w+"`)),
       ]);
+      // The copy in place is said before the drop, whose end never came.
+      expect(lines).toEqual([`swap: the restored copy is in place as ${target}`, expect.stringMatching(new RegExp(`^swap: dropping ${target}_old_\\w+, what ${target} was before this restore \\(if no "swap: dropped" line follows, it may have been dropped`))]);
       expect(psql(cluster, 'postgres', `SELECT count(*) FROM pg_database WHERE datname LIKE '${target}_old_%'`)).toBe('0');
     } finally {
       await session.end();

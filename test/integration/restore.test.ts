@@ -198,11 +198,20 @@ describe('restore round trip', () => {
     expect(databasesLike(cluster, `${target}_`)).toEqual([]);
   });
 
-  it('with dropReplaced, replaces a non-empty target and drops what it held, leaving nothing beside it', async () => {
+  it('with dropReplaced, replaces a non-empty target and drops what it held, leaving nothing beside it; the copy in place is said before the drop', async () => {
     const target = makeTarget();
+    const lines: string[] = [];
 
-    const result = await restoreBackup(deps(), { ref: manifestKey, targetDb: target, force: true, dropReplaced: true });
+    const result = await restoreBackup(deps({ log: (line) => lines.push(line) }), { ref: manifestKey, targetDb: target, force: true, dropReplaced: true });
 
+    // A run killed during the drop (minutes on a large database) has said the restored copy is in place.
+    const old = `${target}_old_\\w+`;
+    expect(lines.slice(lines.findIndex((line) => line.startsWith('swap: ')) + 1)).toEqual([
+      `swap: the restored copy is in place as ${target}`,
+      expect.stringMatching(new RegExp(`^swap: dropping (${old}), what ${target} was before this restore \\(if no "swap: dropped" line follows, it may have been dropped: look with SELECT datname FROM pg_database WHERE datname = '\\1'\\)$`)),
+      expect.stringMatching(new RegExp(`^swap: dropped ${old}$`)),
+      `restored ${manifestKey} into ${target}`,
+    ]);
     expect(result.replaced).toBe(true);
     expect(result.replacedKeptAs).toBeNull();
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
