@@ -64,7 +64,7 @@ export async function resolveCliActor(by?: string, env: NodeJS.ProcessEnv = proc
   }
   if (named) return named;
   process.stderr.write(
-    `atmr-dr: your identity could not be read (${why}; ${OPERATOR_VARIABLE}, USER and LOGNAME unset): this change is recorded as by unknown-operator; name yourself with ${OPERATOR_VARIABLE}=NAME (killswitch and incident also take --by NAME)\n`,
+    `atmr-dr: your identity could not be read (${why}; ${OPERATOR_VARIABLE}, USER and LOGNAME unset): changes this command makes are recorded as by unknown-operator; name yourself with ${OPERATOR_VARIABLE}=NAME (killswitch and incident also take --by NAME)\n`,
   );
   return 'unknown-operator';
 }

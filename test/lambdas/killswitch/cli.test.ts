@@ -148,7 +148,7 @@ describe('atmr-dr killswitch enable / disable / status', () => {
     expect(run.status).toBe(0);
     expect(JSON.parse(run.puts[0].input.Value as string)).toMatchObject({ mode: 'normal', actor: 'unknown-operator' });
     expect(run.stderr).toBe(
-      'atmr-dr: your identity could not be read (STS: Error: Could not load credentials from any providers; ATMR_OPERATOR, USER and LOGNAME unset): this change is recorded as by unknown-operator; name yourself with ATMR_OPERATOR=NAME (killswitch and incident also take --by NAME)\n',
+      'atmr-dr: your identity could not be read (STS: Error: Could not load credentials from any providers; ATMR_OPERATOR, USER and LOGNAME unset): changes this command makes are recorded as by unknown-operator; name yourself with ATMR_OPERATOR=NAME (killswitch and incident also take --by NAME)\n',
     );
   });
 
