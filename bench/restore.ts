@@ -11,10 +11,13 @@
  *              `-j <cores>`, into a staging database,
  *              row counts, swap
  * Target: atmr-dr / reference <= 1.40. The timeline (download, load, check, swap, process start)
- * says how much of the gap is the download. The RTO is extrapolated, from the measured throughput,
- * against the runbook's 30 minutes, to two sizes the config names: the largest database a
- * restore-test function can download (its ephemeral storage), and the RDS instance's allocated
- * storage (detection.rdsAllocatedStorageGiB), the largest the production database can grow to.
+ * says how much of the gap is the download. The RTO is extrapolated, against the runbook's 30
+ * minutes, to two sizes the config names: the largest database a restore-test function can download
+ * (its ephemeral storage), and the RDS instance's allocated storage (detection.rdsAllocatedStorageGiB),
+ * the largest the production database can grow to. Per shape measured at two sizes or more, from a
+ * line fitted over the sizes (fixed seconds + seconds per GiB, bench/fit.ts), for atmr-dr's RTO and
+ * the reference; per cell, also proportionally (size / measured throughput), which scales the fixed
+ * costs with the data and so over-estimates a large database's RTO.
  */
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { execFileSync, spawn } from 'node:child_process';
@@ -28,6 +31,7 @@ import { DEFAULT_SPACE_FACTOR } from '../lambdas/restore/download';
 import { createS3Client } from '../lambdas/shared/aws';
 import { pathWithPostgresBinaries, postgresBinDir, psql, startPostgres, stopPostgres } from '../test/support/postgres';
 import { startLocalS3Process } from '../test/support/s3';
+import { fitLine, type LineFit } from './fit';
 import { BENCH_SIZES_MB, SHAPES, generateShape } from './shapes';
 
 const RTO_OBJECTIVE_SECONDS = 1800;
@@ -35,6 +39,16 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const ROOT = path.join(__dirname, '..');
 const LAUNCHER = path.join(ROOT, 'bin', 'atmr-dr.cjs');
 const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+/** One measured cell of a shape, for the fit over the sizes. */
+interface Measured {
+  mb: number;
+  dbGiB: number;
+  dumpToDb: number;
+  rtoSeconds: number;
+  referenceSeconds: number;
+}
 
 interface RestoreJson {
   rtoSeconds: number;
@@ -82,6 +96,70 @@ function largestConfiguredDatabaseGiB(): { gib: number; from: string } | undefin
   return best;
 }
 
+const percentOfObjective = (seconds: number): string =>
+  `${((100 * seconds) / RTO_OBJECTIVE_SECONDS).toFixed(0)}% of the ${RTO_OBJECTIVE_SECONDS} s objective (${seconds <= RTO_OBJECTIVE_SECONDS ? 'OK' : 'OVER'})`;
+
+const describeFit = (fit: LineFit): string => (fit.ok ? `${fit.fixed.toFixed(2)} + ${fit.slope.toFixed(2)}/GiB` : 'unusable');
+
+/**
+ * Per shape, the atmr-dr RTO and the reference's seconds fitted against the database's size, and
+ * the RTO extrapolated with the fit: the fixed costs counted once, not scaled with the data.
+ */
+function fitted(
+  shape: string,
+  cells: readonly Measured[],
+  largest: { mib: number; from: string },
+  largestDatabase: { gib: number; from: string } | undefined,
+): { report: string; row: string[] } {
+  const sizes = cells.map((c) => c.mb).join(', ');
+  const rto = fitLine(cells.map((c) => ({ x: c.dbGiB, y: c.rtoSeconds })));
+  const reference = fitLine(cells.map((c) => ({ x: c.dbGiB, y: c.referenceSeconds })));
+  const heading = `\n### ${shape}: RTO fitted over the sizes (${sizes} MB; least squares, seconds = fixed + per GiB x GiB)\n\n`;
+  if (new Set(cells.map((c) => c.mb)).size < 2) {
+    return {
+      report: `${heading}the fit needs two sizes or more (e.g. BENCH_MB=160,480): only the proportional extrapolation above, which over-estimates a large database's RTO`,
+      row: [shape, sizes, 'needs 2 sizes', 'needs 2 sizes', '-', '-', '-'],
+    };
+  }
+  // The database/dump size ratio of the largest size measured, the nearest to a large database's.
+  const largestCell = cells.reduce((a, b) => (b.dbGiB > a.dbGiB ? b : a));
+  const dumpDbGiB = (largest.mib * largestCell.dumpToDb) / 1024;
+  const at = (gib: number): number | undefined => (rto.ok ? rto.fixed + rto.slope * gib : undefined);
+  const slopeRatio = rto.ok && reference.ok ? rto.slope / reference.slope : undefined;
+  const rows: string[][] = [
+    ['measure', 'seconds', 'note'],
+    ['atmr-dr RTO (JSON rtoSeconds of the best run): fixed', rto.ok ? rto.fixed.toFixed(2) : '-', rto.ok ? '' : rto.reason],
+    ['atmr-dr RTO: per GiB of database', rto.ok ? rto.slope.toFixed(2) : '-', ''],
+    ['reference (createdb + pg_restore): fixed', reference.ok ? reference.fixed.toFixed(2) : '-', reference.ok ? '' : reference.reason],
+    ['reference: per GiB of database', reference.ok ? reference.slope.toFixed(2) : '-', ''],
+    ['slope ratio (atmr-dr per GiB / reference per GiB)', slopeRatio === undefined ? '-' : `${slopeRatio.toFixed(2)}x`, slopeRatio === undefined ? 'a fit is unusable' : 'what the ratio tends to on a large database'],
+  ];
+  const targets: { label: string; gib: number }[] = [
+    { label: `fitted RTO at ${dumpDbGiB.toFixed(1)} GiB (dump ${(largest.mib / 1024).toFixed(1)} GiB: ${largest.from} / ${DEFAULT_SPACE_FACTOR})`, gib: dumpDbGiB },
+    ...(largestDatabase === undefined ? [] : [{ label: `fitted RTO at a ${largestDatabase.gib} GiB database (${largestDatabase.from})`, gib: largestDatabase.gib }]),
+  ];
+  for (const target of targets) {
+    const seconds = at(target.gib);
+    rows.push([target.label, seconds === undefined ? '-' : seconds.toFixed(0), seconds === undefined ? 'no RTO: the atmr-dr fit is unusable' : percentOfObjective(seconds)]);
+  }
+  const pctAt = (gib: number | undefined): string => {
+    const seconds = gib === undefined ? undefined : at(gib);
+    return seconds === undefined ? 'unusable' : `${((100 * seconds) / RTO_OBJECTIVE_SECONDS).toFixed(0)}%`;
+  };
+  return {
+    report: heading + table(rows),
+    row: [
+      shape,
+      sizes,
+      describeFit(rto),
+      describeFit(reference),
+      slopeRatio === undefined ? '-' : `${slopeRatio.toFixed(2)}x`,
+      pctAt(dumpDbGiB),
+      largestDatabase === undefined ? '-' : pctAt(largestDatabase.gib),
+    ],
+  };
+}
+
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
   const line = (row: string[]): string => `| ${row.map((cell, i) => cell.padEnd(widths[i])).join(' | ')} |`;
@@ -98,7 +176,8 @@ async function main(): Promise<void> {
   const largest = largestConfiguredDumpMiB();
   const largestDatabase = largestConfiguredDatabaseGiB();
   const report: string[] = [];
-  const summary: string[][] = [['shape', 'MB', 'reference s', 'atmr-dr s', 'ratio (target <= 1.40)', 'download', 'process start', 'extrapolated RTO / objective', 'RTO at RDS storage / objective']];
+  const summary: string[][] = [['shape', 'MB', 'reference s', 'atmr-dr s', 'ratio (target <= 1.40)', 'download', 'process start', 'proportional RTO / objective', 'proportional RTO at RDS storage']];
+  const measured = new Map<string, Measured[]>();
   try {
     // The bundle of the current sources (what `npx atmr-dr` runs), built once before any timing.
     execFileSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' });
@@ -155,7 +234,9 @@ async function main(): Promise<void> {
       const resolve = best.result.rtoSeconds - t.downloadSeconds - t.restoreSeconds - t.verifySeconds - t.swapSeconds;
       const ratio = best.seconds / ref;
       const paired = cliRuns.map((run, i) => run.seconds / refRuns[i]);
-      // Throughput of the whole restore (database bytes restored per RTO second) -> the largest configured size.
+      // Proportional: throughput of the whole restore (database bytes restored per RTO second) -> the
+      // largest configured size. It scales the fixed costs with the data: the fit over the sizes
+      // (after the cells) counts them once.
       const dumpToDb = dbBytes / object.bytes;
       const largestDbMiB = largest.mib * dumpToDb;
       const rto = (largestDbMiB * MiB) / (dbBytes / best.result.rtoSeconds);
@@ -175,28 +256,35 @@ async function main(): Promise<void> {
             ['  timeline: row counts vs manifest', t.verifySeconds.toFixed(2), pct(t.verifySeconds)],
             ['  timeline: swap (rename)', t.swapSeconds.toFixed(2), ''],
             [
-              `RTO extrapolated to ${(largestDbMiB / 1024).toFixed(1)} GiB (dump ${(largest.mib / 1024).toFixed(1)} GiB: ${largest.from} / ${DEFAULT_SPACE_FACTOR})`,
+              `proportional RTO at ${(largestDbMiB / 1024).toFixed(1)} GiB (dump ${(largest.mib / 1024).toFixed(1)} GiB: ${largest.from} / ${DEFAULT_SPACE_FACTOR})`,
               rto.toFixed(0),
-              `${((100 * rto) / RTO_OBJECTIVE_SECONDS).toFixed(0)}% of the ${RTO_OBJECTIVE_SECONDS} s objective (${rto <= RTO_OBJECTIVE_SECONDS ? 'OK' : 'OVER'})`,
+              `${percentOfObjective(rto)}; fixed costs scaled with the data`,
             ],
             ...(rtoAtStorage === undefined || largestDatabase === undefined
               ? []
               : [
                   [
-                    `RTO extrapolated to a ${largestDatabase.gib} GiB database (${largestDatabase.from}, a database filling its configured disk)`,
+                    `proportional RTO at a ${largestDatabase.gib} GiB database (${largestDatabase.from}, a database filling its configured disk)`,
                     rtoAtStorage.toFixed(0),
-                    `${((100 * rtoAtStorage) / RTO_OBJECTIVE_SECONDS).toFixed(0)}% of the ${RTO_OBJECTIVE_SECONDS} s objective (${rtoAtStorage <= RTO_OBJECTIVE_SECONDS ? 'OK' : 'OVER'})`,
+                    `${percentOfObjective(rtoAtStorage)}; fixed costs scaled with the data`,
                   ],
                 ]),
           ]),
       );
+      measured.set(shape.name, [...(measured.get(shape.name) ?? []), { mb, dbGiB: dbBytes / GiB, dumpToDb, rtoSeconds: best.result.rtoSeconds, referenceSeconds: ref }]);
       summary.push([shape.name, `${mb}`, ref.toFixed(2), best.seconds.toFixed(2), `${ratio.toFixed(2)}x ${ratio <= 1.4 ? 'OK' : 'OVER'}`, pct(t.downloadSeconds), pct(startup), `${((100 * rto) / RTO_OBJECTIVE_SECONDS).toFixed(0)}%`, rtoAtStorage === undefined ? '-' : `${((100 * rtoAtStorage) / RTO_OBJECTIVE_SECONDS).toFixed(0)}%`]);
       psql(cluster, 'postgres', `DROP DATABASE ${source}`);
       fs.rmSync(localDump, { force: true });
     }
     console.log(`bench:restore (${os.cpus()[0]?.model ?? 'cpu'}, ${cores} cores, PostgreSQL ${psql(cluster, 'postgres', 'SHOW server_version')}; pg_restore from ${postgresBinDir()}, as the runner image's binaries, not Debian's pg_wrapper)`);
     console.log(report.join('\n'));
+    const fits = SHAPES.map((shape) => fitted(shape.name, measured.get(shape.name) ?? [], largest, largestDatabase));
+    console.log(fits.map((f) => f.report).join('\n'));
     console.log(`\n### summary (best of ${ROUNDS} rounds each; download and process start as shares of the gap)\n\n${table(summary)}`);
+    console.log(
+      `\nProportional: size / measured throughput, which scales the fixed costs with the data (an over-estimate when they are positive). Fitted: fixed + per GiB x GiB over the sizes.\n\n` +
+        table([['shape', 'sizes MB', 'atmr-dr RTO fixed s + s/GiB', 'reference fixed s + s/GiB', 'slope ratio (large database)', 'fitted RTO at largest restore-test dump', 'fitted RTO at RDS storage'], ...fits.map((f) => f.row)]),
+    );
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
     await s3Server.stop();
