@@ -1014,6 +1014,42 @@ async function ctrlCTwiceBetweenRenames(
 }
 
 /**
+ * A --drop-replaced restore held at the drop of the database it replaced: a session of the test's
+ * own in the staging database keeps the swap's second rename waiting (PostgreSQL waits up to 5 s for
+ * the copy's last sessions) while the target is aside as `<target>_old_...`; `betweenRenames` runs
+ * then; a second session takes a lock on that aside copy (COMMENT ON DATABASE in an open
+ * transaction, `locker`, for the test to end) and the first leaves: the rename completes, the
+ * restored copy is in place, and the drop waits for the lock (up to the swap's 10 s lock_timeout).
+ * Returned once that drop waits.
+ */
+async function restoreHeldAtTheDrop(
+  run: ReturnType<typeof startCli>,
+  target: string,
+  betweenRenames: () => Promise<void> = async () => undefined,
+): Promise<{ previous: string; locker: Client }> {
+  const staging = /-d (\S+)/.exec(await pgRestoreOf(run))![1];
+  const holder = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: staging });
+  await holder.connect();
+  const locker = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+  try {
+    await waitUntil(run, 'SELECT count(*)::int AS n FROM pg_database WHERE datname LIKE $1', [`${target}_old_%`]);
+    const [previous] = databasesLike(cluster, `${target}_old_`);
+    await betweenRenames();
+    await locker.connect();
+    await locker.query('BEGIN');
+    await locker.query(`COMMENT ON DATABASE "${previous}" IS 'held by the test'`);
+    await holder.end();
+    await waitUntil(run, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1", [`DROP DATABASE IF EXISTS "${previous}"%`]);
+    return { previous, locker };
+  } catch (error) {
+    await locker.end().catch(() => undefined);
+    throw error;
+  } finally {
+    await holder.end().catch(() => undefined);
+  }
+}
+
+/**
  * Teardown of a database the swap may have closed to connections: reopened, then dropped. The CLI
  * that quit at once may have left a DROP of it running in the server, which can end between the
  * listing and these statements: a database already gone is what the teardown wants.
@@ -1269,6 +1305,90 @@ describe('atmr-dr restore on the worst day', () => {
     } finally {
       run.child.kill('SIGKILL');
       await holder?.end().catch(() => undefined);
+      for (const name of databasesLike(cluster, target)) psql(cluster, 'postgres', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    }
+  }, 180_000);
+
+  it.each([
+    ['SIGTERM', 143],
+    ['SIGINT', 130],
+  ] as const)('%s while --drop-replaced drops the database replaced says at once that the restored copy is in place and the drop may take minutes, then prints the result once it is dropped and exits %d', async (signal, code) => {
+    // Arrange: a --drop-replaced restore over an existing target, its drop of the replaced copy held by a lock
+    const target = makeTarget();
+    const run = startCli(['restore', bigKey, '--target-db', target, '--force', '--drop-replaced']);
+    let locker: Client | undefined;
+    try {
+      const held = await restoreHeldAtTheDrop(run, target);
+      locker = held.locker;
+
+      // Act: the stop while the drop waits; the lock is let go once the line is out
+      run.child.kill(signal);
+      for (const deadline = Date.now() + 3000; !run.stderr().includes('\n') && Date.now() < deadline; ) await new Promise((resolve) => setTimeout(resolve, 20));
+      const saidWhileDropping = run.stderr() !== '' && databaseExists(cluster, held.previous);
+      await locker.query('ROLLBACK');
+      const status = await run.exited;
+
+      // Assert
+      expect(saidWhileDropping).toBe(true);
+      expect(run.stderr().trimEnd().split('\n')).toEqual([
+        `atmr-dr: received ${signal} while the swap drops "${held.previous}", what "${target}" was before this restore (--drop-replaced): the restored copy is already in place as "${target}"; the drop may take minutes and is let finish, then the result is printed; Ctrl-C again quits at once, leaving the drop to the server`,
+        `atmr-dr: restore done, then stopped: ${signal} came during the swap, which finished first: "${target}" is the restored copy (result above)`,
+      ]);
+      expect(run.stdout()).toContain(`into ${target} (replaced): 1 table, 400000 rows, row counts match the manifest`);
+      expect(run.stdout()).not.toContain('kept as database');
+      expect(status).toBe(code);
+      expect(databasesLike(cluster, target)).toEqual([target]);
+      expect(psql(cluster, target, 'SELECT count(*) FROM ride')).toBe('400000');
+    } finally {
+      run.child.kill('SIGKILL');
+      await locker?.end().catch(() => undefined);
+      for (const name of databasesLike(cluster, target)) psql(cluster, 'postgres', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    }
+  }, 180_000);
+
+  it('with --drop-replaced, Ctrl-C during the swap says the drop that ends it may take minutes; a second one during that drop names the database being dropped, how to see whether it is gone and the DROP that finishes it', async () => {
+    // Arrange: a --drop-replaced restore over an existing target
+    const target = makeTarget();
+    const run = startCli(['restore', bigKey, '--target-db', target, '--force', '--drop-replaced']);
+    let locker: Client | undefined;
+    const admin = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    await admin.connect();
+    try {
+      // Act: Ctrl-C between the renames, again once the drop of the replaced copy waits
+      const held = await restoreHeldAtTheDrop(run, target, async () => {
+        run.child.kill('SIGINT');
+        await pressedAgainLater();
+      });
+      locker = held.locker;
+      run.child.kill('SIGINT');
+      const status = await run.exited;
+      const lines = run.stderr().trimEnd().split('\n');
+      // The drop the CLI left in the server ended before it removed anything (a drop that never ran),
+      // the test's lock let go; the operator then runs the check the line gives, and its DROP.
+      const dropOf = ['DROP DATABASE IF EXISTS "' + held.previous + '"%'];
+      await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE $1 AND backend_type = 'client backend'", dropOf);
+      for (const deadline = Date.now() + 10_000; (await admin.query('SELECT 1 FROM pg_stat_activity WHERE query LIKE $1', dropOf)).rowCount! > 0 && Date.now() < deadline; ) await new Promise((resolve) => setTimeout(resolve, 50));
+      await locker.query('ROLLBACK');
+      const found = await admin.query(/look with (SELECT .+?'): if it is still there/.exec(lines.at(-1)!)?.[1] ?? 'SELECT 1 WHERE false');
+      await admin.query(/\), (DROP DATABASE .+) removes it$/.exec(lines.at(-1)!)?.[1] ?? 'SELECT 1');
+
+      // Assert
+      expect(status).toBe(130);
+      expect(lines).toEqual([
+        `atmr-dr: received SIGINT during the swap: finishing it (a few statements, then the drop of the database it replaces, if any, which may take minutes) before stopping: cut half-way, it would leave "${target}" missing`,
+        expect.stringMatching(
+          new RegExp(
+            `^atmr-dr: second SIGINT, quitting at once; temp directory \\S+ removed; the restored copy is in place as "${target}"; the drop of "${held.previous}", what "${target}" was before this restore, was under way and the server may still finish it: look with SELECT datname FROM pg_database WHERE datname = '${held.previous}': if it is still there \\(a drop cut short leaves it invalid, no connection to it\\), DROP DATABASE "${held.previous}" WITH \\(FORCE\\) removes it$`,
+          ),
+        ),
+      ]);
+      expect(found.rows).toEqual([{ datname: held.previous }]);
+      expect(databasesLike(cluster, target)).toEqual([target]);
+      expect(psql(cluster, target, 'SELECT count(*) FROM ride')).toBe('400000');
+    } finally {
+      run.child.kill('SIGKILL');
+      await locker?.end().catch(() => undefined);
+      await admin.end();
       for (const name of databasesLike(cluster, target)) psql(cluster, 'postgres', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
     }
   }, 180_000);
