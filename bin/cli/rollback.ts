@@ -730,6 +730,14 @@ function ecsNotFoundHint(error: unknown, globals: GlobalOptions, cluster: { valu
   return notFoundHint(error, DEPLOYED_NAMES.ecsCluster, { ...options, envName: globals.env, resolved });
 }
 
+/**
+ * The API service as every rollback subcommand's help names it: each resolves its name
+ * (defaultContext), the default service of `service`, one of those `status` and `unlock` accept, and
+ * the release `migration` runs its downgrade from; a variable left set from another environment
+ * changes all four.
+ */
+const API_SERVICE_HELP = `the API, named by $${DEPLOYED_NAMES.apiService.envVar}, else the Ops stack output, else the config`;
+
 /** `atmr-dr rollback status|service|migration|unlock`. */
 export function registerRollbackCommands(program: Command, makeContext: typeof defaultContext = defaultContext): void {
   const rollback = program
@@ -745,7 +753,7 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
   rollback
     .command('status')
     .description('current task definition, last known good and its age, lock, last rollbacks')
-    .option('--service <name>', 'one service (default: every configured service)')
+    .option('--service <name>', `one service (default: every configured service: ${API_SERVICE_HELP}; the workers, by the config)`)
     .option('--json', 'print JSON')
     .action(async (opts: { service?: string; json?: boolean }) => {
       const ctx = await makeContext(globals(), opts.service, true);
@@ -758,7 +766,7 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
   rollback
     .command('service')
     .description('roll a service back to its last known good (or --to), with the same lock as the automatic path')
-    .option('--service <name>', 'service (default: $ATMR_API_SERVICE, the Ops stack output, the config)')
+    .option('--service <name>', `service (default: ${API_SERVICE_HELP})`)
     .option('--to <taskDefinitionArn>', 'target task definition (default: the last known good)')
     .option('--dry-run', 'print what would be done, change nothing')
     .option('--yes', 'do not ask for confirmation')
@@ -780,7 +788,7 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
     .command('migration')
     .description('flask db downgrade REVISION in the failing release\'s image (snapshot or PITR point first, maintenance meanwhile)')
     .requiredOption('--to <revision>', 'Alembic revision to go back to, never a relative step like -1')
-    .option('--task-definition <taskDefinitionArn>', 'the release whose image runs the downgrade: the one rolled back from, as the rollback advises (default: the API\'s current task definition)')
+    .option('--task-definition <taskDefinitionArn>', `the release whose image runs the downgrade: the one rolled back from, as the rollback advises (default: the current task definition of ${API_SERVICE_HELP})`)
     .option('--yes', 'do not ask for confirmation')
     .action(async (opts: { to: string; taskDefinition?: string; yes?: boolean }) => {
       parseRevision(opts.to);
@@ -798,7 +806,7 @@ export function registerRollbackCommands(program: Command, makeContext: typeof d
   rollback
     .command('unlock')
     .description('release a rollback lock that nothing else will release before it expires (a command killed, a release that failed)')
-    .option('--service <name>', 'service whose lock to release')
+    .option('--service <name>', `service whose lock to release (${API_SERVICE_HELP}; a worker, by the config)`)
     .option('--owner <id>', 'owner of the lock, as "rollback status --service NAME" shows it')
     .option('--force', 'release a migration downgrade\'s lock once its task has stopped')
     .action(async (opts: { service?: string; owner?: string; force?: boolean }) => {

@@ -459,6 +459,16 @@ describe('help', () => {
     }
   });
 
+  it.each([[['rollback', 'status']], [['rollback', 'service']], [['rollback', 'migration']], [['rollback', 'unlock']]])(
+    '%j --help names ATMR_API_SERVICE, which it reads for the API service, in the words of every rollback subcommand',
+    async (command) => {
+      const help = await entry([...command, '--help'], operatorEnv(), os.tmpdir());
+
+      expect(help.status).toBe(0);
+      expect(help.stdout.replace(/\s+/g, ' ')).toContain('the API, named by $ATMR_API_SERVICE, else the Ops stack output, else the config');
+    },
+  );
+
   it.each([
     [['killswitch', 'enable'], 'who changes it'],
     [['killswitch', 'disable'], 'who changes it'],
