@@ -7,6 +7,7 @@ import { exitOnceWritten, exitWhenFailed, failIfStranded, reportStdoutFailure } 
 import { ENABLE_MODES } from '../lambdas/killswitch/modes';
 import { useOperatorSdkSettings } from '../lambdas/shared/sdk-retry';
 import { commandEnded, stopWhileRunning, stopWhileStarting, takesStopSignals } from './cli/interrupt';
+import { OPERATOR_NAME_ORDER } from './cli/actor';
 import { ENV_DEFAULT } from './cli/resolve';
 
 /**
@@ -28,7 +29,8 @@ Environment:
   KILLSWITCH_PARAMETER                         the killswitch SSM parameter (else the Data stack output, else the config)
   ATMR_OPS_TABLE                               the ops-state DynamoDB table (else the Data stack output)
   ATMR_OPERATOR                                your name, recorded with a change when AWS cannot say who you are
-                                               and no --by is given (else $USER)
+                                               and no --by is given, in this order:
+                                               ${OPERATOR_NAME_ORDER}
   AWS_REGION, AWS_PROFILE                      the AWS account and region (the SDK's own variables;
                                                no region set: that of the --env environment in cdk.json)
   AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3, ...   another endpoint per service (local servers, VPC endpoints)

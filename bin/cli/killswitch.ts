@@ -9,6 +9,7 @@ import { serviceNow } from '../../lambdas/shared/clock-offset';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { namedLine, OperatorError } from '../../lambdas/shared/errors';
+import { OPERATOR_NAME_ORDER, OPERATOR_NAME_VARIABLES, OPERATOR_VARIABLE, UNKNOWN_OPERATOR } from './actor';
 import { confirmer } from './confirm';
 import { checkBeforeRetry } from './interrupt';
 import { DEPLOYED_NAMES, ENV_DEFAULT, notFoundHint, resolveDeployedName } from './resolve';
@@ -27,21 +28,19 @@ export function validateKillswitchCommand(command: KillswitchCommand): void {
   }
 }
 
-/** The variable naming the operator when STS cannot (killswitch and incident also take --by). */
-export const OPERATOR_VARIABLE = 'ATMR_OPERATOR';
-
 /** A --by option's help: what the audit trail records with it and without it (see resolveCliActor). */
 export function byOptionHelp(who: string): string {
-  return `${who}: recorded as "NAME (your AWS identity)", without --by as the identity alone; when AWS cannot say who you are, as NAME, else $${OPERATOR_VARIABLE}, else $USER`;
+  return `${who}: recorded as "NAME (your AWS identity)", without --by as the identity alone; when AWS cannot say who you are, as NAME, else ${OPERATOR_NAME_ORDER}`;
 }
 
 /**
  * The caller's identity, as the audit trail records it: the STS caller ARN in AWS, with the name
  * `by` (a command's --by) beside it when given ("Marie (arn:aws:sts::...)": a name typed on the
  * command line proves nothing, so it never replaces the identity AWS vouches for); else `by`, else
- * $ATMR_OPERATOR, else the login ($USER, $LOGNAME). With none of them the change is recorded as
- * unknown-operator, and one stderr line says so, why, and how to give a name: a trail that only
- * says "by unknown-operator" cannot tell who put the site in maintenance. An STS that did not
+ * the first of OPERATOR_NAME_VARIABLES set ($ATMR_OPERATOR, then the login: $USER, $LOGNAME). With
+ * none of them the change is recorded as unknown-operator, and one stderr line says so, why, and
+ * how to give a name: a trail that only says "by unknown-operator" cannot tell who put the site in
+ * maintenance. An STS that did not
  * answer (two attempts of OPERATOR_ANSWER_TIMEOUT_MS, as every read of the CLI: useOperatorSdkSettings)
  * is said in one stderr line too: the operator waited for it, and the change goes without the
  * identity AWS vouches for. A dry run records nothing: STS is not asked (a silent STS held
@@ -49,8 +48,8 @@ export function byOptionHelp(who: string): string {
  */
 export async function resolveCliActor(by?: string, env: NodeJS.ProcessEnv = process.env, { dryRun = false }: { dryRun?: boolean } = {}): Promise<string> {
   const given = by?.trim();
-  const named = given || env[OPERATOR_VARIABLE]?.trim() || env.USER?.trim() || env.LOGNAME?.trim();
-  if (dryRun) return named || 'unknown-operator';
+  const named = given || OPERATOR_NAME_VARIABLES.map((name) => env[name]?.trim()).find(Boolean);
+  if (dryRun) return named || UNKNOWN_OPERATOR;
   let why: string;
   try {
     const identity = await new STSClient({ ...SDK_RETRY, maxAttempts: 2 }).send(new GetCallerIdentityCommand({}));
@@ -64,9 +63,9 @@ export async function resolveCliActor(by?: string, env: NodeJS.ProcessEnv = proc
   }
   if (named) return named;
   process.stderr.write(
-    `atmr-dr: your identity could not be read (${why}; ${OPERATOR_VARIABLE}, USER and LOGNAME unset): changes this command makes are recorded as by unknown-operator; name yourself with ${OPERATOR_VARIABLE}=NAME (killswitch and incident also take --by NAME)\n`,
+    `atmr-dr: your identity could not be read (${why}; ${OPERATOR_NAME_VARIABLES.slice(0, -1).join(', ')} and ${OPERATOR_NAME_VARIABLES.at(-1)} unset): changes this command makes are recorded as by ${UNKNOWN_OPERATOR}; name yourself with ${OPERATOR_VARIABLE}=NAME (killswitch and incident also take --by NAME)\n`,
   );
-  return 'unknown-operator';
+  return UNKNOWN_OPERATOR;
 }
 
 function print(line: string): void {

@@ -451,7 +451,9 @@ describe('help', () => {
       [['osrm', 'restart'], ['ATMR_ECS_CLUSTER', 'ATMR_OSRM_SERVICE', 'ATMR_OSRM_HEALTH_URL']],
     ];
 
-    expect(top.stdout).toMatch(/^ {2}ATMR_OPERATOR +your name, recorded with a change when AWS cannot say who you are\n +and no --by is given \(else \$USER\)$/m);
+    expect(top.stdout).toMatch(
+      /^ {2}ATMR_OPERATOR +your name, recorded with a change when AWS cannot say who you are\n +and no --by is given, in this order:\n +\$ATMR_OPERATOR, else \$USER, else \$LOGNAME, else unknown-operator$/m,
+    );
     expect(top.stdout.replace(/\s+/g, ' ')).toContain("Each command's --help names the other ATMR_* variables it reads for a name");
     for (const [command, variables] of readBy) {
       const help = await entry([...command, '--help'], operatorEnv());
@@ -478,7 +480,7 @@ describe('help', () => {
     const help = await entry([...command, '--help'], operatorEnv());
 
     expect(help.stdout.replace(/\s+/g, ' ')).toContain(
-      `--by <name> ${who}: recorded as "NAME (your AWS identity)", without --by as the identity alone; when AWS cannot say who you are, as NAME, else $ATMR_OPERATOR, else $USER`,
+      `--by <name> ${who}: recorded as "NAME (your AWS identity)", without --by as the identity alone; when AWS cannot say who you are, as NAME, else $ATMR_OPERATOR, else $USER, else $LOGNAME, else unknown-operator`,
     );
   });
 
