@@ -40,16 +40,14 @@ export function byOptionHelp(who: string): string {
  * the first of OPERATOR_NAME_VARIABLES set ($ATMR_OPERATOR, then the login: $USER, $LOGNAME). With
  * none of them the change is recorded as unknown-operator, and one stderr line says so, why, and
  * how to give a name: a trail that only says "by unknown-operator" cannot tell who put the site in
- * maintenance. An STS that did not
- * answer (two attempts of OPERATOR_ANSWER_TIMEOUT_MS, as every read of the CLI: useOperatorSdkSettings)
- * is said in one stderr line too: the operator waited for it, and the change goes without the
- * identity AWS vouches for. A dry run records nothing: STS is not asked (a silent STS held
- * `recover --dry-run` for seconds), nor a change said unattributed.
+ * maintenance. An STS that did not answer (two attempts of OPERATOR_ANSWER_TIMEOUT_MS, as every
+ * read of the CLI: useOperatorSdkSettings) is said in one stderr line too: the operator waited for
+ * it, and the change goes without the identity AWS vouches for. A dry run does not call this: it
+ * records no one, and stays offline (recover --dry-run).
  */
-export async function resolveCliActor(by?: string, env: NodeJS.ProcessEnv = process.env, { dryRun = false }: { dryRun?: boolean } = {}): Promise<string> {
+export async function resolveCliActor(by?: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
   const given = by?.trim();
   const named = given || OPERATOR_NAME_VARIABLES.map((name) => env[name]?.trim()).find(Boolean);
-  if (dryRun) return named || UNKNOWN_OPERATOR;
   let why: string;
   try {
     const identity = await new STSClient({ ...SDK_RETRY, maxAttempts: 2 }).send(new GetCallerIdentityCommand({}));

@@ -26,6 +26,7 @@ import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { metricsNamespace } from '../../lambdas/shared/constants';
 import { NotFoundError, OperatorError } from '../../lambdas/shared/errors';
 import { checkPgSslMode, pgClientConfig, resolveConnection } from '../../lambdas/shared/pg-connection';
+import { OPERATOR_NAME_ORDER } from './actor';
 import { resolveCliActor } from './killswitch';
 import { DEPLOYED_NAMES, defaultEnvironmentName, ENV_DEFAULT, notFoundHint, resolveDeployedName } from './resolve';
 import { loadCliConfig } from './cli-config';
@@ -286,6 +287,13 @@ function checkRecoveryId(command: string, id: string): void {
   }
 }
 
+/**
+ * Who starting a recovery records (resolveCliActor), as its dry run says it in `actorAtStart`: the
+ * dry run stays offline and does not ask STS (a silent one held the plan for seconds), so its plan's
+ * actor is null rather than a name the start would not record (a login name, when STS answers).
+ */
+const ACTOR_AT_START = `your STS caller ARN, read when the recovery starts; when STS cannot be read, ${OPERATOR_NAME_ORDER}`;
+
 /** `recover --to-time ... | status [ID] | cutover ID --yes | abandon ID`: RDS point-in-time recovery, verified, then a guided cutover. */
 export function registerRecoverCommands(program: Command): void {
   const recover = program
@@ -297,7 +305,7 @@ export function registerRecoverCommands(program: Command): void {
     .requiredOption('--to-time <time>', 'time to restore to: ISO 8601 with a zone, e.g. 2026-11-30T14:02:00Z, or "5 minutes ago"')
     .option('--new-instance <name>', 'name of the new instance (default: <prefix><yyyymmddhhmm>; must start with the configured prefix)')
     .requiredOption('--reason <text>', 'why, e.g. "bookings deleted by migration 4f2a at 14:05": recorded with who asked')
-    .option('--dry-run', 'check the time, the name and PITR, print the plan, start nothing')
+    .option('--dry-run', 'check the time, the name and PITR, print the plan, start nothing (STS not asked: with --json, request.actor is null and actorAtStart says who the start records)')
     .option('--no-follow', 'return once the workflow started (follow it later with "recover status ID")')
     .optionsGroup('Options:')
     .option('--env <name>', `cdk.json environment (default: ${ENV_DEFAULT})`)
@@ -465,14 +473,15 @@ export function registerRecoverCommands(program: Command): void {
         toTime,
         newInstance: g.newInstance,
         reason,
-        actor: await resolveCliActor(undefined, process.env, { dryRun: Boolean(g.dryRun) }),
+        // The dry run's plan prints null instead (ACTOR_AT_START).
+        actor: g.dryRun ? '' : await resolveCliActor(),
         dryRun: Boolean(g.dryRun),
         stateMachineArn,
       },
     );
     const plan = `${ctx.config.database.instanceIdentifier} (${result.sourceClass ?? '?'}${result.multiAz ? ', Multi-AZ' : ''}) as of ${result.request.toTime} -> new instance ${result.request.newInstance}; restore window ${result.window.earliest.toISOString()} .. ${result.window.latest.toISOString()}`;
     if (result.dryRun) {
-      if (g.json) print(JSON.stringify(result));
+      if (g.json) print(JSON.stringify({ ...result, request: { ...result.request, actor: null }, actorAtStart: ACTOR_AT_START }));
       else say(`dry run, nothing started: ${plan}`);
       return;
     }

@@ -90,6 +90,34 @@ const request = (id: string): RecoveryRequest & { sourceInstance: string } => ({
   sourceInstance: 'atmr-prod',
 });
 
+/**
+ * RDS (on this process's clock, as AWS is) with atmr-prod restorable from a day ago up to a minute
+ * ago, and any other instance not found (a copy's name is free): what a dry run reads.
+ */
+async function restorableRds(): Promise<http.Server> {
+  const iso = (msAgo: number) => new Date(Date.now() - msAgo).toISOString();
+  const responder = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    req.on('end', () => {
+      const xml = (action: string, result: string) =>
+        `<${action}Response xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><${action}Result>${result}</${action}Result><ResponseMetadata><RequestId>r1</RequestId></ResponseMetadata></${action}Response>`;
+      if (body.includes('Action=DescribeDBInstanceAutomatedBackups')) {
+        res.writeHead(200, { 'content-type': 'text/xml' });
+        res.end(xml('DescribeDBInstanceAutomatedBackups', `<DBInstanceAutomatedBackups><DBInstanceAutomatedBackup><Status>active</Status><RestoreWindow><EarliestTime>${iso(86_400_000)}</EarliestTime><LatestTime>${iso(60_000)}</LatestTime></RestoreWindow></DBInstanceAutomatedBackup></DBInstanceAutomatedBackups>`));
+      } else if (body.includes('DBInstanceIdentifier=atmr-prod&') || body.endsWith('DBInstanceIdentifier=atmr-prod')) {
+        res.writeHead(200, { 'content-type': 'text/xml' });
+        res.end(xml('DescribeDBInstances', `<DBInstances><DBInstance><DBInstanceIdentifier>atmr-prod</DBInstanceIdentifier><DBInstanceClass>db.t4g.medium</DBInstanceClass><MultiAZ>false</MultiAZ><BackupRetentionPeriod>7</BackupRetentionPeriod><LatestRestorableTime>${iso(60_000)}</LatestRestorableTime></DBInstance></DBInstances>`));
+      } else {
+        res.writeHead(404, { 'content-type': 'text/xml' });
+        res.end('<ErrorResponse><Error><Type>Sender</Type><Code>DBInstanceNotFound</Code><Message>not found</Message></Error><RequestId>r2</RequestId></ErrorResponse>');
+      }
+    });
+  });
+  await new Promise<void>((resolve) => responder.listen(0, '127.0.0.1', resolve));
+  return responder;
+}
+
 beforeAll(async () => {
   dynamo = await startLocalDynamo();
   env = {
@@ -123,26 +151,7 @@ describe('atmr-dr recover', () => {
   it('a time ago ("5 min ago", as --expires takes "5m") counts back from RDS\'s clock, not a laptop\'s an hour ahead, and says the UTC time it is', async () => {
     // Arrange: RDS (on this process's clock, as AWS is) with atmr-prod restorable up to a minute
     // ago, its copy's name free; the CLI on a laptop whose clock is an hour ahead.
-    const iso = (msAgo: number) => new Date(Date.now() - msAgo).toISOString();
-    const responder = http.createServer((req, res) => {
-      let body = '';
-      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
-      req.on('end', () => {
-        const xml = (action: string, result: string) =>
-          `<${action}Response xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><${action}Result>${result}</${action}Result><ResponseMetadata><RequestId>r1</RequestId></ResponseMetadata></${action}Response>`;
-        if (body.includes('Action=DescribeDBInstanceAutomatedBackups')) {
-          res.writeHead(200, { 'content-type': 'text/xml' });
-          res.end(xml('DescribeDBInstanceAutomatedBackups', `<DBInstanceAutomatedBackups><DBInstanceAutomatedBackup><Status>active</Status><RestoreWindow><EarliestTime>${iso(86_400_000)}</EarliestTime><LatestTime>${iso(60_000)}</LatestTime></RestoreWindow></DBInstanceAutomatedBackup></DBInstanceAutomatedBackups>`));
-        } else if (body.includes('DBInstanceIdentifier=atmr-prod&') || body.endsWith('DBInstanceIdentifier=atmr-prod')) {
-          res.writeHead(200, { 'content-type': 'text/xml' });
-          res.end(xml('DescribeDBInstances', `<DBInstances><DBInstance><DBInstanceIdentifier>atmr-prod</DBInstanceIdentifier><DBInstanceClass>db.t4g.medium</DBInstanceClass><MultiAZ>false</MultiAZ><BackupRetentionPeriod>7</BackupRetentionPeriod><LatestRestorableTime>${iso(60_000)}</LatestRestorableTime></DBInstance></DBInstances>`));
-        } else {
-          res.writeHead(404, { 'content-type': 'text/xml' });
-          res.end('<ErrorResponse><Error><Type>Sender</Type><Code>DBInstanceNotFound</Code><Message>not found</Message></Error><RequestId>r2</RequestId></ErrorResponse>');
-        }
-      });
-    });
-    await new Promise<void>((resolve) => responder.listen(0, '127.0.0.1', resolve));
+    const responder = await restorableRds();
     // STS silent: a dry run records no one, so it is not asked (it held the plan 6 s before).
     const sts = await startSilentEndpoint();
     const saved = env;
@@ -162,6 +171,32 @@ describe('atmr-dr recover', () => {
       expect(Date.parse(toTime ?? '')).toBeGreaterThanOrEqual(before - 300_000 - 1_000);
       expect(Date.parse(toTime ?? '')).toBeLessThanOrEqual(after - 300_000);
       expect(plan).toContain(`as of ${toTime} -> new instance atmr-prod-pitr-`);
+    } finally {
+      env = saved;
+      await sts.stop();
+      await new Promise((resolve) => responder.close(resolve));
+    }
+  });
+
+  it('a dry run names no actor it cannot know offline: --json gives actor null and what the start records instead, the text no name', async () => {
+    // A login name and ATMR_OPERATOR set, STS silent: the start would record the STS caller ARN
+    // (ATMR_OPERATOR, then USER, only if STS cannot be read), which a dry run does not ask for.
+    const responder = await restorableRds();
+    const sts = await startSilentEndpoint();
+    const saved = env;
+    env = { ...env, AWS_ENDPOINT_URL_RDS: `http://127.0.0.1:${(responder.address() as AddressInfo).port}`, AWS_ENDPOINT_URL_STS: sts.url, USER: 'alice', ATMR_OPERATOR: 'Jean Dupont' };
+    try {
+      const json = await atmrDr(['recover', '--to-time', '5 minutes ago', '--reason', 'bookings deleted', '--dry-run', '--json']);
+      const text = await atmrDr(['recover', '--to-time', '5 minutes ago', '--reason', 'bookings deleted', '--dry-run']);
+
+      expect([json.status, json.stderr, text.status, text.stderr]).toEqual([0, '', 0, '']);
+      expect(sts.received()).toBe(0);
+      const plan = JSON.parse(json.stdout) as { dryRun: boolean; request: Record<string, unknown>; actorAtStart: string };
+      expect(plan).toMatchObject({ dryRun: true, request: { actor: null, reason: 'bookings deleted' } });
+      expect(Object.keys(plan.request)).toEqual(['recoveryId', 'toTime', 'newInstance', 'actor', 'reason', 'requestedAt']);
+      expect(plan.actorAtStart).toBe('your STS caller ARN, read when the recovery starts; when STS cannot be read, $ATMR_OPERATOR, else $USER, else $LOGNAME, else unknown-operator');
+      expect(`${json.stdout}${text.stdout}`).not.toMatch(/alice|Jean Dupont/);
+      expect(text.stdout).toMatch(/^dry run, nothing started: atmr-prod/m);
     } finally {
       env = saved;
       await sts.stop();
