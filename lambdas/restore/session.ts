@@ -4,11 +4,8 @@
  * server run on: the restore's session to the maintenance database, with the lock on the target's
  * name, each statement's bound on its answer, the stop after an answer lost, and CREATE and DROP
  * DATABASE. It decides nothing about the target: what is refused is guards.ts' and leftovers.ts',
- * what is given properties.ts', what is swapped swap.ts'.
- *
- * The target side of a restore: the guards (name, production, non-empty, open sessions), the
- * staging database beside the target, and the swap that puts the verified copy under the target
- * name. Statements run on a maintenance connection (`postgres`), never inside the target.
+ * what is given properties.ts', what is swapped swap.ts'. Statements run on a maintenance
+ * connection (`postgres`), never inside the target.
  */
 
 import type { Client, QueryConfig, QueryResult, QueryResultRow } from 'pg';
@@ -17,10 +14,14 @@ import { OperatorError, oneLine } from '../shared/errors';
 import { APPLICATION_NAME, PG_CONNECT_TIMEOUT_MS, PgConnection, connectTo } from '../shared/pg-connection';
 import { isQueryReadTimeout, isRefusedStatement, LOCK_NOT_AVAILABLE, sqlState } from '../shared/pg-errors';
 
-// The connection helper lives with the connection settings (the backup uses it too); restore imports it from here.
-
 /** First key of the advisory lock a restore holds on its target's name (the second is hashtext(target)). */
 export const RESTORE_LOCK_KEY = 0x61746d72; // "atmr"
+
+/** Takes the target's lock ($1 RESTORE_LOCK_KEY, $2 the target) if it is free: `locked` says whether it is this session's. */
+const TRY_LOCK = 'pg_try_advisory_lock($1, hashtext($2)) AS locked';
+
+/** The pg_locks row (`l`) of the target's lock ($1 RESTORE_LOCK_KEY, $2 the target) held by a backend. */
+const HOLDS_LOCK = "l.locktype = 'advisory' AND l.granted AND l.classid = $1::int::oid AND l.objid = hashtext($2)::oid AND l.objsubid = 2";
 
 /**
  * The restore's session to the maintenance database. It holds an advisory lock on the target's
@@ -228,7 +229,7 @@ interface Backend {
 async function lockTarget(admin: Client, target: string, boundMs: number, previous?: Backend): Promise<Backend> {
   const { rows } = await boundedQuery<{ locked: boolean; pid: number; since: string }>(
     admin,
-    'SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked, pid, backend_start::text AS since FROM pg_stat_activity WHERE pid = pg_backend_pid()',
+    `SELECT ${TRY_LOCK}, pid, backend_start::text AS since FROM pg_stat_activity WHERE pid = pg_backend_pid()`,
     boundMs,
     [RESTORE_LOCK_KEY, target],
     `the lock on "${target}" that keeps a second restore out (pg_try_advisory_lock)`,
@@ -239,8 +240,7 @@ async function lockTarget(admin: Client, target: string, boundMs: number, previo
   const holder = await boundedQuery<{ pid: number; client: string | null; since: string | null }>(
     admin,
     `SELECT a.pid, host(a.client_addr) AS client, to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') AS since
-       FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-      WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int::oid AND l.objid = hashtext($2)::oid AND l.objsubid = 2`,
+       FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE ${HOLDS_LOCK}`,
     boundMs,
     [RESTORE_LOCK_KEY, target],
     `the read of the restore that holds the lock on "${target}" (pg_locks, pg_stat_activity)`,
@@ -262,14 +262,13 @@ async function takeOverLock(admin: Client, target: string, boundMs: number, prev
   const ended = await boundedQuery(
     admin,
     `SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
-      WHERE a.pid = $1 AND a.backend_start::text = $2
-        AND l.locktype = 'advisory' AND l.granted AND l.classid = $3::int::oid AND l.objid = hashtext($4)::oid AND l.objsubid = 2`,
+      WHERE ${HOLDS_LOCK} AND a.pid = $3 AND a.backend_start::text = $4`,
     boundMs,
-    [previous.pid, previous.since, RESTORE_LOCK_KEY, target],
+    [RESTORE_LOCK_KEY, target, previous.pid, previous.since],
     `the end of the restore's previous session ${previous.pid} (pg_terminate_backend)`,
   );
   if (ended.rowCount === 0) {
-    const again = await boundedQuery<{ locked: boolean }>(admin, 'SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked', boundMs, [RESTORE_LOCK_KEY, target]);
+    const again = await boundedQuery<{ locked: boolean }>(admin, `SELECT ${TRY_LOCK}`, boundMs, [RESTORE_LOCK_KEY, target]);
     return again.rows[0].locked;
   }
   try {
