@@ -21,8 +21,6 @@ export interface TargetGuards {
   readonly force?: boolean;
   /** End the sessions connected to the target at swap time instead of refusing. */
   readonly terminateConnections?: boolean;
-  /** With terminateConnections, once the guards passed: the target's sessions they saw, which the swap ends (called only when there are some). */
-  readonly onSessionsToEnd?: (sessions: readonly TargetSession[]) => void;
 }
 
 /**
@@ -178,14 +176,14 @@ async function inspectTarget(admin: Client, connection: PgConnection, target: st
  * connection it went unanswered on is ended (boundedQuery): `admin`'s session connects again before
  * its next statement.
  */
-export async function checkTarget(admin: Client, connection: PgConnection, target: string, guards: TargetGuards): Promise<{ exists: boolean }> {
+export async function checkTarget(admin: Client, connection: PgConnection, target: string, guards: TargetGuards): Promise<TargetState> {
   return stopOnNoAnswer(
     () => checkTargetReads(admin, connection, target, guards),
     (why) => `cannot check target database "${target}": ${why}, then rerun the restore; the check creates nothing: "${target}" untouched`,
   );
 }
 
-async function checkTargetReads(admin: Client, connection: PgConnection, target: string, guards: TargetGuards): Promise<{ exists: boolean }> {
+async function checkTargetReads(admin: Client, connection: PgConnection, target: string, guards: TargetGuards): Promise<TargetState> {
   const state = await inspectTarget(admin, connection, target);
   if (state.exists && state.contents.length > 0 && !guards.force) {
     throw new OperatorError(`target database "${target}" exists and is not empty (${state.contents.join(', ')}): pass --force to replace it, or restore into a new name`, 2);
@@ -228,7 +226,6 @@ async function checkTargetReads(admin: Client, connection: PgConnection, target:
     );
   }
   await checkPrivileges(admin, target, state.exists);
-  if (guards.terminateConnections && state.sessions.length > 0) guards.onSessionsToEnd?.(state.sessions);
   return state;
 }
 

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupManifest } from '../shared/manifest';
-import { countOf, formatBytes, takenAgo } from '../shared/format';
+import { formatBytes, takenAgo } from '../shared/format';
 import { boundText, type PgConnection, type ReadBounds } from '../shared/pg-connection';
 import { isRefusedStatement, READ_ONLY_SQL_TRANSACTION, sqlState } from '../shared/pg-errors';
 import { dropDatabaseStatement, quoteIdent } from '../shared/postgres';
@@ -10,7 +10,7 @@ import { makeDownloadDir } from '../shared/temp-dir';
 import { backedUpDatabase, CatalogDeps, chooseObject, resolveBackup } from './catalog';
 import { checkRowCounts, ROW_COUNT_BOUNDS } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
-import { checkTarget, checkTargetName, guardProduction, guardSystemDatabase, sessionsWho, type TargetSession } from './guards';
+import { checkTarget, checkTargetName, guardProduction, guardSystemDatabase } from './guards';
 import { checkLeftovers, stagingName } from './leftovers';
 import { checkArchiveReadable, loadBackup } from './load';
 import { giveBackupProperties, keepDatabaseProperties, warnIfReadOnly } from './properties';
@@ -330,14 +330,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     const swapStarted = performance.now();
     swapping = true;
     deps.onSwap?.(true);
-    // Who --terminate-connections cuts off, as the swap's guards saw them: named as the swap closes
-    // the target to end them, for the operator and the audit after the incident.
-    let toEnd: readonly TargetSession[] = [];
-    const onClosed = (closed: boolean): void => {
-      if (closed && toEnd.length > 0) log(`swap: ending ${countOf(toEnd.length, 'session')} in ${target} (--terminate-connections): ${sessionsWho(toEnd)}`);
-      deps.onTargetClosed?.(closed);
-    };
-    const swapped = await swapIn(admin, deps.connection, staging, target, { ...options, onSessionsToEnd: (sessions) => (toEnd = sessions) }, warn, { onAside: deps.onSwapAside, onClosed, log });
+    const swapped = await swapIn(admin, deps.connection, staging, target, options, warn, { onAside: deps.onSwapAside, onClosed: deps.onTargetClosed, log });
     deps.onSwap?.(false);
     stagingCreated = false;
     const swapSeconds = (performance.now() - swapStarted) / 1000;

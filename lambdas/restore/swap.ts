@@ -8,8 +8,9 @@
 import type { Client } from 'pg';
 import { dropDatabaseStatement, quoteIdent, reopenDatabaseStatement } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
+import { countOf } from '../shared/format';
 import type { PgConnection } from '../shared/pg-connection';
-import { checkTarget, CLIENT_SESSION, TargetGuards } from './guards';
+import { checkTarget, CLIENT_SESSION, sessionsWho, TargetGuards } from './guards';
 import { stagingName } from './leftovers';
 import { isRefusedStatement } from '../shared/pg-errors';
 import { AdminSession, boundedQuery, dropDatabase, NoAnswer, runOrUnsettled, SessionNotBack, SWAP_STATEMENT_BOUND_MS, Unsettled } from './session';
@@ -29,9 +30,11 @@ export interface SwapHooks {
    */
   readonly onClosed?: (closed: boolean) => void;
   /**
-   * The operator's lines once the restored copy has the target name: that it is in place, then the
-   * drop of the database it replaced (dropReplaced, which may take minutes) and its end. A run
-   * killed during that drop has then said that the restored copy is in place.
+   * The operator's lines: who --terminate-connections ends, as the swap's guards saw them, as it
+   * closes the target (for the audit after the incident); once the restored copy has the target
+   * name, that it is in place, then the drop of the database it replaced (dropReplaced, which may
+   * take minutes) and its end. A run killed during that drop has then said that the restored copy
+   * is in place.
    */
   readonly log?: (line: string) => void;
 }
@@ -117,6 +120,7 @@ export async function swapIn(
   try {
     if (guards.terminateConnections) {
       // Block reconnects, then end the sessions: the rename needs a database nobody is in.
+      if (state.sessions.length > 0) hooks.log?.(`swap: ending ${countOf(state.sessions.length, 'session')} in ${target} (--terminate-connections): ${sessionsWho(state.sessions)}`);
       hooks.onClosed?.(true);
       await query(`ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS false`);
       // Not autovacuum workers: the rename ends those, and terminating one is refused to a role that is not a superuser.
