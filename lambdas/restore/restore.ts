@@ -181,6 +181,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
   };
   const signal = options.signal;
   const target = options.targetDb;
+  const untouched = `${options.targetLabel ?? 'target'} "${target}" untouched`;
   checkTargetName(target, backedUpDatabase(options.ref, options.database));
   guardProduction(target, options.protectedDatabases ?? [], options.allowProductionOverwrite);
   const maintenance = deps.maintenanceDatabase ?? 'postgres';
@@ -188,7 +189,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
 
   // 1. The manifest.
   const { manifestKey, manifest } = await resolveBackup({ ...deps, signal }, options.ref, { tier: options.tier, database: options.database }).catch((error: unknown) => {
-    if (signal?.aborted) throw new OperatorError(`restore interrupted (${abortReason(signal)}) while reading the manifest: nothing created; ${options.targetLabel ?? 'target'} "${target}" untouched`, 130);
+    if (signal?.aborted) throw new OperatorError(`restore interrupted (${abortReason(signal)}) while reading the manifest: nothing created; ${untouched}`, 130);
     throw error;
   });
   guardProduction(target, [manifest.database], options.allowProductionOverwrite);
@@ -243,7 +244,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
 
     if (object.format === 'custom') {
       signal?.throwIfAborted();
-      await checkArchiveReadable({ file: download.file, pgBinDir: deps.pgBinDir, signal, otherCopy, madeBy: manifest.pgDumpVersion }, `${options.targetLabel ?? 'target'} "${target}" untouched`);
+      await checkArchiveReadable({ file: download.file, pgBinDir: deps.pgBinDir, signal, otherCopy, madeBy: manifest.pgDumpVersion }, untouched);
     }
 
     // 4. Load into the staging database.
@@ -261,10 +262,10 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     const ownerClient = await admin.client();
     const owner = await stopOnNoAnswer(
       async () => (await databaseOwner(ownerClient, target)) ?? (options.noOwner ? undefined : await backupOwnerToGive(ownerClient, manifest.databaseProperties?.owner)),
-      (why) => `cannot read which role is to own the staging database ${staging}: ${why}, then rerun the restore; nothing was created: ${options.targetLabel ?? 'target'} "${target}" untouched`,
+      (why) => `cannot read which role is to own the staging database ${staging}: ${why}, then rerun the restore; nothing was created: ${untouched}`,
     );
     const unknown = (lost: string): string =>
-      `cannot tell whether the staging database ${staging} was created: ${lost}: once it has ended there, look with SELECT datname FROM pg_database WHERE datname = '${staging}', and if it is there ${dropDatabaseStatement(staging, admin.superuser)}; ${options.targetLabel ?? 'target'} "${target}" untouched`;
+      `cannot tell whether the staging database ${staging} was created: ${lost}: once it has ended there, look with SELECT datname FROM pg_database WHERE datname = '${staging}', and if it is there ${dropDatabaseStatement(staging, admin.superuser)}; ${untouched}`;
     // Its answer lost: Unsettled, and the restore drops nothing (the server may still be creating it).
     await runOrUnsettled(admin, `CREATE DATABASE ${quoteIdent(staging)}`, unknown, (client) => createDatabase(client, staging, owner)).catch((error: unknown) => {
       if (error instanceof OperatorError) throw error;
@@ -272,7 +273,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       // configuration or the role): the runbook's command that tells which, and what lifts it.
       const readOnly = sqlState(error) === READ_ONLY_SQL_TRANSACTION;
       throw new OperatorError(
-        `cannot create the staging database ${staging} (${oneLine(error)}); ${options.targetLabel ?? 'target'} "${target}" untouched${readOnly ? '; the server refuses writes: "atmr-dr db read-write" (same PG* settings) shows why and what lifts it' : ''}`,
+        `cannot create the staging database ${staging} (${oneLine(error)}); ${untouched}${readOnly ? '; the server refuses writes: "atmr-dr db read-write" (same PG* settings) shows why and what lifts it' : ''}`,
       );
     });
     stagingCreated = true;
@@ -321,7 +322,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       );
     };
     await giveProperties().catch((error: unknown) => {
-      throw new OperatorError(`${oneLine(error)}; ${options.targetLabel ?? 'target'} "${target}" untouched`, error instanceof OperatorError ? error.exitCode : 1);
+      throw new OperatorError(`${oneLine(error)}; ${untouched}`, error instanceof OperatorError ? error.exitCode : 1);
     });
 
     // 7. Swap.
@@ -386,7 +387,6 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
         );
       log(cleanup);
     }
-    const untouched = `${options.targetLabel ?? 'target'} "${target}" untouched`;
     if (signal?.aborted) {
       // The swap does not stop for an interrupt: one that arrives while it fails must not hide the
       // state it left the target in (swapIn's message says it: put back, or missing with the fix).
