@@ -185,7 +185,7 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
  * A key the operator gave that does not exist is bad input (exit 2); a pointer that names one is the
  * bucket's state, not the command line's (exit 1).
  */
-export async function readManifest(deps: CatalogDeps, manifestKey: string, missing?: () => string): Promise<BackupManifest> {
+async function readManifest(deps: CatalogDeps, manifestKey: string, missing?: () => string): Promise<BackupManifest> {
   const text = await getTextIfExists(deps.s3, deps.bucket, manifestKey, deps.signal);
   if (text === undefined && missing) throw new OperatorError(missing());
   if (text === undefined) throw new OperatorError(`manifest s3://${deps.bucket}/${manifestKey} does not exist; list backups with: atmr-dr backups list`, 2);

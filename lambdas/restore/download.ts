@@ -83,7 +83,7 @@ async function freeSpace(dir: string, check: SpaceCheck): Promise<number> {
 }
 
 /** A write the local disk refused for want of room: the disk full (ENOSPC) or the user's quota (EDQUOT). */
-export function isOutOfSpace(error: unknown): boolean {
+function isOutOfSpace(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   return code === 'ENOSPC' || code === 'EDQUOT';
 }

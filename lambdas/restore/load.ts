@@ -279,9 +279,7 @@ export function runTool(
       stderrLines?.write(d);
       if (stderr.length < 100_000) stderr += d;
     });
-    const onAbort = (): void => {
-      child.kill('SIGTERM');
-    };
+    const onAbort = (): boolean => child.kill('SIGTERM');
     options.signal?.addEventListener('abort', onAbort, { once: true });
     child.on('error', (error) => {
       options.signal?.removeEventListener('abort', onAbort);
