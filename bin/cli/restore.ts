@@ -5,7 +5,7 @@ import type { RestoreTestReport } from '../../lambdas/restore/restore-test';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { durationSeconds } from '../../lambdas/shared/duration';
 import { backupAgeSeconds, countOf, takenAgo } from '../../lambdas/shared/format';
-import { dropDatabaseStatement, quoteIdent, reopenDatabaseStatement } from '../../lambdas/shared/postgres';
+import { quoteIdent, reopenDatabaseStatement } from '../../lambdas/shared/postgres';
 import { loadStatus, stderrProgress } from './progress';
 import { ConfirmationInterrupted, confirmer } from './confirm';
 import { commandTempDir, exitCodeOf, interruptible, ownsStopSignals, sayWhileStarting } from './interrupt';
@@ -123,10 +123,9 @@ export function registerRestoreCommands(program: Command): void {
         // The statement that drops it, which depends on the restoring role (a superuser or not).
         let dropStaging: string | undefined;
         let aside: string | undefined;
-        // Whether the restoring role is a superuser: its DROP DATABASE differs (dropDatabaseStatement).
-        let superuser = false;
-        // With --drop-replaced, once the restored copy is in place: the replaced database being dropped.
-        let dropping: string | undefined;
+        // With --drop-replaced, once the restored copy is in place: the replaced database being
+        // dropped, and the statement that drops it for the restoring role.
+        let dropping: { readonly name: string; readonly drop: string } | undefined;
         let closed = false;
         let stoppedDuringSwap: NodeJS.Signals | undefined;
         // From the swap's end (the restored copy in place) to the restore's: a stop has nothing left to stop.
@@ -141,7 +140,7 @@ export function registerRestoreCommands(program: Command): void {
           // (a role not a superuser ends the sessions first): on PostgreSQL 15 and later a drop cut
           // short leaves the database invalid, which only a DROP DATABASE removes.
           const left = dropping
-            ? `the restored copy is in place as "${target}"; the drop of "${dropping}", what "${target}" was before this restore, was under way and the server may still finish it: look with SELECT datname FROM pg_database WHERE datname = '${dropping}': if it is still there (a drop cut short leaves it invalid, no connection to it), ${dropDatabaseStatement(dropping, superuser)} removes it`
+            ? `the restored copy is in place as "${target}"; the drop of "${dropping.name}", what "${target}" was before this restore, was under way and the server may still finish it: look with SELECT datname FROM pg_database WHERE datname = '${dropping.name}': if it is still there (a drop cut short leaves it invalid, no connection to it), ${dropping.drop} removes it`
             : aside
             ? `the swap was under way: if "${target}" is missing, its data is in "${aside}": put it back with ALTER DATABASE ${quoteIdent(aside)} RENAME TO ${quoteIdent(target)}${reopen}; the restored copy "${staging}" may be left too (the next restore into ${target} names both)`
             : staging
@@ -155,25 +154,21 @@ export function registerRestoreCommands(program: Command): void {
             bucket,
             connection,
             tempDir: tempDir.path,
-            log: (line) => {
-              // With --drop-replaced the swap says so just before it drops the database it replaced:
-              // the restored copy is in place, and the drop may take minutes (a checkpoint of the
-              // whole server, then its files). A stop then is told that, not "seconds at most".
-              if (aside !== undefined && line.startsWith(`swap: dropping ${aside},`)) {
-                dropping = aside;
-                interrupt.finishing(
-                  (signal) =>
-                    `received ${signal} while the swap drops "${dropping}", what "${target}" was before this restore (--drop-replaced): the restored copy is already in place as "${target}"; the drop may take minutes and is let finish, then the result is printed; Ctrl-C again quits at once, leaving the drop to the server`,
-                );
-              }
-              progress.line(line);
-            },
+            log: (line) => progress.line(line),
             warn: stderrWarning,
             onStaging: (name, drop) => {
               staging = name;
               dropStaging = drop;
-              // The statement restore.ts gives for its staging database says which one this role runs.
-              superuser = drop === dropDatabaseStatement(name, true);
+            },
+            // With --drop-replaced, once the restored copy is in place, the drop of the database it
+            // replaced, which may take minutes (a checkpoint of the whole server, then its files): a
+            // stop then is told that, not "seconds at most".
+            onDropReplaced: (name, drop) => {
+              dropping = { name, drop };
+              interrupt.finishing(
+                (signal) =>
+                  `received ${signal} while the swap drops "${name}", what "${target}" was before this restore (--drop-replaced): the restored copy is already in place as "${target}"; the drop may take minutes and is let finish, then the result is printed; Ctrl-C again quits at once, leaving the drop to the server`,
+              );
             },
             onSwapAside: (name) => (aside = name),
             onTargetClosed: (isClosed) => (closed = isClosed),

@@ -79,6 +79,11 @@ export interface RestoreDeps extends CatalogDeps, SpaceCheck {
    */
   readonly onSwap?: (underway: boolean) => void;
   /**
+   * With dropReplaced: the database the swap drops once the restored copy is in place, and the
+   * statement that drops it for the restoring role, just before that drop (minutes, maybe).
+   */
+  readonly onDropReplaced?: (previous: string, drop: string) => void;
+  /**
    * Asks whether to go on, once the backup is known and the guards before the download passed (the
    * CLI's confirmation of an overwrite of production: it names the backup and its age, and is not
    * asked for a restore those guards refuse). Throws to stop: nothing is created before it.
@@ -331,7 +336,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     const swapStarted = performance.now();
     swapping = true;
     deps.onSwap?.(true);
-    const swapped = await swapIn(admin, deps.connection, staging, target, options, warn, { onAside: deps.onSwapAside, onClosed: deps.onTargetClosed, log });
+    const swapped = await swapIn(admin, deps.connection, staging, target, options, warn, { onAside: deps.onSwapAside, onClosed: deps.onTargetClosed, onDropping: deps.onDropReplaced, log });
     deps.onSwap?.(false);
     stagingCreated = false;
     const swapSeconds = (performance.now() - swapStarted) / 1000;

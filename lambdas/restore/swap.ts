@@ -30,6 +30,12 @@ export interface SwapHooks {
    */
   readonly onClosed?: (closed: boolean) => void;
   /**
+   * dropReplaced: the database being dropped and the statement that drops it for the restoring
+   * role, once the restored copy is in place and just before the drop, which may take minutes: a
+   * caller that quits meanwhile must say the restored copy is in place and what is left to drop.
+   */
+  readonly onDropping?: (previous: string, drop: string) => void;
+  /**
    * The operator's lines: who --terminate-connections ends, as the swap's guards saw them, as it
    * closes the target (for the audit after the incident); once the restored copy has the target
    * name, that it is in place, then the drop of the database it replaced (dropReplaced, which may
@@ -178,6 +184,7 @@ export async function swapIn(
     }
     return { replaced: true, kept: previous };
   }
+  hooks.onDropping?.(previous, dropDatabaseStatement(previous, session.superuser));
   hooks.log?.(
     `swap: dropping ${previous}, what ${target} was before this restore (if no "swap: dropped" line follows, it may have been dropped: look with SELECT datname FROM pg_database WHERE datname = '${previous}')`,
   );
