@@ -80,6 +80,7 @@ function statusLine(record: RecoveryRecord, execution?: { status: string; error?
   if (record.recoverySeconds !== undefined) parts.push(`${record.recoverySeconds} s since the request`);
   parts.push(`asked by ${record.actor}: ${record.reason}`);
   if (record.error) parts.push(`error: ${record.error}`);
+  if (record.cutoverError) parts.push(`cutover error: ${record.cutoverError}`);
   return parts.join('; ');
 }
 

@@ -140,7 +140,17 @@ export interface RecoveryRecord extends RecoveryRequest {
   readonly availableAt?: string;
   readonly verification?: VerificationReport;
   readonly recoverySeconds?: number;
+  /**
+   * The workflow's: why it failed, or a refused event or metric that let the outcome stand (a
+   * "Recovery Verified" event not sent). Kept after a cutover: it still stands.
+   */
   readonly error?: string;
+  /**
+   * The last cutover attempt's failure (a reopening that failed, an undo's cause), kept apart from
+   * the workflow's `error`: a cutover that finishes removes it, and it alone. Records written before
+   * it existed hold a cutover's failure in `error`.
+   */
+  readonly cutoverError?: string;
   /** Steps of the last cutover attempt, with times. */
   readonly cutover?: readonly CutoverStepReport[];
   readonly replacedInstance?: string;

@@ -563,7 +563,7 @@ class Session {
     const host = record.newInstanceHost;
     const port = record.newInstancePort ?? 5432;
     if (!host) {
-      await this.put(undefined, { status: 'cutover-failed', error: 'no endpoint recorded' }, true);
+      await this.put(undefined, { status: 'cutover-failed', cutoverError: 'no endpoint recorded' }, true);
       throw new OperatorError(`recover cutover: recovery ${id} has no endpoint recorded: it was never available`, 3);
     }
     const now = () => this.now();
@@ -684,7 +684,7 @@ class Session {
       // Once the killswitch reopening was attempted, production may be taking writes on the copy: no automatic undo.
       if (this.entry(CUTOVER_STEPS.reopen)) {
         const message = oneLine(error);
-        const kept = await this.release({ error: message });
+        const kept = await this.release({ cutoverError: message });
         return this.result(
           false,
           'cutting-over',
@@ -1079,7 +1079,7 @@ class Session {
             }
             // A failed cutover left `cutting-over`: as a stop of its own, the record keeps why and its
             // steps, and the team hears it failed. Both best-effort: DynamoDB may be what refused.
-            const failed = `(${same ? refused : cause}), and its undo ${stopped}${await this.release({ error: cause, cutover: this.steps })}`;
+            const failed = `(${same ? refused : cause}), and its undo ${stopped}${await this.release({ cutoverError: cause, cutover: this.steps })}`;
             await announce(deps.events, RECOVERY_EVENTS.cutoverFailed, { summary: `Recovery ${id}: cutover FAILED ${failed}`, at: this.now().toISOString(), recoveryId: id, steps: this.steps }).catch(() => undefined);
             throw new OperatorError(`recover cutover${this.mode === 'resume' ? ' --resume' : ''}: recovery ${id}: the cutover failed ${failed}`, 1, { cause: error });
           });
@@ -1185,7 +1185,7 @@ class Session {
     // Refused, a record still `cutting-over` is closed by the next --undo; one already
     // `cutover-failed` keeps its earlier outcome (the next --undo finds nothing left to undo).
     const wasOpen = this.record.status === 'cutting-over';
-    const kept = await this.released({ status: 'cutover-failed', cutover: this.steps, error }, wasOpen ? `: ${undoCommand} run after that records it` : '');
+    const kept = await this.released({ status: 'cutover-failed', cutover: this.steps, cutoverError: error }, wasOpen ? `: ${undoCommand} run after that records it` : '');
     const unrecorded = kept && {
       takenOver: kept.takenOver,
       line: kept.takenOver

@@ -128,10 +128,10 @@ export async function updateRecovery(
       condition += ' AND #updatedAt = :seen';
     }
   }
-  // A recovery cut over has no error: one an earlier attempt left (a reopening that failed, resumed
-  // since) would go on being printed by `recover status` as if it still stood.
-  const removes = [...(lease && 'release' in lease && lease.release ? LEASE_FIELDS : []), ...(changes.status === 'cut-over' && changes.error === undefined ? ['#error'] : [])];
-  if (removes.includes('#error')) names['#error'] = 'error';
+  // A recovery cut over has no cutover failure: one an earlier attempt left (a reopening that failed,
+  // resumed since) would go on being printed by `recover status` as if it still stood. The workflow's
+  // `error` (a "Recovery Verified" event not sent) still stands and is kept.
+  const removes = [...(lease && 'release' in lease && lease.release ? LEASE_FIELDS : []), ...(changes.status === 'cut-over' && changes.cutoverError === undefined ? ['cutoverError'] : [])];
   // A write that finds its own earlier attempt applied (conditionalWriteOnce) is the success path:
   // refusing it would report "taken over" for a cutover that finished (production on the copy),
   // "changed" to an abandon that claimed the recovery, and keep the one-recovery lock of a recovery

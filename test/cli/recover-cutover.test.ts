@@ -644,6 +644,41 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect((await getRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, id)).status).toBe('cut-over');
   });
 
+  it("a reopening SSM refuses stops the cutover (exit 1) and status shows it beside the workflow's own error; once --resume finishes, status shows the workflow's error alone", async () => {
+    // Arrange: a recovery whose "Recovery Verified" event was not sent (the workflow's report step
+    // records it); SSM refuses every killswitch write after the maintenance, the reopening's too
+    const id = 'r20261130143000-e2ee';
+    const store = { ddb: dynamo.ddb, tableName: dynamo.tableName };
+    const active = await activeRecoveryId(store);
+    if (active) await releaseLock(store, active);
+    await verifiedRecovery(id);
+    const workflowError = 'the "Recovery Verified" event or the RecoverySeconds metric failed: AccessDeniedException: User is not authorized to perform: events:PutEvents';
+    await updateRecovery(store, id, { error: workflowError });
+    aws.adminRole = true;
+    aws.onRedeploy = () => (aws.killswitchPutRefused = true);
+    const statusLine = async () => {
+      const status = await run(install.launcher, ['recover', 'status', id], operatorEnv());
+      expect([status.status, status.stderr]).toEqual([0, '']);
+      return status.stdout.split('\n')[0];
+    };
+
+    // Act
+    const result = await run(install.launcher, ['recover', 'cutover', id, '--yes'], operatorEnv());
+    const afterFailure = await statusLine();
+    aws.killswitchPutRefused = false;
+    aws.onRedeploy = undefined;
+    const resumed = await run(install.launcher, ['recover', 'cutover', id, '--resume', '--yes'], operatorEnv());
+
+    // Assert
+    expect(result.status).toBe(1);
+    expect(afterFailure).toContain(`recovery ${id}: cutting-over; `);
+    expect(afterFailure).toContain(`; asked by alice: bookings deleted by a migration; error: ${workflowError}; cutover error: `);
+    expect([resumed.status, resumed.stderr]).toEqual([0, '']);
+    const afterResume = await statusLine();
+    expect(afterResume).toContain(`recovery ${id}: cut-over; `);
+    expect(afterResume.slice(afterResume.indexOf('; asked by '))).toBe(`; asked by alice: bookings deleted by a migration; error: ${workflowError}`);
+  });
+
   /**
    * `recover cutover ID --yes` of a verified recovery, sent `signal` once the redeploy started (the
    * services never become stable); with `againAfterMs`, sent it once more that many ms later.
@@ -710,7 +745,7 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(order.slice(order.lastIndexOf('UpdateService'), reopened + 1)).toEqual(['UpdateService', 'DescribeServices', `PutParameter ${KILLSWITCH}`]);
     expect(aws.calls.filter((c) => c.service === 'rds')).toEqual([]);
     expect(aws.instances.has('atmr-prod')).toBe(true);
-    expect(await getRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, id)).toMatchObject({ status: 'cutover-failed', error: expect.stringMatching(/^cutover interrupted and undone by /) });
+    expect(await getRecovery({ ddb: dynamo.ddb, tableName: dynamo.tableName }, id)).toMatchObject({ status: 'cutover-failed', cutoverError: expect.stringMatching(/^cutover interrupted and undone by /) });
   });
 
   it('an undo whose last write (the lease released with it) DynamoDB refuses: exit 1, one line saying production is back, the undo not recorded and until when to wait before --undo again', async () => {

@@ -1628,9 +1628,12 @@ describe('an interrupted cutover', () => {
     expect((await cutover(deps(stale), id, settings({ readinessUrl: readyUrl }), 'bob', 'resume')).ok).toBe(true);
   });
 
-  it('a reopening that failed, an --undo refused, then a --resume that finishes: the record keeps no error of the failed attempt, and recover status prints none', async () => {
-    // Arrange: SSM refuses the reopening (the killswitch back to normal) until the resume
+  it("a reopening that failed, an --undo refused, then a --resume that finishes: the record keeps no error of the failed attempt, and keeps the workflow's (a \"Recovery Verified\" event not sent), which recover status prints", async () => {
+    // Arrange: the workflow's error, as its report step records a refused event; SSM refuses the
+    // reopening (the killswitch back to normal) until the resume
     const id = await verifiedRecovery();
+    const workflowError = 'the "Recovery Verified" event or the RecoverySeconds metric failed: EventBridge down';
+    await updateRecovery(deps().store, id, { error: workflowError });
     let reopeningRefused = true;
     ssm.on(PutParameterCommand).callsFake((input: { Name: string; Value: string }) => {
       if (reopeningRefused && (JSON.parse(input.Value) as { mode: string }).mode === 'normal') throw Object.assign(new Error('User: alice is not authorized to perform: ssm:PutParameter'), { name: 'AccessDeniedException' });
@@ -1639,17 +1642,18 @@ describe('an interrupted cutover', () => {
       return { Version: version };
     });
     expect(await cutover(deps(), id, settings(), 'alice')).toMatchObject({ ok: false, interrupted: true, status: 'cutting-over' });
-    expect((await getRecovery(deps().store, id)).error).toBe('User: alice is not authorized to perform: ssm:PutParameter');
+    const failed = await getRecovery(deps().store, id);
+    expect([failed.error, failed.cutoverError]).toEqual([workflowError, expect.stringMatching(/^User: alice is not authorized to perform: ssm:PutParameter/)]);
     await expect(undoCutover(deps(), id, settings(), 'bob')).rejects.toThrow(`recover cutover --undo: recovery ${id}: the killswitch was reopened on atmr-prod-pitr-202611301402 at `);
     reopeningRefused = false;
 
     // Act
     const resumed = await cutover(deps(), id, settings(), 'bob', 'resume');
 
-    // Assert: `recover status` prints the record's error whenever it has one
+    // Assert: `recover status` prints the record's errors whenever it has them
     expect(resumed.ok).toBe(true);
     const record = await getRecovery(deps().store, id);
-    expect([record.status, record.error, record.leaseToken]).toEqual(['cut-over', undefined, undefined]);
+    expect([record.status, record.error, record.cutoverError, record.leaseToken]).toEqual(['cut-over', workflowError, undefined, undefined]);
     expect(killswitchNow().mode).toBe('normal');
   });
 
@@ -2354,7 +2358,7 @@ describe('an interrupted cutover', () => {
       expect(secretValue.host).toBe(NEW_HOST);
       expect(killswitchNow().mode).toBe('maintenance');
       if (after === 'refused too') return;
-      expect([record.error, record.leaseToken, record.cutover?.map((s) => [s.step, s.outcome])]).toEqual([cause, undefined, [[CUTOVER_STEPS.maintenance, 'done']]]);
+      expect([record.cutoverError, record.leaseToken, record.cutover?.map((s) => [s.step, s.outcome])]).toEqual([cause, undefined, [[CUTOVER_STEPS.maintenance, 'done']]]);
       // The journal says what the line says: the endpoint switched (its mark saved by the release), the redeploy not journaled.
       expect(record.journal!.map((e) => [e.step, e.state])).toEqual([
         [CUTOVER_STEPS.maintenance, 'done'],
