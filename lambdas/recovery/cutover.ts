@@ -683,17 +683,12 @@ class Session {
       if (error instanceof Interrupted) return this.interrupted(settings);
       // Once the killswitch reopening was attempted, production may be taking writes on the copy: no automatic undo.
       if (this.entry(CUTOVER_STEPS.reopen)) {
-        const message = oneLine(error);
-        const kept = await this.release({ cutoverError: message });
-        return this.result(
-          false,
-          'cutting-over',
-          {
-            interrupted: true,
-            error: `${message}: production may still be in maintenance (the reopening may not have happened: --resume reopens it, then renames the old instance), or the killswitch may be open on the new instance already (production taking writes there: --resume finishes the rename); "atmr-dr killswitch status" tells which${kept}`,
-          },
-          settings,
-        );
+        // The record keeps the line the operator reads (what failed, what may be left, the way on),
+        // not the bare SDK error: `recover status` shows it later to whoever is on call then. The
+        // SDK's text is bounded, as stored causes are elsewhere (500 characters), so the way on stays.
+        const line = `${oneLine(error).slice(0, 500)}: production may still be in maintenance (the reopening may not have happened: --resume reopens it, then renames the old instance), or the killswitch may be open on the new instance already (production taking writes there: --resume finishes the rename); "atmr-dr killswitch status" tells which`;
+        const kept = await this.release({ cutoverError: line });
+        return this.result(false, 'cutting-over', { interrupted: true, error: `${line}${kept}` }, settings);
       }
       return this.undoAll(settings, oneLine(error));
     }

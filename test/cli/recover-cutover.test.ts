@@ -673,6 +673,12 @@ describe('atmr-dr recover cutover ID --yes (the bundle, end to end)', () => {
     expect(result.status).toBe(1);
     expect(afterFailure).toContain(`recovery ${id}: cutting-over; `);
     expect(afterFailure).toContain(`; asked by alice: bookings deleted by a migration; error: ${workflowError}; cutover error: `);
+    // The cutover's error is the line the operator read, for whoever is on call when status is run.
+    const stored = afterFailure.slice(afterFailure.indexOf('; cutover error: ') + '; cutover error: '.length);
+    expect(stored).toMatch(/^User is not authorized to perform: ssm:PutParameter on resource: \S+: production may still be in maintenance /);
+    expect(result.stderr.trimEnd().split('\n').at(-1)).toBe(
+      `atmr-dr: recover cutover: ${stored}; the journal is in the record ("atmr-dr recover status ${id}"): continue with "atmr-dr recover cutover ${id} --resume --yes"`,
+    );
     expect([resumed.status, resumed.stderr]).toEqual([0, '']);
     const afterResume = await statusLine();
     expect(afterResume).toContain(`recovery ${id}: cut-over; `);

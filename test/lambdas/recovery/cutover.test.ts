@@ -1067,6 +1067,28 @@ describe('cutover', () => {
       expect(result.error).toBe(
         'User: alice is not authorized to perform: ssm:PutParameter: production may still be in maintenance (the reopening may not have happened: --resume reopens it, then renames the old instance), or the killswitch may be open on the new instance already (production taking writes there: --resume finishes the rename); "atmr-dr killswitch status" tells which',
       );
+      // What `recover status` shows later, to whoever is on call then: the same line.
+      expect((await getRecovery(deps().store, id)).cutoverError).toBe(result.error);
+    });
+
+    it("a reopening refused with a long message: the record keeps the operator's line, the SDK's text cut at 500 characters, the way on whole", async () => {
+      // Arrange: SSM refuses the reopening with a 5000-character message
+      const id = await verifiedRecovery();
+      ssm.on(PutParameterCommand).callsFake((input: { Name: string; Value: string }) => {
+        if ((JSON.parse(input.Value) as { mode: string }).mode === 'normal') throw Object.assign(new Error(`User: alice is not authorized ${'x'.repeat(5000)}`), { name: 'AccessDeniedException' });
+        const version = parameters.get(input.Name)!.version + 1;
+        parameters.set(input.Name, { value: input.Value, version });
+        return { Version: version };
+      });
+
+      // Act
+      const result = await cutover(deps(), id, settings(), 'alice');
+
+      // Assert
+      const stored = (await getRecovery(deps().store, id)).cutoverError!;
+      expect(stored).toBe(result.error);
+      expect(stored.indexOf(': production may still be in maintenance')).toBe(500);
+      expect(stored).toMatch(/; "atmr-dr killswitch status" tells which$/);
     });
   });
 
