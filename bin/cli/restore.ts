@@ -137,8 +137,9 @@ export function registerRestoreCommands(program: Command): void {
           // not connect to it until it is reopened too.
           const reopen = closed ? ` and ${reopenDatabaseStatement(target)}` : '';
           // The client gone, the server may carry on with the DROP it was sent, or not have it yet
-          // (a role not a superuser ends the sessions first): on PostgreSQL 15 and later a drop cut
-          // short leaves the database invalid, which only a DROP DATABASE removes.
+          // (a role not a superuser ends the sessions first): since the minor releases of August
+          // 2023 (15.4, 14.9, ...) a drop cut short leaves the database invalid, which only a DROP
+          // DATABASE removes.
           const left = dropping
             ? `the restored copy is in place as "${target}"; the drop of "${dropping.name}", what "${target}" was before this restore, was under way and the server may still finish it: look with SELECT datname FROM pg_database WHERE datname = '${dropping.name}': if it is still there (a drop cut short leaves it invalid, no connection to it), ${dropping.drop} removes it`
             : aside
