@@ -36,11 +36,9 @@ export interface SwapHooks {
    */
   readonly onDropping?: (previous: string, drop: string) => void;
   /**
-   * The operator's lines: who --terminate-connections ends, as the swap's guards saw them, as it
-   * closes the target (for the audit after the incident); once the restored copy has the target
-   * name, that it is in place, then the drop of the database it replaced (dropReplaced, which may
-   * take minutes) and its end. A run killed during that drop has then said that the restored copy
-   * is in place.
+   * The operator's lines: once the restored copy has the target name, that it is in place, then the
+   * drop of the database it replaced (dropReplaced, which may take minutes) and its end. A run
+   * killed during that drop has then said that the restored copy is in place.
    */
   readonly log?: (line: string) => void;
 }
@@ -125,8 +123,11 @@ export async function swapIn(
         );
   try {
     if (guards.terminateConnections) {
-      // Block reconnects, then end the sessions: the rename needs a database nobody is in.
-      if (state.sessions.length > 0) hooks.log?.(`swap: ending ${countOf(state.sessions.length, 'session')} in ${target} (--terminate-connections): ${sessionsWho(state.sessions)}`);
+      // Block reconnects, then end the sessions: the rename needs a database nobody is in. Who is
+      // cut off goes to `warn`, not the progress log: ending other people's sessions on production
+      // is kept for the audit after the incident (stderr off a terminal, the result's warnings,
+      // logger.warn in Lambda), whether or not anyone watches the progress.
+      if (state.sessions.length > 0) warn(`swap: ending ${countOf(state.sessions.length, 'session')} in ${target} (--terminate-connections): ${sessionsWho(state.sessions)}`);
       hooks.onClosed?.(true);
       await query(`ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS false`);
       // Not autovacuum workers: the rename ends those, and terminating one is refused to a role that is not a superuser.

@@ -271,6 +271,28 @@ describe('atmr-dr restore', () => {
     expect(databaseDigest(cluster, dropping)).toBe(sourceDigest);
   });
 
+  it('--terminate-connections off a terminal, without --progress: the sessions it ends are named on stderr and in --json\'s warnings', async () => {
+    // Arrange: the application connected to the target
+    const target = makeTarget();
+    const session = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'flask-api' });
+    session.on('error', () => undefined);
+    await session.connect();
+    try {
+      const { pid, address } = (await session.query<{ pid: number; address: string }>("SELECT pg_backend_pid() AS pid, CASE WHEN inet_client_port() IS NULL THEN 'local socket' ELSE host(inet_client_addr()) END AS address")).rows[0];
+
+      // Act: as a script or a CI job runs it (pipes, no --progress)
+      const run = await atmrDr(['restore', manifestKey, '--target-db', target, '--force', '--terminate-connections', '--json'], env());
+
+      // Assert
+      const ending = `swap: ending 1 session in ${target} (--terminate-connections): pid ${pid} flask-api as ${cluster.user} from ${address}`;
+      expect([run.status, run.stderr]).toEqual([0, `atmr-dr: warning: ${ending}\n`]);
+      expect(JSON.parse(run.stdout)).toEqual(expect.objectContaining({ ok: true, replaced: true, warnings: [ending] }));
+      expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+    } finally {
+      await session.end().catch(() => undefined);
+    }
+  });
+
   it('protects the database the --database-secret names (its dbname) with PGDATABASE unset, and restores that database\'s latest', async () => {
     const target = makeTarget();
     const before = databaseDigest(cluster, target);

@@ -242,17 +242,21 @@ describe('restore round trip', () => {
     expect(psql(cluster, first.replacedKeptAs!, 'SELECT count(*) FROM keep_me')).toBe('50');
   });
 
-  it('terminates open sessions on the target when asked to, names them on one line, and replaces it', async () => {
+  it('terminates open sessions on the target when asked to, names them on one warning (kept in the result), and replaces it', async () => {
     const target = makeTarget();
     const session = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'flask-api' });
     session.on('error', () => undefined);
     await session.connect();
     const { pid, address } = (await session.query<{ pid: number; address: string }>("SELECT pg_backend_pid() AS pid, CASE WHEN inet_client_port() IS NULL THEN 'local socket' ELSE host(inet_client_addr()) END AS address")).rows[0];
-    const lines: string[] = [];
+    const [lines, warned]: string[][] = [[], []];
 
-    const result = await restoreBackup(deps({ log: (l) => lines.push(l) }), { ref: manifestKey, targetDb: target, force: true, terminateConnections: true });
+    const result = await restoreBackup(deps({ log: (l) => lines.push(l), warn: (l) => warned.push(l) }), { ref: manifestKey, targetDb: target, force: true, terminateConnections: true });
 
-    expect(lines.filter((l) => l.includes('ending'))).toEqual([`swap: ending 1 session in ${target} (--terminate-connections): pid ${pid} flask-api as ${cluster.user} from ${address}`]);
+    // A warning, not a progress line: who was cut off is said and kept whether or not the progress is shown.
+    const ending = `swap: ending 1 session in ${target} (--terminate-connections): pid ${pid} flask-api as ${cluster.user} from ${address}`;
+    expect(warned.filter((l) => l.includes('ending'))).toEqual([ending]);
+    expect(result.warnings.filter((l) => l.includes('ending'))).toEqual([ending]);
+    expect(lines.filter((l) => l.includes('ending'))).toEqual([]);
     expect(result.replaced).toBe(true);
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
     await expect(session.query('SELECT 1')).rejects.toThrow();
