@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import type { Client } from 'pg';
 import { dropDatabaseStatement, quoteIdent, reopenDatabaseStatement } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
+import { utcMinute } from '../shared/format';
 import { APPLICATION_NAME } from '../shared/pg-connection';
 import { CLIENT_SESSION } from './guards';
 import { boundedQuery, dropDatabase, GUARD_READ_BOUND_MS, isSuperuser, NoAnswer, stopOnNoAnswer } from './session';
@@ -124,14 +125,17 @@ async function checkLeftoversReads(admin: Client, target: string, warn: (line: s
   const holder = leftovers.filter((r) => r.old).sort((a, b) => a.time - b.time).at(-1);
   if (!targetExists && holder) {
     const reopen = holder.datallowconn ? '' : ` and ${reopenDatabaseStatement(target)}`;
+    const kept = leftovers.filter((r) => r.old).length;
+    const when = `set aside ${utcMinute(holder.time)}${kept > 1 ? `, the newest of ${kept} kept copies` : ''}`;
     throw new OperatorError(
-      `target database "${target}" is missing and its data is in "${holder.datname}", left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE ${quoteIdent(holder.datname)} RENAME TO ${quoteIdent(target)}${reopen}, or if it is not wanted DROP DATABASE ${quoteIdent(holder.datname)}; then rerun the restore`,
+      `target database "${target}" is missing and its data is in "${holder.datname}" (${when}), left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE ${quoteIdent(holder.datname)} RENAME TO ${quoteIdent(target)}${reopen}, or if it is not wanted DROP DATABASE ${quoteIdent(holder.datname)}; then rerun the restore`,
       2,
     );
   }
-  for (const { datname, old, sessions } of leftovers) {
+  for (const { datname, old, sessions, time } of leftovers) {
     const named = `"${datname}"`;
-    const what = old ? `holds what "${target}" was before an earlier restore replaced it` : `is the staging database of an earlier restore into "${target}"`;
+    // The time tells the kept copies apart: which one is what the target was before the damage.
+    const what = old ? `holds what "${target}" was before an earlier restore replaced it (set aside ${utcMinute(time)})` : `is the staging database of an earlier restore into "${target}"`;
     const clients =
       sessions === 0
         ? []

@@ -39,6 +39,11 @@ export function takenAgo(startedAt: string, nowMs = Date.now()): string {
   return `taken ${startedAt}, ${formatAge(Math.max(0, age))} ago`;
 }
 
+/** "2026-12-05 18:12 UTC": an instant (milliseconds since the epoch) to the minute, for operators. */
+export function utcMinute(ms: number): string {
+  return `${new Date(ms).toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+}
+
 /** Whole seconds since the backup started (its manifest's startedAt). */
 export function backupAgeSeconds(startedAt: string, nowMs = Date.now()): number {
   return Math.round((nowMs - Date.parse(startedAt)) / 1000);

@@ -20,7 +20,7 @@ import { PostgresCluster, psql, startAgain, startPostgres, stopFast, stopPostgre
 import { startGoingAwayProxy } from '../support/going-away-proxy';
 import { LocalS3, startHoldingProxy, startLocalS3 } from '../support/s3';
 import { downloadOntoFullDisk, fullDiskLine, itWithSmallDisk, mountSmallDisk } from '../support/small-disk';
-import { atmrDr, databaseDigest, databaseExists, databasesLike, writeFixtureBackup } from '../lambdas/restore/fixtures';
+import { atmrDr, databaseDigest, databaseExists, databasesLike, setAside, writeFixtureBackup } from '../lambdas/restore/fixtures';
 
 const ROOT = path.join(__dirname, '..', '..');
 const cluster = testCluster();
@@ -619,7 +619,7 @@ describe('atmr-dr restore', () => {
 
     expect(run.status).toBe(2);
     expect(run.stderr).toBe(
-      `atmr-dr: target database "${target}" is missing and its data is in "${old}", left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE "${old}" RENAME TO "${target}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore\n`,
+      `atmr-dr: target database "${target}" is missing and its data is in "${old}" (set aside ${setAside(old)}), left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE "${old}" RENAME TO "${target}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore\n`,
     );
     expect(databasesLike(cluster, target)).toEqual([old]);
   });
@@ -704,7 +704,7 @@ describe('atmr-dr restore', () => {
       const own = await atmrDr(['restore', manifestKey, '--target-db', daily], env());
       expect(own.status).toBe(2);
       expect(own.stderr).toBe(
-        `atmr-dr: target database "${daily}" is missing and its data is in "${old}", left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${daily}" was dropped since): put it back with ALTER DATABASE "${old}" RENAME TO "${daily}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore\n`,
+        `atmr-dr: target database "${daily}" is missing and its data is in "${old}" (set aside ${setAside(old)}), left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${daily}" was dropped since): put it back with ALTER DATABASE "${old}" RENAME TO "${daily}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore\n`,
       );
     });
 

@@ -22,7 +22,7 @@ import { psql, startAgain, startPostgres, stopFast, stopPostgres } from '../supp
 import { startResettingS3 } from '../support/resetting-s3';
 import { LocalS3, startLocalS3 } from '../support/s3';
 import { FIXTURE_SQL } from './backup-fixture';
-import { databaseDigest, databaseExists, databasesLike, serverThatGoesAway, writeFixtureBackup } from '../lambdas/restore/fixtures';
+import { databaseDigest, databaseExists, databasesLike, serverThatGoesAway, setAside, writeFixtureBackup } from '../lambdas/restore/fixtures';
 
 const cluster = testCluster();
 const connection: PgConnection = { host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' };
@@ -237,7 +237,7 @@ describe('restore round trip', () => {
     const second = await restoreBackup(deps({ warn: (l) => warnings.push(l) }), { ref: manifestKey, targetDb: target, force: true });
 
     // Assert
-    expect(warnings).toEqual([`"${first.replacedKeptAs}" holds what "${target}" was before an earlier restore replaced it; left in place: when it is not needed, DROP DATABASE "${first.replacedKeptAs}"`]);
+    expect(warnings).toEqual([`"${first.replacedKeptAs}" holds what "${target}" was before an earlier restore replaced it (set aside ${setAside(first.replacedKeptAs!)}); left in place: when it is not needed, DROP DATABASE "${first.replacedKeptAs}"`]);
     expect(databasesLike(cluster, `${target}_`)).toStrictEqual([first.replacedKeptAs, second.replacedKeptAs]);
     expect(psql(cluster, first.replacedKeptAs!, 'SELECT count(*) FROM keep_me')).toBe('50');
   });
@@ -847,12 +847,41 @@ describe('the restore\'s own session', () => {
 });
 
 describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
-  /** An empty database named as an earlier restore into `target` would have left it. */
-  function leftover(target: string, kind: 'restore' | 'old'): string {
+  /** An empty database named as an earlier restore into `target` would have left it, at `at` if given. */
+  function leftover(target: string, kind: 'restore' | 'old', at?: string): string {
     const name = stagingName(target, kind);
-    psql(cluster, 'postgres', `CREATE DATABASE "${name}"`);
-    return name;
+    const named = at === undefined ? name : `${name.slice(0, -10)}${Date.parse(at).toString(36)}00`;
+    psql(cluster, 'postgres', `CREATE DATABASE "${named}"`);
+    return named;
   }
+
+  it('says when each kept copy was set aside, to the minute in UTC, so the one from before the damage can be told apart; a missing target\'s line names the newest and how many are kept', async () => {
+    // Arrange: two copies kept by earlier restores, five days apart
+    const target = makeTarget();
+    const older = leftover(target, 'old', '2026-11-30T09:30:59Z');
+    const newer = leftover(target, 'old', '2026-12-05T18:12:31Z');
+    const missing = uniqueDatabaseName('left_kept_two');
+    const missingOlder = leftover(missing, 'old', '2026-11-30T09:30:59Z');
+    const missingNewer = leftover(missing, 'old', '2026-12-05T18:12:31Z');
+    const warnings: string[] = [];
+
+    // Act
+    await restoreBackup(deps({ warn: (l) => warnings.push(l) }), { ref: manifestKey, targetDb: target, force: true });
+    const error = await restoreBackup(deps(), { ref: manifestKey, targetDb: missing, force: true }).then(
+      () => undefined,
+      (e: unknown) => e as OperatorError,
+    );
+
+    // Assert
+    expect(warnings).toEqual([
+      `"${older}" holds what "${target}" was before an earlier restore replaced it (set aside 2026-11-30 09:30 UTC); left in place: when it is not needed, DROP DATABASE "${older}"`,
+      `"${newer}" holds what "${target}" was before an earlier restore replaced it (set aside 2026-12-05 18:12 UTC); left in place: when it is not needed, DROP DATABASE "${newer}"`,
+    ]);
+    expect(error?.message).toMatch(
+      new RegExp(`^target database "${missing}" is missing and its data is in "${missingNewer}" \\(set aside 2026-12-05 18:12 UTC, the newest of 2 kept copies\\), left by `),
+    );
+    expect(databasesLike(cluster, `${missing}_`)).toEqual([missingOlder, missingNewer]);
+  });
 
   it('refuses a missing target whose data is under <target>_old_<id> (killed between the swap\'s renames): one line with the fix, exit 2, nothing downloaded or created', async () => {
     // Long enough that the sibling names cut it to fit 63 bytes.
@@ -874,7 +903,7 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
       // Assert
       expect(error?.exitCode).toBe(2);
       expect(error?.message).toBe(
-        `target database "${target}" is missing and its data is in "${old}", left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE "${old}" RENAME TO "${target}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore`,
+        `target database "${target}" is missing and its data is in "${old}" (set aside ${setAside(old)}), left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE "${old}" RENAME TO "${target}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore`,
       );
       expect(lines).toEqual([]);
       expect(downloaded).toEqual([]);
@@ -942,7 +971,7 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
     expect(result.replaced).toBe(true);
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
     expect(warnings).toEqual([
-      `"${old}" holds what "${target}" was before an earlier restore replaced it; left in place: when it is not needed, DROP DATABASE "${old}"`,
+      `"${old}" holds what "${target}" was before an earlier restore replaced it (set aside ${setAside(old)}); left in place: when it is not needed, DROP DATABASE "${old}"`,
       `"${staging}" is the staging database of an earlier restore into "${target}" (no session is connected to it); left in place: when it is not needed, DROP DATABASE "${staging}"`,
     ]);
     // Nothing of them in the log: it starts with the backup restored, then its download.

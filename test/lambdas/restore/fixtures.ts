@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { Template } from 'aws-cdk-lib/assertions';
 import { Client } from 'pg';
+import { utcMinute } from '../../../lambdas/shared/format';
 import { readDatabaseProperties } from '../../../lambdas/shared/database-properties';
 import { BackupManifest, BackupManifestSchema } from '../../../lambdas/shared/manifest';
 import { BackupTier, LATEST_POINTER_KEY, backupObjectKeys, latestDatabasePointerKey, latestDatabaseTierPointerKey, latestTierPointerKey } from '../../../lambdas/shared/s3-layout';
@@ -108,6 +109,11 @@ export function databaseExists(cluster: PostgresCluster, database: string): bool
 }
 
 /** Databases whose name starts with a prefix (leftover scratch/staging databases). */
+/** When a kept copy was set aside, as the lines naming it say: the first 8 base-36 digits of its id are the time. */
+export function setAside(name: string): string {
+  return utcMinute(parseInt(name.slice(-10, -2), 36));
+}
+
 export function databasesLike(cluster: PostgresCluster, prefix: string): string[] {
   return psql(cluster, 'postgres', `SELECT datname FROM pg_database WHERE datname LIKE '${prefix}%' ORDER BY 1`)
     .split('\n')

@@ -1,4 +1,4 @@
-import { takenAgo } from '../../../lambdas/shared/format';
+import { takenAgo, utcMinute } from '../../../lambdas/shared/format';
 
 describe('takenAgo: when a restored backup was taken, and how old it is', () => {
   const now = Date.parse('2026-12-05T10:00:00.000Z');
@@ -17,5 +17,12 @@ describe('takenAgo: when a restored backup was taken, and how old it is', () => 
   it('takes a few seconds ahead (clocks within a minute) as just taken', () => {
     // Arrange / Act / Assert
     expect(takenAgo('2026-12-05T10:00:20.000Z', now)).toBe('taken 2026-12-05T10:00:20.000Z, 0 min ago');
+  });
+});
+
+describe('utcMinute: an instant to the minute, in UTC', () => {
+  it('drops the seconds rather than rounding them, and names UTC', () => {
+    // Arrange / Act / Assert
+    expect(utcMinute(Date.parse('2026-12-05T18:12:59.900Z'))).toBe('2026-12-05 18:12 UTC');
   });
 });
