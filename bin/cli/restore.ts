@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { RESTORE_TEST_DEFAULTS } from '../../lambdas/restore/contract';
-import type { RestoreResult } from '../../lambdas/restore/restore';
+import { type RestoreResult, stagingName } from '../../lambdas/restore/restore';
 import type { RestoreTestReport } from '../../lambdas/restore/restore-test';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { durationSeconds } from '../../lambdas/shared/duration';
@@ -357,13 +357,19 @@ function restoreJson(result: RestoreResult) {
 
 function restoreText(result: RestoreResult): string {
   const t = result.timings;
+  const kept = result.replacedKeptAs;
+  // Replaced and nothing kept is --drop-replaced: the operator must know there is no way back.
+  const replaced = !result.replaced ? '' : kept === null ? ' (replaced; what it held was dropped, --drop-replaced)' : ' (replaced)';
   return [
-    `restored ${result.manifestKey} (${result.object.format}, ${takenAgo(result.manifest.startedAt)}) into ${result.targetDb}${result.replaced ? ' (replaced)' : ''}: ${countOf(result.tablesRestored, 'table')}, ${countOf(result.rowsRestored, 'row')}, row counts match the manifest`,
-    // What the target held until now (what was written since the backup too) is the operator's way back: named with its DROP.
-    ...(result.replacedKeptAs === null
+    `restored ${result.manifestKey} (${result.object.format}, ${takenAgo(result.manifest.startedAt)}) into ${result.targetDb}${replaced}: ${countOf(result.tablesRestored, 'table')}, ${countOf(result.rowsRestored, 'row')}, row counts match the manifest`,
+    // What the target held until now (what was written since the backup too) is the operator's way
+    // back: named with its DROP, and the renames that put it back (the restored copy then set aside
+    // under an _old_ name, which the next restore names with its DROP).
+    ...(kept === null
       ? []
       : [
-          `what ${result.targetDb} held before this restore is kept as database ${result.replacedKeptAs}; once it is no longer needed: DROP DATABASE ${quoteIdent(result.replacedKeptAs)}`,
+          `what ${result.targetDb} held before this restore is kept as database ${kept}; once it is no longer needed: DROP DATABASE ${quoteIdent(kept)}`,
+          `to undo this restore (no session may be connected to either database): ALTER DATABASE ${quoteIdent(result.targetDb)} RENAME TO ${quoteIdent(stagingName(result.targetDb, 'old'))}; ALTER DATABASE ${quoteIdent(kept)} RENAME TO ${quoteIdent(result.targetDb)}`,
         ]),
     // A replaced database kept its owner; a new one has the backed-up database's when this role could give it, else this role's, which the application's may not be.
     ...(result.replaced ? [] : [`database ${result.targetDb} is new and owned by "${result.owner}": if the application connects as another role, ALTER DATABASE ${quoteIdent(result.targetDb)} OWNER TO <its role>`]),

@@ -250,6 +250,28 @@ describe('atmr-dr restore', () => {
     expect(databasesLike(cluster, `${target}_`)).toEqual([]);
   });
 
+  it('when it keeps what the target held, the result gives the two renames that undo the restore, and they put that back', async () => {
+    // Arrange: the target holds a row written after its backup, which only it has
+    const target = makeTarget();
+    psql(cluster, target, 'INSERT INTO keep_me VALUES (4)');
+
+    // Act
+    const run = await atmrDr(['restore', manifestKey, '--target-db', target, '--force'], env());
+
+    // Assert: the line names the restored target renamed away first, then the kept copy renamed to the target
+    expect([run.status, run.stderr]).toEqual([0, '']);
+    const [kept] = databasesLike(cluster, `${target}_`);
+    const undo = run.stdout.split('\n').find((l) => l.startsWith('to undo this restore'));
+    expect(undo).toMatch(
+      new RegExp(`^to undo this restore \\(no session may be connected to either database\\): ALTER DATABASE "${target}" RENAME TO "(${target}_old_[0-9a-f]{8}_[0-9a-z]{10})"; ALTER DATABASE "${kept}" RENAME TO "${target}"$`),
+    );
+    // The statements it gives undo the restore: the row only the replaced database had is back, the restored copy beside it.
+    const restoredAs = /RENAME TO "([^"]+)";/.exec(undo!)![1];
+    for (const statement of undo!.slice(undo!.indexOf('ALTER')).split('; ')) psql(cluster, 'postgres', statement);
+    expect(psql(cluster, target, 'SELECT count(*) FROM keep_me WHERE id = 4')).toBe('1');
+    expect(databaseDigest(cluster, restoredAs)).toBe(sourceDigest);
+  });
+
   it('--json names the copy kept (replacedKeptAs); with --drop-replaced the database replaced is dropped and replacedKeptAs is null', async () => {
     // Arrange
     const [keeping, dropping] = [makeTarget(), makeTarget()];
@@ -266,7 +288,8 @@ describe('atmr-dr restore', () => {
     expect(JSON.parse(kept.stdout)).toEqual(expect.objectContaining({ ok: true, replaced: true, replacedKeptAs: keptCopy }));
     expect(psql(cluster, keptCopy, 'SELECT count(*) FROM keep_me')).toBe('3');
     expect(JSON.parse(dropped.stdout)).toEqual(expect.objectContaining({ ok: true, replaced: true, replacedKeptAs: null }));
-    expect(droppedText.stdout).not.toMatch(/kept as database/);
+    expect(droppedText.stdout).not.toMatch(/kept as database|to undo this restore/);
+    expect(droppedText.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom, taken \\S+, [^)]+ ago\\) into ${dropping} \\(replaced; what it held was dropped, --drop-replaced\\): 1 table, `, 'm'));
     expect(databasesLike(cluster, `${dropping}_`)).toEqual([]);
     expect(databaseDigest(cluster, dropping)).toBe(sourceDigest);
   });
@@ -1356,7 +1379,7 @@ describe('atmr-dr restore on the worst day', () => {
         `atmr-dr: received ${signal} while the swap drops "${held.previous}", what "${target}" was before this restore (--drop-replaced): the restored copy is already in place as "${target}"; the drop may take minutes and is let finish, then the result is printed; Ctrl-C again quits at once, leaving the drop to the server`,
         `atmr-dr: restore done, then stopped: ${signal} came during the swap, which finished first: "${target}" is the restored copy (result above)`,
       ]);
-      expect(run.stdout()).toContain(`into ${target} (replaced): 1 table, 400000 rows, row counts match the manifest`);
+      expect(run.stdout()).toContain(`into ${target} (replaced; what it held was dropped, --drop-replaced): 1 table, 400000 rows, row counts match the manifest`);
       expect(run.stdout()).not.toContain('kept as database');
       expect(status).toBe(code);
       expect(databasesLike(cluster, target)).toEqual([target]);
