@@ -358,8 +358,10 @@ function restoreJson(result: RestoreResult) {
 function restoreText(result: RestoreResult): string {
   const t = result.timings;
   const kept = result.replacedKeptAs;
-  // Replaced and nothing kept is --drop-replaced: the operator must know there is no way back.
-  const replaced = !result.replaced ? '' : kept === null ? ' (replaced; what it held was dropped, --drop-replaced)' : ' (replaced)';
+  // Replaced and nothing kept is --drop-replaced: the operator must know there is no way back, or
+  // that the drop's answer was lost (the warning above says how to look).
+  const dropLine = result.replacedDropped ? 'what it held was dropped, --drop-replaced' : 'the drop of what it held (--drop-replaced) got no answer: it may have been dropped, see the warning above';
+  const replaced = !result.replaced ? '' : kept === null ? ` (replaced; ${dropLine})` : ' (replaced)';
   return [
     `restored ${result.manifestKey} (${result.object.format}, ${takenAgo(result.manifest.startedAt)}) into ${result.targetDb}${replaced}: ${countOf(result.tablesRestored, 'table')}, ${countOf(result.rowsRestored, 'row')}, row counts match the manifest`,
     // What the target held until now (what was written since the backup too) is the operator's way

@@ -164,6 +164,8 @@ export interface RestoreResult {
    * kept unless dropReplaced, or left when its drop failed (a warning says so); null when none is left.
    */
   readonly replacedKeptAs: string | null;
+  /** dropReplaced: the database replaced is known dropped; false when its drop failed or its answer was lost (a warning says which). */
+  readonly replacedDropped: boolean;
   /** The restored database's owner: the replaced database's, else the backed-up database's when this role may give it, else the restoring role. */
   readonly owner: string;
   readonly tablesRestored: number;
@@ -349,6 +351,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       targetDb: target,
       replaced: swapped.replaced,
       replacedKeptAs: swapped.kept ?? null,
+      replacedDropped: swapped.dropped === true,
       owner: owner ?? deps.connection.user,
       tablesRestored: manifest.tables.length,
       rowsRestored,

@@ -60,6 +60,8 @@ export interface SwapOptions extends TargetGuards {
 export interface Swapped {
   readonly replaced: boolean;
   readonly kept?: string;
+  /** dropReplaced: the database replaced is known dropped (its DROP answered); not when the answer was lost (a warning says it may have been). */
+  readonly dropped?: boolean;
 }
 
 /**
@@ -211,7 +213,7 @@ export async function swapIn(
         return sentUnanswered ? ('unknown' as const) : ('kept' as const);
       },
     );
-  return { replaced: true, kept: dropped === 'kept' ? previous : undefined };
+  return { replaced: true, kept: dropped === 'kept' ? previous : undefined, ...(dropped === 'dropped' && { dropped: true }) };
 }
 
 /**

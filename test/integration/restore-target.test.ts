@@ -155,7 +155,7 @@ describe('an autovacuum worker in the target is not a client', () => {
 
       // Assert
       expect(checked.exists).toBe(true);
-      expect(swapped).toEqual({ replaced: true, kept: undefined });
+      expect(swapped).toEqual({ replaced: true, kept: undefined, dropped: true });
       expect(psql(own, target, 'SELECT count(*) FROM restored')).toBe('1');
     } finally {
       await admin.end();

@@ -214,6 +214,7 @@ describe('restore round trip', () => {
     ]);
     expect(result.replaced).toBe(true);
     expect(result.replacedKeptAs).toBeNull();
+    expect(result.replacedDropped).toBe(true);
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
     expect(databasesLike(cluster, `${target}_`)).toEqual([]);
   });
