@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { RESTORE_TEST_DEFAULTS } from '../../lambdas/restore/contract';
-import { type RestoreResult, stagingName } from '../../lambdas/restore/restore';
+import type { RestoreResult } from '../../lambdas/restore/restore';
 import type { RestoreTestReport } from '../../lambdas/restore/restore-test';
 import { OperatorError } from '../../lambdas/shared/errors';
 import { durationSeconds } from '../../lambdas/shared/duration';
@@ -107,7 +107,7 @@ export function registerRestoreCommands(program: Command): void {
         const database = latestDatabase(ref, opts.database, productionNames[0]);
         const target = opts.targetDb;
         phase = 'loading the restore';
-        const [{ restoreBackup }, { rowCountBounds }, { createS3Client }] = await Promise.all([
+        const [{ restoreBackup, stagingName }, { rowCountBounds }, { createS3Client }] = await Promise.all([
           import('../../lambdas/restore/restore'),
           import('../../lambdas/restore/check'),
           import('../../lambdas/shared/aws'),
@@ -228,7 +228,7 @@ export function registerRestoreCommands(program: Command): void {
             interrupt.done();
             tempDir.remove();
           });
-        process.stdout.write(opts.json ? `${JSON.stringify(restoreJson(result), null, 2)}\n` : `${restoreText(result)}\n`);
+        process.stdout.write(opts.json ? `${JSON.stringify(restoreJson(result), null, 2)}\n` : `${restoreText(result, stagingName(result.targetDb, 'old'))}\n`);
         // Done, but not as asked: whoever sent the stop (an operator, ECS, systemd) hears that it came
         // too late to stop the restore, with its exit code.
         if (stoppedDuringSwap) {
@@ -355,7 +355,8 @@ function restoreJson(result: RestoreResult) {
   return { ok: true, ...rest, database: manifest.database, backupStartedAt: manifest.startedAt, backupAgeSeconds: backupAgeSeconds(manifest.startedAt) };
 }
 
-function restoreText(result: RestoreResult): string {
+/** `undoneAs`: a free `_old_` name for the restored copy, set aside by the undo line's first rename. */
+function restoreText(result: RestoreResult, undoneAs: string): string {
   const t = result.timings;
   const kept = result.replacedKeptAs;
   // Replaced and nothing kept is --drop-replaced: the operator must know there is no way back, or
@@ -371,7 +372,7 @@ function restoreText(result: RestoreResult): string {
       ? []
       : [
           `what ${result.targetDb} held before this restore is kept as database ${kept}; once it is no longer needed: DROP DATABASE ${quoteIdent(kept)}`,
-          `to undo this restore (no session may be connected to either database): ALTER DATABASE ${quoteIdent(result.targetDb)} RENAME TO ${quoteIdent(stagingName(result.targetDb, 'old'))}; ALTER DATABASE ${quoteIdent(kept)} RENAME TO ${quoteIdent(result.targetDb)}`,
+          `to undo this restore (no session may be connected to either database): ALTER DATABASE ${quoteIdent(result.targetDb)} RENAME TO ${quoteIdent(undoneAs)}; ALTER DATABASE ${quoteIdent(kept)} RENAME TO ${quoteIdent(result.targetDb)}`,
         ]),
     // A replaced database kept its owner; a new one has the backed-up database's when this role could give it, else this role's, which the application's may not be.
     ...(result.replaced ? [] : [`database ${result.targetDb} is new and owned by "${result.owner}": if the application connects as another role, ALTER DATABASE ${quoteIdent(result.targetDb)} OWNER TO <its role>`]),

@@ -158,6 +158,16 @@ beforeEach(() => {
   Object.assign(process.env, runnerEnv());
 });
 
+
+/**
+ * Waits into the next second of the clock (each test's scheduled time is a second of its own, after
+ * the backups of the tests before). 20 ms past the boundary: a timer may fire a millisecond before
+ * Date.now() reaches it, and the "next" second would then be the one a test before used.
+ */
+function nextSecond(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 1000 - (Date.now() % 1000) + 20));
+}
+
 describe('backup runner handler: event validation', () => {
   it.each([
     [{ tier: 'yearly' }, '"yearly"'],
@@ -545,7 +555,7 @@ describe('backup runner: a scheduled run delivered again after its other deliver
     process.env.DATABASE_NAME = own;
     // The ECS task's test above published a daily backup of this second or the one before: this
     // run is scheduled at the next second, after it.
-    await new Promise((resolve) => setTimeout(resolve, 1000 - (Date.now() % 1000)));
+    await nextSecond();
     const scheduledTime = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString().replace('.000Z', 'Z');
     const earlier = await ownManifests('daily');
     const first = await captureStdout(() => handler({ tier: 'daily', scheduledTime }, lambdaContext()));
@@ -575,7 +585,7 @@ describe('backup runner: a scheduled run delivered again after its other deliver
 
   it('the delivery again after a first one that published everything writes no pointer again: S3 refusing those writes (500) pages for nothing', async () => {
     // A second of its own: the test before published a daily backup of this database in an earlier one.
-    await new Promise((resolve) => setTimeout(resolve, 1000 - (Date.now() % 1000)));
+    await nextSecond();
     const scheduled = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString().replace('.000Z', 'Z');
     const first = await captureStdout(() => main(['--tier', 'daily', '--scheduled-time', scheduled], ownEnv(), { stderr: { write: () => undefined }, clients: clients() }));
     expect(first.result).toBe(0);
@@ -596,7 +606,7 @@ describe('backup runner: a scheduled run delivered again after its other deliver
   });
 
   it("a first delivery that wrote the database's tier pointer and then failed on the next: the delivery again, failing on that one too, says the tier pointer names the backup, not that no pointer was updated", async () => {
-    await new Promise((resolve) => setTimeout(resolve, 1000 - (Date.now() % 1000)));
+    await nextSecond();
     const scheduled = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString().replace('.000Z', 'Z');
     const refused = `latest/${own}.json`;
     const refusing = await startRefusingS3(s3, (method, url) => method === 'PUT' && decodeURIComponent(url.pathname) === `/${s3.bucket}/${refused}`, 403, 'AccessDenied');
