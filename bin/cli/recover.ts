@@ -466,23 +466,15 @@ export function registerRecoverCommands(program: Command): void {
     }
     const recovery = resolveRecoveryConfig(ctx.config);
     const stateMachineArn = g.dryRun ? undefined : await resolveDeployedName(DEPLOYED_NAMES.recoveryStateMachine, { flagValue: g.stateMachine, envName: ctx.g.env });
+    const planned = { sourceInstance: ctx.config.database.instanceIdentifier, newInstancePrefix: recovery.newInstancePrefix, toTime, newInstance: g.newInstance, reason };
     const result = await startRecovery(
       { rds: ctx.rds, sfn: ctx.sfn, store: ctx.store },
-      {
-        sourceInstance: ctx.config.database.instanceIdentifier,
-        newInstancePrefix: recovery.newInstancePrefix,
-        toTime,
-        newInstance: g.newInstance,
-        reason,
-        // The dry run's plan prints null instead (ACTOR_AT_START).
-        actor: g.dryRun ? '' : await resolveCliActor(),
-        dryRun: Boolean(g.dryRun),
-        stateMachineArn,
-      },
+      // A dry run asks nobody who starts it: its plan says who the start records (ACTOR_AT_START).
+      g.dryRun ? { ...planned, dryRun: true } : { ...planned, dryRun: false, actor: await resolveCliActor(), stateMachineArn },
     );
     const plan = `${ctx.config.database.instanceIdentifier} (${result.sourceClass ?? '?'}${result.multiAz ? ', Multi-AZ' : ''}) as of ${result.request.toTime} -> new instance ${result.request.newInstance}; restore window ${result.window.earliest.toISOString()} .. ${result.window.latest.toISOString()}`;
     if (result.dryRun) {
-      if (g.json) print(JSON.stringify({ ...result, request: { ...result.request, actor: null }, actorAtStart: ACTOR_AT_START }));
+      if (g.json) print(JSON.stringify({ ...result, actorAtStart: ACTOR_AT_START }));
       else say(`dry run, nothing started: ${plan}`);
       return;
     }

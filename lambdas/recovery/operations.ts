@@ -28,26 +28,39 @@ export interface StartDeps {
   readonly now?: () => Date;
 }
 
-export interface StartRequest {
+interface StartRequestBase {
   readonly sourceInstance: string;
   readonly newInstancePrefix: string;
   readonly toTime: Date;
   readonly newInstance?: string;
   readonly reason: string;
-  readonly actor: string;
-  readonly dryRun: boolean;
-  /** Needed unless dryRun. */
-  readonly stateMachineArn?: string;
 }
 
-export interface StartResult {
-  readonly dryRun: boolean;
-  readonly request: RecoveryRequest;
+/**
+ * A dry run records nothing, so it takes no actor: who starts a recovery is asked (STS, the
+ * operator's name) only when a record will hold it.
+ */
+export type StartRequest =
+  | (StartRequestBase & { readonly dryRun: true })
+  | (StartRequestBase & {
+      readonly dryRun: false;
+      readonly actor: string;
+      /** Refused when missing (the ops stack deployed without recovery). */
+      readonly stateMachineArn?: string;
+    });
+
+/** A dry run's plan: the request a start would make, without its actor (null: nobody was asked). */
+export type PlannedRequest = Omit<RecoveryRequest, 'actor'> & { readonly actor: null };
+
+interface StartSummary {
   readonly window: RestoreWindow;
   readonly sourceClass?: string;
   readonly multiAz?: boolean;
-  readonly executionArn?: string;
 }
+
+export type StartResult =
+  | (StartSummary & { readonly dryRun: true; readonly request: PlannedRequest })
+  | (StartSummary & { readonly dryRun: false; readonly request: RecoveryRequest; readonly executionArn: string });
 
 /**
  * Checks everything first (time in the window, name free, PITR on), then takes the lock and starts
@@ -57,16 +70,17 @@ export async function startRecovery(deps: StartDeps, request: StartRequest): Pro
   const now = (deps.now ?? (() => new Date()))();
   const newInstance = request.newInstance ?? defaultInstanceName(request.newInstancePrefix, request.toTime);
   const validated = await validateRecovery(deps.rds, { sourceInstance: request.sourceInstance, newInstance, newInstancePrefix: request.newInstancePrefix, toTime: request.toTime });
-  const recoveryRequest: RecoveryRequest = {
+  const planned: PlannedRequest = {
     recoveryId: newRecoveryId(now),
     toTime: request.toTime.toISOString(),
     newInstance,
-    actor: request.actor,
+    actor: null,
     reason: request.reason,
     requestedAt: now.toISOString(),
   };
-  const summary = { request: recoveryRequest, window: validated.window, sourceClass: validated.source.DBInstanceClass, multiAz: validated.source.MultiAZ };
-  if (request.dryRun) return { dryRun: true, ...summary };
+  const summary: StartSummary = { window: validated.window, sourceClass: validated.source.DBInstanceClass, multiAz: validated.source.MultiAZ };
+  if (request.dryRun) return { dryRun: true, request: planned, ...summary };
+  const recoveryRequest: RecoveryRequest = { ...planned, actor: request.actor };
   if (!request.stateMachineArn) throw new OperatorError('recover: no recovery state machine: deploy the ops stack with recovery.enabled, or pass --state-machine ARN', 2);
 
   await beginRecovery(deps.store, { ...recoveryRequest, sourceInstance: request.sourceInstance, sourceResourceId: validated.source.DbiResourceId });
@@ -104,7 +118,7 @@ export async function startRecovery(deps: StartDeps, request: StartRequest): Pro
       `recover: recovery ${recoveryRequest.recoveryId} started (workflow ${executionArn}) but its record did not take the workflow's ARN (${oneLine(error)}): it goes on; "atmr-dr recover status ${recoveryRequest.recoveryId}" shows its record (not the workflow's state: see that execution in the Step Functions console)`,
     );
   }
-  return { dryRun: false, ...summary, executionArn };
+  return { dryRun: false, request: recoveryRequest, ...summary, executionArn };
 }
 
 /** The ARN the execution of recovery `recoveryId` has (it is named after the recovery), started or not. */

@@ -52,17 +52,12 @@ const deps = () => ({
   endpoint: { kind: 'ssmParameter' as const, parameterName: ENDPOINT_PARAMETER },
   now: () => NOW,
 });
-const start = (overrides = {}) =>
-  startRecovery(deps(), {
-    sourceInstance: SOURCE,
-    newInstancePrefix: PREFIX,
-    toTime: parseToTime('28 minutes ago', NOW),
-    reason: 'bookings deleted by migration 4f2a',
-    actor: 'alice',
-    dryRun: false,
-    stateMachineArn: MACHINE,
-    ...overrides,
-  });
+const PLANNED = { sourceInstance: SOURCE, newInstancePrefix: PREFIX, toTime: parseToTime('28 minutes ago', NOW), reason: 'bookings deleted by migration 4f2a' };
+const start = async (overrides = {}) => {
+  const result = await startRecovery(deps(), { ...PLANNED, actor: 'alice', dryRun: false, stateMachineArn: MACHINE, ...overrides });
+  if (result.dryRun) throw new Error('a start answered as a dry run');
+  return result;
+};
 
 describe('--to-time and --reason', () => {
   it('reads ISO times with a zone and "N minutes ago"', () => {
@@ -123,9 +118,10 @@ describe('--to-time and --reason', () => {
 
 describe('starting a recovery', () => {
   it('--dry-run checks everything and starts nothing', async () => {
-    const result = await start({ dryRun: true });
+    const result = await startRecovery(deps(), { ...PLANNED, dryRun: true });
 
-    expect(result).toMatchObject({ dryRun: true, request: { newInstance: 'atmr-prod-pitr-202611301402', toTime: '2026-11-30T14:02:00.000Z' }, window: { earliest: EARLIEST, latest: LATEST } });
+    // No actor: a dry run records nothing, so nobody is asked who starts it.
+    expect(result).toMatchObject({ dryRun: true, request: { newInstance: 'atmr-prod-pitr-202611301402', toTime: '2026-11-30T14:02:00.000Z', actor: null }, window: { earliest: EARLIEST, latest: LATEST } });
     expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(0);
     expect(await activeRecoveryId(deps().store)).toBeUndefined();
   });
