@@ -11,6 +11,7 @@ import type { Client } from 'pg';
 import { OperatorError, oneLine } from '../shared/errors';
 import { formatBytes } from '../shared/format';
 import { isRefusedStatement } from '../shared/pg-errors';
+import { type BackupRoles, readBackupRoles } from '../shared/backup-roles';
 import { type DatabaseProperties, readDatabaseProperties } from '../shared/database-properties';
 import { BackupManifestSchema, LatestPointerSchema, parseManifest, type BackupManifest, type BackupObject, type LatestPointer } from '../shared/manifest';
 import { safeJson } from '../shared/json';
@@ -338,7 +339,7 @@ async function dumpAndWriteManifest(attempt: AttemptInput, tier: BackupTier, sta
       deps.log?.(`backup: ${error.message}: ended this attempt so that it can run; starting again (attempt ${n + 1} of ${LOCK_CYCLE_ATTEMPTS})`, 'warn');
     }
   }
-  const { serverVersion, txids, streamed, databaseProperties } = dumped;
+  const { serverVersion, txids, streamed, databaseProperties, roles } = dumped;
   const finishedAt = now();
   const manifest = BackupManifestSchema.parse({
     schema: 1,
@@ -353,6 +354,7 @@ async function dumpAndWriteManifest(attempt: AttemptInput, tier: BackupTier, sta
     tables: streamed.tables,
     snapshot: txids,
     ...(databaseProperties !== undefined && { databaseProperties }),
+    ...(roles !== undefined && { roles }),
   } satisfies BackupManifest);
   throwIfAborted(deps.signal);
   deps.log?.(`upload: publishing the manifest${unpublishedPrefix ? '' : ' and the latest pointers'}`);
@@ -391,6 +393,8 @@ interface DumpedAttempt {
   readonly streamed: StreamedDump;
   /** Read just before the snapshot; undefined when the read failed (a warning said so). */
   readonly databaseProperties: DatabaseProperties | undefined;
+  /** Read with them; undefined when the read failed (a warning said so). */
+  readonly roles: BackupRoles | undefined;
 }
 
 /**
@@ -437,6 +441,11 @@ async function dumpAttempt(input: AttemptInput, answeredBefore: boolean): Promis
       deps.log?.(`backup: could not read what "${connection.database}" has set on itself (${oneLine(error)}): the manifest leaves it out, and a restore into a new name will say it cannot give them`, 'warn');
       return undefined;
     });
+    // The roles its objects name, which a restore onto a new server must find there: the same way.
+    const roles = await readBackupRoles((sql) => client.query(sql)).catch((error: unknown) => {
+      deps.log?.(`backup: could not read which roles "${connection.database}"'s objects name (${oneLine(error)}): the manifest leaves them out, and a restore will not check for them before its download`, 'warn');
+      return undefined;
+    });
     const { snapshot, txids, tables } = await whileLocking(deps, lockWatch, openCountedSnapshot(client), client).catch((error: unknown) => {
       if (deps.signal?.aborted) throw abortedRun(deps.signal);
       throw error instanceof OperatorError ? new OperatorError(`${NOTHING_PUBLISHED}: ${error.message}`, error.exitCode) : error;
@@ -445,7 +454,7 @@ async function dumpAttempt(input: AttemptInput, answeredBefore: boolean): Promis
 
     const streamed = await streamDump({ ...input, client, snapshot, snapshotPid: session.pid, tables, lockWatch, looks });
     await client.query('COMMIT').catch(() => undefined);
-    return { serverVersion, txids, streamed, databaseProperties };
+    return { serverVersion, txids, streamed, databaseProperties, roles };
   } finally {
     await looks.close();
     await client.end().catch(() => undefined);

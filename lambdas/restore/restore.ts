@@ -12,7 +12,7 @@ import { checkRowCounts, ROW_COUNT_BOUNDS } from './check';
 import { DownloadResult, SpaceCheck, downloadObject } from './download';
 import { checkTarget, checkTargetName, guardProduction, guardSystemDatabase } from './guards';
 import { checkLeftovers, stagingName } from './leftovers';
-import { checkArchiveReadable, loadBackup } from './load';
+import { checkArchiveReadable, checkRoles, loadBackup } from './load';
 import { giveBackupProperties, keepDatabaseProperties, warnIfReadOnly } from './properties';
 import { Unsettled, backupOwnerToGive, createDatabase, databaseOwner, dropDatabase, NoAnswer, openAdminSession, runOrUnsettled, SessionNotBack, stopOnNoAnswer } from './session';
 import { swapIn } from './swap';
@@ -22,7 +22,7 @@ export { stagingName } from './leftovers';
 /**
  * Verified restore, one step after the other, data flowing one way:
  *   resolve the manifest (catalog.ts) -> guards on the target (guards.ts) and leftovers of a
- *   killed restore (leftovers.ts)
+ *   killed restore (leftovers.ts), then the roles the manifest says the backup names (load.ts)
  *   -> download with parallel ranged GETs while hashing, size + sha256 verified (download.ts)
  *   -> `pg_restore` pre-data (where a role the server lacks fails in milliseconds), then data and
  *   post-data `-j <cores>` (or psql) into a staging database beside the target (load.ts)
@@ -224,6 +224,11 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // restore first: a target missing because its data sits under `_old_` must not be recreated.
     await checkLeftovers(await admin.client(), target, warn);
     await checkTarget(await admin.client(), deps.connection, target, options);
+    // How a restore refused for an owner may be told to leave the owners out: never the plain SQL.
+    const noOwnerOption = options.noOwnerOption === undefined ? '--no-owner' : options.noOwnerOption;
+    const noOwnerAdvice = object.format === 'custom' && noOwnerOption !== null ? `pass ${noOwnerOption}` : undefined;
+    // Roles are not in a pg_dump: a new server's missing one refused in seconds, not after the download or the load.
+    await checkRoles(await admin.client(), manifest.roles, { manifestKey, restorer: deps.connection.user, noOwner: options.noOwner, noOwnerAdvice, untouched });
     // Which backup, and how old, once the checks passed and before anything is downloaded: `latest`
     // may be days old, or already after the damage.
     log(`backup: ${manifestKey}, ${takenAgo(manifest.startedAt)}`);
@@ -244,10 +249,6 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       otherCopy,
     });
     log(`download: verified sha256 ${download.sha256.slice(0, 12)}... in ${download.seconds.toFixed(1)} s`);
-
-    // How a load that stopped on an owner may be told to leave the owners out: never the plain SQL.
-    const noOwnerOption = options.noOwnerOption === undefined ? '--no-owner' : options.noOwnerOption;
-    const noOwnerAdvice = object.format === 'custom' && noOwnerOption !== null ? `pass ${noOwnerOption}` : undefined;
 
     if (object.format === 'custom') {
       signal?.throwIfAborted();

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { BackupRolesSchema } from './backup-roles';
 import { DatabasePropertiesSchema } from './database-properties';
 import { OperatorError } from './errors';
 import { textStart } from './format';
@@ -40,6 +41,12 @@ export const BackupManifestSchema = z.object({
    * them. Optional: backups written before it was recorded.
    */
   databaseProperties: DatabasePropertiesSchema.optional(),
+  /**
+   * The roles the backed-up database's objects name, and how (backup-roles.ts): a restore refuses,
+   * before its download, a server that lacks one it needs. Optional: backups written before it was
+   * recorded, and a run whose read of it failed.
+   */
+  roles: BackupRolesSchema.optional(),
 });
 
 export type BackupManifest = z.infer<typeof BackupManifestSchema>;

@@ -247,6 +247,44 @@ describe('atmr-dr backup (integration)', () => {
     }
   });
 
+  it("records in the manifest the roles the database's objects name and how, read as the runner's role (not a superuser): an owner, a grantee, a policy's role, a role only default privileges name and their FOR ROLE", async () => {
+    // Arrange: roles a new server must have before the restore; the tables the superuser (the
+    // bootstrap one, which any server of the kind has) owns name no other
+    const cluster = testCluster();
+    const client = createS3Client(s3.env);
+    const db = uniqueDatabaseName('bk_roles');
+    const [runner, owner, reader, policy, forRole, defaults] = ['runner', 'owner', 'reader', 'policy', 'forrole', 'defaults'].map((r) => `${db}_${r}`);
+    created.push(db);
+    createDatabase(db, 'CREATE TABLE orders (id int); INSERT INTO orders VALUES (1);');
+    psql(cluster, 'postgres', `CREATE ROLE ${runner} LOGIN; GRANT pg_read_all_data TO ${runner}; CREATE ROLE ${owner}; CREATE ROLE ${reader}; CREATE ROLE ${policy}; CREATE ROLE ${forRole}; CREATE ROLE ${defaults};`);
+    psql(
+      cluster,
+      db,
+      `CREATE TABLE invoices (id int); ALTER TABLE invoices OWNER TO ${owner};
+       GRANT SELECT ON orders TO ${reader}; CREATE POLICY mine ON orders TO ${policy} USING (true);
+       ALTER DEFAULT PRIVILEGES FOR ROLE ${forRole} IN SCHEMA public GRANT SELECT ON TABLES TO ${defaults};`,
+    );
+
+    try {
+      // Act
+      const result = await runBackup({ s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: runner, database: db } }, { tier: 'hourly', formats: ['custom'] });
+
+      // Assert: --no-owner leaves out the owner only; it still writes the FOR ROLE of a default privilege
+      const expected = [
+        { name: defaults, use: 'grants' },
+        { name: forRole, use: 'grants' },
+        { name: owner, use: 'owner' },
+        { name: policy, use: 'grants' },
+        { name: reader, use: 'grants' },
+      ];
+      expect(result.manifest.roles).toEqual(expected);
+      expect(BackupManifestSchema.parse(await getJson(client, s3.bucket, result.manifestKey)).roles).toEqual(expected);
+    } finally {
+      dropDatabase(db);
+      psql(cluster, 'postgres', [runner, owner, reader, policy, forRole, defaults].map((r) => `DROP ROLE ${r};`).join(' '));
+    }
+  });
+
   it('never moves a latest pointer back: a backup that started earlier but finished later leaves the newer one in place', async () => {
     // Arrange: the per-database pointers already name a backup that started later than this run
     // (a manual run beside the scheduled one, finished first); the tier's own pointer is older

@@ -45,6 +45,10 @@ const WEIRD = '"Weird ""Role"""';
 let missingBackup: string;
 /** A backup whose only mention of `defreader`, gone from the server, is in app's default privileges. */
 let defaultsBackup: string;
+/** The same three backups (missingsrc, defaultssrc, ghostsrc), their manifests listing the roles they name, as backups record them now. */
+let missingListed: string;
+let defaultsListed: string;
+let ghostListed: string;
 
 /** psql as another role. */
 /** What the roles line says brings every role at once. */
@@ -88,6 +92,7 @@ beforeAll(async () => {
   s3 = createS3Client(localS3.env);
   ({ manifestKey: appBackup } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'appsrc', { tier: 'daily' }));
   ({ manifestKey: ghostBackup } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'ghostsrc', { tier: 'daily' }));
+  ({ manifestKey: ghostListed } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'ghostsrc', { tier: 'weekly', roles: true }));
   psql(cluster, 'postgres', 'DROP DATABASE ghostsrc; DROP ROLE ghost');
   // A reporting role and one whose name needs quoting, granted to in the ways pg_dump writes down.
   psql(cluster, 'postgres', `CREATE ROLE readonly; CREATE ROLE ${WEIRD}; CREATE DATABASE grantsrc OWNER app`);
@@ -137,10 +142,12 @@ REVOKE ALL ON rider FROM ghost;
      RESET ROLE; CREATE TABLE kept (id int); ALTER TABLE kept OWNER TO keeper;`,
   );
   ({ manifestKey: missingBackup } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'missingsrc', { tier: 'daily' }));
+  ({ manifestKey: missingListed } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'missingsrc', { tier: 'weekly', roles: true }));
   psql(cluster, 'postgres', 'DROP DATABASE missingsrc; DROP ROLE reporter; DROP ROLE auditor2; DROP ROLE keeper');
   psql(cluster, 'postgres', 'CREATE ROLE defreader; CREATE DATABASE defaultssrc OWNER app');
   psql(cluster, 'defaultssrc', `SET ROLE app; ${tables} ALTER DEFAULT PRIVILEGES FOR ROLE app IN SCHEMA public GRANT SELECT ON TABLES TO defreader;`);
   ({ manifestKey: defaultsBackup } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'defaultssrc', { tier: 'daily' }));
+  ({ manifestKey: defaultsListed } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'defaultssrc', { tier: 'weekly', roles: true }));
   psql(cluster, 'postgres', 'DROP DATABASE defaultssrc; DROP OWNED BY defreader; DROP ROLE defreader');
 }, 180_000);
 
@@ -519,6 +526,95 @@ describe('a server without a role only default privileges name (pg_restore resto
       `pg_restore stopped after the data: the backup names a role this server does not have: "defreader" (grants); roles are not in a pg_dump: create them first as on the source server (CREATE ROLE "defreader"; ${ROLES_DUMP}), then restore again; the target was not touched`,
     );
     expect(databasesLike(cluster, 'defaults_refused')).toEqual([]);
+  }, 60_000);
+});
+
+describe('a manifest that lists the roles the backup names (a new server without them: refused before the download)', () => {
+  /** A restore that writes down the keys it GETs and the staging database it would create. */
+  async function watchedRestore(ref: string, targetDb: string, options: { noOwner?: boolean; force?: boolean } = {}) {
+    const gets: string[] = [];
+    const staged: string[] = [];
+    const lines: string[] = [];
+    const watched = createS3Client(localS3.env);
+    watched.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'GetObjectCommand') gets.push((args.input as { Key: string }).Key);
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    const outcome = await restoreBackup(
+      { s3: watched, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2, log: (line) => lines.push(line), onStaging: (name) => staged.push(name) },
+      { ref, targetDb, ...options },
+    ).then(
+      (result) => ({ result, error: undefined }),
+      (e: unknown) => ({ result: undefined, error: e as OperatorError }),
+    );
+    watched.destroy();
+    return { ...outcome, gets, staged, lines };
+  }
+  const dumpsOf = (manifestKey: string): string[] => [manifestKey.replace(/\.manifest\.json$/, '.dump'), manifestKey.replace(/\.manifest\.json$/, '.sql.gz')];
+
+  it('a missing owner and grantees: exit 2, one line naming each with its use, before any GET of the dump and any staging database; the target untouched', async () => {
+    // Arrange
+    const target = appTarget('listed_target');
+
+    // Act
+    const run = await watchedRestore(missingListed, target, { force: true });
+
+    // Assert
+    expect(run.error?.exitCode).toBe(2);
+    expect(run.error?.message).toBe(
+      `cannot restore ${missingListed} here: the backup names 3 roles this server does not have: "auditor2" (grants), "keeper" (owner), "reporter" (grants); roles are not in a pg_dump: create them first as on the source server (CREATE ROLE "auditor2"; CREATE ROLE "keeper"; CREATE ROLE "reporter"; or pg_dumpall --roles-only there, run here), then restore again; nothing was downloaded or created; target "${target}" untouched`,
+    );
+    expect(run.gets).toEqual([missingListed]);
+    expect(run.staged).toEqual([]);
+    expect(run.lines.filter((l) => /^(backup|download|load):/.test(l))).toEqual([]);
+    expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+    expect(psql(as('app'), target, 'SELECT count(*) FROM old_stuff')).toBe('1');
+  }, 60_000);
+
+  it('a grantee only default privileges name (which the load refused only after all the data): refused the same way, before the download', async () => {
+    // Act
+    const run = await watchedRestore(defaultsListed, 'listed_defaults');
+
+    // Assert
+    expect(run.error?.exitCode).toBe(2);
+    expect(run.error?.message).toBe(
+      `cannot restore ${defaultsListed} here: the backup names a role this server does not have: "defreader" (grants); roles are not in a pg_dump: create them first as on the source server (CREATE ROLE "defreader"; or pg_dumpall --roles-only there, run here), then restore again; nothing was downloaded or created; target "listed_defaults" untouched`,
+    );
+    expect(run.gets).toEqual([defaultsListed]);
+    expect(run.staged).toEqual([]);
+    expect(databasesLike(cluster, 'listed_defaults')).toEqual([]);
+  }, 60_000);
+
+  it('only an owner missing: refused offering --no-owner; with --no-owner, not refused: restored, owned by the restoring role', async () => {
+    // Act
+    const refused = await watchedRestore(ghostListed, 'listed_ghost');
+    const noOwner = await watchedRestore(ghostListed, 'listed_ghost', { noOwner: true });
+
+    // Assert
+    expect(refused.error?.exitCode).toBe(2);
+    expect(refused.error?.message).toBe(
+      `cannot restore ${ghostListed} here: the backup names a role this server does not have: "ghost" (owner); roles are not in a pg_dump: create them first as on the source server (CREATE ROLE "ghost"; or pg_dumpall --roles-only there, run here), or pass --no-owner to have the objects owned by "postgres", then restore again; nothing was downloaded or created; target "listed_ghost" untouched`,
+    );
+    expect(refused.gets).toEqual([ghostListed]);
+    expect(noOwner.error).toBeUndefined();
+    expect(noOwner.result?.rowsRestored).toBe(320);
+    expect(noOwner.gets).toContain(dumpsOf(ghostListed)[0]);
+    expect(owners('listed_ghost')).toBe('booking:postgres,rider:postgres');
+  }, 60_000);
+
+  it('a manifest without the list (taken before backups recorded it) is not checked: downloaded, then refused by the load as before', async () => {
+    // Act
+    const run = await watchedRestore(missingBackup, 'unlisted_target');
+
+    // Assert
+    expect(run.error?.exitCode).toBe(2);
+    expect(run.error?.message).toMatch(/^pg_restore stopped before the data: the backup names 3 roles this server does not have: /);
+    expect(run.gets).toContain(dumpsOf(missingBackup)[0]);
+    expect(run.staged).toEqual([expect.stringMatching(/^unlisted_target_restore_/)]);
+    expect(databasesLike(cluster, 'unlisted_target')).toEqual([]);
   }, 60_000);
 });
 

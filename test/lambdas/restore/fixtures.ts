@@ -8,12 +8,24 @@ import { gzipSync } from 'node:zlib';
 import type { Template } from 'aws-cdk-lib/assertions';
 import { Client } from 'pg';
 import { utcMinute } from '../../../lambdas/shared/format';
+import { readBackupRoles } from '../../../lambdas/shared/backup-roles';
 import { readDatabaseProperties } from '../../../lambdas/shared/database-properties';
 import { BackupManifest, BackupManifestSchema } from '../../../lambdas/shared/manifest';
 import { BackupTier, LATEST_POINTER_KEY, backupObjectKeys, latestDatabasePointerKey, latestDatabaseTierPointerKey, latestTierPointerKey } from '../../../lambdas/shared/s3-layout';
 import { writeFakePgRestore } from '../../support/fake-pg-restore';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../../support/postgres';
 import { DIGEST_SQL } from '../../integration/backup-fixture';
+
+/** The roles `database`'s objects name, read as the backup reads them (backup.ts), on a session connected to it. */
+async function readRoles(cluster: PostgresCluster, database: string): ReturnType<typeof readBackupRoles> {
+  const reader = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database });
+  await reader.connect();
+  try {
+    return await readBackupRoles((sql) => reader.query(sql));
+  } finally {
+    await reader.end();
+  }
+}
 
 async function readProperties(cluster: PostgresCluster, database: string): ReturnType<typeof readDatabaseProperties> {
   const reader = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
@@ -38,8 +50,10 @@ export async function writeFixtureBackup(
   /**
    * pointers: which latest pointers to write (default both the per-database and the bucket-wide ones).
    * databaseProperties: false writes a manifest without them, as backups taken before they were recorded.
+   * roles: true records the roles the objects name, as backups do now; by default the manifest has none,
+   * as backups taken before they were recorded, whose missing roles the load names.
    */
-  options: { tier?: BackupTier; startedAt?: Date; pointers?: 'all' | 'legacy' | 'none'; databaseProperties?: boolean } = {},
+  options: { tier?: BackupTier; startedAt?: Date; pointers?: 'all' | 'legacy' | 'none'; databaseProperties?: boolean; roles?: boolean } = {},
 ): Promise<{ manifestKey: string; manifest: BackupManifest }> {
   const tier = options.tier ?? 'daily';
   const startedAt = options.startedAt ?? new Date();
@@ -67,6 +81,7 @@ export async function writeFixtureBackup(
     const dumpBytes = fs.readFileSync(dump);
     // Read as the backup reads them (backup.ts), from the catalogs.
     const databaseProperties = options.databaseProperties === false ? undefined : await readProperties(cluster, database);
+    const roles = options.roles ? await readRoles(cluster, database) : undefined;
     const objects = [
       { key: keys.custom, format: 'custom' as const, body: dumpBytes },
       { key: keys.plain, format: 'plain' as const, body: plain },
@@ -84,6 +99,7 @@ export async function writeFixtureBackup(
       objects: objects.map((o) => ({ key: o.key, format: o.format, bytes: o.body.length, sha256: createHash('sha256').update(o.body).digest('hex') })),
       tables,
       databaseProperties,
+      roles,
     });
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: keys.manifest, Body: JSON.stringify(manifest) }));
     const pointer = JSON.stringify({ manifest: keys.manifest });
