@@ -36,10 +36,14 @@ export function checkTargetName(target: string, backedUp?: string): void {
   }
 }
 
+/**
+ * Runs before any connection, so it cannot tell whether `target` exists: production may have been
+ * dropped (the database lost), and then the restore would create it. The line is true either way.
+ */
 export function guardProduction(target: string, protectedNames: readonly string[], allowed: boolean | undefined): void {
   if (!allowed && protectedNames.includes(target)) {
     throw new OperatorError(
-      `refusing to restore over "${target}", the production/source database: restore replaces it; restore into a new name and swap (see docs/restore.md), or pass ${PRODUCTION_GUARD_FLAG} with --force (then type the database's name at the prompt, or add --yes)`,
+      `refusing to restore into "${target}", the production/source database: restore replaces it, or creates it if it is missing; restore into a new name and swap (see docs/restore.md), or pass ${PRODUCTION_GUARD_FLAG} with --force (then type the database's name at the prompt, or add --yes)`,
       2,
     );
   }

@@ -219,13 +219,28 @@ describe('atmr-dr restore', () => {
 
     const refused = await atmrDr(['restore', 'latest', '--target-db', target, '--force'], env({ PGDATABASE: target }));
     expect(refused.status).toBe(2);
-    expect(refused.stderr).toMatch(/^atmr-dr: refusing to restore over ".*", the production\/source database: .*--i-understand-this-overwrites-production with --force \(then type the database's name at the prompt, or add --yes\)\n$/);
+    expect(refused.stderr).toMatch(/^atmr-dr: refusing to restore into ".*", the production\/source database: .*--i-understand-this-overwrites-production with --force \(then type the database's name at the prompt, or add --yes\)\n$/);
     expect(databaseDigest(cluster, target)).toBe(before);
 
     const allowed = await atmrDr(['restore', 'latest', '--database', source, '--target-db', target, '--force', '--i-understand-this-overwrites-production', '--yes'], env({ PGDATABASE: target }));
     expect(allowed.stderr).toBe('');
     expect(allowed.status).toBe(0);
     expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+  });
+
+  it('refuses PGDATABASE (production) when it was dropped too, with a line true of a missing database: the restore would create it; nothing created', async () => {
+    // Arrange: production dropped (the guard runs before any connection: it cannot tell)
+    const dropped = uniqueDatabaseName('rcli_dropped_prod');
+
+    // Act
+    const refused = await atmrDr(['restore', manifestKey, '--target-db', dropped], env({ PGDATABASE: dropped }));
+
+    // Assert
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toMatch(
+      new RegExp(`^atmr-dr: refusing to restore into "${dropped}", the production/source database: restore replaces it, or creates it if it is missing; restore into a new name and swap .*--i-understand-this-overwrites-production with --force`),
+    );
+    expect(databaseExists(cluster, dropped)).toBe(false);
   });
 
   it('over production (--force --i-understand-this-overwrites-production --yes), keeps what it held, rows written after the backup included: the result line names the copy and the DROP that drops it', async () => {
@@ -331,7 +346,7 @@ describe('atmr-dr restore', () => {
       const latest = uniqueDatabaseName('rcli_secret_latest');
       const restored = await atmrDr(['restore', 'latest', '--target-db', latest, '--database-secret', secretArn], withSecret(source));
 
-      expect(refused.stderr).toMatch(new RegExp(`^atmr-dr: refusing to restore over "${target}", the production/source database: .*--i-understand-this-overwrites-production with --force`));
+      expect(refused.stderr).toMatch(new RegExp(`^atmr-dr: refusing to restore into "${target}", the production/source database: .*--i-understand-this-overwrites-production with --force`));
       expect(refused.status).toBe(2);
       expect(databaseDigest(cluster, target)).toBe(before);
       expect(restored.stderr).toBe('');

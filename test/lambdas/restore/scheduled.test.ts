@@ -465,7 +465,7 @@ describe('restore-test Lambda handler', () => {
     psql(cluster, protectedDb, 'CREATE TABLE precious (id int); INSERT INTO precious VALUES (7);');
     process.env[RESTORE_TEST_ENV.protectedDatabases] = JSON.stringify([protectedDb]);
 
-    await expect(handler({ restore: { ref: 'latest', targetDb: protectedDb, force: true } }, context)).rejects.toThrow(/refusing to restore over .*production/);
+    await expect(handler({ restore: { ref: 'latest', targetDb: protectedDb, force: true } }, context)).rejects.toThrow(/refusing to restore into .*production/);
     expect(psql(cluster, protectedDb, 'SELECT id FROM precious')).toBe('7');
   });
 });
