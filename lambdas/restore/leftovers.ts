@@ -122,11 +122,11 @@ async function checkLeftoversReads(admin: Client, target: string, warn: (line: s
     );
   }
   // The newest `_old_` (by the time its id was made) is the last database the target was.
-  const holder = leftovers.filter((r) => r.old).sort((a, b) => a.time - b.time).at(-1);
+  const kept = leftovers.filter((r) => r.old).sort((a, b) => a.time - b.time);
+  const holder = kept.at(-1);
   if (!targetExists && holder) {
     const reopen = holder.datallowconn ? '' : ` and ${reopenDatabaseStatement(target)}`;
-    const kept = leftovers.filter((r) => r.old).length;
-    const when = `set aside ${utcMinute(holder.time)}${kept > 1 ? `, the newest of ${kept} kept copies` : ''}`;
+    const when = `set aside ${utcMinute(holder.time)}${kept.length > 1 ? `, the newest of ${kept.length} kept copies` : ''}`;
     throw new OperatorError(
       `target database "${target}" is missing and its data is in "${holder.datname}" (${when}), left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE ${quoteIdent(holder.datname)} RENAME TO ${quoteIdent(target)}${reopen}, or if it is not wanted DROP DATABASE ${quoteIdent(holder.datname)}; then rerun the restore`,
       2,
