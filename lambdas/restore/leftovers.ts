@@ -68,7 +68,7 @@ function siblingOf(name: string, target: string): Sibling | undefined {
  * - the target is missing and `<target>_old_<mark>_<id>` exists: the restore died between the
  *   swap's two renames and that database holds the data (or a restore kept it and the target was
  *   dropped since). Refused (a new restore would hide it further), with the statements that put it
- *   back or drop it.
+ *   back or drop it, and the restore into a new name then renamed that puts the backup in its place.
  * - the target exists but does not accept connections (the swap with --terminate-connections closes
  *   it first): refused, with the statement that reopens it.
  * - a staging database still loaded by atmr-dr sessions only: the pg_restore (or psql) of a killed
@@ -127,8 +127,11 @@ async function checkLeftoversReads(admin: Client, target: string, warn: (line: s
   if (!targetExists && holder) {
     const reopen = holder.datallowconn ? '' : ` and ${reopenDatabaseStatement(target)}`;
     const when = `set aside ${utcMinute(holder.time)}${kept.length > 1 ? `, the newest of ${kept.length} kept copies` : ''}`;
+    // A kept copy may be older than the backup being restored: the backup can go in under the
+    // target's name without renaming or dropping any kept copy, cut to fit 63 characters.
+    const restored = `${target.slice(0, 63 - '_restored'.length)}_restored`;
     throw new OperatorError(
-      `target database "${target}" is missing and its data is in "${holder.datname}" (${when}), left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE ${quoteIdent(holder.datname)} RENAME TO ${quoteIdent(target)}${reopen}, or if it is not wanted DROP DATABASE ${quoteIdent(holder.datname)}; then rerun the restore`,
+      `target database "${target}" is missing and its data is in "${holder.datname}" (${when}), left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE ${quoteIdent(holder.datname)} RENAME TO ${quoteIdent(target)}${reopen}, or if it is not wanted DROP DATABASE ${quoteIdent(holder.datname)}; then rerun the restore; or, to have the backup as "${target}" and leave "${holder.datname}" as it is, restore into a new name (e.g. --target-db ${restored}), then ALTER DATABASE ${quoteIdent(restored)} RENAME TO ${quoteIdent(target)}`,
       2,
     );
   }

@@ -648,18 +648,28 @@ describe('atmr-dr restore', () => {
     expect(databaseExists(cluster, staging)).toBe(true);
   });
 
-  it('refuses a missing target whose data is under its _old_ name, exit 2, one line, nothing created', async () => {
+  it('refuses a missing target whose data is under its _old_ name, exit 2, one line, nothing created; the route it names for the backup works, the kept copy untouched', async () => {
     const target = uniqueDatabaseName('rcli_oldonly');
     const old = stagingName(target, 'old');
     psql(cluster, 'postgres', `CREATE DATABASE "${old}"`);
+    psql(cluster, old, 'CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (1), (2);');
+    const before = databaseDigest(cluster, old);
 
     const run = await atmrDr(['restore', manifestKey, '--target-db', target], env());
 
     expect(run.status).toBe(2);
     expect(run.stderr).toBe(
-      `atmr-dr: target database "${target}" is missing and its data is in "${old}" (set aside ${setAside(old)}), left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE "${old}" RENAME TO "${target}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore\n`,
+      `atmr-dr: target database "${target}" is missing and its data is in "${old}" (set aside ${setAside(old)}), left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE "${old}" RENAME TO "${target}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore; or, to have the backup as "${target}" and leave "${old}" as it is, restore into a new name (e.g. --target-db ${target}_restored), then ALTER DATABASE "${target}_restored" RENAME TO "${target}"\n`,
     );
     expect(databasesLike(cluster, target)).toEqual([old]);
+
+    // The backup as the target, by the route the line names: into the new name, then the rename.
+    const into = await atmrDr(['restore', manifestKey, '--target-db', `${target}_restored`], env());
+    expect(into.stderr).toBe('');
+    expect(into.status).toBe(0);
+    psql(cluster, 'postgres', `ALTER DATABASE "${target}_restored" RENAME TO "${target}"`);
+    expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+    expect(databaseDigest(cluster, old)).toBe(before);
   });
 
   describe('databases of other targets whose names begin alike, and names chosen by hand', () => {
@@ -738,11 +748,13 @@ describe('atmr-dr restore', () => {
       expect(run.stdout).toMatch(new RegExp(`^restored ${manifestKey} \\(custom, taken \\S+, [^)]+ ago\\) into ${hourly}: 1 table, 500 rows, row counts match the manifest$`, 'm'));
       expect(databaseDigest(cluster, hourly)).toBe(sourceDigest);
       expect(databaseDigest(cluster, old)).toBe(before);
-      // daily's own restore still finds it, and refuses with the rename that puts it back.
+      // daily's own restore still finds it, and refuses with the rename that puts it back; the new
+      // name it suggests for the backup is cut to fit PostgreSQL's 63 characters.
+      const cutRestored = `${daily.slice(0, 63 - '_restored'.length)}_restored`;
       const own = await atmrDr(['restore', manifestKey, '--target-db', daily], env());
       expect(own.status).toBe(2);
       expect(own.stderr).toBe(
-        `atmr-dr: target database "${daily}" is missing and its data is in "${old}" (set aside ${setAside(old)}), left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${daily}" was dropped since): put it back with ALTER DATABASE "${old}" RENAME TO "${daily}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore\n`,
+        `atmr-dr: target database "${daily}" is missing and its data is in "${old}" (set aside ${setAside(old)}), left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${daily}" was dropped since): put it back with ALTER DATABASE "${old}" RENAME TO "${daily}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore; or, to have the backup as "${daily}" and leave "${old}" as it is, restore into a new name (e.g. --target-db ${cutRestored}), then ALTER DATABASE "${cutRestored}" RENAME TO "${daily}"\n`,
       );
     });
 

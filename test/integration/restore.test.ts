@@ -889,6 +889,8 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
     for (const target of [uniqueDatabaseName('left_swap'), uniqueDatabaseName(`left_swap_${'x'.repeat(30)}`)]) {
       // Arrange: the data, under the name the swap gave it before the kill
       const old = stagingName(target, 'old');
+      // The new name the line suggests, the target cut to fit PostgreSQL's 63 characters.
+      const restored = `${target.slice(0, 63 - '_restored'.length)}_restored`;
       psql(cluster, 'postgres', `CREATE DATABASE "${old}"`);
       psql(cluster, old, 'CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (1), (2);');
       const before = databaseDigest(cluster, old);
@@ -904,7 +906,7 @@ describe('leftovers of a killed restore (kill -9, a crashed runner)', () => {
       // Assert
       expect(error?.exitCode).toBe(2);
       expect(error?.message).toBe(
-        `target database "${target}" is missing and its data is in "${old}" (set aside ${setAside(old)}), left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE "${old}" RENAME TO "${target}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore`,
+        `target database "${target}" is missing and its data is in "${old}" (set aside ${setAside(old)}), left by a restore stopped in the middle of its swap (or kept by a restore that replaced it, if "${target}" was dropped since): put it back with ALTER DATABASE "${old}" RENAME TO "${target}", or if it is not wanted DROP DATABASE "${old}"; then rerun the restore; or, to have the backup as "${target}" and leave "${old}" as it is, restore into a new name (e.g. --target-db ${restored}), then ALTER DATABASE "${restored}" RENAME TO "${target}"`,
       );
       expect(lines).toEqual([]);
       expect(downloaded).toEqual([]);
