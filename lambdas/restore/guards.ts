@@ -192,15 +192,21 @@ async function checkTargetReads(admin: Client, connection: PgConnection, target:
   if (state.exists && state.contents.length > 0 && !guards.force) {
     throw new OperatorError(`target database "${target}" exists and is not empty (${state.contents.join(', ')}): pass --force to replace it, or restore into a new name`, 2);
   }
+  const unendable = state.sessions.filter((s) => !s.endable);
+  const rolesOf = (sessions: typeof unendable): string[] => [...new Set(sessions.map((s) => s.role))];
   if (state.sessions.length > 0 && !guards.terminateConnections) {
+    // Offered only when it would end them all: for a session this role may not end, a restore with
+    // it is refused in turn (below), and the way out stays stopping the clients.
+    const terminate =
+      unendable.length === 0
+        ? ', or pass --terminate-connections'
+        : `; --terminate-connections would not end them all: this role may not end those of role(s) ${rolesOf(unendable).slice(0, 3).join(', ')}`;
     throw new OperatorError(
-      `target database "${target}" has ${state.sessions.length} open connection(s) (${sessionsWho(state.sessions)}): stop its clients (killswitch maintenance, scale the API/workers to 0), or pass --terminate-connections`,
+      `target database "${target}" has ${state.sessions.length} open connection(s) (${sessionsWho(state.sessions)}): stop its clients (killswitch maintenance, scale the API/workers to 0)${terminate}`,
       2,
     );
   }
-  const unendable = state.sessions.filter((s) => !s.endable);
   if (unendable.length > 0) {
-    const rolesOf = (sessions: typeof unendable): string[] => [...new Set(sessions.map((s) => s.role))];
     // Only a superuser may end a superuser's session: pg_signal_backend does not reach it, and
     // advising that GRANT sent the operator back to the same refusal.
     const superusers = rolesOf(unendable.filter((s) => s.superuser));

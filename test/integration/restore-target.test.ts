@@ -72,6 +72,36 @@ describe('restore target guards: the role can do what the restore will do, check
     await expect(checkTarget(admin, as(role), target, { force: true })).resolves.toEqual(expect.objectContaining({ exists: true }));
   });
 
+  it('without --terminate-connections, does not offer it for a session this role may not end: it would be refused in turn', async () => {
+    // Arrange: a role that owns the target, may create databases, and has no right to end another role's session
+    const role = uniqueDatabaseName('owner');
+    const app = uniqueDatabaseName('app');
+    const target = uniqueDatabaseName('t_watched');
+    roles.push(role, app);
+    databases.push(target);
+    psql(cluster, 'postgres', `CREATE ROLE ${app} LOGIN; CREATE ROLE ${role} LOGIN CREATEDB; CREATE DATABASE ${target} OWNER ${role};`);
+    const session = testClient({ host: cluster.host, port: cluster.port, user: app, database: target, application_name: 'atmr-api' });
+    await session.connect();
+    admin = await connectTo(as(role));
+    try {
+      // Act
+      const error = await operatorErrorOf(checkTarget(admin, as(role), target, { force: true }));
+      const withFlag = await operatorErrorOf(checkTarget(admin, as(role), target, { force: true, terminateConnections: true }));
+
+      // Assert
+      expect(error.message).toMatch(
+        new RegExp(
+          `^target database "${target}" has 1 open connection\\(s\\) \\(pid \\d+ atmr-api as ${app}( from [^)]+)?\\): stop its clients \\(killswitch maintenance, scale the API/workers to 0\\); --terminate-connections would not end them all: this role may not end those of role\\(s\\) ${app}$`,
+        ),
+      );
+      expect(error.exitCode).toBe(2);
+      // What the flag meets: the refusal of the sessions this role may not end.
+      expect(withFlag.message).toMatch(new RegExp(`^target database "${target}" has 1 open connection\\(s\\) of role\\(s\\) ${app} that role "${role}" may not end`));
+    } finally {
+      await session.end();
+    }
+  });
+
   it.each([
     ['pg_signal_backend', 'ALTER ROLE "%s" INHERIT (it is a member of pg_signal_backend, but NOINHERIT: the membership gives it no rights)'],
     ["the session's role", 'GRANT pg_signal_backend TO "%s"'],
