@@ -278,9 +278,20 @@ async function checkPrivileges(admin: Client, target: string, targetExists: bool
   const { role, createdb, owns } = rows[0];
   if (!createdb) throw cannotCreateDatabases(role);
   if (targetExists && owns === false) {
-    const owner = (await boundedQuery<{ owner: string }>(admin, 'SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = $1', GUARD_READ_BOUND_MS, [target])).rows[0]?.owner ?? '?';
+    // Renaming a database takes CREATEDB as well as owning it: an owner that may not log in, or may
+    // not create databases (an application's role, usually), could not replace the target either.
+    const found = (
+      await boundedQuery<{ owner: string; able: boolean }>(
+        admin,
+        `SELECT pg_get_userbyid(datdba) AS owner, coalesce((SELECT rolcanlogin AND (rolcreatedb OR rolsuper) FROM pg_roles WHERE oid = datdba), false) AS able
+           FROM pg_database WHERE datname = $1`,
+        GUARD_READ_BOUND_MS,
+        [target],
+      )
+    ).rows[0];
+    const owner = found?.owner ?? '?';
     throw new OperatorError(
-      `role "${role}" does not own target database "${target}" (owner "${owner}"), and replacing it means renaming it aside and dropping it: connect as "${owner}", have an admin run GRANT ${quoteIdent(owner)} TO ${quoteIdent(role)}, or restore into a new name`,
+      `role "${role}" does not own target database "${target}" (owner "${owner}"), and replacing it means renaming it aside and dropping it: ${found?.able ? `connect as "${owner}", ` : ''}have an admin run GRANT ${quoteIdent(owner)} TO ${quoteIdent(role)}, or restore into a new name`,
       2,
     );
   }

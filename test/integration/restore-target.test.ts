@@ -72,6 +72,33 @@ describe('restore target guards: the role can do what the restore will do, check
     await expect(checkTarget(admin, as(role), target, { force: true })).resolves.toEqual(expect.objectContaining({ exists: true }));
   });
 
+  it.each([
+    ['may log in but not create databases (an application role)', 'LOGIN', /^role "[^"]+" cannot create databases/],
+    ['may not log in (a group role)', 'NOLOGIN CREATEDB', /role "[^"]+" is not permitted to log in/],
+  ])("does not advise connecting as the target's owner when the owner %s: it could not rename the target either", async (_what, attributes, asOwner) => {
+    // Arrange: a target owned by such a role; a role that may create databases
+    const role = uniqueDatabaseName('creator');
+    const owner = uniqueDatabaseName('owner');
+    const target = uniqueDatabaseName('t_app_owned');
+    roles.push(role, owner);
+    databases.push(target);
+    psql(cluster, 'postgres', `CREATE ROLE ${role} LOGIN CREATEDB; CREATE ROLE ${owner} ${attributes}; CREATE DATABASE ${target} OWNER ${owner};`);
+    admin = await connectTo(as(role));
+
+    // Act
+    const error = await operatorErrorOf(checkTarget(admin, as(role), target, { force: true }));
+
+    // Assert
+    expect(error.message).toBe(
+      `role "${role}" does not own target database "${target}" (owner "${owner}"), and replacing it means renaming it aside and dropping it: have an admin run GRANT "${owner}" TO "${role}", or restore into a new name`,
+    );
+    expect(error.exitCode).toBe(2);
+    // What connecting as the owner meets.
+    const ownerAdmin = await connectTo(as(owner)).catch((e: unknown) => e as Error);
+    const refusal = ownerAdmin instanceof Error ? ownerAdmin : await operatorErrorOf(checkTarget(ownerAdmin, as(owner), target, { force: true })).finally(() => ownerAdmin.end());
+    expect(refusal.message).toMatch(asOwner);
+  });
+
   it('without --terminate-connections, does not offer it for a session this role may not end: it would be refused in turn', async () => {
     // Arrange: a role that owns the target, may create databases, and has no right to end another role's session
     const role = uniqueDatabaseName('owner');
