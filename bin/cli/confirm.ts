@@ -47,3 +47,13 @@ export function confirmer(
     }
   };
 }
+
+/**
+ * Whether a restore asks, at the swap, to end the sessions that connected to the target during the
+ * load instead of refusing them: only with an operator at the terminal to answer (standard input,
+ * and stderr where the question is shown), and not with --yes or --json, which a script passes:
+ * those runs are refused as the Lambda's are.
+ */
+export function asksAtSwap(opts: { readonly yes?: boolean; readonly json?: boolean }, stdin: { readonly isTTY?: boolean } = process.stdin, stderr: { readonly isTTY?: boolean } = process.stderr): boolean {
+  return opts.yes !== true && opts.json !== true && stdin.isTTY === true && stderr.isTTY === true;
+}

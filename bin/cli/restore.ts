@@ -7,7 +7,7 @@ import { durationSeconds } from '../../lambdas/shared/duration';
 import { backupAgeSeconds, countOf, takenAgo } from '../../lambdas/shared/format';
 import { quoteIdent, reopenDatabaseStatement } from '../../lambdas/shared/postgres';
 import { loadStatus, stderrProgress } from './progress';
-import { ConfirmationInterrupted, confirmer } from './confirm';
+import { asksAtSwap, ConfirmationInterrupted, confirmer } from './confirm';
 import { commandTempDir, exitCodeOf, interruptible, ownsStopSignals, sayWhileStarting } from './interrupt';
 import { latestDatabase, resolveBackupBucket, withBucketOptions } from './resolve';
 
@@ -130,6 +130,9 @@ export function registerRestoreCommands(program: Command): void {
         let stoppedDuringSwap: NodeJS.Signals | undefined;
         // From the swap's end (the restored copy in place) to the restore's: a stop has nothing left to stop.
         const doneAlready = (signal: NodeJS.Signals): string => `received ${signal} after the restore was done: nothing left to stop`;
+        // With --drop-replaced the swap ends with the drop of the database it replaced, if any: minutes, maybe.
+        const lasts = opts.dropReplaced ? 'a few statements, then the drop of the database it replaces, if any, which may take minutes' : 'a few statements, seconds at most';
+        const duringSwap = (signal: NodeJS.Signals): string => `received ${signal} during the swap: finishing it (${lasts}) before stopping: cut half-way, it would leave "${target}" missing`;
         const interrupt = interruptible(() => {
           // Quitting between the swap's two renames leaves the target missing: where its data is
           // comes first, as the next restore into it would say. A --terminate-connections swap has
@@ -178,9 +181,7 @@ export function registerRestoreCommands(program: Command): void {
             // the restore then ends with its result and the stop's exit code (below).
             onSwap: (underway) => {
               if (underway) {
-                // With --drop-replaced the swap ends with the drop of the database it replaced, if any: minutes, maybe.
-                const lasts = opts.dropReplaced ? 'a few statements, then the drop of the database it replaces, if any, which may take minutes' : 'a few statements, seconds at most';
-                interrupt.finishing((signal) => `received ${signal} during the swap: finishing it (${lasts}) before stopping: cut half-way, it would leave "${target}" missing`);
+                interrupt.finishing(duringSwap);
               } else {
                 stoppedDuringSwap = interrupt.received;
                 interrupt.finishing(doneAlready);
@@ -199,6 +200,21 @@ export function registerRestoreCommands(program: Command): void {
                     throw new OperatorError(`restore interrupted (Ctrl-C) while asking for the confirmation, before the restore began: nothing created; target "${target}" untouched`, 130);
                   });
                   if (!confirmed) throw new OperatorError(`restore: not confirmed, "${target}" untouched`, 1);
+                }
+              : undefined,
+            // A client that connected to the target during the load would cost the whole load: the
+            // operator at the terminal is asked instead. Any answer but yes (Ctrl-C, Ctrl-D, a stop
+            // signal) is a no: the refusal, exit 3, and the staging database dropped, as without the
+            // question. The swap has not begun: a stop meanwhile is not told it is let finish.
+            askEndSessions: asksAtSwap(opts)
+              ? async (who, count) => {
+                  const question = `target database "${target}" has ${countOf(count, 'connection')} opened during the restore (${who}); the restored copy ${staging} is loaded, its row counts checked, and waits to be swapped in: end ${count === 1 ? 'it' : 'them'} and swap now`;
+                  interrupt.finishing(undefined);
+                  try {
+                    return await confirmer(false)(question, undefined, interrupt.signal).catch(() => false);
+                  } finally {
+                    interrupt.finishing(duringSwap);
+                  }
                 }
               : undefined,
             onDownloadProgress: (bytes, total) => progress.meter('download', bytes, total),

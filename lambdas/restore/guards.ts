@@ -94,6 +94,24 @@ export function sessionsWho(sessions: readonly TargetSession[]): string {
   return sessions.length > named.length ? `${named.join(', ')} and ${sessions.length - named.length} more` : named.join(', ');
 }
 
+/** The distinct roles of some sessions. */
+const rolesOf = (sessions: readonly TargetSession[]): string[] => [...new Set(sessions.map((s) => s.role))];
+
+/** The refusal of a target with sessions, without --terminate-connections (before the download, and at the swap when nobody said to end them). */
+export function sessionsRefusal(target: string, sessions: readonly TargetSession[]): OperatorError {
+  // Offered only when it would end them all: for a session this role may not end, a restore with
+  // it is refused in turn (checkTarget), and the way out stays stopping the clients.
+  const unendable = sessions.filter((s) => !s.endable);
+  const terminate =
+    unendable.length === 0
+      ? ', or pass --terminate-connections'
+      : `; --terminate-connections would not end them all: this role may not end those of role(s) ${rolesOf(unendable).slice(0, 3).join(', ')}`;
+  return new OperatorError(
+    `target database "${target}" has ${sessions.length} open connection(s) (${sessionsWho(sessions)}): stop its clients (killswitch maintenance, scale the API/workers to 0)${terminate}`,
+    2,
+  );
+}
+
 /**
  * The sessions of a database that are somebody's: every backend but autovacuum workers. A rename or
  * drop of the database ends those itself (PostgreSQL signals them and waits up to 5 s), and a
@@ -192,20 +210,8 @@ async function checkTargetReads(admin: Client, connection: PgConnection, target:
   if (state.exists && state.contents.length > 0 && !guards.force) {
     throw new OperatorError(`target database "${target}" exists and is not empty (${state.contents.join(', ')}): pass --force to replace it, or restore into a new name`, 2);
   }
+  if (state.sessions.length > 0 && !guards.terminateConnections) throw sessionsRefusal(target, state.sessions);
   const unendable = state.sessions.filter((s) => !s.endable);
-  const rolesOf = (sessions: typeof unendable): string[] => [...new Set(sessions.map((s) => s.role))];
-  if (state.sessions.length > 0 && !guards.terminateConnections) {
-    // Offered only when it would end them all: for a session this role may not end, a restore with
-    // it is refused in turn (below), and the way out stays stopping the clients.
-    const terminate =
-      unendable.length === 0
-        ? ', or pass --terminate-connections'
-        : `; --terminate-connections would not end them all: this role may not end those of role(s) ${rolesOf(unendable).slice(0, 3).join(', ')}`;
-    throw new OperatorError(
-      `target database "${target}" has ${state.sessions.length} open connection(s) (${sessionsWho(state.sessions)}): stop its clients (killswitch maintenance, scale the API/workers to 0)${terminate}`,
-      2,
-    );
-  }
   if (unendable.length > 0) {
     // Only a superuser may end a superuser's session: pg_signal_backend does not reach it, and
     // advising that GRANT sent the operator back to the same refusal.

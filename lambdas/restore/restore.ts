@@ -89,6 +89,13 @@ export interface RestoreDeps extends CatalogDeps, SpaceCheck {
    * asked for a restore those guards refuse). Throws to stop: nothing is created before it.
    */
   readonly confirm?: (backup: { readonly manifestKey: string; readonly manifest: BackupManifest }) => Promise<void>;
+  /**
+   * Without terminateConnections, asks whether to end the sessions that connected to the target
+   * during the load, found at the swap (`who`: sessionsWho), the restored copy loaded and checked:
+   * true ends them as terminateConnections does, false refuses (exit 3). The CLI's question at a
+   * terminal. @default none: refused (swap.ts SwapOptions.askEndSessions)
+   */
+  readonly askEndSessions?: (who: string, count: number) => Promise<boolean>;
   /** Download progress: bytes received of the object's size. */
   readonly onDownloadProgress?: (bytes: number, total: number) => void;
   /**
@@ -339,7 +346,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     const swapStarted = performance.now();
     swapping = true;
     deps.onSwap?.(true);
-    const swapped = await swapIn(admin, deps.connection, staging, target, options, warn, { onAside: deps.onSwapAside, onClosed: deps.onTargetClosed, onDropping: deps.onDropReplaced, log });
+    const swapped = await swapIn(admin, deps.connection, staging, target, { ...options, askEndSessions: deps.askEndSessions }, warn, { onAside: deps.onSwapAside, onClosed: deps.onTargetClosed, onDropping: deps.onDropReplaced, log });
     deps.onSwap?.(false);
     stagingCreated = false;
     const swapSeconds = (performance.now() - swapStarted) / 1000;

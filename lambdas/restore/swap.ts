@@ -10,7 +10,7 @@ import { dropDatabaseStatement, quoteIdent, reopenDatabaseStatement } from '../s
 import { OperatorError, oneLine } from '../shared/errors';
 import { countOf } from '../shared/format';
 import type { PgConnection } from '../shared/pg-connection';
-import { checkTarget, CLIENT_SESSION, sessionsWho, TargetGuards } from './guards';
+import { checkTarget, CLIENT_SESSION, sessionsRefusal, sessionsWho, TargetGuards } from './guards';
 import { stagingName } from './leftovers';
 import { isRefusedStatement } from '../shared/pg-errors';
 import { AdminSession, boundedQuery, dropDatabase, NoAnswer, runOrUnsettled, SessionNotBack, SWAP_STATEMENT_BOUND_MS, Unsettled } from './session';
@@ -54,6 +54,14 @@ export interface SwapOptions extends TargetGuards {
    * meanwhile must not start a swap the Lambda's stop margin does not hold.
    */
   readonly signal?: AbortSignal;
+  /**
+   * Without terminateConnections, the sessions found in the target now (`who`: sessionsWho), after
+   * the whole load, are asked about instead of refused: true ends them as terminateConnections
+   * does, false refuses as the guards would. A stray client costs the operator who is watching a
+   * question, not the load. Absent (the Lambda, a script): refused. Sessions this role may not end
+   * are refused either way (asking would not help).
+   */
+  readonly askEndSessions?: (who: string, count: number) => Promise<boolean>;
 }
 
 /** What the swap did: `kept`, the database that holds what the target was before it (undefined when none is left). */
@@ -85,15 +93,23 @@ export async function swapIn(
   warn: (line: string) => void,
   hooks: SwapHooks = {},
 ): Promise<Swapped> {
-  const state = await checkTarget(await session.client(), connection, target, guards);
+  // A run that may ask has the guards let through the sessions this role may end (those it may not
+  // end are still refused): the answer ends them, or refuses them as the guards would have.
+  const ask = guards.terminateConnections ? undefined : guards.askEndSessions;
+  const state = await checkTarget(await session.client(), connection, target, { ...guards, terminateConnections: guards.terminateConnections || ask !== undefined });
+  let terminate = guards.terminateConnections === true;
+  if (ask !== undefined && state.sessions.length > 0) {
+    if (!(await ask(sessionsWho(state.sessions), state.sessions.length))) throw sessionsRefusal(target, state.sessions);
+    terminate = true;
+  }
   guards.signal?.throwIfAborted();
   const previous = state.exists ? stagingName(target, 'old') : undefined;
-  const reopenToo = guards.terminateConnections ? ` and ${reopenDatabaseStatement(target)}` : '';
+  const reopenToo = terminate ? ` and ${reopenDatabaseStatement(target)}` : '';
   // What an operator is told when a rename's answer is lost: where each copy may be, once it has ended.
   const unknown = (lost: string): string =>
     previous === undefined
       ? `${lost}: once it has ended there, look with SELECT datname FROM pg_database WHERE datname IN ('${target}', '${staging}'): if "${target}" exists and "${staging}" does not, the restored copy is in place; if "${staging}" still exists, it was not swapped in: ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)} puts it in; nothing was dropped`
-      : `${lost}: once it has ended there, look with SELECT datname FROM pg_database WHERE datname IN ('${target}', '${previous}', '${staging}'): if "${target}" is missing, its data is in "${previous}": put it back with ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}${reopenToo}, or put the restored copy "${staging}" in its place with ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)}; if "${target}" exists and "${staging}" does not, the restored copy is in place and "${previous}" is what "${target}" was; if "${target}" and "${staging}" both exist, nothing was swapped: ${guards.terminateConnections ? `${reopenDatabaseStatement(target)} reopens "${target}" to its clients, and ` : ''}${dropDatabaseStatement(staging, session.superuser)} removes the restored copy${guards.terminateConnections ? `; "${previous}" keeps the target's closed flag: ${reopenDatabaseStatement(previous)} reopens it to be read` : ''}; nothing was dropped`;
+      : `${lost}: once it has ended there, look with SELECT datname FROM pg_database WHERE datname IN ('${target}', '${previous}', '${staging}'): if "${target}" is missing, its data is in "${previous}": put it back with ALTER DATABASE ${quoteIdent(previous)} RENAME TO ${quoteIdent(target)}${reopenToo}, or put the restored copy "${staging}" in its place with ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(target)}; if "${target}" exists and "${staging}" does not, the restored copy is in place and "${previous}" is what "${target}" was; if "${target}" and "${staging}" both exist, nothing was swapped: ${terminate ? `${reopenDatabaseStatement(target)} reopens "${target}" to its clients, and ` : ''}${dropDatabaseStatement(staging, session.superuser)} removes the restored copy${terminate ? `; "${previous}" keeps the target's closed flag: ${reopenDatabaseStatement(previous)} reopens it to be read` : ''}; nothing was dropped`;
   const rename = (from: string, to: string): Promise<void> => {
     const sql = `ALTER DATABASE ${quoteIdent(from)} RENAME TO ${quoteIdent(to)}`;
     return runOrUnsettled(session, sql, unknown, (client) => boundedQuery(client, sql, SWAP_STATEMENT_BOUND_MS));
@@ -114,7 +130,7 @@ export async function swapIn(
   // With --terminate-connections the target is closed to connections first: whatever happens
   // next, it must be reopened under the target name, or the application cannot connect.
   const reopen = async (): Promise<string> =>
-    !guards.terminateConnections
+    !terminate
       ? ''
       : query(reopenDatabaseStatement(target)).then(
           () => {
@@ -124,12 +140,12 @@ export async function swapIn(
           (error: unknown) => `; it could not be reopened (${oneLine(error)}): run ${reopenDatabaseStatement(target)}`,
         );
   try {
-    if (guards.terminateConnections) {
+    if (terminate) {
       // Block reconnects, then end the sessions: the rename needs a database nobody is in. Who is
       // cut off goes to `warn`, not the progress log: ending other people's sessions on production
       // is kept for the audit after the incident (stderr off a terminal, the result's warnings,
       // logger.warn in Lambda), whether or not anyone watches the progress.
-      if (state.sessions.length > 0) warn(`swap: ending ${countOf(state.sessions.length, 'session')} in ${target} (--terminate-connections): ${sessionsWho(state.sessions)}`);
+      if (state.sessions.length > 0) warn(`swap: ending ${countOf(state.sessions.length, 'session')} in ${target} (${guards.terminateConnections ? '--terminate-connections' : 'answered yes at the question'}): ${sessionsWho(state.sessions)}`);
       hooks.onClosed?.(true);
       await query(`ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS false`);
       // Not autovacuum workers: the rename ends those, and terminating one is refused to a role that is not a superuser.
@@ -180,7 +196,7 @@ export async function swapIn(
   // space left behind. The session may need a new connection here (after a lost answer, or a server
   // that restarted), and taking the lock again may fail: that too is not a failed swap.
   if (!guards.dropReplaced) {
-    if (guards.terminateConnections) {
+    if (terminate) {
       await query(reopenDatabaseStatement(previous)).catch((error: unknown) =>
         warn(`could not reopen "${previous}", what "${target}" was before this restore, to connections (${oneLine(error)}): to read it, ${reopenDatabaseStatement(previous)}`),
       );

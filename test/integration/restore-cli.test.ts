@@ -1621,6 +1621,55 @@ describe('atmr-dr restore on the worst day', () => {
     }
   }, 180_000);
 
+  /**
+   * A restore over a target at a terminal, a worker connecting to the target during the load;
+   * `answer` is typed at the swap's question about it. The worker is the caller's to end.
+   */
+  async function restoreAskedAtSwap(answer: string): Promise<{ target: string; before: string; worker: Client; status: number | null; output: string }> {
+    const target = makeTarget();
+    const before = databaseDigest(cluster, target);
+    const worker = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
+    worker.on('error', () => undefined);
+    const run = runAtTerminal([process.execPath, path.join(ROOT, 'bin', 'atmr-dr.cjs'), 'restore', bigKey, '--target-db', target, '--force'], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env() },
+      prompt: 'and swap now [y/N] ',
+      answer,
+    });
+    await waitUntil({ stderr: () => '', exited: run }, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1 AND backend_type = 'client backend' AND query LIKE 'COPY %'", [`${target}_restore_%`]);
+    await worker.connect();
+    return { target, before, worker, ...(await run) };
+  }
+
+  it('at a terminal, a client that connects to the target during the load is asked about at the swap: yes ends it, named on the warning, and swaps the restored copy in', async () => {
+    const { target, worker, status, output } = await restoreAskedAtSwap('y');
+    try {
+      expect(output).toMatch(new RegExp(`target database "${target}" has 1 connection opened during the restore \\(pid \\d+ celery as ${cluster.user}[^)]*\\); the restored copy ${target}_restore_\\w+ is loaded, its row counts checked, and waits to be swapped in: end it and swap now \\[y/N\\] `));
+      expect(output).toMatch(new RegExp(`atmr-dr: warning: swap: ending 1 session in ${target} \\(answered yes at the question\\): pid \\d+ celery as ${cluster.user}`));
+      expect(status).toBe(0);
+      expect(psql(cluster, target, 'SELECT count(*) FROM ride')).toBe('400000');
+      await expect(worker.query('SELECT 1')).rejects.toThrow();
+    } finally {
+      await worker.end().catch(() => undefined);
+    }
+  }, 180_000);
+
+  it('at a terminal, Ctrl-C at the swap\'s question about a client that connected during the load is a no: the refusal found at swap time, exit 3, staging dropped, target untouched', async () => {
+    const { target, before, worker, status, output } = await restoreAskedAtSwap('\x03');
+    try {
+      expect(output).toContain('end it and swap now [y/N] ');
+      expect(status).toBe(3);
+      expect(output.trimEnd().split('\n').at(-1)).toMatch(
+        new RegExp(`^atmr-dr: target database "${target}" has 1 open connection\\(s\\) \\(pid \\d+ celery as ${cluster.user}[^)]*\\): .* \\(found at swap time, after the load: the restored copy was not swapped in, staging database ${target}_restore_\\w+ dropped; rerun the restore\\)\r?$`),
+      );
+      expect(databaseDigest(cluster, target)).toBe(before);
+      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+      await expect(worker.query('SELECT 1')).resolves.toBeDefined();
+    } finally {
+      await worker.end().catch(() => undefined);
+    }
+  }, 180_000);
+
   it('a connection cut as the server answers the swap\'s rename aside: the last line says the rename may still be running in the restore\'s session, what to look at once it has ended and where each copy may be, exit 1, nothing dropped', async () => {
     // Arrange: a proxy in front of the server that loses the answer to the rename aside
     const target = makeTarget();

@@ -525,6 +525,78 @@ describe('restore refusals leave the target untouched', () => {
     }
   });
 
+  it('a session that connects during the load, asked about at the swap and answered no: refused as without the question (exit 3), the staging database dropped', async () => {
+    // Arrange: a worker reconnects to the target while the backup loads
+    const target = makeTarget();
+    const session = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
+    let connecting: Promise<unknown> | undefined;
+    const log = (line: string): void => {
+      if (line.startsWith('load:')) connecting ??= session.connect();
+    };
+    const asked: [string, number][] = [];
+    const askEndSessions = async (who: string, count: number): Promise<boolean> => {
+      asked.push([who, count]);
+      return false;
+    };
+    try {
+      // Act / Assert
+      await expectRefused(
+        target,
+        async () => {
+          try {
+            return await restoreBackup(deps({ log, askEndSessions }), { ref: manifestKey, targetDb: target, force: true });
+          } finally {
+            await connecting;
+          }
+        },
+        /^target database ".*" has 1 open connection\(s\) \(pid \d+ celery as \S+ from \S+( socket)?\): .* \(found at swap time, after the load: the restored copy was not swapped in, staging database \S+_restore_\S+ dropped; rerun the restore\)$/,
+      );
+      expect(asked).toEqual([[expect.stringMatching(/^pid \d+ celery as /), 1]]);
+      await expect(session.query('SELECT 1')).resolves.toBeDefined();
+    } finally {
+      await session.end();
+    }
+  });
+
+  it('a session that connects during the load, asked about at the swap and answered yes: ended, named on the warning, and the restored copy swapped in', async () => {
+    // Arrange: a worker reconnects to the target while the backup loads
+    const target = makeTarget();
+    const session = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
+    session.on('error', () => undefined);
+    let connecting: Promise<unknown> | undefined;
+    const log = (line: string): void => {
+      if (line.startsWith('load:')) connecting ??= session.connect();
+    };
+    const asked: [string, number][] = [];
+    const warned: string[] = [];
+    const askEndSessions = async (who: string, count: number): Promise<boolean> => {
+      asked.push([who, count]);
+      return true;
+    };
+
+    // Act
+    const result = await restoreBackup(deps({ log, warn: (l) => warned.push(l), askEndSessions }), { ref: manifestKey, targetDb: target, force: true }).finally(() => connecting);
+
+    // Assert
+    expect(asked).toEqual([[expect.stringMatching(/^pid \d+ celery as /), 1]]);
+    expect(warned).toContain(`swap: ending 1 session in ${target} (answered yes at the question): ${asked[0][0]}`);
+    expect(result.replaced).toBe(true);
+    expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+    await expect(session.query('SELECT 1')).rejects.toThrow();
+    await session.end().catch(() => undefined);
+    // Closed for the swap, as with --terminate-connections: the copy kept is open again, to be read.
+    expect(psql(cluster, 'postgres', `SELECT datallowconn FROM pg_database WHERE datname = '${result.replacedKeptAs}'`)).toBe('t');
+  });
+
+  it('a target without sessions at the swap is not asked about', async () => {
+    const target = makeTarget();
+    const askEndSessions = (): Promise<boolean> => Promise.reject(new Error('asked with no session in the target'));
+
+    const result = await restoreBackup(deps({ askEndSessions }), { ref: manifestKey, targetDb: target, force: true });
+
+    expect(result.replaced).toBe(true);
+  });
+
   it('a rename refused at swap time (exit 1) says the restored copy was not swapped in and the target is untouched, and logs the staging drop before it waits', async () => {
     // Arrange: a session in the staging database from the start of the load: the swap's rename refuses it
     const target = uniqueDatabaseName('swap_refused');
