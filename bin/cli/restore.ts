@@ -192,8 +192,10 @@ export function registerRestoreCommands(program: Command): void {
             // download passed (no backup, a client connected: refused before anybody types), with
             // nothing created yet.
             confirm: opts.iUnderstandThisOverwritesProduction
-              ? async ({ manifestKey, manifest }) => {
-                  const question = `restore ${manifestKey} (backup ${takenAgo(manifest.startedAt)}) over database "${target}" on ${connection.host}:${connection.port}, ${opts.dropReplaced ? 'erasing what it holds' : 'replacing what it holds (kept beside it under another name)'}`;
+              ? async ({ manifestKey, manifest, targetExists }) => {
+                  // A dropped production (the database lost) is created: nothing is replaced or kept.
+                  const what = !targetExists ? 'which is missing: the restore creates it' : opts.dropReplaced ? 'erasing what it holds' : 'replacing what it holds (kept beside it under another name)';
+                  const question = `restore ${manifestKey} (backup ${takenAgo(manifest.startedAt)}) ${targetExists ? 'over' : 'into'} database "${target}" on ${connection.host}:${connection.port}, ${what}`;
                   const confirmed = await confirmer(opts.yes)(question, target, interrupt.signal).catch((error: unknown) => {
                     // Ctrl-C at the prompt (confirm.ts): the restore's own line, which names the target.
                     if (!(error instanceof ConfirmationInterrupted)) throw error;

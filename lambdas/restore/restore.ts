@@ -88,7 +88,7 @@ export interface RestoreDeps extends CatalogDeps, SpaceCheck {
    * CLI's confirmation of an overwrite of production: it names the backup and its age, and is not
    * asked for a restore those guards refuse). Throws to stop: nothing is created before it.
    */
-  readonly confirm?: (backup: { readonly manifestKey: string; readonly manifest: BackupManifest }) => Promise<void>;
+  readonly confirm?: (backup: { readonly manifestKey: string; readonly manifest: BackupManifest; readonly targetExists: boolean }) => Promise<void>;
   /**
    * Without terminateConnections, asks whether to end the sessions that connected to the target
    * during the load, found at the swap (`who`: sessionsWho), the restored copy loaded and checked:
@@ -230,7 +230,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // 2. The guards, before any download (they run again at swap time). Leftovers of a killed
     // restore first: a target missing because its data sits under `_old_` must not be recreated.
     await checkLeftovers(await admin.client(), target, warn);
-    await checkTarget(await admin.client(), deps.connection, target, options);
+    const { exists: targetExists } = await checkTarget(await admin.client(), deps.connection, target, options);
     // How a restore refused for an owner may be told to leave the owners out: never the plain SQL.
     const noOwnerOption = options.noOwnerOption === undefined ? '--no-owner' : options.noOwnerOption;
     const noOwnerAdvice = object.format === 'custom' && noOwnerOption !== null ? `pass ${noOwnerOption}` : undefined;
@@ -241,7 +241,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     log(`backup: ${manifestKey}, ${takenAgo(manifest.startedAt)}`);
     // The operator's time at the prompt is not the restore's: the RTO leaves it out.
     const promptStarted = performance.now();
-    await deps.confirm?.({ manifestKey, manifest });
+    await deps.confirm?.({ manifestKey, manifest, targetExists });
     const promptSeconds = (performance.now() - promptStarted) / 1000;
 
     // 3. Download and verify.

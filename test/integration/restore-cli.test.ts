@@ -374,6 +374,25 @@ describe('atmr-dr restore', () => {
     expect(databasesLike(cluster, `${target}_`)).toEqual([]);
   });
 
+  it('a dropped production is not said to be replaced at the confirmation: the question says the restore creates it (exit 2 without a terminal, nothing created)', async () => {
+    // Arrange: production's backup, then production dropped (the database lost)
+    const target = makeTarget();
+    const { manifestKey, manifest } = await writeFixtureBackup(s3, localS3.bucket, cluster, target, { tier: 'hourly' });
+    psql(cluster, 'postgres', `DROP DATABASE ${target}`);
+
+    // Act
+    const run = await atmrDr(['restore', manifestKey, '--target-db', target, '--i-understand-this-overwrites-production'], env({ PGDATABASE: target }));
+
+    // Assert
+    expect(run.status).toBe(2);
+    expect(run.stderr).toMatch(
+      new RegExp(
+        `^atmr-dr: restore ${manifestKey} \\(backup taken ${manifest.startedAt.replaceAll('.', '\\.')}, [^)]+ ago\\) into database "${target}" on ${cluster.host}:${cluster.port}, which is missing: the restore creates it needs confirmation: standard input is not a terminal; pass --yes to confirm\n$`,
+      ),
+    );
+    expect(databasesLike(cluster, target)).toEqual([]);
+  });
+
   it('at a terminal, overwriting production asks to type the database name, naming the backup latest is and its age: another answer changes nothing and creates nothing (exit 1), the name restores', async () => {
     // Arrange: production's latest backup was taken 3 hours ago
     const prod = uniqueDatabaseName('rcli_prod');
