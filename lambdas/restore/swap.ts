@@ -96,11 +96,15 @@ export async function swapIn(
   // A run that may ask has the guards let through the sessions this role may end (those it may not
   // end are still refused): the answer ends them, or refuses them as the guards would have.
   const ask = guards.terminateConnections ? undefined : guards.askEndSessions;
-  const state = await checkTarget(await session.client(), connection, target, { ...guards, terminateConnections: guards.terminateConnections || ask !== undefined });
+  let state = await checkTarget(await session.client(), connection, target, { ...guards, terminateConnections: guards.terminateConnections || ask !== undefined });
   let terminate = guards.terminateConnections === true;
   if (ask !== undefined && state.sessions.length > 0) {
     if (!(await ask(sessionsWho(state.sessions), state.sessions.length))) throw sessionsRefusal(target, state.sessions);
     terminate = true;
+    // The answer may have taken minutes, and clients may have connected meanwhile: the target is read
+    // again, so that the warning names every session the swap ends, and one this role may not end
+    // is refused before the target is closed or any session ended.
+    state = await checkTarget(await session.client(), connection, target, { ...guards, terminateConnections: true });
   }
   guards.signal?.throwIfAborted();
   const previous = state.exists ? stagingName(target, 'old') : undefined;

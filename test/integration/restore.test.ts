@@ -588,6 +588,35 @@ describe('restore refusals leave the target untouched', () => {
     expect(psql(cluster, 'postgres', `SELECT datallowconn FROM pg_database WHERE datname = '${result.replacedKeptAs}'`)).toBe('t');
   });
 
+  it('a session that connects while the swap question waits for its answer is named on the warning too: the target is read again after the yes', async () => {
+    // Arrange: a worker reconnects during the load; a second one while the operator reads the question
+    const target = makeTarget();
+    const worker = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
+    const late = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'atmr-api' });
+    worker.on('error', () => undefined);
+    late.on('error', () => undefined);
+    let connecting: Promise<unknown> | undefined;
+    const log = (line: string): void => {
+      if (line.startsWith('load:')) connecting ??= worker.connect();
+    };
+    const warned: string[] = [];
+    const askEndSessions = async (): Promise<boolean> => {
+      await late.connect();
+      return true;
+    };
+
+    // Act
+    const result = await restoreBackup(deps({ log, warn: (l) => warned.push(l), askEndSessions }), { ref: manifestKey, targetDb: target, force: true }).finally(() => connecting);
+
+    // Assert
+    expect(warned).toContainEqual(expect.stringMatching(new RegExp(`^swap: ending 2 sessions in ${target} \\(answered yes at the question\\): pid \\d+ (celery|atmr-api) as .*, pid \\d+ (celery|atmr-api) as `)));
+    expect(warned.join('\n')).toContain('atmr-api');
+    expect(result.replaced).toBe(true);
+    expect(databaseDigest(cluster, target)).toBe(sourceDigest);
+    await worker.end().catch(() => undefined);
+    await late.end().catch(() => undefined);
+  });
+
   it('a target without sessions at the swap is not asked about', async () => {
     const target = makeTarget();
     const askEndSessions = (): Promise<boolean> => Promise.reject(new Error('asked with no session in the target'));
