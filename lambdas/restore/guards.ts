@@ -237,7 +237,7 @@ async function checkTargetReads(admin: Client, connection: PgConnection, target:
         ? `or connect as a superuser (${superusers.slice(0, 3).join(', ')} ${superusers.length === 1 ? 'is one' : 'are superusers'}, and only a superuser may end a superuser's session; on RDS no role you can connect as is one, the master user included)`
         : `connect as a role that may end them (a superuser; on RDS, the master user), or ${grant}`;
     throw new OperatorError(
-      `target database "${target}" has ${unendable.length} open connection(s) of role(s) ${rolesOf(unendable).slice(0, 3).join(', ')} that role "${role}" may not end (--terminate-connections): stop those clients first (killswitch maintenance, scale the API/workers to 0), ${way}`,
+      `target database "${target}" has ${unendable.length} open connection(s) of role(s) ${rolesOf(unendable).slice(0, 3).join(', ')} that role "${role}" may not end (pg_terminate_backend): stop those clients first (killswitch maintenance, scale the API/workers to 0), ${way}`,
       2,
     );
   }

@@ -321,7 +321,7 @@ describe('restoring over a target as a role that is not a superuser', () => {
       // Assert
       expect(error?.exitCode).toBe(2);
       expect(error?.message).toBe(
-        'target database "guarded" has 1 open connection(s) of role(s) app that role "restorer" may not end (--terminate-connections): stop those clients first (killswitch maintenance, scale the API/workers to 0), connect as a role that may end them (a superuser; on RDS, the master user), or have an admin run GRANT pg_signal_backend TO "restorer"',
+        'target database "guarded" has 1 open connection(s) of role(s) app that role "restorer" may not end (pg_terminate_backend): stop those clients first (killswitch maintenance, scale the API/workers to 0), connect as a role that may end them (a superuser; on RDS, the master user), or have an admin run GRANT pg_signal_backend TO "restorer"',
       );
       expect(lines.filter((l) => l.startsWith('download:'))).toEqual([]);
       expect(psql(cluster, 'postgres', "SELECT count(*) FROM pg_stat_activity WHERE datname = 'guarded' AND usename = 'app'")).toBe('1');
@@ -343,7 +343,7 @@ describe('restoring over a target as a role that is not a superuser', () => {
       // Assert
       expect(error?.exitCode).toBe(2);
       expect(error?.message).toBe(
-        'target database "superguarded" has 1 open connection(s) of role(s) postgres that role "restorer" may not end (--terminate-connections): stop those clients first (killswitch maintenance, scale the API/workers to 0), or connect as a superuser (postgres is one, and only a superuser may end a superuser\'s session; on RDS no role you can connect as is one, the master user included)',
+        'target database "superguarded" has 1 open connection(s) of role(s) postgres that role "restorer" may not end (pg_terminate_backend): stop those clients first (killswitch maintenance, scale the API/workers to 0), or connect as a superuser (postgres is one, and only a superuser may end a superuser\'s session; on RDS no role you can connect as is one, the master user included)',
       );
       expect(lines.filter((l) => l.startsWith('download:'))).toEqual([]);
     } finally {

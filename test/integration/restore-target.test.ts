@@ -159,7 +159,7 @@ describe('restore target guards: the role can do what the restore will do, check
 
         // Assert
         expect(error.message).toBe(
-          `target database "${target}" has 1 open connection(s) of role(s) ${app} that role "${role}" may not end (--terminate-connections): stop those clients first (killswitch maintenance, scale the API/workers to 0), connect as a role that may end them (a superuser; on RDS, the master user), or have an admin run ${fix.replace('%s', role)}`,
+          `target database "${target}" has 1 open connection(s) of role(s) ${app} that role "${role}" may not end (pg_terminate_backend): stop those clients first (killswitch maintenance, scale the API/workers to 0), connect as a role that may end them (a superuser; on RDS, the master user), or have an admin run ${fix.replace('%s', role)}`,
         );
         expect(error.exitCode).toBe(2);
         // The application's session was not ended. Counted by its pid: a count of every session in the target
