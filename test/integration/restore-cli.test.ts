@@ -1045,6 +1045,21 @@ function pgRestorePidsLoading(database: string): number[] {
  * The built CLI (bin/atmr-dr.cjs running dist/, `npm run build`) in the background: one node
  * process, so a signal sent to it reaches the CLI itself.
  */
+/**
+ * Resolves once `signal` is no longer pending for process `pid` (/proc/PID/status SigPnd and
+ * ShdPnd): delivered to its handler. A standard signal sent again while one is pending is lost.
+ */
+async function signalDelivered(pid: number, signal: NodeJS.Signals): Promise<void> {
+  const bit = 1n << BigInt(os.constants.signals[signal] - 1);
+  for (let i = 0; i < 500; i += 1) {
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    const pending = ['SigPnd', 'ShdPnd'].map((field) => BigInt(`0x${new RegExp(`^${field}:\\s*([0-9a-f]+)$`, 'm').exec(status)![1]}`));
+    if (pending.every((mask) => (mask & bit) === 0n)) return;
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  throw new Error(`${signal} still pending for pid ${pid} after 500 looks`);
+}
+
 function startCli(args: string[], extra: Record<string, string | undefined> = {}): { child: ChildProcess; stdout: () => string; stderr: () => string; exited: Promise<number | null> } {
   // A variable given as undefined is unset (BACKUP_BUCKET, for the bucket to be looked up in the stacks).
   const environment = Object.entries({ PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env(), ...extra }).filter(([, v]) => v !== undefined);
@@ -1314,8 +1329,10 @@ describe('atmr-dr restore on the worst day', () => {
     try {
       await waitUntil(run, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1 AND backend_type = 'client backend' AND query LIKE 'COPY %'", [`${target}_restore_%`]);
 
-      // Act
+      // Act: the second once the kernel has delivered the first (two pending SIGINTs are one signal:
+      // on a loaded machine the process may not run within the 5 ms), then 5 ms apart at least
       run.child.kill('SIGINT');
+      await signalDelivered(run.child.pid!, 'SIGINT');
       await new Promise((resolve) => setTimeout(resolve, 5));
       run.child.kill('SIGINT');
       const status = await run.exited;
