@@ -31,6 +31,12 @@ export type BackupRoles = z.infer<typeof BackupRolesSchema>;
  * all on the bootstrap superuser, `postgres` or RDS's `rdsadmin`, whatever it owns), so such a
  * role is never listed: it exists on any server of the same kind. Neither are the database's own
  * owner and grants (dbid 0, a shared object's), which the manifest's databaseProperties holds.
+ * Left out, since pg_dump writes no name for them and a restore without the role succeeds: the
+ * owner of an extension and of its member objects (pg_dump writes CREATE EXTENSION, which makes
+ * them the restoring role's; on RDS the master user creates extensions, and a new server's may
+ * have another name), and a temporary table, sequence or view (relpersistence 't') some session
+ * holds while the backup runs, which pg_dump never dumps. A grant on an extension member stays
+ * listed: pg_dump writes it (GRANT ... ON FUNCTION digest(text, text) TO r), seen on PostgreSQL 15.
  */
 export async function readBackupRoles(query: (sql: string) => Promise<{ rows: unknown[] }>): Promise<BackupRoles> {
   const { rows } = await query(
@@ -39,6 +45,9 @@ export async function readBackupRoles(query: (sql: string) => Promise<{ rows: un
        FROM pg_shdepend s JOIN pg_roles r ON r.oid = s.refobjid
       WHERE s.refclassid = 'pg_authid'::regclass AND s.deptype IN ('o', 'a', 'r')
         AND s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+        AND NOT (s.deptype = 'o' AND (s.classid = 'pg_extension'::regclass
+                 OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = s.classid AND d.objid = s.objid AND d.deptype = 'e')))
+        AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE s.classid = 'pg_class'::regclass AND c.oid = s.objid AND c.relpersistence = 't')
       GROUP BY r.rolname ORDER BY r.rolname`,
   );
   return BackupRolesSchema.parse(rows);

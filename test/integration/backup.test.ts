@@ -1,4 +1,5 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { Client } from 'pg';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -282,6 +283,67 @@ describe('atmr-dr backup (integration)', () => {
     } finally {
       dropDatabase(db);
       psql(cluster, 'postgres', [runner, owner, reader, policy, forRole, defaults].map((r) => `DROP ROLE ${r};`).join(' '));
+    }
+  });
+
+  it('leaves out the owner of extensions and of their member objects (pg_dump writes no owner for them), and lists the grantees of their members (pg_dump writes those grants)', async () => {
+    // Arrange: a superuser other than the bootstrap one (a master user) creates the extensions, so
+    // that it owns them and each of their functions and views, and nothing else
+    const cluster = testCluster();
+    const client = createS3Client(s3.env);
+    const db = uniqueDatabaseName('bk_ext');
+    const [runner, creator, caller, viewer] = ['runner', 'creator', 'caller', 'viewer'].map((r) => `${db}_${r}`);
+    created.push(db);
+    createDatabase(db, 'CREATE TABLE orders (id int); INSERT INTO orders VALUES (1);');
+    psql(cluster, 'postgres', `CREATE ROLE ${runner} LOGIN; GRANT pg_read_all_data TO ${runner}; CREATE ROLE ${creator} SUPERUSER; CREATE ROLE ${caller}; CREATE ROLE ${viewer};`);
+    psql(
+      cluster,
+      db,
+      `SET ROLE ${creator}; CREATE EXTENSION pgcrypto; CREATE EXTENSION pg_buffercache; RESET ROLE;
+       GRANT EXECUTE ON FUNCTION digest(text, text) TO ${caller}; GRANT SELECT ON pg_buffercache TO ${viewer};`,
+    );
+
+    try {
+      // Act
+      const result = await runBackup({ s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: runner, database: db } }, { tier: 'hourly', formats: ['custom'] });
+
+      // Assert
+      const expected = [
+        { name: caller, use: 'grants' },
+        { name: viewer, use: 'grants' },
+      ];
+      expect(result.manifest.roles).toEqual(expected);
+      expect(BackupManifestSchema.parse(await getJson(client, s3.bucket, result.manifestKey)).roles).toEqual(expected);
+    } finally {
+      dropDatabase(db);
+      psql(cluster, 'postgres', [runner, creator, caller, viewer].map((r) => `DROP ROLE ${r};`).join(' '));
+    }
+  });
+
+  it("leaves out the role of another session's temporary table held while the backup runs (pg_dump never dumps it)", async () => {
+    // Arrange
+    const cluster = testCluster();
+    const client = createS3Client(s3.env);
+    const db = uniqueDatabaseName('bk_temp');
+    const [runner, reporting] = ['runner', 'reporting'].map((r) => `${db}_${r}`);
+    created.push(db);
+    createDatabase(db, 'CREATE TABLE orders (id int); INSERT INTO orders VALUES (1);');
+    psql(cluster, 'postgres', `CREATE ROLE ${runner} LOGIN; GRANT pg_read_all_data TO ${runner}; CREATE ROLE ${reporting} LOGIN;`);
+    const session = new Client({ host: cluster.host, port: cluster.port, user: reporting, database: db });
+    await session.connect();
+
+    try {
+      await session.query('CREATE TEMPORARY TABLE scratch (id serial, note text)');
+
+      // Act
+      const result = await runBackup({ s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: runner, database: db } }, { tier: 'hourly', formats: ['custom'] });
+
+      // Assert
+      expect(result.manifest.roles).toEqual([]);
+    } finally {
+      await session.end();
+      dropDatabase(db);
+      psql(cluster, 'postgres', `DROP ROLE ${runner}; DROP ROLE ${reporting};`);
     }
   });
 

@@ -605,6 +605,22 @@ describe('a manifest that lists the roles the backup names (a new server without
     expect(owners('listed_ghost')).toBe('booking:postgres,rider:postgres');
   }, 60_000);
 
+  it('an extension whose creator the server lacks (another master user): not refused, restored, the extension the restoring role\'s', async () => {
+    // Arrange: the creator owns the extension and its functions, nothing else, and is gone
+    psql(cluster, 'postgres', 'CREATE ROLE extmaker SUPERUSER; CREATE DATABASE extsrc OWNER app');
+    psql(cluster, 'extsrc', "SET ROLE extmaker; CREATE EXTENSION pgcrypto; SET ROLE app; CREATE TABLE secret (id int, hash bytea); INSERT INTO secret VALUES (1, digest('a', 'sha256'));");
+    const { manifestKey } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'extsrc', { tier: 'weekly', roles: true });
+    psql(cluster, 'postgres', 'DROP DATABASE extsrc; DROP ROLE extmaker');
+
+    // Act
+    const run = await watchedRestore(manifestKey, 'listed_ext');
+
+    // Assert
+    expect(run.error).toBeUndefined();
+    expect(psql(cluster, 'listed_ext', "SELECT hash = digest('a', 'sha256') FROM secret")).toBe('t');
+    expect(psql(cluster, 'listed_ext', "SELECT pg_get_userbyid(extowner) FROM pg_extension WHERE extname = 'pgcrypto'")).toBe('postgres');
+  }, 60_000);
+
   it('a manifest without the list (taken before backups recorded it) is not checked: downloaded, then refused by the load as before', async () => {
     // Act
     const run = await watchedRestore(missingBackup, 'unlisted_target');
