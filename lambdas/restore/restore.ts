@@ -450,6 +450,5 @@ function inTime(ms: number): string {
 
 function abortReason(signal: AbortSignal): string {
   const reason: unknown = signal.reason;
-  if (reason instanceof Error) return reason.name === 'TimeoutError' ? 'timed out' : oneLine(reason);
-  return reason === undefined ? 'aborted' : String(reason);
+  return reason instanceof Error && reason.name === 'TimeoutError' ? 'timed out' : oneLine(reason);
 }
