@@ -100,6 +100,20 @@ describe('row count sessions', () => {
     expect(rows).toBe(manifest.tables.reduce((sum, t) => sum + t.rows, 0));
   });
 
+  it('a table the manifest lists and the restored copy lacks is named as missing, beside the tables whose counts differ, and the target is said untouched', async () => {
+    // Arrange: the manifest lists a table the database does not have, and one count off by one
+    const [first, ...rest] = manifest.tables;
+    const listed: BackupManifest = { ...manifest, tables: [{ ...first, rows: first.rows + 1 }, ...rest, { schema: 'public', name: 'ghost_bookings', rows: 7 }] };
+
+    // Act
+    const checked = checkRowCounts({ ...connection, database: source }, listed, manifestKey, 2);
+
+    // Assert
+    await expect(checked).rejects.toThrow(
+      `restored data differs from manifest ${manifestKey}: ${[`${first.schema}.${first.name} has ${first.rows} rows, manifest ${first.rows + 1}`, 'public.ghost_bookings is missing'].sort().join('; ')}; the target was not touched`,
+    );
+  });
+
   it('ends the session it opened when another one fails to connect, and says why', async () => {
     // Arrange: the second connection refused
     const opened: Client[] = [];
