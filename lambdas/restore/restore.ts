@@ -180,7 +180,11 @@ export interface RestoreResult {
   /** Every warning the restore gave (also given to RestoreDeps.warn as it came), e.g. a copy read-only for the application. */
   readonly warnings: readonly string[];
   readonly timings: RestoreTimings;
-  /** Wall time of the whole restore (resolve, download, load, check, swap), seconds, but the time at the confirmation prompt. */
+  /**
+   * Wall time of the whole restore (resolve, download, load, check, swap), seconds, but the
+   * operator's time at the confirmation prompt and at the swap question: the tool's time, what the
+   * restore test measures (it asks neither), not how long someone took to answer.
+   */
   readonly rtoSeconds: number;
 }
 
@@ -346,10 +350,23 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     const swapStarted = performance.now();
     swapping = true;
     deps.onSwap?.(true);
-    const swapped = await swapIn(admin, deps.connection, staging, target, { ...options, askEndSessions: deps.askEndSessions }, warn, { onAside: deps.onSwapAside, onClosed: deps.onTargetClosed, onDropping: deps.onDropReplaced, log });
+    // The operator's time at the swap question is not the restore's either, as the prompt's.
+    let questionSeconds = 0;
+    const ask = deps.askEndSessions;
+    const askEndSessions =
+      ask &&
+      (async (who: string, count: number): Promise<boolean> => {
+        const asked = performance.now();
+        try {
+          return await ask(who, count);
+        } finally {
+          questionSeconds += (performance.now() - asked) / 1000;
+        }
+      });
+    const swapped = await swapIn(admin, deps.connection, staging, target, { ...options, askEndSessions }, warn, { onAside: deps.onSwapAside, onClosed: deps.onTargetClosed, onDropping: deps.onDropReplaced, log });
     deps.onSwap?.(false);
     stagingCreated = false;
-    const swapSeconds = (performance.now() - swapStarted) / 1000;
+    const swapSeconds = (performance.now() - swapStarted) / 1000 - questionSeconds;
     log(`restored ${manifestKey} into ${target}`);
 
     return {
@@ -365,7 +382,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       rowsRestored,
       warnings,
       timings: { downloadSeconds: download.seconds, restoreSeconds, verifySeconds, swapSeconds },
-      rtoSeconds: (performance.now() - started) / 1000 - promptSeconds,
+      rtoSeconds: (performance.now() - started) / 1000 - promptSeconds - questionSeconds,
     };
   } catch (error) {
     // A lost answer, or a target left missing: the staging database may be the copy the target

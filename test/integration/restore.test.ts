@@ -588,6 +588,31 @@ describe('restore refusals leave the target untouched', () => {
     expect(psql(cluster, 'postgres', `SELECT datallowconn FROM pg_database WHERE datname = '${result.replacedKeptAs}'`)).toBe('t');
   });
 
+  it("leaves the operator's time at the swap question out of the RTO and of the swap's seconds", async () => {
+    // Arrange: a worker reconnects to the target while the backup loads; the operator takes 3 s to answer yes
+    const target = makeTarget();
+    const session = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
+    session.on('error', () => undefined);
+    let connecting: Promise<unknown> | undefined;
+    const log = (line: string): void => {
+      if (line.startsWith('load:')) connecting ??= session.connect();
+    };
+    const askEndSessions = () => new Promise<boolean>((resolve) => setTimeout(() => resolve(true), 3_000));
+    const started = performance.now();
+
+    // Act
+    const result = await restoreBackup(deps({ log, askEndSessions }), { ref: manifestKey, targetDb: target, force: true }).finally(() => connecting);
+    const wallSeconds = (performance.now() - started) / 1000;
+
+    // Assert
+    await session.end().catch(() => undefined);
+    expect(result.replaced).toBe(true);
+    expect(wallSeconds - result.rtoSeconds).toBeGreaterThanOrEqual(2.9);
+    expect(result.timings.swapSeconds).toBeLessThan(2.9);
+    const t = result.timings;
+    expect(result.rtoSeconds).toBeGreaterThanOrEqual(t.downloadSeconds + t.restoreSeconds + t.verifySeconds + t.swapSeconds);
+  });
+
   it('a session that connects while the swap question waits for its answer is named on the warning too: the target is read again after the yes', async () => {
     // Arrange: a worker reconnects during the load; a second one while the operator reads the question
     const target = makeTarget();
