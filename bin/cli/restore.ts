@@ -178,13 +178,16 @@ export function registerRestoreCommands(program: Command): void {
             onTargetClosed: (isClosed) => (closed = isClosed),
             // The swap is not stopped (cut half-way, the target is missing): a stop that comes during
             // it, which would hear nothing for seconds, is told at once that it waits for the swap;
-            // the restore then ends with its result and the stop's exit code (below).
-            onSwap: (underway) => {
-              if (underway) {
+            // the restore then ends with its result and the stop's exit code (below). A swap that
+            // failed is over: a stop during the staging drop that follows is one like any other.
+            onSwap: (state) => {
+              if (state === 'underway') {
                 interrupt.finishing(duringSwap);
-              } else {
+              } else if (state === 'done') {
                 stoppedDuringSwap = interrupt.received;
                 interrupt.finishing(doneAlready);
+              } else {
+                interrupt.finishing(undefined);
               }
             },
             // Overwriting production cannot be undone: asked once the backup is known (which one

@@ -73,11 +73,13 @@ export interface RestoreDeps extends CatalogDeps, SpaceCheck {
    */
   readonly onTargetClosed?: (closed: boolean) => void;
   /**
-   * true just before the swap starts, false once it ended with the restored copy in place: the
-   * swap does not stop for an abort (cut half-way, it would leave the target missing), and a CLI
-   * interrupted meanwhile says at once that it finishes it first.
+   * 'underway' just before the swap starts, 'done' once it ended with the restored copy in place:
+   * the swap does not stop for an abort (cut half-way, it would leave the target missing), and a
+   * CLI interrupted meanwhile says at once that it finishes it first. 'failed' once it failed saying
+   * what it left (a guard refusing at swap time, the target put back), before the staging database
+   * is dropped: a stop during that drop stops a cleanup, not a swap.
    */
-  readonly onSwap?: (underway: boolean) => void;
+  readonly onSwap?: (state: 'underway' | 'done' | 'failed') => void;
   /**
    * With dropReplaced: the database the swap drops once the restored copy is in place, and the
    * statement that drops it for the restoring role, just before that drop (minutes, maybe).
@@ -349,7 +351,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     log(`swap: ${staging} -> ${target}`);
     const swapStarted = performance.now();
     swapping = true;
-    deps.onSwap?.(true);
+    deps.onSwap?.('underway');
     // The operator's time at the swap question is not the restore's either, as the prompt's.
     let questionSeconds = 0;
     const ask = deps.askEndSessions;
@@ -364,7 +366,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
         }
       });
     const swapped = await swapIn(admin, deps.connection, staging, target, { ...options, askEndSessions }, warn, { onAside: deps.onSwapAside, onClosed: deps.onTargetClosed, onDropping: deps.onDropReplaced, log });
-    deps.onSwap?.(false);
+    deps.onSwap?.('done');
     stagingCreated = false;
     const swapSeconds = (performance.now() - swapStarted) / 1000 - questionSeconds;
     log(`restored ${manifestKey} into ${target}`);
@@ -391,6 +393,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
       const interrupted = signal?.aborted ? `restore interrupted (${abortReason(signal)}): ` : '';
       throw new Unsettled(`${interrupted}${swapping ? 'swap stopped after the load: ' : ''}${error.message}`, signal?.aborted ? 130 : error.exitCode);
     }
+    if (swapping) deps.onSwap?.('failed');
     // The staging database goes first, so that the line below says what is left.
     let cleanup = 'no staging database was created';
     if (stagingCreated) {

@@ -1657,6 +1657,49 @@ describe('atmr-dr restore on the worst day', () => {
     }
   }, 180_000);
 
+  it.each([
+    ['SIGTERM', 143],
+    ['SIGINT', 130],
+  ] as const)('%s while the staging database is dropped after the swap-time refusal is a stop of that cleanup, not of a swap: no line saying the swap finishes first, the interrupted line, exit %d, target untouched', async (signal, code) => {
+    // Arrange: a restore over an existing target whose swap is refused (a worker connected during the
+    // load); a lock of the test's own on the staging database (COMMENT ON DATABASE in an open
+    // transaction) keeps the drop that follows the refusal waiting
+    const target = makeTarget();
+    const before = databaseDigest(cluster, target);
+    const run = startCli(['restore', bigKey, '--target-db', target, '--force']);
+    const worker = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: target, application_name: 'celery' });
+    worker.on('error', () => undefined);
+    const locker = testClient({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    await locker.connect();
+    try {
+      await waitUntil(run, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname LIKE $1 AND backend_type = 'client backend' AND query LIKE 'COPY %'", [`${target}_restore_%`]);
+      const [staging] = databasesLike(cluster, `${target}_restore_`);
+      await worker.connect();
+      await locker.query('BEGIN');
+      await locker.query(`COMMENT ON DATABASE "${staging}" IS 'held by the test'`);
+      await waitUntil(run, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1", [`DROP DATABASE IF EXISTS "${staging}"%`]);
+
+      // Act: the stop while the drop waits; the lock is let go once a line said at once would be out
+      run.child.kill(signal);
+      await signalDelivered(run.child.pid!, signal);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await locker.query('ROLLBACK');
+      const status = await run.exited;
+
+      // Assert
+      expect(run.stderr()).not.toMatch(/finishing it|during the swap/);
+      expect(run.stderr().trimEnd().split('\n')).toEqual([`atmr-dr: restore interrupted (received ${signal}): staging database ${staging} dropped; target "${target}" untouched`]);
+      expect(status).toBe(code);
+      expect(databaseDigest(cluster, target)).toBe(before);
+      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+    } finally {
+      run.child.kill('SIGKILL');
+      await locker.end().catch(() => undefined);
+      await worker.end().catch(() => undefined);
+      for (const name of databasesLike(cluster, `${target}_`)) psql(cluster, 'postgres', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    }
+  }, 180_000);
+
   /**
    * A restore over a target at a terminal, a worker connecting to the target during the load;
    * `answer` is typed at the swap's question about it. The worker is the caller's to end.
