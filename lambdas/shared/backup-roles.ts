@@ -34,8 +34,13 @@ export type BackupRoles = z.infer<typeof BackupRolesSchema>;
  * Left out, since pg_dump writes no name for them and a restore without the role succeeds: the
  * owner of an extension and of its member objects (pg_dump writes CREATE EXTENSION, which makes
  * them the restoring role's; on RDS the master user creates extensions, and a new server's may
- * have another name), and a temporary table, sequence or view (relpersistence 't') some session
- * holds while the backup runs, which pg_dump never dumps. A grant on an extension member stays
+ * have another name), and every object in a temporary schema (pg_temp_N) and every grant on one:
+ * a temporary table, sequence or view, but also a function, type, domain, operator, collation...
+ * that any session may create there (CREATE FUNCTION pg_temp.f() ...) and holds while the backup
+ * runs, or that a crashed session left behind. pg_dump dumps no pg_temp_N schema's objects (seen
+ * on PostgreSQL 15), so nothing in the dump names their roles. A temporary relation's TOAST table
+ * (pg_toast_temp_N) records no owner. An object dropped while this query reads has no schema left
+ * (pg_identify_object gives NULL) and stays counted. A grant on an extension member stays
  * listed: pg_dump writes it (GRANT ... ON FUNCTION digest(text, text) TO r), seen on PostgreSQL 15.
  */
 export async function readBackupRoles(query: (sql: string) => Promise<{ rows: unknown[] }>): Promise<BackupRoles> {
@@ -47,7 +52,7 @@ export async function readBackupRoles(query: (sql: string) => Promise<{ rows: un
         AND s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
         AND NOT (s.deptype = 'o' AND (s.classid = 'pg_extension'::regclass
                  OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = s.classid AND d.objid = s.objid AND d.deptype = 'e')))
-        AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE s.classid = 'pg_class'::regclass AND c.oid = s.objid AND c.relpersistence = 't')
+        AND coalesce((pg_identify_object(s.classid, s.objid, s.objsubid)).schema !~ '^pg_temp_', true)
       GROUP BY r.rolname ORDER BY r.rolname`,
   );
   return BackupRolesSchema.parse(rows);

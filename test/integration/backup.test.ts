@@ -320,30 +320,38 @@ describe('atmr-dr backup (integration)', () => {
     }
   });
 
-  it("leaves out the role of another session's temporary table held while the backup runs (pg_dump never dumps it)", async () => {
-    // Arrange
+  it("leaves out the roles of another session's temporary objects held while the backup runs, a table, a function, types and a grant on one (pg_dump never dumps them)", async () => {
+    // Arrange: a session holds, in its temporary schema, a table, a function it grants to another role, an enum and a domain
     const cluster = testCluster();
     const client = createS3Client(s3.env);
     const db = uniqueDatabaseName('bk_temp');
-    const [runner, reporting] = ['runner', 'reporting'].map((r) => `${db}_${r}`);
+    const [runner, reporting, caller] = ['runner', 'reporting', 'caller'].map((r) => `${db}_${r}`);
     created.push(db);
     createDatabase(db, 'CREATE TABLE orders (id int); INSERT INTO orders VALUES (1);');
-    psql(cluster, 'postgres', `CREATE ROLE ${runner} LOGIN; GRANT pg_read_all_data TO ${runner}; CREATE ROLE ${reporting} LOGIN;`);
+    psql(cluster, 'postgres', `CREATE ROLE ${runner} LOGIN; GRANT pg_read_all_data TO ${runner}; CREATE ROLE ${reporting} LOGIN; CREATE ROLE ${caller};`);
     const session = new Client({ host: cluster.host, port: cluster.port, user: reporting, database: db });
     await session.connect();
 
     try {
-      await session.query('CREATE TEMPORARY TABLE scratch (id serial, note text)');
+      await session.query(
+        `CREATE TEMPORARY TABLE scratch (id serial, note text);
+         CREATE FUNCTION pg_temp.shift(int) RETURNS int LANGUAGE sql AS 'SELECT $1 + 1';
+         GRANT EXECUTE ON FUNCTION pg_temp.shift(int) TO ${caller};
+         CREATE TYPE pg_temp.mood AS ENUM ('ok'); CREATE DOMAIN pg_temp.positive AS int CHECK (VALUE > 0);`,
+      );
+      const dump = execFileSync('pg_dump', ['-d', db], { env: { ...process.env, ...cluster.env }, encoding: 'utf8' });
 
       // Act
       const result = await runBackup({ s3: client, bucket: s3.bucket, connection: { host: cluster.host, port: cluster.port, user: runner, database: db } }, { tier: 'hourly', formats: ['custom'] });
 
-      // Assert
+      // Assert: neither role is in the dump, so a server without them restores it
+      expect(dump).not.toContain(reporting);
+      expect(dump).not.toContain(caller);
       expect(result.manifest.roles).toEqual([]);
     } finally {
       await session.end();
       dropDatabase(db);
-      psql(cluster, 'postgres', `DROP ROLE ${runner}; DROP ROLE ${reporting};`);
+      psql(cluster, 'postgres', `DROP ROLE ${runner}; DROP ROLE ${reporting}; DROP ROLE ${caller};`);
     }
   });
 
