@@ -1,12 +1,14 @@
 /**
  * The restore's steps (restore.ts): catalog -> guards and leftovers -> download -> archive -> load
  * -> check -> properties -> swap. This is the guards, checked before any download: the
- * target's name, production and the system databases, a non-empty target, its sessions, and what
- * the role may do. They read and refuse; they create, drop or change nothing (swap.ts runs
- * checkTarget again at the swap). What a killed restore left is leftovers.ts'.
+ * target's name, production and the system databases, a non-empty target, its sessions, what
+ * the role may do, and the roles the backup names. They read and refuse; they create, drop or
+ * change nothing (swap.ts runs checkTarget again at the swap). What a killed restore left is
+ * leftovers.ts'.
  */
 
 import type { Client } from 'pg';
+import type { BackupRoles, RoleUse } from '../shared/backup-roles';
 import { quoteIdent } from '../shared/postgres';
 import { OperatorError } from '../shared/errors';
 import { countOf } from '../shared/format';
@@ -309,4 +311,51 @@ export function cannotCreateDatabases(role: string): OperatorError {
     `role "${role}" cannot create databases, and a restore loads into a new staging database before it swaps it in: have an admin run ALTER ROLE ${quoteIdent(role)} CREATEDB, or connect as a role that has it (on RDS, the master user)`,
     2,
   );
+}
+
+/**
+ * Refuses, before anything is downloaded or created, a server that lacks a role the manifest says
+ * the backup names (backup-roles.ts): one bounded read of pg_roles (GUARD_READ_BOUND_MS), which
+ * costs seconds where the load's own refusal comes after the download, or, for a role only
+ * default privileges name, after the whole load. With noOwner, a role that only owns objects is
+ * not needed. A manifest without the list (taken before backups recorded it) is not checked: the
+ * load names the missing roles then.
+ */
+export async function checkRoles(
+  admin: Client,
+  roles: BackupRoles | undefined,
+  input: { readonly manifestKey: string; readonly restorer: string; readonly noOwner?: boolean; readonly noOwnerAdvice?: string; readonly untouched: string },
+): Promise<void> {
+  const needed = (roles ?? []).filter((r) => !input.noOwner || r.use === 'grants');
+  if (needed.length === 0) return;
+  const { rows } = await stopOnNoAnswer(
+    () =>
+      boundedQuery<{ name: string }>(
+        admin,
+        'SELECT name FROM unnest($1::text[]) AS r(name) WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r.name)',
+        GUARD_READ_BOUND_MS,
+        [needed.map((r) => r.name)],
+        'the read of which roles the backup names this server lacks (pg_roles)',
+      ),
+    (why) => `cannot check that this server has the roles ${input.manifestKey} names: ${why}, then rerun the restore; nothing was downloaded or created: ${input.untouched}`,
+  );
+  if (rows.length === 0) return;
+  const missing = new Map(needed.filter((r) => rows.some((row) => row.name === r.name)).map((r) => [r.name, r.use]));
+  throw new OperatorError(`cannot restore ${input.manifestKey} here: ${missingRolesLine(missing, input.restorer, input.noOwnerAdvice, false)}; nothing was downloaded or created; ${input.untouched}`, 2);
+}
+
+/**
+ * The roles a backup names that this server lacks, each with its use, and what creates them (the
+ * same line from checkRoles and from the load's refusal, load.ts), with --no-owner
+ * (`noOwnerAdvice`, for `restorer`) offered when every one only owns objects: it leaves out the
+ * owners, never a GRANT. `fromLoad`: pg_restore found them, which names only the first
+ * missing role of an object's grants (one command), so pg_dumpall's line says it brings the others.
+ */
+export function missingRolesLine(missing: ReadonlyMap<string, RoleUse>, restorer: string, noOwnerAdvice: string | undefined, fromLoad: boolean): string {
+  const names = [...missing.keys()].sort();
+  const named = names.map((r) => `"${r}" (${missing.get(r)})`).join(', ');
+  const create = names.map((r) => `CREATE ROLE ${quoteIdent(r)}`).join('; ');
+  const others = fromLoad ? ', which also brings the roles of a grant that names several: PostgreSQL names the first missing one only' : '';
+  const noOwner = noOwnerAdvice && names.every((r) => missing.get(r) === 'owner') ? `, or ${noOwnerAdvice} to have the objects owned by "${restorer}"` : '';
+  return `the backup names ${names.length === 1 ? 'a role' : `${names.length} roles`} this server does not have: ${named}; roles are not in a pg_dump: create them first as on the source server (${create}; or pg_dumpall --roles-only there, run here${others})${noOwner}, then restore again`;
 }

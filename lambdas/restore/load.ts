@@ -4,15 +4,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { type Readable, pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import type { Client } from 'pg';
-import type { BackupRoles, RoleUse } from '../shared/backup-roles';
+import type { RoleUse } from '../shared/backup-roles';
 import { firstError, isErrorLine, pgToolPath, quoteIdent } from '../shared/postgres';
 import { OperatorError, oneLine } from '../shared/errors';
 import type { BackupObject } from '../shared/manifest';
 import { libpqEnv, PgConnection } from '../shared/pg-connection';
 import { parseToolVersion, type PgVersion, toolVersion } from '../backup/pg-tools';
 import { badBackupFix } from './download';
-import { boundedQuery, GUARD_READ_BOUND_MS, stopOnNoAnswer } from './session';
+import { missingRolesLine } from './guards';
 
 /**
  * Loads a verified local file into a database: `pg_restore` pre-data, then data and post-data
@@ -169,52 +168,6 @@ function loadFailure(result: ToolResult, missing: ReadonlyMap<string, RoleUse>, 
   const first = firstError(result.stderr);
   if (missing.size === 0) return new OperatorError(`pg_restore failed (exit ${result.code}): ${first}${ownerFix(first, input, input.backupOwner ?? failedOwnerTo(result.stderr))}; the target was not touched`);
   return new OperatorError(`pg_restore stopped ${when}: ${missingRolesLine(missing, input.connection.user, input.noOwnerAdvice, true)}; the target was not touched`, 2);
-}
-
-/**
- * Refuses, before anything is downloaded or created, a server that lacks a role the manifest says
- * the backup names (backup-roles.ts): one bounded read of pg_roles (GUARD_READ_BOUND_MS), which
- * costs seconds where the load's own refusal comes after the download, or, for a role only
- * default privileges name, after the whole load. With noOwner, a role that only owns objects is
- * not needed. A manifest without the list (taken before backups recorded it) is not checked: the
- * load names the missing roles then.
- */
-export async function checkRoles(
-  admin: Client,
-  roles: BackupRoles | undefined,
-  input: { readonly manifestKey: string; readonly restorer: string; readonly noOwner?: boolean; readonly noOwnerAdvice?: string; readonly untouched: string },
-): Promise<void> {
-  const needed = (roles ?? []).filter((r) => !input.noOwner || r.use === 'grants');
-  if (needed.length === 0) return;
-  const { rows } = await stopOnNoAnswer(
-    () =>
-      boundedQuery<{ name: string }>(
-        admin,
-        'SELECT name FROM unnest($1::text[]) AS r(name) WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r.name)',
-        GUARD_READ_BOUND_MS,
-        [needed.map((r) => r.name)],
-        'the read of which roles the backup names this server lacks (pg_roles)',
-      ),
-    (why) => `cannot check that this server has the roles ${input.manifestKey} names: ${why}, then rerun the restore; nothing was downloaded or created: ${input.untouched}`,
-  );
-  if (rows.length === 0) return;
-  const missing = new Map(needed.filter((r) => rows.some((row) => row.name === r.name)).map((r) => [r.name, r.use]));
-  throw new OperatorError(`cannot restore ${input.manifestKey} here: ${missingRolesLine(missing, input.restorer, input.noOwnerAdvice, false)}; nothing was downloaded or created; ${input.untouched}`, 2);
-}
-
-/**
- * The roles a backup names that this server lacks, each with its use, and what creates them, with
- * --no-owner (`noOwnerAdvice`, for `restorer`) offered when every one only owns objects: it leaves
- * out the owners, never a GRANT. `fromLoad`: pg_restore found them, which names only the first
- * missing role of an object's grants (one command), so pg_dumpall's line says it brings the others.
- */
-function missingRolesLine(missing: ReadonlyMap<string, RoleUse>, restorer: string, noOwnerAdvice: string | undefined, fromLoad: boolean): string {
-  const names = [...missing.keys()].sort();
-  const named = names.map((r) => `"${r}" (${missing.get(r)})`).join(', ');
-  const create = names.map((r) => `CREATE ROLE ${quoteIdent(r)}`).join('; ');
-  const others = fromLoad ? ', which also brings the roles of a grant that names several: PostgreSQL names the first missing one only' : '';
-  const noOwner = noOwnerAdvice && names.every((r) => missing.get(r) === 'owner') ? `, or ${noOwnerAdvice} to have the objects owned by "${restorer}"` : '';
-  return `the backup names ${names.length === 1 ? 'a role' : `${names.length} roles`} this server does not have: ${named}; roles are not in a pg_dump: create them first as on the source server (${create}; or pg_dumpall --roles-only there, run here${others})${noOwner}, then restore again`;
 }
 
 /**
