@@ -108,6 +108,22 @@ export async function loadBackup(input: LoadInput): Promise<void> {
       const result = await runTool(pgRestore, [...noOwner, ...args, '-d', input.database, input.file], { env, signal: input.signal, onStderrLines: missing.read });
       if (result.code !== 0) throw loadFailure(result, missing.roles, input, when);
     };
+    // Schema public is made by CREATE DATABASE (PostgreSQL 15: the database owner's), so the archive
+    // holds only its grants, e.g. GRANT CREATE ON SCHEMA public TO app: the usual way to let the
+    // application's role create its tables in a database another role (RDS's master user) owns.
+    // pg_restore runs grants in its last pass, after giving each object to its owner, and a role
+    // that is not a superuser may give an object in public only to a role that may create there:
+    // each such restore failed at the load's start ("permission denied for schema public"). Run
+    // first, the archive's own grant entry puts public as the backup has it (again in the last
+    // pass: GRANT and REVOKE are idempotent). The entry's line in the archive's table of contents:
+    // `<id>; 0 0 ACL - SCHEMA public <owner>`; a schema "public x" has one more word, not matched.
+    const toc = await runTool(pgRestore, ['--list', input.file], { env: toolEnv(undefined), signal: input.signal });
+    const publicGrants = toc.stdout.split('\n').filter((line) => /^\d+; \d+ \d+ ACL - SCHEMA public \S+$/.test(line));
+    if (publicGrants.length > 0) {
+      const list = path.join(path.dirname(input.file), 'public-grants.list');
+      fs.writeFileSync(list, `${publicGrants.join('\n')}\n`);
+      await run(['--use-list', list], 'before the data');
+    }
     await run(['--section=pre-data'], 'before the data');
     await run(['--section=data', '--section=post-data', '--exit-on-error', '-j', String(input.jobs ?? os.availableParallelism())], 'after the data');
     return;
@@ -189,7 +205,8 @@ function failedOwnerTo(stderr: string): string | undefined {
  * that role (PostgreSQL 16 says "must be able to SET ROLE"), or the server has no such role (a new
  * server: roles are not in a pg_dump). '' for any other failure.
  */
-function ownerFix(line: string, { connection: { user: restorer }, newTarget, noOwnerAdvice }: LoadInput, knownOwner: string | undefined): string {
+function ownerFix(line: string, input: LoadInput, knownOwner: string | undefined): string {
+  const { connection: { user: restorer }, newTarget, noOwnerAdvice } = input;
   const you = quoteIdent(restorer);
   const orNoOwner = noOwnerAdvice ? `, or ${noOwnerAdvice} to have them owned by "${restorer}"` : '';
   // PostgreSQL 15: only the database's owner may create in public, and giving an object in public
@@ -201,6 +218,11 @@ function ownerFix(line: string, { connection: { user: restorer }, newTarget, noO
   // no failed statement).
   if (newTarget !== undefined && /permission denied for schema public/.test(line)) {
     return ` (the new database is owned by "${restorer}", and only its owner may create in its schema public, so "${restorer}", not a superuser, cannot give the backup's objects to their owner: create the database empty for that owner first (CREATE DATABASE ${quoteIdent(newTarget)} OWNER ${knownOwner === undefined ? "<the backup's owner>" : quoteIdent(knownOwner)}) and restore into it${noOwnerAdvice ? `, restore as a superuser, or ${noOwnerAdvice}` : ', or restore as a superuser'})`;
+  }
+  // The plain SQL runs in its order, schema public's grants at its end: the custom archive's
+  // load gives them first (loadBackup).
+  if (input.format === 'plain' && /permission denied for schema public/.test(line)) {
+    return ` (the backup grants CREATE on schema public to the objects' owner, which the plain SQL does only at its end, after giving them their objects: restore the custom format (without --format plain), whose load gives those grants first, or restore as a superuser)`;
   }
   const notMember = /must be (?:member of role|able to SET ROLE) "(.+?)"/.exec(line);
   if (notMember) {

@@ -270,6 +270,53 @@ describe('a restore keeps the owners of the backup', () => {
   }, 60_000);
 });
 
+describe("a database of the restoring role's whose tables app owns through GRANT CREATE ON SCHEMA public TO app (PostgreSQL 15's usual setup under RDS's master user)", () => {
+  let grantedBackup: string;
+  const publicGrants = (database: string): string => psql(cluster, database, "SELECT nspacl::text FROM pg_namespace WHERE nspname = 'public'");
+  const deps = () => ({ s3, bucket: localS3.bucket, connection: connection('member'), jobs: 2 });
+
+  beforeAll(async () => {
+    // public is the database owner's; app creates in it by a grant, not by owning the database
+    psql(cluster, 'postgres', 'CREATE DATABASE grantedsrc OWNER member');
+    psql(cluster, 'grantedsrc', 'GRANT CREATE ON SCHEMA public TO app; SET ROLE app; CREATE TABLE booking (id int PRIMARY KEY); CREATE TABLE rider (id int); INSERT INTO booking SELECT generate_series(1, 30);');
+    ({ manifestKey: grantedBackup } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'grantedsrc', { tier: 'monthly', pointers: 'none' }));
+  });
+
+  it('restores as that owner (not a superuser, a member of app) over it and into a new name: tables app\'s, public\'s grants as backed up', async () => {
+    // Arrange
+    psql(cluster, 'postgres', 'CREATE DATABASE granted_over OWNER member');
+    psql(cluster, 'granted_over', 'CREATE TABLE old_stuff (id int); INSERT INTO old_stuff VALUES (1);');
+
+    // Act
+    const over = await restoreBackup(deps(), { ref: grantedBackup, targetDb: 'granted_over', force: true });
+    const fresh = await restoreBackup(deps(), { ref: grantedBackup, targetDb: 'granted_new' });
+
+    // Assert
+    expect([over.replaced, fresh.replaced]).toEqual([true, false]);
+    for (const target of ['granted_over', 'granted_new']) {
+      expect(owners(target)).toBe('booking:app,rider:app');
+      expect(databaseOwner(target)).toBe('member');
+      expect(publicGrants(target)).toBe(publicGrants('grantedsrc'));
+      expect(psql(as('app'), target, 'CREATE TABLE public.migration_0042 (id int); SELECT count(*) FROM booking')).toBe('30');
+    }
+  }, 60_000);
+
+  it('with --format plain, whose SQL grants on public only at its end: fails the load, one line naming the custom format as the way; staging dropped, the target untouched', async () => {
+    // Arrange
+    psql(cluster, 'postgres', 'CREATE DATABASE granted_plain OWNER member');
+    psql(cluster, 'granted_plain', 'CREATE TABLE old_stuff (id int); INSERT INTO old_stuff VALUES (1);');
+
+    // Act
+    const error = (await restoreBackup(deps(), { ref: grantedBackup, targetDb: 'granted_plain', force: true, format: 'plain' }).catch((e: unknown) => e)) as OperatorError;
+
+    // Assert
+    expect(error.message).toMatch(/^psql failed \(exit 3\): .*permission denied for schema public \(.*restore the custom format \(without --format plain\), whose load gives those grants first, or restore as a superuser\); the target was not touched/);
+    expect(error.exitCode).toBe(1);
+    expect(psql(cluster, 'granted_plain', 'SELECT count(*) FROM old_stuff')).toBe('1');
+    expect(databasesLike(cluster, 'granted_plain_')).toEqual([]);
+  }, 60_000);
+});
+
 describe('a role that may not give the objects to their owners', () => {
   it.each([
     ['custom', /^atmr-dr: pg_restore failed \(exit 1\): pg_restore: error: could not execute query: ERROR: must be member of role "app" /m, ', or pass --no-owner to have them owned by "restorer"'],
