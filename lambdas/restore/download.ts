@@ -331,7 +331,8 @@ function s3Error(deps: CatalogDeps, object: BackupObject, start: number, error: 
   if (isNotFound(error)) {
     return new BadObjectError(`object s3://${deps.bucket}/${object.key} named by the manifest is missing`, 'missing');
   }
-  // 416: the range starts past the end, so the stored object is shorter than the manifest says.
-  if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 416) return sizeMismatch(object, `fewer than ${start}`);
+  // 416: the range starts at or past the end, so the stored object holds at most `start` bytes (S3
+  // answers any range of an empty object so: the first part's is then 0).
+  if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 416) return sizeMismatch(object, start === 0 ? 0 : `at most ${start}`);
   return new OperatorError(`cannot download s3://${deps.bucket}/${object.key}: ${oneLine(error)}; retry, and check the endpoint, the network and s3:GetObject/kms:Decrypt rights`);
 }

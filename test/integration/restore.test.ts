@@ -17,6 +17,7 @@ import { RestoreDeps, restoreBackup, stagingName } from '../../lambdas/restore/r
 import { GoodObject, verifyBackup } from '../../lambdas/restore/verify';
 import { testCluster, uniqueDatabaseName, testClient } from '../support/cluster';
 import { startCuttingProxy } from '../support/cutting-proxy';
+import { startRefusingS3 } from '../support/refusing-s3';
 import { writeFakePgRestore } from '../support/fake-pg-restore';
 import { psql, startAgain, startPostgres, stopFast, stopPostgres } from '../support/postgres';
 import { startResettingS3 } from '../support/resetting-s3';
@@ -320,6 +321,41 @@ describe('restore refusals leave the target untouched', () => {
     const target = makeTarget();
 
     await expectRefused(target, () => restoreBackup(deps(), { ref: backup.manifestKey, targetDb: target, force: true }), /is \d+ bytes, the manifest says \d+: .*truncated/);
+  });
+
+  it('refuses an object stored empty that the manifest says is not (its ranged GET answered 416, as S3 answers any range of an empty object) in one line saying it is 0 bytes, naming the key and the other copy; nothing left in the download directory', async () => {
+    // Arrange: the custom archive stored as 0 bytes, its manifest unchanged; S3 answers a range of
+    // an empty object 416 InvalidRange (s3rver answers 206 "bytes 0-0/0"), which the proxy does for
+    // it; a download directory of the test's own
+    const backup = await freshBackup();
+    const manifest = JSON.parse((await objectBytes(backup.manifestKey)).toString('utf8')) as { objects: { key: string; bytes: number }[] };
+    const bytes = manifest.objects.find((o) => o.key === backup.custom)!.bytes;
+    await putObject(backup.custom, Buffer.alloc(0));
+    const proxy = await startRefusingS3(localS3, (method, url) => method === 'GET' && decodeURIComponent(url.pathname) === `/${localS3.bucket}/${backup.custom}`, 416, 'InvalidRange');
+    const target = makeTarget();
+    const tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atmr-dr-empty-object-'));
+    const before = databaseDigest(cluster, target);
+
+    try {
+      // Act
+      const error = await restoreBackup(deps({ s3: createS3Client({ ...localS3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint }), tempDir }), { ref: backup.manifestKey, targetDb: target, force: true }).then(
+        () => undefined,
+        (e: unknown) => e as OperatorError,
+      );
+
+      // Assert
+      expect(bytes).toBeGreaterThan(0);
+      expect(error?.message).toBe(
+        `object ${backup.custom} is 0 bytes, the manifest says ${bytes}: the stored object is truncated or altered; restore this backup only with --format plain, or choose another backup (atmr-dr backups list)`,
+      );
+      expect(error?.exitCode).toBe(1);
+      expect(fs.readdirSync(tempDir)).toEqual([]);
+      expect(databaseDigest(cluster, target)).toBe(before);
+      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+    } finally {
+      await proxy.stop();
+      fs.rmSync(tempDir, { recursive: true, force: true });
+    }
   });
 
   it('reports pg_restore failing during the load (object intact), and drops the staging database', async () => {
