@@ -264,6 +264,56 @@ describe('the swap is bounded: a lock held elsewhere or a server that stops answ
     }
   }, 60_000);
 
+  it("a rename in refused and the way back refused too (sessions in the restored copy and in what the target was): Unsettled, saying where the target's data is and the ALTER DATABASE ... RENAME that puts it back, which does; nothing dropped", async () => {
+    // Arrange: a session in the staging database makes the rename in fail; a client that connects to
+    // the target's data under its set-aside name, once renamed, makes the way back fail too
+    const { target, staging } = targetAndStaging('t_noway');
+    const session = await openAdminSession(connection, 'postgres', target);
+    const inStaging = testClient({ ...connection, database: staging });
+    await inStaging.connect();
+    let aside = '';
+    let inAside: Client | undefined;
+    let connecting: Promise<void> | undefined;
+    const onAside = (previous: string): void => {
+      aside = previous;
+      connecting = (async () => {
+        for (const until = Date.now() + 15_000; Date.now() < until; await new Promise((resolve) => setTimeout(resolve, 50))) {
+          const client = testClient({ ...connection, database: previous });
+          if (await client.connect().then(() => true, () => false)) {
+            inAside = client;
+            return;
+          }
+        }
+      })();
+    };
+    try {
+      // Act
+      const error = await operatorErrorOf(swapIn(session, connection, staging, target, { force: true }, () => undefined, { onAside }));
+      await connecting;
+
+      // Assert
+      expect(inAside).toBeDefined();
+      expect(error).toBeInstanceOf(Unsettled);
+      expect(error.exitCode).toBe(1);
+      expect(error.message).toBe(
+        `cannot rename the restored database to "${target}" (database "${staging}" is being accessed by other users), nor put the previous one back (database "${aside}" is being accessed by other users): ` +
+          `"${target}" is missing and its data is in "${aside}": ALTER DATABASE "${aside}" RENAME TO "${target}"; the restored copy "${staging}" was kept: ALTER DATABASE "${staging}" RENAME TO "${target}" puts it in instead`,
+      );
+      // Nothing dropped: the target's data under its set-aside name, the restored copy beside it.
+      expect(psql(cluster, 'postgres', `SELECT datname FROM pg_database WHERE datname LIKE '${target}%' ORDER BY datname`)).toBe(`${aside}\n${staging}`);
+      expect(psql(cluster, aside, 'SELECT id FROM keep_me')).toBe('7');
+      // The statement the line gives puts the target back, once its clients are gone.
+      await inAside?.end();
+      psql(cluster, 'postgres', `ALTER DATABASE "${aside}" RENAME TO "${target}"`);
+      expect(psql(cluster, target, 'SELECT id FROM keep_me')).toBe('7');
+    } finally {
+      await inAside?.end().catch(() => undefined);
+      await inStaging.end();
+      await session.end();
+      dropAll(target);
+    }
+  }, 60_000);
+
   it.each([
     ["its first read, on the restore's session", /FROM pg_database WHERE datname = \$1/, () => 'SELECT 1 FROM pg_database WHERE datname = $1', true],
     ['the read of what it holds, on a connection to it', /WITH ns AS/, (target: string) => `the read of what "${target}" holds (its catalogs, on a connection to it)`, false],
