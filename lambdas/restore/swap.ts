@@ -132,14 +132,15 @@ export async function swapIn(
     return { replaced: false };
   }
   // With --terminate-connections the target is closed to connections first: whatever happens
-  // next, it must be reopened under the target name, or the application cannot connect.
+  // next, it must be reopened under the target name, or the application cannot connect. The line
+  // says it was: the operator saw its sessions ended, and a target left closed is an outage.
   const reopen = async (): Promise<string> =>
     !terminate
       ? ''
       : query(reopenDatabaseStatement(target)).then(
           () => {
             hooks.onClosed?.(false);
-            return '';
+            return ', open to connections again';
           },
           (error: unknown) => `; it could not be reopened (${oneLine(error)}): run ${reopenDatabaseStatement(target)}`,
         );

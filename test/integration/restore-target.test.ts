@@ -314,6 +314,41 @@ describe('the swap is bounded: a lock held elsewhere or a server that stops answ
     }
   }, 60_000);
 
+  it('with --terminate-connections, a rename aside refused (a lock held on the target) reopens the target it had closed, and the line says so: one line, the target untouched and open, its ended session named', async () => {
+    // Arrange: an application session in the target, which the swap ends; another session holds
+    // the target's database lock (a COMMENT in an open transaction), so that the rename aside is refused
+    const { target, staging } = targetAndStaging('t_closedlock');
+    const app = testClient({ ...connection, database: target, application_name: 'atmr-api' });
+    await app.connect();
+    const holder = testClient(connection);
+    await holder.connect();
+    const session = await openAdminSession(connection, 'postgres', target);
+    const warnings: string[] = [];
+    const closed: boolean[] = [];
+    try {
+      await holder.query(`BEGIN; COMMENT ON DATABASE ${target} IS 'held by a test'`);
+
+      // Act
+      const error = await operatorErrorOf(swapIn(session, connection, staging, target, { force: true, terminateConnections: true }, (line) => warnings.push(line), { onClosed: (c) => closed.push(c) }));
+
+      // Assert
+      expect(error).not.toBeInstanceOf(Unsettled);
+      expect(error.exitCode).toBe(1);
+      expect(error.message).toBe(`cannot take "${target}" out of the way (canceling statement due to lock timeout); target "${target}" untouched, open to connections again: stop its clients and retry`);
+      expect(warnings).toEqual([expect.stringMatching(new RegExp(`^swap: ending 1 session in ${target} \\(--terminate-connections\\): pid \\d+ atmr-api as `))]);
+      expect(closed).toEqual([true, false]);
+      expect(psql(cluster, 'postgres', `SELECT datname || ':' || datallowconn FROM pg_database WHERE datname LIKE '${target}%' ORDER BY datname`)).toBe(`${target}:true\n${staging}:true`);
+      await holder.query('ROLLBACK');
+      expect(psql(cluster, target, 'SELECT id FROM keep_me')).toBe('7');
+    } finally {
+      await session.end();
+      await holder.end();
+      await app.end().catch(() => undefined);
+      psql(cluster, 'postgres', `ALTER DATABASE ${target} ALLOW_CONNECTIONS true`);
+      dropAll(target);
+    }
+  }, 60_000);
+
   it.each([
     ["its first read, on the restore's session", /FROM pg_database WHERE datname = \$1/, () => 'SELECT 1 FROM pg_database WHERE datname = $1', true],
     ['the read of what it holds, on a connection to it', /WITH ns AS/, (target: string) => `the read of what "${target}" holds (its catalogs, on a connection to it)`, false],
