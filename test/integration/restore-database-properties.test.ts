@@ -3,6 +3,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { Client } from 'pg';
 import { createS3Client } from '../../lambdas/shared/aws';
 import { restoreBackup } from '../../lambdas/restore/restore';
+import type { OperatorError } from '../../lambdas/shared/errors';
 import { warnIfReadOnly } from '../../lambdas/restore/properties';
 import { PostgresCluster, psql, startPostgres, stopPostgres } from '../support/postgres';
 import { LocalS3, startLocalS3 } from '../support/s3';
@@ -215,6 +216,69 @@ describe("a restore over an existing database keeps what that database has set o
       await looker.end();
     }
   }, 60_000);
+
+  it("fails before the swap when the server refuses one of the target's grants to the copy (a lock another session holds on it): one line naming the statement, the target as it was, the staging database dropped", async () => {
+    // Arrange: a target locked down by its grants alone (no connection limit, no comment: the first
+    // statement the restore gives the copy is the REVOKE ... FROM PUBLIC of its grants); as soon as
+    // the staging database exists, a test session updates its pg_database row in an open
+    // transaction, so that the REVOKE waits for it until the session's lock_timeout refuses it; the
+    // test session lets go once the restore has gone on to drop the staging database
+    const target = appTarget('atmr_grant_refused');
+    psql(cluster, 'postgres', `REVOKE CONNECT, TEMPORARY ON DATABASE ${target} FROM PUBLIC; GRANT CONNECT ON DATABASE ${target} TO reader;`);
+    const before = properties(target);
+    const holder = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    // pg_stat_activity is read once per transaction: the looks go through a session of their own.
+    const looker = new Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: 'postgres' });
+    for (const client of [holder, looker]) client.on('error', () => undefined);
+    await holder.connect();
+    await looker.connect();
+    let held: Promise<unknown> | undefined;
+    let staging = '';
+    try {
+      const lines: string[] = [];
+      const log = (line: string): void => {
+        lines.push(line);
+        const loading = /^load: .+ into staging database (\S+)$/.exec(line);
+        if (loading) {
+          staging = loading[1];
+          held = holder.query(`BEGIN; ALTER DATABASE "${staging}" CONNECTION LIMIT 7`);
+        }
+      };
+      const waiting = async (statement: string): Promise<boolean> =>
+        (await looker.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1", [statement])).rows.length > 0;
+
+      // Act
+      let settled = false;
+      const restoring = restoreBackup({ s3, bucket: localS3.bucket, connection: connection('postgres'), jobs: 2, log }, { ref: backup, targetDb: target, force: true }).then(
+        () => undefined,
+        (error: unknown) => error as Error,
+      ).finally(() => (settled = true));
+      let revokeWaited = false;
+      for (let waited = 0; waited < 45_000 && !settled; waited += 50) {
+        revokeWaited ||= held !== undefined && (await waiting('REVOKE ALL ON DATABASE%FROM PUBLIC'));
+        if (revokeWaited && (await waiting('DROP DATABASE%'))) break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      await held;
+      await holder.query('ROLLBACK');
+      const error = await restoring;
+
+      // Assert
+      expect(revokeWaited).toBe(true);
+      expect(error?.message).toBe(
+        `cannot give the restored copy what "${target}" has set on itself: REVOKE ALL ON DATABASE "${staging}" FROM PUBLIC failed (canceling statement due to lock timeout): rerun the restore; target "${target}" untouched`,
+      );
+      expect((error as OperatorError | undefined)?.exitCode).toBe(1);
+      expect(lines).toContain(`staging database ${staging} dropped`);
+      expect(databasesLike(cluster, `${target}_`)).toEqual([]);
+      expect(properties(target)).toBe(before);
+      expect(sessionOf('outsider', target)).toBe('refused');
+      expect(psql(cluster, target, 'SELECT count(*) FROM old_stuff')).toBe('1');
+    } finally {
+      await holder.end();
+      await looker.end();
+    }
+  }, 90_000);
 
   it("names in one warning what it cannot give the copy: a role's settings in that database (with the statement that sets each again) and what the database was created with", async () => {
     // Arrange: a database of another collation, a role's own setting in it
