@@ -309,6 +309,14 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     }
     fs.rmSync(download.file, { force: true });
     const restoreSeconds = (performance.now() - loadStarted) / 1000;
+    if (options.noOwner) {
+      // A restore that succeeds while the application's role is locked out of its tables is an
+      // outage the result must name. REASSIGN OWNED would also give away the role's databases.
+      const you = deps.connection.user;
+      warn(
+        `--no-owner: every object restored into "${target}" is owned by "${you}", not by its owner in the backup: any other role (the application's) cannot read or change them until each is given back (ALTER TABLE ... OWNER TO <its owner>, and so for each object; not REASSIGN OWNED BY ${quoteIdent(you)}, which also gives away every database "${you}" owns)`,
+      );
+    }
 
     // 5. Row counts against the manifest.
     signal?.throwIfAborted();

@@ -366,8 +366,10 @@ describe('a role that may not give the objects to their owners', () => {
     // Act
     const run = await atmrDr(['restore', appBackup, '--target-db', 'app_no_owner', '--no-owner'], env('restorer'));
 
-    // Assert
-    expect(run.stderr).toBe('');
+    // Assert: a success that locks the application out of its tables says so
+    expect(run.stderr).toBe(
+      'atmr-dr: warning: --no-owner: every object restored into "app_no_owner" is owned by "restorer", not by its owner in the backup: any other role (the application\'s) cannot read or change them until each is given back (ALTER TABLE ... OWNER TO <its owner>, and so for each object; not REASSIGN OWNED BY "restorer", which also gives away every database "restorer" owns)\n',
+    );
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/^restored daily\/\S+ \(custom, taken \S+, [^)]+ ago\) into app_no_owner: 2 tables, 320 rows, row counts match the manifest$/m);
     expect(databaseOwner('app_no_owner')).toBe('restorer');
