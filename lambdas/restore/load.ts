@@ -182,7 +182,7 @@ const MISSING_ROLE = /role "(.+?)" does not exist/;
  */
 function loadFailure(result: ToolResult, missing: ReadonlyMap<string, RoleUse>, input: LoadInput, when: string): OperatorError {
   const first = firstError(result.stderr);
-  if (missing.size === 0) return new OperatorError(`pg_restore failed (exit ${result.code}): ${first}${ownerFix(first, input, input.backupOwner ?? failedOwnerTo(result.stderr))}; the target was not touched`);
+  if (missing.size === 0) return new OperatorError(`pg_restore failed (exit ${result.code}): ${first}${ownerFix(first, input, failedOwnerTo(result.stderr) ?? input.backupOwner)}; the target was not touched`);
   return new OperatorError(`pg_restore stopped ${when}: ${missingRolesLine(missing, input.connection.user, input.noOwnerAdvice, true)}; the target was not touched`, 2);
 }
 
@@ -212,10 +212,11 @@ function ownerFix(line: string, input: LoadInput, knownOwner: string | undefined
   // PostgreSQL 15: only the database's owner may create in public, and giving an object in public
   // to a role needs that role to be allowed to create there. A new name's database is the
   // restoring role's, so a role that is not a superuser cannot give the backup's objects back.
-  // The owner to create it for: the manifest's, else the one pg_restore's failed statement named.
-  // Unknown, and left for the operator to fill in, for a backup taken before manifests recorded
-  // it when the failed statement does not name it: always so with the plain format (psql prints
-  // no failed statement).
+  // The owner to create it for: the one pg_restore's failed statement gives objects to, which needs
+  // CREATE in public (the backed-up database's owner may be another role, one this role may not
+  // even create a database for: RDS's master user, a superuser's database); else the manifest's
+  // database owner. Unknown, and left for the operator to fill in, for a backup taken before
+  // manifests recorded it, with the plain format (psql prints no failed statement).
   if (newTarget !== undefined && /permission denied for schema public/.test(line)) {
     return ` (the new database is owned by "${restorer}", and only its owner may create in its schema public, so "${restorer}", not a superuser, cannot give the backup's objects to their owner: create the database empty for that owner first (CREATE DATABASE ${quoteIdent(newTarget)} OWNER ${knownOwner === undefined ? "<the backup's owner>" : quoteIdent(knownOwner)}) and restore into it${noOwnerAdvice ? `, restore as a superuser, or ${noOwnerAdvice}` : ', or restore as a superuser'})`;
   }

@@ -258,6 +258,25 @@ describe('a restore keeps the owners of the backup', () => {
     60_000,
   );
 
+  it("as a CREATEDB member of app into a new name, from a database a superuser owns whose tables it gave to app: the load's line names app as the owner to create the database for, and that restores", async () => {
+    // Arrange: member may not create a database for postgres, the backed-up database's owner
+    psql(cluster, 'postgres', 'CREATE DATABASE superownedsrc');
+    psql(cluster, 'superownedsrc', 'CREATE TABLE booking (id int PRIMARY KEY); INSERT INTO booking SELECT generate_series(1, 7); ALTER TABLE booking OWNER TO app;');
+    const { manifestKey } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'superownedsrc', { tier: 'monthly', pointers: 'none' });
+    const target = 'superowned_new';
+
+    // Act
+    const error = (await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('member'), jobs: 2 }, { ref: manifestKey, targetDb: target }).catch((e: unknown) => e)) as OperatorError;
+    psql(cluster, 'postgres', `CREATE DATABASE ${target} OWNER app`);
+    const result = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('member'), jobs: 2 }, { ref: manifestKey, targetDb: target });
+
+    // Assert
+    expect(error.exitCode).toBe(1);
+    expect(error.message).toContain(`create the database empty for that owner first (CREATE DATABASE "${target}" OWNER "app") and restore into it`);
+    expect(result.rowsRestored).toBe(7);
+    expect(owners(target)).toBe('booking:app');
+  }, 60_000);
+
   it('as a superuser into a new name: the database is the backed-up database\'s owner\'s (app), the result says so, and the tables are app\'s', async () => {
     // Act
     const run = await atmrDr(['restore', appBackup, '--target-db', 'app_new'], env('postgres'));
