@@ -182,7 +182,7 @@ const MISSING_ROLE = /role "(.+?)" does not exist/;
  */
 function loadFailure(result: ToolResult, missing: ReadonlyMap<string, RoleUse>, input: LoadInput, when: string): OperatorError {
   const first = firstError(result.stderr);
-  if (missing.size === 0) return new OperatorError(`pg_restore failed (exit ${result.code}): ${first}${ownerFix(first, input, failedOwnerTo(result.stderr) ?? input.backupOwner)}; the target was not touched`);
+  if (missing.size === 0) return new OperatorError(`pg_restore failed (exit ${result.code}): ${first}${ownerFix(first, input, failedOwnerTo(result.stderr) ?? input.backupOwner, result.stderr)}; the target was not touched`);
   return new OperatorError(`pg_restore stopped ${when}: ${missingRolesLine(missing, input.connection.user, input.noOwnerAdvice, true)}; the target was not touched`, 2);
 }
 
@@ -205,7 +205,9 @@ function failedOwnerTo(stderr: string): string | undefined {
  * that role (PostgreSQL 16 says "must be able to SET ROLE"), or the server has no such role (a new
  * server: roles are not in a pg_dump). '' for any other failure.
  */
-function ownerFix(line: string, input: LoadInput, knownOwner: string | undefined): string {
+const NOT_MEMBER = /must be (?:member of role|able to SET ROLE) "(.+?)"/;
+
+function ownerFix(line: string, input: LoadInput, knownOwner: string | undefined, stderr = ''): string {
   const { connection: { user: restorer }, newTarget, noOwnerAdvice } = input;
   const you = quoteIdent(restorer);
   const orNoOwner = noOwnerAdvice ? `, or ${noOwnerAdvice} to have them owned by "${restorer}"` : '';
@@ -225,9 +227,15 @@ function ownerFix(line: string, input: LoadInput, knownOwner: string | undefined
   if (input.format === 'plain' && /permission denied for schema public/.test(line)) {
     return ` (the backup grants CREATE on schema public to the objects' owner, which the plain SQL does only at its end, after giving them their objects: restore the custom format (without --format plain), whose load gives those grants first, or restore as a superuser)`;
   }
-  const notMember = /must be (?:member of role|able to SET ROLE) "(.+?)"/.exec(line);
-  if (notMember) {
-    const owner = notMember[1];
+  if (NOT_MEMBER.test(line)) {
+    // pg_restore's pre-data run goes on past a refusal: every owner refused is on its stderr, each
+    // named once here, so that one GRANT unblocks the restore (psql stops at its first).
+    const owners = [...new Set(Array.from(`${line}\n${stderr}`.matchAll(new RegExp(NOT_MEMBER, 'g')), (m) => m[1]))];
+    if (owners.length > 1) {
+      const named = owners.map((o) => `"${o}"`).join(', ');
+      return ` (the backup's objects are owned by roles ${named}, and role "${restorer}" may not give them to them: restore as a member of them all (have an admin run GRANT ${owners.map(quoteIdent).join(', ')} TO ${you})${orNoOwner})`;
+    }
+    const [owner] = owners;
     return ` (the backup's objects are owned by role "${owner}", and role "${restorer}" may not give them to it: restore as "${owner}" or as a member of it (have an admin run GRANT ${quoteIdent(owner)} TO ${you})${orNoOwner})`;
   }
   // The restoring role (not a superuser) writes as a member of the objects' owner: refused one of

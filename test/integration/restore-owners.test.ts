@@ -359,6 +359,31 @@ describe('a role that may not give the objects to their owners', () => {
     expect(databasesLike(cluster, `refused_${format}`)).toEqual([]);
   }, 60_000);
 
+  it('objects of two owners (custom): one line naming both in one GRANT, which then unblocks the restore', async () => {
+    // Arrange: a superuser's database, tables given to two roles the restoring role is a member of neither
+    psql(cluster, 'postgres', 'CREATE ROLE billing; CREATE ROLE dispatch; CREATE DATABASE twoownerssrc');
+    psql(
+      cluster,
+      'twoownerssrc',
+      'GRANT CREATE ON SCHEMA public TO billing, dispatch; CREATE TABLE invoice (id int); ALTER TABLE invoice OWNER TO billing; CREATE TABLE ride (id int); ALTER TABLE ride OWNER TO dispatch;',
+    );
+    const { manifestKey } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'twoownerssrc', { tier: 'monthly', pointers: 'none' });
+
+    // Act
+    const refused = await atmrDr(['restore', manifestKey, '--target-db', 'two_owners'], env('restorer'));
+    psql(cluster, 'postgres', 'GRANT billing, dispatch TO restorer');
+    const restored = await atmrDr(['restore', manifestKey, '--target-db', 'two_owners'], env('restorer'));
+    psql(cluster, 'postgres', 'REVOKE billing, dispatch FROM restorer');
+
+    // Assert
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toContain(
+      `(the backup's objects are owned by roles "billing", "dispatch", and role "restorer" may not give them to them: restore as a member of them all (have an admin run GRANT "billing", "dispatch" TO "restorer"), or pass --no-owner to have them owned by "restorer"); the target was not touched\n`,
+    );
+    expect(restored.status).toBe(0);
+    expect(psql(cluster, 'two_owners', "SELECT string_agg(relname || ':' || pg_get_userbyid(relowner), ',' ORDER BY relname) FROM pg_class WHERE relname IN ('invoice', 'ride')")).toBe('invoice:billing,ride:dispatch');
+  }, 60_000);
+
   it('the restore test, which cannot leave the owners out, offers only the GRANT; the Lambda restore offers its event field', async () => {
     // Act
     const report = await runRestoreTest(
