@@ -198,6 +198,9 @@ function failedOwnerTo(stderr: string): string | undefined {
   return owner === null ? undefined : (owner[2] ?? owner[1].replaceAll('""', '"'));
 }
 
+/** PostgreSQL's refusal to give an object to a role the restoring role is not a member of (16: may not SET ROLE to). */
+const NOT_MEMBER = /must be (?:member of role|able to SET ROLE) "(.+?)"/;
+
 /**
  * What to do when the load stopped on an object's owner. pg_restore (without --no-owner) and the
  * plain SQL give each object to its owner in the backup right after creating it, so this comes
@@ -205,8 +208,6 @@ function failedOwnerTo(stderr: string): string | undefined {
  * that role (PostgreSQL 16 says "must be able to SET ROLE"), or the server has no such role (a new
  * server: roles are not in a pg_dump). '' for any other failure.
  */
-const NOT_MEMBER = /must be (?:member of role|able to SET ROLE) "(.+?)"/;
-
 function ownerFix(line: string, input: LoadInput, knownOwner: string | undefined, stderr = ''): string {
   const { connection: { user: restorer }, newTarget, noOwnerAdvice } = input;
   const you = quoteIdent(restorer);
