@@ -17,7 +17,7 @@ import { BackupManifestSchema, LatestPointerSchema, parseManifest, type BackupMa
 import { safeJson } from '../shared/json';
 import { systemClockOffsetMs } from '../shared/clock-offset';
 import { connectTo, type PgConnection } from '../shared/pg-connection';
-import { countFailureFix, LOCKED_TABLE_FIX, openCountedSnapshot } from './counted-snapshot';
+import { countFailureFix, LOCKED_TABLE_FIX, openCountedSnapshot, PRIVILEGE_FIX } from './counted-snapshot';
 import { LockCycleError, LockCycleWatch, LockWaitWatch, SideLooks } from './lock-wait';
 import {
   anyStampKey,
@@ -632,6 +632,8 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
     // pg_dump's --lock-wait-timeout is a statement timeout on its LOCK TABLE: say what it means.
     if (/statement timeout.*LOCK TABLE/.test(error.message)) throw new OperatorError(`${error.message}${LOCKED_TABLE_FIX}`);
     if (/permission denied for large object/.test(error.message)) throw new OperatorError(`${error.message}${LARGE_OBJECT_FIX}`);
+    // A sequence the row counts do not read (they read tables only) is refused to pg_dump alone.
+    if (/permission denied for/.test(error.message)) throw new OperatorError(`${error.message}${PRIVILEGE_FIX}`);
     throw error;
   });
   void dumpExit.then(phase('pg_dump exited'), () => undefined);

@@ -22,11 +22,14 @@ const INVALID_SCHEMA_NAME = '3F000';
 const DROPPED = new Set([UNDEFINED_TABLE, INVALID_SCHEMA_NAME]);
 const INSUFFICIENT_PRIVILEGE = '42501';
 
+/** The fix of a table or sequence the backup role may not read, refused to the row counts or to pg_dump. */
+export const PRIVILEGE_FIX = '; grant the backup role SELECT on every table and sequence it must dump (pg_dump needs them too)';
+
 /** The fix of a lock or a row count the server refused (pg_dump needs the same rights). */
 export function countFailureFix(error: unknown): string {
   const code = sqlState(error);
   if (code === LOCK_NOT_AVAILABLE) return LOCKED_TABLE_FIX;
-  return code === INSUFFICIENT_PRIVILEGE ? '; grant the backup role SELECT on every table and sequence it must dump (pg_dump needs them too)' : '';
+  return code === INSUFFICIENT_PRIVILEGE ? PRIVILEGE_FIX : '';
 }
 
 /**

@@ -507,6 +507,29 @@ describe('atmr-dr backup faults (integration)', () => {
     }
   });
 
+  it('a role that may read a table but not its sequence: pg_dump\'s refusal comes with the grant to make', async () => {
+    // Arrange: SELECT on a table with a serial column, no grant on that column's sequence
+    const database = uniqueDatabaseName('bkf_seq');
+    const role = `${database}_role`;
+    createDatabase(database, `CREATE TABLE rides (id serial PRIMARY KEY); CREATE ROLE ${role} LOGIN; GRANT SELECT ON rides TO ${role};`);
+    try {
+      // Act
+      const result = await runCli(['backup', '--tier', 'hourly'], cliEnv(database, s3.env, { PGUSER: role, NODE_NO_WARNINGS: '1' }));
+
+      // Assert
+      expect(result.status).toBe(1);
+      expect(result.stdout).toBe('');
+      expectOneLineError(
+        result.stderr,
+        /^atmr-dr: backup failed, nothing published .*pg_dump exited with code 1: .*permission denied for sequence rides_id_seq.*; grant the backup role SELECT on every table and sequence it must dump \(pg_dump needs them too\)$/,
+      );
+      await expectNothingPublished();
+    } finally {
+      dropDatabase(database);
+      psql(testCluster(), 'postgres', `DROP ROLE IF EXISTS ${role};`);
+    }
+  });
+
   it("Ctrl-C while the run's lock of the tables to count waits behind another session's lock: no backend of the run is left queued on that lock", async () => {
     // Arrange: another session holds a table ACCESS EXCLUSIVE (a migration), so the run's LOCK TABLE
     // of the tables to count, taken before pg_dump starts, waits for it.
