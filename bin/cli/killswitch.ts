@@ -98,7 +98,8 @@ function report(parameterName: string, result: KillswitchCommandResult, json: bo
 function changeOf(command: Exclude<KillswitchCommand, { action: 'status' }>): string {
   if (command.action === 'disable') return 'return the API to normal';
   const what = command.mode === 'maintenance' ? 'put the API in maintenance (every request but /health and /ready answered 503)' : 'put the API in degraded mode';
-  return `${what}${command.expires === undefined ? '' : ` for ${command.expires}`}`;
+  // Without --expires nothing reverts it: the operator confirms a change that lasts until someone undoes it.
+  return `${what}${command.expires === undefined ? ' until atmr-dr killswitch disable (no --expires)' : ` for ${command.expires}`}`;
 }
 
 /** The end of a failure's line that says to retry at once: a write that may have landed is checked first. */

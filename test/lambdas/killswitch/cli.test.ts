@@ -78,7 +78,10 @@ describe('atmr-dr killswitch: bad input writes nothing', () => {
 
 describe('atmr-dr killswitch enable / disable / status', () => {
   it.each([
-    [['enable', '--mode', 'maintenance', '--reason', 'OSRM down'], 'killswitch enable: put the API in maintenance (every request but /health and /ready answered 503)'],
+    [
+      ['enable', '--mode', 'maintenance', '--reason', 'OSRM down'],
+      'killswitch enable: put the API in maintenance (every request but /health and /ready answered 503) until atmr-dr killswitch disable (no --expires)',
+    ],
     [['disable', '--reason', 'OSRM back'], 'killswitch disable: return the API to normal'],
   ])('%j without --yes and without a terminal is refused in one line naming --yes, exit 2, nothing written', (args, change) => {
     const run = atmrDr(args);
