@@ -240,6 +240,11 @@ export async function usageLine(error: CommanderError, argv: readonly string[], 
   // `rollback service atmr-celery-worker`: the service is a flag, and the operator who deletes the
   // word commander calls too many would act on the default service (the API) instead of that one.
   const words = walked?.command.args ?? [];
+  if (error.code === 'commander.missingArgument') {
+    // `incident ack` without its id: the argument's description says where ids are listed.
+    const argument = walked?.command.registeredArguments.find((a) => message.includes(`'${a.name()}'`));
+    if (argument?.description) message += `: ${argument.description}`;
+  }
   if (error.code === 'commander.excessArguments' && walked) {
     // `backup list`: the catalog's commands are under `backups`; `backup` takes a new backup.
     const word = argv[walked.next];

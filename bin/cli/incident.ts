@@ -41,6 +41,9 @@ async function workflowStatuses(sfn: SFNClient, stateMachineArn: string | undefi
   return statuses;
 }
 
+/** What `<id>` is and where it comes from: a command line without it is answered with this. */
+const INCIDENT_ID = 'incident id, from atmr-dr incident list --open';
+
 /** `atmr-dr incident list|ack|resolve|timeline`: the escalation state, from the ops-state table. */
 export function registerIncidentCommands(program: Command): void {
   const incident = program
@@ -92,7 +95,8 @@ export function registerIncidentCommands(program: Command): void {
     });
 
   incident
-    .command('ack <id>')
+    .command('ack')
+    .argument('<id>', INCIDENT_ID)
     // The word docs/escalation.md and this command's help use for it: typed in full, it acknowledges too.
     .alias('acknowledge')
     .description('acknowledge: stops the climb; the acknowledging level is reminded while the alarm stays in ALARM')
@@ -106,7 +110,8 @@ export function registerIncidentCommands(program: Command): void {
     });
 
   incident
-    .command('resolve <id>')
+    .command('resolve')
+    .argument('<id>', INCIDENT_ID)
     .description('resolve by hand (the alarm returning to OK resolves by itself); every level paged is told')
     .option('--by <name>', byOptionHelp('who resolves'))
     .option('--yes', 'do not ask for confirmation')
@@ -123,7 +128,8 @@ export function registerIncidentCommands(program: Command): void {
     });
 
   incident
-    .command('timeline <id>')
+    .command('timeline')
+    .argument('<id>', 'incident id, from atmr-dr incident list')
     .description('the incident as Markdown (pages, acknowledgement, automated actions, state changes), for the post-mortem')
     .action(async (id: string) => {
       const { store } = await storeOf();

@@ -539,7 +539,7 @@ export function registerRecoverCommands(program: Command): void {
     .description(
       'put production on a verified recovery: maintenance, endpoint switch, ECS redeploy, /ready and a write, maintenance off; the old instance is renamed and kept. Each step is journaled: --resume continues an interrupted cutover, --undo puts back what it changed',
     )
-    .argument('<id>', 'recovery id')
+    .argument('<id>', 'recovery id, from atmr-dr recover status')
     .option('--resume', 'continue an interrupted cutover from its first step not done')
     .option('--undo', 'put back what an interrupted or failed cutover changed (killswitch, endpoint, tasks); refused once the killswitch was reopened')
     .option('--unverified', 'cut over a copy whose verification could not read its data in time (status "unverified"), on your own check; /ready and the write check still run')
@@ -695,7 +695,7 @@ export function registerRecoverCommands(program: Command): void {
     .description(
       'delete the recovered instance (after a final snapshot, unless it is still creating or its restore failed: no data yet) and free the lock; refused once production runs on it; a copy RDS cannot snapshot (it cannot use its KMS key) only with --skip-final-snapshot',
     )
-    .argument('<id>', 'recovery id')
+    .argument('<id>', 'recovery id, from atmr-dr recover status')
     .option('--skip-final-snapshot', 'delete a copy RDS cannot snapshot (inaccessible-encryption-credentials: it cannot use its KMS key) without a final snapshot; refused for a copy RDS can snapshot')
     .option('--yes', 'confirm (required when standard input is not a terminal)')
     .action(
