@@ -107,7 +107,7 @@ export function checkBackupRef(ref: string, tierText?: string): BackupTier | und
     // rather than take it (an exact key to type again, never a prefix that could match another
     // database's backups, db1 for db10).
     const manifest = `${ref.replace(/\.(dump|sql\.gz)$/, '')}.manifest.json`;
-    const meant = keyDatabase(splitS3Url(manifest)?.key ?? manifest) === undefined ? '' : `did you mean "${manifest}"? `;
+    const meant = didYouMean(keyDatabase(splitS3Url(manifest)?.key ?? manifest) === undefined ? [] : [manifest]);
     throw new OperatorError(`"${ref}" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); ${meant}list them with: atmr-dr backups list`, 2);
   }
   if (tier !== undefined && !key.startsWith(`${tier}/`)) {
@@ -188,8 +188,28 @@ export async function resolveBackup(deps: CatalogDeps, ref: string, filter: Cata
 async function readManifest(deps: CatalogDeps, manifestKey: string, missing?: () => string): Promise<BackupManifest> {
   const text = await getTextIfExists(deps.s3, deps.bucket, manifestKey, deps.signal);
   if (text === undefined && missing) throw new OperatorError(missing());
-  if (text === undefined) throw new OperatorError(`manifest s3://${deps.bucket}/${manifestKey} does not exist; list backups with: atmr-dr backups list`, 2);
+  if (text === undefined) {
+    // A key copied without its tier prefix (the file name alone): name the tier keys that hold it.
+    const meant = manifestKey.includes('/') ? [] : await tierKeysOf(deps, manifestKey);
+    throw new OperatorError(`manifest s3://${deps.bucket}/${manifestKey} does not exist; ${didYouMean(meant)}list backups with: atmr-dr backups list`, 2);
+  }
   return parseManifest(manifestKey, text);
+}
+
+/** `<tier>/<name>` for each tier that holds an object of that exact key. */
+async function tierKeysOf(deps: CatalogDeps, name: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const tier of BACKUP_TIERS) {
+    const key = `${tier}/${name}`;
+    const page = await s3Call(deps.bucket, `listing of ${key}`, () => deps.s3.send(new ListObjectsV2Command({ Bucket: deps.bucket, Prefix: key, MaxKeys: 1 }), { abortSignal: deps.signal }));
+    if (page.Contents?.some((o) => o.Key === key)) found.push(key);
+  }
+  return found;
+}
+
+/** The keys the operator may have meant, to type again exactly, or '' when there are none. */
+function didYouMean(keys: readonly string[]): string {
+  return keys.length === 0 ? '' : `did you mean ${keys.map((k) => `"${k}"`).join(' or ')}? `;
 }
 
 /** Chooses the object to restore: the requested format, else custom (parallel restore), else plain. */

@@ -578,6 +578,18 @@ describe('atmr-dr restore', () => {
     expect(databaseExists(cluster, target)).toBe(false);
   });
 
+  it('a manifest key without its tier prefix: the line names the tier key that exists, exit 2, nothing created', async () => {
+    const target = uniqueDatabaseName('rcli_notier');
+    const bare = manifestKey.slice(manifestKey.indexOf('/') + 1);
+
+    const run = await atmrDr(['restore', bare, '--target-db', target], env());
+
+    expect(manifestKey).toBe(`daily/${bare}`);
+    expect(run.stderr).toBe(`atmr-dr: manifest s3://${localS3.bucket}/${bare} does not exist; did you mean "${manifestKey}"? list backups with: atmr-dr backups list\n`);
+    expect(run.status).toBe(2);
+    expect(databaseExists(cluster, target)).toBe(false);
+  });
+
   it('a TMPDIR that does not exist, or that is a file: one line naming it, what it is for and the export that fixes it, exit 2 (a bad setting), nothing created, target untouched', async () => {
     // Arrange: the built CLI (tsx itself would fail first on such a TMPDIR, for its own cache)
     const target = makeTarget();
