@@ -113,17 +113,8 @@ export async function loadBackup(input: LoadInput): Promise<void> {
     // application's role create its tables in a database another role (RDS's master user) owns.
     // pg_restore runs grants in its last pass, after giving each object to its owner, and a role
     // that is not a superuser may give an object in public only to a role that may create there:
-    // each such restore failed at the load's start ("permission denied for schema public"). Run
-    // first, the archive's own grant entry puts public as the backup has it (again in the last
-    // pass: GRANT and REVOKE are idempotent). The entry's line in the archive's table of contents:
-    // `<id>; 0 0 ACL - SCHEMA public <owner>`; a schema "public x" has one more word, not matched.
-    const toc = await runTool(pgRestore, ['--list', input.file], { env: toolEnv(undefined), signal: input.signal });
-    const publicGrants = toc.stdout.split('\n').filter((line) => /^\d+; \d+ \d+ ACL - SCHEMA public \S+$/.test(line));
-    if (publicGrants.length > 0) {
-      const list = path.join(path.dirname(input.file), 'public-grants.list');
-      fs.writeFileSync(list, `${publicGrants.join('\n')}\n`);
-      await run(['--use-list', list], 'before the data');
-    }
+    // each such restore failed at the load's start ("permission denied for schema public").
+    await grantPublicFirst(input, pgRestore, env);
     await run(['--section=pre-data'], 'before the data');
     await run(['--section=data', '--section=post-data', '--exit-on-error', '-j', String(input.jobs ?? os.availableParallelism())], 'after the data');
     return;
@@ -196,6 +187,30 @@ function failedOwnerTo(stderr: string): string | undefined {
   const command = lines[lines.findIndex(isErrorLine) + 1] ?? '';
   const owner = /^Command was: ALTER .+ OWNER TO (?:"((?:[^"]|"")+)"|([^\s";]+));$/.exec(command);
   return owner === null ? undefined : (owner[2] ?? owner[1].replaceAll('""', '"'));
+}
+
+/**
+ * The GRANT statements of the archive's grant entry for schema public, run before the load: they
+ * only add rights, all of which the entry gives again in pg_restore's last pass, after its REVOKEs
+ * (pg_dump writes those first), so public ends exactly as backed up. Its REVOKEs wait for that
+ * pass: run first, an owner's revoke of its own CREATE would refuse every table to the restoring
+ * role. Best effort: an entry given under another role's authority (SET SESSION AUTHORIZATION,
+ * a superuser's), or a run that fails (a role this server lacks, no psql), leaves the load as it
+ * was without it, and the load names what is wrong. The entry's line in the archive's table of
+ * contents is `<id>; 0 0 ACL - SCHEMA public <owner>`; a schema "public x" has one more word.
+ */
+async function grantPublicFirst(input: LoadInput, pgRestore: string, env: Record<string, string>): Promise<void> {
+  const toc = await runTool(pgRestore, ['--list', input.file], { env: toolEnv(undefined), signal: input.signal });
+  const entry = toc.stdout.split('\n').filter((line) => /^\d+; \d+ \d+ ACL - SCHEMA public \S+$/.test(line));
+  if (entry.length === 0) return;
+  const list = path.join(path.dirname(input.file), 'public-grants.list');
+  fs.writeFileSync(list, `${entry.join('\n')}\n`);
+  const sql = (await runTool(pgRestore, ['--use-list', list, '--file=-', input.file], { env: toolEnv(undefined), signal: input.signal })).stdout;
+  const grants = sql.split('\n').filter((line) => line.startsWith('GRANT ') && line.endsWith(';'));
+  if (grants.length === 0 || sql.includes('SET SESSION AUTHORIZATION')) return;
+  await runTool(pgToolPath('psql', input.pgBinDir), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', input.database, '-c', grants.join('\n')], { env, signal: input.signal }).catch((error: unknown) => {
+    if (input.signal?.aborted) throw error;
+  });
 }
 
 /** PostgreSQL's refusal to give an object to a role the restoring role is not a member of (16: may not SET ROLE to). */

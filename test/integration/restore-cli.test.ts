@@ -18,6 +18,7 @@ import { writeFakePgRestore } from '../support/fake-pg-restore';
 import { runAtTerminal } from '../support/terminal';
 import { PostgresCluster, psql, startAgain, startPostgres, stopFast, stopPostgres } from '../support/postgres';
 import { startGoingAwayProxy } from '../support/going-away-proxy';
+import { startRefusingS3 } from '../support/refusing-s3';
 import { LocalS3, startHoldingProxy, startLocalS3 } from '../support/s3';
 import { downloadOntoFullDisk, fullDiskLine, itWithSmallDisk, mountSmallDisk } from '../support/small-disk';
 import { atmrDr, databaseDigest, databaseExists, databasesLike, setAside, writeFixtureBackup } from '../lambdas/restore/fixtures';
@@ -588,6 +589,25 @@ describe('atmr-dr restore', () => {
     expect(run.stderr).toBe(`atmr-dr: manifest s3://${localS3.bucket}/${bare} does not exist; did you mean "${manifestKey}"? list backups with: atmr-dr backups list\n`);
     expect(run.status).toBe(2);
     expect(databaseExists(cluster, target)).toBe(false);
+  });
+
+  it("a manifest key without its tier prefix, read by a role that may not list the bucket: the same line without the suggestion, not the listing's refusal", async () => {
+    // Arrange: S3 refuses every listing, as to a role without s3:ListBucket
+    const target = uniqueDatabaseName('rcli_notier_nolist');
+    const bare = manifestKey.slice(manifestKey.indexOf('/') + 1);
+    const proxy = await startRefusingS3(localS3, (method, url) => method === 'GET' && url.searchParams.has('list-type'), 403, 'AccessDenied');
+
+    try {
+      // Act
+      const run = await atmrDr(['restore', bare, '--target-db', target], env({ AWS_ENDPOINT_URL_S3: proxy.endpoint }));
+
+      // Assert
+      expect(run.stderr).toBe(`atmr-dr: manifest s3://${localS3.bucket}/${bare} does not exist; list backups with: atmr-dr backups list\n`);
+      expect(run.status).toBe(2);
+      expect(databaseExists(cluster, target)).toBe(false);
+    } finally {
+      await proxy.stop();
+    }
   });
 
   it('a TMPDIR that does not exist, or that is a file: one line naming it, what it is for and the export that fixes it, exit 2 (a bad setting), nothing created, target untouched', async () => {
