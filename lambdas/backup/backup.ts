@@ -633,7 +633,7 @@ async function streamDump(input: StreamDumpInput): Promise<StreamedDump> {
     if (/statement timeout.*LOCK TABLE/.test(error.message)) throw new OperatorError(`${error.message}${LOCKED_TABLE_FIX}`);
     if (/permission denied for large object/.test(error.message)) throw new OperatorError(`${error.message}${LARGE_OBJECT_FIX}`);
     // A sequence the row counts do not read (they read tables only) is refused to pg_dump alone.
-    if (/permission denied for/.test(error.message)) throw new OperatorError(`${error.message}${PRIVILEGE_FIX}`);
+    if (/permission denied for (?:table|sequence) /.test(error.message)) throw new OperatorError(`${error.message}${PRIVILEGE_FIX}`);
     throw error;
   });
   void dumpExit.then(phase('pg_dump exited'), () => undefined);

@@ -191,7 +191,12 @@ async function readManifest(deps: CatalogDeps, manifestKey: string, missing?: ()
   if (text === undefined) {
     // A key copied without its tier prefix (the file name alone): name the tier keys that hold it.
     // Only a suggestion: a listing refused (a role without s3:ListBucket) or failed leaves the line as it was.
-    const meant = manifestKey.includes('/') ? [] : await tierKeysOf(deps, manifestKey).catch(() => []);
+    const meant = manifestKey.includes('/')
+      ? []
+      : await tierKeysOf(deps, manifestKey).catch(() => {
+          deps.signal?.throwIfAborted();
+          return [];
+        });
     throw new OperatorError(`manifest s3://${deps.bucket}/${manifestKey} does not exist; ${didYouMean(meant)}list backups with: atmr-dr backups list`, 2);
   }
   return parseManifest(manifestKey, text);
