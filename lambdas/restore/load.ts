@@ -43,18 +43,21 @@ export interface LoadInput {
    * test, which has no such option).
    */
   readonly noOwnerAdvice?: string;
+  /** The custom archive's table of contents, as checkArchiveReadable returned it ('' for the plain SQL): where schema public's grants are found. */
+  readonly toc: string;
 }
 
 /**
  * Refuses, before the staging database is created, a custom archive pg_restore cannot read (its
  * table of contents, at the head of the file: milliseconds). The file passed its sha256, so the
  * backup wrote it so: the line gives `backups verify`'s advice (the other format, another backup),
- * unless this pg_restore is too old for it (pgRestoreTooOld).
+ * unless this pg_restore is too old for it (pgRestoreTooOld). Returns the table of contents
+ * (`pg_restore --list`), which the load reads schema public's grants from.
  */
-export async function checkArchiveReadable(input: Pick<LoadInput, 'file' | 'pgBinDir' | 'signal' | 'otherCopy'> & { readonly madeBy?: string }, untouched: string): Promise<void> {
+export async function checkArchiveReadable(input: Pick<LoadInput, 'file' | 'pgBinDir' | 'signal' | 'otherCopy'> & { readonly madeBy?: string }, untouched: string): Promise<string> {
   const pgRestore = pgToolPath('pg_restore', input.pgBinDir);
-  const result = await runTool(pgRestore, ['--list', '--file=/dev/null', input.file], { env: toolEnv(undefined), signal: input.signal });
-  if (result.code === 0) return;
+  const result = await runTool(pgRestore, ['--list', input.file], { env: toolEnv(undefined), signal: input.signal });
+  if (result.code === 0) return result.stdout;
   const tooOld = await pgRestoreTooOld(pgRestore, result.stderr, input.file, input.madeBy);
   if (tooOld) throw new OperatorError(`${tooOld.problem}; nothing was created, ${untouched}; ${tooOld.fix}`, 2);
   throw new OperatorError(`pg_restore cannot read ${path.basename(input.file)} (exit ${result.code}): ${firstError(result.stderr)}; nothing was created, ${untouched}; ${badBackupFix(input.otherCopy)}`);
@@ -200,8 +203,7 @@ function failedOwnerTo(stderr: string): string | undefined {
  * contents is `<id>; 0 0 ACL - SCHEMA public <owner>`; a schema "public x" has one more word.
  */
 async function grantPublicFirst(input: LoadInput, pgRestore: string, env: Record<string, string>): Promise<void> {
-  const toc = await runTool(pgRestore, ['--list', input.file], { env: toolEnv(undefined), signal: input.signal });
-  const entry = toc.stdout.split('\n').filter((line) => /^\d+; \d+ \d+ ACL - SCHEMA public \S+$/.test(line));
+  const entry = input.toc.split('\n').filter((line) => /^\d+; \d+ \d+ ACL - SCHEMA public \S+$/.test(line));
   if (entry.length === 0) return;
   const list = path.join(path.dirname(input.file), 'public-grants.list');
   fs.writeFileSync(list, `${entry.join('\n')}\n`);

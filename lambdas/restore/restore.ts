@@ -263,10 +263,8 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     });
     log(`download: verified sha256 ${download.sha256.slice(0, 12)}... in ${download.seconds.toFixed(1)} s`);
 
-    if (object.format === 'custom') {
-      signal?.throwIfAborted();
-      await checkArchiveReadable({ file: download.file, pgBinDir: deps.pgBinDir, signal, otherCopy, madeBy: manifest.pgDumpVersion }, untouched);
-    }
+    signal?.throwIfAborted();
+    const toc = object.format === 'custom' ? await checkArchiveReadable({ file: download.file, pgBinDir: deps.pgBinDir, signal, otherCopy, madeBy: manifest.pgDumpVersion }, untouched) : '';
 
     // 4. Load into the staging database.
     signal?.throwIfAborted();
@@ -303,7 +301,7 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // pg_restore says nothing until it ends, which on a large database is minutes.
     const loadEnded = deps.onLoad?.(`${object.format === 'custom' ? 'pg_restore' : 'psql'} into ${staging}`);
     try {
-      await loadBackup({ connection: deps.connection, database: staging, file: download.file, format: object.format, jobs: deps.jobs, pgBinDir: deps.pgBinDir, noOwner: options.noOwner, signal, otherCopy, newTarget: owner === undefined ? target : undefined, backupOwner: manifest.databaseProperties?.owner, noOwnerAdvice });
+      await loadBackup({ connection: deps.connection, database: staging, file: download.file, format: object.format, jobs: deps.jobs, pgBinDir: deps.pgBinDir, noOwner: options.noOwner, signal, otherCopy, newTarget: owner === undefined ? target : undefined, backupOwner: manifest.databaseProperties?.owner, noOwnerAdvice, toc });
     } finally {
       loadEnded?.();
     }
