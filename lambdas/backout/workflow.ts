@@ -854,9 +854,17 @@ export async function postChecks(deps: BackoutDeps, settings: BackoutSettings, s
   if (signals.landedMinutes === 0) {
     ok = false;
     lines.push(`UNVERIFIED 5xx not verified yet (no datapoint since steady state; threshold ${settings.errorRatePercent}%)`);
+  } else if (signals.errorRatePercent === null) {
+    // Minutes landed, none with enough requests to judge: the maintenance killswitch (only the load
+    // balancer's probes reach the API) or a quiet hour. No evidence either: it pages, so that
+    // nobody lifts the maintenance on the word "healthy" of a release no user has reached yet.
+    ok = false;
+    lines.push(
+      `UNVERIFIED 5xx not verified: ${signals.requests} requests since steady state, too few to judge (under ${settings.minRequestsPerMinute} a minute: maintenance on, or a quiet hour); once users reach the API, watch its 5xx (alarm ${settings.alarmNames.errorRate})`,
+    );
   } else {
     if (ratioBad) ok = false;
-    lines.push(`${ratioBad ? 'FAIL' : 'OK'} 5xx ${signals.errorRatePercent === null ? `n/a (${signals.requests} requests)` : `${signals.errorRatePercent.toFixed(1)}%`} since steady state (threshold ${settings.errorRatePercent}%)`);
+    lines.push(`${ratioBad ? 'FAIL' : 'OK'} 5xx ${signals.errorRatePercent.toFixed(1)}% since steady state (threshold ${settings.errorRatePercent}%)`);
   }
   const stopped = await stoppedTasksSince(deps.ecs, settings, state.service, state.to?.taskDefinitionArn as string, new Date(state.rollout?.startedAt as string));
   if (stopped.length) ok = false;
