@@ -1202,6 +1202,11 @@ export interface RollbackPlan {
   readonly pinned: string | null;
 }
 
+/** The AWS CLI command that lists a family's revisions, newest first: where a TASK_DEF_ARN for --to comes from. */
+function listRevisionsCommand(family: string): string {
+  return `aws ecs list-task-definitions --family-prefix ${family} --sort DESC`;
+}
+
 /**
  * The read-only part of a manual rollback, for the CLI to show and confirm before anything changes:
  * refuses (one line, nothing written) an unknown service, a target of another family, no last
@@ -1235,7 +1240,7 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm'
     const history = await lastKnownGoodHistory(deps.doc, settings.tableName, serviceName);
     if (!history.length) {
       throw new OperatorError(
-        `backout: no last known good is recorded for ${serviceName} (a release becomes one after a clean bake): pass --to TASK_DEF_ARN (a revision of ${service.taskFamily}) to choose the target yourself`,
+        `backout: no last known good is recorded for ${serviceName} (a release becomes one after a clean bake): pass --to TASK_DEF_ARN (a revision of ${service.taskFamily}: ${listRevisionsCommand(service.taskFamily)}) to choose the target yourself`,
         2,
       );
     }
@@ -1253,7 +1258,7 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm'
     const { target: lkg, refused } = unrefusedTarget(history, pin, serviceName);
     skipped = refused;
     if (!lkg) {
-      throw new OperatorError(`backout: no last known good of ${serviceName} is left once the pin of its last rollback is applied (${[...skipped.values()].join('; ')}): pass --to TASK_DEF_ARN (a revision of ${service.taskFamily})`, 2);
+      throw new OperatorError(`backout: no last known good of ${serviceName} is left once the pin of its last rollback is applied (${[...skipped.values()].join('; ')}): pass --to TASK_DEF_ARN (a revision of ${service.taskFamily}: ${listRevisionsCommand(service.taskFamily)})`, 2);
     }
     assertFamily(service, lkg.taskDefinitionArn);
     target = { taskDefinitionArn: lkg.taskDefinitionArn, alembicHead: lkg.alembicHead, images: lkg.images };

@@ -296,7 +296,7 @@ describe('rollback service (same core as the workflow)', () => {
   it('refuses clearly without a last known good, changing nothing', async () => {
     const ctx = await context({ confirm: true });
 
-    await expect(serviceCommand(ctx, { service: 'atmr-api', yes: true })).rejects.toThrow(/no last known good is recorded for atmr-api .*: pass --to TASK_DEF_ARN \(a revision of atmr-api\)/);
+    await expect(serviceCommand(ctx, { service: 'atmr-api', yes: true })).rejects.toThrow(/no last known good is recorded for atmr-api .*: pass --to TASK_DEF_ARN \(a revision of atmr-api: aws ecs list-task-definitions --family-prefix atmr-api --sort DESC\)/);
     expect(mocks.ecs.commandCalls(UpdateServiceCommand)).toHaveLength(0);
   });
 
