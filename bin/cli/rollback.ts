@@ -33,6 +33,7 @@ import {
   backoutStatus,
   BackoutDeps,
   checkSteady,
+  checksNotRunLine,
   finishedRollbackMetrics,
   guards,
   pinLine,
@@ -292,7 +293,7 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
     if (state.rollout) ctx.print(`UpdateService sent; ${pinLine(state, state.rollout)}`);
     if (state.rollout?.images) ctx.print(state.rollout.images.line);
     // Ctrl-C while following the rollout stops following it, not the rollout: the report below
-    // says it was not awaited and releases the lock (else the operator's next command, and the
+    // says it was not awaited (or, once steady, that the checks were not run) and releases the lock (else the operator's next command, and the
     // automatic path, would find it held until it expires).
     if (options.wait) {
       for (;;) {
@@ -324,6 +325,9 @@ export async function serviceCommand(ctx: RollbackCliContext, options: ServiceRo
   const lockLeft = result.lockNotReleased ? lockNotReleasedLine(plan.service, state.owner, result.lockNotReleased) : '';
   const andLockLeft = lockLeft && `; ${lockLeft}`;
   if (notTold) throw new OperatorError(`rollback: ${result.outcome}${notTold}${pinAdvice}${andLockLeft}`, 1);
+  if (ctx.signal?.aborted && result.outcome === 'rolled-back-unchecked') {
+    throw new OperatorError(`rollback: interrupted before the post-rollback checks: ${plan.service} ${checksNotRunLine(ctx.settings, state)}; ${lockLeft || 'the lock is released'}`, 1);
+  }
   if (ctx.signal?.aborted && state.rollout) {
     throw new OperatorError(
       `rollback: interrupted while following the rollout: UpdateService was sent and ECS goes on with it; ${lockLeft || 'the lock is released'}; follow it with "atmr-dr rollback status --service ${plan.service}"`,

@@ -96,6 +96,7 @@ export type Decision = 'proceed' | 'notify' | 'skip' | 'ignore';
 export type Outcome =
   | 'rolled-back'
   | 'rolled-back-checks-failed'
+  | 'rolled-back-unchecked'
   | 'steady-timeout'
   | 'deployment-failed'
   | 'migration-failed'
@@ -872,6 +873,11 @@ export async function postChecks(deps: BackoutDeps, settings: BackoutSettings, s
   return { ...state, checks: { ok, lines } };
 }
 
+/** A rollout steady on its target whose post-rollback checks were not run (the CLI interrupted in the wait before them): what the human must check instead. */
+export function checksNotRunLine(settings: BackoutSettings, state: RollbackState): string {
+  return `steady on ${state.to?.taskDefinitionArn} at ${state.steady?.at}; the post-rollback checks were NOT run (interrupted): check ${settings.healthUrl}, ${settings.readyUrl} and the 5xx (alarm ${settings.alarmNames.errorRate}) by hand`;
+}
+
 export interface RollbackReport {
   readonly outcome: Outcome;
   readonly summary: string;
@@ -898,6 +904,8 @@ function outcomeOf(state: RollbackState): Outcome {
   if (state.steady?.status === 'timeout') return 'steady-timeout';
   if (state.steady?.status === 'failed') return 'deployment-failed';
   if (state.checks) return state.checks.ok ? 'rolled-back' : 'rolled-back-checks-failed';
+  // The workflow runs the checks once steady: only the CLI stopped in the wait before them ends here.
+  if (state.steady?.status === 'steady') return 'rolled-back-unchecked';
   if (state.rollout) return 'rollout-started';
   if (state.dryRun && state.decision === 'notify' && state.lockHeld) return 'dry-run';
   if (state.decision === 'notify' && !state.page) return 'not-needed';
@@ -977,12 +985,13 @@ export async function report(deps: BackoutDeps, settings: BackoutSettings, input
   // the killswitch is now (put back, untouched, or maybe in maintenance, with the command).
   const unansweredWrite = state.error?.Error === KILLSWITCH_WRITE_UNANSWERED ? String(tryJson(state.error.Cause)?.errorMessage ?? state.error.Cause ?? '') : null;
   const preparationStopped = preparationStoppedLine(settings, state, now);
-  const page = state.page || schemaAhead || schemaUnknown || Boolean(state.rollout?.pinError) || Boolean(killswitchLine?.page) || ['rolled-back-checks-failed', 'steady-timeout', 'deployment-failed', 'migration-failed', 'error'].includes(outcome);
+  const page = state.page || schemaAhead || schemaUnknown || Boolean(state.rollout?.pinError) || Boolean(killswitchLine?.page) || ['rolled-back-checks-failed', 'rolled-back-unchecked', 'steady-timeout', 'deployment-failed', 'migration-failed', 'error'].includes(outcome);
 
   const lines: string[] = [];
   const head: Record<Outcome, string> = {
     'rolled-back': `${state.service} rolled back and healthy`,
     'rolled-back-checks-failed': `${state.service} rolled back but the post-rollback checks FAILED or could not be verified yet`,
+    'rolled-back-unchecked': `${state.service} rolled back, ${checksNotRunLine(settings, state)}`,
     'steady-timeout': `${state.service} rollback did NOT reach steady state in time (no second rollback)`,
     'deployment-failed': `${state.service} rollback deployment FAILED`,
     'migration-failed': `${state.service}: migration downgrade FAILED, service NOT rolled back`,
