@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import { EnvironmentConfig } from '../../lib/config';
 import { runbookAlarmName } from '../../lib/alarm-names';
 import { backoutClients } from '../../lambdas/backout/clients';
-import { assertFamily, currentTaskDefinition, describeRelease, describeService } from '../../lambdas/backout/ecs';
+import { assertFamily, currentTaskDefinition, describeRelease, describeService, PrimaryRollout } from '../../lambdas/backout/ecs';
 import {
   BACKOUT_ACTOR,
   cliRunId,
@@ -199,6 +199,12 @@ async function lockHeldError(ctx: RollbackCliContext, service: string): Promise<
   return new OperatorError(`rollback: another rollback of ${service} holds the lock (${lock.reason}, held by ${lock.owner} since ${lock.acquiredAt}): ${waitOrUnlock(ctx.settings, service, lock)}; nothing changed`, 3);
 }
 
+/** A primary deployment not COMPLETED: what ECS is doing with it, and what still serves meanwhile. */
+function rolloutLine(taskDefinition: string, rollout: PrimaryRollout): string {
+  const counts = [rollout.reason, `${rollout.running}/${rollout.desired} running`, ...rollout.serving.map((d) => `${d.taskDefinition} still serving ${d.running}`)].filter(Boolean).join('; ');
+  return rollout.state === 'IN_PROGRESS' ? `rolling out ${taskDefinition} (${counts})` : `rollout of ${taskDefinition} ${rollout.state} (${counts})`;
+}
+
 export async function statusCommand(ctx: RollbackCliContext, services: string[], json: boolean): Promise<void> {
   const statuses = [];
   for (const service of services) statuses.push(await backoutStatus(ctx.deps, ctx.settings, service));
@@ -207,7 +213,7 @@ export async function statusCommand(ctx: RollbackCliContext, services: string[],
     return;
   }
   for (const s of statuses) {
-    ctx.print(`${s.service}: running ${s.currentTaskDefinition}`);
+    ctx.print(`${s.service}: ${s.rollout ? rolloutLine(s.currentTaskDefinition, s.rollout) : `running ${s.currentTaskDefinition}`}`);
     const recorded = (record: { ageSeconds: number; alembicHead: string | null }) => `(recorded ${formatAge(record.ageSeconds)} ago, alembic ${record.alembicHead ?? 'n/a'})`;
     // Refused by the pin, the newest record is no target of either path: said on its line, and the one "rollback service" takes named.
     const flag = s.lastKnownGoodRefused

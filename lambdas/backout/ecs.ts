@@ -58,6 +58,29 @@ export function currentTaskDefinition(service: Service): string {
 }
 
 /**
+ * The primary deployment while ECS has not COMPLETED it (IN_PROGRESS, or FAILED with its reason),
+ * and the releases of the other deployments still running tasks beside it: the service is set to run
+ * the primary's release, but does not run it yet, or only in part.
+ */
+export interface PrimaryRollout {
+  readonly state: string;
+  readonly reason: string | null;
+  readonly running: number;
+  readonly desired: number;
+  readonly serving: { readonly taskDefinition: string; readonly running: number }[];
+}
+
+/** Null once ECS has COMPLETED the primary deployment, or when it reports no rollout state (a deployment controller other than ECS's). */
+export function primaryRollout(service: Service): PrimaryRollout | null {
+  const deployments = service.deployments ?? [];
+  const primary = deployments.find((d) => d.status === 'PRIMARY');
+  if (!primary?.rolloutState || primary.rolloutState === 'COMPLETED') return null;
+  const serving = deployments.filter((d) => d !== primary && (d.runningCount ?? 0) > 0).map((d) => ({ taskDefinition: d.taskDefinition ?? 'unknown', running: d.runningCount ?? 0 }));
+  const reason = primary.rolloutState === 'FAILED' ? (primary.rolloutStateReason ?? null) : null;
+  return { state: primary.rolloutState, reason, running: primary.runningCount ?? 0, desired: primary.desiredCount ?? 0, serving };
+}
+
+/**
  * A PRIMARY deployment whose release may not be the one the alarm is about: ECS still rolls it out
  * while a release other than the rollback target runs beside it (a fix deployed while the bad release
  * fails, or ECS's circuit breaker rolling back to an unbaked release), or it was created after the

@@ -14,7 +14,7 @@ import { readKillswitch } from '../killswitch/core';
 import { effectiveMode } from '../killswitch/value';
 import { EVENT_SOURCE, OPERATOR_CLI } from '../shared/constants';
 import { namedLine, OperatorError, oneLine } from '../shared/errors';
-import { assertFamily, currentTaskDefinition, ROLLBACK_NOT_STARTED, RollbackNotStarted, deploymentStatus, deploymentUnderway, describeRelease, describeService, imageRepository, isDigestReference, pinToRecordedDigests, ReleaseInfo, runningImageDigests, stoppedTasksSince, taskDefinitionFamily, UnderwayDeployment, underwayLine, updateServiceTo } from './ecs';
+import { assertFamily, currentTaskDefinition, ROLLBACK_NOT_STARTED, RollbackNotStarted, deploymentStatus, deploymentUnderway, describeRelease, describeService, imageRepository, isDigestReference, pinToRecordedDigests, PrimaryRollout, primaryRollout, ReleaseInfo, runningImageDigests, stoppedTasksSince, taskDefinitionFamily, UnderwayDeployment, underwayLine, updateServiceTo } from './ecs';
 import { addRollbackMetrics, RollbackMetric, rollbackMetrics } from './metrics';
 import {
   alembicCurrentCommandLine,
@@ -1304,7 +1304,10 @@ export async function planRollback(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm'
 
 export interface ServiceBackoutStatus {
   readonly service: string;
+  /** The release of the primary deployment: the one the service is set to run (`rollout`: not yet everywhere). */
   readonly currentTaskDefinition: string;
+  /** The primary deployment while ECS rolls it out (or marked it FAILED), and what still serves beside it; null once COMPLETED. */
+  readonly rollout: PrimaryRollout | null;
   readonly lastKnownGood: (LastKnownGood & { readonly ageSeconds: number }) | null;
   /** Why the pin of the last rollback refuses the newest last known good (pinRefusal), or null: the automatic path then pages instead of rolling back. */
   readonly lastKnownGoodRefused: string | null;
@@ -1347,6 +1350,7 @@ export async function backoutStatus(deps: Pick<BackoutDeps, 'ecs' | 'doc' | 'ssm
   return {
     service: serviceName,
     currentTaskDefinition: current,
+    rollout: primaryRollout(ecsService),
     lastKnownGood: lkg ? aged(lkg) : null,
     lastKnownGoodRefused: lkgRefused,
     rollbackTarget: lkgRefused && target ? aged(target) : null,

@@ -803,7 +803,27 @@ describe('rollback status and migration', () => {
     await statusCommand(ctx, ['atmr-api'], true);
 
     expect(JSON.parse(printed[0])).toEqual([
-      expect.objectContaining({ service: 'atmr-api', currentTaskDefinition: BAD, lastKnownGood: expect.objectContaining({ taskDefinitionArn: GOOD, ageSeconds: 7200 }), lock: null, rollbacks: [] }),
+      expect.objectContaining({ service: 'atmr-api', currentTaskDefinition: BAD, rollout: null, lastKnownGood: expect.objectContaining({ taskDefinitionArn: GOOD, ageSeconds: 7200 }), lock: null, rollbacks: [] }),
+    ]);
+  });
+
+  it.each([
+    ['in progress', { rolloutState: 'IN_PROGRESS' }, `atmr-api: rolling out ${GOOD} (0/2 running; ${BAD} still serving 1)`, null],
+    ['marked FAILED by ECS', { rolloutState: 'FAILED', rolloutStateReason: 'ECS deployment circuit breaker: tasks failed to start.' }, `atmr-api: rollout of ${GOOD} FAILED (ECS deployment circuit breaker: tasks failed to start.; 0/2 running; ${BAD} still serving 1)`, 'ECS deployment circuit breaker: tasks failed to start.'],
+  ])('a primary deployment %s is said as the rollout it is, not as "running" it, in text and in JSON (rollout beside currentTaskDefinition)', async (_what, primary, line, reason) => {
+    const ctx = await context({ now: () => new Date('2026-06-01T10:20:00.000Z') });
+    await seedLkg(suite.dynamo.doc, undefined, ctx.settings.tableName);
+    // The rollback's deployment of GOOD with no task running yet, BAD's still serving beside it.
+    const rollingOut = service(GOOD, { rolloutState: primary.rolloutState, running: 0, others: 1 });
+    Object.assign(rollingOut.services![0].deployments![0], primary);
+    mocks.ecs.on(DescribeServicesCommand).resolves(rollingOut);
+
+    await statusCommand(ctx, ['atmr-api'], false);
+    await statusCommand(ctx, ['atmr-api'], true);
+
+    expect(printed[0]).toBe(line);
+    expect(JSON.parse(printed.at(-1)!)).toEqual([
+      expect.objectContaining({ currentTaskDefinition: GOOD, rollout: { state: primary.rolloutState, reason, running: 0, desired: 2, serving: [{ taskDefinition: BAD, running: 1 }] } }),
     ]);
   });
 
