@@ -1,12 +1,15 @@
+import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { Command } from 'commander';
+import { alarmStateNow } from '../../lambdas/escalation/alarm-state';
 import { incidentStore } from '../../lambdas/escalation/clients';
-import { highestLevelPaged, Incident } from '../../lambdas/escalation/model';
+import { highestLevelPaged, Incident, signalsEvent } from '../../lambdas/escalation/model';
 import { acknowledgeIncident, getIncident, IncidentStore, listIncidents, resolveIncident, timeline } from '../../lambdas/escalation/store';
 import { timelineMarkdown } from '../../lambdas/escalation/timeline';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
-import { OperatorError, oneLine } from '../../lambdas/shared/errors';
+import { namedLine, OperatorError, oneLine } from '../../lambdas/shared/errors';
+import { shellWord } from '../../lambdas/shared/format';
 import { confirmer } from './confirm';
 import { byOptionHelp, resolveCliActor } from './killswitch';
 import { DEPLOYED_NAMES, ENV_DEFAULT, resolveDeployedName } from './resolve';
@@ -39,6 +42,29 @@ async function workflowStatuses(sfn: SFNClient, stateMachineArn: string | undefi
     }
   }
   return statuses;
+}
+
+/**
+ * What resolving `incident` by hand leaves behind, when its alarm still breaches: CloudWatch pages
+ * only on a state change, so an alarm left in ALARM opens no new incident and pages nobody while the
+ * failure goes on. An event alarm is exempt: its state says nothing of whether it was handled, and
+ * only `incident resolve` closes its incident. Undefined when there is nothing to say; a read that
+ * failed is said (the resolution goes on: a human may resolve a stuck incident on purpose).
+ */
+async function stillInAlarm(incident: Incident): Promise<{ warning?: string; unread?: string }> {
+  if (incident.status === 'RESOLVED' || signalsEvent(incident.alarmDescription)) return {};
+  const name = incident.alarmName;
+  try {
+    if ((await alarmStateNow(namedClient(new CloudWatchClient(SDK_RETRY), 'CloudWatch'), name)) !== 'ALARM') return {};
+  } catch (error) {
+    return { unread: `the state of alarm ${name} could not be read (${namedLine(error)}): resolving without knowing whether it is still in ALARM` };
+  }
+  return {
+    warning:
+      `alarm ${name} is still in ALARM: nothing pages again until it goes OK and back to ALARM; ` +
+      `to have CloudWatch judge it again now (a new incident if it still breaches): ` +
+      `aws cloudwatch set-alarm-state --alarm-name ${shellWord(name)} --state-value OK --state-reason "resolved by hand"`,
+  };
 }
 
 /** What `<id>` is and where it comes from: a command line without it is answered with this. */
@@ -119,7 +145,11 @@ export function registerIncidentCommands(program: Command): void {
       const { store } = await storeOf();
       const found = await getIncident(store, id);
       if (!found) throw new OperatorError(`no incident ${id}: check the id with \`atmr-dr incident list --open\``, 4);
-      if (!(await confirmer(opts.yes)(`resolve incident ${id} (${found.alarmName}, ${found.status}) and stop its escalation`))) {
+      const alarm = await stillInAlarm(found);
+      if (alarm.unread) process.stderr.write(`atmr-dr: warning: ${alarm.unread}\n`);
+      if (alarm.warning && opts.yes) process.stderr.write(`atmr-dr: warning: ${alarm.warning}\n`);
+      const although = alarm.warning ? `, although ${alarm.warning}` : '';
+      if (!(await confirmer(opts.yes)(`resolve incident ${id} (${found.alarmName}, ${found.status}) and stop its escalation${although}`))) {
         throw new OperatorError(`incident resolve: not confirmed, incident ${id} unchanged`, 1);
       }
       const by = await resolveCliActor(opts.by);

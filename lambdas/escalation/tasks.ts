@@ -1,10 +1,11 @@
-import { CloudWatchClient, DescribeAlarmsCommand } from '@aws-sdk/client-cloudwatch';
+import type { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { refusedWithoutEffect } from '../shared/aws-errors';
 import { OPERATOR_CLI } from '../shared/constants';
 import { namedLine, oneLine } from '../shared/errors';
 import { ackLinkUrl } from './ack-link';
+import { alarmStateNow } from './alarm-state';
 import type { ExecutionInput } from './ingest';
 import { ExecutionState, Incident, intentLevels, joinAwaitsReminder, levelReached, levelsPaged, pagedNotRecordedKeys, pageIntent, runbookOf, shortHash, signalsEvent, TimelineEntry } from './model';
 import {
@@ -427,8 +428,7 @@ async function check(deps: TaskDeps, incidentId: string): Promise<{ alarmState: 
   // and the Resolve step then refuses to resolve on that state (`lastJoinedAlarmAt`, '' for none).
   const incident = await requireIncident(deps, incidentId);
   if (incident.status === 'RESOLVED') return { alarmState: 'RESOLVED' };
-  const result = await deps.cloudwatch.send(new DescribeAlarmsCommand({ AlarmNames: [incident.alarmName], AlarmTypes: ['MetricAlarm', 'CompositeAlarm'] }));
-  const state = result.MetricAlarms?.[0]?.StateValue ?? result.CompositeAlarms?.[0]?.StateValue;
+  const state = await alarmStateNow(deps.cloudwatch, incident.alarmName);
   if (!state) {
     await recordTimeline(deps.store, incidentId, 'alarm-deleted', { at: nowIso(deps), kind: 'note', text: `Alarm ${incident.alarmName} no longer exists (deleted while the incident was open)` });
     return { alarmState: 'DELETED' };

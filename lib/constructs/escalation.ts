@@ -269,13 +269,8 @@ export class Escalation extends Construct {
     grantSecretValueRead(tasksRole, this.ackKey);
     this.levelTopics.forEach((topic) => topic.allowPublisher(tasksRole, 'EscalationPager'));
     this.slackTopic?.allowPublisher(tasksRole, 'EscalationPager');
-    tasksRole.addToPrincipalPolicy(
-      new iam.PolicyStatement({
-        sid: 'ReadTheAlarmsOfThisEnvironment',
-        actions: ['cloudwatch:DescribeAlarms'],
-        resources: [stack.formatArn({ service: 'cloudwatch', resource: 'alarm', resourceName: `${prefix}*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
-      }),
-    );
+    const alarmsOfThisEnvironment = stack.formatArn({ service: 'cloudwatch', resource: 'alarm', resourceName: `${prefix}*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+    tasksRole.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'ReadTheAlarmsOfThisEnvironment', actions: ['cloudwatch:DescribeAlarms'], resources: [alarmsOfThisEnvironment] }));
 
     // The hand-over (buildStateMachine) starts the next execution of the incident from this function.
     tasksRole.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'HandOverTheIncident', actions: ['states:StartExecution'], resources: [this.stateMachineArn] }));
@@ -339,15 +334,24 @@ export class Escalation extends Construct {
 
     // `incident list` shows each open incident's escalation (DescribeExecution of the execution its
     // record names, or `<id>`): without it every escalation reads "unknown (AccessDenied)".
+    // `incident resolve` reads the incident's alarm: resolved by hand while still in ALARM, it would
+    // page nobody again until it goes OK and back, and the operator is told so before resolving.
     const executions = stack.formatArn({ service: 'states', resource: 'execution', resourceName: `${stateMachineName}:*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
     for (const arn of props.operatorRoleArns ?? []) {
       const role = iam.Role.fromRoleArn(this, `Operator${arn.split('/').pop()}`, arn, { mutable: true });
       this.allowIncidentWrites(role);
       role.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'ReadTheEscalations', actions: ['states:DescribeExecution'], resources: [executions] }));
-      Validations.of(role).acknowledge({
-        id: `AwsSolutions-IAM5[Resource::${nagRender(stack, executions)}]`,
-        reason: 'Execution names are the incident ids (and <id>-h<n> after a hand-over), known only at run time: DescribeExecution (read-only) on the executions of this environment\'s escalation state machine only.',
-      });
+      role.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'ReadTheIncidentAlarms', actions: ['cloudwatch:DescribeAlarms'], resources: [alarmsOfThisEnvironment] }));
+      Validations.of(role).acknowledge(
+        {
+          id: `AwsSolutions-IAM5[Resource::${nagRender(stack, executions)}]`,
+          reason: 'Execution names are the incident ids (and <id>-h<n> after a hand-over), known only at run time: DescribeExecution (read-only) on the executions of this environment\'s escalation state machine only.',
+        },
+        {
+          id: `AwsSolutions-IAM5[Resource::${nagRender(stack, alarmsOfThisEnvironment)}]`,
+          reason: 'DescribeAlarms (read-only) on the alarms of this environment only: their names share the prefix, and any of them may open an incident.',
+        },
+      );
     }
 
     [this.subscriptionsCheck, this.subscriptionsSchedule] = this.buildSubscriptionsCheck();

@@ -2,8 +2,12 @@
  * Runs the real `atmr-dr` CLI (bin/atmr-dr.ts main) in a child process: DynamoDB is the dynalite
  * server of the test (AWS_ENDPOINT_URL_DYNAMODB), SFN and STS are mocked at the SDK boundary
  * (commander 15 is ESM-only and cannot load inside jest). DescribeExecution answers the status in
- * INCIDENT_WORKFLOW_STATUS; the SFN calls made are written to INCIDENT_RESULT as JSON.
+ * INCIDENT_WORKFLOW_STATUS; the SFN calls made are written to INCIDENT_RESULT as JSON. CloudWatch is
+ * mocked there too: DescribeAlarms answers the state in INCIDENT_ALARM_STATE (default OK; a word that
+ * is no state is refused as that error, e.g. AccessDenied), and the alarms read are written beside
+ * the SFN calls (`alarmsRead`).
  */
+import { CloudWatchClient, DescribeAlarmsCommand, StateValue } from '@aws-sdk/client-cloudwatch';
 import { DescribeExecutionCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -16,9 +20,17 @@ async function run(): Promise<void> {
   sts.on(GetCallerIdentityCommand).resolves({ Arn: 'arn:aws:sts::111111111111:assumed-role/atmr-oncall/alice' });
   sfn.on(SendTaskSuccessCommand).resolves({});
   sfn.on(DescribeExecutionCommand).resolves({ status: (process.env.INCIDENT_WORKFLOW_STATUS ?? 'RUNNING') as 'RUNNING' });
+  const cloudwatch = mockClient(CloudWatchClient);
+  const alarmState = process.env.INCIDENT_ALARM_STATE ?? 'OK';
+  if (['OK', 'ALARM', 'INSUFFICIENT_DATA'].includes(alarmState)) {
+    cloudwatch.on(DescribeAlarmsCommand).callsFake((input: { AlarmNames?: string[] }) => ({ MetricAlarms: (input.AlarmNames ?? []).map((AlarmName) => ({ AlarmName, StateValue: alarmState as StateValue })) }));
+  } else {
+    cloudwatch.on(DescribeAlarmsCommand).rejects(Object.assign(new Error(`User is not authorized to perform: cloudwatch:DescribeAlarms`), { name: alarmState }));
+  }
   const code = await main(['node', 'atmr-dr', ...process.argv.slice(2)]);
   const calls = sfn.calls().map((call) => ({ command: call.args[0].constructor.name, input: call.args[0].input }));
-  fs.writeFileSync(process.env.INCIDENT_RESULT as string, JSON.stringify({ code, calls }));
+  const alarmsRead = cloudwatch.calls().flatMap((call) => (call.args[0].input as { AlarmNames?: string[] }).AlarmNames ?? []);
+  fs.writeFileSync(process.env.INCIDENT_RESULT as string, JSON.stringify({ code, calls, alarmsRead }));
   process.exitCode = code;
 }
 
