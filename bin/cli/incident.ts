@@ -9,10 +9,10 @@ import { timelineMarkdown } from '../../lambdas/escalation/timeline';
 import { namedClient } from '../../lambdas/shared/named-clients';
 import { SDK_RETRY } from '../../lambdas/shared/sdk-retry';
 import { namedLine, OperatorError, oneLine } from '../../lambdas/shared/errors';
-import { shellWord } from '../../lambdas/shared/format';
+import { formatSeconds, shellWord } from '../../lambdas/shared/format';
 import { confirmer } from './confirm';
 import { byOptionHelp, resolveCliActor } from './killswitch';
-import { DEPLOYED_NAMES, ENV_DEFAULT, resolveDeployedName } from './resolve';
+import { DEPLOYED_NAMES, defaultEnvironmentName, ENV_DEFAULT, resolveDeployedName } from './resolve';
 
 interface Globals {
   readonly table?: string;
@@ -67,6 +67,29 @@ async function stillInAlarm(incident: Incident): Promise<{ warning?: string; unr
   };
 }
 
+/**
+ * What follows an acknowledgement, for its line: the acknowledged level is still reminded (an event
+ * alarm's at each new failure, its OK resolving nothing), until the incident is resolved. The
+ * interval is the environment's `escalation.reminderIntervalSeconds` in cdk.json, which the deployed
+ * workflow waits: said only when the environment is known (`--env`, or the table read from its
+ * stacks; a table named by --table or ATMR_OPS_TABLE may be another environment's) and its config
+ * readable, else the line says the reminders without their interval.
+ */
+async function remindersLine(incident: Incident, envName: string | undefined): Promise<string> {
+  const resolve = `\`atmr-dr incident resolve ${incident.id}\``;
+  if (signalsEvent(incident.alarmDescription)) return `reminders at each new ALARM of this event alarm until ${resolve} (its OK resolves nothing)`;
+  let every = '';
+  if (envName !== undefined) {
+    try {
+      const { loadCliConfig } = await import('./cli-config');
+      every = ` every ${formatSeconds(loadCliConfig(envName).escalation.reminderIntervalSeconds)}`;
+    } catch {
+      // The acknowledgement is written: a config that cannot be read only leaves the interval out.
+    }
+  }
+  return `reminders${every} while the alarm stays in ALARM, until it goes OK or ${resolve}`;
+}
+
 /** What `<id>` is and where it comes from: a command line without it is answered with this. */
 const INCIDENT_ID = 'incident id, from atmr-dr incident list --open';
 
@@ -84,6 +107,9 @@ export function registerIncidentCommands(program: Command): void {
     const tableName = await resolveDeployedName(DEPLOYED_NAMES.opsTable, { flagValue: globals.table, envName: globals.env });
     return { store: incidentStore(tableName), globals };
   };
+  /** The environment the table belongs to, when known: `--env`, or the one whose stacks named it. */
+  const tableEnvironment = (globals: Globals): string | undefined =>
+    globals.env ?? (globals.table === undefined && !process.env[DEPLOYED_NAMES.opsTable.envVar] ? defaultEnvironmentName() : undefined);
 
   incident
     .command('list')
@@ -128,11 +154,11 @@ export function registerIncidentCommands(program: Command): void {
     .description('acknowledge: stops the climb; the acknowledging level is reminded while the alarm stays in ALARM')
     .option('--by <name>', byOptionHelp('who acknowledges'))
     .action(async (id: string, opts: { by?: string }) => {
-      const { store } = await storeOf();
+      const { store, globals } = await storeOf();
       const by = await resolveCliActor(opts.by);
       // The alarm named: in a storm ids share their time prefix, and a pasted wrong id shows here.
-      const { alarmName } = await acknowledgeIncident(store, id, { by, via: 'cli' });
-      print(`incident ${id} (${alarmName}) acknowledged by ${by}: escalation stopped`);
+      const acked = await acknowledgeIncident(store, id, { by, via: 'cli' });
+      print(`incident ${id} (${acked.alarmName}) acknowledged by ${by}: escalation stopped; ${await remindersLine(acked, tableEnvironment(globals))}`);
     });
 
   incident
