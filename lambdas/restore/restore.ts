@@ -237,9 +237,10 @@ export async function restoreBackup(deps: RestoreDeps, options: RestoreOptions):
     // restore first: a target missing because its data sits under `_old_` must not be recreated.
     await checkLeftovers(await admin.client(), target, warn);
     const { exists: targetExists } = await checkTarget(await admin.client(), deps.connection, target, options);
-    // How a restore refused for an owner may be told to leave the owners out: never the plain SQL.
+    // How a restore refused for an owner may be told to leave the owners out: never the plain SQL,
+    // nor a restore that already leaves them out.
     const noOwnerOption = options.noOwnerOption === undefined ? '--no-owner' : options.noOwnerOption;
-    const noOwnerAdvice = object.format === 'custom' && noOwnerOption !== null ? `pass ${noOwnerOption}` : undefined;
+    const noOwnerAdvice = object.format === 'custom' && noOwnerOption !== null && !options.noOwner ? `pass ${noOwnerOption}` : undefined;
     // Roles are not in a pg_dump: a new server's missing one refused in seconds, not after the download or the load.
     await checkRoles(await admin.client(), manifest.roles, { manifestKey, restorer: deps.connection.user, noOwner: options.noOwner, noOwnerAdvice, untouched });
     // Which backup, and how old, once the checks passed and before anything is downloaded: `latest`

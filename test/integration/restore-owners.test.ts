@@ -473,6 +473,28 @@ describe('a backup whose owner revoked a privilege from itself (the grants are g
     expect(databasesLike(cluster, 'revoke_copy')).toEqual([]);
     expect(result.rowsRestored).toBe(10);
   }, 60_000);
+
+  it('restored with --no-owner by that owner itself (not a superuser): fails the load, one line offering a superuser, not --no-owner again', async () => {
+    // Arrange: with --no-owner the restoring role owns the objects, and the backup's REVOKE names
+    // it when it is the owner's own name, so it loses the privilege it needs for its data
+    psql(cluster, 'postgres', 'CREATE ROLE selfrevoker LOGIN CREATEDB; CREATE DATABASE selfrevokesrc OWNER selfrevoker');
+    psql(cluster, 'selfrevokesrc', 'SET ROLE selfrevoker; CREATE TABLE ledger (id int PRIMARY KEY); INSERT INTO ledger SELECT generate_series(1, 10); REVOKE INSERT ON ledger FROM selfrevoker;');
+    const { manifestKey } = await writeFixtureBackup(s3, localS3.bucket, cluster, 'selfrevokesrc', { tier: 'daily', pointers: 'none' });
+    psql(cluster, 'postgres', 'DROP DATABASE selfrevokesrc');
+
+    // Act
+    const error = await restoreBackup({ s3, bucket: localS3.bucket, connection: connection('selfrevoker'), jobs: 2 }, { ref: manifestKey, targetDb: 'self_revoke_copy', noOwner: true }).then(
+      () => undefined,
+      (e: unknown) => e as OperatorError,
+    );
+
+    // Assert
+    expect(error?.exitCode).toBe(1);
+    expect(error?.message).toMatch(
+      /^pg_restore failed \(exit 1\): .*permission denied for table ledger.* \(the backup's grants revoke a privilege from the objects' owner, which "selfrevoker", not a superuser, loads the data as, or "selfrevoker" is NOINHERIT and does not use the owner's rights: restore as a superuser\); the target was not touched$/,
+    );
+    expect(databasesLike(cluster, 'self_revoke_copy')).toEqual([]);
+  }, 60_000);
 });
 
 describe('a server without the owner role (a new server: roles are not in a pg_dump)', () => {
