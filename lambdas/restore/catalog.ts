@@ -102,18 +102,33 @@ export function checkBackupRef(ref: string, tierText?: string): BackupTier | und
   if (ref === 'latest') return tier;
   // Its bucket is checked once the backup bucket is known (manifestKeyIn).
   const key = splitS3Url(ref)?.key ?? ref;
+  // A dump's file name alone: which tiers hold its manifest takes a listing, so resolveBackup refuses it.
+  if (isBareObjectName(key)) return tier;
   if (!isManifestKey(key)) {
     // A dump's key, or a manifest's without its suffix, names one manifest exactly: say which,
     // rather than take it (an exact key to type again, never a prefix that could match another
     // database's backups, db1 for db10).
-    const manifest = `${ref.replace(/\.(dump|sql\.gz)$/, '')}.manifest.json`;
-    const meant = didYouMean(keyDatabase(splitS3Url(manifest)?.key ?? manifest) === undefined ? [] : [manifest]);
-    throw new OperatorError(`"${ref}" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); ${meant}list them with: atmr-dr backups list`, 2);
+    const manifest = manifestOfObject(ref);
+    throw notAManifestKey(ref, keyDatabase(splitS3Url(manifest)?.key ?? manifest) === undefined ? [] : [manifest]);
   }
   if (tier !== undefined && !key.startsWith(`${tier}/`)) {
     throw new OperatorError(`manifest ${ref} is not in tier ${tier}; drop --tier or name a ${tier}/ manifest`, 2);
   }
   return tier;
+}
+
+/** A backup object's key without its tier prefix (`<db>_backup_<stamp>.dump`, or `.sql.gz`). */
+function isBareObjectName(key: string): boolean {
+  return !key.includes('/') && /\.(dump|sql\.gz)$/.test(key);
+}
+
+/** The manifest key of a backup object's key (or of a manifest's without its suffix). */
+function manifestOfObject(key: string): string {
+  return `${key.replace(/\.(dump|sql\.gz)$/, '')}.manifest.json`;
+}
+
+function notAManifestKey(ref: string, meant: readonly string[]): OperatorError {
+  return new OperatorError(`"${ref}" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); ${didYouMean(meant)}list them with: atmr-dr backups list`, 2);
 }
 
 /** `s3://<bucket>/<key>` split, or undefined for anything else (a bare key, latest). */
@@ -145,6 +160,9 @@ export function manifestKeyIn(ref: string, bucket: string): string {
  */
 export async function resolveBackup(deps: CatalogDeps, ref: string, filter: CatalogFilter = {}): Promise<ResolvedBackup> {
   const tier = checkBackupRef(ref, filter.tier);
+  // Refused before any GET: the object named may be the dump itself, gigabytes.
+  const key = splitS3Url(ref)?.key ?? ref;
+  if (isBareObjectName(key)) throw notAManifestKey(ref, await tierKeysMeant(deps, manifestOfObject(key)));
   if (ref !== 'latest') return { manifestKey: ref, manifest: await readManifest(deps, ref) };
   const database = filter.database;
   if (database === undefined || database === '') {
@@ -189,17 +207,21 @@ async function readManifest(deps: CatalogDeps, manifestKey: string, missing?: ()
   const text = await getTextIfExists(deps.s3, deps.bucket, manifestKey, deps.signal);
   if (text === undefined && missing) throw new OperatorError(missing());
   if (text === undefined) {
-    // A key copied without its tier prefix (the file name alone): name the tier keys that hold it.
-    // Only a suggestion: a listing refused (a role without s3:ListBucket) or failed leaves the line as it was.
-    const meant = manifestKey.includes('/')
-      ? []
-      : await tierKeysOf(deps, manifestKey).catch(() => {
-          deps.signal?.throwIfAborted();
-          return [];
-        });
-    throw new OperatorError(`manifest s3://${deps.bucket}/${manifestKey} does not exist; ${didYouMean(meant)}list backups with: atmr-dr backups list`, 2);
+    throw new OperatorError(`manifest s3://${deps.bucket}/${manifestKey} does not exist; ${didYouMean(await tierKeysMeant(deps, manifestKey))}list backups with: atmr-dr backups list`, 2);
   }
   return parseManifest(manifestKey, text);
+}
+
+/**
+ * For a key copied without its tier prefix (the file name alone): the tier keys that hold it. Only
+ * a suggestion: a listing refused (a role without s3:ListBucket) or failed gives none; a stop stays a stop.
+ */
+async function tierKeysMeant(deps: CatalogDeps, key: string): Promise<string[]> {
+  if (key.includes('/')) return [];
+  return tierKeysOf(deps, key).catch(() => {
+    deps.signal?.throwIfAborted();
+    return [];
+  });
 }
 
 /** `<tier>/<name>` for each tier that holds an object of that exact key. */

@@ -591,6 +591,23 @@ describe('atmr-dr restore', () => {
     expect(databaseExists(cluster, target)).toBe(false);
   });
 
+  it("a backup object's key without its tier prefix (.dump to restore, .sql.gz to verify): the line names the manifest's tier key, exit 2, nothing created", async () => {
+    const target = uniqueDatabaseName('rcli_dump_notier');
+    const bare = (format: 'custom' | 'plain') => {
+      const key = manifest.objects.find((o) => o.format === format)?.key ?? '';
+      return key.slice(key.indexOf('/') + 1);
+    };
+    const line = (ref: string) => `atmr-dr: "${ref}" is neither "latest" nor a manifest key (<tier>/<db>_backup_<stamp>.manifest.json); did you mean "${manifestKey}"? list them with: atmr-dr backups list\n`;
+
+    const restore = await atmrDr(['restore', bare('custom'), '--target-db', target], env());
+    const verify = await atmrDr(['backups', 'verify', bare('plain')], env());
+
+    expect([bare('custom'), bare('plain')]).toEqual([manifestKey.replace(/^daily\/(.*)\.manifest\.json$/, '$1.dump'), manifestKey.replace(/^daily\/(.*)\.manifest\.json$/, '$1.sql.gz')]);
+    expect([restore.status, restore.stderr]).toEqual([2, line(bare('custom'))]);
+    expect([verify.status, verify.stderr]).toEqual([2, line(bare('plain'))]);
+    expect(databaseExists(cluster, target)).toBe(false);
+  });
+
   it("a manifest key without its tier prefix, read by a role that may not list the bucket: the same line without the suggestion, not the listing's refusal", async () => {
     // Arrange: S3 refuses every listing, as to a role without s3:ListBucket
     const target = uniqueDatabaseName('rcli_notier_nolist');
