@@ -70,6 +70,9 @@ function print(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
+/** How long a mode set without --expires lasts. */
+const UNTIL_DISABLED = 'until atmr-dr killswitch disable (no --expires)';
+
 /** `now`: SSM's clock (ms), so an expiry is called past or not as the readers will, whatever this machine's clock says. */
 function report(parameterName: string, result: KillswitchCommandResult, json: boolean, now: number): void {
   if (result.action === 'status') {
@@ -78,6 +81,8 @@ function report(parameterName: string, result: KillswitchCommandResult, json: bo
       print(JSON.stringify({ parameterName, version: reading.version, value: reading.value, ...(reading.invalidReason && { invalid: reading.invalidReason, raw: reading.raw }) }));
     } else if (reading.value) {
       print(`killswitch ${parameterName} v${reading.version}: ${describeValue(reading.value, now)}`);
+      // Nothing reverts a mode set without --expires: the operator reading it learns it has no end.
+      if (reading.value.mode !== 'normal' && !reading.value.expiresAt) print(`  stays ${reading.value.mode} ${UNTIL_DISABLED}`);
     } else {
       print(`killswitch ${parameterName} v${reading.version}: MALFORMED value (${reading.invalidReason}), readers treat it as normal: ${reading.raw}`);
     }
@@ -99,7 +104,7 @@ function changeOf(command: Exclude<KillswitchCommand, { action: 'status' }>): st
   if (command.action === 'disable') return 'return the API to normal';
   const what = command.mode === 'maintenance' ? 'put the API in maintenance (every request but /health and /ready answered 503)' : 'put the API in degraded mode';
   // Without --expires nothing reverts it: the operator confirms a change that lasts until someone undoes it.
-  return `${what}${command.expires === undefined ? ' until atmr-dr killswitch disable (no --expires)' : ` for ${command.expires}`}`;
+  return `${what}${command.expires === undefined ? ` ${UNTIL_DISABLED}` : ` for ${command.expires}`}`;
 }
 
 /** The end of a failure's line that says to retry at once: a write that may have landed is checked first. */

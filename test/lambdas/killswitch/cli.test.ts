@@ -219,6 +219,20 @@ describe('atmr-dr killswitch enable / disable / status', () => {
     expect(run.puts).toEqual([]);
   });
 
+  it('status of a mode set without --expires says it stays on until disabled; with an expiry, or normal, it says nothing more', () => {
+    const stays = atmrDr(['status'], { raw: JSON.stringify(value({ mode: 'degraded', reason: 'peak', actor: 'alice' })), version: 9 });
+    const expiring = atmrDr(['status'], { raw: JSON.stringify(value({ mode: 'maintenance', reason: 'OSRM down', expiresAt: '2999-01-01T00:00:00.000Z' })), version: 4 });
+    const normal = atmrDr(['status'], { version: 2 });
+
+    expect([stays.status, stays.stdout]).toEqual([
+      0,
+      `killswitch ${PARAMETER} v9: degraded (by alice at 2026-01-01T00:00:00.000Z): peak\n  stays degraded until atmr-dr killswitch disable (no --expires)\n`,
+    ]);
+    expect([expiring.status, expiring.stdout]).toEqual([0, `killswitch ${PARAMETER} v4: maintenance (by atmr-dr deploy at 2026-01-01T00:00:00.000Z, until 2999-01-01T00:00:00.000Z): OSRM down\n`]);
+    expect([normal.status, normal.stdout]).toEqual([0, `killswitch ${PARAMETER} v2: normal (by atmr-dr deploy at 2026-01-01T00:00:00.000Z): initial\n`]);
+    expect([stays, expiring, normal].flatMap((run) => run.puts)).toEqual([]);
+  });
+
   it('says a stored value is malformed instead of failing', () => {
     const run = atmrDr(['status'], { raw: '{"mode":' });
 
