@@ -35,6 +35,11 @@ export function registerRestoreCommands(program: Command): void {
     .option('--count-timeout <duration>', "longest one table's row count may take, e.g. 90m, 3h, from 2m to 7d (default 1h; counts run one per core at a time and share the disk's throughput)")
     .option('--progress', 'progress on stderr even when it is not a terminal (at a terminal it is always shown)')
     .option('--json', 'print the result as JSON')
+    // Wrapped by hand within 80 columns, the command on one line to copy: commander does not wrap a command's afterword.
+    .addHelpText(
+      'after',
+      "\nrestore has no --dry-run: to check a backup without restoring it,\natmr-dr backups verify <manifest-key|latest> checks its objects' sizes and\nchecksums, and that they read to the end, without a database.",
+    )
     .action(
       async (
         ref: string | undefined,

@@ -508,6 +508,14 @@ describe('help', () => {
     expect(restore.stdout.split('\n').filter((line) => line.length > 80)).toEqual([]);
   });
 
+  it('restore --help names backups verify as the way to check a backup without restoring it (restore has no --dry-run)', async () => {
+    const restore = await entry(['restore', '--help'], operatorEnv());
+
+    expect(restore.stdout.replace(/\s+/g, ' ')).toContain(
+      "restore has no --dry-run: to check a backup without restoring it, atmr-dr backups verify <manifest-key|latest> checks its objects' sizes and checksums, and that they read to the end, without a database.",
+    );
+  });
+
   it('marks backup --tier as required', async () => {
     const help = await entry(['backup', '--help'], operatorEnv());
 
