@@ -41,6 +41,21 @@ function serviceFromConfig(config: EnvironmentConfig | undefined, key: string, c
   return service;
 }
 
+/**
+ * Refuses a service name (flag or variable) that the config gives to another key: bounds are per
+ * key, and acting on that service under this key would scale the API below its minimum or restart
+ * it as if it were OSRM. A name matches with or without its ARN's prefix. The config's own name for
+ * `key` never matches: the config gives each service one key.
+ */
+function refuseAnotherKeysService(config: EnvironmentConfig | undefined, key: string, source: string, service: string, fix: (otherKey: string) => string): void {
+  const services = config?.detection?.ecs?.services ?? {};
+  const name = service.split('/').pop();
+  const other = Object.keys(services).find((k) => k !== key && services[k].serviceName === name);
+  if (other === undefined) return;
+  const { minCount, maxCount } = services[other];
+  throw new OperatorError(`${source} "${service}" is detection.ecs.services.${other} (bounds ${minCount}-${maxCount}), not ${key}'s service: ${fix(other)}`, 2);
+}
+
 async function clusterName(flag: string | undefined, envName: string): Promise<string> {
   return resolveDeployedName(DEPLOYED_NAMES.detectionEcsCluster, { flagValue: flag, envName });
 }
@@ -94,10 +109,11 @@ export function registerDetectionCommands(program: Command): void {
       const { envName, config, error } = envConfig(opts.env);
       const bounds = serviceFromConfig(config, key, error);
       const serviceVar = `ATMR_${key.toUpperCase()}_SERVICE`;
-      const service =
-        nonEmpty(opts.serviceName, '--service-name', 'give the ECS service name, or leave --service-name out') ??
-        nonEmpty(process.env[serviceVar], serviceVar, 'set it to the ECS service name, or unset it to use the config') ??
-        bounds.serviceName;
+      const fromFlag = nonEmpty(opts.serviceName, '--service-name', 'give the ECS service name, or leave --service-name out');
+      const fromVar = fromFlag === undefined ? nonEmpty(process.env[serviceVar], serviceVar, 'set it to the ECS service name, or unset it to use the config') : undefined;
+      const service = fromFlag ?? fromVar ?? bounds.serviceName;
+      const envFlag = opts.env === undefined ? '' : ` --env ${opts.env}`;
+      refuseAnotherKeysService(config, key, `scale: ${fromFlag ? '--service-name' : serviceVar}`, service, (other) => `run atmr-dr scale ${other} <n>${envFlag}`);
       const result = await scaleService(
         { ecs: namedClient(new ECSClient(SDK_RETRY), 'ECS'), events: namedClient(new EventBridgeClient(SDK_RETRY), 'EventBridge'), confirm: confirmer(opts.yes), print },
         { key, cluster: await clusterName(opts.cluster, envName), service, count: Number(countText), minCount: bounds.minCount, maxCount: bounds.maxCount },
@@ -124,10 +140,12 @@ export function registerDetectionCommands(program: Command): void {
       if (!Number.isFinite(pollSeconds) || pollSeconds <= 0) throw new OperatorError(`osrm restart: --poll-interval "${opts.pollInterval}" must be a positive number of seconds`, 2);
       const { envName, config, error } = envConfig(opts.env);
       const osrmKey = config?.detection?.ecs?.osrmServiceKey ?? 'osrm';
-      const service =
-        nonEmpty(opts.serviceName, '--service-name', 'give the ECS service name, or leave --service-name out') ??
-        nonEmpty(process.env.ATMR_OSRM_SERVICE, 'ATMR_OSRM_SERVICE', 'set it to the ECS service name, or unset it to use the config') ??
-        serviceFromConfig(config, osrmKey, error).serviceName;
+      const fromFlag = nonEmpty(opts.serviceName, '--service-name', 'give the ECS service name, or leave --service-name out');
+      const fromVar = fromFlag === undefined ? nonEmpty(process.env.ATMR_OSRM_SERVICE, 'ATMR_OSRM_SERVICE', 'set it to the ECS service name, or unset it to use the config') : undefined;
+      const service = fromFlag ?? fromVar ?? serviceFromConfig(config, osrmKey, error).serviceName;
+      refuseAnotherKeysService(config, osrmKey, `osrm restart: ${fromFlag ? '--service-name' : 'ATMR_OSRM_SERVICE'}`, service, () =>
+        fromFlag ? "give the OSRM service's name, or leave --service-name out" : "set it to the OSRM service's name, or unset it to use the config",
+      );
       const result = await restartService(
         { ecs: namedClient(new ECSClient(SDK_RETRY), 'ECS'), events: namedClient(new EventBridgeClient(SDK_RETRY), 'EventBridge'), confirm: confirmer(opts.yes), print },
         {

@@ -910,6 +910,35 @@ describe('an AWS endpoint that accepts the connection and never answers', () => 
   }, 90_000);
 });
 
+describe("a service name (flag or variable) that cdk.json gives to another key is refused before any ECS call", () => {
+  // cdk.json's example environment: api atmr-api 2-10, celery atmr-celery-worker 1-8, osrm atmr-osrm 1-2.
+  it.each([
+    [['scale', 'celery', '1', '--yes', '--service-name', 'atmr-api'], {}, 'scale: --service-name "atmr-api" is detection.ecs.services.api (bounds 2-10), not celery\'s service: run atmr-dr scale api <n>'],
+    [
+      ['scale', 'api', '10', '--yes', '--env', 'example'],
+      { ATMR_API_SERVICE: 'arn:aws:ecs:eu-west-3:111111111111:service/atmr-prod/atmr-osrm' },
+      'scale: ATMR_API_SERVICE "arn:aws:ecs:eu-west-3:111111111111:service/atmr-prod/atmr-osrm" is detection.ecs.services.osrm (bounds 1-2), not api\'s service: run atmr-dr scale osrm <n> --env example',
+    ],
+    [['osrm', 'restart', '--yes', '--service-name', 'atmr-api'], {}, 'osrm restart: --service-name "atmr-api" is detection.ecs.services.api (bounds 2-10), not osrm\'s service: give the OSRM service\'s name, or leave --service-name out'],
+    [
+      ['osrm', 'restart', '--yes'],
+      { ATMR_OSRM_SERVICE: 'atmr-celery-worker' },
+      'osrm restart: ATMR_OSRM_SERVICE "atmr-celery-worker" is detection.ecs.services.celery (bounds 1-8), not osrm\'s service: set it to the OSRM service\'s name, or unset it to use the config',
+    ],
+  ])('%j with %j: one line, exit 2, no ECS request', async (args, extra, line) => {
+    const ecs = await startEcsEndpoint(() => ({ status: 400, body: { __type: 'InvalidParameterException', message: 'no request expected' } }));
+    try {
+      const run = await entry(args, operatorEnv({ ATMR_ECS_CLUSTER: 'atmr-prod', AWS_ENDPOINT_URL_ECS: ecs.url, AWS_ENDPOINT_URL_EVENTBRIDGE: NO_CLOUDFORMATION, ...extra }));
+
+      expect(run.stderr).toBe(`atmr-dr: ${line}\n`);
+      expect(run.status).toBe(2);
+      expect(ecs.requests).toEqual([]);
+    } finally {
+      await ecs.stop();
+    }
+  });
+});
+
 describe('the CloudFormation lookup of a deployed name', () => {
   let cloudFormation: LocalEndpoint;
   beforeAll(async () => {
